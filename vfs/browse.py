@@ -1,0 +1,158 @@
+"""Looking at versions without checking them out: log, show, ls, cat and diff.
+
+Functions here return plain data (dicts, lists, dataclasses); the CLI renders them
+as tables, YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from vfs.codec import Entry, Kind, Version
+from vfs.diff import Change, diff_maps, diff_trees, same_entry, tree_delta
+from vfs.errors import UsageError
+from vfs.history import History, split_rev_path
+from vfs.repo import Repository
+from vfs.stage import Staged
+from vfs.workflow import head_files, work_state
+from vfs.worktree import Workers
+
+
+def iso_time(ns: int) -> str:
+    """UTC ISO-8601 time of a nanosecond timestamp, to the second."""
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def version_summary(hist: History, oid: bytes, v: Version) -> dict[str, Any]:
+    """The fields ``log`` shows for one version."""
+    return {
+        "version": f"v{v.number}",
+        "id": oid.hex(),
+        "created": iso_time(v.time_ns),
+        "author": v.author,
+        "message": v.message,
+        "git_commit": v.git.commit if v.git else None,
+        "git_dirty": v.git.dirty if v.git else None,
+        "files": v.files,
+        "bytes": v.bytes,
+    }
+
+
+def log(repo: Repository, rev: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Versions on the first-parent chain from ``rev`` (default HEAD), newest first."""
+    hist = repo.history
+    start = hist.head_id() if rev is None else hist.resolve(rev)
+    out: list[dict[str, Any]] = []
+    for oid, v in hist.chain(start):
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(version_summary(hist, oid, v))
+    return out
+
+
+def added_in(hist: History, oid: bytes) -> dict[bytes, str]:
+    """For each file of a version, the version since which it has had this content."""
+    pending = set(hist.flatten(hist.version(oid).tree))
+    out: dict[bytes, str] = {}
+    cur: bytes | None = oid
+    while pending and cur is not None:
+        v = hist.version(cur)
+        parent = v.parents[0] if v.parents else None
+        if parent is None:
+            out.update(dict.fromkeys(pending, f"v{v.number}"))
+            break
+        old, new = tree_delta(hist, hist.version(parent).tree, v.tree)
+        for p in [p for p in pending if p in new]:
+            if p not in old or not same_entry(old[p], new[p]):
+                out[p] = f"v{v.number}"
+                pending.discard(p)
+        cur = parent
+    return out
+
+
+def _file_record(e: Entry, added: str | None) -> dict[str, Any]:
+    if e.kind == Kind.SYMLINK:
+        return {"link": os.fsdecode(e.target), "added": added}
+    return {"hash": e.digest.hex(), "size": e.size, "added": added}
+
+
+def show(repo: Repository, rev: str | None) -> dict[str, Any]:
+    """Everything about one version, files included, ready to export."""
+    hist = repo.history
+    oid = hist.resolve(rev or "HEAD")
+    v = hist.version(oid)
+    added = added_in(hist, oid)
+    files = {os.fsdecode(p): _file_record(e, added.get(p)) for p, e in hist.walk(v.tree)}
+    return {
+        "version": f"v{v.number}",
+        "id": oid.hex(),
+        "parents": [p.hex() for p in v.parents],
+        "message": v.message,
+        "author": v.author,
+        "created": iso_time(v.time_ns),
+        "git_commit": v.git.commit if v.git else None,
+        "git_dirty": v.git.dirty if v.git else None,
+        "parameters": v.params,
+        "pipeline": list(v.pipeline),
+        "totals": {"files": v.files, "bytes": v.bytes},
+        "files": files,
+    }
+
+
+def ls(repo: Repository, arg: str) -> list[tuple[bytes, Entry]]:
+    """Entries of ``REV[:DIR]`` (one entry if it names a file), in name order."""
+    rp = split_rev_path(arg)
+    hist = repo.history
+    v = hist.version(hist.resolve(rp.rev))
+    e = hist.lookup(v.tree, rp.path)
+    if e is None:
+        raise UsageError(f"{os.fsdecode(rp.path)} does not exist in v{v.number}")
+    if e.kind != Kind.DIR:
+        return [(rp.path, e)]
+    return [(x.name, x) for x in hist.tree(e.subtree).entries]
+
+
+def cat(repo: Repository, arg: str) -> Iterator[bytes]:
+    """The content of ``REV:PATH``, chunk by chunk, each verified."""
+    rp = split_rev_path(arg)
+    hist = repo.history
+    v = hist.version(hist.resolve(rp.rev))
+    e = hist.lookup(v.tree, rp.path)
+    if e is None:
+        raise UsageError(f"{os.fsdecode(rp.path) or '.'} does not exist in v{v.number}")
+    if e.kind == Kind.DIR:
+        raise UsageError(f"{os.fsdecode(rp.path) or '.'} is a directory: use `dvfs ls`")
+    if e.kind == Kind.SYMLINK:
+        yield e.target
+        return
+    for c in e.chunks:
+        yield repo.store.get(c.oid)
+
+
+def working_files(repo: Repository, workers: Workers) -> dict[bytes, Staged]:
+    """The tracked data as it is in the working tree now (staged and unstaged)."""
+    index = repo.index()
+    state = work_state(repo, index, workers)
+    files = dict(index.entries)
+    files.update(state.current)
+    for p in state.deleted:
+        files.pop(p, None)
+    return files
+
+
+def diff(repo: Repository, revs: Sequence[str], workers: Workers) -> list[Change]:
+    """No rev: HEAD vs working tree. One: REV vs working tree. Two: REV vs REV."""
+    hist = repo.history
+    if len(revs) > 2:
+        raise UsageError("diff takes at most two revisions")
+    if len(revs) == 2:
+        a, b = (hist.version(hist.resolve(r)).tree for r in revs)
+        return diff_trees(hist, a, b)
+    if revs:
+        old: dict[bytes, Entry] = hist.flatten(hist.version(hist.resolve(revs[0])).tree)
+    else:
+        old = head_files(hist)
+    return diff_maps(old, working_files(repo, workers))

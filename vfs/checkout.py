@@ -1,0 +1,241 @@
+"""Restoring the working tree to a version: ``checkout``, ``switch`` and branches/tags.
+
+A checkout never destroys work that is not stored in a version unless ``force`` is
+given: it refuses when a file it would overwrite or delete has unstaged or staged
+changes, or when an untracked file stands where the version has different content.
+Deleted files are no conflict (their content is in a version already).
+
+Files are written to a temporary sibling and renamed over the old one, in parallel.
+A damaged or missing object fails only the files that need it; everything else is
+restored and the failures are reported. The index then records the stat of every
+restored file, so the next ``status`` needs no hashing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vfs.codec import Entry
+from vfs.errors import DvfsError, ObjectMissing, UncommittedChanges, UsageError
+from vfs.gitlink import LockPointer, read_lock, write_lock
+from vfs.refs import Head, check_ref_name
+from vfs.repo import Repository
+from vfs.stage import Index, staged_from_entry
+from vfs.workflow import head_files, quiet, work_state
+from vfs.worktree import (
+    Found,
+    Hasher,
+    Warn,
+    Workers,
+    lstat_or_none,
+    remove_path,
+    restore_many,
+    show,
+)
+
+
+@dataclass
+class CheckoutReport:
+    """What a checkout did."""
+
+    label: str
+    attached: str | None  # branch HEAD is now on, None when detached or PATHs given
+    written: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)
+
+
+def _under(path: bytes, prefixes: Sequence[bytes]) -> bool:
+    return any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
+
+
+def _restore(
+    repo: Repository,
+    target: bytes,
+    workers: Workers,
+    *,
+    attach: str | None,
+    paths: Sequence[str] = (),
+    force: bool,
+    warn: Warn,
+) -> CheckoutReport:
+    """The shared body of checkout and switch (caller holds the lock)."""
+    hist = repo.history
+    version = hist.version(target)
+    wanted = hist.flatten(version.tree)
+    index = repo.index()
+    rels = [repo.rel(p) for p in paths]
+    if rels:
+        for arg, rel in zip(paths, rels, strict=True):
+            if not any(_under(q, [rel]) for q in wanted) and not index.under(rel):
+                raise UsageError(f"{arg} is not in v{version.number} and is not tracked")
+        wanted = {p: e for p, e in wanted.items() if _under(p, rels)}
+        scope = {p: s for p, s in index.entries.items() if _under(p, rels)}
+    else:
+        scope = dict(index.entries)
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = scope
+    state = work_state(repo, sub, workers, warn)
+    for p, s in sub.entries.items():
+        if p in state.current and p not in state.modified:
+            index.entries[p] = s  # refreshed stat
+    # Untracked files where the version has something: adopt if equal, else conflict.
+    untracked_here = [
+        Found(p, st)
+        for p in wanted
+        if p not in scope and (st := lstat_or_none(repo.root, p)) is not None
+    ]
+    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
+    current = {**state.current, **on_disk}
+    if not force:
+        committed = head_files(hist)
+        conflicts = []
+        for p in set(state.modified) | set(on_disk):
+            e = wanted.get(p)
+            if e is None or not current[p].same_content(e):
+                conflicts.append(p)
+        for p, s in scope.items():  # staged but not committed, and would be replaced
+            c = committed.get(p)
+            staged_new = c is None or not s.same_content(c)
+            e = wanted.get(p)
+            if staged_new and (e is None or not s.same_content(e)):
+                conflicts.append(p)
+        if conflicts:
+            action = "switch" if attach and not paths else "checkout"
+            raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
+    report = CheckoutReport(f"v{version.number}", None if paths else attach)
+    for p in sorted(scope):
+        if p not in wanted:
+            remove_path(repo.root, p)
+            index.entries.pop(p, None)
+            report.deleted += 1
+    todo: list[tuple[bytes, Entry]] = []
+    for p, e in wanted.items():
+        cur = current.get(p)
+        st = lstat_or_none(repo.root, p)
+        if cur is not None and st is not None and cur.same_content(e):
+            if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
+                path = os.path.join(os.fsencode(repo.root), p)
+                os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+                st = os.lstat(path)
+            index.entries[p] = staged_from_entry(e, st)
+            report.unchanged += 1
+        else:
+            todo.append((p, e))
+
+    def tracked(rel: bytes) -> bool:
+        return rel in index.entries or rel in scope
+
+    stats, report.failed = restore_many(repo.root, todo, repo.store, workers, tracked)
+    for p, e in todo:
+        if p in stats:
+            index.entries[p] = staged_from_entry(e, stats[p])
+            report.written += 1
+    if not paths:
+        for p in list(index.entries):
+            if p not in wanted and p not in report.failed:
+                del index.entries[p]
+        index.head = target
+    index.save()
+    if not paths:
+        branch = attach or hist.head().branch
+        repo.refs.set_head(Head(branch) if attach else Head(branch, target))
+        write_lock(repo.root, LockPointer(branch, version.number, target))
+    return report
+
+
+def checkout(
+    repo: Repository,
+    rev: str | None,
+    paths: Sequence[str],
+    workers: Workers,
+    *,
+    force: bool = False,
+    from_lock: bool = False,
+    warn: Warn = quiet,
+) -> CheckoutReport:
+    """Restore the working tree (or just ``paths``) to a revision.
+
+    Without paths, HEAD follows: onto the branch when ``rev`` names a branch or the
+    current branch's latest version, else detached at that version.
+    """
+    with repo.locked():
+        hist = repo.history
+        head = hist.head()
+        if from_lock:
+            ptr = read_lock(repo.root)
+            target = ptr.oid
+            try:
+                hist.version(target)
+            except ObjectMissing:
+                raise UsageError(
+                    f"dvfs.lock names version {target.hex()[:12]} ({ptr.branch} v{ptr.number}), "
+                    "which this repository does not have: fetch it from a remote first"
+                ) from None
+            branch = ptr.branch
+        else:
+            if rev is None:
+                raise UsageError("say which version to check out (for example HEAD or v1)")
+            target = hist.resolve(rev)
+            branch = rev if repo.refs.get(f"refs/heads/{rev}") == target else head.branch
+        attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
+        if attach is None and from_lock:
+            repo.refs.set_head(Head(branch, head.detached))
+        return _restore(repo, target, workers, attach=attach, paths=paths, force=force, warn=warn)
+
+
+def switch(repo: Repository, name: str, workers: Workers, *, force: bool = False) -> CheckoutReport:
+    """Make ``name`` the current branch and restore its latest version."""
+    with repo.locked():
+        target = repo.refs.get(f"refs/heads/{name}")
+        if target is None:
+            have = ", ".join(repo.refs.branches()) or "none yet"
+            raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
+        return _restore(repo, target, workers, attach=name, force=force, warn=quiet)
+
+
+def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
+    """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
+    check_ref_name(name, "branch")
+    with repo.locked():
+        if repo.refs.get(f"refs/heads/{name}") is not None:
+            raise UsageError(f"branch {name} already exists")
+        target = repo.history.resolve(rev or "HEAD")
+        repo.refs.update(f"refs/heads/{name}", target, None)
+        return target
+
+
+def delete_branch(repo: Repository, name: str) -> None:
+    """Delete branch ``name`` (not the current one)."""
+    with repo.locked():
+        cur = repo.refs.get(f"refs/heads/{name}")
+        if cur is None:
+            raise UsageError(f"no branch named {name}")
+        head = repo.refs.head()
+        if head.branch == name:
+            raise UsageError(f"{name} is the current branch: switch to another one first")
+        repo.refs.update(f"refs/heads/{name}", None, cur)
+
+
+def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
+    """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
+    check_ref_name(name, "tag")
+    with repo.locked():
+        if repo.refs.get(f"refs/tags/{name}") is not None:
+            raise UsageError(f"tag {name} already exists: delete it first with --delete")
+        target = repo.history.resolve(rev or "HEAD")
+        repo.refs.update(f"refs/tags/{name}", target, None)
+        return target
+
+
+def delete_tag(repo: Repository, name: str) -> None:
+    """Delete tag ``name``."""
+    with repo.locked():
+        cur = repo.refs.get(f"refs/tags/{name}")
+        if cur is None:
+            raise UsageError(f"no tag named {name}")
+        repo.refs.update(f"refs/tags/{name}", None, cur)

@@ -1,0 +1,84 @@
+"""Content-defined chunking of file contents with FastCDC.
+
+Files at or below the chunker's minimum size are one chunk. Larger files are cut with
+FastCDC (normalized chunking level 1) so that an edit in the middle of a large file
+changes only the chunks around it. The parameters are fixed per repository in its
+format record (see ``vfs.repo``) and never change for it; ``tests/test_chunking.py``
+pins the cut points of a fixed input so a library upgrade cannot silently move them.
+
+Memory stays bounded: the file is read through one stream buffer of about the
+maximum chunk size, and each chunk is handed out as a fresh ``bytes`` copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Literal, cast
+
+import pyfastcdc
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    """FastCDC parameters, recorded in a repository's format record."""
+
+    min_size: int = 256 * KIB
+    avg_size: int = 1 * MIB
+    max_size: int = 4 * MIB
+    normalization: int = 1
+
+    def to_record(self) -> dict[str, int | str]:
+        """The format-record form of these parameters."""
+        return {
+            "algorithm": "fastcdc",
+            "min": self.min_size,
+            "avg": self.avg_size,
+            "max": self.max_size,
+            "normalization": self.normalization,
+        }
+
+    @classmethod
+    def from_record(cls, rec: object) -> ChunkerParams:
+        """Parse the format-record form; ValueError if it is not one we know."""
+        if not isinstance(rec, dict) or rec.get("algorithm") != "fastcdc":
+            raise ValueError(f"unknown chunker record {rec!r}")
+        params = cls(
+            min_size=int(rec["min"]),
+            avg_size=int(rec["avg"]),
+            max_size=int(rec["max"]),
+            normalization=int(rec["normalization"]),
+        )
+        if not params.min_size <= params.avg_size <= params.max_size:
+            raise ValueError(f"inconsistent chunker sizes {rec!r}")
+        return params
+
+
+class Chunker:
+    """Cuts byte streams into chunks with one repository's parameters."""
+
+    def __init__(self, params: ChunkerParams) -> None:
+        self.params = params
+        self._cdc = pyfastcdc.FastCDC(
+            avg_size=params.avg_size,
+            min_size=params.min_size,
+            max_size=params.max_size,
+            normalized_chunking=cast(Literal[0, 1, 2, 3], params.normalization),
+        )
+
+    def stream(self, fh: BinaryIO) -> Iterator[bytes]:
+        """Yield the chunks of an open binary file, reading it exactly once."""
+        for chunk in self._cdc.cut_stream(fh):
+            yield bytes(chunk.data)
+
+    def buffer(self, data: bytes) -> Iterator[bytes]:
+        """Yield the chunks of an in-memory buffer (for small inputs and tests)."""
+        if len(data) <= self.params.min_size:
+            if data:
+                yield data
+            return
+        for chunk in self._cdc.cut_buf(data):
+            yield bytes(chunk.data)

@@ -1,0 +1,519 @@
+"""The ``dvfs`` command line.
+
+This is the one place where errors become messages and exit codes: a
+:class:`~vfs.errors.DvfsError` prints ``dvfs: error: <message>`` on stderr and exits
+with its code (1, or 2 for usage errors); anything unexpected prints one line too
+(set ``DVFS_DEBUG=1`` for the traceback). Output meant for scripts is available as
+``--json`` (or ``--format json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat as statmod
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from vfs import browse, checkout, workflow
+from vfs.codec import Entry, Kind
+from vfs.diff import Change, summary
+from vfs.errors import DvfsError, UsageError
+from vfs.fsck import fsck as run_fsck
+from vfs.repo import DEFAULT_BRANCH, Repository
+from vfs.worktree import Workers, show
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def human(n: int | None) -> str:
+    """Bytes as a short human-readable size."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def warn(msg: str) -> None:
+    """Print a warning on stderr."""
+    click.echo(f"dvfs: warning: {msg}", err=True)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@contextmanager
+def workers() -> Iterator[Workers]:
+    """Thread pools sized for this machine (DVFS_THREADS overrides)."""
+    n = os.environ.get("DVFS_THREADS")
+    w = Workers(int(n) if n and n.isdigit() else None)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def repo_here() -> Repository:
+    """The repository around the current directory."""
+    return Repository.find()
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="dvfs", prog_name="dvfs")
+def cli() -> None:
+    """dvfs: version datasets and models like code, and mount every version."""
+
+
+# ------------------------------------------------------------------------ init / add / rm
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--branch", default=DEFAULT_BRANCH, show_default=True, help="First branch name.")
+def init(directory: Path | None, branch: str) -> None:
+    """Create a repository in DIRECTORY (default: the current directory)."""
+    repo = Repository.init(directory or Path.cwd(), branch)
+    click.echo(f"Initialized empty dvfs repository in {repo.dir}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+def add(paths: tuple[str, ...]) -> None:
+    """Stage files or directories: hash them and store their chunks."""
+    repo = repo_here()
+    with workers() as w:
+        r = workflow.add(repo, paths, w, warn)
+    parts = [f"staged {r.files} file{'s' if r.files != 1 else ''}"]
+    if r.hashed:
+        parts.append(f"read {r.hashed} ({human(r.bytes_read)})")
+    if r.removed:
+        parts.append(f"{r.removed} deletion{'s' if r.removed != 1 else ''}")
+    click.echo(", ".join(parts))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--cached", is_flag=True, help="Stop tracking but keep the working files.")
+@click.option("--force", "-f", is_flag=True, help="Delete files even with unstaged changes.")
+def rm(paths: tuple[str, ...], cached: bool, force: bool) -> None:
+    """Stop tracking PATHS (and delete them unless --cached)."""
+    repo = repo_here()
+    with workers() as w:
+        gone = workflow.rm(repo, paths, w, cached=cached, force=force)
+    verb = "untracked" if cached else "removed"
+    click.echo(f"{verb} {len(gone)} file{'s' if len(gone) != 1 else ''}")
+
+
+# ------------------------------------------------------------------------ commit
+
+
+def scalar(text: str) -> Any:
+    """A --param value: YAML scalar typing (1 -> int, 0.1 -> float, true -> bool)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, str)) or value is None else text
+
+
+def plain(value: Any) -> Any:
+    """Params reduced to msgpack-safe types (dates and the like become strings)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (int, float, bool, str)) or value is None:
+        return value
+    return str(value)
+
+
+@cli.command()
+@click.option("-m", "--message", required=True, help="What this version is.")
+@click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
+@click.option(
+    "--params-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML mapping of parameters to record.",
+)
+@click.option("--tag", help="Also tag the new version.")
+def commit(
+    message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None
+) -> None:
+    """Record the staged data as a new version."""
+    recorded: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = yaml.safe_load(params_file.read_text())
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{params_file} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UsageError(f"{params_file} must hold a mapping of names to values")
+        recorded.update(plain(loaded or {}))
+    for p in params:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {p!r} is not KEY=VALUE")
+        recorded[key.strip()] = scalar(value)
+    repo = repo_here()
+    r = workflow.commit(repo, message, recorded, tag)
+    tagged = f" (tag {tag})" if tag else ""
+    click.echo(
+        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - {message}"
+    )
+
+
+# ------------------------------------------------------------------------ status / log / show
+
+
+def change_line(c: Change) -> str:
+    """One line describing a change."""
+    path = show(c.path)
+    if c.status == "renamed":
+        return f"renamed:  {show(c.old_path or b'')} -> {path}"
+    if c.status == "modified":
+        return f"modified: {path} ({human(c.old_size)} -> {human(c.new_size)})"
+    if c.status == "added":
+        return f"added:    {path} ({human(c.new_size)})"
+    return f"removed:  {path} ({human(c.old_size)})"
+
+
+def change_json(c: Change) -> dict[str, Any]:
+    """A change as a JSON object."""
+    out: dict[str, Any] = {"status": c.status, "path": show(c.path)}
+    if c.old_path is not None:
+        out["old_path"] = show(c.old_path)
+    out["old_size"] = c.old_size
+    out["new_size"] = c.new_size
+    return out
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(as_json: bool) -> None:
+    """Show staged, modified, deleted and untracked files."""
+    repo = repo_here()
+    with workers() as w:
+        st = workflow.status(repo, w, warn)
+    work = st.work
+    if as_json:
+        emit_json(
+            {
+                "branch": st.branch,
+                "detached": st.detached,
+                "head": st.head,
+                "staged": [change_json(c) for c in st.staged],
+                "modified": [show(p) for p in work.modified],
+                "deleted": [show(p) for p in work.deleted],
+                "untracked": [show(p) for p in work.untracked],
+            }
+        )
+        return
+    where = f"HEAD detached at {st.detached}" if st.detached else f"On branch {st.branch}"
+    click.echo(where + (f" ({st.head})" if st.head and not st.detached else ""))
+    if st.head is None:
+        click.echo("No versions yet.")
+    if st.staged:
+        click.echo("Staged for commit:")
+        for c in st.staged:
+            click.echo("  " + change_line(c))
+    if work.modified or work.deleted:
+        click.echo("Not staged (use `dvfs add PATH` to stage, `dvfs checkout HEAD PATH` to undo):")
+        for p in work.modified:
+            click.echo(f"  modified: {show(p)}")
+        for p in work.deleted:
+            click.echo(f"  deleted:  {show(p)}")
+    if work.untracked:
+        click.echo("Untracked files in tracked directories (use `dvfs add PATH`):")
+        for p in work.untracked:
+            click.echo(f"  {show(p)}")
+    if not (st.staged or work.modified or work.deleted or work.untracked):
+        click.echo("Nothing to commit, working tree clean.")
+
+
+@cli.command()
+@click.argument("rev", required=False)
+@click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def log(rev: str | None, limit: int | None, as_json: bool) -> None:
+    """List versions, newest first."""
+    repo = repo_here()
+    if rev is None and repo.history.head_id() is None:
+        raise UsageError("no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`")
+    rows = browse.log(repo, rev, limit)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        git = (
+            f"  git {r['git_commit'][:10]}{'+' if r['git_dirty'] else ''}"
+            if r["git_commit"]
+            else ""
+        )
+        click.echo(
+            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {r['author']}{git}\n"
+            f"       {r['message']}"
+        )
+
+
+@cli.command(name="show")
+@click.argument("rev", required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "yaml", "json"]), default="text",
+    show_default=True, help="Output format.",
+)  # fmt: skip
+def show_cmd(rev: str | None, fmt: str) -> None:
+    """Show one version: metadata and every file with hash, size and origin."""
+    data = browse.show(repo_here(), rev)
+    if fmt == "json":
+        emit_json(data)
+        return
+    if fmt == "yaml":
+        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+        return
+    click.echo(f"version  {data['version']}  {data['id']}")
+    click.echo(f"author   {data['author']}")
+    click.echo(f"created  {data['created']}")
+    if data["git_commit"]:
+        click.echo(f"git      {data['git_commit']}{' (dirty)' if data['git_dirty'] else ''}")
+    for k, v in data["parameters"].items():
+        click.echo(f"param    {k} = {v}")
+    click.echo(f"\n    {data['message']}\n")
+    for path, f in data["files"].items():
+        if "link" in f:
+            click.echo(f"  {'link':>10}  {f['added']:>5}  {path} -> {f['link']}")
+        else:
+            click.echo(f"  {human(f['size']):>10}  {f['added']:>5}  {f['hash'][:12]}  {path}")
+    t = data["totals"]
+    click.echo(f"\n{t['files']} files, {human(t['bytes'])}")
+
+
+def mode_string(e: Entry) -> str:
+    """``ls -l`` style type and permission letters."""
+    kind = {Kind.DIR: statmod.S_IFDIR, Kind.SYMLINK: statmod.S_IFLNK}.get(e.kind, statmod.S_IFREG)
+    return statmod.filemode(kind | e.mode)
+
+
+@cli.command(name="ls")
+@click.argument("target", default="HEAD", metavar="REV[:DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ls_cmd(target: str, as_json: bool) -> None:
+    """List a directory of a version without checking it out."""
+    rows = browse.ls(repo_here(), target)
+    if as_json:
+        emit_json(
+            [
+                {"name": show(n), "type": e.kind.name.lower(), "mode": oct(e.mode),
+                 "size": e.size, "mtime": browse.iso_time(e.mtime_ns),
+                 **({"target": show(e.target)} if e.kind == Kind.SYMLINK else {})}
+                for n, e in rows
+            ]
+        )  # fmt: skip
+        return
+    for name, e in rows:
+        suffix = "/" if e.kind == Kind.DIR else f" -> {show(e.target)}" if e.target else ""
+        click.echo(
+            f"{mode_string(e)}  {human(e.size):>10}  {browse.iso_time(e.mtime_ns)}  "
+            f"{show(name)}{suffix}"
+        )
+
+
+@cli.command()
+@click.argument("target", metavar="REV:PATH")
+def cat(target: str) -> None:
+    """Write a file of a version to standard output."""
+    out = sys.stdout.buffer
+    for piece in browse.cat(repo_here(), target):
+        out.write(piece)
+    out.flush()
+
+
+@cli.command(name="diff")
+@click.argument("revs", nargs=-1, metavar="[REV [REV]]")
+@click.option("--stat", "stat_only", is_flag=True, help="Only counts and sizes.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
+    """Show added, removed, modified and renamed files.
+
+    No REV: HEAD against the working tree; one REV: REV against the working tree;
+    two: the first against the second.
+    """
+    repo = repo_here()
+    with workers() as w:
+        changes = browse.diff(repo, revs, w)
+    s = summary(changes)
+    if as_json:
+        emit_json({"summary": s, "changes": [] if stat_only else [change_json(c) for c in changes]})
+        return
+    if not stat_only:
+        for c in changes:
+            click.echo(change_line(c))
+    click.echo(
+        f"{s['added']} added, {s['removed']} removed, {s['modified']} modified, "
+        f"{s['renamed']} renamed (+{human(s['bytes_added'])}, -{human(s['bytes_removed'])})"
+    )
+
+
+# ------------------------------------------------------------------------ checkout & refs
+
+
+def report_checkout(r: checkout.CheckoutReport) -> None:
+    """Print what a checkout did; exit 1 if some files could not be restored."""
+    where = f"on branch {r.attached}" if r.attached else "detached"
+    click.echo(
+        f"{r.label} ({where}): {r.written} written, {r.deleted} deleted, {r.unchanged} unchanged"
+        if r.attached is not None or r.label
+        else ""
+    )
+    if r.failed:
+        for p, exc in sorted(r.failed.items()):
+            click.echo(f"dvfs: error: could not restore {show(p)}: {exc}", err=True)
+        fail(f"{len(r.failed)} file(s) could not be restored; the others were")
+
+
+@cli.command(name="checkout")
+@click.argument("rev", required=False)
+@click.argument("paths", nargs=-1)
+@click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@click.option("--lock", "from_lock", is_flag=True, help="Restore the version dvfs.lock names.")
+def checkout_cmd(rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool) -> None:
+    """Restore the working tree (or only PATHS) to version REV."""
+    if from_lock and (rev or paths):
+        raise UsageError("--lock takes no revision or paths")
+    repo = repo_here()
+    with workers() as w:
+        r = checkout.checkout(repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn)
+    report_checkout(r)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+def switch(name: str, force: bool) -> None:
+    """Switch to branch NAME and restore its latest version."""
+    repo = repo_here()
+    with workers() as w:
+        r = checkout.switch(repo, name, w, force=force)
+    report_checkout(r)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.argument("rev", required=False)
+@click.option("-d", "--delete", "delete", metavar="NAME", help="Delete a branch.")
+def branch(name: str | None, rev: str | None, delete: str | None) -> None:
+    """List branches, or create NAME at REV (default HEAD)."""
+    repo = repo_here()
+    if delete:
+        checkout.delete_branch(repo, delete)
+        click.echo(f"deleted branch {delete}")
+        return
+    if name:
+        oid = checkout.create_branch(repo, name, rev)
+        click.echo(f"branch {name} at {repo.history.label(oid)} {oid.hex()[:10]}")
+        return
+    head = repo.refs.head()
+    branches = repo.refs.branches()
+    if head.branch not in branches:
+        click.echo(f"* {head.branch} (no versions yet)")
+    for n, oid in branches.items():
+        mark = "*" if n == head.branch and head.detached is None else " "
+        click.echo(f"{mark} {n}  {repo.history.label(oid)}  {oid.hex()[:10]}")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.argument("rev", required=False)
+@click.option("--delete", "delete", metavar="NAME", help="Delete a tag.")
+def tag(name: str | None, rev: str | None, delete: str | None) -> None:
+    """List tags, or tag REV (default HEAD) as NAME."""
+    repo = repo_here()
+    if delete:
+        checkout.delete_tag(repo, delete)
+        click.echo(f"deleted tag {delete}")
+        return
+    if name:
+        oid = checkout.create_tag(repo, name, rev)
+        click.echo(f"tag {name} -> {repo.history.label(oid)} {oid.hex()[:10]}")
+        return
+    for n, oid in repo.refs.tags().items():
+        click.echo(f"{n}  {repo.history.label(oid)}  {oid.hex()[:10]}")
+
+
+@cli.command(name="fsck")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def fsck_cmd(as_json: bool) -> None:
+    """Verify every reachable object's hash and every reference."""
+    repo = repo_here()
+    with workers() as w:
+        r = run_fsck(repo, w)
+    if as_json:
+        emit_json(
+            {"clean": r.clean, "versions": r.versions, "trees": r.trees, "chunks": r.chunks,
+             "bytes": r.bytes, "temporaries_removed": r.temporaries, "problems": r.problems}
+        )  # fmt: skip
+    else:
+        for p in r.problems:
+            click.echo(f"problem: {p}")
+        if r.temporaries:
+            click.echo(f"removed {r.temporaries} temporary file(s) of an interrupted write")
+        state = "no problems" if r.clean else f"{len(r.problems)} problem(s)"
+        click.echo(
+            f"checked {r.versions} versions, {r.trees} trees, {r.chunks} chunks "
+            f"({human(r.bytes)}): {state}"
+        )
+    if not r.clean:
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------------ entry point
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line and exit."""
+    click.echo(f"dvfs: error: {message}", err=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console entry point: run the CLI, turning every error into one line."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        fail("interrupted", 130)
+    except KeyboardInterrupt:
+        fail("interrupted; nothing half-written is visible, run the command again", 130)
+    except DvfsError as exc:
+        fail(str(exc), exc.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(141)
+    except OSError as exc:
+        if os.environ.get("DVFS_DEBUG"):
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}")
+    except Exception as exc:  # the last line of defence: one line, never a traceback
+        if os.environ.get("DVFS_DEBUG"):
+            raise
+        fail(f"internal error ({type(exc).__name__}: {exc}); rerun with DVFS_DEBUG=1 and report it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Canonical msgpack encoding of trees and versions, decoded strictly.
+
+Record layouts (format version 1). Ids are 32 raw bytes; names are raw bytes as on
+Linux; times are integer nanoseconds since the Unix epoch (UTC).
+
+Tree (one directory)::
+
+    {"v": 1, "entries": [[name, kind, mode, size, mtime_ns, payload], ...]}
+
+    entries sorted by name (bytewise); kind 0 = file, 1 = dir, 2 = symlink;
+    mode holds the permission bits (0o7777 mask);
+    payload: file    -> [digest, [[chunk_id, chunk_len], ...]]
+                        digest is BLAKE3 of the whole content (equal to the chunk id
+                        for a one-chunk file)
+             dir     -> subtree id (size is the subtree's total file bytes)
+             symlink -> link target bytes
+
+Version::
+
+    {"v": 1, "tree": id, "parents": [id, ...], "number": n, "message": str,
+     "author": str, "time_ns": int, "params": {...}, "pipeline": [...],
+     "git": null | {"commit": str, "dirty": bool}, "files": int, "bytes": int}
+
+    number is the version's position on its first-parent chain (v1 is the first),
+    fixed when the version is made.
+
+Encoding is canonical (sorted entries, fixed key order, no floats in structure),
+so equal directories have equal bytes and therefore equal ids. Decoding rejects
+anything else: unknown versions, wrong types, unsorted or duplicate names, and
+names that are empty, contain ``/`` or NUL, or are ``.``/``..``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from vfs.errors import FormatError
+from vfs.ids import ID_BYTES
+
+TREE_FORMAT = 1
+VERSION_FORMAT = 1
+MODE_MASK = 0o7777
+# A sanity bound on sizes read from records, so a hostile record cannot ask for
+# absurd allocations (1 PiB).
+MAX_SIZE = 1 << 50
+
+
+class Kind(enum.IntEnum):
+    """What a tree entry is."""
+
+    FILE = 0
+    DIR = 1
+    SYMLINK = 2
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One piece of a file: the chunk's id and its length in bytes."""
+
+    oid: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in a directory."""
+
+    name: bytes
+    kind: Kind
+    mode: int
+    size: int
+    mtime_ns: int
+    digest: bytes = b""  # files: BLAKE3 of the whole content
+    chunks: tuple[ChunkRef, ...] = ()  # files
+    subtree: bytes = b""  # dirs
+    target: bytes = b""  # symlinks
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A directory: entries sorted by name."""
+
+    entries: tuple[Entry, ...]
+
+    def get(self, name: bytes) -> Entry | None:
+        """The entry called ``name``, or None (binary search: entries are sorted)."""
+        lo, hi = 0, len(self.entries)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.entries[mid].name < name:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(self.entries) and self.entries[lo].name == name:
+            return self.entries[lo]
+        return None
+
+
+@dataclass(frozen=True)
+class GitLink:
+    """The git commit of the surrounding work tree when a version was made."""
+
+    commit: str
+    dirty: bool
+
+
+@dataclass(frozen=True)
+class Version:
+    """One recorded state of the data: a root tree plus metadata."""
+
+    tree: bytes
+    parents: tuple[bytes, ...]
+    number: int
+    message: str
+    author: str
+    time_ns: int
+    params: dict[str, Any] = field(default_factory=dict)
+    pipeline: tuple[Any, ...] = ()
+    git: GitLink | None = None
+    files: int = 0
+    bytes: int = 0
+
+
+def check_name(name: bytes) -> bytes:
+    """Return ``name`` if it is a valid single path component, else FormatError."""
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        raise FormatError(f"invalid name {name!r} in a tree record")
+    if len(name) > 255:
+        raise FormatError(f"name longer than 255 bytes in a tree record: {name[:40]!r}...")
+    return name
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise FormatError(f"{what} record does not decode: {exc}") from None
+
+
+def encode_tree(entries: Sequence[Entry]) -> bytes:
+    """Canonical bytes of a directory; entries are sorted here."""
+    rows: list[list[Any]] = []
+    for e in sorted(entries, key=lambda e: e.name):
+        payload: Any
+        if e.kind == Kind.FILE:
+            payload = [e.digest, [[c.oid, c.size] for c in e.chunks]]
+        elif e.kind == Kind.DIR:
+            payload = e.subtree
+        else:
+            payload = e.target
+        rows.append([e.name, int(e.kind), e.mode & MODE_MASK, e.size, e.mtime_ns, payload])
+    return _pack({"v": TREE_FORMAT, "entries": rows})
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise FormatError(f"malformed tree record: {what}")
+
+
+def _is_id(x: object) -> bool:
+    return isinstance(x, bytes) and len(x) == ID_BYTES
+
+
+def _is_int(x: object, lo: int = 0, hi: int = MAX_SIZE) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
+
+
+def decode_tree(data: bytes) -> Tree:
+    """Parse a tree record strictly; FormatError on anything unexpected."""
+    rec = _unpack(data, "tree")
+    _need(isinstance(rec, dict) and set(rec) == {"v", "entries"}, "bad keys")
+    if rec["v"] != TREE_FORMAT:
+        raise FormatError(f"tree record of unknown format version {rec['v']!r}")
+    rows = rec["entries"]
+    _need(isinstance(rows, list), "entries is not a list")
+    out: list[Entry] = []
+    prev: bytes | None = None
+    for row in rows:
+        _need(isinstance(row, list) and len(row) == 6, "entry is not a 6-list")
+        name, kind, mode, size, mtime_ns, payload = row
+        _need(isinstance(name, bytes), "name is not bytes")
+        check_name(name)
+        _need(prev is None or prev < name, "names unsorted or duplicated")
+        prev = name
+        _need(_is_int(kind, 0, 2), "bad kind")
+        _need(_is_int(mode, 0, MODE_MASK), "bad mode")
+        _need(_is_int(size), "bad size")
+        _need(_is_int(mtime_ns, -(1 << 63), (1 << 63) - 1), "bad mtime")
+        k = Kind(kind)
+        if k == Kind.FILE:
+            _need(isinstance(payload, list) and len(payload) == 2, "bad file payload")
+            digest, chunk_rows = payload
+            _need(_is_id(digest), "bad digest")
+            _need(isinstance(chunk_rows, list), "bad chunk list")
+            chunks = []
+            total = 0
+            for c in chunk_rows:
+                _need(isinstance(c, list) and len(c) == 2, "bad chunk ref")
+                _need(_is_id(c[0]) and _is_int(c[1], 1), "bad chunk ref")
+                chunks.append(ChunkRef(c[0], c[1]))
+                total += c[1]
+            _need(total == size, "chunk sizes do not add up to the file size")
+            out.append(Entry(name, k, mode, size, mtime_ns, digest=digest, chunks=tuple(chunks)))
+        elif k == Kind.DIR:
+            _need(_is_id(payload), "bad subtree id")
+            out.append(Entry(name, k, mode, size, mtime_ns, subtree=payload))
+        else:
+            _need(isinstance(payload, bytes) and 0 < len(payload) <= 4096, "bad link target")
+            _need(b"\0" not in payload, "NUL in link target")
+            out.append(Entry(name, k, mode, size, mtime_ns, target=payload))
+    return Tree(tuple(out))
+
+
+def encode_version(v: Version) -> bytes:
+    """Canonical bytes of a version record."""
+    return _pack(
+        {
+            "v": VERSION_FORMAT,
+            "tree": v.tree,
+            "parents": list(v.parents),
+            "number": v.number,
+            "message": v.message,
+            "author": v.author,
+            "time_ns": v.time_ns,
+            "params": v.params,
+            "pipeline": list(v.pipeline),
+            "git": None if v.git is None else {"commit": v.git.commit, "dirty": v.git.dirty},
+            "files": v.files,
+            "bytes": v.bytes,
+        }
+    )
+
+
+_VERSION_KEYS = {
+    "v", "tree", "parents", "number", "message", "author", "time_ns",
+    "params", "pipeline", "git", "files", "bytes",
+}  # fmt: skip
+
+
+def decode_version(data: bytes) -> Version:
+    """Parse a version record strictly; FormatError on anything unexpected."""
+    rec = _unpack(data, "version")
+
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            raise FormatError(f"malformed version record: {what}")
+
+    need(isinstance(rec, dict) and set(rec) == _VERSION_KEYS, "bad keys")
+    if rec["v"] != VERSION_FORMAT:
+        raise FormatError(f"version record of unknown format version {rec['v']!r}")
+    need(_is_id(rec["tree"]), "bad tree id")
+    need(isinstance(rec["parents"], list) and all(_is_id(p) for p in rec["parents"]), "parents")
+    need(_is_int(rec["number"], 1), "bad number")
+    need(isinstance(rec["message"], str) and isinstance(rec["author"], str), "text fields")
+    need(_is_int(rec["time_ns"], 0, (1 << 63) - 1), "bad time")
+    need(isinstance(rec["params"], dict) and isinstance(rec["pipeline"], list), "params")
+    need(_is_int(rec["files"]) and _is_int(rec["bytes"], 0, 1 << 62), "totals")
+    git = rec["git"]
+    link = None
+    if git is not None:
+        need(isinstance(git, dict) and set(git) == {"commit", "dirty"}, "git link")
+        need(isinstance(git["commit"], str) and isinstance(git["dirty"], bool), "git link")
+        link = GitLink(git["commit"], git["dirty"])
+    return Version(
+        tree=rec["tree"],
+        parents=tuple(rec["parents"]),
+        number=rec["number"],
+        message=rec["message"],
+        author=rec["author"],
+        time_ns=rec["time_ns"],
+        params=rec["params"],
+        pipeline=tuple(rec["pipeline"]),
+        git=link,
+        files=rec["files"],
+        bytes=rec["bytes"],
+    )

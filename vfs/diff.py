@@ -1,0 +1,127 @@
+"""Differences between two states of the data: added, removed, modified, renamed.
+
+Both sides are maps of path -> (kind, mode, size, digest/target). Between two versions
+the trees are walked together and subtrees with equal ids are skipped, so the cost
+follows the size of the change, not of the data. A removed and an added path with the
+same content and kind become one rename (the first unused candidate, in path order).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from vfs.codec import Entry, Kind
+from vfs.history import History
+from vfs.stage import Staged
+
+Side = Mapping[bytes, Entry | Staged]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path's change; ``old``/``new`` are None for additions/removals."""
+
+    status: str  # "added" | "removed" | "modified" | "renamed"
+    path: bytes
+    old_path: bytes | None = None
+    old_size: int | None = None
+    new_size: int | None = None
+
+
+def _content(e: Entry | Staged) -> tuple[int, bytes, bytes]:
+    return (int(e.kind), e.digest, e.target)
+
+
+def _same(a: Entry | Staged, b: Entry | Staged) -> bool:
+    return _content(a) == _content(b) and a.mode == b.mode and a.size == b.size
+
+
+def diff_maps(old: Side, new: Side) -> list[Change]:
+    """Changes turning ``old`` into ``new``, sorted by path, renames detected."""
+    added = sorted(p for p in new if p not in old)
+    removed = sorted(p for p in old if p not in new)
+    changes = [
+        Change("modified", p, old_size=old[p].size, new_size=new[p].size)
+        for p in new
+        if p in old and not _same(old[p], new[p])
+    ]
+    by_content: dict[tuple[int, bytes, bytes], list[bytes]] = defaultdict(list)
+    for p in removed:
+        by_content[_content(old[p])].append(p)
+    renamed_from: set[bytes] = set()
+    for p in added:
+        e = new[p]
+        candidates = by_content.get(_content(e))
+        if candidates and (e.kind != Kind.FILE or e.size > 0):
+            src = candidates.pop(0)
+            renamed_from.add(src)
+            changes.append(Change("renamed", p, src, old[src].size, e.size))
+        else:
+            changes.append(Change("added", p, new_size=e.size))
+    changes += [
+        Change("removed", p, old_size=old[p].size) for p in removed if p not in renamed_from
+    ]
+    return sorted(changes, key=lambda c: c.path)
+
+
+def _walk_diff(
+    hist: History,
+    a: bytes | None,
+    b: bytes | None,
+    prefix: bytes,
+    old: dict[bytes, Entry],
+    new: dict[bytes, Entry],
+) -> None:
+    """Fill ``old``/``new`` with the entries of the subtrees that differ."""
+    if a == b:
+        return
+    ta = hist.tree(a).entries if a else ()
+    tb = hist.tree(b).entries if b else ()
+    ea = {e.name: e for e in ta}
+    eb = {e.name: e for e in tb}
+    for name in ea.keys() | eb.keys():
+        x, y = ea.get(name), eb.get(name)
+        path = prefix + b"/" + name if prefix else name
+        xd = x.subtree if x is not None and x.kind == Kind.DIR else None
+        yd = y.subtree if y is not None and y.kind == Kind.DIR else None
+        if xd is not None or yd is not None:
+            _walk_diff(hist, xd, yd, path, old, new)
+        if x is not None and x.kind != Kind.DIR:
+            old[path] = x
+        if y is not None and y.kind != Kind.DIR:
+            new[path] = y
+
+
+def tree_delta(
+    hist: History, a: bytes | None, b: bytes | None
+) -> tuple[dict[bytes, Entry], dict[bytes, Entry]]:
+    """The file/link entries of tree ``a`` and tree ``b`` below subtrees that differ."""
+    old: dict[bytes, Entry] = {}
+    new: dict[bytes, Entry] = {}
+    _walk_diff(hist, a, b, b"", old, new)
+    return old, new
+
+
+def diff_trees(hist: History, a: bytes | None, b: bytes | None) -> list[Change]:
+    """Changes from tree ``a`` to tree ``b`` (None for an empty tree)."""
+    return diff_maps(*tree_delta(hist, a, b))
+
+
+def same_entry(a: Entry | Staged, b: Entry | Staged) -> bool:
+    """True if two entries hold the same content, kind, mode and size."""
+    return _same(a, b)
+
+
+def summary(changes: list[Change]) -> dict[str, int]:
+    """Counts per kind of change plus bytes added and removed."""
+    out = {"added": 0, "removed": 0, "modified": 0, "renamed": 0, "bytes_added": 0,
+           "bytes_removed": 0}  # fmt: skip
+    for c in changes:
+        out[c.status] += 1
+        if c.status in ("added", "modified"):
+            out["bytes_added"] += c.new_size or 0
+        if c.status in ("removed", "modified"):
+            out["bytes_removed"] += c.old_size or 0
+    return out

@@ -1,0 +1,82 @@
+"""Crash-safe file writing: temp file, rename, and one flush before refs move.
+
+Objects are written to a temporary name in the destination directory and renamed
+into place, so a crash never leaves half an object under a real name. They are not
+fsynced one by one (that costs a disk round trip per object); instead, before a ref
+moves, :func:`flush_filesystem` asks the kernel to write back the whole filesystem
+(``syncfs``), as git's batch fsync mode does. Small records that must be durable on
+their own (refs, the index) use :func:`write_atomic` with ``sync=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from vfs.errors import StorageFull
+
+TMP_PREFIX = ".tmp-"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def tmp_name(path: Path) -> Path:
+    """A unique temporary sibling of ``path``, recognisable by its prefix."""
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(6)}")
+
+
+def storage_error(exc: OSError, what: str) -> Exception:
+    """Turn ENOSPC/EDQUOT into StorageFull; leave other errors as they are."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(
+            f"the disk is full while writing {what}: nothing was committed; "
+            "free some space and run the command again"
+        )
+    return exc
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically (temp + optional fsync + rename)."""
+    tmp = tmp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise storage_error(exc, str(path)) from exc
+    if sync:
+        fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create in directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def flush_filesystem(path: Path) -> None:
+    """Write back every dirty page of the filesystem holding ``path`` (syncfs)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise storage_error(OSError(err, os.strerror(err)), "to disk")
+    finally:
+        os.close(fd)

@@ -1,0 +1,138 @@
+"""Every error dvfs raises on purpose, as one tree.
+
+Lower layers raise these; the CLI is the one place that turns them into a message
+and an exit code, and the daemon the one place that turns them into errno values.
+Each message is written for the user: what happened, what was kept safe, what to do.
+
+::
+
+    DvfsError                       base; ``str(exc)`` is the one-line message
+    ├── NotARepository              no ``.dvfs`` here or in any parent
+    ├── UsageError                  bad arguments: missing path, path outside the repo
+    ├── RevisionNotFound            unknown revision; carries close names
+    ├── RefConflict                 a ref moved under us (compare-and-swap failed)
+    ├── UncommittedChanges          checkout/switch would overwrite work; carries paths
+    ├── LockBusy                    another dvfs process holds the repository lock
+    ├── ObjectError                 object store problems
+    │   ├── ObjectMissing           an object a record names is not stored
+    │   ├── ObjectCorrupt           stored bytes do not match the id, or do not decode
+    │   └── FormatError             a record is malformed or of an unknown version
+    ├── StorageFull                 the disk filled up while writing
+    ├── FileChanged                 a file kept changing while it was being read
+    └── RemoteError                 remote store problems (see vfs.backends)
+        ├── RemoteUnreachable       network down, server not answering
+        ├── RemoteAuthError         wrong credentials or no permission
+        ├── RemoteNotFound          missing bucket/directory or key
+        └── PreconditionFailed      a conditional write lost the race
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class DvfsError(Exception):
+    """Base of every deliberate dvfs error; the message is shown to the user as is."""
+
+    exit_code = 1
+
+
+class NotARepository(DvfsError):
+    """Raised when no repository is found at or above a directory."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "not a dvfs repository (or any parent): run `dvfs init`")
+
+
+class UsageError(DvfsError):
+    """Bad arguments the user can fix: a missing path, a path outside the repository."""
+
+    exit_code = 2
+
+
+class RevisionNotFound(DvfsError):
+    """An unknown revision; ``candidates`` holds the closest existing names."""
+
+    def __init__(self, rev: str, candidates: Sequence[str] = ()) -> None:
+        self.rev = rev
+        self.candidates = list(candidates)
+        msg = f"unknown revision {rev!r}"
+        if self.candidates:
+            msg += "; did you mean: " + ", ".join(self.candidates)
+        else:
+            msg += "; run `dvfs log` or `dvfs branch` to see what exists"
+        super().__init__(msg)
+
+
+class RefConflict(DvfsError):
+    """A ref did not hold the value a compare-and-swap expected."""
+
+
+class UncommittedChanges(DvfsError):
+    """An operation would overwrite uncommitted work; ``paths`` lists it."""
+
+    def __init__(self, action: str, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+        shown = ", ".join(self.paths[:10])
+        more = f" and {len(self.paths) - 10} more" if len(self.paths) > 10 else ""
+        super().__init__(
+            f"{action} would overwrite uncommitted changes in {shown}{more}: "
+            "commit them, or use --force to discard them"
+        )
+
+
+class LockBusy(DvfsError):
+    """Another dvfs process holds the repository lock."""
+
+
+class ObjectError(DvfsError):
+    """Base for problems with stored objects."""
+
+
+class ObjectMissing(ObjectError):
+    """A record names an object that is not stored."""
+
+    def __init__(self, oid: str, what: str = "") -> None:
+        self.oid = oid
+        where = f" (needed by {what})" if what else ""
+        super().__init__(f"object {oid} is missing{where}: run `dvfs fsck` for the full picture")
+
+
+class ObjectCorrupt(ObjectError):
+    """Stored bytes do not match their id or cannot be decoded."""
+
+    def __init__(self, oid: str, detail: str = "hash mismatch") -> None:
+        self.oid = oid
+        super().__init__(f"object {oid} is corrupt ({detail}): run `dvfs fsck`")
+
+
+class FormatError(ObjectError):
+    """A record is malformed, of an unknown version, or holds an invalid name."""
+
+
+class StorageFull(DvfsError):
+    """The disk filled up while writing; nothing half-written is visible."""
+
+
+class FileChanged(DvfsError):
+    """A file kept changing while it was being read."""
+
+
+class RemoteError(DvfsError):
+    """Base for problems talking to a remote store."""
+
+
+class RemoteUnreachable(RemoteError):
+    """The remote did not answer (network down, server stopped)."""
+
+
+class RemoteAuthError(RemoteError):
+    """The remote refused the credentials or denied permission."""
+
+
+class RemoteNotFound(RemoteError):
+    """The bucket, directory or key does not exist."""
+
+
+class PreconditionFailed(RemoteError):
+    """A conditional write found the target changed (or already existing)."""

@@ -1,0 +1,149 @@
+"""Living beside git: the git commit of a version, ``.gitignore``, and ``dvfs.lock``.
+
+Everything goes through plain ``git`` subprocess calls, and everything is optional:
+outside a git work tree, or without git installed, these functions do nothing.
+
+``dvfs.lock`` (at the repository root, meant to be committed to git) pins a data
+version, so that a git commit says which data it was made with::
+
+    # dvfs data version; after `git checkout`, run `dvfs checkout --lock`
+    branch: main
+    version: v3
+    id: <64 hex>
+
+It is rewritten on every commit and checkout and read back by
+``dvfs checkout --lock``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from vfs.codec import GitLink
+from vfs.durable import write_atomic
+from vfs.errors import UsageError
+from vfs.ids import from_hex
+
+LOCK_FILE = "dvfs.lock"
+GITIGNORE = ".gitignore"
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def in_git(root: Path) -> bool:
+    """True if ``root`` lies inside a git work tree."""
+    return _git(root, "rev-parse", "--is-inside-work-tree") == "true"
+
+
+def git_link(root: Path) -> GitLink | None:
+    """The git HEAD commit around ``root`` and whether tracked files differ from it."""
+    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    if not commit:
+        return None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return GitLink(commit, bool(status))
+
+
+def git_author(root: Path) -> str | None:
+    """``Name <email>`` from git's configuration, if set."""
+    name = _git(root, "config", "user.name")
+    email = _git(root, "config", "user.email")
+    if name and email:
+        return f"{name} <{email}>"
+    return name or None
+
+
+def ignore_paths(root: Path, rels: list[bytes]) -> bool:
+    """Add ``/path`` patterns for ``rels`` to the root ``.gitignore``, when in git.
+
+    Patterns already present, or below an ignored directory, are not repeated.
+    Returns True if the file changed.
+    """
+    if not rels or not in_git(root):
+        return False
+    path = root / GITIGNORE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    have = {line.strip() for line in text.splitlines()}
+    wanted = ["/.dvfs/"]
+    for rel in rels:
+        name = os.fsdecode(rel)
+        if any(ch in name for ch in "*?[]!#\\\n") or name.startswith(" "):
+            name = "".join("\\" + ch if ch in "*?[]!#\\" else ch for ch in name)
+        wanted.append("/" + name)
+    new = []
+    for pat in wanted:
+        parts = pat.rstrip("/").split("/")
+        covered = any(
+            "/".join(parts[:i]) in have or "/".join(parts[:i]) + "/" in have
+            for i in range(2, len(parts) + 1)
+        )
+        if not covered and pat not in new:
+            new.append(pat)
+    if not new:
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if "# dvfs" not in text:
+        text += "# data tracked by dvfs\n"
+    write_atomic(path, (text + "\n".join(new) + "\n").encode())
+    return True
+
+
+@dataclass(frozen=True)
+class LockPointer:
+    """What ``dvfs.lock`` names."""
+
+    branch: str
+    number: int
+    oid: bytes
+
+
+def write_lock(root: Path, ptr: LockPointer) -> None:
+    """Rewrite ``dvfs.lock`` for ``ptr``."""
+    text = (
+        "# dvfs data version; after `git checkout`, run `dvfs checkout --lock`\n"
+        f"branch: {ptr.branch}\nversion: v{ptr.number}\nid: {ptr.oid.hex()}\n"
+    )
+    write_atomic(root / LOCK_FILE, text.encode(), sync=False)
+
+
+def read_lock(root: Path) -> LockPointer:
+    """Parse ``dvfs.lock``; UsageError saying what is wrong."""
+    path = root / LOCK_FILE
+    try:
+        rec = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist: commit a version first") from None
+    except yaml.YAMLError:
+        raise UsageError(f"{path} is not readable YAML: restore it from git") from None
+    try:
+        assert isinstance(rec, dict)
+        version = str(rec["version"])
+        assert version.startswith("v")
+        return LockPointer(str(rec["branch"]), int(version[1:]), from_hex(str(rec["id"])))
+    except (AssertionError, KeyError, ValueError):
+        raise UsageError(
+            f"{path} does not name a version (needs branch, version and id): restore it from git"
+        ) from None

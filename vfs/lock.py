@@ -1,0 +1,50 @@
+"""The repository lock: one state-changing dvfs command at a time per repository.
+
+``.dvfs/lock`` is locked with ``flock`` (released by the kernel if the process dies,
+so a kill -9 never leaves a stale lock). The holder writes its pid and command line
+into the file so that a waiting command can say who it waits for.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vfs.errors import LockBusy
+
+DEFAULT_WAIT = float(os.environ.get("DVFS_LOCK_TIMEOUT", "10"))
+
+
+@contextmanager
+def repository_lock(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
+    """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 400, 0).decode(errors="replace").strip()
+                    who = f" ({holder})" if holder else ""
+                    raise LockBusy(
+                        f"another dvfs command{who} is changing this repository; "
+                        "run yours again when it has finished"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        cmd = " ".join(["dvfs", *sys.argv[1:3]])
+        os.pwrite(fd, f"pid {os.getpid()}: {cmd}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)

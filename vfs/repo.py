@@ -1,0 +1,179 @@
+"""A repository on disk: its layout, format record, lock and the parts built on them.
+
+Layout::
+
+    <root>/                 the working tree
+    <root>/dvfs.lock        the pinned data version, for git (see vfs.gitlink)
+    <root>/.dvfs/format     format record (JSON, below); never changes after init
+    <root>/.dvfs/config     user settings (JSON object; may be absent)
+    <root>/.dvfs/HEAD, refs/        see vfs.refs
+    <root>/.dvfs/index      staging index, see vfs.stage
+    <root>/.dvfs/objects/   loose objects, see vfs.objects
+    <root>/.dvfs/lock       repository lock, see vfs.lock
+
+Format record, version 1::
+
+    {"format": 1, "hash": "blake3-256", "chunker": {"algorithm": "fastcdc",
+     "min": 262144, "avg": 1048576, "max": 4194304, "normalization": 1}}
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from vfs.chunking import Chunker, ChunkerParams
+from vfs.errors import FormatError, NotARepository, UsageError
+from vfs.gitlink import git_author
+from vfs.history import History
+from vfs.lock import DEFAULT_WAIT, repository_lock
+from vfs.objects import ObjectStore
+from vfs.refs import Refs, check_ref_name
+from vfs.stage import Index
+
+DVFS_DIR = ".dvfs"
+REPO_FORMAT = 1
+DEFAULT_BRANCH = "main"
+
+
+class Repository:
+    """One dvfs repository: the working tree root and everything under ``.dvfs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = root / DVFS_DIR
+        try:
+            rec = json.loads((self.dir / "format").read_text())
+        except FileNotFoundError:
+            raise NotARepository(
+                f"{root} has a .dvfs directory without a format record: "
+                "it is damaged or was made by something else"
+            ) from None
+        except ValueError:
+            raise FormatError(f"{self.dir / 'format'} is not valid JSON") from None
+        if not isinstance(rec, dict) or rec.get("format") != REPO_FORMAT:
+            raise FormatError(
+                f"repository format {rec.get('format') if isinstance(rec, dict) else rec!r} "
+                "is not one this dvfs knows: upgrade dvfs"
+            )
+        if rec.get("hash") != "blake3-256":
+            raise FormatError(f"unknown object hash {rec.get('hash')!r}: upgrade dvfs")
+        try:
+            self.chunker = Chunker(ChunkerParams.from_record(rec.get("chunker")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"bad chunker settings in the format record: {exc}") from None
+        self.store = ObjectStore(self.dir / "objects")
+        self.refs = Refs(self.dir)
+        self.history = History(self.store, self.refs)
+
+    # opening -------------------------------------------------------------------
+
+    @staticmethod
+    def init(root: Path, branch: str = DEFAULT_BRANCH) -> Repository:
+        """Create a repository in ``root`` (made if missing); refuse an existing one."""
+        check_ref_name(branch, "branch")
+        root = root.absolute()
+        if (root / DVFS_DIR).exists():
+            raise UsageError(f"{root} is already a dvfs repository")
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"{root} exists and is not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f"{DVFS_DIR}.init-{os.getpid()}"
+        tmp.mkdir()
+        ObjectStore.create(tmp / "objects")
+        Refs.create(tmp, branch)
+        record = {"format": REPO_FORMAT, "hash": "blake3-256",
+                  "chunker": ChunkerParams().to_record()}  # fmt: skip
+        (tmp / "format").write_text(json.dumps(record, indent=2) + "\n")
+        os.rename(tmp, root / DVFS_DIR)  # appears whole or not at all
+        return Repository(root)
+
+    @staticmethod
+    def find(start: Path | None = None) -> Repository:
+        """The repository containing ``start`` (default: the current directory)."""
+        try:
+            here = (start or Path.cwd()).absolute()
+        except FileNotFoundError:
+            raise NotARepository(
+                "the current directory no longer exists: cd into a repository"
+            ) from None
+        for d in (here, *here.parents):
+            if (d / DVFS_DIR).is_dir():
+                return Repository(d)
+        raise NotARepository()
+
+    # state -------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, wait: float = DEFAULT_WAIT) -> Iterator[None]:
+        """Hold the repository lock for a state-changing command."""
+        with repository_lock(self.dir / "lock", wait):
+            yield
+
+    def index(self) -> Index:
+        """Load the staging index."""
+        return Index.load(self.dir / "index")
+
+    def config(self) -> dict[str, Any]:
+        """User settings from ``.dvfs/config`` (empty if absent)."""
+        try:
+            rec = json.loads((self.dir / "config").read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise FormatError(
+                f"{self.dir / 'config'} is not valid JSON: fix or delete it"
+            ) from None
+        if not isinstance(rec, dict):
+            raise FormatError(f"{self.dir / 'config'} must hold a JSON object")
+        return rec
+
+    def author(self) -> str:
+        """Who is committing: $DVFS_AUTHOR, config ``author``, git's user, or login@host."""
+        env = os.environ.get("DVFS_AUTHOR")
+        if env:
+            return env
+        configured = self.config().get("author")
+        if isinstance(configured, str) and configured:
+            return configured
+        from_git = git_author(self.root)
+        if from_git:
+            return from_git
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return f"{user}@{socket.gethostname()}"
+
+    def rel(self, arg: str) -> bytes:
+        """A user-given path as a repository path; UsageError if it leaves the repository.
+
+        The path is taken lexically (``..`` folded, links not resolved); every
+        directory between the root and the path must be a real directory, so nothing
+        is ever reached through a symbolic link.
+        """
+        absolute = os.path.abspath(arg)
+        root = str(self.root)
+        if absolute != root and not absolute.startswith(root.rstrip("/") + "/"):
+            raise UsageError(f"{arg} is outside the repository {root}")
+        rel = os.path.relpath(absolute, root)
+        if rel == ".":
+            return b""
+        parts = rel.split("/")
+        if parts[0] == DVFS_DIR:
+            raise UsageError(f"{arg} is inside dvfs's own directory {DVFS_DIR}")
+        cur = self.root
+        for part in parts[:-1]:
+            cur = cur / part
+            if cur.is_symlink():
+                raise UsageError(
+                    f"{arg} goes through the symbolic link {cur.relative_to(self.root)}: "
+                    "dvfs stores links, it does not follow them"
+                )
+        return os.fsencode(rel)

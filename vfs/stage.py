@@ -1,0 +1,164 @@
+"""The staging index (``.dvfs/index``): what the next commit will hold, plus a stat cache.
+
+Record, format version 1 (msgpack, written atomically and fsynced)::
+
+    {"v": 1, "written_ns": int, "head": id | null,
+     "entries": [[path, kind, mode, size, mtime_ns, ctime_ns, ino, digest,
+                  [[chunk_id, chunk_len], ...], target], ...]}
+
+``path`` is the repository-relative path as bytes with ``/`` separators. The stat
+fields (size, mtime, ctime, inode, mode) let ``status`` and ``add`` skip re-hashing a
+file whose stat is unchanged. An entry whose mtime is within ``RACY_NS`` of the time
+the index was written is not trusted (the file could have changed again within the
+same timestamp tick); it is re-hashed once and then trusted. ``head`` is the version
+the index was last made equal to (by commit or checkout), used to say quickly that
+nothing is staged.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from vfs.codec import ChunkRef, Entry, Kind, check_name
+from vfs.durable import write_atomic
+from vfs.errors import FormatError
+from vfs.ids import ID_BYTES
+
+INDEX_FORMAT = 1
+RACY_NS = 50_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """One tracked path: its content as staged and the stat it had when hashed."""
+
+    kind: Kind
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    digest: bytes = b""
+    chunks: tuple[ChunkRef, ...] = ()
+    target: bytes = b""
+
+    def same_content(self, other: Staged | Entry) -> bool:
+        """True if both describe the same bytes, kind and permission bits."""
+        return (
+            self.kind == other.kind
+            and self.mode == other.mode
+            and self.digest == other.digest
+            and self.target == other.target
+            and self.size == other.size
+        )
+
+    def matches_stat(self, st: os.stat_result) -> bool:
+        """True if ``st`` is the stat this entry was hashed with."""
+        return (
+            st.st_size == self.size
+            and st.st_mtime_ns == self.mtime_ns
+            and st.st_ctime_ns == self.ctime_ns
+            and st.st_ino == self.ino
+            and (st.st_mode & 0o7777) == self.mode
+        )
+
+    def to_entry(self, name: bytes) -> Entry:
+        """The tree entry this staged path becomes in a commit."""
+        return Entry(
+            name, self.kind, self.mode, self.size, self.mtime_ns,
+            digest=self.digest, chunks=self.chunks, target=self.target,
+        )  # fmt: skip
+
+
+def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
+    """A staged record for tree entry ``e``, with stat ``st`` of its working file if known."""
+    return Staged(
+        kind=e.kind,
+        mode=e.mode,
+        size=e.size,
+        mtime_ns=st.st_mtime_ns if st else -1,
+        ctime_ns=st.st_ctime_ns if st else -1,
+        ino=st.st_ino if st else -1,
+        digest=e.digest,
+        chunks=e.chunks,
+        target=e.target,
+    )
+
+
+def check_path(path: bytes) -> bytes:
+    """Validate a repository-relative path; FormatError if a component is invalid."""
+    for part in path.split(b"/"):
+        check_name(part)
+    return path
+
+
+class Index:
+    """The staged paths of a repository, loaded whole (about 150 bytes a path)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[bytes, Staged] = {}
+        self.written_ns = 0
+        self.head: bytes | None = None
+
+    @staticmethod
+    def load(path: Path) -> Index:
+        """Read the index; an absent file is an empty index."""
+        idx = Index(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return idx
+        try:
+            rec = msgpack.unpackb(raw, raw=False)
+            if not isinstance(rec, dict) or rec.get("v") != INDEX_FORMAT:
+                raise ValueError("unknown index format")
+            idx.written_ns = int(rec["written_ns"])
+            head = rec["head"]
+            idx.head = head if isinstance(head, bytes) and len(head) == ID_BYTES else None
+            for row in rec["entries"]:
+                p, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row
+                idx.entries[p] = Staged(
+                    Kind(kind), mode, size, mtime, ctime, ino, digest,
+                    tuple(ChunkRef(c[0], c[1]) for c in chunks), target,
+                )  # fmt: skip
+        except Exception as exc:
+            raise FormatError(
+                f"the staging index {path} is damaged ({exc}): "
+                "run `dvfs checkout --force HEAD` to rebuild it"
+            ) from None
+        return idx
+
+    def save(self) -> None:
+        """Write the index atomically and fsync it."""
+        now = time.time_ns()
+        rows: list[list[Any]] = []
+        for p in sorted(self.entries):
+            s = self.entries[p]
+            rows.append(
+                [p, int(s.kind), s.mode, s.size, s.mtime_ns, s.ctime_ns, s.ino, s.digest,
+                 [[c.oid, c.size] for c in s.chunks], s.target]
+            )  # fmt: skip
+        data = msgpack.packb(
+            {"v": INDEX_FORMAT, "written_ns": now, "head": self.head, "entries": rows},
+            use_bin_type=True,
+        )
+        write_atomic(self.path, data)
+        self.written_ns = now
+
+    def unchanged(self, staged: Staged, st: os.stat_result) -> bool:
+        """True if a file with stat ``st`` certainly still has the staged content."""
+        return staged.matches_stat(st) and staged.mtime_ns < self.written_ns - RACY_NS
+
+    def under(self, prefix: bytes) -> list[bytes]:
+        """Tracked paths equal to ``prefix`` or below it (all paths for b"")."""
+        if not prefix:
+            return list(self.entries)
+        slash = prefix + b"/"
+        return [p for p in self.entries if p == prefix or p.startswith(slash)]

@@ -1,0 +1,334 @@
+"""Staging and committing: ``add``, ``rm``, ``status`` and ``commit``.
+
+A commit is made in this order, so that a crash at any moment leaves either the old
+or the new version on the branch and nothing half-made reachable:
+
+1. chunks were stored by ``add`` (temporary name + rename each);
+2. trees and the version record are stored the same way;
+3. the filesystem is flushed once (``syncfs``);
+4. the branch ref moves by compare-and-swap (fsynced file + rename);
+5. ``dvfs.lock`` and the index are rewritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.codec import Entry, GitLink, Kind, Version, encode_tree, encode_version
+from vfs.diff import Change, diff_maps
+from vfs.durable import flush_filesystem
+from vfs.errors import UncommittedChanges, UsageError
+from vfs.gitlink import LOCK_FILE, LockPointer, git_link, ignore_paths, write_lock
+from vfs.history import History
+from vfs.objects import ObjectStore, ObjKind
+from vfs.refs import check_ref_name
+from vfs.repo import Repository
+from vfs.stage import Index, Staged, check_path
+from vfs.worktree import Found, Hasher, Warn, Workers, lstat_or_none, prune_empty_dirs, scan, show
+
+
+def quiet(_: str) -> None:
+    """A warning sink that drops warnings."""
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class WorkState:
+    """How the working tree differs from the index."""
+
+    current: dict[bytes, Staged] = field(default_factory=dict)  # tracked, as on disk
+    modified: list[bytes] = field(default_factory=list)
+    deleted: list[bytes] = field(default_factory=list)
+    untracked: list[bytes] = field(default_factory=list)
+    refreshed: int = 0  # entries whose stat changed but content did not
+
+
+def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
+    """Top-level directories holding tracked paths, and tracked paths at the root."""
+    dirs: set[bytes] = set()
+    files: list[bytes] = []
+    for p in index.entries:
+        top, sep, _ = p.partition(b"/")
+        if sep:
+            dirs.add(top)
+        else:
+            files.append(p)
+    return dirs, files
+
+
+def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = quiet) -> WorkState:
+    """Compare the working tree with the index, hashing only files whose stat changed.
+
+    Files whose stat changed but content did not get their index entry refreshed in
+    ``index`` (in memory; ``WorkState.refreshed`` counts them).
+    """
+    st = WorkState()
+    dirs, root_files = tracked_tops(index)
+    seen: list[Found] = []
+    for top in sorted(dirs):
+        s = lstat_or_none(repo.root, top)
+        if s is None:
+            continue
+        seen.extend(scan(repo.root, top, warn))
+    for p in root_files:
+        s = lstat_or_none(repo.root, p)
+        if s is not None and p not in dirs:
+            seen.append(Found(p, s))
+    to_hash: list[Found] = []
+    present: set[bytes] = set()
+    for f in seen:
+        entry = index.entries.get(f.rel)
+        if entry is None:
+            st.untracked.append(f.rel)
+            continue
+        present.add(f.rel)
+        if index.unchanged(entry, f.st):
+            st.current[f.rel] = entry
+        else:
+            to_hash.append(f)
+    hasher = Hasher(repo.root, repo.chunker, None, workers)
+    for rel, staged in hasher.stage_many(to_hash):
+        st.current[rel] = staged
+        if staged.same_content(index.entries[rel]):
+            index.entries[rel] = staged
+            st.refreshed += 1
+        else:
+            st.modified.append(rel)
+    st.deleted = sorted(p for p in index.entries if p not in present)
+    st.modified.sort()
+    st.untracked.sort()
+    return st
+
+
+def head_files(hist: History) -> dict[bytes, Entry]:
+    """Every path of the version HEAD names (empty before the first commit)."""
+    oid = hist.head_id()
+    return {} if oid is None else hist.flatten(hist.version(oid).tree)
+
+
+@dataclass
+class Status:
+    """What ``dvfs status`` reports."""
+
+    branch: str
+    detached: str | None
+    head: str | None
+    staged: list[Change]
+    work: WorkState
+
+
+def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
+    """Staged changes (index vs HEAD) and unstaged ones (working tree vs index)."""
+    index = repo.index()
+    hist = repo.history
+    head = hist.head()
+    head_id = hist.head_id()
+    staged = diff_maps(head_files(hist), index.entries)
+    work = work_state(repo, index, workers, warn)
+    if work.refreshed:
+        try:
+            with repo.locked(wait=0):
+                index.save()
+        except Exception:  # refreshing is an optimisation; never fail status for it
+            pass
+    return Status(
+        branch=head.branch,
+        detached=None if head.detached is None else hist.label(head.detached),
+        head=None if head_id is None else hist.label(head_id),
+        staged=staged,
+        work=work,
+    )
+
+
+# ----------------------------------------------------------------------------- add / rm
+
+
+@dataclass
+class AddReport:
+    """What ``dvfs add`` did."""
+
+    files: int = 0  # paths now staged by this call
+    hashed: int = 0  # files that had to be read
+    bytes_read: int = 0
+    removed: int = 0  # deletions staged
+
+
+def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = quiet) -> AddReport:
+    """Stage files, directories or links (or the deletion of vanished tracked paths)."""
+    report = AddReport()
+    rels = [repo.rel(a) for a in args]
+    with repo.locked():
+        index = repo.index()
+        for a, rel in zip(args, rels, strict=True):
+            if lstat_or_none(repo.root, rel) is None and not index.under(rel):
+                raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
+        found: dict[bytes, Found] = {}
+        for rel in rels:
+            if lstat_or_none(repo.root, rel) is not None:
+                for f in scan(repo.root, rel, warn):
+                    if f.rel != LOCK_FILE.encode():
+                        found[check_path(f.rel)] = f
+        to_hash = [
+            f
+            for f in found.values()
+            if (e := index.entries.get(f.rel)) is None or not index.unchanged(e, f.st)
+        ]
+        hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
+        new = dict(hasher.stage_many(to_hash))
+        # Everything is hashed and stored: now change the index in one go.
+        for rel in rels:
+            for p in index.under(rel):
+                if p not in found:
+                    del index.entries[p]
+                    report.removed += 1
+        for rel, staged in new.items():
+            parent = rel
+            while b"/" in parent:  # a file replacing a tracked directory or the reverse
+                parent = parent.rpartition(b"/")[0]
+                index.entries.pop(parent, None)
+            for p in index.under(rel):
+                if p != rel:
+                    del index.entries[p]
+            index.entries[rel] = staged
+        index.save()
+        ignore_paths(repo.root, [r for r in rels if r])
+    report.files = len(found)
+    report.hashed = len(to_hash)
+    report.bytes_read = hasher.bytes_read
+    return report
+
+
+def rm(
+    repo: Repository, args: Iterable[str], workers: Workers, *, cached: bool, force: bool
+) -> list[bytes]:
+    """Stop tracking paths; delete the working files too unless ``cached``."""
+    with repo.locked():
+        index = repo.index()
+        targets: list[bytes] = []
+        for a in args:
+            under = index.under(repo.rel(a))
+            if not under:
+                raise UsageError(f"{a} is not tracked: nothing was removed")
+            targets.extend(under)
+        if not cached and not force:
+            sub = Index(index.path)
+            sub.written_ns = index.written_ns
+            sub.entries = {p: index.entries[p] for p in targets}
+            changed = work_state(repo, sub, workers).modified
+            changed = [p for p in changed if p in sub.entries]
+            if changed:
+                raise UncommittedChanges("rm", [show(p) for p in changed])
+        for p in targets:
+            del index.entries[p]
+            if not cached:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(os.fsencode(repo.root), p))
+                prune_empty_dirs(repo.root, p.rpartition(b"/")[0])
+        index.save()
+    return targets
+
+
+# ----------------------------------------------------------------------------- commit
+
+
+def build_trees(store: ObjectStore, entries: dict[bytes, Staged]) -> tuple[bytes, int, int]:
+    """Store the trees for a set of staged paths; return (root id, files, bytes)."""
+    children: dict[bytes, list[Entry]] = defaultdict(list)
+    dirs: set[bytes] = {b""}
+    files = 0
+    total = 0
+    for path, s in entries.items():
+        parent, _, name = path.rpartition(b"/")
+        children[parent].append(s.to_entry(name))
+        files += 1
+        total += s.size
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition(b"/")[0]
+    root_id = b""
+    for d in sorted(dirs, key=lambda p: -p.count(b"/") if p else 1):
+        kids = children.get(d, [])
+        oid, _ = store.put(ObjKind.TREE, encode_tree(kids))
+        if not d:
+            root_id = oid
+            continue
+        parent, _, name = d.rpartition(b"/")
+        size = sum(e.size for e in kids)
+        mtime = max((e.mtime_ns for e in kids), default=0)
+        children[parent].append(Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid))
+    return root_id, files, total
+
+
+@dataclass
+class CommitResult:
+    """The version a commit made."""
+
+    oid: bytes
+    number: int
+    files: int
+    bytes: int
+
+
+def commit(
+    repo: Repository,
+    message: str,
+    params: dict[str, Any],
+    tag: str | None = None,
+) -> CommitResult:
+    """Record the staged data as a new version on the current branch."""
+    if not message.strip():
+        raise UsageError("the commit message is empty: pass -m MESSAGE")
+    if tag is not None:
+        check_ref_name(tag, "tag")
+    with repo.locked():
+        hist = repo.history
+        head = hist.head()
+        if head.detached is not None:
+            raise UsageError(
+                f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch "
+                f"{head.branch}` (or `dvfs branch NAME` and `dvfs switch NAME`) to commit"
+            )
+        ref = f"refs/heads/{head.branch}"
+        parent = repo.refs.get(ref)
+        if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
+            raise UsageError(f"tag {tag} already exists: choose another name")
+        index = repo.index()
+        if not index.entries and parent is None:
+            raise UsageError("nothing to commit: run `dvfs add PATH` first")
+        tree, files, total = build_trees(repo.store, index.entries)
+        parent_v = hist.version(parent) if parent is not None else None
+        if parent_v is not None and parent_v.tree == tree:
+            raise UsageError(
+                f"nothing to commit: the staged data equals v{parent_v.number}; "
+                "run `dvfs add PATH` to stage changes"
+            )
+        link: GitLink | None = git_link(repo.root)
+        version = Version(
+            tree=tree,
+            parents=() if parent is None else (parent,),
+            number=1 if parent_v is None else parent_v.number + 1,
+            message=message,
+            author=repo.author(),
+            time_ns=time.time_ns(),
+            params={k: params[k] for k in sorted(params)},
+            git=link,
+            files=files,
+            bytes=total,
+        )
+        oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+        flush_filesystem(repo.dir)
+        repo.refs.update(ref, oid, parent)
+        if tag is not None:
+            repo.refs.update(f"refs/tags/{tag}", oid, None)
+        write_lock(repo.root, LockPointer(head.branch, version.number, oid))
+        index.head = oid
+        index.save()
+    return CommitResult(oid, version.number, files, total)

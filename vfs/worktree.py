@@ -1,0 +1,375 @@
+"""Reading and writing the working tree: scanning, hashing into chunks, restoring.
+
+Threading: :class:`Workers` owns two pools. Small files (one chunk) are hashed,
+compressed and stored whole by the ``files`` pool, many at a time. A large file is
+read once by the calling thread, which cuts it and keeps the whole-file digest, while
+the ``chunks`` pool hashes, compresses and stores its chunks; at most
+``2 * threads`` chunks are in flight, so memory stays bounded whatever the file size.
+The two pools never wait on each other, so they cannot deadlock.
+
+Paths: inside the repository every path is bytes, relative to the root, with ``/``
+separators (``vfs.stage`` checks them). Nothing here follows a symbolic link: links
+are read with ``readlink`` and stored as links, files are opened with ``O_NOFOLLOW``,
+and directories on the way to a restored file must be real directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat as statmod
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from vfs.chunking import Chunker
+from vfs.codec import ChunkRef, Entry, Kind
+from vfs.durable import TMP_PREFIX, storage_error, tmp_name
+from vfs.errors import DvfsError, FileChanged, ObjectError, UsageError
+from vfs.ids import hash_bytes, hasher
+from vfs.objects import ObjectStore, ObjKind
+from vfs.stage import Staged
+
+SKIP_DIRS = frozenset({b".dvfs", b".git"})
+READ_RETRIES = 3
+Warn = Callable[[str], None]
+
+
+def show(path: bytes) -> str:
+    """A repository path as text for messages (undecodable bytes escaped)."""
+    return os.fsdecode(path) if path else "."
+
+
+class Workers:
+    """The thread pools used for hashing, storing and restoring files."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        n = threads or max(2, os.cpu_count() or 2)
+        self.threads = n
+        self.files = ThreadPoolExecutor(n * 2, thread_name_prefix="dvfs-file")
+        self.chunks = ThreadPoolExecutor(n, thread_name_prefix="dvfs-chunk")
+
+    def close(self) -> None:
+        """Stop the pools (pending work is finished first)."""
+        self.files.shutdown()
+        self.chunks.shutdown()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Found:
+    """A path found in the working tree with its lstat."""
+
+    rel: bytes
+    st: os.stat_result
+
+
+def _store_chunk(store: ObjectStore | None, data: bytes) -> ChunkRef:
+    oid = hash_bytes(data)
+    if store is not None:
+        store.put(ObjKind.CHUNK, data, oid)
+    return ChunkRef(oid, len(data))
+
+
+class Hasher:
+    """Turns working-tree files into staged records, storing their chunks if asked."""
+
+    def __init__(
+        self, root: Path, chunker: Chunker, store: ObjectStore | None, workers: Workers
+    ) -> None:
+        self.root = root
+        self.chunker = chunker
+        self.store = store
+        self.workers = workers
+        self.bytes_read = 0
+
+    def _read_file(self, rel: bytes) -> Staged:
+        path = os.path.join(os.fsencode(self.root), rel)
+        for _ in range(READ_RETRIES):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except PermissionError:
+                raise UsageError(
+                    f"cannot read {show(rel)}: permission denied; nothing was staged"
+                ) from None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # replaced by a link meanwhile
+                    raise FileChanged(f"{show(rel)} changed while it was read") from None
+                raise
+            with os.fdopen(fd, "rb", buffering=0) as fh:
+                before = os.fstat(fd)
+                if not statmod.S_ISREG(before.st_mode):
+                    raise FileChanged(f"{show(rel)} changed type while it was read")
+                if before.st_size <= self.chunker.params.min_size:
+                    digest, chunks, total = self._read_small(fh, before.st_size)
+                else:
+                    digest, chunks, total = self._read_large(fh)
+                after = os.fstat(fd)
+            self.bytes_read += total
+            stable = (
+                total == after.st_size
+                and before.st_size == after.st_size
+                and before.st_mtime_ns == after.st_mtime_ns
+                and before.st_ctime_ns == after.st_ctime_ns
+            )
+            if stable:
+                return Staged(
+                    Kind.FILE, after.st_mode & 0o7777, total, after.st_mtime_ns,
+                    after.st_ctime_ns, after.st_ino, digest, tuple(chunks),
+                )  # fmt: skip
+        raise FileChanged(
+            f"{show(rel)} kept changing while it was read: "
+            "add it again once it is no longer being written"
+        )
+
+    def _read_small(self, fh: object, size: int) -> tuple[bytes, list[ChunkRef], int]:
+        assert hasattr(fh, "read")
+        data: bytes = fh.read(size + 1)
+        if len(data) > self.chunker.params.min_size:  # grew meanwhile: cut it properly
+            rest: bytes = fh.read()
+            data += rest
+            refs = [_store_chunk(self.store, c) for c in self.chunker.buffer(data)]
+            return hash_bytes(data), refs, len(data)
+        if not data:
+            return hash_bytes(b""), [], 0
+        ref = _store_chunk(self.store, data)
+        return ref.oid, [ref], len(data)
+
+    def _read_large(self, fh: object) -> tuple[bytes, list[ChunkRef], int]:
+        whole = hasher()
+        pending: deque[Future[ChunkRef]] = deque()
+        refs: list[ChunkRef] = []
+        limit = 2 * self.workers.threads
+        total = 0
+        try:
+            for data in self.chunker.stream(fh):  # type: ignore[arg-type]
+                whole.update(data)
+                total += len(data)
+                pending.append(self.workers.chunks.submit(_store_chunk, self.store, data))
+                while len(pending) >= limit:
+                    refs.append(pending.popleft().result())
+            while pending:
+                refs.append(pending.popleft().result())
+        finally:
+            for f in pending:
+                f.cancel()
+        return whole.digest(), refs, total
+
+    def stage_one(self, found: Found) -> Staged:
+        """Hash one file or link (storing its chunks when the hasher has a store)."""
+        if statmod.S_ISLNK(found.st.st_mode):
+            target = os.readlink(os.path.join(os.fsencode(self.root), found.rel))
+            return Staged(
+                Kind.SYMLINK, found.st.st_mode & 0o7777, len(target), found.st.st_mtime_ns,
+                found.st.st_ctime_ns, found.st.st_ino, target=target,
+            )  # fmt: skip
+        try:
+            return self._read_file(found.rel)
+        except OSError as exc:
+            raise storage_error(exc, f"the chunks of {show(found.rel)}") from exc
+
+    def stage_many(self, items: Iterable[Found]) -> Iterator[tuple[bytes, Staged]]:
+        """Hash many paths in parallel; yields (path, staged) as each finishes.
+
+        The first failure is raised after the remaining work is cancelled.
+        """
+        small: list[Found] = []
+        large: list[Found] = []
+        for f in items:
+            big = statmod.S_ISREG(f.st.st_mode) and f.st.st_size > self.chunker.params.min_size
+            (large if big else small).append(f)
+        futures = [(f.rel, self.workers.files.submit(self.stage_one, f)) for f in small]
+        try:
+            for f in large:
+                yield f.rel, self.stage_one(f)
+            for rel, fut in futures:
+                yield rel, fut.result()
+        finally:
+            for _, fut in futures:
+                fut.cancel()
+
+
+def scan(root: Path, rel: bytes, warn: Warn) -> Iterator[Found]:
+    """Every file and symlink at or below ``rel`` (which must exist), depth first.
+
+    FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git``
+    directories are never entered.
+    """
+    base = os.fsencode(root)
+    top = os.path.join(base, rel) if rel else base
+    st = os.lstat(top)
+    if not statmod.S_ISDIR(st.st_mode):
+        if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
+            yield Found(rel, st)
+        else:
+            warn(f"skipping {show(rel)}: not a regular file, directory or link")
+        return
+    stack = [rel]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(os.path.join(base, d) if d else base)
+        except PermissionError:
+            raise UsageError(f"cannot read directory {show(d)}: permission denied") from None
+        with it:
+            for de in it:
+                name = de.name
+                if name.startswith(TMP_PREFIX.encode()):
+                    continue
+                child = d + b"/" + name if d else name
+                est = de.stat(follow_symlinks=False)
+                mode = est.st_mode
+                if statmod.S_ISDIR(mode):
+                    if name not in SKIP_DIRS:
+                        stack.append(child)
+                elif statmod.S_ISREG(mode) or statmod.S_ISLNK(mode):
+                    yield Found(child, est)
+                else:
+                    warn(f"skipping {show(child)}: not a regular file, directory or link")
+
+
+def lstat_or_none(root: Path, rel: bytes) -> os.stat_result | None:
+    """lstat of a repository path, or None if it (or a parent) is missing."""
+    try:
+        return os.lstat(os.path.join(os.fsencode(root), rel))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _ensure_dir(base: bytes, rel_dir: bytes, tracked: Callable[[bytes], bool]) -> None:
+    """Make ``rel_dir`` a real directory, replacing links and tracked files in the way."""
+    if not rel_dir:
+        return
+    cur = b""
+    for part in rel_dir.split(b"/"):
+        cur = cur + b"/" + part if cur else part
+        p = os.path.join(base, cur)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(p)
+            continue
+        if statmod.S_ISDIR(st.st_mode):
+            continue
+        if statmod.S_ISLNK(st.st_mode) or tracked(cur):
+            os.unlink(p)
+            os.mkdir(p)
+        else:
+            raise UsageError(
+                f"{show(cur)} is an untracked file where the version has a directory: "
+                "move it away and run the command again"
+            )
+
+
+def write_entry(
+    root: Path,
+    rel: bytes,
+    entry: Entry,
+    store: ObjectStore,
+    tracked: Callable[[bytes], bool],
+) -> os.stat_result:
+    """Restore one file or link from the store, atomically; return its new lstat."""
+    base = os.fsencode(root)
+    _ensure_dir(base, rel.rpartition(b"/")[0], tracked)
+    dest = Path(os.fsdecode(os.path.join(base, rel)))
+    tmp = tmp_name(dest)
+    try:
+        if entry.kind == Kind.SYMLINK:
+            os.symlink(entry.target, tmp)
+        else:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+            try:
+                for c in entry.chunks:
+                    view = memoryview(store.get(c.oid))
+                    while view:
+                        view = view[os.write(fd, view) :]
+                os.fchmod(fd, entry.mode)
+            finally:
+                os.close(fd)
+            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+        old = lstat_or_none(root, rel)
+        if old is not None and statmod.S_ISDIR(old.st_mode):
+            if not tracked_dir_only(root, rel, tracked):
+                raise UsageError(
+                    f"{show(rel)} is a directory with untracked files where the version has "
+                    "a file: move it away and run the command again"
+                )
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
+            raise storage_error(exc, show(rel)) from exc
+        raise
+    return os.lstat(dest)
+
+
+def tracked_dir_only(root: Path, rel: bytes, tracked: Callable[[bytes], bool]) -> bool:
+    """True if every file below directory ``rel`` is tracked (safe to remove)."""
+    return all(tracked(f.rel) for f in scan(root, rel, lambda _: None))
+
+
+def remove_path(root: Path, rel: bytes) -> None:
+    """Delete a working file or link and then any directories it leaves empty."""
+    base = os.fsencode(root)
+    try:
+        os.unlink(os.path.join(base, rel))
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except IsADirectoryError:
+        return
+    prune_empty_dirs(root, rel.rpartition(b"/")[0])
+
+
+def prune_empty_dirs(root: Path, rel_dir: bytes) -> None:
+    """Remove ``rel_dir`` and its parents while they are empty (never the root)."""
+    base = os.fsencode(root)
+    while rel_dir:
+        try:
+            os.rmdir(os.path.join(base, rel_dir))
+        except OSError:
+            return
+        rel_dir = rel_dir.rpartition(b"/")[0]
+
+
+def restore_many(
+    root: Path,
+    entries: Iterable[tuple[bytes, Entry]],
+    store: ObjectStore,
+    workers: Workers,
+    tracked: Callable[[bytes], bool],
+) -> tuple[dict[bytes, os.stat_result], dict[bytes, DvfsError]]:
+    """Restore many entries in parallel; return new stats and per-path failures.
+
+    A damaged or missing object fails only the files that use it; the others are
+    restored. Errors other than object errors (disk full, untracked files in the way)
+    stop the whole operation.
+    """
+    futures = [
+        (rel, workers.files.submit(write_entry, root, rel, e, store, tracked)) for rel, e in entries
+    ]
+    done: dict[bytes, os.stat_result] = {}
+    failed: dict[bytes, DvfsError] = {}
+    try:
+        for rel, fut in futures:
+            try:
+                done[rel] = fut.result()
+            except ObjectError as exc:
+                failed[rel] = exc
+    finally:
+        for _, fut in futures:
+            fut.cancel()
+    return done, failed
