@@ -140,6 +140,8 @@ def _restore(
             if p not in wanted and p not in report.failed:
                 del index.entries[p]
         index.head = target
+    else:
+        index.head = None
     index.save()
     if not paths:
         branch = attach or hist.head().branch

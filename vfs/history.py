@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from vfs.codec import Entry, Kind, Tree, Version, decode_tree, decode_version
-from vfs.errors import FormatError, ObjectMissing, RevisionNotFound, UsageError
-from vfs.ids import HEX_LEN, is_hex_prefix
+from vfs.errors import FormatError, RevisionNotFound, UsageError
+from vfs.ids import is_hex_prefix
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import Head, Refs
 
@@ -105,21 +105,9 @@ class History:
         return False
 
     def _by_prefix(self, prefix: str) -> bytes | None:
-        sub = self.store.root / prefix[:2]
-        rest = prefix[2:]
-        try:
-            names = [n for n in os.listdir(sub) if n.startswith(rest) and len(n) == HEX_LEN - 2]
-        except FileNotFoundError:
-            return None
-        hits = []
-        for n in names:
-            oid = bytes.fromhex(prefix[:2] + n)
-            try:
-                kind = self.store.read_stored(oid)[0]
-            except ObjectMissing:
-                continue
-            if kind == ObjKind.VERSION:
-                hits.append(oid)
+        hits = [
+            oid for oid in self.store.with_prefix(prefix) if self.store.kind(oid) == ObjKind.VERSION
+        ]
         if len(hits) > 1:
             raise UsageError(
                 f"id prefix {prefix} is ambiguous: "

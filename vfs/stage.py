@@ -11,8 +11,9 @@ fields (size, mtime, ctime, inode, mode) let ``status`` and ``add`` skip re-hash
 file whose stat is unchanged. An entry whose mtime is within ``RACY_NS`` of the time
 the index was written is not trusted (the file could have changed again within the
 same timestamp tick); it is re-hashed once and then trusted. ``head`` is the version
-the index was last made equal to (by commit or checkout), used to say quickly that
-nothing is staged.
+the index was made equal to by the last commit or full checkout, and null once
+anything is staged after that; while it names HEAD, nothing is staged and ``status``
+need not read any tree.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 A commit is made in this order, so that a crash at any moment leaves either the old
 or the new version on the branch and nothing half-made reachable:
 
-1. chunks were stored by ``add`` (temporary name + rename each);
+1. chunks were stored by ``add`` (in packs written under temporary names and renamed
+   when complete; the filesystem was flushed before the index named them);
 2. trees and the version record are stored the same way;
-3. the filesystem is flushed once (``syncfs``);
+3. the filesystem is flushed once more (``syncfs``);
 4. the branch ref moves by compare-and-swap (fsynced file + rename);
 5. ``dvfs.lock`` and the index are rewritten.
 """
@@ -16,7 +17,7 @@ import contextlib
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,7 +132,10 @@ def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
     hist = repo.history
     head = hist.head()
     head_id = hist.head_id()
-    staged = diff_maps(head_files(hist), index.entries)
+    if head_id is not None and index.head == head_id:
+        staged: list[Change] = []  # the index was made equal to HEAD and not staged since
+    else:
+        staged = diff_maps(head_files(hist), index.entries)
     work = work_state(repo, index, workers, warn)
     if work.refreshed:
         try:
@@ -159,6 +163,13 @@ class AddReport:
     hashed: int = 0  # files that had to be read
     bytes_read: int = 0
     removed: int = 0  # deletions staged
+
+
+def _ancestors(path: bytes) -> Iterator[bytes]:
+    """The directories above a repository path, nearest first."""
+    while b"/" in path:
+        path = path.rpartition(b"/")[0]
+        yield path
 
 
 def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = quiet) -> AddReport:
@@ -189,15 +200,17 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
                 if p not in found:
                     del index.entries[p]
                     report.removed += 1
+        dirs = {a for p in index.entries for a in _ancestors(p)}
         for rel, staged in new.items():
-            parent = rel
-            while b"/" in parent:  # a file replacing a tracked directory or the reverse
-                parent = parent.rpartition(b"/")[0]
-                index.entries.pop(parent, None)
-            for p in index.under(rel):
-                if p != rel:
+            for anc in _ancestors(rel):  # a file now where a tracked file was a directory
+                index.entries.pop(anc, None)
+            if rel in dirs:  # a file now where a tracked directory was
+                for p in index.under(rel):
                     del index.entries[p]
             index.entries[rel] = staged
+        repo.store.flush()
+        flush_filesystem(repo.dir)  # the index must never name objects not on disk
+        index.head = None
         index.save()
         ignore_paths(repo.root, [r for r in rels if r])
     report.files = len(found)
@@ -226,6 +239,7 @@ def rm(
             changed = [p for p in changed if p in sub.entries]
             if changed:
                 raise UncommittedChanges("rm", [show(p) for p in changed])
+        index.head = None
         for p in targets:
             del index.entries[p]
             if not cached:
@@ -324,6 +338,7 @@ def commit(
             bytes=total,
         )
         oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+        repo.store.flush()
         flush_filesystem(repo.dir)
         repo.refs.update(ref, oid, parent)
         if tag is not None:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything dvfs needs on Debian 12 (run as root): system packages for FUSE
+# and building pyfuse3, then a .venv with dvfs and its pinned dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in fuse3 libfuse3-dev pkg-config gcc git python3-venv python3-dev; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    echo "==> installing system packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+    echo "==> creating .venv with dvfs and its pinned dependencies"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip >/dev/null
+    .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+    touch "$stamp"
+fi

@@ -1,0 +1,78 @@
+"""The dependency rules of the architecture, checked on the source itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN_IN_VFS = {"daemon", "trio", "pyfuse3"}
+
+# Lower layers never import higher ones (ARCHITECTURE.md lists the order).
+LAYERS = [
+    {"errors", "ids", "chunking", "codec", "durable"},
+    {"packs"},
+    {"objects", "lock"},
+    {"backends"},
+    {"refs", "stage", "gitlink"},
+    {"history"},
+    {"worktree", "diff"},
+    {"repo"},  # the repository handle: layout, format record, lock
+    {"workflow"},
+    {"checkout", "browse", "fsck"},
+    {"cli"},
+]
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level module names and vfs submodules imported anywhere in a file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return out
+
+
+def layer_of(module: str) -> int | None:
+    """The layer number of a vfs submodule name (``backends.s3`` counts as ``backends``)."""
+    top = module.split(".")[0]
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    return None
+
+
+def test_vfs_never_imports_daemon_trio_or_pyfuse3() -> None:
+    offenders = []
+    for path in sorted((ROOT / "vfs").rglob("*.py")):
+        for name in imports_of(path):
+            if name.split(".")[0] in FORBIDDEN_IN_VFS:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def test_every_vfs_module_has_a_layer() -> None:
+    modules = {p.stem for p in (ROOT / "vfs").glob("*.py")} - {"__init__"}
+    modules |= {p.name for p in (ROOT / "vfs").iterdir() if (p / "__init__.py").exists()}
+    assert sorted(m for m in modules if layer_of(m) is None) == []
+
+
+def test_lower_layers_never_import_higher_ones() -> None:
+    offenders = []
+    for path in sorted((ROOT / "vfs").rglob("*.py")):
+        rel = path.relative_to(ROOT / "vfs").with_suffix("")
+        if rel.name == "__init__" and len(rel.parts) == 1:
+            continue
+        own = layer_of(".".join(rel.parts))
+        assert own is not None, path
+        for name in imports_of(path):
+            if not name.startswith("vfs."):
+                continue
+            other = layer_of(name[len("vfs.") :])
+            if other is not None and other > own:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
