@@ -20,6 +20,7 @@ LAYERS = [
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow"},
     {"checkout", "browse", "fsck"},
+    {"progress_bar"},
     {"cli"},
 ]
 

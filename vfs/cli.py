@@ -26,6 +26,7 @@ from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, UsageError
 from vfs.fsck import fsck as run_fsck
+from vfs.progress_bar import TerminalProgress
 from vfs.repo import DEFAULT_BRANCH, Repository
 from vfs.worktree import Workers, show
 
@@ -58,10 +59,12 @@ def emit_json(data: Any) -> None:
 def workers() -> Iterator[Workers]:
     """Thread pools sized for this machine (DVFS_THREADS overrides)."""
     n = os.environ.get("DVFS_THREADS")
-    w = Workers(int(n) if n and n.isdigit() else None)
+    progress = TerminalProgress()
+    w = Workers(int(n) if n and n.isdigit() else None, progress)
     try:
         yield w
     finally:
+        progress.done()
         w.close()
 
 

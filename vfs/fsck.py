@@ -112,11 +112,14 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
     report.bytes = sum(chunks.values())
     futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks}
     bad: dict[bytes, str] = {}
+    workers.progress.start("verifying", len(chunks), report.bytes)
     for oid, fut in futures.items():
         try:
             fut.result()
         except (ObjectCorrupt, ObjectMissing) as exc:
             bad[oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
+        workers.progress.advance(1, chunks[oid])
+    workers.progress.done()
     if bad:
         users: dict[bytes, list[str]] = defaultdict(list)
         for oid, label in versions.items():

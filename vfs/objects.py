@@ -3,7 +3,8 @@
 Objects are not stored one file each: creating and writing a small file cost
 0.1 to 0.6 ms on the ext4 volumes dvfs was measured on (mostly inode and block
 allocation), so 20,000 small files spent up to 12 s on that alone; appending the
-same objects to a few packs costs a few hundred milliseconds. They are appended to a pack (format in ``vfs.packs``) that is written
+same objects to a few packs costs a few hundred milliseconds. Objects are appended
+to a pack (format in ``vfs.packs``) that is written
 under a temporary name and, once it reaches about 16 MiB or the writer flushes,
 closed with its header, renamed to its content id and given an index file. A crash
 therefore never leaves a half pack under a real name, and a pack whose index is

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from vfs.chunking import Chunker
 from vfs.codec import ChunkRef, Entry, Kind
@@ -44,12 +45,39 @@ def show(path: bytes) -> str:
     return os.fsdecode(path) if path else "."
 
 
-class Workers:
-    """The thread pools used for hashing, storing and restoring files."""
+class Progress(Protocol):
+    """Where long operations report how far they are (called from one thread)."""
 
-    def __init__(self, threads: int | None = None) -> None:
+    def start(self, label: str, files: int, nbytes: int) -> None:
+        """A phase begins with this much work."""
+
+    def advance(self, files: int, nbytes: int) -> None:
+        """This much more is done."""
+
+    def done(self) -> None:
+        """The phase is over."""
+
+
+class NoProgress:
+    """Reports nothing."""
+
+    def start(self, label: str, files: int, nbytes: int) -> None:
+        """Ignore."""
+
+    def advance(self, files: int, nbytes: int) -> None:
+        """Ignore."""
+
+    def done(self) -> None:
+        """Ignore."""
+
+
+class Workers:
+    """The thread pools used for hashing, storing and restoring files, and progress."""
+
+    def __init__(self, threads: int | None = None, progress: Progress | None = None) -> None:
         n = threads or max(2, os.cpu_count() or 2)
         self.threads = n
+        self.progress: Progress = progress or NoProgress()
         self.files = ThreadPoolExecutor(n * 2, thread_name_prefix="dvfs-file")
         self.chunks = ThreadPoolExecutor(n, thread_name_prefix="dvfs-chunk")
 
@@ -154,6 +182,7 @@ class Hasher:
             for data in self.chunker.stream(fh):  # type: ignore[arg-type]
                 whole.update(data)
                 total += len(data)
+                self.workers.progress.advance(0, len(data))
                 pending.append(self.workers.chunks.submit(_store_chunk, self.store, data))
                 while len(pending) >= limit:
                     refs.append(pending.popleft().result())
@@ -187,15 +216,24 @@ class Hasher:
         for f in items:
             big = statmod.S_ISREG(f.st.st_mode) and f.st.st_size > self.chunker.params.min_size
             (large if big else small).append(f)
+        progress = self.workers.progress
+        if small or large:
+            total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
+            progress.start("hashing", len(small) + len(large), total)
         futures = [(f.rel, self.workers.files.submit(self.stage_one, f)) for f in small]
         try:
             for f in large:
                 yield f.rel, self.stage_one(f)
+                progress.advance(1, 0)
             for rel, fut in futures:
-                yield rel, fut.result()
+                staged = fut.result()
+                progress.advance(1, staged.size)
+                yield rel, staged
         finally:
             for _, fut in futures:
                 fut.cancel()
+            if small or large:
+                progress.done()
 
 
 def scan(root: Path, rel: bytes, warn: Warn) -> Iterator[Found]:
@@ -358,18 +396,25 @@ def restore_many(
     restored. Errors other than object errors (disk full, untracked files in the way)
     stop the whole operation.
     """
+    todo = list(entries)
     futures = [
-        (rel, workers.files.submit(write_entry, root, rel, e, store, tracked)) for rel, e in entries
+        (rel, e.size, workers.files.submit(write_entry, root, rel, e, store, tracked))
+        for rel, e in todo
     ]
     done: dict[bytes, os.stat_result] = {}
     failed: dict[bytes, DvfsError] = {}
+    if todo:
+        workers.progress.start("restoring", len(todo), sum(e.size for _, e in todo))
     try:
-        for rel, fut in futures:
+        for rel, size, fut in futures:
             try:
                 done[rel] = fut.result()
             except ObjectError as exc:
                 failed[rel] = exc
+            workers.progress.advance(1, size)
     finally:
-        for _, fut in futures:
+        for _, _, fut in futures:
             fut.cancel()
+        if todo:
+            workers.progress.done()
     return done, failed
