@@ -80,9 +80,7 @@ def _restore(
     sub.written_ns = index.written_ns
     sub.entries = scope
     state = work_state(repo, sub, workers, warn)
-    for p, s in sub.entries.items():
-        if p in state.current and p not in state.modified:
-            index.entries[p] = s  # refreshed stat
+    index.entries.update(sub.entries)  # stats refreshed by work_state
     # Untracked files where the version has something: adopt if equal, else conflict.
     untracked_here = [
         Found(p, st)
@@ -90,7 +88,10 @@ def _restore(
         if p not in scope and (st := lstat_or_none(repo.root, p)) is not None
     ]
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
-    current = {**state.current, **on_disk}
+    deleted = set(state.deleted)
+    current = {p: s for p, s in sub.entries.items() if p not in deleted}
+    current.update(state.current)
+    current.update(on_disk)
     if not force:
         committed = head_files(hist)
         conflicts = []
@@ -116,7 +117,7 @@ def _restore(
     todo: list[tuple[bytes, Entry]] = []
     for p, e in wanted.items():
         cur = current.get(p)
-        st = lstat_or_none(repo.root, p)
+        st = None if cur is None else lstat_or_none(repo.root, p)
         if cur is not None and st is not None and cur.same_content(e):
             if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
                 path = os.path.join(os.fsencode(repo.root), p)

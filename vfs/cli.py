@@ -9,6 +9,7 @@ with its code (1, or 2 for usage errors); anything unexpected prints one line to
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat as statmod
@@ -170,7 +171,7 @@ def commit(
             raise UsageError(f"--param {p!r} is not KEY=VALUE")
         recorded[key.strip()] = scalar(value)
     repo = repo_here()
-    r = workflow.commit(repo, message, recorded, tag)
+    r = workflow.commit(repo, message, recorded, tag, warn)
     tagged = f" (tag {tag})" if tag else ""
     click.echo(
         f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - {message}"
@@ -380,9 +381,20 @@ def report_checkout(r: checkout.CheckoutReport) -> None:
         else ""
     )
     if r.failed:
-        for p, exc in sorted(r.failed.items()):
-            click.echo(f"dvfs: error: could not restore {show(p)}: {exc}", err=True)
-        fail(f"{len(r.failed)} file(s) could not be restored; the others were")
+        failed = sorted(r.failed.items())
+        if len(failed) == 1:
+            p, exc = failed[0]
+            fail(f"could not restore {show(p)}: {exc}; the other files were restored")
+        names = ", ".join(show(p) for p, _ in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        click.echo(
+            f"dvfs: error: could not restore {len(failed)} files ({names}{more}); "
+            "the other files were restored",
+            err=True,
+        )
+        for p, exc in failed:
+            click.echo(f"  {show(p)}: {exc}", err=True)
+        sys.exit(1)
 
 
 @cli.command(name="checkout")
@@ -511,6 +523,8 @@ def main() -> None:
         if os.environ.get("DVFS_DEBUG"):
             raise
         where = f": {exc.filename}" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            fail(f"the disk is full ({exc.strerror}{where}): free some space and run it again")
         fail(f"{exc.strerror or exc}{where}")
     except Exception as exc:  # the last line of defence: one line, never a traceback
         if os.environ.get("DVFS_DEBUG"):

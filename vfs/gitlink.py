@@ -11,8 +11,8 @@ version, so that a git commit says which data it was made with::
     version: v3
     id: <64 hex>
 
-It is rewritten on every commit and checkout and read back by
-``dvfs checkout --lock``.
+Inside a git work tree it is rewritten on every commit and checkout, and read back
+by ``dvfs checkout --lock``; outside git it is not written.
 """
 
 from __future__ import annotations
@@ -121,7 +121,9 @@ class LockPointer:
 
 
 def write_lock(root: Path, ptr: LockPointer) -> None:
-    """Rewrite ``dvfs.lock`` for ``ptr``."""
+    """Rewrite ``dvfs.lock`` for ``ptr`` (only inside a git work tree: it is for git)."""
+    if not in_git(root):
+        return
     text = (
         "# dvfs data version; after `git checkout`, run `dvfs checkout --lock`\n"
         f"branch: {ptr.branch}\nversion: v{ptr.number}\nid: {ptr.oid.hex()}\n"

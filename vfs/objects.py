@@ -45,14 +45,18 @@ from vfs.packs import (
     PACK_MAGIC,
     TARGET_PACK_SIZE,
     PackedObject,
+    check_index,
     decode_index,
     encode_index,
     pack_trailer,
     parse_footer,
     parse_header,
+    search_index,
 )
 
 ZSTD_LEVEL = 3
+# Lookups answered by bisecting index files before they are merged into one dict.
+MERGE_AFTER = 64
 
 
 class ObjKind(enum.IntEnum):
@@ -181,6 +185,10 @@ class ObjectStore:
         self._fds: dict[int, int] = {}
         self._writer: _PackWriter | None = None
         self._loaded = False
+        # Index files not merged into _entries yet: (slot, file bytes, object count).
+        self._raw: list[tuple[int, bytes, int]] = []
+        self._merged = False
+        self._lookups = 0
 
     @staticmethod
     def create(root: Path) -> ObjectStore:
@@ -198,7 +206,11 @@ class ObjectStore:
             self._entries.setdefault(o.oid, (slot, o))
 
     def _scan(self) -> None:
-        """Load the index of every pack not loaded yet (rebuilding missing indexes)."""
+        """Take note of every pack not seen yet (rebuilding missing indexes).
+
+        Until enough lookups have been made to pay for it, index files are kept as
+        they are and searched by bisection; then they are merged into one dict.
+        """
         with self._lock:
             self._loaded = True
             try:
@@ -213,10 +225,28 @@ class ObjectStore:
                 pack = self.root / name
                 idx = pack.with_suffix(".idx")
                 try:
-                    objs = decode_index(idx.read_bytes(), str(idx))
+                    data = idx.read_bytes()
+                    count = check_index(data, str(idx))
                 except (FileNotFoundError, FormatError):
-                    objs = self._rebuild_index(pack)
-                self._add_pack(pack, objs)
+                    self._add_pack(pack, self._rebuild_index(pack))
+                    continue
+                if self._merged:
+                    self._add_pack(pack, decode_index(data, str(idx)))
+                else:
+                    self._raw.append((len(self._packs), data, count))
+                    self._packs.append(pack)
+                    self._known.add(pack.name)
+
+    def _merge(self) -> None:
+        """Decode every raw index into the dict (worth it for many lookups)."""
+        with self._lock:
+            if not self._loaded:
+                self._scan()
+            for slot, data, _ in self._raw:
+                for o in decode_index(data, str(self._packs[slot])):
+                    self._entries.setdefault(o.oid, (slot, o))
+            self._raw = []
+            self._merged = True
 
     def _rebuild_index(self, pack: Path) -> list[PackedObject]:
         fd = os.open(pack, os.O_RDONLY | os.O_CLOEXEC)
@@ -227,21 +257,35 @@ class ObjectStore:
         write_atomic(pack.with_suffix(".idx"), encode_index(objs), sync=False)
         return objs
 
+    def _lookup(self, oid: bytes) -> tuple[int, PackedObject] | None:
+        hit = self._entries.get(oid)
+        if hit is not None or self._merged:
+            return hit
+        self._lookups += 1
+        if self._lookups > MERGE_AFTER:
+            self._merge()
+            return self._entries.get(oid)
+        for slot, data, count in self._raw:
+            obj = search_index(data, count, oid)
+            if obj is not None:
+                return slot, obj
+        return None
+
     def _find(self, oid: bytes) -> tuple[int, PackedObject] | None:
         if not self._loaded:
             self._scan()
-        hit = self._entries.get(oid)
-        if hit is None:  # another process may have written packs since we loaded
+        hit = self._lookup(oid)
+        if hit is None:  # another process may have written packs since we looked
             self._scan()
-            hit = self._entries.get(oid)
+            hit = self._lookup(oid)
         return hit
 
     # writing --------------------------------------------------------------------
 
     def has(self, oid: bytes) -> bool:
         """True if the object is stored (not verified)."""
-        if not self._loaded:
-            self._scan()
+        if not self._merged:
+            self._merge()
         return oid in self._entries
 
     def put(self, kind: ObjKind, data: bytes, oid: bytes | None = None) -> tuple[bytes, int]:
@@ -342,14 +386,12 @@ class ObjectStore:
 
     def iter_ids(self) -> Iterator[bytes]:
         """Every stored object id."""
-        if not self._loaded:
-            self._scan()
+        self._merge()
         yield from list(self._entries)
 
     def with_prefix(self, prefix: str) -> list[bytes]:
         """Ids whose hex form starts with ``prefix``."""
-        if not self._loaded:
-            self._scan()
+        self._merge()
         return [oid for oid in self._entries if oid.hex().startswith(prefix)]
 
     def pack_paths(self) -> list[Path]:

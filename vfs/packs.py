@@ -99,6 +99,33 @@ def encode_index(objs: Iterable[PackedObject]) -> bytes:
     return body + hash_bytes(body)
 
 
+def check_index(data: bytes, what: str) -> int:
+    """Verify an index file's framing and checksum; return its object count."""
+    if len(data) < 40 or data[:4] != INDEX_MAGIC or hash_bytes(data[:-32]) != data[-32:]:
+        raise FormatError(f"{what}: damaged pack index")
+    count: int = struct.unpack_from("<I", data, 4)[0]
+    if len(data) != 8 + count * RECORD.size + 32:
+        raise FormatError(f"{what}: pack index count mismatch")
+    return count
+
+
+def search_index(data: bytes, count: int, oid: bytes) -> PackedObject | None:
+    """Binary search of a checked index file for one id, without decoding the rest."""
+    lo, hi = 0, count
+    size = RECORD.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = 8 + mid * size
+        key = data[at : at + 32]
+        if key < oid:
+            lo = mid + 1
+        elif key > oid:
+            hi = mid
+        else:
+            return PackedObject(*RECORD.unpack_from(data, at))
+    return None
+
+
 def decode_index(data: bytes, what: str) -> list[PackedObject]:
     """Parse an index file strictly."""
     if len(data) < 40 or data[:4] != INDEX_MAGIC or hash_bytes(data[:-32]) != data[-32:]:

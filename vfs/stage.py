@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,14 +100,76 @@ def check_path(path: bytes) -> bytes:
     return path
 
 
+def _staged(row: list[Any]) -> Staged:
+    _, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row
+    return Staged(
+        Kind(kind), mode, size, mtime, ctime, ino, digest,
+        tuple(ChunkRef(c[0], c[1]) for c in chunks), target,
+    )  # fmt: skip
+
+
+def _row(path: bytes, s: Staged) -> list[Any]:
+    return [
+        path, int(s.kind), s.mode, s.size, s.mtime_ns, s.ctime_ns, s.ino, s.digest,
+        [[c.oid, c.size] for c in s.chunks], s.target,
+    ]  # fmt: skip
+
+
 class Index:
-    """The staged paths of a repository, loaded whole (about 150 bytes a path)."""
+    """The staged paths of a repository, loaded whole (about 150 bytes a path).
+
+    Loading keeps the decoded rows as they are; :class:`Staged` records are built only
+    when ``entries`` is first used, so a clean ``status`` compares stats against the
+    raw rows and never builds 20,000 objects it does not need.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.entries: dict[bytes, Staged] = {}
+        self._rows: dict[bytes, list[Any]] = {}
+        self._entries: dict[bytes, Staged] | None = {}
         self.written_ns = 0
         self.head: bytes | None = None
+
+    @property
+    def entries(self) -> dict[bytes, Staged]:
+        """Every staged path (built from the loaded rows on first use)."""
+        if self._entries is None:
+            self._entries = {p: _staged(r) for p, r in self._rows.items()}
+            self._rows = {}
+        return self._entries
+
+    @entries.setter
+    def entries(self, value: dict[bytes, Staged]) -> None:
+        self._entries = value
+        self._rows = {}
+
+    def paths(self) -> Iterable[bytes]:
+        """Every staged path, without building records."""
+        return self._rows.keys() if self._entries is None else self._entries.keys()
+
+    def get(self, path: bytes) -> Staged | None:
+        """One staged record, without building the others."""
+        if self._entries is not None:
+            return self._entries.get(path)
+        row = self._rows.get(path)
+        return None if row is None else _staged(row)
+
+    def fresh(self, path: bytes, st: os.stat_result) -> bool | None:
+        """None if ``path`` is not staged; else whether stat ``st`` proves it unchanged."""
+        if self._entries is not None:
+            s = self._entries.get(path)
+            return None if s is None else self.unchanged(s, st)
+        r = self._rows.get(path)
+        if r is None:
+            return None
+        return bool(
+            st.st_size == r[3]
+            and st.st_mtime_ns == r[4]
+            and st.st_ctime_ns == r[5]
+            and st.st_ino == r[6]
+            and (st.st_mode & 0o7777) == r[2]
+            and r[4] < self.written_ns - RACY_NS
+        )
 
     @staticmethod
     def load(path: Path) -> Index:
@@ -123,12 +186,11 @@ class Index:
             idx.written_ns = int(rec["written_ns"])
             head = rec["head"]
             idx.head = head if isinstance(head, bytes) and len(head) == ID_BYTES else None
-            for row in rec["entries"]:
-                p, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row
-                idx.entries[p] = Staged(
-                    Kind(kind), mode, size, mtime, ctime, ino, digest,
-                    tuple(ChunkRef(c[0], c[1]) for c in chunks), target,
-                )  # fmt: skip
+            rows = rec["entries"]
+            if not all(isinstance(r, list) and len(r) == 10 for r in rows):
+                raise ValueError("malformed entry")
+            idx._rows = {r[0]: r for r in rows}
+            idx._entries = None
         except Exception as exc:
             raise FormatError(
                 f"the staging index {path} is damaged ({exc}): "
@@ -139,13 +201,10 @@ class Index:
     def save(self) -> None:
         """Write the index atomically and fsync it."""
         now = time.time_ns()
-        rows: list[list[Any]] = []
-        for p in sorted(self.entries):
-            s = self.entries[p]
-            rows.append(
-                [p, int(s.kind), s.mode, s.size, s.mtime_ns, s.ctime_ns, s.ino, s.digest,
-                 [[c.oid, c.size] for c in s.chunks], s.target]
-            )  # fmt: skip
+        if self._entries is None:
+            rows = [self._rows[p] for p in sorted(self._rows)]
+        else:
+            rows = [_row(p, self._entries[p]) for p in sorted(self._entries)]
         data = msgpack.packb(
             {"v": INDEX_FORMAT, "written_ns": now, "head": self.head, "entries": rows},
             use_bin_type=True,
@@ -160,6 +219,6 @@ class Index:
     def under(self, prefix: bytes) -> list[bytes]:
         """Tracked paths equal to ``prefix`` or below it (all paths for b"")."""
         if not prefix:
-            return list(self.entries)
+            return list(self.paths())
         slash = prefix + b"/"
-        return [p for p in self.entries if p == prefix or p.startswith(slash)]
+        return [p for p in self.paths() if p == prefix or p.startswith(slash)]

@@ -24,7 +24,7 @@ from typing import Any
 from vfs.codec import Entry, GitLink, Kind, Version, encode_tree, encode_version
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
-from vfs.errors import UncommittedChanges, UsageError
+from vfs.errors import DvfsError, StorageFull, UncommittedChanges, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_link, ignore_paths, write_lock
 from vfs.history import History
 from vfs.objects import ObjectStore, ObjKind
@@ -45,7 +45,7 @@ def quiet(_: str) -> None:
 class WorkState:
     """How the working tree differs from the index."""
 
-    current: dict[bytes, Staged] = field(default_factory=dict)  # tracked, as on disk
+    current: dict[bytes, Staged] = field(default_factory=dict)  # modified, as on disk
     modified: list[bytes] = field(default_factory=list)
     deleted: list[bytes] = field(default_factory=list)
     untracked: list[bytes] = field(default_factory=list)
@@ -56,7 +56,7 @@ def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
     """Top-level directories holding tracked paths, and tracked paths at the root."""
     dirs: set[bytes] = set()
     files: list[bytes] = []
-    for p in index.entries:
+    for p in index.paths():
         top, sep, _ = p.partition(b"/")
         if sep:
             dirs.add(top)
@@ -68,17 +68,17 @@ def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
 def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = quiet) -> WorkState:
     """Compare the working tree with the index, hashing only files whose stat changed.
 
-    Files whose stat changed but content did not get their index entry refreshed in
-    ``index`` (in memory; ``WorkState.refreshed`` counts them).
+    ``WorkState.current`` holds the files that had to be hashed; a tracked path that is
+    in none of ``current``, ``deleted`` is unchanged. Files whose stat changed but
+    content did not get their index entry refreshed in ``index`` (in memory;
+    ``WorkState.refreshed`` counts them).
     """
     st = WorkState()
     dirs, root_files = tracked_tops(index)
     seen: list[Found] = []
     for top in sorted(dirs):
-        s = lstat_or_none(repo.root, top)
-        if s is None:
-            continue
-        seen.extend(scan(repo.root, top, warn))
+        if lstat_or_none(repo.root, top) is not None:
+            seen.extend(scan(repo.root, top, warn))
     for p in root_files:
         s = lstat_or_none(repo.root, p)
         if s is not None and p not in dirs:
@@ -86,24 +86,23 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     to_hash: list[Found] = []
     present: set[bytes] = set()
     for f in seen:
-        entry = index.entries.get(f.rel)
-        if entry is None:
+        fresh = index.fresh(f.rel, f.st)
+        if fresh is None:
             st.untracked.append(f.rel)
             continue
         present.add(f.rel)
-        if index.unchanged(entry, f.st):
-            st.current[f.rel] = entry
-        else:
+        if not fresh:
             to_hash.append(f)
     hasher = Hasher(repo.root, repo.chunker, None, workers)
     for rel, staged in hasher.stage_many(to_hash):
-        st.current[rel] = staged
-        if staged.same_content(index.entries[rel]):
+        old = index.get(rel)
+        if old is not None and staged.same_content(old):
             index.entries[rel] = staged
             st.refreshed += 1
         else:
+            st.current[rel] = staged
             st.modified.append(rel)
-    st.deleted = sorted(p for p in index.entries if p not in present)
+    st.deleted = sorted(p for p in index.paths() if p not in present)
     st.modified.sort()
     st.untracked.sort()
     return st
@@ -187,11 +186,7 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
                 for f in scan(repo.root, rel, warn):
                     if f.rel != LOCK_FILE.encode():
                         found[check_path(f.rel)] = f
-        to_hash = [
-            f
-            for f in found.values()
-            if (e := index.entries.get(f.rel)) is None or not index.unchanged(e, f.st)
-        ]
+        to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
         new = dict(hasher.stage_many(to_hash))
         # Everything is hashed and stored: now change the index in one go.
@@ -281,6 +276,11 @@ def build_trees(store: ObjectStore, entries: dict[bytes, Staged]) -> tuple[bytes
     return root_id, files, total
 
 
+def _why(exc: Exception) -> str:
+    """A short reason for a warning (storage messages speak of whole commands)."""
+    return "the disk is full" if isinstance(exc, StorageFull) else str(exc)
+
+
 @dataclass
 class CommitResult:
     """The version a commit made."""
@@ -296,8 +296,14 @@ def commit(
     message: str,
     params: dict[str, Any],
     tag: str | None = None,
+    warn: Warn = quiet,
 ) -> CommitResult:
-    """Record the staged data as a new version on the current branch."""
+    """Record the staged data as a new version on the current branch.
+
+    Once the branch has moved the version is committed; if recording it elsewhere
+    then fails (the tag, ``dvfs.lock``, the index: say the disk just filled up), that
+    is a warning saying what to run, not an error claiming nothing was committed.
+    """
     if not message.strip():
         raise UsageError("the commit message is empty: pass -m MESSAGE")
     if tag is not None:
@@ -341,9 +347,23 @@ def commit(
         repo.store.flush()
         flush_filesystem(repo.dir)
         repo.refs.update(ref, oid, parent)
-        if tag is not None:
-            repo.refs.update(f"refs/tags/{tag}", oid, None)
-        write_lock(repo.root, LockPointer(head.branch, version.number, oid))
+        label = f"v{version.number}"
+        try:
+            if tag is not None:
+                repo.refs.update(f"refs/tags/{tag}", oid, None)
+        except (DvfsError, OSError) as exc:
+            warn(
+                f"{label} is committed, but tag {tag} was not made ({_why(exc)}): "
+                f"run `dvfs tag {tag} {label}`"
+            )
+        try:
+            write_lock(repo.root, LockPointer(head.branch, version.number, oid))
+        except (DvfsError, OSError) as exc:
+            warn(
+                f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
+                "run `dvfs checkout HEAD` to rewrite it"
+            )
         index.head = oid
-        index.save()
+        with contextlib.suppress(DvfsError, OSError):
+            index.save()  # only a shortcut for status: the staged entries are committed
     return CommitResult(oid, version.number, files, total)

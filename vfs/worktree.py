@@ -2,9 +2,10 @@
 
 Threading: :class:`Workers` owns two pools. Small files (one chunk) are hashed,
 compressed and stored whole by the ``files`` pool, many at a time. A large file is
-read once by the calling thread, which cuts it and keeps the whole-file digest, while
-the ``chunks`` pool hashes, compresses and stores its chunks; at most
-``2 * threads`` chunks are in flight, so memory stays bounded whatever the file size.
+read once by the calling thread, which cuts it, while the ``chunks`` pool hashes,
+compresses and stores its chunks and the one-thread ``digest`` pool hashes the whole
+content in order; at most ``threads + 1`` chunks are in flight, so memory stays
+bounded whatever the file size.
 The two pools never wait on each other, so they cannot deadlock.
 
 Paths: inside the repository every path is bytes, relative to the root, with ``/``
@@ -23,9 +24,8 @@ import stat as statmod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from vfs.chunking import Chunker
 from vfs.codec import ChunkRef, Entry, Kind
@@ -80,11 +80,14 @@ class Workers:
         self.progress: Progress = progress or NoProgress()
         self.files = ThreadPoolExecutor(n * 2, thread_name_prefix="dvfs-file")
         self.chunks = ThreadPoolExecutor(n, thread_name_prefix="dvfs-chunk")
+        # One thread, so whole-file digests are updated in order, beside the chunk work.
+        self.digest = ThreadPoolExecutor(1, thread_name_prefix="dvfs-digest")
 
     def close(self) -> None:
         """Stop the pools (pending work is finished first)."""
         self.files.shutdown()
         self.chunks.shutdown()
+        self.digest.shutdown()
 
     def __enter__(self) -> Workers:
         return self
@@ -93,8 +96,7 @@ class Workers:
         self.close()
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(NamedTuple):
     """A path found in the working tree with its lstat."""
 
     rel: bytes
@@ -174,23 +176,32 @@ class Hasher:
 
     def _read_large(self, fh: object) -> tuple[bytes, list[ChunkRef], int]:
         whole = hasher()
-        pending: deque[Future[ChunkRef]] = deque()
+        pending: deque[tuple[Future[ChunkRef], Future[object]]] = deque()
         refs: list[ChunkRef] = []
-        limit = 2 * self.workers.threads
+        limit = self.workers.threads + 1
         total = 0
         try:
             for data in self.chunker.stream(fh):  # type: ignore[arg-type]
-                whole.update(data)
                 total += len(data)
                 self.workers.progress.advance(0, len(data))
-                pending.append(self.workers.chunks.submit(_store_chunk, self.store, data))
+                pending.append(
+                    (
+                        self.workers.chunks.submit(_store_chunk, self.store, data),
+                        self.workers.digest.submit(whole.update, data),
+                    )
+                )
                 while len(pending) >= limit:
-                    refs.append(pending.popleft().result())
+                    ref, upd = pending.popleft()
+                    refs.append(ref.result())
+                    upd.result()
             while pending:
-                refs.append(pending.popleft().result())
+                ref, upd = pending.popleft()
+                refs.append(ref.result())
+                upd.result()
         finally:
-            for f in pending:
-                f.cancel()
+            for ref, upd in pending:
+                ref.cancel()
+                upd.cancel()
         return whole.digest(), refs, total
 
     def stage_one(self, found: Found) -> Staged:
@@ -252,27 +263,29 @@ def scan(root: Path, rel: bytes, warn: Warn) -> Iterator[Found]:
             warn(f"skipping {show(rel)}: not a regular file, directory or link")
         return
     stack = [rel]
+    tmp_prefix = TMP_PREFIX.encode()
     while stack:
         d = stack.pop()
         try:
             it = os.scandir(os.path.join(base, d) if d else base)
         except PermissionError:
             raise UsageError(f"cannot read directory {show(d)}: permission denied") from None
+        prefix = d + b"/" if d else b""
         with it:
             for de in it:
                 name = de.name
-                if name.startswith(TMP_PREFIX.encode()):
+                if de.is_dir(follow_symlinks=False):
+                    if name not in SKIP_DIRS:
+                        stack.append(prefix + name)
                     continue
-                child = d + b"/" + name if d else name
+                if name.startswith(tmp_prefix):
+                    continue
                 est = de.stat(follow_symlinks=False)
                 mode = est.st_mode
-                if statmod.S_ISDIR(mode):
-                    if name not in SKIP_DIRS:
-                        stack.append(child)
-                elif statmod.S_ISREG(mode) or statmod.S_ISLNK(mode):
-                    yield Found(child, est)
+                if statmod.S_ISREG(mode) or statmod.S_ISLNK(mode):
+                    yield Found(prefix + name, est)
                 else:
-                    warn(f"skipping {show(child)}: not a regular file, directory or link")
+                    warn(f"skipping {show(prefix + name)}: not a regular file, directory or link")
 
 
 def lstat_or_none(root: Path, rel: bytes) -> os.stat_result | None:
@@ -315,44 +328,57 @@ def write_entry(
     entry: Entry,
     store: ObjectStore,
     tracked: Callable[[bytes], bool],
+    made_dirs: set[bytes] | None = None,
 ) -> os.stat_result:
-    """Restore one file or link from the store, atomically; return its new lstat."""
+    """Restore one file or link from the store, atomically; return its new lstat.
+
+    ``made_dirs`` remembers directories already known to be real, so that restoring
+    many files checks each directory once.
+    """
     base = os.fsencode(root)
-    _ensure_dir(base, rel.rpartition(b"/")[0], tracked)
-    dest = Path(os.fsdecode(os.path.join(base, rel)))
-    tmp = tmp_name(dest)
+    parent = rel.rpartition(b"/")[0]
+    if made_dirs is None or parent not in made_dirs:
+        _ensure_dir(base, parent, tracked)
+        if made_dirs is not None:
+            made_dirs.add(parent)
+    dest = os.path.join(base, rel)
+    tmp = os.fsencode(tmp_name(Path(os.fsdecode(dest))))
+    fd = -1
     try:
         if entry.kind == Kind.SYMLINK:
             os.symlink(entry.target, tmp)
+            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
         else:
             fd = os.open(
                 tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
             )
-            try:
-                for c in entry.chunks:
-                    view = memoryview(store.get(c.oid))
-                    while view:
-                        view = view[os.write(fd, view) :]
-                os.fchmod(fd, entry.mode)
-            finally:
-                os.close(fd)
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
-        old = lstat_or_none(root, rel)
-        if old is not None and statmod.S_ISDIR(old.st_mode):
+            for c in entry.chunks:
+                view = memoryview(store.get(c.oid))
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fchmod(fd, entry.mode)
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+        try:
+            os.replace(tmp, dest)
+        except IsADirectoryError:
             if not tracked_dir_only(root, rel, tracked):
                 raise UsageError(
                     f"{show(rel)} is a directory with untracked files where the version has "
                     "a file: move it away and run the command again"
-                )
+                ) from None
             shutil.rmtree(dest)
-        os.replace(tmp, dest)
+            os.replace(tmp, dest)
+        # The rename changed the ctime: stat after it, so the index records the final one.
+        return os.fstat(fd) if fd >= 0 else os.lstat(dest)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
             raise storage_error(exc, show(rel)) from exc
         raise
-    return os.lstat(dest)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def tracked_dir_only(root: Path, rel: bytes, tracked: Callable[[bytes], bool]) -> bool:
@@ -397,8 +423,9 @@ def restore_many(
     stop the whole operation.
     """
     todo = list(entries)
+    made: set[bytes] = set()
     futures = [
-        (rel, e.size, workers.files.submit(write_entry, root, rel, e, store, tracked))
+        (rel, e.size, workers.files.submit(write_entry, root, rel, e, store, tracked, made))
         for rel, e in todo
     ]
     done: dict[bytes, os.stat_result] = {}

@@ -1,0 +1,80 @@
+"""Where packs, index segments and refs are stored: a local directory or S3.
+
+``open_backend`` turns a remote URL into a ready backend; the interface and its
+contract are in ``vfs.backends.base``, the wrappers in ``vfs.backends.wrappers``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from vfs.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
+from vfs.backends.local import LocalBackend
+from vfs.backends.s3 import S3Backend
+from vfs.backends.wrappers import LimitedBackend, RetryingBackend
+from vfs.errors import UsageError
+
+__all__ = [
+    "Backend",
+    "LimitedBackend",
+    "LocalBackend",
+    "ObjectInfo",
+    "RetryingBackend",
+    "S3Backend",
+    "open_backend",
+    "validate_key",
+]
+
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+_FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
+
+
+def open_backend(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    retry: bool = True,
+    create: bool = False,
+) -> Backend:
+    """Open the backend a remote URL names.
+
+    ``s3://bucket/prefix`` opens S3 (``endpoint_url``, ``region`` and ``profile`` apply
+    to it alone), wrapped in ``RetryingBackend`` unless ``retry`` is false; the bucket
+    must exist. ``file:///abs/path`` or a plain path opens a local directory, which
+    must exist unless ``create`` is true. Local directories are not wrapped: they
+    never raise the one error worth retrying. A bad URL raises ``UsageError``.
+    """
+    if not url:
+        raise UsageError(f"empty remote URL: {_FORMS}")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return LocalBackend(Path(url).expanduser(), create=create)
+    scheme = scheme.lower()
+    if scheme == "file":
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        extra = parts.query or parts.fragment
+        if parts.netloc not in ("", "localhost") or not path.startswith("/") or extra:
+            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
+        return LocalBackend(Path(path), create=create)
+    if scheme == "s3":
+        bucket, _, prefix = rest.partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            raise UsageError(f"bad bucket name {bucket!r} in {url!r}: {_FORMS}")
+        prefix = prefix.strip("/")
+        try:
+            validate_prefix(prefix)
+        except UsageError as exc:
+            raise UsageError(
+                f"bad prefix {prefix!r} in {url!r}: use names of letters, digits, '.', '_' "
+                "and '-' joined by single '/'"
+            ) from exc
+        backend: Backend = S3Backend(
+            bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
+        )
+        return RetryingBackend(backend) if retry else backend
+    raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")

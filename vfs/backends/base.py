@@ -1,0 +1,127 @@
+"""The backend interface: six operations on named byte strings, nothing more.
+
+A backend stores immutable-by-convention objects under keys (``packs/<id>``,
+``index/<id>``, ``refs/heads/main``). Everything else (retries, concurrency limits,
+caching) is a wrapper around a backend (see ``vfs.backends.wrappers``), not a
+feature of each implementation, as in restic.
+
+Contract, for every implementation:
+
+- **Keys** are relative paths: segments of ``[A-Za-z0-9._-]`` joined by single ``/``,
+  no empty segment, no segment starting with ``.`` (so no ``.``/``..`` and no hidden
+  names, which backends keep for their temporary and lock files). S3 servers such as
+  SeaweedFS treat keys as paths (``a//b`` is stored as ``a/b``), so only keys that
+  every store keeps verbatim are accepted. A key must not also be the directory of
+  another key (``a`` and ``a/b``): a local directory cannot hold both. A bad key
+  raises :class:`~vfs.errors.UsageError`.
+- **put** is atomic: a reader sees the old object, the new one, or (for a new key)
+  nothing; never a partial object.
+- **get** returns ``length`` bytes from ``start`` (all the rest when ``length`` is
+  None); fewer if the object ends first, ``b""`` if ``start`` is at or past the end.
+  A range is one ranged GET on S3 and one ``pread`` locally.
+- **head** returns size and ETag. ETags are opaque strings: compare them for
+  equality and pass them back to ``put_conditional``, never parse them.
+- **list** yields every key under a prefix (a plain string prefix, as in S3), lazily,
+  page by page, in no particular order (SeaweedFS lists ``a/b`` before ``a-c``).
+- **delete** removes a key; a missing key is not an error.
+- **put_conditional** writes only if the key does not exist (``if_none_match``) or
+  still has the ETag ``if_match``, and returns the new ETag. The check and the write
+  are one atomic step for every writer that uses ``put_conditional``; a writer that
+  lost the race gets :class:`~vfs.errors.PreconditionFailed` and nothing changes.
+
+Errors are ``vfs.errors`` types only: ``RemoteNotFound`` for a missing key, bucket or
+directory; ``RemoteUnreachable`` for a remote that did not answer (the one error
+worth retrying); ``RemoteAuthError`` for refused credentials or permission;
+``PreconditionFailed`` for a lost conditional write; ``StorageFull`` when a local disk
+fills up; ``RemoteError`` for anything else. Messages are one line, name the place
+(``url``), and never contain a secret.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from vfs.errors import UsageError
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What ``head`` tells about a stored object."""
+
+    size: int
+    etag: str
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a clean relative key (see the module docstring), else raise."""
+    if not key or not all(_SEGMENT.fullmatch(seg) for seg in key.split("/")):
+        raise UsageError(
+            f"invalid storage key {key!r}: use names of letters, digits, '.', '_' and '-' "
+            "joined by single '/', not starting with '.' or '/'"
+        )
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is empty or a valid key with at most one trailing ``/``."""
+    if prefix:
+        validate_key(prefix.removesuffix("/"))
+    return prefix
+
+
+class Backend(abc.ABC):
+    """A store of objects under keys; see the module docstring for the contract.
+
+    Implementations are safe to call from several threads at once.
+    """
+
+    url: str
+    """Where the objects live, for messages (``s3://bucket/prefix``, ``file:///dir``)."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing any object there, atomically."""
+
+    @abc.abstractmethod
+    def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
+        """Return ``length`` bytes of ``key`` from ``start`` (the rest if None)."""
+
+    @abc.abstractmethod
+    def head(self, key: str) -> ObjectInfo:
+        """Return the size and ETag of ``key``; RemoteNotFound if it is missing."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield every key that starts with ``prefix``, lazily, in no particular order."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+
+    @abc.abstractmethod
+    def put_conditional(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        """Store ``data`` only if ``key`` is absent / has ETag ``if_match``; return the ETag."""
+
+
+def check_range(start: int, length: int | None) -> None:
+    """Reject negative offsets: they are a caller bug, not a remote condition."""
+    if start < 0 or (length is not None and length < 0):
+        raise ValueError(f"bad byte range: start={start}, length={length}")
+
+
+def check_conditions(if_match: str | None, if_none_match: bool) -> None:
+    """Reject asking for both conditions at once: no object can satisfy both."""
+    if if_match is not None and if_none_match:
+        raise ValueError("put_conditional takes if_match or if_none_match, not both")

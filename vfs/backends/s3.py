@@ -1,0 +1,294 @@
+"""The S3 backend (``s3://bucket/prefix``) through boto3: AWS, SeaweedFS, MinIO, Ceph, R2.
+
+The object under key ``k`` is ``<prefix>/k`` in the bucket. Conditional writes use
+PutObject's ``If-None-Match: *`` (create only) and ``If-Match: <etag>``
+(compare-and-swap); the ETag is the server's, quotes included, and opaque.
+
+Where things come from: the endpoint from the argument, else ``AWS_ENDPOINT_URL_S3``,
+else ``AWS_ENDPOINT_URL``, else AWS itself; region and profile from the arguments or
+boto3's usual configuration; credentials only from boto3's standard chain
+(environment, profile, SSO, instance role), never from the URL. Nothing here logs,
+and no message contains a secret (the endpoint is shown without any user:password).
+
+Threads: boto3 clients are thread-safe, sessions are not. The session is used only in
+``__init__``; the one client is shared by every thread, with ``max_pool_connections``
+sized for ``max_connections`` parallel transfers (urllib3 would otherwise open and
+discard extra connections). botocore's own retries are off (one attempt per call):
+retrying is ``RetryingBackend``'s job, which sees the mapped errors below.
+
+Errors are mapped once, here: connection failures, timeouts and 5xx/throttling
+answers -> RemoteUnreachable; rejected keys or signatures -> RemoteAuthError (wrong
+credentials); AccessDenied -> RemoteAuthError (no permission); NoSuchBucket ->
+RemoteNotFound naming the bucket; NoSuchKey/404 -> RemoteNotFound; 412 and 409
+ConditionalRequestConflict -> PreconditionFailed. A ranged GET that starts past the
+end (416) returns ``b""``, as the contract says.
+
+Server notes: SeaweedFS 4.48 checks If-None-Match atomically, but not If-Match:
+concurrent If-Match writes with the same ETag can both succeed (observed in about a
+third of rounds of 8 threads). It also answers 412, not AWS's 404, to If-Match on a
+missing key; both are PreconditionFailed here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from vfs.backends.base import (
+    Backend,
+    ObjectInfo,
+    check_conditions,
+    check_range,
+    validate_key,
+    validate_prefix,
+)
+from vfs.errors import (
+    DvfsError,
+    PreconditionFailed,
+    RemoteAuthError,
+    RemoteError,
+    RemoteNotFound,
+    RemoteUnreachable,
+    UsageError,
+)
+
+_WRONG_CREDENTIALS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "TokenRefreshRequired",
+}
+_NO_PERMISSION = {"AccessDenied", "AllAccessDisabled", "AccountProblem"}
+_TRANSIENT = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+}
+
+
+class S3Backend(Backend):
+    """Objects in an S3 bucket under a prefix; see the module docstring."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        max_connections: int = 16,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        page_size: int = 1000,
+    ) -> None:
+        prefix = validate_prefix(prefix.strip("/"))
+        endpoint = (
+            endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
+        self.bucket = bucket
+        self.page_size = page_size
+        self._base = f"{prefix}/" if prefix else ""
+        self._server = _without_userinfo(endpoint) if endpoint else "AWS"
+        self.url = f"s3://{bucket}/{prefix}" + (f" at {self._server}" if endpoint else "")
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            max_pool_connections=max_connections,
+            s3={"addressing_style": "path"} if endpoint else None,
+            # Checksums only where S3 requires them: several S3-compatible servers
+            # reject or mishandle the CRC trailers boto3 sends by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        try:
+            session = boto3.session.Session(profile_name=profile, region_name=region)
+            self._client: Any = session.client("s3", endpoint_url=endpoint, config=config)
+        except ProfileNotFound as exc:
+            raise UsageError(
+                f"AWS profile {profile!r} is not configured: check ~/.aws/config or the "
+                "profile name"
+            ) from exc
+        except ValueError as exc:
+            raise UsageError(f"bad S3 endpoint or region for {self.url}: {exc}") from exc
+
+    def put(self, key: str, data: bytes) -> None:
+        name = self._name(key)
+        with self._mapped(key):
+            self._client.put_object(Bucket=self.bucket, Key=name, Body=data)
+
+    def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
+        check_range(start, length)
+        name = self._name(key)
+        if length == 0:
+            self.head(key)  # a missing key is an error even for an empty range
+            return b""
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
+        if start or length is not None:
+            end = "" if length is None else str(start + length - 1)
+            request["Range"] = f"bytes={start}-{end}"
+        with self._mapped(key):
+            try:
+                response = self._client.get_object(**request)
+            except ClientError as exc:
+                if _code(exc) == "InvalidRange":
+                    return b""
+                raise
+            data: bytes = response["Body"].read()
+            return data
+
+    def head(self, key: str) -> ObjectInfo:
+        name = self._name(key)
+        with self._mapped(key):
+            response = self._client.head_object(Bucket=self.bucket, Key=name)
+        return ObjectInfo(size=int(response["ContentLength"]), etag=str(response["ETag"]))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self._base + prefix,
+            "MaxKeys": self.page_size,
+        }
+        while True:
+            with self._mapped(prefix or "the listing"):
+                page = self._client.list_objects_v2(**request)
+            for item in page.get("Contents", []):
+                key = str(item["Key"])[len(self._base) :]
+                with contextlib.suppress(UsageError):  # written by other tools: skip
+                    yield validate_key(key)
+            if not page.get("IsTruncated"):
+                return
+            request["ContinuationToken"] = page["NextContinuationToken"]
+
+    def delete(self, key: str) -> None:
+        name = self._name(key)
+        with self._mapped(key):
+            self._client.delete_object(Bucket=self.bucket, Key=name)
+
+    def put_conditional(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        check_conditions(if_match, if_none_match)
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._name(key), "Body": data}
+        lost = None
+        if if_none_match:
+            request["IfNoneMatch"] = "*"
+            lost = f"{key} already exists in {self.url}: someone else created it first"
+        elif if_match is not None:
+            request["IfMatch"] = if_match
+            lost = f"{key} in {self.url} was changed by someone else: read it again"
+        with self._mapped(key, lost=lost):
+            response = self._client.put_object(**request)
+        return str(response["ETag"])
+
+    def _name(self, key: str) -> str:
+        return self._base + validate_key(key)
+
+    @contextlib.contextmanager
+    def _mapped(self, what: str, *, lost: str | None = None) -> Iterator[None]:
+        """Turn botocore exceptions into ``vfs.errors`` types; ``lost`` words a lost race."""
+        try:
+            yield
+        except ClientError as exc:
+            raise self._client_error(exc, what, lost) from exc
+        except (NoCredentialsError, PartialCredentialsError) as exc:
+            raise RemoteAuthError(
+                f"no usable AWS credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or choose a profile"
+            ) from exc
+        except SSLError as exc:
+            raise RemoteError(
+                f"TLS failed talking to {self._server}: check http vs https in the endpoint "
+                "URL and the server's certificate"
+            ) from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            how = (
+                "timed out"
+                if isinstance(exc, ConnectTimeoutError | ReadTimeoutError)
+                else ("connection failed")
+            )
+            raise RemoteUnreachable(
+                f"could not reach {self.url} ({how}): check the network and the endpoint URL"
+            ) from exc
+
+    def _client_error(self, exc: Any, what: str, lost: str | None) -> DvfsError:
+        code = _code(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code == "NoSuchBucket":
+            return RemoteNotFound(
+                f"bucket {self.bucket!r} does not exist at {self._server}: create it or "
+                "check the remote URL"
+            )
+        if lost is not None and (
+            status == 412
+            or code in ("PreconditionFailed", "ConditionalRequestConflict")
+            or code == "NoSuchKey"  # If-Match on a key deleted meanwhile (AWS)
+        ):
+            return PreconditionFailed(lost)
+        if code in ("NoSuchKey", "404") or status == 404:
+            return RemoteNotFound(f"{what} not found in {self.url}")
+        if code in _WRONG_CREDENTIALS:
+            return RemoteAuthError(
+                f"{self._server} rejected the credentials for {self.url} ({code}): wrong "
+                "access key or secret; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the "
+                "profile"
+            )
+        if code in _NO_PERMISSION:
+            return RemoteAuthError(
+                f"access to {what} in {self.url} denied ({code}): the credentials are valid "
+                "but lack permission; ask for access to the bucket"
+            )
+        if code == "403" or status == 403:  # HEAD answers carry no error code
+            return RemoteAuthError(
+                f"access to {what} in {self.url} denied: wrong credentials or no permission; "
+                "check both"
+            )
+        if code in _TRANSIENT or status >= 500:
+            return RemoteUnreachable(
+                f"{self.url} answered {status} {code} for {what}: the server is struggling; "
+                "try again later"
+            )
+        message = exc.response.get("Error", {}).get("Message", "")
+        return RemoteError(f"{self.url} refused {what}: {code} {message}".rstrip())
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` removed, so it can be shown."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

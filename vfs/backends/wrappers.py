@@ -1,0 +1,196 @@
+"""Behaviour stacked around a backend: retries and a concurrency limit.
+
+Both wrappers are backends themselves, so they stack; the intended order is
+``RetryingBackend(LimitedBackend(backend, n))``, so that a call waiting out a
+back-off does not hold one of the ``n`` slots.
+
+Only ``RemoteUnreachable`` is retried (connection failures, timeouts, 5xx and
+throttling, which the backends map to it): a wrong password, a missing key or a lost
+race gives the same answer the second time, so those are raised at once.
+
+Retrying a conditional write needs care: if an attempt wrote the object and only
+its answer was lost, the next attempt fails its own precondition. So when a retry
+of ``put_conditional`` ends in ``PreconditionFailed`` after an unreachable attempt,
+the stored bytes are read back; if they are ours, the write counts as done. (If a
+rival wrote the very same bytes, that is reported as our success: the stored state
+is the one we asked for either way.)
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from vfs.backends.base import Backend, ObjectInfo
+from vfs.errors import PreconditionFailed, RemoteNotFound, RemoteUnreachable
+
+T = TypeVar("T")
+
+
+class RetryingBackend(Backend):
+    """Retry ``RemoteUnreachable`` with exponential back-off and jitter.
+
+    Attempt ``n`` waits ``min(max_delay, base_delay * 2**(n-1))`` times a random
+    factor in [0.5, 1] before the next. It gives up after ``attempts`` attempts, or
+    when the next wait would end past ``deadline`` seconds from the first attempt,
+    raising ``RemoteUnreachable("could not reach <url> after N attempts ...")``.
+    """
+
+    def __init__(
+        self,
+        inner: Backend,
+        *,
+        attempts: int = 6,
+        base_delay: float = 0.25,
+        max_delay: float = 8.0,
+        deadline: float = 60.0,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        self.inner = inner
+        self.url = inner.url
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.deadline = deadline
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(lambda: self.inner.put(key, data))
+
+    def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
+        return self._call(lambda: self.inner.get(key, start, length))
+
+    def head(self, key: str) -> ObjectInfo:
+        return self._call(lambda: self.inner.head(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield the inner listing; after a failure, list again and skip keys already given."""
+        seen: set[str] = set()
+        attempt, started, progress = 1, time.monotonic(), 0
+        while True:
+            try:
+                for key in self.inner.list(prefix):
+                    if key not in seen:
+                        seen.add(key)
+                        yield key
+                return
+            except RemoteUnreachable as exc:
+                if len(seen) > progress:  # it got further since the last failure: start afresh
+                    attempt, started, progress = 1, time.monotonic(), len(seen)
+                self._pause(attempt, started, exc)
+                attempt += 1
+
+    def delete(self, key: str) -> None:
+        self._call(lambda: self.inner.delete(key))
+
+    def put_conditional(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        ambiguous = False
+
+        def attempt() -> str:
+            nonlocal ambiguous
+            try:
+                return self.inner.put_conditional(
+                    key, data, if_match=if_match, if_none_match=if_none_match
+                )
+            except RemoteUnreachable:
+                ambiguous = True  # the write may have happened, its answer lost
+                raise
+
+        try:
+            return self._call(attempt)
+        except PreconditionFailed:
+            if not (ambiguous and self._holds(key, data)):
+                raise
+            return self.head(key).etag
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        try:
+            return self.get(key) == data
+        except RemoteNotFound:
+            return False
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except RemoteUnreachable as exc:
+                self._pause(attempt, started, exc)
+                attempt += 1
+
+    def _pause(self, attempt: int, started: float, exc: RemoteUnreachable) -> None:
+        """Sleep before attempt ``attempt + 1``, or raise the final error instead."""
+        delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        delay *= random.uniform(0.5, 1.0)
+        elapsed = time.monotonic() - started
+        if attempt >= self.attempts or elapsed + delay > self.deadline:
+            raise RemoteUnreachable(
+                f"could not reach {self.url} after {attempt} attempts in {elapsed:.1f} s; "
+                f"last error: {exc}"
+            ) from exc
+        time.sleep(delay)
+
+
+class LimitedBackend(Backend):
+    """Let at most ``max_concurrency`` calls run in the inner backend at once.
+
+    A listing holds a slot only while it fetches the next key (one page request at
+    most), never while the caller works on a key: a caller that reads every listed
+    object through the same backend cannot deadlock on its own listing.
+    """
+
+    def __init__(self, inner: Backend, max_concurrency: int) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self.inner = inner
+        self.url = inner.url
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+
+    def put(self, key: str, data: bytes) -> None:
+        with self._slots:
+            self.inner.put(key, data)
+
+    def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
+        with self._slots:
+            return self.inner.get(key, start, length)
+
+    def head(self, key: str) -> ObjectInfo:
+        with self._slots:
+            return self.inner.head(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        keys = self.inner.list(prefix)
+        while True:
+            with self._slots:
+                key = next(keys, None)
+            if key is None:
+                return
+            yield key
+
+    def delete(self, key: str) -> None:
+        with self._slots:
+            self.inner.delete(key)
+
+    def put_conditional(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        with self._slots:
+            return self.inner.put_conditional(
+                key, data, if_match=if_match, if_none_match=if_none_match
+            )
