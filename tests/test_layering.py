@@ -18,8 +18,9 @@ LAYERS = [
     {"history"},
     {"worktree", "diff"},
     {"repo"},  # the repository handle: layout, format record, lock
-    {"workflow"},
+    {"workflow", "remotes"},
     {"checkout", "browse", "fsck"},
+    {"sync"},
     {"progress_bar"},
     {"cli"},
 ]

@@ -42,6 +42,7 @@ class CheckoutReport:
 
     label: str
     attached: str | None  # branch HEAD is now on, None when detached or PATHs given
+    paths: bool = False  # only some paths were restored; HEAD did not move
     written: int = 0
     deleted: int = 0
     unchanged: int = 0
@@ -108,7 +109,7 @@ def _restore(
         if conflicts:
             action = "switch" if attach and not paths else "checkout"
             raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
-    report = CheckoutReport(f"v{version.number}", None if paths else attach)
+    report = CheckoutReport(f"v{version.number}", None if paths else attach, bool(paths))
     for p in sorted(scope):
         if p not in wanted:
             remove_path(repo.root, p)
@@ -199,6 +200,26 @@ def switch(repo: Repository, name: str, workers: Workers, *, force: bool = False
             have = ", ".join(repo.refs.branches()) or "none yet"
             raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
         return _restore(repo, target, workers, attach=name, force=force, warn=quiet)
+
+
+def fast_forward(
+    repo: Repository,
+    branch: str,
+    old: bytes | None,
+    new: bytes,
+    workers: Workers,
+    *,
+    force: bool = False,
+) -> CheckoutReport:
+    """Move ``branch`` from ``old`` to its descendant ``new`` and restore ``new``.
+
+    The working tree is checked for conflicts first; the branch moves only after the
+    files are restored, by compare-and-swap.
+    """
+    with repo.locked():
+        report = _restore(repo, new, workers, attach=branch, force=force, warn=quiet)
+        repo.refs.update(f"refs/heads/{branch}", new, old)
+        return report
 
 
 def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:

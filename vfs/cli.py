@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import click
 import yaml
 
-from vfs import browse, checkout, workflow
+from vfs import browse, checkout, remotes, sync, workflow
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, UsageError
@@ -250,9 +250,12 @@ def status(as_json: bool) -> None:
 @click.argument("rev", required=False)
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def log(rev: str | None, limit: int | None, as_json: bool) -> None:
+@click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
+def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | None) -> None:
     """List versions, newest first."""
     repo = repo_here()
+    if remote_name is not None:
+        rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
     if rev is None and repo.history.head_id() is None:
         raise UsageError("no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`")
     rows = browse.log(repo, rev, limit)
@@ -374,12 +377,15 @@ def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
 
 def report_checkout(r: checkout.CheckoutReport) -> None:
     """Print what a checkout did; exit 1 if some files could not be restored."""
-    where = f"on branch {r.attached}" if r.attached else "detached"
-    click.echo(
-        f"{r.label} ({where}): {r.written} written, {r.deleted} deleted, {r.unchanged} unchanged"
-        if r.attached is not None or r.label
-        else ""
-    )
+    if r.paths:
+        click.echo(f"restored from {r.label}: {r.written} written, {r.deleted} deleted, "
+                   f"{r.unchanged} unchanged")  # fmt: skip
+    else:
+        where = f"on branch {r.attached}" if r.attached else "detached"
+        click.echo(
+            f"{r.label} ({where}): {r.written} written, {r.deleted} deleted, "
+            f"{r.unchanged} unchanged"
+        )
     if r.failed:
         failed = sorted(r.failed.items())
         if len(failed) == 1:
@@ -476,13 +482,16 @@ def fsck_cmd(as_json: bool) -> None:
     if as_json:
         emit_json(
             {"clean": r.clean, "versions": r.versions, "trees": r.trees, "chunks": r.chunks,
-             "bytes": r.bytes, "temporaries_removed": r.temporaries, "problems": r.problems}
+             "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
+             "problems": r.problems}
         )  # fmt: skip
     else:
         for p in r.problems:
             click.echo(f"problem: {p}")
         if r.temporaries:
             click.echo(f"removed {r.temporaries} temporary file(s) of an interrupted write")
+        if r.remote_only:
+            click.echo(f"{r.remote_only} chunk(s) not downloaded yet are held by a remote")
         state = "no problems" if r.clean else f"{len(r.problems)} problem(s)"
         click.echo(
             f"checked {r.versions} versions, {r.trees} trees, {r.chunks} chunks "
@@ -490,6 +499,156 @@ def fsck_cmd(as_json: bool) -> None:
         )
     if not r.clean:
         sys.exit(1)
+
+
+# ------------------------------------------------------------------------ remotes
+
+JOBS = click.option(
+    "--jobs", "-j", type=click.IntRange(min=1, max=64), default=8, show_default=True,
+    help="Parallel transfers.",
+)  # fmt: skip
+REMOTE = click.option(
+    "--remote", "remote_name", metavar="NAME", help="Remote (default: the default)."
+)
+
+
+def transfer_line(verb: str, t: sync.Transfer) -> str:
+    """The closing line of a transfer: objects, packs, bytes and requests."""
+    packs = f" in {t.packs} pack{'s' if t.packs != 1 else ''}" if t.packs else ""
+    return f"{verb} {t.objects} objects{packs} ({human(t.bytes)}), {t.requests} requests"
+
+
+@cli.group()
+def remote() -> None:
+    """Manage remotes (S3 buckets or directories that hold shared versions)."""
+
+
+@remote.command(name="add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@click.option("--region", help="S3 region.")
+@click.option("--profile", help="AWS profile for credentials.")
+@click.option("--default", "make_default", is_flag=True, help="Make it the default remote.")
+def remote_add(
+    name: str, url: str, endpoint_url: str | None, region: str | None, profile: str | None,
+    make_default: bool,
+) -> None:  # fmt: skip
+    """Add remote NAME at URL (s3://bucket/prefix, file:///path or a directory)."""
+    repo = repo_here()
+    remotes.add_remote(
+        repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default
+    )
+    click.echo(f"added remote {name} -> {url}")
+
+
+@remote.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def remote_list(as_json: bool) -> None:
+    """List remotes (the default one is marked *)."""
+    repo = repo_here()
+    known = remotes.remotes(repo)
+    default = remotes.default_remote(repo)
+    if as_json:
+        emit_json([{**s.record(), "name": n, "default": n == default} for n, s in known.items()])
+        return
+    for n, spec in known.items():
+        extra = f"  (endpoint {spec.endpoint_url})" if spec.endpoint_url else ""
+        click.echo(f"{'*' if n == default else ' '} {n}  {spec.url}{extra}")
+
+
+@remote.command(name="remove")
+@click.argument("name")
+def remote_remove(name: str) -> None:
+    """Forget remote NAME (nothing on the remote is touched)."""
+    remotes.remove_remote(repo_here(), name)
+    click.echo(f"removed remote {name}")
+
+
+@remote.command(name="default")
+@click.argument("name")
+def remote_default(name: str) -> None:
+    """Make NAME the default remote."""
+    remotes.set_default(repo_here(), name)
+    click.echo(f"default remote: {name}")
+
+
+@cli.command()
+@click.argument("branches", nargs=-1)
+@REMOTE
+@click.option("--all", "all_branches", is_flag=True, help="Push every branch.")
+@click.option("--tags", is_flag=True, help="Push tags too.")
+@JOBS
+def push(
+    branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool, jobs: int
+) -> None:
+    """Send versions of BRANCHES (default: the current one) to a remote."""
+    repo = repo_here()
+    spec = remotes.get_remote(repo, remote_name)
+    with workers() as w:
+        t = sync.push(
+            repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
+        )
+    for note in t.notes:
+        click.echo(note)
+    click.echo(transfer_line("pushed", t))
+
+
+@cli.command()
+@REMOTE
+@JOBS
+def fetch(remote_name: str | None, jobs: int) -> None:
+    """Fetch refs, versions and trees from a remote (no file data)."""
+    repo = repo_here()
+    spec = remotes.get_remote(repo, remote_name)
+    got = sync.fetch(repo, spec, jobs)
+    for b, oid in sorted(got.heads.items()):
+        click.echo(f"{spec.name}/{b}  {repo.history.label(oid)}  {oid.hex()[:10]}")
+    for note in got.transfer.notes:
+        click.echo(note)
+    click.echo(transfer_line("fetched", got.transfer))
+
+
+@cli.command()
+@click.argument("rev", required=False)
+@click.argument("paths", nargs=-1)
+@REMOTE
+@click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@JOBS
+def pull(
+    rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool, jobs: int
+) -> None:
+    """Fetch, download what REV (default: the remote's branch) needs, and check it out."""
+    repo = repo_here()
+    spec = remotes.get_remote(repo, remote_name)
+    with workers() as w:
+        r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force)
+    if r.message:
+        click.echo(r.message)
+    click.echo(transfer_line("downloaded", r.transfer))
+    if r.checkout is not None:
+        report_checkout(r.checkout)
+
+
+@cli.command(name="clone")
+@click.argument("url")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--rev", help="Check out this revision instead of the main branch.")
+@click.option("--no-checkout", is_flag=True, help="Fetch versions only; download no data.")
+@click.option("--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@JOBS
+def clone_cmd(
+    url: str, directory: Path | None, rev: str | None, no_checkout: bool,
+    endpoint_url: str | None, jobs: int,
+) -> None:  # fmt: skip
+    """Make a new repository from a remote at URL."""
+    target = directory or Path(sync.default_dir(url))
+    with workers() as w:
+        repo, t, branch = sync.clone(
+            url, target, w, rev=rev, no_checkout=no_checkout, endpoint_url=endpoint_url, jobs=jobs
+        )
+    click.echo(f"cloned {url} into {repo.root} (branch {branch})")
+    click.echo(transfer_line("downloaded", t))
 
 
 # ------------------------------------------------------------------------ entry point
@@ -522,7 +681,8 @@ def main() -> None:
     except OSError as exc:
         if os.environ.get("DVFS_DEBUG"):
             raise
-        where = f": {exc.filename}" if exc.filename else ""
+        name = exc.filename
+        where = f": {os.fsdecode(name) if isinstance(name, bytes) else name}" if name else ""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             fail(f"the disk is full ({exc.strerror}{where}): free some space and run it again")
         fail(f"{exc.strerror or exc}{where}")

@@ -95,7 +95,10 @@ class ObjectMissing(ObjectError):
     def __init__(self, oid: str, what: str = "") -> None:
         self.oid = oid
         where = f" (needed by {what})" if what else ""
-        super().__init__(f"object {oid} is missing{where}: run `dvfs fsck` for the full picture")
+        super().__init__(
+            f"object {oid} is not in the local store{where}: `dvfs pull` it from a remote, "
+            "or run `dvfs fsck` if it should be here"
+        )
 
 
 class ObjectCorrupt(ObjectError):

@@ -3,7 +3,9 @@
 Every reachable object is read back and hashed once (chunks in parallel). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
-harmless; they are counted and removed (under the repository lock).
+harmless; they are counted and removed (under the repository lock). Chunks that were
+never downloaded (a clone or pull of part of the data) are no problem when a remote
+holds them, as far as its cached index segments tell.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from vfs.codec import Kind
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing
 from vfs.history import History
+from vfs.remotes import cached_remote_ids
 from vfs.repo import Repository
 from vfs.worktree import Workers
 
@@ -31,6 +34,7 @@ class FsckReport:
     chunks: int = 0
     bytes: int = 0
     temporaries: int = 0
+    remote_only: int = 0  # chunks not downloaded yet, held by a remote
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -120,6 +124,10 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
             bad[oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
         workers.progress.advance(1, chunks[oid])
     workers.progress.done()
+    remote_only = {o for o, what in bad.items() if what == "missing"} & cached_remote_ids(repo)
+    for oid in remote_only:
+        del bad[oid]
+    report.remote_only = len(remote_only)
     if bad:
         users: dict[bytes, list[str]] = defaultdict(list)
         for oid, label in versions.items():

@@ -3,7 +3,7 @@
 Revision grammar (``vfs.history.resolve``)::
 
     rev   := base ("~" N)?
-    base  := "HEAD" | "v" N | tag | branch | hex id prefix (>= 4 characters)
+    base  := "HEAD" | "v" N | tag | branch | remote/branch | hex id prefix (>= 4 characters)
 
 ``vN`` counts along the first-parent chain of the current branch (or, when HEAD is
 detached, of the branch it was detached from): ``v1`` is that chain's first version.
@@ -126,7 +126,7 @@ class History:
         if m:
             return self._vn(int(m.group(1)))
         if ".." not in name and not name.startswith("/"):
-            for ref in (f"refs/tags/{name}", f"refs/heads/{name}"):
+            for ref in (f"refs/tags/{name}", f"refs/heads/{name}", f"refs/remotes/{name}"):
                 oid = self.refs.get(ref)
                 if oid is not None:
                     return oid

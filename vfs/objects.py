@@ -298,22 +298,39 @@ class ObjectStore:
         if self.has(oid):
             return oid, 0
         method, payload = compress(data)
+        return oid, self.put_stored(oid, kind, method, payload, len(data))
+
+    def put_stored(self, oid: bytes, kind: int, method: int, payload: bytes, raw_len: int) -> int:
+        """Store an already encoded payload (as read from a pack and verified).
+
+        Returns the bytes written, 0 if the object was present.
+        """
         with self._lock:
+            if not self._merged:
+                self._merge()
             if oid in self._entries:
-                return oid, 0
+                return 0
             try:
                 if self._writer is None:
                     self._writer = _PackWriter(self.root, len(self._packs))
                     self._packs.append(self._writer.tmp)
                 w = self._writer
-                obj = w.append(oid, int(kind), int(method), payload, len(data))
+                obj = w.append(oid, int(kind), int(method), payload, raw_len)
                 self._entries[oid] = (w.slot, obj)
                 if w.offset >= TARGET_PACK_SIZE:
                     self._finish()
             except OSError as exc:
                 self._abandon()
                 raise storage_error(exc, "objects") from exc
-        return oid, len(payload)
+        return len(payload)
+
+    def read_stored(self, oid: bytes) -> tuple[PackedObject, bytes]:
+        """An object's record and its payload exactly as stored (not verified)."""
+        hit = self._find(oid)
+        if hit is None:
+            raise ObjectMissing(oid.hex())
+        slot, obj = hit
+        return obj, os.pread(self._fd(slot), obj.stored_len, obj.offset)
 
     def _finish(self) -> None:
         w = self._writer
@@ -373,11 +390,7 @@ class ObjectStore:
 
     def get(self, oid: bytes) -> bytes:
         """The object's bytes, verified against its id."""
-        hit = self._find(oid)
-        if hit is None:
-            raise ObjectMissing(oid.hex())
-        slot, obj = hit
-        payload = os.pread(self._fd(slot), obj.stored_len, obj.offset)
+        obj, payload = self.read_stored(oid)
         return decode_payload(obj, payload)
 
     def verify(self, oid: bytes) -> None:

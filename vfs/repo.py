@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs.chunking import Chunker, ChunkerParams
+from vfs.durable import write_atomic
 from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.gitlink import git_author
 from vfs.history import History
@@ -42,6 +43,29 @@ REPO_FORMAT = 1
 DEFAULT_BRANCH = "main"
 
 
+def format_record(chunker: ChunkerParams) -> str:
+    """The format record (JSON text) of a repository with these chunking parameters."""
+    record = {"format": REPO_FORMAT, "hash": "blake3-256", "chunker": chunker.to_record()}
+    return json.dumps(record, indent=2) + "\n"
+
+
+def parse_format(text: str, where: str) -> ChunkerParams:
+    """Check a format record; return its chunking parameters or raise FormatError."""
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        raise FormatError(f"{where} is not valid JSON") from None
+    if not isinstance(rec, dict) or rec.get("format") != REPO_FORMAT:
+        version = rec.get("format") if isinstance(rec, dict) else rec
+        raise FormatError(f"{where}: format {version!r} is not one this dvfs knows: upgrade dvfs")
+    if rec.get("hash") != "blake3-256":
+        raise FormatError(f"{where}: unknown object hash {rec.get('hash')!r}: upgrade dvfs")
+    try:
+        return ChunkerParams.from_record(rec.get("chunker"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{where}: bad chunker settings: {exc}") from None
+
+
 class Repository:
     """One dvfs repository: the working tree root and everything under ``.dvfs``."""
 
@@ -49,25 +73,13 @@ class Repository:
         self.root = root
         self.dir = root / DVFS_DIR
         try:
-            rec = json.loads((self.dir / "format").read_text())
+            text = (self.dir / "format").read_text()
         except FileNotFoundError:
             raise NotARepository(
                 f"{root} has a .dvfs directory without a format record: "
                 "it is damaged or was made by something else"
             ) from None
-        except ValueError:
-            raise FormatError(f"{self.dir / 'format'} is not valid JSON") from None
-        if not isinstance(rec, dict) or rec.get("format") != REPO_FORMAT:
-            raise FormatError(
-                f"repository format {rec.get('format') if isinstance(rec, dict) else rec!r} "
-                "is not one this dvfs knows: upgrade dvfs"
-            )
-        if rec.get("hash") != "blake3-256":
-            raise FormatError(f"unknown object hash {rec.get('hash')!r}: upgrade dvfs")
-        try:
-            self.chunker = Chunker(ChunkerParams.from_record(rec.get("chunker")))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FormatError(f"bad chunker settings in the format record: {exc}") from None
+        self.chunker = Chunker(parse_format(text, str(self.dir / "format")))
         self.store = ObjectStore(self.dir / "objects")
         self.refs = Refs(self.dir)
         self.history = History(self.store, self.refs)
@@ -75,8 +87,13 @@ class Repository:
     # opening -------------------------------------------------------------------
 
     @staticmethod
-    def init(root: Path, branch: str = DEFAULT_BRANCH) -> Repository:
-        """Create a repository in ``root`` (made if missing); refuse an existing one."""
+    def init(
+        root: Path, branch: str = DEFAULT_BRANCH, chunker: ChunkerParams | None = None
+    ) -> Repository:
+        """Create a repository in ``root`` (made if missing); refuse an existing one.
+
+        ``chunker`` sets the chunking parameters (a clone takes its remote's).
+        """
         check_ref_name(branch, "branch")
         root = root.absolute()
         if (root / DVFS_DIR).exists():
@@ -88,9 +105,7 @@ class Repository:
         tmp.mkdir()
         ObjectStore.create(tmp / "objects")
         Refs.create(tmp, branch)
-        record = {"format": REPO_FORMAT, "hash": "blake3-256",
-                  "chunker": ChunkerParams().to_record()}  # fmt: skip
-        (tmp / "format").write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / "format").write_text(format_record(chunker or ChunkerParams()))
         os.rename(tmp, root / DVFS_DIR)  # appears whole or not at all
         return Repository(root)
 
@@ -133,6 +148,10 @@ class Repository:
         if not isinstance(rec, dict):
             raise FormatError(f"{self.dir / 'config'} must hold a JSON object")
         return rec
+
+    def save_config(self, cfg: dict[str, Any]) -> None:
+        """Write ``.dvfs/config`` atomically."""
+        write_atomic(self.dir / "config", (json.dumps(cfg, indent=2) + "\n").encode())
 
     def author(self) -> str:
         """Who is committing: $DVFS_AUTHOR, config ``author``, git's user, or login@host."""

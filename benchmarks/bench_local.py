@@ -1,0 +1,286 @@
+"""dvfs against DVC on one machine, step by step, on identical copies of the same data.
+
+    python benchmarks/bench_local.py [--workdir DIR] [--dvfs CMD] [--scale F] [--keep]
+
+Steps, each run for dvfs and then for DVC: add+commit of 20,000 small files; status
+with nothing changed (first run, then the median of several); add+commit of a 1 GiB
+file; checkout of everything after deleting it; re-add+commit after editing 64 KiB of
+the big file and appending 4 KiB. For each it measures wall time and peak RSS of the
+tool's processes and the size of its content store, prints a table with dvfs/DVC
+ratios and the targets, and writes the figures as JSON into the work directory.
+
+It prints and never fails on a timing: benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from measure import (
+    Measurement,
+    check_drop_caches,
+    disk_usage,
+    rss_floor,
+    run_all,
+    settle,
+    warm_memory,
+)
+from results import DVC, DVFS, Row, ToolStep, human, ratio, table, target_lines, targets
+from tools import REPO_ROOT, Dvc, Dvfs, SetupError, Tool, dvfs_command, ensure_dvc
+from workload import Workload, edit_big, ensure_data, tree_digest
+
+TRACKED = ("small", "big.bin")
+
+
+class Bench:
+    """One run: the tools, the options, and the rows and notes gathered so far."""
+
+    def __init__(self, tools: list[Tool], work: Workload, drop_caches: bool, pristine: str):
+        self.tools = tools
+        self.work = work
+        self.drop_caches = drop_caches
+        self.pristine = pristine
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+
+    def timed(self, tool: Tool, commands: list[list[str]]) -> Measurement:
+        """Settle the disk (and drop caches if asked), then run and measure ``commands``."""
+        settle(self.drop_caches)
+        return run_all(commands, tool.root, tool.env)
+
+    def step(self, key: str, title: str, store: str, one: Callable[[Tool], ToolStep]) -> Row:
+        """Run one step for each tool in turn (dvfs, then DVC) and keep its row."""
+        row = Row(key, title, store, {})
+        for tool in self.tools:
+            try:
+                result = one(tool)
+            except OSError as exc:  # e.g. a file the tool should have restored is missing
+                result = ToolStep(0.0, 0, 0, 0, error=f"{type(exc).__name__}: {exc}")
+            row.tools[tool.name] = result
+            if result.error:
+                self.notes.append(f"{tool.name}, {title}: {result.error}")
+            self.notes += [f"{tool.name}, {title}: {n}" for n in result.notes]
+            state = " FAILED" if result.error else ""
+            print(f"  {title:<34} {tool.name:<5} {result.wall_s:8.2f} s{state}", flush=True)
+        self.rows.append(row)
+        return row
+
+    def add_commit(self, path: str, message: str) -> Callable[[Tool], ToolStep]:
+        """A step body: add ``path`` and commit it."""
+
+        def one(tool: Tool) -> ToolStep:
+            before = disk_usage(tool.store())[0]
+            m = self.timed(tool, tool.add_commit(path, message))
+            return ToolStep.of(m, before, disk_usage(tool.store())[0])
+
+        return one
+
+    def status(self, times: int, say: bool) -> Callable[[Tool], ToolStep]:
+        """A step body: status ``times`` times, reported as the median; ``say``: note output."""
+
+        def one(tool: Tool) -> ToolStep:
+            runs = [self.timed(tool, [tool.status()]) for _ in range(times)]
+            result = ToolStep.median_of(runs, disk_usage(tool.store())[0])
+            last = runs[-1].procs[-1].output_tail.strip().splitlines()
+            if say:
+                result.notes.append(f"status said: {last[-1] if last else '(nothing)'}")
+            return result
+
+        return one
+
+    def checkout(self, tool: Tool) -> ToolStep:
+        """A step body: delete the tracked data, then check everything out again."""
+        for name in TRACKED:
+            target = tool.root / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+        before = disk_usage(tool.store())[0]
+        m = self.timed(tool, [tool.checkout()])
+        notes = []
+        fallback = tool.checkout_fallback()
+        if m.failed and fallback:
+            notes.append(
+                f"`{' '.join(tool.checkout())}` refused after a plain delete "
+                f"({m.failed.output_tail.strip()}); timed `{' '.join(fallback)}` instead"
+            )
+            m = self.timed(tool, [fallback])
+        result = ToolStep.of(m, before, disk_usage(tool.store())[0])
+        restored = tree_digest(tool.root, TRACKED) == self.pristine
+        notes.append("restored data verified" if restored else "RESTORED DATA DIFFERS")
+        result.notes = notes
+        return result
+
+    def recommit(self, tool: Tool) -> ToolStep:
+        """A step body: edit the big file in place, then add and commit it again."""
+        edit_big(tool.root / "big.bin", self.work.seed)
+        return self.add_commit("big.bin", "edit big")(tool)
+
+
+def copy_data(data: Path, dest: Path) -> None:
+    """An independent copy (no hard links, no reflinks) of the tracked data into ``dest``."""
+    dest.mkdir(parents=True)
+    for name in TRACKED:
+        subprocess.run(
+            ["cp", "-a", "--reflink=never", str(data / name), str(dest / name)], check=True
+        )
+
+
+def machine() -> dict[str, object]:
+    """What the run ran on, for the JSON."""
+    mem = ""
+    with open("/proc/meminfo") as f:
+        mem = f.readline().split(":", 1)[1].strip()
+    return {
+        "python": sys.version.split()[0],
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "memory": mem,
+    }
+
+
+def end_sizes(tool: Tool) -> dict[str, int]:
+    """The store's size at the end, on disk and apparent, and the whole tool directory's."""
+    on_disk, apparent = disk_usage(tool.store())
+    return {
+        "store_on_disk": on_disk,
+        "store_apparent": apparent,
+        "tool_dir_on_disk": disk_usage(tool.metadata())[0],
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
+    p.add_argument("--dvfs", help='dvfs command (default: "dvfs" on PATH, else this checkout)')
+    p.add_argument("--keep", action="store_true", help="keep the data and both repositories")
+    p.add_argument("--scale", type=float, default=1.0, help="shrink the data, e.g. 0.05")
+    p.add_argument("--seed", type=int, default=Workload.seed)
+    p.add_argument("--status-runs", type=int, default=5, help="status runs for the median")
+    p.add_argument(
+        "--drop-caches", action="store_true", help="drop the page cache before each timed step"
+    )
+    p.add_argument(
+        "--no-warm-memory",
+        dest="warm_memory",
+        action="store_false",
+        help="skip touching free memory once before the steps (see measure.warm_memory)",
+    )
+    return p.parse_args(argv)
+
+
+def stop(signum: int, _frame: object) -> None:
+    """On SIGTERM, unwind like on Ctrl-C: kill the running command, delete the data."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, print the table and targets, write the JSON."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop)
+    if args.drop_caches:
+        check_drop_caches()
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    work = Workload.scaled(args.scale, args.seed)
+    data, runs = workdir / "data", workdir / "run"
+    try:
+        ensure_dvc(workdir / "dvc-venv")
+        started = time.perf_counter()
+        if ensure_data(data, work):
+            print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
+        pristine = tree_digest(data, TRACKED)
+        shutil.rmtree(runs, ignore_errors=True)
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(runs)}
+        dvfs = Dvfs(runs / "dvfs", env, dvfs_command(args.dvfs))
+        dvc = Dvc(runs / "dvc", env, workdir / "dvc-venv")
+        for tool in (dvfs, dvc):
+            copy_data(data, tool.root)
+            tool.setup()
+        if args.warm_memory:
+            print(f"warmed {human(warm_memory())} of free memory", flush=True)
+        bench = Bench([dvfs, dvc], work, args.drop_caches, pristine)
+        run_steps(bench, work, args.status_runs)
+        report(bench, work, args, workdir)
+    except SetupError as exc:
+        raise SystemExit(f"set-up failed: {exc}") from None
+    finally:
+        if not args.keep:
+            shutil.rmtree(runs, ignore_errors=True)
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def run_steps(bench: Bench, work: Workload, status_runs: int) -> None:
+    """Every step, in order."""
+    print(f"running: {work.files} small files, big file {human(work.big_size)}", flush=True)
+    bench.step(
+        "add_small",
+        f"add+commit {work.files} small files",
+        "total",
+        bench.add_commit("small", "add small"),
+    )
+    bench.step("status_first", "status, first run after add", "none", bench.status(1, say=False))
+    bench.step(
+        "status", f"status, median of {status_runs}", "none", bench.status(status_runs, say=True)
+    )
+    bench.step(
+        "add_big",
+        f"add+commit {human(work.big_size)} file",
+        "total",
+        bench.add_commit("big.bin", "add big"),
+    )
+    bench.step("checkout", "checkout after deleting all", "total", bench.checkout)
+    bench.step("recommit", "edit big file, re-add+commit", "delta", bench.recommit)
+
+
+def report(bench: Bench, work: Workload, args: argparse.Namespace, workdir: Path) -> None:
+    """Print the table, the targets and the notes; write everything as JSON."""
+    ends = {t.name: end_sizes(t) for t in bench.tools}
+    ts = targets(bench.rows)
+    print()
+    print(table(bench.rows))
+    a, b = ends[DVFS]["store_on_disk"], ends[DVC]["store_on_disk"]
+    print(f"\nstore at the end: dvfs {human(a)}, DVC {human(b)}, ratio {ratio(a, b)}")
+    floor = rss_floor(workdir, os.environ)
+    print(f"peak RSS floor (what `true` reports when spawned like the tools): {floor // 1024} MiB")
+    print("\ntargets:\n" + target_lines(ts))
+    if bench.notes:
+        print("\nnotes:\n" + "\n".join(f"- {n}" for n in bench.notes))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = workdir / f"bench_local-{stamp}.json"
+    doc = {
+        "when": stamp,
+        "machine": machine(),
+        "rss_floor_kib": floor,
+        "versions": {t.name: t.version() for t in bench.tools},
+        "options": {
+            "scale": args.scale,
+            "drop_caches": args.drop_caches,
+            "status_runs": args.status_runs,
+            "commands": {t.name: t.command for t in bench.tools},
+        },
+        "workload": asdict(work),
+        "rows": [asdict(r) for r in bench.rows],
+        "store_end": ends,
+        "targets": [asdict(t) for t in ts],
+        "notes": bench.notes,
+    }
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nresults: {out}")
+
+
+if __name__ == "__main__":
+    main()

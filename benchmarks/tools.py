@@ -1,0 +1,204 @@
+"""The two tools under test, each as the command lines it runs for each step.
+
+Both run in their own directory under ``run/`` with ``GIT_CEILING_DIRECTORIES`` set to
+that folder, so neither finds a git repository around the work directory (dvfs records
+the surrounding git commit when there is one; DVC gets its own ``git init``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+from measure import run
+
+DVC_VERSION = "3.67.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SetupError(Exception):
+    """A tool could not be installed or initialised; the message says which command."""
+
+
+def must(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> str:
+    """Run an untimed set-up command; its output, or SetupError if it failed."""
+    p = run(argv, cwd, env)
+    if p.returncode != 0:
+        raise SetupError(f"`{' '.join(argv)}` exited {p.returncode}: {p.output_tail.strip()}")
+    return p.output_tail.strip()
+
+
+class Tool(ABC):
+    """A tool's repository directory, environment, and command lines per step."""
+
+    name = ""
+
+    def __init__(self, root: Path, env: dict[str, str], command: list[str]) -> None:
+        self.root = root
+        self.env = env
+        self.command = command
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Initialise the repository (not timed)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def add_commit(self, path: str, message: str) -> list[list[str]]:
+        """Commands that track ``path`` and record a version."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def status(self) -> list[str]:
+        """The status command."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def checkout(self) -> list[str]:
+        """The command that restores every tracked file of the last version."""
+        raise NotImplementedError
+
+    def checkout_fallback(self) -> list[str] | None:
+        """A forcing checkout to try if the plain one refuses, or None."""
+        return None
+
+    @abstractmethod
+    def store(self) -> Path:
+        """Where the tool keeps file content."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def metadata(self) -> Path:
+        """The tool's whole directory in the repository (content and bookkeeping)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def version(self) -> str:
+        """The tool's version as it reports it."""
+        raise NotImplementedError
+
+
+def dvfs_command(spec: str | None) -> list[str]:
+    """The dvfs command: ``spec`` split like a shell, else ``dvfs`` on PATH, else the module."""
+    if spec:
+        return shlex.split(spec)
+    found = shutil.which("dvfs")
+    return [found] if found else [sys.executable, "-m", "vfs.cli"]
+
+
+class Dvfs(Tool):
+    """dvfs: ``init`` as set-up, then ``add`` + ``commit``, ``status``, ``checkout HEAD``."""
+
+    name = "dvfs"
+
+    def __init__(self, root: Path, env: dict[str, str], command: list[str]) -> None:
+        env = dict(env)
+        if "-m" in command and "vfs.cli" in command:
+            # run as a module: import it from this checkout
+            paths = [str(REPO_ROOT), env.get("PYTHONPATH", "")]
+            env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        super().__init__(root, env, command)
+
+    def setup(self) -> None:
+        must([*self.command, "init"], self.root, self.env)
+
+    def add_commit(self, path: str, message: str) -> list[list[str]]:
+        return [[*self.command, "add", path], [*self.command, "commit", "-m", message]]
+
+    def status(self) -> list[str]:
+        return [*self.command, "status"]
+
+    def checkout(self) -> list[str]:
+        return [*self.command, "checkout", "HEAD"]
+
+    def checkout_fallback(self) -> list[str] | None:
+        return [*self.command, "checkout", "--force", "HEAD"]
+
+    def store(self) -> Path:
+        objects = self.metadata() / "objects"
+        return objects if objects.is_dir() else self.metadata()
+
+    def metadata(self) -> Path:
+        return self.root / ".dvfs"
+
+    def version(self) -> str:
+        p = run([*self.command, "--version"], self.root, self.env)
+        return p.output_tail.strip() if p.returncode == 0 else "unknown"
+
+
+class Dvc(Tool):
+    """DVC in its own venv: ``git init`` + ``dvc init`` as set-up, ``dvc add`` + git commit."""
+
+    name = "DVC"
+
+    def __init__(self, root: Path, env: dict[str, str], venv: Path) -> None:
+        bin_dir = venv / "bin"
+        env = {
+            **env,
+            "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)]),
+            "DVC_NO_ANALYTICS": "1",
+            "DVC_SITE_CACHE_DIR": str(root.parent / "dvc-site-cache"),
+        }
+        env.pop("PYTHONPATH", None)
+        super().__init__(root, env, [str(bin_dir / "dvc")])
+
+    def setup(self) -> None:
+        for argv in (
+            ["git", "init", "-q"],
+            ["git", "config", "user.name", "bench"],
+            ["git", "config", "user.email", "bench@example.invalid"],
+            ["git", "config", "commit.gpgsign", "false"],
+            [*self.command, "init", "-q"],
+            [*self.command, "config", "core.analytics", "false"],
+            [*self.command, "config", "core.check_update", "false"],
+            ["git", "add", "-A", ".dvc", ".dvcignore"],
+            ["git", "commit", "-q", "-m", "dvc init"],
+        ):
+            must(argv, self.root, self.env)
+
+    def add_commit(self, path: str, message: str) -> list[list[str]]:
+        return [
+            [*self.command, "add", path],
+            ["git", "add", f"{path}.dvc", ".gitignore"],
+            ["git", "commit", "-q", "-m", message],
+        ]
+
+    def status(self) -> list[str]:
+        return [*self.command, "status"]
+
+    def checkout(self) -> list[str]:
+        return [*self.command, "checkout"]
+
+    def store(self) -> Path:
+        return self.metadata() / "cache"
+
+    def metadata(self) -> Path:
+        return self.root / ".dvc"
+
+    def version(self) -> str:
+        p = run([*self.command, "--version"], self.root, self.env)
+        return p.output_tail.strip() if p.returncode == 0 else "unknown"
+
+
+def ensure_dvc(venv: Path) -> None:
+    """Create ``venv`` with the pinned DVC unless it already has it (not timed)."""
+    dvc = venv / "bin" / "dvc"
+    if dvc.exists():
+        p = subprocess.run([dvc, "--version"], capture_output=True, text=True, check=False)
+        if p.returncode == 0 and p.stdout.strip() == DVC_VERSION:
+            return
+    print(f"installing dvc=={DVC_VERSION} into {venv} ...", flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for argv in (
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"dvc=={DVC_VERSION}"],
+    ):
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if p.returncode != 0:
+            raise SetupError(f"`{' '.join(argv)}` failed: {(p.stdout + p.stderr)[-2000:]}")
