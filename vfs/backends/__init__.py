@@ -12,7 +12,6 @@ from urllib.parse import unquote, urlsplit
 
 from vfs.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
 from vfs.backends.local import LocalBackend
-from vfs.backends.s3 import S3Backend
 from vfs.backends.wrappers import LimitedBackend, RetryingBackend
 from vfs.errors import UsageError
 
@@ -22,7 +21,6 @@ __all__ = [
     "LocalBackend",
     "ObjectInfo",
     "RetryingBackend",
-    "S3Backend",
     "open_backend",
     "validate_key",
 ]
@@ -73,6 +71,10 @@ def open_backend(
                 f"bad prefix {prefix!r} in {url!r}: use names of letters, digits, '.', '_' "
                 "and '-' joined by single '/'"
             ) from exc
+        # Deferred: importing boto3 takes ~140 ms, which commands that never talk to
+        # S3 (status, add, commit...) should not pay.
+        from vfs.backends.s3 import S3Backend
+
         backend: Backend = S3Backend(
             bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
         )
