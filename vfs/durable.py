@@ -33,7 +33,7 @@ def storage_error(exc: OSError, what: str) -> Exception:
     """Turn ENOSPC/EDQUOT into StorageFull; leave other errors as they are."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageFull(
-            f"the disk is full while writing {what}: nothing was committed; "
+            f"the disk is full while writing {what}: nothing half-written was kept; "
             "free some space and run the command again"
         )
     return exc

@@ -7,6 +7,7 @@ into the file so that a waiting command can say who it waits for.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
@@ -35,16 +36,20 @@ def repository_lock(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
                     holder = os.pread(fd, 400, 0).decode(errors="replace").strip()
                     who = f" ({holder})" if holder else ""
                     raise LockBusy(
-                        f"another dvfs command{who} is changing this repository; "
-                        "run yours again when it has finished"
+                        f"the repository lock {path} is held by another dvfs command{who}; "
+                        "run yours again when it has finished (or raise DVFS_LOCK_TIMEOUT)"
                     ) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
         cmd = " ".join(["dvfs", *sys.argv[1:3]])
-        os.pwrite(fd, f"pid {os.getpid()}: {cmd}\n".encode(), 0)
+        with contextlib.suppress(
+            OSError
+        ):  # who holds it is a courtesy; a full disk is no reason to fail
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}: {cmd}\n".encode(), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)

@@ -359,6 +359,15 @@ class ObjectStore:
                 self._abandon()
                 raise storage_error(exc, "objects") from exc
 
+    def discard(self) -> None:
+        """Drop the open pack and everything written to it since the last flush.
+
+        For a command that failed half-way: nothing it stored is named anywhere yet,
+        and the temporary file would only take space (the disk may be full).
+        """
+        with self._lock:
+            self._abandon()
+
     def close(self) -> None:
         """Flush and close every file descriptor."""
         self.flush()

@@ -188,7 +188,11 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
                         found[check_path(f.rel)] = f
         to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
-        new = dict(hasher.stage_many(to_hash))
+        try:
+            new = dict(hasher.stage_many(to_hash))
+        except BaseException:
+            repo.store.discard()
+            raise
         # Everything is hashed and stored: now change the index in one go.
         for rel in rels:
             for p in index.under(rel):

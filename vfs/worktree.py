@@ -199,9 +199,11 @@ class Hasher:
                 refs.append(ref.result())
                 upd.result()
         finally:
-            for ref, upd in pending:
-                ref.cancel()
-                upd.cancel()
+            for ref, upd in pending:  # on failure: let running work end before we do
+                for fut in (ref, upd):
+                    if not fut.cancel():
+                        with contextlib.suppress(Exception):
+                            fut.result()
         return whole.digest(), refs, total
 
     def stage_one(self, found: Found) -> Staged:
@@ -241,8 +243,10 @@ class Hasher:
                 progress.advance(1, staged.size)
                 yield rel, staged
         finally:
-            for _, fut in futures:
-                fut.cancel()
+            for _, fut in futures:  # on failure: let running work end before we do
+                if not fut.cancel():
+                    with contextlib.suppress(Exception):
+                        fut.result()
             if small or large:
                 progress.done()
 
@@ -313,8 +317,13 @@ def _ensure_dir(base: bytes, rel_dir: bytes, tracked: Callable[[bytes], bool]) -
         if statmod.S_ISDIR(st.st_mode):
             continue
         if statmod.S_ISLNK(st.st_mode) or tracked(cur):
-            os.unlink(p)
-            os.mkdir(p)
+            # Several restore threads may get here for the same directory at once.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(p)
+            if not statmod.S_ISDIR(os.lstat(p).st_mode):
+                raise UsageError(f"{show(cur)} changed while it was being restored: try again")
         else:
             raise UsageError(
                 f"{show(cur)} is an untracked file where the version has a directory: "

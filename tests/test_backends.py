@@ -1,0 +1,359 @@
+"""The backend contract (vfs.backends.base), run over every backend: local and S3.
+
+The S3 runs use a real SeaweedFS server (tests/s3server.py), a fresh bucket per test
+and a prefix inside it. Local-only and S3-only checks follow the shared suite, then
+``open_backend``'s URL parsing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.s3server import S3Server
+from vfs.backends import (
+    Backend,
+    LocalBackend,
+    RetryingBackend,
+    open_backend,
+    validate_key,
+)
+from vfs.backends.s3 import S3Backend
+from vfs.errors import PreconditionFailed, RemoteError, RemoteNotFound, UsageError
+
+BAD_KEYS = ["../x", "a//b", "/abs", "", "a/", "a/./b", "a/../b", ".hidden", "a/.b", "a b", "é"]
+GOOD_KEYS = ["a", "refs/heads/main", "packs/0a/0a1b.pack", "A-b_c.d", "x/y/z/w"]
+
+
+def rand(n: int, seed: int = 0) -> bytes:
+    """``n`` reproducible random bytes."""
+    return random.Random(seed).randbytes(n)
+
+
+def race(threads: int, fn: Callable[[int], object]) -> list[object]:
+    """Run ``fn(i)`` in ``threads`` threads released together; return results or errors."""
+    start = threading.Barrier(threads)
+
+    def run(i: int) -> object:
+        start.wait()
+        try:
+            return fn(i)
+        except RemoteError as exc:
+            return exc
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(run, range(threads)))
+
+
+# ----------------------------------------------------------------------------- the contract
+
+
+def test_put_get_roundtrip(backend: Backend) -> None:
+    data = rand(100_000)
+    backend.put("packs/ab/one", data)
+    backend.put("empty", b"")
+    assert backend.get("packs/ab/one") == data
+    assert backend.get("empty") == b""
+    backend.put("packs/ab/one", b"replaced")
+    assert backend.get("packs/ab/one") == b"replaced"
+
+
+def test_ranged_get(backend: Backend) -> None:
+    data = rand(1000, seed=1)
+    backend.put("k", data)
+    assert backend.get("k", 10, 20) == data[10:30]
+    assert backend.get("k", 5) == data[5:]
+    assert backend.get("k", 0, 1) == data[:1]
+    assert backend.get("k", 990, 50) == data[990:]  # runs past the end: cut short
+    assert backend.get("k", 1000, 5) == b""
+    assert backend.get("k", 5000) == b""
+    assert backend.get("k", 3, 0) == b""
+    with pytest.raises(ValueError):
+        backend.get("k", -1)
+
+
+def test_head_size_and_etag(backend: Backend) -> None:
+    backend.put("k", b"12345")
+    first = backend.head("k")
+    assert first.size == 5
+    assert first.etag
+    backend.put("k", b"123456")
+    second = backend.head("k")
+    assert (second.size, second.etag != first.etag) == (6, True)
+    etag = backend.put_conditional("k", b"abc", if_match=second.etag)
+    assert backend.head("k").etag == etag
+    backend.put("k", b"abc")
+    assert backend.head("k").etag == etag  # same bytes, same ETag
+
+
+def test_list_by_prefix(backend: Backend) -> None:
+    keys = ["packs/1", "packs/2/x", "packsx", "index/1", "refs/heads/main", "refs/heads/ma"]
+    for key in keys:
+        backend.put(key, key.encode())
+    assert sorted(backend.list()) == sorted(keys)
+    assert sorted(backend.list("packs/")) == ["packs/1", "packs/2/x"]
+    assert sorted(backend.list("packs")) == ["packs/1", "packs/2/x", "packsx"]
+    assert sorted(backend.list("refs/heads/ma")) == ["refs/heads/ma", "refs/heads/main"]
+    assert list(backend.list("nothing/")) == []
+    with pytest.raises(UsageError):
+        list(backend.list("../"))
+
+
+def test_list_crosses_pages(backend: Backend) -> None:
+    keys = {f"many/{i:04d}" for i in range(1005)}  # S3 pages hold 1000 keys
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: backend.put(k, b""), keys))
+    listing = list(backend.list("many/"))
+    assert len(listing) == len(keys)
+    assert set(listing) == keys
+
+
+def test_delete_is_idempotent(backend: Backend) -> None:
+    backend.put("a/b", b"x")
+    backend.delete("a/b")
+    with pytest.raises(RemoteNotFound):
+        backend.head("a/b")
+    backend.delete("a/b")
+    backend.delete("never/there")
+    assert list(backend.list()) == []
+
+
+def test_missing_key_is_not_found(backend: Backend) -> None:
+    backend.put("present", b"x")
+    for call in (
+        lambda: backend.get("absent"),
+        lambda: backend.get("absent", 10, 5),
+        lambda: backend.get("absent", 0, 0),
+        lambda: backend.head("absent"),
+        lambda: backend.head("present/below"),
+    ):
+        with pytest.raises(RemoteNotFound, match="not found"):
+            call()
+
+
+def test_conditional_create_succeeds_once(backend: Backend) -> None:
+    etag = backend.put_conditional("refs/heads/main", b"v1", if_none_match=True)
+    assert backend.head("refs/heads/main").etag == etag
+    with pytest.raises(PreconditionFailed, match="already exists"):
+        backend.put_conditional("refs/heads/main", b"v2", if_none_match=True)
+    assert backend.get("refs/heads/main") == b"v1"
+    with pytest.raises(ValueError):
+        backend.put_conditional("x", b"", if_match=etag, if_none_match=True)
+
+
+def test_compare_and_swap(backend: Backend) -> None:
+    first = backend.put_conditional("ref", b"v1", if_none_match=True)
+    second = backend.put_conditional("ref", b"v2", if_match=first)
+    with pytest.raises(PreconditionFailed, match="changed"):
+        backend.put_conditional("ref", b"v3", if_match=first)
+    assert backend.get("ref") == b"v2"
+    assert backend.head("ref").etag == second
+    with pytest.raises(PreconditionFailed):
+        backend.put_conditional("gone", b"v1", if_match=first)
+    assert list(backend.list("gone")) == []
+
+
+def test_concurrent_create_has_one_winner(backend: Backend) -> None:
+    for rnd in range(3):
+        key = f"refs/heads/b{rnd}"
+
+        def create(i: int, key: str = key) -> str:
+            return backend.put_conditional(key, f"t{i}".encode(), if_none_match=True)
+
+        results = race(4, create)
+        winners = [i for i, r in enumerate(results) if isinstance(r, str)]
+        assert len(winners) == 1, results
+        assert all(isinstance(r, PreconditionFailed) for r in results if not isinstance(r, str))
+        assert backend.get(key) == f"t{winners[0]}".encode()
+
+
+def test_concurrent_compare_and_swap_has_one_winner(backend: Backend) -> None:
+    etag = backend.put_conditional("ref", b"start", if_none_match=True)
+    for rnd in range(5):
+        # Every value is new: rewriting the current bytes would keep the ETag and let a
+        # second writer through, which is a compare-and-swap on the value, not a race.
+
+        def swap(i: int, rnd: int = rnd, etag: str = etag) -> str:
+            return backend.put_conditional("ref", f"r{rnd}-t{i}".encode(), if_match=etag)
+
+        results = race(4, swap)
+        winners = [i for i, r in enumerate(results) if isinstance(r, str)]
+        assert len(winners) == 1, f"round {rnd}: {results}"
+        assert backend.get("ref") == f"r{rnd}-t{winners[0]}".encode()
+        etag = str(results[winners[0]])
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_bad_keys_are_rejected(backend: Backend, key: str) -> None:
+    for call in (
+        lambda: backend.put(key, b"x"),
+        lambda: backend.get(key),
+        lambda: backend.head(key),
+        lambda: backend.delete(key),
+        lambda: backend.put_conditional(key, b"x", if_none_match=True),
+    ):
+        with pytest.raises(UsageError, match="invalid storage key"):
+            call()
+    assert list(backend.list()) == []
+
+
+def test_good_keys_are_accepted() -> None:
+    assert [validate_key(k) for k in GOOD_KEYS] == GOOD_KEYS
+
+
+# ----------------------------------------------------------------------------- local only
+
+
+def test_local_put_is_atomic(local_backend: Backend) -> None:
+    assert isinstance(local_backend, LocalBackend)
+    old, new = b"a" * (4 << 20), b"b" * (4 << 20)
+    local_backend.put("d/obj", old)
+    stop = threading.Event()
+    seen: set[bytes] = set()
+
+    def read() -> None:
+        while not stop.is_set():
+            data = local_backend.get("d/obj")
+            seen.add(data[:1] + data[-1:] + str(len(data)).encode())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(20):
+            local_backend.put("d/obj", new if i % 2 else old)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen <= {b"aa4194304", b"bb4194304"}
+    assert os.listdir(local_backend.root / "d") == ["obj"]  # no temporary file left
+
+
+def test_local_failed_put_leaves_old_object(
+    local_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(local_backend, LocalBackend)
+    local_backend.put("obj", b"old")
+
+    def crash(src: object, dst: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(RemoteError, match="Input/output error"):
+        local_backend.put("obj", b"new")
+    monkeypatch.undo()
+    assert local_backend.get("obj") == b"old"
+    assert sorted(os.listdir(local_backend.root)) == ["obj"]
+
+
+def test_local_hidden_files_are_not_keys(local_backend: Backend) -> None:
+    assert isinstance(local_backend, LocalBackend)
+    local_backend.put_conditional("k", b"x", if_none_match=True)  # makes .cas.lock
+    (local_backend.root / ".tmp-k.123456").write_bytes(b"crash leftover")
+    assert list(local_backend.list()) == ["k"]
+
+
+def test_local_ranged_get_reads_only_the_range(local_backend: Backend) -> None:
+    assert isinstance(local_backend, LocalBackend)
+    with open(local_backend.root / "sparse", "wb") as f:
+        f.truncate(64 << 30)  # 64 GiB of holes: reading it all would never finish
+        os.pwrite(f.fileno(), b"needle", 40 << 30)
+    assert local_backend.get("sparse", (40 << 30) - 2, 10) == b"\0\0needle\0\0"
+
+
+def test_local_key_and_folder_clash(local_backend: Backend) -> None:
+    local_backend.put("a", b"file")
+    with pytest.raises(RemoteError, match="clash"):
+        local_backend.put("a/b", b"below a file")
+    local_backend.put("c/d", b"x")
+    with pytest.raises(RemoteError, match="clash"):
+        local_backend.put("c", b"over a folder")
+    with pytest.raises(RemoteNotFound):
+        local_backend.get("c")
+
+
+CAS_COUNTER = """
+import sys
+from pathlib import Path
+from vfs.backends import LocalBackend
+from vfs.errors import PreconditionFailed
+
+backend = LocalBackend(Path(sys.argv[1]))
+done = 0
+while done < int(sys.argv[2]):
+    info = backend.head("counter")
+    value = int(backend.get("counter"))
+    try:
+        backend.put_conditional("counter", str(value + 1).encode(), if_match=info.etag)
+        done += 1
+    except PreconditionFailed:
+        pass
+"""
+
+
+def test_local_compare_and_swap_across_processes(local_backend: Backend) -> None:
+    assert isinstance(local_backend, LocalBackend)
+    local_backend.put_conditional("counter", b"0", if_none_match=True)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CAS_COUNTER, str(local_backend.root), "40"])
+        for _ in range(3)
+    ]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    assert local_backend.get("counter") == b"120"  # no increment lost
+
+
+# ----------------------------------------------------------------------------- S3 only
+
+
+def test_s3_keys_live_under_the_prefix(s3_env: S3Server) -> None:
+    bucket = s3_env.make_bucket()
+    backend = open_backend(f"s3://{bucket}/repo/data/", endpoint_url=s3_env.endpoint)
+    client = s3_env.client()
+    for name in ("outside", "repo/dataX/k", "repo/data/dir/"):
+        client.put_object(Bucket=bucket, Key=name, Body=b"not ours")
+    backend.put("refs/heads/main", b"v1")
+    assert client.get_object(Bucket=bucket, Key="repo/data/refs/heads/main")["Body"].read() == (
+        b"v1"
+    )
+    assert list(backend.list()) == ["refs/heads/main"]
+
+
+# ----------------------------------------------------------------------------- open_backend
+
+
+def test_open_backend_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here").mkdir()
+    assert isinstance(open_backend("here"), LocalBackend)
+    assert isinstance(open_backend(f"file://{tmp_path}/here"), LocalBackend)
+    assert open_backend(f"file://{tmp_path}/here").url == (tmp_path / "here").as_uri()
+    remote = open_backend("s3://bucket/some/prefix", endpoint_url="http://127.0.0.1:9")
+    assert isinstance(remote, RetryingBackend) and isinstance(remote.inner, S3Backend)
+    assert remote.url == "s3://bucket/some/prefix at http://127.0.0.1:9"
+    plain = open_backend("s3://bucket", endpoint_url="http://u:pw@127.0.0.1:9", retry=False)
+    assert isinstance(plain, S3Backend)
+    assert "pw" not in plain.url
+    assert isinstance(open_backend(str(tmp_path / "new"), create=True), LocalBackend)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "s3://", "s3://b", "s3:///prefix", "s3://bucket/a//b", "s3://bucket/../x",
+     "s3://bu cket/x", "gs://bucket/x", "http://host/x", "file://host/x", "file://rel",
+     "file:///abs?x=1"],
+)  # fmt: skip
+def test_open_backend_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(UsageError, match=r"URL|bucket|prefix"):
+        open_backend(url)
+
+
+def test_open_backend_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(RemoteNotFound, match="does not exist"):
+        open_backend(str(tmp_path / "missing"))

@@ -1,0 +1,665 @@
+"""Bad input and faults: every one must end in one clear line and a consistent repository.
+
+Each error is checked the same way (``assert_error``): a non-zero exit, exactly one
+``dvfs: error:`` line saying what went wrong, and no traceback. Each test that
+changes state ends with ``dvfs fsck`` finding nothing wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import blake3
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    assert_error,
+    assert_ok,
+    finish,
+    git,
+    go,
+    init_repo,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+    spawn_ready,
+    warnings_of,
+)
+from vfs.fsck import fsck
+from vfs.gitlink import read_lock
+from vfs.lock import repository_lock
+from vfs.repo import Repository
+from vfs.workflow import add
+from vfs.worktree import Workers
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def rand(n: int, seed: int = 0) -> bytes:
+    """``n`` reproducible, incompressible bytes."""
+    return random.Random(seed).randbytes(n)
+
+
+def committed(repo: Repo, files: dict[str, bytes | str], message: str = "base") -> str:
+    """Write ``files``, add and commit them; return the new version id."""
+    for rel, data in files.items():
+        repo.write(rel, data)
+    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
+    return repo.commit(message)
+
+
+# ---------------------------------------------------------------------------------- where and what
+
+
+NOT_A_REPO = "dvfs: error: not a dvfs repository (or any parent): run `dvfs init`"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("add", "x"), ("commit", "-m", "m"), ("cat", "HEAD:x"), ("checkout", "v1"),
+     ("fsck",)],
+    ids=lambda a: a[0],
+)  # fmt: skip
+def test_outside_a_repository(tmp_path: Path, args: tuple[str, ...]) -> None:
+    (tmp_path / "x").write_text("x")
+    r = run(tmp_path, *args)
+    assert_error(r)
+    assert r.err.strip() == NOT_A_REPO
+    assert not (tmp_path / ".dvfs").exists()
+
+
+def test_add_a_missing_path(repo: Repo) -> None:
+    repo.write("d/real.txt", "here")
+    repo.fail("add", "d/real.txt", "d/ghost.txt", fragments=("d/ghost.txt", "does not exist"),
+              code=2)  # fmt: skip
+    assert repo.status()["staged"] == []  # not even the file that does exist
+    repo.ok("add", "d/real.txt")
+    repo.ok("commit", "-m", "one")
+    repo.fsck_clean()
+
+
+def test_add_a_path_outside_the_repository(repo: Repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    repo.write("in.txt", "ours")
+    for arg in (str(outside), "../outside.txt", "in.txt/../../outside.txt"):
+        repo.fail("add", arg, fragments=(arg, "outside the repository"), code=2)
+    repo.fail("add", ".dvfs/format", fragments=(".dvfs",), code=2)
+    assert repo.status()["staged"] == []
+    repo.ok("add", "in.txt")
+    repo.ok("commit", "-m", "one")
+    assert set(repo.show()["files"]) == {"in.txt"}
+    repo.fsck_clean()
+
+
+def test_fifo_socket_and_device_are_skipped_with_a_warning(repo: Repo) -> None:
+    d = repo.root / "d"
+    repo.write("d/ok.txt", "fine")
+    os.mkfifo(d / "fifo")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(d / "sock"))
+    os.mknod(d / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    try:
+        r = repo.ok("add", "d")
+        assert r.out.startswith("staged 1 file")
+        found = warnings_of(r)
+        assert len(found) == 3, str(r)
+        for name in ("d/fifo", "d/sock", "d/null"):
+            assert any(name in w and "skipping" in w for w in found), (name, str(r))
+        r = repo.ok("add", "d/fifo")  # named directly: still a warning, never a hang
+        assert r.out.startswith("staged 0 files") and len(warnings_of(r)) == 1
+        repo.ok("commit", "-m", "only the regular file")
+        assert set(repo.show()["files"]) == {"d/ok.txt"}
+        st = repo.status()
+        assert st["untracked"] == [] and st["modified"] == []
+    finally:
+        sock.close()
+    repo.fsck_clean()
+
+
+def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
+    v1 = committed(repo, {"d/a.txt": "a1", "d/b.bin": rand(400 * KiB), "d/z.txt": "z1"})
+    repo.write("d/a.txt", "a2")
+    repo.write("d/z.txt", "z2")
+    secret = repo.write("d/secret.bin", rand(300 * KiB, seed=3))
+    secret.chmod(0)
+    r = repo.run("add", "d", unprivileged=True)  # as root, a mode-000 file is readable
+    assert_error(r, "d/secret.bin", "permission denied")
+    st = repo.status()
+    assert st["staged"] == []  # nothing half-staged: not a.txt, not z.txt
+    assert st["modified"] == ["d/a.txt", "d/z.txt"]
+    assert st["untracked"] == ["d/secret.bin"]
+
+    sub = repo.root / "d" / "locked"
+    sub.mkdir()
+    (sub / "inside.txt").write_text("i")
+    sub.chmod(0)
+    secret.chmod(0o644)
+    try:
+        r = repo.run("add", "d", unprivileged=True)
+        assert_error(r, "d/locked", "permission denied")
+        assert repo.status()["staged"] == []
+    finally:
+        sub.chmod(0o755)
+    repo.ok("add", "d", unprivileged=True)
+    repo.ok("commit", "-m", "readable again")
+    assert repo.show("v1")["id"] == v1
+    assert repo.cat("HEAD:d/secret.bin") == rand(300 * KiB, seed=3)
+    repo.fsck_clean()
+
+
+def test_symlinks_are_never_followed_out_of_the_repository(repo: Repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = rand(4 * KiB, seed=11)
+    (outside / "secret.bin").write_bytes(secret)
+    (outside / "f.txt").write_text("outside f")
+    repo.write("d/f.txt", "inside f")
+    os.symlink(str(outside), repo.root / "ext")
+    os.symlink(str(outside / "secret.bin"), repo.root / "d" / "secret_link")
+
+    repo.fail("add", "ext/secret.bin", fragments=("symbolic link", "ext"), code=2)
+    repo.ok("add", "ext", "d")
+    repo.ok("commit", "-m", "links")
+    files = repo.show()["files"]
+    assert files["ext"] == {"link": str(outside), "added": "v1"}
+    assert files["d/secret_link"] == {"link": str(outside / "secret.bin"), "added": "v1"}
+    assert set(files) == {"ext", "d/f.txt", "d/secret_link"}
+    for pack in (repo.root / ".dvfs" / "objects").iterdir():  # the content was never read
+        assert secret not in pack.read_bytes()
+
+    # A tracked directory replaced by a link to the outside: dvfs neither reads
+    # through it nor writes through it.
+    (repo.root / "d" / "f.txt").unlink()
+    (repo.root / "d" / "secret_link").unlink()
+    (repo.root / "d").rmdir()
+    os.symlink(str(outside), repo.root / "d")
+    repo.fail("add", "d/f.txt", fragments=("symbolic link",), code=2)
+    repo.fail("rm", "d/f.txt", fragments=("symbolic link",), code=2)
+    assert repo.status()["deleted"] == ["d/f.txt", "d/secret_link"]
+    repo.ok("checkout", "HEAD")
+    assert not (repo.root / "d").is_symlink()
+    assert repo.read("d/f.txt") == b"inside f"
+    assert sorted(os.listdir(outside)) == ["f.txt", "secret.bin"]
+    assert (outside / "f.txt").read_text() == "outside f"
+    assert (outside / "secret.bin").read_bytes() == secret
+    repo.fsck_clean()
+
+
+# -------------------------------------------------------------------- a file changing while hashed
+
+
+class Writer(threading.Thread):
+    """Keeps changing a file until stopped (or until it has written ``limit`` bytes)."""
+
+    def __init__(self, path: Path, mode: str, limit: int = 48 * MiB) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.mode = mode
+        self.limit = limit
+        self.stop = threading.Event()
+        self.started_writing = threading.Event()
+
+    def run(self) -> None:
+        block = bytearray(rand(64 * KiB, seed=5))
+        flags = os.O_WRONLY | (os.O_APPEND if self.mode == "append" else 0)
+        fd = os.open(self.path, flags)
+        size = os.fstat(fd).st_size
+        rng = random.Random(9)
+        try:
+            written = n = 0
+            while not self.stop.is_set() and written < self.limit:
+                n += 1
+                block[:8] = n.to_bytes(8, "little")
+                if self.mode == "append":
+                    os.write(fd, block)
+                else:
+                    os.pwrite(fd, block, rng.randrange(0, size - len(block)))
+                written += len(block)
+                self.started_writing.set()
+                time.sleep(0.0005)
+        finally:
+            os.close(fd)
+            self.started_writing.set()
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit"),
+    [("append", 48 * MiB), ("overwrite", 48 * MiB), ("append", 2 * MiB), ("overwrite", 2 * MiB)],
+    ids=["append-on", "overwrite-on", "append-burst", "overwrite-burst"],
+)
+def test_a_file_changing_while_it_is_hashed(repo: Repo, mode: str, limit: int) -> None:
+    """A writer keeps changing a file (or changes it in one burst) while add reads it.
+
+    Either the file is staged, and then what was stored is exactly what the index
+    says (and, for appends, a prefix of the file), or add says it kept changing.
+    """
+    path = repo.write("big.bin", rand(3 * MiB, seed=4))
+    args = ("add", "big.bin")
+    proc = spawn_ready(repo.root, *args)
+    writer = Writer(path, mode, limit)
+    writer.start()
+    writer.started_writing.wait()
+    go(proc)
+    try:
+        r = finish(proc, args)
+    finally:
+        writer.stop.set()
+        writer.join()
+    final = path.read_bytes()
+    if r.code == 0:  # staged: what was stored must be exactly what the index says
+        assert_ok(r)
+        repo.ok("commit", "-m", "caught a consistent moment")
+        rec = repo.show()["files"]["big.bin"]
+        stored = repo.cat("HEAD:big.bin")
+        assert len(stored) == rec["size"]
+        assert blake3.blake3(stored).hexdigest() == rec["hash"]
+        if mode == "append":
+            assert stored == final[: len(stored)]
+        if stored != final:  # changed again after it was read: status must see that
+            assert repo.status()["modified"] == ["big.bin"]
+    else:
+        assert_error(r, "big.bin", "kept changing")
+        assert repo.status()["staged"] == []
+    repo.fsck_clean()
+
+
+# --------------------------------------------------------------------------------------- revisions
+
+
+def test_an_unknown_revision_lists_the_closest_names(repo: Repo) -> None:
+    committed(repo, {"f.txt": "1"})
+    repo.ok("tag", "baseline")
+    repo.write("f.txt", "2")
+    repo.ok("add", "f.txt")
+    repo.commit("two")
+    repo.ok("branch", "feature")
+    cases = [
+        (("show", "baselin"), ("unknown revision 'baselin'", "baseline")),
+        (("checkout", "featur"), ("unknown revision 'featur'", "feature")),
+        (("diff", "basline", "HEAD"), ("basline", "baseline")),
+        (("cat", "v9:f.txt"), ("'v9'", "v1 to v2 exist on main")),
+        (("ls", "HEAD~5"), ("HEAD~5", "no parent")),
+        (("log", "HAED"), ("HAED", "HEAD")),
+        (("show", "dead"), ("unknown revision 'dead'",)),
+        (("tag", "t", "nowhere"), ("unknown revision 'nowhere'",)),
+    ]
+    for args, fragments in cases:
+        repo.fail(*args, fragments=fragments)
+    assert repo.status()["head"] == "v2"
+    repo.fsck_clean()
+
+
+# ----------------------------------------------------------------------------- uncommitted changes
+
+
+def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "a1", "d/b.txt": "b1", "d/x.txt": "x1"}, "first")
+    repo.write("d/a.txt", "a2")
+    (repo.root / "d" / "x.txt").unlink()
+    repo.ok("add", "d")
+    repo.commit("second")
+
+    repo.write("d/a.txt", "my unstaged edit")
+    repo.write("d/b.txt", "my staged edit")
+    repo.ok("add", "d/b.txt")
+    repo.write("d/x.txt", "an untracked file where v1 has another")
+    line = repo.fail("checkout", "v1", fragments=("d/a.txt", "d/b.txt", "d/x.txt", "--force"))
+    assert "checkout would overwrite" in line
+    assert repo.read("d/a.txt") == b"my unstaged edit"
+    assert repo.read("d/b.txt") == b"my staged edit"
+    assert repo.read("d/x.txt") == b"an untracked file where v1 has another"
+    assert repo.status()["head"] == "v2" and repo.status()["detached"] is None
+
+    repo.ok("checkout", "--force", "v1")
+    assert repo.read("d/a.txt") == b"a1"
+    assert repo.read("d/b.txt") == b"b1"
+    assert repo.read("d/x.txt") == b"x1"
+    st = repo.status()
+    assert st["detached"] == "v1" and st["staged"] == [] and st["modified"] == []
+    repo.fsck_clean()
+
+
+def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "main"})
+    repo.ok("branch", "feature")
+    repo.ok("switch", "feature")
+    repo.write("d/a.txt", "feature")
+    repo.ok("add", "d")
+    repo.commit("on feature")
+    repo.ok("switch", "main")
+
+    repo.write("d/a.txt", "work in progress")
+    repo.fail("switch", "feature", fragments=("switch would overwrite", "d/a.txt", "--force"))
+    assert repo.read("d/a.txt") == b"work in progress"
+    assert repo.status()["branch"] == "main"
+    repo.ok("switch", "--force", "feature")
+    assert repo.read("d/a.txt") == b"feature"
+    st = repo.status()
+    assert st["branch"] == "feature" and st["modified"] == []
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------------------------ a corrupted object
+
+
+def flip_byte_of(objects: Path, content: bytes) -> tuple[Path, int]:
+    """Flip one byte in the middle of the one stored copy of ``content``; return where."""
+    hits = []
+    for f in sorted(objects.rglob("*")):
+        if f.is_file():
+            data = f.read_bytes()
+            at = data.find(content)
+            while at >= 0:
+                hits.append((f, at))
+                at = data.find(content, at + 1)
+    assert len(hits) == 1, f"expected one stored copy (uncompressed, deduplicated): {hits}"
+    path, at = hits[0]
+    pos = at + len(content) // 2
+    with open(path, "r+b") as fh:
+        fh.seek(pos)
+        byte = fh.read(1)
+        fh.seek(pos)
+        fh.write(bytes([byte[0] ^ 0x01]))
+    return path, pos
+
+
+def flip_back(path: Path, pos: int) -> None:
+    with open(path, "r+b") as fh:
+        fh.seek(pos)
+        byte = fh.read(1)
+        fh.seek(pos)
+        fh.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_a_corrupted_object(repo: Repo) -> None:
+    bad = rand(50 * KiB, seed=21)  # one chunk, stored uncompressed
+    good_big = rand(600 * KiB, seed=22)
+    committed(repo, {"d/good.txt": "good", "d/good_big.bin": good_big, "d/bad.bin": bad}, "v1")
+    repo.write("e/more.txt", "more")
+    repo.ok("add", "e")
+    repo.commit("v2")
+    chunk_id = repo.show()["files"]["d/bad.bin"]["hash"]  # a one-chunk file: digest = chunk id
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", bad)
+
+    r = repo.run("fsck")
+    assert r.code == 1 and "Traceback" not in r.err, str(r)
+    problems = [ln for ln in r.out.splitlines() if ln.startswith("problem:")]
+    assert len(problems) == 1, str(r)
+    for fragment in (chunk_id, "corrupt", "v1:d/bad.bin", "v2:d/bad.bin"):
+        assert fragment in problems[0], (fragment, str(r))
+
+    assert_error(repo.run("cat", "v1:d/bad.bin"), chunk_id, "corrupt")
+    assert repo.cat("v1:d/good_big.bin") == good_big
+
+    for rel in ("d/good.txt", "d/good_big.bin", "d/bad.bin", "e/more.txt"):
+        (repo.root / rel).unlink()
+    r = repo.run("checkout", "--force", "v2")
+    assert_error(r, "d/bad.bin")
+    assert repo.read("d/good.txt") == b"good"
+    assert repo.read("d/good_big.bin") == good_big
+    assert repo.read("e/more.txt") == b"more"
+    assert not (repo.root / "d" / "bad.bin").exists()  # never a file with wrong bytes
+    assert_error(repo.run("checkout", "v1", "d/bad.bin"), "d/bad.bin")
+    assert not (repo.root / "d" / "bad.bin").exists()
+    repo.ok("status")
+
+    flip_back(*where)
+    repo.fsck_clean()
+    repo.ok("checkout", "--force", "main")
+    assert repo.read("d/bad.bin") == bad
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == [] and st["staged"] == []
+    repo.fsck_clean()
+
+
+# --------------------------------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs mounted for the test (we run as root), unmounted afterwards."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the filesystem is full."""
+    block = b"\0" * 4096
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, block)
+    except OSError as exc:
+        assert exc.errno == 28, exc  # ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_disk_full_during_add(small_disk: Path) -> None:
+    repo = init_repo(small_disk / "repo")
+    committed(repo, {"d/small.txt": "small"})
+    before = repo.objects_size()
+    repo.write("d/big.bin", rand(5 * MiB, seed=31))  # the disk cannot hold it twice
+    assert_error(repo.run("add", "d"), "disk is full")
+    # Asserted last, so that the rest is checked even while this fails.
+    leftovers = [f.name for f in (repo.root / ".dvfs").rglob(".tmp-*")]
+    grown = repo.objects_size() - before
+    st = repo.status()
+    assert st["head"] == "v1" and st["staged"] == [] and st["untracked"] == ["d/big.bin"]
+    repo.fsck_clean()
+
+    (repo.root / "d" / "big.bin").unlink()
+    repo.write("d/medium.bin", rand(1 * MiB, seed=32))
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "fits")
+    assert repo.cat("HEAD:d/medium.bin") == rand(1 * MiB, seed=32)
+    repo.fsck_clean()
+    assert leftovers == [], "the failed add left a partial pack taking the space it lacked"
+    assert grown == 0
+
+
+PAGE = 4096
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-commit", "later-commit"])
+def test_disk_full_at_every_step_of_a_commit(small_disk: Path, first: bool) -> None:
+    """Free one more page each round until the commit fits: every failure is clean.
+
+    A commit that fails leaves HEAD where it was; one that succeeds has moved it, and
+    anything it could not record afterwards is a warning saying what to run.
+    """
+    repo = init_repo(small_disk / "repo")
+    old = None if first else committed(repo, {"d/a.txt": "a1"})
+    repo.write("d/a.txt", "a2")
+    repo.write("d/sub/new.txt", "new")
+    repo.ok("add", "d")
+    filler = small_disk / "filler"
+    for pages in range(64):
+        fill(filler)
+        os.truncate(filler, filler.stat().st_size - pages * PAGE)
+        r = repo.run("commit", "-m", "squeezed", "--tag", "squeezed")
+        filler.unlink()
+        if r.code == 0:
+            break
+        assert_error(r, "disk is full")
+        st = repo.status()
+        assert st["head"] == (None if first else "v1"), (pages, str(r))
+        assert {c["path"] for c in st["staged"]} == {"d/a.txt", "d/sub/new.txt"}
+        with Workers(2) as w:
+            report = fsck(Repository(repo.root), w)  # in this process: faster
+        assert report.clean, (pages, report.problems)
+    assert_ok(r)
+    assert pages > 0  # the full disk did refuse at least once
+    new = repo.show()
+    assert new["message"] == "squeezed" and new["parents"] == ([] if first else [old])
+    assert repo.cat("HEAD:d/sub/new.txt") == b"new"
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == []
+    for line in warnings_of(r):  # each names what to run to finish the job
+        assert "is committed, but" in line and "run `dvfs" in line, str(r)
+        repo.ok(*line.rsplit("run `dvfs ", 1)[1].split("`")[0].split())
+    assert repo.show("squeezed")["id"] == new["id"]
+    repo.fsck_clean()
+
+
+# ---------------------------------------------------------------------------- two commands at once
+
+
+def test_a_held_lock_with_zero_timeout_fails_cleanly(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "1"})
+    repo.write("d/a.txt", "2")
+    repo.ok("add", "d")
+    with repository_lock(repo.root / ".dvfs" / "lock", 0):
+        r = repo.run("commit", "-m", "blocked", env={"DVFS_LOCK_TIMEOUT": "0"})
+        assert_error(r, "another dvfs command", f"pid {os.getpid()}", "lock")
+        r = repo.run("add", "d", env={"DVFS_LOCK_TIMEOUT": "0"})
+        assert_error(r, "another dvfs command", "lock")
+    assert repo.status()["head"] == "v1"
+    repo.ok("commit", "-m", "after the lock was released", env={"DVFS_LOCK_TIMEOUT": "0"})
+    assert repo.status()["head"] == "v2"
+    repo.fsck_clean()
+
+
+def test_a_commit_waits_for_the_lock(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "1"})
+    repo.write("d/a.txt", "2")
+    repo.ok("add", "d")
+    args = ("commit", "-m", "waited")
+    with repository_lock(repo.root / ".dvfs" / "lock", 0):
+        proc = spawn_ready(repo.root, *args)  # the default timeout is seconds long
+        go(proc)
+        time.sleep(0.5)
+        assert proc.poll() is None, finish(proc, args)  # still waiting for the lock
+    r = assert_ok(finish(proc, args))
+    assert r.out.startswith("v2 ")
+    assert repo.show()["message"] == "waited"
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize("timeout", ["10", "0"])
+def test_two_commits_at_once(repo: Repo, timeout: str) -> None:
+    v1 = committed(repo, {"d/a.txt": "1"})
+    repo.write("d/a.txt", "2")
+    repo.ok("add", "d")
+    env = {"DVFS_LOCK_TIMEOUT": timeout}
+    runs = [("commit", "-m", f"racer {i}") for i in range(2)]
+    procs = [spawn_ready(repo.root, *a, env=env) for a in runs]
+    for p in procs:
+        go(p)
+    results = [finish(p, a) for p, a in zip(procs, runs, strict=True)]
+    winners = [r for r in results if r.code == 0]
+    losers = [r for r in results if r.code != 0]
+    assert len(winners) == 1 and len(losers) == 1, "\n".join(map(str, results))
+    assert_ok(winners[0])
+    line = assert_error(losers[0])
+    # The loser either waited and found the data committed, or was told about the lock.
+    assert "nothing to commit" in line or "another dvfs command" in line, line
+    log = repo.json("log", "--json")
+    assert [v["version"] for v in log] == ["v2", "v1"]
+    assert log[1]["id"] == v1
+    assert log[0]["message"] == winners[0].args[2]
+    assert repo.status()["staged"] == []
+    repo.fsck_clean()
+
+
+# ----------------------------------------------------------------------------------------- kill -9
+
+
+KILLS = 20
+
+
+def test_kill_9_at_any_moment_of_a_commit(make_repo: RepoFactory) -> None:
+    """Kill commits at random moments; each time the repository must be whole.
+
+    The repository is inside a git work tree, so a commit also asks git for its HEAD
+    and rewrites dvfs.lock: every step a commit takes is a place it can be killed.
+    """
+    repo = make_repo(git_repo=True)
+    repo.write("README.md", "code\n")
+    git(repo.root, "add", "README.md")
+    git(repo.root, "commit", "-q", "-m", "code")
+    for i in range(40):  # enough files and directories to give the commit some work
+        repo.write(f"d{i % 8}/sub{i % 3}/f{i}.txt", f"file {i}")
+    repo.ok("add", *(f"d{i}" for i in range(8)))
+    repo.ok("commit", "-m", "base")
+    rng = random.Random(1234)
+    root = repo.root
+
+    def stage(i: int) -> None:
+        (root / "d0" / "sub0" / "f0.txt").write_text(f"change {i}")
+        (root / f"d{i % 8}" / "sub1" / f"new{i}.txt").write_text(f"new {i}")
+        with Workers(2) as w:
+            add(Repository(root), [str(root / "d0"), str(root / f"d{i % 8}")], w)
+
+    def head() -> bytes:
+        oid = Repository(root).history.head_id()
+        assert oid is not None
+        return oid
+
+    # How long a commit runs once started (not asserted: it only spreads the kills).
+    stage(-1)
+    args = ("commit", "-m", "timed")
+    proc = spawn_ready(root, *args)
+    t0 = time.monotonic()
+    go(proc)
+    assert_ok(finish(proc, args))
+    span = time.monotonic() - t0
+
+    outcomes = {"old": 0, "new": 0}
+    for i in range(KILLS):
+        old = head()
+        stage(i)
+        args = ("commit", "-m", f"attempt {i}")
+        proc = spawn_ready(root, *args)
+        go(proc)
+        time.sleep(rng.uniform(0, span * 1.2))
+        proc.kill()
+        proc.communicate()
+
+        r = Repository(root)
+        with Workers(2) as w:
+            report = fsck(r, w)
+        assert report.clean, (i, report.problems)
+        now = head()
+        if now == old:
+            outcomes["old"] += 1
+        else:
+            v = r.history.version(now)
+            assert v.parents == (old,) and v.message == f"attempt {i}", (i, v)
+            outcomes["new"] += 1
+        # dvfs.lock names a version of the branch: the new one, or an older one when
+        # the kill came between moving the branch and rewriting the file.
+        chain = [oid for oid, _ in r.history.chain(now)]
+        assert read_lock(root).oid in chain, i
+        r.index()  # the staging index is always readable
+
+    print(f"kill -9 over {span * 1000:.0f} ms commits: {outcomes}")
+    log = repo.json("log", "--json")
+    numbers = [int(v["version"][1:]) for v in log]
+    assert numbers == list(range(len(log), 0, -1))
+    assert len(log) == 2 + outcomes["new"]
+    st = repo.status()
+    assert st["detached"] is None and st["modified"] == [] and st["deleted"] == []
+    stage(KILLS)
+    last = repo.commit("not killed")  # a finished commit leaves everything in step
+    assert read_lock(root).oid.hex() == last
+    assert repo.status()["staged"] == []
+    repo.fsck_clean()

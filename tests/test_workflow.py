@@ -1,0 +1,684 @@
+"""The whole command-line workflow, end to end, each command a real ``dvfs`` process.
+
+init, add, rm, commit (params, tags), status, log, show, ls, cat, diff, checkout,
+branch, switch, tag; every revision form; deduplication measured on the object
+cache; symbolic links; and the link with a surrounding git work tree.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import blake3
+import yaml
+
+from tests.cli_support import (
+    AUTHOR,
+    Repo,
+    RepoFactory,
+    assert_error,
+    assert_ok,
+    fsck_clean,
+    git,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+
+KiB = 1024
+MiB = 1024 * KiB
+ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def rand(n: int, seed: int = 0) -> bytes:
+    """``n`` reproducible, incompressible bytes."""
+    return random.Random(seed).randbytes(n)
+
+
+def digest(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def changes(diff_json: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+    """path -> (status, old_path) of a ``diff --json`` result."""
+    return {c["path"]: (c["status"], c.get("old_path")) for c in diff_json["changes"]}
+
+
+def lock_file(repo: Repo) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((repo.root / "dvfs.lock").read_text())
+    return data
+
+
+# -------------------------------------------------------------------------------------------- init
+
+
+def test_init_in_a_new_directory_and_here(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "dir"
+    r = assert_ok(run(tmp_path, "init", str(target)))
+    assert str(target) in r.out
+    assert (target / ".dvfs" / "format").is_file()
+
+    here = tmp_path / "here"
+    here.mkdir()
+    assert_ok(run(here, "init"))
+    assert (here / ".dvfs").is_dir()
+    assert_error(run(here, "init"), "already a dvfs repository")
+
+    empty = Repo(here)
+    st = empty.status()
+    assert st["branch"] == "main"
+    assert st["head"] is None
+    assert st["staged"] == [] and st["untracked"] == []
+    assert "No versions yet." in empty.ok("status").out
+    empty.fail("log", fragments=("no versions yet",))
+    fsck_clean(here)
+    fsck_clean(target)
+
+
+# --------------------------------------------------------------------- add / status / commit / log
+
+
+def test_add_commit_status_and_log(repo: Repo) -> None:
+    repo.write("data/a.csv", "x\n1\n")
+    repo.write("data/b.csv", "y\n2\n")
+    repo.write("notes.txt", "not tracked, not under a tracked directory")
+    r = repo.ok("add", "data")
+    assert r.out.startswith("staged 2 files")
+
+    st = repo.status()
+    assert st["branch"] == "main" and st["head"] is None and st["detached"] is None
+    assert [(c["status"], c["path"], c["new_size"]) for c in st["staged"]] == [
+        ("added", "data/a.csv", 4),
+        ("added", "data/b.csv", 4),
+    ]
+    assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
+
+    r = repo.ok("commit", "-m", "first")
+    assert r.out.startswith("v1 ") and "2 files" in r.out
+    st = repo.status()
+    assert st["head"] == "v1"
+    assert st["staged"] == [] and st["modified"] == [] and st["deleted"] == []
+    assert "Nothing to commit, working tree clean." in repo.ok("status").out
+    repo.fail("commit", "-m", "again", fragments=("nothing to commit",))
+
+    # Unstaged changes of every kind.
+    repo.write("data/a.csv", "x\n1\n3\n")
+    (repo.root / "data" / "b.csv").unlink()
+    repo.write("data/new.csv", "z")
+    repo.write("data/sub/deep.csv", "d")
+    st = repo.status()
+    assert st["staged"] == []
+    assert st["modified"] == ["data/a.csv"]
+    assert st["deleted"] == ["data/b.csv"]
+    assert st["untracked"] == ["data/new.csv", "data/sub/deep.csv"]
+    text = repo.ok("status").out
+    assert "modified: data/a.csv" in text
+    assert "deleted:  data/b.csv" in text
+    assert "  data/sub/deep.csv" in text
+    assert "notes.txt" not in text
+
+    # Adding the directory stages the modification, the additions and the deletion.
+    r = repo.ok("add", "data")
+    assert "1 deletion" in r.out
+    st = repo.status()
+    assert {c["path"]: c["status"] for c in st["staged"]} == {
+        "data/a.csv": "modified",
+        "data/b.csv": "removed",
+        "data/new.csv": "added",
+        "data/sub/deep.csv": "added",
+    }
+    assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
+    repo.ok("commit", "-m", "second")
+    repo.write("data/c.csv", "c")
+    repo.ok("add", "data/c.csv")
+    repo.ok("commit", "-m", "third")
+
+    log = repo.json("log", "--json")
+    assert [v["version"] for v in log] == ["v3", "v2", "v1"]
+    assert [v["message"] for v in log] == ["third", "second", "first"]
+    assert [v["files"] for v in log] == [4, 3, 2]
+    for v in log:
+        assert v["author"] == AUTHOR
+        assert re.fullmatch(r"[0-9a-f]{64}", v["id"])
+        assert ISO_TIME.match(v["created"])
+        assert v["git_commit"] is None
+    assert len({v["id"] for v in log}) == 3
+    assert [v["version"] for v in repo.json("log", "--json", "-n", "2")] == ["v3", "v2"]
+    assert [v["version"] for v in repo.json("log", "v2", "--json")] == ["v2", "v1"]
+    text = repo.ok("log", "-n", "1").out
+    assert "v3" in text and "third" in text and "second" not in text
+    repo.fsck_clean()
+
+
+# --------------------------------------------------------------------------------- show / ls / cat
+
+
+def test_show_in_text_yaml_and_json(repo: Repo) -> None:
+    table = b"id,value\n1,2\n"
+    weights_v2 = rand(1000, seed=2)
+    repo.write("data.csv", table)
+    repo.write("model/weights.bin", rand(1000, seed=1))
+    repo.ok("add", "data.csv", "model")
+    repo.ok("commit", "-m", "first", "--param", "lr=0.1")
+    repo.write("model/weights.bin", weights_v2)
+    repo.ok("add", "model")
+    repo.ok("commit", "-m", "second")
+
+    y = yaml.safe_load(repo.ok("show", "--format", "yaml").out)
+    for key in ("version", "files", "parameters", "pipeline", "git_commit", "message", "author",
+                "created"):  # fmt: skip
+        assert key in y, key
+    assert y["version"] == "v2"
+    assert y["files"]["data.csv"] == {"hash": digest(table), "size": len(table), "added": "v1"}
+    assert y["files"]["model/weights.bin"] == {
+        "hash": digest(weights_v2),
+        "size": 1000,
+        "added": "v2",
+    }
+    assert set(y["files"]) == {"data.csv", "model/weights.bin"}
+    assert y["parameters"] == {}
+    assert y["pipeline"] == []
+    assert y["git_commit"] is None
+    assert y["message"] == "second"
+    assert y["author"] == AUTHOR
+    assert ISO_TIME.match(y["created"])
+    assert y["totals"] == {"files": 2, "bytes": len(table) + 1000}
+
+    assert repo.show("HEAD") == y  # json and yaml carry the same record
+    v1 = yaml.safe_load(repo.ok("show", "v1", "--format", "yaml").out)
+    assert v1["version"] == "v1" and v1["parameters"] == {"lr": 0.1}
+    assert v1["files"]["model/weights.bin"]["added"] == "v1"
+    assert v1["id"] == y["parents"][0]
+
+    text = repo.ok("show").out  # text is the default
+    assert repo.ok("show", "--format", "text").out == text
+    assert f"version  v2  {y['id']}" in text
+    assert "second" in text and AUTHOR in text
+    assert digest(table)[:12] in text and "data.csv" in text
+    assert "param    lr = 0.1" in repo.ok("show", "v1").out
+    repo.fsck_clean()
+
+
+def test_ls_and_cat(repo: Repo) -> None:
+    big = rand(700 * KiB)  # above the 256 KiB minimum: cut into chunks
+    repo.write("d/big.bin", big)
+    small = repo.write("d/s/small.txt", "hello\n")
+    small.chmod(0o640)
+    repo.write("top.txt", "t")
+    repo.ok("add", "d", "top.txt")
+    repo.ok("commit", "-m", "first")
+
+    assert [e["name"] for e in repo.json("ls", "--json")] == ["d", "top.txt"]
+    rows = {e["name"]: e for e in repo.json("ls", "v1:d", "--json")}
+    assert rows["big.bin"]["type"] == "file" and rows["big.bin"]["size"] == len(big)
+    assert rows["s"]["type"] == "dir"
+    (one,) = repo.json("ls", "HEAD:d/s/small.txt", "--json")
+    assert one["type"] == "file" and one["mode"] == oct(0o640) and one["size"] == 6
+    text = repo.ok("ls", "v1:d").out
+    assert "s/" in text and "big.bin" in text and "-rw-r-----" in repo.ok("ls", "v1:d/s").out
+
+    assert repo.cat("v1:d/big.bin") == big
+    assert repo.cat("HEAD:d/s/small.txt") == b"hello\n"
+    assert repo.cat("v1:/top.txt") == b"t"
+    repo.fail("cat", "v1:d", fragments=("is a directory",))
+    repo.fail("cat", "v1:d/nope.txt", fragments=("d/nope.txt", "does not exist"))
+    repo.fail("ls", "v1:nope", fragments=("nope", "does not exist"))
+    repo.fsck_clean()
+
+
+# -------------------------------------------------------------------------------------------- diff
+
+
+def test_diff_added_removed_modified_renamed(repo: Repo) -> None:
+    repo.write("d/keep.txt", "k")
+    repo.write("d/mod.txt", "old")
+    repo.write("d/gone.txt", "bye")
+    moved = rand(5000)
+    repo.write("d/old_name.bin", moved)
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "first")
+
+    repo.write("d/mod.txt", "new content")
+    (repo.root / "d" / "gone.txt").unlink()
+    (repo.root / "d" / "old_name.bin").rename(repo.root / "d" / "new_name.bin")
+    repo.write("d/added.txt", "a")
+    expected = {
+        "d/added.txt": ("added", None),
+        "d/gone.txt": ("removed", None),
+        "d/mod.txt": ("modified", None),
+        "d/new_name.bin": ("renamed", "d/old_name.bin"),
+    }
+    # HEAD against the tracked files of the working tree (untracked ones are not data yet)
+    assert changes(repo.json("diff", "--json")) == {
+        "d/gone.txt": ("removed", None),
+        "d/mod.txt": ("modified", None),
+        "d/old_name.bin": ("removed", None),
+    }
+    repo.ok("add", "d")
+    assert changes(repo.json("diff", "--json")) == expected  # staged additions count
+    repo.ok("commit", "-m", "second")
+
+    full = repo.json("diff", "v1", "v2", "--json")
+    assert changes(full) == expected
+    assert full["summary"] == {
+        "added": 1, "removed": 1, "modified": 1, "renamed": 1,
+        "bytes_added": 1 + len("new content"), "bytes_removed": 3 + 3,
+    }  # fmt: skip
+    stat = repo.json("diff", "v1", "v2", "--stat", "--json")
+    assert stat == {"summary": full["summary"], "changes": []}
+    assert repo.ok("diff", "v1", "v2", "--stat").out.splitlines() == [
+        "1 added, 1 removed, 1 modified, 1 renamed (+12 B, -6 B)"
+    ]
+    lines = repo.ok("diff", "v1", "v2").out.splitlines()
+    assert "renamed:  d/old_name.bin -> d/new_name.bin" in lines
+    assert any(ln.startswith("modified: d/mod.txt") for ln in lines)
+    assert any(ln.startswith("added:    d/added.txt") for ln in lines)
+    assert any(ln.startswith("removed:  d/gone.txt") for ln in lines)
+
+    assert changes(repo.json("diff", "v1", "--json")) == expected  # v1 against the working tree
+    assert repo.json("diff", "--json")["changes"] == []
+    reverse = changes(repo.json("diff", "v2", "v1", "--json"))
+    assert reverse["d/added.txt"] == ("removed", None)
+    assert reverse["d/gone.txt"] == ("added", None)
+    assert reverse["d/old_name.bin"] == ("renamed", "d/new_name.bin")
+    repo.fail("diff", "v1", "v2", "v1", fragments=("at most two",))
+    repo.fsck_clean()
+
+
+# ---------------------------------------------------------------- checkout / branch / switch / tag
+
+
+def test_checkout_a_version_and_single_paths(repo: Repo) -> None:
+    repo.write("d/a.txt", "a1")
+    repo.write("d/b.txt", "b1")
+    tool = repo.write("d/run.sh", "#!/bin/sh\n")
+    tool.chmod(0o755)
+    repo.ok("add", "d")
+    v1 = repo.commit("first")
+    repo.write("d/a.txt", "a2")
+    (repo.root / "d" / "b.txt").unlink()
+    repo.write("d/c.txt", "c2")
+    repo.ok("add", "d")
+    repo.commit("second")
+    assert not (repo.root / "dvfs.lock").exists()  # written only inside a git work tree
+
+    r = repo.ok("checkout", "v1")
+    assert "v1 (detached)" in r.out
+    assert repo.read("d/a.txt") == b"a1" and repo.read("d/b.txt") == b"b1"
+    assert not (repo.root / "d" / "c.txt").exists()
+    assert (repo.root / "d" / "run.sh").stat().st_mode & 0o777 == 0o755
+    st = repo.status()
+    assert st["detached"] == "v1" and st["head"] == "v1"
+    assert st["staged"] == [] and st["modified"] == [] and st["untracked"] == []
+    assert repo.show("HEAD")["id"] == v1
+    repo.fail("commit", "-m", "on a detached head", fragments=("detached",))
+
+    r = repo.ok("checkout", "main")
+    assert "on branch main" in r.out
+    assert repo.read("d/a.txt") == b"a2" and repo.read("d/c.txt") == b"c2"
+    assert not (repo.root / "d" / "b.txt").exists()
+    st = repo.status()
+    assert st["branch"] == "main" and st["detached"] is None and st["head"] == "v2"
+
+    # One path from an older version: HEAD stays, the path is restored and staged.
+    repo.ok("checkout", "v1", "d/a.txt")
+    assert repo.read("d/a.txt") == b"a1" and repo.read("d/c.txt") == b"c2"
+    st = repo.status()
+    assert st["detached"] is None and st["head"] == "v2"
+    assert [(c["status"], c["path"]) for c in st["staged"]] == [("modified", "d/a.txt")]
+    assert st["modified"] == []
+    repo.ok("checkout", "--force", "HEAD", "d/a.txt")  # staged: only --force discards it
+    assert repo.read("d/a.txt") == b"a2"
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == []
+
+    # A deleted path comes back from a version that has it.
+    repo.ok("checkout", "v1", "d/b.txt")
+    assert repo.read("d/b.txt") == b"b1"
+    repo.fail("checkout", "v1", "d/nothing.txt", fragments=("d/nothing.txt",))
+    repo.ok("checkout", "--force", "main")
+    assert not (repo.root / "d" / "b.txt").exists()
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["untracked"] == []
+    repo.fsck_clean()
+
+
+def test_branch_and_switch(repo: Repo) -> None:
+    repo.write("d/base.txt", "base")
+    repo.ok("add", "d")
+    v1 = repo.commit("base")
+    r = repo.ok("branch", "feature")
+    assert r.out.startswith("branch feature at v1")
+    listing = repo.ok("branch").out.splitlines()
+    assert any(ln.startswith("* main") for ln in listing)
+    assert any(ln.startswith("  feature  v1") for ln in listing)
+
+    repo.ok("switch", "feature")
+    assert repo.status()["branch"] == "feature"
+    repo.write("d/feature.txt", "f")
+    repo.ok("add", "d")
+    r = repo.ok("commit", "-m", "on feature")
+    assert r.out.startswith("v2 ")
+
+    repo.ok("switch", "main")
+    assert not (repo.root / "d" / "feature.txt").exists()
+    st = repo.status()
+    assert st["branch"] == "main" and st["head"] == "v1" and st["untracked"] == []
+    assert [v["version"] for v in repo.json("log", "feature", "--json")] == ["v2", "v1"]
+    assert repo.json("log", "--json")[0]["id"] == v1
+
+    repo.ok("branch", "other", "v1")
+    assert repo.show("other")["id"] == v1
+    repo.ok("switch", "feature")
+    assert repo.read("d/feature.txt") == b"f"
+    assert repo.ok("branch", "-d", "other").out.strip() == "deleted branch other"
+    assert "other" not in repo.ok("branch").out
+    repo.fail("branch", "-d", "feature", fragments=("current branch",))
+    repo.fail("switch", "nope", fragments=("no branch named nope",))
+    repo.fail("branch", "main", fragments=("already exists",))
+    repo.fail("branch", "v7", fragments=("v7",))
+    repo.fsck_clean()
+
+
+def test_tags(repo: Repo) -> None:
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    r = repo.ok("commit", "-m", "one", "--tag", "first")
+    assert "(tag first)" in r.out
+    v1 = repo.head_id()
+    repo.write("f.txt", "2")
+    repo.ok("add", "f.txt")
+    v2 = repo.commit("two")
+    assert repo.ok("tag", "second").out.startswith("tag second -> v2")
+    repo.ok("tag", "early", "v1")
+    listing = repo.ok("tag").out.splitlines()
+    assert [ln.split()[:2] for ln in listing] == [["early", "v1"], ["first", "v1"],
+                                                  ["second", "v2"]]  # fmt: skip
+    assert repo.show("first")["id"] == v1 and repo.show("second")["id"] == v2
+    repo.fail("tag", "second", fragments=("already exists",))
+    assert repo.ok("tag", "--delete", "early").out.strip() == "deleted tag early"
+    assert "early" not in repo.ok("tag").out
+    repo.fail("tag", "--delete", "early", fragments=("no tag named early",))
+    repo.fail("tag", "HEAD", fragments=("HEAD",))
+    repo.write("f.txt", "3")
+    repo.ok("add", "f.txt")
+    repo.fail("commit", "-m", "three", "--tag", "first", fragments=("tag first already exists",))
+    assert repo.show()["id"] == v2  # the refused commit made nothing
+    repo.fsck_clean()
+
+
+# ---------------------------------------------------------------------------------------------- rm
+
+
+def test_rm_and_rm_cached(repo: Repo) -> None:
+    for name in "abcd":
+        repo.write(f"d/{name}.txt", name)
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "four files")
+
+    assert repo.ok("rm", "d/a.txt").out.strip() == "removed 1 file"
+    assert not (repo.root / "d" / "a.txt").exists()
+    assert repo.ok("rm", "--cached", "d/b.txt").out.strip() == "untracked 1 file"
+    assert repo.read("d/b.txt") == b"b"
+    st = repo.status()
+    assert [(c["status"], c["path"]) for c in st["staged"]] == [
+        ("removed", "d/a.txt"),
+        ("removed", "d/b.txt"),
+    ]
+    assert st["untracked"] == ["d/b.txt"]
+
+    repo.write("d/c.txt", "changed, not staged")
+    repo.fail("rm", "d/c.txt", fragments=("d/c.txt", "--force"))
+    assert repo.read("d/c.txt") == b"changed, not staged"
+    repo.ok("rm", "--force", "d/c.txt")
+    assert not (repo.root / "d" / "c.txt").exists()
+    repo.fail("rm", "d/b.txt", fragments=("not tracked",))
+
+    repo.ok("commit", "-m", "only d remains")
+    assert set(repo.show()["files"]) == {"d/d.txt"}
+    assert set(repo.show("v1")["files"]) == {"d/a.txt", "d/b.txt", "d/c.txt", "d/d.txt"}
+    repo.fsck_clean()
+
+
+# -------------------------------------------------------------------------------------- parameters
+
+
+def test_params_and_params_file(repo: Repo) -> None:
+    repo.write("data.csv", "1")
+    repo.ok("add", "data.csv")
+    params = repo.write(
+        "params.yaml",
+        "epochs: 10\nmodel:\n  name: resnet\n  layers: [18, 34]\nstart: 2024-01-31\n",
+    )
+    repo.ok(
+        "commit", "-m", "with params", "--params-file", str(params),
+        "--param", "lr=0.01", "--param", "name=exp one", "--param", "shuffle=true",
+        "--param", "epochs=20",
+    )  # fmt: skip
+    y = yaml.safe_load(repo.ok("show", "--format", "yaml").out)
+    assert y["parameters"] == {
+        "epochs": 20,  # --param wins over the file
+        "lr": 0.01,
+        "model": {"layers": [18, 34], "name": "resnet"},
+        "name": "exp one",
+        "shuffle": True,
+        "start": "2024-01-31",
+    }
+    repo.write("data.csv", "2")
+    repo.ok("add", "data.csv")
+    repo.fail("commit", "-m", "bad", "--param", "novalue", fragments=("novalue",), code=2)
+    repo.write("list.yaml", "- 1\n- 2\n")
+    repo.fail("commit", "-m", "bad", "--params-file", "list.yaml", fragments=("mapping",))
+    repo.write("broken.yaml", "a: [1\n")
+    repo.fail("commit", "-m", "bad", "--params-file", "broken.yaml", fragments=("not valid YAML",))
+    assert repo.show()["version"] == "v1"
+    repo.fsck_clean()
+
+
+# --------------------------------------------------------------------------------------- revisions
+
+
+def test_every_revision_form(repo: Repo) -> None:
+    for i in range(1, 4):
+        repo.write("f.txt", f"content {i}")
+        repo.ok("add", "f.txt")
+        repo.ok("commit", "-m", f"version {i}")
+    v3, v2, v1 = (v["id"] for v in repo.json("log", "--json"))
+    repo.ok("tag", "t1", "v1")
+    repo.ok("branch", "side", "v2")
+    prefix = next(
+        v2[:n] for n in range(4, 65) if not any(o[:n] == v2[:n] for o in (v1, v3))
+    )  # the shortest unique prefix of at least 4 hex digits
+    forms = {
+        "v1": v1, "t1": v1, "side": v2, "HEAD": v3, "HEAD~": v2, "HEAD~2": v1, "side~1": v1,
+        prefix: v2, v3: v3, v1[:12].upper(): v1,
+    }  # fmt: skip
+    for rev, expected in forms.items():
+        assert repo.show(rev)["id"] == expected, rev
+
+    # The same forms work in every command that takes a revision.
+    assert repo.cat("t1:f.txt") == b"content 1"
+    assert repo.cat("HEAD~1:f.txt") == b"content 2"
+    assert repo.cat(f"{prefix}:f.txt") == b"content 2"
+    assert [e["name"] for e in repo.json("ls", "side", "--json")] == ["f.txt"]
+    assert changes(repo.json("diff", "t1", "HEAD~1", "--json")) == {"f.txt": ("modified", None)}
+    assert [v["version"] for v in repo.json("log", "side", "--json")] == ["v2", "v1"]
+    repo.ok("checkout", "HEAD~2")
+    assert repo.read("f.txt") == b"content 1"
+    assert repo.status()["detached"] == "v1"
+    assert repo.show("v3")["id"] == v3  # vN counts along the branch HEAD came from
+    repo.ok("checkout", "main")
+    assert repo.read("f.txt") == b"content 3"
+    repo.fsck_clean()
+
+
+# ----------------------------------------------------------------------------------- deduplication
+
+
+def test_identical_files_are_stored_once(repo: Repo) -> None:
+    content = rand(200 * KiB)  # one chunk, incompressible
+    before = repo.objects_size()
+    for rel in ("a/1.bin", "a/2.bin", "b/3.bin"):
+        repo.write(rel, content)
+    repo.ok("add", "a", "b")
+    grown = repo.objects_size() - before
+    assert len(content) <= grown < len(content) + 16 * KiB, grown
+    repo.ok("commit", "-m", "three copies")
+
+    before = repo.objects_size()
+    repo.write("c/4.bin", content)
+    repo.ok("add", "c")
+    repo.ok("commit", "-m", "a fourth copy")
+    assert repo.objects_size() - before < 16 * KiB  # trees and a version, no data
+    files = repo.show()["files"]
+    assert {files[p]["hash"] for p in files} == {digest(content)}
+    assert repo.cat("HEAD:c/4.bin") == content
+    repo.fsck_clean()
+
+
+def test_unchanged_chunks_of_a_big_file_are_stored_once(repo: Repo) -> None:
+    big = rand(6 * MiB, seed=7)  # several chunks (min 256 KiB, avg 1 MiB, max 4 MiB)
+    repo.write("big.bin", big)
+    repo.ok("add", "big.bin")
+    repo.ok("commit", "-m", "big")
+    first = repo.objects_size()
+    assert first >= len(big)
+
+    edited = big[:-100] + bytes(100)  # change the last 100 bytes
+    repo.write("big.bin", edited)
+    repo.ok("add", "big.bin")
+    repo.ok("commit", "-m", "edited tail")
+    grown = repo.objects_size() - first
+    assert grown <= 4 * MiB + 16 * KiB, grown  # at most one (maximal) chunk is new
+    assert grown < len(big) // 2, grown
+    assert repo.cat("v1:big.bin") == big
+    assert repo.cat("v2:big.bin") == edited
+    repo.fsck_clean()
+
+
+# ---------------------------------------------------------------------------------- symbolic links
+
+
+def test_symlinks_are_stored_as_links_never_followed(repo: Repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.txt"
+    secret.write_text("outside the repository")
+    d = repo.root / "d"
+    repo.write("d/file.txt", "x")
+    links = {
+        "d/rel_link": "file.txt",
+        "d/abs_out": str(secret),
+        "d/dir_out": "../../outside",
+        "d/dangling": "missing.txt",
+    }
+    for rel, target in links.items():
+        os.symlink(target, repo.root / rel)
+    assert (d / "dir_out" / "secret.txt").read_text() == "outside the repository"
+
+    r = repo.ok("add", "d")
+    assert r.out.startswith("staged 5 files")
+    repo.fail("add", "d/dir_out/secret.txt", fragments=("symbolic link", "dir_out"))
+    repo.ok("commit", "-m", "links")
+
+    files = repo.show()["files"]
+    assert set(files) == {"d/file.txt", *links}
+    for rel, target in links.items():
+        assert files[rel] == {"link": target, "added": "v1"}
+    rows = {e["name"]: e for e in repo.json("ls", "HEAD:d", "--json")}
+    assert rows["dir_out"]["type"] == "symlink" and rows["dir_out"]["target"] == "../../outside"
+    assert repo.cat("HEAD:d/abs_out") == str(secret).encode()
+
+    # Restored as links, with the same targets; nothing outside is touched.
+    for rel in links:
+        (repo.root / rel).unlink()
+    repo.ok("checkout", "HEAD")
+    for rel, target in links.items():
+        assert os.readlink(repo.root / rel) == target
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+    assert secret.read_text() == "outside the repository"
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == []
+
+    # A changed target is a modification.
+    (d / "rel_link").unlink()
+    os.symlink("dangling", d / "rel_link")
+    assert repo.status()["modified"] == ["d/rel_link"]
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "retarget")
+    assert changes(repo.json("diff", "v1", "v2", "--json")) == {"d/rel_link": ("modified", None)}
+    repo.fsck_clean()
+
+
+# --------------------------------------------------------------------------------------------- git
+
+
+def test_git_linkage(make_repo: RepoFactory) -> None:
+    repo = make_repo(git_repo=True)
+    root = repo.root
+    repo.write("README.md", "project\n")
+    git(root, "add", "README.md")
+    git(root, "commit", "-q", "-m", "code")
+    g0 = git(root, "rev-parse", "HEAD")
+
+    repo.write("data/train.csv", "a\n1\n")
+    repo.ok("add", "data")
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert "/data" in ignored and "/.dvfs/" in ignored
+    untracked = git(root, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert untracked == ["?? .gitignore"]  # the data and .dvfs stay out of git
+
+    v1 = repo.commit("data v1")
+    s1 = repo.show()
+    assert s1["git_commit"] == g0 and s1["git_dirty"] is False
+    assert lock_file(repo) == {"branch": "main", "version": "v1", "id": v1}
+    git(root, "add", ".gitignore", "dvfs.lock")
+    git(root, "commit", "-q", "-m", "pin data v1")
+    g1 = git(root, "rev-parse", "HEAD")
+
+    repo.write("data/train.csv", "a\n1\n2\n")
+    repo.ok("add", "data")
+    repo.write("README.md", "project, edited\n")  # an uncommitted change in git
+    v2 = repo.commit("data v2")
+    s2 = repo.show()
+    assert s2["git_commit"] == g1 and s2["git_dirty"] is True
+    assert repo.json("log", "-n", "1", "--json")[0]["git_dirty"] is True
+    assert f"git      {g1} (dirty)" in repo.ok("show").out
+    assert lock_file(repo) == {"branch": "main", "version": "v2", "id": v2}
+    assert (root / ".gitignore").read_text().splitlines().count("/data") == 1
+    git(root, "commit", "-q", "-a", "-m", "pin data v2")
+
+    # Checkout and switch keep the pointer in step with the data.
+    repo.ok("checkout", "v1")
+    assert lock_file(repo) == {"branch": "main", "version": "v1", "id": v1}
+    assert git(root, "status", "--porcelain") == "M dvfs.lock"
+    repo.ok("branch", "exp")
+    repo.ok("switch", "exp")
+    assert lock_file(repo) == {"branch": "exp", "version": "v1", "id": v1}
+    repo.ok("switch", "main")
+    assert lock_file(repo) == {"branch": "main", "version": "v2", "id": v2}
+    assert git(root, "status", "--porcelain") == ""
+
+    # Back to the older code: dvfs.lock names v1, and --lock brings the data along.
+    git(root, "checkout", "-q", g1)
+    assert lock_file(repo)["id"] == v1
+    assert repo.read("data/train.csv") == b"a\n1\n2\n"
+    r = repo.ok("checkout", "--lock")
+    assert r.out.startswith("v1")
+    assert repo.read("data/train.csv") == b"a\n1\n"
+    assert repo.status()["head"] == "v1"
+    assert git(root, "status", "--porcelain") == ""  # dvfs.lock left as git has it
+
+    git(root, "checkout", "-q", "master")
+    assert lock_file(repo)["id"] == v2
+    repo.ok("checkout", "--lock")
+    assert repo.read("data/train.csv") == b"a\n1\n2\n"
+    st = repo.status()
+    assert st["branch"] == "main" and st["detached"] is None and st["head"] == "v2"
+    assert git(root, "status", "--porcelain") == ""
+    repo.fail("checkout", "--lock", "v1", fragments=("--lock",))
+    repo.fsck_clean()
