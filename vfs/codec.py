@@ -58,7 +58,7 @@ class Kind(enum.IntEnum):
     SYMLINK = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChunkRef:
     """One piece of a file: the chunk's id and its length in bytes."""
 
@@ -66,7 +66,7 @@ class ChunkRef:
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One name in a directory."""
 
@@ -81,7 +81,7 @@ class Entry:
     target: bytes = b""  # symlinks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tree:
     """A directory: entries sorted by name."""
 

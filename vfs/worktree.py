@@ -4,7 +4,7 @@ Threading: :class:`Workers` owns two pools. Small files (one chunk) are hashed,
 compressed and stored whole by the ``files`` pool, many at a time. A large file is
 read once by the calling thread, which cuts it, while the ``chunks`` pool hashes,
 compresses and stores its chunks and the one-thread ``digest`` pool hashes the whole
-content in order; at most ``threads + 1`` chunks are in flight, so memory stays
+content in order; at most ``threads`` chunks are in flight, so memory stays
 bounded whatever the file size.
 The two pools never wait on each other, so they cannot deadlock.
 
@@ -178,7 +178,7 @@ class Hasher:
         whole = hasher()
         pending: deque[tuple[Future[ChunkRef], Future[object]]] = deque()
         refs: list[ChunkRef] = []
-        limit = self.workers.threads + 1
+        limit = self.workers.threads
         total = 0
         try:
             for data in self.chunker.stream(fh):  # type: ignore[arg-type]
@@ -233,12 +233,25 @@ class Hasher:
         if small or large:
             total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
             progress.start("hashing", len(small) + len(large), total)
-        futures = [(f.rel, self.workers.files.submit(self.stage_one, f)) for f in small]
+        window = 8 * self.workers.threads
+        futures: deque[tuple[bytes, Future[Staged]]] = deque()
+        todo = iter(small)
         try:
+            for f in todo:  # small files start while the large ones are read
+                futures.append((f.rel, self.workers.files.submit(self.stage_one, f)))
+                if len(futures) >= window:
+                    break
             for f in large:
                 yield f.rel, self.stage_one(f)
                 progress.advance(1, 0)
-            for rel, fut in futures:
+            while True:
+                for f in todo:
+                    futures.append((f.rel, self.workers.files.submit(self.stage_one, f)))
+                    if len(futures) >= window:
+                        break
+                if not futures:
+                    break
+                rel, fut = futures.popleft()
                 staged = fut.result()
                 progress.advance(1, staged.size)
                 yield rel, staged
@@ -432,25 +445,38 @@ def restore_many(
     stop the whole operation.
     """
     todo = list(entries)
+    where = store.read_order(e.chunks[0].oid for _, e in todo if e.chunks)
+    todo.sort(
+        key=lambda item: where.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
+    )
     made: set[bytes] = set()
-    futures = [
-        (rel, e.size, workers.files.submit(write_entry, root, rel, e, store, tracked, made))
-        for rel, e in todo
-    ]
     done: dict[bytes, os.stat_result] = {}
     failed: dict[bytes, DvfsError] = {}
     if todo:
         workers.progress.start("restoring", len(todo), sum(e.size for _, e in todo))
+    window = 8 * workers.threads
+    pending: deque[tuple[bytes, int, Future[os.stat_result]]] = deque()
+    queue = iter(todo)
     try:
-        for rel, size, fut in futures:
+        while True:
+            for rel, e in queue:
+                fut = workers.files.submit(write_entry, root, rel, e, store, tracked, made)
+                pending.append((rel, e.size, fut))
+                if len(pending) >= window:
+                    break
+            if not pending:
+                break
+            rel, size, fut = pending.popleft()
             try:
                 done[rel] = fut.result()
             except ObjectError as exc:
                 failed[rel] = exc
             workers.progress.advance(1, size)
     finally:
-        for _, _, fut in futures:
-            fut.cancel()
+        for _, _, fut in pending:
+            if not fut.cancel():
+                with contextlib.suppress(Exception):
+                    fut.result()
         if todo:
             workers.progress.done()
     return done, failed
