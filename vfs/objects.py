@@ -37,7 +37,7 @@ from pathlib import Path
 
 import zstandard
 
-from vfs.durable import TMP_PREFIX, storage_error, write_atomic
+from vfs.durable import TMP_PREFIX, start_writeback, storage_error, write_atomic
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.ids import hash_bytes, hasher
 from vfs.packs import (
@@ -159,6 +159,7 @@ class _PackWriter:
     def finish(self, root: Path) -> Path:
         """Write the header, rename to the content id, write the index; return the path."""
         self._write(pack_trailer(self.objs))
+        start_writeback(self.fd)
         os.close(self.fd)
         name = f"pack-{self.hash.digest().hex()}"
         final = root / f"{name}.pack"
