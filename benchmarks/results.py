@@ -111,8 +111,12 @@ HEADER += ["dvfs store", "DVC store", "ratio"]
 
 def table(rows: list[Row]) -> str:
     """The rows as a plain, aligned text table (first column left, the rest right)."""
-    grid = [HEADER, *(cells(r) for r in rows)]
-    widths = [max(len(line[i]) for line in grid) for i in range(len(HEADER))]
+    return render([HEADER, *(cells(r) for r in rows)])
+
+
+def render(grid: list[list[str]]) -> str:
+    """A header line and rows of cells as aligned text (first column left, the rest right)."""
+    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
     lines = []
     for n, line in enumerate(grid):
         parts = [line[0].ljust(widths[0])]

@@ -186,18 +186,26 @@ class Dvc(Tool):
         return p.output_tail.strip() if p.returncode == 0 else "unknown"
 
 
-def ensure_dvc(venv: Path) -> None:
-    """Create ``venv`` with the pinned DVC unless it already has it (not timed)."""
+def ensure_dvc(venv: Path, extra: str | None = None) -> None:
+    """Create ``venv`` with the pinned DVC unless it already has it (not timed).
+
+    ``extra`` names an optional DVC extra (``"s3"``: ``dvc[s3]``, checked by importing
+    ``dvc_s3``), added to an existing venv when missing.
+    """
     dvc = venv / "bin" / "dvc"
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", f"import dvc_{extra}"] if extra else None
     if dvc.exists():
         p = subprocess.run([dvc, "--version"], capture_output=True, text=True, check=False)
-        if p.returncode == 0 and p.stdout.strip() == DVC_VERSION:
+        has_extra = probe is None or subprocess.run(probe, capture_output=True).returncode == 0
+        if p.returncode == 0 and p.stdout.strip() == DVC_VERSION and has_extra:
             return
-    print(f"installing dvc=={DVC_VERSION} into {venv} ...", flush=True)
+    spec = f"dvc[{extra}]=={DVC_VERSION}" if extra else f"dvc=={DVC_VERSION}"
+    print(f"installing {spec} into {venv} ...", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for argv in (
         [sys.executable, "-m", "venv", str(venv)],
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"dvc=={DVC_VERSION}"],
+        [str(python), "-m", "pip", "install", "-q", spec],
     ):
         p = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if p.returncode != 0:

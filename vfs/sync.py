@@ -30,17 +30,19 @@ import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
 
 from vfs import checkout as co
-from vfs.codec import Kind, decode_tree, decode_version
+from vfs.codec import Kind, Tree, decode_tree, decode_version
 from vfs.errors import (
     FormatError,
     ObjectCorrupt,
     PreconditionFailed,
+    RemoteError,
     RemoteNotFound,
     UsageError,
 )
@@ -66,6 +68,10 @@ from vfs.remotes import (
 from vfs.repo import Repository, format_record, parse_format
 from vfs.worktree import Workers
 
+# Packs a push holds in memory while they upload (besides the one being built): each is
+# ~16 MiB, and two keep a link busy. A push of 20,000 small files to a local SeaweedFS
+# took 3.4 s at 237 MiB peak RSS with 8, and 2.5 s at 126 MiB with 2.
+PACKS_IN_FLIGHT = 2
 # Ranges of one pack closer than this are fetched with one GET.
 COALESCE_GAP = 256 * 1024
 MAX_RANGE = 16 * 1024 * 1024
@@ -98,6 +104,9 @@ class RemoteRepo:
         try:
             return self.backend.get("format").decode("utf-8", "replace")
         except RemoteNotFound:
+            # a missing bucket is reported as missing too: tell it from an empty remote
+            for _ in self.backend.list("format"):
+                break
             return None
 
     def ensure_format(self, repo: Repository) -> None:
@@ -155,7 +164,9 @@ class RemoteRepo:
             return cached.read_bytes()
         data = self.backend.get(f"index/{seg_id}")
         if hash_bytes(data).hex() != seg_id:
-            raise ObjectCorrupt(seg_id, f"index segment on {self.url} does not match its name")
+            raise RemoteError(
+                f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing it"
+            )
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(f".tmp-{seg_id}")
@@ -195,12 +206,18 @@ class RemoteRepo:
             out = []
             for o in group:
                 payload = data[o.offset - start : o.offset - start + o.stored_len]
-                try:
-                    decode_payload(o, payload)
-                except ObjectCorrupt:
-                    raise ObjectCorrupt(
-                        o.oid.hex(), f"in pack {pack_id[:12]} on {self.url}; it was not stored"
-                    ) from None
+                how = "truncated" if len(payload) < o.stored_len else ""
+                if not how:
+                    try:
+                        decode_payload(o, payload)
+                    except ObjectCorrupt:
+                        how = "hash mismatch"
+                if how:
+                    raise RemoteError(
+                        f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
+                        f"corrupt ({how}): refused, nothing of it was stored; push it again "
+                        "from a repository that has it"
+                    )
                 out.append((o, payload))
             return out
 
@@ -226,6 +243,8 @@ class Transfer:
     packs: int = 0
     bytes: int = 0
     requests: int = 0
+    kept_packs: int = 0  # packs an interrupted push had uploaded already: not sent again
+    kept_bytes: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -350,6 +369,8 @@ def push(
                 if oid not in seen:
                     seen.add(oid)
                     ids.append(oid)
+        del seen
+        hist.tree.cache_clear()  # the decoded trees are not needed while uploading
         segment = _upload(repo, remote, ids, workers, jobs, report)
         if segment:
             key = hash_bytes(segment).hex()
@@ -391,34 +412,40 @@ def _upload(
 ) -> bytes:
     """Upload the objects in packs (skipping packs already there); return the segment."""
     meter = remote.backend
-    total = sum(repo.store.read_stored(oid)[0].stored_len for oid in ids) if ids else 0
+    total = sum(repo.store.locate(oid)[1].stored_len for oid in ids)
     workers.progress.start("uploading", len(ids), total)
     entries: list[list[bytes]] = []
 
-    def send(data: bytes, pack_id: str) -> None:
+    def send(data: bytes, pack_id: str) -> bool:
+        """Upload a pack unless it is there; True if it was sent."""
         try:
             meter.head(f"packs/{pack_id}")
-            return  # uploaded by an interrupted push: same objects, same bytes, same name
+            return False  # uploaded by an interrupted push: same objects, bytes and name
         except RemoteNotFound:
             meter.put(f"packs/{pack_id}", data)
+            return True
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        pending: deque[tuple[Future[None], int, int]] = deque()
+    def settle(fut: Future[bool], n: int, size: int) -> None:
+        if fut.result():
+            report.packs += 1
+            report.objects += n
+            report.bytes += size
+        else:
+            report.kept_packs += 1
+            report.kept_bytes += size
+        workers.progress.advance(n, size)
+
+    in_flight = max(1, min(jobs, PACKS_IN_FLIGHT))
+    with ThreadPoolExecutor(in_flight) as pool:
+        pending: deque[tuple[Future[bool], int, int]] = deque()
         for data, objs in _build_packs(repo, ids):
             pack_id = hash_bytes(data)
             entries.append([pack_id, encode_index(objs)])
             pending.append((pool.submit(send, data, pack_id.hex()), len(objs), len(data)))
-            report.packs += 1
-            report.objects += len(objs)
-            report.bytes += len(data)
-            while len(pending) >= jobs:
-                fut, n, size = pending.popleft()
-                fut.result()
-                workers.progress.advance(n, size)
+            while len(pending) >= in_flight:
+                settle(*pending.popleft())
         while pending:
-            fut, n, size = pending.popleft()
-            fut.result()
-            workers.progress.advance(n, size)
+            settle(*pending.popleft())
     workers.progress.done()
     if not entries:
         return b""
@@ -456,35 +483,35 @@ def _fetch_metadata(
     got: dict[bytes, tuple[PackedObject, bytes]] = {}
     order: list[bytes] = []
     versions: list[bytes] = []
+    trees: list[bytes] = []
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        frontier = [t for t in tips if not store.has(t)]
+        frontier = list(dict.fromkeys(t for t in tips if not store.has(t)))  # tags repeat heads
         seen: set[bytes] = set(frontier)
         while frontier:  # versions, one generation at a time
             found = dict((o.oid, (o, p)) for o, p in remote.download(frontier, index, pool))
             nxt = []
             for oid in frontier:
                 obj, payload = found[oid]
-                v = decode_version(decode_payload(obj, payload))
+                with _refusing("version", oid, remote.url):
+                    v = decode_version(decode_payload(obj, payload))
                 got[oid] = (obj, payload)
                 versions.append(oid)
                 for p in v.parents:
                     if p not in seen and not store.has(p):
                         seen.add(p)
                         nxt.append(p)
+                if v.tree not in seen and not store.has(v.tree):
+                    seen.add(v.tree)
+                    trees.append(v.tree)
             frontier = nxt
-        trees = []
-        for oid in versions:
-            obj, payload = got[oid]
-            t = decode_version(decode_payload(obj, payload)).tree
-            if t not in seen and not store.has(t):
-                seen.add(t)
-                trees.append(t)
         while trees:  # trees, one level at a time
             found = dict((o.oid, (o, p)) for o, p in remote.download(trees, index, pool))
             nxt = []
             for oid in trees:
                 obj, payload = found[oid]
-                tree = decode_tree(decode_payload(obj, payload))
+                with _refusing("tree", oid, remote.url):
+                    tree = decode_tree(decode_payload(obj, payload))
+                    _check_chunk_sizes(tree, index)
                 got[oid] = (obj, payload)
                 order.append(oid)
                 for e in tree.entries:
@@ -498,6 +525,27 @@ def _fetch_metadata(
         report.objects += 1
         store.put_stored(oid, obj.kind, obj.compression, payload, obj.raw_len)
     store.flush()
+
+
+@contextmanager
+def _refusing(kind: str, oid: bytes, url: str) -> Iterator[None]:
+    """Say which record of which remote was malformed (corruption names itself)."""
+    try:
+        yield
+    except FormatError as exc:
+        raise FormatError(f"{kind} {oid.hex()[:12]} on {url}: {exc}; refusing it") from None
+
+
+def _check_chunk_sizes(tree: Tree, index: dict[bytes, Located]) -> None:
+    """FormatError if a file entry claims a chunk size the remote's index contradicts."""
+    for e in tree.entries:
+        for c in e.chunks:
+            hit = index.get(c.oid)
+            if hit is not None and hit[1].raw_len != c.size:
+                raise FormatError(
+                    f"{e.name!r} claims chunk {c.oid.hex()} holds {c.size} bytes, "
+                    f"but it holds {hit[1].raw_len}"
+                )
 
 
 def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:

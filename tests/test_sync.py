@@ -1,0 +1,393 @@
+"""Sharing versions through remotes, through the command line, on every kind of remote.
+
+Each test runs twice: against a directory remote (``file://``) and against an
+``s3://`` remote on the session's SeaweedFS server (``tests/s3server.py``). The
+remote's own state is read back with a backend opened by the test, so that what the
+commands print can be checked against what they did: which refs moved, which packs
+exist, and that every visible pack is complete. Each test ends with ``dvfs fsck``
+clean in every repository it wrote to.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    Result,
+    assert_ok,
+    go,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
+    spawn_ready,
+)
+from tests.s3server import S3Server
+from vfs.backends import Backend, open_backend
+from vfs.errors import RemoteNotFound
+from vfs.repo import Repository
+
+KiB = 1024
+MiB = 1024 * KiB
+
+TRANSFER = re.compile(
+    r"^(?P<verb>pushed|downloaded|fetched) (?P<objects>\d+) objects"
+    r"(?: in (?P<packs>\d+) packs?)? \((?P<size>[^)]*)\), (?P<requests>\d+) requests"
+    r"(?:; (?P<kept>\d+) packs? \([^)]*\) already on the remote, not sent again)?$"
+)
+
+
+def rand(n: int, seed: int) -> bytes:
+    """``n`` reproducible, incompressible bytes."""
+    return random.Random(seed).randbytes(n)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """The closing line of push, fetch, pull or clone, parsed."""
+
+    verb: str
+    objects: int
+    packs: int
+    requests: int
+    kept: int  # packs an interrupted push had already uploaded
+
+
+def transfer(r: Result) -> Transfer:
+    """Parse the one transfer line of ``r``'s output (pull prints the checkout after it)."""
+    found = [m for line in r.out.splitlines() if (m := TRANSFER.match(line))]
+    assert len(found) == 1, f"not one transfer line\n{r}"
+    m = found[0]
+    return Transfer(
+        m["verb"],
+        int(m["objects"]),
+        int(m["packs"] or 0),
+        int(m["requests"]),
+        int(m["kept"] or 0),
+    )
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A remote under test: its URL, the options the CLI needs, and a backend to inspect it."""
+
+    kind: str
+    url: str
+    options: tuple[str, ...]  # for `remote add` and `clone`
+    backend: Backend
+
+    def list_keys(self, prefix: str = "") -> set[str]:
+        return set(self.backend.list(prefix))
+
+    def ref(self, branch: str = "main") -> str | None:
+        """The version id the remote's branch holds, or None."""
+        try:
+            return self.backend.get(f"refs/heads/{branch}").decode().strip()
+        except RemoteNotFound:
+            return None
+
+    def packs(self) -> dict[str, bytes]:
+        """Every visible pack, each checked to be complete (named by its own hash)."""
+        out = {}
+        for key in self.list_keys("packs/"):
+            data = self.backend.get(key)
+            assert blake3.blake3(data).hexdigest() == key.removeprefix("packs/"), key
+            out[key] = data
+        return out
+
+    def add_to(self, repo: Repo, name: str = "origin") -> None:
+        repo.ok("remote", "add", name, self.url, *self.options)
+
+    def clone(self, cwd: Path, dest: str, *extra: str) -> tuple[Repo, Result]:
+        r = assert_ok(run(cwd, "clone", self.url, dest, *self.options, *extra))
+        return Repo(cwd / dest), r
+
+
+@pytest.fixture(params=["dir", "s3"])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    """An empty remote: a directory (``file://``), or a bucket prefix on SeaweedFS."""
+    if request.param == "dir":
+        path = tmp_path / "remote"
+        return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))
+    server: S3Server = request.getfixturevalue("s3_env")
+    url = f"s3://{server.make_bucket()}/team/data"
+    backend = open_backend(url, endpoint_url=server.endpoint)
+    return Remote("s3", url, ("--endpoint-url", server.endpoint), backend)
+
+
+def commit_files(repo: Repo, files: dict[str, bytes], message: str) -> str:
+    """Write ``files``, add their top directories, commit; return the version id."""
+    for rel, data in files.items():
+        repo.write(rel, data)
+    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
+    return repo.commit(message)
+
+
+def same_files(a: Path, b: Path, names: list[str]) -> None:
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def stored_objects(repo: Repo) -> int:
+    """How many objects the repository's local store holds."""
+    return sum(1 for _ in Repository(repo.root).store.iter_ids())
+
+
+def wait_for(cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
+    """Poll ``cond`` until true; fail if ``proc`` ends first or it takes over 60 s."""
+    give_up = time.monotonic() + 60
+    while not cond():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the process ended before {what}: {proc.returncode}\n{out!r}\n{err!r}")
+        assert time.monotonic() < give_up, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """kill -9 and reap."""
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+
+# --------------------------------------------------------------------- the whole workflow
+
+
+def test_push_clone_fetch_log_pull(remote: Remote, make_repo: RepoFactory) -> None:
+    a = make_repo("a")
+    files = {f"data/d{i % 3}/f{i}.bin": rand(2 * KiB + i, i) for i in range(12)}
+    files["data/big.bin"] = rand(3 * MiB, 99)
+    v1 = commit_files(a, files, "first")
+    a.ok("tag", "baseline")
+    remote.add_to(a)
+    r = a.ok("push", "--tags")
+    pushed = transfer(r)
+    assert pushed.verb == "pushed" and pushed.packs == 1 and pushed.kept == 0
+    # 13 files (the big one in several chunks), 5 trees, 1 version
+    assert pushed.objects >= 13 + 5 + 1
+    assert f"main: v1 {v1[:10]}" in r.out
+    assert remote.ref() == v1
+    assert remote.list_keys("refs/tags/") == {"refs/tags/baseline"}
+    assert len(remote.list_keys("index/")) == 1 and len(remote.packs()) == 1
+
+    b, r = remote.clone(a.root.parent, "b")
+    t = transfer(r)
+    assert t.verb == "downloaded" and t.objects == pushed.objects
+    same_files(a.root, b.root, list(files))
+    assert b.head_id() == v1
+    assert b.json("log", "baseline", "--json")[0]["id"] == v1  # tags come along
+
+    # a moves on; b sees it with fetch (no data, working tree untouched), then pulls
+    files2 = {"data/d0/f0.bin": rand(4 * KiB, 1000), "data/new.bin": rand(5 * KiB, 1001)}
+    v2 = commit_files(a, files2, "second")
+    r = a.ok("push")
+    assert transfer(r).packs == 1 and remote.ref() == v2
+    r = b.ok("fetch")
+    assert f"origin/main  v2  {v2[:10]}" in r.out
+    assert transfer(r).verb == "fetched"
+    assert b.head_id() == v1 and not (b.root / "data/new.bin").exists()
+    log = b.json("log", "origin/main", "--json")
+    assert [row["id"] for row in log] == [v2, v1]
+    r = b.ok("log", "--remote", "origin")
+    assert v2[:10] in r.out and v1[:10] in r.out
+    r = b.ok("pull")
+    assert transfer(r).verb == "downloaded"
+    assert b.head_id() == v2
+    same_files(a.root, b.root, [*files2, "data/big.bin"])
+    st = b.status()
+    assert st["modified"] == [] and st["staged"] == [] and st["untracked"] == []
+
+    # pulling again moves nothing; pushing from b has nothing to send
+    r = b.ok("pull")
+    assert "main is up to date" in r.out and transfer(r).objects == 0
+    r = b.ok("push")
+    assert "already up to date" in r.out and transfer(r).objects == 0
+    assert remote.ref() == v2
+
+    # b commits and pushes; a pulls it as a fast-forward
+    v3 = commit_files(b, {"data/from-b.txt": b"hello from b\n"}, "third")
+    assert f"main: v3 {v3[:10]}" in b.ok("push").out
+    a.ok("pull")
+    assert a.head_id() == v3 and a.read("data/from-b.txt") == b"hello from b\n"
+    for repo in (a, b):
+        repo.fsck_clean()
+
+
+def test_push_all_branches_and_clone_of_a_plain_path(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"x1"}, "x1")
+    a.ok("branch", "exp")
+    a.ok("switch", "exp")
+    v2 = commit_files(a, {"d/y": b"y on exp"}, "y")
+    remote.add_to(a)
+    r = a.ok("push", "--all")
+    assert f"exp: v2 {v2[:10]}" in r.out and f"main: v1 {v1[:10]}" in r.out
+    assert remote.ref("main") == v1 and remote.ref("exp") == v2
+    # a directory remote may also be named by its plain path
+    where = remote.url.removeprefix("file://") if remote.kind == "dir" else remote.url
+    r = assert_ok(run(a.root.parent, "clone", where, "b", *remote.options))
+    b = Repo(a.root.parent / "b")
+    assert "(branch main)" in r.out  # the main branch is checked out, not the newest
+    assert b.head_id() == v1 and not (b.root / "d/y").exists()
+    assert b.json("log", "origin/exp", "--json")[0]["id"] == v2
+    assert b.json("remote", "list", "--json")[0]["url"] == where
+    v3 = commit_files(b, {"d/z": b"z"}, "z")
+    b.ok("push")
+    assert remote.ref("main") == v3 and remote.ref("exp") == v2
+    b.fsck_clean()
+    a.fsck_clean()
+
+
+# --------------------------------------------------------------- diverged histories
+
+
+def test_divergence_is_reported_and_nothing_is_lost(remote: Remote, make_repo: RepoFactory) -> None:
+    a = make_repo("a")
+    v1 = commit_files(a, {"data/base.txt": b"base\n"}, "base")
+    remote.add_to(a)
+    a.ok("push")
+    b, _ = remote.clone(a.root.parent, "b")
+    va = commit_files(a, {"data/a.txt": b"from a\n"}, "a's work")
+    a.ok("push")
+    vb = commit_files(b, {"data/b.txt": b"from b\n"}, "b's work")
+
+    keys_before = {k: remote.backend.get(k) for k in remote.list_keys()}
+    line = b.fail("push", fragments=("remote main has versions you don't have: run `dvfs pull`",))
+    assert "nothing was changed" in line
+    assert {k: remote.backend.get(k) for k in remote.list_keys()} == keys_before  # untouched
+    assert remote.ref() == va
+
+    line = b.fail("pull", fragments=("diverged", "origin/main"))
+    assert va[:10] in line and vb[:10] in line
+    assert b.head_id() == vb  # the local branch stays where it was
+    assert b.read("data/b.txt") == b"from b\n" and not (b.root / "data/a.txt").exists()
+    st = b.status()
+    assert st["staged"] == [] and st["modified"] == []
+    # the remote's versions are reachable as origin/main, with their data on demand
+    assert [row["id"] for row in b.json("log", "origin/main", "--json")] == [va, v1]
+    b.ok("pull", "origin/main", "data/a.txt")
+    assert b.read("data/a.txt") == b"from a\n"
+    assert remote.ref() == va
+    a.fsck_clean()
+    b.fsck_clean()
+
+
+# --------------------------------------------------------------------- partial transfers
+
+
+def test_pull_of_some_paths_downloads_only_their_chunks(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    a = make_repo("a")
+    wanted = {f"data/wanted/f{i}.bin": rand(20 * KiB, i) for i in range(6)}
+    other = {"data/other/big.bin": rand(6 * MiB, 50), "data/other/s.bin": rand(KiB, 51)}
+    vid = commit_files(a, {**wanted, **other}, "all")
+    remote.add_to(a)
+    a.ok("push")
+
+    b, r = remote.clone(a.root.parent, "b", "--no-checkout")
+    metadata = transfer(r).objects  # 1 version + 4 trees, no chunks
+    assert metadata == 5
+    assert not (b.root / "data").exists()
+    stored = b.objects_size()
+    r = b.ok("pull", "main", "data/wanted")
+    t = transfer(r)
+    assert t.objects == len(wanted)  # one chunk per small file, nothing else
+    assert b.objects_size() - stored < 200 * KiB
+    same_files(a.root, b.root, list(wanted))
+    assert not (b.root / "data/other").exists()
+    assert b.head_id() == vid
+    report = b.fsck_clean()
+    assert report["remote_only"] >= 2  # big.bin's chunks and s.bin: on the remote only
+    # and the rest comes when asked for
+    r = b.ok("pull", "main", "data/other")
+    assert transfer(r).objects == report["remote_only"]
+    same_files(a.root, b.root, list(other))
+    assert b.fsck_clean()["remote_only"] == 0
+
+
+def test_clone_of_one_revision_downloads_only_its_chunks(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    a = make_repo("a")
+    v1 = commit_files(a, {"data/small.bin": rand(10 * KiB, 1)}, "small")
+    commit_files(a, {"data/big.bin": rand(8 * MiB, 2)}, "big")
+    remote.add_to(a)
+    a.ok("push")
+    b, r = remote.clone(a.root.parent, "b", "--rev", "v1")
+    # 2 versions, 2 x 2 trees, and the one chunk v1 needs
+    assert transfer(r).objects == 2 + 4 + 1
+    assert b.objects_size() < 1 * MiB
+    assert b.read("data/small.bin") == a.read("data/small.bin")
+    assert not (b.root / "data/big.bin").exists()
+    assert b.head_id() == v1
+    b.fsck_clean()
+
+
+# --------------------------------------------------------------------- interruptions
+
+
+def test_interrupted_push_and_pull_resume_without_sending_twice(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    a = make_repo("a")
+    commit_files(a, {"data/seed.txt": b"seed\n"}, "seed")
+    remote.add_to(a)
+    a.ok("push")
+    b, _ = remote.clone(a.root.parent, "b")
+    seed_packs = set(remote.packs())
+    # 48 MiB of incompressible data: 4 packs (3 of ~16 MiB), sent one at a time
+    big = {f"data/big{i}.bin": rand(16 * MiB, 100 + i) for i in range(3)}
+    v2 = commit_files(a, big, "big")
+
+    proc = spawn_ready(a.root, "push", "--jobs", "1")
+    go(proc)
+    wait_for(lambda: len(remote.list_keys("packs/")) > len(seed_packs), proc, "a pack was uploaded")
+    kill(proc)
+    # nothing half-written is visible; the branch did not move
+    partial = set(remote.packs()) - seed_packs
+    assert partial
+    assert remote.ref() != v2
+    assert len(remote.list_keys("index/")) == 1
+
+    r = a.ok("push", "--jobs", "1")
+    t = transfer(r)
+    new = set(remote.packs()) - seed_packs - partial
+    assert t.kept == len(partial) and t.packs == len(new)  # none was sent twice
+    assert len(new) + len(partial) >= 3
+    assert remote.ref() == v2
+    assert len(remote.list_keys("index/")) == 2
+
+    # b pulls it, is killed once part of the data is stored, and pulls again
+    objects = b.root / ".dvfs" / "objects"
+    packs_before = len(list(objects.glob("pack-*.pack")))
+    had = stored_objects(b)
+    proc = spawn_ready(b.root, "pull", "--jobs", "1")
+    go(proc)
+    wait_for(
+        lambda: len(list(objects.glob("pack-*.pack"))) >= packs_before + 2, proc, "data stored"
+    )
+    kill(proc)
+    have = stored_objects(b)
+    assert have > had  # some of the data was kept
+    r = b.ok("pull", "--jobs", "1")
+    t = transfer(r)
+    assert t.objects > 0
+    assert stored_objects(b) - have == t.objects  # only what was missing came down
+    assert b.head_id() == v2
+    same_files(a.root, b.root, list(big))
+    a.fsck_clean()
+    b.fsck_clean()

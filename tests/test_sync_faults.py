@@ -1,0 +1,521 @@
+"""Remotes that fail, lie or are misnamed: each must end in one clear line, losing nothing.
+
+Every error is checked the same way (``assert_error``): a non-zero exit, exactly one
+``dvfs: error:`` line saying what went wrong, and no traceback. Each test that wrote
+to a repository ends with ``dvfs fsck`` clean.
+
+- A server that is down, or goes down in the middle of a push (a TCP proxy in front
+  of the session's SeaweedFS is cut), on a real S3 endpoint. Each waits out the retry
+  wrapper's back-off (6 attempts, 0.25 s doubling: 4 to 8 s), which no setting
+  shortens yet.
+- Wrong credentials, a missing bucket, a read-only identity.
+- A pack on a directory remote damaged after the push (a flipped byte, a truncation).
+- A hostile remote written by hand (``Forge``) with the codec and pack APIs: names
+  like ``..`` and ``a/b`` in trees, sizes that lie, versions and trees that claim to
+  contain themselves, refs that are not ids, an index that points nowhere.
+- Unknown remotes, bad URLs and nothing to push.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    Result,
+    assert_error,
+    assert_ok,
+    go,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
+    spawn_ready,
+)
+from tests.s3server import S3Server, free_ports, use_aws_keys
+from tests.test_sync import transfer
+from vfs.chunking import ChunkerParams
+from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
+from vfs.ids import hash_bytes
+from vfs.objects import Compression, ObjKind
+from vfs.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
+from vfs.remotes import SEGMENT_FORMAT, decode_segment
+from vfs.repo import Repository, format_record
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def rand(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def commit_files(repo: Repo, files: dict[str, bytes], message: str) -> str:
+    for rel, data in files.items():
+        repo.write(rel, data)
+    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
+    return repo.commit(message)
+
+
+def files_under(root: Path) -> set[Path]:
+    """Every path below ``root`` (not following links)."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            out.add(Path(dirpath, name))
+    return out
+
+
+# ---------------------------------------------------------------------- unreachable servers
+
+
+class Proxy:
+    """A TCP relay on a fixed loopback port in front of a server; it can be cut and restored.
+
+    Cut: the listening socket is closed and every open connection is reset, as when a
+    server dies or the network drops. Restored: it listens on the same port again.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        (self.port,) = free_ports(1)
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        sock.listen(64)
+        self._listener = sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for c in conns:
+            try:
+                c.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                c.close()  # linger 0: the peer sees a reset
+            except OSError:
+                pass
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def proxy(s3_env: S3Server) -> Iterator[Proxy]:
+    p = Proxy(int(s3_env.endpoint.rsplit(":", 1)[1]))
+    yield p
+    p.cut()
+
+
+def test_server_down_before_a_push(make_repo: RepoFactory, s3_env: S3Server) -> None:
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    (port,) = free_ports(1)  # nothing listens there
+    a.ok("remote", "add", "origin", "s3://nobody/x", "--endpoint-url", f"http://127.0.0.1:{port}")
+    line = a.fail("push", fragments=("could not reach", "nothing was lost", "run `dvfs push`"))
+    assert f"127.0.0.1:{port}" in line
+    a.fsck_clean()
+
+
+def test_server_lost_during_a_push_then_resumed(
+    make_repo: RepoFactory, s3_env: S3Server, proxy: Proxy
+) -> None:
+    bucket = s3_env.make_bucket()
+    url = f"s3://{bucket}/p"
+    a = make_repo("a")
+    big = {f"d/big{i}.bin": rand(16 * MiB, i) for i in range(3)}
+    v1 = commit_files(a, big, "big")
+    a.ok("remote", "add", "origin", url, "--endpoint-url", f"http://127.0.0.1:{proxy.port}")
+    client = s3_env.client()
+
+    def keys(prefix: str) -> set[str]:
+        page = client.list_objects_v2(Bucket=bucket, Prefix=f"p/{prefix}")
+        return {o["Key"] for o in page.get("Contents", [])}
+
+    proc = spawn_ready(a.root, "push", "--jobs", "1")
+    go(proc)
+    give_up = time.monotonic() + 60
+    while not keys("packs/"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < give_up
+        time.sleep(0.005)
+    proxy.cut()
+    out, err = proc.communicate(timeout=60)
+    r = Result(("push",), proc.returncode, out, err.decode())
+    assert_error(r, "could not reach", "nothing was lost", "run `dvfs push` again")
+    assert not keys("refs/")  # the branch was not created
+    sent = keys("packs/")
+    assert sent and not keys("index/")
+
+    proxy.restore()
+    r = a.ok("push", "--jobs", "1")
+    assert f"main: v1 {v1[:10]}" in r.out
+    t = transfer(r)
+    assert t.kept == len(sent)  # what arrived before the cut was not sent again
+    assert t.kept + t.packs == len(keys("packs/"))
+    assert len(keys("index/")) == 1 and len(keys("refs/")) == 1
+    b = Repo(a.root.parent / "b")
+    assert_ok(run(a.root.parent, "clone", url, "b", "--endpoint-url", s3_env.endpoint))
+    for rel, data in big.items():
+        assert b.read(rel) == data
+    a.fsck_clean()
+    b.fsck_clean()
+
+
+# ---------------------------------------------------------------------- credentials, buckets
+
+
+def test_credentials_and_buckets_are_named(
+    make_repo: RepoFactory, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = (s3_server.access_key, s3_server.secret_key)
+    use_aws_keys(monkeypatch, *admin)
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    url = f"s3://{s3_server.make_bucket()}/p"
+    missing = "s3://no-such-bucket-here/p"
+    a.ok("remote", "add", "origin", url, "--endpoint-url", s3_server.endpoint)
+    a.ok("remote", "add", "nowhere", missing, "--endpoint-url", s3_server.endpoint)
+    a.ok("push")
+    wrong = "rejected the credentials", "wrong access key or secret"
+    cases: list[tuple[tuple[str, str], str, str, tuple[str, ...]]] = [
+        ((s3_server.access_key, "0" * 40), "origin", url, wrong),
+        (("AKIANOSUCHKEY0000000", s3_server.secret_key), "origin", url, wrong),
+        (admin, "nowhere", missing, ("bucket 'no-such-bucket-here' does not exist",)),
+    ]
+    for keys, name, where, fragments in cases:
+        use_aws_keys(monkeypatch, *keys)
+        line = a.fail("push", "--remote", name, fragments=fragments)
+        assert keys[1] not in line  # no secret is ever shown
+        r = run(a.root.parent, "clone", where, "c", "--endpoint-url", s3_server.endpoint)
+        assert_error(r, *fragments)
+        assert not (a.root.parent / "c").exists()
+    # a read-only identity may clone, but not push
+    use_aws_keys(monkeypatch, s3_server.reader_access_key, s3_server.reader_secret_key)
+    assert_ok(run(a.root.parent, "clone", url, "c", "--endpoint-url", s3_server.endpoint))
+    commit_files(a, {"d/y": b"y"}, "y")
+    a.fail("push", fragments=("denied", "lack permission"))
+    use_aws_keys(monkeypatch, *admin)
+    assert a.head_id() != Repo(a.root.parent / "c").head_id()
+    a.fsck_clean()
+    Repo(a.root.parent / "c").fsck_clean()
+
+
+# ---------------------------------------------------------------------- damaged packs
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_damaged_pack_is_refused_and_named(
+    damage: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/old.bin": b"old\n"}, "old")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    b = Repo(tmp_path / "b")
+    assert_ok(run(tmp_path, "clone", remote.as_uri(), "b"))
+    new = rand(100 * KiB, 7)
+    v2 = commit_files(a, {"d/new.bin": new}, "new")
+    a.ok("push")
+
+    # find v2's pack and what lies where in it, from the remote's own index
+    old_segments = {p.name for p in (b.root / ".dvfs/remotes/origin/index").iterdir()}
+    (segment,) = [p for p in (remote / "index").iterdir() if p.name not in old_segments]
+    located = {obj.oid.hex(): (pack, obj) for pack, obj in decode_segment(segment.read_bytes(), "")}
+    chunk = hash_bytes(new).hex()
+    if damage == "flipped byte":
+        pack, obj = located[chunk]
+        victim = chunk
+        path = remote / "packs" / pack
+        data = bytearray(path.read_bytes())
+        data[obj.offset + obj.stored_len // 2] ^= 0x40
+    else:  # cut the pack in the middle of its last object: the version record
+        pack, obj = located[v2]
+        victim = v2
+        path = remote / "packs" / pack
+        data = bytearray(path.read_bytes()[: obj.offset + obj.stored_len // 2])
+    path.write_bytes(bytes(data))
+
+    line = b.fail("pull", fragments=(victim, pack[:12], "corrupt"))
+    if damage == "truncated":
+        assert "truncated" in line
+    assert b.head_id() == v1  # the branch did not move
+    assert not (b.root / "d/new.bin").exists()
+    assert b.read("d/old.bin") == b"old\n"
+    store = Repository(b.root).store
+    assert not store.has(bytes.fromhex(victim))
+    b.fsck_clean()
+    # a clone refuses the same way and leaves nothing behind
+    r = run(tmp_path, "clone", remote.as_uri(), "c")
+    assert_error(r, victim, "corrupt")
+    assert not (tmp_path / "c").exists()
+
+
+# ---------------------------------------------------------------------- a hostile remote
+
+
+class Forge:
+    """A remote written by hand, object by object, with whatever ids and sizes we claim."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir()
+        (root / "format").write_text(format_record(ChunkerParams()))
+        self.objects: list[tuple[bytes, int, bytes]] = []  # (claimed id, kind, bytes)
+        self.lies: dict[bytes, dict[str, int]] = {}  # claimed id -> index fields to falsify
+
+    def add(self, kind: int, data: bytes, oid: bytes | None = None) -> bytes:
+        oid = oid or hash_bytes(data)
+        self.objects.append((oid, kind, data))
+        return oid
+
+    def chunk(self, data: bytes) -> bytes:
+        return self.add(ObjKind.CHUNK, data)
+
+    def tree(self, entries: list[Entry], oid: bytes | None = None) -> bytes:
+        return self.add(ObjKind.TREE, encode_tree(entries), oid)
+
+    def version(
+        self,
+        tree: bytes,
+        parents: tuple[bytes, ...] = (),
+        number: int = 1,
+        oid: bytes | None = None,
+    ) -> bytes:
+        v = Version(tree, parents, number, "forged", "mallory <m@example.org>", 1)
+        return self.add(ObjKind.VERSION, encode_version(v), oid)
+
+    def publish(self, branch_tip: bytes | str) -> None:
+        """Write one pack with every object, its index segment, and the branch ref."""
+        parts = [PACK_MAGIC]
+        objs = []
+        offset = len(PACK_MAGIC)
+        for oid, kind, data in self.objects:
+            fields = {"offset": offset, "stored_len": len(data), "raw_len": len(data)}
+            fields.update(self.lies.get(oid, {}))
+            objs.append(PackedObject(oid, kind, Compression.NONE, **fields))
+            parts.append(data)
+            offset += len(data)
+        parts.append(pack_trailer(objs))
+        pack = b"".join(parts)
+        pack_id = hash_bytes(pack)
+        segment = msgpack.packb(
+            {"v": SEGMENT_FORMAT, "packs": [[pack_id, encode_index(objs)]]}, use_bin_type=True
+        )
+        for key, data in (
+            (f"packs/{pack_id.hex()}", pack),
+            (f"index/{hash_bytes(segment).hex()}", segment),
+            (
+                "refs/heads/main",
+                (branch_tip.hex() if isinstance(branch_tip, bytes) else branch_tip).encode()
+                + b"\n",
+            ),
+        ):
+            (self.root / key).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / key).write_bytes(data)
+        self.objects = []
+
+
+def file_entry(name: bytes, oid: bytes, size: int) -> Entry:
+    return Entry(name, Kind.FILE, 0o644, size, 0, digest=oid, chunks=(ChunkRef(oid, size),))
+
+
+def dir_entry(name: bytes, subtree: bytes) -> Entry:
+    return Entry(name, Kind.DIR, 0o755, 1, 0, subtree=subtree)
+
+
+def escaping_tree(forge: Forge, name: bytes) -> bytes:
+    """A root tree whose one entry, ``name``, is a directory holding a file ``escaped``."""
+    payload = forge.chunk(b"you have been pwned\n")
+    inner = forge.tree([file_entry(b"escaped", payload, 20)])
+    return forge.tree([dir_entry(name, inner)])
+
+
+def self_parent(forge: Forge) -> bytes:
+    root = forge.tree([file_entry(b"f", forge.chunk(b"data"), 4)])
+    claimed = hash_bytes(b"a version that is its own parent")
+    return forge.version(root, parents=(claimed,), number=2, oid=claimed)
+
+
+def self_subtree(forge: Forge) -> bytes:
+    claimed = hash_bytes(b"a tree that contains itself")
+    forge.tree([dir_entry(b"loop", claimed)], oid=claimed)
+    return forge.version(claimed)
+
+
+def lying_size(forge: Forge) -> bytes:
+    """A file entry claiming 1 TiB whose one chunk is 5 bytes."""
+    chunk = forge.chunk(b"small")
+    return forge.version(forge.tree([file_entry(b"huge", chunk, 1 << 40)]))
+
+
+def huge_index_entry(forge: Forge) -> bytes:
+    """The index claims a chunk is 4 GiB (and its stored payload 1 GiB)."""
+    chunk = forge.chunk(b"small")
+    forge.lies[chunk] = {"raw_len": (1 << 32) - 1, "stored_len": 1 << 30}
+    return forge.version(forge.tree([file_entry(b"f", chunk, 5)]))
+
+
+def out_of_pack(forge: Forge) -> bytes:
+    """The index places a chunk far past the end of its pack."""
+    chunk = forge.chunk(b"gone")
+    forge.lies[chunk] = {"offset": 1 << 40}
+    return forge.version(forge.tree([file_entry(b"f", chunk, 4)]))
+
+
+HOSTILE: dict[str, tuple[Callable[[Forge], bytes | str], tuple[str, ...]]] = {
+    "dotdot": (lambda f: f.version(escaping_tree(f, b"..")), ("invalid name",)),
+    "dot": (lambda f: f.version(escaping_tree(f, b".")), ("invalid name",)),
+    "slash": (lambda f: f.version(escaping_tree(f, b"a/../../b")), ("invalid name",)),
+    "absolute": (lambda f: f.version(escaping_tree(f, b"/tmp")), ("invalid name",)),
+    "empty name": (lambda f: f.version(escaping_tree(f, b"")), ("invalid name",)),
+    "version is its own parent": (self_parent, ("corrupt",)),
+    "tree contains itself": (self_subtree, ("corrupt",)),
+    "file size lies": (lying_size, ("claims chunk", "holds 5", "refusing")),
+    "index claims 4 GiB": (huge_index_entry, ("too large",)),
+    "index points past the pack": (out_of_pack, ("corrupt",)),
+    "ref is a path": (lambda f: "../../../etc/passwd", ("not a version id",)),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_remote_is_refused(case: str, tmp_path: Path) -> None:
+    build, fragments = HOSTILE[case]
+    forge = Forge(tmp_path / "evil")
+    forge.publish(build(forge))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    before = files_under(tmp_path)
+    r = run(victim, "clone", forge.root.as_uri(), "clone")
+    assert_error(r, *fragments)
+    assert files_under(tmp_path) == before  # nothing written anywhere, the clone removed
+
+
+def test_hostile_update_is_refused_by_pull(make_repo: RepoFactory, tmp_path: Path) -> None:
+    # a good first version, cloned; then the remote turns hostile
+    forge = Forge(tmp_path / "evil")
+    good = forge.version(forge.tree([file_entry(b"f", forge.chunk(b"good"), 4)]))
+    forge.publish(good)
+    assert_ok(run(tmp_path, "clone", forge.root.as_uri(), "b"))
+    b = Repo(tmp_path / "b")
+    before = files_under(tmp_path)
+    evil = forge.version(escaping_tree(forge, b".."), parents=(good,), number=2)
+    forge.publish(evil)
+    b.fail("pull", fragments=("invalid name",))
+    assert b.head_id() == good.hex()
+    new = files_under(tmp_path) - before
+    inside = b.root / ".dvfs"  # the remote's index segments are cached there
+    assert all(forge.root in p.parents or inside in p.parents for p in new), new
+    assert not (tmp_path / "escaped").exists()
+    assert sorted(os.listdir(b.root)) == [".dvfs", "f"]
+    b.fsck_clean()
+
+
+def test_symlink_then_directory_does_not_write_through_the_link(tmp_path: Path) -> None:
+    """v1 has a link ``d -> <outside>``; v2 makes ``d`` a directory with a file in it."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    forge = Forge(tmp_path / "evil")
+    link = Entry(b"d", Kind.SYMLINK, 0o777, len(bytes(outside)), 0, target=os.fsencode(outside))
+    v1 = forge.version(forge.tree([link]))
+    forge.publish(v1)
+    assert_ok(run(tmp_path, "clone", forge.root.as_uri(), "b"))
+    b = Repo(tmp_path / "b")
+    assert os.readlink(b.root / "d") == str(outside)
+    payload = forge.chunk(b"written through the link\n")
+    inner = forge.tree([file_entry(b"x", payload, 25)])
+    v2 = forge.version(forge.tree([dir_entry(b"d", inner)]), parents=(v1,), number=2)
+    forge.publish(v2)
+    b.ok("pull")
+    assert list(outside.iterdir()) == []
+    assert (b.root / "d").is_dir() and not (b.root / "d").is_symlink()
+    assert b.read("d/x") == b"written through the link\n"
+    b.fsck_clean()
+
+
+# ---------------------------------------------------------------------- names and URLs
+
+
+def test_unknown_remote_bad_urls_and_nothing_to_push(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    a = make_repo("a")
+    a.fail("push", fragments=("no remote is configured", "dvfs remote add"))
+    a.fail("pull", fragments=("no remote is configured",))
+    remote = tmp_path / "remote"
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.fail("push", fragments=("branch main has no versions to push",))
+    for cmd in (("push", "--remote", "nope"), ("fetch", "--remote", "nope"),
+                ("pull", "--remote", "nope"), ("log", "--remote", "nope")):  # fmt: skip
+        a.fail(*cmd, fragments=("unknown remote 'nope'", "origin"))
+    a.fail("remote", "add", "origin", remote.as_uri(), fragments=("already exists",))
+    a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
+    for url in ("ftp://host/x", "s3://", "file://relative/path", "http://example.org/x", ""):
+        a.fail("remote", "add", "bad", url, fragments=("url",))
+    assert [r["name"] for r in a.json("remote", "list", "--json")] == ["origin"]
+
+    commit_files(a, {"d/x": b"x"}, "x")
+    a.ok("push")
+    r = a.ok("push")
+    assert "nothing to push" in r.out
+    a.fail("push", "nope", fragments=("nope",))
+
+    for url, fragment in (
+        ("ftp://host/x", "unsupported remote URL"),
+        ("s3://Bad_Bucket!/x", "bad bucket name"),
+        ((tmp_path / "missing").as_uri(), "does not exist"),
+        (str(tmp_path / "a"), "no dvfs repository"),  # a directory that is no remote
+    ):
+        r = run(tmp_path, "clone", url, "c")
+        assert_error(r, fragment)
+        assert not (tmp_path / "c").exists()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert_error(run(tmp_path, "clone", remote.as_uri(), "full"), "not an empty directory")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    a.fsck_clean()
