@@ -4,8 +4,14 @@
 set -euo pipefail
 
 demo=$(mktemp -d -t dvfs-demo-XXXXXX)
-trap 'rm -rf "$demo"' EXIT
-cd "$demo"
+mnt="$demo/mnt"
+cleanup() {
+    if mountpoint -q "$mnt" 2>/dev/null; then dvfs umount --force "$mnt" || true; fi
+    rm -rf "$demo"
+}
+trap cleanup EXIT
+mkdir "$demo/repo" "$mnt"
+cd "$demo/repo"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -47,6 +53,17 @@ step "Go back to v1, then return to the branch"
 run dvfs checkout v1
 run dvfs status
 run dvfs switch main
+
+step "Mount the repository: every version is a read-only directory"
+run dvfs mount . "$mnt" --cache-dir "$demo/cache"
+run ls "$mnt"
+run ls "$mnt/.versions"
+run ls "$mnt/.versions/tags"
+run diff -r "$mnt/.versions/v1/data/csv" "$mnt/.versions/v2/data/csv" || true
+run cat "$mnt/.versions/tags/raw/data/csv/part-7.csv"
+run cmp "$mnt/.versions/latest/data/model.bin" data/model.bin
+run dvfs mounts
+run dvfs umount "$mnt"
 
 step "Verify every object"
 run dvfs fsck

@@ -19,6 +19,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     │   └── FormatError             a record is malformed or of an unknown version
     ├── StorageFull                 the disk filled up while writing
     ├── FileChanged                 a file kept changing while it was being read
+    ├── MountError                  a mount could not be made, found or undone
     └── RemoteError                 remote store problems (see vfs.backends)
         ├── RemoteUnreachable       network down, server not answering
         ├── RemoteAuthError         wrong credentials or no permission
@@ -119,6 +120,10 @@ class StorageFull(DvfsError):
 
 class FileChanged(DvfsError):
     """A file kept changing while it was being read."""
+
+
+class MountError(DvfsError):
+    """A mount could not be made, found or undone (mount point, FUSE, daemon)."""
 
 
 class RemoteError(DvfsError):

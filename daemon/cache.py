@@ -1,0 +1,157 @@
+"""The chunk cache: verified chunks on local disk, least recently used evicted first.
+
+Layout, under ``<cache dir>/chunks``::
+
+    <first 2 hex of id>/<64 hex id>     a chunk's raw (uncompressed) bytes
+    .tmp-<random>                       a chunk being written (deleted at start-up)
+
+A chunk is written to a temporary name and renamed into place, so a crash never
+leaves a partial chunk under a real name. Every chunk is verified against its id
+when it is read back; one that fails is deleted and reported as missing (and
+logged with its id), never served.
+
+Size: the bytes of cached chunks plus those being written never exceed ``limit``;
+room is made before a write by evicting the least recently used chunks. A chunk
+larger than the whole limit is not cached. Recency lives in memory (an ordered
+dict) and is seeded at start-up from the files' mtimes, which a hit refreshes, so
+the order survives a restart. Memory: about 150 bytes per cached chunk.
+
+Threading: every method may be called from several worker threads at once. The
+lock guards the accounting and the deletion of evicted files; reading, writing and
+hashing chunks happen outside it. ``in`` reads the accounting without the lock or
+the disk, so the trio thread may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from vfs import hash_bytes
+
+log = logging.getLogger(__name__)
+TMP_PREFIX = ".tmp-"
+
+
+class ChunkCache:
+    """A size-bounded directory of verified chunks."""
+
+    def __init__(self, root: Path, limit: int) -> None:
+        self.root = root
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._sizes: OrderedDict[bytes, int] = OrderedDict()  # least recent first
+        self._used = 0  # cached bytes plus bytes reserved for writes under way
+        self.hits = 0
+        self.misses = 0
+        self.evicted = 0
+        root.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    def _path(self, oid: bytes) -> Path:
+        h = oid.hex()
+        return self.root / h[:2] / h
+
+    def _load(self) -> None:
+        """Take stock of the chunks already on disk; drop leftovers of a crash."""
+        found: list[tuple[int, bytes, int]] = []
+        for sub in self.root.iterdir():
+            if sub.name.startswith(TMP_PREFIX):
+                sub.unlink(missing_ok=True)
+                continue
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                try:
+                    oid = bytes.fromhex(f.name)
+                    st = f.stat()
+                except (ValueError, OSError):
+                    oid, st = b"", None
+                if len(oid) != 32 or st is None:
+                    f.unlink(missing_ok=True)
+                    continue
+                found.append((st.st_mtime_ns, oid, st.st_size))
+        for _, oid, size in sorted(found):
+            self._sizes[oid] = size
+            self._used += size
+        with self._lock:
+            self._evict(0)
+
+    def usage(self) -> int:
+        """Bytes cached (and reserved for writes under way)."""
+        return self._used
+
+    def __contains__(self, oid: bytes) -> bool:
+        """True if the chunk is cached (no disk access: safe in the trio thread)."""
+        return oid in self._sizes
+
+    def get(self, oid: bytes) -> bytes | None:
+        """The chunk's bytes if cached and intact; None otherwise."""
+        with self._lock:
+            if oid not in self._sizes:
+                self.misses += 1
+                return None
+            self._sizes.move_to_end(oid)
+        path = self._path(oid)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self._drop(oid)
+            return None
+        if hash_bytes(data) != oid:
+            log.error("cached chunk %s failed verification: deleted, it will be fetched again",
+                      oid.hex())  # fmt: skip
+            self._drop(oid)
+            path.unlink(missing_ok=True)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recency, for the next start
+        self.hits += 1
+        return data
+
+    def put(self, oid: bytes, data: bytes) -> bool:
+        """Cache a verified chunk (evicting others); False if it cannot fit at all."""
+        size = len(data)
+        with self._lock:
+            if oid in self._sizes:
+                return True
+            if size > self.limit:
+                return False
+            self._evict(size)
+            self._used += size
+        path = self._path(oid)
+        tmp = self.root / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with open(tmp, "xb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            with self._lock:
+                self._used -= size
+            log.warning("could not cache chunk %s: %s", oid.hex(), exc)
+            return False
+        with self._lock:
+            self._sizes[oid] = size
+        return True
+
+    def _drop(self, oid: bytes) -> None:
+        with self._lock:
+            size = self._sizes.pop(oid, None)
+            if size is not None:
+                self._used -= size
+
+    def _evict(self, room: int) -> None:
+        """Delete least recently used chunks until ``room`` more bytes fit (lock held)."""
+        while self._sizes and self._used + room > self.limit:
+            oid, size = self._sizes.popitem(last=False)
+            self._used -= size
+            self.evicted += 1
+            with contextlib.suppress(FileNotFoundError):
+                self._path(oid).unlink()

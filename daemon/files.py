@@ -1,0 +1,74 @@
+"""Reading an open file of a version: byte ranges to chunks, and read-ahead.
+
+A read touches only the chunks its range overlaps (found by bisecting the chunks'
+start offsets). Read-ahead: each open file measures its streak, the bytes read
+sequentially so far (a read starting within ``SEQUENTIAL_SLACK`` of where the last
+ended continues it, since the kernel may deliver its own read-ahead slightly out of
+order; any other read starts a new one). Once a streak reaches ``AHEAD_AFTER``
+bytes, the chunks in the next ``window`` bytes are fetched in the background, the
+window being as long as the streak (so it doubles as the reader keeps going) up to
+``MAX_AHEAD``. A random reader, or one that reads a few pages, never triggers it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass, field
+
+from daemon.fetcher import Fetcher
+from daemon.inodes import Node
+from vfs import ChunkRef
+
+AHEAD_AFTER = 512 * 1024
+MAX_AHEAD = 16 * 1024 * 1024
+SEQUENTIAL_SLACK = 256 * 1024
+
+
+@dataclass(eq=False)
+class OpenFile:
+    """One open file: its chunks and its reader's streak."""
+
+    node: Node
+    chunks: tuple[ChunkRef, ...]
+    size: int
+    starts: list[int] = field(default_factory=list)
+    next_off: int = 0
+    streak: int = 0  # bytes read sequentially so far
+
+    @staticmethod
+    def of(node: Node) -> OpenFile:
+        """Open a FILE node."""
+        assert node.entry is not None
+        e = node.entry
+        starts = list(itertools.accumulate((c.size for c in e.chunks), initial=0))[:-1]
+        return OpenFile(node, e.chunks, e.size, starts)
+
+    def window(self) -> int:
+        """Bytes to read ahead after the current read (0: not sequential enough)."""
+        return 0 if self.streak < AHEAD_AFTER else min(MAX_AHEAD, self.streak)
+
+    def _advance(self, off: int, end: int) -> None:
+        sequential = abs(off - self.next_off) <= SEQUENTIAL_SLACK
+        self.streak = self.streak + (end - off) if sequential else end - off
+        self.next_off = max(end, self.next_off) if sequential else end
+
+    async def read(self, fetcher: Fetcher, off: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``off`` (fewer at the end of the file)."""
+        end = min(off + size, self.size)
+        if off >= end:
+            return b""
+        first = bisect.bisect_right(self.starts, off) - 1
+        last = bisect.bisect_right(self.starts, end - 1) - 1
+        self._advance(off, end)
+        ahead = self.window()
+        later = last + 1
+        while later < len(self.chunks) and self.starts[later] < end + ahead:
+            later += 1
+        fetcher.prefetch(self.chunks[first + 1 : later])
+        parts = []
+        for i in range(first, last + 1):
+            data = await fetcher.get(self.chunks[i])
+            start = self.starts[i]
+            parts.append(data[max(off, start) - start : min(end, start + len(data)) - start])
+        return parts[0] if len(parts) == 1 else b"".join(parts)

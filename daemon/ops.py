@@ -1,0 +1,310 @@
+"""The FUSE request handlers: a read-only view of the versions of a store.
+
+Every handler is async, runs in the trio thread and is wrapped by
+``daemon.errors.handler`` (so it raises only FUSEError). Blocking work never
+happens here: records come through ``daemon.records`` and chunks through
+``daemon.fetcher``, both of which go to worker threads.
+
+Caching by the kernel: the content of a version node never changes (its number is
+derived from what it is, see ``daemon.inodes``), so its attributes are cached for
+``LONG`` seconds, its pages are kept across opens (``keep_cache``), and names
+looked up inside a version directory are cached as long. What does change with a
+refresh is which version a name in MNT or under ``.versions`` means: those names,
+and the attributes of the virtual directories, are cached for ``SHORT`` seconds.
+
+Writes: every handler that would change something answers EROFS (this issue makes
+the mount read-only; the writable working tree will replace them for MNT).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+from collections.abc import Sequence
+
+import pyfuse3
+
+from daemon import inodes
+from daemon.catalog import Catalog
+from daemon.errors import handler
+from daemon.fetcher import Fetcher
+from daemon.files import OpenFile
+from daemon.inodes import InodeTable, Node, NodeKind
+from daemon.layout import Layout
+from vfs import Kind
+
+log = logging.getLogger(__name__)
+LONG = 24 * 3600.0
+SHORT = 1.0
+BLOCK = 512
+IO_SIZE = 128 * 1024
+FRAGMENT = 4096
+_MUTABLE = (NodeKind.ROOT, NodeKind.VERSIONS, NodeKind.REFS, NodeKind.IDS, NodeKind.LATEST)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC | os.O_CREAT
+
+
+def _erofs() -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(errno.EROFS)
+
+
+class VersionsFs(pyfuse3.Operations):
+    """Handlers over an inode table, a layout and a fetcher."""
+
+    supports_dot_lookup = False
+
+    def __init__(self, layout: Layout, fetcher: Fetcher) -> None:
+        super().__init__()
+        self.layout = layout
+        self.fetcher = fetcher
+        self.table = InodeTable()
+        for ino, node in layout.fixed.items():
+            self.table.pin(ino, node)
+        self.uid = os.getuid()
+        self.gid = os.getgid()
+        self._handles = itertools.count(1)
+        self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, tuple[Node, list[tuple[bytes, Node]]]] = {}
+
+    # catalog --------------------------------------------------------------------
+
+    async def set_catalog(self, catalog: Catalog) -> None:
+        """Show a refreshed catalog; make the kernel drop the names that may differ."""
+        old = self.layout.catalog
+        old_root = await self.layout.head_tree()
+        self.layout.catalog = catalog
+        if old.head != catalog.head:
+            for e in old_root.entries:
+                pyfuse3.invalidate_entry_async(inodes.ROOT, e.name, ignore_enoent=True)
+        for ino, kind in ((inodes.TAGS, "tags"), (inodes.BRANCHES, "branches")):
+            before, after = old.refs(kind), catalog.refs(kind)
+            for name in set(before) | set(after):
+                if before.get(name) != after.get(name):
+                    top = name.split("/", 1)[0].encode()
+                    pyfuse3.invalidate_entry_async(ino, top, ignore_enoent=True)
+
+    # attributes -------------------------------------------------------------------
+
+    def attributes(self, node: Node, parent: NodeKind | None = None) -> pyfuse3.EntryAttributes:
+        """The attributes of ``node``, found in a directory of kind ``parent``."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node.ino
+        a.generation = 0
+        a.entry_timeout = SHORT if parent in _MUTABLE else LONG
+        a.attr_timeout = SHORT if node.kind in _MUTABLE else LONG
+        a.st_uid = self.uid
+        a.st_gid = self.gid
+        a.st_blksize = IO_SIZE
+        e = node.entry
+        if e is None:  # virtual
+            catalog = self.layout.catalog
+            t = catalog.time_ns
+            if node.kind == NodeKind.LATEST:
+                a.st_mode = stat.S_IFLNK | 0o777
+                a.st_size = len(b"v%d" % catalog.latest)
+            else:
+                a.st_mode = stat.S_IFDIR | (0o755 if node.kind == NodeKind.ROOT else 0o555)
+                a.st_size = 0
+        else:
+            t = e.mtime_ns
+            if e.kind == Kind.DIR:
+                a.st_mode = stat.S_IFDIR | e.mode
+                a.st_size = 0
+            elif e.kind == Kind.FILE:
+                a.st_mode = stat.S_IFREG | e.mode
+                a.st_size = e.size
+            else:
+                a.st_mode = stat.S_IFLNK | 0o777
+                a.st_size = len(e.target)
+        # Directories say 1 link: "unknown", so no tool counts subdirectories by it.
+        a.st_nlink = 1
+        a.st_blocks = (a.st_size + BLOCK - 1) // BLOCK if stat.S_ISREG(a.st_mode) else 0
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = t
+        return a
+
+    def _node(self, ino: int) -> Node:
+        node = self.table.get(ino)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ESTALE)
+        return node
+
+    # reading the namespace -------------------------------------------------------------
+
+    @handler
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._node(parent_inode)
+        if not parent.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        found = await self.layout.lookup(parent, name)
+        if found is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self.attributes(self.table.remember(found), parent.kind)
+
+    @handler
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self.attributes(self._node(inode))
+
+    @handler
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self._node(inode)
+        if node.kind == NodeKind.LATEST:
+            return b"v%d" % self.layout.catalog.latest
+        if node.kind != NodeKind.SYMLINK or node.entry is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return node.entry.target
+
+    @handler
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._node(inode)
+        if not node.is_dir:
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        fh = next(self._handles)
+        self._dirs[fh] = (node, await self.layout.listing(node))
+        return fh
+
+    @handler
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        parent, entries = self._dirs[fh]
+        for i in range(start_id, len(entries)):
+            name, node = entries[i]
+            known = self.table.remember(node)
+            if not pyfuse3.readdir_reply(token, name, self.attributes(known, parent.kind), i + 1):
+                self.table.forget(known.ino, 1)
+                return
+
+    @handler
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            self.table.forget(ino, count)
+
+    @handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        v = self.layout.catalog.head_version
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = IO_SIZE
+        s.f_frsize = FRAGMENT
+        s.f_blocks = (v.bytes + FRAGMENT - 1) // FRAGMENT if v is not None else 0
+        s.f_bfree = s.f_bavail = 0
+        s.f_files = v.files if v is not None else 0
+        s.f_ffree = s.f_favail = 0
+        s.f_namemax = 255
+        return s
+
+    @handler
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+
+    @handler
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        return []
+
+    # reading files ----------------------------------------------------------------------
+
+    @handler
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if flags & _WRITE_FLAGS:
+            raise _erofs()
+        if node.kind != NodeKind.FILE:
+            raise pyfuse3.FUSEError(errno.EISDIR if node.is_dir else errno.EINVAL)
+        fh = next(self._handles)
+        self._files[fh] = OpenFile.of(node)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+
+    @handler
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        f = self._files[fh]
+        log.debug("read %r: %d bytes at %d", f.node.path, size, off)
+        return await f.read(self.fetcher, off, size)
+
+    @handler
+    async def flush(self, fh: int) -> None:
+        return None
+
+    @handler
+    async def release(self, fh: int) -> None:
+        self._files.pop(fh, None)
+
+    # writing: refused ---------------------------------------------------------------------
+
+    @handler
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        raise _erofs()
+
+    @handler
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _erofs()
+
+    @handler
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _erofs()
+
+    @handler
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise _erofs()
+
+    @handler
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise _erofs()
+
+    @handler
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _erofs()
+
+    @handler
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        raise _erofs()
+
+    @handler
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _erofs()
+
+    @handler
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        raise _erofs()
+
+    @handler
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        raise _erofs()
+
+    @handler
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        raise _erofs()
+
+    @handler
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise _erofs()

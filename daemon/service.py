@@ -1,0 +1,277 @@
+"""The daemon process: check, open the source, mount, serve, and unmount cleanly.
+
+Start-up, in order: the mount point and FUSE are checked, the cache directory is
+locked (one daemon per cache), the source is opened and its catalog built (a URL
+mount fetches versions and trees here), the filesystem is mounted, the mount is
+recorded (``vfs.mounts``), and readiness is announced: one line on ``--ready-fd``
+(``vfs.launch`` documents it) and ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is
+set. A failure before that is one line: on the pipe, or ``dvfs: error: ...`` on
+stderr in the foreground; the exit code is 1.
+
+Serving: one trio run holds pyfuse3's main loop, the fetcher's nursery, a signal
+watcher and, with ``--refresh``, a loop that rebuilds the catalog every so many
+seconds (in a worker thread) and swaps it in if it changed.
+
+Stopping: SIGTERM, SIGINT or SIGHUP end the main loop; so does an unmount from
+outside (``dvfs umount``). Either way the mount is released (if still there), the
+record removed and systemd told ``STOPPING=1``. A daemon killed outright leaves a
+dead mount; ``dvfs umount`` clears it.
+
+Logging goes to stderr: the terminal in the foreground, ``daemon.log`` in the cache
+directory otherwise (the CLI points stderr there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import pyfuse3
+import trio
+
+from daemon.cache import ChunkCache
+from daemon.catalog import Catalog
+from daemon.fetcher import Fetcher
+from daemon.layout import Layout
+from daemon.ops import VersionsFs
+from daemon.records import Records
+from daemon.source import Source, open_source
+from vfs import (
+    DvfsError,
+    MountError,
+    MountRecord,
+    check_fuse,
+    check_mountpoint,
+    is_mounted,
+    remove_record,
+    resolve_source,
+    write_record,
+)
+
+log = logging.getLogger("daemon")
+JOBS = 8
+RECORD_THREADS = 4
+
+
+@dataclass(frozen=True)
+class Options:
+    """The daemon's command line (built by ``vfs.launch.DaemonArgs``)."""
+
+    source: str
+    mountpoint: str
+    cache_dir: Path
+    cache_size: int
+    branch: str | None
+    refresh: float | None
+    timeout: float
+    endpoint_url: str | None
+    allow_other: bool
+    debug: bool
+    ready_fd: int | None
+
+
+def parse(argv: list[str]) -> Options:
+    """Options from ``argv`` (argparse exits with a usage message on bad ones)."""
+    p = argparse.ArgumentParser(prog="python -m daemon", description="dvfs FUSE daemon")
+    p.add_argument("--source", required=True)
+    p.add_argument("--mountpoint", required=True)
+    p.add_argument("--cache-dir", required=True, type=Path)
+    p.add_argument("--cache-size", required=True, type=int)
+    p.add_argument("--branch")
+    p.add_argument("--refresh", type=float)
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--endpoint-url")
+    p.add_argument("--allow-other", action="store_true")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--ready-fd", type=int)
+    a = p.parse_args(argv)
+    return Options(
+        a.source, a.mountpoint, a.cache_dir.absolute(), a.cache_size, a.branch, a.refresh,
+        a.timeout, a.endpoint_url, a.allow_other, a.debug, a.ready_fd,
+    )  # fmt: skip
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd about our state, if it started us with Type=notify."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s,
+    ):
+        s.connect(addr)
+        s.sendall(state.encode())
+
+
+class Readiness:
+    """The one line the starter waits for: on the ready pipe, or on stderr."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def _say(self, line: str) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.fd, (line.replace("\n", " ") + "\n").encode())
+            os.close(self.fd)
+        self.fd = None
+
+    def ready(self, branch: str) -> None:
+        self._say(f"ready {branch}")
+        sd_notify(f"READY=1\nSTATUS=serving {branch}")
+
+    def failed(self, message: str) -> None:
+        if self.fd is None:
+            print(f"dvfs: error: {message}", file=sys.stderr, flush=True)
+        else:
+            log.error("mount failed: %s", message)
+        self._say(f"error {message}")
+        sd_notify(f"STATUS=failed: {message}")
+
+
+def lock_cache(cache_dir: Path) -> int:
+    """Hold the cache directory's lock for the life of the process; MountError if taken."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise MountError(
+            f"the cache directory {cache_dir} is in use by another dvfs mount (pid {holder}): "
+            "pass another --cache-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def changed(old: Catalog, new: Catalog) -> bool:
+    """True if a refreshed catalog names anything differently."""
+    return (old.head, old.numbered, old.tags, old.branches) != (
+        new.head, new.numbered, new.tags, new.branches,
+    )  # fmt: skip
+
+
+async def refresh_loop(fs: VersionsFs, source: Source, every: float) -> None:
+    """Rebuild the catalog every ``every`` seconds; keep the old one if that fails."""
+    while True:
+        await trio.sleep(every)
+        try:
+            new = await trio.to_thread.run_sync(source.catalog, abandon_on_cancel=True)
+        except DvfsError as exc:
+            log.warning("refresh failed (still serving what was known): %s", exc)
+            continue
+        except Exception:  # a bug must not take the mount down
+            log.exception("refresh failed with an internal error")
+            continue
+        if changed(fs.layout.catalog, new):
+            await fs.set_catalog(new)
+            log.info("refreshed: %s is at v%d", new.branch, new.latest)
+
+
+async def watch_signals() -> None:
+    """End the main loop on SIGTERM, SIGINT or SIGHUP (the mount is then released)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("%s received: unmounting", signal.Signals(signum).name)
+            pyfuse3.terminate()
+
+
+async def serve(fs: VersionsFs, source: Source, refresh: float | None) -> None:
+    """Run the filesystem until it is unmounted or told to stop."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(fs.fetcher.run)
+        nursery.start_soon(watch_signals)
+        if refresh:
+            nursery.start_soon(refresh_loop, fs, source, refresh)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+def _stop_early(signum: int, frame: FrameType | None) -> None:
+    """Before trio takes signals over: stop, so that the mount is cleaned up."""
+    raise SystemExit(128 + signum)
+
+
+def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
+    """Check everything and open the source (blocking); DvfsError says what is wrong."""
+    mountpoint = check_mountpoint(opts.mountpoint)
+    check_fuse()
+    lock_cache(opts.cache_dir)
+    where = resolve_source(opts.source)
+    source = open_source(
+        where.kind, where.location, opts.cache_dir, opts.branch, opts.endpoint_url, JOBS
+    )
+    catalog = source.catalog()
+    cache = ChunkCache(opts.cache_dir / "chunks", opts.cache_size)
+    fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
+    layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
+    return mountpoint, source, VersionsFs(layout, fetcher)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the daemon; the exit code is 0 after a clean unmount, 1 if it failed."""
+    opts = parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if opts.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("pyfuse3").setLevel(logging.INFO)  # its debug lines drown ours
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_early)
+    ready = Readiness(opts.ready_fd)
+    try:
+        mountpoint, source, fs = build(opts)
+        os.chdir("/")  # every path is absolute now; hold no directory busy
+        options = {"default_permissions", "fsname=dvfs", "subtype=dvfs"}
+        if opts.allow_other:
+            options.add("allow_other")
+        try:
+            pyfuse3.init(fs, str(mountpoint), options)
+        except RuntimeError as exc:
+            raise MountError(f"could not mount {mountpoint}: {exc} (see the log)") from None
+    except DvfsError as exc:
+        ready.failed(str(exc))
+        return 1
+    except Exception as exc:  # the last line of defence: one line, and the traceback logged
+        log.exception("start-up failed")
+        ready.failed(f"internal error ({type(exc).__name__}: {exc})")
+        return 1
+    record = MountRecord(
+        str(mountpoint), source.description, source.branch, os.getpid(), str(opts.cache_dir),
+        opts.cache_size, str(opts.cache_dir / "daemon.log") if opts.ready_fd is not None else None,
+        datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )  # fmt: skip
+    try:
+        write_record(record)
+        log.info(
+            "mounted %s (branch %s, v%d) at %s",
+            source.description, source.branch, fs.layout.catalog.latest, mountpoint,
+        )  # fmt: skip
+        ready.ready(source.branch)
+        trio.run(serve, fs, source, opts.refresh)
+    except (SystemExit, KeyboardInterrupt):
+        log.info("stopped by a signal: unmounting")
+    finally:
+        sd_notify("STOPPING=1")
+        pyfuse3.close(unmount=is_mounted(mountpoint))
+        remove_record(mountpoint, os.getpid())
+        log.info("unmounted %s", mountpoint)
+    return 0

@@ -1,0 +1,156 @@
+"""What a mount serves: a repository on this machine, or a remote alone.
+
+Both give the same three things: ``history`` (versions and trees, read from a local
+object store), ``catalog()`` (the names under ``.versions``, built afresh on every
+call) and where file chunks come from (``local``, then ``remote``).
+
+- A **repository** mount reads everything from the repository's own store. Chunks
+  missing there (a ``clone --no-checkout``, a ``fetch`` without ``pull``) come from
+  its default remote, if it has one, and are cached like a URL mount's.
+- A **URL** mount keeps a repository of its own in ``<cache dir>/meta`` into which
+  the remote's versions and trees (never file data) are fetched with the same code
+  as ``dvfs fetch``: verified, decoded strictly, stored children first. Chunks are
+  then read from the remote one ranged GET each (``daemon.remote``).
+
+Threading: ``catalog()`` blocks (disk, network) and runs in a worker thread; it is
+never called twice at once (the refresh loop is the only caller after start-up).
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+from daemon.catalog import Catalog, build
+from daemon.remote import RemoteChunks
+from vfs import (
+    FetchResult,
+    History,
+    MountError,
+    ObjectStore,
+    RemoteRepo,
+    RemoteSpec,
+    Repository,
+    add_remote,
+    configured_remotes,
+    connect,
+    default_remote,
+    fetch_locked,
+    parse_format,
+)
+
+ORIGIN = "origin"
+
+
+class Source(abc.ABC):
+    """A repository or a remote, ready to be mounted."""
+
+    description: str
+    branch: str
+    history: History
+    local: ObjectStore | None
+    remote: RemoteChunks | None
+
+    @abc.abstractmethod
+    def catalog(self) -> Catalog:
+        """The names of versions as they are now (blocking)."""
+
+
+class RepositorySource(Source):
+    """A repository directory; chunks from its store, else from its default remote."""
+
+    def __init__(self, root: Path, branch: str | None, jobs: int) -> None:
+        self.repo = Repository(root)
+        self.description = str(root)
+        self.history = self.repo.history
+        self.local = self.repo.store
+        self.branch = branch or self.history.head().branch
+        if branch is not None and self.repo.refs.get(f"refs/heads/{branch}") is None:
+            have = ", ".join(sorted(self.repo.refs.branches())) or "none yet"
+            raise MountError(f"{root} has no branch {branch} (branches: {have})")
+        name = default_remote(self.repo)
+        self.remote = None
+        if name is not None:
+            spec = configured_remotes(self.repo)[name]
+            self.remote = RemoteChunks(lambda: RemoteRepo(connect(spec, jobs), None))
+
+    def catalog(self) -> Catalog:
+        refs = self.repo.refs
+        head = refs.get(f"refs/heads/{self.branch}")
+        return build(self.history, self.branch, head, refs.tags(), refs.branches())
+
+
+class RemoteSource(Source):
+    """A remote URL alone, with its metadata kept in ``<cache dir>/meta``."""
+
+    def __init__(
+        self, url: str, cache_dir: Path, branch: str | None, endpoint_url: str | None, jobs: int
+    ) -> None:
+        self.spec = RemoteSpec(ORIGIN, url, endpoint_url)
+        self.meter = connect(self.spec, jobs)
+        self.jobs = jobs
+        self.description = url
+        remote = RemoteRepo(self.meter, None)
+        self.repo = self._open_meta(cache_dir / "meta", remote)
+        self.history = self.repo.history
+        self.local = None
+        self.chunks = RemoteChunks(lambda: remote)
+        self.remote = self.chunks
+        self.wanted = branch
+        self.branch = branch or ""
+        self._first = True
+
+    def _open_meta(self, path: Path, remote: RemoteRepo) -> Repository:
+        """The cache's metadata repository, made on first use from the remote's format."""
+        if path.exists():
+            repo = Repository(path)
+            known = configured_remotes(repo).get(ORIGIN)
+            if known is None or known.url != self.spec.url:
+                raise MountError(
+                    f"the cache directory {path.parent} holds another source's data: "
+                    "pass another --cache-dir"
+                )
+            return repo
+        text = remote.read_format()
+        if text is None:
+            raise MountError(f"{self.spec.url} holds no dvfs repository (no format record)")
+        repo = Repository.init(path, chunker=parse_format(text, f"{self.spec.url}/format"))
+        add_remote(repo, self.spec, make_default=True)
+        return repo
+
+    def _fetch(self) -> FetchResult:
+        with self.repo.locked():
+            return fetch_locked(self.repo, self.spec, self.meter, self.jobs)
+
+    def catalog(self) -> Catalog:
+        got = self._fetch()
+        self.chunks.set_index(got.index)
+        if self._first:
+            self._first = False
+            self.branch = self._choose_branch(got.heads)
+        return build(self.history, self.branch, got.heads.get(self.branch), got.tags, got.heads)
+
+    def _choose_branch(self, heads: dict[str, bytes]) -> str:
+        """The branch asked for, else ``main``, else the first; MountError if none fits."""
+        if self.wanted is not None:
+            if self.wanted not in heads:
+                have = ", ".join(sorted(heads)) or "none yet"
+                raise MountError(f"{self.spec.url} has no branch {self.wanted} (branches: {have})")
+            return self.wanted
+        if not heads:
+            raise MountError(f"{self.spec.url} has no branches yet: nothing to mount")
+        return "main" if "main" in heads else sorted(heads)[0]
+
+
+def open_source(
+    kind: str,
+    location: str,
+    cache_dir: Path,
+    branch: str | None,
+    endpoint_url: str | None,
+    jobs: int,
+) -> Source:
+    """Open what ``dvfs mount`` was given (see ``vfs.launch.MountSource``)."""
+    if kind == "repository":
+        return RepositorySource(Path(location), branch, jobs)
+    return RemoteSource(location, cache_dir, branch, endpoint_url, jobs)

@@ -1,0 +1,163 @@
+"""Real FUSE mounts for the mount tests: a daemon in a subprocess, always unmounted.
+
+``mounted()`` starts ``dvfs mount --foreground`` as a child process, polls
+``os.path.ismount`` until the mount is up and fails at once (with the daemon's
+log) if the process died first; on the way out it unmounts (lazily if it must) and
+reaps the daemon, whatever the test did. Repositories are built with the library
+(no process per command), with fixed mtimes, so that what a mount shows can be
+compared with what was committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.cli_support import AUTHOR, Result, cli_command, cli_env, run
+from vfs import checkout, remotes, sync, workflow
+from vfs.repo import Repository
+from vfs.worktree import Workers
+
+MOUNT_WAIT = 30.0
+MTIME = 1_600_000_000
+
+
+def env_for(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a dvfs process whose caches and mount records go to ``home``."""
+    return cli_env({"XDG_CACHE_HOME": str(home), "DVFS_AUTHOR": AUTHOR, **(extra or {})})
+
+
+def dvfs(cwd: Path, home: Path, *args: str, timeout: float = 60) -> Result:
+    """Run ``dvfs ARGS`` with the test's cache home."""
+    return run(cwd, *args, env={"XDG_CACHE_HOME": str(home)}, timeout=timeout)
+
+
+def in_mount_table(path: Path) -> bool:
+    """True if ``path`` is a mount point (also a dead one, which ismount misses)."""
+    return str(path) in {
+        line.split(" ")[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    }
+
+
+def force_unmount(path: Path) -> None:
+    """Unmount ``path`` whatever state it is in (teardown)."""
+    for cmd in (["fusermount3", "-u", str(path)], ["fusermount3", "-uz", str(path)]):
+        if not in_mount_table(path):
+            return
+        subprocess.run(cmd, capture_output=True, check=False, timeout=30)
+    if in_mount_table(path):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False, timeout=30)
+
+
+@dataclass
+class Mount:
+    """A running daemon and its mount point."""
+
+    proc: subprocess.Popen[bytes]
+    path: Path
+    cache: Path
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def versions(self) -> Path:
+        return self.path / ".versions"
+
+
+def wait_mounted(proc: subprocess.Popen[bytes], path: Path, log: Path) -> None:
+    """Poll until ``path`` is mounted; fail with the log if the daemon exits first."""
+    deadline = time.monotonic() + MOUNT_WAIT
+    while not os.path.ismount(path):
+        code = proc.poll()
+        if code is not None:
+            raise AssertionError(f"the daemon exited ({code}) before mounting:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} not mounted after {MOUNT_WAIT} s:\n{log.read_text()}")
+        time.sleep(0.02)
+
+
+def stop(m: Mount) -> int | None:
+    """Unmount and reap the daemon; return its exit code."""
+    force_unmount(m.path)
+    try:
+        return m.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        m.proc.kill()
+        m.proc.wait(timeout=15)
+        return None
+
+
+@contextlib.contextmanager
+def mounted(
+    source: str, path: Path, home: Path, *extra: str, env: Mapping[str, str] | None = None
+) -> Iterator[Mount]:
+    """A foreground daemon serving ``source`` at ``path`` (made if missing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
+    cache = home / f"cache-{path.name}"
+    log = home / f"daemon-{path.name}.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            cli_command(
+                "mount", "--foreground", source, str(path), "--cache-dir", str(cache), *extra
+            ),
+            env=env_for(home, env),
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
+            cwd="/",
+        )
+    m = Mount(proc, path, cache, log)
+    try:
+        wait_mounted(proc, path, log)
+        yield m
+    finally:
+        stop(m)
+
+
+# ---------------------------------------------------------------------------- building data
+
+
+def write(root: Path, rel: str, data: bytes, mode: int = 0o644, mtime: int = MTIME) -> None:
+    """Write a file with a fixed mode and mtime."""
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    os.chmod(p, mode)
+    os.utime(p, (mtime, mtime))
+
+
+def commit(repo: Repository, message: str, tag: str | None = None, top: str = "data") -> bytes:
+    """Stage ``top`` and commit it; return the new version's id."""
+    with Workers(2) as w:
+        workflow.add(repo, [str(repo.root / top)], w)
+    return workflow.commit(repo, message, {}, tag).oid
+
+
+def make_branch(repo: Repository, name: str, rev: str) -> bytes:
+    """Create a branch at ``rev``."""
+    return checkout.create_branch(repo, name, rev)
+
+
+def push_to(
+    repo: Repository, url: str, name: str = "origin", endpoint_url: str | None = None
+) -> None:
+    """Push every branch and tag of ``repo`` to ``url`` (added as remote ``name``)."""
+    spec = remotes.RemoteSpec(name, url, endpoint_url)
+    if name not in remotes.remotes(repo):
+        remotes.add_remote(repo, spec)
+    with Workers(2) as w:
+        sync.push(repo, spec, [], w, all_branches=True, tags=True)
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy a directory tree, links as links."""
+    shutil.copytree(src, dst, symlinks=True)

@@ -1,0 +1,240 @@
+"""``dvfs mount``, ``dvfs mounts`` and ``dvfs umount`` as a user runs them.
+
+The background mode is the CLI's own: it must return once the mount is up (exit
+0) or print one error line (exit 1), and leave a daemon that ``dvfs mounts``
+reports and ``dvfs umount`` stops. The failures a user meets before a mount is made
+each get one clear line; a daemon killed outright leaves a mount that ``dvfs
+umount`` clears; SIGTERM and SIGINT unmount cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import assert_error, assert_ok, cli_command
+from tests.mount_support import (
+    commit,
+    dvfs,
+    env_for,
+    force_unmount,
+    in_mount_table,
+    mounted,
+    stop,
+    write,
+)
+from vfs import ChunkRef, Entry, Kind
+from vfs.codec import encode_tree, encode_version
+from vfs.objects import ObjKind
+from vfs.repo import Repository
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(tmp_path: Path) -> Path:
+    """A repository with two versions."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"one\n")
+    commit(repo, "one")
+    write(root, "data/a.txt", b"two\n")
+    commit(repo, "two")
+    return root
+
+
+def wait_gone(pid: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}"):
+        stat = Path(f"/proc/{pid}/stat").read_text() if os.path.exists(f"/proc/{pid}") else ""
+        if ") Z" in stat:
+            return
+        assert time.monotonic() < deadline, f"pid {pid} still running"
+        time.sleep(0.05)
+
+
+def test_mount_in_background_then_mounts_and_umount(repo: Path, tmp_path: Path) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        r = assert_ok(dvfs(repo, home, "mount", str(mnt), "--cache-size", "1G"))  # SOURCE: cwd
+        assert r.out.startswith(f"mounted {repo} (branch main) at {mnt}; daemon pid ")
+        assert os.path.ismount(mnt)
+        assert (mnt / "data" / "a.txt").read_bytes() == b"two\n"
+        assert (mnt / ".versions" / "v1" / "data" / "a.txt").read_bytes() == b"one\n"
+        (listed,) = assert_ok(dvfs(tmp_path, home, "mounts", "--json")).json()
+        assert listed["mountpoint"] == str(mnt)
+        assert listed["source"] == str(repo)
+        assert listed["branch"] == "main"
+        assert listed["state"] == "mounted"
+        assert listed["cache_size"] == 1 << 30
+        pid = listed["pid"]
+        text = assert_ok(dvfs(tmp_path, home, "mounts")).out
+        assert f"{mnt}  {repo}  branch main  cache 0 B of 1.0 GiB  pid {pid}" in text
+        assert "mounted" in Path(listed["cache_dir"], "daemon.log").read_text()
+        r = assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+        assert r.out.strip() == f"unmounted {mnt}"
+        assert not in_mount_table(mnt)
+        wait_gone(pid)
+        assert assert_ok(dvfs(tmp_path, home, "mounts")).out.strip() == "no dvfs mounts"
+        assert_error(dvfs(tmp_path, home, "umount", str(mnt)), "is not mounted", code=1)
+    finally:
+        force_unmount(mnt)
+
+
+def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        ((str(repo), str(tmp_path / "missing")), ("does not exist",)),
+        ((str(repo), str(full)), ("is not empty",)),
+        ((str(repo), str(full / "x")), ("is not a directory",)),
+        ((str(plain), str(empty)), ("neither a dvfs repository nor a dvfs remote",)),
+        ((str(tmp_path / "nowhere"), str(empty)), ("does not exist",)),
+        (("file://" + str(plain), str(empty)), ("holds no dvfs repository",)),
+        (("file://" + str(tmp_path / "gone"), str(empty)), ("does not exist",)),
+        (("ftp://x/y", str(empty)), ("unsupported remote url",)),
+        ((str(repo), str(empty), "--branch", "nope"), ("has no branch nope",)),
+        ((str(repo), str(empty), "--cache-size", "lots"), ("is not a size",)),
+    ]
+    for args, fragments in cases:
+        assert_error(dvfs(tmp_path, home, "mount", *args), *fragments)
+        assert not in_mount_table(empty)
+    with mounted(str(repo), tmp_path / "busy", home):
+        assert_error(
+            dvfs(tmp_path, home, "mount", str(repo), str(tmp_path / "busy")),
+            "is already mounted", code=1,
+        )  # fmt: skip
+        # a second mount of the same repository with the same cache is refused too
+        other = tmp_path / "other"
+        other.mkdir()
+        assert_error(
+            dvfs(tmp_path, home, "mount", str(repo), str(other), "--cache-dir",
+                 str(home / "cache-busy")),
+            "in use by another dvfs mount", code=1,
+        )  # fmt: skip
+        assert not in_mount_table(other)
+
+
+def test_no_fuse_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
+    """With /dev/fuse hidden (in a private mount namespace), mounting says so."""
+    fake = tmp_path / "not-fuse"
+    fake.write_text("")
+    (tmp_path / "mnt").mkdir()
+    mount_cmd = " ".join(cli_command("mount", str(repo), str(tmp_path / "mnt")))
+    proc = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", f"mount --bind {fake} /dev/fuse && exec {mount_cmd}"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=env_for(tmp_path / "home"),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("dvfs: error:")]
+    assert len(lines) == 1 and "FUSE is not available" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_unmounts_cleanly(repo: Path, tmp_path: Path, signum: int) -> None:
+    home = tmp_path / "home"
+    with mounted(str(repo), tmp_path / "mnt", home) as m:
+        assert (m.path / "data" / "a.txt").read_bytes() == b"two\n"
+        m.proc.send_signal(signum)
+        assert m.proc.wait(timeout=15) == 0, m.log_text()
+        assert not in_mount_table(m.path)
+        assert "unmounted" in m.log_text()
+        assert assert_ok(dvfs(tmp_path, home, "mounts", "--json")).json() == []
+
+
+def test_umount_clears_the_mount_of_a_killed_daemon(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with mounted(str(repo), tmp_path / "mnt", home) as m:
+        (m.path / "data" / "a.txt").read_bytes()
+        m.proc.kill()
+        m.proc.wait(timeout=15)
+        assert in_mount_table(m.path)
+        with pytest.raises(OSError) as info:
+            os.listdir(m.path)
+        assert info.value.errno == 107  # ENOTCONN: "Transport endpoint is not connected"
+        (row,) = assert_ok(dvfs(tmp_path, home, "mounts", "--json")).json()
+        assert row["state"] == "dead"
+        assert_error(
+            dvfs(tmp_path, home, "mount", str(repo), str(m.path)), "daemon that died", "dvfs umount"
+        )
+        assert "daemon died" in assert_ok(dvfs(tmp_path, home, "mounts")).out
+        assert_ok(dvfs(tmp_path, home, "umount", str(m.path)))
+        assert not in_mount_table(m.path)
+        assert assert_ok(dvfs(tmp_path, home, "mounts", "--json")).json() == []
+        assert stop(m) is not None
+
+
+def test_umount_of_a_busy_mount_needs_force(repo: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with mounted(str(repo), tmp_path / "mnt", home) as m:
+        fd = os.open(m.path / "data" / "a.txt", os.O_RDONLY)
+        try:
+            assert_error(dvfs(tmp_path, home, "umount", str(m.path)), "--force", code=1)
+            assert os.path.ismount(m.path)
+            assert_ok(dvfs(tmp_path, home, "umount", "--force", str(m.path)))
+            assert not in_mount_table(m.path)
+            assert m.proc.wait(timeout=15) == 0
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def test_names_not_valid_on_linux_are_refused(repo: Path, tmp_path: Path) -> None:
+    """A tree naming "evil/name" (written past the codec's checks) fails to list: EIO."""
+    r = Repository(repo)
+    store, hist = r.store, r.history
+    head = hist.head_id()
+    assert head is not None
+    v = hist.version(head)
+    chunk, _ = store.put(ObjKind.CHUNK, b"abc")
+    bad = Entry(b"evil/name", Kind.FILE, 0o644, 3, 0, chunk, (ChunkRef(chunk, 3),))
+    bad_dir, _ = store.put(ObjKind.TREE, encode_tree([bad]))
+    root_entries = [
+        *hist.tree(v.tree).entries,
+        Entry(b"bad", Kind.DIR, 0o755, 3, 0, subtree=bad_dir),
+    ]
+    root, _ = store.put(ObjKind.TREE, encode_tree(root_entries))
+    made = replace(v, tree=root, parents=(head,), number=v.number + 1, message="bad")
+    oid, _ = store.put(ObjKind.VERSION, encode_version(made))
+    store.flush()
+    r.refs.update("refs/heads/main", oid, head)
+    with mounted(str(repo), tmp_path / "mnt", tmp_path / "home") as m:
+        with pytest.raises(OSError) as info:
+            os.listdir(m.path / "bad")
+        assert info.value.errno == errno.EIO
+        assert (m.path / "data" / "a.txt").read_bytes() == b"two\n"  # the rest still reads
+        assert "invalid name b'evil/name'" in m.log_text()
+        assert bad_dir.hex()[:12] in m.log_text()
+
+
+def test_a_repository_mount_with_refresh_shows_new_commits(tmp_path: Path) -> None:
+    """An empty branch mounts as an empty directory; commits appear without remounting."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    with mounted(str(root), tmp_path / "mnt", tmp_path / "home", "--refresh", "0.2") as m:
+        assert os.listdir(m.path) == []
+        assert os.listdir(m.path / ".versions") == ["tags", "branches", "ids"]
+        write(root, "data/a.txt", b"first\n")
+        commit(repo, "one", tag="t")
+        deadline = time.monotonic() + 10
+        while not (m.path / "data" / "a.txt").exists():
+            assert time.monotonic() < deadline, m.log_text()
+            time.sleep(0.05)
+        assert (m.path / ".versions" / "v1" / "data" / "a.txt").read_bytes() == b"first\n"
+        assert os.readlink(m.path / ".versions" / "latest") == "v1"
+        assert os.listdir(m.path / ".versions" / "tags") == ["t"]
+        assert "refreshed: main is at v1" in m.log_text()

@@ -1,0 +1,361 @@
+"""The daemon's parts without the kernel: inodes, the chunk cache, the fetcher, handlers.
+
+The handlers are called directly, as the kernel would call them, on a repository
+built in the test (S3QL's ``t3_fs_api`` style): lookups down to a file, 200 reads at
+random offsets against the committed bytes, and every write refused with EROFS. The
+fetcher is driven with a fake remote that counts and can stall, to show that
+readers of one chunk share one fetch, that a stalled fetch costs a bounded wait, and
+that read-ahead follows sequential readers only.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import cast
+
+import pyfuse3
+import pytest
+import trio
+
+from daemon import inodes
+from daemon.cache import ChunkCache
+from daemon.fetcher import Fetcher
+from daemon.files import AHEAD_AFTER, OpenFile
+from daemon.inodes import InodeTable, Node, NodeKind, entry_node
+from daemon.layout import Layout
+from daemon.ops import VersionsFs
+from daemon.records import Records
+from daemon.remote import RemoteChunks
+from daemon.source import RepositorySource
+from tests.mount_support import commit, write
+from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
+from vfs.repo import Repository
+
+CTX = cast(pyfuse3.RequestContext, None)
+KiB = 1024
+MiB = 1024 * KiB
+
+
+# ---------------------------------------------------------------------------- inodes
+
+
+def file_entry(name: bytes, data: bytes, mtime: int = 0) -> Entry:
+    oid = hash_bytes(data)
+    return Entry(name, Kind.FILE, 0o644, len(data), mtime, oid, (ChunkRef(oid, len(data)),))
+
+
+def test_inode_numbers_derive_from_what_and_where() -> None:
+    a = entry_node(b"data", file_entry(b"a", b"x"))
+    assert inodes.number_of(a.key) == inodes.number_of(
+        entry_node(b"data", file_entry(b"a", b"x")).key
+    )
+    assert inodes.HASHED_BASE <= inodes.number_of(a.key) < 1 << 63
+    moved = entry_node(b"other", file_entry(b"a", b"x"))
+    changed = entry_node(b"data", file_entry(b"a", b"y"))
+    touched = entry_node(b"data", file_entry(b"a", b"x", mtime=5))
+    assert len({n.key for n in (a, moved, changed, touched)}) == 4
+    d = Entry(b"d", Kind.DIR, 0o755, 0, 0, subtree=b"\1" * 32)
+    assert entry_node(b"v1", d).key != entry_node(b"v2", d).key
+
+
+def test_table_counts_references_and_forgets_at_zero() -> None:
+    table = InodeTable()
+    root = table.pin(inodes.ROOT, Node(b"/", NodeKind.ROOT, b""))
+    n = table.remember(entry_node(b"", file_entry(b"a", b"x")))
+    again = table.remember(entry_node(b"", file_entry(b"a", b"x")))
+    assert again is n and n.lookups == 2
+    table.forget(n.ino, 1)
+    assert table.get(n.ino) is n
+    table.forget(n.ino, 1)
+    assert table.get(n.ino) is None
+    table.forget(inodes.ROOT, 100)
+    assert table.get(inodes.ROOT) is root
+    third = table.remember(entry_node(b"", file_entry(b"a", b"x")))
+    assert third.ino == n.ino  # the same number when it comes back
+
+
+def test_table_probes_past_a_collision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inodes, "number_of", lambda key: inodes.HASHED_BASE + 7)
+    table = InodeTable()
+    a = table.remember(entry_node(b"", file_entry(b"a", b"x")))
+    b = table.remember(entry_node(b"", file_entry(b"b", b"y")))
+    assert (a.ino, b.ino) == (inodes.HASHED_BASE + 7, inodes.HASHED_BASE + 8)
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def test_cache_evicts_least_recently_used_within_its_limit(tmp_path: Path) -> None:
+    chunks = {name: name * 100 for name in (b"a", b"b", b"c", b"d")}
+    ids = {name: hash_bytes(data) for name, data in chunks.items()}
+    cache = ChunkCache(tmp_path / "chunks", 250)
+    assert cache.put(ids[b"a"], chunks[b"a"]) and cache.put(ids[b"b"], chunks[b"b"])
+    assert cache.get(ids[b"a"]) == chunks[b"a"]  # a is now more recent than b
+    cache.put(ids[b"c"], chunks[b"c"])
+    assert ids[b"b"] not in cache and cache.get(ids[b"b"]) is None
+    assert cache.get(ids[b"a"]) == chunks[b"a"] and cache.get(ids[b"c"]) == chunks[b"c"]
+    assert cache.usage() == 200 <= cache.limit
+    assert not cache.put(hash_bytes(b"z" * 300), b"z" * 300)  # larger than the whole cache
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "chunks").glob("*/*"))
+    assert on_disk == cache.usage()
+    reopened = ChunkCache(tmp_path / "chunks", 250)
+    assert reopened.usage() == 200 and ids[b"a"] in reopened and ids[b"c"] in reopened
+    reopened = ChunkCache(tmp_path / "chunks", 150)  # a smaller limit evicts at start
+    assert reopened.usage() == 100
+
+
+def test_cache_never_serves_a_damaged_chunk(tmp_path: Path) -> None:
+    data = b"payload" * 10
+    oid = hash_bytes(data)
+    cache = ChunkCache(tmp_path / "chunks", 1000)
+    cache.put(oid, data)
+    path = next((tmp_path / "chunks").glob("*/*"))
+    path.write_bytes(b"X" + data[1:])
+    assert cache.get(oid) is None
+    assert not path.exists() and oid not in cache and cache.usage() == 0
+
+
+# ---------------------------------------------------------------------------- fetcher
+
+
+class FakeRemote(RemoteChunks):
+    """A remote of known chunks that counts fetches and can be made to stall."""
+
+    def __init__(self, chunks: dict[bytes, bytes], delay: float = 0.0) -> None:
+        super().__init__(self._no_remote)
+        self.chunks = chunks
+        self.delay = delay
+        self.calls: list[bytes] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    @staticmethod
+    def _no_remote() -> RemoteRepo:
+        raise AssertionError("not connected in tests")
+
+    def fetch(self, oid: bytes) -> bytes:
+        self.calls.append(oid)
+        self.gate.wait(timeout=30)
+        time.sleep(self.delay)
+        return self.chunks[oid]
+
+
+def with_fetcher(fetcher: Fetcher, scenario: Callable[[Fetcher], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fetcher.run)
+            await scenario(fetcher)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def make_chunks(n: int, size: int) -> tuple[list[ChunkRef], dict[bytes, bytes]]:
+    rng = random.Random(n)
+    datas = [rng.randbytes(size) for _ in range(n)]
+    refs = [ChunkRef(hash_bytes(d), len(d)) for d in datas]
+    return refs, {r.oid: d for r, d in zip(refs, datas, strict=True)}
+
+
+def test_readers_of_one_chunk_share_one_fetch(tmp_path: Path) -> None:
+    refs, chunks = make_chunks(1, 1000)
+    remote = FakeRemote(chunks, delay=0.2)
+    fetcher = Fetcher(None, ChunkCache(tmp_path, 10_000), remote, timeout=5)
+    got: list[bytes] = []
+
+    async def scenario(f: Fetcher) -> None:
+        async def reader() -> None:
+            got.append(await f.get(refs[0]))
+
+        async with trio.open_nursery() as n:
+            for _ in range(20):
+                n.start_soon(reader)
+
+    with_fetcher(fetcher, scenario)
+    assert got == [chunks[refs[0].oid]] * 20
+    assert remote.calls == [refs[0].oid]
+    assert fetcher.stats.shared_waits == 19
+
+
+def test_a_stalled_fetch_costs_a_bounded_wait_and_recovers(tmp_path: Path) -> None:
+    refs, chunks = make_chunks(2, 1000)
+    remote = FakeRemote(chunks)
+    fetcher = Fetcher(None, ChunkCache(tmp_path, 10_000), remote, timeout=0.3)
+
+    async def scenario(f: Fetcher) -> None:
+        assert await f.get(refs[0]) == chunks[refs[0].oid]
+        remote.gate.clear()
+        started = trio.current_time()
+        with pytest.raises(RemoteUnreachable, match=r"did not arrive within 0\.3 s"):
+            await f.get(refs[1])
+        assert 0.25 < trio.current_time() - started < 2
+        assert await f.get(refs[0]) == chunks[refs[0].oid]  # served while the remote hangs
+        remote.gate.set()
+        assert await f.get(refs[1]) == chunks[refs[1].oid]
+
+    with_fetcher(fetcher, scenario)
+    assert remote.calls == [refs[0].oid, refs[1].oid]  # the late result was kept
+
+
+def test_a_chunk_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    refs, chunks = make_chunks(1, 1000)
+    chunks[refs[0].oid] = chunks[refs[0].oid][:-1]
+    cache = ChunkCache(tmp_path, 10_000)
+    fetcher = Fetcher(None, cache, FakeRemote(chunks), timeout=5)
+
+    async def scenario(f: Fetcher) -> None:
+        with pytest.raises(ObjectCorrupt, match=refs[0].oid.hex()):
+            await f.get(refs[0])
+
+    with_fetcher(fetcher, scenario)
+
+
+def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
+    refs, chunks = make_chunks(40, 256 * KiB)
+    size = sum(r.size for r in refs)
+    entry = Entry(b"f", Kind.FILE, 0o644, size, 0, b"\0" * 32, tuple(refs))
+    data = b"".join(chunks[r.oid] for r in refs)
+
+    def run(offsets: list[int]) -> FakeRemote:
+        remote = FakeRemote(chunks)
+        fetcher = Fetcher(None, None, remote, timeout=5)
+        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+
+        async def scenario(fetch: Fetcher) -> None:
+            for off in offsets:
+                assert await f.read(fetch, off, 128 * KiB) == data[off : off + 128 * KiB]
+            while fetch.pending:
+                await trio.sleep(0.01)
+
+        with_fetcher(fetcher, scenario)
+        return remote
+
+    sequential = run(list(range(0, 8 * MiB, 128 * KiB)))
+    # reading 8 MiB in order fetched chunks beyond 8 MiB in advance
+    assert len(set(sequential.calls)) > 8 * MiB // (256 * KiB)
+    rng = random.Random(1)
+    offsets = [rng.randrange(0, size - 128 * KiB) // 4096 * 4096 for _ in range(20)]
+    touched = {
+        refs[i].oid
+        for off in offsets
+        for i in (off // (256 * KiB), (off + 128 * KiB - 1) // (256 * KiB))
+    }
+    assert set(run(offsets).calls) == touched  # random reads: no read-ahead
+    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+    assert f.window() == 0
+    f.streak = AHEAD_AFTER
+    assert f.window() == AHEAD_AFTER
+    f.streak = 1 << 40
+    assert f.window() == 16 * MiB
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def build_fs(root: Path) -> tuple[VersionsFs, bytes]:
+    repo = Repository.init(root)
+    big = random.Random(5).randbytes(3 * MiB + 17)
+    write(root, "data/big.bin", big)
+    write(root, "data/small.txt", b"one\n")
+    os.symlink("small.txt", root / "data" / "link")
+    commit(repo, "one", tag="release/1.0")
+    write(root, "data/small.txt", b"two\n")
+    commit(repo, "two")
+    source = RepositorySource(root, None, 2)
+    fetcher = Fetcher(source.local, None, None, timeout=5)
+    layout = Layout(Records(source.history, trio.CapacityLimiter(2)), source.catalog())
+    return VersionsFs(layout, fetcher), big
+
+
+def run_fs(fs: VersionsFs, scenario: Callable[[VersionsFs], Awaitable[None]]) -> None:
+    with_fetcher(fs.fetcher, lambda _: scenario(fs))
+
+
+async def walk(fs: VersionsFs, *names: bytes) -> pyfuse3.EntryAttributes:
+    ino = inodes.ROOT
+    attrs = await fs.getattr(ino, CTX)
+    for name in names:
+        attrs = await fs.lookup(ino, name, CTX)
+        ino = attrs.st_ino
+    return attrs
+
+
+async def fuse_errno(call: Awaitable[object]) -> int:
+    try:
+        await call
+    except pyfuse3.FUSEError as exc:
+        return exc.errno
+    return 0
+
+
+def test_handlers_read_what_was_committed(tmp_path: Path) -> None:
+    fs, big = build_fs(tmp_path / "repo")
+
+    async def scenario(fs: VersionsFs) -> None:
+        attrs = await walk(fs, b"data", b"big.bin")
+        assert attrs.st_size == len(big)
+        fi = await fs.open(attrs.st_ino, os.O_RDONLY, CTX)
+        assert fi.keep_cache
+        rng = random.Random(2)
+        for _ in range(200):
+            off = rng.randrange(len(big) + 100)
+            n = rng.randrange(1, 300 * KiB)
+            assert await fs.read(fi.fh, off, n) == big[off : off + n]
+        await fs.release(fi.fh)
+        small = await walk(fs, b".versions", b"v1", b"data", b"small.txt")
+        fi = await fs.open(small.st_ino, os.O_RDONLY, CTX)
+        assert await fs.read(fi.fh, 0, 100) == b"one\n"
+        link = await walk(fs, b"data", b"link")
+        assert await fs.readlink(link.st_ino, CTX) == b"small.txt"
+        latest = await walk(fs, b".versions", b"latest")
+        assert await fs.readlink(latest.st_ino, CTX) == b"v2"
+        tagged = await walk(fs, b".versions", b"tags", b"release", b"1.0", b"data", b"small.txt")
+        assert tagged.st_size == 4
+        assert await fuse_errno(walk(fs, b".versions", b"v3")) == errno.ENOENT
+        assert await fuse_errno(walk(fs, b"data", b"small.txt", b"x")) == errno.ENOTDIR
+        root = fs.table.get(inodes.ROOT)
+        assert root is not None
+        assert [n for n, _ in await fs.layout.listing(root)] == [b"data"]
+        versions = fs.table.get(inodes.VERSIONS)
+        assert versions is not None
+        names = [n for n, _ in await fs.layout.listing(versions)]
+        assert names == [b"v1", b"v2", b"latest", b"tags", b"branches", b"ids"]
+        st = await fs.statfs(CTX)
+        assert st.f_files == 3 and st.f_namemax == 255
+
+    run_fs(fs, scenario)
+
+
+def test_handlers_refuse_writes_with_erofs(tmp_path: Path) -> None:
+    fs, _ = build_fs(tmp_path / "repo")
+
+    async def scenario(fs: VersionsFs) -> None:
+        d = (await walk(fs, b"data")).st_ino
+        f = (await walk(fs, b"data", b"small.txt")).st_ino
+        fields = pyfuse3.SetattrFields()
+        calls = [
+            fs.open(f, os.O_WRONLY, CTX),
+            fs.open(f, os.O_RDWR, CTX),
+            fs.create(d, b"new", 0o644, os.O_WRONLY, CTX),
+            fs.mkdir(d, b"new", 0o755, CTX),
+            fs.mknod(d, b"new", 0o644, 0, CTX),
+            fs.unlink(d, b"small.txt", CTX),
+            fs.rmdir(inodes.ROOT, b"data", CTX),
+            fs.symlink(d, b"l", b"x", CTX),
+            fs.rename(d, b"small.txt", d, b"x", 0, CTX),
+            fs.link(f, d, b"x", CTX),
+            fs.setattr(f, pyfuse3.EntryAttributes(), fields, None, CTX),
+            fs.setxattr(f, b"user.x", b"1", CTX),
+            fs.removexattr(f, b"user.x", CTX),
+            fs.write(1, 0, b"x"),
+        ]
+        for call in calls:
+            assert await fuse_errno(call) == errno.EROFS
+
+    run_fs(fs, scenario)

@@ -1,0 +1,304 @@
+"""Mounting a remote alone: lazy reads, the cache bound, refresh, S3, and faults.
+
+A repository is pushed to a directory remote (``file://``) and the remote URL is
+mounted. The daemon runs with ``--debug``, which logs one line per ranged GET
+(``fetched chunk <id>``), so each test can count exactly what went over the wire
+and check it against the chunks the read touched. Faults are made on the remote's
+files: the directory taken away (unreachable), a pack replaced by a FIFO (a remote
+that never answers), and a flipped byte in a chunk (corruption).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.mount_support import Mount, commit, in_mount_table, mounted, push_to, write
+from tests.s3server import S3Server
+from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
+from vfs.repo import Repository
+
+MiB = 1024 * 1024
+BIG = random.Random(11).randbytes(8 * MiB)
+OTHER = random.Random(12).randbytes(3 * MiB)
+FETCHED = re.compile(r"fetched chunk ([0-9a-f]{64}): (\d+) bytes")
+
+
+@dataclass
+class Pushed:
+    """A repository, the remote it was pushed to, and the chunks of its big files."""
+
+    repo: Path
+    remote: Path
+    big: list[ChunkRef]
+    other: list[ChunkRef]
+
+    @property
+    def url(self) -> str:
+        return self.remote.as_uri()
+
+    def pack_of(self, oid: bytes) -> tuple[Path, int, int]:
+        """(pack file, offset, stored length) of an object on the remote."""
+        index = RemoteRepo(connect(RemoteSpec("t", self.url), 1), None).index()
+        pack_id, obj = index[oid]
+        return self.remote / "packs" / pack_id, obj.offset, obj.stored_len
+
+
+def chunks_of(root: Path, path: bytes) -> list[ChunkRef]:
+    """The chunks of a file at the head of the repository at ``root``."""
+    hist = Repository(root).history
+    head = hist.head_id()
+    assert head is not None
+    entry = hist.lookup(hist.version(head).tree, path)
+    assert entry is not None
+    return list(entry.chunks)
+
+
+@pytest.fixture(name="pushed")
+def pushed_fixture(tmp_path: Path) -> Pushed:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/big.bin", BIG)
+    write(root, "data/other.bin", OTHER)
+    write(root, "data/small.txt", b"small\n")
+    commit(repo, "one", tag="first")
+    remote = tmp_path / "remote"
+    push_to(repo, remote.as_uri())
+    return Pushed(
+        root, remote, chunks_of(root, b"data/big.bin"), chunks_of(root, b"data/other.bin")
+    )
+
+
+@pytest.fixture(name="url_mount")
+def url_mount_fixture(pushed: Pushed, tmp_path: Path) -> Iterator[Mount]:
+    with mounted(pushed.url, tmp_path / "mnt", tmp_path / "home", "--debug", "--timeout", "2") as m:
+        yield m
+
+
+def fetches(m: Mount) -> list[tuple[str, int]]:
+    """(chunk id, bytes) of every ranged GET the daemon logged so far."""
+    return [(i, int(n)) for i, n in FETCHED.findall(m.log_text())]
+
+
+def cached(m: Mount) -> dict[str, int]:
+    """Chunk id -> size of every chunk in the mount's cache."""
+    base = m.cache / "chunks"
+    return {f.name: f.stat().st_size for f in base.glob("*/*")}
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------- lazy reads
+
+
+def test_a_read_fetches_only_the_chunks_it_touches(pushed: Pushed, url_mount: Mount) -> None:
+    data = url_mount.path / "data"
+    assert sorted(os.listdir(data)) == ["big.bin", "other.bin", "small.txt"]
+    assert os.stat(data / "big.bin").st_size == len(BIG)
+    assert fetches(url_mount) == []  # listing and stat need metadata only
+    starts = [0]
+    for c in pushed.big:
+        starts.append(starts[-1] + c.size)
+    # the middle of the largest chunk: the kernel's own read-ahead stays inside it
+    want = max(pushed.big, key=lambda c: c.size)
+    assert want.size > 1200 * 1024
+    off = starts[pushed.big.index(want)] + want.size // 2
+    with open(data / "big.bin", "rb") as f:
+        f.seek(off)
+        assert f.read(100) == BIG[off : off + 100]
+    assert fetches(url_mount) == [(want.oid.hex(), want.size)]  # one GET, of that chunk
+    assert cached(url_mount) == {want.oid.hex(): want.size}
+    assert hashlib.sha256((data / "big.bin").read_bytes()).digest() == hashlib.sha256(BIG).digest()
+    got = fetches(url_mount)
+    assert sorted(got) == sorted({(c.oid.hex(), c.size) for c in pushed.big})  # each once
+    assert (url_mount.versions / "tags" / "first" / "data" / "small.txt").read_bytes() == b"small\n"
+
+
+def test_the_cache_stays_within_its_size(pushed: Pushed, tmp_path: Path) -> None:
+    limit = 3 * MiB
+    with mounted(pushed.url, tmp_path / "mnt", tmp_path / "home", "--cache-size", str(limit)) as m:
+        for _ in range(2):
+            assert (m.path / "data" / "big.bin").read_bytes() == BIG
+            assert (m.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
+            assert 0 < sum(cached(m).values()) <= limit
+
+
+def test_refresh_shows_versions_pushed_by_others(pushed: Pushed, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with mounted(pushed.url, tmp_path / "mnt", home, "--refresh", "0.2") as m:
+        assert os.listdir(m.versions)[:2] == ["v1", "latest"]
+        assert not (m.path / "data" / "new.txt").exists()
+        repo = Repository(pushed.repo)
+        write(pushed.repo, "data/new.txt", b"pushed later\n")
+        commit(repo, "two", tag="second")
+        push_to(repo, pushed.url)
+        eventually(lambda: (m.versions / "v2").exists())
+        assert (m.versions / "v2" / "data" / "new.txt").read_bytes() == b"pushed later\n"
+        assert os.readlink(m.versions / "latest") == "v2"
+        assert sorted(os.listdir(m.versions / "tags")) == ["first", "second"]
+        eventually(lambda: (m.path / "data" / "new.txt").exists())
+        assert (m.path / "data" / "new.txt").read_bytes() == b"pushed later\n"
+
+
+def test_mount_over_s3(pushed: Pushed, s3_env: S3Server, tmp_path: Path) -> None:
+    url = f"s3://{s3_env.make_bucket()}/ds"
+    push_to(Repository(pushed.repo), url, "s3", s3_env.endpoint)
+    env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    with mounted(
+        url, tmp_path / "mnt", tmp_path / "home", "--endpoint-url", s3_env.endpoint, "--debug",
+        env=env,
+    ) as m:  # fmt: skip
+        with open(m.path / "data" / "big.bin", "rb") as f:
+            f.seek(len(BIG) - 5)
+            assert f.read() == BIG[-5:]
+        assert fetches(m) == [(pushed.big[-1].oid.hex(), pushed.big[-1].size)]
+        assert (m.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
+
+
+# ---------------------------------------------------------------------------- faults
+
+
+def read_error(path: Path) -> int:
+    """The errno reading ``path`` fails with (0 if it does not fail)."""
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        return exc.errno or -1
+    return 0
+
+
+def test_unreachable_remote_fails_reads_and_recovers(pushed: Pushed, url_mount: Mount) -> None:
+    data = url_mount.path / "data"
+    assert (data / "big.bin").read_bytes() == BIG
+    away = pushed.remote.with_name("remote-away")
+    pushed.remote.rename(away)
+    try:
+        assert read_error(data / "other.bin") == errno.EIO
+        # cached chunks are still served (through another inode: not the page cache)
+        assert (url_mount.versions / "v1" / "data" / "big.bin").read_bytes() == BIG
+    finally:
+        away.rename(pushed.remote)
+    assert (data / "other.bin").read_bytes() == OTHER
+    assert "could not be read" in url_mount.log_text()
+
+
+def test_a_remote_that_never_answers_costs_one_read(pushed: Pushed, url_mount: Mount) -> None:
+    data = url_mount.path / "data"
+    assert (data / "big.bin").read_bytes() == BIG
+    pack, _, _ = pushed.pack_of(pushed.other[0].oid)
+    real = pack.with_name("real-pack")
+    pack.rename(real)
+    os.mkfifo(pack)  # opening it for reading blocks until a writer comes
+    try:
+        started = time.monotonic()
+        assert read_error(data / "other.bin") == errno.EIO
+        took = time.monotonic() - started
+        assert 1.5 < took < 8, took  # --timeout 2
+        # meanwhile, cached data is served at once
+        started = time.monotonic()
+        assert (url_mount.versions / "v1" / "data" / "big.bin").read_bytes() == BIG
+        assert time.monotonic() - started < 1.5
+    finally:
+        fifo = pack.with_name("fifo")
+        pack.rename(fifo)
+        real.rename(pack)
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # let the stuck GET finish
+        os.close(fd)
+    eventually(lambda: read_error(data / "other.bin") == 0)
+    assert (data / "other.bin").read_bytes() == OTHER
+    assert "did not arrive within 2 s" in url_mount.log_text()
+
+
+def test_a_corrupt_chunk_is_never_served_or_cached(pushed: Pushed, url_mount: Mount) -> None:
+    bad = pushed.other[1]
+    pack, offset, length = pushed.pack_of(bad.oid)
+    original = pack.read_bytes()
+    flipped = bytearray(original)
+    flipped[offset + length // 2] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(flipped))
+    try:
+        assert read_error(url_mount.path / "data" / "other.bin") == errno.EIO
+        assert bad.oid.hex() not in cached(url_mount)
+        log = url_mount.log_text()
+        assert f"chunk {bad.oid.hex()} could not be read" in log
+        assert "corrupt" in log
+    finally:
+        pack.write_bytes(original)
+    assert (url_mount.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
+    assert bad.oid.hex() in cached(url_mount)
+
+
+def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with mounted(pushed.url, tmp_path / "mnt", home) as m:
+        assert (m.path / "data" / "small.txt").read_bytes() == b"small\n"
+        (name,) = cached(m)
+    victim = next((m.cache / "chunks").glob(f"*/{name}"))
+    victim.write_bytes(b"tampered\n")
+    with mounted(pushed.url, tmp_path / "mnt", home) as m:
+        assert (m.path / "data" / "small.txt").read_bytes() == b"small\n"
+        assert f"cached chunk {name} failed verification" in m.log_text()
+    assert victim.read_bytes() == b"small\n"
+
+
+def test_readers_of_one_chunk_fetch_it_once(pushed: Pushed, url_mount: Mount) -> None:
+    paths = [url_mount.path / "data" / "big.bin", url_mount.versions / "v1" / "data" / "big.bin"]
+    paths += [url_mount.versions / "tags" / "first" / "data" / "big.bin"]
+    results: list[bool] = []
+
+    def reader(p: Path) -> None:
+        results.append(p.read_bytes() == BIG)
+
+    threads = [threading.Thread(target=reader, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == [True] * len(paths)
+    got = [i for i, _ in fetches(url_mount)]
+    assert sorted(got) == sorted(c.oid.hex() for c in pushed.big)  # each chunk fetched once
+
+
+def test_cache_outlives_the_daemon(pushed: Pushed, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with mounted(pushed.url, tmp_path / "mnt", home) as m:
+        assert (m.path / "data" / "other.bin").read_bytes() == OTHER
+        cache = m.cache
+    shutil.rmtree(pushed.remote / "packs")  # from now on, only the cache has data
+    with mounted(pushed.url, tmp_path / "mnt", home) as m:
+        assert m.cache == cache
+        assert (m.path / "data" / "other.bin").read_bytes() == OTHER
+
+
+def test_a_hung_remote_does_not_hold_up_an_unmount(pushed: Pushed, tmp_path: Path) -> None:
+    pack, _, _ = pushed.pack_of(pushed.other[0].oid)
+    try:
+        with mounted(pushed.url, tmp_path / "mnt", tmp_path / "home", "--timeout", "0.5") as m:
+            pack.unlink()
+            os.mkfifo(pack)
+            assert read_error(m.path / "data" / "other.bin") == errno.EIO
+            m.proc.send_signal(signal.SIGTERM)  # the GET is still stuck in its thread
+            assert m.proc.wait(timeout=10) == 0, m.log_text()
+            assert not in_mount_table(m.path)
+    finally:
+        with contextlib.suppress(OSError):  # nobody may be reading it any more
+            os.close(os.open(pack, os.O_WRONLY | os.O_NONBLOCK))
