@@ -24,7 +24,7 @@ from typing import Any
 
 import msgpack
 
-from vfs.backends import Backend, LimitedBackend, ObjectInfo, open_backend
+from vfs.backends import Backend, LimitedBackend, ObjectInfo, open_backend, valid_bucket
 from vfs.errors import FormatError, UsageError
 from vfs.packs import PackedObject, decode_index
 from vfs.refs import check_ref_name
@@ -95,7 +95,10 @@ def check_url(url: str) -> None:
         raise UsageError(f"empty remote URL: {_URL_FORMS}")
     if not sep:
         return
-    if scheme == "s3" and rest.split("/", 1)[0]:
+    if scheme == "s3":
+        bucket = rest.split("/", 1)[0]
+        if not valid_bucket(bucket):
+            raise UsageError(f"bad bucket name {bucket!r} in {url!r}: {_URL_FORMS}")
         return
     if scheme == "file" and rest.startswith("/"):
         return

@@ -44,6 +44,7 @@ from vfs.errors import (
     PreconditionFailed,
     RemoteError,
     RemoteNotFound,
+    RevisionNotFound,
     UsageError,
 )
 from vfs.history import History
@@ -624,6 +625,16 @@ class PullResult:
     message: str
 
 
+def _is_path_of(repo: Repository, version: bytes, arg: str) -> bool:
+    """True if ``arg`` names a path of ``version`` (relative to the working directory)."""
+    try:
+        rel = repo.rel(arg)
+    except UsageError:
+        return False
+    hist = repo.history
+    return hist.lookup(hist.version(version).tree, rel) is not None
+
+
 def pull(
     repo: Repository,
     spec: RemoteSpec,
@@ -642,7 +653,13 @@ def pull(
         branch = hist.head().branch
         remote_tip = got.heads.get(branch)
         if rev is not None:
-            target = hist.resolve(rev)
+            try:
+                target = hist.resolve(rev)
+            except RevisionNotFound:
+                # `dvfs pull data/x`: a path of the remote branch, not a revision.
+                if remote_tip is None or not _is_path_of(repo, remote_tip, rev):
+                    raise
+                paths, rev, target = [rev, *paths], None, remote_tip
         elif remote_tip is None:
             raise UsageError(f"{spec.name} has no branch {branch}: nothing to pull")
         else:

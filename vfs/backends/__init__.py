@@ -6,6 +6,7 @@ contract are in ``vfs.backends.base``, the wrappers in ``vfs.backends.wrappers``
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -22,11 +23,17 @@ __all__ = [
     "ObjectInfo",
     "RetryingBackend",
     "open_backend",
+    "valid_bucket",
     "validate_key",
 ]
 
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
+
+
+def valid_bucket(name: str) -> bool:
+    """True if ``name`` can be an S3 bucket name."""
+    return bool(_BUCKET.fullmatch(name))
 
 
 def open_backend(
@@ -61,7 +68,7 @@ def open_backend(
         return LocalBackend(Path(path), create=create)
     if scheme == "s3":
         bucket, _, prefix = rest.partition("/")
-        if not _BUCKET.fullmatch(bucket):
+        if not valid_bucket(bucket):
             raise UsageError(f"bad bucket name {bucket!r} in {url!r}: {_FORMS}")
         prefix = prefix.strip("/")
         try:
@@ -78,5 +85,11 @@ def open_backend(
         backend: Backend = S3Backend(
             bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
         )
-        return RetryingBackend(backend) if retry else backend
+        if not retry:
+            return backend
+        return RetryingBackend(
+            backend,
+            attempts=int(os.environ.get("DVFS_RETRY_ATTEMPTS", "6")),
+            deadline=float(os.environ.get("DVFS_RETRY_DEADLINE", "60")),
+        )
     raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
