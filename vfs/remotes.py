@@ -98,7 +98,7 @@ def check_url(url: str) -> None:
     if scheme == "s3":
         bucket = rest.split("/", 1)[0]
         if not valid_bucket(bucket):
-            raise UsageError(f"bad bucket name {bucket!r} in {url!r}: {_URL_FORMS}")
+            raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_URL_FORMS}")
         return
     if scheme == "file" and rest.startswith("/"):
         return
