@@ -154,6 +154,18 @@ class Index:
         row = self._rows.get(path)
         return None if row is None else _staged(row)
 
+    def put(self, path: bytes, staged: Staged) -> None:
+        """Stage ``staged`` at ``path``, without building the other records."""
+        if self._entries is None:
+            self._rows[path] = _row(path, staged)
+        else:
+            self._entries[path] = staged
+
+    def remove(self, path: bytes) -> bool:
+        """Unstage ``path``; True if it was staged."""
+        table: dict[bytes, Any] = self._rows if self._entries is None else self._entries
+        return table.pop(path, None) is not None
+
     def fresh(self, path: bytes, st: os.stat_result) -> bool | None:
         """None if ``path`` is not staged; else whether stat ``st`` proves it unchanged."""
         if self._entries is not None:

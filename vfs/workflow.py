@@ -194,19 +194,20 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
             repo.store.discard()
             raise
         # Everything is hashed and stored: now change the index in one go.
+        # The index is changed through put/remove, so its other records are never built.
         for rel in rels:
             for p in index.under(rel):
                 if p not in found:
-                    del index.entries[p]
+                    index.remove(p)
                     report.removed += 1
-        dirs = {a for p in index.entries for a in _ancestors(p)}
+        dirs = {a for p in index.paths() for a in _ancestors(p)}
         for rel, staged in new.items():
             for anc in _ancestors(rel):  # a file now where a tracked file was a directory
-                index.entries.pop(anc, None)
+                index.remove(anc)
             if rel in dirs:  # a file now where a tracked directory was
                 for p in index.under(rel):
-                    del index.entries[p]
-            index.entries[rel] = staged
+                    index.remove(p)
+            index.put(rel, staged)
         repo.store.flush()
         flush_filesystem(repo.dir)  # the index must never name objects not on disk
         index.head = None
