@@ -51,20 +51,11 @@ from seaweed import SeaweedFS, weed_binary
 from tools import REPO_ROOT, Dvc, Dvfs, SetupError, Tool, dvfs_command, ensure_dvc, must
 from workload import Workload, edit_big, ensure_data, tree_digest
 
+from tests.loopback import AWS_VARS_TO_CLEAR
+
 BUCKETS = {DVFS: "dvfs-bench", DVC: "dvc-bench"}
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 REQUESTS_LINE = re.compile(r"(\d+) requests")
-# Variables that would let a tool find credentials or endpoints other than the server's.
-AWS_VARS = [
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-]
 
 
 def bucket_bytes(server: SeaweedFS, bucket: str) -> int:
@@ -294,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(runs, ignore_errors=True)
         server.start()
         print(f"SeaweedFS at {server.endpoint}", flush=True)
-        env = {k: v for k, v in os.environ.items() if k not in AWS_VARS}
+        env = {k: v for k, v in os.environ.items() if k not in AWS_VARS_TO_CLEAR}
         env.update(server.env())
         env["GIT_CEILING_DIRECTORIES"] = str(runs)
         dvfs = Dvfs(runs / "dvfs", env, dvfs_command(args.dvfs))

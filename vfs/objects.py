@@ -32,6 +32,7 @@ import enum
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -186,6 +187,7 @@ class ObjectStore:
         self._fds: dict[int, int] = {}
         self._writer: _PackWriter | None = None
         self._loaded = False
+        self._scanned_at = -1  # mtime of the directory when it was last listed
         # Index files not merged into _entries yet: (slot, file bytes, object count).
         self._raw: list[tuple[int, bytes, int]] = []
         self._merged = False
@@ -215,6 +217,13 @@ class ObjectStore:
         with self._lock:
             self._loaded = True
             try:
+                # A new pack is a new name: unchanged directory, nothing new to list.
+                # A stamp younger than a second is not trusted (coarse timestamps:
+                # a rename in the same tick would leave it unchanged).
+                stamp = os.stat(self.root).st_mtime_ns
+                if stamp == self._scanned_at:
+                    return
+                self._scanned_at = stamp if stamp < time.time_ns() - 1_000_000_000 else -1
                 names = sorted(os.listdir(self.root))
             except FileNotFoundError:
                 return

@@ -176,9 +176,16 @@ class RemoteRepo:
         return data
 
     def download(
-        self, wanted: Iterable[bytes], index: dict[bytes, Located], pool: ThreadPoolExecutor
+        self,
+        wanted: Iterable[bytes],
+        index: dict[bytes, Located],
+        pool: ThreadPoolExecutor,
+        jobs: int,
     ) -> Iterator[tuple[PackedObject, bytes]]:
-        """Fetch objects by id, several per ranged GET; each is verified before it is yielded."""
+        """Fetch objects by id, several per ranged GET; each is verified before it is yielded.
+
+        At most ``2 * jobs`` ranges are in flight, so memory stays bounded.
+        """
         by_pack: dict[str, list[PackedObject]] = {}
         for oid in wanted:
             hit = index.get(oid)
@@ -223,7 +230,7 @@ class RemoteRepo:
             return out
 
         pending: deque[Future[list[tuple[PackedObject, bytes]]]] = deque()
-        limit = max(2, pool._max_workers * 2)
+        limit = 2 * jobs
         try:
             for pack_id, group in ranges:
                 pending.append(pool.submit(fetch, pack_id, group))
@@ -489,7 +496,7 @@ def _fetch_metadata(
         frontier = list(dict.fromkeys(t for t in tips if not store.has(t)))  # tags repeat heads
         seen: set[bytes] = set(frontier)
         while frontier:  # versions, one generation at a time
-            found = dict((o.oid, (o, p)) for o, p in remote.download(frontier, index, pool))
+            found = dict((o.oid, (o, p)) for o, p in remote.download(frontier, index, pool, jobs))
             nxt = []
             for oid in frontier:
                 obj, payload = found[oid]
@@ -506,7 +513,7 @@ def _fetch_metadata(
                     trees.append(v.tree)
             frontier = nxt
         while trees:  # trees, one level at a time
-            found = dict((o.oid, (o, p)) for o, p in remote.download(trees, index, pool))
+            found = dict((o.oid, (o, p)) for o, p in remote.download(trees, index, pool, jobs))
             nxt = []
             for oid in trees:
                 obj, payload = found[oid]
@@ -604,7 +611,7 @@ def download_data(
     total = sum(index[o][1].stored_len for o in need if o in index)
     workers.progress.start("downloading", len(need), total)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for obj, payload in remote.download(list(need), index, pool):
+        for obj, payload in remote.download(list(need), index, pool, jobs):
             store.put_stored(obj.oid, obj.kind, obj.compression, payload, obj.raw_len)
             report.objects += 1
             report.bytes += len(payload)

