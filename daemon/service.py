@@ -41,11 +41,15 @@ import trio
 
 from daemon.cache import ChunkCache
 from daemon.catalog import Catalog
+from daemon.control import Control, socket_path
 from daemon.fetcher import Fetcher
 from daemon.layout import Layout
 from daemon.ops import VersionsFs
+from daemon.overlay import Overlay, work_dir_name
 from daemon.records import Records
-from daemon.source import Source, open_source
+from daemon.snapshot import Snapshots
+from daemon.source import RemoteSource, Source, open_source
+from daemon.writable import WorkingFs
 from vfs import (
     DvfsError,
     MountError,
@@ -78,6 +82,7 @@ class Options:
     allow_other: bool
     debug: bool
     ready_fd: int | None
+    writable: bool = False
 
 
 def parse(argv: list[str]) -> Options:
@@ -94,10 +99,11 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--allow-other", action="store_true")
     p.add_argument("--debug", action="store_true")
     p.add_argument("--ready-fd", type=int)
+    p.add_argument("--writable", action="store_true")
     a = p.parse_args(argv)
     return Options(
         a.source, a.mountpoint, a.cache_dir.absolute(), a.cache_size, a.branch, a.refresh,
-        a.timeout, a.endpoint_url, a.allow_other, a.debug, a.ready_fd,
+        a.timeout, a.endpoint_url, a.allow_other, a.debug, a.ready_fd, a.writable,
     )  # fmt: skip
 
 
@@ -198,6 +204,10 @@ async def serve(fs: VersionsFs, source: Source, refresh: float | None) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(fs.fetcher.run)
         nursery.start_soon(watch_signals)
+        if isinstance(fs, WorkingFs):
+            path = socket_path()
+            await nursery.start(Control(path, Snapshots(fs, source, fs.overlay)).run)
+            fs.control_path = os.fsencode(path)
         if refresh:
             nursery.start_soon(refresh_loop, fs, source, refresh)
         await pyfuse3.main()
@@ -222,7 +232,22 @@ def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
     cache = ChunkCache(opts.cache_dir / "chunks", opts.cache_size)
     fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
-    return mountpoint, source, VersionsFs(layout, fetcher)
+    if not opts.writable:
+        return mountpoint, source, VersionsFs(layout, fetcher)
+    overlay = Overlay(work_dir(source, opts.cache_dir), catalog.head, source.root_entry)
+    return mountpoint, source, WorkingFs(layout, fetcher, overlay)
+
+
+def work_dir(source: Source, cache_dir: Path) -> Path:
+    """Where a source's branch keeps its working tree (``daemon.overlay``).
+
+    In the repository for a repository mount, so that any cache directory finds it;
+    in the cache directory for a URL mount, which has no other place.
+    """
+    name = work_dir_name(source.branch)
+    if isinstance(source, RemoteSource):
+        return cache_dir / "work" / name
+    return source.repo.dir / "worktrees" / name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sd_notify("STOPPING=1")
         pyfuse3.close(unmount=is_mounted(mountpoint))
+        if isinstance(fs, WorkingFs):
+            fs.overlay.close()
         remove_record(mountpoint, os.getpid())
         log.info("unmounted %s", mountpoint)
     return 0

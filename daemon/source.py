@@ -24,13 +24,16 @@ from pathlib import Path
 from daemon.catalog import Catalog, build
 from daemon.remote import RemoteChunks
 from vfs import (
+    Entry,
     FetchResult,
     History,
+    Kind,
     MountError,
     ObjectStore,
     RemoteRepo,
     RemoteSpec,
     Repository,
+    UsageError,
     add_remote,
     configured_remotes,
     connect,
@@ -38,6 +41,8 @@ from vfs import (
     fetch_locked,
     parse_format,
 )
+from vfs.sync import push
+from vfs.worktree import Workers
 
 ORIGIN = "origin"
 
@@ -47,6 +52,7 @@ class Source(abc.ABC):
 
     description: str
     branch: str
+    repo: Repository
     history: History
     local: ObjectStore | None
     remote: RemoteChunks | None
@@ -54,6 +60,13 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def catalog(self) -> Catalog:
         """The names of versions as they are now (blocking)."""
+
+    def root_entry(self, version: bytes | None) -> Entry | None:
+        """An entry for a version's root tree, as the working tree's root (blocking)."""
+        if version is None:
+            return None
+        v = self.history.version(version)
+        return Entry(b"", Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
 
 
 class RepositorySource(Source):
@@ -129,6 +142,29 @@ class RemoteSource(Source):
             self._first = False
             self.branch = self._choose_branch(got.heads)
         return build(self.history, self.branch, got.heads.get(self.branch), got.tags, got.heads)
+
+    def remote_head(self, branch: str) -> bytes | None:
+        """Where ``branch`` is on the remote now (blocking)."""
+        return RemoteRepo(self.meter, None).ref_with_etag("heads", branch)[0]
+
+    def publish(self, branch: str, oid: bytes, expected: bytes | None, tag: str | None) -> None:
+        """Push version ``oid`` (stored in the metadata repository) as ``branch``.
+
+        The remote's branch moves from ``expected`` by a conditional write; if it
+        moved meanwhile, UsageError, and the remote's branch is left as it was.
+        """
+        refs = self.repo.refs
+        refs.update(f"refs/heads/{branch}", oid, refs.get(f"refs/heads/{branch}"))
+        if tag is not None:
+            refs.update(f"refs/tags/{tag}", oid, refs.get(f"refs/tags/{tag}"))
+        try:
+            with Workers() as w:
+                push(self.repo, self.spec, [branch], w, tags=tag is not None, jobs=self.jobs)
+        except UsageError as exc:
+            raise UsageError(
+                f"the snapshot was not published ({exc}); the working tree is kept: run "
+                "`dvfs snapshot MNT -m MSG --branch NEW` to save it on a new branch"
+            ) from None
 
     def _choose_branch(self, heads: dict[str, bytes]) -> str:
         """The branch asked for, else ``main``, else the first; MountError if none fits."""

@@ -19,7 +19,7 @@ LAYERS = [
     {"worktree", "diff"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes"},
-    {"checkout", "browse", "fsck", "mounts", "launch"},
+    {"checkout", "browse", "fsck", "mounts", "launch", "control"},
     {"sync"},
     {"progress_bar"},
     {"cli"},

@@ -90,7 +90,7 @@ def build(root: Path, copies: Path) -> tuple[Repository, list[bytes], dict[str, 
 def ds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dataset]:
     base = tmp_path_factory.mktemp("mount")
     _, ids, copies = build(base / "repo", base / "copies")
-    with mounted(str(base / "repo"), base / "mnt", base / "home") as m:
+    with mounted(str(base / "repo"), base / "mnt", base / "home", "--read-only") as m:
         yield Dataset(base / "repo", ids, copies, m)
 
 
@@ -299,6 +299,6 @@ def test_inode_numbers_are_stable_and_unique(ds: Dataset, tmp_path: Path) -> Non
     paths = [v1 / "a.txt", v1 / "deep" / "x", v2 / "link", ds.mount.versions / "tags"]
     paths += [ds.mount.versions, ds.mnt / "data" / "big.bin"]
     before = [ino(p) for p in paths]
-    with mounted(str(ds.root), tmp_path / "again", tmp_path / "home") as m:
+    with mounted(str(ds.root), tmp_path / "again", tmp_path / "home", "--read-only") as m:
         again = [m.path / p.relative_to(ds.mnt) for p in paths]
         assert [ino(p) for p in again] == before

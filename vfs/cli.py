@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 import click
 import yaml
 
-from vfs import browse, checkout, launch, mounts, remotes, sync, workflow
+from vfs import browse, checkout, control, launch, mounts, remotes, sync, workflow
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
@@ -157,6 +157,17 @@ def commit(
     message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None
 ) -> None:
     """Record the staged data as a new version."""
+    recorded = collect_params(params, params_file)
+    repo = repo_here()
+    r = workflow.commit(repo, message, recorded, tag, warn)
+    tagged = f" (tag {tag})" if tag else ""
+    click.echo(
+        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - {message}"
+    )
+
+
+def collect_params(params: tuple[str, ...], params_file: Path | None) -> dict[str, Any]:
+    """The parameters of --params-file, then of each --param K=V."""
     recorded: dict[str, Any] = {}
     if params_file is not None:
         try:
@@ -171,11 +182,41 @@ def commit(
         if not sep or not key.strip():
             raise UsageError(f"--param {p!r} is not KEY=VALUE")
         recorded[key.strip()] = scalar(value)
-    repo = repo_here()
-    r = workflow.commit(repo, message, recorded, tag, warn)
+    return recorded
+
+
+@cli.command()
+@click.argument("mountpoint", metavar="MNT")
+@click.option("-m", "--message", required=True, help="What this version is.")
+@click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
+@click.option(
+    "--params-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML mapping of parameters to record.",
+)
+@click.option("--tag", help="Also tag the new version.")
+@click.option("--branch", "new_branch", metavar="NEW", help="Record it on a new branch.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def snapshot(
+    mountpoint: str, message: str, params: tuple[str, ...], params_file: Path | None,
+    tag: str | None, new_branch: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Record the working tree of the mount at MNT as a new version."""
+    recorded = collect_params(params, params_file)
+    request = {
+        "op": "snapshot", "message": message, "tag": tag, "params": recorded,
+        "branch": new_branch,
+    }  # fmt: skip
+    got = control.call(mountpoint, request)
+    control.check_answer_fields(got, "version", "id", "branch", "files", "bytes", "hashed")
+    if as_json:
+        got.pop("ok", None)
+        emit_json(got)
+        return
     tagged = f" (tag {tag})" if tag else ""
     click.echo(
-        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - {message}"
+        f"{got['version']} {got['id'][:10]}{tagged} on {got['branch']}: {got['files']} files, "
+        f"{human(got['bytes'])} ({got['hashed']} hashed) - {message}"
     )
 
 
@@ -204,10 +245,38 @@ def change_json(c: Change) -> dict[str, Any]:
     return out
 
 
+def mount_status(mountpoint: str, as_json: bool) -> None:
+    """`dvfs status MNT`: the working tree's changes, as its daemon records them."""
+    got = control.call(mountpoint, {"op": "status"})
+    control.check_answer_fields(got, "added", "modified", "deleted", "renamed", "branch")
+    if as_json:
+        got.pop("ok", None)
+        emit_json(got)
+        return
+    base = got.get("base_version")
+    click.echo(f"Working tree of branch {got['branch']}" + (f" over v{base}" if base else ""))
+    lines = [f"  renamed:  {a} -> {b}" for a, b in got["renamed"]]
+    lines += [f"  added:    {p}" for p in got["added"]]
+    lines += [f"  modified: {p}" for p in got["modified"]]
+    lines += [f"  deleted:  {p}" for p in got["deleted"]]
+    if lines:
+        click.echo("Changes (use `dvfs snapshot MNT -m MSG` to record them):")
+        click.echo("\n".join(lines))
+    else:
+        click.echo("Nothing to snapshot, working tree clean.")
+
+
 @cli.command()
+@click.argument("mountpoint", metavar="[MNT]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(as_json: bool) -> None:
-    """Show staged, modified, deleted and untracked files."""
+def status(mountpoint: str | None, as_json: bool) -> None:
+    """Show staged, modified, deleted and untracked files.
+
+    With MNT, the pending changes of that mount's working tree instead.
+    """
+    if mountpoint is not None:
+        mount_status(mountpoint, as_json)
+        return
     repo = repo_here()
     with workers() as w:
         st = workflow.status(repo, w, warn)
@@ -716,16 +785,22 @@ def clone_cmd(
 @click.option("--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount.")
 @click.option("--debug", is_flag=True, help="Log every fetch.")
+@click.option(
+    "--writable/--read-only", default=None,
+    help="MNT as a writable working tree (default: writable for a repository, "
+    "read-only for a URL).",
+)  # fmt: skip
 def mount_cmd(
     args: tuple[str, ...], branch: str | None, cache_dir: Path | None, cache_size: str,
     foreground: bool, refresh: float | None, timeout: float, endpoint_url: str | None,
-    allow_other: bool, debug: bool,
+    allow_other: bool, debug: bool, writable: bool | None,
 ) -> None:  # fmt: skip
-    """Mount every version of SOURCE read-only at MNT.
+    """Mount every version of SOURCE at MNT, and its branch as a working tree.
 
     SOURCE is a repository (default: the current one) or a remote URL
-    (s3://bucket/prefix, file:///path). MNT shows the branch head; MNT/.versions
-    holds v1..vN, latest, tags/, branches/ and ids/.
+    (s3://bucket/prefix, file:///path). MNT shows the branch head as a writable
+    working tree (`dvfs snapshot MNT` records it); MNT/.versions holds v1..vN,
+    latest, tags/, branches/ and ids/, read-only.
     """
     if len(args) > 2:
         raise UsageError("give at most two arguments: [SOURCE] MNT")
@@ -736,7 +811,7 @@ def mount_cmd(
         source, mountpoint,
         cache_dir.absolute() if cache_dir else launch.default_cache_dir(source),
         launch.parse_size(cache_size), branch, refresh, timeout, endpoint_url,
-        allow_other, debug,
+        allow_other, debug, source.kind == "repository" if writable is None else writable,
     )  # fmt: skip
     if foreground:
         sys.stdout.flush()

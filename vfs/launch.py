@@ -106,6 +106,7 @@ class DaemonArgs:
     endpoint_url: str | None = None
     allow_other: bool = False
     debug: bool = False
+    writable: bool = False
 
     def argv(self) -> list[str]:
         """The daemon's command line (``-P``: never import a ``daemon`` from the cwd)."""
@@ -125,6 +126,8 @@ class DaemonArgs:
             out.append("--allow-other")
         if self.debug:
             out.append("--debug")
+        if self.writable:
+            out.append("--writable")
         return out
 
     @property

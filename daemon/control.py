@@ -1,0 +1,140 @@
+"""The control socket: how ``dvfs snapshot`` and ``dvfs status MNT`` reach the daemon.
+
+A Unix stream socket in a private directory (``$XDG_RUNTIME_DIR/dvfs`` or
+``/tmp/dvfs-<uid>``, mode 0700), named after the daemon's pid. The CLI finds it
+through the mount itself: ``getxattr(MNT, "user.dvfs.control")`` answers its path
+(``vfs.control``). Only the daemon's user (or root) may connect; the peer's
+credentials are checked.
+
+Protocol, version 1: one JSON object per line each way. A request is
+``{"op": "snapshot", "message": ..., "tag": ..., "params": {...}, "branch": ...}``,
+``{"op": "status"}`` or ``{"op": "ping"}``; the answer is ``{"ok": true, ...}`` or
+``{"ok": false, "error": "<one line for the user>"}``. One request per connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from daemon.snapshot import Request, Snapshots
+from vfs import DvfsError
+
+log = logging.getLogger(__name__)
+MAX_REQUEST = 1 << 20
+_CRED = struct.Struct("3i")
+
+
+def socket_path() -> Path:
+    """A fresh socket path for this daemon, in a directory only its user can enter."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
+        base = Path(runtime) / "dvfs"
+    else:
+        base = Path("/tmp") / f"dvfs-{os.getuid()}"
+    base.mkdir(mode=0o700, exist_ok=True)
+    st = base.lstat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077 or not os.path.isdir(base):
+        raise DvfsError(f"{base} is not a private directory of this user: remove it")
+    return base / f"ctl-{os.getpid()}.sock"
+
+
+def _peer_allowed(sock: trio.socket.SocketType) -> bool:
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size)
+    _, uid, _ = _CRED.unpack(raw)
+    return uid in (0, os.getuid())
+
+
+class Control:
+    """Serves requests on the control socket."""
+
+    def __init__(self, path: Path, snapshots: Snapshots) -> None:
+        self.path = path
+        self.snapshots = snapshots
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; the socket file is removed on the way out."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        sock.listen(16)
+        listener = trio.SocketListener(sock)
+        task_status.started()
+        try:
+            await trio.serve_listeners(self._serve, [listener])
+        finally:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        async with stream:
+            try:
+                if not _peer_allowed(stream.socket):
+                    await self._reply(stream, {"ok": False, "error": "permission denied"})
+                    return
+                data = b""
+                while b"\n" not in data and len(data) < MAX_REQUEST:
+                    piece = await stream.receive_some(65536)
+                    if not piece:
+                        return
+                    data += piece
+                answer = await self._answer(data.split(b"\n", 1)[0])
+                await self._reply(stream, answer)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                log.info("a control client went away")
+
+    @staticmethod
+    async def _reply(stream: trio.SocketStream, answer: dict[str, Any]) -> None:
+        await stream.send_all(json.dumps(answer).encode() + b"\n")
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return {"ok": False, "error": "bad request (not a JSON object)"}
+        op = req.get("op")
+        try:
+            if op == "ping":
+                return {"ok": True}
+            if op == "status":
+                return {"ok": True, **await self.snapshots.status()}
+            if op == "snapshot":
+                params = req.get("params") or {}
+                if not isinstance(params, dict):
+                    return {"ok": False, "error": "bad request (params)"}
+                got = await self.snapshots.take(
+                    Request(
+                        str(req.get("message", "")),
+                        _opt_str(req.get("tag")),
+                        params,
+                        _opt_str(req.get("branch")),
+                    )
+                )
+                log.info("snapshot %s %s on %s", got["version"], got["id"][:10], got["branch"])
+                return {"ok": True, **got}
+        except DvfsError as exc:
+            log.warning("%s refused: %s", op, exc)
+            return {"ok": False, "error": str(exc)}
+        except OSError as exc:
+            log.error("%s failed: %s", op, exc)
+            return {"ok": False, "error": f"{op} failed: {exc.strerror or exc}"}
+        except Exception as exc:  # a bug: logged with its traceback, one line to the user
+            log.exception("%s failed with an internal error", op)
+            return {"ok": False, "error": f"internal error ({type(exc).__name__}: {exc})"}
+        return {"ok": False, "error": f"unknown request {op!r}"}
+
+
+def _opt_str(x: object) -> str | None:
+    return None if x is None else str(x)

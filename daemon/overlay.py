@@ -1,0 +1,856 @@
+"""The writable working tree of a mount: a copy-on-write overlay over one version.
+
+MNT shows a *base* version (the branch head when the working tree was clean) plus
+the changes made through the mount. The changes live in a *work directory* on local
+disk, one per source and branch, so that they survive a daemon crash or a reboot and
+are picked up by the next mount::
+
+    lock            flock held by the daemon serving this working tree
+    state           msgpack: format, base version id, journal generation, next node id
+    journal.<gen>   msgpack records appended as the namespace changes (below)
+    data/<nid>      the content of a file copied up or created through the mount
+
+In memory the working tree is a tree of :class:`WNode`. A directory loads its
+children from its base tree the first time it is looked into; a file keeps its base
+entry (chunks, read lazily like a version's) until its first write copies it up into
+``data/<nid>``. A node's number (``nid``) is its inode number, handed out by a
+counter from ``inodes.UPPER_FIRST`` up and kept in ``state``, so a node recorded in
+the journal keeps its number across remounts.
+
+Journal records (msgpack arrays; each is an assignment, so replaying one already
+applied changes nothing)::
+
+    ["N", nid, kind, mode, mtime_ns, origin|nil, entry|nil, upper, target|nil]
+        what node ``nid`` is: ``entry`` is its base entry (a directory's base tree,
+        a file's chunks), ``upper`` says its content is ``data/<nid>``, ``origin``
+        its path in the base version (nil for a node made through the mount)
+    ["L", dir nid, name, nid]    the name now means node ``nid`` in that directory
+    ["U", dir nid, name]         the name is gone from that directory
+    ["S", version id]            a snapshot of this working tree is being recorded
+
+A change touches only the nodes on the path to it: before a name changes in a
+directory, that directory and its ancestors are recorded (``N`` and ``L``) once.
+Data is never journaled: a write goes straight to ``data/<nid>``, and an upper
+file's size and mtime are read back from it on replay. Records are appended with one
+``write`` each, so a killed daemon loses nothing it acknowledged; ``fsync`` of any
+file also syncs the journal, so what was fsynced survives a power cut too. A torn
+last record (a crash mid-append, a full disk) is cut off.
+
+Nothing here blocks on anything but the local disk, nor awaits: the FUSE layer
+(``daemon.writable``) loads base trees and copies files up, then calls in here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from daemon import inodes
+from vfs import DvfsError, Entry, Kind, MountError, Tree
+from vfs.codec import decode_tree, encode_tree
+from vfs.durable import fsync_dir, write_atomic
+
+FORMAT = 1
+log = logging.getLogger(__name__)
+_PERM = 0o7777
+
+
+class OverlayError(DvfsError):
+    """The work directory cannot be used (damaged state, held by another daemon)."""
+
+
+@dataclass(eq=False, slots=True)
+class WNode:
+    """One file, directory or symbolic link of the working tree.
+
+    ``entry`` is the base entry the node came from (None for a node made through the
+    mount). ``upper``: a file whose content is ``data/<nid>``. ``changed``: its mode
+    or times differ from ``entry`` (content changes make it ``upper`` instead).
+    ``dirty``: a directory with a change at or below it. ``origin`` is the node's
+    path in the base version, which is how renames are told apart from additions.
+    """
+
+    nid: int
+    kind: Kind
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    entry: Entry | None = None
+    origin: bytes | None = None
+    upper: bool = False
+    changed: bool = False
+    target: bytes = b""
+    parent: WNode | None = None
+    name: bytes = b""
+    kids: dict[bytes, WNode] | None = None  # a directory's children, once loaded
+    pending: dict[bytes, WNode | None] = field(default_factory=dict)  # replayed, not loaded
+    base: Tree | None = None  # a loaded directory's base tree
+    dirty: bool = False
+    recorded: bool = False  # an N record for it is in the journal
+    lookups: int = 0  # the kernel's references
+    opens: int = 0  # open file handles
+    fd: int = -1  # data/<nid>, while open or while written
+
+    @property
+    def is_dir(self) -> bool:
+        """True for a directory."""
+        return self.kind == Kind.DIR
+
+    @property
+    def path(self) -> bytes:
+        """The node's path below MNT (b"" for MNT itself)."""
+        parts: list[bytes] = []
+        node: WNode | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return b"/".join(reversed(parts))
+
+    @property
+    def loaded(self) -> bool:
+        """True once a directory's children are known."""
+        return self.kids is not None
+
+    def subtree(self) -> bytes | None:
+        """The base tree a directory's children are loaded from (None: none)."""
+        return self.entry.subtree if self.entry is not None and self.entry.subtree else None
+
+
+def _encode_entry(e: Entry | None) -> bytes | None:
+    return None if e is None else encode_tree([e])
+
+
+def _decode_entry(data: bytes | None) -> Entry | None:
+    return None if data is None else decode_tree(data).entries[0]
+
+
+def work_dir_name(branch: str) -> str:
+    """A file name for a branch's work directory (branch names may hold "/")."""
+    return branch.replace("%", "%25").replace("/", "%2F")
+
+
+class Journal:
+    """The append-only record of namespace changes (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        self.unsynced = False
+
+    def read(self) -> list[list[Any]]:
+        """Every whole record; a torn tail is cut off the file."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        unpacker.feed(data)
+        out: list[list[Any]] = []
+        good = 0
+        try:
+            for rec in unpacker:
+                if not isinstance(rec, list) or not rec:
+                    break
+                out.append(rec)
+                good = unpacker.tell()
+        except (ValueError, msgpack.UnpackException):
+            pass
+        if good != len(data):
+            os.ftruncate(self.fd, good)
+            self.size = good
+        return out
+
+    def append(self, *records: list[Any]) -> None:
+        """Append records in one write; on failure the journal is as it was."""
+        data = b"".join(msgpack.packb(r, use_bin_type=True) for r in records)
+        try:
+            n = os.write(self.fd, data)
+            if n != len(data):
+                raise OSError(errno.ENOSPC, "short write to the journal")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(data)
+        self.unsynced = True
+
+    def sync(self) -> None:
+        """Make the appended records durable."""
+        if self.unsynced:
+            os.fsync(self.fd)
+            self.unsynced = False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class Overlay:
+    """The working tree: its nodes, its work directory, and every change to them."""
+
+    def __init__(
+        self, work: Path, head: bytes | None, root_of: Callable[[bytes | None], Entry | None]
+    ) -> None:
+        """Open (or create) the work directory ``work``; the branch is at ``head``.
+
+        ``root_of`` gives an entry for a version's root tree (None for no version).
+        A new work directory starts clean over ``head``. One left by an earlier mount
+        keeps its own base, since its changes were made over that version, unless its
+        journal says a snapshot was being made and the branch is at that snapshot:
+        then the changes are in ``head`` already and the working tree starts clean.
+        """
+        self.work = work
+        self.data = work / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(work)
+        self.nodes: dict[int, WNode] = {}
+        self.on_change: Callable[[WNode], None] = lambda node: None
+        self.pending_snapshot: bytes | None = None
+        state = self._read_state()
+        if state is not None:
+            self.base, self.gen, self.next = state["base"], state["gen"], state["next"]
+            self.journal = Journal(self._journal_path())
+            records = self.journal.read()
+            done = [r for r in records if r[:1] == ["S"] and len(r) == 2 and r[1] == head]
+            clean = not any(r[:1] != ["S"] for r in records)
+            if not (done or clean):
+                self._replay(records, root_of(self.base))
+                return
+            self.journal.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.journal.path)
+            self.gen += 1  # the snapshot was recorded: start clean over it
+        else:
+            self.gen, self.next = 1, inodes.UPPER_FIRST
+        self.base = head
+        self._write_state()
+        self._make_root(root_of(head))
+        self.journal = Journal(self._journal_path())
+        self._drop_strays({})
+
+    # state ----------------------------------------------------------------------------
+
+    def _journal_path(self) -> Path:
+        return self.work / f"journal.{self.gen}"
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            raw = (self.work / "state").read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            st = msgpack.unpackb(raw, raw=False)
+            ok = (
+                isinstance(st, dict)
+                and st.get("format") == FORMAT
+                and (st.get("base") is None or isinstance(st.get("base"), bytes))
+                and isinstance(st.get("gen"), int)
+                and isinstance(st.get("next"), int)
+            )
+        except (ValueError, msgpack.UnpackException):
+            ok = False
+        if not ok:
+            raise OverlayError(
+                f"the working tree state {self.work / 'state'} is damaged: move {self.work} "
+                "aside to start from the branch head (its data/ holds the changed files)"
+            )
+        return st  # type: ignore[no-any-return]
+
+    def _write_state(self) -> None:
+        record = {"format": FORMAT, "base": self.base, "gen": self.gen, "next": self.next}
+        write_atomic(self.work / "state", msgpack.packb(record, use_bin_type=True), mode=0o600)
+
+    def _make_root(self, base_root: Entry | None) -> None:
+        mode = 0o755
+        mtime = base_root.mtime_ns if base_root is not None else time.time_ns()
+        root = WNode(inodes.ROOT, Kind.DIR, mode, mtime, entry=base_root, origin=b"")
+        root.recorded = True
+        if base_root is None:
+            root.kids = {}
+        self.root = root
+        self.nodes = {inodes.ROOT: root}
+
+    def _replay(self, records: list[list[Any]], base_root: Entry | None) -> None:
+        """Rebuild the changed part of the tree from the journal."""
+        if base_root is None and self.base is not None:
+            raise OverlayError("the base version of the working tree is not readable")
+        self._make_root(base_root)
+        defs: dict[int, list[Any]] = {}
+        over: dict[int, dict[bytes, int | None]] = {inodes.ROOT: {}}
+        for rec in records:
+            tag = rec[0]
+            if tag == "N" and len(rec) == 9:
+                defs[rec[1]] = rec
+                over.setdefault(rec[1], {})
+            elif tag == "L" and len(rec) == 4:
+                over.setdefault(rec[1], {})[rec[2]] = rec[3]
+            elif tag == "U" and len(rec) == 3:
+                over.setdefault(rec[1], {})[rec[2]] = None
+            elif tag == "S" and len(rec) == 2:
+                self.pending_snapshot = rec[1]
+            else:
+                raise OverlayError(f"the journal {self.journal.path} holds a bad record")
+        self.next = max([self.next, *(nid + 1 for nid in defs)])
+        built: dict[int, WNode] = {inodes.ROOT: self.root}
+        todo = [inodes.ROOT]
+        while todo:
+            nid = todo.pop()
+            node = built[nid]
+            for name, kid_nid in over.get(nid, {}).items():
+                if kid_nid is None:
+                    node.pending[name] = None
+                    continue
+                if kid_nid in built or kid_nid not in defs:
+                    continue  # a loop or an undefined node: ignore the name
+                kid = self._node_of(defs[kid_nid])
+                if kid is None:
+                    node.pending[name] = None
+                    continue
+                kid.parent, kid.name = node, name
+                built[kid_nid] = kid
+                node.pending[name] = kid
+                todo.append(kid_nid)
+        for node in built.values():
+            self.next = max(self.next, node.nid + 1)
+            if node.is_dir and node.kids is not None:  # a new directory: no base
+                node.kids.update({n: k for n, k in node.pending.items() if k is not None})
+                node.pending.clear()
+        self.nodes.update(built)
+        for node in built.values():
+            if node.parent is not None:
+                self._mark_dirty(node.parent)
+        self._drop_strays(built)
+
+    def _node_of(self, rec: list[Any]) -> WNode | None:
+        _, nid, kind, mode, mtime, origin, entry, upper, target = rec
+        node = WNode(
+            nid, Kind(kind), mode, mtime, entry=_decode_entry(entry), origin=origin,
+            upper=bool(upper), target=target or b"", recorded=True,
+        )  # fmt: skip
+        if node.kind == Kind.DIR and node.entry is None:
+            node.kids = {}
+        elif node.kind == Kind.SYMLINK:
+            node.size = len(node.target)
+        elif node.upper:
+            try:
+                st = os.stat(self.data / str(nid))
+            except FileNotFoundError:
+                log.error("%s is missing: file %d of the working tree is dropped", rec[1], nid)
+                return None
+            node.size, node.mtime_ns = st.st_size, st.st_mtime_ns
+        elif node.entry is not None:
+            node.size = node.entry.size
+        node.changed = not node.upper and (
+            node.entry is None or (node.mode, node.mtime_ns) != _attrs_of(node.entry)
+        )
+        return node
+
+    def _drop_strays(self, live: dict[int, WNode]) -> None:
+        """Delete data files no node uses (left by a crash between two steps)."""
+        for name in os.listdir(self.data):
+            if not (name.isdigit() and int(name) in live and live[int(name)].upper):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.data / name)
+
+    def close(self) -> None:
+        """Close every file (the daemon is stopping)."""
+        for node in self.nodes.values():
+            if node.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(node.fd)
+                node.fd = -1
+        self.journal.close()
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+    # reading ---------------------------------------------------------------------------
+
+    def new_nid(self) -> int:
+        """A number for a new node (its inode number too)."""
+        nid: int = self.next
+        if nid >= inodes.HASHED_BASE:
+            raise OSError(errno.ENOSPC, "no inode numbers left in this working tree")
+        self.next += 1
+        return nid
+
+    def load(self, d: WNode, base: Tree | None) -> None:
+        """Give directory ``d`` its children: the base tree's, then the replayed changes."""
+        if d.kids is not None:
+            return
+        kids: dict[bytes, WNode] = {}
+        if base is not None:
+            for e in base.entries:
+                node = self._from_entry(e, d)
+                kids[e.name] = node
+        for name, kid in d.pending.items():
+            if kid is None:
+                kids.pop(name, None)
+            else:
+                kids[name] = kid
+        d.pending.clear()
+        d.base = base
+        d.kids = kids
+
+    def _from_entry(self, e: Entry, parent: WNode) -> WNode:
+        origin = None if parent.origin is None else _join(parent.origin, e.name)
+        mode, mtime = _attrs_of(e)
+        node = WNode(self.new_nid(), e.kind, mode, mtime, size=e.size, entry=e, origin=origin)
+        node.target = e.target
+        node.parent, node.name = parent, e.name
+        self.nodes[node.nid] = node
+        return node
+
+    def child(self, d: WNode, name: bytes) -> WNode | None:
+        """The node ``name`` names in the loaded directory ``d``."""
+        assert d.kids is not None
+        return d.kids.get(name)
+
+    # recording changes -------------------------------------------------------------------
+
+    def _def_record(self, n: WNode) -> list[Any]:
+        target = n.target if n.kind == Kind.SYMLINK else None
+        return [
+            "N", n.nid, int(n.kind), n.mode, n.mtime_ns, n.origin,
+            _encode_entry(n.entry), n.upper, target,
+        ]  # fmt: skip
+
+    def _path_records(self, d: WNode) -> list[list[Any]]:
+        """Records that make ``d`` and its ancestors known to the journal."""
+        out: list[list[Any]] = []
+        node: WNode | None = d
+        chain: list[WNode] = []
+        while node is not None and not node.recorded:
+            chain.append(node)
+            node = node.parent
+        for n in reversed(chain):
+            assert n.parent is not None
+            out.append(self._def_record(n))
+            out.append(["L", n.parent.nid, n.name, n.nid])
+        return out
+
+    def _commit(self, records: list[list[Any]], touched: list[WNode]) -> None:
+        """Append ``records``; then mark what they recorded."""
+        self.journal.append(*records)
+        for rec in records:
+            if rec[0] == "N":
+                self.nodes[rec[1]].recorded = True
+        for n in touched:
+            self._mark_dirty(n)
+
+    def _mark_dirty(self, d: WNode | None) -> None:
+        while d is not None and not d.dirty:
+            d.dirty = True
+            d = d.parent
+
+    def record_node(self, n: WNode) -> None:
+        """Record ``n``'s current definition (after an attribute change or copy-up)."""
+        assert n.parent is not None
+        recs = self._path_records(n.parent)
+        recs.append(self._def_record(n))
+        if not n.recorded:
+            recs.append(["L", n.parent.nid, n.name, n.nid])
+        self._commit(recs, [n.parent])
+        self.on_change(n)
+
+    def attach(self, d: WNode, name: bytes, n: WNode) -> WNode | None:
+        """Put a new node ``n`` at ``name`` in ``d``; return the node it replaced."""
+        assert d.kids is not None
+        recs = self._path_records(d)
+        recs.append(self._def_record(n))
+        recs.append(["L", d.nid, name, n.nid])
+        self.nodes[n.nid] = n
+        try:
+            self._commit(recs, [d])
+        except BaseException:
+            del self.nodes[n.nid]
+            raise
+        old = d.kids.get(name)
+        n.parent, n.name = d, name
+        d.kids[name] = n
+        if old is not None:
+            self._detach(old)
+        return old
+
+    def remove(self, d: WNode, name: bytes) -> WNode:
+        """Remove ``name`` from ``d``; return the node (its data goes once unused)."""
+        assert d.kids is not None
+        n = d.kids[name]
+        recs = self._path_records(d)
+        recs.append(["U", d.nid, name])
+        self._commit(recs, [d])
+        del d.kids[name]
+        self._detach(n)
+        return n
+
+    def move(self, src: WNode, name: bytes, dst: WNode, new: bytes) -> WNode | None:
+        """Rename ``src/name`` to ``dst/new``; return the node it replaced, if any."""
+        assert src.kids is not None and dst.kids is not None
+        n = src.kids[name]
+        recs = self._path_records(src) + self._path_records(dst)
+        if not n.recorded:
+            recs.append(self._def_record(n))
+        recs.append(["U", src.nid, name])
+        recs.append(["L", dst.nid, new, n.nid])
+        self._commit(recs, [src, dst])
+        old = dst.kids.get(new)
+        del src.kids[name]
+        dst.kids[new] = n
+        n.parent, n.name = dst, new
+        if old is not None and old is not n:
+            self._detach(old)
+        self.on_change(n)
+        return old
+
+    def _detach(self, n: WNode) -> None:
+        """``n`` left the tree: forget it (and its data) once nothing holds it."""
+        n.parent = None
+        self.release_if_unused(n)
+
+    def release_if_unused(self, n: WNode) -> None:
+        """Free a node out of the tree that the kernel and every handle let go of."""
+        if n.parent is not None or n is self.root or n.lookups > 0 or n.opens > 0:
+            return
+        if n.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(n.fd)
+            n.fd = -1
+        if n.upper:
+            with contextlib.suppress(OSError):
+                os.unlink(self.data / str(n.nid))
+        self.nodes.pop(n.nid, None)
+        if n.kids:
+            for kid in list(n.kids.values()):
+                kid.parent = None
+                self.release_if_unused(kid)
+
+    # files ---------------------------------------------------------------------------------
+
+    def data_path(self, n: WNode) -> Path:
+        """Where an upper file's content lives."""
+        return self.data / str(n.nid)
+
+    def open_data(self, n: WNode) -> int:
+        """The read-write descriptor of an upper file's content (opened once)."""
+        if n.fd < 0:
+            n.fd = os.open(self.data_path(n), os.O_RDWR | os.O_CLOEXEC)
+        return n.fd
+
+    def create_file(self, d: WNode, name: bytes, mode: int) -> WNode:
+        """A new empty file ``name`` in ``d`` (replacing what was there)."""
+        n = WNode(self.new_nid(), Kind.FILE, mode & _PERM, time.time_ns(), upper=True)
+        fd = os.open(self.data_path(n), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        n.fd = fd
+        try:
+            self.attach(d, name, n)
+        except BaseException:
+            os.close(fd)
+            n.fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(self.data_path(n))
+            raise
+        n.mtime_ns = os.fstat(fd).st_mtime_ns
+        return n
+
+    def start_copy(self, n: WNode) -> int:
+        """Begin copying ``n`` up: a descriptor of its temporary data file."""
+        tmp = self.data / f"{n.nid}.tmp"
+        return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+
+    def finish_copy(self, n: WNode, fd: int, size: int) -> None:
+        """The copy holds ``size`` bytes: make it ``n``'s content and record that."""
+        os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
+        os.rename(self.data / f"{n.nid}.tmp", self.data_path(n))
+        n.upper, n.fd, n.size = True, fd, size
+        try:
+            self.record_node(n)
+        except BaseException:
+            n.upper, n.fd = False, -1
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.data_path(n))
+            raise
+
+    def abort_copy(self, n: WNode, fd: int) -> None:
+        """A copy failed: remove what it wrote."""
+        if n.fd != fd:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.data / f"{n.nid}.tmp")
+
+    def release_fd(self, n: WNode) -> None:
+        """Close an upper file's descriptor when no handle uses it."""
+        if n.opens == 0 and n.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(n.fd)
+            n.fd = -1
+
+    def mkdir(self, d: WNode, name: bytes, mode: int) -> WNode:
+        """A new empty directory."""
+        n = WNode(self.new_nid(), Kind.DIR, mode & _PERM, time.time_ns(), kids={})
+        n.dirty = True
+        self.attach(d, name, n)
+        return n
+
+    def symlink(self, d: WNode, name: bytes, target: bytes) -> WNode:
+        """A new symbolic link."""
+        n = WNode(self.new_nid(), Kind.SYMLINK, 0o777, time.time_ns(), size=len(target))
+        n.target = target
+        self.attach(d, name, n)
+        return n
+
+    def set_attrs(self, n: WNode, mode: int | None, mtime_ns: int | None) -> None:
+        """chmod / utimens: an upper file keeps them on its data file, others in the journal."""
+        if mode is not None:
+            n.mode = mode & _PERM
+        if mtime_ns is not None:
+            n.mtime_ns = mtime_ns
+            if n.upper:
+                os.utime(self.open_data(n), ns=(mtime_ns, mtime_ns))
+        if n.parent is None:
+            return  # the root or an unlinked node: nothing to record
+        if n.upper and mode is None:
+            return
+        n.changed = n.entry is None or (n.mode, n.mtime_ns) != _attrs_of(n.entry)
+        self.record_node(n)
+
+    def sync(self, n: WNode | None, data_only: bool) -> None:
+        """fsync: the node's data, then the journal and the data directory."""
+        if n is not None and n.upper and n.fd >= 0:
+            (os.fdatasync if data_only else os.fsync)(n.fd)
+        self.journal.sync()
+        fsync_dir(self.data)
+
+    # snapshots -----------------------------------------------------------------------------
+
+    def begin_snapshot(self, version: bytes) -> None:
+        """Record that ``version`` is being made from this working tree (durably)."""
+        self.journal.append(["S", version])
+        self.journal.sync()
+
+    def rebase(
+        self, version: bytes, new_root: Entry, entries: dict[int, Entry], trees: dict[int, Tree]
+    ) -> None:
+        """The working tree became ``version``: make it the clean base.
+
+        ``entries`` gives each node that was rebuilt its entry in the new version, and
+        ``trees`` each rebuilt directory its new tree.
+        Upper files still open keep their data (they are written later, maybe); the
+        others drop it. The new state is written before any data file is removed.
+        """
+        keep: list[WNode] = []
+        for n in list(self.nodes.values()):
+            e = entries.get(n.nid)
+            if e is not None:
+                n.entry = e
+                if e.kind == Kind.FILE:
+                    n.mtime_ns, n.size = e.mtime_ns, e.size
+            if n.kind == Kind.DIR:
+                n.dirty = False
+            if n.upper and n.opens > 0:
+                keep.append(n)
+            n.changed = False
+            n.recorded = n is self.root
+        for nid, tree in trees.items():
+            self.nodes[nid].base = tree
+        self.root.entry = new_root
+        self.root.dirty = False
+        old_journal = self.journal
+        self.base = version
+        self.gen += 1
+        self._write_state()
+        self.journal = Journal(self._journal_path())
+        old_journal.close()
+        with contextlib.suppress(OSError):
+            os.unlink(old_journal.path)
+        self.pending_snapshot = None
+        for n in list(self.nodes.values()):
+            if n.upper and n not in keep:
+                if n.fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(n.fd)
+                    n.fd = -1
+                with contextlib.suppress(OSError):
+                    os.unlink(self.data_path(n))
+                n.upper = False
+        for n in keep:  # still open: their data stays a change over the new base
+            self.record_node(n)
+        self._reset_origins(self.root)
+
+    def follow(self, head: bytes | None, root_entry: Entry | None) -> list[bytes]:
+        """Show ``head`` if the working tree has no changes; the names MNT held before.
+
+        A working tree with changes stays over its base (a snapshot then says the
+        branch moved); an unchanged one follows the branch, as a read-only mount does.
+        """
+        if self.root.dirty or head == self.base:
+            return []
+        old = dict(self.root.kids or {})
+        old_journal = self.journal
+        self.base = head
+        self.gen += 1
+        self._write_state()
+        self.journal = Journal(self._journal_path())
+        old_journal.close()
+        with contextlib.suppress(OSError):
+            os.unlink(old_journal.path)
+        root = self.root
+        root.entry, root.base, root.pending = root_entry, None, {}
+        root.kids = None if root_entry is not None else {}
+        if root_entry is not None:
+            root.mtime_ns = root_entry.mtime_ns
+        for kid in old.values():
+            self._detach(kid)
+        return list(old)
+
+    def _reset_origins(self, d: WNode) -> None:
+        """After a rebase every loaded node's origin is its path."""
+        for name, kid in (d.kids or {}).items():
+            kid.origin = _join(d.origin or b"", name)
+            if kid.is_dir:
+                self._reset_origins(kid)
+
+    def abandon_snapshot(self) -> None:
+        """A snapshot failed before its version was recorded: the state stands."""
+        self.pending_snapshot = None
+
+    def changed_files(self) -> list[WNode]:
+        """Every upper file of the working tree (what a snapshot hashes)."""
+        out: list[WNode] = []
+
+        def walk(d: WNode) -> None:
+            for kid in (d.kids or {}).values():
+                if kid.is_dir and kid.dirty:
+                    walk(kid)
+                elif kid.upper and kid.kind == Kind.FILE:
+                    out.append(kid)
+
+        if self.root.dirty:
+            walk(self.root)
+        return out
+
+    def unloaded_dirty(self) -> list[WNode]:
+        """Dirty directories whose children are not loaded yet (replayed changes)."""
+        out: list[WNode] = []
+        todo = [self.root]
+        while todo:
+            d = todo.pop()
+            if not d.dirty:
+                continue
+            if d.kids is None:
+                out.append(d)
+                continue
+            todo.extend(k for k in d.kids.values() if k.is_dir)
+        return out
+
+    def status(self) -> dict[str, list[Any]]:
+        """Pending changes: added, modified, deleted and renamed paths.
+
+        Read from the changed part of the tree only (call when ``unloaded_dirty`` is
+        empty). A directory that was added, deleted or renamed is one line ending in
+        "/"; a renamed file whose content also changed is listed in both.
+        """
+        added: list[str] = []
+        modified: list[str] = []
+        renamed: list[list[str]] = []
+        seen: set[bytes] = set()
+        gone: list[tuple[bytes, Entry]] = []
+
+        def show(p: bytes, n: WNode | Entry) -> str:
+            return os.fsdecode(p) + ("/" if n.kind == Kind.DIR else "")
+
+        def walk(d: WNode) -> None:
+            assert d.kids is not None
+            for name, kid in sorted(d.kids.items()):
+                p = _join(d.path, name)
+                changed = kid.upper or kid.changed
+                if kid.origin is None:
+                    prior = d.base.get(name) if d.base is not None else None
+                    if prior is not None and d.origin is not None and prior.kind == kid.kind:
+                        seen.add(_join(d.origin, name))
+                        if kid.is_dir:
+                            walk(kid)
+                        else:
+                            modified.append(show(p, kid))
+                    elif kid.is_dir:
+                        if not kid.kids:
+                            added.append(show(p, kid))
+                        walk(kid)
+                    else:
+                        added.append(show(p, kid))
+                    continue
+                seen.add(kid.origin)
+                if kid.origin != p:
+                    renamed.append([show(kid.origin, kid), show(p, kid)])
+                if kid.is_dir:
+                    if kid.dirty and kid.kids is not None:
+                        walk(kid)
+                elif changed:
+                    modified.append(show(p, kid))
+            if d.base is not None and d.origin is not None:
+                gone.extend((_join(d.origin, e.name), e) for e in d.base.entries)
+
+        if self.root.dirty and self.root.kids is not None:
+            walk(self.root)
+        deleted = sorted(show(p, e) for p, e in gone if p not in seen)
+        return {
+            "added": added,
+            "modified": sorted(set(modified)),
+            "deleted": _outermost(deleted),
+            "renamed": renamed,
+        }
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """Drop paths inside a listed directory ("a/" covers "a/b")."""
+    out: list[str] = []
+    for p in sorted(paths):
+        if out and out[-1].endswith("/") and p.startswith(out[-1]):
+            continue
+        out.append(p)
+    return out
+
+
+def _join(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name
+
+
+def _attrs_of(e: Entry) -> tuple[int, int]:
+    """(mode, mtime) a base entry shows in the working tree."""
+    return (e.mode if e.kind != Kind.SYMLINK else 0o777), e.mtime_ns
+
+
+def _lock(work: Path) -> int:
+    """Hold the work directory for this daemon; MountError if another one has it."""
+    fd = os.open(work / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise MountError(
+            f"the working tree {work} is in use by another dvfs mount (pid {holder}): "
+            "unmount it first, or mount another branch"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def mode_bits(kind: Kind, mode: int) -> int:
+    """st_mode for a node."""
+    if kind == Kind.DIR:
+        return stat.S_IFDIR | mode
+    if kind == Kind.FILE:
+        return stat.S_IFREG | mode
+    return stat.S_IFLNK | 0o777

@@ -1,0 +1,273 @@
+"""``dvfs snapshot``: record the working tree of a mount as a new version.
+
+In order:
+
+1. The write gate closes: writers wait, changes in progress finish.
+2. Directories whose replayed changes are not loaded yet are loaded, so that the
+   tree in memory is complete.
+3. In a worker thread, under the repository lock: the branch must still be at the
+   working tree's base (else the snapshot is refused and nothing changes; with
+   ``--branch NEW`` it goes on a new branch instead). Only upper files are hashed
+   (in parallel, their chunks stored); only directories with a change are rebuilt,
+   every other subtree is reused by id. The version record is stored, the journal
+   notes ``S <id>``, the store is flushed and the filesystem synced, and only then
+   does the branch move, by compare-and-swap. A URL mount pushes the version and
+   moves the remote's branch with a conditional write.
+4. The overlay becomes clean over the new version (its state is written before any
+   upper file is removed), the gate reopens and the catalog is rebuilt, so
+   ``.versions/vN`` is there when the command returns.
+
+A crash anywhere leaves the branch at the old version (the upper layer still holds
+every change) or at the new one (the next mount sees the ``S`` record naming the
+branch head and starts clean over it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from daemon.overlay import Overlay, WNode
+from daemon.source import RemoteSource, Source
+from daemon.writable import WorkingFs
+from vfs import DvfsError, Entry, Kind, Tree, UsageError
+from vfs.codec import Version, encode_tree, encode_version
+from vfs.durable import flush_filesystem
+from vfs.objects import ObjKind
+from vfs.refs import check_ref_name
+from vfs.stage import Staged
+from vfs.worktree import Found, Hasher, Workers
+
+
+@dataclass
+class Request:
+    """What ``dvfs snapshot`` asks for."""
+
+    message: str
+    tag: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    branch: str | None = None
+
+
+@dataclass
+class Recorded:
+    """A version made from the working tree, and the entries it gave each node."""
+
+    oid: bytes
+    number: int
+    branch: str
+    root: Entry
+    entries: dict[int, Entry]
+    trees: dict[int, Tree]
+    files: int
+    bytes: int
+    hashed: int
+    seconds: float = 0.0
+
+
+class Builder:
+    """Stores the trees of the changed directories (blocking; in a worker thread)."""
+
+    def __init__(self, source: Source, staged: dict[int, Staged]) -> None:
+        self.store = source.history.store
+        self.history = source.history
+        self.staged = staged
+        self.entries: dict[int, Entry] = {}
+        self.trees: dict[int, Tree] = {}
+        self._counts: dict[bytes, int] = {}
+
+    def count(self, tree_id: bytes) -> int:
+        """Files below a stored tree (each tree is read once per daemon)."""
+        n = self._counts.get(tree_id)
+        if n is None:
+            n = 0
+            for e in self.history.tree(tree_id).entries:
+                n += self.count(e.subtree) if e.kind == Kind.DIR else 1
+            self._counts[tree_id] = n
+        return n
+
+    def entry(self, n: WNode, name: bytes) -> tuple[Entry, int]:
+        """(entry, files below it) of a node as it is now."""
+        if n.kind == Kind.DIR:
+            if n.dirty or n.entry is None:
+                return self.directory(n, name)
+            assert n.entry is not None
+            e = n.entry if n.entry.name == name else _renamed(n.entry, name)
+            return e, self.count(e.subtree)
+        if n.kind == Kind.SYMLINK:
+            e = Entry(name, Kind.SYMLINK, 0o777, len(n.target), n.mtime_ns, target=n.target)
+            return e, 1
+        if n.upper:
+            s = self.staged[n.nid]
+            e = Entry(name, Kind.FILE, n.mode, s.size, s.mtime_ns, digest=s.digest, chunks=s.chunks)
+        else:
+            assert n.entry is not None
+            b = n.entry
+            e = Entry(name, Kind.FILE, n.mode, b.size, n.mtime_ns, digest=b.digest, chunks=b.chunks)
+        return e, 1
+
+    def directory(self, d: WNode, name: bytes) -> tuple[Entry, int]:
+        """Store a changed directory's tree (as ``dvfs commit`` would make it)."""
+        assert d.kids is not None
+        entries: list[Entry] = []
+        files = 0
+        for kid_name in sorted(d.kids):
+            kid = d.kids[kid_name]
+            e, count = self.entry(kid, kid_name)
+            self.entries[kid.nid] = e
+            entries.append(e)
+            files += count
+        oid, _ = self.store.put(ObjKind.TREE, encode_tree(entries))
+        self.trees[d.nid] = Tree(tuple(entries))
+        size = sum(e.size for e in entries)
+        mtime = max((e.mtime_ns for e in entries), default=0)
+        e = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
+        self.entries[d.nid] = e
+        self._counts[oid] = files
+        return e, files
+
+
+def _renamed(e: Entry, name: bytes) -> Entry:
+    return Entry(
+        name, e.kind, e.mode, e.size, e.mtime_ns,
+        digest=e.digest, chunks=e.chunks, subtree=e.subtree, target=e.target,
+    )  # fmt: skip
+
+
+class Snapshots:
+    """Makes versions of one mount's working tree, one at a time."""
+
+    def __init__(self, fs: WorkingFs, source: Source, overlay: Overlay) -> None:
+        self.fs = fs
+        self.source = source
+        self.overlay = overlay
+
+    async def take(self, req: Request) -> dict[str, Any]:
+        """Record the working tree; returns what the CLI prints."""
+        if not req.message.strip():
+            raise UsageError("the snapshot message is empty: pass -m MESSAGE")
+        if req.tag is not None:
+            check_ref_name(req.tag, "tag")
+        if req.branch is not None:
+            check_ref_name(req.branch, "branch")
+        started = time.perf_counter()
+        await self.fs.gate.close()
+        try:
+            while todo := self.overlay.unloaded_dirty():
+                for d in todo:
+                    await self.fs.kids(d)
+            rec = await trio.to_thread.run_sync(self._record, req)
+            self.overlay.rebase(rec.oid, rec.root, rec.entries, rec.trees)
+            if rec.branch != self.source.branch:
+                self.source.branch = rec.branch
+        finally:
+            self.fs.gate.reopen()
+        catalog = await trio.to_thread.run_sync(self.source.catalog)
+        await self.fs.set_catalog(catalog)
+        rec.seconds = time.perf_counter() - started
+        return {
+            "version": f"v{rec.number}",
+            "number": rec.number,
+            "id": rec.oid.hex(),
+            "branch": rec.branch,
+            "files": rec.files,
+            "bytes": rec.bytes,
+            "hashed": rec.hashed,
+            "tag": req.tag,
+            "seconds": round(rec.seconds, 3),
+        }
+
+    async def status(self) -> dict[str, Any]:
+        """The working tree's pending changes, from the overlay's records."""
+        while todo := self.overlay.unloaded_dirty():
+            for d in todo:
+                await self.fs.kids(d)
+        out: dict[str, Any] = dict(self.overlay.status())
+        base = self.overlay.base
+        out["branch"] = self.source.branch
+        out["base"] = None if base is None else base.hex()
+        if base is not None:
+            out["base_version"] = (await self.fs.layout.records.version(base)).number
+        return out
+
+    # the blocking part ---------------------------------------------------------------------
+
+    def _head(self, branch: str) -> bytes | None:
+        if isinstance(self.source, RemoteSource):
+            return self.source.remote_head(branch)
+        return self.source.repo.refs.get(f"refs/heads/{branch}")
+
+    def _record(self, req: Request) -> Recorded:
+        src = self.source
+        repo = src.repo
+        ov = self.overlay
+        with repo.locked():
+            branch = req.branch or src.branch
+            head = self._head(branch)
+            hist = src.history
+            if req.branch is not None:
+                if head is not None:
+                    raise UsageError(f"branch {branch} already exists: choose another name")
+            elif head != ov.base:
+                now = hist.label(head) if head is not None else "nothing"
+                raise UsageError(
+                    f"{branch} moved to {now} since this working tree was started: the "
+                    "working tree is kept as it is; run `dvfs snapshot MNT -m MSG --branch "
+                    "NEW` to save it on a new branch"
+                )
+            if req.tag is not None and repo.refs.get(f"refs/tags/{req.tag}") is not None:
+                raise UsageError(f"tag {req.tag} already exists: choose another name")
+            if not ov.root.dirty:
+                label = hist.label(ov.base) if ov.base is not None else "an empty branch"
+                raise UsageError(f"nothing to snapshot: the working tree equals {label}")
+            staged = self._hash(ov.changed_files())
+            builder = Builder(src, staged)
+            root, files = builder.directory(ov.root, b"")
+            parent = hist.version(ov.base) if ov.base is not None else None
+            version = Version(
+                tree=root.subtree,
+                parents=() if ov.base is None else (ov.base,),
+                number=1 if parent is None else parent.number + 1,
+                message=req.message,
+                author=repo.author(),
+                time_ns=time.time_ns(),
+                params={k: req.params[k] for k in sorted(req.params)},
+                files=files,
+                bytes=root.size,
+            )
+            oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+            ov.begin_snapshot(oid)
+            repo.store.flush()
+            flush_filesystem(repo.dir)
+            if not isinstance(src, RemoteSource):
+                repo.refs.update(f"refs/heads/{branch}", oid, head)
+                self._tag(req, oid)
+        if isinstance(src, RemoteSource):
+            src.publish(branch, oid, head, req.tag)
+        return Recorded(
+            oid, version.number, branch, root, builder.entries, builder.trees, files,
+            root.size, len(staged),
+        )  # fmt: skip
+
+    def _tag(self, req: Request, oid: bytes) -> None:
+        if req.tag is not None:
+            with contextlib.suppress(DvfsError):
+                self.source.repo.refs.update(f"refs/tags/{req.tag}", oid, None)
+
+    def _hash(self, files: list[WNode]) -> dict[int, Staged]:
+        """Hash the upper files in parallel, storing their chunks."""
+        repo = self.source.repo
+        hasher_root = self.overlay.data
+        by_rel = {str(n.nid).encode(): n for n in files}
+        out: dict[int, Staged] = {}
+        with Workers() as w:
+            hasher = Hasher(hasher_root, repo.chunker, repo.store, w)
+            found = [Found(rel, os.lstat(hasher_root / rel.decode())) for rel in by_rel]
+            for rel, staged in hasher.stage_many(found):
+                out[by_rel[rel].nid] = staged
+        return out

@@ -1,0 +1,96 @@
+"""Talking to a mount's daemon: ``dvfs snapshot MNT`` and ``dvfs status MNT``.
+
+The daemon's control socket is found through the mount itself: the root of a
+writable mount answers ``getxattr(MNT, "user.dvfs.control")`` with the socket's
+path (see ``daemon.control`` for the protocol: one JSON line each way).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from vfs.errors import DvfsError, MountError, UsageError
+
+CONTROL_XATTR = "user.dvfs.control"
+# A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
+ANSWER_WAIT = 3600.0
+
+
+def is_mount_dir(arg: str) -> bool:
+    """True if ``arg`` is a directory on which a dvfs mount is."""
+    path = Path(arg)
+    return os.path.ismount(path) and _xattr(path) is not None
+
+
+def _xattr(path: Path) -> bytes | None:
+    try:
+        return os.getxattr(path, CONTROL_XATTR)
+    except OSError:
+        return None
+
+
+def socket_of(mnt: str) -> str:
+    """The control socket of the mount at ``mnt``; MountError saying why not."""
+    path = Path(os.path.abspath(mnt))
+    try:
+        return os.fsdecode(os.getxattr(path, CONTROL_XATTR))
+    except FileNotFoundError:
+        raise MountError(f"{mnt} does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise MountError(
+                f"the daemon of {mnt} is gone: run `dvfs umount {mnt}` and mount again "
+                "(the working tree's changes are kept)"
+            ) from None
+        if os.path.ismount(path):
+            raise MountError(
+                f"{mnt} is not a writable dvfs mount: mount it with `dvfs mount` "
+                "(a URL needs --writable)"
+            ) from None
+        raise MountError(f"{mnt} is not a dvfs mount: give the mount point") from None
+
+
+def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[str, Any]:
+    """Send one request to the daemon of ``mnt``; its answer, or DvfsError with its message."""
+    path = socket_of(mnt)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+        s.settimeout(wait)
+        try:
+            s.connect(path)
+            s.sendall(json.dumps(request).encode() + b"\n")
+            data = b""
+            while b"\n" not in data:
+                piece = s.recv(65536)
+                if not piece:
+                    break
+                data += piece
+        except TimeoutError:
+            raise MountError(
+                f"the daemon of {mnt} did not answer within {wait:.0f} s: see its log"
+            ) from None
+        except OSError as exc:
+            raise MountError(
+                f"cannot reach the daemon of {mnt} ({exc.strerror or exc}): "
+                f"see `dvfs mounts`, or remount {mnt}"
+            ) from None
+    try:
+        answer = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        raise MountError(f"the daemon of {mnt} closed the connection: see its log") from None
+    if not isinstance(answer, dict):
+        raise MountError(f"the daemon of {mnt} answered nonsense: see its log")
+    if not answer.get("ok"):
+        raise UsageError(str(answer.get("error", "the daemon refused")))
+    return answer
+
+
+def check_answer_fields(answer: dict[str, Any], *names: str) -> None:
+    """DvfsError unless the daemon's answer has every field the CLI prints."""
+    missing = [n for n in names if n not in answer]
+    if missing:
+        raise DvfsError(f"the daemon's answer lacks {', '.join(missing)}: is it another version?")
