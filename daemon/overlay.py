@@ -687,14 +687,16 @@ class Overlay:
             self.record_node(n)
         self._reset_origins(self.root)
 
-    def follow(self, head: bytes | None, root_entry: Entry | None) -> list[bytes]:
+    def follow(self, head: bytes | None, root_entry: Entry | None) -> list[bytes] | None:
         """Show ``head`` if the working tree has no changes; the names MNT held before.
+
+        None if the working tree stays as it is.
 
         A working tree with changes stays over its base (a snapshot then says the
         branch moved); an unchanged one follows the branch, as a read-only mount does.
         """
         if self.root.dirty or head == self.base:
-            return []
+            return None
         old = dict(self.root.kids or {})
         old_journal = self.journal
         self.base = head

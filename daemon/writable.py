@@ -129,7 +129,11 @@ class WorkingFs(VersionsFs):
         root = (
             None if v is None else Entry(b"", Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
         )
-        for name in self.overlay.follow(catalog.head, root):
+        old = self.overlay.follow(catalog.head, root)
+        if old is None:
+            return
+        new = [e.name for e in (await self.layout.head_tree()).entries]
+        for name in set(old) | set(new):  # the new names may be cached as missing
             pyfuse3.invalidate_entry_async(inodes.ROOT, name, ignore_enoent=True)
 
     # nodes --------------------------------------------------------------------------
