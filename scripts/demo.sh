@@ -63,7 +63,21 @@ run diff -r "$mnt/.versions/v1/data/csv" "$mnt/.versions/v2/data/csv" || true
 run cat "$mnt/.versions/tags/raw/data/csv/part-7.csv"
 run cmp "$mnt/.versions/latest/data/model.bin" data/model.bin
 run dvfs mounts
+
+step "The mounted branch is a writable working tree: change it, then snapshot it"
+printf 'id,label\n1,cat\n2,dog\n' > "$mnt/data/csv/labels.csv"
+printf '$ %s\n' "printf 'id,label\\n1,cat\\n2,dog\\n' > $mnt/data/csv/labels.csv"
+run mkdir "$mnt/data/models"
+run cp "$mnt/data/model.bin" "$mnt/data/models/model-v3.bin"
+run rm "$mnt/data/csv/part-1.csv"
+run mv "$mnt/data/csv/part-2.csv" "$mnt/data/csv/part-2-renamed.csv"
+run dvfs status "$mnt"
+run dvfs snapshot "$mnt" -m "labels and a model copy" --param epochs=3 --tag labelled
+run ls "$mnt/.versions"
+run diff -r "$mnt/.versions/v2/data/csv" "$mnt/.versions/v3/data/csv" || true
 run dvfs umount "$mnt"
+run dvfs log -n 2
+run dvfs ls v3:data/models
 
 step "Verify every object"
 run dvfs fsck
