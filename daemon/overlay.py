@@ -639,16 +639,22 @@ class Overlay:
         self.journal.sync()
 
     def rebase(
-        self, version: bytes, new_root: Entry, entries: dict[int, Entry], trees: dict[int, Tree]
+        self,
+        version: bytes,
+        new_root: Entry,
+        entries: dict[int, Entry],
+        trees: dict[int, Tree],
+        midway: Callable[[], None] = lambda: None,
     ) -> None:
         """The working tree became ``version``: make it the clean base.
 
         ``entries`` gives each node that was rebuilt its entry in the new version, and
         ``trees`` each rebuilt directory its new tree.
         Upper files still open keep their data (they are written later, maybe); the
-        others drop it. The new state is written before any data file is removed.
+        others drop it. The new state is written before any data file is removed;
+        ``midway`` is called right after that (a test hook).
         """
-        keep: list[WNode] = []
+        keep: dict[int, WNode] = {}
         for n in list(self.nodes.values()):
             e = entries.get(n.nid)
             if e is not None:
@@ -658,7 +664,7 @@ class Overlay:
             if n.kind == Kind.DIR:
                 n.dirty = False
             if n.upper and n.opens > 0:
-                keep.append(n)
+                keep[n.nid] = n
             n.changed = False
             n.recorded = n is self.root
         for nid, tree in trees.items():
@@ -669,13 +675,14 @@ class Overlay:
         self.base = version
         self.gen += 1
         self._write_state()
+        midway()
         self.journal = Journal(self._journal_path())
         old_journal.close()
         with contextlib.suppress(OSError):
             os.unlink(old_journal.path)
         self.pending_snapshot = None
         for n in list(self.nodes.values()):
-            if n.upper and n not in keep:
+            if n.upper and n.nid not in keep:
                 if n.fd >= 0:
                     with contextlib.suppress(OSError):
                         os.close(n.fd)
@@ -683,8 +690,9 @@ class Overlay:
                 with contextlib.suppress(OSError):
                     os.unlink(self.data_path(n))
                 n.upper = False
-        for n in keep:  # still open: their data stays a change over the new base
-            self.record_node(n)
+        for n in keep.values():  # still open: their data stays a change over the new base
+            if n.parent is not None:
+                self.record_node(n)
         self._reset_origins(self.root)
 
     def follow(self, head: bytes | None, root_entry: Entry | None) -> list[bytes] | None:
@@ -792,7 +800,7 @@ class Overlay:
                         added.append(show(p, kid))
                     continue
                 seen.add(kid.origin)
-                if kid.origin != p:
+                if kid.origin != (None if d.origin is None else _join(d.origin, name)):
                     renamed.append([show(kid.origin, kid), show(p, kid)])
                 if kid.is_dir:
                     if kid.dirty and kid.kids is not None:
