@@ -1,187 +1,455 @@
-"""The mount's figures: start-up, metadata, sequential and random reads, bytes fetched.
+"""The mount's figures against issue 4's targets, on a URL mount of a local SeaweedFS.
 
-    python benchmarks/bench_mount.py [--workdir DIR] [--size-mib N] [--files N] [--keep]
+    python benchmarks/bench_mount.py [--workdir DIR] [--files N] [--size-mib N] [--keep]
 
-One repository is built with the library (``--files`` small files in 50 directories
-and one file of ``--size-mib`` MiB of random bytes) and pushed to a directory remote.
-Then, each on a fresh daemon (``dvfs mount --foreground``):
+The data is the foundation benchmark's (``workload.py``: 20,000 files of 1-32 KiB in
+200 directories, half CSV-like text and half random bytes, and one 1 GiB random
+file; ``--files`` and ``--size-mib`` shrink it, keeping 100 files a directory). It is
+committed once and pushed to a bucket of a local SeaweedFS (``seaweed.py``); then
+``s3://BUCKET/...`` is mounted with ``dvfs mount --foreground`` (so the process
+started is the daemon, whose peak RSS is read from ``/proc/PID/status``, VmHWM).
+"Cold" means a fresh daemon and, before the timed command, ``sync`` and
+``echo 3 > /proc/sys/vm/drop_caches`` (so it runs as root).
 
-- **mount**: seconds until the mount point is mounted, for the repository and for
-  the URL (which fetches every version and tree first);
-- **ls -lR**: walking every small file's attributes, cold (new daemon) and warm;
-- **sequential read** of the big file (``cat > /dev/null``): repository mount
-  (local store), URL mount cold (every chunk from the remote), URL mount from the
-  chunk cache (a new daemon, so the memory is empty), and the page cache;
-  reading the same bytes from the local disk is the baseline;
-- **random reads**: 100 reads of 4 KiB at random offsets on a cold URL mount: the
-  latency per read, and the bytes fetched from the remote (what the chunk cache
-  holds afterwards) against the bytes read, the chunks touched and the whole file.
+In order, each on a fresh daemon:
 
-It prints a table and never fails on a timing: benchmarks are not tests.
+1. **mount ready**: seconds from starting ``dvfs mount`` to the mount being there,
+   with an empty cache directory (every version and tree fetched), then again with
+   the metadata kept from the first mount;
+2. ``ls -l`` of one directory of 100 files, cold (and once more, warm);
+3. ``find`` over the whole version, cold; ``ls -lR`` over it, cold (no target);
+4. reading one 16 KiB file: the bytes the server sent for the bucket while it was
+   read, against its chunk's stored length and the pack that holds it;
+5. ``cat`` of the big file, cold from SeaweedFS, against an 8-thread boto3 download
+   of the same bytes (its chunks' byte ranges in the packs), with the daemon's peak RSS;
+6. ``cat`` of the big file from the chunk cache (fresh daemon, page cache dropped)
+   against ``cat`` of the local file with the page cache dropped; then a second
+   ``cat`` of each (the kernel's page cache).
+
+It prints a table (figure, target, ratio, met) and never fails on a timing:
+benchmarks are not tests.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from measure import DROP_CACHES, check_drop_caches, warm_memory
+from results import human, render
+from seaweed import SeaweedFS
+from tools import REPO_ROOT
+from workload import KIB, MIB, Workload, ensure_data
 
-from vfs import remotes, sync, workflow  # noqa: E402  (this checkout, not an installed one)
-from vfs.repo import Repository  # noqa: E402
-from vfs.worktree import Workers  # noqa: E402
+from tests.loopback import AWS_VARS_TO_CLEAR
+from vfs import ChunkRef, RemoteRepo, RemoteSpec, Repository, connect, remotes, sync, workflow
+from vfs.worktree import Workers
 
-MiB = 1024 * 1024
+BUCKET = "dvfs-mount-bench"
+PREFIX = "bench"
 DVFS = [sys.executable, "-P", "-m", "vfs.cli"]
+TRACKED = ["small", "big.bin"]
+FILES_PER_DIR = 100
+SMALL_TARGET = 16 * KIB
+THREADS = 8
 
 
-def build(root: Path, remote: Path, files: int, size_mib: int) -> None:
-    """The repository and its pushed copy (not timed)."""
-    repo = Repository.init(root)
-    rng = random.Random(1)
-    for i in range(files):
-        p = root / "data" / "small" / f"d{i % 50:02d}" / f"f{i:05d}.txt"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(rng.randbytes(rng.randrange(100, 4000)))
-    with open(root / "data" / "big.bin", "wb") as f:
-        for _ in range(size_mib):
-            f.write(rng.randbytes(MiB))
-    with Workers() as w:
-        workflow.add(repo, [str(root / "data")], w)
-        workflow.commit(repo, "bench", {})
-        spec = remotes.RemoteSpec("origin", remote.as_uri())
-        remotes.add_remote(repo, spec)
-        sync.push(repo, spec, [], w)
-
-
-@contextmanager
-def mount(source: str, mnt: Path, cache: Path, log: Path) -> Iterator[float]:
-    """A foreground daemon; yields the seconds it took to mount."""
-    mnt.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CACHE_HOME": str(cache.parent)}
-    started = time.perf_counter()
-    with open(log, "ab") as err:
-        proc = subprocess.Popen(
-            [*DVFS, "mount", "--foreground", source, str(mnt), "--cache-dir", str(cache)],
-            stdout=err, stderr=err, env=env, cwd="/",
-        )  # fmt: skip
-    try:
-        while not os.path.ismount(mnt):
-            if proc.poll() is not None:
-                raise SystemExit(f"the daemon exited: see {log}")
-            time.sleep(0.005)
-        yield time.perf_counter() - started
-    finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], check=False, capture_output=True)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            subprocess.run(["fusermount3", "-uz", str(mnt)], check=False, capture_output=True)
-            proc.kill()
-            proc.wait()
+def drop_caches() -> None:
+    """Flush and drop the page cache, dentries and inodes (needs root)."""
+    os.sync()
+    DROP_CACHES.write_text("3\n")
 
 
 def timed(cmd: list[str]) -> float:
-    """Seconds a command takes (its output discarded)."""
+    """Seconds a command takes, its output discarded (it must succeed)."""
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
-def fetched(cache: Path) -> int:
-    """Bytes fetched from the remote so far: what the (large enough) chunk cache holds."""
-    return sum(f.stat().st_size for f in (cache / "chunks").glob("*/*"))
+def peak_rss(pid: int) -> int:
+    """Bytes of the process's peak resident set (VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
-def touched(root: Path, offsets: list[int], length: int) -> tuple[int, int]:
-    """(count, bytes) of the chunks of the big file that reads at ``offsets`` overlap."""
-    hist = Repository(root).history
+@dataclass
+class Daemon:
+    """A running foreground daemon: its pid and how long it took to mount."""
+
+    pid: int
+    ready_s: float
+
+
+@dataclass
+class Bench:
+    """Where everything is, and the server."""
+
+    work: Path
+    server: SeaweedFS
+    env: dict[str, str]
+    mnt: Path
+
+    @property
+    def url(self) -> str:
+        return f"s3://{BUCKET}/{PREFIX}"
+
+    @contextmanager
+    def mount(self, cache: Path, before: Callable[[], None] | None = None) -> Iterator[Daemon]:
+        """A fresh daemon on ``cache``; ``before`` runs just before it starts."""
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        argv = [
+            *DVFS,
+            "mount",
+            "--foreground",
+            self.url,
+            str(self.mnt),
+            "--cache-dir",
+            str(cache),
+            "--endpoint-url",
+            self.server.endpoint,
+        ]
+        log = self.work / "daemon.log"
+        if before is not None:
+            before()
+        with open(log, "ab") as err:
+            started = time.perf_counter()
+            proc = subprocess.Popen(argv, stdout=err, stderr=err, env=self.env, cwd="/")
+        try:
+            while not os.path.ismount(self.mnt):
+                if proc.poll() is not None:
+                    raise SystemExit(f"the daemon exited ({proc.returncode}): see {log}")
+                time.sleep(0.002)
+            yield Daemon(proc.pid, time.perf_counter() - started)
+        finally:
+            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False, capture_output=True)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                subprocess.run(["fusermount3", "-uz", str(self.mnt)], check=False)
+                proc.kill()
+                proc.wait()
+
+    def sent(self) -> int:
+        """Bytes the server has sent for the bucket so far."""
+        return self.server.sent_bytes(BUCKET)
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    figure: str
+    measured: str
+    target: str = ""
+    ratio: str = ""
+    met: bool | None = None
+
+
+def limit_row(figure: str, seconds: float, limit: float) -> Row:
+    """A time against an upper limit; the ratio is time / limit (below 1 is met)."""
+    return Row(
+        figure, f"{seconds:.3f} s", f"< {limit:g} s", f"{seconds / limit:.2f}", seconds < limit
+    )
+
+
+def rate_row(figure: str, size: int, seconds: float, base_s: float, base: str, need: float) -> Row:
+    """A throughput against a baseline's; the ratio is this rate / the baseline's."""
+    r = base_s / seconds
+    return Row(
+        figure,
+        f"{size / MIB / seconds:.0f} MiB/s",
+        f">= {need:g}x {base} ({size / MIB / base_s:.0f} MiB/s)",
+        f"{r:.2f}",
+        r >= need,
+    )
+
+
+def build(bench: Bench, data: Path, repo_dir: Path) -> None:
+    """Commit the data in a repository and push it to the bucket (not timed)."""
+    repo_dir.mkdir(parents=True)
+    for name in TRACKED:  # hard links: the same bytes without copying a GiB
+        subprocess.run(["cp", "-al", str(data / name), str(repo_dir / name)], check=True)
+    repo = Repository.init(repo_dir)
+    spec = remotes.RemoteSpec("origin", bench.url, bench.server.endpoint)
+    with Workers() as w:
+        workflow.add(repo, [str(repo_dir / n) for n in TRACKED], w)
+        workflow.commit(repo, "bench", {})
+        remotes.add_remote(repo, spec)
+        sync.push(repo, spec, [], w)
+
+
+@dataclass
+class Layout:
+    """Where a file's chunks lie on the remote."""
+
+    chunks: list[ChunkRef]
+    ranges: list[tuple[str, int, int]]  # (pack key, offset, stored length) per chunk
+    pack_sizes: dict[str, int]
+
+
+def locate(bench: Bench, repo_dir: Path, path: bytes) -> Layout:
+    """The chunks of ``path`` at the head of the repository, and where the remote holds them."""
+    hist = Repository(repo_dir).history
     head = hist.head_id()
     assert head is not None
-    entry = hist.lookup(hist.version(head).tree, b"data/big.bin")
+    entry = hist.lookup(hist.version(head).tree, path)
     assert entry is not None
-    hit: dict[int, int] = {}
-    start = 0
-    for i, c in enumerate(entry.chunks):
-        if any(off < start + c.size and off + length > start for off in offsets):
-            hit[i] = c.size
-        start += c.size
-    return len(hit), sum(hit.values())
+    remote = RemoteRepo(connect(RemoteSpec("origin", bench.url, bench.server.endpoint), 1), None)
+    index = remote.index()
+    ranges = []
+    for c in entry.chunks:
+        pack_id, obj = index[c.oid]
+        ranges.append((f"{PREFIX}/packs/{pack_id}", obj.offset, obj.stored_len))
+    client = s3_client(bench)
+    sizes = {
+        key: int(client.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+        for key in {key for key, _, _ in ranges}
+    }
+    return Layout(list(entry.chunks), ranges, sizes)
 
 
-def rate(size: int, seconds: float) -> str:
-    return f"{size / MiB / seconds:8.1f} MiB/s"
+def s3_client(bench: Bench) -> Any:
+    """A boto3 S3 client for the server, with a connection for every thread."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=bench.server.endpoint,
+        aws_access_key_id=bench.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=bench.env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+        config=Config(max_pool_connections=THREADS * 2),
+    )
 
 
-def main() -> None:
+def download(bench: Bench, ranges: list[tuple[str, int, int]]) -> tuple[float, int]:
+    """Seconds and bytes for ``THREADS`` threads to GET ``ranges`` with boto3 (discarded)."""
+    client = s3_client(bench)
+
+    def get(r: tuple[str, int, int]) -> int:
+        key, off, n = r
+        rng = f"bytes={off}-{off + n - 1}" if n >= 0 else None
+        kwargs = {"Bucket": BUCKET, "Key": key, **({"Range": rng} if rng else {})}
+        body = client.get_object(**kwargs)["Body"]
+        got = 0
+        while block := body.read(MIB):
+            got += len(block)
+        return got
+
+    drop_caches()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        total = sum(pool.map(get, ranges))
+    return time.perf_counter() - started, total
+
+
+def pick_small(data: Path) -> Path:
+    """The small file closest to 16 KiB (the first one, in file order, on a tie)."""
+    files = sorted((data / "small").rglob("*.*"))
+    return min(files, key=lambda p: abs(p.stat().st_size - SMALL_TARGET))
+
+
+def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
+    """Every measurement, in order; the rows of the table."""
+    rows: list[Row] = []
+    cache = bench.work / "cache"
+    mnt = bench.mnt
+    size = (data / "big.bin").stat().st_size
+    first_dir = sorted((data / "small").iterdir())[0].name
+
+    # 1. mount ready
+    before = bench.sent()
+    with bench.mount(cache, drop_caches) as d:
+        rows.append(limit_row("mount ready, empty cache dir (fetches metadata)", d.ready_s, 2.0))
+    meta = bench.sent() - before
+    rows.append(Row("  metadata downloaded by that mount", human(meta)))
+    with bench.mount(cache, drop_caches) as d:
+        rows.append(Row("mount ready, metadata kept", f"{d.ready_s:.3f} s"))
+
+    # 2. ls -l of one directory
+    listing = ["ls", "-l", str(mnt / "small" / first_dir)]
+    with bench.mount(cache, drop_caches):
+        rows.append(
+            limit_row(f"ls -l of a directory of {FILES_PER_DIR} files, cold", timed(listing), 0.2)
+        )
+        rows.append(Row("  the same, warm", f"{timed(listing):.3f} s"))
+
+    # 3. find and ls -lR over the version
+    with bench.mount(cache, drop_caches):
+        rows.append(limit_row("find over the version, cold", timed(["find", str(mnt)]), 3.0))
+        rows.append(Row("  the same, warm", f"{timed(['find', str(mnt)]):.3f} s"))
+    with bench.mount(cache, drop_caches):
+        rows.append(Row("ls -lR over the version, cold", f"{timed(['ls', '-lR', str(mnt)]):.3f} s"))
+        rows.append(Row("  the same, warm", f"{timed(['ls', '-lR', str(mnt)]):.3f} s"))
+
+    # 4. one 16 KiB file
+    small = pick_small(data)
+    rel = small.relative_to(data)
+    lay = locate(bench, repo_dir, str(rel).encode())
+    stored = sum(n for _, _, n in lay.ranges)
+    pack = max(lay.pack_sizes.values())
+    with bench.mount(cache, drop_caches):
+        before = bench.sent()
+        requests = bench.server.requests(BUCKET)
+        got = (mnt / rel).read_bytes()
+        fetched = bench.sent() - before
+        requests = bench.server.requests(BUCKET) - requests
+    assert got == small.read_bytes(), "the mount read other bytes than the file's"
+    rows.append(
+        Row(
+            f"read one {human(small.stat().st_size)} file, cold: bytes downloaded",
+            f"{fetched} B",
+            f"<= 2x its chunk ({stored} B stored)",
+            f"{fetched / stored:.2f}",
+            fetched <= 2 * stored and fetched < pack,
+        )
+    )
+    rows.append(Row("  requests for it; size of its pack", f"{requests}; {human(pack)}"))
+
+    # 5. the big file, cold from SeaweedFS, against boto3
+    big = locate(bench, repo_dir, b"big.bin")
+    dl_s, dl_bytes = download(bench, big.ranges)
+    packs_s, packs_bytes = download(bench, [(k, 0, -1) for k in sorted(big.pack_sizes)])
+    shutil.rmtree(cache / "chunks", ignore_errors=True)
+    with bench.mount(cache, drop_caches) as d:
+        before = bench.sent()
+        cold_s = timed(["cat", str(mnt / "big.bin")])
+        cold_sent = bench.sent() - before
+        cold_rss = peak_rss(d.pid)
+    rows.append(
+        rate_row(
+            "sequential read of the big file, cold from SeaweedFS",
+            size,
+            cold_s,
+            dl_s,
+            f"{THREADS}-thread boto3 of its chunk ranges",
+            0.5,
+        )
+    )
+    rows.append(
+        Row("  downloaded by the mount / by boto3", f"{human(cold_sent)} / {human(dl_bytes)}")
+    )
+    rows.append(
+        Row(
+            f"  {THREADS}-thread boto3 of its whole packs (not the baseline)",
+            f"{packs_bytes / MIB / packs_s:.0f} MiB/s, {human(packs_bytes)}",
+        )
+    )
+    rows.append(
+        Row(
+            "daemon peak RSS streaming the big file (cold)",
+            f"{cold_rss / MIB:.0f} MiB",
+            "< 250 MB",
+            f"{cold_rss / 250e6:.2f}",
+            cold_rss < 250e6,
+        )
+    )
+
+    # 6. from the chunk cache and the page cache, against the local file
+    local = data / "big.bin"
+    drop_caches()
+    disk_s = timed(["cat", str(local)])
+    page_s = timed(["cat", str(local)])
+    with bench.mount(cache, drop_caches) as d:
+        drop_caches()
+        cached_s = timed(["cat", str(mnt / "big.bin")])
+        again_s = timed(["cat", str(mnt / "big.bin")])
+        warm_rss = peak_rss(d.pid)
+    rows.append(
+        rate_row(
+            "sequential read of the big file, chunk cache",
+            size,
+            cached_s,
+            disk_s,
+            "cat from disk",
+            0.5,
+        )
+    )
+    rows.append(
+        rate_row("  second read (page cache)", size, again_s, page_s, "page-cache cat", 0.6)
+    )
+    rows.append(Row("  daemon peak RSS, chunk cache", f"{warm_rss / MIB:.0f} MiB"))
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    """The rows as aligned text."""
+    grid = [["figure", "measured", "target", "ratio", "met"]]
+    for r in rows:
+        met = "" if r.met is None else ("yes" if r.met else "NO")
+        grid.append([r.figure, r.measured, r.target, r.ratio, met])
+    return render(grid)
+
+
+def stop(signum: int, _frame: object) -> None:
+    """On SIGTERM, unwind like on Ctrl-C (the daemon is unmounted, the server stopped)."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work" / "mount")
-    p.add_argument("--size-mib", type=int, default=256)
-    p.add_argument("--files", type=int, default=5000)
-    p.add_argument("--keep", action="store_true")
-    a = p.parse_args()
-    work = a.workdir.absolute()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    root, remote = work / "repo", work / "remote"
-    print(f"building {a.files} small files and {a.size_mib} MiB in {work} ...", flush=True)
-    build(root, remote, a.files, a.size_mib)
-    big = root / "data" / "big.bin"
-    size = big.stat().st_size
-    rows: list[tuple[str, str]] = []
+    p.add_argument("--files", type=int, default=Workload.files, help="small files (20,000)")
+    p.add_argument("--size-mib", type=int, default=Workload.big_size // MIB, help="big file")
+    p.add_argument("--seed", type=int, default=Workload.seed)
+    p.add_argument("--keep", action="store_true", help="keep the generated data for a rerun")
+    p.add_argument("--no-warm-memory", dest="warm_memory", action="store_false")
+    a = p.parse_args(argv)
+    check_drop_caches()
+    signal.signal(signal.SIGTERM, stop)
+    work: Path = a.workdir.resolve()
+    data, run_dir = work / "data", work / "run"
+    wl = Workload(
+        files=a.files, dirs=max(1, a.files // FILES_PER_DIR), big_size=a.size_mib * MIB, seed=a.seed
+    )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    server = SeaweedFS(run_dir / "seaweedfs")
     try:
-        rows.append(("read from local disk (baseline)", rate(size, timed(["cat", str(big)]))))
-        with mount(str(root), work / "m-repo", work / "c-repo", work / "repo.log") as t:
-            rows.append(("mount, repository", f"{t:8.3f} s"))
-            rows.append(("ls -lR, cold", f"{timed(['ls', '-lR', str(work / 'm-repo')]):8.3f} s"))
-            rows.append(("ls -lR, warm", f"{timed(['ls', '-lR', str(work / 'm-repo')]):8.3f} s"))
-            data = work / "m-repo" / "data" / "big.bin"
-            rows.append(("read, repository mount", rate(size, timed(["cat", str(data)]))))
-            rows.append(("read again, page cache", rate(size, timed(["cat", str(data)]))))
-        url = remote.as_uri()
-        with mount(url, work / "m-url", work / "c-url", work / "url.log") as t:
-            rows.append(("mount, URL (fetches metadata)", f"{t:8.3f} s"))
-            data = work / "m-url" / "data" / "big.bin"
-            rng = random.Random(2)
-            offsets = [rng.randrange(size - 4096) for _ in range(100)]
-            started = time.perf_counter()
-            with open(data, "rb") as f:
-                for off in offsets:
-                    f.seek(off)
-                    f.read(4096)
-            per_read = (time.perf_counter() - started) / len(offsets) * 1000
-            got = fetched(work / "c-url")
-            count, chunk_bytes = touched(root, offsets, 4096)
-            rows.append(("random 4 KiB read, cold URL mount", f"{per_read:8.2f} ms each"))
-            rows.append((
-                "  fetched for 100 x 4 KiB",
-                f"{got / MiB:8.1f} MiB: {got / chunk_bytes:.2f}x the {count} chunks the reads "
-                f"touch, {got / size:.0%} of the file",
-            ))  # fmt: skip
-        with mount(url, work / "m-url", work / "c-url-cold", work / "cold.log"):
-            data = work / "m-url" / "data" / "big.bin"
-            rows.append(("read, URL mount, cold (remote)", rate(size, timed(["cat", str(data)]))))
-            ratio = fetched(work / "c-url-cold") / size
-            rows.append(("  bytes fetched / file size", f"{ratio:8.2f}"))
-        with mount(url, work / "m-url", work / "c-url-cold", work / "warm.log"):
-            data = work / "m-url" / "data" / "big.bin"
-            rows.append(("read, URL mount, chunk cache", rate(size, timed(["cat", str(data)]))))
+        started = time.perf_counter()
+        if ensure_data(data, wl):
+            print(f"generated the data in {time.perf_counter() - started:.1f} s", flush=True)
+        server.start()
+        server.make_bucket(BUCKET)
+        env = {k: v for k, v in os.environ.items() if k not in AWS_VARS_TO_CLEAR}
+        env.update(server.env())
+        env["PYTHONPATH"] = str(REPO_ROOT)
+        os.environ.clear()
+        os.environ.update(env)
+        bench = Bench(run_dir, server, env, run_dir / "mnt")
+        started = time.perf_counter()
+        build(bench, data, run_dir / "repo")
+        print(
+            f"committed and pushed {wl.files} files and {human(wl.big_size)} to SeaweedFS "
+            f"in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        if a.warm_memory:
+            print(f"warmed {human(warm_memory())} of free memory", flush=True)
+        rows = run(bench, data, run_dir / "repo")
     finally:
+        server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
         if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    width = max(len(name) for name, _ in rows)
+            shutil.rmtree(data, ignore_errors=True)
     print()
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print(table(rows))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ PORT_FLAGS = [
     "metricsPort",
 ]
 REQUEST_METRIC = re.compile(r"^SeaweedFS_s3_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+SENT_METRIC = re.compile(
+    r"^SeaweedFS_s3_bucket_traffic_sent_bytes_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -168,17 +171,27 @@ class SeaweedFS:
         if status != 200:
             raise RuntimeError(f"could not create bucket {name}: HTTP {status}")
 
-    def requests(self, bucket: str) -> int:
-        """S3 requests the server has answered for ``bucket`` so far (every type and status)."""
+    def _metrics(self) -> str:
         url = f"http://127.0.0.1:{self.ports['metricsPort']}/metrics"
         with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
+            return str(resp.read().decode())
+
+    def requests(self, bucket: str) -> int:
+        """S3 requests the server has answered for ``bucket`` so far (every type and status)."""
         total = 0.0
-        for line in text.splitlines():
+        for line in self._metrics().splitlines():
             m = REQUEST_METRIC.match(line)
             if m and dict(LABEL.findall(m["labels"])).get("bucket") == bucket:
                 total += float(m["value"])
         return int(total)
+
+    def sent_bytes(self, bucket: str) -> int:
+        """Bytes of response bodies the server has sent for ``bucket`` so far (downloads)."""
+        for line in self._metrics().splitlines():
+            m = SENT_METRIC.match(line)
+            if m and dict(LABEL.findall(m["labels"])).get("bucket") == bucket:
+                return int(float(m["value"]))
+        return 0
 
     def stop(self) -> None:
         """SIGTERM (it takes a few seconds), then SIGKILL; by this process's own PID."""
