@@ -13,8 +13,8 @@ logged with its id), never served.
 Size: the bytes of cached chunks plus those being written never exceed ``limit``;
 room is made before a write by evicting the least recently used chunks. A chunk
 larger than the whole limit is not cached. Recency lives in memory (an ordered
-dict) and is seeded at start-up from the files' mtimes, which a hit refreshes, so
-the order survives a restart. Memory: about 150 bytes per cached chunk.
+dict) and is seeded at start-up from the files' mtimes, which a hit refreshes (when
+older than ten minutes), so the order survives a restart. Memory: about 150 bytes per cached chunk.
 
 Threading: every method may be called from several worker threads at once. The
 lock guards the accounting and the deletion of evicted files; reading, writing and
@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -36,6 +37,28 @@ from vfs import hash_bytes
 
 log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp-"
+TOUCH_AFTER_NS = 600 * 10**9
+
+
+def _read_and_touch(path: Path) -> bytes:
+    """The file's bytes; its mtime set to now if older than ``TOUCH_AFTER_NS``.
+
+    The mtime only seeds the recency order at the next start, so it need not be
+    exact; touching on every hit would write the inode (and the journal) for every
+    chunk a sequential reader streams from the cache.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        parts = [os.read(fd, st.st_size)]
+        while len(parts[-1]) and sum(map(len, parts)) < st.st_size:
+            parts.append(os.read(fd, st.st_size))
+        if time.time_ns() - st.st_mtime_ns > TOUCH_AFTER_NS:
+            with contextlib.suppress(OSError):
+                os.utime(fd)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class ChunkCache:
@@ -99,7 +122,7 @@ class ChunkCache:
             self._sizes.move_to_end(oid)
         path = self._path(oid)
         try:
-            data = path.read_bytes()
+            data = _read_and_touch(path)
         except FileNotFoundError:
             self._drop(oid)
             return None
@@ -109,8 +132,6 @@ class ChunkCache:
             self._drop(oid)
             path.unlink(missing_ok=True)
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # recency, for the next start
         self.hits += 1
         return data
 

@@ -24,6 +24,7 @@ import logging
 import os
 import stat
 from collections.abc import Sequence
+from typing import cast
 
 import pyfuse3
 
@@ -220,9 +221,14 @@ class VersionsFs(pyfuse3.Operations):
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        """The bytes, or a memoryview of a chunk typed as bytes: pass it on, never edit it.
+
+        pyfuse3 replies from any contiguous buffer (its stub says bytes), and a view
+        saves copying every byte once more; a caller wanting real bytes takes bytes().
+        """
         f = self._files[fh]
         log.debug("read %r: %d bytes at %d", f.node.path, size, off)
-        return await f.read(self.fetcher, off, size)
+        return cast(bytes, await f.view(self.fetcher, off, size))
 
     @handler
     async def flush(self, fh: int) -> None:
