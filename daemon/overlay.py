@@ -329,6 +329,8 @@ class Overlay:
         for node in built.values():
             if node.parent is not None:
                 self._mark_dirty(node.parent)
+            if over.get(node.nid):  # a name in it changed, maybe only removed
+                self._mark_dirty(node)
         self._drop_strays(built)
 
     def _node_of(self, rec: list[Any]) -> WNode | None:
@@ -356,11 +358,15 @@ class Overlay:
         return node
 
     def _drop_strays(self, live: dict[int, WNode]) -> None:
-        """Delete data files no node uses (left by a crash between two steps)."""
+        """Delete data files no node uses and old journals (left by a crash between two steps)."""
         for name in os.listdir(self.data):
             if not (name.isdigit() and int(name) in live and live[int(name)].upper):
                 with contextlib.suppress(OSError):
                     os.unlink(self.data / name)
+        for name in os.listdir(self.work):
+            if name.startswith("journal.") and self.work / name != self.journal.path:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.work / name)
 
     def close(self) -> None:
         """Close every file (the daemon is stopping)."""
@@ -779,7 +785,8 @@ class Overlay:
         def show(p: bytes, n: WNode | Entry) -> str:
             return os.fsdecode(p) + ("/" if n.kind == Kind.DIR else "")
 
-        def walk(d: WNode) -> None:
+        def walk(d: WNode, in_added: bool = False) -> None:
+            # in_added: d is below an added directory, whose one line covers new nodes
             assert d.kids is not None
             for name, kid in sorted(d.kids.items()):
                 p = _join(d.path, name)
@@ -793,10 +800,10 @@ class Overlay:
                         else:
                             modified.append(show(p, kid))
                     elif kid.is_dir:
-                        if not kid.kids:
+                        if not in_added:
                             added.append(show(p, kid))
-                        walk(kid)
-                    else:
+                        walk(kid, True)  # for what was moved into it
+                    elif not in_added:
                         added.append(show(p, kid))
                     continue
                 seen.add(kid.origin)
