@@ -20,12 +20,20 @@ In order:
 A crash anywhere leaves the branch at the old version (the upper layer still holds
 every change) or at the new one (the next mount sees the ``S`` record naming the
 branch head and starts clean over it).
+
+Test hook: with ``DVFS_TEST_KILL_AT=<step>`` in its environment the daemon kills
+itself (SIGKILL) when a snapshot reaches that step: ``hashed`` (the upper files'
+chunks are stored), ``stored`` (the version record is), ``journaled`` (the ``S``
+record is durable), ``flushed`` (the store and the filesystem are), ``moved`` (the
+branch moved or the remote's did), ``rebase`` (the overlay's new state is written,
+its upper files not yet removed). The fault tests use it to check the claim above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +43,7 @@ import trio
 from daemon.overlay import Overlay, WNode
 from daemon.source import RemoteSource, Source
 from daemon.writable import WorkingFs
-from vfs import DvfsError, Entry, Kind, Tree, UsageError
+from vfs import DvfsError, Entry, Kind, ObjectMissing, Tree, UsageError
 from vfs.codec import Version, encode_tree, encode_version
 from vfs.durable import flush_filesystem
 from vfs.objects import ObjKind
@@ -132,6 +140,12 @@ class Builder:
         return e, files
 
 
+def reached(step: str) -> None:
+    """Test hook: die at once if ``DVFS_TEST_KILL_AT`` names this step (see above)."""
+    if os.environ.get("DVFS_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _renamed(e: Entry, name: bytes) -> Entry:
     return Entry(
         name, e.kind, e.mode, e.size, e.mtime_ns,
@@ -162,7 +176,9 @@ class Snapshots:
                 for d in todo:
                     await self.fs.kids(d)
             rec = await trio.to_thread.run_sync(self._record, req)
-            self.overlay.rebase(rec.oid, rec.root, rec.entries, rec.trees)
+            self.overlay.rebase(
+                rec.oid, rec.root, rec.entries, rec.trees, midway=lambda: reached("rebase")
+            )
             if rec.branch != self.source.branch:
                 self.source.branch = rec.branch
         finally:
@@ -214,7 +230,7 @@ class Snapshots:
                 if head is not None:
                     raise UsageError(f"branch {branch} already exists: choose another name")
             elif head != ov.base:
-                now = hist.label(head) if head is not None else "nothing"
+                now = self._label(head)
                 raise UsageError(
                     f"{branch} moved to {now} since this working tree was started: the "
                     "working tree is kept as it is; run `dvfs snapshot MNT -m MSG --branch "
@@ -226,6 +242,7 @@ class Snapshots:
                 label = hist.label(ov.base) if ov.base is not None else "an empty branch"
                 raise UsageError(f"nothing to snapshot: the working tree equals {label}")
             staged = self._hash(ov.changed_files())
+            reached("hashed")
             builder = Builder(src, staged)
             root, files = builder.directory(ov.root, b"")
             parent = hist.version(ov.base) if ov.base is not None else None
@@ -241,18 +258,31 @@ class Snapshots:
                 bytes=root.size,
             )
             oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+            reached("stored")
             ov.begin_snapshot(oid)
+            reached("journaled")
             repo.store.flush()
             flush_filesystem(repo.dir)
+            reached("flushed")
             if not isinstance(src, RemoteSource):
                 repo.refs.update(f"refs/heads/{branch}", oid, head)
                 self._tag(req, oid)
         if isinstance(src, RemoteSource):
             src.publish(branch, oid, head, req.tag)
+        reached("moved")
         return Recorded(
             oid, version.number, branch, root, builder.entries, builder.trees, files,
             root.size, len(staged),
         )  # fmt: skip
+
+    def _label(self, head: bytes | None) -> str:
+        """``vN`` of where the branch is now; its id if it is not here yet (a remote's)."""
+        if head is None:
+            return "nothing"
+        try:
+            return self.source.history.label(head)
+        except ObjectMissing:
+            return f"version {head.hex()[:10]}"
 
     def _tag(self, req: Request, oid: bytes) -> None:
         if req.tag is not None:
