@@ -1,38 +1,101 @@
 """dvfs core library: content-addressed, chunked, versioned data; no FUSE, no trio.
 
-The public names below are what the daemon and other programs use.
+The public names below are what the daemon and other programs use. They are imported
+on first use (PEP 562), so that a command importing one module of the package does
+not pay for all the others: every ``dvfs`` command starts faster.
 """
 
-from vfs.codec import ChunkRef, Entry, Kind, Tree, Version
-from vfs.errors import (
-    DvfsError,
-    FormatError,
-    MountError,
-    NotARepository,
-    ObjectCorrupt,
-    ObjectMissing,
-    RemoteError,
-    RemoteUnreachable,
-    RevisionNotFound,
-    StorageFull,
-    UsageError,
-)
-from vfs.history import History
-from vfs.ids import hash_bytes
-from vfs.launch import DaemonArgs, MountSource, resolve_source
-from vfs.mounts import (
-    MountRecord,
-    check_fuse,
-    check_mountpoint,
-    is_mounted,
-    remove_record,
-    write_record,
-)
-from vfs.objects import ObjectStore, decode_payload
-from vfs.remotes import RemoteSpec, add_remote, connect, default_remote
-from vfs.remotes import remotes as configured_remotes
-from vfs.repo import Repository, parse_format
-from vfs.sync import FetchResult, Located, RemoteRepo, fetch_locked
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vfs.codec import ChunkRef, Entry, Kind, Tree, Version
+    from vfs.errors import (
+        DvfsError,
+        FormatError,
+        MountError,
+        NotARepository,
+        ObjectCorrupt,
+        ObjectMissing,
+        RemoteError,
+        RemoteUnreachable,
+        RevisionNotFound,
+        StorageFull,
+        UsageError,
+    )
+    from vfs.history import History
+    from vfs.ids import hash_bytes
+    from vfs.launch import DaemonArgs, MountSource, resolve_source
+    from vfs.mounts import (
+        MountRecord,
+        check_fuse,
+        check_mountpoint,
+        is_mounted,
+        remove_record,
+        write_record,
+    )
+    from vfs.objects import ObjectStore, decode_payload
+    from vfs.remotes import RemoteSpec, add_remote, connect, default_remote
+    from vfs.remotes import remotes as configured_remotes
+    from vfs.repo import Repository, parse_format
+    from vfs.sync import FetchResult, Located, RemoteRepo, fetch_locked
+
+_SOURCES: dict[str, tuple[str, str]] = {
+    "ChunkRef": ("vfs.codec", "ChunkRef"),
+    "DaemonArgs": ("vfs.launch", "DaemonArgs"),
+    "DvfsError": ("vfs.errors", "DvfsError"),
+    "Entry": ("vfs.codec", "Entry"),
+    "FetchResult": ("vfs.sync", "FetchResult"),
+    "FormatError": ("vfs.errors", "FormatError"),
+    "History": ("vfs.history", "History"),
+    "Kind": ("vfs.codec", "Kind"),
+    "Located": ("vfs.sync", "Located"),
+    "MountError": ("vfs.errors", "MountError"),
+    "MountRecord": ("vfs.mounts", "MountRecord"),
+    "MountSource": ("vfs.launch", "MountSource"),
+    "NotARepository": ("vfs.errors", "NotARepository"),
+    "ObjectCorrupt": ("vfs.errors", "ObjectCorrupt"),
+    "ObjectMissing": ("vfs.errors", "ObjectMissing"),
+    "ObjectStore": ("vfs.objects", "ObjectStore"),
+    "RemoteError": ("vfs.errors", "RemoteError"),
+    "RemoteRepo": ("vfs.sync", "RemoteRepo"),
+    "RemoteSpec": ("vfs.remotes", "RemoteSpec"),
+    "RemoteUnreachable": ("vfs.errors", "RemoteUnreachable"),
+    "Repository": ("vfs.repo", "Repository"),
+    "RevisionNotFound": ("vfs.errors", "RevisionNotFound"),
+    "StorageFull": ("vfs.errors", "StorageFull"),
+    "Tree": ("vfs.codec", "Tree"),
+    "UsageError": ("vfs.errors", "UsageError"),
+    "Version": ("vfs.codec", "Version"),
+    "add_remote": ("vfs.remotes", "add_remote"),
+    "check_fuse": ("vfs.mounts", "check_fuse"),
+    "check_mountpoint": ("vfs.mounts", "check_mountpoint"),
+    "configured_remotes": ("vfs.remotes", "remotes"),
+    "connect": ("vfs.remotes", "connect"),
+    "decode_payload": ("vfs.objects", "decode_payload"),
+    "default_remote": ("vfs.remotes", "default_remote"),
+    "fetch_locked": ("vfs.sync", "fetch_locked"),
+    "hash_bytes": ("vfs.ids", "hash_bytes"),
+    "is_mounted": ("vfs.mounts", "is_mounted"),
+    "parse_format": ("vfs.repo", "parse_format"),
+    "remove_record": ("vfs.mounts", "remove_record"),
+    "resolve_source": ("vfs.launch", "resolve_source"),
+    "write_record": ("vfs.mounts", "write_record"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access."""
+    try:
+        module, attr = _SOURCES[name]
+    except KeyError:
+        raise AttributeError(f"module 'vfs' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ChunkRef",
