@@ -37,7 +37,11 @@ from vfs.stage import Staged
 
 SKIP_DIRS = frozenset({b".dvfs", b".git"})
 READ_RETRIES = 3
+IN_FLIGHT = 2  # chunks of a large file in flight per thread
+BATCH_FILES = 64  # small files hashed per task
+BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 Warn = Callable[[str], None]
+Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 
 
 def show(path: bytes) -> str:
@@ -122,7 +126,7 @@ class Hasher:
         self.workers = workers
         self.bytes_read = 0
 
-    def _read_file(self, rel: bytes) -> Staged:
+    def _read_file(self, rel: bytes, sink: list[Pending] | None = None) -> Staged:
         path = os.path.join(os.fsencode(self.root), rel)
         for _ in range(READ_RETRIES):
             try:
@@ -135,15 +139,18 @@ class Hasher:
                 if exc.errno == errno.ELOOP:  # replaced by a link meanwhile
                     raise FileChanged(f"{show(rel)} changed while it was read") from None
                 raise
-            with os.fdopen(fd, "rb", buffering=0) as fh:
+            try:
                 before = os.fstat(fd)
                 if not statmod.S_ISREG(before.st_mode):
                     raise FileChanged(f"{show(rel)} changed type while it was read")
                 if before.st_size <= self.chunker.params.min_size:
-                    digest, chunks, total = self._read_small(fh, before.st_size)
+                    digest, chunks, total = self._read_small(fd, before.st_size, sink)
                 else:
-                    digest, chunks, total = self._read_large(fh)
+                    with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
+                        digest, chunks, total = self._read_large(fh)
                 after = os.fstat(fd)
+            finally:
+                os.close(fd)
             self.bytes_read += total
             stable = (
                 total == after.st_size
@@ -161,24 +168,37 @@ class Hasher:
             "add it again once it is no longer being written"
         )
 
-    def _read_small(self, fh: object, size: int) -> tuple[bytes, list[ChunkRef], int]:
-        assert hasattr(fh, "read")
-        data: bytes = fh.read(size + 1)
+    def _read_small(
+        self, fd: int, size: int, sink: list[Pending] | None
+    ) -> tuple[bytes, list[ChunkRef], int]:
+        """Read a file expected to be one chunk with plain reads (no file object)."""
+        want = size + 1  # one byte more than expected, to notice growth
+        data = os.read(fd, want)
+        while 0 < len(data) < want:
+            more = os.read(fd, want - len(data))
+            if not more:
+                break
+            data += more
         if len(data) > self.chunker.params.min_size:  # grew meanwhile: cut it properly
-            rest: bytes = fh.read()
-            data += rest
+            while more := os.read(fd, 1 << 20):
+                data += more
             refs = [_store_chunk(self.store, c) for c in self.chunker.buffer(data)]
             return hash_bytes(data), refs, len(data)
         if not data:
             return hash_bytes(b""), [], 0
-        ref = _store_chunk(self.store, data)
-        return ref.oid, [ref], len(data)
+        oid = hash_bytes(data)
+        if self.store is not None:
+            if sink is None:
+                self.store.put(ObjKind.CHUNK, data, oid)
+            else:
+                sink.append((oid, ObjKind.CHUNK, data))
+        return oid, [ChunkRef(oid, len(data))], len(data)
 
     def _read_large(self, fh: object) -> tuple[bytes, list[ChunkRef], int]:
         whole = hasher()
         pending: deque[tuple[Future[ChunkRef], Future[object]]] = deque()
         refs: list[ChunkRef] = []
-        limit = self.workers.threads
+        limit = IN_FLIGHT * self.workers.threads
         total = 0
         try:
             for data in self.chunker.stream(fh):  # type: ignore[arg-type]
@@ -206,8 +226,12 @@ class Hasher:
                             fut.result()
         return whole.digest(), refs, total
 
-    def stage_one(self, found: Found) -> Staged:
-        """Hash one file or link (storing its chunks when the hasher has a store)."""
+    def stage_one(self, found: Found, sink: list[Pending] | None = None) -> Staged:
+        """Hash one file or link (storing its chunks when the hasher has a store).
+
+        With ``sink``, the chunk of a small file is appended to it instead of stored,
+        for the caller to store a batch at once.
+        """
         if statmod.S_ISLNK(found.st.st_mode):
             target = os.readlink(os.path.join(os.fsencode(self.root), found.rel))
             return Staged(
@@ -215,9 +239,29 @@ class Hasher:
                 found.st.st_ctime_ns, found.st.st_ino, target=target,
             )  # fmt: skip
         try:
-            return self._read_file(found.rel)
+            return self._read_file(found.rel, sink)
         except OSError as exc:
             raise storage_error(exc, f"the chunks of {show(found.rel)}") from exc
+
+    def stage_batch(self, batch: list[Found]) -> list[Staged]:
+        """Hash a batch of small files and links in one task, storing their chunks together.
+
+        One task per file cost more in futures, locks and thread switches than hashing a
+        1-32 KiB file does; a batch pays that once.
+        """
+        out: list[Staged] = []
+        sink: list[Pending] = []
+        held = 0
+        for f in batch:
+            out.append(self.stage_one(f, sink))
+            held += f.st.st_size
+            if held >= BATCH_BYTES and self.store is not None:
+                self.store.put_many(sink)
+                sink.clear()
+                held = 0
+        if sink and self.store is not None:
+            self.store.put_many(sink)
+        return out
 
     def stage_many(self, items: Iterable[Found]) -> Iterator[tuple[bytes, Staged]]:
         """Hash many paths in parallel; yields (path, staged) as each finishes.
@@ -233,28 +277,28 @@ class Hasher:
         if small or large:
             total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
             progress.start("hashing", len(small) + len(large), total)
-        window = 8 * self.workers.threads
-        futures: deque[tuple[bytes, Future[Staged]]] = deque()
-        todo = iter(small)
+        batches = _batches(small)
+        window = 2 * self.workers.threads
+        futures: deque[tuple[list[Found], Future[list[Staged]]]] = deque()
         try:
-            for f in todo:  # small files start while the large ones are read
-                futures.append((f.rel, self.workers.files.submit(self.stage_one, f)))
+            for batch in batches:  # small files start while the large ones are read
+                futures.append((batch, self.workers.files.submit(self.stage_batch, batch)))
                 if len(futures) >= window:
                     break
             for f in large:
                 yield f.rel, self.stage_one(f)
                 progress.advance(1, 0)
             while True:
-                for f in todo:
-                    futures.append((f.rel, self.workers.files.submit(self.stage_one, f)))
+                for batch in batches:
+                    futures.append((batch, self.workers.files.submit(self.stage_batch, batch)))
                     if len(futures) >= window:
                         break
                 if not futures:
                     break
-                rel, fut = futures.popleft()
-                staged = fut.result()
-                progress.advance(1, staged.size)
-                yield rel, staged
+                batch, fut = futures.popleft()
+                for f, staged in zip(batch, fut.result(), strict=True):
+                    progress.advance(1, staged.size)
+                    yield f.rel, staged
         finally:
             for _, fut in futures:  # on failure: let running work end before we do
                 if not fut.cancel():
@@ -262,6 +306,20 @@ class Hasher:
                         fut.result()
             if small or large:
                 progress.done()
+
+
+def _batches(items: list[Found]) -> Iterator[list[Found]]:
+    """Consecutive batches of at most BATCH_FILES files and about BATCH_BYTES bytes."""
+    batch: list[Found] = []
+    held = 0
+    for f in items:
+        batch.append(f)
+        held += f.st.st_size
+        if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
 
 
 def scan(root: Path, rel: bytes, warn: Warn) -> Iterator[Found]:
