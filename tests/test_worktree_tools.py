@@ -302,9 +302,9 @@ def test_appends_from_two_processes_keep_every_record(wt: Worktree) -> None:
     log = wt.data / "a.txt"  # a file of the version, appended to by two writers
     # lockstep: A and B take turns, so the file must be exactly A0 B0 A1 B1 ...
     a, b = appender(log, "A", 200, True), appender(log, "B", 200, True)
-    assert a.stdin and a.stdout and b.stdin and b.stdout
     for _ in range(200):
         for p in (a, b):
+            assert p.stdin is not None and p.stdout is not None
             p.stdin.write(b"g")
             p.stdin.flush()
             assert p.stdout.read(1) == b"."
