@@ -644,6 +644,17 @@ class Overlay:
         self.journal.append(["S", version])
         self.journal.sync()
 
+    def move_to(self, work: Path) -> None:
+        """The working tree now belongs to another branch: rename its work directory.
+
+        So that the next mount of that branch, not of the old one, finds the changes
+        made from now on. ``work`` must not exist.
+        """
+        os.rename(self.work, work)
+        fsync_dir(work.parent)
+        self.work, self.data = work, work / "data"
+        self.journal.path = work / self.journal.path.name
+
     def rebase(
         self,
         version: bytes,

@@ -15,7 +15,9 @@ In order:
    moves the remote's branch with a conditional write.
 4. The overlay becomes clean over the new version (its state is written before any
    upper file is removed), the gate reopens and the catalog is rebuilt, so
-   ``.versions/vN`` is there when the command returns.
+   ``.versions/vN`` is there when the command returns. After ``--branch NEW`` the
+   mount serves NEW, and its work directory is renamed to NEW's, so that changes
+   made from then on are found by the next mount of NEW.
 
 A crash anywhere leaves the branch at the old version (the upper layer still holds
 every change) or at the new one (the next mount sees the ``S`` record naming the
@@ -36,11 +38,12 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from daemon.overlay import Overlay, WNode
+from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
 from daemon.writable import WorkingFs
 from vfs import DvfsError, Entry, Kind, ObjectMissing, Tree, UsageError
@@ -180,6 +183,7 @@ class Snapshots:
                 rec.oid, rec.root, rec.entries, rec.trees, midway=lambda: reached("rebase")
             )
             if rec.branch != self.source.branch:
+                self.overlay.move_to(self._work_of(rec.branch))
                 self.source.branch = rec.branch
         finally:
             self.fs.gate.reopen()
@@ -229,6 +233,11 @@ class Snapshots:
             if req.branch is not None:
                 if head is not None:
                     raise UsageError(f"branch {branch} already exists: choose another name")
+                if self._work_of(branch).exists():
+                    raise UsageError(
+                        f"{self._work_of(branch)} holds a working tree of an earlier branch "
+                        f"{branch}: move it aside or choose another name"
+                    )
             elif head != ov.base:
                 now = self._label(head)
                 raise UsageError(
@@ -274,6 +283,10 @@ class Snapshots:
             oid, version.number, branch, root, builder.entries, builder.trees, files,
             root.size, len(staged),
         )  # fmt: skip
+
+    def _work_of(self, branch: str) -> Path:
+        """Where ``branch``'s working tree lives (next to this one's)."""
+        return self.overlay.work.parent / work_dir_name(branch)
 
     def _label(self, head: bytes | None) -> str:
         """``vN`` of where the branch is now; its id if it is not here yet (a remote's)."""
