@@ -1,0 +1,435 @@
+"""Faults of the writable working tree (issue 5): crashes, a full disk, races.
+
+Each test drives a real mount the way a user would: files are written through MNT,
+``dvfs snapshot`` and ``dvfs status MNT`` run as processes, the daemon is killed
+with SIGKILL (directly, or by the ``DVFS_TEST_KILL_AT`` hook of
+``daemon.snapshot`` at a named step). What is checked is what a user relies on:
+after a remount MNT shows every change made before the crash, the branch is the
+old version or the new one and never anything else, nothing written is lost, and
+``dvfs fsck`` finds nothing wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from tests.cli_support import Result, assert_error, assert_ok, fsck_clean
+from tests.mount_support import Mount, commit, dvfs, mounted, push_to, write
+from vfs.repo import Repository
+
+KiB = 1024
+MiB = 1024 * KiB
+# The steps of a snapshot at which DVFS_TEST_KILL_AT can stop the daemon, in order;
+# from "moved" on the branch is at the new version.
+STEPS = ["hashed", "stored", "journaled", "flushed", "moved", "rebase"]
+MOVED = STEPS.index("moved")
+
+Tree = dict[str, bytes | str]
+
+
+def rand(n: int, seed: int) -> bytes:
+    """``n`` reproducible, incompressible bytes."""
+    return random.Random(seed).randbytes(n)
+
+
+def tree_of(root: Path) -> Tree:
+    """Every file (its bytes), directory ("dir") and link ("-> target") below ``root``."""
+    out: Tree = {}
+
+    def walk(d: Path, rel: str) -> None:
+        for e in sorted(os.scandir(d), key=lambda e: e.name):
+            r = f"{rel}{e.name}"
+            if e.is_symlink():
+                out[r] = "-> " + os.readlink(e.path)
+            elif e.is_dir():
+                out[r + "/"] = "dir"
+                walk(Path(e.path), r + "/")
+            else:
+                out[r] = Path(e.path).read_bytes()
+
+    walk(root, "")
+    return out
+
+
+def make_repo(root: Path) -> Path:
+    """A repository whose v1 has a few files in two directories."""
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"alpha\n")
+    write(root, "data/gone.txt", b"to be deleted\n")
+    write(root, "data/old.txt", b"to be renamed\n")
+    write(root, "data/sub/deep.bin", rand(300 * KiB, seed=1))
+    write(root, "data/run.sh", b"#!/bin/sh\n", mode=0o755)
+    commit(repo, "one")
+    return root
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
+def head(root: Path, branch: str = "main") -> bytes | None:
+    """Where ``branch`` of the repository at ``root`` is."""
+    return Repository(root).refs.get(f"refs/heads/{branch}")
+
+
+def change(mnt: Path) -> None:
+    """Every kind of change: modify, add, delete, rename, mkdir, symlink, chmod."""
+    with open(mnt / "data" / "a.txt", "r+b") as f:
+        f.seek(2)
+        f.write(b"PHA and more\n")
+    (mnt / "data" / "new").mkdir()
+    (mnt / "data" / "new" / "big.bin").write_bytes(rand(3 * MiB, seed=2))
+    (mnt / "data" / "gone.txt").unlink()
+    os.rename(mnt / "data" / "old.txt", mnt / "data" / "new" / "renamed.txt")
+    os.symlink("../a.txt", mnt / "data" / "new" / "link")
+    os.chmod(mnt / "data" / "run.sh", 0o700)
+
+
+def snapshot(mnt: Path, home: Path, *args: str) -> Result:
+    """``dvfs snapshot MNT ARGS --json``."""
+    return dvfs(mnt.parent, home, "snapshot", str(mnt), *args, "--json")
+
+
+def status(mnt: Path, home: Path) -> dict[str, Any]:
+    """``dvfs status MNT --json``."""
+    got: dict[str, Any] = assert_ok(dvfs(mnt.parent, home, "status", str(mnt), "--json")).json()
+    return got
+
+
+def pending(mnt: Path, home: Path) -> dict[str, Any]:
+    """The changes ``dvfs status MNT`` lists (without branch and base)."""
+    got = status(mnt, home)
+    return {k: got[k] for k in ("added", "modified", "deleted", "renamed")}
+
+
+NO_CHANGES: dict[str, Any] = {"added": [], "modified": [], "deleted": [], "renamed": []}
+
+
+def killed(m: Mount) -> None:
+    """Assert that the daemon died of SIGKILL."""
+    assert m.proc.wait(timeout=30) == -9, m.log_text()
+
+
+def assert_clean_work_dir(repo: Path, branch: str = "main") -> None:
+    """The branch's work directory holds its lock, state and current journal, nothing else.
+
+    A clean working tree keeps no data files, and no journal of an earlier generation
+    is left behind by a crash.
+    """
+    work = repo / ".dvfs" / "worktrees" / branch
+    state = msgpack.unpackb((work / "state").read_bytes())
+    assert sorted(os.listdir(work)) == sorted(["data", "lock", "state", f"journal.{state['gen']}"])
+    assert os.listdir(work / "data") == []
+
+
+# ------------------------------------------------------------------------------ kill -9
+
+
+def test_kill_during_writes_loses_nothing_written(repo: Path, tmp_path: Path) -> None:
+    """Writes, fsynced or not, and namespace changes are all there after a remount."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    synced = rand(2 * MiB + 123, seed=3)
+    unsynced = rand(MiB, seed=4)
+    with mounted(str(repo), mnt, home) as m:
+        change(mnt)
+        fd = os.open(mnt / "data" / "synced.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, synced)
+        os.fsync(fd)
+        os.close(fd)
+        (mnt / "data" / "unsynced.bin").write_bytes(unsynced)
+        with open(mnt / "data" / "sub" / "deep.bin", "r+b") as f:  # a write into a base file
+            f.seek(100 * KiB)
+            f.write(b"patched")
+            os.fsync(f.fileno())
+        still_open = os.open(mnt / "data" / "open.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(still_open, b"written, never closed\n")
+        expected = tree_of(mnt)
+        before = pending(mnt, home)
+        m.proc.kill()
+        killed(m)
+        with contextlib.suppress(OSError):
+            os.close(still_open)
+    with mounted(str(repo), mnt, home):
+        assert tree_of(mnt) == expected
+        assert os.stat(mnt / "data" / "run.sh").st_mode & 0o777 == 0o700
+        assert pending(mnt, home) == before
+        got = assert_ok(snapshot(mnt, home, "-m", "after the crash")).json()
+        assert got["version"] == "v2"
+        assert tree_of(mnt / ".versions" / "v2") == expected
+        assert pending(mnt, home) == NO_CHANGES
+    assert_clean_work_dir(repo)
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_at_each_step_of_a_snapshot(repo: Path, tmp_path: Path, step: str) -> None:
+    """The branch is the old or the new version; the remounted MNT has every change."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    v1 = head(repo)
+    with mounted(str(repo), mnt, home, env={"DVFS_TEST_KILL_AT": step}) as m:
+        change(mnt)
+        expected = tree_of(mnt)
+        changes = pending(mnt, home)
+        assert_error(snapshot(mnt, home, "-m", "two", "--tag", "t2"), "daemon")
+        killed(m)
+    now = head(repo)
+    moved = STEPS.index(step) >= MOVED
+    with mounted(str(repo), mnt, home) as m:
+        assert tree_of(mnt) == expected
+        if moved:
+            assert now != v1
+            assert tree_of(mnt / ".versions" / "v2") == expected
+            assert tree_of(mnt / ".versions" / "tags" / "t2") == expected
+            assert pending(mnt, home) == NO_CHANGES
+            assert status(mnt, home)["base_version"] == 2
+            assert_error(snapshot(mnt, home, "-m", "again"), "nothing to snapshot")
+        else:
+            assert now == v1
+            assert sorted(os.listdir(mnt / ".versions")) == [
+                "branches", "ids", "latest", "tags", "v1",
+            ]  # fmt: skip
+            assert pending(mnt, home) == changes
+            got = assert_ok(snapshot(mnt, home, "-m", "two, again")).json()
+            assert got["version"] == "v2"
+            assert tree_of(mnt / ".versions" / "v2") == expected
+        assert tree_of(mnt) == expected
+    version = Repository(repo).history.version(head(repo) or b"")
+    assert version.number == 2 and version.parents == (v1,)
+    assert_clean_work_dir(repo)
+    fsck_clean(repo)
+
+
+# ------------------------------------------------------------------------------ disk full
+
+
+@pytest.fixture(name="small_disk")
+def small_disk_fixture(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs mounted for the test (we run as root), unmounted afterwards."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:
+    """ENOSPC reaches the writer; the daemon serves on, and writes work once space is freed.
+
+    The repository, and so its working tree's upper layer, is on an 8 MiB tmpfs.
+    While the disk is full a new file fails whole (its journal record did not fit):
+    it is not half there, now or after a remount.
+    """
+    repo = small_disk / "repo"
+    make_repo(repo)
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    block = rand(MiB, seed=5)
+    with mounted(str(repo), mnt, home) as m:
+        written = 0
+        with pytest.raises(OSError) as info, open(mnt / "data" / "huge.bin", "wb") as f:
+            while True:
+                f.write(block)
+                f.flush()
+                written += len(block)
+                assert written < 16 * MiB, "the disk never filled"
+        assert info.value.errno == errno.ENOSPC
+        (mnt / "data" / "many").mkdir()
+        made: list[str] = []
+        with pytest.raises(OSError) as info:
+            for i in range(5000):
+                name = f"n{i:04d}"
+                (mnt / "data" / "many" / name).write_bytes(b"")
+                made.append(name)
+        assert info.value.errno == errno.ENOSPC
+        assert m.proc.poll() is None, m.log_text()
+        assert sorted(os.listdir(mnt / "data" / "many")) == made
+        assert (mnt / "data" / "a.txt").read_bytes() == b"alpha\n"
+        assert (mnt / "data" / "sub" / "deep.bin").read_bytes() == rand(300 * KiB, seed=1)
+        os.unlink(mnt / "data" / "huge.bin")
+        (mnt / "data" / "small.bin").write_bytes(block)
+        assert (mnt / "data" / "small.bin").read_bytes() == block
+        got = assert_ok(snapshot(mnt, home, "-m", "after the disk was full")).json()
+        assert got["version"] == "v2"
+        expected = tree_of(mnt)
+        assert "data/huge.bin" not in expected and len(expected) == 9 + len(made)
+        assert tree_of(mnt / ".versions" / "v2") == expected
+        (mnt / "data" / "after.txt").write_bytes(b"after\n")  # pending at the remount
+        expected = tree_of(mnt)
+        assert m.proc.poll() is None
+    with mounted(str(repo), mnt, home):
+        assert tree_of(mnt) == expected
+        assert pending(mnt, home)["added"] == ["data/after.txt"]
+    fsck_clean(repo)
+
+
+# ----------------------------------------------------------------- writing during a snapshot
+
+
+def test_writing_while_a_snapshot_runs(repo: Path, tmp_path: Path) -> None:
+    """A writer waits for the snapshot; each line lands in the version or after it."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    big = rand(64 * MiB, seed=6)
+    with mounted(str(repo), mnt, home):
+        (mnt / "data" / "big.bin").write_bytes(big)  # makes the snapshot take a while
+        lines: list[bytes] = []
+        waits: list[float] = []
+        stop = threading.Event()
+
+        def writer() -> None:
+            fd = os.open(mnt / "data" / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                i = 0
+                while not stop.is_set():
+                    line = b"line %06d\n" % i
+                    t = time.monotonic()
+                    os.write(fd, line)
+                    if i % 25 == 0:
+                        (mnt / "data" / f"f{i:06d}").write_bytes(line)
+                    waits.append(time.monotonic() - t)
+                    lines.append(line)
+                    i += 1
+            finally:
+                os.close(fd)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            while len(lines) < 200:
+                time.sleep(0.01)
+            started = time.monotonic()
+            r = snapshot(mnt, home, "-m", "during writes")
+            took = time.monotonic() - started
+            after = len(lines)
+            while len(lines) < after + 200:
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            t.join(timeout=60)
+        got = assert_ok(r).json()
+        v2 = mnt / ".versions" / "v2" / "data"
+        assert (v2 / "big.bin").read_bytes() == big
+        in_version = (v2 / "log.txt").read_bytes()
+        written = b"".join(lines)
+        assert written.startswith(in_version)  # whole lines, a prefix: nothing torn or lost
+        count = len(in_version) // len(lines[0])
+        assert 200 <= count < len(lines)
+        assert (mnt / "data" / "log.txt").read_bytes() == written
+        named = sorted(n for n in os.listdir(v2) if n.startswith("f"))
+        assert named == [f"f{i:06d}" for i in range(0, count, 25)][: len(named)]
+        assert max(waits) < took + 5  # a writer waits for the snapshot, no longer
+        assert got["seconds"] > 0
+        assert "data/log.txt" in pending(mnt, home)["modified"]
+        assert_ok(snapshot(mnt, home, "-m", "the rest"))
+        assert (mnt / ".versions" / "v3" / "data" / "log.txt").read_bytes() == written
+        assert tree_of(mnt / ".versions" / "v3") == tree_of(mnt)
+    fsck_clean(repo)
+
+
+# ------------------------------------------------------------------- the branch moved meanwhile
+
+
+def test_a_snapshot_after_the_branch_moved_is_refused(repo: Path, tmp_path: Path) -> None:
+    """A CLI commit moved the branch: refused, the changes kept; --branch saves them."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home) as m:
+        change(mnt)
+        expected = tree_of(mnt)
+        changes = pending(mnt, home)
+        write(repo, "data/cli.txt", b"committed from the CLI\n")
+        assert_ok(dvfs(repo, home, "add", "data"))
+        assert_ok(dvfs(repo, home, "commit", "-m", "from the CLI"))
+        v2 = head(repo)
+        line = assert_error(snapshot(mnt, home, "-m", "late"), "main moved to v2", "--branch NEW")
+        assert "\n" not in line
+        assert head(repo) == v2
+        assert tree_of(mnt) == expected
+        assert pending(mnt, home) == changes
+        got = assert_ok(snapshot(mnt, home, "-m", "saved aside", "--branch", "aside")).json()
+        assert (got["version"], got["branch"]) == ("v2", "aside")
+        assert tree_of(mnt / ".versions" / "branches" / "aside") == expected
+        assert head(repo) == v2
+        assert head(repo, "aside") == bytes.fromhex(got["id"])
+        assert pending(mnt, home) == NO_CHANGES
+        assert status(mnt, home)["branch"] == "aside"
+        # the working tree now follows the new branch
+        (mnt / "data" / "later.txt").write_bytes(b"after the new branch\n")
+        got = assert_ok(snapshot(mnt, home, "-m", "more")).json()
+        assert (got["version"], got["branch"]) == ("v3", "aside")
+        (mnt / "data" / "pending.txt").write_bytes(b"not snapshotted\n")
+        on_aside = tree_of(mnt)
+        assert m.proc.poll() is None
+    log = assert_ok(dvfs(repo, home, "log", "aside", "--json")).json()
+    assert [v["message"] for v in log] == ["more", "saved aside", "one"]
+    # the pending change belongs to aside's working tree, not to main's
+    with mounted(str(repo), mnt, home, "--branch", "aside"):
+        assert tree_of(mnt) == on_aside
+        assert pending(mnt, home)["added"] == ["data/pending.txt"]
+    with mounted(str(repo), mnt, home):
+        assert tree_of(mnt) == tree_of(mnt / ".versions" / "v2")
+        assert (mnt / "data" / "cli.txt").exists()
+        assert pending(mnt, home) == NO_CHANGES
+    fsck_clean(repo)
+
+
+# ---------------------------------------------------------------------------- a URL mount
+
+
+def test_a_url_mount_snapshot_is_pushed(repo: Path, tmp_path: Path) -> None:
+    """A --writable URL mount publishes; a --refresh mount sees it; a moved remote refuses."""
+    url = "file://" + str(tmp_path / "remote")
+    push_to(Repository(repo), url)
+    home = tmp_path / "home"
+    with (
+        mounted(url, tmp_path / "w", home, "--writable") as w,
+        mounted(url, tmp_path / "r", home, "--refresh", "0.2") as r,
+    ):
+        change(w.path)
+        expected = tree_of(w.path)
+        got = assert_ok(snapshot(w.path, home, "-m", "from the mount", "--tag", "m2")).json()
+        assert (got["version"], got["branch"]) == ("v2", "main")
+        wait_for(r, lambda: (r.versions / "v2").exists())
+        assert tree_of(r.versions / "v2") == expected
+        assert tree_of(r.versions / "tags" / "m2") == expected
+        assert tree_of(r.path) == expected  # the read-only mount follows the branch
+        # the remote's branch moves (a push from elsewhere): the next snapshot is refused
+        assert_ok(dvfs(repo, home, "pull"))
+        write(repo, "data/elsewhere.txt", b"pushed from elsewhere\n")
+        assert_ok(dvfs(repo, home, "add", "data"))
+        assert_ok(dvfs(repo, home, "commit", "-m", "elsewhere"))
+        assert_ok(dvfs(repo, home, "push"))
+        (w.path / "data" / "mine.txt").write_bytes(b"mine\n")
+        mine = tree_of(w.path)
+        assert_error(snapshot(w.path, home, "-m", "late"), "--branch NEW")
+        assert tree_of(w.path) == mine
+        got = assert_ok(snapshot(w.path, home, "-m", "mine", "--branch", "mine")).json()
+        assert (got["version"], got["branch"]) == ("v3", "mine")
+        wait_for(r, lambda: (r.versions / "branches" / "mine").exists())
+        assert tree_of(r.versions / "branches" / "mine") == mine
+        assert (r.versions / "v3" / "data" / "elsewhere.txt").exists()  # main's v3
+    clone = tmp_path / "clone"
+    assert_ok(dvfs(tmp_path, home, "clone", url, str(clone), "--rev", "origin/mine"))
+    assert {k: v for k, v in tree_of(clone).items() if not k.startswith(".dvfs")} == mine
+    fsck_clean(clone)
+
+
+def wait_for(m: Mount, ready: Any, timeout: float = 15) -> None:
+    """Poll ``ready()`` until it is true; fail with the daemon's log."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, m.log_text()
+        time.sleep(0.05)
