@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -129,13 +129,18 @@ class Fetcher:
         assert load.data is not None
         return load.data
 
-    def prefetch(self, refs: Iterable[ChunkRef]) -> None:
-        """Start loading chunks that are not held or on their way (read-ahead); no wait."""
-        for ref in refs:
+    def prefetch(self, refs: Sequence[ChunkRef]) -> int:
+        """Start loading chunks that are not held or on their way (read-ahead); no wait.
+
+        Returns how many of ``refs`` were dealt with (started, held or under way):
+        fewer than all when ``MAX_INFLIGHT`` loads are running.
+        """
+        for n, ref in enumerate(refs):
             if len(self._loads) >= MAX_INFLIGHT:
-                return
+                return n
             if ref.oid not in self._memory and ref.oid not in self._loads:
                 self._start(ref)
+        return len(refs)
 
     def _start(self, ref: ChunkRef) -> _Load:
         assert self._nursery is not None, "Fetcher.run is not running"

@@ -35,6 +35,7 @@ class OpenFile:
     starts: list[int] = field(default_factory=list)
     next_off: int = 0
     streak: int = 0  # bytes read sequentially so far
+    asked: int = 0  # chunks before this index were handed to prefetch in this streak
 
     @staticmethod
     def of(node: Node) -> OpenFile:
@@ -52,6 +53,8 @@ class OpenFile:
         sequential = abs(off - self.next_off) <= SEQUENTIAL_SLACK
         self.streak = self.streak + (end - off) if sequential else end - off
         self.next_off = max(end, self.next_off) if sequential else end
+        if not sequential:
+            self.asked = 0
 
     async def read(self, fetcher: Fetcher, off: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``off`` (fewer at the end of the file)."""
@@ -70,11 +73,11 @@ class OpenFile:
         first = bisect.bisect_right(self.starts, off) - 1
         last = bisect.bisect_right(self.starts, end - 1) - 1
         self._advance(off, end)
-        ahead = self.window()
-        later = last + 1
-        while later < len(self.chunks) and self.starts[later] < end + ahead:
-            later += 1
-        fetcher.prefetch(self.chunks[first + 1 : later])
+        # the chunks of this read after the first, and those starting in the window
+        later = max(last + 1, bisect.bisect_left(self.starts, end + self.window()))
+        begin = max(first + 1, self.asked)
+        if begin < later:  # each chunk is handed over once per streak, not once per read
+            self.asked = begin + fetcher.prefetch(self.chunks[begin:later])
         parts = []
         for i in range(first, last + 1):
             data = await fetcher.get(self.chunks[i])

@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -253,6 +253,33 @@ def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
     assert f.window() == AHEAD_AFTER
     f.streak = 1 << 40
     assert f.window() == 16 * MiB
+
+
+def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path) -> None:
+    refs, chunks = make_chunks(24, 256 * KiB)
+    size = sum(r.size for r in refs)
+    entry = Entry(b"f", Kind.FILE, 0o644, size, 0, b"\0" * 32, tuple(refs))
+    data = b"".join(chunks[r.oid] for r in refs)
+    fetcher = Fetcher(None, None, FakeRemote(chunks), timeout=5)
+    handed: list[bytes] = []
+    prefetch = fetcher.prefetch
+
+    def counting(batch: Sequence[ChunkRef]) -> int:
+        handed.extend(r.oid for r in batch)
+        return prefetch(batch)
+
+    fetcher.prefetch = counting  # type: ignore[method-assign]
+    f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+
+    async def scenario(fetch: Fetcher) -> None:
+        for off in range(0, size, 96 * KiB):  # reads that straddle chunk boundaries
+            got = await f.view(fetch, off, 96 * KiB)
+            assert bytes(got) == data[off : off + 96 * KiB]
+        assert await f.read(fetch, 10, 20) == data[10:30]  # a jump back: a new streak
+
+    with_fetcher(fetcher, scenario)
+    # every chunk after the first, once, in order (the jump back read one chunk only)
+    assert handed == [r.oid for r in refs[1:]]
 
 
 # ---------------------------------------------------------------------------- handlers
