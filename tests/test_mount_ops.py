@@ -260,15 +260,14 @@ def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path)
     size = sum(r.size for r in refs)
     entry = Entry(b"f", Kind.FILE, 0o644, size, 0, b"\0" * 32, tuple(refs))
     data = b"".join(chunks[r.oid] for r in refs)
-    fetcher = Fetcher(None, None, FakeRemote(chunks), timeout=5)
     handed: list[bytes] = []
-    prefetch = fetcher.prefetch
 
-    def counting(batch: Sequence[ChunkRef]) -> int:
-        handed.extend(r.oid for r in batch)
-        return prefetch(batch)
+    class Counting(Fetcher):
+        def prefetch(self, refs: Sequence[ChunkRef]) -> int:
+            handed.extend(r.oid for r in refs)
+            return super().prefetch(refs)
 
-    fetcher.prefetch = counting  # type: ignore[method-assign]
+    fetcher = Counting(None, None, FakeRemote(chunks), timeout=5)
     f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
 
     async def scenario(fetch: Fetcher) -> None:
