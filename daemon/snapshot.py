@@ -255,6 +255,10 @@ class Snapshots:
             builder = Builder(src, staged)
             root, files = builder.directory(ov.root, b"")
             parent = hist.version(ov.base) if ov.base is not None else None
+            if parent is not None and parent.tree == root.subtree:  # changes that were undone
+                raise UsageError(
+                    f"nothing to snapshot: the working tree equals {hist.label(ov.base)}"
+                )
             version = Version(
                 tree=root.subtree,
                 parents=() if ov.base is None else (ov.base,),

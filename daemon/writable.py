@@ -31,7 +31,6 @@ import errno
 import logging
 import os
 import stat
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -418,8 +417,9 @@ class WorkingFs(VersionsFs):
         return done
 
     def _touch(self, n: WNode, size: int) -> None:
+        """After a write or truncate: the mtime is the data file's, which a remount reads."""
         n.size = size
-        n.mtime_ns = time.time_ns()
+        n.mtime_ns = os.fstat(self.overlay.open_data(n)).st_mtime_ns
 
     @handler
     async def flush(self, fh: int) -> None:

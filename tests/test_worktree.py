@@ -20,6 +20,8 @@ import random
 import re
 import shutil
 import stat
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -561,3 +563,72 @@ def test_a_file_open_for_writing_across_a_snapshot(wt: Worktree) -> None:
     (wt.local / "a.txt").write_bytes(b"alpha\nfirst\nsecond\n")
     wt.check(3)
     assert (wt.mnt / ".versions" / "v2" / "data" / "log.txt").read_bytes() == b"first\n"
+
+
+def test_every_kind_of_change_survives_a_remount(wt: Worktree) -> None:
+    both(wt, file_ops)
+    both(wt, namespace_ops)
+    before, shown = wt.status(), tree_of(wt.mnt, mtimes=True)
+    assert stop(wt.mount) is not None
+    with mounted(str(wt.repo), wt.mnt, wt.home) as again:
+        wt.mount = again
+        assert wt.status() == before
+        assert tree_of(wt.mnt, mtimes=True) == shown  # modes and mtimes too
+        assert wt.snapshot("replayed") == 2
+        wt.check(2)
+
+
+def test_second_snapshot_builds_on_the_first(wt: Worktree) -> None:
+    both(wt, namespace_ops)
+    assert wt.snapshot("first") == 2
+    # the new base is v2: what v2 added is now renamed, modified or deleted, not added
+    for root in (wt.data, wt.local):
+        os.rename(root / "a2.txt", root / "a3.txt")
+        (root / "full2" / "z").write_bytes(b"z again")
+        os.rename(root / "target", root / "keep" / "target")
+        shutil.rmtree(root / "sub")
+        os.unlink(root / "l1")
+    got = wt.status()
+    assert sorted(got["renamed"]) == [
+        ["data/a2.txt", "data/a3.txt"],
+        ["data/target/", "data/keep/target/"],
+    ]
+    assert got["modified"] == ["data/full2/z"]
+    assert got["deleted"] == ["data/l1", "data/sub/"]
+    assert got["added"] == []
+    assert wt.snapshot("second") == 3
+    wt.check(3)
+    assert_same_tree(wt.mnt / ".versions" / "v2", wt.mnt / ".versions" / "v2")
+
+
+def test_a_change_undone_leaves_nothing_to_snapshot(wt: Worktree) -> None:
+    (wt.data / "tmp").write_bytes(b"scratch")
+    os.mkdir(wt.data / "tmpdir")
+    os.rename(wt.data / "a.txt", wt.data / "a.moved")
+    os.unlink(wt.data / "tmp")
+    os.rmdir(wt.data / "tmpdir")
+    os.rename(wt.data / "a.moved", wt.data / "a.txt")
+    r = wt.dvfs("snapshot", str(wt.mnt), "-m", "nothing")
+    assert_error(r, "nothing to snapshot")
+    assert not (wt.mnt / ".versions" / "v2").exists()
+    assert_same_tree(wt.mnt, wt.expected, mtimes=True)
+    fsck_clean(wt.repo)
+
+
+def test_touch_sets_the_time_to_now_or_to_the_given_one(wt: Worktree) -> None:
+    for name in ("a.txt", "new"):
+        for root in (wt.data, wt.local):
+            os.utime(root / "a.txt", ns=(1, 1)) if name == "a.txt" else None
+        before = time.time_ns()
+        subprocess.run(["touch", str(wt.data / name)], check=True)
+        subprocess.run(["touch", str(wt.local / name)], check=True)
+        st = os.stat(wt.data / name)
+        assert before - 10**9 <= st.st_mtime_ns <= time.time_ns() + 10**9, name
+    subprocess.run(["touch", "-m", "-d", "@1234567890", str(wt.data / "run.sh")], check=True)
+    subprocess.run(["touch", "-m", "-d", "@1234567890", str(wt.local / "run.sh")], check=True)
+    assert os.stat(wt.data / "run.sh").st_mtime_ns == 1234567890 * 10**9
+    n = wt.snapshot("touched")
+    wt.check(n)
+    v = wt.mnt / ".versions" / f"v{n}" / "data"
+    assert os.stat(v / "run.sh").st_mtime_ns == 1234567890 * 10**9
+    assert os.stat(v / "a.txt").st_mtime_ns == os.stat(wt.data / "a.txt").st_mtime_ns
