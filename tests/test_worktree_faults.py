@@ -27,6 +27,7 @@ import pytest
 
 from tests.cli_support import Result, assert_error, assert_ok, fsck_clean
 from tests.mount_support import Mount, commit, dvfs, mounted, push_to, write
+from tests.s3server import S3Server
 from vfs.repo import Repository
 
 KiB = 1024
@@ -237,6 +238,7 @@ def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:
     """
     repo = small_disk / "repo"
     make_repo(repo)
+    v1 = head(repo)
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     block = rand(MiB, seed=5)
     with mounted(str(repo), mnt, home) as m:
@@ -260,6 +262,10 @@ def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:
         assert sorted(os.listdir(mnt / "data" / "many")) == made
         assert (mnt / "data" / "a.txt").read_bytes() == b"alpha\n"
         assert (mnt / "data" / "sub" / "deep.bin").read_bytes() == rand(300 * KiB, seed=1)
+        full = tree_of(mnt)
+        assert_error(snapshot(mnt, home, "-m", "no room"), "full")
+        assert tree_of(mnt) == full
+        assert head(repo) == v1
         os.unlink(mnt / "data" / "huge.bin")
         (mnt / "data" / "small.bin").write_bytes(block)
         assert (mnt / "data" / "small.bin").read_bytes() == block
@@ -389,14 +395,30 @@ def test_a_snapshot_after_the_branch_moved_is_refused(repo: Path, tmp_path: Path
 # ---------------------------------------------------------------------------- a URL mount
 
 
-def test_a_url_mount_snapshot_is_pushed(repo: Path, tmp_path: Path) -> None:
-    """A --writable URL mount publishes; a --refresh mount sees it; a moved remote refuses."""
-    url = "file://" + str(tmp_path / "remote")
-    push_to(Repository(repo), url)
+@pytest.fixture(name="remote", params=["file", "s3"])
+def remote_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, list[str]]:
+    """(URL, the options that reach it) of an empty remote: a directory or an S3 bucket."""
+    if request.param == "file":
+        return "file://" + str(tmp_path / "remote"), []
+    s3: S3Server = request.getfixturevalue("s3_env")
+    return f"s3://{s3.make_bucket()}/ds", ["--endpoint-url", s3.endpoint]
+
+
+def test_a_url_mount_snapshot_is_pushed(
+    repo: Path, tmp_path: Path, remote: tuple[str, list[str]]
+) -> None:
+    """A --writable URL mount publishes; a --refresh mount sees it; a moved remote refuses.
+
+    The second mount is writable too, standing for another machine: once it has
+    followed the branch to the new version, its own snapshot moves the remote's
+    branch under the first mount.
+    """
+    url, opts = remote
+    push_to(Repository(repo), url, endpoint_url=opts[1] if opts else None)
     home = tmp_path / "home"
     with (
-        mounted(url, tmp_path / "w", home, "--writable") as w,
-        mounted(url, tmp_path / "r", home, "--refresh", "0.2") as r,
+        mounted(url, tmp_path / "w", home, "--writable", *opts) as w,
+        mounted(url, tmp_path / "r", home, "--writable", "--refresh", "0.2", *opts) as r,
     ):
         change(w.path)
         expected = tree_of(w.path)
@@ -405,25 +427,54 @@ def test_a_url_mount_snapshot_is_pushed(repo: Path, tmp_path: Path) -> None:
         wait_for(r, lambda: (r.versions / "v2").exists())
         assert tree_of(r.versions / "v2") == expected
         assert tree_of(r.versions / "tags" / "m2") == expected
-        assert tree_of(r.path) == expected  # the read-only mount follows the branch
-        # the remote's branch moves (a push from elsewhere): the next snapshot is refused
-        assert_ok(dvfs(repo, home, "pull"))
-        write(repo, "data/elsewhere.txt", b"pushed from elsewhere\n")
-        assert_ok(dvfs(repo, home, "add", "data"))
-        assert_ok(dvfs(repo, home, "commit", "-m", "elsewhere"))
-        assert_ok(dvfs(repo, home, "push"))
+        assert tree_of(r.path) == expected  # a clean working tree follows the branch
+        # the remote's branch moves (a snapshot elsewhere): the next snapshot is refused
+        (r.path / "data" / "elsewhere.txt").write_bytes(b"pushed from elsewhere\n")
+        got = assert_ok(snapshot(r.path, home, "-m", "elsewhere")).json()
+        assert (got["version"], got["branch"]) == ("v3", "main")
         (w.path / "data" / "mine.txt").write_bytes(b"mine\n")
         mine = tree_of(w.path)
-        assert_error(snapshot(w.path, home, "-m", "late"), "--branch NEW")
+        assert_error(snapshot(w.path, home, "-m", "late"), "main moved to", "--branch NEW")
         assert tree_of(w.path) == mine
+        assert pending(w.path, home)["added"] == ["data/mine.txt"]
         got = assert_ok(snapshot(w.path, home, "-m", "mine", "--branch", "mine")).json()
         assert (got["version"], got["branch"]) == ("v3", "mine")
         wait_for(r, lambda: (r.versions / "branches" / "mine").exists())
         assert tree_of(r.versions / "branches" / "mine") == mine
         assert (r.versions / "v3" / "data" / "elsewhere.txt").exists()  # main's v3
+        assert os.listdir(w.cache / "work") == ["mine"]
     clone = tmp_path / "clone"
-    assert_ok(dvfs(tmp_path, home, "clone", url, str(clone), "--rev", "origin/mine"))
+    assert_ok(dvfs(tmp_path, home, "clone", url, str(clone), "--rev", "origin/mine", *opts))
     assert {k: v for k, v in tree_of(clone).items() if not k.startswith(".dvfs")} == mine
+    fsck_clean(clone)
+
+
+@pytest.mark.parametrize("step", ["flushed", "moved"])
+def test_kill_during_a_url_mount_snapshot(repo: Path, tmp_path: Path, step: str) -> None:
+    """Killed before or after the push: the remote is at the old or the new version."""
+    url = "file://" + str(tmp_path / "remote")
+    push_to(Repository(repo), url)
+    home, mnt = tmp_path / "home", tmp_path / "w"
+    with mounted(url, mnt, home, "--writable", env={"DVFS_TEST_KILL_AT": step}) as m:
+        change(mnt)
+        expected = tree_of(mnt)
+        assert_error(snapshot(mnt, home, "-m", "two"), "daemon")
+        killed(m)
+    with mounted(url, mnt, home, "--writable"):
+        assert tree_of(mnt) == expected
+        if step == "moved":
+            assert tree_of(mnt / ".versions" / "v2") == expected
+            assert pending(mnt, home) == NO_CHANGES
+        else:
+            assert not (mnt / ".versions" / "v2").exists()
+            assert_ok(snapshot(mnt, home, "-m", "two, again"))
+        (mnt / "data" / "after.txt").write_bytes(b"after\n")
+        got = assert_ok(snapshot(mnt, home, "-m", "three")).json()
+        assert got["version"] == "v3"
+        expected = tree_of(mnt)
+    clone = tmp_path / "clone"
+    assert_ok(dvfs(tmp_path, home, "clone", url, str(clone)))
+    assert {k: v for k, v in tree_of(clone).items() if not k.startswith(".dvfs")} == expected
     fsck_clean(clone)
 
 
