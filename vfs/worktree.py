@@ -40,6 +40,7 @@ READ_RETRIES = 3
 IN_FLIGHT = 2  # chunks of a large file in flight per thread
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
+RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per task
 Warn = Callable[[str], None]
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 
@@ -402,6 +403,27 @@ def _ensure_dir(base: bytes, rel_dir: bytes, tracked: Callable[[bytes], bool]) -
             )
 
 
+def _read_umask() -> int:
+    """The process umask, read without changing it (-1, never exact, if unknown)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+_UMASK = _read_umask()
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _tmp_leaf(name: bytes) -> bytes:
+    """The temporary name a restored file is written under (see ``vfs.durable.tmp_name``)."""
+    return os.fsencode(tmp_name(Path(os.fsdecode(name))).name)
+
+
 def write_entry(
     root: Path,
     rel: bytes,
@@ -422,21 +444,26 @@ def write_entry(
         if made_dirs is not None:
             made_dirs.add(parent)
     dest = os.path.join(base, rel)
-    tmp = os.fsencode(tmp_name(Path(os.fsdecode(dest))))
+    tmp = (
+        os.path.join(base, parent, _tmp_leaf(rel.rpartition(b"/")[2]))
+        if parent
+        else (os.path.join(base, _tmp_leaf(rel)))
+    )
     fd = -1
     try:
         if entry.kind == Kind.SYMLINK:
             os.symlink(entry.target, tmp)
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
         else:
-            fd = os.open(
-                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-            )
+            # Created with its final mode when the umask keeps it intact: no fchmod.
+            exact = entry.mode & ~0o777 == 0 and entry.mode & _UMASK == 0
+            fd = os.open(tmp, _CREATE, entry.mode if exact else 0o600)
             for c in entry.chunks:
                 view = memoryview(store.get(c.oid))
                 while view:
                     view = view[os.write(fd, view) :]
-            os.fchmod(fd, entry.mode)
+            if not exact:
+                os.fchmod(fd, entry.mode)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         try:
             os.replace(tmp, dest)
@@ -512,29 +539,64 @@ def restore_many(
     failed: dict[bytes, DvfsError] = {}
     if todo:
         workers.progress.start("restoring", len(todo), sum(e.size for _, e in todo))
-    window = 8 * workers.threads
-    pending: deque[tuple[bytes, int, Future[os.stat_result]]] = deque()
-    queue = iter(todo)
+
+    def run(batch: list[tuple[bytes, Entry]]) -> list[os.stat_result | DvfsError]:
+        out: list[os.stat_result | DvfsError] = []
+        for rel, e in batch:
+            try:
+                out.append(write_entry(root, rel, e, store, tracked, made))
+            except ObjectError as exc:
+                out.append(exc)
+        return out
+
+    window = 2 * workers.threads
+    pending: deque[tuple[list[tuple[bytes, Entry]], Future[list[os.stat_result | DvfsError]]]]
+    pending = deque()
+    queue = _restore_batches(todo)
     try:
         while True:
-            for rel, e in queue:
-                fut = workers.files.submit(write_entry, root, rel, e, store, tracked, made)
-                pending.append((rel, e.size, fut))
+            for batch in queue:
+                pending.append((batch, workers.files.submit(run, batch)))
                 if len(pending) >= window:
                     break
             if not pending:
                 break
-            rel, size, fut = pending.popleft()
-            try:
-                done[rel] = fut.result()
-            except ObjectError as exc:
-                failed[rel] = exc
-            workers.progress.advance(1, size)
+            batch, fut = pending.popleft()
+            for (rel, e), res in zip(batch, fut.result(), strict=True):
+                if isinstance(res, DvfsError):
+                    failed[rel] = res
+                else:
+                    done[rel] = res
+                workers.progress.advance(1, e.size)
     finally:
-        for _, _, fut in pending:
+        for _, fut in pending:
             if not fut.cancel():
                 with contextlib.suppress(Exception):
                     fut.result()
         if todo:
             workers.progress.done()
     return done, failed
+
+
+def _restore_batches(
+    todo: list[tuple[bytes, Entry]],
+) -> Iterator[list[tuple[bytes, Entry]]]:
+    """Consecutive entries of one directory as one task, up to RESTORE_BATCH_BYTES.
+
+    A task per file cost more in futures and thread switches than creating a small
+    file does; and two threads creating files in the same directory mostly wait for
+    each other on its lock, so a directory's files go to one thread together.
+    """
+    batch: list[tuple[bytes, Entry]] = []
+    held = 0
+    parent = None
+    for rel, e in todo:
+        p = rel.rpartition(b"/")[0]
+        if batch and (p != parent or held + e.size > RESTORE_BATCH_BYTES):
+            yield batch
+            batch, held = [], 0
+        batch.append((rel, e))
+        held += e.size
+        parent = p
+    if batch:
+        yield batch
