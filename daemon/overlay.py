@@ -49,7 +49,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -780,13 +780,19 @@ class Overlay:
             todo.extend(k for k in d.kids.values() if k.is_dir)
         return out
 
-    def status(self) -> dict[str, list[Any]]:
+    def status(
+        self, trees: Mapping[bytes, Tree] | None = None, missing: set[bytes] | None = None
+    ) -> dict[str, list[Any]]:
         """Pending changes: added, modified, deleted and renamed paths.
 
         Read from the changed part of the tree only (call when ``unloaded_dirty`` is
         empty). A directory that was added, deleted or renamed is one line ending in
-        "/"; a renamed file whose content also changed is listed in both.
+        "/"; a renamed file whose content also changed is listed in both. A directory
+        made where the base version had one is compared with that one's tree, taken
+        from ``trees``; the ids of those not there are added to ``missing`` (then call
+        again with them).
         """
+        trees = trees or {}
         added: list[str] = []
         modified: list[str] = []
         renamed: list[list[str]] = []
@@ -796,40 +802,46 @@ class Overlay:
         def show(p: bytes, n: WNode | Entry) -> str:
             return os.fsdecode(p) + ("/" if n.kind == Kind.DIR else "")
 
-        def walk(d: WNode, in_added: bool = False) -> None:
-            # in_added: d is below an added directory, whose one line covers new nodes
+        def walk(d: WNode, base: Tree | None, origin: bytes | None, in_added: bool) -> None:
+            # base, origin: the directory of the base version that d stands for (a new
+            # directory made in place of one stands for that one); in_added: d is below
+            # an added directory, whose one line covers the new nodes in it
             assert d.kids is not None
             for name, kid in sorted(d.kids.items()):
                 p = _join(d.path, name)
+                here = None if origin is None else _join(origin, name)
                 changed = kid.upper or kid.changed
                 if kid.origin is None:
-                    prior = d.base.get(name) if d.base is not None else None
-                    if prior is not None and d.origin is not None and prior.kind == kid.kind:
-                        seen.add(_join(d.origin, name))
+                    prior = base.get(name) if base is not None else None
+                    if prior is not None and here is not None and prior.kind == kid.kind:
+                        seen.add(here)
                         if kid.is_dir:
-                            walk(kid)
+                            sub = trees.get(prior.subtree) if prior.subtree else None
+                            if prior.subtree and sub is None and missing is not None:
+                                missing.add(prior.subtree)
+                            walk(kid, sub, here, False)
                         else:
                             modified.append(show(p, kid))
                     elif kid.is_dir:
                         if not in_added:
                             added.append(show(p, kid))
-                        walk(kid, True)  # for what was moved into it
+                        walk(kid, None, None, True)  # for what was moved into it
                     elif not in_added:
                         added.append(show(p, kid))
                     continue
                 seen.add(kid.origin)
-                if kid.origin != (None if d.origin is None else _join(d.origin, name)):
+                if kid.origin != here:
                     renamed.append([show(kid.origin, kid), show(p, kid)])
                 if kid.is_dir:
                     if kid.dirty and kid.kids is not None:
-                        walk(kid)
+                        walk(kid, kid.base, kid.origin, False)
                 elif changed:
                     modified.append(show(p, kid))
-            if d.base is not None and d.origin is not None:
-                gone.extend((_join(d.origin, e.name), e) for e in d.base.entries)
+            if base is not None and origin is not None:
+                gone.extend((_join(origin, e.name), e) for e in base.entries)
 
         if self.root.dirty and self.root.kids is not None:
-            walk(self.root)
+            walk(self.root, self.root.base, self.root.origin, False)
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
         return {
             "added": added,

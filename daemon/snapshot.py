@@ -207,7 +207,14 @@ class Snapshots:
         while todo := self.overlay.unloaded_dirty():
             for d in todo:
                 await self.fs.kids(d)
-        out: dict[str, Any] = dict(self.overlay.status())
+        trees: dict[bytes, Tree] = {}  # of directories of the base replaced by new ones
+        while True:
+            missing: set[bytes] = set()
+            out: dict[str, Any] = dict(self.overlay.status(trees, missing))
+            if not missing:
+                break
+            for oid in missing:
+                trees[oid] = await self.fs.layout.records.tree(oid)
         base = self.overlay.base
         out["branch"] = self.source.branch
         out["base"] = None if base is None else base.hex()

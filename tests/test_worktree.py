@@ -474,6 +474,23 @@ def test_status_lists_added_modified_deleted_and_renamed(wt: Worktree) -> None:
     fsck_clean(wt.repo)
 
 
+def test_status_of_directories_removed_and_made_again(wt: Worktree) -> None:
+    for root in (wt.data, wt.local):
+        shutil.rmtree(root / "sub")  # made again, one level deeper too
+        os.makedirs(root / "sub" / "deep")
+        (root / "sub" / "deep" / "c.txt").write_bytes(b"charlie, again\n")
+        (root / "sub" / "new").write_bytes(b"new\n")
+        os.unlink(root / "ro.txt")  # a file that became a directory
+        os.mkdir(root / "ro.txt")
+    got = wt.status()
+    assert got["added"] == ["data/ro.txt/", "data/sub/new"]
+    assert got["modified"] == ["data/sub/deep/c.txt"]
+    assert got["deleted"] == ["data/ro.txt", "data/sub/b.txt"]
+    assert got["renamed"] == []
+    assert wt.snapshot("made again") == 2
+    wt.check(2)
+
+
 def test_snapshot_records_tag_params_and_refuses_when_the_branch_moved(wt: Worktree) -> None:
     (wt.data / "a.txt").write_bytes(b"tagged\n")
     r = assert_ok(
