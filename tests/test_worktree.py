@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import Result, assert_error, assert_ok, fsck_clean
+from tests.cli_support import Result, assert_error, assert_ok, cli_command, cli_env, fsck_clean
 from tests.mount_support import MTIME, Mount, commit, dvfs, mounted, stop, write
 from vfs.repo import Repository
 
@@ -654,3 +654,45 @@ def test_touch_sets_the_time_to_now_or_to_the_given_one(wt: Worktree) -> None:
     v = wt.mnt / ".versions" / f"v{n}" / "data"
     assert os.stat(v / "run.sh").st_mtime_ns == 1234567890 * 10**9
     assert os.stat(v / "a.txt").st_mtime_ns == os.stat(wt.data / "a.txt").st_mtime_ns
+
+
+def test_two_snapshots_at_once_and_mounts_that_take_none(wt: Worktree) -> None:
+    reader = os.open(wt.data / "big.bin", os.O_RDONLY)  # still read after unlink and snapshot
+    try:
+        os.unlink(wt.data / "big.bin")
+        os.unlink(wt.local / "big.bin")
+        (wt.data / "n.txt").write_bytes(b"n\n")
+        (wt.local / "n.txt").write_bytes(b"n\n")
+        env = cli_env({"XDG_CACHE_HOME": str(wt.home)})
+        procs = [
+            subprocess.Popen(
+                cli_command("snapshot", str(wt.mnt), "-m", f"race {i}"),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(2)
+        ]
+        results = [
+            Result(("snapshot",), p.returncode, out, err.decode())
+            for p in procs
+            for out, err in [p.communicate(timeout=60)]
+        ]
+        won = [r for r in results if r.code == 0]
+        assert len(won) == 1, [str(r) for r in results]
+        assert SNAPSHOT_LINE.match(won[0].out.strip())
+        (lost,) = [r for r in results if r.code != 0]
+        assert_error(lost, "nothing to snapshot")
+        assert os.pread(reader, len(BIG) + 1, 0) == BIG
+    finally:
+        os.close(reader)
+    wt.check(2)
+    assert not (wt.mnt / ".versions" / "v3").exists()
+    # snapshot and status need the mount point of a writable mount
+    for args in (("snapshot", "-m", "x"), ("status",)):
+        assert_error(wt.dvfs(args[0], str(wt.data), *args[1:]), "is not a dvfs mount")
+    with mounted(str(wt.repo), wt.mnt.parent / "ro", wt.home, "--read-only") as ro:
+        assert errno_of((ro.path / "data" / "z").write_bytes, b"z") == errno.EROFS
+        for args in (("snapshot", "-m", "x"), ("status",)):
+            assert_error(wt.dvfs(args[0], str(ro.path), *args[1:]), "not a writable dvfs mount")
+    fsck_clean(wt.repo)
