@@ -172,13 +172,19 @@ def test_kill_during_writes_loses_nothing_written(repo: Path, tmp_path: Path) ->
         killed(m)
         with contextlib.suppress(OSError):
             os.close(still_open)
-    with mounted(str(repo), mnt, home):
+        assert_error(dvfs(tmp_path, home, "status", str(mnt)), "daemon", "is gone", "dvfs umount")
+        assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+    with mounted(str(repo), mnt, home) as m:
         assert tree_of(mnt) == expected
         assert os.stat(mnt / "data" / "run.sh").st_mode & 0o777 == 0o700
         assert pending(mnt, home) == before
+        m.proc.kill()
+        killed(m)
+    with mounted(str(repo), mnt, home):  # a snapshot before anything was looked at
         got = assert_ok(snapshot(mnt, home, "-m", "after the crash")).json()
         assert got["version"] == "v2"
         assert tree_of(mnt / ".versions" / "v2") == expected
+        assert tree_of(mnt) == expected
         assert pending(mnt, home) == NO_CHANGES
     assert_clean_work_dir(repo)
     fsck_clean(repo)
