@@ -2,8 +2,8 @@
 
 A Unix stream socket in a private directory (``$XDG_RUNTIME_DIR/dvfs`` or
 ``/tmp/dvfs-<uid>``, mode 0700), named after the daemon's pid. The CLI finds it
-through the mount itself: ``getxattr(MNT, "user.dvfs.control")`` answers its path
-(``vfs.control``). Only the daemon's user (or root) may connect; the peer's
+through the mount itself: ``MNT/.versions/.control`` is a symbolic link to it (not
+listed; ``vfs.control``). Only the daemon's user (or root) may connect; the peer's
 credentials are checked.
 
 Protocol, version 1: one JSON object per line each way. A request is

@@ -48,6 +48,7 @@ TAGS = 3
 BRANCHES = 4
 IDS = 5
 LATEST = 6
+CONTROL = 7  # .versions/.control -> the daemon's control socket (writable mounts)
 UPPER_FIRST = 16
 HASHED_BASE = 1 << 40
 HASHED_SPAN = (1 << 63) - HASHED_BASE

@@ -200,11 +200,13 @@ class VersionsFs(pyfuse3.Operations):
 
     @handler
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        # ENOSYS: the kernel stops asking and answers ENOTSUP itself, which spares
+        # `ls -l` two round trips per file (it asks for ACLs and SELinux labels).
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @handler
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
-        return []
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     # reading files ----------------------------------------------------------------------
 

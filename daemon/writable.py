@@ -15,10 +15,10 @@ overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
   which a snapshot closes while it reads the tree; a writer then waits until the
   snapshot is done.
 - **Not supported**, with the errno a filesystem without them gives: hard links
-  (EPERM), device nodes, FIFOs and sockets (EPERM), extended attributes (ENOTSUP
-  to set; none are listed), RENAME_EXCHANGE (EINVAL), owners other than the
-  daemon's user (EPERM). Directory modes and times are kept while mounted but not
-  recorded in versions (as with ``dvfs commit``).
+  (EPERM), device nodes, FIFOs and sockets (EPERM), extended attributes (ENOTSUP),
+  RENAME_EXCHANGE (EINVAL), owners other than the daemon's user (EPERM). Directory
+  modes and times are kept while mounted but not recorded in versions (as with
+  ``dvfs commit``).
 
 Caching by the kernel: names and attributes in MNT change only through this mount,
 so they are cached for ``TIMEOUT`` seconds, missing names included, and file pages
@@ -50,7 +50,7 @@ from vfs import Entry, Kind
 
 log = logging.getLogger(__name__)
 TIMEOUT = 300.0
-CONTROL_XATTR = b"user.dvfs.control"
+CONTROL_NAME = b".control"
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 COPY_AHEAD = 8
@@ -202,6 +202,8 @@ class WorkingFs(VersionsFs):
     ) -> pyfuse3.EntryAttributes:
         d = self._w(parent_inode)
         if d is None:
+            if parent_inode == inodes.VERSIONS and name == CONTROL_NAME and self.control_path:
+                return self.control_attributes()
             return await super().lookup(parent_inode, name, ctx)
         if not d.is_dir:
             raise _err(errno.ENOTDIR)
@@ -218,11 +220,28 @@ class WorkingFs(VersionsFs):
 
     @handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if inode == inodes.CONTROL and self.control_path:
+            return self.control_attributes()
         n = self._w(inode)
         return self.wattributes(n) if n is not None else await super().getattr(inode, ctx)
 
+    def control_attributes(self) -> pyfuse3.EntryAttributes:
+        """``.versions/.control``: a link to the control socket, not listed anywhere."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = inodes.CONTROL
+        a.entry_timeout = a.attr_timeout = TIMEOUT
+        a.st_mode = stat.S_IFLNK | 0o777
+        a.st_nlink = 1
+        a.st_uid, a.st_gid = self.uid, self.gid
+        a.st_size = len(self.control_path)
+        t = self.layout.catalog.made_ns
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = t
+        return a
+
     @handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        if inode == inodes.CONTROL and self.control_path:
+            return self.control_path
         n = self._w(inode)
         if n is None:
             return await super().readlink(inode, ctx)
@@ -290,12 +309,6 @@ class WorkingFs(VersionsFs):
         return s
 
     # extended attributes ---------------------------------------------------------------
-
-    @handler
-    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        if inode == inodes.ROOT and name == CONTROL_XATTR and self.control_path:
-            return self.control_path
-        raise _err(pyfuse3.ENOATTR)
 
     @handler
     async def setxattr(

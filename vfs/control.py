@@ -1,8 +1,8 @@
 """Talking to a mount's daemon: ``dvfs snapshot MNT`` and ``dvfs status MNT``.
 
-The daemon's control socket is found through the mount itself: the root of a
-writable mount answers ``getxattr(MNT, "user.dvfs.control")`` with the socket's
-path (see ``daemon.control`` for the protocol: one JSON line each way).
+The daemon's control socket is found through the mount itself: in a writable mount,
+``MNT/.versions/.control`` (not listed) is a symbolic link to the socket (see
+``daemon.control`` for the protocol: one JSON line each way).
 """
 
 from __future__ import annotations
@@ -16,37 +16,24 @@ from typing import Any
 
 from vfs.errors import DvfsError, MountError, UsageError
 
-CONTROL_XATTR = "user.dvfs.control"
+CONTROL_LINK = ".versions/.control"
 # A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
 ANSWER_WAIT = 3600.0
-
-
-def is_mount_dir(arg: str) -> bool:
-    """True if ``arg`` is a directory on which a dvfs mount is."""
-    path = Path(arg)
-    return os.path.ismount(path) and _xattr(path) is not None
-
-
-def _xattr(path: Path) -> bytes | None:
-    try:
-        return os.getxattr(path, CONTROL_XATTR)
-    except OSError:
-        return None
 
 
 def socket_of(mnt: str) -> str:
     """The control socket of the mount at ``mnt``; MountError saying why not."""
     path = Path(os.path.abspath(mnt))
     try:
-        return os.fsdecode(os.getxattr(path, CONTROL_XATTR))
-    except FileNotFoundError:
-        raise MountError(f"{mnt} does not exist") from None
+        return os.fsdecode(os.readlink(path / CONTROL_LINK))
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
             raise MountError(
                 f"the daemon of {mnt} is gone: run `dvfs umount {mnt}` and mount again "
                 "(the working tree's changes are kept)"
             ) from None
+        if not os.path.lexists(path):
+            raise MountError(f"{mnt} does not exist") from None
         if os.path.ismount(path):
             raise MountError(
                 f"{mnt} is not a writable dvfs mount: mount it with `dvfs mount` "
