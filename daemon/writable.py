@@ -441,14 +441,21 @@ class WorkingFs(VersionsFs):
     @handler
     async def fsync(self, fh: int, datasync: bool) -> None:
         h = self._handles_w.get(fh)
-        if h is None:
-            return
-        await trio.to_thread.run_sync(self.overlay.sync, h.node, datasync)
+        if h is not None:
+            await self._sync(h.node, datasync)
+
+    async def _sync(self, n: WNode | None, datasync: bool) -> None:
+        """fsync in a thread, through the write gate: a snapshot's rebase swaps the journal."""
+        await self.gate.enter()
+        try:
+            await trio.to_thread.run_sync(self.overlay.sync, n, datasync)
+        finally:
+            self.gate.leave()
 
     @handler
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         if fh in self._wdirs:
-            await trio.to_thread.run_sync(self.overlay.sync, None, datasync)
+            await self._sync(None, datasync)
 
     @handler
     async def release(self, fh: int) -> None:
