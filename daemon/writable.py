@@ -435,10 +435,6 @@ class WorkingFs(VersionsFs):
         n.mtime_ns = os.fstat(self.overlay.open_data(n)).st_mtime_ns
 
     @handler
-    async def flush(self, fh: int) -> None:
-        return None
-
-    @handler
     async def fsync(self, fh: int, datasync: bool) -> None:
         h = self._handles_w.get(fh)
         if h is not None:
