@@ -315,8 +315,9 @@ def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     repo.write("d/b.txt", "my staged edit")
     repo.ok("add", "d/b.txt")
     repo.write("d/x.txt", "an untracked file where v1 has another")
-    line = repo.fail("checkout", "v1", fragments=("d/a.txt", "d/b.txt", "d/x.txt", "--force"))
+    line = repo.fail("checkout", "v1", fragments=("d/a.txt", "d/x.txt", "--force"))
     assert "checkout would overwrite" in line
+    assert "d/b.txt" not in line  # v1 leaves b.txt as v2 has it: that edit would be carried
     assert repo.read("d/a.txt") == b"my unstaged edit"
     assert repo.read("d/b.txt") == b"my staged edit"
     assert repo.read("d/x.txt") == b"an untracked file where v1 has another"
@@ -348,6 +349,32 @@ def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     assert repo.read("d/a.txt") == b"feature"
     st = repo.status()
     assert st["branch"] == "feature" and st["modified"] == []
+    repo.fsck_clean()
+
+
+def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1", "d/gone.txt": "g1"})
+    repo.ok("branch", "feature")
+    repo.ok("switch", "feature")
+    repo.write("d/a.txt", "feature")
+    repo.ok("add", "d")
+    repo.commit("on feature")
+    repo.ok("switch", "main")
+
+    repo.write("d/keep.txt", "unstaged edit")
+    repo.write("d/new.txt", "staged new file")
+    repo.ok("add", "d/new.txt")
+    repo.ok("switch", "feature")
+    assert repo.read("d/a.txt") == b"feature"
+    assert repo.read("d/keep.txt") == b"unstaged edit"
+    assert repo.read("d/new.txt") == b"staged new file"
+    st = repo.status()
+    assert st["branch"] == "feature" and st["modified"] == ["d/keep.txt"]
+    assert [c["path"] for c in st["staged"]] == ["d/new.txt"]
+    repo.commit("carried")
+    assert repo.status()["staged"] == []
+    repo.ok("checkout", "--force", "HEAD")
+    assert repo.read("d/keep.txt") == b"k1"
     repo.fsck_clean()
 
 

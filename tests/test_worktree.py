@@ -526,6 +526,32 @@ def test_snapshot_records_tag_params_and_refuses_when_the_branch_moved(wt: Workt
     fsck_clean(wt.repo)
 
 
+def test_the_repository_catches_up_with_a_snapshot_before_it_commits(wt: Worktree) -> None:
+    """A snapshot moves the branch past the repository's own working tree (still at v1).
+
+    A commit there would silently undo the snapshot, so it is refused; `dvfs switch`
+    brings the snapshot's files in and carries what was staged meanwhile.
+    """
+    (wt.data / "a.txt").write_bytes(b"from the mount\n")
+    (wt.data / "sub" / "b.txt").unlink()
+    assert wt.snapshot("from the mount") == 2
+    write(wt.repo, "data/local.txt", b"made in the repository\n")
+    assert_ok(wt.dvfs("add", "data/local.txt"))
+    st = assert_ok(wt.dvfs("status", "--json")).json()
+    assert st["behind"] == "v1" and [c["path"] for c in st["staged"]] == ["data/local.txt"]
+    r = wt.dvfs("commit", "-m", "would undo v2")
+    assert_error(r, "main moved to v2", "dvfs switch main")
+    assert_ok(wt.dvfs("switch", "main"))
+    assert (wt.repo / "data" / "a.txt").read_bytes() == b"from the mount\n"
+    assert not (wt.repo / "data" / "sub" / "b.txt").exists()
+    assert (wt.repo / "data" / "local.txt").read_bytes() == b"made in the repository\n"
+    r = assert_ok(wt.dvfs("commit", "-m", "on top of v2"))
+    assert r.out.startswith("v3 ")
+    assert assert_ok(wt.dvfs("cat", "v3:data/a.txt")).out == "from the mount\n"
+    assert assert_ok(wt.dvfs("cat", "v3:data/local.txt")).out == "made in the repository\n"
+    fsck_clean(wt.repo)
+
+
 def test_working_tree_survives_unmount_and_remount(wt: Worktree) -> None:
     def change(d: Path) -> list[Any]:
         with open(d / "big.bin", "r+b") as f:

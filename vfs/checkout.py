@@ -23,7 +23,7 @@ from vfs.gitlink import LockPointer, read_lock, write_lock
 from vfs.refs import Head, check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, staged_from_entry
-from vfs.workflow import head_files, quiet, work_state
+from vfs.workflow import base_files, quiet, same_entry, work_state
 from vfs.worktree import (
     Found,
     Hasher,
@@ -93,30 +93,43 @@ def _restore(
     current = {p: s for p, s in sub.entries.items() if p not in deleted}
     current.update(state.current)
     current.update(on_disk)
+    # Moving to another version carries a local change to a path that version leaves
+    # as it was (git's rule); restoring the version itself overwrites nothing unasked.
+    carry: set[bytes] = set()
     if not force:
-        committed = head_files(hist)
+        committed = base_files(hist, index)
+        moving = target != (index.base or hist.head_id())
         conflicts = []
         for p in set(state.modified) | set(on_disk):
             e = wanted.get(p)
-            if e is None or not current[p].same_content(e):
+            if e is not None and current[p].same_content(e):
+                continue
+            if moving and p in state.modified and _same(committed.get(p), e):
+                carry.add(p)
+            else:
                 conflicts.append(p)
         for p, s in scope.items():  # staged but not committed, and would be replaced
             c = committed.get(p)
             staged_new = c is None or not s.same_content(c)
             e = wanted.get(p)
             if staged_new and (e is None or not s.same_content(e)):
-                conflicts.append(p)
+                if moving and _same(c, e):
+                    carry.add(p)
+                else:
+                    conflicts.append(p)
         if conflicts:
             action = "switch" if attach and not paths else "checkout"
             raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
     report = CheckoutReport(f"v{version.number}", None if paths else attach, bool(paths))
     for p in sorted(scope):
-        if p not in wanted:
+        if p not in wanted and p not in carry:
             remove_path(repo.root, p)
             index.entries.pop(p, None)
             report.deleted += 1
     todo: list[tuple[bytes, Entry]] = []
     for p, e in wanted.items():
+        if p in carry:
+            continue
         cur = current.get(p)
         st = None if cur is None else lstat_or_none(repo.root, p)
         if cur is not None and st is not None and cur.same_content(e):
@@ -139,9 +152,10 @@ def _restore(
             report.written += 1
     if not paths:
         for p in list(index.entries):
-            if p not in wanted and p not in report.failed:
+            if p not in wanted and p not in report.failed and p not in carry:
                 del index.entries[p]
-        index.head = target
+        index.head = None if carry else target
+        index.base = target
     else:
         index.head = None
     index.save()
@@ -150,6 +164,11 @@ def _restore(
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         write_lock(repo.root, LockPointer(branch, version.number, target))
     return report
+
+
+def _same(a: Entry | None, b: Entry | None) -> bool:
+    """True if two versions hold the same thing at a path (both nothing counts)."""
+    return a is b if a is None or b is None else same_entry(a, b)
 
 
 def checkout(

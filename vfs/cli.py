@@ -287,6 +287,7 @@ def status(mountpoint: str | None, as_json: bool) -> None:
                 "branch": st.branch,
                 "detached": st.detached,
                 "head": st.head,
+                "behind": st.behind,
                 "staged": [change_json(c) for c in st.staged],
                 "modified": [show(p) for p in work.modified],
                 "deleted": [show(p) for p in work.deleted],
@@ -296,6 +297,11 @@ def status(mountpoint: str | None, as_json: bool) -> None:
         return
     where = f"HEAD detached at {st.detached}" if st.detached else f"On branch {st.branch}"
     click.echo(where + (f" ({st.head})" if st.head and not st.detached else ""))
+    if st.behind:
+        click.echo(
+            f"The branch moved past this working tree, which is at {st.behind} (a snapshot "
+            f"of a mount, or a pull elsewhere): run `dvfs switch {st.branch}` to update it."
+        )
     if st.head is None:
         click.echo("No versions yet.")
     if st.staged:

@@ -2,7 +2,7 @@
 
 Record, format version 1 (msgpack, written atomically and fsynced)::
 
-    {"v": 1, "written_ns": int, "head": id | null,
+    {"v": 1, "written_ns": int, "head": id | null, "base": id | null (optional),
      "entries": [[path, kind, mode, size, mtime_ns, ctime_ns, ino, digest,
                   [[chunk_id, chunk_len], ...], target], ...]}
 
@@ -13,7 +13,11 @@ the index was written is not trusted (the file could have changed again within t
 same timestamp tick); it is re-hashed once and then trusted. ``head`` is the version
 the index was made equal to by the last commit or full checkout, and null once
 anything is staged after that; while it names HEAD, nothing is staged and ``status``
-need not read any tree.
+need not read any tree. ``base`` is that same version, but kept while files are
+staged: the version the working tree was last made equal to. If the branch moves
+past it without the working tree (a snapshot of a mount, say), ``commit`` refuses
+rather than undo the versions in between (an index written before ``base`` existed
+has none, and is not checked).
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ class Index:
         self._entries: dict[bytes, Staged] | None = {}
         self.written_ns = 0
         self.head: bytes | None = None
+        self.base: bytes | None = None
 
     @property
     def entries(self) -> dict[bytes, Staged]:
@@ -198,6 +203,8 @@ class Index:
             idx.written_ns = int(rec["written_ns"])
             head = rec["head"]
             idx.head = head if isinstance(head, bytes) and len(head) == ID_BYTES else None
+            base = rec.get("base")
+            idx.base = base if isinstance(base, bytes) and len(base) == ID_BYTES else None
             rows = rec["entries"]
             if not all(isinstance(r, list) and len(r) == 10 for r in rows):
                 raise ValueError("malformed entry")
@@ -218,7 +225,13 @@ class Index:
         else:
             rows = [_row(p, self._entries[p]) for p in sorted(self._entries)]
         data = msgpack.packb(
-            {"v": INDEX_FORMAT, "written_ns": now, "head": self.head, "entries": rows},
+            {
+                "v": INDEX_FORMAT,
+                "written_ns": now,
+                "head": self.head,
+                "base": self.base,
+                "entries": rows,
+            },
             use_bin_type=True,
         )
         write_atomic(self.path, data)

@@ -114,6 +114,58 @@ def head_files(hist: History) -> dict[bytes, Entry]:
     return {} if oid is None else hist.flatten(hist.version(oid).tree)
 
 
+def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | None:
+    """(version, its files) if the branch moved past the working tree's version.
+
+    Moved past means: the branch changed a path after that version and the index
+    does not hold the change, so committing the index would undo it. A branch that
+    moved to exactly what the index holds (a commit whose index could not be saved)
+    is not behind.
+    """
+    tip = hist.head_id()
+    base = index.base
+    if base is None or tip is None or base == tip or hist.head().detached is not None:
+        return None
+    old = hist.flatten(hist.version(base).tree)
+    new = hist.flatten(hist.version(tip).tree)
+    for p in old.keys() | new.keys():
+        a, b = old.get(p), new.get(p)
+        if a is not None and b is not None and same_entry(a, b):
+            continue
+        s = index.get(p)
+        if (s is None) != (b is None) or (
+            s is not None and b is not None and not s.same_content(b)
+        ):
+            return base, old
+    return None
+
+
+def same_entry(a: Entry, b: Entry) -> bool:
+    """True if two entries hold the same thing (kind, mode, content or target)."""
+    return (a.kind, a.mode, a.digest, a.target, a.size) == (
+        b.kind,
+        b.mode,
+        b.digest,
+        b.target,
+        b.size,
+    )
+
+
+def base_files(hist: History, index: Index) -> dict[bytes, Entry]:
+    """Every path of the version the working tree was last made equal to.
+
+    That is HEAD unless the branch moved past the working tree (``Index.base``).
+    """
+    behind = _behind(hist, index)
+    return head_files(hist) if behind is None else behind[1]
+
+
+def moved_past(hist: History, index: Index) -> str | None:
+    """The label of the working tree's version if the branch has moved past it."""
+    behind = _behind(hist, index)
+    return None if behind is None else hist.label(behind[0])
+
+
 @dataclass
 class Status:
     """What ``dvfs status`` reports."""
@@ -123,6 +175,7 @@ class Status:
     head: str | None
     staged: list[Change]
     work: WorkState
+    behind: str | None = None  # the working tree's version, if the branch moved past it
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -131,10 +184,11 @@ def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
     hist = repo.history
     head = hist.head()
     head_id = hist.head_id()
+    behind = moved_past(hist, index)
     if head_id is not None and index.head == head_id:
         staged: list[Change] = []  # the index was made equal to HEAD and not staged since
     else:
-        staged = diff_maps(head_files(hist), index.entries)
+        staged = diff_maps(base_files(hist, index), index.entries)
     work = work_state(repo, index, workers, warn)
     if work.refreshed:
         try:
@@ -148,6 +202,7 @@ def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
         head=None if head_id is None else hist.label(head_id),
         staged=staged,
         work=work,
+        behind=behind,
     )
 
 
@@ -326,6 +381,13 @@ def commit(
         if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
             raise UsageError(f"tag {tag} already exists: choose another name")
         index = repo.index()
+        behind = moved_past(hist, index)
+        if behind is not None:
+            raise UsageError(
+                f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
+                f"working tree was at {behind} (a snapshot of a mount, or a pull elsewhere): "
+                f"run `dvfs switch {head.branch}` to bring it up to date, then commit"
+            )
         if not index.entries and parent is None:
             raise UsageError("nothing to commit: run `dvfs add PATH` first")
         tree, files, total = build_trees(repo.store, index.entries)
@@ -368,7 +430,7 @@ def commit(
                 f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
                 "run `dvfs checkout HEAD` to rewrite it"
             )
-        index.head = oid
+        index.head = index.base = oid
         with contextlib.suppress(DvfsError, OSError):
             index.save()  # only a shortcut for status: the staged entries are committed
     return CommitResult(oid, version.number, files, total)
