@@ -128,15 +128,12 @@ def assert_clean_work_dir(repo: Path, branch: str = "main") -> None:
     """The branch's work directory holds its lock, state and current journal, nothing else.
 
     A clean working tree keeps no data files, and no journal of an earlier generation
-    is left behind by a crash. ``spare/`` may hold empty files made ahead for new files.
+    is left behind by a crash.
     """
     work = repo / ".dvfs" / "worktrees" / branch
     state = msgpack.unpackb((work / "state").read_bytes())
-    names = set(os.listdir(work)) - {"spare"}
-    assert sorted(names) == sorted(["data", "lock", "state", f"journal.{state['gen']}"])
+    assert sorted(os.listdir(work)) == sorted(["data", "lock", "state", f"journal.{state['gen']}"])
     assert os.listdir(work / "data") == []
-    if (work / "spare").exists():
-        assert all(p.stat().st_size == 0 for p in (work / "spare").iterdir())
 
 
 # ------------------------------------------------------------------------------ kill -9
