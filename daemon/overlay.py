@@ -229,8 +229,10 @@ class Spares:
             self._want.set()
         try:  # src_dir_fd makes it linkat(AT_SYMLINK_FOLLOW): the file, not the /proc link
             os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=self._dir_fd)
-        except OSError:
+        except OSError as exc:
             os.close(fd)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EEXIST):
+                self._stop = True  # no /proc, say: spares would only be wasted
             return None
         return fd
 
