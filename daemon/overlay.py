@@ -616,6 +616,27 @@ class Overlay:
                 kid.parent = None
                 self.release_if_unused(kid)
 
+    def prune(self, d: WNode | None) -> None:
+        """Forget the children of a clean directory the kernel let go of.
+
+        They are made again from its base tree when it is next looked into, so the
+        daemon holds no more of an unchanged tree than the kernel does (a ``find``
+        over a million files does not keep a million nodes).
+        """
+        if d is None or d is self.root or d.kids is None or d.lookups or d.opens:
+            return
+        if d.dirty or d.recorded or d.changed:
+            return
+        for k in d.kids.values():
+            busy = k.lookups or k.opens or k.recorded or k.upper or k.changed or k.dirty
+            if busy or (k.is_dir and k.kids is not None):
+                return
+        for k in d.kids.values():
+            self.nodes.pop(k.nid, None)
+            k.parent = None
+        d.kids = None
+        d.base = None
+
     # files ---------------------------------------------------------------------------------
 
     def data_path(self, n: WNode) -> Path:

@@ -217,6 +217,7 @@ class Snapshots:
                 trees[oid] = await self.fs.layout.records.tree(oid)
         base = self.overlay.base
         out["branch"] = self.source.branch
+        out["nodes"] = len(self.overlay.nodes)  # in the daemon's memory: what the kernel holds
         out["base"] = None if base is None else base.hex()
         if base is not None:
             out["base_version"] = (await self.fs.layout.records.version(base)).number

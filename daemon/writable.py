@@ -286,6 +286,10 @@ class WorkingFs(VersionsFs):
                 continue
             n.lookups = max(0, n.lookups - count)
             self.overlay.release_if_unused(n)
+            if n.lookups == 0:
+                parent = n.parent
+                self.overlay.prune(n)
+                self.overlay.prune(parent)
         if rest:
             await super().forget(rest)
 

@@ -616,6 +616,33 @@ def test_a_file_open_for_writing_across_a_snapshot(wt: Worktree) -> None:
     assert (wt.mnt / ".versions" / "v2" / "data" / "log.txt").read_bytes() == b"first\n"
 
 
+def test_the_daemon_forgets_an_unchanged_tree_the_kernel_forgot(wt: Worktree) -> None:
+    """Memory follows what the kernel holds: a walk of many files is not kept for ever."""
+    many = wt.data / "many"
+    many.mkdir()
+    for i in range(400):
+        (many / f"f{i:03d}").write_bytes(b"%d\n" % i)
+    (wt.expected / "data" / "many").mkdir()
+    for i in range(400):
+        (wt.expected / "data" / "many" / f"f{i:03d}").write_bytes(b"%d\n" % i)
+    n = wt.snapshot("many files")
+    subprocess.run(["find", str(wt.mnt)], check=True, capture_output=True)
+    walked = wt.status()["nodes"]
+    assert walked > 400
+    deadline = time.monotonic() + 10
+    while wt.status()["nodes"] > walked // 4 and time.monotonic() < deadline:
+        Path("/proc/sys/vm/drop_caches").write_text("2\n")  # the kernel forgets inodes
+        time.sleep(0.2)
+    assert wt.status()["nodes"] <= walked // 4
+    # what was forgotten is found again, and changes to it are recorded as before
+    assert (many / "f007").read_bytes() == b"7\n"
+    (many / "f007").write_bytes(b"seven\n")
+    (wt.expected / "data" / "many" / "f007").write_bytes(b"seven\n")
+    assert wt.status()["modified"] == ["data/many/f007"]
+    wt.check(wt.snapshot("after forgetting"))
+    assert n + 1 == int(wt.status()["base_version"])
+
+
 def test_every_kind_of_change_survives_a_remount(wt: Worktree) -> None:
     both(wt, file_ops)
     both(wt, namespace_ops)
