@@ -69,3 +69,39 @@ def test_chunks_reassemble_and_respect_bounds(size: int, seed: int) -> None:
     assert b"".join(chunks) == data
     assert all(len(c) <= p.max_size for c in chunks)
     assert all(len(c) >= p.min_size for c in chunks[:-1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=40 * MIB), st.integers(min_value=0, max_value=2**32))
+def test_blocks_cut_where_the_stream_does(size: int, seed: int) -> None:
+    data = random.Random(seed).randbytes(size)
+    chunker = Chunker(ChunkerParams())
+    src = io.BytesIO(data)
+    spare = [bytearray(8 * MIB) for _ in range(2)]
+    got: list[bytes] = []
+    turn = 0
+
+    def take() -> bytearray:
+        nonlocal turn
+        turn += 1
+        return spare[turn % 2]
+
+    for block, ends in chunker.blocks(src.readinto, take):
+        start = 0
+        for end in ends:
+            got.append(bytes(block[start:end]))
+            start = end
+    assert got == list(chunker.stream(io.BytesIO(data)))
+
+
+def test_blocks_of_the_pinned_input() -> None:
+    data = random.Random(1234).randbytes(12 * MIB)
+    chunker = Chunker(ChunkerParams())
+    src = io.BytesIO(data)
+    ends: list[int] = []
+    base = 0
+    for block, cut in chunker.blocks(src.readinto, lambda: bytearray(8 * MIB)):
+        ends += [base + e for e in cut]
+        base += cut[-1]
+        del block
+    assert ends == GOLDEN_CUTS

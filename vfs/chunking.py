@@ -6,13 +6,15 @@ changes only the chunks around it. The parameters are fixed per repository in it
 format record (see ``vfs.repo``) and never change for it; ``tests/test_chunking.py``
 pins the cut points of a fixed input so a library upgrade cannot silently move them.
 
-Memory stays bounded: the file is read through one stream buffer of about the
-maximum chunk size, and each chunk is handed out as a fresh ``bytes`` copy.
+Memory stays bounded: :meth:`Chunker.stream` reads through one stream buffer of about
+the maximum chunk size and hands out each chunk as a fresh ``bytes`` copy;
+:meth:`Chunker.blocks` cuts a file in large blocks that the caller recycles, and hands
+out chunks as positions in them, so a large file is read with no copy per chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, cast
 
@@ -73,6 +75,49 @@ class Chunker:
         """Yield the chunks of an open binary file, reading it exactly once."""
         for chunk in self._cdc.cut_stream(fh):
             yield bytes(chunk.data)
+
+    def blocks(
+        self, readinto: Callable[[memoryview], int], take: Callable[[], bytearray]
+    ) -> Iterator[tuple[bytearray, list[int]]]:
+        """Cut a stream block by block; yield (block, chunk end offsets in it).
+
+        ``readinto`` fills a view and returns the bytes read (0 at the end); ``take``
+        returns an empty buffer of at least twice the maximum chunk size, which the
+        caller may recycle once it has no more use for a block it was given before
+        (never the block last yielded: its tail is carried over into the next one).
+        The chunks of a block are ``block[0:ends[0]]``, ``block[ends[0]:ends[1]]``...;
+        the cut points are exactly those of :meth:`stream`, because a chunk is cut
+        only once the maximum chunk size past its start (or the end) is in the block,
+        or when the cut was found before the block's end at a distance that the
+        stream would have scanned with the same masks (at least the average size).
+        """
+        max_size, avg = self.params.max_size, self.params.avg_size
+        carry = memoryview(b"")
+        eof = False
+        while not eof:
+            block = take()
+            view = memoryview(block)
+            filled = len(carry)
+            view[:filled] = carry
+            while filled < len(block):
+                n = readinto(view[filled:])
+                if n <= 0:
+                    eof = True
+                    break
+                filled += n
+            ends: list[int] = []
+            start = 0
+            if filled:
+                for chunk in self._cdc.cut_buf(view[:filled]):
+                    left = filled - chunk.offset
+                    found = chunk.length < left  # a boundary matched before the block's end
+                    if not (eof or left >= max_size or (found and left >= avg)):
+                        break  # the cut could depend on bytes not read yet
+                    start = chunk.offset + chunk.length
+                    ends.append(start)
+            carry = view[start:filled]
+            if ends:
+                yield block, ends
 
     def buffer(self, data: bytes) -> Iterator[bytes]:
         """Yield the chunks of an in-memory buffer (for small inputs and tests)."""

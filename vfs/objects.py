@@ -44,6 +44,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import zstandard
@@ -166,34 +167,42 @@ def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
 
 
 class _PackWriter:
-    """One pack being appended to under a temporary name."""
+    """One pack being appended to under a temporary name.
 
-    def __init__(self, root: Path, slot: int) -> None:
+    The pack's id is BLAKE3 of its bytes, hashed in write order by the store's one
+    ``hashing`` thread rather than under the store's lock: the lock is then held only
+    for the writes, and hashing a pack overlaps writing the next objects.
+    """
+
+    def __init__(self, root: Path, slot: int, hashing: ThreadPoolExecutor) -> None:
         self.slot = slot
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.hash = hasher()
+        self.hashing = hashing
         self.offset = 0
         self.objs: list[PackedObject] = []
         self.buf = bytearray()  # written after the file's first ``self.offset - len(buf)`` bytes
+        # Hashing of the caller's own buffers, to wait for before the caller reuses them.
+        self.borrowed: list[Future[None]] = []
         self._write(PACK_MAGIC)
 
-    def _out(self, data: bytes | bytearray | memoryview) -> None:
+    def _out(self, data: bytes | bytearray | memoryview) -> Future[None]:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
-        self.hash.update(data)
+        return self.hashing.submit(self.hash.update, data)  # type: ignore[arg-type]
 
     def drain(self) -> None:
         """Write out the buffered bytes (before reading the file, or closing it)."""
         if self.buf:
-            self._out(self.buf)
+            self._out(self.buf)  # never changed again: a new buffer takes its place
             self.buf = bytearray()
 
     def _write(self, data: bytes | memoryview) -> None:
         if len(data) >= WRITE_DIRECT:
             self.drain()
-            self._out(data)
+            self.borrowed.append(self._out(data))
         else:
             self.buf += data
             if len(self.buf) >= WRITE_BUFFER:
@@ -208,23 +217,40 @@ class _PackWriter:
         self.objs.append(obj)
         return obj
 
-    def finish(self, root: Path) -> Path:
-        """Write the header, rename to the content id, write the index; return the path."""
+    def lent(self) -> list[Future[None]]:
+        """Take the hashing still reading buffers passed to :meth:`append`."""
+        out, self.borrowed = self.borrowed, []
+        return out
+
+    def finish(self, root: Path) -> tuple[Path, int]:
+        """Write the header, rename to the content id, write the index.
+
+        Returns the path and the still open descriptor, for the caller to start its
+        write-back outside the store's lock and close it.
+        """
         self._write(pack_trailer(self.objs))
         self.drain()
-        start_writeback(self.fd)
-        os.close(self.fd)
-        name = f"pack-{self.hash.digest().hex()}"
+        digest = self.hashing.submit(self.hash.digest).result()
+        name = f"pack-{digest.hex()}"
         final = root / f"{name}.pack"
         os.replace(self.tmp, final)
         write_atomic(root / f"{name}.idx", encode_index(self.objs), sync=False)
-        return final
+        return final, self.fd
 
     def abandon(self) -> None:
         """Close and delete the temporary file after a failure."""
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.tmp.unlink(missing_ok=True)
+
+
+def _written_back(fds: list[int]) -> None:
+    """Start the write-back of finished packs and close them."""
+    for fd in fds:
+        try:
+            start_writeback(fd)
+        finally:
+            os.close(fd)
 
 
 class ObjectStore:
@@ -238,6 +264,8 @@ class ObjectStore:
         self._known: set[str] = set()
         self._fds: dict[int, int] = {}
         self._writer: _PackWriter | None = None
+        self._hashing: ThreadPoolExecutor | None = None
+        self._closing: list[int] = []  # finished packs' descriptors, to write back and close
         self._loaded = False
         self._scanned_at = -1  # mtime of the directory when it was last listed
         # Index files not merged into _entries yet: (slot, file bytes, object count).
@@ -350,7 +378,9 @@ class ObjectStore:
             self._merge()
         return oid in self._entries
 
-    def put(self, kind: ObjKind, data: bytes, oid: bytes | None = None) -> tuple[bytes, int]:
+    def put(
+        self, kind: ObjKind, data: bytes | memoryview, oid: bytes | None = None
+    ) -> tuple[bytes, int]:
         """Store ``data`` unless present; return its id and the bytes written (0 if present).
 
         ``oid`` may be passed when the caller already hashed ``data``.
@@ -388,25 +418,35 @@ class ObjectStore:
     def _append(self, todo: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> int:
         """Append encoded objects to the open pack, skipping those already stored."""
         written = 0
-        with self._lock:
-            if not self._merged:
-                self._merge()
-            try:
-                for oid, kind, method, payload, raw_len in todo:
-                    if oid in self._entries:
-                        continue
-                    if self._writer is None:
-                        self._writer = _PackWriter(self.root, len(self._packs))
-                        self._packs.append(self._writer.tmp)
-                    w = self._writer
-                    obj = w.append(oid, kind, method, payload, raw_len)
-                    self._entries[oid] = (w.slot, obj)
-                    written += len(payload)
-                    if w.offset >= TARGET_PACK_SIZE:
-                        self._finish()
-            except OSError as exc:
-                self._abandon()
-                raise storage_error(exc, "objects") from exc
+        lent: list[Future[None]] = []
+        try:
+            with self._lock:
+                if not self._merged:
+                    self._merge()
+                try:
+                    for oid, kind, method, payload, raw_len in todo:
+                        if oid in self._entries:
+                            continue
+                        if self._writer is None:
+                            if self._hashing is None:
+                                self._hashing = ThreadPoolExecutor(1, "dvfs-packhash")
+                            self._writer = _PackWriter(self.root, len(self._packs), self._hashing)
+                            self._packs.append(self._writer.tmp)
+                        w = self._writer
+                        obj = w.append(oid, kind, method, payload, raw_len)
+                        lent += w.lent()
+                        self._entries[oid] = (w.slot, obj)
+                        written += len(payload)
+                        if w.offset >= TARGET_PACK_SIZE:
+                            self._finish()
+                except OSError as exc:
+                    self._abandon()
+                    raise storage_error(exc, "objects") from exc
+                closing, self._closing = self._closing, []
+            _written_back(closing)
+        finally:
+            for fut in lent:  # the caller may reuse its buffers once this returns
+                fut.result()
         return written
 
     def read_stored(self, oid: bytes) -> tuple[PackedObject, bytes]:
@@ -427,7 +467,8 @@ class ObjectStore:
         if w is None:
             return
         self._writer = None
-        final = w.finish(self.root)
+        final, fd = w.finish(self.root)
+        self._closing.append(fd)
         self._packs[w.slot] = final
         self._known.add(final.name)
 
@@ -448,6 +489,8 @@ class ObjectStore:
             except OSError as exc:
                 self._abandon()
                 raise storage_error(exc, "objects") from exc
+            closing, self._closing = self._closing, []
+        _written_back(closing)
 
     def discard(self) -> None:
         """Drop the open pack and everything written to it since the last flush.
@@ -465,6 +508,9 @@ class ObjectStore:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
+            if self._hashing is not None:
+                self._hashing.shutdown()
+                self._hashing = None
 
     # reading ---------------------------------------------------------------------
 

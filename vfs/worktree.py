@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from vfs.chunking import Chunker
 from vfs.codec import ChunkRef, Entry, Kind
@@ -37,7 +37,8 @@ from vfs.stage import Staged
 
 SKIP_DIRS = frozenset({b".dvfs", b".git"})
 READ_RETRIES = 3
-IN_FLIGHT = 2  # chunks of a large file in flight per thread
+BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
+BLOCKS = 3  # blocks of a large file in flight
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per task
@@ -108,7 +109,7 @@ class Found(NamedTuple):
     st: os.stat_result
 
 
-def _store_chunk(store: ObjectStore | None, data: bytes) -> ChunkRef:
+def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRef:
     oid = hash_bytes(data)
     if store is not None:
         store.put(ObjKind.CHUNK, data, oid)
@@ -147,8 +148,7 @@ class Hasher:
                 if before.st_size <= self.chunker.params.min_size:
                     digest, chunks, total = self._read_small(fd, before.st_size, sink)
                 else:
-                    with os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
-                        digest, chunks, total = self._read_large(fh)
+                    digest, chunks, total = self._read_large(fd)
                 after = os.fstat(fd)
             finally:
                 os.close(fd)
@@ -195,33 +195,59 @@ class Hasher:
                 sink.append((oid, ObjKind.CHUNK, data))
         return oid, [ChunkRef(oid, len(data))], len(data)
 
-    def _read_large(self, fh: object) -> tuple[bytes, list[ChunkRef], int]:
+    def _read_large(self, fd: int) -> tuple[bytes, list[ChunkRef], int]:
+        """Read, cut, hash and store a large file, with the work spread over the pools.
+
+        The file is read into a few recycled blocks (:meth:`Chunker.blocks`) and each
+        chunk is hashed and stored straight from its block: no copy per chunk and no
+        fresh memory per chunk (page faults on fresh memory cost as much as hashing).
+        The whole-file digest is updated block by block in the one ``digest`` thread.
+        """
         whole = hasher()
-        pending: deque[tuple[Future[ChunkRef], Future[object]]] = deque()
+        size = max(BLOCK_BYTES, 2 * self.chunker.params.max_size)
+        inflight: deque[tuple[bytearray, list[Future[ChunkRef]], Future[Any]]] = deque()
         refs: list[ChunkRef] = []
-        limit = IN_FLIGHT * self.workers.threads
+        made = 0
         total = 0
+
+        def settle() -> bytearray:
+            block, chunks, upd = inflight[0]
+            done = [f.result() for f in chunks]
+            upd.result()
+            inflight.popleft()  # only now: on failure, the rest is waited for below
+            refs.extend(done)
+            return block
+
+        def take() -> bytearray:
+            nonlocal made
+            if made < BLOCKS:
+                made += 1
+                return bytearray(size)
+            return settle()
+
+        def readinto(view: memoryview) -> int:
+            return os.readv(fd, [view])
+
+        progress = self.workers.progress
         try:
-            for data in self.chunker.stream(fh):  # type: ignore[arg-type]
-                total += len(data)
-                self.workers.progress.advance(0, len(data))
-                pending.append(
-                    (
-                        self.workers.chunks.submit(_store_chunk, self.store, data),
-                        self.workers.digest.submit(whole.update, data),
-                    )
-                )
-                while len(pending) >= limit:
-                    ref, upd = pending.popleft()
-                    refs.append(ref.result())
-                    upd.result()
-            while pending:
-                ref, upd = pending.popleft()
-                refs.append(ref.result())
-                upd.result()
+            for block, ends in self.chunker.blocks(readinto, take):
+                view = memoryview(block)
+                futs: list[Future[ChunkRef]] = []
+                start = 0
+                pool = self.workers.chunks
+                for end in ends:
+                    futs.append(pool.submit(_store_chunk, self.store, view[start:end]))
+                    progress.advance(0, end - start)
+                    start = end
+                total += start
+                upd = self.workers.digest.submit(whole.update, view[:start])
+                inflight.append((block, futs, upd))
+            while inflight:
+                settle()
         finally:
-            for ref, upd in pending:  # on failure: let running work end before we do
-                for fut in (ref, upd):
+            for _, chunks, upd in inflight:  # on failure: let running work end before we do
+                waits: list[Future[Any]] = [*chunks, upd]
+                for fut in waits:
                     if not fut.cancel():
                         with contextlib.suppress(Exception):
                             fut.result()
