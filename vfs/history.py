@@ -83,7 +83,7 @@ class History:
     def _vn(self, n: int) -> bytes | None:
         h = self.refs.head()
         tip = self.refs.get(f"refs/heads/{h.branch}")
-        if h.detached is not None and not self._on_chain(tip, h.detached):
+        if h.detached is not None and not self.on_chain(tip, h.detached):
             tip = h.detached  # detached off the branch: count along its own chain
         if tip is None or n < 1:
             return None
@@ -94,7 +94,7 @@ class History:
                 return None
         return None
 
-    def _on_chain(self, tip: bytes | None, oid: bytes) -> bool:
+    def on_chain(self, tip: bytes | None, oid: bytes) -> bool:
         """True if ``oid`` is on the first-parent chain ending at ``tip``."""
         if tip is None:
             return False

@@ -7,8 +7,9 @@ or the new version on the branch and nothing half-made reachable:
    when complete; the filesystem was flushed before the index named them);
 2. trees and the version record are stored the same way;
 3. the filesystem is flushed once more (``syncfs``);
-4. the branch ref moves by compare-and-swap (fsynced file + rename);
-5. ``dvfs.lock`` and the index are rewritten.
+4. the index is rewritten to name the new version (fsynced);
+5. the branch ref moves by compare-and-swap (fsynced file + rename);
+6. ``dvfs.lock`` is rewritten.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
     tip = hist.head_id()
     base = index.base
     if base is None or tip is None or base == tip or hist.head().detached is not None:
+        return None
+    if not hist.on_chain(tip, base):  # a commit killed before its branch moved
         return None
     old = hist.flatten(hist.version(base).tree)
     new = hist.flatten(hist.version(tip).tree)
@@ -413,6 +416,11 @@ def commit(
         oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
         repo.store.flush()
         flush_filesystem(repo.dir)
+        # The index names the new version before the branch does: killed in between,
+        # it names a version the branch never got, which is ignored (see ``_behind``);
+        # the other way round, the next commit would seem to undo this one.
+        index.head = index.base = oid
+        index.save()
         repo.refs.update(ref, oid, parent)
         label = f"v{version.number}"
         try:
@@ -430,7 +438,4 @@ def commit(
                 f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
                 "run `dvfs checkout HEAD` to rewrite it"
             )
-        index.head = index.base = oid
-        with contextlib.suppress(DvfsError, OSError):
-            index.save()  # only a shortcut for status: the staged entries are committed
     return CommitResult(oid, version.number, files, total)
