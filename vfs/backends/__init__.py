@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -23,9 +25,14 @@ __all__ = [
     "ObjectInfo",
     "RetryingBackend",
     "open_backend",
+    "preconnect",
     "valid_bucket",
     "validate_key",
 ]
+
+# S3 backends being made ahead of time by ``preconnect``, by (bucket, prefix, endpoint).
+_EARLY: dict[tuple[str, str, str | None], Future[Backend]] = {}
+_EARLY_LOCK = threading.Lock()
 
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
@@ -78,13 +85,15 @@ def open_backend(
                 f"bad prefix {prefix!r} in {url!r}: use names of letters, digits, '.', '_' "
                 "and '-' joined by single '/'"
             ) from exc
-        # Deferred: importing boto3 takes ~140 ms, which commands that never talk to
-        # S3 (status, add, commit...) should not pay.
-        from vfs.backends.s3 import S3Backend
+        backend = _early_s3(bucket, prefix, endpoint_url, region, profile)
+        if backend is None:
+            # Deferred: importing boto3 takes ~140 ms, which commands that never talk
+            # to S3 (status, add, commit...) should not pay.
+            from vfs.backends.s3 import S3Backend
 
-        backend: Backend = S3Backend(
-            bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
-        )
+            backend = S3Backend(
+                bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
+            )
         if not retry:
             return backend
         return RetryingBackend(
@@ -93,3 +102,43 @@ def open_backend(
             deadline=float(os.environ.get("DVFS_RETRY_DEADLINE", "60")),
         )
     raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
+
+
+def preconnect(url: str, endpoint_url: str | None = None) -> None:
+    """Start making the S3 backend of ``url`` in a thread, for ``open_backend`` to take.
+
+    Importing boto3 and making a client costs 0.3-1.5 s (more with a cold page
+    cache); a process that knows early which remote it will open (the mount daemon)
+    overlaps that with its other imports. Anything but an ``s3://`` URL is ignored,
+    and a failure here is left for ``open_backend`` to meet and report.
+    """
+    if not url.startswith("s3://"):
+        return
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    key = (bucket, prefix.strip("/"), endpoint_url)
+    made: Future[Backend] = Future()
+    with _EARLY_LOCK:
+        _EARLY[key] = made
+
+    def work() -> None:
+        try:
+            from vfs.backends.s3 import S3Backend
+
+            made.set_result(S3Backend(key[0], key[1], endpoint_url=endpoint_url))
+        except BaseException as exc:
+            made.set_exception(exc)
+
+    threading.Thread(target=work, name="s3-preconnect", daemon=True).start()
+
+
+def _early_s3(
+    bucket: str, prefix: str, endpoint_url: str | None, region: str | None, profile: str | None
+) -> Backend | None:
+    """The backend ``preconnect`` made for these settings (once), or None."""
+    if region is not None or profile is not None:
+        return None
+    with _EARLY_LOCK:
+        made = _EARLY.pop((bucket, prefix, endpoint_url), None)
+    if made is None or made.exception() is not None:
+        return None  # made afresh, so that its error is raised where it is expected
+    return made.result()
