@@ -28,8 +28,8 @@ from __future__ import annotations
 import os
 import shutil
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,17 +175,10 @@ class RemoteRepo:
             os.replace(tmp, cached)
         return data
 
-    def download(
-        self,
-        wanted: Iterable[bytes],
-        index: dict[bytes, Located],
-        pool: ThreadPoolExecutor,
-        jobs: int,
-    ) -> Iterator[tuple[PackedObject, bytes]]:
-        """Fetch objects by id, several per ranged GET; each is verified before it is yielded.
-
-        At most ``2 * jobs`` ranges are in flight, so memory stays bounded.
-        """
+    def ranges(
+        self, wanted: Iterable[bytes], index: dict[bytes, Located]
+    ) -> list[tuple[str, list[PackedObject]]]:
+        """``wanted`` as ranged GETs: (pack id, objects), neighbours in a pack coalesced."""
         by_pack: dict[str, list[PackedObject]] = {}
         for oid in wanted:
             hit = index.get(oid)
@@ -206,34 +199,49 @@ class RemoteRepo:
                 group.append(o)
             if group:
                 ranges.append((pack_id, group))
+        return ranges
 
-        def fetch(pack_id: str, group: list[PackedObject]) -> list[tuple[PackedObject, bytes]]:
-            start = group[0].offset
-            end = group[-1].offset + group[-1].stored_len
-            data = self.backend.get(f"packs/{pack_id}", start, end - start)
-            out = []
-            for o in group:
-                payload = data[o.offset - start : o.offset - start + o.stored_len]
-                how = "truncated" if len(payload) < o.stored_len else ""
-                if not how:
-                    try:
-                        decode_payload(o, payload)
-                    except ObjectCorrupt:
-                        how = "hash mismatch"
-                if how:
-                    raise RemoteError(
-                        f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
-                        f"corrupt ({how}): refused, nothing of it was stored; push it again "
-                        "from a repository that has it"
-                    )
-                out.append((o, payload))
-            return out
+    def fetch_range(
+        self, pack_id: str, group: list[PackedObject]
+    ) -> list[tuple[PackedObject, bytes]]:
+        """One ranged GET for ``group``; each object verified (RemoteError if corrupt)."""
+        start = group[0].offset
+        end = group[-1].offset + group[-1].stored_len
+        data = self.backend.get(f"packs/{pack_id}", start, end - start)
+        out = []
+        for o in group:
+            payload = data[o.offset - start : o.offset - start + o.stored_len]
+            how = "truncated" if len(payload) < o.stored_len else ""
+            if not how:
+                try:
+                    decode_payload(o, payload)
+                except ObjectCorrupt:
+                    how = "hash mismatch"
+            if how:
+                raise RemoteError(
+                    f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
+                    f"corrupt ({how}): refused, nothing of it was stored; push it again "
+                    "from a repository that has it"
+                )
+            out.append((o, payload))
+        return out
 
+    def download(
+        self,
+        wanted: Iterable[bytes],
+        index: dict[bytes, Located],
+        pool: ThreadPoolExecutor,
+        jobs: int,
+    ) -> Iterator[tuple[PackedObject, bytes]]:
+        """Fetch objects by id, several per ranged GET; each is verified before it is yielded.
+
+        At most ``2 * jobs`` ranges are in flight, so memory stays bounded.
+        """
         pending: deque[Future[list[tuple[PackedObject, bytes]]]] = deque()
         limit = 2 * jobs
         try:
-            for pack_id, group in ranges:
-                pending.append(pool.submit(fetch, pack_id, group))
+            for pack_id, group in self.ranges(wanted, index):
+                pending.append(pool.submit(self.fetch_range, pack_id, group))
                 while len(pending) >= limit:
                     yield from pending.popleft().result()
             while pending:
@@ -274,13 +282,21 @@ def is_ancestor(hist: History, old: bytes, new: bytes) -> bool:
 # ------------------------------------------------------------------------------- push
 
 
-def _closure(hist: History, tip: bytes, remote: dict[bytes, Located]) -> list[bytes]:
+def _closure(
+    hist: History, tip: bytes, remote: dict[bytes, Located]
+) -> tuple[list[bytes], list[bytes]]:
     """Objects reachable from ``tip`` that the remote lacks, in a stable order.
+
+    Two lists: versions and trees, then file chunks (in file order). A push packs
+    every record before any chunk, so that the records sit together at the start
+    of the first pack and a fetch (a URL mount's start) gets them in a few ranged
+    GETs instead of one per tree.
 
     A version or tree the remote has is taken as complete below it: pushes upload a
     whole closure before naming it in a segment.
     """
-    out: list[bytes] = []
+    records: list[bytes] = []
+    chunks: list[bytes] = []
     seen: set[bytes] = set()
     versions = []
     for oid, v in hist.chain(tip):
@@ -294,16 +310,16 @@ def _closure(hist: History, tip: bytes, remote: dict[bytes, Located]) -> list[by
             if tid in remote or tid in seen:
                 continue
             seen.add(tid)
-            out.append(tid)
+            records.append(tid)
             for e in hist.tree(tid).entries:
                 if e.kind == Kind.DIR:
                     stack.append(e.subtree)
                 for c in e.chunks:
                     if c.oid not in remote and c.oid not in seen:
                         seen.add(c.oid)
-                        out.append(c.oid)
-        out.append(oid)
-    return out
+                        chunks.append(c.oid)
+        records.append(oid)
+    return records, chunks
 
 
 def _build_packs(repo: Repository, ids: list[bytes]) -> Iterator[tuple[bytes, list[PackedObject]]]:
@@ -370,14 +386,14 @@ def push(
             report.requests = meter.requests
             return report
         index = remote.index()
-        ids: list[bytes] = []
-        seen: set[bytes] = set()
+        records: list[bytes] = []
+        chunks: list[bytes] = []
         for tip in [t for _, t, _, _ in plan] + list(tag_plan.values()):
-            for oid in _closure(hist, tip, index):
-                if oid not in seen:
-                    seen.add(oid)
-                    ids.append(oid)
-        del seen
+            more_records, more_chunks = _closure(hist, tip, index)
+            records += more_records
+            chunks += more_chunks
+        ids = list(dict.fromkeys(records + chunks))  # records first; each object once
+        del records, chunks
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
         segment = _upload(repo, remote, ids, workers, jobs, report)
         if segment:
@@ -484,55 +500,103 @@ def _fetch_metadata(
 ) -> None:
     """Download every version and tree reachable from ``tips`` that is missing here.
 
-    They are stored children first and versions last, so that a version present
-    locally always has its whole tree.
+    Pipelined: a record's children are requested as soon as it is decoded, not
+    when its whole level has arrived, so decoding overlaps the requests still out
+    and a deep tree costs no round trip per level. Records are stored children
+    first (subtrees before trees, a version's tree and parents before it), so that
+    a record present locally always has everything below it.
     """
     store = repo.store
     got: dict[bytes, tuple[PackedObject, bytes]] = {}
-    order: list[bytes] = []
-    versions: list[bytes] = []
-    trees: list[bytes] = []
+    below: dict[bytes, list[bytes]] = {}  # record -> the records it names, fetched here
+    is_version: set[bytes] = set()
+    queue: list[bytes] = []
+
+    def want(oid: bytes, version: bool) -> bool:
+        """Queue ``oid`` unless it is stored or already wanted; True if fetched here."""
+        if oid in below:
+            return True
+        if store.has(oid):
+            return False
+        if version:
+            is_version.add(oid)
+        below[oid] = []
+        queue.append(oid)
+        return True
+
+    tips = list(dict.fromkeys(t for t in tips if not store.has(t)))  # tags repeat heads
+    for t in tips:
+        want(t, True)
+    running: set[Future[list[tuple[PackedObject, bytes]]]] = set()
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        frontier = list(dict.fromkeys(t for t in tips if not store.has(t)))  # tags repeat heads
-        seen: set[bytes] = set(frontier)
-        while frontier:  # versions, one generation at a time
-            found = dict((o.oid, (o, p)) for o, p in remote.download(frontier, index, pool, jobs))
-            nxt = []
-            for oid in frontier:
-                obj, payload = found[oid]
-                with _refusing("version", oid, remote.url):
-                    v = decode_version(decode_payload(obj, payload))
-                got[oid] = (obj, payload)
-                versions.append(oid)
-                for p in v.parents:
-                    if p not in seen and not store.has(p):
-                        seen.add(p)
-                        nxt.append(p)
-                if v.tree not in seen and not store.has(v.tree):
-                    seen.add(v.tree)
-                    trees.append(v.tree)
-            frontier = nxt
-        while trees:  # trees, one level at a time
-            found = dict((o.oid, (o, p)) for o, p in remote.download(trees, index, pool, jobs))
-            nxt = []
-            for oid in trees:
-                obj, payload = found[oid]
-                with _refusing("tree", oid, remote.url):
-                    tree = decode_tree(decode_payload(obj, payload))
-                    _check_chunk_sizes(tree, index)
-                got[oid] = (obj, payload)
-                order.append(oid)
-                for e in tree.entries:
-                    if e.kind == Kind.DIR and e.subtree not in seen and not store.has(e.subtree):
-                        seen.add(e.subtree)
-                        nxt.append(e.subtree)
-            trees = nxt
-    for oid in [*reversed(order), *reversed(versions)]:
+        try:
+            while queue or running:
+                if queue:
+                    for pack_id, group in remote.ranges(queue, index):
+                        running.add(pool.submit(remote.fetch_range, pack_id, group))
+                    queue = []
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    for obj, payload in fut.result():
+                        got[obj.oid] = (obj, payload)
+                        below[obj.oid] = _decode_record(obj, payload, obj.oid in is_version,
+                                                        index, remote.url, want)  # fmt: skip
+        finally:
+            for fut in running:
+                fut.cancel()
+    for oid in _children_first(tips, below):
         obj, payload = got[oid]
         report.bytes += len(payload)
         report.objects += 1
         store.put_stored(oid, obj.kind, obj.compression, payload, obj.raw_len)
     store.flush()
+
+
+def _decode_record(
+    obj: PackedObject,
+    payload: bytes,
+    version: bool,
+    index: dict[bytes, Located],
+    url: str,
+    want: Callable[[bytes, bool], bool],
+) -> list[bytes]:
+    """Check a downloaded version or tree; queue what it names; return those fetched here."""
+    out = []
+    if version:
+        with _refusing("version", obj.oid, url):
+            v = decode_version(decode_payload(obj, payload))
+        for p in v.parents:
+            if want(p, True):
+                out.append(p)
+        if want(v.tree, False):
+            out.append(v.tree)
+        return out
+    with _refusing("tree", obj.oid, url):
+        tree = decode_tree(decode_payload(obj, payload))
+        _check_chunk_sizes(tree, index)
+    for e in tree.entries:
+        if e.kind == Kind.DIR and want(e.subtree, False):
+            out.append(e.subtree)
+    return out
+
+
+def _children_first(tips: list[bytes], below: dict[bytes, list[bytes]]) -> list[bytes]:
+    """Every record reachable from ``tips`` in ``below``, each after all it names."""
+    out: list[bytes] = []
+    placed: set[bytes] = set()
+    for tip in tips:
+        stack = [(tip, iter(below[tip]))]
+        placed.add(tip)
+        while stack:
+            oid, rest = stack[-1]
+            nxt = next(rest, None)
+            if nxt is None:
+                stack.pop()
+                out.append(oid)
+            elif nxt not in placed:
+                placed.add(nxt)
+                stack.append((nxt, iter(below[nxt])))
+    return out
 
 
 @contextmanager
