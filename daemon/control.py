@@ -8,7 +8,8 @@ credentials are checked.
 
 Protocol, version 1: one JSON object per line each way. A request is
 ``{"op": "snapshot", "message": ..., "tag": ..., "params": {...}, "branch": ...}``,
-``{"op": "status"}`` or ``{"op": "ping"}``; the answer is ``{"ok": true, ...}`` or
+``{"op": "status"}``, ``{"op": "stats"}`` (nodes in memory, journal size) or
+``{"op": "ping"}``; the answer is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "<one line for the user>"}``. One request per connection.
 """
 
@@ -110,6 +111,8 @@ class Control:
                 return {"ok": True}
             if op == "status":
                 return {"ok": True, **await self.snapshots.status()}
+            if op == "stats":
+                return {"ok": True, **self.snapshots.stats()}
             if op == "snapshot":
                 params = req.get("params") or {}
                 if not isinstance(params, dict):

@@ -625,11 +625,11 @@ class Overlay:
         """
         if d is None or d is self.root or d.kids is None or d.lookups or d.opens:
             return
-        if d.dirty or d.recorded or d.changed:
+        if d.dirty or d.recorded or d.changed or not _as_in(d):
             return
         for k in d.kids.values():
             busy = k.lookups or k.opens or k.recorded or k.upper or k.changed or k.dirty
-            if busy or (k.is_dir and k.kids is not None):
+            if busy or (k.is_dir and k.kids is not None) or not _as_in(k):
                 return
         for k in d.kids.values():
             self.nodes.pop(k.nid, None)
@@ -1007,6 +1007,11 @@ def _outermost(paths: list[str]) -> list[str]:
 
 def _join(parent: bytes, name: bytes) -> bytes:
     return parent + b"/" + name if parent else name
+
+
+def _as_in(n: WNode) -> bool:
+    """True if a node shows its base entry's mode and mtime (a directory's may differ)."""
+    return n.entry is not None and (n.mode, n.mtime_ns) == _attrs_of(n.entry)
 
 
 def _attrs_of(e: Entry) -> tuple[int, int]:

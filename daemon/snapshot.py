@@ -217,11 +217,14 @@ class Snapshots:
                 trees[oid] = await self.fs.layout.records.tree(oid)
         base = self.overlay.base
         out["branch"] = self.source.branch
-        out["nodes"] = len(self.overlay.nodes)  # in the daemon's memory: what the kernel holds
         out["base"] = None if base is None else base.hex()
         if base is not None:
             out["base_version"] = (await self.fs.layout.records.version(base)).number
         return out
+
+    def stats(self) -> dict[str, Any]:
+        """Figures about the daemon's working tree (for diagnosis and tests)."""
+        return {"nodes": len(self.overlay.nodes), "journal_bytes": self.overlay.journal.size}
 
     # the blocking part ---------------------------------------------------------------------
 

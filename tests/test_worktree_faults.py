@@ -497,7 +497,8 @@ def test_a_url_mount_snapshot_is_pushed(
         expected = tree_of(w.path)
         got = assert_ok(snapshot(w.path, home, "-m", "from the mount", "--tag", "m2")).json()
         assert (got["version"], got["branch"]) == ("v2", "main")
-        wait_for(r, lambda: (r.versions / "v2").exists())
+        # the branch moves first, then the tag is pushed: wait for both
+        wait_for(r, lambda: (r.versions / "v2").exists() and (r.versions / "tags" / "m2").exists())
         assert tree_of(r.versions / "v2") == expected
         assert tree_of(r.versions / "tags" / "m2") == expected
         assert tree_of(r.path) == expected  # a clean working tree follows the branch
