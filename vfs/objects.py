@@ -25,8 +25,10 @@ Every read is verified against the id.
 Nothing is fsynced here: callers flush the filesystem once (``vfs.durable``) before
 anything that names the objects becomes durable (the staging index, a ref).
 
-Memory: the indexes of all packs are held in one dict, about 200 bytes per object
-(a 1 TiB store of 1 MiB chunks: about 200 MB).
+Memory: storing objects needs only to know which ids exist: the index files are kept
+as read, plus a set of their ids (about 100 bytes per object). Reading many objects
+merges the indexes into one dict, about 300 bytes per object (a 1 TiB store of 1 MiB
+chunks: about 300 MB).
 
 Writes to the open pack are gathered in a 1 MiB buffer: one system call and one hash
 update per MiB instead of per object (20,000 small objects cost 20,000 writes).
@@ -60,6 +62,7 @@ from vfs.packs import (
     check_index,
     decode_index,
     encode_index,
+    index_ids,
     pack_trailer,
     parse_footer,
     parse_header,
@@ -270,6 +273,8 @@ class ObjectStore:
         self._scanned_at = -1  # mtime of the directory when it was last listed
         # Index files not merged into _entries yet: (slot, file bytes, object count).
         self._raw: list[tuple[int, bytes, int]] = []
+        # The ids in those index files, for has() without decoding the records.
+        self._ids: set[bytes] | None = None
         self._merged = False
         self._lookups = 0
 
@@ -324,6 +329,8 @@ class ObjectStore:
                     self._add_pack(pack, decode_index(data, str(idx)))
                 else:
                     self._raw.append((len(self._packs), data, count))
+                    if self._ids is not None:
+                        self._ids.update(index_ids(data, count))
                     self._packs.append(pack)
                     self._known.add(pack.name)
 
@@ -336,6 +343,7 @@ class ObjectStore:
                 for o in decode_index(data, str(self._packs[slot])):
                     self._entries.setdefault(o.oid, (slot, o))
             self._raw = []
+            self._ids = None
             self._merged = True
 
     def _rebuild_index(self, pack: Path) -> list[PackedObject]:
@@ -372,11 +380,29 @@ class ObjectStore:
 
     # writing --------------------------------------------------------------------
 
+    def _raw_ids(self) -> set[bytes] | None:
+        """The ids in index files not merged yet (None once everything is merged).
+
+        Storing objects needs to know only whether an id is present: a set of the ids
+        costs a tenth of the time and a third of the memory of decoding every record.
+        """
+        with self._lock:
+            if not self._loaded:
+                self._scan()
+            if self._merged:
+                return None
+            if self._ids is None:
+                self._ids = set()
+                for _, data, count in self._raw:
+                    self._ids.update(index_ids(data, count))
+            return self._ids
+
     def has(self, oid: bytes) -> bool:
         """True if the object is stored (not verified)."""
-        if not self._merged:
-            self._merge()
-        return oid in self._entries
+        if oid in self._entries:
+            return True
+        ids = self._raw_ids()
+        return ids is not None and oid in ids
 
     def put(
         self, kind: ObjKind, data: bytes | memoryview, oid: bytes | None = None
@@ -399,11 +425,10 @@ class ObjectStore:
         it, which is what makes staging thousands of small files cheap. ``data`` is not
         referenced after the call returns (the caller may reuse its buffer).
         """
-        if not self._merged:
-            self._merge()
+        ids = self._raw_ids() or set()
         todo = []
         for oid, kind, data in items:
-            if oid not in self._entries:
+            if oid not in self._entries and oid not in ids:
                 method, payload = compress(data)
                 todo.append((oid, int(kind), int(method), payload, len(data)))
         return self._append(todo)
@@ -421,11 +446,10 @@ class ObjectStore:
         lent: list[Future[None]] = []
         try:
             with self._lock:
-                if not self._merged:
-                    self._merge()
+                ids = self._raw_ids() or set()
                 try:
                     for oid, kind, method, payload, raw_len in todo:
-                        if oid in self._entries:
+                        if oid in self._entries or oid in ids:
                             continue
                         if self._writer is None:
                             if self._hashing is None:

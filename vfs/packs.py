@@ -126,6 +126,12 @@ def search_index(data: bytes, count: int, oid: bytes) -> PackedObject | None:
     return None
 
 
+def index_ids(data: bytes, count: int) -> list[bytes]:
+    """The object ids of a checked index file, in its (sorted) order."""
+    end = 8 + count * RECORD.size
+    return [data[at : at + 32] for at in range(8, end, RECORD.size)]
+
+
 def decode_index(data: bytes, what: str) -> list[PackedObject]:
     """Parse an index file strictly."""
     if len(data) < 40 or data[:4] != INDEX_MAGIC or hash_bytes(data[:-32]) != data[-32:]:
