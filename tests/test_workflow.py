@@ -682,3 +682,59 @@ def test_git_linkage(make_repo: RepoFactory) -> None:
     assert git(root, "status", "--porcelain") == ""
     repo.fail("checkout", "--lock", "v1", fragments=("--lock",))
     repo.fsck_clean()
+
+
+def test_trees_made_from_index_rows_equal_the_codec_s(tmp_path: Path) -> None:
+    """Commit encodes trees from raw index rows: the bytes must be encode_tree's."""
+    from collections import defaultdict
+
+    from vfs.codec import ChunkRef, Entry, Kind, encode_tree
+    from vfs.ids import hash_bytes
+    from vfs.objects import ObjectStore
+    from vfs.stage import Index, Staged
+    from vfs.workflow import build_tree_rows, build_trees
+
+    rng = random.Random(5)
+    entries: dict[bytes, Staged] = {}
+    for i in range(300):
+        path = f"d{i % 7}/s{i % 3}/f{i}.bin".encode() if i % 5 else f"top{i}".encode()
+        chunks = tuple(ChunkRef(rng.randbytes(32), rng.randrange(1, 1 << 20)) for _ in range(i % 3))
+        if i % 11 == 0:
+            entries[path] = Staged(Kind.SYMLINK, 0o777, 5, i << 40, 1, 2, target=b"../x")
+        else:
+            size = sum(c.size for c in chunks)
+            entries[path] = Staged(
+                Kind.FILE, 0o644 | (i % 2) << 6, size, (i * 7919) << 32, 1, 2,
+                rng.randbytes(32), chunks,
+            )  # fmt: skip
+
+    def reference() -> bytes:  # the trees as encode_tree makes them from entries
+        children: dict[bytes, list[Entry]] = defaultdict(list)
+        dirs = {b""}
+        for path, s in entries.items():
+            parent, _, name = path.rpartition(b"/")
+            children[parent].append(s.to_entry(name))
+            while parent and parent not in dirs:
+                dirs.add(parent)
+                parent = parent.rpartition(b"/")[0]
+        root = b""
+        for d in sorted(dirs, key=lambda p: -p.count(b"/") if p else 1):
+            kids = children.get(d, [])
+            oid = hash_bytes(encode_tree(kids))
+            if not d:
+                root = oid
+                continue
+            parent, _, name = d.rpartition(b"/")
+            size = sum(e.size for e in kids)
+            mtime = max(e.mtime_ns for e in kids)
+            children[parent].append(Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid))
+        return root
+
+    index = Index(tmp_path / "index")
+    index.entries = dict(entries)
+    index.save()
+    loaded = Index.load(tmp_path / "index")
+    store = ObjectStore.create(tmp_path / "objects")
+    want = reference()
+    assert build_tree_rows(store, loaded.rows())[0] == want
+    assert build_trees(store, entries)[0] == want

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -38,6 +38,7 @@ from vfs.ids import ID_BYTES
 
 INDEX_FORMAT = 1
 RACY_NS = 50_000_000
+_F = TypeVar("_F", bound=tuple[bytes, os.stat_result])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def check_path(path: bytes) -> bytes:
     return path
 
 
-def _staged(row: list[Any]) -> Staged:
+def _staged(row: Sequence[Any]) -> Staged:
     _, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row
     return Staged(
         Kind(kind), mode, size, mtime, ctime, ino, digest,
@@ -112,11 +113,12 @@ def _staged(row: list[Any]) -> Staged:
     )  # fmt: skip
 
 
-def _row(path: bytes, s: Staged) -> list[Any]:
-    return [
+def as_row(path: bytes, s: Staged) -> tuple[Any, ...]:
+    """The index row of a staged record (see the format above)."""
+    return (
         path, int(s.kind), s.mode, s.size, s.mtime_ns, s.ctime_ns, s.ino, s.digest,
-        [[c.oid, c.size] for c in s.chunks], s.target,
-    ]  # fmt: skip
+        tuple((c.oid, c.size) for c in s.chunks), s.target,
+    )  # fmt: skip
 
 
 class Index:
@@ -129,7 +131,7 @@ class Index:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._rows: dict[bytes, list[Any]] = {}
+        self._rows: dict[bytes, Sequence[Any]] = {}
         self._entries: dict[bytes, Staged] | None = {}
         self.written_ns = 0
         self.head: bytes | None = None
@@ -148,6 +150,16 @@ class Index:
         self._entries = value
         self._rows = {}
 
+    def count(self) -> int:
+        """How many paths are staged."""
+        return len(self._rows) if self._entries is None else len(self._entries)
+
+    def rows(self) -> Iterable[tuple[bytes, Sequence[Any]]]:
+        """Every staged path with its row, without building records."""
+        if self._entries is None:
+            return self._rows.items()
+        return ((p, as_row(p, s)) for p, s in self._entries.items())
+
     def paths(self) -> Iterable[bytes]:
         """Every staged path, without building records."""
         return self._rows.keys() if self._entries is None else self._entries.keys()
@@ -162,7 +174,7 @@ class Index:
     def put(self, path: bytes, staged: Staged) -> None:
         """Stage ``staged`` at ``path``, without building the other records."""
         if self._entries is None:
-            self._rows[path] = _row(path, staged)
+            self._rows[path] = as_row(path, staged)
         else:
             self._entries[path] = staged
 
@@ -197,7 +209,7 @@ class Index:
         except FileNotFoundError:
             return idx
         try:
-            rec = msgpack.unpackb(raw, raw=False)
+            rec = msgpack.unpackb(raw, raw=False, use_list=False)  # tuples: a fifth less memory
             if not isinstance(rec, dict) or rec.get("v") != INDEX_FORMAT:
                 raise ValueError("unknown index format")
             idx.written_ns = int(rec["written_ns"])
@@ -206,8 +218,8 @@ class Index:
             base = rec.get("base")
             idx.base = base if isinstance(base, bytes) and len(base) == ID_BYTES else None
             rows = rec["entries"]
-            if not all(isinstance(r, list) and len(r) == 10 for r in rows):
-                raise ValueError("malformed entry")
+            if rows and (set(map(type, rows)) != {tuple} or set(map(len, rows)) != {10}):
+                raise ValueError("malformed entry")  # (map: a tenth of the time of a loop)
             idx._rows = {r[0]: r for r in rows}
             idx._entries = None
         except Exception as exc:
@@ -220,22 +232,67 @@ class Index:
     def save(self) -> None:
         """Write the index atomically and fsync it."""
         now = time.time_ns()
+        head = {"v": INDEX_FORMAT, "written_ns": now, "head": self.head, "base": self.base}
+        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        # The same bytes as packing the whole record at once, without holding every row
+        # as a tuple at the same time (about 600 bytes each).
+        packer.pack_map_header(len(head) + 1)
+        for key, value in head.items():
+            packer.pack(key)
+            packer.pack(value)
+        packer.pack("entries")
         if self._entries is None:
-            rows = [self._rows[p] for p in sorted(self._rows)]
+            rows = self._rows
+            packer.pack_array_header(len(rows))
+            for p in sorted(rows):
+                packer.pack(rows[p])
         else:
-            rows = [_row(p, self._entries[p]) for p in sorted(self._entries)]
-        data = msgpack.packb(
-            {
-                "v": INDEX_FORMAT,
-                "written_ns": now,
-                "head": self.head,
-                "base": self.base,
-                "entries": rows,
-            },
-            use_bin_type=True,
-        )
-        write_atomic(self.path, data)
+            entries = self._entries
+            packer.pack_array_header(len(entries))
+            for p in sorted(entries):
+                packer.pack(as_row(p, entries[p]))
+        write_atomic(self.path, packer.getbuffer())
         self.written_ns = now
+
+    def triage(self, found: Iterable[_F]) -> tuple[list[_F], list[_F], int]:
+        """Sort (path, lstat) pairs: (untracked, maybe changed, how many are tracked).
+
+        The same test as :meth:`fresh`, in one loop over the raw rows: a clean
+        ``status`` of 20,000 files spends most of its time here.
+        """
+        if self._entries is not None:
+            untracked: list[_F] = []
+            stale: list[_F] = []
+            tracked = 0
+            for f in found:
+                ok = self.fresh(f[0], f[1])
+                if ok is None:
+                    untracked.append(f)
+                else:
+                    tracked += 1
+                    if not ok:
+                        stale.append(f)
+            return untracked, stale, tracked
+        get = self._rows.get
+        limit = self.written_ns - RACY_NS
+        untracked, stale, tracked = [], [], 0
+        for f in found:
+            r = get(f[0])
+            if r is None:
+                untracked.append(f)
+                continue
+            tracked += 1
+            st = f[1]
+            if not (
+                st.st_mtime_ns == r[4]
+                and st.st_size == r[3]
+                and st.st_ctime_ns == r[5]
+                and st.st_ino == r[6]
+                and (st.st_mode & 0o7777) == r[2]
+                and r[4] < limit
+            ):
+                stale.append(f)
+        return untracked, stale, tracked
 
     def unchanged(self, staged: Staged, st: os.stat_result) -> bool:
         """True if a file with stat ``st`` certainly still has the staged content."""

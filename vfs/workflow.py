@@ -18,11 +18,13 @@ import contextlib
 import os
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs.codec import Entry, GitLink, Kind, Version, encode_tree, encode_version
+import msgpack
+
+from vfs.codec import MODE_MASK, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, StorageFull, UncommittedChanges, UsageError
@@ -31,7 +33,7 @@ from vfs.history import History
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
-from vfs.stage import Index, Staged, check_path
+from vfs.stage import Index, Staged, as_row, check_path
 from vfs.worktree import Found, Hasher, Warn, Workers, lstat_or_none, prune_empty_dirs, scan, show
 
 
@@ -55,15 +57,9 @@ class WorkState:
 
 def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
     """Top-level directories holding tracked paths, and tracked paths at the root."""
-    dirs: set[bytes] = set()
-    files: list[bytes] = []
-    for p in index.paths():
-        top, sep, _ = p.partition(b"/")
-        if sep:
-            dirs.add(top)
-        else:
-            files.append(p)
-    return dirs, files
+    paths = index.paths()
+    dirs = {p[: p.index(b"/")] for p in paths if b"/" in p}
+    return dirs, [p for p in paths if b"/" not in p]
 
 
 def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = quiet) -> WorkState:
@@ -84,16 +80,8 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         s = lstat_or_none(repo.root, p)
         if s is not None and p not in dirs:
             seen.append(Found(p, s))
-    to_hash: list[Found] = []
-    present: set[bytes] = set()
-    for f in seen:
-        fresh = index.fresh(f.rel, f.st)
-        if fresh is None:
-            st.untracked.append(f.rel)
-            continue
-        present.add(f.rel)
-        if not fresh:
-            to_hash.append(f)
+    untracked, to_hash, tracked = index.triage(seen)
+    st.untracked = [f.rel for f in untracked]
     hasher = Hasher(repo.root, repo.chunker, None, workers)
     for rel, staged in hasher.stage_many(to_hash):
         old = index.get(rel)
@@ -103,7 +91,9 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         else:
             st.current[rel] = staged
             st.modified.append(rel)
-    st.deleted = sorted(p for p in index.paths() if p not in present)
+    if tracked < index.count():  # else every tracked path was found: nothing is deleted
+        present = {f.rel for f in seen}
+        st.deleted = sorted(p for p in index.paths() if p not in present)
     st.modified.sort()
     st.untracked.sort()
     return st
@@ -313,29 +303,45 @@ def rm(
 
 def build_trees(store: ObjectStore, entries: dict[bytes, Staged]) -> tuple[bytes, int, int]:
     """Store the trees for a set of staged paths; return (root id, files, bytes)."""
-    children: dict[bytes, list[Entry]] = defaultdict(list)
+    return build_tree_rows(store, ((p, as_row(p, s)) for p, s in entries.items()))
+
+
+def build_tree_rows(
+    store: ObjectStore, rows: Iterable[tuple[bytes, Sequence[Any]]]
+) -> tuple[bytes, int, int]:
+    """Store the trees for staged index rows; return (root id, files, bytes).
+
+    The tree records are made straight from the rows, in the canonical form
+    ``vfs.codec.encode_tree`` gives (the same bytes, so the same ids): building a
+    record and an entry object per file first was most of a commit's time.
+    """
+    children: dict[bytes, list[list[Any]]] = defaultdict(list)
     dirs: set[bytes] = {b""}
     files = 0
     total = 0
-    for path, s in entries.items():
+    for path, r in rows:
+        _, kind, mode, size, mtime, _, _, digest, chunks, target = r
         parent, _, name = path.rpartition(b"/")
-        children[parent].append(s.to_entry(name))
+        payload = (digest, chunks) if kind == Kind.FILE else target
+        children[parent].append([name, kind, mode & MODE_MASK, size, mtime, payload])
         files += 1
-        total += s.size
+        total += size
         while parent and parent not in dirs:
             dirs.add(parent)
             parent = parent.rpartition(b"/")[0]
     root_id = b""
     for d in sorted(dirs, key=lambda p: -p.count(b"/") if p else 1):
-        kids = children.get(d, [])
-        oid, _ = store.put(ObjKind.TREE, encode_tree(kids))
+        kids = children.pop(d, [])
+        kids.sort(key=lambda row: row[0])
+        record = msgpack.packb({"v": TREE_FORMAT, "entries": kids}, use_bin_type=True)
+        oid, _ = store.put(ObjKind.TREE, record)
         if not d:
             root_id = oid
             continue
         parent, _, name = d.rpartition(b"/")
-        size = sum(e.size for e in kids)
-        mtime = max((e.mtime_ns for e in kids), default=0)
-        children[parent].append(Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid))
+        size = sum(k[3] for k in kids)
+        mtime = max((k[4] for k in kids), default=0)
+        children[parent].append([name, int(Kind.DIR), 0o755, size, mtime, oid])
     return root_id, files, total
 
 
@@ -393,7 +399,7 @@ def commit(
             )
         if not index.entries and parent is None:
             raise UsageError("nothing to commit: run `dvfs add PATH` first")
-        tree, files, total = build_trees(repo.store, index.entries)
+        tree, files, total = build_tree_rows(repo.store, index.rows())
         parent_v = hist.version(parent) if parent is not None else None
         if parent_v is not None and parent_v.tree == tree:
             raise UsageError(
