@@ -146,9 +146,9 @@ def _restore(
         return rel in index.entries or rel in scope
 
     stats, report.failed = restore_many(repo.root, todo, repo.store, workers, tracked)
-    for p, e in todo:
+    for p, _ in todo:
         if p in stats:
-            index.entries[p] = staged_from_entry(e, stats[p])
+            index.entries[p] = stats[p]
             report.written += 1
     if not paths:
         for p in list(index.entries):
