@@ -13,7 +13,6 @@ order after ``HEAD`` and ``vN``.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterator
@@ -165,6 +164,8 @@ class History:
         tip = self.head_id()
         if tip is not None:
             names += [f"v{i}" for i in range(1, self.version(tip).number + 1)]
+        import difflib  # only for this error message
+
         return difflib.get_close_matches(name, names, n=4, cutoff=0.5)
 
     def label(self, oid: bytes) -> str:
