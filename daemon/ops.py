@@ -24,9 +24,11 @@ import logging
 import os
 import stat
 from collections.abc import Sequence
+from pathlib import Path
 from typing import cast
 
 import pyfuse3
+import trio
 
 from daemon import inodes
 from daemon.catalog import Catalog
@@ -43,8 +45,42 @@ SHORT = 1.0
 BLOCK = 512
 IO_SIZE = 128 * 1024
 FRAGMENT = 4096
+# Kernel read-ahead for the mount (FUSE's default is 128 KiB, which also caps each
+# read request at 128 KiB): see ``widen_readahead``.
+READAHEAD_KIB = 1024
 _MUTABLE = (NodeKind.ROOT, NodeKind.VERSIONS, NodeKind.REFS, NodeKind.IDS, NodeKind.LATEST)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC | os.O_CREAT
+
+
+def widen_readahead(mountpoint: Path, kib: int = READAHEAD_KIB) -> bool:
+    """Let the kernel read ahead ``kib`` KiB in the mount; True if it could be set.
+
+    FUSE starts a mount at 128 KiB of read-ahead, which is also the largest read
+    it then sends: a sequential reader costs a request (a round trip through this
+    process, and a chunk lookup) per 128 KiB. At 1 MiB the kernel sends 1 MiB
+    requests (libfuse allows 256 pages): streaming 1 GiB from the chunk cache took
+    ~1.3 CPU-s here instead of ~1.7. The setting is the mount's backing device's,
+    in sysfs, writable by root only; anyone else keeps the default. The device
+    number comes from mountinfo, not stat: stat would ask this very process,
+    which is not serving yet.
+    """
+    where = str(mountpoint)
+    for char, code in (("\\", "\\134"), (" ", "\\040"), ("\t", "\\011"), ("\n", "\\012")):
+        where = where.replace(char, code)  # mountinfo's escapes
+    device = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split(" ")
+                if len(fields) > 4 and fields[4] == where:
+                    device = fields[2]  # the last one wins: the newest mount there
+        if device is None:
+            return False
+        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
+    except OSError as exc:
+        log.debug("kernel read-ahead left at its default: %s", exc)
+        return False
+    return True
 
 
 def _erofs() -> pyfuse3.FUSEError:
@@ -55,6 +91,21 @@ class VersionsFs(pyfuse3.Operations):
     """Handlers over an inode table, a layout and a fetcher."""
 
     supports_dot_lookup = False
+    mountpoint: Path | None = None  # set before mounting, for ``init``
+
+    def init(self) -> None:
+        """FUSE INIT: widen the kernel's read-ahead once it has our answer.
+
+        The kernel sets the mount's read-ahead from INIT's reply, which pyfuse3
+        sends right after this returns; the task runs after that, when the
+        session loop next yields.
+        """
+        if self.mountpoint is not None:
+            trio.lowlevel.spawn_system_task(self._widen_readahead, self.mountpoint)
+
+    async def _widen_readahead(self, mountpoint: Path) -> None:
+        # two small reads and a write of procfs and sysfs: not worth a thread
+        widen_readahead(mountpoint)
 
     def __init__(self, layout: Layout, fetcher: Fetcher) -> None:
         super().__init__()

@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {"default_permissions", "fsname=dvfs", "subtype=dvfs"}
         if opts.allow_other:
             options.add("allow_other")
+        fs.mountpoint = mountpoint  # for the kernel read-ahead, widened at FUSE INIT
         try:
             pyfuse3.init(fs, str(mountpoint), options)
         except RuntimeError as exc:
