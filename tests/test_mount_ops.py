@@ -121,6 +121,30 @@ def test_cache_never_serves_a_damaged_chunk(tmp_path: Path) -> None:
     assert not path.exists() and oid not in cache and cache.usage() == 0
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["O_DIRECT", "no-O_DIRECT"])
+def test_cache_reads_chunks_of_every_size_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """Direct reads round sizes up to blocks and fall back where O_DIRECT is refused."""
+    if not direct:  # a filesystem without O_DIRECT (tmpfs before 6.6) refuses the open
+        real_open = os.open
+
+        def no_direct(path: str | Path, flags: int, *args: int) -> int:
+            if flags & os.O_DIRECT:
+                raise OSError(errno.EINVAL, "O_DIRECT refused")
+            return real_open(path, flags, *args)
+
+        monkeypatch.setattr(os, "open", no_direct)
+    rng = random.Random(7)
+    sizes = [0, 1, 511, 512, 4095, 4096, 4097, 300_000, 4 * 1024 * 1024, 5 * 1024 * 1024 + 3]
+    chunks = {hash_bytes(d): d for d in (rng.randbytes(n) for n in sizes)}
+    cache = ChunkCache(tmp_path / "chunks", 64 * 1024 * 1024)
+    for oid, data in chunks.items():
+        assert cache.put(oid, data)
+    for oid, data in chunks.items():
+        assert cache.get(oid) == data
+
+
 # ---------------------------------------------------------------------------- fetcher
 
 
