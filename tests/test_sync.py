@@ -337,6 +337,22 @@ def test_clone_of_one_revision_downloads_only_its_chunks(
     b.fsck_clean()
 
 
+def test_the_records_of_many_directories_come_in_a_few_requests(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A push packs versions and trees before chunks, so a fetch needs no GET per tree."""
+    a = make_repo("a")
+    dirs = 24  # each tree would sit between its directory's 300 KiB chunks otherwise
+    commit_files(a, {f"data/d{i:02}/f.bin": rand(300 * KiB, i) for i in range(dirs)}, "dirs")
+    remote.add_to(a)
+    a.ok("push")
+    b, r = remote.clone(a.root.parent, "b", "--no-checkout")
+    t = transfer(r)
+    assert t.objects == 1 + 2 + dirs  # the version, the root and data trees, one per dir
+    assert t.requests < 15  # refs, format, index, then one GET per level of the tree
+    b.fsck_clean()
+
+
 # --------------------------------------------------------------------- interruptions
 
 
