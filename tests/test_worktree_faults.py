@@ -230,7 +230,9 @@ def test_kill_while_a_writer_is_busy(repo: Path, tmp_path: Path) -> None:
         assert failure and failure[0].errno in (errno.ECONNABORTED, errno.ENOTCONN), failure
     with mounted(str(repo), mnt, home):
         got = (mnt / "data" / "log.txt").read_bytes()
-        assert got == b"".join(acked)  # appends go straight to the page cache: all of them
+        kept = b"".join(acked)  # appends go straight to the page cache: all of them
+        # ... and the write in flight may have landed too, though never acknowledged
+        assert got.startswith(kept) and len(got) - len(kept) <= 4008, (len(got), len(kept))
         present = sorted(n for n in os.listdir(mnt / "data") if n.startswith("f"))
         assert present[: len(files)] == files and len(present) <= len(files) + 1
         assert_ok(snapshot(mnt, home, "-m", "after the crash"))
