@@ -69,7 +69,7 @@ def widen_readahead(mountpoint: Path, kib: int = READAHEAD_KIB) -> bool:
         where = where.replace(char, code)  # mountinfo's escapes
     device = None
     try:
-        with open("/proc/self/mountinfo") as f:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
                 fields = line.split(" ")
                 if len(fields) > 4 and fields[4] == where:
@@ -93,20 +93,6 @@ class VersionsFs(pyfuse3.Operations):
     supports_dot_lookup = False
     mountpoint: Path | None = None  # set before mounting, for ``init``
 
-    def init(self) -> None:
-        """FUSE INIT: widen the kernel's read-ahead once it has our answer.
-
-        The kernel sets the mount's read-ahead from INIT's reply, which pyfuse3
-        sends right after this returns; the task runs after that, when the
-        session loop next yields.
-        """
-        if self.mountpoint is not None:
-            trio.lowlevel.spawn_system_task(self._widen_readahead, self.mountpoint)
-
-    async def _widen_readahead(self, mountpoint: Path) -> None:
-        # two small reads and a write of procfs and sysfs: not worth a thread
-        widen_readahead(mountpoint)
-
     def __init__(self, layout: Layout, fetcher: Fetcher) -> None:
         super().__init__()
         self.layout = layout
@@ -119,6 +105,23 @@ class VersionsFs(pyfuse3.Operations):
         self._handles = itertools.count(1)
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, tuple[Node, list[tuple[bytes, Node]]]] = {}
+
+    def init(self) -> None:
+        """FUSE INIT: widen the kernel's read-ahead once it has our answer.
+
+        The kernel sets the mount's read-ahead from INIT's reply, which pyfuse3
+        sends right after this returns; the task runs after that, when the
+        session loop next yields.
+        """
+        if self.mountpoint is not None:
+            trio.lowlevel.spawn_system_task(self._widen_readahead, self.mountpoint)
+
+    async def _widen_readahead(self, mountpoint: Path) -> None:
+        # a small read and write of procfs and sysfs: not worth a thread
+        try:
+            widen_readahead(mountpoint)
+        except Exception:  # a system task must not raise: it would end the daemon
+            log.exception("could not widen the kernel read-ahead")
 
     # catalog --------------------------------------------------------------------
 

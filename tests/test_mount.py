@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.ops import READAHEAD_KIB
 from tests.mount_support import (
     MTIME,
     Mount,
@@ -302,3 +303,12 @@ def test_inode_numbers_are_stable_and_unique(ds: Dataset, tmp_path: Path) -> Non
     with mounted(str(ds.root), tmp_path / "again", tmp_path / "home", "--read-only") as m:
         again = [m.path / p.relative_to(ds.mnt) for p in paths]
         assert [ino(p) for p in again] == before
+
+
+def test_the_kernel_reads_ahead_a_mebibyte(ds: Dataset) -> None:
+    """As root the daemon widens the mount's read-ahead, so reads come 1 MiB at a time."""
+    if os.geteuid() != 0:
+        pytest.skip("only root may set a mount's read-ahead")
+    st = os.stat(ds.mount.path)
+    setting = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
+    assert setting.read_text().strip() == str(READAHEAD_KIB)
