@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, cast
 
-import pyfastcdc
+if TYPE_CHECKING:
+    import pyfastcdc
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -64,12 +65,25 @@ class Chunker:
 
     def __init__(self, params: ChunkerParams) -> None:
         self.params = params
-        self._cdc = pyfastcdc.FastCDC(
-            avg_size=params.avg_size,
-            min_size=params.min_size,
-            max_size=params.max_size,
-            normalized_chunking=cast(Literal[0, 1, 2, 3], params.normalization),
-        )
+        self._made: pyfastcdc.FastCDC | None = None
+
+    @property
+    def _cdc(self) -> pyfastcdc.FastCDC:
+        """The FastCDC cutter, made (and its module imported) on first use.
+
+        Commands that cut nothing, such as a clean ``status``, skip the import.
+        """
+        if self._made is None:
+            import pyfastcdc
+
+            p = self.params
+            self._made = pyfastcdc.FastCDC(
+                avg_size=p.avg_size,
+                min_size=p.min_size,
+                max_size=p.max_size,
+                normalized_chunking=cast(Literal[0, 1, 2, 3], p.normalization),
+            )
+        return self._made
 
     def stream(self, fh: BinaryIO) -> Iterator[bytes]:
         """Yield the chunks of an open binary file, reading it exactly once."""

