@@ -24,6 +24,7 @@ from vfs.errors import FormatError, RevisionNotFound, UsageError
 from vfs.ids import is_hex_prefix
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import Head, Refs
+from vfs.stage import paused_gc
 
 _REV_RE = re.compile(r"^(?P<base>.+?)(?:~(?P<back>\d*))?$")
 _VN_RE = re.compile(r"^v(\d+)$")
@@ -185,7 +186,8 @@ class History:
 
     def flatten(self, tree_id: bytes) -> dict[bytes, Entry]:
         """Map of every file and link path below a tree to its entry."""
-        return dict(self.walk(tree_id))
+        with paused_gc():
+            return dict(self.walk(tree_id))
 
     def lookup(self, tree_id: bytes, path: bytes) -> Entry | None:
         """The entry at ``path`` below a tree (None if absent); b"" is the root itself."""

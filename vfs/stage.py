@@ -22,9 +22,11 @@ has none, and is not checked).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,6 +100,23 @@ def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
     )
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many objects are made at once.
+
+    Each few hundred new containers start a collection that walks the objects made
+    so far: loading a 20,000-path index took three times as long with it running.
+    Nothing made meanwhile forms cycles that need collecting.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def check_path(path: bytes) -> bytes:
     """Validate a repository-relative path; FormatError if a component is invalid."""
     for part in path.split(b"/"):
@@ -141,7 +160,8 @@ class Index:
     def entries(self) -> dict[bytes, Staged]:
         """Every staged path (built from the loaded rows on first use)."""
         if self._entries is None:
-            self._entries = {p: _staged(r) for p, r in self._rows.items()}
+            with paused_gc():
+                self._entries = {p: _staged(r) for p, r in self._rows.items()}
             self._rows = {}
         return self._entries
 
@@ -209,7 +229,8 @@ class Index:
         except FileNotFoundError:
             return idx
         try:
-            rec = msgpack.unpackb(raw, raw=False, use_list=False)  # tuples: a fifth less memory
+            with paused_gc():
+                rec = msgpack.unpackb(raw, raw=False, use_list=False)  # tuples: less memory
             if not isinstance(rec, dict) or rec.get("v") != INDEX_FORMAT:
                 raise ValueError("unknown index format")
             idx.written_ns = int(rec["written_ns"])

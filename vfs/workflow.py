@@ -14,6 +14,7 @@ or the new version on the branch and nothing half-made reachable:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import time
@@ -33,7 +34,7 @@ from vfs.history import History
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
-from vfs.stage import Index, Staged, as_row, check_path
+from vfs.stage import Index, Staged, as_row, check_path, paused_gc
 from vfs.worktree import Found, Hasher, Warn, Workers, lstat_or_none, prune_empty_dirs, scan, show
 
 
@@ -56,10 +57,28 @@ class WorkState:
 
 
 def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
-    """Top-level directories holding tracked paths, and tracked paths at the root."""
-    paths = index.paths()
-    dirs = {p[: p.index(b"/")] for p in paths if b"/" in p}
-    return dirs, [p for p in paths if b"/" not in p]
+    """Top-level directories holding tracked paths, and tracked paths at the root.
+
+    Over the sorted paths, each directory's paths are skipped by bisection: looking
+    at each of 20,000 paths was a twentieth of a clean ``status``.
+    """
+    keys = list(index.paths())
+    if keys != sorted(keys):  # (the index is saved sorted: one pass to confirm it)
+        keys.sort()
+    dirs: set[bytes] = set()
+    files: list[bytes] = []
+    i, n = 0, len(keys)
+    while i < n:
+        p = keys[i]
+        cut = p.find(b"/")
+        if cut < 0:
+            files.append(p)
+            i += 1
+            continue
+        top = p[:cut]
+        dirs.add(top)
+        i = bisect.bisect_left(keys, top + b"0", i + 1)  # "0" sorts right after "/"
+    return dirs, files
 
 
 def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = quiet) -> WorkState:
@@ -73,14 +92,15 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     st = WorkState()
     dirs, root_files = tracked_tops(index)
     seen: list[Found] = []
-    for top in sorted(dirs):
-        if lstat_or_none(repo.root, top) is not None:
-            seen.extend(scan(repo.root, top, warn))
-    for p in root_files:
-        s = lstat_or_none(repo.root, p)
-        if s is not None and p not in dirs:
-            seen.append(Found(p, s))
-    untracked, to_hash, tracked = index.triage(seen)
+    with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
+        for top in sorted(dirs):
+            if lstat_or_none(repo.root, top) is not None:
+                seen.extend(scan(repo.root, top, warn))
+        for p in root_files:
+            s = lstat_or_none(repo.root, p)
+            if s is not None and p not in dirs:
+                seen.append(Found(p, s))
+        untracked, to_hash, tracked = index.triage(seen)
     st.untracked = [f.rel for f in untracked]
     hasher = Hasher(repo.root, repo.chunker, None, workers)
     for rel, staged in hasher.stage_many(to_hash):
@@ -315,6 +335,13 @@ def build_tree_rows(
     ``vfs.codec.encode_tree`` gives (the same bytes, so the same ids): building a
     record and an entry object per file first was most of a commit's time.
     """
+    with paused_gc():
+        return _build_tree_rows(store, rows)
+
+
+def _build_tree_rows(
+    store: ObjectStore, rows: Iterable[tuple[bytes, Sequence[Any]]]
+) -> tuple[bytes, int, int]:
     children: dict[bytes, list[list[Any]]] = defaultdict(list)
     dirs: set[bytes] = {b""}
     files = 0
