@@ -34,10 +34,10 @@ def socket_of(mnt: str) -> str:
             ) from None
         if not os.path.lexists(path):
             raise MountError(f"{mnt} does not exist") from None
-        if os.path.ismount(path):
+        if os.path.ismount(path) and (path / ".versions").is_dir():
             raise MountError(
-                f"{mnt} is not a writable dvfs mount: mount it with `dvfs mount` "
-                "(a URL needs --writable)"
+                f"{mnt} is a read-only dvfs mount: unmount it and mount it again without "
+                "--read-only (a URL mount needs --writable)"
             ) from None
         raise MountError(f"{mnt} is not a dvfs mount: give the mount point") from None
 
