@@ -527,8 +527,8 @@ class ObjectStore:
 
     def close(self) -> None:
         """Flush and close every file descriptor."""
-        self.flush()
-        with self._lock:
+        with self._lock:  # held throughout: no new pack may start with the old hasher
+            self.flush()
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
