@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import yaml
 
 from vfs import browse, checkout, control, launch, mounts, remotes, sync, workflow
 from vfs.codec import Entry, Kind
@@ -126,6 +125,8 @@ def rm(paths: tuple[str, ...], cached: bool, force: bool) -> None:
 
 def scalar(text: str) -> Any:
     """A --param value: YAML scalar typing (1 -> int, 0.1 -> float, true -> bool)."""
+    import yaml  # here: most commands never need it, and it costs 10 ms to import
+
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -168,6 +169,8 @@ def commit(
 
 def collect_params(params: tuple[str, ...], params_file: Path | None) -> dict[str, Any]:
     """The parameters of --params-file, then of each --param K=V."""
+    import yaml
+
     recorded: dict[str, Any] = {}
     if params_file is not None:
         try:
@@ -363,6 +366,8 @@ def show_cmd(rev: str | None, fmt: str) -> None:
         emit_json(data)
         return
     if fmt == "yaml":
+        import yaml
+
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
         return
     click.echo(f"version  {data['version']}  {data['id']}")

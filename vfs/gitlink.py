@@ -22,8 +22,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from vfs.codec import GitLink
 from vfs.durable import write_atomic
 from vfs.errors import UsageError
@@ -133,6 +131,8 @@ def write_lock(root: Path, ptr: LockPointer) -> None:
 
 def read_lock(root: Path) -> LockPointer:
     """Parse ``dvfs.lock``; UsageError saying what is wrong."""
+    import yaml  # here: only `checkout --lock` reads it, and it costs 10 ms to import
+
     path = root / LOCK_FILE
     try:
         rec = yaml.safe_load(path.read_text())
