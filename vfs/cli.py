@@ -18,19 +18,22 @@ import stat as statmod
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from vfs import browse, checkout, control, launch, mounts, remotes, sync, workflow
+from vfs import browse, checkout, workflow
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
-from vfs.fsck import fsck as run_fsck
 from vfs.progress_bar import TerminalProgress
 from vfs.repo import DEFAULT_BRANCH, Repository
 from vfs.worktree import Workers, show
 
+if TYPE_CHECKING:  # the commands that use these import them: most commands need none
+    from vfs import sync
+
+DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -205,6 +208,8 @@ def snapshot(
     tag: str | None, new_branch: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Record the working tree of the mount at MNT as a new version."""
+    from vfs import control
+
     recorded = collect_params(params, params_file)
     request = {
         "op": "snapshot", "message": message, "tag": tag, "params": recorded,
@@ -250,6 +255,8 @@ def change_json(c: Change) -> dict[str, Any]:
 
 def mount_status(mountpoint: str, as_json: bool) -> None:
     """`dvfs status MNT`: the working tree's changes, as its daemon records them."""
+    from vfs import control
+
     got = control.call(mountpoint, {"op": "status"})
     control.check_answer_fields(got, "added", "modified", "deleted", "renamed", "branch")
     if as_json:
@@ -332,6 +339,8 @@ def status(mountpoint: str | None, as_json: bool) -> None:
 @click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
 def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | None) -> None:
     """List versions, newest first."""
+    from vfs import remotes, sync
+
     repo = repo_here()
     if remote_name is not None:
         rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
@@ -557,6 +566,8 @@ def tag(name: str | None, rev: str | None, delete: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def fsck_cmd(as_json: bool) -> None:
     """Verify every reachable object's hash and every reference."""
+    from vfs.fsck import fsck as run_fsck
+
     repo = repo_here()
     with workers() as w:
         r = run_fsck(repo, w)
@@ -635,6 +646,8 @@ def remote_add(
     make_default: bool,
 ) -> None:  # fmt: skip
     """Add remote NAME at URL (s3://bucket/prefix, file:///path or a directory)."""
+    from vfs import remotes
+
     repo = repo_here()
     remotes.add_remote(
         repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default
@@ -646,6 +659,8 @@ def remote_add(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def remote_list(as_json: bool) -> None:
     """List remotes (the default one is marked *)."""
+    from vfs import remotes
+
     repo = repo_here()
     known = remotes.remotes(repo)
     default = remotes.default_remote(repo)
@@ -661,6 +676,8 @@ def remote_list(as_json: bool) -> None:
 @click.argument("name")
 def remote_remove(name: str) -> None:
     """Forget remote NAME (nothing on the remote is touched)."""
+    from vfs import remotes
+
     remotes.remove_remote(repo_here(), name)
     click.echo(f"removed remote {name}")
 
@@ -669,6 +686,8 @@ def remote_remove(name: str) -> None:
 @click.argument("name")
 def remote_default(name: str) -> None:
     """Make NAME the default remote."""
+    from vfs import remotes
+
     remotes.set_default(repo_here(), name)
     click.echo(f"default remote: {name}")
 
@@ -700,6 +719,8 @@ def push(
     branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool, jobs: int
 ) -> None:
     """Send versions of BRANCHES (default: the current one) to a remote."""
+    from vfs import remotes, sync
+
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
     large_buffers_to_os()
@@ -717,6 +738,8 @@ def push(
 @JOBS
 def fetch(remote_name: str | None, jobs: int) -> None:
     """Fetch refs, versions and trees from a remote (no file data)."""
+    from vfs import remotes, sync
+
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
     with resumable("fetch"):
@@ -738,6 +761,8 @@ def pull(
     rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool, jobs: int
 ) -> None:
     """Fetch, download what REV (default: the remote's branch) needs, and check it out."""
+    from vfs import remotes, sync
+
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
     with workers() as w, resumable("pull"):
@@ -761,6 +786,8 @@ def clone_cmd(
     endpoint_url: str | None, jobs: int,
 ) -> None:  # fmt: skip
     """Make a new repository from a remote at URL."""
+    from vfs import sync
+
     target = directory or Path(sync.default_dir(url))
     with workers() as w, resumable("clone"):
         repo, t, branch = sync.clone(
@@ -781,7 +808,7 @@ def clone_cmd(
     help="Where fetched chunks and metadata go (default: under ~/.cache/dvfs).",
 )  # fmt: skip
 @click.option(
-    "--cache-size", default=launch.DEFAULT_CACHE_SIZE, show_default=True,
+    "--cache-size", default=DEFAULT_CACHE_SIZE, show_default=True,
     help="Most disk the chunk cache may use (K, M, G, T).",
 )  # fmt: skip
 @click.option("--foreground", is_flag=True, help="Run the daemon here, logging to stderr.")
@@ -813,6 +840,8 @@ def mount_cmd(
     working tree (`dvfs snapshot MNT` records it); MNT/.versions holds v1..vN,
     latest, tags/, branches/ and ids/, read-only.
     """
+    from vfs import launch, mounts
+
     if len(args) > 2:
         raise UsageError("give at most two arguments: [SOURCE] MNT")
     source = launch.resolve_source(args[0] if len(args) == 2 else None)
@@ -840,6 +869,8 @@ def mount_cmd(
 @click.option("--force", "-f", is_flag=True, help="Unmount even while files are open.")
 def umount_cmd(mountpoint: str, force: bool) -> None:
     """Unmount MNT and stop its daemon (also clears a mount whose daemon died)."""
+    from vfs import mounts
+
     mounts.unmount(mountpoint, force=force)
     click.echo(f"unmounted {os.path.abspath(mountpoint)}")
 
@@ -848,6 +879,8 @@ def umount_cmd(mountpoint: str, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def mounts_cmd(as_json: bool) -> None:
     """List active dvfs mounts: source, branch, cache use and daemon pid."""
+    from vfs import mounts
+
     rows = mounts.statuses()
     if as_json:
         emit_json([r.as_json() for r in rows])
