@@ -136,7 +136,7 @@ class Builder:
         oid, _ = self.store.put(ObjKind.TREE, encode_tree(entries))
         self.trees[d.nid] = Tree(tuple(entries))
         size = sum(e.size for e in entries)
-        mtime = max((e.mtime_ns for e in entries), default=0)
+        mtime = max((e.mtime_ns for e in entries), default=d.mtime_ns)  # empty: its own
         e = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
         self.entries[d.nid] = e
         self._counts[oid] = files
