@@ -46,7 +46,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import shutil
@@ -64,6 +63,7 @@ from daemon import inodes
 from vfs import DvfsError, Entry, Kind, MountError, Tree
 from vfs.codec import decode_tree, encode_tree
 from vfs.durable import fsync_dir, write_atomic
+from vfs.lock import claim_for_life
 
 FORMAT = 1
 log = logging.getLogger(__name__)
@@ -1021,19 +1021,13 @@ def _attrs_of(e: Entry) -> tuple[int, int]:
 
 def _lock(work: Path) -> int:
     """Hold the work directory for this daemon; MountError if another one has it."""
-    fd = os.open(work / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
+    got = claim_for_life(work / "lock", 0o600)
+    if isinstance(got, str):
         raise MountError(
-            f"the working tree {work} is in use by another dvfs mount (pid {holder}): "
-            "unmount it first, or mount another branch"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+            f"the working tree {work} is in use by another dvfs mount (pid {got}): "
+            "unmount it first, or mount it elsewhere with --read-only"
+        )
+    return got
 
 
 def mode_bits(kind: Kind, mode: int) -> int:

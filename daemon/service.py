@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import fcntl
 import logging
 import os
 import signal
@@ -61,6 +60,7 @@ from vfs import (
     resolve_source,
     write_record,
 )
+from vfs.lock import claim_for_life
 
 log = logging.getLogger("daemon")
 JOBS = 8
@@ -152,19 +152,13 @@ class Readiness:
 def lock_cache(cache_dir: Path) -> int:
     """Hold the cache directory's lock for the life of the process; MountError if taken."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(cache_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
+    got = claim_for_life(cache_dir / "lock")
+    if isinstance(got, str):
         raise MountError(
-            f"the cache directory {cache_dir} is in use by another dvfs mount (pid {holder}): "
+            f"the cache directory {cache_dir} is in use by another dvfs mount (pid {got}): "
             "pass another --cache-dir"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+        )
+    return got
 
 
 def changed(old: Catalog, new: Catalog) -> bool:

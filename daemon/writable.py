@@ -31,7 +31,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyfuse3
@@ -394,15 +394,8 @@ class WorkingFs(VersionsFs):
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        d = await self._dir(parent_inode)
-        await self._changing()
-        try:
-            if self._reserved(d, name) or name in (d.kids or {}):
-                raise _err(errno.EEXIST)
-            n = self.overlay.create_file(d, name, mode)
-            fh, _ = self._open_handle(n, True)
-        finally:
-            self.gate.leave()
+        n = await self._make(parent_inode, name, lambda d: self.overlay.create_file(d, name, mode))
+        fh, _ = self._open_handle(n, True)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._counted(n)
 
     @handler
@@ -509,84 +502,70 @@ class WorkingFs(VersionsFs):
 
     # the namespace ----------------------------------------------------------------------------
 
-    @handler
-    async def mknod(
-        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
+    async def _make(self, parent_inode: int, name: bytes, make: Callable[[WNode], WNode]) -> WNode:
+        """Make a new name in a directory through the write gate (EEXIST if taken)."""
         d = await self._dir(parent_inode)
-        if not stat.S_ISREG(mode):
-            raise _err(errno.EPERM)  # versions hold files, directories and links only
         await self._changing()
         try:
             if self._reserved(d, name) or name in (d.kids or {}):
                 raise _err(errno.EEXIST)
-            n = self.overlay.create_file(d, name, mode)
-            self.overlay.release_fd(n)
+            return make(d)
         finally:
             self.gate.leave()
-        return self._counted(n)
+
+    async def _remove(self, parent_inode: int, name: bytes, *, directory: bool) -> None:
+        """unlink (``directory`` False) or rmdir, through the write gate."""
+        d = await self._dir(parent_inode)
+        await self._changing()
+        try:
+            if self._reserved(d, name):
+                raise _err(errno.EPERM)
+            kid = (d.kids or {}).get(name)
+            if kid is None:
+                raise _err(errno.ENOENT)
+            if kid.is_dir != directory:
+                raise _err(errno.ENOTDIR if directory else errno.EISDIR)
+            if directory and await self.kids(kid):
+                raise _err(errno.ENOTEMPTY)
+            self.overlay.remove(d, name)
+        finally:
+            self.gate.leave()
+
+    @handler
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        if not stat.S_ISREG(mode):
+            raise _err(errno.EPERM)  # versions hold files, directories and links only
+
+        def make(d: WNode) -> WNode:
+            n = self.overlay.create_file(d, name, mode)
+            self.overlay.release_fd(n)
+            return n
+
+        return self._counted(await self._make(parent_inode, name, make))
 
     @handler
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        d = await self._dir(parent_inode)
-        await self._changing()
-        try:
-            if self._reserved(d, name) or name in (d.kids or {}):
-                raise _err(errno.EEXIST)
-            n = self.overlay.mkdir(d, name, mode)
-        finally:
-            self.gate.leave()
-        return self._counted(n)
+        made = await self._make(parent_inode, name, lambda d: self.overlay.mkdir(d, name, mode))
+        return self._counted(made)
 
     @handler
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        d = await self._dir(parent_inode)
-        await self._changing()
-        try:
-            if self._reserved(d, name) or name in (d.kids or {}):
-                raise _err(errno.EEXIST)
-            n = self.overlay.symlink(d, name, target)
-        finally:
-            self.gate.leave()
-        return self._counted(n)
+        made = await self._make(parent_inode, name, lambda d: self.overlay.symlink(d, name, target))
+        return self._counted(made)
 
     @handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        d = await self._dir(parent_inode)
-        await self._changing()
-        try:
-            if self._reserved(d, name):
-                raise _err(errno.EPERM)
-            kid = (d.kids or {}).get(name)
-            if kid is None:
-                raise _err(errno.ENOENT)
-            if kid.is_dir:
-                raise _err(errno.EISDIR)
-            self.overlay.remove(d, name)
-        finally:
-            self.gate.leave()
+        await self._remove(parent_inode, name, directory=False)
 
     @handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        d = await self._dir(parent_inode)
-        await self._changing()
-        try:
-            if self._reserved(d, name):
-                raise _err(errno.EPERM)
-            kid = (d.kids or {}).get(name)
-            if kid is None:
-                raise _err(errno.ENOENT)
-            if not kid.is_dir:
-                raise _err(errno.ENOTDIR)
-            if await self.kids(kid):
-                raise _err(errno.ENOTEMPTY)
-            self.overlay.remove(d, name)
-        finally:
-            self.gate.leave()
+        await self._remove(parent_inode, name, directory=True)
 
     @handler
     async def rename(

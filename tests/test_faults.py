@@ -11,10 +11,8 @@ import os
 import random
 import socket
 import stat
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
@@ -452,19 +450,6 @@ def test_a_corrupted_object(repo: Repo) -> None:
 
 
 # --------------------------------------------------------------------------------------- disk full
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs mounted for the test (we run as root), unmounted afterwards."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def fill(path: Path) -> None:

@@ -15,10 +15,8 @@ import contextlib
 import errno
 import os
 import random
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -279,19 +277,6 @@ def test_kill_at_each_step_of_a_snapshot(repo: Path, tmp_path: Path, step: str) 
 
 
 # ------------------------------------------------------------------------------ disk full
-
-
-@pytest.fixture(name="small_disk")
-def small_disk_fixture(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs mounted for the test (we run as root), unmounted afterwards."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:

@@ -21,6 +21,24 @@ from vfs.errors import LockBusy
 DEFAULT_WAIT = float(os.environ.get("DVFS_LOCK_TIMEOUT", "10"))
 
 
+def claim_for_life(path: Path, mode: int = 0o644) -> int | str:
+    """Lock ``path`` for as long as this process lives, writing our pid into it.
+
+    Returns the open descriptor (keep it open), or, if another process holds the
+    lock, that process's pid as it wrote it ("?" if unknown).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        return holder
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 @contextmanager
 def repository_lock(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
     """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder."""
