@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import DROP_CACHES, check_drop_caches, warm_memory
+from measure import DROP_CACHES, check_drop_caches, peak_rss, timed, warm_memory
 from results import human, render
 from seaweed import SeaweedFS
 from tools import REPO_ROOT
@@ -69,22 +69,6 @@ def drop_caches() -> None:
     """Flush and drop the page cache, dentries and inodes (needs root)."""
     os.sync()
     DROP_CACHES.write_text("3\n")
-
-
-def timed(cmd: list[str]) -> float:
-    """Seconds a command takes, its output discarded (it must succeed)."""
-    started = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
-
-
-def peak_rss(pid: int) -> int:
-    """Bytes of the process's peak resident set (VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 @dataclass

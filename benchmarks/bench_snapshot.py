@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from measure import peak_rss, timed
 from results import human, render
 from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
@@ -55,22 +56,6 @@ TRACKED = ["small", "big.bin"]
 CHANGED = 10
 WRITE_BLOCK = MIB
 CACHE_SIZE = 64 << 30
-
-
-def timed(cmd: list[str]) -> float:
-    """Seconds a command takes, its output discarded (it must succeed)."""
-    started = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
-
-
-def peak_rss(pid: int) -> int:
-    """Bytes of the process's peak resident set (VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 @dataclass

@@ -21,12 +21,31 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def timed(cmd: list[str]) -> float:
+    """Seconds a command takes, its output discarded (it must succeed)."""
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def peak_rss(pid: int) -> int:
+    """Bytes of a running process's peak resident set (VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 SPAWNER = Path(__file__).with_name("spawner.py")
 TAIL = 2000  # characters of a failed command's output kept for the report
 

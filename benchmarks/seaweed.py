@@ -16,7 +16,6 @@ bucket's counters before and after it, so both tools are counted the same way.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -28,27 +27,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tools import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))  # for tests.loopback, shared with the test fixtures
-from tests.loopback import MISSING_WEED, find_weed, free_port_pair, free_ports
+from tests.loopback import MISSING_WEED, find_weed, weed_mini
 
 READY_TIMEOUT = 60.0
-PORT_FLAGS = [
-    "s3.port",
-    "s3.port.grpc",
-    "debug.port",
-    "s3.debug.port",
-    "filer.port",
-    "filer.port.grpc",
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "webdav.port",
-    "metricsPort",
-]
 REQUEST_METRIC = re.compile(r"^SeaweedFS_s3_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 SENT_METRIC = re.compile(
     r"^SeaweedFS_s3_bucket_traffic_sent_bytes_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
@@ -96,10 +82,9 @@ class SeaweedFS:
     def start(self) -> None:
         """Start the server and wait until it answers S3 requests."""
         shutil.rmtree(self.base, ignore_errors=True)
-        data = self.base / "data"
-        data.mkdir(parents=True)
+        (self.base / "data").mkdir(parents=True)
         every = ["Admin", "Read", "Write", "List", "Tagging"]
-        identities = [
+        identities: list[dict[str, Any]] = [
             {"name": "anonymous", "actions": every},
             {
                 "name": "bench",
@@ -107,30 +92,9 @@ class SeaweedFS:
                 "actions": every,
             },
         ]
-        config = self.base / "s3.json"
-        config.write_text(json.dumps({"identities": identities}))
-        self.ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
-        # the admin's plugin worker dials admin port + 10000 whatever the flag says
-        self.ports["admin.port"] = free_port_pair(10000, set(self.ports.values()))
-        self.ports["admin.port.grpc"] = self.ports["admin.port"] + 10000
-        command = [
-            weed_binary(),
-            "mini",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-s3.config={config}",
-            "-master.telemetry=false",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            "-s3.autoCreateBucket=false",
-            "-volume.max=1000",
-            f"-s3.localSocket={self.base / 's3.sock'}",
-            f"-filer.localSocket={self.base / 'filer.sock'}",
-            *(f"-{flag}={port}" for flag, port in self.ports.items()),
-        ]
+        command, self.ports = weed_mini(
+            weed_binary(), self.base, identities, extra_ports=("metricsPort",)
+        )
         log = (self.base / "weed.log").open("wb")
         self.proc = subprocess.Popen(
             command,

@@ -5,9 +5,12 @@ Standard library only, so that ``benchmarks/`` can import it without pytest or b
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import sysconfig
+from pathlib import Path
+from typing import Any
 
 # Variables that would let a client find credentials or endpoints other than the
 # local server's: cleared for every tool talking to it.
@@ -61,3 +64,55 @@ def free_port_pair(gap: int, avoid: set[int]) -> int:
                 continue
         return port
     raise RuntimeError(f"no free pair of loopback ports {gap} apart")
+
+
+PORT_FLAGS = [
+    "s3.port",
+    "s3.port.grpc",
+    "debug.port",
+    "s3.debug.port",
+    "filer.port",
+    "filer.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "webdav.port",
+]
+
+
+def weed_mini(
+    weed: str, base: Path, identities: list[dict[str, Any]], extra_ports: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, int]]:
+    """The command line of a ``weed mini`` in ``base`` on free loopback ports, and its ports.
+
+    Every port flag gets a free port (``extra_ports`` too), so that two servers, or a
+    server and anything else on the machine, never collide. ``identities`` go to the
+    S3 configuration file; data goes to ``base/data``, which must exist.
+    """
+    config = base / "s3.json"
+    config.write_text(json.dumps({"identities": identities}))
+    flags = [*PORT_FLAGS, *extra_ports]
+    ports = dict(zip(flags, free_ports(len(flags)), strict=True))
+    # the admin's plugin worker dials admin port + 10000 whatever the flag says
+    ports["admin.port"] = free_port_pair(10000, set(ports.values()))
+    ports["admin.port.grpc"] = ports["admin.port"] + 10000
+    command = [
+        weed,
+        "mini",
+        f"-dir={base / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={config}",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-s3.autoCreateBucket=false",
+        "-volume.max=1000",
+        f"-s3.localSocket={base / 's3.sock'}",
+        f"-filer.localSocket={base / 'filer.sock'}",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+    return command, ports

@@ -27,7 +27,6 @@ from the machine's own AWS setup leaks in.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import secrets
 import subprocess
@@ -45,26 +44,12 @@ from tests.loopback import (
     AWS_VARS_TO_CLEAR,
     MISSING_WEED,
     find_weed,
-    free_port_pair,
-    free_ports,
+    weed_mini,
 )
 from vfs.backends import Backend, open_backend
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
-_PORT_FLAGS = [
-    "s3.port",
-    "s3.port.grpc",
-    "debug.port",
-    "s3.debug.port",
-    "filer.port",
-    "filer.port.grpc",
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "webdav.port",
-]
 
 
 @dataclass(frozen=True)
@@ -157,8 +142,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A SeaweedFS S3 server for the whole session; see the module docstring."""
     base = tmp_path_factory.mktemp("seaweedfs")
-    data = base / "data"
-    data.mkdir()
+    (base / "data").mkdir()
     keys = [secrets.token_hex(10).upper() for _ in range(2)]
     secret_keys = [secrets.token_hex(20) for _ in range(2)]
     identities = [
@@ -173,29 +157,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             "actions": ["Read", "List"],
         },
     ]
-    config = base / "s3.json"
-    config.write_text(json.dumps({"identities": identities}))
-    ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
-    ports["admin.port"] = free_port_pair(10000, set(ports.values()))
-    ports["admin.port.grpc"] = ports["admin.port"] + 10000
-    command = [
-        str(weed_binary()),
-        "mini",
-        f"-dir={data}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={config}",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-s3.autoCreateBucket=false",
-        "-volume.max=1000",
-        f"-s3.localSocket={base / 's3.sock'}",
-        f"-filer.localSocket={base / 'filer.sock'}",
-        *(f"-{flag}={port}" for flag, port in ports.items()),
-    ]
+    command, ports = weed_mini(str(weed_binary()), base, identities)
     log = base / "weed.log"
     env = {**os.environ, "GOMEMLIMIT": "512MiB"}
     with log.open("wb") as out:
