@@ -280,7 +280,6 @@ class Overlay:
         self._lock_fd = _lock(work)
         self.nodes: dict[int, WNode] = {}
         self.on_change: Callable[[WNode], None] = lambda node: None
-        self.pending_snapshot: bytes | None = None
         self._spares: Spares | None = None  # started by the first new file
         self._trash: list[threading.Thread] = []  # removing emptied data directories
         state = self._read_state()
@@ -364,7 +363,7 @@ class Overlay:
             elif tag == "U" and len(rec) == 3:
                 over.setdefault(rec[1], {})[rec[2]] = None
             elif tag == "S" and len(rec) == 2:
-                self.pending_snapshot = rec[1]
+                pass  # read by the constructor: was that snapshot recorded?
             else:
                 raise OverlayError(f"the journal {self.journal.path} holds a bad record")
         self.next = max([self.next, *(nid + 1 for nid in defs)])
@@ -492,11 +491,6 @@ class Overlay:
         node.parent, node.name = parent, e.name
         self.nodes[node.nid] = node
         return node
-
-    def child(self, d: WNode, name: bytes) -> WNode | None:
-        """The node ``name`` names in the loaded directory ``d``."""
-        assert d.kids is not None
-        return d.kids.get(name)
 
     # recording changes -------------------------------------------------------------------
 
@@ -812,7 +806,6 @@ class Overlay:
         old_journal.close()
         with contextlib.suppress(OSError):
             os.unlink(old_journal.path)
-        self.pending_snapshot = None
         for n in list(self.nodes.values()):
             if n.upper and n.nid not in keep:
                 if n.fd >= 0:
@@ -890,10 +883,6 @@ class Overlay:
             kid.origin = _join(d.origin or b"", name)
             if kid.is_dir:
                 self._reset_origins(kid)
-
-    def abandon_snapshot(self) -> None:
-        """A snapshot failed before its version was recorded: the state stands."""
-        self.pending_snapshot = None
 
     def changed_files(self) -> list[WNode]:
         """Every upper file of the working tree (what a snapshot hashes)."""

@@ -103,7 +103,6 @@ class Handle:
 
     node: WNode
     lower: OpenFile | None = None  # reading an untouched file's chunks
-    writing: bool = False
 
 
 class WorkingFs(VersionsFs):
@@ -351,8 +350,9 @@ class WorkingFs(VersionsFs):
             del self._copying[n.nid]
             done.set()
 
-    def _open_handle(self, n: WNode, writing: bool) -> tuple[int, Handle]:
-        h = Handle(n, writing=writing)
+    def _open_handle(self, n: WNode) -> int:
+        """A new file handle on ``n`` (its data file opened, or its chunks ready to read)."""
+        h = Handle(n)
         if n.upper:
             self.overlay.open_data(n)
         elif n.entry is not None:
@@ -360,7 +360,7 @@ class WorkingFs(VersionsFs):
         n.opens += 1
         fh = next(self._handles)
         self._handles_w[fh] = h
-        return fh, h
+        return fh
 
     @staticmethod
     def _lower_node(n: WNode) -> Node:
@@ -383,11 +383,11 @@ class WorkingFs(VersionsFs):
                 elif truncate and n.size:
                     os.ftruncate(self.overlay.open_data(n), 0)
                     self._touch(n, 0)
-                fh, _ = self._open_handle(n, True)
+                fh = self._open_handle(n)
             finally:
                 self.gate.leave()
         else:
-            fh, _ = self._open_handle(n, False)
+            fh = self._open_handle(n)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @handler
@@ -395,7 +395,7 @@ class WorkingFs(VersionsFs):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         n = await self._make(parent_inode, name, lambda d: self.overlay.create_file(d, name, mode))
-        fh, _ = self._open_handle(n, True)
+        fh = self._open_handle(n)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._counted(n)
 
     @handler
