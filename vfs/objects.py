@@ -42,15 +42,17 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import zstandard
 
+from vfs.direct import DirectAppender, read_cached, read_range
 from vfs.durable import TMP_PREFIX, start_writeback, storage_error, write_atomic
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.ids import hash_bytes, hasher
@@ -74,8 +76,7 @@ PROBE_LEVEL = 1
 PROBE_ABOVE = 16 * 1024  # payloads larger than this are probed before compressing
 PROBE_PIECES = 8
 PROBE_PIECE = 4096
-WRITE_BUFFER = 1 << 20
-WRITE_DIRECT = 256 * 1024  # payloads this large are written without buffering
+READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache when not in it
 # Lookups answered by bisecting index files before they are merged into one dict.
 MERGE_AFTER = 64
 
@@ -172,9 +173,10 @@ def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
 class _PackWriter:
     """One pack being appended to under a temporary name.
 
-    The pack's id is BLAKE3 of its bytes, hashed in write order by the store's one
-    ``hashing`` thread rather than under the store's lock: the lock is then held only
-    for the writes, and hashing a pack overlaps writing the next objects.
+    The bytes go out through a :class:`DirectAppender`, whose thread (the store's one
+    ``hashing`` thread) writes each block and then feeds it to the pack's BLAKE3: the
+    store's lock is held only for copying objects into the block, and writing and
+    hashing a block overlap filling the next.
     """
 
     def __init__(self, root: Path, slot: int, hashing: ThreadPoolExecutor) -> None:
@@ -183,47 +185,26 @@ class _PackWriter:
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.hash = hasher()
         self.hashing = hashing
-        self.offset = 0
         self.objs: list[PackedObject] = []
-        self.buf = bytearray()  # written after the file's first ``self.offset - len(buf)`` bytes
-        # Hashing of the caller's own buffers, to wait for before the caller reuses them.
-        self.borrowed: list[Future[None]] = []
-        self._write(PACK_MAGIC)
+        self.out = DirectAppender(self.fd, hashing, self.hash.update)
+        self.out.write(PACK_MAGIC)
 
-    def _out(self, data: bytes | bytearray | memoryview) -> Future[None]:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        return self.hashing.submit(self.hash.update, data)  # type: ignore[arg-type]
+    @property
+    def offset(self) -> int:
+        """Bytes in the pack so far."""
+        return self.out.size
 
     def drain(self) -> None:
-        """Write out the buffered bytes (before reading the file, or closing it)."""
-        if self.buf:
-            self._out(self.buf)  # never changed again: a new buffer takes its place
-            self.buf = bytearray()
-
-    def _write(self, data: bytes | memoryview) -> None:
-        if len(data) >= WRITE_DIRECT:
-            self.drain()
-            self.borrowed.append(self._out(data))
-        else:
-            self.buf += data
-            if len(self.buf) >= WRITE_BUFFER:
-                self.drain()
-        self.offset += len(data)
+        """Make the bytes written so far readable from the file."""
+        self.out.make_visible()
 
     def append(
         self, oid: bytes, kind: int, method: int, payload: bytes | memoryview, raw_len: int
     ) -> PackedObject:
         obj = PackedObject(oid, kind, method, self.offset, len(payload), raw_len)
-        self._write(payload)
+        self.out.write(payload)
         self.objs.append(obj)
         return obj
-
-    def lent(self) -> list[Future[None]]:
-        """Take the hashing still reading buffers passed to :meth:`append`."""
-        out, self.borrowed = self.borrowed, []
-        return out
 
     def finish(self, root: Path) -> tuple[Path, int]:
         """Write the header, rename to the content id, write the index.
@@ -231,10 +212,9 @@ class _PackWriter:
         Returns the path and the still open descriptor, for the caller to start its
         write-back outside the store's lock and close it.
         """
-        self._write(pack_trailer(self.objs))
-        self.drain()
-        digest = self.hashing.submit(self.hash.digest).result()
-        name = f"pack-{digest.hex()}"
+        self.out.write(pack_trailer(self.objs))
+        self.out.finish()
+        name = f"pack-{self.hash.digest().hex()}"
         final = root / f"{name}.pack"
         os.replace(self.tmp, final)
         write_atomic(root / f"{name}.idx", encode_index(self.objs), sync=False)
@@ -242,6 +222,7 @@ class _PackWriter:
 
     def abandon(self) -> None:
         """Close and delete the temporary file after a failure."""
+        self.out.abandon()
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.tmp.unlink(missing_ok=True)
@@ -266,6 +247,7 @@ class ObjectStore:
         self._packs: list[Path] = []
         self._known: set[str] = set()
         self._fds: dict[int, int] = {}
+        self._direct_fds: dict[int, int] = {}  # O_DIRECT descriptors; -1: refused
         self._writer: _PackWriter | None = None
         self._hashing: ThreadPoolExecutor | None = None
         self._closing: list[int] = []  # finished packs' descriptors, to write back and close
@@ -443,34 +425,28 @@ class ObjectStore:
     def _append(self, todo: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> int:
         """Append encoded objects to the open pack, skipping those already stored."""
         written = 0
-        lent: list[Future[None]] = []
-        try:
-            with self._lock:
-                ids = self._raw_ids() or set()
-                try:
-                    for oid, kind, method, payload, raw_len in todo:
-                        if oid in self._entries or oid in ids:
-                            continue
-                        if self._writer is None:
-                            if self._hashing is None:
-                                self._hashing = ThreadPoolExecutor(1, "dvfs-packhash")
-                            self._writer = _PackWriter(self.root, len(self._packs), self._hashing)
-                            self._packs.append(self._writer.tmp)
-                        w = self._writer
-                        obj = w.append(oid, kind, method, payload, raw_len)
-                        lent += w.lent()
-                        self._entries[oid] = (w.slot, obj)
-                        written += len(payload)
-                        if w.offset >= TARGET_PACK_SIZE:
-                            self._finish()
-                except OSError as exc:
-                    self._abandon()
-                    raise storage_error(exc, "objects") from exc
-                closing, self._closing = self._closing, []
-            _written_back(closing)
-        finally:
-            for fut in lent:  # the caller may reuse its buffers once this returns
-                fut.result()
+        with self._lock:
+            ids = self._raw_ids() or set()
+            try:
+                for oid, kind, method, payload, raw_len in todo:
+                    if oid in self._entries or oid in ids:
+                        continue
+                    if self._writer is None:
+                        if self._hashing is None:
+                            self._hashing = ThreadPoolExecutor(1, "dvfs-packhash")
+                        self._writer = _PackWriter(self.root, len(self._packs), self._hashing)
+                        self._packs.append(self._writer.tmp)
+                    w = self._writer
+                    obj = w.append(oid, kind, method, payload, raw_len)
+                    self._entries[oid] = (w.slot, obj)
+                    written += len(payload)
+                    if w.offset >= TARGET_PACK_SIZE:
+                        self._finish()
+            except OSError as exc:
+                self._abandon()
+                raise storage_error(exc, "objects") from exc
+            closing, self._closing = self._closing, []
+        _written_back(closing)
         return written
 
     def read_stored(self, oid: bytes) -> tuple[PackedObject, bytes]:
@@ -484,7 +460,33 @@ class ObjectStore:
             with self._lock:
                 if self._writer is w:
                     w.drain()  # the object may still be in the write buffer
+        elif obj.stored_len >= READ_DIRECT:
+            data = self._read_uncached(slot, obj)
+            if data is not None:
+                return obj, data
         return obj, os.pread(self._fd(slot), obj.stored_len, obj.offset)
+
+    def _read_uncached(self, slot: int, obj: PackedObject) -> bytes | None:
+        """A large payload from the page cache if it is there, else read direct.
+
+        Packs are written past the page cache (``vfs.direct``), so a large object
+        read soon after is usually not cached; reading it direct does not fill the
+        cache with a copy that will not be read again. None: read it buffered.
+        """
+        data = read_cached(self._fd(slot), obj.offset, obj.stored_len)
+        if data is not None:
+            return data
+        with self._lock:
+            fd = self._direct_fds.get(slot)
+            if fd is None:
+                try:
+                    fd = os.open(self._packs[slot], os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    fd = -1
+                self._direct_fds[slot] = fd
+        return None if fd < 0 else read_range(fd, obj.offset, obj.stored_len)
 
     def _finish(self) -> None:
         w = self._writer
@@ -529,9 +531,11 @@ class ObjectStore:
         """Flush and close every file descriptor."""
         with self._lock:  # held throughout: no new pack may start with the old hasher
             self.flush()
-            for fd in self._fds.values():
-                os.close(fd)
+            for fd in [*self._fds.values(), *self._direct_fds.values()]:
+                if fd >= 0:
+                    os.close(fd)
             self._fds.clear()
+            self._direct_fds.clear()
             if self._hashing is not None:
                 self._hashing.shutdown()
                 self._hashing = None

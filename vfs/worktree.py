@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol
 
 from vfs.chunking import Chunker
 from vfs.codec import ChunkRef, Entry, Kind
+from vfs.direct import DirectAppender
 from vfs.durable import TMP_PREFIX, storage_error, tmp_name
 from vfs.errors import DvfsError, FileChanged, ObjectError, UsageError
 from vfs.ids import hash_bytes, hasher
@@ -42,6 +43,7 @@ BLOCKS = 2  # blocks of a large file in flight
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per task
+WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs.direct)
 _TMP_PREFIX = TMP_PREFIX.encode()
 _LIST_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 Warn = Callable[[str], None]
@@ -519,10 +521,13 @@ def write_entry(
             # Created with its final mode when the umask keeps it intact: no fchmod.
             exact = entry.mode & ~0o777 == 0 and entry.mode & _UMASK == 0
             fd = os.open(tmp, _CREATE, entry.mode if exact else 0o600)
-            for c in entry.chunks:
-                view = memoryview(store.get(c.oid))
-                while view:
-                    view = view[os.write(fd, view) :]
+            if entry.size >= WRITE_DIRECT:
+                _write_direct(fd, entry, store)
+            else:
+                for c in entry.chunks:
+                    view = memoryview(store.get(c.oid))
+                    while view:
+                        view = view[os.write(fd, view) :]
             if not exact:
                 os.fchmod(fd, entry.mode)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -547,6 +552,23 @@ def write_entry(
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
+    """Write a large file's chunks past the page cache, reading the next meanwhile.
+
+    See ``vfs.direct``: a restored file is not read back by us, and the pages a
+    buffered write takes are costly on some machines.
+    """
+    with ThreadPoolExecutor(1, "dvfs-restore") as thread:
+        out = DirectAppender(fd, thread)
+        try:
+            for c in entry.chunks:
+                out.write(store.get(c.oid))
+            out.finish()
+        except BaseException:
+            out.abandon()
+            raise
 
 
 def tracked_dir_only(root: Path, rel: bytes, tracked: Callable[[bytes], bool]) -> bool:

@@ -1,0 +1,115 @@
+"""Writing and reading past the page cache (vfs.direct), on the real filesystem."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from vfs import direct
+from vfs.direct import ALIGN, BLOCK, DirectAppender, read_cached, read_range
+from vfs.ids import hash_bytes, hasher
+
+
+def _pieces(total: int, seed: int) -> list[bytes]:
+    """Random bytes cut at odd sizes, so that no write is aligned."""
+    rng = random.Random(seed)
+    out, left = [], total
+    while left:
+        n = min(left, rng.choice([1, 7, 4095, 4097, 65_537, 1_000_003, BLOCK + 5]))
+        out.append(rng.randbytes(n))
+        left -= n
+    return out
+
+
+def _append(path: Path, pieces: list[bytes], refuse_direct: bool = False) -> bytes:
+    """Write the pieces through an appender; return the BLAKE3 it fed."""
+    h = hasher()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with ThreadPoolExecutor(1) as thread:
+            out = DirectAppender(fd, thread, h.update)
+            assert out.direct is not refuse_direct
+            for p in pieces:
+                out.write(p)
+            out.finish()
+            assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT == 0  # left buffered
+    finally:
+        os.close(fd)
+    return h.digest()
+
+
+def test_appender_writes_every_byte_in_order(tmp_path: Path) -> None:
+    pieces = _pieces(3 * BLOCK + 12_345, seed=1)
+    data = b"".join(pieces)
+    digest = _append(tmp_path / "f", pieces)
+    assert (tmp_path / "f").read_bytes() == data
+    assert digest == hash_bytes(data)
+
+
+def test_appender_without_o_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem that refuses O_DIRECT gets the same bytes written the ordinary way."""
+    monkeypatch.setattr(direct, "_set_direct", lambda fd, on: not on)
+    pieces = _pieces(BLOCK + 999, seed=2)
+    digest = _append(tmp_path / "f", pieces, refuse_direct=True)
+    assert (tmp_path / "f").read_bytes() == b"".join(pieces)
+    assert digest == hash_bytes(b"".join(pieces))
+
+
+def test_bytes_made_visible_midway_read_back(tmp_path: Path) -> None:
+    """A pack being written is read from before it is finished (the store does this)."""
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    rng = random.Random(3)
+    first, second = rng.randbytes(BLOCK + 5000), rng.randbytes(BLOCK // 2 + 3)
+    try:
+        with ThreadPoolExecutor(1) as thread:
+            out = DirectAppender(fd, thread)
+            out.write(first)
+            out.make_visible()
+            assert path.read_bytes() == first
+            out.write(second)
+            out.finish()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == first + second
+
+
+def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path) -> None:
+    fd = os.open(small_disk / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with ThreadPoolExecutor(1) as thread:
+            out = DirectAppender(fd, thread)
+            with pytest.raises(OSError) as info:
+                for p in _pieces(16 << 20, seed=4):  # twice the 8 MiB the disk has
+                    out.write(p)
+                out.finish()
+            assert info.value.errno == errno.ENOSPC
+            out.abandon()
+    finally:
+        os.close(fd)
+
+
+def test_read_range_and_read_cached(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    data = random.Random(5).randbytes(3 * ALIGN * 100 + 17)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    dfd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped
+        assert read_cached(fd, 5000, 70_000) is None  # not in the page cache
+        for offset, length in [(0, 1), (5000, 70_000), (ALIGN, ALIGN), (len(data) - 17, 17)]:
+            assert read_range(dfd, offset, length) == data[offset : offset + length]
+        assert read_range(dfd, len(data) - 10, 20) is None  # past the end: short
+        os.pread(fd, len(data), 0)  # now cached
+        assert read_cached(fd, 5000, 70_000) == data[5000:75_000]
+    finally:
+        os.close(fd)
+        os.close(dfd)

@@ -1,0 +1,251 @@
+"""Writing a new file front to back past the page cache (``O_DIRECT``).
+
+Packs and large restored files are written once and not read again soon, yet a
+buffered write gives each 4 KiB of them a page of the page cache. Taking fresh pages
+is not free: on virtual machines that hand free memory back to the host (virtio
+balloon free page reporting), every such page costs the host a fault, and writing
+1 GiB buffered then ran at 320 MB/s where ``O_DIRECT`` ran at 1.5 GB/s on the same
+disk. Direct writes also leave the user's cached data where it is.
+
+:class:`DirectAppender` copies what it is given into two page-aligned blocks,
+reused from a small process-wide pool, and a thread writes each full block with
+``O_DIRECT`` (and hands it to an optional consumer, such as a hash) while the caller
+fills the other. The last partial block is written direct up to its last whole page
+and the rest through the page cache. Where ``O_DIRECT`` is refused (some filesystems
+have none) the same blocks are written the ordinary way. Durability is unchanged:
+the data is written, not synced; the caller's flush before a ref moves syncs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+BLOCK = 4 << 20  # 2.5 GB/s at queue depth 1 here; 2 MiB gave 1.9
+ALIGN = 4096  # every block device's logical block size divides it
+DEPTH = 2  # blocks per appender: one being filled, one being written
+KEEP = 4  # free blocks kept for the next appender
+
+Consumer = Callable[[memoryview], object]
+
+
+class _Pool:
+    """Page-aligned anonymous blocks, reused so that their pages stay the process's."""
+
+    def __init__(self) -> None:
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, BLOCK)
+
+    def give(self, block: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._free) < KEEP:
+                self._free.append(block)
+                return
+        block.close()
+
+
+_pool = _Pool()
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn ``O_DIRECT`` on or off for ``fd``; False if the filesystem refuses it."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    want = flags | os.O_DIRECT if on else flags & ~os.O_DIRECT
+    if want == flags:
+        return True
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, want)
+    except OSError:
+        return False
+    return True
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+class DirectAppender:
+    """Appends to a new, empty file open for writing at ``fd`` (see the module doc).
+
+    ``executor`` runs the writes in order (one thread); ``consumer`` is called there
+    with each written stretch, in file order. Errors of a write surface as the
+    ``OSError`` of a later :meth:`write` or of :meth:`finish`.
+    """
+
+    def __init__(
+        self, fd: int, executor: ThreadPoolExecutor, consumer: Consumer | None = None
+    ) -> None:
+        self.fd = fd
+        self.direct = _set_direct(fd, True)
+        self._executor = executor
+        self._consumer = consumer
+        self._block: mmap.mmap | None = _pool.take()
+        self._fill = 0  # bytes in the block
+        self._base = 0  # file offset of the block's first byte (a multiple of BLOCK)
+        self._flying: deque[tuple[Future[None], mmap.mmap]] = deque()
+
+    @property
+    def size(self) -> int:
+        """Bytes appended so far."""
+        return self._base + self._fill
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``; the caller may reuse its buffer as soon as this returns."""
+        view = memoryview(data).cast("B")
+        while view:
+            block = self._current()
+            n = min(len(view), BLOCK - self._fill)
+            block[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == BLOCK:
+                self._ship(BLOCK, last=False)
+
+    def make_visible(self) -> None:
+        """Make every byte appended so far readable from the file.
+
+        The partial block is written through the page cache; the block stays, and its
+        eventual direct write covers the same bytes again.
+        """
+        self._wait_all()
+        if self._fill and self._block is not None:
+            _set_direct(self.fd, False)
+            try:
+                _pwrite_all(self.fd, memoryview(self._block)[: self._fill], self._base)
+            finally:
+                if self.direct:
+                    _set_direct(self.fd, True)
+
+    def finish(self) -> None:
+        """Write what is left and wait for every write; ``fd`` is left without O_DIRECT."""
+        self._ship(self._fill, last=True)
+        self._wait_all()
+
+    def abandon(self) -> None:
+        """Wait for the writes in flight, ignoring their errors, and give the blocks back."""
+        while self._flying:
+            fut, block = self._flying.popleft()
+            with contextlib.suppress(Exception):
+                fut.result()
+            _pool.give(block)
+        if self._block is not None:
+            _pool.give(self._block)
+            self._block = None
+        with contextlib.suppress(OSError):
+            _set_direct(self.fd, False)
+
+    # ------------------------------------------------------------------------------
+
+    def _current(self) -> mmap.mmap:
+        if self._block is None:
+            if len(self._flying) >= DEPTH - 1:
+                fut, block = self._flying.popleft()
+                try:
+                    fut.result()
+                except BaseException:
+                    _pool.give(block)
+                    raise
+                self._block = block
+            else:
+                self._block = _pool.take()
+        return self._block
+
+    def _ship(self, n: int, *, last: bool) -> None:
+        block = self._current()
+        fut = self._executor.submit(self._put, block, self._base, n, last)
+        self._flying.append((fut, block))
+        self._block = None
+        self._base += n
+        self._fill = 0
+
+    def _put(self, block: mmap.mmap, base: int, n: int, last: bool) -> None:
+        """Runs on the executor: write ``block[:n]`` at ``base``, then consume it."""
+        view = memoryview(block)[:n]
+        try:
+            whole = n if not last else n - n % ALIGN
+            if whole:
+                _pwrite_all(self.fd, view[:whole], base)
+            if last:
+                if not _set_direct(self.fd, False):
+                    raise OSError("could not leave O_DIRECT")
+                if whole < n:
+                    _pwrite_all(self.fd, view[whole:], base + whole)
+            if self._consumer is not None:
+                self._consumer(view)
+        finally:
+            view.release()
+
+    def _wait_all(self) -> None:
+        try:
+            while self._flying:
+                fut, block = self._flying[0]
+                fut.result()
+                self._flying.popleft()
+                _pool.give(block)
+        except BaseException:
+            self.abandon()
+            raise
+
+
+_local = threading.local()  # each thread's aligned buffer for direct reads
+
+
+def read_range(fd: int, offset: int, length: int) -> bytes | None:
+    """``length`` bytes at ``offset`` of a file open with ``O_DIRECT`` at ``fd``.
+
+    The aligned stretch around them goes from the disk into this thread's
+    page-aligned buffer and the wanted bytes are copied out, so no page cache is
+    filled. None if the filesystem refuses the alignment or the file is shorter.
+    """
+    start = offset - offset % ALIGN
+    end = -(-(offset + length) // ALIGN) * ALIGN
+    buf: mmap.mmap | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < end - start:
+        if buf is not None:
+            buf.close()
+        buf = _local.buf = mmap.mmap(-1, max(end - start, 2 << 20))
+    view = memoryview(buf)
+    try:
+        got = os.preadv(fd, [view[: end - start]], start)
+        if got < offset + length - start:
+            return None
+        return bytes(view[offset - start : offset - start + length])
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return None
+        raise
+    finally:
+        view.release()
+
+
+def read_cached(fd: int, offset: int, length: int) -> bytes | None:
+    """The bytes if the page cache holds all of them (``RWF_NOWAIT``), else None.
+
+    A filesystem that cannot answer that (tmpfs: EOPNOTSUPP) keeps everything in
+    memory anyway: the bytes are read the ordinary way.
+    """
+    buf = bytearray(length)
+    try:
+        got = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        return os.pread(fd, length, offset)
+    return bytes(buf) if got == length else None
