@@ -16,6 +16,7 @@ Protocol, version 1: one JSON object per line each way. A request is
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import trio
 
 from daemon.snapshot import Request, Snapshots
 from vfs import DvfsError
+from vfs.durable import storage_error
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20
@@ -132,6 +134,8 @@ class Control:
             return {"ok": False, "error": str(exc)}
         except OSError as exc:
             log.error("%s failed: %s", op, exc)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return {"ok": False, "error": str(storage_error(exc, f"the {op}"))}
             return {"ok": False, "error": f"{op} failed: {exc.strerror or exc}"}
         except Exception as exc:  # a bug: logged with its traceback, one line to the user
             log.exception("%s failed with an internal error", op)

@@ -594,8 +594,14 @@ class Overlay:
         self.release_if_unused(n)
 
     def release_if_unused(self, n: WNode) -> None:
-        """Free a node out of the tree that the kernel and every handle let go of."""
-        if n.parent is not None or n is self.root or n.lookups > 0 or n.opens > 0:
+        """Free a node out of the tree that the kernel and every handle let go of.
+
+        Its data goes as soon as no handle is open, as a filesystem frees an unlinked
+        file's blocks at its last close: the kernel's FORGET comes later, and a writer
+        filling the space just freed must not meet ENOSPC meanwhile. The node itself
+        stays while the kernel may still ask for its attributes.
+        """
+        if n.parent is not None or n is self.root or n.opens > 0:
             return
         if n.fd >= 0:
             with contextlib.suppress(OSError):
@@ -604,6 +610,8 @@ class Overlay:
         if n.upper:
             with contextlib.suppress(OSError):
                 os.unlink(self.data / str(n.nid))
+        if n.lookups > 0:
+            return
         self.nodes.pop(n.nid, None)
         if n.kids:
             for kid in list(n.kids.values()):

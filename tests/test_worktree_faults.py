@@ -340,6 +340,27 @@ def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:
     fsck_clean(repo)
 
 
+def test_space_of_a_deleted_file_is_free_at_once(small_disk: Path, tmp_path: Path) -> None:
+    """Deleting a closed file frees its space before the call returns, as on any filesystem.
+
+    The kernel forgets the deleted inode a little later; a writer that fills the
+    space at once (a rotating log, a tool replacing its output) must not get ENOSPC.
+    """
+    repo = small_disk / "repo"
+    make_repo(repo)
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    chunk = rand(5 * MiB, seed=9)  # more than half of the 8 MiB disk: two cannot coexist
+    with mounted(str(repo), mnt, home) as m:
+        for i in range(16):
+            if i:
+                (mnt / "data" / f"out{i - 1}.bin").unlink()
+            (mnt / "data" / f"out{i}.bin").write_bytes(chunk)
+        assert (mnt / "data" / "out15.bin").read_bytes() == chunk
+        assert sorted(p.name for p in (mnt / "data").glob("out*")) == ["out15.bin"]
+        assert m.proc.poll() is None, m.log_text()
+    fsck_clean(repo)
+
+
 # ----------------------------------------------------------------- writing during a snapshot
 
 
