@@ -531,10 +531,12 @@ def test_the_repository_catches_up_with_a_snapshot_before_it_commits(wt: Worktre
     """A snapshot moves the branch past the repository's own working tree (still at v1).
 
     A commit there would silently undo the snapshot, so it is refused; `dvfs switch`
-    brings the snapshot's files in and carries what was staged meanwhile.
+    brings the snapshot's files in (and its empty directories) and carries what was
+    staged meanwhile.
     """
     (wt.data / "a.txt").write_bytes(b"from the mount\n")
     (wt.data / "sub" / "b.txt").unlink()
+    os.makedirs(wt.data / "made" / "empty")
     assert wt.snapshot("from the mount") == 2
     write(wt.repo, "data/local.txt", b"made in the repository\n")
     assert_ok(wt.dvfs("add", "data/local.txt"))
@@ -545,6 +547,7 @@ def test_the_repository_catches_up_with_a_snapshot_before_it_commits(wt: Worktre
     assert_ok(wt.dvfs("switch", "main"))
     assert (wt.repo / "data" / "a.txt").read_bytes() == b"from the mount\n"
     assert not (wt.repo / "data" / "sub" / "b.txt").exists()
+    assert os.listdir(wt.repo / "data" / "made" / "empty") == []
     assert (wt.repo / "data" / "local.txt").read_bytes() == b"made in the repository\n"
     r = assert_ok(wt.dvfs("commit", "-m", "on top of v2"))
     assert r.out.startswith("v3 ")

@@ -66,14 +66,16 @@ def _restore(
     """The shared body of checkout and switch (caller holds the lock)."""
     hist = repo.history
     version = hist.version(target)
-    wanted = hist.flatten(version.tree)
+    empty: list[bytes] = []
+    wanted = hist.flatten(version.tree, empty)
     index = repo.index()
     rels = [repo.rel(p) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):
-            if not any(_under(q, [rel]) for q in wanted) and not index.under(rel):
+            if not any(_under(q, [rel]) for q in [*wanted, *empty]) and not index.under(rel):
                 raise UsageError(f"{arg} is not in v{version.number} and is not tracked")
         wanted = {p: e for p, e in wanted.items() if _under(p, rels)}
+        empty = [p for p in empty if _under(p, rels)]
         scope = {p: s for p, s in index.entries.items() if _under(p, rels)}
     else:
         scope = dict(index.entries)
@@ -146,6 +148,11 @@ def _restore(
         return rel in index.entries or rel in scope
 
     stats, report.failed = restore_many(repo.root, todo, repo.store, workers, tracked)
+    for p in empty:  # the version's empty directories (a snapshot of a mount records them)
+        try:
+            os.makedirs(os.path.join(os.fsencode(repo.root), p), exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            warn(f"{show(p)}: not made as an empty directory: a file is in the way")
     for p, _ in todo:
         if p in stats:
             index.entries[p] = stats[p]

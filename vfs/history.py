@@ -175,19 +175,28 @@ class History:
 
     # trees ---------------------------------------------------------------------
 
-    def walk(self, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Entry]]:
-        """Every file and link below a tree, as (path, entry), in path order."""
-        for e in self.tree(tree_id).entries:
+    def walk(
+        self, tree_id: bytes, prefix: bytes = b"", empty: list[bytes] | None = None
+    ) -> Iterator[tuple[bytes, Entry]]:
+        """Every file and link below a tree, as (path, entry), in path order.
+
+        The paths of empty directories below it (a snapshot records them) are
+        appended to ``empty`` if given.
+        """
+        tree = self.tree(tree_id)
+        if empty is not None and prefix and not tree.entries:
+            empty.append(prefix)
+        for e in tree.entries:
             path = prefix + b"/" + e.name if prefix else e.name
             if e.kind == Kind.DIR:
-                yield from self.walk(e.subtree, path)
+                yield from self.walk(e.subtree, path, empty)
             else:
                 yield path, e
 
-    def flatten(self, tree_id: bytes) -> dict[bytes, Entry]:
-        """Map of every file and link path below a tree to its entry."""
+    def flatten(self, tree_id: bytes, empty: list[bytes] | None = None) -> dict[bytes, Entry]:
+        """Map of every file and link path below a tree to its entry (see :meth:`walk`)."""
         with paused_gc():
-            return dict(self.walk(tree_id))
+            return dict(self.walk(tree_id, empty=empty))
 
     def lookup(self, tree_id: bytes, path: bytes) -> Entry | None:
         """The entry at ``path`` below a tree (None if absent); b"" is the root itself."""
