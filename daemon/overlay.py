@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 _PERM = 0o7777
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 SPARES = 256  # empty files kept ready for new files (see Spares)
+TRASH_WAIT = 2.0  # seconds an unmount waits for trash removal (see Overlay.close)
 
 
 class OverlayError(DvfsError):
@@ -437,10 +438,16 @@ class Overlay:
                 self._remove_later(self.work / name)
 
     def close(self) -> None:
-        """Close every file and finish removing trash (the daemon is stopping)."""
+        """Close every file (the daemon is stopping).
+
+        Trash still being removed gets ``TRASH_WAIT`` seconds: after a snapshot of
+        many files that can take a while, and an unmount should not wait for it; the
+        next mount removes what is left.
+        """
         self._stop_spares()
+        deadline = time.monotonic() + TRASH_WAIT
         for t in self._trash:
-            t.join()
+            t.join(max(0.0, deadline - time.monotonic()))
         for node in self.nodes.values():
             if node.fd >= 0:
                 with contextlib.suppress(OSError):
