@@ -71,6 +71,7 @@ _PERM = 0o7777
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 SPARES = 256  # empty files kept ready for new files (see Spares)
 TRASH_WAIT = 2.0  # seconds an unmount waits for trash removal (see Overlay.close)
+COMPACT_ABOVE = 256 << 10  # journals this long are compacted at mount (see Overlay._compact)
 
 
 class OverlayError(DvfsError):
@@ -145,6 +146,42 @@ def _decode_entry(data: bytes | None) -> Entry | None:
 def work_dir_name(branch: str) -> str:
     """A file name for a branch's work directory (branch names may hold "/")."""
     return branch.replace("%", "%25").replace("/", "%2F")
+
+
+def compacted(records: list[list[Any]]) -> list[list[Any]]:
+    """The records of ``records`` that replay still uses, in an order it rebuilds alike.
+
+    Replay keeps the last ``N`` of each node and the last ``L``/``U`` of each name,
+    then builds the nodes reachable from the root (see ``Overlay._replay``). Those
+    nodes' definitions and their directories' names are all it needs; a directory's
+    names keep their first-seen order, which is the order replay walks them in.
+    Records it would refuse are kept as they are, for replay to refuse.
+    """
+    defs: dict[int, list[Any]] = {}
+    over: dict[int, dict[bytes, int | None]] = {inodes.ROOT: {}}
+    for rec in records:
+        tag = rec[0]
+        if tag == "N" and len(rec) == 9:
+            defs[rec[1]] = rec
+            over.setdefault(rec[1], {})
+        elif tag == "L" and len(rec) == 4:
+            over.setdefault(rec[1], {})[rec[2]] = rec[3]
+        elif tag == "U" and len(rec) == 3:
+            over.setdefault(rec[1], {})[rec[2]] = None
+        else:
+            return records
+    seen = {inodes.ROOT}
+    todo = [inodes.ROOT]
+    while todo:
+        for kid in over.get(todo.pop(), {}).values():
+            if kid is not None and kid in defs and kid not in seen:
+                seen.add(kid)
+                todo.append(kid)
+    out = [defs[nid] for nid in sorted(seen) if nid in defs]
+    for nid in sorted(seen):
+        for name, kid in over.get(nid, {}).items():
+            out.append(["U", nid, name] if kid is None else ["L", nid, name, kid])
+    return out
 
 
 class Journal:
@@ -291,7 +328,7 @@ class Overlay:
             done = [r for r in records if r[:1] == ["S"] and len(r) == 2 and r[1] == head]
             clean = not any(r[:1] != ["S"] for r in records)
             if not (done or clean):
-                self._replay(records, root_of(self.base))
+                self._replay(self._compact(records), root_of(self.base))
                 return
             self.journal.close()
             with contextlib.suppress(OSError):
@@ -346,6 +383,32 @@ class Overlay:
             root.kids = {}
         self.root = root
         self.nodes = {inodes.ROOT: root}
+
+    def _compact(self, records: list[list[Any]]) -> list[list[Any]]:
+        """Rewrite a long journal as the few records that rebuild the same tree.
+
+        A long-lived mount only appends (a file made and deleted leaves three
+        records), and replay reads all of it at every mount. The new journal is
+        written whole under the next generation, then ``state`` names it, then the
+        old one goes: a crash at any point leaves one of the two complete journals.
+        """
+        if self.journal.size < COMPACT_ABOVE or any(r[:1] == ["S"] for r in records):
+            return records
+        kept = compacted(records)
+        data = b"".join(msgpack.packb(r, use_bin_type=True) for r in kept)
+        if len(data) * 2 > self.journal.size:
+            return records
+        old = self.journal
+        self.next = max([self.next, *(r[1] + 1 for r in records if r[0] == "N")])
+        self.gen += 1
+        write_atomic(self._journal_path(), data, mode=0o600)
+        self._write_state()
+        self.journal = Journal(self._journal_path())
+        old.close()
+        with contextlib.suppress(OSError):
+            os.unlink(old.path)
+        log.info("journal compacted from %d to %d bytes", old.size, len(data))
+        return kept
 
     def _replay(self, records: list[list[Any]], base_root: Entry | None) -> None:
         """Rebuild the changed part of the tree from the journal."""

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from daemon.overlay import COMPACT_ABOVE
 from tests.cli_support import Result, assert_error, assert_ok, cli_command, cli_env, fsck_clean
 from tests.mount_support import MTIME, Mount, commit, dvfs, mounted, stop, write
 from vfs import control
@@ -593,6 +594,43 @@ def test_working_tree_survives_unmount_and_remount(wt: Worktree) -> None:
         clean = wt.status()
         assert clean["base_version"] == 2 and clean["added"] == clean["modified"] == []
         assert_same_tree(wt.mnt, wt.expected)
+    fsck_clean(wt.repo)
+
+
+def test_a_long_journal_is_compacted_at_the_next_mount(wt: Worktree) -> None:
+    """Churn (files made, renamed over, deleted) grows the journal; a remount shrinks it.
+
+    The working tree after the remount is the same, and so is what a snapshot records.
+    """
+    work = wt.repo / ".dvfs" / "worktrees" / "main"
+
+    def churn(d: Path) -> list[Any]:
+        os.makedirs(d / "logs" / "old")
+        for i in range(4500):
+            name = f"f{i % 40}"
+            (d / "logs" / f"{name}.tmp").write_bytes(b"%d\n" % i)
+            os.rename(d / "logs" / f"{name}.tmp", d / "logs" / name)
+            if i % 3 == 0:
+                os.unlink(d / "logs" / name)
+            if i % 500 == 0:
+                os.rename(d / "logs" / "old", d / f"old{i}")
+                os.mkdir(d / "logs" / "old")
+        return []
+
+    both(wt, churn)
+    before = wt.status()
+    journal = [p for p in work.iterdir() if p.name.startswith("journal.")]
+    assert len(journal) == 1 and journal[0].stat().st_size > COMPACT_ABOVE
+    long_size = journal[0].stat().st_size
+    assert stop(wt.mount) is not None
+    with mounted(str(wt.repo), wt.mnt, wt.home) as again:
+        wt.mount = again
+        now = [p for p in work.iterdir() if p.name.startswith("journal.")]
+        assert len(now) == 1 and now[0].stat().st_size * 20 < long_size
+        assert wt.status() == before
+        assert_same_tree(wt.mnt, wt.expected)
+        assert wt.snapshot("after the churn") == 2
+        wt.check(2)
     fsck_clean(wt.repo)
 
 
