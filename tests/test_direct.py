@@ -14,6 +14,7 @@ import pytest
 from vfs import direct
 from vfs.direct import ALIGN, BLOCK, DirectAppender, read_cached, read_range
 from vfs.ids import hash_bytes, hasher
+from vfs.objects import ObjectStore, ObjKind
 
 
 def _pieces(total: int, seed: int) -> list[bytes]:
@@ -113,3 +114,35 @@ def test_read_range_and_read_cached(tmp_path: Path) -> None:
     finally:
         os.close(fd)
         os.close(dfd)
+
+
+def test_a_store_keeps_a_bounded_number_of_packs_open(tmp_path: Path) -> None:
+    """Reading from more packs than the limit keeps at most the limit open.
+
+    A store of a few terabytes has hundreds of thousands of packs; one descriptor
+    kept per pack read would hit the file limit. Large objects are read direct, so
+    both kinds of descriptor are counted.
+    """
+    store = ObjectStore.create(tmp_path / "objects")
+    rng = random.Random(7)
+    blobs = [rng.randbytes(300_000 if i % 2 else 3000) for i in range(40)]
+    ids = []
+    for blob in blobs:
+        ids.append(store.put(ObjKind.CHUNK, blob)[0])
+        store.flush()  # one pack each
+    assert len(store.pack_paths()) == 40
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    again = ObjectStore(tmp_path / "objects")
+    again._fds.limit = 6
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(again.get, ids))
+            assert got == blobs
+            assert fds() - before <= 6
+    again.close()
+    assert fds() <= before
+    store.close()

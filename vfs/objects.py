@@ -46,7 +46,8 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,6 +77,7 @@ PROBE_LEVEL = 1
 PROBE_ABOVE = 16 * 1024  # payloads larger than this are probed before compressing
 PROBE_PIECES = 8
 PROBE_PIECE = 4096
+OPEN_PACKS = 256  # pack descriptors kept open at most (see _Descriptors)
 READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache when not in it
 # Lookups answered by bisecting index files before they are merged into one dict.
 MERGE_AFTER = 64
@@ -237,6 +239,57 @@ def _written_back(fds: list[int]) -> None:
             os.close(fd)
 
 
+class _Descriptors:
+    """Open descriptors of packs, at most ``limit`` kept (the least recently used go).
+
+    A store of a few terabytes holds hundreds of thousands of packs: one descriptor
+    kept per pack ever read would run into the process's file limit (often 1024). A
+    descriptor is borrowed for each read and closed only when no read holds it.
+    """
+
+    def __init__(self, limit: int = OPEN_PACKS) -> None:
+        self.limit = limit
+        self._open: OrderedDict[tuple[int, bool], int] = OrderedDict()
+        self._users: dict[tuple[int, bool], int] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self, key: tuple[int, bool], opener: Callable[[], int]) -> Iterator[int]:
+        """The descriptor for ``key`` (opened by ``opener`` if not open), held meanwhile."""
+        with self._lock:
+            fd = self._open.get(key)
+            if fd is None:
+                fd = self._open[key] = opener()
+            else:
+                self._open.move_to_end(key)
+            self._users[key] = self._users.get(key, 0) + 1
+        try:
+            yield fd
+        finally:
+            with self._lock:
+                left = self._users.pop(key) - 1
+                if left:
+                    self._users[key] = left
+                if len(self._open) > self.limit:
+                    for old in [k for k in self._open if k not in self._users]:
+                        _close_fd(self._open.pop(old))
+                        if len(self._open) <= self.limit:
+                            break
+
+    def close(self) -> None:
+        """Close every descriptor (no read may be running)."""
+        with self._lock:
+            for fd in self._open.values():
+                _close_fd(fd)
+            self._open.clear()
+
+
+def _close_fd(fd: int) -> None:
+    if fd >= 0:  # -1 stands for "O_DIRECT refused"
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 class ObjectStore:
     """The packed objects of one repository (or one cache directory)."""
 
@@ -246,8 +299,7 @@ class ObjectStore:
         self._entries: dict[bytes, tuple[int, PackedObject]] = {}
         self._packs: list[Path] = []
         self._known: set[str] = set()
-        self._fds: dict[int, int] = {}
-        self._direct_fds: dict[int, int] = {}  # O_DIRECT descriptors; -1: refused
+        self._fds = _Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
         self._writer: _PackWriter | None = None
         self._hashing: ThreadPoolExecutor | None = None
         self._closing: list[int] = []  # finished packs' descriptors, to write back and close
@@ -464,7 +516,8 @@ class ObjectStore:
             data = self._read_uncached(slot, obj)
             if data is not None:
                 return obj, data
-        return obj, os.pread(self._fd(slot), obj.stored_len, obj.offset)
+        with self._fd(slot) as fd:
+            return obj, os.pread(fd, obj.stored_len, obj.offset)
 
     def _read_uncached(self, slot: int, obj: PackedObject) -> bytes | None:
         """A large payload from the page cache if it is there, else read direct.
@@ -473,20 +526,21 @@ class ObjectStore:
         read soon after is usually not cached; reading it direct does not fill the
         cache with a copy that will not be read again. None: read it buffered.
         """
-        data = read_cached(self._fd(slot), obj.offset, obj.stored_len)
+        with self._fd(slot) as fd:
+            data = read_cached(fd, obj.offset, obj.stored_len)
         if data is not None:
             return data
-        with self._lock:
-            fd = self._direct_fds.get(slot)
-            if fd is None:
-                try:
-                    fd = os.open(self._packs[slot], os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL:
-                        raise
-                    fd = -1
-                self._direct_fds[slot] = fd
-        return None if fd < 0 else read_range(fd, obj.offset, obj.stored_len)
+
+        def direct() -> int:
+            try:
+                return os.open(self._packs[slot], os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                return -1  # no O_DIRECT on this filesystem
+
+        with self._fds.borrow((slot, True), direct) as fd:
+            return None if fd < 0 else read_range(fd, obj.offset, obj.stored_len)
 
     def _finish(self) -> None:
         w = self._writer
@@ -531,24 +585,17 @@ class ObjectStore:
         """Flush and close every file descriptor."""
         with self._lock:  # held throughout: no new pack may start with the old hasher
             self.flush()
-            for fd in [*self._fds.values(), *self._direct_fds.values()]:
-                if fd >= 0:
-                    os.close(fd)
-            self._fds.clear()
-            self._direct_fds.clear()
+            self._fds.close()
             if self._hashing is not None:
                 self._hashing.shutdown()
                 self._hashing = None
 
     # reading ---------------------------------------------------------------------
 
-    def _fd(self, slot: int) -> int:
-        with self._lock:
-            fd = self._fds.get(slot)
-            if fd is None:
-                fd = os.open(self._packs[slot], os.O_RDONLY | os.O_CLOEXEC)
-                self._fds[slot] = fd
-            return fd
+    def _fd(self, slot: int) -> contextlib.AbstractContextManager[int]:
+        """A descriptor of pack ``slot``, for the ``with`` block (see :class:`_Descriptors`)."""
+        path = self._packs[slot]
+        return self._fds.borrow((slot, False), lambda: os.open(path, os.O_RDONLY | os.O_CLOEXEC))
 
     def locate(self, oid: bytes) -> tuple[Path, PackedObject]:
         """The pack holding an object and where it lies in it; ObjectMissing if absent."""
@@ -570,8 +617,8 @@ class ObjectStore:
             if hit is not None:
                 out[oid] = (hit[0], hit[1].offset)
         for slot in {slot for slot, _ in out.values()}:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(self._fd(slot), 0, 0, os.POSIX_FADV_WILLNEED)
+            with contextlib.suppress(OSError), self._fd(slot) as fd:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         return out
 
     def kind(self, oid: bytes) -> int:
