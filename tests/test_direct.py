@@ -62,6 +62,24 @@ def test_appender_without_o_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert digest == hash_bytes(b"".join(pieces))
 
 
+def test_appender_when_direct_writes_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O_DIRECT accepted at open but a write refused (a stricter alignment): written anyway."""
+    real = os.pwrite
+
+    def strict(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", strict)
+    pieces = _pieces(2 * BLOCK + 77, seed=8)
+    digest = _append(tmp_path / "f", pieces)
+    assert (tmp_path / "f").read_bytes() == b"".join(pieces)
+    assert digest == hash_bytes(b"".join(pieces))
+
+
 def test_bytes_made_visible_midway_read_back(tmp_path: Path) -> None:
     """A pack being written is read from before it is finished (the store does this)."""
     path = tmp_path / "f"

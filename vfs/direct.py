@@ -179,7 +179,15 @@ class DirectAppender:
         try:
             whole = n if not last else n - n % ALIGN
             if whole:
-                _pwrite_all(self.fd, view[:whole], base)
+                try:
+                    _pwrite_all(self.fd, view[:whole], base)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or not self.direct:
+                        raise
+                    # An alignment this filesystem refuses: write the ordinary way from now on.
+                    self.direct = False
+                    _set_direct(self.fd, False)
+                    _pwrite_all(self.fd, view[:whole], base)
             if last:
                 if not _set_direct(self.fd, False):
                     raise OSError("could not leave O_DIRECT")
