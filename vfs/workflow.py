@@ -268,7 +268,8 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
                 if p not in found:
                     index.remove(p)
                     report.removed += 1
-        dirs = {a for p in index.paths() for a in _ancestors(p)}
+        parents = {p.rpartition(b"/")[0] for p in index.paths()}  # few: then their ancestors
+        dirs = {a for d in parents if d for a in (d, *_ancestors(d))}
         for rel, staged in new.items():
             for anc in _ancestors(rel):  # a file now where a tracked file was a directory
                 index.remove(anc)
@@ -424,7 +425,7 @@ def commit(
                 f"working tree was at {behind} (a snapshot of a mount, or a pull elsewhere): "
                 f"run `dvfs switch {head.branch}` to bring it up to date, then commit"
             )
-        if not index.entries and parent is None:
+        if index.count() == 0 and parent is None:
             raise UsageError("nothing to commit: run `dvfs add PATH` first")
         tree, files, total = build_tree_rows(repo.store, index.rows())
         parent_v = hist.version(parent) if parent is not None else None
