@@ -213,6 +213,16 @@ class DirectAppender:
 _local = threading.local()  # each thread's aligned buffer for direct reads
 
 
+def _buffer(size: int) -> mmap.mmap:
+    """This thread's page-aligned read buffer, at least ``size`` bytes (reused)."""
+    buf: mmap.mmap | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < size:
+        if buf is not None:
+            buf.close()
+        buf = _local.buf = mmap.mmap(-1, max(size, 2 << 20))
+    return buf
+
+
 def read_range(fd: int, offset: int, length: int) -> bytes | None:
     """``length`` bytes at ``offset`` of a file open with ``O_DIRECT`` at ``fd``.
 
@@ -222,12 +232,7 @@ def read_range(fd: int, offset: int, length: int) -> bytes | None:
     """
     start = offset - offset % ALIGN
     end = -(-(offset + length) // ALIGN) * ALIGN
-    buf: mmap.mmap | None = getattr(_local, "buf", None)
-    if buf is None or len(buf) < end - start:
-        if buf is not None:
-            buf.close()
-        buf = _local.buf = mmap.mmap(-1, max(end - start, 2 << 20))
-    view = memoryview(buf)
+    view = memoryview(_buffer(end - start))
     try:
         got = os.preadv(fd, [view[: end - start]], start)
         if got < offset + length - start:
@@ -244,16 +249,20 @@ def read_range(fd: int, offset: int, length: int) -> bytes | None:
 def read_cached(fd: int, offset: int, length: int) -> bytes | None:
     """The bytes if the page cache holds all of them (``RWF_NOWAIT``), else None.
 
-    A filesystem that cannot answer that (tmpfs: EOPNOTSUPP) keeps everything in
-    memory anyway: the bytes are read the ordinary way.
+    Read into this thread's buffer: a fresh buffer per attempt would cost a page
+    fault per 4 KiB even when nothing is cached. A filesystem that cannot answer
+    (tmpfs: EOPNOTSUPP) keeps everything in memory anyway: the bytes are read the
+    ordinary way.
     """
-    buf = bytearray(length)
+    view = memoryview(_buffer(length))
     try:
-        got = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
+        got = os.preadv(fd, [view[:length]], offset, os.RWF_NOWAIT)
+        return bytes(view[:length]) if got == length else None
     except BlockingIOError:
         return None
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
         return os.pread(fd, length, offset)
-    return bytes(buf) if got == length else None
+    finally:
+        view.release()
