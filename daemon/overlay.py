@@ -148,17 +148,16 @@ def work_dir_name(branch: str) -> str:
     return branch.replace("%", "%25").replace("/", "%2F")
 
 
-def compacted(records: list[list[Any]]) -> list[list[Any]]:
-    """The records of ``records`` that replay still uses, in an order it rebuilds alike.
+Defs = dict[int, list[Any]]  # node id -> its last N record
+Names = dict[int, dict[bytes, int | None]]  # dir id -> name -> node id (None: removed)
 
-    Replay keeps the last ``N`` of each node and the last ``L``/``U`` of each name,
-    then builds the nodes reachable from the root (see ``Overlay._replay``). Those
-    nodes' definitions and their directories' names are all it needs; a directory's
-    names keep their first-seen order, which is the order replay walks them in.
-    Records it would refuse are kept as they are, for replay to refuse.
+
+def fold(records: list[list[Any]]) -> tuple[Defs, Names] | None:
+    """What replay keeps of ``records``: the last ``N`` of each node and the last
+    ``L``/``U`` of each name, names in first-seen order. None if a record is bad.
     """
-    defs: dict[int, list[Any]] = {}
-    over: dict[int, dict[bytes, int | None]] = {inodes.ROOT: {}}
+    defs: Defs = {}
+    over: Names = {inodes.ROOT: {}}
     for rec in records:
         tag = rec[0]
         if tag == "N" and len(rec) == 9:
@@ -168,8 +167,18 @@ def compacted(records: list[list[Any]]) -> list[list[Any]]:
             over.setdefault(rec[1], {})[rec[2]] = rec[3]
         elif tag == "U" and len(rec) == 3:
             over.setdefault(rec[1], {})[rec[2]] = None
-        else:
-            return records
+        elif not (tag == "S" and len(rec) == 2):  # S: read by the Overlay constructor
+            return None
+    return defs, over
+
+
+def compacted(defs: Defs, over: Names) -> list[list[Any]]:
+    """The records that rebuild what :func:`fold` gave, with nothing replay skips.
+
+    Replay builds the nodes reachable from the root (see ``Overlay._replay``); their
+    definitions and their directories' names are all it needs, and each directory's
+    names keep their order, which is the order replay walks them in.
+    """
     seen = {inodes.ROOT}
     todo = [inodes.ROOT]
     while todo:
@@ -394,12 +403,15 @@ class Overlay:
         """
         if self.journal.size < COMPACT_ABOVE or any(r[:1] == ["S"] for r in records):
             return records
-        kept = compacted(records)
+        folded = fold(records)
+        if folded is None:
+            return records  # for replay to refuse
+        kept = compacted(*folded)
         data = b"".join(msgpack.packb(r, use_bin_type=True) for r in kept)
         if len(data) * 2 > self.journal.size:
             return records
         old = self.journal
-        self.next = max([self.next, *(r[1] + 1 for r in records if r[0] == "N")])
+        self.next = max([self.next, *(nid + 1 for nid in folded[0])])  # dropped ones too
         self.gen += 1
         write_atomic(self._journal_path(), data, mode=0o600)
         self._write_state()
@@ -415,21 +427,10 @@ class Overlay:
         if base_root is None and self.base is not None:
             raise OverlayError("the base version of the working tree is not readable")
         self._make_root(base_root)
-        defs: dict[int, list[Any]] = {}
-        over: dict[int, dict[bytes, int | None]] = {inodes.ROOT: {}}
-        for rec in records:
-            tag = rec[0]
-            if tag == "N" and len(rec) == 9:
-                defs[rec[1]] = rec
-                over.setdefault(rec[1], {})
-            elif tag == "L" and len(rec) == 4:
-                over.setdefault(rec[1], {})[rec[2]] = rec[3]
-            elif tag == "U" and len(rec) == 3:
-                over.setdefault(rec[1], {})[rec[2]] = None
-            elif tag == "S" and len(rec) == 2:
-                pass  # read by the constructor: was that snapshot recorded?
-            else:
-                raise OverlayError(f"the journal {self.journal.path} holds a bad record")
+        folded = fold(records)
+        if folded is None:
+            raise OverlayError(f"the journal {self.journal.path} holds a bad record")
+        defs, over = folded
         self.next = max([self.next, *(nid + 1 for nid in defs)])
         built: dict[int, WNode] = {inodes.ROOT: self.root}
         todo = [inodes.ROOT]

@@ -178,7 +178,11 @@ class Snapshots:
             while todo := self.overlay.unloaded_dirty():
                 for d in todo:
                     await self.fs.kids(d)
-            rec = await trio.to_thread.run_sync(self._record, req)
+            try:
+                rec = await trio.to_thread.run_sync(self._record, req)
+            except BaseException:  # nothing it wrote is named yet: drop it (the disk may be full)
+                self.source.repo.store.discard()
+                raise
             self.overlay.rebase(
                 rec.oid, rec.root, rec.entries, rec.trees, midway=lambda: reached("rebase")
             )
@@ -261,36 +265,32 @@ class Snapshots:
             if not ov.root.dirty:
                 label = hist.label(ov.base) if ov.base is not None else "an empty branch"
                 raise UsageError(f"nothing to snapshot: the working tree equals {label}")
-            try:  # a failure before the flush leaves no pack behind (the disk may be full)
-                staged = self._hash(ov.changed_files())
-                reached("hashed")
-                builder = Builder(src, staged)
-                root, files = builder.directory(ov.root, b"")
-                parent = hist.version(ov.base) if ov.base is not None else None
-                if parent is not None and parent.tree == root.subtree:  # changes that were undone
-                    raise UsageError(
-                        f"nothing to snapshot: the working tree equals {hist.label(ov.base)}"
-                    )
-                version = Version(
-                    tree=root.subtree,
-                    parents=() if ov.base is None else (ov.base,),
-                    number=1 if parent is None else parent.number + 1,
-                    message=req.message,
-                    author=repo.author(),
-                    time_ns=time.time_ns(),
-                    params={k: req.params[k] for k in sorted(req.params)},
-                    files=files,
-                    bytes=root.size,
+            staged = self._hash(ov.changed_files())
+            reached("hashed")
+            builder = Builder(src, staged)
+            root, files = builder.directory(ov.root, b"")
+            parent = hist.version(ov.base) if ov.base is not None else None
+            if parent is not None and parent.tree == root.subtree:  # changes that were undone
+                raise UsageError(
+                    f"nothing to snapshot: the working tree equals {hist.label(ov.base)}"
                 )
-                oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
-                reached("stored")
-                ov.begin_snapshot(oid)
-                reached("journaled")
-                repo.store.flush()
-                flush_filesystem(repo.dir)
-            except BaseException:
-                repo.store.discard()
-                raise
+            version = Version(
+                tree=root.subtree,
+                parents=() if ov.base is None else (ov.base,),
+                number=1 if parent is None else parent.number + 1,
+                message=req.message,
+                author=repo.author(),
+                time_ns=time.time_ns(),
+                params={k: req.params[k] for k in sorted(req.params)},
+                files=files,
+                bytes=root.size,
+            )
+            oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+            reached("stored")
+            ov.begin_snapshot(oid)
+            reached("journaled")
+            repo.store.flush()
+            flush_filesystem(repo.dir)
             reached("flushed")
             if not isinstance(src, RemoteSource):
                 repo.refs.update(f"refs/heads/{branch}", oid, head)

@@ -302,6 +302,16 @@ def test_an_unknown_revision_lists_the_closest_names(repo: Repo) -> None:
 # ----------------------------------------------------------------------------- uncommitted changes
 
 
+def feature_changes_a(repo: Repo) -> None:
+    """Branch ``feature`` off main with d/a.txt changed in one commit; back on main."""
+    repo.ok("branch", "feature")
+    repo.ok("switch", "feature")
+    repo.write("d/a.txt", "feature")
+    repo.ok("add", "d")
+    repo.commit("on feature")
+    repo.ok("switch", "main")
+
+
 def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "a1", "d/b.txt": "b1", "d/x.txt": "x1"}, "first")
     repo.write("d/a.txt", "a2")
@@ -332,12 +342,7 @@ def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
 
 def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main"})
-    repo.ok("branch", "feature")
-    repo.ok("switch", "feature")
-    repo.write("d/a.txt", "feature")
-    repo.ok("add", "d")
-    repo.commit("on feature")
-    repo.ok("switch", "main")
+    feature_changes_a(repo)
 
     repo.write("d/a.txt", "work in progress")
     repo.fail("switch", "feature", fragments=("switch would overwrite", "d/a.txt", "--force"))
@@ -352,12 +357,7 @@ def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
 
 def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1", "d/gone.txt": "g1"})
-    repo.ok("branch", "feature")
-    repo.ok("switch", "feature")
-    repo.write("d/a.txt", "feature")
-    repo.ok("add", "d")
-    repo.commit("on feature")
-    repo.ok("switch", "main")
+    feature_changes_a(repo)
 
     repo.write("d/keep.txt", "unstaged edit")
     repo.write("d/new.txt", "staged new file")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from vfs.codec import Entry
 from vfs.errors import DvfsError, ObjectMissing, UncommittedChanges, UsageError
@@ -72,7 +73,7 @@ def _restore(
     rels = [repo.rel(p) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):
-            if not any(_under(q, [rel]) for q in [*wanted, *empty]) and not index.under(rel):
+            if not any(_under(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):
                 raise UsageError(f"{arg} is not in v{version.number} and is not tracked")
         wanted = {p: e for p, e in wanted.items() if _under(p, rels)}
         empty = [p for p in empty if _under(p, rels)]

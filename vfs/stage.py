@@ -124,6 +124,21 @@ def check_path(path: bytes) -> bytes:
     return path
 
 
+def _row_fresh(r: Sequence[Any], st: os.stat_result, limit: int) -> bool:
+    """True if index row ``r`` was hashed with stat ``st`` and is older than ``limit``.
+
+    The test of :meth:`Staged.matches_stat` on a raw row (see :meth:`Index.fresh`).
+    """
+    return bool(
+        st.st_mtime_ns == r[4]
+        and st.st_size == r[3]
+        and st.st_ctime_ns == r[5]
+        and st.st_ino == r[6]
+        and (st.st_mode & 0o7777) == r[2]
+        and r[4] < limit
+    )
+
+
 def _staged(row: Sequence[Any]) -> Staged:
     _, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row
     return Staged(
@@ -209,16 +224,7 @@ class Index:
             s = self._entries.get(path)
             return None if s is None else self.unchanged(s, st)
         r = self._rows.get(path)
-        if r is None:
-            return None
-        return bool(
-            st.st_size == r[3]
-            and st.st_mtime_ns == r[4]
-            and st.st_ctime_ns == r[5]
-            and st.st_ino == r[6]
-            and (st.st_mode & 0o7777) == r[2]
-            and r[4] < self.written_ns - RACY_NS
-        )
+        return None if r is None else _row_fresh(r, st, self.written_ns - RACY_NS)
 
     @staticmethod
     def load(path: Path) -> Index:
@@ -303,15 +309,7 @@ class Index:
                 untracked.append(f)
                 continue
             tracked += 1
-            st = f[1]
-            if not (
-                st.st_mtime_ns == r[4]
-                and st.st_size == r[3]
-                and st.st_ctime_ns == r[5]
-                and st.st_ino == r[6]
-                and (st.st_mode & 0o7777) == r[2]
-                and r[4] < limit
-            ):
+            if not _row_fresh(r, f[1], limit):
                 stale.append(f)
         return untracked, stale, tracked
 
