@@ -546,8 +546,12 @@ class ObjectStore:
         w = self._writer
         if w is None:
             return
+        try:
+            final, fd = w.finish(self.root)
+        except BaseException:
+            self._abandon()  # its temporary file would only take space
+            raise
         self._writer = None
-        final, fd = w.finish(self.root)
         self._closing.append(fd)
         self._packs[w.slot] = final
         self._known.add(final.name)
