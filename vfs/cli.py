@@ -10,7 +10,6 @@ with its code (1, or 2 for usage errors); anything unexpected prints one line to
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import json
 import os
@@ -705,6 +704,8 @@ def large_buffers_to_os() -> None:
     threshold, which made add and checkout of a 512 MiB file 25% slower. Elsewhere
     (another C library) it does nothing.
     """
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, 8 << 20)
 

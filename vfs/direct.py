@@ -26,7 +26,10 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 BLOCK = 4 << 20  # 2.5 GB/s at queue depth 1 here; 2 MiB gave 1.9
 ALIGN = 4096  # every block device's logical block size divides it

@@ -11,17 +11,27 @@ their own (refs, the index) use :func:`write_atomic` with ``sync=True``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
+import functools
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 from vfs.errors import StorageFull
 
 TMP_PREFIX = ".tmp-"
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+@functools.cache
+def _libc() -> Any:
+    """The C library, for the calls ``os`` lacks (ctypes is loaded only when needed)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    libc.syncfs.argtypes = [ctypes.c_int]
+    return libc
 
 
 _serial = itertools.count()
@@ -88,14 +98,16 @@ def start_writeback(fd: int) -> None:
     Called as each pack is completed, so that the disk works while the next one is
     filled and the final :func:`flush_filesystem` has little left to wait for.
     """
-    _libc.sync_file_range(fd, ctypes.c_int64(0), ctypes.c_int64(0), _SYNC_FILE_RANGE_WRITE)
+    _libc().sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def flush_filesystem(path: Path) -> None:
     """Write back every dirty page of the filesystem holding ``path`` (syncfs)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
+        if _libc().syncfs(fd) != 0:
+            import ctypes
+
             err = ctypes.get_errno()
             raise storage_error(OSError(err, os.strerror(err)), "to disk")
     finally:

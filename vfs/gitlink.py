@@ -18,7 +18,6 @@ by ``dvfs checkout --lock``; outside git it is not written.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,8 @@ GITIGNORE = ".gitignore"
 
 
 def _git(root: Path, *args: str) -> str | None:
+    import subprocess  # here: most commands never run git, and it costs 4 ms to import
+
     try:
         out = subprocess.run(
             ["git", *args],

@@ -48,10 +48,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import zstandard
+from typing import TYPE_CHECKING
 
 from vfs.direct import DirectAppender, read_cached, read_range
 from vfs.durable import TMP_PREFIX, start_writeback, storage_error, write_atomic
@@ -98,12 +96,19 @@ class Compression(enum.IntEnum):
     ZSTD = 1
 
 
+if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zstandard
+
 _local = threading.local()
 
 
 def _compressor() -> zstandard.ZstdCompressor:
     c = getattr(_local, "zc", None)
     if c is None:
+        import zstandard
+
         c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
     return c
 
@@ -111,6 +116,8 @@ def _compressor() -> zstandard.ZstdCompressor:
 def _prober() -> zstandard.ZstdCompressor:
     c = getattr(_local, "zp", None)
     if c is None:
+        import zstandard
+
         c = _local.zp = zstandard.ZstdCompressor(level=PROBE_LEVEL)
     return c
 
@@ -118,6 +125,8 @@ def _prober() -> zstandard.ZstdCompressor:
 def _decompressor() -> zstandard.ZstdDecompressor:
     d = getattr(_local, "zd", None)
     if d is None:
+        import zstandard
+
         d = _local.zd = zstandard.ZstdDecompressor()
     return d
 
@@ -152,6 +161,8 @@ def decode_payload(obj: PackedObject, payload: bytes) -> bytes:
     if obj.compression == Compression.NONE:
         data = payload
     elif obj.compression == Compression.ZSTD:
+        import zstandard
+
         try:
             data = _decompressor().decompress(payload, max_output_size=obj.raw_len)
         except zstandard.ZstdError as exc:
@@ -485,6 +496,8 @@ class ObjectStore:
                         continue
                     if self._writer is None:
                         if self._hashing is None:
+                            from concurrent.futures import ThreadPoolExecutor
+
                             self._hashing = ThreadPoolExecutor(1, "dvfs-packhash")
                         self._writer = _PackWriter(self.root, len(self._packs), self._hashing)
                         self._packs.append(self._writer.tmp)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,7 +167,7 @@ class Repository:
             user = getpass.getuser()
         except (KeyError, OSError):
             user = "unknown"
-        return f"{user}@{socket.gethostname()}"
+        return f"{user}@{os.uname().nodename}"
 
     def rel(self, arg: str) -> bytes:
         """A user-given path as a repository path; UsageError if it leaves the repository.

@@ -21,11 +21,11 @@ import errno
 import os
 import shutil
 import stat as statmod
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from vfs.chunking import Chunker
 from vfs.codec import ChunkRef, Entry, Kind
@@ -35,6 +35,9 @@ from vfs.errors import DvfsError, FileChanged, ObjectError, UsageError
 from vfs.ids import hash_bytes, hasher
 from vfs.objects import ObjectStore, ObjKind
 from vfs.stage import Staged, staged_from_entry
+
+if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 SKIP_DIRS = frozenset({b".dvfs", b".git"})
 READ_RETRIES = 3
@@ -82,22 +85,50 @@ class NoProgress:
 
 
 class Workers:
-    """The thread pools used for hashing, storing and restoring files, and progress."""
+    """The thread pools used for hashing, storing and restoring files, and progress.
+
+    Each pool is made when first used: a clean ``status`` uses none.
+    """
 
     def __init__(self, threads: int | None = None, progress: Progress | None = None) -> None:
-        n = threads or max(2, os.cpu_count() or 2)
-        self.threads = n
+        self.threads = threads or max(2, os.cpu_count() or 2)
         self.progress: Progress = progress or NoProgress()
-        self.files = ThreadPoolExecutor(n * 2, thread_name_prefix="dvfs-file")
-        self.chunks = ThreadPoolExecutor(n, thread_name_prefix="dvfs-chunk")
-        # One thread, so whole-file digests are updated in order, beside the chunk work.
-        self.digest = ThreadPoolExecutor(1, thread_name_prefix="dvfs-digest")
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, name: str, threads: int) -> ThreadPoolExecutor:
+        pool = self._pools.get(name)
+        if pool is None:
+            with self._lock:  # file threads may ask for `chunks` at the same moment
+                pool = self._pools.get(name)
+                if pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(threads, thread_name_prefix=f"dvfs-{name}")
+                    self._pools[name] = pool
+        return pool
+
+    @property
+    def files(self) -> ThreadPoolExecutor:
+        """Whole files and batches of small ones."""
+        return self._pool("file", self.threads * 2)
+
+    @property
+    def chunks(self) -> ThreadPoolExecutor:
+        """Chunks of large files."""
+        return self._pool("chunk", self.threads)
+
+    @property
+    def digest(self) -> ThreadPoolExecutor:
+        """One thread, so whole-file digests are updated in order, beside the chunk work."""
+        return self._pool("digest", 1)
 
     def close(self) -> None:
-        """Stop the pools (pending work is finished first)."""
-        self.files.shutdown()
-        self.chunks.shutdown()
-        self.digest.shutdown()
+        """Stop the pools made (pending work is finished first)."""
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.shutdown()
 
     def __enter__(self) -> Workers:
         return self
@@ -560,6 +591,8 @@ def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
     See ``vfs.direct``: a restored file is not read back by us, and the pages a
     buffered write takes are costly on some machines.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(1, "dvfs-restore") as thread:
         out = DirectAppender(fd, thread)
         try:
