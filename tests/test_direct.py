@@ -28,13 +28,18 @@ def _pieces(total: int, seed: int) -> list[bytes]:
     return out
 
 
-def _append(path: Path, pieces: list[bytes], refuse_direct: bool = False) -> bytes:
-    """Write the pieces through an appender; return the BLAKE3 it fed."""
+def _append(
+    path: Path, pieces: list[bytes], refuse_direct: bool = False, beside: bool = False
+) -> bytes:
+    """Write the pieces through an appender; return the BLAKE3 it fed.
+
+    ``beside``: the hash runs on a thread of its own, while each block is written.
+    """
     h = hasher()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with ThreadPoolExecutor(1) as thread:
-            out = DirectAppender(fd, thread, h.update)
+        with ThreadPoolExecutor(1) as thread, ThreadPoolExecutor(1) as hashing:
+            out = DirectAppender(fd, thread, h.update, hashing if beside else None)
             assert out.direct is not refuse_direct
             for p in pieces:
                 out.write(p)
@@ -45,12 +50,36 @@ def _append(path: Path, pieces: list[bytes], refuse_direct: bool = False) -> byt
     return h.digest()
 
 
-def test_appender_writes_every_byte_in_order(tmp_path: Path) -> None:
-    pieces = _pieces(3 * BLOCK + 12_345, seed=1)
+@pytest.mark.parametrize("beside", [False, True], ids=["hash-after-write", "hash-beside"])
+def test_appender_writes_every_byte_in_order(tmp_path: Path, beside: bool) -> None:
+    pieces = _pieces(9 * BLOCK + 12_345, seed=1)  # more blocks than are ever in flight
     data = b"".join(pieces)
-    digest = _append(tmp_path / "f", pieces)
+    digest = _append(tmp_path / "f", pieces, beside=beside)
     assert (tmp_path / "f").read_bytes() == data
     assert digest == hash_bytes(data)
+
+
+def test_a_failing_consumer_fails_the_append(tmp_path: Path) -> None:
+    """An error of the consumer (on its own thread) comes out of write or finish."""
+    seen = []
+
+    def consumer(view: memoryview) -> None:
+        seen.append(len(view))
+        if len(seen) == 2:
+            raise ValueError("consumer broke")
+
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with ThreadPoolExecutor(1) as thread, ThreadPoolExecutor(1) as hashing:
+            out = DirectAppender(fd, thread, consumer, hashing)
+            with pytest.raises(ValueError, match="consumer broke"):
+                for p in _pieces(9 * BLOCK, seed=9):
+                    out.write(p)
+                out.finish()
+            out.abandon()
+    finally:
+        os.close(fd)
+    assert len(seen) >= 2
 
 
 def test_appender_without_o_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

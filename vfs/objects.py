@@ -186,20 +186,21 @@ def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
 class _PackWriter:
     """One pack being appended to under a temporary name.
 
-    The bytes go out through a :class:`DirectAppender`, whose thread (the store's one
-    ``hashing`` thread) writes each block and then feeds it to the pack's BLAKE3: the
-    store's lock is held only for copying objects into the block, and writing and
-    hashing a block overlap filling the next.
+    The bytes go out through a :class:`DirectAppender`: the store's ``writing`` thread
+    writes each block while its ``hashing`` thread feeds the same block to the pack's
+    BLAKE3. The store's lock is held only for copying objects into a block, and
+    writing and hashing a block overlap each other and the filling of the next.
     """
 
-    def __init__(self, root: Path, slot: int, hashing: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, root: Path, slot: int, writing: ThreadPoolExecutor, hashing: ThreadPoolExecutor
+    ) -> None:
         self.slot = slot
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.hash = hasher()
-        self.hashing = hashing
         self.objs: list[PackedObject] = []
-        self.out = DirectAppender(self.fd, hashing, self.hash.update)
+        self.out = DirectAppender(self.fd, writing, self.hash.update, hashing)
         self.out.write(PACK_MAGIC)
 
     @property
@@ -312,7 +313,7 @@ class ObjectStore:
         self._known: set[str] = set()
         self._fds = _Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
         self._writer: _PackWriter | None = None
-        self._hashing: ThreadPoolExecutor | None = None
+        self._threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None  # write, hash
         self._closing: list[int] = []  # finished packs' descriptors, to write back and close
         self._loaded = False
         self._scanned_at = -1  # mtime of the directory when it was last listed
@@ -495,11 +496,14 @@ class ObjectStore:
                     if oid in self._entries or oid in ids:
                         continue
                     if self._writer is None:
-                        if self._hashing is None:
+                        if self._threads is None:
                             from concurrent.futures import ThreadPoolExecutor
 
-                            self._hashing = ThreadPoolExecutor(1, "dvfs-packhash")
-                        self._writer = _PackWriter(self.root, len(self._packs), self._hashing)
+                            self._threads = (
+                                ThreadPoolExecutor(1, "dvfs-packwrite"),
+                                ThreadPoolExecutor(1, "dvfs-packhash"),
+                            )
+                        self._writer = _PackWriter(self.root, len(self._packs), *self._threads)
                         self._packs.append(self._writer.tmp)
                     w = self._writer
                     obj = w.append(oid, kind, method, payload, raw_len)
@@ -600,12 +604,13 @@ class ObjectStore:
 
     def close(self) -> None:
         """Flush and close every file descriptor."""
-        with self._lock:  # held throughout: no new pack may start with the old hasher
+        with self._lock:  # held throughout: no new pack may start with the old threads
             self.flush()
             self._fds.close()
-            if self._hashing is not None:
-                self._hashing.shutdown()
-                self._hashing = None
+            if self._threads is not None:
+                for pool in self._threads:
+                    pool.shutdown()
+                self._threads = None
 
     # reading ---------------------------------------------------------------------
 
