@@ -449,6 +449,34 @@ def test_a_corrupted_object(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
+    """Large files are restored beside the small ones: a bad chunk fails only its file."""
+    large_bad, large_good = rand(9 * MiB, seed=23), rand(10 * MiB, seed=24)
+    files: dict[str, bytes | str] = {f"d/s{i:02}.txt": f"small {i}" for i in range(40)}
+    files |= {"d/large_bad.bin": large_bad, "e/large_good.bin": large_good}
+    committed(repo, files)
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", large_bad[: 100 * KiB])
+
+    for rel in files:
+        (repo.root / rel).unlink()
+    r = repo.run("checkout", "--force", "HEAD")
+    assert_error(r, "d/large_bad.bin", "corrupt")
+    assert not (repo.root / "d" / "large_bad.bin").exists()  # never a file with wrong bytes
+    assert repo.read("e/large_good.bin") == large_good
+    for rel, data in files.items():
+        if rel != "d/large_bad.bin":
+            assert repo.read(rel) == (data.encode() if isinstance(data, str) else data)
+    left = [p.name for p in repo.root.rglob(".tmp-*") if ".dvfs" not in p.parts]
+    assert left == [], "a failed restore left its temporary file"
+
+    flip_back(*where)
+    repo.ok("checkout", "--force", "HEAD")
+    assert repo.read("d/large_bad.bin") == large_bad
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == [] and st["staged"] == []
+    repo.fsck_clean()
+
+
 # --------------------------------------------------------------------------------------- disk full
 
 
