@@ -560,6 +560,23 @@ def test_unchanged_chunks_of_a_big_file_are_stored_once(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_names_of_the_longest_length_round_trip(repo: Repo) -> None:
+    """A 255-byte name (NAME_MAX) is restored, though its temporary name must be shorter."""
+    names = ["n" * 255, "d/" + "\u00e9" * 127 + "x"]  # 255 bytes each; the second in UTF-8
+    for i, name in enumerate(names):
+        repo.write(name, f"long {i}")
+    repo.ok("add", ".")
+    repo.commit("long names")
+    for name in names:
+        (repo.root / name).unlink()
+    repo.ok("checkout", "HEAD")
+    for i, name in enumerate(names):
+        assert repo.read(name) == f"long {i}".encode()
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
+    repo.fsck_clean()
+
+
 # ---------------------------------------------------------------------------------- symbolic links
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from vfs.errors import StorageFull
 
 TMP_PREFIX = ".tmp-"
+NAME_MAX = 255  # bytes in one file name, on every Linux filesystem we write to
 
 
 @functools.cache
@@ -36,6 +37,8 @@ def _libc() -> Any:
 
 _serial = itertools.count()
 _PROCESS_TAG = os.urandom(4).hex()  # not the secrets module: it costs 4 ms to import
+_TMP_PREFIX_BYTES = TMP_PREFIX.encode()
+_PROCESS_TAG_BYTES = _PROCESS_TAG.encode()
 
 
 def tmp_name(path: Path) -> Path:
@@ -44,7 +47,17 @@ def tmp_name(path: Path) -> Path:
     Unique per process by a counter (no random bytes per call: reading the kernel's
     random source costs a system call per file when thousands are written).
     """
-    return path.with_name(f"{TMP_PREFIX}{path.name}.{_PROCESS_TAG}{next(_serial)}")
+    return path.with_name(os.fsdecode(tmp_leaf(os.fsencode(path.name))))
+
+
+def tmp_leaf(name: bytes) -> bytes:
+    """:func:`tmp_name` for a bare file name in bytes (no path objects: one per file).
+
+    A long name is shortened so that the temporary one still fits in NAME_MAX.
+    """
+    tail = b".%s%d" % (_PROCESS_TAG_BYTES, next(_serial))
+    room = NAME_MAX - len(_TMP_PREFIX_BYTES) - len(tail)
+    return _TMP_PREFIX_BYTES + name[:room] + tail
 
 
 def storage_error(exc: OSError, what: str) -> Exception:

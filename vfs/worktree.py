@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from vfs.chunking import Chunker
 from vfs.codec import ChunkRef, Entry, Kind
 from vfs.direct import DirectAppender
-from vfs.durable import TMP_PREFIX, storage_error, tmp_name
+from vfs.durable import TMP_PREFIX, storage_error, tmp_leaf
 from vfs.errors import DvfsError, FileChanged, ObjectError, UsageError
 from vfs.ids import hash_bytes, hasher
 from vfs.objects import ObjectStore, ObjKind
@@ -523,11 +523,6 @@ _UMASK = _read_umask()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _tmp_leaf(name: bytes) -> bytes:
-    """The temporary name a restored file is written under (see ``vfs.durable.tmp_name``)."""
-    return os.fsencode(tmp_name(Path(os.fsdecode(name))).name)
-
-
 def write_entry(
     root: Path,
     rel: bytes,
@@ -549,9 +544,9 @@ def write_entry(
             made_dirs.add(parent)
     dest = os.path.join(base, rel)
     tmp = (
-        os.path.join(base, parent, _tmp_leaf(rel.rpartition(b"/")[2]))
+        os.path.join(base, parent, tmp_leaf(rel.rpartition(b"/")[2]))
         if parent
-        else (os.path.join(base, _tmp_leaf(rel)))
+        else (os.path.join(base, tmp_leaf(rel)))
     )
     fd = -1
     try:
