@@ -91,16 +91,18 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     """
     st = WorkState()
     dirs, root_files = tracked_tops(index)
-    seen: list[Found] = []
-    with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
+
+    def found() -> Iterator[Found]:
         for top in sorted(dirs):
             if lstat_or_none(repo.root, top) is not None:
-                seen.extend(scan(repo.root, top, warn))
+                yield from scan(repo.root, top, warn)
         for p in root_files:
             s = lstat_or_none(repo.root, p)
             if s is not None and p not in dirs:
-                seen.append(Found(p, s))
-        untracked, to_hash, tracked = index.triage(seen)
+                yield Found(p, s)
+
+    with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
+        untracked, to_hash, tracked = index.triage(found())
     st.untracked = [f.rel for f in untracked]
     hasher = Hasher(repo.root, repo.chunker, None, workers)
     for rel, staged in hasher.stage_many(to_hash):
@@ -111,8 +113,8 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         else:
             st.current[rel] = staged
             st.modified.append(rel)
-    if tracked < index.count():  # else every tracked path was found: nothing is deleted
-        present = {f.rel for f in seen}
+    if len(tracked) < index.count():  # else every tracked path was found: nothing is deleted
+        present = set(tracked)
         st.deleted = sorted(p for p in index.paths() if p not in present)
     st.modified.sort()
     st.untracked.sort()
