@@ -17,6 +17,7 @@ LAYERS = [
     {"refs", "stage", "gitlink"},
     {"history"},
     {"worktree", "diff"},
+    {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes"},
     {"checkout", "browse", "fsck", "mounts", "launch", "control"},

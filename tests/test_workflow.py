@@ -7,6 +7,7 @@ cache; symbolic links; and the link with a surrounding git work tree.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import pytest
 import yaml
 
 from tests.cli_support import (
@@ -28,6 +30,7 @@ from tests.cli_support import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from vfs.repo import Repository
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -575,6 +578,77 @@ def test_names_of_the_longest_length_round_trip(repo: Repo) -> None:
     st = repo.status()
     assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
     repo.fsck_clean()
+
+
+def _big_tree(repo: Repo) -> list[str]:
+    """More tracked files than one process sorts alone (vfs.triage), two levels deep."""
+    from vfs.triage import SPLIT_ABOVE
+
+    names = [f"data/p{i % 7}/q{i % 41:02}/f{i:05}.txt" for i in range(SPLIT_ABOVE + 200)]
+    for name in names:
+        repo.write(name, name)
+    repo.write("top.txt", "top")
+    repo.ok("add", "data", "top.txt")
+    repo.commit("many files")
+    return names
+
+
+def test_status_of_a_large_tree_split_across_processes(repo: Repo) -> None:
+    """Changes in every part of a large tree are found, whichever process scans it."""
+    names = _big_tree(repo)
+    assert repo.status()["modified"] == []  # nothing changed: nothing listed
+    modified, deleted = names[5::900], names[7::900]  # spread over many directories
+    for name in modified:
+        repo.write(name, "changed " + name)
+    for name in deleted:
+        (repo.root / name).unlink()
+    untracked = [f"data/p{i}/q{i:02}/new.txt" for i in range(0, 7, 2)]
+    for name in untracked:
+        repo.write(name, "new")
+    os.mkfifo(repo.root / "data" / "p3" / "q03" / "fifo")
+    r = repo.ok("status", "--json")
+    st = json.loads(r.out)
+    assert st["modified"] == sorted(modified)
+    assert st["deleted"] == sorted(deleted)
+    assert st["untracked"] == sorted(untracked)
+    assert "data/p3/q03/fifo" in r.err and "skipping" in r.err  # warned once, by whoever saw it
+    assert r.err.count("skipping") == 1
+
+
+def test_a_failed_status_helper_is_replaced_by_a_scan_here(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper process that dies leaves its share to this process: the result is whole."""
+    from vfs import triage
+    from vfs.workflow import work_state
+    from vfs.worktree import Workers
+
+    names = _big_tree(repo)
+    for name in names[::1000]:
+        repo.write(name, "changed " + name)
+    (repo.root / names[1]).unlink()
+
+    def broken(*_: object) -> int:
+        raise RuntimeError("the helper broke")
+
+    monkeypatch.setattr(triage, "_serve", broken)
+    monkeypatch.setattr(triage, "_helpers_for", lambda index: 1)
+    started: list[int] = []
+    real_start = triage._Helper.start
+
+    def start(*args: Any) -> triage._Helper | None:
+        helper = real_start(*args)
+        started.append(0 if helper is None else helper.pid)
+        return helper
+
+    monkeypatch.setattr(triage._Helper, "start", start)
+    handle = Repository.find(repo.root)
+    with Workers() as workers:
+        st = work_state(handle, handle.index(), workers)
+    assert started and all(started), "no helper was started: the split was not exercised"
+    assert st.modified == sorted(n.encode() for n in names[::1000] if n != names[1])
+    assert st.deleted == [names[1].encode()]
+    assert st.untracked == []
 
 
 # ---------------------------------------------------------------------------------- symbolic links

@@ -35,6 +35,7 @@ from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, Staged, as_row, check_path, paused_gc
+from vfs.triage import triage_tree
 from vfs.worktree import Found, Hasher, Warn, Workers, lstat_or_none, prune_empty_dirs, scan, show
 
 
@@ -91,19 +92,14 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     """
     st = WorkState()
     dirs, root_files = tracked_tops(index)
-
-    def found() -> Iterator[Found]:
-        for top in sorted(dirs):
-            if lstat_or_none(repo.root, top) is not None:
-                yield from scan(repo.root, top, warn)
-        for p in root_files:
-            s = lstat_or_none(repo.root, p)
-            if s is not None and p not in dirs:
-                yield Found(p, s)
-
+    tops = [top for top in sorted(dirs) if lstat_or_none(repo.root, top) is not None]
+    at_root = []
+    for p in root_files:
+        s = lstat_or_none(repo.root, p)
+        if s is not None and p not in dirs:
+            at_root.append(Found(p, s))
     with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
-        untracked, to_hash, tracked = index.triage(found())
-    st.untracked = [f.rel for f in untracked]
+        st.untracked, to_hash, st.deleted = triage_tree(repo.root, tops, at_root, index, warn)
     hasher = Hasher(repo.root, repo.chunker, None, workers)
     for rel, staged in hasher.stage_many(to_hash):
         old = index.get(rel)
@@ -113,9 +109,6 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         else:
             st.current[rel] = staged
             st.modified.append(rel)
-    if len(tracked) < index.count():  # else every tracked path was found: nothing is deleted
-        present = set(tracked)
-        st.deleted = sorted(p for p in index.paths() if p not in present)
     st.modified.sort()
     st.untracked.sort()
     return st

@@ -400,7 +400,7 @@ def _batches(items: list[Found]) -> Iterator[list[Found]]:
         yield batch
 
 
-def _list_dir(base: bytes, d: bytes) -> tuple[list[Found], list[bytes], list[bytes]]:
+def list_dir(base: bytes, d: bytes) -> tuple[list[Found], list[bytes], list[bytes]]:
     """One directory's files and links, its subdirectories, and anything else in it."""
     path = os.path.join(base, d) if d else base
     # Each lstat is an fstatat of a bare name in the directory's descriptor, rather
@@ -440,7 +440,8 @@ def _list_dir(base: bytes, d: bytes) -> tuple[list[Found], list[bytes], list[byt
     return files, subdirs, odd
 
 
-def _odd(path: bytes) -> str:
+def odd_warning(path: bytes) -> str:
+    """The warning for a path that is not a regular file, directory or link."""
     return f"skipping {show(path)}: not a regular file, directory or link"
 
 
@@ -457,14 +458,14 @@ def scan(root: Path, rel: bytes, warn: Warn) -> Iterator[Found]:
         if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
             yield Found(rel, st)
         else:
-            warn(_odd(rel))
+            warn(odd_warning(rel))
         return
     stack = [rel]
     while stack:
-        files, subdirs, odd = _list_dir(base, stack.pop())
+        files, subdirs, odd = list_dir(base, stack.pop())
         yield from files
         for p in odd:
-            warn(_odd(p))
+            warn(odd_warning(p))
         stack.extend(subdirs)
 
 

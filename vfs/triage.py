@@ -1,0 +1,261 @@
+"""Sorting the working tree against the index, split across processes when it is large.
+
+A clean ``status`` is mostly one ``lstat`` per tracked file and the Python around it,
+and the interpreter lock keeps threads from sharing that work. So a large tree is
+split: directories are listed breadth first until there are a few per CPU, and a
+forked helper process scans and sorts its share while this process does the rest.
+
+A helper answers through a pipe, in frames (8-byte length, then ``marshal`` data):
+first (untracked paths, maybe-changed paths, how many tracked files it found,
+warnings); then, only if this process asks because the counts show that something
+was deleted, the paths of the tracked files it found. A helper that fails in any way
+is not trusted: its share is scanned again here, where any error is raised as usual.
+Forking is done only while this process has no other thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import stat as statmod
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+
+from vfs.stage import Index
+from vfs.worktree import Found, Warn, list_dir, lstat_or_none, odd_warning, scan
+
+SPLIT_ABOVE = 4096  # tracked files; fewer are sorted in one process (a fork costs ~1 ms)
+HELPERS = 3  # at most this many helper processes
+PER_PART = 4  # directories listed until there are this many per process
+
+Triaged = tuple[list[bytes], list[Found], list[bytes]]
+
+
+def triage_tree(
+    root: Path, tops: Sequence[bytes], extra: Iterable[Found], index: Index, warn: Warn
+) -> Triaged:
+    """Scan ``tops`` (which exist), add ``extra``, and sort the files against ``index``.
+
+    Returns (untracked paths, files that may have changed, tracked paths not found).
+    """
+    helpers = _helpers_for(index)
+    if helpers == 0:
+        untracked, stale, tracked = _sorted(
+            index, chain(extra, *(scan(root, top, warn) for top in tops))
+        )
+        return untracked, stale, _deleted(index, tracked)
+    listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn)
+    parts = [dirs[i :: helpers + 1] for i in range(helpers + 1)]
+    children = [c for c in (_Helper.start(root, part, index) for part in parts[1:] if part) if c]
+    try:
+        untracked, stale, tracked = _sorted(
+            index, chain(extra, listed, *(scan(root, d, warn) for d in parts[0]))
+        )
+        answers = [(c, c.answer()) for c in children]
+        for c, got in answers:
+            if got is None:  # scanned again here: a failure raises its own error
+                u, s, t = _sorted(index, chain(*(scan(root, d, warn) for d in c.dirs)))
+                untracked += u
+                stale += s
+                tracked += t
+                continue
+            for note in got.notes:
+                warn(note)
+            untracked += got.untracked
+            for rel in got.stale:
+                st = lstat_or_none(root, rel)
+                if st is None:  # gone since the helper saw it: it is deleted
+                    got.count -= 1
+                    got.gone.add(rel)
+                else:
+                    stale.append(Found(rel, st))
+        found = len(tracked) + sum(got.count for _, got in answers if got is not None)
+        need = found < index.count()  # else every tracked path was found: none is deleted
+        for c, got in answers:
+            if got is not None:
+                paths = c.tracked(need)
+                if need:
+                    if paths is None:
+                        u, s, t = _sorted(index, chain(*(scan(root, d, warn) for d in c.dirs)))
+                        tracked += t
+                    else:
+                        tracked += [p for p in paths if p not in got.gone]
+        return untracked, stale, _deleted(index, tracked) if need else []
+    finally:
+        for c in children:
+            c.close()
+
+
+def _helpers_for(index: Index) -> int:
+    """How many helper processes to start (0: do it all here)."""
+    if index.count() < SPLIT_ABOVE or threading.active_count() != 1:
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except OSError:
+        cpus = os.cpu_count() or 1
+    return max(0, min(cpus - 1, HELPERS))
+
+
+def _sorted(index: Index, found: Iterable[Found]) -> Triaged:
+    untracked, stale, tracked = index.triage(found)
+    return [f.rel for f in untracked], stale, tracked
+
+
+def _deleted(index: Index, tracked: list[bytes]) -> list[bytes]:
+    """The tracked paths not in ``tracked`` (the paths found), sorted."""
+    if len(tracked) >= index.count():
+        return []
+    present = set(tracked)
+    return sorted(p for p in index.paths() if p not in present)
+
+
+def _frontier(
+    root: Path, tops: Sequence[bytes], want: int, warn: Warn
+) -> tuple[list[Found], list[bytes]]:
+    """List directories breadth first from ``tops`` until ``want`` are left to scan.
+
+    Returns the files found in the directories listed, and the directories left.
+    """
+    base = os.fsencode(root)
+    listed: list[Found] = []
+    level: list[bytes] = []
+    for top in tops:
+        st = os.lstat(os.path.join(base, top))
+        if statmod.S_ISDIR(st.st_mode):
+            level.append(top)
+        else:
+            listed.extend(scan(root, top, warn))
+    while level and len(level) < want:
+        deeper: list[bytes] = []
+        for d in level:
+            files, subdirs, odd = list_dir(base, d)
+            listed += files
+            deeper += subdirs
+            for p in odd:
+                warn(odd_warning(p))
+        level = deeper
+    return listed, level
+
+
+@dataclass
+class _Answer:
+    """A helper's first frame."""
+
+    untracked: list[bytes]
+    stale: list[bytes]
+    count: int
+    notes: list[str]
+    gone: set[bytes] = field(default_factory=set)
+
+
+class _Helper:
+    """A forked process sorting ``dirs`` against the index."""
+
+    def __init__(self, pid: int, answers: int, asks: int, dirs: list[bytes]) -> None:
+        self.pid = pid
+        self.answers = answers  # read end of the helper's frames
+        self.asks = asks  # write end: this process's one question
+        self.dirs = dirs
+
+    @staticmethod
+    def start(root: Path, dirs: list[bytes], index: Index) -> _Helper | None:
+        """Fork a helper for ``dirs``; None if no process could be made."""
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (r1, w1, r2, w2):
+                os.close(fd)
+            return None
+        if pid == 0:  # the helper: never returns
+            code = 1
+            try:
+                os.close(r1)
+                os.close(w2)
+                code = _serve(root, dirs, index, w1, r2)
+            finally:
+                os._exit(code)
+        os.close(w1)
+        os.close(r2)
+        return _Helper(pid, r1, w2, dirs)
+
+    def answer(self) -> _Answer | None:
+        """The helper's first frame, or None if it failed."""
+        frame = _receive(self.answers)
+        if frame is None:
+            return None
+        try:
+            untracked, stale, count, notes = marshal.loads(frame)
+            return _Answer(list(untracked), list(stale), int(count), list(notes))
+        except (ValueError, TypeError, EOFError):
+            return None
+
+    def tracked(self, need: bool) -> list[bytes] | None:
+        """Ask for the paths of the tracked files found if ``need``; None if they failed."""
+        try:
+            os.write(self.asks, b"y" if need else b"n")
+        except OSError:
+            return None
+        if not need:
+            return []
+        frame = _receive(self.answers)
+        if frame is None:
+            return None
+        try:
+            return list(marshal.loads(frame))
+        except (ValueError, TypeError, EOFError):
+            return None
+
+    def close(self) -> None:
+        """Close the pipes (a helper still waiting then ends) and reap the helper."""
+        for fd in (self.answers, self.asks):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _serve(root: Path, dirs: list[bytes], index: Index, out: int, asks: int) -> int:
+    """The helper's work; returns its exit code."""
+    notes: list[str] = []
+    untracked, stale, tracked = index.triage(
+        chain.from_iterable(scan(root, d, notes.append) for d in dirs)
+    )
+    first = ([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes)
+    _send(out, marshal.dumps(first))
+    if os.read(asks, 1) == b"y":
+        _send(out, marshal.dumps(tracked))
+    return 0
+
+
+def _send(fd: int, data: bytes) -> None:
+    view = memoryview(len(data).to_bytes(8, "little") + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _receive(fd: int) -> bytes | None:
+    """One frame, or None if the pipe ended first."""
+    head = _read_exactly(fd, 8)
+    return None if head is None else _read_exactly(fd, int.from_bytes(head, "little"))
+
+
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    parts: list[bytes] = []
+    left = n
+    while left:
+        try:
+            got = os.read(fd, min(left, 1 << 20))
+        except OSError:
+            return None
+        if not got:
+            return None
+        parts.append(got)
+        left -= len(got)
+    return b"".join(parts)
