@@ -247,14 +247,16 @@ def main(argv: list[str] | None = None) -> None:
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     work = Workload.scaled(args.scale, args.seed)
-    data, runs = workdir / "data", workdir / "run"
+    data, runs, previous = workdir / "data", workdir / "run", workdir / "run-previous"
     try:
         ensure_dvc(workdir / "dvc-venv")
         started = time.perf_counter()
         if ensure_data(data, work):
             print(f"generated data in {time.perf_counter() - started:.1f} s", flush=True)
         pristine = tree_digest(data, TRACKED)
-        shutil.rmtree(runs, ignore_errors=True)
+        if runs.exists():  # a kept run: freed at the end (see Bench.checkout for why)
+            shutil.rmtree(previous, ignore_errors=True)
+            runs.rename(previous)
         env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(runs)}
         dvfs = Dvfs(runs / "dvfs", env, dvfs_command(args.dvfs))
         dvc = Dvc(runs / "dvc", env, workdir / "dvc-venv")
@@ -272,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     except SetupError as exc:
         raise SystemExit(f"set-up failed: {exc}") from None
     finally:
+        shutil.rmtree(previous, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(runs, ignore_errors=True)
             shutil.rmtree(data, ignore_errors=True)
