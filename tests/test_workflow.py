@@ -638,7 +638,7 @@ def test_a_failed_status_helper_is_replaced_by_a_scan_here(
 
     def start(*args: Any) -> triage._Helper | None:
         helper = real_start(*args)
-        started.append(0 if helper is None else helper.pid)
+        started.append(0 if helper is None else helper.process.pid)
         return helper
 
     monkeypatch.setattr(triage._Helper, "start", start)

@@ -5,26 +5,23 @@ and the interpreter lock keeps threads from sharing that work. So a large tree i
 split: directories are listed breadth first until there are a few per CPU, and a
 forked helper process scans and sorts its share while this process does the rest.
 
-A helper answers through a pipe, in frames (8-byte length, then ``marshal`` data):
-first (untracked paths, maybe-changed paths, how many tracked files it found,
-warnings); then, only if this process asks because the counts show that something
-was deleted, the paths of the tracked files it found. A helper that fails in any way
-is not trusted: its share is scanned again here, where any error is raised as usual.
-Forking is done only while this process has no other thread.
+A helper (``vfs.forked``) answers first (untracked paths, maybe-changed paths, how
+many tracked files it found, warnings); then, only if this process asks because the
+counts show that something was deleted, the paths of the tracked files it found. A
+helper that fails in any way has its share scanned again here, where any error is
+raised as usual.
 """
 
 from __future__ import annotations
 
-import contextlib
-import marshal
 import os
 import stat as statmod
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+from vfs.forked import Channel, Helper, spare_cpus
 from vfs.stage import Index
 from vfs.worktree import Found, Warn, list_dir, lstat_or_none, odd_warning, scan
 
@@ -92,13 +89,7 @@ def triage_tree(
 
 def _helpers_for(index: Index) -> int:
     """How many helper processes to start (0: do it all here)."""
-    if index.count() < SPLIT_ABOVE or threading.active_count() != 1:
-        return 0
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except OSError:
-        cpus = os.cpu_count() or 1
-    return max(0, min(cpus - 1, HELPERS))
+    return 0 if index.count() < SPLIT_ABOVE else spare_cpus(HELPERS)
 
 
 def _sorted(index: Index, found: Iterable[Found]) -> Triaged:
@@ -156,106 +147,48 @@ class _Answer:
 class _Helper:
     """A forked process sorting ``dirs`` against the index."""
 
-    def __init__(self, pid: int, answers: int, asks: int, dirs: list[bytes]) -> None:
-        self.pid = pid
-        self.answers = answers  # read end of the helper's frames
-        self.asks = asks  # write end: this process's one question
+    def __init__(self, process: Helper, dirs: list[bytes]) -> None:
+        self.process = process
         self.dirs = dirs
 
     @staticmethod
     def start(root: Path, dirs: list[bytes], index: Index) -> _Helper | None:
         """Fork a helper for ``dirs``; None if no process could be made."""
-        r1, w1 = os.pipe()
-        r2, w2 = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            for fd in (r1, w1, r2, w2):
-                os.close(fd)
-            return None
-        if pid == 0:  # the helper: never returns
-            code = 1
-            try:
-                os.close(r1)
-                os.close(w2)
-                code = _serve(root, dirs, index, w1, r2)
-            finally:
-                os._exit(code)
-        os.close(w1)
-        os.close(r2)
-        return _Helper(pid, r1, w2, dirs)
+        process = Helper.start(lambda channel: _serve(root, dirs, index, channel))
+        return None if process is None else _Helper(process, dirs)
 
     def answer(self) -> _Answer | None:
         """The helper's first frame, or None if it failed."""
-        frame = _receive(self.answers)
-        if frame is None:
+        ok, value = self.process.receive()
+        if not ok:
             return None
         try:
-            untracked, stale, count, notes = marshal.loads(frame)
+            untracked, stale, count, notes = value
             return _Answer(list(untracked), list(stale), int(count), list(notes))
-        except (ValueError, TypeError, EOFError):
+        except (ValueError, TypeError):
             return None
 
     def tracked(self, need: bool) -> list[bytes] | None:
         """Ask for the paths of the tracked files found if ``need``; None if they failed."""
-        try:
-            os.write(self.asks, b"y" if need else b"n")
-        except OSError:
+        if not self.process.send(need):
             return None
         if not need:
             return []
-        frame = _receive(self.answers)
-        if frame is None:
-            return None
-        try:
-            return list(marshal.loads(frame))
-        except (ValueError, TypeError, EOFError):
-            return None
+        ok, value = self.process.receive()
+        return list(value) if ok and isinstance(value, list) else None
 
     def close(self) -> None:
         """Close the pipes (a helper still waiting then ends) and reap the helper."""
-        for fd in (self.answers, self.asks):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        self.process.close()
 
 
-def _serve(root: Path, dirs: list[bytes], index: Index, out: int, asks: int) -> int:
-    """The helper's work; returns its exit code."""
+def _serve(root: Path, dirs: list[bytes], index: Index, channel: Channel) -> None:
+    """The helper's work."""
     notes: list[str] = []
     untracked, stale, tracked = index.triage(
         chain.from_iterable(scan(root, d, notes.append) for d in dirs)
     )
-    first = ([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes)
-    _send(out, marshal.dumps(first))
-    if os.read(asks, 1) == b"y":
-        _send(out, marshal.dumps(tracked))
-    return 0
-
-
-def _send(fd: int, data: bytes) -> None:
-    view = memoryview(len(data).to_bytes(8, "little") + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _receive(fd: int) -> bytes | None:
-    """One frame, or None if the pipe ended first."""
-    head = _read_exactly(fd, 8)
-    return None if head is None else _read_exactly(fd, int.from_bytes(head, "little"))
-
-
-def _read_exactly(fd: int, n: int) -> bytes | None:
-    parts: list[bytes] = []
-    left = n
-    while left:
-        try:
-            got = os.read(fd, min(left, 1 << 20))
-        except OSError:
-            return None
-        if not got:
-            return None
-        parts.append(got)
-        left -= len(got)
-    return b"".join(parts)
+    channel.send(([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes))
+    ok, need = channel.receive()
+    if ok and need:
+        channel.send(tracked)

@@ -1,0 +1,142 @@
+"""Forked helper processes, for work that threads cannot share.
+
+Python code holds the interpreter lock, so work that is mostly short system calls with
+Python between them (an ``lstat`` per file, creating small files) runs no faster on
+two threads than on one. A helper process does a share of it instead.
+
+A helper is forked only while this process runs no other thread: a thread holding a
+lock at the moment of the fork would leave that lock held forever in the child. It
+runs one function and talks to its parent through two pipes, in frames (an 8-byte
+length, then ``marshal`` data: bytes, str, ints, tuples, lists and None). The parent
+trusts nothing a helper did not report: whatever a failed helper did not report, the
+parent does again itself, where any error is raised as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+MAX_FRAME = 1 << 31
+
+
+def spare_cpus(limit: int) -> int:
+    """How many helpers to fork now: the CPUs beyond this one, at most ``limit``.
+
+    0 while other threads run (see the module doc) or on a single CPU.
+    """
+    if threading.active_count() != 1:
+        return 0
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except OSError:
+        cpus = os.cpu_count() or 1
+    return max(0, min(cpus - 1, limit))
+
+
+class Channel:
+    """One end of a helper's two pipes."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+
+    def send(self, value: Any) -> bool:
+        """Send one frame; False if the other end is gone."""
+        data = marshal.dumps(value)
+        view = memoryview(len(data).to_bytes(8, "little") + data)
+        try:
+            while view:
+                view = view[os.write(self.write_fd, view) :]
+        except OSError:
+            return False
+        return True
+
+    def receive(self) -> tuple[bool, Any]:
+        """(True, value) for the next frame; (False, None) if the pipe ended or is damaged."""
+        head = _read_exactly(self.read_fd, 8)
+        if head is None:
+            return False, None
+        size = int.from_bytes(head, "little")
+        data = _read_exactly(self.read_fd, size) if size < MAX_FRAME else None
+        if data is None:
+            return False, None
+        try:
+            return True, marshal.loads(data)
+        except (ValueError, TypeError, EOFError):
+            return False, None
+
+    def close(self) -> None:
+        """Close both ends held here."""
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class Helper(Channel):
+    """The parent's handle on a forked helper."""
+
+    def __init__(self, pid: int, read_fd: int, write_fd: int) -> None:
+        super().__init__(read_fd, write_fd)
+        self.pid = pid
+
+    @staticmethod
+    def start(work: Callable[[Channel], None]) -> Helper | None:
+        """Fork a helper running ``work(channel)``; None if no process could be made.
+
+        The helper ends when ``work`` returns or raises (exit status 0 or 1), without
+        running this process's exit handlers or flushing its buffers.
+        """
+        down_r, down_w = os.pipe()  # parent -> helper
+        up_r, up_w = os.pipe()  # helper -> parent
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (down_r, down_w, up_r, up_w):
+                os.close(fd)
+            return None
+        if pid == 0:  # the helper: never returns
+            code = 1
+            try:
+                os.close(down_w)
+                os.close(up_r)
+                work(Channel(down_r, up_w))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(down_r)
+        os.close(up_w)
+        return Helper(pid, up_r, down_w)
+
+    def close(self, interrupt: bool = False) -> None:
+        """Close the pipes and reap the helper; ``interrupt``: stop it first (SIGINT).
+
+        SIGINT, not SIGTERM: the helper unwinds as from Ctrl-C, removing what it was
+        writing. A helper still writing to the closed pipe ends there too.
+        """
+        if interrupt:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGINT)
+        super().close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _read_exactly(fd: int, n: int) -> bytes | None:
+    parts: list[bytes] = []
+    left = n
+    while left:
+        try:
+            got = os.read(fd, min(left, 1 << 20))
+        except OSError:
+            return None
+        if not got:
+            return None
+        parts.append(got)
+        left -= len(got)
+    return b"".join(parts)
