@@ -13,7 +13,9 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import blake3
 import pytest
@@ -49,7 +51,7 @@ def rand(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def committed(repo: Repo, files: dict[str, bytes | str], message: str = "base") -> str:
+def committed(repo: Repo, files: Mapping[str, bytes | str], message: str = "base") -> str:
     """Write ``files``, add and commit them; return the new version id."""
     for rel, data in files.items():
         repo.write(rel, data)
@@ -474,6 +476,88 @@ def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     assert repo.read("d/large_bad.bin") == large_bad
     st = repo.status()
     assert st["modified"] == [] and st["deleted"] == [] and st["staged"] == []
+    repo.fsck_clean()
+
+
+def _many_small(repo: Repo) -> dict[str, bytes]:
+    """More small files than one process restores alone (a helper takes half)."""
+    from vfs.worktree import RESTORE_SPLIT
+
+    files = {
+        f"t{i % 23:02}/f{i:05}.bin": random.Random(i).randbytes(100 + i % 900)
+        for i in range(RESTORE_SPLIT + 300)
+    }
+    committed(repo, files)
+    for rel in files:
+        (repo.root / rel).unlink()
+    return files
+
+
+def _temporaries(repo: Repo) -> list[str]:
+    return [p.name for p in repo.root.rglob(".tmp-*") if ".dvfs" not in p.parts]
+
+
+def test_many_small_files_restored_by_two_processes(repo: Repo) -> None:
+    """Past the split, a helper restores half: every file comes back, recorded in the index."""
+    files = _many_small(repo)
+    bad = sorted({rel.split("/")[0]: rel for rel in files}.values())  # one per directory:
+    flipped = [flip_byte_of(repo.root / ".dvfs" / "objects", files[b]) for b in bad]  # both halves
+    r = repo.run("checkout", "--force", "HEAD")
+    assert_error(r, f"could not restore {len(bad)} files")
+    for b in bad:  # each named, on a line of its own, with its object
+        assert any(b in ln and "corrupt" in ln for ln in r.err.splitlines()), (b, str(r))
+    for rel, data in files.items():
+        if rel in bad:
+            assert not (repo.root / rel).exists()
+        else:
+            assert repo.read(rel) == data, rel
+    assert _temporaries(repo) == []
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == bad and st["untracked"] == []
+
+    for where in flipped:
+        flip_back(*where)
+    repo.ok("checkout", "--force", "HEAD")
+    assert all(repo.read(b) == files[b] for b in bad)
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == [] and st["staged"] == []
+    repo.fsck_clean()
+
+
+def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a helper did not report is restored by the parent: the result is whole."""
+    from vfs import worktree
+    from vfs.checkout import checkout
+    from vfs.forked import Helper
+
+    files = _many_small(repo)
+    real_share, real_start = worktree._restore_share, Helper.start
+    forked: list[bool] = []
+
+    def dies(channel: Any, batches: Any, *rest: Any) -> None:
+        real_share(channel, batches[:3], *rest)  # reports three directories' files, then
+        raise RuntimeError("the helper broke")  # fails before the end frame
+
+    def start(work: Any) -> Any:
+        helper = real_start(work)
+        forked.append(helper is not None)
+        return helper
+
+    monkeypatch.setattr(worktree, "_restore_share", dies)
+    monkeypatch.setattr(Helper, "start", start)
+    monkeypatch.setattr(worktree, "spare_cpus", lambda limit: 1)
+    handle = Repository.find(repo.root)
+    with worktree.Workers() as workers:
+        checkout(handle, "HEAD", [], workers, force=True)
+    handle.store.close()
+    assert forked == [True], "no helper was forked: the split was not exercised"
+    for rel, data in files.items():
+        assert repo.read(rel) == data, rel
+    assert _temporaries(repo) == []
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
     repo.fsck_clean()
 
 

@@ -72,10 +72,12 @@ class Channel:
             return False, None
 
     def close(self) -> None:
-        """Close both ends held here."""
+        """Close both ends held here (again: nothing)."""
         for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.read_fd = self.write_fd = -1
 
 
 class Helper(Channel):
@@ -113,18 +115,20 @@ class Helper(Channel):
         os.close(up_w)
         return Helper(pid, up_r, down_w)
 
-    def close(self, interrupt: bool = False) -> None:
-        """Close the pipes and reap the helper; ``interrupt``: stop it first (SIGINT).
-
-        SIGINT, not SIGTERM: the helper unwinds as from Ctrl-C, removing what it was
-        writing. A helper still writing to the closed pipe ends there too.
-        """
-        if interrupt:
+    def interrupt(self) -> None:
+        """Ask the helper to stop (SIGINT, not SIGTERM: it unwinds as from Ctrl-C,
+        removing what it was writing). Its pipe then ends."""
+        if self.pid > 0:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
+
+    def close(self) -> None:
+        """Close the pipes and reap the helper (one still writing to them ends there)."""
         super().close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        if self.pid > 0:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, 0)
+            self.pid = -1
 
 
 def _read_exactly(fd: int, n: int) -> bytes | None:

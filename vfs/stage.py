@@ -87,13 +87,20 @@ class Staged:
 
 def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
     """A staged record for tree entry ``e``, with stat ``st`` of its working file if known."""
+    if st is None:
+        return staged_with_stat(e, -1, -1, -1)
+    return staged_with_stat(e, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def staged_with_stat(e: Entry, mtime_ns: int, ctime_ns: int, ino: int) -> Staged:
+    """A staged record for tree entry ``e`` whose working file has these stat fields."""
     return Staged(
         kind=e.kind,
         mode=e.mode,
         size=e.size,
-        mtime_ns=st.st_mtime_ns if st else -1,
-        ctime_ns=st.st_ctime_ns if st else -1,
-        ino=st.st_ino if st else -1,
+        mtime_ns=mtime_ns,
+        ctime_ns=ctime_ns,
+        ino=ino,
         digest=e.digest,
         chunks=e.chunks,
         target=e.target,
