@@ -82,6 +82,24 @@ class Result:
         )
 
 
+def run_python(script: str, *args: str, timeout: float = 120) -> str:
+    """Run ``script`` in a fresh interpreter (no thread of the test process); its stdout.
+
+    For tests that fork helper processes: a fork of the test process could copy a
+    lock some other thread holds. Fails the test if the script fails.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=cli_env(),
+        check=False,
+    )
+    assert proc.returncode == 0, f"script failed ({proc.returncode}):\n{proc.stderr}"
+    return proc.stdout
+
+
 def cli_command(*args: str) -> list[str]:
     """The argv that runs ``dvfs ARGS``."""
     return [*CLI, *args]

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import blake3
 import pytest
@@ -32,6 +31,7 @@ from tests.cli_support import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    run_python,
     spawn_ready,
     warnings_of,
 )
@@ -524,35 +524,42 @@ def test_many_small_files_restored_by_two_processes(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(
-    repo: Repo, monkeypatch: pytest.MonkeyPatch
-) -> None:
+RESTORE_HELPER_DIES = """
+import sys
+from pathlib import Path
+from vfs import worktree
+from vfs.checkout import checkout
+from vfs.forked import Helper
+from vfs.repo import Repository
+
+real_share, real_start = worktree._restore_share, Helper.start
+forked = []
+
+def dies(channel, batches, *rest):
+    real_share(channel, batches[:3], *rest)  # reports three directories' files, then
+    raise RuntimeError("the helper broke")  # fails before the end frame
+
+def start(work):
+    helper = real_start(work)
+    forked.append(helper is not None)
+    return helper
+
+worktree._restore_share = dies
+Helper.start = start
+worktree.spare_cpus = lambda limit: 1
+handle = Repository.find(Path(sys.argv[1]))
+with worktree.Workers() as workers:
+    checkout(handle, "HEAD", [], workers, force=True)
+handle.store.close()
+print(forked)
+"""
+
+
+def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(repo: Repo) -> None:
     """What a helper did not report is restored by the parent: the result is whole."""
-    from vfs import worktree
-    from vfs.checkout import checkout
-    from vfs.forked import Helper
-
     files = _many_small(repo)
-    real_share, real_start = worktree._restore_share, Helper.start
-    forked: list[bool] = []
-
-    def dies(channel: Any, batches: Any, *rest: Any) -> None:
-        real_share(channel, batches[:3], *rest)  # reports three directories' files, then
-        raise RuntimeError("the helper broke")  # fails before the end frame
-
-    def start(work: Any) -> Any:
-        helper = real_start(work)
-        forked.append(helper is not None)
-        return helper
-
-    monkeypatch.setattr(worktree, "_restore_share", dies)
-    monkeypatch.setattr(Helper, "start", start)
-    monkeypatch.setattr(worktree, "spare_cpus", lambda limit: 1)
-    handle = Repository.find(repo.root)
-    with worktree.Workers() as workers:
-        checkout(handle, "HEAD", [], workers, force=True)
-    handle.store.close()
-    assert forked == [True], "no helper was forked: the split was not exercised"
+    out = run_python(RESTORE_HELPER_DIES, str(repo.root))
+    assert out.strip() == "[True]", f"no helper was forked: the split was not exercised: {out}"
     for rel, data in files.items():
         assert repo.read(rel) == data, rel
     assert _temporaries(repo) == []

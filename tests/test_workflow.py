@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-import pytest
 import yaml
 
 from tests.cli_support import (
@@ -29,8 +28,8 @@ from tests.cli_support import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    run_python,
 )
-from vfs.repo import Repository
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -615,40 +614,48 @@ def test_status_of_a_large_tree_split_across_processes(repo: Repo) -> None:
     assert r.err.count("skipping") == 1
 
 
-def test_a_failed_status_helper_is_replaced_by_a_scan_here(
-    repo: Repo, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A helper process that dies leaves its share to this process: the result is whole."""
-    from vfs import triage
-    from vfs.workflow import work_state
-    from vfs.worktree import Workers
+STATUS_HELPER_DIES = """
+import json, sys
+from pathlib import Path
+from vfs import triage
+from vfs.repo import Repository
+from vfs.workflow import work_state
+from vfs.worktree import Workers
 
+def broken(*_):
+    raise RuntimeError("the helper broke")
+
+started = []
+real_start = triage._Helper.start
+
+def start(*args):
+    helper = real_start(*args)
+    started.append(0 if helper is None else helper.process.pid)
+    return helper
+
+triage._serve = broken
+triage._helpers_for = lambda index: 1
+triage._Helper.start = start
+handle = Repository.find(Path(sys.argv[1]))
+with Workers() as workers:
+    st = work_state(handle, handle.index(), workers)
+print(json.dumps({"started": started, "modified": [p.decode() for p in st.modified],
+                  "deleted": [p.decode() for p in st.deleted],
+                  "untracked": [p.decode() for p in st.untracked]}))
+"""
+
+
+def test_a_failed_status_helper_is_replaced_by_a_scan_here(repo: Repo) -> None:
+    """A helper process that dies leaves its share to this process: the result is whole."""
     names = _big_tree(repo)
     for name in names[::1000]:
         repo.write(name, "changed " + name)
     (repo.root / names[1]).unlink()
-
-    def broken(*_: object) -> int:
-        raise RuntimeError("the helper broke")
-
-    monkeypatch.setattr(triage, "_serve", broken)
-    monkeypatch.setattr(triage, "_helpers_for", lambda index: 1)
-    started: list[int] = []
-    real_start = triage._Helper.start
-
-    def start(*args: Any) -> triage._Helper | None:
-        helper = real_start(*args)
-        started.append(0 if helper is None else helper.process.pid)
-        return helper
-
-    monkeypatch.setattr(triage._Helper, "start", start)
-    handle = Repository.find(repo.root)
-    with Workers() as workers:
-        st = work_state(handle, handle.index(), workers)
-    assert started and all(started), "no helper was started: the split was not exercised"
-    assert st.modified == sorted(n.encode() for n in names[::1000] if n != names[1])
-    assert st.deleted == [names[1].encode()]
-    assert st.untracked == []
+    got = json.loads(run_python(STATUS_HELPER_DIES, str(repo.root)))
+    assert got["started"] and all(got["started"]), "no helper: the split was not exercised"
+    assert got["modified"] == sorted(n for n in names[::1000] if n != names[1])
+    assert got["deleted"] == [names[1]]
+    assert got["untracked"] == []
 
 
 # ---------------------------------------------------------------------------------- symbolic links
