@@ -489,34 +489,46 @@ class ObjectStore:
     def _append(self, todo: Sequence[tuple[bytes, int, int, bytes | memoryview, int]]) -> int:
         """Append encoded objects to the open pack, skipping those already stored."""
         written = 0
-        with self._lock:
+        with self._changing():
             ids = self._raw_ids() or set()
-            try:
-                for oid, kind, method, payload, raw_len in todo:
-                    if oid in self._entries or oid in ids:
-                        continue
-                    if self._writer is None:
-                        if self._threads is None:
-                            from concurrent.futures import ThreadPoolExecutor
+            for oid, kind, method, payload, raw_len in todo:
+                if oid in self._entries or oid in ids:
+                    continue
+                w = self._writer or self._new_writer()
+                obj = w.append(oid, kind, method, payload, raw_len)
+                self._entries[oid] = (w.slot, obj)
+                written += len(payload)
+                if w.offset >= TARGET_PACK_SIZE:
+                    self._finish()
+        return written
 
-                            self._threads = (
-                                ThreadPoolExecutor(1, "dvfs-packwrite"),
-                                ThreadPoolExecutor(1, "dvfs-packhash"),
-                            )
-                        self._writer = _PackWriter(self.root, len(self._packs), *self._threads)
-                        self._packs.append(self._writer.tmp)
-                    w = self._writer
-                    obj = w.append(oid, kind, method, payload, raw_len)
-                    self._entries[oid] = (w.slot, obj)
-                    written += len(payload)
-                    if w.offset >= TARGET_PACK_SIZE:
-                        self._finish()
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the lock while the open pack changes; drop the pack on an OSError.
+
+        Packs finished meanwhile have their write-back started after the lock is let go.
+        """
+        with self._lock:
+            try:
+                yield
             except OSError as exc:
                 self._abandon()
                 raise storage_error(exc, "objects") from exc
             closing, self._closing = self._closing, []
         _written_back(closing)
-        return written
+
+    def _new_writer(self) -> _PackWriter:
+        """Start a pack (and, the first time, the threads that write and hash packs)."""
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = (
+                ThreadPoolExecutor(1, "dvfs-packwrite"),
+                ThreadPoolExecutor(1, "dvfs-packhash"),
+            )
+        self._writer = _PackWriter(self.root, len(self._packs), *self._threads)
+        self._packs.append(self._writer.tmp)
+        return self._writer
 
     def read_stored(self, oid: bytes) -> tuple[PackedObject, bytes]:
         """An object's record and its payload exactly as stored (not verified)."""
@@ -584,14 +596,8 @@ class ObjectStore:
 
     def flush(self) -> None:
         """Close the open pack so that everything written so far has a real name."""
-        with self._lock:
-            try:
-                self._finish()
-            except OSError as exc:
-                self._abandon()
-                raise storage_error(exc, "objects") from exc
-            closing, self._closing = self._closing, []
-        _written_back(closing)
+        with self._changing():
+            self._finish()
 
     def discard(self) -> None:
         """Drop the open pack and everything written to it since the last flush.

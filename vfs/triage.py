@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import stat as statmod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -41,21 +41,19 @@ def triage_tree(
     """
     helpers = _helpers_for(index)
     if helpers == 0:
-        untracked, stale, tracked = _sorted(
-            index, chain(extra, *(scan(root, top, warn) for top in tops))
-        )
+        untracked, stale, tracked = _sorted(index, chain(extra, _scanned(root, tops, warn)))
         return untracked, stale, _deleted(index, tracked)
     listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn)
     parts = [dirs[i :: helpers + 1] for i in range(helpers + 1)]
     children = [c for c in (_Helper.start(root, part, index) for part in parts[1:] if part) if c]
     try:
         untracked, stale, tracked = _sorted(
-            index, chain(extra, listed, *(scan(root, d, warn) for d in parts[0]))
+            index, chain(extra, listed, _scanned(root, parts[0], warn))
         )
         answers = [(c, c.answer()) for c in children]
         for c, got in answers:
             if got is None:  # scanned again here: a failure raises its own error
-                u, s, t = _sorted(index, chain(*(scan(root, d, warn) for d in c.dirs)))
+                u, s, t = _sorted(index, _scanned(root, c.dirs, warn))
                 untracked += u
                 stale += s
                 tracked += t
@@ -77,7 +75,7 @@ def triage_tree(
                 paths = c.tracked(need)
                 if need:
                     if paths is None:
-                        u, s, t = _sorted(index, chain(*(scan(root, d, warn) for d in c.dirs)))
+                        u, s, t = _sorted(index, _scanned(root, c.dirs, warn))
                         tracked += t
                     else:
                         tracked += [p for p in paths if p not in got.gone]
@@ -90,6 +88,12 @@ def triage_tree(
 def _helpers_for(index: Index) -> int:
     """How many helper processes to start (0: do it all here)."""
     return 0 if index.count() < SPLIT_ABOVE else spare_cpus(HELPERS)
+
+
+def _scanned(root: Path, dirs: Iterable[bytes], warn: Warn) -> Iterator[Found]:
+    """Every file and link at or below each of ``dirs`` (see :func:`scan`)."""
+    for d in dirs:
+        yield from scan(root, d, warn)
 
 
 def _sorted(index: Index, found: Iterable[Found]) -> Triaged:
@@ -185,9 +189,7 @@ class _Helper:
 def _serve(root: Path, dirs: list[bytes], index: Index, channel: Channel) -> None:
     """The helper's work."""
     notes: list[str] = []
-    untracked, stale, tracked = index.triage(
-        chain.from_iterable(scan(root, d, notes.append) for d in dirs)
-    )
+    untracked, stale, tracked = index.triage(_scanned(root, dirs, notes.append))
     channel.send(([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes))
     ok, need = channel.receive()
     if ok and need:

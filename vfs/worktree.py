@@ -687,6 +687,20 @@ def restore_many(
                 out.append(exc)
         return out
 
+    def record(batch: list[tuple[bytes, Entry]], results: list[Staged | DvfsError]) -> None:
+        for (rel, e), res in zip(batch, results, strict=True):
+            if isinstance(res, DvfsError):
+                failed[rel] = res
+            else:
+                done[rel] = res
+            workers.progress.advance(1, e.size)
+
+    def stop_helper() -> None:  # for good, before any of its files is restored here
+        if helper is not None:
+            if not helper_done:
+                helper.interrupt()
+            helper.close()
+
     small = list(_restore_batches([item for item in todo if item[1].size < WRITE_DIRECT]))
     share: list[tuple[bytes, Entry]] = []  # the helper's files, in order
     helper = None
@@ -734,33 +748,17 @@ def restore_many(
                     reported[at] = 1
                     workers.progress.advance(1, e.size)
             for fut in finished:
-                for (rel, e), res in zip(batch_of.pop(fut), fut.result(), strict=True):
-                    if isinstance(res, DvfsError):
-                        failed[rel] = res
-                    else:
-                        done[rel] = res
-                    workers.progress.advance(1, e.size)
-        if helper is not None:
-            if not helper_done:  # it failed: stopped for good before its files are redone
-                helper.interrupt()
-            helper.close()
+                record(batch_of.pop(fut), fut.result())
+        stop_helper()
         if share:  # files the helper did not restore, or failed to (bad objects)
             left = [item for item, ok in zip(share, reported, strict=True) if not ok]
-            for (rel, e), res in zip(left, run(left), strict=True):
-                if isinstance(res, DvfsError):
-                    failed[rel] = res
-                else:
-                    done[rel] = res
-                workers.progress.advance(1, e.size)
+            record(left, run(left))
     finally:
         for fut in batch_of:  # on failure: let running work end before we do
             if not fut.cancel():
                 with contextlib.suppress(Exception):
                     fut.result()
-        if helper is not None:
-            if not helper_done:
-                helper.interrupt()
-            helper.close()
+        stop_helper()
         workers.progress.done()
     return done, failed
 
