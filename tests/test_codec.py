@@ -90,6 +90,18 @@ FILE_PAYLOAD = [ID, [[ID, 3]]]
         raw_tree([[b"a", 1, 0o755, 0, 0, b"short"]]),  # bad subtree id
         raw_tree([[b"a", 0, 0o644, 1 << 60, 0, [ID, [[ID, 1 << 60]]]]]),  # absurd size
         raw_tree([[b"a", 2, 0o777, 1, 0, b""]]),  # empty link target
+        raw_tree([[b"a\0b", 0, 0o644, 3, 0, FILE_PAYLOAD]]),  # NUL in a name
+        raw_tree([[b"n" * 256, 0, 0o644, 3, 0, FILE_PAYLOAD]]),  # name too long
+        raw_tree([["a", 0, 0o644, 3, 0, FILE_PAYLOAD]]),  # name as text
+        raw_tree([[b"a", True, 0o644, 3, 0, FILE_PAYLOAD]]),  # kind as a boolean
+        raw_tree([[b"a", 0, 0o7777777, 3, 0, FILE_PAYLOAD]]),  # mode out of range
+        raw_tree([[b"a", 0, 0o644, -3, 0, FILE_PAYLOAD]]),  # negative size
+        raw_tree([[b"a", 0, 0o644, 0, 0, [ID, [[ID, 0]]]]]),  # empty chunk
+        raw_tree([[b"a", 0, 0o644, 3, 0, [ID[:31], [[ID, 3]]]]]),  # short digest
+        raw_tree([[b"a", 0, 0o644, 3, 0, [ID, [[ID[:31], 3]]]]]),  # short chunk id
+        raw_tree([[b"a", 0, 0o644, 3, 0, [ID, [(ID, 3.0)]]]]),  # chunk size not an int
+        raw_tree([[b"a", 0, 0o644, 3, 0, [ID, "chunks"]]]),  # chunk list not a list
+        raw_tree([[b"a", 0, 0o644, 3, 0]]),  # five fields
         b"\xc1garbage",
         msgpack.packb([1, 2, 3]),
     ],

@@ -175,7 +175,12 @@ def _is_int(x: object, lo: int = 0, hi: int = MAX_SIZE) -> bool:
 
 
 def decode_tree(data: bytes) -> Tree:
-    """Parse a tree record strictly; FormatError on anything unexpected."""
+    """Parse a tree record strictly; FormatError on anything unexpected.
+
+    The checks are written out inline (no helper call per field): a checkout decodes
+    every directory of a version, and this took 4.5 us an entry, 16 times msgpack's
+    own time, when each check was a call.
+    """
     rec = _unpack(data, "tree")
     _need(isinstance(rec, dict) and set(rec) == {"v", "entries"}, "bad keys")
     if rec["v"] != TREE_FORMAT:
@@ -183,41 +188,65 @@ def decode_tree(data: bytes) -> Tree:
     rows = rec["entries"]
     _need(isinstance(rows, list), "entries is not a list")
     out: list[Entry] = []
-    prev: bytes | None = None
+    prev = b""
+    file, folder, link = Kind.FILE, Kind.DIR, Kind.SYMLINK
     for row in rows:
-        _need(isinstance(row, list) and len(row) == 6, "entry is not a 6-list")
+        if type(row) is not list or len(row) != 6:
+            _need(False, "entry is not a 6-list")
         name, kind, mode, size, mtime_ns, payload = row
-        _need(isinstance(name, bytes), "name is not bytes")
-        check_name(name)
-        _need(prev is None or prev < name, "names unsorted or duplicated")
+        if type(name) is not bytes:
+            _need(False, "name is not bytes")
+        if not 0 < len(name) <= 255 or b"/" in name or b"\0" in name or name in _DOTS:
+            check_name(name)
+        if not prev < name:
+            _need(False, "names unsorted or duplicated")
         prev = name
-        _need(_is_int(kind, 0, 2), "bad kind")
-        _need(_is_int(mode, 0, MODE_MASK), "bad mode")
-        _need(_is_int(size), "bad size")
-        _need(_is_int(mtime_ns, -(1 << 63), (1 << 63) - 1), "bad mtime")
-        k = Kind(kind)
-        if k == Kind.FILE:
-            _need(isinstance(payload, list) and len(payload) == 2, "bad file payload")
+        if type(kind) is not int or not 0 <= kind <= 2:
+            _need(False, "bad kind")
+        if type(mode) is not int or not 0 <= mode <= MODE_MASK:
+            _need(False, "bad mode")
+        if type(size) is not int or not 0 <= size <= MAX_SIZE:
+            _need(False, "bad size")
+        if type(mtime_ns) is not int or not _MIN_NS <= mtime_ns <= _MAX_NS:
+            _need(False, "bad mtime")
+        if kind == file:
+            if type(payload) is not list or len(payload) != 2:
+                _need(False, "bad file payload")
             digest, chunk_rows = payload
-            _need(_is_id(digest), "bad digest")
-            _need(isinstance(chunk_rows, list), "bad chunk list")
+            if type(digest) is not bytes or len(digest) != ID_BYTES:
+                _need(False, "bad digest")
+            if type(chunk_rows) is not list:
+                _need(False, "bad chunk list")
             chunks = []
             total = 0
             for c in chunk_rows:
-                _need(isinstance(c, list) and len(c) == 2, "bad chunk ref")
-                _need(_is_id(c[0]) and _is_int(c[1], 1), "bad chunk ref")
-                chunks.append(ChunkRef(c[0], c[1]))
-                total += c[1]
-            _need(total == size, "chunk sizes do not add up to the file size")
-            out.append(Entry(name, k, mode, size, mtime_ns, digest=digest, chunks=tuple(chunks)))
-        elif k == Kind.DIR:
+                if type(c) is not list or len(c) != 2:
+                    _need(False, "bad chunk ref")
+                oid, n = c
+                if (
+                    type(oid) is not bytes
+                    or len(oid) != ID_BYTES
+                    or type(n) is not int
+                    or not 1 <= n <= MAX_SIZE
+                ):
+                    _need(False, "bad chunk ref")
+                chunks.append(ChunkRef(oid, n))
+                total += n
+            if total != size:
+                _need(False, "chunk sizes do not add up to the file size")
+            out.append(Entry(name, file, mode, size, mtime_ns, digest, tuple(chunks)))
+        elif kind == folder:
             _need(_is_id(payload), "bad subtree id")
-            out.append(Entry(name, k, mode, size, mtime_ns, subtree=payload))
+            out.append(Entry(name, folder, mode, size, mtime_ns, subtree=payload))
         else:
             _need(isinstance(payload, bytes) and 0 < len(payload) <= 4096, "bad link target")
             _need(b"\0" not in payload, "NUL in link target")
-            out.append(Entry(name, k, mode, size, mtime_ns, target=payload))
+            out.append(Entry(name, link, mode, size, mtime_ns, target=payload))
     return Tree(tuple(out))
+
+
+_DOTS = (b".", b"..")
+_MIN_NS, _MAX_NS = -(1 << 63), (1 << 63) - 1
 
 
 def encode_version(v: Version) -> bytes:
