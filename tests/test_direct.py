@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import pytest
 
 from vfs import direct
 from vfs.direct import ALIGN, BLOCK, DirectAppender, read_cached, read_range
+from vfs.errors import ObjectCorrupt
 from vfs.ids import hash_bytes, hasher
 from vfs.objects import ObjectStore, ObjKind
 
@@ -143,24 +145,119 @@ def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path) -> None:
         os.close(fd)
 
 
+def _uncached(path: Path) -> None:
+    """Drop a file's pages from the page cache (written back first: clean pages go)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def test_read_range_and_read_cached(tmp_path: Path) -> None:
     path = tmp_path / "f"
     data = random.Random(5).randbytes(3 * ALIGN * 100 + 17)
     path.write_bytes(data)
+    _uncached(path)
     fd = os.open(path, os.O_RDONLY)
     dfd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages: dropped
         assert read_cached(fd, 5000, 70_000) is None  # not in the page cache
+        assert direct.cached(fd, 0, len(data)) is False  # and the miss read nothing in
         for offset, length in [(0, 1), (5000, 70_000), (ALIGN, ALIGN), (len(data) - 17, 17)]:
             assert read_range(dfd, offset, length) == data[offset : offset + length]
+        assert direct.cached(fd, 0, len(data)) is False  # direct reads pass the cache by
         assert read_range(dfd, len(data) - 10, 20) is None  # past the end: short
         os.pread(fd, len(data), 0)  # now cached
         assert read_cached(fd, 5000, 70_000) == data[5000:75_000]
     finally:
         os.close(fd)
         os.close(dfd)
+
+
+@pytest.mark.parametrize("probe", [0, 1], ids=["cachestat", "mincore"])
+def test_page_cache_probes(tmp_path: Path, probe: int) -> None:
+    """Each probe tells cached ranges from uncached ones, to the page, without reading.
+
+    cachestat needs Linux 6.5: on an older kernel it must answer None (unknown), so
+    that the mincore probe is asked instead.
+    """
+    ask = direct._probes()[probe]
+    page = mmap.PAGESIZE
+    path = tmp_path / "f"
+    path.write_bytes(random.Random(6).randbytes(64 * page))
+    _uncached(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no readahead around the reads
+        os.pread(fd, 4 * page, 8 * page)  # pages 8-11 cached, the rest not
+        if probe == 0 and ask(fd, 8 * page, 4) is None:
+            kernel = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+            assert kernel < (6, 5), "cachestat answered nothing on a kernel that has it"
+            return
+        assert ask(fd, 8 * page, 4) is True
+        assert ask(fd, 9 * page, 2) is True
+        assert ask(fd, 7 * page, 2) is False  # page 7 is not cached
+        assert ask(fd, 11 * page, 2) is False  # nor page 12
+        assert ask(fd, 30 * page, 1) is False
+        assert ask(fd, 8 * page, 4) is True  # asking read nothing in
+        assert direct.cached(fd, 8 * page + 100, 4 * page - 200) is True
+        assert direct.cached(fd, 8 * page + 100, 4 * page) is False
+    finally:
+        os.close(fd)
+
+
+def test_large_objects_read_once_past_the_page_cache(tmp_path: Path) -> None:
+    """A large object not in the page cache is read direct, and only once.
+
+    A miss of the cached read must not start a readahead of the range: the object
+    would be read from the disk twice, once into pages nobody reads.
+    """
+    store = ObjectStore.create(tmp_path / "objects")
+    blob = random.Random(8).randbytes(3 << 20)  # incompressible: stored whole
+    oid = store.put(ObjKind.CHUNK, blob)[0]
+    store.close()
+    (pack,) = ObjectStore(tmp_path / "objects").pack_paths()
+    _uncached(pack)
+    again = ObjectStore(tmp_path / "objects")
+    assert again.get(oid) == blob
+    buf = mmap.mmap(-1, len(blob) + 2 * ALIGN)
+    view = again.read_into(oid, buf)
+    assert isinstance(view, memoryview) and view == blob  # a view of buf: no copy
+    view.release()
+    fd = os.open(pack, os.O_RDONLY)
+    try:
+        assert direct.cached(fd, 0, os.fstat(fd).st_size) is False
+        os.pread(fd, os.fstat(fd).st_size, 0)  # cached now: read from the cache
+        view = again.read_into(oid, buf)
+        assert isinstance(view, memoryview) and view == blob
+        view.release()
+    finally:
+        os.close(fd)
+    small = mmap.mmap(-1, 4096)  # too small a buffer: bytes, still verified
+    assert again.read_into(oid, small) == blob
+    again.close()
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["direct", "cached"])
+def test_read_into_verifies(tmp_path: Path, cached: bool) -> None:
+    """A damaged large object read into a buffer fails as corrupt, by either path."""
+    store = ObjectStore.create(tmp_path / "objects")
+    blob = random.Random(9).randbytes(1 << 20)
+    oid = store.put(ObjKind.CHUNK, blob)[0]
+    store.close()
+    (pack,) = ObjectStore(tmp_path / "objects").pack_paths()
+    raw = bytearray(pack.read_bytes())
+    at = raw.find(blob) + len(blob) // 2
+    raw[at] ^= 0xFF
+    pack.write_bytes(bytes(raw))
+    if not cached:
+        _uncached(pack)
+    again = ObjectStore(tmp_path / "objects")
+    with pytest.raises(ObjectCorrupt):
+        again.read_into(oid, mmap.mmap(-1, len(blob) + 2 * ALIGN))
+    again.close()
 
 
 def test_a_store_keeps_a_bounded_number_of_packs_open(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import mmap
 import os
 import threading
@@ -255,43 +256,135 @@ def _buffer(size: int) -> mmap.mmap:
 def read_range(fd: int, offset: int, length: int) -> bytes | None:
     """``length`` bytes at ``offset`` of a file open with ``O_DIRECT`` at ``fd``.
 
-    The aligned stretch around them goes from the disk into this thread's
-    page-aligned buffer and the wanted bytes are copied out, so no page cache is
-    filled. None if the filesystem refuses the alignment or the file is shorter.
+    Read with :func:`read_range_into` into this thread's page-aligned buffer, and
+    copied out. None if the filesystem refuses the alignment or the file is shorter.
+    """
+    buf = _buffer(length + 2 * ALIGN)
+    view = read_range_into(fd, offset, length, buf)
+    if view is None:
+        return None
+    with view:
+        return bytes(view)
+
+
+def read_range_into(fd: int, offset: int, length: int, buf: mmap.mmap) -> memoryview | None:
+    """``length`` bytes at ``offset`` of a file open with ``O_DIRECT`` at ``fd``, in ``buf``.
+
+    The aligned stretch around them goes from the disk into the page-aligned ``buf``
+    (at least ``length + 2 * ALIGN`` bytes), so no page cache is filled; the result
+    is a view of ``buf``. None if the filesystem refuses the alignment or the file
+    is shorter.
     """
     start = offset - offset % ALIGN
     end = -(-(offset + length) // ALIGN) * ALIGN
-    view = memoryview(_buffer(end - start))
+    view = memoryview(buf)
     try:
         got = os.preadv(fd, [view[: end - start]], start)
         if got < offset + length - start:
+            view.release()
             return None
-        return bytes(view[offset - start : offset - start + length])
     except OSError as exc:
+        view.release()
         if exc.errno == errno.EINVAL:
             return None
         raise
-    finally:
-        view.release()
+    return view[offset - start : offset - start + length]
 
 
 def read_cached(fd: int, offset: int, length: int) -> bytes | None:
-    """The bytes if the page cache holds all of them (``RWF_NOWAIT``), else None.
+    """The bytes if the page cache holds all of them, else None (read them direct).
 
-    Read into this thread's buffer: a fresh buffer per attempt would cost a page
-    fault per 4 KiB even when nothing is cached. A filesystem that cannot answer
-    (tmpfs: EOPNOTSUPP) keeps everything in memory anyway: the bytes are read the
-    ordinary way.
+    Asked of the kernel without reading: a read with ``RWF_NOWAIT`` that misses
+    starts a readahead of the range before it gives up, so the bytes would come
+    from the disk twice, once into pages nobody reads. Where neither probe of
+    :func:`cached` works (not Linux) the bytes are read the ordinary way.
     """
-    view = memoryview(_buffer(length))
-    try:
-        got = os.preadv(fd, [view[:length]], offset, os.RWF_NOWAIT)
-        return bytes(view[:length]) if got == length else None
-    except BlockingIOError:
+    if cached(fd, offset, length) is False:
         return None
-    except OSError as exc:
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise
-        return os.pread(fd, length, offset)
-    finally:
-        view.release()
+    return os.pread(fd, length, offset)
+
+
+def cached(fd: int, offset: int, length: int) -> bool | None:
+    """Whether every page of a file's byte range is in the page cache; None: unknown.
+
+    ``cachestat`` (Linux 6.5) answers in one call; on older kernels the range is
+    mapped and ``mincore`` asked. Neither reads or allocates a page of the file.
+    """
+    if length <= 0:
+        return True
+    start = offset - offset % mmap.PAGESIZE
+    pages = -(-(offset + length - start) // mmap.PAGESIZE)
+    for probe in _probes():
+        held = probe(fd, start, pages)
+        if held is not None:
+            return held
+    return None
+
+
+Probe = Callable[[int, int, int], "bool | None"]
+
+
+@functools.cache
+def _probes() -> list[Probe]:
+    """The page cache probes, best first: (fd, first byte, pages) to True, False or None.
+
+    A probe answers None when it cannot tell, such as ``cachestat`` on a kernel
+    without it (the other is asked then). ctypes is loaded only when needed.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall, mincore, mapper, unmap = libc.syscall, libc.mincore, libc.mmap, libc.munmap
+    except (OSError, AttributeError):
+        return []
+    u64 = ctypes.c_uint64
+
+    class Range(ctypes.Structure):
+        _fields_ = [("off", u64), ("len", u64)]
+
+    class Stat(ctypes.Structure):
+        _fields_ = [(n, u64) for n in ("cache", "dirty", "writeback", "evicted", "recent")]
+
+    syscall.restype = ctypes.c_long
+    mapper.restype = ctypes.c_void_p
+    mapper.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int64,
+    ]
+    unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    failed = ctypes.c_void_p(-1).value
+    missing: list[bool] = []  # [True] once the kernel said it has no cachestat
+
+    def by_cachestat(fd: int, start: int, pages: int) -> bool | None:
+        if missing:
+            return None
+        rng, st = Range(start, pages * mmap.PAGESIZE), Stat()
+        if syscall(_CACHESTAT, fd, ctypes.byref(rng), ctypes.byref(st), 0) == 0:
+            return bool(st.cache >= pages)
+        if ctypes.get_errno() == errno.ENOSYS:
+            missing.append(True)
+        return None
+
+    def by_mincore(fd: int, start: int, pages: int) -> bool | None:
+        size = pages * mmap.PAGESIZE
+        addr = mapper(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+        if addr is None or addr == failed:
+            return None
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            if mincore(addr, size, vec) != 0:
+                return None
+            return all(b & 1 for b in vec)
+        finally:
+            unmap(addr, size)
+
+    return [by_cachestat, by_mincore]
+
+
+_CACHESTAT = 451  # the same number on every architecture (Linux 6.5's common table)
