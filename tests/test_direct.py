@@ -15,6 +15,7 @@ import pytest
 from vfs import direct
 from vfs.direct import ALIGN, BLOCK, DirectAppender, read_cached, read_range
 from vfs.errors import ObjectCorrupt
+from vfs.forked import Tickets
 from vfs.ids import hash_bytes, hasher
 from vfs.objects import ObjectStore, ObjKind
 
@@ -258,6 +259,36 @@ def test_read_into_verifies(tmp_path: Path, cached: bool) -> None:
     with pytest.raises(ObjectCorrupt):
         again.read_into(oid, mmap.mmap(-1, len(blob) + 2 * ALIGN))
     again.close()
+
+
+def test_tickets_are_claimed_once_across_processes() -> None:
+    """Parent and forked child together claim every piece exactly once."""
+    pieces = 40_000  # more than a pipe holds tickets for: each covers a run of pieces
+    tickets = Tickets.share(pieces)
+    assert tickets is not None and tickets.per > 1
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child claims until none are left, and reports what it got
+        code = 1
+        try:
+            os.close(r)
+            got: list[int] = []
+            while (run := tickets.claim()) is not None:
+                got.extend(run)
+            with os.fdopen(w, "w") as out:
+                out.write(" ".join(map(str, got)))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    mine: list[int] = []
+    while (run := tickets.claim()) is not None:
+        mine.extend(run)
+    with os.fdopen(r) as fh:
+        theirs = [int(x) for x in fh.read().split()]
+    assert os.waitpid(pid, 0)[1] == 0
+    tickets.close()
+    assert sorted(mine + theirs) == list(range(pieces))
 
 
 def test_a_store_keeps_a_bounded_number_of_packs_open(tmp_path: Path) -> None:

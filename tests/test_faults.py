@@ -525,25 +525,40 @@ def test_many_small_files_restored_by_two_processes(repo: Repo) -> None:
 
 
 RESTORE_HELPER_DIES = """
-import sys
+import os, sys, time
 from pathlib import Path
 from vfs import worktree
 from vfs.checkout import checkout
-from vfs.forked import Helper
+from vfs.forked import Helper, Tickets
 from vfs.repo import Repository
 
-real_share, real_start = worktree._restore_share, Helper.start
-forked = []
+real_share, real_start, real_claim = worktree._restore_share, Helper.start, Tickets.claim
+parent, forked = os.getpid(), []
 
-def dies(channel, batches, *rest):
-    real_share(channel, batches[:3], *rest)  # reports three directories' files, then
-    raise RuntimeError("the helper broke")  # fails before the end frame
+def slow_claim(self):  # the parent leaves the helper time to claim its tickets
+    if os.getpid() == parent:
+        time.sleep(0.02)
+    return real_claim(self)
+
+def dies(channel, tickets, *rest):
+    claims = []
+
+    def claim():  # three tickets' directories restored and reported; then one taken
+        claims.append(real_claim(tickets))  # and lost: the helper fails before its end
+        if len(claims) > 3:
+            os.write(1, b"the helper broke\\n")
+            raise RuntimeError("the helper broke")
+        return claims[-1]
+
+    tickets.claim = claim
+    real_share(channel, tickets, *rest)
 
 def start(work):
     helper = real_start(work)
     forked.append(helper is not None)
     return helper
 
+Tickets.claim = slow_claim
 worktree._restore_share = dies
 Helper.start = start
 worktree.spare_cpus = lambda limit: 1
@@ -559,7 +574,9 @@ def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(repo: Repo) -
     """What a helper did not report is restored by the parent: the result is whole."""
     files = _many_small(repo)
     out = run_python(RESTORE_HELPER_DIES, str(repo.root))
-    assert out.strip() == "[True]", f"no helper was forked: the split was not exercised: {out}"
+    assert out.split() == ["the", "helper", "broke", "[True]"], (
+        f"the split was not exercised: {out}"
+    )
     for rel, data in files.items():
         assert repo.read(rel) == data, rel
     assert _temporaries(repo) == []

@@ -18,6 +18,7 @@ import contextlib
 import marshal
 import os
 import signal
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -129,6 +130,65 @@ class Helper(Channel):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(self.pid, 0)
             self.pid = -1
+
+
+class Tickets:
+    """Pieces of work numbered 0..n-1, each taken by whichever process asks first.
+
+    The numbers are written into a pipe before a helper is forked, and its write end
+    is closed; a claim reads the next one. A pipe read takes its bytes whole under the
+    pipe's lock, so no two claims get the same piece, and the process that is faster
+    at the moment takes more: no guess about who will be faster is needed. A pipe
+    holds only so much unread, so each ticket stands for a run of consecutive pieces
+    when there are more pieces than tickets fit.
+    """
+
+    def __init__(self, fd: int, pieces: int, per: int) -> None:
+        self.fd = fd
+        self.pieces = pieces
+        self.per = per
+
+    @staticmethod
+    def share(pieces: int) -> Tickets | None:
+        """Tickets for ``pieces`` pieces; None if no pipe could take them."""
+        import fcntl
+
+        r, w = os.pipe()
+        try:
+            os.set_blocking(w, False)  # never wait: a pipe smaller than asked fails instead
+            room = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) // TICKET.size
+            per = max(1, -(-pieces // room))
+            count = -(-pieces // per)
+            data = memoryview(b"".join(TICKET.pack(t) for t in range(count)))
+            while data:
+                data = data[os.write(w, data) :]
+        except OSError:
+            os.close(r)
+            return None
+        finally:
+            os.close(w)
+        return Tickets(r, pieces, per)
+
+    def claim(self) -> range | None:
+        """The next pieces for this process; None once every ticket is taken."""
+        try:
+            got = os.read(self.fd, TICKET.size)
+        except OSError:
+            return None
+        if len(got) != TICKET.size:
+            return None
+        first = TICKET.unpack(got)[0] * self.per
+        return range(first, min(first + self.per, self.pieces))
+
+    def close(self) -> None:
+        """Let go of the pipe (again: nothing)."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+
+
+TICKET = struct.Struct("<I")
 
 
 def _read_exactly(fd: int, n: int) -> bytes | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import select
 import shutil
@@ -33,7 +34,7 @@ from vfs.codec import ChunkRef, Entry, Kind
 from vfs.direct import ALIGN, DirectAppender
 from vfs.durable import TMP_PREFIX, storage_error, tmp_leaf
 from vfs.errors import DvfsError, FileChanged, ObjectError, UsageError
-from vfs.forked import Channel, Helper, spare_cpus
+from vfs.forked import Channel, Helper, Tickets, spare_cpus
 from vfs.ids import hash_bytes, hasher
 from vfs.objects import ObjectStore, ObjKind
 from vfs.stage import Staged, staged_from_entry, staged_with_stat
@@ -48,7 +49,7 @@ BLOCKS = 2  # blocks of a large file in flight
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per task
-RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process takes half
+RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shares them
 WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs.direct)
 READ_AHEAD = 2  # chunks of such a file read ahead while the current one is written
 _TMP_PREFIX = TMP_PREFIX.encode()
@@ -684,14 +685,15 @@ def restore_many(
     """Restore many entries; return their staged records and failures.
 
     Small files are restored directory by directory in the order of their objects in
-    the packs, on one thread: creating one is a few short system calls with Python
+    the packs, on this thread: creating one is a few short system calls with Python
     between them, so a second thread only passes the interpreter lock back and forth
     (20,000 small files: 2.35 s on one thread, 2.9-3.0 s on two). Past RESTORE_SPLIT
-    of them, a forked helper process (``vfs.forked``) restores the second half and
-    reports each directory's records as it goes; whatever it did not report (it
-    failed, or an object of a file was bad) is restored here again. Files of
-    WRITE_DIRECT and more go on a second thread beside: they mostly wait for the
-    disk (see :func:`_write_direct`).
+    of them, a forked helper process (``vfs.forked``) restores some too: the two take
+    directories from shared :class:`~vfs.forked.Tickets`, so the one with more CPU
+    to spare does more, and the helper reports each directory's records as it goes.
+    Whatever it did not report (it failed, or an object of a file was bad) is
+    restored here again. Files of WRITE_DIRECT and more go on a thread beside: they
+    mostly wait for the disk (see :func:`_write_direct`).
 
     The records carry the restored files' new stat; a stat result itself is not
     kept (about 600 bytes each: 12 MB for 20,000 files).
@@ -728,66 +730,84 @@ def restore_many(
                 done[rel] = res
             workers.progress.advance(1, e.size)
 
+    small = list(_restore_batches([item for item in todo if item[1].size < WRITE_DIRECT]))
+    first = list(itertools.accumulate(map(len, small), initial=0))  # of each batch, in flat
+    flat = [item for batch in small for item in batch]
+    restored = bytearray(len(flat))  # 1: restored here, or by the helper as it reported
+    helper = tickets = None
+    if len(flat) >= RESTORE_SPLIT and spare_cpus(1):  # before any thread starts
+        tickets = Tickets.share(len(small))
+        if tickets is not None:
+            shared = tickets
+            helper = Helper.start(
+                lambda ch: _restore_share(ch, shared, small, first, root, store, tracked)
+            )
+    listening = helper is not None  # frames may still come
+    helper_done = False
+
+    def listen(timeout: float | None) -> None:
+        """Take the helper's frames that are ready, waiting up to ``timeout`` for one."""
+        nonlocal listening, helper_done
+        while listening and helper is not None and _readable(helper.read_fd, timeout):
+            timeout = 0
+            ok, frame = helper.receive()
+            if not ok or frame is None:  # ended: whole (None) or failed
+                listening, helper_done = False, ok
+                return
+            for at, mtime_ns, ctime_ns, ino in frame:
+                rel, e = flat[at]
+                done[rel] = staged_with_stat(e, mtime_ns, ctime_ns, ino)
+                restored[at] = 1
+                workers.progress.advance(1, e.size)
+
     def stop_helper() -> None:  # for good, before any of its files is restored here
         if helper is not None:
             if not helper_done:
                 helper.interrupt()
             helper.close()
+        if tickets is not None:
+            tickets.close()
 
-    small = list(_restore_batches([item for item in todo if item[1].size < WRITE_DIRECT]))
-    share: list[tuple[bytes, Entry]] = []  # the helper's files, in order
-    helper = None
-    if sum(map(len, small)) >= RESTORE_SPLIT and spare_cpus(1):  # before any thread starts
-        half = len(small) // 2
-        theirs = small[half:]
-        helper = Helper.start(lambda ch: _restore_share(ch, theirs, root, store, tracked))
-        if helper is not None:
-            small = small[:half]
-            share = [item for batch in theirs for item in batch]
+    def mine() -> Iterator[int]:
+        """The batches this process restores: all, or those it claims first."""
+        if helper is None:
+            yield from range(len(small))
+            return
+        assert tickets is not None
+        while (pieces := tickets.claim()) is not None:
+            yield from pieces
+
     workers.progress.start("restoring", len(todo), sum(e.size for _, e in todo))
-
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    lanes = [
-        (workers.restore_small, small),
-        (workers.restore_large, [[item] for item in todo if item[1].size >= WRITE_DIRECT]),
-    ]
-    batch_of: dict[Future[list[Staged | DvfsError]], list[tuple[bytes, Entry]]] = {}
-    reported = bytearray(len(share))  # 1: restored by the helper, as it reported
-    helper_done = False
-    listening = helper is not None  # frames may still come
+    large = {
+        workers.restore_large.submit(run, [item]): [item]
+        for item in todo
+        if item[1].size >= WRITE_DIRECT
+    }
+
+    def collect() -> None:
+        for fut in [f for f in large if f.done()]:
+            record(large.pop(fut), fut.result())
+
     try:
-        for lane, batches in lanes:
-            for batch in batches:
-                batch_of[lane.submit(run, batch)] = batch
-        pending = set(batch_of)
-        while pending or listening:
-            # The helper's frames are read here, between the lanes' results (a thread
-            # of its own for them cost 2-3 MB more peak memory).
-            if not listening:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            elif pending:
-                finished, pending = wait(pending, timeout=0.005, return_when=FIRST_COMPLETED)
+        for k in mine():
+            record(small[k], run(small[k]))
+            restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
+            listen(0)
+            collect()
+        while listening or large:
+            if listening:
+                listen(0.005 if large else None)
             else:
-                finished = set()
-            while listening and helper is not None and _readable(helper.read_fd, bool(pending)):
-                ok, frame = helper.receive()
-                if not ok or frame is None:  # ended: whole (None) or failed
-                    listening, helper_done = False, ok
-                    break
-                for at, mtime_ns, ctime_ns, ino in frame:
-                    rel, e = share[at]
-                    done[rel] = staged_with_stat(e, mtime_ns, ctime_ns, ino)
-                    reported[at] = 1
-                    workers.progress.advance(1, e.size)
-            for fut in finished:
-                record(batch_of.pop(fut), fut.result())
+                wait(large, return_when=FIRST_COMPLETED)
+            collect()
         stop_helper()
-        if share:  # files the helper did not restore, or failed to (bad objects)
-            left = [item for item, ok in zip(share, reported, strict=True) if not ok]
-            record(left, run(left))
+        # Files the helper did not restore, or failed to (bad objects).
+        left = [item for item, ok in zip(flat, restored, strict=True) if not ok]
+        record(left, run(left))
     finally:
-        for fut in batch_of:  # on failure: let running work end before we do
+        for fut in large:  # on failure: let running work end before we do
             if not fut.cancel():
                 with contextlib.suppress(Exception):
                     fut.result()
@@ -796,37 +816,38 @@ def restore_many(
     return done, failed
 
 
-def _readable(fd: int, poll: bool) -> bool:
-    """True when ``fd`` has data (or its end); ``poll``: do not wait for it."""
-    return bool(select.select([fd], [], [], 0 if poll else None)[0])
+def _readable(fd: int, timeout: float | None) -> bool:
+    """True when ``fd`` has data (or its end) within ``timeout`` seconds (None: wait)."""
+    return bool(select.select([fd], [], [], timeout)[0])
 
 
 def _restore_share(
     channel: Channel,
+    tickets: Tickets,
     batches: list[list[tuple[bytes, Entry]]],
+    first: list[int],
     root: Path,
     store: ObjectStore,
     tracked: Callable[[bytes], bool],
 ) -> None:
-    """A restore helper's work: each batch, then a frame of what it restored.
+    """A restore helper's work: the batches it claims, each followed by a frame.
 
-    A frame lists (position among the batches' files, mtime_ns, ctime_ns, inode) of
-    each file restored; a file whose object is bad is left out, for the parent to
+    A frame lists (position among all the batches' files, mtime_ns, ctime_ns, inode)
+    of each file restored; a file whose object is bad is left out, for the parent to
     restore again and get the error itself. The last frame is None.
     """
     made: set[bytes] = set()
-    at = -1
-    for batch in batches:
-        restored = []
-        for rel, e in batch:
-            at += 1
-            try:
-                st = write_entry(root, rel, e, store, tracked, made)
-            except ObjectError:
-                continue
-            restored.append((at, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-        if not channel.send(restored):
-            return
+    while (pieces := tickets.claim()) is not None:
+        for k in pieces:
+            restored = []
+            for i, (rel, e) in enumerate(batches[k]):
+                try:
+                    st = write_entry(root, rel, e, store, tracked, made)
+                except ObjectError:
+                    continue
+                restored.append((first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+            if not channel.send(restored):
+                return
     channel.send(None)
 
 
