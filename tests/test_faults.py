@@ -624,6 +624,43 @@ def test_disk_full_during_add(small_disk: Path) -> None:
     assert grown == 0
 
 
+@pytest.mark.parametrize("room_mib", [3, 11, 17])
+def test_disk_full_during_checkout(tmp_path: Path, room_mib: int) -> None:
+    """A checkout that runs out of space fails cleanly, wherever it stops.
+
+    Past RESTORE_SPLIT small files a helper process restores some of them, beside
+    the lane of a large file: whichever meets the full disk, the command says so in
+    one line and leaves no temporary file, and once there is room a checkout
+    restores everything.
+    """
+    from tests.conftest import tmpfs
+    from vfs.worktree import RESTORE_SPLIT, WRITE_DIRECT
+
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        repo = init_repo(disk / "repo")
+        files = {
+            f"t{i % 23:02}/f{i:05}.bin": rand(100 + i % 900, seed=i)
+            for i in range(RESTORE_SPLIT + 300)
+        }
+        files["big/large.bin"] = rand(WRITE_DIRECT + MiB, seed=77)
+        committed(repo, files)
+        for rel in files:
+            (repo.root / rel).unlink()
+        filler = disk / "filler"  # the restored files need about 19 MiB
+        fill(filler)
+        os.truncate(filler, filler.stat().st_size - room_mib * MiB)
+        r = repo.run("checkout", "HEAD")
+        assert_error(r, "disk is full")
+        assert _temporaries(repo) == []
+        filler.unlink()
+        repo.ok("checkout", "HEAD")
+        for rel, data in files.items():
+            assert repo.read(rel) == data, rel
+        st = repo.status()
+        assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
+        repo.fsck_clean()
+
+
 PAGE = 4096
 
 
