@@ -235,6 +235,49 @@ def test_ls_and_cat(repo: Repo) -> None:
 # -------------------------------------------------------------------------------------------- diff
 
 
+def test_diff_between_versions_shows_empty_directories(repo: Repo) -> None:
+    """Versions made by a snapshot record empty directories; diff lists them like files.
+
+    A directory that only empties or fills is known by its files; one that turns into
+    a file (or back) is removed and added.
+    """
+    from vfs.codec import ChunkRef, Entry, Kind, encode_tree
+    from vfs.diff import diff_trees
+    from vfs.objects import ObjKind
+    from vfs.repo import Repository
+
+    handle = Repository.find(repo.root)
+    store = handle.store
+
+    def tree(*entries: Entry) -> bytes:
+        return store.put(ObjKind.TREE, encode_tree(entries))[0]
+
+    def file(name: str, data: bytes) -> Entry:
+        oid = store.put(ObjKind.CHUNK, data)[0]
+        refs = (ChunkRef(oid, len(data)),)
+        whole = blake3.blake3(data).digest()
+        return Entry(name.encode(), Kind.FILE, 0o644, len(data), 0, digest=whole, chunks=refs)
+
+    def folder(name: str, subtree: bytes) -> Entry:
+        return Entry(name.encode(), Kind.DIR, 0o755, 0, 0, subtree=subtree)
+
+    empty = tree()
+    a = tree(folder("e1", empty), file("f", b"x"), folder("g", tree(file("z.txt", b"z"))),
+             folder("keep", empty), folder("sw", empty))  # fmt: skip
+    b = tree(folder("e2", empty), file("f", b"x"), folder("g", empty), folder("keep", empty),
+             folder("n", empty), file("sw", b"now a file"))  # fmt: skip
+    got = [(c.status, c.path, c.old_path, c.kind) for c in diff_trees(handle.history, a, b)]
+    store.close()
+    assert got == [  # empty directories look alike: never a rename
+        ("removed", b"e1", None, "dir"),
+        ("added", b"e2", None, "dir"),
+        ("removed", b"g/z.txt", None, "file"),
+        ("added", b"n", None, "dir"),
+        ("removed", b"sw", None, "dir"),
+        ("added", b"sw", None, "file"),
+    ]
+
+
 def test_diff_added_removed_modified_renamed(repo: Repo) -> None:
     repo.write("d/keep.txt", "k")
     repo.write("d/mod.txt", "old")

@@ -554,6 +554,18 @@ def test_the_repository_catches_up_with_a_snapshot_before_it_commits(wt: Worktre
     assert r.out.startswith("v3 ")
     assert assert_ok(wt.dvfs("cat", "v3:data/a.txt")).out == "from the mount\n"
     assert assert_ok(wt.dvfs("cat", "v3:data/local.txt")).out == "made in the repository\n"
+    # diff between versions shows the empty directory the snapshot recorded, and that a
+    # commit from the staging index (files and links only) does not keep it
+    made = [c for c in assert_ok(wt.dvfs("diff", "v1", "v2", "--json")).json()["changes"]
+            if c["kind"] == "dir"]  # fmt: skip
+    assert made == [{"status": "added", "path": "data/made/empty", "kind": "dir",
+                     "old_size": None, "new_size": 0}]  # fmt: skip
+    assert (
+        "added:    data/made/empty/ (empty directory)" in assert_ok(wt.dvfs("diff", "v1", "v2")).out
+    )
+    assert (
+        "removed:  data/made/empty/ (empty directory)" in assert_ok(wt.dvfs("diff", "v2", "v3")).out
+    )
     fsck_clean(wt.repo)
 
 

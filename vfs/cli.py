@@ -231,20 +231,21 @@ def snapshot(
 
 
 def change_line(c: Change) -> str:
-    """One line describing a change."""
-    path = show(c.path)
+    """One line describing a change; an empty directory ends in a slash."""
+    tail = "/" if c.kind == "dir" else ""
+    path = show(c.path) + tail
     if c.status == "renamed":
-        return f"renamed:  {show(c.old_path or b'')} -> {path}"
+        return f"renamed:  {show(c.old_path or b'')}{tail} -> {path}"
     if c.status == "modified":
         return f"modified: {path} ({human(c.old_size)} -> {human(c.new_size)})"
     if c.status == "added":
-        return f"added:    {path} ({human(c.new_size)})"
-    return f"removed:  {path} ({human(c.old_size)})"
+        return f"added:    {path} ({'empty directory' if tail else human(c.new_size)})"
+    return f"removed:  {path} ({'empty directory' if tail else human(c.old_size)})"
 
 
 def change_json(c: Change) -> dict[str, Any]:
     """A change as a JSON object."""
-    out: dict[str, Any] = {"status": c.status, "path": show(c.path)}
+    out: dict[str, Any] = {"status": c.status, "path": show(c.path), "kind": c.kind}
     if c.old_path is not None:
         out["old_path"] = show(c.old_path)
     out["old_size"] = c.old_size

@@ -3,7 +3,12 @@
 Both sides are maps of path -> (kind, mode, size, digest/target). Between two versions
 the trees are walked together and subtrees with equal ids are skipped, so the cost
 follows the size of the change, not of the data. A removed and an added path with the
-same content and kind become one rename (the first unused candidate, in path order).
+same content and kind become one rename (the first unused candidate, in path order),
+unless it is empty.
+
+Directories are known by the files in them, except empty ones: a snapshot of a
+mounted working tree records those, so between two versions an empty directory where
+the other side has no directory is added or removed like a file.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ class Change:
     old_path: bytes | None = None
     old_size: int | None = None
     new_size: int | None = None
+    kind: str = "file"  # "file" | "link" | "dir" (an empty directory)
+
+
+_KIND_NAMES = {Kind.FILE: "file", Kind.SYMLINK: "link", Kind.DIR: "dir"}
 
 
 def _content(e: Entry | Staged) -> tuple[int, bytes, bytes]:
@@ -39,13 +48,19 @@ def _same(a: Entry | Staged, b: Entry | Staged) -> bool:
 
 
 def diff_maps(old: Side, new: Side) -> list[Change]:
-    """Changes turning ``old`` into ``new``, sorted by path, renames detected."""
-    added = sorted(p for p in new if p not in old)
-    removed = sorted(p for p in old if p not in new)
+    """Changes turning ``old`` into ``new``, sorted by path, renames detected.
+
+    A path that turns from a directory into a file or back is removed and added.
+    """
+    swapped = {
+        p for p in new if p in old and (old[p].kind == Kind.DIR) != (new[p].kind == Kind.DIR)
+    }
+    added = sorted(p for p in new if p not in old or p in swapped)
+    removed = sorted(p for p in old if p not in new or p in swapped)
     changes = [
-        Change("modified", p, old_size=old[p].size, new_size=new[p].size)
+        Change("modified", p, old_size=old[p].size, new_size=new[p].size, kind=_kind(new[p]))
         for p in new
-        if p in old and not _same(old[p], new[p])
+        if p in old and p not in swapped and not _same(old[p], new[p])
     ]
     by_content: dict[tuple[int, bytes, bytes], list[bytes]] = defaultdict(list)
     for p in removed:
@@ -54,16 +69,23 @@ def diff_maps(old: Side, new: Side) -> list[Change]:
     for p in added:
         e = new[p]
         candidates = by_content.get(_content(e))
-        if candidates and (e.kind != Kind.FILE or e.size > 0):
+        # Empty files and directories all look alike: never a rename.
+        if candidates and (e.kind == Kind.SYMLINK or (e.kind == Kind.FILE and e.size > 0)):
             src = candidates.pop(0)
             renamed_from.add(src)
-            changes.append(Change("renamed", p, src, old[src].size, e.size))
+            changes.append(Change("renamed", p, src, old[src].size, e.size, _kind(e)))
         else:
-            changes.append(Change("added", p, new_size=e.size))
+            changes.append(Change("added", p, new_size=e.size, kind=_kind(e)))
     changes += [
-        Change("removed", p, old_size=old[p].size) for p in removed if p not in renamed_from
+        Change("removed", p, old_size=old[p].size, kind=_kind(old[p]))
+        for p in removed
+        if p not in renamed_from
     ]
-    return sorted(changes, key=lambda c: c.path)
+    return sorted(changes, key=lambda c: (c.path, c.status != "removed"))
+
+
+def _kind(e: Entry | Staged) -> str:
+    return _KIND_NAMES[e.kind]
 
 
 def _walk_diff(
@@ -88,6 +110,11 @@ def _walk_diff(
         yd = y.subtree if y is not None and y.kind == Kind.DIR else None
         if xd is not None or yd is not None:
             _walk_diff(hist, xd, yd, path, old, new)
+            # An empty directory where the other side has none was made or removed.
+            if x is not None and xd is not None and yd is None and not hist.tree(xd).entries:
+                old[path] = x
+            if y is not None and yd is not None and xd is None and not hist.tree(yd).entries:
+                new[path] = y
         if x is not None and x.kind != Kind.DIR:
             old[path] = x
         if y is not None and y.kind != Kind.DIR:
@@ -97,7 +124,10 @@ def _walk_diff(
 def tree_delta(
     hist: History, a: bytes | None, b: bytes | None
 ) -> tuple[dict[bytes, Entry], dict[bytes, Entry]]:
-    """The file/link entries of tree ``a`` and tree ``b`` below subtrees that differ."""
+    """The file/link entries of tree ``a`` and tree ``b`` below subtrees that differ.
+
+    Empty directories that only one side has are included (see the module doc).
+    """
     old: dict[bytes, Entry] = {}
     new: dict[bytes, Entry] = {}
     _walk_diff(hist, a, b, b"", old, new)
