@@ -479,6 +479,43 @@ def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> None:
+    """Checkout reads a large file's chunks once, past the page cache, when not cached.
+
+    Neither a readahead of its packs nor a cached-read probe may pull them in: the
+    chunks would come from the disk twice, once into pages nobody reads.
+    """
+    from vfs import direct
+    from vfs.repo import Repository
+    from vfs.worktree import WRITE_DIRECT
+
+    data = rand(WRITE_DIRECT + 3 * MiB, seed=41)
+    committed(repo, {"d/large.bin": data, "d/small.txt": "small"})
+    (repo.root / "d" / "large.bin").unlink()
+    handle = Repository.find(repo.root)
+    hist = handle.history
+    head = hist.head_id()
+    assert head is not None
+    entry = hist.flatten(hist.version(head).tree)[b"d/large.bin"]
+    where = [handle.store.locate(c.oid) for c in entry.chunks]
+    handle.store.close()
+    for pack in {p for p, _ in where}:
+        fd = os.open(pack, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+    repo.ok("checkout", "HEAD")
+    assert repo.read("d/large.bin") == data
+    cached_pages = 0
+    for pack, obj in where:
+        fd = os.open(pack, os.O_RDONLY)
+        for at in range(obj.offset, obj.offset + obj.stored_len, 4096):
+            cached_pages += bool(direct.cached(fd, at, 1))
+        os.close(fd)
+    assert cached_pages <= 2 * len(where), f"{cached_pages} pages of its chunks were cached"
+    repo.fsck_clean()
+
+
 def _many_small(repo: Repo) -> dict[str, bytes]:
     """More small files than one process restores alone (a helper takes half)."""
     from vfs.worktree import RESTORE_SPLIT
