@@ -171,10 +171,10 @@ def commit(
 
 def collect_params(params: tuple[str, ...], params_file: Path | None) -> dict[str, Any]:
     """The parameters of --params-file, then of each --param K=V."""
-    import yaml
-
     recorded: dict[str, Any] = {}
     if params_file is not None:
+        import yaml  # only then: a plain commit need not pay 15 ms for it
+
         try:
             loaded = yaml.safe_load(params_file.read_text())
         except yaml.YAMLError as exc:
