@@ -590,8 +590,7 @@ class ObjectStore:
             return self.get(oid)
         view = None
         with self._fd(slot) as fd:
-            held = cached(fd, obj.offset, obj.stored_len)
-            if held:
+            if cached(fd, obj.offset, obj.stored_len) is not False:  # as read_cached()
                 n = os.preadv(fd, [memoryview(buf)[: obj.stored_len]], obj.offset)
                 view = memoryview(buf)[:n]
         if view is None:

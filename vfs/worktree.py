@@ -48,7 +48,7 @@ BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
 BLOCKS = 2  # blocks of a large file in flight
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
-RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per task
+RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per claim
 RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shares them
 WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs.direct)
 READ_AHEAD = 2  # chunks of such a file read ahead while the current one is written
@@ -129,13 +129,8 @@ class Workers:
         return self._pool("digest", 1)
 
     @property
-    def restore_small(self) -> ThreadPoolExecutor:
-        """One thread restoring small files (see :func:`restore_many`)."""
-        return self._pool("restore", 1)
-
-    @property
     def restore_large(self) -> ThreadPoolExecutor:
-        """One thread restoring large files, beside the small ones."""
+        """One thread restoring large files, beside the small ones (see :func:`restore_many`)."""
         return self._pool("restore-large", 1)
 
     def close(self) -> None:
@@ -608,7 +603,6 @@ def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
     alone: 77 MB, against 81 MB reading one chunk at a time into new bytes).
     """
     import mmap
-    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     room = max(c.size for c in entry.chunks) + 2 * ALIGN
@@ -856,11 +850,11 @@ def _restore_share(
 def _restore_batches(
     todo: list[tuple[bytes, Entry]],
 ) -> Iterator[list[tuple[bytes, Entry]]]:
-    """Consecutive entries of one directory as one task, up to RESTORE_BATCH_BYTES.
+    """Consecutive entries of one directory as one batch, up to RESTORE_BATCH_BYTES.
 
-    A task per file cost more in futures and thread switches than creating a small
-    file does; and two threads creating files in the same directory mostly wait for
-    each other on its lock, so a directory's files go to one thread together.
+    A batch is what the parent and the restore helper claim: a claim per file would
+    cost more than creating a small file does, and two processes creating files in
+    the same directory mostly wait for each other on its lock.
     """
     batch: list[tuple[bytes, Entry]] = []
     held = 0
