@@ -20,11 +20,12 @@ from vfs.codec import (
 )
 from vfs.errors import FormatError
 from vfs.ids import hash_bytes
+from vfs.names import is_reserved
 
 ID = bytes(range(32))
 
 names = st.binary(min_size=1, max_size=40).filter(
-    lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b"..")
+    lambda n: b"/" not in n and b"\0" not in n and n not in (b".", b"..") and not is_reserved(n)
 )
 
 

@@ -27,7 +27,8 @@ Version::
 Encoding is canonical (sorted entries, fixed key order, no floats in structure),
 so equal directories have equal bytes and therefore equal ids. Decoding rejects
 anything else: unknown versions, wrong types, unsorted or duplicate names, and
-names that are empty, contain ``/`` or NUL, or are ``.``/``..``.
+names that are empty, contain ``/`` or NUL, are ``.``/``..``, or are reserved
+(``.git``, ``.dvfs`` and their lookalikes: ``vfs.names``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import msgpack
 
 from vfs.errors import FormatError
 from vfs.ids import ID_BYTES
+from vfs.names import any_reserved, is_reserved
 
 TREE_FORMAT = 1
 VERSION_FORMAT = 1
@@ -132,6 +134,8 @@ def check_name(name: bytes) -> bytes:
         raise FormatError(f"invalid name {name!r} in a tree record")
     if len(name) > 255:
         raise FormatError(f"name longer than 255 bytes in a tree record: {name[:40]!r}...")
+    if is_reserved(name):
+        raise FormatError(f"reserved name {name!r} in a tree record")
     return name
 
 
@@ -188,6 +192,7 @@ def decode_tree(data: bytes) -> Tree:
     rows = rec["entries"]
     _need(isinstance(rows, list), "entries is not a list")
     out: list[Entry] = []
+    names: list[bytes] = []
     prev = b""
     file, folder, link = Kind.FILE, Kind.DIR, Kind.SYMLINK
     for row in rows:
@@ -201,6 +206,7 @@ def decode_tree(data: bytes) -> Tree:
         if not prev < name:
             _need(False, "names unsorted or duplicated")
         prev = name
+        names.append(name)
         if type(kind) is not int or not 0 <= kind <= 2:
             _need(False, "bad kind")
         if type(mode) is not int or not 0 <= mode <= MODE_MASK:
@@ -242,6 +248,9 @@ def decode_tree(data: bytes) -> Tree:
             _need(isinstance(payload, bytes) and 0 < len(payload) <= 4096, "bad link target")
             _need(b"\0" not in payload, "NUL in link target")
             out.append(Entry(name, link, mode, size, mtime_ns, target=payload))
+    bad = any_reserved(names)
+    if bad is not None:
+        check_name(bad)
     return Tree(tuple(out))
 
 

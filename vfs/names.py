@@ -1,0 +1,69 @@
+"""Which names dvfs never stores in a version nor writes into a working tree.
+
+``.git`` and ``.dvfs`` hold a repository's configuration, hooks and store. A version
+that carried one would, once checked out, let whoever made the version run commands
+(git's ``core.fsmonitor``, hooks) or redirect remotes, so they are refused wherever a
+name enters dvfs: ``add``, the mount's working tree, snapshots and every tree decoded.
+
+The match follows git's own path checks (``verify_path``): ASCII case is ignored, and so
+are the spellings that some filesystem resolves to the same directory, so that a
+repository shared with a Mac or Windows machine is safe as well:
+
+- HFS+ ignores the zero-width code points U+200C..U+200F, U+202A..U+202E, U+206A..U+206F
+  and U+FEFF inside a name (``.g\\u200cit``);
+- NTFS ignores trailing dots and spaces (``.git. .``), treats ``name:stream`` as the
+  file ``name`` (``.git::$INDEX_ALLOCATION``), and answers to 8.3 short names
+  (``GIT~1``, ``DVFS~1``, and git's hashed fallback ``GI7EBA~1``).
+
+``.versions`` is refused at the root of a version only: the mount shows the version
+list under that name.
+"""
+
+from __future__ import annotations
+
+import re
+
+GUARDED = (b".git", b".dvfs")
+VERSIONS_DIR = b".versions"
+
+# Names that may be one of the guarded ones; everything else skips the full check.
+_SUSPECT = re.compile(rb"(?i)git|dvfs|gi7eba|\xe2[\x80\x81]|\xef\xbb\xbf")
+_SUSPECT_BYTES = (b"git", b"dvfs", b"gi7eba", b"\xe2\x80", b"\xe2\x81", b"\xef\xbb\xbf")
+_IGNORABLE = frozenset(
+    [*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
+)
+_SHORT = re.compile(rb"(git|dvfs)~[1-4]|gi7eba~[1-9]")
+
+
+def is_reserved(name: bytes) -> bool:
+    """True if ``name`` is ``.git`` or ``.dvfs`` in any spelling a filesystem folds."""
+    if _SUSPECT.search(name) is None:
+        return False
+    folded = name
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        stripped = "".join(c for c in text if ord(c) not in _IGNORABLE)
+        if stripped.isascii():
+            folded = stripped.encode("ascii")
+    folded = folded.lower().split(b":", 1)[0].rstrip(b" .")
+    return folded in GUARDED or _SHORT.fullmatch(folded) is not None
+
+
+def any_reserved(names: list[bytes]) -> bytes | None:
+    """The first reserved name among ``names``, or None.
+
+    One pass over all the names joined (1.5 ms for 20,000), so that decoding a large
+    directory pays the full check only for names that could match.
+    """
+    blob = b"/".join(names).lower()
+    if not any(s in blob for s in _SUSPECT_BYTES):
+        return None
+    return next((n for n in names if is_reserved(n)), None)
+
+
+def is_reserved_at_root(name: bytes) -> bool:
+    """True if ``name`` may not appear at the top of a version (adds ``.versions``)."""
+    return name == VERSIONS_DIR or is_reserved(name)
