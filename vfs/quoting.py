@@ -1,0 +1,93 @@
+"""Untrusted text made safe to print: names quoted as git's ``core.quotePath`` does.
+
+A file name, a ref name, a link target, a commit message or an author can come from
+anyone who can write to a shared remote or a working tree, and may hold a newline
+(to forge a line of ``dvfs status``), an escape sequence (to rewrite the terminal) or
+bytes that are not UTF-8. Every human-readable output passes such text through here;
+JSON output stays exact (:func:`safe_json`).
+
+Unsafe code points: C0 controls (U+0000..U+001F), DEL, C1 controls (U+0080..U+009F),
+the Unicode line and paragraph separators (U+2028, U+2029), the bidirectional
+embeddings, overrides and isolates that can make text read backwards (U+202A..U+202E,
+U+2066..U+2069), and bytes that are not UTF-8 (held as the surrogates U+DC80..U+DCFF
+of ``os.fsdecode``). Everything else, ``é`` and ``日本`` included, prints as it is.
+
+- :func:`quote_name` (names, paths, refs, link targets, URLs): a name holding an
+  unsafe code point, ``"`` or ``\\`` is shown as a C-style string in double quotes,
+  as ``git -c core.quotePath=false`` shows it (git leaves C1 and bidirectional
+  controls and bytes that are not UTF-8 raw; here they are escaped too):
+  ``\\a \\b \\t \\n \\v \\f \\r``, ``\\"``, ``\\\\``, and every other unsafe byte of its
+  UTF-8 form as a three-digit octal escape (``\\033``, ``\\302\\233``, ``\\377``). Any
+  name can be recovered from its quoted form; a name that needs no quoting is shown
+  unchanged.
+- :func:`escape_text` (messages, authors, parameter values, whole error lines): the
+  same escapes in place, without surrounding quotes; ``"`` and ``\\`` stay as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_UNSAFE = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_TEXT_UNSAFE = re.compile(f"[{_UNSAFE}]")
+_NAME_UNSAFE = re.compile(f'[{_UNSAFE}"\\\\]')
+# Code points json.dumps(ensure_ascii=False) leaves raw that a terminal may act on.
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
+_NAMED.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+def _escape(match: re.Match[str]) -> str:
+    """The escape of one unsafe code point."""
+    code = ord(match.group())
+    named = _NAMED.get(code)
+    if named is not None:
+        return named
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogate)
+        data = bytes([code - 0xDC00])
+    else:
+        data = match.group().encode("utf-8", "surrogatepass")
+    return "".join(f"\\{b:03o}" for b in data)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def quote_name(name: str | bytes) -> str:
+    """``name`` as it should be printed: unchanged if safe, else a quoted C string.
+
+    Bytes are taken as UTF-8 where they decode; a ``str`` may hold ``os.fsdecode``'s
+    surrogates, which stand for the bytes they replaced.
+    """
+    text = _text(name)
+    if _NAME_UNSAFE.search(text) is None:
+        return text
+    return '"' + _NAME_UNSAFE.sub(_escape, text) + '"'
+
+
+def escape_text(text: str | bytes) -> str:
+    """``text`` with every unsafe code point escaped in place (no quotes added)."""
+    text = _text(text)
+    if _TEXT_UNSAFE.search(text) is None:
+        return text
+    return _TEXT_UNSAFE.sub(_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def safe_json(data: Any) -> str:
+    """``data`` as indented JSON that is exact, valid UTF-8 and safe on a terminal.
+
+    Non-ASCII text stays readable; the code points a terminal could act on, and the
+    surrogates that stand for bytes that are not UTF-8, are written as ``\\uXXXX``
+    escapes (json.dumps already escapes the C0 controls). A name that is not UTF-8
+    thus reads back, with Python's ``json`` and ``os.fsencode``, as its exact bytes:
+    byte 0xFF appears as ``\\udcff``.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(_json_escape, text)
