@@ -82,7 +82,9 @@ class Result:
         )
 
 
-def run_python(script: str, *args: str, timeout: float = 120) -> str:
+def run_python(
+    script: str, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+) -> str:
     """Run ``script`` in a fresh interpreter (no thread of the test process); its stdout.
 
     For tests that fork helper processes: a fork of the test process could copy a
@@ -93,7 +95,7 @@ def run_python(script: str, *args: str, timeout: float = 120) -> str:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=cli_env(),
+        env=cli_env(env),
         check=False,
     )
     assert proc.returncode == 0, f"script failed ({proc.returncode}):\n{proc.stderr}"

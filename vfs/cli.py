@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from vfs import browse, checkout, workflow
+from vfs import browse, checkout, settings, workflow
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
@@ -61,9 +61,9 @@ def emit_json(data: Any) -> None:
 @contextlib.contextmanager
 def workers() -> Iterator[Workers]:
     """Thread pools sized for this machine (DVFS_THREADS overrides)."""
-    n = os.environ.get("DVFS_THREADS")
+    n = settings.threads()
     progress = TerminalProgress()
-    w = Workers(int(n) if n and n.isdigit() else None, progress)
+    w = Workers(n, progress)
     try:
         yield w
     finally:
@@ -849,6 +849,7 @@ def mount_cmd(
     source = launch.resolve_source(args[0] if len(args) == 2 else None)
     mountpoint = mounts.check_mountpoint(args[-1])
     mounts.check_fuse()
+    settings.check_all()  # the daemon inherits the environment: fail here, not there
     daemon_args = launch.DaemonArgs(
         source, mountpoint,
         cache_dir.absolute() if cache_dir else launch.default_cache_dir(source),
@@ -911,7 +912,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def main() -> None:
     """Console entry point: run the CLI, turning every error into one line."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="dvfs", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -927,7 +928,7 @@ def main() -> None:
         sys.stderr.close()
         sys.exit(141)
     except OSError as exc:
-        if os.environ.get("DVFS_DEBUG"):
+        if settings.debug():
             raise
         name = exc.filename
         where = f": {os.fsdecode(name) if isinstance(name, bytes) else name}" if name else ""
@@ -935,7 +936,7 @@ def main() -> None:
             fail(f"the disk is full ({exc.strerror}{where}): free some space and run it again")
         fail(f"{exc.strerror or exc}{where}")
     except Exception as exc:  # the last line of defence: one line, never a traceback
-        if os.environ.get("DVFS_DEBUG"):
+        if settings.debug():
             raise
         fail(f"internal error ({type(exc).__name__}: {exc}); rerun with DVFS_DEBUG=1 and report it")
 

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vfs import settings
 from vfs.errors import LockBusy
-
-DEFAULT_WAIT = float(os.environ.get("DVFS_LOCK_TIMEOUT", "10"))
 
 
 def claim_for_life(path: Path, mode: int = 0o644) -> int | str:
@@ -40,8 +39,13 @@ def claim_for_life(path: Path, mode: int = 0o644) -> int | str:
 
 
 @contextmanager
-def repository_lock(path: Path, wait: float = DEFAULT_WAIT) -> Iterator[None]:
-    """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder."""
+def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
+    """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder.
+
+    ``wait`` defaults to ``DVFS_LOCK_TIMEOUT`` (see vfs.settings), read now.
+    """
+    if wait is None:
+        wait = settings.lock_timeout()
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         deadline = time.monotonic() + wait

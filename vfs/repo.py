@@ -27,12 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vfs import settings
 from vfs.chunking import Chunker, ChunkerParams
 from vfs.durable import write_atomic
 from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.gitlink import git_author
 from vfs.history import History
-from vfs.lock import DEFAULT_WAIT, repository_lock
+from vfs.lock import repository_lock
 from vfs.objects import ObjectStore
 from vfs.refs import Refs, check_ref_name
 from vfs.stage import Index
@@ -125,8 +126,8 @@ class Repository:
     # state -------------------------------------------------------------------------
 
     @contextmanager
-    def locked(self, wait: float = DEFAULT_WAIT) -> Iterator[None]:
-        """Hold the repository lock for a state-changing command."""
+    def locked(self, wait: float | None = None) -> Iterator[None]:
+        """Hold the repository lock for a state-changing command (wait: DVFS_LOCK_TIMEOUT)."""
         with repository_lock(self.dir / "lock", wait):
             yield
 
@@ -154,7 +155,7 @@ class Repository:
 
     def author(self) -> str:
         """Who is committing: $DVFS_AUTHOR, config ``author``, git's user, or login@host."""
-        env = os.environ.get("DVFS_AUTHOR")
+        env = settings.author()
         if env:
             return env
         configured = self.config().get("author")

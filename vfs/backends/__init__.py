@@ -6,13 +6,13 @@ contract are in ``vfs.backends.base``, the wrappers in ``vfs.backends.wrappers``
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from vfs import settings
 from vfs.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
 from vfs.backends.local import LocalBackend
 from vfs.backends.wrappers import LimitedBackend, RetryingBackend
@@ -98,8 +98,8 @@ def open_backend(
             return backend
         return RetryingBackend(
             backend,
-            attempts=int(os.environ.get("DVFS_RETRY_ATTEMPTS", "6")),
-            deadline=float(os.environ.get("DVFS_RETRY_DEADLINE", "60")),
+            attempts=settings.retry_attempts(),
+            deadline=settings.retry_deadline(),
         )
     raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
 
