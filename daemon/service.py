@@ -18,7 +18,8 @@ record removed and systemd told ``STOPPING=1``. A daemon killed outright leaves 
 dead mount; ``dvfs umount`` clears it.
 
 Logging goes to stderr: the terminal in the foreground, ``daemon.log`` in the cache
-directory otherwise (the CLI points stderr there).
+directory otherwise (the CLI points stderr there); ``daemon.logs`` says what is
+logged and what never is.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from types import FrameType
 import pyfuse3
 import trio
 
+from daemon import logs
 from daemon.cache import ChunkCache
 from daemon.catalog import Catalog
 from daemon.control import Control, socket_path
@@ -247,12 +249,7 @@ def work_dir(source: Source, cache_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon; the exit code is 0 after a clean unmount, 1 if it failed."""
     opts = parse(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.DEBUG if opts.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("pyfuse3").setLevel(logging.INFO)  # its debug lines drown ours
+    logs.configure(sys.stderr, opts.debug)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_early)
     ready = Readiness(opts.ready_fd)

@@ -337,9 +337,12 @@ def test_open_backend_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     remote = open_backend("s3://bucket/some/prefix", endpoint_url="http://127.0.0.1:9")
     assert isinstance(remote, RetryingBackend) and isinstance(remote.inner, S3Backend)
     assert remote.url == "s3://bucket/some/prefix at http://127.0.0.1:9"
-    plain = open_backend("s3://bucket", endpoint_url="http://u:pw@127.0.0.1:9", retry=False)
+    plain = open_backend("s3://bucket", endpoint_url="http://127.0.0.1:9", retry=False)
     assert isinstance(plain, S3Backend)
-    assert "pw" not in plain.url
+    for endpoint in ("http://u:pw@127.0.0.1:9", "http://pw@127.0.0.1:9"):  # never from a URL
+        with pytest.raises(UsageError, match="user name or password") as info:
+            open_backend("s3://bucket", endpoint_url=endpoint, retry=False)
+        assert "pw" not in str(info.value)
     assert isinstance(open_backend(str(tmp_path / "new"), create=True), LocalBackend)
 
 

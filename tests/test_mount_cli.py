@@ -84,7 +84,9 @@ def test_mount_in_background_then_mounts_and_umount(repo: Path, tmp_path: Path) 
         pid = listed["pid"]
         text = assert_ok(dvfs(tmp_path, home, "mounts")).out
         assert f"{mnt}  {repo}  branch main  cache 0 B of 1.0 GiB  pid {pid}" in text
-        assert "mounted" in Path(listed["cache_dir"], "daemon.log").read_text()
+        log = Path(listed["cache_dir"], "daemon.log")
+        assert "mounted" in log.read_text()
+        assert log.stat().st_mode & 0o777 == 0o600  # it may name private paths
         r = assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
         assert r.out.strip() == f"unmounted {mnt}"
         assert not in_mount_table(mnt)

@@ -171,6 +171,11 @@ def test_mount_over_s3(pushed: Pushed, s3_env: S3Server, tmp_path: Path) -> None
             assert f.read() == BIG[-5:]
         assert fetches(m) == [(pushed.big[-1].oid.hex(), pushed.big[-1].size)]
         assert (m.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
+        # --debug logs every fetch, but never a credential: no key, header or signature
+        text = m.log_text()
+        assert len(fetches(m)) > 1
+        for secret in (s3_env.secret_key, s3_env.access_key, "Authorization", "Signature="):
+            assert secret not in text
 
 
 # ---------------------------------------------------------------------------- faults

@@ -665,11 +665,12 @@ def remote_list(as_json: bool) -> None:
     known = remotes.remotes(repo)
     default = remotes.default_remote(repo)
     if as_json:
-        emit_json([{**s.record(), "name": n, "default": n == default} for n, s in known.items()])
+        emit_json([{**s.shown(), "name": n, "default": n == default} for n, s in known.items()])
         return
     for n, spec in known.items():
-        extra = f"  (endpoint {spec.endpoint_url})" if spec.endpoint_url else ""
-        click.echo(f"{'*' if n == default else ' '} {n}  {spec.url}{extra}")
+        shown = spec.shown()
+        extra = f"  (endpoint {shown['endpoint_url']})" if spec.endpoint_url else ""
+        click.echo(f"{'*' if n == default else ' '} {n}  {shown['url']}{extra}")
 
 
 @remote.command(name="remove")

@@ -32,7 +32,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from vfs.backends import refuse_credentials
 from vfs.errors import MountError
 from vfs.mounts import user_cache_dir
 from vfs.remotes import check_url
@@ -108,6 +110,11 @@ class DaemonArgs:
     debug: bool = False
     writable: bool = False
 
+    def __post_init__(self) -> None:
+        # The daemon's command line is readable by every local user (ps, /proc).
+        if self.endpoint_url is not None:
+            refuse_credentials(self.endpoint_url, "the endpoint URL")
+
     def argv(self) -> list[str]:
         """The daemon's command line (``-P``: never import a ``daemon`` from the cwd)."""
         out = [
@@ -136,6 +143,22 @@ class DaemonArgs:
         return self.cache_dir / "daemon.log"
 
 
+def open_log(path: Path) -> BinaryIO:
+    """The daemon's log opened for appending; readable by its user alone (0600).
+
+    A log written by an older version with a looser mode is tightened.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _last_line(path: Path) -> str:
     """The last non-empty line of a log, for an error message."""
     with contextlib.suppress(OSError):
@@ -153,7 +176,7 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
     """
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     read_end, write_end = os.pipe()
-    with open(args.log_path, "ab") as log:
+    with open_log(args.log_path) as log:
         proc = subprocess.Popen(
             [*args.argv(), "--ready-fd", str(write_end)],
             stdin=subprocess.DEVNULL,

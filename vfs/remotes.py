@@ -12,7 +12,9 @@ Index segments (``index/<id>`` on a remote, cached in
     {"v": 1, "packs": [[pack id (32 bytes), pack index file (vfs.packs)], ...]}
 
 Only where to connect is stored; credentials always come from boto3's standard chain
-(environment, profile, instance role) and are never written or printed.
+(environment, profile, instance role) and are never written or printed: a URL or an
+endpoint carrying ``user:password@`` is refused, and one stored by an older version
+is shown redacted (:meth:`RemoteSpec.shown`) and refused when used.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from typing import Any
 
 import msgpack
 
-from vfs.backends import Backend, LimitedBackend, ObjectInfo, open_backend, valid_bucket
+from vfs.backends import (
+    Backend,
+    LimitedBackend,
+    ObjectInfo,
+    open_backend,
+    redact_url,
+    refuse_credentials,
+    valid_bucket,
+)
 from vfs.errors import FormatError, UsageError
 from vfs.packs import PackedObject, decode_index
 from vfs.refs import check_ref_name
@@ -45,6 +55,14 @@ class RemoteSpec:
         """The config form (without the name, which is the key)."""
         rec = asdict(self)
         del rec["name"]
+        return rec
+
+    def shown(self) -> dict[str, Any]:
+        """The config form to print: any ``user:password@`` in a URL hidden."""
+        rec = self.record()
+        for key in ("url", "endpoint_url"):
+            if rec[key] is not None:
+                rec[key] = redact_url(rec[key])
         return rec
 
 
@@ -93,6 +111,7 @@ def check_url(url: str) -> None:
     scheme, sep, rest = url.partition("://")
     if not url.strip():
         raise UsageError(f"empty remote URL: {_URL_FORMS}")
+    refuse_credentials(url, "the remote URL")
     if not sep:
         return
     if scheme == "s3":
@@ -149,6 +168,8 @@ def add_remote(repo: Repository, spec: RemoteSpec, make_default: bool = False) -
     """Record a new remote (the URL is checked for form, not contacted)."""
     check_ref_name(spec.name, "remote")
     check_url(spec.url)
+    if spec.endpoint_url is not None:
+        refuse_credentials(spec.endpoint_url, "the endpoint URL")
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})

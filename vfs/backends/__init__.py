@@ -13,7 +13,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from vfs import settings
-from vfs.backends.base import Backend, ObjectInfo, validate_key, validate_prefix
+from vfs.backends.base import (
+    Backend,
+    ObjectInfo,
+    redact_url,
+    refuse_credentials,
+    validate_key,
+    validate_prefix,
+)
 from vfs.backends.local import LocalBackend
 from vfs.backends.wrappers import LimitedBackend, RetryingBackend
 from vfs.errors import UsageError
@@ -26,6 +33,8 @@ __all__ = [
     "RetryingBackend",
     "open_backend",
     "preconnect",
+    "redact_url",
+    "refuse_credentials",
     "valid_bucket",
     "validate_key",
 ]
@@ -62,6 +71,7 @@ def open_backend(
     """
     if not url:
         raise UsageError(f"empty remote URL: {_FORMS}")
+    refuse_credentials(url, "the remote URL")
     scheme, sep, rest = url.partition("://")
     if not sep:
         return LocalBackend(Path(url).expanduser(), create=create)

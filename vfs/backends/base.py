@@ -37,6 +37,11 @@ worth retrying); ``RemoteAuthError`` for refused credentials or permission;
 ``PreconditionFailed`` for a lost conditional write; ``StorageFull`` when a local disk
 fills up; ``RemoteError`` for anything else. Messages are one line, name the place
 (``url``), and never contain a secret.
+
+Credentials never travel in a URL: a remote URL or an endpoint carrying
+``user:password@`` is refused (:func:`refuse_credentials`) before it is stored, put on
+a command line or used, and :func:`redact_url` hides that part wherever one already
+stored must be shown.
 """
 
 from __future__ import annotations
@@ -49,6 +54,30 @@ from dataclasses import dataclass
 from vfs.errors import UsageError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+CREDENTIAL_CHAIN = (
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the environment, a profile (--profile) "
+    "or an instance role"
+)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` shown as ``***@``, so that it can be printed."""
+    return _AUTHORITY.sub(r"\1***@", url, count=1)
+
+
+def refuse_credentials(url: str, what: str = "the URL") -> None:
+    """UsageError if ``url`` carries a user name or password (``scheme://user:pass@...``).
+
+    Such a URL would be written to ``.dvfs/config``, shown by ``remote list`` and put
+    on the mount daemon's command line, which every local user can read.
+    """
+    if _AUTHORITY.match(url):
+        raise UsageError(
+            f"{what} {redact_url(url)} carries a user name or password, which dvfs never "
+            f"stores or sends: remove the part before '@' and give the keys through "
+            f"{CREDENTIAL_CHAIN}"
+        )
 
 
 @dataclass(frozen=True)

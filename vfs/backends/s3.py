@@ -7,8 +7,8 @@ PutObject's ``If-None-Match: *`` (create only) and ``If-Match: <etag>``
 Where things come from: the endpoint from the argument, else ``AWS_ENDPOINT_URL_S3``,
 else ``AWS_ENDPOINT_URL``, else AWS itself; region and profile from the arguments or
 boto3's usual configuration; credentials only from boto3's standard chain
-(environment, profile, SSO, instance role), never from the URL. Nothing here logs,
-and no message contains a secret (the endpoint is shown without any user:password).
+(environment, profile, SSO, instance role), never from the URL: an endpoint carrying
+``user:password@`` is refused. Nothing here logs, and no message contains a secret.
 
 Threads: boto3 clients are thread-safe, sessions are not. The session is used only in
 ``__init__``; the one client is shared by every thread, with ``max_pool_connections``
@@ -40,7 +40,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import botocore.session
@@ -64,6 +63,7 @@ from vfs.backends.base import (
     ObjectInfo,
     check_conditions,
     check_range,
+    refuse_credentials,
     validate_key,
     validate_prefix,
 )
@@ -119,10 +119,12 @@ class S3Backend(Backend):
             or os.environ.get("AWS_ENDPOINT_URL")
             or None
         )
+        if endpoint:
+            refuse_credentials(endpoint, "the S3 endpoint")
         self.bucket = bucket
         self.page_size = page_size
         self._base = f"{prefix}/" if prefix else ""
-        self._server = _without_userinfo(endpoint) if endpoint else "AWS"
+        self._server = endpoint or "AWS"
         self.url = f"s3://{bucket}/{prefix}" + (f" at {self._server}" if endpoint else "")
         config = Config(
             connect_timeout=connect_timeout,
@@ -299,12 +301,6 @@ class S3Backend(Backend):
 
 def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _without_userinfo(url: str) -> str:
-    """``url`` with any ``user:password@`` removed, so it can be shown."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class _KnownServices:
