@@ -5,13 +5,18 @@ This is the one place where errors become messages and exit codes: a
 with its code (1, or 2 for usage errors); anything unexpected prints one line too
 (set ``DVFS_DEBUG=1`` for the traceback). Output meant for scripts is available as
 ``--json`` (or ``--format json``).
+
+Names, messages and every other text that may come from someone else (a remote, a
+tree, a working directory, a daemon) pass through :mod:`vfs.quoting` before they
+reach the terminal: ``quoted`` for names, ``escape_text`` for free text, and
+``fail``/``warn`` escape their whole line. JSON output is exact (``safe_json``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
+import io
 import os
 import stat as statmod
 import sys
@@ -26,6 +31,7 @@ from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
 from vfs.progress_bar import TerminalProgress
+from vfs.quoting import escape_text, quote_name, safe_json
 from vfs.repo import DEFAULT_BRANCH, Repository
 from vfs.worktree import Workers, show
 
@@ -48,14 +54,19 @@ def human(n: int | None) -> str:
     return f"{n} B"
 
 
+def quoted(path: bytes | str | None) -> str:
+    """A path or name for human output: quoted if it must be, ``.`` for the root."""
+    return quote_name(path) if path else "."
+
+
 def warn(msg: str) -> None:
-    """Print a warning on stderr."""
-    click.echo(f"dvfs: warning: {msg}", err=True)
+    """Print a warning on stderr (on one line, whatever names it holds)."""
+    click.echo(f"dvfs: warning: {escape_text(msg)}", err=True)
 
 
 def emit_json(data: Any) -> None:
-    """Print ``data`` as indented JSON."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """Print ``data`` as indented JSON (exact; see vfs.quoting.safe_json)."""
+    click.echo(safe_json(data))
 
 
 @contextlib.contextmanager
@@ -91,7 +102,7 @@ def cli() -> None:
 def init(directory: Path | None, branch: str) -> None:
     """Create a repository in DIRECTORY (default: the current directory)."""
     repo = Repository.init(directory or Path.cwd(), branch)
-    click.echo(f"Initialized empty dvfs repository in {repo.dir}")
+    click.echo(f"Initialized empty dvfs repository in {quote_name(str(repo.dir))}")
 
 
 @cli.command()
@@ -163,9 +174,10 @@ def commit(
     recorded = collect_params(params, params_file)
     repo = repo_here()
     r = workflow.commit(repo, message, recorded, tag, warn)
-    tagged = f" (tag {tag})" if tag else ""
+    tagged = f" (tag {quote_name(tag)})" if tag else ""
     click.echo(
-        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - {message}"
+        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - "
+        f"{escape_text(message)}"
     )
 
 
@@ -220,10 +232,11 @@ def snapshot(
         got.pop("ok", None)
         emit_json(got)
         return
-    tagged = f" (tag {tag})" if tag else ""
+    tagged = f" (tag {quote_name(tag)})" if tag else ""
     click.echo(
-        f"{got['version']} {got['id'][:10]}{tagged} on {got['branch']}: {got['files']} files, "
-        f"{human(got['bytes'])} ({got['hashed']} hashed) - {message}"
+        f"{escape_text(str(got['version']))} {escape_text(str(got['id'])[:10])}{tagged} on "
+        f"{quoted(got['branch'])}: {got['files']} files, {human(got['bytes'])} "
+        f"({got['hashed']} hashed) - {escape_text(message)}"
     )
 
 
@@ -233,9 +246,9 @@ def snapshot(
 def change_line(c: Change) -> str:
     """One line describing a change; an empty directory ends in a slash."""
     tail = "/" if c.kind == "dir" else ""
-    path = show(c.path) + tail
+    path = quoted(c.path) + tail
     if c.status == "renamed":
-        return f"renamed:  {show(c.old_path or b'')}{tail} -> {path}"
+        return f"renamed:  {quoted(c.old_path)}{tail} -> {path}"
     if c.status == "modified":
         return f"modified: {path} ({human(c.old_size)} -> {human(c.new_size)})"
     if c.status == "added":
@@ -264,11 +277,12 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
         emit_json(got)
         return
     base = got.get("base_version")
-    click.echo(f"Working tree of branch {got['branch']}" + (f" over v{base}" if base else ""))
-    lines = [f"  renamed:  {a} -> {b}" for a, b in got["renamed"]]
-    lines += [f"  added:    {p}" for p in got["added"]]
-    lines += [f"  modified: {p}" for p in got["modified"]]
-    lines += [f"  deleted:  {p}" for p in got["deleted"]]
+    over = f" over v{escape_text(str(base))}" if base else ""
+    click.echo(f"Working tree of branch {quoted(got['branch'])}{over}")
+    lines = [f"  renamed:  {quoted(a)} -> {quoted(b)}" for a, b in got["renamed"]]
+    lines += [f"  added:    {quoted(p)}" for p in got["added"]]
+    lines += [f"  modified: {quoted(p)}" for p in got["modified"]]
+    lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
     if lines:
         click.echo("Changes (use `dvfs snapshot MNT -m MSG` to record them):")
         click.echo("\n".join(lines))
@@ -305,12 +319,13 @@ def status(mountpoint: str | None, as_json: bool) -> None:
             }
         )
         return
-    where = f"HEAD detached at {st.detached}" if st.detached else f"On branch {st.branch}"
-    click.echo(where + (f" ({st.head})" if st.head and not st.detached else ""))
+    branch = quoted(st.branch)
+    where = f"HEAD detached at {quoted(st.detached)}" if st.detached else f"On branch {branch}"
+    click.echo(where + (f" ({quoted(st.head)})" if st.head and not st.detached else ""))
     if st.behind:
         click.echo(
-            f"The branch moved past this working tree, which is at {st.behind} (a snapshot "
-            f"of a mount, or a pull elsewhere): run `dvfs switch {st.branch}` to update it."
+            f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
+            f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
         )
     if st.head is None:
         click.echo("No versions yet.")
@@ -321,13 +336,13 @@ def status(mountpoint: str | None, as_json: bool) -> None:
     if work.modified or work.deleted:
         click.echo("Not staged (use `dvfs add PATH` to stage, `dvfs checkout HEAD PATH` to undo):")
         for p in work.modified:
-            click.echo(f"  modified: {show(p)}")
+            click.echo(f"  modified: {quoted(p)}")
         for p in work.deleted:
-            click.echo(f"  deleted:  {show(p)}")
+            click.echo(f"  deleted:  {quoted(p)}")
     if work.untracked:
         click.echo("Untracked files in tracked directories (use `dvfs add PATH`):")
         for p in work.untracked:
-            click.echo(f"  {show(p)}")
+            click.echo(f"  {quoted(p)}")
     if not (st.staged or work.modified or work.deleted or work.untracked):
         click.echo("Nothing to commit, working tree clean.")
 
@@ -352,13 +367,13 @@ def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | No
         return
     for r in rows:
         git = (
-            f"  git {r['git_commit'][:10]}{'+' if r['git_dirty'] else ''}"
+            f"  git {escape_text(r['git_commit'][:10])}{'+' if r['git_dirty'] else ''}"
             if r["git_commit"]
             else ""
         )
         click.echo(
-            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {r['author']}{git}\n"
-            f"       {r['message']}"
+            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}{git}"
+            f"\n       {escape_text(r['message'])}"
         )
 
 
@@ -380,18 +395,22 @@ def show_cmd(rev: str | None, fmt: str) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
         return
     click.echo(f"version  {data['version']}  {data['id']}")
-    click.echo(f"author   {data['author']}")
+    click.echo(f"author   {escape_text(data['author'])}")
     click.echo(f"created  {data['created']}")
     if data["git_commit"]:
-        click.echo(f"git      {data['git_commit']}{' (dirty)' if data['git_dirty'] else ''}")
+        dirty = " (dirty)" if data["git_dirty"] else ""
+        click.echo(f"git      {escape_text(data['git_commit'])}{dirty}")
     for k, v in data["parameters"].items():
-        click.echo(f"param    {k} = {v}")
-    click.echo(f"\n    {data['message']}\n")
+        click.echo(f"param    {quote_name(str(k))} = {escape_text(str(v))}")
+    click.echo(f"\n    {escape_text(data['message'])}\n")
     for path, f in data["files"].items():
         if "link" in f:
-            click.echo(f"  {'link':>10}  {f['added']:>5}  {path} -> {f['link']}")
+            target = quote_name(f["link"])
+            click.echo(f"  {'link':>10}  {f['added']:>5}  {quoted(path)} -> {target}")
         else:
-            click.echo(f"  {human(f['size']):>10}  {f['added']:>5}  {f['hash'][:12]}  {path}")
+            click.echo(
+                f"  {human(f['size']):>10}  {f['added']:>5}  {f['hash'][:12]}  {quoted(path)}"
+            )
     t = data["totals"]
     click.echo(f"\n{t['files']} files, {human(t['bytes'])}")
 
@@ -419,10 +438,10 @@ def ls_cmd(target: str, as_json: bool) -> None:
         )  # fmt: skip
         return
     for name, e in rows:
-        suffix = "/" if e.kind == Kind.DIR else f" -> {show(e.target)}" if e.target else ""
+        suffix = "/" if e.kind == Kind.DIR else f" -> {quoted(e.target)}" if e.target else ""
         click.echo(
             f"{mode_string(e)}  {human(e.size):>10}  {browse.iso_time(e.mtime_ns)}  "
-            f"{show(name)}{suffix}"
+            f"{quoted(name)}{suffix}"
         )
 
 
@@ -467,21 +486,21 @@ def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
 
 def report_checkout(r: checkout.CheckoutReport) -> None:
     """Print what a checkout did; exit 1 if some files could not be restored."""
+    label = quoted(r.label)
     if r.paths:
-        click.echo(f"restored from {r.label}: {r.written} written, {r.deleted} deleted, "
+        click.echo(f"restored from {label}: {r.written} written, {r.deleted} deleted, "
                    f"{r.unchanged} unchanged")  # fmt: skip
     else:
-        where = f"on branch {r.attached}" if r.attached else "detached"
+        where = f"on branch {quoted(r.attached)}" if r.attached else "detached"
         click.echo(
-            f"{r.label} ({where}): {r.written} written, {r.deleted} deleted, "
-            f"{r.unchanged} unchanged"
+            f"{label} ({where}): {r.written} written, {r.deleted} deleted, {r.unchanged} unchanged"
         )
     if r.failed:
         failed = sorted(r.failed.items())
         if len(failed) == 1:
             p, exc = failed[0]
-            fail(f"could not restore {show(p)}: {exc}; the other files were restored")
-        names = ", ".join(show(p) for p, _ in failed[:10])
+            fail(f"could not restore {quoted(p)}: {exc}; the other files were restored")
+        names = ", ".join(quoted(p) for p, _ in failed[:10])
         more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
         click.echo(
             f"dvfs: error: could not restore {len(failed)} files ({names}{more}); "
@@ -489,7 +508,7 @@ def report_checkout(r: checkout.CheckoutReport) -> None:
             err=True,
         )
         for p, exc in failed:
-            click.echo(f"  {show(p)}: {exc}", err=True)
+            click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
         sys.exit(1)
 
 
@@ -528,19 +547,19 @@ def branch(name: str | None, rev: str | None, delete: str | None) -> None:
     repo = repo_here()
     if delete:
         checkout.delete_branch(repo, delete)
-        click.echo(f"deleted branch {delete}")
+        click.echo(f"deleted branch {quoted(delete)}")
         return
     if name:
         oid = checkout.create_branch(repo, name, rev)
-        click.echo(f"branch {name} at {repo.history.label(oid)} {oid.hex()[:10]}")
+        click.echo(f"branch {quoted(name)} at {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
         return
     head = repo.refs.head()
     branches = repo.refs.branches()
     if head.branch not in branches:
-        click.echo(f"* {head.branch} (no versions yet)")
+        click.echo(f"* {quoted(head.branch)} (no versions yet)")
     for n, oid in branches.items():
         mark = "*" if n == head.branch and head.detached is None else " "
-        click.echo(f"{mark} {n}  {repo.history.label(oid)}  {oid.hex()[:10]}")
+        click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
 
 
 @cli.command()
@@ -552,14 +571,14 @@ def tag(name: str | None, rev: str | None, delete: str | None) -> None:
     repo = repo_here()
     if delete:
         checkout.delete_tag(repo, delete)
-        click.echo(f"deleted tag {delete}")
+        click.echo(f"deleted tag {quoted(delete)}")
         return
     if name:
         oid = checkout.create_tag(repo, name, rev)
-        click.echo(f"tag {name} -> {repo.history.label(oid)} {oid.hex()[:10]}")
+        click.echo(f"tag {quoted(name)} -> {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
         return
     for n, oid in repo.refs.tags().items():
-        click.echo(f"{n}  {repo.history.label(oid)}  {oid.hex()[:10]}")
+        click.echo(f"{quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
 
 
 @cli.command(name="fsck")
@@ -579,7 +598,7 @@ def fsck_cmd(as_json: bool) -> None:
         )  # fmt: skip
     else:
         for p in r.problems:
-            click.echo(f"problem: {p}")
+            click.echo(f"problem: {escape_text(p)}")
         if r.temporaries:
             click.echo(f"removed {r.temporaries} temporary file(s) of an interrupted write")
         if r.remote_only:
@@ -652,7 +671,7 @@ def remote_add(
     remotes.add_remote(
         repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default
     )
-    click.echo(f"added remote {name} -> {url}")
+    click.echo(f"added remote {quoted(name)} -> {quoted(url)}")
 
 
 @remote.command(name="list")
@@ -669,8 +688,8 @@ def remote_list(as_json: bool) -> None:
         return
     for n, spec in known.items():
         shown = spec.shown()
-        extra = f"  (endpoint {shown['endpoint_url']})" if spec.endpoint_url else ""
-        click.echo(f"{'*' if n == default else ' '} {n}  {shown['url']}{extra}")
+        extra = f"  (endpoint {quoted(shown['endpoint_url'])})" if spec.endpoint_url else ""
+        click.echo(f"{'*' if n == default else ' '} {quoted(n)}  {quoted(shown['url'])}{extra}")
 
 
 @remote.command(name="remove")
@@ -680,7 +699,7 @@ def remote_remove(name: str) -> None:
     from vfs import remotes
 
     remotes.remove_remote(repo_here(), name)
-    click.echo(f"removed remote {name}")
+    click.echo(f"removed remote {quoted(name)}")
 
 
 @remote.command(name="default")
@@ -690,7 +709,7 @@ def remote_default(name: str) -> None:
     from vfs import remotes
 
     remotes.set_default(repo_here(), name)
-    click.echo(f"default remote: {name}")
+    click.echo(f"default remote: {quoted(name)}")
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -732,7 +751,7 @@ def push(
             repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
         )
     for note in t.notes:
-        click.echo(note)
+        click.echo(escape_text(note))
     click.echo(transfer_line("pushed", t))
 
 
@@ -748,9 +767,10 @@ def fetch(remote_name: str | None, jobs: int) -> None:
     with resumable("fetch"):
         got = sync.fetch(repo, spec, jobs)
     for b, oid in sorted(got.heads.items()):
-        click.echo(f"{spec.name}/{b}  {repo.history.label(oid)}  {oid.hex()[:10]}")
+        label = quoted(repo.history.label(oid))
+        click.echo(f"{quoted(f'{spec.name}/{b}')}  {label}  {oid.hex()[:10]}")
     for note in got.transfer.notes:
-        click.echo(note)
+        click.echo(escape_text(note))
     click.echo(transfer_line("fetched", got.transfer))
 
 
@@ -771,7 +791,7 @@ def pull(
     with workers() as w, resumable("pull"):
         r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force)
     if r.message:
-        click.echo(r.message)
+        click.echo(escape_text(r.message))
     click.echo(transfer_line("downloaded", r.transfer))
     if r.checkout is not None:
         report_checkout(r.checkout)
@@ -796,7 +816,7 @@ def clone_cmd(
         repo, t, branch = sync.clone(
             url, target, w, rev=rev, no_checkout=no_checkout, endpoint_url=endpoint_url, jobs=jobs
         )
-    click.echo(f"cloned {url} into {repo.root} (branch {branch})")
+    click.echo(f"cloned {quoted(url)} into {quoted(str(repo.root))} (branch {quoted(branch)})")
     click.echo(transfer_line("downloaded", t))
 
 
@@ -863,8 +883,8 @@ def mount_cmd(
         os.execv(sys.executable, daemon_args.argv())
     pid, shown = launch.start(daemon_args)
     click.echo(
-        f"mounted {source.location} (branch {shown}) at {mountpoint}; "
-        f"daemon pid {pid}, log {daemon_args.log_path}"
+        f"mounted {quoted(source.location)} (branch {quoted(shown)}) at "
+        f"{quoted(str(mountpoint))}; daemon pid {pid}, log {quoted(str(daemon_args.log_path))}"
     )
 
 
@@ -876,7 +896,7 @@ def umount_cmd(mountpoint: str, force: bool) -> None:
     from vfs import mounts
 
     mounts.unmount(mountpoint, force=force)
-    click.echo(f"unmounted {os.path.abspath(mountpoint)}")
+    click.echo(f"unmounted {quoted(os.path.abspath(mountpoint))}")
 
 
 @cli.command(name="mounts")
@@ -893,9 +913,13 @@ def mounts_cmd(as_json: bool) -> None:
         click.echo("no dvfs mounts")
     for r in rows:
         cache = f"{human(r.cache_used)} of {human(r.cache_size)}" if r.cache_size else "-"
-        line = f"{r.mountpoint}  {r.source}  branch {r.branch}  cache {cache}  pid {r.pid or '-'}"
+        mnt = quoted(str(r.mountpoint))
+        line = (
+            f"{mnt}  {quoted(r.source)}  branch {quoted(r.branch)}  cache {cache}  "
+            f"pid {r.pid or '-'}"
+        )
         if r.state == "dead":
-            line += f"  (daemon died: run `dvfs umount {r.mountpoint}`)"
+            line += f"  (daemon died: run `dvfs umount {mnt}`)"
         elif r.state == "unrecorded":
             line += "  (not started here: no record)"
         click.echo(line)
@@ -905,9 +929,17 @@ def mounts_cmd(as_json: bool) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one error line and exit."""
-    click.echo(f"dvfs: error: {message}", err=True)
+    """Print one error line (whatever names it holds) and exit."""
+    click.echo(f"dvfs: error: {escape_text(message)}", err=True)
     sys.exit(code)
+
+
+def show_click_error(exc: click.ClickException) -> None:
+    """Print click's own usage error, each line escaped (it repeats what was typed)."""
+    buf = io.StringIO()
+    exc.show(file=buf)
+    for line in buf.getvalue().splitlines():
+        click.echo(escape_text(line), err=True)
 
 
 def main() -> None:
@@ -917,7 +949,7 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        show_click_error(exc)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         fail("interrupted", 130)
@@ -932,7 +964,11 @@ def main() -> None:
         if settings.debug():
             raise
         name = exc.filename
-        where = f": {os.fsdecode(name) if isinstance(name, bytes) else name}" if name else ""
+        where = (
+            f": {quote_name(os.fsdecode(name) if isinstance(name, bytes) else str(name))}"
+            if name
+            else ""
+        )
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             fail(f"the disk is full ({exc.strerror}{where}): free some space and run it again")
         fail(f"{exc.strerror or exc}{where}")

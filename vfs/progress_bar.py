@@ -1,24 +1,35 @@
 """A rich progress bar on stderr for long operations, shown only on a terminal.
 
 ``rich`` is imported when a bar is first needed rather than at start-up: importing
-it costs about 70 ms, which quick commands such as ``status`` should not pay.
+it costs about 70 ms, which quick commands such as ``status`` should not pay. A label
+is shown as plain text: control characters escaped, no rich markup, so that a label
+holding a file name cannot rewrite the terminal.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import IO, Any
+
+from vfs.quoting import escape_text
 
 # Phases shorter than this never show a bar.
 SHOW_AFTER = 0.5
 
 
 class TerminalProgress:
-    """Implements ``vfs.worktree.Progress`` with a rich bar (files and bytes)."""
+    """Implements ``vfs.worktree.Progress`` with a rich bar (files and bytes).
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+    The bar goes to stderr when it is a terminal, or to ``file`` (drawn as for a
+    terminal) when one is given; it appears once a phase has lasted ``show_after``
+    seconds.
+    """
+
+    def __init__(self, file: IO[str] | None = None, show_after: float = SHOW_AFTER) -> None:
+        self.enabled = file is not None or sys.stderr.isatty()
+        self._file = file
+        self._show_after = show_after
         self._bar: Any = None
         self._task: Any = None
         self._label = ""
@@ -27,9 +38,9 @@ class TerminalProgress:
         self._started = 0.0
 
     def start(self, label: str, files: int, nbytes: int) -> None:
-        """Begin a phase; the bar appears only if it lasts over SHOW_AFTER seconds."""
+        """Begin a phase; the bar appears only if it lasts over ``show_after`` seconds."""
         self.done()
-        self._label = label
+        self._label = escape_text(label)
         self._files = (0, files)
         self._bytes = (0, nbytes)
         self._started = time.monotonic()
@@ -39,13 +50,17 @@ class TerminalProgress:
         import rich.progress as rp
 
         self._bar = rp.Progress(
-            rp.TextColumn("{task.description}"),
+            rp.TextColumn("{task.description}", markup=False),
             rp.BarColumn(),
             rp.TextColumn("{task.fields[files]}"),
             rp.DownloadColumn(binary_units=True),
             rp.TransferSpeedColumn(),
             rp.TimeRemainingColumn(),
-            console=rich.console.Console(stderr=True),
+            console=(
+                rich.console.Console(stderr=True)
+                if self._file is None
+                else rich.console.Console(file=self._file, force_terminal=True)
+            ),
             transient=True,
         )
         self._bar.start()
@@ -58,7 +73,7 @@ class TerminalProgress:
         if not self.enabled:
             return
         if self._bar is None:
-            if time.monotonic() - self._started < SHOW_AFTER:
+            if time.monotonic() - self._started < self._show_after:
                 return
             self._open()
         self._bar.update(

@@ -1,0 +1,219 @@
+"""Hostile names and text never forge a line or reach the terminal raw (issue: terminal injection).
+
+A file named ``b\\n  deleted: IMPORTANT.csv`` once printed as two lines of ``dvfs
+status``. Every human-readable output now quotes such names the way git does
+(``"d/b\\n  deleted: IMPORTANT.csv"``) and escapes control characters in messages,
+authors, errors and warnings, while ordinary UTF-8 names print as they are; JSON
+output stays exact (valid UTF-8; a byte that is not UTF-8 appears as ``\\udcXX``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+from tests.cli_support import (
+    Repo,
+    Result,
+    assert_error,
+    assert_ok,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
+from tests.mount_support import commit, dvfs, mounted, write
+from tests.test_faults import flip_back, flip_byte_of, rand
+from vfs.progress_bar import TerminalProgress
+from vfs.repo import Repository
+
+FORGED = "deleted: IMPORTANT.csv"
+FORGE = b"d/b\n  " + FORGED.encode()
+ESCAPE = b"d/\x1b[2J\x1b[31mred"
+C1 = "d/csi\u009b2J".encode()
+NOT_UTF8 = b"d/\xff\xfe"
+PLAIN = "d/é日本".encode()
+LINK_TARGET = b"tar\nget\x1b[0m"
+MESSAGE = "m1\n   v7  forged\x1b[0m"
+AUTHOR = "evil\n   v9  0000000000  2020-01-01T00:00:00Z  forged"
+TERMINAL_UNSAFE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def assert_safe(r: Result) -> str:
+    """stdout and stderr are valid UTF-8, forge no line and hold nothing a terminal acts on."""
+    text = r.raw.decode("utf-8") + r.err  # strict: a raw 0xFF would fail here
+    assert TERMINAL_UNSAFE.search(text) is None, str(r)
+    for line in text.splitlines():
+        assert not line.lstrip().startswith(FORGED), str(r)
+        assert not line.lstrip().startswith(("v7  forged", "v9  ")), str(r)
+    return r.raw.decode("utf-8")
+
+
+def q(name: bytes) -> str:
+    """How the test expects a hostile name to be shown."""
+    return {
+        FORGE: '"d/b\\n  deleted: IMPORTANT.csv"',
+        ESCAPE: '"d/\\033[2J\\033[31mred"',
+        C1: '"d/csi\\302\\2332J"',
+        NOT_UTF8: '"d/\\377\\376"',
+        PLAIN: "d/é日本",
+    }[name]
+
+
+HOSTILE = (FORGE, ESCAPE, C1, NOT_UTF8)
+NO_AUTHOR = {"DVFS_AUTHOR": ""}  # unset: the config's author is recorded
+
+
+def build(repo: Repo) -> None:
+    """v1: every hostile name, a plain UTF-8 one, a link with a hostile target."""
+    root = os.fsencode(repo.root)
+    os.makedirs(os.path.join(root, b"d"))
+    for i, name in enumerate((*HOSTILE, PLAIN)):
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(rand(50 * 1024, seed=100 + i))  # incompressible: found again by bytes
+    os.symlink(LINK_TARGET, os.path.join(root, b"d/lnk"))
+    # An author from the config (as one from a remote's record would be), not checked.
+    (repo.root / ".dvfs" / "config").write_text(json.dumps({"author": AUTHOR}))
+
+
+def test_hostile_names_in_every_human_output(repo: Repo) -> None:
+    build(repo)
+    root = os.fsencode(repo.root)
+    out = assert_safe(repo.ok("add", "d"))
+    st = assert_safe(repo.ok("status"))
+    for name in HOSTILE:
+        assert f"  added:    {q(name)} (50.0 KiB)" in st.splitlines()
+    assert f"  added:    {q(PLAIN)} (50.0 KiB)" in st.splitlines()
+    out = assert_safe(repo.ok("commit", "-m", MESSAGE, env=NO_AUTHOR))
+    assert out.strip().endswith("- m1\\n   v7  forged\\033[0m")
+
+    ls = assert_safe(repo.ok("ls", "HEAD:d")).splitlines()
+    for name in (*HOSTILE, PLAIN):
+        shown = q(name).replace("d/", "", 1)
+        assert any(line.endswith(f"  {shown}") for line in ls), (shown, ls)
+    assert any(line.endswith('  lnk -> "tar\\nget\\033[0m"') for line in ls), ls
+
+    log = assert_safe(repo.ok("log")).splitlines()
+    assert len(log) == 2
+    assert log[0].endswith("  evil\\n   v9  0000000000  2020-01-01T00:00:00Z  forged")
+    assert log[1] == "       m1\\n   v7  forged\\033[0m"
+
+    show = assert_safe(repo.ok("show")).splitlines()
+    assert "    m1\\n   v7  forged\\033[0m" in show
+    for name in (*HOSTILE, PLAIN):
+        assert any(line.endswith(f"  {q(name)}") for line in show), (name, show)
+    assert any(line.endswith('  d/lnk -> "tar\\nget\\033[0m"') for line in show), show
+
+    # v2: a hostile file modified, one deleted, a hostile untracked one.
+    with open(os.path.join(root, FORGE), "ab") as f:
+        f.write(b"more")
+    os.unlink(os.path.join(root, ESCAPE))
+    with open(os.path.join(root, b"d/new\r  " + FORGED.encode()), "wb") as f:
+        f.write(b"new")
+    work = assert_safe(repo.ok("status")).splitlines()
+    assert f"  modified: {q(FORGE)}" in work
+    assert f"  deleted:  {q(ESCAPE)}" in work
+    assert '  "d/new\\r  deleted: IMPORTANT.csv"' in work
+    diff = assert_safe(repo.ok("diff")).splitlines()
+    assert any(line.startswith(f"modified: {q(FORGE)} (") for line in diff), diff
+    assert f"removed:  {q(ESCAPE)} (50.0 KiB)" in diff
+    repo.ok("add", "d")
+    assert_safe(repo.ok("commit", "-m", "two"))
+    diff = assert_safe(repo.ok("diff", "v1", "v2")).splitlines()
+    assert f"removed:  {q(ESCAPE)} (50.0 KiB)" in diff
+    assert_safe(repo.ok("diff", "v1", "v2", "--stat"))
+
+    # The version record holds the exact bytes: a checkout writes them back.
+    assert_safe(repo.ok("checkout", "v1"))
+    assert os.path.exists(os.path.join(root, ESCAPE))
+    assert os.readlink(os.path.join(root, b"d/lnk")) == LINK_TARGET
+    assert_safe(repo.ok("switch", "main"))
+
+    # Errors and fsck name hostile paths on one line each.
+    line = assert_error(repo.run("cat", "v2:d/x\n  " + FORGED), code=2)
+    assert "d/x\\n  deleted: IMPORTANT.csv" in line
+    assert_safe(repo.run("cat", "v2:d/x\n  " + FORGED))
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", rand(50 * 1024, seed=101))  # ESCAPE
+    r = repo.run("fsck")
+    assert r.code == 1
+    problems = [ln for ln in assert_safe(r).splitlines() if ln.startswith("problem:")]
+    assert len(problems) == 1 and "v1:d/\\033[2J\\033[31mred" in problems[0], str(r)
+    os.unlink(os.path.join(root, C1))
+    with open(os.path.join(root, FORGE), "wb") as f:
+        f.write(b"changed again")
+    r = repo.run("checkout", "--force", "v1")
+    assert_safe(r)
+    line = assert_error(r, code=1)
+    assert q(ESCAPE) in line
+    flip_back(*where)
+    repo.ok("checkout", "--force", "v2")
+    repo.fsck_clean()
+
+
+def test_json_and_yaml_hold_the_exact_names(repo: Repo) -> None:
+    build(repo)
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", MESSAGE, env=NO_AUTHOR)
+    names = {*HOSTILE, PLAIN, b"d/lnk"}
+
+    def exact(r: Result) -> object:
+        assert_safe(r)
+        return json.loads(r.raw.decode("utf-8"))
+
+    ls = exact(repo.ok("ls", "HEAD:d", "--json"))
+    assert isinstance(ls, list)
+    assert {b"d/" + os.fsencode(e["name"]) for e in ls} == names
+    assert [os.fsencode(e["target"]) for e in ls if e["type"] == "symlink"] == [LINK_TARGET]
+    show = exact(repo.ok("show", "--format", "json"))
+    assert isinstance(show, dict)
+    assert {os.fsencode(p) for p in show["files"]} == names
+    assert show["message"] == MESSAGE and show["author"] == AUTHOR
+    log = exact(repo.ok("log", "--json"))
+    assert isinstance(log, list) and log[0]["message"] == MESSAGE
+    diff = exact(repo.ok("diff", "HEAD", "--json"))
+    assert isinstance(diff, dict) and diff["changes"] == []
+    for name in HOSTILE:
+        with open(os.path.join(os.fsencode(repo.root), name), "ab") as f:
+            f.write(b"x")
+    status = exact(repo.ok("status", "--json"))
+    assert isinstance(status, dict)
+    assert {os.fsencode(p) for p in status["modified"]} == set(HOSTILE)
+    y = yaml.safe_load(repo.ok("show", "--format", "yaml").raw.decode("utf-8"))
+    assert {os.fsencode(p) for p in y["files"]} == names
+    assert y["message"] == MESSAGE
+    repo.fsck_clean()
+
+
+def test_mount_status_quotes_the_daemon_s_names(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a")
+    commit(repo, "base")
+    home = tmp_path / "home"
+    with mounted(str(root), tmp_path / "mnt", home) as m:
+        data = os.fsencode(m.path / "data")
+        for name in (FORGE, ESCAPE, NOT_UTF8):
+            with open(os.path.join(data, name[2:]), "wb") as f:
+                f.write(b"x")
+        r = assert_ok(dvfs(root, home, "status", str(m.path)))
+        lines = assert_safe(r).splitlines()
+        for name in (FORGE, ESCAPE, NOT_UTF8):
+            assert f"  added:    {q(name).replace('d/', 'data/', 1)}" in lines, lines
+        got = json.loads(assert_ok(dvfs(root, home, "status", str(m.path), "--json")).raw)
+        assert {os.fsencode(p) for p in got["added"]} == {
+            b"data/" + n[2:] for n in (FORGE, ESCAPE, NOT_UTF8)
+        }
+
+
+def test_progress_labels_are_plain_text() -> None:
+    buf = io.StringIO()
+    bar = TerminalProgress(file=buf, show_after=0)
+    bar.start("hashing d/\x1b[2J[bold red]x[/bold red]\n", 2, 100)
+    bar.advance(1, 50)
+    bar.done()
+    drawn = buf.getvalue()
+    assert "\x1b[2J" not in drawn
+    assert "hashing d/\\033[2J[bold red]x[/bold red]\\n" in drawn
