@@ -5,6 +5,11 @@ Layout, under ``<cache dir>/chunks``::
     <first 2 hex of id>/<64 hex id>     a chunk's raw (uncompressed) bytes
     .tmp-<random>                       a chunk being written (deleted at start-up)
 
+The directories are 0700 and the chunks 0600, whatever the modes of the files they
+come from: with ``--allow-other`` the kernel checks each file's mode on the mount, and
+the cache must not be a way around that. Directories left looser by an older version
+are closed at start-up.
+
 A chunk is written to a temporary name and renamed into place, so a crash never
 leaves a partial chunk under a real name. Every chunk is verified against its id
 when it is read back; one that fails is deleted and reported as missing (and
@@ -35,7 +40,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from vfs import hash_bytes
+from vfs import hash_bytes, private_dir
 from vfs.direct import read_range
 
 log = logging.getLogger(__name__)
@@ -89,7 +94,7 @@ class ChunkCache:
         self.hits = 0
         self.misses = 0
         self.evicted = 0
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root, tighten=True)
         self._load()
 
     def _path(self, oid: bytes) -> Path:
@@ -105,6 +110,7 @@ class ChunkCache:
                 continue
             if not sub.is_dir():
                 continue
+            private_dir(sub, tighten=True)
             for f in sub.iterdir():
                 try:
                     oid = bytes.fromhex(f.name)
@@ -164,8 +170,10 @@ class ChunkCache:
         path = self._path(oid)
         tmp = self.root / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            path.parent.mkdir(exist_ok=True)
-            with open(tmp, "xb") as f:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path.parent, 0o700)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except OSError as exc:

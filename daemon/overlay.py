@@ -60,7 +60,7 @@ from typing import Any
 import msgpack
 
 from daemon import inodes
-from vfs import DvfsError, Entry, Kind, MountError, Tree
+from vfs import DvfsError, Entry, Kind, MountError, Tree, private_dir
 from vfs.codec import decode_tree, encode_tree
 from vfs.durable import fsync_dir, write_atomic
 from vfs.lock import claim_for_life
@@ -323,7 +323,7 @@ class Overlay:
         """
         self.work = work
         self.data = work / "data"
-        self.data.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data)  # its journal names files that may be private
         self._lock_fd = _lock(work)
         self.nodes: dict[int, WNode] = {}
         self.on_change: Callable[[WNode], None] = lambda node: None
@@ -914,7 +914,7 @@ class Overlay:
                     with contextlib.suppress(OSError):
                         os.unlink(self.data / name)
             return
-        os.mkdir(self.data)
+        os.mkdir(self.data, 0o700)
         for nid in keep:
             os.rename(trash / str(nid), self.data / str(nid))
         fsync_dir(self.work)

@@ -58,6 +58,7 @@ from vfs import (
     check_fuse,
     check_mountpoint,
     is_mounted,
+    private_dir,
     remove_record,
     resolve_source,
     write_record,
@@ -153,7 +154,7 @@ class Readiness:
 
 def lock_cache(cache_dir: Path) -> int:
     """Hold the cache directory's lock for the life of the process; MountError if taken."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(cache_dir)
     got = claim_for_life(cache_dir / "lock")
     if isinstance(got, str):
         raise MountError(
@@ -256,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mountpoint, source, fs = build(opts)
         os.chdir("/")  # every path is absolute now; hold no directory busy
-        options = {"default_permissions", "fsname=dvfs", "subtype=dvfs"}
+        # The kernel checks modes; no setuid file or device node of a version takes
+        # effect (libfuse sets nosuid and nodev already: said here so it stays).
+        options = {"default_permissions", "nosuid", "nodev", "fsname=dvfs", "subtype=dvfs"}
         if opts.allow_other:
             options.add("allow_other")
         fs.mountpoint = mountpoint  # for the kernel read-ahead, widened at FUSE INIT

@@ -10,13 +10,52 @@ process that drops to uid 65534 before it acts.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from daemon.logs import redact
 from tests.cli_support import assert_error, assert_ok, run
+from tests.mount_support import commit, mounted, push_to, write
 from vfs.repo import Repository
 
 SECRET = "hunter2-secret-value"
+NOBODY = 65534
+
+
+@pytest.fixture(name="public")
+def public_fixture() -> Iterator[Path]:
+    """A directory any user may enter (pytest's own temporary directories are root's)."""
+    path = Path(tempfile.mkdtemp(prefix="dvfs-public-"))
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def as_nobody(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    """Run a command as the unprivileged user ``nobody``."""
+    drop = [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return subprocess.run(["setpriv", *drop, *argv], capture_output=True, timeout=30, check=False)
+
+
+def mount_options(path: Path) -> set[str]:
+    """The mount's options and the filesystem's, from mountinfo."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split(" ")
+        if fields[4] == str(path):
+            return set(fields[5].split(",")) | set(line.split(" - ")[1].split(" ")[2].split(","))
+    raise AssertionError(f"{path} is not mounted")
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o7777
 
 
 # ---------------------------------------------------------------------------- secrets
@@ -73,3 +112,42 @@ def test_log_lines_are_redacted() -> None:
     assert redact("read b'data/a.csv': 4096 bytes at 0", [SECRET]) == (
         "read b'data/a.csv': 4096 bytes at 0"
     )
+
+
+# ---------------------------------------------------------------------------- the chunk cache
+
+
+def test_another_user_reads_no_private_file_through_the_cache(public: Path, tmp_path: Path) -> None:
+    """With --allow-other the mount checks each file's mode; the cache must not undo that."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/private.txt", b"for the owner alone\n", mode=0o600)
+    write(root, "data/open.txt", b"for anyone\n", mode=0o644)
+    commit(repo, "one")
+    remote = tmp_path / "remote"
+    push_to(repo, remote.as_uri())
+    home = public / "home"
+    old = home / "cache-mnt" / "chunks" / "00"  # left open by an older version
+    old.mkdir(parents=True)
+    os.chmod(old.parent, 0o755)
+    os.chmod(old, 0o755)
+    with mounted(remote.as_uri(), public / "mnt", home, "--allow-other") as m:
+        data = m.path / "data"
+        assert (data / "private.txt").read_bytes() == b"for the owner alone\n"  # now cached
+        assert (data / "open.txt").read_bytes() == b"for anyone\n"
+        chunks = m.cache / "chunks"
+        files = sorted(chunks.glob("*/*"))
+        assert len(files) == 2
+        assert {mode(chunks), mode(old)} | {mode(f.parent) for f in files} == {0o700}
+        assert {mode(f) for f in files} == {0o600}
+        assert as_nobody("cat", str(data / "open.txt")).stdout == b"for anyone\n"
+        options = mount_options(m.path)
+        assert {"nosuid", "nodev", "default_permissions", "allow_other"} <= options
+        for path in [data / "private.txt", *files]:
+            r = as_nobody("cat", str(path))
+            assert r.returncode != 0 and b"Permission denied" in r.stderr, (path, r)
+    # a cache directory dvfs makes is its user's alone, and so is the working tree's
+    with mounted(remote.as_uri(), public / "mnt2", home, "--writable") as m:
+        assert mode(m.cache) == 0o700
+        (m.path / "data" / "new.txt").write_bytes(b"new\n")
+        assert {mode(m.cache / "work"), mode(m.cache / "work" / "main")} == {0o700}

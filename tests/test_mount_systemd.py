@@ -66,6 +66,7 @@ def test_units_have_their_key_settings() -> None:
     assert "network-online.target" in system["Unit"]["After"][0]
     assert system["Unit"]["RequiresMountsFor"] == ["%f"]
     assert system["Service"]["CacheDirectory"] == ["dvfs"]
+    assert system["Service"]["CacheDirectoryMode"] == ["0700"]
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         check_fuse,
         check_mountpoint,
         is_mounted,
+        private_dir,
         remove_record,
         write_record,
     )
@@ -80,6 +81,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "hash_bytes": ("vfs.ids", "hash_bytes"),
     "is_mounted": ("vfs.mounts", "is_mounted"),
     "parse_format": ("vfs.repo", "parse_format"),
+    "private_dir": ("vfs.mounts", "private_dir"),
     "remove_record": ("vfs.mounts", "remove_record"),
     "resolve_source": ("vfs.launch", "resolve_source"),
     "write_record": ("vfs.mounts", "write_record"),
@@ -135,6 +137,7 @@ __all__ = [
     "hash_bytes",
     "is_mounted",
     "parse_format",
+    "private_dir",
     "remove_record",
     "resolve_source",
     "write_record",

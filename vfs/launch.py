@@ -12,7 +12,9 @@ exactly one line to the file descriptor given as ``--ready-fd`` and closes it::
 If the pipe closes without a line, the daemon died; its log says why.
 
 Cache directory (``--cache-dir``; default ``<user cache>/dvfs/cache/<name>-<hash>``,
-the hash being of the source, so each source keeps its own)::
+the hash being of the source, so each source keeps its own). dvfs makes it, and every
+directory in it, 0700, and its files 0600: the chunks are the content of files that
+may be readable by their owner alone (``vfs.mounts.private_dir``)::
 
     lock            held (flock) by the daemon using the directory
     chunks/         verified chunks, see daemon.cache
@@ -36,7 +38,7 @@ from typing import BinaryIO
 
 from vfs.backends import refuse_credentials
 from vfs.errors import MountError
-from vfs.mounts import user_cache_dir
+from vfs.mounts import private_dir, user_cache_dir
 from vfs.remotes import check_url
 from vfs.repo import DVFS_DIR, Repository
 
@@ -174,7 +176,7 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
     MountError with the daemon's own message if it failed, or with the last line of
     its log if it died without one.
     """
-    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(args.cache_dir)
     read_end, write_end = os.pipe()
     with open_log(args.log_path) as log:
         proc = subprocess.Popen(

@@ -43,6 +43,29 @@ STOP_WAIT = 10.0
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
+def private_dir(path: Path, *, tighten: bool = False) -> Path:
+    """Make ``path`` and its missing parents as directories only their owner may enter.
+
+    The chunk cache holds the content of every file read through a mount, whatever
+    that file's mode, so what dvfs makes for it is 0700 (``mkdir -p -m 700``, for each
+    directory it makes). With ``tighten``, an existing directory owned by this user
+    and open to others is closed (0700) too: one made by an older version.
+    """
+    missing = []
+    at = path
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, 0o700)
+    if tighten and not missing:
+        st = path.lstat()
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077 and os.path.isdir(path):
+            os.chmod(path, 0o700)
+    return path
+
+
 def user_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/dvfs`` (default ``~/.cache/dvfs``): caches and mount records."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
