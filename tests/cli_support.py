@@ -83,7 +83,11 @@ class Result:
 
 
 def run_python(
-    script: str, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+    script: str,
+    *args: str,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> str:
     """Run ``script`` in a fresh interpreter (no thread of the test process); its stdout.
 
@@ -91,10 +95,11 @@ def run_python(
     lock some other thread holds. Fails the test if the script fails.
     """
     proc = subprocess.run(
-        [sys.executable, "-c", script, *args],
+        [sys.executable, "-P", "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
         env=cli_env(env),
         check=False,
     )

@@ -122,3 +122,83 @@ print(seen)
 """
     out = run_python(script, env=BROKEN_ENV)
     assert int(out.strip().splitlines()[-1]) >= 25
+
+
+# ------------------------------------------------------------------------------ empty paths
+
+
+def snapshot_of(repo: Repo) -> tuple[object, ...]:
+    """What an empty path must leave alone: working files, index, status, refs."""
+    files = sorted(str(p.relative_to(repo.root)) for p in repo.root.rglob("*") if p.is_file())
+    index = (repo.root / ".dvfs" / "index").read_bytes()
+    return files, index, repo.status()
+
+
+def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) -> None:
+    for rel in ("d/a.txt", "d/b.txt", "e/c.txt"):
+        repo.write(rel, rel)
+    repo.ok("add", "d", "e")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/a.txt", "changed")
+    repo.write("d/new.txt", "untracked")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    before = snapshot_of(repo)
+    cases = [
+        ("rm", ""), ("rm", "--cached", ""), ("rm", "--force", "d/b.txt", ""), ("add", ""),
+        ("checkout", "v1", ""), ("checkout", "--force", "v1", "d", ""), ("pull", "v1", ""),
+        ("pull", "--force", "v1", ""),
+    ]  # fmt: skip
+    for args in cases:
+        for cwd in (repo.root, repo.root / "d"):
+            line = assert_error(run(cwd, *args), "empty PATH argument", code=2)
+            assert "write '.' for the current directory" in line
+            assert snapshot_of(repo) == before, args
+    # '.' still means the current directory
+    assert_ok(run(repo.root / "e", "rm", "--cached", "."))
+    assert [c["path"] for c in repo.status()["staged"]] == ["e/c.txt"]
+    repo.fsck_clean()
+
+
+def test_no_argument_or_option_of_any_command_may_be_empty(repo: Repo) -> None:
+    # Parsed in one fresh interpreter: the value is refused before any command runs.
+    script = """
+import io, sys
+import click
+import vfs.cli
+
+def walk(group, prefix):
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from walk(cmd, [*prefix, name])
+        else:
+            yield [*prefix, name], cmd
+
+tried = 0
+for path, cmd in walk(vfs.cli.cli, []):
+    for p in cmd.params:
+        if not isinstance(p.type, vfs.cli.NotEmpty):
+            continue
+        argv = [*path, ""] if isinstance(p, click.Argument) else [*path, p.opts[-1], ""]
+        if isinstance(p, click.Argument) and cmd.params.index(p) != 0:
+            continue  # the first positional argument receives the ""
+        sys.argv = ["dvfs", *argv]
+        err = io.StringIO()
+        sys.stderr = err
+        try:
+            vfs.cli.main()
+        except SystemExit as exc:
+            code = exc.code
+        else:
+            code = 0
+        sys.stderr = sys.__stderr__
+        lines = err.getvalue().splitlines()
+        assert code == 2 and len(lines) == 1, (argv, code, lines)
+        assert lines[0].startswith("dvfs: error: empty ") and "nothing was done" in lines[0], lines
+        tried += 1
+print(tried)
+"""
+    tried = int(run_python(script, cwd=repo.root).strip().splitlines()[-1])
+    assert tried >= 40
+    assert repo.status()["head"] is None
+    repo.fsck_clean()

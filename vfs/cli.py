@@ -42,6 +42,71 @@ DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class FreeText(click.types.StringParamType):
+    """Text that may be empty (a message); every other string parameter may not."""
+
+    name = "text"
+
+
+class NotEmpty(click.ParamType[Any]):
+    """A parameter's own type, refusing the empty string first.
+
+    ``dvfs rm "$DIR"`` with DIR unset once meant ``dvfs rm ""``: the current directory,
+    every tracked file in it removed. An empty value is refused while the command
+    line is parsed, before anything is done.
+    """
+
+    def __init__(self, inner: click.ParamType[Any]) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Refuse "" (one line, exit 2); hand anything else to the wrapped type."""
+        if value == "":
+            raise UsageError(empty_value(param))
+        return self.inner.convert(value, param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        """The wrapped type's metavar (for help)."""
+        return self.inner.get_metavar(param, ctx)
+
+
+_ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT"}
+
+
+def empty_value(param: click.Parameter | None) -> str:
+    """The error for an empty argument or option value."""
+    name = (param.name if param else None) or "argument"
+    if isinstance(param, click.Option):
+        what = f"value for {param.opts[-1] if param.opts else name}"
+    elif isinstance(param, click.Argument) and param.metavar and " " not in param.metavar:
+        bare = param.metavar[1:-1] if param.metavar.startswith("[") else param.metavar
+        what = f"{bare} argument"
+    else:
+        what = f"{_ONE.get(name, name.upper())} argument"
+    hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
+    return f"empty {what} (an unset shell variable?): nothing was done{hint}"
+
+
+class DvfsCommand(click.Command):
+    """A dvfs command: no argument or option value may be empty, unless it is FreeText."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for p in self.params:
+            if isinstance(p.type, (click.types.StringParamType, click.Path)) and not isinstance(
+                p.type, FreeText
+            ):
+                p.type = NotEmpty(p.type)
+
+
+class DvfsGroup(click.Group):
+    """The dvfs command groups: their commands are DvfsCommands, their groups DvfsGroups."""
+
+    command_class = DvfsCommand
+    group_class = type
+
+
 def human(n: int | None) -> str:
     """Bytes as a short human-readable size."""
     if n is None:
@@ -87,7 +152,7 @@ def repo_here() -> Repository:
     return Repository.find()
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=DvfsGroup, context_settings=CONTEXT)
 @click.version_option(package_name="dvfs", prog_name="dvfs")
 def cli() -> None:
     """dvfs: version datasets and models like code, and mount every version."""
@@ -159,7 +224,7 @@ def plain(value: Any) -> Any:
 
 
 @cli.command()
-@click.option("-m", "--message", required=True, help="What this version is.")
+@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
 @click.option(
     "--params-file",
@@ -204,7 +269,7 @@ def collect_params(params: tuple[str, ...], params_file: Path | None) -> dict[st
 
 @cli.command()
 @click.argument("mountpoint", metavar="MNT")
-@click.option("-m", "--message", required=True, help="What this version is.")
+@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
 @click.option(
     "--params-file",

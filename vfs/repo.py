@@ -175,8 +175,11 @@ class Repository:
 
         The path is taken lexically (``..`` folded, links not resolved); every
         directory between the root and the path must be a real directory, so nothing
-        is ever reached through a symbolic link.
+        is ever reached through a symbolic link. An empty path (an unset shell
+        variable) is refused rather than taken as the current directory.
         """
+        if not arg:
+            raise UsageError("an empty path names nothing: write '.' for the current directory")
         absolute = os.path.abspath(arg)
         root = str(self.root)
         if absolute != root and not absolute.startswith(root.rstrip("/") + "/"):
