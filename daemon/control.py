@@ -1,7 +1,8 @@
 """The control socket: how ``dvfs snapshot`` and ``dvfs status MNT`` reach the daemon.
 
-A Unix stream socket in a private directory (``$XDG_RUNTIME_DIR/dvfs`` or
-``/tmp/dvfs-<uid>``, mode 0700), named after the daemon's pid. The CLI finds it
+A Unix stream socket in the user's private runtime directory (``vfs.mounts.runtime_dir``:
+``$XDG_RUNTIME_DIR/dvfs``, ``/run/dvfs`` for root, else ``/tmp/dvfs-<uid>``; mode 0700),
+named after the daemon's pid. The CLI finds it
 through the mount itself: ``MNT/.versions/.control`` is a symbolic link to it (not
 listed; ``vfs.control``). Only the daemon's user (or root) may connect; the peer's
 credentials are checked.
@@ -28,7 +29,7 @@ from typing import Any
 import trio
 
 from daemon.snapshot import Request, Snapshots
-from vfs import DvfsError
+from vfs import DvfsError, runtime_dir
 from vfs.durable import storage_error
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,7 @@ _CRED = struct.Struct("3i")
 
 def socket_path() -> Path:
     """A fresh socket path for this daemon, in a directory only its user can enter."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime) and os.access(runtime, os.W_OK):
-        base = Path(runtime) / "dvfs"
-    else:
-        base = Path("/tmp") / f"dvfs-{os.getuid()}"
-    base.mkdir(mode=0o700, exist_ok=True)
-    st = base.lstat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077 or not os.path.isdir(base):
-        raise DvfsError(f"{base} is not a private directory of this user: remove it")
-    return base / f"ctl-{os.getpid()}.sock"
+    return runtime_dir() / f"ctl-{os.getpid()}.sock"
 
 
 def _peer_allowed(sock: trio.socket.SocketType) -> bool:

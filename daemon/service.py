@@ -57,10 +57,12 @@ from vfs import (
     MountRecord,
     check_fuse,
     check_mountpoint,
+    identity,
     is_mounted,
     private_dir,
     remove_record,
     resolve_source,
+    runtime_dir,
     write_record,
 )
 from vfs.lock import claim_for_life
@@ -202,7 +204,7 @@ async def serve(fs: VersionsFs, source: Source, refresh: float | None) -> None:
         await nursery.start(fs.fetcher.run)
         nursery.start_soon(watch_signals)
         if isinstance(fs, WorkingFs):
-            path = socket_path()
+            path = socket_path()  # runtime_dir() was checked by build()
             await nursery.start(Control(path, Snapshots(fs, source, fs.overlay)).run)
             fs.control_path = os.fsencode(path)
         if refresh:
@@ -220,6 +222,7 @@ def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
     """Check everything and open the source (blocking); DvfsError says what is wrong."""
     mountpoint = check_mountpoint(opts.mountpoint)
     check_fuse()
+    runtime_dir()  # where the record and the control socket go: usable, and private
     lock_cache(opts.cache_dir)
     where = resolve_source(opts.source)
     source = open_source(
@@ -274,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("start-up failed")
         ready.failed(f"internal error ({type(exc).__name__}: {exc})")
         return 1
-    record = MountRecord(
-        str(mountpoint), source.description, source.branch, os.getpid(), str(opts.cache_dir),
-        opts.cache_size, str(opts.cache_dir / "daemon.log") if opts.ready_fd is not None else None,
-        datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )  # fmt: skip
     try:
+        start, boot = identity(os.getpid())
+        record = MountRecord(
+            str(mountpoint), source.description, source.branch, os.getpid(), start, boot,
+            str(opts.cache_dir), opts.cache_size,
+            str(opts.cache_dir / "daemon.log") if opts.ready_fd is not None else None,
+            datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )  # fmt: skip
         write_record(record)
         log.info(
             "mounted %s (branch %s, v%d) at %s",

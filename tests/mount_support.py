@@ -10,10 +10,12 @@ compared with what was committed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,14 +30,25 @@ MOUNT_WAIT = 30.0
 MTIME = 1_600_000_000
 
 
+# Mount records and control sockets of this test session (not the machine's /run/dvfs,
+# which other sessions share); a short path, since a socket's path must fit 108 bytes.
+RUNTIME = Path(tempfile.mkdtemp(prefix="dvfs-run-"))
+atexit.register(shutil.rmtree, RUNTIME, True)
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """Where a dvfs process puts caches (``home``) and mount records (the session's)."""
+    return {"XDG_CACHE_HOME": str(home), "XDG_RUNTIME_DIR": str(RUNTIME)}
+
+
 def env_for(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a dvfs process whose caches and mount records go to ``home``."""
-    return cli_env({"XDG_CACHE_HOME": str(home), "DVFS_AUTHOR": AUTHOR, **(extra or {})})
+    """The environment of a dvfs process whose caches go to ``home``."""
+    return cli_env({**home_env(home), "DVFS_AUTHOR": AUTHOR, **(extra or {})})
 
 
 def dvfs(cwd: Path, home: Path, *args: str, timeout: float = 60) -> Result:
     """Run ``dvfs ARGS`` with the test's cache home."""
-    return run(cwd, *args, env={"XDG_CACHE_HOME": str(home)}, timeout=timeout)
+    return run(cwd, *args, env=home_env(home), timeout=timeout)
 
 
 def in_mount_table(path: Path) -> bool:

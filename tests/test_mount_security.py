@@ -10,18 +10,32 @@ process that drops to uid 65534 before it acts.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from daemon.logs import redact
 from tests.cli_support import assert_error, assert_ok, run
-from tests.mount_support import commit, mounted, push_to, write
+from tests.mount_support import (
+    commit,
+    dvfs,
+    force_unmount,
+    home_env,
+    in_mount_table,
+    mounted,
+    push_to,
+    write,
+)
+from vfs import mounts
 from vfs.repo import Repository
 
 SECRET = "hunter2-secret-value"
@@ -151,3 +165,81 @@ def test_another_user_reads_no_private_file_through_the_cache(public: Path, tmp_
         assert mode(m.cache) == 0o700
         (m.path / "data" / "new.txt").write_bytes(b"new\n")
         assert {mode(m.cache / "work"), mode(m.cache / "work" / "main")} == {0o700}
+
+
+# ---------------------------------------------------------------------------- stale mount records
+
+
+@pytest.fixture(name="sleeper")
+def sleeper_fixture() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process that a stale record may come to name."""
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_umount_never_signals_a_process_that_took_a_dead_daemons_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: subprocess.Popen[bytes]
+) -> None:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a\n")
+    commit(repo, "one")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    for key, value in home_env(home).items():  # this process reads the records too
+        monkeypatch.setenv(key, value)
+    mnt.mkdir()
+    try:
+        assert_ok(dvfs(root, home, "mount", str(mnt)))
+        rec = mounts.read_record(mnt)
+        assert rec is not None and mounts.daemon_alive(rec)
+        assert Path(rec.cache_dir, "daemon.log").stat().st_mode & 0o777 == 0o600
+        assert mounts.record_path(mnt).parent.stat().st_mode & 0o777 == 0o700
+        os.kill(rec.pid, signal.SIGKILL)
+        while mounts.process_start(rec.pid) is not None:
+            time.sleep(0.01)
+        # the daemon's pid now names another process, as after pid reuse
+        mounts.write_record(replace(rec, pid=sleeper.pid))
+        (row,) = [r for r in assert_ok(dvfs(root, home, "mounts", "--json")).json()
+                  if r["mountpoint"] == str(mnt)]  # fmt: skip
+        assert row["state"] == "dead"
+        assert_error(dvfs(root, home, "mount", str(mnt)), "daemon that died")
+        assert_ok(dvfs(root, home, "umount", str(mnt)))
+        assert not in_mount_table(mnt)
+        assert sleeper.poll() is None
+        assert mounts.read_record(mnt) is None
+
+        # a record of another boot, naming a process that started at the same tick
+        start = mounts.process_start(sleeper.pid)
+        assert start is not None
+        mounts.write_record(replace(rec, pid=sleeper.pid, start=start, boot="an-earlier-boot"))
+        assert_error(dvfs(root, home, "umount", str(mnt)), "is not mounted")
+        assert sleeper.poll() is None
+        assert mounts.read_record(mnt) is None
+        # a record where older versions kept them is not read at all
+        legacy = home / "dvfs" / "mounts" / mounts.record_path(mnt).name
+        legacy.parent.mkdir(parents=True)
+        legacy.write_text(json.dumps({**asdict(rec), "v": 1, "pid": sleeper.pid}))
+        assert_error(dvfs(root, home, "umount", str(mnt)), "is not mounted")
+        assert sleeper.poll() is None
+    finally:
+        force_unmount(mnt)
+
+
+def test_records_go_only_to_a_private_runtime_directory(tmp_path: Path) -> None:
+    """Another user who made the directory first could plant records or read them."""
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    planted = runtime / "dvfs"
+    planted.mkdir(mode=0o755)
+    env = {"XDG_RUNTIME_DIR": str(runtime), "XDG_CACHE_HOME": str(tmp_path / "home")}
+    assert_error(run(tmp_path, "mounts", env=env), f"{planted} is not a private directory")
+    os.chmod(planted, 0o700)
+    os.chown(planted, NOBODY, NOBODY)
+    assert_error(run(tmp_path, "mounts", env=env), "owner uid 65534")
+    os.chown(planted, 0, 0)
+    assert_ok(run(tmp_path, "mounts", env=env))
+    assert planted.stat().st_mode & 0o777 == 0o700

@@ -32,9 +32,11 @@ if TYPE_CHECKING:
         MountRecord,
         check_fuse,
         check_mountpoint,
+        identity,
         is_mounted,
         private_dir,
         remove_record,
+        runtime_dir,
         write_record,
     )
     from vfs.objects import ObjectStore, decode_payload
@@ -79,11 +81,13 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "default_remote": ("vfs.remotes", "default_remote"),
     "fetch_locked": ("vfs.sync", "fetch_locked"),
     "hash_bytes": ("vfs.ids", "hash_bytes"),
+    "identity": ("vfs.mounts", "identity"),
     "is_mounted": ("vfs.mounts", "is_mounted"),
     "parse_format": ("vfs.repo", "parse_format"),
     "private_dir": ("vfs.mounts", "private_dir"),
     "remove_record": ("vfs.mounts", "remove_record"),
     "resolve_source": ("vfs.launch", "resolve_source"),
+    "runtime_dir": ("vfs.mounts", "runtime_dir"),
     "write_record": ("vfs.mounts", "write_record"),
 }
 
@@ -135,10 +139,12 @@ __all__ = [
     "default_remote",
     "fetch_locked",
     "hash_bytes",
+    "identity",
     "is_mounted",
     "parse_format",
     "private_dir",
     "remove_record",
     "resolve_source",
+    "runtime_dir",
     "write_record",
 ]

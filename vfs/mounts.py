@@ -6,15 +6,28 @@ find the daemon to stop. A daemon killed outright leaves its record and a mount
 whose every access fails with "Transport endpoint is not connected"; both are
 cleared by ``dvfs umount``.
 
-Mount record, format version 1: JSON in
-``<user cache>/dvfs/mounts/<sha256(mount point)[:16]>.json``::
+Records live in the user's runtime directory (:func:`runtime_dir`), which is emptied
+at boot, and a record names its daemon by more than a pid: the boot it ran in and
+the process's start time (``/proc/PID/stat``, field 22). A pid is reused once its
+process is gone, and a record that outlived its daemon (``kill -9``, a crash, a
+reboot where the runtime directory survives) would otherwise name whatever process
+got that number next: ``dvfs umount`` signals a process only if it is the very one
+that wrote the record, through a pidfd opened before the start time is checked, so
+that the check and the signal concern the same process.
 
-    {"v": 1, "mountpoint": "/abs/mnt", "source": "/abs/repo" | "s3://b/p",
-     "branch": "main", "pid": 1234, "cache_dir": "/abs/cache", "cache_size": bytes,
+Mount record, format version 2: JSON in
+``<runtime dir>/mounts/<sha256(mount point)[:16]>.json``::
+
+    {"v": 2, "mountpoint": "/abs/mnt", "source": "/abs/repo" | "s3://b/p",
+     "branch": "main", "pid": 1234, "start": <start time, clock ticks after boot>,
+     "boot": "<boot id>", "cache_dir": "/abs/cache", "cache_size": bytes,
      "log": "/abs/cache/daemon.log" | null, "started": "2026-01-01T00:00:00Z"}
 
+Version 1 records (in ``<user cache>/dvfs/mounts``, without ``start`` and ``boot``)
+are ignored: their pid cannot be told from another process's.
+
 The kernel's table (``/proc/self/mountinfo``) is the truth about what is mounted; a
-record is only trusted for what the table cannot tell (source, branch, pid).
+record is only trusted for what the table cannot tell (source, branch, daemon).
 """
 
 from __future__ import annotations
@@ -24,9 +37,12 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
+import stat
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,9 +51,11 @@ from typing import Any
 from vfs.durable import write_atomic
 from vfs.errors import MountError
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 FS_TYPE = "fuse.dvfs"
 MOUNTINFO = Path("/proc/self/mountinfo")
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+RUN_ROOT = Path("/run")
 # How long `dvfs umount` waits for a daemon to let go of its mount.
 STOP_WAIT = 10.0
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -64,6 +82,39 @@ def private_dir(path: Path, *, tighten: bool = False) -> Path:
         if st.st_uid == os.geteuid() and st.st_mode & 0o077 and os.path.isdir(path):
             os.chmod(path, 0o700)
     return path
+
+
+def _private_or_refuse(base: Path) -> Path:
+    """``base``, made if missing; MountError unless it is a directory of ours, 0700."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(base, 0o700)
+    st = base.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise MountError(
+            f"{base} is not a private directory of this user (owner uid {st.st_uid}, mode "
+            f"{stat.S_IMODE(st.st_mode):o}): remove it, or set XDG_RUNTIME_DIR"
+        )
+    return base
+
+
+def runtime_dir() -> Path:
+    """This user's directory for mount records and control sockets (mode 0700).
+
+    ``$XDG_RUNTIME_DIR/dvfs`` when that is a directory of this user (the per-user
+    tmpfs a login manager makes, emptied at boot); else ``/run/dvfs`` for root;
+    else ``<tmp>/dvfs-<uid>``. Whichever it is must be this user's and closed to
+    others, or MountError says so: no other user may plant or read records there.
+    """
+    uid = os.geteuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isabs(xdg):
+        with contextlib.suppress(OSError):
+            st = os.stat(xdg)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+                return _private_or_refuse(Path(xdg) / "dvfs")
+    if uid == 0 and RUN_ROOT.is_dir():
+        return _private_or_refuse(RUN_ROOT / "dvfs")
+    return _private_or_refuse(Path(tempfile.gettempdir()) / f"dvfs-{uid}")
 
 
 def user_cache_dir() -> Path:
@@ -106,6 +157,8 @@ class MountRecord:
     source: str
     branch: str
     pid: int
+    start: int
+    boot: str
     cache_dir: str
     cache_size: int
     log: str | None
@@ -126,12 +179,13 @@ class MountRecord:
         except (ValueError, TypeError):
             return None
         typed = [isinstance(getattr(out, f), str) for f in ("mountpoint", "source", "branch")]
-        return out if all(typed) and isinstance(out.pid, int) else None
+        numbers = isinstance(out.pid, int) and isinstance(out.start, int)
+        return out if all(typed) and numbers and isinstance(out.boot, str) else None
 
 
 def records_dir() -> Path:
     """Where mount records live."""
-    return user_cache_dir() / "mounts"
+    return runtime_dir() / "mounts"
 
 
 def record_path(mountpoint: Path) -> Path:
@@ -143,8 +197,8 @@ def record_path(mountpoint: Path) -> Path:
 def write_record(rec: MountRecord) -> None:
     """Record a mount (atomically: readers never see half a record)."""
     path = record_path(Path(rec.mountpoint))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, rec.encode(), sync=False)
+    private_dir(path.parent)
+    write_atomic(path, rec.encode(), sync=False, mode=0o600)
 
 
 def read_record(mountpoint: Path) -> MountRecord | None:
@@ -177,13 +231,97 @@ def all_records() -> list[MountRecord]:
     return sorted(out, key=lambda r: r.mountpoint)
 
 
-def pid_alive(pid: int) -> bool:
-    """True if a process ``pid`` exists (zombies count as gone)."""
+def boot_id() -> str:
+    """This boot's id (a record from another boot names no process of this one)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return BOOT_ID.read_text().strip()
     except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0:1] != ["Z"]
+        return ""
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot); None if it is gone.
+
+    A zombie counts as gone: it has exited, only its parent has not reaped it.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # the name, in (), may hold anything
+    if len(fields) < 20 or fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+def identity(pid: int) -> tuple[int, str]:
+    """(start time, boot id) of a live process, as its mount record holds them."""
+    start = process_start(pid)
+    if start is None:
+        raise MountError(f"process {pid} is gone")
+    return start, boot_id()
+
+
+def daemon_alive(rec: MountRecord) -> bool:
+    """True if the daemon that wrote ``rec`` still runs (not just some process ``rec.pid``)."""
+    return rec.boot == boot_id() and process_start(rec.pid) == rec.start
+
+
+def _pidfd(rec: MountRecord) -> int | None:
+    """A pidfd of the record's daemon; None if that process is gone.
+
+    The pidfd is opened first and the start time checked after: if the daemon died
+    and its pid was taken meanwhile, the check fails; if it dies later, the pidfd
+    still means the dead daemon, never the newcomer.
+    """
+    if rec.boot != boot_id():
+        return None
+    try:
+        fd = os.pidfd_open(rec.pid)
+    except OSError:  # gone (ESRCH), or bad
+        return None
+    if process_start(rec.pid) != rec.start:
+        os.close(fd)
+        return None
+    return fd
+
+
+def stop_daemon(rec: MountRecord, wait: float) -> bool:
+    """SIGTERM the record's daemon, if it still runs; True once it is gone in ``wait`` s.
+
+    Nothing is signalled unless the process is the one that wrote the record.
+    """
+    fd = _pidfd(rec)
+    if fd is None:
+        return True
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+        return _exited(fd, rec.pid, wait)
+    finally:
+        os.close(fd)
+
+
+def wait_daemon(rec: MountRecord, wait: float) -> bool:
+    """True if the record's daemon is gone, or goes within ``wait`` seconds."""
+    fd = _pidfd(rec)
+    if fd is None:
+        return True
+    try:
+        return _exited(fd, rec.pid, wait)
+    finally:
+        os.close(fd)
+
+
+def _exited(fd: int, pid: int, wait: float) -> bool:
+    """Wait until the process of a pidfd exits (its pidfd becomes readable) or is a zombie."""
+    deadline = time.monotonic() + wait
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready or process_start(pid) is None:
+            return True
+        if time.monotonic() > deadline:
+            return False
 
 
 def disk_usage(path: Path) -> int:
@@ -219,7 +357,7 @@ def check_mountpoint(arg: str) -> Path:
     path = Path(os.path.abspath(arg))
     if is_mounted(path):
         rec = read_record(path)
-        if rec is not None and not pid_alive(rec.pid):
+        if rec is not None and not daemon_alive(rec):
             raise MountError(
                 f"{path} is still mounted by a dvfs daemon that died: run `dvfs umount {path}`"
             )
@@ -254,22 +392,14 @@ def _release(path: Path, lazy: bool) -> str | None:
     return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
     """Unmount a dvfs mount and stop its daemon; return its record if there was one.
 
     The kernel unmount comes first (it fails while files are open, unless ``force``
     makes it lazy); the daemon then sees its mount go and exits by itself (with
     ``force`` it is told to at once: open files would keep it serving). A mount
-    whose daemon died is unmounted the same way. The record goes last.
+    whose daemon died is unmounted the same way. The record goes last. Only the
+    process that wrote the record is ever signalled (see the module docstring).
     """
     path = Path(os.path.abspath(arg))
     rec = read_record(path)
@@ -277,9 +407,9 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
     if fstype is None:
         if rec is not None:
             remove_record(path)
-            if pid_alive(rec.pid):
-                os.kill(rec.pid, signal.SIGTERM)
-            return rec
+            if daemon_alive(rec):  # its mount went, but it did not: stop it
+                stop_daemon(rec, STOP_WAIT)
+                return rec
         raise MountError(f"{path} is not mounted")
     if fstype != FS_TYPE:
         raise MountError(f"{path} is not a dvfs mount ({fstype}): use umount(8)")
@@ -288,9 +418,8 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
         hint = "close the files and programs using it, or use --force"
         raise MountError(f"{path} could not be unmounted ({why}): {hint}")
     # After a lazy unmount, open files keep the daemon serving: stop it now.
-    if rec is not None and pid_alive(rec.pid) and (force or not _wait_gone(rec.pid, STOP_WAIT)):
-        os.kill(rec.pid, signal.SIGTERM)
-        _wait_gone(rec.pid, STOP_WAIT)
+    if rec is not None and (force or not wait_daemon(rec, STOP_WAIT)):
+        stop_daemon(rec, STOP_WAIT)
     remove_record(path)
     return rec
 
@@ -320,7 +449,7 @@ def statuses() -> list[MountStatus]:
     seen = set()
     for rec in all_records():
         mounted = table.get(rec.mountpoint) == FS_TYPE
-        alive = pid_alive(rec.pid)
+        alive = daemon_alive(rec)
         if not mounted:
             if not alive:
                 remove_record(Path(rec.mountpoint))
