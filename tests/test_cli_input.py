@@ -6,14 +6,21 @@ changes nothing.
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.cli_support import (
     Repo,
+    Result,
     assert_error,
     assert_ok,
+    cli_command,
+    cli_env,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -201,4 +208,97 @@ print(tried)
     tried = int(run_python(script, cwd=repo.root).strip().splitlines()[-1])
     assert tried >= 40
     assert repo.status()["head"] is None
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------------------------ parameters
+
+
+def limited_memory() -> None:
+    """In a child before exec: at most 1 GiB of address space, so that a reader that
+    does not stop fails with MemoryError instead of calling the OOM killer."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def run_limited(cwd: Path, *args: str) -> Result:
+    """``dvfs ARGS`` with at most 1 GiB of memory and 30 s (a regression fails, not the host)."""
+    proc = subprocess.run(
+        cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, timeout=30,
+        preexec_fn=limited_memory, check=False,
+    )  # fmt: skip
+    return Result(args, proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
+
+
+def test_a_params_file_is_a_small_regular_file(repo: Repo, tmp_path: Path) -> None:
+    committed(repo)
+    repo.write("d/a.txt", "2")
+    repo.ok("add", "d")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "big.yaml").write_bytes(b"a: 1\n" + b"#" * (1 << 20))
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    cases = {
+        "/dev/zero": "is not a regular file",
+        str(tmp_path / "fifo"): "is not a regular file",  # it used to wait for a writer
+        str(tmp_path): "is not a regular file",
+        str(tmp_path / "big.yaml"): "is larger than 1 MiB",
+        str(tmp_path / "latin1.yaml"): "is not UTF-8 text",
+        str(tmp_path / "missing.yaml"): "no such file",
+    }
+    for path, wanted in cases.items():
+        assert_error(
+            run_limited(repo.root, "commit", "-m", "two", "--params-file", path), wanted, code=2
+        )
+    # exactly 1 MiB is accepted
+    (tmp_path / "big.yaml").write_bytes(b"a: 1\n" + b"#" * ((1 << 20) - 6) + b"\n")
+    repo.ok("commit", "-m", "two", "--params-file", str(tmp_path / "big.yaml"))
+    assert repo.show()["parameters"] == {"a": 1}
+    repo.fsck_clean()
+
+
+def alias_bomb() -> str:
+    """A 1 KiB YAML file whose aliases expand to 10**10 values."""
+    lines = ["a0: &a0 [" + ", ".join(["1"] * 10) + "]"]
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_parameters_are_bounded(repo: Repo) -> None:
+    committed(repo)
+    repo.write("d/a.txt", "2")
+    repo.ok("add", "d")
+    repo.write("bomb.yaml", alias_bomb())
+    repo.write("deep.yaml", "a: " + "[" * 5000 + "]" * 5000 + "\n")
+    repo.write("deep33.yaml", "a: " + "[" * 32 + "]" * 32 + "\n")
+    repo.write("key.yaml", "outer:\n  " + "k" * 257 + ": 1\n")
+    cases = [
+        (("--params-file", "bomb.yaml"), "more than 64 KiB"),
+        (("--params-file", "deep.yaml"), "deeper than 32 levels"),
+        (("--params-file", "deep33.yaml"), "deeper than 32 levels"),
+        (("--params-file", "key.yaml"), "1 to 256 characters"),
+        (("--param", "k\x1b[2J=1"), "without control characters"),
+        (("--param", "x=" + "v" * 40_000, "--param", "y=" + "v" * 30_000), "more than 64 KiB"),
+        (("--param", "k=" + os.fsdecode(b"\xff")), "not UTF-8"),
+    ]
+    for args, wanted in cases:
+        line = assert_error(run_limited(repo.root, "commit", "-m", "two", *args), wanted, code=2)
+        assert len(line) < 300, line
+    assert_error(repo.run("commit", "-m", os.fsdecode(b"caf\xe9")), "not UTF-8", code=2)
+    assert_error(repo.run("commit", "-m", "m" * 70_000), "longer than 64 KiB", code=2)
+    assert repo.show()["version"] == "v1"
+    # within the bounds: 32 levels, numbers JSON or msgpack cannot hold kept as text
+    repo.write("deep32.yaml", "a: " + "[" * 31 + "]" * 31 + "\nwhen: 2024-01-31\n")
+    repo.ok(
+        "commit", "-m", "two", "--params-file", "deep32.yaml", "--param", "big=" + "9" * 30,
+        "--param", "n=.nan", "--param", "inf=1e400", "--param", "lr=0.01",
+    )  # fmt: skip
+    got = json.loads(repo.ok("show", "--format", "json").raw)  # strict JSON: no NaN
+    p = got["parameters"]
+    assert (p["big"], p["n"], p["inf"], p["lr"], p["when"]) == (
+        "9" * 30,
+        ".nan",
+        "1e400",
+        0.01,
+        "2024-01-31",
+    )
     repo.fsck_clean()

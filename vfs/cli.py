@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from vfs import browse, checkout, settings, workflow
+from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
@@ -201,42 +202,21 @@ def rm(paths: tuple[str, ...], cached: bool, force: bool) -> None:
 # ------------------------------------------------------------------------ commit
 
 
-def scalar(text: str) -> Any:
-    """A --param value: YAML scalar typing (1 -> int, 0.1 -> float, true -> bool)."""
-    import yaml  # here: most commands never need it, and it costs 10 ms to import
-
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, (int, float, bool, str)) or value is None else text
-
-
-def plain(value: Any) -> Any:
-    """Params reduced to msgpack-safe types (dates and the like become strings)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, (int, float, bool, str)) or value is None:
-        return value
-    return str(value)
-
-
 @cli.command()
 @click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
 @click.option(
     "--params-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML mapping of parameters to record.",
+    type=click.Path(path_type=Path),
+    help="YAML mapping of parameters to record (a file of at most 1 MiB).",
 )
 @click.option("--tag", help="Also tag the new version.")
 def commit(
     message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None
 ) -> None:
     """Record the staged data as a new version."""
-    recorded = collect_params(params, params_file)
+    version_params.message(message)
+    recorded = version_params.collect(params, params_file)
     repo = repo_here()
     r = workflow.commit(repo, message, recorded, tag, warn)
     tagged = f" (tag {quote_name(tag)})" if tag else ""
@@ -246,35 +226,14 @@ def commit(
     )
 
 
-def collect_params(params: tuple[str, ...], params_file: Path | None) -> dict[str, Any]:
-    """The parameters of --params-file, then of each --param K=V."""
-    recorded: dict[str, Any] = {}
-    if params_file is not None:
-        import yaml  # only then: a plain commit need not pay 15 ms for it
-
-        try:
-            loaded = yaml.safe_load(params_file.read_text())
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{params_file} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise UsageError(f"{params_file} must hold a mapping of names to values")
-        recorded.update(plain(loaded or {}))
-    for p in params:
-        key, sep, value = p.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--param {p!r} is not KEY=VALUE")
-        recorded[key.strip()] = scalar(value)
-    return recorded
-
-
 @cli.command()
 @click.argument("mountpoint", metavar="MNT")
 @click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
 @click.option(
     "--params-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML mapping of parameters to record.",
+    type=click.Path(path_type=Path),
+    help="YAML mapping of parameters to record (a file of at most 1 MiB).",
 )
 @click.option("--tag", help="Also tag the new version.")
 @click.option("--branch", "new_branch", metavar="NEW", help="Record it on a new branch.")
@@ -286,7 +245,8 @@ def snapshot(
     """Record the working tree of the mount at MNT as a new version."""
     from vfs import control
 
-    recorded = collect_params(params, params_file)
+    version_params.message(message)
+    recorded = version_params.collect(params, params_file)
     request = {
         "op": "snapshot", "message": message, "tag": tag, "params": recorded,
         "branch": new_branch,

@@ -27,6 +27,7 @@ of ``os.fsdecode``). Everything else, ``é`` and ``日本`` included, prints as 
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -87,7 +88,30 @@ def safe_json(data: Any) -> str:
     surrogates that stand for bytes that are not UTF-8, are written as ``\\uXXXX``
     escapes (json.dumps already escapes the C0 controls). A name that is not UTF-8
     thus reads back, with Python's ``json`` and ``os.fsencode``, as its exact bytes:
-    byte 0xFF appears as ``\\udcff``.
+    byte 0xFF appears as ``\\udcff``. NaN and the infinities, which JSON lacks (a
+    parameter recorded elsewhere may hold one), are written as the strings ``.nan``,
+    ``.inf`` and ``-.inf``, as YAML spells them.
     """
-    text = json.dumps(data, indent=2, ensure_ascii=False)
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False)
     return _JSON_UNSAFE.sub(_json_escape, text)
+
+
+def finite(x: float) -> float | str:
+    """``x``, or YAML's spelling of it (``.nan``, ``.inf``, ``-.inf``) if JSON cannot hold it."""
+    if math.isfinite(x):
+        return x
+    return ".nan" if math.isnan(x) else (".inf" if x > 0 else "-.inf")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by its YAML spelling."""
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
