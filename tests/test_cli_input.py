@@ -302,3 +302,39 @@ def test_parameters_are_bounded(repo: Repo) -> None:
         "2024-01-31",
     )
     repo.fsck_clean()
+
+
+# ------------------------------------------------------------------------------ other bounds
+
+
+def test_out_of_range_options_and_control_characters_are_one_line(
+    repo: Repo, tmp_path: Path
+) -> None:
+    committed(repo)
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    config = (repo.root / ".dvfs" / "config").read_bytes()
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cases = [
+        (("log", "-n", "0"), "'-n': 0 is not in the range"),
+        (("log", "-n", "-5"), "'-n': -5 is not in the range"),
+        (("push", "--jobs", "100000"), "'--jobs'"),
+        (("mount", "--timeout", "nan", ".", str(mnt)), "'nan' is not a number of seconds"),
+        (("mount", "--refresh", "inf", ".", str(mnt)), "not in the range 0.1<=x<=86400"),
+        (("mount", "--timeout", "0", ".", str(mnt)), "not in the range 0.1<=x<=86400"),
+        (("remote", "add", "x", str(tmp_path / "a\nb")), '/a\\nb" holds a control character'),
+        (("remote", "add", "x", str(tmp_path), "--endpoint-url", "http://h\x1b[2J"), "\\033[2J"),
+        (("remote", "add", "x", str(tmp_path), "--region", "eu\n"), "--region"),
+        (("clone", "s3://bucket/p\r", str(tmp_path / "c")), '"s3://bucket/p\\r" holds'),
+        (("commit",), "missing option '-m'"),
+        (("nosuch",), "no such command 'nosuch'"),
+    ]
+    for args, wanted in cases:
+        r = repo.run(*args)
+        line = assert_error(r, wanted, code=2)
+        assert "\x1b" not in r.err and r.err.count("\n") == 1, str(r)
+        assert line.endswith("`)") or "control character" in line, line
+    assert (repo.root / ".dvfs" / "config").read_bytes() == config
+    assert not os.path.ismount(mnt) and not (tmp_path / "c").exists()
+    assert repo.show()["version"] == "v1"
+    repo.fsck_clean()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import math
 import os
 import stat as statmod
 import sys
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # the commands that use these import them: most commands need
 
 DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
 
 
 class FreeText(click.types.StringParamType):
@@ -87,6 +89,38 @@ def empty_value(param: click.Parameter | None) -> str:
         what = f"{_ONE.get(name, name.upper())} argument"
     hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
     return f"empty {what} (an unset shell variable?): nothing was done{hint}"
+
+
+class Token(click.types.StringParamType):
+    """A URL, endpoint, region or profile: refused if it holds a control character.
+
+    Such a value is stored in ``.dvfs/config`` and handed to the daemon and to boto3;
+    a newline or an escape in it is a mistake or an attack, never a real name.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value, if it holds no control character."""
+        text = super().convert(value, param, ctx)
+        if escape_text(text) != text:
+            what = param.opts[-1] if isinstance(param, click.Option) and param.opts else "URL"
+            raise UsageError(f"{what} {quote_name(text)} holds a control character")
+        return text
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds between ``min`` and a day (FloatRange lets NaN pass)."""
+
+    def __init__(self, min: float) -> None:
+        super().__init__(min=min, max=MAX_SECONDS)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, if it is finite and in range."""
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 class DvfsCommand(click.Command):
@@ -680,10 +714,10 @@ def remote() -> None:
 
 @remote.command(name="add")
 @click.argument("name")
-@click.argument("url")
-@click.option("--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
-@click.option("--region", help="S3 region.")
-@click.option("--profile", help="AWS profile for credentials.")
+@click.argument("url", type=Token())
+@click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@click.option("--region", type=Token(), help="S3 region.")
+@click.option("--profile", type=Token(), help="AWS profile for credentials.")
 @click.option("--default", "make_default", is_flag=True, help="Make it the default remote.")
 def remote_add(
     name: str, url: str, endpoint_url: str | None, region: str | None, profile: str | None,
@@ -823,11 +857,11 @@ def pull(
 
 
 @cli.command(name="clone")
-@click.argument("url")
+@click.argument("url", type=Token())
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--rev", help="Check out this revision instead of the main branch.")
 @click.option("--no-checkout", is_flag=True, help="Fetch versions only; download no data.")
-@click.option("--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
 @JOBS
 def clone_cmd(
     url: str, directory: Path | None, rev: str | None, no_checkout: bool,
@@ -861,14 +895,14 @@ def clone_cmd(
 )  # fmt: skip
 @click.option("--foreground", is_flag=True, help="Run the daemon here, logging to stderr.")
 @click.option(
-    "--refresh", type=click.FloatRange(min=0.1), metavar="SECONDS",
+    "--refresh", type=Seconds(min=0.1), metavar="SECONDS",
     help="Look for new versions this often (versions pushed by others appear).",
 )  # fmt: skip
 @click.option(
-    "--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+    "--timeout", type=Seconds(min=0.1), default=30.0, show_default=True,
     metavar="SECONDS", help="Fail a read (EIO) whose data does not arrive in this time.",
 )  # fmt: skip
-@click.option("--endpoint-url", help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount.")
 @click.option("--debug", is_flag=True, help="Log every fetch.")
 @click.option(
@@ -960,11 +994,22 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def show_click_error(exc: click.ClickException) -> None:
-    """Print click's own usage error, each line escaped (it repeats what was typed)."""
-    buf = io.StringIO()
-    exc.show(file=buf)
-    for line in buf.getvalue().splitlines():
-        click.echo(escape_text(line), err=True)
+    """Print click's own error as one ``dvfs: error:`` line (help, when it is the answer).
+
+    ``dvfs`` or ``dvfs remote`` alone print their help, as click does.
+    """
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        buf = io.StringIO()
+        exc.show(file=buf)
+        for line in buf.getvalue().splitlines():
+            click.echo(escape_text(line), err=True)
+        return
+    msg = "; ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+    msg = msg[:1].lower() + msg[1:].rstrip(".")
+    if isinstance(exc, click.UsageError):
+        path = exc.ctx.command_path if exc.ctx is not None else "dvfs"
+        msg += f" (see `{path} --help`)"
+    click.echo(f"dvfs: error: {escape_text(msg)}", err=True)
 
 
 def main() -> None:
