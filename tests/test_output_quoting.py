@@ -24,6 +24,8 @@ from tests.cli_support import (
     assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
+    warnings_of,
 )
 from tests.mount_support import commit, dvfs, mounted, write
 from tests.test_faults import flip_back, flip_byte_of, rand
@@ -82,7 +84,13 @@ def build(repo: Repo) -> None:
 def test_hostile_names_in_every_human_output(repo: Repo) -> None:
     build(repo)
     root = os.fsencode(repo.root)
-    out = assert_safe(repo.ok("add", "d"))
+    os.mkfifo(os.path.join(root, b"d/fifo\n  " + FORGED.encode()))  # skipped, with a warning
+    r = repo.ok("add", "d")
+    assert_safe(r)
+    assert warnings_of(r) == [
+        "dvfs: warning: skipping d/fifo\\n  deleted: IMPORTANT.csv: not a regular file, "
+        "directory or link"
+    ]
     st = assert_safe(repo.ok("status"))
     for name in HOSTILE:
         assert f"  added:    {q(name)} (50.0 KiB)" in st.splitlines()
@@ -185,6 +193,26 @@ def test_json_and_yaml_hold_the_exact_names(repo: Repo) -> None:
     assert {os.fsencode(p) for p in y["files"]} == names
     assert y["message"] == MESSAGE
     repo.fsck_clean()
+
+
+def test_clone_fetch_and_pull_of_hostile_names(repo: Repo, tmp_path: Path) -> None:
+    build(repo)
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", MESSAGE, env=NO_AUTHOR)
+    remote = tmp_path / 'remote "é"'  # quoted when shown: it holds '"'
+    assert_safe(repo.ok("remote", "add", "origin", str(remote)))
+    assert_safe(repo.ok("remote", "list"))
+    assert_safe(repo.ok("push"))
+    r = assert_ok(run(tmp_path, "clone", str(remote), "copy", "--no-checkout"))
+    assert_safe(r)
+    assert '/remote \\"é\\"" into ' in r.out
+    copy = Repo(tmp_path / "copy")
+    assert_safe(copy.ok("fetch"))
+    assert_safe(copy.ok("pull", "v1", "d"))
+    assert_safe(copy.ok("log"))
+    for name in (*HOSTILE, PLAIN):
+        assert os.path.exists(os.path.join(os.fsencode(copy.root), name))
+    copy.fsck_clean()
 
 
 def test_mount_status_quotes_the_daemon_s_names(tmp_path: Path) -> None:
