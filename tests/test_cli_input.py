@@ -338,3 +338,15 @@ def test_out_of_range_options_and_control_characters_are_one_line(
     assert not os.path.ismount(mnt) and not (tmp_path / "c").exists()
     assert repo.show()["version"] == "v1"
     repo.fsck_clean()
+
+
+def test_a_ref_name_cannot_end_in_a_newline(repo: Repo, tmp_path: Path) -> None:
+    committed(repo)
+    for args in (("tag", "t\n"), ("branch", "b\n"), ("remote", "add", "o\n", str(tmp_path))):
+        line = assert_error(repo.run(*args), "is not a valid", code=2)
+        assert "\\n" in line
+    assert repo.ok("tag").out == "" and repo.ok("remote", "list").out == ""
+    assert sorted(p.name for p in (repo.root / ".dvfs" / "refs").rglob("*") if p.is_file()) == [
+        "main"
+    ]
+    repo.fsck_clean()

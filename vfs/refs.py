@@ -28,8 +28,9 @@ from vfs.durable import write_atomic
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.ids import from_hex
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
-_RESERVED_RE = re.compile(r"^(v\d+|HEAD.*|[0-9a-f]{4,64})$")
+# \Z, not $: "$" also matches before a final newline, which let "t\n" name a tag.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*\Z")
+_RESERVED_RE = re.compile(r"^(v\d+|HEAD.*|[0-9a-f]{4,64})\Z")
 
 
 def check_ref_name(name: str, what: str) -> str:
