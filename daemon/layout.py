@@ -11,7 +11,10 @@
         ids/<64 hex>/       any version by its full id; lists the ones named above
 
 Names that are not valid on Linux never get this far: trees are decoded strictly
-(``vfs.codec``), so a directory holding one fails to read (EIO) and is logged.
+(``vfs.codec``), so a directory holding one, or a reserved name (``.git``,
+``.dvfs``, ``vfs.names``), fails to read (EIO) and is logged. A head whose root
+holds an entry ``.versions`` (refused at the root since, but decodable) does not
+hide the version list: MNT neither lists nor finds that entry.
 
 Nodes made here are not counted yet: the caller puts them in the inode table when
 it hands them to the kernel.
@@ -128,7 +131,11 @@ class Layout:
         """Every (name, node) ``parent`` lists, in a stable order."""
         kind = parent.kind
         if kind == NodeKind.ROOT:
-            return [(e.name, entry_node(b"", e)) for e in (await self.head_tree()).entries]
+            return [
+                (e.name, entry_node(b"", e))
+                for e in (await self.head_tree()).entries
+                if e.name != VERSIONS_NAME
+            ]
         if kind == NodeKind.DIR:
             assert parent.entry is not None
             tree = await self.records.tree(parent.entry.subtree)

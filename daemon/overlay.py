@@ -64,6 +64,7 @@ from vfs import DvfsError, Entry, Kind, MountError, Tree, private_dir
 from vfs.codec import decode_tree, encode_tree
 from vfs.durable import fsync_dir, write_atomic
 from vfs.lock import claim_for_life
+from vfs.names import VERSIONS_DIR, any_reserved, is_reserved
 
 FORMAT = 1
 log = logging.getLogger(__name__)
@@ -543,6 +544,9 @@ class Overlay:
         kids: dict[bytes, WNode] = {}
         if base is not None:
             for e in base.entries:
+                if d is self.root and e.name == VERSIONS_DIR:  # MNT shows the version list
+                    log.warning("the base version's entry .versions is not shown in MNT")
+                    continue
                 node = self._from_entry(e, d)
                 kids[e.name] = node
         for name, kid in d.pending.items():
@@ -962,6 +966,25 @@ class Overlay:
             kid.origin = _join(d.origin or b"", name)
             if kid.is_dir:
                 self._reset_origins(kid)
+
+    def reserved_paths(self) -> list[bytes]:
+        """Paths of nodes whose names no version may hold (``vfs.names``), sorted.
+
+        Only changed directories are looked into: the others are versions' trees,
+        which decode only without such names. Nodes made through the mount cannot
+        take one either; a working tree left by an older version may hold some.
+        """
+        out: list[bytes] = []
+        todo = [self.root]
+        while todo:
+            d = todo.pop()
+            names = list(d.kids or {})
+            if d is self.root and VERSIONS_DIR in names:
+                out.append(VERSIONS_DIR)
+            if any_reserved(names) is not None:
+                out.extend(_join(d.path, n) for n in names if is_reserved(n))
+            todo.extend(k for k in (d.kids or {}).values() if k.is_dir and k.dirty)
+        return sorted(out)
 
     def changed_files(self) -> list[WNode]:
         """Every upper file of the working tree (what a snapshot hashes)."""

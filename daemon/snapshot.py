@@ -50,6 +50,7 @@ from vfs import DvfsError, Entry, Kind, ObjectMissing, Tree, UsageError
 from vfs.codec import Version, encode_tree, encode_version
 from vfs.durable import flush_filesystem
 from vfs.objects import ObjKind
+from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
 from vfs.stage import Staged
 from vfs.worktree import Found, Hasher, Workers
@@ -265,6 +266,16 @@ class Snapshots:
             if not ov.root.dirty:
                 label = hist.label(ov.base) if ov.base is not None else "an empty branch"
                 raise UsageError(f"nothing to snapshot: the working tree equals {label}")
+            reserved = ov.reserved_paths()
+            if reserved:
+                shown = quote_name(reserved[0]) + (
+                    f" and {len(reserved) - 1} more" if len(reserved) > 1 else ""
+                )
+                raise UsageError(
+                    f"the working tree holds {shown}: no version may hold a name that "
+                    "git or dvfs reads as its own (.git, .dvfs) nor .versions at the top; "
+                    "rename or remove it in the mount, then snapshot again"
+                )
             staged = self._hash(ov.changed_files())
             reached("hashed")
             builder = Builder(src, staged)

