@@ -164,11 +164,13 @@ class VersionsFs(pyfuse3.Operations):
                 a.st_size = 0
         else:
             t = e.mtime_ns
+            # permission bits only: a setuid file of a version copied out by root
+            # (cp -a, rsync -a) must not become a setuid file elsewhere
             if e.kind == Kind.DIR:
-                a.st_mode = stat.S_IFDIR | e.mode
+                a.st_mode = stat.S_IFDIR | (e.mode & 0o777)
                 a.st_size = 0
             elif e.kind == Kind.FILE:
-                a.st_mode = stat.S_IFREG | e.mode
+                a.st_mode = stat.S_IFREG | (e.mode & 0o777)
                 a.st_size = e.size
             else:
                 a.st_mode = stat.S_IFLNK | 0o777

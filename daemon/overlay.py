@@ -52,7 +52,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ from vfs.names import VERSIONS_DIR, any_reserved, is_reserved
 
 FORMAT = 1
 log = logging.getLogger(__name__)
-_PERM = 0o7777
+_PERM = 0o777  # no setuid, setgid or sticky bit: versions record permissions only
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 SPARES = 256  # empty files kept ready for new files (see Spares)
 TRASH_WAIT = 2.0  # seconds an unmount waits for trash removal (see Overlay.close)
@@ -330,6 +330,8 @@ class Overlay:
         self.on_change: Callable[[WNode], None] = lambda node: None
         self._spares: Spares | None = None  # started by the first new file
         self._trash: list[threading.Thread] = []  # removing emptied data directories
+        self._orphans: list[WNode] = []  # nodes of a removed tree, being released
+        self._releasing = False
         state = self._read_state()
         if state is not None:
             self.base, self.gen, self.next = state["base"], state["gen"], state["next"]
@@ -468,7 +470,7 @@ class Overlay:
     def _node_of(self, rec: list[Any]) -> WNode | None:
         _, nid, kind, mode, mtime, origin, entry, upper, target = rec
         node = WNode(
-            nid, Kind(kind), mode, mtime, entry=_decode_entry(entry), origin=origin,
+            nid, Kind(kind), mode & _PERM, mtime, entry=_decode_entry(entry), origin=origin,
             upper=bool(upper), target=target or b"", recorded=True,
         )  # fmt: skip
         if node.kind == Kind.DIR and node.entry is None:
@@ -688,10 +690,16 @@ class Overlay:
         if n.lookups > 0:
             return
         self.nodes.pop(n.nid, None)
-        if n.kids:
-            for kid in list(n.kids.values()):
-                kid.parent = None
-                self.release_if_unused(kid)
+        for kid in list((n.kids or {}).values()):  # a whole tree may go: no recursion
+            kid.parent = None
+            self._orphans.append(kid)
+        if self._orphans and not self._releasing:
+            self._releasing = True
+            try:
+                while self._orphans:
+                    self.release_if_unused(self._orphans.pop())
+            finally:
+                self._releasing = False
 
     def prune(self, d: WNode | None) -> None:
         """Forget the children of a clean directory the kernel let go of.
@@ -960,12 +968,15 @@ class Overlay:
             self._detach(kid)
         return list(old)
 
-    def _reset_origins(self, d: WNode) -> None:
+    def _reset_origins(self, top: WNode) -> None:
         """After a rebase every loaded node's origin is its path."""
-        for name, kid in (d.kids or {}).items():
-            kid.origin = _join(d.origin or b"", name)
-            if kid.is_dir:
-                self._reset_origins(kid)
+        todo = [top]
+        while todo:
+            d = todo.pop()
+            for name, kid in (d.kids or {}).items():
+                kid.origin = _join(d.origin or b"", name)
+                if kid.is_dir:
+                    todo.append(kid)
 
     def reserved_paths(self) -> list[bytes]:
         """Paths of nodes whose names no version may hold (``vfs.names``), sorted.
@@ -989,16 +1000,13 @@ class Overlay:
     def changed_files(self) -> list[WNode]:
         """Every upper file of the working tree (what a snapshot hashes)."""
         out: list[WNode] = []
-
-        def walk(d: WNode) -> None:
-            for kid in (d.kids or {}).values():
+        todo = [self.root] if self.root.dirty else []
+        while todo:
+            for kid in (todo.pop().kids or {}).values():
                 if kid.is_dir and kid.dirty:
-                    walk(kid)
+                    todo.append(kid)
                 elif kid.upper and kid.kind == Kind.FILE:
                     out.append(kid)
-
-        if self.root.dirty:
-            walk(self.root)
         return out
 
     def unloaded_dirty(self) -> list[WNode]:
@@ -1037,46 +1045,61 @@ class Overlay:
         def show(p: bytes, n: WNode | Entry) -> str:
             return os.fsdecode(p) + ("/" if n.kind == Kind.DIR else "")
 
-        def walk(d: WNode, base: Tree | None, origin: bytes | None, in_added: bool) -> None:
-            # base, origin: the directory of the base version that d stands for (a new
-            # directory made in place of one stands for that one); in_added: d is below
-            # an added directory, whose one line covers the new nodes in it
+        # A walk of the changed directories, depth first, with a stack of frames (a
+        # tree may be thousands of levels deep). A frame: a directory's path,
+        # the directory of the base version it stands for (base tree and origin; a
+        # new directory made in place of one stands for that one), in_added (below
+        # an added directory, whose one line covers the new nodes in it), and the
+        # iterator over its children.
+        Frame = tuple[bytes, Tree | None, bytes | None, bool, Iterator[tuple[bytes, WNode]]]
+        stack: list[Frame] = []
+
+        def enter(
+            d: WNode, path: bytes, base: Tree | None, origin: bytes | None, in_added: bool
+        ) -> None:
             assert d.kids is not None
-            for name, kid in sorted(d.kids.items()):
-                p = _join(d.path, name)
-                here = None if origin is None else _join(origin, name)
-                changed = kid.upper or kid.changed
-                if kid.origin is None:
-                    prior = base.get(name) if base is not None else None
-                    if prior is not None and here is not None and prior.kind == kid.kind:
-                        seen.add(here)
-                        if kid.is_dir:
-                            sub = trees.get(prior.subtree) if prior.subtree else None
-                            if prior.subtree and sub is None and missing is not None:
-                                missing.add(prior.subtree)
-                            walk(kid, sub, here, False)
-                        else:
-                            modified.append(show(p, kid))
-                    elif kid.is_dir:
-                        if not in_added:
-                            added.append(show(p, kid))
-                        walk(kid, None, None, True)  # for what was moved into it
-                    elif not in_added:
-                        added.append(show(p, kid))
-                    continue
-                seen.add(kid.origin)
-                if kid.origin != here:
-                    renamed.append([show(kid.origin, kid), show(p, kid)])
-                if kid.is_dir:
-                    if kid.dirty and kid.kids is not None:
-                        walk(kid, kid.base, kid.origin, False)
-                elif changed:
-                    modified.append(show(p, kid))
-            if base is not None and origin is not None:
-                gone.extend((_join(origin, e.name), e) for e in base.entries)
+            stack.append((path, base, origin, in_added, iter(sorted(d.kids.items()))))
 
         if self.root.dirty and self.root.kids is not None:
-            walk(self.root, self.root.base, self.root.origin, False)
+            enter(self.root, b"", self.root.base, self.root.origin, False)
+        while stack:
+            dpath, base, origin, in_added, kids = stack[-1]
+            step = next(kids, None)
+            if step is None:
+                stack.pop()
+                if base is not None and origin is not None:
+                    gone.extend((_join(origin, e.name), e) for e in base.entries)
+                continue
+            name, kid = step
+            p = _join(dpath, name)
+            here = None if origin is None else _join(origin, name)
+            changed = kid.upper or kid.changed
+            if kid.origin is None:
+                prior = base.get(name) if base is not None else None
+                if prior is not None and here is not None and prior.kind == kid.kind:
+                    seen.add(here)
+                    if kid.is_dir:
+                        sub = trees.get(prior.subtree) if prior.subtree else None
+                        if prior.subtree and sub is None and missing is not None:
+                            missing.add(prior.subtree)
+                        enter(kid, p, sub, here, False)
+                    else:
+                        modified.append(show(p, kid))
+                elif kid.is_dir:
+                    if not in_added:
+                        added.append(show(p, kid))
+                    enter(kid, p, None, None, True)  # for what was moved into it
+                elif not in_added:
+                    added.append(show(p, kid))
+                continue
+            seen.add(kid.origin)
+            if kid.origin != here:
+                renamed.append([show(kid.origin, kid), show(p, kid)])
+            if kid.is_dir:
+                if kid.dirty and kid.kids is not None:
+                    enter(kid, p, kid.base, kid.origin, False)
+            elif changed:
+                modified.append(show(p, kid))
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
         return {
             "added": added,
@@ -1107,7 +1130,7 @@ def _as_in(n: WNode) -> bool:
 
 def _attrs_of(e: Entry) -> tuple[int, int]:
     """(mode, mtime) a base entry shows in the working tree."""
-    return (e.mode if e.kind != Kind.SYMLINK else 0o777), e.mtime_ns
+    return (e.mode & _PERM if e.kind != Kind.SYMLINK else 0o777), e.mtime_ns
 
 
 def _lock(work: Path) -> int:

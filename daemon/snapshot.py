@@ -83,7 +83,11 @@ class Recorded:
 
 
 class Builder:
-    """Stores the trees of the changed directories (blocking; in a worker thread)."""
+    """Stores the trees of the changed directories (blocking; in a worker thread).
+
+    Trees are walked with explicit stacks, never by recursion: a working tree may be
+    thousands of levels deep.
+    """
 
     def __init__(self, source: Source, staged: dict[int, Staged]) -> None:
         self.store = source.history.store
@@ -94,23 +98,40 @@ class Builder:
         self._counts: dict[bytes, int] = {}
 
     def count(self, tree_id: bytes) -> int:
-        """Files below a stored tree (each tree is read once per daemon)."""
-        n = self._counts.get(tree_id)
-        if n is None:
-            n = 0
-            for e in self.history.tree(tree_id).entries:
-                n += self.count(e.subtree) if e.kind == Kind.DIR else 1
-            self._counts[tree_id] = n
-        return n
+        """Files below a stored tree (each tree is read once per snapshot)."""
+        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' counts
+        stack = [tree_id]
+        while stack:
+            oid = stack[-1]
+            if oid in self._counts:
+                stack.pop()
+                continue
+            tree = pending.get(oid)
+            if tree is None:
+                tree = pending[oid] = self.history.tree(oid)
+                subs = [e.subtree for e in tree.entries if e.kind == Kind.DIR]
+                todo = [t for t in subs if t not in self._counts]
+                if todo:
+                    stack.extend(todo)
+                    continue
+            self._counts[oid] = sum(
+                self._counts[e.subtree] if e.kind == Kind.DIR else 1 for e in tree.entries
+            )
+            del pending[oid]
+            stack.pop()
+        return self._counts[tree_id]
+
+    @staticmethod
+    def _rebuilt(n: WNode) -> bool:
+        """True for a directory whose tree is made anew (changed, or made in the mount)."""
+        return n.kind == Kind.DIR and (n.dirty or n.entry is None)
 
     def entry(self, n: WNode, name: bytes) -> tuple[Entry, int]:
-        """(entry, files below it) of a node as it is now."""
+        """(entry, files below it) of a node as it is now (a rebuilt directory's is built)."""
         if n.kind == Kind.DIR:
-            if n.dirty or n.entry is None:
-                return self.directory(n, name)
-            assert n.entry is not None
-            e = n.entry if n.entry.name == name else _renamed(n.entry, name)
-            return e, self.count(e.subtree)
+            e = self.entries[n.nid] if self._rebuilt(n) else n.entry
+            assert e is not None
+            return (e if e.name == name else _renamed(e, name)), self.count(e.subtree)
         if n.kind == Kind.SYMLINK:
             e = Entry(name, Kind.SYMLINK, 0o777, len(n.target), n.mtime_ns, target=n.target)
             return e, 1
@@ -123,8 +144,23 @@ class Builder:
             e = Entry(name, Kind.FILE, n.mode, b.size, n.mtime_ns, digest=b.digest, chunks=b.chunks)
         return e, 1
 
-    def directory(self, d: WNode, name: bytes) -> tuple[Entry, int]:
-        """Store a changed directory's tree (as ``dvfs commit`` would make it)."""
+    def directory(self, top: WNode, name: bytes) -> tuple[Entry, int]:
+        """Store the trees of ``top`` and of the rebuilt directories below it.
+
+        Children first (as ``dvfs commit`` stores them): every directory's entry is
+        known when its parent's tree is made.
+        """
+        order = [top]
+        for d in order:  # grows as it goes: every rebuilt directory, parents first
+            assert d.kids is not None
+            order.extend(k for k in d.kids.values() if self._rebuilt(k))
+        for d in reversed(order):
+            self._store(d, name if d is top else d.name)
+        e = self.entries[top.nid]
+        return e, self._counts[e.subtree]
+
+    def _store(self, d: WNode, name: bytes) -> None:
+        """Store one changed directory's tree; its rebuilt subdirectories are stored."""
         assert d.kids is not None
         entries: list[Entry] = []
         files = 0
@@ -138,10 +174,8 @@ class Builder:
         self.trees[d.nid] = Tree(tuple(entries))
         size = sum(e.size for e in entries)
         mtime = max((e.mtime_ns for e in entries), default=d.mtime_ns)  # empty: its own
-        e = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
-        self.entries[d.nid] = e
+        self.entries[d.nid] = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
         self._counts[oid] = files
-        return e, files
 
 
 def reached(step: str) -> None:

@@ -28,7 +28,7 @@ import msgpack
 import pytest
 
 from daemon.logs import redact
-from tests.cli_support import assert_error, assert_ok, run
+from tests.cli_support import assert_error, assert_ok, fsck_clean, run
 from tests.mount_support import (
     commit,
     dvfs,
@@ -365,3 +365,60 @@ def test_versions_holding_reserved_names_are_refused_by_the_mount(
         assert (m.versions / "v1" / "data" / "a.txt").read_bytes() == b"a\n"
         assert m.proc.poll() is None
         assert "reserved name b'.git'" in m.log_text()
+
+
+def test_setuid_bits_never_reach_the_mount(tmp_path: Path) -> None:
+    """A version may carry 04755 (a hostile remote); MNT shows and records 0755."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a\n")
+    base = commit(repo, "one")
+    chunk, _ = repo.store.put(ObjKind.CHUNK, b"#!/bin/sh\nid\n")
+    tool = Entry(b"tool", Kind.FILE, 0o6755, 13, 0, chunk, (ChunkRef(chunk, 13),))
+    head = _forge(repo, base, {b"tool": tool})
+    repo.refs.update("refs/heads/main", head, base)
+    home = tmp_path / "home"
+    with mounted(str(root), tmp_path / "mnt", home) as m:
+        assert {mode(m.path / "tool"), mode(m.versions / "v2" / "tool")} == {0o755}
+        os.chmod(m.path / "data" / "a.txt", 0o4755)
+        assert mode(m.path / "data" / "a.txt") == 0o755
+        assert_ok(dvfs(root, home, "snapshot", str(m.path), "-m", "chmod"))
+    hist = repo.history
+    v3 = hist.version(hist.head_id() or b"")
+    modes = {e.name: e.mode for e in hist.tree(v3.tree).entries}
+    assert modes[b"tool"] == 0o755
+    assert hist.lookup(v3.tree, b"data/a.txt").mode == 0o755  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------- deep trees
+
+DEPTH = 1500  # past Python's recursion limit (1,000); the path still fits PATH_MAX
+
+
+def test_a_tree_1500_levels_deep_is_walked_without_recursion(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a\n")
+    commit(repo, "one")
+    home = tmp_path / "home"
+    deep = "data/" + "/".join(["d"] * DEPTH)
+    with mounted(str(root), tmp_path / "mnt", home) as m:
+        subprocess.run(["mkdir", "-p", str(m.path / deep)], check=True)  # os.makedirs recurses
+        (m.path / deep / "f").write_bytes(b"at the bottom\n")
+        got = assert_ok(dvfs(root, home, "status", str(m.path), "--json")).json()
+        assert got["added"] == ["data/d/"]
+        assert_ok(dvfs(root, home, "snapshot", str(m.path), "-m", "deep"))
+        assert (m.versions / "v2" / deep / "f").read_bytes() == b"at the bottom\n"
+        (m.path / "data" / "b.txt").write_bytes(b"b\n")  # the deep tree is reused by id
+        assert_ok(dvfs(root, home, "snapshot", str(m.path), "-m", "beside it"))
+        subprocess.run(["rm", "-rf", str(m.path / "data" / "d")], check=True)
+        got = assert_ok(dvfs(root, home, "status", str(m.path), "--json")).json()
+        assert got["deleted"] == ["data/d/"]
+        assert_ok(dvfs(root, home, "snapshot", str(m.path), "-m", "gone"))
+        assert m.proc.poll() is None
+    remote = tmp_path / "remote"
+    push_to(repo, remote.as_uri())
+    with mounted(remote.as_uri(), tmp_path / "url", home, "--writable") as m:
+        assert (m.versions / "v3" / deep / "f").read_bytes() == b"at the bottom\n"
+        assert sorted(os.listdir(m.path / "data")) == ["a.txt", "b.txt"]
+    fsck_clean(root)
