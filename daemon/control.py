@@ -5,12 +5,17 @@ A Unix stream socket in the user's private runtime directory (``vfs.mounts.runti
 named after the daemon's pid. The CLI finds it
 through the mount itself: ``MNT/.versions/.control`` is a symbolic link to it (not
 listed; ``vfs.control``). Only the daemon's user (or root) may connect; the peer's
-credentials are checked.
+credentials are checked. The CLI checks the daemon's in turn (its uid, and that the
+socket is named after the listening process), and names the mount point it means:
+a daemon answers only for its own, so that a ``.control`` link pointing elsewhere
+(a crafted directory, another user's FUSE mount) cannot make the CLI act on
+another mount.
 
 Protocol, version 1: one JSON object per line each way. A request is
 ``{"op": "snapshot", "message": ..., "tag": ..., "params": {...}, "branch": ...}``,
 ``{"op": "status"}``, ``{"op": "stats"}`` (nodes in memory, journal size) or
-``{"op": "ping"}``; the answer is ``{"ok": true, ...}`` or
+``{"op": "ping"}``, each with ``"mountpoint": "/abs/mnt"`` (refused if it is not this
+daemon's; older clients omit it); the answer is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "<one line for the user>"}``. One request per connection.
 """
 
@@ -51,9 +56,10 @@ def _peer_allowed(sock: trio.socket.SocketType) -> bool:
 class Control:
     """Serves requests on the control socket."""
 
-    def __init__(self, path: Path, snapshots: Snapshots) -> None:
+    def __init__(self, path: Path, snapshots: Snapshots, mountpoint: Path) -> None:
         self.path = path
         self.snapshots = snapshots
+        self.mountpoint = str(mountpoint)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; the socket file is removed on the way out."""
@@ -100,6 +106,9 @@ class Control:
         except ValueError:
             return {"ok": False, "error": "bad request (not a JSON object)"}
         op = req.get("op")
+        meant = req.get("mountpoint", self.mountpoint)
+        if meant != self.mountpoint:
+            return {"ok": False, "error": f"this daemon serves {self.mountpoint}, not {meant}"}
         try:
             if op == "ping":
                 return {"ok": True}

@@ -3,7 +3,8 @@
 MNT shows a *base* version (the branch head when the working tree was clean) plus
 the changes made through the mount. The changes live in a *work directory* on local
 disk, one per source and branch, so that they survive a daemon crash or a reboot and
-are picked up by the next mount::
+are picked up by the next mount. It is the daemon user's alone (0700, its files 0600;
+``vfs.mounts.private_dir``)::
 
     lock            flock held by the daemon serving this working tree
     state           msgpack: format, base version id, journal generation, next node id
@@ -324,7 +325,8 @@ class Overlay:
         """
         self.work = work
         self.data = work / "data"
-        private_dir(self.data)  # its journal names files that may be private
+        private_dir(self.work, tighten=True)  # its journal names files that may be private
+        private_dir(self.data, tighten=True)
         self._lock_fd = _lock(work)
         self.nodes: dict[int, WNode] = {}
         self.on_change: Callable[[WNode], None] = lambda node: None

@@ -205,7 +205,9 @@ async def serve(fs: VersionsFs, source: Source, refresh: float | None) -> None:
         nursery.start_soon(watch_signals)
         if isinstance(fs, WorkingFs):
             path = socket_path()  # runtime_dir() was checked by build()
-            await nursery.start(Control(path, Snapshots(fs, source, fs.overlay)).run)
+            assert fs.mountpoint is not None
+            snapshots = Snapshots(fs, source, fs.overlay)
+            await nursery.start(Control(path, snapshots, fs.mountpoint).run)
             fs.control_path = os.fsencode(path)
         if refresh:
             nursery.start_soon(refresh_loop, fs, source, refresh)
@@ -265,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         options = {"default_permissions", "nosuid", "nodev", "fsname=dvfs", "subtype=dvfs"}
         if opts.allow_other:
             options.add("allow_other")
-        fs.mountpoint = mountpoint  # for the kernel read-ahead, widened at FUSE INIT
+        # for the kernel read-ahead (widened at FUSE INIT) and the control socket; as
+        # the kernel shows it, and resolved now: later, resolving it would ask us
+        fs.mountpoint = Path(os.path.realpath(mountpoint))
         try:
             pyfuse3.init(fs, str(mountpoint), options)
         except RuntimeError as exc:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -174,6 +175,80 @@ def test_another_user_reads_no_private_file_through_the_cache(public: Path, tmp_
         assert mode(m.cache) == 0o700
         (m.path / "data" / "new.txt").write_bytes(b"new\n")
         assert {mode(m.cache / "work"), mode(m.cache / "work" / "main")} == {0o700}
+
+    # a cache directory of another user is refused: that user could read it, or swap
+    # its files for links
+    foreign = public / "theirs"
+    foreign.mkdir(mode=0o700)
+    os.chown(foreign, NOBODY, NOBODY)
+    (public / "mnt3").mkdir()
+    r = dvfs(
+        root, home, "mount", remote.as_uri(), str(public / "mnt3"), "--cache-dir", str(foreign)
+    )
+    assert_error(r, f"{foreign} belongs to uid 65534")
+    assert not in_mount_table(public / "mnt3")
+
+
+# ---------------------------------------------------------------------------- the control socket
+
+LISTENER = """
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+path = os.path.join(sys.argv[1], f"ctl-{os.getpid()}.sock")
+s.bind(path)
+s.listen()
+print(path, flush=True)
+c, _ = s.accept()
+print(repr(c.recv(4096)), flush=True)
+"""
+
+
+def test_the_cli_talks_only_to_the_daemon_of_the_mount_it_names(
+    tmp_path: Path, public: Path
+) -> None:
+    """A .control link made by someone else leads nowhere (the CLI follows it blindly)."""
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"a\n")
+    commit(repo, "one")
+    home = tmp_path / "home"
+    fake = public / "fake"  # a directory posing as a mount
+    (fake / ".versions").mkdir(parents=True)
+    link = fake / ".versions" / ".control"
+    with mounted(str(root), tmp_path / "mnt", home) as m:
+        # another service's socket
+        with socket.socket(socket.AF_UNIX) as service:
+            service.bind(str(tmp_path / "service.sock"))
+            service.listen()
+            os.symlink(tmp_path / "service.sock", link)
+            r = dvfs(root, home, "snapshot", str(fake), "-m", "x")
+            assert_error(r, "does not lead to a dvfs daemon's control socket")
+            conn, _ = service.accept()
+            with conn:
+                assert conn.recv(4096) == b""  # nothing was sent to it
+        # this user's own daemon of another mount: it refuses to act for this one
+        os.unlink(link)
+        os.symlink(os.readlink(m.versions / ".control"), link)
+        (m.path / "data" / "b.txt").write_bytes(b"b\n")
+        for args in (("snapshot", str(fake), "-m", "x"), ("status", str(fake))):
+            assert_error(dvfs(root, home, *args), f"serves {m.path}, not {fake}")
+        assert repo.history.version(repo.history.head_id() or b"").number == 1
+        # a process of another user, listening under a daemon's name
+        drop = [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        theirs = public / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, NOBODY, NOBODY)
+        with subprocess.Popen(
+            ["setpriv", *drop, "/usr/bin/python3", "-c", LISTENER, str(theirs)],
+            stdout=subprocess.PIPE,
+        ) as other:
+            assert other.stdout is not None
+            os.unlink(link)
+            os.symlink(other.stdout.readline().decode().strip(), link)
+            assert_error(dvfs(root, home, "status", str(fake)), "uid 65534", "refusing")
+            assert other.stdout.readline() == b"b''\n"
+            other.wait(timeout=10)
+        assert_ok(dvfs(root, home, "status", str(m.path)))  # the right one still answers
 
 
 # ---------------------------------------------------------------------------- stale mount records

@@ -3,6 +3,13 @@
 The daemon's control socket is found through the mount itself: in a writable mount,
 ``MNT/.versions/.control`` (not listed) is a symbolic link to the socket (see
 ``daemon.control`` for the protocol: one JSON line each way).
+
+Whatever answers there is checked before a request is sent: the listening process
+(``SO_PEERCRED``) must run as this user or root, and the socket must bear its pid
+(``ctl-<pid>.sock``, as a daemon names its own); the request names the mount point,
+which the daemon checks is its own. So a ``.control`` link made by someone else
+leads nowhere: not to another user's process, not to a service's socket, not to
+another of this user's mounts.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import errno
 import json
 import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +27,7 @@ from vfs.errors import DvfsError, MountError, UsageError
 CONTROL_LINK = ".versions/.control"
 # A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
 ANSWER_WAIT = 3600.0
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 def socket_of(mnt: str) -> str:
@@ -45,10 +54,12 @@ def socket_of(mnt: str) -> str:
 def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[str, Any]:
     """Send one request to the daemon of ``mnt``; its answer, or DvfsError with its message."""
     path = socket_of(mnt)
+    request = {**request, "mountpoint": os.path.realpath(mnt)}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
         s.settimeout(wait)
         try:
             s.connect(path)
+            _check_peer(s, path, mnt)
             s.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while b"\n" not in data:
@@ -74,6 +85,18 @@ def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[s
     if not answer.get("ok"):
         raise UsageError(str(answer.get("error", "the daemon refused")))
     return answer
+
+
+def _check_peer(s: socket.socket, path: str, mnt: str) -> None:
+    """MountError unless the socket's listener looks like this user's (or root's) daemon."""
+    pid, uid, _ = _CRED.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
+    if uid not in (0, os.geteuid()):
+        raise MountError(
+            f"the control socket of {mnt} belongs to a process of uid {uid}, not to you or "
+            "root: refusing to talk to it"
+        )
+    if os.path.basename(path) != f"ctl-{pid}.sock":
+        raise MountError(f"{mnt} does not lead to a dvfs daemon's control socket")
 
 
 def check_answer_fields(answer: dict[str, Any], *names: str) -> None:

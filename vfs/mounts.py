@@ -66,8 +66,10 @@ def private_dir(path: Path, *, tighten: bool = False) -> Path:
 
     The chunk cache holds the content of every file read through a mount, whatever
     that file's mode, so what dvfs makes for it is 0700 (``mkdir -p -m 700``, for each
-    directory it makes). With ``tighten``, an existing directory owned by this user
-    and open to others is closed (0700) too: one made by an older version.
+    directory it makes). ``path`` must belong to this user (MountError otherwise):
+    another user's directory would let that user read what is put there, or swap
+    its files for links. With ``tighten``, one open to others is closed (0700): one
+    made by an older version.
     """
     missing = []
     at = path
@@ -77,10 +79,16 @@ def private_dir(path: Path, *, tighten: bool = False) -> Path:
     for d in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(d, 0o700)
-    if tighten and not missing:
-        st = path.lstat()
-        if st.st_uid == os.geteuid() and st.st_mode & 0o077 and os.path.isdir(path):
-            os.chmod(path, 0o700)
+    st = os.stat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise MountError(f"{path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise MountError(
+            f"{path} belongs to uid {st.st_uid}, not to you: dvfs keeps private data there; "
+            "use a directory of your own"
+        )
+    if tighten and st.st_mode & 0o077:
+        os.chmod(path, 0o700)
     return path
 
 
