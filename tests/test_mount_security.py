@@ -181,12 +181,11 @@ def test_another_user_reads_no_private_file_through_the_cache(public: Path, tmp_
     foreign = public / "theirs"
     foreign.mkdir(mode=0o700)
     os.chown(foreign, NOBODY, NOBODY)
-    (public / "mnt3").mkdir()
-    r = dvfs(
-        root, home, "mount", remote.as_uri(), str(public / "mnt3"), "--cache-dir", str(foreign)
-    )
-    assert_error(r, f"{foreign} belongs to uid 65534")
-    assert not in_mount_table(public / "mnt3")
+    mnt3 = public / "mnt3"
+    mnt3.mkdir()
+    refused = dvfs(root, home, "mount", remote.as_uri(), str(mnt3), "--cache-dir", str(foreign))
+    assert_error(refused, f"{foreign} belongs to uid 65534")
+    assert not in_mount_table(mnt3)
 
 
 # ---------------------------------------------------------------------------- the control socket
