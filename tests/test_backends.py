@@ -242,7 +242,7 @@ def test_local_failed_put_leaves_old_object(
     assert isinstance(local_backend, LocalBackend)
     local_backend.put("obj", b"old")
 
-    def crash(src: object, dst: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "replace", crash)

@@ -1,5 +1,8 @@
 """The backend interface: six operations on named byte strings, nothing more.
 
+(A seventh, ``get_small``, is written once here in terms of ``get``; a backend that
+can do it more cheaply overrides it.)
+
 A backend stores immutable-by-convention objects under keys (``packs/<id>``,
 ``index/<id>``, ``refs/heads/main``). Everything else (retries, concurrency limits,
 caching) is a wrapper around a backend (see ``vfs.backends.wrappers``), not a
@@ -19,6 +22,9 @@ Contract, for every implementation:
 - **get** returns ``length`` bytes from ``start`` (all the rest when ``length`` is
   None); fewer if the object ends first, ``b""`` if ``start`` is at or past the end.
   A range is one ranged GET on S3 and one ``pread`` locally.
+- **get_small** returns a whole object that is small by nature (a ref, the format
+  record, an index segment), refusing with ``RemoteError`` one larger than ``limit``
+  without reading more than ``limit + 1`` bytes of it (locally: without reading it).
 - **head** returns size and ETag. ETags are opaque strings: compare them for
   equality and pass them back to ``put_conditional``, never parse them. They derive
   from the content (S3's MD5, the local BLAKE3), so rewriting the same bytes keeps
@@ -51,7 +57,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vfs.errors import UsageError
+from vfs.errors import RemoteError, UsageError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
@@ -122,6 +128,18 @@ class Backend(abc.ABC):
     def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
         """Return ``length`` bytes of ``key`` from ``start`` (the rest if None)."""
 
+    def get_small(self, key: str, limit: int) -> bytes:
+        """All of ``key``; RemoteError if it holds more than ``limit`` bytes.
+
+        At most ``limit + 1`` bytes are transferred (one ranged GET), so an object that
+        is huge where a small record belongs cannot exhaust memory. Wrappers forward
+        this call, so that a backend that can tell the size first (a local file) does.
+        """
+        data = self.get(key, 0, limit + 1)
+        if len(data) > limit:
+            raise too_large(key, self.url, limit)
+        return data
+
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo:
         """Return the size and ETag of ``key``; RemoteNotFound if it is missing."""
@@ -144,6 +162,14 @@ class Backend(abc.ABC):
         if_none_match: bool = False,
     ) -> str:
         """Store ``data`` only if ``key`` is absent / has ETag ``if_match``; return the ETag."""
+
+
+def too_large(key: str, url: str, limit: int) -> RemoteError:
+    """The error for an object larger than what its kind may hold."""
+    return RemoteError(
+        f"{key} in {url} holds more than {limit:,} bytes, far more than such a record "
+        "ever needs: refusing to read it (the remote is damaged or hostile)"
+    )
 
 
 def check_range(start: int, length: int | None) -> None:

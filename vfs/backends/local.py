@@ -5,10 +5,28 @@ with ``.`` are the backend's own and never keys (``validate_key`` rejects them):
 temporary files ``.tmp-<name>.<random>`` next to their target while a put is under
 way (left behind only by a crash, and never listed), and ``<root>/.cas.lock``.
 
-- **put**: temporary file, fsync, rename over the real name, fsync the directory
-  (``vfs.durable.write_atomic``); a reader opens either the old file or the new one.
-  New directories are fsynced into their parents too, so a put that returned
-  survives a power cut.
+A remote directory may be shared with people who do not trust each other, so nothing
+inside it is taken on trust:
+
+- **No symbolic links are followed** below the root (the root itself is the user's
+  choice). Every key is resolved one component at a time from a descriptor of the
+  root, each opened with ``O_NOFOLLOW``, and every file is created relative to the
+  descriptor of its directory: a ``packs`` or ``refs/heads`` that is a link, or one
+  swapped for a link while a command runs, is refused with a clear error instead of
+  being written through. Listing refuses a link as well.
+- **Only regular files are objects.** A key is checked with ``fstatat`` before it is
+  opened, and opened with ``O_NONBLOCK`` (checked again on the descriptor), so a FIFO
+  or a device in place of a pack or a ref is refused at once instead of hanging the
+  reader; a directory counts as a missing key.
+- **Sizes are known before reading**: ``get`` never reads past the end the file had
+  when opened, and ``get_small`` refuses an object larger than its limit from its
+  size alone, so a sparse 20 GB file in place of a 100-byte record costs nothing.
+
+Operations:
+
+- **put**: temporary file, fsync, rename over the real name, fsync the directory;
+  a reader opens either the old file or the new one. New directories are fsynced
+  into their parents too, so a put that returned survives a power cut.
 - **get**: one ``pread`` of the requested range; nothing else of the file is read.
 - **ETag**: BLAKE3 hex of the content. Content-derived, like S3's MD5 ETag, so an
   unchanged value keeps its ETag; stat-derived tags (inode, mtime, size) were
@@ -26,10 +44,11 @@ way (left behind only by a crash, and never listed), and ``<root>/.cas.lock``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import blake3
@@ -39,10 +58,11 @@ from vfs.backends.base import (
     ObjectInfo,
     check_conditions,
     check_range,
+    too_large,
     validate_key,
     validate_prefix,
 )
-from vfs.durable import fsync_dir, storage_error, write_atomic
+from vfs.durable import fsync_dir, storage_error, tmp_leaf
 from vfs.errors import (
     PreconditionFailed,
     RemoteAuthError,
@@ -53,6 +73,8 @@ from vfs.errors import (
 
 _LOCK_NAME = ".cas.lock"
 _READ_BLOCK = 1 << 20
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+_FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
 
 class LocalBackend(Backend):
@@ -70,52 +92,48 @@ class LocalBackend(Backend):
             )
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        with self._mapped(key, writing=True):
-            _make_dirs(path.parent)
-            write_atomic(path, data, sync=True)
+        with self._mapped(key, writing=True), self._parent(key, make=True) as (fd, name):
+            _write_at(fd, name, data)
 
     def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
         check_range(start, length)
-        path = self._path(key)
-        with self._mapped(key):
-            fd = _open_regular(path)
-            try:
-                if length is None:
-                    length = max(0, os.fstat(fd).st_size - start)
-                parts = []
-                while length > 0:
-                    part = os.pread(fd, length, start)
-                    if not part:
-                        break
-                    parts.append(part)
-                    start += len(part)
-                    length -= len(part)
-                return b"".join(parts)
-            finally:
-                os.close(fd)
+        with self._mapped(key), self._object(key) as fd:
+            left = max(0, os.fstat(fd).st_size - start)
+            return _read(fd, start, left if length is None else min(length, left))
+
+    def get_small(self, key: str, limit: int) -> bytes:
+        with self._mapped(key), self._object(key) as fd:
+            size = os.fstat(fd).st_size
+            if size > limit:
+                raise too_large(key, self.url, limit)
+            return _read(fd, 0, size)
 
     def head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
-        with self._mapped(key):
-            fd = _open_regular(path)
-            try:
-                return ObjectInfo(size=os.fstat(fd).st_size, etag=_etag_of_fd(fd))
-            finally:
-                os.close(fd)
+        with self._mapped(key), self._object(key) as fd:
+            return ObjectInfo(size=os.fstat(fd).st_size, etag=_etag_of_fd(fd))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
         folder, _, start = prefix.rpartition("/")
         base = f"{folder}/" if folder else ""
         with self._mapped(prefix or "the directory"):
-            yield from _walk(self.root / folder, base, start)
+            try:
+                fd = self._descend(folder.split("/") if folder else [], make=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            try:
+                yield from self._walk(fd, base, start)
+            finally:
+                os.close(fd)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        with self._mapped(key), contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                os.unlink(path)
+        with (
+            self._mapped(key),
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            self._parent(key) as (fd, name),
+        ):
+            if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=fd)
 
     def put_conditional(
         self,
@@ -126,12 +144,16 @@ class LocalBackend(Backend):
         if_none_match: bool = False,
     ) -> str:
         check_conditions(if_match, if_none_match)
-        path = self._path(key)
+        validate_key(key)
         with self._mapped(key, writing=True):
-            lock_fd = os.open(self.root / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                lock_fd = os.open(_LOCK_NAME, os.O_RDWR | os.O_CREAT | _FILE, 0o644, dir_fd=root)
+            finally:
+                os.close(root)
             try:
                 fcntl.flock(lock_fd, fcntl.LOCK_EX)
-                current = self._current_etag(path)
+                current = self._current_etag(key)
                 if if_none_match and current is not None:
                     raise PreconditionFailed(
                         f"{key} already exists in {self.url}: someone else created it first"
@@ -140,24 +162,109 @@ class LocalBackend(Backend):
                     raise PreconditionFailed(
                         f"{key} in {self.url} was changed by someone else: read it again"
                     )
-                _make_dirs(path.parent)
-                write_atomic(path, data, sync=True)
+                with self._parent(key, make=True) as (fd, name):
+                    _write_at(fd, name, data)
             finally:
                 os.close(lock_fd)  # closing the last descriptor releases the flock
         return blake3.blake3(data).hexdigest()
 
-    def _path(self, key: str) -> Path:
-        return self.root / validate_key(key)
+    # resolving keys without following links ------------------------------------------
 
-    def _current_etag(self, path: Path) -> str | None:
+    def _descend(self, parts: Sequence[str], *, make: bool) -> int:
+        """A descriptor of the directory ``parts`` below the root (made if ``make``).
+
+        Each component is opened with ``O_NOFOLLOW`` from its parent's descriptor; a
+        link is refused (RemoteError), a missing one raises FileNotFoundError.
+        """
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fd = _open_regular(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            for i, part in enumerate(parts):
+                try:
+                    nxt = os.open(part, _DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not make:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, dir_fd=fd)
+                    os.fsync(fd)
+                    nxt = os.open(part, _DIR, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(part, fd):
+                        raise _link("/".join(parts[: i + 1]), self.url) from None
+                    raise
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @contextlib.contextmanager
+    def _parent(self, key: str, *, make: bool = False) -> Iterator[tuple[int, str]]:
+        """The descriptor of the directory holding ``key``, and the key's last name."""
+        parts = validate_key(key).split("/")
+        fd = self._descend(parts[:-1], make=make)
         try:
-            return _etag_of_fd(fd)
+            yield fd, parts[-1]
         finally:
             os.close(fd)
+
+    @contextlib.contextmanager
+    def _object(self, key: str) -> Iterator[int]:
+        """A read descriptor of the regular file at ``key`` (see the module docstring)."""
+        with self._parent(key) as (parent, name):
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                raise _link(key, self.url)
+            if stat.S_ISDIR(st.st_mode):
+                raise FileNotFoundError(errno.ENOENT, "a directory is no object", key)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_regular(key, self.url)
+            try:
+                fd = os.open(name, _FILE, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # swapped for a link since the check
+                    raise _link(key, self.url) from None
+                raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the check
+                raise _not_regular(key, self.url)
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _current_etag(self, key: str) -> str | None:
+        try:
+            with self._object(key) as fd:
+                return _etag_of_fd(fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _walk(self, fd: int, base: str, start: str) -> Iterator[str]:
+        """Yield ``base + name`` for what lies below directory ``fd`` (but directories),
+        whose name starts with ``start``; a link is refused."""
+        with os.scandir(fd) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.startswith(start):
+                continue
+            if entry.is_symlink():
+                raise _link(base + entry.name, self.url)
+            if entry.is_dir(follow_symlinks=False):
+                try:
+                    sub = os.open(entry.name, _DIR, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(entry.name, fd):
+                        raise _link(base + entry.name, self.url) from None
+                    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+                        continue  # removed or replaced meanwhile
+                    raise
+                try:
+                    yield from self._walk(sub, f"{base}{entry.name}/", "")
+                finally:
+                    os.close(sub)
+            else:  # a FIFO or device is listed, to be refused by name when read
+                yield base + entry.name
 
     @contextlib.contextmanager
     def _mapped(self, key: str, *, writing: bool = False) -> Iterator[None]:
@@ -175,6 +282,8 @@ class LocalBackend(Backend):
                 f"no permission to access {key} in {self.url}: check the directory's owner and mode"
             ) from exc
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _link(key, self.url) from exc
             full = storage_error(exc, f"{key} to {self.url}")
             if isinstance(full, StorageFull):
                 raise full from exc
@@ -188,13 +297,61 @@ def _clash(key: str, url: str) -> RemoteError:
     )
 
 
-def _open_regular(path: Path) -> int:
-    """Open ``path`` for reading; a directory counts as missing (it is no object)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise FileNotFoundError(path)
-    return fd
+def _link(where: str, url: str) -> RemoteError:
+    return RemoteError(
+        f"{where} in {url} is a symbolic link: dvfs follows no link inside a directory "
+        "remote; replace it with the directory or file itself"
+    )
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    """True if ``name`` in directory ``dir_fd`` is a symbolic link (O_NOFOLLOW refused it)."""
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _not_regular(key: str, url: str) -> RemoteError:
+    return RemoteError(
+        f"{key} in {url} is not a regular file (a FIFO, socket or device): refusing to read it"
+    )
+
+
+def _read(fd: int, start: int, length: int) -> bytes:
+    """``length`` bytes from ``start`` (fewer if the file ends first)."""
+    parts = []
+    while length > 0:
+        part = os.pread(fd, min(length, 1 << 30), start)
+        if not part:
+            break
+        parts.append(part)
+        start += len(part)
+        length -= len(part)
+    return b"".join(parts)
+
+
+def _write_at(dir_fd: int, name: str, data: bytes) -> None:
+    """Write ``name`` in directory ``dir_fd`` atomically (temp, fsync, rename, fsync)."""
+    tmp = os.fsdecode(tmp_leaf(os.fsencode(name)))
+    fd = os.open(
+        tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644,
+        dir_fd=dir_fd,
+    )  # fmt: skip
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
 
 
 def _etag_of_fd(fd: int) -> str:
@@ -216,18 +373,3 @@ def _make_dirs(path: Path) -> None:
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
         fsync_dir(folder.parent)
-
-
-def _walk(folder: Path, base: str, start: str) -> Iterator[str]:
-    """Yield ``base + name`` for files under ``folder`` whose name starts with ``start``."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        if entry.name.startswith(".") or not entry.name.startswith(start):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(Path(entry.path), f"{base}{entry.name}/", "")
-        elif entry.is_file(follow_symlinks=False):
-            yield base + entry.name

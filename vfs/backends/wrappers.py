@@ -63,6 +63,9 @@ class RetryingBackend(Backend):
     def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
         return self._call(lambda: self.inner.get(key, start, length))
 
+    def get_small(self, key: str, limit: int) -> bytes:
+        return self._call(lambda: self.inner.get_small(key, limit))
+
     def head(self, key: str) -> ObjectInfo:
         return self._call(lambda: self.inner.head(key))
 
@@ -115,7 +118,7 @@ class RetryingBackend(Backend):
 
     def _holds(self, key: str, data: bytes) -> bool:
         try:
-            return self.get(key) == data
+            return self.get(key, 0, len(data) + 1) == data
         except RemoteNotFound:
             return False
 
@@ -164,6 +167,10 @@ class LimitedBackend(Backend):
     def get(self, key: str, start: int = 0, length: int | None = None) -> bytes:
         with self._slots:
             return self.inner.get(key, start, length)
+
+    def get_small(self, key: str, limit: int) -> bytes:
+        with self._slots:
+            return self.inner.get_small(key, limit)
 
     def head(self, key: str) -> ObjectInfo:
         with self._slots:
