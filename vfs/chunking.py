@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 
 KIB = 1024
 MIB = 1024 * KIB
+# The ranges FastCDC is defined for (those pyfastcdc enforces): a format record, which
+# a clone takes from its remote, must fall inside them, so that a hostile remote can
+# neither break chunking (zero sizes) nor make every add hold huge buffers (1 TiB).
+MIN_SIZE_RANGE = (64, 1 * MIB)
+AVG_SIZE_RANGE = (256, 4 * MIB)
+MAX_SIZE_RANGE = (1 * KIB, 16 * MIB)
+NORMALIZATIONS = (0, 1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -46,17 +53,27 @@ class ChunkerParams:
 
     @classmethod
     def from_record(cls, rec: object) -> ChunkerParams:
-        """Parse the format-record form; ValueError if it is not one we know."""
+        """Parse the format-record form; ValueError if it is not one we know.
+
+        Every size must be an integer inside its range above, and min <= avg <= max.
+        """
         if not isinstance(rec, dict) or rec.get("algorithm") != "fastcdc":
-            raise ValueError(f"unknown chunker record {rec!r}")
-        params = cls(
-            min_size=int(rec["min"]),
-            avg_size=int(rec["avg"]),
-            max_size=int(rec["max"]),
-            normalization=int(rec["normalization"]),
-        )
+            raise ValueError(f"unknown chunker record {str(rec)[:100]!r}")
+        fields = {}
+        for key, allowed in (
+            ("min", MIN_SIZE_RANGE), ("avg", AVG_SIZE_RANGE), ("max", MAX_SIZE_RANGE),
+            ("normalization", (NORMALIZATIONS[0], NORMALIZATIONS[-1])),
+        ):  # fmt: skip
+            value = rec.get(key)
+            if type(value) is not int or not allowed[0] <= value <= allowed[1]:
+                raise ValueError(
+                    f"{key} is {str(value)[:40]}, outside the range {allowed[0]:,} to "
+                    f"{allowed[1]:,} that dvfs accepts"
+                )
+            fields[key] = value
+        params = cls(fields["min"], fields["avg"], fields["max"], fields["normalization"])
         if not params.min_size <= params.avg_size <= params.max_size:
-            raise ValueError(f"inconsistent chunker sizes {rec!r}")
+            raise ValueError(f"sizes must grow from min to avg to max: {str(rec)[:100]!r}")
         return params
 
 

@@ -45,6 +45,7 @@ import contextlib
 import enum
 import errno
 import os
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -58,6 +59,7 @@ from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.ids import hash_bytes, hasher
 from vfs.packs import (
     FOOTER,
+    MAX_INDEX_BYTES,
     PACK_MAGIC,
     TARGET_PACK_SIZE,
     PackedObject,
@@ -184,6 +186,23 @@ def decode_payload(obj: PackedObject, payload: bytes | memoryview) -> bytes | me
     if len(data) != obj.raw_len or hash_bytes(data) != obj.oid:
         raise ObjectCorrupt(h)
     return data
+
+
+# Packs are opened non-blocking: a FIFO in a pack's place fails a read instead of
+# hanging the command (reads of regular files ignore the flag).
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _read_index_file(path: Path) -> bytes:
+    """An index file's bytes; FormatError if it is no regular file or too large to be one."""
+    fd = os.open(path, _READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INDEX_BYTES:
+            raise FormatError(f"{path}: not a pack index")
+        return os.read(fd, st.st_size)
+    finally:
+        os.close(fd)
 
 
 def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
@@ -378,7 +397,7 @@ class ObjectStore:
                 pack = self.root / name
                 idx = pack.with_suffix(".idx")
                 try:
-                    data = idx.read_bytes()
+                    data = _read_index_file(idx)
                     count = check_index(data, str(idx))
                 except (FileNotFoundError, FormatError):
                     self._add_pack(pack, self._rebuild_index(pack))
@@ -405,9 +424,12 @@ class ObjectStore:
             self._merged = True
 
     def _rebuild_index(self, pack: Path) -> list[PackedObject]:
-        fd = os.open(pack, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(pack, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            objs = read_pack_header(fd, os.fstat(fd).st_size, str(pack))
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FormatError(f"{pack} is not a regular file: remove it, then run `dvfs fsck`")
+            objs = read_pack_header(fd, st.st_size, str(pack))
         finally:
             os.close(fd)
         write_atomic(pack.with_suffix(".idx"), encode_index(objs), sync=False)
@@ -606,7 +628,7 @@ class ObjectStore:
 
         def opener() -> int:
             try:
-                return os.open(self._packs[slot], os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
+                return os.open(self._packs[slot], _READ_FLAGS | os.O_DIRECT)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -680,7 +702,7 @@ class ObjectStore:
     def _fd(self, slot: int) -> contextlib.AbstractContextManager[int]:
         """A descriptor of pack ``slot``, for the ``with`` block (see :class:`_Descriptors`)."""
         path = self._packs[slot]
-        return self._fds.borrow((slot, False), lambda: os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        return self._fds.borrow((slot, False), lambda: os.open(path, _READ_FLAGS))
 
     def locate(self, oid: bytes) -> tuple[Path, PackedObject]:
         """The pack holding an object and where it lies in it; ObjectMissing if absent."""

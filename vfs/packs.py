@@ -37,6 +37,10 @@ INDEX_MAGIC = b"DVI1"
 RECORD = struct.Struct("<32sBBQII")
 FOOTER = struct.Struct("<II32s4s")
 TARGET_PACK_SIZE = 16 * 1024 * 1024
+# The most objects a pack or an index may list: a 64 MiB pack of 16-byte objects. A
+# header or index claiming more is refused before anything that size is read.
+MAX_PACK_OBJECTS = 1 << 22
+MAX_INDEX_BYTES = 8 + MAX_PACK_OBJECTS * RECORD.size + 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,12 @@ def parse_footer(footer: bytes, pack_size: int, what: str) -> tuple[int, int, by
     if len(footer) != FOOTER.size:
         raise FormatError(f"{what}: truncated pack")
     count, hlen, hhash, magic = FOOTER.unpack(footer)
-    if magic != PACK_END or hlen != count * RECORD.size or hlen + FOOTER.size + 4 > pack_size:
+    if (
+        magic != PACK_END
+        or count > MAX_PACK_OBJECTS
+        or hlen != count * RECORD.size
+        or hlen + FOOTER.size + 4 > pack_size
+    ):
         raise FormatError(f"{what}: not a complete dvfs pack")
     return count, hlen, hhash
 
@@ -104,7 +113,7 @@ def check_index(data: bytes, what: str) -> int:
     if len(data) < 40 or data[:4] != INDEX_MAGIC or hash_bytes(data[:-32]) != data[-32:]:
         raise FormatError(f"{what}: damaged pack index")
     count: int = struct.unpack_from("<I", data, 4)[0]
-    if len(data) != 8 + count * RECORD.size + 32:
+    if count > MAX_PACK_OBJECTS or len(data) != 8 + count * RECORD.size + 32:
         raise FormatError(f"{what}: pack index count mismatch")
     return count
 
@@ -134,7 +143,12 @@ def index_ids(data: bytes, count: int) -> list[bytes]:
 
 def decode_index(data: bytes, what: str) -> list[PackedObject]:
     """Parse an index file strictly."""
-    if len(data) < 40 or data[:4] != INDEX_MAGIC or hash_bytes(data[:-32]) != data[-32:]:
+    if (
+        len(data) < 40
+        or len(data) > MAX_INDEX_BYTES
+        or data[:4] != INDEX_MAGIC
+        or hash_bytes(data[:-32]) != data[-32:]
+    ):
         raise FormatError(f"{what}: damaged pack index")
     (count,) = struct.unpack_from("<I", data, 4)
     objs = decode_records(data[8:-32], what)

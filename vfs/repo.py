@@ -15,6 +15,11 @@ Format record, version 1::
 
     {"format": 1, "hash": "blake3-256", "chunker": {"algorithm": "fastcdc",
      "min": 262144, "avg": 1048576, "max": 4194304, "normalization": 1}}
+
+The chunker's sizes must lie in the ranges of ``vfs.chunking`` (a clone takes the
+record from its remote). The format record and the config are read only if they are
+regular files of at most ``RECORD_LIMIT`` bytes, so that a FIFO or a huge file in
+their place gives an error instead of a hang or an exhausted memory.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +45,7 @@ from vfs.refs import Refs, check_ref_name
 from vfs.stage import Index
 
 DVFS_DIR = ".dvfs"
+RECORD_LIMIT = 1024 * 1024
 REPO_FORMAT = 1
 DEFAULT_BRANCH = "main"
 
@@ -47,6 +54,27 @@ def format_record(chunker: ChunkerParams) -> str:
     """The format record (JSON text) of a repository with these chunking parameters."""
     record = {"format": REPO_FORMAT, "hash": "blake3-256", "chunker": chunker.to_record()}
     return json.dumps(record, indent=2) + "\n"
+
+
+def read_record(path: Path, limit: int = RECORD_LIMIT) -> str:
+    """The text of a small local record; FormatError unless a regular file within ``limit``.
+
+    FileNotFoundError is left to the caller (a missing record means something there).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{path} is not a regular file: fix or remove it")
+        if st.st_size > limit:
+            raise FormatError(f"{path} holds {st.st_size:,} bytes, far more than it should")
+        data = os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{path} is not UTF-8 text: fix or remove it") from None
 
 
 def parse_format(text: str, where: str) -> ChunkerParams:
@@ -63,7 +91,7 @@ def parse_format(text: str, where: str) -> ChunkerParams:
     try:
         return ChunkerParams.from_record(rec.get("chunker"))
     except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{where}: bad chunker settings: {exc}") from None
+        raise FormatError(f"{where}: bad chunker settings: {exc}; refusing it") from None
 
 
 class Repository:
@@ -73,7 +101,7 @@ class Repository:
         self.root = root
         self.dir = root / DVFS_DIR
         try:
-            text = (self.dir / "format").read_text()
+            text = read_record(self.dir / "format")
         except FileNotFoundError:
             raise NotARepository(
                 f"{root} has a .dvfs directory without a format record: "
@@ -138,7 +166,7 @@ class Repository:
     def config(self) -> dict[str, Any]:
         """User settings from ``.dvfs/config`` (empty if absent)."""
         try:
-            rec = json.loads((self.dir / "config").read_text())
+            rec = json.loads(read_record(self.dir / "config"))
         except FileNotFoundError:
             return {}
         except ValueError:
