@@ -9,6 +9,8 @@ unless it is empty.
 Directories are known by the files in them, except empty ones: a snapshot of a
 mounted working tree records those, so between two versions an empty directory where
 the other side has no directory is added or removed like a file.
+
+Trees are walked with a stack, not by recursion, so any depth can be compared.
 """
 
 from __future__ import annotations
@@ -96,29 +98,33 @@ def _walk_diff(
     old: dict[bytes, Entry],
     new: dict[bytes, Entry],
 ) -> None:
-    """Fill ``old``/``new`` with the entries of the subtrees that differ."""
-    if a == b:
-        return
-    ta = hist.tree(a).entries if a else ()
-    tb = hist.tree(b).entries if b else ()
-    ea = {e.name: e for e in ta}
-    eb = {e.name: e for e in tb}
-    for name in ea.keys() | eb.keys():
-        x, y = ea.get(name), eb.get(name)
-        path = prefix + b"/" + name if prefix else name
-        xd = x.subtree if x is not None and x.kind == Kind.DIR else None
-        yd = y.subtree if y is not None and y.kind == Kind.DIR else None
-        if xd is not None or yd is not None:
-            _walk_diff(hist, xd, yd, path, old, new)
-            # An empty directory where the other side has none was made or removed.
-            if x is not None and xd is not None and yd is None and not hist.tree(xd).entries:
+    """Fill ``old``/``new`` with the entries of the subtrees that differ.
+
+    A stack of directory pairs takes the place of recursion: any depth works.
+    """
+    stack = [(a, b, prefix)]
+    while stack:
+        a, b, prefix = stack.pop()
+        if a == b:
+            continue
+        ea = {e.name: e for e in hist.tree(a).entries} if a else {}
+        eb = {e.name: e for e in hist.tree(b).entries} if b else {}
+        for name in ea.keys() | eb.keys():
+            x, y = ea.get(name), eb.get(name)
+            path = prefix + b"/" + name if prefix else name
+            xd = x.subtree if x is not None and x.kind == Kind.DIR else None
+            yd = y.subtree if y is not None and y.kind == Kind.DIR else None
+            if xd is not None or yd is not None:
+                stack.append((xd, yd, path))
+                # An empty directory where the other side has none was made or removed.
+                if x is not None and xd is not None and yd is None and not hist.tree(xd).entries:
+                    old[path] = x
+                if y is not None and yd is not None and xd is None and not hist.tree(yd).entries:
+                    new[path] = y
+            if x is not None and x.kind != Kind.DIR:
                 old[path] = x
-            if y is not None and yd is not None and xd is None and not hist.tree(yd).entries:
+            if y is not None and y.kind != Kind.DIR:
                 new[path] = y
-        if x is not None and x.kind != Kind.DIR:
-            old[path] = x
-        if y is not None and y.kind != Kind.DIR:
-            new[path] = y
 
 
 def tree_delta(

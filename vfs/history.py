@@ -3,12 +3,19 @@
 Revision grammar (``vfs.history.resolve``)::
 
     rev   := base ("~" N)?
-    base  := "HEAD" | "v" N | tag | branch | remote/branch | hex id prefix (>= 4 characters)
+    base  := "HEAD" | "v" N | branch | remote/branch | tag | hex id prefix (>= 4 characters)
 
 ``vN`` counts along the first-parent chain of the current branch (or, when HEAD is
 detached, of the branch it was detached from): ``v1`` is that chain's first version.
-Tags win over branches, which win over id prefixes, as names are checked in that
-order after ``HEAD`` and ``vN``.
+
+A name is tried in this fixed order, the first that exists wins: ``HEAD``, ``vN``,
+a local branch, a remote-tracking branch (``origin/main``), a tag, an id prefix. A
+tag therefore never shadows a branch or a remote's branch, and it cannot shadow
+``HEAD``, ``vN`` or an id either: ``vfs.refs.check_ref_name`` refuses such names for
+branches and tags alike, whether made here or fetched from a remote.
+
+Trees are walked with explicit stacks, never by recursion, so a tree of any depth
+can be listed, shown, diffed and checked.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from vfs.codec import Entry, Kind, Tree, Version, decode_tree, decode_version
 from vfs.errors import FormatError, RevisionNotFound, UsageError
 from vfs.ids import is_hex_prefix
 from vfs.objects import ObjectStore, ObjKind
-from vfs.refs import Head, Refs
+from vfs.refs import Head, Refs, is_ref_like
 from vfs.stage import paused_gc
 
+CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
 _REV_RE = re.compile(r"^(?P<base>.+?)(?:~(?P<back>\d*))?$")
 _VN_RE = re.compile(r"^v(\d+)$")
 
@@ -125,8 +133,8 @@ class History:
         m = _VN_RE.match(name)
         if m:
             return self._vn(int(m.group(1)))
-        if ".." not in name and not name.startswith("/"):
-            for ref in (f"refs/tags/{name}", f"refs/heads/{name}", f"refs/remotes/{name}"):
+        if is_ref_like(name):
+            for ref in (f"refs/heads/{name}", f"refs/remotes/{name}", f"refs/tags/{name}"):
                 oid = self.refs.get(ref)
                 if oid is not None:
                     return oid
@@ -164,7 +172,8 @@ class History:
         names = ["HEAD", *self.refs.tags(), *self.refs.branches()]
         tip = self.head_id()
         if tip is not None:
-            names += [f"v{i}" for i in range(1, self.version(tip).number + 1)]
+            last = self.version(tip).number
+            names += [f"v{i}" for i in range(max(1, last - CLOSE_VERSIONS), last + 1)]
         import difflib  # only for this error message
 
         return difflib.get_close_matches(name, names, n=4, cutoff=0.5)
@@ -178,20 +187,75 @@ class History:
     def walk(
         self, tree_id: bytes, prefix: bytes = b"", empty: list[bytes] | None = None
     ) -> Iterator[tuple[bytes, Entry]]:
-        """Every file and link below a tree, as (path, entry), in path order.
+        """Every file and link below a tree, as (path, entry), depth first in name order.
 
         The paths of empty directories below it (a snapshot records them) are
-        appended to ``empty`` if given.
+        appended to ``empty`` if given. A stack of the directories being listed takes
+        the place of recursion, so depth costs memory, not Python frames.
         """
-        tree = self.tree(tree_id)
-        if empty is not None and prefix and not tree.entries:
+        entries = self.tree(tree_id).entries
+        if empty is not None and prefix and not entries:
             empty.append(prefix)
-        for e in tree.entries:
-            path = prefix + b"/" + e.name if prefix else e.name
-            if e.kind == Kind.DIR:
-                yield from self.walk(e.subtree, path, empty)
-            else:
+        stack = [(prefix, iter(entries))]
+        folder = Kind.DIR
+        while stack:
+            base, rest = stack[-1]
+            for e in rest:
+                path = base + b"/" + e.name if base else e.name
+                if e.kind == folder:
+                    below = self.tree(e.subtree).entries
+                    if empty is not None and not below:
+                        empty.append(path)
+                    stack.append((path, iter(below)))
+                    break
                 yield path, e
+            else:
+                stack.pop()
+
+    def extent(self, tree_id: bytes) -> Extent:
+        """What checking out a tree would make (see :class:`Extent`), without walking it.
+
+        Each distinct subtree is read once and its totals reused wherever it appears,
+        so the cost follows the number of distinct directories, however often they
+        repeat: this is how a tree built to expand enormously is measured safely.
+        """
+        done: dict[bytes, Extent] = {}
+        opened: set[bytes] = set()
+        chunks: dict[bytes, int] = {}
+        entries_seen = 0
+        stack = [tree_id]
+        folder = Kind.DIR
+        while stack:
+            tid = stack[-1]
+            if tid in done:
+                stack.pop()
+                continue
+            entries = self.tree(tid).entries
+            missing = [e.subtree for e in entries if e.kind == folder and e.subtree not in done]
+            if missing:
+                if tid in opened:
+                    raise FormatError(f"tree {tid.hex()[:12]} contains itself")
+                opened.add(tid)
+                stack += missing
+                continue
+            files = size = dirs = depth = 0
+            for e in entries:
+                if e.kind == folder:
+                    sub = done[e.subtree]
+                    files += sub.files
+                    size += sub.bytes
+                    dirs += sub.dirs + 1
+                    depth = max(depth, sub.depth + 1)
+                else:
+                    files += 1
+                    size += e.size
+                    for c in e.chunks:
+                        chunks[c.oid] = c.size
+            entries_seen += len(entries)
+            done[tid] = Extent(files, size, dirs, depth, 0, 0)
+            stack.pop()
+        top = done[tree_id]
+        return Extent(top.files, top.bytes, top.dirs, top.depth, entries_seen, sum(chunks.values()))
 
     def flatten(self, tree_id: bytes, empty: list[bytes] | None = None) -> dict[bytes, Entry]:
         """Map of every file and link path below a tree to its entry (see :meth:`walk`)."""
@@ -214,6 +278,24 @@ class History:
                 return None
             tree = self.tree(e.subtree)
         return None
+
+
+@dataclass(frozen=True)
+class Extent:
+    """The size of a tree as a checkout would make it, and of what it is made of.
+
+    ``files`` counts files and links at every path, ``bytes`` their sizes, ``dirs``
+    the directories below the tree, ``depth`` the levels of directories below it.
+    ``distinct_entries`` counts the entries of the distinct directory records, and
+    ``distinct_bytes`` the bytes of the distinct chunks: what a store holds for it.
+    """
+
+    files: int
+    bytes: int
+    dirs: int
+    depth: int
+    distinct_entries: int
+    distinct_bytes: int
 
 
 @dataclass(frozen=True)

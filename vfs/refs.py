@@ -28,15 +28,17 @@ from vfs.durable import write_atomic
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.ids import from_hex
 
-# \Z, not $: "$" also matches before a final newline, which let "t\n" name a tag.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*\Z")
-_RESERVED_RE = re.compile(r"^(v\d+|HEAD.*|[0-9a-f]{4,64})\Z")
+# Matched whole (fullmatch): "$" would also match before a final newline, which let
+# "t\n" name a tag.
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+# vN, HEAD and anything that reads as an id prefix (which is matched ignoring case).
+_RESERVED_RE = re.compile(r"v\d+|HEAD.*|[0-9a-fA-F]{4,64}")
 
 
 def check_ref_name(name: str, what: str) -> str:
     """Return ``name`` if it can name a branch or tag; UsageError saying why not."""
     bad = (
-        not _NAME_RE.match(name)
+        not _NAME_RE.fullmatch(name)
         or ".." in name
         or "//" in name
         or name.endswith(("/", ".", ".lock"))
@@ -47,11 +49,16 @@ def check_ref_name(name: str, what: str) -> str:
         raise UsageError(
             f"{name!r} is not a valid {what} name: use letters, digits, '.', '_', '-' and '/'"
         )
-    if _RESERVED_RE.match(name):
+    if _RESERVED_RE.fullmatch(name):
         raise UsageError(
             f"{name!r} cannot be a {what} name: it would read as a version number, HEAD or an id"
         )
     return name
+
+
+def is_ref_like(name: str) -> bool:
+    """True if ``name`` could name a ref at all (so it is safe to look it up as a path)."""
+    return bool(_NAME_RE.fullmatch(name)) and ".." not in name and len(name) <= 300
 
 
 @dataclass(frozen=True)
@@ -142,8 +149,26 @@ class Refs:
             if new is None:
                 path.unlink(missing_ok=True)
                 return
+            clash = self._clash(ref)
+            if clash is not None:
+                raise RefConflict(
+                    f"{ref.split('/', 2)[-1]} cannot be made: {clash.split('/', 2)[-1]} "
+                    "exists, and a name cannot be both a ref and the folder of others"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, (new.hex() + "\n").encode())
+
+    def _clash(self, ref: str) -> str | None:
+        """The existing ref (or folder of refs) that keeps ``ref`` from being written."""
+        path = self._path(ref)
+        if path.is_dir():
+            return ref + "/..."
+        parts = ref.split("/")
+        for i in range(3, len(parts)):  # below refs/<kind>/
+            above = "/".join(parts[:i])
+            if self._path(above).is_file():
+                return above
+        return None
 
     def names(self, kind: str) -> list[str]:
         """Sorted names of all ``heads`` or ``tags``."""
