@@ -28,7 +28,10 @@ Encoding is canonical (sorted entries, fixed key order, no floats in structure),
 so equal directories have equal bytes and therefore equal ids. Decoding rejects
 anything else: unknown versions, wrong types, unsorted or duplicate names, and
 names that are empty, contain ``/`` or NUL, are ``.``/``..``, or are reserved
-(``.git``, ``.dvfs`` and their lookalikes: ``vfs.names``).
+(``.git``, ``.dvfs`` and their lookalikes: ``vfs.names``; refused with
+``ReservedName``, which carries the name). A version's parameters and pipeline may
+nest at most ``MAX_NESTING`` levels. Whether a tree may be a version's root (no
+``.versions``) is for whoever receives the version to ask (:func:`root_refusal`).
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from typing import Any
 
 import msgpack
 
-from vfs.errors import FormatError
+from vfs.errors import FormatError, ReservedName
 from vfs.ids import ID_BYTES
-from vfs.names import any_reserved, is_reserved
+from vfs.names import any_reserved, is_reserved, is_reserved_at_root
 
 TREE_FORMAT = 1
 VERSION_FORMAT = 1
@@ -50,6 +53,10 @@ MODE_MASK = 0o7777
 # A sanity bound on sizes read from records, so a hostile record cannot ask for
 # absurd allocations (1 PiB).
 MAX_SIZE = 1 << 50
+# How deeply a version's parameters and pipeline may nest lists and maps: printing
+# them (JSON, YAML) recurses, and a record nested a thousand deep would exhaust the
+# stack of whoever shows it. Real parameters nest two or three levels.
+MAX_NESTING = 32
 
 
 class Kind(enum.IntEnum):
@@ -135,7 +142,7 @@ def check_name(name: bytes) -> bytes:
     if len(name) > 255:
         raise FormatError(f"name longer than 255 bytes in a tree record: {name[:40]!r}...")
     if is_reserved(name):
-        raise FormatError(f"reserved name {name!r} in a tree record")
+        raise ReservedName(f"reserved name {name!r} in a tree record", name)
     return name
 
 
@@ -254,12 +261,21 @@ def decode_tree(data: bytes) -> Tree:
     return Tree(tuple(out))
 
 
+def root_refusal(tree: Tree) -> bytes | None:
+    """The first name ``tree`` may not hold at the root of a version, or None."""
+    return next((e.name for e in tree.entries if is_reserved_at_root(e.name)), None)
+
+
 _DOTS = (b".", b"..")
 _MIN_NS, _MAX_NS = -(1 << 63), (1 << 63) - 1
 
 
 def encode_version(v: Version) -> bytes:
     """Canonical bytes of a version record."""
+    if not _shallow([v.params, list(v.pipeline)]):
+        raise FormatError(
+            f"parameters or pipeline nest deeper than {MAX_NESTING} levels: flatten them"
+        )
     return _pack(
         {
             "v": VERSION_FORMAT,
@@ -284,6 +300,20 @@ _VERSION_KEYS = {
 }  # fmt: skip
 
 
+def _shallow(value: object) -> bool:
+    """True if lists and maps in ``value`` nest at most MAX_NESTING levels (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if isinstance(x, dict):
+            x = list(x.values())
+        if isinstance(x, list):
+            if depth > MAX_NESTING:
+                return False
+            stack += [(y, depth + 1) for y in x]
+    return True
+
+
 def decode_version(data: bytes) -> Version:
     """Parse a version record strictly; FormatError on anything unexpected."""
     rec = _unpack(data, "version")
@@ -301,6 +331,7 @@ def decode_version(data: bytes) -> Version:
     need(isinstance(rec["message"], str) and isinstance(rec["author"], str), "text fields")
     need(_is_int(rec["time_ns"], 0, (1 << 63) - 1), "bad time")
     need(isinstance(rec["params"], dict) and isinstance(rec["pipeline"], list), "params")
+    need(_shallow([rec["params"], rec["pipeline"]]), f"nested deeper than {MAX_NESTING} levels")
     need(_is_int(rec["files"]) and _is_int(rec["bytes"], 0, 1 << 62), "totals")
     git = rec["git"]
     link = None

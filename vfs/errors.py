@@ -17,6 +17,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     │   ├── ObjectMissing           an object a record names is not stored
     │   ├── ObjectCorrupt           stored bytes do not match the id, or do not decode
     │   └── FormatError             a record is malformed or of an unknown version
+    │       └── ReservedName        a tree record holds .git, .dvfs or a lookalike
     ├── StorageFull                 the disk filled up while writing
     ├── FileChanged                 a file kept changing while it was being read
     ├── MountError                  a mount could not be made, found or undone
@@ -112,6 +113,14 @@ class ObjectCorrupt(ObjectError):
 
 class FormatError(ObjectError):
     """A record is malformed, of an unknown version, or holds an invalid name."""
+
+
+class ReservedName(FormatError):
+    """A tree record holds a name dvfs never stores (``vfs.names``); ``name`` is it."""
+
+    def __init__(self, message: str, name: bytes) -> None:
+        self.name = name
+        super().__init__(message)
 
 
 class StorageFull(DvfsError):
