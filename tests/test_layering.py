@@ -21,7 +21,7 @@ LAYERS = [
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes"},
-    {"checkout", "browse", "fsck", "mounts", "launch", "control"},
+    {"checkout", "browse", "fsck", "mounts", "launch", "control", "receive"},
     {"sync"},
     {"progress_bar"},
     {"cli"},

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from tests.cli_support import (
@@ -41,16 +40,14 @@ from tests.cli_support import (
     run,
     spawn_ready,
 )
+from tests.forge import Forge, dir_entry, file_entry, files_under
 from tests.loopback import free_ports
 from tests.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
-from vfs.chunking import ChunkerParams
-from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
+from vfs.codec import Entry, Kind
 from vfs.ids import hash_bytes
-from vfs.objects import Compression, ObjKind
-from vfs.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
-from vfs.remotes import SEGMENT_FORMAT, decode_segment
-from vfs.repo import Repository, format_record
+from vfs.remotes import decode_segment
+from vfs.repo import Repository
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -65,15 +62,6 @@ def commit_files(repo: Repo, files: dict[str, bytes], message: str) -> str:
         repo.write(rel, data)
     repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
     return repo.commit(message)
-
-
-def files_under(root: Path) -> set[Path]:
-    """Every path below ``root`` (not following links)."""
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            out.add(Path(dirpath, name))
-    return out
 
 
 # ---------------------------------------------------------------------- unreachable servers
@@ -298,76 +286,6 @@ def test_damaged_pack_is_refused_and_named(
 
 
 # ---------------------------------------------------------------------- a hostile remote
-
-
-class Forge:
-    """A remote written by hand, object by object, with whatever ids and sizes we claim."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir()
-        (root / "format").write_text(format_record(ChunkerParams()))
-        self.objects: list[tuple[bytes, int, bytes]] = []  # (claimed id, kind, bytes)
-        self.lies: dict[bytes, dict[str, int]] = {}  # claimed id -> index fields to falsify
-
-    def add(self, kind: int, data: bytes, oid: bytes | None = None) -> bytes:
-        oid = oid or hash_bytes(data)
-        self.objects.append((oid, kind, data))
-        return oid
-
-    def chunk(self, data: bytes) -> bytes:
-        return self.add(ObjKind.CHUNK, data)
-
-    def tree(self, entries: list[Entry], oid: bytes | None = None) -> bytes:
-        return self.add(ObjKind.TREE, encode_tree(entries), oid)
-
-    def version(
-        self,
-        tree: bytes,
-        parents: tuple[bytes, ...] = (),
-        number: int = 1,
-        oid: bytes | None = None,
-    ) -> bytes:
-        v = Version(tree, parents, number, "forged", "mallory <m@example.org>", 1)
-        return self.add(ObjKind.VERSION, encode_version(v), oid)
-
-    def publish(self, branch_tip: bytes | str) -> None:
-        """Write one pack with every object, its index segment, and the branch ref."""
-        parts = [PACK_MAGIC]
-        objs = []
-        offset = len(PACK_MAGIC)
-        for oid, kind, data in self.objects:
-            fields = {"offset": offset, "stored_len": len(data), "raw_len": len(data)}
-            fields.update(self.lies.get(oid, {}))
-            objs.append(PackedObject(oid, kind, Compression.NONE, **fields))
-            parts.append(data)
-            offset += len(data)
-        parts.append(pack_trailer(objs))
-        pack = b"".join(parts)
-        pack_id = hash_bytes(pack)
-        segment = msgpack.packb(
-            {"v": SEGMENT_FORMAT, "packs": [[pack_id, encode_index(objs)]]}, use_bin_type=True
-        )
-        for key, data in (
-            (f"packs/{pack_id.hex()}", pack),
-            (f"index/{hash_bytes(segment).hex()}", segment),
-            (
-                "refs/heads/main",
-                (branch_tip.hex() if isinstance(branch_tip, bytes) else branch_tip).encode()
-                + b"\n",
-            ),
-        ):
-            (self.root / key).parent.mkdir(parents=True, exist_ok=True)
-            (self.root / key).write_bytes(data)
-        self.objects = []
-
-
-def file_entry(name: bytes, oid: bytes, size: int) -> Entry:
-    return Entry(name, Kind.FILE, 0o644, size, 0, digest=oid, chunks=(ChunkRef(oid, size),))
-
-
-def dir_entry(name: bytes, subtree: bytes) -> Entry:
-    return Entry(name, Kind.DIR, 0o755, 1, 0, subtree=subtree)
 
 
 def escaping_tree(forge: Forge, name: bytes) -> bytes:

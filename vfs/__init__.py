@@ -40,10 +40,10 @@ if TYPE_CHECKING:
         write_record,
     )
     from vfs.objects import ObjectStore, decode_payload
-    from vfs.remotes import RemoteSpec, add_remote, connect, default_remote
+    from vfs.remotes import Located, RemoteRepo, RemoteSpec, add_remote, connect, default_remote
     from vfs.remotes import remotes as configured_remotes
     from vfs.repo import Repository, parse_format
-    from vfs.sync import FetchResult, Located, RemoteRepo, fetch_locked
+    from vfs.sync import FetchResult, fetch_locked
 
 _SOURCES: dict[str, tuple[str, str]] = {
     "ChunkRef": ("vfs.codec", "ChunkRef"),
@@ -54,7 +54,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "FormatError": ("vfs.errors", "FormatError"),
     "History": ("vfs.history", "History"),
     "Kind": ("vfs.codec", "Kind"),
-    "Located": ("vfs.sync", "Located"),
+    "Located": ("vfs.remotes", "Located"),
     "MountError": ("vfs.errors", "MountError"),
     "MountRecord": ("vfs.mounts", "MountRecord"),
     "MountSource": ("vfs.launch", "MountSource"),
@@ -63,7 +63,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "ObjectMissing": ("vfs.errors", "ObjectMissing"),
     "ObjectStore": ("vfs.objects", "ObjectStore"),
     "RemoteError": ("vfs.errors", "RemoteError"),
-    "RemoteRepo": ("vfs.sync", "RemoteRepo"),
+    "RemoteRepo": ("vfs.remotes", "RemoteRepo"),
     "RemoteSpec": ("vfs.remotes", "RemoteSpec"),
     "RemoteUnreachable": ("vfs.errors", "RemoteUnreachable"),
     "Repository": ("vfs.repo", "Repository"),

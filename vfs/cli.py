@@ -677,6 +677,10 @@ JOBS = click.option(
     "--jobs", "-j", type=click.IntRange(min=1, max=64), default=8, show_default=True,
     help="Parallel transfers.",
 )  # fmt: skip
+YES = click.option(
+    "--yes", "-y", is_flag=True,
+    help="Check out even a version that expands to over 1,000 times its distinct data.",
+)  # fmt: skip
 REMOTE = click.option(
     "--remote", "remote_name", metavar="NAME", help="Remote (default: the default)."
 )
@@ -825,6 +829,8 @@ def fetch(remote_name: str | None, jobs: int) -> None:
     spec = remotes.get_remote(repo, remote_name)
     with resumable("fetch"):
         got = sync.fetch(repo, spec, jobs)
+    for w in got.transfer.warnings:
+        warn(w)
     for b, oid in sorted(got.heads.items()):
         label = quoted(repo.history.label(oid))
         click.echo(f"{quoted(f'{spec.name}/{b}')}  {label}  {oid.hex()[:10]}")
@@ -838,17 +844,21 @@ def fetch(remote_name: str | None, jobs: int) -> None:
 @click.argument("paths", nargs=-1)
 @REMOTE
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@YES
 @JOBS
 def pull(
-    rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool, jobs: int
-) -> None:
+    rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool, yes: bool,
+    jobs: int,
+) -> None:  # fmt: skip
     """Fetch, download what REV (default: the remote's branch) needs, and check it out."""
     from vfs import remotes, sync
 
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
     with workers() as w, resumable("pull"):
-        r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force)
+        r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes)
+    for line in r.transfer.warnings:
+        warn(line)
     if r.message:
         click.echo(escape_text(r.message))
     click.echo(transfer_line("downloaded", r.transfer))
@@ -862,10 +872,11 @@ def pull(
 @click.option("--rev", help="Check out this revision instead of the main branch.")
 @click.option("--no-checkout", is_flag=True, help="Fetch versions only; download no data.")
 @click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@YES
 @JOBS
 def clone_cmd(
     url: str, directory: Path | None, rev: str | None, no_checkout: bool,
-    endpoint_url: str | None, jobs: int,
+    endpoint_url: str | None, yes: bool, jobs: int,
 ) -> None:  # fmt: skip
     """Make a new repository from a remote at URL."""
     from vfs import sync
@@ -873,8 +884,11 @@ def clone_cmd(
     target = directory or Path(sync.default_dir(url))
     with workers() as w, resumable("clone"):
         repo, t, branch = sync.clone(
-            url, target, w, rev=rev, no_checkout=no_checkout, endpoint_url=endpoint_url, jobs=jobs
-        )
+            url, target, w, rev=rev, no_checkout=no_checkout, endpoint_url=endpoint_url,
+            jobs=jobs, yes=yes,
+        )  # fmt: skip
+    for line in t.warnings:
+        warn(line)
     click.echo(f"cloned {quoted(url)} into {quoted(str(repo.root))} (branch {quoted(branch)})")
     click.echo(transfer_line("downloaded", t))
 

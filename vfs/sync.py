@@ -1,14 +1,6 @@
 """Sharing versions through a remote: push, fetch, pull and clone.
 
-Remote layout, under the URL's prefix::
-
-    format                 the repository format record (JSON); sharers must agree on it
-    packs/<id>             pack files (``vfs.packs``), named by BLAKE3 of their bytes
-    index/<id>             index segments, one per push, named by BLAKE3 of their bytes
-    refs/heads/<branch>    "<64 hex>\\n"
-    refs/tags/<tag>        "<64 hex>\\n"
-
-Index segments are described in ``vfs.remotes``.
+The remote's layout, and the bounds on what is read from one, are in ``vfs.remotes``.
 
 A push uploads packs first (skipping a pack whose name already exists, so an
 interrupted push resumes without sending it again), then the index segment naming
@@ -17,39 +9,35 @@ or If-None-Match to create. Whoever loses that race is told to pull, and nothing
 uploaded is visible under a ref. Readers merge every segment (cached locally under
 ``.dvfs/remotes/<name>/index``, since segments never change).
 
-Everything downloaded is checked against its id before it is stored, trees are
-decoded strictly (a name with ``/``, ``..`` or NUL is refused), and no object may
-claim more than ``vfs.remotes.MAX_OBJECT`` bytes, so a hostile remote can neither corrupt the
-local store nor make a client write outside its repository or exhaust its memory.
+Everything downloaded is checked against its id before it is stored, versions and
+trees are checked before any is kept (``vfs.receive``: reserved names such as
+``.git``, numbering, sizes), refs with names a local ref could not have are skipped
+with a warning, and a clone or pull that would expand a small download into a huge
+checkout stops first unless told ``yes`` (``vfs.receive.check_expansion``).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgpack
 
 from vfs import checkout as co
-from vfs.codec import Kind, Tree, decode_tree, decode_version
+from vfs.codec import Kind
 from vfs.errors import (
-    FormatError,
-    ObjectCorrupt,
     PreconditionFailed,
-    RemoteError,
+    RefConflict,
     RemoteNotFound,
     RevisionNotFound,
     UsageError,
 )
 from vfs.history import History
 from vfs.ids import hash_bytes
-from vfs.objects import decode_payload
 from vfs.packs import (
     PACK_MAGIC,
     TARGET_PACK_SIZE,
@@ -57,198 +45,25 @@ from vfs.packs import (
     encode_index,
     pack_trailer,
 )
+from vfs.receive import check_expansion, fetch_records
 from vfs.refs import Head
 from vfs.remotes import (
     SEGMENT_FORMAT,
+    SEGMENT_TARGET,
+    Located,
     Meter,
+    RemoteRepo,
     RemoteSpec,
     add_remote,
     connect,
-    decode_segment,
 )
-from vfs.repo import Repository, format_record, parse_format
+from vfs.repo import Repository, parse_format
 from vfs.worktree import Workers
 
 # Packs a push holds in memory while they upload (besides the one being built): each is
 # ~16 MiB, and two keep a link busy. A push of 20,000 small files to a local SeaweedFS
 # took 3.4 s at 237 MiB peak RSS with 8, and 2.5 s at 126 MiB with 2.
 PACKS_IN_FLIGHT = 2
-# Ranges of one pack closer than this are fetched with one GET.
-COALESCE_GAP = 256 * 1024
-MAX_RANGE = 16 * 1024 * 1024
-
-Located = tuple[str, PackedObject]  # (pack id hex, where in it)
-
-
-def parse_ref(data: bytes, what: str) -> bytes:
-    """The id a remote ref file holds; FormatError if it is not one."""
-    text = data.decode("ascii", "replace").strip()
-    try:
-        oid = bytes.fromhex(text)
-    except ValueError:
-        oid = b""
-    if len(oid) != 32:
-        raise FormatError(f"remote ref {what} is not a version id: refusing it")
-    return oid
-
-
-class RemoteRepo:
-    """The layout above, on one backend."""
-
-    def __init__(self, backend: Meter, cache: Path | None) -> None:
-        self.backend = backend
-        self.url = backend.url
-        self.cache = cache
-
-    def read_format(self) -> str | None:
-        """The remote's format record, or None if it has none (empty remote)."""
-        try:
-            return self.backend.get("format").decode("utf-8", "replace")
-        except RemoteNotFound:
-            # a missing bucket is reported as missing too: tell it from an empty remote
-            for _ in self.backend.list("format"):
-                break
-            return None
-
-    def ensure_format(self, repo: Repository) -> None:
-        """Create the remote's format record, or check that it matches ours."""
-        mine = format_record(repo.chunker.params)
-        try:
-            self.backend.put_conditional("format", mine.encode(), if_none_match=True)
-            return
-        except PreconditionFailed:
-            pass
-        self.check_format(repo)
-
-    def check_format(self, repo: Repository) -> None:
-        """FormatError unless the remote is empty or chunks like ``repo``."""
-        text = self.read_format()
-        if text is None:
-            return
-        theirs = parse_format(text, f"{self.url}/format")
-        if theirs != repo.chunker.params:
-            raise FormatError(
-                f"{self.url} uses different chunking parameters than this repository: "
-                "clone it instead of adding it as a remote"
-            )
-
-    def refs(self, kind: str) -> dict[str, bytes]:
-        """Every ``heads`` or ``tags`` ref of the remote."""
-        base = f"refs/{kind}/"
-        out = {}
-        for key in self.backend.list(base):
-            name = key[len(base) :]
-            out[name] = parse_ref(self.backend.get(key), key)
-        return out
-
-    def ref_with_etag(self, kind: str, name: str) -> tuple[bytes | None, str | None]:
-        """A ref's value and ETag, or (None, None) if it does not exist."""
-        key = f"refs/{kind}/{name}"
-        try:
-            etag = self.backend.head(key).etag
-            return parse_ref(self.backend.get(key), key), etag
-        except RemoteNotFound:
-            return None, None
-
-    def index(self) -> dict[bytes, Located]:
-        """Merge every index segment: object id -> (pack id, location)."""
-        out: dict[bytes, Located] = {}
-        for key in self.backend.list("index/"):
-            data = self._segment(key[len("index/") :])
-            for pack_id, obj in decode_segment(data, key):
-                out.setdefault(obj.oid, (pack_id, obj))
-        return out
-
-    def _segment(self, seg_id: str) -> bytes:
-        cached = self.cache / seg_id if self.cache else None
-        if cached is not None and cached.exists():
-            return cached.read_bytes()
-        data = self.backend.get(f"index/{seg_id}")
-        if hash_bytes(data).hex() != seg_id:
-            raise RemoteError(
-                f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing it"
-            )
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".tmp-{seg_id}")
-            tmp.write_bytes(data)
-            os.replace(tmp, cached)
-        return data
-
-    def ranges(
-        self, wanted: Iterable[bytes], index: dict[bytes, Located]
-    ) -> list[tuple[str, list[PackedObject]]]:
-        """``wanted`` as ranged GETs: (pack id, objects), neighbours in a pack coalesced."""
-        by_pack: dict[str, list[PackedObject]] = {}
-        for oid in wanted:
-            hit = index.get(oid)
-            if hit is None:
-                raise RemoteNotFound(f"object {oid.hex()} is not on {self.url}")
-            by_pack.setdefault(hit[0], []).append(hit[1])
-        ranges: list[tuple[str, list[PackedObject]]] = []
-        for pack_id, objs in by_pack.items():
-            objs.sort(key=lambda o: o.offset)
-            group: list[PackedObject] = []
-            for o in objs:
-                if group and (
-                    o.offset - (group[-1].offset + group[-1].stored_len) > COALESCE_GAP
-                    or o.offset + o.stored_len - group[0].offset > MAX_RANGE
-                ):
-                    ranges.append((pack_id, group))
-                    group = []
-                group.append(o)
-            if group:
-                ranges.append((pack_id, group))
-        return ranges
-
-    def fetch_range(
-        self, pack_id: str, group: list[PackedObject]
-    ) -> list[tuple[PackedObject, bytes]]:
-        """One ranged GET for ``group``; each object verified (RemoteError if corrupt)."""
-        start = group[0].offset
-        end = group[-1].offset + group[-1].stored_len
-        data = self.backend.get(f"packs/{pack_id}", start, end - start)
-        out = []
-        for o in group:
-            payload = data[o.offset - start : o.offset - start + o.stored_len]
-            how = "truncated" if len(payload) < o.stored_len else ""
-            if not how:
-                try:
-                    decode_payload(o, payload)
-                except ObjectCorrupt:
-                    how = "hash mismatch"
-            if how:
-                raise RemoteError(
-                    f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
-                    f"corrupt ({how}): refused, nothing of it was stored; push it again "
-                    "from a repository that has it"
-                )
-            out.append((o, payload))
-        return out
-
-    def download(
-        self,
-        wanted: Iterable[bytes],
-        index: dict[bytes, Located],
-        pool: ThreadPoolExecutor,
-        jobs: int,
-    ) -> Iterator[tuple[PackedObject, bytes]]:
-        """Fetch objects by id, several per ranged GET; each is verified before it is yielded.
-
-        At most ``2 * jobs`` ranges are in flight, so memory stays bounded.
-        """
-        pending: deque[Future[list[tuple[PackedObject, bytes]]]] = deque()
-        limit = 2 * jobs
-        try:
-            for pack_id, group in self.ranges(wanted, index):
-                pending.append(pool.submit(self.fetch_range, pack_id, group))
-                while len(pending) >= limit:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
 
 
 @dataclass
@@ -262,6 +77,7 @@ class Transfer:
     kept_packs: int = 0  # packs an interrupted push had uploaded already: not sent again
     kept_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # refs skipped, and why
 
 
 def _cache_dir(repo: Repository, name: str) -> Path:
@@ -395,10 +211,8 @@ def push(
         ids = list(dict.fromkeys(records + chunks))  # records first; each object once
         del records, chunks
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
-        segment = _upload(repo, remote, ids, workers, jobs, report)
-        if segment:
-            key = hash_bytes(segment).hex()
-            meter.put(f"index/{key}", segment)
+        for segment in _upload(repo, remote, ids, workers, jobs, report):
+            meter.put(f"index/{hash_bytes(segment).hex()}", segment)
         for b, tip, theirs, etag in plan:
             data = (tip.hex() + "\n").encode()
             try:
@@ -433,8 +247,12 @@ def _upload(
     workers: Workers,
     jobs: int,
     report: Transfer,
-) -> bytes:
-    """Upload the objects in packs (skipping packs already there); return the segment."""
+) -> list[bytes]:
+    """Upload the objects in packs (skipping packs already there); return the segments.
+
+    A segment is closed whenever its pack indexes reach ``SEGMENT_TARGET`` bytes, so
+    that no segment nears the size readers accept (``vfs.remotes.SEGMENT_LIMIT``).
+    """
     meter = remote.backend
     total = sum(repo.store.locate(oid)[1].stored_len for oid in ids)
     workers.progress.start("uploading", len(ids), total)
@@ -471,10 +289,18 @@ def _upload(
         while pending:
             settle(*pending.popleft())
     workers.progress.done()
-    if not entries:
-        return b""
-    out: bytes = msgpack.packb({"v": SEGMENT_FORMAT, "packs": entries}, use_bin_type=True)
-    return out
+    segments: list[bytes] = []
+    group: list[list[bytes]] = []
+    size = 0
+    for entry in entries:
+        if group and size + len(entry[1]) > SEGMENT_TARGET:
+            segments.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
+            group, size = [], 0
+        group.append(entry)
+        size += len(entry[1]) + len(entry[0])
+    if group:
+        segments.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
+    return segments
 
 
 # ------------------------------------------------------------------------------- fetch
@@ -490,152 +316,30 @@ class FetchResult:
     transfer: Transfer
 
 
-def _fetch_metadata(
-    repo: Repository,
-    remote: RemoteRepo,
-    tips: Iterable[bytes],
-    index: dict[bytes, Located],
-    jobs: int,
-    report: Transfer,
-) -> None:
-    """Download every version and tree reachable from ``tips`` that is missing here.
-
-    Pipelined: a record's children are requested as soon as it is decoded, not
-    when its whole level has arrived, so decoding overlaps the requests still out
-    and a deep tree costs no round trip per level. Records are stored children
-    first (subtrees before trees, a version's tree and parents before it), so that
-    a record present locally always has everything below it.
-    """
-    store = repo.store
-    got: dict[bytes, tuple[PackedObject, bytes]] = {}
-    below: dict[bytes, list[bytes]] = {}  # record -> the records it names, fetched here
-    is_version: set[bytes] = set()
-    queue: list[bytes] = []
-
-    def want(oid: bytes, version: bool) -> bool:
-        """Queue ``oid`` unless it is stored or already wanted; True if fetched here."""
-        if oid in below:
-            return True
-        if store.has(oid):
-            return False
-        if version:
-            is_version.add(oid)
-        below[oid] = []
-        queue.append(oid)
-        return True
-
-    tips = list(dict.fromkeys(t for t in tips if not store.has(t)))  # tags repeat heads
-    for t in tips:
-        want(t, True)
-    running: set[Future[list[tuple[PackedObject, bytes]]]] = set()
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        try:
-            while queue or running:
-                if queue:
-                    for pack_id, group in remote.ranges(queue, index):
-                        running.add(pool.submit(remote.fetch_range, pack_id, group))
-                    queue = []
-                done, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    for obj, payload in fut.result():
-                        got[obj.oid] = (obj, payload)
-                        below[obj.oid] = _decode_record(obj, payload, obj.oid in is_version,
-                                                        index, remote.url, want)  # fmt: skip
-        finally:
-            for fut in running:
-                fut.cancel()
-    for oid in _children_first(tips, below):
-        obj, payload = got[oid]
-        report.bytes += len(payload)
-        report.objects += 1
-        store.put_stored(oid, obj.kind, obj.compression, payload, obj.raw_len)
-    store.flush()
-
-
-def _decode_record(
-    obj: PackedObject,
-    payload: bytes,
-    version: bool,
-    index: dict[bytes, Located],
-    url: str,
-    want: Callable[[bytes, bool], bool],
-) -> list[bytes]:
-    """Check a downloaded version or tree; queue what it names; return those fetched here."""
-    out = []
-    if version:
-        with _refusing("version", obj.oid, url):
-            v = decode_version(decode_payload(obj, payload))
-        for p in v.parents:
-            if want(p, True):
-                out.append(p)
-        if want(v.tree, False):
-            out.append(v.tree)
-        return out
-    with _refusing("tree", obj.oid, url):
-        tree = decode_tree(decode_payload(obj, payload))
-        _check_chunk_sizes(tree, index)
-    for e in tree.entries:
-        if e.kind == Kind.DIR and want(e.subtree, False):
-            out.append(e.subtree)
-    return out
-
-
-def _children_first(tips: list[bytes], below: dict[bytes, list[bytes]]) -> list[bytes]:
-    """Every record reachable from ``tips`` in ``below``, each after all it names."""
-    out: list[bytes] = []
-    placed: set[bytes] = set()
-    for tip in tips:
-        stack = [(tip, iter(below[tip]))]
-        placed.add(tip)
-        while stack:
-            oid, rest = stack[-1]
-            nxt = next(rest, None)
-            if nxt is None:
-                stack.pop()
-                out.append(oid)
-            elif nxt not in placed:
-                placed.add(nxt)
-                stack.append((nxt, iter(below[nxt])))
-    return out
-
-
-@contextmanager
-def _refusing(kind: str, oid: bytes, url: str) -> Iterator[None]:
-    """Say which record of which remote was malformed (corruption names itself)."""
-    try:
-        yield
-    except FormatError as exc:
-        raise FormatError(f"{kind} {oid.hex()[:12]} on {url}: {exc}; refusing it") from None
-
-
-def _check_chunk_sizes(tree: Tree, index: dict[bytes, Located]) -> None:
-    """FormatError if a file entry claims a chunk size the remote's index contradicts."""
-    for e in tree.entries:
-        for c in e.chunks:
-            hit = index.get(c.oid)
-            if hit is not None and hit[1].raw_len != c.size:
-                raise FormatError(
-                    f"{e.name!r} claims chunk {c.oid.hex()} holds {c.size} bytes, "
-                    f"but it holds {hit[1].raw_len}"
-                )
-
-
 def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
     """Fetch refs, versions and trees (no file data); caller holds the lock."""
     remote = RemoteRepo(meter, _cache_dir(repo, spec.name))
     remote.check_format(repo)
-    heads = remote.refs("heads")
-    tags = remote.refs("tags")
     report = Transfer()
+    heads = remote.refs("heads", report.warnings)
+    tags = remote.refs("tags", report.warnings)
     index = remote.index() if heads or tags else {}
-    _fetch_metadata(repo, remote, [*heads.values(), *tags.values()], index, jobs, report)
-    for b, oid in heads.items():
+    fetch_records(repo.store, remote, [*heads.values(), *tags.values()], index, jobs, report)
+    for b, oid in list(heads.items()):
         ref = f"refs/remotes/{spec.name}/{b}"
-        repo.refs.update(ref, oid, repo.refs.get(ref))
-    for t, oid in tags.items():
+        try:
+            repo.refs.update(ref, oid, repo.refs.get(ref))
+        except RefConflict as exc:
+            report.warnings.append(f"remote branch {b} was not recorded: {exc}")
+            del heads[b]
+    for t, oid in list(tags.items()):
         mine = repo.refs.get(f"refs/tags/{t}")
         if mine is None:
-            repo.refs.update(f"refs/tags/{t}", oid, None)
+            try:
+                repo.refs.update(f"refs/tags/{t}", oid, None)
+            except RefConflict as exc:
+                report.warnings.append(f"remote tag {t} was not recorded: {exc}")
+                del tags[t]
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
     report.requests = meter.requests
@@ -715,8 +419,13 @@ def pull(
     *,
     jobs: int = 8,
     force: bool = False,
+    yes: bool = False,
 ) -> PullResult:
-    """Fetch, download what REV (or PATHs of it) needs, and bring the working tree there."""
+    """Fetch, download what REV (or PATHs of it) needs, and bring the working tree there.
+
+    Unless ``yes``, a target that would expand far beyond its distinct data is refused
+    before anything is downloaded for it (``vfs.receive.check_expansion``).
+    """
     meter = connect(spec, jobs)
     hist = repo.history
     with repo.locked():
@@ -736,6 +445,8 @@ def pull(
         else:
             target = remote_tip
         prefixes = [repo.rel(p) for p in paths]
+        if not yes:
+            check_expansion(hist, target, prefixes, _label(hist, target))
         download_data(repo, meter, got.index, target, prefixes, workers, jobs, got.transfer)
     got.transfer.requests = meter.requests
     if paths or rev is not None:
@@ -777,8 +488,13 @@ def clone(
     no_checkout: bool = False,
     endpoint_url: str | None = None,
     jobs: int = 8,
+    yes: bool = False,
 ) -> tuple[Repository, Transfer, str]:
-    """Make a new repository from a remote and check out its main branch (or ``rev``)."""
+    """Make a new repository from a remote and check out its main branch (or ``rev``).
+
+    Unless ``yes``, a version that would expand far beyond its distinct data is not
+    checked out (``vfs.receive.check_expansion``), and the clone is removed.
+    """
     spec = RemoteSpec("origin", url, endpoint_url)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise UsageError(f"{directory} exists and is not an empty directory")
@@ -795,12 +511,15 @@ def clone(
         with repo.locked():
             got = fetch_locked(repo, spec, meter, jobs)
             if not got.heads:
-                raise UsageError(f"{url} has no branches yet: nothing to clone")
+                skipped = "".join(f"; {w}" for w in got.transfer.warnings[:3])
+                raise UsageError(f"{url} has no branches yet: nothing to clone{skipped}")
             branch = "main" if "main" in got.heads else sorted(got.heads)[0]
             tip = got.heads[branch]
             repo.refs.update(f"refs/heads/{branch}", tip, None)
             repo.refs.set_head(Head(branch))
             target = repo.history.resolve(rev) if rev else tip
+            if not no_checkout and not yes:
+                check_expansion(repo.history, target, [], _label(repo.history, target))
             if not no_checkout:
                 download_data(repo, meter, got.index, target, [], workers, jobs, got.transfer)
         if not no_checkout:
@@ -820,6 +539,10 @@ def clone(
         raise
     got.transfer.requests = meter.requests
     return repo, got.transfer, branch
+
+
+def _label(hist: History, oid: bytes) -> str:
+    return f"{hist.label(oid)} ({oid.hex()[:10]})"
 
 
 def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:

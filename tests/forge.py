@@ -1,0 +1,131 @@
+"""Hostile remotes written by hand with the project's own codec and pack APIs.
+
+A ``Forge`` lays out a remote directory (format record, one pack per ``publish``, its
+index segment, refs) holding whatever objects a test makes, under whatever ids and
+sizes it claims: nothing it writes is checked. Refs and the format record can be
+written raw, under names no backend would accept, or through a ``Backend`` (an S3
+remote) where the layout needs two keys a directory cannot hold (``main`` and
+``main/x``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgpack
+
+from vfs.backends import Backend
+from vfs.chunking import ChunkerParams
+from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
+from vfs.ids import hash_bytes
+from vfs.objects import Compression, ObjKind
+from vfs.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
+from vfs.remotes import SEGMENT_FORMAT
+from vfs.repo import format_record
+
+Tip = bytes | str
+
+
+class Forge:
+    """A remote written by hand, object by object, with whatever ids and sizes we claim."""
+
+    def __init__(self, root: Path, backend: Backend | None = None) -> None:
+        self.root = root
+        self.backend = backend
+        if backend is None:
+            root.mkdir()
+        self.raw("format", format_record(ChunkerParams()).encode())
+        self.objects: list[tuple[bytes, int, bytes]] = []  # (claimed id, kind, bytes)
+        self.lies: dict[bytes, dict[str, int]] = {}  # claimed id -> index fields to falsify
+
+    @property
+    def url(self) -> str:
+        return self.backend.url if self.backend is not None else self.root.as_uri()
+
+    def raw(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` as it is (any name a directory can hold)."""
+        if self.backend is not None:
+            self.backend.put(key, data)
+            return
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def add(self, kind: int, data: bytes, oid: bytes | None = None) -> bytes:
+        oid = oid or hash_bytes(data)
+        self.objects.append((oid, kind, data))
+        return oid
+
+    def chunk(self, data: bytes) -> bytes:
+        return self.add(ObjKind.CHUNK, data)
+
+    def tree(self, entries: list[Entry], oid: bytes | None = None) -> bytes:
+        return self.add(ObjKind.TREE, encode_tree(entries), oid)
+
+    def version(
+        self,
+        tree: bytes,
+        parents: tuple[bytes, ...] = (),
+        number: int = 1,
+        oid: bytes | None = None,
+    ) -> bytes:
+        v = Version(tree, parents, number, "forged", "mallory <m@example.org>", 1)
+        return self.add(ObjKind.VERSION, encode_version(v), oid)
+
+    def publish(self, heads: Tip | Mapping[str, Tip], tags: Mapping[str, Tip] = {}) -> None:
+        """Write one pack with every object added since, its index segment, and refs.
+
+        ``heads`` is the tip of ``main``, or a map of branch names to tips; a tip is a
+        version id, or the text to write in the ref as it is.
+        """
+        parts = [PACK_MAGIC]
+        objs = []
+        offset = len(PACK_MAGIC)
+        for oid, kind, data in self.objects:
+            fields = {"offset": offset, "stored_len": len(data), "raw_len": len(data)}
+            fields.update(self.lies.get(oid, {}))
+            objs.append(PackedObject(oid, kind, Compression.NONE, **fields))
+            parts.append(data)
+            offset += len(data)
+        if objs:
+            parts.append(pack_trailer(objs))
+            pack = b"".join(parts)
+            pack_id = hash_bytes(pack)
+            segment = msgpack.packb(
+                {"v": SEGMENT_FORMAT, "packs": [[pack_id, encode_index(objs)]]}, use_bin_type=True
+            )
+            self.raw(f"packs/{pack_id.hex()}", pack)
+            self.raw(f"index/{hash_bytes(segment).hex()}", segment)
+        branches = heads if isinstance(heads, Mapping) else {"main": heads}
+        for folder, refs in (("heads", branches), ("tags", tags)):
+            for name, tip in refs.items():
+                text = tip.hex() if isinstance(tip, bytes) else tip
+                self.raw(f"refs/{folder}/{name}", text.encode() + b"\n")
+        self.objects = []
+
+
+def file_entry(name: bytes, oid: bytes, size: int, mode: int = 0o644) -> Entry:
+    return Entry(name, Kind.FILE, mode, size, 0, digest=oid, chunks=(ChunkRef(oid, size),))
+
+
+def dir_entry(name: bytes, subtree: bytes) -> Entry:
+    return Entry(name, Kind.DIR, 0o755, 1, 0, subtree=subtree)
+
+
+def nested(forge: Forge, names: list[bytes], leaf: list[Entry]) -> bytes:
+    """A tree holding ``names[0]/names[1]/.../`` with the entries ``leaf`` at the bottom."""
+    tree = forge.tree(leaf)
+    for name in reversed(names):
+        tree = forge.tree([dir_entry(name, tree)])
+    return tree
+
+
+def files_under(root: Path) -> set[Path]:
+    """Every path below ``root`` (not following links)."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            out.add(Path(dirpath, name))
+    return out

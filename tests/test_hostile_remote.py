@@ -1,0 +1,412 @@
+"""A remote crafted to attack whoever clones, fetches or pulls from it.
+
+Each remote is written by hand (``tests.forge``) with the project's own codec, the
+way a teammate's push or a writable shared bucket could lay it out, and each attack
+must end in one clear line and a non-zero exit (or, for oddly named refs, one warning
+per ref), with nothing written outside the repository, no ref moved by a refused
+version, and ``dvfs fsck`` clean wherever something was kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    assert_error,
+    assert_ok,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
+    warnings_of,
+)
+from tests.forge import Forge, dir_entry, file_entry, files_under, nested
+from tests.s3server import S3Server
+from vfs import fetch_locked
+from vfs.backends import LocalBackend, open_backend
+from vfs.codec import ChunkRef, Entry, Kind
+from vfs.errors import RemoteError
+from vfs.remotes import RemoteSpec, connect
+from vfs.repo import Repository
+
+
+def good_v1(forge: Forge) -> bytes:
+    """A harmless first version: ``data/a.txt``."""
+    leaf = file_entry(b"a.txt", forge.chunk(b"hello\n"), 6)
+    return forge.version(nested(forge, [b"data"], [leaf]))
+
+
+def refused_clone(tmp_path: Path, forge: Forge, *fragments: str) -> str:
+    """Clone ``forge`` and assert it failed, leaving nothing behind; the error line."""
+    before = files_under(tmp_path)
+    line = assert_error(run(tmp_path, "clone", forge.url, "victim"), *fragments)
+    assert files_under(tmp_path) == before
+    return line
+
+
+# ------------------------------------------------------------------- reserved names
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [(b".git", ".git"), (b".DVFS", ".DVFS"), (".g\u200cit".encode(), "'data/.g\\u200cit")],
+)
+def test_a_version_holding_a_reserved_name_is_refused_naming_it(
+    name: bytes, shown: str, tmp_path: Path
+) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    hook = file_entry(b"pre-commit", forge.chunk(b"#!/bin/sh\nrm -rf ~\n"), 19, 0o755)
+    evil = nested(forge, [b"data", name, b"hooks"], [hook])
+    v2 = forge.version(evil, (v1,), 2)
+    forge.publish(v2)
+    line = refused_clone(tmp_path, forge, "which dvfs never stores", v2.hex()[:12])
+    assert "v2 holds " in line and f"{shown}" in line, line
+
+
+def test_a_pull_of_a_version_holding_git_moves_nothing(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    forge.publish(v1)
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    config = file_entry(b"config", forge.chunk(b"[core]\n\tfsmonitor = evil\n"), 25)
+    v2 = forge.version(nested(forge, [b"data", b".git"], [config]), (v1,), 2)
+    forge.publish(v2)
+    before = files_under(b.root)
+    objects = set(Repository(b.root).store.iter_ids())
+    for command in ("pull", "fetch"):
+        b.fail(command, fragments=("v2 holds data/.git, which dvfs never stores",))
+    store = Repository(b.root).store
+    assert set(store.iter_ids()) == objects  # nothing of v2 was kept
+    assert b.head_id() == v1.hex()
+    refs = Repository(b.root).refs
+    assert refs.get("refs/remotes/origin/main") == v1
+    new = files_under(b.root) - before
+    assert all("remotes" in p.parts for p in new), new  # only the cached index segment
+    assert not (b.root / "data" / ".git").exists()
+    b.fsck_clean()
+
+
+def test_versions_at_the_root_is_refused_but_deeper_down_is_kept(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    inner = forge.tree([file_entry(b"v1", forge.chunk(b"fake\n"), 5)])
+    v1 = forge.version(forge.tree([dir_entry(b".versions", inner)]))
+    forge.publish(v1)
+    refused_clone(tmp_path, forge, "v1 holds .versions at its root", "never stores")
+
+    ok = Forge(tmp_path / "ok")
+    v1 = ok.version(nested(ok, [b"data", b".versions"], [file_entry(b"x", ok.chunk(b"x"), 1)]))
+    ok.publish(v1)
+    assert_ok(run(tmp_path, "clone", ok.url, "fine"))
+    assert (tmp_path / "fine" / "data" / ".versions" / "x").read_bytes() == b"x"
+    Repo(tmp_path / "fine").fsck_clean()
+
+
+def test_a_version_lying_about_its_number_is_refused(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    tree = forge.tree([file_entry(b"f", forge.chunk(b"f"), 1)])
+    forge.publish(forge.version(tree, (v1,), 1_000_000_000_000))
+    refused_clone(tmp_path, forge, "calls itself v1000000000000", "makes it v2")
+
+
+# ------------------------------------------------------------------- ref names
+
+
+def test_odd_remote_ref_names_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    heads: dict[str, bytes | str] = {"main": v1, "we ird": v1, "esc\x1b[2Jape": v1, "HEAD": v1}
+    heads["dev"] = "not an id"
+    forge.publish(heads, tags={"ok": v1, "v1": v1, v1.hex(): v1, "x..y": v1})
+    r = assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    warned = "\n".join(warnings_of(r))
+    for shown in ("'we ird'", "'esc\\x1b[2Jape'", "'HEAD'", "dev", "'v1'", v1.hex(), "'x..y'"):
+        assert shown in warned, r
+    assert "\x1b" not in r.err  # quoted, never raw
+    assert len(warnings_of(r)) == 7, r
+    b = Repo(tmp_path / "b")
+    assert sorted(Repository(b.root).refs.tags()) == ["ok"]
+    assert sorted(Repository(b.root).refs.names("remotes")) == ["origin/main"]
+    r = b.ok("fetch")
+    assert len(warnings_of(r)) == 7, r
+    b.fsck_clean()
+
+
+def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    v2 = forge.version(forge.tree([file_entry(b"f", forge.chunk(b"two"), 3)]), (v1,), 2)
+    forge.publish(v2, tags={"main": v1, "origin/main": v1, "v1": v2, v1.hex(): v2, "V2": v1})
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    assert b.show("main")["id"] == v2.hex()  # the branch, not the tag called main
+    assert b.show("origin/main")["id"] == v2.hex()  # the remote's branch
+    assert b.show("v1")["id"] == v1.hex()
+    assert b.show(v1.hex())["id"] == v1.hex()
+    assert b.show(v1.hex()[:8])["id"] == v1.hex()
+    assert b.show("V2")["id"] == v1.hex()  # an ordinary tag: not vN, which is lowercase
+    assert sorted(Repository(b.root).refs.tags()) == ["V2", "main", "origin/main"]
+    b.fail("tag", "ABCDEF", fragments=("cannot be a tag name",))  # reads as an id prefix
+    b.fsck_clean()
+
+
+def test_a_remote_branch_beside_its_own_folder(tmp_path: Path, s3_env: S3Server) -> None:
+    url = f"s3://{s3_env.make_bucket()}/shared"
+    forge = Forge(tmp_path, open_backend(url, endpoint_url=s3_env.endpoint))
+    v1 = good_v1(forge)
+    forge.publish({"main": v1, "main/x": v1, "dev/a": v1})
+    r = assert_ok(run(tmp_path, "clone", url, "b", "--endpoint-url", s3_env.endpoint))
+    assert [w for w in warnings_of(r) if "'main/x' skipped: it clashes with branch 'main'" in w]
+    b = Repo(tmp_path / "b")
+    refs = Repository(b.root).refs
+    assert sorted(refs.names("remotes")) == ["origin/dev/a", "origin/main"]
+
+    # the remote replaces dev/a by dev: the local dev/ folder is in the way
+    forge.backend.delete("refs/heads/dev/a")  # type: ignore[union-attr]
+    forge.publish({"main": v1, "dev": v1})
+    r = b.ok("fetch")
+    assert [w for w in warnings_of(r) if "remote branch dev was not recorded" in w], r
+    b.fsck_clean()
+
+
+def test_the_public_fetch_a_mount_uses_skips_odd_refs(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    forge.publish({"main": v1, "we ird": v1}, tags={"v9": v1})
+    repo = Repository.init(tmp_path / "meta")
+    spec = RemoteSpec("origin", forge.url)
+    with repo.locked():
+        got = fetch_locked(repo, spec, connect(spec, 2), 2)
+    assert got.heads == {"main": v1}
+    assert got.tags == {}
+    assert len(got.transfer.warnings) == 2
+
+
+# ------------------------------------------------------------------- quoting a path
+
+
+def test_reserved_names_are_named_with_control_characters_quoted(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    link = Entry(b".git", Kind.SYMLINK, 0o777, 4, 0, target=b"/etc")
+    forge.publish(forge.version(nested(forge, [b"a\nb"], [link])))
+    line = refused_clone(tmp_path, forge, "v1 holds 'a\\nb/.git'")
+    assert "\n" not in line.strip()
+    assert os.listdir(tmp_path) == ["evil"]
+
+
+# ------------------------------------------------------------------- bounds on reads
+
+
+def test_a_fifo_in_place_of_a_record_or_a_pack_is_refused_at_once(tmp_path: Path) -> None:
+    for victim in ("format", "pack", "index"):
+        forge = Forge(tmp_path / f"evil-{victim}")
+        forge.publish(good_v1(forge))
+        path = {
+            "format": forge.root / "format",
+            "pack": next((forge.root / "packs").iterdir()),
+            "index": next((forge.root / "index").iterdir()),
+        }[victim]
+        path.unlink()
+        os.mkfifo(path)
+        before = files_under(tmp_path)
+        r = run(tmp_path, "clone", forge.url, "victim", timeout=30)  # a hang fails here
+        assert_error(r, "is not a regular file")
+        assert files_under(tmp_path) == before
+
+
+def test_a_huge_sparse_record_is_refused_from_its_size(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    segment = forge.root / "index" / ("0" * 64)
+    for path in (segment, forge.root / "format"):
+        with open(path, "wb") as f:
+            f.truncate(20 << 30)  # 20 GiB of holes
+        fragment = "65,536 bytes" if path.name == "format" else "268,435,456 bytes"
+        r = run(tmp_path, "clone", forge.url, "victim", timeout=30)
+        assert_error(r, f"holds more than {fragment}", path.name)
+        assert not (tmp_path / "victim").exists()
+
+
+@pytest.mark.parametrize(
+    ("sizes", "fragment"),
+    [((0, 0, 0), "min is 0, outside"), ((1 << 40, 1 << 40, 1 << 40), "min is 1099511627776")],
+)
+def test_absurd_chunk_sizes_are_refused(
+    sizes: tuple[int, int, int], fragment: str, tmp_path: Path
+) -> None:
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    record = {"algorithm": "fastcdc", "min": sizes[0], "avg": sizes[1], "max": sizes[2],
+              "normalization": 1}  # fmt: skip
+    text = json.dumps({"format": 1, "hash": "blake3-256", "chunker": record})
+    (forge.root / "format").write_text(text)
+    refused_clone(tmp_path, forge, "bad chunker settings", fragment)
+    # a repository whose own record was changed is refused the same way
+    repo = tmp_path / "repo"
+    assert_ok(run(tmp_path, "init", str(repo)))
+    (repo / ".dvfs" / "format").write_text(text)
+    assert_error(run(repo, "status"), "bad chunker settings", fragment)
+
+
+def test_a_1500_level_tree_from_a_remote_can_be_looked_at(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "deep")
+    depth = 1500
+    names = [b"d"] * depth
+    v1 = forge.version(nested(forge, names, [file_entry(b"f", forge.chunk(b"one"), 3)]))
+    v2 = forge.version(nested(forge, names, [file_entry(b"f", forge.chunk(b"two"), 3)]), (v1,), 2)
+    forge.publish(v2)
+    assert_ok(run(tmp_path, "clone", forge.url, "b", "--no-checkout"))
+    b = Repo(tmp_path / "b")
+    deep = "/".join(["d"] * depth) + "/f"
+    assert list(b.show("v2")["files"]) == [deep]
+    listing = b.json("ls", "v2:" + "/".join(["d"] * depth), "--json")
+    assert [e["name"] for e in listing] == ["f"]
+    changes = b.json("diff", "v1", "v2", "--json")["changes"]
+    assert [(c["path"], c["status"]) for c in changes] == [(deep, "modified")]
+    b.fsck_clean()
+    # checking it out either works or fails with one clean line
+    try:
+        r = run(tmp_path, "clone", forge.url, "c")
+        if r.code == 0:
+            assert (tmp_path / "c" / deep).read_bytes() == b"two"
+            Repo(tmp_path / "c").fsck_clean()
+        else:
+            assert_error(r)
+    finally:  # shutil.rmtree (pytest's clean-up) recurses, and would fail on this tree
+        subprocess.run(["rm", "-rf", str(tmp_path / "c")], check=True)
+
+
+# ------------------------------------------------------------------- expansion
+
+
+def subtree_bomb(forge: Forge, levels: int) -> bytes:
+    """A root tree whose every level names the level below twice: 2**levels files."""
+    tree = forge.tree([file_entry(b"f", forge.chunk(b"x" * 4096), 4096)])
+    for _ in range(levels):
+        tree = forge.tree([dir_entry(b"a", tree), dir_entry(b"b", tree)])
+    return tree
+
+
+def test_a_tree_repeating_itself_at_every_level_is_not_expanded(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    forge.publish(forge.version(subtree_bomb(forge, 20)))
+    line = refused_clone(tmp_path, forge, "v1", "4.0 GiB in 1,048,576 files", "--yes")
+    assert "nothing was written" in line
+    # a pull of it into an existing clone is refused the same way, moving nothing
+    ok = Forge(tmp_path / "ok")
+    v1 = good_v1(ok)
+    ok.publish(v1)
+    assert_ok(run(tmp_path, "clone", ok.url, "b"))
+    b = Repo(tmp_path / "b")
+    ok.publish(ok.version(subtree_bomb(ok, 20), (v1,), 2))
+    b.fail("pull", fragments=("v2", "1,048,576 files", "--yes"))
+    assert b.head_id() == v1.hex()
+    assert sorted(os.listdir(b.root)) == [".dvfs", "data"]
+    b.fsck_clean()
+
+
+def repeated_chunk(forge: Forge, size: int, times: int) -> bytes:
+    """A version holding one file made of one chunk of ``size`` bytes, ``times`` over."""
+    block = forge.chunk(b"y" * size)
+    chunks = tuple(ChunkRef(block, size) for _ in range(times))
+    big = Entry(b"big", Kind.FILE, 0o644, size * times, 0, digest=bytes(32), chunks=chunks)
+    return forge.version(forge.tree([big]))
+
+
+def test_a_chunk_repeated_into_a_huge_file_needs_yes(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    forge.publish(repeated_chunk(forge, 4096, 200_000))  # 819 MB from a 7 MB remote
+    refused_clone(tmp_path, forge, "781.2 MiB in 1 file,", "200,000 times the 4.0 KiB")
+    ok = Forge(tmp_path / "big")
+    ok.publish(repeated_chunk(ok, 65536, 4300))  # 282 MB, past the floor
+    refused_clone(tmp_path, ok, "268.8 MiB in 1 file,", "4,300 times")
+    assert_ok(run(tmp_path, "clone", ok.url, "b", "--yes"))
+    assert (tmp_path / "b" / "big").stat().st_size == 65536 * 4300
+    Repo(tmp_path / "b").fsck_clean()
+
+
+# ------------------------------------------------------------------- links in a remote
+
+
+def test_a_directory_remote_with_linked_folders_gets_no_write_outside(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    remote = tmp_path / "remote"
+    (remote / "refs").mkdir(parents=True)
+    os.symlink(outside, remote / "packs")
+    a = make_repo("a")
+    a.write("d/x", b"data\n")
+    a.ok("add", "d")
+    a.commit("one")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.fail("push", fragments=("packs", "is a symbolic link"))
+    assert list(outside.iterdir()) == []
+    assert not (remote / "refs" / "heads").exists()  # no ref moved
+
+    (remote / "packs").unlink()
+    os.symlink(outside, remote / "refs" / "heads")
+    a.fail("push", fragments=("refs/heads", "is a symbolic link"))
+    assert list(outside.iterdir()) == []
+    (outside / "main").write_text("0" * 64 + "\n")
+    assert_error(run(tmp_path, "clone", remote.as_uri(), "c"), "refs/heads", "symbolic link")
+    assert not (tmp_path / "c").exists()
+    a.fsck_clean()
+
+
+def exchange(a: Path, b: Path) -> None:
+    """Swap two names atomically (renameat2 with RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, bytes(a), at_fdcwd, bytes(b), rename_exchange) != 0:
+        raise OSError(ctypes.get_errno(), "renameat2")
+
+
+def test_a_folder_swapped_for_a_link_during_puts_is_never_written_through(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    backend = LocalBackend(tmp_path / "remote", create=True)
+    packs = backend.root / "packs"
+    link = backend.root / ".link"
+    packs.mkdir()
+    os.symlink(outside, link)
+    attempted = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def swap() -> None:
+        """Make ``packs`` a link to ``outside`` for two put attempts at a time."""
+        while not stop.is_set():
+            exchange(packs, link)
+            for _ in range(2):
+                while not attempted.acquire(timeout=0.1) and not stop.is_set():
+                    pass
+            exchange(packs, link)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    refused = 0
+    try:
+        for i in range(100):
+            try:
+                backend.put(f"packs/p{i}", b"payload")
+            except RemoteError as exc:
+                assert "symbolic link" in str(exc)
+                refused += 1
+            attempted.release()
+    finally:
+        stop.set()
+        swapper.join()
+    assert list(outside.iterdir()) == []
+    assert refused > 0
