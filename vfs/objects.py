@@ -207,6 +207,8 @@ def _read_index_file(path: Path) -> bytes:
 
 def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
     """The object records of a complete pack open at ``fd``."""
+    if size < len(PACK_MAGIC) + FOOTER.size:
+        raise FormatError(f"{what}: truncated pack")
     footer = os.pread(fd, FOOTER.size, size - FOOTER.size)
     _, hlen, hhash = parse_footer(footer, size, what)
     data_end = size - FOOTER.size - hlen
