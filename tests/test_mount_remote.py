@@ -4,8 +4,9 @@ A repository is pushed to a directory remote (``file://``) and the remote URL is
 mounted. The daemon runs with ``--debug``, which logs one line per ranged GET
 (``fetched chunk <id>``), so each test can count exactly what went over the wire
 and check it against the chunks the read touched. Faults are made on the remote's
-files: the directory taken away (unreachable), a pack replaced by a FIFO (a remote
-that never answers), and a flipped byte in a chunk (corruption).
+files: the directory taken away (unreachable), a flipped byte in a chunk
+(corruption); and an S3 server behind a relay that stops passing bytes on (a remote
+that never answers).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount_support import Mount, commit, in_mount_table, mounted, push_to, write
+from tests.relay import Proxy
 from tests.s3server import S3Server
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
 from vfs.repo import Repository
@@ -205,31 +207,37 @@ def test_unreachable_remote_fails_reads_and_recovers(pushed: Pushed, url_mount: 
     assert "could not be read" in url_mount.log_text()
 
 
-def test_a_remote_that_never_answers_costs_one_read(pushed: Pushed, url_mount: Mount) -> None:
-    data = url_mount.path / "data"
-    assert (data / "big.bin").read_bytes() == BIG
-    pack, _, _ = pushed.pack_of(pushed.other[0].oid)
-    real = pack.with_name("real-pack")
-    pack.rename(real)
-    os.mkfifo(pack)  # opening it for reading blocks until a writer comes
+def test_a_remote_that_never_answers_costs_one_read(
+    pushed: Pushed, s3_env: S3Server, tmp_path: Path
+) -> None:
+    relay = Proxy(int(s3_env.endpoint.rsplit(":", 1)[1]))  # an S3 server that can stall
+    endpoint = f"http://127.0.0.1:{relay.port}"
+    url = f"s3://{s3_env.make_bucket()}/ds"
+    push_to(Repository(pushed.repo), url, "s3", endpoint)
+    home = tmp_path / "home"
     try:
-        started = time.monotonic()
-        assert read_error(data / "other.bin") == errno.EIO
-        took = time.monotonic() - started
-        assert 1.5 < took < 8, took  # --timeout 2
-        # meanwhile, cached data is served at once
-        started = time.monotonic()
-        assert (url_mount.versions / "v1" / "data" / "big.bin").read_bytes() == BIG
-        assert time.monotonic() - started < 1.5
+        with mounted(
+            url, tmp_path / "mnt", home, "--endpoint-url", endpoint, "--debug", "--timeout", "2"
+        ) as m:
+            data = m.path / "data"
+            assert (data / "big.bin").read_bytes() == BIG
+            relay.pause()  # requests are taken in, and never answered
+            try:
+                started = time.monotonic()
+                assert read_error(data / "other.bin") == errno.EIO
+                took = time.monotonic() - started
+                assert 1.5 < took < 8, took  # --timeout 2
+                # meanwhile, cached data is served at once
+                started = time.monotonic()
+                assert (m.versions / "v1" / "data" / "big.bin").read_bytes() == BIG
+                assert time.monotonic() - started < 1.5
+            finally:
+                relay.resume()  # the stuck GET finishes
+            eventually(lambda: read_error(data / "other.bin") == 0)
+            assert (data / "other.bin").read_bytes() == OTHER
+            assert "did not arrive within 2 s" in m.log_text()
     finally:
-        fifo = pack.with_name("fifo")
-        pack.rename(fifo)
-        real.rename(pack)
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # let the stuck GET finish
-        os.close(fd)
-    eventually(lambda: read_error(data / "other.bin") == 0)
-    assert (data / "other.bin").read_bytes() == OTHER
-    assert "did not arrive within 2 s" in url_mount.log_text()
+        relay.cut()
 
 
 def test_a_corrupt_chunk_is_never_served_or_cached(pushed: Pushed, url_mount: Mount) -> None:
