@@ -27,7 +27,6 @@ repeated block, such as a zero-filled disk image of more than 256 MiB.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from vfs.errors import FormatError, ReservedName, UsageError
 from vfs.history import Extent, History
 from vfs.objects import ObjectStore, ObjKind, decode_payload
 from vfs.packs import PackedObject
+from vfs.quoting import quote_name
 from vfs.remotes import Located, RemoteRepo
 
 # A checkout may make this many times the paths and bytes of the distinct data it is
@@ -52,12 +52,6 @@ class Report(Protocol):
 
     objects: int
     bytes: int
-
-
-def shown(path: bytes) -> str:
-    """A path from a remote as one printable line (control characters escaped)."""
-    text = os.fsdecode(path)
-    return text if text.isprintable() else repr(text)
 
 
 class _Fetch:
@@ -161,7 +155,7 @@ class _Fetch:
         version, path = self.reached.get(tree, (b"", b""))
         full = path + b"/" + name if path else name
         return ReservedName(
-            f"{self.label(version)} holds {shown(full)}, which dvfs never stores: version "
+            f"{self.label(version)} holds {quote_name(full)}, which dvfs never stores: version "
             f"{version.hex()[:12]} on {self.remote.url} was refused and nothing was fetched",
             name,
         )
@@ -175,7 +169,7 @@ class _Fetch:
                 bad = root_refusal(self.local_tree(root))
             if bad is not None:
                 raise ReservedName(
-                    f"{self.label(version)} holds {shown(bad)} at its root, which dvfs never "
+                    f"{self.label(version)} holds {quote_name(bad)} at its root, which dvfs never "
                     "stores there (a mount lists versions under that name): version "
                     f"{version.hex()[:12]} on {self.remote.url} was refused and nothing "
                     "was fetched",

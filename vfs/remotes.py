@@ -74,6 +74,7 @@ from vfs.errors import (
 from vfs.ids import from_hex, hash_bytes, is_hex_prefix
 from vfs.objects import Compression, ObjKind, decode_payload
 from vfs.packs import PackedObject, decode_index
+from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
 from vfs.repo import Repository, format_record, parse_format
 
@@ -274,6 +275,12 @@ def set_default(repo: Repository, name: str) -> None:
         repo.save_config(cfg)
 
 
+def _named(name: str) -> str:
+    """A ref name from a remote, quoted for a message (escaped if it holds controls)."""
+    shown = quote_name(name)
+    return shown if shown != name else f"'{name}'"
+
+
 def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[str]]:
     """The names among ``names`` that can be used here, sorted; and why the rest cannot.
 
@@ -287,7 +294,7 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
         try:
             check_ref_name(name, what)
         except UsageError:
-            notes.append(f"remote {what} {name!r} skipped: not a valid {what} name here")
+            notes.append(f"remote {what} {_named(name)} skipped: not a valid {what} name here")
             continue
         parts = name.split("/")
         above = next(
@@ -295,7 +302,9 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
             None,
         )
         if above is not None:
-            notes.append(f"remote {what} {name!r} skipped: it clashes with {what} {above!r}")
+            notes.append(
+                f"remote {what} {_named(name)} skipped: it clashes with {what} {_named(above)}"
+            )
             continue
         taken.add(name)
         kept.append(name)
@@ -382,7 +391,7 @@ class RemoteRepo:
             except (FormatError, RemoteError) as exc:
                 if isinstance(exc, RemoteNotFound):
                     continue  # deleted since it was listed
-                notes.append(f"remote {what} {name} skipped: {exc}")
+                notes.append(f"remote {what} {_named(name)} skipped: {exc}")
         if skipped is not None:
             skipped += [f"{self.url}: {note}" for note in notes]
         return out
