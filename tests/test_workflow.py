@@ -524,6 +524,33 @@ def test_params_and_params_file(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_params_are_typed_as_yaml_12(repo: Repo) -> None:
+    repo.write("data.csv", "1")
+    repo.ok("add", "data.csv")
+    repo.write("params.yaml", "lr: 1e-3\nflag: on\nlayers: 010\nwhen: 2024-01-31\nwd: 5e-5\n")
+    repo.ok(
+        "commit", "-m", "typed", "--params-file", "params.yaml", "--param", "wd=3e-4",
+        "--param", "opt=yes", "--param", "sizes=[1, 2]", "--param", "net={depth: 18}",
+        "--param", "note=a: b",
+    )  # fmt: skip
+    wanted = {
+        "lr": 0.001, "flag": "on", "layers": 10, "when": "2024-01-31", "wd": 0.0003,
+        "opt": "yes", "sizes": [1, 2], "net": {"depth": 18}, "note": "a: b",
+    }  # fmt: skip
+    assert repo.show()["parameters"] == wanted
+    # YAML output reads back the same with a YAML 1.1 reader (strings such as "on" quoted)
+    assert yaml.safe_load(repo.ok("show", "--format", "yaml").out)["parameters"] == wanted
+    text = repo.ok("show").out
+    assert "param    wd = 0.0003" in text and "param    opt = yes" in text
+    repo.write("data.csv", "2")
+    repo.ok("add", "data.csv")
+    repo.write("twice.yaml", "lr: 0.1\nlr: 0.2\n")
+    line = repo.fail("commit", "-m", "bad", "--params-file", "twice.yaml", code=2)
+    assert "found the key 'lr' twice (line 2, column 1)" in line and "\\n" not in line
+    assert repo.show()["version"] == "v1"
+    repo.fsck_clean()
+
+
 # --------------------------------------------------------------------------------------- revisions
 
 

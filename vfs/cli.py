@@ -235,15 +235,21 @@ def rm(paths: tuple[str, ...], cached: bool, force: bool) -> None:
 
 # ------------------------------------------------------------------------ commit
 
+PARAM = click.option(
+    "--param", "params", multiple=True, metavar="K=V",
+    help="Record a parameter, typed as YAML 1.2: lr=3e-4 is a number, opt=yes text, "
+    "sizes=[1, 2] a list.",
+)  # fmt: skip
+PARAMS_FILE = click.option(
+    "--params-file", type=click.Path(path_type=Path),
+    help="YAML 1.2 mapping of parameters to record (a file of at most 1 MiB).",
+)  # fmt: skip
+
 
 @cli.command()
 @click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
-@click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
-@click.option(
-    "--params-file",
-    type=click.Path(path_type=Path),
-    help="YAML mapping of parameters to record (a file of at most 1 MiB).",
-)
+@PARAM
+@PARAMS_FILE
 @click.option("--tag", help="Also tag the new version.")
 def commit(
     message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None
@@ -263,12 +269,8 @@ def commit(
 @cli.command()
 @click.argument("mountpoint", metavar="MNT")
 @click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
-@click.option("--param", "params", multiple=True, metavar="K=V", help="Record a parameter.")
-@click.option(
-    "--params-file",
-    type=click.Path(path_type=Path),
-    help="YAML mapping of parameters to record (a file of at most 1 MiB).",
-)
+@PARAM
+@PARAMS_FILE
 @click.option("--tag", help="Also tag the new version.")
 @click.option("--branch", "new_branch", metavar="NEW", help="Record it on a new branch.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -449,9 +451,9 @@ def show_cmd(rev: str | None, fmt: str) -> None:
         emit_json(data)
         return
     if fmt == "yaml":
-        import yaml
+        from vfs import yaml12
 
-        click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+        click.echo(yaml12.dump(data), nl=False)
         return
     click.echo(f"version  {data['version']}  {data['id']}")
     click.echo(f"author   {escape_text(data['author'])}")

@@ -15,11 +15,15 @@ what may be recorded is bounded, and checked before anything is written:
   every key and text value, plus 8 for every other value. A YAML alias counts each
   time it is used, so a small file cannot expand to a large record.
 
-Values are typed as YAML scalars (``lr=0.01`` is a number, ``on=true`` a boolean).
-Values msgpack cannot hold exactly, or JSON cannot show, are kept as text: integers
-outside 64 bits, NaN and the infinities (``.nan``, ``.inf``, ``-.inf``), and YAML's
-dates, timestamps and binary values (as Python prints them). Text that is not UTF-8
-(bytes given on the command line) is refused.
+Values are typed as YAML 1.2 (:mod:`vfs.yaml12`): ``lr=3e-4`` is a number,
+``shuffle=true`` a boolean, ``opt=yes`` and ``opt=on`` text, ``sizes=[1, 2]`` a list and
+``net={depth: 18}`` a mapping. A ``--param`` value is a list or a mapping only when
+written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: b``, and
+so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
+exactly, or JSON cannot show, are kept as text: integers outside 64 bits, NaN and the
+infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
+values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
+prints them). Text that is not UTF-8 (bytes given on the command line) is refused.
 """
 
 from __future__ import annotations
@@ -83,17 +87,31 @@ def read_file(path: Path) -> str:
         raise UsageError(f"{shown} is not UTF-8 text") from None
 
 
+def _yaml_error(exc: Exception) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_file(path: Path) -> dict[str, Any]:
-    """The parameters a YAML file records, checked (see the module docstring)."""
-    import yaml  # only here: a commit without --params-file need not pay 15 ms for it
+    """The parameters a YAML 1.2 file records, checked (see the module docstring)."""
+    # Only here: a commit without parameters need not pay 25 ms for importing yaml.
+    import yaml
+
+    from vfs import yaml12
 
     text = read_file(path)
     shown = quote_name(str(path))
     try:
-        loaded = yaml.safe_load(text)
+        loaded = yaml12.load(text)
     except yaml.YAMLError as exc:
-        raise UsageError(f"{shown} is not valid YAML: {exc}") from None
-    except RecursionError:
+        problem = _yaml_error(exc)
+        if "maximum nesting depth" in problem:  # libyaml's own limit, 1,000 levels
+            raise UsageError(f"{shown} nests deeper than {MAX_DEPTH} levels") from None
+        raise UsageError(f"{shown} is not valid YAML: {problem}") from None
+    except RecursionError:  # the pure-Python parser, where libyaml is missing
         raise UsageError(f"{shown} nests deeper than {MAX_DEPTH} levels") from None
     if loaded is None:
         return {}
@@ -102,24 +120,29 @@ def load_file(path: Path) -> dict[str, Any]:
     return check(loaded)
 
 
-def scalar(text: str) -> Any:
-    """A ``--param`` value: YAML scalar typing (1 -> int, 0.1 -> float, true -> bool).
+def value(text: str) -> Any:
+    """A ``--param`` value typed as YAML 1.2 (3e-4 -> float, yes -> text, [1, 2] -> list).
 
-    Anything that would not be kept exactly (a list, a date, a 100-digit number,
-    ``.nan``) stays the text as given.
+    A list or mapping only in flow style; text that is not valid YAML, or a number
+    that would not be kept exactly (a 100-digit integer, ``.nan``, ``1e400``), stays
+    the text as given.
     """
-    import yaml  # here: most commands never need it, and it costs 10 ms to import
+    import yaml  # see load_file
+
+    from vfs import yaml12
 
     try:
-        value = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError):
-        return text
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value if _INT64[0] <= value <= _INT64[1] else text
-    if isinstance(value, float):
-        return value if math.isfinite(value) else text
+        parsed = yaml12.load(text)
+    except (yaml.YAMLError, RecursionError, UnicodeEncodeError):
+        return text  # not UTF-8: check() says so
+    if isinstance(parsed, (list, dict)):
+        return parsed if text.lstrip()[:1] in ("[", "{") else text
+    if isinstance(parsed, bool) or parsed is None or isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, int):
+        return parsed if _INT64[0] <= parsed <= _INT64[1] else text
+    if isinstance(parsed, float):
+        return parsed if math.isfinite(parsed) else text
     return text
 
 
@@ -127,10 +150,10 @@ def parse_pairs(pairs: Iterable[str]) -> dict[str, Any]:
     """``K=V`` arguments as parameters (keys stripped of surrounding spaces)."""
     out: dict[str, Any] = {}
     for p in pairs:
-        key, sep, value = p.partition("=")
+        key, sep, raw = p.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--param {quote_name(p)} is not KEY=VALUE")
-        out[key.strip()] = scalar(value)
+        out[key.strip()] = value(raw)
     return out
 
 

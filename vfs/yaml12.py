@@ -1,0 +1,113 @@
+"""YAML 1.2 (core schema) on top of PyYAML, for parameters and ``show --format yaml``.
+
+PyYAML resolves plain scalars as YAML 1.1 does, which surprises anyone recording
+hyper-parameters: ``1e-3`` stays text (1.1 wants a dot), ``yes``/``on``/``no`` become
+booleans, ``010`` is eight and ``1:20`` is eighty. YAML 1.2, which every current YAML
+and JSON tool follows, resolves only these, everything else being text:
+
+- null: ``~``, ``null``, ``Null``, ``NULL`` and the empty value;
+- booleans: ``true``/``false`` (also ``True``, ``TRUE``, ``False``, ``FALSE``);
+- integers: decimal (``-12``, ``010`` is ten), ``0o17``, ``0x1F``;
+- floats: ``1.5``, ``1e-3``, ``.5``, ``-2.``, ``.inf``, ``-.inf``, ``.nan``.
+
+Only the resolver and the integer reader differ, so :class:`Loader` is PyYAML's safe
+loader (its C parser when libyaml is there) with the 1.2 core resolvers and a 1.2
+integer reader. Two habits of YAML 1.1 files are kept, as ruamel.yaml keeps them in
+1.2 mode: ``<<`` merge keys, and explicit tags such as ``!!timestamp``. A key given
+twice in one mapping is an error (1.2 requires unique keys; PyYAML silently keeps
+the last).
+
+:class:`Dumper` writes YAML that reads back the same under 1.1 and 1.2: a string
+that either would take for something else (``"yes"``, ``"1e-3"``, ``"010"``) is
+quoted.
+
+Why not ruamel.yaml, the maintained YAML 1.2 library: imported, it costs the same as
+PyYAML (about 25 ms either way, measured), but it would be a second YAML library
+beside PyYAML, which dvfs already needs, and for 1.2 scalars only a resolver differs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import yaml
+
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+_MERGE = "tag:yaml.org,2002:merge"
+_DIGITS = list("-+0123456789")
+
+# (tag, regexp, possible first characters), as the 1.2 spec's core schema lists them.
+CORE = [
+    ("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+     list("tTfF")),
+    ("tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), _DIGITS),
+    ("tag:yaml.org,2002:float", re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ), [*_DIGITS, "."]),
+    (_MERGE, re.compile(r"^(?:<<)$"), ["<"]),
+]  # fmt: skip
+
+
+class Loader(_SafeLoader):  # type: ignore[misc]
+    """PyYAML's safe loader resolving plain scalars by the YAML 1.2 core schema."""
+
+    # Own, empty: add_implicit_resolver below fills it instead of copying YAML 1.1's.
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {}
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """A 1.2 integer: decimal (leading zeros allowed), ``0o`` octal, ``0x`` hex."""
+        text = str(self.construct_scalar(node))
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if digits[:2] in ("0o", "0x"):
+            return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+        return sign * int(digits, 10)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The mapping, refusing a key written twice (merged keys may be overridden)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                again = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: PyYAML says so below
+            if again:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice", key_node.start_mark,
+                )  # fmt: skip
+        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return result
+
+
+for _tag, _regexp, _first in CORE:
+    Loader.add_implicit_resolver(_tag, _regexp, _first)
+Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
+
+
+class Dumper(_SafeDumper):  # type: ignore[misc]
+    """PyYAML's safe dumper that also quotes strings YAML 1.2 would read as non-text."""
+
+
+for _tag, _regexp, _first in CORE:
+    if _tag != _MERGE:
+        Dumper.add_implicit_resolver(_tag, _regexp, _first)
+
+
+def load(text: str) -> Any:
+    """The value of one YAML 1.2 document (yaml.YAMLError if it is not valid)."""
+    return yaml.load(text, Loader=Loader)  # a safe loader (see the class)
+
+
+def dump(data: Any) -> str:
+    """``data`` as block-style YAML, keys in their order, non-ASCII text as it is."""
+    return str(yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True))
