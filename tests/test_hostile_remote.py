@@ -178,6 +178,13 @@ def test_a_remote_branch_beside_its_own_folder(tmp_path: Path, s3_env: S3Server)
     b.fsck_clean()
 
 
+def test_refs_nested_beyond_any_name_are_refused(tmp_path: Path) -> None:
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    forge.publish({"main": v1, "/".join(["a"] * 300): v1})
+    refused_clone(tmp_path, forge, "deeper than 128 folders")
+
+
 def test_the_public_fetch_a_mount_uses_skips_odd_refs(tmp_path: Path) -> None:
     forge = Forge(tmp_path / "evil")
     v1 = good_v1(forge)

@@ -73,6 +73,7 @@ from vfs.errors import (
 
 _LOCK_NAME = ".cas.lock"
 _READ_BLOCK = 1 << 20
+MAX_DEPTH = 128  # folders below the root a listing goes into (a ref name has at most 100)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 _FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 
@@ -242,29 +243,52 @@ class LocalBackend(Backend):
 
     def _walk(self, fd: int, base: str, start: str) -> Iterator[str]:
         """Yield ``base + name`` for what lies below directory ``fd`` (but directories),
-        whose name starts with ``start``; a link is refused."""
-        with os.scandir(fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.name.startswith(start):
-                continue
-            if entry.is_symlink():
-                raise _link(base + entry.name, self.url)
-            if entry.is_dir(follow_symlinks=False):
-                try:
-                    sub = os.open(entry.name, _DIR, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(entry.name, fd):
-                        raise _link(base + entry.name, self.url) from None
-                    if isinstance(exc, FileNotFoundError | NotADirectoryError):
-                        continue  # removed or replaced meanwhile
-                    raise
-                try:
-                    yield from self._walk(sub, f"{base}{entry.name}/", "")
-                finally:
-                    os.close(sub)
-            else:  # a FIFO or device is listed, to be refused by name when read
-                yield base + entry.name
+        whose name starts with ``start``; a link is refused.
+
+        A stack of open directories takes the place of recursion; folders nested deeper
+        than ``MAX_DEPTH`` (no key is) are refused.
+        """
+        stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []
+        try:
+            stack.append((-1, base, iter(_entries(fd, start))))
+            while stack:
+                here, prefix, rest = stack[-1]
+                for entry in rest:
+                    parent = fd if here < 0 else here
+                    if entry.is_symlink():
+                        raise _link(prefix + entry.name, self.url)
+                    if not entry.is_dir(follow_symlinks=False):
+                        yield prefix + entry.name  # a FIFO or device too: refused when read
+                        continue
+                    if len(stack) > MAX_DEPTH:
+                        raise RemoteError(
+                            f"{prefix}{entry.name} in {self.url} lies deeper than {MAX_DEPTH} "
+                            "folders, where no key does: refusing to list it"
+                        )
+                    try:
+                        sub = os.open(entry.name, _DIR, dir_fd=parent)
+                    except OSError as exc:
+                        linked = exc.errno in (errno.ELOOP, errno.ENOTDIR)
+                        if linked and _is_link(entry.name, parent):
+                            raise _link(prefix + entry.name, self.url) from None
+                        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+                            continue  # removed or replaced meanwhile
+                        raise
+                    try:
+                        below = _entries(sub, "")
+                    except BaseException:
+                        os.close(sub)
+                        raise
+                    stack.append((sub, f"{prefix}{entry.name}/", iter(below)))
+                    break
+                else:
+                    stack.pop()
+                    if here >= 0:
+                        os.close(here)
+        finally:
+            for here, _, _ in stack:
+                if here >= 0:
+                    os.close(here)
 
     @contextlib.contextmanager
     def _mapped(self, key: str, *, writing: bool = False) -> Iterator[None]:
@@ -302,6 +326,13 @@ def _link(where: str, url: str) -> RemoteError:
         f"{where} in {url} is a symbolic link: dvfs follows no link inside a directory "
         "remote; replace it with the directory or file itself"
     )
+
+
+def _entries(fd: int, start: str) -> list[os.DirEntry[str]]:
+    """The entries of directory ``fd`` whose names start with ``start`` (not hidden)."""
+    with os.scandir(fd) as it:
+        found = [e for e in it if not e.name.startswith(".") and e.name.startswith(start)]
+    return sorted(found, key=lambda e: e.name)
 
 
 def _is_link(name: str, dir_fd: int) -> bool:
