@@ -32,7 +32,7 @@ from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
-from vfs.progress_bar import TerminalProgress
+from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
 from vfs.repo import DEFAULT_BRANCH, Repository
 from vfs.worktree import Workers, show
@@ -143,15 +143,8 @@ class DvfsGroup(click.Group):
 
 
 def human(n: int | None) -> str:
-    """Bytes as a short human-readable size."""
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    """Bytes in binary units, as every bar and summary shows them (``-`` if unknown)."""
+    return "-" if n is None else human_size(n)
 
 
 def quoted(path: bytes | str | None) -> str:

@@ -116,7 +116,7 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
     report.bytes = sum(chunks.values())
     futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks}
     bad: dict[bytes, str] = {}
-    workers.progress.start("verifying", len(chunks), report.bytes)
+    workers.progress.start("verifying", len(chunks), report.bytes, "chunks")
     for oid, fut in futures.items():
         try:
             fut.result()

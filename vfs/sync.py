@@ -255,7 +255,7 @@ def _upload(
     """
     meter = remote.backend
     total = sum(repo.store.locate(oid)[1].stored_len for oid in ids)
-    workers.progress.start("uploading", len(ids), total)
+    workers.progress.start("uploading", len(ids), total, "objects")
     entries: list[list[bytes]] = []
 
     def send(data: bytes, pack_id: str) -> bool:
@@ -267,7 +267,7 @@ def _upload(
             meter.put(f"packs/{pack_id}", data)
             return True
 
-    def settle(fut: Future[bool], n: int, size: int) -> None:
+    def settle(fut: Future[bool], n: int, size: int, payload: int) -> None:
         if fut.result():
             report.packs += 1
             report.objects += n
@@ -275,15 +275,16 @@ def _upload(
         else:
             report.kept_packs += 1
             report.kept_bytes += size
-        workers.progress.advance(n, size)
+        workers.progress.advance(n, payload)  # the bar counts objects' bytes, as its total
 
     in_flight = max(1, min(jobs, PACKS_IN_FLIGHT))
     with ThreadPoolExecutor(in_flight) as pool:
-        pending: deque[tuple[Future[bool], int, int]] = deque()
+        pending: deque[tuple[Future[bool], int, int, int]] = deque()
         for data, objs in _build_packs(repo, ids):
             pack_id = hash_bytes(data)
             entries.append([pack_id, encode_index(objs)])
-            pending.append((pool.submit(send, data, pack_id.hex()), len(objs), len(data)))
+            payload = sum(o.stored_len for o in objs)
+            pending.append((pool.submit(send, data, pack_id.hex()), len(objs), len(data), payload))
             while len(pending) >= in_flight:
                 settle(*pending.popleft())
         while pending:
@@ -377,7 +378,7 @@ def download_data(
         return
     remote = RemoteRepo(meter, None)
     total = sum(index[o][1].stored_len for o in need if o in index)
-    workers.progress.start("downloading", len(need), total)
+    workers.progress.start("downloading", len(need), total, "chunks")
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for obj, payload in remote.download(list(need), index, pool, jobs):
             store.put_stored(obj.oid, obj.kind, obj.compression, payload, obj.raw_len)

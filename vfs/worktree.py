@@ -66,8 +66,8 @@ def show(path: bytes) -> str:
 class Progress(Protocol):
     """Where long operations report how far they are (called from one thread)."""
 
-    def start(self, label: str, files: int, nbytes: int) -> None:
-        """A phase begins with this much work."""
+    def start(self, label: str, files: int, nbytes: int, unit: str = "files") -> None:
+        """A phase begins with this much work: ``files`` things counted as ``unit``."""
 
     def advance(self, files: int, nbytes: int) -> None:
         """This much more is done."""
@@ -79,7 +79,7 @@ class Progress(Protocol):
 class NoProgress:
     """Reports nothing."""
 
-    def start(self, label: str, files: int, nbytes: int) -> None:
+    def start(self, label: str, files: int, nbytes: int, unit: str = "files") -> None:
         """Ignore."""
 
     def advance(self, files: int, nbytes: int) -> None:
