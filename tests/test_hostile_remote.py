@@ -24,6 +24,7 @@ from tests.cli_support import (
     assert_error,
     assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
     run,
     warnings_of,
 )
@@ -417,3 +418,31 @@ def test_a_folder_swapped_for_a_link_during_puts_is_never_written_through(
         swapper.join()
     assert list(outside.iterdir()) == []
     assert refused > 0
+
+
+def test_a_1100_level_tree_committed_here_can_be_looked_at(repo: Repo) -> None:
+    depth = 1100
+    deep = "/".join(["d"] * depth)
+    fd = os.open(repo.root, os.O_RDONLY)
+    try:
+        for _ in range(depth):  # os.makedirs recurses: one level at a time
+            os.mkdir("d", dir_fd=fd)
+            fd, parent = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(parent)
+        for version in (b"one", b"two"):
+            with open(
+                os.open("f", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=fd), "wb"
+            ) as f:
+                f.write(version)
+            repo.ok("add", "d")
+            repo.commit(version.decode())
+    finally:
+        os.close(fd)
+    try:
+        assert list(repo.show("v2")["files"]) == [deep + "/f"]
+        assert [e["name"] for e in repo.json("ls", f"v1:{deep}", "--json")] == ["f"]
+        changes = repo.json("diff", "v1", "v2", "--json")["changes"]
+        assert [(c["path"], c["status"]) for c in changes] == [(deep + "/f", "modified")]
+        assert repo.fsck_clean()["trees"] == 2 * (depth + 1)  # the root and depth levels, twice
+    finally:  # shutil.rmtree (pytest's clean-up) recurses, and would fail on this tree
+        subprocess.run(["rm", "-rf", str(repo.root / "d")], check=True)
