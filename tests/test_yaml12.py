@@ -7,6 +7,7 @@ the commit and show that use them are driven as real processes in test_workflow.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import pytest
@@ -125,6 +126,13 @@ def test_param_lists_and_maps_keep_the_bounds() -> None:
         params.collect(["x=[" + ", ".join(["aaaaaaaa"] * 9000) + "]"], None)
     got = params.collect(["x=[1, 1e400, " + "9" * 30 + "]"], None)
     assert got == {"x": [1, ".inf", "9" * 30]}
+
+
+def test_names_that_are_not_utf8_are_dumped_escaped() -> None:
+    name = os.fsdecode(b"d/caf\xe9")
+    out = yaml12.dump({"files": {name: 1}})
+    assert "\\udce9" in out.lower()
+    assert yaml.safe_load(out) == {"files": {name: 1}}
 
 
 @given(st.text())

@@ -34,9 +34,12 @@ from typing import Any, ClassVar
 import yaml
 
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_SafeDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# Python's emitter, not libyaml's: it escapes the surrogates that stand for bytes of a
+# name that are not UTF-8 ("\udcff"), where libyaml's fails on them.
+_SafeDumper: Any = yaml.SafeDumper
 
 _MERGE = "tag:yaml.org,2002:merge"
+_ODD_BREAKS = re.compile("[\x85\u2028\u2029]")
 _DIGITS = list("-+0123456789")
 
 # (tag, regexp, possible first characters), as the 1.2 spec's core schema lists them.
@@ -96,6 +99,19 @@ Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
 
 class Dumper(_SafeDumper):  # type: ignore[misc]
     """PyYAML's safe dumper that also quotes strings YAML 1.2 would read as non-text."""
+
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        """Text; double-quoted if it holds a line break other than ``\\n``.
+
+        PyYAML writes NEL (U+0085) and the Unicode line and paragraph separators raw
+        inside plain or single-quoted text, where a reader folds them into spaces.
+        """
+        style = '"' if _ODD_BREAKS.search(data) else None
+        node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+        return node
+
+
+Dumper.add_representer(str, Dumper.represent_str)
 
 
 for _tag, _regexp, _first in CORE:
