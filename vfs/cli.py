@@ -15,7 +15,9 @@ reach the terminal: ``quoted`` for names, ``escape_text`` for free text, and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
+import inspect
 import io
 import math
 import os
@@ -38,11 +40,14 @@ from vfs.repo import DEFAULT_BRANCH, Repository
 from vfs.worktree import Workers, show
 
 if TYPE_CHECKING:  # the commands that use these import them: most commands need none
+    from click.shell_completion import CompletionItem
+
     from vfs import sync
 
 DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
+COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions
 
 
 class FreeText(click.types.StringParamType):
@@ -73,8 +78,45 @@ class NotEmpty(click.ParamType[Any]):
         """The wrapped type's metavar (for help)."""
         return self.inner.get_metavar(param, ctx)
 
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        """Revisions, branches or files for the arguments that take them (``dvfs completion``)."""
+        from click.shell_completion import CompletionItem  # only when completing
 
-_ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT"}
+        if isinstance(param, click.Argument):
+            kind = COMPLETE.get(param.name or "") or COMPLETE.get(f"{ctx.info_name} {param.name}")
+            if kind == "file":
+                return [CompletionItem(incomplete, type="file")]
+            if kind is not None:
+                return complete_refs(kind, incomplete)
+        return self.inner.shell_complete(ctx, param, incomplete)
+
+
+# What the shell completes for an argument, by its name (or "command name").
+COMPLETE = {
+    "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
+    "paths": "file", "src": "file", "dst": "file",
+    "branches": "branches", "switch name": "branches",
+}  # fmt: skip
+
+
+def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
+    """Branches (and, for revisions, HEAD, tags and remote branches) starting so."""
+    try:
+        refs = Repository.find().refs
+        names = refs.names("heads")
+        if kind == "revisions":
+            names = ["HEAD", *refs.names("tags"), *names, *refs.names("remotes")]
+    except (DvfsError, OSError):  # not in a repository: nothing to offer
+        return []
+    from click.shell_completion import CompletionItem  # only when completing
+
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+_ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT",
+        "names": "NAME"}  # fmt: skip
 
 
 def empty_value(param: click.Parameter | None) -> str:
@@ -123,11 +165,24 @@ class Seconds(click.FloatRange):
         return seconds
 
 
+EXAMPLES = "\b\nExamples:\n"
+
+
+def examples_last(cmd: click.Command) -> None:
+    """Show a command's examples (the docstring's last paragraph) after its options."""
+    text = inspect.cleandoc(cmd.help or "")
+    if EXAMPLES in text and cmd.epilog is None:
+        text, _, examples = text.partition(EXAMPLES)
+        cmd.help = text.rstrip()
+        cmd.epilog = EXAMPLES + examples
+
+
 class DvfsCommand(click.Command):
     """A dvfs command: no argument or option value may be empty, unless it is FreeText."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        examples_last(self)
         for p in self.params:
             if isinstance(p.type, (click.types.StringParamType, click.Path)) and not isinstance(
                 p.type, FreeText
@@ -135,11 +190,50 @@ class DvfsCommand(click.Command):
                 p.type = NotEmpty(p.type)
 
 
+# `dvfs --help` lists commands by what they are for, as `git help` does; a command
+# not named here is listed under "Other commands".
+SECTIONS = {
+    "Start and track": ["init", "add", "rm", "mv", "status", "commit", "check-ignore"],
+    "Undo and move around": ["restore", "checkout", "switch", "branch", "tag"],
+    "Look at versions": ["log", "show", "diff", "ls", "cat"],
+    "Share": ["remote", "push", "fetch", "pull", "clone", "install"],
+    "Mount": ["mount", "umount", "mounts", "snapshot"],
+    "Maintain": ["fsck", "cache", "completion"],
+}
+
+
 class DvfsGroup(click.Group):
-    """The dvfs command groups: their commands are DvfsCommands, their groups DvfsGroups."""
+    """The dvfs command groups: their commands are DvfsCommands, their groups DvfsGroups.
+
+    Their help lists each command with its whole first sentence (click cuts it to
+    the terminal's width), the root's in sections.
+    """
 
     command_class = DvfsCommand
     group_class = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        examples_last(self)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their summaries, wrapped rather than cut."""
+        shown = {}
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                shown[name] = cmd.get_short_help_str(limit=1 << 16)
+        width = max(map(len, shown), default=0)  # one column for every section
+        rows = {name: (name.ljust(width), text) for name, text in shown.items()}
+        sections = SECTIONS if ctx.parent is None else {}
+        for title, names in sections.items():
+            section = [rows.pop(n) for n in names if n in rows]
+            if section:
+                with formatter.section(title):
+                    formatter.write_dl(section)
+        if rows:
+            with formatter.section("Other commands" if sections else "Commands"):
+                formatter.write_dl(list(rows.values()))
 
 
 def human(n: int | None) -> str:
@@ -155,6 +249,9 @@ def quoted(path: bytes | str | None) -> str:
 def warn(msg: str) -> None:
     """Print a warning on stderr (on one line, whatever names it holds)."""
     click.echo(f"dvfs: warning: {escape_text(msg)}", err=True)
+
+
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 def emit_json(data: Any) -> None:
@@ -183,7 +280,16 @@ def repo_here() -> Repository:
 @click.group(cls=DvfsGroup, context_settings=CONTEXT)
 @click.version_option(package_name="dvfs", prog_name="dvfs")
 def cli() -> None:
-    """dvfs: version datasets and models like code, and mount every version."""
+    """dvfs: version datasets and models like code, and mount every version.
+
+    \b
+    Examples:
+      dvfs init && dvfs add data/ && dvfs commit -m "raw data"
+      dvfs log
+      dvfs diff v1 v2
+      dvfs checkout v1
+      dvfs COMMAND --help     # each command's options and examples
+    """
 
 
 # ------------------------------------------------------------------------ init / add / rm
@@ -193,18 +299,34 @@ def cli() -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--branch", default=DEFAULT_BRANCH, show_default=True, help="First branch name.")
 def init(directory: Path | None, branch: str) -> None:
-    """Create a repository in DIRECTORY (default: the current directory)."""
+    """Create a repository in DIRECTORY (default: the current directory).
+
+    \b
+    Examples:
+      dvfs init
+      dvfs init datasets/cats --branch trunk
+    """
     repo = Repository.init(directory or Path.cwd(), branch)
     click.echo(f"Initialized empty dvfs repository in {quote_name(str(repo.dir))}")
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-def add(paths: tuple[str, ...]) -> None:
-    """Stage files or directories: hash them and store their chunks."""
+@AS_JSON
+def add(paths: tuple[str, ...], as_json: bool) -> None:
+    """Stage files or directories: hash them and store their chunks.
+
+    \b
+    Examples:
+      dvfs add data/
+      dvfs add labels.csv images/train
+    """
     repo = repo_here()
     with workers() as w:
         r = workflow.add(repo, paths, w, warn)
+    if as_json:
+        emit_json(dataclasses.asdict(r))
+        return
     parts = [f"staged {r.files} file{'s' if r.files != 1 else ''}"]
     if r.hashed:
         parts.append(f"read {r.hashed} ({human(r.bytes_read)})")
@@ -217,11 +339,21 @@ def add(paths: tuple[str, ...]) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--cached", is_flag=True, help="Stop tracking but keep the working files.")
 @click.option("--force", "-f", is_flag=True, help="Delete files even with unstaged changes.")
-def rm(paths: tuple[str, ...], cached: bool, force: bool) -> None:
-    """Stop tracking PATHS (and delete them unless --cached)."""
+@AS_JSON
+def rm(paths: tuple[str, ...], cached: bool, force: bool, as_json: bool) -> None:
+    """Stop tracking PATHS (and delete them unless --cached).
+
+    \b
+    Examples:
+      dvfs rm data/old.csv
+      dvfs rm --cached data/raw/       # keep the files, stop tracking
+    """
     repo = repo_here()
     with workers() as w:
         gone = workflow.rm(repo, paths, w, cached=cached, force=force)
+    if as_json:
+        emit_json({"untracked" if cached else "removed": [show(p) for p in gone]})
+        return
     verb = "untracked" if cached else "removed"
     click.echo(f"{verb} {len(gone)} file{'s' if len(gone) != 1 else ''}")
 
@@ -244,14 +376,29 @@ PARAMS_FILE = click.option(
 @PARAM
 @PARAMS_FILE
 @click.option("--tag", help="Also tag the new version.")
+@AS_JSON
 def commit(
-    message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None
-) -> None:
-    """Record the staged data as a new version."""
+    message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Record the staged data as a new version.
+
+    \b
+    Examples:
+      dvfs commit -m "raw data" --tag raw
+      dvfs commit -m "run 7" --param lr=3e-4 --param "layers=[64, 64]"
+      dvfs commit -m "tuned" --params-file params.yaml
+    """
     version_params.message(message)
     recorded = version_params.collect(params, params_file)
     repo = repo_here()
     r = workflow.commit(repo, message, recorded, tag, warn)
+    if as_json:
+        emit_json(
+            {"version": f"v{r.number}", "id": r.oid.hex(), "branch": repo.refs.head().branch,
+             "tag": tag, "files": r.files, "bytes": r.bytes}
+        )  # fmt: skip
+        return
     tagged = f" (tag {quote_name(tag)})" if tag else ""
     click.echo(
         f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - "
@@ -271,7 +418,13 @@ def snapshot(
     mountpoint: str, message: str, params: tuple[str, ...], params_file: Path | None,
     tag: str | None, new_branch: str | None, as_json: bool,
 ) -> None:  # fmt: skip
-    """Record the working tree of the mount at MNT as a new version."""
+    """Record the working tree of the mount at MNT as a new version.
+
+    \b
+    Examples:
+      dvfs snapshot /mnt/data -m "run 7" --param lr=3e-4 --tag run7
+      dvfs snapshot /mnt/data -m "an idea" --branch idea
+    """
     from vfs import control
 
     version_params.message(message)
@@ -351,6 +504,12 @@ def status(mountpoint: str | None, as_json: bool) -> None:
     """Show staged, modified, deleted and untracked files.
 
     With MNT, the pending changes of that mount's working tree instead.
+
+    \b
+    Examples:
+      dvfs status
+      dvfs status --json
+      dvfs status /mnt/data      # a mount's working tree
     """
     if mountpoint is not None:
         mount_status(mountpoint, as_json)
@@ -407,7 +566,14 @@ def status(mountpoint: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
 def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | None) -> None:
-    """List versions, newest first."""
+    """List versions, newest first.
+
+    \b
+    Examples:
+      dvfs log
+      dvfs log -n 5 main
+      dvfs log --remote origin
+    """
     from vfs import remotes, sync
 
     repo = repo_here()
@@ -437,10 +603,19 @@ def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | No
     "--format", "fmt", type=click.Choice(["text", "yaml", "json"]), default="text",
     show_default=True, help="Output format.",
 )  # fmt: skip
-def show_cmd(rev: str | None, fmt: str) -> None:
-    """Show one version: metadata and every file with hash, size and origin."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (--format json).")
+def show_cmd(rev: str | None, fmt: str, as_json: bool) -> None:
+    """Show one version: metadata and every file with hash, size and origin.
+
+    \b
+    Examples:
+      dvfs show
+      dvfs show v3 --format yaml
+    """
+    if as_json and fmt not in ("text", "json"):
+        raise UsageError(f"--json and --format {fmt} ask for two formats: give one")
     data = browse.show(repo_here(), rev)
-    if fmt == "json":
+    if as_json or fmt == "json":
         emit_json(data)
         return
     if fmt == "yaml":
@@ -479,7 +654,13 @@ def mode_string(e: Entry) -> str:
 @click.argument("target", default="HEAD", metavar="REV[:DIR]")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def ls_cmd(target: str, as_json: bool) -> None:
-    """List a directory of a version without checking it out."""
+    """List a directory of a version without checking it out.
+
+    \b
+    Examples:
+      dvfs ls
+      dvfs ls v2:data/images --json
+    """
     rows = browse.ls(repo_here(), target)
     if as_json:
         emit_json(
@@ -502,7 +683,12 @@ def ls_cmd(target: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("target", metavar="REV:PATH")
 def cat(target: str) -> None:
-    """Write a file of a version to standard output."""
+    """Write a file of a version to standard output.
+
+    \b
+    Examples:
+      dvfs cat v1:data/labels.csv > labels-v1.csv
+    """
     out = sys.stdout.buffer
     for piece in browse.cat(repo_here(), target):
         out.write(piece)
@@ -518,6 +704,12 @@ def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
 
     No REV: HEAD against the working tree; one REV: REV against the working tree;
     two: the first against the second.
+
+    \b
+    Examples:
+      dvfs diff                  # HEAD against the working tree
+      dvfs diff v1 v2 --stat
+      dvfs diff v1 v2 --json
     """
     repo = repo_here()
     with workers() as w:
@@ -538,17 +730,33 @@ def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
 # ------------------------------------------------------------------------ checkout & refs
 
 
-def report_checkout(r: checkout.CheckoutReport) -> None:
+def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
+    """What a checkout did, as JSON (``failed``: each file not restored, and why)."""
+    return {
+        "version": r.label, "branch": r.attached, "paths": r.paths, "written": r.written,
+        "deleted": r.deleted, "unchanged": r.unchanged,
+        "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())},
+    }  # fmt: skip
+
+
+def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
     """Print what a checkout did; exit 1 if some files could not be restored."""
-    label = quoted(r.label)
-    if r.paths:
-        click.echo(f"restored from {label}: {r.written} written, {r.deleted} deleted, "
+    if as_json:
+        emit_json(checkout_json(r))
+    elif r.paths:
+        click.echo(f"restored from {quoted(r.label)}: {r.written} written, {r.deleted} deleted, "
                    f"{r.unchanged} unchanged")  # fmt: skip
     else:
         where = f"on branch {quoted(r.attached)}" if r.attached else "detached"
         click.echo(
-            f"{label} ({where}): {r.written} written, {r.deleted} deleted, {r.unchanged} unchanged"
+            f"{quoted(r.label)} ({where}): {r.written} written, {r.deleted} deleted, "
+            f"{r.unchanged} unchanged"
         )
+    checkout_failures(r)
+
+
+def checkout_failures(r: checkout.CheckoutReport) -> None:
+    """If some files could not be restored: say which and why on stderr, and exit 1."""
     if r.failed:
         failed = sorted(r.failed.items())
         if len(failed) == 1:
@@ -571,74 +779,169 @@ def report_checkout(r: checkout.CheckoutReport) -> None:
 @click.argument("paths", nargs=-1)
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
 @click.option("--lock", "from_lock", is_flag=True, help="Restore the version dvfs.lock names.")
-def checkout_cmd(rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool) -> None:
-    """Restore the working tree (or only PATHS) to version REV."""
+@AS_JSON
+def checkout_cmd(
+    rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool, as_json: bool
+) -> None:
+    """Restore the working tree (or only PATHS) to version REV.
+
+    \b
+    Examples:
+      dvfs checkout v1
+      dvfs checkout HEAD data/labels.csv
+      dvfs checkout --lock       # after a git checkout
+    """
     if from_lock and (rev or paths):
         raise UsageError("--lock takes no revision or paths")
     repo = repo_here()
     with workers() as w:
         r = checkout.checkout(repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn)
-    report_checkout(r)
+    report_checkout(r, as_json)
 
 
 @cli.command()
 @click.argument("name")
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
-def switch(name: str, force: bool) -> None:
-    """Switch to branch NAME and restore its latest version."""
+@AS_JSON
+def switch(name: str, force: bool, as_json: bool) -> None:
+    """Switch to branch NAME and restore its latest version.
+
+    \b
+    Examples:
+      dvfs switch main
+      dvfs branch fix v1 && dvfs switch fix
+    """
     repo = repo_here()
     with workers() as w:
         r = checkout.switch(repo, name, w, force=force)
-    report_checkout(r)
+    report_checkout(r, as_json)
+
+
+def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | None]:
+    """``[NAME [REV]]`` of ``dvfs branch``/``dvfs tag`` without --delete."""
+    if len(names) > 2:
+        raise UsageError(
+            f"give one {what} name and at most one revision (to delete several, use -d)"
+        )
+    return (names[0] if names else None), (names[1] if len(names) > 1 else None)
 
 
 @cli.command()
-@click.argument("name", required=False)
-@click.argument("rev", required=False)
-@click.option("-d", "--delete", "delete", metavar="NAME", help="Delete a branch.")
-def branch(name: str | None, rev: str | None, delete: str | None) -> None:
-    """List branches, or create NAME at REV (default HEAD)."""
+@click.argument("names", nargs=-1, metavar="[NAME [REV]]")
+@click.option("-d", "--delete", is_flag=True, help="Delete the branches named.")
+@AS_JSON
+def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
+    """List branches, or create NAME at REV (default HEAD).
+
+    With -d, delete the branches named (not the current one).
+
+    \b
+    Examples:
+      dvfs branch
+      dvfs branch fix v1
+      dvfs branch -d fix old
+    """
     repo = repo_here()
     if delete:
-        checkout.delete_branch(repo, delete)
-        click.echo(f"deleted branch {quoted(delete)}")
+        if not names:
+            raise UsageError("name the branches to delete: dvfs branch -d NAME...")
+        missing_refs(repo, "heads", names, "branch")
+        for n in names:
+            checkout.delete_branch(repo, n)
+            if not as_json:
+                click.echo(f"deleted branch {quoted(n)}")
+        if as_json:
+            emit_json({"deleted": list(names)})
         return
+    name, rev = name_and_rev(names, "branch")
     if name:
         oid = checkout.create_branch(repo, name, rev)
+        if as_json:
+            emit_json(ref_json(repo, name, oid))
+            return
         click.echo(f"branch {quoted(name)} at {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
         return
     head = repo.refs.head()
     branches = repo.refs.branches()
+    current = head.branch if head.detached is None else None
+    if as_json:
+        emit_json(
+            [{**ref_json(repo, n, oid), "current": n == current} for n, oid in branches.items()]
+        )
+        return
     if head.branch not in branches:
         click.echo(f"* {quoted(head.branch)} (no versions yet)")
     for n, oid in branches.items():
-        mark = "*" if n == head.branch and head.detached is None else " "
+        mark = "*" if n == current else " "
         click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
 
 
+def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str) -> None:
+    """Refuse a deletion naming a branch or tag that does not exist, before any is deleted."""
+    missing = [n for n in names if repo.refs.get(f"refs/{kind}/{n}") is None]
+    if missing:
+        listed = ", ".join(quoted(n) for n in missing)
+        raise UsageError(f"no {what} named {listed}: nothing was deleted")
+
+
+def ref_json(repo: Repository, name: str, oid: bytes) -> dict[str, Any]:
+    """A branch or tag as JSON: its name, and the number and id of its version."""
+    return {"name": name, "version": repo.history.label(oid), "id": oid.hex()}
+
+
 @cli.command()
-@click.argument("name", required=False)
-@click.argument("rev", required=False)
-@click.option("--delete", "delete", metavar="NAME", help="Delete a tag.")
-def tag(name: str | None, rev: str | None, delete: str | None) -> None:
-    """List tags, or tag REV (default HEAD) as NAME."""
+@click.argument("names", nargs=-1, metavar="[NAME [REV]]")
+@click.option("-d", "--delete", is_flag=True, help="Delete the tags named.")
+@AS_JSON
+def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
+    """List tags, or tag REV (default HEAD) as NAME.
+
+    With -d, delete the tags named.
+
+    \b
+    Examples:
+      dvfs tag
+      dvfs tag best v4
+      dvfs tag -d best
+    """
     repo = repo_here()
     if delete:
-        checkout.delete_tag(repo, delete)
-        click.echo(f"deleted tag {quoted(delete)}")
+        if not names:
+            raise UsageError("name the tags to delete: dvfs tag -d NAME...")
+        missing_refs(repo, "tags", names, "tag")
+        for n in names:
+            checkout.delete_tag(repo, n)
+            if not as_json:
+                click.echo(f"deleted tag {quoted(n)}")
+        if as_json:
+            emit_json({"deleted": list(names)})
         return
+    name, rev = name_and_rev(names, "tag")
     if name:
         oid = checkout.create_tag(repo, name, rev)
+        if as_json:
+            emit_json(ref_json(repo, name, oid))
+            return
         click.echo(f"tag {quoted(name)} -> {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
         return
-    for n, oid in repo.refs.tags().items():
+    tags = repo.refs.tags()
+    if as_json:
+        emit_json([ref_json(repo, n, oid) for n, oid in tags.items()])
+        return
+    for n, oid in tags.items():
         click.echo(f"{quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
 
 
 @cli.command(name="fsck")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def fsck_cmd(as_json: bool) -> None:
-    """Verify every reachable object's hash and every reference."""
+    """Verify every reachable object's hash and every reference.
+
+    \b
+    Examples:
+      dvfs fsck
+      dvfs fsck --json
+    """
     from vfs.fsck import fsck as run_fsck
 
     repo = repo_here()
@@ -708,7 +1011,13 @@ def resumable(command: str) -> Iterator[None]:
 
 @cli.group()
 def remote() -> None:
-    """Manage remotes (S3 buckets or directories that hold shared versions)."""
+    """Manage remotes (S3 buckets or directories that hold shared versions).
+
+    \b
+    Examples:
+      dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
+      dvfs remote list
+    """
 
 
 @remote.command(name="add")
@@ -722,7 +1031,13 @@ def remote_add(
     name: str, url: str, endpoint_url: str | None, region: str | None, profile: str | None,
     make_default: bool,
 ) -> None:  # fmt: skip
-    """Add remote NAME at URL (s3://bucket/prefix, file:///path or a directory)."""
+    """Add remote NAME at URL (s3://bucket/prefix, file:///path or a directory).
+
+    \b
+    Examples:
+      dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
+      dvfs remote add backup /mnt/nas/cats --default
+    """
     from vfs import remotes
 
     repo = repo_here()
@@ -735,7 +1050,13 @@ def remote_add(
 @remote.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def remote_list(as_json: bool) -> None:
-    """List remotes (the default one is marked *)."""
+    """List remotes (the default one is marked *).
+
+    \b
+    Examples:
+      dvfs remote list
+      dvfs remote list --json
+    """
     from vfs import remotes
 
     repo = repo_here()
@@ -753,7 +1074,12 @@ def remote_list(as_json: bool) -> None:
 @remote.command(name="remove")
 @click.argument("name")
 def remote_remove(name: str) -> None:
-    """Forget remote NAME (nothing on the remote is touched)."""
+    """Forget remote NAME (nothing on the remote is touched).
+
+    \b
+    Examples:
+      dvfs remote remove backup
+    """
     from vfs import remotes
 
     remotes.remove_remote(repo_here(), name)
@@ -763,7 +1089,12 @@ def remote_remove(name: str) -> None:
 @remote.command(name="default")
 @click.argument("name")
 def remote_default(name: str) -> None:
-    """Make NAME the default remote."""
+    """Make NAME the default remote.
+
+    \b
+    Examples:
+      dvfs remote default origin
+    """
     from vfs import remotes
 
     remotes.set_default(repo_here(), name)
@@ -795,10 +1126,19 @@ def large_buffers_to_os() -> None:
 @click.option("--all", "all_branches", is_flag=True, help="Push every branch.")
 @click.option("--tags", is_flag=True, help="Push tags too.")
 @JOBS
+@AS_JSON
 def push(
-    branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool, jobs: int
-) -> None:
-    """Send versions of BRANCHES (default: the current one) to a remote."""
+    branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool, jobs: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Send versions of BRANCHES (default: the current one) to a remote.
+
+    \b
+    Examples:
+      dvfs push
+      dvfs push --all --tags
+      dvfs push --remote backup main
+    """
     from vfs import remotes, sync
 
     repo = repo_here()
@@ -808,6 +1148,9 @@ def push(
         t = sync.push(
             repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
         )
+    if as_json:
+        emit_json(dataclasses.asdict(t))
+        return
     for note in t.notes:
         click.echo(escape_text(note))
     click.echo(transfer_line("pushed", t))
@@ -816,8 +1159,15 @@ def push(
 @cli.command()
 @REMOTE
 @JOBS
-def fetch(remote_name: str | None, jobs: int) -> None:
-    """Fetch refs, versions and trees from a remote (no file data)."""
+@AS_JSON
+def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
+    """Fetch refs, versions and trees from a remote (no file data).
+
+    \b
+    Examples:
+      dvfs fetch
+      dvfs fetch --remote backup
+    """
     from vfs import remotes, sync
 
     repo = repo_here()
@@ -826,6 +1176,10 @@ def fetch(remote_name: str | None, jobs: int) -> None:
         got = sync.fetch(repo, spec, jobs)
     for w in got.transfer.warnings:
         warn(w)
+    if as_json:
+        heads = [ref_json(repo, f"{spec.name}/{b}", oid) for b, oid in sorted(got.heads.items())]
+        emit_json({"branches": heads, "transfer": dataclasses.asdict(got.transfer)})
+        return
     for b, oid in sorted(got.heads.items()):
         label = quoted(repo.history.label(oid))
         click.echo(f"{quoted(f'{spec.name}/{b}')}  {label}  {oid.hex()[:10]}")
@@ -841,11 +1195,19 @@ def fetch(remote_name: str | None, jobs: int) -> None:
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
 @YES
 @JOBS
+@AS_JSON
 def pull(
     rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool, yes: bool,
-    jobs: int,
+    jobs: int, as_json: bool,
 ) -> None:  # fmt: skip
-    """Fetch, download what REV (default: the remote's branch) needs, and check it out."""
+    """Fetch, download what REV (default: the remote's branch) needs, and check it out.
+
+    \b
+    Examples:
+      dvfs pull
+      dvfs pull v3 images/train    # only the chunks of images/train at v3
+      dvfs pull images/val
+    """
     from vfs import remotes, sync
 
     repo = repo_here()
@@ -854,6 +1216,14 @@ def pull(
         r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes)
     for line in r.transfer.warnings:
         warn(line)
+    if as_json:
+        emit_json(
+            {"message": r.message or None, "transfer": dataclasses.asdict(r.transfer),
+             "checkout": checkout_json(r.checkout) if r.checkout is not None else None}
+        )  # fmt: skip
+        if r.checkout is not None:
+            checkout_failures(r.checkout)
+        return
     if r.message:
         click.echo(escape_text(r.message))
     click.echo(transfer_line("downloaded", r.transfer))
@@ -869,11 +1239,18 @@ def pull(
 @click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
 @YES
 @JOBS
+@AS_JSON
 def clone_cmd(
     url: str, directory: Path | None, rev: str | None, no_checkout: bool,
-    endpoint_url: str | None, yes: bool, jobs: int,
+    endpoint_url: str | None, yes: bool, jobs: int, as_json: bool,
 ) -> None:  # fmt: skip
-    """Make a new repository from a remote at URL."""
+    """Make a new repository from a remote at URL.
+
+    \b
+    Examples:
+      dvfs clone s3://bucket/datasets/cats cats --endpoint-url http://minio:9000
+      dvfs clone /mnt/nas/cats --no-checkout
+    """
     from vfs import sync
 
     target = directory or Path(sync.default_dir(url))
@@ -884,6 +1261,9 @@ def clone_cmd(
         )  # fmt: skip
     for line in t.warnings:
         warn(line)
+    if as_json:
+        emit_json({"path": str(repo.root), "branch": branch, "transfer": dataclasses.asdict(t)})
+        return
     click.echo(f"cloned {quoted(url)} into {quoted(str(repo.root))} (branch {quoted(branch)})")
     click.echo(transfer_line("downloaded", t))
 
@@ -919,10 +1299,11 @@ def clone_cmd(
     help="MNT as a writable working tree (default: writable for a repository, "
     "read-only for a URL).",
 )  # fmt: skip
+@AS_JSON
 def mount_cmd(
     args: tuple[str, ...], branch: str | None, cache_dir: Path | None, cache_size: str,
     foreground: bool, refresh: float | None, timeout: float, endpoint_url: str | None,
-    allow_other: bool, debug: bool, writable: bool | None,
+    allow_other: bool, debug: bool, writable: bool | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Mount every version of SOURCE at MNT, and its branch as a working tree.
 
@@ -930,6 +1311,11 @@ def mount_cmd(
     (s3://bucket/prefix, file:///path). MNT shows the branch head as a writable
     working tree (`dvfs snapshot MNT` records it); MNT/.versions holds v1..vN,
     latest, tags/, branches/ and ids/, read-only.
+
+    \b
+    Examples:
+      dvfs mount . /mnt/data
+      dvfs mount s3://bucket/cats /mnt/cats --cache-size 50G --refresh 60
     """
     from vfs import launch, mounts
 
@@ -950,6 +1336,12 @@ def mount_cmd(
         sys.stderr.flush()
         os.execv(sys.executable, daemon_args.argv())
     pid, shown = launch.start(daemon_args)
+    if as_json:
+        emit_json(
+            {"mountpoint": str(mountpoint), "source": source.location, "branch": shown,
+             "pid": pid, "log": str(daemon_args.log_path)}
+        )  # fmt: skip
+        return
     click.echo(
         f"mounted {quoted(source.location)} (branch {quoted(shown)}) at "
         f"{quoted(str(mountpoint))}; daemon pid {pid}, log {quoted(str(daemon_args.log_path))}"
@@ -960,7 +1352,13 @@ def mount_cmd(
 @click.argument("mountpoint", metavar="MNT")
 @click.option("--force", "-f", is_flag=True, help="Unmount even while files are open.")
 def umount_cmd(mountpoint: str, force: bool) -> None:
-    """Unmount MNT and stop its daemon (also clears a mount whose daemon died)."""
+    """Unmount MNT and stop its daemon (also clears a mount whose daemon died).
+
+    \b
+    Examples:
+      dvfs umount /mnt/data
+      dvfs umount --force /mnt/data
+    """
     from vfs import mounts
 
     mounts.unmount(mountpoint, force=force)
@@ -970,7 +1368,13 @@ def umount_cmd(mountpoint: str, force: bool) -> None:
 @cli.command(name="mounts")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def mounts_cmd(as_json: bool) -> None:
-    """List active dvfs mounts: source, branch, cache use and daemon pid."""
+    """List active dvfs mounts: source, branch, cache use and daemon pid.
+
+    \b
+    Examples:
+      dvfs mounts
+      dvfs mounts --json
+    """
     from vfs import mounts
 
     rows = mounts.statuses()
@@ -991,6 +1395,26 @@ def mounts_cmd(as_json: bool) -> None:
         elif r.state == "unrecorded":
             line += "  (not started here: no record)"
         click.echo(line)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell code that completes dvfs commands, options, revisions and paths.
+
+    Load it from your shell's start-up file (bash 4.4 or later).
+
+    \b
+    Examples:
+      eval "$(dvfs completion bash)"      # in ~/.bashrc
+      eval "$(dvfs completion zsh)"       # in ~/.zshrc
+      dvfs completion fish > ~/.config/fish/completions/dvfs.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    assert complete is not None  # the choices are the shells click knows
+    click.echo(complete(cli, {}, "dvfs", COMPLETE_VAR).source())
 
 
 # ------------------------------------------------------------------------ entry point
@@ -1024,7 +1448,7 @@ def show_click_error(exc: click.ClickException) -> None:
 def main() -> None:
     """Console entry point: run the CLI, turning every error into one line."""
     try:
-        cli.main(prog_name="dvfs", standalone_mode=False)
+        cli.main(prog_name="dvfs", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

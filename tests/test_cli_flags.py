@@ -1,0 +1,233 @@
+"""Consistent flags: ``--json`` wherever output is structured, ``-d`` to delete, help
+whose summaries are whole and whose examples parse, and shell completion.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from tests.cli_support import (
+    CLI,
+    Repo,
+    RepoFactory,
+    assert_ok,
+    cli_env,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from vfs.cli import cli
+
+# Commands whose output a script would read: each takes --json.
+STRUCTURED = [
+    "add", "rm", "commit", "snapshot", "status", "log", "show", "ls", "diff", "checkout",
+    "switch", "branch", "tag", "fsck", "remote list", "push", "fetch", "pull", "clone",
+    "mount", "mounts",
+]  # fmt: skip
+SHELL_OPERATORS = {"&&", "||", "|", ";", ">", ">>", "<"}
+
+
+def commands(group: click.Group = cli, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    """Every command and group below ``group``, by its path (``remote add``)."""
+    for name, cmd in group.commands.items():
+        path = f"{prefix}{name}"
+        yield path, cmd
+        if isinstance(cmd, click.Group):
+            yield from commands(cmd, f"{path} ")
+
+
+def lookup(path: list[str]) -> tuple[click.Command, list[str]]:
+    """The command ``dvfs ARGS`` runs, and the arguments it is given."""
+    cmd: click.Command = cli
+    args = list(path)
+    while isinstance(cmd, click.Group) and args and args[0] in cmd.commands:
+        cmd = cmd.commands[args.pop(0)]
+    return cmd, args
+
+
+def test_structured_output_has_json_everywhere() -> None:
+    every = dict(commands())
+    for path in STRUCTURED:
+        opts = {o for p in every[path].params for o in getattr(p, "opts", [])}
+        assert "--json" in opts, path
+
+
+def test_help_lists_every_command_with_its_whole_summary() -> None:
+    r = assert_ok(run(Path.cwd(), "--help", env={"COLUMNS": "60"}))
+    flat = " ".join(r.out.split())
+    assert "..." not in r.out.partition("Options:")[2]  # nothing cut
+    for name, cmd in cli.commands.items():
+        summary = cmd.get_short_help_str(limit=1 << 16)
+        assert f"{name} {summary}" in flat, name
+    for section in ("Start and track:", "Look at versions:", "Share:", "Mount:"):
+        assert section in r.out
+    remote = assert_ok(run(Path.cwd(), "remote", "--help", env={"COLUMNS": "60"})).out
+    assert "..." not in remote.partition("Options:")[2]
+    assert "Forget remote NAME (nothing on the remote is" in remote
+
+
+def test_every_command_has_examples_that_parse() -> None:
+    tried = 0
+    for path, cmd in [("", cli), *commands()]:
+        assert cmd.epilog and "Examples:" in cmd.epilog, f"dvfs {path}: no examples"
+        lines = [ln.strip() for ln in cmd.epilog.partition("Examples:")[2].splitlines()]
+        lines = [ln for ln in lines if ln]
+        assert lines, path
+        for line in lines:
+            segments: list[list[str]] = [[]]
+            words = shlex.split(line, comments=True)
+            if words[0] == "eval":  # eval "$(dvfs ...)"
+                words = shlex.split(words[1].removeprefix("$(").removesuffix(")"))
+            for w in words:
+                if w in SHELL_OPERATORS:
+                    segments.append([])
+                else:
+                    segments[-1].append(w)
+            ours = [seg for seg in segments if seg and seg[0] == "dvfs"]
+            assert ours and ours[0] == segments[0], line
+            if "COMMAND" in ours[0]:
+                continue
+            assert any(" ".join(seg[1:]).startswith(path) for seg in ours), line
+            for seg in ours:
+                target, args = lookup(seg[1:])
+                with target.make_context(" ".join(seg[:2]), args) as ctx:
+                    assert ctx.command is target
+                tried += 1
+    assert tried >= 60
+
+
+def test_examples_come_after_the_options(repo: Repo) -> None:
+    out = repo.ok("tag", "--help").out
+    assert out.index("Options:") < out.index("Examples:") < out.index("dvfs tag -d best")
+    assert "\b" not in out
+
+
+def test_tag_and_branch_delete_with_d_several_at_once(repo: Repo) -> None:
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    v1 = repo.commit("one")
+    for name in ("a", "b", "c"):
+        repo.ok("tag", name)
+        repo.ok("branch", f"br-{name}")
+    repo.fail("tag", "-d", "a", "nope", fragments=("no tag named nope: nothing was deleted",))
+    repo.fail("branch", "-d", "br-a", "nope", fragments=("no branch named nope",))
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["a", "b", "c"]
+    assert repo.ok("tag", "-d", "a", "b").out.splitlines() == ["deleted tag a", "deleted tag b"]
+    assert repo.json("tag", "--delete", "c", "--json") == {"deleted": ["c"]}
+    assert repo.json("tag", "--json") == []
+    repo.ok("branch", "-d", "br-a", "br-b")
+    listed = repo.json("branch", "--json")
+    assert listed == [
+        {"name": "br-c", "version": "v1", "id": v1, "current": False},
+        {"name": "main", "version": "v1", "id": v1, "current": True},
+    ]
+    repo.fail("tag", "-d", fragments=("name the tags to delete",), code=2)
+    repo.fail("tag", "x", "v1", "y", fragments=("to delete several, use -d",), code=2)
+    assert repo.json("tag", "x", "v1", "--json") == {"name": "x", "version": "v1", "id": v1}
+    repo.fsck_clean()
+
+
+def test_json_from_add_to_pull(make_repo: RepoFactory, tmp_path: Path) -> None:
+    repo = make_repo()
+    repo.write("d/a.txt", "aaaa")
+    repo.write("d/b.txt", "bb")
+    assert repo.json("add", "d", "--json") == {
+        "files": 2, "hashed": 2, "bytes_read": 6, "removed": 0
+    }  # fmt: skip
+    got = repo.json("commit", "-m", "one", "--tag", "first", "--json")
+    assert got == {
+        "version": "v1", "id": repo.head_id(), "branch": "main", "tag": "first", "files": 2,
+        "bytes": 6,
+    }  # fmt: skip
+    assert repo.json("show", "--json") == repo.json("show", "--format", "json")
+    repo.fail("show", "--json", "--format", "yaml", fragments=("give one",), code=2)
+    assert repo.json("rm", "--cached", "d/b.txt", "--json") == {"untracked": ["d/b.txt"]}
+    repo.ok("commit", "-m", "two")
+    co = repo.json("checkout", "v1", "--json")
+    assert co == {
+        "version": "v1", "branch": None, "paths": False, "written": 0, "deleted": 0,
+        "unchanged": 2, "failed": {},
+    }  # fmt: skip
+    assert repo.json("switch", "main", "--json")["branch"] == "main"
+
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    pushed = repo.json("push", "--json")
+    assert pushed["objects"] > 0 and pushed["packs"] >= 1 and pushed["bytes"] > 0
+    assert set(pushed) >= {"requests", "kept_packs", "kept_bytes", "notes", "warnings"}
+    cloned = assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "c", "--json")).json()
+    assert cloned["path"] == str(tmp_path / "c") and cloned["branch"] == "main"
+    other = Repo(tmp_path / "c")
+    assert other.read("d/a.txt") == b"aaaa"
+    repo.write("d/c.txt", "c")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "three")
+    repo.ok("push")
+    fetched = other.json("fetch", "--json")
+    assert [b["name"] for b in fetched["branches"]] == ["origin/main"]
+    assert fetched["branches"][0]["version"] == "v3"
+    pulled = other.json("pull", "--json")
+    assert pulled["checkout"]["version"] == "v3" and pulled["checkout"]["written"] == 1
+    assert pulled["transfer"]["objects"] >= 1
+    repo.fsck_clean()
+    other.fsck_clean()
+
+
+# ------------------------------------------------------------------------------ completion
+
+
+def completions(cwd: Path, shell: str, words: str) -> list[str]:
+    """What ``dvfs`` answers a shell asking to complete ``words`` (the last one cut)."""
+    env = {
+        "_DVFS_COMPLETE": f"{shell}_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
+    r = assert_ok(run(cwd, env=env))
+    return [ln for ln in r.out.splitlines() if ln]
+
+
+def test_completion_scripts_for_three_shells(repo: Repo) -> None:
+    bash = repo.ok("completion", "bash").out
+    assert "_DVFS_COMPLETE=bash_complete" in bash and "complete -o nosort -F" in bash
+    assert "_DVFS_COMPLETE=zsh_complete" in repo.ok("completion", "zsh").out
+    assert "_DVFS_COMPLETE=fish_complete" in repo.ok("completion", "fish").out
+    repo.fail("completion", "tcsh", fragments=("tcsh",), code=2)
+
+
+def test_completion_offers_commands_revisions_and_files(repo: Repo, tmp_path: Path) -> None:
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one", "--tag", "best")
+    repo.ok("branch", "fix")
+    assert completions(repo.root, "bash", "dvfs ch") == ["plain,checkout"]
+    assert completions(repo.root, "bash", "dvfs checkout ") == [
+        "plain,HEAD", "plain,best", "plain,fix", "plain,main",
+    ]  # fmt: skip
+    assert completions(repo.root, "bash", "dvfs switch ") == ["plain,fix", "plain,main"]
+    assert completions(repo.root, "bash", "dvfs tag -d b") == ["plain,best"]
+    assert completions(repo.root, "bash", "dvfs add ") == ["file,"]
+    assert completions(repo.root, "bash", "dvfs checkout v1 ") == ["file,"]
+    assert completions(tmp_path, "bash", "dvfs checkout ") == []  # not in a repository
+
+    # The script itself, in a real bash: the completion function fills COMPREPLY.
+    wrapper = tmp_path / "dvfs"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(CLI)} "$@"\n')
+    wrapper.chmod(0o755)
+    script = (
+        'eval "$(dvfs completion bash)"; COMP_WORDS=(dvfs switch ""); COMP_CWORD=2; '
+        'compopt() { :; }; _dvfs_completion dvfs; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    env = cli_env({"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+    out = subprocess.run(
+        ["bash", "-c", script], cwd=repo.root, env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.split() == ["fix", "main"]
+    assert not re.search(r"Traceback|error", out)
