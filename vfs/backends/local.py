@@ -181,16 +181,17 @@ class LocalBackend(Backend):
         try:
             for i, part in enumerate(parts):
                 try:
-                    nxt = os.open(part, _DIR, dir_fd=fd)
-                except FileNotFoundError:
-                    if not make:
-                        raise
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, dir_fd=fd)
-                    os.fsync(fd)
-                    nxt = os.open(part, _DIR, dir_fd=fd)
+                    try:
+                        nxt = os.open(part, _DIR, dir_fd=fd)
+                    except FileNotFoundError:
+                        if not make:
+                            raise
+                        with contextlib.suppress(FileExistsError):
+                            os.mkdir(part, dir_fd=fd)
+                        os.fsync(fd)
+                        nxt = os.open(part, _DIR, dir_fd=fd)
                 except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(part, fd):
+                    if _refused_link(exc, part, fd):
                         raise _link("/".join(parts[: i + 1]), self.url) from None
                     raise
                 os.close(fd)
@@ -268,8 +269,7 @@ class LocalBackend(Backend):
                     try:
                         sub = os.open(entry.name, _DIR, dir_fd=parent)
                     except OSError as exc:
-                        linked = exc.errno in (errno.ELOOP, errno.ENOTDIR)
-                        if linked and _is_link(entry.name, parent):
+                        if _refused_link(exc, entry.name, parent):
                             raise _link(prefix + entry.name, self.url) from None
                         if isinstance(exc, FileNotFoundError | NotADirectoryError):
                             continue  # removed or replaced meanwhile
@@ -335,12 +335,22 @@ def _entries(fd: int, start: str) -> list[os.DirEntry[str]]:
     return sorted(found, key=lambda e: e.name)
 
 
-def _is_link(name: str, dir_fd: int) -> bool:
-    """True if ``name`` in directory ``dir_fd`` is a symbolic link (O_NOFOLLOW refused it)."""
+def _refused_link(exc: OSError, name: str, dir_fd: int) -> bool:
+    """True if opening directory ``name`` with O_NOFOLLOW failed because of a link.
+
+    The kernel answers ELOOP or ENOTDIR for a link; ENOTDIR also for a file, which is
+    told apart by looking again. If ``name`` is a directory by then, it was swapped
+    meanwhile, which only a link explains.
+    """
+    if exc.errno == errno.ELOOP:
+        return True
+    if exc.errno != errno.ENOTDIR:
+        return False
     try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
     except OSError:
         return False
+    return stat.S_ISLNK(mode) or stat.S_ISDIR(mode)
 
 
 def _not_regular(key: str, url: str) -> RemoteError:
