@@ -8,7 +8,8 @@ Tree (one directory)::
     {"v": 1, "entries": [[name, kind, mode, size, mtime_ns, payload], ...]}
 
     entries sorted by name (bytewise); kind 0 = file, 1 = dir, 2 = symlink;
-    mode holds the permission bits (0o7777 mask);
+    mode holds the permission bits (0o777: an old record's setuid, setgid and
+         sticky bits, up to 0o7777, are accepted and dropped when decoded);
     payload: file    -> [digest, [[chunk_id, chunk_len], ...]]
                         digest is BLAKE3 of the whole content (equal to the chunk id
                         for a one-chunk file)
@@ -49,7 +50,8 @@ from vfs.names import any_reserved, is_reserved, is_reserved_at_root
 
 TREE_FORMAT = 1
 VERSION_FORMAT = 1
-MODE_MASK = 0o7777
+MODE_MASK = 0o7777  # the modes a record may hold
+PERM_BITS = 0o777  # the ones dvfs keeps and applies: never setuid, setgid or sticky
 # A sanity bound on sizes read from records, so a hostile record cannot ask for
 # absurd allocations (1 PiB).
 MAX_SIZE = 1 << 50
@@ -168,7 +170,7 @@ def encode_tree(entries: Sequence[Entry]) -> bytes:
             payload = e.subtree
         else:
             payload = e.target
-        rows.append([e.name, int(e.kind), e.mode & MODE_MASK, e.size, e.mtime_ns, payload])
+        rows.append([e.name, int(e.kind), e.mode & PERM_BITS, e.size, e.mtime_ns, payload])
     return _pack({"v": TREE_FORMAT, "entries": rows})
 
 
@@ -247,14 +249,14 @@ def decode_tree(data: bytes) -> Tree:
                 total += n
             if total != size:
                 _need(False, "chunk sizes do not add up to the file size")
-            out.append(Entry(name, file, mode, size, mtime_ns, digest, tuple(chunks)))
+            out.append(Entry(name, file, mode & 0o777, size, mtime_ns, digest, tuple(chunks)))
         elif kind == folder:
             _need(_is_id(payload), "bad subtree id")
-            out.append(Entry(name, folder, mode, size, mtime_ns, subtree=payload))
+            out.append(Entry(name, folder, mode & 0o777, size, mtime_ns, subtree=payload))
         else:
             _need(isinstance(payload, bytes) and 0 < len(payload) <= 4096, "bad link target")
             _need(b"\0" not in payload, "NUL in link target")
-            out.append(Entry(name, link, mode, size, mtime_ns, target=payload))
+            out.append(Entry(name, link, mode & 0o777, size, mtime_ns, target=payload))
     bad = any_reserved(names)
     if bad is not None:
         check_name(bad)
