@@ -188,7 +188,10 @@ def test_symlinks_are_never_followed_out_of_the_repository(repo: Repo, tmp_path:
     repo.fail("add", "d/f.txt", fragments=("symbolic link",), code=2)
     repo.fail("rm", "d/f.txt", fragments=("symbolic link",), code=2)
     assert repo.status()["deleted"] == ["d/f.txt", "d/secret_link"]
-    repo.ok("checkout", "HEAD")
+    # The link is the user's: replaced only when asked to, and then as a link.
+    repo.fail("checkout", "HEAD", fragments=("d (a symbolic link", "--force"), code=2)
+    assert repo.status()["deleted"] == ["d/f.txt", "d/secret_link"]
+    repo.ok("checkout", "--force", "HEAD")
     assert not (repo.root / "d").is_symlink()
     assert repo.read("d/f.txt") == b"inside f"
     assert sorted(os.listdir(outside)) == ["f.txt", "secret.bin"]

@@ -17,8 +17,8 @@ from vfs.errors import UsageError
 from vfs.history import History, split_rev_path
 from vfs.repo import Repository
 from vfs.stage import Staged
-from vfs.workflow import head_files, work_state
-from vfs.worktree import Workers
+from vfs.workflow import head_files, quiet, work_state
+from vfs.worktree import Warn, Workers
 
 
 def iso_time(ns: int) -> str:
@@ -132,10 +132,18 @@ def cat(repo: Repository, arg: str) -> Iterator[bytes]:
         yield repo.store.get(c.oid)
 
 
-def working_files(repo: Repository, workers: Workers) -> dict[bytes, Staged]:
-    """The tracked data as it is in the working tree now (staged and unstaged)."""
+def working_files(
+    repo: Repository, workers: Workers, warn: Warn = quiet, unreadable: list[bytes] | None = None
+) -> dict[bytes, Staged]:
+    """The tracked data as it is in the working tree now (staged and unstaged).
+
+    A file that cannot be read is taken as staged, after a warning, and added to
+    ``unreadable`` if given.
+    """
     index = repo.index()
-    state = work_state(repo, index, workers)
+    state = work_state(repo, index, workers, warn)
+    if unreadable is not None:
+        unreadable += state.unreadable
     files = dict(index.entries)
     files.update(state.current)
     for p in state.deleted:
@@ -143,7 +151,13 @@ def working_files(repo: Repository, workers: Workers) -> dict[bytes, Staged]:
     return files
 
 
-def diff(repo: Repository, revs: Sequence[str], workers: Workers) -> list[Change]:
+def diff(
+    repo: Repository,
+    revs: Sequence[str],
+    workers: Workers,
+    warn: Warn = quiet,
+    unreadable: list[bytes] | None = None,
+) -> list[Change]:
     """No rev: HEAD vs working tree. One: REV vs working tree. Two: REV vs REV."""
     hist = repo.history
     if len(revs) > 2:
@@ -155,4 +169,4 @@ def diff(repo: Repository, revs: Sequence[str], workers: Workers) -> list[Change
         old: dict[bytes, Entry] = hist.flatten(hist.version(hist.resolve(revs[0])).tree)
     else:
         old = head_files(hist)
-    return diff_maps(old, working_files(repo, workers))
+    return diff_maps(old, working_files(repo, workers, warn, unreadable))

@@ -14,13 +14,16 @@ restored file, so the next ``status`` needs no hashing.
 from __future__ import annotations
 
 import os
+import stat as statmod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
+from vfs.beneath import Walker
 from vfs.codec import Entry
-from vfs.errors import DvfsError, ObjectMissing, UncommittedChanges, UsageError
+from vfs.errors import DvfsError, FormatError, ObjectMissing, UncommittedChanges, UsageError
 from vfs.gitlink import LockPointer, read_lock, write_lock
+from vfs.names import MAX_DEPTH, reserved_path
 from vfs.refs import Head, check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, staged_from_entry
@@ -30,10 +33,12 @@ from vfs.worktree import (
     Hasher,
     Warn,
     Workers,
+    ensure_dir,
     lstat_or_none,
     remove_path,
     restore_many,
     show,
+    tracked_dir_only,
 )
 
 
@@ -63,12 +68,14 @@ def _restore(
     paths: Sequence[str] = (),
     force: bool,
     warn: Warn,
+    action: str = "checkout",
 ) -> CheckoutReport:
-    """The shared body of checkout and switch (caller holds the lock)."""
+    """The shared body of checkout, switch and pull (caller holds the lock)."""
     hist = repo.history
     version = hist.version(target)
     empty: list[bytes] = []
     wanted = hist.flatten(version.tree, empty)
+    _check_writable(f"v{version.number}", wanted, empty)
     index = repo.index()
     rels = [repo.rel(p) for p in paths]
     if rels:
@@ -85,12 +92,32 @@ def _restore(
     sub.entries = scope
     state = work_state(repo, sub, workers, warn)
     index.entries.update(sub.entries)  # stats refreshed by work_state
+    unknown = set(state.unreadable)  # tracked, changed, and not readable: content unknown
+
+    def tracked(rel: bytes) -> bool:
+        return rel in index.entries or rel in scope
+
     # Untracked files where the version has something: adopt if equal, else conflict.
-    untracked_here = [
-        Found(p, st)
-        for p in wanted
-        if p not in scope and (st := lstat_or_none(repo.root, p)) is not None
-    ]
+    # Untracked things that are not files where the version has a file or link, or not
+    # directories where it needs a directory (a link, say), are replaced only by --force.
+    untracked_here: list[Found] = []
+    blocked: list[tuple[bytes, str]] = []
+    with Walker(repo.root) as walker:
+        for p in wanted:
+            if p in scope or (st := walker.lstat(p)) is None:
+                continue
+            if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
+                untracked_here.append(Found(p, st))
+            elif not statmod.S_ISDIR(st.st_mode):
+                blocked.append((p, "not a regular file, directory or link"))
+            elif not tracked_dir_only(repo.root, p, tracked):
+                blocked.append((p, "a directory with untracked files"))
+        for d in sorted(_directories(wanted, empty)):
+            st = walker.lstat(d)
+            if st is None or statmod.S_ISDIR(st.st_mode) or (tracked(d) and d not in wanted):
+                continue  # missing, a directory, or tracked and removed below
+            what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "a file"
+            blocked.append((d, f"{what}, not tracked, where v{version.number} has a directory"))
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
     deleted = set(state.deleted)
     current = {p: s for p, s in sub.entries.items() if p not in deleted}
@@ -100,15 +127,25 @@ def _restore(
     # as it was (git's rule); restoring the version itself overwrites nothing unasked.
     carry: set[bytes] = set()
     if not force:
+        if blocked:
+            shown = ", ".join(f"{show(p)} ({why})" for p, why in blocked[:5])
+            more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+            raise UsageError(
+                f"{action} would replace {shown}{more}: move it away, or use --force to "
+                "replace it (a symbolic link is replaced, never followed)"
+            )
         committed = base_files(hist, index)
         moving = target != (index.base or hist.head_id())
         conflicts = []
-        for p in set(state.modified) | set(on_disk):
+        unreadable = []
+        for p in set(state.modified) | set(on_disk) | unknown:
             e = wanted.get(p)
-            if e is not None and current[p].same_content(e):
+            if e is not None and p not in unknown and current[p].same_on_disk(e):
                 continue
-            if moving and p in state.modified and _same(committed.get(p), e):
+            if moving and (p in state.modified or p in unknown) and _same(committed.get(p), e):
                 carry.add(p)
+            elif p in unknown:
+                unreadable.append(p)
             else:
                 conflicts.append(p)
         for p, s in scope.items():  # staged but not committed, and would be replaced
@@ -120,40 +157,57 @@ def _restore(
                     carry.add(p)
                 else:
                     conflicts.append(p)
+        if unreadable:
+            shown = ", ".join(show(p) for p in sorted(unreadable)[:10])
+            raise UsageError(
+                f"{action} cannot read {shown} to check for uncommitted changes: "
+                "nothing was changed; make it readable, or use --force to replace it"
+            )
         if conflicts:
-            action = "switch" if attach and not paths else "checkout"
             raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
     report = CheckoutReport(f"v{version.number}", None if paths else attach, bool(paths))
-    for p in sorted(scope):
-        if p not in wanted and p not in carry:
-            remove_path(repo.root, p)
-            index.entries.pop(p, None)
-            report.deleted += 1
+    with Walker(repo.root) as walker:
+        for p in sorted(scope):
+            if p not in wanted and p not in carry:
+                report.deleted += remove_path(walker, p)
+                index.entries.pop(p, None)
     todo: list[tuple[bytes, Entry]] = []
-    for p, e in wanted.items():
-        if p in carry:
-            continue
-        cur = current.get(p)
-        st = None if cur is None else lstat_or_none(repo.root, p)
-        if cur is not None and st is not None and cur.same_content(e):
-            if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
-                path = os.path.join(os.fsencode(repo.root), p)
-                os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
-                st = os.lstat(path)
-            index.entries[p] = staged_from_entry(e, st)
-            report.unchanged += 1
-        else:
-            todo.append((p, e))
+    with Walker(repo.root) as walker:
+        for p, e in wanted.items():
+            if p in carry:
+                continue
+            cur = current.get(p)
+            st = None if cur is None or p in unknown else walker.lstat(p)
+            if cur is not None and st is not None and cur.same_on_disk(e):
+                if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
+                    if st.st_nlink > 1:  # shared with another name: never change that one
+                        todo.append((p, e))
+                        continue
+                    dir_fd, leaf = walker.parent(p)
+                    os.utime(
+                        leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False
+                    )
+                    st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+                index.entries[p] = staged_from_entry(e, st)
+                report.unchanged += 1
+            else:
+                todo.append((p, e))
 
-    def tracked(rel: bytes) -> bool:
-        return rel in index.entries or rel in scope
+    def replace(rel: bytes) -> bool:  # something else stands where the version has rel
+        if force:
+            return True
+        st = lstat_or_none(repo.root, rel)
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return tracked_dir_only(repo.root, rel, tracked)
+        return tracked(rel)
 
-    stats, report.failed = restore_many(repo.root, todo, repo.store, workers, tracked)
-    for p in empty:  # the version's empty directories (a snapshot of a mount records them)
-        try:
-            os.makedirs(os.path.join(os.fsencode(repo.root), p), exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            warn(f"{show(p)}: not made as an empty directory: a file is in the way")
+    stats, report.failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    with Walker(repo.root) as walker:
+        for p in empty:  # the version's empty directories (a snapshot of a mount records them)
+            try:
+                ensure_dir(walker, p, lambda _: False)
+            except UsageError:
+                warn(f"{show(p)}: not made as an empty directory: something else is in the way")
     for p, _ in todo:
         if p in stats:
             index.entries[p] = stats[p]
@@ -172,6 +226,37 @@ def _restore(
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         write_lock(repo.root, LockPointer(branch, version.number, target))
     return report
+
+
+def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) -> None:
+    """FormatError naming a path of the version that dvfs never writes into a working tree.
+
+    Such a version cannot be decoded in the first place (``vfs.codec``); this is the
+    last line, for a name that got through: a reserved one, or one nested deeper than
+    ``MAX_DEPTH``.
+    """
+    bad = reserved_path(chain(wanted, empty))
+    if bad is not None:
+        raise FormatError(
+            f"{label} holds {show(bad)}, a name dvfs never writes into a working tree "
+            "(.git, .dvfs or a lookalike, or .versions at the top): nothing was changed"
+        )
+    deep = next((p for p in chain(wanted, empty) if p.count(b"/") > MAX_DEPTH), None)
+    if deep is not None:
+        raise FormatError(
+            f"{label} holds {show(deep)[:200]}..., nested more than {MAX_DEPTH} directories "
+            "deep: nothing was changed"
+        )
+
+
+def _directories(wanted: dict[bytes, Entry], empty: list[bytes]) -> set[bytes]:
+    """Every directory the version needs: above its files and links, and its empty ones."""
+    out: set[bytes] = set()
+    for d in {p.rpartition(b"/")[0] for p in wanted}.union(empty):
+        while d and d not in out:
+            out.add(d)
+            d = d.rpartition(b"/")[0]
+    return out
 
 
 def _same(a: Entry | None, b: Entry | None) -> bool:
@@ -219,14 +304,16 @@ def checkout(
         return _restore(repo, target, workers, attach=attach, paths=paths, force=force, warn=warn)
 
 
-def switch(repo: Repository, name: str, workers: Workers, *, force: bool = False) -> CheckoutReport:
+def switch(
+    repo: Repository, name: str, workers: Workers, *, force: bool = False, warn: Warn = quiet
+) -> CheckoutReport:
     """Make ``name`` the current branch and restore its latest version."""
     with repo.locked():
         target = repo.refs.get(f"refs/heads/{name}")
         if target is None:
             have = ", ".join(repo.refs.branches()) or "none yet"
             raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
-        return _restore(repo, target, workers, attach=name, force=force, warn=quiet)
+        return _restore(repo, target, workers, attach=name, force=force, warn=warn, action="switch")
 
 
 def fast_forward(
@@ -244,7 +331,7 @@ def fast_forward(
     files are restored, by compare-and-swap.
     """
     with repo.locked():
-        report = _restore(repo, new, workers, attach=branch, force=force, warn=quiet)
+        report = _restore(repo, new, workers, attach=branch, force=force, warn=quiet, action="pull")
         repo.refs.update(f"refs/heads/{branch}", new, old)
         return report
 

@@ -529,8 +529,11 @@ def status(mountpoint: str | None, as_json: bool) -> None:
                 "modified": [show(p) for p in work.modified],
                 "deleted": [show(p) for p in work.deleted],
                 "untracked": [show(p) for p in work.untracked],
+                "unreadable": [show(p) for p in work.unreadable],
             }
         )
+        if work.unreadable:
+            sys.exit(1)
         return
     branch = quoted(st.branch)
     where = f"HEAD detached at {quoted(st.detached)}" if st.detached else f"On branch {branch}"
@@ -556,6 +559,10 @@ def status(mountpoint: str | None, as_json: bool) -> None:
         click.echo("Untracked files in tracked directories (use `dvfs add PATH`):")
         for p in work.untracked:
             click.echo(f"  {quoted(p)}")
+    if work.unreadable:  # each was named in a warning
+        n = len(work.unreadable)
+        click.echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
+        sys.exit(1)
     if not (st.staged or work.modified or work.deleted or work.untracked):
         click.echo("Nothing to commit, working tree clean.")
 
@@ -712,19 +719,22 @@ def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
       dvfs diff v1 v2 --json
     """
     repo = repo_here()
+    unreadable: list[bytes] = []  # each named in a warning
     with workers() as w:
-        changes = browse.diff(repo, revs, w)
+        changes = browse.diff(repo, revs, w, warn, unreadable)
     s = summary(changes)
     if as_json:
         emit_json({"summary": s, "changes": [] if stat_only else [change_json(c) for c in changes]})
-        return
-    if not stat_only:
-        for c in changes:
-            click.echo(change_line(c))
-    click.echo(
-        f"{s['added']} added, {s['removed']} removed, {s['modified']} modified, "
-        f"{s['renamed']} renamed (+{human(s['bytes_added'])}, -{human(s['bytes_removed'])})"
-    )
+    else:
+        if not stat_only:
+            for c in changes:
+                click.echo(change_line(c))
+        click.echo(
+            f"{s['added']} added, {s['removed']} removed, {s['modified']} modified, "
+            f"{s['renamed']} renamed (+{human(s['bytes_added'])}, -{human(s['bytes_removed'])})"
+        )
+    if unreadable:
+        sys.exit(1)
 
 
 # ------------------------------------------------------------------------ checkout & refs
@@ -813,7 +823,7 @@ def switch(name: str, force: bool, as_json: bool) -> None:
     """
     repo = repo_here()
     with workers() as w:
-        r = checkout.switch(repo, name, w, force=force)
+        r = checkout.switch(repo, name, w, force=force, warn=warn)
     report_checkout(r, as_json)
 
 

@@ -70,11 +70,19 @@ def storage_error(exc: OSError, what: str) -> Exception:
     return exc
 
 
+# A temporary file is always new: never an existing file, never through a link.
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` atomically (temp + optional fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temp + optional fsync + rename).
+
+    Whatever ``path`` was (a link, say) is replaced by the new file, never written
+    through; the directory above it is trusted.
+    """
     tmp = tmp_name(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        fd = os.open(tmp, _CREATE_NEW, mode)
         try:
             view = memoryview(data)
             while view:

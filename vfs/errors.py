@@ -9,6 +9,7 @@ Each message is written for the user: what happened, what was kept safe, what to
     DvfsError                       base; ``str(exc)`` is the one-line message
     ├── NotARepository              no ``.dvfs`` here or in any parent
     ├── UsageError                  bad arguments: missing path, path outside the repo
+    │   └── FileUnreadable          a working file dvfs is not allowed to read
     ├── RevisionNotFound            unknown revision; carries close names
     ├── RefConflict                 a ref moved under us (compare-and-swap failed)
     ├── UncommittedChanges          checkout/switch would overwrite work; carries paths
@@ -50,6 +51,10 @@ class UsageError(DvfsError):
     """Bad arguments the user can fix: a missing path, a path outside the repository."""
 
     exit_code = 2
+
+
+class FileUnreadable(UsageError):
+    """A file of the working tree that dvfs may not read (permissions, I/O error)."""
 
 
 class RevisionNotFound(DvfsError):

@@ -13,14 +13,22 @@ version, so that a git commit says which data it was made with::
 
 Inside a git work tree it is rewritten on every commit and checkout, and read back
 by ``dvfs checkout --lock``; outside git it is not written.
+
+Both files sit in a working tree that is not trusted: they are read only if they are
+regular files of a sane size (never through a link, never waiting on a FIFO), and
+rewritten by renaming a new file over them, so a link there is replaced, never
+written through.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vfs.beneath import read_regular
 from vfs.codec import GitLink
 from vfs.durable import write_atomic
 from vfs.errors import UsageError
@@ -28,6 +36,8 @@ from vfs.ids import from_hex
 
 LOCK_FILE = "dvfs.lock"
 GITIGNORE = ".gitignore"
+MAX_GITIGNORE = 4 << 20  # bytes of a .gitignore dvfs reads to add to it
+MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -71,19 +81,33 @@ def git_author(root: Path) -> str | None:
     return name or None
 
 
-def ignore_paths(root: Path, rels: list[bytes]) -> bool:
+def _read_root_file(root: Path, name: str, limit: int) -> bytes | None:
+    """A regular file at the root (see ``vfs.beneath.read_regular``); None if absent."""
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return read_regular(fd, name, limit)
+    finally:
+        os.close(fd)
+
+
+def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | None = None) -> bool:
     """Add ``/path`` patterns for ``rels`` to the root ``.gitignore``, when in git.
 
-    Patterns already present, or below an ignored directory, are not repeated.
-    Returns True if the file changed.
+    Patterns already present, or below an ignored directory, are not repeated. A
+    ``.gitignore`` that is not a regular file (a link, a FIFO) or is larger than
+    MAX_GITIGNORE is left alone, with a warning. Returns True if the file changed.
     """
     if not rels or not in_git(root):
         return False
-    path = root / GITIGNORE
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        text = ""
+        raw = _read_root_file(root, GITIGNORE, MAX_GITIGNORE)
+    except OSError as exc:
+        if warn is not None:
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            warn(f"{GITIGNORE} left as it is ({why}): add the tracked paths to it yourself")
+        return False
+    path = root / GITIGNORE
+    text = "" if raw is None else raw.decode("utf-8", "surrogateescape")
     have = {line.strip() for line in text.splitlines()}
     wanted = ["/.dvfs/"]
     for rel in rels:
@@ -106,7 +130,7 @@ def ignore_paths(root: Path, rels: list[bytes]) -> bool:
         text += "\n"
     if "# dvfs" not in text:
         text += "# data tracked by dvfs\n"
-    write_atomic(path, (text + "\n".join(new) + "\n").encode())
+    write_atomic(path, (text + "\n".join(new) + "\n").encode("utf-8", "surrogateescape"))
     return True
 
 
@@ -136,9 +160,14 @@ def read_lock(root: Path) -> LockPointer:
 
     path = root / LOCK_FILE
     try:
-        rec = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{path} does not exist: commit a version first") from None
+        raw = _read_root_file(root, LOCK_FILE, MAX_LOCK)
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise UsageError(f"{path} is not a plain file ({why}): restore it from git") from None
+    if raw is None:
+        raise UsageError(f"{path} does not exist: commit a version first")
+    try:
+        rec = yaml.safe_load(raw.decode("utf-8", "replace"))
     except yaml.YAMLError:
         raise UsageError(f"{path} is not readable YAML: restore it from git") from None
     try:

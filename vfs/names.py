@@ -17,14 +17,19 @@ repository shared with a Mac or Windows machine is safe as well:
 
 ``.versions`` is refused at the root of a version only: the mount shows the version
 list under that name.
+
+A path holds at most ``MAX_DEPTH`` directories above its last name: deeper, no path
+could name it within Linux's PATH_MAX (4,096 bytes), so no other tool could open it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 GUARDED = (b".git", b".dvfs")
 VERSIONS_DIR = b".versions"
+MAX_DEPTH = 2048  # directories above a path's last name, at most
 
 # Names that may be one of the guarded ones; everything else skips the full check.
 _SUSPECT = re.compile(rb"(?i)git|dvfs|gi7eba|\xe2[\x80\x81]|\xef\xbb\xbf")
@@ -67,3 +72,20 @@ def any_reserved(names: list[bytes]) -> bytes | None:
 def is_reserved_at_root(name: bytes) -> bool:
     """True if ``name`` may not appear at the top of a version (adds ``.versions``)."""
     return name == VERSIONS_DIR or is_reserved(name)
+
+
+def reserved_path(paths: Iterable[bytes]) -> bytes | None:
+    """The first of ``paths`` (``/``-separated) with a name a version may not hold, or None.
+
+    That is a reserved name at any depth, or ``.versions`` at the top. One screening
+    pass over all the paths joined; each path's names are checked only on a hit.
+    """
+    paths = list(paths)
+    blob = b"\n".join(paths).lower()
+    if not any(s in blob for s in _SUSPECT_BYTES) and VERSIONS_DIR not in blob:
+        return None
+    for p in paths:
+        parts = p.split(b"/")
+        if is_reserved_at_root(parts[0]) or any(is_reserved(n) for n in parts[1:]):
+            return p
+    return None

@@ -33,13 +33,42 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from vfs.codec import ChunkRef, Entry, Kind, check_name
+from vfs.codec import PERM_BITS, ChunkRef, Entry, Kind, check_name
 from vfs.durable import write_atomic
 from vfs.errors import FormatError
 from vfs.ids import ID_BYTES
 
 INDEX_FORMAT = 1
 RACY_NS = 50_000_000
+
+
+def _read_umask() -> int:
+    """The process umask, read without changing it where the kernel says it."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # at import, before any thread runs
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+_KEEP = PERM_BITS & ~UMASK
+
+
+def same_mode(disk: int, recorded: int) -> bool:
+    """True if a working file with permission bits ``disk`` has the ``recorded`` ones.
+
+    A restored file is created with the recorded bits less those the umask removes
+    (as git does), and is unchanged for that.
+    """
+    return disk == recorded or disk == recorded & _KEEP
+
+
 _F = TypeVar("_F", bound=tuple[bytes, os.stat_result])
 
 
@@ -67,6 +96,19 @@ class Staged:
             and self.size == other.size
         )
 
+    def same_on_disk(self, recorded: Staged | Entry) -> bool:
+        """True if this record of a working file shows it holds ``recorded``.
+
+        The permission bits may be the recorded ones less the umask's (:func:`same_mode`).
+        """
+        return (
+            self.kind == recorded.kind
+            and self.digest == recorded.digest
+            and self.target == recorded.target
+            and self.size == recorded.size
+            and same_mode(self.mode, recorded.mode)
+        )
+
     def matches_stat(self, st: os.stat_result) -> bool:
         """True if ``st`` is the stat this entry was hashed with."""
         return (
@@ -74,7 +116,7 @@ class Staged:
             and st.st_mtime_ns == self.mtime_ns
             and st.st_ctime_ns == self.ctime_ns
             and st.st_ino == self.ino
-            and (st.st_mode & 0o7777) == self.mode
+            and same_mode(st.st_mode & PERM_BITS, self.mode)
         )
 
     def to_entry(self, name: bytes) -> Entry:
@@ -141,7 +183,7 @@ def _row_fresh(r: Sequence[Any], st: os.stat_result, limit: int) -> bool:
         and st.st_size == r[3]
         and st.st_ctime_ns == r[5]
         and st.st_ino == r[6]
-        and (st.st_mode & 0o7777) == r[2]
+        and ((m := st.st_mode & PERM_BITS) == r[2] or m == r[2] & _KEEP)  # (same_mode, inline)
         and r[4] < limit
     )
 

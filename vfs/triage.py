@@ -14,16 +14,16 @@ raised as usual.
 
 from __future__ import annotations
 
-import os
 import stat as statmod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+from vfs.beneath import Walker
 from vfs.forked import Channel, Helper, spare_cpus
 from vfs.stage import Index
-from vfs.worktree import Found, Warn, list_dir, lstat_or_none, odd_warning, scan
+from vfs.worktree import Found, Warn, enterable, list_dir, scan
 
 SPLIT_ABOVE = 4096  # tracked files; fewer are sorted in one process (a fork costs ~1 ms)
 HELPERS = 3  # at most this many helper processes
@@ -51,23 +51,24 @@ def triage_tree(
             index, chain(extra, listed, _scanned(root, parts[0], warn))
         )
         answers = [(c, c.answer()) for c in children]
-        for c, got in answers:
-            if got is None:  # scanned again here: a failure raises its own error
-                u, s, t = _sorted(index, _scanned(root, c.dirs, warn))
-                untracked += u
-                stale += s
-                tracked += t
-                continue
-            for note in got.notes:
-                warn(note)
-            untracked += got.untracked
-            for rel in got.stale:
-                st = lstat_or_none(root, rel)
-                if st is None:  # gone since the helper saw it: it is deleted
-                    got.count -= 1
-                    got.gone.add(rel)
-                else:
-                    stale.append(Found(rel, st))
+        with Walker(root) as walker:
+            for c, got in answers:
+                if got is None:  # scanned again here: a failure raises its own error
+                    u, s, t = _sorted(index, _scanned(root, c.dirs, warn))
+                    untracked += u
+                    stale += s
+                    tracked += t
+                    continue
+                for note in got.notes:
+                    warn(note)
+                untracked += got.untracked
+                for rel in got.stale:
+                    st = walker.lstat(rel)
+                    if st is None:  # gone since the helper saw it: it is deleted
+                        got.count -= 1
+                        got.gone.add(rel)
+                    else:
+                        stale.append(Found(rel, st))
         found = len(tracked) + sum(got.count for _, got in answers if got is not None)
         need = found < index.count()  # else every tracked path was found: none is deleted
         for c, got in answers:
@@ -116,24 +117,22 @@ def _frontier(
 
     Returns the files found in the directories listed, and the directories left.
     """
-    base = os.fsencode(root)
     listed: list[Found] = []
     level: list[bytes] = []
-    for top in tops:
-        st = os.lstat(os.path.join(base, top))
-        if statmod.S_ISDIR(st.st_mode):
-            level.append(top)
-        else:
-            listed.extend(scan(root, top, warn))
-    while level and len(level) < want:
-        deeper: list[bytes] = []
-        for d in level:
-            files, subdirs, odd = list_dir(base, d)
-            listed += files
-            deeper += subdirs
-            for p in odd:
-                warn(odd_warning(p))
-        level = deeper
+    with Walker(root) as walker:
+        for top in tops:
+            st = walker.lstat(top)
+            if st is not None and statmod.S_ISDIR(st.st_mode):
+                level.append(top)
+            else:
+                listed.extend(scan(root, top, warn))
+        while level and len(level) < want:
+            deeper: list[bytes] = []
+            for d in level:
+                listing = list_dir(walker, d)
+                listed += listing.files
+                deeper += enterable(listing, warn)
+            level = deeper
     return listed, level
 
 

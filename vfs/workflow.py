@@ -15,28 +15,40 @@ or the new version on the branch and nothing half-made reachable:
 from __future__ import annotations
 
 import bisect
-import contextlib
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
 
-from vfs.codec import MODE_MASK, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
+from vfs.beneath import Walker
+from vfs.codec import PERM_BITS, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
-from vfs.errors import DvfsError, StorageFull, UncommittedChanges, UsageError
+from vfs.errors import DvfsError, FileUnreadable, StorageFull, UncommittedChanges, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_link, ignore_paths, write_lock
 from vfs.history import History
+from vfs.names import is_reserved, is_reserved_at_root, reserved_path
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, Staged, as_row, check_path, paused_gc
 from vfs.triage import triage_tree
-from vfs.worktree import Found, Hasher, Warn, Workers, lstat_or_none, prune_empty_dirs, scan, show
+from vfs.worktree import (
+    SKIP_DIRS,
+    Found,
+    Hasher,
+    Warn,
+    Workers,
+    lstat_or_none,
+    remove_path,
+    reserved_in,
+    reserved_message,
+    scan,
+    show,
+)
 
 
 def quiet(_: str) -> None:
@@ -54,6 +66,7 @@ class WorkState:
     modified: list[bytes] = field(default_factory=list)
     deleted: list[bytes] = field(default_factory=list)
     untracked: list[bytes] = field(default_factory=list)
+    unreadable: list[bytes] = field(default_factory=list)  # stat changed, content unknown
     refreshed: int = 0  # entries whose stat changed but content did not
 
 
@@ -86,9 +99,11 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     """Compare the working tree with the index, hashing only files whose stat changed.
 
     ``WorkState.current`` holds the files that had to be hashed; a tracked path that is
-    in none of ``current``, ``deleted`` is unchanged. Files whose stat changed but
-    content did not get their index entry refreshed in ``index`` (in memory;
-    ``WorkState.refreshed`` counts them).
+    in none of ``current``, ``deleted`` and ``unreadable`` is unchanged. Files whose
+    stat changed but content did not get their index entry refreshed in ``index`` (in
+    memory; ``WorkState.refreshed`` counts them). A file that cannot be read (or kept
+    changing while it was) gets one warning and is listed in ``unreadable``; the
+    others are compared all the same.
     """
     st = WorkState()
     dirs, root_files = tracked_tops(index)
@@ -101,14 +116,18 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
         st.untracked, to_hash, st.deleted = triage_tree(repo.root, tops, at_root, index, warn)
     hasher = Hasher(repo.root, repo.chunker, None, workers)
-    for rel, staged in hasher.stage_many(to_hash):
+    failed: dict[bytes, DvfsError] = {}
+    for rel, staged in hasher.stage_many(to_hash, failed):
         old = index.get(rel)
-        if old is not None and staged.same_content(old):
-            index.entries[rel] = staged
+        if old is not None and staged.same_on_disk(old):
+            index.entries[rel] = replace(staged, mode=old.mode)
             st.refreshed += 1
         else:
             st.current[rel] = staged
             st.modified.append(rel)
+    for rel in sorted(failed):  # (all tracked: untracked files are not read)
+        warn(f"{failed[rel]} (its state is unknown)")
+        st.unreadable.append(rel)
     st.modified.sort()
     st.untracked.sort()
     return st
@@ -238,6 +257,17 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
     """Stage files, directories or links (or the deletion of vanished tracked paths)."""
     report = AddReport()
     rels = [repo.rel(a) for a in args]
+    for rel in rels:
+        bad = reserved_path([rel])
+        if bad is not None:
+            parts = bad.split(b"/")
+            at = (
+                0
+                if is_reserved_at_root(parts[0])
+                else next(i for i, n in enumerate(parts) if i and is_reserved(n))
+            )
+            name = b"/".join(parts[: at + 1])
+            raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
     with repo.locked():
         index = repo.index()
         for a, rel in zip(args, rels, strict=True):
@@ -245,16 +275,17 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
         found: dict[bytes, Found] = {}
         for rel in rels:
-            if lstat_or_none(repo.root, rel) is not None:
-                for f in scan(repo.root, rel, warn):
-                    if f.rel != LOCK_FILE.encode():
-                        found[check_path(f.rel)] = f
+            for f in scan(repo.root, rel, warn, strict=True):
+                if f.rel != LOCK_FILE.encode():
+                    found[check_path(f.rel)] = f
         to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
         try:
             new = dict(hasher.stage_many(to_hash))
-        except BaseException:
+        except BaseException as exc:
             repo.store.discard()
+            if isinstance(exc, FileUnreadable):
+                raise FileUnreadable(f"{exc}; nothing was staged") from None
             raise
         # Everything is hashed and stored: now change the index in one go.
         # The index is changed through put/remove, so its other records are never built.
@@ -276,7 +307,7 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
         flush_filesystem(repo.dir)  # the index must never name objects not on disk
         index.head = None
         index.save()
-        ignore_paths(repo.root, [r for r in rels if r])
+        ignore_paths(repo.root, [r for r in rels if r], warn)
     report.files = len(found)
     report.hashed = len(to_hash)
     report.bytes_read = hasher.bytes_read
@@ -299,17 +330,22 @@ def rm(
             sub = Index(index.path)
             sub.written_ns = index.written_ns
             sub.entries = {p: index.entries[p] for p in targets}
-            changed = work_state(repo, sub, workers).modified
-            changed = [p for p in changed if p in sub.entries]
+            state = work_state(repo, sub, workers)
+            if state.unreadable:
+                shown = ", ".join(show(p) for p in state.unreadable[:10])
+                raise UsageError(
+                    f"cannot read {shown} to check for unstaged changes: "
+                    "nothing was removed; use --force to remove anyway"
+                )
+            changed = [p for p in state.modified if p in sub.entries]
             if changed:
                 raise UncommittedChanges("rm", [show(p) for p in changed])
         index.head = None
-        for p in targets:
-            del index.entries[p]
-            if not cached:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(os.fsencode(repo.root), p))
-                prune_empty_dirs(repo.root, p.rpartition(b"/")[0])
+        with Walker(repo.root) as walker:
+            for p in targets:
+                del index.entries[p]
+                if not cached:
+                    remove_path(walker, p)
         index.save()
     return targets
 
@@ -346,7 +382,7 @@ def _build_tree_rows(
         _, kind, mode, size, mtime, _, _, digest, chunks, target = r
         parent, _, name = path.rpartition(b"/")
         payload = (digest, chunks) if kind == Kind.FILE else target
-        children[parent].append([name, kind, mode & MODE_MASK, size, mtime, payload])
+        children[parent].append([name, kind, mode & PERM_BITS, size, mtime, payload])
         files += 1
         total += size
         while parent and parent not in dirs:
@@ -356,6 +392,14 @@ def _build_tree_rows(
     for d in sorted(dirs, key=lambda p: -p.count(b"/") if p else 1):
         kids = children.pop(d, [])
         kids.sort(key=lambda row: row[0])
+        names = [k[0] for k in kids]
+        bad = reserved_in(names, at_root=not d) or [n for n in names if n in SKIP_DIRS]
+        if bad:  # (staged by an older dvfs: add refuses them now)
+            path = d + b"/" + bad[0] if d else bad[0]
+            raise UsageError(
+                f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
+                f"{show(path)}`, then commit"
+            )
         record = msgpack.packb({"v": TREE_FORMAT, "entries": kids}, use_bin_type=True)
         oid, _ = store.put(ObjKind.TREE, record)
         if not d:

@@ -9,9 +9,12 @@ bounded whatever the file size. Restoring files uses the ``files`` pool. No task
 waits for another task, so the pools cannot deadlock.
 
 Paths: inside the repository every path is bytes, relative to the root, with ``/``
-separators (``vfs.stage`` checks them). Nothing here follows a symbolic link: links
-are read with ``readlink`` and stored as links, files are opened with ``O_NOFOLLOW``,
-and directories on the way to a restored file must be real directories.
+separators (``vfs.stage`` checks them). Nothing here follows a symbolic link, nor
+reaches a path through one: every path is resolved from the root one directory at a
+time by a :class:`~vfs.beneath.Walker`, links are read with ``readlinkat`` and stored
+as links, files are opened with ``O_NOFOLLOW`` (and ``O_NONBLOCK``: a FIFO never
+blocks a scan), and a link where a directory should be is the user's, replaced only
+when the caller allows it, never written through.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import errno
 import itertools
 import os
 import select
-import shutil
 import stat as statmod
 import threading
 from collections import deque
@@ -29,20 +31,22 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from vfs.beneath import ABSENT, LIST, READ, Walker, listing
 from vfs.chunking import Chunker
-from vfs.codec import ChunkRef, Entry, Kind
+from vfs.codec import PERM_BITS, ChunkRef, Entry, Kind
 from vfs.direct import ALIGN, DirectAppender
 from vfs.durable import TMP_PREFIX, storage_error, tmp_leaf
-from vfs.errors import DvfsError, FileChanged, ObjectError, UsageError
+from vfs.errors import DvfsError, FileChanged, FileUnreadable, ObjectError, UsageError
 from vfs.forked import Channel, Helper, Tickets, spare_cpus
 from vfs.ids import hash_bytes, hasher
+from vfs.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
 from vfs.objects import ObjectStore, ObjKind
 from vfs.stage import Staged, staged_from_entry, staged_with_stat
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future, ThreadPoolExecutor
 
-SKIP_DIRS = frozenset({b".dvfs", b".git"})
+SKIP_DIRS = frozenset({b".dvfs", b".git"})  # never listed nor entered, whatever they are
 READ_RETRIES = 3
 BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
 BLOCKS = 2  # blocks of a large file in flight
@@ -53,7 +57,6 @@ RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shar
 WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs.direct)
 READ_AHEAD = 2  # chunks of such a file read ahead while the current one is written
 _TMP_PREFIX = TMP_PREFIX.encode()
-_LIST_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 Warn = Callable[[str], None]
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 
@@ -173,28 +176,30 @@ class Hasher:
         self.workers = workers
         self.bytes_read = 0
 
-    def _read_file(self, rel: bytes, sink: list[Pending] | None = None) -> Staged:
-        path = os.path.join(os.fsencode(self.root), rel)
+    def _read_file(self, rel: bytes, walker: Walker, sink: list[Pending] | None = None) -> Staged:
         for _ in range(READ_RETRIES):
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                dir_fd, leaf = walker.parent(rel)
+                fd = os.open(leaf, READ, dir_fd=dir_fd)
             except PermissionError:
-                raise UsageError(
-                    f"cannot read {show(rel)}: permission denied; nothing was staged"
-                ) from None
+                raise FileUnreadable(f"cannot read {show(rel)}: permission denied") from None
             except OSError as exc:
-                if exc.errno == errno.ELOOP:  # replaced by a link meanwhile
+                if exc.errno in ABSENT:  # gone, or it or a directory above is now a link
                     raise FileChanged(f"{show(rel)} changed while it was read") from None
                 raise
             try:
                 before = os.fstat(fd)
-                if not statmod.S_ISREG(before.st_mode):
+                if not statmod.S_ISREG(before.st_mode):  # a FIFO, say: opened without waiting
                     raise FileChanged(f"{show(rel)} changed type while it was read")
                 if before.st_size <= self.chunker.params.min_size:
                     digest, chunks, total = self._read_small(fd, before.st_size, sink)
                 else:
                     digest, chunks, total = self._read_large(fd)
                 after = os.fstat(fd)
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    raise FileUnreadable(f"cannot read {show(rel)}: input/output error") from None
+                raise
             finally:
                 os.close(fd)
             self.bytes_read += total
@@ -206,7 +211,7 @@ class Hasher:
             )
             if stable:
                 return Staged(
-                    Kind.FILE, after.st_mode & 0o7777, total, after.st_mtime_ns,
+                    Kind.FILE, after.st_mode & PERM_BITS, total, after.st_mtime_ns,
                     after.st_ctime_ns, after.st_ino, digest, tuple(chunks),
                 )  # fmt: skip
         raise FileChanged(
@@ -300,47 +305,74 @@ class Hasher:
                             fut.result()
         return whole.digest(), refs, total
 
-    def stage_one(self, found: Found, sink: list[Pending] | None = None) -> Staged:
+    def stage_one(
+        self, found: Found, sink: list[Pending] | None = None, walker: Walker | None = None
+    ) -> Staged:
         """Hash one file or link (storing its chunks when the hasher has a store).
 
         With ``sink``, the chunk of a small file is appended to it instead of stored,
-        for the caller to store a batch at once.
+        for the caller to store a batch at once. ``walker`` resolves the path (one of
+        this call's own if not given).
         """
-        if statmod.S_ISLNK(found.st.st_mode):
-            target = os.readlink(os.path.join(os.fsencode(self.root), found.rel))
-            return Staged(
-                Kind.SYMLINK, found.st.st_mode & 0o7777, len(target), found.st.st_mtime_ns,
-                found.st.st_ctime_ns, found.st.st_ino, target=target,
-            )  # fmt: skip
+        if walker is None:
+            with Walker(self.root) as own:
+                return self.stage_one(found, sink, own)
         try:
-            return self._read_file(found.rel, sink)
+            if statmod.S_ISLNK(found.st.st_mode):
+                dir_fd, leaf = walker.parent(found.rel)
+                try:
+                    target = os.readlink(leaf, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno in ABSENT or exc.errno == errno.EINVAL:  # gone, or not a link
+                        raise FileChanged(f"{show(found.rel)} changed while it was read") from None
+                    raise
+                return Staged(
+                    Kind.SYMLINK, found.st.st_mode & PERM_BITS, len(target), found.st.st_mtime_ns,
+                    found.st.st_ctime_ns, found.st.st_ino, target=target,
+                )  # fmt: skip
+            return self._read_file(found.rel, walker, sink)
         except OSError as exc:
             raise storage_error(exc, f"the chunks of {show(found.rel)}") from exc
 
-    def stage_batch(self, batch: list[Found]) -> list[Staged]:
+    def stage_batch(
+        self, batch: list[Found], failed: dict[bytes, DvfsError] | None = None
+    ) -> list[Staged | None]:
         """Hash a batch of small files and links in one task, storing their chunks together.
 
         One task per file cost more in futures, locks and thread switches than hashing a
-        1-32 KiB file does; a batch pays that once.
+        1-32 KiB file does; a batch pays that once. With ``failed``, a file that cannot
+        be read or kept changing is put there (and None in the result) instead of
+        failing the batch.
         """
-        out: list[Staged] = []
+        out: list[Staged | None] = []
         sink: list[Pending] = []
         held = 0
-        for f in batch:
-            out.append(self.stage_one(f, sink))
-            held += f.st.st_size
-            if held >= BATCH_BYTES and self.store is not None:
-                self.store.put_many(sink)
-                sink.clear()
-                held = 0
+        with Walker(self.root) as walker:
+            for f in batch:
+                try:
+                    out.append(self.stage_one(f, sink, walker))
+                except (FileUnreadable, FileChanged) as exc:
+                    if failed is None:
+                        raise
+                    failed[f.rel] = exc
+                    out.append(None)
+                held += f.st.st_size
+                if held >= BATCH_BYTES and self.store is not None:
+                    self.store.put_many(sink)
+                    sink.clear()
+                    held = 0
         if sink and self.store is not None:
             self.store.put_many(sink)
         return out
 
-    def stage_many(self, items: Iterable[Found]) -> Iterator[tuple[bytes, Staged]]:
+    def stage_many(
+        self, items: Iterable[Found], failed: dict[bytes, DvfsError] | None = None
+    ) -> Iterator[tuple[bytes, Staged]]:
         """Hash many paths in parallel; yields (path, staged) as each finishes.
 
-        The first failure is raised after the remaining work is cancelled.
+        The first failure is raised after the remaining work is cancelled; with
+        ``failed``, files that cannot be read or kept changing are put there instead,
+        and the others hashed.
         """
         small: list[Found] = []
         large: list[Found] = []
@@ -357,26 +389,34 @@ class Hasher:
         # small files). The ``chunks`` pool has that size; its tasks never wait.
         pool = self.workers.chunks
         window = 2 * self.workers.threads
-        futures: deque[tuple[list[Found], Future[list[Staged]]]] = deque()
+        futures: deque[tuple[list[Found], Future[list[Staged | None]]]] = deque()
         try:
             for batch in batches:  # small files start while the large ones are read
-                futures.append((batch, pool.submit(self.stage_batch, batch)))
+                futures.append((batch, pool.submit(self.stage_batch, batch, failed)))
                 if len(futures) >= window:
                     break
             for f in large:
-                yield f.rel, self.stage_one(f)
+                try:
+                    staged = self.stage_one(f)
+                except (FileUnreadable, FileChanged) as exc:
+                    if failed is None:
+                        raise
+                    failed[f.rel] = exc
+                else:
+                    yield f.rel, staged
                 progress.advance(1, 0)
             while True:
                 for batch in batches:
-                    futures.append((batch, pool.submit(self.stage_batch, batch)))
+                    futures.append((batch, pool.submit(self.stage_batch, batch, failed)))
                     if len(futures) >= window:
                         break
                 if not futures:
                     break
                 batch, fut = futures.popleft()
-                for f, staged in zip(batch, fut.result(), strict=True):
-                    progress.advance(1, staged.size)
-                    yield f.rel, staged
+                for f, got in zip(batch, fut.result(), strict=True):
+                    progress.advance(1, f.st.st_size if got is None else got.size)
+                    if got is not None:
+                        yield f.rel, got
         finally:
             for _, fut in futures:  # on failure: let running work end before we do
                 if not fut.cancel():
@@ -400,44 +440,80 @@ def _batches(items: list[Found]) -> Iterator[list[Found]]:
         yield batch
 
 
-def list_dir(base: bytes, d: bytes) -> tuple[list[Found], list[bytes], list[bytes]]:
-    """One directory's files and links, its subdirectories, and anything else in it."""
-    path = os.path.join(base, d) if d else base
-    # Each lstat is an fstatat of a bare name in the directory's descriptor, rather
-    # than a walk of the whole path again: a sixth less time for 20,000 files.
+class Listing(NamedTuple):
+    """What one directory holds, as repository paths."""
+
+    files: list[Found]  # regular files and links, with their lstat
+    subdirs: list[bytes]
+    odd: list[bytes]  # FIFOs, sockets, devices
+    reserved: list[bytes]  # names dvfs never stores (see :func:`reserved_in`)
+
+
+def list_dir(walker: Walker, d: bytes) -> Listing:
+    """One directory's entries, by kind; nothing if ``d`` is gone or not a directory now.
+
+    ``.git`` and ``.dvfs`` themselves (git's and dvfs's own) are left out, whatever
+    they are; the other names dvfs never stores are listed apart, in ``reserved``.
+    """
     try:
-        fd = os.open(path, _LIST_DIR)
-        try:
-            it = os.scandir(path)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd = walker.dir(d, listable=True)  # (held by the walker)
     except PermissionError:
-        raise UsageError(f"cannot read directory {show(d)}: permission denied") from None
+        raise FileUnreadable(f"cannot read directory {show(d)}: permission denied") from None
+    except OSError as exc:
+        if exc.errno in ABSENT:  # removed, or replaced by a link: nothing of ours is there
+            return Listing([], [], [], [])
+        raise
     prefix = d + b"/" if d else b""
     files: list[Found] = []
     subdirs: list[bytes] = []
     odd: list[bytes] = []
+    names: list[bytes] = []
     is_reg, is_link, new, lstat = statmod.S_ISREG, statmod.S_ISLNK, tuple.__new__, os.stat
-    try:
-        with it:
-            for de in it:
-                name = de.name
-                if de.is_dir(follow_symlinks=False):
-                    if name not in SKIP_DIRS:
-                        subdirs.append(prefix + name)
-                    continue
-                if name.startswith(_TMP_PREFIX):
-                    continue
+    encode = os.fsencode
+    # Each lstat is an fstatat of a bare name in the directory's descriptor, rather
+    # than a walk of the whole path again: a sixth less time for 20,000 files.
+    it, raw = listing(fd)
+    with it:
+        for de in it:
+            name = de.name if raw else encode(de.name)
+            names.append(name)
+            if de.is_dir(follow_symlinks=False):
+                if name not in SKIP_DIRS:
+                    subdirs.append(prefix + name)
+                continue
+            if name.startswith(_TMP_PREFIX):
+                continue
+            try:
                 est = lstat(name, dir_fd=fd, follow_symlinks=False)
-                mode = est.st_mode
-                if is_reg(mode) or is_link(mode):
-                    files.append(new(Found, (prefix + name, est)))  # (NamedTuple's __new__ is slow)
-                else:
-                    odd.append(prefix + name)
-    finally:
-        os.close(fd)
-    return files, subdirs, odd
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            mode = est.st_mode
+            if is_reg(mode) or is_link(mode):
+                files.append(new(Found, (prefix + name, est)))  # (NamedTuple's __new__ is slow)
+            else:
+                odd.append(prefix + name)
+    if any_reserved(names) is None and (d or VERSIONS_DIR not in names):  # (one pass)
+        return Listing(files, subdirs, odd, [])
+    gone = {prefix + n for n in reserved_in(names, at_root=not d)}
+    skip = gone | {prefix + n for n in SKIP_DIRS}  # git's and dvfs's own, whatever they are
+    return Listing(
+        [f for f in files if f.rel not in skip],
+        [p for p in subdirs if p not in skip],
+        [p for p in odd if p not in skip],
+        sorted(gone),
+    )
+
+
+def reserved_in(names: list[bytes], *, at_root: bool) -> list[bytes]:
+    """The names among ``names`` that dvfs never stores, but ``.git`` and ``.dvfs`` themselves.
+
+    Those are the lookalikes of ``.git`` and ``.dvfs`` (``vfs.names``), and ``.versions``
+    at the root. One screening pass over all the names; a full check only on a hit.
+    """
+    if any_reserved(names) is None and not (at_root and VERSIONS_DIR in names):
+        return []
+    check = is_reserved_at_root if at_root else is_reserved
+    return [n for n in names if n not in SKIP_DIRS and check(n)]
 
 
 def odd_warning(path: bytes) -> str:
@@ -445,119 +521,153 @@ def odd_warning(path: bytes) -> str:
     return f"skipping {show(path)}: not a regular file, directory or link"
 
 
-def scan(root: Path, rel: bytes, warn: Warn) -> Iterator[Found]:
-    """Every file and symlink at or below ``rel`` (which must exist), depth first.
+def reserved_message(path: bytes) -> str:
+    """Why a path with a reserved name is never stored."""
+    name = path.rpartition(b"/")[2]
+    what = "the mount's list of versions" if name == VERSIONS_DIR else "git's and dvfs's own"
+    return f"{show(path)}: dvfs never stores the name {show(name)} ({what})"
 
-    FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git``
-    directories are never entered.
+
+def too_deep_message(path: bytes) -> str:
+    """Why a directory nested too deeply is never stored."""
+    return f"{show(path)[:200]}...: nested more than {MAX_DEPTH} directories deep"
+
+
+def scan(root: Path, rel: bytes, warn: Warn, *, strict: bool = False) -> Iterator[Found]:
+    """Every file and symlink at or below ``rel``, depth first (nothing if ``rel`` is gone).
+
+    FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git`` are
+    never entered. Other names dvfs never stores (:func:`reserved_in`), and
+    directories more than MAX_DEPTH deep, are skipped with a warning, or refused with
+    a UsageError if ``strict``. Links are never followed, not even one that replaced a
+    directory while it was being scanned (see ``vfs.beneath``).
     """
-    base = os.fsencode(root)
-    top = os.path.join(base, rel) if rel else base
-    st = os.lstat(top)
-    if not statmod.S_ISDIR(st.st_mode):
-        if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
-            yield Found(rel, st)
-        else:
-            warn(odd_warning(rel))
-        return
-    stack = [rel]
-    while stack:
-        files, subdirs, odd = list_dir(base, stack.pop())
-        yield from files
-        for p in odd:
-            warn(odd_warning(p))
-        stack.extend(subdirs)
+
+    with Walker(root) as walker:
+        st = walker.lstat(rel)
+        if st is None:
+            return
+        if not statmod.S_ISDIR(st.st_mode):
+            if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
+                yield Found(rel, st)
+            else:
+                warn(odd_warning(rel))
+            return
+        stack = [rel]
+        while stack:
+            listing = list_dir(walker, stack.pop())
+            yield from listing.files
+            stack += enterable(listing, warn, strict=strict)
+
+
+def enterable(listing: Listing, warn: Warn, *, strict: bool = False) -> list[bytes]:
+    """The subdirectories of a listing to scan, after a warning for what is skipped.
+
+    Reserved names and directories nested deeper than MAX_DEPTH are refused with a
+    UsageError instead if ``strict`` (see :func:`scan`).
+    """
+
+    def refuse(message: str) -> None:
+        if strict:
+            raise UsageError(f"cannot add {message}; nothing was staged")
+        warn(f"skipping {message}")
+
+    for p in listing.reserved:
+        refuse(reserved_message(p))
+    for p in listing.odd:
+        warn(odd_warning(p))
+    subdirs = listing.subdirs
+    if subdirs and subdirs[0].count(b"/") >= MAX_DEPTH:  # (all at the same depth)
+        for p in subdirs:
+            refuse(too_deep_message(p))
+        return []
+    return subdirs
 
 
 def lstat_or_none(root: Path, rel: bytes) -> os.stat_result | None:
-    """lstat of a repository path, or None if it (or a parent) is missing."""
+    """lstat of a repository path; None if it is missing or below a non-directory.
+
+    For many paths, use :meth:`Walker.lstat` of one walker instead.
+    """
+    with Walker(root) as walker:
+        return walker.lstat(rel)
+
+
+Replace = Callable[[bytes], bool]
+
+
+def ensure_dir(walker: Walker, rel_dir: bytes, replace: Replace) -> int:
+    """A descriptor of directory ``rel_dir``, made where missing (see :meth:`Walker.dir`).
+
+    A file or link in the way is removed if ``replace(path)`` says so (a link itself:
+    what it points to is never touched), else UsageError.
+    """
     try:
-        return os.lstat(os.path.join(os.fsencode(root), rel))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _ensure_dir(base: bytes, rel_dir: bytes, tracked: Callable[[bytes], bool]) -> None:
-    """Make ``rel_dir`` a real directory, replacing links and tracked files in the way."""
-    if not rel_dir:
-        return
+        return walker.dir(rel_dir)
+    except OSError as exc:
+        if exc.errno not in ABSENT:
+            raise
     cur = b""
     for part in rel_dir.split(b"/"):
+        parent_fd = walker.dir(cur)
         cur = cur + b"/" + part if cur else part
-        p = os.path.join(base, cur)
         try:
-            st = os.lstat(p)
+            walker.dir(cur)
+            continue
+        except OSError as exc:
+            if exc.errno not in ABSENT:
+                raise
+        try:
+            st: os.stat_result | None = os.stat(part, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(p)
-            continue
-        if statmod.S_ISDIR(st.st_mode):
-            continue
-        if statmod.S_ISLNK(st.st_mode) or tracked(cur):
-            # Several restore threads may get here for the same directory at once.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(p)
-            if not statmod.S_ISDIR(os.lstat(p).st_mode):
-                raise UsageError(f"{show(cur)} changed while it was being restored: try again")
-        else:
+            st = None
+        if st is not None and not statmod.S_ISDIR(st.st_mode):
+            if not replace(cur):
+                what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "an untracked file"
+                raise UsageError(
+                    f"{show(cur)} is {what} where the version has a directory: "
+                    "move it away, or use --force to replace it"
+                )
+            # Several restore threads or processes may get here for the same one at once.
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(part, dir_fd=walker.dir(cur.rpartition(b"/")[0]))
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, dir_fd=walker.dir(cur.rpartition(b"/")[0]))
+        try:
+            walker.dir(cur)
+        except OSError as exc:
+            if exc.errno not in ABSENT:
+                raise
             raise UsageError(
-                f"{show(cur)} is an untracked file where the version has a directory: "
-                "move it away and run the command again"
-            )
+                f"{show(cur)} changed while it was being restored: try again"
+            ) from None
+    return walker.dir(rel_dir)
 
 
-def _read_umask() -> int:
-    """The process umask, read without changing it (-1, never exact, if unknown)."""
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return -1
-
-
-_UMASK = _read_umask()
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_entry(
-    root: Path,
-    rel: bytes,
-    entry: Entry,
-    store: ObjectStore,
-    tracked: Callable[[bytes], bool],
-    made_dirs: set[bytes] | None = None,
+    walker: Walker, rel: bytes, entry: Entry, store: ObjectStore, replace: Replace
 ) -> os.stat_result:
     """Restore one file or link from the store, atomically; return its new lstat.
 
-    ``made_dirs`` remembers directories already known to be real, so that restoring
-    many files checks each directory once.
+    The file is created with the entry's permission bits (``PERM_BITS``: never
+    setuid, setgid or sticky), less those the umask removes, as git does. Whatever
+    stands at ``rel`` is replaced, never written through (the new file is renamed
+    over it); a directory there, or a non-directory where a directory is needed on
+    the way, only if ``replace(path)`` says so.
     """
-    base = os.fsencode(root)
-    parent = rel.rpartition(b"/")[0]
-    if made_dirs is None or parent not in made_dirs:
-        _ensure_dir(base, parent, tracked)
-        if made_dirs is not None:
-            made_dirs.add(parent)
-    dest = os.path.join(base, rel)
-    tmp = (
-        os.path.join(base, parent, tmp_leaf(rel.rpartition(b"/")[2]))
-        if parent
-        else (os.path.join(base, tmp_leaf(rel)))
-    )
+    parent, _, leaf = rel.rpartition(b"/")
+    dir_fd = ensure_dir(walker, parent, replace)
+    tmp = tmp_leaf(leaf)
     fd = -1
     try:
         if entry.kind == Kind.SYMLINK:
-            os.symlink(entry.target, tmp)
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+            os.symlink(entry.target, tmp, dir_fd=dir_fd)
+            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         else:
-            # Created with its final mode when the umask keeps it intact: no fchmod.
-            exact = entry.mode & ~0o777 == 0 and entry.mode & _UMASK == 0
-            fd = os.open(tmp, _CREATE, entry.mode if exact else 0o600)
+            fd = os.open(tmp, _CREATE, entry.mode & PERM_BITS, dir_fd=dir_fd)
             if entry.size >= WRITE_DIRECT:
                 _write_direct(fd, entry, store)
             else:
@@ -565,24 +675,23 @@ def write_entry(
                     view = memoryview(store.get(c.oid))
                     while view:
                         view = view[os.write(fd, view) :]
-            if not exact:
-                os.fchmod(fd, entry.mode)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
         try:
-            os.replace(tmp, dest)
+            os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except IsADirectoryError:
-            if not tracked_dir_only(root, rel, tracked):
+            if not replace(rel):
                 raise UsageError(
                     f"{show(rel)} is a directory with untracked files where the version has "
-                    "a file: move it away and run the command again"
+                    "a file: move it away, or use --force to replace it"
                 ) from None
-            shutil.rmtree(dest)
-            os.replace(tmp, dest)
+            remove_tree(walker, rel)
+            dir_fd = walker.dir(parent)
+            os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         # The rename changed the ctime: stat after it, so the index records the final one.
-        return os.fstat(fd) if fd >= 0 else os.lstat(dest)
+        return os.fstat(fd) if fd >= 0 else os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=walker.dir(parent))
         if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
             raise storage_error(exc, show(rel)) from exc
         raise
@@ -646,24 +755,85 @@ def tracked_dir_only(root: Path, rel: bytes, tracked: Callable[[bytes], bool]) -
     return all(tracked(f.rel) for f in scan(root, rel, lambda _: None))
 
 
-def remove_path(root: Path, rel: bytes) -> None:
-    """Delete a working file or link and then any directories it leaves empty."""
-    base = os.fsencode(root)
+def remove_tree(walker: Walker, rel: bytes) -> None:
+    """Delete directory ``rel`` and everything below it, depth first, without recursion.
+
+    Links below it are removed, never followed; a directory swapped for a link
+    meanwhile is removed as a link.
+    """
+    walker.forget(rel)
+    stack = [rel]
+    rounds = 0
+    while stack:
+        d = stack[-1]
+        try:
+            fd = os.open(b".", LIST, dir_fd=walker.dir(d))
+        except OSError as exc:
+            if exc.errno not in ABSENT:
+                raise
+            stack.pop()  # gone, or a link now: removed as one below
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                dir_fd, leaf = walker.parent(d)
+                os.unlink(leaf, dir_fd=dir_fd)
+            continue
+        deeper = []
+        try:
+            it, raw = listing(fd)
+            with it:
+                for de in it:
+                    name = de.name if raw else os.fsencode(de.name)
+                    if de.is_dir(follow_symlinks=False):
+                        deeper.append(d + b"/" + name)
+                        continue
+                    try:
+                        os.unlink(name, dir_fd=fd)
+                    except FileNotFoundError:
+                        pass
+                    except IsADirectoryError:  # replaced by a directory meanwhile
+                        deeper.append(d + b"/" + name)
+        finally:
+            os.close(fd)
+        if deeper:
+            stack.extend(deeper)
+            continue
+        dir_fd, leaf = walker.parent(d)
+        try:
+            os.rmdir(leaf, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            rounds += 1
+            if exc.errno != errno.ENOTEMPTY or rounds > 1000:  # files keep appearing
+                raise
+            continue
+        stack.pop()
+
+
+def remove_path(walker: Walker, rel: bytes) -> bool:
+    """Delete a working file or link and then any directories it leaves empty.
+
+    A directory on the way that is not one (a link, say) means the file is not in
+    the working tree: nothing is deleted through it. True if something was deleted.
+    """
     try:
-        os.unlink(os.path.join(base, rel))
-    except (FileNotFoundError, NotADirectoryError):
-        pass
+        dir_fd, leaf = walker.parent(rel)
+        os.unlink(leaf, dir_fd=dir_fd)
     except IsADirectoryError:
-        return
-    prune_empty_dirs(root, rel.rpartition(b"/")[0])
+        return False
+    except OSError as exc:
+        if exc.errno not in ABSENT:
+            raise
+        return False
+    prune_empty_dirs(walker, rel.rpartition(b"/")[0])
+    return True
 
 
-def prune_empty_dirs(root: Path, rel_dir: bytes) -> None:
+def prune_empty_dirs(walker: Walker, rel_dir: bytes) -> None:
     """Remove ``rel_dir`` and its parents while they are empty (never the root)."""
-    base = os.fsencode(root)
     while rel_dir:
         try:
-            os.rmdir(os.path.join(base, rel_dir))
+            dir_fd, leaf = walker.parent(rel_dir)
+            os.rmdir(leaf, dir_fd=dir_fd)
         except OSError:
             return
         rel_dir = rel_dir.rpartition(b"/")[0]
@@ -674,7 +844,7 @@ def restore_many(
     entries: Iterable[tuple[bytes, Entry]],
     store: ObjectStore,
     workers: Workers,
-    tracked: Callable[[bytes], bool],
+    replace: Replace,
 ) -> tuple[dict[bytes, Staged], dict[bytes, DvfsError]]:
     """Restore many entries; return their staged records and failures.
 
@@ -693,8 +863,8 @@ def restore_many(
     kept (about 600 bytes each: 12 MB for 20,000 files).
 
     A damaged or missing object fails only the files that use it; the others are
-    restored. Errors other than object errors (disk full, untracked files in the way)
-    stop the whole operation.
+    restored. Errors other than object errors (disk full, untracked files in the way:
+    see :func:`write_entry` for ``replace``) stop the whole operation.
     """
     todo = list(entries)
     # Small files in pack order, their packs read ahead; large files are read direct,
@@ -703,17 +873,19 @@ def restore_many(
     todo.sort(
         key=lambda item: where.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
     )
-    made: set[bytes] = set()
     done: dict[bytes, Staged] = {}
     failed: dict[bytes, DvfsError] = {}
     if not todo:
         return done, failed
 
-    def run(batch: list[tuple[bytes, Entry]]) -> list[Staged | DvfsError]:
+    def run(batch: list[tuple[bytes, Entry]], walker: Walker | None) -> list[Staged | DvfsError]:
+        if walker is None:  # on the large files' thread: a walker of its own
+            with Walker(root) as own:
+                return run(batch, own)
         out: list[Staged | DvfsError] = []
         for rel, e in batch:
             try:
-                out.append(staged_from_entry(e, write_entry(root, rel, e, store, tracked, made)))
+                out.append(staged_from_entry(e, write_entry(walker, rel, e, store, replace)))
             except ObjectError as exc:
                 out.append(exc)
         return out
@@ -736,7 +908,7 @@ def restore_many(
         if tickets is not None:
             shared = tickets
             helper = Helper.start(
-                lambda ch: _restore_share(ch, shared, small, first, root, store, tracked)
+                lambda ch: _restore_share(ch, shared, small, first, root, store, replace)
             )
     listening = helper is not None  # frames may still come
     helper_done = False
@@ -777,7 +949,7 @@ def restore_many(
     from concurrent.futures import FIRST_COMPLETED, wait
 
     large = {
-        workers.restore_large.submit(run, [item]): [item]
+        workers.restore_large.submit(run, [item], None): [item]
         for item in todo
         if item[1].size >= WRITE_DIRECT
     }
@@ -786,9 +958,10 @@ def restore_many(
         for fut in [f for f in large if f.done()]:
             record(large.pop(fut), fut.result())
 
+    walker = Walker(root)
     try:
         for k in mine():
-            record(small[k], run(small[k]))
+            record(small[k], run(small[k], walker))
             restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
             listen(0)
             collect()
@@ -801,8 +974,9 @@ def restore_many(
         stop_helper()
         # Files the helper did not restore, or failed to (bad objects).
         left = [item for item, ok in zip(flat, restored, strict=True) if not ok]
-        record(left, run(left))
+        record(left, run(left, walker))
     finally:
+        walker.close()
         for fut in large:  # on failure: let running work end before we do
             if not fut.cancel():
                 with contextlib.suppress(Exception):
@@ -824,7 +998,7 @@ def _restore_share(
     first: list[int],
     root: Path,
     store: ObjectStore,
-    tracked: Callable[[bytes], bool],
+    replace: Replace,
 ) -> None:
     """A restore helper's work: the batches it claims, each followed by a frame.
 
@@ -832,18 +1006,18 @@ def _restore_share(
     of each file restored; a file whose object is bad is left out, for the parent to
     restore again and get the error itself. The last frame is None.
     """
-    made: set[bytes] = set()
-    while (pieces := tickets.claim()) is not None:
-        for k in pieces:
-            restored = []
-            for i, (rel, e) in enumerate(batches[k]):
-                try:
-                    st = write_entry(root, rel, e, store, tracked, made)
-                except ObjectError:
-                    continue
-                restored.append((first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
-            if not channel.send(restored):
-                return
+    with Walker(root) as walker:
+        while (pieces := tickets.claim()) is not None:
+            for k in pieces:
+                restored = []
+                for i, (rel, e) in enumerate(batches[k]):
+                    try:
+                        st = write_entry(walker, rel, e, store, replace)
+                    except ObjectError:
+                        continue
+                    restored.append((first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                if not channel.send(restored):
+                    return
     channel.send(None)
 
 

@@ -1,0 +1,634 @@
+"""A hostile working tree: links where directories were, names dvfs never stores, odd modes.
+
+Each test builds the attack with ordinary commands (or, where a version must hold what
+dvfs refuses to make, with the codec by hand) and checks that dvfs refuses it, or does
+what a careful user expects, without touching anything outside the repository.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    Result,
+    assert_error,
+    assert_ok,
+    cli_command,
+    cli_env,
+    drop_file_override,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    warnings_of,
+)
+from vfs import checkout as co
+from vfs.beneath import Walker
+from vfs.codec import Entry, Kind, Version, encode_tree, encode_version
+from vfs.errors import FileChanged, FormatError
+from vfs.names import MAX_DEPTH
+from vfs.objects import ObjKind
+from vfs.repo import Repository
+from vfs.worktree import Found, Hasher, Workers, remove_tree
+
+KiB = 1024
+
+
+def rand(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def snapshot(top: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Every path below ``top`` with its mode, mtime and content (a link's target)."""
+    out: dict[str, tuple[int, int, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                data = os.readlink(p).encode()
+            elif stat.S_ISREG(st.st_mode):
+                data = Path(p).read_bytes()
+            else:
+                data = b""
+            out[os.path.relpath(p, top)] = (st.st_mode, st.st_mtime_ns, data)
+    return out
+
+
+def run_with_umask(repo: Repo, umask: int, *args: str, unprivileged: bool = False) -> Result:
+    """``dvfs ARGS`` in a process whose umask is ``umask``."""
+
+    def setup() -> None:
+        os.umask(umask)
+        if unprivileged:
+            drop_file_override()
+
+    proc = subprocess.run(
+        cli_command(*args),
+        cwd=repo.root,
+        env=cli_env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+        preexec_fn=setup,
+    )
+    return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
+
+
+def pack_bytes(repo: Repo) -> bytes:
+    """Everything the object store holds, as one byte string."""
+    return b"".join(
+        p.read_bytes() for p in (repo.root / ".dvfs" / "objects").rglob("*") if p.is_file()
+    )
+
+
+# --------------------------------------------------------------- links where directories were
+
+
+@pytest.fixture(name="outside")
+def outside_fixture(tmp_path: Path) -> Path:
+    """A directory outside the repository, with files named like the repository's."""
+    out = tmp_path / "outside"
+    (out / "sub").mkdir(parents=True)
+    for i in range(4):
+        (out / f"f{i}.txt").write_bytes(rand(4 * KiB, seed=100 + i))
+        (out / "sub" / f"f{i}.txt").write_bytes(rand(4 * KiB, seed=200 + i))
+    (out / "n.txt").write_text("precious\n")
+    (out / "m.txt").write_text("precious too\n")
+    return out
+
+
+def test_checkout_never_deletes_or_writes_through_a_linked_directory(
+    repo: Repo, outside: Path
+) -> None:
+    repo.write("data/n.txt", "n1")
+    repo.ok("add", "data")
+    repo.commit("v1")
+    repo.write("data/m.txt", "m2")
+    repo.write("data/n.txt", "n2")
+    repo.ok("add", "data")
+    repo.commit("v2")
+    before = snapshot(outside)
+    # The user replaces the tracked directory by a link to somewhere else.
+    for p in (repo.root / "data").iterdir():
+        p.unlink()
+    (repo.root / "data").rmdir()
+    os.symlink(outside, repo.root / "data")
+    st = repo.status()
+    assert st["deleted"] == ["data/m.txt", "data/n.txt"] and st["untracked"] == ["data"]
+
+    # Without --force the link is reported and nothing changes, here or there.
+    for args in (("checkout", "v1"), ("checkout", "HEAD"), ("switch", "main")):
+        line = assert_error(repo.run(*args), "data (a symbolic link", "--force")
+        assert "would replace" in line
+        assert snapshot(outside) == before
+        assert (repo.root / "data").is_symlink()
+    # rm of the tracked files under it deletes nothing through it.
+    gone = repo.ok("rm", "data")
+    assert gone.out.endswith("2 files\n")
+    assert snapshot(outside) == before
+    assert repo.status()["staged"] != []
+    repo.ok("checkout", "--force", "HEAD")  # the link is replaced by the directory
+    assert not (repo.root / "data").is_symlink() and repo.read("data/m.txt") == b"m2"
+    assert snapshot(outside) == before
+
+    # With --force the link itself is replaced, never followed.
+    os.rename(repo.root / "data", repo.root / "was-data")
+    os.symlink(outside, repo.root / "data")
+    r = repo.ok("checkout", "--force", "v1")
+    assert "0 deleted" in r.out  # data/m.txt was not in the working tree: under a link
+    assert snapshot(outside) == before
+    assert not (repo.root / "data").is_symlink()
+    assert repo.read("data/n.txt") == b"n1"
+    assert sorted(os.listdir(repo.root / "data")) == ["n.txt"]
+    st = repo.status()
+    assert st["modified"] == st["deleted"] == [] and st["untracked"] == []
+    repo.fsck_clean()
+
+
+def test_a_linked_directory_on_the_way_to_an_added_path_is_not_read(
+    repo: Repo, outside: Path
+) -> None:
+    repo.write("d/sub/f0.txt", "inside")
+    repo.ok("add", "d")
+    repo.commit("v1")
+    shutil.rmtree(repo.root / "d" / "sub")
+    os.symlink(outside / "sub", repo.root / "d" / "sub")
+    repo.ok("add", "d")  # the link is staged as a link: nothing is read through it
+    staged = {(c["path"], c["kind"], c["status"]) for c in repo.status()["staged"]}
+    assert staged == {("d/sub", "link", "added"), ("d/sub/f0.txt", "file", "removed")}
+    secrets = [(outside / "sub" / f"f{i}.txt").read_bytes() for i in range(4)]
+    packed = pack_bytes(repo)
+    assert not any(s in packed for s in secrets)
+    repo.fsck_clean()
+
+
+class Swapper(threading.Thread):
+    """Keeps swapping directory ``d`` for a link to ``outside``, and back, until stopped."""
+
+    def __init__(self, d: Path, outside: Path) -> None:
+        super().__init__(daemon=True)
+        self.d = d
+        self.outside = outside
+        self.aside = d.with_name(d.name + ".aside")
+        self.link = d.with_name(d.name + ".link")
+        self.stop = threading.Event()
+        self.swaps = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                os.rename(self.d, self.aside)
+            except OSError:
+                self._settle()
+                continue
+            with contextlib.suppress(OSError):
+                os.symlink(self.outside, self.link)
+                os.rename(self.link, self.d)  # a link where the directory was
+                self.swaps += 1
+            for _ in range(20):  # let dvfs meet it for a while
+                os.sched_yield()
+            self._settle()
+
+    def _settle(self) -> None:
+        """Put the real directory back (dvfs may have made a new one meanwhile)."""
+        with contextlib.suppress(OSError):
+            os.unlink(self.link)
+        with contextlib.suppress(OSError):
+            if self.d.is_symlink():
+                os.unlink(self.d)
+        with contextlib.suppress(OSError):
+            if self.aside.exists():
+                os.rename(self.aside, self.d)  # fails if dvfs made d again: then d stays
+        if self.aside.exists() and self.d.is_dir() and not self.d.is_symlink():
+            shutil.rmtree(self.aside)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(10)
+        self._settle()
+
+
+@contextlib.contextmanager
+def swapping(d: Path, outside: Path) -> Iterator[Swapper]:
+    s = Swapper(d, outside)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.finish()
+
+
+def test_a_directory_swapped_for_a_link_during_checkout_redirects_nothing(
+    repo: Repo, outside: Path
+) -> None:
+    names = [f"f{i}.txt" for i in range(4)] + [f"g{i:04}.txt" for i in range(600)]
+    for i, n in enumerate(names):
+        repo.write(f"d/{n}", f"one {i}")
+        repo.write(f"d/sub/{n}", f"one {i}")
+    repo.ok("add", "d")
+    repo.commit("v1")
+    for i, n in enumerate(names):
+        if i % 2:
+            (repo.root / "d" / n).unlink()
+            (repo.root / "d" / "sub" / n).unlink()
+        else:
+            repo.write(f"d/{n}", f"two {i}")
+    repo.ok("add", "d")
+    repo.commit("v2")
+    before = snapshot(outside)
+    secrets = [p.read_bytes() for p in outside.rglob("f*.txt")]
+    swaps = 0
+    for args in (
+        ("checkout", "--force", "v1"),
+        ("checkout", "--force", "v2"),
+        ("checkout", "v1"),
+        ("status",),
+        ("add", "d"),
+        ("checkout", "--force", "v2"),
+    ):
+        with swapping(repo.root / "d", outside) as s:
+            r = repo.run(*args)
+        swaps += s.swaps
+        assert "Traceback" not in r.err and "internal error" not in r.err, str(r)
+        assert snapshot(outside) == before, str(r)
+    assert swaps > 0
+    packed = pack_bytes(repo)
+    assert not any(secret in packed for secret in secrets)
+    # Once left alone, the working tree is restored whole.
+    repo.ok("checkout", "--force", "v1")
+    for i, n in enumerate(names):
+        assert repo.read(f"d/{n}") == f"one {i}".encode()
+    assert snapshot(outside) == before
+    repo.fsck_clean()
+
+
+# ---------------------------------------------------------------- names dvfs never stores
+
+
+@pytest.mark.parametrize(
+    ("made", "arg", "named"),
+    [
+        ("data/.GIT/config", "data", "data/.GIT"),
+        ("data/x/.git./hooks/pre-commit", "data", "data/x/.git."),
+        ("data/.dvfs\u200c/config", "data/.dvfs\u200c/config", "data/.dvfs\u200c"),
+        ("data/git~1/config", "data", "data/git~1"),
+        (".versions/v1", ".versions", ".versions"),
+        (".versions/v1", ".", ".versions"),
+    ],
+)
+def test_add_refuses_a_reserved_name_and_stages_nothing(
+    repo: Repo, made: str, arg: str, named: str
+) -> None:
+    repo.write("data/ok.txt", "ok")
+    repo.write(made, "[core]\n\tfsmonitor = touch /tmp/pwned\n")
+    line = repo.fail("add", arg, fragments=(named, "nothing was staged"), code=2)
+    assert "Traceback" not in line
+    assert repo.status()["staged"] == []
+    shutil.rmtree(repo.root / named)
+    repo.ok("add", "data")
+    repo.fsck_clean()
+
+
+def test_git_and_dvfs_themselves_are_skipped_and_versions_below_the_root_is_kept(
+    repo: Repo,
+) -> None:
+    repo.write("data/ok.txt", "ok")
+    repo.write("data/.git", "gitdir: ../.git/modules/data\n")  # a submodule's git file
+    repo.write("data/sub/.git/HEAD", "ref: refs/heads/main\n")
+    repo.write("data/sub/.versions/v1", "an ordinary name below the root")
+    repo.ok("add", "data")
+    repo.commit("v1")
+    assert set(repo.show()["files"]) == {"data/ok.txt", "data/sub/.versions/v1"}
+    assert repo.status()["untracked"] == []
+    repo.fsck_clean()
+
+
+def test_status_warns_about_a_reserved_name_instead_of_listing_it(repo: Repo) -> None:
+    repo.write("data/ok.txt", "ok")
+    repo.ok("add", "data")
+    repo.commit("v1")
+    repo.write("data/.Git/config", "x")
+    r = repo.ok("status")
+    assert [w for w in warnings_of(r) if "data/.Git" in w and "never stores" in w]
+    assert repo.status()["untracked"] == []
+
+
+def test_a_version_holding_a_reserved_name_is_never_written_out(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should decoding ever let one through, checkout still refuses, naming the path."""
+    repo.write("data/ok.txt", "ok")
+    repo.ok("add", "data")
+    v1 = bytes.fromhex(repo.commit("v1"))
+    r = Repository(repo.root)
+    ok = r.history.lookup(r.history.version(v1).tree, b"data/ok.txt")
+    assert ok is not None
+    store = r.store
+    config = Entry(b"config", Kind.FILE, ok.mode, ok.size, ok.mtime_ns, ok.digest, ok.chunks)
+    hooks, _ = store.put(ObjKind.TREE, encode_tree([config]))
+    dot_git = Entry(b".git", Kind.DIR, 0o755, ok.size, ok.mtime_ns, subtree=hooks)
+    data, _ = store.put(ObjKind.TREE, encode_tree([ok, dot_git]))
+    top, _ = store.put(
+        ObjKind.TREE, encode_tree([Entry(b"data", Kind.DIR, 0o755, 4, ok.mtime_ns, subtree=data)])
+    )
+    version = Version(top, (v1,), 2, "evil", "x <x@x>", 1, files=2, bytes=4)
+    evil, _ = store.put(ObjKind.VERSION, encode_version(version))
+    store.flush()
+    r.refs.update("refs/tags/evil", evil, None)
+    # The codec refuses it first ...
+    assert_error(repo.run("checkout", "evil"), ".git")
+    # ... and if it did not, checkout would.
+    monkeypatch.setattr("vfs.codec.any_reserved", lambda names: None)
+    with Workers(2) as w, pytest.raises(FormatError, match=r"data/\.git/config"):
+        co.checkout(Repository(repo.root), "evil", [], w, force=True)
+    assert not (repo.root / "data" / ".git").exists()
+    monkeypatch.undo()
+    r.refs.update("refs/tags/evil", None, evil)
+    assert repo.status()["modified"] == []
+    repo.fsck_clean()
+
+
+def test_commit_never_builds_a_tree_with_a_reserved_name(repo: Repo) -> None:
+    """An index staged by an older dvfs may hold one: commit refuses, naming it."""
+    repo.write("data/ok.txt", "ok")
+    repo.ok("add", "data")
+    r = Repository(repo.root)
+    index = r.index()
+    s = index.get(b"data/ok.txt")
+    assert s is not None
+    index.put(b"data/.GIT/config", s)
+    index.save()
+    repo.fail("commit", "-m", "old index", fragments=("data/.GIT", "rm --cached"), code=2)
+    repo.ok("rm", "--cached", "data/.GIT/config")
+    repo.commit("clean")
+    repo.fsck_clean()
+
+
+# ---------------------------------------------------------------------------------- modes
+
+
+def test_only_permission_bits_are_stored_and_the_umask_applies(repo: Repo) -> None:
+    p = repo.write("data/tool", "#!/bin/sh\n")
+    p.chmod(0o6755)  # setuid and setgid
+    g = repo.write("data/shared.txt", "shared")
+    g.chmod(0o666)
+    repo.ok("add", "data")
+    repo.commit("v1")
+    modes = {row["name"]: row["mode"] for row in repo.json("ls", "HEAD:data", "--json")}
+    assert modes == {"tool": oct(0o755), "shared.txt": oct(0o666)}
+    assert repo.status()["modified"] == []
+    # Restored with the version's bits less the umask's, as git does ...
+    os.unlink(p)
+    os.unlink(g)
+    assert_ok(run_with_umask(repo, 0o027, "checkout", "--force", "HEAD"))
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(g).st_mode) == 0o640
+    # ... and that is no change, even once the stat is looked at again.
+    os.utime(g)
+    st = run_with_umask(repo, 0o027, "status", "--json")
+    assert st.json()["modified"] == [], str(st)
+    repo.fsck_clean()
+
+
+def test_setuid_bits_in_an_old_record_are_never_applied(repo: Repo) -> None:
+    repo.write("data/tool", "#!/bin/sh\n")
+    repo.ok("add", "data")
+    v1 = bytes.fromhex(repo.commit("v1"))
+    r = Repository(repo.root)
+    e = r.history.lookup(r.history.version(v1).tree, b"data/tool")
+    assert e is not None
+    # A record as an older writer (or a hostile one) makes it: mode 0o6777.
+    row = [e.name, 0, 0o6777, e.size, e.mtime_ns, [e.digest, [[c.oid, c.size] for c in e.chunks]]]
+    data, _ = r.store.put(ObjKind.TREE, msgpack.packb({"v": 1, "entries": [row]}))
+    top, _ = r.store.put(
+        ObjKind.TREE, encode_tree([Entry(b"data", Kind.DIR, 0o755, e.size, 0, subtree=data)])
+    )
+    old = Version(top, (v1,), 2, "old", "x <x@x>", 1, files=1, bytes=e.size)
+    oid, _ = r.store.put(ObjKind.VERSION, encode_version(old))
+    r.store.flush()
+    r.refs.update("refs/tags/old", oid, None)
+    assert_ok(run_with_umask(repo, 0o022, "checkout", "--force", "old"))
+    mode = os.stat(repo.root / "data" / "tool").st_mode
+    assert stat.S_IMODE(mode) == 0o755
+    rows = repo.json("ls", "old:data", "--json")
+    assert rows[0]["mode"] == oct(0o777)
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------- kinds changing between versions
+
+
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_checkout_between_a_directory_and_a_file_or_link(repo: Repo, kind: str) -> None:
+    if kind == "file":
+        repo.write("x", "a file")
+    else:
+        os.symlink("elsewhere", repo.root / "x")
+    repo.ok("add", "x")
+    repo.commit("x is a " + kind)
+    os.unlink(repo.root / "x")
+    repo.write("x/a.txt", "inside")
+    repo.write("x/deep/b.txt", "deeper")
+    repo.ok("add", "x")
+    repo.commit("x is a directory")
+    for _ in range(2):
+        repo.ok("checkout", "v1")
+        assert (repo.root / "x").is_symlink() == (kind == "link")
+        assert repo.status()["modified"] == []
+        repo.ok("checkout", "v2")
+        assert repo.read("x/deep/b.txt") == b"deeper"
+    # An untracked file in the way: refused, named; --force replaces the directory.
+    repo.write("x/mine.txt", "untracked")
+    repo.fail("checkout", "v1", fragments=("x (a directory with untracked files", "--force"))
+    assert repo.read("x/mine.txt") == b"untracked"
+    repo.ok("checkout", "--force", "v1")
+    assert not (repo.root / "x").is_dir() or (repo.root / "x").is_symlink()
+    st = repo.status()
+    assert st["modified"] == st["untracked"] == st["deleted"] == []
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------------------ unreadable files
+
+
+def test_an_unreadable_tracked_file_is_reported_and_the_rest_carries_on(repo: Repo) -> None:
+    repo.write("d/a.txt", "a1")
+    repo.write("d/b.txt", "b1")
+    secret = repo.write("d/secret.txt", "s1")
+    repo.ok("add", "d")
+    repo.commit("v1")
+    repo.write("d/a.txt", "a2")
+    repo.write("d/secret.txt", "s2")
+    repo.ok("add", "d")
+    repo.commit("v2")
+    repo.write("d/a.txt", "a3")
+    secret.chmod(0)  # its stat changed: it must be read, and cannot be
+
+    r = repo.run("status", unprivileged=True)
+    assert r.code == 1 and "Traceback" not in r.err, str(r)
+    assert [w for w in warnings_of(r) if "d/secret.txt" in w and "permission denied" in w]
+    assert len(warnings_of(r)) == 1
+    assert "modified: d/a.txt" in r.out
+    r = repo.run("status", "--json", unprivileged=True)
+    assert r.code == 1 and r.json()["unreadable"] == ["d/secret.txt"], str(r)
+    assert r.json()["modified"] == ["d/a.txt"]
+
+    r = repo.run("diff", unprivileged=True)
+    assert r.code == 1 and "d/a.txt" in r.out and len(warnings_of(r)) == 1, str(r)
+
+    # Without --force a checkout that would replace it refuses, naming it.
+    r = repo.run("checkout", "v1", unprivileged=True)
+    assert_error(r, "d/secret.txt", "--force")
+    assert repo.read("d/a.txt") == b"a3"
+    r = repo.run("checkout", "--force", "v1", unprivileged=True)
+    assert r.code == 0 and "Traceback" not in r.err, str(r)
+    assert repo.read("d/a.txt") == b"a1" and repo.read("d/secret.txt") == b"s1"
+    assert stat.S_IMODE(secret.stat().st_mode) != 0
+    assert repo.run("status", unprivileged=True).code == 0
+    repo.fsck_clean()
+
+
+# ------------------------------------------------------------------------------- depth
+
+
+def make_chain(top: Path, levels: int, leaf: bytes) -> None:
+    """``top/d/d/.../d/f`` with ``levels`` directories ``d``, made without long paths."""
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        out = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, leaf)
+        os.close(out)
+    finally:
+        os.close(fd)
+
+
+def remove_deep(path: Path) -> None:
+    """Remove a tree too deep for ``shutil.rmtree`` (and for pytest's own clean-up)."""
+    if os.path.lexists(path):
+        with Walker(path.parent) as walker:
+            remove_tree(walker, os.fsencode(path.name))
+
+
+def test_a_tree_1100_directories_deep_commits_and_checks_out(repo: Repo) -> None:
+    aside = repo.root.parent / "deep-aside"
+    try:
+        make_chain(repo.root / "deep", 1100, b"at the bottom")
+        repo.ok("add", "deep")
+        repo.commit("deep")
+        path = "deep/" + "d/" * 1100 + "f"
+        assert list(repo.show()["files"]) == [path]
+        assert repo.status()["untracked"] == []
+        os.rename(repo.root / "deep", aside)
+        repo.ok("checkout", "HEAD")
+        fd = os.open(repo.root / "deep", os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(1100):
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        got = os.open("f", os.O_RDONLY, dir_fd=fd)
+        assert os.read(got, 100) == b"at the bottom"
+        os.close(got)
+        os.close(fd)
+        st = repo.status()
+        assert st["modified"] == st["deleted"] == st["untracked"] == []
+        repo.ok("rm", "deep")
+        assert not (repo.root / "deep").exists()
+        repo.fsck_clean()
+    finally:
+        remove_deep(repo.root / "deep")
+        remove_deep(aside)
+
+
+def test_deeper_than_the_limit_is_refused_with_one_line(repo: Repo) -> None:
+    try:
+        make_chain(repo.root / "deep", MAX_DEPTH + 1, b"too deep")
+        repo.fail("add", "deep", fragments=("nested more than", str(MAX_DEPTH)), code=2)
+        assert repo.status()["staged"] == []
+    finally:
+        remove_deep(repo.root / "deep")
+
+
+# ------------------------------------------------------ files dvfs keeps beside git, and FIFOs
+
+
+def test_gitignore_and_lock_links_are_replaced_or_left_never_followed(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = make_repo(git_repo=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:secret-hash:19000::::::\n")
+    target = tmp_path / "target.txt"
+    target.write_text("do not overwrite\n")
+    os.symlink(secret, repo.root / ".gitignore")
+    os.symlink(target, repo.root / "dvfs.lock")
+    repo.write("data/a.txt", "a")
+    r = repo.ok("add", "data")
+    assert [w for w in warnings_of(r) if ".gitignore left as it is" in w and "link" in w]
+    assert (repo.root / ".gitignore").is_symlink()
+    assert secret.read_text() == "root:secret-hash:19000::::::\n"
+    repo.fail("checkout", "--lock", fragments=("dvfs.lock", "symbolic link"), code=2)
+    repo.commit("v1")  # dvfs.lock is written as a new file, over the link
+    assert not (repo.root / "dvfs.lock").is_symlink()
+    assert target.read_text() == "do not overwrite\n"
+    repo.ok("checkout", "--lock")
+    repo.fsck_clean()
+
+
+def test_fifos_where_files_are_read_never_block(make_repo: RepoFactory) -> None:
+    repo = make_repo(git_repo=True)
+    repo.write("data/a.txt", "a")
+    os.mkfifo(repo.root / ".gitignore")
+    r = repo.run("add", "data", timeout=30)
+    assert r.code == 0 and "left as it is" in r.err, str(r)
+    repo.commit("v1")
+    os.unlink(repo.root / "dvfs.lock")
+    os.mkfifo(repo.root / "dvfs.lock")
+    repo.fail("checkout", "--lock", fragments=("dvfs.lock", "not a plain file"), code=2)
+    # A file replaced by a FIFO between its listing and its reading: no wait either.
+    st = os.lstat(repo.root / "data" / "a.txt")
+    os.unlink(repo.root / "data" / "a.txt")
+    os.mkfifo(repo.root / "data" / "a.txt")
+    handle = Repository(repo.root)
+    with Workers(2) as w:
+        hasher = Hasher(handle.root, handle.chunker, None, w)
+        with pytest.raises(FileChanged, match="changed type"):
+            hasher.stage_one(Found(b"data/a.txt", st))
+    os.unlink(repo.root / "data" / "a.txt")
+    os.unlink(repo.root / "dvfs.lock")
+    repo.ok("checkout", "--force", "HEAD")
+    repo.fsck_clean()
+
+
+def test_a_hard_link_to_a_file_outside_keeps_its_times(repo: Repo, tmp_path: Path) -> None:
+    """Checkout aligns the mtime of an unchanged file; never that of a shared inode."""
+    repo.write("data/a.txt", "same")
+    repo.ok("add", "data")
+    repo.commit("v1")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("same")
+    os.utime(outside, ns=(10**18, 10**18))
+    os.unlink(repo.root / "data" / "a.txt")
+    os.link(outside, repo.root / "data" / "a.txt")
+    repo.ok("checkout", "--force", "HEAD")
+    assert outside.stat().st_mtime_ns == 10**18
+    assert outside.read_text() == "same"
+    assert (repo.root / "data" / "a.txt").stat().st_nlink == 1
+    repo.fsck_clean()
