@@ -15,7 +15,9 @@ another, and read-ahead (``prefetch``) starts the same tasks without waiting. A
 reader waits at most ``timeout`` seconds, then fails with EIO; the load goes on in
 its thread and its result still lands in the cache, so a slow or unreachable
 remote costs that one read, never the daemon: cached chunks keep being served
-meanwhile, and the next read of the chunk tries again. When the daemon stops, a
+meanwhile, and the next read of the chunk tries again. A caller may give the
+deadline itself, so that one request touching several chunks waits ``timeout`` in
+all, not once per chunk (``daemon.files``). When the daemon stops, a
 load stuck in its thread is abandoned, so a hung remote cannot hold up an unmount.
 
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
@@ -104,8 +106,11 @@ class Fetcher:
 
     # reading -------------------------------------------------------------------------
 
-    async def get(self, ref: ChunkRef) -> bytes:
-        """The chunk's verified bytes; a DvfsError (EIO) if it cannot be had in time."""
+    async def get(self, ref: ChunkRef, deadline: float | None = None) -> bytes:
+        """The chunk's verified bytes; a DvfsError (EIO) if it cannot be had in time.
+
+        In time: by ``deadline`` (trio's clock), else within ``timeout`` from now.
+        """
         data = self._memory.get(ref.oid)
         if data is not None:
             self._memory.move_to_end(ref.oid)
@@ -116,7 +121,9 @@ class Fetcher:
             load = self._start(ref)
         else:
             self.stats.shared_waits += 1
-        with trio.move_on_after(self.timeout):
+        if deadline is None:
+            deadline = trio.current_time() + self.timeout
+        with trio.move_on_at(deadline):
             await load.done.wait()
         if not load.done.is_set():
             self.stats.timeouts += 1

@@ -8,6 +8,14 @@ order; any other read starts a new one). Once a streak reaches ``AHEAD_AFTER``
 bytes, the chunks in the next ``window`` bytes are fetched in the background, the
 window being as long as the streak (so it doubles as the reader keeps going) up to
 ``MAX_AHEAD``. A random reader, or one that reads a few pages, never triggers it.
+
+Time: a read waits at most the fetcher's ``timeout`` in all, for every chunk it
+touches (they are fetched at once, and share one deadline), then fails (EIO). The
+kernel answers an application's failed read by asking again, at once, for the page
+the application wanted (its read-ahead request failed; now it reads that page
+alone), so a chunk that failed on an open file is failed again at once for
+``FAILED_FOR`` seconds: the application's read fails within ``timeout``, not twice
+that. Another open, or the same one a little later, tries again.
 """
 
 from __future__ import annotations
@@ -16,13 +24,16 @@ import bisect
 import itertools
 from dataclasses import dataclass, field
 
+import trio
+
 from daemon.fetcher import Fetcher
 from daemon.inodes import Node
-from vfs import ChunkRef
+from vfs import ChunkRef, DvfsError
 
 AHEAD_AFTER = 512 * 1024
 MAX_AHEAD = 16 * 1024 * 1024
 SEQUENTIAL_SLACK = 256 * 1024
+FAILED_FOR = 1.0  # seconds a failed chunk fails again at once on the same open file
 
 
 @dataclass(eq=False)
@@ -36,6 +47,7 @@ class OpenFile:
     next_off: int = 0
     streak: int = 0  # bytes read sequentially so far
     asked: int = 0  # chunks before this index were handed to prefetch in this streak
+    failed: dict[int, tuple[float, DvfsError]] = field(default_factory=dict)  # i -> until, why
 
     @staticmethod
     def of(node: Node) -> OpenFile:
@@ -78,9 +90,22 @@ class OpenFile:
         begin = max(first + 1, self.asked)
         if begin < later:  # each chunk is handed over once per streak, not once per read
             self.asked = begin + fetcher.prefetch(self.chunks[begin:later])
+        now = trio.current_time()
+        if self.failed:
+            for i in range(first, last + 1):
+                known = self.failed.get(i)
+                if known is not None and known[0] > now:
+                    raise known[1]
+        deadline = now + fetcher.timeout
         parts = []
         for i in range(first, last + 1):
-            data = await fetcher.get(self.chunks[i])
+            try:
+                data = await fetcher.get(self.chunks[i], deadline)
+            except DvfsError as exc:
+                self.failed[i] = (trio.current_time() + FAILED_FOR, exc)
+                raise
+            if self.failed:
+                self.failed.pop(i, None)
             start = self.starts[i]
             lo, hi = max(off, start) - start, min(end, start + len(data)) - start
             # a view, not a copy: pyfuse3 replies from any buffer

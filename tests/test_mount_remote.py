@@ -36,6 +36,7 @@ from vfs.repo import Repository
 MiB = 1024 * 1024
 BIG = random.Random(11).randbytes(8 * MiB)
 OTHER = random.Random(12).randbytes(3 * MiB)
+MARGIN = 0.75  # seconds a failed read may take beyond --timeout
 FETCHED = re.compile(r"fetched chunk ([0-9a-f]{64}): (\d+) bytes")
 
 
@@ -226,7 +227,9 @@ def test_a_remote_that_never_answers_costs_one_read(
                 started = time.monotonic()
                 assert read_error(data / "other.bin") == errno.EIO
                 took = time.monotonic() - started
-                assert 1.5 < took < 8, took  # --timeout 2
+                # within --timeout 2, although the kernel asks twice (its read-ahead
+                # failed, then the page the reader wants)
+                assert 1.9 < took < 2 + MARGIN, took
                 # meanwhile, cached data is served at once
                 started = time.monotonic()
                 assert (m.versions / "v1" / "data" / "big.bin").read_bytes() == BIG
