@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_support import Mount, commit, in_mount_table, mounted, push_to, write
+from tests.cli_support import assert_ok, fsck_clean
+from tests.mount_support import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
 from tests.relay import Proxy
 from tests.s3server import S3Server
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
@@ -179,6 +180,26 @@ def test_mount_over_s3(pushed: Pushed, s3_env: S3Server, tmp_path: Path) -> None
         assert len(fetches(m)) > 1
         for secret in (s3_env.secret_key, s3_env.access_key, "Authorization", "Signature="):
             assert secret not in text
+
+
+def test_a_snapshot_keeps_every_file_never_read(pushed: Pushed, tmp_path: Path) -> None:
+    """A URL mount's working tree shows the whole version without fetching it: a
+    snapshot of one new file keeps every other file, and a clone gets them all."""
+    home = tmp_path / "home"
+    with mounted(pushed.url, tmp_path / "mnt", home, "--writable", "--debug") as m:
+        (m.path / "data" / "new.txt").write_bytes(b"written through the mount\n")
+        got = assert_ok(
+            dvfs(tmp_path, home, "snapshot", str(m.path), "-m", "one new file", "--json")
+        ).json()
+        assert (got["version"], got["files"], got["hashed"]) == ("v2", 4, 1)
+        assert fetches(m) == []  # no file of v1 was read, not even for the snapshot
+    clone = tmp_path / "clone"
+    assert_ok(dvfs(tmp_path, home, "clone", pushed.url, str(clone)))
+    for name, data in (("big.bin", BIG), ("other.bin", OTHER), ("small.txt", b"small\n")):
+        assert (clone / "data" / name).read_bytes() == data, name
+    assert (clone / "data" / "new.txt").read_bytes() == b"written through the mount\n"
+    assert sorted(os.listdir(clone / "data")) == ["big.bin", "new.txt", "other.bin", "small.txt"]
+    fsck_clean(clone)
 
 
 # ---------------------------------------------------------------------------- faults
