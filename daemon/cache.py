@@ -21,6 +21,14 @@ larger than the whole limit is not cached. Recency lives in memory (an ordered
 dict) and is seeded at start-up from the files' mtimes, which a hit refreshes (when
 older than ten minutes), so the order survives a restart. Memory: about 150 bytes per cached chunk.
 
+Free space: the cache also leaves ``reserve`` bytes free on its filesystem (a tenth
+of it, between 1 MiB and 1 GiB), whatever ``limit`` says: before each write, and at
+start-up, it evicts until that much is free, and a write that meets ENOSPC anyway
+evicts more and is tried once again. So a cache directory on a small disk never
+fills it: the mount's metadata, a snapshot's packs, the working tree and a remount
+find room. Others that need room on the same filesystem (a write to the working
+tree, a snapshot) call :meth:`ChunkCache.shed` when they meet ENOSPC, and retry.
+
 Threading: every method may be called from several worker threads at once. The
 lock guards the accounting and the deletion of evicted files; reading, writing and
 hashing chunks happen outside it. ``in`` reads the accounting without the lock or
@@ -42,10 +50,27 @@ from pathlib import Path
 
 from vfs import hash_bytes, private_dir
 from vfs.direct import read_range
+from vfs.progress_bar import human_size
 
 log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp-"
 TOUCH_AFTER_NS = 600 * 10**9
+RESERVE_SHARE = 10  # leave free a tenth of the cache's filesystem...
+RESERVE_MIN = 1 << 20  # ...but at least 1 MiB
+RESERVE_MAX = 1 << 30  # ...and at most 1 GiB
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged user may still write on the filesystem of ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def reserve_for(path: Path) -> int:
+    """How much the cache leaves free on the filesystem of ``path`` (see above)."""
+    st = os.statvfs(path)
+    return min(max(st.f_blocks * st.f_frsize // RESERVE_SHARE, RESERVE_MIN), RESERVE_MAX)
 
 
 def _read_and_touch(path: Path) -> bytes:
@@ -85,7 +110,7 @@ def _read_and_touch(path: Path) -> bytes:
 class ChunkCache:
     """A size-bounded directory of verified chunks."""
 
-    def __init__(self, root: Path, limit: int) -> None:
+    def __init__(self, root: Path, limit: int, reserve: int | None = None) -> None:
         self.root = root
         self.limit = limit
         self._lock = threading.Lock()
@@ -95,6 +120,8 @@ class ChunkCache:
         self.misses = 0
         self.evicted = 0
         private_dir(root, tighten=True)
+        self.device = os.stat(root).st_dev
+        self.reserve = reserve_for(root) if reserve is None else reserve
         self._load()
 
     def _path(self, oid: bytes) -> Path:
@@ -125,7 +152,20 @@ class ChunkCache:
             self._sizes[oid] = size
             self._used += size
         with self._lock:
-            self._evict(0)
+            self._evict(0, self._short_of(0))
+        if self.evicted:
+            log.info(
+                "chunk cache: %d chunks evicted at start, %s kept (limit %s, %s kept free)",
+                self.evicted, human_size(self._used), human_size(self.limit),
+                human_size(self.reserve),
+            )  # fmt: skip
+
+    def _short_of(self, size: int) -> int:
+        """Bytes the filesystem lacks to take ``size`` more and keep the reserve free."""
+        try:
+            return max(0, size + self.reserve - free_bytes(self.root))
+        except OSError:
+            return 0
 
     def usage(self) -> int:
         """Bytes cached (and reserved for writes under way)."""
@@ -165,8 +205,29 @@ class ChunkCache:
                 return True
             if size > self.limit:
                 return False
-            self._evict(size)
             self._used += size
+        try:
+            for attempt in (1, 2):
+                short = self._short_of(size)
+                with self._lock:
+                    self._evict(0, short if attempt == 1 else short + size)
+                try:
+                    self._write(oid, data)
+                    break
+                except OSError as exc:
+                    if exc.errno not in _FULL or attempt == 2:
+                        raise
+        except OSError as exc:
+            with self._lock:
+                self._used -= size
+            log.warning("could not cache chunk %s: %s", oid.hex(), exc)
+            return False
+        with self._lock:
+            self._sizes[oid] = size
+        return True
+
+    def _write(self, oid: bytes, data: bytes) -> None:
+        """Write a chunk under its name (temp + rename); nothing is left if it fails."""
         path = self._path(oid)
         tmp = self.root / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         try:
@@ -176,15 +237,29 @@ class ChunkCache:
             with open(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
-        except OSError as exc:
+        except BaseException:
             tmp.unlink(missing_ok=True)
-            with self._lock:
-                self._used -= size
-            log.warning("could not cache chunk %s: %s", oid.hex(), exc)
-            return False
+            raise
+
+    def shed(self, need: int, near: Path | None = None) -> int:
+        """Evict chunks to free ``need`` bytes for another writer; the bytes freed.
+
+        With ``near``, only if that path is on the cache's filesystem (0 otherwise):
+        evicting elsewhere frees nothing there. Called by writers that met ENOSPC.
+        """
+        if near is not None:
+            try:
+                if os.stat(near).st_dev != self.device:
+                    return 0
+            except OSError:
+                return 0
         with self._lock:
-            self._sizes[oid] = size
-        return True
+            before = self._used
+            self._evict(0, need + self.reserve)
+            freed = before - self._used
+        if freed:
+            log.info("chunk cache: %s evicted to make room on its disk", human_size(freed))
+        return freed
 
     def _drop(self, oid: bytes) -> None:
         with self._lock:
@@ -192,11 +267,13 @@ class ChunkCache:
             if size is not None:
                 self._used -= size
 
-    def _evict(self, room: int) -> None:
-        """Delete least recently used chunks until ``room`` more bytes fit (lock held)."""
-        while self._sizes and self._used + room > self.limit:
+    def _evict(self, room: int, free: int = 0) -> None:
+        """Delete least recently used chunks until ``room`` more bytes fit in the limit
+        and at least ``free`` bytes were deleted (lock held)."""
+        while self._sizes and (self._used + room > self.limit or free > 0):
             oid, size = self._sizes.popitem(last=False)
             self._used -= size
+            free -= size
             self.evicted += 1
             with contextlib.suppress(FileNotFoundError):
                 self._path(oid).unlink()

@@ -1,8 +1,11 @@
 """The daemon process: check, open the source, mount, serve, and unmount cleanly.
 
 Start-up, in order: the mount point and FUSE are checked, the cache directory is
-locked (one daemon per cache), the source is opened and its catalog built (a URL
-mount fetches versions and trees here), the filesystem is mounted, the mount is
+locked (one daemon per cache; ``dvfs mount`` locks it and hands the lock over with
+``--cache-lock-fd``), the chunk cache takes stock (and makes room if its disk is
+short of space, so that what follows can write), the source is opened and its
+catalog built (a URL mount fetches versions and trees here), the filesystem is
+mounted, the mount is
 recorded (``vfs.mounts``), and readiness is announced: one line on ``--ready-fd``
 (``vfs.launch`` documents it) and ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is
 set. A failure before that is one line: on the pipe, or ``dvfs: error: ...`` on
@@ -11,6 +14,9 @@ stderr in the foreground; the exit code is 1.
 Serving: one trio run holds pyfuse3's main loop, the fetcher's nursery, a signal
 watcher and, with ``--refresh``, a loop that rebuilds the catalog every so many
 seconds (in a worker thread) and swaps it in if it changed.
+
+The record names the branch served: a snapshot with ``--branch NEW`` rewrites it,
+so ``dvfs mounts`` shows NEW from then on.
 
 Stopping: SIGTERM, SIGINT or SIGHUP end the main loop; so does an unmount from
 outside (``dvfs umount``). Either way the mount is released (if still there), the
@@ -32,7 +38,8 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
@@ -65,7 +72,9 @@ from vfs import (
     runtime_dir,
     write_record,
 )
+from vfs.launch import MountSource, work_root
 from vfs.lock import claim_for_life
+from vfs.progress_bar import human_size
 
 log = logging.getLogger("daemon")
 JOBS = 8
@@ -88,6 +97,7 @@ class Options:
     debug: bool
     ready_fd: int | None
     writable: bool = False
+    lock_fd: int | None = None
 
 
 def parse(argv: list[str]) -> Options:
@@ -105,10 +115,12 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--debug", action="store_true")
     p.add_argument("--ready-fd", type=int)
     p.add_argument("--writable", action="store_true")
+    p.add_argument("--cache-lock-fd", type=int)
     a = p.parse_args(argv)
     return Options(
         a.source, a.mountpoint, a.cache_dir.absolute(), a.cache_size, a.branch, a.refresh,
         a.timeout, a.endpoint_url, a.allow_other, a.debug, a.ready_fd, a.writable,
+        a.cache_lock_fd,
     )  # fmt: skip
 
 
@@ -154,10 +166,27 @@ class Readiness:
         sd_notify(f"STATUS=failed: {message}")
 
 
-def lock_cache(cache_dir: Path) -> int:
-    """Hold the cache directory's lock for the life of the process; MountError if taken."""
+def lock_cache(cache_dir: Path, held: int | None = None) -> int:
+    """Hold the cache directory's lock for the life of the process; MountError if taken.
+
+    ``held``: the lock, taken by ``dvfs mount`` and handed over; it must be the lock
+    file of ``cache_dir``, and it now names this process.
+    """
     private_dir(cache_dir)
-    got = claim_for_life(cache_dir / "lock")
+    lock = cache_dir / "lock"
+    if held is not None:
+        try:
+            mine, there = os.fstat(held), lock.stat()
+        except OSError as exc:
+            raise MountError(f"--cache-lock-fd {held}: {exc.strerror}") from None
+        if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
+            raise MountError(f"--cache-lock-fd {held} is not the lock of {cache_dir}")
+        os.set_inheritable(held, False)
+        with contextlib.suppress(OSError):  # who holds it is a courtesy
+            os.ftruncate(held, 0)
+            os.pwrite(held, f"{os.getpid()}\n".encode(), 0)
+        return held
+    got = claim_for_life(lock, 0o600)
     if isinstance(got, str):
         raise MountError(
             f"the cache directory {cache_dir} is in use by another dvfs mount (pid {got}): "
@@ -198,15 +227,20 @@ async def watch_signals() -> None:
             pyfuse3.terminate()
 
 
-async def serve(fs: VersionsFs, source: Source, refresh: float | None) -> None:
-    """Run the filesystem until it is unmounted or told to stop."""
+async def serve(
+    fs: VersionsFs, source: Source, refresh: float | None, on_branch: Callable[[str], None]
+) -> None:
+    """Run the filesystem until it is unmounted or told to stop.
+
+    ``on_branch`` is told the branch the mount serves after a snapshot moved it.
+    """
     async with trio.open_nursery() as nursery:
         await nursery.start(fs.fetcher.run)
         nursery.start_soon(watch_signals)
         if isinstance(fs, WorkingFs):
             path = socket_path()  # runtime_dir() was checked by build()
             assert fs.mountpoint is not None
-            snapshots = Snapshots(fs, source, fs.overlay)
+            snapshots = Snapshots(fs, source, fs.overlay, on_branch)
             await nursery.start(Control(path, snapshots, fs.mountpoint).run)
             fs.control_path = os.fsencode(path)
         if refresh:
@@ -225,31 +259,51 @@ def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
     mountpoint = check_mountpoint(opts.mountpoint)
     check_fuse()
     runtime_dir()  # where the record and the control socket go: usable, and private
-    lock_cache(opts.cache_dir)
+    lock_cache(opts.cache_dir, opts.lock_fd)
+    # first: on a full disk it makes room for the metadata and the working tree
+    cache = ChunkCache(opts.cache_dir / "chunks", opts.cache_size)
     where = resolve_source(opts.source)
     source = open_source(
         where.kind, where.location, opts.cache_dir, opts.branch, opts.endpoint_url, JOBS
     )
     catalog = source.catalog()
-    cache = ChunkCache(opts.cache_dir / "chunks", opts.cache_size)
     fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
     if not opts.writable:
         return mountpoint, source, VersionsFs(layout, fetcher)
-    overlay = Overlay(work_dir(source, opts.cache_dir), catalog.head, source.root_entry)
+    work = work_dir(source, where, opts.cache_dir)
+    overlay = Overlay(work, catalog.head, source.root_entry)
     return mountpoint, source, WorkingFs(layout, fetcher, overlay)
 
 
-def work_dir(source: Source, cache_dir: Path) -> Path:
+def work_dir(source: Source, where: MountSource, cache_dir: Path) -> Path:
     """Where a source's branch keeps its working tree (``daemon.overlay``).
 
-    In the repository for a repository mount, so that any cache directory finds it;
-    in the cache directory for a URL mount, which has no other place.
+    In the repository for a repository mount, and in the user's data directory for a
+    URL mount (``vfs.launch.work_root``): never in a cache, which may be cleared to
+    free space, and found by any cache directory. A working tree an older version
+    kept in the cache directory (``work/<branch>``) is moved there first; if it
+    cannot be (another filesystem), it is used where it is.
     """
     name = work_dir_name(source.branch)
-    if isinstance(source, RemoteSource):
-        return cache_dir / "work" / name
-    return source.repo.dir / "worktrees" / name
+    if not isinstance(source, RemoteSource):
+        return source.repo.dir / "worktrees" / name
+    work = work_root(where) / name
+    legacy = cache_dir / "work" / name
+    if legacy.is_dir() and not work.exists():
+        private_dir(work.parent)
+        try:
+            os.rename(legacy, work)
+        except OSError as exc:
+            log.warning("the working tree stays in %s (it could not move to %s: %s)",
+                        legacy, work, exc.strerror)  # fmt: skip
+            return legacy
+        log.info("the working tree moved from %s to %s", legacy, work)
+        with contextlib.suppress(OSError):
+            (cache_dir / "work").rmdir()
+    elif legacy.is_dir():
+        log.warning("%s holds an older working tree of %s; %s is used", legacy, name, work)
+    return work
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,14 +342,22 @@ def main(argv: list[str] | None = None) -> int:
             str(opts.cache_dir), opts.cache_size,
             str(opts.cache_dir / "daemon.log") if opts.ready_fd is not None else None,
             datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            str(fs.overlay.work) if isinstance(fs, WorkingFs) else None,
         )  # fmt: skip
         write_record(record)
+        cache = fs.fetcher.cache
         log.info(
-            "mounted %s (branch %s, v%d) at %s",
+            "mounted %s (branch %s, v%d) at %s; chunk cache %s of %s",
             source.description, source.branch, fs.layout.catalog.latest, mountpoint,
+            human_size(cache.usage() if cache else 0), human_size(opts.cache_size),
         )  # fmt: skip
         ready.ready(source.branch)
-        trio.run(serve, fs, source, opts.refresh)
+
+        def on_branch(branch: str) -> None:  # its working tree moved along
+            work = str(fs.overlay.work) if isinstance(fs, WorkingFs) else None
+            write_record(replace(record, branch=branch, work_dir=work))
+
+        trio.run(serve, fs, source, opts.refresh, on_branch)
     except (SystemExit, KeyboardInterrupt):
         log.info("stopped by a signal: unmounting")
     finally:
@@ -304,5 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(fs, WorkingFs):
             fs.overlay.close()
         remove_record(mountpoint, os.getpid())
-        log.info("unmounted %s", mountpoint)
+        st = fs.fetcher.stats
+        log.info(
+            "unmounted %s; %d chunks (%s) fetched from the remote, %d reads timed out",
+            mountpoint, st.remote_chunks, human_size(st.remote_bytes), st.timeouts,
+        )  # fmt: skip
     return 0

@@ -19,6 +19,10 @@ In order:
    mount serves NEW, and its work directory is renamed to NEW's, so that changes
    made from then on are found by the next mount of NEW.
 
+A full disk: if storing the version meets ENOSPC, the chunk cache makes room (when
+it shares the disk with the store) and step 3 is made once more; nothing of the
+failed attempt is named anywhere.
+
 A crash anywhere leaves the branch at the old version (the upper layer still holds
 every change) or at the new one (the next mount sees the ``S`` record naming the
 branch head and starts clean over it).
@@ -34,9 +38,12 @@ its upper files not yet removed). The fault tests use it to check the claim abov
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +53,7 @@ import trio
 from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
 from daemon.writable import WorkingFs
-from vfs import DvfsError, Entry, Kind, ObjectMissing, Tree, UsageError
+from vfs import DvfsError, Entry, Kind, ObjectMissing, StorageFull, Tree, UsageError
 from vfs.codec import Version, encode_tree, encode_version
 from vfs.durable import flush_filesystem
 from vfs.objects import ObjKind
@@ -54,6 +61,8 @@ from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
 from vfs.stage import Staged
 from vfs.worktree import Found, Hasher, Workers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -194,10 +203,17 @@ def _renamed(e: Entry, name: bytes) -> Entry:
 class Snapshots:
     """Makes versions of one mount's working tree, one at a time."""
 
-    def __init__(self, fs: WorkingFs, source: Source, overlay: Overlay) -> None:
+    def __init__(
+        self,
+        fs: WorkingFs,
+        source: Source,
+        overlay: Overlay,
+        on_branch: Callable[[str], None] = lambda branch: None,
+    ) -> None:
         self.fs = fs
         self.source = source
         self.overlay = overlay
+        self.on_branch = on_branch  # told the branch served after --branch NEW
 
     async def take(self, req: Request) -> dict[str, Any]:
         """Record the working tree; returns what the CLI prints."""
@@ -213,17 +229,14 @@ class Snapshots:
             while todo := self.overlay.unloaded_dirty():
                 for d in todo:
                     await self.fs.kids(d)
-            try:
-                rec = await trio.to_thread.run_sync(self._record, req)
-            except BaseException:  # nothing it wrote is named yet: drop it (the disk may be full)
-                self.source.repo.store.discard()
-                raise
+            rec = await self._record_with_room(req)
             self.overlay.rebase(
                 rec.oid, rec.root, rec.entries, rec.trees, midway=lambda: reached("rebase")
             )
             if rec.branch != self.source.branch:
                 self.overlay.move_to(self._work_of(rec.branch))
                 self.source.branch = rec.branch
+                self.on_branch(rec.branch)
         finally:
             self.fs.gate.reopen()
         catalog = await trio.to_thread.run_sync(self.source.catalog)
@@ -240,6 +253,27 @@ class Snapshots:
             "tag": req.tag,
             "seconds": round(rec.seconds, 3),
         }
+
+    async def _record_with_room(self, req: Request) -> Recorded:
+        """Record the version (step 3); once more if the chunk cache made room for it."""
+        for attempt in (1, 2):
+            try:
+                return await trio.to_thread.run_sync(self._record, req)
+            except BaseException as exc:  # nothing it wrote is named yet: drop it
+                self.source.repo.store.discard()
+                if attempt == 2 or not _disk_full(exc) or not await self._make_room():
+                    raise
+                log.info("the disk was full: the snapshot is stored again, in the room made")
+        raise AssertionError("unreachable")
+
+    async def _make_room(self) -> bool:
+        """Evict cached chunks from the store's disk, for a snapshot; True if any went."""
+        cache = self.fs.fetcher.cache
+        if cache is None:
+            return False
+        need = sum(n.size for n in self.overlay.changed_files())
+        freed = await trio.to_thread.run_sync(cache.shed, need, self.source.repo.dir)
+        return freed > 0
 
     async def status(self) -> dict[str, Any]:
         """The working tree's pending changes, from the overlay's records."""
@@ -378,3 +412,10 @@ class Snapshots:
             for rel, staged in hasher.stage_many(found):
                 out[by_rel[rel].nid] = staged
         return out
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """True for the errors a full disk gives."""
+    if isinstance(exc, StorageFull):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -11,6 +11,9 @@ overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
   the upper directory are made from the trio thread: they hit the page cache, and a
   thread hop per 128 KiB write would cost more than the write. ``fsync`` goes to a
   thread.
+- **A full disk**: a write (or a copy-up) that meets ENOSPC asks the chunk cache to
+  make room, when the cache shares the working tree's disk, and is tried once more:
+  cached chunks can be fetched again, the data being written cannot.
 - **Holding writes**: every handler that changes something passes the write gate,
   which a snapshot closes while it reads the tree; a writer then waits until the
   snapshot is done.
@@ -353,7 +356,7 @@ class WorkingFs(VersionsFs):
                 for i, ref in enumerate(chunks):
                     self.fetcher.prefetch(chunks[i + 1 : i + 1 + COPY_AHEAD])
                     data = await self.fetcher.get(ref)
-                    os.pwrite(fd, data, size)
+                    await self._pwrite(fd, data, size)
                     size += len(data)
                 self.overlay.finish_copy(n, fd, size)
             except BaseException:
@@ -433,11 +436,24 @@ class WorkingFs(VersionsFs):
             n = h.node
             if not n.upper:  # a snapshot made it clean while it was open
                 await self.copy_up(n, False)
-            done = os.pwrite(self.overlay.open_data(n), buf, off)
+            done = await self._pwrite(self.overlay.open_data(n), buf, off)
             self._touch(n, max(n.size, off + done))
         finally:
             self.gate.leave()
         return done
+
+    async def _pwrite(self, fd: int, data: bytes, off: int) -> int:
+        """``os.pwrite``; on ENOSPC, once more after the chunk cache made room."""
+        try:
+            return os.pwrite(fd, data, off)
+        except OSError as exc:
+            cache = self.fetcher.cache
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or cache is None:
+                raise
+            freed = await trio.to_thread.run_sync(cache.shed, len(data), self.overlay.work)
+            if not freed:
+                raise
+        return os.pwrite(fd, data, off)
 
     def _touch(self, n: WNode, size: int) -> None:
         """After a write or truncate: the mtime is the data file's, which a remount reads."""

@@ -21,8 +21,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.overlay import work_dir_name
 from tests.cli_support import AUTHOR, Result, cli_command, cli_env, run
-from vfs import checkout, remotes, sync, workflow
+from vfs import checkout, launch, remotes, sync, workflow
 from vfs.repo import Repository
 from vfs.worktree import Workers
 
@@ -37,8 +38,19 @@ atexit.register(shutil.rmtree, RUNTIME, True)
 
 
 def home_env(home: Path) -> dict[str, str]:
-    """Where a dvfs process puts caches (``home``) and mount records (the session's)."""
-    return {"XDG_CACHE_HOME": str(home), "XDG_RUNTIME_DIR": str(RUNTIME)}
+    """Where a dvfs process puts caches (``home``), URL mounts' working trees
+    (``home/share``) and mount records (the session's)."""
+    return {
+        "XDG_CACHE_HOME": str(home),
+        "XDG_DATA_HOME": str(home / "share"),
+        "XDG_RUNTIME_DIR": str(RUNTIME),
+    }
+
+
+def url_work(home: Path, url: str, branch: str = "main") -> Path:
+    """The working tree of a URL mount of ``url`` started with ``home_env(home)``."""
+    source = launch.MountSource("remote", url)
+    return home / "share" / "dvfs" / "work" / source.cache_name() / work_dir_name(branch)
 
 
 def env_for(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -110,12 +122,18 @@ def stop(m: Mount) -> int | None:
 
 @contextlib.contextmanager
 def mounted(
-    source: str, path: Path, home: Path, *extra: str, env: Mapping[str, str] | None = None
+    source: str,
+    path: Path,
+    home: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+    cache: Path | None = None,
 ) -> Iterator[Mount]:
-    """A foreground daemon serving ``source`` at ``path`` (made if missing)."""
+    """A foreground daemon serving ``source`` at ``path`` (made if missing), its cache
+    in ``cache`` (default ``home/cache-<name of path>``)."""
     path.mkdir(parents=True, exist_ok=True)
     home.mkdir(parents=True, exist_ok=True)
-    cache = home / f"cache-{path.name}"
+    cache = cache or home / f"cache-{path.name}"
     log = home / f"daemon-{path.name}.log"
     with open(log, "wb") as err:
         proc = subprocess.Popen(

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import assert_error, assert_ok, cli_command
+from tests.cli_support import assert_error, assert_ok, cli_command, fsck_clean
 from tests.mount_support import (
     commit,
     dvfs,
@@ -132,7 +132,7 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
         assert_error(
             dvfs(tmp_path, home, "mount", str(repo), str(other), "--cache-dir",
                  str(home / "cache-busy")),
-            "in use by another dvfs mount", code=1,
+            f"is in use by the mount at {tmp_path / 'busy'}", "pass another --cache-dir", code=1,
         )  # fmt: skip
         assert not in_mount_table(other)
 
@@ -247,3 +247,32 @@ def test_a_repository_mount_with_refresh_shows_new_commits(tmp_path: Path) -> No
         assert os.readlink(m.path / ".versions" / "latest") == "v1"
         assert os.listdir(m.path / ".versions" / "tags") == ["t"]
         assert "refreshed: main is at v1" in m.log_text()
+
+
+def test_mounts_shows_the_branch_a_snapshot_moved_to(repo: Path, tmp_path: Path) -> None:
+    """`snapshot --branch NEW` moves the mount to NEW: `dvfs mounts` says so, then and
+    after a remount; `dvfs mounts --json` and `dvfs status MNT --json` agree."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home):
+        (row,) = mounts_under(tmp_path, home)
+        assert (row["branch"], row["work_dir"]) == ("main", str(repo / ".dvfs/worktrees/main"))
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b", "--branch", "side"))
+        (row,) = mounts_under(tmp_path, home)
+        assert (row["branch"], row["work_dir"]) == ("side", str(repo / ".dvfs/worktrees/side"))
+        assert f"{mnt}  {repo}  branch side  " in assert_ok(dvfs(tmp_path, home, "mounts")).out
+        (mnt / "data" / "c.txt").write_bytes(b"c\n")  # pending on side
+        got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert (got["branch"], got["base_version"], got["added"]) == ("side", 3, ["data/c.txt"])
+    with mounted(str(repo), mnt, home, "--branch", "side"):
+        (row,) = mounts_under(tmp_path, home)
+        assert row["branch"] == "side"
+        got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert (got["branch"], got["added"]) == ("side", ["data/c.txt"])
+    with mounted(str(repo), mnt, home):  # the repository's own branch, clean
+        (row,) = mounts_under(tmp_path, home)
+        assert row["branch"] == "main"
+        got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert (got["branch"], got["added"]) == ("main", [])
+        assert not (mnt / "data" / "b.txt").exists()
+    fsck_clean(repo)

@@ -39,6 +39,7 @@ from tests.mount_support import (
     mounted,
     push_to,
     stop,
+    url_work,
     write,
 )
 from tests.test_worktree import Worktree, errno_of, wt_fixture
@@ -174,7 +175,8 @@ def test_another_user_reads_no_private_file_through_the_cache(public: Path, tmp_
     with mounted(remote.as_uri(), public / "mnt2", home, "--writable") as m:
         assert mode(m.cache) == 0o700
         (m.path / "data" / "new.txt").write_bytes(b"new\n")
-        assert {mode(m.cache / "work"), mode(m.cache / "work" / "main")} == {0o700}
+        work = url_work(home, remote.as_uri())
+        assert {mode(work.parent), mode(work)} == {0o700}
 
     # a cache directory of another user is refused: that user could read it, or swap
     # its files for links

@@ -67,6 +67,10 @@ def test_units_have_their_key_settings() -> None:
     assert system["Unit"]["RequiresMountsFor"] == ["%f"]
     assert system["Service"]["CacheDirectory"] == ["dvfs"]
     assert system["Service"]["CacheDirectoryMode"] == ["0700"]
+    # working trees are not kept in the cache, which may be cleared
+    assert "XDG_DATA_HOME=/var/lib" in system["Service"]["Environment"]
+    assert system["Service"]["StateDirectory"] == ["dvfs"]
+    assert system["Service"]["StateDirectoryMode"] == ["0700"]
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import msgpack
 import pytest
 
 from tests.cli_support import Result, assert_error, assert_ok, fsck_clean
-from tests.mount_support import Mount, commit, dvfs, mounted, push_to, write
+from tests.mount_support import Mount, commit, dvfs, mounted, push_to, url_work, write
 from tests.s3server import S3Server
 from vfs.repo import Repository
 
@@ -490,17 +490,19 @@ def test_a_url_mount_snapshot_is_pushed(
 ) -> None:
     """A --writable URL mount publishes; a --refresh mount sees it; a moved remote refuses.
 
-    The second mount is writable too, standing for another machine: once it has
-    followed the branch to the new version, its own snapshot moves the remote's
-    branch under the first mount.
+    The second mount is writable too, standing for another machine (a data directory
+    of its own, where its working tree goes): once it has followed the branch to the
+    new version, its own snapshot moves the remote's branch under the first mount.
     """
     url, opts = remote
     push_to(Repository(repo), url, endpoint_url=opts[1] if opts else None)
     home = tmp_path / "home"
+    elsewhere = {"XDG_DATA_HOME": str(tmp_path / "elsewhere")}
     with (
         mounted(url, tmp_path / "w", home, "--writable", *opts) as w,
-        mounted(url, tmp_path / "r", home, "--writable", "--refresh", "0.2", *opts) as r,
-    ):
+        mounted(url, tmp_path / "r", home, "--writable", "--refresh", "0.2", *opts,
+                env=elsewhere) as r,
+    ):  # fmt: skip
         change(w.path)
         expected = tree_of(w.path)
         got = assert_ok(snapshot(w.path, home, "-m", "from the mount", "--tag", "m2")).json()
@@ -524,7 +526,7 @@ def test_a_url_mount_snapshot_is_pushed(
         wait_for(r, lambda: (r.versions / "branches" / "mine").exists())
         assert tree_of(r.versions / "branches" / "mine") == mine
         assert (r.versions / "v3" / "data" / "elsewhere.txt").exists()  # main's v3
-        assert os.listdir(w.cache / "work") == ["mine"]
+        assert os.listdir(url_work(home, url).parent) == ["mine"]
     clone = tmp_path / "clone"
     assert_ok(dvfs(tmp_path, home, "clone", url, str(clone), "--rev", "origin/mine", *opts))
     assert {k: v for k, v in tree_of(clone).items() if not k.startswith(".dvfs")} == mine

@@ -1335,15 +1335,18 @@ def mount_cmd(
     mountpoint = mounts.check_mountpoint(args[-1])
     mounts.check_fuse()
     settings.check_all()  # the daemon inherits the environment: fail here, not there
+    size = launch.parse_size(cache_size)
+    # locked here and handed to the daemon: two mounts never take the same cache
+    chosen, lock_fd = launch.claim_cache(source, cache_dir.absolute() if cache_dir else None)
     daemon_args = launch.DaemonArgs(
-        source, mountpoint,
-        cache_dir.absolute() if cache_dir else launch.default_cache_dir(source),
-        launch.parse_size(cache_size), branch, refresh, timeout, endpoint_url,
+        source, mountpoint, chosen, size, branch, refresh, timeout, endpoint_url,
         allow_other, debug, source.kind == "repository" if writable is None else writable,
+        lock_fd,
     )  # fmt: skip
     if foreground:
         sys.stdout.flush()
         sys.stderr.flush()
+        os.set_inheritable(lock_fd, True)
         os.execv(sys.executable, daemon_args.argv())
     pid, shown = launch.start(daemon_args)
     if as_json:
@@ -1425,6 +1428,53 @@ def completion(shell: str) -> None:
     complete = get_completion_class(shell)
     assert complete is not None  # the choices are the shells click knows
     click.echo(complete(cli, {}, "dvfs", COMPLETE_VAR).source())
+
+
+@cli.group(name="cache")
+def cache_group() -> None:
+    """Free the disk that mounts' caches use (never a working tree's changes)."""
+
+
+@cache_group.command(name="clean")
+@click.option("--all", "everything", is_flag=True, help="Also remove metadata and logs.")
+@click.option(
+    "--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Clean this cache directory (default: every one under ~/.cache/dvfs).",
+)  # fmt: skip
+@AS_JSON
+def cache_clean(everything: bool, cache_dir: Path | None, as_json: bool) -> None:
+    """Delete the cached data of mounts that are not running.
+
+    Cached chunks are deleted (they are fetched again when read); with --all, the
+    versions and trees fetched for URL mounts and the logs too. A cache that a
+    running mount uses is left alone: unmount it first. Working trees of mounts are
+    never in a cache, and are never touched.
+
+    \b
+    Examples:
+      dvfs cache clean
+      dvfs cache clean --all --cache-dir /scratch/dvfs-cache
+    """
+    from vfs import launch
+
+    dirs = [cache_dir.absolute()] if cache_dir else launch.cache_dirs()
+    done = launch.clean_caches(dirs, everything)
+    if as_json:
+        emit_json(
+            {
+                "freed": done.freed,
+                "cleaned": [str(d) for d in done.cleaned],
+                "in_use": [{"cache_dir": str(d), "by": who} for d, who in done.in_use],
+                "kept_work": [str(d) for d in done.kept_work],
+            }
+        )
+        return
+    for d, who in done.in_use:
+        warn(f"{quoted(str(d))} is in use by {who}: unmount it to clean it")
+    for d in done.kept_work:
+        warn(f"{quoted(str(d))} holds a working tree of an older dvfs: kept (mount it to move it)")
+    n = len(done.cleaned)
+    click.echo(f"freed {human(done.freed)} in {n} cache director{'y' if n == 1 else 'ies'}")
 
 
 # ------------------------------------------------------------------------ entry point

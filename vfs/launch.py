@@ -16,10 +16,32 @@ the hash being of the source, so each source keeps its own). dvfs makes it, and 
 directory in it, 0700, and its files 0600: the chunks are the content of files that
 may be readable by their owner alone (``vfs.mounts.private_dir``)::
 
-    lock            held (flock) by the daemon using the directory
+    lock            held (flock) by the daemon using the directory, or by
+                    `dvfs cache clean` while it cleans it
     chunks/         verified chunks, see daemon.cache
     meta/           URL mounts: a repository holding the remote's versions and trees
     daemon.log      the daemon's log when it runs in the background
+    work/<branch>/  older versions only: a URL mount's working tree (moved out to
+                    the data directory, below, by the next mount of that branch)
+
+Everything in a cache directory can be fetched again (``meta/`` holds a snapshot's
+version only until it is pushed, in the same step, and the working tree keeps
+every change until then), so one that no daemon holds may be deleted;
+:func:`clean_caches` (``dvfs cache clean``) does it under the directory's lock.
+
+One daemon uses a cache directory at a time: its size bound and its order of
+eviction are that daemon's, in memory, and it deletes what it evicts. A second mount
+of a source whose default cache is in use takes the next free one,
+``<name>-<hash>-2``, ``-3``, ... (:func:`claim_cache`); the command locks it before
+starting the daemon and hands the lock over (``--cache-lock-fd``), so two mounts
+started at once never pick the same. An explicit ``--cache-dir`` in use is refused.
+It costs the second mount of a URL its own downloads; a repository mount reads its
+own store, and caches only what comes from its remote.
+
+Working trees of URL mounts (``--writable``) live in the user's data directory,
+``<user data>/dvfs/work/<name>-<hash>/<branch>/`` (``daemon.overlay`` describes one),
+one per source and branch whatever the cache directory, as a repository keeps its
+own in ``.dvfs/worktrees/``.
 """
 
 from __future__ import annotations
@@ -29,20 +51,29 @@ import hashlib
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from vfs.backends import refuse_credentials
 from vfs.errors import MountError
-from vfs.mounts import private_dir, user_cache_dir
+from vfs.lock import claim_for_life
+from vfs.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
 from vfs.remotes import check_url
 from vfs.repo import DVFS_DIR, Repository
 
 DEFAULT_CACHE_SIZE = "10G"
+# How many cache directories one source may have, for mounts at the same time.
+MAX_CACHES = 32
+LOCK_NAME = "lock"
+CHUNKS_NAME = "chunks"
+META_NAME = "meta"
+LOG_NAME = "daemon.log"
+LEGACY_WORK = "work"
 # How long `dvfs mount` waits for the daemon to fetch metadata and mount.
 READY_WAIT = 300.0
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -91,9 +122,59 @@ def resolve_source(arg: str | None) -> MountSource:
     )
 
 
+def caches_root() -> Path:
+    """Where default cache directories go."""
+    return user_cache_dir() / "cache"
+
+
 def default_cache_dir(source: MountSource) -> Path:
-    """Where a source's cache goes unless --cache-dir says otherwise."""
-    return user_cache_dir() / "cache" / source.cache_name()
+    """Where a source's cache goes unless --cache-dir says otherwise (when it is free)."""
+    return caches_root() / source.cache_name()
+
+
+def work_root(source: MountSource) -> Path:
+    """Where a URL source keeps its working trees, one directory per branch."""
+    return user_data_dir() / "work" / source.cache_name()
+
+
+def _holder(pid: str) -> str:
+    """Who holds a cache's lock, for a message: the mount it serves if one is recorded."""
+    for rec in all_records():
+        if str(rec.pid) == pid:
+            return f"the mount at {rec.mountpoint} (pid {pid})"
+    return f"pid {pid}"
+
+
+def claim(cache_dir: Path) -> int | str:
+    """Lock ``cache_dir`` (made if missing, private); the lock's fd, or its holder's pid."""
+    private_dir(cache_dir)
+    return claim_for_life(cache_dir / LOCK_NAME, 0o600)
+
+
+def claim_cache(source: MountSource, given: Path | None) -> tuple[Path, int]:
+    """A cache directory for a new mount, locked: (directory, the lock's fd).
+
+    ``given`` (``--cache-dir``) if it is free, else MountError; without it, the
+    source's default directory or, if a daemon holds it, the next free sibling.
+    """
+    if given is not None:
+        got = claim(given)
+        if isinstance(got, str):
+            raise MountError(
+                f"the cache directory {given} is in use by {_holder(got)}: pass another "
+                "--cache-dir, or leave it out to have a free one chosen"
+            )
+        return given, got
+    first = default_cache_dir(source)
+    for n in range(1, MAX_CACHES + 1):
+        where = first if n == 1 else first.with_name(f"{first.name}-{n}")
+        got = claim(where)
+        if not isinstance(got, str):
+            return where, got
+    raise MountError(
+        f"the {MAX_CACHES} cache directories of {source.location} are all in use: unmount "
+        "some of its mounts, or pass --cache-dir"
+    )
 
 
 @dataclass(frozen=True)
@@ -111,6 +192,7 @@ class DaemonArgs:
     allow_other: bool = False
     debug: bool = False
     writable: bool = False
+    lock_fd: int | None = field(default=None, compare=False)  # the cache's lock, handed over
 
     def __post_init__(self) -> None:
         # The daemon's command line is readable by every local user (ps, /proc).
@@ -137,6 +219,8 @@ class DaemonArgs:
             out.append("--debug")
         if self.writable:
             out.append("--writable")
+        if self.lock_fd is not None:
+            out += ["--cache-lock-fd", str(self.lock_fd)]
         return out
 
     @property
@@ -178,13 +262,14 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
     """
     private_dir(args.cache_dir)
     read_end, write_end = os.pipe()
+    handed = (write_end,) if args.lock_fd is None else (write_end, args.lock_fd)
     with open_log(args.log_path) as log:
         proc = subprocess.Popen(
             [*args.argv(), "--ready-fd", str(write_end)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            pass_fds=(write_end,),
+            pass_fds=handed,
             cwd="/",
             start_new_session=True,
         )
@@ -227,3 +312,82 @@ def _read_line(fd: int, wait: float) -> str:
             break
         data += piece
     return data.decode(errors="replace").split("\n", 1)[0].strip()
+
+
+# ---------------------------------------------------------------------------- cleaning
+
+
+@dataclass
+class Cleaned:
+    """What :func:`clean_caches` did."""
+
+    freed: int = 0  # bytes deleted
+    cleaned: list[Path] = field(default_factory=list)
+    in_use: list[tuple[Path, str]] = field(default_factory=list)  # (directory, holder)
+    kept_work: list[Path] = field(default_factory=list)  # legacy working trees left alone
+
+
+def looks_like_cache(path: Path) -> bool:
+    """True if ``path`` holds what a mount puts in its cache directory (and is ours)."""
+    try:
+        names = set(os.listdir(path))
+        st = path.lstat()
+    except OSError:
+        return False
+    own = path.is_dir() and not path.is_symlink() and st.st_uid == os.geteuid()
+    return own and bool(names & {LOCK_NAME, CHUNKS_NAME, META_NAME})
+
+
+def cache_dirs() -> list[Path]:
+    """Every default cache directory of this user."""
+    try:
+        found = sorted(caches_root().iterdir())
+    except OSError:
+        return []
+    return [p for p in found if looks_like_cache(p)]
+
+
+def _remove(path: Path) -> int:
+    """Delete a file or a directory tree (never following a link); the bytes it held."""
+    if path.is_symlink() or not path.is_dir():
+        size = path.lstat().st_size
+        path.unlink()
+        return size
+    size = disk_usage(path)
+    shutil.rmtree(path)
+    return size
+
+
+def clean_caches(dirs: list[Path], everything: bool = False) -> Cleaned:
+    """Empty cache directories no daemon uses; never touch a working tree.
+
+    Each directory is locked while it is cleaned, so no mount starts on it meanwhile;
+    one a daemon holds is skipped. Removed: ``chunks/`` (the cached file data), and
+    with ``everything`` the metadata and the log too, then the directory itself,
+    unless an older version left a working tree in ``work/``: that is kept, whole.
+    Only names a mount makes are removed; anything else in the directory stays.
+    """
+    out = Cleaned()
+    for d in dirs:
+        if not looks_like_cache(d):
+            raise MountError(f"{d} is not a dvfs cache directory: nothing was removed")
+        got = claim(d)
+        if isinstance(got, str):
+            out.in_use.append((d, _holder(got)))
+            continue
+        try:
+            names = [CHUNKS_NAME] + ([META_NAME, LOG_NAME] if everything else [])
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    out.freed += _remove(d / name)
+            out.cleaned.append(d)
+            work = d / LEGACY_WORK
+            if work.exists():
+                out.kept_work.append(work)
+            elif everything:
+                (d / LOCK_NAME).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    d.rmdir()  # only if nothing else is in it
+        finally:
+            os.close(got)
+    return out

@@ -21,7 +21,12 @@ Mount record, format version 2: JSON in
     {"v": 2, "mountpoint": "/abs/mnt", "source": "/abs/repo" | "s3://b/p",
      "branch": "main", "pid": 1234, "start": <start time, clock ticks after boot>,
      "boot": "<boot id>", "cache_dir": "/abs/cache", "cache_size": bytes,
-     "log": "/abs/cache/daemon.log" | null, "started": "2026-01-01T00:00:00Z"}
+     "log": "/abs/cache/daemon.log" | null, "started": "2026-01-01T00:00:00Z",
+     "work_dir": "/abs/work/main" | null}
+
+``branch`` is the branch served now (a snapshot with ``--branch NEW`` rewrites the
+record), ``work_dir`` where the working tree's changes are kept (null for a
+read-only mount; absent from records of older versions).
 
 Version 1 records (in ``<user cache>/dvfs/mounts``, without ``start`` and ``boot``)
 are ignored: their pid cannot be told from another process's.
@@ -126,8 +131,20 @@ def runtime_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/dvfs`` (default ``~/.cache/dvfs``): caches and mount records."""
+    """``$XDG_CACHE_HOME/dvfs`` (default ``~/.cache/dvfs``): what can be fetched again."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base).absolute() / "dvfs"
+
+
+def user_data_dir() -> Path:
+    """``$XDG_DATA_HOME/dvfs`` (default ``~/.local/share/dvfs``): what exists nowhere else.
+
+    The working trees of URL mounts live here, not in a cache directory: clearing a
+    cache to free space must never take changes not yet snapshotted with it.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base).absolute() / "dvfs"
 
 
@@ -171,6 +188,7 @@ class MountRecord:
     cache_size: int
     log: str | None
     started: str
+    work_dir: str | None = None
 
     def encode(self) -> bytes:
         """The record's JSON bytes."""
@@ -188,7 +206,8 @@ class MountRecord:
             return None
         typed = [isinstance(getattr(out, f), str) for f in ("mountpoint", "source", "branch")]
         numbers = isinstance(out.pid, int) and isinstance(out.start, int)
-        return out if all(typed) and numbers and isinstance(out.boot, str) else None
+        work = out.work_dir is None or isinstance(out.work_dir, str)
+        return out if all(typed) and numbers and work and isinstance(out.boot, str) else None
 
 
 def records_dir() -> Path:
@@ -442,8 +461,9 @@ class MountStatus:
     pid: int | None
     state: str  # "mounted", "dead" (daemon gone, mount left), "unrecorded"
     cache_dir: str | None
-    cache_used: int | None
+    cache_used: int | None  # bytes, as cache_size
     cache_size: int | None
+    work_dir: str | None = None  # where a writable mount keeps its changes
 
     def as_json(self) -> dict[str, Any]:
         """The status as a JSON object."""
@@ -468,7 +488,7 @@ def statuses() -> list[MountStatus]:
             MountStatus(
                 rec.mountpoint, rec.source, rec.branch, rec.pid,
                 "mounted" if alive else "dead", rec.cache_dir,
-                disk_usage(cache / "chunks"), rec.cache_size,
+                disk_usage(cache / "chunks"), rec.cache_size, rec.work_dir,
             )
         )  # fmt: skip
     for point, fstype in table.items():
