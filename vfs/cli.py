@@ -1432,7 +1432,13 @@ def completion(shell: str) -> None:
 
 @cli.group(name="cache")
 def cache_group() -> None:
-    """Free the disk that mounts' caches use (never a working tree's changes)."""
+    """Free the disk that mounts' caches use (never a working tree's changes).
+
+    \b
+    Examples:
+      dvfs cache clean
+      dvfs cache clean --all
+    """
 
 
 @cache_group.command(name="clean")
