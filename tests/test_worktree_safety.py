@@ -31,6 +31,7 @@ from tests.cli_support import (
     drop_file_override,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
     warnings_of,
 )
 from vfs import checkout as co
@@ -631,4 +632,61 @@ def test_a_hard_link_to_a_file_outside_keeps_its_times(repo: Repo, tmp_path: Pat
     assert outside.stat().st_mtime_ns == 10**18
     assert outside.read_text() == "same"
     assert (repo.root / "data" / "a.txt").stat().st_nlink == 1
+    repo.fsck_clean()
+
+
+def test_pull_never_writes_through_a_linked_directory(
+    make_repo: RepoFactory, tmp_path: Path, outside: Path
+) -> None:
+    a = make_repo("a")
+    a.write("data/n.txt", "n1")
+    a.write("data/m.txt", "m1")
+    a.ok("add", "data")
+    a.commit("v1")
+    remote = tmp_path / "remote"
+    a.ok("remote", "add", "origin", str(remote))
+    a.ok("push")
+    assert_ok(run(tmp_path, "clone", str(remote), "b"))
+    b = Repo(tmp_path / "b")
+    a.write("data/n.txt", "n2")
+    os.unlink(a.root / "data" / "m.txt")
+    a.ok("add", "data")
+    a.commit("v2")
+    a.ok("push")
+    before = snapshot(outside)
+    shutil.rmtree(b.root / "data")
+    os.symlink(outside, b.root / "data")
+    b.fail("pull", fragments=("data (a symbolic link", "--force"))
+    assert snapshot(outside) == before and (b.root / "data").is_symlink()
+    b.ok("pull", "--force")
+    assert snapshot(outside) == before
+    assert not (b.root / "data").is_symlink()
+    assert sorted(os.listdir(b.root / "data")) == ["n.txt"]
+    assert b.read("data/n.txt") == b"n2"
+    b.fsck_clean()
+
+
+@pytest.mark.parametrize("files", [10, 4200])  # one process; with helper processes
+def test_an_unreadable_tracked_directory_is_reported_not_deleted(repo: Repo, files: int) -> None:
+    for i in range(files):
+        (repo.root / "d" / f"s{i % 50}").mkdir(parents=True, exist_ok=True)
+        (repo.root / "d" / f"s{i % 50}" / f"f{i}.txt").write_text(str(i))
+    repo.write("d/locked/inside.txt", "i")
+    repo.write("d/locked/deeper/more.txt", "m")
+    repo.ok("add", "d")
+    repo.commit("v1")
+    repo.write("d/s1/f1.txt", "changed")
+    locked = repo.root / "d" / "locked"
+    locked.chmod(0)
+    try:
+        r = repo.run("status", "--json", unprivileged=True)
+        assert r.code == 1, str(r)
+        st = r.json()
+        assert st["unreadable"] == ["d/locked/deeper/more.txt", "d/locked/inside.txt"]
+        assert st["deleted"] == [] and st["modified"] == ["d/s1/f1.txt"]
+        notes = warnings_of(r)
+        assert len(notes) == 1 and "d/locked" in notes[0] and "permission denied" in notes[0]
+    finally:
+        locked.chmod(0o755)
+    assert repo.status()["deleted"] == []
     repo.fsck_clean()

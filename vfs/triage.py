@@ -23,7 +23,7 @@ from pathlib import Path
 from vfs.beneath import Walker
 from vfs.forked import Channel, Helper, spare_cpus
 from vfs.stage import Index
-from vfs.worktree import Found, Warn, enterable, list_dir, scan
+from vfs.worktree import Found, Warn, enterable, list_dir_or_skip, scan
 
 SPLIT_ABOVE = 4096  # tracked files; fewer are sorted in one process (a fork costs ~1 ms)
 HELPERS = 3  # at most this many helper processes
@@ -33,34 +33,49 @@ Triaged = tuple[list[bytes], list[Found], list[bytes]]
 
 
 def triage_tree(
-    root: Path, tops: Sequence[bytes], extra: Iterable[Found], index: Index, warn: Warn
+    root: Path,
+    tops: Sequence[bytes],
+    extra: Iterable[Found],
+    index: Index,
+    warn: Warn,
+    skipped: list[bytes] | None = None,
 ) -> Triaged:
     """Scan ``tops`` (which exist), add ``extra``, and sort the files against ``index``.
 
     Returns (untracked paths, files that may have changed, tracked paths not found).
+    With ``skipped``, directories that cannot be read are added there (after a
+    warning) rather than raise; the tracked paths below them count as not found.
     """
     helpers = _helpers_for(index)
     if helpers == 0:
-        untracked, stale, tracked = _sorted(index, chain(extra, _scanned(root, tops, warn)))
+        scanned = chain(extra, _scanned(root, tops, warn, skipped))
+        untracked, stale, tracked = _sorted(index, scanned)
         return untracked, stale, _deleted(index, tracked)
-    listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn)
+    listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn, skipped)
     parts = [dirs[i :: helpers + 1] for i in range(helpers + 1)]
     children = [c for c in (_Helper.start(root, part, index) for part in parts[1:] if part) if c]
     try:
         untracked, stale, tracked = _sorted(
-            index, chain(extra, listed, _scanned(root, parts[0], warn))
+            index, chain(extra, listed, _scanned(root, parts[0], warn, skipped))
         )
         answers = [(c, c.answer()) for c in children]
         with Walker(root) as walker:
             for c, got in answers:
                 if got is None:  # scanned again here: a failure raises its own error
-                    u, s, t = _sorted(index, _scanned(root, c.dirs, warn))
+                    u, s, t = _sorted(index, _scanned(root, c.dirs, warn, skipped))
                     untracked += u
                     stale += s
                     tracked += t
                     continue
                 for note in got.notes:
                     warn(note)
+                if skipped is not None:
+                    skipped += got.skipped
+                elif got.skipped:  # asked not to skip: here they raise (or are readable now)
+                    u, s, t = _sorted(index, _scanned(root, got.skipped, warn))
+                    untracked += u
+                    stale += s
+                    tracked += t
                 untracked += got.untracked
                 for rel in got.stale:
                     st = walker.lstat(rel)
@@ -76,7 +91,7 @@ def triage_tree(
                 paths = c.tracked(need)
                 if need:
                     if paths is None:
-                        u, s, t = _sorted(index, _scanned(root, c.dirs, warn))
+                        u, s, t = _sorted(index, _scanned(root, c.dirs, _quiet, []))
                         tracked += t
                     else:
                         tracked += [p for p in paths if p not in got.gone]
@@ -86,15 +101,21 @@ def triage_tree(
             c.close()
 
 
+def _quiet(_: str) -> None:
+    """Drops a warning (given once already)."""
+
+
 def _helpers_for(index: Index) -> int:
     """How many helper processes to start (0: do it all here)."""
     return 0 if index.count() < SPLIT_ABOVE else spare_cpus(HELPERS)
 
 
-def _scanned(root: Path, dirs: Iterable[bytes], warn: Warn) -> Iterator[Found]:
+def _scanned(
+    root: Path, dirs: Iterable[bytes], warn: Warn, skipped: list[bytes] | None = None
+) -> Iterator[Found]:
     """Every file and link at or below each of ``dirs`` (see :func:`scan`)."""
     for d in dirs:
-        yield from scan(root, d, warn)
+        yield from scan(root, d, warn, skipped=skipped)
 
 
 def _sorted(index: Index, found: Iterable[Found]) -> Triaged:
@@ -111,7 +132,7 @@ def _deleted(index: Index, tracked: list[bytes]) -> list[bytes]:
 
 
 def _frontier(
-    root: Path, tops: Sequence[bytes], want: int, warn: Warn
+    root: Path, tops: Sequence[bytes], want: int, warn: Warn, skipped: list[bytes] | None
 ) -> tuple[list[Found], list[bytes]]:
     """List directories breadth first from ``tops`` until ``want`` are left to scan.
 
@@ -125,11 +146,11 @@ def _frontier(
             if st is not None and statmod.S_ISDIR(st.st_mode):
                 level.append(top)
             else:
-                listed.extend(scan(root, top, warn))
+                listed.extend(scan(root, top, warn, skipped=skipped))
         while level and len(level) < want:
             deeper: list[bytes] = []
             for d in level:
-                listing = list_dir(walker, d)
+                listing = list_dir_or_skip(walker, d, warn, skipped)
                 listed += listing.files
                 deeper += enterable(listing, warn)
             level = deeper
@@ -144,6 +165,7 @@ class _Answer:
     stale: list[bytes]
     count: int
     notes: list[str]
+    skipped: list[bytes]
     gone: set[bytes] = field(default_factory=set)
 
 
@@ -166,8 +188,8 @@ class _Helper:
         if not ok:
             return None
         try:
-            untracked, stale, count, notes = value
-            return _Answer(list(untracked), list(stale), int(count), list(notes))
+            untracked, stale, count, notes, skipped = value
+            return _Answer(list(untracked), list(stale), int(count), list(notes), list(skipped))
         except (ValueError, TypeError):
             return None
 
@@ -188,8 +210,9 @@ class _Helper:
 def _serve(root: Path, dirs: list[bytes], index: Index, channel: Channel) -> None:
     """The helper's work."""
     notes: list[str] = []
-    untracked, stale, tracked = index.triage(_scanned(root, dirs, notes.append))
-    channel.send(([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes))
+    skipped: list[bytes] = []
+    untracked, stale, tracked = index.triage(_scanned(root, dirs, notes.append, skipped))
+    channel.send(([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes, skipped))
     ok, need = channel.receive()
     if ok and need:
         channel.send(tracked)

@@ -113,8 +113,15 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         s = lstat_or_none(repo.root, p)
         if s is not None and p not in dirs:
             at_root.append(Found(p, s))
+    skipped: list[bytes] = []  # directories that cannot be read
     with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
-        st.untracked, to_hash, st.deleted = triage_tree(repo.root, tops, at_root, index, warn)
+        st.untracked, to_hash, st.deleted = triage_tree(
+            repo.root, tops, at_root, index, warn, skipped
+        )
+    if skipped:  # what is tracked below them is unknown, not deleted
+        below = tuple(d + b"/" for d in skipped)
+        st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
+        st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
     hasher = Hasher(repo.root, repo.chunker, None, workers)
     failed: dict[bytes, DvfsError] = {}
     for rel, staged in hasher.stage_many(to_hash, failed):
@@ -128,6 +135,7 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     for rel in sorted(failed):  # (all tracked: untracked files are not read)
         warn(f"{failed[rel]} (its state is unknown)")
         st.unreadable.append(rel)
+    st.unreadable.sort()
     st.modified.sort()
     st.untracked.sort()
     return st

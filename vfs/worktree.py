@@ -533,14 +533,23 @@ def too_deep_message(path: bytes) -> str:
     return f"{show(path)[:200]}...: nested more than {MAX_DEPTH} directories deep"
 
 
-def scan(root: Path, rel: bytes, warn: Warn, *, strict: bool = False) -> Iterator[Found]:
+def scan(
+    root: Path,
+    rel: bytes,
+    warn: Warn,
+    *,
+    strict: bool = False,
+    skipped: list[bytes] | None = None,
+) -> Iterator[Found]:
     """Every file and symlink at or below ``rel``, depth first (nothing if ``rel`` is gone).
 
     FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git`` are
     never entered. Other names dvfs never stores (:func:`reserved_in`), and
     directories more than MAX_DEPTH deep, are skipped with a warning, or refused with
     a UsageError if ``strict``. Links are never followed, not even one that replaced a
-    directory while it was being scanned (see ``vfs.beneath``).
+    directory while it was being scanned (see ``vfs.beneath``). A directory that
+    cannot be read raises FileUnreadable; with ``skipped``, it gets a warning and is
+    added there instead.
     """
 
     with Walker(root) as walker:
@@ -555,9 +564,22 @@ def scan(root: Path, rel: bytes, warn: Warn, *, strict: bool = False) -> Iterato
             return
         stack = [rel]
         while stack:
-            listing = list_dir(walker, stack.pop())
+            listing = list_dir_or_skip(walker, stack.pop(), warn, skipped)
             yield from listing.files
             stack += enterable(listing, warn, strict=strict)
+
+
+def list_dir_or_skip(walker: Walker, d: bytes, warn: Warn, skipped: list[bytes] | None) -> Listing:
+    """:func:`list_dir`; with ``skipped``, an unreadable directory is warned of, added
+    there, and listed as empty."""
+    try:
+        return list_dir(walker, d)
+    except FileUnreadable as exc:
+        if skipped is None:
+            raise
+        warn(f"{exc} (what it holds is left out)")
+        skipped.append(d)
+        return Listing([], [], [], [])
 
 
 def enterable(listing: Listing, warn: Warn, *, strict: bool = False) -> list[bytes]:
