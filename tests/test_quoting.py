@@ -13,6 +13,9 @@ from vfs.quoting import escape_text, quote_name, safe_json
 
 # What a terminal could act on: C0, DEL, C1, line separators, bidi controls, surrogates.
 DANGEROUS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+INVISIBLE = "\xad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2064\ufeff"
+# What human output escapes besides: characters that make one name look like another.
+HIDDEN = re.compile(f"{DANGEROUS.pattern}|[{INVISIBLE}]")
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
 
 
@@ -72,7 +75,7 @@ def test_free_text_is_escaped_in_place() -> None:
 @given(st.binary(max_size=40))
 def test_every_name_is_recovered_from_its_quoted_form(name: bytes) -> None:
     shown = quote_name(name)
-    assert DANGEROUS.search(shown) is None
+    assert HIDDEN.search(shown) is None
     assert unquote(shown) == name
     assert quote_name(os.fsdecode(name)) == shown
 
@@ -80,9 +83,9 @@ def test_every_name_is_recovered_from_its_quoted_form(name: bytes) -> None:
 @given(st.text(max_size=40))
 def test_escaped_text_holds_nothing_a_terminal_acts_on(text: str) -> None:
     shown = escape_text(text)
-    assert DANGEROUS.search(shown) is None
+    assert HIDDEN.search(shown) is None
     assert "\n" not in shown and "\r" not in shown
-    if DANGEROUS.search(text) is None:
+    if HIDDEN.search(text) is None:
         assert shown == text
 
 
@@ -96,3 +99,11 @@ def test_json_is_exact_valid_utf8_and_terminal_safe(name: bytes, text: str) -> N
     back = json.loads(raw)
     assert os.fsencode(back["name"]) == name
     assert back["text"] == text and back["list"] == [text, 1, None]
+
+
+def test_invisible_characters_cannot_make_a_name_look_like_another() -> None:
+    for c in INVISIBLE:
+        shown = quote_name(f".g{c}it")
+        assert shown != ".git" and shown.startswith('"'), repr(shown)
+        assert unquote(shown) == f".g{c}it".encode()
+        assert c not in escape_text(f"a{c}b")

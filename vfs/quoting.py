@@ -9,8 +9,11 @@ JSON output stays exact (:func:`safe_json`).
 Unsafe code points: C0 controls (U+0000..U+001F), DEL, C1 controls (U+0080..U+009F),
 the Unicode line and paragraph separators (U+2028, U+2029), the bidirectional
 embeddings, overrides and isolates that can make text read backwards (U+202A..U+202E,
-U+2066..U+2069), and bytes that are not UTF-8 (held as the surrogates U+DC80..U+DCFF
-of ``os.fsdecode``). Everything else, ``é`` and ``日本`` included, prints as it is.
+U+2066..U+2069), the invisible characters that make two different names look alike
+(soft hyphen U+00AD, U+180E, the zero-width U+200B..U+200F and U+2060..U+2064, and
+U+FEFF: ``.g\u200cit`` must not print as ``.git``), and bytes that are not UTF-8
+(held as the surrogates U+DC80..U+DCFF of ``os.fsdecode``). Everything else, ``é``
+and ``日本`` included, prints as it is.
 
 - :func:`quote_name` (names, paths, refs, link targets, URLs): a name holding an
   unsafe code point, ``"`` or ``\\`` is shown as a C-style string in double quotes,
@@ -31,7 +34,10 @@ import math
 import re
 from typing import Any
 
-_UNSAFE = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = (
+    r"\x00-\x1f\x7f-\x9f\xad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
+    r"\u2066-\u2069\ufeff\ud800-\udfff"
+)
 _TEXT_UNSAFE = re.compile(f"[{_UNSAFE}]")
 _NAME_UNSAFE = re.compile(f'[{_UNSAFE}"\\\\]')
 # Code points json.dumps(ensure_ascii=False) leaves raw that a terminal may act on.
