@@ -10,7 +10,7 @@ FORBIDDEN_IN_VFS = {"daemon", "trio", "pyfuse3"}
 
 # Lower layers never import higher ones (ARCHITECTURE.md lists the order).
 LAYERS = [
-    {"errors", "ids", "names", "quoting", "settings", "params", "yaml12"},
+    {"errors", "ids", "names", "quoting", "settings", "params", "yaml12", "grouping"},
     {"chunking", "codec", "durable", "direct", "forked", "beneath"},
     {"packs"},
     {"objects", "lock"},

@@ -106,10 +106,10 @@ def test_hostile_names_in_every_human_output(repo: Repo) -> None:
 
     log = assert_safe(repo.ok("log")).splitlines()
     assert len(log) == 2
-    assert log[0].endswith("  evil\\n   v9  0000000000  2020-01-01T00:00:00Z  forged")
+    assert log[0].endswith("  evil\\n   v9  0000000000  2020-01-01T00:00:00Z  forged  (main)")
     assert log[1] == "       m1\\n   v7  forged\\033[0m"
 
-    show = assert_safe(repo.ok("show")).splitlines()
+    show = assert_safe(repo.ok("show", "--files")).splitlines()
     assert "    m1\\n   v7  forged\\033[0m" in show
     for name in (*HOSTILE, PLAIN):
         assert any(line.endswith(f"  {q(name)}") for line in show), (name, show)

@@ -188,7 +188,7 @@ def test_show_in_text_yaml_and_json(repo: Repo) -> None:
     assert y["message"] == "second"
     assert y["author"] == AUTHOR
     assert ISO_TIME.match(y["created"])
-    assert y["totals"] == {"files": 2, "bytes": len(table) + 1000}
+    assert y["totals"] == {"files": 2, "bytes": len(table) + 1000, "directories": 1}
 
     assert repo.show("HEAD") == y  # json and yaml carry the same record
     v1 = yaml.safe_load(repo.ok("show", "v1", "--format", "yaml").out)
@@ -200,7 +200,9 @@ def test_show_in_text_yaml_and_json(repo: Repo) -> None:
     assert repo.ok("show", "--format", "text").out == text
     assert f"version  v2  {y['id']}" in text
     assert "second" in text and AUTHOR in text
-    assert digest(table)[:12] in text and "data.csv" in text
+    assert "2 files, " in text and "data.csv" not in text  # a summary
+    listed = repo.ok("show", "--files").out
+    assert digest(table)[:12] in listed and "data.csv" in listed
     assert "param    lr = 0.1" in repo.ok("show", "v1").out
     repo.fsck_clean()
 
@@ -311,10 +313,10 @@ def test_diff_added_removed_modified_renamed(repo: Repo) -> None:
     assert changes(full) == expected
     assert full["summary"] == {
         "added": 1, "removed": 1, "modified": 1, "renamed": 1,
-        "bytes_added": 1 + len("new content"), "bytes_removed": 3 + 3,
+        "bytes_added": 1 + len("new content"), "bytes_removed": 3 + 3, "parameters": 0,
     }  # fmt: skip
     stat = repo.json("diff", "v1", "v2", "--stat", "--json")
-    assert stat == {"summary": full["summary"], "changes": []}
+    assert stat == {"summary": full["summary"], "changes": [], "parameters": []}
     assert repo.ok("diff", "v1", "v2", "--stat").out.splitlines() == [
         "1 added, 1 removed, 1 modified, 1 renamed (+12 B, -6 B)"
     ]

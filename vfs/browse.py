@@ -12,7 +12,19 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from vfs.codec import Entry, Kind, Version
-from vfs.diff import Change, diff_maps, diff_trees, same_entry, tree_delta
+from vfs.diff import (
+    Change,
+    ParamChange,
+    changed_under,
+    diff_maps,
+    diff_trees,
+    param_changes,
+    same_entry,
+    summary,
+    tree_delta,
+    tree_delta_under,
+    under,
+)
 from vfs.errors import UsageError
 from vfs.history import History, split_rev_path
 from vfs.repo import Repository
@@ -41,15 +53,42 @@ def version_summary(hist: History, oid: bytes, v: Version) -> dict[str, Any]:
     }
 
 
-def log(repo: Repository, rev: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """Versions on the first-parent chain from ``rev`` (default HEAD), newest first."""
+def decorations(repo: Repository) -> dict[bytes, dict[str, list[str]]]:
+    """For each version a tag or branch names: its ``tags`` and ``branches``."""
+    out: dict[bytes, dict[str, list[str]]] = {}
+    for kind, refs in (("tags", repo.refs.tags()), ("branches", repo.refs.branches())):
+        for name, oid in refs.items():
+            out.setdefault(oid, {"tags": [], "branches": []})[kind].append(name)
+    return out
+
+
+def log(
+    repo: Repository,
+    rev: str | None = None,
+    limit: int | None = None,
+    paths: Sequence[bytes] = (),
+) -> list[dict[str, Any]]:
+    """Versions on the first-parent chain from ``rev`` (default HEAD), newest first.
+
+    With ``paths``, only the versions that changed something at or below one of them
+    (against their first parent); see :func:`vfs.diff.changed_under`. Each row names
+    the tags and branches at that version, and its parameters.
+    """
     hist = repo.history
     start = hist.head_id() if rev is None else hist.resolve(rev)
+    refs = decorations(repo)
     out: list[dict[str, Any]] = []
     for oid, v in hist.chain(start):
         if limit is not None and len(out) >= limit:
             break
-        out.append(version_summary(hist, oid, v))
+        if paths:
+            parent = hist.version(v.parents[0]).tree if v.parents else None
+            if not changed_under(hist, parent, v.tree, paths):
+                continue
+        row = version_summary(hist, oid, v)
+        row.update(refs.get(oid, {"tags": [], "branches": []}))
+        row["parameters"] = v.params
+        out.append(row)
     return out
 
 
@@ -79,14 +118,23 @@ def _file_record(e: Entry, added: str | None) -> dict[str, Any]:
     return {"hash": e.digest.hex(), "size": e.size, "added": added}
 
 
-def show(repo: Repository, rev: str | None) -> dict[str, Any]:
-    """Everything about one version, files included, ready to export."""
+TOP_DIRECTORIES = 10  # directories `dvfs show` lists, largest first
+
+
+def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any]:
+    """Everything about one version, ready to export: metadata, what changed since its
+    parent, its largest directories and (if ``files``) every file.
+
+    Listing the files reads the whole tree and the history back to each file's
+    origin; the rest reads only what differs from the parent and each directory once.
+    """
     hist = repo.history
     oid = hist.resolve(rev or "HEAD")
     v = hist.version(oid)
-    added = added_in(hist, oid)
-    files = {os.fsdecode(p): _file_record(e, added.get(p)) for p, e in hist.walk(v.tree)}
-    return {
+    parent = v.parents[0] if v.parents else None
+    changes = diff_trees(hist, hist.version(parent).tree if parent is not None else None, v.tree)
+    extent = hist.extent(v.tree)
+    data: dict[str, Any] = {
         "version": f"v{v.number}",
         "id": oid.hex(),
         "parents": [p.hex() for p in v.parents],
@@ -97,8 +145,47 @@ def show(repo: Repository, rev: str | None) -> dict[str, Any]:
         "git_dirty": v.git.dirty if v.git else None,
         "parameters": v.params,
         "pipeline": list(v.pipeline),
-        "totals": {"files": v.files, "bytes": v.bytes},
-        "files": files,
+        "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
+        "changes": {"since": hist.label(parent) if parent is not None else None,
+                    **summary(changes)},
+        "top_directories": top_directories(hist, v.tree),
+    }  # fmt: skip
+    if files:
+        added = added_in(hist, oid)
+        data["files"] = {
+            os.fsdecode(p): _file_record(e, added.get(p)) for p, e in hist.walk(v.tree)
+        }
+    return data
+
+
+def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) -> dict[str, Any]:
+    """The largest directories of a tree (files and bytes below each), largest first.
+
+    They are listed where the tree first branches out: a version holding everything
+    in ``data/`` lists the directories inside ``data/``. ``loose`` counts the files
+    directly in that directory, ``more`` the directories left out.
+    """
+    prefix = b""
+    entries = hist.tree(tree).entries
+    while len(entries) == 1 and entries[0].kind == Kind.DIR:
+        prefix = prefix + b"/" + entries[0].name if prefix else entries[0].name
+        entries = hist.tree(entries[0].subtree).entries
+    rows: list[tuple[int, int, str]] = []
+    loose = {"files": 0, "bytes": 0}
+    for e in entries:
+        if e.kind == Kind.DIR:
+            x = hist.extent(e.subtree)
+            path = prefix + b"/" + e.name if prefix else e.name
+            rows.append((x.bytes, x.files, os.fsdecode(path)))
+        else:
+            loose["files"] += 1
+            loose["bytes"] += e.size
+    rows.sort(key=lambda r: (-r[0], -r[1], r[2]))
+    return {
+        "in": os.fsdecode(prefix),
+        "directories": [{"path": p, "files": f, "bytes": b} for b, f, p in rows[:limit]],
+        "more": max(0, len(rows) - limit),
+        "loose": loose,
     }
 
 
@@ -157,16 +244,34 @@ def diff(
     workers: Workers,
     warn: Warn = quiet,
     unreadable: list[bytes] | None = None,
+    paths: Sequence[bytes] = (),
 ) -> list[Change]:
-    """No rev: HEAD vs working tree. One: REV vs working tree. Two: REV vs REV."""
+    """No rev: HEAD vs working tree. One: REV vs working tree. Two: REV vs REV.
+
+    With ``paths``, only what is at or below them (between two versions, only the
+    trees on the way to them are read).
+    """
     hist = repo.history
     if len(revs) > 2:
         raise UsageError("diff takes at most two revisions")
     if len(revs) == 2:
         a, b = (hist.version(hist.resolve(r)).tree for r in revs)
-        return diff_trees(hist, a, b)
+        return diff_maps(*tree_delta_under(hist, a, b, paths)) if paths else diff_trees(hist, a, b)
     if revs:
         old: dict[bytes, Entry] = hist.flatten(hist.version(hist.resolve(revs[0])).tree)
     else:
         old = head_files(hist)
-    return diff_maps(old, working_files(repo, workers, warn, unreadable))
+    new = working_files(repo, workers, warn, unreadable)
+    if paths:
+        old = {p: e for p, e in old.items() if under(p, paths)}
+        new = {p: e for p, e in new.items() if under(p, paths)}
+    return diff_maps(old, new)
+
+
+def diff_params(repo: Repository, revs: Sequence[str]) -> list[ParamChange]:
+    """How the parameters changed between two versions (none against a working tree)."""
+    if len(revs) != 2:
+        return []
+    hist = repo.history
+    a, b = (hist.version(hist.resolve(r)).params for r in revs)
+    return param_changes(a, b)

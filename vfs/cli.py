@@ -19,6 +19,7 @@ import dataclasses
 import errno
 import inspect
 import io
+import json
 import math
 import os
 import stat as statmod
@@ -32,8 +33,9 @@ import click
 from vfs import browse, checkout, settings, workflow
 from vfs import params as version_params
 from vfs.codec import Entry, Kind
-from vfs.diff import Change, summary
+from vfs.diff import Change, ParamChange, flat_params, summary
 from vfs.errors import DvfsError, RemoteUnreachable, UsageError
+from vfs.grouping import GROUP_OVER, Group, by_directory
 from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
 from vfs.repo import DEFAULT_BRANCH, Repository
@@ -88,6 +90,8 @@ class NotEmpty(click.ParamType[Any]):
             kind = COMPLETE.get(param.name or "") or COMPLETE.get(f"{ctx.info_name} {param.name}")
             if kind == "file":
                 return [CompletionItem(incomplete, type="file")]
+            if kind == "revisions or files":  # files when no revision matches
+                return [CompletionItem(incomplete, type="file"), *complete_refs(kind, incomplete)]
             if kind is not None:
                 return complete_refs(kind, incomplete)
         return self.inner.shell_complete(ctx, param, incomplete)
@@ -96,6 +100,7 @@ class NotEmpty(click.ParamType[Any]):
 # What the shell completes for an argument, by its name (or "command name").
 COMPLETE = {
     "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
+    "targets": "revisions or files",
     "paths": "file", "src": "file", "dst": "file",
     "branches": "branches", "switch name": "branches",
 }  # fmt: skip
@@ -106,7 +111,7 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
     try:
         refs = Repository.find().refs
         names = refs.names("heads")
-        if kind == "revisions":
+        if kind.startswith("revisions"):
             names = ["HEAD", *refs.names("tags"), *names, *refs.names("remotes")]
     except (DvfsError, OSError):  # not in a repository: nothing to offer
         return []
@@ -116,7 +121,7 @@ def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
 
 
 _ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT",
-        "names": "NAME"}  # fmt: skip
+        "names": "NAME", "targets": "REV or PATH"}  # fmt: skip
 
 
 def empty_value(param: click.Parameter | None) -> str:
@@ -500,7 +505,11 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("mountpoint", metavar="[MNT]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(mountpoint: str | None, as_json: bool) -> None:
+@click.option(
+    "-v", "--verbose", is_flag=True,
+    help=f"List every file (past {GROUP_OVER} in a section, files are shown by directory).",
+)  # fmt: skip
+def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
     """Show staged, modified, deleted and untracked files.
 
     With MNT, the pending changes of that mount's working tree instead.
@@ -545,20 +554,33 @@ def status(mountpoint: str | None, as_json: bool) -> None:
         )
     if st.head is None:
         click.echo("No versions yet.")
+    grouped = False
     if st.staged:
         click.echo("Staged for commit:")
-        for c in st.staged:
-            click.echo("  " + change_line(c))
+        if verbose or len(st.staged) <= GROUP_OVER:
+            for c in st.staged:
+                click.echo("  " + change_line(c))
+        else:
+            grouped = True
+            for state in ("added", "modified", "renamed", "removed"):
+                changes = [c for c in st.staged if c.status == state]
+                for g in by_directory([c.path for c in changes]):
+                    click.echo("  " + group_line(state, g, [changes[i] for i in g.members]))
     if work.modified or work.deleted:
         click.echo("Not staged (use `dvfs add PATH` to stage, `dvfs checkout HEAD PATH` to undo):")
-        for p in work.modified:
-            click.echo(f"  modified: {quoted(p)}")
-        for p in work.deleted:
-            click.echo(f"  deleted:  {quoted(p)}")
+        for state, paths in (("modified", work.modified), ("deleted", work.deleted)):
+            groups = by_directory(paths, 1 << 62 if verbose else GROUP_OVER)
+            grouped = grouped or len(groups) < len(paths)
+            for g in groups:
+                click.echo(f"  {state + ':':<9} {group_name(g)}")
     if work.untracked:
         click.echo("Untracked files in tracked directories (use `dvfs add PATH`):")
-        for p in work.untracked:
-            click.echo(f"  {quoted(p)}")
+        groups = by_directory(work.untracked, 1 << 62 if verbose else GROUP_OVER)
+        grouped = grouped or len(groups) < len(work.untracked)
+        for g in groups:
+            click.echo(f"  {group_name(g)}")
+    if grouped:
+        click.echo("(long lists are shown by directory: `dvfs status -v` lists every file)")
     if work.unreadable:  # each was named in a warning
         n = len(work.unreadable)
         click.echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
@@ -567,28 +589,133 @@ def status(mountpoint: str | None, as_json: bool) -> None:
         click.echo("Nothing to commit, working tree clean.")
 
 
-@cli.command()
-@click.argument("rev", required=False)
+def group_name(g: Group) -> str:
+    """A path, or a directory with how many of the listed paths it holds."""
+    if not g.is_dir:
+        return quoted(g.path)
+    return f"{quoted(g.path)}/ ({g.count:,} files)"
+
+
+def group_line(state: str, g: Group, changes: list[Change]) -> str:
+    """A staged change, or a directory of changes of one kind with their count and size."""
+    if not g.is_dir:
+        return change_line(changes[0])
+    before = sum(c.old_size or 0 for c in changes)
+    after = sum(c.new_size or 0 for c in changes)
+    size = human(before) if state == "removed" else human(after)
+    return f"{state + ':':<9} {quoted(g.path)}/ ({g.count:,} files, {size})"
+
+
+DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
+
+
+class RevsThenPaths(DvfsCommand):
+    """A command taking ``[REV...] [--] [PATH...]``: it notes how many arguments followed
+    ``--`` (click drops the ``--`` itself), which are paths whatever they look like."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as usual, after counting what follows ``--``."""
+        if "--" in args:
+            ctx.meta[DASHDASH] = len(args) - args.index("--") - 1
+        return super().parse_args(ctx, args)
+
+
+def revs_and_paths(
+    repo: Repository, ctx: click.Context, args: tuple[str, ...], most: int
+) -> tuple[list[str], list[bytes]]:
+    """Split ``[REV...] [--] [PATH...]`` into at most ``most`` revisions and paths.
+
+    After ``--`` every argument is a path. Before it, leading arguments that name a
+    revision are revisions and the rest paths, which must exist in the working tree
+    or in HEAD, as git asks: a name that is both is ambiguous, and one that is
+    neither is an error rather than an empty answer.
+    """
+    after = ctx.meta.get(DASHDASH)
+    head = repo.history.head_id()
+    at_most = "one revision" if most == 1 else "two revisions"
+    if after is not None:
+        cut = len(args) - after
+        revs, rest = list(args[:cut]), list(args[cut:])
+        if len(revs) > most:
+            raise UsageError(f"give at most {at_most} before --")
+        for r in revs:
+            repo.history.resolve(r)  # RevisionNotFound, with close names
+        return revs, [repo.rel(a) for a in rest]
+    revs = []
+    rest = list(args)
+    while rest and len(revs) < most and is_revision(repo, rest[0]):
+        if os.path.lexists(rest[0]):
+            raise UsageError(
+                f"{quoted(rest[0])} is both a revision and a path: write `-- {rest[0]}` "
+                f"for the path, or `{rest[0]} --` for the revision"
+            )
+        revs.append(rest.pop(0))
+    paths = []
+    for a in rest:
+        rel = repo.rel(a)
+        known = os.path.lexists(a) or (
+            head is not None and repo.history.lookup(repo.history.version(head).tree, rel)
+        )
+        if not known and is_revision(repo, a):
+            raise UsageError(f"{ctx.command_path} takes at most {at_most}")
+        if not known:
+            raise UsageError(
+                f"{quoted(a)} is neither a revision nor a path of the working tree or HEAD "
+                f"(a path that existed in an older version: write `-- {a}`)"
+            )
+        paths.append(rel)
+    return revs, paths
+
+
+def is_revision(repo: Repository, arg: str) -> bool:
+    """True if ``arg`` names a version."""
+    try:
+        repo.history.resolve(arg)
+    except DvfsError:
+        return False
+    return True
+
+
+def param_text(value: Any) -> str:
+    """A parameter's value on one line: text as it is, anything else as compact JSON."""
+    if isinstance(value, str):
+        return escape_text(value)
+    return escape_text(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+
+
+@cli.command(cls=RevsThenPaths)
+@click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
+@AS_JSON
 @click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
-def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | None) -> None:
-    """List versions, newest first.
+@click.pass_context
+def log(
+    ctx: click.Context, targets: tuple[str, ...], limit: int | None, with_params: bool,
+    as_json: bool, remote_name: str | None,
+) -> None:  # fmt: skip
+    """List versions, newest first, with their tags and branches.
+
+    With PATHs, only the versions that changed something at or below them.
 
     \b
     Examples:
       dvfs log
       dvfs log -n 5 main
+      dvfs log --params
+      dvfs log -- data/labels.csv
       dvfs log --remote origin
     """
     from vfs import remotes, sync
 
     repo = repo_here()
+    revs, paths = revs_and_paths(repo, ctx, targets, 1)
+    rev = revs[0] if revs else None
     if remote_name is not None:
         rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
     if rev is None and repo.history.head_id() is None:
         raise UsageError("no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`")
-    rows = browse.log(repo, rev, limit)
+    rows = browse.log(repo, rev, limit, paths)
     if as_json:
         emit_json(rows)
         return
@@ -598,30 +725,41 @@ def log(rev: str | None, limit: int | None, as_json: bool, remote_name: str | No
             if r["git_commit"]
             else ""
         )
+        refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
+        names = f"  ({', '.join(refs)})" if refs else ""
         click.echo(
-            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}{git}"
-            f"\n       {escape_text(r['message'])}"
+            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
+            f"{git}{names}\n       {escape_text(r['message'])}"
         )
+        if with_params:
+            for k, v in sorted(flat_params(r["parameters"])):
+                click.echo(f"       {quote_name(k)} = {param_text(v)}")
 
 
 @cli.command(name="show")
 @click.argument("rev", required=False)
+@click.option("--files", "list_files", is_flag=True, help="List every file (hash, size, origin).")
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "yaml", "json"]), default="text",
-    show_default=True, help="Output format.",
+    show_default=True, help="Output format (yaml and json always hold every file).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (--format json).")
-def show_cmd(rev: str | None, fmt: str, as_json: bool) -> None:
-    """Show one version: metadata and every file with hash, size and origin.
+def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None:
+    """Show one version: metadata, parameters, what changed and its largest directories.
+
+    --files lists every file with its hash, size and the version it has had that
+    content since.
 
     \b
     Examples:
       dvfs show
+      dvfs show v3 --files
       dvfs show v3 --format yaml
     """
     if as_json and fmt not in ("text", "json"):
         raise UsageError(f"--json and --format {fmt} ask for two formats: give one")
-    data = browse.show(repo_here(), rev)
+    machine = as_json or fmt != "text"
+    data = browse.show(repo_here(), rev, files=machine or list_files)
     if as_json or fmt == "json":
         emit_json(data)
         return
@@ -636,19 +774,50 @@ def show_cmd(rev: str | None, fmt: str, as_json: bool) -> None:
     if data["git_commit"]:
         dirty = " (dirty)" if data["git_dirty"] else ""
         click.echo(f"git      {escape_text(data['git_commit'])}{dirty}")
-    for k, v in data["parameters"].items():
-        click.echo(f"param    {quote_name(str(k))} = {escape_text(str(v))}")
+    for k, v in flat_params(data["parameters"]):
+        click.echo(f"param    {quote_name(k)} = {param_text(v)}")
     click.echo(f"\n    {escape_text(data['message'])}\n")
-    for path, f in data["files"].items():
-        if "link" in f:
-            target = quote_name(f["link"])
-            click.echo(f"  {'link':>10}  {f['added']:>5}  {quoted(path)} -> {target}")
-        else:
+    t, c = data["totals"], data["changes"]
+    dirs = f"{t['directories']:,} director{'y' if t['directories'] == 1 else 'ies'}"
+    click.echo(f"{t['files']:,} files, {human(t['bytes'])} in {dirs}")
+    since = f"since {c['since']}" if c["since"] else "first version"
+    click.echo(
+        f"{since}: {c['added']:,} added, {c['modified']:,} modified, {c['removed']:,} removed, "
+        f"{c['renamed']:,} renamed (+{human(c['bytes_added'])}, -{human(c['bytes_removed'])})"
+    )
+    if list_files:
+        click.echo()
+        for path, f in data["files"].items():
+            if "link" in f:
+                target = quote_name(f["link"])
+                click.echo(f"  {'link':>10}  {f['added']:>5}  {quoted(path)} -> {target}")
+            else:
+                click.echo(
+                    f"  {human(f['size']):>10}  {f['added']:>5}  {f['hash'][:12]}  {quoted(path)}"
+                )
+        return
+    top = data["top_directories"]
+    where = f" in {quoted(top['in'])}/" if top["in"] else ""
+    if top["directories"]:
+        click.echo(f"\nlargest directories{where}:")
+        for d in top["directories"]:
             click.echo(
-                f"  {human(f['size']):>10}  {f['added']:>5}  {f['hash'][:12]}  {quoted(path)}"
+                f"  {human(d['bytes']):>10}  {files_count(d['files'])}  {quoted(d['path'])}/"
             )
-    t = data["totals"]
-    click.echo(f"\n{t['files']} files, {human(t['bytes'])}")
+        if top["more"]:
+            click.echo(f"  ... and {top['more']:,} more")
+    loose = top["loose"]
+    if loose["files"] and top["directories"]:
+        click.echo(
+            f"  {human(loose['bytes']):>10}  {files_count(loose['files'])}  "
+            f"{'directly in ' + quoted(top['in']) + '/' if top['in'] else 'at the top'}"
+        )
+    click.echo(f"\n(`dvfs show {escape_text(rev or 'HEAD')} --files` lists every file)")
+
+
+def files_count(n: int) -> str:
+    """``1 file``, ``12,345 files``, right-aligned for a table."""
+    return f"{n:>9,} file{'s' if n != 1 else ' '}"
 
 
 def mode_string(e: Entry) -> str:
@@ -702,39 +871,73 @@ def cat(target: str) -> None:
     out.flush()
 
 
-@cli.command(name="diff")
-@click.argument("revs", nargs=-1, metavar="[REV [REV]]")
+@cli.command(name="diff", cls=RevsThenPaths)
+@click.argument("targets", nargs=-1, metavar="[REV [REV]] [[--] PATH...]")
 @click.option("--stat", "stat_only", is_flag=True, help="Only counts and sizes.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def diff_cmd(revs: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
-    """Show added, removed, modified and renamed files.
+@AS_JSON
+@click.pass_context
+def diff_cmd(ctx: click.Context, targets: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
+    """Show added, removed, modified and renamed files, and changed parameters.
 
     No REV: HEAD against the working tree; one REV: REV against the working tree;
-    two: the first against the second.
+    two: the first against the second, parameters included. PATHs limit it to what
+    is at or below them.
 
     \b
     Examples:
       dvfs diff                  # HEAD against the working tree
       dvfs diff v1 v2 --stat
+      dvfs diff v1 v2 data/labels.csv images/
       dvfs diff v1 v2 --json
     """
     repo = repo_here()
+    revs, paths = revs_and_paths(repo, ctx, targets, 2)
     unreadable: list[bytes] = []  # each named in a warning
     with workers() as w:
-        changes = browse.diff(repo, revs, w, warn, unreadable)
+        changes = browse.diff(repo, revs, w, warn, unreadable, paths)
+    params = [] if paths else browse.diff_params(repo, revs)  # PATHs ask about files
     s = summary(changes)
     if as_json:
-        emit_json({"summary": s, "changes": [] if stat_only else [change_json(c) for c in changes]})
+        emit_json(
+            {"summary": {**s, "parameters": len(params)},
+             "changes": [] if stat_only else [change_json(c) for c in changes],
+             "parameters": [] if stat_only else [param_json(c) for c in params]}
+        )  # fmt: skip
     else:
         if not stat_only:
             for c in changes:
                 click.echo(change_line(c))
+            for pc in params:
+                click.echo(param_line(pc))
+        n = len(params)
+        changed = f", {n} parameter{'s' if n != 1 else ''} changed" if n else ""
         click.echo(
             f"{s['added']} added, {s['removed']} removed, {s['modified']} modified, "
             f"{s['renamed']} renamed (+{human(s['bytes_added'])}, -{human(s['bytes_removed'])})"
+            f"{changed}"
         )
     if unreadable:
         sys.exit(1)
+
+
+def param_line(c: ParamChange) -> str:
+    """One line of ``dvfs diff`` for a parameter."""
+    name = quote_name(c.name)
+    if c.status == "added":
+        return f"param added:    {name} = {param_text(c.new)}"
+    if c.status == "removed":
+        return f"param removed:  {name} = {param_text(c.old)}"
+    return f"param changed:  {name}: {param_text(c.old)} -> {param_text(c.new)}"
+
+
+def param_json(c: ParamChange) -> dict[str, Any]:
+    """A parameter's change as JSON (``old``/``new`` absent where it did not exist)."""
+    out: dict[str, Any] = {"status": c.status, "name": c.name}
+    if c.status != "added":
+        out["old"] = c.old
+    if c.status != "removed":
+        out["new"] = c.new
+    return out
 
 
 # ------------------------------------------------------------------------ checkout & refs

@@ -11,13 +11,20 @@ mounted working tree records those, so between two versions an empty directory w
 the other side has no directory is added or removed like a file.
 
 Trees are walked with a stack, not by recursion, so any depth can be compared.
+
+Restricted to some paths (``dvfs log -- PATH``, ``dvfs diff REV REV PATH``), only the
+entries on the way to each path are read, and below it only the subtrees that differ.
+
+Parameters are compared by name; nested mappings are compared key by key, their
+names joined with dots (``model.depth``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from vfs.codec import Entry, Kind
 from vfs.history import History
@@ -143,6 +150,109 @@ def tree_delta(
 def diff_trees(hist: History, a: bytes | None, b: bytes | None) -> list[Change]:
     """Changes from tree ``a`` to tree ``b`` (None for an empty tree)."""
     return diff_maps(*tree_delta(hist, a, b))
+
+
+def outermost(paths: Iterable[bytes]) -> list[bytes]:
+    """``paths`` without duplicates and without those inside another one (b"" is all)."""
+    out: list[bytes] = []
+    for p in sorted(set(paths)):
+        if not any(not q or p.startswith(q + b"/") for q in out):
+            out.append(p)
+    return out
+
+
+def under(path: bytes, prefixes: Iterable[bytes]) -> bool:
+    """True if ``path`` is one of ``prefixes`` or below one (b"" holds everything)."""
+    return any(not q or path == q or path.startswith(q + b"/") for q in prefixes)
+
+
+def tree_delta_under(
+    hist: History, a: bytes | None, b: bytes | None, paths: Iterable[bytes]
+) -> tuple[dict[bytes, Entry], dict[bytes, Entry]]:
+    """:func:`tree_delta` restricted to ``paths`` (files, links or directories)."""
+    old: dict[bytes, Entry] = {}
+    new: dict[bytes, Entry] = {}
+    for path in outermost(paths):
+        x = hist.lookup(a, path) if a else None
+        y = hist.lookup(b, path) if b else None
+        xd = x.subtree if x is not None and x.kind == Kind.DIR else None
+        yd = y.subtree if y is not None and y.kind == Kind.DIR else None
+        if xd is not None or yd is not None:
+            _walk_diff(hist, xd, yd, path, old, new)
+        if path:  # an empty directory that one side alone has (see the module doc)
+            if x is not None and xd is not None and yd is None and not hist.tree(xd).entries:
+                old[path] = x
+            if y is not None and yd is not None and xd is None and not hist.tree(yd).entries:
+                new[path] = y
+        if x is not None and x.kind != Kind.DIR:
+            old[path] = x
+        if y is not None and y.kind != Kind.DIR:
+            new[path] = y
+    return old, new
+
+
+def changed_under(hist: History, a: bytes | None, b: bytes | None, paths: Iterable[bytes]) -> bool:
+    """True if anything at or below one of ``paths`` differs from tree ``a`` to tree ``b``.
+
+    Equal entries on the way (equal subtree ids) answer at once; only subtrees whose
+    ids differ are compared, and a change of mtimes alone is no change (as in a diff).
+    """
+    for path in outermost(paths):
+        x = hist.lookup(a, path) if a else None
+        y = hist.lookup(b, path) if b else None
+        if x is None and y is None:
+            continue
+        if x is None or y is None or (x.kind == Kind.DIR) != (y.kind == Kind.DIR):
+            return True
+        if x.kind != Kind.DIR:
+            if not _same(x, y):
+                return True
+        elif x.subtree != y.subtree and diff_maps(*tree_delta(hist, x.subtree, y.subtree)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ParamChange:
+    """One parameter's change between two versions (dotted name for nested ones)."""
+
+    status: str  # "added" | "removed" | "changed"
+    name: str
+    old: Any = None
+    new: Any = None
+
+
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every parameter, nested mappings spelled as dotted names (``model.depth``)."""
+    for k, v in params.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            yield from flat_params(v, name + ".")
+        else:
+            yield name, v
+
+
+def _equal(x: Any, y: Any) -> bool:
+    """Equal as recorded: 1 and 1.0 and True differ, NaN equals NaN."""
+    if type(x) is not type(y):
+        return False
+    if isinstance(x, float):
+        return x == y or (x != x and y != y)
+    if isinstance(x, list):
+        return len(x) == len(y) and all(_equal(i, j) for i, j in zip(x, y, strict=True))
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
+    return bool(x == y)
+
+
+def param_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ParamChange]:
+    """Parameters added, removed or changed from ``old`` to ``new``, by name."""
+    a = dict(flat_params(old))
+    b = dict(flat_params(new))
+    out = [ParamChange("removed", k, old=a[k]) for k in a if k not in b]
+    out += [ParamChange("added", k, new=b[k]) for k in b if k not in a]
+    out += [ParamChange("changed", k, a[k], b[k]) for k in b if k in a and not _equal(a[k], b[k])]
+    return sorted(out, key=lambda c: c.name)
 
 
 def same_entry(a: Entry | Staged, b: Entry | Staged) -> bool:

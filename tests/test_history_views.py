@@ -1,0 +1,204 @@
+"""Looking at history: ``log`` by path, with tags and parameters; ``diff`` by path and of
+parameters; ``show`` as a summary or every file; ``status`` of thousands of files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tests.cli_support import (
+    Repo,
+    assert_error,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from vfs.browse import log as browse_log
+from vfs.repo import Repository
+
+
+def versions(repo: Repo, *args: str) -> list[str]:
+    """The version numbers ``dvfs log ARGS --json`` lists."""
+    return [r["version"] for r in repo.json("log", "--json", *args)]
+
+
+def history(repo: Repo) -> None:
+    """v1: a/, b/, c.txt; v2: b/ changed; v3: a/ renamed inside; v4: only an mtime;
+    v5: c.txt removed; v6: b/deep/x changed."""
+    for i in range(20):
+        repo.write(f"a/sub{i % 4}/f{i}.txt", f"a{i}")
+    repo.write("b/deep/x", "x1")
+    repo.write("b/y", "y")
+    repo.write("c.txt", "c")
+    repo.ok("add", ".")
+    repo.ok("commit", "-m", "v1", "--tag", "first", "--param", "lr=1e-3")
+    repo.write("b/y", "y2")
+    repo.ok("add", "b")
+    repo.ok("commit", "-m", "v2", "--param", "lr=3e-4", "--param", "opt=yes")
+    os.rename(repo.root / "a/sub0/f0.txt", repo.root / "a/sub0/g0.txt")
+    repo.ok("add", "a")
+    repo.ok("commit", "-m", "v3")
+    later = time.time() + 100
+    os.utime(repo.root / "b/y", (later, later))
+    repo.ok("add", "b")
+    repo.ok("commit", "-m", "v4 mtime only")
+    repo.ok("rm", "c.txt")
+    repo.ok("commit", "-m", "v5")
+    repo.write("b/deep/x", "x2")
+    repo.ok("add", "b")
+    repo.ok("commit", "-m", "v6", "--tag", "last")
+
+
+def test_log_lists_the_versions_that_changed_a_path(repo: Repo) -> None:
+    history(repo)
+    assert versions(repo) == ["v6", "v5", "v4", "v3", "v2", "v1"]
+    assert versions(repo, "--", "b") == ["v6", "v2", "v1"]  # v4 changed an mtime alone
+    assert versions(repo, "b/deep") == ["v6", "v1"]
+    assert versions(repo, "a/sub0/g0.txt") == ["v3"]
+    assert versions(repo, "--", "a/sub0/f0.txt") == ["v3", "v1"]  # gone from the tree
+    assert versions(repo, "--", "c.txt") == ["v5", "v1"]
+    assert versions(repo, "v4", "--", "b") == ["v2", "v1"]
+    assert versions(repo, "v4", "b", "a/sub0") == ["v3", "v2", "v1"]
+    assert versions(repo, "-n", "1", "--", "b") == ["v6"]
+    assert versions(repo, "--", "nothing/here") == []
+    # from a subdirectory, paths are relative to it
+    sub = run(repo.root / "b", "log", "--json", "deep")
+    assert [r["version"] for r in sub.json()] == ["v6", "v1"]
+    # c.txt is gone from the working tree and HEAD: a path from history needs --
+    line = repo.fail("log", "c.txt", code=2)
+    assert "neither a revision nor a path" in line and "-- c.txt" in line
+    # a file named like a tag is ambiguous without --
+    repo.write("first", "a file named like the tag")
+    repo.fail("log", "first", fragments=("both a revision and a path",), code=2)
+    assert versions(repo, "first", "--") == ["v1"]
+    assert versions(repo, "--", "first") == []
+    repo.fail("log", "v1", "v2", "--", "b", fragments=("at most one revision",), code=2)
+    repo.fsck_clean()
+
+
+def test_log_by_path_reads_only_the_trees_on_the_way(repo: Repo) -> None:
+    history(repo)
+    r = Repository.find(repo.root)
+    rows = browse_log(r, None, None, [b"b/deep"])
+    assert [row["version"] for row in rows] == ["v6", "v1"]
+    # Each version's a/ and a/sub0 trees: none of them was read by that log.
+    other = Repository.find(repo.root).history
+    skipped = set()
+    for row in repo.json("log", "--json"):
+        tree = other.version(bytes.fromhex(row["id"])).tree
+        for path in (b"a", b"a/sub0"):
+            entry = other.lookup(tree, path)
+            assert entry is not None
+            skipped.add(entry.subtree)
+    info = r.history.tree.cache_info
+    before = info().misses
+    for tree in skipped:
+        r.history.tree(tree)
+    assert info().misses - before == len(skipped) == 4  # a/ and a/sub0 of v1 and of v3
+
+
+def test_log_shows_tags_branches_and_parameters(repo: Repo) -> None:
+    history(repo)
+    repo.ok("branch", "keep", "v2")
+    out = repo.ok("log").out
+    assert "(tag: last, main)" in out and "(tag: first)" in out and "(keep)" in out
+    rows = repo.json("log", "--json")
+    assert rows[0]["tags"] == ["last"] and rows[0]["branches"] == ["main"]
+    assert rows[4]["parameters"] == {"lr": 0.0003, "opt": "yes"}
+    lines = repo.ok("log", "--params", "v2").out.splitlines()
+    assert lines[2:4] == ["       lr = 0.0003", "       opt = yes"]
+    assert lines[-1] == "       lr = 0.001"
+    assert "lr =" not in repo.ok("log").out
+
+
+def test_diff_by_path_and_of_parameters(repo: Repo) -> None:
+    history(repo)
+    got = repo.json("diff", "v1", "v6", "--json")
+    assert {c["path"] for c in got["changes"]} == {"b/y", "b/deep/x", "a/sub0/g0.txt", "c.txt"}
+    assert got["parameters"] == [
+        {"status": "removed", "name": "lr", "old": 0.001},
+    ]
+    assert got["summary"]["parameters"] == 1
+    only = repo.json("diff", "v1", "v6", "b/deep", "a", "--json")
+    assert {(c["status"], c["path"]) for c in only["changes"]} == {
+        ("modified", "b/deep/x"), ("renamed", "a/sub0/g0.txt"),
+    }  # fmt: skip
+    assert only["parameters"] == []  # paths ask about files
+    assert (
+        repo.json("diff", "--json", "v1", "v6", "--", "c.txt")["changes"][0]["status"] == "removed"
+    )
+    out = repo.ok("diff", "v1", "v2").out.splitlines()
+    assert out == [
+        "modified: b/y (1 B -> 2 B)",
+        "param changed:  lr: 0.001 -> 0.0003",
+        "param added:    opt = yes",
+        "0 added, 0 removed, 1 modified, 0 renamed (+2 B, -1 B), 2 parameters changed",
+    ]
+    # against the working tree, by path
+    repo.write("b/y", "y3")
+    repo.write("a/sub1/f1.txt", "changed")
+    got = repo.json("diff", "b", "--json")
+    assert [c["path"] for c in got["changes"]] == ["b/y"] and got["parameters"] == []
+    against_v2 = repo.json("diff", "v2", "a", "--json")["changes"]
+    assert [(c["status"], c["path"]) for c in against_v2] == [
+        ("renamed", "a/sub0/g0.txt"), ("modified", "a/sub1/f1.txt"),
+    ]  # fmt: skip
+    repo.fail("diff", "v1", "v2", "v3", "--", "b", fragments=("at most two revisions",), code=2)
+    repo.fsck_clean()
+
+
+def test_show_summarises_and_lists_files_on_request(repo: Repo) -> None:
+    history(repo)
+    out = repo.ok("show", "v3").out
+    assert "23 files, " in out and " in 7 directories" in out
+    assert "since v2: 0 added, 0 modified, 0 removed, 1 renamed" in out
+    assert "largest directories:" in out
+    assert out.index("  a/") < out.index("  b/")  # larger first
+    assert "1 file   at the top" in out  # c.txt
+    assert "f1.txt" not in out and "`dvfs show v3 --files` lists every file" in out
+    files = repo.ok("show", "v3", "--files").out
+    assert "a/sub1/f1.txt" in files and "a/sub0/g0.txt" in files and "largest" not in files
+    data = repo.json("show", "v3", "--json")
+    assert len(data["files"]) == 23 and data["files"]["a/sub0/g0.txt"]["added"] == "v3"
+    assert data["changes"]["since"] == "v2" and data["changes"]["renamed"] == 1
+    assert [d["path"] for d in data["top_directories"]["directories"]] == ["a", "b"]
+    first = repo.json("show", "v1", "--json")
+    assert first["changes"]["since"] is None and first["changes"]["added"] == 23
+    assert "first version: 23 added" in repo.ok("show", "v1").out
+
+
+def test_status_of_thousands_of_files_is_shown_by_directory(repo: Repo) -> None:
+    repo.write("data/keep.txt", "k")
+    repo.ok("add", "data")
+    repo.ok("commit", "-m", "one")
+    for d in ("train", "val"):
+        for i in range(600 if d == "train" else 40):
+            repo.write(f"data/{d}/{i // 100}/{i}.png", f"{d}{i}")
+    repo.write("data/new.txt", "n")
+    out = repo.ok("status").out.splitlines()
+    assert len(out) < 40, out
+    assert "  data/train/0/ (100 files)" in out and "  data/val/0/ (40 files)" in out
+    assert "  data/new.txt" in out
+    assert out[-1] == "(long lists are shown by directory: `dvfs status -v` lists every file)"
+    assert len(repo.ok("status", "-v").out.splitlines()) > 640
+    assert len(repo.status()["untracked"]) == 641
+    repo.ok("add", "data")
+    out = repo.ok("status").out.splitlines()
+    assert "  added:    data/train/5/ (100 files, 800 B)" in out, out
+    assert "  added:    data/new.txt (1 B)" in out
+    repo.ok("commit", "-m", "two")
+    for i in range(40):
+        os.unlink(repo.root / f"data/val/0/{i}.png")
+    out = repo.ok("status").out.splitlines()
+    assert "  deleted:  data/val/0/ (40 files)" in out
+    repo.fsck_clean()
+
+
+def test_an_unknown_path_is_an_error_not_an_empty_answer(tmp_path: Path, repo: Repo) -> None:
+    repo.write("x", "1")
+    repo.ok("add", "x")
+    repo.ok("commit", "-m", "one")
+    line = assert_error(run(repo.root, "diff", "typo"), code=2)
+    assert "neither a revision nor a path" in line
