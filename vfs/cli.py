@@ -101,7 +101,7 @@ class NotEmpty(click.ParamType[Any]):
 COMPLETE = {
     "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
     "targets": "revisions or files",
-    "paths": "file", "src": "file", "dst": "file",
+    "paths": "file",
     "branches": "branches", "switch name": "branches",
 }  # fmt: skip
 
@@ -361,6 +361,35 @@ def rm(paths: tuple[str, ...], cached: bool, force: bool, as_json: bool) -> None
         return
     verb = "untracked" if cached else "removed"
     click.echo(f"{verb} {len(gone)} file{'s' if len(gone) != 1 else ''}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
+@AS_JSON
+def mv(paths: tuple[str, ...], as_json: bool) -> None:
+    """Move or rename tracked files and directories; the next commit records a rename.
+
+    With several SRCs, or a DST that is a directory, each SRC moves into DST. Nothing
+    is ever replaced, and untracked files inside a moved directory move with it.
+
+    \b
+    Examples:
+      dvfs mv data/raw.csv data/train.csv
+      dvfs mv images/ data/images
+      dvfs mv a.csv b.csv archive/
+    """
+    if len(paths) < 2:
+        raise UsageError("give a source and a destination: dvfs mv SRC... DST")
+    moves = workflow.mv(repo_here(), paths[:-1], paths[-1], warn)
+    if as_json:
+        emit_json(
+            {"moved": [{"from": show(m.src), "to": show(m.dst), "tracked": m.tracked}
+                       for m in moves]}
+        )  # fmt: skip
+        return
+    for m in moves:
+        n = f" ({m.tracked:,} tracked files)" if m.tracked > 1 else ""
+        click.echo(f"renamed {quoted(m.src)} -> {quoted(m.dst)}{n}")
 
 
 # ------------------------------------------------------------------------ commit

@@ -15,6 +15,9 @@ or the new version on the branch and nothing half-made reachable:
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
+import stat as statmod
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,14 +26,14 @@ from typing import Any
 
 import msgpack
 
-from vfs.beneath import Walker
+from vfs.beneath import Walker, rename_noreplace
 from vfs.codec import PERM_BITS, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, FileUnreadable, StorageFull, UncommittedChanges, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_link, ignore_paths, write_lock
 from vfs.history import History
-from vfs.names import is_reserved, is_reserved_at_root, reserved_path
+from vfs.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
@@ -48,6 +51,7 @@ from vfs.worktree import (
     reserved_message,
     scan,
     show,
+    too_deep_message,
 )
 
 
@@ -356,6 +360,140 @@ def rm(
                     remove_path(walker, p)
         index.save()
     return targets
+
+
+@dataclass(frozen=True)
+class Move:
+    """One path ``dvfs mv`` moved, and how many tracked paths it held."""
+
+    src: bytes
+    dst: bytes
+    tracked: int
+
+
+def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
+    """Refuse moving ``src`` to ``dst`` unless the result can be staged as it is."""
+    if dst == src:
+        raise UsageError(f"{show(src)} is already there: nothing was moved")
+    if under_path(dst, src):
+        raise UsageError(f"cannot move {show(src)} into itself ({show(dst)}): nothing was moved")
+    bad = reserved_path([dst])
+    if bad is not None:
+        raise UsageError(f"cannot move to {reserved_message(bad)}; nothing was moved")
+    if dst == LOCK_FILE.encode():
+        raise UsageError(f"{LOCK_FILE} is dvfs's own record for git: nothing was moved")
+    try:
+        check_path(dst)
+    except DvfsError as exc:
+        raise UsageError(f"cannot move to {show(dst)} ({exc}); nothing was moved") from None
+    deepest = max((p.count(b"/") - src.count(b"/") for p in index.under(src)), default=0)
+    if dst.count(b"/") + deepest > MAX_DEPTH:
+        raise UsageError(f"cannot move to {too_deep_message(dst)}; nothing was moved")
+    if walker.lstat(dst) is not None or index.under(dst):
+        raise UsageError(
+            f"{show(dst)} already exists{' (tracked)' if index.under(dst) else ''}: "
+            "mv never replaces anything; nothing was moved"
+        )
+    parent = dst.rpartition(b"/")[0]
+    st = walker.lstat(parent)
+    if st is None or not statmod.S_ISDIR(st.st_mode):
+        raise UsageError(
+            f"{show(parent)} is not a directory of the working tree: create it first "
+            "(`mkdir -p`); nothing was moved"
+        )
+
+
+def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) -> list[Move]:
+    """Move tracked files or directories in the working tree and in the index (``dvfs mv``).
+
+    ``dvfs mv SRC DST`` renames SRC to DST; with an existing directory DST (or several
+    sources), each source moves into it under its own name. Sources must be tracked
+    (staged paths not yet committed included) and present in the working tree;
+    untracked files inside a moved directory move with it. Nothing is ever replaced
+    (``renameat2`` with ``RENAME_NOREPLACE``), no path may leave the repository or
+    pass through a link, and no reserved name may appear: every check is made
+    before anything moves. The moved paths keep their staged content, so the next
+    commit records a rename (``diff`` shows it as one); inside a git work tree the
+    new paths are git-ignored as ``add`` does. If a rename or writing the index
+    fails, what was renamed is renamed back; a crash in between leaves the files
+    moved and the index as it was (``status`` then shows the old paths deleted and
+    the new ones untracked, and ``dvfs add`` of both records the move).
+    """
+    with repo.locked(), Walker(repo.root) as walker, Walker(repo.root) as other:
+        index = repo.index()
+        dst = repo.rel(dest)
+        st = walker.lstat(dst)
+        into = st is not None and statmod.S_ISDIR(st.st_mode) and not index.get(dst)
+        if len(sources) > 1 and not into:
+            raise UsageError(f"moving several paths needs a directory: {dest} is not one")
+        plan: list[Move] = []
+        for a in sources:
+            src = repo.rel(a)
+            if not src:
+                raise UsageError("cannot move the repository itself: nothing was moved")
+            tracked = index.under(src)
+            if any(src == m.src or under_path(src, m.src) or under_path(m.src, src) for m in plan):
+                raise UsageError(f"{a} is given twice, or inside another source: nothing was moved")
+            if not tracked and walker.lstat(src) is None:
+                raise UsageError(f"{a} does not exist and is not tracked: nothing was moved")
+            if not tracked:
+                raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
+            if walker.lstat(src) is None:
+                raise UsageError(
+                    f"{a} is not in the working tree (deleted?): `dvfs rm` it, or bring it "
+                    "back first; nothing was moved"
+                )
+            target = dst + b"/" + src.rpartition(b"/")[2] if into and dst else (
+                src.rpartition(b"/")[2] if into else dst
+            )  # fmt: skip
+            if any(target == m.dst or under_path(target, m.dst) for m in plan):
+                raise UsageError(f"two paths would move to {show(target)}: nothing was moved")
+            _move_target(index, walker, src, target)
+            plan.append(Move(src, target, len(tracked)))
+        done: list[Move] = []
+        try:
+            for m in plan:
+                old_dir, old_leaf = walker.parent(m.src)
+                new_dir, new_leaf = other.parent(m.dst)
+                before = os.stat(old_leaf, dir_fd=old_dir, follow_symlinks=False)
+                rename_noreplace(old_dir, old_leaf, new_dir, new_leaf)
+                done.append(m)
+                walker.forget(m.src)
+                _restage(index, walker, m, before)
+            index.head = None
+            index.save()
+            ignore_paths(repo.root, [m.dst for m in plan], warn)
+        except BaseException:
+            for m in reversed(done):  # put back what moved: the index on disk is the old one
+                with contextlib.suppress(OSError):
+                    new_dir, new_leaf = other.parent(m.dst)
+                    old_dir, old_leaf = walker.parent(m.src)
+                    rename_noreplace(new_dir, new_leaf, old_dir, old_leaf)
+            raise
+    return plan
+
+
+def under_path(path: bytes, top: bytes) -> bool:
+    """True if ``path`` is strictly below directory ``top``."""
+    return path.startswith(top + b"/")
+
+
+def _restage(index: Index, walker: Walker, m: Move, before: os.stat_result) -> None:
+    """Stage the tracked paths below ``m.src`` at ``m.dst``, with their staged content.
+
+    A renamed file's ctime changes: if its stat matched the index before, the new
+    ctime is recorded, so that ``status`` need not read the file again.
+    """
+    for p in index.under(m.src):
+        staged = index.get(p)
+        assert staged is not None
+        index.remove(p)
+        new = m.dst + p[len(m.src) :]
+        if p == m.src and index.unchanged(staged, before):
+            after = walker.lstat(new)
+            if after is not None and after.st_ino == staged.ino:
+                staged = replace(staged, ctime_ns=after.st_ctime_ns)
+        index.put(new, staged)
 
 
 # ----------------------------------------------------------------------------- commit

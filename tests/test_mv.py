@@ -1,0 +1,189 @@
+"""``dvfs mv``: files and directories moved in the working tree and the index, recorded
+as renames, never replacing anything, never leaving the repository.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    assert_error,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from vfs.beneath import rename_noreplace
+from vfs.stage import Index
+
+
+def tree_of(root: Path) -> dict[str, bytes]:
+    """Every file and link below ``root`` (outside .dvfs), with its content or target."""
+    out: dict[str, bytes] = {}
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".dvfs"]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            out[rel] = (
+                os.readlink(path).encode() if os.path.islink(path) else Path(path).read_bytes()
+            )
+    return out
+
+
+def staged(repo: Repo) -> set[tuple[str, str | None, str]]:
+    """(status, old path, path) of each staged change."""
+    return {(c["status"], c.get("old_path"), c["path"]) for c in repo.status()["staged"]}
+
+
+def committed(repo: Repo) -> None:
+    repo.write("data/raw/1.csv", "one")
+    repo.write("data/raw/2.csv", "two")
+    repo.write("data/labels.csv", "labels")
+    os.symlink("raw/1.csv", repo.root / "data/first")
+    repo.ok("add", "data")
+    repo.ok("commit", "-m", "one")
+
+
+def test_files_directories_and_links_move_as_renames(repo: Repo) -> None:
+    committed(repo)
+    assert repo.ok("mv", "data/labels.csv", "data/y.csv").out == (
+        "renamed data/labels.csv -> data/y.csv\n"
+    )
+    repo.write("data/raw/notes.txt", "untracked, moves along")
+    got = repo.json("mv", "data/raw", "data/old", "--json")
+    assert got == {"moved": [{"from": "data/raw", "to": "data/old", "tracked": 2}]}
+    assert (repo.root / "data/old/notes.txt").read_text() == "untracked, moves along"
+    repo.ok("mv", "data/first", "data/first-link")
+    assert os.readlink(repo.root / "data/first-link") == "raw/1.csv"  # the link itself
+    assert staged(repo) == {
+        ("renamed", "data/labels.csv", "data/y.csv"),
+        ("renamed", "data/raw/1.csv", "data/old/1.csv"),
+        ("renamed", "data/raw/2.csv", "data/old/2.csv"),
+        ("renamed", "data/first", "data/first-link"),
+    }
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == []
+    assert st["untracked"] == ["data/old/notes.txt"]
+    # the renamed file's new ctime is staged: status need not read it again
+    index = Index.load(repo.root / ".dvfs" / "index")
+    for rel in ("data/y.csv", "data/old/1.csv", "data/first-link"):
+        entry = index.get(rel.encode())
+        assert entry is not None and entry.matches_stat(os.lstat(repo.root / rel)), rel
+    repo.ok("commit", "-m", "moved")
+    diff = repo.json("diff", "v1", "v2", "--json")
+    assert {(c["status"], c.get("old_path"), c["path"]) for c in diff["changes"]} == {
+        ("renamed", "data/labels.csv", "data/y.csv"),
+        ("renamed", "data/raw/1.csv", "data/old/1.csv"),
+        ("renamed", "data/raw/2.csv", "data/old/2.csv"),
+        ("renamed", "data/first", "data/first-link"),
+    }
+    assert repo.cat("v2:data/old/2.csv") == b"two"
+    repo.fsck_clean()
+
+
+def test_several_sources_into_a_directory_and_staged_files(repo: Repo) -> None:
+    committed(repo)
+    repo.write("new.csv", "staged, never committed")
+    repo.ok("add", "new.csv")
+    (repo.root / "archive").mkdir()
+    out = repo.ok("mv", "new.csv", "data/raw", "data/labels.csv", "archive").out
+    assert out.splitlines() == [
+        "renamed new.csv -> archive/new.csv",
+        "renamed data/raw -> archive/raw (2 tracked files)",
+        "renamed data/labels.csv -> archive/labels.csv",
+    ]
+    repo.ok("mv", "archive/new.csv", "archive/raw")  # an existing directory: into it
+    assert repo.read("archive/raw/new.csv") == b"staged, never committed"
+    assert ("added", None, "archive/raw/new.csv") in staged(repo)
+    # from a subdirectory, paths are relative to it
+    r = run(repo.root / "archive", "mv", "labels.csv", "../data/labels.csv")
+    assert r.code == 0, r
+    repo.ok("commit", "-m", "two")
+    files = set(repo.show("HEAD")["files"])
+    assert files == {
+        "archive/raw/1.csv", "archive/raw/2.csv", "archive/raw/new.csv",
+        "data/labels.csv", "data/first",
+    }  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
+    committed(repo)
+    repo.write("data/untracked.txt", "u")
+    repo.write("gone.csv", "g")
+    repo.ok("add", "gone.csv")
+    os.unlink(repo.root / "gone.csv")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, repo.root / "link-out")
+    status = repo.status()
+    cases = [
+        (("data/labels.csv", "data/untracked.txt"), "already exists"),
+        (("data/labels.csv", "data/raw/1.csv"), "already exists (tracked)"),
+        (("data/labels.csv", "gone.csv"), "already exists (tracked)"),  # deleted, still staged
+        (("data/labels.csv", "data/.git"), "dvfs never stores the name .git"),
+        (("data/labels.csv", ".DVFS"), "dvfs never stores the name .DVFS"),
+        (("data/labels.csv", "x/.git./y"), "dvfs never stores"),
+        (("data/labels.csv", ".versions"), "the mount's list of versions"),
+        (("data/labels.csv", "dvfs.lock"), "dvfs's own record"),
+        (("data/labels.csv", str(tmp_path / "x.csv")), "outside the repository"),
+        (("data/labels.csv", "link-out/x.csv"), "goes through the symbolic link"),
+        (("data/labels.csv", ".dvfs/x"), "inside dvfs's own directory"),
+        (("data", "data/sub/data"), "into itself"),
+        (("data/raw", "data/raw"), "into itself (data/raw/raw)"),
+        (("data/labels.csv", "nowhere/x.csv"), "create it first"),
+        (("data/untracked.txt", "data/u.txt"), "is not tracked"),
+        (("nothing.csv", "x.csv"), "does not exist"),
+        (("gone.csv", "back.csv"), "not in the working tree"),
+        (("data/raw", "data/raw/1.csv", "data/labels.csv"), "needs a directory"),
+        (("data/raw", "data/raw/1.csv", "data/new"), "needs a directory"),
+        (("data/labels.csv", "data/raw/1.csv", "data"), "data/labels.csv is already there"),
+        (("data/raw/1.csv", "data/raw", "data/old"), "needs a directory"),
+        (("data/labels.csv",), "give a source and a destination"),
+        (("",), "empty"),
+    ]
+    (repo.root / "into").mkdir()
+    cases.append((("data/raw", "data/raw/1.csv", "into"), "inside another source"))
+    before = tree_of(repo.root)
+    for args, wanted in cases:
+        line = repo.fail("mv", *args, code=2)
+        assert wanted.lower() in line.lower(), (args, line)
+    after = tree_of(repo.root)
+    assert after == before and repo.status() == status
+    repo.fsck_clean()
+
+
+def test_a_failed_move_is_put_back(repo: Repo) -> None:
+    committed(repo)
+    (repo.root / "dest").mkdir()
+    ro = repo.root / "data/raw"
+    os.chmod(ro, 0o555)  # 1.csv cannot leave it: the second rename fails
+    try:
+        before, status = tree_of(repo.root), repo.status()
+        r = run(repo.root, "mv", "data/labels.csv", "data/raw/1.csv", "dest", unprivileged=True)
+        line = assert_error(r, "permission denied", code=1)
+        assert "1.csv" in line
+        assert tree_of(repo.root) == before and repo.status() == status
+    finally:
+        os.chmod(ro, 0o755)
+    repo.fsck_clean()
+
+
+def test_rename_noreplace_never_replaces(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a")
+    (tmp_path / "b").write_text("b")
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        with pytest.raises(OSError) as caught:
+            rename_noreplace(fd, b"a", fd, b"b")
+        assert caught.value.errno == errno.EEXIST
+        assert (tmp_path / "b").read_text() == "b"
+        rename_noreplace(fd, b"a", fd, b"c")
+        assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
+    finally:
+        os.close(fd)
