@@ -227,6 +227,37 @@ def test_a_stalled_fetch_costs_a_bounded_wait_and_recovers(tmp_path: Path) -> No
     assert remote.calls == [refs[0].oid, refs[1].oid]  # the late result was kept
 
 
+def test_a_read_of_several_stalled_chunks_fails_within_one_timeout(tmp_path: Path) -> None:
+    """The chunks of one read share its deadline, and the kernel's re-sent read of a
+    chunk that just failed on the same open file fails at once."""
+    refs, chunks = make_chunks(4, 64 * KiB)
+    entry = Entry(b"f", Kind.FILE, 0o644, 4 * 64 * KiB, 0, b"\0" * 32, tuple(refs))
+    remote = FakeRemote(chunks)
+    fetcher = Fetcher(None, None, remote, timeout=0.3)
+
+    async def scenario(fetch: Fetcher) -> None:
+        f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        remote.gate.clear()
+        started = trio.current_time()
+        with pytest.raises(RemoteUnreachable):
+            await f.read(fetch, 0, 4 * 64 * KiB)  # every chunk
+        assert 0.25 < trio.current_time() - started < 0.6  # once 0.3 s, not four times
+        started = trio.current_time()
+        with pytest.raises(RemoteUnreachable):
+            await f.read(fetch, 0, 4 * KiB)  # the page the reader wants, asked again
+        assert trio.current_time() - started < 0.1
+        other = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        started = trio.current_time()
+        with pytest.raises(RemoteUnreachable):
+            await other.read(fetch, 0, 4 * KiB)  # another open tries again
+        assert trio.current_time() - started > 0.25
+        remote.gate.set()
+        third = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))
+        assert await third.read(fetch, 0, 4 * 64 * KiB) == b"".join(chunks[r.oid] for r in refs)
+
+    with_fetcher(fetcher, scenario)
+
+
 def test_a_chunk_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     refs, chunks = make_chunks(1, 1000)
     chunks[refs[0].oid] = chunks[refs[0].oid][:-1]
