@@ -62,6 +62,7 @@ from vfs import (
     DvfsError,
     MountError,
     MountRecord,
+    StorageFull,
     check_fuse,
     check_mountpoint,
     identity,
@@ -203,13 +204,19 @@ def changed(old: Catalog, new: Catalog) -> bool:
 
 
 async def refresh_loop(fs: VersionsFs, source: Source, every: float) -> None:
-    """Rebuild the catalog every ``every`` seconds; keep the old one if that fails."""
+    """Rebuild the catalog every ``every`` seconds; keep the old one if that fails.
+
+    A full disk makes the chunk cache give up room there, for the next round.
+    """
     while True:
         await trio.sleep(every)
         try:
             new = await trio.to_thread.run_sync(source.catalog, abandon_on_cancel=True)
         except DvfsError as exc:
             log.warning("refresh failed (still serving what was known): %s", exc)
+            cache = fs.fetcher.cache
+            if isinstance(exc, StorageFull) and cache is not None:
+                await trio.to_thread.run_sync(cache.shed, 0, source.repo.dir)
             continue
         except Exception:  # a bug must not take the mount down
             log.exception("refresh failed with an internal error")
