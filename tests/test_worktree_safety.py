@@ -35,7 +35,7 @@ from tests.cli_support import (
     warnings_of,
 )
 from vfs import checkout as co
-from vfs.beneath import Walker
+from vfs.beneath import KEEP, Walker
 from vfs.codec import Entry, Kind, Version, encode_tree, encode_version
 from vfs.errors import FileChanged, FormatError
 from vfs.names import MAX_DEPTH
@@ -690,3 +690,41 @@ def test_an_unreadable_tracked_directory_is_reported_not_deleted(repo: Repo, fil
         locked.chmod(0o755)
     assert repo.status()["deleted"] == []
     repo.fsck_clean()
+
+
+# ------------------------------------------------------------------------------ the walker
+
+
+def test_the_walker_resolves_any_path_with_few_descriptors(tmp_path: Path) -> None:
+    """Random walks up and down a deep tree land on the right directory, holding at most
+    KEEP descriptors; a link or ``..`` on the way is refused."""
+    top = tmp_path / "t"
+    try:
+        make_chain(top, 300, b"x")
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(150):  # a sibling at each of the first 150 levels
+            os.mkdir("e", dir_fd=fd)
+            nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(fd)
+        os.symlink(tmp_path, top / "d" / "link")
+        rng = random.Random(7)
+        before = len(os.listdir("/proc/self/fd"))
+        with Walker(top) as w:
+            for _ in range(400):
+                depth = rng.randrange(0, 301)
+                rel = b"/".join([b"d"] * depth)
+                if 0 < depth <= 150 and rng.random() < 0.3:
+                    rel = b"/".join([b"d"] * (depth - 1) + [b"e"])
+                st = os.stat(w.dir(rel, listable=rng.random() < 0.5))
+                want = os.stat(os.path.join(top, os.fsdecode(rel)) if rel else top)
+                assert (st.st_ino, st.st_dev) == (want.st_ino, want.st_dev), rel
+                assert len(os.listdir("/proc/self/fd")) - before <= KEEP + 2
+            for bad in (b"d/link", b"d/link/t", b"d/..", b"d/../d"):
+                with pytest.raises(OSError):
+                    w.dir(bad)
+            assert w.lstat(b"d/link/t") is None
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        remove_deep(top)

@@ -48,6 +48,7 @@ class Walker:
         self._names: list[bytes] = []  # components of the directory resolved last
         self._fds: list[int] = [os.open(self.root, WALK & ~os.O_NOFOLLOW)]  # [i]: names[:i]
         self._listable = [False]  # [i]: fds[i] is open with LIST (else WALK)
+        self._low = 1  # fds below this (but the root's) are all let go of
 
     def __enter__(self) -> Walker:
         return self
@@ -88,6 +89,7 @@ class Walker:
         start = common
         while fds[start] < 0:  # let go of: open again from the nearest one held
             start -= 1
+        self._low = low = min(self._low, start + 1)
         for i in range(start, last):
             name = parts[i]
             if name in _BAD:
@@ -100,10 +102,13 @@ class Walker:
                 fds.append(fd)
                 flags.append(read)
                 names.append(name)
-        for far in range(1, len(fds) - KEEP):  # hold only the deepest: let go of the others
-            if fds[far] >= 0:
-                os.close(fds[far])
-                fds[far] = -1
+        top = len(fds) - KEEP
+        while low < top:  # hold only the deepest KEEP: let go of the others
+            if fds[low] >= 0:
+                os.close(fds[low])
+                fds[low] = -1
+            low += 1
+        self._low = low
         return fds[-1]
 
     def parent(self, rel: bytes) -> tuple[int, bytes]:
