@@ -13,6 +13,7 @@ restored file, so the next ``status`` needs no hashing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as statmod
 from collections.abc import Sequence
@@ -314,6 +315,36 @@ def switch(
             have = ", ".join(repo.refs.branches()) or "none yet"
             raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
         return _restore(repo, target, workers, attach=name, force=force, warn=warn, action="switch")
+
+
+def switch_create(
+    repo: Repository,
+    name: str,
+    rev: str | None,
+    workers: Workers,
+    *,
+    force: bool = False,
+    warn: Warn = quiet,
+) -> CheckoutReport:
+    """Create branch ``name`` at ``rev`` (default HEAD) and switch to it (git switch -c).
+
+    At the version HEAD is at, nothing is restored: HEAD moves to the new branch and
+    every local change, staged or not, stays as it is. Elsewhere it is :func:`switch`;
+    if that is refused, the new branch is deleted again.
+    """
+    target = create_branch(repo, name, rev)
+    with repo.locked():
+        if target == repo.history.head_id():
+            number = repo.history.version(target).number
+            repo.refs.set_head(Head(name))
+            write_lock(repo.root, LockPointer(name, number, target))
+            return CheckoutReport(f"v{number}", name, unchanged=repo.index().count())
+    try:
+        return switch(repo, name, workers, force=force, warn=warn)
+    except BaseException:
+        with contextlib.suppress(DvfsError):
+            delete_branch(repo, name)
+        raise
 
 
 def fast_forward(

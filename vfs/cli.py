@@ -246,6 +246,11 @@ def human(n: int | None) -> str:
     return "-" if n is None else human_size(n)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``12,345 files``."""
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
 def quoted(path: bytes | str | None) -> str:
     """A path or name for human output: quoted if it must be, ``.`` for the root."""
     return quote_name(path) if path else "."
@@ -344,8 +349,12 @@ def add(paths: tuple[str, ...], as_json: bool) -> None:
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--cached", is_flag=True, help="Stop tracking but keep the working files.")
 @click.option("--force", "-f", is_flag=True, help="Delete files even with unstaged changes.")
+@click.option(
+    "-r", "recursive", is_flag=True, hidden=True,
+    help="Accepted for git's habit: a directory is always removed with what it holds.",
+)  # fmt: skip
 @AS_JSON
-def rm(paths: tuple[str, ...], cached: bool, force: bool, as_json: bool) -> None:
+def rm(paths: tuple[str, ...], cached: bool, force: bool, recursive: bool, as_json: bool) -> None:
     """Stop tracking PATHS (and delete them unless --cached).
 
     \b
@@ -410,22 +419,34 @@ PARAMS_FILE = click.option(
 @PARAM
 @PARAMS_FILE
 @click.option("--tag", help="Also tag the new version.")
+@click.option(
+    "-a", "--all", "stage_all", is_flag=True,
+    help="First stage every modified or deleted tracked file (not untracked ones).",
+)  # fmt: skip
 @AS_JSON
 def commit(
     message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None,
-    as_json: bool,
+    stage_all: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Record the staged data as a new version.
 
     \b
     Examples:
       dvfs commit -m "raw data" --tag raw
+      dvfs commit -am "cleaned"        # stage the changed tracked files first
       dvfs commit -m "run 7" --param lr=3e-4 --param "layers=[64, 64]"
       dvfs commit -m "tuned" --params-file params.yaml
     """
     version_params.message(message)
     recorded = version_params.collect(params, params_file)
     repo = repo_here()
+    if stage_all:
+        with workers() as w:
+            work = workflow.status(repo, w, warn).work
+            changed = [*work.modified, *work.deleted]
+            if changed:
+                root = os.fsencode(repo.root)
+                workflow.add(repo, [os.fsdecode(os.path.join(root, p)) for p in changed], w, warn)
     r = workflow.commit(repo, message, recorded, tag, warn)
     if as_json:
         emit_json(
@@ -435,7 +456,7 @@ def commit(
         return
     tagged = f" (tag {quote_name(tag)})" if tag else ""
     click.echo(
-        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {r.files} files, {human(r.bytes)} - "
+        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {count(r.files, 'file')}, {human(r.bytes)} - "
         f"{escape_text(message)}"
     )
 
@@ -476,7 +497,7 @@ def snapshot(
     tagged = f" (tag {quote_name(tag)})" if tag else ""
     click.echo(
         f"{escape_text(str(got['version']))} {escape_text(str(got['id'])[:10])}{tagged} on "
-        f"{quoted(got['branch'])}: {got['files']} files, {human(got['bytes'])} "
+        f"{quoted(got['branch'])}: {count(got['files'], 'file')}, {human(got['bytes'])} "
         f"({got['hashed']} hashed) - {escape_text(message)}"
     )
 
@@ -568,6 +589,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
                 "deleted": [show(p) for p in work.deleted],
                 "untracked": [show(p) for p in work.untracked],
                 "unreadable": [show(p) for p in work.unreadable],
+                "remotes": tracking(repo, st),
             }
         )
         if work.unreadable:
@@ -581,6 +603,9 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
             f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
             f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
         )
+    remotes_seen = tracking(repo, st)
+    for t in remotes_seen:
+        click.echo(tracking_line(t, len(remotes_seen) > 1))
     if st.head is None:
         click.echo("No versions yet.")
     grouped = False
@@ -616,6 +641,46 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
         sys.exit(1)
     if not (st.staged or work.modified or work.deleted or work.untracked):
         click.echo("Nothing to commit, working tree clean.")
+
+
+def tracking(repo: Repository, st: workflow.Status) -> list[dict[str, Any]]:
+    """How the current branch stands against each remote's copy of it, as last seen
+    (by a push, pull or fetch: no remote is asked)."""
+    if st.detached or st.head is None:
+        return []
+    hist = repo.history
+    mine = hist.head_id()
+    out = []
+    for name in repo.refs.names("remotes"):
+        remote_name, _, branch = name.partition("/")
+        theirs = repo.refs.get(f"refs/remotes/{name}")
+        if branch != st.branch or theirs is None or mine is None:
+            continue
+        ahead, behind = hist.ahead_behind(mine, theirs)
+        out.append({"remote": remote_name, "name": name, "ahead": ahead, "behind": behind})
+    return out
+
+
+def tracking_line(t: dict[str, Any], several: bool) -> str:
+    """One line of ``dvfs status`` about a remote's copy of the branch (``several``:
+    other remotes have one too, so the hint names this remote)."""
+    name, ahead, behind = quoted(t["name"]), t["ahead"], t["behind"]
+    remote = f" --remote {quoted(t['remote'])}" if several else ""
+
+    if ahead and behind:
+        return (
+            f"Diverged from {name}: {count(ahead, 'version')} here and "
+            f"{count(behind, 'version')} there that the other lacks."
+        )
+    if ahead:
+        them = "them" if ahead > 1 else "it"
+        return (
+            f"Ahead of {name} by {count(ahead, 'version')}: `dvfs push{remote}` publishes {them}."
+        )
+    if behind:
+        them = "them" if behind > 1 else "it"
+        return f"Behind {name} by {count(behind, 'version')}: `dvfs pull{remote}` brings {them}."
+    return f"Up to date with {name}."
 
 
 def group_name(g: Group) -> str:
@@ -716,12 +781,13 @@ def param_text(value: Any) -> str:
 @click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
 @click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
+@click.option("--oneline", is_flag=True, help="One line a version: number, id, names, message.")
 @AS_JSON
 @click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
 @click.pass_context
 def log(
     ctx: click.Context, targets: tuple[str, ...], limit: int | None, with_params: bool,
-    as_json: bool, remote_name: str | None,
+    oneline: bool, as_json: bool, remote_name: str | None,
 ) -> None:  # fmt: skip
     """List versions, newest first, with their tags and branches.
 
@@ -756,6 +822,10 @@ def log(
         )
         refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
         names = f"  ({', '.join(refs)})" if refs else ""
+        if oneline:
+            first = r["message"].split("\n", 1)[0]
+            click.echo(f"{r['version']:>5}  {r['id'][:10]}{names}  {escape_text(first)}")
+            continue
         click.echo(
             f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
             f"{git}{names}\n       {escape_text(r['message'])}"
@@ -787,6 +857,8 @@ def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None
     """
     if as_json and fmt not in ("text", "json"):
         raise UsageError(f"--json and --format {fmt} ask for two formats: give one")
+    if rev is not None and ":" in rev:
+        raise UsageError(f"show takes a revision: `dvfs cat {rev}` prints a file of a version")
     machine = as_json or fmt != "text"
     data = browse.show(repo_here(), rev, files=machine or list_files)
     if as_json or fmt == "json":
@@ -808,7 +880,7 @@ def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None
     click.echo(f"\n    {escape_text(data['message'])}\n")
     t, c = data["totals"], data["changes"]
     dirs = f"{t['directories']:,} director{'y' if t['directories'] == 1 else 'ies'}"
-    click.echo(f"{t['files']:,} files, {human(t['bytes'])} in {dirs}")
+    click.echo(f"{count(t['files'], 'file')}, {human(t['bytes'])} in {dirs}")
     since = f"since {c['since']}" if c["since"] else "first version"
     click.echo(
         f"{since}: {c['added']:,} added, {c['modified']:,} modified, {c['removed']:,} removed, "
@@ -903,9 +975,12 @@ def cat(target: str) -> None:
 @cli.command(name="diff", cls=RevsThenPaths)
 @click.argument("targets", nargs=-1, metavar="[REV [REV]] [[--] PATH...]")
 @click.option("--stat", "stat_only", is_flag=True, help="Only counts and sizes.")
+@click.option("--name-only", is_flag=True, help="Only the changed paths, one a line.")
 @AS_JSON
 @click.pass_context
-def diff_cmd(ctx: click.Context, targets: tuple[str, ...], stat_only: bool, as_json: bool) -> None:
+def diff_cmd(
+    ctx: click.Context, targets: tuple[str, ...], stat_only: bool, name_only: bool, as_json: bool
+) -> None:
     """Show added, removed, modified and renamed files, and changed parameters.
 
     No REV: HEAD against the working tree; one REV: REV against the working tree;
@@ -932,6 +1007,9 @@ def diff_cmd(ctx: click.Context, targets: tuple[str, ...], stat_only: bool, as_j
              "changes": [] if stat_only else [change_json(c) for c in changes],
              "parameters": [] if stat_only else [param_json(c) for c in params]}
         )  # fmt: skip
+    elif name_only:
+        for c in changes:
+            click.echo(quoted(c.path) + ("/" if c.kind == "dir" else ""))
     else:
         if not stat_only:
             for c in changes:
@@ -1043,19 +1121,29 @@ def checkout_cmd(
 
 @cli.command()
 @click.argument("name")
+@click.argument("rev", required=False)
+@click.option("-c", "--create", is_flag=True, help="Create branch NAME at REV (default HEAD).")
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
 @AS_JSON
-def switch(name: str, force: bool, as_json: bool) -> None:
+def switch(name: str, rev: str | None, create: bool, force: bool, as_json: bool) -> None:
     """Switch to branch NAME and restore its latest version.
+
+    With -c, create NAME first, at REV (default HEAD), as git switch -c does: at HEAD
+    every local change stays; if the switch is refused, the new branch is deleted.
 
     \b
     Examples:
       dvfs switch main
-      dvfs branch fix v1 && dvfs switch fix
+      dvfs switch -c fix v1
     """
+    if rev is not None and not create:
+        raise UsageError(f"switch takes a branch; to start one at {rev}: dvfs switch -c NAME {rev}")
     repo = repo_here()
     with workers() as w:
-        r = checkout.switch(repo, name, w, force=force, warn=warn)
+        if create:
+            r = checkout.switch_create(repo, name, rev, w, force=force, warn=warn)
+        else:
+            r = checkout.switch(repo, name, w, force=force, warn=warn)
     report_checkout(r, as_json)
 
 
@@ -1251,15 +1339,21 @@ def resumable(command: str) -> Iterator[None]:
         ) from None
 
 
-@cli.group()
-def remote() -> None:
+@cli.group(invoke_without_command=True)
+@click.option("-v", "--verbose", is_flag=True, hidden=True, help="As git remote -v: the list.")
+@click.pass_context
+def remote(ctx: click.Context, verbose: bool) -> None:
     """Manage remotes (S3 buckets or directories that hold shared versions).
+
+    Without a command, list them (as `dvfs remote list`).
 
     \b
     Examples:
       dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
       dvfs remote list
     """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(remote_list, as_json=False)
 
 
 @remote.command(name="add")

@@ -112,6 +112,30 @@ class History:
                 return cur == oid
         return False
 
+    def ahead_behind(self, ours: bytes, theirs: bytes) -> tuple[int, int]:
+        """(versions on ``ours``'s first-parent chain that ``theirs``'s lacks, and back).
+
+        The chains are walked down by version number to where they meet, so the cost
+        follows how far apart they are, not how long they are (two chains that never
+        meet count whole).
+        """
+        a: bytes | None = ours
+        b: bytes | None = theirs
+        na, nb = self.version(ours).number, self.version(theirs).number
+        ahead = behind = 0
+        while a != b:
+            if na >= nb and a is not None:
+                parents = self.version(a).parents
+                a = parents[0] if parents else None
+                na = self.version(a).number if a is not None else 0
+                ahead += 1
+            elif b is not None:
+                parents = self.version(b).parents
+                b = parents[0] if parents else None
+                nb = self.version(b).number if b is not None else 0
+                behind += 1
+        return ahead, behind
+
     def _by_prefix(self, prefix: str) -> bytes | None:
         hits = [
             oid for oid in self.store.with_prefix(prefix) if self.store.kind(oid) == ObjKind.VERSION

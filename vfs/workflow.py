@@ -595,8 +595,9 @@ def commit(
         head = hist.head()
         if head.detached is not None:
             raise UsageError(
-                f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch "
-                f"{head.branch}` (or `dvfs branch NAME` and `dvfs switch NAME`) to commit"
+                f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
+                f"to commit on a new branch from here (your changes stay), or `dvfs switch "
+                f"{head.branch}`"
             )
         ref = f"refs/heads/{head.branch}"
         parent = repo.refs.get(ref)

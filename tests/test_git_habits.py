@@ -1,0 +1,116 @@
+"""What a git or DVC user types first: commit -a, switch -c, status against the remote,
+log --oneline, diff --name-only, remote alone, rm -r, show REV:PATH.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    assert_ok,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+
+
+def two_files(repo: Repo) -> None:
+    repo.write("a.txt", "a")
+    repo.write("d/b.txt", "b")
+    repo.ok("add", "a.txt", "d")
+    repo.ok("commit", "-m", "one\nwith a second line")
+
+
+def test_commit_all_stages_changed_and_deleted_tracked_files(repo: Repo) -> None:
+    two_files(repo)
+    repo.write("d/b.txt", "b2")
+    (repo.root / "a.txt").unlink()
+    repo.write("d/new.txt", "untracked: not committed by -a")
+    out = repo.ok("commit", "-am", "two").out
+    assert out.startswith("v2 ") and ": 1 file, 2 B - two" in out
+    assert set(repo.show()["files"]) == {"d/b.txt"}
+    assert repo.status()["untracked"] == ["d/new.txt"]
+    repo.fail("commit", "--all", "-m", "three", fragments=("nothing to commit",), code=2)
+    repo.fsck_clean()
+
+
+def test_switch_create(repo: Repo) -> None:
+    two_files(repo)
+    repo.write("a.txt", "a2")
+    repo.ok("commit", "-am", "two")
+    r = repo.json("switch", "-c", "fix", "v1", "--json")
+    assert r["branch"] == "fix" and r["version"] == "v1"
+    assert repo.read("a.txt") == b"a" and repo.status()["branch"] == "fix"
+    repo.ok("switch", "main")
+    repo.write("a.txt", "local change")  # v1 would overwrite it: the switch is refused
+    repo.fail("switch", "-c", "other", "v1", fragments=("uncommitted",))
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["fix", "main"]
+    repo.fail("switch", "main", "v1", fragments=("dvfs switch -c NAME v1",), code=2)
+    repo.ok("switch", "-c", "here")  # at HEAD: the local change stays
+    assert repo.read("a.txt") == b"local change" and repo.status()["branch"] == "here"
+    # detached: commit says how to start a branch, and that keeps the work
+    repo.ok("checkout", "--force", "v1")
+    repo.write("d/b.txt", "work done while detached")
+    line = repo.fail("commit", "-am", "lost?", code=2)
+    assert "`dvfs switch -c NAME`" in line
+    repo.ok("switch", "-c", "rescue")
+    assert repo.ok("commit", "-am", "kept").out.startswith("v2 ")
+    assert repo.cat("rescue:d/b.txt") == b"work done while detached"
+    repo.fsck_clean()
+
+
+def test_status_says_how_the_branch_stands_against_the_remote(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    a = make_repo("a")
+    two_files(a)
+    assert "origin" not in a.ok("status").out
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    a.ok("push")
+    assert "Up to date with origin/main." in a.ok("status").out
+    a.write("a.txt", "a2")
+    a.ok("commit", "-am", "two")
+    assert "Ahead of origin/main by 1 version: `dvfs push` publishes it." in a.ok("status").out
+    assert a.status()["remotes"] == [
+        {"remote": "origin", "name": "origin/main", "ahead": 1, "behind": 0}
+    ]
+    a.ok("push")
+    assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "b"))
+    b = Repo(tmp_path / "b")
+    for i in (3, 4):
+        b.write("a.txt", f"a{i}")
+        b.ok("commit", "-am", f"v{i}")
+    b.ok("push")
+    a.ok("fetch")
+    assert "Behind origin/main by 2 versions: `dvfs pull` brings them." in a.ok("status").out
+    a.write("d/b.txt", "mine")
+    a.ok("commit", "-am", "mine")
+    out = a.ok("status").out
+    assert "Diverged from origin/main: 1 version here and 2 versions there" in out
+    a.fsck_clean()
+    b.fsck_clean()
+
+
+def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: Path) -> None:
+    two_files(repo)
+    repo.write("a.txt", "a2")
+    repo.ok("commit", "-am", "two", "--tag", "best")
+    assert repo.ok("log", "--oneline").out.splitlines() == [
+        f"   v2  {repo.head_id()[:10]}  (tag: best, main)  two",
+        f"   v1  {repo.json('log', '--json')[1]['id'][:10]}  one",
+    ]
+    repo.write("d/c.txt", "c")
+    repo.ok("add", "d")
+    assert repo.ok("diff", "--name-only").out == "d/c.txt\n"
+    assert repo.ok("diff", "v1", "v2", "--name-only").out == "a.txt\n"
+    assert repo.ok("remote").out == ""
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    assert repo.ok("remote").out == repo.ok("remote", "-v").out == repo.ok("remote", "list").out
+    assert "origin" in repo.ok("remote").out
+    repo.ok("rm", "-r", "d")
+    assert not (repo.root / "d").exists()
+    line = repo.fail("show", "v1:a.txt", code=2)
+    assert "`dvfs cat v1:a.txt`" in line
+    repo.fsck_clean()
