@@ -114,3 +114,16 @@ def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: 
     line = repo.fail("show", "v1:a.txt", code=2)
     assert "`dvfs cat v1:a.txt`" in line
     repo.fsck_clean()
+
+
+def test_the_lock_file_keeps_branch_names_that_look_like_values(make_repo: RepoFactory) -> None:
+    repo = make_repo(git_repo=True)
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "one")
+    for name in ("yes", "on", "null", "1.0", "010"):
+        repo.ok("switch", "-c", name)
+        assert f"branch: {name}\n" in (repo.root / "dvfs.lock").read_text()
+        assert repo.ok("checkout", "--lock").out.startswith(f"v1 (on branch {name})"), name
+        assert repo.status()["branch"] == name and repo.status()["detached"] is None
+    repo.fsck_clean()

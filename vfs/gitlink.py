@@ -167,7 +167,9 @@ def read_lock(root: Path) -> LockPointer:
     if raw is None:
         raise UsageError(f"{path} does not exist: commit a version first")
     try:
-        rec = yaml.safe_load(raw.decode("utf-8", "replace"))
+        # Every value as the text written: a branch named yes, on, null or 1.0 stays that
+        # name (a typing reader made them True, None and 1.0).
+        rec = yaml.load(raw.decode("utf-8", "replace"), Loader=yaml.BaseLoader)
     except yaml.YAMLError:
         raise UsageError(f"{path} is not readable YAML: restore it from git") from None
     try:
