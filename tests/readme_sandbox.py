@@ -4,20 +4,22 @@ Started by ``tests/test_readme.py`` as ``unshare --mount --net python readme_san
 SPEC`` (as root), with the standard library only. Inside the namespaces the README's
 own paths and hosts are real and private to this run:
 
-- ``/mnt`` is a fresh tmpfs, so ``dvfs mount . /mnt/data`` mounts at ``/mnt/data``
-  without touching the machine's ``/mnt``;
+- ``/mnt`` and ``/srv`` are fresh tmpfs, so ``dvfs mount . /mnt/data`` mounts at
+  ``/mnt/data``, and a git server's repository can be at ``/srv/git``, without
+  touching the machine's own;
 - ``/etc/hosts`` (bind-mounted over) names ``minio`` as 127.0.0.1, and a relay on
   127.0.0.1:9000 forwards to the Unix socket of the test session's SeaweedFS, so
   ``--endpoint-url http://minio:9000`` reaches a real S3 server;
 - the network namespace holds only loopback: no port of the machine is taken.
 
-Each block runs in its own ``bash`` in the directory where the previous one ended,
+The spec's ``prepare`` script runs first (sample data that must live in those
+places). Each block runs in its own ``bash`` in the directory where the previous one ended,
 and stops at the first command that fails (``diff`` finding differences, exit 1, is
 not a failure). At the end every FUSE mount under ``/mnt`` is unmounted, so that no
 daemon outlives the run. The results go to a JSON file: per block, its exit status,
 output and time.
 
-SPEC (JSON): ``{"blocks": [{"line": N, "text": "..."}], "start": DIR,
+SPEC (JSON): ``{"blocks": [{"line": N, "text": "..."}], "prepare": SCRIPT, "start": DIR,
 "s3_socket": PATH, "state": DIR, "results": PATH}``.
 """
 
@@ -97,7 +99,8 @@ def main() -> None:
     spec: dict[str, Any] = json.loads(Path(sys.argv[1]).read_text())
     state = Path(spec["state"])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", "/mnt"], check=True)
+    for private in ("/mnt", "/srv"):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", private], check=True)
     hosts = state / "hosts"
     hosts.write_text(HOSTS)
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
@@ -110,6 +113,18 @@ def main() -> None:
     (state / "cwd").write_text(spec["start"])
     env = {**os.environ, "README_STATE": str(state)}
     results = []
+    prepared = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", spec["prepare"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT,
+        check=False,
+    )
+    if prepared.returncode != 0:
+        results.append({"line": 0, "code": prepared.returncode, "out": prepared.stdout,
+                        "err": prepared.stderr, "seconds": 0})  # fmt: skip
+        spec["blocks"] = []
     try:
         for block in spec["blocks"]:
             started = time.monotonic()

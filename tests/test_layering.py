@@ -15,7 +15,7 @@ LAYERS = [
     {"packs"},
     {"objects", "lock"},
     {"backends"},
-    {"refs", "stage", "gitlink"},
+    {"refs", "stage", "gitlink", "shared"},
     {"history"},
     {"worktree", "diff"},
     {"triage"},
@@ -23,6 +23,7 @@ LAYERS = [
     {"workflow", "remotes"},
     {"checkout", "browse", "fsck", "mounts", "launch", "control", "receive"},
     {"sync"},
+    {"gitclone"},  # a git clone's first pull
     {"progress_bar"},
     {"cli"},
 ]

@@ -2,10 +2,11 @@
 
 The blocks run one after another, as a reader would type them, each in the directory
 where the one before ended, starting next to a sample ``my-project/`` (data files, a
-``new.csv`` and a ``train.py`` that writes a model). They run inside private mount and
-network namespaces (``tests/readme_sandbox.py``), where ``/mnt/data`` is a real FUSE
-mount and ``http://minio:9000`` a real S3 server (the session's SeaweedFS), so that
-nothing in the README needs rewriting to be run.
+``new.csv`` and a ``train.py`` that writes a model); a git repository with data,
+``~/code/cats``, and the git server it came from, ``/srv/git/cats.git``, are there too.
+They run inside private mount and network namespaces (``tests/readme_sandbox.py``),
+where ``/mnt/data`` is a real FUSE mount and ``http://minio:9000`` a real S3 server (the
+session's SeaweedFS), so that nothing in the README needs rewriting to be run.
 
 A block that cannot run here is marked in README.md by the line
 ``<!-- illustration: WHY -->`` right before it. Such blocks are listed in
@@ -57,6 +58,20 @@ with open(os.path.join(out, "model.bin"), "wb") as f:
 with open(os.path.join(out, "metrics.json"), "w") as f:
     json.dump({"accuracy": 0.93}, f)
 '''
+
+
+# In the namespaces, before the blocks: a git server's repository at /srv/git/cats.git
+# holding code, and ~/code/cats, a clone of it with data in data/ that git does not hold.
+PREPARE = """
+git init -q --bare -b main /srv/git/cats.git
+git clone -q /srv/git/cats.git ~/code/cats 2>/dev/null
+cd ~/code/cats
+printf 'print("training")\\n' > train.py
+git add train.py && git commit -q -m "code" && git push -q -u origin main
+mkdir -p data/images
+printf 'id,label\\n1,cat\\n' > data/labels.csv
+head -c 50000 /dev/urandom > data/images/cat-0.jpg
+"""
 
 
 @dataclass(frozen=True)
@@ -191,6 +206,7 @@ def test_readme_blocks_run_as_written(tmp_path: Path, s3_server: S3Server) -> No
     runtime = Path(tempfile.mkdtemp(prefix="dvfs-readme-"))  # a socket path is short
     spec = {
         "blocks": [{"line": b.line, "text": b.text} for b in blocks],
+        "prepare": PREPARE,
         "start": str(start),
         "s3_socket": str(s3_server.log.parent / "s3.sock"),
         "state": str(state),
@@ -218,3 +234,8 @@ def test_readme_blocks_run_as_written(tmp_path: Path, s3_server: S3Server) -> No
             assert bad not in r["err"], where
     assert len(results["blocks"]) == len(blocks)
     fsck_clean(project)
+    teammate = home / "cats"  # the git clone of the last blocks got the data
+    assert (teammate / "data" / "images" / "cat-0.jpg").read_bytes() == (
+        home / "code" / "cats" / "data" / "images" / "cat-0.jpg"
+    ).read_bytes()
+    fsck_clean(teammate)

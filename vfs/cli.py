@@ -34,7 +34,8 @@ from vfs import browse, checkout, settings, workflow
 from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, ParamChange, flat_params, summary
-from vfs.errors import DvfsError, RemoteUnreachable, UsageError
+from vfs.errors import DvfsError, NotARepository, RemoteUnreachable, UsageError
+from vfs.gitlink import find_shared_root
 from vfs.grouping import GROUP_OVER, Group, by_directory
 from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
@@ -1356,6 +1357,26 @@ def remote(ctx: click.Context, verbose: bool) -> None:
         ctx.invoke(remote_list, as_json=False)
 
 
+SCOPE = click.option(
+    "--shared/--local", "shared", default=None,
+    help="In dvfs.toml, committed to git (default inside a git work tree), or in this clone only.",
+)  # fmt: skip
+
+
+def in_shared(repo: Repository, shared: bool | None) -> bool:
+    """Whether a remote setting goes to dvfs.toml: as asked, else inside a git work tree."""
+    from vfs import remotes
+
+    return remotes.shared_by_default(repo) if shared is None else shared
+
+
+def place_note(shared: bool) -> str:
+    """Where a setting was written, for the line that reports it."""
+    if shared:
+        return " (in dvfs.toml: commit it, and clones of this git repository have it)"
+    return " (in .dvfs/config: this clone only)"
+
+
 @remote.command(name="add")
 @click.argument("name")
 @click.argument("url", type=Token())
@@ -1363,24 +1384,30 @@ def remote(ctx: click.Context, verbose: bool) -> None:
 @click.option("--region", type=Token(), help="S3 region.")
 @click.option("--profile", type=Token(), help="AWS profile for credentials.")
 @click.option("--default", "make_default", is_flag=True, help="Make it the default remote.")
+@SCOPE
 def remote_add(
     name: str, url: str, endpoint_url: str | None, region: str | None, profile: str | None,
-    make_default: bool,
+    make_default: bool, shared: bool | None,
 ) -> None:  # fmt: skip
     """Add remote NAME at URL (s3://bucket/prefix, file:///path or a directory).
+
+    Inside a git work tree it goes to dvfs.toml, to be committed, so that a
+    `git clone` followed by `dvfs pull` finds it; --local keeps it to this clone.
 
     \b
     Examples:
       dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
-      dvfs remote add backup /mnt/nas/cats --default
+      dvfs remote add backup /mnt/nas/cats --default --local
     """
     from vfs import remotes
 
     repo = repo_here()
+    share = in_shared(repo, shared)
     remotes.add_remote(
-        repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default
-    )
-    click.echo(f"added remote {quoted(name)} -> {quoted(url)}")
+        repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default,
+        shared=share,
+    )  # fmt: skip
+    click.echo(f"added remote {quoted(name)} -> {quoted(url)}{place_note(share)}")
 
 
 @remote.command(name="list")
@@ -1398,43 +1425,58 @@ def remote_list(as_json: bool) -> None:
     repo = repo_here()
     known = remotes.remotes(repo)
     default = remotes.default_remote(repo)
+    local = remotes.local_names(repo)
     if as_json:
-        emit_json([{**s.shown(), "name": n, "default": n == default} for n, s in known.items()])
+        emit_json(
+            [{**s.shown(), "name": n, "default": n == default,
+              "scope": "local" if n in local else "shared"} for n, s in known.items()]
+        )  # fmt: skip
         return
     for n, spec in known.items():
         shown = spec.shown()
         extra = f"  (endpoint {quoted(shown['endpoint_url'])})" if spec.endpoint_url else ""
+        extra += "  [this clone only]" if n in local else "  [dvfs.toml]"
         click.echo(f"{'*' if n == default else ' '} {quoted(n)}  {quoted(shown['url'])}{extra}")
 
 
 @remote.command(name="remove")
 @click.argument("name")
-def remote_remove(name: str) -> None:
+@click.option(
+    "--shared/--local", "shared", default=None,
+    help="Only from dvfs.toml, or only from this clone (default: from both).",
+)  # fmt: skip
+def remote_remove(name: str, shared: bool | None) -> None:
     """Forget remote NAME (nothing on the remote is touched).
 
     \b
     Examples:
       dvfs remote remove backup
+      dvfs remote remove origin --local    # drop this clone's override of origin
     """
     from vfs import remotes
 
-    remotes.remove_remote(repo_here(), name)
-    click.echo(f"removed remote {quoted(name)}")
+    only = None if shared is None else "shared" if shared else "local"
+    places = remotes.remove_remote(repo_here(), name, only=only)
+    click.echo(f"removed remote {quoted(name)} from {' and '.join(places)}")
 
 
 @remote.command(name="default")
 @click.argument("name")
-def remote_default(name: str) -> None:
+@SCOPE
+def remote_default(name: str, shared: bool | None) -> None:
     """Make NAME the default remote.
 
     \b
     Examples:
       dvfs remote default origin
+      dvfs remote default backup --local    # for this clone only
     """
     from vfs import remotes
 
-    remotes.set_default(repo_here(), name)
-    click.echo(f"default remote: {quoted(name)}")
+    repo = repo_here()
+    share = in_shared(repo, shared)
+    remotes.set_default(repo, name, shared=share)
+    click.echo(f"default remote: {quoted(name)}{place_note(share)}")
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
@@ -1538,15 +1580,29 @@ def pull(
 ) -> None:  # fmt: skip
     """Fetch, download what REV (default: the remote's branch) needs, and check it out.
 
+    In a git clone that has dvfs.toml but no store yet, the store is made from
+    the shared remote first, and the version dvfs.lock names is restored.
+
     \b
     Examples:
       dvfs pull
       dvfs pull v3 images/train    # only the chunks of images/train at v3
       dvfs pull images/val
     """
-    from vfs import remotes, sync
+    from vfs import gitclone, remotes, sync
 
-    repo = repo_here()
+    try:
+        repo = repo_here()
+    except NotARepository:
+        root = find_shared_root(Path.cwd())
+        if root is None:
+            raise
+        if not rev and not paths:
+            return first_pull(root, remote_name, force, yes, jobs, as_json)
+        with resumable("pull"):
+            repo = gitclone.make_store(root, remote_name, jobs)
+    if not rev and not paths and gitclone.pending(repo):
+        return first_pull(repo.root, remote_name, force, yes, jobs, as_json)
     spec = remotes.get_remote(repo, remote_name)
     with workers() as w, resumable("pull"):
         r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes)
@@ -1565,6 +1621,31 @@ def pull(
     click.echo(transfer_line("downloaded", r.transfer))
     if r.checkout is not None:
         report_checkout(r.checkout)
+
+
+def first_pull(
+    root: Path, remote_name: str | None, force: bool, yes: bool, jobs: int, as_json: bool
+) -> None:
+    """`dvfs pull` in a git clone with no data yet: make the store, restore dvfs.lock's version."""
+    from vfs import gitclone
+
+    with workers() as w, resumable("pull"):
+        s = gitclone.set_up(root, remote_name, w, jobs=jobs, yes=yes, force=force)
+    for line in s.transfer.warnings:
+        warn(line)
+    if as_json:
+        emit_json(
+            {"message": None, "transfer": dataclasses.asdict(s.transfer),
+             "checkout": checkout_json(s.checkout),
+             "set_up": {"remote": s.remote, "branch": s.branch, "id": s.target.hex(),
+                        "from_lock": s.from_lock}}
+        )  # fmt: skip
+        checkout_failures(s.checkout)
+        return
+    what = "the version dvfs.lock names" if s.from_lock else f"branch {quoted(s.branch)}"
+    click.echo(f"set up the store from dvfs.toml (remote {quoted(s.remote)}); restoring {what}")
+    click.echo(transfer_line("downloaded", s.transfer))
+    report_checkout(s.checkout)
 
 
 @cli.command(name="clone")

@@ -1,4 +1,4 @@
-"""Living beside git: the git commit of a version, ``.gitignore``, and ``dvfs.lock``.
+"""Living beside git: the git commit of a version, ``.gitignore``, ``dvfs.lock``, ``dvfs.toml``.
 
 Everything goes through plain ``git`` subprocess calls, and everything is optional:
 outside a git work tree, or without git installed, these functions do nothing.
@@ -35,6 +35,7 @@ from vfs.errors import UsageError
 from vfs.ids import from_hex
 
 LOCK_FILE = "dvfs.lock"
+SHARED_FILE = "dvfs.toml"  # settings shared through git, see vfs.shared
 GITIGNORE = ".gitignore"
 MAX_GITIGNORE = 4 << 20  # bytes of a .gitignore dvfs reads to add to it
 MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
@@ -58,6 +59,11 @@ def _git(root: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def git_output(root: Path, *args: str) -> str | None:
+    """What ``git ARGS`` run in ``root`` prints (stripped); None if it fails or is missing."""
+    return _git(root, *args)
+
+
 def in_git(root: Path) -> bool:
     """True if ``root`` lies inside a git work tree."""
     return _git(root, "rev-parse", "--is-inside-work-tree") == "true"
@@ -79,6 +85,17 @@ def git_author(root: Path) -> str | None:
     if name and email:
         return f"{name} <{email}>"
     return name or None
+
+
+def find_shared_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``dvfs.toml``, if any.
+
+    For a git clone that has the shared settings but no store yet (no ``.dvfs``).
+    """
+    for d in (start, *start.parents):
+        if os.path.lexists(d / SHARED_FILE):  # (a link is found, and refused when read)
+            return d
+    return None
 
 
 def _read_root_file(root: Path, name: str, limit: int) -> bytes | None:
@@ -156,8 +173,6 @@ def write_lock(root: Path, ptr: LockPointer) -> None:
 
 def read_lock(root: Path) -> LockPointer:
     """Parse ``dvfs.lock``; UsageError saying what is wrong."""
-    import yaml  # here: only `checkout --lock` reads it, and it costs 10 ms to import
-
     path = root / LOCK_FILE
     try:
         raw = _read_root_file(root, LOCK_FILE, MAX_LOCK)
@@ -166,12 +181,19 @@ def read_lock(root: Path) -> LockPointer:
         raise UsageError(f"{path} is not a plain file ({why}): restore it from git") from None
     if raw is None:
         raise UsageError(f"{path} does not exist: commit a version first")
+    return parse_lock(raw, str(path))
+
+
+def parse_lock(raw: bytes, where: str) -> LockPointer:
+    """What the text of a ``dvfs.lock`` names; UsageError (naming ``where``) if nothing."""
+    import yaml  # here: only `checkout --lock` and the git hooks read it; 10 ms to import
+
     try:
         # Every value as the text written: a branch named yes, on, null or 1.0 stays that
         # name (a typing reader made them True, None and 1.0).
         rec = yaml.load(raw.decode("utf-8", "replace"), Loader=yaml.BaseLoader)
     except yaml.YAMLError:
-        raise UsageError(f"{path} is not readable YAML: restore it from git") from None
+        raise UsageError(f"{where} is not readable YAML: restore it from git") from None
     try:
         assert isinstance(rec, dict)
         version = str(rec["version"])
@@ -179,5 +201,5 @@ def read_lock(root: Path) -> LockPointer:
         return LockPointer(str(rec["branch"]), int(version[1:]), from_hex(str(rec["id"])))
     except (AssertionError, KeyError, ValueError):
         raise UsageError(
-            f"{path} does not name a version (needs branch, version and id): restore it from git"
+            f"{where} does not name a version (needs branch, version and id): restore it from git"
         ) from None

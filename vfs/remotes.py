@@ -1,10 +1,17 @@
 """Named remotes of a repository, the layout of a remote, and what is read from one.
 
-Remotes live in ``.dvfs/config`` (JSON)::
+Remotes live in two places. Those shared with everyone who clones the git repository
+are in ``dvfs.toml`` at the root (``vfs.shared``: committed with the code); those of
+this clone alone are in ``.dvfs/config`` (JSON)::
 
     {"remotes": {"origin": {"url": "s3://bucket/prefix", "endpoint_url": null,
                             "region": null, "profile": null}},
      "default_remote": "origin"}
+
+A local remote overrides the shared one of the same name, and a local
+``default_remote`` the shared one. ``dvfs remote add`` writes to ``dvfs.toml`` inside
+a git work tree (where sharing it is the point), to ``.dvfs/config`` outside one or
+with ``--local``.
 
 Only where to connect is stored; credentials always come from boto3's standard chain
 (environment, profile, instance role) and are never written or printed: a URL or an
@@ -48,7 +55,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +68,6 @@ from vfs.backends import (
     open_backend,
     redact_url,
     refuse_credentials,
-    valid_bucket,
 )
 from vfs.errors import (
     FormatError,
@@ -71,12 +77,17 @@ from vfs.errors import (
     RemoteNotFound,
     UsageError,
 )
+from vfs.gitlink import SHARED_FILE, in_git
 from vfs.ids import from_hex, hash_bytes, is_hex_prefix
 from vfs.objects import Compression, ObjKind, decode_payload
 from vfs.packs import PackedObject, decode_index
 from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
 from vfs.repo import Repository, format_record, parse_format
+from vfs.shared import REMOTE_KEYS, SharedConfig
+from vfs.shared import check_url as check_url  # (vfs.launch checks mount URLs with it)
+from vfs.shared import load as load_shared
+from vfs.shared import save as save_shared
 
 
 @dataclass(frozen=True)
@@ -165,30 +176,48 @@ def cached_remote_ids(repo: Repository) -> set[bytes]:
     return out
 
 
-_URL_FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
+LOCAL_PLACE = ".dvfs/config"
 
 
-def check_url(url: str) -> None:
-    """UsageError unless ``url`` has the form of a remote URL (nothing is contacted)."""
-    scheme, sep, rest = url.partition("://")
-    if not url.strip():
-        raise UsageError(f"empty remote URL: {_URL_FORMS}")
-    refuse_credentials(url, "the remote URL")
-    if not sep:
-        return
-    if scheme == "s3":
-        bucket = rest.split("/", 1)[0]
-        if not valid_bucket(bucket):
-            raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_URL_FORMS}")
-        return
-    if scheme == "file" and rest.startswith("/"):
-        return
-    raise UsageError(f"unsupported remote URL {url!r}: {_URL_FORMS}")
+def _shared_specs(root: Path, team: SharedConfig) -> dict[str, RemoteSpec]:
+    """The remotes of a dvfs.toml; relative directory paths are taken from ``root``."""
+    out = {}
+    for name, rec in team.remotes.items():
+        url = rec["url"]
+        if "://" not in url and not os.path.isabs(url):
+            url = os.path.normpath(root / url)
+        out[name] = RemoteSpec(name, url, *(rec.get(k) for k in REMOTE_KEYS[1:]))
+    return out
+
+
+def shared_remote(root: Path, name: str | None) -> RemoteSpec:
+    """Remote ``name`` (default: the default one) of the dvfs.toml at ``root``.
+
+    For a git clone that has no store yet (``vfs.gitclone``).
+    """
+    team = load_shared(root)
+    known = _shared_specs(root, team)
+    if not known:
+        raise UsageError(
+            f"{root / SHARED_FILE} names no remote: add one with `dvfs remote add NAME URL` "
+            "where the data was committed, and commit the file"
+        )
+    if name is None:
+        if team.default_remote in known:
+            name = team.default_remote
+        elif len(known) == 1:
+            name = next(iter(known))
+        else:
+            raise UsageError(f"{SHARED_FILE} names several remotes and no default: pass --remote")
+    if name not in known:
+        have = ", ".join(sorted(known))
+        raise UsageError(f"unknown remote {name!r} (in {SHARED_FILE}: {have})")
+    return known[name]
 
 
 def remotes(repo: Repository) -> dict[str, RemoteSpec]:
-    """Every configured remote by name."""
-    out = {}
+    """Every configured remote by name: dvfs.toml's, then .dvfs/config's (which win)."""
+    out = _shared_specs(repo.root, load_shared(repo.root))
     table = repo.config().get("remotes") or {}
     if not isinstance(table, dict):
         raise FormatError(f"{repo.dir / 'config'}: remotes must be a JSON object: fix it")
@@ -204,14 +233,24 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
     return out
 
 
+def local_names(repo: Repository) -> set[str]:
+    """Names of the remotes set in .dvfs/config (this clone's own)."""
+    table = repo.config().get("remotes") or {}
+    return set(table) if isinstance(table, dict) else set()
+
+
 def default_remote(repo: Repository) -> str | None:
-    """The default remote's name, if one is set or only one exists."""
-    cfg = repo.config()
-    name = cfg.get("default_remote")
+    """The default remote's name: set locally, else in dvfs.toml, else the only one."""
     known = remotes(repo)
-    if isinstance(name, str) and name in known:
-        return name
+    for name in (repo.config().get("default_remote"), load_shared(repo.root).default_remote):
+        if isinstance(name, str) and name in known:
+            return name
     return next(iter(known)) if len(known) == 1 else None
+
+
+def shared_by_default(repo: Repository) -> bool:
+    """Whether ``dvfs remote`` changes dvfs.toml when not told: inside a git work tree."""
+    return in_git(repo.root)
 
 
 def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
@@ -233,43 +272,82 @@ def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
     return spec
 
 
-def add_remote(repo: Repository, spec: RemoteSpec, make_default: bool = False) -> None:
-    """Record a new remote (the URL is checked for form, not contacted)."""
+def add_remote(
+    repo: Repository, spec: RemoteSpec, make_default: bool = False, *, shared: bool = False
+) -> None:
+    """Record a new remote (the URL is checked for form, not contacted).
+
+    ``shared`` puts it in dvfs.toml, else in .dvfs/config. A local remote may take the
+    name of a shared one (it overrides it here); no other name may be taken twice.
+    """
     check_ref_name(spec.name, "remote")
     check_url(spec.url)
+    if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
+        path = os.path.abspath(spec.url)
+        if shared and not os.path.isabs(spec.url):
+            path = os.path.relpath(path, repo.root)
+        spec = replace(spec, url=path)
     if spec.endpoint_url is not None:
         refuse_credentials(spec.endpoint_url, "the endpoint URL")
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})
-        if spec.name in table:
+        team = load_shared(repo.root)
+        if spec.name in table or (shared and spec.name in team.remotes):
             raise UsageError(f"remote {spec.name} already exists: remove it first")
+        if shared:
+            team.remotes[spec.name] = {k: v for k, v in spec.record().items() if v is not None}
+            if make_default or team.default_remote is None:
+                team.default_remote = spec.name
+            save_shared(repo.root, team)
+            return
         table[spec.name] = spec.record()
         if make_default or "default_remote" not in cfg:
             cfg["default_remote"] = spec.name
         repo.save_config(cfg)
 
 
-def remove_remote(repo: Repository, name: str) -> None:
-    """Forget a remote and its remote-tracking refs."""
+def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> list[str]:
+    """Forget a remote (``only``: "local" or "shared" for one place); where it was.
+
+    Its remote-tracking refs go once no place defines it any more.
+    """
     with repo.locked():
         cfg = repo.config()
         table = cfg.get("remotes") or {}
-        if name not in table:
-            raise UsageError(f"unknown remote {name!r}")
-        del table[name]
-        if cfg.get("default_remote") == name:
-            cfg.pop("default_remote")
-        repo.save_config(cfg)
-        for branch in repo.refs.names(f"remotes/{name}"):
-            ref = f"refs/remotes/{name}/{branch}"
-            repo.refs.update(ref, None, repo.refs.get(ref))
+        team = load_shared(repo.root)
+        places = []
+        if only != "shared" and name in table:
+            del table[name]
+            if cfg.get("default_remote") == name:
+                cfg.pop("default_remote")
+            repo.save_config(cfg)
+            places.append(LOCAL_PLACE)
+        if only != "local" and name in team.remotes:
+            del team.remotes[name]
+            if team.default_remote == name:
+                team.default_remote = None
+            save_shared(repo.root, team)
+            places.append(SHARED_FILE)
+        if not places:
+            where = {"local": f" in {LOCAL_PLACE}", "shared": f" in {SHARED_FILE}"}.get(only or "")
+            raise UsageError(f"unknown remote {name!r}{where or ''}")
+        if name not in remotes(repo):
+            for branch in repo.refs.names(f"remotes/{name}"):
+                ref = f"refs/remotes/{name}/{branch}"
+                repo.refs.update(ref, None, repo.refs.get(ref))
+        return places
 
 
-def set_default(repo: Repository, name: str) -> None:
-    """Make ``name`` the default remote."""
+def set_default(repo: Repository, name: str, *, shared: bool = False) -> None:
+    """Make ``name`` the default remote, in dvfs.toml if ``shared``, else for this clone."""
     get_remote(repo, name)
     with repo.locked():
+        if shared:
+            team = load_shared(repo.root)
+            team.default_remote = name
+            save_shared(repo.root, team)
+            return
         cfg = repo.config()
         cfg["default_remote"] = name
         repo.save_config(cfg)

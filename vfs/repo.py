@@ -4,8 +4,10 @@ Layout::
 
     <root>/                 the working tree
     <root>/dvfs.lock        the pinned data version, for git (see vfs.gitlink)
+    <root>/dvfs.toml        settings shared through git: remotes (see vfs.shared)
     <root>/.dvfs/format     format record (JSON, below); never changes after init
-    <root>/.dvfs/config     user settings (JSON object; may be absent)
+    <root>/.dvfs/config     this clone's settings (JSON object; may be absent); they
+                            override dvfs.toml's
     <root>/.dvfs/HEAD, refs/        see vfs.refs
     <root>/.dvfs/index      staging index, see vfs.stage
     <root>/.dvfs/objects/   loose objects, see vfs.objects
@@ -37,7 +39,7 @@ from vfs import settings
 from vfs.chunking import Chunker, ChunkerParams
 from vfs.durable import write_atomic
 from vfs.errors import FormatError, NotARepository, UsageError
-from vfs.gitlink import git_author
+from vfs.gitlink import SHARED_FILE, find_shared_root, git_author
 from vfs.history import History
 from vfs.lock import repository_lock
 from vfs.objects import ObjectStore
@@ -149,6 +151,12 @@ class Repository:
         for d in (here, *here.parents):
             if (d / DVFS_DIR).is_dir():
                 return Repository(d)
+        shared = find_shared_root(here)
+        if shared is not None:
+            raise NotARepository(
+                f"{shared} has dvfs settings ({SHARED_FILE}) but no store yet: "
+                "run `dvfs pull` to set it up and get the data"
+            )
         raise NotARepository()
 
     # state -------------------------------------------------------------------------
