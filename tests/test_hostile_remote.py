@@ -57,7 +57,7 @@ def refused_clone(tmp_path: Path, forge: Forge, *fragments: str) -> str:
 
 @pytest.mark.parametrize(
     ("name", "shown"),
-    [(b".git", ".git"), (b".DVFS", ".DVFS"), (".g\u200cit".encode(), "data/.g\u200cit")],
+    [(b".git", ".git"), (b".DVFS", ".DVFS"), (".g\u200cit".encode(), '"data/.g\\342\\200\\214it"')],
 )
 def test_a_version_holding_a_reserved_name_is_refused_naming_it(
     name: bytes, shown: str, tmp_path: Path
