@@ -23,7 +23,7 @@ LAYERS = [
     {"workflow", "remotes"},
     {"checkout", "browse", "fsck", "mounts", "launch", "control", "receive"},
     {"sync"},
-    {"gitclone"},  # a git clone's first pull
+    {"gitclone", "githooks"},  # a git clone's first pull, the git hooks
     {"progress_bar"},
     {"cli"},
 ]

@@ -1,0 +1,263 @@
+"""``dvfs install``: git hooks that keep the data in step with the code, with real git.
+
+git runs the hooks itself here (``git checkout``, ``git pull``, ``git push``), finding
+``dvfs`` on PATH as a user's shell would. The pre-push question is answered through a
+pseudo-terminal that is the controlling terminal of ``git push``, as a user at a
+terminal would answer it; without one it must never wait.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.cli_support import (
+    BASE_ENV,
+    GIT_ENV,
+    Repo,
+    RepoFactory,
+    fsck_clean,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
+
+BIN = str(Path(sys.executable).parent)  # where this environment's `dvfs` is
+HOOKS = ["post-checkout", "post-merge", "pre-push"]
+
+
+def git_env(with_dvfs: bool = True) -> dict[str, str]:
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    if with_dvfs:
+        path = f"{BIN}:{path}"
+    else:
+        path = ":".join(p for p in path.split(":") if p and not Path(p, "dvfs").exists())
+    env = {**os.environ, **GIT_ENV, **BASE_ENV, "PATH": path}
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def sh(cwd: Path, *args: str, with_dvfs: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command (git, or dvfs found on PATH) as a user's shell would."""
+    return subprocess.run(
+        list(args), cwd=cwd, env=git_env(with_dvfs), capture_output=True, text=True,
+        stdin=subprocess.DEVNULL, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def ok(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    r = sh(cwd, *args)
+    assert r.returncode == 0, f"{args}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+def hooks_dir(repo: Repo) -> Path:
+    return repo.root / ".git" / "hooks"
+
+
+def own_files(repo: Repo) -> dict[str, str]:
+    return {p.name: p.read_text() for p in hooks_dir(repo).iterdir() if "sample" not in p.name}
+
+
+def data_repo(make_repo: RepoFactory, tmp_path: Path) -> Repo:
+    """A git work tree with code, data at v1 and v2 (a git commit each), a dvfs remote and
+    a git remote (a bare repository), everything pushed."""
+    repo = make_repo("work", git_repo=True)
+    ok(tmp_path, "git", "init", "-q", "--bare", "-b", "master", "code.git")
+    ok(repo.root, "git", "remote", "add", "origin", str(tmp_path / "code.git"))
+    repo.ok("remote", "add", "origin", str(tmp_path / "store"))
+    (repo.root / "train.py").write_text("print('train')\n")
+    for n in (1, 2):
+        repo.write("data/labels.csv", f"id,label\n{n},cat\n")
+        repo.ok("add", "data")
+        repo.ok("commit", "-m", f"data {n}")
+        ok(repo.root, "git", "add", "-A")
+        ok(repo.root, "git", "commit", "-q", "-m", f"code with data v{n}")
+    repo.ok("push")
+    ok(repo.root, "git", "push", "-q", "-u", "origin", "master")
+    return repo
+
+
+def test_install_chains_existing_hooks_and_uninstall_puts_them_back(
+    make_repo: RepoFactory,
+) -> None:
+    repo = make_repo(git_repo=True)
+    mine = '#!/bin/sh\necho "my hook: $*" >> "$(git rev-parse --git-dir)/ran"\n'
+    (hooks_dir(repo) / "post-checkout").write_text(mine)
+    (hooks_dir(repo) / "post-checkout").chmod(0o755)
+    before = own_files(repo)
+
+    r = repo.ok("install")
+    assert "installed the git hooks post-checkout, post-merge, pre-push" in r.out
+    assert "kept the hooks that were there, run first: post-checkout" in r.out
+    after = own_files(repo)
+    assert after["post-checkout.dvfs-chained"] == mine
+    for name in HOOKS:
+        assert os.access(hooks_dir(repo) / name, os.X_OK)
+    assert "already installed" in repo.ok("install").out
+    assert own_files(repo) == after  # idempotent
+
+    # The chained hook still runs, with git's arguments, before dvfs's part.
+    ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "one")
+    ok(repo.root, "git", "checkout", "-q", "-b", "other")
+    assert (repo.root / ".git" / "ran").read_text().startswith("my hook: ")
+
+    # A hook written after install, by someone else, is left alone by uninstall.
+    (hooks_dir(repo) / "post-merge").write_text("#!/bin/sh\nexit 0\n")
+    r = repo.ok("install", "--uninstall")
+    assert "put back the hooks it had chained: post-checkout" in r.out
+    assert "post-merge was left alone" in r.err
+    assert own_files(repo) == {**before, "post-merge": "#!/bin/sh\nexit 0\n"}
+    assert "no git hook" in repo.ok("install", "--uninstall").out
+    repo.fsck_clean()
+
+
+def test_install_needs_git(repo: Repo) -> None:
+    repo.fail("install", fragments=("not inside a git work tree",))
+
+
+def test_git_checkout_brings_the_data_dvfs_lock_names(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    r = ok(repo.root, "git", "checkout", "-q", "HEAD~1")
+    assert "dvfs.lock changed" in r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n1,cat\n"
+    assert repo.status()["head"] == "v1"
+    ok(repo.root, "git", "checkout", "-q", "master")
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"
+
+    # A git checkout that leaves dvfs.lock as it is leaves the data alone (an edit stays).
+    repo.write("data/labels.csv", "edited\n")
+    r = ok(repo.root, "git", "checkout", "-q", "-b", "feature")
+    assert "dvfs" not in r.stderr
+    ok(repo.root, "git", "checkout", "-q", "--", "train.py")  # a file checkout: nothing
+    assert repo.read("data/labels.csv") == b"edited\n"
+
+    # Uncommitted data in the way: the hook says so, and git reports the failure.
+    ok(repo.root, "git", "checkout", "-q", "master")
+    r = sh(repo.root, "git", "checkout", "-q", "HEAD~1")
+    assert r.returncode != 0 and "would overwrite uncommitted changes" in r.stderr
+    assert repo.read("data/labels.csv") == b"edited\n"
+    fsck_clean(repo.root)
+
+
+def test_git_pull_brings_the_new_data_and_a_clone_without_store_is_told(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = data_repo(make_repo, tmp_path)
+    ok(tmp_path, "git", "clone", "-q", str(tmp_path / "code.git"), "mate")
+    mate = Repo(tmp_path / "mate")
+    assert "installed" in mate.ok("install").out  # before it has a store: all the same
+    r = ok(mate.root, "git", "checkout", "-q", "HEAD~1")
+    assert "has no data yet: run `dvfs pull`" in r.stderr
+    ok(mate.root, "git", "checkout", "-q", "master")
+    mate.ok("pull")
+    assert mate.read("data/labels.csv") == b"id,label\n2,cat\n"
+
+    repo.write("data/labels.csv", "id,label\n3,cat\n")
+    repo.ok("add", "data")
+    repo.ok("commit", "-m", "data 3")
+    repo.ok("push")
+    ok(repo.root, "git", "commit", "-q", "-am", "code with data v3")
+    ok(repo.root, "git", "push", "-q")
+    r = ok(mate.root, "git", "pull", "-q")
+    assert "dvfs.lock changed" in r.stderr
+    assert mate.read("data/labels.csv") == b"id,label\n3,cat\n"
+    fsck_clean(mate.root)
+
+
+def new_data_commit(repo: Repo, n: int) -> None:
+    repo.write("data/labels.csv", f"id,label\n{n},dog\n")
+    repo.ok("add", "data")
+    repo.ok("commit", "-m", f"data {n}")
+    ok(repo.root, "git", "commit", "-q", "-am", f"code with data v{n}")
+
+
+def remote_tip(repo: Repo) -> str:
+    """The id of the dvfs remote's main branch."""
+    tip: str = (Path(repo.root.parent, "store", "refs", "heads", "main")).read_text().strip()
+    return tip
+
+
+def push_at_a_terminal(cwd: Path, answer: bytes) -> tuple[int, str]:
+    """``git push`` with a pseudo-terminal as its controlling terminal; ``answer`` is typed
+    when the question appears. Returns git's exit status and what the terminal showed."""
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    proc = subprocess.Popen(
+        ["git", "push", "-q"], cwd=cwd, env=git_env(), stdin=slave, stdout=slave, stderr=slave,
+        start_new_session=True, preexec_fn=lambda: os.close(os.open(name, os.O_RDWR)),
+    )  # fmt: skip
+    os.close(slave)
+    shown = b""
+    asked = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the last writer closed the terminal
+                break
+            shown += chunk
+            if not asked and b"Push it now? [Y/n]" in shown:
+                os.write(master, answer)
+                asked = True
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=60)
+    os.close(master)
+    return code, shown.decode(errors="replace")
+
+
+def test_pre_push_offers_dvfs_push_at_a_terminal_and_never_waits_without_one(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    pushed = remote_tip(repo)
+
+    # No terminal: one warning, and the git push goes on.
+    new_data_commit(repo, 3)
+    r = ok(repo.root, "git", "push", "-q")
+    assert "data the dvfs remote does not have: main v3 on origin" in r.stderr
+    assert "teammates' `dvfs pull` fails until `dvfs push`" in r.stderr
+    assert remote_tip(repo) == pushed
+
+    # At a terminal, declined: the same; accepted: dvfs push first, then git's.
+    new_data_commit(repo, 4)
+    code, shown = push_at_a_terminal(repo.root, b"n\n")
+    assert code == 0 and "main v4 on origin. Push it now? [Y/n]" in shown, shown
+    assert "pushed without it" in shown, shown
+    assert remote_tip(repo) == pushed
+    new_data_commit(repo, 5)
+    code, shown = push_at_a_terminal(repo.root, b"\n")
+    assert code == 0, shown
+    assert "main v5 on origin. Push it now? [Y/n]" in shown, shown
+    assert "main: v5 " in shown and "pushed 12 objects in 1 pack" in shown, shown
+    assert remote_tip(repo) == repo.head_id(), shown
+    git_tip = ok(
+        tmp_path, "git", "--git-dir", str(tmp_path / "code.git"), "log", "-1", "--format=%s"
+    )
+    assert git_tip.stdout.strip() == "code with data v5"
+
+    # Nothing missing: nothing asked.
+    ok(repo.root, "git", "commit", "-q", "--allow-empty", "-m", "code only")
+    r = ok(repo.root, "git", "push", "-q")
+    assert "dvfs" not in r.stderr
+    fsck_clean(repo.root)
+
+
+def test_hooks_without_dvfs_on_path_never_break_git(make_repo: RepoFactory, tmp_path: Path) -> None:
+    repo = data_repo(make_repo, tmp_path)
+    repo.ok("install")
+    r = sh(repo.root, "git", "checkout", "-q", "HEAD~1", with_dvfs=False)
+    assert r.returncode == 0, r.stderr
+    assert "dvfs command is not on PATH" in r.stderr
+    assert repo.read("data/labels.csv") == b"id,label\n2,cat\n"  # untouched
+    fsck_clean(repo.root)
