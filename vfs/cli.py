@@ -1758,7 +1758,12 @@ HOOK_INPUT_LIMIT = 1 << 20  # bytes of a pre-push hook's input read
 @click.argument("args", nargs=-1)
 @click.pass_context
 def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[str, ...]) -> None:
-    """Run the dvfs part of a git hook (the hooks `dvfs install` writes call it)."""
+    """Run the dvfs part of a git hook (the hooks `dvfs install` writes call it).
+
+    \b
+    Examples:
+      dvfs hook post-checkout --in . -- OLD-COMMIT NEW-COMMIT 1
+    """
     from vfs import githooks
 
     top = Path(git_output(Path.cwd(), "rev-parse", "--show-toplevel") or Path.cwd())
