@@ -55,7 +55,7 @@ def test_switch_create(repo: Repo) -> None:
     repo.write("d/b.txt", "work done while detached")
     line = repo.fail("commit", "-am", "lost?", code=2)
     assert "`dvfs switch -c NAME`" in line
-    repo.ok("switch", "-c", "rescue")
+    repo.ok("checkout", "-b", "rescue")  # git's spelling of switch -c
     assert repo.ok("commit", "-am", "kept").out.startswith("v2 ")
     assert repo.cat("rescue:d/b.txt") == b"work done while detached"
     repo.fsck_clean()
@@ -109,6 +109,8 @@ def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: 
     repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
     assert repo.ok("remote").out == repo.ok("remote", "-v").out == repo.ok("remote", "list").out
     assert "origin" in repo.ok("remote").out
+    assert repo.ok("ls", "-r", "v1").out.splitlines()[1].endswith("  d/b.txt")
+    assert [e["name"] for e in repo.json("ls", "-r", "v2:d", "--json")] == ["d/b.txt"]
     repo.ok("rm", "-r", "d")
     assert not (repo.root / "d").exists()
     line = repo.fail("show", "v1:a.txt", code=2)

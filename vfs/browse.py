@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from vfs.codec import Entry, Kind, Version
@@ -189,8 +189,12 @@ def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) ->
     }
 
 
-def ls(repo: Repository, arg: str) -> list[tuple[bytes, Entry]]:
-    """Entries of ``REV[:DIR]`` (one entry if it names a file), in name order."""
+def ls(repo: Repository, arg: str, recursive: bool = False) -> Iterable[tuple[bytes, Entry]]:
+    """Entries of ``REV[:DIR]`` (one entry if it names a file), in name order.
+
+    ``recursive``: every file and link below DIR instead, by its path from the root,
+    walked as it is listed (the tree is never held whole).
+    """
     rp = split_rev_path(arg)
     hist = repo.history
     v = hist.version(hist.resolve(rp.rev))
@@ -199,6 +203,8 @@ def ls(repo: Repository, arg: str) -> list[tuple[bytes, Entry]]:
         raise UsageError(f"{os.fsdecode(rp.path)} does not exist in v{v.number}")
     if e.kind != Kind.DIR:
         return [(rp.path, e)]
+    if recursive:
+        return hist.walk(e.subtree, rp.path)
     return [(x.name, x) for x in hist.tree(e.subtree).entries]
 
 

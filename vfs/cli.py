@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import stat as statmod
 import sys
 from collections.abc import Iterator
@@ -34,7 +35,7 @@ from vfs import browse, checkout, settings, workflow
 from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, ParamChange, flat_params, summary
-from vfs.errors import DvfsError, NotARepository, RemoteUnreachable, UsageError
+from vfs.errors import DvfsError, NotARepository, RemoteUnreachable, RevisionNotFound, UsageError
 from vfs.gitlink import find_shared_root, git_output
 from vfs.grouping import GROUP_OVER, Group, by_directory
 from vfs.progress_bar import TerminalProgress, human_size
@@ -702,6 +703,7 @@ def group_line(state: str, g: Group, changes: list[Change]) -> str:
 
 
 DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
+REVISION_LIKE = re.compile(r"^(v\d+|HEAD|.*~\d*)$")  # never taken for a path by mistake
 
 
 class RevsThenPaths(DvfsCommand):
@@ -754,12 +756,27 @@ def revs_and_paths(
         if not known and is_revision(repo, a):
             raise UsageError(f"{ctx.command_path} takes at most {at_most}")
         if not known:
+            if REVISION_LIKE.match(a):  # v9, HEAD~5: meant as a revision, whatever else
+                repo.history.resolve(a)  # RevisionNotFound, saying what exists
+            close = close_revisions(repo, a)
+            like = f"; did you mean: {', '.join(close)}" if close else ""
             raise UsageError(
-                f"{quoted(a)} is neither a revision nor a path of the working tree or HEAD "
-                f"(a path that existed in an older version: write `-- {a}`)"
+                f"{quoted(a)} is neither a revision nor a path of the working tree or HEAD"
+                f"{like} (a path that existed in an older version: write `-- {a}`)"
             )
         paths.append(rel)
     return revs, paths
+
+
+def close_revisions(repo: Repository, arg: str) -> list[str]:
+    """Names close to ``arg`` that do name versions (a mistyped tag or branch)."""
+    try:
+        repo.history.resolve(arg)
+    except RevisionNotFound as exc:
+        return exc.candidates
+    except DvfsError:
+        pass
+    return []
 
 
 def is_revision(repo: Repository, arg: str) -> bool:
@@ -930,16 +947,20 @@ def mode_string(e: Entry) -> str:
 
 @cli.command(name="ls")
 @click.argument("target", default="HEAD", metavar="REV[:DIR]")
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Every file and link below DIR, by its path."
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def ls_cmd(target: str, as_json: bool) -> None:
+def ls_cmd(target: str, recursive: bool, as_json: bool) -> None:
     """List a directory of a version without checking it out.
 
     \b
     Examples:
       dvfs ls
       dvfs ls v2:data/images --json
+      dvfs ls -r v2:data          # every file below data/
     """
-    rows = browse.ls(repo_here(), target)
+    rows = browse.ls(repo_here(), target, recursive)
     if as_json:
         emit_json(
             [
@@ -1100,23 +1121,33 @@ def checkout_failures(r: checkout.CheckoutReport) -> None:
 @click.argument("paths", nargs=-1)
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
 @click.option("--lock", "from_lock", is_flag=True, help="Restore the version dvfs.lock names.")
+@click.option(
+    "-b", "new_branch", metavar="NAME", help="Start branch NAME at REV (as dvfs switch -c)."
+)  # fmt: skip
 @AS_JSON
 def checkout_cmd(
-    rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool, as_json: bool
-) -> None:
+    rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool,
+    new_branch: str | None, as_json: bool,
+) -> None:  # fmt: skip
     """Restore the working tree (or only PATHS) to version REV.
 
     \b
     Examples:
       dvfs checkout v1
       dvfs checkout HEAD data/labels.csv
+      dvfs checkout -b fix v1    # as dvfs switch -c fix v1
       dvfs checkout --lock       # after a git checkout
     """
-    if from_lock and (rev or paths):
-        raise UsageError("--lock takes no revision or paths")
+    if from_lock and (rev or paths or new_branch):
+        raise UsageError("--lock takes no revision, paths or -b")
+    if new_branch is not None and paths:
+        raise UsageError("-b starts a branch of the whole working tree: give no PATHs")
     repo = repo_here()
     with workers() as w:
-        r = checkout.checkout(repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn)
+        if new_branch is not None:
+            r = checkout.switch_create(repo, new_branch, rev, w, force=force, warn=warn)
+        else:
+            r = checkout.checkout(repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn)
     report_checkout(r, as_json)
 
 

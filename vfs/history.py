@@ -183,11 +183,12 @@ class History:
                 )
             raise RevisionNotFound(rev, self._close(base))
         steps = 0 if back is None else int(back or "1")
+        start = self.version(oid).number
         for _ in range(steps):
             v = self.version(oid)
             if not v.parents:
                 raise RevisionNotFound(
-                    rev, [f"{base} is v{self.version(oid).number}; it has no parent"]
+                    rev, [f"{base} is v{start}: v1 has no parent, go back at most {start - 1}"]
                 )
             oid = v.parents[0]
         return oid
