@@ -139,7 +139,7 @@ def test_json_from_add_to_pull(make_repo: RepoFactory, tmp_path: Path) -> None:
     repo.write("d/a.txt", "aaaa")
     repo.write("d/b.txt", "bb")
     assert repo.json("add", "d", "--json") == {
-        "files": 2, "hashed": 2, "bytes_read": 6, "removed": 0
+        "files": 2, "hashed": 2, "bytes_read": 6, "removed": 0, "ignored": 0
     }  # fmt: skip
     got = repo.json("commit", "-m", "one", "--tag", "first", "--json")
     assert got == {
@@ -206,7 +206,7 @@ def test_completion_offers_commands_revisions_and_files(repo: Repo, tmp_path: Pa
     repo.ok("add", "f.txt")
     repo.ok("commit", "-m", "one", "--tag", "best")
     repo.ok("branch", "fix")
-    assert completions(repo.root, "bash", "dvfs ch") == ["plain,checkout"]
+    assert completions(repo.root, "bash", "dvfs ch") == ["plain,check-ignore", "plain,checkout"]
     assert completions(repo.root, "bash", "dvfs checkout ") == [
         "plain,HEAD", "plain,best", "plain,fix", "plain,main",
     ]  # fmt: skip

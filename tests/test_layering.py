@@ -15,7 +15,7 @@ LAYERS = [
     {"packs"},
     {"objects", "lock"},
     {"backends"},
-    {"refs", "stage", "gitlink", "shared"},
+    {"refs", "stage", "gitlink", "shared", "ignore"},
     {"history"},
     {"worktree", "diff"},
     {"triage"},

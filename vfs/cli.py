@@ -41,7 +41,7 @@ from vfs.grouping import GROUP_OVER, Group, by_directory
 from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
 from vfs.repo import DEFAULT_BRANCH, Repository
-from vfs.worktree import Workers, show
+from vfs.worktree import Workers, lstat_or_none, show
 
 if TYPE_CHECKING:  # the commands that use these import them: most commands need none
     from click.shell_completion import CompletionItem
@@ -324,18 +324,23 @@ def init(directory: Path | None, branch: str) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Add ignored files too (.dvfsignore).")
 @AS_JSON
-def add(paths: tuple[str, ...], as_json: bool) -> None:
+def add(paths: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Stage files or directories: hash them and store their chunks.
+
+    Untracked files that .dvfsignore files (or the built-in rules: __pycache__/,
+    *.pyc, .DS_Store, ...) ignore are skipped; `dvfs check-ignore -v PATH` says why.
 
     \b
     Examples:
       dvfs add data/
       dvfs add labels.csv images/train
+      dvfs add --force data/cache/keep.pyc
     """
     repo = repo_here()
     with workers() as w:
-        r = workflow.add(repo, paths, w, warn)
+        r = workflow.add(repo, paths, w, warn, force=force)
     if as_json:
         emit_json(dataclasses.asdict(r))
         return
@@ -344,7 +349,56 @@ def add(paths: tuple[str, ...], as_json: bool) -> None:
         parts.append(f"read {r.hashed} ({human(r.bytes_read)})")
     if r.removed:
         parts.append(f"{r.removed} deletion{'s' if r.removed != 1 else ''}")
+    if r.ignored:
+        parts.append(f"skipped {r.ignored} ignored path{'s' if r.ignored != 1 else ''}")
     click.echo(", ".join(parts))
+
+
+@cli.command(name="check-ignore")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-v", "--verbose", is_flag=True, help="Also show the rule: FILE:LINE:PATTERN.")
+@AS_JSON
+def check_ignore(paths: tuple[str, ...], verbose: bool, as_json: bool) -> None:
+    """Say which PATHS ignore rules keep out of `add` and `status`, and by which rule.
+
+    Prints the ignored paths (with -v, also paths a `!` rule brings back, each after
+    the rule that decided: FILE:LINE:PATTERN, the file being a .dvfsignore or
+    "(built-in)"). A tracked path is never ignored. Exits 0 if a path is ignored,
+    1 if none is.
+
+    \b
+    Examples:
+      dvfs check-ignore data/__pycache__/x.pyc
+      dvfs check-ignore -v data/*
+    """
+    from vfs.ignore import Ignores
+
+    repo = repo_here()
+    index = repo.index()
+    rows = []
+    with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+        for arg in paths:
+            rel = repo.rel(arg)
+            if not rel:
+                raise UsageError("the repository root itself is never ignored: name paths in it")
+            st = lstat_or_none(repo.root, rel)
+            is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+            tracked = ign.is_tracked(rel) or (is_dir and ign.holds_tracked(rel))
+            m = None if tracked else ign.match(rel, is_dir=is_dir)
+            rows.append((arg, tracked, m))
+    if as_json:
+        emit_json(
+            [{"path": a, "ignored": bool(m and m.ignored), "tracked": tr,
+              "source": m.source if m else None, "line": m.line if m else None,
+              "pattern": m.pattern if m else None} for a, tr, m in rows]
+        )  # fmt: skip
+    else:
+        for arg, _, m in rows:
+            if m is not None and (m.ignored or verbose):
+                shown = quoted(arg)
+                click.echo(f"{escape_text(m.rule())}\t{shown}" if verbose else shown)
+    if not any(m is not None and m.ignored for _, _, m in rows):
+        sys.exit(1)
 
 
 @cli.command()

@@ -33,6 +33,7 @@ from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, FileUnreadable, StorageFull, UncommittedChanges, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_link, ignore_paths, write_lock
 from vfs.history import History
+from vfs.ignore import Ignores
 from vfs.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
@@ -122,6 +123,9 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         st.untracked, to_hash, st.deleted = triage_tree(
             repo.root, tops, at_root, index, warn, skipped
         )
+    if st.untracked:  # (a clean tree reads no ignore file and matches nothing)
+        with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+            st.untracked = ign.keep(st.untracked)
     if skipped:  # what is tracked below them is unknown, not deleted
         below = tuple(d + b"/" for d in skipped)
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
@@ -256,6 +260,7 @@ class AddReport:
     hashed: int = 0  # files that had to be read
     bytes_read: int = 0
     removed: int = 0  # deletions staged
+    ignored: int = 0  # untracked paths (files, or whole directories) skipped by ignore rules
 
 
 def _ancestors(path: bytes) -> Iterator[bytes]:
@@ -265,9 +270,38 @@ def _ancestors(path: bytes) -> Iterator[bytes]:
         yield path
 
 
-def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = quiet) -> AddReport:
-    """Stage files, directories or links (or the deletion of vanished tracked paths)."""
+def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> None:
+    """UsageError if ``arg``, given by name, is untracked and ignored (as ``git add``)."""
+    if not rel or ign.is_tracked(rel):
+        return
+    st = lstat_or_none(repo.root, rel)
+    is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+    if is_dir and ign.holds_tracked(rel):
+        return
+    m = ign.match(rel, is_dir=is_dir)
+    if m is not None and m.ignored:
+        raise UsageError(
+            f"{arg} is ignored by {m.rule()}: `dvfs add --force {arg}` adds it all the same; "
+            "nothing was staged"
+        )
+
+
+def add(
+    repo: Repository,
+    args: Iterable[str],
+    workers: Workers,
+    warn: Warn = quiet,
+    *,
+    force: bool = False,
+) -> AddReport:
+    """Stage files, directories or links (or the deletion of vanished tracked paths).
+
+    Untracked paths that ignore rules (``vfs.ignore``) match are left out of the
+    directories given, and counted; one given by name is refused. ``force`` adds them
+    all the same.
+    """
     report = AddReport()
+    args = list(args)
     rels = [repo.rel(a) for a in args]
     for rel in rels:
         bad = reserved_path([rel])
@@ -286,9 +320,24 @@ def add(repo: Repository, args: Iterable[str], workers: Workers, warn: Warn = qu
             if lstat_or_none(repo.root, rel) is None and not index.under(rel):
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
         found: dict[bytes, Found] = {}
-        for rel in rels:
-            for f in scan(repo.root, rel, warn, strict=True):
-                if f.rel != LOCK_FILE.encode():
+        with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+
+            def enter(d: bytes) -> bool:
+                if ign.ignored(d, is_dir=True):
+                    report.ignored += 1
+                    return False
+                return True
+
+            if not force:
+                for a, rel in zip(args, rels, strict=True):
+                    _refuse_ignored(repo, ign, a, rel)
+            for rel in rels:
+                for f in scan(repo.root, rel, warn, strict=True, enter=None if force else enter):
+                    if f.rel == LOCK_FILE.encode():
+                        continue
+                    if not force and ign.ignored(f.rel):
+                        report.ignored += 1
+                        continue
                     found[check_path(f.rel)] = f
         to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)

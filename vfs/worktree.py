@@ -540,8 +540,12 @@ def scan(
     *,
     strict: bool = False,
     skipped: list[bytes] | None = None,
+    enter: Callable[[bytes], bool] | None = None,
 ) -> Iterator[Found]:
     """Every file and symlink at or below ``rel``, depth first (nothing if ``rel`` is gone).
+
+    ``enter``, if given, says which subdirectories to go into (``vfs.ignore`` leaves
+    ignored ones out).
 
     FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git`` are
     never entered. Other names dvfs never stores (:func:`reserved_in`), and
@@ -566,7 +570,8 @@ def scan(
         while stack:
             listing = list_dir_or_skip(walker, stack.pop(), warn, skipped)
             yield from listing.files
-            stack += enterable(listing, warn, strict=strict)
+            subdirs = enterable(listing, warn, strict=strict)
+            stack += subdirs if enter is None else [d for d in subdirs if enter(d)]
 
 
 def list_dir_or_skip(walker: Walker, d: bytes, warn: Warn, skipped: list[bytes] | None) -> Listing:

@@ -1,0 +1,333 @@
+"""Ignore rules: ``.dvfsignore`` files in any directory, and built-in defaults.
+
+A ``.dvfsignore`` holds gitignore patterns (matched by ``pathspec``'s
+``GitIgnoreSpec``, which follows git's rules: ``#`` comments, ``!`` negation, a
+trailing ``/`` for directories only, a leading or inner ``/`` anchoring the pattern to
+the file's directory, ``**``). As with git:
+
+- a file's rules apply below its directory, and a deeper file's rules come after
+  (and so win over) those above it; within a file the last matching pattern wins;
+- a path below an ignored directory is ignored, whatever a deeper file says (git
+  never reads the ignore files of a directory it ignores);
+- the built-in rules (``BUILTIN``: files nobody wants versioned) come first, so any
+  ``.dvfsignore`` can re-include one with ``!``;
+- a tracked path is never ignored: rules only keep untracked paths out of
+  ``dvfs add`` (of a directory) and ``dvfs status``.
+
+Only untracked paths are ever matched, and each directory's verdict and each ignore
+file are worked out once per command, so a clean ``status`` matches nothing and reads
+no ignore file. Each file is compiled once; its patterns are also joined into one
+regular expression that answers "does anything match?" for most paths in one search.
+
+The working tree is not trusted, and a ``.dvfsignore`` may come from someone else's
+version: each is read from a directory descriptor without following links
+(``vfs.beneath``), at most ``MAX_FILE`` bytes of it, at most ``MAX_PATTERNS``
+patterns of at most ``MAX_LINE`` characters; a pattern with more than
+``MAX_STARS`` single ``*`` in it is skipped with a warning (regular expressions built
+from such globs take time exponential in the number of stars to fail on long names).
+A file that cannot be read is skipped with a warning; the rest still apply.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+from vfs.beneath import Walker, read_regular
+
+IGNORE_FILE = ".dvfsignore"
+BUILTIN_SOURCE = "(built-in)"
+# Files nobody wants versioned, and dvfs's own files at the root (``dvfs.lock``,
+# ``dvfs.toml``: they go in git, beside the data).
+BUILTIN = (
+    ".DS_Store",
+    "__pycache__/",
+    ".ipynb_checkpoints/",
+    "*.pyc",
+    ".git/",
+    "/dvfs.lock",
+    "/dvfs.toml",
+)
+MAX_FILE = 256 * 1024
+MAX_PATTERNS = 4096
+MAX_LINE = 1024
+MAX_STARS = 3
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Match:
+    """The rule that decided about a path: where it is written, and whether it ignores."""
+
+    ignored: bool
+    source: str  # the ignore file, as a repository path, or BUILTIN_SOURCE
+    line: int
+    pattern: str
+
+    def rule(self) -> str:
+        """``source:line:pattern``, as ``git check-ignore -v`` shows a rule."""
+        return f"{self.source}:{self.line}:{self.pattern}"
+
+
+def _quiet(_: str) -> None:
+    """Drops a warning."""
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The patterns of an ignore file's text, compiled (shared by files with equal text)."""
+
+    spec: pathspec.GitIgnoreSpec
+    quick: re.Pattern[str] | None  # matches whatever some pattern matches
+    where: list[tuple[int, str]]  # per pattern: its line number and text
+    negates: bool  # some pattern is a `!` one
+
+
+def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
+    kept: list[str] = []
+    where: list[tuple[int, str]] = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.rstrip("\r")
+        if not line.strip() or line.startswith("#"):
+            continue
+        if len(where) >= MAX_PATTERNS:
+            warn(f"{source}: only its first {MAX_PATTERNS} patterns are used")
+            break
+        if len(line) > MAX_LINE:
+            warn(f"{source}:{number}: a pattern longer than {MAX_LINE} characters is skipped")
+            continue
+        if re.sub(r"\*\*+", "", line).count("*") > MAX_STARS:
+            warn(f"{source}:{number}: a pattern with more than {MAX_STARS} '*' is skipped")
+            continue
+        kept.append(line)
+        where.append((number, line.strip()))
+    try:
+        spec = pathspec.GitIgnoreSpec.from_lines(kept)
+    except (ValueError, TypeError) as exc:  # pathspec's error for a pattern it refuses
+        warn(f"{source}: skipped ({exc})")
+        spec, where = pathspec.GitIgnoreSpec.from_lines([]), []
+    negates = any(p.include is False for p in spec.patterns)
+    return _Compiled(spec, _any_of(spec), where, negates)
+
+
+class _Rules:
+    """The patterns of one ignore file, for the paths below its directory."""
+
+    def __init__(self, base: bytes, source: str, compiled: _Compiled) -> None:
+        self.base = base  # the directory the rules are relative to (b"": the root)
+        self.prefix = len(os.fsdecode(base)) + 1 if base else 0
+        self.source = source
+        self.compiled = compiled
+
+    def check(self, rel: str) -> Match | None:
+        """The last pattern here matching ``rel`` (relative to the root), if any."""
+        here = rel[self.prefix :]
+        c = self.compiled
+        if c.quick is not None and c.quick.match(here) is None:
+            return None
+        result = c.spec.check_file(here)
+        if result.include is None or result.index is None:
+            return None
+        number, text = c.where[result.index]
+        return Match(bool(result.include), self.source, number, text)
+
+    def decides(self, rel: str) -> bool | None:
+        """``check(rel).ignored``, sooner: True ignores, False keeps, None says nothing."""
+        here = rel[self.prefix :]
+        c = self.compiled
+        if c.quick is not None:
+            if c.quick.match(here) is None:
+                return None
+            if not c.negates:
+                return True
+        return c.spec.check_file(here).include
+
+
+def _any_of(spec: pathspec.GitIgnoreSpec) -> re.Pattern[str] | None:
+    """One expression matching what any pattern of ``spec`` matches (None: cannot join)."""
+    parts = []
+    for p in spec.patterns:
+        if p.include is None:
+            continue
+        regex = getattr(p, "regex", None)
+        if not isinstance(regex, re.Pattern):
+            return None
+        parts.append("(?:" + re.sub(r"\(\?P<\w+>", "(?:", regex.pattern) + ")")
+    if not parts:
+        return re.compile(r"(?!)")  # matches nothing
+    try:
+        return re.compile("|".join(parts))
+    except re.error:
+        return None
+
+
+class Ignores:
+    """The ignore rules of one working tree, read as they are needed, for one command.
+
+    ``tracked`` gives the sorted tracked paths (the index's), asked for only when
+    needed: a tracked path is never ignored, and an ignored directory holding tracked
+    paths is still entered.
+    """
+
+    def __init__(
+        self, root: Path, tracked: Callable[[], Sequence[bytes]], warn: Warn = _quiet
+    ) -> None:
+        self.root = root
+        self._get_tracked = tracked
+        self._tracked: Sequence[bytes] | None = None
+        self._tracked_set: set[bytes] | None = None
+        self.warn = warn
+        self._walker: Walker | None = None
+        self._files: dict[bytes, _Rules | None] = {}  # directory -> its .dvfsignore
+        self._compiled: dict[str, _Compiled] = {}  # text of an ignore file -> its patterns
+        self._chains: dict[bytes, list[_Rules]] = {}  # directory -> rules for its entries
+        self._dirs: dict[bytes, Match | None] = {}  # directory -> the rule deciding it
+        self._builtin = _Rules(b"", BUILTIN_SOURCE, _compile(BUILTIN_SOURCE, BUILTIN, warn))
+
+    def __enter__(self) -> Ignores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the directory descriptors held."""
+        if self._walker is not None:
+            self._walker.close()
+            self._walker = None
+
+    # reading ------------------------------------------------------------------------
+
+    def _rules_in(self, d: bytes) -> _Rules | None:
+        """The rules of ``d``'s ``.dvfsignore`` (None if it has none), read once."""
+        if d in self._files:
+            return self._files[d]
+        source = os.fsdecode(d + b"/" + IGNORE_FILE.encode() if d else IGNORE_FILE.encode())
+        rules = None
+        try:
+            if self._walker is None:
+                self._walker = Walker(self.root)
+            raw = read_regular(self._walker.dir(d), IGNORE_FILE, MAX_FILE)
+        except OSError as exc:
+            raw = None
+            if exc.errno == errno.ELOOP:
+                self.warn(f"{source} is a symbolic link, which dvfs does not follow: not used")
+            elif exc.errno == errno.EFBIG:
+                self.warn(f"{source} holds more than {MAX_FILE:,} bytes: not used")
+            elif exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                self.warn(f"{source} cannot be read ({exc.strerror}): not used")
+        if raw is not None:
+            text = raw.decode("utf-8", "surrogateescape")
+            compiled = self._compiled.get(text)
+            if compiled is None:
+                compiled = self._compiled[text] = _compile(source, text.split("\n"), self.warn)
+            rules = _Rules(d, source, compiled)
+        self._files[d] = rules
+        return rules
+
+    # matching -----------------------------------------------------------------------
+
+    def _chain(self, parent: bytes) -> list[_Rules]:
+        """The rule files that apply to the entries of directory ``parent``, first to last."""
+        chain = self._chains.get(parent)
+        if chain is None:
+            above = self._chain(parent.rpartition(b"/")[0]) if parent else [self._builtin]
+            own = self._rules_in(parent)
+            chain = self._chains[parent] = above if own is None else [*above, own]
+        return chain
+
+    def _decide(self, rel: bytes, is_dir: bool) -> Match | None:
+        """The last rule matching ``rel`` itself, ancestors left aside."""
+        parent = rel.rpartition(b"/")[0]
+        text = os.fsdecode(rel) + ("/" if is_dir else "")
+        found = None
+        for rules in self._chain(parent):
+            m = rules.check(text)
+            if m is not None:
+                found = m
+        return found
+
+    def _dir_match(self, d: bytes) -> Match | None:
+        """The rule that ignores directory ``d`` or one above it (or a last negation)."""
+        if d in self._dirs:
+            return self._dirs[d]
+        parent = d.rpartition(b"/")[0]
+        above = self._dir_match(parent) if parent else None
+        m = above if above is not None and above.ignored else self._decide(d, True)
+        self._dirs[d] = m
+        return m
+
+    def match(self, rel: bytes, *, is_dir: bool = False) -> Match | None:
+        """The rule deciding about untracked ``rel``: an ignored directory above it, else
+        the last pattern matching it (maybe a ``!`` one); None if none matches."""
+        parent = rel.rpartition(b"/")[0]
+        if parent:
+            above = self._dir_match(parent)
+            if above is not None and above.ignored:
+                return above
+        return self._dir_match(rel) if is_dir else self._decide(rel, False)
+
+    @property
+    def tracked(self) -> Sequence[bytes]:
+        """The tracked paths, sorted."""
+        if self._tracked is None:
+            self._tracked = self._get_tracked()
+        return self._tracked
+
+    def is_tracked(self, rel: bytes) -> bool:
+        """True if ``rel`` is a tracked path."""
+        if self._tracked_set is None:
+            self._tracked_set = set(self.tracked)
+        return rel in self._tracked_set
+
+    def holds_tracked(self, d: bytes) -> bool:
+        """True if a tracked path lies below directory ``d``."""
+        below = d + b"/"
+        tracked = self.tracked
+        i = bisect.bisect_left(tracked, below)
+        return i < len(tracked) and tracked[i].startswith(below)
+
+    def ignored(self, rel: bytes, *, is_dir: bool = False) -> bool:
+        """True if ``rel`` is untracked and ignored (a directory: also holds nothing tracked)."""
+        if is_dir:
+            m = self.match(rel, is_dir=True)
+            return m is not None and m.ignored and not self.holds_tracked(rel)
+        if self.is_tracked(rel):
+            return False
+        m = self.match(rel)
+        return m is not None and m.ignored
+
+    def keep(self, untracked: Sequence[bytes]) -> list[bytes]:
+        """The ``untracked`` files that are not ignored, in their order.
+
+        Each directory is decided once, and the rules for its files gathered once.
+        """
+        by_dir: dict[bytes, list[bytes]] = {}
+        for p in untracked:
+            by_dir.setdefault(p.rpartition(b"/")[0], []).append(p)
+        kept: set[bytes] = set()
+        decode = os.fsdecode
+        for parent, paths in by_dir.items():
+            if parent:
+                above = self._dir_match(parent)
+                if above is not None and above.ignored:
+                    continue
+            chain = self._chain(parent)
+            for p in paths:
+                text = decode(p)
+                verdict = None
+                for rules in chain:
+                    said = rules.decides(text)
+                    if said is not None:
+                        verdict = said
+                if not verdict:
+                    kept.add(p)
+        return [p for p in untracked if p in kept] if kept else []
