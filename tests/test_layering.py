@@ -18,6 +18,7 @@ LAYERS = [
     {"refs", "stage", "gitlink", "shared", "ignore"},
     {"history"},
     {"worktree", "diff"},
+    {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes"},

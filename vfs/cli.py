@@ -52,6 +52,7 @@ DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
 COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions
+ROWS_SHOWN = 20  # rows `dvfs diff --rows` shows unless --limit says otherwise
 
 
 class FreeText(click.types.StringParamType):
@@ -1052,16 +1053,29 @@ def cat(target: str) -> None:
 @click.argument("targets", nargs=-1, metavar="[REV [REV]] [[--] PATH...]")
 @click.option("--stat", "stat_only", is_flag=True, help="Only counts and sizes.")
 @click.option("--name-only", is_flag=True, help="Only the changed paths, one a line.")
+@click.option(
+    "--rows", is_flag=True,
+    help="Compare the rows of one CSV, TSV, JSON Lines or Parquet file (needs dvfs[tables]).",
+)  # fmt: skip
+@click.option("--key", metavar="COL[,COL]", help="With --rows: match rows by these columns.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), metavar="N",
+    help=f"With --rows: show at most N rows (default {ROWS_SHOWN}).",
+)  # fmt: skip
 @AS_JSON
 @click.pass_context
 def diff_cmd(
-    ctx: click.Context, targets: tuple[str, ...], stat_only: bool, name_only: bool, as_json: bool
-) -> None:
+    ctx: click.Context, targets: tuple[str, ...], stat_only: bool, name_only: bool,
+    rows: bool, key: str | None, limit: int | None, as_json: bool,
+) -> None:  # fmt: skip
     """Show added, removed, modified and renamed files, and changed parameters.
 
     No REV: HEAD against the working tree; one REV: REV against the working tree;
     two: the first against the second, parameters included. PATHs limit it to what
     is at or below them.
+
+    --rows compares the rows of one data file: schema changes, counts, then rows
+    added, removed and (with --key) changed, column by column.
 
     \b
     Examples:
@@ -1069,9 +1083,13 @@ def diff_cmd(
       dvfs diff v1 v2 --stat
       dvfs diff v1 v2 data/labels.csv images/
       dvfs diff v1 v2 --json
+      dvfs diff v1 v2 data/train.csv --rows --key id
     """
     repo = repo_here()
     revs, paths = revs_and_paths(repo, ctx, targets, 2)
+    if rows or key is not None or limit is not None:
+        row_diff(repo, revs, paths, rows, key, limit, stat_only or name_only, as_json)
+        return
     unreadable: list[bytes] = []  # each named in a warning
     with workers() as w:
         changes = browse.diff(repo, revs, w, warn, unreadable, paths)
@@ -1101,6 +1119,39 @@ def diff_cmd(
         )
     if unreadable:
         sys.exit(1)
+
+
+def row_diff(
+    repo: Repository, revs: list[str], paths: list[bytes], rows: bool, key: str | None,
+    limit: int | None, other_format: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """``dvfs diff --rows``: the rows of one data file (see vfs.tables.rowdiff)."""
+    if not rows:
+        raise UsageError("--key and --limit go with --rows")
+    if other_format:
+        raise UsageError("--rows shows rows: leave out --stat and --name-only")
+    if len(paths) != 1:
+        raise UsageError("--rows compares one file: give its PATH after the revisions")
+    columns = [c.strip() for c in key.split(",")] if key is not None else []
+    if any(not c for c in columns):
+        raise UsageError(f"--key {quote_name(key or '')} holds an empty column name")
+    try:  # the engine is an optional dependency: only --rows loads it
+        from vfs.tables import render, rowdiff
+    except ModuleNotFoundError as exc:
+        if exc.name != "duckdb":
+            raise
+        raise UsageError(
+            "--rows needs the table engine: pip install 'dvfs[tables]' (DuckDB)"
+        ) from None
+    result = rowdiff.diff_path(
+        repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
+        columns, ROWS_SHOWN if limit is None else limit, settings.threads(),
+    )  # fmt: skip
+    if as_json:
+        emit_json(render.as_json(result))
+        return
+    for line in render.lines(result):
+        click.echo(line)
 
 
 def param_line(c: ParamChange) -> str:

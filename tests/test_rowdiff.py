@@ -1,0 +1,291 @@
+"""``dvfs diff REV REV PATH --rows``: rows added, removed and changed in data files.
+
+One repository with two versions of a dozen small data files is built once (through
+the command line) and diffed many ways; the tests that need more (a file with a huge
+line, a missing engine) make their own.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from tests.cli_support import Repo, assert_error, assert_ok, init_repo, run_python
+
+PEOPLE_V1 = "id,name,age\n1,ann,31\n2,bob,42\n3,cy,27\n4,dee,55\n"
+PEOPLE_V2 = "id,name,age\n1,ann,32\n3,cy,27\n4,dee,55\n5,eve,19\n"
+
+
+def parquet(path: Path, rows: str) -> bytes:
+    """A Parquet file (written by the engine) of ``rows``, a SQL VALUES list of (id, v)."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"COPY (SELECT * FROM (VALUES {rows}) t(id, v)) TO '{path}' (FORMAT parquet)")
+    finally:
+        con.close()
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    """A repository whose v1 and v2 hold two versions of each data file."""
+    root = tmp_path_factory.mktemp("rowdiff") / "repo"
+    repo = init_repo(root)
+    scratch = root.parent
+    v1: dict[str, bytes | str] = {
+        "people.csv": PEOPLE_V1,
+        "bag.csv": "a,b\n1,x\n1,x\n2,y\n",
+        "schema.csv": "id,age,city,score\n1,30,rome,1.5\n2,40,oslo,2.5\n",
+        "semi.csv": "k;v\n1;one\n2;two\n",
+        "bare.csv": "1,10\n2,20\n3,30\n",
+        "events.jsonl": '{"id": 1, "kind": "click", "n": 1}\n{"id": 2, "kind": "view", "n": 5}\n',
+        "table.parquet": parquet(scratch / "t1.parquet", "(1, 'a'), (2, 'b'), (3, 'c')"),
+        "dups.csv": "id,v\n1,a\n2,b\n2,c\n",
+        "fake.csv": gzip.compress(b"id,v\n1,a\n" * 100),
+        "odd.csv": "id,na\x1bme\n1,plain\n",
+        "footer.parquet": parquet(scratch / "t2.parquet", "(1, 'a')"),
+        "tabs.tsv": "id\tv\n1\ta\n2\tb\n",
+    }
+    v2: dict[str, bytes | str] = {
+        "people.csv": PEOPLE_V2,
+        "bag.csv": "a,b\n1,x\n2,y\n2,y\n3,z\n",
+        "schema.csv": "id,age,score,email\n1,thirty,1.5,a@x\n2,40,2.75,b@x\n",
+        "semi.csv": "k;v\n1;one\n2;deux\n",
+        "bare.csv": "1,10\n2,21\n3,30\n",
+        "events.jsonl": '{"id": 1, "kind": "click", "n": 2}\n{"id": 3, "kind": "buy", "n": 1}\n',
+        "table.parquet": parquet(scratch / "t3.parquet", "(1, 'a'), (2, 'B'), (4, 'd')"),
+        "dups.csv": "id,v\n1,a\n2,b\n2,d\n",
+        "fake.csv": gzip.compress(b"id,v\n1,b\n" * 100),
+        "odd.csv": "id,na\x1bme\n1,new\x1b[31mline\n",
+        "footer.parquet": b"PAR1" + b"\0" * 64 + (2**31).to_bytes(4, "little") + b"PAR1",
+        "tabs.tsv": "id\tv\n1\ta\n2\tc\n",
+        "late.csv": "id,v\n1,a\n2,b\n",
+    }
+    for version in (v1, v2):
+        for name, content in version.items():
+            repo.write(name, content)
+        repo.ok("add", ".")
+        repo.ok("commit", "-m", "data")
+    yield repo
+
+
+def rows_json(repo: Repo, path: str, *extra: str) -> dict[str, Any]:
+    r = assert_ok(repo.run("diff", "v1", "v2", path, "--rows", "--json", *extra))
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def test_keyed_rows_are_added_removed_and_changed_column_by_column(data: Repo) -> None:
+    d = rows_json(data, "people.csv", "--key", "id")
+    assert d["summary"] == {
+        "added": 1, "removed": 1, "changed": 1, "unchanged": 2, "columns": {"age": 1},
+    }  # fmt: skip
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 1}, "changes": {"age": {"old": 31, "new": 32}},
+         "count": 1},
+        {"status": "removed", "key": {"id": 2}, "values": {"id": 2, "name": "bob", "age": 42},
+         "count": 1},
+        {"status": "added", "key": {"id": 5}, "values": {"id": 5, "name": "eve", "age": 19},
+         "count": 1},
+    ]  # fmt: skip
+    assert d["schema"] == [] and d["more"] == 0 and d["format"] == "CSV"
+    out = data.ok("diff", "v1", "v2", "people.csv", "--rows", "--key", "id").out.splitlines()
+    assert out == [
+        "rows of people.csv, v1 -> v2 (key id): 1 added, 1 removed, 1 changed, 2 unchanged",
+        "changed columns: age (1)",
+        "changed  id=1  age: 31 -> 32",
+        "removed  id=2  name=bob, age=42",
+        "added    id=5  name=eve, age=19",
+    ]
+
+
+def test_limit_shows_the_first_rows_in_key_order_and_counts_the_rest(data: Repo) -> None:
+    d = rows_json(data, "people.csv", "--key", "id", "--limit", "1")
+    assert [r["key"] for r in d["rows"]] == [{"id": 1}] and d["more"] == 2
+    out = data.ok("diff", "v1", "v2", "people.csv", "--rows", "--key", "id", "--limit", "0").out
+    assert "... 3 more (--limit N shows more)" in out
+    assert "changed  id=1" not in out
+
+
+def test_without_a_key_rows_are_a_multiset(data: Repo) -> None:
+    d = rows_json(data, "bag.csv")
+    assert d["summary"]["added"] == 2 and d["summary"]["removed"] == 1
+    assert d["summary"]["unchanged"] == 2
+    assert d["rows"] == [
+        {"status": "removed", "key": {}, "values": {"a": 1, "b": "x"}, "count": 1},
+        {"status": "added", "key": {}, "values": {"a": 2, "b": "y"}, "count": 1},
+        {"status": "added", "key": {}, "values": {"a": 3, "b": "z"}, "count": 1},
+    ]
+
+
+def test_schema_changes_come_first_and_rows_compare_common_columns(data: Repo) -> None:
+    d = rows_json(data, "schema.csv", "--key", "id")
+    assert d["schema"] == [
+        {"status": "removed", "column": "city", "old_type": "VARCHAR", "new_type": None},
+        {"status": "added", "column": "email", "old_type": None, "new_type": "VARCHAR"},
+        {"status": "retyped", "column": "age", "old_type": "BIGINT", "new_type": "VARCHAR"},
+    ]
+    # age is compared as text (30 -> thirty; 40 stays 40), score as a number.
+    assert d["summary"]["changed"] == 2
+    assert d["summary"]["columns"] == {"age": 1, "score": 1}
+    out = data.ok("diff", "v1", "v2", "schema.csv", "--rows", "--key", "id").out.splitlines()
+    assert out[:3] == [
+        "column removed:  city (VARCHAR)",
+        "column added:    email (VARCHAR)",
+        "column retyped:  age: BIGINT -> VARCHAR",
+    ]
+    assert out[3].startswith("rows of schema.csv")
+
+
+def test_the_dialect_and_header_are_sniffed(data: Repo) -> None:
+    semi = rows_json(data, "semi.csv", "--key", "k")
+    assert semi["rows"] == [
+        {"status": "changed", "key": {"k": 2}, "changes": {"v": {"old": "two", "new": "deux"}},
+         "count": 1},
+    ]  # fmt: skip
+    tabs = rows_json(data, "tabs.tsv", "--key", "id")
+    assert tabs["format"] == "TSV" and tabs["summary"]["changed"] == 1
+    bare = rows_json(data, "bare.csv", "--key", "column0")  # no header: columns by position
+    assert bare["rows"][0]["changes"] == {"column1": {"old": 20, "new": 21}}
+
+
+def test_json_lines_and_parquet(data: Repo) -> None:
+    ev = rows_json(data, "events.jsonl", "--key", "id")
+    assert ev["format"] == "JSON Lines"
+    assert [(r["status"], r["key"]) for r in ev["rows"]] == [
+        ("changed", {"id": 1}), ("removed", {"id": 2}), ("added", {"id": 3}),
+    ]  # fmt: skip
+    assert ev["rows"][0]["changes"] == {"n": {"old": 1, "new": 2}}
+    pq = rows_json(data, "table.parquet", "--key", "id")
+    assert pq["format"] == "Parquet"
+    assert pq["summary"] == {
+        "added": 1, "removed": 1, "changed": 1, "unchanged": 1, "columns": {"v": 1},
+    }  # fmt: skip
+
+
+def test_a_file_that_is_not_its_format_gets_a_byte_summary(data: Repo) -> None:
+    d = rows_json(data, "fake.csv", "--key", "id")
+    assert d["method"] == "bytes" and d["rows"] == []
+    assert "not CSV" in d["notes"][0] and "NUL" in d["notes"][0]
+    assert d["bytes"]["old_size"] > 0
+    out = data.ok("diff", "v1", "v2", "fake.csv", "--rows").out.splitlines()
+    assert out[0].startswith("note: fake.csv in v1 is not CSV")
+    assert out[1].startswith("bytes of fake.csv, v1 -> v2: ")
+
+
+def test_a_parquet_file_with_a_bogus_footer_gets_a_byte_summary(data: Repo) -> None:
+    d = rows_json(data, "footer.parquet", "--key", "id")
+    assert d["method"] == "bytes"
+    assert "Parquet that the engine cannot read" in d["notes"][0]
+
+
+def test_a_key_that_is_not_unique_is_an_error_with_an_example(data: Repo) -> None:
+    line = data.fail("diff", "v1", "v2", "dups.csv", "--rows", "--key", "id")
+    assert "not unique in dups.csv in v1: id=2 names 2 rows" in line
+    # Without a key the same files are compared as whole rows.
+    d = rows_json(data, "dups.csv")
+    assert d["summary"]["added"] == 1 and d["summary"]["removed"] == 1
+
+
+def test_a_key_column_that_does_not_exist_is_named_with_the_columns(data: Repo) -> None:
+    data.fail(
+        "diff", "v1", "v2", "people.csv", "--rows", "--key", "id,nope",
+        fragments=("--key column nope is not in people.csv in v1", "its columns: id, name, age"),
+        code=2,
+    )  # fmt: skip
+
+
+def test_control_characters_in_names_and_values_are_quoted(data: Repo) -> None:
+    r = data.ok("diff", "v1", "v2", "odd.csv", "--rows", "--key", "id")
+    assert "\x1b" not in r.out
+    assert 'changed  id=1  "na\\033me": plain -> "new\\033[31mline"' in r.out
+    d = rows_json(data, "odd.csv", "--key", "id")  # JSON keeps them exact
+    assert d["rows"][0]["changes"] == {"na\x1bme": {"old": "plain", "new": "new\x1b[31mline"}}
+
+
+def test_a_file_only_one_version_has_is_all_added(data: Repo) -> None:
+    d = rows_json(data, "late.csv", "--key", "id")
+    assert d["summary"]["added"] == 2 and d["schema"] == []
+
+
+def test_rows_against_the_working_tree(data: Repo, tmp_path: Path) -> None:
+    people = data.root / "people.csv"
+    try:
+        people.write_text(PEOPLE_V2 + "6,fay,61\n")
+        d = data.json("diff", "people.csv", "--rows", "--key", "id", "--json")  # HEAD -> working
+        assert (d["old"], d["new"]) == ("HEAD", "the working tree")
+        assert d["rows"] == [
+            {"status": "added", "key": {"id": 6}, "values": {"id": 6, "name": "fay", "age": 61},
+             "count": 1},
+        ]  # fmt: skip
+        d = data.json("diff", "v1", "people.csv", "--rows", "--key", "id", "--json")
+        assert d["summary"]["added"] == 2
+    finally:
+        people.write_text(PEOPLE_V2)
+    data.fsck_clean()
+
+
+def test_bad_uses_of_rows_are_refused_in_one_line(data: Repo) -> None:
+    data.fail("diff", "v1", "v2", "people.csv", "--key", "id", fragments=("go with --rows",))
+    data.fail("diff", "v1", "v2", "people.csv", "bag.csv", "--rows", fragments=("one file",))
+    data.fail("diff", "v1", "v2", "people.csv", "--rows", "--stat", fragments=("--stat",))
+    data.write("notes.txt", "x")
+    data.fail("diff", "notes.txt", "--rows", fragments=("has none of these extensions",))
+
+
+def test_a_huge_line_fails_cleanly_within_bounded_memory(tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "repo")
+    repo.write("big.csv", "id,v\n1,a\n")
+    repo.ok("add", ".")
+    repo.ok("commit", "-m", "small")
+    with open(repo.root / "big.csv", "ab") as f:
+        f.write(b"2,")
+        for _ in range(128):
+            f.write(b"x" * (1 << 20))  # one line of 128 MiB
+        f.write(b"\n")
+    repo.ok("add", ".")
+    repo.ok("commit", "-m", "huge")
+    script = (
+        "import resource, sys\n"
+        "from vfs.cli import main\n"
+        "sys.argv = ['dvfs', 'diff', 'v1', 'v2', 'big.csv', '--rows', '--json']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = run_python(script, cwd=repo.root).splitlines()
+    d = json.loads("\n".join(out[:-1]))
+    assert d["method"] == "bytes" and "line" in d["notes"][0].lower()
+    assert int(out[-1]) < 128 * 1024, f"peak RSS {int(out[-1]) // 1024} MiB"  # KiB
+    assert not [p for p in os.listdir(repo.root / ".dvfs") if p.startswith("rows-")]
+
+
+def test_without_the_engine_rows_say_what_to_install(tmp_path: Path, data: Repo) -> None:
+    shim = tmp_path / "shim" / "duckdb"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'duckdb'\", name='duckdb')\n"
+    )
+    r = data.run(
+        "diff", "v1", "v2", "people.csv", "--rows", env={"PYTHONPATH": str(tmp_path / "shim")}
+    )
+    assert_error(r, "pip install 'dvfs[tables]'", code=2)
+
+
+def test_a_plain_diff_never_loads_the_engine(data: Repo) -> None:
+    script = (
+        "import sys\n"
+        "from vfs.cli import main\n"
+        "sys.argv = ['dvfs', 'diff', 'v1', 'v2', '--stat']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('duckdb', 'pyarrow')))\n"
+    )
+    assert run_python(script, cwd=data.root).splitlines()[-1] == "[]"
+    assert "duckdb" in sys.modules  # this test process has it: the check above can fail

@@ -1,0 +1,181 @@
+"""The fast path of row diffs gives exactly the full diff's answer (hypothesis).
+
+Two versions of a small table are cut with tiny chunks (64 B to 1 KiB) so that a
+few hundred rows span many chunks, then edited as data is: values changed, rows
+deleted, inserted, moved and duplicated, keys reused. Both paths must agree on
+everything a user sees: schema changes, counts, changed columns, the rows shown and
+whether the key is unique.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from vfs.chunking import Chunker, ChunkerParams
+from vfs.tables.engine import Engine
+from vfs.tables.formats import Format
+from vfs.tables.rowdiff import KeyNotUnique, RowDiff, diff_rows
+from vfs.tables.source import Side, from_working
+
+TINY = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
+WORDS = ["a", "bb", "ccc", "north", "south", "x y", "", "üñï", "tab\there"]
+
+Row = tuple[int, str, str]
+
+
+def render(rows: list[Row], fmt: Format, crlf: bool) -> bytes:
+    """The file of ``rows`` (id, a, b) in ``fmt``."""
+    nl = "\r\n" if crlf else "\n"
+    if fmt == "jsonl":
+        lines = [
+            json.dumps({"id": i, "a": a, "b": (int(b) if b.lstrip("-").isdigit() else b)})
+            for i, a, b in rows
+        ]
+        return "".join(line + "\n" for line in lines).encode()
+    return ("id,a,b" + nl + "".join(f"{i},{a},{b}{nl}" for i, a, b in rows)).encode()
+
+
+@st.composite
+def versions(draw: st.DrawFn) -> tuple[list[Row], list[Row]]:
+    """An old table and an edited new one."""
+    n = draw(st.integers(0, 250))
+    ids = list(range(n))
+    if draw(st.booleans()):
+        ids = draw(st.permutations(ids))
+    number = st.integers(-999, 99999).map(str)
+    old = [(i, draw(st.sampled_from(WORDS)), draw(number)) for i in ids]
+    new = list(old)
+    for _ in range(draw(st.integers(0, 8))):
+        op = draw(st.sampled_from(["change", "delete", "insert", "move", "dup", "block"]))
+        if not new and op != "insert":
+            continue
+        at = draw(st.integers(0, max(0, len(new) - 1)))
+        if op == "change":
+            i, a, b = new[at]
+            new[at] = (
+                (i, a, draw(number))
+                if draw(st.booleans())
+                else (i, draw(st.sampled_from(WORDS)), b)
+            )
+        elif op == "delete":
+            del new[at : at + draw(st.integers(1, 20))]
+        elif op == "insert":
+            key = draw(st.integers(0, n + 50))  # sometimes a key that exists already
+            new.insert(at, (key, draw(st.sampled_from(WORDS)), draw(number)))
+        elif op == "move":
+            block = new[at : at + draw(st.integers(1, 30))]
+            del new[at : at + len(block)]
+            to = draw(st.integers(0, len(new)))
+            new[to:to] = block
+        elif op == "dup":
+            new.insert(draw(st.integers(0, len(new))), new[at])
+        else:  # a block of consecutive rows changed in one column
+            for j in range(at, min(len(new), at + draw(st.integers(1, 40)))):
+                i, a, b = new[j]
+                new[j] = (i, a, b + "7")
+    return old, new
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as d:
+        yield Path(d)
+
+
+def side(root: Path, name: str, data: bytes, fmt: Format) -> Side:
+    rel = f"{name}.{fmt}".encode()
+    (root / os.fsdecode(rel)).write_bytes(data)
+    return from_working(root, rel, TINY, root / f"copy-{name}.{fmt}")
+
+
+def outcome(result: RowDiff | KeyNotUnique) -> Any:
+    """What a user sees of a diff (the path taken and its byte count aside)."""
+    if isinstance(result, KeyNotUnique):
+        return "key not unique"
+    return (
+        result.schema, result.added, result.removed, result.changed, result.unchanged,
+        result.columns, result.rows, result.more, result.bytes_only is None,
+    )  # fmt: skip
+
+
+def both(root: Path, fmt: Format, old: bytes, new: bytes, key: list[str]) -> tuple[Any, Any, str]:
+    """(full outcome, fast outcome, the path the fast attempt took)."""
+    a, b = side(root, "old", old, fmt), side(root, "new", new, fmt)
+    results: list[RowDiff | KeyNotUnique] = []
+    for share in (None, 0.0):
+        with tempfile.TemporaryDirectory(dir=root) as scratch:
+            engine = Engine(Path(scratch), threads=1)
+            try:
+                results.append(diff_rows(engine, fmt, a, b, key, limit=1000, fast_share=share))
+            except KeyNotUnique as exc:
+                results.append(exc)
+            finally:
+                engine.close()
+    fast = results[1]
+    return outcome(results[0]), outcome(fast), getattr(fast, "method", "-")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tables=versions(),
+    fmt=st.sampled_from(["csv", "jsonl"]),
+    keyed=st.booleans(),
+    crlf=st.booleans(),
+)
+def test_fast_path_agrees_with_full_diff(
+    workdir: Path, tables: tuple[list[Row], list[Row]], fmt: Format, keyed: bool, crlf: bool
+) -> None:
+    old, new = tables
+    full, fast, method = both(
+        workdir, fmt, render(old, fmt, crlf), render(new, fmt, crlf), ["id"] if keyed else []
+    )
+    event(f"fast attempt took the {method} path")
+    assert fast == full
+
+
+def test_a_block_edited_in_a_large_table_is_compared_by_chunks(workdir: Path) -> None:
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    edited = list(rows)
+    for j in range(1500, 1520):
+        edited[j] = (j, "changed", "0")
+    edited.insert(2500, (5000, "new", "1"))
+    del edited[100]
+    for key in (["id"], []):
+        full, fast, method = both(
+            workdir, "csv", render(rows, "csv", False), render(edited, "csv", False), key
+        )
+        assert method == "chunks"
+        assert fast == full
+        added, removed, changed = full[1], full[2], full[3]
+        assert (added, removed, changed) == ((1, 1, 20) if key else (21, 21, 0))
+
+
+def test_quoted_fields_take_the_full_path(workdir: Path) -> None:
+    # A quoted field may hold a newline, so lines are not rows: no fast path.
+    rows = b"id,a\n" + b"".join(b'%d,"x\ny"\n' % i for i in range(2000))
+    edited = rows.replace(b'1000,"x\ny"', b'1000,"z\ny"')
+    full, fast, method = both(workdir, "csv", rows, edited, ["id"])
+    assert method == "full"
+    assert fast == full
+    assert full[3] == 1  # one row changed, its value spanning two lines
+
+
+def test_a_header_changed_takes_the_full_path(workdir: Path) -> None:
+    rows = [(i, "a", str(i)) for i in range(2000)]
+    old = render(rows, "csv", False)
+    new = old.replace(b"id,a,b\n", b"id,a,c\n", 1)
+    full, fast, method = both(workdir, "csv", old, new, ["id"])
+    assert method == "full"
+    assert fast == full
+    assert [s.status for s in full[0]] == ["removed", "added"]

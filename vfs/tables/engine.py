@@ -1,0 +1,255 @@
+"""The query engine of row diffs: DuckDB, reading the sides' copies and comparing them.
+
+Why DuckDB (measured on the benchmark's 2M-row CSVs, ``benchmarks/bench_rowdiff.py``):
+its CSV reader detects the dialect, the header and the column types, reads in
+parallel and converts only the columns a query uses; its joins and aggregations
+spill to disk past a memory limit, so a diff of files larger than memory works; JSON
+Lines and Parquet readers are built in. PyArrow reads CSV about as fast but cannot
+detect a delimiter, and its joins hold both tables in memory.
+
+Every file is read with parameters fixed here (``Table``): the dialect, header and
+types that ``sniff_csv`` found in the file's first ``SNIFF_BYTES``, or for JSON Lines
+the columns DuckDB finds reading the whole file, or Parquet's own schema. The same
+parameters read a whole file or a part of it (the fast path's shared and changed
+rows), so both paths parse every row the same way. A CSV value that does not fit
+its column's detected type raises ``TypeMismatch``, and the diff is made again with
+every column read as text.
+
+Comparisons (``vfs.tables.rowdiff`` states them for users):
+
+- keyed: the key must name one row on each side; the two sides are joined on it
+  (``IS NOT DISTINCT FROM``: a NULL key is a key like any other) and a pair is
+  changed when a common column differs (``IS DISTINCT FROM``; a column whose type
+  changed is compared as text).
+- unkeyed: rows are counted per distinct row of the common columns on each side;
+  a row counted more times on one side is removed or added that many times.
+
+The differing rows go to a temporary table (DuckDB spills it too), from which counts
+and the first rows in key order are read: rows beyond ``--limit`` are never fetched.
+
+Names from files go into SQL only through :func:`ident` and :func:`literal`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from vfs.errors import DvfsError
+from vfs.tables.formats import MAX_LINE, Format
+
+SNIFF_BYTES = 4 * 1024 * 1024  # the prefix a CSV's dialect and types are detected on
+SNIFF_ROWS = 20480
+MAX_PART = 300  # characters kept of each line of an engine's error
+MEMORY_LIMIT = "2GB"  # DuckDB's own; past it, joins and aggregations spill to disk
+
+
+class NotTabular(Exception):
+    """The engine could not read a file as its format; the message says why."""
+
+
+class TypeMismatch(Exception):
+    """A CSV value does not fit the type detected for its column."""
+
+
+class EngineError(DvfsError):
+    """The engine failed for another reason (memory, disk); the message says which."""
+
+
+def ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Table:
+    """How to read one side: its format, columns (name, DuckDB type) and read options."""
+
+    fmt: Format
+    columns: tuple[tuple[str, str], ...]
+    options: tuple[tuple[str, str], ...] = ()  # read_csv/read_json options as SQL
+    has_header: bool = False
+    quote: str = ""  # the CSV quote character ("" for none)
+    plain: bool = True  # CSV: no comment lines, no rows skipped before the header
+    empty: bool = False  # a file of 0 bytes: no columns, no rows
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.columns]
+
+    def types(self) -> dict[str, str]:
+        return dict(self.columns)
+
+    def relation(self, path: Path, text: bool = False) -> str:
+        """SQL reading ``path`` as this table (every column as text if ``text``)."""
+        if self.empty:  # no rows, with the columns the other side gave it
+            cols = ", ".join(f"NULL AS {ident(n)}" for n, _ in self.columns)
+            return f"(SELECT {cols or '1'} WHERE false)"
+        where = literal(str(path))
+        if self.fmt == "parquet":
+            return f"read_parquet({where})"
+        cols = ", ".join(
+            f"{literal(n)}: {literal('VARCHAR' if text else t)}" for n, t in self.columns
+        )
+        opts = "".join(f", {k}={v}" for k, v in self.options)
+        if self.fmt == "jsonl":
+            return f"read_json({where}, columns={{{cols}}}{opts})"
+        return f"read_csv({where}, columns={{{cols}}}{opts})"
+
+
+class Engine:
+    """One DuckDB connection with dvfs's limits, working in a scratch directory."""
+
+    def __init__(self, scratch: Path, threads: int | None = None) -> None:
+        spill = scratch / "spill"
+        spill.mkdir(exist_ok=True)
+        config: dict[str, Any] = {
+            "memory_limit": MEMORY_LIMIT,
+            "temp_directory": str(spill),
+            "threads": threads or os.cpu_count() or 1,
+            "preserve_insertion_order": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+        try:
+            self.con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            raise EngineError(f"the table engine did not start: {first_line(exc)}") from None
+        self.scratch = scratch
+
+    def close(self) -> None:
+        self.con.close()
+
+    def run(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run ``sql``; DuckDB's errors become this module's."""
+        try:
+            return self.con.execute(sql).fetchall()
+        except duckdb.ConversionException as exc:
+            raise TypeMismatch(first_line(exc, 2)) from None
+        except duckdb.InvalidInputException as exc:
+            message = first_line(exc, 3)
+            if "converting column" in message or "Could not convert" in message:
+                raise TypeMismatch(message) from None
+            raise NotTabular(message) from None
+        except duckdb.OutOfMemoryException as exc:
+            raise EngineError(
+                f"the table engine ran out of memory ({first_line(exc)}); its limit is "
+                f"{MEMORY_LIMIT} and it spills to disk beyond: free some disk space"
+            ) from None
+        except duckdb.IOException as exc:
+            raise EngineError(
+                f"the table engine could not read or write: {first_line(exc)}"
+            ) from None
+        except duckdb.Error as exc:
+            raise NotTabular(first_line(exc, 3)) from None
+
+    # reading ---------------------------------------------------------------
+
+    def sniff(self, fmt: Format, path: Path, size: int) -> Table:
+        """The Table that reads ``path`` (a file of ``size`` bytes)."""
+        if size == 0:
+            return Table(fmt, (), empty=True)
+        if fmt == "parquet":
+            rows = self.run(f"DESCRIBE SELECT * FROM read_parquet({literal(str(path))})")
+            return Table(fmt, tuple((str(r[0]), str(r[1])) for r in rows))
+        if fmt == "jsonl":
+            opts = (
+                ("format", "'newline_delimited'"),
+                ("maximum_object_size", str(MAX_LINE)),
+            )
+            rows = self.run(
+                f"DESCRIBE SELECT * FROM read_json({literal(str(path))}, sample_size=-1"
+                + "".join(f", {k}={v}" for k, v in opts) + ")"
+            )  # fmt: skip
+            return Table(fmt, tuple((str(r[0]), str(r[1])) for r in rows), opts)
+        return self._sniff_csv(fmt, path, size)
+
+    def _sniff_csv(self, fmt: Format, path: Path, size: int) -> Table:
+        sample = path
+        if size > SNIFF_BYTES:  # detect on a prefix cut after a whole line
+            sample = path.with_name(path.name + ".sniff")
+            with open(path, "rb") as src:
+                head = src.read(SNIFF_BYTES)
+            cut = head.rfind(b"\n")
+            sample.write_bytes(head[: cut + 1] if cut > 0 else head)
+        hint = ", delim='\t'" if fmt == "tsv" else ""
+        rows = self.run(
+            f"SELECT * FROM sniff_csv({literal(str(sample))}, sample_size={SNIFF_ROWS}"
+            f", max_line_size={MAX_LINE}{hint})"
+        )
+        if sample != path:
+            sample.unlink()
+        delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = rows[0][:10]
+
+        def opt(v: Any) -> str:
+            return "" if v in (None, "(empty)") else str(v)
+
+        options = [
+            ("auto_detect", "false"), ("delim", literal(opt(delim))),
+            ("quote", literal(opt(quote))), ("escape", literal(opt(escape))),
+            ("header", "true" if header else "false"), ("skip", str(int(skip or 0))),
+            ("strict_mode", "true"), ("max_line_size", str(MAX_LINE)),
+        ]  # fmt: skip
+        if opt(newline):
+            options.append(("new_line", literal(opt(newline))))
+        if opt(comment):
+            options.append(("comment", literal(opt(comment))))
+        if opt(datef):
+            options.append(("dateformat", literal(opt(datef))))
+        if opt(tsf):
+            options.append(("timestampformat", literal(opt(tsf))))
+        cols = tuple((str(c["name"]), str(c["type"])) for c in columns)
+        return Table(
+            fmt, cols, tuple(options), bool(header), opt(quote),
+            plain=not opt(comment) and not skip,
+        )  # fmt: skip
+
+    def count(self, relation: str, all_columns: Sequence[str] = ()) -> int:
+        """Rows of a relation; with ``all_columns``, every value is converted on the way."""
+        where = (
+            f" WHERE hash({', '.join(map(ident, all_columns))}) IS NOT NULL" if all_columns else ""
+        )
+        return int(self.run(f"SELECT count(*) FROM {relation}{where}")[0][0])
+
+
+def first_line(exc: BaseException, lines: int = 1) -> str:
+    """The first ``lines`` lines of an error's text, joined on one line.
+
+    The engine quotes the offending line of a file in its errors ("Original Line:
+    ..."): that line is data, possibly huge, so it is left out, and every part is cut
+    to ``MAX_PART`` characters.
+    """
+    parts = [
+        p.strip()[:MAX_PART]
+        for p in str(exc).splitlines()
+        if p.strip() and not p.startswith("Original Line")
+    ]
+    return "; ".join(parts[:lines])
+
+
+def plain_value(v: Any) -> Any:
+    """A value from the engine as JSON can hold it (dates as ISO text, and so on)."""
+    if isinstance(v, (dt.datetime, dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, (decimal.Decimal, uuid.UUID, dt.timedelta)):
+        return str(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).decode("utf-8", "backslashreplace")
+    if isinstance(v, dict):
+        return {str(k): plain_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain_value(x) for x in v]
+    return v

@@ -1,0 +1,151 @@
+"""A row diff as lines for people and as a JSON document for scripts.
+
+Human output, in order: notes, schema changes, one summary line, then the rows::
+
+    note: ...
+    column added:    bonus (DOUBLE)
+    column retyped:  qty: BIGINT -> VARCHAR
+    rows of data/train.csv, v1 -> v2 (key id): 5,000 added, 5,000 removed, 19,953 changed, ...
+    changed  id=17  score: 12.5 -> 13.0
+    added    id=2000001  user=u1, score=1.0, ...
+    ... 29,950 more (--limit N shows more)
+
+Column names and values come from the data: every one passes through
+:func:`vfs.quoting.quote_name`, so a newline or an escape sequence in a CSV cell
+cannot forge a line or drive the terminal. NULL is shown as ``NULL`` (a text
+``NULL`` is quoted). JSON output keeps values exact (``vfs.quoting.safe_json``).
+
+JSON::
+
+    {"path", "old", "new", "format", "key": [...], "method": "full"|"chunks"|"bytes",
+     "schema": [{"status", "column", "old_type", "new_type"}],
+     "summary": {"added", "removed", "changed", "unchanged", "columns": {name: n}},
+     "rows": [{"status", "key": {...}, "values": {...} | "changes": {col: {"old", "new"}},
+               "count"}],
+     "more": n, "shared_bytes": n, "notes": [...],
+     "bytes": null | {"old_size", "new_size", "shared_bytes"}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from vfs.quoting import escape_text, quote_name
+from vfs.tables.engine import plain_value
+from vfs.tables.formats import NAMES
+from vfs.tables.rowdiff import RowChange, RowDiff
+
+MAX_VALUE = 200  # characters of one value shown in human output
+
+
+def value(v: Any) -> str:
+    """One value for people: NULL, quoted when it must be, cut when very long."""
+    if v is None:
+        return "NULL"
+    p = plain_value(v)
+    text = p if isinstance(p, str) else json.dumps(p, ensure_ascii=False, default=str)
+    if isinstance(p, str) and (text == "" or text == "NULL"):
+        return '"' + text + '"'
+    if len(text) > MAX_VALUE:
+        text = text[:MAX_VALUE] + "..."
+    return quote_name(text)
+
+
+def _pairs(d: dict[str, Any]) -> str:
+    return ", ".join(f"{quote_name(k)}={value(v)}" for k, v in d.items())
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def lines(d: RowDiff) -> Iterator[str]:
+    """The human-readable diff, line by line."""
+    for note in d.notes:
+        yield f"note: {escape_text(note)}"
+    where = f"{quote_name(d.path)}, {quote_name(d.old_label)} -> {quote_name(d.new_label)}"
+    if d.bytes_only is not None:
+        b = d.bytes_only
+        yield (
+            f"bytes of {where}: {_size(b.old_size)} -> {_size(b.new_size)}, "
+            f"{_size(b.shared_bytes)} in chunks both share"
+        )
+        return
+    for s in d.schema:
+        if s.status == "retyped":
+            yield f"column retyped:  {quote_name(s.name)}: {s.old_type} -> {s.new_type}"
+        else:
+            yield f"column {s.status + ':':<9} {quote_name(s.name)} ({s.old_type or s.new_type})"
+    key = f" (key {', '.join(quote_name(k) for k in d.key)})" if d.key else ""
+    counts = f"{d.added:,} added, {d.removed:,} removed"
+    if d.key:
+        counts += f", {d.changed:,} changed"
+    yield f"rows of {where}{key}: {counts}, {d.unchanged:,} unchanged"
+    if d.columns:
+        yield "changed columns: " + ", ".join(
+            f"{quote_name(n)} ({c:,})" for n, c in sorted(d.columns.items(), key=lambda x: -x[1])
+        )
+    for r in d.rows:
+        yield _row_line(r)
+    if d.more:
+        yield f"... {d.more:,} more (--limit N shows more)"
+    if d.method == "chunks":
+        yield (
+            f"({_size(d.shared_bytes)} of rows in chunks both versions share were not "
+            "compared: they are the same rows)"
+        )
+
+
+def _row_line(r: RowChange) -> str:
+    key = f"  {_pairs(r.key)}" if r.key else ""
+    times = f" (x{r.count:,})" if r.count != 1 else ""
+    if r.status == "changed":
+        changes = ", ".join(
+            f"{quote_name(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
+        )
+        return f"changed{key}  {changes}"
+    rest = {k: v for k, v in r.values.items() if k not in r.key}
+    return f"{r.status + times:<7}{key}  {_pairs(rest)}"
+
+
+def as_json(d: RowDiff) -> dict[str, Any]:
+    """The diff as a JSON document (see the module doc)."""
+    out: dict[str, Any] = {
+        "path": os.fsdecode(d.path), "old": d.old_label, "new": d.new_label,
+        "format": NAMES[d.fmt], "key": list(d.key), "method": d.method,
+        "schema": [
+            {"status": s.status, "column": s.name, "old_type": s.old_type, "new_type": s.new_type}
+            for s in d.schema
+        ],
+        "summary": {
+            "added": d.added, "removed": d.removed, "changed": d.changed,
+            "unchanged": d.unchanged, "columns": d.columns,
+        },
+        "rows": [_row_json(r) for r in d.rows], "more": d.more,
+        "shared_bytes": d.shared_bytes, "notes": d.notes, "bytes": None,
+    }  # fmt: skip
+    if d.bytes_only is not None:
+        b = d.bytes_only
+        out["bytes"] = {
+            "old_size": b.old_size, "new_size": b.new_size, "shared_bytes": b.shared_bytes,
+        }  # fmt: skip
+    return out
+
+
+def _row_json(r: RowChange) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": r.status, "key": plain_value(r.key)}
+    if r.status == "changed":
+        out["changes"] = {
+            n: {"old": plain_value(a), "new": plain_value(b)} for n, (a, b) in r.changes.items()
+        }
+    else:
+        out["values"] = plain_value(r.values)
+    out["count"] = r.count
+    return out
