@@ -248,8 +248,8 @@ def test_a_huge_line_fails_cleanly_within_bounded_memory(tmp_path: Path) -> None
     repo.ok("commit", "-m", "small")
     with open(repo.root / "big.csv", "ab") as f:
         f.write(b"2,")
-        for _ in range(128):
-            f.write(b"x" * (1 << 20))  # one line of 128 MiB
+        for _ in range(256):
+            f.write(b"x" * (1 << 20))  # one line of 256 MiB
         f.write(b"\n")
     repo.ok("add", ".")
     repo.ok("commit", "-m", "huge")
@@ -263,7 +263,7 @@ def test_a_huge_line_fails_cleanly_within_bounded_memory(tmp_path: Path) -> None
     out = run_python(script, cwd=repo.root).splitlines()
     d = json.loads("\n".join(out[:-1]))
     assert d["method"] == "bytes" and "line" in d["notes"][0].lower()
-    assert int(out[-1]) < 128 * 1024, f"peak RSS {int(out[-1]) // 1024} MiB"  # KiB
+    assert int(out[-1]) < 192 * 1024, f"peak RSS {int(out[-1]) // 1024} MiB"  # KiB
     assert not [p for p in os.listdir(repo.root / ".dvfs") if p.startswith("rows-")]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,27 @@ def side(root: Path, name: str, data: bytes, fmt: Format) -> Side:
     return from_working(root, rel, TINY, root / f"copy-{name}.{fmt}")
 
 
+def oracle(old: list[Row], new: list[Row], fmt: Format, keyed: bool) -> Any:
+    """(added, removed, changed, unchanged) as plain Python counts them, or the key error."""
+
+    def value(row: Row) -> tuple[Any, ...]:
+        i, a, b = row
+        return (i, None if a == "" and fmt == "csv" else a, int(b))
+
+    olds, news = [value(r) for r in old], [value(r) for r in new]
+    if not keyed:
+        a, b = Counter(olds), Counter(news)
+        removed, added = sum((a - b).values()), sum((b - a).values())
+        return added, removed, 0, len(olds) - removed
+    by_old = {r[0]: r for r in olds}
+    by_new = {r[0]: r for r in news}
+    if len(by_old) != len(olds) or len(by_new) != len(news):
+        return "key not unique"
+    changed = sum(1 for k in by_old.keys() & by_new.keys() if by_old[k] != by_new[k])
+    removed = len(by_old.keys() - by_new.keys())
+    return len(by_new.keys() - by_old.keys()), removed, changed, len(olds) - removed - changed
+
+
 def outcome(result: RowDiff | KeyNotUnique) -> Any:
     """What a user sees of a diff (the path taken and its byte count aside)."""
     if isinstance(result, KeyNotUnique):
@@ -142,6 +164,8 @@ def test_fast_path_agrees_with_full_diff(
     )
     event(f"fast attempt took the {method} path")
     assert fast == full
+    expected = oracle(old, new, fmt, keyed)
+    assert expected == (full if isinstance(full, str) else tuple(full[1:5]))
 
 
 def test_a_block_edited_in_a_large_table_is_compared_by_chunks(workdir: Path) -> None:

@@ -40,7 +40,7 @@ prove (different headers or dialects, quotes, nothing shared) takes the full pat
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,11 +267,13 @@ def _fast(
     out.method = "chunks"
     out.shared_bytes = plan.shared_bytes
     if key:
-        totals = _key_totals(engine, out, ot, nt, key, [(s_rel, 2), (a_rel, 0), (b_rel, 1)])
-        _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals)
+        counts = _key_totals(engine, out, ot, nt, key, [(s_rel, 2), (a_rel, 0), (b_rel, 1)])
+        counted = (_rows(old, ot), _rows(new, nt))
+        _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
         shared = engine.count(s_rel, ot.names)
-        _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared)
+        counted = (_rows(old, ot), _rows(new, nt))
+        _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
 
 
 def _full(
@@ -282,10 +284,24 @@ def _full(
     out.method = "full"
     out.shared_bytes = 0
     if key:
-        totals = _key_totals(engine, out, ot, nt, key, [(a_rel, 0), (b_rel, 1)])
-        _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals)
+        counted = (_rows(old, ot), _rows(new, nt))
+
+        def totals() -> tuple[int, int]:
+            return _key_totals(engine, out, ot, nt, key, [(a_rel, 0), (b_rel, 1)])
+
+        _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals, counted)
     else:
-        _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, 0)
+        counted = (_rows(old, ot), _rows(new, nt))
+        _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, 0, counted)
+
+
+def _rows(side: Side, table: Table) -> int | None:
+    """The rows the engine reads from ``side``, counted while it was copied, or None."""
+    if table.empty:
+        return 0
+    if table.fmt == "parquet" or not table.plain or table.newline not in ("\\n", "\\r\\n"):
+        return None
+    return side.rows(table.has_header, table.quote if table.fmt != "jsonl" else None)
 
 
 def _retyped(ot: Table, nt: Table, name: str, text: bool) -> bool:
@@ -339,14 +355,36 @@ def _key_totals(
     return int(total_a), int(total_b)
 
 
+def _check_rows(counted: tuple[int | None, int | None], read: tuple[int, int]) -> None:
+    """NotTabular if the engine read another number of rows than the lines counted.
+
+    A count from newlines is exact where it is made (``Side.rows``), so a difference
+    means the engine misread the file (it has dropped lines before): better a
+    byte-level summary than a diff that leaves rows out.
+    """
+    for side, n, m in zip(("old", "new"), counted, read, strict=True):
+        if n is not None and n != m:
+            raise NotTabular(f"the engine read {m:,} rows of the {side} file, which has {n:,}")
+
+
 def _show(v: Any) -> str:
     return "NULL" if v is None else quote_name(str(plain_value(v)))
 
 
 def _keyed(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
-    a_rel: str, b_rel: str, limit: int, text: bool, totals: tuple[int, int],
+    a_rel: str, b_rel: str, limit: int, text: bool, totals: Callable[[], tuple[int, int]],
+    counted: tuple[int | None, int | None] = (None, None),
 ) -> None:  # fmt: skip
+    """Join the two sides on the key into the table ``d`` and read the answer from it.
+
+    The join keeps every pair, identical ones folded into one ``same`` row with
+    their count, so ``d`` says how many rows of each side the join saw. When keys
+    are unique, that is every row of each side once: if both sides' rows were
+    ``counted`` while copying and agree, and no key is repeated among the rows one
+    side alone has, the keys are unique and the separate check (``totals``: an
+    aggregation over every key of both sides) is skipped. Any disagreement runs it.
+    """
     oi = {n: i for i, n in enumerate(ot.names)}
     ni = {n: i for i, n in enumerate(nt.names)}
     common = [n for n in ot.names if n in ni]
@@ -363,18 +401,37 @@ def _keyed(
     on = " AND ".join(f"{a} IS NOT DISTINCT FROM {b}" for a, b in map(pair, key))
     values = [n for n in common if n not in key]
     differ = " OR ".join(f"{a} IS DISTINCT FROM {b}" for a, b in map(pair, values)) or "false"
+    cols = [f"o{i}" for i in range(len(ot.names))] + [f"n{i}" for i in range(len(nt.names))]
+    status = (
+        "CASE WHEN o.__o IS NULL THEN 'added' WHEN n.__n IS NULL THEN 'removed' "
+        f"WHEN {differ} THEN 'changed' ELSE 'same' END"
+    )
+    kept = ", ".join(f"CASE WHEN __st = 'same' THEN NULL ELSE {c} END AS {c}" for c in cols)
     engine.run(
-        "CREATE OR REPLACE TEMP TABLE d AS SELECT CASE WHEN o.__o IS NULL THEN 'added' "
-        "WHEN n.__n IS NULL THEN 'removed' ELSE 'changed' END AS __st, "
+        f"CREATE OR REPLACE TEMP TABLE d AS SELECT __st, {', '.join(cols)}, count(*) AS __k "
+        f"FROM (SELECT __st, {kept} FROM (SELECT {status} AS __st, "
         "o.* EXCLUDE (__o), n.* EXCLUDE (__n) "
         f"FROM (SELECT true AS __o, {oproj} FROM {a_rel}) o "
-        f"FULL OUTER JOIN (SELECT true AS __n, {nproj} FROM {b_rel}) n ON {on} "
-        f"WHERE o.__o IS NULL OR n.__n IS NULL OR ({differ})"
+        f"FULL OUTER JOIN (SELECT true AS __n, {nproj} FROM {b_rel}) n ON {on})) GROUP BY ALL"
     )
-    counts = dict(engine.run("SELECT __st, count(*) FROM d GROUP BY __st"))
-    out.added, out.removed = int(counts.get("added", 0)), int(counts.get("removed", 0))
-    out.changed = int(counts.get("changed", 0))
-    out.unchanged = totals[0] - out.removed - out.changed
+    pairs = {str(k): int(v) for k, v in engine.run("SELECT __st, sum(__k) FROM d GROUP BY __st")}
+    same, changed = pairs.get("same", 0), pairs.get("changed", 0)
+    added, removed = pairs.get("added", 0), pairs.get("removed", 0)
+    seen = (same + changed + removed, same + changed + added)
+    alone = ", ".join(
+        f"coalesce({a}, {b})" for a, b in (pair(k, alias=False) for k in key)
+    )  # the key of a row that one side alone has
+    repeated = engine.run(
+        f"SELECT count(*) FROM (SELECT __st, {alone} FROM d WHERE __st IN ('added', 'removed') "
+        "GROUP BY ALL HAVING sum(__k) > 1)"
+    )[0][0]
+    many = engine.run("SELECT max(__k) FROM d WHERE __st <> 'same'")[0][0]
+    if counted != seen or repeated or many not in (None, 1):
+        seen = totals()  # raises KeyNotUnique with an example if a key names several rows
+    _check_rows(counted, seen)
+    engine.run("DELETE FROM d WHERE __st = 'same'")
+    out.added, out.removed, out.changed = added, removed, changed
+    out.unchanged = seen[0] - out.removed - out.changed
     if values and out.changed:
         row = engine.run(
             "SELECT "
@@ -391,7 +448,9 @@ def _keyed(
         f"coalesce({a}, {b}) NULLS FIRST" for a, b in (pair(k, alias=False) for k in key)
     )
     m = len(ot.names)
-    for r in engine.run(f"SELECT * FROM d ORDER BY {order}, __st LIMIT {int(limit)}"):
+    for r in engine.run(
+        f"SELECT __st, {', '.join(cols)} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
+    ):
         st, ov, nv = r[0], r[1 : 1 + m], r[1 + m :]
         kv = {k: (nv[ni[k]] if st == "added" else ov[oi[k]]) for k in key}
         if st == "added":
@@ -422,7 +481,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _unkeyed(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, a_rel: str, b_rel: str,
-    limit: int, text: bool, shared: int,
+    limit: int, text: bool, shared: int, counted: tuple[int | None, int | None] = (None, None),
 ) -> None:  # fmt: skip
     nt_names = set(nt.names)
     common = [n for n in ot.names if n in nt_names]
@@ -452,7 +511,10 @@ def _unkeyed(
     )[0]
     out.removed, out.added = int(removed), int(added)
     # Rows of the old side not in d are unchanged; so are those in d up to __nb.
-    out.unchanged = shared + engine.count(a_rel) - out.removed
+    total_a = shared + engine.count(a_rel)
+    if counted != (None, None):
+        _check_rows(counted, (total_a, shared + engine.count(b_rel)))
+    out.unchanged = total_a - out.removed
     if limit <= 0:
         return
     for r in engine.run(f"SELECT * FROM d ORDER BY ALL LIMIT {int(limit)}"):
@@ -494,7 +556,8 @@ def diff_path(
                 what = "a directory" if entry.kind == Kind.DIR else "a symbolic link"
                 raise UsageError(f"{quote_name(path)} is {what} in {rev}: --rows compares files")
             else:
-                sides.append(from_version(store, entry, rev, path, dest))
+                reuse = sides[0] if sides else None
+                sides.append(from_version(store, entry, rev, path, dest, reuse, threads))
         if len(names) == 1:
             dest = tmp / f"new{ext}"
             if os.path.lexists(root / os.fsdecode(path)):

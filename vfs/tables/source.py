@@ -8,9 +8,10 @@ opened beneath the repository root without following links (``vfs.beneath``) and
 into chunks as ``dvfs add`` would cut it, so both sides have chunk lists to compare
 and the engine reads a file that cannot change or turn into a link while it works.
 
-While copying, each side counts the bytes the fast path must know about
-(``SPECIAL``: quote characters and carriage returns), so that deciding whether the
-fast path is sound costs no second read.
+While copying, each side notes per chunk what the fast path and the line check must
+know (``Facts``: quote characters, where its newlines are), so that deciding costs no
+second read. The newer side copies the chunks it shares with the older one from the
+older one's copy (``copy_file_range``) rather than decompressing them again.
 
 Scratch directories are ``.dvfs/rows-<pid>-<random>``, removed when the diff ends;
 one left by a process that no longer runs (a kill -9) is removed by the next diff.
@@ -24,7 +25,9 @@ import re
 import shutil
 import stat
 import tempfile
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +41,42 @@ from vfs.quoting import quote_name
 from vfs.tables.formats import MAX_LINE
 
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
-SPECIAL = (b'"', b"'", b"\r")  # counted per side for the fast path (vfs.tables.regions)
+SPECIAL = (b'"', b"'")  # the quote characters, counted for the fast path (vfs.tables.regions)
 LOOK = 64 * 1024  # bytes of each end kept for the format check
+AHEAD = 4  # chunks fetched (decompressed, verified) ahead of the one being written
 _SCRATCH = re.compile(r"^rows-(\d+)-")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the fast path, the line check and the row count need of one chunk's bytes."""
+
+    counts: tuple[int, ...]  # occurrences of each SPECIAL byte
+    first_nl: int  # offset of its first newline, -1 if none
+    last_nl: int  # offset of its last newline, -1 if none
+    inner: int  # longest line between the two (measured only past MAX_LINE bytes)
+    newlines: int = 0
+    lone_cr: int = 0  # carriage returns not followed by a newline inside the chunk
+    blank: bool = False  # holds an empty line ("\n\n" or "\n\r\n")
+    first2: bytes = b""  # its first and last two bytes, for what spans two chunks
+    last2: bytes = b""
+
+    @classmethod
+    def of(cls, data: bytes | memoryview) -> Facts:
+        raw = bytes(data) if isinstance(data, memoryview) else data
+        first = raw.find(b"\n")
+        last = raw.rfind(b"\n")
+        inner = 0
+        if first >= 0 and len(raw) > MAX_LINE:  # only then can a line inside be too long
+            pos = first + 1
+            while (nl := raw.find(b"\n", pos)) >= 0:
+                inner = max(inner, nl - pos)
+                pos = nl + 1
+        counts = tuple(raw.count(b) for b in SPECIAL)
+        cr = raw.count(b"\r")
+        lone = cr - raw.count(b"\r\n") if cr else 0
+        blank = b"\n\n" in raw or (cr > 0 and b"\n\r\n" in raw)
+        return cls(counts, first, last, inner, raw.count(b"\n"), lone, blank, raw[:2], raw[-2:])
 
 
 @dataclass
@@ -57,29 +93,59 @@ class Side:
     tail: bytes = b""  # the last LOOK bytes
     present: bool = True  # False: the file is not on this side (an empty stand-in)
     longest_line: int = 0  # bytes of the longest line, its newline left out
+    facts: dict[bytes, Facts] = field(default_factory=dict)  # by chunk id
+    offsets: dict[bytes, int] = field(default_factory=dict)  # where a chunk is in the copy
     _open_line: int = 0  # bytes since the last newline so far
+    _newlines: int = 0
+    _lone_cr: int = 0
+    _blank: bool = False
+    _last2: bytes = b""
 
-    def _take(self, data: bytes) -> None:
-        """Account for the next piece of the file (already written)."""
-        for b in SPECIAL:
-            self.counts[b] += data.count(b)
-        if len(self.head) < LOOK:
-            self.head += data[: LOOK - len(self.head)]
-        self.tail = (self.tail + data)[-LOOK:] if len(data) < LOOK else data[-LOOK:]
-        self.size += len(data)
-        first = data.find(b"\n")
-        if first < 0:
-            self._open_line += len(data)
+    def _take(self, ref: ChunkRef, facts: Facts) -> None:
+        """Account for the next chunk of the file (already written)."""
+        for b, n in zip(SPECIAL, facts.counts, strict=True):
+            self.counts[b] += n
+        self.facts.setdefault(ref.oid, facts)
+        self.offsets.setdefault(ref.oid, self.size)
+        self.chunks.append(ref)
+        self._newlines += facts.newlines
+        self._lone_cr += facts.lone_cr
+        seam = self._last2 + facts.first2  # what spans the previous chunk and this one
+        if not self.chunks[:-1]:
+            seam = b"\n" + facts.first2  # an empty first line is a blank line too
+        self._blank = self._blank or facts.blank or b"\n\n" in seam or b"\n\r\n" in seam
+        if self._last2[-1:] == b"\r" and facts.first2[:1] == b"\n":
+            self._lone_cr -= 1  # the previous chunk's last "\r" starts a "\r\n" after all
+        self._last2 = (self._last2 + facts.last2)[-2:] if ref.size < 2 else facts.last2
+        self.size += ref.size
+        if facts.first_nl < 0:
+            self._open_line += ref.size
         else:
-            longest = self._open_line + first
-            if len(data) > MAX_LINE:  # a line inside the piece could be too long too
-                pos = first + 1
-                while (nl := data.find(b"\n", pos)) >= 0:
-                    longest = max(longest, nl - pos)
-                    pos = nl + 1
+            longest = max(self._open_line + facts.first_nl, facts.inner)
             self.longest_line = max(self.longest_line, longest)
-            self._open_line = len(data) - data.rfind(b"\n") - 1
+            self._open_line = ref.size - facts.last_nl - 1
         self.longest_line = max(self.longest_line, self._open_line)
+
+    def rows(self, has_header: bool, quote: str | None) -> int | None:
+        """Rows the engine will read from this file, counted from its newlines, or None.
+
+        Exact only for files whose every line is a row: no empty line, no carriage
+        return but before a newline, no ``quote`` character (a quoted field may hold
+        a newline). Anything else gives None, and the caller counts with the engine.
+        """
+        if not self.present or self.size == 0:
+            return 0
+        if self._blank or self._lone_cr:
+            return None
+        if quote is not None and (quote.encode() not in self.counts or self.counts[quote.encode()]):
+            return None
+        unended = 0 if self._last2[-1:] == b"\n" else 1
+        return self._newlines + unended - (1 if has_header else 0)
+
+    def _ends(self, fd: int) -> None:
+        """Keep the first and last LOOK bytes of the written copy."""
+        self.head = os.pread(fd, min(LOOK, self.size), 0)
+        self.tail = os.pread(fd, min(LOOK, self.size), max(0, self.size - LOOK))
 
 
 @contextlib.contextmanager
@@ -116,26 +182,77 @@ def empty_side(label: str, path: bytes, dest: Path) -> Side:
     return Side(label, path, dest, present=False)
 
 
-def from_version(store: ObjectStore, entry: Entry, label: str, path: bytes, dest: Path) -> Side:
-    """Write the file ``entry`` describes to ``dest``, verifying every chunk."""
+def from_version(
+    store: ObjectStore, entry: Entry, label: str, path: bytes, dest: Path,
+    reuse: Side | None = None, threads: int | None = None,
+) -> Side:  # fmt: skip
+    """Write the file ``entry`` describes to ``dest``, verifying every chunk.
+
+    Chunks are fetched ``AHEAD`` at a time on ``threads`` threads (decompressing and
+    hashing release the GIL). A chunk that ``reuse`` (the other side, already
+    written) holds is copied from its copy by the kernel instead.
+    """
     side = Side(label, path, dest)
-    with open(dest, "wb") as out:
-        for c in entry.chunks:
-            if c.size > MAX_CHUNK:
-                raise FormatError(
-                    f"{quote_name(path)} in {label} names a chunk of {c.size:,} bytes, more "
-                    f"than dvfs ever makes ({MAX_CHUNK:,}): run `dvfs fsck`"
-                )
-            data = store.get(c.oid)  # verified against its id
-            if len(data) != c.size:
-                raise FormatError(
-                    f"{quote_name(path)} in {label}: a chunk holds {len(data):,} bytes, "
-                    f"its record says {c.size:,}: run `dvfs fsck`"
-                )
-            out.write(data)
-            side._take(data)
-            side.chunks.append(c)
+    for c in entry.chunks:
+        if c.size > MAX_CHUNK:
+            raise FormatError(
+                f"{quote_name(path)} in {label} names a chunk of {c.size:,} bytes, more "
+                f"than dvfs ever makes ({MAX_CHUNK:,}): run `dvfs fsck`"
+            )
+
+    def fetch(c: ChunkRef) -> tuple[bytes, Facts]:
+        data = store.get(c.oid)  # verified against its id
+        if len(data) != c.size:
+            raise FormatError(
+                f"{quote_name(path)} in {label}: a chunk holds {len(data):,} bytes, "
+                f"its record says {c.size:,}: run `dvfs fsck`"
+            )
+        return data, Facts.of(data)
+
+    with open(dest, "w+b") as out, ThreadPoolExecutor(max(1, threads or 2)) as pool:
+        fd = out.fileno()
+        src = os.open(reuse.file, os.O_RDONLY | os.O_CLOEXEC) if reuse is not None else -1
+        try:
+            pending: deque[tuple[ChunkRef, Future[tuple[bytes, Facts]] | None]] = deque()
+            todo = iter(entry.chunks)
+            while True:
+                while len(pending) < AHEAD and (nxt := next(todo, None)) is not None:
+                    shared = reuse is not None and nxt.oid in reuse.offsets
+                    pending.append((nxt, None if shared else pool.submit(fetch, nxt)))
+                if not pending:
+                    break
+                ref, fut = pending.popleft()
+                if fut is None:
+                    assert reuse is not None
+                    copy_range(src, reuse.offsets[ref.oid], ref.size, fd)
+                    facts = reuse.facts[ref.oid]
+                else:
+                    data, facts = fut.result()
+                    out.write(data)
+                    out.flush()  # before the kernel appends a shared chunk after it
+                side._take(ref, facts)
+        finally:
+            for _, f in pending:
+                if f is not None:
+                    f.cancel()
+            if src >= 0:
+                os.close(src)
+        side._ends(fd)
     return side
+
+
+def copy_range(src: int, pos: int, n: int, dst: int) -> None:
+    """Append ``n`` bytes of ``src`` from ``pos`` to ``dst`` (in the kernel where it can)."""
+    end = pos + n
+    while pos < end:
+        try:
+            done = os.copy_file_range(src, dst, min(end - pos, 1 << 24), pos)
+        except OSError:
+            data = os.pread(src, min(end - pos, 1 << 20), pos)
+            done = os.write(dst, data) if data else 0
+        if done <= 0:
+            raise OSError(f"the scratch copy ended at byte {pos:,}, before {end:,}")
+        pos += done
 
 
 def from_working(root: Path, rel: bytes, chunker: Chunker, dest: Path) -> Side:
@@ -154,11 +271,12 @@ def from_working(root: Path, rel: bytes, chunker: Chunker, dest: Path) -> Side:
                     "(give two revisions to compare versions)"
                 ) from None
             raise
-    with os.fdopen(fd, "rb") as fh, open(dest, "wb") as out:
+    with os.fdopen(fd, "rb") as fh, open(dest, "w+b") as out:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UsageError(f"{quote_name(rel)} is not a regular file")
         for data in chunker.stream(fh):
             out.write(data)
-            side._take(data)
-            side.chunks.append(ChunkRef(hash_bytes(data), len(data)))
+            side._take(ChunkRef(hash_bytes(data), len(data)), Facts.of(data))
+        out.flush()
+        side._ends(out.fileno())
     return side
