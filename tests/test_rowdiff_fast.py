@@ -22,10 +22,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from vfs.chunking import Chunker, ChunkerParams
+from vfs.codec import ChunkRef
+from vfs.ids import hash_bytes
 from vfs.tables.engine import Engine
 from vfs.tables.formats import Format
 from vfs.tables.rowdiff import KeyNotUnique, RowDiff, diff_rows
-from vfs.tables.source import Side, from_working
+from vfs.tables.source import Facts, Side, from_working
 
 TINY = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
 WORDS = ["a", "bb", "ccc", "north", "south", "x y", "", "üñï", "tab\there"]
@@ -203,3 +205,30 @@ def test_a_header_changed_takes_the_full_path(workdir: Path) -> None:
     assert method == "full"
     assert fast == full
     assert [s.status for s in full[0]] == ["removed", "added"]
+
+
+@pytest.mark.parametrize(
+    ("data", "rows"),
+    [
+        (b"id,v\n1,a\n2,b\n", 2),
+        (b"id,v\r\n1,a\r\n2,b\r\n", 2),
+        (b"id,v\n1,a\n2,b", 2),  # no newline at the end
+        (b"id,v\n", 0),
+        (b"id,v\n1,a\n\n2,b\n", None),  # an empty line: the engine skips it
+        (b"id,v\n1,a\r\n\r\n2,b\n", None),
+        (b"\nid,v\n1,a\n", None),
+        (b"id,v\n1,a\rb\n", None),  # a lone carriage return
+        (b'id,v\n1,"a"\n', None),  # a quote: a field may hold a newline
+    ],
+)
+def test_rows_are_counted_from_newlines_only_where_that_is_exact(
+    data: bytes, rows: int | None
+) -> None:
+    # Cut in two at every position, so that each seam (\r | \n, \n | \n) falls
+    # between two chunks once.
+    for cut in range(len(data) + 1):
+        s = Side("v1", b"rows.csv", Path("/dev/null"))
+        for part in (data[:cut], data[cut:]):
+            if part:
+                s._take(ChunkRef(hash_bytes(part), len(part)), Facts.of(part))
+        assert s.rows(True, '"') == rows, (data, cut)

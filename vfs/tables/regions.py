@@ -193,33 +193,3 @@ def _outside(start: int, end: int, inside: list[Range]) -> list[Range]:
     if pos < end:
         out.append((pos, end))
     return out
-
-
-def write_ranges(src_fd: int, ranges: Sequence[Range], out_fd: int, header: bytes = b"") -> int:
-    """Append ``header`` then the bytes of ``ranges`` of ``src_fd`` to ``out_fd``; bytes written.
-
-    Copied by the kernel (``os.copy_file_range`` where the filesystem has it) in
-    bounded steps, never through a buffer the size of a range.
-    """
-    total = 0
-    if header:
-        os.write(out_fd, header)
-        total += len(header)
-    for s, e in ranges:
-        pos = s
-        while pos < e:
-            n = _copy(src_fd, out_fd, pos, min(e - pos, 64 * STEP))
-            if n <= 0:
-                raise OSError(f"the scratch copy ended at byte {pos:,}, before {e:,}")
-            pos += n
-            total += n
-    return total
-
-
-def _copy(src: int, dst: int, pos: int, n: int) -> int:
-    try:
-        return os.copy_file_range(src, dst, n, pos)
-    except OSError:
-        data = os.pread(src, n, pos)
-        os.write(dst, data)
-        return len(data)

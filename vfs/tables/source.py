@@ -26,7 +26,7 @@ import shutil
 import stat
 import tempfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,7 +137,8 @@ class Side:
             return 0
         if self._blank or self._lone_cr:
             return None
-        if quote is not None and (quote.encode() not in self.counts or self.counts[quote.encode()]):
+        mark = quote.encode() if quote else b""
+        if mark and (mark not in self.counts or self.counts[mark]):
             return None
         unended = 0 if self._last2[-1:] == b"\n" else 1
         return self._newlines + unended - (1 if has_header else 0)
@@ -253,6 +254,16 @@ def copy_range(src: int, pos: int, n: int, dst: int) -> None:
         if done <= 0:
             raise OSError(f"the scratch copy ended at byte {pos:,}, before {end:,}")
         pos += done
+
+
+def write_ranges(
+    src_fd: int, ranges: Sequence[tuple[int, int]], out_fd: int, header: bytes = b""
+) -> None:
+    """Append ``header``, then the byte ranges [start, end) of ``src_fd``, to ``out_fd``."""
+    if header:
+        os.write(out_fd, header)
+    for start, end in ranges:
+        copy_range(src_fd, start, end - start, out_fd)
 
 
 def from_working(root: Path, rel: bytes, chunker: Chunker, dest: Path) -> Side:
