@@ -129,6 +129,7 @@ class Engine:
         }
         try:
             self.con = duckdb.connect(":memory:", config=config)
+            self.con.execute("SET enable_progress_bar = false")  # it would print over ours
         except duckdb.Error as exc:
             raise EngineError(f"the table engine did not start: {first_line(exc)}") from None
         self.scratch = scratch

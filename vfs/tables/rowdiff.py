@@ -248,7 +248,7 @@ def fast_plan(old: Side, new: Side, ot: Table, nt: Table, share: float) -> regio
             return None
         if ot.quote:
             q = ot.quote.encode()
-            if q not in old.counts or old.counts[q] or new.counts[q]:
+            if old.holds.get(q, True) or new.holds.get(q, True):
                 return None
     with open(old.file, "rb") as a, open(new.file, "rb") as b:
         plan = regions.plan(a.fileno(), old.chunks, b.fileno(), new.chunks, ot.has_header)
