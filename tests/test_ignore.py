@@ -123,6 +123,28 @@ def test_names_that_are_not_utf8_are_matched_as_bytes(tmp_path: Path) -> None:
     assert warned == []
 
 
+def test_deep_paths_are_matched_without_recursion(tmp_path: Path) -> None:
+    deep = b"/".join([b"d"] * 1500)  # deeper than Python's recursion limit
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1500):  # (os.makedirs recurses)
+        os.mkdir("d", dir_fd=fd)
+        fd, up = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(up)
+    out = os.open(".dvfsignore", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, b"!keep.tmp\n")
+    os.close(out)
+    os.close(fd)
+    (tmp_path / ".dvfsignore").write_text("*.tmp\n")
+    ign, warned = rules(tmp_path)
+    with ign:
+        assert ign.keep([deep + b"/x.tmp", deep + b"/keep.tmp", deep + b"/y"]) == [
+            deep + b"/keep.tmp", deep + b"/y",
+        ]  # fmt: skip
+        assert ign.match(deep, is_dir=True) is None
+        assert ign.match(deep + b"/d/z.tmp") == ign.match(b"z.tmp")
+    assert warned == []
+
+
 def test_hostile_ignore_files_are_bounded_and_skipped_with_a_warning(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").write_text("*\n")
     (tmp_path / "a").mkdir()

@@ -235,13 +235,34 @@ class Ignores:
 
     # matching -----------------------------------------------------------------------
 
+    @staticmethod
+    def _above(d: bytes) -> list[bytes]:
+        """``d`` and the directories above it up to the root (b""), nearest first."""
+        out = [d]
+        while d:
+            d = d.rpartition(b"/")[0]
+            out.append(d)
+        return out
+
     def _chain(self, parent: bytes) -> list[_Rules]:
-        """The rule files that apply to the entries of directory ``parent``, first to last."""
+        """The rule files that apply to the entries of directory ``parent``, first to last.
+
+        Worked out from the nearest directory already known downwards (no recursion:
+        paths may be 2,048 directories deep).
+        """
         chain = self._chains.get(parent)
-        if chain is None:
-            above = self._chain(parent.rpartition(b"/")[0]) if parent else [self._builtin]
-            own = self._rules_in(parent)
-            chain = self._chains[parent] = above if own is None else [*above, own]
+        if chain is not None:
+            return chain
+        todo = []
+        for d in self._above(parent):
+            chain = self._chains.get(d)
+            if chain is not None:
+                break
+            todo.append(d)
+        chain = chain if chain is not None else [self._builtin]
+        for d in reversed(todo):
+            own = self._rules_in(d)
+            chain = self._chains[d] = chain if own is None else [*chain, own]
         return chain
 
     def _decide(self, rel: bytes, is_dir: bool) -> Match | None:
@@ -259,11 +280,17 @@ class Ignores:
         """The rule that ignores directory ``d`` or one above it (or a last negation)."""
         if d in self._dirs:
             return self._dirs[d]
-        parent = d.rpartition(b"/")[0]
-        above = self._dir_match(parent) if parent else None
-        m = above if above is not None and above.ignored else self._decide(d, True)
-        self._dirs[d] = m
-        return m
+        todo = []
+        above: Match | None = None
+        for a in self._above(d)[:-1]:  # (the root itself is never matched)
+            if a in self._dirs:
+                above = self._dirs[a]
+                break
+            todo.append(a)
+        for a in reversed(todo):
+            above = above if above is not None and above.ignored else self._decide(a, True)
+            self._dirs[a] = above
+        return above
 
     def match(self, rel: bytes, *, is_dir: bool = False) -> Match | None:
         """The rule deciding about untracked ``rel``: an ignored directory above it, else
