@@ -4,8 +4,10 @@ Why DuckDB (measured on the benchmark's 2M-row CSVs, ``benchmarks/bench_rowdiff.
 its CSV reader detects the dialect, the header and the column types, reads in
 parallel and converts only the columns a query uses; its joins and aggregations
 spill to disk past a memory limit, so a diff of files larger than memory works; JSON
-Lines and Parquet readers are built in. PyArrow reads CSV about as fast but cannot
-detect a delimiter, and its joins hold both tables in memory.
+Lines and Parquet readers are built in. On two 111 MB CSVs (1% changed), under the
+same load, DuckDB read and joined them in 1.65 s at a 464 MiB peak; PyArrow took
+8.8 s to read them and 2.6 s to join, at 922 MiB, holds both tables in memory for
+its join and cannot detect a delimiter.
 
 Every file is read with parameters fixed here (``Table``): the dialect, header and
 types that ``sniff_csv`` found in the file's first ``SNIFF_BYTES``, or for JSON Lines

@@ -130,7 +130,7 @@ class RowDiff:
 
     @property
     def more(self) -> int:
-        """Changed rows not shown (beyond the limit)."""
+        """Rows added, removed or changed that are not shown (beyond the limit)."""
         return max(0, self.added + self.removed + self.changed - self._shown())
 
     def _shown(self) -> int:
@@ -178,6 +178,8 @@ def diff_rows(
     if fast_share is not None:
         plan = fast_plan(old, new, ot, nt, fast_share)
     for text in (False, True):
+        out.added = out.removed = out.changed = out.unchanged = 0
+        out.columns, out.rows = {}, []  # nothing of a pass that failed half-way
         try:
             if plan is not None:
                 _fast(engine, out, old, new, ot, nt, plan, key, limit, text)
