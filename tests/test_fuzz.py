@@ -32,6 +32,8 @@ from vfs.codec import (
     Entry,
     GitLink,
     Kind,
+    StageRecord,
+    StageRun,
     Version,
     decode_tree,
     decode_version,
@@ -70,8 +72,11 @@ def sample_tree() -> bytes:
 
 
 def sample_version() -> bytes:
+    run = StageRun(0, 1, 2, "host", "0.1.0", "3.11", None)
+    stage = StageRecord("train", ("python", "t.py"), b"", ((b"data", ID),), ((b"m.json", ID),),
+                        ((b"params.yaml", "lr", 0.1),), (b"m.json",), run)  # fmt: skip
     v = Version(ID, (ID,), 2, "msg", "a <a@b>", 1, {"lr": 0.1, "n": [1, {"k": "v"}]},
-                (), GitLink("abc", False), 2, 10)  # fmt: skip
+                (stage,), GitLink("abc", False), 2, 10)  # fmt: skip
     return encode_version(v)
 
 
