@@ -153,3 +153,16 @@ def test_dumped_text_reads_back_as_text_in_yaml_11_and_12(s: str) -> None:
 )  # fmt: skip
 def test_dumped_values_read_back_equal(value: Any) -> None:
     assert yaml12.load(yaml12.dump({"v": value})) == {"v": value}
+
+
+def test_libyaml_writes_what_the_pure_dumper_writes() -> None:
+    """`dump` uses libyaml's emitter for speed; the text is the pure-Python one's."""
+    import yaml
+
+    values = ["yes", "1e-3", "010", "a\u2028b", "日本", "~", " lead", "a: b", "null", ".inf",
+              "2024-01-01T00:00:00Z", "1:20", "a\nb\n", 3, 1.5e-9, None, True]  # fmt: skip
+    data = {"k": values, "m": {str(v): v for v in values}, "files": {"d/f.csv": {"size": 1}}}
+    pure = yaml.dump(data, Dumper=yaml12.Dumper, sort_keys=False, allow_unicode=True)
+    assert yaml12.dump(data) == pure
+    odd = {"a\udcff": "b"}  # a name that is not UTF-8: libyaml cannot write it
+    assert yaml12.dump(odd) == yaml.dump(odd, Dumper=yaml12.Dumper, allow_unicode=True)
