@@ -29,7 +29,7 @@ from vfs.cli import cli
 STRUCTURED = [
     "add", "rm", "commit", "snapshot", "status", "log", "show", "ls", "diff", "checkout",
     "switch", "branch", "tag", "fsck", "remote list", "push", "fetch", "pull", "clone",
-    "mount", "mounts",
+    "mount", "mounts", "repro", "stage list",
 ]  # fmt: skip
 SHELL_OPERATORS = {"&&", "||", "|", ";", ">", ">>", "<"}
 

@@ -17,13 +17,14 @@ LAYERS = [
     {"backends"},
     {"refs", "stage", "gitlink", "shared", "ignore"},
     {"history"},
-    {"worktree", "diff"},
+    {"worktree", "diff", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes"},
     {"checkout", "browse", "fsck", "mounts", "launch", "control", "receive"},
     {"sync"},
+    {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks"},  # a git clone's first pull, the git hooks
     {"progress_bar"},
     {"cli"},
@@ -44,11 +45,17 @@ def imports_of(path: Path) -> set[str]:
 
 
 def layer_of(module: str) -> int | None:
-    """The layer number of a vfs submodule name (``backends.s3`` counts as ``backends``)."""
-    top = module.split(".")[0]
-    for i, names in enumerate(LAYERS):
-        if top in names:
-            return i
+    """The layer number of a vfs submodule name: its longest prefix named in LAYERS.
+
+    ``backends.s3`` counts as ``backends``; ``pipeline.record`` is named itself, lower
+    than the rest of ``pipeline`` (the commit paths below the package call it).
+    """
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        for i, names in enumerate(LAYERS):
+            if prefix in names:
+                return i
     return None
 
 

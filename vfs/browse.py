@@ -27,6 +27,7 @@ from vfs.diff import (
 )
 from vfs.errors import UsageError
 from vfs.history import History, split_rev_path
+from vfs.pipeline.record import describe
 from vfs.repo import Repository
 from vfs.stage import Staged
 from vfs.workflow import head_files, quiet, work_state
@@ -144,7 +145,7 @@ def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any
         "git_commit": v.git.commit if v.git else None,
         "git_dirty": v.git.dirty if v.git else None,
         "parameters": v.params,
-        "pipeline": list(v.pipeline),
+        "pipeline": [describe(s) for s in v.pipeline],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
         "changes": {"since": hist.label(parent) if parent is not None else None,
                     **summary(changes)},

@@ -36,6 +36,11 @@ from vfs.ids import from_hex
 
 LOCK_FILE = "dvfs.lock"
 SHARED_FILE = "dvfs.toml"  # settings shared through git, see vfs.shared
+# A pipeline's stages and the record of their last runs (vfs.pipeline): versioned with
+# the data and meant for git too, so never git-ignored by ``dvfs add``.
+PIPELINE_FILE = "dvfs.yaml"
+RUNS_FILE = "dvfs.runs"
+_IN_GIT_TOO = frozenset({PIPELINE_FILE.encode(), RUNS_FILE.encode()})
 GITIGNORE = ".gitignore"
 MAX_GITIGNORE = 4 << 20  # bytes of a .gitignore dvfs reads to add to it
 MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
@@ -112,8 +117,11 @@ def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | No
 
     Patterns already present, or below an ignored directory, are not repeated. A
     ``.gitignore`` that is not a regular file (a link, a FIFO) or is larger than
-    MAX_GITIGNORE is left alone, with a warning. Returns True if the file changed.
+    MAX_GITIGNORE is left alone, with a warning. ``dvfs.yaml`` and ``dvfs.runs`` at the
+    root are never added: they belong in git beside the code. Returns True if the
+    file changed.
     """
+    rels = [r for r in rels if r not in _IN_GIT_TOO]
     if not rels or not in_git(root):
         return False
     try:

@@ -36,6 +36,7 @@ from vfs.history import History
 from vfs.ignore import Ignores
 from vfs.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
 from vfs.objects import ObjectStore, ObjKind
+from vfs.pipeline.record import version_pipeline
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, Staged, as_row, check_path, paused_gc
@@ -670,6 +671,7 @@ def commit(
                 "run `dvfs add PATH` to stage changes"
             )
         link: GitLink | None = git_link(repo.root)
+        pipeline = version_pipeline(hist, tree, parent_v, warn)  # the lineage of its outputs
         version = Version(
             tree=tree,
             parents=() if parent is None else (parent,),
@@ -678,6 +680,7 @@ def commit(
             author=repo.author(),
             time_ns=time.time_ns(),
             params={k: params[k] for k in sorted(params)},
+            pipeline=pipeline,
             git=link,
             files=files,
             bytes=total,

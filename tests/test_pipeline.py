@@ -1,0 +1,345 @@
+"""Pipelines through the command line: run, repro, the run cache, parallel stages, dag.
+
+Every stage is a real command run by a real ``dvfs`` process; tests that change a
+repository end with ``dvfs fsck``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    assert_error,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
+from tests.pipeline_support import PY, pipeline_repo, ran, staged_paths
+
+
+def test_run_defines_and_runs_stages_and_commit_records_their_lineage(
+    repo: Repo, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    pipeline_repo(repo, log)
+    (repo.root / "dvfs.yaml").unlink()
+    r = repo.ok("run", "-n", "prepare", "-d", "data", "-d", "prep.py", "-o", "prepared",
+                "--", PY, "prep.py", str(log))  # fmt: skip
+    assert "Running stage prepare (no run recorded)" in r.out
+    assert "prepared 3" in r.out  # the command's own output
+    r = repo.ok("run", "-n", "train", "-d", "prepared", "-d", "train.py", "-p", "train.lr",
+                "-o", "model.bin", "-m", "metrics.json", PY, "train.py", str(log))  # fmt: skip
+    assert ran(log) == ["prepare", "train"]
+    spec = yaml.safe_load(repo.read("dvfs.yaml"))["stages"]
+    assert spec["train"] == {
+        "cmd": [PY, "train.py", str(log)], "deps": ["prepared", "train.py"],
+        "params": ["train.lr"], "outs": ["model.bin"], "metrics": ["metrics.json"],
+    }  # fmt: skip
+    assert repo.read("prepared/f1.csv") == b"ROW 1\n"
+    # The outputs, dvfs.runs and dvfs.yaml are staged: commit records them.
+    assert {"model.bin", "metrics.json", "prepared/f0.csv", "dvfs.runs", "dvfs.yaml"} <= (
+        staged_paths(repo)
+    )
+    repo.fail("run", "-n", "train", "--", "true", fragments=("already exists", "--force"))
+    repo.commit("trained")
+    shown = yaml.safe_load(repo.ok("show", "--format", "yaml").out)
+    stages = {s["stage"]: s for s in shown["pipeline"]}
+    assert stages["train"]["command"] == [PY, "train.py", str(log)]
+    assert [i["path"] for i in stages["train"]["input"]] == ["prepared", "train.py"]
+    assert [o["path"] for o in stages["train"]["output"]] == ["metrics.json", "model.bin"]
+    assert stages["train"]["params"] == {"params.yaml": {"train.lr": 0.01}}
+    assert stages["train"]["run"]["exit"] == 0 and stages["train"]["run"]["python"]
+    assert stages["prepare"]["output"][0]["id"] == stages["train"]["input"][0]["id"]
+    # Nothing changed: every stage is fresh, nothing runs, nothing is staged.
+    r = repo.ok("repro")
+    assert "Stage prepare is fresh" in r.out and "2 fresh" in r.out
+    assert ran(log) == [] and staged_paths(repo) == set()
+    repo.fsck_clean()
+
+
+def test_repro_runs_only_what_is_stale_and_says_why(repo: Repo, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    pipeline_repo(repo, log)
+    repo.ok("repro")
+    assert ran(log) == ["prepare", "train"]
+    repo.write("params.yaml", "train:\n  lr: 0.02\n  epochs: 3\n")
+    dry = repo.ok("repro", "--dry-run")
+    assert "Would run stage train: param train.lr 0.01 -> 0.02" in dry.out
+    assert "Stage prepare is fresh" in dry.out
+    assert ran(log) == [] and b"0.01" in repo.read("model.bin")  # a dry run runs nothing
+    r = repo.ok("repro")
+    assert "Running stage train (param train.lr 0.01 -> 0.02)" in r.out
+    assert ran(log) == ["train"]
+    repo.write("data/f9.csv", "row 9\n")
+    r = repo.ok("repro")
+    assert "Running stage prepare (dep data changed)" in r.out
+    assert "Running stage train (dep prepared changed)" in r.out
+    assert ran(log) == ["prepare", "train"]
+    (repo.root / "model.bin").unlink()
+    r = repo.ok("repro", "train")  # the same inputs ran before: the run cache has it
+    assert "Restoring stage train from the run cache (out model.bin missing)" in r.out
+    assert ran(log) == [] and (repo.root / "model.bin").exists()
+    # Upstream ran but made the same bytes: downstream stays fresh.
+    repo.write("prep.py", repo.read("prep.py") + b"# a comment\n")
+    r = repo.ok("repro")
+    assert "Running stage prepare (dep prep.py changed)" in r.out
+    assert "Stage train is fresh" in r.out
+    assert ran(log) == ["prepare"]
+    r = repo.ok("repro", "--force")
+    assert ran(log) == ["prepare", "train"] and "forced" in r.out
+    r = repo.ok("repro", "train", "--downstream", "--dry-run")
+    assert "prepare" not in r.out  # train and what depends on it only
+    repo.fsck_clean()
+
+
+def test_the_run_cache_restores_outputs_of_inputs_that_ran_before(
+    repo: Repo, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    pipeline_repo(repo, log)
+    repo.ok("repro")
+    assert ran(log) == ["prepare", "train"]
+    first = repo.read("model.bin")
+    repo.commit("lr 0.01")
+    repo.write("params.yaml", "train:\n  lr: 0.02\n")
+    repo.ok("repro")
+    assert ran(log) == ["train"]
+    repo.write("params.yaml", "train:\n  lr: 0.01\n")
+    r = repo.ok("repro")
+    assert "Restoring stage train from the run cache (param train.lr 0.02 -> 0.01)" in r.out
+    assert "the command is not run again" in r.out and "1 restored from the run cache" in r.out
+    assert ran(log) == [] and repo.read("model.bin") == first
+    assert "model.bin" not in staged_paths(repo)  # the restored output is staged: as v2's
+    # Without the local cache, a version's lineage still knows the run.
+    repo.write("params.yaml", "train:\n  lr: 0.03\n")
+    repo.ok("repro")
+    for entry in (repo.root / ".dvfs" / "runcache").rglob("*"):
+        if entry.is_file():
+            entry.unlink()
+    repo.write("params.yaml", "train:\n  lr: 0.01\n")
+    assert "Would restore stage train from the run cache" in repo.ok("repro", "--dry-run").out
+    r = repo.ok("repro")
+    assert "Restoring stage train from v2" in r.out
+    assert ran(log) == ["train"] and repo.read("model.bin") == first
+    repo.write("params.yaml", "train:\n  lr: 0.03\n")
+    repo.ok("repro", "--force")  # --force runs it anyway
+    assert ran(log) == ["prepare", "train"]
+    repo.fsck_clean()
+
+
+WAIT_FOR = """
+import os, sys, time
+mine, other = sys.argv[1], sys.argv[2]
+open(mine, "w").close()
+deadline = time.monotonic() + 30
+while not os.path.exists(other):  # both must run at once for either to finish
+    if time.monotonic() > deadline:
+        sys.exit("the other stage never started")
+    time.sleep(0.01)
+open(os.path.basename(mine) + ".out", "w").write("done")
+print("line one")
+print("line two")
+"""
+
+
+def test_independent_stages_run_in_parallel_with_prefixed_output(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.write("wait.py", WAIT_FOR)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "a": {"cmd": [PY, "wait.py", a, b], "deps": ["wait.py"], "outs": ["a.out"]},
+        "b": {"cmd": [PY, "wait.py", b, a], "deps": ["wait.py"], "outs": ["b.out"]},
+        "c": {"cmd": "cat a.out b.out > c.out", "deps": ["a.out", "b.out"], "outs": ["c.out"]},
+    }}))  # fmt: skip
+    r = repo.ok("repro", "--jobs", "2")
+    lines = r.out.splitlines()
+    assert lines.count("[a] line one") == 1 and lines.count("[b] line two") == 1
+    assert repo.read("c.out") == b"donedone"
+    assert lines.index("Running stage c (no run recorded): cat a.out b.out > c.out") > max(
+        lines.index("[a] line two"), lines.index("[b] line two")
+    )
+    repo.fsck_clean()
+
+
+def test_keep_going_finishes_independent_branches_after_a_failure(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "bad": {"cmd": "echo oops >&2; echo partial > bad.out; exit 3", "outs": ["bad.out"]},
+        "after_bad": {"cmd": "cp bad.out x.out", "deps": ["bad.out"], "outs": ["x.out"]},
+        "good": {"cmd": "echo fine > good.out", "outs": ["good.out"]},
+        "after_good": {"cmd": "cp good.out y.out", "deps": ["good.out"], "outs": ["y.out"]},
+    }}))  # fmt: skip
+    r = repo.run("repro", "--keep-going", "--jobs", "2")
+    line = assert_error(r, "stage bad failed", "exited with 3", "nothing of it was recorded")
+    assert "last lines of stage bad's standard error:\n  oops" in r.err, line
+    assert "dvfs: stage after_bad not run: upstream bad did not run" in r.err
+    assert repo.read("y.out") == b"fine\n" and not (repo.root / "bad.out").exists()
+    runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    assert sorted(runs) == ["after_good", "good"]
+    assert {"good.out", "y.out", "dvfs.runs"} <= staged_paths(repo)
+    # Without --keep-going, nothing new starts after the failure.
+    (repo.root / "y.out").unlink()
+    (repo.root / "good.out").unlink()
+    r = repo.run("repro")
+    assert_error(r, "stage bad failed")
+    assert "dvfs: stage good not run: the pipeline stopped at a failure" in r.err
+    assert not (repo.root / "y.out").exists() and not (repo.root / "good.out").exists()
+    repo.fsck_clean()
+
+
+def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
+    repo: Repo, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    pipeline_repo(repo, log)
+    repo.ok("repro")
+    repo.commit("trained")
+    before = repo.read("dvfs.runs"), repo.read("model.bin")
+    repo.write("train.py", "import sys\nopen('model.bin', 'w').write('partial')\n"
+               "print('bad things', file=sys.stderr)\nsys.exit(3)\n")  # fmt: skip
+    r = repo.run("repro")
+    assert_error(r, "stage train failed", "exited with 3", "previous outputs are back")
+    assert "  bad things" in r.err
+    assert (repo.read("dvfs.runs"), repo.read("model.bin")) == before
+    assert staged_paths(repo) == set()
+    # A command that does not make an output it lists: named, nothing recorded.
+    repo.write("train.py", "open('metrics.json', 'w').write('{}')\n")
+    r = repo.run("repro")
+    assert_error(r, "stage train did not make model.bin", "nothing of it was recorded")
+    assert (repo.read("dvfs.runs"), repo.read("model.bin")) == before
+    # A command that changes its own dep: refused.
+    repo.write("train.py", "open('prepared/f0.csv', 'a').write('x')\n"
+               "open('model.bin', 'w').write('m')\n"
+               "open('metrics.json', 'w').write('{}')\n")  # fmt: skip
+    r = repo.run("repro")
+    assert_error(r, "stage train changed its own dep prepared", "nothing of it was recorded")
+    assert repo.read("dvfs.runs") == before[0]
+    repo.write("dvfs.yaml", "stages:\n  x:\n    cmd: [no-such-program-anywhere]\n")
+    assert_error(repo.run("repro"), "stage x failed", "could not be started")
+    repo.fsck_clean()
+
+
+def test_bad_pipelines_are_refused_with_what_to_fix(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.1\n")
+    cases = [
+        ("stages:\n  a:\n    cmd: x\n    deps: [b.out]\n    outs: [a.out]\n"
+         "  b:\n    cmd: y\n    deps: [a.out]\n    outs: [b.out]\n",
+         ("the stages form a cycle: a -> b -> a",)),
+        ("stages:\n  a:\n    cmd: x\n    outs: [o]\n  b:\n    cmd: y\n    outs: [o]\n",
+         ("stages a (dvfs.yaml:2) and b (dvfs.yaml:5) both make o",)),
+        ("stages:\n  a:\n    cmd: x\n    deps: [o]\n    outs: [o]\n",
+         ("output o is also its dep o",)),
+        ("stages:\n  a:\n    cmd: x\n    outs: [../o]\n",
+         ("dvfs.yaml:4: stages.a.outs: path ../o is outside the working tree",)),
+        ("stages:\n  a:\n    cmd: x\n    outs: [/tmp/o]\n", ("is absolute",)),
+        ("stages:\n  a:\n    cmd: x\n    outs: [.dvfs/objects]\n",
+         ("dvfs.yaml:4", "inside .dvfs")),
+        ("stages:\n  a:\n    cmd: x\n    deps: [made]\n    outs: [o]\n",
+         ("stage a needs made, which does not exist; no stage makes it",)),
+        ("stages:\n  a:\n    cmd: x\n    params: [train.lrr]\n    outs: [o]\n",
+         ("stage a: params.yaml has no parameter train.lrr; did you mean train.lr",)),
+        ("stages:\n  a:\n    cmd: x\n    outs: [o\n", ("dvfs.yaml:", "not valid YAML")),
+        ("stages:\n  a:\n    cmd: x\n    ouvs: [o]\n",
+         ("dvfs.yaml:4: stages.a.ouvs: unknown key",)),
+        ("stages:\n  a:\n    deps: [x]\n", ("dvfs.yaml:2: stages.a: has no cmd",)),
+        ("stages:\n  a:\n    cmd: x\n  a:\n    cmd: y\n", ("dvfs.yaml:4", "given twice")),
+        ("stages:\n  a:\n    cmd: x\n    outs: [dvfs.runs]\n", ("dvfs's own file",)),
+    ]  # fmt: skip
+    for text, fragments in cases:
+        repo.write("dvfs.yaml", text)
+        assert_error(repo.run("repro"), *fragments, code=2)
+    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: x\n    deps: [made]\n    outs: [o]\n"
+               "  b:\n    cmd: y\n    outs: [made]\n")  # fmt: skip
+    assert_error(repo.run("repro", "a", "--downstream"), "stage b makes it", "dvfs repro a")
+    assert_error(repo.run("repro", "trian"), "no stage trian")
+    repo.fsck_clean()
+
+
+def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, repo.root / "models")
+    repo.write(
+        "dvfs.yaml", "stages:\n  a:\n    cmd: echo x > models/m.bin\n    outs: [models/m.bin]\n"
+    )
+    assert_error(repo.run("repro"), "models is a symbolic link")
+    assert list(outside.iterdir()) == []
+    repo.fsck_clean()
+
+
+ENV_DUMP = """
+import json, os
+json.dump({"env": dict(os.environ), "cwd": os.getcwd()}, open("env.json", "w"))
+"""
+
+
+def test_commands_run_with_a_clean_environment_in_their_wdir(repo: Repo) -> None:
+    repo.write("sub/dump.py", ENV_DUMP)
+    repo.write("dvfs.yaml", "stages:\n"
+               f"  dump:\n    cmd: [{json.dumps(PY)}, dump.py]\n    wdir: sub\n"
+               "    deps: [dump.py]\n    outs: [env.json]\n"
+               "  words:\n    cmd: [echo, '$HOME', '*']\n    outs: []\n"
+               "  shell:\n    cmd: echo $DVFS_STAGE | tr a-z A-Z > shell.txt\n"
+               "    outs: [shell.txt]\n")  # fmt: skip
+    r = repo.ok("repro", env={"AWS_SECRET_ACCESS_KEY": "hunter2", "LC_ALL": "C.UTF-8"})
+    got = json.loads(repo.read("sub/env.json"))
+    assert got["cwd"] == str(repo.root / "sub")
+    env = got["env"]
+    assert env["DVFS_STAGE"] == "dump" and env["DVFS_ROOT"] == str(repo.root)
+    assert env["LC_ALL"] == "C.UTF-8" and "PATH" in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "DVFS_AUTHOR" not in env
+    assert "$HOME *" in r.out  # a list runs without a shell
+    assert repo.read("shell.txt") == b"SHELL\n"  # text runs under sh -c
+    runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    assert runs["dump"]["outs"] == {"sub/env.json": runs["dump"]["outs"]["sub/env.json"]}
+    repo.fsck_clean()
+
+
+def test_dag_in_every_format(repo: Repo, tmp_path: Path) -> None:
+    pipeline_repo(repo, tmp_path / "log")
+    assert repo.ok("dag").out.splitlines() == ["prepare", "└── train"]
+    dot = repo.ok("dag", "--format", "dot").out
+    assert '"prepare" -> "train";' in dot and dot.startswith("strict digraph")
+    mermaid = repo.ok("dag", "--format", "mermaid").out
+    assert mermaid.splitlines()[0] == "flowchart TD" and "n0 --> n1" in mermaid
+    data = json.loads(repo.ok("dag", "--format", "json").out)
+    assert data["edges"] == [["prepare", "train"]]
+    assert [s["name"] for s in data["stages"]] == ["prepare", "train"]
+    outs = json.loads(repo.ok("dag", "--format", "json", "--outs").out)
+    assert ["prepared", "model.bin"] in outs["edges"]
+    assert repo.ok("dag", "prepare").out.splitlines() == ["prepare"]
+    assert_error(repo.run("dag", "nope"), "no stage nope")
+
+
+def test_stage_list_and_remove_keep_the_rest_of_the_file(repo: Repo, tmp_path: Path) -> None:
+    pipeline_repo(repo, tmp_path / "log")
+    repo.ok("repro")
+    listed = repo.json("stage", "list", "--json")["stages"]
+    assert [s["name"] for s in listed] == ["prepare", "train"]
+    assert listed[1]["params"] == [{"file": "params.yaml", "key": "train.lr"}]
+    text = repo.ok("stage", "list").out
+    assert "train: " in text and "(after prepare)" in text
+    repo.ok("stage", "remove", "train")
+    after = repo.read("dvfs.yaml").decode()
+    assert after.startswith("# the pipeline\nstages:\n  prepare:") and "train" not in after
+    assert list(yaml.safe_load(repo.read("dvfs.runs"))["stages"]) == ["prepare"]
+    assert (repo.root / "model.bin").exists()  # outputs are kept
+    assert_error(repo.run("stage", "remove", "train"), "no stage train")
+    repo.fsck_clean()
+
+
+def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_path: Path) -> None:
+    repo = make_repo(git_repo=True)
+    pipeline_repo(repo, tmp_path / "log")
+    repo.ok("repro")
+    ignored = repo.read(".gitignore").decode().splitlines()
+    assert "/prepared" in ignored and "/model.bin" in ignored
+    assert "/dvfs.yaml" not in ignored and "/dvfs.runs" not in ignored
+    repo.fsck_clean()

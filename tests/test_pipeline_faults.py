@@ -1,0 +1,129 @@
+"""``dvfs repro`` stopped by Ctrl-C or killed: finished stages kept, the running one never
+recorded, the repository consistent (``fsck``) and ``status`` truthful."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.cli_support import (
+    ERROR_PREFIX,
+    Repo,
+    cli_command,
+    cli_env,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
+from tests.pipeline_support import PY, staged_paths
+
+# Writes a partial output, says it started (with its pid), then waits for a file
+# that the test never makes, unless `fast` exists.
+SLOW = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
+open("slow.out", "w").write("partial")
+if os.path.exists("fast"):
+    open("slow.out", "w").write("slow made " + open("first.out").read())
+    sys.exit(0)
+open(sys.argv[1], "w").write(str(os.getpid()))
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+sys.exit(5)
+"""
+
+
+def slow_pipeline(repo: Repo, marker: Path) -> None:
+    """first -> slow, both run once (slow fast) and committed; then first's input changes."""
+    repo.write("slow.py", SLOW)
+    repo.write("fast", "")
+    repo.write("input.txt", "one\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "first": {"cmd": "cp input.txt first.out", "deps": ["input.txt"], "outs": ["first.out"]},
+        "slow": {"cmd": [PY, "slow.py", str(marker)], "deps": ["first.out", "slow.py"],
+                 "outs": ["slow.out"]},
+    }}))  # fmt: skip
+    repo.ok("add", "input.txt")
+    repo.ok("repro")
+    repo.commit("both ran")
+    (repo.root / "fast").unlink()
+    repo.write("input.txt", "two\n")
+    repo.ok("add", "input.txt")
+
+
+def start_repro(repo: Repo, marker: Path) -> subprocess.Popen[bytes]:
+    """``dvfs repro`` running, with ``slow`` started (its marker written)."""
+    proc = subprocess.Popen(
+        cli_command("repro"), cwd=repo.root, env=cli_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "stage slow never started"
+        time.sleep(0.02)
+    return proc
+
+
+def test_ctrl_c_keeps_finished_stages_and_puts_the_running_ones_outputs_back(
+    repo: Repo, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    slow_pipeline(repo, marker)
+    before = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    proc = start_repro(repo, marker)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    errors = [ln for ln in err.decode().splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1 and "interrupted: 1 stage finished and recorded" in errors[0]
+    assert b"Traceback" not in err
+    with_runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    assert with_runs["first"] != before["first"]  # recorded
+    assert with_runs["slow"] == before["slow"]  # as it was: the stopped run recorded nothing
+    assert repo.read("first.out") == b"two\n"
+    assert repo.read("slow.out") == b"slow made one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    assert {"first.out", "dvfs.runs"} <= staged_paths(repo)
+    assert "slow.out" not in staged_paths(repo)
+    assert repo.status()["modified"] == []
+    repo.fsck_clean()
+    repo.write("fast", "")
+    r = repo.ok("repro")
+    assert "Stage first is fresh" in r.out and "Running stage slow (dep first.out changed)" in r.out
+    repo.fsck_clean()
+
+
+def test_kill_9_never_records_the_running_stage_and_the_next_repro_recovers(
+    repo: Repo, tmp_path: Path
+) -> None:
+    marker = tmp_path / "started"
+    slow_pipeline(repo, marker)
+    before = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    proc = start_repro(repo, marker)
+    proc.kill()
+    proc.communicate(timeout=60)
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # its command lives on: stop it too
+    repo.fsck_clean()
+    runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+    assert runs["slow"] == before["slow"]  # never recorded
+    assert repo.read("slow.out") == b"partial"
+    st = repo.status()  # the truth: both outputs differ from what is staged
+    assert {"first.out", "slow.out"} <= set(st["modified"])
+    repo.write("fast", "")
+    r = repo.ok("repro")
+    assert "Stage first is fresh" in r.out  # its run was recorded before the kill
+    assert "Running stage slow (out slow.out changed)" in r.out or "slow" in r.out
+    assert repo.read("slow.out") == b"slow made two\n"
+    assert not any(p.name.startswith(".tmp-dvfs-prev") for p in repo.root.iterdir())
+    assert {"first.out", "slow.out", "dvfs.runs"} <= staged_paths(repo)
+    repo.commit("recovered")
+    shown = repo.show()
+    assert sorted(s["stage"] for s in shown["pipeline"]) == ["first", "slow"]
+    repo.fsck_clean()

@@ -1,0 +1,223 @@
+"""The lineage a version records: its pipeline field, the runs file, and what is kept.
+
+Every record may come from a remote or a working tree someone else made, so each
+is decoded strictly and bounded; and a version records only the runs whose outputs
+it holds exactly as they were made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vfs import workflow
+from vfs.codec import (
+    MAX_STAGES,
+    Kind,
+    StageRecord,
+    StageRun,
+    Version,
+    decode_pipeline,
+    decode_version,
+    encode_pipeline,
+    encode_version,
+)
+from vfs.errors import FormatError, ReservedName
+from vfs.ids import hash_bytes
+from vfs.pipeline import runs
+from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
+from vfs.pipeline.record import describe, version_pipeline
+from vfs.repo import Repository
+from vfs.worktree import Workers
+
+ID = bytes(range(32))
+RUN = StageRun(0, 1_700_000_000_000_000_000, 1_500_000_000, "host", "0.1.0", "3.11.7", "abc123")
+
+
+def stage(name: str = "train", **kw: object) -> StageRecord:
+    base: dict[str, object] = {
+        "name": name,
+        "cmd": "python train.py",
+        "wdir": b"",
+        "deps": ((b"data/prepared", ID), (b"train.py", hash_bytes(b"t"))),
+        "outs": ((b"metrics.json", hash_bytes(b"m")), (b"model.pt", hash_bytes(b"p"))),
+        "params": ((b"params.yaml", "train.lr", 0.01), (b"params.yaml", "train.opt", "adam")),
+        "metrics": (b"metrics.json",),
+        "run": RUN,
+    }
+    base.update(kw)
+    return StageRecord(**base)  # type: ignore[arg-type]
+
+
+def version(*stages: StageRecord) -> Version:
+    return Version(ID, (), 1, "m", "a <a@b>", 1, pipeline=stages)
+
+
+def test_pipeline_round_trips_and_old_records_still_decode() -> None:
+    v = version(stage("prepare", cmd=("python", "prep.py"), outs=((b"data/prepared", ID),),
+                      deps=(), params=(), metrics=()), stage())  # fmt: skip
+    assert decode_version(encode_version(v)) == v
+    old = version()  # every version written before pipelines: `pipeline: []`
+    assert decode_version(encode_version(old)).pipeline == ()
+
+
+def _raw(v: Version) -> dict[str, object]:
+    rec: dict[str, object] = msgpack.unpackb(encode_version(v))
+    return rec
+
+
+def _with_stage(**changes: object) -> bytes:
+    rec = _raw(version(stage()))
+    row = dict(rec["pipeline"][0])  # type: ignore[index]
+    row.update(changes)
+    rec["pipeline"] = [row]
+    return msgpack.packb(rec, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "a b"},  # not a stage name
+        {"name": "x" * 101},
+        {"cmd": ""},
+        {"cmd": []},
+        {"cmd": ["python", 3]},
+        {"cmd": "x" * (64 << 10 + 1)},
+        {"wdir": b"../up"},
+        {"deps": [[b"/etc/passwd", ID]]},
+        {"deps": [[b"a/../../b", ID]]},
+        {"deps": [[b"b", ID], [b"a", ID]]},  # unsorted
+        {"deps": [[b"a", ID], [b"a", ID]]},  # repeated
+        {"deps": [[b"a", ID[:31]]]},  # short id
+        {"outs": [[b"x/.git/config", ID]]},
+        {"outs": [[b".versions/v1", ID]]},
+        {"params": [[b"params.yaml", "", 1]]},
+        {"params": [[b"params.yaml", "a\nb", 1]]},
+        {"metrics": [b"not-an-out.json"]},
+        {"run": {"exit": 0}},
+        {
+            "run": {
+                "exit": 0,
+                "started_ns": 1,
+                "ns": 1,
+                "host": "a\x1b[31m",
+                "dvfs": "0",
+                "python": "3",
+                "git": None,
+            }
+        },  # a control character in the host name
+        {"extra": 1},
+    ],
+)
+def test_a_hostile_pipeline_is_refused(changes: dict[str, object]) -> None:
+    with pytest.raises(FormatError):
+        decode_version(_with_stage(**changes))
+
+
+def test_bounds_and_sharing_of_outputs_are_checked() -> None:
+    rows = encode_pipeline([stage()])
+    with pytest.raises(FormatError, match="belongs to two stages"):
+        decode_pipeline([rows[0], {**rows[0], "name": "train2"}])
+    with pytest.raises(FormatError, match="unsorted or repeated"):
+        decode_pipeline([rows[0], rows[0]])
+    many = [{**rows[0], "name": f"s{i:05d}", "outs": [], "metrics": []} for i in range(1025)]
+    assert len(many) > MAX_STAGES
+    with pytest.raises(FormatError, match="at most"):
+        decode_pipeline(many)
+    with pytest.raises(ReservedName):
+        decode_pipeline([{**rows[0], "deps": [[b"data/.GIT/x", ID]]}])
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(FormatError, match="nest"):
+        encode_version(version(stage(params=((b"params.yaml", "k", deep),))))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_never_decodes_to_anything_but_format_errors(data: bytes) -> None:
+    rec = _raw(version(stage()))
+    rec["pipeline"] = [data, {"name": data}]
+    with pytest.raises(FormatError):
+        decode_version(msgpack.packb(rec, use_bin_type=True))
+
+
+def test_runs_file_round_trips_and_is_strict() -> None:
+    s = stage(cmd=("python", "train.py"))
+    data = runs.dump({"train": s})
+    assert data.startswith(b"# dvfs.runs")
+    assert runs.parse(data) == {"train": s}
+    assert runs.parse(b"") == {}
+    for bad, why in [
+        (b"version: 2\nstages: {}\n", "unknown version"),
+        (b"version: 1\nstages: [1]\n", "not a mapping"),
+        (b"version: 1\nstages:\n  t: {cmd: x}\n", "needs exactly the keys"),
+        (b"[unclosed", "not valid YAML"),
+        (data.replace(b"data/prepared", b"../../etc"), "invalid name"),
+        (data.replace(ID.hex().encode(), b"zz" * 32), "64 hex"),
+    ]:
+        with pytest.raises(FormatError, match=why):
+            runs.parse(bad, "dvfs.runs")
+    with pytest.raises(FormatError, match="larger than"):
+        runs.parse(b"#" * (runs.MAX_FILE + 1))
+
+
+def test_content_ids_depend_on_content_alone() -> None:
+    a = [(b"x.csv", Kind.FILE, hash_bytes(b"1")), (b"sub/y", Kind.SYMLINK, link_id(b"x.csv"))]
+    assert dir_id(a) == dir_id(list(reversed(a)))
+    assert dir_id(a) != dir_id(a[:1])
+    assert leaf_id(Kind.SYMLINK, b"", b"t") == link_id(b"t") != link_id(b"u")
+
+
+def _commit_tree(repo: Repository, files: dict[str, bytes], extra_runs: bytes | None) -> bytes:
+    for rel, data in files.items():
+        p = repo.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    if extra_runs is not None:
+        (repo.root / "dvfs.runs").write_bytes(extra_runs)
+    with Workers(2) as w:
+        workflow.add(repo, [str(repo.root)], w)
+    return workflow.commit(repo, "v", {}).oid
+
+
+def test_a_version_records_only_runs_whose_outputs_it_holds(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "r")
+    hist = repo.history
+    files = {"data/a.csv": b"1,2\n", "model.pt": b"weights", "metrics.json": b'{"acc": 1}'}
+    good = stage(
+        deps=((b"data", dir_id([(b"a.csv", Kind.FILE, hash_bytes(b"1,2\n"))])),),
+        outs=((b"metrics.json", hash_bytes(b'{"acc": 1}')), (b"model.pt", hash_bytes(b"weights"))),
+    )
+    stale = stage("other", outs=((b"other.bin", hash_bytes(b"not what it holds")),), metrics=(),
+                  deps=(), params=())  # fmt: skip
+    oid = _commit_tree(repo, files, runs.dump({"train": good, "other": stale}))
+    v = hist.version(oid)
+    assert [s.name for s in v.pipeline] == ["train"]  # other's output is not there
+    assert tree_path_id(hist, v.tree, b"data") == good.deps[0][1]
+    d = describe(v.pipeline[0])
+    assert d["command"] == "python train.py"
+    assert [i["path"] for i in d["input"]] == ["data"]
+    assert {o["path"] for o in d["output"]} == {"model.pt", "metrics.json"}
+    warned: list[str] = []
+    (repo.root / "model.pt").write_bytes(b"changed by hand")
+    oid2 = _commit_tree(repo, {}, None)
+    assert hist.version(oid2).pipeline == ()
+    assert version_pipeline(hist, hist.version(oid2).tree, None, warned.append) == ()
+    assert any("model.pt is not as its last run made it" in w for w in warned)
+
+
+def test_a_broken_runs_file_records_nothing_but_the_version(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "r")
+    oid = _commit_tree(repo, {"a": b"1"}, b"version: 1\nstages: {x: 1}\n")
+    warned: list[str] = []
+    v = repo.history.version(oid)
+    assert v.pipeline == ()
+    assert version_pipeline(repo.history, v.tree, None, warned.append) == ()
+    assert warned and "no lineage recorded" in warned[0]
+    assert os.path.exists(repo.root / "dvfs.runs")

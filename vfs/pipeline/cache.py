@@ -1,0 +1,201 @@
+"""The run cache: outputs of an earlier run, found again by its exact inputs.
+
+When a stale stage's command, wdir, deps (by content id), params (by value) and
+output paths are exactly those of a run made before, its outputs are restored from
+the store instead of running the command again. Runs are found:
+
+1. in ``.dvfs/runcache/``, written by every ``repro`` and experiment of this
+   repository;
+2. else in the pipelines of versions (every branch and tag, newest first, at most
+   ``SCAN`` versions): runs made elsewhere and pushed, or made here before the cache
+   was cleared.
+
+A run is only restored if every chunk of its outputs is in the local store.
+
+Key (32 bytes, the entry's file name in hex)::
+
+    BLAKE3(b"run\\0" + msgpack([cmd, wdir, [[dep, id], ...], [[file, key, value], ...],
+                               [out, ...]]))   # lists sorted, as in vfs.codec
+
+Entry ``.dvfs/runcache/<2 hex>/<62 hex>`` (msgpack, written atomically once the
+objects it names are on disk)::
+
+    {"v": 1, "tree": <id of a tree holding the outputs at their paths>,
+     "stage": <the run, as one stage of a version's pipeline (vfs.codec)>}
+
+An entry that does not decode, or names objects the store lacks, is a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from vfs.codec import Entry, Kind, StageRecord, decode_pipeline, encode_pipeline
+from vfs.durable import flush_filesystem, write_atomic
+from vfs.errors import DvfsError
+from vfs.ids import hash_bytes
+from vfs.repo import Repository
+from vfs.stage import Staged, as_row
+from vfs.workflow import build_tree_rows
+
+CACHE_DIR = "runcache"
+ENTRY_FORMAT = 1
+MAX_ENTRY = 64 << 20
+SCAN = 10_000
+
+
+def key_of(
+    cmd: str | tuple[str, ...],
+    wdir: bytes,
+    deps: Sequence[tuple[bytes, bytes]],
+    params: Sequence[tuple[bytes, str, Any]],
+    outs: Sequence[bytes],
+) -> bytes:
+    """The run cache key of a run's inputs (see the module docstring)."""
+    body = [
+        cmd if isinstance(cmd, str) else list(cmd),
+        wdir,
+        [[p, i] for p, i in sorted(deps)],
+        [[f, k, v] for f, k, v in sorted(params, key=lambda x: (x[0], x[1]))],
+        sorted(outs),
+    ]
+    return hash_bytes(b"run\0" + msgpack.packb(body, use_bin_type=True))
+
+
+def key_of_record(s: StageRecord) -> bytes:
+    """The key of a recorded run."""
+    return key_of(s.cmd, s.wdir, s.deps, s.params, [p for p, _ in s.outs])
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A run found again: its record and its outputs' entries, all stored here."""
+
+    record: StageRecord
+    entries: list[tuple[bytes, Entry]]
+    where: str  # "the run cache" or "vN"
+
+
+class RunCache:
+    """The run cache of one repository (see the module docstring)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.dir = repo.dir / CACHE_DIR
+        self._pending: list[tuple[bytes, bytes]] = []  # (key, entry bytes) to write
+        self._from_versions: dict[bytes, tuple[str, bytes, StageRecord]] | None = None
+
+    def _path(self, key: bytes) -> Any:
+        h = key.hex()
+        return self.dir / h[:2] / h[2:]
+
+    def find(self, key: bytes) -> Hit | None:
+        """A run with this key whose outputs can all be restored from the store, or None."""
+        hit = self._local(key)
+        if hit is not None:
+            return hit
+        return self._in_versions(key)
+
+    def _local(self, key: bytes) -> Hit | None:
+        try:
+            raw = self._path(key).read_bytes()
+        except OSError:
+            return None
+        try:
+            rec = msgpack.unpackb(raw[:MAX_ENTRY], raw=False, strict_map_key=True)
+            if not (isinstance(rec, dict) and set(rec) == {"v", "tree", "stage"}):
+                return None
+            if rec["v"] != ENTRY_FORMAT or not isinstance(rec["tree"], bytes):
+                return None
+            (record,) = decode_pipeline([rec["stage"]])
+            if key_of_record(record) != key:
+                return None
+            entries = list(self.repo.history.walk(rec["tree"]))
+        except (DvfsError, ValueError, msgpack.UnpackException):
+            return None
+        return self._usable(record, entries, "the run cache")
+
+    def _usable(
+        self, record: StageRecord, entries: list[tuple[bytes, Entry]], where: str
+    ) -> Hit | None:
+        store = self.repo.store
+        for _, e in entries:
+            if e.kind == Kind.FILE and not all(store.has(c.oid) for c in e.chunks):
+                return None
+        return Hit(record, entries, where)
+
+    def _versions(self) -> Iterator[tuple[str, bytes]]:
+        """(label, id) of versions on every branch and tag, newest first per chain."""
+        hist = self.repo.history
+        seen: set[bytes] = set()
+        tips = [*self.repo.refs.branches().values(), *self.repo.refs.tags().values()]
+        count = 0
+        for tip in tips:
+            with contextlib.suppress(DvfsError):
+                for oid, v in hist.chain(tip):
+                    if oid in seen:
+                        break
+                    seen.add(oid)
+                    count += 1
+                    if count > SCAN:
+                        return
+                    yield f"v{v.number}", oid
+
+    def _in_versions(self, key: bytes) -> Hit | None:
+        hist = self.repo.history
+        if self._from_versions is None:
+            found: dict[bytes, tuple[str, bytes, StageRecord]] = {}
+            for label, oid in self._versions():
+                with contextlib.suppress(DvfsError):
+                    v = hist.version(oid)
+                    for s in v.pipeline:
+                        found.setdefault(key_of_record(s), (label, v.tree, s))
+            self._from_versions = found
+        hit = self._from_versions.get(key)
+        if hit is None:
+            return None
+        label, tree, record = hit
+        entries: list[tuple[bytes, Entry]] = []
+        try:
+            for p, _ in record.outs:
+                e = hist.lookup(tree, p)
+                if e is None:
+                    return None
+                if e.kind == Kind.DIR:
+                    entries += list(hist.walk(e.subtree, p))
+                else:
+                    entries.append((p, e))
+        except DvfsError:
+            return None
+        return self._usable(record, entries, label)
+
+    def add(self, record: StageRecord, staged: dict[bytes, Staged]) -> None:
+        """Store the tree of a run's outputs (chunks already stored); its entry waits
+        for :meth:`flush`, once the objects are on disk."""
+        tree, _, _ = build_tree_rows(
+            self.repo.store, ((p, as_row(p, s)) for p, s in sorted(staged.items()))
+        )
+        (row,) = encode_pipeline([record])
+        entry = msgpack.packb({"v": ENTRY_FORMAT, "tree": tree, "stage": row}, use_bin_type=True)
+        self._pending.append((key_of_record(record), entry))
+
+    def flush(self) -> int:
+        """Make the stored objects durable, then write the pending entries; how many."""
+        if not self._pending:
+            return 0
+        self.repo.store.flush()
+        flush_filesystem(self.repo.dir)
+        done = 0
+        for key, entry in self._pending:
+            path = self._path(key)
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, entry, sync=False)
+                done += 1
+        self._pending.clear()
+        return done

@@ -1,0 +1,735 @@
+"""``dvfs repro``: run what is stale, in order, and record each run.
+
+A stage is **stale** when its last run in ``dvfs.runs`` differs from what it would
+run now: no run recorded, the command or wdir changed, a dep's content, a param's
+value, the list of deps, params or outputs, or an output is missing or not as the
+run left it. Each reason is said (``dep data/raw.csv changed``, ``param train.lr
+0.01 -> 0.02``, ``out model.pt missing``). Stages are taken in an order that runs each
+after the stages it needs; a stage is decided only once those are done, so a stage
+whose upstream ran but made the same bytes again stays fresh.
+
+A stale stage whose exact inputs ran before gets its outputs from the run cache
+(``vfs.pipeline.cache``) instead; ``--force`` runs every selected stage anyway.
+
+Running a stage (``vfs.pipeline.runner``):
+
+1. its outputs are moved aside (renamed in their directory to ``.tmp-dvfs-prev-*``,
+   which ``status`` does not list), so the command starts without them and an
+   output it does not make is noticed;
+2. the command runs (``--jobs N``: up to N independent stages at once);
+3. it failed (non-zero exit, killed, not started), did not make an output, or
+   changed one of its own deps: what it wrote is removed and the previous outputs
+   moved back; nothing is recorded;
+4. it succeeded: the outputs are hashed (their chunks stored), ``dvfs.runs`` is
+   rewritten with the run, and the run is added to the run cache.
+
+When the command ends, for whatever reason (a failure, Ctrl-C, SIGTERM): every run
+that finished is recorded; the outputs of the runs that finished, ``dvfs.runs`` and
+``dvfs.yaml`` are staged in the repository's index (so ``dvfs commit`` records
+them; a mount's snapshot takes them as they are), and the run cache entries are
+written after the store is flushed. A stage stopped by Ctrl-C is stopped (SIGINT,
+then harder), its partial outputs removed and its previous ones moved back. After a
+kill -9, the partial outputs of the stage that was running stay where they are,
+never recorded: the next ``repro`` finds the stage stale (and removes what was
+moved aside), and also stages the outputs of runs recorded but not yet staged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import queue
+import signal
+import stat as statmod
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.codec import StageRecord, StageRun
+from vfs.durable import flush_filesystem
+from vfs.errors import DvfsError, FormatError, UsageError
+from vfs.gitlink import PIPELINE_FILE, RUNS_FILE, git_output, ignore_paths
+from vfs.ids import hash_bytes
+from vfs.pipeline import runs as runs_file
+from vfs.pipeline import values
+from vfs.pipeline.cache import Hit, RunCache, key_of
+from vfs.pipeline.graph import Dag, inside
+from vfs.pipeline.runner import Finished, Output, Running
+from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
+from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records
+from vfs.stage import Staged
+from vfs.worktree import Warn, Workers, ensure_dir, remove_path, remove_tree, restore_many, show
+
+BACKUP_PREFIX = b".tmp-dvfs-prev-"
+Say = Callable[[str], None]
+
+
+class StageFailed(DvfsError):
+    """A stage's command failed, or did what a stage may not; nothing of it recorded."""
+
+
+class Interrupted(DvfsError):
+    """Ctrl-C or SIGTERM stopped the pipeline; what finished is recorded."""
+
+    exit_code = 130
+
+
+@dataclass
+class Options:
+    """What ``dvfs repro`` (or ``dvfs run``) was asked to do."""
+
+    targets: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    force: bool = False
+    downstream: bool = False
+    jobs: int = 1
+    keep_going: bool = False
+    single: bool = False  # the targets alone, not what they need (``dvfs run``)
+
+
+@dataclass
+class Outcome:
+    """What happened to each stage."""
+
+    fresh: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    restored: list[tuple[str, str]] = field(default_factory=list)  # (stage, where from)
+    would: list[tuple[str, str, list[str]]] = field(default_factory=list)  # dry run
+    failed: list[tuple[str, str, list[str]]] = field(default_factory=list)  # name, why, tail
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # name, why
+    staged: int = 0
+    interrupted: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "fresh": self.fresh,
+            "ran": self.ran,
+            "restored": [{"stage": s, "from": w} for s, w in self.restored],
+            "would_run": [{"stage": s, "action": a, "reasons": r} for s, a, r in self.would],
+            "failed": [{"stage": s, "error": e, "stderr": t} for s, e, t in self.failed],
+            "skipped": [{"stage": s, "reason": r} for s, r in self.skipped],
+            "staged": self.staged,
+            "interrupted": self.interrupted,
+        }
+
+
+def value_text(v: Any) -> str:
+    """A parameter value in a message: text as it is, anything else as JSON."""
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+def param_name(file: bytes, key: str, wdir: bytes) -> str:
+    """``train.lr`` for the stage's own params.yaml, ``config.json:train.lr`` otherwise."""
+    default = os.path.join(wdir, DEFAULT_PARAMS) if wdir else DEFAULT_PARAMS
+    return key if file == default else f"{show(file)}:{key}"
+
+
+def reasons(
+    stage: Stage,
+    last: StageRecord | None,
+    deps: dict[bytes, bytes | None],
+    params: dict[tuple[bytes, str], Any],
+    outs: dict[bytes, bytes | None],
+) -> list[str]:
+    """Why ``stage`` is stale against its last run (empty: it is fresh)."""
+    if last is None:
+        return ["no run recorded"]
+    why: list[str] = []
+    if last.cmd != stage.cmd:
+        why.append("command changed")
+    if last.wdir != stage.wdir:
+        why.append("wdir changed")
+    old = dict(last.deps)
+    for d in stage.deps:
+        if d not in old:
+            why.append(f"dep {show(d)} added")
+        elif old[d] != deps.get(d):
+            why.append(f"dep {show(d)} changed")
+    why += [f"dep {show(d)} removed" for d in old if d not in stage.deps]
+    was = {(f, k): v for f, k, v in last.params}
+    for (f, k), v in params.items():
+        name = param_name(f, k, stage.wdir)
+        if (f, k) not in was:
+            why.append(f"param {name} added")
+        elif was[(f, k)] != v or type(was[(f, k)]) is not type(v):
+            why.append(f"param {name} {value_text(was[(f, k)])} -> {value_text(v)}")
+    why += [f"param {param_name(f, k, stage.wdir)} removed" for f, k in was if (f, k) not in params]
+    made = dict(last.outs)
+    for o in stage.outs:
+        if o not in made:
+            why.append(f"out {show(o)} added")
+        elif outs.get(o) is None:
+            why.append(f"out {show(o)} missing")
+        elif outs[o] != made[o]:
+            why.append(f"out {show(o)} changed")
+    why += [f"out {show(o)} removed" for o in made if o not in stage.outs]
+    if set(last.metrics) != set(stage.metrics) and not why:
+        why.append("metrics changed")
+    return why
+
+
+@dataclass
+class _Decided:
+    """A stage's inputs as they are now, and what to do about it."""
+
+    stage: Stage
+    deps: dict[bytes, bytes]
+    params: dict[tuple[bytes, str], Any]
+    why: list[str]
+    hit: Hit | None = None
+
+
+@dataclass
+class _Started:
+    decided: _Decided
+    running: Running
+    backups: dict[bytes, bytes]  # out -> where it was moved aside
+
+
+class _Facts:
+    """What every run records besides its inputs: host, versions, git commit."""
+
+    def __init__(self, ws: Workspace) -> None:
+        try:
+            self.dvfs = importlib.metadata.version("dvfs")
+        except importlib.metadata.PackageNotFoundError:
+            self.dvfs = "unknown"
+        self.python = platform.python_version()
+        self.host = os.uname().nodename[:255] or "unknown"
+        base = ws.repo.root if ws.repo is not None and ws.own_index else ws.root
+        git = git_output(base, "rev-parse", "--verify", "-q", "HEAD")
+        self.git = git if git and len(git) <= 64 and git.isalnum() else None
+
+
+class Repro:
+    """One ``repro`` of a working tree's pipeline (see the module docstring)."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        dag: Dag,
+        workers: Workers,
+        say: Say,
+        warn: Warn,
+        output: Output,
+    ) -> None:
+        self.ws = ws
+        self.dag = dag
+        self.workers = workers
+        self.say = say
+        self.warn = warn
+        self.output = output
+        self.state = TreeState(ws, workers, warn)
+        self.cache = RunCache(ws.repo) if ws.repo is not None else None
+        self.runs = self._load_runs()
+        self.facts: _Facts | None = None
+        self.params_docs: dict[bytes, Any] = {}
+        self.to_stage: dict[bytes, Staged] = {}  # outputs of recorded runs
+        self.stage_roots: list[bytes] = []  # the outputs themselves
+        self.recorded = False
+        self.out = Outcome()
+
+    # reading ---------------------------------------------------------------------
+
+    def _load_runs(self) -> dict[str, StageRecord]:
+        data = self.ws.read(RUNS_FILE.encode(), runs_file.MAX_FILE)
+        if data is None:
+            return {}
+        try:
+            return runs_file.parse(data)
+        except FormatError as exc:
+            raise UsageError(
+                f"{exc}: delete {RUNS_FILE} (every stage then runs again) or restore it "
+                f"(`dvfs checkout HEAD {RUNS_FILE}`)"
+            ) from None
+
+    def _params_doc(self, f: bytes) -> Any:
+        if f not in self.params_docs:
+            data = self.ws.read(f, values.MAX_FILE)
+            if data is None:
+                raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
+            self.params_docs[f] = values.load(data, f, show(f))
+        return self.params_docs[f]
+
+    def param_values(self, stage: Stage) -> dict[tuple[bytes, str], Any]:
+        """The values of a stage's params, now; UsageError if a file or key is missing."""
+        out = {}
+        for f, k in stage.params:
+            try:
+                out[(f, k)] = values.get(self._params_doc(f), k, show(f))
+            except UsageError as exc:
+                raise UsageError(f"stage {stage.name}: {exc}") from None
+        return out
+
+    # checks before anything runs ---------------------------------------------------------
+
+    def check_inputs(self, names: list[str]) -> None:
+        """UsageError if a selected stage needs a dep or param nothing will provide."""
+        chosen = set(names)
+        for n in names:
+            stage = self.dag.stages[n]
+            made_here = {o for m in names if m != n for o in self.dag.stages[m].outs}
+            for d in stage.deps:
+                if any(inside(d, o) or inside(o, d) for o in made_here):
+                    continue
+                if self.ws.lstat(d) is not None:
+                    continue
+                maker = self.dag.maker_of(d)
+                if maker is not None and maker not in chosen:
+                    hint = f"stage {maker} makes it: run `dvfs repro {n}` to run {maker} first"
+                elif maker is not None:
+                    hint = f"stage {maker} makes it"
+                else:
+                    makers = self.dag.makers_within(d)
+                    hint = (
+                        f"stages {', '.join(makers)} make what is inside it"
+                        if makers
+                        else "no stage makes it: add it, or a stage with it among its outs"
+                    )
+                raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
+            for f, _ in stage.params:
+                if any(inside(f, o) for o in made_here):
+                    continue
+                self.param_values(stage)
+                break
+
+    # deciding ----------------------------------------------------------------------------
+
+    def decide(self, stage: Stage, force: bool, use_cache: bool) -> _Decided:
+        """What ``stage`` needs to be up to date, from its inputs as they are now."""
+        ids = self.state.ids([*stage.deps, *stage.outs])
+        missing = [d for d in stage.deps if ids[d] is None]
+        if missing:
+            raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, which does not exist")
+        deps = {d: ids[d] for d in stage.deps}
+        params = self.param_values(stage)
+        outs = {o: ids[o] for o in stage.outs}
+        why = ["forced"] if force else reasons(stage, self.runs.get(stage.name), deps, params, outs)
+        d = _Decided(stage, {k: v for k, v in deps.items() if v is not None}, params, why)
+        if why and use_cache and not force and self.cache is not None:
+            key = key_of(
+                stage.cmd,
+                stage.wdir,
+                sorted(d.deps.items()),
+                [(f, k, v) for (f, k), v in params.items()],
+                stage.outs,
+            )
+            d.hit = self.cache.find(key)
+        return d
+
+    # running -------------------------------------------------------------------------------
+
+    def _backup_name(self, out: bytes) -> bytes:
+        parent, _, leaf = out.rpartition(b"/")
+        name = BACKUP_PREFIX + hash_bytes(leaf)[:4].hex().encode() + b"-" + leaf[:200]
+        return parent + b"/" + name if parent else name
+
+    def _remove(self, rel: bytes) -> None:
+        w = self.ws.walker()
+        st = w.lstat(rel)
+        if st is None:
+            return
+        if statmod.S_ISDIR(st.st_mode):
+            remove_tree(w, rel)
+        else:
+            remove_path(w, rel)
+        w.forget(rel)
+
+    def _rename(self, src: bytes, dst: bytes) -> None:
+        w = self.ws.walker()
+        sdir, sleaf = w.parent(src)
+        sdir = os.dup(sdir)  # (the walker's descriptor is valid until its next call)
+        try:
+            ddir, dleaf = w.parent(dst)
+            os.rename(sleaf, dleaf, src_dir_fd=sdir, dst_dir_fd=ddir)
+        finally:
+            os.close(sdir)
+        w.forget(src)
+        w.forget(dst)
+
+    def move_aside(self, stage: Stage) -> dict[bytes, bytes]:
+        """Move the stage's outputs aside; make the directories they go in."""
+        moved: dict[bytes, bytes] = {}
+        w = self.ws.walker()
+        try:
+            for o in stage.outs:
+                parent = o.rpartition(b"/")[0]
+                if parent:
+                    ensure_dir(w, parent, lambda _: False)
+                backup = self._backup_name(o)
+                self._remove(backup)  # one left by a run killed before it could move it back
+                if w.lstat(o) is not None:
+                    self._rename(o, backup)
+                    moved[o] = backup
+        except BaseException:
+            self.move_back(moved)
+            raise
+        return moved
+
+    def move_back(self, moved: dict[bytes, bytes]) -> None:
+        """Remove what a failed command wrote, and put the previous outputs back."""
+        for o, backup in moved.items():
+            with contextlib.suppress(OSError):
+                self._remove(o)
+                self._rename(backup, o)
+
+    def drop_backups(self, moved: dict[bytes, bytes]) -> None:
+        """Delete the previous outputs (the new ones are recorded)."""
+        for backup in moved.values():
+            with contextlib.suppress(OSError):
+                self._remove(backup)
+
+    def cleanup_failed(self, stage: Stage, moved: dict[bytes, bytes]) -> None:
+        """After a failed run: its outputs gone, the previous ones back."""
+        for o in stage.outs:
+            if o not in moved:
+                with contextlib.suppress(OSError):
+                    self._remove(o)
+        self.move_back(moved)
+        self.state.forget(stage.outs)
+
+    def finish_run(self, started: _Started, fin: Finished) -> StageRecord:
+        """Check a finished command and record its run; StageFailed (cleaned up) if bad."""
+        d = started.decided
+        stage = d.stage
+        if fin.error is not None or fin.code != 0:
+            self.cleanup_failed(stage, started.backups)
+            cmd = stage.shown_cmd()
+            raise StageFailed(
+                f"stage {stage.name} failed: `{cmd[:200]}` {fin.why()}; nothing of it was "
+                "recorded and its previous outputs are back"
+            )
+        self.state.forget([*stage.outs, *stage.deps])
+        ids = self.state.ids([*stage.outs, *stage.deps])
+        missing = [o for o in stage.outs if ids[o] is None]
+        if missing:
+            self.cleanup_failed(stage, started.backups)
+            names = ", ".join(show(o) for o in missing)
+            raise StageFailed(
+                f"stage {stage.name} did not make {names} (listed among its outs): nothing "
+                "of it was recorded and its previous outputs are back"
+            )
+        changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
+        if changed:
+            self.cleanup_failed(stage, started.backups)
+            raise StageFailed(
+                f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
+                "a stage may only read its deps; nothing of it was recorded (restore the dep, "
+                "e.g. `dvfs checkout HEAD DEP`, and fix the command)"
+            )
+        records = self.state.stage_records(stage.outs, store=True)
+        out_ids = ids_of_records(stage.outs, records)
+        record = self.make_record(d, out_ids, fin.code, fin.started_ns, fin.duration_ns)
+        self.record(record, records)
+        self.drop_backups(started.backups)
+        return record
+
+    def make_record(
+        self, d: _Decided, out_ids: dict[bytes, bytes], code: int, started: int, took: int
+    ) -> StageRecord:
+        """The record of a run with these inputs and outputs."""
+        if self.facts is None:
+            self.facts = _Facts(self.ws)
+        f = self.facts
+        s = d.stage
+        return StageRecord(
+            name=s.name,
+            cmd=s.cmd,
+            wdir=s.wdir,
+            deps=tuple(sorted(d.deps.items())),
+            outs=tuple(sorted(out_ids.items())),
+            params=tuple(
+                sorted(((fl, k, v) for (fl, k), v in d.params.items()), key=lambda x: x[:2])
+            ),
+            metrics=tuple(sorted(s.metrics)),
+            run=StageRun(code, started, took, f.host, f.dvfs, f.python, f.git),
+        )
+
+    def record(self, record: StageRecord, records: dict[bytes, Staged]) -> None:
+        """Write a run into ``dvfs.runs`` and the run cache; its outputs wait to be staged."""
+        outs = {p for p, _ in record.outs}
+        for name, other in list(self.runs.items()):  # a run elsewhere claiming these outputs
+            if name != record.name and any(p in outs for p, _ in other.outs):
+                del self.runs[name]
+        self.runs[record.name] = record
+        self.ws.write(RUNS_FILE.encode(), runs_file.dump(self.runs))
+        self.recorded = True
+        self.state.forget([RUNS_FILE.encode()])
+        self.state.memo.update({p: i for p, i in record.outs})
+        if self.cache is not None and self.ws.repo is not None:
+            self.cache.add(record, records)
+        self.to_stage.update(records)
+        self.stage_roots += list(outs)
+
+    def restore(self, d: _Decided) -> StageRecord:
+        """Put a run cache hit's outputs in place and record the run (as it was made)."""
+        assert d.hit is not None and self.ws.repo is not None
+        stage = d.stage
+        moved = self.move_aside(stage)
+        try:
+            done, failed = restore_many(
+                self.ws.root, d.hit.entries, self.ws.repo.store, self.workers, lambda _: True
+            )
+            if failed:
+                raise next(iter(failed.values()))
+        except BaseException:
+            self.cleanup_failed(stage, moved)
+            raise
+        self.ws.walker().forget(b"")
+        self.state.forget(stage.outs)
+        out_ids = dict(d.hit.record.outs)
+        self.state.memo.update(out_ids)
+        hit = d.hit.record
+        record = StageRecord(
+            stage.name, stage.cmd, stage.wdir, tuple(sorted(d.deps.items())), hit.outs,
+            hit.params, tuple(sorted(stage.metrics)), hit.run,
+        )  # fmt: skip
+        self.runs[stage.name] = record
+        self.ws.write(RUNS_FILE.encode(), runs_file.dump(self.runs))
+        self.recorded = True
+        self.state.forget([RUNS_FILE.encode()])
+        self.to_stage.update(done)
+        self.stage_roots += list(stage.outs)
+        self.drop_backups(moved)
+        return record
+
+    # the whole run -------------------------------------------------------------------------
+
+    def run(self, opts: Options) -> Outcome:
+        """Reproduce the selected stages (see the module docstring)."""
+        names = selection(self.dag, opts)
+        self.check_inputs(names)
+        if opts.dry_run:
+            return self._dry(names, opts)
+        with _sigterm_interrupts():
+            try:
+                self._schedule(names, opts)
+            except KeyboardInterrupt:
+                self.out.interrupted = True
+            finally:
+                self._finish_up()
+        return self.out
+
+    def _dry(self, names: list[str], opts: Options) -> Outcome:
+        later: set[str] = set()  # stages that would run
+        for n in names:
+            stage = self.dag.stages[n]
+            ups = [u for u in self.dag.upstream[n] if u in later]
+            if ups:
+                self.out.would.append((n, "may run", [f"after {', '.join(ups)} ran"]))
+                later.add(n)
+                continue
+            d = self.decide(stage, opts.force, True)
+            if not d.why:
+                self.out.fresh.append(n)
+                continue
+            action = "restore" if d.hit is not None else "run"
+            self.out.would.append((n, action, d.why))
+            later.add(n)
+        return self.out
+
+    def _say_start(self, d: _Decided) -> None:
+        why = "; ".join(d.why[:5]) + (f"; and {len(d.why) - 5} more" if len(d.why) > 5 else "")
+        self.say(f"Running stage {d.stage.name} ({why}): {d.stage.shown_cmd()}")
+
+    def _schedule(self, names: list[str], opts: Options) -> None:
+        waiting = list(names)
+        ok: set[str] = set()  # fresh, ran or restored
+        bad: set[str] = set()  # failed or skipped
+        to_start: list[_Decided] = []
+        running: dict[str, _Started] = {}
+        done_q: queue.Queue[tuple[str, Finished]] = queue.Queue()
+        prefix = opts.jobs > 1
+        stopping = False
+        try:
+            while True:
+                progressed = True
+                while progressed and not stopping:
+                    progressed = False
+                    for n in list(waiting):
+                        if len(running) + len(to_start) >= opts.jobs:
+                            break  # (decide no further ahead than stages can start)
+                        ups = [u for u in self.dag.upstream[n] if u in names]
+                        if any(u in bad for u in ups):
+                            waiting.remove(n)
+                            bad.add(n)
+                            failed_up = [u for u in ups if u in bad]
+                            self.out.skipped.append((n, f"upstream {failed_up[0]} did not run"))
+                            progressed = True
+                            continue
+                        if not all(u in ok for u in ups):
+                            continue
+                        waiting.remove(n)
+                        progressed = True
+                        try:
+                            d = self.decide(self.dag.stages[n], opts.force, True)
+                        except (StageFailed, UsageError) as exc:
+                            bad.add(n)
+                            self.out.failed.append((n, str(exc), []))
+                            stopping = not opts.keep_going
+                            break
+                        if not d.why:
+                            ok.add(n)
+                            self.out.fresh.append(n)
+                            self.say(f"Stage {n} is fresh")
+                            self._stage_fresh_outputs(d.stage)
+                        elif d.hit is not None:
+                            self._restore_one(d)
+                            ok.add(n)
+                        else:
+                            to_start.append(d)
+                    while to_start and len(running) < opts.jobs and not stopping:
+                        d = to_start.pop(0)
+                        self._say_start(d)
+                        moved = self.move_aside(d.stage)
+                        r = Running(d.stage, self.ws.root, self.output, prefix)
+                        running[d.stage.name] = _Started(d, r, moved)
+                        threading.Thread(
+                            target=lambda n=d.stage.name, r=r: done_q.put((n, r.wait())),
+                            daemon=True,
+                        ).start()
+                        progressed = True
+                if not running:
+                    break
+                name, fin = done_q.get()
+                started = running.pop(name)
+                try:
+                    self.finish_run(started, fin)
+                except StageFailed as exc:
+                    bad.add(name)
+                    self.out.failed.append((name, str(exc), fin.stderr_tail))
+                    stopping = stopping or not opts.keep_going
+                except BaseException:  # recording failed (a full disk): nothing of it stays
+                    self.cleanup_failed(started.decided.stage, started.backups)
+                    raise
+                else:
+                    ok.add(name)
+                    self.out.ran.append(name)
+            for n in waiting:
+                if n not in ok and n not in bad and stopping:
+                    self.out.skipped.append((n, "the pipeline stopped at a failure"))
+        except BaseException:
+            for s in running.values():  # Ctrl-C: stop each command, put its outputs back
+                s.running.stop()
+                self.cleanup_failed(s.decided.stage, s.backups)
+                self.out.skipped.append((s.decided.stage.name, "interrupted while it ran"))
+            raise
+
+    def _restore_one(self, d: _Decided) -> None:
+        assert d.hit is not None
+        self.say(
+            f"Restoring stage {d.stage.name} from {d.hit.where} ({'; '.join(d.why[:3])}): "
+            "these exact inputs ran before, the command is not run again"
+        )
+        self.restore(d)
+        self.out.restored.append((d.stage.name, d.hit.where))
+
+    def _stage_fresh_outputs(self, stage: Stage) -> None:
+        """A fresh stage's outputs are staged too (a run killed before it staged them)."""
+        if self.ws.own_index:
+            self.stage_roots += list(stage.outs)
+
+    def _finish_up(self) -> None:
+        """Write the run cache and stage what was recorded (see the module docstring)."""
+        try:
+            if self.cache is not None:
+                self.cache.flush()
+        except (DvfsError, OSError) as exc:
+            self.warn(f"the run cache was not written ({exc}): the runs themselves are recorded")
+        if self.ws.own_index and self.ws.repo is not None:
+            self.out.staged = self._stage()
+
+    def _stage(self) -> int:
+        """Stage the recorded outputs, ``dvfs.runs`` and ``dvfs.yaml``; how many paths changed."""
+        repo = self.ws.repo
+        assert repo is not None
+        own = [p for p in (RUNS_FILE.encode(), PIPELINE_FILE.encode()) if self.ws.lstat(p)]
+        roots = list(dict.fromkeys(self.stage_roots))
+        if not roots and not self.recorded:
+            return 0
+        done = {r for r in roots if any(inside(p, r) for p in self.to_stage)}
+        records = dict(self.to_stage)
+        records.update(self.state.stage_records([r for r in roots if r not in done], store=True))
+        records.update(self.state.stage_records(own, store=True))
+        seen = self.state.index
+        if (
+            seen is not None
+            and all(seen.get(p) == s for p, s in records.items())
+            and not any(p not in records for r in roots for p in seen.under(r))
+        ):
+            return 0  # (all staged already: the index need not be written)
+        with repo.locked():
+            index = repo.index()
+            changed = 0
+            for root in roots:
+                for p in index.under(root):
+                    if p not in records:
+                        index.remove(p)
+                        changed += 1
+            for p, s in records.items():
+                old = index.get(p)
+                if old is not None and old == s:
+                    continue
+                for anc in _ancestors(p):  # a file now where a tracked file was a directory
+                    index.remove(anc)
+                for below in index.under(p):
+                    if below != p:
+                        index.remove(below)
+                index.put(p, s)
+                changed += 1
+            if changed:
+                repo.store.flush()
+                flush_filesystem(repo.dir)  # the index must never name objects not on disk
+                index.head = None
+                index.save()
+                ignore_paths(repo.root, roots, self.warn)
+        return changed
+
+
+def selection(dag: Dag, opts: Options) -> list[str]:
+    """The stages ``opts`` selects, in the order to run them; UsageError for an unknown one."""
+    for t in opts.targets:
+        if t not in dag.stages:
+            import difflib  # (only for this message)
+
+            close = difflib.get_close_matches(t, list(dag.stages), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"no stage {t} in {PIPELINE_FILE}{hint}")
+    if not opts.targets:
+        names = list(dag.stages)
+    elif opts.single:
+        names = list(opts.targets)
+    else:
+        names = dag.closure(opts.targets, down=opts.downstream)
+    return dag.order(names)
+
+
+def _ancestors(path: bytes) -> Iterator[bytes]:
+    while b"/" in path:
+        path = path.rpartition(b"/")[0]
+        yield path
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the pipeline runs, SIGTERM stops it as Ctrl-C does (what finished is kept)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,258 @@
+"""Parameter and metric files: reading values by dotted key, and setting one.
+
+A file is read by its name: ``.json`` as JSON, ``.toml`` as TOML, anything else as
+YAML 1.2 (``vfs.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key is dotted:
+``train.lr`` is ``lr`` inside ``train``; a list is indexed by number
+(``layers.0.width``). Values are checked and bounded as a version's parameters are
+(``vfs.params``: NaN and the infinities become text), so that what a stage read can
+be recorded exactly and compared with what it reads next time.
+
+Metrics are flattened the same way: every number, boolean or short text in a
+metrics file, under its dotted key.
+
+Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
+characters in a YAML or TOML file, so comments and layout stay; a JSON file is
+written anew (it has neither). The file is read back after the change, and the
+change refused unless it then holds exactly the new value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from typing import Any
+
+import yaml
+
+from vfs import params as version_params
+from vfs import yaml12
+from vfs.errors import UsageError
+from vfs.quoting import quote_name
+
+MAX_FILE = 1 << 20  # bytes of a parameters or metrics file
+MAX_METRICS = 10_000  # values flattened out of one metrics file
+MAX_METRIC_TEXT = 200  # characters of a text metric
+
+
+class ValuesError(UsageError):
+    """A parameters or metrics file cannot be read, or lacks a key."""
+
+
+def kind_of(name: bytes) -> str:
+    """How a file is read: ``json``, ``toml`` or ``yaml``."""
+    lower = name.lower()
+    if lower.endswith(b".json"):
+        return "json"
+    if lower.endswith(b".toml"):
+        return "toml"
+    return "yaml"
+
+
+def load(data: bytes, name: bytes, shown: str) -> Any:
+    """The document a file's bytes hold; ValuesError saying what is wrong."""
+    if len(data) > MAX_FILE:
+        raise ValuesError(f"{shown} is larger than {MAX_FILE >> 20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValuesError(f"{shown} is not UTF-8 text") from None
+    kind = kind_of(name)
+    try:
+        if kind == "json":
+            return json.loads(text)
+        if kind == "toml":
+            return tomllib.loads(text)
+        return yaml12.load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # (JSONDecodeError, TOMLDecodeError)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
+    except RecursionError:
+        raise ValuesError(f"{shown} nests too deeply") from None
+
+
+_MISSING = object()
+
+
+def lookup(doc: Any, key: str) -> Any:
+    """The value at dotted ``key`` in ``doc``; ``_MISSING`` if there is none."""
+    cur = doc
+    for part in key.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return _MISSING
+    return cur
+
+
+def is_missing(value: Any) -> bool:
+    """True for what :func:`lookup` returns when the key is not there."""
+    return value is _MISSING
+
+
+def plain(value: Any) -> Any:
+    """``value`` as it is recorded: checked and bounded (see ``vfs.params``)."""
+    return version_params.check({"v": value})["v"]
+
+
+def get(doc: Any, key: str, shown: str) -> Any:
+    """The recorded form of ``key``'s value in ``doc``; ValuesError naming close keys."""
+    value = lookup(doc, key)
+    if value is _MISSING:
+        close = close_keys(doc, key)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValuesError(f"{shown} has no parameter {key}{hint}")
+    return plain(value)
+
+
+def _keys(doc: Any, prefix: str = "", limit: int = 10_000) -> list[str]:
+    out: list[str] = []
+    stack = [(prefix, doc)]
+    while stack and len(out) < limit:
+        pre, cur = stack.pop()
+        if isinstance(cur, dict):
+            for k, v in cur.items():
+                name = f"{pre}{k}"
+                out.append(name)
+                stack.append((name + ".", v))
+    return out
+
+
+def close_keys(doc: Any, key: str) -> list[str]:
+    """Keys of ``doc`` written like ``key`` (for an error message)."""
+    import difflib  # only for this message
+
+    return difflib.get_close_matches(key, _keys(doc), n=3, cutoff=0.6)
+
+
+def flatten(doc: Any) -> dict[str, Any]:
+    """Every number, boolean or short text of a metrics document, by dotted key."""
+    out: dict[str, Any] = {}
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        if len(out) >= MAX_METRICS:
+            break
+        pre, cur = stack.pop()
+        if isinstance(cur, dict):
+            stack += [(f"{pre}{k}.", v) for k, v in reversed(list(cur.items()))]
+        elif isinstance(cur, list):
+            stack += [(f"{pre}{i}.", v) for i, v in reversed(list(enumerate(cur)))]
+        elif isinstance(cur, bool) or cur is None:
+            out[pre[:-1]] = cur
+        elif isinstance(cur, (int, float)):
+            out[pre[:-1]] = cur if not isinstance(cur, float) or math.isfinite(cur) else str(cur)
+        elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
+            out[pre[:-1]] = cur
+    out.pop("", None)
+    return dict(sorted(out.items()))
+
+
+# ----------------------------------------------------------------------------- setting
+
+
+def _yaml_scalar(value: Any) -> str:
+    """``value`` as YAML 1.2 flow text (one line)."""
+    text = yaml.dump(value, Dumper=yaml12.Dumper, default_flow_style=True, width=1 << 30)
+    return text.removesuffix("\n...\n").rstrip("\n")
+
+
+def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
+    root = yaml.compose(text, Loader=yaml12.Loader)
+    node = root
+    for part in key.split("."):
+        if isinstance(node, yaml.MappingNode):
+            found = [v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part]
+            node = found[-1] if found else None
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            node = None
+        if node is None:
+            break
+    if node is None:
+        raise ValuesError(f"{shown} has no parameter {key}: add it to the file first")
+    lo, hi = node.start_mark.index, node.end_mark.index
+    return text[:lo] + _yaml_scalar(value) + text[hi:]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + inner + "}"
+    raise ValuesError(f"{value!r} cannot be written in TOML")
+
+
+_TABLE = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+
+
+def _set_toml(text: str, key: str, value: Any, shown: str) -> str:
+    parts = key.split(".")
+    lines = text.splitlines(True)
+    table: list[str] = []
+    for i, line in enumerate(lines):
+        m = _TABLE.match(line)
+        if m:
+            table = [p.strip().strip('"') for p in m.group(1).split(".")]
+            continue
+        for cut in range(len(parts) - 1, -1, -1):
+            if table != parts[:cut]:
+                continue
+            name = ".".join(parts[cut:])
+            mk = re.match(rf"^(\s*{re.escape(name)}\s*=\s*)", line)
+            if mk:
+                end = "\n" if line.endswith("\n") else ""
+                lines[i] = mk.group(1) + _toml_value(value) + end
+                return "".join(lines)
+    raise ValuesError(
+        f"{shown} has no parameter {key} written as `key = value` under its table: edit it by hand"
+    )
+
+
+def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> bytes:
+    """The bytes of a parameters file with ``key`` set to ``value`` (see the module doc)."""
+    doc = load(data, name, shown)
+    if is_missing(lookup(doc, key)):
+        close = close_keys(doc, key)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValuesError(f"{shown} has no parameter {key}{hint}")
+    kind = kind_of(name)
+    text = data.decode("utf-8")
+    if kind == "json":
+        _set_plain(doc, key, value)
+        new = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    elif kind == "toml":
+        new = _set_toml(text, key, value, shown)
+    else:
+        new = _set_yaml(text, key, value, shown)
+    out = new.encode("utf-8")
+    try:
+        again = lookup(load(out, name, shown), key)
+    except ValuesError:
+        again = _MISSING
+    if again is _MISSING or plain(again) != plain(value):
+        raise ValuesError(f"could not set {key} in {shown} to {quote_name(str(value))}: "
+                          "edit the file by hand")  # fmt: skip
+    return out
+
+
+def _set_plain(doc: Any, key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = doc
+    for part in parts[:-1]:
+        cur = cur[int(part)] if isinstance(cur, list) else cur[part]
+    last = parts[-1]
+    if isinstance(cur, list):
+        cur[int(last)] = value
+    else:
+        cur[last] = value

@@ -1,0 +1,301 @@
+"""Where a pipeline runs, and the content ids of its paths there.
+
+A pipeline runs in a working tree, found from the current directory upwards: the
+nearest directory that is either a repository's root (it holds ``.dvfs``) or the
+root of a writable dvfs mount (it holds the hidden ``.versions/.control``). In a
+repository, the staging index serves as a cache of content ids (a file whose stat
+is unchanged is not read again) and outputs are staged into it; a mount has no
+index (its snapshot records the working tree whole), and its repository, when it
+mounts a local one, holds the run cache. An experiment runs in a working tree of
+its own below ``.dvfs`` (``vfs.pipeline.experiments``).
+
+Every path is a repository path resolved beneath the root, never through a link
+(``vfs.beneath``); files are read only if regular and within a bound, and written by
+renaming a new file over the old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat as statmod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfs.beneath import Walker, read_regular
+from vfs.chunking import Chunker, ChunkerParams
+from vfs.codec import Kind
+from vfs.control import CONTROL_LINK
+from vfs.durable import storage_error, tmp_leaf
+from vfs.errors import FileChanged, FileUnreadable, NotARepository, UsageError
+from vfs.gitlink import PIPELINE_FILE
+from vfs.ignore import Ignores
+from vfs.lock import repository_lock
+from vfs.mounts import is_mounted, read_record, runtime_dir
+from vfs.names import VERSIONS_DIR
+from vfs.pipeline import graph, spec
+from vfs.pipeline.content import dir_id, leaf_id
+from vfs.pipeline.graph import Dag, inside
+from vfs.pipeline.spec import Pipeline
+from vfs.repo import DVFS_DIR, Repository
+from vfs.stage import Index, Staged
+from vfs.worktree import Found, Hasher, Warn, Workers, scan, show
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _quiet(_: str) -> None:
+    """Drop a warning."""
+
+
+@dataclass
+class Workspace:
+    """A working tree a pipeline runs in (see the module docstring)."""
+
+    root: Path
+    repo: Repository | None  # the store, run cache and versions (None: a remote's mount)
+    own_index: bool  # the repository's own working tree: outputs are staged in its index
+    mount: Path | None = None
+    _walker: Walker | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """``repository``, ``mount`` or ``experiment``: for messages."""
+        if self.mount is not None:
+            return "mount"
+        return "repository" if self.own_index else "experiment"
+
+    def walker(self) -> Walker:
+        """A walker of the root (kept: one thread uses it, the one driving the pipeline)."""
+        if self._walker is None:
+            self._walker = Walker(self.root)
+        return self._walker
+
+    def close(self) -> None:
+        """Let go of the walker's descriptors."""
+        if self._walker is not None:
+            self._walker.close()
+            self._walker = None
+
+    def read(self, rel: bytes, limit: int) -> bytes | None:
+        """The bytes of regular file ``rel`` (None if absent); UsageError if it is not one."""
+        w = self.walker()
+        try:
+            fd, leaf = w.parent(rel)
+            return read_regular(fd, leaf, limit)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # not there
+                return None
+            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise UsageError(f"{show(rel)} cannot be read ({why})") from None
+
+    def write(self, rel: bytes, data: bytes) -> None:
+        """Replace file ``rel`` with ``data`` atomically (its directory must exist)."""
+        w = self.walker()
+        dir_fd, leaf = w.parent(rel)
+        tmp = tmp_leaf(leaf)
+        try:
+            fd = os.open(tmp, _CREATE, 0o644, dir_fd=dir_fd)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise storage_error(exc, show(rel)) from exc
+
+    def lstat(self, rel: bytes) -> os.stat_result | None:
+        """lstat of ``rel`` beneath the root; None if absent (or below a non-directory)."""
+        return self.walker().lstat(rel)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One pipeline run at a time in this working tree (``LockBusy`` if another runs)."""
+        if self.repo is not None and self.own_index:
+            path = self.repo.dir / "pipeline.lock"
+        elif self.mount is not None:
+            import hashlib  # (only for a mount's lock name)
+
+            digest = hashlib.sha256(os.fsencode(str(self.mount))).hexdigest()[:16]
+            path = runtime_dir() / f"pipeline-{digest}.lock"
+        else:
+            yield
+            return
+        with repository_lock(path, wait=0):
+            yield
+
+    def chunker(self) -> Chunker:
+        """The repository's chunker (content ids do not depend on it: digests are whole)."""
+        return self.repo.chunker if self.repo is not None else Chunker(ChunkerParams())
+
+
+def find(start: Path | None = None) -> Workspace:
+    """The working tree around ``start`` (default: the current directory)."""
+    try:
+        here = (start or Path.cwd()).absolute()
+    except FileNotFoundError:
+        raise NotARepository("the current directory no longer exists: cd into one") from None
+    for d in (here, *here.parents):
+        versions = d / VERSIONS_DIR.decode()
+        if os.path.lexists(versions) and is_mounted(d):
+            if not os.path.lexists(d / CONTROL_LINK):
+                raise UsageError(
+                    f"{d} is a read-only dvfs mount: a pipeline writes its outputs, so run it "
+                    "in a writable mount (or in the repository)"
+                )
+            rec = read_record(d)
+            repo = None
+            if rec is not None and (Path(rec.source) / DVFS_DIR).is_dir():
+                repo = Repository(Path(rec.source))
+            return Workspace(d, repo, own_index=False, mount=d)
+        if (d / DVFS_DIR).is_dir():
+            return Workspace(d, Repository(d), own_index=True)
+    raise NotARepository()
+
+
+# ----------------------------------------------------------------------------- content ids
+
+
+class TreeState:
+    """Content ids of the working tree's paths, worked out once each until forgotten.
+
+    Files whose stat matches the staging index take their digest from it; others are
+    read (in parallel, nothing stored). Directories are listed as ``dvfs add`` would
+    stage them: ignored untracked paths left out.
+    """
+
+    def __init__(self, ws: Workspace, workers: Workers, warn: Warn = _quiet) -> None:
+        self.ws = ws
+        self.workers = workers
+        self.warn = warn
+        self.memo: dict[bytes, bytes | None] = {}
+        self.index: Index | None = ws.repo.index() if ws.repo and ws.own_index else None
+
+    def reload_index(self) -> None:
+        """Read the index again (after it was saved)."""
+        if self.ws.repo is not None and self.ws.own_index:
+            self.index = self.ws.repo.index()
+
+    def tracked(self) -> list[bytes]:
+        """The tracked paths, sorted (none without an index)."""
+        return self._tracked()
+
+    def _tracked(self) -> list[bytes]:
+        return sorted(self.index.paths()) if self.index is not None else []
+
+    def files_below(self, rel: bytes, ign: Ignores) -> tuple[os.stat_result | None, list[Found]]:
+        """(lstat of ``rel``, the files and links at or below it as ``add`` would stage)."""
+        st = self.ws.lstat(rel)
+        if st is None:
+            return None, []
+        if not statmod.S_ISDIR(st.st_mode):
+            ok = statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)
+            return st, [Found(rel, st)] if ok else []
+
+        def enter(d: bytes) -> bool:
+            return not ign.ignored(d, is_dir=True)
+
+        found = scan(self.ws.root, rel, self.warn, enter=enter)
+        return st, [f for f in found if not ign.ignored(f.rel)]
+
+    def ids(self, paths: Iterable[bytes]) -> dict[bytes, bytes | None]:
+        """The content id of each path (None if it is not there), hashing what it must."""
+        want = [p for p in dict.fromkeys(paths) if p not in self.memo]
+        if want:
+            self._work_out(want)
+        return {p: self.memo[p] for p in paths}
+
+    def _work_out(self, paths: list[bytes]) -> None:
+        listed: dict[bytes, tuple[os.stat_result | None, list[Found]]] = {}
+        with Ignores(self.ws.root, self._tracked, self.warn) as ign:
+            for p in paths:
+                listed[p] = self.files_below(p, ign)
+        leaf: dict[bytes, tuple[Kind, bytes, bytes]] = {}
+        to_hash: list[Found] = []
+        index = self.index
+        for _, found in listed.values():
+            for f in found:
+                if f.rel in leaf:
+                    continue
+                s = index.get(f.rel) if index is not None and index.fresh(f.rel, f.st) else None
+                if s is not None:
+                    leaf[f.rel] = (s.kind, s.digest, s.target)
+                else:
+                    to_hash.append(f)
+        if to_hash:
+            hasher = Hasher(self.ws.root, self.ws.chunker(), None, self.workers)
+            unique = list({f.rel: f for f in to_hash}.values())
+            try:
+                for rel, s in hasher.stage_many(unique):
+                    leaf[rel] = (s.kind, s.digest, s.target)
+            except (FileChanged, FileUnreadable) as exc:
+                raise UsageError(f"{exc}: the pipeline's state is unknown") from None
+        for p, (st, found) in listed.items():
+            if st is None:
+                self.memo[p] = None
+            elif not statmod.S_ISDIR(st.st_mode):
+                self.memo[p] = leaf_id(*leaf[p]) if p in leaf else None
+            else:
+                cut = len(p) + 1
+                self.memo[p] = dir_id(
+                    (f.rel[cut:], leaf[f.rel][0], leaf_id(*leaf[f.rel])) for f in found
+                )
+
+    def forget(self, changed: Iterable[bytes]) -> None:
+        """Drop what is known of paths at, below or above any of ``changed``."""
+        changed = list(changed)
+        for p in list(self.memo):
+            if any(inside(p, c) or inside(c, p) for c in changed):
+                del self.memo[p]
+
+    def stage_records(self, paths: Iterable[bytes], store: bool) -> dict[bytes, Staged]:
+        """Every file and link at or below ``paths``, hashed (chunks stored if ``store``).
+
+        A file whose stat matches the index is taken from it, not read again.
+        """
+        out: dict[bytes, Staged] = {}
+        todo: list[Found] = []
+        index = self.index
+        with Ignores(self.ws.root, self._tracked, self.warn) as ign:
+            for p in paths:
+                for f in self.files_below(p, ign)[1]:
+                    s = index.get(f.rel) if index is not None and index.fresh(f.rel, f.st) else None
+                    if s is not None:
+                        out[f.rel] = s
+                    else:
+                        todo.append(f)
+        if todo:
+            where = self.ws.repo.store if store and self.ws.repo is not None else None
+            hasher = Hasher(self.ws.root, self.ws.chunker(), where, self.workers)
+            out.update(hasher.stage_many(todo))
+        return out
+
+
+def ids_of_records(paths: Iterable[bytes], records: dict[bytes, Staged]) -> dict[bytes, bytes]:
+    """The content id of each of ``paths`` from the staged records at and below them."""
+    out: dict[bytes, bytes] = {}
+    for p in paths:
+        s = records.get(p)
+        if s is not None:
+            out[p] = leaf_id(s.kind, s.digest, s.target)
+            continue
+        cut = len(p) + 1
+        below = p + b"/"
+        out[p] = dir_id(
+            (r[cut:], x.kind, leaf_id(x.kind, x.digest, x.target))
+            for r, x in records.items()
+            if r.startswith(below)
+        )
+    return out
+
+
+def load_pipeline(ws: Workspace) -> tuple[Pipeline, Dag]:
+    """The working tree's ``dvfs.yaml`` and its graph, checked (no file: no stages)."""
+    p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
+    return p, graph.build(p)
