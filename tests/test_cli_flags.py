@@ -29,7 +29,8 @@ from vfs.cli import cli
 STRUCTURED = [
     "add", "rm", "commit", "snapshot", "status", "log", "show", "ls", "diff", "checkout",
     "switch", "branch", "tag", "fsck", "remote list", "push", "fetch", "pull", "clone",
-    "mount", "mounts", "repro", "stage list",
+    "mount", "mounts", "repro", "stage list", "lineage", "params diff", "metrics show",
+    "metrics diff", "compare", "exp run", "exp list",
 ]  # fmt: skip
 SHELL_OPERATORS = {"&&", "||", "|", ";", ">", ">>", "<"}
 

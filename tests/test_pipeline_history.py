@@ -1,0 +1,149 @@
+"""Lineage, parameters, metrics and experiments across versions."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import yaml
+
+from tests.cli_support import (
+    Repo,
+    assert_error,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+    warnings_of,
+)
+from tests.pipeline_support import pipeline_repo, ran, staged_paths
+
+
+def trained(repo: Repo, log: Path) -> None:
+    """v1 raw data; v2 the pipeline run; v3 with one more data file, re-run."""
+    pipeline_repo(repo, log)
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    repo.commit("trained", "--param", "note=first")
+    repo.write("data/f3.csv", "row 3\n")
+    repo.ok("add", "data")
+    repo.ok("repro")
+    repo.commit("more data")
+    ran(log)
+
+
+def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
+    repo: Repo, tmp_path: Path
+) -> None:
+    trained(repo, tmp_path / "log")
+    r = repo.ok("lineage", "model.bin")
+    lines = r.out.splitlines()
+    assert lines[0] == "model.bin in v3 (since v3)"
+    assert lines[1].startswith("stage train made model.bin: ")
+    assert any(ln.startswith("  input prepared ") and "since v3, made by stage prepare" in ln
+               for ln in lines)  # fmt: skip
+    assert any(ln.startswith("  input train.py ") and "in no version" in ln for ln in lines)
+    assert "  param train.lr = 0.01" in lines
+    assert any(ln.startswith("stage prepare made prepared") for ln in lines)
+    assert any(ln.startswith("  input data ") and "since v3" in ln for ln in lines)
+    old = repo.json("lineage", "prepared/f0.csv", "v2", "--json")
+    assert old["version"] == "v2" and old["since"] == "v2"
+    [prep] = old["stages"]
+    assert prep["stage"] == "prepare" and prep["made"] == ["prepared"]
+    assert [(i["path"], i["since"], i["made_by"]) for i in prep["input"]] == [
+        ("data", "v1", None),
+        ("prep.py", None, None),
+    ]  # data: v1's bytes, unchanged in v2; prep.py is not versioned
+    down = repo.json("lineage", "data", "--downstream", "--json")["downstream"]
+    assert [(d["stage"], d["depth"]) for d in down] == [("prepare", 0), ("train", 1)]
+    text = repo.ok("lineage", "prepared", "--downstream").out
+    assert "stage train (reads prepared) -> metrics.json, model.bin" in text
+    assert "was not made by a stage" in repo.ok("lineage", "data/f0.csv").out
+    assert_error(repo.run("lineage", "nothing.here"), "nothing.here is not in v3")
+
+
+def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
+    repo: Repo, tmp_path: Path
+) -> None:
+    pipeline_repo(repo, tmp_path / "log")
+    repo.ok("repro")
+    repo.write("model.bin", "edited by hand")
+    repo.ok("add", "model.bin")
+    r = repo.ok("commit", "-m", "edited")
+    assert any("stage train: model.bin is not as its last run made it" in w
+               for w in warnings_of(r))  # fmt: skip
+    assert [s["stage"] for s in repo.show()["pipeline"]] == ["prepare"]
+    repo.fsck_clean()
+
+
+def test_params_and_metrics_across_versions_and_the_working_tree(
+    repo: Repo, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    trained(repo, log)
+    assert repo.ok("params", "diff").out == ""
+    repo.write("params.yaml", "train:\n  lr: 0.02\n")
+    assert repo.ok("params", "diff").out.split() == ["Param", "v3", "workspace", "train.lr",
+                                                     "0.01", "0.02"]  # fmt: skip
+    every = repo.json("params", "diff", "v1", "v2", "--all", "--json")["params"]
+    assert {p["name"]: (p["old"], p["new"]) for p in every} == {
+        "note": (None, "first"),
+        "train.lr": (None, 0.01),
+    }  # v1 has no pipeline, and no --param
+    repo.ok("repro")
+    shown = repo.json("metrics", "show", "--json")
+    assert shown["workspace"]["metrics.json"]["acc"] == 0.52
+    table = repo.ok("metrics", "show", "v2", "v3").out.splitlines()
+    assert table[0].split() == ["Path", "Metric", "v2", "v3"]
+    assert table[1].split() == ["metrics.json", "acc", "0.51", "0.51"]
+    diff = repo.json("metrics", "diff", "--json")
+    acc = next(m for m in diff["metrics"] if m["name"] == "acc")
+    assert (acc["old"], acc["new"]) == (0.51, 0.52) and abs(acc["change"] - 0.01) < 1e-9
+    assert "+0.01" in repo.ok("metrics", "diff").out
+    repo.commit("lr 0.02")
+    rows = list(csv.DictReader(io.StringIO(repo.ok("compare", "--csv").out)))
+    assert [r["rev"] for r in rows] == ["v4", "v3", "v2", "v1"]
+    assert [r["train.lr"] for r in rows] == ["0.02", "0.01", "0.01", ""]
+    assert [r["acc"] for r in rows][:2] == ["0.52", "0.51"]
+    best = repo.json("compare", "v2", "v4", "--sort", "-acc", "--metrics", "--json")
+    assert [r["rev"] for r in best] == ["v4", "v2"] and set(best[0]["params"]) == set()
+    drawn = repo.ok("compare", "--params").out
+    assert "train.lr" in drawn and "acc" not in drawn and "v4" in drawn
+    assert_error(repo.run("compare", "--sort", "nope"), "no metric or parameter nope")
+
+
+def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
+    repo: Repo, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    trained(repo, log)
+    before = (repo.head_id(), repo.read("params.yaml"), repo.read("model.bin"), repo.status())
+    r = repo.ok("exp", "run", "-S", "train.lr=0.05", "-n", "lr05")
+    assert "Running stage train (param train.lr 0.01 -> 0.05)" in r.out
+    assert "experiment lr05: v4" in r.out and "branch exp/lr05" in r.out and "acc=0.55" in r.out
+    assert ran(log) == ["train"]  # prepare was fresh: not run again
+    assert (repo.head_id(), repo.read("params.yaml"), repo.read("model.bin"), repo.status()) == (
+        before
+    )
+    assert not list((repo.root / ".dvfs" / "exp").iterdir())  # its working tree is gone
+    repo.ok("exp", "run", "-S", "params.yaml:train.lr=0.05")  # the same inputs: restored
+    assert ran(log) == []
+    listed = repo.json("exp", "list", "--json")
+    assert {e["name"] for e in listed} == {"lr05", "exp-1"}
+    lr05 = next(e for e in listed if e["name"] == "lr05")
+    assert lr05["base"] == "v3" and lr05["params"] == {"train.lr": {"old": 0.01, "new": 0.05}}
+    assert lr05["metrics"]["acc"] == 0.55
+    assert "train.lr 0.01 -> 0.05" in repo.ok("exp", "list").out
+    rows = repo.json("compare", "--json")
+    assert [r["rev"] for r in rows][-2:] == ["exp/exp-1", "exp/lr05"]
+    assert rows[-1]["params"]["train.lr"] == 0.05
+    exp = yaml.safe_load(repo.ok("show", "exp/lr05", "--format", "yaml").out)
+    assert exp["message"] == "experiment lr05: train.lr=0.05"
+    assert {s["stage"] for s in exp["pipeline"]} == {"prepare", "train"}
+    assert_error(repo.run("exp", "run", "-n", "lr05"), "experiment lr05 exists")
+    assert_error(repo.run("exp", "run", "-S", "train.lrr=1"), "no parameter train.lrr")
+    assert_error(repo.run("exp", "run", "-S", "nonsense"), "is not [FILE:]KEY=VALUE")
+    repo.ok("switch", "exp/lr05")
+    assert b"0.05" in repo.read("model.bin") and b"lr: 0.05" in repo.read("params.yaml")
+    assert "Stage train is fresh" in repo.ok("repro").out
+    assert staged_paths(repo) == set()
+    repo.fsck_clean()

@@ -1,0 +1,319 @@
+"""``dvfs exp``: run the pipeline with changed parameters, as a version of its own.
+
+``dvfs exp run -S train.lr=0.02 -n lr02`` leaves the current branch, the working
+tree and the staging index as they are:
+
+1. a working tree of the experiment's own is made in ``.dvfs/exp/<name>.tmp-<pid>``
+   holding copies of what the selected stages read and make as the working tree
+   holds them now: ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and
+   outputs;
+2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default
+   ``params.yaml``; the value typed as YAML 1.2, as ``commit --param`` types it);
+3. the stages are reproduced there (``vfs.pipeline.repro``: stale ones run, with
+   the run cache of the repository, which then also holds these runs);
+4. the experiment's version is what ``dvfs commit`` would record now (the staging
+   index), with the files of step 1 and the outputs as the experiment left them,
+   and with its lineage; it is recorded as the first version of branch
+   ``exp/<name>``, on top of HEAD;
+5. the experiment's working tree is removed (also when a stage fails; nothing is
+   recorded then).
+
+``dvfs switch exp/<name>`` brings an experiment into the working tree;
+``dvfs compare`` and ``dvfs exp list`` show experiments beside versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat as statmod
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vfs import params as version_params
+from vfs.beneath import READ, Walker
+from vfs.codec import Version, encode_version
+from vfs.durable import flush_filesystem
+from vfs.errors import DvfsError, UsageError
+from vfs.gitlink import PIPELINE_FILE, RUNS_FILE, git_link
+from vfs.ignore import Ignores
+from vfs.objects import ObjKind
+from vfs.pipeline import report, repro, values
+from vfs.pipeline.graph import Dag, inside
+from vfs.pipeline.record import version_pipeline
+from vfs.pipeline.report import EXP_PREFIX
+from vfs.pipeline.runner import Output
+from vfs.pipeline.spec import DEFAULT_PARAMS
+from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
+from vfs.refs import check_ref_name
+from vfs.stage import as_row
+from vfs.workflow import build_tree_rows
+from vfs.worktree import Warn, Workers, ensure_dir, show
+
+EXP_DIR = "exp"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass
+class Setting:
+    """One ``-S [FILE:]KEY=VALUE``."""
+
+    file: bytes
+    key: str
+    value: Any
+    text: str  # as given
+
+
+def parse_settings(items: list[str], rel: Any) -> list[Setting]:
+    """``-S`` arguments; ``rel`` turns a file argument into a repository path."""
+    out = []
+    for item in items:
+        left, sep, raw = item.partition("=")
+        if not sep or not left.strip():
+            raise UsageError(f"-S {item!r} is not [FILE:]KEY=VALUE")
+        file, colon, key = left.rpartition(":")
+        path = rel(file) if colon and file else DEFAULT_PARAMS
+        out.append(Setting(path, key.strip(), version_params.value(raw), item))
+    return out
+
+
+@dataclass
+class Result:
+    """An experiment recorded."""
+
+    name: str
+    branch: str
+    oid: bytes
+    number: int
+    outcome: repro.Outcome
+    settings: list[Setting]
+
+
+def _copy(src: Walker, dst: Walker, rel: bytes, st: os.stat_result) -> None:
+    """Copy one file or link of the working tree into the experiment's (no link followed)."""
+    sdir, leaf = src.parent(rel)
+    parent = rel.rpartition(b"/")[0]
+    ddir = ensure_dir(dst, parent, lambda _: False) if parent else dst.dir(b"")
+    if statmod.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(leaf, dir_fd=sdir), leaf, dir_fd=ddir)
+        return
+    fin = os.open(leaf, READ, dir_fd=sdir)
+    try:
+        fout = os.open(leaf, _CREATE, st.st_mode & 0o777, dir_fd=ddir)
+        try:
+            left = os.fstat(fin).st_size
+            while left > 0:
+                n = os.copy_file_range(fin, fout, min(left, 1 << 30))
+                if n == 0:
+                    break
+                left -= n
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
+def _populate(ws: Workspace, tree: Path, paths: list[bytes], workers: Workers, warn: Warn) -> None:
+    """Copy ``paths`` (files or directories, as ``add`` would see them) into ``tree``."""
+    state = TreeState(ws, workers, warn)
+    tracked = state.tracked
+    with Walker(ws.root) as src, Walker(tree) as dst, Ignores(ws.root, tracked, warn) as ign:
+        for p in paths:
+            for f in state.files_below(p, ign)[1]:
+                with contextlib.suppress(FileExistsError):
+                    _copy(src, dst, f.rel, f.st)
+
+
+def _stale_trees(base: Path) -> None:
+    """Remove experiment trees left by processes that no longer run (a kill -9)."""
+    if not base.is_dir():
+        return
+    for d in base.iterdir():
+        pid = d.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_name(ws: Workspace) -> str:
+    """``exp-N``, the first N not taken by an experiment branch."""
+    assert ws.repo is not None
+    taken = set(ws.repo.refs.branches())
+    n = 1
+    while f"{EXP_PREFIX}exp-{n}" in taken:
+        n += 1
+    return f"exp-{n}"
+
+
+def run(
+    ws: Workspace,
+    settings: list[Setting],
+    name: str | None,
+    targets: list[str],
+    workers: Workers,
+    say: repro.Say,
+    warn: Warn,
+    output: Output,
+) -> Result:
+    """Run an experiment (see the module docstring)."""
+    repo = ws.repo
+    if repo is None or not ws.own_index:
+        raise UsageError(
+            "experiments run from a repository's working tree (not in a mount): cd into it"
+        )
+    hist = repo.history
+    head = hist.head_id()
+    if head is None:
+        raise UsageError("no version yet: commit one first (an experiment is made on top of it)")
+    name = name or free_name(ws)
+    branch = check_ref_name(f"{EXP_PREFIX}{name}", "experiment")
+    if repo.refs.get(f"refs/heads/{branch}") is not None:
+        raise UsageError(f"experiment {name} exists (branch {branch}): choose another -n NAME")
+    p, dag = load_pipeline(ws)
+    if not p.stages:
+        raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")
+    names = repro.selection(dag, repro.Options(targets=targets))
+    wanted = _inputs(dag, names, settings)
+    base = repo.dir / EXP_DIR
+    base.mkdir(exist_ok=True)
+    _stale_trees(base)
+    tree = base / f"{name.replace('/', '_')}.tmp-{os.getpid()}"
+    tree.mkdir()
+    try:
+        _populate(ws, tree, wanted, workers, warn)
+        exp_ws = Workspace(tree, repo, own_index=False)
+        for s in settings:
+            data = exp_ws.read(s.file, values.MAX_FILE)
+            if data is None:
+                raise UsageError(f"-S {s.text}: {show(s.file)} does not exist")
+            exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
+        _, exp_dag = load_pipeline(exp_ws)
+        runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
+        outcome = runner.run(repro.Options(targets=targets))
+        if outcome.interrupted:
+            raise repro.Interrupted("interrupted: the experiment recorded nothing")
+        if outcome.failed:
+            first = outcome.failed[0]
+            raise repro.StageFailed(f"{first[1]} (the experiment recorded nothing)")
+        oid, number = _record(ws, exp_ws, exp_dag, names, wanted, branch, name, settings, warn)
+        exp_ws.close()
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    return Result(name, branch, oid, number, outcome, settings)
+
+
+def _inputs(dag: Dag, names: list[str], settings: list[Setting]) -> list[bytes]:
+    """What the experiment's working tree needs: pipeline files, deps, params, outputs."""
+    paths: list[bytes] = [PIPELINE_FILE.encode(), RUNS_FILE.encode()]
+    for n in names:
+        s = dag.stages[n]
+        paths += [*s.deps, *(f for f, _ in s.params), *s.outs]
+    paths += [s.file for s in settings]
+    unique = sorted(set(paths))
+    return [x for x in unique if not any(x != y and inside(x, y) for y in unique)]
+
+
+def _record(
+    ws: Workspace, exp_ws: Workspace, dag: Dag, names: list[str], copied: list[bytes],
+    branch: str, name: str, settings: list[Setting], warn: Warn,
+) -> tuple[bytes, int]:  # fmt: skip
+    """Store the experiment's version and make its branch."""
+    repo = ws.repo
+    assert repo is not None
+    hist = repo.history
+    with Workers() as w:
+        state = TreeState(exp_ws, w, warn)
+        outs = [o for n in names for o in dag.stages[n].outs]
+        with repo.locked():
+            index = repo.index()
+            rows = dict(index.rows())
+            keep = [c for c in copied if any(inside(c, o) or inside(o, c) for o in outs)]
+            keep += [c for c in copied if index.under(c) or c in (
+                PIPELINE_FILE.encode(), RUNS_FILE.encode()
+            )]  # fmt: skip
+            keep += [s.file for s in settings]
+            keep = sorted(set(keep))
+            for k in keep:
+                for path in index.under(k):
+                    rows.pop(path, None)
+            for path, staged in state.stage_records(keep, store=True).items():
+                rows[path] = as_row(path, staged)
+            tree, files, total = build_tree_rows(repo.store, rows.items())
+            head = hist.head_id()
+            assert head is not None
+            parent = hist.version(head)
+            changes = ", ".join(s.text for s in settings)
+            version = Version(
+                tree=tree,
+                parents=(head,),
+                number=parent.number + 1,
+                message=f"experiment {name}" + (f": {changes}" if changes else ""),
+                author=repo.author(),
+                time_ns=time.time_ns(),
+                pipeline=version_pipeline(hist, tree, parent, warn),
+                git=git_link(repo.root),
+                files=files,
+                bytes=total,
+            )
+            oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+            repo.store.flush()
+            flush_filesystem(repo.dir)
+            repo.refs.update(f"refs/heads/{branch}", oid, None)
+    return oid, version.number
+
+
+@dataclass
+class Listed:
+    """One experiment: its branch, version, base and what it changed and measured."""
+
+    name: str
+    branch: str
+    oid: bytes
+    label: str
+    base: str | None
+    created_ns: int
+    message: str
+    changed: dict[str, tuple[Any, Any]]
+    metrics: dict[str, Any]
+
+
+def listing(ws: Workspace) -> list[Listed]:
+    """Every experiment of the repository, newest first."""
+    repo = ws.repo
+    if repo is None:
+        raise UsageError("no repository here: experiments live in a repository")
+    hist = repo.history
+    out = []
+    for branch, oid in report.experiments(hist, repo.refs.branches()):
+        try:
+            v = hist.version(oid)
+            parent = hist.version(v.parents[0]) if v.parents else None
+            mine = report.version_params(v)
+            theirs = report.version_params(parent) if parent else {}
+            changed = {c.name: (c.old, c.new) for c in report.diff(theirs, mine, False)}
+            m, _ = report.version_metrics(hist, v)
+            metrics = report.flat_metrics(m, report.metric_names([m]))
+        except DvfsError as exc:
+            bad = f"cannot be read: {exc}"
+            out.append(Listed(branch[len(EXP_PREFIX) :], branch, oid, "?", None, 0, bad, {}, {}))
+            continue
+        base = hist.label(v.parents[0]) if v.parents else None
+        out.append(
+            Listed(
+                branch[len(EXP_PREFIX) :], branch, oid, f"v{v.number}", base, v.time_ns,
+                v.message, changed, metrics,
+            )
+        )  # fmt: skip
+    return out

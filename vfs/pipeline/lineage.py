@@ -1,0 +1,137 @@
+"""``dvfs lineage``: how a path of a version was made, and what was made from it.
+
+Upstream: the stage of the version's pipeline whose output is the path (or holds
+it, or lies inside it), its command and run, and each of its inputs with its
+content id as the run saw it and the version that introduced those bytes (the
+oldest version of an unbroken run of versions, back along the first-parent chain,
+holding that path with those bytes); then the same for each input that another
+stage made, back to inputs no stage made.
+
+Downstream: every stage of the version's pipeline that reads the path (a dep at,
+inside or holding it), then what reads their outputs, and so on.
+
+Only what the version records is used: its pipeline and its trees. A version walk
+stops after ``WALK`` versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfs.codec import StageRecord
+from vfs.errors import DvfsError
+from vfs.history import History
+from vfs.pipeline.content import tree_path_id
+from vfs.pipeline.graph import inside
+
+WALK = 10_000
+
+
+@dataclass
+class Input:
+    """One input of a stage: its id as the run saw it, and where those bytes come from."""
+
+    path: bytes
+    id: bytes
+    since: str | None  # the version that introduced these bytes (None: in no version)
+    now: bool  # the version looked at holds the path with these bytes
+    made_by: str | None  # the stage of the pipeline making it, if any
+
+
+@dataclass
+class Step:
+    """One stage on the way up: what it made and from what."""
+
+    stage: StageRecord
+    outputs: list[bytes]  # its outputs asked about (or leading to the path)
+    inputs: list[Input] = field(default_factory=list)
+
+
+def _maker(pipeline: tuple[StageRecord, ...], path: bytes) -> list[tuple[StageRecord, list[bytes]]]:
+    """Stages with an output at, inside or holding ``path``, and those outputs."""
+    out = []
+    for s in pipeline:
+        hits = [p for p, _ in s.outs if inside(path, p) or inside(p, path)]
+        if hits:
+            out.append((s, hits))
+    return out
+
+
+def introduced(
+    hist: History, start: bytes, path: bytes, oid: bytes, memo: dict[bytes, bytes]
+) -> str | None:
+    """The version that introduced ``path`` with content id ``oid`` (see the module doc)."""
+    since = None
+    for n, (_, v) in enumerate(hist.chain(start)):
+        if n >= WALK:
+            break
+        try:
+            here = tree_path_id(hist, v.tree, path, memo)
+        except DvfsError:
+            here = None
+        if here == oid:
+            since = f"v{v.number}"
+        elif since is not None:
+            break
+    return since
+
+
+def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
+    """The stages that made ``path`` in ``version``, and those before them (module doc)."""
+    v = hist.version(version)
+    memo: dict[bytes, bytes] = {}
+    steps: list[Step] = []
+    seen: set[str] = set()
+    todo = [path]
+    while todo:
+        p = todo.pop(0)
+        for stage, outs in _maker(v.pipeline, p):
+            if stage.name in seen:
+                continue
+            seen.add(stage.name)
+            step = Step(stage, outs)
+            for d, did in stage.deps:
+                makers = _maker(v.pipeline, d)
+                try:
+                    now = tree_path_id(hist, v.tree, d, memo) == did
+                except DvfsError:
+                    now = False
+                step.inputs.append(
+                    Input(
+                        d, did, introduced(hist, version, d, did, memo), now,
+                        makers[0][0].name if makers else None,
+                    )
+                )  # fmt: skip
+                if makers:
+                    todo.append(d)
+            steps.append(step)
+    return steps
+
+
+def downstream(hist: History, version: bytes, path: bytes) -> list[tuple[StageRecord, bytes, int]]:
+    """Stages reading ``path`` (or what is made from it): (stage, what it reads, depth)."""
+    v = hist.version(version)
+    out: list[tuple[StageRecord, bytes, int]] = []
+    seen: set[str] = set()
+    todo = [(path, 0)]
+    while todo:
+        p, depth = todo.pop(0)
+        for s in v.pipeline:
+            if s.name in seen:
+                continue
+            reads = [d for d, _ in s.deps if inside(d, p) or inside(p, d)]
+            if reads:
+                seen.add(s.name)
+                out.append((s, reads[0], depth))
+                todo += [(o, depth + 1) for o, _ in s.outs]
+    return out
+
+
+def origin(hist: History, version: bytes, path: bytes) -> str | None:
+    """The version since which ``path`` has held its bytes in ``version`` (None: absent)."""
+    v = hist.version(version)
+    memo: dict[bytes, bytes] = {}
+    oid = tree_path_id(hist, v.tree, path, memo)
+    if oid is None:
+        return None
+    return introduced(hist, version, path, oid, memo)

@@ -1,0 +1,197 @@
+"""Parameters and metrics of versions and of the working tree: shown, diffed, compared.
+
+**Parameters** of a version: those given to ``commit --param`` (nested ones dotted:
+``model.depth``), and those its pipeline's runs read, named by key for the root's
+``params.yaml`` (``train.lr``) and ``FILE:KEY`` for any other file (and for a key
+that a ``--param`` of the same name already takes). Of the working tree: the
+values the stages of ``dvfs.yaml`` would read now.
+
+**Metrics** of a version: the metrics files of its pipeline's runs, read from the
+version; of the working tree: the metrics files of ``dvfs.yaml`` as they are. Each
+file is flattened to dotted keys (``vfs.pipeline.values``); metrics are named
+``FILE:KEY``, or by key alone when every metric shown comes from one file.
+
+Experiments (``vfs.pipeline.experiments``) are versions on ``exp/`` branches, and
+are compared like any version.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.browse import iso_time
+from vfs.codec import Kind, Version
+from vfs.diff import flat_params
+from vfs.errors import DvfsError
+from vfs.history import History
+from vfs.pipeline import values
+from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
+from vfs.pipeline.workspace import Workspace
+from vfs.quoting import quote_name
+
+EXP_PREFIX = "exp/"
+MISSING = None  # (shown as "-")
+
+
+def _file_key(file: bytes, key: str) -> str:
+    return f"{os.fsdecode(file)}:{key}"
+
+
+def _named(pairs: Iterable[tuple[bytes, str, Any]], taken: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f, k, v in pairs:
+        name = k if f == DEFAULT_PARAMS and k not in taken else _file_key(f, k)
+        out.setdefault(name, v)
+    return out
+
+
+def version_params(v: Version) -> dict[str, Any]:
+    """Every parameter of a version (module docstring)."""
+    own = dict(flat_params(v.params))
+    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), own)
+    return dict(sorted({**own, **ran}.items()))
+
+
+def work_params(ws: Workspace, p: Pipeline) -> tuple[dict[str, Any], list[str]]:
+    """The parameters the stages would read now, and notes on those that cannot be read."""
+    found: list[tuple[bytes, str, Any]] = []
+    notes: list[str] = []
+    docs: dict[bytes, Any] = {}
+    for s in p.stages.values():
+        for f, k in s.params:
+            if f not in docs:
+                try:
+                    data = ws.read(f, values.MAX_FILE)
+                    docs[f] = None if data is None else values.load(data, f, os.fsdecode(f))
+                except DvfsError as exc:
+                    docs[f] = None
+                    notes.append(str(exc))
+            doc = docs[f]
+            value = values.lookup(doc, k) if doc is not None else None
+            if doc is not None and not values.is_missing(value):
+                found.append((f, k, values.plain(value)))
+    return dict(sorted(_named(found, {}).items())), notes
+
+
+def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
+    e = hist.lookup(tree, path)
+    if e is None or e.kind != Kind.FILE or e.size > values.MAX_FILE:
+        return None
+    return b"".join(hist.store.get(c.oid) for c in e.chunks)
+
+
+def version_metrics(hist: History, v: Version) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+    """Each metrics file of a version's pipeline, flattened; and notes on unreadable ones."""
+    out: dict[bytes, dict[str, Any]] = {}
+    notes: list[str] = []
+    for s in v.pipeline:
+        for m in s.metrics:
+            try:
+                data = _read_tree_file(hist, v.tree, m)
+                if data is not None:
+                    out[m] = values.flatten(values.load(data, m, os.fsdecode(m)))
+            except DvfsError as exc:
+                notes.append(f"v{v.number}: {exc}")
+    return out, notes
+
+
+def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+    """Each metrics file of ``dvfs.yaml`` as the working tree holds it, flattened."""
+    out: dict[bytes, dict[str, Any]] = {}
+    notes: list[str] = []
+    for s in p.stages.values():
+        for m in s.metrics:
+            try:
+                data = ws.read(m, values.MAX_FILE)
+                if data is not None:
+                    out[m] = values.flatten(values.load(data, m, os.fsdecode(m)))
+            except DvfsError as exc:
+                notes.append(str(exc))
+    return out, notes
+
+
+def metric_names(sets: Iterable[Mapping[bytes, Mapping[str, Any]]]) -> bool:
+    """True if every metric of ``sets`` comes from one file (then named by key alone)."""
+    files = {f for s in sets for f in s}
+    return len(files) <= 1
+
+
+def flat_metrics(m: Mapping[bytes, Mapping[str, Any]], bare: bool) -> dict[str, Any]:
+    """Metrics by name (``FILE:KEY``, or ``KEY`` if ``bare``)."""
+    return {k if bare else _file_key(f, k): v for f, kv in m.items() for k, v in kv.items()}
+
+
+@dataclass
+class Change:
+    """One name's value on each side (None: absent), and whether it differs."""
+
+    name: str
+    old: Any
+    new: Any
+    changed: bool
+    delta: float | None = None
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> list[Change]:
+    """The names whose values differ (all of them if ``everything``), sorted."""
+    out = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name, MISSING), new.get(name, MISSING)
+        changed = (name in old) != (name in new) or not _same(a, b)
+        if not changed and not everything:
+            continue
+        delta = None
+        if _number(a) and _number(b):
+            delta = b - a
+        out.append(Change(name, a, b, changed, delta))
+    return out
+
+
+@dataclass
+class Row:
+    """One version (or experiment) of ``dvfs compare``."""
+
+    label: str  # vN, or the experiment's branch
+    id: str
+    created: str
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+
+
+def experiments(hist: History, branches: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
+    """(branch, tip) of every experiment branch, newest first."""
+    found = [(b, oid) for b, oid in branches.items() if b.startswith(EXP_PREFIX)]
+    return sorted(found, key=lambda x: -hist.version(x[1]).time_ns)
+
+
+def row_of(hist: History, label: str, oid: bytes, notes: list[str]) -> Row:
+    """The compare row of version ``oid``."""
+    v = hist.version(oid)
+    m, why = version_metrics(hist, v)
+    notes += why
+    return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v), m)
+
+
+def shown(value: Any) -> str:
+    """A value in a table cell: text as it is, ``-`` for absent, anything else as JSON."""
+    import json
+
+    if value is MISSING:
+        return "-"
+    if isinstance(value, str):
+        return quote_name(value) if value else '""'
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
