@@ -1,4 +1,5 @@
-"""Shared pytest fixtures; the S3 server fixtures live in tests/s3server.py."""
+"""Shared pytest fixtures; the S3 server fixtures live in tests/s3server.py, the trained
+pipeline repository in tests/pipeline_support.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.s3server"]
+pytest_plugins = ["tests.s3server", "tests.pipeline_support"]
 
 
 @contextlib.contextmanager

@@ -4,16 +4,25 @@
 ``prepared/`` and ``params.yaml`` and writes ``model.bin`` and ``metrics.json``. Each
 script appends its name to a log outside the repository (given on its command
 line), so a test can tell whether a command ran or its outputs were restored.
+
+``trained`` is a repository holding v1 (the raw data), v2 (the pipeline run, with
+``--param note=first``) and v3 (one more data file, the pipeline run again). It is
+made once per session (``tests/conftest.py`` loads this module as a plugin) and
+copied for each test, as a user may copy a repository with ``cp -a``: making it
+costs a dozen commands.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from tests.cli_support import Repo
+import pytest
+
+from tests.cli_support import Repo, init_repo
 
 PY = sys.executable
 
@@ -75,7 +84,45 @@ def ran(log: Path) -> list[str]:
     return names
 
 
+class PipelineRepo(Repo):
+    """A repository whose stages log to ``log``."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        super().__init__(root)
+        self.log = log
+
+    def ran(self) -> list[str]:
+        """The stages whose commands ran since this was last asked."""
+        return ran(self.log)
+
+
 def staged_paths(repo: Repo) -> set[str]:
     """Paths staged for the next commit (added or modified)."""
     st: dict[str, Any] = repo.status()
     return {c["path"] for c in st["staged"]}
+
+
+@pytest.fixture(name="trained_template", scope="session")
+def trained_template_fixture(tmp_path_factory: pytest.TempPathFactory) -> PipelineRepo:
+    """The ``trained`` repository (module docstring), never changed: copied by ``trained``."""
+    top = tmp_path_factory.mktemp("trained")
+    repo = PipelineRepo(init_repo(top / "repo").root, top / "stages.log")
+    pipeline_repo(repo, repo.log)
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    repo.commit("trained", "--param", "note=first")
+    repo.write("data/f3.csv", "row 3\n")
+    repo.ok("add", "data")
+    repo.ok("repro")
+    repo.commit("more data")
+    return repo
+
+
+@pytest.fixture(name="trained")
+def trained_fixture(trained_template: PipelineRepo, tmp_path: Path) -> PipelineRepo:
+    """A copy of the ``trained`` repository for one test (its stages log where the
+    template's do: the log is emptied first)."""
+    root = tmp_path / "repo"
+    shutil.copytree(trained_template.root, root, symlinks=True)
+    trained_template.log.write_text("")
+    return PipelineRepo(root, trained_template.log)

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.cli_support import (
@@ -19,14 +20,22 @@ from tests.cli_support import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
 )
-from tests.pipeline_support import PY, pipeline_repo, ran, staged_paths
+from tests.pipeline_support import (
+    PY,
+    PipelineRepo,
+    pipeline_repo,
+    ran,
+    staged_paths,
+)
+from vfs.errors import UsageError
+from vfs.pipeline import graph, spec
 
 
 def test_run_defines_and_runs_stages_and_commit_records_their_lineage(
     repo: Repo, tmp_path: Path
 ) -> None:
     log = tmp_path / "log"
-    pipeline_repo(repo, log)
+    pipeline_repo(repo, log, commit=False)
     (repo.root / "dvfs.yaml").unlink()
     r = repo.ok("run", "-n", "prepare", "-d", "data", "-d", "prep.py", "-o", "prepared",
                 "--", PY, "prep.py", str(log))  # fmt: skip
@@ -62,59 +71,52 @@ def test_run_defines_and_runs_stages_and_commit_records_their_lineage(
     repo.fsck_clean()
 
 
-def test_repro_runs_only_what_is_stale_and_says_why(repo: Repo, tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    pipeline_repo(repo, log)
-    repo.ok("repro")
-    assert ran(log) == ["prepare", "train"]
+def test_repro_runs_only_what_is_stale_and_says_why(trained: PipelineRepo) -> None:
+    repo = trained
     repo.write("params.yaml", "train:\n  lr: 0.02\n  epochs: 3\n")
     dry = repo.ok("repro", "--dry-run")
     assert "Would run stage train: param train.lr 0.01 -> 0.02" in dry.out
     assert "Stage prepare is fresh" in dry.out
-    assert ran(log) == [] and b"0.01" in repo.read("model.bin")  # a dry run runs nothing
+    assert repo.ran() == [] and b"0.01" in repo.read("model.bin")  # a dry run runs nothing
     r = repo.ok("repro")
     assert "Running stage train (param train.lr 0.01 -> 0.02)" in r.out
-    assert ran(log) == ["train"]
+    assert repo.ran() == ["train"]
     repo.write("data/f9.csv", "row 9\n")
     r = repo.ok("repro")
     assert "Running stage prepare (dep data changed)" in r.out
     assert "Running stage train (dep prepared changed)" in r.out
-    assert ran(log) == ["prepare", "train"]
+    assert repo.ran() == ["prepare", "train"]
     (repo.root / "model.bin").unlink()
     r = repo.ok("repro", "train")  # the same inputs ran before: the run cache has it
     assert "Restoring stage train from the run cache (out model.bin missing)" in r.out
-    assert ran(log) == [] and (repo.root / "model.bin").exists()
+    assert repo.ran() == [] and (repo.root / "model.bin").exists()
     # Upstream ran but made the same bytes: downstream stays fresh.
     repo.write("prep.py", repo.read("prep.py") + b"# a comment\n")
     r = repo.ok("repro")
     assert "Running stage prepare (dep prep.py changed)" in r.out
     assert "Stage train is fresh" in r.out
-    assert ran(log) == ["prepare"]
+    assert repo.ran() == ["prepare"]
     r = repo.ok("repro", "--force")
-    assert ran(log) == ["prepare", "train"] and "forced" in r.out
+    assert repo.ran() == ["prepare", "train"] and "forced" in r.out
     r = repo.ok("repro", "train", "--downstream", "--dry-run")
     assert "prepare" not in r.out  # train and what depends on it only
     repo.fsck_clean()
 
 
 def test_the_run_cache_restores_outputs_of_inputs_that_ran_before(
-    repo: Repo, tmp_path: Path
+    trained: PipelineRepo,
 ) -> None:
-    log = tmp_path / "log"
-    pipeline_repo(repo, log)
-    repo.ok("repro")
-    assert ran(log) == ["prepare", "train"]
-    first = repo.read("model.bin")
-    repo.commit("lr 0.01")
+    repo = trained
+    first = repo.read("model.bin")  # lr 0.01, committed in v3
     repo.write("params.yaml", "train:\n  lr: 0.02\n")
     repo.ok("repro")
-    assert ran(log) == ["train"]
+    assert repo.ran() == ["train"]
     repo.write("params.yaml", "train:\n  lr: 0.01\n")
     r = repo.ok("repro")
     assert "Restoring stage train from the run cache (param train.lr 0.02 -> 0.01)" in r.out
     assert "the command is not run again" in r.out and "1 restored from the run cache" in r.out
-    assert ran(log) == [] and repo.read("model.bin") == first
-    assert "model.bin" not in staged_paths(repo)  # the restored output is staged: as v2's
+    assert repo.ran() == [] and repo.read("model.bin") == first
+    assert "model.bin" not in staged_paths(repo)  # the restored output is staged: as v3's
     # Without the local cache, a version's lineage still knows the run.
     repo.write("params.yaml", "train:\n  lr: 0.03\n")
     repo.ok("repro")
@@ -124,11 +126,11 @@ def test_the_run_cache_restores_outputs_of_inputs_that_ran_before(
     repo.write("params.yaml", "train:\n  lr: 0.01\n")
     assert "Would restore stage train from the run cache" in repo.ok("repro", "--dry-run").out
     r = repo.ok("repro")
-    assert "Restoring stage train from v2" in r.out
-    assert ran(log) == ["train"] and repo.read("model.bin") == first
+    assert "Restoring stage train from v3" in r.out
+    assert repo.ran() == ["train"] and repo.read("model.bin") == first
     repo.write("params.yaml", "train:\n  lr: 0.03\n")
     repo.ok("repro", "--force")  # --force runs it anyway
-    assert ran(log) == ["prepare", "train"]
+    assert repo.ran() == ["prepare", "train"]
     repo.fsck_clean()
 
 
@@ -195,12 +197,9 @@ def test_keep_going_finishes_independent_branches_after_a_failure(
 
 
 def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
-    repo: Repo, tmp_path: Path
+    trained: PipelineRepo,
 ) -> None:
-    log = tmp_path / "log"
-    pipeline_repo(repo, log)
-    repo.ok("repro")
-    repo.commit("trained")
+    repo = trained
     before = repo.read("dvfs.runs"), repo.read("model.bin")
     repo.write("train.py", "import sys\nopen('model.bin', 'w').write('partial')\n"
                "print('bad things', file=sys.stderr)\nsys.exit(3)\n")  # fmt: skip
@@ -226,39 +225,78 @@ def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
     repo.fsck_clean()
 
 
-def test_bad_pipelines_are_refused_with_what_to_fix(repo: Repo) -> None:
+SPEC_ERRORS = [
+    ("stages:\n  a:\n    cmd: x\n    deps: [b.out]\n    outs: [a.out]\n"
+     "  b:\n    cmd: y\n    deps: [a.out]\n    outs: [b.out]\n",
+     ("the stages form a cycle: a -> b -> a",)),
+    ("stages:\n  a:\n    cmd: x\n    outs: [o]\n  b:\n    cmd: y\n    outs: [o]\n",
+     ("stages a (dvfs.yaml:2) and b (dvfs.yaml:5) both make o",)),
+    ("stages:\n  a:\n    cmd: x\n    outs: [d]\n  b:\n    cmd: y\n    outs: [d/o]\n",
+     ("output d/o of stage b (dvfs.yaml:5) is inside output d of stage a",)),
+    ("stages:\n  a:\n    cmd: x\n    deps: [o]\n    outs: [o]\n",
+     ("output o is also its dep o",)),
+    ("stages:\n  a:\n    cmd: x\n    deps: [d]\n    outs: [d/o]\n",
+     ("output d/o is inside its dep d",)),
+    ("stages:\n  a:\n    cmd: x\n    outs: [../o]\n",
+     ("dvfs.yaml:4: stages.a.outs: path ../o is outside the working tree",)),
+    ("stages:\n  a:\n    cmd: x\n    wdir: sub\n    outs: [../../o]\n",
+     ("dvfs.yaml:5: stages.a.outs: path ../../o is outside the working tree",)),
+    ("stages:\n  a:\n    cmd: x\n    outs: [/tmp/o]\n", ("is absolute",)),
+    ("stages:\n  a:\n    cmd: x\n    outs: [.dvfs/objects]\n", ("dvfs.yaml:4", "inside .dvfs")),
+    ("stages:\n  a:\n    cmd: x\n    outs: [sub/.git/x]\n", ("dvfs.yaml:4", "inside .git")),
+    ("stages:\n  a:\n    cmd: x\n    outs: [.versions]\n", ("dvfs.yaml:4", "inside .versions")),
+    ("stages:\n  a:\n    cmd: x\n    outs: [o\n", ("dvfs.yaml:", "not valid YAML")),
+    ("stages:\n  a:\n    cmd: x\n    ouvs: [o]\n", ("dvfs.yaml:4: stages.a.ouvs: unknown key",)),
+    ("stages:\n  a:\n    deps: [x]\n", ("dvfs.yaml:2: stages.a: has no cmd",)),
+    ("stages:\n  a:\n    cmd: x\n  a:\n    cmd: y\n", ("dvfs.yaml:4", "given twice")),
+    ("stages:\n  a:\n    cmd: x\n    outs: [dvfs.runs]\n", ("dvfs's own file",)),
+    ("stages:\n  a:\n    cmd: x\n    deps: [o, o]\n", ("dvfs.yaml:4", "o is listed twice")),
+    ("stages:\n  a b:\n    cmd: x\n", ("dvfs.yaml:2: stages.a b: a stage name is",)),
+    ("stages:\n  a:\n    cmd: []\n", ("dvfs.yaml:3: stages.a.cmd: is empty",)),
+    ("stages:\n  a: &x\n    cmd: x\n  b:\n    <<: *x\n", ("dvfs.yaml:5", "merge keys")),
+    ("stages:\n  a:\n    cmd: x\nother: 1\n", ("dvfs.yaml:4: other: unknown key",)),
+    ("- a\n", ("dvfs.yaml:1", "must be a mapping")),
+]  # fmt: skip
+
+
+def test_bad_pipelines_are_refused_with_file_line_and_what_to_fix() -> None:
+    for text, fragments in SPEC_ERRORS:
+        with pytest.raises(UsageError) as caught:
+            graph.build(spec.parse(text))
+        message = str(caught.value)
+        assert all(f in message for f in fragments), (text, message)
+    with pytest.raises(UsageError, match=r"dvfs\.yaml:2: not UTF-8"):
+        spec.read(b"stages:\n\xff\n")
+    with pytest.raises(UsageError, match="larger than 1 MiB"):
+        spec.read(b"#" * (spec.MAX_FILE + 1))
+
+
+def test_aliases_cannot_expand_dvfs_yaml_beyond_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list written once and named by many stages counts every time it is named."""
+    monkeypatch.setattr(spec, "MAX_NODES", 50_000)
+    paths = "[" + ", ".join(f"f{i}" for i in range(1000)) + "]"
+    aliases = "".join(f"  s{i}:\n    cmd: x\n    deps: *l\n" for i in range(60))
+    text = f"stages:\n  s:\n    cmd: x\n    deps: &l {paths}\n{aliases}"
+    with pytest.raises(UsageError, match="expands to more than 50,000 nodes"):
+        spec.parse(text)
+    monkeypatch.setattr(spec, "MAX_NODES", 70_000)
+    assert len(spec.parse(text).stages) == 61
+
+
+def test_bad_pipelines_through_the_command_line(repo: Repo) -> None:
+    """One line saying what to fix, exit code 2, nothing run."""
     repo.write("params.yaml", "train:\n  lr: 0.1\n")
-    cases = [
-        ("stages:\n  a:\n    cmd: x\n    deps: [b.out]\n    outs: [a.out]\n"
-         "  b:\n    cmd: y\n    deps: [a.out]\n    outs: [b.out]\n",
-         ("the stages form a cycle: a -> b -> a",)),
-        ("stages:\n  a:\n    cmd: x\n    outs: [o]\n  b:\n    cmd: y\n    outs: [o]\n",
-         ("stages a (dvfs.yaml:2) and b (dvfs.yaml:5) both make o",)),
-        ("stages:\n  a:\n    cmd: x\n    deps: [o]\n    outs: [o]\n",
-         ("output o is also its dep o",)),
-        ("stages:\n  a:\n    cmd: x\n    outs: [../o]\n",
-         ("dvfs.yaml:4: stages.a.outs: path ../o is outside the working tree",)),
-        ("stages:\n  a:\n    cmd: x\n    outs: [/tmp/o]\n", ("is absolute",)),
-        ("stages:\n  a:\n    cmd: x\n    outs: [.dvfs/objects]\n",
-         ("dvfs.yaml:4", "inside .dvfs")),
-        ("stages:\n  a:\n    cmd: x\n    deps: [made]\n    outs: [o]\n",
-         ("stage a needs made, which does not exist; no stage makes it",)),
-        ("stages:\n  a:\n    cmd: x\n    params: [train.lrr]\n    outs: [o]\n",
-         ("stage a: params.yaml has no parameter train.lrr; did you mean train.lr",)),
-        ("stages:\n  a:\n    cmd: x\n    outs: [o\n", ("dvfs.yaml:", "not valid YAML")),
-        ("stages:\n  a:\n    cmd: x\n    ouvs: [o]\n",
-         ("dvfs.yaml:4: stages.a.ouvs: unknown key",)),
-        ("stages:\n  a:\n    deps: [x]\n", ("dvfs.yaml:2: stages.a: has no cmd",)),
-        ("stages:\n  a:\n    cmd: x\n  a:\n    cmd: y\n", ("dvfs.yaml:4", "given twice")),
-        ("stages:\n  a:\n    cmd: x\n    outs: [dvfs.runs]\n", ("dvfs's own file",)),
-    ]  # fmt: skip
-    for text, fragments in cases:
-        repo.write("dvfs.yaml", text)
-        assert_error(repo.run("repro"), *fragments, code=2)
-    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: x\n    deps: [made]\n    outs: [o]\n"
-               "  b:\n    cmd: y\n    outs: [made]\n")  # fmt: skip
-    assert_error(repo.run("repro", "a", "--downstream"), "stage b makes it", "dvfs repro a")
+    repo.write("dvfs.yaml", SPEC_ERRORS[0][0])
+    assert_error(repo.run("repro"), "dvfs.yaml", "a -> b -> a", code=2)
+    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: touch o\n    deps: [made]\n    outs: [o]\n"
+               "  b:\n    cmd: touch made\n    outs: [made]\n"
+               "  c:\n    cmd: touch p\n    params: [train.lrr]\n    outs: [p]\n")  # fmt: skip
+    assert_error(repo.run("repro", "a", "--downstream"), "stage a needs made, which does not "
+                 "exist; stage b makes it: run `dvfs repro a`", code=2)  # fmt: skip
+    assert_error(repo.run("repro", "c"), "stage c: params.yaml has no parameter train.lrr; "
+                 "did you mean train.lr", code=2)  # fmt: skip
     assert_error(repo.run("repro", "trian"), "no stage trian")
+    assert not (repo.root / "o").exists() and not (repo.root / "made").exists()
     repo.fsck_clean()
 
 
@@ -302,8 +340,8 @@ def test_commands_run_with_a_clean_environment_in_their_wdir(repo: Repo) -> None
     repo.fsck_clean()
 
 
-def test_dag_in_every_format(repo: Repo, tmp_path: Path) -> None:
-    pipeline_repo(repo, tmp_path / "log")
+def test_dag_stage_list_and_remove(trained: PipelineRepo) -> None:
+    repo = trained
     assert repo.ok("dag").out.splitlines() == ["prepare", "└── train"]
     dot = repo.ok("dag", "--format", "dot").out
     assert '"prepare" -> "train";' in dot and dot.startswith("strict digraph")
@@ -312,15 +350,9 @@ def test_dag_in_every_format(repo: Repo, tmp_path: Path) -> None:
     data = json.loads(repo.ok("dag", "--format", "json").out)
     assert data["edges"] == [["prepare", "train"]]
     assert [s["name"] for s in data["stages"]] == ["prepare", "train"]
-    outs = json.loads(repo.ok("dag", "--format", "json", "--outs").out)
-    assert ["prepared", "model.bin"] in outs["edges"]
-    assert repo.ok("dag", "prepare").out.splitlines() == ["prepare"]
+    outs = json.loads(repo.ok("dag", "prepare", "--format", "json", "--outs").out)
+    assert outs == {"edges": [], "outs": ["prepared"]}  # prepare alone: what it needs
     assert_error(repo.run("dag", "nope"), "no stage nope")
-
-
-def test_stage_list_and_remove_keep_the_rest_of_the_file(repo: Repo, tmp_path: Path) -> None:
-    pipeline_repo(repo, tmp_path / "log")
-    repo.ok("repro")
     listed = repo.json("stage", "list", "--json")["stages"]
     assert [s["name"] for s in listed] == ["prepare", "train"]
     assert listed[1]["params"] == [{"file": "params.yaml", "key": "train.lr"}]
@@ -328,7 +360,7 @@ def test_stage_list_and_remove_keep_the_rest_of_the_file(repo: Repo, tmp_path: P
     assert "train: " in text and "(after prepare)" in text
     repo.ok("stage", "remove", "train")
     after = repo.read("dvfs.yaml").decode()
-    assert after.startswith("# the pipeline\nstages:\n  prepare:") and "train" not in after
+    assert after.startswith("# the pipeline\nstages:\n  prepare:") and "train:" not in after
     assert list(yaml.safe_load(repo.read("dvfs.runs"))["stages"]) == ["prepare"]
     assert (repo.root / "model.bin").exists()  # outputs are kept
     assert_error(repo.run("stage", "remove", "train"), "no stage train")
@@ -337,7 +369,7 @@ def test_stage_list_and_remove_keep_the_rest_of_the_file(repo: Repo, tmp_path: P
 
 def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_path: Path) -> None:
     repo = make_repo(git_repo=True)
-    pipeline_repo(repo, tmp_path / "log")
+    pipeline_repo(repo, tmp_path / "log", commit=False)
     repo.ok("repro")
     ignored = repo.read(".gitignore").decode().splitlines()
     assert "/prepared" in ignored and "/model.bin" in ignored

@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.cli_support import (
-    ERROR_PREFIX,
-    Repo,
-    cli_command,
-    cli_env,
-    make_repo_fixture,  # noqa: F401  (a fixture)
-    repo_fixture,  # noqa: F401  (a fixture)
-)
+from tests.cli_support import ERROR_PREFIX, Repo, cli_command, cli_env, init_repo
 from tests.pipeline_support import PY, staged_paths
 
 # Writes a partial output, says it started (with its pid), then waits for a file
@@ -39,8 +34,12 @@ sys.exit(5)
 """
 
 
-def slow_pipeline(repo: Repo, marker: Path) -> None:
-    """first -> slow, both run once (slow fast) and committed; then first's input changes."""
+@pytest.fixture(name="slow_template", scope="module")
+def slow_template_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Repo, Path]:
+    """first -> slow, both run once (slow fast) and committed; then first's input
+    changed and staged, slow made slow. Made once, copied by ``slow``."""
+    top = tmp_path_factory.mktemp("slow")
+    repo, marker = init_repo(top / "repo"), top / "started"
     repo.write("slow.py", SLOW)
     repo.write("fast", "")
     repo.write("input.txt", "one\n")
@@ -55,6 +54,16 @@ def slow_pipeline(repo: Repo, marker: Path) -> None:
     (repo.root / "fast").unlink()
     repo.write("input.txt", "two\n")
     repo.ok("add", "input.txt")
+    return repo, marker
+
+
+@pytest.fixture(name="slow")
+def slow_fixture(slow_template: tuple[Repo, Path], tmp_path: Path) -> tuple[Repo, Path]:
+    """A copy of the template's repository, and the marker its stage slow writes."""
+    template, marker = slow_template
+    marker.unlink(missing_ok=True)
+    shutil.copytree(template.root, tmp_path / "repo", symlinks=True)
+    return Repo(tmp_path / "repo"), marker
 
 
 def start_repro(repo: Repo, marker: Path) -> subprocess.Popen[bytes]:
@@ -72,10 +81,9 @@ def start_repro(repo: Repo, marker: Path) -> subprocess.Popen[bytes]:
 
 
 def test_ctrl_c_keeps_finished_stages_and_puts_the_running_ones_outputs_back(
-    repo: Repo, tmp_path: Path
+    slow: tuple[Repo, Path],
 ) -> None:
-    marker = tmp_path / "started"
-    slow_pipeline(repo, marker)
+    repo, marker = slow
     before = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
     proc = start_repro(repo, marker)
     proc.send_signal(signal.SIGINT)
@@ -101,10 +109,9 @@ def test_ctrl_c_keeps_finished_stages_and_puts_the_running_ones_outputs_back(
 
 
 def test_kill_9_never_records_the_running_stage_and_the_next_repro_recovers(
-    repo: Repo, tmp_path: Path
+    slow: tuple[Repo, Path],
 ) -> None:
-    marker = tmp_path / "started"
-    slow_pipeline(repo, marker)
+    repo, marker = slow
     before = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
     proc = start_repro(repo, marker)
     proc.kill()

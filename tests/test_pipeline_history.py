@@ -4,37 +4,23 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 import yaml
 
 from tests.cli_support import (
-    Repo,
     assert_error,
-    make_repo_fixture,  # noqa: F401  (a fixture)
-    repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from tests.pipeline_support import pipeline_repo, ran, staged_paths
-
-
-def trained(repo: Repo, log: Path) -> None:
-    """v1 raw data; v2 the pipeline run; v3 with one more data file, re-run."""
-    pipeline_repo(repo, log)
-    repo.ok("repro")
-    repo.ok("add", "params.yaml")
-    repo.commit("trained", "--param", "note=first")
-    repo.write("data/f3.csv", "row 3\n")
-    repo.ok("add", "data")
-    repo.ok("repro")
-    repo.commit("more data")
-    ran(log)
+from tests.pipeline_support import (
+    PipelineRepo,
+    staged_paths,
+)
 
 
 def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
-    repo: Repo, tmp_path: Path
+    trained: PipelineRepo,
 ) -> None:
-    trained(repo, tmp_path / "log")
+    repo = trained
     r = repo.ok("lineage", "model.bin")
     lines = r.out.splitlines()
     assert lines[0] == "model.bin in v3 (since v3)"
@@ -62,10 +48,9 @@ def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
 
 
 def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
-    repo: Repo, tmp_path: Path
+    trained: PipelineRepo,
 ) -> None:
-    pipeline_repo(repo, tmp_path / "log")
-    repo.ok("repro")
+    repo = trained
     repo.write("model.bin", "edited by hand")
     repo.ok("add", "model.bin")
     r = repo.ok("commit", "-m", "edited")
@@ -76,10 +61,9 @@ def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
 
 
 def test_params_and_metrics_across_versions_and_the_working_tree(
-    repo: Repo, tmp_path: Path
+    trained: PipelineRepo,
 ) -> None:
-    log = tmp_path / "log"
-    trained(repo, log)
+    repo = trained
     assert repo.ok("params", "diff").out == ""
     repo.write("params.yaml", "train:\n  lr: 0.02\n")
     assert repo.ok("params", "diff").out.split() == ["Param", "v3", "workspace", "train.lr",
@@ -112,21 +96,20 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
 
 
 def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
-    repo: Repo, tmp_path: Path
+    trained: PipelineRepo,
 ) -> None:
-    log = tmp_path / "log"
-    trained(repo, log)
+    repo = trained
     before = (repo.head_id(), repo.read("params.yaml"), repo.read("model.bin"), repo.status())
     r = repo.ok("exp", "run", "-S", "train.lr=0.05", "-n", "lr05")
     assert "Running stage train (param train.lr 0.01 -> 0.05)" in r.out
     assert "experiment lr05: v4" in r.out and "branch exp/lr05" in r.out and "acc=0.55" in r.out
-    assert ran(log) == ["train"]  # prepare was fresh: not run again
+    assert repo.ran() == ["train"]  # prepare was fresh: not run again
     assert (repo.head_id(), repo.read("params.yaml"), repo.read("model.bin"), repo.status()) == (
         before
     )
     assert not list((repo.root / ".dvfs" / "exp").iterdir())  # its working tree is gone
     repo.ok("exp", "run", "-S", "params.yaml:train.lr=0.05")  # the same inputs: restored
-    assert ran(log) == []
+    assert repo.ran() == []
     listed = repo.json("exp", "list", "--json")
     assert {e["name"] for e in listed} == {"lr05", "exp-1"}
     lr05 = next(e for e in listed if e["name"] == "lr05")
