@@ -3,10 +3,11 @@
 Number space (64-bit, as FUSE has it)::
 
     1                  MNT, the mounted branch (FUSE's root inode)
-    2 .. 15            fixed virtual nodes: .versions, its tags/branches/ids, latest
-    16 .. 2**40 - 1    reserved for the writable working tree (next issue): numbers
-                       handed out by a counter kept in the upper directory, so an
-                       upper inode keeps its number across remounts
+    2 .. 15            fixed virtual nodes: .versions, its tags/branches/ids, latest,
+                       and .versions/.control (writable mounts)
+    16 .. 2**40 - 1    nodes of the writable working tree (daemon.overlay): numbers
+                       handed out by a counter kept in its work directory's state, so
+                       a node keeps its number across remounts
     2**40 .. 2**63 - 1 nodes of versions, derived from a key (below) by BLAKE3
 
 Keys of version nodes (bytes; the first byte says what follows)::

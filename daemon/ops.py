@@ -12,8 +12,8 @@ looked up inside a version directory are cached as long. What does change with a
 refresh is which version a name in MNT or under ``.versions`` means: those names,
 and the attributes of the virtual directories, are cached for ``SHORT`` seconds.
 
-Writes: every handler that would change something answers EROFS (this issue makes
-the mount read-only; the writable working tree will replace them for MNT).
+Writes: every handler that would change something answers EROFS; in a writable
+mount, MNT outside ``.versions`` is served by ``daemon.writable`` instead.
 """
 
 from __future__ import annotations

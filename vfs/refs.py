@@ -7,6 +7,10 @@ Layout under ``.dvfs``::
                                                           branch it came from names vN)
     refs/heads/<branch>  "<64 hex>\\n"
     refs/tags/<tag>      "<64 hex>\\n"
+    refs/remotes/<remote>/<branch>
+                         "<64 hex>\\n": that remote's branch as last pushed,
+                         fetched or pulled (vfs.sync)
+    refs.lock            flock held while a ref is compared and written
 
 A branch with no versions yet has no file. Every change is written atomically and
 fsynced (``vfs.durable.write_atomic``), and made under ``refs.lock`` after checking

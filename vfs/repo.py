@@ -8,10 +8,12 @@ Layout::
     <root>/.dvfs/format     format record (JSON, below); never changes after init
     <root>/.dvfs/config     this clone's settings (JSON object; may be absent); they
                             override dvfs.toml's
-    <root>/.dvfs/HEAD, refs/        see vfs.refs
+    <root>/.dvfs/HEAD, refs/, refs.lock   see vfs.refs
     <root>/.dvfs/index      staging index, see vfs.stage
-    <root>/.dvfs/objects/   loose objects, see vfs.objects
+    <root>/.dvfs/objects/   packed objects, see vfs.objects
     <root>/.dvfs/lock       repository lock, see vfs.lock
+    <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remotes
+    <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
 
 Format record, version 1::
 

@@ -5,8 +5,9 @@ compressed and stored whole in batches by the ``chunks`` pool (one thread per co
 A large file is read once by the calling thread, in a few recycled blocks that it
 cuts, while the ``chunks`` pool hashes, compresses and stores its chunks and the
 one-thread ``digest`` pool hashes the whole content in order, so memory stays
-bounded whatever the file size. Restoring files uses the ``files`` pool. No task
-waits for another task, so the pools cannot deadlock.
+bounded whatever the file size. Restoring files uses the calling thread, a forked
+helper and the ``restore_large`` pool (see :func:`restore_many`). No task waits for
+another task, so the pools cannot deadlock.
 
 Paths: inside the repository every path is bytes, relative to the root, with ``/``
 separators (``vfs.stage`` checks them). Nothing here follows a symbolic link, nor
@@ -118,7 +119,7 @@ class Workers:
 
     @property
     def files(self) -> ThreadPoolExecutor:
-        """Whole files and batches of small ones."""
+        """Objects verified in parallel (``dvfs fsck``)."""
         return self._pool("file", self.threads * 2)
 
     @property
