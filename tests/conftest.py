@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["tests.s3server", "tests.pipeline_support"]
+
+# pytest removes the temporary directories of earlier runs with shutil.rmtree, which
+# recurses once per level: a tree deeper than the default limit (1,000), left by a run
+# that was killed before a deep-tree test removed its own, would end every later
+# session in a RecursionError. Tests still remove their deep trees themselves.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 8000))
 
 
 @contextlib.contextmanager
