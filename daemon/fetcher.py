@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 import trio
 
 from daemon.cache import ChunkCache
-from daemon.remote import RemoteChunks
 from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteUnreachable
+from vfs.remote_read import RemoteChunks
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 64 * 1024 * 1024

@@ -10,7 +10,7 @@ call) and where file chunks come from (``local``, then ``remote``).
 - A **URL** mount keeps a repository of its own in ``<cache dir>/meta`` into which
   the remote's versions and trees (never file data) are fetched with the same code
   as ``dvfs fetch``: verified, decoded strictly, stored children first. Chunks are
-  then read from the remote one ranged GET each (``daemon.remote``).
+  then read from the remote one ranged GET each (``vfs.remote_read``).
 
 Threading: ``catalog()`` blocks (disk, network) and runs in a worker thread; it is
 never called twice at once (the refresh loop is the only caller after start-up).
@@ -22,7 +22,6 @@ import abc
 from pathlib import Path
 
 from daemon.catalog import Catalog, build
-from daemon.remote import RemoteChunks
 from vfs import (
     Entry,
     FetchResult,
@@ -34,13 +33,12 @@ from vfs import (
     RemoteSpec,
     Repository,
     UsageError,
-    add_remote,
     configured_remotes,
     connect,
     default_remote,
     fetch_locked,
-    parse_format,
 )
+from vfs.remote_read import OtherSource, RemoteChunks, open_meta
 from vfs.sync import push
 from vfs.worktree import Workers
 
@@ -115,21 +113,15 @@ class RemoteSource(Source):
 
     def _open_meta(self, path: Path, remote: RemoteRepo) -> Repository:
         """The cache's metadata repository, made on first use from the remote's format."""
-        if path.exists():
-            repo = Repository(path)
-            known = configured_remotes(repo).get(ORIGIN)
-            if known is None or known.url != self.spec.url:
-                raise MountError(
-                    f"the cache directory {path.parent} holds another source's data: "
-                    "pass another --cache-dir"
-                )
-            return repo
-        text = remote.read_format()
-        if text is None:
-            raise MountError(f"{self.spec.url} holds no dvfs repository (no format record)")
-        repo = Repository.init(path, chunker=parse_format(text, f"{self.spec.url}/format"))
-        add_remote(repo, self.spec, make_default=True)
-        return repo
+        try:
+            return open_meta(path, self.spec, remote)
+        except OtherSource:
+            raise MountError(
+                f"the cache directory {path.parent} holds another source's data: "
+                "pass another --cache-dir"
+            ) from None
+        except UsageError as exc:
+            raise MountError(str(exc)) from None
 
     def _fetch(self) -> FetchResult:
         with self.repo.locked():

@@ -21,7 +21,7 @@ LAYERS = [
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
-    {"workflow", "remotes"},
+    {"workflow", "remotes", "remote_read"},
     {"checkout", "browse", "fsck", "mounts", "launch", "control", "receive"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)

@@ -31,10 +31,10 @@ from daemon.inodes import InodeTable, Node, NodeKind, entry_node
 from daemon.layout import Layout
 from daemon.ops import VersionsFs
 from daemon.records import Records
-from daemon.remote import RemoteChunks
 from daemon.source import RepositorySource
 from tests.mount_support import commit, write
 from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
+from vfs.remote_read import RemoteChunks
 from vfs.repo import Repository
 
 CTX = cast(pyfuse3.RequestContext, None)

@@ -1,0 +1,113 @@
+"""Reading a remote without cloning it: its metadata kept locally, its chunks fetched one by one.
+
+Used by a mount of a remote URL (``daemon.source``), by a repository mount or a
+``Repo`` whose store lacks some chunks (a ``clone --no-checkout``), and by
+``vfs.Repo.remote`` (``vfs.api``): one implementation of what is fetched and how it
+is checked.
+
+- :func:`open_meta`: the local repository that holds a remote's versions and trees
+  (never file data), made on first use with the remote's format record. They are
+  fetched into it with the same code as ``dvfs fetch`` (``vfs.sync.fetch_locked``):
+  verified, decoded strictly, stored children first (``vfs.receive``).
+- :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
+  chunk's stored bytes, decompressed and checked against the id here, so nothing
+  unverified leaves this module. The remote is connected on first use. Its index
+  (object id -> pack, offset, stored length) is merged from its index segments on
+  first use, and again when a chunk is not in it (versions pushed since).
+
+Threading: ``RemoteChunks.fetch`` blocks (network) and may be called from several
+threads at once; the index is replaced whole under a lock, never changed in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from vfs.errors import ObjectMissing, UsageError
+from vfs.objects import decode_payload
+from vfs.remotes import Located, RemoteRepo, RemoteSpec, add_remote, remotes
+from vfs.repo import DVFS_DIR, Repository, parse_format
+
+log = logging.getLogger(__name__)
+
+
+class OtherSource(UsageError):
+    """A metadata repository already holds another remote's versions."""
+
+
+def open_meta(path: Path, spec: RemoteSpec, remote: RemoteRepo) -> Repository:
+    """The repository at ``path`` that mirrors ``spec``'s metadata, made on first use.
+
+    A new one takes the remote's format record (chunking parameters) and records
+    ``spec`` as its default remote. Two processes opening the same path at once
+    both get it. UsageError if the remote holds no repository; OtherSource if
+    ``path`` mirrors another URL.
+    """
+    if not (path / DVFS_DIR).is_dir():
+        text = remote.read_format()
+        if text is None:
+            raise UsageError(f"{spec.url} holds no dvfs repository (no format record)")
+        params = parse_format(text, f"{spec.url}/format")
+        try:
+            Repository.init(path, chunker=params)
+        except (UsageError, OSError):
+            if not (path / DVFS_DIR).is_dir():  # not a lost race: a real failure
+                raise
+    repo = Repository(path)
+    known = remotes(repo).get(spec.name)
+    if known is None and repo.history.head_id() is None and not repo.refs.tags():
+        # made by a process that stopped before recording its remote, or just now (then
+        # another process may record it meanwhile: checked below)
+        with contextlib.suppress(UsageError):
+            add_remote(repo, spec, make_default=True)
+        known = remotes(repo).get(spec.name)
+    if known is None or known.url != spec.url:
+        other = known.url if known is not None else "another source"
+        raise OtherSource(f"{path} holds the versions of {other}")
+    return repo
+
+
+class RemoteChunks:
+    """Chunks of one remote, by id."""
+
+    def __init__(self, opener: Callable[[], RemoteRepo]) -> None:
+        self._opener = opener
+        self._remote: RemoteRepo | None = None
+        self._index: dict[bytes, Located] | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> RemoteRepo:
+        """The remote, connected on first use (a repository mount may never need it)."""
+        with self._lock:
+            if self._remote is None:
+                self._remote = self._opener()
+            return self._remote
+
+    def set_index(self, index: dict[bytes, Located]) -> None:
+        """Use a freshly merged index (after a metadata refresh)."""
+        with self._lock:
+            self._index = index
+
+    def _locate(self, oid: bytes) -> Located:
+        with self._lock:
+            index = self._index
+        hit = index.get(oid) if index is not None else None
+        if hit is None:
+            fresh = self._open().index()
+            with self._lock:
+                self._index = fresh
+            hit = fresh.get(oid)
+        if hit is None:
+            raise ObjectMissing(oid.hex(), f"a file; it is not on {self._open().url} either")
+        return hit
+
+    def fetch(self, oid: bytes) -> bytes:
+        """The chunk's bytes: one ranged GET, decompressed and verified (ObjectCorrupt if not)."""
+        pack_id, obj = self._locate(oid)
+        payload = self._open().backend.get(f"packs/{pack_id}", obj.offset, obj.stored_len)
+        log.debug("fetched chunk %s: %d bytes from pack %s", oid.hex(), len(payload), pack_id)
+        return decode_payload(obj, payload)
