@@ -25,9 +25,10 @@ from vfs.diff import (
     tree_delta_under,
     under,
 )
-from vfs.errors import UsageError
+from vfs.errors import NotAFile, PathNotFound, UsageError
 from vfs.history import History, split_rev_path
 from vfs.pipeline.record import describe
+from vfs.quoting import quote_name
 from vfs.repo import Repository
 from vfs.stage import Staged
 from vfs.workflow import head_files, quiet, work_state
@@ -190,6 +191,23 @@ def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) ->
     }
 
 
+def lookup(repo: Repository, rev: str, path: bytes) -> tuple[bytes, Entry]:
+    """The version ``rev`` names and its entry at ``path`` (the root: ``b""``).
+
+    PathNotFound, naming both, if the version holds nothing there.
+    """
+    hist = repo.history
+    oid = hist.resolve(rev)
+    v = hist.version(oid)
+    if not path:
+        return oid, Entry(b"", Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
+    e = hist.lookup(v.tree, path)
+    if e is None:
+        named = f"v{v.number}" if rev.strip() == f"v{v.number}" else f"v{v.number} ({rev})"
+        raise PathNotFound(f"{quote_name(path)} does not exist in {named}")
+    return oid, e
+
+
 def ls(repo: Repository, arg: str, recursive: bool = False) -> Iterable[tuple[bytes, Entry]]:
     """Entries of ``REV[:DIR]`` (one entry if it names a file), in name order.
 
@@ -197,28 +215,27 @@ def ls(repo: Repository, arg: str, recursive: bool = False) -> Iterable[tuple[by
     walked as it is listed (the tree is never held whole).
     """
     rp = split_rev_path(arg)
-    hist = repo.history
-    v = hist.version(hist.resolve(rp.rev))
-    e = hist.lookup(v.tree, rp.path)
-    if e is None:
-        raise UsageError(f"{os.fsdecode(rp.path)} does not exist in v{v.number}")
+    return ls_entries(repo, rp.rev, rp.path, recursive)
+
+
+def ls_entries(
+    repo: Repository, rev: str, path: bytes, recursive: bool = False
+) -> Iterable[tuple[bytes, Entry]]:
+    """:func:`ls` of ``path`` in ``rev``: (name, entry) rows, or (path, entry) if recursive."""
+    _, e = lookup(repo, rev, path)
     if e.kind != Kind.DIR:
-        return [(rp.path, e)]
+        return [(path, e)]
     if recursive:
-        return hist.walk(e.subtree, rp.path)
-    return [(x.name, x) for x in hist.tree(e.subtree).entries]
+        return repo.history.walk(e.subtree, path)
+    return [(x.name, x) for x in repo.history.tree(e.subtree).entries]
 
 
 def cat(repo: Repository, arg: str) -> Iterator[bytes]:
     """The content of ``REV:PATH``, chunk by chunk, each verified."""
     rp = split_rev_path(arg)
-    hist = repo.history
-    v = hist.version(hist.resolve(rp.rev))
-    e = hist.lookup(v.tree, rp.path)
-    if e is None:
-        raise UsageError(f"{os.fsdecode(rp.path) or '.'} does not exist in v{v.number}")
+    _, e = lookup(repo, rp.rev, rp.path)
     if e.kind == Kind.DIR:
-        raise UsageError(f"{os.fsdecode(rp.path) or '.'} is a directory: use `dvfs ls`")
+        raise NotAFile(f"{quote_name(rp.path) if rp.path else '.'} is a directory: use `dvfs ls`")
     if e.kind == Kind.SYMLINK:
         yield e.target
         return

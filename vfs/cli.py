@@ -510,11 +510,7 @@ def commit(
     repo = repo_here()
     if stage_all:
         with workers() as w:
-            work = workflow.status(repo, w, warn).work
-            changed = [*work.modified, *work.deleted]
-            if changed:
-                root = os.fsencode(repo.root)
-                workflow.add(repo, [os.fsdecode(os.path.join(root, p)) for p in changed], w, warn)
+            workflow.stage_tracked_changes(repo, w, warn)
     r = workflow.commit(repo, message, recorded, tag, warn)
     if as_json:
         emit_json(

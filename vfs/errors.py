@@ -53,6 +53,14 @@ class UsageError(DvfsError):
     exit_code = 2
 
 
+class PathNotFound(UsageError, FileNotFoundError):
+    """A path a version does not hold (a FileNotFoundError too, for Python callers)."""
+
+
+class NotAFile(UsageError, IsADirectoryError):
+    """A directory where a file was asked for (an IsADirectoryError too)."""
+
+
 class FileUnreadable(UsageError):
     """A file of the working tree that dvfs may not read (permissions, I/O error)."""
 

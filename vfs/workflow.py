@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from vfs import params as version_params
 from vfs.beneath import Walker, rename_noreplace
 from vfs.codec import PERM_BITS, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
 from vfs.diff import Change, diff_maps
@@ -376,6 +377,16 @@ def add(
     return report
 
 
+def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
+    """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay."""
+    work = status(repo, workers, warn).work
+    changed = [*work.modified, *work.deleted]
+    if not changed:
+        return AddReport()
+    root = os.fsencode(repo.root)
+    return add(repo, [os.fsdecode(os.path.join(root, p)) for p in changed], workers, warn)
+
+
 def rm(
     repo: Repository, args: Iterable[str], workers: Workers, *, cached: bool, force: bool
 ) -> list[bytes]:
@@ -635,9 +646,12 @@ def commit(
     Once the branch has moved the version is committed; if recording it elsewhere
     then fails (the tag, ``dvfs.lock``, the index: say the disk just filled up), that
     is a warning saying what to run, not an error claiming nothing was committed.
+    ``message`` and ``params`` are checked against the bounds of :mod:`vfs.params`.
     """
     if not message.strip():
         raise UsageError("the commit message is empty: pass -m MESSAGE")
+    version_params.message(message)
+    params = version_params.check(params)
     if tag is not None:
         check_ref_name(tag, "tag")
     with repo.locked():
