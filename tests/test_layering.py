@@ -17,7 +17,7 @@ LAYERS = [
     {"backends"},
     {"refs", "stage", "gitlink", "shared", "ignore"},
     {"history"},
-    {"worktree", "diff", "pipeline.content", "pipeline.runs", "pipeline.record"},
+    {"worktree", "diff", "reader", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
@@ -26,6 +26,7 @@ LAYERS = [
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks"},  # a git clone's first pull, the git hooks
+    {"api"},  # the Python API (vfs.Repo, vfs.open)
     {"progress_bar"},
     {"cli"},
 ]

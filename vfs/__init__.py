@@ -1,8 +1,23 @@
-"""dvfs core library: content-addressed, chunked, versioned data; no FUSE, no trio.
+"""dvfs from Python: versioned, chunked data you can read without checking it out.
 
-The public names below are what the daemon and other programs use. They are imported
-on first use (PEP 562), so that a command importing one module of the package does
-not pay for all the others: every ``dvfs`` command starts faster.
+The public API (``vfs.api``; each name has a docstring with an example)::
+
+    import vfs
+    repo = vfs.Repo(".")                    # or vfs.Repo.clone(url, dir), vfs.Repo.remote(url)
+    repo.versions(), repo.show("v3"), repo.ls("v3", "data"), repo.walk("v3")
+    repo.diff("v1", "v3"), repo.add(["data"]), repo.commit("msg", params={"lr": 3e-4})
+    with vfs.open("data/train.csv", rev="v3", repo=".") as f: ...
+    vfs.read_bytes(path, rev=...), vfs.read_text(path, rev=...)
+
+with its records ``VersionInfo``, ``FileInfo`` and ``FileChange``, and its errors:
+``RevisionNotFound``, ``PathNotFound`` (a ``FileNotFoundError``), ``NotAFile`` (an
+``IsADirectoryError``), all ``DvfsError`` subclasses, and the warnings category
+``DvfsWarning``. The fsspec filesystem ``dvfs://`` is ``vfs.filesystem`` (extra
+``dvfs[fsspec]``).
+
+The other names are the library's lower layers, which the mount daemon uses; they
+may change between releases. Every name is imported on first use (PEP 562), so that
+a command importing one module of the package does not pay for all the others.
 """
 
 from __future__ import annotations
@@ -11,14 +26,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vfs.api import (
+        DvfsWarning,
+        FileChange,
+        FileInfo,
+        Repo,
+        VersionInfo,
+        open,
+        read_bytes,
+        read_text,
+    )
     from vfs.codec import ChunkRef, Entry, Kind, Tree, Version
     from vfs.errors import (
         DvfsError,
         FormatError,
         MountError,
+        NotAFile,
         NotARepository,
         ObjectCorrupt,
         ObjectMissing,
+        PathNotFound,
         RemoteError,
         RemoteUnreachable,
         RevisionNotFound,
@@ -46,6 +73,18 @@ if TYPE_CHECKING:
     from vfs.sync import FetchResult, fetch_locked
 
 _SOURCES: dict[str, tuple[str, str]] = {
+    # the public API
+    "DvfsWarning": ("vfs.api", "DvfsWarning"),
+    "FileChange": ("vfs.api", "FileChange"),
+    "FileInfo": ("vfs.api", "FileInfo"),
+    "NotAFile": ("vfs.errors", "NotAFile"),
+    "PathNotFound": ("vfs.errors", "PathNotFound"),
+    "Repo": ("vfs.api", "Repo"),
+    "VersionInfo": ("vfs.api", "VersionInfo"),
+    "open": ("vfs.api", "open"),
+    "read_bytes": ("vfs.api", "read_bytes"),
+    "read_text": ("vfs.api", "read_text"),
+    # lower layers (the daemon's)
     "ChunkRef": ("vfs.codec", "ChunkRef"),
     "DaemonArgs": ("vfs.launch", "DaemonArgs"),
     "DvfsError": ("vfs.errors", "DvfsError"),
@@ -103,10 +142,23 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
+__all__ = [  # the public API
+    "DvfsError",
+    "DvfsWarning",
+    "FileChange",
+    "FileInfo",
+    "NotAFile",
+    "PathNotFound",
+    "Repo",
+    "RevisionNotFound",
+    "VersionInfo",
+    "open",
+    "read_bytes",
+    "read_text",
+]
+__all__ += [  # lower layers (the daemon's; they may change)
     "ChunkRef",
     "DaemonArgs",
-    "DvfsError",
     "Entry",
     "FetchResult",
     "FormatError",
@@ -125,7 +177,6 @@ __all__ = [
     "RemoteSpec",
     "RemoteUnreachable",
     "Repository",
-    "RevisionNotFound",
     "StorageFull",
     "Tree",
     "UsageError",

@@ -1,0 +1,170 @@
+"""The Python API (``vfs.Repo``, ``vfs.open``): what it returns is what the CLI says.
+
+One repository with two versions is made through the API itself, once for the
+module (``tests/api_support.py``); the tests that change it work on a copy. The
+remote tests push it to a real S3 server (SeaweedFS) and read it in place, counting
+the requests that reach the server.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import vfs
+from tests.api_support import Data, make_data, write
+from tests.cli_support import assert_error, assert_ok, fsck_clean, run
+from tests.s3server import S3Server
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
+    return make_data(tmp_path_factory.mktemp("api") / "repo")
+
+
+@pytest.fixture(scope="module")
+def pushed(data: Data, s3_server: S3Server) -> Iterator[str]:
+    """The repository pushed (every branch and tag) to a fresh bucket: its URL."""
+    url = f"s3://{s3_server.make_bucket()}/ds"
+    keys = {"AWS_ACCESS_KEY_ID": s3_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}  # fmt: skip
+    assert_ok(run(data.root, "remote", "add", "origin", url,
+                  "--endpoint-url", s3_server.endpoint, "--local"))  # fmt: skip
+    assert_ok(run(data.root, "push", "--all", "--tags", env=keys))
+    yield url
+
+
+def test_versions_and_show_are_what_log_and_show_print(data: Data) -> None:
+    versions = data.repo.versions()
+    assert [(v.number, v.message) for v in versions] == [(2, "more rows"), (1, "first data")]
+    v1 = versions[1]
+    assert v1.params == {"lr": 0.001, "layers": [64, 64]} and v1.tags == ("first",)
+    assert versions[0].branches == ("main",) and versions[0].parents == (v1.id,)
+    assert v1.time.tzinfo is not None and v1.file_count == 5
+    shown = data.repo.show("first")
+    assert shown.id == v1.id and shown.files is not None
+    assert shown.files["data/train.csv"]["size"] == len(data.v1["data/train.csv"])
+    cli = assert_ok(run(data.root, "show", "v1", "--format", "json")).json()
+    assert shown.to_json() == cli  # the same document, from the same code
+    log = assert_ok(run(data.root, "log", "--json")).json()
+    assert [v.to_json() for v in versions] == log
+    assert data.repo.versions("v1") == [v1]
+    assert [v.number for v in data.repo.versions(paths=["notes.txt"])] == [2]
+
+
+def test_ls_walk_and_info(data: Data) -> None:
+    top = data.repo.ls("v1", "data")
+    assert [(f.path, f.type) for f in top] == [
+        ("data/labels.csv", "file"), ("data/link.csv", "link"), ("data/parquet", "dir"),
+        ("data/train.csv", "file"),
+    ]  # fmt: skip
+    assert top[1].target == "labels.csv" and top[0].size == len(data.v1["data/labels.csv"])
+    assert [f.name for f in data.repo.ls("v2")] == ["data", "notes.txt"]
+    assert [f.path for f in data.repo.ls("v2", "notes.txt")] == ["notes.txt"]
+    assert sorted(f.path for f in data.repo.walk("v1")) == sorted([*data.v1, "data/link.csv"])
+    info = data.repo.info("data/train.csv", "v2")
+    assert info.size == len(data.v2["data/train.csv"]) and info.hash is not None
+
+
+def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
+    want = data.v2["data/train.csv"]
+    rng = random.Random(5)
+    with data.repo.open("data/train.csv", rev="v2") as f:
+        assert f.seekable() and f.readable() and not f.writable()
+        for _ in range(50):
+            at, n = rng.randrange(len(want)), rng.randrange(1, 100_000)
+            f.seek(at)
+            assert f.read(n) == want[at : at + n]
+        assert f.seek(-10, io.SEEK_END) == len(want) - 10 and f.read() == want[-10:]
+        assert f.read(5) == b""
+    with vfs.open("data/train.csv", rev="v1", repo=data.root, mode="r") as t:
+        assert t.readline() == "id,city,score\n"
+        assert t.read() == data.v1["data/train.csv"].decode()[len("id,city,score\n") :]
+    assert vfs.read_bytes("notes.txt", repo=data.repo) == b"more rows\n"
+    assert vfs.read_text("data/link.csv", "first", data.repo) == "id,label\n1,cat\n2,dog\n"
+    assert data.repo.read_range("data/train.csv", 100, 200, rev="v1") == want[100:200]
+
+
+def test_bad_paths_revisions_and_modes_are_named(data: Data) -> None:
+    with pytest.raises(FileNotFoundError, match=r"^data/nope.csv does not exist in v1 \(first\)$"):
+        vfs.open("data/nope.csv", rev="first", repo=data.root)
+    with pytest.raises(FileNotFoundError, match=r"notes.txt does not exist in v1$"):
+        data.repo.read_bytes("notes.txt", rev="v1")
+    with pytest.raises(vfs.RevisionNotFound) as bad:
+        data.repo.open("data/train.csv", rev="v9")
+    line = assert_error(run(data.root, "cat", "v9:data/train.csv"))
+    assert line == f"dvfs: error: {bad.value}"  # the CLI's message
+    with pytest.raises(IsADirectoryError, match="data is a directory in v2"):
+        data.repo.open("data")
+    with pytest.raises(ValueError, match="read-only"):
+        data.repo.open("data/train.csv", mode="w")
+    with pytest.raises(vfs.UsageError, match=r"'\.\.'"):
+        data.repo.open("../etc/passwd")
+    with pytest.raises(vfs.UsageError, match=r"Repo\.remote"):
+        vfs.Repo("s3://bucket/x")
+
+
+def test_add_commit_and_diff_on_a_copy(data: Data, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    repo = vfs.Repo(root / "data")  # found from a directory inside, as the CLI finds it
+    write(root, {"data/labels.csv": b"id,label\n1,cat\n", "data/new.txt": b"new\n"})
+    assert [(c.status, c.path) for c in repo.diff()] == [("modified", "data/labels.csv")]
+    report = repo.add(["data/new.txt"])
+    assert report.files == 1
+    with pytest.raises(vfs.UsageError, match="parameter name"):
+        repo.commit("bad", params={"": 1})
+    v3 = repo.commit("labels fixed", params={"epochs": 3}, tag="fixed", all=True)
+    assert (v3.number, v3.tags, v3.params) == (3, ("fixed",), {"epochs": 3})
+    changes = repo.diff("v2", "v3")
+    assert [(c.status, c.path) for c in changes] == [
+        ("modified", "data/labels.csv"), ("added", "data/new.txt"),
+    ]  # fmt: skip
+    assert repo.read_bytes("data/labels.csv") == b"id,label\n1,cat\n"
+    fsck_clean(root)
+
+
+def test_a_remote_is_read_in_place_one_chunk_a_read(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    remote = vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "c")
+    assert [v.id for v in remote.versions()] == [v.id for v in data.repo.versions()]
+    assert remote.show("first").to_json() == data.repo.show("first").to_json()
+    assert [f.path for f in remote.ls("v2", "data")] == [f.path for f in data.repo.ls("v2", "data")]
+    want = data.v2["data/train.csv"]
+    chunks = data.chunks("data/train.csv", "v2")
+    assert len(chunks) > 10
+    middle = sum(c.size for c in chunks[:7]) + 100  # inside the eighth chunk
+    before = remote.requests
+    with remote.open("data/train.csv", rev="main") as f:
+        f.seek(middle)
+        assert f.read(500) == want[middle : middle + 500]
+        assert remote.requests == before + 1  # one ranged GET: that chunk
+        f.seek(middle + 1000)
+        assert f.read(10) == want[middle + 1000 : middle + 1010]
+        assert remote.requests == before + 1  # same chunk: kept
+    assert remote.read_bytes("data/train.csv", "v2") == want
+    assert remote.requests == before + 1 + len({c.oid for c in chunks})
+    with pytest.raises(vfs.UsageError, match="read-only: clone it"):
+        remote.add(["notes.txt"])
+    with pytest.raises(FileNotFoundError, match="does not exist in v1"):
+        remote.open("notes.txt", rev="v1")
+    again = vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "c")
+    assert again.versions()[0].id == remote.versions()[0].id  # nothing new: metadata kept
+
+
+def test_a_clone_without_checkout_reads_from_its_remote(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    clone = vfs.Repo.clone(pushed, tmp_path / "clone", endpoint_url=s3_env.endpoint,
+                           no_checkout=True)  # fmt: skip
+    assert clone.root == tmp_path / "clone" and not (tmp_path / "clone" / "notes.txt").exists()
+    assert clone.read_bytes("data/train.csv", "v1") == data.v1["data/train.csv"]
+    assert json.loads(json.dumps(clone.show("v2").files)) == data.repo.show("v2").files
+    fsck_clean(tmp_path / "clone")

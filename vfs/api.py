@@ -1,0 +1,585 @@
+"""dvfs from Python: versions, their files and the everyday commands, as functions.
+
+Everything here calls what the ``dvfs`` command calls (``vfs.browse``,
+``vfs.workflow``, ``vfs.sync``); nothing is implemented twice. Quick tour::
+
+    import vfs
+
+    repo = vfs.Repo(".")                              # the repository around "."
+    for v in repo.versions():                         # newest first
+        print(v.number, v.id[:10], v.message, v.params, v.tags)
+    with repo.open("data/train.csv", rev="v3", mode="r") as f:
+        header = f.readline()                          # reads the first chunk only
+    vfs.read_bytes("data/labels.csv", rev="main", repo=".")
+
+    repo.add(["data/train.csv"])                      # as `dvfs add`
+    v = repo.commit("cleaned", params={"lr": 3e-4}, tag="clean")
+
+    remote = vfs.Repo.remote("s3://bucket/datasets/cats")   # no clone: chunks on demand
+    remote.read_text("labels.csv", rev="v2")
+
+Paths are relative to the repository's root (``"data/train.csv"``; a leading ``/``
+is ignored) and never leave it. Revisions are what the command line takes: ``v3``,
+``main``, a tag, an id or its prefix, ``HEAD~2``; the default is ``HEAD``.
+
+Reading: :meth:`Repo.open` (and :func:`open`) return a seekable file object that
+fetches only the chunks it reads (``vfs.reader``): from the local store, else (a
+``clone --no-checkout``) from the repository's default remote; for
+:meth:`Repo.remote`, from the remote, one ranged GET a chunk. Every chunk is
+verified against its id before a byte of it is returned.
+
+A remote read without cloning (:meth:`Repo.remote`) keeps the remote's versions and
+trees (never file data) in a repository of its own under
+``<user cache>/dvfs/api/<name>-<hash>/meta`` (``$XDG_CACHE_HOME``; ``cache_dir=``
+chooses another place), fetched and checked by the code of ``dvfs fetch``; its
+branches and tags mirror the remote's as of the last :meth:`Repo.refresh`. It is
+read-only: clone it to add and commit.
+
+Errors: a missing path raises ``FileNotFoundError`` (``vfs.PathNotFound``) naming the
+path and the version; an unknown revision ``vfs.RevisionNotFound`` with the command
+line's message and close names; a directory opened as a file ``IsADirectoryError``
+(``vfs.NotAFile``); anything else dvfs refuses, ``vfs.DvfsError`` with one line
+saying what to do. Warnings the command line prints (an unreadable file skipped,
+say) are issued with :mod:`warnings` as :class:`DvfsWarning`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import posixpath
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from vfs import browse, settings, sync, workflow
+from vfs.codec import Entry, Kind
+from vfs.diff import Change
+from vfs.errors import NotAFile, ObjectMissing, PathNotFound, UsageError
+from vfs.launch import MountSource
+from vfs.mounts import private_dir, user_cache_dir
+from vfs.quoting import quote_name
+from vfs.reader import ChunkedFile, check_mode, open_chunks
+from vfs.refs import Head
+from vfs.remote_read import RemoteChunks, open_meta
+from vfs.remotes import Meter, RemoteRepo, RemoteSpec, connect, default_remote, remotes
+from vfs.repo import Repository
+from vfs.worktree import Workers
+
+PathArg = str | os.PathLike[str]
+MAX_LINKS = 40  # links followed to open one path, as the kernel allows
+JOBS = 8  # requests to a remote at once
+
+
+class DvfsWarning(UserWarning):
+    """Something dvfs would print as a warning on the command line."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, DvfsWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version: what ``dvfs log`` shows, and with :meth:`Repo.show` all of
+    ``dvfs show --format json`` (``to_json()`` returns that document exactly).
+
+    Example::
+
+        v = repo.show("v3")
+        v.number, v.id, v.time, v.author, v.message, v.params, v.tags
+        v.files["data/train.csv"]["size"]
+    """
+
+    number: int
+    id: str  # 64 hex digits
+    time: dt.datetime  # when it was committed (UTC)
+    author: str
+    message: str
+    params: dict[str, Any]
+    tags: tuple[str, ...]
+    branches: tuple[str, ...]  # branches whose tip it is
+    parents: tuple[str, ...]
+    git_commit: str | None
+    git_dirty: bool | None
+    file_count: int
+    bytes: int
+    changes: dict[str, Any] | None = None  # show(): counts since its parent
+    top_directories: dict[str, Any] | None = None  # show(): its largest directories
+    files: dict[str, dict[str, Any]] | None = None  # show(): path -> hash, size, added
+    _json: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def version(self) -> str:
+        """``v3``: how the command line names it."""
+        return f"v{self.number}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON the command line gives for it (``dvfs show --format json`` for
+        :meth:`Repo.show`, a row of ``dvfs log --json`` for :meth:`Repo.versions`)."""
+        return dict(self._json)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a version: a file, a directory or a symbolic link."""
+
+    path: str  # from the root, "/"-separated; "" is the root
+    type: str  # "file" | "dir" | "link"
+    size: int  # files: bytes; directories: bytes below; links: length of the target
+    mode: int  # permission bits
+    mtime: dt.datetime
+    hash: str | None = None  # files: BLAKE3 of the content (hex)
+    target: str | None = None  # links: where it points
+
+    @property
+    def name(self) -> str:
+        """The last part of the path."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path's change between two versions, or a version and the working tree."""
+
+    status: str  # "added" | "removed" | "modified" | "renamed"
+    path: str
+    old_path: str | None = None  # renamed: where it was
+    old_size: int | None = None
+    new_size: int | None = None
+    kind: str = "file"  # "file" | "link" | "dir" (an empty directory)
+
+
+def _time(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
+
+
+def _rel(path: PathArg) -> bytes:
+    """A repository path from what a caller gives: "/"-separated, from the root."""
+    text = os.fspath(path)
+    parts = [p for p in text.replace(os.sep, "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"{text!r}: paths of a version cannot contain '..'")
+    return os.fsencode("/".join(parts))
+
+
+def _info(path: bytes, e: Entry) -> FileInfo:
+    kind = {Kind.DIR: "dir", Kind.SYMLINK: "link"}.get(e.kind, "file")
+    return FileInfo(
+        os.fsdecode(path), kind, e.size, e.mode, _time(e.mtime_ns),
+        hash=e.digest.hex() if e.kind == Kind.FILE else None,
+        target=os.fsdecode(e.target) if e.kind == Kind.SYMLINK else None,
+    )  # fmt: skip
+
+
+def _change(c: Change) -> FileChange:
+    old = os.fsdecode(c.old_path) if c.old_path is not None else None
+    return FileChange(c.status, os.fsdecode(c.path), old, c.old_size, c.new_size, c.kind)
+
+
+class Repo:
+    """A dvfs repository on this machine, or a remote read without cloning it.
+
+    ``Repo(path)`` opens the repository containing ``path`` (default: the current
+    directory), as the command line finds it. Use :meth:`clone` to make one from a
+    remote, :meth:`remote` to read a remote in place. A Repo can be used as a
+    context manager; it holds no lock between calls.
+
+    Example::
+
+        repo = vfs.Repo("/data/cats")
+        repo.ls("v2", "images")[:3]
+    """
+
+    def __init__(self, path: PathArg = ".") -> None:
+        text = os.fspath(path)
+        if "://" in text:
+            raise UsageError(
+                f"{text} is a URL: use vfs.Repo.remote(url) or vfs.Repo.clone(url, dir)"
+            )
+        self._repo = Repository.find(Path(text))
+        self._spec: RemoteSpec | None = None  # set for Repo.remote
+        self._meter: Meter | None = None
+        self._chunks: RemoteChunks | None = None
+        self._fallback_known = False
+        self._jobs = JOBS
+
+    # making ------------------------------------------------------------------------
+
+    @classmethod
+    def clone(
+        cls, url: str, directory: PathArg, *, rev: str | None = None,
+        endpoint_url: str | None = None, no_checkout: bool = False, yes: bool = False,
+        jobs: int = JOBS,
+    ) -> Repo:  # fmt: skip
+        """Make a new repository from the remote at ``url`` in ``directory``, as
+        ``dvfs clone`` does, and open it.
+
+        ``no_checkout``: fetch the versions only; files are then read from the remote
+        on demand. ``yes``: check out even a version that would expand far beyond its
+        distinct data (see ``dvfs clone --help``).
+
+        Example::
+
+            repo = vfs.Repo.clone("s3://bucket/cats", "cats", endpoint_url="http://minio:9000")
+        """
+        with Workers(settings.threads()) as w:
+            repo, transfer, _ = sync.clone(
+                url, Path(os.fspath(directory)), w, rev=rev, no_checkout=no_checkout,
+                endpoint_url=endpoint_url, jobs=jobs, yes=yes,
+            )  # fmt: skip
+        for line in transfer.warnings:
+            _warn(line)
+        return cls(repo.root)
+
+    @classmethod
+    def remote(
+        cls, url: str, *, endpoint_url: str | None = None, cache_dir: PathArg | None = None,
+        jobs: int = JOBS,
+    ) -> Repo:  # fmt: skip
+        """The remote at ``url`` (``s3://bucket/prefix``, ``file:///path`` or a
+        directory), read without cloning: versions and trees are fetched now (only
+        what is new since the last time), file chunks when read. Read-only.
+
+        Example::
+
+            cats = vfs.Repo.remote("s3://bucket/cats", endpoint_url="http://minio:9000")
+            cats.versions()[0].message
+        """
+        if "://" not in url:
+            url = os.path.abspath(url)  # a directory remote, as `dvfs remote add` keeps it
+        spec = RemoteSpec("origin", url, endpoint_url)
+        meter = connect(spec, jobs)
+        backend = RemoteRepo(meter, None)
+        base = (
+            Path(os.fspath(cache_dir))
+            if cache_dir is not None
+            else user_cache_dir() / "api" / MountSource("remote", url).cache_name()
+        )
+        private_dir(base)
+        self = cls.__new__(cls)
+        self._repo = open_meta(base / "meta", spec, backend)
+        self._spec = spec
+        self._meter = meter
+        self._chunks = RemoteChunks(lambda: backend)
+        self._fallback_known = True
+        self._jobs = jobs
+        self.refresh()
+        return self
+
+    def refresh(self) -> None:
+        """A remote's branches, tags and versions as they are now (local: nothing to do)."""
+        if self._spec is None or self._meter is None or self._chunks is None:
+            return
+        repo = self._repo
+        with repo.locked():
+            got = sync.fetch_locked(repo, self._spec, self._meter, self._jobs)
+            refs = repo.refs
+            for kind, theirs in (("heads", got.heads), ("tags", got.tags)):
+                mine = refs.branches() if kind == "heads" else refs.tags()
+                for name in set(mine) - set(theirs):
+                    refs.update(f"refs/{kind}/{name}", None, mine[name])
+                for name, oid in theirs.items():
+                    if mine.get(name) != oid:
+                        refs.update(f"refs/{kind}/{name}", oid, refs.get(f"refs/{kind}/{name}"))
+            if got.heads:
+                refs.set_head(Head("main" if "main" in got.heads else sorted(got.heads)[0]))
+        self._chunks.set_index(got.index)
+        for line in got.transfer.warnings:
+            _warn(line)
+
+    def close(self) -> None:
+        """Nothing is held open between calls; kept for ``with`` blocks."""
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"vfs.Repo({self.url or str(self._repo.root)!r})"
+
+    # what it is ----------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path | None:
+        """The repository's directory (None for a remote read in place)."""
+        return None if self._spec is not None else self._repo.root
+
+    @property
+    def url(self) -> str | None:
+        """The remote's URL for :meth:`remote`, else None."""
+        return self._spec.url if self._spec is not None else None
+
+    @property
+    def requests(self) -> int:
+        """Requests made to the remote so far (:meth:`remote` only; else 0)."""
+        return self._meter.requests if self._meter is not None else 0
+
+    @property
+    def repository(self) -> Repository:
+        """The underlying :class:`vfs.repo.Repository` (the library's lower layer)."""
+        return self._repo
+
+    # versions ----------------------------------------------------------------------
+
+    def versions(
+        self, rev: str | None = None, *, limit: int | None = None, paths: Sequence[PathArg] = ()
+    ) -> list[VersionInfo]:
+        """Versions from ``rev`` (default HEAD) back along first parents, newest first,
+        as ``dvfs log``; with ``paths``, only those that changed something there.
+
+        Example::
+
+            [v.version for v in repo.versions(limit=3)]   # ['v7', 'v6', 'v5']
+        """
+        if rev is None and self._repo.history.head_id() is None:
+            return []
+        rows = browse.log(self._repo, rev, limit, [_rel(p) for p in paths])
+        return [self._version(row) for row in rows]
+
+    def show(self, rev: str = "HEAD", *, files: bool = True) -> VersionInfo:
+        """One version with everything ``dvfs show --format json`` gives: what changed
+        since its parent, its largest directories and (``files``) every file.
+
+        Example::
+
+            repo.show("v3").files["data/train.csv"]   # {'hash': ..., 'size': ..., 'added': 'v2'}
+        """
+        data = browse.show(self._repo, rev, files=files)
+        refs = browse.decorations(self._repo).get(bytes.fromhex(data["id"]), {})
+        return self._version(
+            {**data, "tags": refs.get("tags", []), "branches": refs.get("branches", [])},
+            json=data,
+        )
+
+    def _version(self, row: dict[str, Any], json: dict[str, Any] | None = None) -> VersionInfo:
+        oid = bytes.fromhex(row["id"])
+        v = self._repo.history.version(oid)
+        return VersionInfo(
+            number=v.number, id=row["id"], time=_time(v.time_ns), author=v.author,
+            message=v.message, params=row["parameters"], tags=tuple(row["tags"]),
+            branches=tuple(row["branches"]), parents=tuple(p.hex() for p in v.parents),
+            git_commit=row["git_commit"], git_dirty=row["git_dirty"], file_count=v.files,
+            bytes=v.bytes, changes=row.get("changes"), top_directories=row.get("top_directories"),
+            files=row.get("files"), _json=json if json is not None else row,
+        )  # fmt: skip
+
+    # trees ---------------------------------------------------------------------------
+
+    def ls(self, rev: str = "HEAD", path: PathArg = "") -> list[FileInfo]:
+        """The entries of directory ``path`` of ``rev`` in name order (one entry if it
+        names a file), as ``dvfs ls``.
+
+        Example::
+
+            [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
+        """
+        rel = _rel(path)
+        rows = browse.ls_entries(self._repo, rev, rel)
+        prefix = rel + b"/" if rel else b""
+        return [_info(n if n == rel else prefix + n, e) for n, e in rows]
+
+    def walk(self, rev: str = "HEAD", path: PathArg = "") -> Iterator[FileInfo]:
+        """Every file and link at or below ``path`` of ``rev``, depth first in name
+        order, as ``dvfs ls -r``; read as it goes (a tree is never held whole).
+
+        Example::
+
+            sum(f.size for f in repo.walk("v2", "data"))
+        """
+        for p, e in browse.ls_entries(self._repo, rev, _rel(path), recursive=True):
+            yield _info(p, e)
+
+    def info(self, path: PathArg, rev: str = "HEAD") -> FileInfo:
+        """The entry at ``path`` of ``rev`` (a link is not followed)."""
+        rel = _rel(path)
+        _, e = browse.lookup(self._repo, rev, rel)
+        return _info(rel, e)
+
+    def diff(
+        self, a: str | None = None, b: str | None = None, *, paths: Sequence[PathArg] = ()
+    ) -> list[FileChange]:
+        """What changed, as ``dvfs diff``: no revision, HEAD against the working tree;
+        ``a``, that version against the working tree; ``a`` and ``b``, two versions.
+
+        Example::
+
+            [(c.status, c.path) for c in repo.diff("v1", "v2")]
+        """
+        if a is None and b is not None:
+            raise UsageError("diff(a, b): give the first version as well")
+        revs = [r for r in (a, b) if r is not None]
+        if self._spec is not None and len(revs) < 2:
+            raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
+        with Workers(settings.threads()) as w:
+            changes = browse.diff(self._repo, revs, w, _warn, None, [_rel(p) for p in paths])
+        return [_change(c) for c in changes]
+
+    # reading -------------------------------------------------------------------------
+
+    def open(
+        self, path: PathArg, rev: str = "HEAD", mode: str = "rb", *,
+        encoding: str | None = None, errors: str | None = None, newline: str | None = None,
+    ) -> IO[Any]:  # fmt: skip
+        """File ``path`` of ``rev``, read-only: binary (``"rb"``) or text (``"r"``,
+        UTF-8 unless ``encoding`` says otherwise). Seekable; reads fetch only the
+        chunks they touch. A symbolic link to a file of the same version is followed.
+
+        Example::
+
+            with repo.open("data/train.csv", rev="v3", mode="r") as f:
+                for line in f:
+                    ...
+        """
+        check_mode(mode)  # before anything is read
+        return open_chunks(self._raw(path, rev), mode, encoding, errors, newline)
+
+    def read_bytes(self, path: PathArg, rev: str = "HEAD") -> bytes:
+        """The whole content of file ``path`` of ``rev``."""
+        with self._raw(path, rev) as f:
+            return f.readall()
+
+    def read_text(
+        self, path: PathArg, rev: str = "HEAD", encoding: str = "utf-8", errors: str = "strict"
+    ) -> str:
+        """The whole content of file ``path`` of ``rev``, decoded."""
+        return self.read_bytes(path, rev).decode(encoding, errors)
+
+    def read_range(self, path: PathArg, start: int, end: int, rev: str = "HEAD") -> bytes:
+        """Bytes [start, end) of file ``path`` of ``rev``: only the chunks they lie in
+        are read."""
+        with self._raw(path, rev) as f:
+            return f.pread(start, end)
+
+    def file(self, path: PathArg, rev: str = "HEAD") -> ChunkedFile:
+        """The raw file object behind :meth:`open` (unbuffered; ``size``, ``pread``)."""
+        return self._raw(path, rev)
+
+    def _raw(self, path: PathArg, rev: str) -> ChunkedFile:
+        rel = _rel(path)
+        oid, e = browse.lookup(self._repo, rev, rel)
+        hist = self._repo.history
+        label = hist.label(oid)
+        for _ in range(MAX_LINKS):
+            if e.kind != Kind.SYMLINK:
+                break
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), e.target))
+            if e.target.startswith(b"/") or target == b".." or target.startswith(b"../"):
+                raise PathNotFound(
+                    f"{quote_name(rel)} in {label} is a link to {quote_name(e.target)}, "
+                    "outside the repository"
+                )
+            found = hist.lookup(hist.version(oid).tree, target) if target != b"." else None
+            if found is None:
+                raise PathNotFound(
+                    f"{quote_name(rel)} in {label} is a link to {quote_name(e.target)}, "
+                    "which does not exist there"
+                )
+            rel, e = target, found
+        else:
+            raise PathNotFound(f"{quote_name(_rel(path))} in {label}: too many links")
+        if e.kind == Kind.DIR:
+            raise NotAFile(f"{quote_name(rel) if rel else '.'} is a directory in {label}")
+        return ChunkedFile(f"{label}:{os.fsdecode(rel)}", e.chunks, self._get)
+
+    def _get(self, oid: bytes) -> bytes:
+        """A chunk's verified bytes: the local store, else the remote."""
+        if self._spec is None:
+            try:
+                return self._repo.store.get(oid)
+            except ObjectMissing:
+                if self._fallback() is None:
+                    raise
+        chunks = self._fallback()
+        assert chunks is not None
+        return chunks.fetch(oid)
+
+    def _fallback(self) -> RemoteChunks | None:
+        """Where chunks missing locally come from: the default remote, if there is one."""
+        if not self._fallback_known:
+            self._fallback_known = True
+            name = default_remote(self._repo)
+            if name is not None:
+                spec = remotes(self._repo)[name]
+                self._chunks = RemoteChunks(lambda: RemoteRepo(connect(spec, JOBS), None))
+        return self._chunks
+
+    # changing ------------------------------------------------------------------------
+
+    def add(self, paths: Iterable[PathArg], *, force: bool = False) -> workflow.AddReport:
+        """Stage files or directories, as ``dvfs add`` (paths from the repository's root).
+
+        Example::
+
+            repo.add(["data/train.csv", "data/images"])
+        """
+        root = self._writable()
+        args = [str(root / os.fspath(p)) for p in paths]  # an absolute path stays itself
+        with Workers(settings.threads()) as w:
+            return workflow.add(self._repo, args, w, _warn, force=force)
+
+    def commit(
+        self, message: str, *, params: dict[str, Any] | None = None, tag: str | None = None,
+        all: bool = False,
+    ) -> VersionInfo:  # fmt: skip
+        """Record the staged data as a new version, as ``dvfs commit`` (``all``: first
+        stage every modified or deleted tracked file, as ``-a``).
+
+        Example::
+
+            v = repo.commit("run 7", params={"lr": 3e-4, "layers": [64, 64]}, tag="run7")
+        """
+        self._writable()
+        if all:
+            with Workers(settings.threads()) as w:
+                workflow.stage_tracked_changes(self._repo, w, _warn)
+        made = workflow.commit(self._repo, message, params or {}, tag, _warn)
+        return self.versions(made.oid.hex(), limit=1)[0]
+
+    def _writable(self) -> Path:
+        if self._spec is not None:
+            raise UsageError(
+                f"{self._spec.url} is read in place and read-only: clone it "
+                "(vfs.Repo.clone) to add and commit"
+            )
+        return self._repo.root
+
+
+def _repo(repo: Repo | PathArg) -> Repo:
+    if isinstance(repo, Repo):
+        return repo
+    text = os.fspath(repo)
+    return Repo.remote(text) if "://" in text else Repo(text)
+
+
+def open(
+    path: PathArg, rev: str = "HEAD", repo: Repo | PathArg = ".", mode: str = "rb", *,
+    encoding: str | None = None, errors: str | None = None, newline: str | None = None,
+) -> IO[Any]:  # fmt: skip
+    """File ``path`` of version ``rev`` of ``repo`` (a :class:`Repo`, a directory, or
+    a remote URL read in place), as :meth:`Repo.open`.
+
+    Example::
+
+        with vfs.open("data/train.csv", rev="v3", repo=".") as f:
+            f.seek(1 << 20)
+            block = f.read(4096)
+    """
+    return _repo(repo).open(path, rev, mode, encoding=encoding, errors=errors, newline=newline)
+
+
+def read_bytes(path: PathArg, rev: str = "HEAD", repo: Repo | PathArg = ".") -> bytes:
+    """The content of file ``path`` of version ``rev`` of ``repo``."""
+    return _repo(repo).read_bytes(path, rev)
+
+
+def read_text(
+    path: PathArg, rev: str = "HEAD", repo: Repo | PathArg = ".",
+    encoding: str = "utf-8", errors: str = "strict",
+) -> str:  # fmt: skip
+    """The content of file ``path`` of version ``rev`` of ``repo``, decoded."""
+    return _repo(repo).read_text(path, rev, encoding, errors)
