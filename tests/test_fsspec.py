@@ -1,0 +1,134 @@
+"""``dvfs://`` through fsspec, with the readers people use: pandas and pyarrow.
+
+The repository of ``tests/api_support.py`` is made once for the module; fsspec finds
+the filesystem through the entry point the package installs, as it would for a user.
+The remote test pushes it to a real S3 server (SeaweedFS) and counts requests.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+
+import vfs
+from tests.api_support import Data, make_data
+from tests.cli_support import assert_ok, run
+from tests.s3server import S3Server
+from vfs.filesystem import DvfsFileSystem, ReadOnlyError
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
+    return make_data(tmp_path_factory.mktemp("fsspec") / "repo")
+
+
+def frame(content: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(content))
+
+
+def test_pandas_reads_a_version_through_the_url(data: Data) -> None:
+    options = {"repo": str(data.root)}
+    old = pd.read_csv("dvfs://v1@/data/train.csv", storage_options=options)
+    pd.testing.assert_frame_equal(old, frame(data.v1["data/train.csv"]))
+    head = pd.read_csv("dvfs://data/train.csv", storage_options=options)  # HEAD: v2
+    assert len(head) == 32_000
+    tagged = pd.read_csv("dvfs://first@/data/labels.csv", storage_options={"repo": data.repo})
+    assert list(tagged["label"]) == ["cat", "dog"]
+    with fsspec.open("dvfs:///data/train.csv", "rt", repo=str(data.root), rev="v1") as f:
+        assert f.readline() == "id,city,score\n"
+    assert type(fsspec.filesystem("dvfs", repo=str(data.root))) is DvfsFileSystem
+
+
+def test_pyarrow_reads_a_parquet_directory_of_a_version(data: Data) -> None:
+    fs = fsspec.filesystem("dvfs", repo=str(data.root), rev="v1")
+    table = ds.dataset("/data/parquet", format="parquet", filesystem=fs).to_table()
+    assert table.num_rows == 1500
+    assert sorted(table.column("id").to_pylist()) == list(range(1500))
+
+
+def test_ls_info_glob_find_and_ranges(data: Data) -> None:
+    fs = fsspec.filesystem("dvfs", repo=str(data.root), rev="v2")
+    assert fs.ls("/", detail=False) == ["/data", "/notes.txt"]
+    info = fs.info("dvfs://v2@/data/train.csv")
+    assert (info["name"], info["type"], info["size"]) == (
+        "/data/train.csv", "file", len(data.v2["data/train.csv"]),
+    )  # fmt: skip
+    assert fs.info("/data/link.csv")["destination"] == "labels.csv"
+    assert fs.info("/data")["type"] == "directory" and fs.isdir("/") and not fs.exists("/nope")
+    assert fs.glob("/data/*.csv") == ["/data/labels.csv", "/data/link.csv", "/data/train.csv"]
+    assert fs.glob("/**/*.parquet") == [
+        "/data/parquet/part-0.parquet", "/data/parquet/part-1.parquet",
+    ]  # fmt: skip
+    assert fs.find("/data/parquet") == fs.glob("/**/*.parquet")
+    files = fsspec.open_files("dvfs://v1@/data/*.csv", repo=str(data.root))
+    assert [f.path for f in files] == ["/data/labels.csv", "/data/link.csv", "/data/train.csv"]
+    with files[0] as f:
+        assert f.read() == data.v1["data/labels.csv"]
+    want = data.v2["data/train.csv"]
+    assert fs.cat_file("/data/train.csv", 1000, 1100) == want[1000:1100]
+    assert fs.cat_file("/data/train.csv", -50) == want[-50:]
+    assert fs.cat_file("/data/train.csv", start=len(want) + 10) == b""
+    with pytest.raises(FileNotFoundError, match=r"data/nope\.csv does not exist in v2"):
+        fs.cat_file("/data/nope.csv")
+
+
+def test_writes_are_refused_with_a_way_out(data: Data) -> None:
+    fs = fsspec.filesystem("dvfs", repo=str(data.root))
+    attempts: list[Callable[[], object]] = [
+        lambda: fs.open("/data/train.csv", "wb"), lambda: fs.pipe("/x.csv", b"1"),
+        lambda: fs.rm("/notes.txt"), lambda: fs.mkdir("/new"), lambda: fs.touch("/x"),
+        lambda: fs.mv("/notes.txt", "/n.txt"), lambda: fs.put(__file__, "/t.py"),
+    ]  # fmt: skip
+    for attempt in attempts:
+        with pytest.raises(ReadOnlyError, match=r"read-only .*repo\.add\(\) and repo\.commit\(\)"):
+            attempt()
+    with pytest.raises(PermissionError):
+        pd.DataFrame({"a": [1]}).to_csv("dvfs://out.csv", storage_options={"repo": str(data.root)})
+    assert vfs.Repo(data.root).versions()[0].number == 2  # nothing was recorded
+
+
+def test_a_url_and_an_option_naming_two_revisions_are_refused(data: Data) -> None:
+    fs = fsspec.filesystem("dvfs", repo=str(data.root), rev="v1")
+    assert fs.cat_file("first@/data/labels.csv") == data.v1["data/labels.csv"]  # the same version
+    with pytest.raises(ValueError, match="is in revision v2, but this dvfs filesystem reads v1"):
+        fs.cat_file("v2@/notes.txt")
+    with pytest.raises(vfs.RevisionNotFound):
+        pd.read_csv("dvfs://v7@/data/train.csv", storage_options={"repo": str(data.root)})
+
+
+@pytest.fixture(scope="module")
+def pushed(data: Data, s3_server: S3Server) -> Iterator[str]:
+    url = f"s3://{s3_server.make_bucket()}/ds"
+    keys = {"AWS_ACCESS_KEY_ID": s3_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}  # fmt: skip
+    assert_ok(run(data.root, "remote", "add", "origin", url,
+                  "--endpoint-url", s3_server.endpoint, "--local"))  # fmt: skip
+    assert_ok(run(data.root, "push", "--all", "--tags", env=keys))
+    yield url
+
+
+def test_a_remote_read_in_place_fetches_only_the_chunks_read(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    options = {"repo": pushed, "endpoint_url": s3_env.endpoint, "cache_dir": str(tmp_path)}
+    fs = fsspec.filesystem("dvfs", rev="main", **options)
+    assert fs.ls("/data/parquet", detail=False) == [
+        "/data/parquet/part-0.parquet", "/data/parquet/part-1.parquet",
+    ]  # fmt: skip
+    want = data.v2["data/train.csv"]
+    chunks = data.chunks("data/train.csv", "v2")
+    start = sum(c.size for c in chunks[:5])  # the sixth and seventh chunks exactly
+    end = start + chunks[5].size + chunks[6].size
+    before = fs.repo.requests
+    assert fs.cat_file("/data/train.csv", start, end) == want[start:end]
+    assert fs.repo.requests == before + 2
+    table = ds.dataset("/data/parquet", format="parquet", filesystem=fs).to_table()
+    assert table.num_rows == 1500
+    old = pd.read_csv("dvfs://v1@/data/train.csv", storage_options=options)
+    pd.testing.assert_frame_equal(old, frame(data.v1["data/train.csv"]))

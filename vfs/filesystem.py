@@ -1,0 +1,247 @@
+"""``dvfs://``: the files of one version as an fsspec filesystem, read-only.
+
+Any library that opens files through fsspec (pandas, pyarrow, dask, polars...) can
+read a version without checking it out; reads fetch only the chunks they touch.
+Installed with ``pip install 'dvfs[fsspec]'``, found by fsspec through the
+``fsspec.specs`` entry point; nothing else in dvfs imports this module.
+
+URL forms::
+
+    dvfs://data/train.csv             the file in HEAD of the repository around the
+    dvfs:///data/train.csv            current directory (both forms are the same)
+    dvfs://v3@/data/train.csv         ... in version v3 (any revision: main, a tag,
+                                      an id, HEAD~2), as dvfs's REV:PATH says
+    dvfs://feature/x@/data/train.csv  ... in the tip of branch feature/x
+
+Storage options (``storage_options=`` in pandas, keywords of ``fsspec.filesystem``):
+
+- ``repo``: the repository: a directory (default: the current one), a remote URL
+  (``s3://bucket/prefix``, ``file:///path``) read in place without cloning, or a
+  ``vfs.Repo``;
+- ``rev``: the revision when the URL names none (default ``HEAD``; for a remote, its
+  default branch). Give it one way: a URL's ``REV@/`` and a different ``rev=`` is an
+  error;
+- ``endpoint_url``: the S3 endpoint of a remote (MinIO, SeaweedFS, ...); ``cache_dir``:
+  where a remote's versions are kept (see ``vfs.api``).
+
+A revision sits at the start of the path, before ``@/``; a path that starts with
+``/`` names none, so ``dvfs:///odd@/x.csv`` reaches a directory called ``odd@``. The
+repository is never part of the URL: a repository is a directory or a remote URL,
+which a URL cannot hold unambiguously (fsspec's ``::`` chaining would hand the inner
+URL to a filesystem of its own, s3fs for ``s3://``). DVC's ``dvc://`` does the same
+(repository and revision as options); lakeFS puts both in the URL, its repositories
+being names on one server.
+
+The revision is resolved to a version when the filesystem is made, so every read of
+one filesystem sees the same version even if a branch moves meanwhile; instances are
+not cached (``cachable = False``), so each ``pandas.read_csv`` of ``dvfs://main@/...``
+reads the branch as it is then.
+
+Entries are named from the root with a leading ``/`` (``/data/train.csv``), so that a
+name read back never looks like a revision. ``info`` gives ``name``, ``type``
+(``file``, ``directory`` or ``link``), ``size``, ``mode``, ``mtime`` (seconds),
+``blake3`` (a file's content id) and ``destination`` (a link's target).
+
+Writes (``open(..., "wb")``, ``pipe``, ``put``, ``rm``, ``mkdir``, ``mv``, ``touch``)
+raise :class:`ReadOnlyError`: a version never changes; change files through a
+writable mount or a checkout, then ``dvfs add`` and ``dvfs commit`` (or
+``repo.add()`` and ``repo.commit()``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any, ClassVar
+
+from fsspec import AbstractFileSystem
+from fsspec.utils import stringify_path
+
+from vfs.api import FileInfo, Repo
+
+PROTOCOL = "dvfs"
+
+
+class ReadOnlyError(PermissionError):
+    """A write through ``dvfs://``, which reads versions only."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what}: dvfs:// is read-only (a version never changes); change files in a "
+            "checkout or a writable mount, then `dvfs add` and `dvfs commit` (or "
+            "repo.add() and repo.commit() in Python)"
+        )
+
+
+def split_rev(path: str) -> tuple[str | None, str]:
+    """(revision or None, the rest) of a path without the protocol (module docstring)."""
+    if path.startswith("/"):
+        return None, path
+    at = path.find("@/")
+    if at > 0:
+        return path[:at], path[at + 1 :]
+    if path.endswith("@") and "/" not in path and len(path) > 1:
+        return path[:-1], "/"
+    return None, path
+
+
+def _clean(path: str) -> str:
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return "/" + "/".join(parts)
+
+
+class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
+    """The files of one version of a dvfs repository, read-only (module docstring).
+
+    Example::
+
+        fs = fsspec.filesystem("dvfs", repo="/data/cats", rev="v3")
+        fs.ls("/images")
+        with fs.open("/labels.csv") as f:
+            ...
+    """
+
+    protocol: ClassVar[str] = PROTOCOL
+    root_marker: ClassVar[str] = "/"
+    cachable: ClassVar[bool] = False
+
+    def __init__(
+        self, repo: Repo | str | os.PathLike[str] | None = None, rev: str | None = None,
+        endpoint_url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+        **storage_options: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(**storage_options)
+        if isinstance(repo, Repo):
+            self.repo = repo
+        else:
+            where = os.fspath(repo) if repo is not None else "."
+            if "://" in where:
+                self.repo = Repo.remote(where, endpoint_url=endpoint_url, cache_dir=cache_dir)
+            else:
+                self.repo = Repo(where)
+        self.rev = rev or "HEAD"
+        self.version = self.repo.repository.history.resolve(self.rev)
+        self._at = self.version.hex()  # every read names the version, not the branch
+
+    # paths ---------------------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        text = stringify_path(path)
+        for prefix in (f"{PROTOCOL}://", f"{PROTOCOL}::"):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+        rev, rest = split_rev(text)
+        return f"{rev}@{_clean(rest)}" if rev is not None else _clean(rest)
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        text = path[len(PROTOCOL) + 3 :] if path.startswith(f"{PROTOCOL}://") else path
+        rev, _ = split_rev(text)
+        return {"rev": rev} if rev is not None else {}
+
+    def unstrip_protocol(self, name: str) -> str:
+        return f"{PROTOCOL}://{self._at[:12]}@{_clean(name)}"
+
+    def _path(self, path: Any) -> str:
+        """``path`` as a repository path (no leading ``/``), after checking its revision."""
+        rev, rest = split_rev(self._strip_protocol(path))
+        if (
+            rev is not None
+            and rev != self.rev
+            and self.repo.repository.history.resolve(rev) != self.version
+        ):
+            raise ValueError(
+                f"{path} is in revision {rev}, but this dvfs filesystem reads {self.rev}: "
+                f"make one with rev={rev!r}"
+            )
+        return rest.lstrip("/")
+
+    # reading -------------------------------------------------------------------------
+
+    def _entry(self, f: FileInfo) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": _clean(f.path),
+            "type": {"dir": "directory"}.get(f.type, f.type),
+            "size": 0 if f.type == "dir" else f.size,
+            "mode": f.mode,
+            "mtime": f.mtime.timestamp(),
+        }
+        if f.hash is not None:
+            out["blake3"] = f.hash
+        if f.target is not None:
+            out["destination"] = f.target
+        return out
+
+    def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
+        """Entries of a directory (or the file itself), named from the root."""
+        rows = [self._entry(f) for f in self.repo.ls(self._at, self._path(path))]
+        return rows if detail else [r["name"] for r in rows]
+
+    def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
+        return self._entry(self.repo.info(self._path(path), self._at))
+
+    def glob(self, path: Any, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        return super().glob(_clean(self._path(path)), maxdepth=maxdepth, **kwargs)
+
+    def _open(
+        self, path: Any, mode: str = "rb", block_size: int | None = None,
+        autocommit: bool = True, cache_options: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        if mode != "rb":
+            raise ReadOnlyError(f"open({path!r}, {mode!r})")
+        return self.repo.open(self._path(path), self._at, "rb")
+
+    def cat_file(
+        self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        """The file's bytes [start, end) (negative: from the end); only the chunks the
+        range lies in are read."""
+        f = self.repo.file(self._path(path), self._at)
+        with f:
+            size = f.size
+            lo = 0 if start is None else (max(0, size + start) if start < 0 else start)
+            hi = size if end is None else (max(0, size + end) if end < 0 else end)
+            return f.pread(lo, hi)
+
+    def modified(self, path: Any) -> dt.datetime:
+        return self.repo.info(self._path(path), self._at).mtime
+
+    def checksum(self, path: Any) -> int:
+        """A file's content id (its first 64 bits); another entry's fields, hashed."""
+        f = self.repo.info(self._path(path), self._at)
+        return int(f.hash[:16], 16) if f.hash else hash((f.path, f.type, f.size, f.target))
+
+    # writing: refused ------------------------------------------------------------------
+
+    def pipe_file(self, path: Any, value: Any, mode: str = "overwrite", **kwargs: Any) -> None:
+        raise ReadOnlyError(f"pipe({path!r})")
+
+    def put_file(self, lpath: Any, rpath: Any, callback: Any = None, **kwargs: Any) -> None:
+        raise ReadOnlyError(f"put({lpath!r}, {rpath!r})")
+
+    def cp_file(self, path1: Any, path2: Any, **kwargs: Any) -> None:
+        raise ReadOnlyError(f"copy({path1!r}, {path2!r})")
+
+    def mv(self, path1: Any, path2: Any, *args: Any, **kwargs: Any) -> None:
+        raise ReadOnlyError(f"mv({path1!r}, {path2!r})")
+
+    def rm_file(self, path: Any) -> None:
+        raise ReadOnlyError(f"rm({path!r})")
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        raise ReadOnlyError(f"rm({path!r})")
+
+    def mkdir(self, path: Any, create_parents: bool = True, **kwargs: Any) -> None:
+        raise ReadOnlyError(f"mkdir({path!r})")
+
+    def makedirs(self, path: Any, exist_ok: bool = False) -> None:
+        raise ReadOnlyError(f"makedirs({path!r})")
+
+    def rmdir(self, path: Any) -> None:
+        raise ReadOnlyError(f"rmdir({path!r})")
+
+    def touch(self, path: Any, truncate: bool = True, **kwargs: Any) -> None:
+        raise ReadOnlyError(f"touch({path!r})")
