@@ -21,6 +21,7 @@ import pytest
 from tests.s3server import S3Server
 from vfs.backends import (
     Backend,
+    LimitedBackend,
     LocalBackend,
     RetryingBackend,
     open_backend,
@@ -339,6 +340,11 @@ def test_open_backend_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert remote.url == "s3://bucket/some/prefix at http://127.0.0.1:9"
     plain = open_backend("s3://bucket", endpoint_url="http://127.0.0.1:9", retry=False)
     assert isinstance(plain, S3Backend)
+    # a call waiting out a back-off holds none of the concurrency slots
+    limited = open_backend("s3://bucket", endpoint_url="http://127.0.0.1:9", jobs=4)
+    assert isinstance(limited, RetryingBackend) and isinstance(limited.inner, LimitedBackend)
+    assert isinstance(limited.inner.inner, S3Backend)
+    assert isinstance(open_backend("here", jobs=2), LimitedBackend)
     for endpoint in ("http://u:pw@127.0.0.1:9", "http://pw@127.0.0.1:9"):  # never from a URL
         with pytest.raises(UsageError, match="user name or password") as info:
             open_backend("s3://bucket", endpoint_url=endpoint, retry=False)

@@ -63,7 +63,6 @@ import msgpack
 
 from vfs.backends import (
     Backend,
-    LimitedBackend,
     ObjectInfo,
     open_backend,
     redact_url,
@@ -648,5 +647,6 @@ def connect(spec: RemoteSpec, jobs: int, *, create: bool = False) -> Meter:
         region=spec.region,
         profile=spec.profile,
         create=create,
+        jobs=jobs,
     )
-    return Meter(LimitedBackend(backend, max(1, jobs)))
+    return Meter(backend)

@@ -60,21 +60,24 @@ def open_backend(
     profile: str | None = None,
     retry: bool = True,
     create: bool = False,
+    jobs: int | None = None,
 ) -> Backend:
     """Open the backend a remote URL names.
 
     ``s3://bucket/prefix`` opens S3 (``endpoint_url``, ``region`` and ``profile`` apply
     to it alone), wrapped in ``RetryingBackend`` unless ``retry`` is false; the bucket
     must exist. ``file:///abs/path`` or a plain path opens a local directory, which
-    must exist unless ``create`` is true. Local directories are not wrapped: they
-    never raise the one error worth retrying. A bad URL raises ``UsageError``.
+    must exist unless ``create`` is true. Local directories are not retried: they
+    never raise the one error worth retrying. With ``jobs``, at most that many calls
+    run at once (``LimitedBackend``), below the retries so that a call waiting out a
+    back-off holds no slot. A bad URL raises ``UsageError``.
     """
     if not url:
         raise UsageError(f"empty remote URL: {_FORMS}")
     refuse_credentials(url, "the remote URL")
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return LocalBackend(Path(url).expanduser(), create=create)
+        return _limited(LocalBackend(Path(url).expanduser(), create=create), jobs)
     scheme = scheme.lower()
     if scheme == "file":
         parts = urlsplit(url)
@@ -82,7 +85,7 @@ def open_backend(
         extra = parts.query or parts.fragment
         if parts.netloc not in ("", "localhost") or not path.startswith("/") or extra:
             raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
-        return LocalBackend(Path(path), create=create)
+        return _limited(LocalBackend(Path(path), create=create), jobs)
     if scheme == "s3":
         bucket, _, prefix = rest.partition("/")
         if not valid_bucket(bucket):
@@ -105,13 +108,17 @@ def open_backend(
                 bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
             )
         if not retry:
-            return backend
+            return _limited(backend, jobs)
         return RetryingBackend(
-            backend,
+            _limited(backend, jobs),
             attempts=settings.retry_attempts(),
             deadline=settings.retry_deadline(),
         )
     raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
+
+
+def _limited(backend: Backend, jobs: int | None) -> Backend:
+    return backend if jobs is None else LimitedBackend(backend, max(1, jobs))
 
 
 def preconnect(url: str, endpoint_url: str | None = None) -> None:
