@@ -4,7 +4,11 @@ log --oneline, diff --name-only, remote alone, rm -r, show REV:PATH.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.cli_support import (
     Repo,
@@ -14,6 +18,8 @@ from tests.cli_support import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from vfs.errors import UsageError
+from vfs.gitlink import parse_lock
 
 
 def two_files(repo: Repo) -> None:
@@ -129,3 +135,16 @@ def test_the_lock_file_keeps_branch_names_that_look_like_values(make_repo: RepoF
         assert repo.ok("checkout", "--lock").out.startswith(f"v1 (on branch {name})"), name
         assert repo.status()["branch"] == name and repo.status()["detached"] is None
     repo.fsck_clean()
+
+
+def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_O() -> None:
+    bad = [b"- a\n", b"branch: main\nversion: 3\nid: ab\n", b"branch: main\nversion: v3\n"]
+    for raw in bad:
+        with pytest.raises(UsageError, match="does not name a version"):
+            parse_lock(raw, "dvfs.lock")
+    script = (  # assertions are switched off by -O: the checks must not be assertions
+        "from vfs.gitlink import parse_lock\nfrom vfs.errors import UsageError\n"
+        "try:\n    parse_lock(b'- a\\n', 'dvfs.lock')\nexcept UsageError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True)
+    assert "does not name a version" in out.stdout, out.stderr

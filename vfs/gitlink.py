@@ -203,11 +203,13 @@ def parse_lock(raw: bytes, where: str) -> LockPointer:
     except yaml.YAMLError:
         raise UsageError(f"{where} is not readable YAML: restore it from git") from None
     try:
-        assert isinstance(rec, dict)
+        if not isinstance(rec, dict):
+            raise ValueError("not a mapping")
         version = str(rec["version"])
-        assert version.startswith("v")
+        if not version.startswith("v"):
+            raise ValueError("not a version number")
         return LockPointer(str(rec["branch"]), int(version[1:]), from_hex(str(rec["id"])))
-    except (AssertionError, KeyError, ValueError):
+    except (KeyError, ValueError):
         raise UsageError(
             f"{where} does not name a version (needs branch, version and id): restore it from git"
         ) from None
