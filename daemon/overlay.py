@@ -20,20 +20,28 @@ counter from ``inodes.UPPER_FIRST`` up and kept in ``state``, so a node recorded
 the journal keeps its number across remounts.
 
 Journal records (msgpack arrays; each is an assignment, so replaying one already
-applied changes nothing)::
+applied changes nothing). Format 2 (``state`` says which; format 1 journals, whose
+``N`` records end at ``target``, are replayed with the daemon's owner and times equal
+to the mtime)::
 
-    ["N", nid, kind, mode, mtime_ns, origin|nil, entry|nil, upper, target|nil]
+    ["N", nid, kind, mode, mtime_ns, origin|nil, entry|nil, upper, target|nil,
+     uid, gid, atime_ns, ctime_ns, special, rdev]
         what node ``nid`` is: ``entry`` is its base entry (a directory's base tree,
         a file's chunks), ``upper`` says its content is ``data/<nid>``, ``origin``
-        its path in the base version (nil for a node made through the mount)
+        its path in the base version (nil for a node made through the mount);
+        ``mode`` holds the setuid, setgid and sticky bits too; ``special`` is the
+        file type of a FIFO, socket or device (0 for anything else) and ``rdev`` a
+        device's number (``daemon.attrs``)
     ["L", dir nid, name, nid]    the name now means node ``nid`` in that directory
+                                 (a file named twice is a hard link)
     ["U", dir nid, name]         the name is gone from that directory
     ["S", version id]            a snapshot of this working tree is being recorded
 
 A change touches only the nodes on the path to it: before a name changes in a
 directory, that directory and its ancestors are recorded (``N`` and ``L``) once.
 Data is never journaled: a write goes straight to ``data/<nid>``, and an upper
-file's size and mtime are read back from it on replay. Records are appended with one
+file's size and mtime (and its ctime, if later than the recorded one) are read back
+from it on replay. Records are appended with one
 ``write`` each, so a killed daemon loses nothing it acknowledged; ``fsync`` of any
 file also syncs the journal, so what was fsynced survives a power cut too. A torn
 last record (a crash mid-append, a full disk) is cut off.
@@ -61,15 +69,17 @@ from typing import Any
 import msgpack
 
 from daemon import inodes
+from daemon.attrs import MODE_BITS, SPECIAL
 from vfs import DvfsError, Entry, Kind, MountError, Tree, private_dir
-from vfs.codec import decode_tree, encode_tree
+from vfs.codec import PERM_BITS, decode_tree, encode_tree
 from vfs.durable import fsync_dir, write_atomic
 from vfs.lock import claim_for_life
 from vfs.names import VERSIONS_DIR, any_reserved, is_reserved
 
-FORMAT = 1
+FORMAT = 2  # of state and journal; format 1 is still read
+READ_FORMATS = (1, 2)
 log = logging.getLogger(__name__)
-_PERM = 0o777  # no setuid, setgid or sticky bit: versions record permissions only
+_PERM = PERM_BITS  # what versions record of a mode: no setuid, setgid or sticky bit
 _NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 SPARES = 256  # empty files kept ready for new files (see Spares)
 TRASH_WAIT = 2.0  # seconds an unmount waits for trash removal (see Overlay.close)
@@ -85,10 +95,13 @@ class WNode:
     """One file, directory or symbolic link of the working tree.
 
     ``entry`` is the base entry the node came from (None for a node made through the
-    mount). ``upper``: a file whose content is ``data/<nid>``. ``changed``: its mode
-    or times differ from ``entry`` (content changes make it ``upper`` instead).
-    ``dirty``: a directory with a change at or below it. ``origin`` is the node's
-    path in the base version, which is how renames are told apart from additions.
+    mount). ``upper``: a file whose content is ``data/<nid>``. ``changed``: what a
+    version records of it (permission bits, mtime) differs from ``entry`` (content
+    changes make it ``upper`` instead). ``dirty``: a directory with a change at or
+    below it. ``origin`` is the node's path in the base version, which is how
+    renames are told apart from additions. ``parent`` and ``name`` are its first
+    name; a file with hard links has its other names in ``links``. A FIFO, socket
+    or device has kind FILE, its file type in ``special``, and is never upper.
     """
 
     nid: int
@@ -111,6 +124,23 @@ class WNode:
     lookups: int = 0  # the kernel's references
     opens: int = 0  # open file handles
     fd: int = -1  # data/<nid>, while open or while written
+    uid: int = 0
+    gid: int = 0
+    atime_ns: int = 0
+    ctime_ns: int = 0
+    special: int = 0  # stat.S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK (daemon.attrs.SPECIAL)
+    rdev: int = 0
+    links: list[tuple[WNode, bytes]] | None = None  # its other (directory, name)s
+
+    @property
+    def nlink(self) -> int:
+        """Its names (1 for a directory: "unknown", as for versions' directories)."""
+        return 1 + len(self.links or ())
+
+    def names(self) -> list[tuple[WNode, bytes]]:
+        """Every (directory, name) it has (none once unlinked)."""
+        first = [] if self.parent is None else [(self.parent, self.name)]
+        return first + list(self.links or ())
 
     @property
     def is_dir(self) -> bool:
@@ -151,6 +181,7 @@ def work_dir_name(branch: str) -> str:
 
 
 Defs = dict[int, list[Any]]  # node id -> its last N record
+N_FIELDS = 15  # of a format 2 N record (format 1: 9)
 Names = dict[int, dict[bytes, int | None]]  # dir id -> name -> node id (None: removed)
 
 
@@ -162,7 +193,7 @@ def fold(records: list[list[Any]]) -> tuple[Defs, Names] | None:
     over: Names = {inodes.ROOT: {}}
     for rec in records:
         tag = rec[0]
-        if tag == "N" and len(rec) == 9:
+        if tag == "N" and len(rec) in (9, N_FIELDS):
             defs[rec[1]] = rec
             over.setdefault(rec[1], {})
         elif tag == "L" and len(rec) == 4:
@@ -313,9 +344,15 @@ class Overlay:
     """The working tree: its nodes, its work directory, and every change to them."""
 
     def __init__(
-        self, work: Path, head: bytes | None, root_of: Callable[[bytes | None], Entry | None]
+        self,
+        work: Path,
+        head: bytes | None,
+        root_of: Callable[[bytes | None], Entry | None],
+        lock_fd: int | None = None,
     ) -> None:
         """Open (or create) the work directory ``work``; the branch is at ``head``.
+
+        ``lock_fd``: its lock, already held (``lock_work``); else it is taken here.
 
         ``root_of`` gives an entry for a version's root tree (None for no version).
         A new work directory starts clean over ``head``. One left by an earlier mount
@@ -327,7 +364,8 @@ class Overlay:
         self.data = work / "data"
         private_dir(self.work, tighten=True)  # its journal names files that may be private
         private_dir(self.data, tighten=True)
-        self._lock_fd = _lock(work)
+        self._lock_fd = lock_work(work) if lock_fd is None else lock_fd
+        self.uid, self.gid = os.getuid(), os.getgid()  # who owns what versions hold
         self.nodes: dict[int, WNode] = {}
         self.on_change: Callable[[WNode], None] = lambda node: None
         self._spares: Spares | None = None  # started by the first new file
@@ -370,7 +408,7 @@ class Overlay:
             st = msgpack.unpackb(raw, raw=False)
             ok = (
                 isinstance(st, dict)
-                and st.get("format") == FORMAT
+                and st.get("format") in READ_FORMATS
                 and (st.get("base") is None or isinstance(st.get("base"), bytes))
                 and isinstance(st.get("gen"), int)
                 and isinstance(st.get("next"), int)
@@ -392,6 +430,7 @@ class Overlay:
         mode = 0o755
         mtime = base_root.mtime_ns if base_root is not None else time.time_ns()
         root = WNode(inodes.ROOT, Kind.DIR, mode, mtime, entry=base_root, origin=b"")
+        root.uid, root.gid = self.uid, self.gid
         root.recorded = True
         if base_root is None:
             root.kids = {}
@@ -437,6 +476,12 @@ class Overlay:
             raise OverlayError(f"the journal {self.journal.path} holds a bad record")
         defs, over = folded
         self.next = max([self.next, *(nid + 1 for nid in defs)])
+        if inodes.ROOT in defs:  # MNT's own attributes were changed
+            top = self._node_of(defs[inodes.ROOT])
+            if top is not None:
+                r = self.root
+                r.mode, r.mtime_ns, r.uid, r.gid = top.mode, top.mtime_ns, top.uid, top.gid
+                r.atime_ns, r.ctime_ns = top.atime_ns, top.ctime_ns
         built: dict[int, WNode] = {inodes.ROOT: self.root}
         todo = [inodes.ROOT]
         while todo:
@@ -446,8 +491,15 @@ class Overlay:
                 if kid_nid is None:
                     node.pending[name] = None
                     continue
-                if kid_nid in built or kid_nid not in defs:
-                    continue  # a loop or an undefined node: ignore the name
+                if kid_nid not in defs:
+                    continue  # an undefined node: ignore the name
+                if kid_nid in built:
+                    named = built[kid_nid]
+                    if named.is_dir or named is self.root:
+                        continue  # a loop: ignore the name
+                    named.links = [*(named.links or ()), (node, name)]  # a hard link
+                    node.pending[name] = named
+                    continue
                 kid = self._node_of(defs[kid_nid])
                 if kid is None:
                     node.pending[name] = None
@@ -470,11 +522,19 @@ class Overlay:
         self._drop_strays(built)
 
     def _node_of(self, rec: list[Any]) -> WNode | None:
-        _, nid, kind, mode, mtime, origin, entry, upper, target = rec
+        _, nid, kind, mode, mtime, origin, entry, upper, target = rec[:9]
         node = WNode(
-            nid, Kind(kind), mode & _PERM, mtime, entry=_decode_entry(entry), origin=origin,
-            upper=bool(upper), target=target or b"", recorded=True,
+            nid, Kind(kind), mode & MODE_BITS, mtime, entry=_decode_entry(entry),
+            origin=origin, upper=bool(upper), target=target or b"", recorded=True,
         )  # fmt: skip
+        if len(rec) == N_FIELDS:
+            extra = rec[9:]
+            if not all(isinstance(x, int) for x in extra) or extra[4] not in (0, *SPECIAL):
+                log.error("node %d of the journal has bad attributes: dropped", nid)
+                return None
+            node.uid, node.gid, node.atime_ns, node.ctime_ns, node.special, node.rdev = extra
+        else:  # format 1: the daemon's owner, times as the mtime
+            node.uid, node.gid = self.uid, self.gid
         if node.kind == Kind.DIR and node.entry is None:
             node.kids = {}
         elif node.kind == Kind.SYMLINK:
@@ -486,10 +546,11 @@ class Overlay:
                 log.error("%s is missing: file %d of the working tree is dropped", rec[1], nid)
                 return None
             node.size, node.mtime_ns = st.st_size, st.st_mtime_ns
+            node.ctime_ns = max(node.ctime_ns, st.st_ctime_ns)
         elif node.entry is not None:
             node.size = node.entry.size
         node.changed = not node.upper and (
-            node.entry is None or (node.mode, node.mtime_ns) != _attrs_of(node.entry)
+            node.entry is None or _versioned(node) != _attrs_of(node.entry)
         )
         return node
 
@@ -567,6 +628,7 @@ class Overlay:
         mode, mtime = _attrs_of(e)
         node = WNode(self.new_nid(), e.kind, mode, mtime, size=e.size, entry=e, origin=origin)
         node.target = e.target
+        node.uid, node.gid = self.uid, self.gid
         node.parent, node.name = parent, e.name
         self.nodes[node.nid] = node
         return node
@@ -575,10 +637,22 @@ class Overlay:
 
     def _def_record(self, n: WNode) -> list[Any]:
         target = n.target if n.kind == Kind.SYMLINK else None
+        entry = None if n is self.root else n.entry  # MNT's is the base's root (in state)
         return [
             "N", n.nid, int(n.kind), n.mode, n.mtime_ns, n.origin,
-            _encode_entry(n.entry), n.upper, target,
+            _encode_entry(entry), n.upper, target,
+            n.uid, n.gid, n.atime_ns, n.ctime_ns, n.special, n.rdev,
         ]  # fmt: skip
+
+    def _dir_records(self, dirs: list[WNode]) -> list[list[Any]]:
+        """Names change in ``dirs``: their mtime and ctime are now, and the records that
+        make them known with those times (a remount shows them, as a disk would)."""
+        now = time.time_ns()
+        out: list[list[Any]] = []
+        for d in dirs:
+            d.mtime_ns = d.ctime_ns = now
+            out += self._path_records(d) if not d.recorded else [self._def_record(d)]
+        return out
 
     def _path_records(self, d: WNode) -> list[list[Any]]:
         """Records that make ``d`` and its ancestors known to the journal."""
@@ -595,13 +669,29 @@ class Overlay:
         return out
 
     def _commit(self, records: list[list[Any]], touched: list[WNode]) -> None:
-        """Append ``records``; then mark what they recorded."""
-        self.journal.append(*records)
+        """Append ``records``; then mark what they recorded.
+
+        On a full disk the records that only give a recorded directory its new times
+        are left out, so that unlinking still frees room (the times are then lost at
+        the next mount, not the change).
+        """
+        try:
+            self.journal.append(*records)
+        except OSError as exc:
+            needed = [r for r in records if not self._times_only(r)]
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or len(needed) == len(records):
+                raise
+            self.journal.append(*needed)
         for rec in records:
             if rec[0] == "N":
                 self.nodes[rec[1]].recorded = True
         for n in touched:
             self._mark_dirty(n)
+
+    def _times_only(self, rec: list[Any]) -> bool:
+        """True for a record that redefines a directory the journal knows already."""
+        n = self.nodes.get(rec[1]) if rec[0] == "N" else None
+        return n is not None and n.recorded and n.is_dir
 
     def _mark_dirty(self, d: WNode | None) -> None:
         while d is not None and not d.dirty:
@@ -621,7 +711,7 @@ class Overlay:
     def attach(self, d: WNode, name: bytes, n: WNode) -> WNode | None:
         """Put a new node ``n`` at ``name`` in ``d``; return the node it replaced."""
         assert d.kids is not None
-        recs = self._path_records(d)
+        recs = self._dir_records([d])
         recs.append(self._def_record(n))
         recs.append(["L", d.nid, name, n.nid])
         self.nodes[n.nid] = n
@@ -634,38 +724,66 @@ class Overlay:
         n.parent, n.name = d, name
         d.kids[name] = n
         if old is not None:
-            self._detach(old)
+            self._unname(old, d, name)
         return old
+
+    def link(self, n: WNode, d: WNode, name: bytes) -> None:
+        """A hard link: ``n`` (not a directory) is also ``name`` in ``d`` (a free name)."""
+        assert d.kids is not None and n.parent is not None and not n.is_dir
+        recs = self._path_records(n.parent) + self._dir_records([d])
+        n.ctime_ns = d.ctime_ns
+        recs.append(self._def_record(n))
+        if not n.recorded:  # its first name, made known with the node
+            recs.append(["L", n.parent.nid, n.name, n.nid])
+        recs.append(["L", d.nid, name, n.nid])
+        self._commit(recs, [n.parent, d])
+        d.kids[name] = n
+        n.links = [*(n.links or ()), (d, name)]
+        self.on_change(n)
 
     def remove(self, d: WNode, name: bytes) -> WNode:
         """Remove ``name`` from ``d``; return the node (its data goes once unused)."""
         assert d.kids is not None
         n = d.kids[name]
-        recs = self._path_records(d)
+        recs = self._dir_records([d])
         recs.append(["U", d.nid, name])
         self._commit(recs, [d])
         del d.kids[name]
-        self._detach(n)
+        self._unname(n, d, name)
         return n
 
     def move(self, src: WNode, name: bytes, dst: WNode, new: bytes) -> WNode | None:
         """Rename ``src/name`` to ``dst/new``; return the node it replaced, if any."""
         assert src.kids is not None and dst.kids is not None
         n = src.kids[name]
-        recs = self._path_records(src) + self._path_records(dst)
-        if not n.recorded:
-            recs.append(self._def_record(n))
+        recs = self._dir_records([src] if src is dst else [src, dst])
+        n.ctime_ns = src.ctime_ns
+        recs.append(self._def_record(n))
         recs.append(["U", src.nid, name])
         recs.append(["L", dst.nid, new, n.nid])
         self._commit(recs, [src, dst])
         old = dst.kids.get(new)
         del src.kids[name]
         dst.kids[new] = n
-        n.parent, n.name = dst, new
+        if n.parent is src and n.name == name:
+            n.parent, n.name = dst, new
+        else:  # another of its names
+            n.links = [(dst, new) if (p is src and m == name) else (p, m) for p, m in n.links or ()]
         if old is not None and old is not n:
-            self._detach(old)
+            self._unname(old, dst, new)
         self.on_change(n)
         return old
+
+    def _unname(self, n: WNode, d: WNode, name: bytes) -> None:
+        """``n`` lost its name ``name`` in ``d``; it leaves the tree with its last name."""
+        if n.links and n.parent is d and n.name == name:
+            n.parent, n.name = n.links.pop(0)
+        elif n.links:
+            n.links = [(p, m) for p, m in n.links if not (p is d and m == name)]
+        else:
+            self._detach(n)
+            return
+        n.ctime_ns = time.time_ns()
 
     def _detach(self, n: WNode) -> None:
         """``n`` left the tree: forget it (and its data) once nothing holds it."""
@@ -736,9 +854,16 @@ class Overlay:
             n.fd = os.open(self.data_path(n), os.O_RDWR | os.O_CLOEXEC)
         return n.fd
 
-    def create_file(self, d: WNode, name: bytes, mode: int) -> WNode:
+    def _new(self, kind: Kind, mode: int, owner: tuple[int, int], **kw: Any) -> WNode:
+        """A node made through the mount, owned by ``owner`` (uid, gid), times now."""
+        now = time.time_ns()
+        n = WNode(self.new_nid(), kind, mode & MODE_BITS, now, atime_ns=now, ctime_ns=now, **kw)
+        n.uid, n.gid = owner
+        return n
+
+    def create_file(self, d: WNode, name: bytes, mode: int, owner: tuple[int, int]) -> WNode:
         """A new empty file ``name`` in ``d`` (replacing what was there)."""
-        n = WNode(self.new_nid(), Kind.FILE, mode & _PERM, time.time_ns(), upper=True)
+        n = self._new(Kind.FILE, mode, owner, upper=True)
         fd = self._new_data(n)
         n.fd = fd
         try:
@@ -803,33 +928,54 @@ class Overlay:
                 os.close(n.fd)
             n.fd = -1
 
-    def mkdir(self, d: WNode, name: bytes, mode: int) -> WNode:
+    def mkdir(self, d: WNode, name: bytes, mode: int, owner: tuple[int, int]) -> WNode:
         """A new empty directory."""
-        n = WNode(self.new_nid(), Kind.DIR, mode & _PERM, time.time_ns(), kids={})
+        n = self._new(Kind.DIR, mode, owner, kids={})
         n.dirty = True
         self.attach(d, name, n)
         return n
 
-    def symlink(self, d: WNode, name: bytes, target: bytes) -> WNode:
+    def symlink(self, d: WNode, name: bytes, target: bytes, owner: tuple[int, int]) -> WNode:
         """A new symbolic link."""
-        n = WNode(self.new_nid(), Kind.SYMLINK, 0o777, time.time_ns(), size=len(target))
+        n = self._new(Kind.SYMLINK, 0o777, owner, size=len(target))
         n.target = target
         self.attach(d, name, n)
         return n
 
-    def set_attrs(self, n: WNode, mode: int | None, mtime_ns: int | None) -> None:
-        """chmod / utimens: an upper file keeps them on its data file, others in the journal."""
+    def special(self, d: WNode, name: bytes, mode: int, rdev: int, owner: tuple[int, int]) -> WNode:
+        """A new FIFO, socket or device node (``mode`` holds its type): kept, never versioned."""
+        n = self._new(Kind.FILE, stat.S_IMODE(mode), owner, special=stat.S_IFMT(mode), rdev=rdev)
+        self.attach(d, name, n)
+        return n
+
+    def set_attrs(
+        self,
+        n: WNode,
+        *,
+        mode: int | None = None,
+        mtime_ns: int | None = None,
+        atime_ns: int | None = None,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        """chmod, chown, utimens (ctime is now): kept in the journal; an upper file's
+        mtime on its data file too, which replay reads."""
         if mode is not None:
-            n.mode = mode & _PERM
+            n.mode = mode & MODE_BITS
+        if owner is not None:
+            n.uid, n.gid = owner
+        if atime_ns is not None:
+            n.atime_ns = atime_ns
         if mtime_ns is not None:
             n.mtime_ns = mtime_ns
             if n.upper:
                 os.utime(self.open_data(n), ns=(mtime_ns, mtime_ns))
-        if n.parent is None:
-            return  # the root or an unlinked node: nothing to record
-        if n.upper and mode is None:
+        n.ctime_ns = time.time_ns()
+        if n is self.root:
+            self._commit([self._def_record(n)], [])
             return
-        n.changed = n.entry is None or (n.mode, n.mtime_ns) != _attrs_of(n.entry)
+        if n.parent is None:
+            return  # an unlinked node: nothing to record
+        n.changed = not n.upper and (n.entry is None or _versioned(n) != _attrs_of(n.entry))
         self.record_node(n)
 
     def sync(self, n: WNode | None, data_only: bool) -> None:
@@ -911,6 +1057,40 @@ class Overlay:
             if n.parent is not None:
                 self.record_node(n)
         self._reset_origins(self.root)
+        self._record_beyond_base()
+
+    def _record_beyond_base(self) -> None:
+        """After a rebase, record again (in one append) what no version shows: owners,
+        modes beyond the permission bits, hard links, FIFOs, sockets and devices.
+
+        Not times: after a remount, atime and ctime show the mtime, and a directory the
+        mtime its version gives it, as after a checkout (recording every directory a
+        snapshot touched would keep its children in memory for good: see ``prune``).
+        """
+        recs: list[list[Any]] = []
+        touched: list[WNode] = []
+        for n in list(self.nodes.values()):
+            if n.parent is None and n is not self.root:
+                continue
+            beyond = (n.uid, n.gid) != (self.uid, self.gid) or n.special or n.links
+            if not beyond and (n.entry is None or n.mode == _attrs_of(n.entry)[0]):
+                continue
+            if n is self.root:
+                recs.append(self._def_record(n))
+                continue
+            for d, _ in n.names():
+                for rec in self._path_records(d):
+                    recs.append(rec)
+                    if rec[0] == "N":
+                        self.nodes[rec[1]].recorded = True
+                touched.append(d)
+            recs.append(self._def_record(n))
+            n.recorded = True
+            recs.extend(["L", d.nid, name, n.nid] for d, name in n.names())
+        if recs:
+            self.journal.append(*recs)
+        for d in touched:
+            self._mark_dirty(d)
 
     def _clear_data(self, keep: Mapping[int, WNode]) -> None:
         """Empty ``data/`` but for the files of ``keep``, without waiting for the disk.
@@ -976,7 +1156,8 @@ class Overlay:
         while todo:
             d = todo.pop()
             for name, kid in (d.kids or {}).items():
-                kid.origin = _join(d.origin or b"", name)
+                if kid.parent is d and kid.name == name:  # a hard link's first name
+                    kid.origin = _join(d.origin or b"", name)
                 if kid.is_dir:
                     todo.append(kid)
 
@@ -1000,16 +1181,16 @@ class Overlay:
         return sorted(out)
 
     def changed_files(self) -> list[WNode]:
-        """Every upper file of the working tree (what a snapshot hashes)."""
-        out: list[WNode] = []
+        """Every upper file of the working tree (what a snapshot hashes), once each."""
+        out: dict[int, WNode] = {}
         todo = [self.root] if self.root.dirty else []
         while todo:
             for kid in (todo.pop().kids or {}).values():
                 if kid.is_dir and kid.dirty:
                     todo.append(kid)
                 elif kid.upper and kid.kind == Kind.FILE:
-                    out.append(kid)
-        return out
+                    out[kid.nid] = kid
+        return list(out.values())
 
     def unloaded_dirty(self) -> list[WNode]:
         """Dirty directories whose children are not loaded yet (replayed changes)."""
@@ -1028,11 +1209,13 @@ class Overlay:
     def status(
         self, trees: Mapping[bytes, Tree] | None = None, missing: set[bytes] | None = None
     ) -> dict[str, list[Any]]:
-        """Pending changes: added, modified, deleted and renamed paths.
+        """Pending changes: added, modified, deleted and renamed paths, and what no
+        version may hold (FIFOs, sockets, devices, reserved names: ``unversionable``).
 
         Read from the changed part of the tree only (call when ``unloaded_dirty`` is
         empty). A directory that was added, deleted or renamed is one line ending in
-        "/"; a renamed file whose content also changed is listed in both. A directory
+        "/"; a renamed file whose content also changed is listed in both; a hard
+        link's other names are added files. A directory
         made where the base version had one is compared with that one's tree, taken
         from ``trees``; the ids of those not there are added to ``missing`` (then call
         again with them).
@@ -1043,6 +1226,7 @@ class Overlay:
         renamed: list[list[str]] = []
         seen: set[bytes] = set()
         gone: list[tuple[bytes, Entry]] = []
+        odd: list[str] = [os.fsdecode(p) for p in self.reserved_paths()]
 
         def show(p: bytes, n: WNode | Entry) -> str:
             return os.fsdecode(p) + ("/" if n.kind == Kind.DIR else "")
@@ -1052,20 +1236,20 @@ class Overlay:
         # the directory of the base version it stands for (base tree and origin; a
         # new directory made in place of one stands for that one), in_added (below
         # an added directory, whose one line covers the new nodes in it), and the
-        # iterator over its children.
-        Frame = tuple[bytes, Tree | None, bytes | None, bool, Iterator[tuple[bytes, WNode]]]
+        # iterator over its children, and the directory itself.
+        Frame = tuple[bytes, Tree | None, bytes | None, bool, Iterator[tuple[bytes, WNode]], WNode]
         stack: list[Frame] = []
 
         def enter(
             d: WNode, path: bytes, base: Tree | None, origin: bytes | None, in_added: bool
         ) -> None:
             assert d.kids is not None
-            stack.append((path, base, origin, in_added, iter(sorted(d.kids.items()))))
+            stack.append((path, base, origin, in_added, iter(sorted(d.kids.items())), d))
 
         if self.root.dirty and self.root.kids is not None:
             enter(self.root, b"", self.root.base, self.root.origin, False)
         while stack:
-            dpath, base, origin, in_added, kids = stack[-1]
+            dpath, base, origin, in_added, kids, d = stack[-1]
             step = next(kids, None)
             if step is None:
                 stack.pop()
@@ -1074,13 +1258,21 @@ class Overlay:
                 continue
             name, kid = step
             p = _join(dpath, name)
+            if kid.special:
+                odd.append(os.fsdecode(p))
+                continue
             here = None if origin is None else _join(origin, name)
             changed = kid.upper or kid.changed
-            if kid.origin is None:
+            first = kid.parent is d and kid.name == name  # not a hard link's other name
+            came_from = kid.origin if first else None
+            if came_from is None:
                 prior = base.get(name) if base is not None else None
                 if prior is not None and here is not None and prior.kind == kid.kind:
                     seen.add(here)
-                    if kid.is_dir:
+                    if not first:  # another name of a file: changed if it shows another
+                        if changed or kid.entry is None or _differs(kid.entry, prior):
+                            modified.append(show(p, kid))
+                    elif kid.is_dir:
                         sub = trees.get(prior.subtree) if prior.subtree else None
                         if prior.subtree and sub is None and missing is not None:
                             missing.add(prior.subtree)
@@ -1094,9 +1286,9 @@ class Overlay:
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
-            seen.add(kid.origin)
-            if kid.origin != here:
-                renamed.append([show(kid.origin, kid), show(p, kid)])
+            seen.add(came_from)
+            if came_from != here:
+                renamed.append([show(came_from, kid), show(p, kid)])
             if kid.is_dir:
                 if kid.dirty and kid.kids is not None:
                     enter(kid, p, kid.base, kid.origin, False)
@@ -1108,7 +1300,13 @@ class Overlay:
             "modified": sorted(set(modified)),
             "deleted": _outermost(deleted),
             "renamed": renamed,
+            "unversionable": sorted(odd),
         }
+
+
+def _differs(a: Entry, b: Entry) -> bool:
+    """True if two file entries do not record the same content and attributes."""
+    return (a.digest, a.mode, a.mtime_ns, a.size) != (b.digest, b.mode, b.mtime_ns, b.size)
 
 
 def _outermost(paths: list[str]) -> list[str]:
@@ -1126,8 +1324,14 @@ def _join(parent: bytes, name: bytes) -> bytes:
 
 
 def _as_in(n: WNode) -> bool:
-    """True if a node shows its base entry's mode and mtime (a directory's may differ)."""
-    return n.entry is not None and (n.mode, n.mtime_ns) == _attrs_of(n.entry)
+    """True if a node shows its base entry's mode and mtime (a directory made again
+    from its base entry would show the entry's), with no other name."""
+    return n.entry is not None and not n.links and (n.mode, n.mtime_ns) == _attrs_of(n.entry)
+
+
+def _versioned(n: WNode) -> tuple[int, int]:
+    """(mode, mtime) of a node as a version records them."""
+    return (n.mode & _PERM if n.kind != Kind.SYMLINK else 0o777), n.mtime_ns
 
 
 def _attrs_of(e: Entry) -> tuple[int, int]:
@@ -1135,8 +1339,10 @@ def _attrs_of(e: Entry) -> tuple[int, int]:
     return (e.mode & _PERM if e.kind != Kind.SYMLINK else 0o777), e.mtime_ns
 
 
-def _lock(work: Path) -> int:
-    """Hold the work directory for this daemon; MountError if another one has it."""
+def lock_work(work: Path) -> int:
+    """Hold the work directory for this daemon (made if missing); MountError if another
+    one has it."""
+    private_dir(work, tighten=True)  # its journal names files that may be private
     got = claim_for_life(work / "lock", 0o600)
     if isinstance(got, str):
         raise MountError(
@@ -1146,10 +1352,10 @@ def _lock(work: Path) -> int:
     return got
 
 
-def mode_bits(kind: Kind, mode: int) -> int:
+def mode_bits(n: WNode) -> int:
     """st_mode for a node."""
-    if kind == Kind.DIR:
-        return stat.S_IFDIR | mode
-    if kind == Kind.FILE:
-        return stat.S_IFREG | mode
+    if n.kind == Kind.DIR:
+        return stat.S_IFDIR | n.mode
+    if n.kind == Kind.FILE:
+        return (n.special or stat.S_IFREG) | n.mode
     return stat.S_IFLNK | 0o777

@@ -55,7 +55,7 @@ from daemon.layout import Layout
 from daemon.ops import VersionsFs
 from daemon.overlay import Overlay, work_dir_name
 from daemon.records import Records
-from daemon.snapshot import Snapshots
+from daemon.snapshot import OverlaySnapshots
 from daemon.source import RemoteSource, Source, open_source
 from daemon.writable import WorkingFs
 from vfs import (
@@ -247,7 +247,7 @@ async def serve(
         if isinstance(fs, WorkingFs):
             path = socket_path()  # runtime_dir() was checked by build()
             assert fs.mountpoint is not None
-            snapshots = Snapshots(fs, source, fs.overlay, on_branch)
+            snapshots = OverlaySnapshots(fs, source, fs.overlay, on_branch)
             await nursery.start(Control(path, snapshots, fs.mountpoint).run)
             fs.control_path = os.fsencode(path)
         if refresh:

@@ -37,24 +37,26 @@ its upper files not yet removed). The fault tests use it to check the claim abov
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from daemon.ops import VersionsFs
 from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
 from daemon.writable import WorkingFs
 from vfs import DvfsError, Entry, Kind, ObjectMissing, StorageFull, Tree, UsageError
-from vfs.codec import Version, encode_tree, encode_version
+from vfs.codec import PERM_BITS, Version, encode_tree, encode_version
 from vfs.durable import flush_filesystem
 from vfs.objects import ObjKind
 from vfs.quoting import quote_name
@@ -63,6 +65,7 @@ from vfs.stage import Staged
 from vfs.worktree import Found, Hasher, Workers
 
 log = logging.getLogger(__name__)
+SHOW_SKIPPED = 10  # special files a snapshot names (it counts them all)
 
 
 @dataclass
@@ -76,19 +79,62 @@ class Request:
 
 
 @dataclass
+class Built:
+    """The trees of a working tree, stored: its root entry, and what a snapshot reports."""
+
+    root: Entry
+    files: int
+    hashed: int
+    skipped: list[bytes]  # FIFOs, sockets and devices: never in a version
+
+
+@dataclass
 class Recorded:
-    """A version made from the working tree, and the entries it gave each node."""
+    """A version made from the working tree."""
 
     oid: bytes
     number: int
     branch: str
     root: Entry
-    entries: dict[int, Entry]
-    trees: dict[int, Tree]
+    skipped: list[bytes]
     files: int
     bytes: int
     hashed: int
     seconds: float = 0.0
+
+
+Trees = Callable[[bytes], Tree]  # a tree by id (blocking)
+
+
+class FileCounts:
+    """Files below stored trees (each tree read once per snapshot; no recursion)."""
+
+    def __init__(self, trees: Trees) -> None:
+        self.trees = trees
+        self.known: dict[bytes, int] = {}
+
+    def __call__(self, tree_id: bytes) -> int:
+        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' counts
+        stack = [tree_id]
+        while stack:
+            oid = stack[-1]
+            if oid in self.known:
+                stack.pop()
+                continue
+            tree = pending.get(oid)
+            if tree is None:
+                tree = pending[oid] = self.trees(oid)
+                todo = [e.subtree for e in tree.entries if e.kind == Kind.DIR]
+                todo = [t for t in todo if t not in self.known]
+                if todo:
+                    stack.extend(todo)
+                    continue
+            self.known[oid] = sum(
+                self.known[e.subtree] if e.kind == Kind.DIR else 1 for e in tree.entries
+            )
+            del pending[oid]
+            stack.pop()
+        return self.known[tree_id]
 
 
 class Builder:
@@ -104,31 +150,8 @@ class Builder:
         self.staged = staged
         self.entries: dict[int, Entry] = {}
         self.trees: dict[int, Tree] = {}
-        self._counts: dict[bytes, int] = {}
-
-    def count(self, tree_id: bytes) -> int:
-        """Files below a stored tree (each tree is read once per snapshot)."""
-        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' counts
-        stack = [tree_id]
-        while stack:
-            oid = stack[-1]
-            if oid in self._counts:
-                stack.pop()
-                continue
-            tree = pending.get(oid)
-            if tree is None:
-                tree = pending[oid] = self.history.tree(oid)
-                subs = [e.subtree for e in tree.entries if e.kind == Kind.DIR]
-                todo = [t for t in subs if t not in self._counts]
-                if todo:
-                    stack.extend(todo)
-                    continue
-            self._counts[oid] = sum(
-                self._counts[e.subtree] if e.kind == Kind.DIR else 1 for e in tree.entries
-            )
-            del pending[oid]
-            stack.pop()
-        return self._counts[tree_id]
+        self.count = FileCounts(self.history.tree)
+        self.skipped: list[bytes] = []  # special files, by path
 
     @staticmethod
     def _rebuilt(n: WNode) -> bool:
@@ -146,11 +169,13 @@ class Builder:
             return e, 1
         if n.upper:
             s = self.staged[n.nid]
-            e = Entry(name, Kind.FILE, n.mode, s.size, s.mtime_ns, digest=s.digest, chunks=s.chunks)
+            mode = n.mode & PERM_BITS
+            e = Entry(name, Kind.FILE, mode, s.size, s.mtime_ns, digest=s.digest, chunks=s.chunks)
         else:
             assert n.entry is not None
             b = n.entry
-            e = Entry(name, Kind.FILE, n.mode, b.size, n.mtime_ns, digest=b.digest, chunks=b.chunks)
+            mode = n.mode & PERM_BITS
+            e = Entry(name, Kind.FILE, mode, b.size, n.mtime_ns, digest=b.digest, chunks=b.chunks)
         return e, 1
 
     def directory(self, top: WNode, name: bytes) -> tuple[Entry, int]:
@@ -166,7 +191,7 @@ class Builder:
         for d in reversed(order):
             self._store(d, name if d is top else d.name)
         e = self.entries[top.nid]
-        return e, self._counts[e.subtree]
+        return e, self.count.known[e.subtree]
 
     def _store(self, d: WNode, name: bytes) -> None:
         """Store one changed directory's tree; its rebuilt subdirectories are stored."""
@@ -175,6 +200,9 @@ class Builder:
         files = 0
         for kid_name in sorted(d.kids):
             kid = d.kids[kid_name]
+            if kid.special:  # a FIFO, socket or device: never in a version
+                self.skipped.append(d.path + b"/" + kid_name if d.path else kid_name)
+                continue
             e, count = self.entry(kid, kid_name)
             self.entries[kid.nid] = e
             entries.append(e)
@@ -184,7 +212,7 @@ class Builder:
         size = sum(e.size for e in entries)
         mtime = max((e.mtime_ns for e in entries), default=d.mtime_ns)  # empty: its own
         self.entries[d.nid] = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
-        self._counts[oid] = files
+        self.count.known[oid] = files
 
 
 def reached(step: str) -> None:
@@ -200,19 +228,18 @@ def _renamed(e: Entry, name: bytes) -> Entry:
     )  # fmt: skip
 
 
-class Snapshots:
-    """Makes versions of one mount's working tree, one at a time."""
+class Snapshots(abc.ABC):
+    """Makes versions of one mount's working tree, one at a time (the steps above).
 
-    def __init__(
-        self,
-        fs: WorkingFs,
-        source: Source,
-        overlay: Overlay,
-        on_branch: Callable[[str], None] = lambda branch: None,
-    ) -> None:
+    What is shared by both kinds of working tree: the checks, the version record,
+    the branch's compare-and-swap and the answer. A subclass reads its own tree:
+    :class:`OverlaySnapshots` the daemon's overlay, ``daemon.kernel_snapshot`` the
+    upper layer of the kernel's.
+    """
+
+    def __init__(self, fs: VersionsFs, source: Source, on_branch: Callable[[str], None]) -> None:
         self.fs = fs
         self.source = source
-        self.overlay = overlay
         self.on_branch = on_branch  # told the branch served after --branch NEW
 
     async def take(self, req: Request) -> dict[str, Any]:
@@ -224,21 +251,13 @@ class Snapshots:
         if req.branch is not None:
             check_ref_name(req.branch, "branch")
         started = time.perf_counter()
-        await self.fs.gate.close()
-        try:
-            while todo := self.overlay.unloaded_dirty():
-                for d in todo:
-                    await self.fs.kids(d)
+        async with self._held():
             rec = await self._record_with_room(req)
-            self.overlay.rebase(
-                rec.oid, rec.root, rec.entries, rec.trees, midway=lambda: reached("rebase")
-            )
+            self._settle(rec)
             if rec.branch != self.source.branch:
-                self.overlay.move_to(self._work_of(rec.branch))
+                self._move_to(self._work_of(rec.branch))
                 self.source.branch = rec.branch
                 self.on_branch(rec.branch)
-        finally:
-            self.fs.gate.reopen()
         catalog = await trio.to_thread.run_sync(self.source.catalog)
         await self.fs.set_catalog(catalog)
         rec.seconds = time.perf_counter() - started
@@ -252,7 +271,58 @@ class Snapshots:
             "hashed": rec.hashed,
             "tag": req.tag,
             "seconds": round(rec.seconds, 3),
+            "skipped": len(rec.skipped),
+            "skipped_paths": [os.fsdecode(p) for p in rec.skipped[:SHOW_SKIPPED]],
         }
+
+    # what each kind of working tree provides ------------------------------------------
+
+    @abc.abstractmethod
+    def _held(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held while the version is made (writers wait, or not) and settled."""
+
+    @property
+    @abc.abstractmethod
+    def base(self) -> bytes | None:
+        """The version the working tree was last recorded as (the branch must be there)."""
+
+    @abc.abstractmethod
+    def _build(self) -> Built:
+        """Store the working tree's trees (blocking, under the repository lock).
+
+        UsageError if there is nothing to record or it holds a name no version may.
+        """
+
+    @abc.abstractmethod
+    def _begin(self, oid: bytes) -> None:
+        """Note durably that version ``oid`` is being made of this working tree."""
+
+    @abc.abstractmethod
+    def _settle(self, rec: Recorded) -> None:
+        """The branch is at ``rec.oid``: the working tree is clean over it."""
+
+    @abc.abstractmethod
+    def _move_to(self, work: Path) -> None:
+        """Rename the work directory (the branch served changed)."""
+
+    @property
+    @abc.abstractmethod
+    def work(self) -> Path:
+        """The work directory."""
+
+    @abc.abstractmethod
+    def _changed_bytes(self) -> int:
+        """About how many bytes a snapshot will hash (the room it needs)."""
+
+    @abc.abstractmethod
+    async def status(self) -> dict[str, Any]:
+        """The working tree's pending changes (``dvfs status MNT``)."""
+
+    @abc.abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Figures about the working tree (for diagnosis and tests)."""
+
+    # shared ---------------------------------------------------------------------------
 
     async def _record_with_room(self, req: Request) -> Recorded:
         """Record the version (step 3); once more if the chunk cache made room for it."""
@@ -271,35 +341,18 @@ class Snapshots:
         cache = self.fs.fetcher.cache
         if cache is None:
             return False
-        need = sum(n.size for n in self.overlay.changed_files())
+        need = self._changed_bytes()
         freed = await trio.to_thread.run_sync(cache.shed, need, self.source.repo.dir)
         return freed > 0
 
-    async def status(self) -> dict[str, Any]:
-        """The working tree's pending changes, from the overlay's records."""
-        while todo := self.overlay.unloaded_dirty():
-            for d in todo:
-                await self.fs.kids(d)
-        trees: dict[bytes, Tree] = {}  # of directories of the base replaced by new ones
-        while True:
-            missing: set[bytes] = set()
-            out: dict[str, Any] = dict(self.overlay.status(trees, missing))
-            if not missing:
-                break
-            for oid in missing:
-                trees[oid] = await self.fs.layout.records.tree(oid)
-        base = self.overlay.base
+    async def _base_fields(self, out: dict[str, Any]) -> dict[str, Any]:
+        """``branch``, ``base`` and ``base_version`` of a status answer."""
+        base = self.base
         out["branch"] = self.source.branch
         out["base"] = None if base is None else base.hex()
         if base is not None:
             out["base_version"] = (await self.fs.layout.records.version(base)).number
         return out
-
-    def stats(self) -> dict[str, Any]:
-        """Figures about the daemon's working tree (for diagnosis and tests)."""
-        return {"nodes": len(self.overlay.nodes), "journal_bytes": self.overlay.journal.size}
-
-    # the blocking part ---------------------------------------------------------------------
 
     def _head(self, branch: str) -> bytes | None:
         if isinstance(self.source, RemoteSource):
@@ -309,11 +362,11 @@ class Snapshots:
     def _record(self, req: Request) -> Recorded:
         src = self.source
         repo = src.repo
-        ov = self.overlay
         with repo.locked():
             branch = req.branch or src.branch
             head = self._head(branch)
             hist = src.history
+            base = self.base
             if req.branch is not None:
                 if head is not None:
                     raise UsageError(f"branch {branch} already exists: choose another name")
@@ -322,7 +375,7 @@ class Snapshots:
                         f"{self._work_of(branch)} holds a working tree of an earlier branch "
                         f"{branch}: move it aside or choose another name"
                     )
-            elif head != ov.base:
+            elif head != base:
                 now = self._label(head)
                 raise UsageError(
                     f"{branch} moved to {now} since this working tree was started: the "
@@ -331,42 +384,26 @@ class Snapshots:
                 )
             if req.tag is not None and repo.refs.get(f"refs/tags/{req.tag}") is not None:
                 raise UsageError(f"tag {req.tag} already exists: choose another name")
-            if not ov.root.dirty:
-                label = hist.label(ov.base) if ov.base is not None else "an empty branch"
-                raise UsageError(f"nothing to snapshot: the working tree equals {label}")
-            reserved = ov.reserved_paths()
-            if reserved:
-                shown = quote_name(reserved[0]) + (
-                    f" and {len(reserved) - 1} more" if len(reserved) > 1 else ""
-                )
-                raise UsageError(
-                    f"the working tree holds {shown}: no version may hold a name that "
-                    "git or dvfs reads as its own (.git, .dvfs) nor .versions at the top; "
-                    "rename or remove it in the mount, then snapshot again"
-                )
-            staged = self._hash(ov.changed_files())
+            built = self._build()
             reached("hashed")
-            builder = Builder(src, staged)
-            root, files = builder.directory(ov.root, b"")
-            parent = hist.version(ov.base) if ov.base is not None else None
+            root = built.root
+            parent = hist.version(base) if base is not None else None
             if parent is not None and parent.tree == root.subtree:  # changes that were undone
-                raise UsageError(
-                    f"nothing to snapshot: the working tree equals {hist.label(ov.base)}"
-                )
+                raise self._nothing()
             version = Version(
                 tree=root.subtree,
-                parents=() if ov.base is None else (ov.base,),
+                parents=() if base is None else (base,),
                 number=1 if parent is None else parent.number + 1,
                 message=req.message,
                 author=repo.author(),
                 time_ns=time.time_ns(),
                 params={k: req.params[k] for k in sorted(req.params)},
-                files=files,
+                files=built.files,
                 bytes=root.size,
             )
             oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
             reached("stored")
-            ov.begin_snapshot(oid)
+            self._begin(oid)
             reached("journaled")
             repo.store.flush()
             flush_filesystem(repo.dir)
@@ -378,13 +415,19 @@ class Snapshots:
             src.publish(branch, oid, head, req.tag)
         reached("moved")
         return Recorded(
-            oid, version.number, branch, root, builder.entries, builder.trees, files,
-            root.size, len(staged),
+            oid, version.number, branch, root, built.skipped, built.files, root.size,
+            built.hashed,
         )  # fmt: skip
+
+    def _nothing(self) -> UsageError:
+        """ "Nothing to snapshot" (the working tree equals its base)."""
+        base = self.base
+        label = self.source.history.label(base) if base is not None else "an empty branch"
+        return UsageError(f"nothing to snapshot: the working tree equals {label}")
 
     def _work_of(self, branch: str) -> Path:
         """Where ``branch``'s working tree lives (next to this one's)."""
-        return self.overlay.work.parent / work_dir_name(branch)
+        return self.work.parent / work_dir_name(branch)
 
     def _label(self, head: bytes | None) -> str:
         """``vN`` of where the branch is now; its id if it is not here yet (a remote's)."""
@@ -399,6 +442,97 @@ class Snapshots:
         if req.tag is not None:
             with contextlib.suppress(DvfsError):
                 self.source.repo.refs.update(f"refs/tags/{req.tag}", oid, None)
+
+
+class OverlaySnapshots(Snapshots):
+    """Snapshots of the daemon's own overlay (``daemon.overlay``): writers wait at the
+    write gate while the version is made, and the overlay is rebased at once."""
+
+    def __init__(
+        self,
+        fs: WorkingFs,
+        source: Source,
+        overlay: Overlay,
+        on_branch: Callable[[str], None] = lambda branch: None,
+    ) -> None:
+        super().__init__(fs, source, on_branch)
+        self.wfs = fs
+        self.overlay = overlay
+        self._builder: Builder | None = None
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        await self.wfs.gate.close()
+        try:
+            while todo := self.overlay.unloaded_dirty():
+                for d in todo:
+                    await self.wfs.kids(d)
+            yield
+        finally:
+            self.wfs.gate.reopen()
+
+    @property
+    def base(self) -> bytes | None:
+        base: bytes | None = self.overlay.base
+        return base
+
+    @property
+    def work(self) -> Path:
+        return self.overlay.work
+
+    def _build(self) -> Built:
+        ov = self.overlay
+        if not ov.root.dirty:
+            raise self._nothing()
+        reserved = ov.reserved_paths()
+        if reserved:
+            shown = quote_name(reserved[0]) + (
+                f" and {len(reserved) - 1} more" if len(reserved) > 1 else ""
+            )
+            raise UsageError(
+                f"the working tree holds {shown}: no version may hold a name that "
+                "git or dvfs reads as its own (.git, .dvfs) nor .versions at the top; "
+                "rename or remove it in the mount, then snapshot again"
+            )
+        staged = self._hash(ov.changed_files())
+        self._builder = builder = Builder(self.source, staged)
+        root, files = builder.directory(ov.root, b"")
+        return Built(root, files, len(staged), sorted(builder.skipped))
+
+    def _begin(self, oid: bytes) -> None:
+        self.overlay.begin_snapshot(oid)
+
+    def _settle(self, rec: Recorded) -> None:
+        builder = self._builder
+        assert builder is not None
+        self.overlay.rebase(
+            rec.oid, rec.root, builder.entries, builder.trees, midway=lambda: reached("rebase")
+        )
+        self._builder = None
+
+    def _move_to(self, work: Path) -> None:
+        self.overlay.move_to(work)
+
+    def _changed_bytes(self) -> int:
+        return sum(n.size for n in self.overlay.changed_files())
+
+    async def status(self) -> dict[str, Any]:
+        """The working tree's pending changes, from the overlay's records."""
+        while todo := self.overlay.unloaded_dirty():
+            for d in todo:
+                await self.wfs.kids(d)
+        trees: dict[bytes, Tree] = {}  # of directories of the base replaced by new ones
+        while True:
+            missing: set[bytes] = set()
+            out: dict[str, Any] = dict(self.overlay.status(trees, missing))
+            if not missing:
+                break
+            for oid in missing:
+                trees[oid] = await self.fs.layout.records.tree(oid)
+        return await self._base_fields(out)
+
+    def stats(self) -> dict[str, Any]:
+        return {"nodes": len(self.overlay.nodes), "journal_bytes": self.overlay.journal.size}
 
     def _hash(self, files: list[WNode]) -> dict[int, Staged]:
         """Hash the upper files in parallel, storing their chunks."""

@@ -23,11 +23,18 @@ overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
   (its tree does not decode: EIO for that directory); a working tree of an older
   version that holds one can rename or remove it, and ``dvfs snapshot`` refuses
   until it does.
-- **Not supported**, with the errno a filesystem without them gives: hard links
-  (EPERM), device nodes, FIFOs and sockets (EPERM), extended attributes (ENOTSUP),
-  RENAME_EXCHANGE (EINVAL), owners other than the daemon's user (EPERM). Directory
-  modes and times are kept while mounted but not recorded in versions (as with
-  ``dvfs commit``).
+- **Owners, modes and times** follow POSIX (``daemon.attrs``; the kernel checks who
+  may change them): nodes belong to whoever made them, chown clears setuid and
+  setgid, a write by anyone but root too, atime, mtime and ctime are kept apart.
+  Versions record permission bits and mtimes only.
+- **Hard links** are one node with several names (``daemon.overlay``); a snapshot
+  records each name as a file, the same content stored once.
+- **FIFOs, sockets and device nodes** (devices for root only: the kernel checks) live
+  in the working tree and its journal, never in a version: ``dvfs status MNT`` lists
+  them as not versionable and ``dvfs snapshot`` skips them.
+- **Not supported**, with the errno a filesystem without them gives: extended
+  attributes (ENOTSUP), RENAME_EXCHANGE (EINVAL). Directory times are kept while
+  mounted but not recorded in versions (as with ``dvfs commit``).
 
 Caching by the kernel: names and attributes in MNT change only through this mount,
 so they are cached for ``TIMEOUT`` seconds, missing names included, and file pages
@@ -47,6 +54,7 @@ import pyfuse3
 import trio
 
 from daemon import inodes
+from daemon.attrs import SPECIAL, after_chown, after_write, new_owner
 from daemon.catalog import Catalog
 from daemon.errors import handler
 from daemon.fetcher import Fetcher
@@ -109,9 +117,10 @@ class WriteGate:
 
 @dataclass(eq=False)
 class Handle:
-    """An open file of the working tree."""
+    """An open file of the working tree, and who opened it (root's writes keep setuid)."""
 
     node: WNode
+    uid: int
     lower: OpenFile | None = None  # reading an untouched file's chunks
 
 
@@ -180,14 +189,17 @@ class WorkingFs(VersionsFs):
         a.generation = 0
         a.entry_timeout = TIMEOUT
         a.attr_timeout = TIMEOUT
-        a.st_mode = mode_bits(n.kind, n.mode)
-        a.st_nlink = 1
-        a.st_uid = self.uid
-        a.st_gid = self.gid
-        a.st_size = n.size if n.kind != Kind.DIR else 0
+        a.st_mode = mode_bits(n)
+        a.st_nlink = 1 if n.is_dir else n.nlink
+        a.st_uid = n.uid
+        a.st_gid = n.gid
+        a.st_rdev = n.rdev
+        a.st_size = n.size if n.kind != Kind.DIR and not n.special else 0
         a.st_blksize = IO_SIZE
         a.st_blocks = (a.st_size + BLOCK - 1) // BLOCK if n.kind == Kind.FILE else 0
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = n.mtime_ns
+        a.st_mtime_ns = n.mtime_ns
+        a.st_atime_ns = n.atime_ns or n.mtime_ns
+        a.st_ctime_ns = n.ctime_ns or n.mtime_ns
         return a
 
     def _counted(self, n: WNode) -> pyfuse3.EntryAttributes:
@@ -366,9 +378,10 @@ class WorkingFs(VersionsFs):
             del self._copying[n.nid]
             done.set()
 
-    def _open_handle(self, n: WNode) -> int:
-        """A new file handle on ``n`` (its data file opened, or its chunks ready to read)."""
-        h = Handle(n)
+    def _open_handle(self, n: WNode, uid: int) -> int:
+        """A new file handle on ``n`` for ``uid`` (its data file opened, or its chunks
+        ready to read)."""
+        h = Handle(n, uid)
         if n.upper:
             self.overlay.open_data(n)
         elif n.entry is not None:
@@ -387,7 +400,7 @@ class WorkingFs(VersionsFs):
         n = self._w(inode)
         if n is None:
             return await super().open(inode, flags, ctx)
-        if n.kind != Kind.FILE:
+        if n.kind != Kind.FILE or n.special:  # the kernel opens those itself
             raise _err(errno.EISDIR if n.is_dir else errno.EINVAL)
         writing = bool(flags & (os.O_WRONLY | os.O_RDWR))
         if writing or flags & os.O_TRUNC:
@@ -399,20 +412,41 @@ class WorkingFs(VersionsFs):
                 elif truncate and n.size:
                     os.ftruncate(self.overlay.open_data(n), 0)
                     self._touch(n, 0)
-                fh = self._open_handle(n)
+                if truncate:
+                    self._kill_privs(n, ctx.uid)
+                fh = self._open_handle(n, ctx.uid)
             finally:
                 self.gate.leave()
         else:
-            fh = self._open_handle(n)
+            fh = self._open_handle(n, ctx.uid)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True)
 
     @handler
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        n = await self._make(parent_inode, name, lambda d: self.overlay.create_file(d, name, mode))
-        fh = self._open_handle(n)
+        n = await self._make(
+            parent_inode,
+            name,
+            lambda d: self.overlay.create_file(d, name, *self._owned(d, mode, ctx)),
+        )
+        fh = self._open_handle(n, ctx.uid)
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._counted(n)
+
+    @staticmethod
+    def _owned(
+        d: WNode, mode: int, ctx: pyfuse3.RequestContext, *, directory: bool = False
+    ) -> tuple[int, tuple[int, int]]:
+        """(mode, (uid, gid)) of a node ``ctx``'s caller makes in ``d``."""
+        uid, gid, mode = new_owner(ctx.uid, ctx.gid, mode, d.gid, d.mode, directory=directory)
+        return mode, (uid, gid)
+
+    def _kill_privs(self, n: WNode, uid: int) -> None:
+        """A write or truncation by ``uid``: clear setuid and setgid unless root wrote."""
+        mode = after_write(n.mode, uid)
+        if mode != n.mode:
+            self.overlay.set_attrs(n, mode=mode)
+            pyfuse3.invalidate_inode(n.nid, attr_only=True)  # no writeback cache: safe here
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -438,6 +472,8 @@ class WorkingFs(VersionsFs):
                 await self.copy_up(n, False)
             done = await self._pwrite(self.overlay.open_data(n), buf, off)
             self._touch(n, max(n.size, off + done))
+            if n.mode & (stat.S_ISUID | stat.S_ISGID):
+                self._kill_privs(n, h.uid)
         finally:
             self.gate.leave()
         return done
@@ -456,9 +492,11 @@ class WorkingFs(VersionsFs):
         return os.pwrite(fd, data, off)
 
     def _touch(self, n: WNode, size: int) -> None:
-        """After a write or truncate: the mtime is the data file's, which a remount reads."""
+        """After a write or truncate: mtime and ctime are the data file's, which a
+        remount reads."""
         n.size = size
-        n.mtime_ns = os.fstat(self.overlay.open_data(n)).st_mtime_ns
+        st = os.fstat(self.overlay.open_data(n))
+        n.mtime_ns, n.ctime_ns = st.st_mtime_ns, st.st_ctime_ns
 
     @handler
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -506,25 +544,30 @@ class WorkingFs(VersionsFs):
             return await super().setattr(inode, attr, fields, fh, ctx)
         await self._changing()
         try:
-            if (fields.update_uid and attr.st_uid != self.uid) or (
-                fields.update_gid and attr.st_gid != self.gid
-            ):
-                raise _err(errno.EPERM)
             if fields.update_size:
-                if n.kind != Kind.FILE:
+                if n.kind != Kind.FILE or n.special:
                     raise _err(errno.EISDIR if n.is_dir else errno.EINVAL)
                 if not n.upper:
                     await self.copy_up(n, attr.st_size == 0)
                 os.ftruncate(self.overlay.open_data(n), attr.st_size)
                 self._touch(n, attr.st_size)
+                self._kill_privs(n, ctx.uid)
+            # The kernel allowed the change (default_permissions): apply it as POSIX says.
             mode = stat.S_IMODE(attr.st_mode) if fields.update_mode else None
+            owner = None
+            if fields.update_uid or fields.update_gid:
+                uid = attr.st_uid if fields.update_uid else n.uid
+                gid = attr.st_gid if fields.update_gid else n.gid
+                owner = (uid, gid)
+                mode = after_chown(n.mode if mode is None else mode, directory=n.is_dir)
             mtime = None
             if fields.update_mtime:
                 mtime = attr.st_mtime_ns
             elif fields.update_size:
                 mtime = n.mtime_ns
-            if mode is not None or mtime is not None:
-                self.overlay.set_attrs(n, mode, mtime)
+            atime = attr.st_atime_ns if fields.update_atime else None
+            if fields.update_size or (mode, owner, mtime, atime) != (None, None, None, None):
+                self.overlay.set_attrs(n, mode=mode, mtime_ns=mtime, atime_ns=atime, owner=owner)
         finally:
             self.gate.leave()
         return self.wattributes(n)
@@ -566,11 +609,15 @@ class WorkingFs(VersionsFs):
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        if not stat.S_ISREG(mode):
-            raise _err(errno.EPERM)  # versions hold files, directories and links only
+        kind = stat.S_IFMT(mode)
+        if kind != stat.S_IFREG and kind not in SPECIAL:
+            raise _err(errno.EINVAL)
 
         def make(d: WNode) -> WNode:
-            n = self.overlay.create_file(d, name, mode)
+            perm, owner = self._owned(d, stat.S_IMODE(mode), ctx)
+            if kind != stat.S_IFREG:  # (the kernel let only root make a device)
+                return self.overlay.special(d, name, kind | perm, rdev, owner)
+            n = self.overlay.create_file(d, name, perm, owner)
             self.overlay.release_fd(n)
             return n
 
@@ -580,14 +627,22 @@ class WorkingFs(VersionsFs):
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        made = await self._make(parent_inode, name, lambda d: self.overlay.mkdir(d, name, mode))
+        made = await self._make(
+            parent_inode,
+            name,
+            lambda d: self.overlay.mkdir(d, name, *self._owned(d, mode, ctx, directory=True)),
+        )
         return self._counted(made)
 
     @handler
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        made = await self._make(parent_inode, name, lambda d: self.overlay.symlink(d, name, target))
+        made = await self._make(
+            parent_inode,
+            name,
+            lambda d: self.overlay.symlink(d, name, target, self._owned(d, 0o777, ctx)[1]),
+        )
         return self._counted(made)
 
     @handler
@@ -644,6 +699,18 @@ class WorkingFs(VersionsFs):
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        n = self._w(inode)
         if self._w(new_parent_inode) is None:
             raise _err(errno.EROFS)
-        raise _err(errno.EPERM)  # versions have no hard links
+        if n is None:  # a file of a version: read-only, on the same mount
+            raise _err(errno.EXDEV)
+        if n.is_dir:
+            raise _err(errno.EPERM)
+        if n.parent is None:  # unlinked meanwhile
+            raise _err(errno.ENOENT)
+
+        def make(d: WNode) -> WNode:
+            self.overlay.link(n, d, new_name)
+            return n
+
+        return self._counted(await self._make(new_parent_inode, new_name, make))

@@ -444,7 +444,11 @@ def test_versions_holding_reserved_names_are_refused_by_the_mount(
 
 
 def test_setuid_bits_never_reach_the_mount(tmp_path: Path) -> None:
-    """A version may carry 04755 (a hostile remote); MNT shows and records 0755."""
+    """A version may carry 04755 (a hostile remote); MNT shows and records 0755.
+
+    A setuid bit set in MNT stays there, as on any filesystem (where it has no effect:
+    the mount is nosuid), and no version records it.
+    """
     root = tmp_path / "repo"
     repo = Repository.init(root)
     write(root, "data/a.txt", b"a\n")
@@ -456,8 +460,9 @@ def test_setuid_bits_never_reach_the_mount(tmp_path: Path) -> None:
     home = tmp_path / "home"
     with mounted(str(root), tmp_path / "mnt", home) as m:
         assert {mode(m.path / "tool"), mode(m.versions / "v2" / "tool")} == {0o755}
+        assert "nosuid" in mount_options(m.path)
         os.chmod(m.path / "data" / "a.txt", 0o4755)
-        assert mode(m.path / "data" / "a.txt") == 0o755
+        assert mode(m.path / "data" / "a.txt") == 0o4755
         assert_ok(dvfs(root, home, "snapshot", str(m.path), "-m", "chmod"))
     hist = repo.history
     v3 = hist.version(hist.head_id() or b"")

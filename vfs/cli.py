@@ -564,6 +564,15 @@ def snapshot(
         f"{quoted(got['branch'])}: {count(got['files'], 'file')}, {human(got['bytes'])} "
         f"({got['hashed']} hashed) - {escape_text(message)}"
     )
+    skipped = got.get("skipped") or 0
+    if skipped:
+        named = got.get("skipped_paths") or []
+        shown = ", ".join(quoted(p) for p in named)
+        more = f" and {skipped - len(named)} more" if skipped > len(named) else ""
+        warn(
+            f"skipped {count(skipped, 'special file')} (FIFOs, sockets, devices: not "
+            f"versionable, kept in MNT): {shown}{more}"
+        )
 
 
 # ------------------------------------------------------------------------ status / log / show
@@ -614,6 +623,10 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
         click.echo("\n".join(lines))
     else:
         click.echo("Nothing to snapshot, working tree clean.")
+    odd = got.get("unversionable") or []
+    if odd:
+        click.echo("Not versionable (FIFOs, sockets, devices, reserved names; kept in MNT only):")
+        click.echo("\n".join(f"  not versionable: {quoted(p)}" for p in odd))
 
 
 @cli.command()
