@@ -22,7 +22,8 @@ LAYERS = [
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes", "remote_read"},
-    {"checkout", "browse", "fsck", "mounts", "launch", "control", "receive"},
+    {"receive"},
+    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks"},  # a git clone's first pull, the git hooks

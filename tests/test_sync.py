@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 import pytest
 
 from tests.cli_support import (
@@ -32,9 +31,7 @@ from tests.cli_support import (
     run,
     spawn_ready,
 )
-from tests.s3server import S3Server
-from vfs.backends import Backend, open_backend
-from vfs.errors import RemoteNotFound
+from tests.remote_support import Remote, remote_fixture  # noqa: F401  (a fixture)
 from vfs.repo import Repository
 
 KiB = 1024
@@ -75,54 +72,6 @@ def transfer(r: Result) -> Transfer:
         int(m["requests"]),
         int(m["kept"] or 0),
     )
-
-
-@dataclass(frozen=True)
-class Remote:
-    """A remote under test: its URL, the options the CLI needs, and a backend to inspect it."""
-
-    kind: str
-    url: str
-    options: tuple[str, ...]  # for `remote add` and `clone`
-    backend: Backend
-
-    def list_keys(self, prefix: str = "") -> set[str]:
-        return set(self.backend.list(prefix))
-
-    def ref(self, branch: str = "main") -> str | None:
-        """The version id the remote's branch holds, or None."""
-        try:
-            return self.backend.get(f"refs/heads/{branch}").decode().strip()
-        except RemoteNotFound:
-            return None
-
-    def packs(self) -> dict[str, bytes]:
-        """Every visible pack, each checked to be complete (named by its own hash)."""
-        out = {}
-        for key in self.list_keys("packs/"):
-            data = self.backend.get(key)
-            assert blake3.blake3(data).hexdigest() == key.removeprefix("packs/"), key
-            out[key] = data
-        return out
-
-    def add_to(self, repo: Repo, name: str = "origin") -> None:
-        repo.ok("remote", "add", name, self.url, *self.options)
-
-    def clone(self, cwd: Path, dest: str, *extra: str) -> tuple[Repo, Result]:
-        r = assert_ok(run(cwd, "clone", self.url, dest, *self.options, *extra))
-        return Repo(cwd / dest), r
-
-
-@pytest.fixture(params=["dir", "s3"])
-def remote(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    """An empty remote: a directory (``file://``), or a bucket prefix on SeaweedFS."""
-    if request.param == "dir":
-        path = tmp_path / "remote"
-        return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))
-    server: S3Server = request.getfixturevalue("s3_env")
-    url = f"s3://{server.make_bucket()}/team/data"
-    backend = open_backend(url, endpoint_url=server.endpoint)
-    return Remote("s3", url, ("--endpoint-url", server.endpoint), backend)
 
 
 def commit_files(repo: Repo, files: dict[str, bytes], message: str) -> str:
@@ -281,6 +230,43 @@ def test_divergence_is_reported_and_nothing_is_lost(remote: Remote, make_repo: R
     b.ok("pull", "origin/main", "data/a.txt")
     assert b.read("data/a.txt") == b"from a\n"
     assert remote.ref() == va
+    a.fsck_clean()
+    b.fsck_clean()
+
+
+def test_diverged_local_branch_dropped_for_the_remote_one(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    """Until merge exists: take the remote's branch and drop the local one, as in git.
+
+    While HEAD is detached no branch is current, so the local branch it came from may
+    be deleted; its versions stay reachable by the id the deletion prints.
+    """
+    a = make_repo("a")
+    commit_files(a, {"data/base.txt": b"base\n"}, "base")
+    remote.add_to(a)
+    a.ok("push")
+    b, _ = remote.clone(a.root.parent, "b")
+    va = commit_files(a, {"data/a.txt": b"from a\n"}, "a's work")
+    a.ok("push")
+    vb = commit_files(b, {"data/b.txt": b"from b\n"}, "b's work")
+    b.fail("pull", fragments=("diverged",))
+    b.ok("checkout", "origin/main", "--force")
+    assert b.status()["detached"] == "v2" and b.head_id() == va
+    r = b.ok("branch", "-d", "main")
+    assert r.out.strip() == f"deleted branch main (was v2 {vb[:10]})"
+    assert b.show(vb[:12])["message"] == "b's work"  # nothing lost: reachable by id
+    b.ok("switch", "-c", "main")
+    st = b.status()
+    assert st["branch"] == "main" and st["detached"] is None and b.head_id() == va
+    assert "Up to date with origin/main." in b.ok("status").out
+    assert b.read("data/a.txt") == b"from a\n" and not (b.root / "data/b.txt").exists()
+    b.ok("pull")
+    commit_files(b, {"data/c.txt": b"c\n"}, "on top of a's")
+    b.ok("push")
+    a.ok("pull")
+    assert a.read("data/c.txt") == b"c\n"
+    b.fail("branch", "-d", "main", fragments=("current branch",))  # attached again: refused
     a.fsck_clean()
     b.fsck_clean()
 

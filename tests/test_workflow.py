@@ -422,7 +422,8 @@ def test_branch_and_switch(repo: Repo) -> None:
     assert repo.show("other")["id"] == v1
     repo.ok("switch", "feature")
     assert repo.read("d/feature.txt") == b"f"
-    assert repo.ok("branch", "-d", "other").out.strip() == "deleted branch other"
+    deleted = repo.ok("branch", "-d", "other").out.strip()
+    assert deleted == f"deleted branch other (was v1 {v1[:10]})"  # (its id: nothing is lost)
     assert "other" not in repo.ok("branch").out
     repo.fail("branch", "-d", "feature", fragments=("current branch",))
     repo.fail("switch", "nope", fragments=("no branch named nope",))

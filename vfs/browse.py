@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from vfs.codec import Entry, Kind, Version
@@ -230,8 +230,14 @@ def ls_entries(
     return [(x.name, x) for x in repo.history.tree(e.subtree).entries]
 
 
-def cat(repo: Repository, arg: str) -> Iterator[bytes]:
-    """The content of ``REV:PATH``, chunk by chunk, each verified."""
+def cat(
+    repo: Repository, arg: str, before: Callable[[bytes, Entry], None] | None = None
+) -> Iterator[bytes]:
+    """The content of ``REV:PATH``, chunk by chunk, each verified.
+
+    ``before`` is called with the path and entry of the file before its chunks are
+    read (the CLI downloads those the local store lacks: ``vfs.ondemand``).
+    """
     rp = split_rev_path(arg)
     _, e = lookup(repo, rp.rev, rp.path)
     if e.kind == Kind.DIR:
@@ -239,6 +245,8 @@ def cat(repo: Repository, arg: str) -> Iterator[bytes]:
     if e.kind == Kind.SYMLINK:
         yield e.target
         return
+    if before is not None:
+        before(rp.path, e)
     for c in e.chunks:
         yield repo.store.get(c.oid)
 

@@ -5,10 +5,25 @@ given: it refuses when a file it would overwrite or delete has unstaged or stage
 changes, or when an untracked file stands where the version has different content.
 Deleted files are no conflict (their content is in a version already).
 
-Files are written to a temporary sibling and renamed over the old one, in parallel.
-A damaged or missing object fails only the files that need it; everything else is
-restored and the failures are reported. The index then records the stat of every
-restored file, so the next ``status`` needs no hashing.
+Everything is decided before anything changes: which files go, which are already
+right, which are written. The chunks the files need that are only on a remote are
+downloaded next (``vfs.ondemand``): a remote that fails, or ``--offline``, stops the
+checkout there, with HEAD, the index and the files as they were. Then files are
+deleted, and written to a temporary sibling that is renamed over the old one, in
+parallel.
+
+A damaged object, or one that no remote holds, fails only the files that need it;
+everything else is restored and the failures are reported. After a checkout of a
+whole version (HEAD moves), such a file is *not checked out*: whatever stood there is
+removed and the index holds the version's entry marked so (``vfs.stage``), so that
+``status`` says so and a later checkout, pull or restore brings it. After a checkout
+of some PATHs (HEAD stays), a file that failed is left as it was, with its index
+entry. The index then records the stat of every restored file, so the next
+``status`` needs no hashing; it is written before HEAD moves.
+
+A checkout killed while it writes files leaves temporary files beside them; a marker
+in ``.dvfs`` says so, and the next checkout (or ``dvfs fsck``) removes them
+(:func:`remove_temporaries_after_crash`).
 """
 
 from __future__ import annotations
@@ -16,19 +31,33 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as statmod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
 from vfs.beneath import Walker
 from vfs.codec import Entry
-from vfs.errors import DvfsError, FormatError, ObjectMissing, UncommittedChanges, UsageError
+from vfs.durable import write_atomic
+from vfs.errors import (
+    DvfsError,
+    FormatError,
+    ObjectError,
+    ObjectMissing,
+    UncommittedChanges,
+    UsageError,
+)
 from vfs.gitlink import LockPointer, read_lock, write_lock
 from vfs.names import MAX_DEPTH, reserved_path
+from vfs.ondemand import ensure_local
+from vfs.receive import (
+    EXPANSION_FLOOR_BYTES,
+    EXPANSION_RATIO,
+    check_expansion,
+)
 from vfs.refs import Head, check_ref_name
 from vfs.repo import Repository
-from vfs.stage import Index, staged_from_entry
-from vfs.workflow import base_files, quiet, same_entry, work_state
+from vfs.stage import Index, not_checked_out, staged_from_entry
+from vfs.workflow import base_files, head_files, quiet, same_entry, work_state
 from vfs.worktree import (
     Found,
     Hasher,
@@ -36,7 +65,9 @@ from vfs.worktree import (
     Workers,
     ensure_dir,
     lstat_or_none,
+    remove_many,
     remove_path,
+    remove_temporaries,
     restore_many,
     show,
     tracked_dir_only,
@@ -53,7 +84,8 @@ class CheckoutReport:
     written: int = 0
     deleted: int = 0
     unchanged: int = 0
-    failed: dict[bytes, DvfsError] = field(default_factory=dict)
+    fetched: int = 0  # chunks downloaded from the default remote first (vfs.ondemand)
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
 
 
 def _under(path: bytes, prefixes: Sequence[bytes]) -> bool:
@@ -70,24 +102,32 @@ def _restore(
     force: bool,
     warn: Warn,
     action: str = "checkout",
+    source: str | None = None,
+    offline: bool = False,
+    yes: bool = False,
 ) -> CheckoutReport:
-    """The shared body of checkout, switch and pull (caller holds the lock)."""
+    """The shared body of checkout, switch and pull (caller holds the lock).
+
+    ``source`` is the revision as the user wrote it, for hints (default: vN).
+    """
     hist = repo.history
     version = hist.version(target)
+    label = f"v{version.number}"
     empty: list[bytes] = []
     wanted = hist.flatten(version.tree, empty)
-    _check_writable(f"v{version.number}", wanted, empty)
+    _check_writable(label, wanted, empty)
     index = repo.index()
     rels = [repo.rel(p) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):
             if not any(_under(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):
-                raise UsageError(f"{arg} is not in v{version.number} and is not tracked")
+                raise UsageError(f"{arg} is not in {label} and is not tracked")
         wanted = {p: e for p, e in wanted.items() if _under(p, rels)}
         empty = [p for p in empty if _under(p, rels)]
         scope = {p: s for p, s in index.entries.items() if _under(p, rels)}
     else:
         scope = dict(index.entries)
+    remove_temporaries_after_crash(repo, warn)
     sub = Index(index.path)
     sub.written_ns = index.written_ns
     sub.entries = scope
@@ -118,9 +158,9 @@ def _restore(
             if st is None or statmod.S_ISDIR(st.st_mode) or (tracked(d) and d not in wanted):
                 continue  # missing, a directory, or tracked and removed below
             what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "a file"
-            blocked.append((d, f"{what}, not tracked, where v{version.number} has a directory"))
+            blocked.append((d, f"{what}, not tracked, where {label} has a directory"))
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
-    deleted = set(state.deleted)
+    deleted = set(state.deleted) | set(state.not_checked_out)
     current = {p: s for p, s in sub.entries.items() if p not in deleted}
     current.update(state.current)
     current.update(on_disk)
@@ -166,12 +206,11 @@ def _restore(
             )
         if conflicts:
             raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
-    report = CheckoutReport(f"v{version.number}", None if paths else attach, bool(paths))
-    with Walker(repo.root) as walker:
-        for p in sorted(scope):
-            if p not in wanted and p not in carry:
-                report.deleted += remove_path(walker, p)
-                index.entries.pop(p, None)
+    report = CheckoutReport(label, None if paths else attach, bool(paths))
+    # What to do, decided before anything changes: files to delete, files that hold
+    # the version's bytes already (their mtime aligned at most), files to write.
+    doomed = [p for p in sorted(scope) if p not in wanted and p not in carry]
+    kept: list[tuple[bytes, Entry, os.stat_result]] = []
     todo: list[tuple[bytes, Entry]] = []
     with Walker(repo.root) as walker:
         for p, e in wanted.items():
@@ -179,20 +218,35 @@ def _restore(
                 continue
             cur = current.get(p)
             st = None if cur is None or p in unknown else walker.lstat(p)
-            if cur is not None and st is not None and cur.same_on_disk(e):
-                if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
-                    if st.st_nlink > 1:  # shared with another name: never change that one
-                        todo.append((p, e))
-                        continue
-                    dir_fd, leaf = walker.parent(p)
-                    os.utime(
-                        leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False
-                    )
-                    st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
-                index.entries[p] = staged_from_entry(e, st)
-                report.unchanged += 1
-            else:
+            if cur is None or st is None or not cur.same_on_disk(e):
                 todo.append((p, e))
+            elif st.st_mtime_ns != e.mtime_ns and st.st_nlink > 1:
+                todo.append((p, e))  # same bytes, shared with another name: never changed
+            else:
+                kept.append((p, e, st))
+    # The data the files need, fetched now if it is only on a remote: a remote that
+    # fails, or --offline, stops the checkout here, before anything has changed.
+    fetched = ensure_local(
+        repo, todo, workers, command=f"{action} {source or label}",
+        gets_them=f"dvfs pull {source or label}{''.join(' ' + a for a in paths)}",
+        offline=offline,
+        before=None if yes else lambda: check_expansion(hist, target, rels, label),
+    )  # fmt: skip
+    for p, why in fetched.unavailable.items():
+        report.failed[p] = ObjectError(why)
+    todo = [(p, e) for p, e in todo if p not in report.failed]
+    report.fetched = fetched.objects
+    report.deleted = remove_many(repo.root, doomed, workers.progress)
+    for p in doomed:
+        index.entries.pop(p, None)
+    with Walker(repo.root) as walker:
+        for p, e, st in kept:
+            if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
+                dir_fd, leaf = walker.parent(p)
+                os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+                st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+            index.entries[p] = staged_from_entry(e, st)
+            report.unchanged += 1
 
     def replace(rel: bytes) -> bool:  # something else stands where the version has rel
         if force:
@@ -202,7 +256,9 @@ def _restore(
             return tracked_dir_only(repo.root, rel, tracked)
         return tracked(rel)
 
-    stats, report.failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    with restoring(repo) if todo else contextlib.nullcontext():
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    report.failed.update(failed)
     with Walker(repo.root) as walker:
         for p in empty:  # the version's empty directories (a snapshot of a mount records them)
             try:
@@ -214,19 +270,64 @@ def _restore(
             index.entries[p] = stats[p]
             report.written += 1
     if not paths:
+        # A file that could not be restored is not checked out: whatever stood there
+        # (committed bytes of the version left, or what --force discards) is removed,
+        # and the index holds the version's entry, so `status` says so and a later
+        # checkout, pull or restore brings it.
+        with Walker(repo.root) as walker:
+            for p in sorted(report.failed):
+                st = walker.lstat(p)
+                if st is not None and not statmod.S_ISDIR(st.st_mode):
+                    remove_path(walker, p)
+                index.entries[p] = not_checked_out(wanted[p])
         for p in list(index.entries):
-            if p not in wanted and p not in report.failed and p not in carry:
+            if p not in wanted and p not in carry:
                 del index.entries[p]
         index.head = None if carry else target
         index.base = target
     else:
-        index.head = None
+        index.head = None  # (a path not restored keeps its entry, and its file, as they were)
     index.save()
     if not paths:
         branch = attach or hist.head().branch
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         write_lock(repo.root, LockPointer(branch, version.number, target))
     return report
+
+
+RESTORING = "restoring"  # .dvfs/restoring: files are being written into the working tree
+
+
+@contextlib.contextmanager
+def restoring(repo: Repository) -> Iterator[None]:
+    """Mark ``.dvfs/restoring`` (an empty file) while files are written into the working tree.
+
+    A marker left behind (the process was killed, or failed) makes the next checkout
+    remove the temporary files the writes may have left (see
+    :func:`remove_temporaries_after_crash`); it is removed once the writes are over.
+    """
+    marker = repo.dir / RESTORING
+    write_atomic(marker, b"")
+    yield
+    marker.unlink(missing_ok=True)
+
+
+def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
+    """If a restore was killed (``.dvfs/restoring`` is there), remove its temporary files.
+
+    The caller holds the repository lock, so no other dvfs command is writing them.
+    Returns how many were removed.
+    """
+    marker = repo.dir / RESTORING
+    if not marker.exists():
+        return 0
+    removed = remove_temporaries(repo.root)
+    marker.unlink(missing_ok=True)
+    if removed:
+        warn(
+            f"removed {removed:,} temporary files an interrupted checkout left in the working tree"
+        )
+    return removed
 
 
 def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) -> None:
@@ -274,11 +375,16 @@ def checkout(
     force: bool = False,
     from_lock: bool = False,
     warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
 ) -> CheckoutReport:
     """Restore the working tree (or just ``paths``) to a revision.
 
     Without paths, HEAD follows: onto the branch when ``rev`` names a branch or the
-    current branch's latest version, else detached at that version.
+    current branch's latest version, else detached at that version. Data that is
+    only on the default remote is downloaded first unless ``offline`` (see the
+    module docstring); ``yes`` allows a download that expands far
+    (``vfs.receive.check_expansion``).
     """
     with repo.locked():
         hist = repo.history
@@ -302,19 +408,38 @@ def checkout(
         attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
         if attach is None and from_lock:
             repo.refs.set_head(Head(branch, head.detached))
-        return _restore(repo, target, workers, attach=attach, paths=paths, force=force, warn=warn)
+        return _restore(
+            repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
+            source=rev if rev is not None and not _is_id(rev, target) else None,
+            offline=offline, yes=yes,
+        )  # fmt: skip
+
+
+def _is_id(rev: str, oid: bytes) -> bool:
+    """True if ``rev`` is (a prefix of) the hex id ``oid``: pull passes ids, users names."""
+    return len(rev) >= 4 and oid.hex().startswith(rev.lower())
 
 
 def switch(
-    repo: Repository, name: str, workers: Workers, *, force: bool = False, warn: Warn = quiet
+    repo: Repository,
+    name: str,
+    workers: Workers,
+    *,
+    force: bool = False,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
 ) -> CheckoutReport:
-    """Make ``name`` the current branch and restore its latest version."""
+    """Make ``name`` the current branch and restore its latest version (see :func:`checkout`)."""
     with repo.locked():
         target = repo.refs.get(f"refs/heads/{name}")
         if target is None:
             have = ", ".join(repo.refs.branches()) or "none yet"
             raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
-        return _restore(repo, target, workers, attach=name, force=force, warn=warn, action="switch")
+        return _restore(
+            repo, target, workers, attach=name, force=force, warn=warn, action="switch",
+            source=name, offline=offline, yes=yes,
+        )  # fmt: skip
 
 
 def switch_create(
@@ -325,6 +450,8 @@ def switch_create(
     *,
     force: bool = False,
     warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
 ) -> CheckoutReport:
     """Create branch ``name`` at ``rev`` (default HEAD) and switch to it (git switch -c).
 
@@ -340,11 +467,219 @@ def switch_create(
             write_lock(repo.root, LockPointer(name, number, target))
             return CheckoutReport(f"v{number}", name, unchanged=repo.index().count())
     try:
-        return switch(repo, name, workers, force=force, warn=warn)
+        return switch(repo, name, workers, force=force, warn=warn, offline=offline, yes=yes)
     except BaseException:
         with contextlib.suppress(DvfsError):
             delete_branch(repo, name)
         raise
+
+
+@dataclass
+class RestoreReport:
+    """What ``dvfs restore`` did."""
+
+    source: str  # where the content came from: "the index", "HEAD", or a revision
+    unstaged: int = 0  # index entries set back to the source (--staged)
+    written: int = 0  # working files written
+    unchanged: int = 0  # working files that held the content already
+    fetched: int = 0  # chunks downloaded first (vfs.ondemand)
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+
+
+def restore(
+    repo: Repository,
+    paths: Sequence[str],
+    workers: Workers,
+    *,
+    staged: bool = False,
+    worktree: bool | None = None,
+    source: str | None = None,
+    offline: bool = False,
+    yes: bool = False,
+    warn: Warn = quiet,
+) -> RestoreReport:
+    """``dvfs restore``: git's verbs to undo a change to PATHs.
+
+    - ``restore PATH``: the working files take the content staged in the index again
+      (unstaged changes are discarded; deleted and not checked out files come back);
+    - ``restore --staged PATH``: the index takes HEAD's content again (an addition is
+      unstaged, a staged deletion undone); the working files are not touched;
+    - ``--source REV``: REV's content instead of the index's (or HEAD's);
+    - ``--staged --worktree``: both, the working files from the same source.
+
+    Restore never deletes a working file (a path the source lacks is left as it is)
+    and never overwrites an untracked file with other content. Data only on the
+    default remote is downloaded first, unless ``offline`` (``vfs.ondemand``).
+    """
+    if not paths:
+        raise UsageError("name the paths to restore: dvfs restore PATH... ('.' for all)")
+    write = not staged if worktree is None else worktree
+    with repo.locked():
+        hist = repo.history
+        index = repo.index()
+        rels = [repo.rel(p) for p in paths]
+        src: dict[bytes, Entry] | None = None
+        label = "the index"
+        if source is not None:
+            target = hist.resolve(source)
+            src = hist.flatten(hist.version(target).tree)
+            label = source
+        elif staged:
+            src = head_files(hist)
+            label = "HEAD"
+        for arg, rel in zip(paths, rels, strict=True):
+            if not index.under(rel) and not (src and any(_under(q, [rel]) for q in src)):
+                where = "" if src is None else f" and not in {label}"
+                raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
+        report = RestoreReport(label)
+        if staged:
+            assert src is not None
+            for p in [p for rel in rels for p in index.under(rel)]:
+                if p not in src:
+                    index.remove(p)  # an addition unstaged: the file stays, untracked
+                    report.unstaged += 1
+            for p, e in src.items():
+                if not _under(p, rels):
+                    continue
+                cur = index.get(p)
+                if cur is None or not cur.same_content(e):
+                    keep_absent = cur is not None and not cur.checked_out
+                    index.put(p, not_checked_out(e) if keep_absent else staged_from_entry(e, None))
+                    report.unstaged += 1
+            index.head = None
+        if write:
+            if source is not None:
+                assert src is not None
+                want = {p: e for p, e in src.items() if _under(p, rels)}
+            else:
+                want = {}
+                for rel in rels:
+                    for p in index.under(rel):
+                        s = index.get(p)
+                        assert s is not None
+                        want[p] = s.to_entry(p.rpartition(b"/")[2])
+            _restore_files(repo, index, want, report, workers, offline=offline, yes=yes, warn=warn)
+        index.save()
+    return report
+
+
+def _restore_files(
+    repo: Repository,
+    index: Index,
+    want: dict[bytes, Entry],
+    report: RestoreReport,
+    workers: Workers,
+    *,
+    offline: bool,
+    yes: bool,
+    warn: Warn,
+) -> None:
+    """Write ``want`` into the working tree where it differs (see :func:`restore`)."""
+    remove_temporaries_after_crash(repo, warn)
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = {p: s for p in want if (s := index.get(p)) is not None}
+    state = work_state(repo, sub, workers, warn)
+    for p, s in sub.entries.items():
+        index.put(p, s)  # stats refreshed by work_state
+    changed = set(state.modified) | set(state.deleted) | set(state.not_checked_out)
+    changed |= set(state.unreadable)
+    untracked: list[Found] = []
+    with Walker(repo.root) as walker:
+        for p in want:
+            if p not in sub.entries and (st := walker.lstat(p)) is not None:
+                if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                    raise UsageError(
+                        f"{show(p)} is not a file but something else that is not tracked: "
+                        "move it away; nothing was restored"
+                    )
+                untracked.append(Found(p, st))
+    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
+    clash = sorted(p for p, s in on_disk.items() if not s.same_on_disk(want[p]))
+    if clash:
+        raise UsageError(
+            f"restore would overwrite untracked {names_of(clash)}: move them away; "
+            "nothing was restored"
+        )
+    todo: list[tuple[bytes, Entry]] = []
+    for p, e in want.items():
+        if p in on_disk:  # untracked, and holding the content already
+            report.unchanged += 1
+            continue
+        if p in state.current:  # modified: as hashed
+            disk = state.current.get(p)
+        elif p in changed or p not in sub.entries:  # not there (or not readable)
+            disk = None
+        else:  # as staged
+            disk = sub.entries[p]
+        if disk is not None and disk.same_on_disk(e):
+            report.unchanged += 1
+        else:
+            todo.append((p, e))
+    fetched = ensure_local(
+        repo, todo, workers, command="restore",
+        gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
+        + " ".join(show(p) for p, _ in todo[:5]),
+        offline=offline,
+        before=None if yes else lambda: _check_restore_expansion(todo),
+    )  # fmt: skip
+    report.fetched = fetched.objects
+    for p, why in fetched.unavailable.items():
+        report.failed[p] = ObjectError(why)
+    todo = [(p, e) for p, e in todo if p not in report.failed]
+
+    def replace(rel: bytes) -> bool:  # something else stands where a file goes
+        st = lstat_or_none(repo.root, rel)
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
+        return index.get(rel) is not None
+
+    with restoring(repo) if todo else contextlib.nullcontext():
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    report.failed.update(failed)
+    for p, _ in todo:
+        got = stats.get(p)
+        if got is None:
+            continue
+        report.written += 1
+        cur = index.get(p)
+        if cur is not None and cur.same_content(got):
+            index.put(p, got)  # the file holds what is staged: its stat is recorded
+
+
+def _check_restore_expansion(todo: list[tuple[bytes, Entry]]) -> None:
+    """UsageError if the files to restore expand far beyond their distinct data.
+
+    The same limits as ``vfs.receive.check_expansion``, for a set of files.
+    """
+    size = sum(e.size for _, e in todo)
+    distinct = sum({c.oid: c.size for _, e in todo for c in e.chunks}.values())
+    if size > max(EXPANSION_FLOOR_BYTES, EXPANSION_RATIO * distinct):
+        raise UsageError(
+            f"restore would write {size:,} bytes, {size // max(1, distinct):,} times the "
+            f"{distinct:,} bytes of distinct data they are made of: refused, nothing was "
+            "written; pass --yes only if you expect it"
+        )
+
+
+def names_of(paths: Sequence[bytes]) -> str:
+    """Some paths for a message, and how many more."""
+    shown = ", ".join(show(p) for p in paths[:5])
+    return shown + (f" and {len(paths) - 5:,} more" if len(paths) > 5 else "")
+
+
+def nothing_checked_out(repo: Repository, target: bytes, branch: str, *, attached: bool) -> None:
+    """Put HEAD at ``target`` with none of its files in the working tree (``clone
+    --no-checkout``): the index holds every path of it marked not checked out
+    (``vfs.stage``), so ``status`` says so and ``commit`` keeps them. The caller holds
+    the lock; the working tree is not touched.
+    """
+    hist = repo.history
+    index = Index(repo.dir / "index")
+    index.entries = {p: not_checked_out(e) for p, e in hist.walk(hist.version(target).tree)}
+    index.head = index.base = target
+    index.save()
+    repo.refs.set_head(Head(branch) if attached else Head(branch, target))
 
 
 def fast_forward(
@@ -378,16 +713,22 @@ def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
         return target
 
 
-def delete_branch(repo: Repository, name: str) -> None:
-    """Delete branch ``name`` (not the current one)."""
+def delete_branch(repo: Repository, name: str) -> bytes:
+    """Delete branch ``name`` (not the current one); return the version it named.
+
+    While HEAD is detached, no branch is current: HEAD still names the branch it
+    came from (to count ``vN`` along), but that branch may go, as in git. Its
+    versions stay in the store, reachable by id.
+    """
     with repo.locked():
         cur = repo.refs.get(f"refs/heads/{name}")
         if cur is None:
             raise UsageError(f"no branch named {name}")
         head = repo.refs.head()
-        if head.branch == name:
+        if head.branch == name and head.detached is None:
             raise UsageError(f"{name} is the current branch: switch to another one first")
         repo.refs.update(f"refs/heads/{name}", None, cur)
+        return cur
 
 
 def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:

@@ -276,6 +276,14 @@ def warn(msg: str) -> None:
 
 
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+YES = click.option(
+    "--yes", "-y", is_flag=True,
+    help="Check out even a version that expands to over 1,000 times its distinct data.",
+)  # fmt: skip
+OFFLINE = click.option(
+    "--offline", is_flag=True,
+    help="Use only the local store: refuse, naming the files, if data is only on a remote.",
+)  # fmt: skip
 
 
 def emit_json(data: Any) -> None:
@@ -664,6 +672,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
                 "staged": [change_json(c) for c in st.staged],
                 "modified": [show(p) for p in work.modified],
                 "deleted": [show(p) for p in work.deleted],
+                "not_checked_out": [show(p) for p in work.not_checked_out],
                 "untracked": [show(p) for p in work.untracked],
                 "unreadable": [show(p) for p in work.unreadable],
                 "remotes": tracking(repo, st),
@@ -687,7 +696,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
         click.echo("No versions yet.")
     grouped = False
     if st.staged:
-        click.echo("Staged for commit:")
+        click.echo("Staged for commit (use `dvfs restore --staged PATH` to unstage):")
         if verbose or len(st.staged) <= GROUP_OVER:
             for c in st.staged:
                 click.echo("  " + change_line(c))
@@ -698,7 +707,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
                 for g in by_directory([c.path for c in changes]):
                     click.echo("  " + group_line(state, g, [changes[i] for i in g.members]))
     if work.modified or work.deleted:
-        click.echo("Not staged (use `dvfs add PATH` to stage, `dvfs checkout HEAD PATH` to undo):")
+        click.echo("Not staged (use `dvfs add PATH` to stage, `dvfs restore PATH` to undo):")
         for state, paths in (("modified", work.modified), ("deleted", work.deleted)):
             groups = by_directory(paths, 1 << 62 if verbose else GROUP_OVER)
             grouped = grouped or len(groups) < len(paths)
@@ -710,6 +719,13 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
         grouped = grouped or len(groups) < len(work.untracked)
         for g in groups:
             click.echo(f"  {group_name(g)}")
+    if work.not_checked_out:
+        n = len(work.not_checked_out)
+        of = f" of {quoted(st.head)}" if st.head else ""
+        click.echo(
+            f"{count(n, 'file')}{of} not checked out; `dvfs pull PATH` or "
+            "`dvfs checkout HEAD PATH` brings them"
+        )
     if grouped:
         click.echo("(long lists are shown by directory: `dvfs status -v` lists every file)")
     if work.unreadable:  # each was named in a warning
@@ -717,7 +733,10 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
         click.echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
         sys.exit(1)
     if not (st.staged or work.modified or work.deleted or work.untracked):
-        click.echo("Nothing to commit, working tree clean.")
+        if work.not_checked_out:
+            click.echo("Nothing to commit; the files checked out are clean.")
+        else:
+            click.echo("Nothing to commit, working tree clean.")
 
 
 def tracking(repo: Repository, st: workflow.Status) -> list[dict[str, Any]]:
@@ -1056,15 +1075,32 @@ def ls_cmd(target: str, recursive: bool, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("target", metavar="REV:PATH")
-def cat(target: str) -> None:
+@OFFLINE
+def cat(target: str, offline: bool) -> None:
     """Write a file of a version to standard output.
+
+    Data not in the local store is downloaded from the default remote first.
 
     \b
     Examples:
       dvfs cat v1:data/labels.csv > labels-v1.csv
     """
+    from vfs import ondemand
+
+    repo = repo_here()
+    rev = target.partition(":")[0] or "HEAD"
+
+    def fetch(path: bytes, e: Entry) -> None:
+        with workers() as w:
+            got = ondemand.ensure_local(
+                repo, [(path, e)], w, command=f"cat {target}",
+                gets_them=f"dvfs pull {rev} {show(path)}", offline=offline,
+            )  # fmt: skip
+        for why in got.unavailable.values():
+            fail(f"cannot show {quoted(path)}: {why}")
+
     out = sys.stdout.buffer
-    for piece in browse.cat(repo_here(), target):
+    for piece in browse.cat(repo, target, fetch):
         out.write(piece)
     out.flush()
 
@@ -1207,38 +1243,56 @@ def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
 
 
 def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
-    """Print what a checkout did; exit 1 if some files could not be restored."""
+    """Print what a checkout did, once it is over; exit 1 if some files were not restored.
+
+    The files that failed are listed first (on stderr), then the summary of what
+    was done, then one error line saying in which state they were left.
+    """
     if as_json:
         emit_json(checkout_json(r))
-    elif r.paths:
+        checkout_failures(r)
+        return
+    if len(r.failed) > 1:
+        for p, exc in sorted(r.failed.items()):
+            click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
+    fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
+    if r.paths:
+        failed = f", {len(r.failed)} not restored" if r.failed else ""
         click.echo(f"restored from {quoted(r.label)}: {r.written} written, {r.deleted} deleted, "
-                   f"{r.unchanged} unchanged")  # fmt: skip
+                   f"{r.unchanged} unchanged{failed}{fetched}")  # fmt: skip
     else:
         where = f"on branch {quoted(r.attached)}" if r.attached else "detached"
+        failed = f", {len(r.failed)} not checked out" if r.failed else ""
         click.echo(
             f"{quoted(r.label)} ({where}): {r.written} written, {r.deleted} deleted, "
-            f"{r.unchanged} unchanged"
+            f"{r.unchanged} unchanged{failed}{fetched}"
         )
-    checkout_failures(r)
+    checkout_failures(r, listed=True)
 
 
-def checkout_failures(r: checkout.CheckoutReport) -> None:
-    """If some files could not be restored: say which and why on stderr, and exit 1."""
-    if r.failed:
-        failed = sorted(r.failed.items())
-        if len(failed) == 1:
-            p, exc = failed[0]
-            fail(f"could not restore {quoted(p)}: {exc}; the other files were restored")
-        names = ", ".join(quoted(p) for p, _ in failed[:10])
-        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        click.echo(
-            f"dvfs: error: could not restore {len(failed)} files ({names}{more}); "
-            "the other files were restored",
-            err=True,
+def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> None:
+    """If some files could not be restored: say which, why and how they were left, on
+    stderr, and exit 1 (``listed``: the reasons of several were printed already)."""
+    if not r.failed:
+        return
+    failed = sorted(r.failed.items())
+    if len(failed) == 1:
+        p, exc = failed[0]
+        left = "left as it was" if r.paths else "not checked out"
+        fail(
+            f"could not restore {quoted(p)}: {exc}; it is {left}, the other files were "
+            f"restored{'' if r.paths else '; `dvfs checkout HEAD PATH` tries again'}"
         )
+    names = ", ".join(quoted(p) for p, _ in failed[:10])
+    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+    if not listed:
         for p, exc in failed:
             click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
-        sys.exit(1)
+    left = "left as they were" if r.paths else "not checked out"
+    fail(
+        f"could not restore {len(failed)} files ({names}{more}): they are {left}, the other "
+        f"files were restored{'' if r.paths else '; `dvfs checkout HEAD PATH` tries again'}"
+    )
 
 
 @cli.command(name="checkout")
@@ -1249,12 +1303,16 @@ def checkout_failures(r: checkout.CheckoutReport) -> None:
 @click.option(
     "-b", "new_branch", metavar="NAME", help="Start branch NAME at REV (as dvfs switch -c)."
 )  # fmt: skip
+@OFFLINE
+@YES
 @AS_JSON
 def checkout_cmd(
     rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool,
-    new_branch: str | None, as_json: bool,
+    new_branch: str | None, offline: bool, yes: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Restore the working tree (or only PATHS) to version REV.
+
+    Data not in the local store is downloaded from the default remote first.
 
     \b
     Examples:
@@ -1270,10 +1328,69 @@ def checkout_cmd(
     repo = repo_here()
     with workers() as w:
         if new_branch is not None:
-            r = checkout.switch_create(repo, new_branch, rev, w, force=force, warn=warn)
+            r = checkout.switch_create(
+                repo, new_branch, rev, w, force=force, warn=warn, offline=offline, yes=yes
+            )
         else:
-            r = checkout.checkout(repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn)
+            r = checkout.checkout(
+                repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn,
+                offline=offline, yes=yes,
+            )  # fmt: skip
     report_checkout(r, as_json)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--staged", "-S", is_flag=True, help="Unstage: set the index back to HEAD.")
+@click.option(
+    "--worktree", "-W", is_flag=True,
+    help="Restore the working files (the default; with --staged, both).",
+)  # fmt: skip
+@click.option("--source", "-s", metavar="REV", help="Take the content from REV instead.")
+@OFFLINE
+@YES
+@AS_JSON
+def restore(
+    paths: tuple[str, ...], staged: bool, worktree: bool, source: str | None, offline: bool,
+    yes: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Undo changes to PATHS: discard working changes, or unstage with --staged.
+
+    Without --staged, the working files take the staged content again (or REV's with
+    --source): changes not staged are discarded, deleted files come back. With
+    --staged, the index takes HEAD's content (or REV's) and the files stay as they
+    are. Nothing is deleted, and an untracked file is never overwritten.
+
+    \b
+    Examples:
+      dvfs restore data/labels.csv          # discard the changes not staged
+      dvfs restore --staged data/           # unstage, keep the files
+      dvfs restore --source v1 data/x.csv   # the file as it was at v1
+    """
+    repo = repo_here()
+    with workers() as w:
+        r = checkout.restore(
+            repo, paths, w, staged=staged, worktree=worktree or None, source=source,
+            offline=offline, yes=yes, warn=warn,
+        )  # fmt: skip
+    if as_json:
+        emit_json(
+            {"source": r.source, "unstaged": r.unstaged, "written": r.written,
+             "unchanged": r.unchanged, "fetched": r.fetched,
+             "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())}}
+        )  # fmt: skip
+    else:
+        done = []
+        if staged:
+            done.append(f"unstaged {count(r.unstaged, 'path')}")
+        if not staged or worktree:
+            done.append(f"{r.written} written, {r.unchanged} unchanged")
+        fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
+        source = r.source if r.source == "the index" else quoted(r.source)
+        click.echo(f"restored from {source}: {', '.join(done)}{fetched}")
+    if r.failed:
+        report = checkout.CheckoutReport(r.source, None, paths=True, failed=r.failed)
+        checkout_failures(report)
 
 
 @cli.command()
@@ -1281,8 +1398,12 @@ def checkout_cmd(
 @click.argument("rev", required=False)
 @click.option("-c", "--create", is_flag=True, help="Create branch NAME at REV (default HEAD).")
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@OFFLINE
+@YES
 @AS_JSON
-def switch(name: str, rev: str | None, create: bool, force: bool, as_json: bool) -> None:
+def switch(
+    name: str, rev: str | None, create: bool, force: bool, offline: bool, yes: bool, as_json: bool
+) -> None:
     """Switch to branch NAME and restore its latest version.
 
     With -c, create NAME first, at REV (default HEAD), as git switch -c does: at HEAD
@@ -1298,9 +1419,11 @@ def switch(name: str, rev: str | None, create: bool, force: bool, as_json: bool)
     repo = repo_here()
     with workers() as w:
         if create:
-            r = checkout.switch_create(repo, name, rev, w, force=force, warn=warn)
+            r = checkout.switch_create(
+                repo, name, rev, w, force=force, warn=warn, offline=offline, yes=yes
+            )
         else:
-            r = checkout.switch(repo, name, w, force=force, warn=warn)
+            r = checkout.switch(repo, name, w, force=force, warn=warn, offline=offline, yes=yes)
     report_checkout(r, as_json)
 
 
@@ -1334,9 +1457,10 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             raise UsageError("name the branches to delete: dvfs branch -d NAME...")
         missing_refs(repo, "heads", names, "branch")
         for n in names:
-            checkout.delete_branch(repo, n)
+            was = checkout.delete_branch(repo, n)
             if not as_json:
-                click.echo(f"deleted branch {quoted(n)}")
+                label = quoted(repo.history.label(was))
+                click.echo(f"deleted branch {quoted(n)} (was {label} {was.hex()[:10]})")
         if as_json:
             emit_json({"deleted": list(names)})
         return
@@ -1461,10 +1585,6 @@ def fsck_cmd(as_json: bool) -> None:
 JOBS = click.option(
     "--jobs", "-j", type=click.IntRange(min=1, max=64), default=8, show_default=True,
     help="Parallel transfers.",
-)  # fmt: skip
-YES = click.option(
-    "--yes", "-y", is_flag=True,
-    help="Check out even a version that expands to over 1,000 times its distinct data.",
 )  # fmt: skip
 REMOTE = click.option(
     "--remote", "remote_name", metavar="NAME", help="Remote (default: the default)."

@@ -15,6 +15,7 @@ import errno
 import functools
 import itertools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,14 @@ def tmp_leaf(name: bytes) -> bytes:
     tail = b".%s%d" % (_PROCESS_TAG_BYTES, next(_serial))
     room = NAME_MAX - len(_TMP_PREFIX_BYTES) - len(tail)
     return _TMP_PREFIX_BYTES + name[:room] + tail
+
+
+_TMP_LEAF = re.compile(rb"\.tmp-.*\.[0-9a-f]{8}[0-9]+", re.DOTALL)
+
+
+def is_tmp_leaf(name: bytes) -> bool:
+    """True if ``name`` has the form :func:`tmp_leaf` gives (a temporary file of ours)."""
+    return _TMP_LEAF.fullmatch(name) is not None
 
 
 def storage_error(exc: OSError, what: str) -> Exception:

@@ -3,9 +3,11 @@
 Every reachable object is read back and hashed once (chunks in parallel). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
-harmless; they are counted and removed (under the repository lock). Chunks that were
-never downloaded (a clone or pull of part of the data) are no problem when a remote
-holds them, as far as its cached index segments tell.
+harmless; they are counted and removed (under the repository lock), in the store and
+in the working tree (``vfs.worktree.remove_temporaries``: only names of dvfs's own
+temporary form, never through a link). Chunks that were never downloaded (a clone or
+pull of part of the data) are no problem when a remote holds them, as far as its
+cached index segments tell.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from vfs.checkout import RESTORING
 from vfs.codec import Kind
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing
 from vfs.history import History
 from vfs.remotes import cached_remote_ids
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree import Workers, remove_temporaries
 
 MAX_USERS_SHOWN = 5
 
@@ -74,7 +77,8 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
     report = FsckReport()
     hist = repo.history
     with repo.locked():
-        report.temporaries = repo.store.remove_temporaries()
+        report.temporaries = repo.store.remove_temporaries() + remove_temporaries(repo.root)
+        (repo.dir / RESTORING).unlink(missing_ok=True)
     versions: dict[bytes, str] = {}
     stack = list(_roots(repo, report).items())
     while stack:

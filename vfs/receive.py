@@ -265,10 +265,14 @@ def _check_chunk_sizes(tree: Tree, index: dict[bytes, Located]) -> None:
 # ----------------------------------------------------------------------- expansion
 
 
-def check_expansion(hist: History, version: bytes, paths: list[bytes], label: str) -> None:
+def check_expansion(
+    hist: History, version: bytes, paths: list[bytes], label: str, *, paths_only: bool = False
+) -> None:
     """UsageError if checking out ``paths`` of ``version`` (all if empty) expands too far.
 
     See the module docstring; ``label`` names the version in the message.
+    ``paths_only`` checks the number of paths alone: a ``clone --no-checkout``
+    writes no file, but records every path in the index.
     """
     tree = hist.version(version).tree
     if not paths:
@@ -291,7 +295,9 @@ def check_expansion(hist: History, version: bytes, paths: list[bytes], label: st
         )  # fmt: skip
     paths_made = extent.files + extent.dirs
     too_many = paths_made > max(EXPANSION_FLOOR_PATHS, EXPANSION_RATIO * extent.distinct_entries)
-    too_big = extent.bytes > max(EXPANSION_FLOOR_BYTES, EXPANSION_RATIO * extent.distinct_bytes)
+    too_big = not paths_only and extent.bytes > max(
+        EXPANSION_FLOOR_BYTES, EXPANSION_RATIO * extent.distinct_bytes
+    )
     if not (too_many or too_big):
         return
     ratio = (

@@ -46,7 +46,7 @@ from vfs.history import History
 from vfs.lock import repository_lock
 from vfs.objects import ObjectStore
 from vfs.refs import Refs, check_ref_name
-from vfs.stage import Index
+from vfs.stage import Index, not_checked_out
 
 DVFS_DIR = ".dvfs"
 RECORD_LIMIT = 1024 * 1024
@@ -170,8 +170,21 @@ class Repository:
             yield
 
     def index(self) -> Index:
-        """Load the staging index."""
-        return Index.load(self.dir / "index")
+        """Load the staging index.
+
+        With no index file while HEAD names a version (a clone made with
+        ``--no-checkout`` by an older dvfs, or an index deleted by hand), the index is
+        that version with every path not checked out (``vfs.stage``): nothing reads
+        as deleted, and files found in the working tree are compared with it.
+        """
+        index = Index.load(self.dir / "index")
+        if not index.on_disk:
+            head = self.history.head_id()
+            if head is not None:
+                tree = self.history.version(head).tree
+                index.entries = {p: not_checked_out(e) for p, e in self.history.walk(tree)}
+                index.head = index.base = head
+        return index
 
     def config(self) -> dict[str, Any]:
         """User settings from ``.dvfs/config`` (empty if absent)."""

@@ -1,10 +1,10 @@
 """The staging index (``.dvfs/index``): what the next commit will hold, plus a stat cache.
 
-Record, format version 1 (msgpack, written atomically and fsynced)::
+Record, format version 2 (msgpack, written atomically and fsynced)::
 
-    {"v": 1, "written_ns": int, "head": id | null, "base": id | null (optional),
+    {"v": 2, "written_ns": int, "head": id | null, "base": id | null (optional),
      "entries": [[path, kind, mode, size, mtime_ns, ctime_ns, ino, digest,
-                  [[chunk_id, chunk_len], ...], target], ...]}
+                  [[chunk_id, chunk_len], ...], target (, flags)], ...]}
 
 ``path`` is the repository-relative path as bytes with ``/`` separators. The stat
 fields (size, mtime, ctime, inode, mode) let ``status`` and ``add`` skip re-hashing a
@@ -18,6 +18,19 @@ staged: the version the working tree was last made equal to. If the branch moves
 past it without the working tree (a snapshot of a mount, say), ``commit`` refuses
 rather than undo the versions in between (an index written before ``base`` existed
 has none, and is not checked).
+
+``flags`` (format 2; absent means 0) is a bit set. ``NOT_CHECKED_OUT`` (1) marks a
+path that is part of the next commit but was never written into the working tree:
+a ``clone --no-checkout`` makes every path so, ``pull PATH`` and ``checkout REV PATH``
+write some of them (a partial working tree, as git's skip-worktree bit), and a
+checkout that could not restore a file leaves it so. Its content fields are those of
+the version it came from, its ctime and inode are -1, so its stat never matches a
+file: a file that appears there is hashed and compared like any tracked file (same
+content: it is checked out; other content: modified). ``status`` reports such paths
+as not checked out, never as deleted; ``commit`` keeps them as they are; only
+``dvfs rm`` drops them. An index of format 1 (rows of ten fields, no flags) is read
+as it is; an absent index file in a repository whose HEAD names a version is read as
+that version with every path not checked out (``vfs.repo``).
 """
 
 from __future__ import annotations
@@ -38,7 +51,9 @@ from vfs.durable import write_atomic
 from vfs.errors import FormatError
 from vfs.ids import ID_BYTES
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+NOT_CHECKED_OUT = 1  # flags bit: in the index, never written into the working tree
 RACY_NS = 50_000_000
 
 
@@ -85,6 +100,7 @@ class Staged:
     digest: bytes = b""
     chunks: tuple[ChunkRef, ...] = ()
     target: bytes = b""
+    checked_out: bool = True  # False: not in the working tree by design (NOT_CHECKED_OUT)
 
     def same_content(self, other: Staged | Entry) -> bool:
         """True if both describe the same bytes, kind and permission bits."""
@@ -128,10 +144,19 @@ class Staged:
 
 
 def staged_from_entry(e: Entry, st: os.stat_result | None) -> Staged:
-    """A staged record for tree entry ``e``, with stat ``st`` of its working file if known."""
+    """A staged record for tree entry ``e``, with stat ``st`` of its working file if known.
+
+    Without a stat the record keeps the entry's mtime (a commit records it as it
+    was) and a ctime and inode that no file has, so that ``status`` hashes the file.
+    """
     if st is None:
-        return staged_with_stat(e, -1, -1, -1)
+        return staged_with_stat(e, e.mtime_ns, -1, -1)
     return staged_with_stat(e, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def not_checked_out(e: Entry) -> Staged:
+    """A staged record for tree entry ``e`` that is not in the working tree (NOT_CHECKED_OUT)."""
+    return Staged(e.kind, e.mode, e.size, e.mtime_ns, -1, -1, e.digest, e.chunks, e.target, False)
 
 
 def staged_with_stat(e: Entry, mtime_ns: int, ctime_ns: int, ino: int) -> Staged:
@@ -189,19 +214,25 @@ def _row_fresh(r: Sequence[Any], st: os.stat_result, limit: int) -> bool:
 
 
 def _staged(row: Sequence[Any]) -> Staged:
-    _, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row
+    _, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row[:10]
     return Staged(
         Kind(kind), mode, size, mtime, ctime, ino, digest,
-        tuple(ChunkRef(c[0], c[1]) for c in chunks), target,
+        tuple(ChunkRef(c[0], c[1]) for c in chunks), target, not _absent_row(row),
     )  # fmt: skip
+
+
+def _absent_row(row: Sequence[Any]) -> bool:
+    """True if an index row is marked NOT_CHECKED_OUT."""
+    return len(row) > 10 and bool(row[10] & NOT_CHECKED_OUT)
 
 
 def as_row(path: bytes, s: Staged) -> tuple[Any, ...]:
     """The index row of a staged record (see the format above)."""
-    return (
+    row = (
         path, int(s.kind), s.mode, s.size, s.mtime_ns, s.ctime_ns, s.ino, s.digest,
         tuple((c.oid, c.size) for c in s.chunks), s.target,
     )  # fmt: skip
+    return row if s.checked_out else (*row, NOT_CHECKED_OUT)
 
 
 class Index:
@@ -219,6 +250,8 @@ class Index:
         self.written_ns = 0
         self.head: bytes | None = None
         self.base: bytes | None = None
+        self.on_disk = False  # read from a file (else: there was none)
+        self._absent: set[bytes] = set()  # NOT_CHECKED_OUT paths among the raw rows
 
     @property
     def entries(self) -> dict[bytes, Staged]:
@@ -227,12 +260,27 @@ class Index:
             with paused_gc():
                 self._entries = {p: _staged(r) for p, r in self._rows.items()}
             self._rows = {}
+            self._absent = set()
         return self._entries
 
     @entries.setter
     def entries(self, value: dict[bytes, Staged]) -> None:
         self._entries = value
         self._rows = {}
+        self._absent = set()
+
+    def absent(self) -> list[bytes]:
+        """The paths marked NOT_CHECKED_OUT (in the next commit, not in the working tree)."""
+        if self._entries is None:
+            return sorted(self._absent)
+        return sorted(p for p, s in self._entries.items() if not s.checked_out)
+
+    def is_absent(self, path: bytes) -> bool:
+        """True if ``path`` is staged and marked NOT_CHECKED_OUT."""
+        if self._entries is None:
+            return path in self._absent
+        s = self._entries.get(path)
+        return s is not None and not s.checked_out
 
     def count(self) -> int:
         """How many paths are staged."""
@@ -259,12 +307,17 @@ class Index:
         """Stage ``staged`` at ``path``, without building the other records."""
         if self._entries is None:
             self._rows[path] = as_row(path, staged)
+            if staged.checked_out:
+                self._absent.discard(path)
+            else:
+                self._absent.add(path)
         else:
             self._entries[path] = staged
 
     def remove(self, path: bytes) -> bool:
         """Unstage ``path``; True if it was staged."""
         table: dict[bytes, Any] = self._rows if self._entries is None else self._entries
+        self._absent.discard(path)
         return table.pop(path, None) is not None
 
     def fresh(self, path: bytes, st: os.stat_result) -> bool | None:
@@ -286,7 +339,7 @@ class Index:
         try:
             with paused_gc():
                 rec = msgpack.unpackb(raw, raw=False, use_list=False)  # tuples: less memory
-            if not isinstance(rec, dict) or rec.get("v") != INDEX_FORMAT:
+            if not isinstance(rec, dict) or rec.get("v") not in READABLE_FORMATS:
                 raise ValueError("unknown index format")
             idx.written_ns = int(rec["written_ns"])
             head = rec["head"]
@@ -294,8 +347,13 @@ class Index:
             base = rec.get("base")
             idx.base = base if isinstance(base, bytes) and len(base) == ID_BYTES else None
             rows = rec["entries"]
-            if rows and (set(map(type, rows)) != {tuple} or set(map(len, rows)) != {10}):
-                raise ValueError("malformed entry")  # (map: a tenth of the time of a loop)
+            sizes = set(map(len, rows))  # (map: a tenth of the time of a loop)
+            if rows and (set(map(type, rows)) != {tuple} or not sizes <= {10, 11}):
+                raise ValueError("malformed entry")
+            if 11 in sizes:
+                if rec["v"] < 2 or not all(type(r[10]) is int for r in rows if len(r) > 10):
+                    raise ValueError("malformed flags")
+                idx._absent = {r[0] for r in rows if _absent_row(r)}
             idx._rows = {r[0]: r for r in rows}
             idx._entries = None
         except Exception as exc:
@@ -303,6 +361,7 @@ class Index:
                 f"the staging index {path} is damaged ({exc}): "
                 "run `dvfs checkout --force HEAD` to rebuild it"
             ) from None
+        idx.on_disk = True
         return idx
 
     def save(self) -> None:
@@ -329,6 +388,7 @@ class Index:
                 packer.pack(as_row(p, entries[p]))
         write_atomic(self.path, packer.getbuffer())
         self.written_ns = now
+        self.on_disk = True
 
     def triage(self, found: Iterable[_F]) -> tuple[list[_F], list[_F], list[bytes]]:
         """Sort (path, lstat) pairs: (untracked, maybe changed, paths of tracked ones).

@@ -38,6 +38,7 @@ from vfs.errors import (
 )
 from vfs.history import History
 from vfs.ids import hash_bytes
+from vfs.ondemand import download_chunks, index_cache, missing_chunks
 from vfs.packs import (
     PACK_MAGIC,
     TARGET_PACK_SIZE,
@@ -45,6 +46,7 @@ from vfs.packs import (
     encode_index,
     pack_trailer,
 )
+from vfs.quoting import quote_name
 from vfs.receive import check_expansion, fetch_records
 from vfs.refs import Head
 from vfs.remotes import (
@@ -78,10 +80,6 @@ class Transfer:
     kept_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # refs skipped, and why
-
-
-def _cache_dir(repo: Repository, name: str) -> Path:
-    return repo.dir / "remotes" / name / "index"
 
 
 def is_ancestor(hist: History, old: bytes, new: bytes) -> bool:
@@ -171,7 +169,7 @@ def push(
 ) -> Transfer:
     """Send branches (default: the current one) and optionally tags to a remote."""
     meter = connect(spec, jobs, create=True)
-    remote = RemoteRepo(meter, _cache_dir(repo, spec.name))
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
     hist = repo.history
     local = repo.refs.branches()
     if all_branches:
@@ -319,12 +317,20 @@ class FetchResult:
 
 def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
     """Fetch refs, versions and trees (no file data); caller holds the lock."""
-    remote = RemoteRepo(meter, _cache_dir(repo, spec.name))
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
     remote.check_format(repo)
     report = Transfer()
     heads = remote.refs("heads", report.warnings)
     tags = remote.refs("tags", report.warnings)
     index = remote.index() if heads or tags else {}
+    for kind, refs in (("branch", heads), ("tag", tags)):
+        for name, oid in list(refs.items()):
+            if oid not in index and not repo.store.has(oid):
+                report.warnings.append(
+                    f"{remote.url}: remote {kind} {quote_name(name)} skipped: it names version "
+                    f"{oid.hex()[:12]}, which the remote does not hold (an interrupted push?)"
+                )
+                del refs[name]
     fetch_records(repo.store, remote, [*heads.values(), *tags.values()], index, jobs, report)
     for b, oid in list(heads.items()):
         ref = f"refs/remotes/{spec.name}/{b}"
@@ -366,27 +372,13 @@ def download_data(
 ) -> None:
     """Download the chunks of version ``target`` (below ``prefixes``) missing here."""
     hist = repo.history
-    store = repo.store
-    need: dict[bytes, int] = {}
-    for path, e in hist.walk(hist.version(target).tree):
-        if prefixes and not any(not p or path == p or path.startswith(p + b"/") for p in prefixes):
-            continue
-        for c in e.chunks:
-            if c.oid not in need and not store.has(c.oid):
-                need[c.oid] = c.size
-    if not need:
-        return
-    remote = RemoteRepo(meter, None)
-    total = sum(index[o][1].stored_len for o in need if o in index)
-    workers.progress.start("downloading", len(need), total, "chunks")
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        for obj, payload in remote.download(list(need), index, pool, jobs):
-            store.put_stored(obj.oid, obj.kind, obj.compression, payload, obj.raw_len)
-            report.objects += 1
-            report.bytes += len(payload)
-            workers.progress.advance(1, len(payload))
-    workers.progress.done()
-    store.flush()
+    items = (
+        (path, e)
+        for path, e in hist.walk(hist.version(target).tree)
+        if not prefixes or any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
+    )
+    need, _ = missing_chunks(repo.store, items)
+    download_chunks(repo.store, meter, index, need, workers, jobs, report)
 
 
 # ------------------------------------------------------------------------------- pull
@@ -431,6 +423,7 @@ def pull(
     hist = repo.history
     with repo.locked():
         got = fetch_locked(repo, spec, meter, jobs)
+        co.remove_temporaries_after_crash(repo, got.transfer.warnings.append)
         branch = hist.head().branch
         remote_tip = got.heads.get(branch)
         if rev is not None:
@@ -519,8 +512,12 @@ def clone(
             repo.refs.update(f"refs/heads/{branch}", tip, None)
             repo.refs.set_head(Head(branch))
             target = repo.history.resolve(rev) if rev else tip
-            if not no_checkout and not yes:
-                check_expansion(repo.history, target, [], _label(repo.history, target))
+            if not yes:
+                check_expansion(
+                    repo.history, target, [], _label(repo.history, target), paths_only=no_checkout
+                )
+            if no_checkout:
+                co.nothing_checked_out(repo, target, branch, attached=target == tip)
             if not no_checkout:
                 download_data(repo, meter, got.index, target, [], workers, jobs, got.transfer)
         if not no_checkout:

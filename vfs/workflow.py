@@ -72,6 +72,7 @@ class WorkState:
     current: dict[bytes, Staged] = field(default_factory=dict)  # modified, as on disk
     modified: list[bytes] = field(default_factory=list)
     deleted: list[bytes] = field(default_factory=list)
+    not_checked_out: list[bytes] = field(default_factory=list)  # absent by design (vfs.stage)
     untracked: list[bytes] = field(default_factory=list)
     unreadable: list[bytes] = field(default_factory=list)  # stat changed, content unknown
     refreshed: int = 0  # entries whose stat changed but content did not
@@ -106,7 +107,10 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     """Compare the working tree with the index, hashing only files whose stat changed.
 
     ``WorkState.current`` holds the files that had to be hashed; a tracked path that is
-    in none of ``current``, ``deleted`` and ``unreadable`` is unchanged. Files whose
+    in none of ``current``, ``deleted``, ``not_checked_out`` and ``unreadable`` is
+    unchanged. A path marked not checked out (``vfs.stage.NOT_CHECKED_OUT``) that is
+    missing is listed in ``not_checked_out``, never as deleted; a file found there is
+    compared like any other. Files whose
     stat changed but content did not get their index entry refreshed in ``index`` (in
     memory; ``WorkState.refreshed`` counts them). A file that cannot be read (or kept
     changing while it was) gets one warning and is listed in ``unreadable``; the
@@ -128,6 +132,9 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     if st.untracked:  # (a clean tree reads no ignore file and matches nothing)
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
             st.untracked = ign.keep(st.untracked)
+    if st.deleted and (absent := set(index.absent())):
+        st.not_checked_out = [p for p in st.deleted if p in absent]
+        st.deleted = [p for p in st.deleted if p not in absent]
     if skipped:  # what is tracked below them is unknown, not deleted
         below = tuple(d + b"/" for d in skipped)
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
@@ -354,7 +361,7 @@ def add(
         # The index is changed through put/remove, so its other records are never built.
         for rel in rels:
             for p in index.under(rel):
-                if p not in found:
+                if p not in found and not index.is_absent(p):  # (not checked out: kept)
                     index.remove(p)
                     report.removed += 1
         parents = {p.rpartition(b"/")[0] for p in index.paths()}  # few: then their ancestors
@@ -586,7 +593,7 @@ def _build_tree_rows(
     files = 0
     total = 0
     for path, r in rows:
-        _, kind, mode, size, mtime, _, _, digest, chunks, target = r
+        _, kind, mode, size, mtime, _, _, digest, chunks, target = r[:10]  # (not the flags)
         parent, _, name = path.rpartition(b"/")
         payload = (digest, chunks) if kind == Kind.FILE else target
         children[parent].append([name, kind, mode & PERM_BITS, size, mtime, payload])

@@ -36,7 +36,7 @@ from vfs.beneath import ABSENT, LIST, READ, Walker, listing
 from vfs.chunking import Chunker
 from vfs.codec import PERM_BITS, ChunkRef, Entry, Kind
 from vfs.direct import ALIGN, DirectAppender
-from vfs.durable import TMP_PREFIX, storage_error, tmp_leaf
+from vfs.durable import TMP_PREFIX, is_tmp_leaf, storage_error, tmp_leaf
 from vfs.errors import DvfsError, FileChanged, FileUnreadable, ObjectError, UsageError
 from vfs.forked import Channel, Helper, Tickets, spare_cpus
 from vfs.ids import hash_bytes, hasher
@@ -865,6 +865,95 @@ def prune_empty_dirs(walker: Walker, rel_dir: bytes) -> None:
         except OSError:
             return
         rel_dir = rel_dir.rpartition(b"/")[0]
+
+
+def remove_many(root: Path, paths: Iterable[bytes], progress: Progress) -> int:
+    """Delete working files and links, then the directories they leave empty.
+
+    Like :func:`remove_path` for each, with the same care (nothing through a link, a
+    directory where a file was is left alone), but directory by directory: each file
+    is one ``unlinkat`` in its directory's descriptor, and each directory that held
+    some is tried once, deepest first, for ``rmdir``. Returns how many were deleted.
+    """
+    todo = sorted(paths)
+    if not todo:
+        return 0
+    progress.start("deleting", len(todo), 0)
+    removed = 0
+    emptied: set[bytes] = set()
+    try:
+        with Walker(root) as walker:
+            parent, dir_fd = None, -1
+            for n, rel in enumerate(todo, 1):
+                head, _, leaf = rel.rpartition(b"/")
+                try:
+                    if head != parent:
+                        parent, dir_fd = head, -1
+                        dir_fd = walker.dir(head)
+                    if dir_fd >= 0:
+                        os.unlink(leaf, dir_fd=dir_fd)
+                        removed += 1
+                        emptied.add(head)
+                except IsADirectoryError:
+                    pass
+                except OSError as exc:
+                    if exc.errno not in ABSENT:
+                        raise
+                if n % 256 == 0:
+                    progress.advance(256, 0)
+            progress.advance(len(todo) % 256, 0)
+            above = {a for d in emptied for a in _and_above(d)}
+            for d in sorted(above, key=lambda d: -d.count(b"/")):
+                try:
+                    dir_fd, leaf = walker.parent(d)
+                    os.rmdir(leaf, dir_fd=dir_fd)
+                except OSError:
+                    continue  # not empty (or gone, or not a directory): kept
+                walker.forget(d)
+    finally:
+        progress.done()
+    return removed
+
+
+def _and_above(rel_dir: bytes) -> Iterator[bytes]:
+    """A directory and those above it, but the root."""
+    while rel_dir:
+        yield rel_dir
+        rel_dir = rel_dir.rpartition(b"/")[0]
+
+
+def remove_temporaries(root: Path) -> int:
+    """Delete the temporary files a killed restore left in the working tree; how many.
+
+    Only files and links whose names have the form ``vfs.durable.tmp_leaf`` gives are
+    removed (``.tmp-NAME.`` and a process tag: never a user's ``.tmp-notes``); no
+    link is followed and ``.dvfs`` and ``.git`` are not entered. Every directory is
+    listed once (no recursion).
+    """
+    removed = 0
+    with Walker(root) as walker:
+        stack = [b""]
+        while stack:
+            d = stack.pop()
+            try:
+                fd = walker.dir(d, listable=True)
+            except OSError as exc:
+                if exc.errno in ABSENT or exc.errno == errno.EACCES:
+                    continue
+                raise
+            prefix = d + b"/" if d else b""
+            it, raw = listing(fd)
+            with it:
+                for de in it:
+                    name = de.name if raw else os.fsencode(de.name)
+                    if de.is_dir(follow_symlinks=False):
+                        if name not in SKIP_DIRS and prefix.count(b"/") < MAX_DEPTH:
+                            stack.append(prefix + name)
+                    elif name.startswith(_TMP_PREFIX) and is_tmp_leaf(name):
+                        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                            os.unlink(name, dir_fd=fd)
+                            removed += 1
+    return removed
 
 
 def restore_many(

@@ -1,0 +1,68 @@
+"""A remote under test, on every kind of remote: the ``remote`` fixture.
+
+Tests that take ``remote`` run twice: against a directory remote (``file://``) and
+against an ``s3://`` remote on the session's SeaweedFS server (``tests/s3server.py``).
+The remote's own state is read back with a backend opened by the test. Modules import
+the fixture as ``remote_fixture`` (it is named ``remote``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+import pytest
+
+from tests.cli_support import Repo, Result, assert_ok, run
+from tests.s3server import S3Server
+from vfs.backends import Backend, open_backend
+from vfs.errors import RemoteNotFound
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A remote under test: its URL, the options the CLI needs, and a backend to inspect it."""
+
+    kind: str
+    url: str
+    options: tuple[str, ...]  # for `remote add` and `clone`
+    backend: Backend
+
+    def list_keys(self, prefix: str = "") -> set[str]:
+        return set(self.backend.list(prefix))
+
+    def ref(self, branch: str = "main") -> str | None:
+        """The version id the remote's branch holds, or None."""
+        try:
+            return self.backend.get(f"refs/heads/{branch}").decode().strip()
+        except RemoteNotFound:
+            return None
+
+    def packs(self) -> dict[str, bytes]:
+        """Every visible pack, each checked to be complete (named by its own hash)."""
+        out = {}
+        for key in self.list_keys("packs/"):
+            data = self.backend.get(key)
+            assert blake3.blake3(data).hexdigest() == key.removeprefix("packs/"), key
+            out[key] = data
+        return out
+
+    def add_to(self, repo: Repo, name: str = "origin") -> None:
+        repo.ok("remote", "add", name, self.url, *self.options)
+
+    def clone(self, cwd: Path, dest: str, *extra: str) -> tuple[Repo, Result]:
+        r = assert_ok(run(cwd, "clone", self.url, dest, *self.options, *extra))
+        return Repo(cwd / dest), r
+
+
+@pytest.fixture(name="remote", params=["dir", "s3"])
+def remote_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
+    """An empty remote: a directory (``file://``), or a bucket prefix on SeaweedFS."""
+    if request.param == "dir":
+        path = tmp_path / "remote"
+        return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))
+    server: S3Server = request.getfixturevalue("s3_env")
+    url = f"s3://{server.make_bucket()}/team/data"
+    backend = open_backend(url, endpoint_url=server.endpoint)
+    return Remote("s3", url, ("--endpoint-url", server.endpoint), backend)
