@@ -15,7 +15,9 @@ class Proxy:
     Cut: the listening socket is closed and every open connection is reset, as when a
     server dies or the network drops. Restored: it listens on the same port again.
     Paused: connections are accepted and bytes received, but nothing is passed on until
-    it is resumed, as with a server that never answers.
+    it is resumed, as with a server that never answers. :meth:`pause_after` lets a
+    number of bytes from the server through first, so that a client is stalled in the
+    middle of a download (``paused`` is set then).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -26,12 +28,22 @@ class Proxy:
         self._listener: socket.socket | None = None
         self._flowing = threading.Event()
         self._flowing.set()
+        self._budget: int | None = None  # bytes from the server to pass on before pausing
+        self.paused = threading.Event()
         self.restore()
 
     def pause(self) -> None:
         self._flowing.clear()
+        self.paused.set()
+
+    def pause_after(self, nbytes: int) -> None:
+        """Pass on ``nbytes`` more bytes from the server (about: whole reads), then pause."""
+        with self._lock:
+            self._budget = nbytes
+        self.paused.clear()
 
     def resume(self) -> None:
+        self.paused.clear()
         self._flowing.set()
 
     def restore(self) -> None:
@@ -71,16 +83,29 @@ class Proxy:
                 continue
             with self._lock:
                 self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, down in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(a, b, down), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, down: bool) -> None:
         try:
             while data := src.recv(1 << 16):
                 self._flowing.wait()
+                if down:
+                    self._spend(len(data))
                 dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+    def _spend(self, n: int) -> None:
+        """Count ``n`` bytes from the server against :meth:`pause_after`'s budget."""
+        with self._lock:
+            if self._budget is None:
+                return
+            self._budget -= n
+            if self._budget > 0:
+                return
+            self._budget = None
+        self.pause()

@@ -1199,6 +1199,7 @@ def row_diff(
         raise UsageError(
             "--rows needs the table engine: pip install 'dvfs[tables]' (DuckDB)"
         ) from None
+    fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
         columns, ROWS_SHOWN if limit is None else limit, settings.threads(),
@@ -1208,6 +1209,24 @@ def row_diff(
         return
     for line in render.lines(result):
         click.echo(line)
+
+
+def fetch_versions_of(repo: Repository, revs: list[str], path: bytes, command: str) -> None:
+    """Download the chunks of ``path`` at ``revs`` that the local store lacks (vfs.ondemand)."""
+    from vfs import ondemand
+
+    hist = repo.history
+    items = []
+    for rev in revs:
+        e = hist.lookup(hist.version(hist.resolve(rev)).tree, path)
+        if e is not None and e.kind == Kind.FILE:
+            items.append((path, e))
+    with workers() as w:
+        got = ondemand.ensure_local(
+            repo, items, w, command=command, gets_them=f"dvfs pull {revs[0]} {show(path)}"
+        )
+    for why in got.unavailable.values():
+        fail(f"cannot read {quoted(path)}: {why}")
 
 
 def param_line(c: ParamChange) -> str:
