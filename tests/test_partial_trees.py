@@ -4,27 +4,24 @@ A ``clone --no-checkout``, a ``pull PATH`` or a ``checkout REV PATH`` of a subse
 leaves paths of the version out of the working tree on purpose. ``status`` must say
 so in one line (never list them as deleted), ``commit`` must keep them as they are
 in the parent, and ``push`` must publish a version that still has every file: the
-other files of a branch are never dropped without a ``dvfs rm``. Each test runs on a
-directory remote and on SeaweedFS (``remote`` of ``tests.test_sync``), through the
-real command line, and ends with ``dvfs fsck`` clean.
+other files of a branch are never dropped without a ``dvfs rm``. Each test works on
+its own copy of a directory remote (pushed to once for the module), through the real
+command line, and ends with ``dvfs fsck`` clean.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
+import pytest
 
-from tests.cli_support import (
-    Repo,
-    RepoFactory,
-    assert_ok,
-    make_repo_fixture,  # noqa: F401  (a fixture)
-    run,
-)
-from tests.remote_support import Remote, remote_fixture  # noqa: F401  (a fixture)
+from tests.cli_support import Repo, assert_ok, init_repo, run
 from tests.test_sync import commit_files, rand
+from vfs.backends import open_backend
 
 KiB = 1024
 
@@ -35,22 +32,59 @@ FILES = {
     "data/y/d/e.bin": rand(2 * KiB, 4),
     "top.txt": b"top\n",
 }
+V2 = {"data/x/a.bin": b"a at v2\n", "data/z.txt": b"z\n"}
+AT_V2 = sorted(FILES.keys() | V2.keys())
 
 
-def published(remote: Remote, make_repo: RepoFactory) -> tuple[Repo, str]:
-    """A repository ``a`` with FILES committed as v1 and pushed; v1's id."""
-    a = make_repo("a")
-    v1 = commit_files(a, FILES, "all")
-    remote.add_to(a)
+@dataclass(frozen=True)
+class Template:
+    """A directory remote whose main holds v1 (FILES) then v2 (FILES and V2)."""
+
+    path: Path
+    v1: str
+    v2: str
+    hashes: dict[str, dict[str, str]]  # version id -> path -> content hash
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    base = tmp_path_factory.mktemp("partial")
+    a = init_repo(base / "a")
+    v1 = commit_files(a, FILES, "v1")
+    v2 = commit_files(a, V2, "v2")
+    a.ok("remote", "add", "origin", str(base / "remote"))
     a.ok("push")
-    return a, v1
+    hashes = {v: {p: f["hash"] for p, f in a.show(v)["files"].items()} for v in (v1, v2)}
+    return Template(base / "remote", v1, v2, hashes)
 
 
-def remote_files(a: Repo) -> dict[str, str]:
-    """The files of the remote's main branch (path -> hash), as ``a`` fetches them."""
-    a.ok("fetch")
-    files = a.show("origin/main")["files"]
-    return {p: f["hash"] for p, f in files.items()}
+@dataclass(frozen=True)
+class Origin:
+    """This test's copy of the template remote."""
+
+    url: str
+    template: Template
+
+    def clone(self, cwd: Path, dest: str, *extra: str) -> Repo:
+        assert_ok(run(cwd, "clone", self.url, dest, *extra))
+        return Repo(cwd / dest)
+
+    def main(self) -> str:
+        """The version id the remote's main branch holds."""
+        return open_backend(self.url).get("refs/heads/main").decode().strip()
+
+
+@pytest.fixture
+def origin(template: Template, tmp_path: Path) -> Origin:
+    shutil.copytree(template.path, tmp_path / "remote", symlinks=True)
+    return Origin((tmp_path / "remote").as_uri(), template)
+
+
+def published_files(repo: Repo, origin: Origin) -> dict[str, str]:
+    """The files (path -> hash) of what ``repo`` committed last, once the remote's main
+    names it (a version id is the hash of its content: the remote holds these)."""
+    assert origin.main() == repo.head_id()
+    return {p: f["hash"] for p, f in repo.show()["files"].items()}
 
 
 def not_checked_out(repo: Repo) -> list[str]:
@@ -59,71 +93,57 @@ def not_checked_out(repo: Repo) -> list[str]:
     return list(st["not_checked_out"])
 
 
-def test_clone_no_checkout_then_commit_keeps_every_file(
-    remote: Remote, make_repo: RepoFactory
-) -> None:
-    a, v1 = published(remote, make_repo)
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout")
+def test_clone_no_checkout_then_commit_keeps_every_file(origin: Origin, tmp_path: Path) -> None:
+    b = origin.clone(tmp_path, "b", "--no-checkout")
     assert sorted(os.listdir(b.root)) == [".dvfs"]
-    assert not_checked_out(b) == sorted(FILES)
+    assert not_checked_out(b) == AT_V2
     out = b.ok("status").out
-    assert "5 files of v1 not checked out; `dvfs pull PATH` or `dvfs checkout HEAD PATH`" in out
+    assert "6 files of v2 not checked out; `dvfs pull PATH` or `dvfs checkout HEAD PATH`" in out
     assert "removed" not in out and "deleted" not in out
     b.write("new.txt", b"new\n")
     b.ok("add", "new.txt")
-    assert [c["path"] for c in b.status()["staged"]] == ["new.txt"]
     b.commit("one more file")
-    assert not_checked_out(b) == sorted(FILES)
+    assert not_checked_out(b) == AT_V2
     b.ok("push")
-    on_remote = remote_files(a)
-    assert sorted(on_remote) == sorted([*FILES, "new.txt"])
-    assert {p: h for p, h in on_remote.items() if p in FILES} == {
-        p: f["hash"] for p, f in a.show(v1)["files"].items()
-    }
-    a.ok("pull")
-    assert a.read("new.txt") == b"new\n" and a.read("top.txt") == FILES["top.txt"]
-    a.fsck_clean()
+    got = published_files(b, origin)
+    assert sorted(got) == sorted([*AT_V2, "new.txt"])
+    at_v2 = origin.template.hashes[origin.template.v2]
+    assert {p: h for p, h in got.items() if p != "new.txt"} == at_v2
     b.fsck_clean()
 
 
-def test_pull_path_then_commit_and_push_keeps_every_file(
-    remote: Remote, make_repo: RepoFactory
-) -> None:
-    a, _ = published(remote, make_repo)
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout")
+def test_pull_path_then_commit_and_push_keeps_every_file(origin: Origin, tmp_path: Path) -> None:
+    b = origin.clone(tmp_path, "b", "--no-checkout")
     b.ok("pull", "data/x")
-    assert b.read("data/x/a.bin") == FILES["data/x/a.bin"]
+    assert b.read("data/x/a.bin") == V2["data/x/a.bin"]
     assert not (b.root / "data/y").exists()
-    assert not_checked_out(b) == ["data/y/c.bin", "data/y/d/e.bin", "top.txt"]
-    assert "3 files of v1 not checked out" in b.ok("status").out
+    assert not_checked_out(b) == ["data/y/c.bin", "data/y/d/e.bin", "data/z.txt", "top.txt"]
     b.write("data/x/a.bin", b"changed\n")
     b.ok("commit", "-am", "change a")  # -a stages the change, and no deletion
     b.ok("push")
-    on_remote = a.show("HEAD")["files"] | {}
-    got = remote_files(a)
-    assert sorted(got) == sorted(FILES)
-    assert got["data/y/c.bin"] == on_remote["data/y/c.bin"]["hash"]
-    assert got["data/x/a.bin"] != on_remote["data/x/a.bin"]["hash"]
+    got = published_files(b, origin)
+    at_v2 = origin.template.hashes[origin.template.v2]
+    assert sorted(got) == AT_V2
+    assert {p: h for p, h in got.items() if p != "data/x/a.bin"} == {
+        p: h for p, h in at_v2.items() if p != "data/x/a.bin"
+    }
+    assert got["data/x/a.bin"] != at_v2["data/x/a.bin"]
     # and the rest comes when asked for, by pull PATH or checkout HEAD PATH
     b.ok("checkout", "HEAD", "data/y/d")
     assert b.read("data/y/d/e.bin") == FILES["data/y/d/e.bin"]
     b.ok("pull", "top.txt")
-    assert not_checked_out(b) == ["data/y/c.bin"]
+    assert not_checked_out(b) == ["data/y/c.bin", "data/z.txt"]
     b.ok("checkout", "HEAD")  # a whole checkout brings everything
-    assert not_checked_out(b) == []
     assert b.read("data/y/c.bin") == FILES["data/y/c.bin"]
     assert "Nothing to commit, working tree clean." in b.ok("status").out
-    a.fsck_clean()
     b.fsck_clean()
 
 
 def test_checkout_of_a_subset_from_another_version_keeps_the_rest(
-    remote: Remote, make_repo: RepoFactory
+    origin: Origin, tmp_path: Path
 ) -> None:
-    a, v1 = published(remote, make_repo)
-    v2 = commit_files(a, {"data/x/a.bin": b"a at v2\n", "data/z.txt": b"z\n"}, "v2")
-    a.ok("push")
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout")
+    t = origin.template
+    b = origin.clone(tmp_path, "b", "--no-checkout")
     b.ok("checkout", "v1", "data/x")  # an older data/x, the rest not checked out
     assert b.read("data/x/a.bin") == FILES["data/x/a.bin"]
     st = b.status()
@@ -132,26 +152,34 @@ def test_checkout_of_a_subset_from_another_version_keeps_the_rest(
     assert st["not_checked_out"] == ["data/y/c.bin", "data/y/d/e.bin", "data/z.txt", "top.txt"]
     b.commit("data/x as at v1")
     b.ok("push")
-    got = remote_files(a)
-    assert sorted(got) == sorted([*FILES, "data/z.txt"])
-    at_v1 = a.show(v1)["files"]
-    at_v2 = a.show(v2)["files"]
-    assert got["data/x/a.bin"] == at_v1["data/x/a.bin"]["hash"]
-    assert got["data/z.txt"] == at_v2["data/z.txt"]["hash"]
-    a.fsck_clean()
+    got = published_files(b, origin)
+    assert sorted(got) == AT_V2
+    assert got["data/x/a.bin"] == t.hashes[t.v1]["data/x/a.bin"]
+    assert {p: h for p, h in got.items() if p != "data/x/a.bin"} == {
+        p: h for p, h in t.hashes[t.v2].items() if p != "data/x/a.bin"
+    }
     b.fsck_clean()
+    # a clone of an older version, without checkout: detached there, nothing written
+    c = origin.clone(tmp_path, "c", "--no-checkout", "--rev", "v1")
+    st = c.status()
+    assert st["detached"] == "v1" and st["not_checked_out"] == sorted(FILES)
+    assert c.head_id() == t.v1
+    c.ok("checkout", "HEAD", "top.txt")
+    assert c.read("top.txt") == FILES["top.txt"] and not_checked_out(c) == sorted(FILES)[:-1]
+    c.fsck_clean()
 
 
 def test_a_file_that_appears_is_compared_and_rm_drops_the_others(
-    remote: Remote, make_repo: RepoFactory
+    origin: Origin, tmp_path: Path
 ) -> None:
-    a, _ = published(remote, make_repo)
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout")
+    b = origin.clone(tmp_path, "b", "--no-checkout")
     b.write("top.txt", FILES["top.txt"])  # the same bytes: now checked out, nothing to do
     b.write("data/x/a.bin", b"other bytes\n")  # other bytes: a change
     st = b.status()
     assert st["modified"] == ["data/x/a.bin"] and st["deleted"] == []
-    assert st["not_checked_out"] == ["data/x/b.bin", "data/y/c.bin", "data/y/d/e.bin"]
+    assert st["not_checked_out"] == [
+        "data/x/b.bin", "data/y/c.bin", "data/y/d/e.bin", "data/z.txt",
+    ]  # fmt: skip
     b.ok("add", "data")  # a directory: no deletion staged for what is not checked out
     assert [(c["path"], c["status"]) for c in b.status()["staged"]] == [
         ("data/x/a.bin", "modified")
@@ -165,19 +193,19 @@ def test_a_file_that_appears_is_compared_and_rm_drops_the_others(
         "data/y/d/e.bin": "removed",
     }
     b.commit("drop y")
-    assert sorted(b.show()["files"]) == ["data/x/a.bin", "data/x/b.bin", "top.txt"]
-    assert not_checked_out(b) == ["data/x/b.bin"]
+    assert sorted(b.show()["files"]) == ["data/x/a.bin", "data/x/b.bin", "data/z.txt", "top.txt"]
+    assert not_checked_out(b) == ["data/x/b.bin", "data/z.txt"]
     b.fsck_clean()
 
 
-def test_an_index_from_before_and_no_index_at_all(remote: Remote, make_repo: RepoFactory) -> None:
+def test_an_index_from_before_and_no_index_at_all(origin: Origin, tmp_path: Path) -> None:
     """A format 1 index is read as it is; a clone whose index file is missing (made by
-    an older ``clone --no-checkout``) has its files not checked out, not deleted."""
-    a, _ = published(remote, make_repo)
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout")
+    an older ``clone --no-checkout``) has its files not checked out, not deleted. The
+    index is written in format 1 whenever no path is left out, as an older dvfs reads it."""
+    b = origin.clone(tmp_path, "b", "--no-checkout")
     index = b.root / ".dvfs" / "index"
     index.unlink()
-    assert not_checked_out(b) == sorted(FILES)
+    assert not_checked_out(b) == AT_V2
     b.ok("pull", "data/x")
     rec = msgpack.unpackb(index.read_bytes(), raw=False)
     assert rec["v"] == 2
@@ -188,37 +216,10 @@ def test_an_index_from_before_and_no_index_at_all(remote: Remote, make_repo: Rep
     assert sorted(c["path"] for c in st["staged"] if c["status"] == "removed") == [
         "data/y/c.bin",
         "data/y/d/e.bin",
+        "data/z.txt",
         "top.txt",
     ]
     b.ok("checkout", "--force", "HEAD")
     assert not_checked_out(b) == []
-    b.fsck_clean()
-
-
-def test_clone_no_checkout_of_a_revision(remote: Remote, make_repo: RepoFactory) -> None:
-    a, v1 = published(remote, make_repo)
-    commit_files(a, {"later.txt": b"later\n"}, "v2")
-    a.ok("push")
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout", "--rev", "v1")
-    st = b.status()
-    assert st["detached"] == "v1" and st["not_checked_out"] == sorted(FILES)
-    assert b.head_id() == v1
-    assert_ok(run(b.root, "checkout", "HEAD", "top.txt"))
-    assert b.read("top.txt") == FILES["top.txt"]
-    b.fsck_clean()
-
-
-def test_status_of_a_partial_tree_needs_no_hashing(tmp_path: Path, make_repo: RepoFactory) -> None:
-    """The not-checked-out paths cost status nothing but a lookup: nothing is read."""
-    a = make_repo("a")
-    files = {f"d{i % 7}/f{i}.bin": rand(KiB, i) for i in range(300)}
-    commit_files(a, files, "many")
-    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
-    a.ok("push")
-    assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "b", "--no-checkout"))
-    b = Repo(tmp_path / "b")
-    b.ok("pull", "d3")
-    st = b.status()
-    assert len(st["not_checked_out"]) == len([p for p in files if not p.startswith("d3/")])
-    assert st["deleted"] == [] and st["modified"] == []
+    assert msgpack.unpackb(index.read_bytes(), raw=False)["v"] == 1
     b.fsck_clean()

@@ -1,6 +1,7 @@
 """The staging index (``.dvfs/index``): what the next commit will hold, plus a stat cache.
 
-Record, format version 2 (msgpack, written atomically and fsynced)::
+Record, format version 2, or 1 when no row has flags (msgpack, written atomically
+and fsynced)::
 
     {"v": 2, "written_ns": int, "head": id | null, "base": id | null (optional),
      "entries": [[path, kind, mode, size, mtime_ns, ctime_ns, ino, digest,
@@ -365,9 +366,18 @@ class Index:
         return idx
 
     def save(self) -> None:
-        """Write the index atomically and fsync it."""
+        """Write the index atomically and fsync it.
+
+        Format 1 when no row has flags, so that an index without a path left out of
+        the working tree stays readable by a dvfs that knows format 1 only.
+        """
         now = time.time_ns()
-        head = {"v": INDEX_FORMAT, "written_ns": now, "head": self.head, "base": self.base}
+        if self._entries is None:
+            flagged = bool(self._absent)
+        else:
+            flagged = not all(s.checked_out for s in self._entries.values())
+        v = INDEX_FORMAT if flagged else 1
+        head = {"v": v, "written_ns": now, "head": self.head, "base": self.base}
         packer = msgpack.Packer(use_bin_type=True, autoreset=False)
         # The same bytes as packing the whole record at once, without holding every row
         # as a tuple at the same time (about 600 bytes each).
