@@ -35,12 +35,13 @@ from tests.cli_support import (
     spawn_ready,
     warnings_of,
 )
+from vfs.durable import is_tmp_leaf
 from vfs.fsck import fsck
 from vfs.gitlink import read_lock
 from vfs.lock import repository_lock
 from vfs.repo import Repository
 from vfs.workflow import add
-from vfs.worktree import Workers
+from vfs.worktree import WRITE_DIRECT, Workers
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -533,8 +534,10 @@ def _many_small(repo: Repo) -> dict[str, bytes]:
     return files
 
 
-def _temporaries(repo: Repo) -> list[str]:
-    return [p.name for p in repo.root.rglob(".tmp-*") if ".dvfs" not in p.parts]
+def _temporaries(repo: Repo, *, ours: bool = False) -> list[str]:
+    """Names of ``.tmp-*`` files in the working tree (``ours``: of dvfs's form only)."""
+    names = [p.name for p in repo.root.rglob(".tmp-*") if ".dvfs" not in p.parts]
+    return [n for n in names if is_tmp_leaf(n.encode())] if ours else names
 
 
 def test_many_small_files_restored_by_two_processes(repo: Repo) -> None:
@@ -624,6 +627,39 @@ def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(repo: Repo) -
     st = repo.status()
     assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
     repo.fsck_clean()
+
+
+def test_temporaries_of_a_killed_checkout_are_removed_by_the_next_one(repo: Repo) -> None:
+    """kill -9 while checkout writes a large file: its temporary file stays beside it,
+    hidden from status; the next checkout removes it (so does fsck), and nothing else."""
+    big = rand(6 * WRITE_DIRECT, seed=5)  # written past the page cache: slow enough
+    committed(repo, {"d/big.bin": big, "d/small.txt": "small"})
+    (repo.root / "d" / "big.bin").unlink()
+    repo.write("d/.tmp-notes", "mine")  # a user's file of a similar name stays
+    repo.write("d/.tmp-x.bin.0123abcd", "mine too")  # (no serial: not dvfs's form)
+    proc = spawn_ready(repo.root, "checkout", "HEAD")
+    go(proc)
+    give_up = time.monotonic() + 60
+    while not (left := _temporaries(repo, ours=True)):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < give_up, "no temporary file appeared"
+        time.sleep(0.001)
+    proc.kill()
+    proc.communicate()
+    assert left and all(n.startswith(".tmp-big.bin.") for n in left), left
+    st = repo.status()  # the temporary file is not the user's: not listed
+    assert st["untracked"] == [] and st["deleted"] == ["d/big.bin"]
+    r = repo.ok("checkout", "HEAD")
+    assert any("removed 1 temporary files" in w for w in warnings_of(r)), str(r)
+    assert _temporaries(repo, ours=True) == []
+    assert sorted(_temporaries(repo)) == [".tmp-notes", ".tmp-x.bin.0123abcd"]
+    assert repo.read("d/big.bin") == big
+    st = repo.status()
+    assert st["deleted"] == [] and st["modified"] == []
+    # and fsck removes one whatever left it (an older dvfs, a crash before the marker)
+    (repo.root / "d" / ".tmp-small.txt.9f8e7d6c12").write_text("half")
+    assert repo.fsck_clean()["temporaries_removed"] == 1
+    assert sorted(_temporaries(repo)) == [".tmp-notes", ".tmp-x.bin.0123abcd"]
 
 
 # --------------------------------------------------------------------------------------- disk full

@@ -42,7 +42,14 @@ from vfs.names import MAX_DEPTH
 from vfs.objects import ObjKind
 from vfs.quoting import escape_text
 from vfs.repo import Repository
-from vfs.worktree import Found, Hasher, Workers, remove_tree
+from vfs.worktree import (
+    Found,
+    Hasher,
+    Workers,
+    remove_many,
+    remove_temporaries,
+    remove_tree,
+)
 
 KiB = 1024
 
@@ -730,3 +737,64 @@ def test_the_walker_resolves_any_path_with_few_descriptors(tmp_path: Path) -> No
         assert len(os.listdir("/proc/self/fd")) == before
     finally:
         remove_deep(top)
+
+
+class Counted:
+    """A ``vfs.worktree.Progress`` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int, str]] = []
+        self.advanced = 0
+
+    def start(self, label: str, files: int, nbytes: int, unit: str = "files") -> None:
+        self.phases.append((label, files, unit))
+
+    def advance(self, files: int, nbytes: int) -> None:
+        self.advanced += files
+
+    def done(self) -> None:
+        pass
+
+
+def test_many_files_deleted_at_once_spare_links_directories_and_the_rest(
+    tmp_path: Path, outside: Path
+) -> None:
+    """``remove_many`` (checkout's deletions) removes files directory by directory with a
+    progress count, then the directories left empty; nothing through a link, nor a
+    directory standing where a file was, nor a directory still holding something."""
+    root = tmp_path / "repo"
+    doomed = [f"gone/d{i % 7}/f{i}.bin".encode() for i in range(600)] + [b"top.txt"]
+    for rel in doomed:
+        (root / os.fsdecode(rel)).parent.mkdir(parents=True, exist_ok=True)
+        (root / os.fsdecode(rel)).write_bytes(b"x")
+    (root / "gone" / "d3" / "kept.txt").write_bytes(b"untracked: stays")
+    (root / "gone" / "d5" / "f5.bin").unlink()
+    (root / "gone" / "d5" / "f5.bin").mkdir()  # a directory where a file was: left
+    os.symlink(outside / "sub", root / "via")  # a link on the way: nothing through it
+    before = snapshot(outside)
+    progress = Counted()
+    removed = remove_many(root, [*doomed, b"via/f0.txt", b"absent/f.txt"], progress)
+    assert removed == len(doomed) - 1
+    assert progress.phases == [("deleting", len(doomed) + 2, "files")]
+    assert progress.advanced == len(doomed) + 2
+    assert snapshot(outside) == before
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert left == [
+        "gone", "gone/d3", "gone/d3/kept.txt", "gone/d5", "gone/d5/f5.bin", "via",
+    ]  # fmt: skip
+
+
+def test_only_dvfs_own_untracked_temporaries_are_removed(tmp_path: Path, outside: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "d" / "e").mkdir(parents=True)
+    ours = [b"d/.tmp-a.bin.0123abcd7", b"d/e/.tmp-x.0123abcd12", b".tmp-top.txt.fedcba980"]
+    theirs = [b"d/.tmp-notes", b"d/.tmp-x.bin.0123abcd", b"d/tmp-a.bin.0123abcd7"]
+    tracked = b"d/.tmp-run.202401011"  # of our form, but tracked: a user's file
+    for rel in [*ours, *theirs, tracked]:
+        (root / os.fsdecode(rel)).write_bytes(b"x")
+    os.symlink(outside, root / "d" / "link")  # never entered
+    (outside / ".tmp-o.bin.0123abcd7").write_bytes(b"outside")
+    assert remove_temporaries(root, {tracked}.__contains__) == len(ours)
+    left = {os.fsencode(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    assert left == {*theirs, tracked}
+    assert (outside / ".tmp-o.bin.0123abcd7").exists()

@@ -321,7 +321,8 @@ def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
     marker = repo.dir / RESTORING
     if not marker.exists():
         return 0
-    removed = remove_temporaries(repo.root)
+    index = repo.index()
+    removed = remove_temporaries(repo.root, lambda p: index.get(p) is not None)
     marker.unlink(missing_ok=True)
     if removed:
         warn(

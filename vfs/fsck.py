@@ -77,7 +77,9 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
     report = FsckReport()
     hist = repo.history
     with repo.locked():
-        report.temporaries = repo.store.remove_temporaries() + remove_temporaries(repo.root)
+        report.temporaries = repo.store.remove_temporaries()
+        index = repo.index()
+        report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
         (repo.dir / RESTORING).unlink(missing_ok=True)
     versions: dict[bytes, str] = {}
     stack = list(_roots(repo, report).items())

@@ -922,13 +922,14 @@ def _and_above(rel_dir: bytes) -> Iterator[bytes]:
         rel_dir = rel_dir.rpartition(b"/")[0]
 
 
-def remove_temporaries(root: Path) -> int:
+def remove_temporaries(root: Path, tracked: Callable[[bytes], bool]) -> int:
     """Delete the temporary files a killed restore left in the working tree; how many.
 
     Only files and links whose names have the form ``vfs.durable.tmp_leaf`` gives are
-    removed (``.tmp-NAME.`` and a process tag: never a user's ``.tmp-notes``); no
-    link is followed and ``.dvfs`` and ``.git`` are not entered. Every directory is
-    listed once (no recursion).
+    removed (``.tmp-NAME.`` and a process tag: never a user's ``.tmp-notes``), and
+    none that is ``tracked`` (a user's file that happens to look like one); no link
+    is followed and ``.dvfs`` and ``.git`` are not entered. Every directory is listed
+    once (no recursion).
     """
     removed = 0
     with Walker(root) as walker:
@@ -949,7 +950,11 @@ def remove_temporaries(root: Path) -> int:
                     if de.is_dir(follow_symlinks=False):
                         if name not in SKIP_DIRS and prefix.count(b"/") < MAX_DEPTH:
                             stack.append(prefix + name)
-                    elif name.startswith(_TMP_PREFIX) and is_tmp_leaf(name):
+                    elif (
+                        name.startswith(_TMP_PREFIX)
+                        and is_tmp_leaf(name)
+                        and not tracked(prefix + name)
+                    ):
                         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                             os.unlink(name, dir_fd=fd)
                             removed += 1
