@@ -66,3 +66,11 @@ def remote_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
     url = f"s3://{server.make_bucket()}/team/data"
     backend = open_backend(url, endpoint_url=server.endpoint)
     return Remote("s3", url, ("--endpoint-url", server.endpoint), backend)
+
+
+@pytest.fixture(name="dir_remote")
+def dir_remote_fixture(tmp_path: Path) -> Remote:
+    """An empty directory remote alone, for tests whose remote's kind does not matter
+    (the code they test is the same above every backend; ``remote`` runs both)."""
+    path = tmp_path / "remote"
+    return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))

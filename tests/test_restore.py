@@ -10,14 +10,17 @@ is printed (PATH replaced by a real path) and must do what the hint says.
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 from tests.cli_support import (
     Repo,
     RepoFactory,
+    assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
 )
-from tests.remote_support import Remote, remote_fixture  # noqa: F401  (a fixture)
 
 
 def committed(repo: Repo, files: dict[str, bytes], message: str) -> str:
@@ -114,62 +117,56 @@ def typed(repo: Repo, hint: str, path: str) -> None:
     repo.ok(*[path if a == "PATH" else a for a in args])
 
 
-def test_every_hint_of_status_works_when_typed(remote: Remote, make_repo: RepoFactory) -> None:
+def test_every_hint_of_status_works_when_typed(tmp_path: Path, make_repo: RepoFactory) -> None:
     a = make_repo("a")
-    committed(a, {"d/a.txt": b"a1\n", "d/b.txt": b"b1\n", "e/c.txt": b"c1\n"}, "v1")
-    remote.add_to(a)
+    committed(a, {"d/a.txt": b"a1\n", "e/c.txt": b"c1\n"}, "v1")
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
     a.ok("push")
-    # a change not staged: `dvfs add PATH` stages it, `dvfs restore PATH` undoes it
+    assert_ok(run(tmp_path, "clone", str(tmp_path / "remote"), "b", "--no-checkout"))
+    b = Repo(tmp_path / "b")
+    # A change not staged, a staged one, an untracked file and many more: every hint.
     a.write("d/a.txt", b"a2\n")
-    out = a.ok("status").out
-    add, undo = hints(out)[:2]
-    assert (add, undo) == ("dvfs add PATH", "dvfs restore PATH")
-    typed(a, undo, "d/a.txt")
-    assert a.read("d/a.txt") == b"a1\n"
-    clean(a)
-    a.write("d/a.txt", b"a2\n")
-    typed(a, add, "d/a.txt")
-    st = a.status()
-    assert [c["path"] for c in st["staged"]] == ["d/a.txt"] and st["modified"] == []
-    # a staged change: `dvfs restore --staged PATH` unstages it
-    (unstage,) = [h for h in hints(a.ok("status").out) if "--staged" in h]
-    typed(a, unstage, "d/a.txt")
-    assert a.status()["modified"] == ["d/a.txt"] and a.status()["staged"] == []
-    typed(a, undo, "d/a.txt")
-    clean(a)
-    # an untracked file in a tracked directory: `dvfs add PATH`
+    a.write("e/c.txt", b"c2\n")
+    a.ok("add", "e/c.txt")
     a.write("d/new.txt", b"new\n")
-    (add_new,) = hints(a.ok("status").out)
+    for i in range(40):
+        a.write(f"d/many/f{i:02}.txt", b"x")
+    unstage, add, undo, add_new, verbose = hints(a.ok("status").out)
+    assert (unstage, undo, verbose) == (
+        "dvfs restore --staged PATH",
+        "dvfs restore PATH",
+        "dvfs status -v",
+    )
+    assert add == add_new == "dvfs add PATH"
+    listed = a.ok(*verbose.split()[1:]).out
+    assert all(f"d/many/f{i:02}.txt" in listed for i in range(40))
+    shutil.rmtree(a.root / "d" / "many")
+    typed(a, unstage, "e/c.txt")
+    typed(a, undo, "d/a.txt")
     typed(a, add_new, "d/new.txt")
-    assert [c["path"] for c in a.status()["staged"]] == ["d/new.txt"]
-    a.commit("v2")
+    st = a.status()
+    assert [(c["path"], c["status"]) for c in st["staged"]] == [("d/new.txt", "added")]
+    assert st["modified"] == ["e/c.txt"] and st["untracked"] == []
+    assert a.read("d/a.txt") == b"a1\n" and a.read("e/c.txt") == b"c2\n"
+    typed(a, add, "e/c.txt")
+    a.ok("commit", "-m", "v2")
     # ahead of the remote: `dvfs push` publishes it
     (push,) = hints(a.ok("status").out)
-    assert push == "dvfs push"
     typed(a, push, "")
-    assert "Up to date with origin/main." in a.ok("status").out
-    # behind the remote: `dvfs pull` brings it; not checked out: pull or checkout PATH
-    b, _ = remote.clone(a.root.parent, "b", "--no-checkout")
-    committed(a, {"e/c.txt": b"c2\n"}, "v3")
-    a.ok("push")
+    assert push == "dvfs push" and "Up to date with origin/main." in a.ok("status").out
+    # behind the remote, and not checked out: `dvfs pull PATH` or `dvfs checkout HEAD
+    # PATH` brings files, `dvfs pull` the remote's version
     b.ok("fetch")
-    out = b.ok("status").out
-    pull, pull_path, checkout_path = hints(out)
-    assert pull == "dvfs pull"
-    assert (pull_path, checkout_path) == ("dvfs pull PATH", "dvfs checkout HEAD PATH")
+    pull, pull_path, checkout_path = hints(b.ok("status").out)
+    assert (pull, pull_path, checkout_path) == (
+        "dvfs pull", "dvfs pull PATH", "dvfs checkout HEAD PATH"
+    )  # fmt: skip
+    typed(b, pull_path, "d")  # d as the remote has it
+    typed(b, checkout_path, "e/c.txt")  # as HEAD has it
+    assert b.read("d/new.txt") == b"new\n" and b.read("e/c.txt") == b"c1\n"
     typed(b, pull, "")
-    assert b.status()["head"] == "v3"
-    typed(b, pull_path, "d")
-    typed(b, checkout_path, "e/c.txt")
-    assert b.read("e/c.txt") == b"c2\n" and b.read("d/new.txt") == b"new\n"
+    assert b.read("e/c.txt") == b"c2\n" and b.status()["head"] == "v2"
     clean(b)
-    # many changes: `dvfs status -v` lists every file
-    for i in range(60):
-        b.write(f"d/many/f{i:02}.txt", b"x")
-    out = b.ok("status").out
-    (verbose,) = [h for h in hints(out) if "-v" in h]
-    listed = b.ok(*verbose.split()[1:]).out
-    assert all(f"d/many/f{i:02}.txt" in listed for i in range(60))
     a.fsck_clean()
     b.fsck_clean()
 
