@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import trio
 
 from daemon.cache import ChunkCache
+from daemon.meta import MetaFiles
 from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteUnreachable
 from vfs.remote_read import RemoteChunks
 
@@ -91,6 +92,7 @@ class Fetcher:
         self._memory_bytes = 0
         self._loads: dict[bytes, _Load] = {}
         self._nursery: trio.Nursery | None = None
+        self.made: MetaFiles | None = None  # the pieces of .versions/meta (daemon.meta)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery the loads run in, until cancelled."""
@@ -111,6 +113,10 @@ class Fetcher:
 
         In time: by ``deadline`` (trio's clock), else within ``timeout`` from now.
         """
+        if self.made is not None and ref.oid in self.made.pieces:
+            made = await self.made.chunk(ref.oid)
+            if made is not None:
+                return made
         data = self._memory.get(ref.oid)
         if data is not None:
             self._memory.move_to_end(ref.oid)

@@ -3,8 +3,8 @@
 Number space (64-bit, as FUSE has it)::
 
     1                  MNT, the mounted branch (FUSE's root inode)
-    2 .. 15            fixed virtual nodes: .versions, its tags/branches/ids, latest,
-                       and .versions/.control (writable mounts)
+    2 .. 15            fixed virtual nodes: .versions, its tags/branches/ids/meta,
+                       latest, and .versions/.control (writable mounts)
     16 .. 2**40 - 1    nodes of the writable working tree (daemon.overlay): numbers
                        handed out by a counter kept in its work directory's state, so
                        a node keeps its number across remounts
@@ -50,6 +50,7 @@ BRANCHES = 4
 IDS = 5
 LATEST = 6
 CONTROL = 7  # .versions/.control -> the daemon's control socket (writable mounts)
+META = 8  # .versions/meta: each version's metadata as YAML (daemon.meta)
 UPPER_FIRST = 16
 HASHED_BASE = 1 << 40
 HASHED_SPAN = (1 << 63) - HASHED_BASE
@@ -63,6 +64,7 @@ class NodeKind(enum.Enum):
     VERSIONS = "versions"  # .versions
     REFS = "refs"  # tags/, branches/ and directories of names with "/" in them
     IDS = "ids"  # .versions/ids
+    META = "meta"  # .versions/meta
     LATEST = "latest"  # .versions/latest -> vN
     DIR = "dir"  # a directory of a version (its root, too)
     FILE = "file"

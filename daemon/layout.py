@@ -9,6 +9,7 @@
         tags/<tag>/         a tag "a/b" is the directory tags/a/b/
         branches/<branch>/
         ids/<64 hex>/       any version by its full id; lists the ones named above
+        meta/vN.yaml        each version's metadata: `dvfs show vN --format yaml` (daemon.meta)
 
 Names that are not valid on Linux never get this far: trees are decoded strictly
 (``vfs.codec``), so a directory holding one, or a reserved name (``.git``,
@@ -27,12 +28,14 @@ import re
 from daemon import inodes
 from daemon.catalog import Catalog
 from daemon.inodes import Node, NodeKind, entry_node, refs_node
+from daemon.meta import MetaFiles
 from daemon.records import Records
 from vfs import DvfsError, Entry, Kind, Tree
 
 VERSIONS_NAME = b".versions"
 _VN = re.compile(rb"v([1-9][0-9]{0,17})")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
+_META = re.compile(rb"v([1-9][0-9]{0,17})\.yaml")
 _EMPTY = Tree(())
 
 
@@ -45,6 +48,7 @@ def fixed_nodes() -> dict[int, Node]:
         inodes.BRANCHES: refs_node(VERSIONS_NAME + b"/branches"),
         inodes.IDS: Node(b"i", NodeKind.IDS, VERSIONS_NAME + b"/ids"),
         inodes.LATEST: Node(b"L", NodeKind.LATEST, VERSIONS_NAME + b"/latest"),
+        inodes.META: Node(b"m", NodeKind.META, VERSIONS_NAME + b"/meta"),
     }
 
 
@@ -55,6 +59,7 @@ class Layout:
         self.records = records
         self.catalog = catalog
         self.fixed = fixed_nodes()
+        self.meta = MetaFiles(records.history, records.limiter)
 
     # version roots --------------------------------------------------------------
 
@@ -94,6 +99,8 @@ class Layout:
             return await self._in_versions(name)
         if kind == NodeKind.REFS:
             return await self._in_refs(parent, name)
+        if kind == NodeKind.META:
+            return await self._in_meta(name)
         if kind == NodeKind.IDS and _HEX64.fullmatch(name):
             oid = bytes.fromhex(name.decode())
             try:
@@ -102,8 +109,16 @@ class Layout:
                 return None
         return None
 
+    async def _in_meta(self, name: bytes) -> Node | None:
+        m = _META.fullmatch(name)
+        oid = self.catalog.numbered.get(int(m.group(1))) if m else None
+        if oid is None:
+            return None
+        v = await self.records.version(oid)
+        return entry_node(VERSIONS_NAME + b"/meta", await self.meta.entry(oid, name, v.time_ns))
+
     async def _in_versions(self, name: bytes) -> Node | None:
-        for ino in (inodes.TAGS, inodes.BRANCHES, inodes.IDS):
+        for ino in (inodes.TAGS, inodes.BRANCHES, inodes.IDS, inodes.META):
             if self.fixed[ino].path.endswith(b"/" + name):
                 return self.fixed[ino]
         if name == b"latest":
@@ -143,8 +158,11 @@ class Layout:
         out: list[tuple[bytes, Node | None]] = []
         if kind == NodeKind.VERSIONS:
             names = [b"v%d" % n for n in sorted(self.catalog.numbered)]
-            names += [b"latest", b"tags", b"branches", b"ids"]
+            names += [b"latest", b"tags", b"branches", b"ids", b"meta"]
             out = [(n, await self._in_versions(n)) for n in names]
+        elif kind == NodeKind.META:
+            names = [b"v%d.yaml" % n for n in sorted(self.catalog.numbered)]
+            out = [(n, await self._in_meta(n)) for n in names]
         elif kind == NodeKind.REFS:
             refs_kind, prefix = self._refs_place(parent)
             names = [p.encode() for p in self.catalog.below(refs_kind, prefix)]

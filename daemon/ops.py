@@ -48,7 +48,9 @@ FRAGMENT = 4096
 # Kernel read-ahead for the mount (FUSE's default is 128 KiB, which also caps each
 # read request at 128 KiB): see ``widen_readahead``.
 READAHEAD_KIB = 1024
-_MUTABLE = (NodeKind.ROOT, NodeKind.VERSIONS, NodeKind.REFS, NodeKind.IDS, NodeKind.LATEST)
+_MUTABLE = (
+    NodeKind.ROOT, NodeKind.VERSIONS, NodeKind.REFS, NodeKind.IDS, NodeKind.LATEST, NodeKind.META,
+)  # fmt: skip
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC | os.O_CREAT
 
 

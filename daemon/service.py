@@ -276,6 +276,7 @@ def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
     catalog = source.catalog()
     fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
+    fetcher.made = layout.meta  # the YAML of .versions/meta (daemon.meta)
     if not opts.writable:
         return mountpoint, source, VersionsFs(layout, fetcher)
     work = work_dir(source, where, opts.cache_dir)

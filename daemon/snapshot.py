@@ -55,7 +55,16 @@ from daemon.ops import VersionsFs
 from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
 from daemon.writable import WorkingFs
-from vfs import DvfsError, Entry, Kind, ObjectMissing, StorageFull, Tree, UsageError
+from vfs import (
+    DvfsError,
+    Entry,
+    Kind,
+    ObjectMissing,
+    StorageFull,
+    Tree,
+    UsageError,
+    version_pipeline,
+)
 from vfs.codec import PERM_BITS, Version, encode_tree, encode_version
 from vfs.durable import flush_filesystem
 from vfs.objects import ObjKind
@@ -101,6 +110,7 @@ class Recorded:
     bytes: int
     hashed: int
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # about the lineage recorded
 
 
 Trees = Callable[[bytes], Tree]  # a tree by id (blocking)
@@ -269,6 +279,7 @@ class Snapshots(abc.ABC):
             "files": rec.files,
             "bytes": rec.bytes,
             "hashed": rec.hashed,
+            "warnings": rec.warnings,
             "tag": req.tag,
             "seconds": round(rec.seconds, 3),
             "skipped": len(rec.skipped),
@@ -390,6 +401,7 @@ class Snapshots(abc.ABC):
             parent = hist.version(base) if base is not None else None
             if parent is not None and parent.tree == root.subtree:  # changes that were undone
                 raise self._nothing()
+            said: list[str] = []  # (the lineage of the outputs: vfs.pipeline.record)
             version = Version(
                 tree=root.subtree,
                 parents=() if base is None else (base,),
@@ -398,6 +410,7 @@ class Snapshots(abc.ABC):
                 author=repo.author(),
                 time_ns=time.time_ns(),
                 params={k: req.params[k] for k in sorted(req.params)},
+                pipeline=version_pipeline(hist, root.subtree, parent, said.append),
                 files=built.files,
                 bytes=root.size,
             )
@@ -416,7 +429,7 @@ class Snapshots(abc.ABC):
         reached("moved")
         return Recorded(
             oid, version.number, branch, root, built.skipped, built.files, root.size,
-            built.hashed,
+            built.hashed, warnings=said,
         )  # fmt: skip
 
     def _nothing(self) -> UsageError:

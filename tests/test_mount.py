@@ -129,7 +129,7 @@ def test_layout_hides_versions_but_reaches_it_by_name(ds: Dataset) -> None:
     assert ".versions" not in sh("ls", "-a", str(ds.mnt)).stdout.split()
     assert stat.S_ISDIR(os.stat(ds.mount.versions).st_mode)
     assert os.listdir(ds.mount.versions) == [
-        "v1", "v2", "v3", "latest", "tags", "branches", "ids",
+        "v1", "v2", "v3", "latest", "tags", "branches", "ids", "meta",
     ]  # fmt: skip
     assert os.readlink(ds.mount.versions / "latest") == "v3"
     assert (ds.mount.versions / "latest" / "data" / "deep" / "new.txt").read_bytes() == b"v3\n"

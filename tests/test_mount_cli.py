@@ -236,7 +236,7 @@ def test_a_repository_mount_with_refresh_shows_new_commits(tmp_path: Path) -> No
     repo = Repository.init(root)
     with mounted(str(root), tmp_path / "mnt", tmp_path / "home", "--refresh", "0.2") as m:
         assert os.listdir(m.path) == []
-        assert os.listdir(m.path / ".versions") == ["tags", "branches", "ids"]
+        assert os.listdir(m.path / ".versions") == ["tags", "branches", "ids", "meta"]
         write(root, "data/a.txt", b"first\n")
         commit(repo, "one", tag="t")
         deadline = time.monotonic() + 10

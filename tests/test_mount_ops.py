@@ -406,7 +406,7 @@ def test_handlers_read_what_was_committed(tmp_path: Path) -> None:
         versions = fs.table.get(inodes.VERSIONS)
         assert versions is not None
         names = [n for n, _ in await fs.layout.listing(versions)]
-        assert names == [b"v1", b"v2", b"latest", b"tags", b"branches", b"ids"]
+        assert names == [b"v1", b"v2", b"latest", b"tags", b"branches", b"ids", b"meta"]
         st = await fs.statfs(CTX)
         assert st.f_files == 3 and st.f_namemax == 255
 

@@ -263,7 +263,7 @@ def test_kill_at_each_step_of_a_snapshot(repo: Path, tmp_path: Path, step: str) 
         else:
             assert now == v1
             assert sorted(os.listdir(mnt / ".versions")) == [
-                "branches", "ids", "latest", "tags", "v1",
+                "branches", "ids", "latest", "meta", "tags", "v1",
             ]  # fmt: skip
             assert pending(mnt, home) == changes
             got = assert_ok(snapshot(mnt, home, "-m", "two, again")).json()

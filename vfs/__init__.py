@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         read_bytes,
         read_text,
     )
+    from vfs.browse import version_yaml
     from vfs.codec import ChunkRef, Entry, Kind, Tree, Version
     from vfs.errors import (
         DvfsError,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         write_record,
     )
     from vfs.objects import ObjectStore, decode_payload
+    from vfs.pipeline.record import version_pipeline
     from vfs.remotes import Located, RemoteRepo, RemoteSpec, add_remote, connect, default_remote
     from vfs.remotes import remotes as configured_remotes
     from vfs.repo import Repository, parse_format
@@ -126,6 +128,8 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "private_dir": ("vfs.mounts", "private_dir"),
     "remove_record": ("vfs.mounts", "remove_record"),
     "resolve_source": ("vfs.launch", "resolve_source"),
+    "version_pipeline": ("vfs.pipeline.record", "version_pipeline"),
+    "version_yaml": ("vfs.browse", "version_yaml"),
     "runtime_dir": ("vfs.mounts", "runtime_dir"),
     "write_record": ("vfs.mounts", "write_record"),
 }
@@ -197,5 +201,7 @@ __all__ += [  # lower layers (the daemon's; they may change)
     "remove_record",
     "resolve_source",
     "runtime_dir",
+    "version_pipeline",
+    "version_yaml",
     "write_record",
 ]

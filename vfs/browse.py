@@ -131,7 +131,11 @@ def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any
     origin; the rest reads only what differs from the parent and each directory once.
     """
     hist = repo.history
-    oid = hist.resolve(rev or "HEAD")
+    return show_version(hist, hist.resolve(rev or "HEAD"), files)
+
+
+def show_version(hist: History, oid: bytes, files: bool = True) -> dict[str, Any]:
+    """:func:`show` of the version ``oid``."""
     v = hist.version(oid)
     parent = v.parents[0] if v.parents else None
     changes = diff_trees(hist, hist.version(parent).tree if parent is not None else None, v.tree)
@@ -158,6 +162,13 @@ def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any
             os.fsdecode(p): _file_record(e, added.get(p)) for p, e in hist.walk(v.tree)
         }
     return data
+
+
+def version_yaml(hist: History, oid: bytes) -> str:
+    """``dvfs show REV --format yaml`` of version ``oid`` (also a mount's ``.versions/meta``)."""
+    from vfs import yaml12  # (imports yaml: only when YAML is asked for)
+
+    return yaml12.dump(show_version(hist, oid, files=True))
 
 
 def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) -> dict[str, Any]:

@@ -562,6 +562,8 @@ def snapshot(
     }  # fmt: skip
     got = control.call(mountpoint, request)
     control.check_answer_fields(got, "version", "id", "branch", "files", "bytes", "hashed")
+    for w in got.get("warnings") or []:
+        warn(str(w))
     if as_json:
         got.pop("ok", None)
         emit_json(got)
@@ -972,14 +974,14 @@ def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None
     if rev is not None and ":" in rev:
         raise UsageError(f"show takes a revision: `dvfs cat {rev}` prints a file of a version")
     machine = as_json or fmt != "text"
-    data = browse.show(repo_here(), rev, files=machine or list_files)
+    repo = repo_here()
+    if fmt == "yaml":  # (the very text of a mount's .versions/meta/vN.yaml)
+        hist = repo.history
+        click.echo(browse.version_yaml(hist, hist.resolve(rev or "HEAD")), nl=False)
+        return
+    data = browse.show(repo, rev, files=machine or list_files)
     if as_json or fmt == "json":
         emit_json(data)
-        return
-    if fmt == "yaml":
-        from vfs import yaml12
-
-        click.echo(yaml12.dump(data), nl=False)
         return
     click.echo(f"version  {data['version']}  {data['id']}")
     click.echo(f"author   {escape_text(data['author'])}")

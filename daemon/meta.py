@@ -1,0 +1,78 @@
+"""``MNT/.versions/meta/vN.yaml``: each version's metadata, readable by any tool.
+
+A file's content is ``dvfs show vN --format yaml`` of that version (``vfs.version_yaml``:
+metadata, parameters, pipeline lineage, every file), made in a worker thread when the
+file is first looked up or listed, and served like any file of a version: cut into
+pieces of ``PIECE`` bytes whose ids are their BLAKE3, which the fetcher asks this
+module for (``chunk``) before it looks anywhere else. Versions never change, so
+neither does their YAML: an entry made once keeps its inode and the kernel may cache
+it. The text of at most ``KEEP_BYTES`` of versions is kept; a piece of one let go of
+is made again, from the version, when it is read.
+
+Listing ``meta/`` makes the YAML of every version it lists (the size of each file is
+that of its text), which for versions of many files takes a while once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import trio
+
+from vfs import ChunkRef, Entry, History, Kind, hash_bytes, version_yaml
+
+PIECE = 1 << 20
+KEEP_BYTES = 64 << 20
+
+
+class MetaFiles:
+    """The YAML of versions, as file entries and their pieces."""
+
+    def __init__(self, history: History, limiter: trio.CapacityLimiter) -> None:
+        self.history = history
+        self.limiter = limiter
+        self._text: OrderedDict[bytes, bytes] = OrderedDict()  # version id -> YAML
+        self._held = 0
+        self.pieces: dict[bytes, tuple[bytes, int]] = {}  # piece id -> (version id, index)
+
+    async def _made(self, oid: bytes) -> bytes:
+        data = self._text.get(oid)
+        if data is not None:
+            self._text.move_to_end(oid)
+            return data
+        text = await trio.to_thread.run_sync(version_yaml, self.history, oid, limiter=self.limiter)
+        data = text.encode("utf-8", "surrogateescape")
+        self._text[oid] = data
+        self._held += len(data)
+        while self._held > KEEP_BYTES and len(self._text) > 1:
+            _, gone = self._text.popitem(last=False)
+            self._held -= len(gone)
+        return data
+
+    async def entry(self, oid: bytes, name: bytes, time_ns: int) -> Entry:
+        """The file entry of version ``oid``'s YAML, named ``name``."""
+        data = await self._made(oid)
+        chunks = []
+        for i in range(0, len(data), PIECE):
+            piece = data[i : i + PIECE]
+            pid = hash_bytes(piece)
+            self.pieces[pid] = (oid, i // PIECE)
+            chunks.append(ChunkRef(pid, len(piece)))
+        return Entry(
+            name,
+            Kind.FILE,
+            0o444,
+            len(data),
+            time_ns,
+            digest=hash_bytes(data),
+            chunks=tuple(chunks),
+        )
+
+    async def chunk(self, pid: bytes) -> bytes | None:
+        """The bytes of piece ``pid`` (None if it is not one of these files')."""
+        where = self.pieces.get(pid)
+        if where is None:
+            return None
+        data = await self._made(where[0])
+        piece = data[where[1] * PIECE : (where[1] + 1) * PIECE]
+        return piece if hash_bytes(piece) == pid else None

@@ -1,0 +1,65 @@
+"""A pipeline run inside a mounted working tree, recorded by its snapshot; and every
+version's metadata as a file under ``.versions/meta``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.cli_support import assert_ok, fsck_clean
+from tests.mount_support import commit, dvfs, mounted, write
+from tests.pipeline_support import PREPARE, PY, TRAIN
+from vfs.repo import Repository
+
+
+def test_repro_in_a_mount_is_recorded_by_its_snapshot(tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "repo")
+    for i in range(3):
+        write(repo.root, f"data/f{i}.csv", f"row {i}\n".encode())
+    commit(repo, "raw data")
+    home, mnt, log = tmp_path / "home", tmp_path / "mnt", tmp_path / "log"
+    with mounted(str(repo.root), mnt, home):
+        (mnt / "prep.py").write_text(PREPARE)
+        (mnt / "train.py").write_text(TRAIN)
+        (mnt / "params.yaml").write_text("train:\n  lr: 0.01\n")
+        (mnt / "dvfs.yaml").write_text(json.dumps({"stages": {
+            "prepare": {"cmd": [PY, "prep.py", str(log)], "deps": ["data", "prep.py"],
+                        "outs": ["prepared"]},
+            "train": {"cmd": [PY, "train.py", str(log)], "deps": ["prepared", "train.py"],
+                      "params": ["train.lr"], "outs": ["model.bin"], "metrics": ["metrics.json"]},
+        }}))  # fmt: skip
+        r = assert_ok(dvfs(mnt, home, "repro", "--jobs", "2"))
+        assert "Running stage train (no run recorded)" in r.out
+        assert f"`dvfs snapshot {mnt} -m MSG` records them" in r.out
+        assert (mnt / "model.bin").read_text() == "model 18 0.01"
+        assert (
+            "dvfs.runs" in assert_ok(dvfs(mnt, home, "status", str(mnt), "--json")).json()["added"]
+        )
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "trained in the mount"))
+        shown = assert_ok(dvfs(repo.root, home, "show", "--format", "json")).json()
+        assert [s["stage"] for s in shown["pipeline"]] == ["prepare", "train"]
+        assert shown["pipeline"][1]["params"] == {"params.yaml": {"train.lr": 0.01}}
+        # The run cache of the mounted repository serves the mount too.
+        (mnt / "params.yaml").write_text("train:\n  lr: 0.02\n")
+        assert_ok(dvfs(mnt, home, "repro"))
+        (mnt / "params.yaml").write_text("train:\n  lr: 0.01\n")
+        r = assert_ok(dvfs(mnt / "prepared", home, "repro"))  # (from a directory inside)
+        assert "Restoring stage train from the run cache" in r.out
+        assert (mnt / "model.bin").read_text() == "model 18 0.01"
+        # Every version's metadata, as `dvfs show --format yaml` prints it.
+        meta = mnt / ".versions" / "meta"
+        assert sorted(p.name for p in meta.iterdir()) == ["v1.yaml", "v2.yaml"]
+        for n in (1, 2):
+            text = assert_ok(dvfs(repo.root, home, "show", f"v{n}", "--format", "yaml")).out
+            assert (meta / f"v{n}.yaml").read_text() == text
+        assert yaml.safe_load((meta / "v2.yaml").read_text())["pipeline"][0]["stage"] == "prepare"
+        assert not (mnt / ".versions" / "v2" / "meta").exists()  # no name added to versions
+        assert not (meta / "v3.yaml").exists()
+        assert ran_names(log) == ["prepare", "train", "train"]
+    fsck_clean(repo.root)
+
+
+def ran_names(log: Path) -> list[str]:
+    return log.read_text().split()
