@@ -309,6 +309,11 @@ def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path
     )
     assert_error(repo.run("repro"), "models is a symbolic link")
     assert list(outside.iterdir()) == []
+    # Nor does a command start in a wdir reached through a link.
+    repo.write("dvfs.yaml", "stages:\n  b:\n    cmd: echo x > m.bin\n    wdir: models\n"
+               "    outs: [m.bin]\n")  # fmt: skip
+    assert_error(repo.run("repro"), "stage b cannot run in its wdir models", "a symbolic link")
+    assert list(outside.iterdir()) == []
     repo.fsck_clean()
 
 

@@ -37,6 +37,7 @@ moved aside), and also stages the outputs of runs recorded but not yet staged.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.metadata
 import json
 import os
@@ -354,6 +355,21 @@ class Repro:
         w.forget(src)
         w.forget(dst)
 
+    def open_wdir(self, stage: Stage) -> int:
+        """A descriptor of the stage's wdir, reached without following a link.
+
+        StageFailed if it is missing, not a directory or a symbolic link.
+        """
+        try:
+            return os.dup(self.ws.walker().dir(stage.wdir))
+        except OSError as exc:
+            why = "a symbolic link or not a directory" if exc.errno in (
+                errno.ELOOP, errno.ENOTDIR) else exc.strerror or str(exc)  # fmt: skip
+            raise StageFailed(
+                f"stage {stage.name} cannot run in its wdir {show(stage.wdir)} ({why}): "
+                "a wdir is a directory inside the working tree, reached without a link"
+            ) from None
+
     def move_aside(self, stage: Stage) -> dict[bytes, bytes]:
         """Move the stage's outputs aside; make the directories they go in."""
         moved: dict[bytes, bytes] = {}
@@ -587,9 +603,20 @@ class Repro:
                             to_start.append(d)
                     while to_start and len(running) < opts.jobs and not stopping:
                         d = to_start.pop(0)
-                        self._say_start(d)
-                        moved = self.move_aside(d.stage)
-                        r = Running(d.stage, self.ws.root, self.output, prefix)
+                        try:
+                            wdir_fd = self.open_wdir(d.stage)
+                        except StageFailed as exc:
+                            bad.add(d.stage.name)
+                            self.out.failed.append((d.stage.name, str(exc), []))
+                            stopping = not opts.keep_going
+                            progressed = True
+                            continue
+                        try:
+                            self._say_start(d)
+                            moved = self.move_aside(d.stage)
+                            r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
+                        finally:
+                            os.close(wdir_fd)
                         running[d.stage.name] = _Started(d, r, moved)
                         threading.Thread(
                             target=lambda n=d.stage.name, r=r: done_q.put((n, r.wait())),

@@ -3,8 +3,10 @@
 - **Command**: a ``cmd`` written as text runs under ``sh -c`` (as DVC runs it, so
   pipes and globs work); a ``cmd`` written as a list is the argv itself, run with no
   shell at all (the first item looked up in ``PATH``).
-- **Directory**: the stage's ``wdir`` below the working tree's root, checked to be a
-  directory reached without a symbolic link.
+- **Directory**: the stage's ``wdir`` below the working tree's root, opened from the
+  root one name at a time without following a symbolic link (``vfs.beneath``); the
+  command starts in the directory that descriptor names (``/proc/self/fd/N``), so a
+  link swapped in meanwhile is not followed either.
 - **Environment**, clean and the same wherever the pipeline runs: only ``PASSED``
   and the ``LC_*`` variables are passed on from dvfs's own environment (``PATH``
   defaulting to ``os.defpath``), plus ``DVFS_STAGE`` (the stage's name) and
@@ -100,7 +102,11 @@ class Finished:
 class Running:
     """One command started; :meth:`wait` for it, :meth:`stop` to end it early."""
 
-    def __init__(self, stage: Stage, root: Path, output: Output, prefix: bool) -> None:
+    def __init__(
+        self, stage: Stage, root: Path, output: Output, prefix: bool, wdir_fd: int
+    ) -> None:
+        """Start ``stage``'s command in the directory ``wdir_fd`` (a descriptor of its
+        wdir: see the module docstring)."""
         self.stage = stage
         self.output = output
         self.prefix = f"[{stage.name}] ".encode() if prefix else b""
@@ -110,11 +116,10 @@ class Running:
         self.error: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._readers: list[threading.Thread] = []
-        cwd = root / os.fsdecode(stage.wdir) if stage.wdir else root
         try:
             self.proc = subprocess.Popen(
                 argv(stage),
-                cwd=cwd,
+                cwd=f"/proc/self/fd/{wdir_fd}",  # (the child's copy of the descriptor)
                 env=environment(root, stage),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
