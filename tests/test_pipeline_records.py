@@ -167,6 +167,21 @@ def test_runs_file_round_trips_and_is_strict() -> None:
         runs.parse(b"#" * (runs.MAX_FILE + 1))
 
 
+def test_a_runs_file_cannot_name_one_long_list_for_every_stage() -> None:
+    """Aliases: 10,000 deps written once, named by 200 stages, is 2,000,000 entries."""
+    deps = "{" + ", ".join(f"d{i}: {ID.hex()}" for i in range(10_000)) + "}"
+    run = "{exit: 0, started_ns: 1, ns: 1, host: h, dvfs: d, python: p, git: null}"
+    body = "".join(
+        f"  s{i}: {{cmd: x, wdir: ., deps: {'&d ' + deps if i == 0 else '*d'}, outs: {{}}, "
+        f"params: {{}}, metrics: [], run: {run}}}\n"
+        for i in range(200)
+    )
+    text = f"version: 1\nstages:\n{body}".encode()
+    assert len(text) < 1 << 20
+    with pytest.raises(FormatError, match="more than 1,000,000 deps, outs, params and metrics"):
+        runs.parse(text)
+
+
 def test_content_ids_depend_on_content_alone() -> None:
     a = [(b"x.csv", Kind.FILE, hash_bytes(b"1")), (b"sub/y", Kind.SYMLINK, link_id(b"x.csv"))]
     assert dir_id(a) == dir_id(list(reversed(a)))

@@ -28,7 +28,9 @@ Paths are repository paths (a name that is not UTF-8 is written with Python's
 surrogate escapes), ids are content ids (``vfs.pipeline.content``). What it holds
 obeys the rules and bounds of a version record's pipeline (``vfs.codec``), checked
 by the same decoder, and the file is at most ``MAX_FILE`` bytes: it is read from
-working trees and from versions that may come from anyone.
+working trees and from versions that may come from anyone. YAML aliases let a small
+file name one long list many times, so the entries of all stages together are
+counted as they are read, at most ``MAX_ROWS``.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from vfs.codec import StageRecord, decode_pipeline, encode_pipeline
+from vfs.codec import MAX_PATHS, MAX_STAGES, StageRecord, decode_pipeline, encode_pipeline
 from vfs.errors import FormatError
 from vfs.gitlink import RUNS_FILE
 
 RUNS_FORMAT = 1
 MAX_FILE = 32 << 20
+MAX_ROWS = 1_000_000  # deps, outs, params and metrics of every stage together
 HEADER = (
     f"# {RUNS_FILE}: the last run of each stage, written by `dvfs repro` (do not edit).\n"
     "# `dvfs commit` and `dvfs snapshot` record in each version the runs whose\n"
@@ -105,17 +108,28 @@ def _id(text: Any, where: str) -> bytes:
         raise FormatError(f"{where}: an id is not 64 hex digits") from None
 
 
-def _row(name: Any, rec: Any, where: str) -> dict[str, Any]:
-    """One stage of the file as a version record's pipeline row (``vfs.codec``)."""
+def _sizes(name: Any, rec: Any, where: str) -> int:
+    """How many entries stage ``rec`` holds, its shape checked (nothing built yet)."""
     _need(isinstance(name, str) and isinstance(rec, dict), where, "a stage is not a mapping")
     keys = {"cmd", "wdir", "deps", "outs", "params", "metrics", "run"}
     _need(set(rec) == keys, where, f"stage {name!r} needs exactly the keys {sorted(keys)}")
     for k in ("deps", "outs", "params"):
         _need(isinstance(rec[k], dict), where, f"{k} of stage {name!r} is not a mapping")
     _need(isinstance(rec["metrics"], list), where, f"metrics of stage {name!r} is not a list")
+    total = 0
+    for k in ("deps", "outs", "params", "metrics"):
+        _need(len(rec[k]) <= MAX_PATHS, where, f"{k} of stage {name!r}: more than {MAX_PATHS:,}")
+        total += len(rec[k])
+    for kv in rec["params"].values():
+        _need(isinstance(kv, dict), where, f"params of stage {name!r} are not a mapping")
+        total += len(kv)
+    return total
+
+
+def _row(name: str, rec: dict[str, Any], where: str) -> dict[str, Any]:
+    """One stage of the file (checked by ``_sizes``) as a version record's pipeline row."""
     params = []
     for f, kv in rec["params"].items():
-        _need(isinstance(kv, dict), where, f"params of stage {name!r} are not a mapping")
         params += [[_bytes_path(f, where), k, v] for k, v in kv.items()]
     cmd = rec["cmd"]
     run = rec["run"]
@@ -151,7 +165,11 @@ def parse(data: bytes, where: str = RUNS_FILE) -> dict[str, StageRecord]:
     if stages is None:
         return {}
     _need(isinstance(stages, dict), where, "stages is not a mapping")
-    rows = [_row(n, rec, where) for n, rec in sorted(stages.items(), key=lambda x: str(x[0]))]
+    _need(len(stages) <= MAX_STAGES, where, f"more than {MAX_STAGES:,} stages")
+    ordered = sorted(stages.items(), key=lambda x: str(x[0]))
+    total = sum(_sizes(n, rec, where) for n, rec in ordered)
+    _need(total <= MAX_ROWS, where, f"more than {MAX_ROWS:,} deps, outs, params and metrics")
+    rows = [_row(n, rec, where) for n, rec in ordered]
     try:
         decoded = decode_pipeline(rows)
     except FormatError as exc:
