@@ -194,6 +194,8 @@ def _toml_value(value: Any) -> str:
 
 
 _TABLE = re.compile(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$")
+# A value on one line, up to a comment: a quoted string (which may hold a #) or the rest.
+_TOML_VALUE = r""""(?:[^"\\]|\\.)*"|'[^']*'|[^#]*?"""
 
 
 def _set_toml(text: str, key: str, value: Any, shown: str) -> str:
@@ -209,10 +211,11 @@ def _set_toml(text: str, key: str, value: Any, shown: str) -> str:
             if table != parts[:cut]:
                 continue
             name = ".".join(parts[cut:])
-            mk = re.match(rf"^(\s*{re.escape(name)}\s*=\s*)", line)
+            mk = re.match(rf"^(\s*{re.escape(name)}\s*=\s*)(?:{_TOML_VALUE})(\s*(?:#.*)?)$",
+                          line.rstrip("\n"))  # fmt: skip
             if mk:
                 end = "\n" if line.endswith("\n") else ""
-                lines[i] = mk.group(1) + _toml_value(value) + end
+                lines[i] = mk.group(1) + _toml_value(value) + mk.group(2) + end
                 return "".join(lines)
     raise ValuesError(
         f"{shown} has no parameter {key} written as `key = value` under its table: edit it by hand"

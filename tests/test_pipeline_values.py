@@ -1,0 +1,69 @@
+"""Parameter and metric files: YAML, JSON and TOML read by dotted key, one value set in
+place (``dvfs exp run -S``) with the rest of the file as it was."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from vfs.pipeline import values
+from vfs.pipeline.values import ValuesError
+
+YAML = b"# training\ntrain:\n  lr: 0.01  # rate\n  layers: [1, 2]\nopt: adam\n"
+TOML = b'# config\ntitle = "x # not a comment"\n[train]\nlr = 0.01 # rate\n[model.net]\ndepth = 3\n'
+JSON = b'{"train": {"lr": 0.01, "layers": [1, 2]}}'
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "key", "value"),
+    [
+        (b"params.yaml", YAML, "train.lr", 0.01),
+        (b"params.yaml", YAML, "train.layers.1", 2),
+        (b"params.yaml", YAML, "opt", "adam"),
+        (b"conf/c.toml", TOML, "model.net.depth", 3),
+        (b"conf/c.toml", TOML, "title", "x # not a comment"),
+        (b"c.JSON", JSON, "train.layers", [1, 2]),
+    ],
+)
+def test_values_are_read_by_dotted_key_from_each_format(
+    name: bytes, data: bytes, key: str, value: object
+) -> None:
+    assert values.get(values.load(data, name, "f"), key, "f") == value
+
+
+def test_a_missing_key_or_a_broken_file_says_what_is_wrong() -> None:
+    doc = values.load(YAML, b"params.yaml", "params.yaml")
+    with pytest.raises(
+        ValuesError, match=re.escape("params.yaml has no parameter train.lrr; did you mean")
+    ):
+        values.get(doc, "train.lrr", "params.yaml")
+    with pytest.raises(ValuesError, match=re.escape("c.toml is not valid TOML")):
+        values.load(b"[unclosed", b"c.toml", "c.toml")
+    with pytest.raises(ValuesError, match=re.escape("c.json is not valid JSON")):
+        values.load(b"{", b"c.json", "c.json")
+    with pytest.raises(ValuesError, match="not UTF-8"):
+        values.load(b"\xff", b"p.yaml", "p.yaml")
+    assert values.plain(float("nan")) == ".nan"  # recorded as a version's parameters are
+
+
+def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
+    out = values.set_value(YAML, b"params.yaml", "train.lr", 0.02, "params.yaml")
+    assert out == YAML.replace(b"lr: 0.01", b"lr: 0.02")  # comments and layout kept
+    out = values.set_value(TOML, b"c.toml", "train.lr", "adam", "c.toml")
+    assert out == TOML.replace(b"lr = 0.01 # rate", b'lr = "adam" # rate')
+    out = values.set_value(TOML, b"c.toml", "model.net.depth", 5, "c.toml")
+    assert out == TOML.replace(b"depth = 3", b"depth = 5")
+    out = values.set_value(JSON, b"c.json", "train.layers.1", 7, "c.json")
+    assert values.load(out, b"c.json", "c.json") == {"train": {"lr": 0.01, "layers": [1, 7]}}
+    with pytest.raises(ValuesError, match=re.escape("has no parameter train.momentum")):
+        values.set_value(YAML, b"params.yaml", "train.momentum", 0.9, "params.yaml")
+
+
+def test_metrics_are_flattened_to_dotted_keys_and_bounded() -> None:
+    doc = {"acc": 0.9, "loss": {"train": 1, "val": [0.5, "t"]}, "ok": True, "x": "y" * 201}
+    assert values.flatten(doc) == {
+        "acc": 0.9, "loss.train": 1, "loss.val.0": 0.5, "loss.val.1": "t", "ok": True,
+    }  # fmt: skip
+    many = {f"k{i}": i for i in range(values.MAX_METRICS + 5)}
+    assert len(values.flatten(many)) == values.MAX_METRICS
