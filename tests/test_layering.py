@@ -28,6 +28,7 @@ LAYERS = [
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks"},  # a git clone's first pull, the git hooks
     {"api"},  # the Python API (vfs.Repo, vfs.open)
+    {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API
     {"progress_bar"},
     {"cli"},

@@ -8,6 +8,7 @@ The public API (``vfs.api``; each name has a docstring with an example)::
     repo.diff("v1", "v3"), repo.add(["data"]), repo.commit("msg", params={"lr": 3e-4})
     with vfs.open("data/train.csv", rev="v3", repo=".") as f: ...
     vfs.read_bytes(path, rev=...), vfs.read_text(path, rev=...)
+    with vfs.track(message="train", params={"lr": 3e-4}) as run: ...   # vfs.track
 
 with its records ``VersionInfo``, ``FileInfo`` and ``FileChange``, and its errors:
 ``RevisionNotFound``, ``PathNotFound`` (a ``FileNotFoundError``), ``NotAFile`` (an
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from vfs.remotes import remotes as configured_remotes
     from vfs.repo import Repository, parse_format
     from vfs.sync import FetchResult, fetch_locked
+    from vfs.track import Run, track
 
 _SOURCES: dict[str, tuple[str, str]] = {
     # the public API
@@ -86,6 +88,8 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "open": ("vfs.api", "open"),
     "read_bytes": ("vfs.api", "read_bytes"),
     "read_text": ("vfs.api", "read_text"),
+    "track": ("vfs.track", "track"),
+    "Run": ("vfs.track", "Run"),
     # lower layers (the daemon's)
     "ChunkRef": ("vfs.codec", "ChunkRef"),
     "DaemonArgs": ("vfs.launch", "DaemonArgs"),
@@ -155,10 +159,12 @@ __all__ = [  # the public API
     "PathNotFound",
     "Repo",
     "RevisionNotFound",
+    "Run",
     "VersionInfo",
     "open",
     "read_bytes",
     "read_text",
+    "track",
 ]
 __all__ += [  # lower layers (the daemon's; they may change)
     "ChunkRef",

@@ -156,7 +156,7 @@ def _time(ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
 
 
-def _rel(path: PathArg) -> bytes:
+def repo_path(path: PathArg) -> bytes:
     """A repository path from what a caller gives: "/"-separated, from the root."""
     text = os.fspath(path)
     parts = [p for p in text.replace(os.sep, "/").split("/") if p not in ("", ".")]
@@ -338,7 +338,7 @@ class Repo:
         """
         if rev is None and self._repo.history.head_id() is None:
             return []
-        rows = browse.log(self._repo, rev, limit, [_rel(p) for p in paths])
+        rows = browse.log(self._repo, rev, limit, [repo_path(p) for p in paths])
         return [self._version(row) for row in rows]
 
     def show(self, rev: str = "HEAD", *, files: bool = True) -> VersionInfo:
@@ -378,7 +378,7 @@ class Repo:
 
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
-        rel = _rel(path)
+        rel = repo_path(path)
         rows = browse.ls_entries(self._repo, rev, rel)
         prefix = rel + b"/" if rel else b""
         return [_info(n if n == rel else prefix + n, e) for n, e in rows]
@@ -391,12 +391,12 @@ class Repo:
 
             sum(f.size for f in repo.walk("v2", "data"))
         """
-        for p, e in browse.ls_entries(self._repo, rev, _rel(path), recursive=True):
+        for p, e in browse.ls_entries(self._repo, rev, repo_path(path), recursive=True):
             yield _info(p, e)
 
     def info(self, path: PathArg, rev: str = "HEAD") -> FileInfo:
         """The entry at ``path`` of ``rev`` (a link is not followed)."""
-        rel = _rel(path)
+        rel = repo_path(path)
         _, e = browse.lookup(self._repo, rev, rel)
         return _info(rel, e)
 
@@ -416,7 +416,7 @@ class Repo:
         if self._spec is not None and len(revs) < 2:
             raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
         with Workers(settings.threads()) as w:
-            changes = browse.diff(self._repo, revs, w, _warn, None, [_rel(p) for p in paths])
+            changes = browse.diff(self._repo, revs, w, _warn, None, [repo_path(p) for p in paths])
         return [_change(c) for c in changes]
 
     # reading -------------------------------------------------------------------------
@@ -460,7 +460,7 @@ class Repo:
         return self._raw(path, rev)
 
     def _raw(self, path: PathArg, rev: str) -> ChunkedFile:
-        rel = _rel(path)
+        rel = repo_path(path)
         oid, e = browse.lookup(self._repo, rev, rel)
         hist = self._repo.history
         label = hist.label(oid)
@@ -481,7 +481,7 @@ class Repo:
                 )
             rel, e = target, found
         else:
-            raise PathNotFound(f"{quote_name(_rel(path))} in {label}: too many links")
+            raise PathNotFound(f"{quote_name(repo_path(path))} in {label}: too many links")
         if e.kind == Kind.DIR:
             raise NotAFile(f"{quote_name(rel) if rel else '.'} is a directory in {label}")
         return ChunkedFile(f"{label}:{os.fsdecode(rel)}", e.chunks, self._get)

@@ -194,7 +194,7 @@ class _Started:
     backups: dict[bytes, bytes]  # out -> where it was moved aside
 
 
-class _Facts:
+class RunFacts:
     """What every run records besides its inputs: host, versions, git commit."""
 
     def __init__(self, ws: Workspace) -> None:
@@ -230,7 +230,7 @@ class Repro:
         self.state = TreeState(ws, workers, warn)
         self.cache = RunCache(ws.repo) if ws.repo is not None else None
         self.runs = self._load_runs()
-        self.facts: _Facts | None = None
+        self.facts: RunFacts | None = None
         self.params_docs: dict[bytes, Any] = {}
         self.to_stage: dict[bytes, Staged] = {}  # outputs of recorded runs
         self.stage_roots: list[bytes] = []  # the outputs themselves
@@ -452,7 +452,7 @@ class Repro:
     ) -> StageRecord:
         """The record of a run with these inputs and outputs."""
         if self.facts is None:
-            self.facts = _Facts(self.ws)
+            self.facts = RunFacts(self.ws)
         f = self.facts
         s = d.stage
         return StageRecord(

@@ -1,0 +1,133 @@
+"""``vfs.track``: a training run in Python becomes one version with params, metrics and
+lineage, read back by the pipeline commands; a failed or interrupted run records
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vfs
+from tests.cli_support import assert_ok, cli_env, fsck_clean, init_repo, run
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository whose v1 holds data/train (two files), made once; tests get copies."""
+    r = init_repo(tmp_path_factory.mktemp("track") / "repo")
+    r.write("data/train/a.csv", "x,y\n1,2\n")
+    r.write("data/train/b.csv", "x,y\n3,4\n")
+    r.ok("add", "data")
+    r.ok("commit", "-m", "data")
+    return r.root
+
+
+@pytest.fixture
+def repo(template: Path, tmp_path: Path) -> vfs.Repo:
+    shutil.copytree(template, tmp_path / "repo", symlinks=True)
+    return vfs.Repo(tmp_path / "repo")
+
+
+def test_a_run_is_one_version_with_params_metrics_and_lineage(repo: vfs.Repo) -> None:
+    root = repo.root
+    assert root is not None
+    with vfs.track(repo, message="train resnet", params={"lr": 3e-4}, tag="run1") as r:
+        data = r.input("data/train")
+        rows = sum(len(p.read_text().splitlines()) for p in sorted(data.iterdir()))
+        for epoch in range(3):
+            r.log_metrics({"acc": 0.5 + epoch / 10, "loss": 1.0 / (epoch + 1)}, step=epoch)
+        model = r.output("models/model.txt")
+        model.parent.mkdir()
+        model.write_text(f"weights from {rows} rows\n")
+    v = r.version
+    assert v is not None and (v.number, v.message, v.params, v.tags) == (
+        2, "train resnet", {"lr": 3e-4}, ("run1",),
+    )  # fmt: skip
+    stage = repo.repository.history.version(bytes.fromhex(v.id)).pipeline
+    assert [s.name for s in stage] == ["train"]
+    assert [p for p, _ in stage[0].deps] == [b"data/train"]
+    assert [p for p, _ in stage[0].outs] == [
+        b"metrics.json", b"metrics.steps.jsonl", b"models/model.txt",
+    ]  # fmt: skip
+    shown = assert_ok(run(root, "metrics", "show", "v2", "--json")).json()
+    assert shown == {"v2": {"metrics.json": {"acc": 0.7, "loss": 1 / 3, "step": 2}}}
+    steps = repo.read_text("metrics.steps.jsonl", "v2").splitlines()
+    assert [json.loads(s)["step"] for s in steps] == [0, 1, 2]  # every step, with the version
+    lineage = assert_ok(run(root, "lineage", "models/model.txt")).out
+    assert "train" in lineage and "data/train" in lineage
+    compared = assert_ok(run(root, "compare", "v1", "v2")).out
+    assert "acc" in compared and "lr" in compared
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    fsck_clean(root)
+
+
+def test_an_exception_in_the_block_records_nothing(repo: vfs.Repo) -> None:
+    root = repo.root
+    assert root is not None
+    with pytest.raises(ValueError, match="diverged"), vfs.track(repo, message="bad") as r:
+        r.input("data/train")
+        r.log_metrics({"loss": 9.0}, step=0)
+        r.output("model.bin").write_bytes(b"half")
+        raise ValueError("loss diverged")
+    assert [v.number for v in repo.versions()] == [1]
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    fsck_clean(root)
+
+
+def test_bad_runs_are_refused_before_or_instead_of_recording(repo: vfs.Repo) -> None:
+    with pytest.raises(vfs.UsageError, match="parameter name"):
+        vfs.track(repo, message="x", params={"": 1})
+    with pytest.raises(vfs.UsageError, match="message is empty"):
+        vfs.track(repo, message=" ")
+    with pytest.raises(FileNotFoundError, match="data/nope"), vfs.track(repo, message="x") as r:
+        r.input("data/nope")
+    with pytest.raises(vfs.UsageError, match=r"did not make model\.bin"), track(repo) as r:
+        r.output("model.bin")
+    root = repo.root
+    assert root is not None
+    with pytest.raises(vfs.UsageError, match="input data/train changed while"), track(repo) as r:
+        r.input("data/train")
+        (root / "data" / "train" / "a.csv").write_text("changed\n")
+    with pytest.raises(vfs.UsageError, match="metric loss is list"), track(repo) as r:
+        r.log_metrics({"loss": [1, 2]})
+    assert [v.number for v in repo.versions()] == [1]
+    fsck_clean(root)
+
+
+def track(repo: vfs.Repo) -> vfs.Run:
+    return vfs.track(repo, message="x")
+
+
+SCRIPT = """
+import os, signal, sys, vfs
+with vfs.track(sys.argv[1], message="interrupted") as r:
+    r.input("data/train")
+    r.log_metrics({"loss": 1.0}, step=0)
+    r.output("model.bin").write_bytes(b"partial")
+    os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C in the middle of training
+    print("not reached")
+"""
+
+
+def test_ctrl_c_in_the_block_records_nothing(repo: vfs.Repo) -> None:
+    root = repo.root
+    assert root is not None
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", SCRIPT, str(root)], capture_output=True, text=True,
+        env=cli_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGINT, proc.stderr
+    assert "KeyboardInterrupt" in proc.stderr and "not reached" not in proc.stdout
+    assert [v.number for v in repo.versions()] == [1]
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    assert (root / "model.bin").read_bytes() == b"partial"  # the user's file, left alone
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
+    fsck_clean(root)

@@ -1,0 +1,324 @@
+"""``vfs.track``: a training run in Python recorded as one version, with its lineage.
+
+::
+
+    with vfs.track(repo=".", message="train resnet", params={"lr": 3e-4}) as run:
+        data = run.input("data/train")            # its content id is taken now
+        for epoch in range(10):
+            ...
+            run.log_metrics({"acc": 0.91, "loss": 0.23}, step=epoch)
+        model.save(run.output("models/model.pt"))  # staged when the block ends
+    run.version                                    # the VersionInfo of the new version
+
+When the block ends without an exception, the run is recorded the way ``dvfs repro``
+records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
+
+1. the metrics go to ``metrics`` (default ``metrics.json``: the last value of each
+   metric, and ``step``, the last step logged) and their history, one JSON object
+   per call of ``log_metrics``, to the same name with ``.steps.jsonl`` for
+   ``.json``; both are outputs of the run;
+2. every output must exist, and every input must still hold the content it had when
+   ``input()`` took it (a run whose input changed under it would record false
+   lineage): otherwise ``UsageError`` and nothing is recorded;
+3. the outputs are staged as ``dvfs add`` stages them, and the run is written into
+   ``dvfs.runs`` (``vfs.pipeline.runs``) as stage ``name`` (default ``train``): deps,
+   the inputs with their content ids; outs, the outputs; metrics, the metrics file;
+   cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them.
+   A run of another stage that claimed one of these outputs is dropped from it;
+4. ``dvfs.runs`` is staged and one version is committed (``vfs.workflow.commit``)
+   with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
+   so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it.
+
+The message, parameters and tag are checked when the block starts, not after hours
+of training. While the block runs the working tree's pipeline lock is held (as by
+``dvfs repro``: another ``repro`` or ``track`` waits for nothing and is refused).
+
+An exception in the block (Ctrl-C included) records nothing: no metrics file, no
+``dvfs.runs`` change, nothing staged, no version; the exception propagates. A Ctrl-C
+that arrives while the version is being recorded is held until it is (a few
+seconds at most: the outputs are already written), then raised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from vfs import params as version_params
+from vfs import settings, workflow
+from vfs.api import DvfsWarning, PathArg, Repo, VersionInfo, repo_path
+from vfs.codec import StageRecord, StageRun
+from vfs.errors import PathNotFound, UsageError
+from vfs.gitlink import RUNS_FILE
+from vfs.pipeline import runs as runs_file
+from vfs.pipeline import workspace
+from vfs.pipeline.repro import RunFacts
+from vfs.quoting import quote_name
+from vfs.refs import check_ref_name
+from vfs.worktree import Workers
+
+MAX_STEPS = 100_000  # log_metrics calls kept in the history file
+MAX_METRICS = 1_000  # distinct metric names
+MAX_TEXT = 256  # characters of a text metric
+
+
+def _history_name(metrics: bytes) -> bytes:
+    stem = metrics[:-5] if metrics.endswith(b".json") else metrics
+    return stem + b".steps.jsonl"
+
+
+class Run:
+    """One tracked run (module docstring); made by :func:`track`, used as ``with``."""
+
+    def __init__(
+        self, repo: Repo | PathArg, message: str, params: Mapping[str, Any] | None,
+        name: str, tag: str | None, metrics: PathArg,
+    ) -> None:  # fmt: skip
+        if not message.strip():
+            raise UsageError("the run's message is empty: track(message=...) says what it is")
+        version_params.message(message)
+        self.params = version_params.check(dict(params or {}))
+        check_ref_name(name, "stage")
+        if tag is not None:
+            check_ref_name(tag, "tag")
+        self.repo = repo if isinstance(repo, Repo) else Repo(repo)
+        if self.repo.root is None:
+            raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
+        self.root: Path = self.repo.root
+        self.message, self.name, self.tag = message, name, tag
+        self.metrics_path = repo_path(metrics)
+        if not self.metrics_path:
+            raise UsageError("metrics= names a file, not the root")
+        self.history_path = _history_name(self.metrics_path)
+        self.inputs: dict[bytes, bytes] = {}
+        self.outputs: list[bytes] = []
+        self.latest: dict[str, Any] = {}
+        self.steps: list[dict[str, Any]] = []
+        self.last_step: int | None = None
+        self.version: VersionInfo | None = None  # set when the block has been recorded
+        self._stack = ExitStack()
+        self._started = 0
+
+    # the block --------------------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        head = self.repo.repository.history.head()
+        if head.detached is not None:
+            raise UsageError(
+                "HEAD is detached: the run could not be committed; run `dvfs switch -c NAME` "
+                "to record it on a new branch"
+            )
+        ws = workspace.find(self.root)
+        if not ws.own_index or ws.root != self.root:
+            ws.close()
+            raise UsageError(f"{self.root} is not the root of a repository's working tree")
+        self.ws = self._stack.enter_context(_closing(ws))
+        self.workers = self._stack.enter_context(Workers(settings.threads()))
+        try:
+            self._stack.enter_context(ws.exclusive())
+        except BaseException:
+            self._stack.close()
+            raise
+        self.state = workspace.TreeState(ws, self.workers, _warn)
+        self._started = time.time_ns()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if kind is None:
+                with _sigint_held():
+                    self._record()
+        finally:
+            self._stack.close()
+
+    # what the block says ----------------------------------------------------------------
+
+    def input(self, path: PathArg) -> Path:
+        """Record ``path`` (a file or directory of the working tree) as an input, with the
+        content id it has now; its absolute path, to read it."""
+        rel = self._own(path)
+        found = self.state.ids([rel])[rel]
+        if found is None:
+            raise PathNotFound(f"{quote_name(rel)} (an input of run {self.name}) does not exist")
+        self.inputs[rel] = found
+        return self.root / os.fsdecode(rel)
+
+    def output(self, path: PathArg) -> Path:
+        """Declare ``path`` an output, staged and recorded when the block ends; its
+        absolute path, to write it."""
+        rel = self._own(path)
+        if rel in (self.metrics_path, self.history_path, RUNS_FILE.encode()):
+            raise UsageError(f"{quote_name(rel)} is written by the run itself")
+        if rel in self.inputs:
+            raise UsageError(f"{quote_name(rel)} is an input of run {self.name}: not an output")
+        if rel not in self.outputs:
+            self.outputs.append(rel)
+        return self.root / os.fsdecode(rel)
+
+    def log_metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Record metric values (numbers, booleans or short text), at ``step`` if given."""
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+            raise UsageError(f"step must be a whole number, not {step!r}")
+        row: dict[str, Any] = {} if step is None else {"step": step}
+        for k, v in values.items():
+            key = str(k)
+            if not key or key == "step" or len(key) > MAX_TEXT:
+                raise UsageError(f"metric name {quote_name(key[:60])} is not usable")
+            row[key] = _metric(key, v)
+        if len(set(self.latest) | set(row)) > MAX_METRICS:
+            raise UsageError(f"more than {MAX_METRICS} distinct metrics")
+        if len(self.steps) >= MAX_STEPS:
+            raise UsageError(f"more than {MAX_STEPS:,} calls of log_metrics in one run")
+        self.steps.append(row)
+        self.latest.update({k: v for k, v in row.items() if k != "step"})
+        if step is not None:
+            self.last_step = step
+
+    # recording --------------------------------------------------------------------------
+
+    def _own(self, path: PathArg) -> bytes:
+        text = os.fspath(path)
+        if os.path.isabs(text):  # outside the root: "../..", refused below
+            text = os.path.relpath(text, self.root)
+        rel = repo_path(text)
+        if not rel:
+            raise UsageError("the root of the repository cannot be an input or an output")
+        return rel
+
+    def _record(self) -> None:
+        outs = list(self.outputs)
+        self.state.forget([*outs, *self.inputs])
+        ids = self.state.ids([*self.inputs, *outs])
+        missing = [o for o in outs if ids[o] is None]
+        if missing:
+            raise UsageError(
+                f"run {self.name} did not make {quote_name(missing[0])} (given to output()): "
+                "nothing was recorded"
+            )
+        changed = [i for i, was in self.inputs.items() if ids[i] != was]
+        if changed:
+            raise UsageError(
+                f"input {quote_name(changed[0])} changed while run {self.name} ran: its "
+                "lineage would be false, so nothing was recorded"
+            )
+        if self.steps:
+            doc = dict(self.latest)
+            if self.last_step is not None:
+                doc["step"] = self.last_step
+            history = b"".join(json.dumps(s, sort_keys=True).encode() + b"\n" for s in self.steps)
+            written = [
+                (self.metrics_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"),
+                (self.history_path, history),
+            ]
+            for rel, data in written:
+                (self.root / os.fsdecode(rel)).parent.mkdir(parents=True, exist_ok=True)
+                self.ws.write(rel, data)
+            made = [rel for rel, _ in written]
+            self.state.forget(made)
+            ids.update(self.state.ids(made))
+            outs += made
+        facts = RunFacts(self.ws)
+        record = StageRecord(
+            name=self.name,
+            cmd=tuple(sys.argv) if sys.argv and sys.argv[0] else ("python",),
+            wdir=b"",
+            deps=tuple(sorted(self.inputs.items())),
+            outs=tuple(sorted((o, ids[o] or b"") for o in outs)),
+            params=(),
+            metrics=(self.metrics_path,) if self.steps else (),
+            run=StageRun(
+                0, self._started, time.time_ns() - self._started, facts.host, facts.dvfs,
+                facts.python, facts.git,
+            ),
+        )  # fmt: skip
+        before = self.ws.read(RUNS_FILE.encode(), runs_file.MAX_FILE)
+        runs = runs_file.parse(before) if before is not None else {}
+        claimed = {o for o, _ in record.outs}
+        for other in [n for n, r in runs.items() if any(o in claimed for o, _ in r.outs)]:
+            del runs[other]  # a run elsewhere that claimed these outputs
+        runs[self.name] = record
+        repo = self.repo.repository
+        workflow.add(repo, [str(self.root / os.fsdecode(o)) for o in outs], self.workers, _warn)
+        self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
+        workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn)
+        result = workflow.commit(repo, self.message, self.params, self.tag, _warn)
+        self.version = self.repo.versions(result.oid.hex(), limit=1)[0]
+
+
+def track(
+    repo: Repo | PathArg = ".", message: str = "", params: Mapping[str, Any] | None = None,
+    *, name: str = "train", tag: str | None = None, metrics: PathArg = "metrics.json",
+) -> Run:  # fmt: skip
+    """A run to use as ``with vfs.track(...) as run:`` (module docstring).
+
+    Example::
+
+        with vfs.track(message="train", params={"lr": 3e-4}, tag="run7") as run:
+            rows = run.input("data/train.csv").read_text().splitlines()
+            run.log_metrics({"loss": 0.4}, step=1)
+            run.output("models/model.txt").write_text("weights")
+        print(run.version.version)   # e.g. v8
+    """
+    return Run(repo, message, params, name, tag, metrics)
+
+
+def _metric(key: str, value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
+        return _metric(key, value.item())
+    if isinstance(value, str) and len(value) <= MAX_TEXT:
+        return value
+    raise UsageError(
+        f"metric {quote_name(key)} is {type(value).__name__}: give a number, a boolean "
+        f"or a text of at most {MAX_TEXT} characters"
+    )
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, DvfsWarning, stacklevel=4)
+
+
+@contextmanager
+def _closing(ws: workspace.Workspace) -> Iterator[workspace.Workspace]:
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block ends, then raise it (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
