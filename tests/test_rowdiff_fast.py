@@ -149,7 +149,7 @@ def both(root: Path, fmt: Format, old: bytes, new: bytes, key: list[str]) -> tup
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     tables=versions(),
