@@ -2,7 +2,7 @@
 
     python benchmarks/bench_rowdiff.py [--workdir DIR] [--dvfs CMD] [--rows N] [--cut N]
 
-Data (seeded, not timed): a CSV of ``--rows`` rows (2,000,000: about 90 MiB) and 8
+Data (seeded, not timed): a CSV of ``--rows`` rows (2,000,000: 101 MiB) and 8
 columns (id, user, cat, score, qty, day, flag, tag), and two edits of it: *random*,
 1% of the rows given a new score at random, 5,000 rows removed at random and 5,000
 added at the end; *block*, one block of 1,000 consecutive rows given a new qty. The
