@@ -13,7 +13,7 @@ LAYERS = [
     {"errors", "ids", "names", "quoting", "settings", "params", "yaml12", "grouping"},
     {"chunking", "codec", "durable", "direct", "forked", "beneath"},
     {"packs"},
-    {"objects", "lock"},
+    {"objects", "lock", "pins"},
     {"backends"},
     {"refs", "stage", "gitlink", "shared", "ignore"},
     {"history"},
@@ -26,7 +26,7 @@ LAYERS = [
     {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
-    {"gitclone", "githooks"},  # a git clone's first pull, the git hooks
+    {"gitclone", "githooks", "gc"},  # a git clone's first pull, the git hooks; gc
     {"api"},  # the Python API (vfs.Repo, vfs.open)
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API

@@ -1611,6 +1611,40 @@ def fsck_cmd(as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command(name="gc")
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be freed; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def gc_cmd(dry_run: bool, as_json: bool) -> None:
+    """Free the space of objects no branch, tag, mount or run cache entry reaches.
+
+    Packs with under half of their bytes alive are rewritten. Waits for the
+    repository lock; safe to interrupt at any moment.
+
+    \b
+    Examples:
+      dvfs gc --dry-run
+      dvfs gc --json
+    """
+    from vfs.gc import gc as run_gc
+
+    r = run_gc(repo_here(), dry_run=dry_run)
+    if as_json:
+        emit_json(r.as_json())
+        sys.exit(1 if r.problems else 0)
+    for p in r.problems:
+        click.echo(f"problem: {escape_text(p)}")
+    verb = "would free" if dry_run else "freed"
+    click.echo(
+        f"{verb} {human(r.freed)} ({human(r.bytes_before)} -> {human(r.bytes_after)}): "
+        f"{r.dead_objects} unreachable object(s); {r.packs_deleted} of {r.packs_before} "
+        f"pack(s) {'to delete' if dry_run else 'deleted'}, {r.packs_rewritten} of them "
+        f"rewritten ({human(r.bytes_copied)} of live objects copied); kept {r.live_objects} "
+        f"object(s) reachable from {r.roots} root(s)"
+    )
+    if r.problems:
+        sys.exit(1)
+
+
 # ------------------------------------------------------------------------ remotes
 
 JOBS = click.option(

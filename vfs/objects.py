@@ -356,6 +356,7 @@ class ObjectStore:
         self._ids: set[bytes] | None = None
         self._merged = False
         self._lookups = 0
+        self._dead: set[int] = set()  # slots of packs found deleted (see _vanished)
 
     @staticmethod
     def create(root: Path) -> ObjectStore:
@@ -575,10 +576,16 @@ class ObjectStore:
 
     def read_stored(self, oid: bytes) -> tuple[PackedObject, bytes]:
         """An object's record and its payload exactly as stored (not verified)."""
-        hit = self._find(oid)
-        if hit is None:
-            raise ObjectMissing(oid.hex())
-        slot, obj = hit
+        while True:
+            hit = self._find(oid)
+            if hit is None:
+                raise ObjectMissing(oid.hex())
+            try:
+                return self._read_stored(*hit)
+            except FileNotFoundError:
+                self._vanished(hit[0])
+
+    def _read_stored(self, slot: int, obj: PackedObject) -> tuple[PackedObject, bytes]:
         w = self._writer
         if w is not None and w.slot == slot:
             with self._lock:
@@ -590,6 +597,36 @@ class ObjectStore:
                 return obj, data
         with self._fd(slot) as fd:
             return obj, os.pread(fd, obj.stored_len, obj.offset)
+
+    def _vanished(self, slot: int) -> None:
+        """Pack ``slot`` is gone: ``dvfs gc`` deleted it, after writing its live objects
+        to other packs. Its objects are looked for again in the packs there are now.
+
+        Raises FileNotFoundError if the pack was already known to be gone (a lookup
+        that keeps failing is not retried for ever).
+        """
+        with self._lock:
+            if slot in self._dead:
+                raise FileNotFoundError(errno.ENOENT, "pack vanished", str(self._packs[slot]))
+            self._merge()
+            self._dead.add(slot)
+            self._known.discard(self._packs[slot].name)
+            gone = {oid for oid, (s, _) in self._entries.items() if s == slot}
+            for oid in gone:
+                del self._entries[oid]
+            for s, path in enumerate(self._packs):  # copies of them in packs known already
+                if s in self._dead or not path.name.endswith(".pack"):
+                    continue
+                idx = path.with_suffix(".idx")
+                try:
+                    objs = decode_index(_read_index_file(idx), str(idx))
+                except (OSError, FormatError):
+                    continue
+                for o in objs:
+                    if o.oid in gone:
+                        self._entries.setdefault(o.oid, (s, o))
+            self._scanned_at = -1
+            self._scan()
 
     def read_into(self, oid: bytes, buf: mmap.mmap) -> bytes | memoryview:
         """The object's bytes, verified, read into ``buf`` where that saves a copy.
@@ -613,14 +650,17 @@ class ObjectStore:
         ):
             return self.get(oid)
         view = None
-        with self._fd(slot) as fd:
-            if cached(fd, obj.offset, obj.stored_len) is not False:  # as read_cached()
-                n = os.preadv(fd, [memoryview(buf)[: obj.stored_len]], obj.offset)
-                view = memoryview(buf)[:n]
-        if view is None:
-            with self._fds.borrow((slot, True), self._direct_opener(slot)) as fd:
-                if fd >= 0:
-                    view = read_range_into(fd, obj.offset, obj.stored_len, buf)
+        try:
+            with self._fd(slot) as fd:
+                if cached(fd, obj.offset, obj.stored_len) is not False:  # as read_cached()
+                    n = os.preadv(fd, [memoryview(buf)[: obj.stored_len]], obj.offset)
+                    view = memoryview(buf)[:n]
+            if view is None:
+                with self._fds.borrow((slot, True), self._direct_opener(slot)) as fd:
+                    if fd >= 0:
+                        view = read_range_into(fd, obj.offset, obj.stored_len, buf)
+        except FileNotFoundError:  # deleted by gc: read from where it is now
+            self._vanished(slot)
         if view is None:
             return self.get(oid)
         return decode_payload(obj, view)

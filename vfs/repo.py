@@ -14,6 +14,7 @@ Layout::
     <root>/.dvfs/lock       repository lock, see vfs.lock
     <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remotes
     <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
+    <root>/.dvfs/pins/      what running processes ask gc to keep, see vfs.pins
 
 Format record, version 1::
 

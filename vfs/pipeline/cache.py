@@ -29,6 +29,7 @@ An entry that does not decode, or names objects the store lacks, is a miss.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,19 @@ class RunCache:
         except (DvfsError, ValueError, msgpack.UnpackException):
             return None
         return self._usable(record, entries, "the run cache")
+
+    def trees(self) -> Iterator[bytes]:
+        """The output tree named by each entry (what ``dvfs gc`` keeps); entries that do
+        not decode are skipped (they are misses)."""
+        with contextlib.suppress(FileNotFoundError):
+            for sub in sorted(os.listdir(self.dir)):
+                with contextlib.suppress(NotADirectoryError, FileNotFoundError):
+                    for name in sorted(os.listdir(self.dir / sub)):
+                        with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
+                            raw = (self.dir / sub / name).read_bytes()[:MAX_ENTRY]
+                            rec = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+                            if isinstance(rec, dict) and isinstance(rec.get("tree"), bytes):
+                                yield rec["tree"]
 
     def _usable(
         self, record: StageRecord, entries: list[tuple[bytes, Entry]], where: str

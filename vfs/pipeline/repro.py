@@ -55,6 +55,7 @@ from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, FormatError, UsageError
 from vfs.gitlink import PIPELINE_FILE, RUNS_FILE, git_output, ignore_paths
 from vfs.ids import hash_bytes
+from vfs.pins import pinned
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import values
 from vfs.pipeline.cache import Hit, RunCache, key_of
@@ -524,7 +525,9 @@ class Repro:
         self.check_inputs(names)
         if opts.dry_run:
             return self._dry(names, opts)
-        with _sigterm_interrupts():
+        repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
+        writing = contextlib.nullcontext() if repo is None else pinned(repo.dir, writing=True)
+        with _sigterm_interrupts(), writing:
             try:
                 self._schedule(names, opts)
             except KeyboardInterrupt:
