@@ -26,7 +26,7 @@ LAYERS = [
     {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
-    {"gitclone", "githooks", "gc"},  # a git clone's first pull, the git hooks; gc
+    {"gitclone", "githooks", "gc", "du"},  # beside git; storage lifecycle
     {"api"},  # the Python API (vfs.Repo, vfs.open)
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API

@@ -1645,6 +1645,44 @@ def gc_cmd(dry_run: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command(name="du")
+@click.argument("revs", nargs=-1, metavar="[REV...]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
+    """Sizes of versions: logical, after dedup, stored; what each alone costs.
+
+    Without REV: every version a branch, tag or remote-tracking branch reaches.
+    "unique" is what dropping that version alone would free (`dvfs gc`).
+
+    \b
+    Examples:
+      dvfs du
+      dvfs du v3 v4 --json
+    """
+    from vfs.du import usage
+
+    u = usage(repo_here(), list(revs))
+    if as_json:
+        emit_json(u.as_json())
+        return
+    click.echo(f"{count(len(u.versions), 'version')}")
+    click.echo(f"  logical   {human(u.logical):>10}  every file of every version")
+    click.echo(f"  distinct  {human(u.distinct):>10}  after dedup ({u.dedup_ratio:.2f}x)")
+    click.echo(
+        f"  stored    {human(u.stored):>10}  in the local store "
+        f"(compression {u.compression_ratio:.2f}x)"
+    )
+    if u.not_local:
+        click.echo(f"  not local {human(u.not_local):>10}  held by a remote only")
+    click.echo("unique to each version (what dropping it alone would free):")
+    for v in u.versions:
+        click.echo(f"  {v.label:>6} {v.oid.hex()[:10]}  {human(v.unique):>10}")
+    if u.biggest:
+        click.echo("biggest files:")
+        for size, path, label in u.biggest:
+            click.echo(f"  {human(size):>10}  {quoted(path)}  ({label})")
+
+
 # ------------------------------------------------------------------------ remotes
 
 JOBS = click.option(

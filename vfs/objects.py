@@ -770,6 +770,12 @@ class ObjectStore:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         return out
 
+    def stored_lengths(self, oids: Iterable[bytes]) -> dict[bytes, int]:
+        """The stored (compressed) length of each of ``oids`` held here (absent: not held)."""
+        self._merge()
+        entries = self._entries
+        return {oid: hit[1].stored_len for oid in oids if (hit := entries.get(oid)) is not None}
+
     def kind(self, oid: bytes) -> int:
         """The recorded kind of a stored object."""
         return self.locate(oid)[1].kind

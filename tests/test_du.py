@@ -1,0 +1,53 @@
+"""``dvfs du`` (issue 16): sizes of versions, dedup, and what each version alone costs."""
+
+from __future__ import annotations
+
+import os
+
+from tests.cli_support import Repo
+from tests.cli_support import make_repo_fixture as make_repo_fixture
+from tests.cli_support import repo_fixture as repo_fixture
+
+KiB = 1024
+
+
+def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
+    shared = os.urandom(200 * KiB)  # random: stored as it is, so stored == raw
+    old, new = os.urandom(100 * KiB), os.urandom(150 * KiB)
+    text = b"row,value\n" * 30_000  # compresses well
+    repo.write("shared.bin", shared)
+    repo.write("data.bin", old)
+    repo.write("sub/text.csv", text)
+    repo.ok("add", ".")
+    repo.commit("one")
+    repo.write("data.bin", new)
+    repo.ok("add", "data.bin")
+    repo.commit("two")
+    repo.write("data.bin", b"staged")  # the index no longer uses v2's data.bin
+    repo.ok("add", "data.bin")
+
+    u = repo.json("du", "--json")
+    sizes = len(shared) + len(text)
+    assert u["logical"] == 2 * sizes + len(old) + len(new)
+    assert u["distinct"] == sizes + len(old) + len(new)
+    assert u["dedup_ratio"] == round(u["logical"] / u["distinct"], 3)
+    assert u["compression_ratio"] > 1.2  # the CSV shrank
+    by = {v["version"]: v for v in u["versions"]}
+    assert set(by) == {"v1", "v2"}
+    assert by["v1"]["unique"] == len(old) and by["v2"]["unique"] == len(new)
+    # each content once, at a version holding it (the newest, walking from the refs)
+    assert u["biggest"] == [
+        {"path": "sub/text.csv", "size": len(text), "version": "v2"},
+        {"path": "shared.bin", "size": len(shared), "version": "v2"},
+        {"path": "data.bin", "size": len(new), "version": "v2"},
+        {"path": "data.bin", "size": len(old), "version": "v1"},
+    ]
+    assert u["not_local"] == 0
+
+    one = repo.json("du", "v1", "--json")
+    assert [v["version"] for v in one["versions"]] == ["v1"]
+    assert one["logical"] == sizes + len(old)
+    assert one["versions"][0]["unique"] == len(old)  # v2 still counts as a user
+    human = repo.ok("du").out
+    assert "unique to each version" in human and "sub/text.csv" in human
+    repo.fsck_clean()
