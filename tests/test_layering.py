@@ -15,7 +15,7 @@ LAYERS = [
     {"packs"},
     {"objects", "lock", "pins"},
     {"backends"},
-    {"refs", "stage", "gitlink", "shared", "ignore"},
+    {"refs", "stage", "gitlink", "shared", "ignore", "audit"},
     {"history"},
     {"worktree", "diff", "reader", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)

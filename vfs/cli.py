@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import errno
 import inspect
 import io
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import stat as statmod
 import sys
 from collections.abc import Iterator
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from vfs import browse, settings, workflow
+from vfs import audit, browse, settings, workflow
 from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, ParamChange, flat_params, summary
@@ -1681,6 +1683,71 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
         click.echo("biggest files:")
         for size, path, label in u.biggest:
             click.echo(f"  {human(size):>10}  {quoted(path)}  ({label})")
+
+
+@cli.group(name="audit", invoke_without_command=True)
+@click.option("--since", metavar="DATE", help="Only entries from DATE on (YYYY-MM-DD[THH:MM]).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def audit_cmd(ctx: click.Context, since: str | None, as_json: bool) -> None:
+    """Who changed which branch or tag, when, with what command.
+
+    Every change of a local ref is an entry of .dvfs/audit.log, each holding the
+    hash of the one before; `dvfs audit verify` checks the chain.
+
+    \b
+    Examples:
+      dvfs audit --since 2026-01-01
+      dvfs audit verify
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    repo = repo_here()
+    start = 0
+    if since is not None:
+        try:
+            when = datetime.datetime.fromisoformat(since)
+        except ValueError:
+            raise UsageError(f"--since {since!r} is not a date: write YYYY-MM-DD") from None
+        if when.tzinfo is None:
+            when = when.astimezone()
+        start = int(when.timestamp() * 1e9)
+    picked = [e for e in audit.entries(repo.dir) if e.time_ns >= start]
+    if as_json:
+        emit_json([e.as_json() for e in picked])
+        return
+    for e in picked:
+        at = datetime.datetime.fromtimestamp(e.time_ns / 1e9).astimezone().isoformat("T", "seconds")
+        ids = f"{(e.old or '-')[:10]} -> {(e.new or '-')[:10]}" if e.ref != "HEAD" else ""
+        what = " ".join(x for x in (e.ref, ids, e.note) if x)
+        click.echo(
+            f"{e.seq:>5} {at} {escape_text(e.user)}@{escape_text(e.host)} {e.op}: "
+            f"{escape_text(what)}  ({escape_text(shlex.join(e.cmd))})"
+        )
+
+
+@audit_cmd.command(name="verify")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit_verify(as_json: bool) -> None:
+    """Check that no audit entry was edited, deleted, inserted or reordered.
+
+    \b
+    Examples:
+      dvfs audit verify
+    """
+    v = audit.verify(repo_here().dir)
+    if as_json:
+        emit_json({"entries": v.entries, "intact": not v.problems, "problems": v.problems,
+                   "torn_last_line": v.torn})  # fmt: skip
+    else:
+        for p in v.problems:
+            click.echo(f"problem: {escape_text(p)}")
+        if v.torn:
+            click.echo("the last line is incomplete (a crash while it was written); ignored")
+        state = "intact" if not v.problems else "NOT intact"
+        click.echo(f"{v.entries:,} entr{'y' if v.entries == 1 else 'ies'}: {state}")
+    if v.problems:
+        sys.exit(1)
 
 
 # ------------------------------------------------------------------------ remotes
@@ -3335,6 +3402,7 @@ def show_click_error(exc: click.ClickException) -> None:
 
 def main() -> None:
     """Console entry point: run the CLI, turning every error into one line."""
+    audit.set_command(["dvfs", *sys.argv[1:]])
     try:
         cli.main(prog_name="dvfs", complete_var=COMPLETE_VAR, standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -489,4 +489,6 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
             report.packs_after = len(kept) + (1 if moved else 0)
         report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
         report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")
+        if not dry_run:
+            repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
     return report

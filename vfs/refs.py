@@ -15,7 +15,8 @@ Layout under ``.dvfs``::
 A branch with no versions yet has no file. Every change is written atomically and
 fsynced (``vfs.durable.write_atomic``), and made under ``refs.lock`` after checking
 that the ref still holds the value the caller saw, so a concurrent writer is never
-silently overwritten.
+silently overwritten. Every change of a ref or of HEAD is first appended to the
+audit log (``vfs.audit``), under the same lock.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from vfs import audit
 from vfs.durable import write_atomic
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.ids import from_hex
@@ -63,6 +65,15 @@ def check_ref_name(name: str, what: str) -> str:
 def is_ref_like(name: str) -> bool:
     """True if ``name`` could name a ref at all (so it is safe to look it up as a path)."""
     return bool(_NAME_RE.fullmatch(name)) and ".." not in name and len(name) <= 300
+
+
+_KINDS = {"heads": "branch", "tags": "tag", "remotes": "remote branch"}
+
+
+def _op(ref: str, old: bytes | None, new: bytes | None) -> str:
+    """The audit log's name for a change of ``ref``: ``branch create`` and so on."""
+    kind = _KINDS.get(ref.split("/")[1] if "/" in ref else "", "ref")
+    return f"{kind} {'create' if old is None else 'delete' if new is None else 'move'}"
 
 
 @dataclass(frozen=True)
@@ -109,12 +120,22 @@ class Refs:
         raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck`")
 
     def set_head(self, head: Head) -> None:
-        """Point HEAD at a branch or detach it at a version."""
+        """Point HEAD at a branch or detach it at a version (an audit entry if it moves)."""
         if head.detached is None:
             text = f"ref: refs/heads/{head.branch}\n"
         else:
             text = f"{head.detached.hex()} {head.branch}\n"
-        write_atomic(self.dir / "HEAD", text.encode())
+        with self._locked():
+            try:
+                old = (self.dir / "HEAD").read_text().strip()
+            except (FileNotFoundError, UnicodeDecodeError):
+                old = ""
+            new = text.strip()
+            if old != new:
+                short = [t.removeprefix("ref: refs/heads/") for t in (old, new)]
+                note = f"{short[0]} -> {short[1]}".strip()
+                audit.record(self.dir, "HEAD move", "HEAD", None, head.detached, note)
+            write_atomic(self.dir / "HEAD", text.encode())
 
     # refs -----------------------------------------------------------------
 
@@ -151,6 +172,8 @@ class Refs:
                 )
             path = self._path(ref)
             if new is None:
+                if current is not None:
+                    audit.record(self.dir, _op(ref, current, new), ref, current, new)
                 path.unlink(missing_ok=True)
                 return
             clash = self._clash(ref)
@@ -159,8 +182,15 @@ class Refs:
                     f"{ref.split('/', 2)[-1]} cannot be made: {clash.split('/', 2)[-1]} "
                     "exists, and a name cannot be both a ref and the folder of others"
                 )
+            if new != current:
+                audit.record(self.dir, _op(ref, current, new), ref, current, new)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, (new.hex() + "\n").encode())
+
+    def record(self, op: str, note: str) -> None:
+        """An audit entry for a change that moves no ref (``gc``)."""
+        with self._locked():
+            audit.record(self.dir, op, "", None, None, note)
 
     def _clash(self, ref: str) -> str | None:
         """The existing ref (or folder of refs) that keeps ``ref`` from being written."""

@@ -1,0 +1,86 @@
+"""The audit log (issue 16): every ref change an entry, hash-chained, checked by verify."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.cli_support import Repo, assert_error
+from tests.cli_support import make_repo_fixture as make_repo_fixture
+from tests.cli_support import repo_fixture as repo_fixture
+from vfs import audit
+
+
+def test_every_ref_change_is_an_entry_and_tampering_is_named(repo: Repo, tmp_path: Path) -> None:
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    v1 = repo.commit("one")
+    repo.ok("branch", "side")
+    repo.ok("checkout", "side")
+    repo.ok("tag", "t1")
+    repo.ok("tag", "-d", "t1")
+    repo.ok("checkout", "main")
+    repo.ok("branch", "-d", "side")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push", "--remote", "origin")
+    repo.ok("gc")
+
+    log = repo.json("audit", "--json")
+    got = [(e["op"], e["ref"], e["old"], e["new"]) for e in log]
+    assert got == [
+        ("HEAD move", "HEAD", None, None),  # init
+        ("branch create", "refs/heads/main", None, v1),
+        ("branch create", "refs/heads/side", None, v1),
+        ("HEAD move", "HEAD", None, None),
+        ("tag create", "refs/tags/t1", None, v1),
+        ("tag delete", "refs/tags/t1", v1, None),
+        ("HEAD move", "HEAD", None, None),
+        ("branch delete", "refs/heads/side", v1, None),
+        ("remote branch create", "refs/remotes/origin/main", None, v1),
+        ("gc", "", None, None),
+    ]
+    assert log[3]["note"] == "main -> side"
+    assert log[1]["cmd"] == ["dvfs", "commit", "-m", "one"]
+    assert [e["seq"] for e in log] == list(range(1, 11))
+    assert all(e["user"] and e["host"] and e["time_ns"] > 0 for e in log)
+    assert repo.ok("audit", "verify").out.strip() == "10 entries: intact"
+    assert repo.json("audit", "--since", "2999-01-01", "--json") == []
+    human = repo.ok("audit").out.splitlines()
+    assert "tag delete: refs/tags/t1" in human[5] and "(dvfs tag -d t1)" in human[5]
+
+    lines = (repo.root / ".dvfs" / audit.LOG).read_bytes().splitlines(keepends=True)
+
+    def tampered(name: str, new_lines: list[bytes]) -> str:
+        copy = tmp_path / name
+        shutil.copytree(repo.root, copy, symlinks=True)
+        (copy / ".dvfs" / audit.LOG).write_bytes(b"".join(new_lines))
+        return assert_error_out(Repo(copy))
+
+    edited = json.loads(lines[4])
+    edited["user"] = "mallory"
+    forged = (json.dumps(edited, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    assert "entry 5 was edited: entry 6 holds the hash of another" in tampered(
+        "edited", [*lines[:4], forged, *lines[5:]]
+    )
+    assert "entry 5 is missing: deleted" in tampered("deleted", [*lines[:4], *lines[5:]])
+    assert "entry 5 appears 2 times: the one at line 5 was inserted" in tampered(
+        "inserted", [*lines[:4], forged, *lines[4:]]
+    )
+    assert "entries 5, 6 are out of order: the log was reordered" in tampered(
+        "reordered", [*lines[:4], lines[5], lines[4], *lines[6:]]
+    )
+    assert "entries 10..10 are missing: deleted from the end" in tampered("cut", lines[:-1])
+    repo.fsck_clean()
+
+
+def assert_error_out(repo: Repo) -> str:
+    """``dvfs audit verify`` fails; its output (problems are printed, exit 1)."""
+    r = repo.run("audit", "verify")
+    assert r.code == 1, str(r)
+    assert r.out.rstrip().endswith("NOT intact"), str(r)
+    return r.out
+
+
+def test_audit_rejects_a_bad_date(repo: Repo) -> None:
+    assert_error(repo.run("audit", "--since", "yesterday"), "is not a date", code=2)
