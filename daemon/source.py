@@ -38,6 +38,7 @@ from vfs import (
     default_remote,
     fetch_locked,
 )
+from vfs.pins import release, take
 from vfs.remote_read import OtherSource, RemoteChunks, open_meta
 from vfs.sync import push
 from vfs.worktree import Workers
@@ -76,6 +77,8 @@ class RepositorySource(Source):
         self.history = self.repo.history
         self.local = self.repo.store
         self.branch = branch or self.history.head().branch
+        self._pinned: Path | None = None
+        self._tips: tuple[bytes, ...] | None = None
         if branch is not None and self.repo.refs.get(f"refs/heads/{branch}") is None:
             have = ", ".join(sorted(self.repo.refs.branches())) or "none yet"
             raise MountError(f"{root} has no branch {branch} (branches: {have})")
@@ -88,7 +91,19 @@ class RepositorySource(Source):
     def catalog(self) -> Catalog:
         refs = self.repo.refs
         head = refs.get(f"refs/heads/{self.branch}")
-        return build(self.history, self.branch, head, refs.tags(), refs.branches())
+        tags, branches = refs.tags(), refs.branches()
+        self._pin(head, tags, branches)
+        return build(self.history, self.branch, head, tags, branches)
+
+    def _pin(self, head: bytes | None, tags: dict[str, bytes], branches: dict[str, bytes]) -> None:
+        """Pin the versions shown (``vfs.pins``): ``dvfs gc`` keeps them while we run,
+        even if their branch or tag is deleted meanwhile."""
+        tips = tuple(sorted({*tags.values(), *branches.values(), *([head] if head else [])}))
+        if tips == self._tips:
+            return
+        old, self._pinned, self._tips = self._pinned, take(self.repo.dir, tips), tips
+        if old is not None:
+            release(old)
 
 
 class RemoteSource(Source):

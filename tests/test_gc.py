@@ -16,6 +16,7 @@ import pytest
 
 from tests.cli_support import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
 from tests.cli_support import make_repo_fixture as make_repo_fixture
+from tests.mount_support import mounted
 from vfs.gc import KILL_ENV
 from vfs.lock import repository_lock
 from vfs.pins import pinned
@@ -175,4 +176,33 @@ def test_a_reader_finds_objects_moved_by_gc(template: Repo, tmp_path: Path) -> N
     moved = repo.json("gc", "--json")
     assert moved["packs_rewritten"] == 1
     assert reader.store.get(chunk.oid) == KEEP
+    fsck_clean(repo.root)
+
+
+def test_gc_keeps_what_a_mount_shows_and_a_working_tree_is_based_on(
+    template: Repo, tmp_path: Path
+) -> None:
+    repo = copy_of(template, tmp_path, "mounted")
+    shown, based = os.urandom(300 * KiB), os.urandom(300 * KiB)
+    for name, data in (("shown", shown), ("based", based)):
+        repo.ok("checkout", "-b", name)
+        repo.write(f"{name}.bin", data)
+        repo.ok("add", f"{name}.bin")
+        repo.commit(name)
+        repo.ok("checkout", "main")
+    based_id = Repository(repo.root).refs.get("refs/heads/based")
+    assert based_id is not None
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo.root), mnt / "w", home, "--branch", "based"):
+        pass  # leaves .dvfs/worktrees/based, its base the branch's head
+    with mounted(str(repo.root), mnt / "r", home, "--branch", "shown", "--read-only"):
+        repo.ok("branch", "-d", "shown", "based")
+        r = repo.json("gc", "--json")
+        assert r["problems"] == []
+        assert (mnt / "r" / "shown.bin").read_bytes() == shown  # pinned by the daemon
+    assert repo.cat(f"{based_id.hex()}:based.bin") == based  # the working tree's base
+    fsck_clean(repo.root)
+    gone = repo.json("gc", "--json")  # the daemon is gone: its versions go too
+    assert gone["bytes_freed"] >= len(shown)
+    assert repo.cat(f"{based_id.hex()}:based.bin") == based
     fsck_clean(repo.root)

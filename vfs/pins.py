@@ -1,8 +1,9 @@
 """Pins: what a running process asks ``dvfs gc`` to keep, for as long as it runs.
 
-A process that shows versions without holding the repository lock (a mount), or that
-stores objects before it takes the lock to name them (a pipeline run stores its
-outputs while the stage runs, then stages them), pins them here. ``dvfs gc`` keeps
+A process that shows versions without holding the repository lock (a mount of a
+repository pins the tips of every branch and tag its catalog shows,
+``daemon.source``), or that stores objects before it takes the lock to name them
+(``dvfs repro`` and ``dvfs exp run`` store outputs while stages run), pins them here. ``dvfs gc`` keeps
 every version a live pin names, and does not run at all while a "writing" pin lives
 (the writer may have skipped storing an object because an unreachable copy was
 there, and name it once gc has deleted it); a pin whose process is gone counts for

@@ -41,6 +41,7 @@ from vfs.errors import DvfsError, UsageError
 from vfs.gitlink import PIPELINE_FILE, RUNS_FILE, git_link
 from vfs.ignore import Ignores
 from vfs.objects import ObjKind
+from vfs.pins import release, take
 from vfs.pipeline import report, repro, values
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.record import version_pipeline
@@ -191,6 +192,7 @@ def run(
     _stale_trees(base)
     tree = base / f"{name.replace('/', '_')}.tmp-{os.getpid()}"
     tree.mkdir()
+    writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
     try:
         _populate(ws, tree, wanted, workers, warn)
         exp_ws = Workspace(tree, repo, own_index=False)
@@ -210,6 +212,7 @@ def run(
         oid, number = _record(ws, exp_ws, exp_dag, names, wanted, branch, name, settings, warn)
         exp_ws.close()
     finally:
+        release(writing)
         shutil.rmtree(tree, ignore_errors=True)
     return Result(name, branch, oid, number, outcome, settings)
 
