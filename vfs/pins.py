@@ -3,11 +3,11 @@
 A process that shows versions without holding the repository lock (a mount of a
 repository pins the tips of every branch and tag its catalog shows,
 ``daemon.source``), or that stores objects before it takes the lock to name them
-(``dvfs repro`` and ``dvfs exp run`` store outputs while stages run), pins them here. ``dvfs gc`` keeps
-every version a live pin names, and does not run at all while a "writing" pin lives
-(the writer may have skipped storing an object because an unreachable copy was
-there, and name it once gc has deleted it); a pin whose process is gone counts for
-nothing and is removed.
+(``dvfs repro`` and ``dvfs exp run`` store outputs while stages run), pins them
+here. ``dvfs gc`` keeps every version a live pin names, and does not run at all
+while a "writing" pin lives (the writer may have skipped storing an object because
+an unreachable copy was there, and name it once gc has deleted it); a pin whose
+process is gone counts for nothing and is removed.
 
 Layout: ``.dvfs/pins/<pid>-<16 hex>``, one file per pin, written under a temporary
 name, locked (``flock``, exclusive) by its process, then renamed into place, so a
