@@ -41,6 +41,8 @@ from tests.s3server import S3Server, use_aws_keys
 from tests.test_hostile_remote import good_v1, subtree_bomb
 from tests.test_sync import commit_files, rand
 from vfs.codec import ChunkRef, Entry, Kind
+from vfs.errors import UsageError
+from vfs.ondemand import check_files_expansion
 from vfs.repo import Repository
 
 KiB = 1024
@@ -246,3 +248,12 @@ def test_hostile_refs_and_expansion_are_refused_by_a_fetching_checkout(tmp_path:
     assert_error(run(tmp_path, "clone", bomb.url, "c", "--no-checkout"), "1,048,576", "--yes")
     assert not (tmp_path / "c").exists()
     b.fsck_clean()
+
+
+def test_a_restore_that_would_expand_far_is_refused_before_it_downloads() -> None:
+    block = ChunkRef(bytes(32), 65536)  # one chunk of 64 KiB, named 4,300 times: 282 MB
+    big = Entry(b"big", Kind.FILE, 0o644, 65536 * 4300, 0, digest=bytes(32), chunks=(block,) * 4300)
+    with pytest.raises(UsageError, match="restore would write 281,804,800 bytes, 4,300 times"):
+        check_files_expansion([(b"d/big", big)], "restore")
+    small = Entry(b"small", Kind.FILE, 0o644, 65536, 0, digest=bytes(32), chunks=(block,))
+    check_files_expansion([(b"d/small", small)] * 100, "restore")  # below the floor: fine

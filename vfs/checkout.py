@@ -48,12 +48,6 @@ from vfs.errors import (
 )
 from vfs.gitlink import LockPointer, read_lock, write_lock
 from vfs.names import MAX_DEPTH, reserved_path
-from vfs.ondemand import ensure_local
-from vfs.receive import (
-    EXPANSION_FLOOR_BYTES,
-    EXPANSION_RATIO,
-    check_expansion,
-)
 from vfs.refs import Head, check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, not_checked_out, staged_from_entry
@@ -208,9 +202,10 @@ def _restore(
             raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
     report = CheckoutReport(label, None if paths else attach, bool(paths))
     # What to do, decided before anything changes: files to delete, files that hold
-    # the version's bytes already (their mtime aligned at most), files to write.
+    # the version's bytes already (recorded in the index, which is saved only at the
+    # end; or their mtime to align first), files to write.
     doomed = [p for p in sorted(scope) if p not in wanted and p not in carry]
-    kept: list[tuple[bytes, Entry, os.stat_result]] = []
+    retime: list[tuple[bytes, Entry]] = []
     todo: list[tuple[bytes, Entry]] = []
     with Walker(repo.root) as walker:
         for p, e in wanted.items():
@@ -220,31 +215,31 @@ def _restore(
             st = None if cur is None or p in unknown else walker.lstat(p)
             if cur is None or st is None or not cur.same_on_disk(e):
                 todo.append((p, e))
-            elif st.st_mtime_ns != e.mtime_ns and st.st_nlink > 1:
+            elif st.st_mtime_ns == e.mtime_ns:
+                index.entries[p] = staged_from_entry(e, st)
+                report.unchanged += 1
+            elif st.st_nlink > 1:
                 todo.append((p, e))  # same bytes, shared with another name: never changed
             else:
-                kept.append((p, e, st))
+                retime.append((p, e))
     # The data the files need, fetched now if it is only on a remote: a remote that
     # fails, or --offline, stops the checkout here, before anything has changed.
-    fetched = ensure_local(
+    unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command=f"{action} {source or label}",
         gets_them=f"dvfs pull {source or label}{''.join(' ' + a for a in paths)}",
-        offline=offline,
-        before=None if yes else lambda: check_expansion(hist, target, rels, label),
+        offline=offline, expansion=None if yes else (target, rels, label),
     )  # fmt: skip
-    for p, why in fetched.unavailable.items():
+    for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
-    report.fetched = fetched.objects
     report.deleted = remove_many(repo.root, doomed, workers.progress)
     for p in doomed:
         index.entries.pop(p, None)
     with Walker(repo.root) as walker:
-        for p, e, st in kept:
-            if st.st_mtime_ns != e.mtime_ns:  # same bytes: only align the recorded mtime
-                dir_fd, leaf = walker.parent(p)
-                os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
-                st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+        for p, e in retime:  # same bytes: only align the recorded mtime
+            dir_fd, leaf = walker.parent(p)
+            os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+            st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
             index.entries[p] = staged_from_entry(e, st)
             report.unchanged += 1
 
@@ -617,15 +612,13 @@ def _restore_files(
             report.unchanged += 1
         else:
             todo.append((p, e))
-    fetched = ensure_local(
+    unavailable, report.fetched = fetch_missing(
         repo, todo, workers, command="restore",
         gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
         + " ".join(show(p) for p, _ in todo[:5]),
-        offline=offline,
-        before=None if yes else lambda: _check_restore_expansion(todo),
+        offline=offline, expansion=None if yes else (),
     )  # fmt: skip
-    report.fetched = fetched.objects
-    for p, why in fetched.unavailable.items():
+    for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
 
@@ -648,19 +641,42 @@ def _restore_files(
             index.put(p, got)  # the file holds what is staged: its stat is recorded
 
 
-def _check_restore_expansion(todo: list[tuple[bytes, Entry]]) -> None:
-    """UsageError if the files to restore expand far beyond their distinct data.
+def fetch_missing(
+    repo: Repository,
+    items: Sequence[tuple[bytes, Entry]],
+    workers: Workers,
+    *,
+    command: str,
+    gets_them: str,
+    offline: bool,
+    expansion: tuple[bytes, list[bytes], str] | tuple[()] | None,
+) -> tuple[dict[bytes, str], int]:
+    """Download the chunks of ``items`` that the local store lacks (``vfs.ondemand``).
 
-    The same limits as ``vfs.receive.check_expansion``, for a set of files.
+    Returns the files whose data no remote holds (path -> why) and how many chunks
+    were downloaded; raises as ``ondemand.ensure_local`` does (``--offline``, a
+    remote that fails). Before a download, ``expansion`` (version, paths, label) is
+    checked with ``vfs.receive.check_expansion``, ``()`` checks the files themselves,
+    None (``--yes``) nothing. vfs.ondemand, with the remotes and their backends, is
+    imported only when something is missing: 25 ms that a checkout of local data, and
+    every branch or tag command, do not pay.
     """
-    size = sum(e.size for _, e in todo)
-    distinct = sum({c.oid: c.size for _, e in todo for c in e.chunks}.values())
-    if size > max(EXPANSION_FLOOR_BYTES, EXPANSION_RATIO * distinct):
-        raise UsageError(
-            f"restore would write {size:,} bytes, {size // max(1, distinct):,} times the "
-            f"{distinct:,} bytes of distinct data they are made of: refused, nothing was "
-            "written; pass --yes only if you expect it"
-        )
+    has = repo.store.has
+    if all(has(c.oid) for _, e in items for c in e.chunks):
+        return {}, 0
+    from vfs import ondemand, receive  # (see the docstring: the cost, not a cycle)
+
+    def check() -> None:
+        if expansion:
+            receive.check_expansion(repo.history, *expansion)
+        else:
+            ondemand.check_files_expansion(items, command)
+
+    got = ondemand.ensure_local(
+        repo, items, workers, command=command, gets_them=gets_them, offline=offline,
+        before=None if expansion is None else check,
+    )  # fmt: skip
+    return got.unavailable, got.objects
 
 
 def names_of(paths: Sequence[bytes]) -> str:

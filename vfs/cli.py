@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from vfs import audit, browse, settings, workflow
+from vfs import audit, browse, checkout, settings, workflow
 from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, ParamChange, flat_params, summary
@@ -48,7 +48,7 @@ from vfs.worktree import Workers, lstat_or_none, show
 if TYPE_CHECKING:  # the commands that use these import them: most commands need none
     from click.shell_completion import CompletionItem
 
-    from vfs import checkout, sync
+    from vfs import sync
 
 DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -1348,8 +1348,6 @@ def checkout_cmd(
         raise UsageError("--lock takes no revision, paths or -b")
     if new_branch is not None and paths:
         raise UsageError("-b starts a branch of the whole working tree: give no PATHs")
-    from vfs import checkout  # (with vfs.ondemand and the remotes: not for status)
-
     repo = repo_here()
     with workers() as w:
         if new_branch is not None:
@@ -1392,8 +1390,6 @@ def restore(
       dvfs restore --staged data/           # unstage, keep the files
       dvfs restore --source v1 data/x.csv   # the file as it was at v1
     """
-    from vfs import checkout  # (with vfs.ondemand and the remotes: not for status)
-
     repo = repo_here()
     with workers() as w:
         r = checkout.restore(
@@ -1443,8 +1439,6 @@ def switch(
     """
     if rev is not None and not create:
         raise UsageError(f"switch takes a branch; to start one at {rev}: dvfs switch -c NAME {rev}")
-    from vfs import checkout  # (with vfs.ondemand and the remotes: not for status)
-
     repo = repo_here()
     with workers() as w:
         if create:
@@ -1480,8 +1474,6 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
       dvfs branch fix v1
       dvfs branch -d fix old
     """
-    from vfs import checkout  # (with vfs.ondemand and the remotes: not for status)
-
     repo = repo_here()
     if delete:
         if not names:
@@ -1546,8 +1538,6 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
       dvfs tag best v4
       dvfs tag -d best
     """
-    from vfs import checkout  # (with vfs.ondemand and the remotes: not for status)
-
     repo = repo_here()
     if delete:
         if not names:

@@ -19,7 +19,7 @@ temporary name in the store, which ``dvfs fsck`` removes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from vfs.codec import Entry
 from vfs.errors import RemoteError, UsageError
 from vfs.objects import ObjectStore
 from vfs.quoting import quote_name
-from vfs.receive import Report
+from vfs.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
 from vfs.remotes import Located, Meter, RemoteRepo, connect, default_remote, get_remote
 from vfs.remotes import remotes as configured_remotes
 from vfs.repo import Repository
@@ -103,6 +103,21 @@ def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:
     shown = sorted(set(paths))
     text = ", ".join(quote_name(p) for p in shown[:limit])
     return text + (f" and {len(shown) - limit:,} more" if len(shown) > limit else "")
+
+
+def check_files_expansion(items: Sequence[tuple[bytes, Entry]], command: str) -> None:
+    """UsageError if writing ``items`` would expand far beyond their distinct data.
+
+    The limits of ``vfs.receive.check_expansion``, for a set of files (``restore``).
+    """
+    size = sum(e.size for _, e in items)
+    distinct = sum({c.oid: c.size for _, e in items for c in e.chunks}.values())
+    if size > max(EXPANSION_FLOOR_BYTES, EXPANSION_RATIO * distinct):
+        raise UsageError(
+            f"{command} would write {size:,} bytes, {size // max(1, distinct):,} times the "
+            f"{distinct:,} bytes of distinct data they are made of: refused, nothing was "
+            "written; pass --yes only if you expect it"
+        )
 
 
 def ensure_local(

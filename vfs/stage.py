@@ -218,7 +218,8 @@ def _staged(row: Sequence[Any]) -> Staged:
     _, kind, mode, size, mtime, ctime, ino, digest, chunks, target = row[:10]
     return Staged(
         Kind(kind), mode, size, mtime, ctime, ino, digest,
-        tuple(ChunkRef(c[0], c[1]) for c in chunks), target, not _absent_row(row),
+        tuple(ChunkRef(c[0], c[1]) for c in chunks), target,
+        len(row) == 10 or not row[10] & NOT_CHECKED_OUT,  # (inline: once per row)
     )  # fmt: skip
 
 
