@@ -206,3 +206,14 @@ def test_gc_keeps_what_a_mount_shows_and_a_working_tree_is_based_on(
     assert gone["bytes_freed"] >= len(shown)
     assert repo.cat(f"{based_id.hex()}:based.bin") == based
     fsck_clean(repo.root)
+
+
+def test_fsck_leaves_the_packs_a_pipeline_run_is_writing(template: Repo, tmp_path: Path) -> None:
+    repo = copy_of(template, tmp_path, "writing")
+    tmp = repo.root / ".dvfs" / "objects" / ".tmp-pack-0123456789abcdef"
+    tmp.write_bytes(b"DVP1 being written")
+    with pinned(repo.root / ".dvfs", writing=True):
+        assert fsck_clean(repo.root)["temporaries_removed"] == 0
+        assert tmp.exists()
+    assert fsck_clean(repo.root)["temporaries_removed"] == 1
+    assert not tmp.exists()

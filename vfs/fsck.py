@@ -21,6 +21,7 @@ from vfs.checkout import RESTORING
 from vfs.codec import Kind
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing
 from vfs.history import History
+from vfs.pins import live_pins
 from vfs.remotes import cached_remote_ids
 from vfs.repo import Repository
 from vfs.worktree import Workers, remove_temporaries
@@ -76,8 +77,9 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
     """Verify every object reachable from refs and the index."""
     report = FsckReport()
     hist = repo.history
-    with repo.locked():
-        report.temporaries = repo.store.remove_temporaries()
+    with repo.locked():  # a pipeline run writes packs without the lock: leave them be
+        if not any(p.writing for p in live_pins(repo.dir)):
+            report.temporaries = repo.store.remove_temporaries()
         index = repo.index()
         report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
         (repo.dir / RESTORING).unlink(missing_ok=True)
