@@ -7,10 +7,12 @@ pieces of ``PIECE`` bytes whose ids are their BLAKE3, which the fetcher asks thi
 module for (``chunk``) before it looks anywhere else. Versions never change, so
 neither does their YAML: an entry made once keeps its inode and the kernel may cache
 it. The text of at most ``KEEP_BYTES`` of versions is kept; a piece of one let go of
-is made again, from the version, when it is read.
+is made again, from the version, when it is read. The entry of each file (its size
+and the ids of its pieces, a few hundred bytes) is kept as long as the mount runs.
 
-Listing ``meta/`` makes the YAML of every version it lists (the size of each file is
-that of its text), which for versions of many files takes a while once.
+Listing ``meta/`` makes the YAML of every version it lists the first time (the size
+of each file is that of its text), which for many versions of many files takes a
+while once; later listings use the entries kept.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class MetaFiles:
         self._text: OrderedDict[bytes, bytes] = OrderedDict()  # version id -> YAML
         self._held = 0
         self.pieces: dict[bytes, tuple[bytes, int]] = {}  # piece id -> (version id, index)
+        self._entries: dict[tuple[bytes, bytes], Entry] = {}  # (version id, name) -> entry
 
     async def _made(self, oid: bytes) -> bytes:
         data = self._text.get(oid)
@@ -51,6 +54,9 @@ class MetaFiles:
 
     async def entry(self, oid: bytes, name: bytes, time_ns: int) -> Entry:
         """The file entry of version ``oid``'s YAML, named ``name``."""
+        known = self._entries.get((oid, name))
+        if known is not None:
+            return known
         data = await self._made(oid)
         chunks = []
         for i in range(0, len(data), PIECE):
@@ -58,7 +64,7 @@ class MetaFiles:
             pid = hash_bytes(piece)
             self.pieces[pid] = (oid, i // PIECE)
             chunks.append(ChunkRef(pid, len(piece)))
-        return Entry(
+        made = Entry(
             name,
             Kind.FILE,
             0o444,
@@ -67,6 +73,8 @@ class MetaFiles:
             digest=hash_bytes(data),
             chunks=tuple(chunks),
         )
+        self._entries[(oid, name)] = made
+        return made
 
     async def chunk(self, pid: bytes) -> bytes | None:
         """The bytes of piece ``pid`` (None if it is not one of these files')."""
