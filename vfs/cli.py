@@ -2899,6 +2899,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
       dvfs lineage models/model.pt v7 --json
       dvfs lineage data/raw --downstream
     """
+    import shlex
+
     from vfs.pipeline import lineage as lin
     from vfs.pipeline import workspace
     from vfs.pipeline.record import describe, iso_ns
@@ -2959,7 +2961,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     click.echo(f"{quoted(rel)} in {label}{where}")
     for st in steps:
         s = st.stage
-        cmd = escape_text(s.cmd if isinstance(s.cmd, str) else " ".join(s.cmd))
+        cmd = escape_text(s.cmd if isinstance(s.cmd, str) else shlex.join(s.cmd))
         made = ", ".join(quoted(o) for o in st.outputs)
         click.echo(f"stage {s.name} made {made}: {cmd}")
         r = s.run
