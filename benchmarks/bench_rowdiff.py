@@ -49,7 +49,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from measure import Proc, rss_floor, run
+from measure import Proc, rss_floor, run, settle
 from results import human, ratio
 from tools import REPO_ROOT, Dvfs, SetupError, dvfs_command, must
 
@@ -168,8 +168,13 @@ def ensure_peers(venv: Path) -> Path:
 
 def measure(key: str, title: str, argv: list[str], cwd: Path, env: dict[str, str],
             runs: int) -> tuple[Step, list[Proc]]:  # fmt: skip
-    """Run ``argv`` ``runs`` times; the median wall time and the largest peak RSS."""
-    procs = [run(argv, cwd, env) for _ in range(runs)]
+    """Run ``argv`` ``runs`` times, each after a sync (``settle``: the writeback of the
+    data just generated and committed is never billed to a step); the median wall
+    time and the largest peak RSS."""
+    procs = []
+    for _ in range(runs):
+        settle(False)
+        procs.append(run(argv, cwd, env))
     ok = all(p.returncode == 0 for p in procs)
     wall = statistics.median(p.wall_s for p in procs)
     rss = max(p.maxrss_kib for p in procs)
