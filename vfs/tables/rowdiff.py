@@ -50,12 +50,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vfs.chunking import Chunker
-from vfs.codec import Kind
+from vfs.codec import Entry, Kind
 from vfs.errors import DvfsError, UsageError
 from vfs.history import History
 from vfs.objects import ObjectStore
@@ -543,6 +544,16 @@ def _unkeyed(
         )
 
 
+def _apart(entries: Sequence[Entry | None]) -> bool:
+    """True for two files of which the newer could reuse less than ``FAST_SHARE`` of its
+    bytes from the older (then both are copied at the same time)."""
+    if len(entries) != 2 or entries[0] is None or entries[1] is None:
+        return False
+    old = {c.oid for c in entries[0].chunks}
+    reused = sum(c.size for c in entries[1].chunks if c.oid in old)
+    return reused < FAST_SHARE * max(1, entries[1].size)
+
+
 def diff_path(
     history: History, store: ObjectStore, chunker: Chunker, root: Path, dvfs_dir: Path,
     revs: Sequence[str], path: bytes, key: Sequence[str] = (), limit: int = 20,
@@ -564,18 +575,29 @@ def diff_path(
     names = list(revs) if revs else ["HEAD"]
     with scratch(dvfs_dir) as tmp:
         sides: list[Side] = []
-        for i, rev in enumerate(names):
-            dest = tmp / f"{('old', 'new')[i]}{ext}"
-            oid = history.resolve(rev)
-            entry = history.lookup(history.version(oid).tree, path)
-            if entry is None:
-                sides.append(empty_side(rev, path, dest))
-            elif entry.kind != Kind.FILE:
+        entries: list[Entry | None] = []
+        for rev in names:
+            entry = history.lookup(history.version(history.resolve(rev)).tree, path)
+            if entry is not None and entry.kind != Kind.FILE:
                 what = "a directory" if entry.kind == Kind.DIR else "a symbolic link"
                 raise UsageError(f"{quote_name(path)} is {what} in {rev}: --rows compares files")
-            else:
-                reuse = sides[0] if sides else None
-                sides.append(from_version(store, entry, rev, path, dest, reuse, threads))
+            entries.append(entry)
+        dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
+        if _apart(entries):  # nothing to reuse: both copies at once
+            with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
+                jobs = [
+                    pool.submit(from_version, store, e, rev, path, dest, None, threads)
+                    for e, rev, dest in zip(entries, names, dests, strict=True)
+                    if e is not None
+                ]
+                sides = [j.result() for j in jobs]
+        else:
+            for entry, rev, dest in zip(entries, names, dests, strict=True):
+                if entry is None:
+                    sides.append(empty_side(rev, path, dest))
+                else:
+                    reuse = sides[0] if sides else None
+                    sides.append(from_version(store, entry, rev, path, dest, reuse, threads))
         if len(names) == 1:
             dest = tmp / f"new{ext}"
             if os.path.lexists(root / os.fsdecode(path)):

@@ -11,7 +11,9 @@ and the engine reads a file that cannot change or turn into a link while it work
 While copying, each side notes per chunk what the fast path and the line check must
 know (``Facts``: quote characters, where its newlines are), so that deciding costs no
 second read. The newer side copies the chunks it shares with the older one from the
-older one's copy (``copy_file_range``) rather than decompressing them again.
+older one's copy (``copy_file_range``) rather than decompressing them again; two
+sides that share less than half their bytes are copied at the same time instead
+(``vfs.tables.rowdiff``).
 
 Scratch directories are ``.dvfs/rows-<pid>-<random>``, removed when the diff ends;
 one left by a process that no longer runs (a kill -9) is removed by the next diff.
