@@ -23,6 +23,7 @@ import stat as statmod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vfs.beneath import Walker, read_regular
 from vfs.chunking import Chunker, ChunkerParams
@@ -31,9 +32,7 @@ from vfs.control import CONTROL_LINK
 from vfs.durable import storage_error, tmp_leaf
 from vfs.errors import FileChanged, FileUnreadable, NotARepository, UsageError
 from vfs.gitlink import PIPELINE_FILE
-from vfs.ignore import Ignores
 from vfs.lock import repository_lock
-from vfs.mounts import is_mounted, read_record, runtime_dir
 from vfs.names import VERSIONS_DIR
 from vfs.pipeline import graph, spec
 from vfs.pipeline.content import dir_id, leaf_id
@@ -42,6 +41,9 @@ from vfs.pipeline.spec import Pipeline
 from vfs.repo import DVFS_DIR, Repository
 from vfs.stage import Index, Staged
 from vfs.worktree import Found, Hasher, Warn, Workers, scan, show
+
+if TYPE_CHECKING:  # (imported where used: `dvfs dag` and `stage list` need neither)
+    from vfs.ignore import Ignores
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -123,6 +125,8 @@ class Workspace:
             import hashlib  # (only for a mount's lock name)
 
             digest = hashlib.sha256(os.fsencode(str(self.mount))).hexdigest()[:16]
+            from vfs.mounts import runtime_dir
+
             path = runtime_dir() / f"pipeline-{digest}.lock"
         else:
             yield
@@ -143,12 +147,14 @@ def find(start: Path | None = None) -> Workspace:
         raise NotARepository("the current directory no longer exists: cd into one") from None
     for d in (here, *here.parents):
         versions = d / VERSIONS_DIR.decode()
-        if os.path.lexists(versions) and is_mounted(d):
+        if os.path.lexists(versions) and _mounted(d):
             if not os.path.lexists(d / CONTROL_LINK):
                 raise UsageError(
                     f"{d} is a read-only dvfs mount: a pipeline writes its outputs, so run it "
                     "in a writable mount (or in the repository)"
                 )
+            from vfs.mounts import read_record
+
             rec = read_record(d)
             repo = None
             if rec is not None and (Path(rec.source) / DVFS_DIR).is_dir():
@@ -157,6 +163,13 @@ def find(start: Path | None = None) -> Workspace:
         if (d / DVFS_DIR).is_dir():
             return Workspace(d, Repository(d), own_index=True)
     raise NotARepository()
+
+
+def _mounted(d: Path) -> bool:
+    """True if ``d`` is a dvfs mount (``vfs.mounts``: imported only when one may be)."""
+    from vfs.mounts import is_mounted
+
+    return is_mounted(d)
 
 
 # ----------------------------------------------------------------------------- content ids
@@ -212,6 +225,8 @@ class TreeState:
         return {p: self.memo[p] for p in paths}
 
     def _work_out(self, paths: list[bytes]) -> None:
+        from vfs.ignore import Ignores  # (pathspec: only when paths are looked at)
+
         listed: dict[bytes, tuple[os.stat_result | None, list[Found]]] = {}
         with Ignores(self.ws.root, self._tracked, self.warn) as ign:
             for p in paths:
@@ -259,6 +274,8 @@ class TreeState:
 
         A file whose stat matches the index is taken from it, not read again.
         """
+        from vfs.ignore import Ignores
+
         out: dict[bytes, Staged] = {}
         todo: list[Found] = []
         index = self.index
