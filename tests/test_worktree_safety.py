@@ -773,7 +773,8 @@ def test_many_files_deleted_at_once_spare_links_directories_and_the_rest(
     os.symlink(outside / "sub", root / "via")  # a link on the way: nothing through it
     before = snapshot(outside)
     progress = Counted()
-    removed = remove_many(root, [*doomed, b"via/f0.txt", b"absent/f.txt"], progress)
+    with Workers(progress=progress) as workers:
+        removed = remove_many(root, [*doomed, b"via/f0.txt", b"absent/f.txt"], workers)
     assert removed == len(doomed) - 1
     assert progress.phases == [("deleting", len(doomed) + 2, "files")]
     assert progress.advanced == len(doomed) + 2

@@ -232,7 +232,7 @@ def _restore(
     for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
-    report.deleted = remove_many(repo.root, doomed, workers.progress)
+    report.deleted = remove_many(repo.root, doomed, workers)
     for p in doomed:
         index.entries.pop(p, None)
     with Walker(repo.root) as walker:
