@@ -13,7 +13,9 @@ another mount.
 
 Protocol, version 1: one JSON object per line each way. A request is
 ``{"op": "snapshot", "message": ..., "tag": ..., "params": {...}, "branch": ...}``,
-``{"op": "status"}``, ``{"op": "stats"}`` (nodes in memory, journal size) or
+``{"op": "status"}``, ``{"op": "stats"}`` (nodes in memory, journal size),
+``{"op": "unmount", "force": bool}`` (a kernel overlay's MNT, which only its daemon
+can put back together when it is busy; ``daemon.kernel_overlay``) or
 ``{"op": "ping"}``, each with ``"mountpoint": "/abs/mnt"`` (refused if it is not this
 daemon's; older clients omit it); the answer is ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "<one line for the user>"}``. One request per connection.
@@ -33,6 +35,7 @@ from typing import Any
 
 import trio
 
+from daemon.kernel_overlay import KernelMount
 from daemon.snapshot import Request, Snapshots
 from vfs import DvfsError, runtime_dir
 from vfs.durable import storage_error
@@ -56,10 +59,13 @@ def _peer_allowed(sock: trio.socket.SocketType) -> bool:
 class Control:
     """Serves requests on the control socket."""
 
-    def __init__(self, path: Path, snapshots: Snapshots, mountpoint: Path) -> None:
+    def __init__(
+        self, path: Path, snapshots: Snapshots, mountpoint: Path, kernel: KernelMount | None
+    ) -> None:
         self.path = path
         self.snapshots = snapshots
         self.mountpoint = str(mountpoint)
+        self.kernel = kernel
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; the socket file is removed on the way out."""
@@ -89,8 +95,12 @@ class Control:
                     if not piece:
                         return
                     data += piece
-                answer = await self._answer(data.split(b"\n", 1)[0])
-                await self._reply(stream, answer)
+                req = _parse(data.split(b"\n", 1)[0])
+                if self.kernel is not None and req.get("op") == "unmount":
+                    async with self.kernel.guard:  # the view stays until this is answered
+                        await self._reply(stream, await self._answer(req))
+                    return
+                await self._reply(stream, await self._answer(req))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 log.info("a control client went away")
 
@@ -98,13 +108,9 @@ class Control:
     async def _reply(stream: trio.SocketStream, answer: dict[str, Any]) -> None:
         await stream.send_all(json.dumps(answer).encode() + b"\n")
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
-        try:
-            req = json.loads(line)
-            if not isinstance(req, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            return {"ok": False, "error": "bad request (not a JSON object)"}
+    async def _answer(self, req: dict[str, Any]) -> dict[str, Any]:
+        if "bad" in req:
+            return {"ok": False, "error": req["bad"]}
         op = req.get("op")
         meant = req.get("mountpoint", self.mountpoint)
         if meant != self.mountpoint:
@@ -116,6 +122,10 @@ class Control:
                 return {"ok": True, **await self.snapshots.status()}
             if op == "stats":
                 return {"ok": True, **self.snapshots.stats()}
+            if op == "unmount" and self.kernel is not None:
+                force = bool(req.get("force"))
+                await trio.to_thread.run_sync(self.kernel.unmount, force)
+                return {"ok": True}
             if op == "snapshot":
                 params = req.get("params") or {}
                 if not isinstance(params, dict):
@@ -142,6 +152,18 @@ class Control:
             log.exception("%s failed with an internal error", op)
             return {"ok": False, "error": f"internal error ({type(exc).__name__}: {exc})"}
         return {"ok": False, "error": f"unknown request {op!r}"}
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    """A request; ``{"bad": why}`` if it is not a JSON object."""
+    try:
+        req = json.loads(line)
+    except ValueError:
+        req = None
+    if not isinstance(req, dict):
+        return {"bad": "bad request (not a JSON object)"}
+    req.pop("bad", None)
+    return req
 
 
 def _opt_str(x: object) -> str | None:

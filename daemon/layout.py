@@ -60,6 +60,14 @@ class Layout:
         self.catalog = catalog
         self.fixed = fixed_nodes()
         self.meta = MetaFiles(records.history, records.limiter)
+        self.pinned = False  # see pin()
+        self.root_version: bytes | None = None
+
+    def pin(self, version: bytes | None) -> None:
+        """Show ``version`` (None: nothing) at MNT whatever the branch does: the lower
+        layer of a kernel overlay must not change while mounted."""
+        self.pinned = True
+        self.root_version = version
 
     # version roots --------------------------------------------------------------
 
@@ -71,7 +79,12 @@ class Layout:
         return entry_node(path.rpartition(b"/")[0], e)
 
     async def head_tree(self) -> Tree:
-        """The root tree of the branch head (empty before the first version)."""
+        """The root tree MNT shows: the branch head's (empty before the first version),
+        or the pinned version's."""
+        if self.pinned:
+            if self.root_version is None:
+                return _EMPTY
+            return await self.records.tree((await self.records.version(self.root_version)).tree)
         v = self.catalog.head_version
         return _EMPTY if v is None else await self.records.tree(v.tree)
 

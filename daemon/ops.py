@@ -13,7 +13,8 @@ refresh is which version a name in MNT or under ``.versions`` means: those names
 and the attributes of the virtual directories, are cached for ``SHORT`` seconds.
 
 Writes: every handler that would change something answers EROFS; in a writable
-mount, MNT outside ``.versions`` is served by ``daemon.writable`` instead.
+mount, MNT outside ``.versions`` is served by ``daemon.writable`` instead (or, for a
+root mount, by the kernel's overlayfs over this read-only view: ``daemon.kernel_overlay``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ READAHEAD_KIB = 1024
 _MUTABLE = (
     NodeKind.ROOT, NodeKind.VERSIONS, NodeKind.REFS, NodeKind.IDS, NodeKind.LATEST, NodeKind.META,
 )  # fmt: skip
+CONTROL_NAME = b".control"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC | os.O_CREAT
 
 
@@ -104,6 +106,8 @@ class VersionsFs(pyfuse3.Operations):
             self.table.pin(ino, node)
         self.uid = os.getuid()
         self.gid = os.getgid()
+        # .versions/.control links to this (the control socket; writable mounts only)
+        self.control_path = b""
         self._handles = itertools.count(1)
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, tuple[Node, list[tuple[bytes, Node]]]] = {}
@@ -132,7 +136,7 @@ class VersionsFs(pyfuse3.Operations):
         old = self.layout.catalog
         old_root = await self.layout.head_tree()
         self.layout.catalog = catalog
-        if old.head != catalog.head:
+        if old.head != catalog.head and not self.layout.pinned:
             for e in old_root.entries:
                 pyfuse3.invalidate_entry_async(inodes.ROOT, e.name, ignore_enoent=True)
         for ino, kind in ((inodes.TAGS, "tags"), (inodes.BRANCHES, "branches")):
@@ -149,8 +153,8 @@ class VersionsFs(pyfuse3.Operations):
         a = pyfuse3.EntryAttributes()
         a.st_ino = node.ino
         a.generation = 0
-        a.entry_timeout = SHORT if parent in _MUTABLE else LONG
-        a.attr_timeout = SHORT if node.kind in _MUTABLE else LONG
+        a.entry_timeout = SHORT if self._mutable(parent) else LONG
+        a.attr_timeout = SHORT if self._mutable(node.kind) else LONG
         a.st_uid = self.uid
         a.st_gid = self.gid
         a.st_blksize = IO_SIZE
@@ -183,6 +187,23 @@ class VersionsFs(pyfuse3.Operations):
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = t
         return a
 
+    def _mutable(self, kind: NodeKind | None) -> bool:
+        """True for what a refresh may change (MNT itself only if it follows the branch)."""
+        return kind in _MUTABLE and not (kind == NodeKind.ROOT and self.layout.pinned)
+
+    def control_attributes(self) -> pyfuse3.EntryAttributes:
+        """``.versions/.control``: a link to the control socket, not listed anywhere."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = inodes.CONTROL
+        a.entry_timeout = a.attr_timeout = SHORT
+        a.st_mode = stat.S_IFLNK | 0o777
+        a.st_nlink = 1
+        a.st_uid, a.st_gid = self.uid, self.gid
+        a.st_size = len(self.control_path)
+        t = self.layout.catalog.made_ns
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = t
+        return a
+
     def _node(self, ino: int) -> Node:
         node = self.table.get(ino)
         if node is None:
@@ -195,6 +216,8 @@ class VersionsFs(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        if parent_inode == inodes.VERSIONS and name == CONTROL_NAME and self.control_path:
+            return self.control_attributes()
         parent = self._node(parent_inode)
         if not parent.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
@@ -205,10 +228,14 @@ class VersionsFs(pyfuse3.Operations):
 
     @handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if inode == inodes.CONTROL and self.control_path:
+            return self.control_attributes()
         return self.attributes(self._node(inode))
 
     @handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        if inode == inodes.CONTROL and self.control_path:
+            return self.control_path
         node = self._node(inode)
         if node.kind == NodeKind.LATEST:
             return b"v%d" % self.layout.catalog.latest

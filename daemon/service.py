@@ -35,6 +35,7 @@ import contextlib
 import datetime
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -51,12 +52,16 @@ from daemon.cache import ChunkCache
 from daemon.catalog import Catalog
 from daemon.control import Control, socket_path
 from daemon.fetcher import Fetcher
+from daemon.kernel_overlay import KernelMount
+from daemon.kernel_overlay import usable as kernel_usable
+from daemon.kernel_snapshot import UpperSnapshots
 from daemon.layout import Layout
 from daemon.ops import VersionsFs
-from daemon.overlay import Overlay, work_dir_name
+from daemon.overlay import Overlay, lock_work, work_dir_name
 from daemon.records import Records
-from daemon.snapshot import OverlaySnapshots
+from daemon.snapshot import OverlaySnapshots, Snapshots
 from daemon.source import RemoteSource, Source, open_source
+from daemon.upper import UPPER, Layers, rebase
 from daemon.writable import WorkingFs
 from vfs import (
     DvfsError,
@@ -78,6 +83,7 @@ from vfs.lock import claim_for_life
 from vfs.progress_bar import human_size
 
 log = logging.getLogger("daemon")
+OVERLAYS = ("auto", "kernel", "daemon")
 JOBS = 8
 RECORD_THREADS = 4
 
@@ -99,6 +105,7 @@ class Options:
     ready_fd: int | None
     writable: bool = False
     lock_fd: int | None = None
+    overlay: str = "auto"  # the writable tree's: "kernel", "daemon" or "auto" (see choose_overlay)
 
 
 def parse(argv: list[str]) -> Options:
@@ -117,11 +124,12 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--ready-fd", type=int)
     p.add_argument("--writable", action="store_true")
     p.add_argument("--cache-lock-fd", type=int)
+    p.add_argument("--overlay", choices=OVERLAYS, default="auto")
     a = p.parse_args(argv)
     return Options(
         a.source, a.mountpoint, a.cache_dir.absolute(), a.cache_size, a.branch, a.refresh,
         a.timeout, a.endpoint_url, a.allow_other, a.debug, a.ready_fd, a.writable,
-        a.cache_lock_fd,
+        a.cache_lock_fd, a.overlay,
     )  # fmt: skip
 
 
@@ -234,26 +242,71 @@ async def watch_signals() -> None:
             pyfuse3.terminate()
 
 
+@dataclass
+class Served:
+    """What one daemon serves: the source, the FUSE filesystem, and how MNT is made."""
+
+    mountpoint: Path  # MNT
+    source: Source
+    fs: VersionsFs
+    snapshots: Snapshots | None = None  # a writable working tree's
+    kernel: KernelMount | None = None  # MNT is the kernel's overlay over ``fs``
+
+    @property
+    def work(self) -> Path | None:
+        """The working tree's work directory (None: read-only)."""
+        return None if self.snapshots is None else self.snapshots.work
+
+
 async def serve(
-    fs: VersionsFs, source: Source, refresh: float | None, on_branch: Callable[[str], None]
+    served: Served,
+    refresh: float | None,
+    announce: Callable[[], None],
+    ready: Readiness,
+    mnt: Path,
 ) -> None:
     """Run the filesystem until it is unmounted or told to stop.
 
-    ``on_branch`` is told the branch the mount serves after a snapshot moved it.
+    ``announce`` says the mount is ready (once MNT is there: for a kernel overlay,
+    after it is mounted over the running view). ``mnt``: MNT as the kernel shows it
+    (resolved before mounting: resolving it now would ask this very process).
     """
+    fs, source = served.fs, served.source
     async with trio.open_nursery() as nursery:
         await nursery.start(fs.fetcher.run)
         nursery.start_soon(watch_signals)
-        if isinstance(fs, WorkingFs):
+        if served.snapshots is not None:
             path = socket_path()  # runtime_dir() was checked by build()
-            assert fs.mountpoint is not None
-            snapshots = OverlaySnapshots(fs, source, fs.overlay, on_branch)
-            await nursery.start(Control(path, snapshots, fs.mountpoint).run)
+            control = Control(path, served.snapshots, mnt, served.kernel)
+            await nursery.start(control.run)
             fs.control_path = os.fsencode(path)
+        if served.kernel is not None:
+            nursery.start_soon(kernel_up, served.kernel, announce, ready)
+        else:
+            announce()
         if refresh:
             nursery.start_soon(refresh_loop, fs, source, refresh)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+async def kernel_up(kernel: KernelMount, announce: Callable[[], None], ready: Readiness) -> None:
+    """Mount the kernel's overlay at MNT over the view now served; once it is gone (an
+    unmount from outside), let go of the view, so that the FUSE session ends."""
+    try:
+        await trio.to_thread.run_sync(kernel.attach)
+    except Exception as exc:
+        if not isinstance(exc, DvfsError):
+            log.exception("the kernel overlay could not be mounted")
+        ready.failed(str(exc) if isinstance(exc, DvfsError) else f"internal error ({exc})")
+        kernel.failed = True
+        pyfuse3.terminate()
+        return
+    announce()
+    await trio.to_thread.run_sync(kernel.wait_gone, abandon_on_cancel=True)
+    async with kernel.guard:  # an unmount being answered is answered first
+        log.info("%s was unmounted: letting go of the view", kernel.mnt)
+        kernel.close()
 
 
 def _stop_early(signum: int, frame: FrameType | None) -> None:
@@ -261,7 +314,7 @@ def _stop_early(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
+def build(opts: Options) -> Served:
     """Check everything and open the source (blocking); DvfsError says what is wrong."""
     mountpoint = check_mountpoint(opts.mountpoint)
     check_fuse()
@@ -278,10 +331,68 @@ def build(opts: Options) -> tuple[Path, Source, VersionsFs]:
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
     fetcher.made = layout.meta  # the YAML of .versions/meta (daemon.meta)
     if not opts.writable:
-        return mountpoint, source, VersionsFs(layout, fetcher)
+        return Served(mountpoint, source, VersionsFs(layout, fetcher))
     work = work_dir(source, where, opts.cache_dir)
-    overlay = Overlay(work, catalog.head, source.root_entry)
-    return mountpoint, source, WorkingFs(layout, fetcher, overlay)
+    lock = lock_work(work)
+    if choose_overlay(opts.overlay, work) == "kernel":
+        layers = Layers(work, catalog.head, lock)
+        rebase(layers, source.history.tree, source.root_entry)
+        if layers.base != catalog.head and layers.upper_empty():  # clean: follow the branch
+            layers.set_base(catalog.head, catalog.head)
+        layout.pin(layers.base)
+        fs = VersionsFs(layout, fetcher)
+        kernel = KernelMount(mountpoint, layers, opts.allow_other)
+        return Served(mountpoint, source, fs, UpperSnapshots(fs, source, layers), kernel)
+    overlay = Overlay(work, catalog.head, source.root_entry, lock)
+    wfs = WorkingFs(layout, fetcher, overlay)
+    return Served(mountpoint, source, wfs, OverlaySnapshots(wfs, source, overlay))
+
+
+def choose_overlay(asked: str, work: Path) -> str:
+    """Which overlay makes MNT writable: "kernel" (overlayfs, for root) or "daemon".
+
+    ``auto`` takes the kernel's where it can be used, unless the working tree holds
+    changes made through the other kind (it keeps its kind until a snapshot records
+    them). A clean work directory of the other kind is cleared for the one asked
+    (its lock is held).
+    """
+    why = kernel_usable()
+    kernel_dirty = Layers.exists(work) and any((work / UPPER).iterdir())
+    daemon_dirty = (work / "state").exists() and _daemon_changes(work)
+    if asked == "kernel" and why is not None:
+        raise MountError(f"--overlay kernel: {why}; mount with --overlay daemon")
+    if asked == "auto":
+        asked = "kernel" if kernel_dirty or (why is None and not daemon_dirty) else "daemon"
+    if asked == "kernel" and why is not None:
+        raise MountError(
+            f"{work} holds changes made through the kernel's overlay, which {why}: mount it as root"
+        )
+    if (asked == "kernel" and daemon_dirty) or (asked == "daemon" and kernel_dirty):
+        other = "daemon's own overlay" if daemon_dirty else "kernel's overlay"
+        raise MountError(
+            f"{work} holds changes made through the {other}: mount without --overlay to "
+            "snapshot them first"
+        )
+    for name in ("layers", "pending", "upper", "scratch") if asked == "daemon" else ("state",):
+        clear = work / name
+        if clear.is_dir():
+            shutil.rmtree(clear)
+        elif clear.exists():
+            clear.unlink()
+    if asked == "kernel":  # the daemon's clean journal and empty data/
+        for f in work.glob("journal.*"):
+            f.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (work / "data").rmdir()
+    else:
+        for f in work.glob("recorded.*"):
+            f.unlink()
+    return asked
+
+
+def _daemon_changes(work: Path) -> bool:
+    """True if a work directory of the daemon's overlay records any change."""
+    return any(f.stat().st_size for f in work.glob("journal.*")) or any((work / "data").glob("*"))
 
 
 def work_dir(source: Source, where: MountSource, cache_dir: Path) -> Path:
@@ -322,20 +433,24 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _stop_early)
     ready = Readiness(opts.ready_fd)
     try:
-        mountpoint, source, fs = build(opts)
+        served = build(opts)
+        mountpoint, source, fs, kernel = served.mountpoint, served.source, served.fs, served.kernel
         os.chdir("/")  # every path is absolute now; hold no directory busy
         # The kernel checks modes; no setuid file or device node of a version takes
         # effect (libfuse sets nosuid and nodev already: said here so it stays).
         options = {"default_permissions", "nosuid", "nodev", "fsname=dvfs", "subtype=dvfs"}
         if opts.allow_other:
             options.add("allow_other")
-        # for the kernel read-ahead (widened at FUSE INIT) and the control socket; as
-        # the kernel shows it, and resolved now: later, resolving it would ask us
-        fs.mountpoint = Path(os.path.realpath(mountpoint))
+        # where FUSE mounts: MNT, or the private mount point of a kernel overlay's view
+        fuse_at = mountpoint if kernel is None else kernel.prepare()
+        # for the kernel read-ahead (widened at FUSE INIT) and the control socket; as the
+        # kernel shows them, and resolved now: later, resolving them would ask us
+        fs.mountpoint = Path(os.path.realpath(fuse_at))
+        mnt = Path(os.path.realpath(mountpoint))
         try:
-            pyfuse3.init(fs, str(mountpoint), options)
+            pyfuse3.init(fs, str(fuse_at), options)
         except RuntimeError as exc:
-            raise MountError(f"could not mount {mountpoint}: {exc} (see the log)") from None
+            raise MountError(f"could not mount {fuse_at}: {exc} (see the log)") from None
     except DvfsError as exc:
         ready.failed(str(exc))
         return 1
@@ -343,40 +458,49 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("start-up failed")
         ready.failed(f"internal error ({type(exc).__name__}: {exc})")
         return 1
-    try:
-        start, boot = identity(os.getpid())
-        record = MountRecord(
-            str(mountpoint), source.description, source.branch, os.getpid(), start, boot,
-            str(opts.cache_dir), opts.cache_size,
-            str(opts.cache_dir / "daemon.log") if opts.ready_fd is not None else None,
-            datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            str(fs.overlay.work) if isinstance(fs, WorkingFs) else None,
-        )  # fmt: skip
+    work = served.work
+    start, boot = identity(os.getpid())
+    record = MountRecord(
+        str(mountpoint), source.description, source.branch, os.getpid(), start, boot,
+        str(opts.cache_dir), opts.cache_size,
+        str(opts.cache_dir / "daemon.log") if opts.ready_fd is not None else None,
+        datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        None if work is None else str(work),
+    )  # fmt: skip
+
+    def announce() -> None:
         write_record(record)
         cache = fs.fetcher.cache
+        how = " (the kernel's overlay)" if kernel is not None else ""
         log.info(
-            "mounted %s (branch %s, v%d) at %s; chunk cache %s of %s",
-            source.description, source.branch, fs.layout.catalog.latest, mountpoint,
+            "mounted %s (branch %s, v%d) at %s%s; chunk cache %s of %s",
+            source.description, source.branch, fs.layout.catalog.latest, mountpoint, how,
             human_size(cache.usage() if cache else 0), human_size(opts.cache_size),
         )  # fmt: skip
         ready.ready(source.branch)
 
-        def on_branch(branch: str) -> None:  # its working tree moved along
-            work = str(fs.overlay.work) if isinstance(fs, WorkingFs) else None
-            write_record(replace(record, branch=branch, work_dir=work))
+    def on_branch(branch: str) -> None:  # its working tree moved along
+        write_record(replace(record, branch=branch, work_dir=str(served.work)))
 
-        trio.run(serve, fs, source, opts.refresh, on_branch)
+    if served.snapshots is not None:
+        served.snapshots.on_branch = on_branch
+    try:
+        trio.run(serve, served, opts.refresh, announce, ready, mnt)
     except (SystemExit, KeyboardInterrupt):
         log.info("stopped by a signal: unmounting")
     finally:
         sd_notify("STOPPING=1")
-        pyfuse3.close(unmount=is_mounted(mountpoint))
+        if kernel is not None:
+            kernel.detach()
+        pyfuse3.close(unmount=kernel is None and is_mounted(mountpoint))
         if isinstance(fs, WorkingFs):
             fs.overlay.close()
+        if kernel is not None:
+            kernel.layers.close()
         remove_record(mountpoint, os.getpid())
         st = fs.fetcher.stats
         log.info(
             "unmounted %s; %d chunks (%s) fetched from the remote, %d reads timed out",
             mountpoint, st.remote_chunks, human_size(st.remote_bytes), st.timeouts,
         )  # fmt: skip
-    return 0
+    return 1 if kernel is not None and kernel.failed else 0

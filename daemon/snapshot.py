@@ -114,14 +114,22 @@ class Recorded:
 
 
 Trees = Callable[[bytes], Tree]  # a tree by id (blocking)
+KEEP_COUNTS = 1 << 20  # file counts of trees kept between snapshots (see FileCounts)
 
 
 class FileCounts:
-    """Files below stored trees (each tree read once per snapshot; no recursion)."""
+    """Files below stored trees (each tree read once; no recursion).
 
-    def __init__(self, trees: Trees) -> None:
+    A tree's count never changes (ids are hashes of content), so ``known`` may be kept
+    from one snapshot to the next: unchanged subtrees are then not read again. It is
+    emptied past ``KEEP_COUNTS`` trees.
+    """
+
+    def __init__(self, trees: Trees, known: dict[bytes, int] | None = None) -> None:
         self.trees = trees
-        self.known: dict[bytes, int] = {}
+        self.known: dict[bytes, int] = {} if known is None else known
+        if len(self.known) > KEEP_COUNTS:
+            self.known.clear()
 
     def __call__(self, tree_id: bytes) -> int:
         pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' counts
@@ -154,13 +162,13 @@ class Builder:
     thousands of levels deep.
     """
 
-    def __init__(self, source: Source, staged: dict[int, Staged]) -> None:
+    def __init__(self, source: Source, staged: dict[int, Staged], counts: dict[bytes, int]) -> None:
         self.store = source.history.store
         self.history = source.history
         self.staged = staged
         self.entries: dict[int, Entry] = {}
         self.trees: dict[int, Tree] = {}
-        self.count = FileCounts(self.history.tree)
+        self.count = FileCounts(self.history.tree, counts)
         self.skipped: list[bytes] = []  # special files, by path
 
     @staticmethod
@@ -251,6 +259,7 @@ class Snapshots(abc.ABC):
         self.fs = fs
         self.source = source
         self.on_branch = on_branch  # told the branch served after --branch NEW
+        self.counts: dict[bytes, int] = {}  # files below trees, kept (see FileCounts)
 
     async def take(self, req: Request) -> dict[str, Any]:
         """Record the working tree; returns what the CLI prints."""
@@ -508,7 +517,7 @@ class OverlaySnapshots(Snapshots):
                 "rename or remove it in the mount, then snapshot again"
             )
         staged = self._hash(ov.changed_files())
-        self._builder = builder = Builder(self.source, staged)
+        self._builder = builder = Builder(self.source, staged, self.counts)
         root, files = builder.directory(ov.root, b"")
         return Built(root, files, len(staged), sorted(builder.skipped))
 

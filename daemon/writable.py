@@ -68,7 +68,6 @@ from vfs.names import is_reserved, is_reserved_at_root
 
 log = logging.getLogger(__name__)
 TIMEOUT = 300.0
-CONTROL_NAME = b".control"
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 COPY_AHEAD = 8
@@ -134,7 +133,6 @@ class WorkingFs(VersionsFs):
         self.overlay = overlay
         self.writable = writable
         self.gate = WriteGate()
-        self.control_path = b""
         self._handles_w: dict[int, Handle] = {}
         self._wdirs: dict[int, list[tuple[bytes, WNode]]] = {}
         self._copying: dict[int, trio.Event] = {}
@@ -229,8 +227,6 @@ class WorkingFs(VersionsFs):
     ) -> pyfuse3.EntryAttributes:
         d = self._w(parent_inode)
         if d is None:
-            if parent_inode == inodes.VERSIONS and name == CONTROL_NAME and self.control_path:
-                return self.control_attributes()
             return await super().lookup(parent_inode, name, ctx)
         if not d.is_dir:
             raise _err(errno.ENOTDIR)
@@ -247,28 +243,11 @@ class WorkingFs(VersionsFs):
 
     @handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        if inode == inodes.CONTROL and self.control_path:
-            return self.control_attributes()
         n = self._w(inode)
         return self.wattributes(n) if n is not None else await super().getattr(inode, ctx)
 
-    def control_attributes(self) -> pyfuse3.EntryAttributes:
-        """``.versions/.control``: a link to the control socket, not listed anywhere."""
-        a = pyfuse3.EntryAttributes()
-        a.st_ino = inodes.CONTROL
-        a.entry_timeout = a.attr_timeout = TIMEOUT
-        a.st_mode = stat.S_IFLNK | 0o777
-        a.st_nlink = 1
-        a.st_uid, a.st_gid = self.uid, self.gid
-        a.st_size = len(self.control_path)
-        t = self.layout.catalog.made_ns
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = t
-        return a
-
     @handler
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
-        if inode == inodes.CONTROL and self.control_path:
-            return self.control_path
         n = self._w(inode)
         if n is None:
             return await super().readlink(inode, ctx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -128,9 +129,13 @@ def mounted(
     *extra: str,
     env: Mapping[str, str] | None = None,
     cache: Path | None = None,
+    overlay: str = "auto",
 ) -> Iterator[Mount]:
     """A foreground daemon serving ``source`` at ``path`` (made if missing), its cache
-    in ``cache`` (default ``home/cache-<name of path>``)."""
+    in ``cache`` (default ``home/cache-<name of path>``); ``overlay``: what makes a
+    writable MNT (``dvfs mount --overlay``)."""
+    if overlay != "auto":
+        extra = (*extra, "--overlay", overlay)
     path.mkdir(parents=True, exist_ok=True)
     home.mkdir(parents=True, exist_ok=True)
     cache = cache or home / f"cache-{path.name}"
@@ -152,6 +157,11 @@ def mounted(
         yield m
     finally:
         stop(m)
+
+
+# The daemon's own overlay, whoever mounts (root mounts take the kernel's by default):
+# for the tests of its journal, write gate and copy-up.
+own_overlay_mounted = functools.partial(mounted, overlay="daemon")
 
 
 # ---------------------------------------------------------------------------- building data

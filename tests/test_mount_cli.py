@@ -230,19 +230,26 @@ def test_names_not_valid_on_linux_are_refused(repo: Path, tmp_path: Path) -> Non
         assert bad_dir.hex()[:12] in m.log_text()
 
 
-def test_a_repository_mount_with_refresh_shows_new_commits(tmp_path: Path) -> None:
-    """An empty branch mounts as an empty directory; commits appear without remounting."""
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_repository_mount_with_refresh_shows_new_commits(tmp_path: Path, overlay: str) -> None:
+    """An empty branch mounts as an empty directory; commits appear without remounting.
+
+    In MNT too while its working tree is clean, with the daemon's overlay; the kernel's
+    shows the branch as it was at mount (its lower layer cannot change under it) until
+    the next mount.
+    """
     root = tmp_path / "repo"
     repo = Repository.init(root)
-    with mounted(str(root), tmp_path / "mnt", tmp_path / "home", "--refresh", "0.2") as m:
+    home = tmp_path / "home"
+    with mounted(str(root), tmp_path / "mnt", home, "--refresh", "0.2", overlay=overlay) as m:
         assert os.listdir(m.path) == []
         assert os.listdir(m.path / ".versions") == ["tags", "branches", "ids", "meta"]
         write(root, "data/a.txt", b"first\n")
         commit(repo, "one", tag="t")
         deadline = time.monotonic() + 10
         # the branch moves before the tag is made: a refresh may see one without the other
-        while not (m.path / "data" / "a.txt").exists() or not os.listdir(
-            m.path / ".versions" / "tags"
+        while not os.listdir(m.path / ".versions" / "tags") or (
+            overlay == "daemon" and not (m.path / "data" / "a.txt").exists()
         ):
             assert time.monotonic() < deadline, m.log_text()
             time.sleep(0.05)
@@ -250,6 +257,9 @@ def test_a_repository_mount_with_refresh_shows_new_commits(tmp_path: Path) -> No
         assert os.readlink(m.path / ".versions" / "latest") == "v1"
         assert os.listdir(m.path / ".versions" / "tags") == ["t"]
         assert "refreshed: main is at v1" in m.log_text()
+        assert os.listdir(m.path) == ([] if overlay == "kernel" else ["data"])
+    with mounted(str(root), tmp_path / "mnt", home, overlay=overlay) as m:
+        assert (m.path / "data" / "a.txt").read_bytes() == b"first\n"
 
 
 def test_mounts_shows_the_branch_a_snapshot_moved_to(repo: Path, tmp_path: Path) -> None:

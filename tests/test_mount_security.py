@@ -443,7 +443,8 @@ def test_versions_holding_reserved_names_are_refused_by_the_mount(
         assert "reserved name b'.git'" in m.log_text()
 
 
-def test_setuid_bits_never_reach_the_mount(tmp_path: Path) -> None:
+@pytest.mark.parametrize("overlay", ["kernel", "daemon"])
+def test_setuid_bits_never_reach_the_mount(tmp_path: Path, overlay: str) -> None:
     """A version may carry 04755 (a hostile remote); MNT shows and records 0755.
 
     A setuid bit set in MNT stays there, as on any filesystem (where it has no effect:
@@ -458,7 +459,7 @@ def test_setuid_bits_never_reach_the_mount(tmp_path: Path) -> None:
     head = _forge(repo, base, {b"tool": tool})
     repo.refs.update("refs/heads/main", head, base)
     home = tmp_path / "home"
-    with mounted(str(root), tmp_path / "mnt", home) as m:
+    with mounted(str(root), tmp_path / "mnt", home, overlay=overlay) as m:
         assert {mode(m.path / "tool"), mode(m.versions / "v2" / "tool")} == {0o755}
         assert "nosuid" in mount_options(m.path)
         os.chmod(m.path / "data" / "a.txt", 0o4755)

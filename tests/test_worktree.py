@@ -32,7 +32,8 @@ import pytest
 
 from daemon.overlay import COMPACT_ABOVE
 from tests.cli_support import Result, assert_error, assert_ok, cli_command, cli_env, fsck_clean
-from tests.mount_support import MTIME, Mount, commit, dvfs, mounted, stop, write
+from tests.mount_support import MTIME, Mount, commit, dvfs, stop, write
+from tests.mount_support import own_overlay_mounted as mounted
 from vfs import control
 from vfs.repo import Repository
 

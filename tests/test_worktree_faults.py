@@ -24,7 +24,18 @@ import msgpack
 import pytest
 
 from tests.cli_support import Result, assert_error, assert_ok, fsck_clean
-from tests.mount_support import Mount, commit, dvfs, mounted, push_to, url_work, write
+from tests.mount_support import (
+    Mount,
+    commit,
+    dvfs,
+    push_to,
+    url_work,
+    write,
+)
+from tests.mount_support import mounted as any_mounted
+from tests.mount_support import (
+    own_overlay_mounted as mounted,
+)
 from tests.s3server import S3Server
 from vfs.repo import Repository
 
@@ -273,6 +284,44 @@ def test_kill_at_each_step_of_a_snapshot(repo: Path, tmp_path: Path, step: str) 
     version = Repository(repo).history.version(head(repo) or b"")
     assert version.number == 2 and version.parents == (v1,)
     assert_clean_work_dir(repo)
+    fsck_clean(repo)
+
+
+KERNEL_STEPS = ["journaled", "moved"]  # a pending snapshot forgotten, then finished
+
+
+@pytest.mark.parametrize("step", KERNEL_STEPS)
+def test_kill_during_a_snapshot_of_the_kernels_overlay(
+    repo: Path, tmp_path: Path, step: str
+) -> None:
+    """The kernel's overlay records a snapshot as ``pending`` (no write gate, no journal):
+    killed before the branch moved, the next mount forgets it and every change is still
+    pending; after, the next mount makes it the head and rebases onto it."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    v1 = head(repo)
+    env = {"DVFS_TEST_KILL_AT": step}
+    with any_mounted(str(repo), mnt, home, env=env, overlay="kernel") as m:
+        change(mnt)
+        expected = tree_of(mnt)
+        changes = pending(mnt, home)
+        assert_error(snapshot(mnt, home, "-m", "two"), "daemon")
+        killed(m)
+    moved = step == "moved"
+    assert (head(repo) != v1) == moved
+    with any_mounted(str(repo), mnt, home, overlay="kernel"):
+        assert tree_of(mnt) == expected
+        if moved:
+            assert tree_of(mnt / ".versions" / "v2") == expected
+            assert pending(mnt, home) == NO_CHANGES
+            assert status(mnt, home)["base_version"] == 2
+        else:
+            # (the kernel's overlay shows a rename as a deletion and an addition)
+            assert pending(mnt, home)["modified"] == changes["modified"]
+            assert_ok(snapshot(mnt, home, "-m", "two, again"))
+            assert tree_of(mnt / ".versions" / "v2") == expected
+    work = repo / ".dvfs" / "worktrees" / "main"
+    assert not (work / "pending").exists()
+    assert Repository(repo).history.version(head(repo) or b"").parents == (v1,)
     fsck_clean(repo)
 
 

@@ -2310,11 +2310,17 @@ def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list
     help="MNT as a writable working tree (default: writable for a repository, "
     "read-only for a URL).",
 )  # fmt: skip
+@click.option(
+    "--overlay", type=click.Choice(["auto", "kernel", "daemon"]), default="auto",
+    show_default=True,
+    help="What makes MNT writable: the kernel's overlayfs (fast, root only) or the "
+    "daemon's own; auto takes the kernel's where it can.",
+)  # fmt: skip
 @AS_JSON
 def mount_cmd(
     args: tuple[str, ...], branch: str | None, cache_dir: Path | None, cache_size: str,
     foreground: bool, refresh: float | None, timeout: float, endpoint_url: str | None,
-    allow_other: bool, debug: bool, writable: bool | None, as_json: bool,
+    allow_other: bool, debug: bool, writable: bool | None, overlay: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Mount every version of SOURCE at MNT, and its branch as a working tree.
 
@@ -2342,7 +2348,7 @@ def mount_cmd(
     daemon_args = launch.DaemonArgs(
         source, mountpoint, chosen, size, branch, refresh, timeout, endpoint_url,
         allow_other, debug, source.kind == "repository" if writable is None else writable,
-        lock_fd,
+        lock_fd, overlay,
     )  # fmt: skip
     if foreground:
         sys.stdout.flush()

@@ -193,6 +193,7 @@ class DaemonArgs:
     debug: bool = False
     writable: bool = False
     lock_fd: int | None = field(default=None, compare=False)  # the cache's lock, handed over
+    overlay: str = "auto"  # what makes MNT writable: "kernel", "daemon" or "auto"
 
     def __post_init__(self) -> None:
         # The daemon's command line is readable by every local user (ps, /proc).
@@ -219,6 +220,8 @@ class DaemonArgs:
             out.append("--debug")
         if self.writable:
             out.append("--writable")
+            if self.overlay != "auto":
+                out += ["--overlay", self.overlay]
         if self.lock_fd is not None:
             out += ["--cache-lock-fd", str(self.lock_fd)]
         return out

@@ -32,7 +32,11 @@ Version 1 records (in ``<user cache>/dvfs/mounts``, without ``start`` and ``boot
 are ignored: their pid cannot be told from another process's.
 
 The kernel's table (``/proc/self/mountinfo``) is the truth about what is mounted; a
-record is only trusted for what the table cannot tell (source, branch, daemon).
+record is only trusted for what the table cannot tell (source, branch, daemon). A
+dvfs mount is a FUSE mount of type ``fuse.dvfs``, or (a root mount's writable tree,
+``daemon.kernel_overlay``) an overlayfs whose source is ``dvfs``, with the daemon's
+``.versions`` mounted on it: that one is unmounted by its daemon, which alone can put
+``.versions`` back if MNT turns out busy, and detached at once if the daemon died.
 """
 
 from __future__ import annotations
@@ -53,11 +57,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vfs import control
 from vfs.durable import write_atomic
-from vfs.errors import MountError
+from vfs.errors import DvfsError, MountError
 
 RECORD_FORMAT = 2
 FS_TYPE = "fuse.dvfs"
+OVERLAY_TYPE = "overlay.dvfs"  # how mount_table() shows an overlayfs whose source is dvfs
+FS_TYPES = frozenset({FS_TYPE, OVERLAY_TYPE})
 MOUNTINFO = Path("/proc/self/mountinfo")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 RUN_ROOT = Path("/run")
@@ -154,7 +161,8 @@ def _unescape(field: str) -> str:
 
 
 def mount_table() -> dict[str, str]:
-    """Every mount point of this mount namespace with its filesystem type."""
+    """Every mount point of this mount namespace with its filesystem type (a dvfs
+    overlay's: ``OVERLAY_TYPE``)."""
     out: dict[str, str] = {}
     try:
         text = MOUNTINFO.read_text()
@@ -165,7 +173,10 @@ def mount_table() -> dict[str, str]:
         fields = left.split(" ")
         if not sep or len(fields) < 5:
             continue
-        out[_unescape(fields[4])] = right.split(" ", 1)[0]
+        kind, _, rest = right.partition(" ")
+        if kind == "overlay" and rest.split(" ", 1)[0] == "dvfs":
+            kind = OVERLAY_TYPE
+        out[_unescape(fields[4])] = kind
     return out
 
 
@@ -409,7 +420,9 @@ def check_mountpoint(arg: str) -> Path:
 
 def _release(path: Path, lazy: bool) -> str | None:
     """Ask the kernel to unmount ``path``; None on success, else the tool's complaint."""
-    if shutil.which("fusermount3"):
+    if mount_table().get(str(path)) == OVERLAY_TYPE:  # root's, and its daemon is gone
+        cmd = ["umount", "-l", str(path)]
+    elif shutil.which("fusermount3"):
         cmd = ["fusermount3", "-u", *(["-z"] if lazy else []), str(path)]
     else:
         cmd = ["umount", *(["-l"] if lazy else []), str(path)]
@@ -438,9 +451,16 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
                 stop_daemon(rec, STOP_WAIT)
                 return rec
         raise MountError(f"{path} is not mounted")
-    if fstype != FS_TYPE:
+    if fstype not in FS_TYPES:
         raise MountError(f"{path} is not a dvfs mount ({fstype}): use umount(8)")
-    why = _release(path, lazy=force)
+    if fstype == OVERLAY_TYPE and rec is not None and daemon_alive(rec):
+        try:
+            control.call(str(path), {"op": "unmount", "force": force}, wait=STOP_WAIT)
+        except DvfsError as exc:
+            raise MountError(str(exc)) from None
+        why = None
+    else:
+        why = _release(path, lazy=force or fstype == OVERLAY_TYPE)
     if why is not None:
         hint = "close the files and programs using it, or use --force"
         raise MountError(f"{path} could not be unmounted ({why}): {hint}")
@@ -476,7 +496,7 @@ def statuses() -> list[MountStatus]:
     out = []
     seen = set()
     for rec in all_records():
-        mounted = table.get(rec.mountpoint) == FS_TYPE
+        mounted = table.get(rec.mountpoint) in FS_TYPES
         alive = daemon_alive(rec)
         if not mounted:
             if not alive:
@@ -491,7 +511,10 @@ def statuses() -> list[MountStatus]:
                 disk_usage(cache / "chunks"), rec.cache_size, rec.work_dir,
             )
         )  # fmt: skip
+    overlays = {p for p, t in table.items() if t == OVERLAY_TYPE}
     for point, fstype in table.items():
-        if fstype == FS_TYPE and point not in seen:
+        if os.path.dirname(point) in overlays and os.path.basename(point) == ".versions":
+            continue  # a dvfs overlay's version list: part of that mount
+        if fstype in FS_TYPES and point not in seen:
             out.append(MountStatus(point, "?", "?", None, "unrecorded", None, None, None))
     return sorted(out, key=lambda s: s.mountpoint)

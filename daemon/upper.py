@@ -1,0 +1,676 @@
+"""The upper layer of a working tree served by the kernel's overlayfs (root mounts).
+
+A root mount's MNT is an overlayfs (``daemon.kernel_overlay``): its lower layer is the
+daemon's read-only view of one version, the *base*; its upper layer a directory on
+local disk into which the kernel writes every change. This module reads that upper
+layer: what changed (``dvfs status MNT``), the version it makes (``dvfs snapshot``),
+and how it is rebased onto the last snapshot when the working tree is mounted again.
+
+Work directory (one per source and branch, where the daemon's own overlay keeps its
+work directory; the daemon user's alone)::
+
+    lock            flock held by the daemon serving this working tree
+    layers          msgpack map: format, base (the lower layer's version id or nil),
+                    head (the version this working tree was last recorded as: base,
+                    or the last snapshot), gen
+    recorded.<gen>  msgpack array of [path, ino, size, mtime_ns, ctime_ns]: the upper
+                    layer's files as the snapshot that made ``head`` found them
+    pending         msgpack map: version, gen: a snapshot being recorded (its
+                    ``recorded.<gen>`` is written before it)
+    upper/          the overlay's upper directory
+    scratch/        the overlay's work directory (the kernel's own)
+
+The upper layer, as overlayfs writes it (mounted with redirect_dir, metacopy and index
+off, so that no entry names another path): a directory holds the names changed in
+it; a character device 0/0 is a *whiteout*, a name deleted from the lower layer; a
+directory with the extended attribute ``trusted.overlay.opaque`` = ``y`` hides the
+lower directory of its name (it was removed and made again). A name the upper layer
+does not hold shows the lower layer's, which nothing changed since ``base``.
+
+**Snapshots** read the upper layer while writers go on (nothing is held): only the
+upper directories are walked (the base's other subtrees are reused by id), a file
+recorded by the last snapshot and unchanged since (same inode, size, mtime and ctime)
+keeps its entry, and every other file is hashed and then checked not to have changed
+meanwhile, else hashed again (``vfs.worktree.Hasher``): each file is recorded as it
+was at one moment. A file deleted while the snapshot runs is left out. Owners, times
+other than the mtime, the setuid, setgid and sticky bits, FIFOs, sockets and devices
+are not versioned: special files are skipped and listed. A reserved name (``.git``,
+``.dvfs``: overlayfs cannot refuse one) fails the snapshot until it is removed.
+
+**Rebasing**: the lower layer stays the same while mounted (overlayfs forbids
+changing it under a mount), so after a snapshot MNT shows ``head`` as upper ⊕ base.
+At the next mount, before the overlay is made, the upper layer is rebased onto
+``head``: a name that ``head`` holds but MNT no longer shows gets a whiteout, then
+``layers`` names ``head`` as the base (atomically), then upper entries that show
+exactly what the new lower layer shows (recorded, unchanged, the mounting user's,
+plain permission bits) are removed. A crash before ``layers`` is written leaves
+whiteouts for names the old base does not have (harmless); after it, what is left
+to remove is removed at the next mount. A working tree whose upper layer is empty
+follows its branch at mount, as the daemon's own overlay does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat as statmod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from daemon.overlay import lock_work
+from daemon.snapshot import FileCounts
+from vfs import DvfsError, Entry, Kind, Tree, UsageError
+from vfs.beneath import Walker, listing
+from vfs.codec import PERM_BITS, encode_tree
+from vfs.durable import fsync_dir, write_atomic
+from vfs.errors import FileChanged
+from vfs.names import is_reserved, is_reserved_at_root
+from vfs.objects import ObjectStore, ObjKind
+from vfs.quoting import quote_name
+from vfs.stage import Staged
+from vfs.worktree import Found, Hasher
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+UPPER = "upper"
+SCRATCH = "scratch"
+OPAQUE = "trusted.overlay.opaque"
+_OVERLAY_XATTRS = (b"trusted.overlay.", b"user.overlay.")
+Trees = Callable[[bytes], Tree]  # a tree by id (blocking)
+Stamp = tuple[int, int, int, int]  # ino, size, mtime_ns, ctime_ns
+Recorded = dict[bytes, Stamp]
+
+
+class LayersError(DvfsError):
+    """The work directory's state is damaged."""
+
+
+def stamp(st: os.stat_result) -> Stamp:
+    """What tells a file unchanged since it was recorded."""
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    """True for overlayfs's mark of a deleted name: a character device 0/0."""
+    return statmod.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_special(st: os.stat_result) -> bool:
+    """True for a FIFO, socket or device: kept in MNT, never in a version."""
+    return not (statmod.S_ISREG(st.st_mode) or statmod.S_ISDIR(st.st_mode)) and not (
+        statmod.S_ISLNK(st.st_mode)
+    )
+
+
+def kind_of(st: os.stat_result) -> Kind | None:
+    """The version kind of an upper entry (None: not versionable)."""
+    if statmod.S_ISREG(st.st_mode):
+        return Kind.FILE
+    if statmod.S_ISDIR(st.st_mode):
+        return Kind.DIR
+    if statmod.S_ISLNK(st.st_mode):
+        return Kind.SYMLINK
+    return None
+
+
+def _join(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name
+
+
+def _show(path: bytes, kind: Kind | None) -> str:
+    return os.fsdecode(path) + ("/" if kind == Kind.DIR else "")
+
+
+# the state ----------------------------------------------------------------------------
+
+
+class Layers:
+    """The state of a kernel-overlay work directory (see the module docstring).
+
+    Opening it resolves a snapshot left pending by a crash: if the branch is at its
+    version (``branch_head``), it was recorded and becomes ``head``; else it is dropped.
+    """
+
+    def __init__(self, work: Path, branch_head: bytes | None, lock_fd: int | None = None) -> None:
+        self.work = work
+        self.upper = work / UPPER
+        self.scratch = work / SCRATCH
+        self._lock_fd = lock_work(work) if lock_fd is None else lock_fd
+        for d in (self.upper, self.scratch):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o755 if d == self.upper else 0o700)
+        got = self._read()
+        if got is None:
+            self.base = self.head = branch_head
+            self.gen = 1
+            self.recorded: Recorded = {}
+            self._write()
+            return
+        self.base, self.head, self.gen = got
+        self.recorded = self._read_recorded(self.gen)
+        pending = self._read_pending()
+        if pending is not None:
+            version, gen = pending
+            if version == branch_head:
+                self.finish(version, gen, self._read_recorded(gen))
+            else:
+                self.abandon()
+
+    @staticmethod
+    def exists(work: Path) -> bool:
+        """True if ``work`` is a kernel-overlay work directory."""
+        return (work / "layers").exists()
+
+    def _read(self) -> tuple[bytes | None, bytes | None, int] | None:
+        try:
+            raw = (self.work / "layers").read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            st = msgpack.unpackb(raw, raw=False)
+            ok = (
+                isinstance(st, dict)
+                and st.get("format") == FORMAT
+                and all(st.get(k) is None or isinstance(st.get(k), bytes) for k in ("base", "head"))
+                and isinstance(st.get("gen"), int)
+            )
+        except (ValueError, msgpack.UnpackException):
+            ok = False
+        if not ok:
+            raise LayersError(
+                f"the working tree state {self.work / 'layers'} is damaged: move {self.work} "
+                "aside to start from the branch head (its upper/ holds the changed files)"
+            )
+        return st["base"], st["head"], st["gen"]
+
+    def _write(self) -> None:
+        record = {"format": FORMAT, "base": self.base, "head": self.head, "gen": self.gen}
+        write_atomic(self.work / "layers", msgpack.packb(record, use_bin_type=True), mode=0o600)
+
+    def _read_recorded(self, gen: int) -> Recorded:
+        try:
+            raw = (self.work / f"recorded.{gen}").read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            rows = msgpack.unpackb(raw, raw=False)
+            return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+        except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
+            log.warning("%s is damaged: every upper file will be hashed again", raw[:0] or gen)
+            return {}
+
+    def _write_recorded(self, gen: int, recorded: Recorded) -> None:
+        rows = [[p, *s] for p, s in recorded.items()]
+        write_atomic(
+            self.work / f"recorded.{gen}", msgpack.packb(rows, use_bin_type=True), mode=0o600
+        )
+
+    def _read_pending(self) -> tuple[bytes, int] | None:
+        try:
+            raw = (self.work / "pending").read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            p = msgpack.unpackb(raw, raw=False)
+            ok = isinstance(p, dict) and isinstance(p.get("version"), bytes)
+            if ok and isinstance(p.get("gen"), int):
+                return p["version"], p["gen"]
+        except (ValueError, msgpack.UnpackException):
+            pass
+        return None
+
+    def begin(self, version: bytes, recorded: Recorded) -> None:
+        """A snapshot made ``version`` (its files found as ``recorded``): durably pending."""
+        gen = self.gen + 1
+        self._write_recorded(gen, recorded)
+        record = {"version": version, "gen": gen}
+        write_atomic(self.work / "pending", msgpack.packb(record, use_bin_type=True), mode=0o600)
+
+    def finish(self, version: bytes, gen: int, recorded: Recorded) -> None:
+        """The branch moved to ``version``: it is the head now."""
+        old = self.gen
+        self.head, self.gen, self.recorded = version, gen, recorded
+        self._write()
+        for name in ("pending", f"recorded.{old}"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.work / name).unlink()
+
+    def abandon(self) -> None:
+        """A pending snapshot was not recorded: forget it."""
+        for name in ("pending", f"recorded.{self.gen + 1}"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.work / name).unlink()
+
+    def set_base(self, base: bytes | None, head: bytes | None) -> None:
+        """The lower layer is now ``base`` and the working tree recorded as ``head``."""
+        self.base, self.head = base, head
+        self._write()
+
+    def set_recorded(self, recorded: Recorded) -> None:
+        """Replace the recorded files (after a rebase removed some)."""
+        self.gen += 1
+        self._write_recorded(self.gen, recorded)
+        self._write()
+        with contextlib.suppress(FileNotFoundError):
+            (self.work / f"recorded.{self.gen - 1}").unlink()
+
+    def close(self) -> None:
+        """Let go of the work directory (the daemon is stopping)."""
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+    def upper_empty(self) -> bool:
+        """True if the upper layer holds nothing (the working tree is the base)."""
+        with os.scandir(self.upper) as it:
+            return next(it, None) is None
+
+    def move_to(self, work: Path) -> None:
+        """The working tree now belongs to another branch: rename its work directory
+        (while mounted: the kernel holds the upper layer by its inode, not its path)."""
+        os.rename(self.work, work)
+        fsync_dir(work.parent)
+        self.work, self.upper, self.scratch = work, work / UPPER, work / SCRATCH
+
+
+# reading the upper layer ----------------------------------------------------------------
+
+
+@dataclass
+class Dir:
+    """One directory of the upper layer, with what the lower layer and ``head`` hold there."""
+
+    rel: bytes  # its path below MNT (b"" for MNT)
+    st: os.stat_result
+    lower: Tree | None  # the base's directory shown under it (None: none, or hidden)
+    head: Tree | None  # the head version's directory at this path
+    names: dict[bytes, os.stat_result] = field(default_factory=dict)  # but whiteouts
+    whiteouts: set[bytes] = field(default_factory=set)
+    targets: dict[bytes, bytes] = field(default_factory=dict)  # symbolic links' targets
+    opaque: bool = False
+
+    def shown_lower(self) -> list[Entry]:
+        """The lower layer's entries MNT shows here (neither replaced nor deleted)."""
+        if self.lower is None:
+            return []
+        covered = self.names.keys() | self.whiteouts
+        return [e for e in self.lower.entries if e.name not in covered]
+
+    def visible(self) -> set[bytes]:
+        """Every name MNT shows here."""
+        return set(self.names) | {e.name for e in self.shown_lower()}
+
+    def subdir(self, name: bytes, trees: Trees) -> tuple[Tree | None, Tree | None]:
+        """(lower, head) trees of the upper subdirectory ``name``."""
+
+        def below(tree: Tree | None) -> Tree | None:
+            e = tree.get(name) if tree is not None else None
+            return trees(e.subtree) if e is not None and e.kind == Kind.DIR else None
+
+        return below(self.lower), below(self.head)
+
+
+def read_dir(
+    walker: Walker, rel: bytes, lower: Tree | None, head: Tree | None, *, links: bool = False
+) -> Dir | None:
+    """The upper directory ``rel``; None if it went meanwhile. ``links``: read link targets."""
+    try:
+        fd = walker.dir(rel, listable=True)
+        st = os.fstat(fd)
+        try:
+            opaque = os.getxattr(fd, OPAQUE) == b"y"
+        except OSError as exc:
+            if exc.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            opaque = False
+        d = Dir(rel, st, None if opaque else lower, head, opaque=opaque)
+        scan, as_bytes = listing(fd)
+        with scan:
+            for e in scan:
+                name = e.name if as_bytes else os.fsencode(e.name)
+                try:
+                    est = e.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if is_whiteout(est):
+                    d.whiteouts.add(name)
+                    continue
+                d.names[name] = est
+                if links and statmod.S_ISLNK(est.st_mode):
+                    with contextlib.suppress(FileNotFoundError, OSError):
+                        d.targets[name] = os.readlink(name, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return None
+        raise
+    return d
+
+
+def walk(
+    upper: Path,
+    trees: Trees,
+    lower_root: Entry | None,
+    head_root: Entry | None,
+    *,
+    links: bool = False,
+    enter: Callable[[Dir, bytes], bool] = lambda d, name: True,
+) -> Iterator[Dir]:
+    """Every directory of the upper layer, parents first (an explicit stack: trees may be
+    thousands of levels deep); ``enter(d, name)`` says whether to go into a subdirectory."""
+
+    def root_tree(e: Entry | None) -> Tree | None:
+        return trees(e.subtree) if e is not None and e.subtree else None
+
+    with Walker(upper) as walker:
+        stack: list[tuple[bytes, Tree | None, Tree | None]] = [
+            (b"", root_tree(lower_root), root_tree(head_root))
+        ]
+        while stack:
+            rel, lower, head = stack.pop()
+            d = read_dir(walker, rel, lower, head, links=links)
+            if d is None:
+                continue
+            yield d
+            for name in sorted(d.names, reverse=True):
+                if statmod.S_ISDIR(d.names[name].st_mode) and enter(d, name):
+                    low, hd = d.subdir(name, trees)
+                    stack.append((_join(rel, name), low, hd))
+
+
+def unversionable(d: Dir, name: bytes) -> bool:
+    """True for an upper entry no version may hold: a special file or a reserved name."""
+    reserved = is_reserved_at_root(name) if not d.rel else is_reserved(name)
+    return reserved or is_special(d.names[name])
+
+
+def status(
+    upper: Path, trees: Trees, base: Entry | None, head: Entry | None, recorded: Recorded
+) -> dict[str, list[Any]]:
+    """Pending changes against ``head``: added, modified, deleted, and what is not
+    versionable (renames show as a deletion and an addition: the upper layer does not
+    say where a name came from). A directory added or deleted is one line ending in /.
+    """
+    added: list[str] = []
+    modified: list[str] = []
+    deleted: list[str] = []
+    odd: list[str] = []
+    new_dirs: set[bytes] = set()  # added directories: their contents are not listed
+
+    def enter(d: Dir, name: bytes) -> bool:
+        p = _join(d.rel, name)
+        h = d.head.get(name) if d.head is not None else None
+        if (h is None or h.kind != Kind.DIR) and not unversionable(d, name):
+            new_dirs.add(p)  # walked for what is not versionable only
+        return True
+
+    for d in walk(upper, trees, base, head, links=True, enter=enter):
+        inside_new = d.rel in new_dirs or any(d.rel.startswith(p + b"/") for p in new_dirs)
+        theirs = {e.name: e for e in d.head.entries} if d.head is not None else {}
+        for name, st in d.names.items():
+            p = _join(d.rel, name)
+            if unversionable(d, name):
+                odd.append(os.fsdecode(p))
+                continue
+            if inside_new:
+                continue
+            kind = kind_of(st)
+            h = theirs.get(name)
+            if h is None or h.kind != kind:
+                if h is not None:
+                    deleted.append(_show(p, h.kind))
+                added.append(_show(p, kind))
+            elif kind == Kind.FILE:
+                if recorded.get(p) != stamp(st) and not _shows_entry(st, h):
+                    modified.append(_show(p, kind))
+            elif kind == Kind.SYMLINK and d.targets.get(name) != h.target:
+                modified.append(_show(p, kind))
+        if not inside_new and d.head is not None:
+            shown = d.visible()
+            deleted.extend(_show(_join(d.rel, e.name), e.kind) for e in theirs.values()
+                           if e.name not in shown)  # fmt: skip
+            for e in d.shown_lower():  # a lower entry the head lacks: cannot be, but say so
+                if e.name not in theirs:
+                    added.append(_show(_join(d.rel, e.name), e.kind))
+    return {
+        "added": sorted(added),
+        "modified": sorted(modified),
+        "deleted": sorted(deleted),
+        "renamed": [],
+        "unversionable": sorted(odd),
+    }
+
+
+def _shows_entry(st: os.stat_result, e: Entry) -> bool:
+    """True if an upper file has a version entry's size, mtime and permission bits
+    (copied up by a chown or an atime change, say: not a change a version records)."""
+    return (st.st_size, st.st_mtime_ns, st.st_mode & PERM_BITS) == (e.size, e.mtime_ns, e.mode)
+
+
+# making a version -------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """What a walk of the upper layer made: the root entry and what a snapshot reports."""
+
+    root: Entry
+    files: int
+    hashed: int
+    recorded: Recorded
+    skipped: list[bytes]  # FIFOs, sockets and devices left out
+    reserved: list[bytes]  # names no version may hold
+
+
+def build(
+    upper: Path,
+    trees: Trees,
+    base: Entry | None,
+    head: Entry | None,
+    recorded: Recorded,
+    hasher: Hasher,
+    store: ObjectStore,
+    counts: FileCounts,
+) -> Built:
+    """Store the trees of the working tree the upper layer and ``base`` make (blocking).
+
+    Upper files recorded at ``head`` and unchanged since keep their entries; the others
+    are hashed (their chunks stored) in parallel, hard links once.
+    """
+    dirs = list(walk(upper, trees, base, head, links=True))
+    want: list[Found] = []
+    reuse: dict[bytes, Entry] = {}
+    firsts: dict[tuple[int, int], bytes] = {}  # (dev, ino) -> the first path hashed
+    twins: dict[bytes, bytes] = {}  # a hard link -> the path hashed for it
+    for d in dirs:
+        for name, st in d.names.items():
+            if not statmod.S_ISREG(st.st_mode) or unversionable(d, name):
+                continue
+            p = _join(d.rel, name)
+            h = d.head.get(name) if d.head is not None else None
+            if h is not None and h.kind == Kind.FILE and recorded.get(p) == stamp(st):
+                reuse[p] = h
+                continue
+            first = firsts.setdefault((st.st_dev, st.st_ino), p)
+            if first != p:
+                twins[p] = first
+            else:
+                want.append(Found(p, st))
+    failed: dict[bytes, DvfsError] = {}
+    staged: dict[bytes, Staged] = dict(hasher.stage_many(want, failed))
+    for p, exc in failed.items():
+        if isinstance(exc, FileChanged) and os.path.lexists(upper / os.fsdecode(p)):
+            raise UsageError(f"{exc}: snapshot again when it is not being written")
+        if not isinstance(exc, FileChanged):
+            raise exc
+        log.info("%s went while the snapshot read it: left out", os.fsdecode(p))
+    for p, first in twins.items():
+        if first in staged:
+            staged[p] = staged[first]
+    made: dict[bytes, Entry] = {}  # built directories by path
+    new_recorded: Recorded = {}
+    skipped: list[bytes] = []
+    reserved: list[bytes] = []
+    files_below: dict[bytes, int] = {}
+    for d in reversed(dirs):  # children first
+        entries: list[Entry] = []
+        files = 0
+        for e in d.shown_lower():
+            entries.append(e)
+            files += counts(e.subtree) if e.kind == Kind.DIR else 1
+        for name, st in d.names.items():
+            p = _join(d.rel, name)
+            if is_reserved_at_root(name) if not d.rel else is_reserved(name):
+                reserved.append(p)
+                continue
+            if is_special(st):
+                skipped.append(p)
+                continue
+            if statmod.S_ISDIR(st.st_mode):
+                sub = made.get(p)
+                if sub is None:  # went while walked
+                    continue
+                entries.append(sub)
+                files += files_below[p]
+            elif statmod.S_ISLNK(st.st_mode):
+                target = d.targets.get(name)
+                if target is None:
+                    continue
+                entries.append(
+                    Entry(name, Kind.SYMLINK, 0o777, len(target), st.st_mtime_ns, target=target)
+                )
+                files += 1
+            elif p in reuse:
+                entries.append(reuse[p])
+                new_recorded[p] = stamp(st)
+                files += 1
+            elif p in staged:
+                s = staged[p]
+                entries.append(
+                    Entry(name, Kind.FILE, s.mode, s.size, s.mtime_ns, digest=s.digest,
+                          chunks=s.chunks)
+                )  # fmt: skip
+                new_recorded[p] = (s.ino, s.size, s.mtime_ns, s.ctime_ns)
+                files += 1
+        entries.sort(key=lambda e: e.name)
+        oid, _ = store.put(ObjKind.TREE, encode_tree(entries))
+        size = sum(e.size for e in entries)
+        mtime = max((e.mtime_ns for e in entries), default=d.st.st_mtime_ns)
+        name = d.rel.rpartition(b"/")[2]
+        made[d.rel] = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
+        files_below[d.rel] = files
+    hashed = len(want) - len(failed)
+    return Built(
+        made[b""], files_below[b""], hashed, new_recorded, sorted(skipped), sorted(reserved)
+    )
+
+
+def reserved_message(paths: list[bytes]) -> str:
+    """Why a snapshot of a tree holding reserved names is refused."""
+    shown = quote_name(paths[0]) + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
+    return (
+        f"the working tree holds {shown}: no version may hold a name that git or dvfs "
+        "reads as its own (.git, .dvfs) nor .versions at the top; rename or remove it in "
+        "the mount, then snapshot again"
+    )
+
+
+# rebasing at mount ----------------------------------------------------------------------
+
+
+def rebase(layers: Layers, trees: Trees, root_of: Callable[[bytes | None], Entry | None]) -> None:
+    """Make ``head`` the lower layer (before the overlay is mounted: see the module doc)."""
+    if layers.head == layers.base:
+        return
+    base, head = root_of(layers.base), root_of(layers.head)
+    made = 0
+    for d in walk(layers.upper, trees, base, head):
+        if d.head is None:
+            continue
+        shown = d.visible()
+        gone = [e.name for e in d.head.entries if e.name not in shown]
+        if d.opaque or not gone:
+            continue
+        dir_path = layers.upper / os.fsdecode(d.rel) if d.rel else layers.upper
+        for name in gone:  # deleted after the snapshot: the new lower layer holds it
+            os.mknod(dir_path / os.fsdecode(name), statmod.S_IFCHR | 0o000, 0)
+            made += 1
+        fsync_dir(dir_path)
+    layers.set_base(layers.head, layers.head)
+    log.info("the working tree was rebased onto its last snapshot (%d whiteouts)", made)
+    drop_shown(layers, trees, head)
+
+
+def drop_shown(layers: Layers, trees: Trees, base: Entry | None) -> None:
+    """Remove upper entries that show just what the lower layer ``base`` shows.
+
+    A file must be recorded and unchanged, with the version's mtime and permission bits,
+    the daemon's owner, one link and no extended attributes of its own; a whiteout must
+    hide nothing; a directory must be left empty, not opaque, over a lower directory,
+    with the daemon's owner and mode 0755. Then the overlay shows the same through the
+    lower layer, and the upper layer stays the size of what changed.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    recorded = dict(layers.recorded)
+    dirs = list(walk(layers.upper, trees, base, base))
+    emptied: set[bytes] = set()
+    dropped = 0
+    for d in reversed(dirs):
+        dir_path = layers.upper / os.fsdecode(d.rel) if d.rel else layers.upper
+        lower = {e.name: e for e in d.lower.entries} if d.lower is not None else {}
+        left = 0
+        for name in d.whiteouts:
+            if name not in lower:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dir_path / os.fsdecode(name))
+                    dropped += 1
+            else:
+                left += 1
+        for name, st in d.names.items():
+            p = _join(d.rel, name)
+            e = lower.get(name)
+            path = dir_path / os.fsdecode(name)
+            same = e is not None and st.st_uid == uid and st.st_gid == gid
+            if same and e is not None and statmod.S_ISREG(st.st_mode) and e.kind == Kind.FILE:
+                same = (
+                    recorded.get(p) == stamp(st)
+                    and st.st_nlink == 1
+                    and statmod.S_IMODE(st.st_mode) == e.mode
+                    and st.st_mtime_ns == e.mtime_ns
+                    and not _own_xattrs(path)
+                )
+            elif same and e is not None and statmod.S_ISDIR(st.st_mode) and e.kind == Kind.DIR:
+                same = p in emptied and statmod.S_IMODE(st.st_mode) == 0o755
+            else:
+                same = False
+            if not same:
+                left += 1
+                continue
+            with contextlib.suppress(OSError):
+                if statmod.S_ISDIR(st.st_mode):
+                    os.rmdir(path)
+                else:
+                    os.unlink(path)
+                    recorded.pop(p, None)
+                dropped += 1
+                continue
+            left += 1
+        if left == 0 and not d.opaque:
+            emptied.add(d.rel)
+    if dropped:
+        fsync_dir(layers.upper)
+        layers.set_recorded(recorded)
+        log.info("%d upper entries showed the lower layer: removed", dropped)
+
+
+def _own_xattrs(path: Path) -> bool:
+    """True if a file has extended attributes beside overlayfs's own."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return True
+    return any(not os.fsencode(n).startswith(_OVERLAY_XATTRS) for n in names)
