@@ -1,30 +1,38 @@
-"""The writable working tree and ``dvfs snapshot`` against issue 5's targets.
+"""The writable working tree and ``dvfs snapshot`` against issue 19's targets.
 
-    python benchmarks/bench_snapshot.py [--workdir DIR] [--scale F] [--keep] [--profile FILE]
+    python benchmarks/bench_snapshot.py [--workdir DIR] [--scale F] [--rounds N]
+        [--overlays kernel,daemon] [--keep] [--profile FILE]
 
 The data is the foundation benchmark's (``workload.py``: 20,000 files of 1-32 KiB in
 200 directories, half CSV-like text and half random bytes, and one 1 GiB random
 file; ``--scale`` shrinks it for a smoke run). It is committed with the library
-(not timed), then the repository is mounted with the daemon in the foreground, so
-that the process started is the daemon (its peak RSS is VmHWM of
-``/proc/PID/status``). Everything runs warm, on one daemon, in this order:
+(not timed), and one branch per overlay is made at that version. Each overlay's
+branch is then mounted writable by its own daemon in the foreground (``--overlay
+kernel``: the kernel's overlayfs over the daemon's view, root only; ``--overlay
+daemon``: the daemon's own), so that the process started is the daemon (its peak RSS
+is VmHWM of ``/proc/PID/status``). With all of them mounted, side by side:
 
-1. ``ls -lR MNT``, the first listing of the fresh mount, against ``ls -lR`` of the
-   same files on local disk;
-2. 10 files of the tree changed through MNT, then ``dvfs snapshot MNT --json``: the
-   command's wall time and the seconds the daemon reports (target < 1 s);
-3. ``tar x`` of the small files (an archive made beforehand, in the page cache) into
-   MNT, against ``tar x`` into a directory of the filesystem that holds the upper
-   layer (target >= 0.25x); then a snapshot of the 20,000 new files;
-4. 1 GiB (the big file's bytes, held in memory) written into a new file of MNT in
-   1 MiB ``write`` calls, then ``fsync`` and ``close``, against the same into a file
-   of the upper layer's filesystem (target >= 0.3x); then a snapshot of it;
-5. the daemon's peak RSS.
+1. ``ls -lR`` of each fresh mount, against ``ls -lR`` of the same files on local disk;
+2. 10 files changed through each MNT, then ``dvfs snapshot MNT --json``: the command's
+   wall time and the seconds the daemon reports (target < 1 s);
+3. ``tar x`` of the small files (an archive made beforehand, in the page cache) into a
+   new directory of each MNT and of the local disk that holds the working trees
+   (target >= 0.5x), each MNT's followed by a snapshot of its 20,000 new files
+   (target < 2 s);
+4. 1 GiB (the big file's bytes, held in memory) written into a new file in 1 MiB
+   ``write`` calls, then ``fsync`` and ``close``, into each MNT and the local disk
+   (target >= 0.8x), each MNT's followed by a snapshot; the file is then removed;
+5. each daemon's peak RSS.
 
-Each snapshot's version is checked against the data (a fast snapshot that records
-nothing is not a result). ``--profile FILE`` runs the daemon under cProfile and
-writes its statistics to FILE. It prints a table and never fails on a timing:
-benchmarks are not tests.
+Steps 3 and 4 run ``--rounds`` times (default 3), the order of local disk and mounts
+turned by one place each round, so that a machine whose speed drifts slows every side
+alike; the table gives the median, and the spread. Nothing is deleted between the
+``tar x`` rounds: on ext4 without a journal, files made within minutes of deleting
+many are slowed by the inode allocator (see README, ``bench_local.py``), so a previous
+run is moved aside first and deleted at the end. Each snapshot's first version is
+checked against the data (a fast snapshot that records nothing is not a result).
+``--profile FILE`` runs the daemon's own overlay under cProfile. It prints a table and
+never fails on a timing: benchmarks are not tests.
 """
 
 from __future__ import annotations
@@ -34,12 +42,13 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +57,7 @@ from results import human, render
 from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
 
-from vfs import Repository, workflow
+from vfs import Repository, checkout, workflow
 from vfs.worktree import Workers
 
 DVFS = [sys.executable, "-P", "-m", "vfs.cli"]
@@ -56,6 +65,8 @@ TRACKED = ["small", "big.bin"]
 CHANGED = 10
 WRITE_BLOCK = MIB
 CACHE_SIZE = 64 << 30
+LOCAL = "local disk"
+TARGETS = {"tar": 0.5, "write": 0.8, "tar snapshot": 2.0, "ten snapshot": 1.0}
 
 
 @dataclass
@@ -70,23 +81,35 @@ class Row:
     met: bool | None = None
 
 
-def limit_row(figure: str, seconds: float, limit: float | None) -> Row:
-    """A time against an upper limit (none: reported only)."""
+def spread(values: list[float]) -> str:
+    """The median, and min-max when there are several values."""
+    med = statistics.median(values)
+    if len(values) < 2:
+        return f"{med:.3f} s"
+    return f"{med:.3f} s ({min(values):.2f}-{max(values):.2f})"
+
+
+def limit_row(figure: str, seconds: list[float], limit: float | None) -> Row:
+    """Times (median) against an upper limit (none: reported only)."""
+    med = statistics.median(seconds)
     if limit is None:
-        return Row(figure, f"{seconds:.3f} s")
-    return Row(
-        figure, f"{seconds:.3f} s", "", f"{seconds / limit:.2f}", f"< {limit:g} s", seconds < limit
-    )
+        return Row(figure, spread(seconds))
+    return Row(figure, spread(seconds), "", f"{med / limit:.2f}", f"< {limit:g} s", med < limit)
 
 
-def rate_row(figure: str, size: int, seconds: float, base_s: float, need: float | None) -> Row:
-    """A throughput against a baseline's; the ratio is this rate / the baseline's."""
-    r = base_s / seconds
+def rate_row(
+    figure: str, size: int, seconds: list[float], base: list[float], need: float | None
+) -> Row:
+    """Throughputs against a baseline's; the ratio is the median of each round's
+    baseline time / this time (>1: faster than the baseline)."""
+    ratios = [b / s for s, b in zip(seconds, base, strict=True)]
+    r = statistics.median(ratios)
+    med, base_med = statistics.median(seconds), statistics.median(base)
     return Row(
         figure,
-        f"{size / MIB / seconds:.0f} MiB/s ({seconds:.2f} s)",
-        f"{size / MIB / base_s:.0f} MiB/s ({base_s:.2f} s)",
-        f"{r:.2f}x",
+        f"{size / MIB / med:.0f} MiB/s ({spread(seconds)})",
+        f"{size / MIB / base_med:.0f} MiB/s ({spread(base)})",
+        f"{r:.2f}x" + (f" ({min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""),
         "" if need is None else f">= {need:g}x",
         None if need is None else r >= need,
     )
@@ -98,51 +121,73 @@ def time_row(figure: str, seconds: float, base_s: float) -> Row:
 
 
 @dataclass
+class Side:
+    """One mount: its overlay, branch, mount point and daemon."""
+
+    overlay: str
+    mnt: Path
+    pid: int = 0
+    tar_s: list[float] = field(default_factory=list)
+    tar_snap_s: list[float] = field(default_factory=list)
+    tar_snap_daemon_s: list[float] = field(default_factory=list)
+    write_s: list[float] = field(default_factory=list)
+    write_calls_s: list[float] = field(default_factory=list)
+    write_snap_s: list[float] = field(default_factory=list)
+
+    @property
+    def branch(self) -> str:
+        return f"bench-{self.overlay}"
+
+
+@dataclass
 class Bench:
     """Where everything is."""
 
     work: Path
     data: Path
     repo: Path
-    mnt: Path
     env: dict[str, str]
     profile: Path | None
 
     @contextmanager
-    def daemon(self) -> Iterator[int]:
-        """A foreground daemon with MNT writable; yields its pid once mounted."""
-        self.mnt.mkdir(parents=True, exist_ok=True)
+    def daemon(self, side: Side) -> Iterator[int]:
+        """A foreground daemon with ``side``'s branch writable at its MNT; yields its pid
+        once mounted."""
+        side.mnt.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-P"]
-        if self.profile is not None:
+        if self.profile is not None and side.overlay == "daemon":
             argv += ["-m", "cProfile", "-o", str(self.profile)]
         argv += [
-            "-m", "daemon", "--source", str(self.repo), "--mountpoint", str(self.mnt),
-            "--cache-dir", str(self.work / "cache"), "--cache-size", str(CACHE_SIZE),
-            "--writable",
+            "-m", "daemon", "--source", str(self.repo), "--mountpoint", str(side.mnt),
+            "--cache-dir", str(self.work / f"cache-{side.overlay}"),
+            "--cache-size", str(CACHE_SIZE), "--branch", side.branch, "--writable",
+            "--overlay", side.overlay,
         ]  # fmt: skip
-        log = self.work / "daemon.log"
+        log = self.work / f"daemon-{side.overlay}.log"
         with open(log, "ab") as err:
             proc = subprocess.Popen(argv, stdout=err, stderr=err, env=self.env, cwd="/")
         try:
-            while not os.path.ismount(self.mnt):
+            while not os.path.ismount(side.mnt):
                 if proc.poll() is not None:
                     raise SystemExit(f"the daemon exited ({proc.returncode}): see {log}")
                 time.sleep(0.002)
             yield proc.pid
         finally:
-            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=False, capture_output=True)
+            subprocess.run(
+                [*DVFS, "umount", str(side.mnt)], check=False, capture_output=True, env=self.env
+            )
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                subprocess.run(["fusermount3", "-uz", str(self.mnt)], check=False)
+                subprocess.run([*DVFS, "umount", "--force", str(side.mnt)], check=False)
                 proc.kill()
                 proc.wait()
 
-    def snapshot(self, message: str) -> tuple[float, dict[str, Any]]:
+    def snapshot(self, mnt: Path, message: str) -> tuple[float, dict[str, Any]]:
         """Wall seconds of ``dvfs snapshot MNT -m message --json``, and its answer."""
         started = time.perf_counter()
         p = subprocess.run(
-            [*DVFS, "snapshot", str(self.mnt), "-m", message, "--json"],
+            [*DVFS, "snapshot", str(mnt), "-m", message, "--json"],
             capture_output=True,
             text=True,
             env=self.env,
@@ -153,8 +198,9 @@ class Bench:
         return wall, json.loads(p.stdout)
 
 
-def build(data: Path, repo_dir: Path) -> None:
-    """Commit the data in a repository with the library (not timed)."""
+def build(data: Path, repo_dir: Path, branches: list[str]) -> None:
+    """Commit the data in a repository with the library, and make ``branches`` at it
+    (not timed)."""
     repo_dir.mkdir(parents=True)
     for name in TRACKED:  # hard links: the same bytes without copying a GiB
         subprocess.run(["cp", "-al", str(data / name), str(repo_dir / name)], check=True)
@@ -162,6 +208,8 @@ def build(data: Path, repo_dir: Path) -> None:
     with Workers() as w:
         workflow.add(repo, [str(repo_dir / n) for n in TRACKED], w)
         workflow.commit(repo, "bench", {})
+    for b in branches:
+        checkout.create_branch(repo, b, "HEAD")
 
 
 def write_file(path: Path, buf: memoryview) -> tuple[float, float]:
@@ -198,90 +246,121 @@ def version_dir(mnt: Path, answer: dict[str, Any]) -> Path:
     return mnt / ".versions" / str(answer["version"])
 
 
-def run(bench: Bench, wl: Workload, notes: list[str]) -> list[Row]:
+def turned(items: list[Any], by: int) -> list[Any]:
+    """``items`` turned left by ``by`` places."""
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[str]) -> list[Row]:
     """Every measurement, in order; the rows of the table."""
     rows: list[Row] = []
-    data, mnt, work = bench.data, bench.mnt, bench.work
+    data, work = bench.data, bench.work
     archive = work / "small.tar"
     subprocess.run(["tar", "cf", str(archive), "-C", str(data), "small"], check=True)
-    timed(["cat", str(archive)])  # in the page cache for both tar runs
+    timed(["cat", str(archive)])  # in the page cache for every tar run
+    size = sum(p.stat().st_size for p in (data / "small").rglob("*") if p.is_file())
     buf = memoryview((data / "big.bin").read_bytes())
     local = work / "local"
     local.mkdir()
+    local_tar: list[float] = []
+    local_write: list[float] = []
+    local_calls: list[float] = []
 
     local_ls = timed(["ls", "-lR", str(data / "small"), str(data / "big.bin")])
-    with bench.daemon() as pid:
-        # 1. the first listing
-        rows.append(
-            time_row(
-                "first ls -lR of MNT (vs local disk)", timed(["ls", "-lR", str(mnt)]), local_ls
+    with ExitStack() as daemons:
+        for side in sides:
+            side.pid = daemons.enter_context(bench.daemon(side))
+        for side in sides:  # 1. the first listing
+            rows.append(
+                time_row(
+                    f"[{side.overlay}] first ls -lR of MNT (vs local disk)",
+                    timed(["ls", "-lR", str(side.mnt)]),
+                    local_ls,
+                )
             )
-        )
 
-        # 2. ten files changed
-        names = changed_files(wl)
-        for i, rel in enumerate(names):
-            with open(mnt / rel, "r+b") as f:
-                f.write(f"changed {i}\n".encode())
-        wall, got = bench.snapshot("ten files")
-        rows.append(
-            limit_row(f"snapshot after changing {len(names)} files: dvfs snapshot", wall, 1.0)
-        )
-        rows.append(limit_row("  seconds the daemon reports", float(got["seconds"]), 1.0))
-        rows.append(Row("  files hashed", str(got["hashed"])))
-        vdir = version_dir(mnt, got)
-        ok = all(
-            (vdir / rel).read_bytes() == (mnt / rel).read_bytes()
-            and (vdir / rel).read_bytes().startswith(f"changed {i}\n".encode())
-            for i, rel in enumerate(names)
-        )
-        notes.append(f"{got['version']} holds the {len(names)} changed files: {ok}")
-
-        # 3. tar x of the small files
-        local_tar = untar(archive, local / "untar")
-        mnt_tar = untar(archive, mnt / "untar")
-        size = sum(p.stat().st_size for p in (data / "small").rglob("*") if p.is_file())
-        rows.append(
-            rate_row(
-                f"tar x of {wl.files} files into MNT (vs local)", size, mnt_tar, local_tar, 0.25
+        names = changed_files(wl)  # 2. ten files changed
+        for side in sides:
+            for i, rel in enumerate(names):
+                with open(side.mnt / rel, "r+b") as f:
+                    f.write(f"changed {i}\n".encode())
+            wall, got = bench.snapshot(side.mnt, "ten files")
+            what = f"[{side.overlay}] snapshot after changing {len(names)} files"
+            rows.append(limit_row(what, [wall], TARGETS["ten snapshot"]))
+            rows.append(limit_row("  seconds the daemon reports", [float(got["seconds"])], None))
+            vdir = version_dir(side.mnt, got)
+            ok = all(
+                (vdir / rel).read_bytes() == (side.mnt / rel).read_bytes()
+                and (vdir / rel).read_bytes().startswith(f"changed {i}\n".encode())
+                for i, rel in enumerate(names)
             )
-        )
-        wall, got = bench.snapshot("tar x")
-        rows.append(limit_row(f"snapshot after tar x ({wl.files} new files)", wall, None))
-        rows.append(limit_row("  seconds the daemon reports", float(got["seconds"]), None))
-        same = tree_digest(version_dir(mnt, got) / "untar", ("small",)) == tree_digest(
-            data, ("small",)
-        )
-        notes.append(f"{got['version']}/untar/small equals the data: {same}")
-        shutil.rmtree(local / "untar")
+            notes.append(f"[{side.overlay}] {got['version']} holds the changed files: {ok}")
 
-        # 4. 1 GiB written
-        local_w, local_s = write_file(local / "big.out", buf)
-        (local / "big.out").unlink()
-        mnt_w, mnt_s = write_file(mnt / "big.out", buf)
-        rows.append(
-            rate_row(
-                f"write {human(len(buf))} + fsync into MNT (vs local)",
-                len(buf),
-                mnt_s,
-                local_s,
-                0.3,
-            )
-        )
-        rows.append(rate_row("  of which the write calls", len(buf), mnt_w, local_w, None))
-        wall, got = bench.snapshot("big write")
-        rows.append(limit_row(f"snapshot after writing {human(len(buf))}", wall, None))
-        rows.append(limit_row("  seconds the daemon reports", float(got["seconds"]), None))
-        with open(version_dir(mnt, got) / "big.out", "rb") as f:
-            same = all(
-                f.read(len(b)) == b
-                for b in (buf[i : i + 8 * MIB] for i in range(0, len(buf), 8 * MIB))
-            )
-        notes.append(f"{got['version']}/big.out equals the bytes written: {same}")
+        targets: list[Side | None] = [None, *sides]  # None: the local disk
+        for r in range(rounds):  # 3. tar x
+            for side in turned(targets, r):
+                if side is None:
+                    local_tar.append(untar(archive, local / f"untar{r}"))
+                    continue
+                side.tar_s.append(untar(archive, side.mnt / f"untar{r}"))
+                wall, got = bench.snapshot(side.mnt, f"tar x {r}")
+                side.tar_snap_s.append(wall)
+                side.tar_snap_daemon_s.append(float(got["seconds"]))
+                if r == 0:
+                    held = tree_digest(version_dir(side.mnt, got) / "untar0", ("small",))
+                    want = tree_digest(data, ("small",))
+                    notes.append(
+                        f"[{side.overlay}] {got['version']}/untar0/small equals the data: "
+                        f"{held == want}"
+                    )
 
-        # 5. memory
-        rss = peak_rss(pid)
-    rows.append(Row("daemon peak RSS (VmHWM)", f"{rss / MIB:.0f} MiB"))
+        for r in range(rounds):  # 4. 1 GiB written
+            for side in turned(targets, r):
+                if side is None:
+                    calls, total = write_file(local / "big.out", buf)
+                    (local / "big.out").unlink()
+                    local_write.append(total)
+                    local_calls.append(calls)
+                    continue
+                out = side.mnt / f"big{r}.out"
+                calls, total = write_file(out, buf)
+                side.write_s.append(total)
+                side.write_calls_s.append(calls)
+                wall, got = bench.snapshot(side.mnt, f"big write {r}")
+                side.write_snap_s.append(wall)
+                if r == 0:
+                    with open(version_dir(side.mnt, got) / out.name, "rb") as f:
+                        equal = all(
+                            f.read(len(b)) == b
+                            for b in (buf[i : i + 8 * MIB] for i in range(0, len(buf), 8 * MIB))
+                        )
+                    notes.append(f"[{side.overlay}] {got['version']}/{out.name} equals: {equal}")
+                out.unlink()
+
+        for side in sides:  # 5. memory
+            rss = peak_rss(side.pid)
+            o = side.overlay
+            rows += [
+                rate_row(
+                    f"[{o}] tar x of {wl.files} files into MNT (vs local)",
+                    size, side.tar_s, local_tar, TARGETS["tar"],
+                ),
+                limit_row(
+                    f"[{o}] snapshot after tar x ({wl.files} new files)", side.tar_snap_s,
+                    TARGETS["tar snapshot"],
+                ),
+                limit_row("  seconds the daemon reports", side.tar_snap_daemon_s, None),
+                rate_row(
+                    f"[{o}] write {human(len(buf))} + fsync into MNT (vs local)",
+                    len(buf), side.write_s, local_write, TARGETS["write"],
+                ),
+                rate_row("  of which the write calls", len(buf), side.write_calls_s,
+                         local_calls, None),
+                limit_row(f"[{o}] snapshot after writing {human(len(buf))}",
+                          side.write_snap_s, None),
+                Row(f"[{o}] daemon peak RSS (VmHWM)", f"{rss / MIB:.0f} MiB"),
+            ]  # fmt: skip
     return rows
 
 
@@ -304,33 +383,45 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work" / "snapshot")
     p.add_argument("--scale", type=float, default=1.0, help="shrink the data (0.05: smoke run)")
     p.add_argument("--seed", type=int, default=Workload.seed)
+    p.add_argument("--rounds", type=int, default=3, help="rounds of tar x and of the write")
+    default = "kernel,daemon" if os.geteuid() == 0 else "daemon"
+    p.add_argument("--overlays", default=default, help=f"comma-separated (default {default})")
     p.add_argument("--keep", action="store_true", help="keep the generated data for a rerun")
-    p.add_argument("--profile", type=Path, help="run the daemon under cProfile, stats to FILE")
+    p.add_argument("--profile", type=Path, help="run the daemon overlay under cProfile")
     a = p.parse_args(argv)
     signal.signal(signal.SIGTERM, stop)
     work: Path = a.workdir.resolve()
-    data, run_dir = work / "data", work / "run"
+    data, run_dir, old = work / "data", work / "run", work / "run.old"
     wl = Workload.scaled(a.scale, a.seed)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if run_dir.exists():  # freed at the end, not now: see the module docstring
+        shutil.rmtree(old, ignore_errors=True)
+        run_dir.rename(old)
     run_dir.mkdir(parents=True)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     profile = a.profile.resolve() if a.profile else None
-    bench = Bench(run_dir, data, run_dir / "repo", run_dir / "mnt", env, profile)
+    bench = Bench(run_dir, data, run_dir / "repo", env, profile)
+    sides = [Side(o, run_dir / f"mnt-{o}") for o in a.overlays.split(",")]
     notes: list[str] = []
     try:
         started = time.perf_counter()
         if ensure_data(data, wl):
             print(f"generated the data in {time.perf_counter() - started:.1f} s", flush=True)
         started = time.perf_counter()
-        build(data, bench.repo)
+        build(data, bench.repo, [s.branch for s in sides])
         print(
             f"committed {wl.files} files and {human(wl.big_size)} "
             f"in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        rows = run(bench, wl, notes)
+        load = os.getloadavg()
+        rows = run(bench, sides, wl, a.rounds, notes)
+        notes.append(
+            "load average at the start: " + ", ".join(f"{x:.2f}" for x in load)
+            + "; at the end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        )  # fmt: skip
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
         if not a.keep:
             shutil.rmtree(data, ignore_errors=True)
     print()
