@@ -15,8 +15,9 @@ steps (not timed) and commits the result. Steps, each for dvfs and then for DVC:
 - **one leaf dep changed**: one data file changed, then `repro` (3 layers below it run);
 - **run-cache restore of 1 GiB**: `big.seed` 1 -> 2 and `repro` (not timed), then
   back to 1 and `repro` (timed): seed 1's output comes back without running the stage.
-  A `sync` right after is timed too and printed: dvfs writes the output and syncs the
-  filesystem before it returns, DVC leaves its copy to the page cache;
+  A `sync` right after is timed too and printed: what each tool left to write back
+  (dvfs syncs the filesystem before it returns; DVC's copy may still be in the page
+  cache, on a disk slower than the rest of DVC's run);
 - **dag --format dot**: `dvfs dag --format dot` / `dvc dag --dot` (median of ``--runs``);
 - **8 independent 2 s stages**: `dvfs repro --force` serial, then with `--jobs 2` (dvfs
   against itself: DVC runs stages one at a time).
