@@ -212,8 +212,10 @@ def test_fsck_leaves_the_packs_a_pipeline_run_is_writing(template: Repo, tmp_pat
     repo = copy_of(template, tmp_path, "writing")
     tmp = repo.root / ".dvfs" / "objects" / ".tmp-pack-0123456789abcdef"
     tmp.write_bytes(b"DVP1 being written")
+    runs = repo.root / ".tmp-dvfs.runs.0123abcd7"  # and dvfs.runs being rewritten by it
+    runs.write_bytes(b"being written")
     with pinned(repo.root / ".dvfs", writing=True):
         assert fsck_clean(repo.root)["temporaries_removed"] == 0
-        assert tmp.exists()
-    assert fsck_clean(repo.root)["temporaries_removed"] == 1
-    assert not tmp.exists()
+        assert tmp.exists() and runs.exists()
+    assert fsck_clean(repo.root)["temporaries_removed"] == 2
+    assert not tmp.exists() and not runs.exists()

@@ -791,6 +791,11 @@ def test_only_dvfs_own_untracked_temporaries_are_removed(tmp_path: Path, outside
     ours = [b"d/.tmp-a.bin.0123abcd7", b"d/e/.tmp-x.0123abcd12", b".tmp-top.txt.fedcba980"]
     theirs = [b"d/.tmp-notes", b"d/.tmp-x.bin.0123abcd", b"d/tmp-a.bin.0123abcd7"]
     tracked = b"d/.tmp-run.202401011"  # of our form, but tracked: a user's file
+    theirs += [  # a pipeline run's outputs moved aside (vfs.pipeline.repro): its own
+        b"d/.tmp-dvfs-prev-0a1b2c3d-run.202401011",
+        b"d/.tmp-dvfs-prev-4e5f6a7b-out/.tmp-x.0123abcd12",
+    ]
+    (root / "d" / ".tmp-dvfs-prev-4e5f6a7b-out").mkdir()
     for rel in [*ours, *theirs, tracked]:
         (root / os.fsdecode(rel)).write_bytes(b"x")
     os.symlink(outside, root / "d" / "link")  # never entered

@@ -48,6 +48,7 @@ from vfs.errors import (
 )
 from vfs.gitlink import LockPointer, read_lock, write_lock
 from vfs.names import MAX_DEPTH, reserved_path
+from vfs.pins import live_pins
 from vfs.refs import Head, check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, not_checked_out, staged_from_entry
@@ -310,11 +311,13 @@ def restoring(repo: Repository) -> Iterator[None]:
 def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
     """If a restore was killed (``.dvfs/restoring`` is there), remove its temporary files.
 
-    The caller holds the repository lock, so no other dvfs command is writing them.
-    Returns how many were removed.
+    The caller holds the repository lock, so no other dvfs command is writing them;
+    a pipeline run writes without it, so while one lives (a writing pin,
+    ``vfs.pins``) the marker and the files are left for later. Returns how many were
+    removed.
     """
     marker = repo.dir / RESTORING
-    if not marker.exists():
+    if not marker.exists() or any(p.writing for p in live_pins(repo.dir)):
         return 0
     index = repo.index()
     removed = remove_temporaries(repo.root, lambda p: index.get(p) is not None)

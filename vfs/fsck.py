@@ -5,7 +5,8 @@ chunk is missing or damaged, a second walk names the paths that use it, so the u
 knows which files are affected. Temporary files left by an interrupted write are
 harmless; they are counted and removed (under the repository lock), in the store and
 in the working tree (``vfs.worktree.remove_temporaries``: only names of dvfs's own
-temporary form, never through a link). Chunks that were never downloaded (a clone or
+temporary form, never through a link), unless a pipeline run is writing (a writing
+pin, ``vfs.pins``: it writes without the lock). Chunks that were never downloaded (a clone or
 pull of part of the data) are no problem when a remote holds them, as far as its
 cached index segments tell.
 """
@@ -77,12 +78,12 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
     """Verify every object reachable from refs and the index."""
     report = FsckReport()
     hist = repo.history
-    with repo.locked():  # a pipeline run writes packs without the lock: leave them be
+    with repo.locked():  # a pipeline run writes without the lock: leave its files be
         if not any(p.writing for p in live_pins(repo.dir)):
             report.temporaries = repo.store.remove_temporaries()
-        index = repo.index()
-        report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
-        (repo.dir / RESTORING).unlink(missing_ok=True)
+            index = repo.index()
+            report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
+            (repo.dir / RESTORING).unlink(missing_ok=True)
     versions: dict[bytes, str] = {}
     stack = list(_roots(repo, report).items())
     while stack:

@@ -58,6 +58,7 @@ RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shar
 WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs.direct)
 READ_AHEAD = 2  # chunks of such a file read ahead while the current one is written
 _TMP_PREFIX = TMP_PREFIX.encode()
+_OTHERS_TMP = _TMP_PREFIX + b"dvfs-"  # temporaries with owners of their own (remove_temporaries)
 Warn = Callable[[str], None]
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 
@@ -984,8 +985,9 @@ def remove_temporaries(root: Path, tracked: Callable[[bytes], bool]) -> int:
     Only files and links whose names have the form ``vfs.durable.tmp_leaf`` gives are
     removed (``.tmp-NAME.`` and a process tag: never a user's ``.tmp-notes``), and
     none that is ``tracked`` (a user's file that happens to look like one); no link
-    is followed and ``.dvfs`` and ``.git`` are not entered. Every directory is listed
-    once (no recursion).
+    is followed and ``.dvfs`` and ``.git`` are not entered. ``.tmp-dvfs-*`` names
+    have other owners (a pipeline run's outputs moved aside: ``vfs.pipeline.repro``)
+    and are neither removed nor entered. Every directory is listed once (no recursion).
     """
     removed = 0
     with Walker(root) as walker:
@@ -1003,6 +1005,8 @@ def remove_temporaries(root: Path, tracked: Callable[[bytes], bool]) -> int:
             with it:
                 for de in it:
                     name = de.name if raw else os.fsencode(de.name)
+                    if name.startswith(_OTHERS_TMP):
+                        continue
                     if de.is_dir(follow_symlinks=False):
                         if name not in SKIP_DIRS and prefix.count(b"/") < MAX_DEPTH:
                             stack.append(prefix + name)
