@@ -158,7 +158,12 @@ class GcReport:
 
 
 def _worktree_bases(repo: Repository) -> dict[str, bytes]:
-    """The base version of each writable mount's working tree, by its directory."""
+    """The versions each writable mount's working tree is based on, by its directory.
+
+    The daemon's own overlay names its base in ``state`` (``daemon.overlay``); the
+    kernel's overlay names its lower layer's version (``base``) and its last snapshot
+    (``head``) in ``layers`` (``daemon.upper``). Every one of them is kept.
+    """
     out: dict[str, bytes] = {}
     top = repo.dir / WORKTREES
     try:
@@ -166,31 +171,43 @@ def _worktree_bases(repo: Repository) -> dict[str, bytes]:
     except FileNotFoundError:
         return out
     for name in names:
-        path = top / name / "state"
-        try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            continue  # not started yet, or no working tree
-        except OSError as exc:
-            raise FormatError(f"cannot read {path} ({exc.strerror})") from None
-        try:
-            st = os.fstat(fd)
-            raw = os.read(fd, MAX_STATE + 1) if stat.S_ISREG(st.st_mode) else b""
-        finally:
-            os.close(fd)
-        rec = None
-        with contextlib.suppress(ValueError, msgpack.UnpackException):
-            rec = msgpack.unpackb(raw, raw=False) if len(raw) <= MAX_STATE else None
-        base = rec.get("base", b"") if isinstance(rec, dict) else b""
-        if base is None:
-            continue  # a working tree over no version yet
-        if not isinstance(base, bytes) or len(base) != 32:
-            raise FormatError(
-                f"cannot tell which version the working tree {top / name} is based on "
-                "(its state is damaged): move it aside, then run `dvfs gc` again"
-            )
-        out[f"working tree {name}"] = base
+        for record, keys in (("state", ("base",)), ("layers", ("base", "head"))):
+            rec = _read_record(top / name / record)
+            if rec is _ABSENT:
+                continue  # not started yet, or not this kind of working tree
+            for key in keys:
+                base = rec.get(key, b"") if isinstance(rec, dict) else b""
+                if base is None:
+                    continue  # a working tree over no version yet
+                if not isinstance(base, bytes) or len(base) != 32:
+                    raise FormatError(
+                        f"cannot tell which version the working tree {top / name} is "
+                        "based on (its state is damaged): move it aside, then run "
+                        "`dvfs gc` again"
+                    )
+                out[f"working tree {name} ({record} {key})"] = base
     return out
+
+
+_ABSENT = object()
+
+
+def _read_record(path: Path) -> object:
+    """The msgpack record at ``path`` (None if unreadable as one), or ``_ABSENT``."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return _ABSENT
+    except OSError as exc:
+        raise FormatError(f"cannot read {path} ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        raw = os.read(fd, MAX_STATE + 1) if stat.S_ISREG(st.st_mode) else b""
+    finally:
+        os.close(fd)
+    with contextlib.suppress(ValueError, msgpack.UnpackException):
+        return msgpack.unpackb(raw, raw=False) if len(raw) <= MAX_STATE else None
+    return None
 
 
 def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
