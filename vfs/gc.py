@@ -5,8 +5,9 @@ Reachable (kept) is everything below:
 - every branch, tag and remote-tracking branch, and a detached HEAD;
 - the staging index: its rows' chunks and the versions it names (``head``, ``base``);
 - the working tree of every writable mount of this repository
-  (``.dvfs/worktrees/<branch>/state``, written by ``daemon.overlay``): its base
-  version. Its journal's entries all come from that version's trees, and its changed
+  (``.dvfs/worktrees/<branch>/state``, written by ``daemon.overlay``; for the kernel's
+  overlay ``layers``, written by ``daemon.upper``, naming its base and last snapshot): its
+  base version. Its journal's entries all come from that version's trees, and its changed
   files are plain files of its work directory, not objects;
 - the output tree of every run cache entry (``vfs.pipeline.cache``);
 - every version a live process pinned (``vfs.pins``).
