@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import vfs
+from tests.cli_support import assert_ok, run
+from tests.s3server import S3Server
 from vfs.chunking import ChunkerParams
 from vfs.codec import ChunkRef
 from vfs.repo import Repository
@@ -83,3 +85,14 @@ def make_data(root: Path) -> Data:
     repo.add(["data/train.csv", "notes.txt"])
     repo.commit("more rows")
     return Data(root, repo, v1, v2)
+
+
+def push_all(root: Path, s3_server: S3Server) -> str:
+    """Push every branch and tag of ``root`` to a fresh bucket; its URL."""
+    url = f"s3://{s3_server.make_bucket()}/ds"
+    keys = {"AWS_ACCESS_KEY_ID": s3_server.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}  # fmt: skip
+    assert_ok(run(root, "remote", "add", "origin", url,
+                  "--endpoint-url", s3_server.endpoint, "--local"))  # fmt: skip
+    assert_ok(run(root, "push", "--all", "--tags", env=keys))
+    return url

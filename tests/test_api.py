@@ -12,13 +12,12 @@ import io
 import json
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import vfs
-from tests.api_support import Data, make_data, write
+from tests.api_support import Data, make_data, push_all, write
 from tests.cli_support import assert_error, assert_ok, fsck_clean, run
 from tests.s3server import S3Server
 
@@ -29,15 +28,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
 
 
 @pytest.fixture(scope="module")
-def pushed(data: Data, s3_server: S3Server) -> Iterator[str]:
+def pushed(data: Data, s3_server: S3Server) -> str:
     """The repository pushed (every branch and tag) to a fresh bucket: its URL."""
-    url = f"s3://{s3_server.make_bucket()}/ds"
-    keys = {"AWS_ACCESS_KEY_ID": s3_server.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}  # fmt: skip
-    assert_ok(run(data.root, "remote", "add", "origin", url,
-                  "--endpoint-url", s3_server.endpoint, "--local"))  # fmt: skip
-    assert_ok(run(data.root, "push", "--all", "--tags", env=keys))
-    yield url
+    return push_all(data.root, s3_server)
 
 
 def test_versions_and_show_are_what_log_and_show_print(data: Data) -> None:

@@ -8,7 +8,7 @@ The remote test pushes it to a real S3 server (SeaweedFS) and counts requests.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import fsspec
@@ -17,8 +17,7 @@ import pyarrow.dataset as ds
 import pytest
 
 import vfs
-from tests.api_support import Data, make_data
-from tests.cli_support import assert_ok, run
+from tests.api_support import Data, make_data, push_all
 from tests.s3server import S3Server
 from vfs.filesystem import DvfsFileSystem, ReadOnlyError
 
@@ -103,14 +102,9 @@ def test_a_url_and_an_option_naming_two_revisions_are_refused(data: Data) -> Non
 
 
 @pytest.fixture(scope="module")
-def pushed(data: Data, s3_server: S3Server) -> Iterator[str]:
-    url = f"s3://{s3_server.make_bucket()}/ds"
-    keys = {"AWS_ACCESS_KEY_ID": s3_server.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}  # fmt: skip
-    assert_ok(run(data.root, "remote", "add", "origin", url,
-                  "--endpoint-url", s3_server.endpoint, "--local"))  # fmt: skip
-    assert_ok(run(data.root, "push", "--all", "--tags", env=keys))
-    yield url
+def pushed(data: Data, s3_server: S3Server) -> str:
+    """The repository pushed (every branch and tag) to a fresh bucket: its URL."""
+    return push_all(data.root, s3_server)
 
 
 def test_a_remote_read_in_place_fetches_only_the_chunks_read(
