@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from measure import (
     rss_floor,
     run_all,
     settle,
+    unwind_on_sigterm,
     warm_memory,
 )
 from results import DVC, DVFS, Row, ToolStep, human, ratio, table, target_lines, targets
@@ -233,15 +233,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def stop(signum: int, _frame: object) -> None:
-    """On SIGTERM, unwind like on Ctrl-C: kill the running command, delete the data."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and targets, write the JSON."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()
     if args.drop_caches:
         check_drop_caches()
     workdir: Path = args.workdir.resolve()

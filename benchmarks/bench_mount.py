@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import DROP_CACHES, check_drop_caches, peak_rss, timed, warm_memory
+from measure import DROP_CACHES, check_drop_caches, peak_rss, timed, unwind_on_sigterm, warm_memory
 from results import human, render
 from seaweed import SeaweedFS
 from tools import REPO_ROOT
@@ -381,11 +380,6 @@ def table(rows: list[Row]) -> str:
     return render(grid)
 
 
-def stop(signum: int, _frame: object) -> None:
-    """On SIGTERM, unwind like on Ctrl-C (the daemon is unmounted, the server stopped)."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work" / "mount")
@@ -396,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-warm-memory", dest="warm_memory", action="store_false")
     a = p.parse_args(argv)
     check_drop_caches()
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()
     work: Path = a.workdir.resolve()
     data, run_dir = work / "data", work / "run"
     wl = Workload(

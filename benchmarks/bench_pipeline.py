@@ -42,12 +42,11 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import time
 from pathlib import Path
 
-from measure import Measurement, run_all, settle
+from measure import Measurement, run_all, settle, unwind_on_sigterm
 from results import render
 from tools import REPO_ROOT, Dvc, Dvfs, SetupError, Tool, dvfs_command, ensure_dvc, must
 from workload import Workload, write_small
@@ -296,14 +295,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def stop(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Set up, run every step, print the table and write the JSON."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     work = Workload.scaled(args.scale, args.seed)

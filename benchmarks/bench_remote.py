@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.parse
@@ -32,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench_local import TRACKED, copy_data, machine, stop
-from measure import Measurement, run, settle, warm_memory
+from bench_local import TRACKED, copy_data, machine
+from measure import Measurement, run, settle, unwind_on_sigterm, warm_memory
 from results import (
     DVC,
     DVFS,
@@ -270,7 +269,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark, print the table and targets, write the JSON."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()
     workdir: Path = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     work = Workload.scaled(args.scale, args.seed)

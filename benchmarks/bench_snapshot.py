@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import peak_rss, timed
+from measure import peak_rss, timed, unwind_on_sigterm
 from results import human, render
 from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
@@ -373,11 +372,6 @@ def table(rows: list[Row]) -> str:
     return render(grid)
 
 
-def stop(signum: int, _frame: object) -> None:
-    """On SIGTERM, unwind like on Ctrl-C (the daemon is unmounted)."""
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work" / "snapshot")
@@ -389,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep", action="store_true", help="keep the generated data for a rerun")
     p.add_argument("--profile", type=Path, help="run the daemon overlay under cProfile")
     a = p.parse_args(argv)
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()
     work: Path = a.workdir.resolve()
     data, run_dir, old = work / "data", work / "run", work / "run.old"
     wl = Workload.scaled(a.scale, a.seed)

@@ -220,3 +220,13 @@ def warm_memory(fraction: float = 0.6) -> int:
     size = int(available * fraction)
     subprocess.run([sys.executable, "-c", WARM_SCRIPT, str(size)], check=True)
     return size
+
+
+def unwind_on_sigterm() -> None:
+    """On SIGTERM, unwind as on Ctrl-C (``SystemExit``): the running command is killed
+    and the data deleted by the same ``finally`` blocks."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
