@@ -98,10 +98,19 @@ class Mount:
         return self.path / ".versions"
 
 
+def announced(path: Path, log: Path) -> bool:
+    """Whether the daemon has mounted ``path`` and announced it (its record written).
+
+    The mount shows in the table a moment before the daemon writes its record and logs
+    "mounted ... chunk cache ..."; a test that kills the daemon must not fall between.
+    """
+    return os.path.ismount(path) and b"; chunk cache " in log.read_bytes()
+
+
 def wait_mounted(proc: subprocess.Popen[bytes], path: Path, log: Path) -> None:
-    """Poll until ``path`` is mounted; fail with the log if the daemon exits first."""
+    """Poll until ``path`` is mounted and announced; fail with the log if the daemon exits."""
     deadline = time.monotonic() + MOUNT_WAIT
-    while not os.path.ismount(path):
+    while not announced(path, log):
         code = proc.poll()
         if code is not None:
             raise AssertionError(f"the daemon exited ({code}) before mounting:\n{log.read_text()}")
