@@ -271,14 +271,13 @@ def test_a_huge_line_fails_cleanly_within_bounded_memory(tmp_path: Path) -> None
 
 
 def test_without_the_engine_rows_say_what_to_install(tmp_path: Path, data: Repo) -> None:
-    shim = tmp_path / "shim" / "duckdb"
-    shim.mkdir(parents=True)
-    (shim / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'duckdb'\", name='duckdb')\n"
-    )
-    r = data.run(
-        "diff", "v1", "v2", "people.csv", "--rows", env={"PYTHONPATH": str(tmp_path / "shim")}
-    )
+    shim = tmp_path / "shim"
+    for name in ("duckdb", "_duckdb"):  # the package and its compiled engine
+        (shim / name).mkdir(parents=True)
+        (shim / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{name}'\", name='{name}')\n"
+        )
+    r = data.run("diff", "v1", "v2", "people.csv", "--rows", env={"PYTHONPATH": str(shim)})
     assert_error(r, "pip install 'dvfs[tables]'", code=2)
 
 
@@ -288,7 +287,8 @@ def test_a_plain_diff_never_loads_the_engine(data: Repo) -> None:
         "from vfs.cli import main\n"
         "sys.argv = ['dvfs', 'diff', 'v1', 'v2', '--stat']\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('duckdb', 'pyarrow')))\n"
+        "engines = ('duckdb', '_duckdb', 'pyarrow')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in engines))\n"
     )
     assert run_python(script, cwd=data.root).splitlines()[-1] == "[]"
     assert "duckdb" in sys.modules  # this test process has it: the check above can fail

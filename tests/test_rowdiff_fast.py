@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from vfs.chunking import Chunker, ChunkerParams
 from vfs.codec import ChunkRef
 from vfs.ids import hash_bytes
+from vfs.tables import engine as engine_module
 from vfs.tables.engine import Engine
 from vfs.tables.formats import Format
 from vfs.tables.rowdiff import KeyNotUnique, RowDiff, diff_rows
@@ -185,6 +186,69 @@ def test_a_block_edited_in_a_large_table_is_compared_by_chunks(workdir: Path) ->
         assert fast == full
         added, removed, changed = full[1], full[2], full[3]
         assert (added, removed, changed) == ((1, 1, 20) if key else (21, 21, 0))
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_edits_in_the_first_and_last_chunks_are_compared_by_chunks(
+    workdir: Path, crlf: bool
+) -> None:
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    edited = list(rows)
+    edited[0] = (0, "first", "1")  # the row right after the header
+    edited[-1] = (2999, "last", "2")  # the file's last row
+    edited.append((3000, "after", "3"))
+    for key in (["id"], []):
+        full, fast, method = both(
+            workdir, "csv", render(rows, "csv", crlf), render(edited, "csv", crlf), key
+        )
+        assert method == "chunks"
+        assert fast == full
+        assert full[1:4] == ((1, 0, 2) if key else (3, 2, 0))
+
+
+def test_a_changed_row_reusing_a_shared_rows_key_is_found(workdir: Path) -> None:
+    # The old rows are read whole for the key check: a key the new side repeats
+    # between its changed rows and the rows both sides share is an error on both paths.
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    for reused, expected in ((2000, "chunks"), (10, "-")):  # 10 stays, in a shared chunk
+        edited = list(rows)
+        edited[2000] = (reused, "again", "1")
+        full, fast, method = both(
+            workdir, "csv", render(rows, "csv", False), render(edited, "csv", False), ["id"]
+        )
+        assert method == expected  # with a fresh key, the same edit takes the fast path
+        assert fast == full
+    assert full == "key not unique"
+
+
+def test_two_samples_are_sniffed_as_each_alone(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)  # samples: prefixes of the files
+    body = "".join(f"{i},{WORDS[i % 5]},{i * 7}\n" for i in range(1000))
+    files = {
+        "base": "id,a,b\n" + body,
+        "tail": "id,a,b\n" + body + "1000,x,not a number\n",  # same sample as base
+        "typed": "id,a,b\n" + body.replace(",0\n", ",zero\n"),  # b as text in its sample
+        "small": "id;a\n1;x\n",
+    }
+    paths = {}
+    for name, text in files.items():
+        paths[name] = workdir / f"sniff-{name}.csv"
+        paths[name].write_text(text)
+    with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        engine = Engine(Path(scratch), threads=1)
+        try:
+            alone = {n: engine.sniff("csv", p, p.stat().st_size) for n, p in paths.items()}
+            assert alone["base"] == alone["tail"] != alone["typed"] != alone["small"]
+            for a in paths:
+                for b in paths:
+                    pa, pb = paths[a], paths[b]
+                    got = engine.sniff_pair("csv", pa, pa.stat().st_size, pb, pb.stat().st_size)
+                    assert got == (alone[a], alone[b]), (a, b)
+        finally:
+            engine.close()
+    assert not [p for p in workdir.iterdir() if p.name.endswith(".sniff")]
 
 
 def test_quoted_fields_take_the_full_path(workdir: Path) -> None:

@@ -1198,7 +1198,7 @@ def row_diff(
     try:  # the engine is an optional dependency: only --rows loads it
         from vfs.tables import render, rowdiff
     except ModuleNotFoundError as exc:
-        if exc.name != "duckdb":
+        if exc.name not in ("duckdb", "_duckdb"):
             raise
         raise UsageError(
             "--rows needs the table engine: pip install 'dvfs[tables]' (DuckDB)"

@@ -26,10 +26,11 @@ shared chunks, ``vfs.tables.regions`` splits each file into the rows both share 
 the changed rows. Then:
 
 - the shared rows are one multiset S, on both sides; old = S + CA, new = S + CB;
-- keyed: uniqueness is checked over S + CA and S + CB (one aggregation, S read once
-  with every value converted, so a value that does not fit its type is found as the
-  full path finds it); when keys are unique, a row of S has a key that no row of CA
-  or CB has, so matching CA against CB gives exactly the full diff;
+- keyed: uniqueness is checked over S + CA and S + CB = old - CA + CB (one
+  aggregation reading the old file, every value converted, so a value that does not
+  fit its type is found as the full path finds it); when keys are unique, a row of S
+  has a key that no row of CA or CB has, so matching CA against CB gives exactly the
+  full diff. Only CA and CB are written out for the engine;
 - unkeyed: (S + CA) - (S + CB) = CA - CB as multisets.
 
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
@@ -162,8 +163,7 @@ def diff_rows(
         if why:
             return _bytes_only(out, old, new, f"{_where(side)} is not {NAMES[fmt]}: {why}")
     try:
-        ot = engine.sniff(fmt, old.file, old.size)
-        nt = engine.sniff(fmt, new.file, new.size)
+        ot, nt = engine.sniff_pair(fmt, old.file, old.size, new.file, new.size)
     except NotTabular as exc:
         return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     if ot.empty and nt.empty:
@@ -269,29 +269,36 @@ def _fast(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     plan: regions.Plan, key: Sequence[str], limit: int, text: bool,
 ) -> None:  # fmt: skip
-    """Write the shared and changed rows out and compare only the changed ones."""
+    """Write the changed rows out and compare only them.
+
+    The shared rows S are never written out: where they must be read (the key check,
+    the unkeyed count of unchanged rows), the old file (S + CA) is read and CA
+    subtracted.
+    """
     base = engine.scratch
-    files = {name: base / f"part-{name}.{ot.fmt}" for name in ("shared", "old", "new")}
+    files = {name: base / f"part-{name}.{ot.fmt}" for name in ("old", "new")}
     with open(old.file, "rb") as a, open(new.file, "rb") as b:
         header = os.pread(a.fileno(), plan.old_header, 0)
-        for name, src, ranges in (
-            ("shared", a, [(s, s + n) for s, _, n in plan.shared]),
-            ("old", a, plan.old_changed),
-            ("new", b, plan.new_changed),
-        ):
+        for name, src, ranges in (("old", a, plan.old_changed), ("new", b, plan.new_changed)):
             with open(files[name], "wb") as dst:
                 write_ranges(src.fileno(), ranges, dst.fileno(), header)
-    s_rel = ot.relation(files["shared"], text)
+    whole = ot.relation(old.file, text)
     a_rel, b_rel = ot.relation(files["old"], text), nt.relation(files["new"], text)
     out.method = "chunks"
     out.shared_bytes = plan.shared_bytes
+    counted = (_rows(old, ot), _rows(new, nt))
     if key:
-        counts = _key_totals(engine, out, ot, nt, key, [(s_rel, 2), (a_rel, 0), (b_rel, 1)])
-        counted = (_rows(old, ot), _rows(new, nt))
+        counts = _key_totals(
+            engine,
+            out,
+            ot,
+            nt,
+            key,
+            [(whole, 1, 1, True), (a_rel, 0, -1, False), (b_rel, 0, 1, False)],
+        )
         _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
-        shared = engine.count(s_rel, ot.names)
-        counted = (_rows(old, ot), _rows(new, nt))
+        shared = engine.count(whole, ot.names) - engine.count(a_rel)
         _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
 
 
@@ -306,7 +313,9 @@ def _full(
         counted = (_rows(old, ot), _rows(new, nt))
 
         def totals() -> tuple[int, int]:
-            return _key_totals(engine, out, ot, nt, key, [(a_rel, 0), (b_rel, 1)])
+            return _key_totals(
+                engine, out, ot, nt, key, [(a_rel, 1, 0, False), (b_rel, 0, 1, False)]
+            )
 
         _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals, counted)
     else:
@@ -334,29 +343,30 @@ def _expr(alias: str, col: str, as_text: bool) -> str:
 
 def _key_totals(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
-    sources: list[tuple[str, int]],
+    sources: list[tuple[str, int, int, bool]],
 ) -> tuple[int, int]:  # fmt: skip
     """Rows on each side, after checking that the key names one row on each.
 
-    ``sources``: (relation, 0 old / 1 new / 2 both); the rows of "both" are read
-    with every value converted (the fast path's shared rows).
+    ``sources``: (relation, weight on the old side, weight on the new, whether every
+    value is converted): each row counts that many times towards its key's rows on
+    each side. The fast path gives (old file, 1, 1), (CA, 0, -1), (CB, 0, 1): the new
+    side is S + CB = old - CA + CB.
     """
     parts = []
-    for rel, which in sources:
-        table = nt if which == 1 else ot
+    for rel, wa, wb, convert in sources:
+        table = nt if (wa, wb) == (0, 1) else ot
         keys = ", ".join(
             f"{_expr('', ident(k), _retyped(ot, nt, k, False))} AS k{i}" for i, k in enumerate(key)
         )
         where = ""
-        if which == 2:
+        if convert:
             where = f" WHERE hash({', '.join(map(ident, table.names))}) IS NOT NULL"
-        parts.append(f"SELECT {which} AS __s, {keys} FROM {rel}{where}")
+        parts.append(f"SELECT {int(wa)} AS __a, {int(wb)} AS __b, {keys} FROM {rel}{where}")
     ks = ", ".join(f"k{i}" for i in range(len(key)))
     example = ", ".join(f"k{i} := k{i}" for i in range(len(key)))
     rows = engine.run(
-        f"WITH g AS (SELECT {ks}, count(*) FILTER (WHERE __s <> 1) AS na, "
-        f"count(*) FILTER (WHERE __s <> 0) AS nb FROM ({' UNION ALL '.join(parts)}) "
-        "GROUP BY ALL) "
+        f"WITH g AS (SELECT {ks}, sum(__a) AS na, sum(__b) AS nb "
+        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL) "
         "SELECT coalesce(sum(na), 0), coalesce(sum(nb), 0), "
         f"first(struct_pack({example}, na := na, nb := nb)) FILTER (WHERE na > 1 OR nb > 1) "
         "FROM g"
@@ -574,7 +584,6 @@ def diff_path(
     ext = os.path.splitext(os.fsdecode(path))[1].lower()
     names = list(revs) if revs else ["HEAD"]
     with scratch(dvfs_dir) as tmp:
-        sides: list[Side] = []
         entries: list[Entry | None] = []
         for rev in names:
             entry = history.lookup(history.version(history.resolve(rev)).tree, path)
@@ -582,33 +591,44 @@ def diff_path(
                 what = "a directory" if entry.kind == Kind.DIR else "a symbolic link"
                 raise UsageError(f"{quote_name(path)} is {what} in {rev}: --rows compares files")
             entries.append(entry)
-        dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
-        if _apart(entries):  # nothing to reuse: both copies at once
-            with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
-                jobs = [
-                    pool.submit(from_version, store, e, rev, path, dest, None, threads)
-                    for e, rev, dest in zip(entries, names, dests, strict=True)
-                    if e is not None
-                ]
-                sides = [j.result() for j in jobs]
-        else:
-            for entry, rev, dest in zip(entries, names, dests, strict=True):
-                if entry is None:
-                    sides.append(empty_side(rev, path, dest))
-                else:
-                    reuse = sides[0] if sides else None
-                    sides.append(from_version(store, entry, rev, path, dest, reuse, threads))
-        if len(names) == 1:
-            dest = tmp / f"new{ext}"
-            if os.path.lexists(root / os.fsdecode(path)):
-                sides.append(from_working(root, path, chunker, dest))
-            else:
-                sides.append(empty_side("the working tree", path, dest))
-        old, new = sides
-        if not old.present and not new.present:
-            raise UsageError(f"{quote_name(path)} is neither in {old.label} nor in {new.label}")
-        engine = Engine(tmp, threads)
+        engine = Engine(tmp, threads)  # it starts while the sides are copied
         try:
+            old, new = _copy_sides(store, chunker, root, tmp, ext, names, entries, path, threads)
             return diff_rows(engine, fmt, old, new, key, limit, fast_share)
         finally:
             engine.close()
+
+
+def _copy_sides(
+    store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
+    entries: list[Entry | None], path: bytes, threads: int | None,
+) -> tuple[Side, Side]:  # fmt: skip
+    """Both sides of ``path`` copied into ``tmp``: the versions ``names`` name, and the
+    working tree's file when there is one name."""
+    sides: list[Side] = []
+    dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
+    if _apart(entries):  # nothing to reuse: both copies at once
+        with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
+            jobs = [
+                pool.submit(from_version, store, e, rev, path, dest, None, threads)
+                for e, rev, dest in zip(entries, names, dests, strict=True)
+                if e is not None
+            ]
+            sides = [j.result() for j in jobs]
+    else:
+        for entry, rev, dest in zip(entries, names, dests, strict=True):
+            if entry is None:
+                sides.append(empty_side(rev, path, dest))
+            else:
+                reuse = sides[0] if sides else None
+                sides.append(from_version(store, entry, rev, path, dest, reuse, threads))
+    if len(names) == 1:
+        dest = tmp / f"new{ext}"
+        if os.path.lexists(root / os.fsdecode(path)):
+            sides.append(from_working(root, path, chunker, dest))
+        else:
+            sides.append(empty_side("the working tree", path, dest))
+    old, new = sides
+    if not old.present and not new.present:
+        raise UsageError(f"{quote_name(path)} is neither in {old.label} nor in {new.label}")
+    return old, new
