@@ -188,6 +188,11 @@ class Verdict:
     problems: list[str]
     torn: bool = False
 
+    def as_json(self) -> dict[str, Any]:
+        """The verdict as ``dvfs audit verify --json`` prints it."""
+        return {"entries": self.entries, "intact": not self.problems, "problems": self.problems,
+                "torn_last_line": self.torn}  # fmt: skip
+
 
 def verify(dvfs_dir: Path) -> Verdict:
     """Check the chain: sequence, links and head; name the first thing changed."""

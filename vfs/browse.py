@@ -33,6 +33,7 @@ from vfs.repo import Repository
 from vfs.stage import Staged
 from vfs.workflow import head_files, quiet, work_state
 from vfs.worktree import Warn, Workers
+from vfs.worktree import show as show_path
 
 
 def iso_time(ns: int) -> str:
@@ -87,16 +88,24 @@ def log(
             parent = hist.version(v.parents[0]).tree if v.parents else None
             if not changed_under(hist, parent, v.tree, paths):
                 continue
-        row = version_summary(hist, oid, v)
-        row.update(refs.get(oid, {"tags": [], "branches": []}))
-        row["parameters"] = v.params
-        out.append(row)
+        out.append(log_row(hist, refs, oid, v))
     return out
 
 
-def added_in(hist: History, oid: bytes) -> dict[bytes, str]:
-    """For each file of a version, the version since which it has had this content."""
-    pending = set(hist.flatten(hist.version(oid).tree))
+def log_row(
+    hist: History, refs: dict[bytes, dict[str, list[str]]], oid: bytes, v: Version
+) -> dict[str, Any]:
+    """One row of ``dvfs log --json``: the summary, tags, branches and parameters."""
+    row = version_summary(hist, oid, v)
+    row.update(refs.get(oid, {"tags": [], "branches": []}))
+    row["parameters"] = v.params
+    return row
+
+
+def added_in(hist: History, oid: bytes, paths: Iterable[bytes] | None = None) -> dict[bytes, str]:
+    """For each file of a version (or each of ``paths``, files of it), the version since
+    which it has had this content."""
+    pending = set(hist.flatten(hist.version(oid).tree) if paths is None else paths)
     out: dict[bytes, str] = {}
     cur: bytes | None = oid
     while pending and cur is not None:
@@ -298,8 +307,7 @@ def diff(
     if len(revs) > 2:
         raise UsageError("diff takes at most two revisions")
     if len(revs) == 2:
-        a, b = (hist.version(hist.resolve(r)).tree for r in revs)
-        return diff_maps(*tree_delta_under(hist, a, b, paths)) if paths else diff_trees(hist, a, b)
+        return diff_versions(repo, revs[0], revs[1], paths)
     if revs:
         old: dict[bytes, Entry] = hist.flatten(hist.version(hist.resolve(revs[0])).tree)
     else:
@@ -311,6 +319,15 @@ def diff(
     return diff_maps(old, new)
 
 
+def diff_versions(
+    repo: Repository, old: str, new: str, paths: Sequence[bytes] = ()
+) -> list[Change]:
+    """The changes from version ``old`` to version ``new`` (see :func:`diff`)."""
+    hist = repo.history
+    a, b = (hist.version(hist.resolve(r)).tree for r in (old, new))
+    return diff_maps(*tree_delta_under(hist, a, b, paths)) if paths else diff_trees(hist, a, b)
+
+
 def diff_params(repo: Repository, revs: Sequence[str]) -> list[ParamChange]:
     """How the parameters changed between two versions (none against a working tree)."""
     if len(revs) != 2:
@@ -318,3 +335,34 @@ def diff_params(repo: Repository, revs: Sequence[str]) -> list[ParamChange]:
     hist = repo.history
     a, b = (hist.version(hist.resolve(r)).params for r in revs)
     return param_changes(a, b)
+
+
+def change_json(c: Change) -> dict[str, Any]:
+    """A change as a JSON object (``dvfs diff --json``, ``dvfs status --json``, the UI)."""
+    out: dict[str, Any] = {"status": c.status, "path": show_path(c.path), "kind": c.kind}
+    if c.old_path is not None:
+        out["old_path"] = show_path(c.old_path)
+    out["old_size"] = c.old_size
+    out["new_size"] = c.new_size
+    return out
+
+
+def param_json(c: ParamChange) -> dict[str, Any]:
+    """A parameter's change as JSON (``old``/``new`` absent where it did not exist)."""
+    out: dict[str, Any] = {"status": c.status, "name": c.name}
+    if c.status != "added":
+        out["old"] = c.old
+    if c.status != "removed":
+        out["new"] = c.new
+    return out
+
+
+def diff_json(
+    changes: Sequence[Change], params: Sequence[ParamChange], stat_only: bool = False
+) -> dict[str, Any]:
+    """``dvfs diff --json``: the summary, then each change of a file and of a parameter."""
+    return {
+        "summary": {**summary(list(changes)), "parameters": len(params)},
+        "changes": [] if stat_only else [change_json(c) for c in changes],
+        "parameters": [] if stat_only else [param_json(c) for c in params],
+    }

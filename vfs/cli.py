@@ -603,16 +603,6 @@ def change_line(c: Change) -> str:
     return f"removed:  {path} ({'empty directory' if tail else human(c.old_size)})"
 
 
-def change_json(c: Change) -> dict[str, Any]:
-    """A change as a JSON object."""
-    out: dict[str, Any] = {"status": c.status, "path": show(c.path), "kind": c.kind}
-    if c.old_path is not None:
-        out["old_path"] = show(c.old_path)
-    out["old_size"] = c.old_size
-    out["new_size"] = c.new_size
-    return out
-
-
 def mount_status(mountpoint: str, as_json: bool) -> None:
     """`dvfs status MNT`: the working tree's changes, as its daemon records them."""
     from vfs import control
@@ -673,7 +663,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
                 "detached": st.detached,
                 "head": st.head,
                 "behind": st.behind,
-                "staged": [change_json(c) for c in st.staged],
+                "staged": [browse.change_json(c) for c in st.staged],
                 "modified": [show(p) for p in work.modified],
                 "deleted": [show(p) for p in work.deleted],
                 "not_checked_out": [show(p) for p in work.not_checked_out],
@@ -1156,11 +1146,7 @@ def diff_cmd(
     params = [] if paths else browse.diff_params(repo, revs)  # PATHs ask about files
     s = summary(changes)
     if as_json:
-        emit_json(
-            {"summary": {**s, "parameters": len(params)},
-             "changes": [] if stat_only else [change_json(c) for c in changes],
-             "parameters": [] if stat_only else [param_json(c) for c in params]}
-        )  # fmt: skip
+        emit_json(browse.diff_json(changes, params, stat_only))
     elif name_only:
         for c in changes:
             click.echo(quoted(c.path) + ("/" if c.kind == "dir" else ""))
@@ -1241,16 +1227,6 @@ def param_line(c: ParamChange) -> str:
     if c.status == "removed":
         return f"param removed:  {name} = {param_text(c.old)}"
     return f"param changed:  {name}: {param_text(c.old)} -> {param_text(c.new)}"
-
-
-def param_json(c: ParamChange) -> dict[str, Any]:
-    """A parameter's change as JSON (``old``/``new`` absent where it did not exist)."""
-    out: dict[str, Any] = {"status": c.status, "name": c.name}
-    if c.status != "added":
-        out["old"] = c.old
-    if c.status != "removed":
-        out["new"] = c.new
-    return out
 
 
 # ------------------------------------------------------------------------ checkout & refs
@@ -1727,8 +1703,7 @@ def audit_verify(as_json: bool) -> None:
     """
     v = audit.verify(repo_here().dir)
     if as_json:
-        emit_json({"entries": v.entries, "intact": not v.problems, "problems": v.problems,
-                   "torn_last_line": v.torn})  # fmt: skip
+        emit_json(v.as_json())
     else:
         for p in v.problems:
             click.echo(f"problem: {escape_text(p)}")
@@ -3180,53 +3155,17 @@ def compare(
 
     if as_csv and as_json:
         raise UsageError("--csv and --json ask for two formats: give one")
-    ws = workspace.find()
-    repo = history_of(ws)
+    repo = history_of(workspace.find())
     hist = repo.history
     notes: list[str] = []
-    chosen: list[tuple[str, bytes]] = []
-    if revs:
-        chosen = [(r, hist.resolve(r)) for r in revs]
-    else:
-        head = hist.head_id()
-        if head is not None:
-            chosen = [(f"v{v.number}", oid) for oid, v in hist.chain(head)]
-        chosen += report.experiments(hist, repo.refs.branches())
-    rows = [report.row_of(hist, label, oid, notes) for label, oid in chosen]
+    chosen = [(r, hist.resolve(r)) for r in revs] or report.default_choice(hist, repo.refs)
+    done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes)
     for n in notes:
         warn(n)
-    bare = report.metric_names([r.metrics for r in rows])
-    metric_rows = [report.flat_metrics(r.metrics, bare) for r in rows]
-    pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
-    mcols = [] if only_params and not only_metrics else sorted({k for m in metric_rows for k in m})
-    table = [
-        (r, {**{f"param:{k}": r.params.get(k) for k in pcols},
-             **{f"metric:{k}": m.get(k) for k in mcols}})
-        for r, m in zip(rows, metric_rows, strict=True)
-    ]  # fmt: skip
-    if sort_by:
-        desc = sort_by.startswith("-")
-        name = sort_by.lstrip("-")
-        col = f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
-        if col is None:
-            raise UsageError(f"no metric or parameter {name} to sort by")
-
-        def key(item: tuple[Any, dict[str, Any]]) -> tuple[int, Any]:
-            v = item[1][col]
-            if v is None:
-                return (1, 0)
-            number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return (0, (-v if desc else v) if number else str(v))
-
-        table.sort(key=key)
     if as_json:
-        emit_json([
-            {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
-             "params": {k: cells[f"param:{k}"] for k in pcols},
-             "metrics": {k: cells[f"metric:{k}"] for k in mcols}}
-            for r, cells in table
-        ])  # fmt: skip
+        emit_json(report.compare_json(done))
         return
+    pcols, mcols, table = done.params, done.metrics, done.rows
     headers = ["rev", "created", "message", *pcols, *mcols]
     if as_csv:
         import csv

@@ -25,12 +25,13 @@ from typing import Any
 from vfs.browse import iso_time
 from vfs.codec import Kind, Version
 from vfs.diff import flat_params
-from vfs.errors import DvfsError
+from vfs.errors import DvfsError, UsageError
 from vfs.history import History
 from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace
 from vfs.quoting import quote_name
+from vfs.refs import Refs
 
 EXP_PREFIX = "exp/"
 MISSING = None  # (shown as "-")
@@ -195,3 +196,69 @@ def shown(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class Compared:
+    """``dvfs compare``: its parameter and metric columns, and its rows with their cells
+    (keyed ``param:NAME`` and ``metric:NAME``, None where a row has no value)."""
+
+    params: list[str]
+    metrics: list[str]
+    rows: list[tuple[Row, dict[str, Any]]]
+
+
+def default_choice(hist: History, refs: Refs) -> list[tuple[str, bytes]]:
+    """What ``dvfs compare`` shows without REVs: the current branch's versions, newest
+    first, and every experiment."""
+    head = hist.head_id()
+    chosen = [(f"v{v.number}", oid) for oid, v in hist.chain(head)] if head is not None else []
+    return chosen + experiments(hist, refs.branches())
+
+
+def compare(
+    hist: History, chosen: list[tuple[str, bytes]], only_params: bool = False,
+    only_metrics: bool = False, sort_by: str | None = None, notes: list[str] | None = None,
+) -> Compared:  # fmt: skip
+    """The compare table of the versions ``chosen`` (label, id), sorted by a metric or
+    parameter if ``sort_by`` names one (``-NAME``: descending; UsageError otherwise).
+
+    Why a metrics file could not be read is added to ``notes``.
+    """
+    why: list[str] = [] if notes is None else notes
+    rows = [row_of(hist, label, oid, why) for label, oid in chosen]
+    bare = metric_names([r.metrics for r in rows])
+    metric_rows = [flat_metrics(r.metrics, bare) for r in rows]
+    pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
+    mcols = [] if only_params and not only_metrics else sorted({k for m in metric_rows for k in m})
+    table = [
+        (r, {**{f"param:{k}": r.params.get(k) for k in pcols},
+             **{f"metric:{k}": m.get(k) for k in mcols}})
+        for r, m in zip(rows, metric_rows, strict=True)
+    ]  # fmt: skip
+    if sort_by:
+        desc = sort_by.startswith("-")
+        name = sort_by.lstrip("-")
+        col = f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
+        if col is None:
+            raise UsageError(f"no metric or parameter {name} to sort by")
+
+        def key(item: tuple[Row, dict[str, Any]]) -> tuple[int, Any]:
+            v = item[1][col]
+            if v is None:
+                return (1, 0)
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            return (0, (-v if desc else v) if number else str(v))
+
+        table.sort(key=key)
+    return Compared(pcols, mcols, table)
+
+
+def compare_json(c: Compared) -> list[dict[str, Any]]:
+    """``dvfs compare --json``: one object per row."""
+    return [
+        {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
+         "params": {k: cells[f"param:{k}"] for k in c.params},
+         "metrics": {k: cells[f"metric:{k}"] for k in c.metrics}}
+        for r, cells in c.rows
+    ]  # fmt: skip
