@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in fuse3 libfuse3-dev pkg-config gcc git python3-venv python3-dev rsync; do
+# chromium: the browser tests of `dvfs ui` drive Debian's build (no browser download).
+for pkg in fuse3 libfuse3-dev pkg-config gcc git python3-venv python3-dev rsync chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

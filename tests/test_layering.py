@@ -31,6 +31,7 @@ LAYERS = [
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API
     {"progress_bar"},
+    {"ui"},  # the web dashboard (optional extra dvfs[ui]); only `dvfs ui` imports it
     {"cli"},
 ]
 

@@ -1,0 +1,200 @@
+"""``dvfs ui``'s JSON API, over HTTP from a real server on a real repository.
+
+Each answer is checked against the CLI's ``--json`` for the same question (one code
+path), then hostile requests: traversal in every spelling, unknown versions, bad
+numbers, a foreign Host header, missing tokens, and binds that must be refused.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_support import Repo, assert_error, fsck_clean, run
+from tests.ui_support import Server, get, make_repo, serving
+
+TOKEN = "t0ken-for-the-tests-0123456789"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return Repo(make_repo(tmp_path_factory.mktemp("ui") / "repo"))
+
+
+@pytest.fixture(scope="module")
+def server(repo: Repo) -> Iterator[Server]:
+    with serving(repo.root) as s:
+        yield s
+
+
+def api(server: Server, route: str, **params: Any) -> Any:
+    a = get(f"{server.base}api/{route}?{urllib.parse.urlencode(params)}")
+    assert a.status == 200, (a.status, a.body[:500])
+    assert a.headers["content-type"] == "application/json"
+    return a.json()
+
+
+def status_of(server: Server, route: str, **params: Any) -> tuple[int, Any]:
+    a = get(f"{server.base}api/{route}?{urllib.parse.urlencode(params)}")
+    return a.status, a.json()
+
+
+def test_versions_are_log_rows_paginated_and_filtered(server: Server, repo: Repo) -> None:
+    log = repo.json("log", "--json")
+    page = api(server, "versions")
+    assert page["total"] == 3
+    assert [{k: v for k, v in r.items() if k != "parents"} for r in page["versions"]] == log
+    assert page["branches"] == ["main"] and page["tags"] == ["base"]
+    second = api(server, "versions", offset=1, limit=1)
+    assert [r["version"] for r in second["versions"]] == ["v2"] and second["total"] == 3
+    assert [r["version"] for r in api(server, "versions", tag="base")["versions"]] == ["v1"]
+    found = api(server, "versions", q="EDITED rows")
+    assert [r["version"] for r in found["versions"]] == ["v2"] and found["total"] == 1
+    assert api(server, "versions", author="nobody-like-this")["versions"] == []
+    assert [r["version"] for r in api(server, "versions", branch="v2")["versions"]] == ["v2", "v1"]
+
+
+def test_version_is_show_without_files(server: Server, repo: Repo) -> None:
+    shown = repo.json("show", "v2", "--json")
+    del shown["files"]
+    got = api(server, "version", rev="v2")
+    assert {k: v for k, v in got.items() if k not in ("tags", "branches")} == shown
+    assert api(server, "version", rev="base")["tags"] == ["base"]
+
+
+def test_files_of_a_directory_with_added_in(server: Server, repo: Repo) -> None:
+    listing = api(server, "files", rev="v3", dir="data")
+    rows = {e["name"]: e for e in listing["entries"]}
+    assert sorted(rows) == ["blob.bin", "link.csv", "notes.txt", "prep.txt", "train.csv"]
+    files = repo.json("show", "v3", "--json")["files"]
+    for name, e in rows.items():
+        assert e["added"] == files[f"data/{name}"]["added"], name
+    assert rows["link.csv"]["type"] == "symlink" and rows["link.csv"]["target"] == "train.csv"
+    top = api(server, "files", rev="v3", limit=2)
+    assert [e["type"] for e in top["entries"]] == ["dir", "dir"] and top["total"] > 2
+
+
+def test_previews_are_bounded_and_typed(server: Server) -> None:
+    t = api(server, "preview", rev="v2", path="data/train.csv", offset=4, limit=2)
+    assert t["kind"] == "table" and t["total"] == 301
+    assert [c["name"] for c in t["columns"]] == ["id", "city", "score"]
+    assert t["rows"] == [[4, "paris", 0.5], [5, "rome", 0.05]]
+    text = api(server, "preview", rev="v2", path="data/notes.txt")
+    assert text["kind"] == "text" and text["text"] == "hello\nworld\nmore\n"
+    binary = api(server, "preview", rev="v1", path="data/blob.bin")
+    assert binary["kind"] == "binary" and binary["truncated"]
+    assert len(binary["hex"]) == 32 and binary["hex"][0].startswith("00000000  00 01 02")
+    assert api(server, "preview", rev="v1", path="img/red.png")["mime"] == "image/png"
+    assert api(server, "preview", rev="v1", path="data/link.csv")["target"] == "train.csv"
+
+
+def test_download_is_the_file(server: Server, repo: Repo) -> None:
+    a = get(f"{server.base}api/raw?rev=v1&path=data/blob.bin")
+    assert a.status == 200 and a.body == repo.cat("v1:data/blob.bin")
+    assert a.headers["content-disposition"].startswith("attachment")
+    img = get(f"{server.base}api/raw?rev=v1&path=img/red.png&inline=1")
+    assert img.headers["content-type"] == "image/png" and img.body.startswith(b"\x89PNG")
+    assert img.headers["content-disposition"].startswith("inline")
+    # only known raster images are shown inline; anything else is a download
+    text = get(f"{server.base}api/raw?rev=v1&path=data/notes.txt&inline=1")
+    assert text.headers["content-type"] == "application/octet-stream"
+    assert text.headers["x-content-type-options"] == "nosniff"
+
+
+def test_diff_is_the_cli_diff_paginated(server: Server, repo: Repo) -> None:
+    cli = repo.json("diff", "v1", "v2", "--json")
+    d = api(server, "diff", old="v1", new="v2")
+    assert d["summary"] == cli["summary"] and d["parameters"] == cli["parameters"]
+    assert [{k: v for k, v in c.items() if k != "tabular"} for c in d["changes"]] == cli["changes"]
+    assert d["total_changes"] == len(cli["changes"])
+    assert [c["path"] for c in d["changes"] if c["tabular"]] == ["data/train.csv"]
+    second = api(server, "diff", old="v1", new="v2", offset=1, limit=2)
+    assert second["changes"] == d["changes"][1:3]
+    rows = api(server, "rows", old="v1", new="v2", path="data/train.csv", key="id")
+    assert rows == repo.json("diff", "v1", "v2", "data/train.csv", "--rows", "--key", "id",
+                             "--json", "--limit", "50")  # fmt: skip
+    assert rows["summary"]["changed"] == 1 and rows["summary"]["added"] == 1
+
+
+def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
+    g = api(server, "lineage", rev="v3")
+    assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
+    assert g["edges"] == [["prep", "train"]]
+    inputs = {i["path"]: i.pop("since") for i in g["stages"][0]["input"]}
+    for i in g["stages"][1]["input"]:
+        del i["since"]
+    assert g["stages"] == repo.json("show", "v3", "--json")["pipeline"]
+    assert inputs == {"data/notes.txt": "v2", "prep.py": "v2"}
+    assert api(server, "lineage", rev="v1")["stages"] == []
+    ex = api(server, "experiments")
+    assert ex["rows"] == repo.json("compare", "--json")
+    assert ex["metrics"] == ["acc", "loss"] and "train.lr" in ex["params"]
+    st = api(server, "store")
+    assert st["du"] == repo.json("du", "--json") and st["verify"]["intact"]
+    log = api(server, "audit", limit=2)
+    assert log["total"] == len(repo.json("audit", "--json")) and len(log["entries"]) == 2
+    assert log["entries"][0]["seq"] == log["total"]  # newest first
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["path=../etc/passwd", "path=data/../../x", "path=%2e%2e/x", "path=/etc/passwd",
+     "path=data//train.csv", "path=./data", "path=a%00b", "dir=..", "dir=data/.."],
+)  # fmt: skip
+def test_paths_never_leave_the_version(server: Server, query: str) -> None:
+    route = "files" if query.startswith("dir=") else "preview"
+    a = get(f"{server.base}api/{route}?rev=v1&{query}")
+    assert a.status == 400, (a.status, a.body)
+    assert "path" in a.json()["error"]
+
+
+def test_bad_requests_get_one_message(server: Server) -> None:
+    status, body = status_of(server, "version", rev="v9")
+    assert status == 404 and "unknown revision" in body["error"] and body["candidates"]
+    status, body = status_of(server, "version", rev="bsae")
+    assert status == 404 and body["candidates"] == ["base"]
+    status, body = status_of(server, "preview", rev="v1", path="data/none.csv")
+    assert status == 404 and "does not exist in v1" in body["error"]
+    assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
+    assert status_of(server, "preview", rev="v1", path="data")[0] == 400
+    assert status_of(server, "versions", offset="-1")[0] == 400
+    assert status_of(server, "versions", limit="lots")[0] == 400
+    assert get(f"{server.base}api/nothing").status == 404
+    assert get(f"{server.base}static/../../../etc/passwd").status == 404
+    # a page elsewhere reaching the dashboard through DNS rebinding
+    assert get(f"{server.base}api/versions", {"Host": "evil.example:80"}).status == 400
+
+
+def test_a_token_guards_every_request(repo: Repo) -> None:
+    with serving(repo.root, "--token", TOKEN) as s:
+        assert s.url.endswith(f"?token={TOKEN}")
+        assert get(f"{s.base}api/versions").status == 401
+        assert get(f"{s.base}").status == 401
+        assert get(f"{s.base}static/app.js").status == 401
+        assert get(f"{s.base}api/versions?token=wrong").status == 401
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        assert get(f"{s.base}api/versions", bearer).status == 200
+        page = get(s.url)
+        assert page.status == 200 and b"app.js" in page.body
+        cookie = page.headers["set-cookie"].split(";")[0]
+        assert "httponly" in page.headers["set-cookie"].lower()
+        assert get(f"{s.base}api/versions", {"Cookie": cookie}).status == 200
+
+
+def test_binds_that_are_refused(repo: Repo, tmp_path: Path) -> None:
+    r = run(repo.root, "ui", "--host", "0.0.0.0")
+    assert_error(r, "--host 0.0.0.0", "--token", code=2)
+    assert_error(run(repo.root, "ui", "--token", "short"), "--token needs", code=2)
+    assert_error(run(tmp_path, "ui"), "not", code=1)  # no repository here
+    assert_error(run(repo.root, "ui", "s3://bucket/x"), "URL", code=2)
+
+
+def test_the_dashboard_changed_nothing(server: Server, repo: Repo) -> None:
+    api(server, "preview", rev="v2", path="data/train.csv")
+    api(server, "rows", old="v1", new="v2", path="data/train.csv")
+    fsck_clean(repo.root)
+    assert [p.name for p in (repo.root / ".dvfs").iterdir() if "scratch" in p.name] == []

@@ -1,0 +1,156 @@
+"""``dvfs ui`` in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+One server and one browser for the module; each test opens a fresh page, clicks
+through as a person would and checks the text the page shows. A failing test leaves
+a screenshot of its page in the artefacts directory (``DVFS_TEST_ARTEFACTS``, else a
+temporary directory), named after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.cli_support import Repo
+from tests.ui_support import Server, make_repo, serving
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
+TIMEOUT_MS = 20_000  # the machine is shared: waits are long, and end on a condition
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    return Repo(make_repo(tmp_path_factory.mktemp("ui-browser") / "repo"))
+
+
+@pytest.fixture(scope="module")
+def server(repo: Repo) -> Iterator[Server]:
+    with serving(repo.root) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = os.environ.get("DVFS_TEST_ARTEFACTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        return Path(where)
+    return tmp_path_factory.mktemp("ui-artefacts")
+
+
+@pytest.fixture
+def page(
+    browser: Browser, server: Server, artefacts: Path, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A fresh page on the dashboard; errors in its scripts fail the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    failed = True
+    try:
+        yield pg
+        failed = False
+    finally:
+        if failed or errors:
+            shot = artefacts / f"{request.node.name}.png"
+            pg.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot: {shot}")
+        context.close()
+    assert errors == []
+
+
+def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> None:
+    page.goto(server.url)
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("a smaller rate")
+    expect(page.locator(".timeline .vlabel")).to_have_text(["v3", "v2", "v1"])
+    expect(page.locator(".timeline li").nth(2)).to_contain_text("base")
+    page.get_by_role("link", name="v2", exact=True).click()
+    expect(page.locator("h1")).to_contain_text("Version v2")
+    expect(page.locator("dl.fields")).to_contain_text("edited rows, a pipeline")
+    page.locator("a.entry.dir", has_text="data/").click()
+    expect(page.locator(".crumbs")).to_have_text("v2 / data")
+    row = page.locator("table.listing tr").filter(
+        has=page.get_by_role("link", name="train.csv", exact=True)
+    )
+    expect(row).to_contain_text("v2")  # added in
+    row.get_by_role("link").click()
+    preview = page.locator("section.preview")
+    expect(preview).to_contain_text("CSV · 301 rows · 3 columns")
+    expect(preview.locator("table.data tbody tr").nth(4)).to_have_text(
+        re.compile(r"4\s*paris\s*0\.5")
+    )
+    preview.get_by_role("button", name=re.compile("^Next")).click()
+    expect(preview.locator(".pager")).to_contain_text(re.compile(r"51\W100 of 301"))
+    expect(preview.locator("table.data tbody tr").first).to_have_text(
+        re.compile(r"^\s*50\s*oslo\s*0\.5")
+    )
+    download = preview.locator("a.download")
+    assert "/api/raw?" in (download.get_attribute("href") or "")
+    page.locator("a.entry", has_text="notes.txt").click()
+    expect(page.locator("pre.text")).to_have_text("hello\nworld\nmore\n")
+    page.locator("a.entry", has_text="blob.bin").click()
+    expect(page.locator("pre.hex")).to_contain_text("00000000  00 01 02 03")
+
+
+def test_diff_two_versions_and_the_rows_of_a_table(page: Page, server: Server) -> None:
+    page.goto(server.url)
+    page.locator('input[data-version="v1"]').check()
+    page.locator('input[data-version="v2"]').check()
+    page.get_by_role("button", name="Diff selected").click()
+    expect(page.locator("p.summary").first).to_contain_text("v1 → v2")
+    changed = page.locator("tr.change", has_text="data/train.csv")
+    expect(changed.locator("td.status")).to_have_text("modified")
+    expect(page.locator("tr.change", has_text="prep.py").locator("td.status")).to_have_text("added")
+    changed.get_by_role("button", name="rows").click()
+    rows = page.locator("section.rowdiff")
+    expect(rows).to_contain_text("2 added, 1 removed")
+    rows.locator('input[name="key"]').fill("id")
+    rows.get_by_role("button", name="Diff rows").click()
+    expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 299 unchanged")
+    cell = rows.locator("td.cell-changed").first
+    expect(cell.locator("del")).to_have_text("oslo")
+    expect(cell.locator("ins")).to_have_text("paris")
+
+
+def test_lineage_and_experiments(page: Page, server: Server) -> None:
+    page.goto(server.url + "#/lineage?rev=v3")
+    expect(page.locator("svg.dag .node")).to_have_count(2)
+    expect(page.locator("svg.dag .edge")).to_have_count(1)
+    page.locator('svg.dag .node[data-stage="train"]').click()
+    detail = page.locator("section.stage-detail")
+    expect(detail).to_contain_text("python3 train.py")
+    expect(detail).to_contain_text("data/prep.txt")
+    page.get_by_role("link", name="Experiments").click()
+    table = page.locator("table.experiments")
+    expect(table.locator("tbody tr")).to_have_count(3)
+    table.locator('th[data-col="metric:acc"]').click()
+    expect(table.locator("tbody tr td:first-child")).to_have_text(["v3", "v2", "v1"])
+    table.locator('th[data-col="metric:acc"]').click()
+    expect(table.locator("tbody tr td:first-child")).to_have_text(["v2", "v3", "v1"])
+    page.get_by_role("link", name="Store").click()
+    expect(page.locator("h2", has_text="Audit log")).to_contain_text("intact")
+
+
+def test_an_unknown_version_names_the_closest(page: Page, server: Server) -> None:
+    page.goto(server.url + "#/version?rev=bsae")
+    error = page.locator(".error")
+    expect(error).to_contain_text("unknown revision 'bsae'")
+    error.get_by_role("link", name="base").click()
+    expect(page.locator("h1")).to_contain_text("Version v1")

@@ -1,0 +1,300 @@
+"""The dashboard's web application: JSON API, guard, static front end (Starlette).
+
+Routes (docs/ui.md documents each answer; all are GET, the dashboard changes nothing)::
+
+    /                    the page (static/index.html); ?token=T sets the token cookie
+    /static/...          the front end: ES modules, CSS, the vendored graph library
+    /api/versions        branch, tag, author, q, offset, limit    (vfs.ui.data.versions)
+    /api/version         rev                                      (data.version)
+    /api/files           rev, dir, offset, limit                  (data.files)
+    /api/preview         rev, path, offset, limit                 (data.preview)
+    /api/raw             rev, path, inline                        the file's bytes
+    /api/diff            old, new, offset, limit                  (data.diff)
+    /api/rows            old, new, path, key, limit               (data.row_diff)
+    /api/lineage         rev                                      (data.lineage)
+    /api/experiments     sort                                     (data.experiments)
+    /api/store                                                    (data.store)
+    /api/audit           offset, limit                            (data.audit_log)
+
+Guard (:class:`Guard`, around everything): with a token, a request must carry it
+(``Authorization: Bearer T``, the cookie the page sets, or ``?token=T``) or gets 401;
+on a loopback address the ``Host`` header must name a loopback host too, so that a
+web page elsewhere cannot reach the dashboard through DNS rebinding. Every answer
+forbids sniffing, framing and any script or style not served here (CSP).
+
+Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
+404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
+argument or path) 400, any other ``DvfsError`` 500; the body is ``{"error": MSG}``.
+
+Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
+``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
+``lru_cache``s, the store locks itself).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import urllib.parse
+from collections.abc import Callable
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
+from vfs.quoting import safe_json
+from vfs.repo import Repository
+from vfs.ui import data
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "dvfs_ui_token"
+WORKERS = 4
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+]
+T = TypeVar("T")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """``body`` as exact JSON (names that are not UTF-8 escaped, as ``--json`` does)."""
+    return Response(safe_json(body), status, media_type="application/json",
+                    headers={"cache-control": "no-store"})  # fmt: skip
+
+
+class Guard:
+    """ASGI middleware: the token, the Host check and the security headers."""
+
+    def __init__(self, app: ASGIApp, token: str | None, loopback: bool) -> None:
+        self.app = app
+        self.token = token
+        self.loopback = loopback
+
+    def _authorised(self, scope: Scope) -> bool:
+        if self.token is None:
+            return True
+        want = self.token.encode()
+        headers = dict(scope["headers"])
+        offered: list[bytes] = []
+        auth = headers.get(b"authorization", b"")
+        if auth.startswith(b"Bearer "):
+            offered.append(auth[7:])
+        if b"cookie" in headers:
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(headers[b"cookie"].decode("latin-1"))
+            except Exception:  # a malformed cookie header is no token
+                jar = SimpleCookie()
+            if COOKIE in jar:
+                offered.append(jar[COOKIE].value.encode())
+        query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        offered += [t.encode("latin-1") for t in query.get("token", [])]
+        return any(hmac.compare_digest(o, want) for o in offered)
+
+    def _host_ok(self, scope: Scope) -> bool:
+        if not self.loopback:
+            return True  # the token guards a non-loopback bind
+        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return is_loopback(name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_guarded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        if not self._host_ok(scope):
+            body = {"error": "unexpected Host header: open the address `dvfs ui` printed"}
+            await json_response(body, 400)(scope, receive, send_guarded)
+            return
+        if not self._authorised(scope):
+            body = {"error": "this dashboard needs its token: open the URL `dvfs ui` printed"}
+            await json_response(body, 401)(scope, receive, send_guarded)
+            return
+        await self.app(scope, receive, send_guarded)
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    """A DvfsError as a status and ``{"error": ...}`` (see the module doc)."""
+    assert isinstance(exc, DvfsError)
+    body: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, RevisionNotFound):
+        body["candidates"] = exc.candidates
+        return json_response(body, 404)
+    if isinstance(exc, PathNotFound):
+        return json_response(body, 404)
+    if isinstance(exc, UsageError):
+        return json_response(body, 400)
+    return json_response(body, 500)
+
+
+class Api:
+    """The routes' handlers over one repository."""
+
+    def __init__(self, repo: Repository, token: str | None) -> None:
+        self.repo = repo
+        self.token = token
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once)."""
+        if self._limiter is None:  # made in the event loop, on first use
+            self._limiter = anyio.CapacityLimiter(WORKERS)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    # arguments ---------------------------------------------------------------
+
+    @staticmethod
+    def text(request: Request, name: str, default: str | None = None) -> str | None:
+        value = request.query_params.get(name)
+        return default if value is None or value == "" else value
+
+    @staticmethod
+    def rev(request: Request, name: str = "rev") -> str:
+        value = request.query_params.get(name, "HEAD") or "HEAD"
+        if "\0" in value or len(value) > 1024:
+            raise UsageError(f"{name} is not a revision")
+        return value
+
+    @staticmethod
+    def number(request: Request, name: str, default: int) -> int:
+        value = request.query_params.get(name)
+        if value is None or value == "":
+            return default
+        if not value.isdigit() or len(value) > 12:
+            raise UsageError(f"{name} must be a whole number, not {value[:40]!r}")
+        return int(value)
+
+    def path(self, request: Request, name: str = "path") -> bytes:
+        return data.check_path(request.query_params.get(name, ""))
+
+    # routes ------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        response = FileResponse(STATIC / "index.html", headers={"cache-control": "no-store"})
+        if self.token is not None and request.query_params.get("token") == self.token:
+            response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
+        return response
+
+    async def versions(self, request: Request) -> Response:
+        args = (
+            self.text(request, "branch"), self.text(request, "tag"),
+            self.text(request, "author"), self.text(request, "q"),
+            self.number(request, "offset", 0), self.number(request, "limit", 50),
+        )  # fmt: skip
+        return json_response(await self.run(data.versions, self.repo, *args))
+
+    async def version(self, request: Request) -> Response:
+        return json_response(await self.run(data.version, self.repo, self.rev(request)))
+
+    async def files(self, request: Request) -> Response:
+        args = (self.rev(request), self.path(request, "dir"),
+                self.number(request, "offset", 0), self.number(request, "limit", 200))  # fmt: skip
+        return json_response(await self.run(data.files, self.repo, *args))
+
+    async def preview(self, request: Request) -> Response:
+        args = (self.rev(request), self.path(request),
+                self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
+        return json_response(await self.run(data.preview, self.repo, *args))
+
+    async def raw(self, request: Request) -> Response:
+        f = await self.run(data.file_of, self.repo, self.rev(request), self.path(request))
+        name = f.path.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
+        disposition = "attachment"
+        media = "application/octet-stream"
+        if request.query_params.get("inline") == "1":
+            mime = data.image_type(await self.run(data.head, self.repo, f, 16))
+            if mime is not None:
+                disposition, media = "inline", mime
+        headers = {
+            "content-disposition": f"{disposition}; filename*=UTF-8''{urllib.parse.quote(name)}",
+            "content-length": str(len(f.entry.target) if f.entry.target else f.entry.size),
+            "cache-control": "no-store",
+        }
+        return StreamingResponse(data.chunks(self.repo, f), media_type=media, headers=headers)
+
+    async def diff(self, request: Request) -> Response:
+        args = (self.rev(request, "old"), self.rev(request, "new"),
+                self.number(request, "offset", 0), self.number(request, "limit", 200))  # fmt: skip
+        return json_response(await self.run(data.diff, self.repo, *args))
+
+    async def rows(self, request: Request) -> Response:
+        key = [k.strip() for k in (self.text(request, "key") or "").split(",") if k.strip()]
+        args = (self.rev(request, "old"), self.rev(request, "new"), self.path(request), key,
+                self.number(request, "limit", data.ROWS_SHOWN))  # fmt: skip
+        return json_response(await self.run(data.row_diff, self.repo, *args))
+
+    async def lineage(self, request: Request) -> Response:
+        return json_response(await self.run(data.lineage, self.repo, self.rev(request)))
+
+    async def experiments(self, request: Request) -> Response:
+        sort = self.text(request, "sort")
+        return json_response(await self.run(data.experiments, self.repo, sort))
+
+    async def store(self, request: Request) -> Response:
+        return json_response(await self.run(data.store, self.repo))
+
+    async def audit(self, request: Request) -> Response:
+        args = (self.number(request, "offset", 0), self.number(request, "limit", 100))
+        return json_response(await self.run(data.audit_log, self.repo, *args))
+
+    async def not_found(self, request: Request) -> Response:
+        return json_response({"error": f"no such page: {request.url.path[:200]}"}, 404)
+
+
+def make_app(repo: Repository, token: str | None = None, loopback: bool = True) -> ASGIApp:
+    """The dashboard of ``repo``, guarded by ``token`` if given (see the module doc)."""
+    api = Api(repo, token)
+    routes = [
+        Route("/", api.index),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *(
+            Route(f"/api/{name}", getattr(api, name))
+            for name in (
+                "versions",
+                "version",
+                "files",
+                "preview",
+                "raw",
+                "diff",
+                "rows",
+                "lineage",
+                "experiments",
+                "store",
+                "audit",
+            )
+        ),
+        Route("/{rest:path}", api.not_found),
+    ]
+    app = Starlette(routes=routes, exception_handlers={DvfsError: error_response})
+    return Guard(app, token, loopback)

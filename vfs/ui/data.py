@@ -1,0 +1,421 @@
+"""What the dashboard's JSON API answers, as plain data (docs/ui.md lists the routes).
+
+Every function takes the repository and the request's already-parsed arguments and
+returns what JSON can hold; it computes with the functions behind the CLI's
+``--json`` (``dvfs log``, ``show``, ``ls``, ``diff``, ``diff --rows``, ``du``,
+``audit``, ``compare``, a version's recorded pipeline), so the two never disagree.
+
+Everything a request names is untrusted: paths go through :func:`check_path`
+(relative, ``/``-separated, no empty, ``.`` or ``..`` part, no NUL) and are only ever
+looked up in a version's trees, never opened in the working tree; revisions go
+through ``History.resolve`` (``RevisionNotFound`` names the closest ones). Lists are
+paginated (``MAX_PAGE`` rows at most) and previews read a bounded head of a file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vfs import audit, browse
+from vfs.codec import Entry, Kind, Version
+from vfs.du import usage
+from vfs.errors import NotAFile, UsageError
+from vfs.pipeline import report
+from vfs.pipeline.graph import inside
+from vfs.pipeline.lineage import origin
+from vfs.pipeline.record import describe
+from vfs.repo import Repository
+from vfs.worktree import show
+
+try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
+    from vfs.tables import engine as table_engine
+    from vfs.tables import render, rowdiff
+    from vfs.tables.formats import format_of
+    from vfs.tables.source import scratch
+except ModuleNotFoundError as exc:  # pragma: no cover - tests install it
+    if exc.name not in ("duckdb", "_duckdb"):
+        raise
+    table_engine = None  # type: ignore[assignment]
+
+MAX_PAGE = 500  # rows of one page, at most
+TEXT_HEAD = 64 * 1024  # bytes of a text file a preview shows
+HEX_HEAD = 512  # bytes of a binary file a preview shows
+TABLE_MAX = 64 * 1024 * 1024  # larger tables are previewed as text
+IMAGE_MAX = 16 * 1024 * 1024  # larger images are offered for download only
+MAX_PATH_TEXT = 4096
+ROWS_SHOWN = 50  # row-diff rows unless asked for fewer
+# Images a browser may show inline: raster formats only (an SVG can carry script).
+IMAGE_TYPES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+
+
+class BadPath(UsageError):
+    """A path in a request that is not a plain relative path of a version."""
+
+
+def check_path(text: str) -> bytes:
+    """The path a request names, as the bytes of a version's path (``b""``: the root).
+
+    Refused (BadPath): NUL, a leading ``/``, an empty, ``.`` or ``..`` component, or
+    more than ``MAX_PATH_TEXT`` characters. Nothing is resolved on disk: the path is
+    only looked up in trees, which hold plain names.
+    """
+    if text in ("", "."):
+        return b""
+    if len(text) > MAX_PATH_TEXT:
+        raise BadPath(f"a path of {len(text):,} characters is longer than any path can be")
+    if "\0" in text:
+        raise BadPath("a path may not hold a NUL character")
+    if text.startswith("/"):
+        raise BadPath("paths are relative to the version's root: leave out the leading /")
+    if any(part in ("", ".", "..") for part in text.split("/")):
+        raise BadPath("a path may not hold an empty, '.' or '..' component")
+    return os.fsencode(text)
+
+
+def page(offset: int, limit: int) -> tuple[int, int]:
+    """A request's offset and limit, checked (limit at most ``MAX_PAGE``)."""
+    if offset < 0 or limit < 1:
+        raise UsageError("offset must be 0 or more and limit 1 or more")
+    return offset, min(limit, MAX_PAGE)
+
+
+# ------------------------------------------------------------------------ versions
+
+
+def _matches(text: str, oid: bytes, v: Version) -> bool:
+    t = text.lower()
+    return t in v.message.lower() or oid.hex().startswith(t) or t == f"v{v.number}"
+
+
+def versions(
+    repo: Repository, branch: str | None = None, tag: str | None = None,
+    author: str | None = None, text: str | None = None, offset: int = 0, limit: int = 50,
+) -> dict[str, Any]:  # fmt: skip
+    """A page of ``dvfs log --json`` rows from ``branch`` (any revision; default HEAD),
+    newest first, keeping those tagged ``tag``, by an author containing ``author`` and
+    whose message contains ``text`` (or whose id starts with it, or that it names as vN).
+
+    ``total`` counts every row kept, so the pages can be numbered.
+    """
+    offset, limit = page(offset, limit)
+    hist = repo.history
+    start = hist.resolve(branch) if branch else hist.head_id()
+    refs = browse.decorations(repo)
+    rows: list[dict[str, Any]] = []
+    total = 0
+    if start is not None:
+        for oid, v in hist.chain(start):
+            if tag and tag not in refs.get(oid, {}).get("tags", []):
+                continue
+            if author and author.lower() not in v.author.lower():
+                continue
+            if text and not _matches(text, oid, v):
+                continue
+            if offset <= total < offset + limit:
+                row = browse.log_row(hist, refs, oid, v)
+                row["parents"] = [p.hex() for p in v.parents]
+                rows.append(row)
+            total += 1
+    head = hist.head()
+    return {
+        "total": total, "offset": offset, "limit": limit, "versions": rows,
+        "branches": sorted(repo.refs.branches()), "tags": sorted(repo.refs.tags()),
+        "current_branch": head.branch,
+    }  # fmt: skip
+
+
+def version(repo: Repository, rev: str) -> dict[str, Any]:
+    """``dvfs show REV --json`` without the file list, with its tags and branches."""
+    data = browse.show(repo, rev, files=False)
+    refs = browse.decorations(repo).get(bytes.fromhex(data["id"]), {"tags": [], "branches": []})
+    return {**data, **refs}
+
+
+def files(
+    repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 200
+) -> dict[str, Any]:
+    """A page of the directory ``path`` of ``rev`` (``dvfs ls REV:DIR --json`` rows, with
+    the version since which each file has had its content: ``show --files``'s
+    ``added``). Directories first, then files, each in name order."""
+    offset, limit = page(offset, limit)
+    hist = repo.history
+    oid, e = browse.lookup(repo, rev, path)
+    if e.kind != Kind.DIR:
+        raise NotAFile(f"{show(path)} is a file, not a directory: preview it instead")
+    entries = sorted(hist.tree(e.subtree).entries, key=lambda x: (x.kind != Kind.DIR, x.name))
+    chosen = entries[offset : offset + limit]
+
+    def full(x: Entry) -> bytes:
+        return path + b"/" + x.name if path else x.name
+
+    added = browse.added_in(hist, oid, [full(x) for x in chosen if x.kind != Kind.DIR])
+    rows = []
+    for x in chosen:
+        row: dict[str, Any] = {
+            "name": show(x.name), "path": show(full(x)), "type": x.kind.name.lower(),
+            "mode": oct(x.mode), "size": x.size, "mtime": browse.iso_time(x.mtime_ns),
+            "added": added.get(full(x)),
+        }  # fmt: skip
+        if x.kind == Kind.SYMLINK:
+            row["target"] = show(x.target)
+        rows.append(row)
+    return {
+        "version": hist.label(oid), "id": oid.hex(), "dir": show(path) if path else "",
+        "total": len(entries), "offset": offset, "limit": limit, "entries": rows,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------ file contents
+
+
+@dataclass
+class FileRef:
+    """A file of a version: where it is and its entry."""
+
+    version: str
+    id: bytes
+    path: bytes
+    entry: Entry
+
+
+def file_of(repo: Repository, rev: str, path: bytes) -> FileRef:
+    """The file (or link) ``path`` of ``rev``; NotAFile for a directory."""
+    oid, e = browse.lookup(repo, rev, path)
+    if e.kind == Kind.DIR:
+        raise NotAFile(f"{show(path) if path else 'the root'} is a directory: open it instead")
+    return FileRef(repo.history.label(oid), oid, path, e)
+
+
+def chunks(repo: Repository, f: FileRef) -> Iterator[bytes]:
+    """The content of a file, chunk by chunk, each verified (``dvfs cat``)."""
+    if f.entry.kind == Kind.SYMLINK:
+        yield f.entry.target
+        return
+    for c in f.entry.chunks:
+        yield repo.store.get(c.oid)
+
+
+def head(repo: Repository, f: FileRef, n: int) -> bytes:
+    """At most the first ``n`` bytes of a file (only the chunks holding them are read)."""
+    out = bytearray()
+    for piece in chunks(repo, f):
+        out += piece
+        if len(out) >= n:
+            break
+    return bytes(out[:n])
+
+
+def image_type(data: bytes) -> str | None:
+    """The media type of a PNG, JPEG or GIF by its first bytes, else None."""
+    for magic, mime in IMAGE_TYPES.items():
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def hex_lines(data: bytes) -> list[str]:
+    """``hexdump -C`` style lines: offset, 16 bytes in hex, the printable ones as text."""
+    out = []
+    for at in range(0, len(data), 16):
+        row = data[at : at + 16]
+        hexes = " ".join(f"{b:02x}" for b in row)
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        out.append(f"{at:08x}  {hexes:<47}  |{text}|")
+    return out
+
+
+def _text(data: bytes, size: int) -> str | None:
+    """``data`` (a head of ``size`` bytes) as text, or None if it is binary."""
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(data) < size and exc.start >= len(data) - 3:  # a character cut by the head
+            return data[: exc.start].decode("utf-8")
+        return None
+
+
+def preview(
+    repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50
+) -> dict[str, Any]:
+    """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
+
+    ``kind`` says which: ``table`` (a page of rows of a CSV, TSV, JSON Lines or Parquet
+    file read by the table engine, when installed, up to ``TABLE_MAX`` bytes),
+    ``image`` (PNG, JPEG, GIF, WebP: the page loads it from the raw route), ``text``
+    (the first ``TEXT_HEAD`` bytes), ``binary`` (a hex dump of the first ``HEX_HEAD``
+    bytes), ``link`` (its target).
+    """
+    offset, limit = page(offset, limit)
+    f = file_of(repo, rev, path)
+    e = f.entry
+    base: dict[str, Any] = {"version": f.version, "id": f.id.hex(), "path": show(path),
+                            "size": e.size}  # fmt: skip
+    if e.kind == Kind.SYMLINK:
+        return {**base, "kind": "link", "target": show(e.target)}
+    note = None
+    if table_engine is not None and format_of(path) is not None:
+        if e.size > TABLE_MAX:
+            note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
+        else:
+            try:
+                return {**base, **_table(repo, f, offset, limit)}
+            except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
+                note = f"not readable as a table ({exc}): its first bytes"
+    first = head(repo, f, max(TEXT_HEAD, HEX_HEAD))
+    mime = image_type(first)
+    if mime is not None and e.size <= IMAGE_MAX:
+        return {**base, "kind": "image", "mime": mime}
+    text = _text(first[:TEXT_HEAD], e.size)
+    if text is not None:
+        return {**base, "kind": "text", "text": text, "truncated": e.size > TEXT_HEAD,
+                "note": note}  # fmt: skip
+    return {**base, "kind": "binary", "hex": hex_lines(first[:HEX_HEAD]),
+            "truncated": e.size > HEX_HEAD, "note": note}  # fmt: skip
+
+
+def _table(repo: Repository, f: FileRef, offset: int, limit: int) -> dict[str, Any]:
+    """A page of rows of a tabular file, read by the table engine from a scratch copy."""
+    fmt = format_of(f.path)
+    assert fmt is not None and table_engine is not None
+    with scratch(repo.dir) as tmp:
+        copy = tmp / f"preview{os.path.splitext(show(f.path))[1].lower()}"
+        with open(copy, "wb") as out:
+            for piece in chunks(repo, f):
+                out.write(piece)
+        eng = table_engine.Engine(tmp, threads=1)
+        try:
+            eng.run("SET preserve_insertion_order = true")  # pages in the file's order
+            t = eng.sniff(fmt, copy, f.entry.size)
+            rel = t.relation(copy)
+            total = eng.count(rel) if not t.empty else 0
+            rows = [] if t.empty else eng.run(f"SELECT * FROM {rel} LIMIT {limit} OFFSET {offset}")
+        finally:
+            eng.close()
+    return {
+        "kind": "table", "format": fmt,
+        "columns": [{"name": n, "type": ty} for n, ty in t.columns],
+        "rows": [[table_engine.plain_value(v) for v in r] for r in rows],
+        "total": total, "offset": offset, "limit": limit,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------ diff
+
+
+def diff(repo: Repository, old: str, new: str, offset: int = 0, limit: int = 200) -> dict[str, Any]:
+    """``dvfs diff OLD NEW --json`` with a page of its file changes (``total_changes``
+    counts them all), and which side each revision is."""
+    offset, limit = page(offset, limit)
+    hist = repo.history
+    a, b = hist.resolve(old), hist.resolve(new)
+    changes = browse.diff_versions(repo, old, new)
+    data = browse.diff_json(changes, browse.diff_params(repo, [old, new]))
+    data["total_changes"] = len(data["changes"])
+    data["changes"] = data["changes"][offset : offset + limit]
+    for c in data["changes"]:
+        c["tabular"] = table_engine is not None and format_of(os.fsencode(c["path"])) is not None
+    return {
+        "old": {"rev": old, "version": hist.label(a), "id": a.hex()},
+        "new": {"rev": new, "version": hist.label(b), "id": b.hex()},
+        "offset": offset, "limit": limit, **data,
+    }  # fmt: skip
+
+
+def row_diff(
+    repo: Repository, old: str, new: str, path: bytes, key: list[str], limit: int = ROWS_SHOWN
+) -> dict[str, Any]:
+    """``dvfs diff OLD NEW PATH --rows [--key K] --json`` (needs the table engine)."""
+    if table_engine is None:
+        raise UsageError("row diffs need the table engine: pip install 'dvfs[tables]' (DuckDB)")
+    if not path:
+        raise BadPath("a row diff compares one file: name it")
+    _, limit = page(0, limit)
+    result = rowdiff.diff_path(
+        repo.history, repo.store, repo.chunker, repo.root, repo.dir, [old, new], path,
+        key, limit, 1,
+    )  # fmt: skip
+    return render.as_json(result)
+
+
+# ------------------------------------------------------------------------ lineage
+
+
+def lineage(repo: Repository, rev: str) -> dict[str, Any]:
+    """The pipeline version ``rev`` records (``dvfs show``'s ``pipeline``), as a graph:
+    ``stages`` in their order and ``edges`` [from, to] where a stage reads what another
+    made, as ``dvfs dag --format json`` draws a pipeline. Each input also names the
+    version since which the path has held those bytes (``since``, as ``dvfs lineage``)."""
+    hist = repo.history
+    oid = hist.resolve(rev)
+    v = hist.version(oid)
+    stages = [describe(s) for s in v.pipeline]
+    edges = [
+        [u.name, s.name]
+        for s in v.pipeline
+        for u in v.pipeline
+        if u is not s and any(inside(d, o) or inside(o, d) for d, _ in s.deps for o, _ in u.outs)
+    ]
+    since: dict[bytes, str | None] = {}
+    for st, rec in zip(stages, v.pipeline, strict=True):
+        for item, (p, _) in zip(st["input"], rec.deps, strict=True):
+            if p not in since:
+                since[p] = origin(hist, oid, p)
+            item["since"] = since[p]
+    return {"version": f"v{v.number}", "id": oid.hex(), "stages": stages, "edges": edges}
+
+
+# ------------------------------------------------------------------------ experiments
+
+
+def experiments(repo: Repository, sort_by: str | None = None) -> dict[str, Any]:
+    """``dvfs compare --json`` without REVs: the current branch's versions and every
+    experiment, with the column names and the notes about unreadable metrics."""
+    hist = repo.history
+    notes: list[str] = []
+    done = report.compare(hist, report.default_choice(hist, repo.refs), sort_by=sort_by,
+                          notes=notes)  # fmt: skip
+    return {"params": done.params, "metrics": done.metrics, "rows": report.compare_json(done),
+            "notes": notes}  # fmt: skip
+
+
+# ------------------------------------------------------------------------ store
+
+
+def store(repo: Repository) -> dict[str, Any]:
+    """``dvfs du --json`` of every version refs reach, and ``dvfs audit verify --json``."""
+    return {"du": usage(repo, []).as_json(), "verify": audit.verify(repo.dir).as_json()}
+
+
+def audit_log(repo: Repository, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+    """A page of ``dvfs audit --json``, newest first."""
+    offset, limit = page(offset, limit)
+    entries = list(audit.entries(repo.dir))
+    entries.reverse()
+    return {"total": len(entries), "offset": offset, "limit": limit,
+            "entries": [e.as_json() for e in entries[offset : offset + limit]]}  # fmt: skip
+
+
+def open_repository(source: str) -> Repository:
+    """The repository at (or around) ``source``, a directory."""
+    if "://" in source:
+        raise UsageError(
+            f"{source} is a URL: this dashboard reads a local repository; "
+            "`dvfs clone` it first, then run `dvfs ui` in the clone"
+        )
+    where = Path(source)
+    if not where.is_dir():
+        raise UsageError(f"{source} is not a directory: give a repository's directory")
+    return Repository.find(where)

@@ -1,0 +1,113 @@
+"""Running the dashboard: check the bind, bind it, print the URL, serve until stopped.
+
+Why uvicorn: the reference ASGI server for Starlette, pure Python with ``h11`` (no
+compiled part needed), runs on asyncio so the ``vfs`` rule "never import trio" holds,
+and it accepts an already-bound socket, so ``--port 0`` can print the real port
+before the first request.
+
+A host that is not a loopback address is refused unless a token guards every
+request (``vfs.ui.app.Guard``); tokens are URL-safe and long enough not to guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import socket
+import threading
+import urllib.parse
+import webbrowser
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from vfs.errors import UsageError
+from vfs.repo import Repository
+from vfs.ui.app import is_loopback, make_app
+
+MIN_TOKEN = 16
+_TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")
+MAKE_TOKEN = "openssl rand -hex 24"
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, stopping on SIGINT or SIGTERM and then returning.
+
+    (uvicorn itself raises the signal again once stopped, so that Ctrl-C would end
+    ``dvfs ui`` with an "interrupted" error and SIGTERM would kill it.)
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        stops = (signal.SIGINT, signal.SIGTERM)
+        before = {sig: signal.signal(sig, self.handle_exit) for sig in stops}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a token that is too weak, and a non-loopback host without a token."""
+    if token is not None and (len(token) < MIN_TOKEN or not _TOKEN.match(token)):
+        raise UsageError(
+            f"--token needs at least {MIN_TOKEN} letters, digits or -._~: make one with "
+            f"`{MAKE_TOKEN}`"
+        )
+    if token is None and not is_loopback(host):
+        raise UsageError(
+            f"--host {host} lets other machines reach the repository: give --token T too "
+            "(or leave --host out to stay on 127.0.0.1)"
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: a free port)."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def url_of(sock: socket.socket, token: str | None) -> str:
+    """The address to open: the bound host and port, and the token if there is one."""
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    query = f"?token={urllib.parse.quote(token)}" if token else ""
+    return f"http://{shown}:{port}/{query}"
+
+
+def serve(
+    repo: Repository, host: str, port: int, token: str | None, open_browser: bool,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Serve the dashboard of ``repo`` until SIGINT or SIGTERM; ``say`` prints the URL."""
+    check_bind(host, token)
+    sock = bind(host, port)
+    url = url_of(sock, token)
+    app = make_app(repo, token, loopback=is_loopback(host))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    server = Server(config)
+    say(f"dvfs ui: {repo.root} at {url}  (Ctrl-C stops it)")
+    if open_browser:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

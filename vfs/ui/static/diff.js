@@ -1,0 +1,113 @@
+// Diff of two versions: files added, removed, modified, renamed with size deltas,
+// parameters, and for a tabular file its rows (`dvfs diff --rows`), changes marked.
+import { api, cell, errorBox, h, human, link, pager, signed, put, swap } from "./dom.js";
+
+const LIMIT = 200;
+
+export async function diffPage(el, params) {
+  const oldRev = h("input", { name: "old", value: params.old || "HEAD~1", size: 14 });
+  const newRev = h("input", { name: "new", value: params.new || "HEAD", size: 14 });
+  put(el, h("h1", {}, "Diff"), h("form", {
+    class: "filters",
+    onsubmit: (e) => {
+      e.preventDefault();
+      location.hash = link("diff", { old: oldRev.value, new: newRev.value });
+    },
+  }, h("label", {}, "from ", oldRev), h("label", {}, " to ", newRev), h("button", { type: "submit" }, "Compare")));
+  if (!params.old || !params.new) {
+    put(el, h("p", { class: "muted" }, "Pick two versions here, or tick two on the Versions page."));
+    return;
+  }
+  const offset = Number(params.offset || 0);
+  let d;
+  try {
+    d = await api("diff", { old: params.old, new: params.new, offset, limit: LIMIT });
+  } catch (err) {
+    put(el, errorBox(err, "diff", "new"));
+    return;
+  }
+  const s = d.summary;
+  put(el, h("p", { class: "summary" },
+    h("a", { href: link("version", { rev: d.old.version }) }, d.old.version), " → ",
+    h("a", { href: link("version", { rev: d.new.version }) }, d.new.version), ": ",
+    `${s.added} added, ${s.removed} removed, ${s.modified} modified, ${s.renamed} renamed `,
+    `(+${human(s.bytes_added)}, -${human(s.bytes_removed)})`,
+    s.parameters ? `, ${s.parameters} parameters changed` : ""));
+  const rowsBox = h("section", { class: "rowdiff" });
+  const fileLink = (rev, path) => h("a", { href: link("version", { rev, dir: parentDir(path), file: path }) }, path);
+  const body = d.changes.map((c) => {
+    const delta = (c.new_size ?? 0) - (c.old_size ?? 0);
+    const where = c.status === "removed" ? fileLink(d.old.id, c.path) : c.kind === "dir" ? c.path + "/" : fileLink(d.new.id, c.path);
+    return h("tr", { class: `change ${c.status}` },
+      h("td", { class: "status" }, c.status),
+      h("td", {}, c.old_path ? [c.old_path, " → "] : null, where),
+      h("td", { class: "num" }, human(c.old_size)),
+      h("td", { class: "num" }, human(c.new_size)),
+      h("td", { class: "num" }, signed(delta)),
+      h("td", {}, c.tabular && c.status !== "renamed" ? h("button", {
+        class: "rows-btn",
+        onclick: () => showRows(rowsBox, d, c.path),
+      }, "rows") : null));
+  });
+  put(el, 
+    h("table", { class: "changes" },
+      h("thead", {}, h("tr", {}, ["status", "path", "old size", "new size", "delta", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, body)),
+    pager(d.total_changes, d.offset, d.limit, (o) => { location.hash = link("diff", { ...params, offset: o }); }),
+  );
+  if (d.parameters.length) {
+    put(el, h("h2", {}, "Parameters"), h("table", { class: "changes" },
+      h("thead", {}, h("tr", {}, ["status", "name", "old", "new"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, d.parameters.map((p) => h("tr", { class: `change ${p.status}` },
+        h("td", {}, p.status), h("td", {}, p.name), h("td", {}, cell(p.old)), h("td", {}, cell(p.new)))))));
+  }
+  put(el, rowsBox);
+  if (params.rows) await showRows(rowsBox, d, params.rows);
+}
+
+function parentDir(path) {
+  const i = path.lastIndexOf("/");
+  return i < 0 ? "" : path.slice(0, i);
+}
+
+async function showRows(box, d, path, key = "") {
+  swap(box, h("p", { class: "muted" }, `Comparing the rows of ${path}…`));
+  let r;
+  try {
+    r = await api("rows", { old: d.old.id, new: d.new.id, path, key });
+  } catch (err) {
+    swap(box, h("h2", {}, `Rows of ${path}`), errorBox(err));
+    return;
+  }
+  const keyInput = h("input", { name: "key", value: key, placeholder: "key columns, e.g. id" });
+  const s = r.summary;
+  const cols = [];
+  for (const row of r.rows) {
+    for (const c of [...Object.keys(row.key || {}), ...Object.keys(row.values || {}), ...Object.keys(row.changes || {})]) {
+      if (!cols.includes(c)) cols.push(c);
+    }
+  }
+  swap(box, 
+    h("h2", {}, `Rows of ${path}`),
+    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); showRows(box, d, path, keyInput.value); } },
+      h("label", {}, "match rows by ", keyInput), h("button", { type: "submit" }, "Diff rows")),
+    h("p", { class: "summary" }, `${s.added} added, ${s.removed} removed, ${s.changed ?? 0} changed, ${s.unchanged ?? "?"} unchanged`,
+      r.key.length ? ` (key ${r.key.join(", ")})` : ""),
+    r.schema.length ? h("ul", { class: "schema" }, r.schema.map((c) =>
+      h("li", { class: `change ${c.status}` }, `${c.status}: ${c.column} ${c.old_type ?? ""} → ${c.new_type ?? ""}`))) : null,
+    r.notes.map((n) => h("p", { class: "note" }, n)),
+    h("div", { class: "scroll" }, h("table", { class: "data rows" },
+      h("thead", {}, h("tr", {}, h("th", {}, ""), cols.map((c) => h("th", {}, c)))),
+      h("tbody", {}, r.rows.map((row) => h("tr", { class: `row ${row.status}` },
+        h("td", { class: "status" }, row.status === "added" ? "+" : row.status === "removed" ? "−" : "~"),
+        cols.map((c) => {
+          if (row.status === "changed") {
+            const ch = row.changes[c];
+            if (ch) return h("td", { class: "cell-changed" }, h("del", {}, cell(ch.old)), " ", h("ins", {}, cell(ch.new)));
+            return h("td", {}, cell(row.key && c in row.key ? row.key[c] : ""));
+          }
+          return h("td", {}, cell(row.values ? row.values[c] : ""));
+        })))))),
+    r.more ? h("p", { class: "muted" }, `… and ${r.more} more rows`) : null,
+  );
+}

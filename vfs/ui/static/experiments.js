@@ -1,0 +1,49 @@
+// Experiments: `dvfs compare` (params and metrics per version and experiment), sortable.
+import { api, cell, errorBox, h, link, put, swap } from "./dom.js";
+
+export async function experimentsPage(el, params) {
+  let d;
+  try {
+    d = await api("experiments", {});
+  } catch (err) {
+    put(el, h("h1", {}, "Experiments"), errorBox(err));
+    return;
+  }
+  const cols = [
+    { key: "rev", label: "rev", get: (r) => r.rev },
+    { key: "created", label: "created", get: (r) => r.created },
+    { key: "message", label: "message", get: (r) => r.message },
+    ...d.params.map((p) => ({ key: `param:${p}`, label: p, cls: "param", get: (r) => r.params[p] })),
+    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => r.metrics[m] })),
+  ];
+  let sortKey = params.sort || null;
+  let desc = params.desc === "1";
+  const tbody = h("tbody");
+  const head = h("tr");
+  const render = () => {
+    const rows = [...d.rows];
+    const col = cols.find((c) => c.key === sortKey);
+    if (col) {
+      rows.sort((a, b) => {
+        const x = col.get(a), y = col.get(b);
+        if (x === null || x === undefined) return 1;
+        if (y === null || y === undefined) return -1;
+        const r = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+        return desc ? -r : r;
+      });
+    }
+    head.replaceChildren(...cols.map((c) => h("th", {
+      class: `${c.cls || ""} sortable ${c.key === sortKey ? (desc ? "desc" : "asc") : ""}`,
+      "data-col": c.key,
+      onclick: () => { desc = c.key === sortKey ? !desc : false; sortKey = c.key; render(); },
+    }, c.label)));
+    tbody.replaceChildren(...rows.map((r) => h("tr", { "data-rev": r.rev }, cols.map((c) =>
+      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : cell(c.get(r)))))));
+  };
+  render();
+  put(el, h("h1", {}, "Experiments"),
+    d.rows.length ? h("div", { class: "scroll" }, h("table", { class: "data experiments" }, h("thead", {}, head), tbody))
+      : h("p", { class: "muted empty" }, "No versions yet."),
+    d.notes.map((n) => h("p", { class: "note" }, n)),
+    h("p", { class: "muted" }, "Click a column to sort; again to reverse."));
+}

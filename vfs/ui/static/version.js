@@ -1,0 +1,110 @@
+// One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
+import { api, badges, errorBox, h, human, link, pager, rawUrl, cell, put, swap } from "./dom.js";
+
+const FILES = 200;
+const ROWS = 50;
+
+export async function versionPage(el, params) {
+  const rev = params.rev || "HEAD";
+  const dir = params.dir || "";
+  let v, listing;
+  try {
+    [v, listing] = await Promise.all([
+      api("version", { rev }),
+      api("files", { rev, dir, offset: params.offset || 0, limit: FILES }),
+    ]);
+  } catch (err) {
+    put(el, h("h1", {}, `Version ${rev}`), errorBox(err));
+    return;
+  }
+  const go = (p) => { location.hash = link("version", { rev, dir, ...p }); };
+  const c = v.changes;
+  const params_ = Object.entries(flat(v.parameters));
+  put(el, 
+    h("h1", {}, `Version ${v.version} `, badges(v)),
+    h("dl", { class: "fields" },
+      h("dt", {}, "id"), h("dd", {}, h("code", {}, v.id)),
+      h("dt", {}, "author"), h("dd", {}, v.author),
+      h("dt", {}, "created"), h("dd", {}, v.created),
+      v.git_commit ? [h("dt", {}, "git"), h("dd", {}, h("code", {}, v.git_commit), v.git_dirty ? " (dirty)" : "")] : null,
+      h("dt", {}, "message"), h("dd", { class: "message" }, v.message),
+      h("dt", {}, "totals"), h("dd", {}, `${v.totals.files.toLocaleString()} files, ${human(v.totals.bytes)} in ${v.totals.directories.toLocaleString()} directories`),
+      h("dt", {}, "changes"), h("dd", {},
+        c.since ? h("a", { href: link("diff", { old: c.since, new: v.version }) }, `since ${c.since}`) : "first version",
+        `: ${c.added} added, ${c.modified} modified, ${c.removed} removed, ${c.renamed} renamed`),
+      params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
+        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, cell(val))))))] : null,
+      v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
+        h("a", { href: link("lineage", { rev: v.version }) }, `${v.pipeline.length} stages`))] : null,
+    ),
+  );
+
+  const crumbs = [h("a", { href: link("version", { rev }) }, v.version)];
+  let acc = "";
+  for (const part of dir ? dir.split("/") : []) {
+    acc = acc ? `${acc}/${part}` : part;
+    crumbs.push(" / ", h("a", { href: link("version", { rev, dir: acc }) }, part));
+  }
+  const rows = listing.entries.map((e) => {
+    const target = e.type === "dir"
+      ? link("version", { rev, dir: e.path })
+      : link("version", { rev, dir, file: e.path });
+    return h("tr", { class: e.path === params.file ? "selected" : "" },
+      h("td", { class: "name" }, h("a", { href: target, class: `entry ${e.type}` },
+        e.name + (e.type === "dir" ? "/" : ""), e.target ? ` → ${e.target}` : "")),
+      h("td", { class: "num" }, e.type === "dir" ? "" : human(e.size)),
+      h("td", {}, e.added || ""));
+  });
+  const browser = h("section", { class: "files" },
+    h("h2", { class: "crumbs" }, crumbs),
+    h("table", { class: "listing" },
+      h("thead", {}, h("tr", {}, h("th", {}, "name"), h("th", {}, "size"), h("th", {}, "added in"))),
+      h("tbody", {}, rows)),
+    pager(listing.total, listing.offset, listing.limit, (o) => go({ offset: o })));
+  const preview = h("section", { class: "preview" });
+  put(el, h("div", { class: "split" }, browser, preview));
+  if (params.file) await showPreview(preview, rev, params, go);
+}
+
+function flat(obj, prefix = "", out = {}) {
+  for (const [k, v] of Object.entries(obj || {})) {
+    const name = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === "object" && !Array.isArray(v)) flat(v, name, out);
+    else out[name] = v;
+  }
+  return out;
+}
+
+async function showPreview(el, rev, params, go) {
+  const path = params.file;
+  const offset = Number(params.roffset || 0);
+  let p;
+  try {
+    p = await api("preview", { rev, path, offset, limit: ROWS });
+  } catch (err) {
+    put(el, errorBox(err));
+    return;
+  }
+  put(el, h("h2", {}, p.path, " ",
+    h("a", { class: "download", href: rawUrl(p.id, p.path), download: "" }, "download"),
+    h("span", { class: "muted" }, ` ${human(p.size)}`)));
+  if (p.note) put(el, h("p", { class: "note" }, p.note));
+  if (p.kind === "table") {
+    put(el, 
+      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total.toLocaleString()} rows · ${p.columns.length} columns`),
+      h("div", { class: "scroll" }, h("table", { class: "data" },
+        h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", { title: c.type }, c.name)))),
+        h("tbody", {}, p.rows.map((r) => h("tr", {}, r.map((x) => h("td", {}, cell(x)))))))),
+      pager(p.total, p.offset, p.limit, (o) => go({ dir: params.dir, file: path, roffset: o })));
+  } else if (p.kind === "image") {
+    put(el, h("img", { class: "image", src: rawUrl(p.id, p.path, true), alt: p.path }));
+  } else if (p.kind === "text") {
+    put(el, h("pre", { class: "text" }, p.text));
+    if (p.truncated) put(el, h("p", { class: "muted" }, "… the first 64 KiB; download it for the rest"));
+  } else if (p.kind === "binary") {
+    put(el, h("pre", { class: "hex" }, p.hex.join("\n")));
+    if (p.truncated) put(el, h("p", { class: "muted" }, "… the first bytes only"));
+  } else if (p.kind === "link") {
+    put(el, h("p", {}, "symbolic link to ", h("code", {}, p.target)));
+  }
+}

@@ -1,0 +1,76 @@
+// Versions: the first-parent timeline of a branch, filtered and paginated by the server.
+import { api, badges, errorBox, h, human, link, pager, put, swap } from "./dom.js";
+
+const LIMIT = 50;
+
+export async function versionsPage(el, params) {
+  const offset = Number(params.offset || 0);
+  let data;
+  try {
+    data = await api("versions", { ...params, offset, limit: LIMIT });
+  } catch (err) {
+    put(el, h("h1", {}, "Versions"), errorBox(err, "versions", "branch"));
+    return;
+  }
+  const go = (p) => { location.hash = link("versions", { ...params, ...p }); };
+  const field = (name, label, input) => h("label", {}, label, input);
+  const branch = h("select", { name: "branch" },
+    h("option", { value: "" }, `current (${data.current_branch || "detached"})`),
+    data.branches.map((b) => h("option", { value: b, selected: b === params.branch }, b)));
+  const tag = h("select", { name: "tag" }, h("option", { value: "" }, "any"),
+    data.tags.map((t) => h("option", { value: t, selected: t === params.tag }, t)));
+  const author = h("input", { name: "author", value: params.author || "", placeholder: "author" });
+  const q = h("input", { name: "q", value: params.q || "", placeholder: "message, id or vN" });
+  const form = h("form", {
+    class: "filters",
+    onsubmit: (e) => {
+      e.preventDefault();
+      go({ branch: branch.value, tag: tag.value, author: author.value, q: q.value, offset: 0 });
+    },
+  }, field("branch", "Branch ", branch), field("tag", "Tag ", tag), author, q,
+     h("button", { type: "submit" }, "Filter"));
+
+  const picked = [];
+  const diffBtn = h("button", {
+    class: "diff-selected", disabled: true,
+    onclick: () => {
+      const [a, b] = picked.slice(-2).sort((x, y) => x.n - y.n);
+      location.hash = link("diff", { old: a.v, new: b.v });
+    },
+  }, "Diff selected");
+  const pick = (row, box) => {
+    const n = Number(row.version.slice(1));
+    const i = picked.findIndex((p) => p.v === row.version);
+    if (box.checked && i < 0) picked.push({ v: row.version, n });
+    if (!box.checked && i >= 0) picked.splice(i, 1);
+    while (picked.length > 2) {
+      const old = picked.shift();
+      const other = el.querySelector(`input[data-version="${old.v}"]`);
+      if (other) other.checked = false;
+    }
+    diffBtn.disabled = picked.length !== 2;
+  };
+
+  const list = h("ol", { class: "timeline" }, data.versions.map((row) => {
+    const box = h("input", { type: "checkbox", "data-version": row.version, title: "pick for a diff" });
+    box.addEventListener("change", () => pick(row, box));
+    const parent = row.parents.length ? row.parents[0] : null;
+    return h("li", { class: row.parents.length > 1 ? "version merge" : "version" },
+      h("div", { class: "dot" }),
+      h("div", { class: "body" },
+        h("div", { class: "line1" }, box,
+          h("a", { class: "vlabel", href: link("version", { rev: row.version }) }, row.version),
+          h("code", { class: "id" }, row.id.slice(0, 10)), badges(row),
+          row.parents.length > 1 ? h("span", { class: "badge merge" }, "merge") : null),
+        h("div", { class: "message" }, row.message),
+        h("div", { class: "meta muted" },
+          `${row.author} · ${row.created} · ${row.files.toLocaleString()} files · ${human(row.bytes)}`,
+          parent ? [" · ", h("a", { href: link("diff", { old: parent.slice(0, 12), new: row.version }) }, "changes")] : null)));
+  }));
+  put(el, 
+    h("h1", {}, "Versions"), form,
+    h("div", { class: "toolbar" }, diffBtn,
+      pager(data.total, data.offset, data.limit, (o) => go({ offset: o }))),
+    data.versions.length ? list : h("p", { class: "muted empty" }, "No version matches."),
+  );
+}
