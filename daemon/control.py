@@ -18,7 +18,12 @@ Protocol, version 1: one JSON object per line each way. A request is
 can put back together when it is busy; ``daemon.kernel_overlay``) or
 ``{"op": "ping"}``, each with ``"mountpoint": "/abs/mnt"`` (refused if it is not this
 daemon's; older clients omit it); the answer is ``{"ok": true, ...}`` or
-``{"ok": false, "error": "<one line for the user>"}``. One request per connection.
+``{"ok": false, "error": "<one line for the user>", "kind": "<class>"}``, where
+``kind`` names the ``vfs.errors`` class of the failure (``vfs.errors.error_kind``), so
+that the CLI exits as the same failure would make ``dvfs commit`` exit: a full disk is
+``StorageFull``, a lost race ``RefConflict``, a bad request ``UsageError``, an I/O
+error or a bug ``DvfsError``; ``errno`` is added for an OS error. One request per
+connection.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import trio
 
 from daemon.kernel_overlay import KernelMount
 from daemon.snapshot import Request, Snapshots
-from vfs import DvfsError, runtime_dir
+from vfs import DvfsError, error_kind, runtime_dir
 from vfs.durable import storage_error
 
 log = logging.getLogger(__name__)
@@ -87,7 +92,7 @@ class Control:
         async with stream:
             try:
                 if not _peer_allowed(stream.socket):
-                    await self._reply(stream, {"ok": False, "error": "permission denied"})
+                    await self._reply(stream, _refused("permission denied"))
                     return
                 data = b""
                 while b"\n" not in data and len(data) < MAX_REQUEST:
@@ -110,11 +115,11 @@ class Control:
 
     async def _answer(self, req: dict[str, Any]) -> dict[str, Any]:
         if "bad" in req:
-            return {"ok": False, "error": req["bad"]}
+            return _refused(req["bad"])
         op = req.get("op")
         meant = req.get("mountpoint", self.mountpoint)
         if meant != self.mountpoint:
-            return {"ok": False, "error": f"this daemon serves {self.mountpoint}, not {meant}"}
+            return _refused(f"this daemon serves {self.mountpoint}, not {meant}")
         try:
             if op == "ping":
                 return {"ok": True}
@@ -129,7 +134,7 @@ class Control:
             if op == "snapshot":
                 params = req.get("params") or {}
                 if not isinstance(params, dict):
-                    return {"ok": False, "error": "bad request (params)"}
+                    return _refused("bad request (params)")
                 got = await self.snapshots.take(
                     Request(
                         str(req.get("message", "")),
@@ -142,16 +147,24 @@ class Control:
                 return {"ok": True, **got}
         except DvfsError as exc:
             log.warning("%s refused: %s", op, exc)
-            return {"ok": False, "error": str(exc)}
+            return {"ok": False, "error": str(exc), "kind": error_kind(exc)}
         except OSError as exc:
             log.error("%s failed: %s", op, exc)
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                return {"ok": False, "error": str(storage_error(exc, f"the {op}"))}
-            return {"ok": False, "error": f"{op} failed: {exc.strerror or exc}"}
+                full = storage_error(exc, f"the {op}")
+                return {"ok": False, "error": str(full), "kind": "StorageFull", "errno": exc.errno}
+            failed = f"{op} failed: {exc.strerror or exc}"
+            return {"ok": False, "error": failed, "kind": "DvfsError", "errno": exc.errno}
         except Exception as exc:  # a bug: logged with its traceback, one line to the user
             log.exception("%s failed with an internal error", op)
-            return {"ok": False, "error": f"internal error ({type(exc).__name__}: {exc})"}
-        return {"ok": False, "error": f"unknown request {op!r}"}
+            bug = f"internal error ({type(exc).__name__}: {exc})"
+            return {"ok": False, "error": bug, "kind": "DvfsError"}
+        return _refused(f"unknown request {op!r}")
+
+
+def _refused(why: str) -> dict[str, Any]:
+    """The answer to a request the daemon will not act on: a usage error."""
+    return {"ok": False, "error": why, "kind": "UsageError"}
 
 
 def _parse(line: bytes) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from vfs import (
     Entry,
     Kind,
     ObjectMissing,
+    RefConflict,
     StorageFull,
     Tree,
     UsageError,
@@ -397,7 +398,7 @@ class Snapshots(abc.ABC):
                     )
             elif head != base:
                 now = self._label(head)
-                raise UsageError(
+                raise RefConflict(
                     f"{branch} moved to {now} since this working tree was started: the "
                     "working tree is kept as it is; run `dvfs snapshot MNT -m MSG --branch "
                     "NEW` to save it on a new branch"

@@ -34,6 +34,7 @@ from tests.mount_support import (
 )
 from vfs import ChunkRef, Entry, Kind
 from vfs.codec import encode_tree, encode_version
+from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
 from vfs.objects import ObjKind
 from vfs.repo import Repository
 
@@ -289,3 +290,22 @@ def test_mounts_shows_the_branch_a_snapshot_moved_to(repo: Path, tmp_path: Path)
         assert (got["branch"], got["added"]) == ("main", [])
         assert not (mnt / "data" / "b.txt").exists()
     fsck_clean(repo)
+
+
+def test_errors_cross_the_control_socket_as_their_own_class() -> None:
+    """A daemon's failure exits as the same failure in the CLI would (``kind``)."""
+    for name in ("StorageFull", "RefConflict", "UsageError", "ObjectMissing", "MountError"):
+        exc = from_kind(name, "what happened")
+        assert type(exc).__name__ == name and str(exc) == "what happened"
+        assert error_kind(exc) == name
+    assert from_kind("StorageFull", "x").exit_code == 1
+    assert from_kind("UsageError", "x").exit_code == 2
+    # a kind this version does not know, or none, is a failure, not the user's typo
+    for unknown in ("NoSuchError", None, 7, "Exception"):
+        exc = from_kind(unknown, "x")
+        assert type(exc) is DvfsError and exc.exit_code == 1
+
+    class Local(UncommittedChanges):  # a subclass outside vfs.errors: its nearest class
+        pass
+
+    assert error_kind(Local("switch", ["a"])) == "UncommittedChanges"

@@ -22,7 +22,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from vfs.errors import DvfsError, MountError, UsageError
+from vfs.errors import DvfsError, MountError, from_kind
 
 CONTROL_LINK = ".versions/.control"
 # A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
@@ -83,7 +83,7 @@ def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[s
     if not isinstance(answer, dict):
         raise MountError(f"the daemon of {mnt} answered nonsense: see its log")
     if not answer.get("ok"):
-        raise UsageError(str(answer.get("error", "the daemon refused")))
+        raise from_kind(answer.get("kind"), str(answer.get("error", "the daemon refused")))
     return answer
 
 

@@ -166,3 +166,31 @@ class RemoteNotFound(RemoteError):
 
 class PreconditionFailed(RemoteError):
     """A conditional write found the target changed (or already existing)."""
+
+
+def error_kind(exc: DvfsError) -> str:
+    """The name that carries ``exc``'s class across a process boundary (``from_kind``)."""
+    cls: type[DvfsError] = type(exc)
+    while cls.__module__ != __name__:  # a subclass of another module: its nearest class here
+        cls = next(b for b in cls.__mro__[1:] if issubclass(b, DvfsError))
+    return cls.__name__
+
+
+def _classes(root: type[DvfsError]) -> dict[str, type[DvfsError]]:
+    found = {root.__name__: root}
+    for sub in root.__subclasses__():
+        if sub.__module__ == __name__:
+            found.update(_classes(sub))
+    return found
+
+
+def from_kind(kind: object, message: str) -> DvfsError:
+    """An error of the class ``error_kind`` named, saying ``message``.
+
+    Only the class and the message cross (attributes such as ``paths`` do not); a kind
+    this version does not know becomes a plain DvfsError, never a usage error.
+    """
+    cls = _classes(DvfsError).get(kind, DvfsError) if isinstance(kind, str) else DvfsError
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    return exc

@@ -189,7 +189,7 @@ def push(
                 report.notes.append(f"{b}: already up to date")
                 continue
             if theirs is not None and not is_ancestor(hist, theirs, tip):
-                raise UsageError(
+                raise RefConflict(
                     f"remote {b} has versions you don't have: run `dvfs pull` "
                     "(nothing was changed on the remote)"
                 )
@@ -219,7 +219,7 @@ def push(
                 else:
                     meter.put_conditional(f"refs/heads/{b}", data, if_match=etag)
             except PreconditionFailed:
-                raise UsageError(
+                raise RefConflict(
                     f"remote {b} has versions you don't have: run `dvfs pull` "
                     "(it moved while pushing; your data is uploaded, the branch was not moved)"
                 ) from None
