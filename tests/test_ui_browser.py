@@ -144,6 +144,11 @@ def test_lineage_and_experiments(page: Page, server: Server) -> None:
     expect(table.locator("tbody tr td:first-child")).to_have_text(["v3", "v2", "v1"])
     table.locator('th[data-col="metric:acc"]').click()
     expect(table.locator("tbody tr td:first-child")).to_have_text(["v2", "v3", "v1"])
+    chart = page.locator(".chart")
+    expect(chart.locator(".u-title")).to_have_text("acc over versions")
+    expect(chart.locator("canvas")).to_have_count(1)
+    page.locator('select[name="metric"]').select_option("loss")
+    expect(chart.locator(".u-title")).to_have_text("loss over versions")
     page.get_by_role("link", name="Store").click()
     expect(page.locator("h2", has_text="Audit log")).to_contain_text("intact")
 

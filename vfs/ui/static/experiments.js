@@ -1,5 +1,7 @@
-// Experiments: `dvfs compare` (params and metrics per version and experiment), sortable.
+// Experiments: `dvfs compare` (params and metrics per version and experiment), sortable,
+// and a chart of one metric over the versions (uPlot, vendored).
 import { api, cell, errorBox, h, link, put, swap } from "./dom.js";
+import uPlot from "./vendor/uPlot.esm.js";
 
 export async function experimentsPage(el, params) {
   let d;
@@ -41,9 +43,38 @@ export async function experimentsPage(el, params) {
       h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : cell(c.get(r)))))));
   };
   render();
+  const plot = h("div", { class: "chart" });
+  const numeric = d.metrics.filter((m) => d.rows.some((r) => typeof r.metrics[m] === "number"));
+  const pickMetric = numeric.length ? h("select", {
+    name: "metric", onchange: () => chart(plot, d.rows, pickMetric.value),
+  }, numeric.map((m) => h("option", { value: m }, m))) : null;
   put(el, h("h1", {}, "Experiments"),
+    pickMetric ? [h("label", { class: "filters" }, "chart of ", pickMetric, " over the versions"), plot] : null,
     d.rows.length ? h("div", { class: "scroll" }, h("table", { class: "data experiments" }, h("thead", {}, head), tbody))
       : h("p", { class: "muted empty" }, "No versions yet."),
     d.notes.map((n) => h("p", { class: "note" }, n)),
     h("p", { class: "muted" }, "Click a column to sort; again to reverse."));
+  if (pickMetric) chart(plot, d.rows, pickMetric.value);
+}
+
+// One metric over the versions and experiments, oldest first; a row without it is a gap.
+function chart(box, rows, metric) {
+  const ordered = [...rows].sort((a, b) => a.created.localeCompare(b.created));
+  const xs = ordered.map((_, i) => i);
+  const ys = ordered.map((r) => (typeof r.metrics[metric] === "number" ? r.metrics[metric] : null));
+  swap(box);
+  new uPlot({
+    title: `${metric} over versions`,
+    width: Math.min(900, Math.max(360, box.clientWidth || 720)),
+    height: 260,
+    scales: { x: { time: false } },
+    series: [
+      { label: "version", value: (u, i) => (i === null || !ordered[i] ? "-" : ordered[i].rev) },
+      { label: metric, stroke: "#2f5fd0", width: 2, points: { show: true, size: 7 } },
+    ],
+    axes: [
+      { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], values: (u, splits) => splits.map((i) => (Number.isInteger(i) && ordered[i] ? ordered[i].rev : "")) },
+      {},
+    ],
+  }, [xs, ys], box);
 }
