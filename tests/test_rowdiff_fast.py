@@ -221,6 +221,44 @@ def test_a_changed_row_reusing_a_shared_rows_key_is_found(workdir: Path) -> None
     assert full == "key not unique"
 
 
+@pytest.mark.parametrize(
+    ("odd", "seen"),
+    [
+        (b"2000,w,many", "compared as text"),  # not a number, after the sniffed sample
+        (b"2000,\xff\xfe,14000", "byte-level"),  # not UTF-8, in a text column
+        (b"2000,\xc3\xbc,14000", None),  # not ASCII, but UTF-8
+    ],
+)
+def test_a_value_in_the_shared_rows_is_checked_as_the_full_path_checks_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, odd: bytes, seen: str | None
+) -> None:
+    # The odd row lies in the middle of a 200 KB file: beyond the sniffed sample and
+    # the ends that the format check looks at, in chunks both versions share.
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
+    rows = [(i, "w" * 40, str(i * 7)) for i in range(4000)]
+    row = f"\n2000,{'w' * 40},14000\n".encode()
+    old = render(rows, "csv", False).replace(row, b"\n" + odd + b"\n")
+    assert odd in old and len(old) > 3 * 64 * 1024
+    new = old.replace(b"\n3500,", b"\n3500,v")  # far from the odd row
+    for key in (["id"], []):
+        full, fast, method = both(workdir, "csv", old, new, key)
+        assert method == ("bytes" if seen == "byte-level" else "chunks")
+        assert fast == full
+        notes = " ".join(diff_rows_notes(workdir, old, new, key))
+        assert (seen or "no note") in (notes or "no note")
+
+
+def diff_rows_notes(root: Path, old: bytes, new: bytes, key: list[str]) -> list[str]:
+    """The notes of the fast attempt at a diff of two CSVs."""
+    a, b = side(root, "old", old, "csv"), side(root, "new", new, "csv")
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        engine = Engine(Path(scratch), threads=1)
+        try:
+            return diff_rows(engine, "csv", a, b, key, fast_share=0.0).notes
+        finally:
+            engine.close()
+
+
 def test_two_samples_are_sniffed_as_each_alone(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

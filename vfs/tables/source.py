@@ -64,6 +64,7 @@ class Facts:
     blank: bool = False  # holds an empty line ("\n\n" or "\n\r\n")
     first2: bytes = b""  # its first and last two bytes, for what spans two chunks
     last2: bytes = b""
+    ascii: bool = False  # every byte below 0x80 (so valid UTF-8)
 
     @classmethod
     def of(cls, data: bytes | memoryview) -> Facts:
@@ -83,7 +84,10 @@ class Facts:
             blank = _BLANK_CR.search(raw) is not None
         else:
             blank = _BLANK.search(raw) is not None  # faster than `in` for "\n\n" (measured)
-        return cls(holds, first, last, inner, raw.count(b"\n"), lone, blank, raw[:2], raw[-2:])
+        return cls(
+            holds, first, last, inner, raw.count(b"\n"), lone, blank, raw[:2], raw[-2:],
+            raw.isascii(),
+        )  # fmt: skip
 
 
 @dataclass
@@ -102,6 +106,7 @@ class Side:
     longest_line: int = 0  # bytes of the longest line, its newline left out
     facts: dict[bytes, Facts] = field(default_factory=dict)  # by chunk id
     offsets: dict[bytes, int] = field(default_factory=dict)  # where a chunk is in the copy
+    ascii: bool = True  # every chunk is ASCII (``Facts.ascii``)
     _open_line: int = 0  # bytes since the last newline so far
     _newlines: int = 0
     _lone_cr: int = 0
@@ -121,6 +126,7 @@ class Side:
         if not self.chunks[:-1]:
             seam = b"\n" + facts.first2  # an empty first line is a blank line too
         self._blank = self._blank or facts.blank or b"\n\n" in seam or b"\n\r\n" in seam
+        self.ascii = self.ascii and facts.ascii
         if self._last2[-1:] == b"\r" and facts.first2[:1] == b"\n":
             self._lone_cr -= 1  # the previous chunk's last "\r" starts a "\r\n" after all
         self._last2 = (self._last2 + facts.last2)[-2:] if ref.size < 2 else facts.last2
