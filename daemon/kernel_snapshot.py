@@ -1,8 +1,9 @@
 """``dvfs snapshot`` and ``dvfs status MNT`` of a working tree served by the kernel's overlayfs.
 
 The steps of ``daemon.snapshot`` but for these: nothing holds writers (the upper
-layer is read as they go on, each file checked not to have changed while hashed,
-``daemon.upper``), and the working tree is not rebased when the version is made:
+layer is read as they go on, each file checked not to have changed while hashed;
+only what changed since the last snapshot is hashed and stored, ``daemon.upper_build``),
+and the working tree is not rebased when the version is made:
 the overlay's lower layer cannot change under a mount, so ``head`` moves to the new
 version at once and the upper layer is rebased onto it at the next mount. The
 ``S`` record of the daemon's overlay is ``pending`` here (``daemon.upper.Layers``):
@@ -20,7 +21,7 @@ from typing import Any
 
 import trio
 
-from daemon import upper
+from daemon import upper, upper_build
 from daemon.ops import VersionsFs
 from daemon.snapshot import Built, FileCounts, Recorded, Snapshots
 from daemon.source import Source
@@ -42,7 +43,7 @@ class UpperSnapshots(Snapshots):
         super().__init__(fs, source, on_branch)
         self.layers = layers
         self._one = trio.Lock()
-        self._built: upper.Built | None = None
+        self._built: upper_build.Built | None = None
 
     @contextlib.asynccontextmanager
     async def _held(self) -> AsyncIterator[None]:
@@ -66,11 +67,12 @@ class UpperSnapshots(Snapshots):
     def _build(self) -> Built:
         repo, hist = self.source.repo, self.source.history
         base, head = self._roots()
+        since = upper_build.fs_clock(self.layers.work)
         with Workers() as w:
-            built = upper.build(
+            built = upper_build.build(
                 self.layers.upper, hist.tree, base, head, self.layers.recorded,
                 Hasher(self.layers.upper, repo.chunker, repo.store, w), repo.store,
-                FileCounts(hist.tree, self.counts),
+                FileCounts(hist.tree, self.counts), since,
             )  # fmt: skip
         if built.reserved:
             raise UsageError(upper.reserved_message(built.reserved))

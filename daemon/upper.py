@@ -14,7 +14,9 @@ work directory; the daemon user's alone)::
                     head (the version this working tree was last recorded as: base,
                     or the last snapshot), gen
     recorded.<gen>  msgpack array of [path, ino, size, mtime_ns, ctime_ns]: the upper
-                    layer's files as the snapshot that made ``head`` found them
+                    layer's files, links and directories (a directory's path ends
+                    in ``/``, MNT's is ``/``) as the snapshot that made ``head``
+                    found them
     pending         msgpack map: version, gen: a snapshot being recorded (its
                     ``recorded.<gen>`` is written before it)
     upper/          the overlay's upper directory
@@ -27,12 +29,12 @@ directory with the extended attribute ``trusted.overlay.opaque`` = ``y`` hides t
 lower directory of its name (it was removed and made again). A name the upper layer
 does not hold shows the lower layer's, which nothing changed since ``base``.
 
-**Snapshots** read the upper layer while writers go on (nothing is held): only the
-upper directories are walked (the base's other subtrees are reused by id), a file
-recorded by the last snapshot and unchanged since (same inode, size, mtime and ctime)
-keeps its entry, and every other file is hashed and then checked not to have changed
-meanwhile, else hashed again (``vfs.worktree.Hasher``): each file is recorded as it
-was at one moment. A file deleted while the snapshot runs is left out. Owners, times
+**Snapshots** read the upper layer while writers go on (nothing is held) and cost
+what changed since the last one (``daemon.upper_build``): what is recorded unchanged
+keeps the head's entries, a directory with nothing changed below it the head's tree,
+and every other file is hashed and checked not to have changed meanwhile, else
+hashed again: each file is recorded as it was at one moment. A file deleted while
+the snapshot runs is left out. Owners, times
 other than the mtime, the setuid, setgid and sticky bits, FIFOs, sockets and devices
 are not versioned: special files are skipped and listed. A reserved name (``.git``,
 ``.dvfs``: overlayfs cannot refuse one) fails the snapshot until it is removed.
@@ -64,17 +66,12 @@ from typing import Any
 import msgpack
 
 from daemon.overlay import lock_work
-from daemon.snapshot import FileCounts
-from vfs import DvfsError, Entry, Kind, Tree, UsageError
+from vfs import DvfsError, Entry, Kind, Tree
 from vfs.beneath import Walker, listing
-from vfs.codec import PERM_BITS, encode_tree
+from vfs.codec import PERM_BITS
 from vfs.durable import fsync_dir, write_atomic
-from vfs.errors import FileChanged
 from vfs.names import is_reserved, is_reserved_at_root
-from vfs.objects import ObjectStore, ObjKind
 from vfs.quoting import quote_name
-from vfs.stage import Staged
-from vfs.worktree import Found, Hasher
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -451,122 +448,7 @@ def _shows_entry(st: os.stat_result, e: Entry) -> bool:
     return (st.st_size, st.st_mtime_ns, st.st_mode & PERM_BITS) == (e.size, e.mtime_ns, e.mode)
 
 
-# making a version -------------------------------------------------------------------------
-
-
-@dataclass
-class Built:
-    """What a walk of the upper layer made: the root entry and what a snapshot reports."""
-
-    root: Entry
-    files: int
-    hashed: int
-    recorded: Recorded
-    skipped: list[bytes]  # FIFOs, sockets and devices left out
-    reserved: list[bytes]  # names no version may hold
-
-
-def build(
-    upper: Path,
-    trees: Trees,
-    base: Entry | None,
-    head: Entry | None,
-    recorded: Recorded,
-    hasher: Hasher,
-    store: ObjectStore,
-    counts: FileCounts,
-) -> Built:
-    """Store the trees of the working tree the upper layer and ``base`` make (blocking).
-
-    Upper files recorded at ``head`` and unchanged since keep their entries; the others
-    are hashed (their chunks stored) in parallel, hard links once.
-    """
-    dirs = list(walk(upper, trees, base, head, links=True))
-    want: list[Found] = []
-    reuse: dict[bytes, Entry] = {}
-    firsts: dict[tuple[int, int], bytes] = {}  # (dev, ino) -> the first path hashed
-    twins: dict[bytes, bytes] = {}  # a hard link -> the path hashed for it
-    for d in dirs:
-        for name, st in d.names.items():
-            if not statmod.S_ISREG(st.st_mode) or unversionable(d, name):
-                continue
-            p = _join(d.rel, name)
-            h = d.head.get(name) if d.head is not None else None
-            if h is not None and h.kind == Kind.FILE and recorded.get(p) == stamp(st):
-                reuse[p] = h
-                continue
-            first = firsts.setdefault((st.st_dev, st.st_ino), p)
-            if first != p:
-                twins[p] = first
-            else:
-                want.append(Found(p, st))
-    failed: dict[bytes, DvfsError] = {}
-    staged: dict[bytes, Staged] = dict(hasher.stage_many(want, failed))
-    for p, exc in failed.items():
-        if isinstance(exc, FileChanged) and os.path.lexists(upper / os.fsdecode(p)):
-            raise UsageError(f"{exc}: snapshot again when it is not being written")
-        if not isinstance(exc, FileChanged):
-            raise exc
-        log.info("%s went while the snapshot read it: left out", os.fsdecode(p))
-    for p, first in twins.items():
-        if first in staged:
-            staged[p] = staged[first]
-    made: dict[bytes, Entry] = {}  # built directories by path
-    new_recorded: Recorded = {}
-    skipped: list[bytes] = []
-    reserved: list[bytes] = []
-    files_below: dict[bytes, int] = {}
-    for d in reversed(dirs):  # children first
-        entries: list[Entry] = []
-        files = 0
-        for e in d.shown_lower():
-            entries.append(e)
-            files += counts(e.subtree) if e.kind == Kind.DIR else 1
-        for name, st in d.names.items():
-            p = _join(d.rel, name)
-            if is_reserved_at_root(name) if not d.rel else is_reserved(name):
-                reserved.append(p)
-                continue
-            if is_special(st):
-                skipped.append(p)
-                continue
-            if statmod.S_ISDIR(st.st_mode):
-                sub = made.get(p)
-                if sub is None:  # went while walked
-                    continue
-                entries.append(sub)
-                files += files_below[p]
-            elif statmod.S_ISLNK(st.st_mode):
-                target = d.targets.get(name)
-                if target is None:
-                    continue
-                entries.append(
-                    Entry(name, Kind.SYMLINK, 0o777, len(target), st.st_mtime_ns, target=target)
-                )
-                files += 1
-            elif p in reuse:
-                entries.append(reuse[p])
-                new_recorded[p] = stamp(st)
-                files += 1
-            elif p in staged:
-                s = staged[p]
-                entries.append(
-                    Entry(name, Kind.FILE, s.mode, s.size, s.mtime_ns, digest=s.digest,
-                          chunks=s.chunks)
-                )  # fmt: skip
-                new_recorded[p] = (s.ino, s.size, s.mtime_ns, s.ctime_ns)
-                files += 1
-        entries.sort(key=lambda e: e.name)
-        oid, _ = store.put(ObjKind.TREE, encode_tree(entries))
-        size = sum(e.size for e in entries)
-        mtime = max((e.mtime_ns for e in entries), default=d.st.st_mtime_ns)
-        name = d.rel.rpartition(b"/")[2]
-        made[d.rel] = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
-        files_below[d.rel] = files
-    hashed = len(want) - len(failed)
-    return Built(
-        made[b""], files_below[b""], hashed, new_recorded, sorted(skipped), sorted(reserved)
-    )
+# making a version (``daemon.upper_build``) ------------------------------------------
 
 
 def reserved_message(paths: list[bytes]) -> str:

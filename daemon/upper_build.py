@@ -1,0 +1,505 @@
+"""The trees of the version ``dvfs snapshot`` makes of a kernel overlay's upper layer.
+
+A snapshot costs what changed since the last one (``head``), not the size of the upper
+layer, which keeps every file changed since the mount (``daemon.upper``):
+
+- ``recorded`` (``daemon.upper.Layers``) holds the stamp (inode, size, mtime, ctime) of
+  every upper file, symbolic link and directory as the snapshot that made ``head``
+  found it; a directory's under its path and a slash (``/`` for MNT itself).
+- Every upper directory is listed and each entry's ``lstat`` read: a file written in
+  place changes no directory, so nothing cheaper tells it unchanged. That is all a
+  snapshot does with what did not change.
+- An upper directory is *clean* if its own stamp is the recorded one (no name added,
+  removed or renamed in it, no opacity change), every file and link in it is
+  recorded with its stamp, and every upper directory below it is clean. The entry of
+  a clean directory is the head's, by id: none of its trees is read, encoded or
+  stored. Only the directories on the path of a change are rebuilt, from the lower
+  layer's entries they show, the head's entries of what did not change in them, and
+  the new files' hashes.
+- New and changed files are hashed while the walk goes on, in batches of one
+  directory's files on the ``chunks`` pool (one thread per core): a small file is
+  opened beside its directory's descriptor, read whole and ``fstat``-ed, and kept if
+  its stamp is still the one the walk saw (else it is read again the careful way, by
+  ``vfs.worktree.Hasher``, which retries while it changes); a large file goes through
+  the Hasher, which spreads its chunks over the pool.
+
+**Racily clean stamps** (git's word for its index): a stamp tells "unchanged" only if
+any later change moves it. The filesystem's clock is read first (``fs_clock``: the
+ctime of the work directory, touched, so in the upper layer's own granularity: a
+filesystem of whole seconds gives whole seconds); a change after that is stamped at
+or after it. So an entry whose mtime or ctime is at or after that instant is not
+recorded (it may change again within the same tick without its stamp moving), and
+the next snapshot hashes or lists it again. And a file or directory whose mtime falls
+in the snapshot's start second, or later (a future mtime), is read again even if its
+stamp is the recorded one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as statmod
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon.snapshot import FileCounts
+from daemon.upper import Dir, Recorded, Stamp, Trees, is_special, read_dir, stamp
+from vfs import DvfsError, Entry, Kind, Tree, UsageError
+from vfs.beneath import ABSENT, READ, Walker
+from vfs.codec import PERM_BITS, ChunkRef, encode_tree
+from vfs.errors import FileChanged, FileUnreadable
+from vfs.ids import hash_bytes
+from vfs.names import is_reserved, is_reserved_at_root
+from vfs.objects import ObjectStore, ObjKind
+from vfs.stage import Staged
+from vfs.worktree import Found, Hasher, Pending
+
+BATCH_FILES = 64  # small files of one directory hashed per task
+BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
+SECOND = 1_000_000_000
+Results = dict[bytes, Staged]  # by path
+Failed = dict[bytes, DvfsError]
+
+
+def fs_clock(work: Path) -> int:
+    """The upper layer's filesystem's time now, in its own granularity (ns): ``work``
+    (on that filesystem, not in MNT) is touched and its ctime read."""
+    os.utime(work)
+    return os.stat(work).st_ctime_ns
+
+
+@dataclass
+class Built:
+    """What a walk of the upper layer made: the root entry and what a snapshot reports."""
+
+    root: Entry
+    files: int
+    hashed: int
+    recorded: Recorded
+    skipped: list[bytes]  # FIFOs, sockets and devices left out
+    reserved: list[bytes]  # names no version may hold
+
+
+_UNSET = Tree(())  # a tree not looked up yet (an identity, never a real tree)
+
+
+@dataclass(eq=False)
+class _Node:
+    """One upper directory, as walked."""
+
+    d: Dir
+    parent: _Node | None
+    name: bytes
+    stamp_clean: bool  # its names are those recorded
+    changed: bool = False  # a file or link in it is not as recorded
+    kids: list[_Node] = field(default_factory=list)  # upper subdirectories
+    same: list[bytes] = field(default_factory=list)  # files and links recorded unchanged
+    links: dict[bytes, bytes] = field(default_factory=dict)  # changed links: targets
+    clean: bool = False  # nothing below changed (set children first)
+    entry: Entry | None = None
+    files: int = 0
+    lower: Tree | None = _UNSET  # the lower directory it shows (None: none)
+    head: Tree | None = _UNSET  # the head's directory at its path (None: none)
+
+
+def _join(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name
+
+
+class _Walk:
+    """One snapshot's walk of the upper layer; its hashing runs beside it."""
+
+    def __init__(
+        self, trees: Trees, base: Entry | None, head: Entry | None, recorded: Recorded,
+        hasher: Hasher, since: int,
+    ) -> None:  # fmt: skip
+        self.trees = trees
+        self.base, self.head = base, head
+        self.recorded = recorded
+        self.hasher = hasher
+        self.since = since  # stamps at or after this are not recorded
+        self.fresh = since - since % SECOND  # mtimes from this on are read again
+        self.small = hasher.chunker.params.min_size
+        self.nodes: list[_Node] = []  # parents first
+        self.new_recorded: Recorded = {}
+        self.skipped: list[bytes] = []
+        self.reserved: list[bytes] = []
+        self.large: list[Found] = []
+        self.firsts: dict[tuple[int, int], bytes] = {}  # (dev, ino) -> the path hashed
+        self.twins: dict[bytes, bytes] = {}  # another name of an inode -> that path
+        self.failed: Failed = {}
+        self.futures: list[tuple[list[Found], Future[list[Staged | None]]]] = []
+
+    def trusted(self, s: Stamp) -> bool:
+        """True if a stamp will tell a later change (see the module docstring)."""
+        return s[2] < self.since and s[3] < self.since
+
+    def note(self, key: bytes, s: Stamp) -> None:
+        if self.trusted(s):
+            self.new_recorded[key] = s
+
+    def unchanged(self, key: bytes, s: Stamp) -> bool:
+        return self.recorded.get(key) == s and s[2] < self.fresh
+
+    # the walk --------------------------------------------------------------------------
+
+    def run(self, upper: Path) -> None:
+        """List every upper directory, parents first, and start hashing what changed."""
+        with Walker(upper) as walker:
+            stack: list[tuple[bytes, _Node | None, bytes]] = [(b"", None, b"")]
+            while stack:
+                rel, parent, name = stack.pop()
+                d = read_dir(walker, rel, None, None)
+                if d is None:  # went meanwhile
+                    continue
+                key = rel + b"/"
+                s = stamp(d.st)
+                node = _Node(d, parent, name, self.unchanged(key, s))
+                self.nodes.append(node)
+                if parent is not None:
+                    parent.kids.append(node)
+                self.note(key, s)
+                subdirs = self._entries(walker, node)
+                stack.extend((_join(rel, n), node, n) for n in reversed(subdirs))
+
+    def _entries(self, walker: Walker, node: _Node) -> list[bytes]:
+        """Sort one directory's entries; its upper subdirectories' names."""
+        d = node.d
+        rel = d.rel
+        subdirs: list[bytes] = []
+        batch: list[Found] = []
+        held = 0
+        check_names = not node.stamp_clean  # a recorded directory's names passed already
+        for name, st in d.names.items():
+            p = _join(rel, name)
+            if check_names and (is_reserved(name) if rel else is_reserved_at_root(name)):
+                self.reserved.append(p)
+                node.changed = True
+                continue
+            mode = st.st_mode
+            if statmod.S_ISDIR(mode):
+                subdirs.append(name)
+                continue
+            if is_special(st):
+                self.skipped.append(p)
+                continue
+            s = stamp(st)
+            if self.unchanged(p, s):
+                node.same.append(name)
+                self.note(p, s)
+                continue
+            node.changed = True
+            if statmod.S_ISLNK(mode):
+                target = _readlink(walker, rel, name)
+                if target is None:
+                    continue
+                node.links[name] = target
+                continue
+            first = self.firsts.setdefault((st.st_dev, st.st_ino), p)
+            if first != p:
+                self.twins[p] = first
+                continue
+            f = Found(p, st)
+            if st.st_size > self.small:
+                self.large.append(f)
+                continue
+            batch.append(f)
+            held += st.st_size
+            if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
+                self._submit(rel, batch)
+                batch, held = [], 0
+        if batch:
+            self._submit(rel, batch)
+        return subdirs
+
+    def _submit(self, rel: bytes, batch: list[Found]) -> None:
+        pool = self.hasher.workers.chunks
+        self.futures.append((batch, pool.submit(_hash_batch, self.hasher, rel, batch, self.failed)))
+
+    def hashed(self) -> Results:
+        """Every changed file hashed (large ones here, beside the batches)."""
+        out: Results = {}
+        try:
+            for f in self.large:
+                got = _careful(self.hasher, f, self.failed)
+                if got is not None:
+                    out[f.rel] = got
+            for batch, fut in self.futures:
+                for f, got in zip(batch, fut.result(), strict=True):
+                    if got is not None:
+                        out[f.rel] = got
+        finally:
+            self.settle()
+        return out
+
+    def settle(self) -> None:
+        """Let the hashing tasks end (on failure: cancelled, or waited for)."""
+        for _, fut in self.futures:
+            if not fut.cancel():
+                fut.exception()
+
+    # the trees ------------------------------------------------------------------------
+
+    def lower_of(self, node: _Node) -> Tree | None:
+        """The lower directory ``node`` shows (None if none or hidden by opacity)."""
+        chain = []
+        n: _Node | None = node
+        while n is not None and n.lower is _UNSET:
+            chain.append(n)
+            n = n.parent
+        for n in reversed(chain):
+            if n.d.opaque:
+                n.lower = None
+            elif n.parent is None:
+                n.lower = self._tree(self.base)
+            else:
+                above = n.parent.lower
+                n.lower = self._tree(above.get(n.name) if above is not None else None)
+        return node.lower
+
+    def head_of(self, node: _Node) -> Tree | None:
+        """The head's directory at ``node``'s path (None if none)."""
+        chain = []
+        n: _Node | None = node
+        while n is not None and n.head is _UNSET:
+            chain.append(n)
+            n = n.parent
+        for n in reversed(chain):
+            if n.parent is None:
+                n.head = self._tree(self.head)
+            else:
+                above = n.parent.head
+                n.head = self._tree(above.get(n.name) if above is not None else None)
+        return node.head
+
+    def _tree(self, e: Entry | None) -> Tree | None:
+        return self.trees(e.subtree) if e is not None and e.kind == Kind.DIR else None
+
+    def head_entry(self, node: _Node, name: bytes, kind: Kind) -> Entry | None:
+        """The head's entry ``name`` in ``node``, if it is of ``kind``."""
+        tree = self.head_of(node)
+        e = tree.get(name) if tree is not None else None
+        return e if e is not None and e.kind == kind else None
+
+
+def _readlink(walker: Walker, rel: bytes, name: bytes) -> bytes | None:
+    """The target of link ``name`` in upper directory ``rel``; None if it is not one now."""
+    try:
+        return os.readlink(name, dir_fd=walker.dir(rel))
+    except OSError as exc:
+        if exc.errno in ABSENT or exc.errno == errno.EINVAL:
+            return None
+        raise
+
+
+def _hash_batch(
+    hasher: Hasher, rel: bytes, batch: list[Found], failed: Failed
+) -> list[Staged | None]:
+    """Hash small files of directory ``rel``, storing their chunks together (a task)."""
+    out: list[Staged | None] = []
+    sink: list[Pending] = []
+    with Walker(hasher.root) as walker:
+        try:
+            dir_fd = walker.dir(rel)
+        except OSError as exc:
+            if exc.errno not in ABSENT:
+                raise
+            dir_fd = -1
+        for f in batch:
+            got = _read_small(dir_fd, f, sink) if dir_fd >= 0 else None
+            out.append(got if got is not None else _careful(hasher, f, failed, sink))
+    if sink and hasher.store is not None:
+        hasher.store.put_many(sink)
+    return out
+
+
+def _read_small(dir_fd: int, f: Found, sink: list[Pending]) -> Staged | None:
+    """A small file read at once; None if it is not as the walk saw it (or unreadable)."""
+    st = f.st
+    try:
+        fd = os.open(f.rel.rpartition(b"/")[2], READ, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, st.st_size + 1)
+        after = os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size or stamp(after) != stamp(st) or after.st_mode != st.st_mode:
+        return None
+    oid = hash_bytes(data)
+    chunks: tuple[ChunkRef, ...] = ()
+    if data:
+        sink.append((oid, ObjKind.CHUNK, data))
+        chunks = (ChunkRef(oid, len(data)),)
+    return Staged(
+        Kind.FILE, st.st_mode & PERM_BITS, len(data), st.st_mtime_ns, st.st_ctime_ns,
+        st.st_ino, oid, chunks,
+    )  # fmt: skip
+
+
+def _careful(
+    hasher: Hasher, f: Found, failed: Failed, sink: list[Pending] | None = None
+) -> Staged | None:
+    """``Hasher.stage_one``: read again while the file changes; None if it cannot be."""
+    try:
+        return hasher.stage_one(f, sink)
+    except (FileChanged, FileUnreadable) as exc:
+        failed[f.rel] = exc
+        return None
+
+
+def build(
+    upper: Path,
+    trees: Trees,
+    base: Entry | None,
+    head: Entry | None,
+    recorded: Recorded,
+    hasher: Hasher,
+    store: ObjectStore,
+    counts: FileCounts,
+    since: int,
+) -> Built:
+    """Store the trees of the working tree the upper layer and ``base`` make (blocking).
+
+    ``head``: the version the working tree was last recorded as, with ``recorded`` the
+    stamps its snapshot found; ``since``: the filesystem's clock when this snapshot
+    began (``fs_clock``). See the module docstring.
+    """
+    w = _Walk(trees, base, head, recorded, hasher, since)
+    try:
+        w.run(upper)
+    except BaseException:
+        w.settle()
+        raise
+    staged = w.hashed()
+    for p, exc in w.failed.items():
+        if isinstance(exc, FileChanged) and os.path.lexists(upper / os.fsdecode(p)):
+            raise UsageError(f"{exc}: snapshot again when it is not being written")
+        if not isinstance(exc, FileChanged):
+            raise exc
+    hashed = len(staged)
+    if not w.nodes:
+        raise UsageError(f"the working tree's upper layer {upper} is gone: remount it")
+    # Clean directories, children first; then the entry of each topmost one is the head's
+    # (or, if the head has none there, it is rebuilt after all).
+    for node in reversed(w.nodes):
+        node.clean = node.stamp_clean and not node.changed and all(k.clean for k in node.kids)
+    for node in w.nodes:
+        if not node.clean or (node.parent is not None and node.parent.clean):
+            continue
+        h = head if node.parent is None else w.head_entry(node.parent, node.name, Kind.DIR)
+        if h is None:
+            node.clean = False
+            continue
+        node.entry = h
+        node.files = counts(h.subtree)
+    late = _late(w, staged)  # recorded files the head lacks (cannot be, but then: hash)
+    for f in late:
+        got = _careful(hasher, f, w.failed)
+        if got is not None:
+            staged[f.rel] = got
+    for node in reversed(w.nodes):
+        if node.entry is None and not node.clean:
+            _store_dir(w, node, staged, store, counts)
+    root = w.nodes[0]
+    assert root.entry is not None
+    return Built(
+        root.entry, root.files, hashed + len(late), w.new_recorded, sorted(w.skipped),
+        sorted(w.reserved),
+    )  # fmt: skip
+
+
+def _late(w: _Walk, staged: Results) -> list[Found]:
+    """Files recorded unchanged in rebuilt directories whose head entry is missing."""
+    out: list[Found] = []
+    for node in w.nodes:
+        if node.entry is not None or node.clean:
+            continue
+        for name in node.same:
+            st = node.d.names[name]
+            kind = Kind.SYMLINK if statmod.S_ISLNK(st.st_mode) else Kind.FILE
+            if w.head_entry(node, name, kind) is not None:
+                continue
+            p = _join(node.d.rel, name)
+            w.new_recorded.pop(p, None)
+            if kind == Kind.FILE:
+                out.append(Found(p, st))
+                continue
+            with Walker(w.hasher.root) as walker:
+                target = _readlink(walker, node.d.rel, name)
+            if target is not None:
+                node.links[name] = target
+    return out
+
+
+def _store_dir(w: _Walk, node: _Node, staged: Results, store: ObjectStore,
+               counts: FileCounts) -> None:  # fmt: skip
+    """Build and store one changed directory's tree (its subdirectories' entries known)."""
+    d = node.d
+    entries: list[Entry] = []
+    files = 0
+    lower = w.lower_of(node)
+    if lower is not None:
+        covered = d.names.keys() | d.whiteouts
+        for e in lower.entries:
+            if e.name not in covered:
+                entries.append(e)
+                files += counts(e.subtree) if e.kind == Kind.DIR else 1
+    kids = {k.name: k for k in node.kids}
+    same = set(node.same)
+    bad = set(w.reserved) if w.reserved else set()
+    for name, st in d.names.items():
+        p = _join(d.rel, name)
+        if p in bad or is_special(st):
+            continue
+        mode = st.st_mode
+        if statmod.S_ISDIR(mode):
+            kid = kids.get(name)
+            if kid is None or kid.entry is None:  # went while walked
+                continue
+            e = kid.entry
+            entries.append(e if e.name == name else _renamed(e, name))
+            files += kid.files
+            continue
+        if name in same:
+            kind = Kind.SYMLINK if statmod.S_ISLNK(mode) else Kind.FILE
+            h = w.head_entry(node, name, kind)
+            if h is not None:
+                entries.append(h)
+                files += 1
+                continue
+        if statmod.S_ISLNK(mode):
+            target = node.links.get(name)
+            if target is not None:
+                entries.append(
+                    Entry(name, Kind.SYMLINK, 0o777, len(target), st.st_mtime_ns, target=target)
+                )
+                w.note(p, stamp(st))
+                files += 1
+            continue
+        s = staged.get(w.twins.get(p, p))
+        if s is None:  # went while read
+            continue
+        entries.append(
+            Entry(name, Kind.FILE, s.mode, s.size, s.mtime_ns, digest=s.digest, chunks=s.chunks)
+        )
+        w.note(p, (s.ino, s.size, s.mtime_ns, s.ctime_ns))
+        files += 1
+    entries.sort(key=lambda e: e.name)
+    oid, _ = store.put(ObjKind.TREE, encode_tree(entries))
+    counts.known[oid] = files
+    size = sum(e.size for e in entries)
+    mtime = max((e.mtime_ns for e in entries), default=d.st.st_mtime_ns)
+    node.entry = Entry(node.name, Kind.DIR, 0o755, size, mtime, subtree=oid)
+    node.files = files
+
+
+def _renamed(e: Entry, name: bytes) -> Entry:
+    return Entry(
+        name, e.kind, e.mode, e.size, e.mtime_ns,
+        digest=e.digest, chunks=e.chunks, subtree=e.subtree, target=e.target,
+    )  # fmt: skip
