@@ -15,15 +15,15 @@ LAYERS = [
     {"packs"},
     {"objects", "lock", "pins"},
     {"backends"},
-    {"refs", "stage", "gitlink", "shared", "ignore", "audit"},
+    {"refs", "stage", "gitlink", "shared", "ignore", "audit", "merging"},
     {"history"},
-    {"worktree", "diff", "reader", "pipeline.content", "pipeline.runs", "pipeline.record"},
+    {"worktree", "diff", "reader", "graph", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes", "remote_read"},
     {"receive"},
-    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control"},
+    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks", "gc", "du"},  # beside git; storage lifecycle

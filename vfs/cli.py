@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from vfs import audit, browse, checkout, settings, workflow
+from vfs import audit, browse, checkout, merging, settings, workflow
 from vfs import params as version_params
 from vfs.codec import Entry, Kind
 from vfs.diff import Change, ParamChange, flat_params, summary
@@ -670,6 +670,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
                 "untracked": [show(p) for p in work.untracked],
                 "unreadable": [show(p) for p in work.unreadable],
                 "remotes": tracking(repo, st),
+                "merging": merge_json(st.merge),
             }
         )
         if work.unreadable:
@@ -683,6 +684,8 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
             f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
             f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
         )
+    if st.merge is not None:
+        merge_lines(st.merge)
     remotes_seen = tracking(repo, st)
     for t in remotes_seen:
         click.echo(tracking_line(t, len(remotes_seen) > 1))
@@ -731,6 +734,40 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
             click.echo("Nothing to commit; the files checked out are clean.")
         else:
             click.echo("Nothing to commit, working tree clean.")
+
+
+def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
+    """A merge in progress as ``status --json`` shows it."""
+    if m is None:
+        return None
+
+    def side(s: tuple[int, int] | None) -> dict[str, int] | None:
+        return None if s is None else {"size": s[0], "mtime_ns": s[1]}
+
+    return {
+        "rev": m.rev, "theirs": m.theirs.hex(), "base": m.base.hex(), "message": m.message,
+        "conflicts": [{"path": show(c.path), "ours": side(c.ours), "theirs": side(c.theirs),
+                       "resolved": c.resolved} for c in m.conflicts],
+    }  # fmt: skip
+
+
+def merge_lines(m: merging.MergeState) -> None:
+    """What ``status`` says of a merge in progress."""
+    left = [c for c in m.conflicts if not c.resolved]
+    click.echo(
+        f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): "
+        + (
+            f"{count(len(left), 'conflict')} to settle (`dvfs restore --ours|--theirs PATH`), "
+            if left
+            else "every conflict settled: "
+        )
+        + "then `dvfs commit -m MSG`; `dvfs merge --abort` gives up"
+    )
+    for c in left:
+        click.echo(
+            f"  conflict: {quoted(c.path)}  ours: {conflict_side(c.ours)}   "
+            f"theirs: {conflict_side(c.theirs)}"
+        )
 
 
 def tracking(repo: Repository, st: workflow.Status) -> list[dict[str, Any]]:
@@ -888,12 +925,13 @@ def param_text(value: Any) -> str:
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
 @click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
 @click.option("--oneline", is_flag=True, help="One line a version: number, id, names, message.")
+@click.option("--graph", is_flag=True, help="Every version below, merges drawn as a graph.")
 @AS_JSON
 @click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
 @click.pass_context
 def log(
     ctx: click.Context, targets: tuple[str, ...], limit: int | None, with_params: bool,
-    oneline: bool, as_json: bool, remote_name: str | None,
+    oneline: bool, graph: bool, as_json: bool, remote_name: str | None,
 ) -> None:  # fmt: skip
     """List versions, newest first, with their tags and branches.
 
@@ -906,7 +944,9 @@ def log(
       dvfs log --params
       dvfs log -- data/labels.csv
       dvfs log --remote origin
+      dvfs log --graph --oneline       # merges and the lines they join
     """
+    from vfs import graph as drawing
     from vfs import remotes, sync
 
     repo = repo_here()
@@ -916,9 +956,35 @@ def log(
         rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
     if rev is None and repo.history.head_id() is None:
         raise UsageError("no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`")
-    rows = browse.log(repo, rev, limit, paths)
+    hist = repo.history
+    lines: list[drawing.GraphLine] = []
+    if graph:
+        if paths:
+            raise UsageError("--graph draws whole versions: give no PATH")
+        start = hist.head_id() if rev is None else hist.resolve(rev)
+        assert start is not None
+        lines = list(drawing.draw(drawing.topo_order(hist, start, limit)))
+        decor = browse.decorations(repo)
+        rows = []
+        for ln in lines:
+            if ln.oid is not None and ln.version is not None:
+                row = browse.version_summary(hist, ln.oid, ln.version)
+                row.update(decor.get(ln.oid, {"tags": [], "branches": []}))
+                row["parameters"] = ln.version.params
+                rows.append(row)
+    else:
+        rows = browse.log(repo, rev, limit, paths)
+    for r in rows:
+        r["parents"] = [p.hex() for p in hist.version(bytes.fromhex(r["id"])).parents]
     if as_json:
+        if graph:
+            drawn = iter(ln.prefix for ln in lines if ln.oid is not None)
+            for r in rows:
+                r["graph"] = next(drawn)
         emit_json(rows)
+        return
+    if graph:
+        log_graph(lines, rows, oneline, with_params)
         return
     for r in rows:
         git = (
@@ -939,6 +1005,36 @@ def log(
         if with_params:
             for k, v in sorted(flat_params(r["parameters"])):
                 click.echo(f"       {quote_name(k)} = {param_text(v)}")
+
+
+def log_graph(
+    lines: list[Any], rows: list[dict[str, Any]], oneline: bool, with_params: bool
+) -> None:
+    """``dvfs log --graph``: each version's text beside its line of the drawing."""
+    by_id = {r["id"]: r for r in rows}
+    width = max((len(ln.prefix) for ln in lines), default=0) + 2
+    for ln in lines:
+        if ln.oid is None:
+            click.echo(ln.prefix)
+            continue
+        r = by_id[ln.oid.hex()]
+        refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
+        names = f"  ({', '.join(refs)})" if refs else ""
+        merge = "  merge" if len(r["parents"]) > 1 else ""
+        pad = ln.prefix.ljust(width)
+        if oneline:
+            first = r["message"].split("\n", 1)[0]
+            click.echo(f"{pad}{r['version']}  {r['id'][:10]}{names}{merge}  {escape_text(first)}")
+            continue
+        bar = "".join(c if c in "|" else " " for c in ln.prefix.replace("*", "|")).ljust(width)
+        click.echo(
+            f"{pad}{r['version']}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
+            f"{names}{merge}"
+        )
+        click.echo(f"{bar}{escape_text(r['message'])}")
+        if with_params:
+            for k, v in sorted(flat_params(r["parameters"])):
+                click.echo(f"{bar}{quote_name(k)} = {param_text(v)}")
 
 
 @cli.command(name="show")
@@ -1346,12 +1442,14 @@ def checkout_cmd(
     help="Restore the working files (the default; with --staged, both).",
 )  # fmt: skip
 @click.option("--source", "-s", metavar="REV", help="Take the content from REV instead.")
+@click.option("--ours", "side", flag_value="ours", help="In a merge: this branch's side.")
+@click.option("--theirs", "side", flag_value="theirs", help="In a merge: the merged side.")
 @OFFLINE
 @YES
 @AS_JSON
 def restore(
-    paths: tuple[str, ...], staged: bool, worktree: bool, source: str | None, offline: bool,
-    yes: bool, as_json: bool,
+    paths: tuple[str, ...], staged: bool, worktree: bool, source: str | None, side: str | None,
+    offline: bool, yes: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Undo changes to PATHS: discard working changes, or unstage with --staged.
 
@@ -1365,13 +1463,28 @@ def restore(
       dvfs restore data/labels.csv          # discard the changes not staged
       dvfs restore --staged data/           # unstage, keep the files
       dvfs restore --source v1 data/x.csv   # the file as it was at v1
+      dvfs restore --theirs data/x.csv      # in a merge: settle a conflict
+
+    During a merge, --ours, --theirs and --source stage the content too and mark the
+    conflicts at PATHS settled (a side that deleted a path deletes the file).
     """
+    from vfs import merge
+
     repo = repo_here()
+    if side is not None and source is not None:
+        raise UsageError("--source and --ours/--theirs both choose the content: give one")
+    in_merge = merging.live(repo.dir, repo.refs) is not None
+    settling = side is not None or (in_merge and source is not None and not staged)
     with workers() as w:
-        r = checkout.restore(
-            repo, paths, w, staged=staged, worktree=worktree or None, source=source,
-            offline=offline, yes=yes, warn=warn,
-        )  # fmt: skip
+        if settling:
+            r = merge.resolve(
+                repo, paths, w, source=side or str(source), warn=warn, offline=offline, yes=yes
+            )
+        else:
+            r = checkout.restore(
+                repo, paths, w, staged=staged, worktree=worktree or None, source=source,
+                offline=offline, yes=yes, warn=warn,
+            )  # fmt: skip
     if as_json:
         emit_json(
             {"source": r.source, "unstaged": r.unstaged, "written": r.written,
@@ -1384,6 +1497,8 @@ def restore(
             done.append(f"unstaged {count(r.unstaged, 'path')}")
         if not staged or worktree:
             done.append(f"{r.written} written, {r.unchanged} unchanged")
+        if settling:
+            done.append("staged, conflicts there settled")
         fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
         source = r.source if r.source == "the index" else quoted(r.source)
         click.echo(f"restored from {source}: {', '.join(done)}{fetched}")
@@ -1424,6 +1539,93 @@ def switch(
         else:
             r = checkout.switch(repo, name, w, force=force, warn=warn, offline=offline, yes=yes)
     report_checkout(r, as_json)
+
+
+def conflict_side(s: tuple[int, int] | None) -> str:
+    """One side of a merge conflict: its size and time, or that it deleted the path."""
+    return "deleted" if s is None else f"{human(s[0])} {browse.iso_time(s[1])}"
+
+
+@cli.command(name="merge")
+@click.argument("rev", required=False)
+@click.option("--ours", "side", flag_value="ours", help="Settle every conflict with this side.")
+@click.option("--theirs", "side", flag_value="theirs", help="Settle every conflict with REV's.")
+@click.option("-m", "--message", type=FreeText(), help="Message of the merge version.")
+@click.option("--abort", is_flag=True, help="Give up the merge in progress.")
+@OFFLINE
+@AS_JSON
+def merge_cmd(
+    rev: str | None, side: str | None, message: str | None, abort: bool, offline: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Merge REV into the current branch (a version with two parents).
+
+    Paths changed on one side only are combined; a path both sides changed is a
+    conflict: the merge stops, listing them, until each is settled with `dvfs
+    restore --ours PATH` or `--theirs PATH` (or edited and `dvfs add`ed); then `dvfs
+    commit` records the merge. --ours/--theirs here settle every conflict at once.
+
+    \b
+    Examples:
+      dvfs merge origin/main
+      dvfs merge exp/lr-sweep --theirs -m "take the sweep's outputs"
+      dvfs merge --abort
+    """
+    from vfs import merge
+
+    repo = repo_here()
+    if abort:
+        if rev or side or message:
+            raise UsageError("--abort takes no revision, side or message")
+        with workers() as w:
+            r = merge.abort(repo, w, warn)
+        if as_json:
+            emit_json({"aborted": True, "checkout": checkout_json(r)})
+        else:
+            click.echo(f"merge aborted: {r.written} written, {r.deleted} deleted")
+        return
+    if rev is None:
+        raise UsageError("say what to merge: dvfs merge REV (or --abort)")
+    if message is not None:
+        version_params.message(message)
+    with workers() as w:
+        m = merge.merge(repo, rev, w, side=side, message=message, warn=warn, offline=offline)
+    if as_json:
+        emit_json(
+            {"outcome": m.outcome, "version": m.label, "id": m.oid.hex(), "written": m.written,
+             "deleted": m.deleted, "fetched": m.fetched,
+             "conflicts": [{"path": show(c.path), "ours": merge.describe_side(c.ours),
+                            "theirs": merge.describe_side(c.theirs)} for c in m.conflicts],
+             "not_checked_out": [show(p) for p in m.not_checked_out]}
+        )  # fmt: skip
+        if m.conflicts:
+            sys.exit(1)
+        return
+    if m.outcome == "up to date":
+        click.echo(f"already up to date: {quoted(rev)} is in {quoted(m.label)}")
+        return
+    done = f"{m.written} written, {m.deleted} deleted"
+    if m.not_checked_out:
+        done += f", {count(len(m.not_checked_out), 'file')} not checked out (data unavailable)"
+    if m.outcome == "fast-forward":
+        click.echo(f"fast-forward to {quoted(m.label)} {m.oid.hex()[:10]}: {done}")
+        return
+    if m.outcome == "merged":
+        click.echo(f"{quoted(m.label)} {m.oid.hex()[:10]}: merged {quoted(rev)}; {done}")
+        return
+    n = len(m.conflicts)
+    click.echo(f"merging {quoted(rev)}: {done}; {count(n, 'conflict')} (changed on both sides):")
+    width = min(60, max(len(quoted(c.path)) for c in m.conflicts))
+    for c in m.conflicts:
+        click.echo(
+            f"  {quoted(c.path):<{width}}  ours: {conflict_side(c.ours)}   "
+            f"theirs: {conflict_side(c.theirs)}"
+        )
+    click.echo(
+        "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "
+        "it and `dvfs add PATH`), then `dvfs commit -m MSG`; `dvfs merge --abort` gives up."
+    )
+    sys.exit(1)
 
 
 def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | None]:
@@ -1982,12 +2184,13 @@ def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
 @click.argument("paths", nargs=-1)
 @REMOTE
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@click.option("--merge", "do_merge", is_flag=True, help="Merge the remote's branch if diverged.")
 @YES
 @JOBS
 @AS_JSON
 def pull(
-    rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool, yes: bool,
-    jobs: int, as_json: bool,
+    rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool,
+    do_merge: bool, yes: bool, jobs: int, as_json: bool,
 ) -> None:  # fmt: skip
     """Fetch, download what REV (default: the remote's branch) needs, and check it out.
 
@@ -1999,7 +2202,10 @@ def pull(
       dvfs pull
       dvfs pull v3 images/train    # only the chunks of images/train at v3
       dvfs pull images/val
+      dvfs pull --merge            # the branch and the remote's diverged: merge them
     """
+    if do_merge and (rev or paths):
+        raise UsageError("--merge merges the remote's branch: give no REV or PATH")
     from vfs import gitclone, remotes, sync
 
     try:
@@ -2016,22 +2222,29 @@ def pull(
         return first_pull(repo.root, remote_name, force, yes, jobs, as_json)
     spec = remotes.get_remote(repo, remote_name)
     with workers() as w, resumable("pull"):
-        r = sync.pull(repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes)
+        r = sync.pull(
+            repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes, merge=do_merge
+        )
     for line in r.transfer.warnings:
         warn(line)
     if as_json:
         emit_json(
             {"message": r.message or None, "transfer": dataclasses.asdict(r.transfer),
-             "checkout": checkout_json(r.checkout) if r.checkout is not None else None}
+             "checkout": checkout_json(r.checkout) if r.checkout is not None else None,
+             "conflicts": r.conflicts}
         )  # fmt: skip
         if r.checkout is not None:
             checkout_failures(r.checkout)
+        if r.conflicts:
+            sys.exit(1)
         return
     if r.message:
         click.echo(escape_text(r.message))
     click.echo(transfer_line("downloaded", r.transfer))
     if r.checkout is not None:
         report_checkout(r.checkout)
+    if r.conflicts:
+        sys.exit(1)
 
 
 def first_pull(

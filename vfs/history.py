@@ -136,6 +136,56 @@ class History:
                 behind += 1
         return ahead, behind
 
+    def ancestors(self, tip: bytes) -> set[bytes]:
+        """``tip`` and every version below it, following every parent (merges included)."""
+        seen = {tip}
+        stack = [tip]
+        while stack:
+            for p in self.version(stack.pop()).parents:
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
+
+    def is_ancestor(self, old: bytes, new: bytes) -> bool:
+        """True if ``old`` is ``new`` or below it through any parent (both known locally).
+
+        The first-parent chain is tried first (counting down by number, so it costs
+        the distance); only then is everything below ``new`` walked.
+        """
+        if old == new or self.on_chain(new, old):
+            return True
+        return old in self.ancestors(new)
+
+    def merge_base(self, ours: bytes, theirs: bytes) -> bytes | None:
+        """The nearest version both are built on, following every parent; None if none.
+
+        Of the common ancestors none of whose descendants is also common, the newest
+        (then the smallest id) is taken, so the answer does not depend on the walk.
+        """
+        mine = self.ancestors(ours)
+        if theirs in mine:
+            return theirs
+        common: set[bytes] = set()
+        seen = {theirs}
+        stack = [theirs]
+        while stack:
+            for p in self.version(stack.pop()).parents:
+                if p in seen:
+                    continue
+                seen.add(p)
+                if p in mine:
+                    common.add(p)  # not walked further: what is below it is common too
+                else:
+                    stack.append(p)
+        if not common:
+            return None
+        below: set[bytes] = set()
+        for c in common:
+            below |= self.ancestors(c) - {c}
+        best = [c for c in common if c not in below] or sorted(common)
+        return max(best, key=lambda c: (self.version(c).time_ns, [-b for b in c]))
+
     def _by_prefix(self, prefix: str) -> bytes | None:
         hits = [
             oid for oid in self.store.with_prefix(prefix) if self.store.kind(oid) == ObjKind.VERSION

@@ -18,6 +18,7 @@ checkout stops first unless told ``yes`` (``vfs.receive.check_expansion``).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import deque
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from pathlib import Path
 import msgpack
 
 from vfs import checkout as co
+from vfs import merge as merging
 from vfs.codec import Kind
 from vfs.errors import (
     PreconditionFailed,
@@ -83,14 +85,8 @@ class Transfer:
 
 
 def is_ancestor(hist: History, old: bytes, new: bytes) -> bool:
-    """True if ``old`` is ``new`` or on its first-parent chain (both known locally)."""
-    if not hist.store.has(old):
-        return False
-    target = hist.version(old).number
-    for oid, v in hist.chain(new):
-        if v.number <= target:
-            return oid == old
-    return False
+    """True if ``old`` is ``new`` or below it through any parent (both known locally)."""
+    return hist.store.has(old) and hist.is_ancestor(old, new)
 
 
 # ------------------------------------------------------------------------------- push
@@ -112,11 +108,16 @@ def _closure(
     records: list[bytes] = []
     chunks: list[bytes] = []
     seen: set[bytes] = set()
-    versions = []
-    for oid, v in hist.chain(tip):
-        if oid in remote:
-            break
+    versions = []  # every parent of a merge is followed, down to what the remote has
+    stack = [tip]
+    while stack:
+        oid = stack.pop()
+        if oid in remote or oid in seen:
+            continue
+        seen.add(oid)
+        v = hist.version(oid)
         versions.append((oid, v))
+        stack.extend(reversed(v.parents))
     for oid, v in versions:
         stack = [v.tree]
         while stack:
@@ -391,6 +392,7 @@ class PullResult:
     transfer: Transfer
     checkout: co.CheckoutReport | None
     message: str
+    conflicts: int = 0  # a merge (``merge=True``) stopped on this many conflicts
 
 
 def _is_path_of(repo: Repository, version: bytes, arg: str) -> bool:
@@ -413,11 +415,14 @@ def pull(
     jobs: int = 8,
     force: bool = False,
     yes: bool = False,
+    merge: bool = False,
 ) -> PullResult:
     """Fetch, download what REV (or PATHs of it) needs, and bring the working tree there.
 
     Unless ``yes``, a target that would expand far beyond its distinct data is refused
-    before anything is downloaded for it (``vfs.receive.check_expansion``).
+    before anything is downloaded for it (``vfs.receive.check_expansion``). If the
+    branch and the remote's have diverged, ``merge`` merges the remote's into it
+    (``vfs.merge``); without it the branch is left alone.
     """
     meter = connect(spec, jobs)
     hist = repo.history
@@ -454,14 +459,30 @@ def pull(
             got.transfer, None, f"{branch} is ahead of {spec.name}/{branch}: `dvfs push` it"
         )
     if local is not None and not is_ancestor(hist, local, target):
+        if merge:
+            done = merging.merge(repo, f"{spec.name}/{branch}", workers)
+            said = merge_message(done, f"{spec.name}/{branch}")
+            return PullResult(got.transfer, None, said, len(done.conflicts))
         raise UsageError(
             f"{branch} and {spec.name}/{branch} have diverged ({hist.label(local)} "
             f"{local.hex()[:10]} here, {hist.label(target)} {target.hex()[:10]} there): "
-            f"{branch} was left as it is; the remote's versions are reachable as "
-            f"{spec.name}/{branch}"
+            f"{branch} was left as it is; `dvfs pull --merge` merges {spec.name}/{branch} "
+            "into it"
         )
     report = co.fast_forward(repo, branch, local, target, workers, force=force)
     return PullResult(got.transfer, report, "")
+
+
+def merge_message(m: merging.MergeReport, rev: str) -> str:
+    """What a pull that merged says."""
+    if m.outcome == "merged":
+        return f"merged {rev}: {m.label} {m.oid.hex()[:10]}"
+    left = ", ".join(quote_name(os.fsdecode(c.path)) for c in m.conflicts[:10])
+    more = f" and {len(m.conflicts) - 10} more" if len(m.conflicts) > 10 else ""
+    return (
+        f"merging {rev} stopped: {len(m.conflicts)} conflicts ({left}{more}); settle each "
+        "with `dvfs restore --ours|--theirs PATH`, then `dvfs commit -m MSG`"
+    )
 
 
 # ------------------------------------------------------------------------------- clone

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgpack
 
+from vfs import merging
 from vfs import params as version_params
 from vfs.beneath import Walker, rename_noreplace
 from vfs.codec import PERM_BITS, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
@@ -228,6 +229,7 @@ class Status:
     staged: list[Change]
     work: WorkState
     behind: str | None = None  # the working tree's version, if the branch moved past it
+    merge: merging.MergeState | None = None  # a merge in progress (vfs.merging)
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -255,6 +257,7 @@ def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
         staged=staged,
         work=work,
         behind=behind,
+        merge=merging.live(repo.dir, repo.refs),
     )
 
 
@@ -377,6 +380,7 @@ def add(
         flush_filesystem(repo.dir)  # the index must never name objects not on disk
         index.head = None
         index.save()
+        resolved(repo, rels)
         ignore_paths(repo.root, [r for r in rels if r], warn)
     report.files = len(found)
     report.hashed = len(to_hash)
@@ -427,7 +431,16 @@ def rm(
                 if not cached:
                     remove_path(walker, p)
         index.save()
+        resolved(repo, targets)
     return targets
+
+
+def resolved(repo: Repository, paths: Sequence[bytes]) -> None:
+    """Mark the conflicts of a merge in progress at or below ``paths`` resolved (the
+    caller holds the lock and has staged what they hold now)."""
+    merge = merging.live(repo.dir, repo.refs)
+    if merge is not None and merge.unresolved():
+        merging.save(repo.dir, merge.resolving(paths))
 
 
 @dataclass(frozen=True)
@@ -662,73 +675,102 @@ def commit(
     if tag is not None:
         check_ref_name(tag, "tag")
     with repo.locked():
-        hist = repo.history
-        head = hist.head()
-        if head.detached is not None:
-            raise UsageError(
-                f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
-                f"to commit on a new branch from here (your changes stay), or `dvfs switch "
-                f"{head.branch}`"
-            )
-        ref = f"refs/heads/{head.branch}"
-        parent = repo.refs.get(ref)
-        if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
-            raise UsageError(f"tag {tag} already exists: choose another name")
-        index = repo.index()
-        behind = moved_past(hist, index)
-        if behind is not None:
-            raise UsageError(
-                f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
-                f"working tree was at {behind} (a snapshot of a mount, or a pull elsewhere): "
-                f"run `dvfs switch {head.branch}` to bring it up to date, then commit"
-            )
-        if index.count() == 0 and parent is None:
-            raise UsageError("nothing to commit: run `dvfs add PATH` first")
-        tree, files, total = build_tree_rows(repo.store, index.rows())
-        parent_v = hist.version(parent) if parent is not None else None
-        if parent_v is not None and parent_v.tree == tree:
-            raise UsageError(
-                f"nothing to commit: the staged data equals v{parent_v.number}; "
-                "run `dvfs add PATH` to stage changes"
-            )
-        link: GitLink | None = git_link(repo.root)
-        pipeline = version_pipeline(hist, tree, parent_v, warn)  # the lineage of its outputs
-        version = Version(
-            tree=tree,
-            parents=() if parent is None else (parent,),
-            number=1 if parent_v is None else parent_v.number + 1,
-            message=message,
-            author=repo.author(),
-            time_ns=time.time_ns(),
-            params={k: params[k] for k in sorted(params)},
-            pipeline=pipeline,
-            git=link,
-            files=files,
-            bytes=total,
+        return commit_locked(repo, message, params, tag, warn)
+
+
+def commit_locked(
+    repo: Repository,
+    message: str,
+    params: dict[str, Any],
+    tag: str | None = None,
+    warn: Warn = quiet,
+) -> CommitResult:
+    """:func:`commit` for a caller that holds the repository lock and checked its input.
+
+    While a merge is in progress (``vfs.merging``), the version gets the merged
+    version as its second parent, and is refused while a conflict is unresolved;
+    the merge record is removed once the branch has moved.
+    """
+    hist = repo.history
+    head = hist.head()
+    if head.detached is not None:
+        raise UsageError(
+            f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
+            f"to commit on a new branch from here (your changes stay), or `dvfs switch "
+            f"{head.branch}`"
         )
-        oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
-        repo.store.flush()
-        flush_filesystem(repo.dir)
-        # The index names the new version before the branch does: killed in between,
-        # it names a version the branch never got, which is ignored (see ``_behind``);
-        # the other way round, the next commit would seem to undo this one.
-        index.head = index.base = oid
-        index.save()
-        repo.refs.update(ref, oid, parent)
-        label = f"v{version.number}"
-        try:
-            if tag is not None:
-                repo.refs.update(f"refs/tags/{tag}", oid, None)
-        except (DvfsError, OSError) as exc:
-            warn(
-                f"{label} is committed, but tag {tag} was not made ({_why(exc)}): "
-                f"run `dvfs tag {tag} {label}`"
-            )
-        try:
-            write_lock(repo.root, LockPointer(head.branch, version.number, oid))
-        except (DvfsError, OSError) as exc:
-            warn(
-                f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
-                "run `dvfs checkout HEAD` to rewrite it"
-            )
+    ref = f"refs/heads/{head.branch}"
+    parent = repo.refs.get(ref)
+    if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
+        raise UsageError(f"tag {tag} already exists: choose another name")
+    index = repo.index()
+    behind = moved_past(hist, index)
+    if behind is not None:
+        raise UsageError(
+            f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
+            f"working tree was at {behind} (a snapshot of a mount, or a pull elsewhere): "
+            f"run `dvfs switch {head.branch}` to bring it up to date, then commit"
+        )
+    if index.count() == 0 and parent is None:
+        raise UsageError("nothing to commit: run `dvfs add PATH` first")
+    merge = merging.live(repo.dir, repo.refs)
+    if merge is not None and (left := merge.unresolved()):
+        shown = ", ".join(show(p) for p in left[:5]) + (
+            f" and {len(left) - 5} more" if len(left) > 5 else ""
+        )
+        raise UsageError(
+            f"{len(left)} path{'s' if len(left) != 1 else ''} of the merge of {merge.rev} "
+            f"{'are' if len(left) != 1 else 'is'} still in conflict ({shown}): choose with "
+            "`dvfs restore --ours PATH` or `--theirs PATH` (or edit and `dvfs add PATH`), "
+            "then commit; `dvfs merge --abort` gives up the merge"
+        )
+    tree, files, total = build_tree_rows(repo.store, index.rows())
+    parent_v = hist.version(parent) if parent is not None else None
+    if parent_v is not None and parent_v.tree == tree and merge is None:
+        raise UsageError(
+            f"nothing to commit: the staged data equals v{parent_v.number}; "
+            "run `dvfs add PATH` to stage changes"
+        )
+    link: GitLink | None = git_link(repo.root)
+    pipeline = version_pipeline(hist, tree, parent_v, warn)  # the lineage of its outputs
+    version = Version(
+        tree=tree,
+        parents=() if parent is None else (parent,) if merge is None else (parent, merge.theirs),
+        number=1 if parent_v is None else parent_v.number + 1,
+        message=message,
+        author=repo.author(),
+        time_ns=time.time_ns(),
+        params={k: params[k] for k in sorted(params)},
+        pipeline=pipeline,
+        git=link,
+        files=files,
+        bytes=total,
+    )
+    oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+    repo.store.flush()
+    flush_filesystem(repo.dir)
+    # The index names the new version before the branch does: killed in between,
+    # it names a version the branch never got, which is ignored (see ``_behind``);
+    # the other way round, the next commit would seem to undo this one.
+    index.head = index.base = oid
+    index.save()
+    repo.refs.update(ref, oid, parent)
+    if merge is not None:
+        merging.remove(repo.dir)  # (killed before this, the record is stale: ignored)
+    label = f"v{version.number}"
+    try:
+        if tag is not None:
+            repo.refs.update(f"refs/tags/{tag}", oid, None)
+    except (DvfsError, OSError) as exc:
+        warn(
+            f"{label} is committed, but tag {tag} was not made ({_why(exc)}): "
+            f"run `dvfs tag {tag} {label}`"
+        )
+    try:
+        write_lock(repo.root, LockPointer(head.branch, version.number, oid))
+    except (DvfsError, OSError) as exc:
+        warn(
+            f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
+            "run `dvfs checkout HEAD` to rewrite it"
+        )
     return CommitResult(oid, version.number, files, total)

@@ -1,0 +1,245 @@
+"""dvfs merge: three-way at path level, conflicts, --abort, pull --merge, log --graph."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    assert_error,
+    assert_ok,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
+from tests.remote_support import Remote, remote_fixture  # noqa: F401 (fixture)
+from vfs.repo import Repository
+
+
+def diverge(repo: Repo) -> None:
+    """main and `other` share v1 (a, b, c) and then change different paths."""
+    repo.write("a", "a")
+    repo.write("b", "b")
+    repo.write("c", "c")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("b", "b from other")
+    repo.write("d/e", "new in other")
+    repo.ok("add", ".")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.write("a", "a from main")
+    (repo.root / "c").unlink()
+    repo.ok("add", ".")
+    repo.commit("main")
+
+
+def parents(repo: Repo, rev: str = "HEAD") -> list[str]:
+    hist = Repository(repo.root).history
+    return [p.hex() for p in hist.version(hist.resolve(rev)).parents]
+
+
+def test_changes_to_different_paths_combine_into_a_version_with_two_parents(repo: Repo) -> None:
+    diverge(repo)
+    ours, theirs = repo.head_id(), Repository(repo.root).history.resolve("other").hex()
+    out = repo.json("merge", "other", "--json")
+    assert out["outcome"] == "merged" and out["version"] == "v3"  # v2 (main's) + 1
+    assert parents(repo) == [ours, theirs]
+    assert repo.read("a") == b"a from main" and repo.read("b") == b"b from other"
+    assert repo.read("d/e") == b"new in other" and not (repo.root / "c").exists()
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["merging"] is None
+    # vN stays first-parent: v2 is main's own second version, v1 the base.
+    assert repo.show("v2")["message"] == "main" and repo.show("v1")["message"] == "base"
+    assert repo.ok("merge", "other").out.startswith("already up to date")
+    # Only the merge's second parent reaches other's version now: gc keeps it whole.
+    repo.ok("branch", "-d", "other")
+    repo.ok("gc")
+    assert repo.cat(f"{theirs}:b") == b"b from other"
+    assert repo.fsck_clean()["versions"] == 4  # v1, both v2s, the merge
+
+
+def test_a_later_merge_takes_the_last_merged_version_as_base(repo: Repo) -> None:
+    diverge(repo)
+    repo.ok("merge", "other")
+    repo.ok("switch", "other")
+    repo.write("d/e", "changed again in other")
+    repo.ok("add", ".")
+    repo.commit("other again")
+    repo.ok("switch", "main")
+    # The base is other's v2 (the merge's second parent), not v1: b is no conflict.
+    out = repo.json("merge", "other", "--json")
+    assert out["outcome"] == "merged" and out["conflicts"] == []
+    assert repo.read("d/e") == b"changed again in other" and repo.read("b") == b"b from other"
+    repo.fsck_clean()
+
+
+def test_a_branch_behind_fast_forwards(repo: Repo) -> None:
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    repo.commit("one")
+    repo.ok("branch", "later")
+    repo.ok("switch", "later")
+    repo.write("a", "2")
+    repo.ok("add", "a")
+    later = repo.commit("two")
+    repo.ok("switch", "main")
+    assert "fast-forward" in repo.ok("merge", "later").out
+    assert repo.head_id() == later and repo.read("a") == b"2"
+    assert parents(repo) != [] and len(parents(repo)) == 1
+    repo.fsck_clean()
+
+
+def conflicting(repo: Repo) -> None:
+    diverge(repo)
+    repo.ok("switch", "other")
+    repo.write("a", "a from other, longer")
+    (repo.root / "b").unlink()
+    repo.ok("add", ".")
+    repo.commit("other 2")
+    repo.ok("switch", "main")
+    repo.write("b", "b from main")
+    repo.ok("add", ".")
+    repo.commit("main 2")
+
+
+def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> None:
+    conflicting(repo)
+    ours = repo.head_id()
+    r = repo.run("merge", "other")
+    assert r.code == 1, str(r)
+    assert "2 conflicts" in r.out
+    line_a = next(ln for ln in r.out.splitlines() if ln.strip().startswith("a "))
+    assert "ours: 11 B" in line_a and "theirs: 20 B" in line_a  # both sides' sizes
+    line_b = next(ln for ln in r.out.splitlines() if ln.strip().startswith("b "))
+    assert "theirs: deleted" in line_b
+    # d/e came from other; a and b keep ours until settled.
+    assert repo.read("d/e") == b"new in other" and repo.read("a") == b"a from main"
+    st = repo.status()
+    assert [c["path"] for c in st["merging"]["conflicts"]] == ["a", "b"]
+    assert "merging" in repo.ok("status").out.lower()
+    repo.fail("commit", "-m", "too early", fragments=("still in conflict", "a, b"))
+    repo.fail("merge", "other", fragments=("a merge is in progress",))
+    repo.ok("restore", "--theirs", "a", "b")
+    assert repo.read("a") == b"a from other, longer" and not (repo.root / "b").exists()
+    assert all(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    merged = repo.commit("merged by hand")
+    assert parents(repo) == [ours, Repository(repo.root).history.resolve("other").hex()]
+    assert repo.status()["merging"] is None
+    assert repo.show(merged)["version"] == "v4"
+    repo.fsck_clean()
+
+
+def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--source", "v1", "a")  # the base's content is a choice too
+    assert repo.read("a") == b"a"
+    repo.write("b", "edited by hand")
+    repo.ok("add", "b")
+    repo.commit("settled")
+    assert repo.cat("HEAD:a") == b"a" and repo.cat("HEAD:b") == b"edited by hand"
+    repo.fsck_clean()
+
+
+def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
+    conflicting(repo)
+    before = repo.head_id()
+    assert repo.run("merge", "other").code == 1
+    repo.ok("merge", "--abort")
+    assert repo.head_id() == before
+    st = repo.status()
+    assert st["merging"] is None and st["staged"] == [] and st["untracked"] == []
+    assert not (repo.root / "d").exists() and repo.read("b") == b"b from main"
+    repo.fail("merge", "--abort", fragments=("no merge is in progress",))
+    repo.fsck_clean()
+
+
+def test_ours_or_theirs_settle_every_conflict_at_once(repo: Repo) -> None:
+    conflicting(repo)
+    out = repo.json("merge", "other", "--theirs", "-m", "take theirs", "--json")
+    assert out["outcome"] == "merged"
+    assert repo.read("a") == b"a from other, longer" and not (repo.root / "b").exists()
+    assert repo.show()["message"] == "take theirs" and len(parents(repo)) == 2
+    repo.fsck_clean()
+
+
+def test_uncommitted_changes_and_unrelated_histories_are_refused(repo: Repo) -> None:
+    diverge(repo)
+    repo.write("a", "not committed")
+    repo.write("b", "staged")
+    repo.ok("add", "b")
+    before = repo.head_id()
+    line = repo.fail("merge", "other", fragments=("uncommitted changes in a, b",))
+    assert "nothing was merged" in line
+    assert repo.head_id() == before and repo.read("a") == b"not committed"
+    repo.ok("restore", "--staged", "b")
+    repo.ok("restore", "a", "b")
+    repo.ok("switch", "-c", "alone")  # a branch of its own history, from nothing
+    Path(repo.root / ".dvfs" / "refs" / "heads" / "alone").unlink()
+    repo.write("z", "z")
+    repo.ok("add", "z")
+    repo.commit("unrelated")
+    repo.fail("merge", "main", fragments=("unrelated histories",))
+    repo.fail("merge", "no-such-branch")
+    repo.fsck_clean()
+
+
+def test_untracked_file_in_the_way_stops_the_merge_before_anything_changes(repo: Repo) -> None:
+    diverge(repo)
+    repo.write("d/e", "mine, untracked")
+    before = repo.head_id()
+    repo.fail("merge", "other", fragments=("untracked", "d/e"))
+    assert repo.head_id() == before and repo.status()["merging"] is None
+    assert repo.read("d/e") == b"mine, untracked" and repo.read("b") == b"b"
+    repo.fsck_clean()
+
+
+def test_log_graph_draws_the_merge_and_json_carries_parents(repo: Repo) -> None:
+    diverge(repo)
+    repo.ok("merge", "other", "-m", "join\x1b[31m")
+    out = repo.ok("log", "--graph", "--oneline").out.splitlines()
+    assert out[0].startswith("*") and "merge" in out[0] and "\x1b" not in "".join(out)
+    assert out[1] == "|\\"
+    assert any(ln.startswith("|/") for ln in out)
+    assert out[-1].startswith("*") and "v1" in out[-1]
+    assert sum("*" in ln for ln in out) == 4  # every version, both sides of the merge
+    rows = repo.json("log", "--graph", "--json")
+    assert [len(r["parents"]) for r in rows] == [2, 1, 1, 0]
+    assert rows[0]["graph"] == "*" and {r["version"] for r in rows} == {"v1", "v2", "v3"}
+    plain = repo.json("log", "--json")  # first-parent only: v3, v2, v1
+    assert [r["version"] for r in plain] == ["v3", "v2", "v1"] and len(plain[0]["parents"]) == 2
+
+
+def test_merge_push_clone_and_pull_merge(
+    remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = make_repo("a")
+    diverge(repo)
+    repo.ok("merge", "other")
+    remote.add_to(repo)
+    repo.ok("push")
+    copy, _ = remote.clone(tmp_path, "b")
+    copy.fsck_clean()
+    assert copy.read("a") == b"a from main" and copy.read("d/e") == b"new in other"
+    assert len(parents(copy)) == 2
+    # Both sides see the merge's second parent: `other`'s version came along.
+    assert copy.cat(f"{parents(copy)[1]}:b") == b"b from other"
+    # Diverge the two clones, then pull: refused with the hint, then --merge.
+    copy.write("x", "from b")
+    copy.ok("add", "x")
+    copy.commit("b's work")
+    copy.ok("push")
+    repo.write("y", "from a")
+    repo.ok("add", "y")
+    repo.commit("a's work")
+    assert_error(repo.run("pull"), "diverged", "dvfs pull --merge")
+    assert_ok(repo.run("pull", "--merge"))
+    assert repo.read("x") == b"from b" and repo.read("y") == b"from a"
+    assert len(parents(repo)) == 2
+    repo.ok("push")  # the remote's tip is below the merge through its second parent
+    assert_ok(copy.run("pull"))
+    assert copy.read("y") == b"from a"
+    repo.fsck_clean()
+    copy.fsck_clean()
