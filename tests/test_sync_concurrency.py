@@ -124,6 +124,11 @@ def test_two_clones_pushing_at_once_lose_nothing(
             path = check.root / name / f"round-{rnd}.txt"
             if path.exists():
                 assert path.read_text() == f"{name} in round {rnd}\n"
+    # the remote's audit chain never forked: intact, and each winning push is in it
+    verdict = check.json("audit", "verify", "--remote", "origin", "--json")
+    assert verdict["intact"] is True and verdict["entries"] >= 1 + ROUNDS
+    pushed = {row["new"] for row in check.json("audit", "--remote", "origin", "--json")}
+    assert {base, *won} <= pushed
     # and every loser's version is on its local branch, whole
     assert len(kept) == ROUNDS
     for oid, (clone, branch) in kept.items():

@@ -23,8 +23,23 @@ rewritten atomically after each append, so that deleting the last entries shows.
 
 :func:`verify` names the first entry edited, deleted, inserted or reordered. It
 proves nothing against someone who rewrites the whole chain and the head: the log
-is evidence of accidents and casual edits; the remote chain (issue 16) is the
+is evidence of accidents and casual edits; the remote chain (below) is the
 stronger record.
+
+**The remote chain.** A remote keeps its own chain of the changes made to it (a push
+moving a branch or creating a tag; remote gc may add its own), one object per entry
+at ``audit/<seq, 12 digits>`` (``audit/000000000001`` first), each the same JSON as a
+local line (no newline) with ``prev`` the BLAKE3 of the previous *object's* bytes.
+An entry is written with ``If-None-Match`` (:func:`append_remote`): of two writers
+racing for the same number one wins and the other reads the winner, links to it and
+takes the next number, so the chain never forks and an ordinary write never
+replaces an entry without breaking the link the next entry holds. A push appends its
+entry *before* it moves the remote ref, so no ref moves without an entry (an entry
+may name a move that then lost its race). ``.dvfs/remotes/<name>/audit.head`` holds
+``"<seq> <hash>\n"`` of the last entry this clone wrote or verified: a later append
+starts looking from there (else it lists ``audit/``), and :func:`verify_remote`
+checks that entry still hashes the same, so a chain cut or edited at its end shows
+too. Entries are at most ``MAX_LINE`` bytes.
 """
 
 from __future__ import annotations
@@ -33,15 +48,18 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vfs.backends.base import Backend
 from vfs.durable import write_atomic
-from vfs.errors import FormatError
+from vfs.errors import FormatError, PreconditionFailed, RemoteNotFound
 from vfs.ids import hash_bytes
 
 LOG = "audit.log"
@@ -109,19 +127,24 @@ def record(
             except (ValueError, KeyError, TypeError):  # edited: verify will say so
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
-        cmd = _command if _command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
-        entry = {
-            "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
-            "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,
-            "old": None if old is None else old.hex(), "new": None if new is None else new.hex(),
-            "note": note, "prev": prev,
-        }  # fmt: skip
-        line = _encode(entry)
+        line = _encode(_entry(seq, prev, op, ref, old, new, note))
         os.write(fd, line + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
     write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
+
+
+def _entry(
+    seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
+) -> dict[str, Any]:
+    cmd = _command if _command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    return {
+        "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
+        "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,
+        "old": None if old is None else old.hex(), "new": None if new is None else new.hex(),
+        "note": note, "prev": prev,
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -264,3 +287,177 @@ def _head(dvfs_dir: Path) -> tuple[int, str] | None:
             return int(text[0]), text[1]
         return -1, ""
     return None
+
+
+# ------------------------------------------------------------------------- the remote chain
+
+REMOTE_PREFIX = "audit/"
+REMOTE_HEAD = "audit.head"  # in .dvfs/remotes/<name>/
+SEQ_DIGITS = 12
+APPEND_TRIES = 1000  # entries other writers may add while one append goes on
+_KEY_RE = re.compile(r"audit/(\d{12})")  # SEQ_DIGITS digits
+
+
+def remote_key(seq: int) -> str:
+    """The key of entry ``seq`` of a remote's chain."""
+    return f"{REMOTE_PREFIX}{seq:0{SEQ_DIGITS}d}"
+
+
+def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:
+    """The entry numbers under ``audit/`` (sorted), and the keys that are not entries."""
+    seqs: list[int] = []
+    odd: list[str] = []
+    for key in backend.list(REMOTE_PREFIX):
+        m = _KEY_RE.fullmatch(key)
+        if m and int(m.group(1)) > 0:
+            seqs.append(int(m.group(1)))
+        else:
+            odd.append(key)
+    return sorted(seqs), sorted(odd)
+
+
+def _exists(backend: Backend, seq: int) -> bool:
+    try:
+        backend.head(remote_key(seq))
+        return True
+    except RemoteNotFound:
+        return False
+
+
+def _read_head(path: Path | None) -> tuple[int, str] | None:
+    if path is None:
+        return None
+    with contextlib.suppress(FileNotFoundError, ValueError, UnicodeDecodeError):
+        seq, digest = path.read_text().split()
+        if int(seq) > 0 and len(digest) == 64:
+            return int(seq), digest
+    return None
+
+
+def _write_head(path: Path | None, seq: int, digest: str) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, f"{seq} {digest}\n".encode())
+
+
+def _last_seq(backend: Backend, hint: tuple[int, str] | None) -> int:
+    """The number of the last entry: probed forward from ``hint``, else listed."""
+    if hint is not None and _exists(backend, hint[0]):
+        n = hint[0]
+        while _exists(backend, n + 1):
+            n += 1
+        return n
+    seqs, _ = _remote_seqs(backend)
+    return seqs[-1] if seqs else 0
+
+
+def append_remote(
+    backend: Backend,
+    head_path: Path | None,
+    op: str,
+    ref: str,
+    old: bytes | None,
+    new: bytes | None,
+    note: str = "",
+) -> int:
+    """Append an entry to a remote's chain with If-None-Match; return its number.
+
+    ``head_path`` (``.dvfs/remotes/<name>/audit.head``) remembers where the chain
+    ended for this clone. A lost race for a number is retried at the next one.
+    """
+    hint = _read_head(head_path)
+    n = _last_seq(backend, hint)
+    for _ in range(APPEND_TRIES):
+        prev = ZERO if n == 0 else hash_bytes(backend.get_small(remote_key(n), MAX_LINE)).hex()
+        data = _encode(_entry(n + 1, prev, op, ref, old, new, note))
+        try:
+            backend.put_conditional(remote_key(n + 1), data, if_none_match=True)
+        except PreconditionFailed:
+            n += 1  # another writer took that number: link to its entry instead
+            continue
+        _write_head(head_path, n + 1, hash_bytes(data).hex())
+        return n + 1
+    raise FormatError(
+        f"{backend.url}: {APPEND_TRIES} audit entries were written while this one waited: try again"
+    )
+
+
+def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | None]:
+    """The entries' bytes (None: deleted since listed), ``jobs`` runs of them at once."""
+
+    def run(part: list[int]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for seq in part:
+            try:
+                out.append(backend.get_small(remote_key(seq), MAX_LINE))
+            except RemoteNotFound:
+                out.append(None)
+        return out
+
+    size = max(64, -(-len(seqs) // max(1, jobs)))  # one task a run: no per-entry future
+    parts = [seqs[i : i + size] for i in range(0, len(seqs), size)]
+    with ThreadPoolExecutor(max(1, min(jobs, len(parts)))) as pool:
+        return [data for got in pool.map(run, parts) for data in got]
+
+
+def remote_entries(backend: Backend, jobs: int = 16) -> list[Entry]:
+    """Every entry of a remote's chain in order (not verified; odd objects skipped)."""
+    seqs, _ = _remote_seqs(backend)
+    out = []
+    for seq, data in zip(seqs, _fetch_remote(backend, seqs, jobs), strict=True):
+        if data is not None:
+            with contextlib.suppress(FormatError):
+                out.append(_parse(data, seq)[0])
+    return out
+
+
+def verify_remote(backend: Backend, head_path: Path | None, jobs: int = 16) -> Verdict:
+    """Check a remote's chain; name the first entry edited, deleted or inserted.
+
+    When it is intact, ``head_path`` is moved to its last entry, so that cutting or
+    editing entries later, at the end included, shows at the next verify.
+    """
+    seqs, odd = _remote_seqs(backend)
+    datas = _fetch_remote(backend, seqs, jobs)
+    problems: list[str] = [f"{k} is not an entry: it was inserted" for k in odd[:3]]
+    n = len(seqs)
+    prev_hash = ZERO
+    expect = 1
+    last: tuple[int, str] | None = None
+    for seq, data in zip(seqs, datas, strict=True):
+        if seq != expect:
+            gone = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
+            problems.append(f"entry {gone} {'is' if seq == expect + 1 else 'are'} missing: deleted")
+            return Verdict(n, problems)
+        expect = seq + 1
+        if data is None:
+            problems.append(f"entry {seq} is missing: deleted")
+            return Verdict(n, problems)
+        try:
+            e, prev = _parse(data, seq)
+        except FormatError:
+            problems.append(f"entry {seq} is not an entry: it was edited")
+            return Verdict(n, problems)
+        if e.seq != seq:
+            problems.append(f"entry {seq} holds entry {e.seq}'s number: it was inserted or moved")
+            return Verdict(n, problems)
+        if prev != prev_hash:
+            problems.append(
+                "entry 1 was edited (it must follow nothing)"
+                if seq == 1
+                else f"entry {seq - 1} was edited, or entry {seq} inserted: entry {seq} "
+                f"holds the hash of another"
+            )
+            return Verdict(n, problems)
+        prev_hash = hash_bytes(data).hex()
+        last = (seq, prev_hash)
+    hint = _read_head(head_path)
+    if hint is not None:
+        seq, digest = hint
+        if seq > n:
+            problems.append(f"entries {n + 1}..{seq} are missing: deleted from the end")
+        elif datas[seq - 1] is not None and hash_bytes(datas[seq - 1] or b"").hex() != digest:
+            problems.append(f"entry {seq} was edited: this clone saw it with another hash")
+    if not problems and last is not None:
+        _write_head(head_path, *last)
+    return Verdict(n, problems)

@@ -1853,22 +1853,40 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"  {human(size):>10}  {quoted(path)}  ({label})")
 
 
+def remote_chain(repo: Repository, name: str) -> tuple[Any, Path]:
+    """A remote's backend and this clone's record of where its audit chain ended."""
+    from vfs import remotes
+
+    spec = remotes.get_remote(repo, name)
+    return remotes.connect(spec, 16), repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
+
+
 @cli.group(name="audit", invoke_without_command=True)
 @click.option("--since", metavar="DATE", help="Only entries from DATE on (YYYY-MM-DD[THH:MM]).")
+@click.option("--remote", "remote_name", metavar="NAME", help="The remote's chain (its pushes).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def audit_cmd(ctx: click.Context, since: str | None, as_json: bool) -> None:
+def audit_cmd(
+    ctx: click.Context, since: str | None, remote_name: str | None, as_json: bool
+) -> None:
     """Who changed which branch or tag, when, with what command.
 
     Every change of a local ref is an entry of .dvfs/audit.log, each holding the
-    hash of the one before; `dvfs audit verify` checks the chain.
+    hash of the one before; `dvfs audit verify` checks the chain. A remote keeps
+    its own chain of the pushes it received (--remote NAME).
 
     \b
     Examples:
       dvfs audit --since 2026-01-01
       dvfs audit verify
+      dvfs audit --remote origin
+      dvfs audit verify --remote origin
     """
     if ctx.invoked_subcommand is not None:
+        if since is not None or remote_name is not None:
+            raise UsageError(
+                "give --since and --remote after `verify`: dvfs audit verify --remote NAME"
+            )
         return
     repo = repo_here()
     start = 0
@@ -1880,7 +1898,12 @@ def audit_cmd(ctx: click.Context, since: str | None, as_json: bool) -> None:
         if when.tzinfo is None:
             when = when.astimezone()
         start = int(when.timestamp() * 1e9)
-    picked = [e for e in audit.entries(repo.dir) if e.time_ns >= start]
+    if remote_name is not None:
+        backend, _ = remote_chain(repo, remote_name)
+        found = audit.remote_entries(backend)
+    else:
+        found = list(audit.entries(repo.dir))
+    picked = [e for e in found if e.time_ns >= start]
     if as_json:
         emit_json([e.as_json() for e in picked])
         return
@@ -1895,15 +1918,22 @@ def audit_cmd(ctx: click.Context, since: str | None, as_json: bool) -> None:
 
 
 @audit_cmd.command(name="verify")
+@click.option("--remote", "remote_name", metavar="NAME", help="Check the remote's chain.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def audit_verify(as_json: bool) -> None:
+def audit_verify(remote_name: str | None, as_json: bool) -> None:
     """Check that no audit entry was edited, deleted, inserted or reordered.
 
     \b
     Examples:
       dvfs audit verify
+      dvfs audit verify --remote origin
     """
-    v = audit.verify(repo_here().dir)
+    repo = repo_here()
+    if remote_name is not None:
+        backend, head = remote_chain(repo, remote_name)
+        v = audit.verify_remote(backend, head)
+    else:
+        v = audit.verify(repo.dir)
     if as_json:
         emit_json(v.as_json())
     else:

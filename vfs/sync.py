@@ -28,6 +28,7 @@ from pathlib import Path
 
 import msgpack
 
+from vfs import audit
 from vfs import checkout as co
 from vfs import merge as merging
 from vfs.codec import Kind
@@ -212,8 +213,11 @@ def push(
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
         for segment in _upload(repo, remote, ids, workers, jobs, report):
             meter.put(f"index/{hash_bytes(segment).hex()}", segment)
+        chain = repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
         for b, tip, theirs, etag in plan:
             data = (tip.hex() + "\n").encode()
+            # The remote's audit chain gets its entry before the ref moves (vfs.audit).
+            audit.append_remote(meter, chain, "push", f"refs/heads/{b}", theirs, tip)
             try:
                 if theirs is None:
                     meter.put_conditional(f"refs/heads/{b}", data, if_none_match=True)
@@ -229,6 +233,10 @@ def push(
             report.notes.append(f"{b}: {hist.label(tip)} {tip.hex()[:10]}")
         for t, oid in tag_plan.items():
             data = (oid.hex() + "\n").encode()
+            try:
+                meter.head(f"refs/tags/{t}")  # (there already: no change, no entry)
+            except RemoteNotFound:
+                audit.append_remote(meter, chain, "push", f"refs/tags/{t}", None, oid)
             try:
                 meter.put_conditional(f"refs/tags/{t}", data, if_none_match=True)
             except PreconditionFailed:
