@@ -1458,15 +1458,15 @@ def restore(
     --staged, the index takes HEAD's content (or REV's) and the files stay as they
     are. Nothing is deleted, and an untracked file is never overwritten.
 
+    During a merge, --ours, --theirs and --source stage the content too and mark the
+    conflicts at PATHS settled (a side that deleted a path deletes the file).
+
     \b
     Examples:
       dvfs restore data/labels.csv          # discard the changes not staged
       dvfs restore --staged data/           # unstage, keep the files
       dvfs restore --source v1 data/x.csv   # the file as it was at v1
       dvfs restore --theirs data/x.csv      # in a merge: settle a conflict
-
-    During a merge, --ours, --theirs and --source stage the content too and mark the
-    conflicts at PATHS settled (a side that deleted a path deletes the file).
     """
     from vfs import merge
 
