@@ -123,6 +123,46 @@ def added_in(hist: History, oid: bytes, paths: Iterable[bytes] | None = None) ->
     return out
 
 
+def added_in_dir(
+    hist: History, oid: bytes, path: bytes, names: Iterable[bytes]
+) -> dict[bytes, str]:
+    """:func:`added_in` of the files ``names`` of the directory ``path`` of a version.
+
+    Only that directory is looked at in each version back along the first-parent
+    chain, and only when its tree differs from the next version's: the cost follows
+    the versions that changed the directory, not the size of the whole tree.
+    """
+    top = _dir_tree(hist, hist.version(oid).tree, path)
+    if top is None:
+        return {}
+    current = hist.tree(top)
+    pending = {n: e for n in names if (e := current.get(n)) is not None}
+    out: dict[bytes, str] = {}
+    cur, cur_dir = oid, top
+    while pending:
+        v = hist.version(cur)
+        parent = v.parents[0] if v.parents else None
+        below = _dir_tree(hist, hist.version(parent).tree, path) if parent is not None else None
+        if parent is None or below is None:
+            out.update(dict.fromkeys(pending, f"v{v.number}"))
+            break
+        if below != cur_dir:
+            older = hist.tree(below)
+            for n, e in list(pending.items()):
+                old = older.get(n)
+                if old is None or not same_entry(old, e):
+                    out[n] = f"v{v.number}"
+                    del pending[n]
+        cur, cur_dir = parent, below
+    return out
+
+
+def _dir_tree(hist: History, tree: bytes, path: bytes) -> bytes | None:
+    """The tree id of the directory ``path`` below ``tree`` (None if it is not one)."""
+    e = hist.lookup(tree, path)
+    return e.subtree if e is not None and e.kind == Kind.DIR else None
+
+
 def _file_record(e: Entry, added: str | None) -> dict[str, Any]:
     if e.kind == Kind.SYMLINK:
         return {"link": os.fsdecode(e.target), "added": added}

@@ -157,13 +157,13 @@ def files(
     def full(x: Entry) -> bytes:
         return path + b"/" + x.name if path else x.name
 
-    added = browse.added_in(hist, oid, [full(x) for x in chosen if x.kind != Kind.DIR])
+    added = browse.added_in_dir(hist, oid, path, [x.name for x in chosen if x.kind != Kind.DIR])
     rows = []
     for x in chosen:
         row: dict[str, Any] = {
             "name": show(x.name), "path": show(full(x)), "type": x.kind.name.lower(),
             "mode": oct(x.mode), "size": x.size, "mtime": browse.iso_time(x.mtime_ns),
-            "added": added.get(full(x)),
+            "added": added.get(x.name),
         }  # fmt: skip
         if x.kind == Kind.SYMLINK:
             row["target"] = show(x.target)
