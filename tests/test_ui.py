@@ -47,7 +47,7 @@ def test_versions_are_log_rows_paginated_and_filtered(server: Server, repo: Repo
     log = repo.json("log", "--json")
     page = api(server, "versions")
     assert page["total"] == 3
-    assert [{k: v for k, v in r.items() if k != "parents"} for r in page["versions"]] == log
+    assert page["versions"] == log
     assert page["branches"] == ["main"] and page["tags"] == ["base"]
     second = api(server, "versions", offset=1, limit=1)
     assert [r["version"] for r in second["versions"]] == ["v2"] and second["total"] == 3

@@ -95,10 +95,11 @@ def log(
 def log_row(
     hist: History, refs: dict[bytes, dict[str, list[str]]], oid: bytes, v: Version
 ) -> dict[str, Any]:
-    """One row of ``dvfs log --json``: the summary, tags, branches and parameters."""
+    """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents."""
     row = version_summary(hist, oid, v)
     row.update(refs.get(oid, {"tags": [], "branches": []}))
     row["parameters"] = v.params
+    row["parents"] = [p.hex() for p in v.parents]
     return row
 
 

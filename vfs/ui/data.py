@@ -121,9 +121,7 @@ def versions(
             if text and not _matches(text, oid, v):
                 continue
             if offset <= total < offset + limit:
-                row = browse.log_row(hist, refs, oid, v)
-                row["parents"] = [p.hex() for p in v.parents]
-                rows.append(row)
+                rows.append(browse.log_row(hist, refs, oid, v))
             total += 1
     head = hist.head()
     return {
