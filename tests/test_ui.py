@@ -56,6 +56,9 @@ def test_versions_are_log_rows_paginated_and_filtered(server: Server, repo: Repo
     assert [r["version"] for r in found["versions"]] == ["v2"] and found["total"] == 1
     assert api(server, "versions", author="nobody-like-this")["versions"] == []
     assert [r["version"] for r in api(server, "versions", branch="v2")["versions"]] == ["v2", "v1"]
+    changed = api(server, "versions", path="prep.py")
+    assert [r["version"] for r in changed["versions"]] == ["v2"]
+    assert changed["versions"] == repo.json("log", "--json", "--", "prep.py")
 
 
 def test_version_is_show_without_files(server: Server, repo: Repo) -> None:

@@ -127,6 +127,16 @@ def test_diff_two_versions_and_the_rows_of_a_table(page: Page, server: Server) -
     cell = rows.locator("td.cell-changed").first
     expect(cell.locator("del")).to_have_text("oslo")
     expect(cell.locator("ins")).to_have_text("paris")
+    image = page.locator("tr.change", has_text="img/red.png")
+    image.get_by_role("button", name="images").click()
+    sides = page.locator(".images figure")
+    expect(sides.locator("figcaption")).to_have_text(["old: v1", "new: v2"])
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.images img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    widths = [sides.nth(i).locator("img").evaluate("i => i.naturalWidth") for i in (0, 1)]
+    assert widths == [20, 24]
 
 
 def test_lineage_and_experiments(page: Page, server: Server) -> None:

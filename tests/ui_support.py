@@ -1,8 +1,8 @@
 """A small repository for the dashboard's tests, and a real ``dvfs ui`` serving it.
 
 The repository has three versions: v1 (tag ``base``: a CSV, a text file, a binary
-file, a PNG, a link), v2 (rows of the CSV changed and added, a text file grown, a
-pipeline of two stages run by ``dvfs run``) and v3 (the same pipeline with a
+file, a PNG, a link), v2 (rows of the CSV changed and added, a text file grown, the
+PNG larger, a pipeline of two stages run by ``dvfs run``) and v3 (the same pipeline with a
 parameter, making a metrics file). Shared by ``test_ui.py`` and ``test_ui_browser.py``.
 """
 
@@ -80,6 +80,7 @@ def make_repo(root: Path) -> Path:
     write(root, {
         "data/train.csv": "\n".join(rows) + "\n", "data/notes.txt": "hello\nworld\nmore\n",
         "prep.py": PREP, "train.py": TRAIN, "params.yaml": "train:\n  lr: 0.5\n",
+        "img/red.png": png(24, 12),
     })  # fmt: skip
     stages = [
         ("prep", "-d", "prep.py", "-d", "data/notes.txt", "-o", "data/prep.txt", "--",

@@ -4,7 +4,7 @@ Routes (docs/ui.md documents each answer; all are GET, the dashboard changes not
 
     /                    the page (static/index.html); ?token=T sets the token cookie
     /static/...          the front end: ES modules, CSS, the vendored graph library
-    /api/versions        branch, tag, author, q, offset, limit    (vfs.ui.data.versions)
+    /api/versions        branch, tag, author, q, path, offset, limit  (data.versions)
     /api/version         rev                                      (data.version)
     /api/files           rev, dir, offset, limit                  (data.files)
     /api/preview         rev, path, offset, limit                 (data.preview)
@@ -211,6 +211,7 @@ class Api:
             self.text(request, "branch"), self.text(request, "tag"),
             self.text(request, "author"), self.text(request, "q"),
             self.number(request, "offset", 0), self.number(request, "limit", 50),
+            self.path(request),
         )  # fmt: skip
         return json_response(await self.run(data.versions, self.repo, *args))
 

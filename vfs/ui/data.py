@@ -22,6 +22,7 @@ from typing import Any
 
 from vfs import audit, browse
 from vfs.codec import Entry, Kind, Version
+from vfs.diff import changed_under
 from vfs.du import usage
 from vfs.errors import NotAFile, UsageError
 from vfs.pipeline import report
@@ -99,10 +100,12 @@ def _matches(text: str, oid: bytes, v: Version) -> bool:
 def versions(
     repo: Repository, branch: str | None = None, tag: str | None = None,
     author: str | None = None, text: str | None = None, offset: int = 0, limit: int = 50,
+    path: bytes = b"",
 ) -> dict[str, Any]:  # fmt: skip
     """A page of ``dvfs log --json`` rows from ``branch`` (any revision; default HEAD),
     newest first, keeping those tagged ``tag``, by an author containing ``author`` and
-    whose message contains ``text`` (or whose id starts with it, or that it names as vN).
+    whose message contains ``text`` (or whose id starts with it, or that it names as vN)
+    and, with ``path``, that changed something at or below it (as ``dvfs log -- PATH``).
 
     ``total`` counts every row kept, so the pages can be numbered.
     """
@@ -120,6 +123,10 @@ def versions(
                 continue
             if text and not _matches(text, oid, v):
                 continue
+            if path:
+                parent = hist.version(v.parents[0]).tree if v.parents else None
+                if not changed_under(hist, parent, v.tree, [path]):
+                    continue
             if offset <= total < offset + limit:
                 rows.append(browse.log_row(hist, refs, oid, v))
             total += 1

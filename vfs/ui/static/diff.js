@@ -1,6 +1,6 @@
 // Diff of two versions: files added, removed, modified, renamed with size deltas,
 // parameters, and for a tabular file its rows (`dvfs diff --rows`), changes marked.
-import { api, cell, errorBox, h, human, link, pager, signed, put, swap } from "./dom.js";
+import { api, cell, errorBox, h, human, link, pager, rawUrl, signed, put, swap } from "./dom.js";
 
 const LIMIT = 200;
 
@@ -47,7 +47,11 @@ export async function diffPage(el, params) {
       h("td", {}, c.tabular && c.status !== "renamed" ? h("button", {
         class: "rows-btn",
         onclick: () => showRows(rowsBox, d, c.path),
-      }, "rows") : null));
+      }, "rows") : null,
+      IMAGE.test(c.path) && c.kind === "file" ? h("button", {
+        class: "images-btn",
+        onclick: () => showImages(rowsBox, d, c),
+      }, "images") : null));
   });
   put(el, 
     h("table", { class: "changes" },
@@ -63,6 +67,19 @@ export async function diffPage(el, params) {
   }
   put(el, rowsBox);
   if (params.rows) await showRows(rowsBox, d, params.rows);
+}
+
+const IMAGE = /\.(png|jpe?g|gif|webp)$/i;
+
+// The two sides of an image, side by side (a side where it does not exist says so).
+function showImages(box, d, c) {
+  const side = (label, v, path) => h("figure", { class: "side" },
+    path ? h("img", { src: rawUrl(v.id, path, true), alt: `${path} in ${v.version}` })
+      : h("p", { class: "muted" }, "not in this version"),
+    h("figcaption", {}, `${label}: ${v.version}`));
+  swap(box, h("h2", {}, `Image ${c.path}`), h("div", { class: "images" },
+    side("old", d.old, c.status === "added" ? null : c.old_path || c.path),
+    side("new", d.new, c.status === "removed" ? null : c.path)));
 }
 
 function parentDir(path) {

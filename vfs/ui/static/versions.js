@@ -21,13 +21,14 @@ export async function versionsPage(el, params) {
     data.tags.map((t) => h("option", { value: t, selected: t === params.tag }, t)));
   const author = h("input", { name: "author", value: params.author || "", placeholder: "author" });
   const q = h("input", { name: "q", value: params.q || "", placeholder: "message, id or vN" });
+  const path = h("input", { name: "path", value: params.path || "", placeholder: "changed path" });
   const form = h("form", {
     class: "filters",
     onsubmit: (e) => {
       e.preventDefault();
-      go({ branch: branch.value, tag: tag.value, author: author.value, q: q.value, offset: 0 });
+      go({ branch: branch.value, tag: tag.value, author: author.value, q: q.value, path: path.value, offset: 0 });
     },
-  }, field("branch", "Branch ", branch), field("tag", "Tag ", tag), author, q,
+  }, field("branch", "Branch ", branch), field("tag", "Tag ", tag), author, q, path,
      h("button", { type: "submit" }, "Filter"));
 
   const picked = [];
