@@ -59,6 +59,7 @@ class Proc:
     maxrss_kib: int
     returncode: int
     output_tail: str
+    cpu_s: float = 0.0  # user + system time, its threads and waited-for children included
 
 
 @dataclass
@@ -123,7 +124,9 @@ class Spawner:
                 raise
             text = out.read().decode(errors="replace")
         code = os.waitstatus_to_exitcode(done["status"])
-        return Proc(list(argv), done["wall_s"], done["maxrss_kib"], code, text[-TAIL:])
+        return Proc(
+            list(argv), done["wall_s"], done["maxrss_kib"], code, text[-TAIL:], done["cpu_s"]
+        )
 
     def close(self) -> None:
         """Let the helper exit (it does when its input closes) and reap it."""

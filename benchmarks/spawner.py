@@ -9,9 +9,10 @@ Protocol, one JSON object per line. The benchmark writes a request
 ``{"argv": [...], "cwd": str, "env": {...}, "out": path}``; this process answers
 ``{"pid": n}`` once the command started (the command leads its own session, so the
 benchmark can kill its process group by that id), then ``{"status": wait status,
-"wall_s": float, "maxrss_kib": int}`` when it ended, or ``{"error": str}`` if it could
-not start. Standard output and error of the command go to the file ``out``. It runs
-until its standard input closes, and ignores SIGINT: the benchmark decides.
+"wall_s": float, "maxrss_kib": int, "cpu_s": user + system seconds}`` when it ended,
+or ``{"error": str}`` if it could not start. Standard output and error of the command
+go to the file ``out``. It runs until its standard input closes, and ignores SIGINT:
+the benchmark decides.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main() -> None:
         reply({"pid": pid})
         _, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - began
-        reply({"status": status, "wall_s": wall, "maxrss_kib": usage.ru_maxrss})
+        cpu = usage.ru_utime + usage.ru_stime
+        reply({"status": status, "wall_s": wall, "maxrss_kib": usage.ru_maxrss, "cpu_s": cpu})
 
 
 if __name__ == "__main__":
