@@ -23,7 +23,8 @@ LAYERS = [
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes", "remote_read"},
     {"receive"},
-    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge"},
+    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge",
+     "remote_gc"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks", "gc", "du"},  # beside git; storage lifecycle

@@ -1784,19 +1784,37 @@ def fsck_cmd(as_json: bool) -> None:
 @cli.command(name="gc")
 @click.option("--dry-run", "-n", is_flag=True, help="Say what would be freed; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def gc_cmd(dry_run: bool, as_json: bool) -> None:
+@click.option("--remote", "remote_name", metavar="NAME", help="Collect a remote's packs instead.")
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    help="With --remote: how long a pack stays condemned before it is deleted "
+    "(default 24h; 0 deletes at once, unsafe while anyone pushes).",
+)
+def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | None) -> None:
     """Free the space of objects no branch, tag, mount or run cache entry reaches.
 
     Packs with under half of their bytes alive are rewritten. Waits for the
     repository lock; safe to interrupt at any moment.
 
+    With --remote NAME: packs of the remote that no remote branch or tag reaches are
+    condemned, and deleted by a later run once --grace has passed (safe while others
+    push; see docs/architecture.md, "Remote gc").
+
     \b
     Examples:
       dvfs gc --dry-run
       dvfs gc --json
+      dvfs gc --remote origin
+      dvfs gc --remote origin --grace 0
     """
     from vfs.gc import gc as run_gc
 
+    if remote_name is not None:
+        _remote_gc(remote_name, grace, dry_run, as_json)
+        return
+    if grace is not None:
+        raise UsageError("--grace applies to a remote gc: add --remote NAME")
     r = run_gc(repo_here(), dry_run=dry_run)
     if as_json:
         emit_json(r.as_json())
@@ -1813,6 +1831,49 @@ def gc_cmd(dry_run: bool, as_json: bool) -> None:
     )
     if r.problems:
         sys.exit(1)
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``24h``, ``7d`` or a plain number of seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if m is None:
+        raise UsageError(f"{what} {text!r} is not a duration: write e.g. 90s, 30m, 24h or 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) -> None:
+    """``dvfs gc --remote NAME``."""
+    from vfs.remote_gc import DEFAULT_GRACE, PUSH_WINDOW, gc_remote
+    from vfs.remotes import get_remote
+
+    grace = DEFAULT_GRACE if grace_text is None else parse_duration(grace_text, "--grace")
+    repo = repo_here()
+    spec = get_remote(repo, name)
+    if grace < PUSH_WINDOW:
+        warn(
+            f"--grace {grace_text} is shorter than the longest a push may take "
+            f"({PUSH_WINDOW / 3600:.0f} h): a push running now may lose packs it relies on; "
+            "use it only when nobody pushes"
+        )
+    r = gc_remote(repo, spec, grace=grace, dry_run=dry_run)
+    if as_json:
+        emit_json(r.as_json())
+        return
+    for w in r.warnings:
+        warn(w)
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{name}: {verb} {r.deleted_packs} pack(s) ({human(r.deleted_bytes)}); "
+        f"condemned {r.condemned_packs} pack(s) ({human(r.condemned_bytes)}), "
+        f"{r.pending_packs} condemned earlier and not due yet, {r.pardoned_packs} pardoned; "
+        f"kept {r.packs - r.dead_packs} of {r.packs} pack(s), {r.live_objects} object(s) "
+        f"reachable from {r.refs} ref(s)"
+    )
+    if r.condemned_packs and grace > 0:
+        click.echo(
+            f"condemned packs are deleted by a `dvfs gc --remote {name}` run "
+            f"{grace_text or '24h'} from now or later"
+        )
 
 
 @cli.command(name="du")

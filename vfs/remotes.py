@@ -129,6 +129,7 @@ SEGMENT_TARGET = 64 * 1024 * 1024
 # Listings longer than this are refused: a remote with more is damaged or hostile.
 MAX_REFS = 100_000  # branches, or tags
 MAX_SEGMENTS = 1_000_000  # one per push (or per SEGMENT_TARGET of one)
+SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 _KINDS = frozenset(int(k) for k in ObjKind)
 _COMPRESSIONS = frozenset(int(c) for c in Compression)
 
@@ -483,8 +484,27 @@ class RemoteRepo:
             return None, None
 
     def index(self) -> dict[bytes, Located]:
-        """Merge every index segment: object id -> (pack id, location)."""
-        out: dict[bytes, Located] = {}
+        """Merge every index segment: object id -> (pack id, location).
+
+        A segment listed but gone when read was replaced by a remote gc, which writes
+        the replacement first: the listing is read again (at most ``SEGMENT_RELISTS``
+        times).
+        """
+        relists = 0
+        while True:
+            out: dict[bytes, Located] = {}
+            try:
+                for seg_id, data in self.segments():
+                    for pack_id, obj in decode_segment(data, f"index/{seg_id}"):
+                        out.setdefault(obj.oid, (pack_id, obj))
+                return out
+            except RemoteNotFound:
+                relists += 1
+                if relists > SEGMENT_RELISTS:
+                    raise
+
+    def segments(self) -> Iterator[tuple[str, bytes]]:
+        """Every index segment (its id and bytes, verified), one at a time."""
         for n, key in enumerate(self.backend.list("index/"), 1):
             if n > MAX_SEGMENTS:
                 raise RemoteError(
@@ -494,10 +514,7 @@ class RemoteRepo:
             seg_id = key[len("index/") :]
             if len(seg_id) != 64 or not is_hex_prefix(seg_id):
                 continue  # not a segment: segments are named by their hash
-            data = self._segment(seg_id)
-            for pack_id, obj in decode_segment(data, key):
-                out.setdefault(obj.oid, (pack_id, obj))
-        return out
+            yield seg_id, self._segment(seg_id)
 
     def _segment(self, seg_id: str) -> bytes:
         cached = self.cache / seg_id if self.cache else None

@@ -6,7 +6,15 @@ A push uploads packs first (skipping a pack whose name already exists, so an
 interrupted push resumes without sending it again), then the index segment naming
 them, and moves each ref last with a conditional write: If-Match on the ETag it read,
 or If-None-Match to create. Whoever loses that race is told to pull, and nothing it
-uploaded is visible under a ref. Readers merge every segment (cached locally under
+uploaded is visible under a ref.
+
+Against a remote gc (``vfs.remote_gc``): a push reads the gc's condemnation manifests
+before the index, relies on no condemned pack or record (it uploads its own copies,
+and lays out again a pack whose id is condemned), and moves its refs within
+``PUSH_WINDOW`` of reading the manifests, or reads them again and stops if a gc
+condemned something meanwhile. Test hook: ``DVFS_TEST_PUSH_STOP_AT=indexed|uploaded``
+makes the push stop itself (SIGSTOP) after reading the index, or after writing its
+segments, before any ref moves. Readers merge every segment (cached locally under
 ``.dvfs/remotes/<name>/index``, since segments never change).
 
 Everything downloaded is checked against its id before it is stored, versions and
@@ -18,8 +26,11 @@ checkout stops first unless told ``yes`` (``vfs.receive.check_expansion``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import signal
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +63,7 @@ from vfs.packs import (
 from vfs.quoting import quote_name
 from vfs.receive import check_expansion, fetch_records
 from vfs.refs import Head
+from vfs.remote_gc import PUSH_WINDOW, new_manifests, shunned
 from vfs.remotes import (
     SEGMENT_FORMAT,
     SEGMENT_TARGET,
@@ -69,6 +81,13 @@ from vfs.worktree import Workers
 # ~16 MiB, and two keep a link busy. A push of 20,000 small files to a local SeaweedFS
 # took 3.4 s at 237 MiB peak RSS with 8, and 2.5 s at 126 MiB with 2.
 PACKS_IN_FLIGHT = 2
+STOP_ENV = "DVFS_TEST_PUSH_STOP_AT"
+
+
+def _stop_at(step: str) -> None:
+    """Test hook: stop this process (SIGSTOP) if ``DVFS_TEST_PUSH_STOP_AT`` names ``step``."""
+    if os.environ.get(STOP_ENV) == step:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 @dataclass
@@ -159,6 +178,17 @@ def _build_packs(repo: Repository, ids: list[bytes]) -> Iterator[tuple[bytes, li
         yield b"".join(parts), objs
 
 
+def relayout(data: bytes, objs: list[PackedObject], pad: int) -> tuple[bytes, list[PackedObject]]:
+    """Pack ``data`` (built without padding) with ``pad`` zero bytes after the magic.
+
+    The same objects in a pack with another id; readers take offsets from the header
+    and the index, so the gap is never read.
+    """
+    end = len(data) - len(pack_trailer(objs))
+    moved = [dataclasses.replace(o, offset=o.offset + pad) for o in objs]
+    return PACK_MAGIC + bytes(pad) + data[len(PACK_MAGIC) : end] + pack_trailer(moved), moved
+
+
 def push(
     repo: Repository,
     spec: RemoteSpec,
@@ -201,7 +231,10 @@ def push(
             report.notes.append("nothing to push")
             report.requests = meter.requests
             return report
-        index = remote.index()
+        read_at = time.monotonic()
+        shun = shunned(meter)  # before the index: see vfs.remote_gc
+        index = shun.visible(remote.index())
+        _stop_at("indexed")
         records: list[bytes] = []
         chunks: list[bytes] = []
         for tip in [t for _, t, _, _ in plan] + list(tag_plan.values()):
@@ -211,8 +244,14 @@ def push(
         ids = list(dict.fromkeys(records + chunks))  # records first; each object once
         del records, chunks
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
-        for segment in _upload(repo, remote, ids, workers, jobs, report):
+        for segment in _upload(repo, remote, ids, workers, jobs, report, shun.packs):
             meter.put(f"index/{hash_bytes(segment).hex()}", segment)
+        _stop_at("uploaded")
+        if time.monotonic() - read_at > PUSH_WINDOW and new_manifests(meter, shun.keys):
+            raise UsageError(
+                f"the push took over {PUSH_WINDOW / 3600:.0f} h and a remote gc ran meanwhile: "
+                "no branch was moved; run `dvfs push` again (what was uploaded is reused)"
+            )
         chain = repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
         for b, tip, theirs, etag in plan:
             data = (tip.hex() + "\n").encode()
@@ -254,8 +293,12 @@ def _upload(
     workers: Workers,
     jobs: int,
     report: Transfer,
+    condemned: set[str],
 ) -> list[bytes]:
     """Upload the objects in packs (skipping packs already there); return the segments.
+
+    A pack whose id a remote gc condemned is laid out again (``relayout``) until its
+    id is a new one: the condemned pack may be deleted under the new ref.
 
     A segment is closed whenever its pack indexes reach ``SEGMENT_TARGET`` bytes, so
     that no segment nears the size readers accept (``vfs.remotes.SEGMENT_LIMIT``).
@@ -289,6 +332,11 @@ def _upload(
         pending: deque[tuple[Future[bool], int, int, int]] = deque()
         for data, objs in _build_packs(repo, ids):
             pack_id = hash_bytes(data)
+            pad = 0
+            while pack_id.hex() in condemned:
+                pad += 1
+                data, objs = relayout(data, objs, pad)
+                pack_id = hash_bytes(data)
             entries.append([pack_id, encode_index(objs)])
             payload = sum(o.stored_len for o in objs)
             pending.append((pool.submit(send, data, pack_id.hex()), len(objs), len(data), payload))

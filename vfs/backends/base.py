@@ -25,10 +25,11 @@ Contract, for every implementation:
 - **get_small** returns a whole object that is small by nature (a ref, the format
   record, an index segment), refusing with ``RemoteError`` one larger than ``limit``
   without reading more than ``limit + 1`` bytes of it (locally: without reading it).
-- **head** returns size and ETag. ETags are opaque strings: compare them for
-  equality and pass them back to ``put_conditional``, never parse them. They derive
-  from the content (S3's MD5, the local BLAKE3), so rewriting the same bytes keeps
-  the ETag: a compare-and-swap guards the value, not the number of writes.
+- **head** returns size, ETag and the time of the last write by the server's clock.
+  ETags are opaque strings: compare them for equality and pass them back to
+  ``put_conditional``, never parse them. They derive from the content (S3's MD5, the
+  local BLAKE3), so rewriting the same bytes keeps the ETag: a compare-and-swap guards
+  the value, not the number of writes.
 - **list** yields every key under a prefix (a plain string prefix, as in S3), lazily,
   page by page, in no particular order (SeaweedFS lists ``a/b`` before ``a-c``).
 - **delete** removes a key; a missing key is not an error.
@@ -92,6 +93,10 @@ class ObjectInfo:
 
     size: int
     etag: str
+    modified: float = 0.0
+    """When the object was last written, in seconds since the epoch by the server's clock
+    (S3's ``LastModified``, whole seconds; a file's mtime). Remote gc compares these with
+    each other, never with the local clock."""
 
 
 def validate_key(key: str) -> str:

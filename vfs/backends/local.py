@@ -111,7 +111,8 @@ class LocalBackend(Backend):
 
     def head(self, key: str) -> ObjectInfo:
         with self._mapped(key), self._object(key) as fd:
-            return ObjectInfo(size=os.fstat(fd).st_size, etag=_etag_of_fd(fd))
+            st = os.fstat(fd)
+            return ObjectInfo(size=st.st_size, etag=_etag_of_fd(fd), modified=st.st_mtime)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)

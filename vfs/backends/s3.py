@@ -182,7 +182,12 @@ class S3Backend(Backend):
         name = self._name(key)
         with self._mapped(key):
             response = self._client.head_object(Bucket=self.bucket, Key=name)
-        return ObjectInfo(size=int(response["ContentLength"]), etag=str(response["ETag"]))
+        modified = response.get("LastModified")
+        return ObjectInfo(
+            size=int(response["ContentLength"]),
+            etag=str(response["ETag"]),
+            modified=modified.timestamp() if modified is not None else 0.0,
+        )
 
     def list(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)

@@ -1,0 +1,290 @@
+"""``dvfs gc --remote`` (issue 16): condemn, then sweep; pushes racing it lose nothing.
+
+The remote is the session's SeaweedFS (a bare S3 bucket) unless a test says otherwise.
+Garbage is made as it happens: a push killed after uploading its packs and segment,
+before its ref moved. A push is held at a chosen point of its work by
+``DVFS_TEST_PUSH_STOP_AT`` (it stops itself; the test waits for the stop with
+``waitpid``), a gc's clock is moved on by ``DVFS_TEST_GC_CLOCK`` (so that a grace
+expires without waiting a day), and a gc is killed at each of its steps by
+``DVFS_TEST_GC_KILL_AT``. Every test reads the remote back through a fresh clone and
+ends with ``dvfs fsck``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli_support import (
+    Repo,
+    RepoFactory,
+    assert_error,
+    assert_ok,
+    cli_command,
+    cli_env,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from tests.remote_support import Remote
+from tests.s3server import S3Server
+from vfs.backends import open_backend
+from vfs.remote_gc import CLOCK_ENV, KILL_ENV, MANIFEST_PREFIX
+from vfs.sync import STOP_ENV
+
+KiB = 1024
+DAY = 24 * 3600
+
+
+def rand(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+KEEP = rand(300 * KiB, 1)
+JUNK = rand(400 * KiB, 2)
+MORE = rand(200 * KiB, 3)
+
+
+@pytest.fixture(name="s3_remote")
+def s3_remote_fixture(s3_env: S3Server) -> Remote:
+    url = f"s3://{s3_env.make_bucket()}/team/data"
+    backend = open_backend(url, endpoint_url=s3_env.endpoint)
+    return Remote("s3", url, ("--endpoint-url", s3_env.endpoint), backend)
+
+
+def stopped_push(repo: Repo, step: str) -> subprocess.Popen[bytes]:
+    """``dvfs push`` in ``repo``, stopped by its test hook at ``step``."""
+    proc = subprocess.Popen(
+        cli_command("push"),
+        cwd=repo.root,
+        env=cli_env({STOP_ENV: step}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"push ended before {step} (status {status})"
+    return proc
+
+
+def resume(proc: subprocess.Popen[bytes]) -> str:
+    """Let a stopped push finish; it must succeed. Its output."""
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (out, err)
+    return out.decode()
+
+
+def interrupted_push(repo: Repo) -> None:
+    """A push of ``repo`` killed after its packs and segment are up, before its ref."""
+    proc = stopped_push(repo, "uploaded")
+    proc.kill()
+    proc.wait()
+
+
+def gc(repo: Repo, *args: str, clock: float = 0, kill_at: str = "") -> dict[str, Any]:
+    env = {CLOCK_ENV: str(clock), KILL_ENV: kill_at}
+    r = assert_ok(run(repo.root, "gc", "--remote", "origin", "--json", *args, env=env))
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def seeded(make_repo: RepoFactory, remote: Remote) -> Repo:
+    """A repository with ``keep.bin`` pushed as v1."""
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    repo.write("keep.bin", KEEP)
+    repo.ok("add", "keep.bin")
+    repo.commit("keep")
+    repo.ok("push")
+    return repo
+
+
+def with_garbage(repo: Repo, name: str = "junk.bin", data: bytes = JUNK) -> str:
+    """Commit ``name`` and push it, interrupted: its packs are on the remote, no ref
+    reaches them. Returns the version's id (on the local branch only)."""
+    repo.write(name, data)
+    repo.ok("add", name)
+    oid = repo.commit(name)
+    interrupted_push(repo)
+    return oid
+
+
+def manifests(remote: Remote) -> set[str]:
+    return remote.list_keys(MANIFEST_PREFIX)
+
+
+def cloned_clean(remote: Remote, cwd: Path, name: str, files: dict[str, bytes]) -> None:
+    """A fresh clone of the remote has ``files`` and a clean fsck."""
+    clone, _ = remote.clone(cwd, name)
+    for rel, data in files.items():
+        assert clone.read(rel) == data, rel
+    clone.fsck_clean()
+
+
+def test_remote_gc_condemns_then_sweeps_after_the_grace(
+    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+) -> None:
+    repo = seeded(make_repo, s3_remote)
+    kept = set(s3_remote.packs())
+    with_garbage(repo)
+    junk = set(s3_remote.packs()) - kept
+    assert junk
+
+    # young garbage (a push may be in flight) is left alone
+    young = gc(repo)
+    assert young["condemned_packs"] == 0 and young["deleted_packs"] == 0
+    assert set(s3_remote.packs()) == kept | junk and not manifests(s3_remote)
+
+    # a day later it is condemned, nothing is deleted yet
+    first = gc(repo, clock=DAY + 60)
+    assert first["condemned_packs"] == len(junk) and first["deleted_packs"] == 0
+    assert len(manifests(s3_remote)) == 1
+    assert set(s3_remote.packs()) == kept | junk
+    assert gc(repo, "--dry-run", clock=2 * DAY + 120)["deleted_packs"] == len(junk)
+
+    # a day after that, the sweep deletes it and drops it from the index
+    second = gc(repo, clock=2 * DAY + 120)
+    assert second["deleted_packs"] == len(junk) and second["bytes_freed"] > len(JUNK)
+    assert second["manifests_swept"] == 1 and second["segments_replaced"] >= 1
+    assert set(s3_remote.packs()) == kept and not manifests(s3_remote)
+    assert "gc/lock" not in s3_remote.list_keys("gc/")
+    cloned_clean(s3_remote, tmp_path, "clone", {"keep.bin": KEEP})
+    entries = [e for e in repo.json("audit", "--json") if e["op"] == "gc"]
+    assert "remote origin: deleted" in entries[-1]["note"]
+
+    # the version whose push was interrupted still goes up whole when pushed again
+    repo.ok("push")
+    cloned_clean(s3_remote, tmp_path, "again", {"keep.bin": KEEP, "junk.bin": JUNK})
+    repo.fsck_clean()
+
+
+def test_a_push_that_read_the_index_before_the_condemnation_is_pardoned(
+    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+) -> None:
+    """The pusher relies on garbage (same bytes) seen in the index; gc condemns it
+    meanwhile; the push moves its ref; the sweep finds it live and keeps it."""
+    seed = seeded(make_repo, s3_remote)
+    other, _ = s3_remote.clone(tmp_path, "other")
+    with_garbage(seed)
+    garbage = set(s3_remote.packs())
+    other.write("copy.bin", JUNK)  # chunks the garbage holds: deduplicated against it
+    other.ok("add", "copy.bin")
+    other.commit("copy")
+    push = stopped_push(other, "indexed")
+    assert gc(seed, clock=DAY + 60)["condemned_packs"] >= 1
+    resume(push)
+    swept = gc(seed, clock=2 * DAY + 120)
+    assert swept["pardoned_packs"] >= 1
+    assert garbage <= set(s3_remote.packs())
+    # the garbage's version and tree stay dead in a pack that stays: condemned, then
+    # dropped from the index (its segment replaced) by the next sweep
+    assert swept["condemned_records"] >= 1
+    dropped = gc(seed, clock=3 * DAY + 180)
+    assert dropped["dropped_records"] == swept["condemned_records"]
+    assert dropped["segments_replaced"] >= 1 and dropped["deleted_packs"] == 0
+    cloned_clean(s3_remote, tmp_path, "clone", {"keep.bin": KEEP, "copy.bin": JUNK})
+    other.fsck_clean()
+
+
+def test_pushes_after_the_condemnation_rely_on_nothing_condemned(
+    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+) -> None:
+    """Once garbage is condemned, the interrupted pusher's second try does not reuse its
+    condemned pack (it is laid out again), and another pusher uploads its own copy of
+    the chunks the garbage holds: the sweep that deletes the garbage while both pushes
+    are stopped before their refs loses nothing of theirs."""
+    seed = seeded(make_repo, s3_remote)
+    other, _ = s3_remote.clone(tmp_path, "other")
+    admin, _ = s3_remote.clone(tmp_path, "admin")  # runs the gc while both push
+    with_garbage(seed)
+    garbage = set(s3_remote.packs())
+    assert gc(admin, clock=DAY + 60)["condemned_packs"] >= 1
+    held_seed = stopped_push(seed, "uploaded")
+    other.ok("checkout", "-b", "side")
+    other.write("copy.bin", JUNK)
+    other.ok("add", "copy.bin")
+    other.commit("copy")
+    held_other = stopped_push(other, "uploaded")
+    swept = gc(admin, clock=2 * DAY + 120)
+    assert swept["deleted_packs"] >= 1 and swept["pardoned_packs"] == 0
+    assert "already on the remote" not in resume(held_seed)
+    resume(held_other)
+    # the pushes' own packs looked old to that gc's clock and were condemned: the next
+    # sweep finds them live
+    later = gc(seed, clock=4 * DAY)
+    assert later["deleted_packs"] == 0 and later["pardoned_packs"] == swept["condemned_packs"]
+    assert garbage - set(s3_remote.packs())  # the garbage is gone
+    cloned_clean(s3_remote, tmp_path, "main", {"keep.bin": KEEP, "junk.bin": JUNK})
+    clone, _ = s3_remote.clone(tmp_path, "side", "--rev", "origin/side")
+    assert clone.read("copy.bin") == JUNK
+    clone.fsck_clean()
+    seed.fsck_clean()
+    other.fsck_clean()
+
+
+KILL_STEPS = [
+    ("remote-condemned", DAY + 60),
+    ("remote-marked", 2 * DAY + 120),
+    ("remote-indexed", 2 * DAY + 120),
+    ("remote-unindexed", 2 * DAY + 120),
+    ("remote-deleted", 2 * DAY + 120),
+]
+
+
+def test_remote_gc_killed_at_each_step_leaves_the_remote_readable(
+    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+) -> None:
+    repo = seeded(make_repo, s3_remote)
+    kept = set(s3_remote.packs())
+    with_garbage(repo)
+    with_garbage(repo, "junk2.bin", MORE)  # two garbage packs: "deleted" kills between them
+    for step, clock in KILL_STEPS:
+        env = {CLOCK_ENV: str(clock), KILL_ENV: step}
+        r = run(repo.root, "gc", "--remote", "origin", env=env)
+        assert r.code == -signal.SIGKILL, (step, str(r))
+        assert "gc/lock" in s3_remote.list_keys("gc/")
+        if step not in ("remote-condemned", "remote-marked"):  # those changed no index
+            cloned_clean(s3_remote, tmp_path, f"after-{step}", {"keep.bin": KEEP})
+    gc(repo, clock=2 * DAY + 180)  # takes over the dead run's lock
+    assert set(s3_remote.packs()) == kept
+    assert not manifests(s3_remote) and "gc/lock" not in s3_remote.list_keys("gc/")
+    cloned_clean(s3_remote, tmp_path, "final", {"keep.bin": KEEP})
+    repo.fsck_clean()
+
+
+def test_remote_gc_refusals_and_bad_manifests(
+    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+) -> None:
+    repo = seeded(make_repo, s3_remote)
+    assert_error(run(repo.root, "gc", "--grace", "1h"), "--remote")
+    assert_error(run(repo.root, "gc", "--remote", "origin", "--grace", "soon"), "duration")
+    assert_error(run(repo.root, "gc", "--remote", "nowhere"), "unknown remote")
+    zero = run(repo.root, "gc", "--remote", "origin", "--grace", "0")
+    assert_ok(zero)
+    assert "nobody pushes" in zero.err
+    # a manifest that does not decode: a push cannot tell what is condemned and stops;
+    # the next gc deletes it
+    s3_remote.backend.put(f"{MANIFEST_PREFIX}{'0' * 16}", b"\xc1 not msgpack")
+    repo.write("more.bin", MORE)
+    repo.ok("add", "more.bin")
+    repo.commit("more")
+    assert_error(repo.run("push"), "malformed", "dvfs gc --remote")
+    report = gc(repo)
+    assert any("malformed" in w for w in report["warnings"])
+    assert not manifests(s3_remote)
+    repo.ok("push")
+    # a remote that is not a dvfs remote
+    (tmp_path / "empty").mkdir()
+    repo.ok("remote", "add", "empty", str(tmp_path / "empty"))
+    assert_error(run(repo.root, "gc", "--remote", "empty"), "no dvfs repository")
+    # a remote that does not answer
+    repo.ok("remote", "add", "offline", "s3://bucket/x", "--endpoint-url", "http://127.0.0.1:9")
+    gone = run(repo.root, "gc", "--remote", "offline", env={"DVFS_RETRY_ATTEMPTS": "1"})
+    assert_error(gone, "127.0.0.1:9")
+    cloned_clean(s3_remote, tmp_path, "clone", {"keep.bin": KEEP, "more.bin": MORE})
+    repo.fsck_clean()

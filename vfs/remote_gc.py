@@ -1,0 +1,634 @@
+"""``dvfs gc --remote NAME``: free the packs of a remote that no remote ref reaches.
+
+The protocol, and why a push racing a gc loses nothing, is in docs/architecture.md
+("Remote gc", §11); in short: a gc *condemns* dead packs in a manifest, and only a
+later run, at least ``grace`` after the manifest was written (by the server's clock),
+*sweeps* them if they are still dead. Pushers read the manifests before the index,
+ignore condemned packs and records, and move their refs within ``PUSH_WINDOW`` of
+reading them.
+
+Records this module writes on the remote:
+
+``gc/lock``
+    JSON ``{"host": str, "pid": int, "started": float}``, created with If-None-Match by
+    a running gc, deleted when it ends. Its ``LastModified`` is the run's server time.
+    Taken over when its process is gone (same host) or after ``LOCK_STALE``.
+``gc/condemned-<16 hex>``
+    A condemnation manifest, msgpack, format version 1::
+
+        {"v": 1, "packs": [pack id (32 bytes), ...], "records": [object id (32 bytes), ...]}
+
+    ``packs``: dead packs to delete; ``records``: dead versions and trees in packs that
+    stay, to drop from the index. Its ``LastModified`` is when it was condemned. At most
+    ``MANIFEST_LIMIT`` bytes; at most ``MAX_MANIFESTS`` are listed.
+
+Everything read from the remote is bounded and checked as in ``vfs.remotes``. A
+manifest that does not decode makes a push stop (it cannot tell what is condemned)
+and is deleted by the next gc (its packs are condemned again if still dead).
+
+Test hooks: ``DVFS_TEST_GC_KILL_AT=<step>`` kills the gc (SIGKILL) at
+``remote-marked`` (everything read, nothing written but the lock),
+``remote-condemned`` (its manifest written), ``remote-indexed`` (the new segments
+written, if the replaced ones keep anything), ``remote-unindexed`` (old segments
+deleted) or ``remote-deleted`` (the first pack deleted); ``DVFS_TEST_GC_CLOCK=<seconds>``
+adds that much to the run's server time, so that a test can make a grace expire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from vfs.backends import Backend
+from vfs.codec import Kind, decode_tree, decode_version
+from vfs.errors import (
+    DvfsError,
+    FormatError,
+    LockBusy,
+    PreconditionFailed,
+    RemoteError,
+    RemoteNotFound,
+    UsageError,
+)
+from vfs.ids import hash_bytes
+from vfs.objects import ObjKind
+from vfs.ondemand import index_cache
+from vfs.packs import PackedObject, encode_index
+from vfs.receive import fetch_records
+from vfs.remotes import (
+    SEGMENT_FORMAT,
+    SEGMENT_TARGET,
+    Located,
+    Meter,
+    RemoteRepo,
+    RemoteSpec,
+    connect,
+    decode_segment,
+)
+from vfs.repo import Repository
+
+PUSH_WINDOW = 3600.0  # a push moves its refs within this many seconds of reading manifests
+DEFAULT_GRACE = 24 * 3600.0
+LOCK_STALE = 12 * 3600.0
+LOCK_KEY = "gc/lock"
+LOCK_LIMIT = 4096
+MANIFEST_PREFIX = "gc/condemned-"
+MANIFEST_FORMAT = 1
+MANIFEST_LIMIT = 64 * 1024 * 1024
+MAX_MANIFESTS = 100_000
+MAX_PROBLEMS_SHOWN = 5
+KILL_ENV = "DVFS_TEST_GC_KILL_AT"
+CLOCK_ENV = "DVFS_TEST_GC_CLOCK"
+_MANIFEST_NAME = re.compile(r"gc/condemned-[0-9a-f]{16}")
+_RECORDS = (ObjKind.TREE, ObjKind.VERSION)
+
+
+def _reached(step: str) -> None:
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# manifests --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One condemnation manifest as read from the remote."""
+
+    key: str
+    modified: float
+    packs: frozenset[str]  # pack ids, hex
+    records: frozenset[bytes]
+
+
+def encode_manifest(packs: set[str], records: set[bytes]) -> bytes:
+    """A manifest's bytes (see the module docstring)."""
+    rec = {
+        "v": MANIFEST_FORMAT,
+        "packs": [bytes.fromhex(p) for p in sorted(packs)],
+        "records": sorted(records),
+    }
+    data: bytes = msgpack.packb(rec, use_bin_type=True)
+    return data
+
+
+def decode_manifest(data: bytes, key: str) -> tuple[frozenset[str], frozenset[bytes]]:
+    """(pack ids, record ids) of a manifest; FormatError if it is malformed."""
+    malformed = FormatError(f"remote gc manifest {key} is malformed")
+    try:
+        rec = msgpack.unpackb(data, raw=False)
+    except Exception:  # msgpack raises several unrelated types
+        raise malformed from None
+    if not isinstance(rec, dict) or set(rec) != {"v", "packs", "records"}:
+        raise malformed
+    if rec["v"] != MANIFEST_FORMAT:
+        raise malformed
+    ids: list[frozenset[bytes]] = []
+    for name in ("packs", "records"):
+        items = rec[name]
+        if not isinstance(items, list) or not all(
+            isinstance(i, bytes) and len(i) == 32 for i in items
+        ):
+            raise malformed
+        ids.append(frozenset(items))
+    return frozenset(i.hex() for i in ids[0]), ids[1]
+
+
+def _manifest_keys(backend: Backend) -> list[str]:
+    keys = []
+    for n, key in enumerate(backend.list(MANIFEST_PREFIX), 1):
+        if n > MAX_MANIFESTS:
+            raise RemoteError(
+                f"{backend.url} lists more than {MAX_MANIFESTS:,} gc manifests: refusing to "
+                "read them (the remote is damaged or hostile)"
+            )
+        if _MANIFEST_NAME.fullmatch(key):
+            keys.append(key)
+    return sorted(keys)
+
+
+@dataclass
+class Shunned:
+    """What a pusher must not rely on: condemned packs and records (module docstring)."""
+
+    packs: set[str] = field(default_factory=set)
+    records: set[bytes] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)  # the manifests they came from
+
+    def visible(self, index: dict[bytes, Located]) -> dict[bytes, Located]:
+        """``index`` without the objects of condemned packs and the condemned records."""
+        if not self.packs and not self.records:
+            return index
+        return {
+            oid: hit
+            for oid, hit in index.items()
+            if hit[0] not in self.packs and oid not in self.records
+        }
+
+
+def shunned(backend: Backend) -> Shunned:
+    """Every manifest's condemned packs and records; RemoteError if one cannot be read."""
+    out = Shunned()
+    for key in _manifest_keys(backend):
+        try:
+            data = backend.get_small(key, MANIFEST_LIMIT)
+        except RemoteNotFound:
+            continue  # swept since it was listed: its packs are gone from the index
+        try:
+            packs, records = decode_manifest(data, key)
+        except FormatError as exc:
+            raise RemoteError(
+                f"{exc} on {backend.url}: cannot tell which packs a gc condemned, so "
+                f"nothing was pushed; run `dvfs gc --remote` to clear it"
+            ) from None
+        out.packs |= packs
+        out.records |= records
+        out.keys.add(key)
+    return out
+
+
+def new_manifests(backend: Backend, seen: set[str]) -> list[str]:
+    """Manifests on the remote that are not in ``seen``."""
+    return [k for k in _manifest_keys(backend) if k not in seen]
+
+
+# the lock ---------------------------------------------------------------------------
+
+
+def _server_now(backend: Backend) -> float:
+    """The server's time: the LastModified of a probe written now (then removed)."""
+    key = f"gc/probe-{os.urandom(8).hex()}"
+    backend.put(key, b"")
+    try:
+        return backend.head(key).modified
+    finally:
+        backend.delete(key)
+
+
+def _lock_is_stale(backend: Backend) -> tuple[bool, str]:
+    """Whether the lock's holder is gone, and who holds it (for the message)."""
+    try:
+        info = backend.head(LOCK_KEY)
+        raw = backend.get_small(LOCK_KEY, LOCK_LIMIT)
+    except RemoteNotFound:
+        return True, "nobody"
+    holder: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        rec = json.loads(raw)
+        if isinstance(rec, dict):
+            holder = rec
+    host, pid = holder.get("host"), holder.get("pid")
+    who = f"pid {pid} on {host}" if isinstance(host, str) and isinstance(pid, int) else "unknown"
+    if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True, who
+        except PermissionError:
+            pass
+    return _server_now(backend) - info.modified > LOCK_STALE, who
+
+
+def _take_lock(backend: Backend) -> tuple[str, float]:
+    """Create ``gc/lock``; (its ETag, its LastModified). LockBusy if a live gc holds it."""
+    body = json.dumps(
+        {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    ).encode()
+    for _ in range(2):
+        try:
+            etag = backend.put_conditional(LOCK_KEY, body, if_none_match=True)
+            return etag, backend.head(LOCK_KEY).modified
+        except PreconditionFailed:
+            stale, who = _lock_is_stale(backend)
+            if not stale:
+                raise LockBusy(
+                    f"another gc of {backend.url} is running ({who}): run `dvfs gc --remote` "
+                    f"again when it has finished (a lock left by a crash expires after "
+                    f"{LOCK_STALE / 3600:.0f} h)"
+                ) from None
+            backend.delete(LOCK_KEY)
+    raise LockBusy(f"another gc of {backend.url} took the lock first: try again")
+
+
+def _release_lock(backend: Backend, etag: str) -> None:
+    with contextlib.suppress(RemoteError):
+        if backend.head(LOCK_KEY).etag == etag:
+            backend.delete(LOCK_KEY)
+
+
+# the report -------------------------------------------------------------------------
+
+
+@dataclass
+class RemoteGcReport:
+    """What a remote gc found and did (or, with ``dry_run``, would do)."""
+
+    remote: str
+    dry_run: bool
+    grace: float
+    refs: int = 0
+    versions: int = 0
+    trees: int = 0
+    live_objects: int = 0
+    packs: int = 0
+    dead_packs: int = 0
+    condemned_packs: int = 0  # newly condemned by this run
+    condemned_bytes: int = 0
+    condemned_records: int = 0
+    pending_packs: int = 0  # condemned earlier, not due yet
+    deleted_packs: int = 0
+    deleted_bytes: int = 0
+    dropped_records: int = 0
+    pardoned_packs: int = 0
+    segments_replaced: int = 0
+    manifests_swept: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as ``dvfs gc --remote --json`` prints it."""
+        return {
+            "remote": self.remote, "dry_run": self.dry_run, "grace_seconds": self.grace,
+            "refs": self.refs, "versions": self.versions, "trees": self.trees,
+            "live_objects": self.live_objects, "packs": self.packs,
+            "dead_packs": self.dead_packs, "condemned_packs": self.condemned_packs,
+            "condemned_bytes": self.condemned_bytes,
+            "condemned_records": self.condemned_records,
+            "pending_packs": self.pending_packs, "deleted_packs": self.deleted_packs,
+            "bytes_freed": self.deleted_bytes, "dropped_records": self.dropped_records,
+            "pardoned_packs": self.pardoned_packs,
+            "segments_replaced": self.segments_replaced,
+            "manifests_swept": self.manifests_swept, "warnings": self.warnings,
+        }  # fmt: skip
+
+
+@dataclass
+class _Fetched:
+    """Where ``fetch_records`` counts what it stored (``vfs.receive.Report``)."""
+
+    objects: int = 0
+    bytes: int = 0
+
+
+# reading the remote -------------------------------------------------------------------
+
+
+@dataclass
+class _Remote:
+    """Everything a gc reads, in the order the protocol says."""
+
+    manifests: list[Manifest]
+    bad_manifests: list[str]
+    tips: dict[str, bytes]
+    segments: dict[str, list[tuple[str, list[PackedObject]]]]  # segment -> its packs
+    where: dict[bytes, list[str]]  # object -> packs listing it
+    index: dict[bytes, Located]  # object -> first listing (as readers merge)
+    packs: set[str]  # in the listing of packs/
+
+
+def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
+    backend = remote.backend
+    manifests: list[Manifest] = []
+    bad: list[str] = []
+    for key in _manifest_keys(backend):
+        try:
+            info = backend.head(key)
+            data = backend.get_small(key, MANIFEST_LIMIT)
+        except RemoteNotFound:
+            continue
+        try:
+            packs, records = decode_manifest(data, key)
+        except FormatError as exc:
+            bad.append(key)
+            report.warnings.append(f"{exc}: deleted (its packs are condemned again if dead)")
+            continue
+        manifests.append(Manifest(key, info.modified, packs, records))
+    tips: dict[str, bytes] = {}
+    for kind, label in (("heads", "branch"), ("tags", "tag")):
+        for name, oid in remote.refs(kind, report.warnings).items():
+            tips[f"{label} {name}"] = oid
+    segments: dict[str, list[tuple[str, list[PackedObject]]]] = {}
+    where: dict[bytes, list[str]] = {}
+    index: dict[bytes, Located] = {}
+    for seg_id, data in remote.segments():
+        rows: dict[str, list[PackedObject]] = {}
+        for pack_id, obj in decode_segment(data, f"index/{seg_id}"):
+            rows.setdefault(pack_id, []).append(obj)
+            where.setdefault(obj.oid, []).append(pack_id)
+            index.setdefault(obj.oid, (pack_id, obj))
+        segments[seg_id] = list(rows.items())
+    listed = {key.removeprefix("packs/") for key in backend.list("packs/")}
+    return _Remote(manifests, bad, tips, segments, where, index, listed)
+
+
+def _mark(repo: Repository, got: _Remote, report: RemoteGcReport) -> set[bytes]:
+    """Every object the remote's refs reach; DvfsError if the remote lacks one."""
+    store = repo.store
+    problems: list[str] = []
+    versions: set[bytes] = set()
+    trees: set[bytes] = set()
+    live: set[bytes] = set()
+    stack = list(got.tips.items())
+    todo: list[bytes] = []
+    while stack:
+        label, oid = stack.pop()
+        if oid in versions:
+            continue
+        versions.add(oid)
+        try:
+            v = decode_version(store.get(oid))
+        except DvfsError as exc:
+            problems.append(f"{label}: version {oid.hex()[:12]}: {exc}")
+            continue
+        todo.append(v.tree)
+        stack.extend((label + "~", p) for p in v.parents)
+    while todo:
+        tid = todo.pop()
+        if tid in trees:
+            continue
+        trees.add(tid)
+        try:
+            tree = decode_tree(store.get(tid))
+        except DvfsError as exc:
+            problems.append(f"tree {tid.hex()[:12]}: {exc}")
+            continue
+        for e in tree.entries:
+            if e.kind == Kind.DIR:
+                todo.append(e.subtree)
+            else:
+                live.update(c.oid for c in e.chunks)
+    live |= versions
+    live |= trees
+    missing = [oid for oid in live if oid not in got.where]
+    problems += [f"object {oid.hex()[:12]} is in no index segment" for oid in missing[:5]]
+    if problems:
+        shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+        raise DvfsError(
+            f"remote gc stopped before changing anything: the remote lacks objects its refs "
+            f"reach ({len(problems)} problem(s): {shown}); push those versions again from a "
+            "clone that has them"
+        )
+    report.versions = len(versions)
+    report.trees = len(trees)
+    report.live_objects = len(live)
+    return live
+
+
+# the whole gc -----------------------------------------------------------------------
+
+
+def gc_remote(
+    repo: Repository,
+    spec: RemoteSpec,
+    *,
+    grace: float = DEFAULT_GRACE,
+    dry_run: bool = False,
+    jobs: int = 8,
+) -> RemoteGcReport:
+    """Condemn and sweep the remote's dead packs (see the module docstring)."""
+    if grace < 0:
+        raise UsageError("--grace cannot be negative")
+    report = RemoteGcReport(spec.name, dry_run, grace)
+    meter = connect(spec, jobs)
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
+    if remote.read_format() is None:
+        raise UsageError(f"{remote.url} holds no dvfs repository (no format record)")
+    remote.check_format(repo)
+    with repo.locked():
+        if dry_run:
+            etag, t0 = None, time.time()
+        else:
+            etag, t0 = _take_lock(meter)
+        started = time.monotonic()
+        try:
+            t0 += float(os.environ.get(CLOCK_ENV, "0") or 0)
+            _run(repo, remote, meter, report, t0, started, jobs)
+        finally:
+            if etag is not None:
+                _release_lock(meter, etag)
+        if not dry_run:
+            repo.refs.record(
+                "gc",
+                f"remote {spec.name}: deleted {report.deleted_packs} packs "
+                f"({report.deleted_bytes} bytes), condemned {report.condemned_packs}",
+            )
+    return report
+
+
+def _heads(meter: Meter, keys: list[str], jobs: int) -> dict[str, tuple[int, float]]:
+    """(size, LastModified) of each key that exists, asked in parallel."""
+
+    def one(key: str) -> tuple[str, tuple[int, float] | None]:
+        try:
+            info = meter.head(key)
+        except RemoteNotFound:
+            return key, None
+        return key, (info.size, info.modified)
+
+    out = {}
+    with ThreadPoolExecutor(jobs) as pool:
+        for key, got in pool.map(one, keys):
+            if got is not None:
+                out[key] = got
+    return out
+
+
+def _run(
+    repo: Repository,
+    remote: RemoteRepo,
+    meter: Meter,
+    report: RemoteGcReport,
+    t0: float,
+    started: float,
+    jobs: int,
+) -> None:
+    grace = report.grace
+    got = _read(remote, report)
+    report.refs = len(got.tips)
+    report.packs = len(got.packs)
+    missing_tips = [label for label, oid in got.tips.items() if oid not in got.where]
+    if missing_tips:
+        raise DvfsError(
+            f"remote gc stopped before changing anything: {', '.join(missing_tips[:5])} "
+            f"name(s) a version the remote's index does not hold (an interrupted push?); "
+            "push it again, or remove that ref"
+        )
+    tips = list(dict.fromkeys(got.tips.values()))
+    fetch_records(repo.store, remote, tips, got.index, jobs, _Fetched())
+    live = _mark(repo, got, report)
+
+    # Each live object counts in one pack: one no manifest condemns if there is one,
+    # else one condemned by a manifest not yet due, else any.
+    due = [m for m in got.manifests if m.modified + grace <= t0]
+    due_packs = {p for m in due for p in m.packs}
+    pending_packs = {p for m in got.manifests if m not in due for p in m.packs}
+
+    def rank(pack: str) -> int:
+        return 2 if pack in due_packs else 1 if pack in pending_packs else 0
+
+    live_packs = {min(got.where[oid], key=rank) for oid in live}
+    missing = sorted(live_packs - got.packs)
+    if missing:
+        raise DvfsError(
+            f"remote gc stopped before changing anything: {len(missing)} pack(s) holding "
+            f"objects the refs reach are missing (packs/{missing[0]}); push those versions "
+            "again from a clone that has them"
+        )
+    indexed = {p for rows in got.segments.values() for p, _ in rows}
+    dead = (got.packs | indexed) - live_packs
+    report.dead_packs = len(dead & got.packs)
+    objects_of = {p: objs for rows in got.segments.values() for p, objs in rows}
+
+    # sweep: what due manifests condemned and is still dead
+    drop_packs = due_packs & dead
+    report.pardoned_packs = len(due_packs & live_packs)
+    drop_records = {r for m in due for r in m.records if r not in live}
+    report.pending_packs = len(pending_packs & dead - drop_packs)
+
+    # condemn: dead packs older than the grace that no manifest names; dead records in
+    # packs that stay
+    named = due_packs | pending_packs
+    named_records = {r for m in got.manifests for r in m.records}
+    unnamed = sorted(dead & got.packs - named)
+    mixed = sorted(
+        p
+        for p in live_packs
+        if any(o.kind in _RECORDS and o.oid not in live for o in objects_of.get(p, []))
+    )
+    info = _heads(meter, [f"packs/{p}" for p in unnamed + mixed], jobs)
+    old = {
+        key.removeprefix("packs/") for key, (_, modified) in info.items() if modified + grace <= t0
+    }
+    new_packs = {p for p in unnamed if p in old}
+    new_records = {
+        o.oid
+        for p in mixed
+        if p in old
+        for o in objects_of.get(p, [])
+        if o.kind in _RECORDS and o.oid not in live and o.oid not in named_records
+    }
+    report.condemned_packs = len(new_packs)
+    report.condemned_bytes = sum(info[f"packs/{p}"][0] for p in new_packs)
+    report.condemned_records = len(new_records)
+    if grace == 0:  # no second run: drop at once (docs: what it risks)
+        drop_packs |= new_packs
+        drop_records |= new_records
+    drop_packs |= dead & indexed - got.packs  # listed but gone: entries to drop
+    _reached("remote-marked")
+    if report.dry_run:
+        report.deleted_packs = len(drop_packs & got.packs)
+        report.dropped_records = len(drop_records)
+        return
+    if time.monotonic() - started > LOCK_STALE / 2:
+        raise LockBusy(
+            "remote gc took so long that its lock may be taken over: nothing was deleted; "
+            "run it again"
+        )
+    if grace > 0 and (new_packs or new_records):
+        key = f"{MANIFEST_PREFIX}{os.urandom(8).hex()}"
+        meter.put(key, encode_manifest(new_packs, new_records))
+        _reached("remote-condemned")
+
+    # drop: new segment(s) first, then the old ones, then the packs, then the manifests
+    touched = [
+        seg
+        for seg, rows in got.segments.items()
+        if any(p in drop_packs or any(o.oid in drop_records for o in objs) for p, objs in rows)
+    ]
+    kept: dict[str, list[PackedObject]] = {}
+    for seg in touched:
+        for p, objs in got.segments[seg]:
+            if p in drop_packs:
+                continue
+            rest = [o for o in objs if o.oid not in drop_records]
+            if rest:
+                kept.setdefault(p, rest)
+    for data in _segments_of(kept):
+        meter.put(f"index/{hash_bytes(data).hex()}", data)
+    if touched:
+        _reached("remote-indexed")
+    cache = remote.cache
+    for seg in touched:
+        meter.delete(f"index/{seg}")
+        if cache is not None:
+            (cache / seg).unlink(missing_ok=True)
+        _reached("remote-unindexed")
+    report.segments_replaced = len(touched)
+    sizes = _heads(meter, [f"packs/{p}" for p in sorted(drop_packs & got.packs)], jobs)
+    for key, (size, _) in sorted(sizes.items()):
+        meter.delete(key)
+        report.deleted_packs += 1
+        report.deleted_bytes += size
+        _reached("remote-deleted")
+    report.dropped_records = len(drop_records)
+    for m in due:
+        meter.delete(m.key)
+        report.manifests_swept += 1
+    for key in got.bad_manifests:
+        meter.delete(key)
+
+
+def _segments_of(packs: dict[str, list[PackedObject]]) -> list[bytes]:
+    """Index segments listing ``packs``, each under ``SEGMENT_TARGET`` of index files."""
+    out: list[bytes] = []
+    group: list[list[bytes]] = []
+    size = 0
+    for pack_id, objs in sorted(packs.items()):
+        entry = [bytes.fromhex(pack_id), encode_index(objs)]
+        if group and size + len(entry[1]) > SEGMENT_TARGET:
+            out.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
+            group, size = [], 0
+        group.append(entry)
+        size += len(entry[1]) + 32
+    if group:
+        out.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
+    return out
