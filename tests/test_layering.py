@@ -23,11 +23,10 @@ LAYERS = [
     {"repo"},  # the repository handle: layout, format record, lock
     {"workflow", "remotes", "remote_read"},
     {"receive"},
-    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge",
-     "remote_gc"},
+    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge", "remote_gc"},
     {"sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
-    {"gitclone", "githooks", "gc", "du"},  # beside git; storage lifecycle
+    {"gitclone", "githooks", "gc", "du", "prune"},  # beside git; storage lifecycle
     {"api"},  # the Python API (vfs.Repo, vfs.open)
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API

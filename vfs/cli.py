@@ -1771,7 +1771,10 @@ def fsck_cmd(as_json: bool) -> None:
         if r.temporaries:
             click.echo(f"removed {r.temporaries} temporary file(s) of an interrupted write")
         if r.remote_only:
-            click.echo(f"{r.remote_only} chunk(s) not downloaded yet are held by a remote")
+            click.echo(
+                f"{r.remote_only} chunk(s) are not stored here (never downloaded, or pruned): "
+                "a remote's index, as last read, lists them; commands fetch them when needed"
+            )
         state = "no problems" if r.clean else f"{len(r.problems)} problem(s)"
         click.echo(
             f"checked {r.versions} versions, {r.trees} trees, {r.chunks} chunks "
@@ -1874,6 +1877,71 @@ def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) 
             f"condemned packs are deleted by a `dvfs gc --remote {name}` run "
             f"{grace_text or '24h'} from now or later"
         )
+
+
+@cli.group(name="store")
+def store_group() -> None:
+    """The local store: `dvfs store prune` drops data the default remote holds."""
+
+
+@store_group.command(name="prune")
+@click.option(
+    "--keep-last",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Keep the data of the last N versions of the current branch (at least 1).",
+)
+@click.option("--keep-tags", is_flag=True, help="Keep the data of every tagged version.")
+@click.option("--keep-branches", is_flag=True, help="Keep the data of every branch's tip.")
+@click.option(
+    "--pushed-only",
+    is_flag=True,
+    help="Drop only the data of versions on the remote's history.",
+)
+@click.option(
+    "--remote", "remote_name", metavar="NAME", help="The remote (default: the default one)."
+)
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be dropped; change nothing.")
+@AS_JSON
+def store_prune(
+    keep_last: int,
+    keep_tags: bool,
+    keep_branches: bool,
+    pushed_only: bool,
+    remote_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Drop the file data of old versions that the remote holds (checked now).
+
+    Versions stay in `log` and `show`; their files come back when a command needs
+    them (checkout, restore, cat) or through a mount.
+
+    \b
+    Examples:
+      dvfs store prune
+      dvfs store prune --keep-last 3 --keep-tags --dry-run
+    """  # fmt: skip
+    from vfs.prune import prune
+    from vfs.remotes import get_remote
+
+    repo = repo_here()
+    spec = get_remote(repo, remote_name)
+    r = prune(
+        repo, spec, keep_last=keep_last, keep_tags=keep_tags, keep_branches=keep_branches,
+        pushed_only=pushed_only, dry_run=dry_run,
+    )  # fmt: skip
+    if as_json:
+        emit_json(r.as_json())
+        return
+    verb = "would drop" if dry_run else "dropped"
+    click.echo(
+        f"{verb} {r.chunks} chunk(s) ({human(r.bytes)}) of {r.pruned_versions} version(s) "
+        f"that {spec.name} holds; kept the data of {r.kept_versions} version(s); store "
+        f"{human(r.gc.bytes_before)} -> {human(r.gc.bytes_after)}"
+    )
 
 
 @cli.command(name="du")

@@ -334,7 +334,9 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def plan(repo: Repository, live: set[bytes], report: GcReport) -> list[PackPlan]:
+def plan(
+    repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
+) -> list[PackPlan]:
     """What to do with each complete pack (see the module docstring)."""
     root = repo.store.root
     out = []
@@ -357,7 +359,9 @@ def plan(repo: Repository, live: set[bytes], report: GcReport) -> list[PackPlan]
                 p.live.append(o)
         if not p.live:
             p.action = "delete"
-        elif p.live_bytes < REPACK_BELOW * p.payload:
+        elif p.live_bytes < repack_below * p.payload or (
+            repack_below >= 1 and len(p.live) < len(p.objects)
+        ):
             p.action = "rewrite"
     report.packs_before = len(out)
     report.live_objects = len(counted)
@@ -460,53 +464,69 @@ def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) ->
 # the whole gc -----------------------------------------------------------------------
 
 
+def refuse_while_writing(repo: Repository, dry_run: bool, command: str) -> None:
+    """LockBusy while a pipeline run holds a writing pin (see the module docstring)."""
+    writers = [p for p in live_pins(repo.dir, clean=not dry_run) if p.writing]
+    if writers:
+        pids = ", ".join(sorted({p.name.split("-")[0] for p in writers}))
+        raise LockBusy(
+            f"a pipeline run (pid {pids}) is storing objects in this repository: "
+            f"run `{command}` again when it has finished"
+        )
+
+
 def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
     """Collect the garbage of the local store (see the module docstring)."""
     report = GcReport(dry_run)
     with repo.locked():
-        writers = [p for p in live_pins(repo.dir, clean=not dry_run) if p.writing]
-        if writers:
-            pids = ", ".join(sorted({p.name.split("-")[0] for p in writers}))
-            raise LockBusy(
-                f"a pipeline run (pid {pids}) is storing objects in this repository: "
-                "run `dvfs gc` again when it has finished"
-            )
+        refuse_while_writing(repo, dry_run, "dvfs gc")
         repo.store.flush()
         live = mark(repo, report)
-        plans = plan(repo, live, report)
-        _reached("marked")
-        if not dry_run:
-            written = _copy_live(repo, plans, report)
-            _reached("synced")
-            report.packs_written = len(written)
-            keep = {w.name for w in written}
-            root = repo.store.root
-            for p in plans:
-                if p.action in ("delete", "rewrite") and p.path.name not in keep:
-                    p.path.unlink(missing_ok=True)
-                    _reached("deleted")
-                    p.path.with_suffix(".idx").unlink(missing_ok=True)
-            for name in os.listdir(root):
-                orphan = not (root / name).with_suffix(".pack").exists()
-                if name.startswith("pack-") and name.endswith(".idx") and orphan:
-                    (root / name).unlink(missing_ok=True)
-            report.temporaries = repo.store.remove_temporaries()
-            fsync_dir(root)
-            report.bytes_after = sum(
-                _file_size(root / n) for n in os.listdir(root) if n.startswith("pack-")
-            )
-            report.packs_after = sum(1 for n in os.listdir(root) if n.endswith(".pack"))
-        else:
-            kept = [p for p in plans if p.action in ("keep", "damaged")]
-            moved = [p for p in plans if p.action == "rewrite"]
-            report.bytes_copied = sum(p.live_bytes for p in moved)
-            # a rewritten pack's live payload plus its header records and an index
-            report.bytes_after = sum(p.size for p in kept) + sum(
-                p.live_bytes + 100 * len(p.live) for p in moved
-            )
-            report.packs_after = len(kept) + (1 if moved else 0)
-        report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
-        report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")
+        collect(repo, live, report)
         if not dry_run:
             repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
     return report
+
+
+def collect(
+    repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
+) -> None:
+    """Plan, copy and delete (steps 2-4) keeping ``live``; the caller holds the lock.
+
+    ``repack_below`` 1.0 rewrites every pack that holds anything not live.
+    """
+    dry_run = report.dry_run
+    plans = plan(repo, live, report, repack_below)
+    _reached("marked")
+    if not dry_run:
+        written = _copy_live(repo, plans, report)
+        _reached("synced")
+        report.packs_written = len(written)
+        keep = {w.name for w in written}
+        root = repo.store.root
+        for p in plans:
+            if p.action in ("delete", "rewrite") and p.path.name not in keep:
+                p.path.unlink(missing_ok=True)
+                _reached("deleted")
+                p.path.with_suffix(".idx").unlink(missing_ok=True)
+        for name in os.listdir(root):
+            orphan = not (root / name).with_suffix(".pack").exists()
+            if name.startswith("pack-") and name.endswith(".idx") and orphan:
+                (root / name).unlink(missing_ok=True)
+        report.temporaries = repo.store.remove_temporaries()
+        fsync_dir(root)
+        report.bytes_after = sum(
+            _file_size(root / n) for n in os.listdir(root) if n.startswith("pack-")
+        )
+        report.packs_after = sum(1 for n in os.listdir(root) if n.endswith(".pack"))
+    else:
+        kept = [p for p in plans if p.action in ("keep", "damaged")]
+        moved = [p for p in plans if p.action == "rewrite"]
+        report.bytes_copied = sum(p.live_bytes for p in moved)
+        # a rewritten pack's live payload plus its header records and an index
+        report.bytes_after = sum(p.size for p in kept) + sum(
+            p.live_bytes + 100 * len(p.live) for p in moved
+        )
+        report.packs_after = len(kept) + (1 if moved else 0)
+    report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
+    report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")

@@ -493,15 +493,27 @@ class RemoteRepo:
         relists = 0
         while True:
             out: dict[bytes, Located] = {}
+            listed: set[str] = set()
             try:
                 for seg_id, data in self.segments():
+                    listed.add(seg_id)
                     for pack_id, obj in decode_segment(data, f"index/{seg_id}"):
                         out.setdefault(obj.oid, (pack_id, obj))
+                self._forget_unlisted(listed)
                 return out
             except RemoteNotFound:
                 relists += 1
                 if relists > SEGMENT_RELISTS:
                     raise
+
+    def _forget_unlisted(self, listed: set[str]) -> None:
+        """Remove cached segments the remote no longer lists (a remote gc replaced them),
+        so that the cache tells what the remote held when last read (``dvfs fsck``)."""
+        if self.cache is None or not self.cache.is_dir():
+            return
+        for name in os.listdir(self.cache):
+            if len(name) == 64 and is_hex_prefix(name) and name not in listed:
+                (self.cache / name).unlink(missing_ok=True)
 
     def segments(self) -> Iterator[tuple[str, bytes]]:
         """Every index segment (its id and bytes, verified), one at a time."""

@@ -1,0 +1,83 @@
+"""``dvfs store prune`` (issue 16): the local store as a cache of the default remote.
+
+Three versions of ``data.bin`` (each new bytes) are pushed to a directory remote (the
+code is the same above every backend; ``tests/test_remote_gc.py`` uses SeaweedFS).
+Pruning drops the data of the old ones, never what the remote lacks, keeps every
+record (``log``, ``show``), and the files come back on demand. Each test ends with
+``dvfs fsck``, which counts the absent chunks as held by the remote.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tests.cli_support import Repo, RepoFactory, assert_error, run
+from tests.cli_support import make_repo_fixture as make_repo_fixture
+from tests.remote_support import Remote
+from tests.remote_support import dir_remote_fixture as dir_remote_fixture
+
+KiB = 1024
+DATA = [random.Random(i).randbytes(300 * KiB) for i in range(5)]
+
+
+def three_pushed(make_repo: RepoFactory, remote: Remote) -> Repo:
+    repo = make_repo()
+    remote.add_to(repo)
+    for i in range(3):
+        repo.write("data.bin", DATA[i])
+        repo.ok("add", "data.bin")
+        repo.commit(f"v{i + 1}")
+    repo.ok("tag", "first", "v1")
+    repo.ok("push", "--tags")
+    return repo
+
+
+def test_prune_drops_what_the_remote_holds_and_it_comes_back(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    repo = three_pushed(make_repo, dir_remote)
+    before = repo.objects_size()
+    dry = repo.json("store", "prune", "--dry-run", "--json")
+    assert dry["chunks_dropped"] == 2 and repo.objects_size() == before
+    kept = repo.json("store", "prune", "--keep-tags", "--json")
+    assert kept["chunks_dropped"] == 1 and kept["pruned_versions"] == 1  # v2 only
+    got = repo.json("store", "prune", "--json")
+    assert got["chunks_dropped"] == 1 and got["bytes_dropped"] >= len(DATA[0])
+    assert repo.objects_size() < before - 2 * len(DATA[0]) + 64 * KiB
+    # every record stays; the data comes back when a command needs it
+    assert len(repo.json("log", "--json")) == 3
+    assert repo.show("v1")["version"] == "v1"
+    assert repo.fsck_clean()["remote_only"] == 2
+    assert "not stored here" in repo.ok("fsck").out
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.ok("checkout", "v2")
+    assert repo.read("data.bin") == DATA[1]
+    repo.ok("checkout", "main")
+    assert [e["op"] for e in repo.json("audit", "--json")].count("prune") == 2
+    repo.fsck_clean()
+
+
+def test_prune_never_drops_data_the_remote_lacks(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    repo = three_pushed(make_repo, dir_remote)
+    for i in (3, 4):  # v4 and v5: committed, never pushed
+        repo.write("data.bin", DATA[i])
+        repo.ok("add", "data.bin")
+        repo.commit(f"v{i + 1}")
+    got = repo.json("store", "prune", "--json")
+    assert got["chunks_dropped"] == 3  # v1..v3's; v4's data exists only here
+    assert repo.cat("v4:data.bin") == DATA[3]
+    # --pushed-only looks only at versions on the remote's history: the same here
+    assert repo.json("store", "prune", "--pushed-only", "--json")["chunks_dropped"] == 0
+    repo.fsck_clean()
+
+
+def test_prune_refusals(make_repo: RepoFactory, dir_remote: Remote) -> None:
+    repo = three_pushed(make_repo, dir_remote)
+    assert_error(repo.run("store", "prune", "--keep-last", "0"), "--keep-last", code=2)
+    repo.ok("remote", "add", "offline", "s3://bucket/x", "--endpoint-url", "http://127.0.0.1:9")
+    r = run(repo.root, "store", "prune", "--remote", "offline", env={"DVFS_RETRY_ATTEMPTS": "1"})
+    assert_error(r, "cannot verify", "nothing was pruned")
+    assert repo.cat("v1:data.bin") == DATA[0]  # nothing was dropped
+    repo.fsck_clean()

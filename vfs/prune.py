@@ -1,0 +1,201 @@
+"""``dvfs store prune``: the local store as a cache of a remote.
+
+The file data (chunks) of old versions is dropped from the local store when the
+remote holds it; every version and tree record stays, so ``log``, ``show``, ``diff``
+of names and sizes go on working, and the files come back on demand
+(``vfs.ondemand``: ``checkout``, ``restore``, ``cat``) or through a mount.
+
+What the remote holds is read from it at the moment of the prune, never assumed: its
+refs, its gc's condemnation manifests and its index segments (``vfs.remotes``,
+``vfs.remote_gc``). A chunk is dropped only if
+
+- the versions whose data stays do not use it: the last ``keep_last`` versions of the
+  current branch's first-parent chain (at least 1: the version checked out), the tips
+  of every branch with ``keep_branches``, every tagged version with ``keep_tags``,
+  the staging index, every mount's working tree, every pinned version and every run
+  cache entry's outputs;
+- it belongs to a version the remote's refs reach (a remote gc never deletes it) and
+  the remote's index lists it in a pack no gc condemned;
+- with ``pushed_only``, the version it is dropped for is itself on the remote's
+  history (without it, any old version's chunks qualify, under the rule above).
+
+The remote unreachable, or its records unreadable, means nothing is pruned ("cannot
+verify ..."). The store is then rewritten as ``dvfs gc`` does (``vfs.gc.collect``:
+live objects copied into new packs, durable, before any old pack is deleted), every
+pack holding a dropped chunk being rewritten. ``dvfs fsck`` counts the chunks that
+are absent here and listed by the remote's index (as last read) apart from problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.codec import Kind, decode_tree, decode_version
+from vfs.errors import DvfsError, RemoteError, UsageError
+from vfs.gc import GcReport, collect, mark, refuse_while_writing, roots
+from vfs.objects import ObjectStore
+from vfs.ondemand import index_cache
+from vfs.remote_gc import shunned
+from vfs.remotes import RemoteRepo, RemoteSpec, connect
+from vfs.repo import Repository
+
+_PROTECTED = ("index ", "working tree ", "pin ")  # gc root labels whose data always stays
+
+
+@dataclass
+class PruneReport:
+    """What a prune dropped (or, with ``dry_run``, would drop)."""
+
+    remote: str
+    dry_run: bool
+    versions: int = 0  # versions whose data was looked at
+    kept_versions: int = 0  # whose data stays
+    pruned_versions: int = 0  # that lost at least one chunk here
+    chunks: int = 0  # chunks dropped
+    bytes: int = 0  # their stored bytes
+    gc: GcReport = field(default_factory=lambda: GcReport(False))
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as ``dvfs store prune --json`` prints it."""
+        return {
+            "remote": self.remote,
+            "dry_run": self.dry_run,
+            "versions": self.versions,
+            "kept_versions": self.kept_versions,
+            "pruned_versions": self.pruned_versions,
+            "chunks_dropped": self.chunks,
+            "bytes_dropped": self.bytes,
+            "bytes_before": self.gc.bytes_before,
+            "bytes_after": self.gc.bytes_after,
+            "bytes_freed": self.gc.freed,
+        }
+
+
+def _closure(store: ObjectStore, tips: list[bytes], parents: bool) -> dict[bytes, set[bytes]]:
+    """Each version below ``tips`` (with all parents if ``parents``) -> its chunks."""
+    out: dict[bytes, set[bytes]] = {}
+    tree_chunks: dict[bytes, set[bytes]] = {}
+    stack = list(tips)
+    while stack:
+        oid = stack.pop()
+        if oid in out:
+            continue
+        v = decode_version(store.get(oid))
+        out[oid] = _tree_chunks(store, v.tree, tree_chunks)
+        if parents:
+            stack.extend(v.parents)
+    return out
+
+
+def _tree_chunks(store: ObjectStore, root: bytes, memo: dict[bytes, set[bytes]]) -> set[bytes]:
+    """Every chunk below tree ``root`` (subtrees memoized in ``memo``)."""
+    if root in memo:
+        return memo[root]
+    order: list[bytes] = []
+    todo = [root]
+    seen: set[bytes] = set()
+    while todo:  # subtrees first, then their parents, so each is built from its children
+        tid = todo.pop()
+        if tid in seen or tid in memo:
+            continue
+        seen.add(tid)
+        order.append(tid)
+        todo.extend(e.subtree for e in decode_tree(store.get(tid)).entries if e.kind == Kind.DIR)
+    for tid in reversed(order):
+        chunks: set[bytes] = set()
+        for e in decode_tree(store.get(tid)).entries:
+            if e.kind == Kind.DIR:
+                chunks |= memo[e.subtree]
+            else:
+                chunks.update(c.oid for c in e.chunks)
+        memo[tid] = chunks
+    return memo[root]
+
+
+def prune(
+    repo: Repository,
+    spec: RemoteSpec,
+    *,
+    keep_last: int = 1,
+    keep_tags: bool = False,
+    keep_branches: bool = False,
+    pushed_only: bool = False,
+    dry_run: bool = False,
+    jobs: int = 8,
+) -> PruneReport:
+    """Drop the data of old versions that ``spec`` holds (see the module docstring)."""
+    if keep_last < 1:
+        raise UsageError(
+            "--keep-last must be at least 1: the version checked out keeps its data "
+            "(older versions are dropped with --keep-last 1)"
+        )
+    report = PruneReport(spec.name, dry_run, gc=GcReport(dry_run))
+    meter = connect(spec, jobs)
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
+    try:
+        remote_tips = [*remote.refs("heads").values(), *remote.refs("tags").values()]
+        shun = shunned(meter)
+        held = set(shun.visible(remote.index()))
+    except RemoteError as exc:
+        raise RemoteError(
+            f"cannot verify what remote {spec.name} holds, so nothing was pruned: {exc}"
+        ) from None
+    store = repo.store
+    with repo.locked():
+        refuse_while_writing(repo, dry_run, "dvfs store prune")
+        store.flush()
+        live = mark(repo, report.gc)
+        versions, run_trees, staged = roots(repo)
+        hist = repo.history
+        keep: set[bytes] = set()
+        head = hist.head_id()
+        if head is not None:
+            for n, (oid, _) in enumerate(hist.chain(head)):
+                if n >= keep_last:
+                    break
+                keep.add(oid)
+        for label, oid in versions.items():
+            if (
+                label.startswith(_PROTECTED)
+                or (keep_branches and label.startswith("branch "))
+                or (keep_tags and label.startswith("tag "))
+            ):
+                keep.add(oid)
+        everything = _closure(store, list(versions.values()), parents=True)
+        on_remote = _closure(store, [t for t in remote_tips if store.has(t)], parents=True)
+        safe: set[bytes] = set()
+        for chunks in on_remote.values():
+            safe |= chunks
+        safe &= held
+        memo: dict[bytes, set[bytes]] = {}
+        protected = set(staged)
+        for oid in keep & set(everything):
+            protected |= everything[oid]
+        for tid in run_trees:
+            try:
+                protected |= _tree_chunks(store, tid, memo)
+            except DvfsError:
+                continue  # a run cache entry whose tree is gone: nothing to protect
+        candidates = on_remote if pushed_only else everything
+        drop: set[bytes] = set()
+        for oid, chunks in candidates.items():
+            if oid in keep:
+                continue
+            mine = (chunks & safe) - protected
+            mine = {c for c in mine if store.has(c)}
+            if mine:
+                report.pruned_versions += 1
+                drop |= mine
+        report.versions = len(everything)
+        report.kept_versions = len(keep & set(everything))
+        report.chunks = len(drop)
+        report.bytes = sum(store.locate(c)[1].stored_len for c in drop)
+        collect(repo, live - drop, report.gc, repack_below=1.0)
+        if not dry_run:
+            repo.refs.record(
+                "prune",
+                f"remote {spec.name}: dropped {report.chunks} chunks of "
+                f"{report.pruned_versions} versions, freed {report.gc.freed} bytes",
+            )
+    return report
