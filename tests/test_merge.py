@@ -153,6 +153,11 @@ def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     assert st["merging"] is None and st["staged"] == [] and st["untracked"] == []
     assert not (repo.root / "d").exists() and repo.read("b") == b"b from main"
     repo.fail("merge", "--abort", fragments=("no merge is in progress",))
+    # Switching away leaves a merge too: coming back does not bring it back.
+    assert repo.run("merge", "other").code == 1
+    repo.ok("switch", "--force", "other")
+    repo.ok("switch", "main")
+    assert repo.status()["merging"] is None and repo.head_id() == before
     repo.fsck_clean()
 
 

@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
+from vfs import merging
 from vfs.beneath import Walker
 from vfs.codec import Entry
 from vfs.durable import write_atomic
@@ -287,6 +288,7 @@ def _restore(
     if not paths:
         branch = attach or hist.head().branch
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
+        merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.merging)
         write_lock(repo.root, LockPointer(branch, version.number, target))
     return report
 

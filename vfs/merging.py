@@ -22,6 +22,10 @@ fsync, rename)::
                    file or link at that path on that side, nil where that side deleted
                    it; resolved is a bool
 
+A checkout of a whole version (``checkout``, ``switch``, a pull's fast-forward)
+removes the record: the merge is left, as ``dvfs merge --abort`` leaves it, so that
+coming back to the branch never brings a stale merge back to life.
+
 The record is live only while HEAD is on ``branch`` and the branch still names
 ``ours``: a commit killed after its branch moved but before the record was removed
 leaves a stale record, which every reader ignores and the next writer removes.
