@@ -246,5 +246,17 @@ def test_merge_push_clone_and_pull_merge(
     repo.ok("push")  # the remote's tip is below the merge through its second parent
     assert_ok(copy.run("pull"))
     assert copy.read("y") == b"from a"
+    # fetch brings no file data: the merge downloads what it writes, on demand
+    repo.write("big/z", b"z" * 300_000)
+    repo.ok("add", "big")
+    repo.commit("a's data")
+    repo.ok("push")
+    copy.write("w", "from b again")
+    copy.ok("add", "w")
+    copy.commit("b again")
+    copy.ok("fetch")
+    out = copy.json("merge", "origin/main", "--json")
+    assert out["outcome"] == "merged" and out["fetched"] >= 1
+    assert copy.read("big/z") == b"z" * 300_000 and copy.read("w") == b"from b again"
     repo.fsck_clean()
     copy.fsck_clean()
