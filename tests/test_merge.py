@@ -243,6 +243,8 @@ def test_merge_push_clone_and_pull_merge(
     assert_ok(repo.run("pull", "--merge"))
     assert repo.read("x") == b"from b" and repo.read("y") == b"from a"
     assert len(parents(repo)) == 2
+    (track,) = repo.status()["remotes"]  # ahead by a's work and the merge, not diverged
+    assert (track["ahead"], track["behind"]) == (2, 0)
     repo.ok("push")  # the remote's tip is below the merge through its second parent
     assert_ok(copy.run("pull"))
     assert copy.read("y") == b"from a"

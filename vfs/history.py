@@ -117,7 +117,9 @@ class History:
 
         The chains are walked down by version number to where they meet, so the cost
         follows how far apart they are, not how long they are (two chains that never
-        meet count whole).
+        meet count whole). Chains that seem to diverge are checked through every
+        parent: after a merge of the other side, the count is of the versions only
+        one side has, so a merged branch is ahead, not diverged.
         """
         a: bytes | None = ours
         b: bytes | None = theirs
@@ -134,6 +136,10 @@ class History:
                 b = parents[0] if parents else None
                 nb = self.version(b).number if b is not None else 0
                 behind += 1
+        if ahead and behind and (self.is_ancestor(theirs, ours) or self.is_ancestor(ours, theirs)):
+            # One side merged the other: count every version only one side has.
+            mine, other = self.ancestors(ours), self.ancestors(theirs)
+            return len(mine - other), len(other - mine)
         return ahead, behind
 
     def ancestors(self, tip: bytes) -> set[bytes]:
