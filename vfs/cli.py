@@ -968,14 +968,9 @@ def log(
         rows = []
         for ln in lines:
             if ln.oid is not None and ln.version is not None:
-                row = browse.version_summary(hist, ln.oid, ln.version)
-                row.update(decor.get(ln.oid, {"tags": [], "branches": []}))
-                row["parameters"] = ln.version.params
-                rows.append(row)
+                rows.append(browse.log_row(hist, decor, ln.oid, ln.version))
     else:
         rows = browse.log(repo, rev, limit, paths)
-    for r in rows:
-        r["parents"] = [p.hex() for p in hist.version(bytes.fromhex(r["id"])).parents]
     if as_json:
         if graph:
             drawn = iter(ln.prefix for ln in lines if ln.oid is not None)
