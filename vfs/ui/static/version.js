@@ -24,6 +24,8 @@ export async function versionPage(el, params) {
     h("h1", {}, `Version ${v.version} `, badges(v)),
     h("dl", { class: "fields" },
       h("dt", {}, "id"), h("dd", {}, h("code", {}, v.id)),
+      v.parents.length ? [h("dt", {}, v.parents.length > 1 ? "parents" : "parent"), h("dd", {},
+        v.parents.map((p, i) => [i ? ", " : "", h("a", { href: link("version", { rev: p }) }, h("code", {}, p.slice(0, 10)))]))] : null,
       h("dt", {}, "author"), h("dd", {}, v.author),
       h("dt", {}, "created"), h("dd", {}, v.created),
       v.git_commit ? [h("dt", {}, "git"), h("dd", {}, h("code", {}, v.git_commit), v.git_dirty ? " (dirty)" : "")] : null,
@@ -53,12 +55,13 @@ export async function versionPage(el, params) {
       h("td", { class: "name" }, h("a", { href: target, class: `entry ${e.type}` },
         e.name + (e.type === "dir" ? "/" : ""), e.target ? ` → ${e.target}` : "")),
       h("td", { class: "num" }, e.type === "dir" ? "" : human(e.size)),
-      h("td", {}, e.added || ""));
+      h("td", {}, e.type === "dir" ? "" : e.added || (listing.added_known ? "" : "-")));
   });
   const browser = h("section", { class: "files" },
     h("h2", { class: "crumbs" }, crumbs),
     h("table", { class: "listing" },
-      h("thead", {}, h("tr", {}, h("th", {}, "name"), h("th", {}, "size"), h("th", {}, "added in"))),
+      h("thead", {}, h("tr", {}, h("th", {}, "name"), h("th", {}, "size"),
+        h("th", { title: listing.added_known ? "" : "not looked up in a directory this large" }, "added in"))),
       h("tbody", {}, rows)),
     pager(listing.total, listing.offset, listing.limit, (o) => go({ offset: o })));
   const preview = h("section", { class: "preview" });
