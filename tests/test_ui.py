@@ -72,7 +72,14 @@ def test_version_is_show_without_files(server: Server, repo: Repo) -> None:
 def test_files_of_a_directory_with_added_in(server: Server, repo: Repo) -> None:
     listing = api(server, "files", rev="v3", dir="data")
     rows = {e["name"]: e for e in listing["entries"]}
-    assert sorted(rows) == ["blob.bin", "link.csv", "notes.txt", "prep.txt", "train.csv"]
+    assert sorted(rows) == [
+        "blob.bin",
+        "huge.bin",
+        "link.csv",
+        "notes.txt",
+        "prep.txt",
+        "train.csv",
+    ]
     files = repo.json("show", "v3", "--json")["files"]
     for name, e in rows.items():
         assert e["added"] == files[f"data/{name}"]["added"], name
@@ -91,6 +98,9 @@ def test_previews_are_bounded_and_typed(server: Server) -> None:
     binary = api(server, "preview", rev="v1", path="data/blob.bin")
     assert binary["kind"] == "binary" and binary["truncated"]
     assert len(binary["hex"]) == 32 and binary["hex"][0].startswith("00000000  00 01 02")
+    huge = get(f"{server.base}api/preview?rev=v1&path=data/huge.bin")
+    assert huge.json()["kind"] == "binary" and len(huge.json()["hex"]) == 32
+    assert len(huge.body) < 8192  # a head, whatever the size
     assert api(server, "preview", rev="v1", path="img/red.png")["mime"] == "image/png"
     assert api(server, "preview", rev="v1", path="data/link.csv")["target"] == "train.csv"
 

@@ -1,15 +1,17 @@
 """A small repository for the dashboard's tests, and a real ``dvfs ui`` serving it.
 
-The repository has three versions: v1 (tag ``base``: a CSV, a text file, a binary
-file, a PNG, a link), v2 (rows of the CSV changed and added, a text file grown, the
-PNG larger, a pipeline of two stages run by ``dvfs run``) and v3 (the same pipeline with a
-parameter, making a metrics file). Shared by ``test_ui.py`` and ``test_ui_browser.py``.
+The repository has three versions: v1 (tag ``base``: a CSV, a text file, a small
+and a 6 MiB binary file, a PNG, a link), v2 (rows of the CSV changed and added, a
+text file grown, the PNG larger, a pipeline of two stages run by ``dvfs run``) and
+v3 (the same pipeline with a parameter, making a metrics file). Shared by
+``test_ui.py`` and ``test_ui_browser.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import struct
 import subprocess
 import urllib.error
@@ -69,6 +71,7 @@ def make_repo(root: Path) -> Path:
         "data/train.csv": "\n".join(table(300)) + "\n",
         "data/notes.txt": "hello\nworld\n",
         "data/blob.bin": bytes(range(256)) * 8,
+        "data/huge.bin": random.Random(7).randbytes(6 << 20),  # many chunks
         "img/red.png": png(20, 10),
     })  # fmt: skip
     os.symlink("train.csv", root / "data" / "link.csv")
