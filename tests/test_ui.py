@@ -176,6 +176,7 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
     assert status_of(server, "versions", offset="-1")[0] == 400
     assert status_of(server, "versions", limit="lots")[0] == 400
+    assert status_of(server, "versions", limit="\u00b2")[0] == 400  # a digit int() refuses
     assert get(f"{server.base}api/nothing").status == 404
     assert get(f"{server.base}static/../../../etc/passwd").status == 404
     # a page elsewhere reaching the dashboard through DNS rebinding

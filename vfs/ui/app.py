@@ -24,7 +24,8 @@ forbids sniffing, framing and any script or style not served here (CSP).
 
 Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
-argument or path) 400, any other ``DvfsError`` 500; the body is ``{"error": MSG}``.
+argument or path) 400, any other ``DvfsError`` 500, anything else 500 too (and a
+traceback in the server's log); the body is ``{"error": MSG}``.
 
 Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
 ``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
@@ -158,6 +159,11 @@ def error_response(request: Request, exc: Exception) -> Response:
     return json_response(body, 500)
 
 
+def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: one line for the page (the server's log has the rest)."""
+    return json_response({"error": f"internal error ({type(exc).__name__}: {exc})"[:500]}, 500)
+
+
 class Api:
     """The routes' handlers over one repository."""
 
@@ -191,7 +197,7 @@ class Api:
         value = request.query_params.get(name)
         if value is None or value == "":
             return default
-        if not value.isdigit() or len(value) > 12:
+        if not (value.isascii() and value.isdigit()) or len(value) > 12:
             raise UsageError(f"{name} must be a whole number, not {value[:40]!r}")
         return int(value)
 
@@ -297,5 +303,6 @@ def make_app(repo: Repository, token: str | None = None, loopback: bool = True) 
         ),
         Route("/{rest:path}", api.not_found),
     ]
-    app = Starlette(routes=routes, exception_handlers={DvfsError: error_response})
+    handlers = {DvfsError: error_response, Exception: internal_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     return Guard(app, token, loopback)
