@@ -67,12 +67,13 @@ class UpperSnapshots(Snapshots):
     def _build(self) -> Built:
         repo, hist = self.source.repo, self.source.history
         base, head = self._roots()
+        head_files = hist.version(self.layers.head).files if self.layers.head else 0
         since = upper_build.fs_clock(self.layers.work)
         with Workers() as w:
             built = upper_build.build(
                 self.layers.upper, hist.tree, base, head, self.layers.recorded,
                 Hasher(self.layers.upper, repo.chunker, repo.store, w), repo.store,
-                FileCounts(hist.tree, self.counts), since,
+                FileCounts(hist.tree, self.counts), head_files, since,
             )  # fmt: skip
         if built.reserved:
             raise UsageError(upper.reserved_message(built.reserved))
@@ -81,7 +82,10 @@ class UpperSnapshots(Snapshots):
 
     def _begin(self, oid: bytes) -> None:
         assert self._built is not None
-        self.layers.begin(oid, self._built.recorded)
+        # On the repository's filesystem, its syncfs before the branch moves makes the
+        # records durable: no fsync of their own
+        here = os.stat(self.layers.work).st_dev == os.stat(self.source.repo.dir).st_dev
+        self.layers.begin(oid, self._built.recorded, sync=not here)
 
     def _settle(self, rec: Recorded) -> None:
         assert self._built is not None

@@ -202,11 +202,10 @@ class Layers:
             log.warning("%s is damaged: every upper file will be hashed again", raw[:0] or gen)
             return {}
 
-    def _write_recorded(self, gen: int, recorded: Recorded) -> None:
+    def _write_recorded(self, gen: int, recorded: Recorded, *, sync: bool = True) -> None:
         rows = [[p, *s] for p, s in recorded.items()]
-        write_atomic(
-            self.work / f"recorded.{gen}", msgpack.packb(rows, use_bin_type=True), mode=0o600
-        )
+        data = msgpack.packb(rows, use_bin_type=True)
+        write_atomic(self.work / f"recorded.{gen}", data, mode=0o600, sync=sync)
 
     def _read_pending(self) -> tuple[bytes, int] | None:
         try:
@@ -222,12 +221,14 @@ class Layers:
             pass
         return None
 
-    def begin(self, version: bytes, recorded: Recorded) -> None:
-        """A snapshot made ``version`` (its files found as ``recorded``): durably pending."""
+    def begin(self, version: bytes, recorded: Recorded, *, sync: bool = True) -> None:
+        """A snapshot made ``version`` (its files found as ``recorded``): pending, durably
+        so unless ``sync`` is False (the caller flushes this filesystem before the branch
+        moves)."""
         gen = self.gen + 1
-        self._write_recorded(gen, recorded)
-        record = {"version": version, "gen": gen}
-        write_atomic(self.work / "pending", msgpack.packb(record, use_bin_type=True), mode=0o600)
+        self._write_recorded(gen, recorded, sync=sync)
+        record = msgpack.packb({"version": version, "gen": gen}, use_bin_type=True)
+        write_atomic(self.work / "pending", record, mode=0o600, sync=sync)
 
     def finish(self, version: bytes, gen: int, recorded: Recorded) -> None:
         """The branch moved to ``version``: it is the head now."""
@@ -330,8 +331,8 @@ def read_dir(
         with scan:
             for e in scan:
                 name = e.name if as_bytes else os.fsencode(e.name)
-                try:
-                    est = e.stat(follow_symlinks=False)
+                try:  # beside the descriptor: a DirEntry's stat would resolve /proc again
+                    est = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
                 if is_whiteout(est):

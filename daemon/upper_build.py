@@ -16,12 +16,21 @@ layer, which keeps every file changed since the mount (``daemon.upper``):
   stored. Only the directories on the path of a change are rebuilt, from the lower
   layer's entries they show, the head's entries of what did not change in them, and
   the new files' hashes.
-- New and changed files are hashed while the walk goes on, in batches of one
+- New and changed files are hashed while the walk goes on (directories not as
+  recorded are walked first, the unchanged ones meanwhile), in batches of one
   directory's files on the ``chunks`` pool (one thread per core): a small file is
   opened beside its directory's descriptor, read whole and ``fstat``-ed, and kept if
   its stamp is still the one the walk saw (else it is read again the careful way, by
   ``vfs.worktree.Hasher``, which retries while it changes); a large file goes through
   the Hasher, which spreads its chunks over the pool.
+- The version's file count is the head's plus what changed in the rebuilt
+  directories (an entry the head holds as it is counts nothing): only a directory
+  removed or replaced since the head is counted through.
+
+Threads: the walk, the trees and the count are made in the calling thread; a hashing
+task only reads its files, puts chunks in the store (which may be called from any
+thread) and notes a file it could not read in ``failed`` (one assignment, under the
+GIL). Nothing else is shared while they run.
 
 **Racily clean stamps** (git's word for its index): a stamp tells "unchanged" only if
 any later change moves it. The filesystem's clock is read first (``fs_clock``: the
@@ -52,14 +61,16 @@ from vfs.errors import FileChanged, FileUnreadable
 from vfs.ids import hash_bytes
 from vfs.names import is_reserved, is_reserved_at_root
 from vfs.objects import ObjectStore, ObjKind
-from vfs.stage import Staged
 from vfs.worktree import Found, Hasher, Pending
 
 BATCH_FILES = 64  # small files of one directory hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 SECOND = 1_000_000_000
-Results = dict[bytes, Staged]  # by path
+Hashed = tuple[Entry, Stamp]  # a file's entry (named as its path's last name), as read
+Results = dict[bytes, Hashed]  # by path
 Failed = dict[bytes, DvfsError]
+Batch = list[tuple[bytes, os.stat_result]]  # one directory's small files: name, lstat
+_FMT, _DIR, _REG, _LNK = 0o170000, statmod.S_IFDIR, statmod.S_IFREG, statmod.S_IFLNK
 
 
 def fs_clock(work: Path) -> int:
@@ -98,7 +109,8 @@ class _Node:
     links: dict[bytes, bytes] = field(default_factory=dict)  # changed links: targets
     clean: bool = False  # nothing below changed (set children first)
     entry: Entry | None = None
-    files: int = 0
+    files: int = 0  # files below it, if the head has no directory at its path
+    delta: int | None = None  # else: files below it, less those below the head's
     lower: Tree | None = _UNSET  # the lower directory it shows (None: none)
     head: Tree | None = _UNSET  # the head's directory at its path (None: none)
 
@@ -129,7 +141,7 @@ class _Walk:
         self.firsts: dict[tuple[int, int], bytes] = {}  # (dev, ino) -> the path hashed
         self.twins: dict[bytes, bytes] = {}  # another name of an inode -> that path
         self.failed: Failed = {}
-        self.futures: list[tuple[list[Found], Future[list[Staged | None]]]] = []
+        self.futures: list[tuple[bytes, Batch, Future[list[Hashed | None]]]] = []
 
     def trusted(self, s: Stamp) -> bool:
         """True if a stamp will tell a later change (see the module docstring)."""
@@ -161,50 +173,67 @@ class _Walk:
                     parent.kids.append(node)
                 self.note(key, s)
                 subdirs = self._entries(walker, node)
-                stack.extend((_join(rel, n), node, n) for n in reversed(subdirs))
+                # Directories not as recorded first (popped last: pushed last), so that
+                # their files are being hashed while the unchanged ones are listed
+                paths = [_join(rel, n) for n in subdirs]
+                order = sorted(
+                    range(len(subdirs)),
+                    key=lambda i: not self.unchanged(paths[i] + b"/", stamp(d.names[subdirs[i]])),
+                )
+                stack.extend((paths[i], node, subdirs[i]) for i in order)
 
     def _entries(self, walker: Walker, node: _Node) -> list[bytes]:
-        """Sort one directory's entries; its upper subdirectories' names."""
+        """Sort one directory's entries; its upper subdirectories' names.
+
+        The loop of the whole snapshot (once per upper entry): written out flat.
+        """
         d = node.d
         rel = d.rel
+        prefix = rel + b"/" if rel else b""
         subdirs: list[bytes] = []
-        batch: list[Found] = []
+        batch: Batch = []
         held = 0
-        check_names = not node.stamp_clean  # a recorded directory's names passed already
+        reserved = (is_reserved if rel else is_reserved_at_root) if not node.stamp_clean else None
+        recorded, new_recorded = self.recorded, self.new_recorded
+        fresh, since, small = self.fresh, self.since, self.small
         for name, st in d.names.items():
-            p = _join(rel, name)
-            if check_names and (is_reserved(name) if rel else is_reserved_at_root(name)):
-                self.reserved.append(p)
+            if reserved is not None and reserved(name):  # (a recorded directory's passed)
+                self.reserved.append(prefix + name)
                 node.changed = True
                 continue
-            mode = st.st_mode
-            if statmod.S_ISDIR(mode):
+            kind = st.st_mode & _FMT
+            if kind == _DIR:
                 subdirs.append(name)
                 continue
-            if is_special(st):
+            p = prefix + name
+            if kind != _REG and kind != _LNK:
                 self.skipped.append(p)
                 continue
-            s = stamp(st)
-            if self.unchanged(p, s):
+            r = recorded.get(p)
+            mtime, ctime = st.st_mtime_ns, st.st_ctime_ns
+            if (
+                r is not None and r[2] == mtime and r[3] == ctime and r[0] == st.st_ino
+                and r[1] == st.st_size and mtime < fresh
+            ):  # fmt: skip
                 node.same.append(name)
-                self.note(p, s)
+                if mtime < since and ctime < since:
+                    new_recorded[p] = r
                 continue
             node.changed = True
-            if statmod.S_ISLNK(mode):
+            if kind == _LNK:
                 target = _readlink(walker, rel, name)
-                if target is None:
+                if target is not None:
+                    node.links[name] = target
+                continue
+            if st.st_nlink > 1:
+                first = self.firsts.setdefault((st.st_dev, st.st_ino), p)
+                if first != p:
+                    self.twins[p] = first
                     continue
-                node.links[name] = target
+            if st.st_size > small:
+                self.large.append(Found(p, st))
                 continue
-            first = self.firsts.setdefault((st.st_dev, st.st_ino), p)
-            if first != p:
-                self.twins[p] = first
-                continue
-            f = Found(p, st)
-            if st.st_size > self.small:
-                self.large.append(f)
-                continue
-            batch.append(f)
+            batch.append((name, st))
             held += st.st_size
             if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
                 self._submit(rel, batch)
@@ -213,9 +242,10 @@ class _Walk:
             self._submit(rel, batch)
         return subdirs
 
-    def _submit(self, rel: bytes, batch: list[Found]) -> None:
+    def _submit(self, rel: bytes, batch: Batch) -> None:
         pool = self.hasher.workers.chunks
-        self.futures.append((batch, pool.submit(_hash_batch, self.hasher, rel, batch, self.failed)))
+        fut = pool.submit(_hash_batch, self.hasher, rel, batch, self.failed)
+        self.futures.append((rel, batch, fut))
 
     def hashed(self) -> Results:
         """Every changed file hashed (large ones here, beside the batches)."""
@@ -225,17 +255,18 @@ class _Walk:
                 got = _careful(self.hasher, f, self.failed)
                 if got is not None:
                     out[f.rel] = got
-            for batch, fut in self.futures:
-                for f, got in zip(batch, fut.result(), strict=True):
+            for rel, batch, fut in self.futures:
+                prefix = rel + b"/" if rel else b""
+                for (name, _), got in zip(batch, fut.result(), strict=True):
                     if got is not None:
-                        out[f.rel] = got
+                        out[prefix + name] = got
         finally:
             self.settle()
         return out
 
     def settle(self) -> None:
         """Let the hashing tasks end (on failure: cancelled, or waited for)."""
-        for _, fut in self.futures:
+        for _, _, fut in self.futures:
             if not fut.cancel():
                 fut.exception()
 
@@ -293,12 +324,11 @@ def _readlink(walker: Walker, rel: bytes, name: bytes) -> bytes | None:
         raise
 
 
-def _hash_batch(
-    hasher: Hasher, rel: bytes, batch: list[Found], failed: Failed
-) -> list[Staged | None]:
+def _hash_batch(hasher: Hasher, rel: bytes, batch: Batch, failed: Failed) -> list[Hashed | None]:
     """Hash small files of directory ``rel``, storing their chunks together (a task)."""
-    out: list[Staged | None] = []
+    out: list[Hashed | None] = []
     sink: list[Pending] = []
+    prefix = rel + b"/" if rel else b""
     with Walker(hasher.root) as walker:
         try:
             dir_fd = walker.dir(rel)
@@ -306,19 +336,20 @@ def _hash_batch(
             if exc.errno not in ABSENT:
                 raise
             dir_fd = -1
-        for f in batch:
-            got = _read_small(dir_fd, f, sink) if dir_fd >= 0 else None
-            out.append(got if got is not None else _careful(hasher, f, failed, sink))
+        for name, st in batch:
+            got = _read_small(dir_fd, name, st, sink) if dir_fd >= 0 else None
+            if got is None:  # not as listed: the careful way
+                got = _careful(hasher, Found(prefix + name, st), failed, sink)
+            out.append(got)
     if sink and hasher.store is not None:
         hasher.store.put_many(sink)
     return out
 
 
-def _read_small(dir_fd: int, f: Found, sink: list[Pending]) -> Staged | None:
+def _read_small(dir_fd: int, name: bytes, st: os.stat_result, sink: list[Pending]) -> Hashed | None:
     """A small file read at once; None if it is not as the walk saw it (or unreadable)."""
-    st = f.st
     try:
-        fd = os.open(f.rel.rpartition(b"/")[2], READ, dir_fd=dir_fd)
+        fd = os.open(name, READ, dir_fd=dir_fd)
     except OSError:
         return None
     try:
@@ -328,28 +359,31 @@ def _read_small(dir_fd: int, f: Found, sink: list[Pending]) -> Staged | None:
         return None
     finally:
         os.close(fd)
-    if len(data) != st.st_size or stamp(after) != stamp(st) or after.st_mode != st.st_mode:
+    s = stamp(st)
+    if len(data) != st.st_size or stamp(after) != s or after.st_mode != st.st_mode:
         return None
     oid = hash_bytes(data)
     chunks: tuple[ChunkRef, ...] = ()
     if data:
         sink.append((oid, ObjKind.CHUNK, data))
         chunks = (ChunkRef(oid, len(data)),)
-    return Staged(
-        Kind.FILE, st.st_mode & PERM_BITS, len(data), st.st_mtime_ns, st.st_ctime_ns,
-        st.st_ino, oid, chunks,
-    )  # fmt: skip
+    mode = st.st_mode & PERM_BITS
+    return Entry(name, Kind.FILE, mode, len(data), s[2], digest=oid, chunks=chunks), s
 
 
 def _careful(
     hasher: Hasher, f: Found, failed: Failed, sink: list[Pending] | None = None
-) -> Staged | None:
+) -> Hashed | None:
     """``Hasher.stage_one``: read again while the file changes; None if it cannot be."""
     try:
-        return hasher.stage_one(f, sink)
+        got = hasher.stage_one(f, sink)
     except (FileChanged, FileUnreadable) as exc:
         failed[f.rel] = exc
         return None
+    name = f.rel.rpartition(b"/")[2]
+    e = Entry(name, Kind.FILE, got.mode, got.size, got.mtime_ns, digest=got.digest,
+              chunks=got.chunks)  # fmt: skip
+    return e, (got.ino, got.size, got.mtime_ns, got.ctime_ns)
 
 
 def build(
@@ -361,13 +395,14 @@ def build(
     hasher: Hasher,
     store: ObjectStore,
     counts: FileCounts,
+    head_files: int,
     since: int,
 ) -> Built:
     """Store the trees of the working tree the upper layer and ``base`` make (blocking).
 
-    ``head``: the version the working tree was last recorded as, with ``recorded`` the
-    stamps its snapshot found; ``since``: the filesystem's clock when this snapshot
-    began (``fs_clock``). See the module docstring.
+    ``head``: the version the working tree was last recorded as (``head_files`` files),
+    with ``recorded`` the stamps its snapshot found; ``since``: the filesystem's clock
+    when this snapshot began (``fs_clock``). See the module docstring.
     """
     w = _Walk(trees, base, head, recorded, hasher, since)
     try:
@@ -396,7 +431,6 @@ def build(
             node.clean = False
             continue
         node.entry = h
-        node.files = counts(h.subtree)
     late = _late(w, staged)  # recorded files the head lacks (cannot be, but then: hash)
     for f in late:
         got = _careful(hasher, f, w.failed)
@@ -407,8 +441,12 @@ def build(
             _store_dir(w, node, staged, store, counts)
     root = w.nodes[0]
     assert root.entry is not None
+    if root.clean:
+        files = head_files
+    else:
+        files = root.files if root.delta is None else head_files + root.delta
     return Built(
-        root.entry, root.files, hashed + len(late), w.new_recorded, sorted(w.skipped),
+        root.entry, files, hashed + len(late), w.new_recorded, sorted(w.skipped),
         sorted(w.reserved),
     )  # fmt: skip
 
@@ -436,20 +474,18 @@ def _late(w: _Walk, staged: Results) -> list[Found]:
     return out
 
 
-def _store_dir(w: _Walk, node: _Node, staged: Results, store: ObjectStore,
-               counts: FileCounts) -> None:  # fmt: skip
+def _store_dir(
+    w: _Walk, node: _Node, staged: Results, store: ObjectStore, counts: FileCounts
+) -> None:
     """Build and store one changed directory's tree (its subdirectories' entries known)."""
     d = node.d
     entries: list[Entry] = []
-    files = 0
     lower = w.lower_of(node)
     if lower is not None:
         covered = d.names.keys() | d.whiteouts
-        for e in lower.entries:
-            if e.name not in covered:
-                entries.append(e)
-                files += counts(e.subtree) if e.kind == Kind.DIR else 1
+        entries.extend(e for e in lower.entries if e.name not in covered)
     kids = {k.name: k for k in node.kids}
+    rebuilt: dict[bytes, _Node] = {}
     same = set(node.same)
     bad = set(w.reserved) if w.reserved else set()
     for name, st in d.names.items():
@@ -463,14 +499,14 @@ def _store_dir(w: _Walk, node: _Node, staged: Results, store: ObjectStore,
                 continue
             e = kid.entry
             entries.append(e if e.name == name else _renamed(e, name))
-            files += kid.files
+            if not kid.clean:
+                rebuilt[name] = kid
             continue
         if name in same:
             kind = Kind.SYMLINK if statmod.S_ISLNK(mode) else Kind.FILE
             h = w.head_entry(node, name, kind)
             if h is not None:
                 entries.append(h)
-                files += 1
                 continue
         if statmod.S_ISLNK(mode):
             target = node.links.get(name)
@@ -479,23 +515,61 @@ def _store_dir(w: _Walk, node: _Node, staged: Results, store: ObjectStore,
                     Entry(name, Kind.SYMLINK, 0o777, len(target), st.st_mtime_ns, target=target)
                 )
                 w.note(p, stamp(st))
-                files += 1
             continue
-        s = staged.get(w.twins.get(p, p))
-        if s is None:  # went while read
+        got = staged.get(w.twins.get(p, p))
+        if got is None:  # went while read
             continue
-        entries.append(
-            Entry(name, Kind.FILE, s.mode, s.size, s.mtime_ns, digest=s.digest, chunks=s.chunks)
-        )
-        w.note(p, (s.ino, s.size, s.mtime_ns, s.ctime_ns))
-        files += 1
+        e, s = got
+        entries.append(e if e.name == name else _renamed(e, name))
+        w.note(p, s)
     entries.sort(key=lambda e: e.name)
     oid, _ = store.put(ObjKind.TREE, encode_tree(entries))
-    counts.known[oid] = files
     size = sum(e.size for e in entries)
     mtime = max((e.mtime_ns for e in entries), default=d.st.st_mtime_ns)
     node.entry = Entry(node.name, Kind.DIR, 0o755, size, mtime, subtree=oid)
-    node.files = files
+    _count(w, node, entries, rebuilt, counts)
+
+
+def _count(
+    w: _Walk, node: _Node, entries: list[Entry], rebuilt: dict[bytes, _Node], counts: FileCounts
+) -> None:
+    """Files below a rebuilt directory: against the head's directory at its path, what
+    changed (``node.delta``); where the head has none, all of them (``node.files``).
+
+    Entries the head holds as they are count nothing, so nothing unchanged is read:
+    only a directory removed or replaced since the head is counted through.
+    """
+
+    def below(e: Entry | None) -> int:
+        if e is None:
+            return 0
+        return counts(e.subtree) if e.kind == Kind.DIR else 1
+
+    head = w.head_of(node)
+    if head is None:
+        files = 0
+        for e in entries:
+            kid = rebuilt.get(e.name)
+            files += kid.files if kid is not None else below(e)
+        node.files = files
+        assert node.entry is not None
+        counts.known[node.entry.subtree] = files
+        return
+    delta = 0
+    for e in entries:
+        h = head.get(e.name)
+        if h == e:
+            continue
+        kid = rebuilt.get(e.name)
+        if kid is None:
+            delta += below(e) - below(h)
+        elif kid.delta is not None:  # a directory in the head too
+            delta += kid.delta
+        else:
+            delta += kid.files - below(h)
+    shown = {e.name for e in entries}
+    delta -= sum(below(h) for h in head.entries if h.name not in shown)
+    node.delta = delta
 
 
 def _renamed(e: Entry, name: bytes) -> Entry:
