@@ -1,7 +1,7 @@
 """The writable working tree and ``dvfs snapshot`` against issue 19's targets.
 
     python benchmarks/bench_snapshot.py [--workdir DIR] [--scale F] [--rounds N]
-        [--overlays kernel,daemon] [--keep] [--profile FILE]
+        [--overlays kernel,daemon] [--keep] [--profile FILE] [--spy DIR]
 
 The data is the foundation benchmark's (``workload.py``: 20,000 files of 1-32 KiB in
 200 directories, half CSV-like text and half random bytes, and one 1 GiB random
@@ -31,8 +31,11 @@ alike; the table gives the median, and the spread. Nothing is deleted between th
 many are slowed by the inode allocator (see README, ``bench_local.py``), so a previous
 run is moved aside first and deleted at the end. Each snapshot's first version is
 checked against the data (a fast snapshot that records nothing is not a result).
-``--profile FILE`` runs the daemon's own overlay under cProfile. It prints a table and
-never fails on a timing: benchmarks are not tests.
+``--profile FILE`` runs the daemon's own overlay under cProfile (its main thread only);
+``--spy DIR`` records every daemon during each snapshot with py-spy (every thread,
+idle ones too: where the wall time goes), one collapsed-stack file per snapshot in
+DIR (``py-spy`` on ``PATH`` or beside the interpreter). It prints a table and never
+fails on a timing: benchmarks are not tests.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -65,6 +69,7 @@ CHANGED = 10
 WRITE_BLOCK = MIB
 CACHE_SIZE = 64 << 30
 LOCAL = "local disk"
+SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
 TARGETS = {"tar": 0.5, "write": 0.8, "tar snapshot": 2.0, "ten snapshot": 1.0}
 
 
@@ -147,6 +152,7 @@ class Bench:
     repo: Path
     env: dict[str, str]
     profile: Path | None
+    spy: Path | None = None
 
     @contextmanager
     def daemon(self, side: Side) -> Iterator[int]:
@@ -182,19 +188,37 @@ class Bench:
                 proc.kill()
                 proc.wait()
 
-    def snapshot(self, mnt: Path, message: str) -> tuple[float, dict[str, Any]]:
+    def snapshot(self, side: Side, message: str) -> tuple[float, dict[str, Any]]:
         """Wall seconds of ``dvfs snapshot MNT -m message --json``, and its answer."""
-        started = time.perf_counter()
-        p = subprocess.run(
-            [*DVFS, "snapshot", str(mnt), "-m", message, "--json"],
-            capture_output=True,
-            text=True,
-            env=self.env,
-        )
-        wall = time.perf_counter() - started
+        with self.spied(side, message):
+            started = time.perf_counter()
+            p = subprocess.run(
+                [*DVFS, "snapshot", str(side.mnt), "-m", message, "--json"],
+                capture_output=True,
+                text=True,
+                env=self.env,
+            )
+            wall = time.perf_counter() - started
         if p.returncode != 0:
             raise SystemExit(f"dvfs snapshot failed ({p.returncode}): {p.stderr.strip()}")
         return wall, json.loads(p.stdout)
+
+    @contextmanager
+    def spied(self, side: Side, label: str) -> Iterator[None]:
+        """With ``--spy``: py-spy records ``side``'s daemon meanwhile."""
+        if self.spy is None:
+            yield
+            return
+        out = self.spy / f"{side.overlay}-{label.replace(' ', '-')}.txt"
+        argv = [SPY, "record", "--pid", str(side.pid), "--idle", "--threads", "--rate", "250"]
+        argv += ["--format", "raw", "--output", str(out)]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached (py-spy says nothing when it is)
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
 
 
 def build(data: Path, repo_dir: Path, branches: list[str]) -> None:
@@ -284,7 +308,7 @@ def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[
             for i, rel in enumerate(names):
                 with open(side.mnt / rel, "r+b") as f:
                     f.write(f"changed {i}\n".encode())
-            wall, got = bench.snapshot(side.mnt, "ten files")
+            wall, got = bench.snapshot(side, "ten files")
             what = f"[{side.overlay}] snapshot after changing {len(names)} files"
             rows.append(limit_row(what, [wall], TARGETS["ten snapshot"]))
             rows.append(limit_row("  seconds the daemon reports", [float(got["seconds"])], None))
@@ -303,7 +327,7 @@ def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[
                     local_tar.append(untar(archive, local / f"untar{r}"))
                     continue
                 side.tar_s.append(untar(archive, side.mnt / f"untar{r}"))
-                wall, got = bench.snapshot(side.mnt, f"tar x {r}")
+                wall, got = bench.snapshot(side, f"tar x {r}")
                 side.tar_snap_s.append(wall)
                 side.tar_snap_daemon_s.append(float(got["seconds"]))
                 if r == 0:
@@ -326,7 +350,7 @@ def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[
                 calls, total = write_file(out, buf)
                 side.write_s.append(total)
                 side.write_calls_s.append(calls)
-                wall, got = bench.snapshot(side.mnt, f"big write {r}")
+                wall, got = bench.snapshot(side, f"big write {r}")
                 side.write_snap_s.append(wall)
                 if r == 0:
                     with open(version_dir(side.mnt, got) / out.name, "rb") as f:
@@ -382,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overlays", default=default, help=f"comma-separated (default {default})")
     p.add_argument("--keep", action="store_true", help="keep the generated data for a rerun")
     p.add_argument("--profile", type=Path, help="run the daemon overlay under cProfile")
+    p.add_argument("--spy", type=Path, help="py-spy every snapshot into this directory")
     a = p.parse_args(argv)
     unwind_on_sigterm()
     work: Path = a.workdir.resolve()
@@ -392,8 +417,14 @@ def main(argv: list[str] | None = None) -> None:
         run_dir.rename(old)
     run_dir.mkdir(parents=True)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    # dvfs runs with its bytecode cached, as installed: without it every command (and
+    # each daemon) compiles its modules again, which a user's `dvfs snapshot` never pays
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     profile = a.profile.resolve() if a.profile else None
-    bench = Bench(run_dir, data, run_dir / "repo", env, profile)
+    spy = a.spy.resolve() if a.spy else None
+    if spy is not None:
+        spy.mkdir(parents=True, exist_ok=True)
+    bench = Bench(run_dir, data, run_dir / "repo", env, profile, spy)
     sides = [Side(o, run_dir / f"mnt-{o}") for o in a.overlays.split(",")]
     notes: list[str] = []
     try:
