@@ -66,6 +66,8 @@ from vfs.ondemand import index_cache
 from vfs.packs import PackedObject, encode_index
 from vfs.receive import fetch_records
 from vfs.remotes import (
+    MAX_REFS,
+    REF_LIMIT,
     SEGMENT_FORMAT,
     SEGMENT_TARGET,
     Located,
@@ -74,6 +76,7 @@ from vfs.remotes import (
     RemoteSpec,
     connect,
     decode_segment,
+    parse_ref,
 )
 from vfs.repo import Repository
 
@@ -90,6 +93,7 @@ MAX_PROBLEMS_SHOWN = 5
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"
 CLOCK_ENV = "DVFS_TEST_GC_CLOCK"
 _MANIFEST_NAME = re.compile(r"gc/condemned-[0-9a-f]{16}")
+_PACK_KEY = re.compile(r"packs/[0-9a-f]{64}")
 _RECORDS = (ObjKind.TREE, ObjKind.VERSION)
 
 
@@ -352,10 +356,7 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
             report.warnings.append(f"{exc}: deleted (its packs are condemned again if dead)")
             continue
         manifests.append(Manifest(key, info.modified, packs, records))
-    tips: dict[str, bytes] = {}
-    for kind, label in (("heads", "branch"), ("tags", "tag")):
-        for name, oid in remote.refs(kind, report.warnings).items():
-            tips[f"{label} {name}"] = oid
+    tips = _ref_tips(remote, report)
     segments: dict[str, list[tuple[str, list[PackedObject]]]] = {}
     where: dict[bytes, list[str]] = {}
     index: dict[bytes, Located] = {}
@@ -366,8 +367,37 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
             where.setdefault(obj.oid, []).append(pack_id)
             index.setdefault(obj.oid, (pack_id, obj))
         segments[seg_id] = list(rows.items())
-    listed = {key.removeprefix("packs/") for key in backend.list("packs/")}
+    listed = {
+        key.removeprefix("packs/")
+        for key in backend.list("packs/")
+        if _PACK_KEY.fullmatch(key)  # anything else there is not ours to delete
+    }
     return _Remote(manifests, bad, tips, segments, where, index, listed)
+
+
+def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
+    """Every ref of the remote that holds a version id, by key.
+
+    Unlike a fetch, a name a local ref could not have (``main`` beside ``main/x``, odd
+    characters) is no reason to skip a ref here: what it names stays live. A ref that
+    holds no id protects nothing and is noted.
+    """
+    backend = remote.backend
+    out: dict[str, bytes] = {}
+    for kind in ("heads", "tags"):
+        for n, key in enumerate(backend.list(f"refs/{kind}/"), 1):
+            if n > MAX_REFS:
+                raise RemoteError(
+                    f"{remote.url} lists more than {MAX_REFS:,} refs under refs/{kind}: "
+                    "refusing to read them (the remote is damaged or hostile)"
+                )
+            try:
+                out[key] = parse_ref(backend.get_small(key, REF_LIMIT), key)
+            except RemoteNotFound:
+                continue  # deleted since it was listed
+            except (FormatError, RemoteError) as exc:
+                report.warnings.append(f"{key} protects nothing: {exc}")
+    return out
 
 
 def _mark(repo: Repository, got: _Remote, report: RemoteGcReport) -> set[bytes]:
