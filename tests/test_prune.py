@@ -10,6 +10,7 @@ record (``log``, ``show``), and the files come back on demand. Each test ends wi
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from tests.cli_support import Repo, RepoFactory, assert_error, run
 from tests.cli_support import make_repo_fixture as make_repo_fixture
@@ -80,4 +81,31 @@ def test_prune_refusals(make_repo: RepoFactory, dir_remote: Remote) -> None:
     r = run(repo.root, "store", "prune", "--remote", "offline", env={"DVFS_RETRY_ATTEMPTS": "1"})
     assert_error(r, "cannot verify", "nothing was pruned")
     assert repo.cat("v1:data.bin") == DATA[0]  # nothing was dropped
+    repo.fsck_clean()
+
+
+def test_max_size_drops_the_least_recently_used_data_the_remote_holds(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    repo = three_pushed(make_repo, dir_remote)  # v1, v2, v3: about 300 KiB each
+    assert_error(repo.run("config", "store.max-size", "big"), "not a size", code=2)
+    limit = repo.objects_size() - 200 * KiB
+    repo.ok("config", "store.max-size", str(limit))  # over by ~200 KiB: v1 goes
+    assert repo.ok("config", "store.max-size").out.strip() == str(limit)
+    assert repo.objects_size() <= limit
+    repo.write("data.bin", DATA[3])  # v4: committed, never pushed
+    r = repo.ok("add", "data.bin")  # the store grows past the limit here
+    assert "store.max-size" in r.err and "1 version" in r.err  # one more goes, not v3
+    repo.commit("v4")
+    assert repo.fsck_clean()["remote_only"] == 2
+    # with the remote gone, the newer data is here, the older is not
+    where = Path(dir_remote.url.removeprefix("file://"))
+    where.rename(where.with_name("moved"))
+    assert repo.cat("v3:data.bin") == DATA[2] and repo.cat("v4:data.bin") == DATA[3]
+    assert repo.run("cat", "v1:data.bin").code != 0
+    # nothing can be verified now: a limit below the store leaves it as it is, warning
+    r = repo.ok("config", "store.max-size", "1K")
+    assert "nothing was pruned" in r.err
+    assert repo.cat("v3:data.bin") == DATA[2]
+    repo.ok("config", "--unset", "store.max-size")
     repo.fsck_clean()

@@ -363,6 +363,7 @@ def add(paths: tuple[str, ...], force: bool, as_json: bool) -> None:
     repo = repo_here()
     with workers() as w:
         r = workflow.add(repo, paths, w, warn, force=force)
+    keep_within_max_size(repo)
     if as_json:
         emit_json(dataclasses.asdict(r))
         return
@@ -522,6 +523,7 @@ def commit(
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
     r = workflow.commit(repo, message, recorded, tag, warn)
+    keep_within_max_size(repo)
     if as_json:
         emit_json(
             {"version": f"v{r.number}", "id": r.oid.hex(), "branch": repo.refs.head().branch,
@@ -1876,7 +1878,13 @@ def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) 
 
 @cli.group(name="store")
 def store_group() -> None:
-    """The local store: `dvfs store prune` drops data the default remote holds."""
+    """The local store as a cache of the default remote: drop data it holds.
+
+    \b
+    Examples:
+      dvfs store prune --dry-run
+      dvfs store prune --keep-last 3 --keep-tags
+    """
 
 
 @store_group.command(name="prune")
@@ -1937,6 +1945,81 @@ def store_prune(
         f"that {spec.name} holds; kept the data of {r.kept_versions} version(s); store "
         f"{human(r.gc.bytes_before)} -> {human(r.gc.bytes_after)}"
     )
+
+
+_STORE_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+CONFIG_KEYS = ("store.max-size",)
+
+
+def parse_store_size(text: str, what: str) -> int:
+    """Bytes in ``50G``, ``512M``, ``1.5T`` or a plain number."""
+    m = _STORE_SIZE.fullmatch(text)
+    if m is None:
+        raise UsageError(f"{what} {text!r} is not a size: write e.g. 50G, 512M or 1T")
+    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(float(m.group(1)) * unit)
+
+
+def keep_within_max_size(repo: Repository) -> None:
+    """With ``store.max-size`` set: drop the least recently used data the remote holds."""
+    text = repo.config().get("store.max-size")
+    if not isinstance(text, str):
+        return
+    from vfs.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
+
+    try:
+        r = shrink(repo, parse_store_size(text, MAX_SIZE_KEY))
+    except DvfsError as exc:
+        warn(f"{MAX_SIZE_KEY} {text}: nothing was pruned: {exc}")
+        return
+    if r is not None:
+        click.echo(
+            f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
+            f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
+            f"{human(r.gc.bytes_after)})",
+            err=True,
+        )
+
+
+@cli.command(name="config")
+@click.argument("key", metavar="KEY")
+@click.argument("value", required=False)
+@click.option("--unset", is_flag=True, help="Remove the setting.")
+def config_cmd(key: str, value: str | None, unset: bool) -> None:
+    """Show or set a setting of this clone (kept in .dvfs/config).
+
+    store.max-size SIZE: after add, commit and pull, the data of the least recently
+    used versions that the default remote holds is dropped until the store fits
+    (data the remote lacks is never dropped; `dvfs store prune` does it by hand).
+
+    \b
+    Examples:
+      dvfs config store.max-size 50G
+      dvfs config store.max-size
+      dvfs config --unset store.max-size
+    """
+    if key not in CONFIG_KEYS:
+        raise UsageError(f"unknown setting {key!r} (known: {', '.join(CONFIG_KEYS)})")
+    repo = repo_here()
+    if value is None and not unset:
+        got = repo.config().get(key)
+        if got is None:
+            raise UsageError(f"{key} is not set")
+        click.echo(got)
+        return
+    if value is not None and unset:
+        raise UsageError("give a value or --unset, not both")
+    if value is not None:
+        parse_store_size(value, key)
+    with repo.locked():
+        cfg = repo.config()
+        if unset:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = (value or "").strip()
+        repo.save_config(cfg)
+    if not unset:
+        keep_within_max_size(repo)
 
 
 @cli.command(name="du")
@@ -2379,6 +2462,7 @@ def pull(
         r = sync.pull(
             repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes, merge=do_merge
         )
+    keep_within_max_size(repo)
     for line in r.transfer.warnings:
         warn(line)
     if as_json:
