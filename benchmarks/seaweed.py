@@ -135,6 +135,12 @@ class SeaweedFS:
         if status != 200:
             raise RuntimeError(f"could not create bucket {name}: HTTP {status}")
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Delete one object (anonymously), as another client of the bucket would."""
+        status = self._call("DELETE", f"/{bucket}/{key}")
+        if status not in (200, 204):
+            raise RuntimeError(f"could not delete {bucket}/{key}: HTTP {status}")
+
     def _metrics(self) -> str:
         url = f"http://127.0.0.1:{self.ports['metricsPort']}/metrics"
         with urllib.request.urlopen(url, timeout=10) as resp:
