@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vfs import audit
-from vfs.codec import Kind, decode_tree, decode_version
+from vfs.codec import Kind, Tree, decode_tree, decode_version
 from vfs.errors import DvfsError, RemoteError, UsageError
 from vfs.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.objects import ObjectStore
@@ -81,27 +81,27 @@ class PruneReport:
         }
 
 
-def _closure(store: ObjectStore, tips: list[bytes], parents: bool) -> dict[bytes, set[bytes]]:
-    """Each version below ``tips`` (with all parents if ``parents``) -> its chunks."""
+def _closure(
+    store: ObjectStore, tips: list[bytes], memo: dict[bytes, set[bytes]]
+) -> dict[bytes, set[bytes]]:
+    """Each version below ``tips`` (all parents) -> its chunks; trees memoized in ``memo``."""
     out: dict[bytes, set[bytes]] = {}
-    tree_chunks: dict[bytes, set[bytes]] = {}
     stack = list(tips)
     while stack:
         oid = stack.pop()
         if oid in out:
             continue
         v = decode_version(store.get(oid))
-        out[oid] = _tree_chunks(store, v.tree, tree_chunks)
-        if parents:
-            stack.extend(v.parents)
+        out[oid] = _tree_chunks(store, v.tree, memo)
+        stack.extend(v.parents)
     return out
 
 
 def _tree_chunks(store: ObjectStore, root: bytes, memo: dict[bytes, set[bytes]]) -> set[bytes]:
-    """Every chunk below tree ``root`` (subtrees memoized in ``memo``)."""
+    """Every chunk below tree ``root`` (each tree decoded once; results kept in ``memo``)."""
     if root in memo:
         return memo[root]
-    order: list[bytes] = []
+    order: list[tuple[bytes, Tree]] = []
     todo = [root]
     seen: set[bytes] = set()
     while todo:  # subtrees first, then their parents, so each is built from its children
@@ -109,11 +109,12 @@ def _tree_chunks(store: ObjectStore, root: bytes, memo: dict[bytes, set[bytes]])
         if tid in seen or tid in memo:
             continue
         seen.add(tid)
-        order.append(tid)
-        todo.extend(e.subtree for e in decode_tree(store.get(tid)).entries if e.kind == Kind.DIR)
-    for tid in reversed(order):
+        tree = decode_tree(store.get(tid))
+        order.append((tid, tree))
+        todo.extend(e.subtree for e in tree.entries if e.kind == Kind.DIR)
+    for tid, tree in reversed(order):
         chunks: set[bytes] = set()
-        for e in decode_tree(store.get(tid)).entries:
+        for e in tree.entries:
             if e.kind == Kind.DIR:
                 chunks |= memo[e.subtree]
             else:
@@ -177,13 +178,13 @@ def _plan(
             or (keep_tags and label.startswith("tag "))
         ):
             keep.add(oid)
-    everything = _closure(store, list(versions.values()), parents=True)
-    on_remote = _closure(store, [t for t in remote_tips if store.has(t)], parents=True)
+    memo: dict[bytes, set[bytes]] = {}
+    everything = _closure(store, list(versions.values()), memo)
+    on_remote = _closure(store, [t for t in remote_tips if store.has(t)], memo)
     safe: set[bytes] = set()
     for chunks in on_remote.values():
         safe |= chunks
     safe &= held
-    memo: dict[bytes, set[bytes]] = {}
     protected = set(staged)
     for oid in keep & set(everything):
         protected |= everything[oid]
