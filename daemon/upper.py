@@ -13,7 +13,7 @@ work directory; the daemon user's alone)::
     layers          msgpack map: format, base (the lower layer's version id or nil),
                     head (the version this working tree was last recorded as: base,
                     or the last snapshot), gen
-    recorded.<gen>  msgpack array of [path, ino, size, mtime_ns, ctime_ns]: the upper
+    recorded.<gen>  msgpack map of path: [ino, size, mtime_ns, ctime_ns]: the upper
                     layer's files, links and directories (a directory's path ends
                     in ``/``, MNT's is ``/``) as the snapshot that made ``head``
                     found them
@@ -196,15 +196,22 @@ class Layers:
         except FileNotFoundError:
             return {}
         try:
-            rows = msgpack.unpackb(raw, raw=False)
-            return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
+            got = msgpack.unpackb(raw, raw=False, use_list=False)
+            if isinstance(got, tuple):  # rows [path, ino, size, mtime_ns, ctime_ns] (before)
+                got = {r[0]: tuple(r[1:5]) for r in got}
+            if not isinstance(got, dict) or not all(
+                type(p) is bytes and type(s) is tuple and len(s) == 4
+                and all(type(x) is int for x in s)
+                for p, s in got.items()
+            ):  # fmt: skip
+                raise ValueError("not a map of stamps")
+            return got
         except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
-            log.warning("%s is damaged: every upper file will be hashed again", raw[:0] or gen)
+            log.warning("recorded.%d is damaged: every upper file will be hashed again", gen)
             return {}
 
     def _write_recorded(self, gen: int, recorded: Recorded, *, sync: bool = True) -> None:
-        rows = [[p, *s] for p, s in recorded.items()]
-        data = msgpack.packb(rows, use_bin_type=True)
+        data = msgpack.packb(recorded, use_bin_type=True)  # (a stamp packs as an array)
         write_atomic(self.work / f"recorded.{gen}", data, mode=0o600, sync=sync)
 
     def _read_pending(self) -> tuple[bytes, int] | None:

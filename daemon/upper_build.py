@@ -59,7 +59,7 @@ from vfs.beneath import ABSENT, READ, Walker
 from vfs.codec import PERM_BITS, ChunkRef, encode_tree
 from vfs.errors import FileChanged, FileUnreadable
 from vfs.ids import hash_bytes
-from vfs.names import is_reserved, is_reserved_at_root
+from vfs.names import VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
 from vfs.objects import ObjectStore, ObjKind
 from vfs.worktree import Found, Hasher, Pending
 
@@ -193,7 +193,11 @@ class _Walk:
         subdirs: list[bytes] = []
         batch: Batch = []
         held = 0
-        reserved = (is_reserved if rel else is_reserved_at_root) if not node.stamp_clean else None
+        reserved = None  # a recorded directory's names passed already; others are screened
+        if not node.stamp_clean and (
+            any_reserved(list(d.names)) is not None or (not rel and VERSIONS_DIR in d.names)
+        ):
+            reserved = is_reserved if rel else is_reserved_at_root
         recorded, new_recorded = self.recorded, self.new_recorded
         fresh, since, small = self.fresh, self.since, self.small
         for name, st in d.names.items():

@@ -260,3 +260,16 @@ def test_a_deep_change_after_a_large_one_is_recorded_as_just_that(tmp_path: Path
     changes = diff_trees(hist, v3.tree, v4.tree)
     assert [(c.status, c.path) for c in changes] == [("removed", b"data/many/d3/f9.txt")]
     fsck_clean(root)
+
+
+def test_names_no_version_may_hold_are_reported(layer: Layer) -> None:
+    """overlayfs cannot refuse a name: the snapshot finds ``.git`` at any depth (in any
+    spelling a filesystem folds) and ``.versions`` at the top, and names them."""
+    layer.put("data/deep/.GIT/config", b"[core]\n")
+    layer.put(".versions", b"")
+    layer.put("data/wide/.versions", b"")  # allowed below the top
+    got = layer.build()
+    assert got.reserved == [b".versions", b"data/deep/.GIT"]
+    os.unlink(layer.upper / ".versions")
+    shutil.rmtree(layer.upper / "data/deep/.GIT")
+    assert layer.build(got.root, got.recorded).reserved == []
