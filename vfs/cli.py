@@ -1861,15 +1861,15 @@ def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) 
         return
     for w in r.warnings:
         warn(w)
-    verb = "would delete" if dry_run else "deleted"
+    verb, condemn = ("would delete", "would condemn") if dry_run else ("deleted", "condemned")
     click.echo(
         f"{name}: {verb} {r.deleted_packs} pack(s) ({human(r.deleted_bytes)}); "
-        f"condemned {r.condemned_packs} pack(s) ({human(r.condemned_bytes)}), "
+        f"{condemn} {r.condemned_packs} pack(s) ({human(r.condemned_bytes)}), "
         f"{r.pending_packs} condemned earlier and not due yet, {r.pardoned_packs} pardoned; "
         f"kept {r.packs - r.dead_packs} of {r.packs} pack(s), {r.live_objects} object(s) "
         f"reachable from {r.refs} ref(s)"
     )
-    if r.condemned_packs and grace > 0:
+    if r.condemned_packs and grace > 0 and not dry_run:
         click.echo(
             f"condemned packs are deleted by a `dvfs gc --remote {name}` run "
             f"{grace_text or '24h'} from now or later"
