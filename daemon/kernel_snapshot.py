@@ -82,10 +82,7 @@ class UpperSnapshots(Snapshots):
 
     def _begin(self, oid: bytes) -> None:
         assert self._built is not None
-        # On the repository's filesystem, its syncfs before the branch moves makes the
-        # records durable: no fsync of their own
-        here = os.stat(self.layers.work).st_dev == os.stat(self.source.repo.dir).st_dev
-        self.layers.begin(oid, self._built.recorded, sync=not here)
+        self.layers.begin(oid, self._built.recorded)
 
     def _settle(self, rec: Recorded) -> None:
         assert self._built is not None

@@ -10,7 +10,7 @@ In order:
    ``--branch NEW`` it goes on a new branch instead). Only upper files are hashed
    (in parallel, their chunks stored); only directories with a change are rebuilt,
    every other subtree is reused by id. The version record is stored, the journal
-   notes ``S <id>``, the store is flushed and the filesystem synced, and only then
+   notes ``S <id>``, the store is flushed and its new packs fsynced, and only then
    does the branch move, by compare-and-swap. A URL mount pushes the version and
    moves the remote's branch with a conditional write.
 4. The overlay becomes clean over the new version (its state is written before any
@@ -30,7 +30,7 @@ branch head and starts clean over it).
 Test hook: with ``DVFS_TEST_KILL_AT=<step>`` in its environment the daemon kills
 itself (SIGKILL) when a snapshot reaches that step: ``hashed`` (the upper files'
 chunks are stored), ``stored`` (the version record is), ``journaled`` (the ``S``
-record is durable), ``flushed`` (the store and the filesystem are), ``moved`` (the
+record is durable), ``flushed`` (the store and its packs are), ``moved`` (the
 branch moved or the remote's did), ``rebase`` (the overlay's new state is written,
 its upper files not yet removed). The fault tests use it to check the claim above.
 """
@@ -67,7 +67,7 @@ from vfs import (
     version_pipeline,
 )
 from vfs.codec import PERM_BITS, Version, encode_tree, encode_version
-from vfs.durable import flush_filesystem
+from vfs.durable import fsync_dir, storage_error
 from vfs.objects import ObjKind
 from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
@@ -76,6 +76,7 @@ from vfs.worktree import Found, Hasher, Workers
 
 log = logging.getLogger(__name__)
 SHOW_SKIPPED = 10  # special files a snapshot names (it counts them all)
+RECENT_PACKS = 300  # s: a pack younger may still be waiting to be written back
 
 
 @dataclass
@@ -261,6 +262,7 @@ class Snapshots(abc.ABC):
         self.source = source
         self.on_branch = on_branch  # told the branch served after --branch NEW
         self.counts: dict[bytes, int] = {}  # files below trees, kept (see FileCounts)
+        self.durable: set[Path] | None = None  # packs known to be on disk (see _flush)
 
     async def take(self, req: Request) -> dict[str, Any]:
         """Record the working tree; returns what the CLI prints."""
@@ -429,7 +431,7 @@ class Snapshots(abc.ABC):
             self._begin(oid)
             reached("journaled")
             repo.store.flush()
-            flush_filesystem(repo.dir)
+            self._flush()
             reached("flushed")
             if not isinstance(src, RemoteSource):
                 repo.refs.update(f"refs/heads/{branch}", oid, head)
@@ -441,6 +443,38 @@ class Snapshots(abc.ABC):
             oid, version.number, branch, root, built.skipped, built.files, root.size,
             built.hashed, warnings=said,
         )  # fmt: skip
+
+    def _flush(self) -> None:
+        """Make every pack the version may name durable: those not known to be yet.
+
+        Not ``syncfs``: that also writes back whatever else is waiting on the disk (the
+        files a ``tar x`` just made, other programs' data), seconds that are not the
+        snapshot's. The first time, the packs younger than ``RECENT_PACKS`` seconds
+        (older ones were written back long ago); then the packs that appeared since
+        (this daemon's, an attempt that failed after its packs were closed, another
+        command's). Each is fsynced, then the directory: what names them moves after.
+        """
+        store = self.source.repo.store
+        packs = set(store.pack_paths())
+        if self.durable is None:
+            recent = time.time() - RECENT_PACKS
+            todo = []
+            for p in packs:
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(p).st_mtime >= recent:
+                        todo.append(p)
+        else:
+            todo = sorted(packs - self.durable)
+        try:
+            for p in todo:
+                for f in (p, p.with_suffix(".idx")):
+                    with contextlib.suppress(FileNotFoundError):  # (gc removed it)
+                        fsync_file(f)
+            if todo:
+                fsync_dir(todo[0].parent)
+        except OSError as exc:
+            raise storage_error(exc, "to disk") from exc
+        self.durable = packs
 
     def _nothing(self) -> UsageError:
         """ "Nothing to snapshot" (the working tree equals its base)."""
@@ -569,6 +603,15 @@ class OverlaySnapshots(Snapshots):
             for rel, staged in hasher.stage_many(found):
                 out[by_rel[rel].nid] = staged
         return out
+
+
+def fsync_file(path: Path) -> None:
+    """fsync one file (opened read-only: fsync needs no more)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -210,9 +210,9 @@ class Layers:
             log.warning("recorded.%d is damaged: every upper file will be hashed again", gen)
             return {}
 
-    def _write_recorded(self, gen: int, recorded: Recorded, *, sync: bool = True) -> None:
+    def _write_recorded(self, gen: int, recorded: Recorded) -> None:
         data = msgpack.packb(recorded, use_bin_type=True)  # (a stamp packs as an array)
-        write_atomic(self.work / f"recorded.{gen}", data, mode=0o600, sync=sync)
+        write_atomic(self.work / f"recorded.{gen}", data, mode=0o600)
 
     def _read_pending(self) -> tuple[bytes, int] | None:
         try:
@@ -228,14 +228,12 @@ class Layers:
             pass
         return None
 
-    def begin(self, version: bytes, recorded: Recorded, *, sync: bool = True) -> None:
-        """A snapshot made ``version`` (its files found as ``recorded``): pending, durably
-        so unless ``sync`` is False (the caller flushes this filesystem before the branch
-        moves)."""
+    def begin(self, version: bytes, recorded: Recorded) -> None:
+        """A snapshot made ``version`` (its files found as ``recorded``): durably pending."""
         gen = self.gen + 1
-        self._write_recorded(gen, recorded, sync=sync)
+        self._write_recorded(gen, recorded)
         record = msgpack.packb({"version": version, "gen": gen}, use_bin_type=True)
-        write_atomic(self.work / "pending", record, mode=0o600, sync=sync)
+        write_atomic(self.work / "pending", record, mode=0o600)
 
     def finish(self, version: bytes, gen: int, recorded: Recorded) -> None:
         """The branch moved to ``version``: it is the head now."""
