@@ -156,6 +156,9 @@ def test_remote_gc_condemns_then_sweeps_after_the_grace(
     cloned_clean(s3_remote, tmp_path, "clone", {"keep.bin": KEEP})
     entries = [e for e in repo.json("audit", "--json") if e["op"] == "gc"]
     assert "remote origin: deleted" in entries[-1]["note"]
+    chain = [e for e in repo.json("audit", "--remote", "origin", "--json") if e["op"] == "gc"]
+    assert [e["note"].split(" packs")[0] for e in chain] == ["deleted 0", f"deleted {len(junk)}"]
+    repo.ok("audit", "verify", "--remote", "origin")
 
     # the version whose push was interrupted still goes up whole when pushed again
     repo.ok("push")

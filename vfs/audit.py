@@ -27,7 +27,7 @@ is evidence of accidents and casual edits; the remote chain (below) is the
 stronger record.
 
 **The remote chain.** A remote keeps its own chain of the changes made to it (a push
-moving a branch or creating a tag; remote gc does not append yet), one object per entry
+moving a branch or creating a tag, and a remote gc that changed anything), one object per entry
 at ``audit/<seq, 12 digits>`` (``audit/000000000001`` first), each the same JSON as a
 local line (no newline) with ``prev`` the BLAKE3 of the previous *object's* bytes.
 An entry is written with ``If-None-Match`` (:func:`append_remote`): of two writers

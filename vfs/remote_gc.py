@@ -32,6 +32,9 @@ Test hooks: ``DVFS_TEST_GC_KILL_AT=<step>`` kills the gc (SIGKILL) at
 written, if the replaced ones keep anything), ``remote-unindexed`` (old segments
 deleted) or ``remote-deleted`` (the first pack deleted); ``DVFS_TEST_GC_CLOCK=<seconds>``
 adds that much to the run's server time, so that a test can make a grace expire.
+
+A run that deleted, condemned or dropped anything appends a ``gc`` entry to the
+remote's audit chain (``vfs.audit.append_remote``) and to the local log.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from typing import Any
 
 import msgpack
 
+from vfs import audit
 from vfs.backends import Backend
 from vfs.codec import Kind, decode_tree, decode_version
 from vfs.errors import (
@@ -486,11 +490,17 @@ def gc_remote(
             if etag is not None:
                 _release_lock(meter, etag)
         if not dry_run:
-            repo.refs.record(
-                "gc",
-                f"remote {spec.name}: deleted {report.deleted_packs} packs "
-                f"({report.deleted_bytes} bytes), condemned {report.condemned_packs}",
+            note = (
+                f"deleted {report.deleted_packs} packs ({report.deleted_bytes} bytes), "
+                f"condemned {report.condemned_packs}"
             )
+            repo.refs.record("gc", f"remote {spec.name}: {note}")
+            if report.deleted_packs or report.condemned_packs or report.dropped_records:
+                head = repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
+                try:
+                    audit.append_remote(meter, head, "gc", "", None, None, note)
+                except DvfsError as exc:
+                    report.warnings.append(f"the remote's audit chain has no entry for it: {exc}")
     return report
 
 
