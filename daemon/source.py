@@ -37,6 +37,7 @@ from vfs import (
     connect,
     default_remote,
     fetch_locked,
+    preferred_branch,
 )
 from vfs.pins import release, take
 from vfs.remote_read import OtherSource, RemoteChunks, open_meta
@@ -182,7 +183,7 @@ class RemoteSource(Source):
             return self.wanted
         if not heads:
             raise MountError(f"{self.spec.url} has no branches yet: nothing to mount")
-        return "main" if "main" in heads else sorted(heads)[0]
+        return preferred_branch(heads)
 
 
 def open_source(

@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from vfs.pipeline.record import version_pipeline
     from vfs.remotes import Located, RemoteRepo, RemoteSpec, add_remote, connect, default_remote
     from vfs.remotes import remotes as configured_remotes
-    from vfs.repo import Repository, parse_format
+    from vfs.repo import Repository, parse_format, preferred_branch
     from vfs.sync import FetchResult, fetch_locked
     from vfs.track import Run, track
 
@@ -133,6 +133,7 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "identity": ("vfs.mounts", "identity"),
     "is_mounted": ("vfs.mounts", "is_mounted"),
     "parse_format": ("vfs.repo", "parse_format"),
+    "preferred_branch": ("vfs.repo", "preferred_branch"),
     "private_dir": ("vfs.mounts", "private_dir"),
     "remove_record": ("vfs.mounts", "remove_record"),
     "resolve_source": ("vfs.launch", "resolve_source"),
@@ -209,6 +210,7 @@ __all__ += [  # lower layers (the daemon's; they may change)
     "identity",
     "is_mounted",
     "parse_format",
+    "preferred_branch",
     "private_dir",
     "remove_record",
     "resolve_source",

@@ -65,7 +65,7 @@ from vfs.reader import ChunkedFile, check_mode, open_chunks
 from vfs.refs import Head
 from vfs.remote_read import RemoteChunks, open_meta
 from vfs.remotes import Meter, RemoteRepo, RemoteSpec, connect, default_remote, remotes
-from vfs.repo import Repository
+from vfs.repo import Repository, preferred_branch
 from vfs.worktree import Workers
 
 PathArg = str | os.PathLike[str]
@@ -285,7 +285,7 @@ class Repo:
                     if mine.get(name) != oid:
                         refs.update(f"refs/{kind}/{name}", oid, refs.get(f"refs/{kind}/{name}"))
             if got.heads:
-                refs.set_head(Head("main" if "main" in got.heads else sorted(got.heads)[0]))
+                refs.set_head(Head(preferred_branch(got.heads)))
         self._chunks.set_index(got.index)
         for line in got.transfer.warnings:
             _warn(line)

@@ -45,7 +45,7 @@ from vfs.errors import ObjectMissing, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_output, parse_lock, read_lock
 from vfs.remotes import connect, default_remote, get_remote
 from vfs.repo import Repository
-from vfs.sync import Transfer, download_data, fetch_locked, is_ancestor
+from vfs.sync import Transfer, download_data, fetch_locked
 from vfs.worktree import Workers
 
 HOOKS = ("post-checkout", "post-merge", "pre-push")
@@ -252,7 +252,7 @@ def needs_push(repo: Repository, remote: str, ptr: LockPointer) -> bool:
         return False
     for branch in repo.refs.names(f"remotes/{remote}"):
         tip = repo.refs.get(f"refs/remotes/{remote}/{branch}")
-        if tip is not None and is_ancestor(hist, ptr.oid, tip):
+        if tip is not None and hist.is_ancestor(ptr.oid, tip):
             return False
     return True
 
@@ -313,7 +313,7 @@ def follow_lock(repo: Repository, workers: Workers, *, jobs: int = 8) -> Followe
         head.detached is None
         and head.branch == ptr.branch
         and local != ptr.oid
-        and (local is None or is_ancestor(hist, local, ptr.oid))
+        and (local is None or hist.is_ancestor(local, ptr.oid))
     ):
         report = co.fast_forward(repo, ptr.branch, local, ptr.oid, workers)
     else:

@@ -154,11 +154,15 @@ class History:
         return seen
 
     def is_ancestor(self, old: bytes, new: bytes) -> bool:
-        """True if ``old`` is ``new`` or below it through any parent (both known locally).
+        """True if ``old`` is ``new`` or below it through any parent.
 
-        The first-parent chain is tried first (counting down by number, so it costs
-        the distance); only then is everything below ``new`` walked.
+        False if ``old`` is not stored here (a remote's tip this repository never
+        fetched cannot be below a local version). The first-parent chain is tried
+        first (counting down by number, so it costs the distance); only then is
+        everything below ``new`` walked.
         """
+        if not self.store.has(old):
+            return False
         if old == new or self.on_chain(new, old):
             return True
         return old in self.ancestors(new)

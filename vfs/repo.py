@@ -33,7 +33,7 @@ import getpass
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,15 @@ DVFS_DIR = ".dvfs"
 RECORD_LIMIT = 1024 * 1024
 REPO_FORMAT = 1
 DEFAULT_BRANCH = "main"
+
+
+def preferred_branch(names: Collection[str]) -> str:
+    """The branch to take when none is named: ``main`` if there, else the first by name.
+
+    A clone, a mount of a URL and ``vfs.Repo.remote`` choose this way; ``names`` must
+    not be empty.
+    """
+    return DEFAULT_BRANCH if DEFAULT_BRANCH in names else min(names)
 
 
 def format_record(chunker: ChunkerParams) -> str:

@@ -74,7 +74,7 @@ from vfs.remotes import (
     add_remote,
     connect,
 )
-from vfs.repo import Repository, parse_format
+from vfs.repo import Repository, parse_format, preferred_branch
 from vfs.worktree import Workers
 
 # Packs a push holds in memory while they upload (besides the one being built): each is
@@ -102,11 +102,6 @@ class Transfer:
     kept_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # refs skipped, and why
-
-
-def is_ancestor(hist: History, old: bytes, new: bytes) -> bool:
-    """True if ``old`` is ``new`` or below it through any parent (both known locally)."""
-    return hist.store.has(old) and hist.is_ancestor(old, new)
 
 
 # ------------------------------------------------------------------------------- push
@@ -220,7 +215,7 @@ def push(
             if theirs == tip:
                 report.notes.append(f"{b}: already up to date")
                 continue
-            if theirs is not None and not is_ancestor(hist, theirs, tip):
+            if theirs is not None and not hist.is_ancestor(theirs, tip):
                 raise RefConflict(
                     f"remote {b} has versions you don't have: run `dvfs pull` "
                     "(nothing was changed on the remote)"
@@ -510,11 +505,11 @@ def pull(
     local = repo.refs.get(f"refs/heads/{branch}")
     if local == target:
         return PullResult(got.transfer, None, f"{branch} is up to date")
-    if local is not None and is_ancestor(hist, target, local):
+    if local is not None and hist.is_ancestor(target, local):
         return PullResult(
             got.transfer, None, f"{branch} is ahead of {spec.name}/{branch}: `dvfs push` it"
         )
-    if local is not None and not is_ancestor(hist, local, target):
+    if local is not None and not hist.is_ancestor(local, target):
         if merge:
             done = merging.merge(repo, f"{spec.name}/{branch}", workers)
             said = merge_message(done, f"{spec.name}/{branch}")
@@ -584,7 +579,7 @@ def clone(
             if not got.heads:
                 skipped = "".join(f"; {w}" for w in got.transfer.warnings[:3])
                 raise UsageError(f"{url} has no branches yet: nothing to clone{skipped}")
-            branch = "main" if "main" in got.heads else sorted(got.heads)[0]
+            branch = preferred_branch(got.heads)
             tip = got.heads[branch]
             repo.refs.update(f"refs/heads/{branch}", tip, None)
             repo.refs.set_head(Head(branch))
@@ -627,5 +622,5 @@ def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
     if branch not in got.heads:
         if not got.heads:
             raise UsageError(f"{spec.name} has no versions yet")
-        branch = "main" if "main" in got.heads else sorted(got.heads)[0]
+        branch = preferred_branch(got.heads)
     return f"{spec.name}/{branch}"
