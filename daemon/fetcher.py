@@ -39,7 +39,7 @@ import trio
 from daemon.cache import ChunkCache
 from daemon.meta import MetaFiles
 from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteUnreachable
-from vfs.remote_read import RemoteChunks
+from vfs.remote.read import RemoteChunks
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 64 * 1024 * 1024

@@ -10,7 +10,7 @@ call) and where file chunks come from (``local``, then ``remote``).
 - A **URL** mount keeps a repository of its own in ``<cache dir>/meta`` into which
   the remote's versions and trees (never file data) are fetched with the same code
   as ``dvfs fetch``: verified, decoded strictly, stored children first. Chunks are
-  then read from the remote one ranged GET each (``vfs.remote_read``).
+  then read from the remote one ranged GET each (``vfs.remote.read``).
 
 Threading: ``catalog()`` blocks (disk, network) and runs in a worker thread; it is
 never called twice at once (the refresh loop is the only caller after start-up).
@@ -40,8 +40,8 @@ from vfs import (
     preferred_branch,
 )
 from vfs.pins import release, take
-from vfs.remote_read import OtherSource, RemoteChunks, open_meta
-from vfs.sync import push
+from vfs.remote.read import OtherSource, RemoteChunks, open_meta
+from vfs.remote.transfer import push
 from vfs.worktree import Workers
 
 ORIGIN = "origin"

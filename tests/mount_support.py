@@ -24,7 +24,9 @@ from pathlib import Path
 
 from daemon.overlay import work_dir_name
 from tests.cli_support import AUTHOR, Result, cli_command, cli_env, run
-from vfs import checkout, launch, remotes, sync, workflow
+from vfs import checkout, launch, workflow
+from vfs.remote import config as remotes
+from vfs.remote import transfer as sync
 from vfs.repo import Repository
 from vfs.worktree import Workers
 

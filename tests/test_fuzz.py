@@ -45,9 +45,9 @@ from vfs.fsck import fsck
 from vfs.ids import hash_bytes
 from vfs.objects import read_pack_header
 from vfs.packs import PackedObject, check_index, decode_index, encode_index, pack_trailer
-from vfs.remotes import decode_segment, parse_ref
+from vfs.remote.config import decode_segment, parse_ref
+from vfs.remote.transfer import clone
 from vfs.repo import format_record, parse_format
-from vfs.sync import clone
 from vfs.worktree import Workers
 
 ID = hash_bytes(b"an id")

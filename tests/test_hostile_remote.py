@@ -34,7 +34,7 @@ from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.codec import ChunkRef, Entry, Kind
 from vfs.errors import RemoteError
-from vfs.remotes import RemoteSpec, connect
+from vfs.remote.config import RemoteSpec, connect
 from vfs.repo import Repository
 
 

@@ -14,19 +14,19 @@ LAYERS = [
     {"chunking", "codec", "durable", "direct", "forked", "beneath"},
     {"packs"},
     {"objects", "lock", "pins"},
-    {"backends"},
+    {"backends", "remote"},  # remote: the package (its __init__ imports nothing)
     {"refs", "stage", "gitlink", "shared", "ignore", "audit", "merging"},
     {"history"},
     {"worktree", "diff", "reader", "graph", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
-    {"workflow", "remotes", "remote_read"},
-    {"receive"},
-    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge", "remote_gc"},
-    {"sync"},
+    {"workflow", "remote.config", "remote.read"},
+    {"remote.receive"},
+    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge", "remote.gc"},
+    {"remote.transfer"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
-    {"gitclone", "githooks", "gc", "du", "prune"},  # beside git; storage lifecycle
+    {"gitclone", "githooks", "gc", "du", "remote.prune"},  # beside git; storage lifecycle
     {"api"},  # the Python API (vfs.Repo, vfs.open)
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API

@@ -34,7 +34,7 @@ from daemon.records import Records
 from daemon.source import RepositorySource
 from tests.mount_support import commit, write
 from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
-from vfs.remote_read import RemoteChunks
+from vfs.remote.read import RemoteChunks
 from vfs.repo import Repository
 
 CTX = cast(pyfuse3.RequestContext, None)

@@ -34,8 +34,8 @@ from tests.cli_support import (
 from tests.remote_support import Remote
 from tests.s3server import S3Server
 from vfs.backends import open_backend
-from vfs.remote_gc import CLOCK_ENV, KILL_ENV, MANIFEST_PREFIX
-from vfs.sync import STOP_ENV
+from vfs.remote.gc import CLOCK_ENV, KILL_ENV, MANIFEST_PREFIX
+from vfs.remote.transfer import STOP_ENV
 
 KiB = 1024
 DAY = 24 * 3600

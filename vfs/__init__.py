@@ -72,10 +72,17 @@ if TYPE_CHECKING:
     )
     from vfs.objects import ObjectStore, decode_payload
     from vfs.pipeline.record import version_pipeline
-    from vfs.remotes import Located, RemoteRepo, RemoteSpec, add_remote, connect, default_remote
-    from vfs.remotes import remotes as configured_remotes
+    from vfs.remote.config import (
+        Located,
+        RemoteRepo,
+        RemoteSpec,
+        add_remote,
+        connect,
+        default_remote,
+    )
+    from vfs.remote.config import remotes as configured_remotes
+    from vfs.remote.transfer import FetchResult, fetch_locked
     from vfs.repo import Repository, parse_format, preferred_branch
-    from vfs.sync import FetchResult, fetch_locked
     from vfs.track import Run, track
 
 _SOURCES: dict[str, tuple[str, str]] = {
@@ -97,11 +104,11 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "DaemonArgs": ("vfs.launch", "DaemonArgs"),
     "DvfsError": ("vfs.errors", "DvfsError"),
     "Entry": ("vfs.codec", "Entry"),
-    "FetchResult": ("vfs.sync", "FetchResult"),
+    "FetchResult": ("vfs.remote.transfer", "FetchResult"),
     "FormatError": ("vfs.errors", "FormatError"),
     "History": ("vfs.history", "History"),
     "Kind": ("vfs.codec", "Kind"),
-    "Located": ("vfs.remotes", "Located"),
+    "Located": ("vfs.remote.config", "Located"),
     "MountError": ("vfs.errors", "MountError"),
     "MountRecord": ("vfs.mounts", "MountRecord"),
     "MountSource": ("vfs.launch", "MountSource"),
@@ -111,8 +118,8 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "ObjectStore": ("vfs.objects", "ObjectStore"),
     "RefConflict": ("vfs.errors", "RefConflict"),
     "RemoteError": ("vfs.errors", "RemoteError"),
-    "RemoteRepo": ("vfs.remotes", "RemoteRepo"),
-    "RemoteSpec": ("vfs.remotes", "RemoteSpec"),
+    "RemoteRepo": ("vfs.remote.config", "RemoteRepo"),
+    "RemoteSpec": ("vfs.remote.config", "RemoteSpec"),
     "RemoteUnreachable": ("vfs.errors", "RemoteUnreachable"),
     "Repository": ("vfs.repo", "Repository"),
     "RevisionNotFound": ("vfs.errors", "RevisionNotFound"),
@@ -120,15 +127,15 @@ _SOURCES: dict[str, tuple[str, str]] = {
     "Tree": ("vfs.codec", "Tree"),
     "UsageError": ("vfs.errors", "UsageError"),
     "Version": ("vfs.codec", "Version"),
-    "add_remote": ("vfs.remotes", "add_remote"),
+    "add_remote": ("vfs.remote.config", "add_remote"),
     "check_fuse": ("vfs.mounts", "check_fuse"),
     "check_mountpoint": ("vfs.mounts", "check_mountpoint"),
-    "configured_remotes": ("vfs.remotes", "remotes"),
-    "connect": ("vfs.remotes", "connect"),
+    "configured_remotes": ("vfs.remote.config", "remotes"),
+    "connect": ("vfs.remote.config", "connect"),
     "decode_payload": ("vfs.objects", "decode_payload"),
-    "default_remote": ("vfs.remotes", "default_remote"),
+    "default_remote": ("vfs.remote.config", "default_remote"),
     "error_kind": ("vfs.errors", "error_kind"),
-    "fetch_locked": ("vfs.sync", "fetch_locked"),
+    "fetch_locked": ("vfs.remote.transfer", "fetch_locked"),
     "hash_bytes": ("vfs.ids", "hash_bytes"),
     "identity": ("vfs.mounts", "identity"),
     "is_mounted": ("vfs.mounts", "is_mounted"),

@@ -1,7 +1,7 @@
 """dvfs from Python: versions, their files and the everyday commands, as functions.
 
 Everything here calls what the ``dvfs`` command calls (``vfs.browse``,
-``vfs.workflow``, ``vfs.sync``); nothing is implemented twice. Quick tour::
+``vfs.workflow``, ``vfs.remote.transfer``); nothing is implemented twice. Quick tour::
 
     import vfs
 
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vfs import browse, settings, sync, workflow
+from vfs import browse, settings, workflow
 from vfs.codec import Entry, Kind
 from vfs.diff import Change
 from vfs.errors import NotAFile, ObjectMissing, PathNotFound, UsageError
@@ -63,8 +63,9 @@ from vfs.mounts import private_dir, user_cache_dir
 from vfs.quoting import quote_name
 from vfs.reader import ChunkedFile, check_mode, open_chunks
 from vfs.refs import Head
-from vfs.remote_read import RemoteChunks, open_meta
-from vfs.remotes import Meter, RemoteRepo, RemoteSpec, connect, default_remote, remotes
+from vfs.remote import transfer as sync
+from vfs.remote.config import Meter, RemoteRepo, RemoteSpec, connect, default_remote, remotes
+from vfs.remote.read import RemoteChunks, open_meta
 from vfs.repo import Repository, preferred_branch
 from vfs.worktree import Workers
 

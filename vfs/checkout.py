@@ -385,7 +385,7 @@ def checkout(
     current branch's latest version, else detached at that version. Data that is
     only on the default remote is downloaded first unless ``offline`` (see the
     module docstring); ``yes`` allows a download that expands far
-    (``vfs.receive.check_expansion``).
+    (``vfs.remote.receive.check_expansion``).
     """
     with repo.locked():
         hist = repo.history
@@ -661,7 +661,7 @@ def fetch_missing(
     Returns the files whose data no remote holds (path -> why) and how many chunks
     were downloaded; raises as ``ondemand.ensure_local`` does (``--offline``, a
     remote that fails). Before a download, ``expansion`` (version, paths, label) is
-    checked with ``vfs.receive.check_expansion``, ``()`` checks the files themselves,
+    checked with ``vfs.remote.receive.check_expansion``, ``()`` checks the files themselves,
     None (``--yes``) nothing. vfs.ondemand, with the remotes and their backends, is
     imported only when something is missing: 25 ms that a checkout of local data, and
     every branch or tag command, do not pay.
@@ -669,7 +669,8 @@ def fetch_missing(
     has = repo.store.has
     if all(has(c.oid) for _, e in items for c in e.chunks):
         return {}, 0
-    from vfs import ondemand, receive  # (see the docstring: the cost, not a cycle)
+    from vfs import ondemand  # (see the docstring: the cost, not a cycle)
+    from vfs.remote import receive
 
     def check() -> None:
         if expansion:

@@ -48,7 +48,7 @@ from vfs.worktree import Workers, lstat_or_none, show
 if TYPE_CHECKING:  # the commands that use these import them: most commands need none
     from click.shell_completion import CompletionItem
 
-    from vfs import sync
+    from vfs.remote import transfer as sync
 
 DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -949,7 +949,8 @@ def log(
       dvfs log --graph --oneline       # merges and the lines they join
     """
     from vfs import graph as drawing
-    from vfs import remotes, sync
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
 
     repo = repo_here()
     revs, paths = revs_and_paths(repo, ctx, targets, 1)
@@ -1843,8 +1844,8 @@ def parse_duration(text: str, what: str) -> float:
 
 def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) -> None:
     """``dvfs gc --remote NAME``."""
-    from vfs.remote_gc import DEFAULT_GRACE, PUSH_WINDOW, gc_remote
-    from vfs.remotes import get_remote
+    from vfs.remote.config import get_remote
+    from vfs.remote.gc import DEFAULT_GRACE, PUSH_WINDOW, gc_remote
 
     grace = DEFAULT_GRACE if grace_text is None else parse_duration(grace_text, "--grace")
     repo = repo_here()
@@ -1927,8 +1928,8 @@ def store_prune(
       dvfs store prune
       dvfs store prune --keep-last 3 --keep-tags --dry-run
     """  # fmt: skip
-    from vfs.prune import prune
-    from vfs.remotes import get_remote
+    from vfs.remote.config import get_remote
+    from vfs.remote.prune import prune
 
     repo = repo_here()
     spec = get_remote(repo, remote_name)
@@ -1965,7 +1966,7 @@ def keep_within_max_size(repo: Repository) -> None:
     text = repo.config().get("store.max-size")
     if not isinstance(text, str):
         return
-    from vfs.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
+    from vfs.remote.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
 
     try:
         r = shrink(repo, parse_store_size(text, MAX_SIZE_KEY))
@@ -2062,7 +2063,7 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
 
 def remote_chain(repo: Repository, name: str) -> tuple[Any, Path]:
     """A remote's backend and this clone's record of where its audit chain ended."""
-    from vfs import remotes
+    from vfs.remote import config as remotes
 
     spec = remotes.get_remote(repo, name)
     return remotes.connect(spec, 16), repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
@@ -2215,7 +2216,7 @@ SCOPE = click.option(
 
 def in_shared(repo: Repository, shared: bool | None) -> bool:
     """Whether a remote setting goes to dvfs.toml: as asked, else inside a git work tree."""
-    from vfs import remotes
+    from vfs.remote import config as remotes
 
     return remotes.shared_by_default(repo) if shared is None else shared
 
@@ -2249,7 +2250,7 @@ def remote_add(
       dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
       dvfs remote add backup /mnt/nas/cats --default --local
     """
-    from vfs import remotes
+    from vfs.remote import config as remotes
 
     repo = repo_here()
     share = in_shared(repo, shared)
@@ -2270,7 +2271,7 @@ def remote_list(as_json: bool) -> None:
       dvfs remote list
       dvfs remote list --json
     """
-    from vfs import remotes
+    from vfs.remote import config as remotes
 
     repo = repo_here()
     known = remotes.remotes(repo)
@@ -2303,7 +2304,7 @@ def remote_remove(name: str, shared: bool | None) -> None:
       dvfs remote remove backup
       dvfs remote remove origin --local    # drop this clone's override of origin
     """
-    from vfs import remotes
+    from vfs.remote import config as remotes
 
     only = None if shared is None else "shared" if shared else "local"
     places = remotes.remove_remote(repo_here(), name, only=only)
@@ -2321,7 +2322,7 @@ def remote_default(name: str, shared: bool | None) -> None:
       dvfs remote default origin
       dvfs remote default backup --local    # for this clone only
     """
-    from vfs import remotes
+    from vfs.remote import config as remotes
 
     repo = repo_here()
     share = in_shared(repo, shared)
@@ -2367,7 +2368,8 @@ def push(
       dvfs push --all --tags
       dvfs push --remote backup main
     """
-    from vfs import remotes, sync
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
 
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
@@ -2396,7 +2398,8 @@ def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
       dvfs fetch
       dvfs fetch --remote backup
     """
-    from vfs import remotes, sync
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
 
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
@@ -2443,7 +2446,9 @@ def pull(
     """
     if do_merge and (rev or paths):
         raise UsageError("--merge merges the remote's branch: give no REV or PATH")
-    from vfs import gitclone, remotes, sync
+    from vfs import gitclone
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
 
     try:
         repo = repo_here()
@@ -2530,7 +2535,7 @@ def clone_cmd(
       dvfs clone s3://bucket/datasets/cats cats --endpoint-url http://minio:9000
       dvfs clone /mnt/nas/cats --no-checkout
     """
-    from vfs import sync
+    from vfs.remote import transfer as sync
 
     target = directory or Path(sync.default_dir(url))
     with workers() as w, resumable("clone"):
@@ -2670,7 +2675,8 @@ def ask_on_terminal(question: str) -> bool | None:
 
 def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list[str]) -> None:
     """Offer `dvfs push` for the versions the pushed commits' dvfs.lock name, if missing."""
-    from vfs import githooks, remotes
+    from vfs import githooks
+    from vfs.remote import config as remotes
 
     missing = []
     for d in dirs:

@@ -43,9 +43,9 @@ from vfs import checkout as co
 from vfs.durable import write_atomic
 from vfs.errors import ObjectMissing, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_output, parse_lock, read_lock
-from vfs.remotes import connect, default_remote, get_remote
+from vfs.remote.config import connect, default_remote, get_remote
+from vfs.remote.transfer import Transfer, download_data, fetch_locked
 from vfs.repo import Repository
-from vfs.sync import Transfer, download_data, fetch_locked
 from vfs.worktree import Workers
 
 HOOKS = ("post-checkout", "post-merge", "pre-push")

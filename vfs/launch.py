@@ -63,7 +63,7 @@ from vfs.backends import refuse_credentials
 from vfs.errors import MountError
 from vfs.lock import claim_for_life
 from vfs.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
-from vfs.remotes import check_url
+from vfs.remote.config import check_url
 from vfs.repo import DVFS_DIR, Repository
 
 DEFAULT_CACHE_SIZE = "10G"

@@ -28,9 +28,9 @@ from vfs.codec import Entry
 from vfs.errors import RemoteError, UsageError
 from vfs.objects import ObjectStore
 from vfs.quoting import quote_name
-from vfs.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
-from vfs.remotes import Located, Meter, RemoteRepo, connect, default_remote, get_remote
-from vfs.remotes import remotes as configured_remotes
+from vfs.remote.config import Located, Meter, RemoteRepo, connect, default_remote, get_remote
+from vfs.remote.config import remotes as configured_remotes
+from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
 from vfs.repo import Repository
 from vfs.worktree import Workers
 
@@ -39,7 +39,7 @@ JOBS = 8  # ranged GETs in flight
 
 
 def index_cache(repo: Repository, name: str) -> Path:
-    """Where the index segments of remote ``name`` are cached (``vfs.remotes``)."""
+    """Where the index segments of remote ``name`` are cached (``vfs.remote.config``)."""
     return repo.dir / "remotes" / name / "index"
 
 
@@ -108,7 +108,7 @@ def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:
 def check_files_expansion(items: Sequence[tuple[bytes, Entry]], command: str) -> None:
     """UsageError if writing ``items`` would expand far beyond their distinct data.
 
-    The limits of ``vfs.receive.check_expansion``, for a set of files (``restore``).
+    The limits of ``vfs.remote.receive.check_expansion``, for a set of files (``restore``).
     """
     size = sum(e.size for _, e in items)
     distinct = sum({c.oid: c.size for _, e in items for c in e.chunks}.values())

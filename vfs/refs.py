@@ -9,7 +9,7 @@ Layout under ``.dvfs``::
     refs/tags/<tag>      "<64 hex>\\n"
     refs/remotes/<remote>/<branch>
                          "<64 hex>\\n": that remote's branch as last pushed,
-                         fetched or pulled (vfs.sync)
+                         fetched or pulled (vfs.remote.transfer)
     refs.lock            flock held while a ref is compared and written
 
 A branch with no versions yet has no file. Every change is written atomically and

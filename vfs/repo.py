@@ -12,7 +12,7 @@ Layout::
     <root>/.dvfs/index      staging index, see vfs.stage
     <root>/.dvfs/objects/   packed objects, see vfs.objects
     <root>/.dvfs/lock       repository lock, see vfs.lock
-    <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remotes
+    <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remote.config
     <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
     <root>/.dvfs/pins/      what running processes ask gc to keep, see vfs.pins
 

@@ -22,7 +22,7 @@ Records this module writes on the remote:
     stay, to drop from the index. Its ``LastModified`` is when it was condemned. At most
     ``MANIFEST_LIMIT`` bytes; at most ``MAX_MANIFESTS`` are listed.
 
-Everything read from the remote is bounded and checked as in ``vfs.remotes``. A
+Everything read from the remote is bounded and checked as in ``vfs.remote.config``. A
 manifest that does not decode makes a push stop (it cannot tell what is condemned)
 and is deleted by the next gc (its packs are condemned again if still dead).
 
@@ -68,8 +68,7 @@ from vfs.ids import hash_bytes
 from vfs.objects import ObjKind
 from vfs.ondemand import index_cache
 from vfs.packs import PackedObject, encode_index
-from vfs.receive import fetch_records
-from vfs.remotes import (
+from vfs.remote.config import (
     MAX_REFS,
     REF_LIMIT,
     SEGMENT_FORMAT,
@@ -82,6 +81,7 @@ from vfs.remotes import (
     decode_segment,
     parse_ref,
 )
+from vfs.remote.receive import fetch_records
 from vfs.repo import Repository
 
 PUSH_WINDOW = 3600.0  # a push moves its refs within this many seconds of reading manifests
@@ -321,7 +321,7 @@ class RemoteGcReport:
 
 @dataclass
 class _Fetched:
-    """Where ``fetch_records`` counts what it stored (``vfs.receive.Report``)."""
+    """Where ``fetch_records`` counts what it stored (``vfs.remote.receive.Report``)."""
 
     objects: int = 0
     bytes: int = 0

@@ -6,8 +6,8 @@ of names and sizes go on working, and the files come back on demand
 (``vfs.ondemand``: ``checkout``, ``restore``, ``cat``) or through a mount.
 
 What the remote holds is read from it at the moment of the prune, never assumed: its
-refs, its gc's condemnation manifests and its index segments (``vfs.remotes``,
-``vfs.remote_gc``). A chunk is dropped only if
+refs, its gc's condemnation manifests and its index segments (``vfs.remote.config``,
+``vfs.remote.gc``). A chunk is dropped only if
 
 - the versions whose data stays do not use it: the last ``keep_last`` versions of the
   current branch's first-parent chain (at least 1: the version checked out), the tips
@@ -45,8 +45,8 @@ from vfs.errors import DvfsError, RemoteError, UsageError
 from vfs.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.objects import ObjectStore
 from vfs.ondemand import index_cache
-from vfs.remote_gc import shunned
-from vfs.remotes import RemoteRepo, RemoteSpec, connect, get_remote
+from vfs.remote.config import RemoteRepo, RemoteSpec, connect, get_remote
+from vfs.remote.gc import shunned
 from vfs.repo import Repository
 
 _PROTECTED = ("index ", "working tree ", "pin ")  # gc root labels whose data always stays

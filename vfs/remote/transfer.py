@@ -1,6 +1,6 @@
 """Sharing versions through a remote: push, fetch, pull and clone.
 
-The remote's layout, and the bounds on what is read from one, are in ``vfs.remotes``.
+The remote's layout, and the bounds on what is read from one, are in ``vfs.remote.config``.
 
 A push uploads packs first (skipping a pack whose name already exists, so an
 interrupted push resumes without sending it again), then the index segment naming
@@ -8,7 +8,7 @@ them, and moves each ref last with a conditional write: If-Match on the ETag it 
 or If-None-Match to create. Whoever loses that race is told to pull, and nothing it
 uploaded is visible under a ref.
 
-Against a remote gc (``vfs.remote_gc``): a push reads the gc's condemnation manifests
+Against a remote gc (``vfs.remote.gc``): a push reads the gc's condemnation manifests
 before the index, relies on no condemned pack or record (it uploads its own copies,
 and lays out again a pack whose id is condemned), and moves its refs within
 ``PUSH_WINDOW`` of reading the manifests, or reads them again and stops if a gc
@@ -18,10 +18,10 @@ segments, before any ref moves. Readers merge every segment (cached locally unde
 ``.dvfs/remotes/<name>/index``, since segments never change).
 
 Everything downloaded is checked against its id before it is stored, versions and
-trees are checked before any is kept (``vfs.receive``: reserved names such as
+trees are checked before any is kept (``vfs.remote.receive``: reserved names such as
 ``.git``, numbering, sizes), refs with names a local ref could not have are skipped
 with a warning, and a clone or pull that would expand a small download into a huge
-checkout stops first unless told ``yes`` (``vfs.receive.check_expansion``).
+checkout stops first unless told ``yes`` (``vfs.remote.receive.check_expansion``).
 """
 
 from __future__ import annotations
@@ -61,10 +61,8 @@ from vfs.packs import (
     pack_trailer,
 )
 from vfs.quoting import quote_name
-from vfs.receive import check_expansion, fetch_records
 from vfs.refs import Head
-from vfs.remote_gc import PUSH_WINDOW, new_manifests, shunned
-from vfs.remotes import (
+from vfs.remote.config import (
     SEGMENT_FORMAT,
     SEGMENT_TARGET,
     Located,
@@ -74,6 +72,8 @@ from vfs.remotes import (
     add_remote,
     connect,
 )
+from vfs.remote.gc import PUSH_WINDOW, new_manifests, shunned
+from vfs.remote.receive import check_expansion, fetch_records
 from vfs.repo import Repository, parse_format, preferred_branch
 from vfs.worktree import Workers
 
@@ -227,7 +227,7 @@ def push(
             report.requests = meter.requests
             return report
         read_at = time.monotonic()
-        shun = shunned(meter)  # before the index: see vfs.remote_gc
+        shun = shunned(meter)  # before the index: see vfs.remote.gc
         index = shun.visible(remote.index())
         _stop_at("indexed")
         records: list[bytes] = []
@@ -296,7 +296,7 @@ def _upload(
     id is a new one: the condemned pack may be deleted under the new ref.
 
     A segment is closed whenever its pack indexes reach ``SEGMENT_TARGET`` bytes, so
-    that no segment nears the size readers accept (``vfs.remotes.SEGMENT_LIMIT``).
+    that no segment nears the size readers accept (``vfs.remote.config.SEGMENT_LIMIT``).
     """
     meter = remote.backend
     total = sum(repo.store.locate(oid)[1].stored_len for oid in ids)
@@ -471,7 +471,7 @@ def pull(
     """Fetch, download what REV (or PATHs of it) needs, and bring the working tree there.
 
     Unless ``yes``, a target that would expand far beyond its distinct data is refused
-    before anything is downloaded for it (``vfs.receive.check_expansion``). If the
+    before anything is downloaded for it (``vfs.remote.receive.check_expansion``). If the
     branch and the remote's have diverged, ``merge`` merges the remote's into it
     (``vfs.merge``); without it the branch is left alone.
     """
@@ -559,7 +559,7 @@ def clone(
     """Make a new repository from a remote and check out its main branch (or ``rev``).
 
     Unless ``yes``, a version that would expand far beyond its distinct data is not
-    checked out (``vfs.receive.check_expansion``), and the clone is removed.
+    checked out (``vfs.remote.receive.check_expansion``), and the clone is removed.
     """
     spec = RemoteSpec("origin", url, endpoint_url)
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):

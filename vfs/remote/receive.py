@@ -1,7 +1,7 @@
 """What a fetch receives from a remote, checked before any of it is kept or expanded.
 
 A remote is shared storage: a teammate's push, a bucket others can write. Everything
-downloaded is verified against its id (``vfs.remotes``) and decoded strictly
+downloaded is verified against its id (``vfs.remote.config``) and decoded strictly
 (``vfs.codec``: names, sizes, modes, types); on top of that, before a record is
 stored or a ref moves, :func:`fetch_records` refuses a version when
 
@@ -38,7 +38,7 @@ from vfs.history import Extent, History
 from vfs.objects import ObjectStore, ObjKind, decode_payload
 from vfs.packs import PackedObject
 from vfs.quoting import quote_name
-from vfs.remotes import Located, RemoteRepo
+from vfs.remote.config import Located, RemoteRepo
 
 # A checkout may make this many times the paths and bytes of the distinct data it is
 # made of, and any amount below the floors, without asking.
@@ -48,7 +48,7 @@ EXPANSION_FLOOR_PATHS = 100_000
 
 
 class Report(Protocol):
-    """Where the bytes and objects a fetch stored are counted (``vfs.sync.Transfer``)."""
+    """Where the bytes and objects a fetch stored are counted (``vfs.remote.transfer.Transfer``)."""
 
     objects: int
     bytes: int

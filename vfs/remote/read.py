@@ -7,8 +7,8 @@ is checked.
 
 - :func:`open_meta`: the local repository that holds a remote's versions and trees
   (never file data), made on first use with the remote's format record. They are
-  fetched into it with the same code as ``dvfs fetch`` (``vfs.sync.fetch_locked``):
-  verified, decoded strictly, stored children first (``vfs.receive``).
+  fetched into it with the same code as ``dvfs fetch`` (``vfs.remote.transfer.fetch_locked``):
+  verified, decoded strictly, stored children first (``vfs.remote.receive``).
 - :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
   chunk's stored bytes, decompressed and checked against the id here, so nothing
   unverified leaves this module. The remote is connected on first use. Its index
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from vfs.errors import ObjectMissing, UsageError
 from vfs.objects import decode_payload
-from vfs.remotes import Located, RemoteRepo, RemoteSpec, add_remote, remotes
+from vfs.remote.config import Located, RemoteRepo, RemoteSpec, add_remote, remotes
 from vfs.repo import DVFS_DIR, Repository, parse_format
 
 log = logging.getLogger(__name__)
