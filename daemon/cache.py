@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import secrets
@@ -49,7 +48,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from vfs import hash_bytes, private_dir
-from vfs.direct import read_range
+from vfs._os.direct_io import open_direct, read_range, set_direct
 from vfs.progress_bar import human_size
 
 log = logging.getLogger(__name__)
@@ -81,20 +80,16 @@ def _read_and_touch(path: Path) -> bytes:
     exact; touching on every hit would write the inode (and the journal) for every
     chunk a sequential reader streams from the cache.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECT)
-        direct = True
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # EINVAL: no O_DIRECT on this filesystem
-            raise
+    fd = open_direct(path, os.O_RDONLY | os.O_CLOEXEC)
+    direct = fd >= 0
+    if not direct:  # no O_DIRECT on this filesystem
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        direct = False
     try:
         st = os.fstat(fd)
         data = read_range(fd, 0, st.st_size) if direct else None
         if data is None:
             if direct:  # a short or refused direct read: read it the ordinary way
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+                set_direct(fd, False)
             parts = [os.pread(fd, st.st_size, 0)]
             while len(parts[-1]) and sum(map(len, parts)) < st.st_size:
                 parts.append(os.pread(fd, st.st_size, sum(map(len, parts))))

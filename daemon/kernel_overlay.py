@@ -44,7 +44,6 @@ back (0755) if they were all off, and the view admits other users too.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import logging
 import os
@@ -56,32 +55,11 @@ import trio
 
 from daemon.upper import Layers
 from vfs import MountError, runtime_dir
+from vfs._os import mount_api
 
 log = logging.getLogger(__name__)
 SOURCE = "dvfs"  # the overlay's source in the mount table
 VERSIONS = ".versions"
-# Syscall numbers of the new mount API (one table for every architecture since 5.1).
-_OPEN_TREE, _MOVE_MOUNT, _FSOPEN, _FSCONFIG, _FSMOUNT = 428, 429, 430, 431, 432
-_FSOPEN_CLOEXEC = 1
-_FSCONFIG_SET_FLAG, _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 0, 1, 6
-_FSMOUNT_CLOEXEC = 1
-_MOUNT_ATTR_NOSUID, _MOUNT_ATTR_NODEV = 0x2, 0x4
-_MOVE_MOUNT_F_EMPTY_PATH = 0x4
-_OPEN_TREE_CLONE = 1
-_MNT_DETACH = 2
-_AT_FDCWD = -100
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
-
-def _call(number: int, *args: object) -> int:
-    """syscall(2); OSError on failure."""
-    got = int(_libc.syscall(ctypes.c_long(number), *args))
-    if got < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
-    return got
 
 
 def _messages(fs_fd: int) -> str:
@@ -101,7 +79,7 @@ def usable() -> str | None:
     if os.geteuid() != 0:
         return "it needs root"
     try:
-        fd = _call(_FSOPEN, b"overlay", _FSOPEN_CLOEXEC)
+        fd = mount_api.fsopen(b"overlay")
     except OSError as exc:
         if exc.errno == errno.ENOSYS:
             return "this kernel lacks the mount API it needs (Linux 5.2 or later)"
@@ -112,7 +90,7 @@ def usable() -> str | None:
 
 def mount_overlay(mnt: Path, lower: Path, upper: Path, scratch: Path) -> None:
     """Mount overlayfs at ``mnt`` (see step 2 of the module docstring); MountError if not."""
-    fd = _call(_FSOPEN, b"overlay", _FSOPEN_CLOEXEC)
+    fd = mount_api.fsopen(b"overlay")
     try:
         escaped = os.fsencode(lower).replace(b"\\", b"\\\\").replace(b":", b"\\:")
         settings = [
@@ -122,9 +100,9 @@ def mount_overlay(mnt: Path, lower: Path, upper: Path, scratch: Path) -> None:
         ]  # fmt: skip
         try:
             for key, value in settings:
-                _call(_FSCONFIG, fd, _FSCONFIG_SET_STRING, key, value, 0)
-            _call(_FSCONFIG, fd, _FSCONFIG_CMD_CREATE, None, None, 0)
-            mfd = _call(_FSMOUNT, fd, _FSMOUNT_CLOEXEC, _MOUNT_ATTR_NOSUID | _MOUNT_ATTR_NODEV)
+                mount_api.fsconfig_string(fd, key, value)
+            mount_api.fsconfig_create(fd)
+            mfd = mount_api.fsmount(fd, mount_api.MOUNT_ATTR_NOSUID | mount_api.MOUNT_ATTR_NODEV)
         except OSError as exc:
             said = _messages(fd)
             raise MountError(
@@ -134,26 +112,24 @@ def mount_overlay(mnt: Path, lower: Path, upper: Path, scratch: Path) -> None:
     finally:
         os.close(fd)
     try:
-        _call(_MOVE_MOUNT, mfd, b"", _AT_FDCWD, os.fsencode(mnt), _MOVE_MOUNT_F_EMPTY_PATH)
+        mount_api.move_mount(mfd, mnt)
     finally:
         os.close(mfd)
 
 
 def clone_tree(path: Path) -> int:
     """A detached copy of the mount at ``path`` (a directory), to mount elsewhere later."""
-    return _call(_OPEN_TREE, _AT_FDCWD, os.fsencode(path), _OPEN_TREE_CLONE | os.O_CLOEXEC)
+    return mount_api.open_tree_clone(path)
 
 
 def place_tree(tree: int, dst: Path) -> None:
     """Mount the detached tree ``tree`` (from :func:`clone_tree`) on ``dst``."""
-    _call(_MOVE_MOUNT, tree, b"", _AT_FDCWD, os.fsencode(dst), _MOVE_MOUNT_F_EMPTY_PATH)
+    mount_api.move_mount(tree, dst)
 
 
 def umount(path: Path, *, lazy: bool = False) -> int:
     """umount2(2); 0 on success, else the errno."""
-    if _libc.umount2(os.fsencode(path), _MNT_DETACH if lazy else 0) == 0:
-        return 0
-    return ctypes.get_errno()
+    return mount_api.umount2(path, lazy=lazy)
 
 
 def mount_id(mnt: Path) -> int | None:

@@ -39,6 +39,7 @@ from daemon.files import OpenFile
 from daemon.inodes import InodeTable, Node, NodeKind
 from daemon.layout import Layout
 from vfs import Kind
+from vfs._os.page_cache import set_bdi_read_ahead
 
 log = logging.getLogger(__name__)
 LONG = 24 * 3600.0
@@ -80,7 +81,7 @@ def widen_readahead(mountpoint: Path, kib: int = READAHEAD_KIB) -> bool:
                     device = fields[2]  # the last one wins: the newest mount there
         if device is None:
             return False
-        Path(f"/sys/class/bdi/{device}/read_ahead_kb").write_text(f"{kib}\n")
+        set_bdi_read_ahead(device, kib)
     except OSError as exc:
         log.debug("kernel read-ahead left at its default: %s", exc)
         return False

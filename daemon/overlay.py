@@ -71,6 +71,7 @@ import msgpack
 from daemon import inodes
 from daemon.attrs import MODE_BITS, SPECIAL
 from vfs import DvfsError, Entry, Kind, MountError, Tree, private_dir
+from vfs._os.tmpfile import link_unnamed, unnamed_file
 from vfs.codec import PERM_BITS, decode_tree, encode_tree
 from vfs.durable import fsync_dir, write_atomic
 from vfs.lock import claim_for_life
@@ -307,8 +308,8 @@ class Spares:
             return None
         finally:
             self._want.set()
-        try:  # src_dir_fd makes it linkat(AT_SYMLINK_FOLLOW): the file, not the /proc link
-            os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=self._dir_fd)
+        try:
+            link_unnamed(fd, path, self._dir_fd)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EEXIST):
@@ -317,11 +318,10 @@ class Spares:
         return fd
 
     def _run(self) -> None:
-        flags = os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC
         while not self._stop:
             while len(self.ready) < self.count and not self._stop:
                 try:
-                    self.ready.append(os.open(".", flags, 0o600, dir_fd=self._dir_fd))
+                    self.ready.append(unnamed_file(self._dir_fd))
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE):
                         break  # try again when the next file is made

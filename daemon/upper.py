@@ -67,7 +67,7 @@ import msgpack
 
 from daemon.overlay import lock_work
 from vfs import DvfsError, Entry, Kind, Tree
-from vfs.beneath import Walker, listing
+from vfs._os.beneath import Walker, listing
 from vfs.codec import PERM_BITS
 from vfs.durable import fsync_dir, write_atomic
 from vfs.names import is_reserved, is_reserved_at_root

@@ -55,7 +55,7 @@ from pathlib import Path
 from daemon.snapshot import FileCounts
 from daemon.upper import Dir, Recorded, Stamp, Trees, is_special, read_dir, stamp
 from vfs import DvfsError, Entry, Kind, Tree, UsageError
-from vfs.beneath import ABSENT, READ, Walker
+from vfs._os.beneath import ABSENT, READ, Walker
 from vfs.codec import PERM_BITS, ChunkRef, encode_tree
 from vfs.errors import FileChanged, FileUnreadable
 from vfs.ids import hash_bytes

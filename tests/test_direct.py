@@ -1,4 +1,4 @@
-"""Writing and reading past the page cache (vfs.direct), on the real filesystem."""
+"""Writing and reading past the page cache (vfs._os.direct_io), on the real filesystem."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from vfs import direct
-from vfs.direct import ALIGN, BLOCK, DirectAppender, read_cached, read_range
+from vfs._os import direct_io, page_cache
+from vfs._os.direct_io import ALIGN, BLOCK, DirectAppender, read_range
+from vfs._os.helper_process import Tickets
+from vfs._os.page_cache import read_cached
 from vfs.errors import ObjectCorrupt
-from vfs.forked import Tickets
 from vfs.ids import hash_bytes, hasher
 from vfs.objects import ObjectStore, ObjKind
 
@@ -87,7 +88,7 @@ def test_a_failing_consumer_fails_the_append(tmp_path: Path) -> None:
 
 def test_appender_without_o_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A filesystem that refuses O_DIRECT gets the same bytes written the ordinary way."""
-    monkeypatch.setattr(direct, "_set_direct", lambda fd, on: not on)
+    monkeypatch.setattr(direct_io, "set_direct", lambda fd, on: not on)
     pieces = _pieces(BLOCK + 999, seed=2)
     digest = _append(tmp_path / "f", pieces, refuse_direct=True)
     assert (tmp_path / "f").read_bytes() == b"".join(pieces)
@@ -165,10 +166,10 @@ def test_read_range_and_read_cached(tmp_path: Path) -> None:
     dfd = os.open(path, os.O_RDONLY | os.O_DIRECT)
     try:
         assert read_cached(fd, 5000, 70_000) is None  # not in the page cache
-        assert direct.cached(fd, 0, len(data)) is False  # and the miss read nothing in
+        assert page_cache.cached(fd, 0, len(data)) is False  # and the miss read nothing in
         for offset, length in [(0, 1), (5000, 70_000), (ALIGN, ALIGN), (len(data) - 17, 17)]:
             assert read_range(dfd, offset, length) == data[offset : offset + length]
-        assert direct.cached(fd, 0, len(data)) is False  # direct reads pass the cache by
+        assert page_cache.cached(fd, 0, len(data)) is False  # direct reads pass the cache by
         assert read_range(dfd, len(data) - 10, 20) is None  # past the end: short
         os.pread(fd, len(data), 0)  # now cached
         assert read_cached(fd, 5000, 70_000) == data[5000:75_000]
@@ -184,7 +185,7 @@ def test_page_cache_probes(tmp_path: Path, probe: int) -> None:
     cachestat needs Linux 6.5: on an older kernel it must answer None (unknown), so
     that the mincore probe is asked instead.
     """
-    ask = direct._probes()[probe]
+    ask = page_cache._probes()[probe]
     page = mmap.PAGESIZE
     path = tmp_path / "f"
     path.write_bytes(random.Random(6).randbytes(64 * page))
@@ -203,8 +204,8 @@ def test_page_cache_probes(tmp_path: Path, probe: int) -> None:
         assert ask(fd, 11 * page, 2) is False  # nor page 12
         assert ask(fd, 30 * page, 1) is False
         assert ask(fd, 8 * page, 4) is True  # asking read nothing in
-        assert direct.cached(fd, 8 * page + 100, 4 * page - 200) is True
-        assert direct.cached(fd, 8 * page + 100, 4 * page) is False
+        assert page_cache.cached(fd, 8 * page + 100, 4 * page - 200) is True
+        assert page_cache.cached(fd, 8 * page + 100, 4 * page) is False
     finally:
         os.close(fd)
 
@@ -229,7 +230,7 @@ def test_large_objects_read_once_past_the_page_cache(tmp_path: Path) -> None:
     view.release()
     fd = os.open(pack, os.O_RDONLY)
     try:
-        assert direct.cached(fd, 0, os.fstat(fd).st_size) is False
+        assert page_cache.cached(fd, 0, os.fstat(fd).st_size) is False
         os.pread(fd, os.fstat(fd).st_size, 0)  # cached now: read from the cache
         view = again.read_into(oid, buf)
         assert isinstance(view, memoryview) and view == blob

@@ -489,7 +489,7 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> 
     Neither a readahead of its packs nor a cached-read probe may pull them in: the
     chunks would come from the disk twice, once into pages nobody reads.
     """
-    from vfs import direct
+    from vfs._os import page_cache
     from vfs.repo import Repository
     from vfs.worktree import WRITE_DIRECT
 
@@ -514,7 +514,7 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> 
     for pack, obj in where:
         fd = os.open(pack, os.O_RDONLY)
         for at in range(obj.offset, obj.offset + obj.stored_len, 4096):
-            cached_pages += bool(direct.cached(fd, at, 1))
+            cached_pages += bool(page_cache.cached(fd, at, 1))
         os.close(fd)
     assert cached_pages <= 2 * len(where), f"{cached_pages} pages of its chunks were cached"
     repo.fsck_clean()
@@ -573,7 +573,7 @@ import os, sys, time
 from pathlib import Path
 from vfs import worktree
 from vfs.checkout import checkout
-from vfs.forked import Helper, Tickets
+from vfs._os.helper_process import Helper, Tickets
 from vfs.repo import Repository
 
 real_share, real_start, real_claim = worktree._restore_share, Helper.start, Tickets.claim

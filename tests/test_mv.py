@@ -17,7 +17,7 @@ from tests.cli_support import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
-from vfs.beneath import rename_noreplace
+from vfs._os.beneath import rename_noreplace
 from vfs.stage import Index
 
 

@@ -35,7 +35,7 @@ from tests.cli_support import (
     warnings_of,
 )
 from vfs import checkout as co
-from vfs.beneath import KEEP, Walker
+from vfs._os.beneath import KEEP, Walker
 from vfs.codec import Entry, Kind, Version, encode_tree, encode_version
 from vfs.errors import FileChanged, FormatError
 from vfs.names import MAX_DEPTH

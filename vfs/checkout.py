@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from vfs import merging
-from vfs.beneath import Walker
+from vfs._os.beneath import Walker
 from vfs.codec import Entry
 from vfs.durable import write_atomic
 from vfs.errors import (

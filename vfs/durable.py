@@ -12,28 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import itertools
 import os
 import re
 from pathlib import Path
-from typing import Any
 
+from vfs._os import writeback
 from vfs.errors import StorageFull
 
 TMP_PREFIX = ".tmp-"
 NAME_MAX = 255  # bytes in one file name, on every Linux filesystem we write to
-
-
-@functools.cache
-def _libc() -> Any:
-    """The C library, for the calls ``os`` lacks (ctypes is loaded only when needed)."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    libc.syncfs.argtypes = [ctypes.c_int]
-    return libc
 
 
 _serial = itertools.count()
@@ -119,26 +107,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def start_writeback(fd: int) -> None:
-    """Ask the kernel to start writing a file's dirty pages now, without waiting.
-
-    Called as each pack is completed, so that the disk works while the next one is
-    filled and the final :func:`flush_filesystem` has little left to wait for.
-    """
-    _libc().sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-
 def flush_filesystem(path: Path) -> None:
     """Write back every dirty page of the filesystem holding ``path`` (syncfs)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if _libc().syncfs(fd) != 0:
-            import ctypes
-
-            err = ctypes.get_errno()
-            raise storage_error(OSError(err, os.strerror(err)), "to disk")
+        try:
+            writeback.syncfs(fd)
+        except OSError as exc:
+            raise storage_error(exc, "to disk") from None
     finally:
         os.close(fd)

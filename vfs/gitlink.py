@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfs.beneath import read_regular
+from vfs._os.beneath import read_regular
 from vfs.codec import GitLink
 from vfs.durable import write_atomic
 from vfs.errors import UsageError
@@ -104,7 +104,7 @@ def find_shared_root(start: Path) -> Path | None:
 
 
 def _read_root_file(root: Path, name: str, limit: int) -> bytes | None:
-    """A regular file at the root (see ``vfs.beneath.read_regular``); None if absent."""
+    """A regular file at the root (see ``vfs._os.beneath.read_regular``); None if absent."""
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return read_regular(fd, name, limit)

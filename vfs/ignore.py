@@ -21,7 +21,7 @@ regular expression that answers "does anything match?" for most paths in one sea
 
 The working tree is not trusted, and a ``.dvfsignore`` may come from someone else's
 version: each is read from a directory descriptor without following links
-(``vfs.beneath``), at most ``MAX_FILE`` bytes of it, at most ``MAX_PATTERNS``
+(``vfs._os.beneath``), at most ``MAX_FILE`` bytes of it, at most ``MAX_PATTERNS``
 patterns of at most ``MAX_LINE`` characters; a pattern with more than
 ``MAX_STARS`` single ``*`` in it is skipped with a warning (regular expressions built
 from such globs take time exponential in the number of stars to fail on long names).
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pathspec
 
-from vfs.beneath import Walker, read_regular
+from vfs._os.beneath import Walker, read_regular
 
 IGNORE_FILE = ".dvfsignore"
 BUILTIN_SOURCE = "(built-in)"

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from vfs import checkout as co
 from vfs import merging
-from vfs.beneath import Walker
+from vfs._os.beneath import Walker
 from vfs.codec import Entry
 from vfs.diff import diff_maps
 from vfs.errors import UsageError

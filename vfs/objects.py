@@ -30,7 +30,7 @@ as read, plus a set of their ids (about 100 bytes per object). Reading many obje
 merges the indexes into one dict, about 300 bytes per object (a 1 TiB store of 1 MiB
 chunks: about 300 MB).
 
-Writes to the open pack are gathered in the blocks of a ``vfs.direct.DirectAppender``:
+Writes to the open pack are gathered in the blocks of a ``vfs._os.direct_io.DirectAppender``:
 one system call and one hash update per 2 MiB block instead of per object (20,000
 small objects would cost 20,000 writes).
 
@@ -53,8 +53,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
-from vfs.direct import ALIGN, DirectAppender, cached, read_cached, read_range, read_range_into
-from vfs.durable import TMP_PREFIX, start_writeback, storage_error, write_atomic
+from vfs._os.direct_io import ALIGN, DirectAppender, open_direct, read_range, read_range_into
+from vfs._os.page_cache import cached, read_cached
+from vfs._os.writeback import start_writeback
+from vfs.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.ids import hash_bytes, hasher
 from vfs.packs import (
@@ -635,7 +637,7 @@ class ObjectStore:
         stored whole comes back as a view of ``buf``, valid until ``buf`` is reused;
         one not in the page cache is read past it (``O_DIRECT``), as in
         :meth:`read_stored`. ``buf`` is page-aligned and holds at least the payload
-        and ``2 * direct.ALIGN`` bytes; anything else (a compressed payload, one too
+        and ``2 * direct_io.ALIGN`` bytes; anything else (a compressed payload, one too
         large for ``buf``, one in the pack being written) comes back as bytes.
         """
         hit = self._find(oid)
@@ -669,19 +671,14 @@ class ObjectStore:
         """Opens pack ``slot`` for direct reads; -1 where the filesystem has no O_DIRECT."""
 
         def opener() -> int:
-            try:
-                return os.open(self._packs[slot], _READ_FLAGS | os.O_DIRECT)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:
-                    raise
-                return -1
+            return open_direct(self._packs[slot], _READ_FLAGS)
 
         return opener
 
     def _read_uncached(self, slot: int, obj: PackedObject) -> bytes | None:
         """A large payload from the page cache if it is there, else read direct.
 
-        Packs are written past the page cache (``vfs.direct``), so a large object
+        Packs are written past the page cache (``vfs._os.direct_io``), so a large object
         read soon after is usually not cached; reading it direct does not fill the
         cache with a copy that will not be read again. None: read it buffered.
         """

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vfs._os.beneath import read_regular
 from vfs.backends import refuse_credentials, valid_bucket
-from vfs.beneath import read_regular
 from vfs.durable import write_atomic
 from vfs.errors import FormatError, UsageError
 from vfs.gitlink import SHARED_FILE

@@ -36,17 +36,16 @@ that version with every path not checked out (``vfs.repo``).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgpack
 
+from vfs._os.gc_pause import paused_gc
 from vfs.codec import PERM_BITS, ChunkRef, Entry, Kind, check_name
 from vfs.durable import write_atomic
 from vfs.errors import FormatError
@@ -173,23 +172,6 @@ def staged_with_stat(e: Entry, mtime_ns: int, ctime_ns: int, ino: int) -> Staged
         chunks=e.chunks,
         target=e.target,
     )
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while many objects are made at once.
-
-    Each few hundred new containers start a collection that walks the objects made
-    so far: loading a 20,000-path index took three times as long with it running.
-    Nothing made meanwhile forms cycles that need collecting.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def check_path(path: bytes) -> bytes:

@@ -5,7 +5,7 @@ and the interpreter lock keeps threads from sharing that work. So a large tree i
 split: directories are listed breadth first until there are a few per CPU, and a
 forked helper process scans and sorts its share while this process does the rest.
 
-A helper (``vfs.forked``) answers first (untracked paths, maybe-changed paths, how
+A helper (``vfs._os.helper_process``) answers first (untracked paths, maybe-changed paths, how
 many tracked files it found, warnings); then, only if this process asks because the
 counts show that something was deleted, the paths of the tracked files it found. A
 helper that fails in any way has its share scanned again here, where any error is
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
-from vfs.beneath import Walker
-from vfs.forked import Channel, Helper, spare_cpus
+from vfs._os.beneath import Walker
+from vfs._os.helper_process import Channel, Helper, spare_cpus
 from vfs.stage import Index
 from vfs.worktree import Found, Warn, enterable, list_dir_or_skip, scan
 

@@ -28,7 +28,8 @@ import msgpack
 
 from vfs import merging
 from vfs import params as version_params
-from vfs.beneath import Walker, rename_noreplace
+from vfs._os.beneath import Walker, rename_noreplace
+from vfs._os.gc_pause import paused_gc
 from vfs.codec import PERM_BITS, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
@@ -41,7 +42,7 @@ from vfs.objects import ObjectStore, ObjKind
 from vfs.pipeline.record import version_pipeline
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
-from vfs.stage import Index, Staged, as_row, check_path, paused_gc
+from vfs.stage import Index, Staged, as_row, check_path
 from vfs.triage import triage_tree
 from vfs.worktree import (
     SKIP_DIRS,

@@ -12,7 +12,7 @@ another task, so the pools cannot deadlock.
 Paths: inside the repository every path is bytes, relative to the root, with ``/``
 separators (``vfs.stage`` checks them). Nothing here follows a symbolic link, nor
 reaches a path through one: every path is resolved from the root one directory at a
-time by a :class:`~vfs.beneath.Walker`, links are read with ``readlinkat`` and stored
+time by a :class:`~vfs._os.beneath.Walker`, links are read with ``readlinkat`` and stored
 as links, files are opened with ``O_NOFOLLOW`` (and ``O_NONBLOCK``: a FIFO never
 blocks a scan), and a link where a directory should be is the user's, replaced only
 when the caller allows it, never written through.
@@ -32,13 +32,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from vfs.beneath import ABSENT, LIST, READ, Walker, listing
+from vfs._os.beneath import ABSENT, LIST, READ, Walker, listing
+from vfs._os.direct_io import ALIGN, DirectAppender
+from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.chunking import Chunker
 from vfs.codec import PERM_BITS, ChunkRef, Entry, Kind
-from vfs.direct import ALIGN, DirectAppender
 from vfs.durable import TMP_PREFIX, is_tmp_leaf, storage_error, tmp_leaf
 from vfs.errors import DvfsError, FileChanged, FileUnreadable, ObjectError, UsageError
-from vfs.forked import Channel, Helper, Tickets, spare_cpus
 from vfs.ids import hash_bytes, hasher
 from vfs.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
 from vfs.objects import ObjectStore, ObjKind
@@ -55,7 +55,7 @@ BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 RESTORE_BATCH_BYTES = 16 << 20  # files of one directory restored per claim
 RESTORE_SPLIT = 2048  # small files to restore: past this, a helper process shares them
-WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs.direct)
+WRITE_DIRECT = 8 << 20  # files this large are restored past the page cache (vfs._os.direct_io)
 READ_AHEAD = 2  # chunks of such a file read ahead while the current one is written
 _TMP_PREFIX = TMP_PREFIX.encode()
 _OTHERS_TMP = _TMP_PREFIX + b"dvfs-"  # temporaries with owners of their own (remove_temporaries)
@@ -558,7 +558,7 @@ def scan(
     never entered. Other names dvfs never stores (:func:`reserved_in`), and
     directories more than MAX_DEPTH deep, are skipped with a warning, or refused with
     a UsageError if ``strict``. Links are never followed, not even one that replaced a
-    directory while it was being scanned (see ``vfs.beneath``). A directory that
+    directory while it was being scanned (see ``vfs._os.beneath``). A directory that
     cannot be read raises FileUnreadable; with ``skipped``, it gets a warning and is
     added there instead.
     """
@@ -737,7 +737,7 @@ def write_entry(
 def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
     """Write a large file's chunks past the page cache, reading the next ones meanwhile.
 
-    See ``vfs.direct``: a restored file is not read back by us, and the pages a
+    See ``vfs._os.direct_io``: a restored file is not read back by us, and the pages a
     buffered write takes are costly on some machines. A reader thread reads and
     verifies up to READ_AHEAD chunks ahead, into buffers of its own that are reused,
     while this thread copies each into the file's blocks: the reads wait for the
@@ -882,7 +882,7 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
 
     Like :func:`remove_path` for each, with the same care (nothing through a link, a
     directory where a file was is left alone), but by directory: each directory is
-    opened once (beneath the root, as :class:`vfs.beneath.Walker` resolves it) and its
+    opened once (beneath the root, as :class:`vfs._os.beneath.Walker` resolves it) and its
     files are unlinked by name in its descriptor, by ``DELETE_THREADS`` threads at
     once (``workers.deletes``), up to ``DELETE_BATCH`` files a task. An unlink waits
     on the disk more than on the CPU: on ext4, 8 at once delete 5,000 small files two
@@ -1034,8 +1034,8 @@ def restore_many(
     the packs, on this thread: creating one is a few short system calls with Python
     between them, so a second thread only passes the interpreter lock back and forth
     (20,000 small files: 2.35 s on one thread, 2.9-3.0 s on two). Past RESTORE_SPLIT
-    of them, a forked helper process (``vfs.forked``) restores some too: the two take
-    directories from shared :class:`~vfs.forked.Tickets`, so the one with more CPU
+    of them, a forked helper process (``vfs._os.helper_process``) restores some too: the two take
+    directories from shared :class:`~vfs._os.helper_process.Tickets`, so the one with more CPU
     to spare does more, and the helper reports each directory's records as it goes.
     Whatever it did not report (it failed, or an object of a file was bad) is
     restored here again. Files of WRITE_DIRECT and more go on a thread beside: they

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs import params as version_params
-from vfs.beneath import READ, Walker
+from vfs._os.beneath import READ, Walker
 from vfs.codec import Version, encode_version
 from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, UsageError

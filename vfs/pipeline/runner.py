@@ -4,7 +4,7 @@
   pipes and globs work); a ``cmd`` written as a list is the argv itself, run with no
   shell at all (the first item looked up in ``PATH``).
 - **Directory**: the stage's ``wdir`` below the working tree's root, opened from the
-  root one name at a time without following a symbolic link (``vfs.beneath``); the
+  root one name at a time without following a symbolic link (``vfs._os.beneath``); the
   command starts in the directory that descriptor names (``/proc/self/fd/N``), so a
   link swapped in meanwhile is not followed either.
 - **Environment**, clean and the same wherever the pipeline runs: only ``PASSED``

@@ -10,7 +10,7 @@ mounts a local one, holds the run cache. An experiment runs in a working tree of
 its own below ``.dvfs`` (``vfs.pipeline.experiments``).
 
 Every path is a repository path resolved beneath the root, never through a link
-(``vfs.beneath``); files are read only if regular and within a bound, and written by
+(``vfs._os.beneath``); files are read only if regular and within a bound, and written by
 renaming a new file over the old one.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs.beneath import Walker, read_regular
+from vfs._os.beneath import Walker, read_regular
 from vfs.chunking import Chunker, ChunkerParams
 from vfs.codec import Kind
 from vfs.control import CONTROL_LINK

@@ -4,7 +4,7 @@ The engine reads files by name, and a version's file exists only as chunks in th
 object store (compressed, in packs), so each side is first written out whole, one
 verified chunk at a time: memory holds one chunk (at most ``MAX_CHUNK``), the disk
 holds the copy. A working-tree file is copied too, read once from a descriptor
-opened beneath the repository root without following links (``vfs.beneath``) and cut
+opened beneath the repository root without following links (``vfs._os.beneath``) and cut
 into chunks as ``dvfs add`` would cut it, so both sides have chunk lists to compare
 and the engine reads a file that cannot change or turn into a link while it works.
 
@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfs.beneath import ABSENT, READ, Walker
+from vfs._os.beneath import ABSENT, READ, Walker
 from vfs.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.codec import ChunkRef, Entry
 from vfs.errors import FileUnreadable, FormatError, UsageError

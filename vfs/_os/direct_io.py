@@ -15,6 +15,12 @@ The last partial block is written direct up to its last whole page and the rest
 through the page cache. Where ``O_DIRECT`` is refused (some filesystems have none)
 the same blocks are written the ordinary way. Durability is unchanged: the data is
 written, not synced; the caller's flush before a ref moves syncs it.
+
+Reading past the page cache: :func:`open_direct` opens a file with ``O_DIRECT`` (or
+says the filesystem has none), :func:`read_range` and :func:`read_range_into` read a
+byte range of it through a page-aligned buffer, :func:`set_direct` turns the flag
+off again for an ordinary read. Whether a range is cached already is
+``vfs._os.page_cache``'s question.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import mmap
 import os
 import threading
@@ -65,7 +70,7 @@ class _Pool:
 _pool = _Pool()
 
 
-def _set_direct(fd: int, on: bool) -> bool:
+def set_direct(fd: int, on: bool) -> bool:
     """Turn ``O_DIRECT`` on or off for ``fd``; False if the filesystem refuses it."""
     flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     want = flags | os.O_DIRECT if on else flags & ~os.O_DIRECT
@@ -76,6 +81,19 @@ def _set_direct(fd: int, on: bool) -> bool:
     except OSError:
         return False
     return True
+
+
+def open_direct(path: str | bytes | os.PathLike[str], flags: int) -> int:
+    """``path`` opened with ``flags | O_DIRECT``; -1 where its filesystem has no O_DIRECT.
+
+    Any other error of the open is raised as it is.
+    """
+    try:
+        return os.open(path, flags | os.O_DIRECT)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return -1
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
@@ -101,7 +119,7 @@ class DirectAppender:
         consumer_executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.fd = fd
-        self.direct = _set_direct(fd, True)
+        self.direct = set_direct(fd, True)
         self._executor = executor
         self._consumer = consumer
         self._consume_on = consumer_executor if consumer is not None else None
@@ -135,12 +153,12 @@ class DirectAppender:
         """
         self._wait_all()
         if self._fill and self._block is not None:
-            _set_direct(self.fd, False)
+            set_direct(self.fd, False)
             try:
                 _pwrite_all(self.fd, memoryview(self._block)[: self._fill], self._base)
             finally:
                 if self.direct:
-                    _set_direct(self.fd, True)
+                    set_direct(self.fd, True)
 
     def finish(self) -> None:
         """Write what is left and wait for every write; ``fd`` is left without O_DIRECT."""
@@ -157,7 +175,7 @@ class DirectAppender:
             _pool.give(self._block)
             self._block = None
         with contextlib.suppress(OSError):
-            _set_direct(self.fd, False)
+            set_direct(self.fd, False)
 
     # ------------------------------------------------------------------------------
 
@@ -197,10 +215,10 @@ class DirectAppender:
                         raise
                     # An alignment this filesystem refuses: write the ordinary way from now on.
                     self.direct = False
-                    _set_direct(self.fd, False)
+                    set_direct(self.fd, False)
                     _pwrite_all(self.fd, view[:whole], base)
             if last:
-                if not _set_direct(self.fd, False):
+                if not set_direct(self.fd, False):
                     raise OSError("could not leave O_DIRECT")
                 if whole < n:
                     _pwrite_all(self.fd, view[whole:], base + whole)
@@ -289,102 +307,3 @@ def read_range_into(fd: int, offset: int, length: int, buf: mmap.mmap) -> memory
             return None
         raise
     return view[offset - start : offset - start + length]
-
-
-def read_cached(fd: int, offset: int, length: int) -> bytes | None:
-    """The bytes if the page cache holds all of them, else None (read them direct).
-
-    Asked of the kernel without reading: a read with ``RWF_NOWAIT`` that misses
-    starts a readahead of the range before it gives up, so the bytes would come
-    from the disk twice, once into pages nobody reads. Where neither probe of
-    :func:`cached` works (not Linux) the bytes are read the ordinary way.
-    """
-    if cached(fd, offset, length) is False:
-        return None
-    return os.pread(fd, length, offset)
-
-
-def cached(fd: int, offset: int, length: int) -> bool | None:
-    """Whether every page of a file's byte range is in the page cache; None: unknown.
-
-    ``cachestat`` (Linux 6.5) answers in one call; on older kernels the range is
-    mapped and ``mincore`` asked. Neither reads or allocates a page of the file.
-    """
-    if length <= 0:
-        return True
-    start = offset - offset % mmap.PAGESIZE
-    pages = -(-(offset + length - start) // mmap.PAGESIZE)
-    for probe in _probes():
-        held = probe(fd, start, pages)
-        if held is not None:
-            return held
-    return None
-
-
-Probe = Callable[[int, int, int], "bool | None"]
-
-
-@functools.cache
-def _probes() -> list[Probe]:
-    """The page cache probes, best first: (fd, first byte, pages) to True, False or None.
-
-    A probe answers None when it cannot tell, such as ``cachestat`` on a kernel
-    without it (the other is asked then). ctypes is loaded only when needed.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syscall, mincore, mapper, unmap = libc.syscall, libc.mincore, libc.mmap, libc.munmap
-    except (OSError, AttributeError):
-        return []
-    u64 = ctypes.c_uint64
-
-    class Range(ctypes.Structure):
-        _fields_ = [("off", u64), ("len", u64)]
-
-    class Stat(ctypes.Structure):
-        _fields_ = [(n, u64) for n in ("cache", "dirty", "writeback", "evicted", "recent")]
-
-    syscall.restype = ctypes.c_long
-    mapper.restype = ctypes.c_void_p
-    mapper.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int64,
-    ]
-    unmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    failed = ctypes.c_void_p(-1).value
-    missing: list[bool] = []  # [True] once the kernel said it has no cachestat
-
-    def by_cachestat(fd: int, start: int, pages: int) -> bool | None:
-        if missing:
-            return None
-        rng, st = Range(start, pages * mmap.PAGESIZE), Stat()
-        if syscall(_CACHESTAT, fd, ctypes.byref(rng), ctypes.byref(st), 0) == 0:
-            return bool(st.cache >= pages)
-        if ctypes.get_errno() == errno.ENOSYS:
-            missing.append(True)
-        return None
-
-    def by_mincore(fd: int, start: int, pages: int) -> bool | None:
-        size = pages * mmap.PAGESIZE
-        addr = mapper(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
-        if addr is None or addr == failed:
-            return None
-        try:
-            vec = (ctypes.c_ubyte * pages)()
-            if mincore(addr, size, vec) != 0:
-                return None
-            return all(b & 1 for b in vec)
-        finally:
-            unmap(addr, size)
-
-    return [by_cachestat, by_mincore]
-
-
-_CACHESTAT = 451  # the same number on every architecture (Linux 6.5's common table)

@@ -1,0 +1,24 @@
+"""Pausing Python's cyclic garbage collector around bursts of allocation."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many objects are made at once.
+
+    Each few hundred new containers start a collection that walks the objects made
+    so far: loading a 20,000-path index took three times as long with it running.
+    Nothing made meanwhile forms cycles that need collecting.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
