@@ -94,3 +94,93 @@ def test_lower_layers_never_import_higher_ones() -> None:
             if other is not None and other > own:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+# The target packages of vfs, lowest first: a module of one never imports a later one
+# (a package that does not exist yet is skipped). remote sits above worktree: a pull
+# restores files with the working tree's workers (vfs.remote.transfer).
+PACKAGE_ORDER = [
+    {"_os"},
+    {"model"},
+    {"store"},
+    {"repo"},
+    {"worktree"},
+    {"remote"},
+    {"ops"},
+    {"cli"},
+]
+
+
+def package_rank(module: str) -> int | None:
+    """The rank in PACKAGE_ORDER of a vfs module name (``store.packs``: ``store``'s)."""
+    head = module.split(".")[0]
+    for i, names in enumerate(PACKAGE_ORDER):
+        if head in names:
+            return i
+    return None
+
+
+def test_packages_import_only_packages_below_them() -> None:
+    offenders = []
+    for path in sorted((ROOT / "vfs").rglob("*.py")):
+        rel = path.relative_to(ROOT / "vfs").with_suffix("")
+        own = package_rank(".".join(rel.parts))
+        if own is None:
+            continue
+        for name in imports_of(path):
+            if not name.startswith("vfs."):
+                continue
+            other = package_rank(name[len("vfs.") :])
+            if other is not None and other > own:
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def _public_table() -> dict[str, str]:
+    """``vfs.PUBLIC``, read from the source (name -> "module" or "module:attribute")."""
+    tree = ast.parse((ROOT / "vfs" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "PUBLIC":
+            assert node.value is not None
+            table = ast.literal_eval(node.value)
+            assert isinstance(table, dict)
+            return table
+    raise AssertionError("vfs/__init__.py declares no PUBLIC table")
+
+
+def test_the_type_checking_imports_repeat_the_public_table() -> None:
+    """Every ``if TYPE_CHECKING`` import of vfs/__init__.py is a PUBLIC entry, and back.
+
+    ``from m import x as x`` stands for ``"x": "m"``; ``from m import x as _y`` with
+    ``y = _y`` for ``"y": "m:x"``.
+    """
+    tree = ast.parse((ROOT / "vfs" / "__init__.py").read_text())
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+    )
+    imported: dict[str, tuple[str, str]] = {}  # bound name -> (module, attribute)
+    declared: dict[str, str] = {}
+    for node in block.body:
+        if isinstance(node, ast.ImportFrom):
+            assert node.module is not None and node.level == 0
+            for alias in node.names:
+                imported[alias.asname or alias.name] = (node.module, alias.name)
+        elif isinstance(node, ast.Assign):
+            (target,) = node.targets
+            assert isinstance(target, ast.Name) and isinstance(node.value, ast.Name)
+            module, attr = imported.pop(node.value.id)
+            declared[target.id] = module if attr == target.id else f"{module}:{attr}"
+    for name, (module, attr) in imported.items():
+        assert name == attr, f"{name}: imported as another name but never assigned"
+        declared[name] = module
+    assert declared == _public_table()
+
+
+def test_every_public_name_resolves() -> None:
+    import vfs
+
+    assert vfs.__all__ == list(_public_table())
+    missing = [name for name in vfs.__all__ if getattr(vfs, name, None) is None]
+    assert missing == []
