@@ -8,7 +8,7 @@ overlap; the source opened later takes it (``vfs.backends.preconnect``).
 import argparse
 import sys
 
-from vfs.backends import preconnect
+from vfs import preconnect
 
 
 def _preconnect(argv: list[str]) -> None:

@@ -47,9 +47,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from vfs import hash_bytes, private_dir
-from vfs._os.direct_io import open_direct, read_range, set_direct
-from vfs.progress_bar import human_size
+from vfs import hash_bytes, human_size, open_direct, private_dir, read_range, set_direct
 
 log = logging.getLogger(__name__)
 TMP_PREFIX = ".tmp-"

@@ -42,8 +42,7 @@ import trio
 
 from daemon.kernel_overlay import KernelMount
 from daemon.snapshot import Request, Snapshots
-from vfs import DvfsError, error_kind, runtime_dir
-from vfs.durable import storage_error
+from vfs import DvfsError, error_kind, runtime_dir, storage_error
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20

@@ -38,8 +38,7 @@ import trio
 
 from daemon.cache import ChunkCache
 from daemon.meta import MetaFiles
-from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteUnreachable
-from vfs.remote.read import RemoteChunks
+from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteChunks, RemoteUnreachable
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 64 * 1024 * 1024

@@ -54,8 +54,17 @@ from pathlib import Path
 import trio
 
 from daemon.upper import Layers
-from vfs import MountError, runtime_dir
-from vfs._os import mount_api
+from vfs import (
+    MountError,
+    fsconfig_create,
+    fsconfig_string,
+    fsmount,
+    fsopen,
+    move_mount,
+    open_tree_clone,
+    runtime_dir,
+    umount2,
+)
 
 log = logging.getLogger(__name__)
 SOURCE = "dvfs"  # the overlay's source in the mount table
@@ -79,7 +88,7 @@ def usable() -> str | None:
     if os.geteuid() != 0:
         return "it needs root"
     try:
-        fd = mount_api.fsopen(b"overlay")
+        fd = fsopen(b"overlay")
     except OSError as exc:
         if exc.errno == errno.ENOSYS:
             return "this kernel lacks the mount API it needs (Linux 5.2 or later)"
@@ -90,7 +99,7 @@ def usable() -> str | None:
 
 def mount_overlay(mnt: Path, lower: Path, upper: Path, scratch: Path) -> None:
     """Mount overlayfs at ``mnt`` (see step 2 of the module docstring); MountError if not."""
-    fd = mount_api.fsopen(b"overlay")
+    fd = fsopen(b"overlay")
     try:
         escaped = os.fsencode(lower).replace(b"\\", b"\\\\").replace(b":", b"\\:")
         settings = [
@@ -100,9 +109,9 @@ def mount_overlay(mnt: Path, lower: Path, upper: Path, scratch: Path) -> None:
         ]  # fmt: skip
         try:
             for key, value in settings:
-                mount_api.fsconfig_string(fd, key, value)
-            mount_api.fsconfig_create(fd)
-            mfd = mount_api.fsmount(fd, mount_api.MOUNT_ATTR_NOSUID | mount_api.MOUNT_ATTR_NODEV)
+                fsconfig_string(fd, key, value)
+            fsconfig_create(fd)
+            mfd = fsmount(fd, nosuid=True, nodev=True)
         except OSError as exc:
             said = _messages(fd)
             raise MountError(
@@ -112,24 +121,24 @@ def mount_overlay(mnt: Path, lower: Path, upper: Path, scratch: Path) -> None:
     finally:
         os.close(fd)
     try:
-        mount_api.move_mount(mfd, mnt)
+        move_mount(mfd, mnt)
     finally:
         os.close(mfd)
 
 
 def clone_tree(path: Path) -> int:
     """A detached copy of the mount at ``path`` (a directory), to mount elsewhere later."""
-    return mount_api.open_tree_clone(path)
+    return open_tree_clone(path)
 
 
 def place_tree(tree: int, dst: Path) -> None:
     """Mount the detached tree ``tree`` (from :func:`clone_tree`) on ``dst``."""
-    mount_api.move_mount(tree, dst)
+    move_mount(tree, dst)
 
 
 def umount(path: Path, *, lazy: bool = False) -> int:
     """umount2(2); 0 on success, else the errno."""
-    return mount_api.umount2(path, lazy=lazy)
+    return umount2(path, lazy=lazy)
 
 
 def mount_id(mnt: Path) -> int | None:

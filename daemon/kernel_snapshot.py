@@ -26,8 +26,7 @@ from daemon.ops import VersionsFs
 from daemon.snapshot import Built, FileCounts, Recorded, Snapshots
 from daemon.source import Source
 from daemon.upper import Layers
-from vfs import Entry, UsageError
-from vfs.worktree import Hasher, Workers
+from vfs import Entry, Hasher, UsageError, Workers
 
 
 class UpperSnapshots(Snapshots):

@@ -38,8 +38,7 @@ from daemon.fetcher import Fetcher
 from daemon.files import OpenFile
 from daemon.inodes import InodeTable, Node, NodeKind
 from daemon.layout import Layout
-from vfs import Kind
-from vfs._os.page_cache import set_bdi_read_ahead
+from vfs import Kind, set_bdi_read_ahead
 
 log = logging.getLogger(__name__)
 LONG = 24 * 3600.0

@@ -67,20 +67,21 @@ from vfs import (
     DvfsError,
     MountError,
     MountRecord,
+    MountSource,
     StorageFull,
     check_fuse,
     check_mountpoint,
+    claim_for_life,
+    human_size,
     identity,
     is_mounted,
     private_dir,
     remove_record,
     resolve_source,
     runtime_dir,
+    work_root,
     write_record,
 )
-from vfs.launch import MountSource, work_root
-from vfs.lock import claim_for_life
-from vfs.progress_bar import human_size
 
 log = logging.getLogger("daemon")
 OVERLAYS = ("auto", "kernel", "daemon")

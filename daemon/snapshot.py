@@ -56,23 +56,29 @@ from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
 from daemon.writable import WorkingFs
 from vfs import (
+    PERM_BITS,
     DvfsError,
     Entry,
+    Found,
+    Hasher,
     Kind,
     ObjectMissing,
+    ObjKind,
     RefConflict,
+    Staged,
     StorageFull,
     Tree,
     UsageError,
+    Version,
+    Workers,
+    check_ref_name,
+    encode_tree,
+    encode_version,
+    fsync_dir,
+    quote_name,
+    storage_error,
     version_pipeline,
 )
-from vfs.codec import PERM_BITS, Version, encode_tree, encode_version
-from vfs.durable import fsync_dir, storage_error
-from vfs.objects import ObjKind
-from vfs.quoting import quote_name
-from vfs.refs import check_ref_name
-from vfs.stage import Staged
-from vfs.worktree import Found, Hasher, Workers
 
 log = logging.getLogger(__name__)
 SHOW_SKIPPED = 10  # special files a snapshot names (it counts them all)

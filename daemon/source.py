@@ -29,20 +29,23 @@ from vfs import (
     Kind,
     MountError,
     ObjectStore,
+    OtherSource,
+    RemoteChunks,
     RemoteRepo,
     RemoteSpec,
     Repository,
     UsageError,
+    Workers,
     configured_remotes,
     connect,
     default_remote,
     fetch_locked,
+    open_meta,
     preferred_branch,
+    push,
+    release_pins,
+    take_pins,
 )
-from vfs.pins import release, take
-from vfs.remote.read import OtherSource, RemoteChunks, open_meta
-from vfs.remote.transfer import push
-from vfs.worktree import Workers
 
 ORIGIN = "origin"
 
@@ -102,9 +105,9 @@ class RepositorySource(Source):
         tips = tuple(sorted({*tags.values(), *branches.values(), *([head] if head else [])}))
         if tips == self._tips:
             return
-        old, self._pinned, self._tips = self._pinned, take(self.repo.dir, tips), tips
+        old, self._pinned, self._tips = self._pinned, take_pins(self.repo.dir, tips), tips
         if old is not None:
-            release(old)
+            release_pins(old)
 
 
 class RemoteSource(Source):

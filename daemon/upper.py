@@ -66,12 +66,20 @@ from typing import Any
 import msgpack
 
 from daemon.overlay import lock_work
-from vfs import DvfsError, Entry, Kind, Tree
-from vfs._os.beneath import Walker, listing
-from vfs.codec import PERM_BITS
-from vfs.durable import fsync_dir, write_atomic
-from vfs.names import is_reserved, is_reserved_at_root
-from vfs.quoting import quote_name
+from vfs import (
+    PERM_BITS,
+    DvfsError,
+    Entry,
+    Kind,
+    Tree,
+    Walker,
+    fsync_dir,
+    is_reserved,
+    is_reserved_at_root,
+    listing,
+    quote_name,
+    write_atomic,
+)
 
 log = logging.getLogger(__name__)
 FORMAT = 1

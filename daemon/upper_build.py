@@ -54,14 +54,31 @@ from pathlib import Path
 
 from daemon.snapshot import FileCounts
 from daemon.upper import Dir, Recorded, Stamp, Trees, is_special, read_dir, stamp
-from vfs import DvfsError, Entry, Kind, Tree, UsageError
-from vfs._os.beneath import ABSENT, READ, Walker
-from vfs.codec import PERM_BITS, ChunkRef, encode_tree
-from vfs.errors import FileChanged, FileUnreadable
-from vfs.ids import hash_bytes
-from vfs.names import VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
-from vfs.objects import ObjectStore, ObjKind
-from vfs.worktree import Found, Hasher, Pending
+from vfs import (
+    ABSENT_ERRNOS,
+    PERM_BITS,
+    READ_BENEATH,
+    VERSIONS_DIR,
+    ChunkRef,
+    DvfsError,
+    Entry,
+    FileChanged,
+    FileUnreadable,
+    Found,
+    Hasher,
+    Kind,
+    ObjectStore,
+    ObjKind,
+    Pending,
+    Tree,
+    UsageError,
+    Walker,
+    any_reserved,
+    encode_tree,
+    hash_bytes,
+    is_reserved,
+    is_reserved_at_root,
+)
 
 BATCH_FILES = 64  # small files of one directory hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
@@ -323,7 +340,7 @@ def _readlink(walker: Walker, rel: bytes, name: bytes) -> bytes | None:
     try:
         return os.readlink(name, dir_fd=walker.dir(rel))
     except OSError as exc:
-        if exc.errno in ABSENT or exc.errno == errno.EINVAL:
+        if exc.errno in ABSENT_ERRNOS or exc.errno == errno.EINVAL:
             return None
         raise
 
@@ -337,7 +354,7 @@ def _hash_batch(hasher: Hasher, rel: bytes, batch: Batch, failed: Failed) -> lis
         try:
             dir_fd = walker.dir(rel)
         except OSError as exc:
-            if exc.errno not in ABSENT:
+            if exc.errno not in ABSENT_ERRNOS:
                 raise
             dir_fd = -1
         for name, st in batch:
@@ -353,7 +370,7 @@ def _hash_batch(hasher: Hasher, rel: bytes, batch: Batch, failed: Failed) -> lis
 def _read_small(dir_fd: int, name: bytes, st: os.stat_result, sink: list[Pending]) -> Hashed | None:
     """A small file read at once; None if it is not as the walk saw it (or unreadable)."""
     try:
-        fd = os.open(name, READ, dir_fd=dir_fd)
+        fd = os.open(name, READ_BENEATH, dir_fd=dir_fd)
     except OSError:
         return None
     try:

@@ -184,3 +184,76 @@ def test_every_public_name_resolves() -> None:
     assert vfs.__all__ == list(_public_table())
     missing = [name for name in vfs.__all__ if getattr(vfs, name, None) is None]
     assert missing == []
+
+
+# Calls that belong in vfs/_os alone: (module, attribute) as in ``os.fork``, and
+# modules that may not be imported at all elsewhere.
+SYSTEM_CALLS = {
+    ("os", "fork"),
+    ("os", "forkpty"),
+    ("os", "O_DIRECT"),
+    ("os", "O_TMPFILE"),
+    ("gc", "disable"),
+    ("gc", "freeze"),
+}
+SYSTEM_MODULES = {"ctypes"}
+
+
+def system_calls_in(path: Path) -> list[str]:
+    """The system tricks a file uses: ``os.fork``, ``from os import O_DIRECT``, ctypes,
+    a ``/sys/`` path (sysfs), found in its syntax tree (comments and docstrings aside)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in SYSTEM_CALLS:
+                found.append(f"{node.value.id}.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module.split(".")[0]
+            if base in SYSTEM_MODULES:
+                found.append(f"from {node.module}")
+            found += [
+                f"from {base} import {a.name}" for a in node.names if (base, a.name) in SYSTEM_CALLS
+            ]
+        elif isinstance(node, ast.Import):
+            found += [
+                f"import {a.name}" for a in node.names if a.name.split(".")[0] in SYSTEM_MODULES
+            ]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+            text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
+            if text.startswith("/sys/"):  # a string, or a piece of an f-string
+                found.append(f"a sysfs path {text!r}")
+    return sorted(found)
+
+
+def test_system_calls_appear_only_in_the_system_package() -> None:
+    offenders = []
+    for top in ("vfs", "daemon"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path.is_relative_to(ROOT / "vfs" / "_os"):
+                continue
+            offenders += [f"{path.relative_to(ROOT)}: {what}" for what in system_calls_in(path)]
+    assert offenders == []
+
+
+def test_the_system_call_check_sees_what_it_looks_for(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import os, gc, ctypes\n"
+        "from os import O_TMPFILE\n"
+        "pid = os.fork()\n"
+        "fd = os.open('f', os.O_RDONLY | os.O_DIRECT)\n"
+        "gc.freeze()\n"
+        "dev = '8:0'\n"
+        "path = f'/sys/class/bdi/{dev}/read_ahead_kb'\n"
+        "ok = os.open('d', os.O_DIRECTORY)  # not O_DIRECT\n"
+    )
+    assert system_calls_in(sample) == sorted(
+        [
+            "import ctypes",
+            "from os import O_TMPFILE",
+            "os.fork",
+            "os.O_DIRECT",
+            "gc.freeze",
+            "a sysfs path '/sys/class/bdi/'",
+        ]
+    )

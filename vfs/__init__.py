@@ -27,6 +27,25 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X)
     # isort: off
+    from vfs._os.beneath import Walker as Walker, listing as listing
+    from vfs._os.beneath import ABSENT as _ABSENT_ERRNOS
+    from vfs._os.beneath import READ as _READ_BENEATH
+    from vfs._os.direct_io import (
+        open_direct as open_direct,
+        read_range as read_range,
+        set_direct as set_direct,
+    )
+    from vfs._os.mount_api import (
+        fsconfig_create as fsconfig_create,
+        fsconfig_string as fsconfig_string,
+        fsmount as fsmount,
+        fsopen as fsopen,
+        move_mount as move_mount,
+        open_tree_clone as open_tree_clone,
+        umount2 as umount2,
+    )
+    from vfs._os.page_cache import set_bdi_read_ahead as set_bdi_read_ahead
+    from vfs._os.tmpfile import link_unnamed as link_unnamed, unnamed_file as unnamed_file
     from vfs.api import (
         DvfsWarning as DvfsWarning,
         FileChange as FileChange,
@@ -37,16 +56,28 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         read_bytes as read_bytes,
         read_text as read_text,
     )
+    from vfs.backends import preconnect as preconnect
     from vfs.browse import version_yaml as version_yaml
     from vfs.codec import (
         ChunkRef as ChunkRef,
         Entry as Entry,
         Kind as Kind,
+        PERM_BITS as PERM_BITS,
         Tree as Tree,
         Version as Version,
+        decode_tree as decode_tree,
+        encode_tree as encode_tree,
+        encode_version as encode_version,
+    )
+    from vfs.durable import (
+        fsync_dir as fsync_dir,
+        storage_error as storage_error,
+        write_atomic as write_atomic,
     )
     from vfs.errors import (
         DvfsError as DvfsError,
+        FileChanged as FileChanged,
+        FileUnreadable as FileUnreadable,
         FormatError as FormatError,
         MountError as MountError,
         NotAFile as NotAFile,
@@ -68,7 +99,9 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         DaemonArgs as DaemonArgs,
         MountSource as MountSource,
         resolve_source as resolve_source,
+        work_root as work_root,
     )
+    from vfs.lock import claim_for_life as claim_for_life
     from vfs.mounts import (
         MountRecord as MountRecord,
         check_fuse as check_fuse,
@@ -80,8 +113,23 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         runtime_dir as runtime_dir,
         write_record as write_record,
     )
-    from vfs.objects import ObjectStore as ObjectStore, decode_payload as decode_payload
+    from vfs.names import (
+        VERSIONS_DIR as VERSIONS_DIR,
+        any_reserved as any_reserved,
+        is_reserved as is_reserved,
+        is_reserved_at_root as is_reserved_at_root,
+    )
+    from vfs.objects import (
+        ObjKind as ObjKind,
+        ObjectStore as ObjectStore,
+        decode_payload as decode_payload,
+    )
+    from vfs.pins import release as _release_pins
+    from vfs.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
+    from vfs.progress_bar import human_size as human_size
+    from vfs.quoting import quote_name as quote_name
+    from vfs.refs import check_ref_name as check_ref_name
     from vfs.remote.config import (
         Located as Located,
         RemoteRepo as RemoteRepo,
@@ -91,15 +139,35 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         default_remote as default_remote,
     )
     from vfs.remote.config import remotes as _configured_remotes
-    from vfs.remote.transfer import FetchResult as FetchResult, fetch_locked as fetch_locked
+    from vfs.remote.read import (
+        OtherSource as OtherSource,
+        RemoteChunks as RemoteChunks,
+        open_meta as open_meta,
+    )
+    from vfs.remote.transfer import (
+        FetchResult as FetchResult,
+        fetch_locked as fetch_locked,
+        push as push,
+    )
     from vfs.repo import (
         Repository as Repository,
         parse_format as parse_format,
         preferred_branch as preferred_branch,
     )
+    from vfs.stage import Staged as Staged
     from vfs.track import Run as Run, track as track
+    from vfs.worktree import (
+        Found as Found,
+        Hasher as Hasher,
+        Pending as Pending,
+        Workers as Workers,
+    )
 
     # isort: on
+    ABSENT_ERRNOS = _ABSENT_ERRNOS
+    READ_BENEATH = _READ_BENEATH
+    release_pins = _release_pins
+    take_pins = _take_pins
     configured_remotes = _configured_remotes
 
 # name -> "module" or "module:attribute" (where the name there differs)
@@ -120,11 +188,16 @@ PUBLIC: dict[str, str] = {
     "read_text": "vfs.api",
     "track": "vfs.track",
     # lower layers (the daemon's; they may change)
+    "ABSENT_ERRNOS": "vfs._os.beneath:ABSENT",
     "ChunkRef": "vfs.codec",
     "DaemonArgs": "vfs.launch",
     "Entry": "vfs.codec",
     "FetchResult": "vfs.remote.transfer",
+    "FileChanged": "vfs.errors",
+    "FileUnreadable": "vfs.errors",
     "FormatError": "vfs.errors",
+    "Found": "vfs.worktree",
+    "Hasher": "vfs.worktree",
     "History": "vfs.history",
     "Kind": "vfs.codec",
     "Located": "vfs.remote.config",
@@ -132,39 +205,82 @@ PUBLIC: dict[str, str] = {
     "MountRecord": "vfs.mounts",
     "MountSource": "vfs.launch",
     "NotARepository": "vfs.errors",
+    "ObjKind": "vfs.objects",
     "ObjectCorrupt": "vfs.errors",
     "ObjectMissing": "vfs.errors",
     "ObjectStore": "vfs.objects",
+    "OtherSource": "vfs.remote.read",
+    "PERM_BITS": "vfs.codec",
+    "Pending": "vfs.worktree",
+    "READ_BENEATH": "vfs._os.beneath:READ",
     "RefConflict": "vfs.errors",
+    "RemoteChunks": "vfs.remote.read",
     "RemoteError": "vfs.errors",
     "RemoteRepo": "vfs.remote.config",
     "RemoteSpec": "vfs.remote.config",
     "RemoteUnreachable": "vfs.errors",
     "Repository": "vfs.repo",
+    "Staged": "vfs.stage",
     "StorageFull": "vfs.errors",
     "Tree": "vfs.codec",
     "UsageError": "vfs.errors",
+    "VERSIONS_DIR": "vfs.names",
     "Version": "vfs.codec",
+    "Walker": "vfs._os.beneath",
+    "Workers": "vfs.worktree",
     "add_remote": "vfs.remote.config",
+    "any_reserved": "vfs.names",
     "check_fuse": "vfs.mounts",
     "check_mountpoint": "vfs.mounts",
+    "check_ref_name": "vfs.refs",
+    "claim_for_life": "vfs.lock",
     "configured_remotes": "vfs.remote.config:remotes",
     "connect": "vfs.remote.config",
     "decode_payload": "vfs.objects",
+    "decode_tree": "vfs.codec",
     "default_remote": "vfs.remote.config",
+    "encode_tree": "vfs.codec",
+    "encode_version": "vfs.codec",
     "error_kind": "vfs.errors",
     "fetch_locked": "vfs.remote.transfer",
+    "fsconfig_create": "vfs._os.mount_api",
+    "fsconfig_string": "vfs._os.mount_api",
+    "fsmount": "vfs._os.mount_api",
+    "fsopen": "vfs._os.mount_api",
+    "fsync_dir": "vfs.durable",
     "hash_bytes": "vfs.ids",
+    "human_size": "vfs.progress_bar",
     "identity": "vfs.mounts",
     "is_mounted": "vfs.mounts",
+    "is_reserved": "vfs.names",
+    "is_reserved_at_root": "vfs.names",
+    "link_unnamed": "vfs._os.tmpfile",
+    "listing": "vfs._os.beneath",
+    "move_mount": "vfs._os.mount_api",
+    "open_direct": "vfs._os.direct_io",
+    "open_meta": "vfs.remote.read",
+    "open_tree_clone": "vfs._os.mount_api",
     "parse_format": "vfs.repo",
+    "preconnect": "vfs.backends",
     "preferred_branch": "vfs.repo",
     "private_dir": "vfs.mounts",
+    "push": "vfs.remote.transfer",
+    "quote_name": "vfs.quoting",
+    "read_range": "vfs._os.direct_io",
+    "release_pins": "vfs.pins:release",
     "remove_record": "vfs.mounts",
     "resolve_source": "vfs.launch",
     "runtime_dir": "vfs.mounts",
+    "set_bdi_read_ahead": "vfs._os.page_cache",
+    "set_direct": "vfs._os.direct_io",
+    "storage_error": "vfs.durable",
+    "take_pins": "vfs.pins:take",
+    "umount2": "vfs._os.mount_api",
+    "unnamed_file": "vfs._os.tmpfile",
     "version_pipeline": "vfs.pipeline.record",
     "version_yaml": "vfs.browse",
+    "work_root": "vfs.launch",
+    "write_atomic": "vfs.durable",
     "write_record": "vfs.mounts",
 }
 __all__ = list(PUBLIC)

@@ -17,7 +17,7 @@ _OPEN_TREE, _MOVE_MOUNT, _FSOPEN, _FSCONFIG, _FSMOUNT = 428, 429, 430, 431, 432
 _FSOPEN_CLOEXEC = 1
 _FSCONFIG_SET_STRING, _FSCONFIG_CMD_CREATE = 1, 6
 _FSMOUNT_CLOEXEC = 1
-MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x2, 0x4
+_MOUNT_ATTR_NOSUID, _MOUNT_ATTR_NODEV = 0x2, 0x4
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _OPEN_TREE_CLONE = 1
 _MNT_DETACH = 2
@@ -64,8 +64,12 @@ def fsconfig_create(fs_fd: int) -> None:
     _call(_FSCONFIG, fs_fd, _FSCONFIG_CMD_CREATE, None, None, 0)
 
 
-def fsmount(fs_fd: int, attrs: int) -> int:
-    """A detached mount of the created filesystem ``fs_fd`` with ``MOUNT_ATTR_*`` bits."""
+def fsmount(fs_fd: int, *, nosuid: bool, nodev: bool) -> int:
+    """A detached mount of the created filesystem ``fs_fd`` (close-on-exec); its descriptor.
+
+    ``nosuid``: set-user-id bits are ignored in it; ``nodev``: device files cannot be opened.
+    """
+    attrs = (_MOUNT_ATTR_NOSUID if nosuid else 0) | (_MOUNT_ATTR_NODEV if nodev else 0)
     return _call(_FSMOUNT, fs_fd, _FSMOUNT_CLOEXEC, attrs)
 
 
