@@ -25,6 +25,7 @@ from pathlib import Path
 from vfs import audit
 from vfs.backends import open_backend
 from vfs.ids import hash_bytes
+from vfs.remote.layout import audit_key
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +46,7 @@ def build(work: Path, entries: int) -> Path:
     for n in range(1, entries + 1):
         new = hash_bytes(n.to_bytes(8, "big"))
         data = audit._encode(audit._entry(n, prev, "push", "refs/heads/main", None, new, ""))
-        backend.put(audit.remote_key(n), data)
+        backend.put(audit_key(n), data)
         lines.append(data)
         prev = hash_bytes(data).hex()
     (repo / ".dvfs" / audit.LOG).write_bytes(b"\n".join(lines) + b"\n")

@@ -22,7 +22,7 @@ from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_versio
 from vfs.ids import hash_bytes
 from vfs.objects import Compression, ObjKind
 from vfs.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
-from vfs.remote.config import SEGMENT_FORMAT
+from vfs.remote.layout import SEGMENT_FORMAT
 from vfs.repo import format_record
 
 Tip = bytes | str

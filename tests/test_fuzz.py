@@ -45,7 +45,7 @@ from vfs.fsck import fsck
 from vfs.ids import hash_bytes
 from vfs.objects import read_pack_header
 from vfs.packs import PackedObject, check_index, decode_index, encode_index, pack_trailer
-from vfs.remote.config import decode_segment, parse_ref
+from vfs.remote.layout import decode_segment, parse_ref
 from vfs.remote.transfer import clone
 from vfs.repo import format_record, parse_format
 from vfs.worktree import Workers

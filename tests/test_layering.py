@@ -14,17 +14,17 @@ LAYERS = [
     {"chunking", "codec", "durable"},
     {"packs"},
     {"objects", "lock", "pins"},
-    {"backends", "remote"},  # remote: the package (its __init__ imports nothing)
+    {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)
     {"refs", "stage", "gitlink", "shared", "ignore", "audit", "merging"},
     {"history"},
     {"worktree", "diff", "reader", "graph", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
-    {"workflow", "remote.config", "remote.read"},
+    {"workflow", "remote.config", "remote.reader", "remote.read", "remote.manifests"},
     {"remote.receive"},
     {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge", "remote.gc"},
-    {"remote.transfer"},
+    {"remote.upload", "remote.transfer"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
     {"gitclone", "githooks", "gc", "du", "remote.prune"},  # beside git; storage lifecycle
     {"api"},  # the Python API (vfs.Repo, vfs.open)

@@ -18,6 +18,7 @@ from tests.remote_support import Remote
 from tests.s3server import S3Server
 from vfs import audit
 from vfs.backends import open_backend
+from vfs.remote.layout import audit_key
 
 
 @pytest.fixture(name="s3_remote")
@@ -50,7 +51,7 @@ def test_each_push_appends_an_entry_the_chain_verifies(
 ) -> None:
     repo = make_repo()
     first, second = pushed_twice(repo, s3_remote)
-    assert s3_remote.list_keys("audit/") == {audit.remote_key(n) for n in (1, 2, 3)}
+    assert s3_remote.list_keys("audit/") == {audit_key(n) for n in (1, 2, 3)}
     rows = repo.json("audit", "--remote", "origin", "--json")
     assert [(r["seq"], r["op"], r["ref"], r["old"], r["new"]) for r in rows] == [
         (1, "push", "refs/heads/main", None, first),
@@ -102,7 +103,7 @@ def test_verify_names_an_edited_deleted_or_inserted_entry(
     pushed_twice(repo, s3_remote)
     repo.ok("audit", "verify", "--remote", "origin")  # this clone now knows the chain's end
     backend = s3_remote.backend
-    original = {n: backend.get(audit.remote_key(n)) for n in (1, 2, 3)}
+    original = {n: backend.get(audit_key(n)) for n in (1, 2, 3)}
 
     def verify_says(*fragments: str) -> None:
         r = repo.run("audit", "verify", "--remote", "origin", "--json")
@@ -113,27 +114,27 @@ def test_verify_names_an_edited_deleted_or_inserted_entry(
 
     edited = json.loads(original[2])
     edited["user"] = "mallory"
-    backend.put(audit.remote_key(2), encoded(edited))
+    backend.put(audit_key(2), encoded(edited))
     verify_says("entry 2 was edited")
-    backend.put(audit.remote_key(2), original[2])
-    backend.delete(audit.remote_key(2))
+    backend.put(audit_key(2), original[2])
+    backend.delete(audit_key(2))
     verify_says("entry 2 is missing: deleted")
-    backend.put(audit.remote_key(2), original[2])
+    backend.put(audit_key(2), original[2])
     # an entry slipped in at the end that does not link to the last one
     fake = dict(json.loads(original[3]), seq=4, prev="0" * 64)
-    backend.put(audit.remote_key(4), encoded(fake))
+    backend.put(audit_key(4), encoded(fake))
     verify_says("entry 4 inserted")
-    backend.delete(audit.remote_key(4))
+    backend.delete(audit_key(4))
     backend.put("audit/notes", b"hello")
     verify_says("audit/notes is not an entry: it was inserted")
     backend.delete("audit/notes")
     # the last entry edited, or cut off: this clone saw the chain's end
     last = dict(json.loads(original[3]), note="rewritten")
-    backend.put(audit.remote_key(3), encoded(last))
+    backend.put(audit_key(3), encoded(last))
     verify_says("entry 3 was edited")
-    backend.delete(audit.remote_key(3))
+    backend.delete(audit_key(3))
     verify_says("entries 3..3 are missing: deleted from the end")
-    backend.put(audit.remote_key(3), original[3])
+    backend.put(audit_key(3), original[3])
     assert repo.json("audit", "verify", "--remote", "origin", "--json")["intact"] is True
     line = repo.fail("audit", "verify", "--remote", "nosuch")
     assert "nosuch" in line

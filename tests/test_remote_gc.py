@@ -34,7 +34,8 @@ from tests.cli_support import (
 from tests.remote_support import Remote
 from tests.s3server import S3Server
 from vfs.backends import open_backend
-from vfs.remote.gc import CLOCK_ENV, KILL_ENV, MANIFEST_PREFIX
+from vfs.remote.gc import CLOCK_ENV, KILL_ENV
+from vfs.remote.layout import MANIFESTS
 from vfs.remote.transfer import STOP_ENV
 
 KiB = 1024
@@ -115,7 +116,7 @@ def with_garbage(repo: Repo, name: str = "junk.bin", data: bytes = JUNK) -> str:
 
 
 def manifests(remote: Remote) -> set[str]:
-    return remote.list_keys(MANIFEST_PREFIX)
+    return remote.list_keys(MANIFESTS)
 
 
 def cloned_clean(remote: Remote, cwd: Path, name: str, files: dict[str, bytes]) -> None:
@@ -272,7 +273,7 @@ def test_remote_gc_refusals_and_bad_manifests(
     assert "nobody pushes" in zero.err
     # a manifest that does not decode: a push cannot tell what is condemned and stops;
     # the next gc deletes it
-    s3_remote.backend.put(f"{MANIFEST_PREFIX}{'0' * 16}", b"\xc1 not msgpack")
+    s3_remote.backend.put(f"{MANIFESTS}{'0' * 16}", b"\xc1 not msgpack")
     repo.write("more.bin", MORE)
     repo.ok("add", "more.bin")
     repo.commit("more")

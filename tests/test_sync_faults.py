@@ -44,7 +44,7 @@ from tests.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
 from vfs.codec import Entry, Kind
 from vfs.ids import hash_bytes
-from vfs.remote.config import decode_segment
+from vfs.remote.layout import decode_segment
 from vfs.repo import Repository
 
 KiB = 1024

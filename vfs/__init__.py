@@ -131,8 +131,6 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.quoting import quote_name as quote_name
     from vfs.refs import check_ref_name as check_ref_name
     from vfs.remote.config import (
-        Located as Located,
-        RemoteRepo as RemoteRepo,
         RemoteSpec as RemoteSpec,
         add_remote as add_remote,
         connect as connect,
@@ -144,6 +142,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         RemoteChunks as RemoteChunks,
         open_meta as open_meta,
     )
+    from vfs.remote.reader import Located as Located, RemoteRepo as RemoteRepo
     from vfs.remote.transfer import (
         FetchResult as FetchResult,
         fetch_locked as fetch_locked,
@@ -200,7 +199,7 @@ PUBLIC: dict[str, str] = {
     "Hasher": "vfs.worktree",
     "History": "vfs.history",
     "Kind": "vfs.codec",
-    "Located": "vfs.remote.config",
+    "Located": "vfs.remote.reader",
     "MountError": "vfs.errors",
     "MountRecord": "vfs.mounts",
     "MountSource": "vfs.launch",
@@ -216,7 +215,7 @@ PUBLIC: dict[str, str] = {
     "RefConflict": "vfs.errors",
     "RemoteChunks": "vfs.remote.read",
     "RemoteError": "vfs.errors",
-    "RemoteRepo": "vfs.remote.config",
+    "RemoteRepo": "vfs.remote.reader",
     "RemoteSpec": "vfs.remote.config",
     "RemoteUnreachable": "vfs.errors",
     "Repository": "vfs.repo",

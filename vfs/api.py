@@ -64,8 +64,9 @@ from vfs.quoting import quote_name
 from vfs.reader import ChunkedFile, check_mode, open_chunks
 from vfs.refs import Head
 from vfs.remote import transfer as sync
-from vfs.remote.config import Meter, RemoteRepo, RemoteSpec, connect, default_remote, remotes
+from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
 from vfs.remote.read import RemoteChunks, open_meta
+from vfs.remote.reader import RemoteRepo
 from vfs.repo import Repository, preferred_branch
 from vfs.worktree import Workers
 

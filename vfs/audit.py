@@ -48,7 +48,6 @@ import contextlib
 import getpass
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -61,6 +60,7 @@ from vfs.backends.base import Backend
 from vfs.durable import write_atomic
 from vfs.errors import FormatError, PreconditionFailed, RemoteNotFound
 from vfs.ids import hash_bytes
+from vfs.remote.layout import AUDIT, audit_key, audit_seq
 
 LOG = "audit.log"
 HEAD = "audit.head"
@@ -291,26 +291,18 @@ def _head(dvfs_dir: Path) -> tuple[int, str] | None:
 
 # ------------------------------------------------------------------------- the remote chain
 
-REMOTE_PREFIX = "audit/"
 REMOTE_HEAD = "audit.head"  # in .dvfs/remotes/<name>/
-SEQ_DIGITS = 12
 APPEND_TRIES = 1000  # entries other writers may add while one append goes on
-_KEY_RE = re.compile(r"audit/(\d{12})")  # SEQ_DIGITS digits
-
-
-def remote_key(seq: int) -> str:
-    """The key of entry ``seq`` of a remote's chain."""
-    return f"{REMOTE_PREFIX}{seq:0{SEQ_DIGITS}d}"
 
 
 def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:
     """The entry numbers under ``audit/`` (sorted), and the keys that are not entries."""
     seqs: list[int] = []
     odd: list[str] = []
-    for key in backend.list(REMOTE_PREFIX):
-        m = _KEY_RE.fullmatch(key)
-        if m and int(m.group(1)) > 0:
-            seqs.append(int(m.group(1)))
+    for key in backend.list(AUDIT):
+        seq = audit_seq(key)
+        if seq is not None:
+            seqs.append(seq)
         else:
             odd.append(key)
     return sorted(seqs), sorted(odd)
@@ -318,7 +310,7 @@ def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:
 
 def _exists(backend: Backend, seq: int) -> bool:
     try:
-        backend.head(remote_key(seq))
+        backend.head(audit_key(seq))
         return True
     except RemoteNotFound:
         return False
@@ -368,10 +360,10 @@ def append_remote(
     hint = _read_head(head_path)
     n = _last_seq(backend, hint)
     for _ in range(APPEND_TRIES):
-        prev = ZERO if n == 0 else hash_bytes(backend.get_small(remote_key(n), MAX_LINE)).hex()
+        prev = ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
         data = _encode(_entry(n + 1, prev, op, ref, old, new, note))
         try:
-            backend.put_conditional(remote_key(n + 1), data, if_none_match=True)
+            backend.put_conditional(audit_key(n + 1), data, if_none_match=True)
         except PreconditionFailed:
             n += 1  # another writer took that number: link to its entry instead
             continue
@@ -389,7 +381,7 @@ def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | 
         out: list[bytes | None] = []
         for seq in part:
             try:
-                out.append(backend.get_small(remote_key(seq), MAX_LINE))
+                out.append(backend.get_small(audit_key(seq), MAX_LINE))
             except RemoteNotFound:
                 out.append(None)
         return out

@@ -1846,7 +1846,8 @@ def parse_duration(text: str, what: str) -> float:
 def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) -> None:
     """``dvfs gc --remote NAME``."""
     from vfs.remote.config import get_remote
-    from vfs.remote.gc import DEFAULT_GRACE, PUSH_WINDOW, gc_remote
+    from vfs.remote.gc import DEFAULT_GRACE, gc_remote
+    from vfs.remote.manifests import PUSH_WINDOW
 
     grace = DEFAULT_GRACE if grace_text is None else parse_duration(grace_text, "--grace")
     repo = repo_here()

@@ -23,7 +23,7 @@ from vfs.codec import Kind
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing
 from vfs.history import History
 from vfs.pins import live_pins
-from vfs.remote.config import cached_remote_ids
+from vfs.remote.reader import cached_remote_ids
 from vfs.repo import Repository
 from vfs.worktree import Workers, remove_temporaries
 

@@ -30,7 +30,8 @@ from vfs import checkout as co
 from vfs.errors import ObjectMissing, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, read_lock
 from vfs.refs import Head
-from vfs.remote.config import RemoteRepo, RemoteSpec, connect, get_remote, shared_remote
+from vfs.remote.config import RemoteSpec, connect, get_remote, shared_remote
+from vfs.remote.reader import RemoteRepo
 from vfs.remote.receive import check_expansion
 from vfs.remote.transfer import Transfer, download_data, fetch_locked
 from vfs.repo import DEFAULT_BRANCH, DVFS_DIR, Repository, parse_format

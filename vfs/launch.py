@@ -64,6 +64,7 @@ from vfs.errors import MountError
 from vfs.lock import claim_for_life
 from vfs.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
 from vfs.remote.config import check_url
+from vfs.remote.layout import FORMAT_KEY
 from vfs.repo import DVFS_DIR, Repository
 
 DEFAULT_CACHE_SIZE = "10G"
@@ -112,7 +113,7 @@ def resolve_source(arg: str | None) -> MountSource:
     path = Path(os.path.abspath(arg))
     if (path / DVFS_DIR).is_dir():
         return MountSource("repository", str(path))
-    if (path / "format").is_file():  # a directory remote (what `dvfs push` writes)
+    if (path / FORMAT_KEY).is_file():  # a directory remote (what `dvfs push` writes)
         return MountSource("remote", path.as_uri())
     if not path.exists():
         raise MountError(f"{arg} does not exist: give a repository directory or a remote URL")

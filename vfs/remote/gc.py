@@ -14,17 +14,9 @@ Records this module writes on the remote:
     a running gc, deleted when it ends. Its ``LastModified`` is the run's server time.
     Taken over when its process is gone (same host) or after ``LOCK_STALE``.
 ``gc/condemned-<16 hex>``
-    A condemnation manifest, msgpack, format version 1::
+    A condemnation manifest (``vfs.remote.manifests``).
 
-        {"v": 1, "packs": [pack id (32 bytes), ...], "records": [object id (32 bytes), ...]}
-
-    ``packs``: dead packs to delete; ``records``: dead versions and trees in packs that
-    stay, to drop from the index. Its ``LastModified`` is when it was condemned. At most
-    ``MANIFEST_LIMIT`` bytes; at most ``MAX_MANIFESTS`` are listed.
-
-Everything read from the remote is bounded and checked as in ``vfs.remote.config``. A
-manifest that does not decode makes a push stop (it cannot tell what is condemned)
-and is deleted by the next gc (its packs are condemned again if still dead).
+Everything read from the remote is bounded and checked as in ``vfs.remote.reader``.
 
 Test hooks: ``DVFS_TEST_GC_KILL_AT=<step>`` kills the gc (SIGKILL) at
 ``remote-marked`` (everything read, nothing written but the lock),
@@ -42,15 +34,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-
-import msgpack
 
 from vfs import audit
 from vfs.backends import Backend
@@ -64,40 +53,42 @@ from vfs.errors import (
     RemoteNotFound,
     UsageError,
 )
-from vfs.ids import hash_bytes
 from vfs.objects import ObjKind
 from vfs.ondemand import index_cache
 from vfs.packs import PackedObject, encode_index
-from vfs.remote.config import (
+from vfs.remote.config import Meter, RemoteSpec, connect
+from vfs.remote.layout import (
+    GC_LOCK,
     MAX_REFS,
+    PACKS,
     REF_LIMIT,
-    SEGMENT_FORMAT,
-    SEGMENT_TARGET,
-    Located,
-    Meter,
-    RemoteRepo,
-    RemoteSpec,
-    connect,
     decode_segment,
+    encode_segments,
+    new_manifest_key,
+    new_probe_key,
+    pack_key,
+    pack_of,
     parse_ref,
+    refs_prefix,
+    segment_key,
 )
+from vfs.remote.manifests import (
+    MANIFEST_LIMIT,
+    Manifest,
+    decode_manifest,
+    encode_manifest,
+    manifest_keys,
+)
+from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import fetch_records
 from vfs.repo import Repository
 
-PUSH_WINDOW = 3600.0  # a push moves its refs within this many seconds of reading manifests
 DEFAULT_GRACE = 24 * 3600.0
 LOCK_STALE = 12 * 3600.0
-LOCK_KEY = "gc/lock"
 LOCK_LIMIT = 4096
-MANIFEST_PREFIX = "gc/condemned-"
-MANIFEST_FORMAT = 1
-MANIFEST_LIMIT = 64 * 1024 * 1024
-MAX_MANIFESTS = 100_000
 MAX_PROBLEMS_SHOWN = 5
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"
 CLOCK_ENV = "DVFS_TEST_GC_CLOCK"
-_MANIFEST_NAME = re.compile(r"gc/condemned-[0-9a-f]{16}")
-_PACK_KEY = re.compile(r"packs/[0-9a-f]{64}")
 _RECORDS = (ObjKind.TREE, ObjKind.VERSION)
 
 
@@ -106,116 +97,12 @@ def _reached(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# manifests --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """One condemnation manifest as read from the remote."""
-
-    key: str
-    modified: float
-    packs: frozenset[str]  # pack ids, hex
-    records: frozenset[bytes]
-
-
-def encode_manifest(packs: set[str], records: set[bytes]) -> bytes:
-    """A manifest's bytes (see the module docstring)."""
-    rec = {
-        "v": MANIFEST_FORMAT,
-        "packs": [bytes.fromhex(p) for p in sorted(packs)],
-        "records": sorted(records),
-    }
-    data: bytes = msgpack.packb(rec, use_bin_type=True)
-    return data
-
-
-def decode_manifest(data: bytes, key: str) -> tuple[frozenset[str], frozenset[bytes]]:
-    """(pack ids, record ids) of a manifest; FormatError if it is malformed."""
-    malformed = FormatError(f"remote gc manifest {key} is malformed")
-    try:
-        rec = msgpack.unpackb(data, raw=False)
-    except Exception:  # msgpack raises several unrelated types
-        raise malformed from None
-    if not isinstance(rec, dict) or set(rec) != {"v", "packs", "records"}:
-        raise malformed
-    if rec["v"] != MANIFEST_FORMAT:
-        raise malformed
-    ids: list[frozenset[bytes]] = []
-    for name in ("packs", "records"):
-        items = rec[name]
-        if not isinstance(items, list) or not all(
-            isinstance(i, bytes) and len(i) == 32 for i in items
-        ):
-            raise malformed
-        ids.append(frozenset(items))
-    return frozenset(i.hex() for i in ids[0]), ids[1]
-
-
-def _manifest_keys(backend: Backend) -> list[str]:
-    keys = []
-    for n, key in enumerate(backend.list(MANIFEST_PREFIX), 1):
-        if n > MAX_MANIFESTS:
-            raise RemoteError(
-                f"{backend.url} lists more than {MAX_MANIFESTS:,} gc manifests: refusing to "
-                "read them (the remote is damaged or hostile)"
-            )
-        if _MANIFEST_NAME.fullmatch(key):
-            keys.append(key)
-    return sorted(keys)
-
-
-@dataclass
-class Shunned:
-    """What a pusher must not rely on: condemned packs and records (module docstring)."""
-
-    packs: set[str] = field(default_factory=set)
-    records: set[bytes] = field(default_factory=set)
-    keys: set[str] = field(default_factory=set)  # the manifests they came from
-
-    def visible(self, index: dict[bytes, Located]) -> dict[bytes, Located]:
-        """``index`` without the objects of condemned packs and the condemned records."""
-        if not self.packs and not self.records:
-            return index
-        return {
-            oid: hit
-            for oid, hit in index.items()
-            if hit[0] not in self.packs and oid not in self.records
-        }
-
-
-def shunned(backend: Backend) -> Shunned:
-    """Every manifest's condemned packs and records; RemoteError if one cannot be read."""
-    out = Shunned()
-    for key in _manifest_keys(backend):
-        try:
-            data = backend.get_small(key, MANIFEST_LIMIT)
-        except RemoteNotFound:
-            continue  # swept since it was listed: its packs are gone from the index
-        try:
-            packs, records = decode_manifest(data, key)
-        except FormatError as exc:
-            raise RemoteError(
-                f"{exc} on {backend.url}: cannot tell which packs a gc condemned, so "
-                f"nothing was pushed; run `dvfs gc --remote` to clear it"
-            ) from None
-        out.packs |= packs
-        out.records |= records
-        out.keys.add(key)
-    return out
-
-
-def new_manifests(backend: Backend, seen: set[str]) -> list[str]:
-    """Manifests on the remote that are not in ``seen``."""
-    return [k for k in _manifest_keys(backend) if k not in seen]
-
-
 # the lock ---------------------------------------------------------------------------
 
 
 def _server_now(backend: Backend) -> float:
     """The server's time: the LastModified of a probe written now (then removed)."""
-    key = f"gc/probe-{os.urandom(8).hex()}"
+    key = new_probe_key()
     backend.put(key, b"")
     try:
         return backend.head(key).modified
@@ -226,8 +113,8 @@ def _server_now(backend: Backend) -> float:
 def _lock_is_stale(backend: Backend) -> tuple[bool, str]:
     """Whether the lock's holder is gone, and who holds it (for the message)."""
     try:
-        info = backend.head(LOCK_KEY)
-        raw = backend.get_small(LOCK_KEY, LOCK_LIMIT)
+        info = backend.head(GC_LOCK)
+        raw = backend.get_small(GC_LOCK, LOCK_LIMIT)
     except RemoteNotFound:
         return True, "nobody"
     holder: dict[str, Any] = {}
@@ -254,8 +141,8 @@ def _take_lock(backend: Backend) -> tuple[str, float]:
     ).encode()
     for _ in range(2):
         try:
-            etag = backend.put_conditional(LOCK_KEY, body, if_none_match=True)
-            return etag, backend.head(LOCK_KEY).modified
+            etag = backend.put_conditional(GC_LOCK, body, if_none_match=True)
+            return etag, backend.head(GC_LOCK).modified
         except PreconditionFailed:
             stale, who = _lock_is_stale(backend)
             if not stale:
@@ -264,14 +151,14 @@ def _take_lock(backend: Backend) -> tuple[str, float]:
                     f"again when it has finished (a lock left by a crash expires after "
                     f"{LOCK_STALE / 3600:.0f} h)"
                 ) from None
-            backend.delete(LOCK_KEY)
+            backend.delete(GC_LOCK)
     raise LockBusy(f"another gc of {backend.url} took the lock first: try again")
 
 
 def _release_lock(backend: Backend, etag: str) -> None:
     with contextlib.suppress(RemoteError):
-        if backend.head(LOCK_KEY).etag == etag:
-            backend.delete(LOCK_KEY)
+        if backend.head(GC_LOCK).etag == etag:
+            backend.delete(GC_LOCK)
 
 
 # the report -------------------------------------------------------------------------
@@ -347,7 +234,7 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
     backend = remote.backend
     manifests: list[Manifest] = []
     bad: list[str] = []
-    for key in _manifest_keys(backend):
+    for key in manifest_keys(backend):
         try:
             info = backend.head(key)
             data = backend.get_small(key, MANIFEST_LIMIT)
@@ -366,15 +253,15 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
     index: dict[bytes, Located] = {}
     for seg_id, data in remote.segments():
         rows: dict[str, list[PackedObject]] = {}
-        for pack_id, obj in decode_segment(data, f"index/{seg_id}"):
+        for pack_id, obj in decode_segment(data, segment_key(seg_id)):
             rows.setdefault(pack_id, []).append(obj)
             where.setdefault(obj.oid, []).append(pack_id)
             index.setdefault(obj.oid, (pack_id, obj))
         segments[seg_id] = list(rows.items())
     listed = {
-        key.removeprefix("packs/")
-        for key in backend.list("packs/")
-        if _PACK_KEY.fullmatch(key)  # anything else there is not ours to delete
+        pack_id
+        for pack_id in map(pack_of, backend.list(PACKS))
+        if pack_id is not None  # anything else there is not ours to delete
     }
     return _Remote(manifests, bad, tips, segments, where, index, listed)
 
@@ -389,7 +276,7 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
     backend = remote.backend
     out: dict[str, bytes] = {}
     for kind in ("heads", "tags"):
-        for n, key in enumerate(backend.list(f"refs/{kind}/"), 1):
+        for n, key in enumerate(backend.list(refs_prefix(kind)), 1):
             if n > MAX_REFS:
                 raise RemoteError(
                     f"{remote.url} lists more than {MAX_REFS:,} refs under refs/{kind}: "
@@ -584,10 +471,8 @@ def _run(
         for p in live_packs
         if any(o.kind in _RECORDS and o.oid not in live for o in objects_of.get(p, []))
     )
-    info = _heads(meter, [f"packs/{p}" for p in unnamed + mixed], jobs)
-    old = {
-        key.removeprefix("packs/") for key, (_, modified) in info.items() if modified + grace <= t0
-    }
+    info = _heads(meter, [pack_key(p) for p in unnamed + mixed], jobs)
+    old = {p for p in unnamed + mixed if pack_key(p) in info and info[pack_key(p)][1] + grace <= t0}
     new_packs = {p for p in unnamed if p in old}
     new_records = {
         o.oid
@@ -597,7 +482,7 @@ def _run(
         if o.kind in _RECORDS and o.oid not in live and o.oid not in named_records
     }
     report.condemned_packs = len(new_packs)
-    report.condemned_bytes = sum(info[f"packs/{p}"][0] for p in new_packs)
+    report.condemned_bytes = sum(info[pack_key(p)][0] for p in new_packs)
     report.condemned_records = len(new_records)
     if grace == 0:  # no second run: drop at once (docs: what it risks)
         drop_packs |= new_packs
@@ -614,7 +499,7 @@ def _run(
             "run it again"
         )
     if grace > 0 and (new_packs or new_records):
-        key = f"{MANIFEST_PREFIX}{os.urandom(8).hex()}"
+        key = new_manifest_key()
         meter.put(key, encode_manifest(new_packs, new_records))
         _reached("remote-condemned")
 
@@ -632,18 +517,20 @@ def _run(
             rest = [o for o in objs if o.oid not in drop_records]
             if rest:
                 kept.setdefault(p, rest)
-    for data in _segments_of(kept):
-        meter.put(f"index/{hash_bytes(data).hex()}", data)
+    for key, data in encode_segments(
+        (bytes.fromhex(p), encode_index(kept[p])) for p in sorted(kept)
+    ):
+        meter.put(key, data)
     if touched:
         _reached("remote-indexed")
     cache = remote.cache
     for seg in touched:
-        meter.delete(f"index/{seg}")
+        meter.delete(segment_key(seg))
         if cache is not None:
             (cache / seg).unlink(missing_ok=True)
         _reached("remote-unindexed")
     report.segments_replaced = len(touched)
-    sizes = _heads(meter, [f"packs/{p}" for p in sorted(drop_packs & got.packs)], jobs)
+    sizes = _heads(meter, [pack_key(p) for p in sorted(drop_packs & got.packs)], jobs)
     for key, (size, _) in sorted(sizes.items()):
         meter.delete(key)
         report.deleted_packs += 1
@@ -655,20 +542,3 @@ def _run(
         report.manifests_swept += 1
     for key in got.bad_manifests:
         meter.delete(key)
-
-
-def _segments_of(packs: dict[str, list[PackedObject]]) -> list[bytes]:
-    """Index segments listing ``packs``, each under ``SEGMENT_TARGET`` of index files."""
-    out: list[bytes] = []
-    group: list[list[bytes]] = []
-    size = 0
-    for pack_id, objs in sorted(packs.items()):
-        entry = [bytes.fromhex(pack_id), encode_index(objs)]
-        if group and size + len(entry[1]) > SEGMENT_TARGET:
-            out.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
-            group, size = [], 0
-        group.append(entry)
-        size += len(entry[1]) + 32
-    if group:
-        out.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
-    return out

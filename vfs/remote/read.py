@@ -29,7 +29,9 @@ from pathlib import Path
 
 from vfs.errors import ObjectMissing, UsageError
 from vfs.objects import decode_payload
-from vfs.remote.config import Located, RemoteRepo, RemoteSpec, add_remote, remotes
+from vfs.remote.config import RemoteSpec, add_remote, remotes
+from vfs.remote.layout import pack_key
+from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo import DVFS_DIR, Repository, parse_format
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,6 @@ class RemoteChunks:
     def fetch(self, oid: bytes) -> bytes:
         """The chunk's bytes: one ranged GET, decompressed and verified (ObjectCorrupt if not)."""
         pack_id, obj = self._locate(oid)
-        payload = self._open().backend.get(f"packs/{pack_id}", obj.offset, obj.stored_len)
+        payload = self._open().backend.get(pack_key(pack_id), obj.offset, obj.stored_len)
         log.debug("fetched chunk %s: %d bytes from pack %s", oid.hex(), len(payload), pack_id)
         return decode_payload(obj, payload)

@@ -38,7 +38,7 @@ from vfs.history import Extent, History
 from vfs.objects import ObjectStore, ObjKind, decode_payload
 from vfs.packs import PackedObject
 from vfs.quoting import quote_name
-from vfs.remote.config import Located, RemoteRepo
+from vfs.remote.reader import Located, RemoteRepo
 
 # A checkout may make this many times the paths and bytes of the distinct data it is
 # made of, and any amount below the floors, without asking.

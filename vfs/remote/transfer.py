@@ -1,6 +1,7 @@
 """Sharing versions through a remote: push, fetch, pull and clone.
 
-The remote's layout, and the bounds on what is read from one, are in ``vfs.remote.config``.
+The remote's layout is ``vfs.remote.layout``; the bounds on what is read from one are in
+``vfs.remote.reader``; how the objects are packed and uploaded, ``vfs.remote.upload``.
 
 A push uploads packs first (skipping a pack whose name already exists, so an
 interrupted push resumes without sending it again), then the index segment naming
@@ -8,13 +9,14 @@ them, and moves each ref last with a conditional write: If-Match on the ETag it 
 or If-None-Match to create. Whoever loses that race is told to pull, and nothing it
 uploaded is visible under a ref.
 
-Against a remote gc (``vfs.remote.gc``): a push reads the gc's condemnation manifests
-before the index, relies on no condemned pack or record (it uploads its own copies,
-and lays out again a pack whose id is condemned), and moves its refs within
-``PUSH_WINDOW`` of reading the manifests, or reads them again and stops if a gc
-condemned something meanwhile. Test hook: ``DVFS_TEST_PUSH_STOP_AT=indexed|uploaded``
-makes the push stop itself (SIGSTOP) after reading the index, or after writing its
-segments, before any ref moves. Readers merge every segment (cached locally under
+Against a remote gc (``vfs.remote.gc``, ``vfs.remote.manifests``): a push reads the
+gc's condemnation manifests before the index, relies on no condemned pack or record
+(it uploads its own copies, and lays out again a pack whose id is condemned), and
+moves its refs within ``PUSH_WINDOW`` of reading the manifests, or reads them again
+and stops if a gc condemned something meanwhile. Test hook:
+``DVFS_TEST_PUSH_STOP_AT=indexed|uploaded`` makes the push stop itself (SIGSTOP)
+after reading the index, or after writing its segments, before any ref moves.
+Readers merge every segment (cached locally under
 ``.dvfs/remotes/<name>/index``, since segments never change).
 
 Everything downloaded is checked against its id before it is stored, versions and
@@ -26,23 +28,16 @@ checkout stops first unless told ``yes`` (``vfs.remote.receive.check_expansion``
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import msgpack
 
 from vfs import audit
 from vfs import checkout as co
 from vfs import merge as merging
-from vfs.codec import Kind
 from vfs.errors import (
     PreconditionFailed,
     RefConflict,
@@ -51,36 +46,18 @@ from vfs.errors import (
     UsageError,
 )
 from vfs.history import History
-from vfs.ids import hash_bytes
 from vfs.ondemand import download_chunks, index_cache, missing_chunks
-from vfs.packs import (
-    PACK_MAGIC,
-    TARGET_PACK_SIZE,
-    PackedObject,
-    encode_index,
-    pack_trailer,
-)
 from vfs.quoting import quote_name
 from vfs.refs import Head
-from vfs.remote.config import (
-    SEGMENT_FORMAT,
-    SEGMENT_TARGET,
-    Located,
-    Meter,
-    RemoteRepo,
-    RemoteSpec,
-    add_remote,
-    connect,
-)
-from vfs.remote.gc import PUSH_WINDOW, new_manifests, shunned
+from vfs.remote.config import Meter, RemoteSpec, add_remote, connect
+from vfs.remote.layout import encode_ref, ref_key
+from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
+from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import check_expansion, fetch_records
+from vfs.remote.upload import closure, upload
 from vfs.repo import Repository, parse_format, preferred_branch
 from vfs.worktree import Workers
 
-# Packs a push holds in memory while they upload (besides the one being built): each is
-# ~16 MiB, and two keep a link busy. A push of 20,000 small files to a local SeaweedFS
-# took 3.4 s at 237 MiB peak RSS with 8, and 2.5 s at 126 MiB with 2.
-PACKS_IN_FLIGHT = 2
 STOP_ENV = "DVFS_TEST_PUSH_STOP_AT"
 
 
@@ -105,83 +82,6 @@ class Transfer:
 
 
 # ------------------------------------------------------------------------------- push
-
-
-def _closure(
-    hist: History, tip: bytes, remote: dict[bytes, Located]
-) -> tuple[list[bytes], list[bytes]]:
-    """Objects reachable from ``tip`` that the remote lacks, in a stable order.
-
-    Two lists: versions and trees, then file chunks (in file order). A push packs
-    every record before any chunk, so that the records sit together at the start
-    of the first pack and a fetch (a URL mount's start) gets them in a few ranged
-    GETs instead of one per tree.
-
-    A version or tree the remote has is taken as complete below it: pushes upload a
-    whole closure before naming it in a segment.
-    """
-    records: list[bytes] = []
-    chunks: list[bytes] = []
-    seen: set[bytes] = set()
-    versions = []  # every parent of a merge is followed, down to what the remote has
-    stack = [tip]
-    while stack:
-        oid = stack.pop()
-        if oid in remote or oid in seen:
-            continue
-        seen.add(oid)
-        v = hist.version(oid)
-        versions.append((oid, v))
-        stack.extend(reversed(v.parents))
-    for oid, v in versions:
-        stack = [v.tree]
-        while stack:
-            tid = stack.pop()
-            if tid in remote or tid in seen:
-                continue
-            seen.add(tid)
-            records.append(tid)
-            for e in hist.tree(tid).entries:
-                if e.kind == Kind.DIR:
-                    stack.append(e.subtree)
-                for c in e.chunks:
-                    if c.oid not in remote and c.oid not in seen:
-                        seen.add(c.oid)
-                        chunks.append(c.oid)
-        records.append(oid)
-    return records, chunks
-
-
-def _build_packs(repo: Repository, ids: list[bytes]) -> Iterator[tuple[bytes, list[PackedObject]]]:
-    """Pack bytes of ~16 MiB, copying payloads exactly as stored locally."""
-    parts: list[bytes] = [PACK_MAGIC]
-    objs: list[PackedObject] = []
-    offset = len(PACK_MAGIC)
-    for oid in ids:
-        obj, payload = repo.store.read_stored(oid)
-        objs.append(
-            PackedObject(oid, obj.kind, obj.compression, offset, obj.stored_len, obj.raw_len)
-        )
-        parts.append(payload)
-        offset += len(payload)
-        if offset >= TARGET_PACK_SIZE:
-            parts.append(pack_trailer(objs))
-            yield b"".join(parts), objs
-            parts, objs, offset = [PACK_MAGIC], [], len(PACK_MAGIC)
-    if objs:
-        parts.append(pack_trailer(objs))
-        yield b"".join(parts), objs
-
-
-def relayout(data: bytes, objs: list[PackedObject], pad: int) -> tuple[bytes, list[PackedObject]]:
-    """Pack ``data`` (built without padding) with ``pad`` zero bytes after the magic.
-
-    The same objects in a pack with another id; readers take offsets from the header
-    and the index, so the gap is never read.
-    """
-    end = len(data) - len(pack_trailer(objs))
-    moved = [dataclasses.replace(o, offset=o.offset + pad) for o in objs]
-    return PACK_MAGIC + bytes(pad) + data[len(PACK_MAGIC) : end] + pack_trailer(moved), moved
 
 
 def push(
@@ -233,14 +133,14 @@ def push(
         records: list[bytes] = []
         chunks: list[bytes] = []
         for tip in [t for _, t, _, _ in plan] + list(tag_plan.values()):
-            more_records, more_chunks = _closure(hist, tip, index)
+            more_records, more_chunks = closure(hist, tip, index)
             records += more_records
             chunks += more_chunks
         ids = list(dict.fromkeys(records + chunks))  # records first; each object once
         del records, chunks
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
-        for segment in _upload(repo, remote, ids, workers, jobs, report, shun.packs):
-            meter.put(f"index/{hash_bytes(segment).hex()}", segment)
+        for key, segment in upload(repo, remote, ids, workers, jobs, report, shun.packs):
+            meter.put(key, segment)
         _stop_at("uploaded")
         if time.monotonic() - read_at > PUSH_WINDOW and new_manifests(meter, shun.keys):
             raise UsageError(
@@ -249,14 +149,15 @@ def push(
             )
         chain = repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
         for b, tip, theirs, etag in plan:
-            data = (tip.hex() + "\n").encode()
+            data = encode_ref(tip)
+            key = ref_key("heads", b)
             # The remote's audit chain gets its entry before the ref moves (vfs.audit).
-            audit.append_remote(meter, chain, "push", f"refs/heads/{b}", theirs, tip)
+            audit.append_remote(meter, chain, "push", key, theirs, tip)
             try:
                 if theirs is None:
-                    meter.put_conditional(f"refs/heads/{b}", data, if_none_match=True)
+                    meter.put_conditional(key, data, if_none_match=True)
                 else:
-                    meter.put_conditional(f"refs/heads/{b}", data, if_match=etag)
+                    meter.put_conditional(key, data, if_match=etag)
             except PreconditionFailed:
                 raise RefConflict(
                     f"remote {b} has versions you don't have: run `dvfs pull` "
@@ -266,92 +167,20 @@ def push(
             repo.refs.update(ref, tip, repo.refs.get(ref))
             report.notes.append(f"{b}: {hist.label(tip)} {tip.hex()[:10]}")
         for t, oid in tag_plan.items():
-            data = (oid.hex() + "\n").encode()
+            data = encode_ref(oid)
+            key = ref_key("tags", t)
             try:
-                meter.head(f"refs/tags/{t}")  # (there already: no change, no entry)
+                meter.head(key)  # (there already: no change, no entry)
             except RemoteNotFound:
-                audit.append_remote(meter, chain, "push", f"refs/tags/{t}", None, oid)
+                audit.append_remote(meter, chain, "push", key, None, oid)
             try:
-                meter.put_conditional(f"refs/tags/{t}", data, if_none_match=True)
+                meter.put_conditional(key, data, if_none_match=True)
             except PreconditionFailed:
                 theirs, _ = remote.ref_with_etag("tags", t)
                 if theirs != oid:
                     report.notes.append(f"tag {t} differs on the remote: left as it is")
     report.requests = meter.requests
     return report
-
-
-def _upload(
-    repo: Repository,
-    remote: RemoteRepo,
-    ids: list[bytes],
-    workers: Workers,
-    jobs: int,
-    report: Transfer,
-    condemned: set[str],
-) -> list[bytes]:
-    """Upload the objects in packs (skipping packs already there); return the segments.
-
-    A pack whose id a remote gc condemned is laid out again (``relayout``) until its
-    id is a new one: the condemned pack may be deleted under the new ref.
-
-    A segment is closed whenever its pack indexes reach ``SEGMENT_TARGET`` bytes, so
-    that no segment nears the size readers accept (``vfs.remote.config.SEGMENT_LIMIT``).
-    """
-    meter = remote.backend
-    total = sum(repo.store.locate(oid)[1].stored_len for oid in ids)
-    workers.progress.start("uploading", len(ids), total, "objects")
-    entries: list[list[bytes]] = []
-
-    def send(data: bytes, pack_id: str) -> bool:
-        """Upload a pack unless it is there; True if it was sent."""
-        try:
-            meter.head(f"packs/{pack_id}")
-            return False  # uploaded by an interrupted push: same objects, bytes and name
-        except RemoteNotFound:
-            meter.put(f"packs/{pack_id}", data)
-            return True
-
-    def settle(fut: Future[bool], n: int, size: int, payload: int) -> None:
-        if fut.result():
-            report.packs += 1
-            report.objects += n
-            report.bytes += size
-        else:
-            report.kept_packs += 1
-            report.kept_bytes += size
-        workers.progress.advance(n, payload)  # the bar counts objects' bytes, as its total
-
-    in_flight = max(1, min(jobs, PACKS_IN_FLIGHT))
-    with ThreadPoolExecutor(in_flight) as pool:
-        pending: deque[tuple[Future[bool], int, int, int]] = deque()
-        for data, objs in _build_packs(repo, ids):
-            pack_id = hash_bytes(data)
-            pad = 0
-            while pack_id.hex() in condemned:
-                pad += 1
-                data, objs = relayout(data, objs, pad)
-                pack_id = hash_bytes(data)
-            entries.append([pack_id, encode_index(objs)])
-            payload = sum(o.stored_len for o in objs)
-            pending.append((pool.submit(send, data, pack_id.hex()), len(objs), len(data), payload))
-            while len(pending) >= in_flight:
-                settle(*pending.popleft())
-        while pending:
-            settle(*pending.popleft())
-    workers.progress.done()
-    segments: list[bytes] = []
-    group: list[list[bytes]] = []
-    size = 0
-    for entry in entries:
-        if group and size + len(entry[1]) > SEGMENT_TARGET:
-            segments.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
-            group, size = [], 0
-        group.append(entry)
-        size += len(entry[1]) + len(entry[0])
-    if group:
-        segments.append(msgpack.packb({"v": SEGMENT_FORMAT, "packs": group}, use_bin_type=True))
-    return segments
 
 
 # ------------------------------------------------------------------------------- fetch

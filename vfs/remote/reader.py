@@ -1,0 +1,335 @@
+"""What is read from a remote (``RemoteRepo``), within bounds, and checked before use.
+
+The keys and record formats are ``vfs.remote.layout``'s. A remote is shared, so what
+is read from one is bounded before it is read and checked before it is used
+(``docs/security.md`` states the whole threat model):
+
+- the format record is at most ``FORMAT_LIMIT`` bytes, a ref ``REF_LIMIT``, an index
+  segment ``SEGMENT_LIMIT`` (``Backend.get_small``: a larger object is refused from its
+  size, not read); at most ``MAX_REFS`` branches or tags and ``MAX_SEGMENTS`` segments
+  are listed; no object a segment describes may claim more than ``MAX_OBJECT`` bytes;
+- a branch or tag name is used only if it is one a local ``dvfs branch``/``dvfs tag``
+  would accept (``vfs.refs.check_ref_name``) and no other remote name is its folder
+  (``main`` beside ``main/x`` keeps ``main``); a ref that does not hold a version id
+  is skipped too. Each skipped ref gives one warning; the rest are used.
+
+A segment listed but gone when read was replaced by a remote gc: the listing is read
+again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
+``.dvfs/remotes/<name>/index/<id>`` (they never change).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from vfs.errors import (
+    FormatError,
+    ObjectCorrupt,
+    PreconditionFailed,
+    RemoteError,
+    RemoteNotFound,
+    UsageError,
+)
+from vfs.ids import hash_bytes, is_hex_prefix
+from vfs.objects import decode_payload
+from vfs.packs import PackedObject
+from vfs.quoting import quote_name
+from vfs.refs import check_ref_name
+from vfs.remote.config import Meter
+from vfs.remote.layout import (
+    FORMAT_KEY,
+    FORMAT_LIMIT,
+    INDEX,
+    MAX_REFS,
+    MAX_SEGMENTS,
+    REF_LIMIT,
+    SEGMENT_LIMIT,
+    decode_segment,
+    pack_key,
+    parse_ref,
+    ref_key,
+    refs_prefix,
+    segment_key,
+    segment_of,
+)
+from vfs.repo import Repository, format_record, parse_format
+
+SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
+
+
+def cached_remote_ids(repo: Repository) -> set[bytes]:
+    """Ids of objects the remotes hold, as far as the cached index segments tell."""
+    out: set[bytes] = set()
+    base = repo.dir / "remotes"
+    if not base.is_dir():
+        return out
+    for seg in base.glob("*/index/*"):
+        if not seg.name.startswith("."):
+            try:
+                out.update(obj.oid for _, obj in decode_segment(seg.read_bytes(), seg.name))
+            except FormatError:
+                continue
+    return out
+
+
+def _named(name: str) -> str:
+    """A ref name from a remote, quoted for a message (escaped if it holds controls)."""
+    shown = quote_name(name)
+    return shown if shown != name else f"'{name}'"
+
+
+def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[str]]:
+    """The names among ``names`` that can be used here, sorted; and why the rest cannot.
+
+    A name must pass ``check_ref_name`` (as a local one would) and must not lie below
+    another name (``main/x`` beside ``main``): a directory cannot hold both files.
+    """
+    kept: list[str] = []
+    taken: set[str] = set()
+    notes = []
+    for name in sorted(set(names)):
+        try:
+            check_ref_name(name, what)
+        except UsageError:
+            notes.append(f"remote {what} {_named(name)} skipped: not a valid {what} name here")
+            continue
+        parts = name.split("/")
+        above = next(
+            ("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in taken),
+            None,
+        )
+        if above is not None:
+            notes.append(
+                f"remote {what} {_named(name)} skipped: it clashes with {what} {_named(above)}"
+            )
+            continue
+        taken.add(name)
+        kept.append(name)
+    return kept, notes
+
+
+# Ranges of one pack closer than this are fetched with one GET.
+COALESCE_GAP = 256 * 1024
+MAX_RANGE = 16 * 1024 * 1024
+
+Located = tuple[str, PackedObject]  # (pack id hex, where in it)
+
+
+class RemoteRepo:
+    """The layout above, on one backend, read within the bounds above."""
+
+    def __init__(self, backend: Meter, cache: Path | None) -> None:
+        self.backend = backend
+        self.url = backend.url
+        self.cache = cache
+
+    def read_format(self) -> str | None:
+        """The remote's format record, or None if it has none (empty remote)."""
+        try:
+            return self.backend.get_small(FORMAT_KEY, FORMAT_LIMIT).decode("utf-8", "replace")
+        except RemoteNotFound:
+            # a missing bucket is reported as missing too: tell it from an empty remote
+            for _ in self.backend.list(FORMAT_KEY):
+                break
+            return None
+
+    def ensure_format(self, repo: Repository) -> None:
+        """Create the remote's format record, or check that it matches ours."""
+        mine = format_record(repo.chunker.params)
+        try:
+            self.backend.put_conditional(FORMAT_KEY, mine.encode(), if_none_match=True)
+            return
+        except PreconditionFailed:
+            pass
+        self.check_format(repo)
+
+    def check_format(self, repo: Repository) -> None:
+        """FormatError unless the remote is empty or chunks like ``repo``."""
+        text = self.read_format()
+        if text is None:
+            return
+        theirs = parse_format(text, f"{self.url}/format")
+        if theirs != repo.chunker.params:
+            raise FormatError(
+                f"{self.url} uses different chunking parameters than this repository: "
+                "clone it instead of adding it as a remote"
+            )
+
+    def refs(self, kind: str, skipped: list[str] | None = None) -> dict[str, bytes]:
+        """Every usable ``heads`` or ``tags`` ref of the remote (see the module docstring).
+
+        A ref that is not usable is left out, with one line saying why appended to
+        ``skipped``.
+        """
+        base = refs_prefix(kind)
+        what = "branch" if kind == "heads" else "tag"
+        names = []
+        for n, key in enumerate(self.backend.list(base), 1):
+            if n > MAX_REFS:
+                raise RemoteError(
+                    f"{self.url} lists more than {MAX_REFS:,} {what}es: refusing to read them "
+                    "(the remote is damaged or hostile)"
+                )
+            names.append(key[len(base) :])
+        usable, notes = usable_ref_names(names, what)
+        out = {}
+        for name in usable:
+            key = base + name
+            try:
+                out[name] = parse_ref(self.backend.get_small(key, REF_LIMIT), key)
+            except (FormatError, RemoteError) as exc:
+                if isinstance(exc, RemoteNotFound):
+                    continue  # deleted since it was listed
+                notes.append(f"remote {what} {_named(name)} skipped: {exc}")
+        if skipped is not None:
+            skipped += [f"{self.url}: {note}" for note in notes]
+        return out
+
+    def ref_with_etag(self, kind: str, name: str) -> tuple[bytes | None, str | None]:
+        """A ref's value and ETag, or (None, None) if it does not exist."""
+        key = ref_key(kind, name)
+        try:
+            etag = self.backend.head(key).etag
+            return parse_ref(self.backend.get_small(key, REF_LIMIT), key), etag
+        except RemoteNotFound:
+            return None, None
+
+    def index(self) -> dict[bytes, Located]:
+        """Merge every index segment: object id -> (pack id, location).
+
+        A segment listed but gone when read was replaced by a remote gc, which writes
+        the replacement first: the listing is read again (at most ``SEGMENT_RELISTS``
+        times).
+        """
+        relists = 0
+        while True:
+            out: dict[bytes, Located] = {}
+            listed: set[str] = set()
+            try:
+                for seg_id, data in self.segments():
+                    listed.add(seg_id)
+                    for pack_id, obj in decode_segment(data, segment_key(seg_id)):
+                        out.setdefault(obj.oid, (pack_id, obj))
+                self._forget_unlisted(listed)
+                return out
+            except RemoteNotFound:
+                relists += 1
+                if relists > SEGMENT_RELISTS:
+                    raise
+
+    def _forget_unlisted(self, listed: set[str]) -> None:
+        """Remove cached segments the remote no longer lists (a remote gc replaced them),
+        so that the cache tells what the remote held when last read (``dvfs fsck``)."""
+        if self.cache is None or not self.cache.is_dir():
+            return
+        for name in os.listdir(self.cache):
+            if len(name) == 64 and is_hex_prefix(name) and name not in listed:
+                (self.cache / name).unlink(missing_ok=True)
+
+    def segments(self) -> Iterator[tuple[str, bytes]]:
+        """Every index segment (its id and bytes, verified), one at a time."""
+        for n, key in enumerate(self.backend.list(INDEX), 1):
+            if n > MAX_SEGMENTS:
+                raise RemoteError(
+                    f"{self.url} lists more than {MAX_SEGMENTS:,} index segments: refusing "
+                    "to read them (the remote is damaged or hostile)"
+                )
+            seg_id = segment_of(key)
+            if seg_id is None:
+                continue  # not a segment: segments are named by their hash
+            yield seg_id, self._segment(seg_id)
+
+    def _segment(self, seg_id: str) -> bytes:
+        cached = self.cache / seg_id if self.cache else None
+        if cached is not None and cached.exists():
+            return cached.read_bytes()
+        data = self.backend.get_small(segment_key(seg_id), SEGMENT_LIMIT)
+        if hash_bytes(data).hex() != seg_id:
+            raise RemoteError(
+                f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing it"
+            )
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".tmp-{seg_id}")
+            tmp.write_bytes(data)
+            os.replace(tmp, cached)
+        return data
+
+    def ranges(
+        self, wanted: Iterable[bytes], index: dict[bytes, Located]
+    ) -> list[tuple[str, list[PackedObject]]]:
+        """``wanted`` as ranged GETs: (pack id, objects), neighbours in a pack coalesced."""
+        by_pack: dict[str, list[PackedObject]] = {}
+        for oid in wanted:
+            hit = index.get(oid)
+            if hit is None:
+                raise RemoteNotFound(f"object {oid.hex()} is not on {self.url}")
+            by_pack.setdefault(hit[0], []).append(hit[1])
+        ranges: list[tuple[str, list[PackedObject]]] = []
+        for pack_id, objs in by_pack.items():
+            objs.sort(key=lambda o: o.offset)
+            group: list[PackedObject] = []
+            for o in objs:
+                if group and (
+                    o.offset - (group[-1].offset + group[-1].stored_len) > COALESCE_GAP
+                    or o.offset + o.stored_len - group[0].offset > MAX_RANGE
+                ):
+                    ranges.append((pack_id, group))
+                    group = []
+                group.append(o)
+            if group:
+                ranges.append((pack_id, group))
+        return ranges
+
+    def fetch_range(
+        self, pack_id: str, group: list[PackedObject]
+    ) -> list[tuple[PackedObject, bytes]]:
+        """One ranged GET for ``group``; each object verified (RemoteError if corrupt)."""
+        start = group[0].offset
+        end = group[-1].offset + group[-1].stored_len
+        data = self.backend.get(pack_key(pack_id), start, end - start)
+        out = []
+        for o in group:
+            payload = data[o.offset - start : o.offset - start + o.stored_len]
+            how = "truncated" if len(payload) < o.stored_len else ""
+            if not how:
+                try:
+                    decode_payload(o, payload)
+                except ObjectCorrupt:
+                    how = "hash mismatch"
+            if how:
+                raise RemoteError(
+                    f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
+                    f"corrupt ({how}): refused, nothing of it was stored; push it again "
+                    "from a repository that has it"
+                )
+            out.append((o, payload))
+        return out
+
+    def download(
+        self,
+        wanted: Iterable[bytes],
+        index: dict[bytes, Located],
+        pool: ThreadPoolExecutor,
+        jobs: int,
+    ) -> Iterator[tuple[PackedObject, bytes]]:
+        """Fetch objects by id, several per ranged GET; each is verified before it is yielded.
+
+        At most ``2 * jobs`` ranges are in flight, so memory stays bounded.
+        """
+        pending: deque[Future[list[tuple[PackedObject, bytes]]]] = deque()
+        limit = 2 * jobs
+        try:
+            for pack_id, group in self.ranges(wanted, index):
+                pending.append(pool.submit(self.fetch_range, pack_id, group))
+                while len(pending) >= limit:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
