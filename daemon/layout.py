@@ -30,7 +30,7 @@ from daemon.catalog import Catalog
 from daemon.inodes import Node, NodeKind, entry_node, refs_node
 from daemon.meta import MetaFiles
 from daemon.records import Records
-from vfs import DvfsError, Entry, Kind, Tree
+from vfs import DvfsError, Tree
 
 VERSIONS_NAME = b".versions"
 _VN = re.compile(rb"v([1-9][0-9]{0,17})")
@@ -75,8 +75,7 @@ class Layout:
         """The directory showing version ``oid`` at ``path``."""
         v = await self.records.version(oid)
         name = path.rsplit(b"/", 1)[-1]
-        e = Entry(name, Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
-        return entry_node(path.rpartition(b"/")[0], e)
+        return entry_node(path.rpartition(b"/")[0], v.root_entry(name))
 
     async def head_tree(self) -> Tree:
         """The root tree MNT shows: the branch head's (empty before the first version),

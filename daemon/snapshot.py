@@ -72,6 +72,7 @@ from vfs import (
     Version,
     Workers,
     check_ref_name,
+    dir_entry,
     encode_tree,
     encode_version,
     fsync_dir,
@@ -235,9 +236,7 @@ class Builder:
             files += count
         oid, _ = self.store.put(ObjKind.TREE, encode_tree(entries))
         self.trees[d.nid] = Tree(tuple(entries))
-        size = sum(e.size for e in entries)
-        mtime = max((e.mtime_ns for e in entries), default=d.mtime_ns)  # empty: its own
-        self.entries[d.nid] = Entry(name, Kind.DIR, 0o755, size, mtime, subtree=oid)
+        self.entries[d.nid] = dir_entry(name, oid, entries, d.mtime_ns)
         self.count.known[oid] = files
 
 

@@ -26,7 +26,6 @@ from vfs import (
     Entry,
     FetchResult,
     History,
-    Kind,
     MountError,
     ObjectStore,
     OtherSource,
@@ -69,7 +68,7 @@ class Source(abc.ABC):
         if version is None:
             return None
         v = self.history.version(version)
-        return Entry(b"", Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
+        return v.root_entry()
 
 
 class RepositorySource(Source):

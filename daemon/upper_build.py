@@ -74,6 +74,7 @@ from vfs import (
     UsageError,
     Walker,
     any_reserved,
+    dir_entry,
     encode_tree,
     hash_bytes,
     is_reserved,
@@ -545,9 +546,7 @@ def _store_dir(
         w.note(p, s)
     entries.sort(key=lambda e: e.name)
     oid, _ = store.put(ObjKind.TREE, encode_tree(entries))
-    size = sum(e.size for e in entries)
-    mtime = max((e.mtime_ns for e in entries), default=d.st.st_mtime_ns)
-    node.entry = Entry(node.name, Kind.DIR, 0o755, size, mtime, subtree=oid)
+    node.entry = dir_entry(node.name, oid, entries, d.st.st_mtime_ns)
     _count(w, node, entries, rebuilt, counts)
 
 

@@ -63,7 +63,7 @@ from daemon.inodes import Node, NodeKind
 from daemon.layout import VERSIONS_NAME, Layout
 from daemon.ops import BLOCK, IO_SIZE, VersionsFs
 from daemon.overlay import Overlay, WNode, mode_bits
-from vfs import Entry, Kind
+from vfs import Kind
 from vfs.names import is_reserved, is_reserved_at_root
 
 log = logging.getLogger(__name__)
@@ -141,9 +141,7 @@ class WorkingFs(VersionsFs):
         """Show a refreshed catalog; an unchanged working tree follows the branch head."""
         await super().set_catalog(catalog)
         v = catalog.head_version
-        root = (
-            None if v is None else Entry(b"", Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
-        )
+        root = None if v is None else v.root_entry()
         old = self.overlay.follow(catalog.head, root)
         if old is None:
             return

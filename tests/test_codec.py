@@ -15,7 +15,10 @@ from vfs.codec import (
     Version,
     decode_tree,
     decode_version,
+    dir_entry,
+    dir_row,
     encode_tree,
+    encode_tree_rows,
     encode_version,
 )
 from vfs.errors import FormatError
@@ -66,6 +69,24 @@ def test_tree_encoding_is_pinned() -> None:
     assert hash_bytes(encode_tree(tree)).hex() == (
         "077aaf976c52194b2236751846942d728f90dd9ef7cc17879d9a4f1d938d5847"
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(entries(), unique_by=lambda e: e.name, max_size=10), st.integers(0, 2**62))
+def test_one_directory_rule_for_entries_and_rows(items: list[Entry], own: int) -> None:
+    items.sort(key=lambda e: e.name)
+    rows = msgpack.unpackb(encode_tree(items))["entries"]
+    assert encode_tree_rows(rows) == encode_tree(items)  # a commit's rows: the same bytes
+    e = dir_entry(b"d", ID, items, own)
+    assert dir_row(b"d", ID, rows, own) == [b"d", int(Kind.DIR), 0o755, e.size, e.mtime_ns, ID]
+    assert e.size == sum(i.size for i in items) and e.mode == 0o755 and e.subtree == ID
+    assert e.mtime_ns == (max(i.mtime_ns for i in items) if items else own)  # empty: its own
+
+
+def test_a_version_root_shows_the_version() -> None:
+    v = version()
+    assert v.root_entry(b"v2") == Entry(b"v2", Kind.DIR, 0o755, 10, v.time_ns, subtree=ID)
+    assert v.root_entry().name == b""
 
 
 def raw_tree(rows: list[list[object]], v: int = 1) -> bytes:

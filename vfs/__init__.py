@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         Tree as Tree,
         Version as Version,
         decode_tree as decode_tree,
+        dir_entry as dir_entry,
         encode_tree as encode_tree,
         encode_version as encode_version,
     )
@@ -238,6 +239,7 @@ PUBLIC: dict[str, str] = {
     "decode_payload": "vfs.objects",
     "decode_tree": "vfs.codec",
     "default_remote": "vfs.remote.config",
+    "dir_entry": "vfs.codec",
     "encode_tree": "vfs.codec",
     "encode_version": "vfs.codec",
     "error_kind": "vfs.errors",

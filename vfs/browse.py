@@ -261,7 +261,7 @@ def lookup(repo: Repository, rev: str, path: bytes) -> tuple[bytes, Entry]:
     oid = hist.resolve(rev)
     v = hist.version(oid)
     if not path:
-        return oid, Entry(b"", Kind.DIR, 0o755, v.bytes, v.time_ns, subtree=v.tree)
+        return oid, v.root_entry()
     e = hist.lookup(v.tree, path)
     if e is None:
         named = f"v{v.number}" if rev.strip() == f"v{v.number}" else f"v{v.number} ({rev})"

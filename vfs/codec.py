@@ -58,6 +58,7 @@ nest at most ``MAX_NESTING`` levels. Whether a tree may be a version's root (no
 
 from __future__ import annotations
 
+import builtins
 import enum
 import itertools
 import re
@@ -75,6 +76,7 @@ TREE_FORMAT = 1
 VERSION_FORMAT = 1
 MODE_MASK = 0o7777  # the modes a record may hold
 PERM_BITS = 0o777  # the ones dvfs keeps and applies: never setuid, setgid or sticky
+DIR_MODE = 0o755  # the mode of every directory in a version (see dir_entry)
 # A sanity bound on sizes read from records, so a hostile record cannot ask for
 # absurd allocations (1 PiB).
 MAX_SIZE = 1 << 50
@@ -196,6 +198,39 @@ class Version:
     files: int = 0
     bytes: int = 0
 
+    def root_entry(self, name: builtins.bytes = b"") -> Entry:
+        """The directory entry of this version's root tree, as a mount shows it.
+
+        Its size is the version's bytes and its mtime the time the version was made:
+        ``.versions/vN``, a mount's working tree and ``dvfs ls v3`` all show this.
+        """
+        return Entry(name, Kind.DIR, DIR_MODE, self.bytes, self.time_ns, subtree=self.tree)
+
+
+def dir_entry(
+    name: bytes, subtree: bytes, entries: Sequence[Entry], own_mtime_ns: int = 0
+) -> Entry:
+    """The entry naming a stored directory (``subtree``) that holds ``entries``.
+
+    The directory-entry rule, for every writer of trees: mode ``DIR_MODE``, size the
+    total of its entries' sizes (so a directory's size is its file bytes), mtime the
+    newest of its entries' mtimes, or, for an empty directory, its own (``own_mtime_ns``:
+    a working tree's directory has one; a directory made from index paths is never
+    empty). :func:`dir_row` is the same rule over encoded rows.
+    """
+    size = sum(e.size for e in entries)
+    mtime = max((e.mtime_ns for e in entries), default=own_mtime_ns)
+    return Entry(name, Kind.DIR, DIR_MODE, size, mtime, subtree=subtree)
+
+
+def dir_row(
+    name: bytes, subtree: bytes, rows: Sequence[Sequence[Any]], own_mtime_ns: int = 0
+) -> list[Any]:
+    """:func:`dir_entry` as an encoded row (see :func:`encode_tree_rows`)."""
+    size = sum(r[3] for r in rows)
+    mtime = max((r[4] for r in rows), default=own_mtime_ns)
+    return [name, int(Kind.DIR), DIR_MODE, size, mtime, subtree]
+
 
 def check_name(name: bytes) -> bytes:
     """Return ``name`` if it is a valid single path component, else FormatError."""
@@ -231,6 +266,16 @@ def encode_tree(entries: Sequence[Entry]) -> bytes:
         else:
             payload = e.target
         rows.append([e.name, int(e.kind), e.mode & PERM_BITS, e.size, e.mtime_ns, payload])
+    return encode_tree_rows(rows)
+
+
+def encode_tree_rows(rows: list[list[Any]]) -> bytes:
+    """Canonical bytes of a directory from rows already in canonical form.
+
+    Each row ``[name, kind, mode & PERM_BITS, size, mtime_ns, payload]`` as the layout
+    above, sorted by name: what :func:`encode_tree` makes of entries. A commit builds
+    rows straight from the index, without an entry object per file.
+    """
     return _pack({"v": TREE_FORMAT, "entries": rows})
 
 

@@ -24,13 +24,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import msgpack
-
 from vfs import merging
 from vfs import params as version_params
 from vfs._os.beneath import Walker, rename_noreplace
 from vfs._os.gc_pause import paused_gc
-from vfs.codec import PERM_BITS, TREE_FORMAT, Entry, GitLink, Kind, Version, encode_version
+from vfs.codec import (
+    PERM_BITS,
+    Entry,
+    GitLink,
+    Kind,
+    Version,
+    dir_row,
+    encode_tree_rows,
+    encode_version,
+)
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, FileUnreadable, StorageFull, UncommittedChanges, UsageError
@@ -591,9 +598,9 @@ def build_tree_rows(
 ) -> tuple[bytes, int, int]:
     """Store the trees for staged index rows; return (root id, files, bytes).
 
-    The tree records are made straight from the rows, in the canonical form
-    ``vfs.codec.encode_tree`` gives (the same bytes, so the same ids): building a
-    record and an entry object per file first was most of a commit's time.
+    The tree records are made straight from the rows (``vfs.codec.encode_tree_rows``:
+    the bytes ``encode_tree`` gives, so the same ids): building a record and an entry
+    object per file first was most of a commit's time.
     """
     with paused_gc():
         return _build_tree_rows(store, rows)
@@ -628,15 +635,12 @@ def _build_tree_rows(
                 f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
                 f"{show(path)}`, then commit"
             )
-        record = msgpack.packb({"v": TREE_FORMAT, "entries": kids}, use_bin_type=True)
-        oid, _ = store.put(ObjKind.TREE, record)
+        oid, _ = store.put(ObjKind.TREE, encode_tree_rows(kids))
         if not d:
             root_id = oid
             continue
         parent, _, name = d.rpartition(b"/")
-        size = sum(k[3] for k in kids)
-        mtime = max((k[4] for k in kids), default=0)
-        children[parent].append([name, int(Kind.DIR), 0o755, size, mtime, oid])
+        children[parent].append(dir_row(name, oid, kids))
     return root_id, files, total
 
 
