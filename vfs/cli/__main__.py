@@ -1,0 +1,5 @@
+"""``python -m vfs.cli``: the ``dvfs`` command."""
+
+from vfs.cli import main
+
+main()

@@ -1,0 +1,112 @@
+"""``dvfs audit``: the audit log of this clone or of a remote, and its check."""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vfs import audit
+from vfs.cli.options import DvfsGroup
+from vfs.cli.output import emit_json, repo_here
+from vfs.errors import UsageError
+from vfs.quoting import escape_text
+from vfs.repo import Repository
+
+
+def remote_chain(repo: Repository, name: str) -> tuple[Any, Path]:
+    """A remote's backend and this clone's record of where its audit chain ended."""
+    from vfs.remote import config as remotes
+
+    spec = remotes.get_remote(repo, name)
+    return remotes.connect(spec, 16), repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
+
+
+@click.group(cls=DvfsGroup, name="audit", invoke_without_command=True)
+@click.option("--since", metavar="DATE", help="Only entries from DATE on (YYYY-MM-DD[THH:MM]).")
+@click.option("--remote", "remote_name", metavar="NAME", help="The remote's chain (its pushes).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def audit_cmd(
+    ctx: click.Context, since: str | None, remote_name: str | None, as_json: bool
+) -> None:
+    """Who changed which branch or tag, when, with what command.
+
+    Every change of a local ref is an entry of .dvfs/audit.log, each holding the
+    hash of the one before; `dvfs audit verify` checks the chain. A remote keeps
+    its own chain of the pushes it received (--remote NAME).
+
+    \b
+    Examples:
+      dvfs audit --since 2026-01-01
+      dvfs audit verify
+      dvfs audit --remote origin
+      dvfs audit verify --remote origin
+    """
+    if ctx.invoked_subcommand is not None:
+        if since is not None or remote_name is not None:
+            raise UsageError(
+                "give --since and --remote after `verify`: dvfs audit verify --remote NAME"
+            )
+        return
+    repo = repo_here()
+    start = 0
+    if since is not None:
+        try:
+            when = datetime.datetime.fromisoformat(since)
+        except ValueError:
+            raise UsageError(f"--since {since!r} is not a date: write YYYY-MM-DD") from None
+        if when.tzinfo is None:
+            when = when.astimezone()
+        start = int(when.timestamp() * 1e9)
+    if remote_name is not None:
+        backend, _ = remote_chain(repo, remote_name)
+        found = audit.remote_entries(backend)
+    else:
+        found = list(audit.entries(repo.dir))
+    picked = [e for e in found if e.time_ns >= start]
+    if as_json:
+        emit_json([e.as_json() for e in picked])
+        return
+    for e in picked:
+        at = datetime.datetime.fromtimestamp(e.time_ns / 1e9).astimezone().isoformat("T", "seconds")
+        ids = f"{(e.old or '-')[:10]} -> {(e.new or '-')[:10]}" if e.ref != "HEAD" else ""
+        what = " ".join(x for x in (e.ref, ids, e.note) if x)
+        click.echo(
+            f"{e.seq:>5} {at} {escape_text(e.user)}@{escape_text(e.host)} {e.op}: "
+            f"{escape_text(what)}  ({escape_text(shlex.join(e.cmd))})"
+        )
+
+
+@audit_cmd.command(name="verify")
+@click.option("--remote", "remote_name", metavar="NAME", help="Check the remote's chain.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit_verify(remote_name: str | None, as_json: bool) -> None:
+    """Check that no audit entry was edited, deleted, inserted or reordered.
+
+    \b
+    Examples:
+      dvfs audit verify
+      dvfs audit verify --remote origin
+    """
+    repo = repo_here()
+    if remote_name is not None:
+        backend, head = remote_chain(repo, remote_name)
+        v = audit.verify_remote(backend, head)
+    else:
+        v = audit.verify(repo.dir)
+    if as_json:
+        emit_json(v.as_json())
+    else:
+        for p in v.problems:
+            click.echo(f"problem: {escape_text(p)}")
+        if v.torn:
+            click.echo("the last line is incomplete (a crash while it was written); ignored")
+        state = "intact" if not v.problems else "NOT intact"
+        click.echo(f"{v.entries:,} entr{'y' if v.entries == 1 else 'ies'}: {state}")
+    if v.problems:
+        sys.exit(1)

@@ -1,0 +1,129 @@
+"""``dvfs branch`` and ``dvfs tag``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from vfs import checkout
+from vfs.cli.options import AS_JSON, DvfsCommand
+from vfs.cli.output import emit_json, quoted, repo_here
+from vfs.errors import UsageError
+from vfs.repo import Repository
+
+
+def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | None]:
+    """``[NAME [REV]]`` of ``dvfs branch``/``dvfs tag`` without --delete."""
+    if len(names) > 2:
+        raise UsageError(
+            f"give one {what} name and at most one revision (to delete several, use -d)"
+        )
+    return (names[0] if names else None), (names[1] if len(names) > 1 else None)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("names", nargs=-1, metavar="[NAME [REV]]")
+@click.option("-d", "--delete", is_flag=True, help="Delete the branches named.")
+@AS_JSON
+def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
+    """List branches, or create NAME at REV (default HEAD).
+
+    With -d, delete the branches named (not the current one).
+
+    \b
+    Examples:
+      dvfs branch
+      dvfs branch fix v1
+      dvfs branch -d fix old
+    """
+    repo = repo_here()
+    if delete:
+        if not names:
+            raise UsageError("name the branches to delete: dvfs branch -d NAME...")
+        missing_refs(repo, "heads", names, "branch")
+        for n in names:
+            was = checkout.delete_branch(repo, n)
+            if not as_json:
+                label = quoted(repo.history.label(was))
+                click.echo(f"deleted branch {quoted(n)} (was {label} {was.hex()[:10]})")
+        if as_json:
+            emit_json({"deleted": list(names)})
+        return
+    name, rev = name_and_rev(names, "branch")
+    if name:
+        oid = checkout.create_branch(repo, name, rev)
+        if as_json:
+            emit_json(ref_json(repo, name, oid))
+            return
+        click.echo(f"branch {quoted(name)} at {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
+        return
+    head = repo.refs.head()
+    branches = repo.refs.branches()
+    current = head.branch if head.detached is None else None
+    if as_json:
+        emit_json(
+            [{**ref_json(repo, n, oid), "current": n == current} for n, oid in branches.items()]
+        )
+        return
+    if head.branch not in branches:
+        click.echo(f"* {quoted(head.branch)} (no versions yet)")
+    for n, oid in branches.items():
+        mark = "*" if n == current else " "
+        click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
+
+
+def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str) -> None:
+    """Refuse a deletion naming a branch or tag that does not exist, before any is deleted."""
+    missing = [n for n in names if repo.refs.get(f"refs/{kind}/{n}") is None]
+    if missing:
+        listed = ", ".join(quoted(n) for n in missing)
+        raise UsageError(f"no {what} named {listed}: nothing was deleted")
+
+
+def ref_json(repo: Repository, name: str, oid: bytes) -> dict[str, Any]:
+    """A branch or tag as JSON: its name, and the number and id of its version."""
+    return {"name": name, "version": repo.history.label(oid), "id": oid.hex()}
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("names", nargs=-1, metavar="[NAME [REV]]")
+@click.option("-d", "--delete", is_flag=True, help="Delete the tags named.")
+@AS_JSON
+def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
+    """List tags, or tag REV (default HEAD) as NAME.
+
+    With -d, delete the tags named.
+
+    \b
+    Examples:
+      dvfs tag
+      dvfs tag best v4
+      dvfs tag -d best
+    """
+    repo = repo_here()
+    if delete:
+        if not names:
+            raise UsageError("name the tags to delete: dvfs tag -d NAME...")
+        missing_refs(repo, "tags", names, "tag")
+        for n in names:
+            checkout.delete_tag(repo, n)
+            if not as_json:
+                click.echo(f"deleted tag {quoted(n)}")
+        if as_json:
+            emit_json({"deleted": list(names)})
+        return
+    name, rev = name_and_rev(names, "tag")
+    if name:
+        oid = checkout.create_tag(repo, name, rev)
+        if as_json:
+            emit_json(ref_json(repo, name, oid))
+            return
+        click.echo(f"tag {quoted(name)} -> {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
+        return
+    tags = repo.refs.tags()
+    if as_json:
+        emit_json([ref_json(repo, n, oid) for n, oid in tags.items()])
+        return
+    for n, oid in tags.items():
+        click.echo(f"{quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")

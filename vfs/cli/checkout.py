@@ -1,0 +1,312 @@
+"""``dvfs checkout``, ``restore``, ``switch`` and ``merge``: undo and move around."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from vfs import checkout, merging
+from vfs import params as version_params
+from vfs.cli.options import AS_JSON, OFFLINE, YES, DvfsCommand, FreeText
+from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
+from vfs.cli.status import conflict_side
+from vfs.errors import UsageError
+from vfs.quoting import escape_text
+from vfs.worktree import show
+
+
+def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
+    """What a checkout did, as JSON (``failed``: each file not restored, and why)."""
+    return {
+        "version": r.label, "branch": r.attached, "paths": r.paths, "written": r.written,
+        "deleted": r.deleted, "unchanged": r.unchanged,
+        "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())},
+    }  # fmt: skip
+
+
+def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
+    """Print what a checkout did, once it is over; exit 1 if some files were not restored.
+
+    The files that failed are listed first (on stderr), then the summary of what
+    was done, then one error line saying in which state they were left.
+    """
+    if as_json:
+        emit_json(checkout_json(r))
+        checkout_failures(r)
+        return
+    if len(r.failed) > 1:
+        for p, exc in sorted(r.failed.items()):
+            click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
+    fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
+    if r.paths:
+        failed = f", {len(r.failed)} not restored" if r.failed else ""
+        click.echo(f"restored from {quoted(r.label)}: {r.written} written, {r.deleted} deleted, "
+                   f"{r.unchanged} unchanged{failed}{fetched}")  # fmt: skip
+    else:
+        where = f"on branch {quoted(r.attached)}" if r.attached else "detached"
+        failed = f", {len(r.failed)} not checked out" if r.failed else ""
+        click.echo(
+            f"{quoted(r.label)} ({where}): {r.written} written, {r.deleted} deleted, "
+            f"{r.unchanged} unchanged{failed}{fetched}"
+        )
+    checkout_failures(r, listed=True)
+
+
+def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> None:
+    """If some files could not be restored: say which, why and how they were left, on
+    stderr, and exit 1 (``listed``: the reasons of several were printed already)."""
+    if not r.failed:
+        return
+    failed = sorted(r.failed.items())
+    if len(failed) == 1:
+        p, exc = failed[0]
+        left = "left as it was" if r.paths else "not checked out"
+        fail(
+            f"could not restore {quoted(p)}: {exc}; it is {left}, the other files were "
+            f"restored{'' if r.paths else '; `dvfs checkout HEAD PATH` tries again'}"
+        )
+    names = ", ".join(quoted(p) for p, _ in failed[:10])
+    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+    if not listed:
+        for p, exc in failed:
+            click.echo(f"  {quoted(p)}: {escape_text(str(exc))}", err=True)
+    left = "left as they were" if r.paths else "not checked out"
+    fail(
+        f"could not restore {len(failed)} files ({names}{more}): they are {left}, the other "
+        f"files were restored{'' if r.paths else '; `dvfs checkout HEAD PATH` tries again'}"
+    )
+
+
+@click.command(cls=DvfsCommand, name="checkout")
+@click.argument("rev", required=False)
+@click.argument("paths", nargs=-1)
+@click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@click.option("--lock", "from_lock", is_flag=True, help="Restore the version dvfs.lock names.")
+@click.option(
+    "-b", "new_branch", metavar="NAME", help="Start branch NAME at REV (as dvfs switch -c)."
+)  # fmt: skip
+@OFFLINE
+@YES
+@AS_JSON
+def checkout_cmd(
+    rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool,
+    new_branch: str | None, offline: bool, yes: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Restore the working tree (or only PATHS) to version REV.
+
+    Data not in the local store is downloaded from the default remote first.
+
+    \b
+    Examples:
+      dvfs checkout v1
+      dvfs checkout HEAD data/labels.csv
+      dvfs checkout -b fix v1    # as dvfs switch -c fix v1
+      dvfs checkout --lock       # after a git checkout
+    """
+    if from_lock and (rev or paths or new_branch):
+        raise UsageError("--lock takes no revision, paths or -b")
+    if new_branch is not None and paths:
+        raise UsageError("-b starts a branch of the whole working tree: give no PATHs")
+    repo = repo_here()
+    with workers() as w:
+        if new_branch is not None:
+            r = checkout.switch_create(
+                repo, new_branch, rev, w, force=force, warn=warn, offline=offline, yes=yes
+            )
+        else:
+            r = checkout.checkout(
+                repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn,
+                offline=offline, yes=yes,
+            )  # fmt: skip
+    report_checkout(r, as_json)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--staged", "-S", is_flag=True, help="Unstage: set the index back to HEAD.")
+@click.option(
+    "--worktree", "-W", is_flag=True,
+    help="Restore the working files (the default; with --staged, both).",
+)  # fmt: skip
+@click.option("--source", "-s", metavar="REV", help="Take the content from REV instead.")
+@click.option("--ours", "side", flag_value="ours", help="In a merge: this branch's side.")
+@click.option("--theirs", "side", flag_value="theirs", help="In a merge: the merged side.")
+@OFFLINE
+@YES
+@AS_JSON
+def restore(
+    paths: tuple[str, ...], staged: bool, worktree: bool, source: str | None, side: str | None,
+    offline: bool, yes: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Undo changes to PATHS: discard working changes, or unstage with --staged.
+
+    Without --staged, the working files take the staged content again (or REV's with
+    --source): changes not staged are discarded, deleted files come back. With
+    --staged, the index takes HEAD's content (or REV's) and the files stay as they
+    are. Nothing is deleted, and an untracked file is never overwritten.
+
+    During a merge, --ours, --theirs and --source stage the content too and mark the
+    conflicts at PATHS settled (a side that deleted a path deletes the file).
+
+    \b
+    Examples:
+      dvfs restore data/labels.csv          # discard the changes not staged
+      dvfs restore --staged data/           # unstage, keep the files
+      dvfs restore --source v1 data/x.csv   # the file as it was at v1
+      dvfs restore --theirs data/x.csv      # in a merge: settle a conflict
+    """
+    from vfs import merge
+
+    repo = repo_here()
+    if side is not None and source is not None:
+        raise UsageError("--source and --ours/--theirs both choose the content: give one")
+    in_merge = merging.live(repo.dir, repo.refs) is not None
+    settling = side is not None or (in_merge and source is not None and not staged)
+    with workers() as w:
+        if settling:
+            r = merge.resolve(
+                repo, paths, w, source=side or str(source), warn=warn, offline=offline, yes=yes
+            )
+        else:
+            r = checkout.restore(
+                repo, paths, w, staged=staged, worktree=worktree or None, source=source,
+                offline=offline, yes=yes, warn=warn,
+            )  # fmt: skip
+    if as_json:
+        emit_json(
+            {"source": r.source, "unstaged": r.unstaged, "written": r.written,
+             "unchanged": r.unchanged, "fetched": r.fetched,
+             "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())}}
+        )  # fmt: skip
+    else:
+        done = []
+        if staged:
+            done.append(f"unstaged {count(r.unstaged, 'path')}")
+        if not staged or worktree:
+            done.append(f"{r.written} written, {r.unchanged} unchanged")
+        if settling:
+            done.append("staged, conflicts there settled")
+        fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
+        source = r.source if r.source == "the index" else quoted(r.source)
+        click.echo(f"restored from {source}: {', '.join(done)}{fetched}")
+    if r.failed:
+        report = checkout.CheckoutReport(r.source, None, paths=True, failed=r.failed)
+        checkout_failures(report)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("name")
+@click.argument("rev", required=False)
+@click.option("-c", "--create", is_flag=True, help="Create branch NAME at REV (default HEAD).")
+@click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@OFFLINE
+@YES
+@AS_JSON
+def switch(
+    name: str, rev: str | None, create: bool, force: bool, offline: bool, yes: bool, as_json: bool
+) -> None:
+    """Switch to branch NAME and restore its latest version.
+
+    With -c, create NAME first, at REV (default HEAD), as git switch -c does: at HEAD
+    every local change stays; if the switch is refused, the new branch is deleted.
+
+    \b
+    Examples:
+      dvfs switch main
+      dvfs switch -c fix v1
+    """
+    if rev is not None and not create:
+        raise UsageError(f"switch takes a branch; to start one at {rev}: dvfs switch -c NAME {rev}")
+    repo = repo_here()
+    with workers() as w:
+        if create:
+            r = checkout.switch_create(
+                repo, name, rev, w, force=force, warn=warn, offline=offline, yes=yes
+            )
+        else:
+            r = checkout.switch(repo, name, w, force=force, warn=warn, offline=offline, yes=yes)
+    report_checkout(r, as_json)
+
+
+@click.command(cls=DvfsCommand, name="merge")
+@click.argument("rev", required=False)
+@click.option("--ours", "side", flag_value="ours", help="Settle every conflict with this side.")
+@click.option("--theirs", "side", flag_value="theirs", help="Settle every conflict with REV's.")
+@click.option("-m", "--message", type=FreeText(), help="Message of the merge version.")
+@click.option("--abort", is_flag=True, help="Give up the merge in progress.")
+@OFFLINE
+@AS_JSON
+def merge_cmd(
+    rev: str | None, side: str | None, message: str | None, abort: bool, offline: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Merge REV into the current branch (a version with two parents).
+
+    Paths changed on one side only are combined; a path both sides changed is a
+    conflict: the merge stops, listing them, until each is settled with `dvfs
+    restore --ours PATH` or `--theirs PATH` (or edited and `dvfs add`ed); then `dvfs
+    commit` records the merge. --ours/--theirs here settle every conflict at once.
+
+    \b
+    Examples:
+      dvfs merge origin/main
+      dvfs merge exp/lr-sweep --theirs -m "take the sweep's outputs"
+      dvfs merge --abort
+    """
+    from vfs import merge
+
+    repo = repo_here()
+    if abort:
+        if rev or side or message:
+            raise UsageError("--abort takes no revision, side or message")
+        with workers() as w:
+            r = merge.abort(repo, w, warn)
+        if as_json:
+            emit_json({"aborted": True, "checkout": checkout_json(r)})
+        else:
+            click.echo(f"merge aborted: {r.written} written, {r.deleted} deleted")
+        return
+    if rev is None:
+        raise UsageError("say what to merge: dvfs merge REV (or --abort)")
+    if message is not None:
+        version_params.message(message)
+    with workers() as w:
+        m = merge.merge(repo, rev, w, side=side, message=message, warn=warn, offline=offline)
+    if as_json:
+        emit_json(
+            {"outcome": m.outcome, "version": m.label, "id": m.oid.hex(), "written": m.written,
+             "deleted": m.deleted, "fetched": m.fetched,
+             "conflicts": [{"path": show(c.path), "ours": merge.describe_side(c.ours),
+                            "theirs": merge.describe_side(c.theirs)} for c in m.conflicts],
+             "not_checked_out": [show(p) for p in m.not_checked_out]}
+        )  # fmt: skip
+        if m.conflicts:
+            sys.exit(1)
+        return
+    if m.outcome == "up to date":
+        click.echo(f"already up to date: {quoted(rev)} is in {quoted(m.label)}")
+        return
+    done = f"{m.written} written, {m.deleted} deleted"
+    if m.not_checked_out:
+        done += f", {count(len(m.not_checked_out), 'file')} not checked out (data unavailable)"
+    if m.outcome == "fast-forward":
+        click.echo(f"fast-forward to {quoted(m.label)} {m.oid.hex()[:10]}: {done}")
+        return
+    if m.outcome == "merged":
+        click.echo(f"{quoted(m.label)} {m.oid.hex()[:10]}: merged {quoted(rev)}; {done}")
+        return
+    n = len(m.conflicts)
+    click.echo(f"merging {quoted(rev)}: {done}; {count(n, 'conflict')} (changed on both sides):")
+    width = min(60, max(len(quoted(c.path)) for c in m.conflicts))
+    for c in m.conflicts:
+        click.echo(
+            f"  {quoted(c.path):<{width}}  ours: {conflict_side(c.ours)}   "
+            f"theirs: {conflict_side(c.theirs)}"
+        )
+    click.echo(
+        "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "
+        "it and `dvfs add PATH`), then `dvfs commit -m MSG`; `dvfs merge --abort` gives up."
+    )
+    sys.exit(1)

@@ -1,0 +1,149 @@
+"""``dvfs diff``: two versions, a version and the working tree, or rows of a table."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vfs import browse, settings
+from vfs.cli.history import RevsThenPaths, param_text, revs_and_paths
+from vfs.cli.options import AS_JSON, ROWS_SHOWN
+from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
+from vfs.cli.status import change_line
+from vfs.codec import Kind
+from vfs.diff import ParamChange, summary
+from vfs.errors import UsageError
+from vfs.quoting import quote_name
+from vfs.repo import Repository
+from vfs.worktree import show
+
+
+@click.command(name="diff", cls=RevsThenPaths)
+@click.argument("targets", nargs=-1, metavar="[REV [REV]] [[--] PATH...]")
+@click.option("--stat", "stat_only", is_flag=True, help="Only counts and sizes.")
+@click.option("--name-only", is_flag=True, help="Only the changed paths, one a line.")
+@click.option(
+    "--rows", is_flag=True,
+    help="Compare the rows of one CSV, TSV, JSON Lines or Parquet file (needs dvfs[tables]).",
+)  # fmt: skip
+@click.option("--key", metavar="COL[,COL]", help="With --rows: match rows by these columns.")
+@click.option(
+    "--limit", type=click.IntRange(min=0), metavar="N",
+    help=f"With --rows: show at most N rows (default {ROWS_SHOWN}).",
+)  # fmt: skip
+@AS_JSON
+@click.pass_context
+def diff_cmd(
+    ctx: click.Context, targets: tuple[str, ...], stat_only: bool, name_only: bool,
+    rows: bool, key: str | None, limit: int | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Show added, removed, modified and renamed files, and changed parameters.
+
+    No REV: HEAD against the working tree; one REV: REV against the working tree;
+    two: the first against the second, parameters included. PATHs limit it to what
+    is at or below them.
+
+    --rows compares the rows of one data file: schema changes, counts, then rows
+    added, removed and (with --key) changed, column by column.
+
+    \b
+    Examples:
+      dvfs diff                  # HEAD against the working tree
+      dvfs diff v1 v2 --stat
+      dvfs diff v1 v2 data/labels.csv images/
+      dvfs diff v1 v2 --json
+      dvfs diff v1 v2 data/train.csv --rows --key id
+    """
+    repo = repo_here()
+    revs, paths = revs_and_paths(repo, ctx, targets, 2)
+    if rows or key is not None or limit is not None:
+        row_diff(repo, revs, paths, rows, key, limit, stat_only or name_only, as_json)
+        return
+    unreadable: list[bytes] = []  # each named in a warning
+    with workers() as w:
+        changes = browse.diff(repo, revs, w, warn, unreadable, paths)
+    params = [] if paths else browse.diff_params(repo, revs)  # PATHs ask about files
+    s = summary(changes)
+    if as_json:
+        emit_json(browse.diff_json(changes, params, stat_only))
+    elif name_only:
+        for c in changes:
+            click.echo(quoted(c.path) + ("/" if c.kind == "dir" else ""))
+    else:
+        if not stat_only:
+            for c in changes:
+                click.echo(change_line(c))
+            for pc in params:
+                click.echo(param_line(pc))
+        n = len(params)
+        changed = f", {n} parameter{'s' if n != 1 else ''} changed" if n else ""
+        click.echo(
+            f"{s['added']} added, {s['removed']} removed, {s['modified']} modified, "
+            f"{s['renamed']} renamed (+{human(s['bytes_added'])}, -{human(s['bytes_removed'])})"
+            f"{changed}"
+        )
+    if unreadable:
+        sys.exit(1)
+
+
+def row_diff(
+    repo: Repository, revs: list[str], paths: list[bytes], rows: bool, key: str | None,
+    limit: int | None, other_format: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """``dvfs diff --rows``: the rows of one data file (see vfs.tables.rowdiff)."""
+    if not rows:
+        raise UsageError("--key and --limit go with --rows")
+    if other_format:
+        raise UsageError("--rows shows rows: leave out --stat and --name-only")
+    if len(paths) != 1:
+        raise UsageError("--rows compares one file: give its PATH after the revisions")
+    columns = [c.strip() for c in key.split(",")] if key is not None else []
+    if any(not c for c in columns):
+        raise UsageError(f"--key {quote_name(key or '')} holds an empty column name")
+    try:  # the engine is an optional dependency: only --rows loads it
+        from vfs.tables import render, rowdiff
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("duckdb", "_duckdb"):
+            raise
+        raise UsageError(
+            "--rows needs the table engine: pip install 'dvfs[tables]' (DuckDB)"
+        ) from None
+    fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
+    result = rowdiff.diff_path(
+        repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
+        columns, ROWS_SHOWN if limit is None else limit, settings.threads(),
+    )  # fmt: skip
+    if as_json:
+        emit_json(render.as_json(result))
+        return
+    for line in render.lines(result):
+        click.echo(line)
+
+
+def fetch_versions_of(repo: Repository, revs: list[str], path: bytes, command: str) -> None:
+    """Download the chunks of ``path`` at ``revs`` that the local store lacks (vfs.ondemand)."""
+    from vfs import ondemand
+
+    hist = repo.history
+    items = []
+    for rev in revs:
+        e = hist.lookup(hist.version(hist.resolve(rev)).tree, path)
+        if e is not None and e.kind == Kind.FILE:
+            items.append((path, e))
+    with workers() as w:
+        got = ondemand.ensure_local(
+            repo, items, w, command=command, gets_them=f"dvfs pull {revs[0]} {show(path)}"
+        )
+    for why in got.unavailable.values():
+        fail(f"cannot read {quoted(path)}: {why}")
+
+
+def param_line(c: ParamChange) -> str:
+    """One line of ``dvfs diff`` for a parameter."""
+    name = quote_name(c.name)
+    if c.status == "added":
+        return f"param added:    {name} = {param_text(c.new)}"
+    if c.status == "removed":
+        return f"param removed:  {name} = {param_text(c.old)}"
+    return f"param changed:  {name}: {param_text(c.old)} -> {param_text(c.new)}"

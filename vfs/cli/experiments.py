@@ -1,0 +1,364 @@
+"""``dvfs params``, ``metrics``, ``compare`` and ``exp``: comparing runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
+from vfs.cli.output import emit_json, quoted, warn, workers
+from vfs.cli.pipeline import history_of, path_arg, plain_table, say_to, stage_output
+from vfs.errors import UsageError
+from vfs.quoting import escape_text, quote_name
+
+
+def _sides(revs: tuple[str, ...], repo: Any) -> tuple[Any, Any]:
+    """(old, new) of a diff: each a version id, or None for the working tree."""
+    if len(revs) > 2:
+        raise UsageError("give at most two revisions")
+    hist = repo.history
+    old = hist.resolve(revs[0] if revs else "HEAD")
+    new = hist.resolve(revs[1]) if len(revs) == 2 else None
+    return old, new
+
+
+def _side_label(repo: Any, oid: Any) -> str:
+    return "workspace" if oid is None else repo.history.label(oid)
+
+
+@click.group(cls=DvfsGroup, name="params")
+def params_group() -> None:
+    """Compare the parameters of versions and of the working tree.
+
+    \b
+    Examples:
+      dvfs params diff
+      dvfs params diff v3 v5 --all
+    """
+
+
+@params_group.command(name="diff")
+@click.argument("revs", nargs=-1, metavar="[REV [REV]]")
+@click.option("--all", "everything", is_flag=True, help="Also the parameters that did not change.")
+@AS_JSON
+def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
+    """Parameters that differ: HEAD (or REV) against the working tree, or two versions.
+
+    A version's parameters are those of `commit --param` and those its pipeline's
+    runs read (params.yaml keys by name, other files as FILE:KEY).
+
+    \b
+    Examples:
+      dvfs params diff
+      dvfs params diff v3
+      dvfs params diff v3 v5 --all --json
+    """
+    from vfs.pipeline import report, workspace
+
+    ws = workspace.find()
+    repo = history_of(ws)
+    old, new = _sides(revs, repo)
+    a = report.version_params(repo.history.version(old))
+    if new is None:
+        b, notes = report.work_params(ws, workspace.load_pipeline(ws)[0])
+        for n in notes:
+            warn(n)
+    else:
+        b = report.version_params(repo.history.version(new))
+    changes = report.diff(a, b, everything)
+    left, right = _side_label(repo, old), _side_label(repo, new)
+    if as_json:
+        emit_json({
+            "old": left, "new": right,
+            "params": [{"name": c.name, "old": c.old, "new": c.new, "changed": c.changed}
+                       for c in changes],
+        })  # fmt: skip
+        return
+    if changes:
+        rows = [[quote_name(c.name), report.shown(c.old), report.shown(c.new)] for c in changes]
+        plain_table(["Param", left, right], rows)
+
+
+@click.group(cls=DvfsGroup, name="metrics")
+def metrics_group() -> None:
+    """Show or compare the metrics files of stages, in versions and the working tree.
+
+    \b
+    Examples:
+      dvfs metrics show
+      dvfs metrics diff v3
+    """
+
+
+@metrics_group.command(name="show")
+@click.argument("revs", nargs=-1, metavar="[REV...]")
+@AS_JSON
+def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
+    """The metrics of the working tree's stages, or of versions REV...
+
+    \b
+    Examples:
+      dvfs metrics show
+      dvfs metrics show v3 v4 HEAD --json
+    """
+    from vfs.pipeline import report, workspace
+
+    ws = workspace.find()
+    sides: list[tuple[str, dict[bytes, dict[str, Any]]]] = []
+    notes: list[str] = []
+    if not revs:
+        m, notes = report.work_metrics(ws, workspace.load_pipeline(ws)[0])
+        sides.append(("workspace", m))
+    else:
+        hist = history_of(ws).history
+        for r in revs:
+            v = hist.version(hist.resolve(r))
+            m, why = report.version_metrics(hist, v)
+            notes += why
+            sides.append((r, m))
+    for n in notes:
+        warn(n)
+    if as_json:
+        emit_json({
+            label: {os.fsdecode(f): kv for f, kv in m.items()} for label, m in sides
+        })  # fmt: skip
+        return
+    keys = sorted({(f, k) for _, m in sides for f, kv in m.items() for k in kv})
+    if not keys:
+        click.echo("no metrics (a stage lists its metrics files under metrics:)")
+        return
+    rows = [
+        [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k)) for _, m in sides)]
+        for f, k in keys
+    ]
+    plain_table(["Path", "Metric", *(escape_text(label) for label, _ in sides)], rows)
+
+
+@metrics_group.command(name="diff")
+@click.argument("revs", nargs=-1, metavar="[REV [REV]]")
+@click.option("--all", "everything", is_flag=True, help="Also the metrics that did not change.")
+@AS_JSON
+def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
+    """Metrics that differ: HEAD (or REV) against the working tree, or two versions.
+
+    \b
+    Examples:
+      dvfs metrics diff
+      dvfs metrics diff v3 v5 --json
+    """
+    from vfs.pipeline import report, workspace
+
+    ws = workspace.find()
+    repo = history_of(ws)
+    hist = repo.history
+    old, new = _sides(revs, repo)
+    a, notes = report.version_metrics(hist, hist.version(old))
+    if new is None:
+        b, more = report.work_metrics(ws, workspace.load_pipeline(ws)[0])
+    else:
+        b, more = report.version_metrics(hist, hist.version(new))
+    for n in [*notes, *more]:
+        warn(n)
+    bare = report.metric_names([a, b])
+    changes = report.diff(report.flat_metrics(a, bare), report.flat_metrics(b, bare), everything)
+    left, right = _side_label(repo, old), _side_label(repo, new)
+    if as_json:
+        emit_json({
+            "old": left, "new": right,
+            "metrics": [{"name": c.name, "old": c.old, "new": c.new, "change": c.delta}
+                        for c in changes],
+        })  # fmt: skip
+        return
+    rows = [
+        [quote_name(c.name), report.shown(c.old), report.shown(c.new),
+         "-" if c.delta is None else f"{c.delta:+.6g}"]
+        for c in changes
+    ]  # fmt: skip
+    if rows:
+        plain_table(["Metric", left, right, "Change"], rows)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("revs", nargs=-1, metavar="[REV...]")
+@click.option("--params", "only_params", is_flag=True, help="Parameter columns only.")
+@click.option("--metrics", "only_metrics", is_flag=True, help="Metric columns only.")
+@click.option(
+    "--sort", "sort_by", metavar="NAME", help="Sort by a metric or parameter (-NAME: descending)."
+)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, for spreadsheets.")
+@AS_JSON
+def compare(
+    revs: tuple[str, ...], only_params: bool, only_metrics: bool, sort_by: str | None,
+    as_csv: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """One row per version or experiment, one column per parameter and metric.
+
+    Without REVs: the versions of the current branch, newest first, and every
+    experiment (`dvfs exp run`).
+
+    \b
+    Examples:
+      dvfs compare
+      dvfs compare v3 v4 exp/lr02 --sort -acc
+      dvfs compare --metrics --csv > runs.csv
+    """
+    from vfs.pipeline import report, workspace
+
+    if as_csv and as_json:
+        raise UsageError("--csv and --json ask for two formats: give one")
+    repo = history_of(workspace.find())
+    hist = repo.history
+    notes: list[str] = []
+    chosen = [(r, hist.resolve(r)) for r in revs] or report.default_choice(hist, repo.refs)
+    done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes)
+    for n in notes:
+        warn(n)
+    if as_json:
+        emit_json(report.compare_json(done))
+        return
+    pcols, mcols, table = done.params, done.metrics, done.rows
+    headers = ["rev", "created", "message", *pcols, *mcols]
+    if as_csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(headers)
+        for r, cells in table:
+            w.writerow([r.label, r.created, r.message, *(
+                "" if v is None else v if isinstance(v, (int, float, str)) else json.dumps(v)
+                for v in cells.values()
+            )])  # fmt: skip
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(show_edge=False, pad_edge=False, header_style="bold")
+    for h in ["rev", "created", "message"]:
+        t.add_column(h, no_wrap=True, overflow="ellipsis", max_width=40 if h == "message" else None)
+    for k in pcols:
+        t.add_column(escape_text(k), no_wrap=True, justify="right", style="cyan")
+    for k in mcols:
+        t.add_column(escape_text(k), no_wrap=True, justify="right", style="green")
+    for r, cells in table:
+        t.add_row(
+            Text(escape_text(r.label)), Text(r.created), Text(escape_text(r.message)),
+            *(Text(report.shown(v)) for v in cells.values()),
+        )  # fmt: skip
+    console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 1000)
+    console.print(t)
+
+
+@click.group(cls=DvfsGroup, name="exp")
+def exp_group() -> None:
+    """Experiments: the pipeline run with changed parameters, each a version of its own.
+
+    \b
+    Examples:
+      dvfs exp run -S train.lr=0.02 -n lr02
+      dvfs exp list
+    """
+
+
+@exp_group.command(name="run")
+@click.argument("stages", nargs=-1, metavar="[STAGE...]")
+@click.option(
+    "-S", "--set-param", "settings", multiple=True, metavar="[FILE:]KEY=VALUE",
+    help="Set a parameter (default file params.yaml), typed as YAML 1.2.",
+)  # fmt: skip
+@click.option("-n", "--name", help="The experiment's name (default exp-N): branch exp/NAME.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+    help="Stages run at once.",
+)  # fmt: skip
+@AS_JSON
+def exp_run(
+    stages: tuple[str, ...], settings: tuple[str, ...], name: str | None, jobs: int, as_json: bool
+) -> None:
+    """Reproduce the pipeline with changed parameters on a branch exp/NAME.
+
+    The current branch, the working tree and the staging index are left as they
+    are: the stages run in a working tree of their own, made from what they read
+    in this one, and the result is recorded as a version on exp/NAME.
+
+    \b
+    Examples:
+      dvfs exp run -S train.lr=0.02
+      dvfs exp run -S train.lr=0.05 -S config.json:model.depth=34 -n deep train
+      dvfs exp run -n quick --jobs 2 && dvfs switch exp/quick
+    """
+    from vfs.pipeline import experiments, report, workspace
+
+    ws = workspace.find()
+    output = stage_output(as_json)
+
+    def rel(f: str) -> bytes:
+        return path_arg(ws, f)
+
+    parsed = experiments.parse_settings(list(settings), rel)
+    with workers() as w:
+        done = experiments.run(
+            ws, parsed, name, list(stages), w, say_to(output, as_json), warn, output
+        )
+    hist = history_of(ws).history
+    v = hist.version(done.oid)
+    m, _ = report.version_metrics(hist, v)
+    metrics = report.flat_metrics(m, report.metric_names([m]))
+    if as_json:
+        emit_json({
+            "name": done.name, "branch": done.branch, "version": f"v{done.number}",
+            "id": done.oid.hex(), "ran": done.outcome.ran,
+            "restored": [s for s, _ in done.outcome.restored], "fresh": done.outcome.fresh,
+            "metrics": metrics,
+        })  # fmt: skip
+        return
+    shown = ", ".join(f"{quote_name(k)}={report.shown(val)}" for k, val in metrics.items())
+    click.echo(
+        f"experiment {quote_name(done.name)}: v{done.number} {done.oid.hex()[:10]} on branch "
+        f"{quote_name(done.branch)}" + (f"; metrics {shown}" if shown else "")
+    )
+
+
+@exp_group.command(name="list")
+@AS_JSON
+def exp_list(as_json: bool) -> None:
+    """The experiments: branch, version, base, parameters changed and metrics.
+
+    \b
+    Examples:
+      dvfs exp list
+      dvfs exp list --json
+    """
+    from vfs.pipeline import experiments, report, workspace
+    from vfs.pipeline.record import iso_ns
+
+    found = experiments.listing(workspace.find())
+    if as_json:
+        emit_json([
+            {"name": e.name, "branch": e.branch, "version": e.label, "id": e.oid.hex(),
+             "base": e.base, "created": iso_ns(e.created_ns) if e.created_ns else None,
+             "message": e.message,
+             "params": {k: {"old": a, "new": b} for k, (a, b) in e.changed.items()},
+             "metrics": e.metrics}
+            for e in found
+        ])  # fmt: skip
+        return
+    if not found:
+        click.echo("no experiments (`dvfs exp run -S KEY=VALUE` makes one)")
+        return
+    for e in found:
+        changed = ", ".join(
+            f"{quote_name(k)} {report.shown(a)} -> {report.shown(b)}"
+            for k, (a, b) in e.changed.items()
+        )
+        metrics = ", ".join(f"{quote_name(k)}={report.shown(v)}" for k, v in e.metrics.items())
+        base = f" from {e.base}" if e.base else ""
+        click.echo(f"{quote_name(e.branch)}  {e.label}{base}  {escape_text(e.message)}")
+        if changed:
+            click.echo(f"    params: {changed}")
+        if metrics:
+            click.echo(f"    metrics: {metrics}")

@@ -1,0 +1,174 @@
+"""``dvfs install`` and the git hooks it installs (``dvfs hook``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from vfs.cli.checkout import report_checkout
+from vfs.cli.options import DvfsCommand
+from vfs.cli.output import quoted, repo_here, warn, workers
+from vfs.cli.sync import push, transfer_line
+from vfs.errors import NotARepository, UsageError
+from vfs.gitlink import find_shared_root, git_output
+from vfs.quoting import escape_text
+from vfs.repo import Repository
+
+
+def dvfs_root_here() -> Path:
+    """The root of the repository here, or of a git clone that has dvfs.toml but no store."""
+    try:
+        return repo_here().root
+    except NotARepository:
+        root = find_shared_root(Path.cwd())
+        if root is None:
+            raise
+        return root
+
+
+def hook_list(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+@click.command(cls=DvfsCommand)
+@click.option("--uninstall", is_flag=True, help="Remove what `dvfs install` added.")
+def install(uninstall: bool) -> None:
+    """Add git hooks, so that the data follows `git checkout`, `git pull` and `git push`.
+
+    post-checkout and post-merge run `dvfs checkout --lock` when dvfs.lock changed;
+    pre-push offers `dvfs push` when a commit being pushed names a version the dvfs
+    remote lacks (it asks on the terminal; without one it only says so). Hooks that
+    were there are kept and run first.
+
+    \b
+    Examples:
+      dvfs install
+      dvfs install --uninstall
+    """
+    import shutil
+
+    from vfs import githooks
+
+    root = dvfs_root_here()
+    if uninstall:
+        done = githooks.uninstall(root)
+        if done.removed or done.written:
+            changed = hook_list(done.removed + done.written)
+            click.echo(
+                f"removed dvfs from the git hooks {changed} in {quoted(str(done.hooks_dir))}"
+            )
+        else:
+            click.echo("no git hook of this repository to remove")
+        if done.restored:
+            click.echo(f"put back the hooks it had chained: {hook_list(done.restored)}")
+        for name in done.foreign:
+            warn(f"{name} was left alone: dvfs did not write it")
+        return
+    done = githooks.install(root)
+    where = quoted(str(done.hooks_dir))
+    if done.written:
+        click.echo(f"installed the git hooks {hook_list(done.written)} in {where}")
+    else:
+        click.echo(f"the git hooks are already installed in {where}")
+    if done.chained:
+        click.echo(f"kept the hooks that were there, run first: {hook_list(done.chained)}")
+    if shutil.which("dvfs") is None:
+        warn("the dvfs command is not on PATH, where the git hooks look for it: add it there")
+
+
+HOOK_INPUT_LIMIT = 1 << 20  # bytes of a pre-push hook's input read
+
+
+@click.command(cls=DvfsCommand, name="hook", hidden=True)
+@click.argument("name", type=click.Choice(["post-checkout", "post-merge", "pre-push"]))
+@click.option("--in", "dirs", multiple=True, help="A dvfs repository, from the work tree's top.")
+@click.argument("args", nargs=-1)
+@click.pass_context
+def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[str, ...]) -> None:
+    """Run the dvfs part of a git hook (the hooks `dvfs install` writes call it).
+
+    \b
+    Examples:
+      dvfs hook post-checkout --in . -- OLD-COMMIT NEW-COMMIT 1
+    """
+    from vfs import githooks
+
+    top = Path(git_output(Path.cwd(), "rev-parse", "--show-toplevel") or Path.cwd())
+    if name == "pre-push":
+        lines = sys.stdin.read(HOOK_INPUT_LIMIT).splitlines()
+        pre_push(ctx, top, dirs, githooks.pushed_commits(lines))
+        return
+    if name == "post-checkout":
+        if len(args) != 3 or args[2] != "1":  # a checkout of files, not of a commit
+            return
+        old, new = args[0], args[1]
+    else:
+        old, new = "ORIG_HEAD", "HEAD"
+    for d in dirs:
+        root = top / d
+        if not (root / ".dvfs").is_dir():
+            if (root / "dvfs.lock").exists():
+                where = "this clone" if d == "." else quoted(d)
+                click.echo(f"dvfs: {where} has no data yet: run `dvfs pull` to get it", err=True)
+            continue
+        if githooks.lock_changed(top, d, old, new):
+            where = "" if d == "." else f" of {quoted(d)}"
+            click.echo(f"dvfs: dvfs.lock{where} changed: restoring the data it names", err=True)
+            with workers() as w:
+                done = githooks.follow_lock(Repository(root), w)
+            if done.transfer is not None:
+                click.echo(transfer_line(f"downloaded from {done.fetched_from}:", done.transfer))
+            report_checkout(done.checkout)
+
+
+def ask_on_terminal(question: str) -> bool | None:
+    """The answer to a yes/no question asked on the terminal; None if there is none."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:  # no controlling terminal: an IDE, CI, a cron job
+        return None
+    with open(fd, "rb", buffering=0) as tty:
+        os.write(fd, question.encode())
+        answer = tty.readline(256).decode(errors="replace").strip().lower()
+    return answer in ("", "y", "yes")
+
+
+def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list[str]) -> None:
+    """Offer `dvfs push` for the versions the pushed commits' dvfs.lock name, if missing."""
+    from vfs import githooks
+    from vfs.remote import config as remotes
+
+    missing = []
+    for d in dirs:
+        root = top / d
+        if not (root / ".dvfs").is_dir():
+            continue
+        repo = Repository(root)
+        for commit in commits:
+            ptr = githooks.lock_at(top, d, commit)
+            if ptr is None:
+                continue
+            try:
+                spec = remotes.get_remote(repo, None)
+            except UsageError as exc:
+                warn(f"{d}: {exc}: teammates cannot get the data dvfs.lock names")
+                break
+            if githooks.needs_push(repo, spec.name, ptr):
+                missing.append((d, root, spec.name, ptr))
+    if not missing:
+        return
+    names = "; ".join(
+        f"{quoted(p.branch)} v{p.number}{'' if d == '.' else f' of {quoted(d)}'} on {quoted(s)}"
+        for d, _, s, p in missing
+    )
+    what = f"the commits being pushed name data the dvfs remote does not have: {names}"
+    answer = ask_on_terminal(f"dvfs: {escape_text(what)}. Push it now? [Y/n] ")
+    if not answer:
+        warn(f"{what}; pushed without it: teammates' `dvfs pull` fails until `dvfs push`")
+        return
+    for _, root, remote_name, ptr in missing:
+        os.chdir(root)
+        ctx.invoke(push, branches=(ptr.branch,), remote_name=remote_name)

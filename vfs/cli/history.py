@@ -1,0 +1,385 @@
+"""``dvfs log``, ``show``, ``ls`` and ``cat``: looking at versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat as statmod
+import sys
+from typing import Any
+
+import click
+
+from vfs import browse
+from vfs.cli.options import AS_JSON, OFFLINE, DvfsCommand
+from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, workers
+from vfs.codec import Entry, Kind
+from vfs.diff import flat_params
+from vfs.errors import DvfsError, RevisionNotFound, UsageError
+from vfs.quoting import escape_text, quote_name
+from vfs.repo import Repository
+from vfs.worktree import show
+
+DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
+REVISION_LIKE = re.compile(r"^(v\d+|HEAD|.*~\d*)$")  # never taken for a path by mistake
+
+
+class RevsThenPaths(DvfsCommand):
+    """A command taking ``[REV...] [--] [PATH...]``: it notes how many arguments followed
+    ``--`` (click drops the ``--`` itself), which are paths whatever they look like."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as usual, after counting what follows ``--``."""
+        if "--" in args:
+            ctx.meta[DASHDASH] = len(args) - args.index("--") - 1
+        return super().parse_args(ctx, args)
+
+
+def revs_and_paths(
+    repo: Repository, ctx: click.Context, args: tuple[str, ...], most: int
+) -> tuple[list[str], list[bytes]]:
+    """Split ``[REV...] [--] [PATH...]`` into at most ``most`` revisions and paths.
+
+    After ``--`` every argument is a path. Before it, leading arguments that name a
+    revision are revisions and the rest paths, which must exist in the working tree
+    or in HEAD, as git asks: a name that is both is ambiguous, and one that is
+    neither is an error rather than an empty answer.
+    """
+    after = ctx.meta.get(DASHDASH)
+    head = repo.history.head_id()
+    at_most = "one revision" if most == 1 else "two revisions"
+    if after is not None:
+        cut = len(args) - after
+        revs, rest = list(args[:cut]), list(args[cut:])
+        if len(revs) > most:
+            raise UsageError(f"give at most {at_most} before --")
+        for r in revs:
+            repo.history.resolve(r)  # RevisionNotFound, with close names
+        return revs, [repo.rel(a) for a in rest]
+    revs = []
+    rest = list(args)
+    while rest and len(revs) < most and is_revision(repo, rest[0]):
+        if os.path.lexists(rest[0]):
+            raise UsageError(
+                f"{quoted(rest[0])} is both a revision and a path: write `-- {rest[0]}` "
+                f"for the path, or `{rest[0]} --` for the revision"
+            )
+        revs.append(rest.pop(0))
+    paths = []
+    for a in rest:
+        rel = repo.rel(a)
+        known = os.path.lexists(a) or (
+            head is not None and repo.history.lookup(repo.history.version(head).tree, rel)
+        )
+        if not known and is_revision(repo, a):
+            raise UsageError(f"{ctx.command_path} takes at most {at_most}")
+        if not known:
+            if REVISION_LIKE.match(a):  # v9, HEAD~5: meant as a revision, whatever else
+                repo.history.resolve(a)  # RevisionNotFound, saying what exists
+            close = close_revisions(repo, a)
+            like = f"; did you mean: {', '.join(close)}" if close else ""
+            raise UsageError(
+                f"{quoted(a)} is neither a revision nor a path of the working tree or HEAD"
+                f"{like} (a path that existed in an older version: write `-- {a}`)"
+            )
+        paths.append(rel)
+    return revs, paths
+
+
+def close_revisions(repo: Repository, arg: str) -> list[str]:
+    """Names close to ``arg`` that do name versions (a mistyped tag or branch)."""
+    try:
+        repo.history.resolve(arg)
+    except RevisionNotFound as exc:
+        return exc.candidates
+    except DvfsError:
+        pass
+    return []
+
+
+def is_revision(repo: Repository, arg: str) -> bool:
+    """True if ``arg`` names a version."""
+    try:
+        repo.history.resolve(arg)
+    except DvfsError:
+        return False
+    return True
+
+
+def param_text(value: Any) -> str:
+    """A parameter's value on one line: text as it is, anything else as compact JSON."""
+    if isinstance(value, str):
+        return escape_text(value)
+    return escape_text(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+
+
+@click.command(cls=RevsThenPaths)
+@click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
+@click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
+@click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
+@click.option("--oneline", is_flag=True, help="One line a version: number, id, names, message.")
+@click.option("--graph", is_flag=True, help="Every version below, merges drawn as a graph.")
+@AS_JSON
+@click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
+@click.pass_context
+def log(
+    ctx: click.Context, targets: tuple[str, ...], limit: int | None, with_params: bool,
+    oneline: bool, graph: bool, as_json: bool, remote_name: str | None,
+) -> None:  # fmt: skip
+    """List versions, newest first, with their tags and branches.
+
+    With PATHs, only the versions that changed something at or below them.
+
+    \b
+    Examples:
+      dvfs log
+      dvfs log -n 5 main
+      dvfs log --params
+      dvfs log -- data/labels.csv
+      dvfs log --remote origin
+      dvfs log --graph --oneline       # merges and the lines they join
+    """
+    from vfs import graph as drawing
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
+
+    repo = repo_here()
+    revs, paths = revs_and_paths(repo, ctx, targets, 1)
+    rev = revs[0] if revs else None
+    if remote_name is not None:
+        rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
+    if rev is None and repo.history.head_id() is None:
+        raise UsageError("no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`")
+    hist = repo.history
+    lines: list[drawing.GraphLine] = []
+    if graph:
+        if paths:
+            raise UsageError("--graph draws whole versions: give no PATH")
+        start = hist.head_id() if rev is None else hist.resolve(rev)
+        assert start is not None
+        lines = list(drawing.draw(drawing.topo_order(hist, start, limit)))
+        decor = browse.decorations(repo)
+        rows = []
+        for ln in lines:
+            if ln.oid is not None and ln.version is not None:
+                rows.append(browse.log_row(hist, decor, ln.oid, ln.version))
+    else:
+        rows = browse.log(repo, rev, limit, paths)
+    if as_json:
+        if graph:
+            drawn = iter(ln.prefix for ln in lines if ln.oid is not None)
+            for r in rows:
+                r["graph"] = next(drawn)
+        emit_json(rows)
+        return
+    if graph:
+        log_graph(lines, rows, oneline, with_params)
+        return
+    for r in rows:
+        git = (
+            f"  git {escape_text(r['git_commit'][:10])}{'+' if r['git_dirty'] else ''}"
+            if r["git_commit"]
+            else ""
+        )
+        refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
+        names = f"  ({', '.join(refs)})" if refs else ""
+        if oneline:
+            first = r["message"].split("\n", 1)[0]
+            click.echo(f"{r['version']:>5}  {r['id'][:10]}{names}  {escape_text(first)}")
+            continue
+        click.echo(
+            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
+            f"{git}{names}\n       {escape_text(r['message'])}"
+        )
+        if with_params:
+            for k, v in sorted(flat_params(r["parameters"])):
+                click.echo(f"       {quote_name(k)} = {param_text(v)}")
+
+
+def log_graph(
+    lines: list[Any], rows: list[dict[str, Any]], oneline: bool, with_params: bool
+) -> None:
+    """``dvfs log --graph``: each version's text beside its line of the drawing."""
+    by_id = {r["id"]: r for r in rows}
+    width = max((len(ln.prefix) for ln in lines), default=0) + 2
+    for ln in lines:
+        if ln.oid is None:
+            click.echo(ln.prefix)
+            continue
+        r = by_id[ln.oid.hex()]
+        refs = [f"tag: {quoted(t)}" for t in r["tags"]] + [quoted(b) for b in r["branches"]]
+        names = f"  ({', '.join(refs)})" if refs else ""
+        merge = "  merge" if len(r["parents"]) > 1 else ""
+        pad = ln.prefix.ljust(width)
+        if oneline:
+            first = r["message"].split("\n", 1)[0]
+            click.echo(f"{pad}{r['version']}  {r['id'][:10]}{names}{merge}  {escape_text(first)}")
+            continue
+        bar = "".join(c if c in "|" else " " for c in ln.prefix.replace("*", "|")).ljust(width)
+        click.echo(
+            f"{pad}{r['version']}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
+            f"{names}{merge}"
+        )
+        click.echo(f"{bar}{escape_text(r['message'])}")
+        if with_params:
+            for k, v in sorted(flat_params(r["parameters"])):
+                click.echo(f"{bar}{quote_name(k)} = {param_text(v)}")
+
+
+@click.command(cls=DvfsCommand, name="show")
+@click.argument("rev", required=False)
+@click.option("--files", "list_files", is_flag=True, help="List every file (hash, size, origin).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "yaml", "json"]), default="text",
+    show_default=True, help="Output format (yaml and json always hold every file).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (--format json).")
+def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None:
+    """Show one version: metadata, parameters, what changed and its largest directories.
+
+    --files lists every file with its hash, size and the version it has had that
+    content since.
+
+    \b
+    Examples:
+      dvfs show
+      dvfs show v3 --files
+      dvfs show v3 --format yaml
+    """
+    if as_json and fmt not in ("text", "json"):
+        raise UsageError(f"--json and --format {fmt} ask for two formats: give one")
+    if rev is not None and ":" in rev:
+        raise UsageError(f"show takes a revision: `dvfs cat {rev}` prints a file of a version")
+    machine = as_json or fmt != "text"
+    repo = repo_here()
+    if fmt == "yaml":  # (the very text of a mount's .versions/meta/vN.yaml)
+        hist = repo.history
+        click.echo(browse.version_yaml(hist, hist.resolve(rev or "HEAD")), nl=False)
+        return
+    data = browse.show(repo, rev, files=machine or list_files)
+    if as_json or fmt == "json":
+        emit_json(data)
+        return
+    click.echo(f"version  {data['version']}  {data['id']}")
+    click.echo(f"author   {escape_text(data['author'])}")
+    click.echo(f"created  {data['created']}")
+    if data["git_commit"]:
+        dirty = " (dirty)" if data["git_dirty"] else ""
+        click.echo(f"git      {escape_text(data['git_commit'])}{dirty}")
+    for k, v in flat_params(data["parameters"]):
+        click.echo(f"param    {quote_name(k)} = {param_text(v)}")
+    click.echo(f"\n    {escape_text(data['message'])}\n")
+    t, c = data["totals"], data["changes"]
+    dirs = f"{t['directories']:,} director{'y' if t['directories'] == 1 else 'ies'}"
+    click.echo(f"{count(t['files'], 'file')}, {human(t['bytes'])} in {dirs}")
+    since = f"since {c['since']}" if c["since"] else "first version"
+    click.echo(
+        f"{since}: {c['added']:,} added, {c['modified']:,} modified, {c['removed']:,} removed, "
+        f"{c['renamed']:,} renamed (+{human(c['bytes_added'])}, -{human(c['bytes_removed'])})"
+    )
+    if list_files:
+        click.echo()
+        for path, f in data["files"].items():
+            if "link" in f:
+                target = quote_name(f["link"])
+                click.echo(f"  {'link':>10}  {f['added']:>5}  {quoted(path)} -> {target}")
+            else:
+                click.echo(
+                    f"  {human(f['size']):>10}  {f['added']:>5}  {f['hash'][:12]}  {quoted(path)}"
+                )
+        return
+    top = data["top_directories"]
+    where = f" in {quoted(top['in'])}/" if top["in"] else ""
+    if top["directories"]:
+        click.echo(f"\nlargest directories{where}:")
+        for d in top["directories"]:
+            click.echo(
+                f"  {human(d['bytes']):>10}  {files_count(d['files'])}  {quoted(d['path'])}/"
+            )
+        if top["more"]:
+            click.echo(f"  ... and {top['more']:,} more")
+    loose = top["loose"]
+    if loose["files"] and top["directories"]:
+        click.echo(
+            f"  {human(loose['bytes']):>10}  {files_count(loose['files'])}  "
+            f"{'directly in ' + quoted(top['in']) + '/' if top['in'] else 'at the top'}"
+        )
+    click.echo(f"\n(`dvfs show {escape_text(rev or 'HEAD')} --files` lists every file)")
+
+
+def files_count(n: int) -> str:
+    """``1 file``, ``12,345 files``, right-aligned for a table."""
+    return f"{n:>9,} file{'s' if n != 1 else ' '}"
+
+
+def mode_string(e: Entry) -> str:
+    """``ls -l`` style type and permission letters."""
+    kind = {Kind.DIR: statmod.S_IFDIR, Kind.SYMLINK: statmod.S_IFLNK}.get(e.kind, statmod.S_IFREG)
+    return statmod.filemode(kind | e.mode)
+
+
+@click.command(cls=DvfsCommand, name="ls")
+@click.argument("target", default="HEAD", metavar="REV[:DIR]")
+@click.option(
+    "-r", "--recursive", is_flag=True, help="Every file and link below DIR, by its path."
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def ls_cmd(target: str, recursive: bool, as_json: bool) -> None:
+    """List a directory of a version without checking it out.
+
+    \b
+    Examples:
+      dvfs ls
+      dvfs ls v2:data/images --json
+      dvfs ls -r v2:data          # every file below data/
+    """
+    rows = browse.ls(repo_here(), target, recursive)
+    if as_json:
+        emit_json(
+            [
+                {"name": show(n), "type": e.kind.name.lower(), "mode": oct(e.mode),
+                 "size": e.size, "mtime": browse.iso_time(e.mtime_ns),
+                 **({"target": show(e.target)} if e.kind == Kind.SYMLINK else {})}
+                for n, e in rows
+            ]
+        )  # fmt: skip
+        return
+    for name, e in rows:
+        suffix = "/" if e.kind == Kind.DIR else f" -> {quoted(e.target)}" if e.target else ""
+        click.echo(
+            f"{mode_string(e)}  {human(e.size):>10}  {browse.iso_time(e.mtime_ns)}  "
+            f"{quoted(name)}{suffix}"
+        )
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("target", metavar="REV:PATH")
+@OFFLINE
+def cat(target: str, offline: bool) -> None:
+    """Write a file of a version to standard output.
+
+    Data not in the local store is downloaded from the default remote first.
+
+    \b
+    Examples:
+      dvfs cat v1:data/labels.csv > labels-v1.csv
+    """
+    from vfs import ondemand
+
+    repo = repo_here()
+    rev = target.partition(":")[0] or "HEAD"
+
+    def fetch(path: bytes, e: Entry) -> None:
+        with workers() as w:
+            got = ondemand.ensure_local(
+                repo, [(path, e)], w, command=f"cat {target}",
+                gets_them=f"dvfs pull {rev} {show(path)}", offline=offline,
+            )  # fmt: skip
+        for why in got.unavailable.values():
+            fail(f"cannot show {quoted(path)}: {why}")
+
+    out = sys.stdout.buffer
+    for piece in browse.cat(repo, target, fetch):
+        out.write(piece)
+    out.flush()

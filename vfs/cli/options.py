@@ -1,0 +1,253 @@
+"""Parameter types, shared options and the command classes of the ``dvfs`` commands."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from vfs.errors import DvfsError, UsageError
+from vfs.quoting import escape_text, quote_name
+from vfs.repo import Repository
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+
+DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
+COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions
+ROWS_SHOWN = 20  # rows `dvfs diff --rows` shows unless --limit says otherwise
+
+
+class FreeText(click.types.StringParamType):
+    """Text that may be empty (a message); every other string parameter may not."""
+
+    name = "text"
+
+
+class NotEmpty(click.ParamType[Any]):
+    """A parameter's own type, refusing the empty string first.
+
+    ``dvfs rm "$DIR"`` with DIR unset once meant ``dvfs rm ""``: the current directory,
+    every tracked file in it removed. An empty value is refused while the command
+    line is parsed, before anything is done.
+    """
+
+    def __init__(self, inner: click.ParamType[Any]) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Refuse "" (one line, exit 2); hand anything else to the wrapped type."""
+        if value == "":
+            raise UsageError(empty_value(param))
+        return self.inner.convert(value, param, ctx)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        """The wrapped type's metavar (for help)."""
+        return self.inner.get_metavar(param, ctx)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        """Revisions, branches or files for the arguments that take them (``dvfs completion``)."""
+        from click.shell_completion import CompletionItem  # only when completing
+
+        if isinstance(param, click.Argument):
+            kind = COMPLETE.get(param.name or "") or COMPLETE.get(f"{ctx.info_name} {param.name}")
+            if kind == "file":
+                return [CompletionItem(incomplete, type="file")]
+            if kind == "revisions or files":  # files when no revision matches
+                return [CompletionItem(incomplete, type="file"), *complete_refs(kind, incomplete)]
+            if kind is not None:
+                return complete_refs(kind, incomplete)
+        return self.inner.shell_complete(ctx, param, incomplete)
+
+
+# What the shell completes for an argument, by its name (or "command name").
+COMPLETE = {
+    "rev": "revisions", "revs": "revisions", "target": "revisions", "names": "revisions",
+    "targets": "revisions or files",
+    "paths": "file",
+    "branches": "branches", "switch name": "branches",
+}  # fmt: skip
+
+
+def complete_refs(kind: str, incomplete: str) -> list[CompletionItem]:
+    """Branches (and, for revisions, HEAD, tags and remote branches) starting so."""
+    try:
+        refs = Repository.find().refs
+        names = refs.names("heads")
+        if kind.startswith("revisions"):
+            names = ["HEAD", *refs.names("tags"), *names, *refs.names("remotes")]
+    except (DvfsError, OSError):  # not in a repository: nothing to offer
+        return []
+    from click.shell_completion import CompletionItem  # only when completing
+
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+_ONE = {"paths": "PATH", "revs": "REV", "branches": "BRANCH", "args": "SOURCE or MNT",
+        "names": "NAME", "targets": "REV or PATH"}  # fmt: skip
+
+
+def empty_value(param: click.Parameter | None) -> str:
+    """The error for an empty argument or option value."""
+    name = (param.name if param else None) or "argument"
+    if isinstance(param, click.Option):
+        what = f"value for {param.opts[-1] if param.opts else name}"
+    elif isinstance(param, click.Argument) and param.metavar and " " not in param.metavar:
+        bare = param.metavar[1:-1] if param.metavar.startswith("[") else param.metavar
+        what = f"{bare} argument"
+    else:
+        what = f"{_ONE.get(name, name.upper())} argument"
+    hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
+    return f"empty {what} (an unset shell variable?): nothing was done{hint}"
+
+
+class Token(click.types.StringParamType):
+    """A URL, endpoint, region or profile: refused if it holds a control character.
+
+    Such a value is stored in ``.dvfs/config`` and handed to the daemon and to boto3;
+    a newline or an escape in it is a mistake or an attack, never a real name.
+    """
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value, if it holds no control character."""
+        text = super().convert(value, param, ctx)
+        if escape_text(text) != text:
+            what = param.opts[-1] if isinstance(param, click.Option) and param.opts else "URL"
+            raise UsageError(f"{what} {quote_name(text)} holds a control character")
+        return text
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds between ``min`` and a day (FloatRange lets NaN pass)."""
+
+    def __init__(self, min: float) -> None:
+        super().__init__(min=min, max=MAX_SECONDS)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, if it is finite and in range."""
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
+EXAMPLES = "\b\nExamples:\n"
+
+
+def examples_last(cmd: click.Command) -> None:
+    """Show a command's examples (the docstring's last paragraph) after its options."""
+    text = inspect.cleandoc(cmd.help or "")
+    if EXAMPLES in text and cmd.epilog is None:
+        text, _, examples = text.partition(EXAMPLES)
+        cmd.help = text.rstrip()
+        cmd.epilog = EXAMPLES + examples
+
+
+class DvfsCommand(click.Command):
+    """A dvfs command: no argument or option value may be empty, unless it is FreeText."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        examples_last(self)
+        for p in self.params:
+            if isinstance(p.type, (click.types.StringParamType, click.Path)) and not isinstance(
+                p.type, FreeText
+            ):
+                p.type = NotEmpty(p.type)
+
+
+# `dvfs --help` lists commands by what they are for, as `git help` does; a command
+# not named here is listed under "Other commands".
+SECTIONS = {
+    "Start and track": ["init", "add", "rm", "mv", "status", "commit", "check-ignore"],
+    "Undo and move around": ["restore", "checkout", "switch", "branch", "tag"],
+    "Look at versions": ["log", "show", "diff", "ls", "cat", "ui"],
+    "Share": ["remote", "push", "fetch", "pull", "clone", "install"],
+    "Mount": ["mount", "umount", "mounts", "snapshot"],
+    "Pipelines": [
+        "run",
+        "repro",
+        "stage",
+        "dag",
+        "lineage",
+        "params",
+        "metrics",
+        "compare",
+        "exp",
+    ],
+    "Maintain": ["fsck", "cache", "completion"],
+}
+
+
+class DvfsGroup(click.Group):
+    """The dvfs command groups: their commands are DvfsCommands, their groups DvfsGroups.
+
+    Their help lists each command with its whole first sentence (click cuts it to
+    the terminal's width), the root's in sections.
+    """
+
+    command_class = DvfsCommand
+    group_class = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        examples_last(self)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands and their summaries, wrapped rather than cut."""
+        shown = {}
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                shown[name] = cmd.get_short_help_str(limit=1 << 16)
+        width = max(map(len, shown), default=0)  # one column for every section
+        rows = {name: (name.ljust(width), text) for name, text in shown.items()}
+        sections = SECTIONS if ctx.parent is None else {}
+        for title, names in sections.items():
+            section = [rows.pop(n) for n in names if n in rows]
+            if section:
+                with formatter.section(title):
+                    formatter.write_dl(section)
+        if rows:
+            with formatter.section("Other commands" if sections else "Commands"):
+                formatter.write_dl(list(rows.values()))
+
+
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+YES = click.option(
+    "--yes", "-y", is_flag=True,
+    help="Check out even a version that expands to over 1,000 times its distinct data.",
+)  # fmt: skip
+OFFLINE = click.option(
+    "--offline", is_flag=True,
+    help="Use only the local store: refuse, naming the files, if data is only on a remote.",
+)  # fmt: skip
+
+PARAM = click.option(
+    "--param", "params", multiple=True, metavar="K=V",
+    help="Record a parameter, typed as YAML 1.2: lr=3e-4 is a number, opt=yes text, "
+    "sizes=[1, 2] a list.",
+)  # fmt: skip
+PARAMS_FILE = click.option(
+    "--params-file", type=click.Path(path_type=Path),
+    help="YAML 1.2 mapping of parameters to record (a file of at most 1 MiB).",
+)  # fmt: skip
+
+JOBS = click.option(
+    "--jobs", "-j", type=click.IntRange(min=1, max=64), default=8, show_default=True,
+    help="Parallel transfers.",
+)  # fmt: skip
+REMOTE = click.option(
+    "--remote", "remote_name", metavar="NAME", help="Remote (default: the default)."
+)

@@ -1,0 +1,65 @@
+"""What every command prints with: sizes, counts, quoted names, warnings, JSON, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import click
+
+from vfs import settings
+from vfs.progress_bar import TerminalProgress, human_size
+from vfs.quoting import escape_text, quote_name, safe_json
+from vfs.repo import Repository
+from vfs.worktree import Workers
+
+
+def human(n: int | None) -> str:
+    """Bytes in binary units, as every bar and summary shows them (``-`` if unknown)."""
+    return "-" if n is None else human_size(n)
+
+
+def count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``12,345 files``."""
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
+def quoted(path: bytes | str | None) -> str:
+    """A path or name for human output: quoted if it must be, ``.`` for the root."""
+    return quote_name(path) if path else "."
+
+
+def warn(msg: str) -> None:
+    """Print a warning on stderr (on one line, whatever names it holds)."""
+    click.echo(f"dvfs: warning: {escape_text(msg)}", err=True)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (exact; see vfs.quoting.safe_json)."""
+    click.echo(safe_json(data))
+
+
+@contextlib.contextmanager
+def workers() -> Iterator[Workers]:
+    """Thread pools sized for this machine (DVFS_THREADS overrides)."""
+    n = settings.threads()
+    progress = TerminalProgress()
+    w = Workers(n, progress)
+    try:
+        yield w
+    finally:
+        progress.done()
+        w.close()
+
+
+def repo_here() -> Repository:
+    """The repository around the current directory."""
+    return Repository.find()
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line (whatever names it holds) and exit."""
+    click.echo(f"dvfs: error: {escape_text(message)}", err=True)
+    sys.exit(code)

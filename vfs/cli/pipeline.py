@@ -1,0 +1,508 @@
+"""``dvfs run``, ``repro``, ``stage``, ``dag`` and ``lineage``: pipelines."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Any
+
+import click
+
+from vfs.cli.history import param_text
+from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup, FreeText
+from vfs.cli.output import count, emit_json, quoted, warn, workers
+from vfs.errors import DvfsError, UsageError
+from vfs.quoting import escape_text, quote_name
+
+
+def pipeline_here() -> tuple[Any, Any, Any]:
+    """(workspace, pipeline, graph) of the working tree around the current directory."""
+    from vfs.pipeline import workspace
+
+    ws = workspace.find()
+    p, dag = workspace.load_pipeline(ws)
+    return ws, p, dag
+
+
+def stage_output(as_json: bool) -> Any:
+    """Where stage commands' output goes (stderr when stdout carries JSON)."""
+    from vfs.pipeline.runner import Output
+
+    return Output(out=sys.stderr.buffer) if as_json else Output()
+
+
+def say_to(output: Any, as_json: bool) -> Any:
+    """A function printing one progress line where the commands' output goes."""
+
+    def say(line: str) -> None:
+        output.write(as_json, (escape_text(line) + "\n").encode())
+
+    return say
+
+
+def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
+    """Reproduce with ``opts`` and report: stage lines, failures, then one summary line."""
+    from vfs.pipeline import repro
+
+    output = stage_output(as_json)
+    with workers() as w, ws.exclusive():
+        job = repro.Repro(ws, dag, w, say_to(output, as_json), warn, output)
+        out = job.run(opts)
+    if as_json:
+        emit_json(out.as_json())
+    elif opts.dry_run:
+        for name, action, why in out.would:
+            verb = {"run": "Would run", "restore": "Would restore"}.get(action, "May run")
+            what = " from the run cache" if action == "restore" else ""
+            click.echo(f"{verb} stage {name}{what}: {escape_text('; '.join(why))}")
+        for name in out.fresh:
+            click.echo(f"Stage {name} is fresh")
+        if not out.would:
+            click.echo("Everything is up to date: nothing would run")
+    else:
+        parts = []
+        if out.ran:
+            parts.append(f"{count(len(out.ran), 'stage')} ran")
+        if out.restored:
+            parts.append(f"{len(out.restored):,} restored from the run cache")
+        if out.fresh:
+            parts.append(f"{len(out.fresh):,} fresh")
+        if out.failed:
+            parts.append(f"{len(out.failed):,} failed")
+        if out.skipped:
+            parts.append(f"{len(out.skipped):,} not run")
+        if not parts:
+            parts.append("no stages")
+        summary = ", ".join(parts)
+        if out.ran or out.restored:
+            if ws.own_index:
+                summary += "; outputs staged: `dvfs commit -m MSG` records them with their lineage"
+            elif ws.mount is not None:
+                summary += (
+                    f"; `dvfs snapshot {quoted(str(ws.mount))} -m MSG` records them with their "
+                    "lineage"
+                )
+        click.echo(summary)
+    for name, reason in out.skipped if not as_json and not opts.dry_run else ():
+        click.echo(f"dvfs: stage {name} not run: {escape_text(reason)}", err=True)
+    if out.interrupted:
+        done = len(out.ran) + len(out.restored)
+        raise repro.Interrupted(
+            f"interrupted: {count(done, 'stage')} finished and recorded; the stage that was "
+            "running recorded nothing and its previous outputs are back"
+        )
+    if out.failed:
+        for name, _, tail in out.failed:
+            if tail and not as_json:
+                click.echo(f"dvfs: last lines of stage {name}'s standard error:", err=True)
+                for line in tail:
+                    click.echo(f"  {escape_text(line)}", err=True)
+        if len(out.failed) == 1:
+            raise repro.StageFailed(out.failed[0][1])
+        for _, message, _ in out.failed:
+            click.echo(f"dvfs: {escape_text(message)}", err=True)
+        names = ", ".join(n for n, _, _ in out.failed)
+        raise repro.StageFailed(f"{len(out.failed)} stages failed: {names} (see above)")
+
+
+CMD_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+def split_params(items: tuple[str, ...], wdir_of: Any) -> list[tuple[bytes, str]]:
+    """``-p [FILE:]KEY[,KEY]`` arguments as (repository file, key)."""
+    from vfs.pipeline.spec import DEFAULT_PARAMS
+
+    out: list[tuple[bytes, str]] = []
+    for item in items:
+        file, sep, keys = item.rpartition(":")
+        path = wdir_of(file) if sep and file else wdir_of(os.fsdecode(DEFAULT_PARAMS))
+        for k in keys.split(","):
+            if not k.strip():
+                raise UsageError(f"-p {quote_name(item)} names an empty key: write [FILE:]KEY,KEY")
+            out.append((path, k.strip()))
+    return out
+
+
+@click.command(cls=DvfsCommand, name="run", context_settings=CMD_SETTINGS)
+@click.option("-n", "--name", required=True, help="The stage's name.")
+@click.option(
+    "-d", "--dep", "deps", multiple=True, metavar="PATH", help="A file or directory it reads."
+)
+@click.option(
+    "-o", "--out", "outs", multiple=True, metavar="PATH", help="A file or directory it makes."
+)
+@click.option(
+    "-p", "--params", "params", multiple=True, metavar="[FILE:]KEY[,KEY]",
+    help="Parameters it reads (default file: params.yaml).",
+)  # fmt: skip
+@click.option(
+    "-m", "--metrics", "metrics", multiple=True, metavar="PATH",
+    help="A metrics file it makes (JSON or YAML).",
+)  # fmt: skip
+@click.option("--no-exec", is_flag=True, help="Only write the stage into dvfs.yaml.")
+@click.option("--force", "-f", is_flag=True, help="Replace a stage of the same name.")
+@click.argument("command", nargs=-1, required=True, type=FreeText())
+def run_cmd(
+    name: str, deps: tuple[str, ...], outs: tuple[str, ...], params: tuple[str, ...],
+    metrics: tuple[str, ...], no_exec: bool, force: bool, command: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Define a stage in dvfs.yaml and run it.
+
+    Paths are relative to the current directory, where the stage runs (its wdir).
+    One COMMAND argument runs under `sh -c` (quote it for pipes and globs); several
+    are run as they are, without a shell.
+
+    \b
+    Examples:
+      dvfs run -n prepare -d data/raw -d prepare.py -o data/prepared -- python prepare.py
+      dvfs run -n train -d data/prepared -p train.lr,train.epochs -m metrics.json -- python train.py
+      dvfs run -n count -d data -o count.txt "ls data | wc -l > count.txt"
+    """
+    import posixpath
+
+    from vfs.codec import STAGE_NAME
+    from vfs.gitlink import PIPELINE_FILE
+    from vfs.pipeline import graph, repro, spec, workspace
+
+    if not "".join(command).strip():
+        raise UsageError("the command is empty: give what to run after --")
+    ws = workspace.find()
+    p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
+    if name in p.stages and not force:
+        raise UsageError(
+            f"stage {name} already exists ({PIPELINE_FILE}:{p.stages[name].line}): "
+            "use --force to replace it"
+        )
+    if not STAGE_NAME.fullmatch(name):
+        raise UsageError(
+            f"{quote_name(name)} is not a stage name: a letter, digit or _, then at most 99 "
+            "letters, digits, _, . or -"
+        )
+    here = os.path.relpath(os.path.abspath("."), ws.root)
+    if here.startswith(".."):
+        raise UsageError("run dvfs run inside the working tree")
+    wdir = b"" if here == "." else os.fsencode(here)
+
+    def rel(arg: str, what: str = "path") -> bytes:
+        return spec.repo_path(os.path.normpath(arg), wdir, 0, what, what)
+
+    stage = spec.Stage(
+        name=name,
+        cmd=command[0] if len(command) == 1 else tuple(command),
+        wdir=wdir,
+        deps=tuple(dict.fromkeys(rel(d, "dep") for d in deps)),
+        outs=tuple(
+            dict.fromkeys([*(rel(o, "out") for o in outs), *(rel(m, "metrics") for m in metrics)])
+        ),
+        params=tuple(dict.fromkeys(split_params(params, lambda f: rel(f, "params file")))),
+        metrics=tuple(dict.fromkeys(rel(m, "metrics") for m in metrics)),
+    )
+    for o in stage.outs:
+        if o in spec.OWN_FILES:
+            raise UsageError(f"{posixpath.basename(o).decode()} is dvfs's own file: not an output")
+    text = spec.with_stage(p, stage)
+    new = spec.parse(text)  # the file as it will be: valid, and its graph too
+    dag = graph.build(new)
+    ws.write(PIPELINE_FILE.encode(), text.encode())
+    click.echo(f"{'Replaced' if name in p.stages else 'Added'} stage {name} in {PIPELINE_FILE}")
+    if no_exec:
+        return
+    run_pipeline(ws, dag, repro.Options(targets=[name], single=True), False)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("stages", nargs=-1, metavar="[STAGE...]")
+@click.option("--dry-run", is_flag=True, help="Say what would run, and why; run nothing.")
+@click.option("--force", "-f", is_flag=True, help="Run the stages even if fresh (no run cache).")
+@click.option("--downstream", is_flag=True, help="The STAGEs and what depends on them.")
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+    help="Stages run at once (independent ones; output prefixed with their names).",
+)  # fmt: skip
+@click.option(
+    "--keep-going", "-k", is_flag=True, help="After a failure, run what does not need it."
+)
+@AS_JSON
+def repro(
+    stages: tuple[str, ...], dry_run: bool, force: bool, downstream: bool, jobs: int,
+    keep_going: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Run the stale stages of the pipeline in dvfs.yaml, in order.
+
+    A stage is stale when its command, a dep, a param or an output differs from its
+    last run (dvfs.runs); each stage run says why. When its exact inputs ran before,
+    its outputs come from the run cache. Outputs are staged: `dvfs commit` records
+    them with their lineage. With STAGEs: those and what they need (--downstream:
+    those and what needs them).
+
+    \b
+    Examples:
+      dvfs repro
+      dvfs repro --dry-run
+      dvfs repro train --force
+      dvfs repro prepare --downstream --jobs 4 --keep-going
+    """
+    from vfs.pipeline import repro as repro_mod
+
+    if downstream and not stages:
+        raise UsageError("--downstream needs a STAGE: dvfs repro STAGE --downstream")
+    ws, p, dag = pipeline_here()
+    if not p.stages:
+        raise UsageError("no stages: write them in dvfs.yaml, or add one with `dvfs run`")
+    opts = repro_mod.Options(list(stages), dry_run, force, downstream, jobs, keep_going)
+    run_pipeline(ws, dag, opts, as_json)
+
+
+@click.group(cls=DvfsGroup, name="stage")
+def stage_group() -> None:
+    """List or remove the stages of dvfs.yaml.
+
+    \b
+    Examples:
+      dvfs stage list
+      dvfs stage remove train
+    """
+
+
+def stage_json(s: Any) -> dict[str, Any]:
+    """A stage of dvfs.yaml for --json."""
+    return {
+        "name": s.name,
+        "cmd": s.cmd if isinstance(s.cmd, str) else list(s.cmd),
+        "wdir": os.fsdecode(s.wdir) if s.wdir else ".",
+        "deps": [os.fsdecode(d) for d in s.deps],
+        "outs": [os.fsdecode(o) for o in s.outs],
+        "params": [{"file": os.fsdecode(f), "key": k} for f, k in s.params],
+        "metrics": [os.fsdecode(m) for m in s.metrics],
+        "line": s.line,
+    }
+
+
+@stage_group.command(name="list")
+@AS_JSON
+def stage_list(as_json: bool) -> None:
+    """List the stages: what each runs, reads and makes.
+
+    \b
+    Examples:
+      dvfs stage list
+      dvfs stage list --json
+    """
+    _, p, dag = pipeline_here()
+    if as_json:
+        emit_json({"stages": [stage_json(s) for s in p.stages.values()]})
+        return
+    for s in p.stages.values():
+        ups = dag.upstream[s.name]
+        after = f"  (after {', '.join(ups)})" if ups else ""
+        click.echo(f"{s.name}: {escape_text(s.shown_cmd())}{after}")
+        if s.deps:
+            click.echo(f"  deps: {', '.join(quoted(d) for d in s.deps)}")
+        outs = [o for o in s.outs if o not in s.metrics]
+        if outs:
+            click.echo(f"  outs: {', '.join(quoted(o) for o in outs)}")
+        if s.metrics:
+            click.echo(f"  metrics: {', '.join(quoted(m) for m in s.metrics)}")
+        if s.params:
+            from vfs.pipeline.repro import param_name
+
+            click.echo(
+                f"  params: {', '.join(quote_name(param_name(f, k, s.wdir)) for f, k in s.params)}"
+            )
+    if not p.stages:
+        click.echo("no stages (add one with `dvfs run`)")
+
+
+@stage_group.command(name="remove")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+def stage_remove(names: tuple[str, ...]) -> None:
+    """Remove stages from dvfs.yaml (and their runs from dvfs.runs); outputs are kept.
+
+    \b
+    Examples:
+      dvfs stage remove train
+    """
+    from vfs.gitlink import PIPELINE_FILE, RUNS_FILE
+    from vfs.pipeline import runs as runs_file
+    from vfs.pipeline import spec
+
+    ws, p, _ = pipeline_here()
+    missing = [n for n in names if n not in p.stages]
+    if missing:
+        raise UsageError(f"no stage {missing[0]} in {PIPELINE_FILE}: nothing was removed")
+    with ws.exclusive():
+        text = p.text
+        for n in names:
+            text = spec.without_stage(spec.parse(text), n)
+        raw = ws.read(RUNS_FILE.encode(), runs_file.MAX_FILE)
+        if raw is not None:
+            try:
+                recorded = runs_file.parse(raw)
+            except DvfsError:
+                recorded = None
+            if recorded is not None and any(n in recorded for n in names):
+                for n in names:
+                    recorded.pop(n, None)
+                ws.write(RUNS_FILE.encode(), runs_file.dump(recorded))
+        ws.write(PIPELINE_FILE.encode(), text.encode())
+    click.echo(f"Removed {count(len(names), 'stage')} from {PIPELINE_FILE} (outputs kept)")
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("stage", required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "dot", "mermaid", "json"]), default="text",
+    show_default=True, help="How to draw it.",
+)  # fmt: skip
+@click.option("--outs", is_flag=True, help="Draw outputs and what is made from them.")
+def dag(stage: str | None, fmt: str, outs: bool) -> None:
+    """Draw the pipeline: each stage after the stages it needs (STAGE: it and those).
+
+    \b
+    Examples:
+      dvfs dag
+      dvfs dag train --outs
+      dvfs dag --format dot | dot -Tsvg > pipeline.svg
+      dvfs dag --format mermaid
+    """
+    from vfs.pipeline import graph
+
+    g = pipeline_here()[2]
+    if stage is not None and stage not in g.stages:
+        raise UsageError(f"no stage {stage} in dvfs.yaml: `dvfs stage list` shows them")
+    names = g.closure([stage], down=False) if stage else list(g.stages)
+    if fmt == "json":
+        click.echo(graph.to_json(g, names, outs), nl=False)
+        return
+    nodes, edges = graph.edges_of(g, names, outs)
+    if fmt == "dot":
+        click.echo(graph.to_dot(nodes, edges), nl=False)
+    elif fmt == "mermaid":
+        click.echo(graph.to_mermaid(nodes, edges), nl=False)
+    else:
+        for line in graph.to_text(nodes, edges):
+            click.echo(escape_text(line))
+        if not nodes:
+            click.echo("no stages (add one with `dvfs run`)")
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns aligned with two spaces between them (cells already safe to print)."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    for r in [headers, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def history_of(ws: Any) -> Any:
+    """The repository of a pipeline's working tree; UsageError for a remote's mount."""
+    if ws.repo is None:
+        raise UsageError("this mount shows a remote: versions are read in a repository")
+    return ws.repo
+
+
+def path_arg(ws: Any, arg: str) -> bytes:
+    """A path argument as a path of the working tree (lexical: it may not exist now)."""
+    absolute = os.path.abspath(arg)
+    rel = os.path.relpath(absolute, ws.root)
+    if rel == "." or rel.startswith(".."):
+        raise UsageError(f"{arg} is not a path inside the working tree {ws.root}")
+    return os.fsencode(rel)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("path")
+@click.argument("rev", required=False)
+@click.option("--downstream", is_flag=True, help="What is made from PATH instead.")
+@AS_JSON
+def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None:
+    """How PATH of a version (default HEAD) was made: stages, commands and inputs.
+
+    Each input is shown with its id as the run saw it and the version that
+    introduced those bytes; inputs made by another stage are followed upstream.
+    --downstream lists the stages that read PATH, and what reads their outputs.
+
+    \b
+    Examples:
+      dvfs lineage models/model.pt
+      dvfs lineage models/model.pt v7 --json
+      dvfs lineage data/raw --downstream
+    """
+
+    from vfs.pipeline import lineage as lin
+    from vfs.pipeline import workspace
+    from vfs.pipeline.record import describe, iso_ns
+    from vfs.pipeline.repro import param_name
+
+    ws = workspace.find()
+    hist = history_of(ws).history
+    oid = hist.resolve(rev or "HEAD")
+    v = hist.version(oid)
+    rel = path_arg(ws, path)
+    label = f"v{v.number}"
+    since = lin.origin(hist, oid, rel)
+    if downstream:
+        found = lin.downstream(hist, oid, rel)
+        if as_json:
+            emit_json({
+                "path": os.fsdecode(rel), "version": label, "id": oid.hex(),
+                "downstream": [
+                    {"stage": s.name, "reads": os.fsdecode(d), "depth": depth,
+                     "outputs": [os.fsdecode(o) for o, _ in s.outs]}
+                    for s, d, depth in found
+                ],
+            })  # fmt: skip
+            return
+        if not found:
+            click.echo(f"no stage of {label}'s pipeline reads {quoted(rel)}")
+            return
+        click.echo(f"{quoted(rel)} in {label} is read by:")
+        for s, d, depth in found:
+            outs = ", ".join(quoted(o) for o, _ in s.outs)
+            click.echo(f"{'  ' * (depth + 1)}stage {s.name} (reads {quoted(d)}) -> {outs}")
+        return
+    steps = lin.upstream(hist, oid, rel)
+    if as_json:
+        emit_json({
+            "path": os.fsdecode(rel), "version": label, "id": oid.hex(), "since": since,
+            "stages": [
+                {**describe(st.stage),
+                 "made": [os.fsdecode(o) for o in st.outputs],
+                 "input": [
+                     {"path": os.fsdecode(i.path), "id": i.id.hex(), "since": i.since,
+                      "in_version": i.now, "made_by": i.made_by}
+                     for i in st.inputs
+                 ]}
+                for st in steps
+            ],
+        })  # fmt: skip
+        return
+    if since is None and not steps:
+        raise UsageError(f"{quoted(rel)} is not in {label}")
+    where = f" (since {since})" if since else ""
+    if not steps:
+        click.echo(
+            f"{quoted(rel)} in {label}{where} was not made by a stage of its pipeline: it is data "
+            "added as it is"
+        )
+        return
+    click.echo(f"{quoted(rel)} in {label}{where}")
+    for st in steps:
+        s = st.stage
+        cmd = escape_text(s.cmd if isinstance(s.cmd, str) else shlex.join(s.cmd))
+        made = ", ".join(quoted(o) for o in st.outputs)
+        click.echo(f"stage {s.name} made {made}: {cmd}")
+        r = s.run
+        click.echo(
+            f"  ran {iso_ns(r.started_ns)} on {escape_text(r.host)} for "
+            f"{r.duration_ns / 1e9:.1f} s (dvfs {escape_text(r.dvfs)}, Python "
+            f"{escape_text(r.python)}{', git ' + escape_text(r.git[:10]) if r.git else ''})"
+        )
+        for i in st.inputs:
+            origin = f"since {i.since}" if i.since else "in no version"
+            if i.since and not i.now:
+                origin += f" ({label} holds other bytes)"
+            by = f", made by stage {i.made_by}" if i.made_by else ""
+            click.echo(f"  input {quoted(i.path)}  {i.id.hex()[:10]}  {origin}{by}")
+        for f, k, val in s.params:
+            click.echo(f"  param {quote_name(param_name(f, k, s.wdir))} = {param_text(val)}")

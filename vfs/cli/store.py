@@ -1,0 +1,334 @@
+"""``dvfs fsck``, ``gc``, ``store prune``, ``config`` and ``du``: the local store."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+
+from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
+from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
+from vfs.errors import DvfsError, UsageError
+from vfs.quoting import escape_text
+from vfs.repo import Repository
+
+
+@click.command(cls=DvfsCommand, name="fsck")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def fsck_cmd(as_json: bool) -> None:
+    """Verify every reachable object's hash and every reference.
+
+    \b
+    Examples:
+      dvfs fsck
+      dvfs fsck --json
+    """
+    from vfs.fsck import fsck as run_fsck
+
+    repo = repo_here()
+    with workers() as w:
+        r = run_fsck(repo, w)
+    if as_json:
+        emit_json(
+            {"clean": r.clean, "versions": r.versions, "trees": r.trees, "chunks": r.chunks,
+             "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
+             "problems": r.problems}
+        )  # fmt: skip
+    else:
+        for p in r.problems:
+            click.echo(f"problem: {escape_text(p)}")
+        if r.temporaries:
+            click.echo(f"removed {r.temporaries} temporary file(s) of an interrupted write")
+        if r.remote_only:
+            click.echo(
+                f"{r.remote_only} chunk(s) are not stored here (never downloaded, or pruned): "
+                "a remote's index, as last read, lists them; commands fetch them when needed"
+            )
+        state = "no problems" if r.clean else f"{len(r.problems)} problem(s)"
+        click.echo(
+            f"checked {r.versions} versions, {r.trees} trees, {r.chunks} chunks "
+            f"({human(r.bytes)}): {state}"
+        )
+    if not r.clean:
+        sys.exit(1)
+
+
+@click.command(cls=DvfsCommand, name="gc")
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be freed; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--remote", "remote_name", metavar="NAME", help="Collect a remote's packs instead.")
+@click.option(
+    "--grace",
+    metavar="DURATION",
+    help="With --remote: how long a pack stays condemned before it is deleted "
+    "(default 24h; 0 deletes at once, unsafe while anyone pushes).",
+)
+def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | None) -> None:
+    """Free the space of objects no branch, tag, mount or run cache entry reaches.
+
+    Packs with under half of their bytes alive are rewritten. Waits for the
+    repository lock; safe to interrupt at any moment.
+
+    With --remote NAME: packs of the remote that no remote branch or tag reaches are
+    condemned, and deleted by a later run once --grace has passed (safe while others
+    push; see docs/architecture.md, "Remote gc").
+
+    \b
+    Examples:
+      dvfs gc --dry-run
+      dvfs gc --json
+      dvfs gc --remote origin
+      dvfs gc --remote origin --grace 0
+    """
+    from vfs.gc import gc as run_gc
+
+    if remote_name is not None:
+        _remote_gc(remote_name, grace, dry_run, as_json)
+        return
+    if grace is not None:
+        raise UsageError("--grace applies to a remote gc: add --remote NAME")
+    r = run_gc(repo_here(), dry_run=dry_run)
+    if as_json:
+        emit_json(r.as_json())
+        sys.exit(1 if r.problems else 0)
+    for p in r.problems:
+        click.echo(f"problem: {escape_text(p)}")
+    verb = "would free" if dry_run else "freed"
+    click.echo(
+        f"{verb} {human(r.freed)} ({human(r.bytes_before)} -> {human(r.bytes_after)}): "
+        f"{r.dead_objects} unreachable object(s); {r.packs_deleted} of {r.packs_before} "
+        f"pack(s) {'to delete' if dry_run else 'deleted'}, {r.packs_rewritten} of them "
+        f"rewritten ({human(r.bytes_copied)} of live objects copied); kept {r.live_objects} "
+        f"object(s) reachable from {r.roots} root(s)"
+    )
+    if r.problems:
+        sys.exit(1)
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``24h``, ``7d`` or a plain number of seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if m is None:
+        raise UsageError(f"{what} {text!r} is not a duration: write e.g. 90s, 30m, 24h or 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) -> None:
+    """``dvfs gc --remote NAME``."""
+    from vfs.remote.config import get_remote
+    from vfs.remote.gc import DEFAULT_GRACE, gc_remote
+    from vfs.remote.manifests import PUSH_WINDOW
+
+    grace = DEFAULT_GRACE if grace_text is None else parse_duration(grace_text, "--grace")
+    repo = repo_here()
+    spec = get_remote(repo, name)
+    if grace < PUSH_WINDOW:
+        warn(
+            f"--grace {grace_text} is shorter than the longest a push may take "
+            f"({PUSH_WINDOW / 3600:.0f} h): a push running now may lose packs it relies on; "
+            "use it only when nobody pushes"
+        )
+    r = gc_remote(repo, spec, grace=grace, dry_run=dry_run)
+    if as_json:
+        emit_json(r.as_json())
+        return
+    for w in r.warnings:
+        warn(w)
+    verb, condemn = ("would delete", "would condemn") if dry_run else ("deleted", "condemned")
+    click.echo(
+        f"{name}: {verb} {r.deleted_packs} pack(s) ({human(r.deleted_bytes)}); "
+        f"{condemn} {r.condemned_packs} pack(s) ({human(r.condemned_bytes)}), "
+        f"{r.pending_packs} condemned earlier and not due yet, {r.pardoned_packs} pardoned; "
+        f"kept {r.packs - r.dead_packs} of {r.packs} pack(s), {r.live_objects} object(s) "
+        f"reachable from {r.refs} ref(s)"
+    )
+    if r.condemned_packs and grace > 0 and not dry_run:
+        click.echo(
+            f"condemned packs are deleted by a `dvfs gc --remote {name}` run "
+            f"{grace_text or '24h'} from now or later"
+        )
+
+
+@click.group(cls=DvfsGroup, name="store")
+def store_group() -> None:
+    """The local store as a cache of the default remote: drop data it holds.
+
+    \b
+    Examples:
+      dvfs store prune --dry-run
+      dvfs store prune --keep-last 3 --keep-tags
+    """
+
+
+@store_group.command(name="prune")
+@click.option(
+    "--keep-last",
+    type=int,
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Keep the data of the last N versions of the current branch (at least 1).",
+)
+@click.option("--keep-tags", is_flag=True, help="Keep the data of every tagged version.")
+@click.option("--keep-branches", is_flag=True, help="Keep the data of every branch's tip.")
+@click.option(
+    "--pushed-only",
+    is_flag=True,
+    help="Drop only the data of versions on the remote's history.",
+)
+@click.option(
+    "--remote", "remote_name", metavar="NAME", help="The remote (default: the default one)."
+)
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be dropped; change nothing.")
+@AS_JSON
+def store_prune(
+    keep_last: int,
+    keep_tags: bool,
+    keep_branches: bool,
+    pushed_only: bool,
+    remote_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Drop the file data of old versions that the remote holds (checked now).
+
+    Versions stay in `log` and `show`; their files come back when a command needs
+    them (checkout, restore, cat) or through a mount.
+
+    \b
+    Examples:
+      dvfs store prune
+      dvfs store prune --keep-last 3 --keep-tags --dry-run
+    """  # fmt: skip
+    from vfs.remote.config import get_remote
+    from vfs.remote.prune import prune
+
+    repo = repo_here()
+    spec = get_remote(repo, remote_name)
+    r = prune(
+        repo, spec, keep_last=keep_last, keep_tags=keep_tags, keep_branches=keep_branches,
+        pushed_only=pushed_only, dry_run=dry_run,
+    )  # fmt: skip
+    if as_json:
+        emit_json(r.as_json())
+        return
+    verb = "would drop" if dry_run else "dropped"
+    click.echo(
+        f"{verb} {r.chunks} chunk(s) ({human(r.bytes)}) of {r.pruned_versions} version(s) "
+        f"that {spec.name} holds; kept the data of {r.kept_versions} version(s); store "
+        f"{human(r.gc.bytes_before)} -> {human(r.gc.bytes_after)}"
+    )
+
+
+_STORE_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
+CONFIG_KEYS = ("store.max-size",)
+
+
+def parse_store_size(text: str, what: str) -> int:
+    """Bytes in ``50G``, ``512M``, ``1.5T`` or a plain number."""
+    m = _STORE_SIZE.fullmatch(text)
+    if m is None:
+        raise UsageError(f"{what} {text!r} is not a size: write e.g. 50G, 512M or 1T")
+    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(float(m.group(1)) * unit)
+
+
+def keep_within_max_size(repo: Repository) -> None:
+    """With ``store.max-size`` set: drop the least recently used data the remote holds."""
+    text = repo.config().get("store.max-size")
+    if not isinstance(text, str):
+        return
+    from vfs.remote.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
+
+    try:
+        r = shrink(repo, parse_store_size(text, MAX_SIZE_KEY))
+    except DvfsError as exc:
+        warn(f"{MAX_SIZE_KEY} {text}: nothing was pruned: {exc}")
+        return
+    if r is not None:
+        click.echo(
+            f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
+            f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
+            f"{human(r.gc.bytes_after)})",
+            err=True,
+        )
+
+
+@click.command(cls=DvfsCommand, name="config")
+@click.argument("key", metavar="KEY")
+@click.argument("value", required=False)
+@click.option("--unset", is_flag=True, help="Remove the setting.")
+def config_cmd(key: str, value: str | None, unset: bool) -> None:
+    """Show or set a setting of this clone (kept in .dvfs/config).
+
+    store.max-size SIZE: after add, commit and pull, the data of the least recently
+    used versions that the default remote holds is dropped until the store fits
+    (data the remote lacks is never dropped; `dvfs store prune` does it by hand).
+
+    \b
+    Examples:
+      dvfs config store.max-size 50G
+      dvfs config store.max-size
+      dvfs config --unset store.max-size
+    """
+    if key not in CONFIG_KEYS:
+        raise UsageError(f"unknown setting {key!r} (known: {', '.join(CONFIG_KEYS)})")
+    repo = repo_here()
+    if value is None and not unset:
+        got = repo.config().get(key)
+        if got is None:
+            raise UsageError(f"{key} is not set")
+        click.echo(got)
+        return
+    if value is not None and unset:
+        raise UsageError("give a value or --unset, not both")
+    if value is not None:
+        parse_store_size(value, key)
+    with repo.locked():
+        cfg = repo.config()
+        if unset:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = (value or "").strip()
+        repo.save_config(cfg)
+    if not unset:
+        keep_within_max_size(repo)
+
+
+@click.command(cls=DvfsCommand, name="du")
+@click.argument("revs", nargs=-1, metavar="[REV...]")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
+    """Sizes of versions: logical, after dedup, stored; what each alone costs.
+
+    Without REV: every version a branch, tag or remote-tracking branch reaches.
+    "unique" is what dropping that version alone would free (`dvfs gc`).
+
+    \b
+    Examples:
+      dvfs du
+      dvfs du v3 v4 --json
+    """
+    from vfs.du import usage
+
+    u = usage(repo_here(), list(revs))
+    if as_json:
+        emit_json(u.as_json())
+        return
+    click.echo(f"{count(len(u.versions), 'version')}")
+    click.echo(f"  logical   {human(u.logical):>10}  every file of every version")
+    click.echo(f"  distinct  {human(u.distinct):>10}  after dedup ({u.dedup_ratio:.2f}x)")
+    click.echo(
+        f"  stored    {human(u.stored):>10}  in the local store "
+        f"(compression {u.compression_ratio:.2f}x)"
+    )
+    if u.not_local:
+        click.echo(f"  not local {human(u.not_local):>10}  held by a remote only")
+    click.echo("unique to each version (what dropping it alone would free):")
+    for v in u.versions:
+        click.echo(f"  {v.label:>6} {v.oid.hex()[:10]}  {human(v.unique):>10}")
+    if u.biggest:
+        click.echo("biggest files:")
+        for size, path, label in u.biggest:
+            click.echo(f"  {human(size):>10}  {quoted(path)}  ({label})")

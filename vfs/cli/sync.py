@@ -1,0 +1,394 @@
+"""``dvfs remote``, ``push``, ``fetch``, ``pull`` and ``clone``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from vfs.cli.branches import ref_json
+from vfs.cli.checkout import checkout_failures, checkout_json, report_checkout
+from vfs.errors import NotARepository, RemoteUnreachable, UsageError
+from vfs.gitlink import find_shared_root
+from vfs.quoting import escape_text
+from vfs.repo import Repository
+
+if TYPE_CHECKING:
+    from vfs.remote import transfer as sync
+
+from vfs._os.malloc import large_buffers_to_os
+from vfs.cli.options import AS_JSON, JOBS, REMOTE, YES, DvfsCommand, DvfsGroup, Token
+from vfs.cli.output import emit_json, human, quoted, repo_here, warn, workers
+from vfs.cli.store import keep_within_max_size
+
+
+def transfer_line(verb: str, t: sync.Transfer) -> str:
+    """The closing line of a transfer: objects, packs, bytes and requests."""
+    packs = f" in {t.packs} pack{'s' if t.packs != 1 else ''}" if t.packs else ""
+    line = f"{verb} {t.objects} objects{packs} ({human(t.bytes)}), {t.requests} requests"
+    if t.kept_packs:
+        s = "s" if t.kept_packs != 1 else ""
+        line += (
+            f"; {t.kept_packs} pack{s} ({human(t.kept_bytes)}) already on the remote, "
+            "not sent again"
+        )
+    return line
+
+
+@contextlib.contextmanager
+def resumable(command: str) -> Iterator[None]:
+    """When a remote stops answering, also say that nothing was lost and what to run."""
+    try:
+        yield
+    except RemoteUnreachable as exc:
+        then = "to resume" if command != "clone" else "(the partial clone was removed)"
+        raise RemoteUnreachable(
+            f"{exc}; nothing was lost; run `dvfs {command}` again {then}"
+        ) from None
+
+
+@click.group(cls=DvfsGroup, invoke_without_command=True)
+@click.option("-v", "--verbose", is_flag=True, hidden=True, help="As git remote -v: the list.")
+@click.pass_context
+def remote(ctx: click.Context, verbose: bool) -> None:
+    """Manage remotes (S3 buckets or directories that hold shared versions).
+
+    Without a command, list them (as `dvfs remote list`).
+
+    \b
+    Examples:
+      dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
+      dvfs remote list
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(remote_list, as_json=False)
+
+
+SCOPE = click.option(
+    "--shared/--local", "shared", default=None,
+    help="In dvfs.toml, committed to git (default inside a git work tree), or in this clone only.",
+)  # fmt: skip
+
+
+def in_shared(repo: Repository, shared: bool | None) -> bool:
+    """Whether a remote setting goes to dvfs.toml: as asked, else inside a git work tree."""
+    from vfs.remote import config as remotes
+
+    return remotes.shared_by_default(repo) if shared is None else shared
+
+
+def place_note(shared: bool) -> str:
+    """Where a setting was written, for the line that reports it."""
+    if shared:
+        return " (in dvfs.toml: commit it, and clones of this git repository have it)"
+    return " (in .dvfs/config: this clone only)"
+
+
+@remote.command(name="add")
+@click.argument("name")
+@click.argument("url", type=Token())
+@click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@click.option("--region", type=Token(), help="S3 region.")
+@click.option("--profile", type=Token(), help="AWS profile for credentials.")
+@click.option("--default", "make_default", is_flag=True, help="Make it the default remote.")
+@SCOPE
+def remote_add(
+    name: str, url: str, endpoint_url: str | None, region: str | None, profile: str | None,
+    make_default: bool, shared: bool | None,
+) -> None:  # fmt: skip
+    """Add remote NAME at URL (s3://bucket/prefix, file:///path or a directory).
+
+    Inside a git work tree it goes to dvfs.toml, to be committed, so that a
+    `git clone` followed by `dvfs pull` finds it; --local keeps it to this clone.
+
+    \b
+    Examples:
+      dvfs remote add origin s3://bucket/datasets/cats --endpoint-url http://minio:9000
+      dvfs remote add backup /mnt/nas/cats --default --local
+    """
+    from vfs.remote import config as remotes
+
+    repo = repo_here()
+    share = in_shared(repo, shared)
+    remotes.add_remote(
+        repo, remotes.RemoteSpec(name, url, endpoint_url, region, profile), make_default,
+        shared=share,
+    )  # fmt: skip
+    click.echo(f"added remote {quoted(name)} -> {quoted(url)}{place_note(share)}")
+
+
+@remote.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def remote_list(as_json: bool) -> None:
+    """List remotes (the default one is marked *).
+
+    \b
+    Examples:
+      dvfs remote list
+      dvfs remote list --json
+    """
+    from vfs.remote import config as remotes
+
+    repo = repo_here()
+    known = remotes.remotes(repo)
+    default = remotes.default_remote(repo)
+    local = remotes.local_names(repo)
+    if as_json:
+        emit_json(
+            [{**s.shown(), "name": n, "default": n == default,
+              "scope": "local" if n in local else "shared"} for n, s in known.items()]
+        )  # fmt: skip
+        return
+    for n, spec in known.items():
+        shown = spec.shown()
+        extra = f"  (endpoint {quoted(shown['endpoint_url'])})" if spec.endpoint_url else ""
+        extra += "  [this clone only]" if n in local else "  [dvfs.toml]"
+        click.echo(f"{'*' if n == default else ' '} {quoted(n)}  {quoted(shown['url'])}{extra}")
+
+
+@remote.command(name="remove")
+@click.argument("name")
+@click.option(
+    "--shared/--local", "shared", default=None,
+    help="Only from dvfs.toml, or only from this clone (default: from both).",
+)  # fmt: skip
+def remote_remove(name: str, shared: bool | None) -> None:
+    """Forget remote NAME (nothing on the remote is touched).
+
+    \b
+    Examples:
+      dvfs remote remove backup
+      dvfs remote remove origin --local    # drop this clone's override of origin
+    """
+    from vfs.remote import config as remotes
+
+    only = None if shared is None else "shared" if shared else "local"
+    places = remotes.remove_remote(repo_here(), name, only=only)
+    click.echo(f"removed remote {quoted(name)} from {' and '.join(places)}")
+
+
+@remote.command(name="default")
+@click.argument("name")
+@SCOPE
+def remote_default(name: str, shared: bool | None) -> None:
+    """Make NAME the default remote.
+
+    \b
+    Examples:
+      dvfs remote default origin
+      dvfs remote default backup --local    # for this clone only
+    """
+    from vfs.remote import config as remotes
+
+    repo = repo_here()
+    share = in_shared(repo, shared)
+    remotes.set_default(repo, name, shared=share)
+    click.echo(f"default remote: {quoted(name)}{place_note(share)}")
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("branches", nargs=-1)
+@REMOTE
+@click.option("--all", "all_branches", is_flag=True, help="Push every branch.")
+@click.option("--tags", is_flag=True, help="Push tags too.")
+@JOBS
+@AS_JSON
+def push(
+    branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool, jobs: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Send versions of BRANCHES (default: the current one) to a remote.
+
+    \b
+    Examples:
+      dvfs push
+      dvfs push --all --tags
+      dvfs push --remote backup main
+    """
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
+
+    repo = repo_here()
+    spec = remotes.get_remote(repo, remote_name)
+    large_buffers_to_os()
+    with workers() as w, resumable("push"):
+        t = sync.push(
+            repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
+        )
+    if as_json:
+        emit_json(dataclasses.asdict(t))
+        return
+    for note in t.notes:
+        click.echo(escape_text(note))
+    click.echo(transfer_line("pushed", t))
+
+
+@click.command(cls=DvfsCommand)
+@REMOTE
+@JOBS
+@AS_JSON
+def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
+    """Fetch refs, versions and trees from a remote (no file data).
+
+    \b
+    Examples:
+      dvfs fetch
+      dvfs fetch --remote backup
+    """
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
+
+    repo = repo_here()
+    spec = remotes.get_remote(repo, remote_name)
+    with resumable("fetch"):
+        got = sync.fetch(repo, spec, jobs)
+    for w in got.transfer.warnings:
+        warn(w)
+    if as_json:
+        heads = [ref_json(repo, f"{spec.name}/{b}", oid) for b, oid in sorted(got.heads.items())]
+        emit_json({"branches": heads, "transfer": dataclasses.asdict(got.transfer)})
+        return
+    for b, oid in sorted(got.heads.items()):
+        label = quoted(repo.history.label(oid))
+        click.echo(f"{quoted(f'{spec.name}/{b}')}  {label}  {oid.hex()[:10]}")
+    for note in got.transfer.notes:
+        click.echo(escape_text(note))
+    click.echo(transfer_line("fetched", got.transfer))
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("rev", required=False)
+@click.argument("paths", nargs=-1)
+@REMOTE
+@click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
+@click.option("--merge", "do_merge", is_flag=True, help="Merge the remote's branch if diverged.")
+@YES
+@JOBS
+@AS_JSON
+def pull(
+    rev: str | None, paths: tuple[str, ...], remote_name: str | None, force: bool,
+    do_merge: bool, yes: bool, jobs: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Fetch, download what REV (default: the remote's branch) needs, and check it out.
+
+    In a git clone that has dvfs.toml but no store yet, the store is made from
+    the shared remote first, and the version dvfs.lock names is restored.
+
+    \b
+    Examples:
+      dvfs pull
+      dvfs pull v3 images/train    # only the chunks of images/train at v3
+      dvfs pull images/val
+      dvfs pull --merge            # the branch and the remote's diverged: merge them
+    """
+    if do_merge and (rev or paths):
+        raise UsageError("--merge merges the remote's branch: give no REV or PATH")
+    from vfs import gitclone
+    from vfs.remote import config as remotes
+    from vfs.remote import transfer as sync
+
+    try:
+        repo = repo_here()
+    except NotARepository:
+        root = find_shared_root(Path.cwd())
+        if root is None:
+            raise
+        if not rev and not paths:
+            return first_pull(root, remote_name, force, yes, jobs, as_json)
+        with resumable("pull"):
+            repo = gitclone.make_store(root, remote_name, jobs)
+    if not rev and not paths and gitclone.pending(repo):
+        return first_pull(repo.root, remote_name, force, yes, jobs, as_json)
+    spec = remotes.get_remote(repo, remote_name)
+    with workers() as w, resumable("pull"):
+        r = sync.pull(
+            repo, spec, rev, list(paths), w, jobs=jobs, force=force, yes=yes, merge=do_merge
+        )
+    keep_within_max_size(repo)
+    for line in r.transfer.warnings:
+        warn(line)
+    if as_json:
+        emit_json(
+            {"message": r.message or None, "transfer": dataclasses.asdict(r.transfer),
+             "checkout": checkout_json(r.checkout) if r.checkout is not None else None,
+             "conflicts": r.conflicts}
+        )  # fmt: skip
+        if r.checkout is not None:
+            checkout_failures(r.checkout)
+        if r.conflicts:
+            sys.exit(1)
+        return
+    if r.message:
+        click.echo(escape_text(r.message))
+    click.echo(transfer_line("downloaded", r.transfer))
+    if r.checkout is not None:
+        report_checkout(r.checkout)
+    if r.conflicts:
+        sys.exit(1)
+
+
+def first_pull(
+    root: Path, remote_name: str | None, force: bool, yes: bool, jobs: int, as_json: bool
+) -> None:
+    """`dvfs pull` in a git clone with no data yet: make the store, restore dvfs.lock's version."""
+    from vfs import gitclone
+
+    with workers() as w, resumable("pull"):
+        s = gitclone.set_up(root, remote_name, w, jobs=jobs, yes=yes, force=force)
+    for line in s.transfer.warnings:
+        warn(line)
+    if as_json:
+        emit_json(
+            {"message": None, "transfer": dataclasses.asdict(s.transfer),
+             "checkout": checkout_json(s.checkout),
+             "set_up": {"remote": s.remote, "branch": s.branch, "id": s.target.hex(),
+                        "from_lock": s.from_lock}}
+        )  # fmt: skip
+        checkout_failures(s.checkout)
+        return
+    what = "the version dvfs.lock names" if s.from_lock else f"branch {quoted(s.branch)}"
+    click.echo(f"set up the store from dvfs.toml (remote {quoted(s.remote)}); restoring {what}")
+    click.echo(transfer_line("downloaded", s.transfer))
+    report_checkout(s.checkout)
+
+
+@click.command(cls=DvfsCommand, name="clone")
+@click.argument("url", type=Token())
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--rev", help="Check out this revision instead of the main branch.")
+@click.option("--no-checkout", is_flag=True, help="Fetch versions only; download no data.")
+@click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
+@YES
+@JOBS
+@AS_JSON
+def clone_cmd(
+    url: str, directory: Path | None, rev: str | None, no_checkout: bool,
+    endpoint_url: str | None, yes: bool, jobs: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Make a new repository from a remote at URL.
+
+    \b
+    Examples:
+      dvfs clone s3://bucket/datasets/cats cats --endpoint-url http://minio:9000
+      dvfs clone /mnt/nas/cats --no-checkout
+    """
+    from vfs.remote import transfer as sync
+
+    target = directory or Path(sync.default_dir(url))
+    with workers() as w, resumable("clone"):
+        repo, t, branch = sync.clone(
+            url, target, w, rev=rev, no_checkout=no_checkout, endpoint_url=endpoint_url,
+            jobs=jobs, yes=yes,
+        )  # fmt: skip
+    for line in t.warnings:
+        warn(line)
+    if as_json:
+        emit_json({"path": str(repo.root), "branch": branch, "transfer": dataclasses.asdict(t)})
+        return
+    click.echo(f"cloned {quoted(url)} into {quoted(str(repo.root))} (branch {quoted(branch)})")
+    click.echo(transfer_line("downloaded", t))

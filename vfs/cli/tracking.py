@@ -1,0 +1,215 @@
+"""``dvfs init``, ``add``, ``check-ignore``, ``rm``, ``mv`` and ``commit``."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat as statmod
+import sys
+from pathlib import Path
+
+import click
+
+from vfs import params as version_params
+from vfs import workflow
+from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText
+from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
+from vfs.cli.store import keep_within_max_size
+from vfs.errors import UsageError
+from vfs.quoting import escape_text, quote_name
+from vfs.repo import DEFAULT_BRANCH, Repository
+from vfs.worktree import lstat_or_none, show
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--branch", default=DEFAULT_BRANCH, show_default=True, help="First branch name.")
+def init(directory: Path | None, branch: str) -> None:
+    """Create a repository in DIRECTORY (default: the current directory).
+
+    \b
+    Examples:
+      dvfs init
+      dvfs init datasets/cats --branch trunk
+    """
+    repo = Repository.init(directory or Path.cwd(), branch)
+    click.echo(f"Initialized empty dvfs repository in {quote_name(str(repo.dir))}")
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Add ignored files too (.dvfsignore).")
+@AS_JSON
+def add(paths: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Stage files or directories: hash them and store their chunks.
+
+    Untracked files that .dvfsignore files (or the built-in rules: __pycache__/,
+    *.pyc, .DS_Store, ...) ignore are skipped; `dvfs check-ignore -v PATH` says why.
+
+    \b
+    Examples:
+      dvfs add data/
+      dvfs add labels.csv images/train
+      dvfs add --force data/cache/keep.pyc
+    """
+    repo = repo_here()
+    with workers() as w:
+        r = workflow.add(repo, paths, w, warn, force=force)
+    keep_within_max_size(repo)
+    if as_json:
+        emit_json(dataclasses.asdict(r))
+        return
+    parts = [f"staged {r.files} file{'s' if r.files != 1 else ''}"]
+    if r.hashed:
+        parts.append(f"read {r.hashed} ({human(r.bytes_read)})")
+    if r.removed:
+        parts.append(f"{r.removed} deletion{'s' if r.removed != 1 else ''}")
+    if r.ignored:
+        parts.append(f"skipped {r.ignored} ignored path{'s' if r.ignored != 1 else ''}")
+    click.echo(", ".join(parts))
+
+
+@click.command(cls=DvfsCommand, name="check-ignore")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-v", "--verbose", is_flag=True, help="Also show the rule: FILE:LINE:PATTERN.")
+@AS_JSON
+def check_ignore(paths: tuple[str, ...], verbose: bool, as_json: bool) -> None:
+    """Say which PATHS ignore rules keep out of `add` and `status`, and by which rule.
+
+    Prints the ignored paths (with -v, also paths a `!` rule brings back, each after
+    the rule that decided: FILE:LINE:PATTERN, the file being a .dvfsignore or
+    "(built-in)"). A tracked path is never ignored. Exits 0 if a path is ignored,
+    1 if none is.
+
+    \b
+    Examples:
+      dvfs check-ignore data/__pycache__/x.pyc
+      dvfs check-ignore -v data/*
+    """
+    from vfs.ignore import Ignores
+
+    repo = repo_here()
+    index = repo.index()
+    rows = []
+    with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+        for arg in paths:
+            rel = repo.rel(arg)
+            if not rel:
+                raise UsageError("the repository root itself is never ignored: name paths in it")
+            st = lstat_or_none(repo.root, rel)
+            is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+            tracked = ign.is_tracked(rel) or (is_dir and ign.holds_tracked(rel))
+            m = None if tracked else ign.match(rel, is_dir=is_dir)
+            rows.append((arg, tracked, m))
+    if as_json:
+        emit_json(
+            [{"path": a, "ignored": bool(m and m.ignored), "tracked": tr,
+              "source": m.source if m else None, "line": m.line if m else None,
+              "pattern": m.pattern if m else None} for a, tr, m in rows]
+        )  # fmt: skip
+    else:
+        for arg, _, m in rows:
+            if m is not None and (m.ignored or verbose):
+                shown = quoted(arg)
+                click.echo(f"{escape_text(m.rule())}\t{shown}" if verbose else shown)
+    if not any(m is not None and m.ignored for _, _, m in rows):
+        sys.exit(1)
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--cached", is_flag=True, help="Stop tracking but keep the working files.")
+@click.option("--force", "-f", is_flag=True, help="Delete files even with unstaged changes.")
+@click.option(
+    "-r", "recursive", is_flag=True, hidden=True,
+    help="Accepted for git's habit: a directory is always removed with what it holds.",
+)  # fmt: skip
+@AS_JSON
+def rm(paths: tuple[str, ...], cached: bool, force: bool, recursive: bool, as_json: bool) -> None:
+    """Stop tracking PATHS (and delete them unless --cached).
+
+    \b
+    Examples:
+      dvfs rm data/old.csv
+      dvfs rm --cached data/raw/       # keep the files, stop tracking
+    """
+    repo = repo_here()
+    with workers() as w:
+        gone = workflow.rm(repo, paths, w, cached=cached, force=force)
+    if as_json:
+        emit_json({"untracked" if cached else "removed": [show(p) for p in gone]})
+        return
+    verb = "untracked" if cached else "removed"
+    click.echo(f"{verb} {len(gone)} file{'s' if len(gone) != 1 else ''}")
+
+
+@click.command(cls=DvfsCommand)
+@click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
+@AS_JSON
+def mv(paths: tuple[str, ...], as_json: bool) -> None:
+    """Move or rename tracked files and directories; the next commit records a rename.
+
+    With several SRCs, or a DST that is a directory, each SRC moves into DST. Nothing
+    is ever replaced, and untracked files inside a moved directory move with it.
+
+    \b
+    Examples:
+      dvfs mv data/raw.csv data/train.csv
+      dvfs mv images/ data/images
+      dvfs mv a.csv b.csv archive/
+    """
+    if len(paths) < 2:
+        raise UsageError("give a source and a destination: dvfs mv SRC... DST")
+    moves = workflow.mv(repo_here(), paths[:-1], paths[-1], warn)
+    if as_json:
+        emit_json(
+            {"moved": [{"from": show(m.src), "to": show(m.dst), "tracked": m.tracked}
+                       for m in moves]}
+        )  # fmt: skip
+        return
+    for m in moves:
+        n = f" ({m.tracked:,} tracked files)" if m.tracked > 1 else ""
+        click.echo(f"renamed {quoted(m.src)} -> {quoted(m.dst)}{n}")
+
+
+@click.command(cls=DvfsCommand)
+@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
+@PARAM
+@PARAMS_FILE
+@click.option("--tag", help="Also tag the new version.")
+@click.option(
+    "-a", "--all", "stage_all", is_flag=True,
+    help="First stage every modified or deleted tracked file (not untracked ones).",
+)  # fmt: skip
+@AS_JSON
+def commit(
+    message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None,
+    stage_all: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Record the staged data as a new version.
+
+    \b
+    Examples:
+      dvfs commit -m "raw data" --tag raw
+      dvfs commit -am "cleaned"        # stage the changed tracked files first
+      dvfs commit -m "run 7" --param lr=3e-4 --param "layers=[64, 64]"
+      dvfs commit -m "tuned" --params-file params.yaml
+    """
+    version_params.message(message)
+    recorded = version_params.collect(params, params_file)
+    repo = repo_here()
+    if stage_all:
+        with workers() as w:
+            workflow.stage_tracked_changes(repo, w, warn)
+    r = workflow.commit(repo, message, recorded, tag, warn)
+    keep_within_max_size(repo)
+    if as_json:
+        emit_json(
+            {"version": f"v{r.number}", "id": r.oid.hex(), "branch": repo.refs.head().branch,
+             "tag": tag, "files": r.files, "bytes": r.bytes}
+        )  # fmt: skip
+        return
+    tagged = f" (tag {quote_name(tag)})" if tag else ""
+    click.echo(
+        f"v{r.number} {r.oid.hex()[:10]}{tagged}: {count(r.files, 'file')}, {human(r.bytes)} - "
+        f"{escape_text(message)}"
+    )

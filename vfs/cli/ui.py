@@ -1,0 +1,39 @@
+"""``dvfs ui``: the web dashboard (the optional extra ``dvfs[ui]``)."""
+
+from __future__ import annotations
+
+import click
+
+from vfs.cli.options import DvfsCommand, Token
+from vfs.errors import UsageError
+
+
+@click.command(cls=DvfsCommand, name="ui")
+@click.argument("source", default=".", metavar="[SOURCE]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+    help="Port to listen on (0: a free one).",
+)  # fmt: skip
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+@click.option("--token", type=Token(), help="Every request must carry T (needed off loopback).")
+def ui_cmd(source: str, host: str, port: int, open_browser: bool, token: str | None) -> None:
+    """Serve a read-only web dashboard of the repository at SOURCE (default: here).
+
+    Versions, a version's files with previews, diffs (rows of tables too), lineage,
+    experiments and the store. It listens on 127.0.0.1 unless --host says otherwise,
+    which needs --token; it prints the URL to open and runs until Ctrl-C.
+
+    \b
+    Examples:
+      dvfs ui
+      dvfs ui ~/data/project --port 8700 --open
+      dvfs ui --host 0.0.0.0 --token "$(openssl rand -hex 24)"
+    """
+    try:  # the server is an optional dependency: only `dvfs ui` loads it
+        from vfs.ui import data, serve
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("starlette", "uvicorn", "anyio"):
+            raise
+        raise UsageError("dvfs ui needs its web server: pip install 'dvfs[ui]'") from None
+    serve.serve(data.open_repository(source), host, port, token, open_browser, click.echo)
