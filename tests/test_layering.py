@@ -16,7 +16,7 @@ LAYERS = [
     {"objects", "lock", "pins"},
     {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)
     {"refs", "stage", "gitlink", "shared", "ignore", "audit", "merging"},
-    {"history"},
+    {"history", "reach"},  # reach: the walk of what versions reach (gc, remote gc, fsck)
     {"worktree", "diff", "reader", "graph", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 
 from vfs.checkout import RESTORING
 from vfs.codec import Kind
-from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing
+from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.history import History
 from vfs.pins import live_pins
+from vfs.reach import reach
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import Repository
 from vfs.worktree import Workers, remove_temporaries
@@ -84,43 +85,23 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
             index = repo.index()
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
             (repo.dir / RESTORING).unlink(missing_ok=True)
-    versions: dict[bytes, str] = {}
-    stack = list(_roots(repo, report).items())
-    while stack:
-        name, oid = stack.pop()
-        if oid in versions:
-            continue
-        try:
-            v = hist.version(oid)
-        except DvfsError as exc:
-            report.problems.append(f"{name}: version {oid.hex()}: {exc}")
-            continue
-        versions[oid] = f"v{v.number}"
-        stack.extend((f"{name}~", p) for p in v.parents)
+    got = reach(
+        _roots(repo, report).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
+    )
+    for bad_record in got.problems:
+        what, rid, label = bad_record.kind, bad_record.oid.hex(), bad_record.label
+        if what == "version":
+            report.problems.append(f"{label}: version {rid}: {bad_record.error}")
+        else:
+            report.problems.append(f"tree {rid} ({label}) {bad_record.error}")
+    versions = {oid: f"v{v.number}" for oid, v in got.versions.items()}
     report.versions = len(versions)
-    trees: set[bytes] = set()
-    chunks: dict[bytes, int] = {}
-    for oid, label in versions.items():
-        todo = [(hist.version(oid).tree, label + ":")]
-        while todo:
-            tid, where = todo.pop()
-            if tid in trees:
-                continue
-            trees.add(tid)
-            try:
-                tree = hist.tree(tid)
-            except DvfsError as exc:
-                report.problems.append(f"tree {tid.hex()} ({where}) {exc}")
-                continue
-            for e in tree.entries:
-                if e.kind == Kind.DIR:
-                    todo.append((e.subtree, where + os.fsdecode(e.name) + "/"))
-                for c in e.chunks:
-                    chunks[c.oid] = c.size
+    chunks = got.chunks
+    trees = len(got.trees) + sum(1 for bad in got.problems if bad.kind == "tree")
     for staged in repo.index().entries.values():
         for ref in staged.chunks:
             chunks[ref.oid] = ref.size
-    report.trees = len(trees)
+    report.trees = trees
     report.chunks = len(chunks)
     report.bytes = sum(chunks.values())
     futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks}

@@ -19,9 +19,10 @@ process may have skipped storing an object because an unreachable copy was there
 Everything happens under the repository lock, so no other dvfs command writes
 objects or moves refs meanwhile. In order:
 
-1. **Mark.** Versions (all parents) and trees are read and decoded from the roots;
-   chunks are not read. A root whose records are missing or damaged stops gc before
-   anything is deleted ("run `dvfs fsck`"): what lies below cannot be told.
+1. **Mark.** Versions (all parents) and trees are read and decoded from the roots
+   (``vfs.reach``, the walk remote gc and fsck share); chunks are not read. A root
+   whose records are missing or damaged stops gc before anything is deleted ("run
+   `dvfs fsck`"): what lies below cannot be told.
 2. **Plan.** Each complete pack's objects are taken from its index (rebuilt from the
    header if the index is unusable; a pack whose header is damaged too is reported
    and kept). A live object found in several packs counts in the first only. A pack
@@ -63,7 +64,7 @@ from typing import Any
 
 import msgpack
 
-from vfs.codec import Kind, decode_tree, decode_version
+from vfs.codec import decode_tree, decode_version
 from vfs.durable import TMP_PREFIX, fsync_dir, write_atomic
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
 from vfs.ids import hasher
@@ -79,6 +80,7 @@ from vfs.packs import (
 )
 from vfs.pins import live_pins
 from vfs.pipeline.cache import RunCache
+from vfs.reach import reach
 from vfs.repo import Repository
 
 REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rewritten
@@ -243,57 +245,29 @@ def mark(repo: Repository, report: GcReport) -> set[bytes]:
     store = repo.store
     versions, optional_trees, live = roots(repo)
     report.roots = len(versions)
-    seen_versions: set[bytes] = set()
-    trees: list[bytes] = []
-    stack = [(label, oid) for label, oid in versions.items()]
-    problems: list[str] = []
-    while stack:
-        label, oid = stack.pop()
-        if oid in seen_versions:
-            continue
-        seen_versions.add(oid)
-        try:
-            v = decode_version(store.get(oid))
-        except DvfsError as exc:
-            problems.append(f"{label}: version {oid.hex()}: {exc}")
-            continue
-        trees.append(v.tree)
-        stack.extend((label + "~", p) for p in v.parents)
-    seen_trees: set[bytes] = set()
-
-    def walk(start: bytes, required: bool) -> None:
-        todo = [start]
-        while todo:
-            tid = todo.pop()
-            if tid in seen_trees:
-                continue
-            try:
-                tree = decode_tree(store.get(tid))
-            except DvfsError as exc:
-                if required:
-                    problems.append(f"tree {tid.hex()}: {exc}")
-                continue
-            seen_trees.add(tid)
-            for e in tree.entries:
-                if e.kind == Kind.DIR:
-                    todo.append(e.subtree)
-                else:
-                    live.update(c.oid for c in e.chunks)
-
-    for tid in trees:
-        walk(tid, True)
-    for tid in optional_trees:  # a run cache entry whose tree is gone is a miss: no loss
-        walk(tid, False)
-    if problems:
+    got = reach(
+        versions.items(),
+        lambda oid: decode_version(store.get(oid)),
+        lambda tid: decode_tree(store.get(tid)),
+        optional_trees=optional_trees,
+    )
+    if got.problems:
+        problems = [
+            f"{p.label}: version {p.oid.hex()}: {p.error}"
+            if p.kind == "version"
+            else f"tree {p.oid.hex()}: {p.error}"
+            for p in got.problems
+        ]
         shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
         raise DvfsError(
             f"gc stopped before deleting anything: {len(problems)} record(s) reachable from "
             f"refs cannot be read ({shown}); run `dvfs fsck`"
         )
-    report.versions = len(seen_versions)
-    report.trees = len(seen_trees)
-    live |= seen_versions
-    live |= seen_trees
+    report.versions = len(got.versions)
+    report.trees = len(got.trees)
+    live.update(got.chunks)
+    live.update(got.versions)
+    live |= got.trees
     return live
 
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from vfs import audit
 from vfs.backends import Backend
-from vfs.codec import Kind, decode_tree, decode_version
+from vfs.codec import decode_tree, decode_version
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -56,6 +56,7 @@ from vfs.errors import (
 from vfs.objects import ObjKind
 from vfs.ondemand import index_cache
 from vfs.packs import PackedObject, encode_index
+from vfs.reach import reach
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import (
     GC_LOCK,
@@ -294,41 +295,20 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
 def _mark(repo: Repository, got: _Remote, report: RemoteGcReport) -> set[bytes]:
     """Every object the remote's refs reach; DvfsError if the remote lacks one."""
     store = repo.store
-    problems: list[str] = []
-    versions: set[bytes] = set()
-    trees: set[bytes] = set()
-    live: set[bytes] = set()
-    stack = list(got.tips.items())
-    todo: list[bytes] = []
-    while stack:
-        label, oid = stack.pop()
-        if oid in versions:
-            continue
-        versions.add(oid)
-        try:
-            v = decode_version(store.get(oid))
-        except DvfsError as exc:
-            problems.append(f"{label}: version {oid.hex()[:12]}: {exc}")
-            continue
-        todo.append(v.tree)
-        stack.extend((label + "~", p) for p in v.parents)
-    while todo:
-        tid = todo.pop()
-        if tid in trees:
-            continue
-        trees.add(tid)
-        try:
-            tree = decode_tree(store.get(tid))
-        except DvfsError as exc:
-            problems.append(f"tree {tid.hex()[:12]}: {exc}")
-            continue
-        for e in tree.entries:
-            if e.kind == Kind.DIR:
-                todo.append(e.subtree)
-            else:
-                live.update(c.oid for c in e.chunks)
-    live |= versions
-    live |= trees
+    reached = reach(
+        got.tips.items(),
+        lambda oid: decode_version(store.get(oid)),
+        lambda tid: decode_tree(store.get(tid)),
+    )
+    problems = [
+        f"{p.label}: version {p.oid.hex()[:12]}: {p.error}"
+        if p.kind == "version"
+        else f"tree {p.oid.hex()[:12]}: {p.error}"
+        for p in reached.problems
+    ]
+    live = set(reached.chunks)
+    live.update(reached.versions)
+    live |= reached.trees
     missing = [oid for oid in live if oid not in got.where]
     problems += [f"object {oid.hex()[:12]} is in no index segment" for oid in missing[:5]]
     if problems:
@@ -338,8 +318,8 @@ def _mark(repo: Repository, got: _Remote, report: RemoteGcReport) -> set[bytes]:
             f"reach ({len(problems)} problem(s): {shown}); push those versions again from a "
             "clone that has them"
         )
-    report.versions = len(versions)
-    report.trees = len(trees)
+    report.versions = len(reached.versions)
+    report.trees = len(reached.trees)
     report.live_objects = len(live)
     return live
 
