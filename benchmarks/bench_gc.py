@@ -46,7 +46,7 @@ from seaweed import SeaweedFS
 from tools import REPO_ROOT, Dvc, Dvfs, SetupError, Tool, dvfs_command, ensure_dvc, must
 from workload import Workload, ensure_data, small_path
 
-from tests.loopback import AWS_VARS_TO_CLEAR
+from tests.support.loopback import AWS_VARS_TO_CLEAR
 
 VERSIONS = 5
 BUCKET = {DVFS: "dvfs-gc", DVC: "dvc-gc"}

@@ -51,7 +51,7 @@ from seaweed import SeaweedFS
 from tools import REPO_ROOT
 from workload import KIB, MIB, Workload, ensure_data
 
-from tests.loopback import AWS_VARS_TO_CLEAR
+from tests.support.loopback import AWS_VARS_TO_CLEAR
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, Repository, connect, workflow
 from vfs.remote import config as remotes
 from vfs.remote import transfer as sync

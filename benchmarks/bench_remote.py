@@ -50,7 +50,7 @@ from seaweed import SeaweedFS, weed_binary
 from tools import REPO_ROOT, Dvc, Dvfs, SetupError, Tool, dvfs_command, ensure_dvc, must
 from workload import Workload, edit_big, ensure_data, tree_digest
 
-from tests.loopback import AWS_VARS_TO_CLEAR
+from tests.support.loopback import AWS_VARS_TO_CLEAR
 
 BUCKETS = {DVFS: "dvfs-bench", DVC: "dvc-bench"}
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"

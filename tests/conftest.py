@@ -1,5 +1,5 @@
-"""Shared pytest fixtures; the S3 server fixtures live in tests/s3server.py, the trained
-pipeline repository in tests/pipeline_support.py."""
+"""Shared pytest fixtures; the S3 server fixtures live in tests/support/s3server.py, the trained
+pipeline repository in tests/support/pipeline.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.s3server", "tests.pipeline_support"]
+pytest_plugins = ["tests.support.s3server", "tests.support.pipeline"]
 
 # pytest removes the temporary directories of earlier runs with shutil.rmtree, which
 # recurses once per level: a tree deeper than the default limit (1,000), left by a run

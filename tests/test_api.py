@@ -1,7 +1,7 @@
 """The Python API (``vfs.Repo``, ``vfs.open``): what it returns is what the CLI says.
 
 One repository with two versions is made through the API itself, once for the
-module (``tests/api_support.py``); the tests that change it work on a copy. The
+module (``tests/support/api.py``); the tests that change it work on a copy. The
 remote tests push it to a real S3 server (SeaweedFS) and read it in place, counting
 the requests that reach the server.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import vfs
-from tests.api_support import Data, make_data, push_all, write
-from tests.cli_support import assert_error, assert_ok, fsck_clean, run
-from tests.s3server import S3Server
+from tests.support.api import Data, make_data, push_all, write
+from tests.support.cli import assert_error, assert_ok, fsck_clean, run
+from tests.support.s3server import S3Server
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.cli_support import Repo, assert_error
-from tests.cli_support import make_repo_fixture as make_repo_fixture
-from tests.cli_support import repo_fixture as repo_fixture
+from tests.support.cli import Repo, assert_error
+from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.cli import repo_fixture as repo_fixture
 from vfs import audit
 
 

@@ -19,8 +19,8 @@ import blake3
 import pytest
 from botocore.stub import Stubber
 
-from tests.loopback import free_ports
-from tests.s3server import S3Server, use_aws_keys
+from tests.support.loopback import free_ports
+from tests.support.s3server import S3Server, use_aws_keys
 from vfs.backends import (
     Backend,
     LimitedBackend,

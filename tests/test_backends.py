@@ -1,6 +1,6 @@
 """The backend contract (vfs.backends.base), run over every backend: local and S3.
 
-The S3 runs use a real SeaweedFS server (tests/s3server.py), a fresh bucket per test
+The S3 runs use a real SeaweedFS server (tests/support/s3server.py), a fresh bucket per test
 and a prefix inside it. Local-only and S3-only checks follow the shared suite, then
 ``open_backend``'s URL parsing.
 """
@@ -8,7 +8,6 @@ and a prefix inside it. Local-only and S3-only checks follow the shared suite, t
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -18,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.s3server import S3Server
+from tests.support.data import rand
+from tests.support.s3server import S3Server
 from vfs.backends import (
     Backend,
     LimitedBackend,
@@ -32,11 +32,6 @@ from vfs.errors import PreconditionFailed, RemoteError, RemoteNotFound, UsageErr
 
 BAD_KEYS = ["../x", "a//b", "/abs", "", "a/", "a/./b", "a/../b", ".hidden", "a/.b", "a b", "é"]
 GOOD_KEYS = ["a", "refs/heads/main", "packs/0a/0a1b.pack", "A-b_c.d", "x/y/z/w"]
-
-
-def rand(n: int, seed: int = 0) -> bytes:
-    """``n`` reproducible random bytes."""
-    return random.Random(seed).randbytes(n)
 
 
 def race(threads: int, fn: Callable[[int], object]) -> list[object]:

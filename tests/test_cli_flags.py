@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from tests.cli_support import (
+from tests.support.cli import (
     CLI,
     Repo,
     RepoFactory,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     Result,
     assert_error,

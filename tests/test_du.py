@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-from tests.cli_support import Repo
-from tests.cli_support import make_repo_fixture as make_repo_fixture
-from tests.cli_support import repo_fixture as repo_fixture
+from tests.support.cli import Repo
+from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.cli import repo_fixture as repo_fixture
 
 KiB = 1024
 

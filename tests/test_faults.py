@@ -19,7 +19,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
@@ -35,6 +35,7 @@ from tests.cli_support import (
     spawn_ready,
     warnings_of,
 )
+from tests.support.data import rand
 from vfs.durable import is_tmp_leaf
 from vfs.fsck import fsck
 from vfs.gitlink import read_lock
@@ -45,11 +46,6 @@ from vfs.worktree import WRITE_DIRECT, Workers
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def rand(n: int, seed: int = 0) -> bytes:
-    """``n`` reproducible, incompressible bytes."""
-    return random.Random(seed).randbytes(n)
 
 
 def committed(repo: Repo, files: Mapping[str, bytes | str], message: str = "base") -> str:

@@ -1,6 +1,6 @@
 """``dvfs://`` through fsspec, with the readers people use: pandas and pyarrow.
 
-The repository of ``tests/api_support.py`` is made once for the module; fsspec finds
+The repository of ``tests/support/api.py`` is made once for the module; fsspec finds
 the filesystem through the entry point the package installs, as it would for a user.
 The remote test pushes it to a real S3 server (SeaweedFS) and counts requests.
 """
@@ -17,8 +17,8 @@ import pyarrow.dataset as ds
 import pytest
 
 import vfs
-from tests.api_support import Data, make_data, push_all
-from tests.s3server import S3Server
+from tests.support.api import Data, make_data, push_all
+from tests.support.s3server import S3Server
 from vfs.filesystem import DvfsFileSystem, ReadOnlyError
 
 

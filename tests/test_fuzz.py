@@ -25,7 +25,7 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.forge import Forge, dir_entry, file_entry, files_under, nested
+from tests.support.forge import Forge, dir_entry, file_entry, files_under, nested
 from vfs.chunking import ChunkerParams
 from vfs.codec import (
     ChunkRef,

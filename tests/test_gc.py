@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
-from tests.cli_support import make_repo_fixture as make_repo_fixture
-from tests.mount_support import mounted
+from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
+from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.mount import mounted
 from vfs.gc import KILL_ENV
 from vfs.lock import repository_lock
 from vfs.pins import pinned

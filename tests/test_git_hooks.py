@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cli_support import (
+from tests.support.cli import (
     BASE_ENV,
     GIT_ENV,
     Repo,

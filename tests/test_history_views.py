@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     assert_error,
     make_repo_fixture,  # noqa: F401  (a fixture)

@@ -1,6 +1,6 @@
 """A remote crafted to attack whoever clones, fetches or pulls from it.
 
-Each remote is written by hand (``tests.forge``) with the project's own codec, the
+Each remote is written by hand (``tests.support.forge``) with the project's own codec, the
 way a teammate's push or a writable shared bucket could lay it out, and each attack
 must end in one clear line and a non-zero exit (or, for oddly named refs, one warning
 per ref), with nothing written outside the repository, no ref moved by a refused
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
@@ -28,8 +28,8 @@ from tests.cli_support import (
     run,
     warnings_of,
 )
-from tests.forge import Forge, dir_entry, file_entry, files_under, nested
-from tests.s3server import S3Server
+from tests.support.forge import Forge, dir_entry, file_entry, files_under, nested
+from tests.support.s3server import S3Server
 from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.codec import ChunkRef, Entry, Kind

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     make_repo_fixture,  # noqa: F401  (a fixture)

@@ -21,8 +21,8 @@ import pytest
 from daemon import upper_build
 from daemon.snapshot import FileCounts
 from daemon.upper import OPAQUE, Recorded, stamp
-from tests.cli_support import assert_ok, fsck_clean
-from tests.mount_support import MTIME, commit, dvfs, mounted, write
+from tests.support.cli import assert_ok, fsck_clean
+from tests.support.mount import MTIME, commit, dvfs, mounted, write
 from vfs import Entry, Kind, Tree
 from vfs.diff import diff_trees
 from vfs.ids import hash_bytes

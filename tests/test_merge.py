@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
@@ -12,7 +12,7 @@ from tests.cli_support import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
 )
-from tests.remote_support import Remote, remote_fixture  # noqa: F401 (fixture)
+from tests.support.remote import Remote, remote_fixture  # noqa: F401 (fixture)
 from vfs.repo import Repository
 
 

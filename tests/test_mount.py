@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from daemon.ops import READAHEAD_KIB
-from tests.mount_support import (
+from tests.support.mount import (
     MTIME,
     Mount,
     commit,

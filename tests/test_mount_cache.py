@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from daemon.cache import ChunkCache
-from tests.cli_support import assert_error, assert_ok, fsck_clean
 from tests.conftest import tmpfs
-from tests.mount_support import (
+from tests.support.cli import assert_error, assert_ok, fsck_clean
+from tests.support.mount import (
     commit,
     dvfs,
     force_unmount,

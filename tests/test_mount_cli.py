@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import assert_error, assert_ok, cli_command, fsck_clean
-from tests.mount_support import (
+from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean
+from tests.support.mount import (
     commit,
     dvfs,
     env_for,

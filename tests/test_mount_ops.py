@@ -32,7 +32,8 @@ from daemon.layout import Layout
 from daemon.ops import VersionsFs
 from daemon.records import Records
 from daemon.source import RepositorySource
-from tests.mount_support import commit, write
+from tests.support.forge import content_entry
+from tests.support.mount import commit, write
 from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
 from vfs.remote.read import RemoteChunks
 from vfs.repo import Repository
@@ -45,20 +46,15 @@ MiB = 1024 * KiB
 # ---------------------------------------------------------------------------- inodes
 
 
-def file_entry(name: bytes, data: bytes, mtime: int = 0) -> Entry:
-    oid = hash_bytes(data)
-    return Entry(name, Kind.FILE, 0o644, len(data), mtime, oid, (ChunkRef(oid, len(data)),))
-
-
 def test_inode_numbers_derive_from_what_and_where() -> None:
-    a = entry_node(b"data", file_entry(b"a", b"x"))
+    a = entry_node(b"data", content_entry(b"a", b"x"))
     assert inodes.number_of(a.key) == inodes.number_of(
-        entry_node(b"data", file_entry(b"a", b"x")).key
+        entry_node(b"data", content_entry(b"a", b"x")).key
     )
     assert inodes.HASHED_BASE <= inodes.number_of(a.key) < 1 << 63
-    moved = entry_node(b"other", file_entry(b"a", b"x"))
-    changed = entry_node(b"data", file_entry(b"a", b"y"))
-    touched = entry_node(b"data", file_entry(b"a", b"x", mtime=5))
+    moved = entry_node(b"other", content_entry(b"a", b"x"))
+    changed = entry_node(b"data", content_entry(b"a", b"y"))
+    touched = entry_node(b"data", content_entry(b"a", b"x", mtime=5))
     assert len({n.key for n in (a, moved, changed, touched)}) == 4
     d = Entry(b"d", Kind.DIR, 0o755, 0, 0, subtree=b"\1" * 32)
     assert entry_node(b"v1", d).key != entry_node(b"v2", d).key
@@ -67,8 +63,8 @@ def test_inode_numbers_derive_from_what_and_where() -> None:
 def test_table_counts_references_and_forgets_at_zero() -> None:
     table = InodeTable()
     root = table.pin(inodes.ROOT, Node(b"/", NodeKind.ROOT, b""))
-    n = table.remember(entry_node(b"", file_entry(b"a", b"x")))
-    again = table.remember(entry_node(b"", file_entry(b"a", b"x")))
+    n = table.remember(entry_node(b"", content_entry(b"a", b"x")))
+    again = table.remember(entry_node(b"", content_entry(b"a", b"x")))
     assert again is n and n.lookups == 2
     table.forget(n.ino, 1)
     assert table.get(n.ino) is n
@@ -76,15 +72,15 @@ def test_table_counts_references_and_forgets_at_zero() -> None:
     assert table.get(n.ino) is None
     table.forget(inodes.ROOT, 100)
     assert table.get(inodes.ROOT) is root
-    third = table.remember(entry_node(b"", file_entry(b"a", b"x")))
+    third = table.remember(entry_node(b"", content_entry(b"a", b"x")))
     assert third.ino == n.ino  # the same number when it comes back
 
 
 def test_table_probes_past_a_collision(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inodes, "number_of", lambda key: inodes.HASHED_BASE + 7)
     table = InodeTable()
-    a = table.remember(entry_node(b"", file_entry(b"a", b"x")))
-    b = table.remember(entry_node(b"", file_entry(b"b", b"y")))
+    a = table.remember(entry_node(b"", content_entry(b"a", b"x")))
+    b = table.remember(entry_node(b"", content_entry(b"b", b"y")))
     assert (a.ino, b.ino) == (inodes.HASHED_BASE + 7, inodes.HASHED_BASE + 8)
 
 

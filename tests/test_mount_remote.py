@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import assert_ok, fsck_clean
-from tests.mount_support import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
-from tests.relay import Proxy
-from tests.s3server import S3Server
+from tests.support.cli import assert_ok, fsck_clean
+from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
+from tests.support.relay import Proxy
+from tests.support.s3server import S3Server
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
 from vfs.repo import Repository
 

@@ -4,7 +4,7 @@ Each test reproduces an attack on the mount and the commands around it and check
 that it is refused: credentials in URLs and logs, a stale mount record naming an
 unrelated process, the chunk cache read by another user, reserved names written
 into the working tree or served by a version, and trees too deep to walk
-recursively. Mounts are real (``tests.mount_support``); "another user" is a child
+recursively. Mounts are real (``tests.support.mount``); "another user" is a child
 process that drops to uid 65534 before it acts.
 """
 
@@ -29,8 +29,8 @@ import msgpack
 import pytest
 
 from daemon.logs import redact
-from tests.cli_support import assert_error, assert_ok, fsck_clean, run
-from tests.mount_support import (
+from tests.support.cli import assert_error, assert_ok, fsck_clean, run
+from tests.support.mount import (
     commit,
     dvfs,
     force_unmount,

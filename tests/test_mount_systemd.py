@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.mount_support import commit, in_mount_table, mounted, write
+from tests.support.mount import commit, in_mount_table, mounted, write
 from vfs.repo import Repository
 
 UNITS = Path(__file__).resolve().parent.parent / "systemd"

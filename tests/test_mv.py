@@ -10,29 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     assert_error,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from tests.support.trees import contents_of
 from vfs._os.beneath import rename_noreplace
 from vfs.stage import Index
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    """Every file and link below ``root`` (outside .dvfs), with its content or target."""
-    out: dict[str, bytes] = {}
-    for dirpath, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d != ".dvfs"]
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            out[rel] = (
-                os.readlink(path).encode() if os.path.islink(path) else Path(path).read_bytes()
-            )
-    return out
 
 
 def staged(repo: Repo) -> set[tuple[str, str | None, str]]:
@@ -149,11 +136,11 @@ def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     ]
     (repo.root / "into").mkdir()
     cases.append((("data/raw", "data/raw/1.csv", "into"), "inside another source"))
-    before = tree_of(repo.root)
+    before = contents_of(repo.root)
     for args, wanted in cases:
         line = repo.fail("mv", *args, code=2)
         assert wanted.lower() in line.lower(), (args, line)
-    after = tree_of(repo.root)
+    after = contents_of(repo.root)
     assert after == before and repo.status() == status
     repo.fsck_clean()
 
@@ -164,11 +151,11 @@ def test_a_failed_move_is_put_back(repo: Repo) -> None:
     ro = repo.root / "data/raw"
     os.chmod(ro, 0o555)  # 1.csv cannot leave it: the second rename fails
     try:
-        before, status = tree_of(repo.root), repo.status()
+        before, status = contents_of(repo.root), repo.status()
         r = run(repo.root, "mv", "data/labels.csv", "data/raw/1.csv", "dest", unprivileged=True)
         line = assert_error(r, "permission denied", code=1)
         assert "1.csv" in line
-        assert tree_of(repo.root) == before and repo.status() == status
+        assert contents_of(repo.root) == before and repo.status() == status
     finally:
         os.chmod(ro, 0o755)
     repo.fsck_clean()

@@ -24,22 +24,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     Result,
     assert_error,
     assert_ok,
+    commit_files,
     go,
     init_repo,
     run,
     spawn_ready,
     warnings_of,
 )
-from tests.forge import Forge
-from tests.relay import Proxy
-from tests.s3server import S3Server, use_aws_keys
+from tests.support.data import rand
+from tests.support.forge import Forge
+from tests.support.relay import Proxy
+from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_hostile_remote import good_v1, subtree_bomb
-from tests.test_sync import commit_files, rand
 from vfs.codec import ChunkRef, Entry, Kind
 from vfs.errors import UsageError
 from vfs.ondemand import check_files_expansion

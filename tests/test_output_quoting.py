@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     Result,
     assert_error,
@@ -27,8 +27,9 @@ from tests.cli_support import (
     run,
     warnings_of,
 )
-from tests.mount_support import commit, dvfs, mounted, write
-from tests.test_faults import flip_back, flip_byte_of, rand
+from tests.support.data import rand
+from tests.support.mount import commit, dvfs, mounted, write
+from tests.test_faults import flip_back, flip_byte_of
 from vfs.progress_bar import TerminalProgress
 from vfs.repo import Repository
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from tests.cli_support import Repo, assert_ok, init_repo, run
-from tests.test_sync import commit_files, rand
+from tests.support.cli import Repo, assert_ok, commit_files, init_repo, run
+from tests.support.data import rand
 from vfs.backends import open_backend
 
 KiB = 1024

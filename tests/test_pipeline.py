@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
 )
-from tests.pipeline_support import (
+from tests.support.pipeline import (
     PY,
     PipelineRepo,
     pipeline_repo,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli_support import ERROR_PREFIX, Repo, cli_command, cli_env, init_repo
-from tests.pipeline_support import PY, staged_paths
+from tests.support.cli import ERROR_PREFIX, Repo, cli_command, cli_env, init_repo
+from tests.support.pipeline import PY, staged_paths
 
 # Writes a partial output, says it started (with its pid), then waits for a file
 # that the test never makes, unless `fast` exists.

@@ -7,11 +7,11 @@ import io
 
 import yaml
 
-from tests.cli_support import (
+from tests.support.cli import (
     assert_error,
     warnings_of,
 )
-from tests.pipeline_support import (
+from tests.support.pipeline import (
     PipelineRepo,
     staged_paths,
 )

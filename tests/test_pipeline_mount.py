@@ -8,9 +8,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.cli_support import assert_ok, fsck_clean
-from tests.mount_support import commit, dvfs, mounted, write
-from tests.pipeline_support import PREPARE, PY, TRAIN
+from tests.support.cli import assert_ok, fsck_clean
+from tests.support.mount import commit, dvfs, mounted, write
+from tests.support.pipeline import PREPARE, PY, TRAIN
 from vfs.repo import Repository
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from tests.cli_support import Repo, RepoFactory, assert_error, run
-from tests.cli_support import make_repo_fixture as make_repo_fixture
-from tests.remote_support import Remote
-from tests.remote_support import dir_remote_fixture as dir_remote_fixture
+from tests.support.cli import Repo, RepoFactory, assert_error, run
+from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.remote import Remote
+from tests.support.remote import dir_remote_fixture as dir_remote_fixture
 
 KiB = 1024
 DATA = [random.Random(i).randbytes(300 * KiB) for i in range(5)]

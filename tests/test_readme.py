@@ -4,7 +4,7 @@ The blocks run one after another, as a reader would type them, each in the direc
 where the one before ended, starting next to a sample ``my-project/`` (data files, a
 ``new.csv`` and a ``train.py`` that writes a model); a git repository with data,
 ``~/code/cats``, and the git server it came from, ``/srv/git/cats.git``, are there too.
-They run inside private mount and network namespaces (``tests/readme_sandbox.py``),
+They run inside private mount and network namespaces (``tests/support/readme_sandbox.py``),
 where ``/mnt/data`` is a real FUSE mount and ``http://minio:9000`` a real S3 server (the
 session's SeaweedFS), so that nothing in the README needs rewriting to be run.
 
@@ -25,13 +25,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.cli_support import AUTHOR, GIT_ENV, fsck_clean
-from tests.loopback import AWS_VARS_TO_CLEAR
-from tests.s3server import S3Server
+from tests.support.cli import AUTHOR, GIT_ENV, fsck_clean
+from tests.support.loopback import AWS_VARS_TO_CLEAR
+from tests.support.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-SANDBOX = Path(__file__).resolve().parent / "readme_sandbox.py"
+SANDBOX = Path(__file__).resolve().parent / "support" / "readme_sandbox.py"
 FENCE = re.compile(r"^```(\w*)\s*$")
 MARKER = re.compile(r"^<!-- illustration: (\S.*?) -->$")
 SHELLS = {"sh", "bash", "shell", "console"}

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     make_repo_fixture,  # noqa: F401  (a fixture)
 )
-from tests.remote_support import Remote
-from tests.s3server import S3Server
+from tests.support.remote import Remote
+from tests.support.s3server import S3Server
 from vfs import audit
 from vfs.backends import open_backend
 from vfs.remote.layout import audit_key

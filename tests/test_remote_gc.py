@@ -13,7 +13,6 @@ ends with ``dvfs fsck``.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
@@ -31,8 +30,9 @@ from tests.cli_support import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
-from tests.remote_support import Remote
-from tests.s3server import S3Server
+from tests.support.data import rand
+from tests.support.remote import Remote
+from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.remote.gc import CLOCK_ENV, KILL_ENV
 from vfs.remote.layout import MANIFESTS
@@ -40,10 +40,6 @@ from vfs.remote.transfer import STOP_ENV
 
 KiB = 1024
 DAY = 24 * 3600
-
-
-def rand(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 KEEP = rand(300 * KiB, 1)

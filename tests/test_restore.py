@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_ok,

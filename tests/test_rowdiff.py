@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.cli_support import Repo, assert_error, assert_ok, init_repo, run_python
+from tests.support.cli import Repo, assert_error, assert_ok, init_repo, run_python
 
 PEOPLE_V1 = "id,name,age\n1,ann,31\n2,bob,42\n3,cy,27\n4,dee,55\n"
 PEOPLE_V2 = "id,name,age\n1,ann,32\n3,cy,27\n4,dee,55\n5,eve,19\n"

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
@@ -30,7 +30,7 @@ from tests.cli_support import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
-from tests.s3server import S3Server
+from tests.support.s3server import S3Server
 from vfs.errors import FormatError, UsageError
 from vfs.refs import check_ref_name
 from vfs.shared import MAX_FILE, MAX_REMOTES, SharedConfig, load, parse, render

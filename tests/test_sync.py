@@ -1,7 +1,7 @@
 """Sharing versions through remotes, through the command line, on every kind of remote.
 
 Each test runs twice: against a directory remote (``file://``) and against an
-``s3://`` remote on the session's SeaweedFS server (``tests/s3server.py``). The
+``s3://`` remote on the session's SeaweedFS server (``tests/support/s3server.py``). The
 remote's own state is read back with a backend opened by the test, so that what the
 commands print can be checked against what they did: which refs moved, which packs
 exist, and that every visible pack is complete. Each test ends with ``dvfs fsck``
@@ -10,32 +10,30 @@ clean in every repository it wrote to.
 
 from __future__ import annotations
 
-import random
 import re
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     Result,
     assert_ok,
+    commit_files,
     go,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
     spawn_ready,
 )
-from tests.remote_support import (  # noqa: F401  (fixtures)
+from tests.support.data import rand
+from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
     remote_fixture,
 )
+from tests.support.waiting import wait_for
 from vfs.repo import Repository
 
 KiB = 1024
@@ -46,11 +44,6 @@ TRANSFER = re.compile(
     r"(?: in (?P<packs>\d+) packs?)? \((?P<size>[^)]*)\), (?P<requests>\d+) requests"
     r"(?:; (?P<kept>\d+) packs? \([^)]*\) already on the remote, not sent again)?$"
 )
-
-
-def rand(n: int, seed: int) -> bytes:
-    """``n`` reproducible, incompressible bytes."""
-    return random.Random(seed).randbytes(n)
 
 
 @dataclass(frozen=True)
@@ -78,14 +71,6 @@ def transfer(r: Result) -> Transfer:
     )
 
 
-def commit_files(repo: Repo, files: dict[str, bytes], message: str) -> str:
-    """Write ``files``, add their top directories, commit; return the version id."""
-    for rel, data in files.items():
-        repo.write(rel, data)
-    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
-    return repo.commit(message)
-
-
 def same_files(a: Path, b: Path, names: list[str]) -> None:
     for name in names:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -94,17 +79,6 @@ def same_files(a: Path, b: Path, names: list[str]) -> None:
 def stored_objects(repo: Repo) -> int:
     """How many objects the repository's local store holds."""
     return sum(1 for _ in Repository(repo.root).store.iter_ids())
-
-
-def wait_for(cond: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
-    """Poll ``cond`` until true; fail if ``proc`` ends first or it takes over 60 s."""
-    give_up = time.monotonic() + 60
-    while not cond():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"the process ended before {what}: {proc.returncode}\n{out!r}\n{err!r}")
-        assert time.monotonic() < give_up, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

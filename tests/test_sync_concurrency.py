@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     Result,
@@ -31,7 +31,7 @@ from tests.cli_support import (
     run,
     spawn_ready,
 )
-from tests.s3server import S3Server
+from tests.support.s3server import S3Server
 from vfs.repo import Repository
 
 ROUNDS = 3  # each round is one race with one winner; three show it repeats

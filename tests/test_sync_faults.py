@@ -19,28 +19,29 @@ to a repository ends with ``dvfs fsck`` clean.
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     Result,
     assert_error,
     assert_ok,
+    commit_files,
     go,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
     spawn_ready,
 )
-from tests.forge import Forge, dir_entry, file_entry, files_under
-from tests.loopback import free_ports
-from tests.relay import Proxy
-from tests.s3server import S3Server, use_aws_keys
+from tests.support.data import rand
+from tests.support.forge import Forge, dir_entry, file_entry, files_under
+from tests.support.loopback import free_ports
+from tests.support.relay import Proxy
+from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
 from vfs.codec import Entry, Kind
 from vfs.ids import hash_bytes
@@ -49,17 +50,6 @@ from vfs.repo import Repository
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def rand(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
-
-
-def commit_files(repo: Repo, files: dict[str, bytes], message: str) -> str:
-    for rel, data in files.items():
-        repo.write(rel, data)
-    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
-    return repo.commit(message)
 
 
 # ---------------------------------------------------------------------- unreachable servers

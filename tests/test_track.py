@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import vfs
-from tests.cli_support import assert_ok, cli_env, fsck_clean, init_repo, run
+from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import Repo, assert_error, fsck_clean, run
-from tests.ui_support import Server, get, make_repo, serving
+from tests.support.cli import Repo, assert_error, fsck_clean, run
+from tests.support.ui import Server, get, make_repo, serving
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 

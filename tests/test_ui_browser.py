@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.cli_support import Repo
-from tests.ui_support import Server, make_repo, serving
+from tests.support.cli import Repo
+from tests.support.ui import Server, make_repo, serving
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
 TIMEOUT_MS = 20_000  # the machine is shared: waits are long, and end on a condition

@@ -17,7 +17,7 @@ from typing import Any
 import blake3
 import yaml
 
-from tests.cli_support import (
+from tests.support.cli import (
     AUTHOR,
     Repo,
     RepoFactory,
@@ -30,15 +30,11 @@ from tests.cli_support import (
     run,
     run_python,
 )
+from tests.support.data import rand
 
 KiB = 1024
 MiB = 1024 * KiB
 ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-
-def rand(n: int, seed: int = 0) -> bytes:
-    """``n`` reproducible, incompressible bytes."""
-    return random.Random(seed).randbytes(n)
 
 
 def digest(data: bytes) -> str:

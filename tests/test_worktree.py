@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import mmap
 import os
 import random
 import re
 import shutil
-import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -31,9 +29,10 @@ from typing import Any
 import pytest
 
 from daemon.overlay import COMPACT_ABOVE
-from tests.cli_support import Result, assert_error, assert_ok, cli_command, cli_env, fsck_clean
-from tests.mount_support import MTIME, Mount, commit, dvfs, stop, write
-from tests.mount_support import own_overlay_mounted as mounted
+from tests.support.cli import Result, assert_error, assert_ok, cli_command, cli_env, fsck_clean
+from tests.support.mount import MTIME, Mount, commit, dvfs, stop, write
+from tests.support.mount import own_overlay_mounted as mounted
+from tests.support.trees import tree_of
 from vfs import control
 from vfs.repo import Repository
 
@@ -61,33 +60,6 @@ def errno_of(fn: Callable[..., object], *args: Any, **kw: Any) -> int:
     except OSError as exc:
         return exc.errno or -1
     return 0
-
-
-def tree_of(root: Path, *, mtimes: bool = False) -> dict[str, tuple[Any, ...]]:
-    """What a version records of the tree at ``root``, by relative path.
-
-    Files: mode, a hash of the content (and the mtime if asked); symlinks: the
-    target; directories: only that they exist (versions do not record their modes
-    or times).
-    """
-    out: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            rel = os.path.relpath(p, root)
-            st = os.lstat(p)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(p))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir",)
-            elif stat.S_ISREG(st.st_mode):
-                with open(p, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-                extra = (st.st_mtime_ns,) if mtimes else ()
-                out[rel] = ("file", oct(stat.S_IMODE(st.st_mode)), st.st_size, digest, *extra)
-            else:
-                out[rel] = ("other", st.st_mode)
-    return out
 
 
 def assert_same_tree(got: Path, want: Path, *, mtimes: bool = False) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import random
 import threading
 import time
 from pathlib import Path
@@ -23,8 +22,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from tests.cli_support import Result, assert_error, assert_ok, fsck_clean
-from tests.mount_support import (
+from tests.support.cli import Result, assert_error, assert_ok, fsck_clean
+from tests.support.data import rand
+from tests.support.mount import (
     Mount,
     commit,
     dvfs,
@@ -32,11 +32,13 @@ from tests.mount_support import (
     url_work,
     write,
 )
-from tests.mount_support import mounted as any_mounted
-from tests.mount_support import (
+from tests.support.mount import mounted as any_mounted
+from tests.support.mount import (
     own_overlay_mounted as mounted,
 )
-from tests.s3server import S3Server
+from tests.support.s3server import S3Server
+from tests.support.trees import listing_of
+from tests.support.waiting import wait_for
 from vfs.repo import Repository
 
 KiB = 1024
@@ -45,32 +47,6 @@ MiB = 1024 * KiB
 # from "moved" on the branch is at the new version.
 STEPS = ["hashed", "stored", "journaled", "flushed", "moved", "rebase"]
 MOVED = STEPS.index("moved")
-
-Tree = dict[str, bytes | str]
-
-
-def rand(n: int, seed: int) -> bytes:
-    """``n`` reproducible, incompressible bytes."""
-    return random.Random(seed).randbytes(n)
-
-
-def tree_of(root: Path) -> Tree:
-    """Every file (its bytes), directory ("dir") and link ("-> target") below ``root``."""
-    out: Tree = {}
-
-    def walk(d: Path, rel: str) -> None:
-        for e in sorted(os.scandir(d), key=lambda e: e.name):
-            r = f"{rel}{e.name}"
-            if e.is_symlink():
-                out[r] = "-> " + os.readlink(e.path)
-            elif e.is_dir():
-                out[r + "/"] = "dir"
-                walk(Path(e.path), r + "/")
-            else:
-                out[r] = Path(e.path).read_bytes()
-
-    walk(root, "")
-    return out
 
 
 def make_repo(root: Path) -> Path:
@@ -175,7 +151,7 @@ def test_kill_during_writes_loses_nothing_written(repo: Path, tmp_path: Path) ->
         os.rename(mnt / "data" / "tmp.txt", mnt / "data" / "a.txt")
         still_open = os.open(mnt / "data" / "open.txt", os.O_WRONLY | os.O_CREAT, 0o644)
         os.write(still_open, b"written, never closed\n")
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         before = pending(mnt, home)
         m.proc.kill()
         killed(m)
@@ -184,7 +160,7 @@ def test_kill_during_writes_loses_nothing_written(repo: Path, tmp_path: Path) ->
         assert_error(dvfs(tmp_path, home, "status", str(mnt)), "daemon", "is gone", "dvfs umount")
         assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
     with mounted(str(repo), mnt, home) as m:
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt) == expected
         assert os.stat(mnt / "data" / "run.sh").st_mode & 0o777 == 0o700
         assert pending(mnt, home) == before
         m.proc.kill()
@@ -192,8 +168,8 @@ def test_kill_during_writes_loses_nothing_written(repo: Path, tmp_path: Path) ->
     with mounted(str(repo), mnt, home):  # a snapshot before anything was looked at
         got = assert_ok(snapshot(mnt, home, "-m", "after the crash")).json()
         assert got["version"] == "v2"
-        assert tree_of(mnt / ".versions" / "v2") == expected
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt / ".versions" / "v2") == expected
+        assert listing_of(mnt) == expected
         assert pending(mnt, home) == NO_CHANGES
     assert_clean_work_dir(repo)
     fsck_clean(repo)
@@ -245,7 +221,7 @@ def test_kill_while_a_writer_is_busy(repo: Path, tmp_path: Path) -> None:
         present = sorted(n for n in os.listdir(mnt / "data") if n.startswith("f"))
         assert present[: len(files)] == files and len(present) <= len(files) + 1
         assert_ok(snapshot(mnt, home, "-m", "after the crash"))
-        assert tree_of(mnt / ".versions" / "v2") == tree_of(mnt)
+        assert listing_of(mnt / ".versions" / "v2") == listing_of(mnt)
     fsck_clean(repo)
 
 
@@ -256,18 +232,18 @@ def test_kill_at_each_step_of_a_snapshot(repo: Path, tmp_path: Path, step: str) 
     v1 = head(repo)
     with mounted(str(repo), mnt, home, env={"DVFS_TEST_KILL_AT": step}) as m:
         change(mnt)
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         changes = pending(mnt, home)
         assert_error(snapshot(mnt, home, "-m", "two", "--tag", "t2"), "daemon")
         killed(m)
     now = head(repo)
     moved = STEPS.index(step) >= MOVED
     with mounted(str(repo), mnt, home) as m:
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt) == expected
         if moved:
             assert now != v1
-            assert tree_of(mnt / ".versions" / "v2") == expected
-            assert tree_of(mnt / ".versions" / "tags" / "t2") == expected
+            assert listing_of(mnt / ".versions" / "v2") == expected
+            assert listing_of(mnt / ".versions" / "tags" / "t2") == expected
             assert pending(mnt, home) == NO_CHANGES
             assert status(mnt, home)["base_version"] == 2
             assert_error(snapshot(mnt, home, "-m", "again"), "nothing to snapshot")
@@ -279,8 +255,8 @@ def test_kill_at_each_step_of_a_snapshot(repo: Path, tmp_path: Path, step: str) 
             assert pending(mnt, home) == changes
             got = assert_ok(snapshot(mnt, home, "-m", "two, again")).json()
             assert got["version"] == "v2"
-            assert tree_of(mnt / ".versions" / "v2") == expected
-        assert tree_of(mnt) == expected
+            assert listing_of(mnt / ".versions" / "v2") == expected
+        assert listing_of(mnt) == expected
     version = Repository(repo).history.version(head(repo) or b"")
     assert version.number == 2 and version.parents == (v1,)
     assert_clean_work_dir(repo)
@@ -302,23 +278,23 @@ def test_kill_during_a_snapshot_of_the_kernels_overlay(
     env = {"DVFS_TEST_KILL_AT": step}
     with any_mounted(str(repo), mnt, home, env=env, overlay="kernel") as m:
         change(mnt)
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         changes = pending(mnt, home)
         assert_error(snapshot(mnt, home, "-m", "two"), "daemon")
         killed(m)
     moved = step == "moved"
     assert (head(repo) != v1) == moved
     with any_mounted(str(repo), mnt, home, overlay="kernel"):
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt) == expected
         if moved:
-            assert tree_of(mnt / ".versions" / "v2") == expected
+            assert listing_of(mnt / ".versions" / "v2") == expected
             assert pending(mnt, home) == NO_CHANGES
             assert status(mnt, home)["base_version"] == 2
         else:
             # (the kernel's overlay shows a rename as a deletion and an addition)
             assert pending(mnt, home)["modified"] == changes["modified"]
             assert_ok(snapshot(mnt, home, "-m", "two, again"))
-            assert tree_of(mnt / ".versions" / "v2") == expected
+            assert listing_of(mnt / ".versions" / "v2") == expected
     work = repo / ".dvfs" / "worktrees" / "main"
     assert not (work / "pending").exists()
     assert Repository(repo).history.version(head(repo) or b"").parents == (v1,)
@@ -365,9 +341,9 @@ def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:
             open(mnt / "data" / "sub" / "deep.bin", "ab").close()
         assert info.value.errno == errno.ENOSPC
         assert (mnt / "data" / "sub" / "deep.bin").read_bytes() == rand(300 * KiB, seed=1)
-        full = tree_of(mnt)
+        full = listing_of(mnt)
         assert_error(snapshot(mnt, home, "-m", "no room"), "full", code=1)  # as commit would
-        assert tree_of(mnt) == full
+        assert listing_of(mnt) == full
         assert head(repo) == v1
         os.unlink(mnt / "data" / "huge.bin")
         (mnt / "data" / "small.bin").write_bytes(block)
@@ -376,15 +352,15 @@ def test_disk_full_in_the_upper_layer(small_disk: Path, tmp_path: Path) -> None:
         assert (mnt / "data" / "small.bin").read_bytes() == block
         got = assert_ok(snapshot(mnt, home, "-m", "after the disk was full")).json()
         assert got["version"] == "v2"
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         assert "data/huge.bin" not in expected and len(expected) == 9 + len(made)
-        assert tree_of(mnt / ".versions" / "v2") == expected
+        assert listing_of(mnt / ".versions" / "v2") == expected
         assert expected["data/sub/deep.bin"] == rand(300 * KiB, seed=1) + b"tail"
         (mnt / "data" / "after.txt").write_bytes(b"after\n")  # pending at the remount
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         assert m.proc.poll() is None
     with mounted(str(repo), mnt, home):
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt) == expected
         assert pending(mnt, home)["added"] == ["data/after.txt"]
     fsck_clean(repo)
 
@@ -472,7 +448,7 @@ def test_writing_while_a_snapshot_runs(repo: Path, tmp_path: Path) -> None:
         assert "data/log.txt" in pending(mnt, home)["modified"]
         assert_ok(snapshot(mnt, home, "-m", "the rest"))
         assert (mnt / ".versions" / "v3" / "data" / "log.txt").read_bytes() == written
-        assert tree_of(mnt / ".versions" / "v3") == tree_of(mnt)
+        assert listing_of(mnt / ".versions" / "v3") == listing_of(mnt)
     fsck_clean(repo)
 
 
@@ -484,7 +460,7 @@ def test_a_snapshot_after_the_branch_moved_is_refused(repo: Path, tmp_path: Path
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     with mounted(str(repo), mnt, home) as m:
         change(mnt)
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         changes = pending(mnt, home)
         write(repo, "data/cli.txt", b"committed from the CLI\n")
         assert_ok(dvfs(repo, home, "add", "data"))
@@ -495,11 +471,11 @@ def test_a_snapshot_after_the_branch_moved_is_refused(repo: Path, tmp_path: Path
         )
         assert "\n" not in line
         assert head(repo) == v2
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt) == expected
         assert pending(mnt, home) == changes
         got = assert_ok(snapshot(mnt, home, "-m", "saved aside", "--branch", "aside")).json()
         assert (got["version"], got["branch"]) == ("v2", "aside")
-        assert tree_of(mnt / ".versions" / "branches" / "aside") == expected
+        assert listing_of(mnt / ".versions" / "branches" / "aside") == expected
         assert head(repo) == v2
         assert head(repo, "aside") == bytes.fromhex(got["id"])
         assert pending(mnt, home) == NO_CHANGES
@@ -509,16 +485,16 @@ def test_a_snapshot_after_the_branch_moved_is_refused(repo: Path, tmp_path: Path
         got = assert_ok(snapshot(mnt, home, "-m", "more")).json()
         assert (got["version"], got["branch"]) == ("v3", "aside")
         (mnt / "data" / "pending.txt").write_bytes(b"not snapshotted\n")
-        on_aside = tree_of(mnt)
+        on_aside = listing_of(mnt)
         assert m.proc.poll() is None
     log = assert_ok(dvfs(repo, home, "log", "aside", "--json")).json()
     assert [v["message"] for v in log] == ["more", "saved aside", "one"]
     # the pending change belongs to aside's working tree, not to main's
     with mounted(str(repo), mnt, home, "--branch", "aside"):
-        assert tree_of(mnt) == on_aside
+        assert listing_of(mnt) == on_aside
         assert pending(mnt, home)["added"] == ["data/pending.txt"]
     with mounted(str(repo), mnt, home):
-        assert tree_of(mnt) == tree_of(mnt / ".versions" / "v2")
+        assert listing_of(mnt) == listing_of(mnt / ".versions" / "v2")
         assert (mnt / "data" / "cli.txt").exists()
         assert pending(mnt, home) == NO_CHANGES
     fsck_clean(repo)
@@ -555,32 +531,44 @@ def test_a_url_mount_snapshot_is_pushed(
                 env=elsewhere) as r,
     ):  # fmt: skip
         change(w.path)
-        expected = tree_of(w.path)
+        expected = listing_of(w.path)
         got = assert_ok(snapshot(w.path, home, "-m", "from the mount", "--tag", "m2")).json()
         assert (got["version"], got["branch"]) == ("v2", "main")
         # the branch moves first, then the tag is pushed: wait for both
-        wait_for(r, lambda: (r.versions / "v2").exists() and (r.versions / "tags" / "m2").exists())
-        assert tree_of(r.versions / "v2") == expected
-        assert tree_of(r.versions / "tags" / "m2") == expected
-        assert tree_of(r.path) == expected  # a clean working tree follows the branch
+        wait_for(
+            lambda: (r.versions / "v2").exists() and (r.versions / "tags" / "m2").exists(),
+            r.proc,
+            "v2 and its tag m2",
+            log=r.log_text,
+            timeout=15,
+        )
+        assert listing_of(r.versions / "v2") == expected
+        assert listing_of(r.versions / "tags" / "m2") == expected
+        assert listing_of(r.path) == expected  # a clean working tree follows the branch
         # the remote's branch moves (a snapshot elsewhere): the next snapshot is refused
         (r.path / "data" / "elsewhere.txt").write_bytes(b"pushed from elsewhere\n")
         got = assert_ok(snapshot(r.path, home, "-m", "elsewhere")).json()
         assert (got["version"], got["branch"]) == ("v3", "main")
         (w.path / "data" / "mine.txt").write_bytes(b"mine\n")
-        mine = tree_of(w.path)
+        mine = listing_of(w.path)
         assert_error(snapshot(w.path, home, "-m", "late"), "main moved to", "--branch NEW")
-        assert tree_of(w.path) == mine
+        assert listing_of(w.path) == mine
         assert pending(w.path, home)["added"] == ["data/mine.txt"]
         got = assert_ok(snapshot(w.path, home, "-m", "mine", "--branch", "mine")).json()
         assert (got["version"], got["branch"]) == ("v3", "mine")
-        wait_for(r, lambda: (r.versions / "branches" / "mine").exists())
-        assert tree_of(r.versions / "branches" / "mine") == mine
+        wait_for(
+            lambda: (r.versions / "branches" / "mine").exists(),
+            r.proc,
+            "the branch mine",
+            log=r.log_text,
+            timeout=15,
+        )
+        assert listing_of(r.versions / "branches" / "mine") == mine
         assert (r.versions / "v3" / "data" / "elsewhere.txt").exists()  # main's v3
         assert os.listdir(url_work(home, url).parent) == ["mine"]
     clone = tmp_path / "clone"
     assert_ok(dvfs(tmp_path, home, "clone", url, str(clone), "--rev", "origin/mine", *opts))
-    assert {k: v for k, v in tree_of(clone).items() if not k.startswith(".dvfs")} == mine
+    assert {k: v for k, v in listing_of(clone).items() if not k.startswith(".dvfs")} == mine
     fsck_clean(clone)
 
 
@@ -592,13 +580,13 @@ def test_kill_during_a_url_mount_snapshot(repo: Path, tmp_path: Path, step: str)
     home, mnt = tmp_path / "home", tmp_path / "w"
     with mounted(url, mnt, home, "--writable", env={"DVFS_TEST_KILL_AT": step}) as m:
         change(mnt)
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
         assert_error(snapshot(mnt, home, "-m", "two"), "daemon")
         killed(m)
     with mounted(url, mnt, home, "--writable"):
-        assert tree_of(mnt) == expected
+        assert listing_of(mnt) == expected
         if step == "moved":
-            assert tree_of(mnt / ".versions" / "v2") == expected
+            assert listing_of(mnt / ".versions" / "v2") == expected
             assert pending(mnt, home) == NO_CHANGES
         else:
             assert not (mnt / ".versions" / "v2").exists()
@@ -606,16 +594,8 @@ def test_kill_during_a_url_mount_snapshot(repo: Path, tmp_path: Path, step: str)
         (mnt / "data" / "after.txt").write_bytes(b"after\n")
         got = assert_ok(snapshot(mnt, home, "-m", "three")).json()
         assert got["version"] == "v3"
-        expected = tree_of(mnt)
+        expected = listing_of(mnt)
     clone = tmp_path / "clone"
     assert_ok(dvfs(tmp_path, home, "clone", url, str(clone)))
-    assert {k: v for k, v in tree_of(clone).items() if not k.startswith(".dvfs")} == expected
+    assert {k: v for k, v in listing_of(clone).items() if not k.startswith(".dvfs")} == expected
     fsck_clean(clone)
-
-
-def wait_for(m: Mount, ready: Any, timeout: float = 15) -> None:
-    """Poll ``ready()`` until it is true; fail with the daemon's log."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, m.log_text()
-        time.sleep(0.05)

@@ -36,8 +36,8 @@ import pytest
 
 from daemon import inodes
 from daemon.overlay import Overlay
-from tests.cli_support import assert_error, assert_ok, fsck_clean
-from tests.mount_support import MTIME, Mount, dvfs, mounted, stop
+from tests.support.cli import assert_error, assert_ok, fsck_clean
+from tests.support.mount import MTIME, Mount, dvfs, mounted, stop
 from tests.test_worktree import build_repo
 from vfs import Kind, control
 

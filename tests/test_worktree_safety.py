@@ -20,7 +20,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from tests.cli_support import (
+from tests.support.cli import (
     Repo,
     RepoFactory,
     Result,
@@ -34,6 +34,7 @@ from tests.cli_support import (
     run,
     warnings_of,
 )
+from tests.support.data import rand
 from vfs import checkout as co
 from vfs._os.beneath import KEEP, Walker
 from vfs.codec import Entry, Kind, Version, encode_tree, encode_version
@@ -52,10 +53,6 @@ from vfs.worktree import (
 )
 
 KiB = 1024
-
-
-def rand(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 def snapshot(top: Path) -> dict[str, tuple[int, int, bytes]]:

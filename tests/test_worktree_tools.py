@@ -18,9 +18,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.cli_support import assert_ok, git
-from tests.mount_support import MTIME
-from tests.test_worktree import Worktree, tree_of, wt_fixture
+from tests.support.cli import assert_ok, git
+from tests.support.mount import MTIME
+from tests.support.trees import tree_of
+from tests.test_worktree import Worktree, wt_fixture
 
 __all__ = ["wt_fixture"]  # the fixture, for pytest
 

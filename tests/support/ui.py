@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import vfs
-from tests.cli_support import assert_ok, cli_command, cli_env, run
+from tests.support.cli import assert_ok, cli_command, cli_env, run
 from vfs.repo import Repository
 
 

@@ -40,7 +40,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.loopback import (
+from tests.support.loopback import (
     AWS_VARS_TO_CLEAR,
     MISSING_WEED,
     find_weed,

@@ -313,6 +313,14 @@ class Repo:
 RepoFactory = Callable[..., Repo]
 
 
+def commit_files(repo: Repo, files: Mapping[str, bytes], message: str) -> str:
+    """Write ``files``, add their top directories, commit; return the version id."""
+    for rel, data in files.items():
+        repo.write(rel, data)
+    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
+    return repo.commit(message)
+
+
 def init_repo(root: Path, *, git_repo: bool = False) -> Repo:
     """Create (with ``dvfs init``) a repository at ``root``; optionally a git work tree first."""
     root.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import vfs
-from tests.cli_support import assert_ok, run
-from tests.s3server import S3Server
+from tests.support.cli import assert_ok, run
+from tests.support.s3server import S3Server
 from vfs.chunking import ChunkerParams
 from vfs.codec import ChunkRef
 from vfs.repo import Repository

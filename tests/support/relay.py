@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from tests.loopback import free_ports
+from tests.support.loopback import free_ports
 
 
 class Proxy:

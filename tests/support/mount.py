@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.overlay import work_dir_name
-from tests.cli_support import AUTHOR, Result, cli_command, cli_env, run
+from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
 from vfs import checkout, launch, workflow
 from vfs.remote import config as remotes
 from vfs.remote import transfer as sync

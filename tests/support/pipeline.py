@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli_support import Repo, init_repo
+from tests.support.cli import Repo, init_repo
 
 PY = sys.executable
 

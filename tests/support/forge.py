@@ -106,8 +106,14 @@ class Forge:
         self.objects = []
 
 
-def file_entry(name: bytes, oid: bytes, size: int, mode: int = 0o644) -> Entry:
-    return Entry(name, Kind.FILE, mode, size, 0, digest=oid, chunks=(ChunkRef(oid, size),))
+def file_entry(name: bytes, oid: bytes, size: int, mode: int = 0o644, mtime: int = 0) -> Entry:
+    """A file entry of one chunk ``oid`` that claims ``size`` bytes."""
+    return Entry(name, Kind.FILE, mode, size, mtime, digest=oid, chunks=(ChunkRef(oid, size),))
+
+
+def content_entry(name: bytes, data: bytes, mtime: int = 0) -> Entry:
+    """A true file entry for ``data``, stored as one chunk."""
+    return file_entry(name, hash_bytes(data), len(data), mtime=mtime)
 
 
 def dir_entry(name: bytes, subtree: bytes) -> Entry:

@@ -1,7 +1,7 @@
 """A remote under test, on every kind of remote: the ``remote`` fixture.
 
 Tests that take ``remote`` run twice: against a directory remote (``file://``) and
-against an ``s3://`` remote on the session's SeaweedFS server (``tests/s3server.py``).
+against an ``s3://`` remote on the session's SeaweedFS server (``tests/support/s3server.py``).
 The remote's own state is read back with a backend opened by the test. Modules import
 the fixture as ``remote_fixture`` (it is named ``remote``).
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.cli_support import Repo, Result, assert_ok, run
-from tests.s3server import S3Server
+from tests.support.cli import Repo, Result, assert_ok, run
+from tests.support.s3server import S3Server
 from vfs.backends import Backend, open_backend
 from vfs.errors import RemoteNotFound
 

@@ -1,0 +1,15 @@
+"""Helpers shared by the test modules, each defined once.
+
+- :mod:`tests.support.cli`: ``dvfs`` as a real process, a repository driven through it
+  (``Repo``), ``commit_files``.
+- :mod:`tests.support.mount`: real mounts of the daemon (start, wait, stop, clean up).
+- :mod:`tests.support.api`, :mod:`tests.support.ui`, :mod:`tests.support.pipeline`,
+  :mod:`tests.support.remote`: the library API, the dashboard, pipelines and remotes.
+- :mod:`tests.support.s3server`, :mod:`tests.support.loopback`,
+  :mod:`tests.support.relay`: the session's SeaweedFS server, free ports, a cuttable relay.
+- :mod:`tests.support.forge`: hostile remotes and hand-made tree entries.
+- :mod:`tests.support.data`: reproducible test bytes.
+- :mod:`tests.support.trees`: what a directory holds, as a value to compare.
+- :mod:`tests.support.waiting`: polling for a condition, bounded, with a reason.
+- ``readme_sandbox.py``: a script (not imported) that runs the README's examples.
+"""
