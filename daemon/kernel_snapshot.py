@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from daemon import upper, upper_build
-from daemon.ops import VersionsFs
+from daemon.fs.versions import VersionsFs
 from daemon.snapshot import Built, FileCounts, Recorded, Snapshots
 from daemon.source import Source
 from daemon.upper import Layers

@@ -48,21 +48,21 @@ import pyfuse3
 import trio
 
 from daemon import logs
-from daemon.cache import ChunkCache
-from daemon.catalog import Catalog
 from daemon.control import Control, socket_path
-from daemon.fetcher import Fetcher
+from daemon.data.chunk_cache import ChunkCache
+from daemon.data.fetcher import Fetcher
+from daemon.data.record_cache import Records
+from daemon.fs.catalog import Catalog
+from daemon.fs.namespace import Layout
+from daemon.fs.versions import VersionsFs
+from daemon.fs.worktree import WorkingFs
 from daemon.kernel_overlay import KernelMount
 from daemon.kernel_overlay import usable as kernel_usable
 from daemon.kernel_snapshot import UpperSnapshots
-from daemon.layout import Layout
-from daemon.ops import VersionsFs
 from daemon.overlay import Overlay, lock_work, work_dir_name
-from daemon.records import Records
 from daemon.snapshot import OverlaySnapshots, Snapshots
 from daemon.source import RemoteSource, Source, open_source
 from daemon.upper import UPPER, Layers, rebase
-from daemon.writable import WorkingFs
 from vfs import (
     DvfsError,
     MountError,
@@ -330,7 +330,7 @@ def build(opts: Options) -> Served:
     catalog = source.catalog()
     fetcher = Fetcher(source.local, cache, source.remote, timeout=opts.timeout, net_threads=JOBS)
     layout = Layout(Records(source.history, trio.CapacityLimiter(RECORD_THREADS)), catalog)
-    fetcher.made = layout.meta  # the YAML of .versions/meta (daemon.meta)
+    fetcher.made = layout.meta  # the YAML of .versions/meta (daemon.data.meta)
     if not opts.writable:
         return Served(mountpoint, source, VersionsFs(layout, fetcher))
     work = work_dir(source, where, opts.cache_dir)

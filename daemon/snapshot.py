@@ -51,10 +51,10 @@ from typing import Any
 
 import trio
 
-from daemon.ops import VersionsFs
+from daemon.fs.versions import VersionsFs
+from daemon.fs.worktree import WorkingFs
 from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
-from daemon.writable import WorkingFs
 from vfs import (
     PERM_BITS,
     DvfsError,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 from pathlib import Path
 
-from daemon.catalog import Catalog, build
+from daemon.fs.catalog import Catalog, build
 from vfs import (
     Entry,
     FetchResult,

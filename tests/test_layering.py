@@ -257,3 +257,73 @@ def test_the_system_call_check_sees_what_it_looks_for(tmp_path: Path) -> None:
             "a sysfs path '/sys/class/bdi/'",
         ]
     )
+
+
+# Each daemon module imports only the daemon modules listed before it; a package
+# (its __init__) counts as the last of its modules. The folders are the roles:
+# fs/ the request handlers and what they serve, data/ bytes and records, overlay/
+# the daemon's copy-on-write working tree.
+DAEMON_ORDER = [
+    "logs", "errors",
+    "fs.inodes", "fs.attrs", "fs.catalog",
+    "data.record_cache", "data.chunk_cache", "data.meta", "data.fetcher", "data.open_files",
+    "data",
+    "overlay.node", "overlay.journal", "overlay.compaction", "overlay.workdir",
+    "overlay.spares", "overlay.state", "overlay.changes", "overlay.copyup", "overlay.rebase",
+    "overlay.status", "overlay.tree", "overlay",
+    "fs.namespace", "fs.versions", "fs.worktree", "fs",
+    "source", "snapshot", "upper", "kernel_overlay", "upper_build", "kernel_snapshot",
+    "control", "service", "__main__",
+]  # fmt: skip
+
+
+def daemon_modules() -> list[str]:
+    """Every module of the daemon, by dotted name below ``daemon`` (packages by name)."""
+    out = []
+    for path in sorted((ROOT / "daemon").rglob("*.py")):
+        parts = path.relative_to(ROOT / "daemon").with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            out.append(".".join(parts))
+    return out
+
+
+def test_every_daemon_module_has_a_place() -> None:
+    assert sorted(set(daemon_modules()) - set(DAEMON_ORDER)) == []
+    assert sorted(set(DAEMON_ORDER) - set(daemon_modules())) == []
+
+
+def daemon_imports(path: Path, known: set[str]) -> set[str]:
+    """The daemon modules a file imports (``from daemon.fs import inodes``: ``fs.inodes``)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if not name.startswith("daemon."):
+                continue
+            mod = name[len("daemon.") :]
+            while mod not in known and "." in mod:  # daemon.fs.inodes.Node: fs.inodes
+                mod = mod.rsplit(".", 1)[0]
+            if mod in known:
+                out.add(mod)
+    return out
+
+
+def test_daemon_modules_import_only_those_before_them() -> None:
+    rank = {name: i for i, name in enumerate(DAEMON_ORDER)}
+    offenders = []
+    for path in sorted((ROOT / "daemon").rglob("*.py")):
+        parts = path.relative_to(ROOT / "daemon").with_suffix("").parts
+        own = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if not own:
+            continue
+        for other in daemon_imports(path, set(rank)):
+            if rank[other] > rank[own]:
+                offenders.append(f"{path.relative_to(ROOT)} imports daemon.{other}")
+    assert offenders == []

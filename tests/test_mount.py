@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.ops import READAHEAD_KIB
+from daemon.fs.versions import READAHEAD_KIB
 from tests.support.mount import (
     MTIME,
     Mount,

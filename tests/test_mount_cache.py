@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from daemon.cache import ChunkCache
+from daemon.data.chunk_cache import ChunkCache
 from tests.conftest import tmpfs
 from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.mount import (

@@ -23,14 +23,14 @@ import pyfuse3
 import pytest
 import trio
 
-from daemon import inodes
-from daemon.cache import ChunkCache
-from daemon.fetcher import Fetcher
-from daemon.files import AHEAD_AFTER, OpenFile
-from daemon.inodes import InodeTable, Node, NodeKind, entry_node
-from daemon.layout import Layout
-from daemon.ops import VersionsFs
-from daemon.records import Records
+from daemon.data.chunk_cache import ChunkCache
+from daemon.data.fetcher import Fetcher
+from daemon.data.open_files import AHEAD_AFTER, OpenFile
+from daemon.data.record_cache import Records
+from daemon.fs import inodes
+from daemon.fs.inodes import InodeTable, Node, NodeKind, entry_node
+from daemon.fs.namespace import Layout
+from daemon.fs.versions import VersionsFs
 from daemon.source import RepositorySource
 from tests.support.forge import content_entry
 from tests.support.mount import commit, write

@@ -34,7 +34,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from daemon import inodes
+from daemon.fs import inodes
 from daemon.overlay import Overlay
 from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.mount import MTIME, Mount, dvfs, mounted, stop

@@ -18,7 +18,7 @@ may be readable by their owner alone (``vfs.mounts.private_dir``)::
 
     lock            held (flock) by the daemon using the directory, or by
                     `dvfs cache clean` while it cleans it
-    chunks/         verified chunks, see daemon.cache
+    chunks/         verified chunks, see daemon.data.chunk_cache
     meta/           URL mounts: a repository holding the remote's versions and trees
     daemon.log      the daemon's log when it runs in the background
     work/<branch>/  older versions only: a URL mount's working tree (moved out to

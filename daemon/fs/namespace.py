@@ -9,7 +9,7 @@
         tags/<tag>/         a tag "a/b" is the directory tags/a/b/
         branches/<branch>/
         ids/<64 hex>/       any version by its full id; lists the ones named above
-        meta/vN.yaml        each version's metadata: `dvfs show vN --format yaml` (daemon.meta)
+        meta/vN.yaml        each version's metadata: `dvfs show vN --format yaml` (daemon.data.meta)
 
 Names that are not valid on Linux never get this far: trees are decoded strictly
 (``vfs.codec``), so a directory holding one, or a reserved name (``.git``,
@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import re
 
-from daemon import inodes
-from daemon.catalog import Catalog
-from daemon.inodes import Node, NodeKind, entry_node, refs_node
-from daemon.meta import MetaFiles
-from daemon.records import Records
+from daemon.data.meta import MetaFiles
+from daemon.data.record_cache import Records
+from daemon.fs import inodes
+from daemon.fs.catalog import Catalog
+from daemon.fs.inodes import Node, NodeKind, entry_node, refs_node
 from vfs import DvfsError, Tree
 
 VERSIONS_NAME = b".versions"

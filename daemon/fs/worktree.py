@@ -1,6 +1,6 @@
 """MNT as a writable working tree: the FUSE handlers over ``daemon.overlay``.
 
-``.versions`` and everything below it stay as ``daemon.ops.VersionsFs`` serves them
+``.versions`` and everything below it stay as ``daemon.fs.versions.VersionsFs`` serves them
 (read-only, EROFS on writes). Every other node of MNT is a :class:`WNode` of the
 overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
 
@@ -23,7 +23,7 @@ overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
   (its tree does not decode: EIO for that directory); a working tree of an older
   version that holds one can rename or remove it, and ``dvfs snapshot`` refuses
   until it does.
-- **Owners, modes and times** follow POSIX (``daemon.attrs``; the kernel checks who
+- **Owners, modes and times** follow POSIX (``daemon.fs.attrs``; the kernel checks who
   may change them): nodes belong to whoever made them, chown clears setuid and
   setgid, a write by anyone but root too, atime, mtime and ctime are kept apart.
   Versions record permission bits and mtimes only.
@@ -53,15 +53,15 @@ from dataclasses import dataclass
 import pyfuse3
 import trio
 
-from daemon import inodes
-from daemon.attrs import SPECIAL, after_chown, after_write, new_owner
-from daemon.catalog import Catalog
+from daemon.data.fetcher import Fetcher
+from daemon.data.open_files import OpenFile
 from daemon.errors import handler
-from daemon.fetcher import Fetcher
-from daemon.files import OpenFile
-from daemon.inodes import Node, NodeKind
-from daemon.layout import VERSIONS_NAME, Layout
-from daemon.ops import BLOCK, IO_SIZE, VersionsFs
+from daemon.fs import inodes
+from daemon.fs.attrs import SPECIAL, after_chown, after_write, new_owner
+from daemon.fs.catalog import Catalog
+from daemon.fs.inodes import Node, NodeKind
+from daemon.fs.namespace import VERSIONS_NAME, Layout
+from daemon.fs.versions import BLOCK, IO_SIZE, VersionsFs
 from daemon.overlay import Overlay, WNode, mode_bits
 from vfs import Kind
 from vfs.names import is_reserved, is_reserved_at_root

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from daemon.fetcher import Fetcher
-from daemon.inodes import Node
+from daemon.data.fetcher import Fetcher
+from daemon.fs.inodes import Node
 from vfs import ChunkRef, DvfsError
 
 AHEAD_AFTER = 512 * 1024

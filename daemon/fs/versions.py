@@ -2,18 +2,18 @@
 
 Every handler is async, runs in the trio thread and is wrapped by
 ``daemon.errors.handler`` (so it raises only FUSEError). Blocking work never
-happens here: records come through ``daemon.records`` and chunks through
-``daemon.fetcher``, both of which go to worker threads.
+happens here: records come through ``daemon.data.record_cache`` and chunks through
+``daemon.data.fetcher``, both of which go to worker threads.
 
 Caching by the kernel: the content of a version node never changes (its number is
-derived from what it is, see ``daemon.inodes``), so its attributes are cached for
+derived from what it is, see ``daemon.fs.inodes``), so its attributes are cached for
 ``LONG`` seconds, its pages are kept across opens (``keep_cache``), and names
 looked up inside a version directory are cached as long. What does change with a
 refresh is which version a name in MNT or under ``.versions`` means: those names,
 and the attributes of the virtual directories, are cached for ``SHORT`` seconds.
 
 Writes: every handler that would change something answers EROFS; in a writable
-mount, MNT outside ``.versions`` is served by ``daemon.writable`` instead (or, for a
+mount, MNT outside ``.versions`` is served by ``daemon.fs.worktree`` instead (or, for a
 root mount, by the kernel's overlayfs over this read-only view: ``daemon.kernel_overlay``).
 """
 
@@ -31,13 +31,13 @@ from typing import cast
 import pyfuse3
 import trio
 
-from daemon import inodes
-from daemon.catalog import Catalog
+from daemon.data.fetcher import Fetcher
+from daemon.data.open_files import OpenFile
 from daemon.errors import handler
-from daemon.fetcher import Fetcher
-from daemon.files import OpenFile
-from daemon.inodes import InodeTable, Node, NodeKind
-from daemon.layout import Layout
+from daemon.fs import inodes
+from daemon.fs.catalog import Catalog
+from daemon.fs.inodes import InodeTable, Node, NodeKind
+from daemon.fs.namespace import Layout
 from vfs import Kind, set_bdi_read_ahead
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ its thread and its result still lands in the cache, so a slow or unreachable
 remote costs that one read, never the daemon: cached chunks keep being served
 meanwhile, and the next read of the chunk tries again. A caller may give the
 deadline itself, so that one request touching several chunks waits ``timeout`` in
-all, not once per chunk (``daemon.files``). When the daemon stops, a
+all, not once per chunk (``daemon.data.open_files``). When the daemon stops, a
 load stuck in its thread is abandoned, so a hung remote cannot hold up an unmount.
 
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from daemon.cache import ChunkCache
-from daemon.meta import MetaFiles
+from daemon.data.chunk_cache import ChunkCache
+from daemon.data.meta import MetaFiles
 from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteChunks, RemoteUnreachable
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Fetcher:
         self._memory_bytes = 0
         self._loads: dict[bytes, _Load] = {}
         self._nursery: trio.Nursery | None = None
-        self.made: MetaFiles | None = None  # the pieces of .versions/meta (daemon.meta)
+        self.made: MetaFiles | None = None  # the pieces of .versions/meta (daemon.data.meta)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the nursery the loads run in, until cancelled."""

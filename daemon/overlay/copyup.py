@@ -1,0 +1,89 @@
+"""Files' content in the work directory: new files, and base files copied up.
+
+Data is never journaled: a write goes straight to ``data/<nid>``. A new file takes a
+spare (``daemon.overlay.spares``); a base file's first write copies it up into a
+temporary file that is renamed into place and then recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from daemon.overlay.changes import Changes
+from daemon.overlay.node import WNode
+from daemon.overlay.spares import Spares
+from vfs import Kind
+
+_NEW_FILE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+class CopyUp(Changes):
+    """New files and copy-up of base files into ``data/``."""
+
+    def create_file(self, d: WNode, name: bytes, mode: int, owner: tuple[int, int]) -> WNode:
+        """A new empty file ``name`` in ``d`` (replacing what was there)."""
+        n = self._new(Kind.FILE, mode, owner, upper=True)
+        fd = self._new_data(n)
+        n.fd = fd
+        try:
+            self.attach(d, name, n)
+        except BaseException:
+            os.close(fd)
+            n.fd = -1
+            with contextlib.suppress(OSError):
+                os.unlink(self.data_path(n))
+            raise
+        return n
+
+    def _new_data(self, n: WNode) -> int:
+        """Make ``data/<nid>``, from a spare if one is ready; its descriptor.
+
+        Its mtime is set to the node's, which replay reads back.
+        """
+        if self._spares is None:
+            self._spares = Spares(self.work)
+        fd = self._spares.link(self.data_path(n))
+        if fd is None:
+            fd = os.open(self.data_path(n), _NEW_FILE, 0o600)
+        try:
+            os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
+        except BaseException:
+            os.close(fd)
+            os.unlink(self.data_path(n))
+            raise
+        return fd
+
+    def start_copy(self, n: WNode) -> int:
+        """Begin copying ``n`` up: a descriptor of its temporary data file."""
+        tmp = self.data / f"{n.nid}.tmp"
+        return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+
+    def finish_copy(self, n: WNode, fd: int, size: int) -> None:
+        """The copy holds ``size`` bytes: make it ``n``'s content and record that."""
+        os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
+        os.rename(self.data / f"{n.nid}.tmp", self.data_path(n))
+        n.upper, n.fd, n.size = True, fd, size
+        try:
+            self.record_node(n)
+        except BaseException:
+            n.upper, n.fd = False, -1
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.data_path(n))
+            raise
+
+    def abort_copy(self, n: WNode, fd: int) -> None:
+        """A copy failed: remove what it wrote."""
+        if n.fd != fd:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.data / f"{n.nid}.tmp")
+
+    def release_fd(self, n: WNode) -> None:
+        """Close an upper file's descriptor when no handle uses it."""
+        if n.opens == 0 and n.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(n.fd)
+            n.fd = -1

@@ -1,0 +1,132 @@
+"""The journal of a working tree: its record format, appends, and what replay keeps.
+
+Journal records (msgpack arrays; each is an assignment, so replaying one already
+applied changes nothing). Format 2 (``state`` says which; format 1 journals, whose
+``N`` records end at ``target``, are replayed with the daemon's owner and times equal
+to the mtime)::
+
+    ["N", nid, kind, mode, mtime_ns, origin|nil, entry|nil, upper, target|nil,
+     uid, gid, atime_ns, ctime_ns, special, rdev]
+        what node ``nid`` is: ``entry`` is its base entry (a directory's base tree,
+        a file's chunks), ``upper`` says its content is ``data/<nid>``, ``origin``
+        its path in the base version (nil for a node made through the mount);
+        ``mode`` holds the setuid, setgid and sticky bits too; ``special`` is the
+        file type of a FIFO, socket or device (0 for anything else) and ``rdev`` a
+        device's number (``daemon.fs.attrs``)
+    ["L", dir nid, name, nid]    the name now means node ``nid`` in that directory
+                                 (a file named twice is a hard link)
+    ["U", dir nid, name]         the name is gone from that directory
+    ["S", version id]            a snapshot of this working tree is being recorded
+
+A change touches only the nodes on the path to it: before a name changes in a
+directory, that directory and its ancestors are recorded (``N`` and ``L``) once.
+Data is never journaled: a write goes straight to ``data/<nid>``, and an upper
+file's size and mtime (and its ctime, if later than the recorded one) are read back
+from it on replay. Records are appended with one
+``write`` each, so a killed daemon loses nothing it acknowledged; ``fsync`` of any
+file also syncs the journal, so what was fsynced survives a power cut too. A torn
+last record (a crash mid-append, a full disk) is cut off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from daemon.fs import inodes
+from vfs import Entry
+from vfs.codec import decode_tree, encode_tree
+
+FORMAT = 2  # of state and journal; format 1 is still read
+READ_FORMATS = (1, 2)
+Defs = dict[int, list[Any]]  # node id -> its last N record
+N_FIELDS = 15  # of a format 2 N record (format 1: 9)
+Names = dict[int, dict[bytes, int | None]]  # dir id -> name -> node id (None: removed)
+
+
+def encode_entry(e: Entry | None) -> bytes | None:
+    return None if e is None else encode_tree([e])
+
+
+def decode_entry(data: bytes | None) -> Entry | None:
+    return None if data is None else decode_tree(data).entries[0]
+
+
+def fold(records: list[list[Any]]) -> tuple[Defs, Names] | None:
+    """What replay keeps of ``records``: the last ``N`` of each node and the last
+    ``L``/``U`` of each name, names in first-seen order. None if a record is bad.
+    """
+    defs: Defs = {}
+    over: Names = {inodes.ROOT: {}}
+    for rec in records:
+        tag = rec[0]
+        if tag == "N" and len(rec) in (9, N_FIELDS):
+            defs[rec[1]] = rec
+            over.setdefault(rec[1], {})
+        elif tag == "L" and len(rec) == 4:
+            over.setdefault(rec[1], {})[rec[2]] = rec[3]
+        elif tag == "U" and len(rec) == 3:
+            over.setdefault(rec[1], {})[rec[2]] = None
+        elif not (tag == "S" and len(rec) == 2):  # S: read by the Overlay constructor
+            return None
+    return defs, over
+
+
+class Journal:
+    """The append-only record of namespace changes (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        self.unsynced = False
+
+    def read(self) -> list[list[Any]]:
+        """Every whole record; a torn tail is cut off the file."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+        unpacker.feed(data)
+        out: list[list[Any]] = []
+        good = 0
+        try:
+            for rec in unpacker:
+                if not isinstance(rec, list) or not rec:
+                    break
+                out.append(rec)
+                good = unpacker.tell()
+        except (ValueError, msgpack.UnpackException):
+            pass
+        if good != len(data):
+            os.ftruncate(self.fd, good)
+            self.size = good
+        return out
+
+    def append(self, *records: list[Any]) -> None:
+        """Append records in one write; on failure the journal is as it was."""
+        data = b"".join(msgpack.packb(r, use_bin_type=True) for r in records)
+        try:
+            n = os.write(self.fd, data)
+            if n != len(data):
+                raise OSError(errno.ENOSPC, "short write to the journal")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(data)
+        self.unsynced = True
+
+    def sync(self) -> None:
+        """Make the appended records durable."""
+        if self.unsynced:
+            os.fsync(self.fd)
+            self.unsynced = False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)

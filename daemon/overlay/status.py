@@ -1,0 +1,168 @@
+"""What the working tree changed over its base version, as ``dvfs status`` shows it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from daemon.overlay.node import WNode, differs, join
+from daemon.overlay.rebase import Rebase
+from vfs import Entry, Kind, Tree
+from vfs.names import VERSIONS_DIR, any_reserved, is_reserved
+
+
+class Status(Rebase):
+    """Pending changes, read from the changed part of the tree."""
+
+    def reserved_paths(self) -> list[bytes]:
+        """Paths of nodes whose names no version may hold (``vfs.names``), sorted.
+
+        Only changed directories are looked into: the others are versions' trees,
+        which decode only without such names. Nodes made through the mount cannot
+        take one either; a working tree left by an older version may hold some.
+        """
+        out: list[bytes] = []
+        todo = [self.root]
+        while todo:
+            d = todo.pop()
+            names = list(d.kids or {})
+            if d is self.root and VERSIONS_DIR in names:
+                out.append(VERSIONS_DIR)
+            if any_reserved(names) is not None:
+                out.extend(join(d.path, n) for n in names if is_reserved(n))
+            todo.extend(k for k in (d.kids or {}).values() if k.is_dir and k.dirty)
+        return sorted(out)
+
+    def changed_files(self) -> list[WNode]:
+        """Every upper file of the working tree (what a snapshot hashes), once each."""
+        out: dict[int, WNode] = {}
+        todo = [self.root] if self.root.dirty else []
+        while todo:
+            for kid in (todo.pop().kids or {}).values():
+                if kid.is_dir and kid.dirty:
+                    todo.append(kid)
+                elif kid.upper and kid.kind == Kind.FILE:
+                    out[kid.nid] = kid
+        return list(out.values())
+
+    def unloaded_dirty(self) -> list[WNode]:
+        """Dirty directories whose children are not loaded yet (replayed changes)."""
+        out: list[WNode] = []
+        todo = [self.root]
+        while todo:
+            d = todo.pop()
+            if not d.dirty:
+                continue
+            if d.kids is None:
+                out.append(d)
+                continue
+            todo.extend(k for k in d.kids.values() if k.is_dir)
+        return out
+
+    def status(
+        self, trees: Mapping[bytes, Tree] | None = None, missing: set[bytes] | None = None
+    ) -> dict[str, list[Any]]:
+        """Pending changes: added, modified, deleted and renamed paths, and what no
+        version may hold (FIFOs, sockets, devices, reserved names: ``unversionable``).
+
+        Read from the changed part of the tree only (call when ``unloaded_dirty`` is
+        empty). A directory that was added, deleted or renamed is one line ending in
+        "/"; a renamed file whose content also changed is listed in both; a hard
+        link's other names are added files. A directory
+        made where the base version had one is compared with that one's tree, taken
+        from ``trees``; the ids of those not there are added to ``missing`` (then call
+        again with them).
+        """
+        trees = trees or {}
+        added: list[str] = []
+        modified: list[str] = []
+        renamed: list[list[str]] = []
+        seen: set[bytes] = set()
+        gone: list[tuple[bytes, Entry]] = []
+        odd: list[str] = [os.fsdecode(p) for p in self.reserved_paths()]
+
+        def show(p: bytes, n: WNode | Entry) -> str:
+            return os.fsdecode(p) + ("/" if n.kind == Kind.DIR else "")
+
+        # A walk of the changed directories, depth first, with a stack of frames (a
+        # tree may be thousands of levels deep). A frame: a directory's path,
+        # the directory of the base version it stands for (base tree and origin; a
+        # new directory made in place of one stands for that one), in_added (below
+        # an added directory, whose one line covers the new nodes in it), and the
+        # iterator over its children, and the directory itself.
+        Frame = tuple[bytes, Tree | None, bytes | None, bool, Iterator[tuple[bytes, WNode]], WNode]
+        stack: list[Frame] = []
+
+        def enter(
+            d: WNode, path: bytes, base: Tree | None, origin: bytes | None, in_added: bool
+        ) -> None:
+            assert d.kids is not None
+            stack.append((path, base, origin, in_added, iter(sorted(d.kids.items())), d))
+
+        if self.root.dirty and self.root.kids is not None:
+            enter(self.root, b"", self.root.base, self.root.origin, False)
+        while stack:
+            dpath, base, origin, in_added, kids, d = stack[-1]
+            step = next(kids, None)
+            if step is None:
+                stack.pop()
+                if base is not None and origin is not None:
+                    gone.extend((join(origin, e.name), e) for e in base.entries)
+                continue
+            name, kid = step
+            p = join(dpath, name)
+            if kid.special:
+                odd.append(os.fsdecode(p))
+                continue
+            here = None if origin is None else join(origin, name)
+            changed = kid.upper or kid.changed
+            first = kid.parent is d and kid.name == name  # not a hard link's other name
+            came_from = kid.origin if first else None
+            if came_from is None:
+                prior = base.get(name) if base is not None else None
+                if prior is not None and here is not None and prior.kind == kid.kind:
+                    seen.add(here)
+                    if not first:  # another name of a file: changed if it shows another
+                        if changed or kid.entry is None or differs(kid.entry, prior):
+                            modified.append(show(p, kid))
+                    elif kid.is_dir:
+                        sub = trees.get(prior.subtree) if prior.subtree else None
+                        if prior.subtree and sub is None and missing is not None:
+                            missing.add(prior.subtree)
+                        enter(kid, p, sub, here, False)
+                    else:
+                        modified.append(show(p, kid))
+                elif kid.is_dir:
+                    if not in_added:
+                        added.append(show(p, kid))
+                    enter(kid, p, None, None, True)  # for what was moved into it
+                elif not in_added:
+                    added.append(show(p, kid))
+                continue
+            seen.add(came_from)
+            if came_from != here:
+                renamed.append([show(came_from, kid), show(p, kid)])
+            if kid.is_dir:
+                if kid.dirty and kid.kids is not None:
+                    enter(kid, p, kid.base, kid.origin, False)
+            elif changed:
+                modified.append(show(p, kid))
+        deleted = sorted(show(p, e) for p, e in gone if p not in seen)
+        return {
+            "added": added,
+            "modified": sorted(set(modified)),
+            "deleted": _outermost(deleted),
+            "renamed": renamed,
+            "unversionable": sorted(odd),
+        }
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """Drop paths inside a listed directory ("a/" covers "a/b")."""
+    out: list[str] = []
+    for p in sorted(paths):
+        if out and out[-1].endswith("/") and p.startswith(out[-1]):
+            continue
+        out.append(p)
+    return out

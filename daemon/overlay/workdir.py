@@ -1,0 +1,30 @@
+"""A working tree's work directory: its name, its lock, and the error when it is unusable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vfs import DvfsError, MountError, private_dir
+from vfs.lock import claim_for_life
+
+
+class OverlayError(DvfsError):
+    """The work directory cannot be used (damaged state, held by another daemon)."""
+
+
+def work_dir_name(branch: str) -> str:
+    """A file name for a branch's work directory (branch names may hold "/")."""
+    return branch.replace("%", "%25").replace("/", "%2F")
+
+
+def lock_work(work: Path) -> int:
+    """Hold the work directory for this daemon (made if missing); MountError if another
+    one has it."""
+    private_dir(work, tighten=True)  # its journal names files that may be private
+    got = claim_for_life(work / "lock", 0o600)
+    if isinstance(got, str):
+        raise MountError(
+            f"the working tree {work} is in use by another dvfs mount (pid {got}): "
+            "unmount it first, or mount it elsewhere with --read-only"
+        )
+    return got
