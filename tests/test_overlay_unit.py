@@ -1,0 +1,350 @@
+"""The daemon's working tree without the kernel: the overlay and its request handlers.
+
+Each test builds a small repository, opens the overlay's work directory and drives
+``daemon.fs.worktree.WorkingFs`` by calling its handlers in a trio run, as the kernel
+would (the real mounts of test_worktree*.py check the same through FUSE). A crash is
+simulated by dropping the overlay without closing it and letting go of its lock, as
+the kernel does for a killed daemon; the next overlay opened on the same work
+directory replays the journal.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pyfuse3
+import trio
+
+from daemon.data.fetcher import Fetcher
+from daemon.data.record_cache import Records
+from daemon.fs import inodes
+from daemon.fs.namespace import Layout
+from daemon.fs.worktree import WorkingFs
+from daemon.overlay import COMPACT_ABOVE, Overlay, lock_work
+from daemon.snapshot import OverlaySnapshots, Request
+from daemon.source import RepositorySource
+from tests.support.cli import fsck_clean
+from tests.support.mount import commit, write
+from vfs.repo import Repository
+
+CTX = cast(
+    pyfuse3.RequestContext,
+    SimpleNamespace(uid=os.getuid(), gid=os.getgid(), pid=os.getpid(), umask=0o022),
+)
+FIELDS = ["update_atime", "update_ctime", "update_gid", "update_mode", "update_mtime"]
+FIELDS += ["update_size", "update_uid"]
+BASE = {"data/a.txt": b"alpha\n", "data/b.txt": b"beta\n", "data/sub/c.txt": b"gamma\n"}
+
+
+@dataclass
+class Tree:
+    """A repository, its source, and the work directory of its working tree."""
+
+    root: Path
+    source: RepositorySource
+    work: Path
+
+    def open(self) -> tuple[WorkingFs, Overlay, int]:
+        """The overlay of the work directory (held by a lock), and handlers over it."""
+        lock = lock_work(self.work)
+        catalog = self.source.catalog()
+        overlay = Overlay(self.work, catalog.head, self.source.root_entry, lock)
+        fetcher = Fetcher(self.source.local, None, None, timeout=5)
+        layout = Layout(Records(self.source.history, trio.CapacityLimiter(2)), catalog)
+        return WorkingFs(layout, fetcher, overlay), overlay, lock
+
+
+def make_tree(tmp_path: Path) -> Tree:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    for rel, data in BASE.items():
+        write(root, rel, data)
+    commit(repo, "one")
+    return Tree(root, RepositorySource(root, None, 2), tmp_path / "work")
+
+
+def crash(overlay: Overlay, lock: int) -> None:
+    """What a killed daemon leaves: nothing closed cleanly; the kernel drops its lock."""
+    os.close(lock)
+    for node in overlay.nodes.values():
+        if node.fd >= 0:
+            os.close(node.fd)
+            node.fd = -1
+    overlay.journal.close()
+
+
+def run(fs: WorkingFs, scenario: Callable[[WorkingFs], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fs.fetcher.run)
+            await scenario(fs)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def ino_of(fs: WorkingFs, path: str) -> int:
+    ino = inodes.ROOT
+    for name in path.split("/") if path else []:
+        ino = (await fs.lookup(ino, os.fsencode(name), CTX)).st_ino
+    return ino
+
+
+async def put(fs: WorkingFs, path: str, data: bytes) -> None:
+    """Create (or truncate) ``path`` and write ``data`` to it."""
+    parent, _, name = path.rpartition("/")
+    d = await ino_of(fs, parent)
+    try:
+        ino = (await fs.lookup(d, os.fsencode(name), CTX)).st_ino
+        fi = await fs.open(ino, os.O_WRONLY | os.O_TRUNC, CTX)
+    except pyfuse3.FUSEError:
+        fi, _ = await fs.create(d, os.fsencode(name), 0o644, os.O_WRONLY, CTX)
+    assert await fs.write(fi.fh, 0, data) == len(data)
+    await fs.release(fi.fh)
+
+
+async def get(fs: WorkingFs, path: str) -> bytes:
+    fi = await fs.open(await ino_of(fs, path), os.O_RDONLY, CTX)
+    try:
+        return await fs.read(fi.fh, 0, 1 << 20)
+    finally:
+        await fs.release(fi.fh)
+
+
+async def move(fs: WorkingFs, old: str, new: str) -> None:
+    a, _, x = old.rpartition("/")
+    b, _, y = new.rpartition("/")
+    await fs.rename(
+        await ino_of(fs, a), os.fsencode(x), await ino_of(fs, b), os.fsencode(y), 0, CTX
+    )
+
+
+async def listing(fs: WorkingFs, path: str = "") -> dict[str, Any]:
+    """Every file's bytes and every directory (``"dir"``) below ``path``, via the handlers."""
+    out: dict[str, Any] = {}
+    d = fs.overlay.nodes[await ino_of(fs, path)]
+    for name, kid in sorted((await fs.kids(d)).items()):
+        rel = f"{path}/{os.fsdecode(name)}" if path else os.fsdecode(name)
+        if kid.is_dir:
+            out[rel] = "dir"
+            out.update(await listing(fs, rel))
+        else:
+            out[rel] = await get(fs, rel)
+    return out
+
+
+async def pending(fs: WorkingFs) -> dict[str, list[Any]]:
+    """``dvfs status`` of the working tree, as the snapshot code asks for it."""
+    while todo := fs.overlay.unloaded_dirty():
+        for d in todo:
+            await fs.kids(d)
+    return fs.overlay.status()
+
+
+NO_CHANGES: dict[str, list[Any]] = {
+    "added": [], "modified": [], "deleted": [], "renamed": [], "unversionable": [],
+}  # fmt: skip
+
+
+def test_replay_after_a_crash_rebuilds_what_was_acknowledged(tmp_path: Path) -> None:
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    seen: dict[str, Any] = {}
+
+    async def change(fs: WorkingFs) -> None:
+        await put(fs, "data/new.txt", b"new\n")
+        await put(fs, "data/a.txt", b"alpha, changed\n")  # copied up, then written
+        await fs.mkdir(await ino_of(fs, "data"), b"made", 0o755, CTX)
+        await put(fs, "data/made/deep.bin", b"\0" * 1000)
+        await fs.unlink(await ino_of(fs, "data"), b"b.txt", CTX)
+        await move(fs, "data/sub", "data/moved")
+        seen["tree"] = await listing(fs)
+        seen["status"] = await pending(fs)
+
+    run(fs, change)
+    assert seen["status"] == {
+        "added": ["data/made/", "data/new.txt"],
+        "modified": ["data/a.txt"],
+        "deleted": ["data/b.txt"],
+        "renamed": [["data/sub/", "data/moved/"]],
+        "unversionable": [],
+    }
+    journal = overlay.journal.path
+    whole = journal.stat().st_size
+    with open(journal, "ab") as f:
+        f.write(b"\x9f\xa1N\x01")  # a record torn by the crash
+    (t.work / "data" / "999999").write_bytes(b"a file no node uses")
+    crash(overlay, lock)
+
+    fs, overlay, lock = t.open()
+    assert journal.stat().st_size == whole  # the torn tail is cut off
+    assert not (t.work / "data" / "999999").exists()
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["tree"] = await listing(fs)
+        again["status"] = await pending(fs)
+
+    run(fs, look)
+    assert again == seen
+    overlay.close()  # its lock too
+    fsck_clean(t.root)
+
+
+def test_a_long_journal_is_compacted_at_mount_to_the_same_tree(tmp_path: Path) -> None:
+    t = make_tree(tmp_path)
+    fs, overlay, _ = t.open()
+    owner = (os.getuid(), os.getgid())
+    seen: dict[str, Any] = {}
+
+    async def churn(fs: WorkingFs) -> None:
+        data = overlay.nodes[await ino_of(fs, "data")]
+        await fs.kids(data)
+        i = 0
+        while overlay.journal.size < COMPACT_ABOVE:  # made and deleted: nothing remains
+            overlay.create_file(data, b"tmp-%d" % i, 0o644, owner)
+            overlay.release_fd(overlay.remove(data, b"tmp-%d" % i))
+            i += 1
+        await put(fs, "data/kept.txt", b"kept\n")
+        await move(fs, "data/a.txt", "data/sub/a.txt")
+        seen["tree"] = await listing(fs)
+        seen["status"] = await pending(fs)
+
+    run(fs, churn)
+    before, gen = overlay.journal.size, overlay.gen
+    overlay.close()  # its lock too
+
+    fs, overlay, _ = t.open()
+    assert overlay.gen == gen + 1
+    assert overlay.journal.size * 10 < before
+    assert sorted(p.name for p in t.work.glob("journal.*")) == [f"journal.{gen + 1}"]
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["tree"] = await listing(fs)
+        again["status"] = await pending(fs)
+
+    run(fs, look)
+    assert again == seen
+    assert seen["status"]["renamed"] == [["data/a.txt", "data/sub/a.txt"]]
+    overlay.close()  # its lock too
+
+
+def test_rename_chains_show_where_a_file_came_from(tmp_path: Path) -> None:
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    seen: dict[str, Any] = {}
+
+    async def chains(fs: WorkingFs) -> None:
+        await move(fs, "data/a.txt", "data/x")
+        await move(fs, "data/x", "data/y")
+        await fs.mkdir(await ino_of(fs, "data"), b"new", 0o755, CTX)
+        await move(fs, "data/y", "data/new/z")  # into a new directory
+        await move(fs, "data/b.txt", "data/t")
+        await move(fs, "data/t", "data/b.txt")  # and back: no change
+        await move(fs, "data/sub/c.txt", "data/c.txt")
+        await put(fs, "data/sub/c.txt", b"another c\n")  # a new file at the old name
+        seen["status"] = await pending(fs)
+        seen["tree"] = await listing(fs)
+
+    run(fs, chains)
+    assert seen["status"] == {
+        "added": ["data/new/"],
+        "modified": ["data/sub/c.txt"],
+        "deleted": [],
+        "renamed": [["data/sub/c.txt", "data/c.txt"], ["data/a.txt", "data/new/z"]],
+        "unversionable": [],
+    }
+    assert seen["tree"]["data/new/z"] == BASE["data/a.txt"]
+    crash(overlay, lock)
+    fs, overlay, lock = t.open()
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["status"] = await pending(fs)
+        again["tree"] = await listing(fs)
+
+    run(fs, look)
+    assert again == seen
+    overlay.close()  # its lock too
+
+
+def test_a_snapshot_rebases_the_working_tree_on_the_new_version(tmp_path: Path) -> None:
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    first = overlay.base
+    seen: dict[str, Any] = {}
+
+    async def snapshot(fs: WorkingFs) -> None:
+        await put(fs, "data/a.txt", b"alpha 2\n")
+        await put(fs, "data/sub/d.txt", b"delta\n")
+        await move(fs, "data/b.txt", "data/bee.txt")
+        seen["tree"] = await listing(fs)
+        got = await OverlaySnapshots(fs, t.source, overlay).take(Request("two"))
+        assert (got["version"], got["branch"]) == ("v2", "main")
+        seen["clean"] = await pending(fs)
+        seen["after"] = await listing(fs)
+        v2 = await ino_of(fs, ".versions/v2/data/bee.txt")
+        fi = await fs.open(v2, os.O_RDONLY, CTX)
+        seen["v2"] = await fs.read(fi.fh, 0, 100)
+        await fs.release(fi.fh)
+        await put(fs, "data/bee.txt", b"bee\n")  # a change over the new base
+        seen["status"] = await pending(fs)
+
+    run(fs, snapshot)
+    assert overlay.base != first and overlay.base == t.source.catalog().head
+    assert seen["clean"] == NO_CHANGES
+    assert seen["after"] == seen["tree"]
+    assert seen["v2"] == BASE["data/b.txt"]
+    assert seen["status"] == {**NO_CHANGES, "modified": ["data/bee.txt"]}
+    crash(overlay, lock)
+
+    fs, overlay, lock = t.open()  # replayed over v2, not v1
+    assert overlay.base == t.source.catalog().head
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["status"] = await pending(fs)
+        again["bee"] = await get(fs, "data/bee.txt")
+
+    run(fs, look)
+    assert again == {"status": seen["status"], "bee": b"bee\n"}
+    overlay.close()  # its lock too
+    fsck_clean(t.root)
+
+
+def test_status_names_every_kind_of_change(tmp_path: Path) -> None:
+    t = make_tree(tmp_path)
+    fs, overlay, _ = t.open()
+    seen: dict[str, Any] = {}
+
+    async def every(fs: WorkingFs) -> None:
+        data = await ino_of(fs, "data")
+        await put(fs, "data/sub/c.txt", b"gamma 2\n")
+        await fs.mknod(data, b"fifo", stat.S_IFIFO | 0o644, 0, CTX)
+        await fs.unlink(await ino_of(fs, "data/sub"), b"c.txt", CTX)
+        await fs.rmdir(data, b"sub", CTX)
+        await fs.symlink(data, b"link", b"a.txt", CTX)
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_mode = stat.S_IFREG | 0o600
+        only_mode = {**dict.fromkeys(FIELDS, False), "update_mode": True}
+        fields = cast(pyfuse3.SetattrFields, SimpleNamespace(**only_mode))
+        await fs.setattr(await ino_of(fs, "data/a.txt"), attrs, fields, None, CTX)
+        await fs.link(await ino_of(fs, "data/b.txt"), data, b"b2.txt", CTX)
+        seen["status"] = await pending(fs)
+
+    run(fs, every)
+    assert seen["status"] == {
+        "added": ["data/b2.txt", "data/link"],
+        "modified": ["data/a.txt"],
+        "deleted": ["data/sub/"],
+        "renamed": [],
+        "unversionable": ["data/fifo"],
+    }
+    overlay.close()  # its lock too
