@@ -186,6 +186,27 @@ def test_every_public_name_resolves() -> None:
     assert missing == []
 
 
+def test_the_daemon_imports_only_the_public_face_of_vfs() -> None:
+    """``from vfs import NAME`` with NAME in ``vfs.PUBLIC``; no vfs submodule, ever."""
+    public = _public_table()
+    offenders = []
+    for path in sorted((ROOT / "daemon").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                named = [a.name for a in node.names if a.name.split(".")[0] == "vfs"]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module == "vfs":
+                    named = [f"vfs.{a.name}" for a in node.names if a.name not in public]
+                elif node.module.startswith("vfs."):
+                    named = [node.module]
+                else:
+                    continue
+            else:
+                continue
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in named]
+    assert offenders == []
+
+
 # Calls that belong in vfs/_os alone: (module, attribute) as in ``os.fork``, and
 # modules that may not be imported at all elsewhere.
 SYSTEM_CALLS = {

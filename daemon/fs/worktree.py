@@ -63,8 +63,7 @@ from daemon.fs.inodes import Node, NodeKind
 from daemon.fs.namespace import VERSIONS_NAME, Layout
 from daemon.fs.versions import BLOCK, IO_SIZE, VersionsFs
 from daemon.overlay import Overlay, WNode, mode_bits
-from vfs import Kind
-from vfs.names import is_reserved, is_reserved_at_root
+from vfs import Kind, is_reserved, is_reserved_at_root
 
 log = logging.getLogger(__name__)
 TIMEOUT = 300.0

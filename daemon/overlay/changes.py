@@ -19,8 +19,7 @@ from daemon.overlay.journal import (
 )
 from daemon.overlay.node import WNode, as_in, attrs_of, versioned
 from daemon.overlay.state import OverlayState
-from vfs import Kind
-from vfs.durable import fsync_dir
+from vfs import Kind, fsync_dir
 
 
 class Changes(OverlayState):

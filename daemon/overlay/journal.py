@@ -39,8 +39,7 @@ from typing import Any
 import msgpack
 
 from daemon.fs import inodes
-from vfs import Entry
-from vfs.codec import decode_tree, encode_tree
+from vfs import Entry, decode_tree, encode_tree
 
 FORMAT = 2  # of state and journal; format 1 is still read
 READ_FORMATS = (1, 2)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass, field
 
-from vfs import Entry, Kind, Tree
-from vfs.codec import PERM_BITS
+from vfs import PERM_BITS, Entry, Kind, Tree
 
 PERM = PERM_BITS  # what versions record of a mode: no setuid, setgid or sticky bit
 

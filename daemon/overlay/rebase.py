@@ -13,8 +13,7 @@ from daemon.overlay.journal import (
     Journal,
 )
 from daemon.overlay.node import WNode, attrs_of, join
-from vfs import Entry, Kind, Tree
-from vfs.durable import fsync_dir
+from vfs import Entry, Kind, Tree, fsync_dir
 
 
 class Rebase(CopyUp):

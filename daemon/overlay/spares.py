@@ -9,7 +9,7 @@ import os
 import threading
 from pathlib import Path
 
-from vfs._os.tmpfile import link_unnamed, unnamed_file
+from vfs import link_unnamed, unnamed_file
 
 SPARES = 256  # empty files kept ready for new files (see Spares)
 

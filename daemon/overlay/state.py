@@ -35,9 +35,7 @@ from daemon.overlay.journal import (
 from daemon.overlay.node import WNode, attrs_of, join, versioned
 from daemon.overlay.spares import Spares
 from daemon.overlay.workdir import OverlayError, lock_work
-from vfs import Entry, Kind, Tree, private_dir
-from vfs.durable import write_atomic
-from vfs.names import VERSIONS_DIR
+from vfs import VERSIONS_DIR, Entry, Kind, Tree, private_dir, write_atomic
 
 log = logging.getLogger("daemon.overlay")
 

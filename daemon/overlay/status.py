@@ -8,8 +8,7 @@ from typing import Any
 
 from daemon.overlay.node import WNode, differs, join
 from daemon.overlay.rebase import Rebase
-from vfs import Entry, Kind, Tree
-from vfs.names import VERSIONS_DIR, any_reserved, is_reserved
+from vfs import VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
 
 class Status(Rebase):

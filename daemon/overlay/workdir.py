@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vfs import DvfsError, MountError, private_dir
-from vfs.lock import claim_for_life
+from vfs import DvfsError, MountError, claim_for_life, private_dir
 
 
 class OverlayError(DvfsError):
