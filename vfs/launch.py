@@ -59,11 +59,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from vfs.backends import refuse_credentials
+from vfs.backends import parse_url, refuse_credentials
 from vfs.errors import MountError
 from vfs.lock import claim_for_life
 from vfs.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
-from vfs.remote.config import check_url
 from vfs.remote.layout import FORMAT_KEY
 from vfs.repo import DVFS_DIR, Repository
 
@@ -108,7 +107,7 @@ def resolve_source(arg: str | None) -> MountSource:
     if arg is None:
         return MountSource("repository", str(Repository.find().root))
     if "://" in arg:
-        check_url(arg)
+        parse_url(arg)
         return MountSource("remote", arg)
     path = Path(os.path.abspath(arg))
     if (path / DVFS_DIR).is_dir():

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs._os.beneath import read_regular
-from vfs.backends import refuse_credentials, valid_bucket
+from vfs.backends import parse_url, refuse_credentials
 from vfs.durable import write_atomic
 from vfs.errors import FormatError, UsageError
 from vfs.gitlink import SHARED_FILE
@@ -134,7 +134,7 @@ def parse(text: str, where: str = SHARED_FILE) -> SharedConfig:
         if "url" not in settings:
             raise _refuse(where, f"remotes.{name} has no url")
         try:
-            check_url(settings["url"])
+            parse_url(settings["url"])
             if "endpoint_url" in settings:
                 refuse_credentials(settings["endpoint_url"], "the endpoint URL")
         except UsageError as exc:
@@ -166,27 +166,6 @@ def load(root: Path) -> SharedConfig:
     except UnicodeDecodeError:
         raise _refuse(where, "not UTF-8 text") from None
     return parse(text, where)
-
-
-_URL_FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
-
-
-def check_url(url: str) -> None:
-    """UsageError unless ``url`` has the form of a remote URL (nothing is contacted)."""
-    scheme, sep, rest = url.partition("://")
-    if not url.strip():
-        raise UsageError(f"empty remote URL: {_URL_FORMS}")
-    refuse_credentials(url, "the remote URL")
-    if not sep:
-        return
-    if scheme == "s3":
-        bucket = rest.split("/", 1)[0]
-        if not valid_bucket(bucket):
-            raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_URL_FORMS}")
-        return
-    if scheme == "file" and rest.startswith("/"):
-        return
-    raise UsageError(f"unsupported remote URL {url!r}: {_URL_FORMS}")
 
 
 def _key(name: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -30,8 +31,10 @@ __all__ = [
     "LimitedBackend",
     "LocalBackend",
     "ObjectInfo",
+    "RemoteUrl",
     "RetryingBackend",
     "open_backend",
+    "parse_url",
     "preconnect",
     "redact_url",
     "refuse_credentials",
@@ -50,6 +53,43 @@ _FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
 def valid_bucket(name: str) -> bool:
     """True if ``name`` can be an S3 bucket name."""
     return bool(_BUCKET.fullmatch(name))
+
+
+@dataclass(frozen=True)
+class RemoteUrl:
+    """What a remote URL names: a local directory (``path``), or an S3 bucket and prefix."""
+
+    path: Path | None = None
+    bucket: str = ""
+    prefix: str = ""
+
+
+def parse_url(url: str) -> RemoteUrl:
+    """The parts of remote URL ``url``; UsageError unless it has the form of one.
+
+    The one check of a URL's form: ``dvfs remote add``, ``dvfs.toml``, ``dvfs mount``
+    and :func:`open_backend` all go through it. Nothing is contacted.
+    """
+    if not url.strip():
+        raise UsageError(f"empty remote URL: {_FORMS}")
+    refuse_credentials(url, "the remote URL")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return RemoteUrl(path=Path(url).expanduser())
+    scheme = scheme.lower()
+    if scheme == "file":
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        extra = parts.query or parts.fragment
+        if parts.netloc not in ("", "localhost") or not path.startswith("/") or extra:
+            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
+        return RemoteUrl(path=Path(path))
+    if scheme == "s3":
+        bucket, _, prefix = rest.partition("/")
+        if not valid_bucket(bucket):
+            raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_FORMS}")
+        return RemoteUrl(bucket=bucket, prefix=prefix.strip("/"))
+    raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
 
 
 def open_backend(
@@ -72,49 +112,32 @@ def open_backend(
     run at once (``LimitedBackend``), below the retries so that a call waiting out a
     back-off holds no slot. A bad URL raises ``UsageError``.
     """
-    if not url:
-        raise UsageError(f"empty remote URL: {_FORMS}")
-    refuse_credentials(url, "the remote URL")
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return _limited(LocalBackend(Path(url).expanduser(), create=create), jobs)
-    scheme = scheme.lower()
-    if scheme == "file":
-        parts = urlsplit(url)
-        path = unquote(parts.path)
-        extra = parts.query or parts.fragment
-        if parts.netloc not in ("", "localhost") or not path.startswith("/") or extra:
-            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
-        return _limited(LocalBackend(Path(path), create=create), jobs)
-    if scheme == "s3":
-        bucket, _, prefix = rest.partition("/")
-        if not valid_bucket(bucket):
-            raise UsageError(f"bad bucket name {bucket!r} in {url!r}: {_FORMS}")
-        prefix = prefix.strip("/")
-        try:
-            validate_prefix(prefix)
-        except UsageError as exc:
-            raise UsageError(
-                f"bad prefix {prefix!r} in {url!r}: use names of letters, digits, '.', '_' "
-                "and '-' joined by single '/'"
-            ) from exc
-        backend = _early_s3(bucket, prefix, endpoint_url, region, profile)
-        if backend is None:
-            # Deferred: importing boto3 takes ~140 ms, which commands that never talk
-            # to S3 (status, add, commit...) should not pay.
-            from vfs.backends.s3 import S3Backend
+    where = parse_url(url)
+    if where.path is not None:
+        return _limited(LocalBackend(where.path, create=create), jobs)
+    try:  # the prefix as a key (the URL's form allows more)
+        validate_prefix(where.prefix)
+    except UsageError as exc:
+        raise UsageError(
+            f"bad prefix {where.prefix!r} in {url!r}: use names of letters, digits, '.', '_' "
+            "and '-' joined by single '/'"
+        ) from exc
+    backend = _early_s3(where.bucket, where.prefix, endpoint_url, region, profile)
+    if backend is None:
+        # Deferred: importing boto3 takes ~140 ms, which commands that never talk
+        # to S3 (status, add, commit...) should not pay.
+        from vfs.backends.s3 import S3Backend
 
-            backend = S3Backend(
-                bucket, prefix, endpoint_url=endpoint_url, region=region, profile=profile
-            )
-        if not retry:
-            return _limited(backend, jobs)
-        return RetryingBackend(
-            _limited(backend, jobs),
-            attempts=settings.retry_attempts(),
-            deadline=settings.retry_deadline(),
+        backend = S3Backend(
+            where.bucket, where.prefix, endpoint_url=endpoint_url, region=region, profile=profile
         )
-    raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
+    if not retry:
+        return _limited(backend, jobs)
+    return RetryingBackend(
+        _limited(backend, jobs),
+        attempts=settings.retry_attempts(),
+        deadline=settings.retry_deadline(),
+    )
 
 
 def _limited(backend: Backend, jobs: int | None) -> Backend:

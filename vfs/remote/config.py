@@ -34,6 +34,7 @@ from vfs.backends import (
     Backend,
     ObjectInfo,
     open_backend,
+    parse_url,
     redact_url,
     refuse_credentials,
 )
@@ -42,7 +43,6 @@ from vfs.gitlink import SHARED_FILE, in_git
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
 from vfs.shared import REMOTE_KEYS, SharedConfig
-from vfs.shared import check_url as check_url  # (vfs.launch checks mount URLs with it)
 from vfs.shared import load as load_shared
 from vfs.shared import save as save_shared
 
@@ -177,7 +177,7 @@ def add_remote(
     name of a shared one (it overrides it here); no other name may be taken twice.
     """
     check_ref_name(spec.name, "remote")
-    check_url(spec.url)
+    parse_url(spec.url)
     if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
         path = os.path.abspath(spec.url)
         if shared and not os.path.isabs(spec.url):
