@@ -9,10 +9,13 @@ In order:
    working tree's base (else the snapshot is refused and nothing changes; with
    ``--branch NEW`` it goes on a new branch instead). Only upper files are hashed
    (in parallel, their chunks stored); only directories with a change are rebuilt,
-   every other subtree is reused by id. The version record is stored, the journal
-   notes ``S <id>``, the store is flushed and its new packs fsynced, and only then
-   does the branch move, by compare-and-swap. A URL mount pushes the version and
-   moves the remote's branch with a conditional write.
+   every other subtree is reused by id. Then the commit protocol of ``dvfs commit``
+   (``vfs.repo.record.record_version``): the version record is stored, the store
+   flushed and its new packs fsynced, the journal notes ``S <id>``, and only then
+   does the branch move, by compare-and-swap; then the tag, and, when the repository
+   lies in a git work tree, the version records its git commit and ``dvfs.lock`` is
+   rewritten if the branch is the one checked out there. A URL mount pushes the
+   version and moves the remote's branch with a conditional write.
 4. The overlay becomes clean over the new version (its state is written before any
    upper file is removed), the gate reopens and the catalog is rebuilt, so
    ``.versions/vN`` is there when the command returns. After ``--branch NEW`` the
@@ -29,8 +32,8 @@ branch head and starts clean over it).
 
 Test hook: with ``DVFS_TEST_KILL_AT=<step>`` in its environment the daemon kills
 itself (SIGKILL) when a snapshot reaches that step: ``hashed`` (the upper files'
-chunks are stored), ``stored`` (the version record is), ``journaled`` (the ``S``
-record is durable), ``flushed`` (the store and its packs are), ``moved`` (the
+chunks are stored), ``stored`` (the version record is), ``flushed`` (the store
+and its packs are durable), ``journaled`` (the ``S`` record is), ``moved`` (the
 branch moved or the remote's did), ``rebase`` (the overlay's new state is written,
 its upper files not yet removed). The fault tests use it to check the claim above.
 """
@@ -57,7 +60,6 @@ from daemon.overlay import Overlay, WNode, work_dir_name
 from daemon.source import RemoteSource, Source
 from vfs import (
     PERM_BITS,
-    DvfsError,
     Entry,
     Found,
     Hasher,
@@ -69,16 +71,15 @@ from vfs import (
     StorageFull,
     Tree,
     UsageError,
-    Version,
     Workers,
     check_ref_name,
     dir_entry,
     encode_tree,
-    encode_version,
     fsync_dir,
     quote_name,
+    record_version,
     storage_error,
-    version_pipeline,
+    tag_free,
 )
 
 log = logging.getLogger(__name__)
@@ -410,8 +411,7 @@ class Snapshots(abc.ABC):
                     "working tree is kept as it is; run `dvfs snapshot MNT -m MSG --branch "
                     "NEW` to save it on a new branch"
                 )
-            if req.tag is not None and repo.refs.get(f"refs/tags/{req.tag}") is not None:
-                raise UsageError(f"tag {req.tag} already exists: choose another name")
+            tag_free(repo, req.tag)
             built = self._build()
             reached("hashed")
             root = built.root
@@ -419,35 +419,25 @@ class Snapshots(abc.ABC):
             if parent is not None and parent.tree == root.subtree:  # changes that were undone
                 raise self._nothing()
             said: list[str] = []  # (the lineage of the outputs: vfs.pipeline.record)
-            version = Version(
-                tree=root.subtree,
-                parents=() if base is None else (base,),
-                number=1 if parent is None else parent.number + 1,
-                message=req.message,
-                author=repo.author(),
-                time_ns=time.time_ns(),
-                params={k: req.params[k] for k in sorted(req.params)},
-                pipeline=version_pipeline(hist, root.subtree, parent, said.append),
-                files=built.files,
-                bytes=root.size,
-            )
-            oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
-            reached("stored")
-            self._begin(oid)
-            reached("journaled")
-            repo.store.flush()
-            self._flush()
-            reached("flushed")
-            if not isinstance(src, RemoteSource):
-                repo.refs.update(f"refs/heads/{branch}", oid, head)
-                self._tag(req, oid)
+            local = not isinstance(src, RemoteSource)  # (a URL mount publishes it below)
+            made = record_version(
+                repo, root.subtree, req.message, req.params, branch=branch,
+                parents=() if base is None else (base,), expect=head, files=built.files,
+                size=root.size, tag=req.tag, git=local, move=local, durable=self._flush,
+                noted=self._noted, step=reached, warn=said.append,
+            )  # fmt: skip
         if isinstance(src, RemoteSource):
-            src.publish(branch, oid, head, req.tag)
-        reached("moved")
+            src.publish(branch, made.oid, head, req.tag)
+            reached("moved")
         return Recorded(
-            oid, version.number, branch, root, built.skipped, built.files, root.size,
+            made.oid, made.version.number, branch, root, built.skipped, built.files, root.size,
             built.hashed, warnings=said,
         )  # fmt: skip
+
+    def _noted(self, oid: bytes) -> None:
+        """Step 3 of the commit protocol: the working tree notes the version durably."""
+        self._begin(oid)
+        reached("journaled")
 
     def _flush(self) -> None:
         """Make every pack the version may name durable: those not known to be yet.
@@ -499,11 +489,6 @@ class Snapshots(abc.ABC):
             return self.source.history.label(head)
         except ObjectMissing:
             return f"version {head.hex()[:10]}"
-
-    def _tag(self, req: Request, oid: bytes) -> None:
-        if req.tag is not None:
-            with contextlib.suppress(DvfsError):
-                self.source.repo.refs.update(f"refs/tags/{req.tag}", oid, None)
 
 
 class OverlaySnapshots(Snapshots):

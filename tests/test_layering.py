@@ -21,7 +21,14 @@ LAYERS = [
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
     {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
-    {"workflow", "remote.config", "remote.reader", "remote.read", "remote.manifests"},
+    {
+        "workflow",
+        "repo.record",
+        "remote.config",
+        "remote.reader",
+        "remote.read",
+        "remote.manifests",
+    },
     {"remote.receive"},
     {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge", "remote.gc"},
     {"remote.upload", "remote.transfer"},

@@ -27,9 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from daemon.overlay import COMPACT_ABOVE
-from tests.support.cli import Result, assert_error, assert_ok, cli_command, cli_env, fsck_clean
+from tests.support.cli import (
+    Result,
+    assert_error,
+    assert_ok,
+    cli_command,
+    cli_env,
+    fsck_clean,
+    git,
+)
 from tests.support.mount import MTIME, Mount, commit, dvfs, stop, write
 from tests.support.mount import own_overlay_mounted as mounted
 from tests.support.trees import tree_of
@@ -457,6 +466,26 @@ def test_status_of_directories_removed_and_made_again(wt: Worktree) -> None:
     assert got["deleted"] == ["data/ro.txt", "data/sub/b.txt"]
     assert got["renamed"] == []
     assert wt.snapshot("made again") == 2
+    wt.check(2)
+
+
+def test_snapshot_in_a_git_work_tree_links_the_commit_and_rewrites_dvfs_lock(
+    wt: Worktree,
+) -> None:
+    # The repository lies in a git work tree: a snapshot records git's HEAD commit
+    # and rewrites dvfs.lock, as `dvfs commit` does (vfs.repo.record).
+    write(wt.repo, "README.md", b"code\n")
+    git(wt.repo, "init", "-q")
+    git(wt.repo, "add", "README.md")
+    git(wt.repo, "commit", "-q", "-m", "code")
+    g0 = git(wt.repo, "rev-parse", "HEAD")
+    for root in (wt.data, wt.local):
+        (root / "a.txt").write_bytes(b"changed in the mount\n")
+    assert wt.snapshot("in git") == 2
+    shown = assert_ok(wt.dvfs("show", "v2", "--format", "json")).json()
+    assert (shown["git_commit"], shown["git_dirty"]) == (g0, False)
+    lock = yaml.safe_load((wt.repo / "dvfs.lock").read_text())
+    assert lock == {"branch": "main", "version": "v2", "id": shown["id"]}
     wt.check(2)
 
 

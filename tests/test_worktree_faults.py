@@ -45,7 +45,7 @@ KiB = 1024
 MiB = 1024 * KiB
 # The steps of a snapshot at which DVFS_TEST_KILL_AT can stop the daemon, in order;
 # from "moved" on the branch is at the new version.
-STEPS = ["hashed", "stored", "journaled", "flushed", "moved", "rebase"]
+STEPS = ["hashed", "stored", "flushed", "journaled", "moved", "rebase"]
 MOVED = STEPS.index("moved")
 
 

@@ -154,6 +154,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         parse_format as parse_format,
         preferred_branch as preferred_branch,
     )
+    from vfs.repo.record import record_version as record_version, tag_free as tag_free
     from vfs.stage import Staged as Staged
     from vfs.track import Run as Run, track as track
     from vfs.worktree import (
@@ -268,6 +269,7 @@ PUBLIC: dict[str, str] = {
     "push": "vfs.remote.transfer",
     "quote_name": "vfs.quoting",
     "read_range": "vfs._os.direct_io",
+    "record_version": "vfs.repo.record",
     "release_pins": "vfs.pins:release",
     "remove_record": "vfs.mounts",
     "resolve_source": "vfs.launch",
@@ -275,6 +277,7 @@ PUBLIC: dict[str, str] = {
     "set_bdi_read_ahead": "vfs._os.page_cache",
     "set_direct": "vfs._os.direct_io",
     "storage_error": "vfs.durable",
+    "tag_free": "vfs.repo.record",
     "take_pins": "vfs.pins:take",
     "umount2": "vfs._os.mount_api",
     "unnamed_file": "vfs._os.tmpfile",

@@ -1,15 +1,12 @@
 """Staging and committing: ``add``, ``rm``, ``status`` and ``commit``.
 
-A commit is made in this order, so that a crash at any moment leaves either the old
-or the new version on the branch and nothing half-made reachable:
-
-1. chunks were stored by ``add`` (in packs written under temporary names and renamed
-   when complete; the filesystem was flushed before the index named them);
-2. trees and the version record are stored the same way;
-3. the filesystem is flushed once more (``syncfs``);
-4. the index is rewritten to name the new version (fsynced);
-5. the branch ref moves by compare-and-swap (fsynced file + rename);
-6. ``dvfs.lock`` is rewritten.
+A commit stores the trees of the staged index rows, then makes the version by the
+commit protocol (``vfs.repo.record.record_version``: record stored, store flushed
+and synced, the index rewritten to name the new version, the branch moved by
+compare-and-swap, then the tag and ``dvfs.lock``), so that a crash at any moment
+leaves either the old or the new version on the branch and nothing half-made
+reachable. The chunks were stored earlier by ``add`` (the filesystem was flushed
+before the index named them).
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ import bisect
 import contextlib
 import os
 import stat as statmod
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,24 +27,21 @@ from vfs._os.gc_pause import paused_gc
 from vfs.codec import (
     PERM_BITS,
     Entry,
-    GitLink,
     Kind,
-    Version,
     dir_row,
     encode_tree_rows,
-    encode_version,
 )
 from vfs.diff import Change, diff_maps
 from vfs.durable import flush_filesystem
-from vfs.errors import DvfsError, FileUnreadable, StorageFull, UncommittedChanges, UsageError
-from vfs.gitlink import LOCK_FILE, LockPointer, git_link, ignore_paths, write_lock
+from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
+from vfs.gitlink import LOCK_FILE, ignore_paths
 from vfs.history import History
 from vfs.ignore import Ignores
 from vfs.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
 from vfs.objects import ObjectStore, ObjKind
-from vfs.pipeline.record import version_pipeline
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
+from vfs.repo.record import record_version, tag_free
 from vfs.stage import Index, Staged, as_row, check_path
 from vfs.triage import triage_tree
 from vfs.worktree import (
@@ -644,11 +637,6 @@ def _build_tree_rows(
     return root_id, files, total
 
 
-def _why(exc: Exception) -> str:
-    """A short reason for a warning (storage messages speak of whole commands)."""
-    return "the disk is full" if isinstance(exc, StorageFull) else str(exc)
-
-
 @dataclass
 class CommitResult:
     """The version a commit made."""
@@ -704,10 +692,8 @@ def commit_locked(
             f"to commit on a new branch from here (your changes stay), or `dvfs switch "
             f"{head.branch}`"
         )
-    ref = f"refs/heads/{head.branch}"
-    parent = repo.refs.get(ref)
-    if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
-        raise UsageError(f"tag {tag} already exists: choose another name")
+    parent = repo.refs.get(f"refs/heads/{head.branch}")
+    tag_free(repo, tag)
     index = repo.index()
     behind = moved_past(hist, index)
     if behind is not None:
@@ -736,46 +722,19 @@ def commit_locked(
             f"nothing to commit: the staged data equals v{parent_v.number}; "
             "run `dvfs add PATH` to stage changes"
         )
-    link: GitLink | None = git_link(repo.root)
-    pipeline = version_pipeline(hist, tree, parent_v, warn)  # the lineage of its outputs
-    version = Version(
-        tree=tree,
-        parents=() if parent is None else (parent,) if merge is None else (parent, merge.theirs),
-        number=1 if parent_v is None else parent_v.number + 1,
-        message=message,
-        author=repo.author(),
-        time_ns=time.time_ns(),
-        params={k: params[k] for k in sorted(params)},
-        pipeline=pipeline,
-        git=link,
-        files=files,
-        bytes=total,
-    )
-    oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
-    repo.store.flush()
-    flush_filesystem(repo.dir)
+
     # The index names the new version before the branch does: killed in between,
     # it names a version the branch never got, which is ignored (see ``_behind``);
     # the other way round, the next commit would seem to undo this one.
-    index.head = index.base = oid
-    index.save()
-    repo.refs.update(ref, oid, parent)
+    def noted(oid: bytes) -> None:
+        index.head = index.base = oid
+        index.save()
+
+    made = record_version(
+        repo, tree, message, params, branch=head.branch,
+        parents=() if parent is None else (parent,) if merge is None else (parent, merge.theirs),
+        expect=parent, files=files, size=total, tag=tag, noted=noted, warn=warn,
+    )  # fmt: skip
     if merge is not None:
         merging.remove(repo.dir)  # (killed before this, the record is stale: ignored)
-    label = f"v{version.number}"
-    try:
-        if tag is not None:
-            repo.refs.update(f"refs/tags/{tag}", oid, None)
-    except (DvfsError, OSError) as exc:
-        warn(
-            f"{label} is committed, but tag {tag} was not made ({_why(exc)}): "
-            f"run `dvfs tag {tag} {label}`"
-        )
-    try:
-        write_lock(repo.root, LockPointer(head.branch, version.number, oid))
-    except (DvfsError, OSError) as exc:
-        warn(
-            f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
-            "run `dvfs checkout HEAD` to rewrite it"
-        )
-    return CommitResult(oid, version.number, files, total)
+    return CommitResult(made.oid, made.version.number, files, total)

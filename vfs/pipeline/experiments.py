@@ -28,28 +28,24 @@ import contextlib
 import os
 import shutil
 import stat as statmod
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vfs import params as version_params
 from vfs._os.beneath import READ, Walker
-from vfs.codec import Version, encode_version
-from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, UsageError
-from vfs.gitlink import PIPELINE_FILE, RUNS_FILE, git_link
+from vfs.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.ignore import Ignores
-from vfs.objects import ObjKind
 from vfs.pins import release, take
 from vfs.pipeline import report, repro, values
 from vfs.pipeline.graph import Dag, inside
-from vfs.pipeline.record import version_pipeline
 from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
 from vfs.refs import check_ref_name
+from vfs.repo.record import record_version
 from vfs.stage import as_row
 from vfs.workflow import build_tree_rows
 from vfs.worktree import Warn, Workers, ensure_dir, show
@@ -256,25 +252,12 @@ def _record(
             tree, files, total = build_tree_rows(repo.store, rows.items())
             head = hist.head_id()
             assert head is not None
-            parent = hist.version(head)
             changes = ", ".join(s.text for s in settings)
-            version = Version(
-                tree=tree,
-                parents=(head,),
-                number=parent.number + 1,
-                message=f"experiment {name}" + (f": {changes}" if changes else ""),
-                author=repo.author(),
-                time_ns=time.time_ns(),
-                pipeline=version_pipeline(hist, tree, parent, warn),
-                git=git_link(repo.root),
-                files=files,
-                bytes=total,
-            )
-            oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
-            repo.store.flush()
-            flush_filesystem(repo.dir)
-            repo.refs.update(f"refs/heads/{branch}", oid, None)
-    return oid, version.number
+            made = record_version(
+                repo, tree, f"experiment {name}" + (f": {changes}" if changes else ""), {},
+                branch=branch, parents=(head,), expect=None, files=files, size=total, warn=warn,
+            )  # fmt: skip
+    return made.oid, made.version.number
 
 
 @dataclass

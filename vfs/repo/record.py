@@ -1,0 +1,176 @@
+"""The commit protocol: the one way a version is made.
+
+``dvfs commit`` (and ``dvfs merge``, ``vfs.Repo.commit``, ``vfs.track``, through
+``vfs.workflow.commit_locked``), ``dvfs snapshot`` of a mount (``daemon.snapshot``)
+and ``dvfs exp run`` (``vfs.pipeline.experiments``) all call :func:`record_version`
+once their trees are stored. It owns, in this order:
+
+1. the version record: number = first parent's + 1 (v1 without parents), author
+   (``Repository.author``), params sorted by name, the lineage of its outputs
+   (``vfs.pipeline.record``), the git commit of the working tree around the
+   repository (``vfs.gitlink.git_link``), files and bytes; stored in the open pack;
+2. the store flushed (the pack renamed into place), then made durable: by default
+   the whole filesystem (``syncfs``); the daemon fsyncs only the packs it may name;
+3. the caller's note that this version is being made (the staging index of a
+   commit, the journal's ``S`` record of a snapshot), after the data it names is
+   durable and before the branch names the version;
+4. the branch moved last, by compare-and-swap from where the caller found it
+   (``Refs.update``: fsynced file, rename, directory fsync);
+5. after the branch moved, nothing can undo the version: the tag and ``dvfs.lock``
+   (rewritten inside a git work tree when the version goes on the branch HEAD names)
+   are written, and a failure there is a warning saying what to run, never an error
+   claiming nothing was recorded.
+
+Crash safety: until step 4 nothing that is read names the new objects (fsck walks
+from refs, HEAD and the index; a note of step 3 naming a version its branch never
+got is ignored by its reader), so a kill leaves the old version and at worst an
+unreferenced pack; from step 4 on the branch names a version all of whose objects
+were made durable in step 2. ``docs/architecture.md`` (section 11) walks through
+each step and what a kill there leaves.
+
+The caller holds the repository lock (``Repository.locked``) and has checked its
+input (message and params bounds, ref names, :func:`tag_free`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vfs.codec import Version, encode_version
+from vfs.durable import flush_filesystem
+from vfs.errors import DvfsError, StorageFull, UsageError
+from vfs.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
+from vfs.objects import ObjKind
+from vfs.pipeline.record import version_pipeline
+from vfs.repo import Repository
+
+Warn = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """Drop a warning."""
+
+
+def _nothing(_: str) -> None:
+    """No hook at a step."""
+
+
+@dataclass(frozen=True)
+class Made:
+    """A version :func:`record_version` stored (and, unless told not to, put on its branch)."""
+
+    oid: bytes
+    version: Version
+
+
+def tag_free(repo: Repository, tag: str | None) -> None:
+    """UsageError if ``tag`` exists already (checked before anything is stored)."""
+    if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
+        raise UsageError(f"tag {tag} already exists: choose another name")
+
+
+def record_version(
+    repo: Repository,
+    tree: bytes,
+    message: str,
+    params: Mapping[str, Any],
+    *,
+    branch: str,
+    parents: Sequence[bytes],
+    expect: bytes | None,
+    files: int,
+    size: int,
+    tag: str | None = None,
+    git: bool = True,
+    move: bool = True,
+    durable: Callable[[], None] | None = None,
+    noted: Callable[[bytes], None] | None = None,
+    step: Callable[[str], None] = _nothing,
+    warn: Warn = _quiet,
+) -> Made:
+    """Record the stored tree ``tree`` as a new version on ``branch`` (steps above).
+
+    ``parents``: the first is the version it follows (its number + 1 is this one's),
+    a merge's second the version merged; ``expect``: where ``branch`` must still be
+    (None: it must not exist). ``files`` and ``size`` count the tree's files and
+    bytes. ``git``: whether the working tree around the repository is asked for its
+    git commit and ``dvfs.lock`` (False for a mount's cache of a remote). ``move``:
+    False leaves the branch, the tag and ``dvfs.lock`` to the caller, which publishes
+    the version itself (a mount of a URL moves the remote's branch once the
+    repository lock is released). ``durable`` replaces the filesystem flush of step
+    2; ``noted`` is step 3; ``step`` is told ``stored``, ``flushed`` and ``moved`` (after
+    step 5) as they are done (the daemon's fault-injection hook). Warnings of the lineage and of
+    step 5 go to ``warn``.
+    """
+    hist = repo.history
+    checked_out = git and move and _checked_out(repo, branch)
+    parent = hist.version(parents[0]) if parents else None
+    link = git_link(repo.root) if git else None
+    version = Version(
+        tree=tree,
+        parents=tuple(parents),
+        number=1 if parent is None else parent.number + 1,
+        message=message,
+        author=repo.author(),
+        time_ns=time.time_ns(),
+        params={k: params[k] for k in sorted(params)},
+        pipeline=version_pipeline(hist, tree, parent, warn),  # the lineage of its outputs
+        git=link,
+        files=files,
+        bytes=size,
+    )
+    oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
+    step("stored")
+    repo.store.flush()
+    if durable is None:
+        flush_filesystem(repo.dir)
+    else:
+        durable()
+    step("flushed")
+    if noted is not None:
+        noted(oid)
+    if not move:
+        return Made(oid, version)
+    repo.refs.update(f"refs/heads/{branch}", oid, expect)
+    _after_move(repo, branch, oid, version, tag, checked_out, warn)
+    step("moved")
+    return Made(oid, version)
+
+
+def _after_move(
+    repo: Repository, branch: str, oid: bytes, version: Version, tag: str | None,
+    checked_out: bool, warn: Warn,
+) -> None:  # fmt: skip
+    """Step 5: the tag and ``dvfs.lock``; a failure is a warning saying what to run."""
+    label = f"v{version.number}"
+    try:
+        if tag is not None:
+            repo.refs.update(f"refs/tags/{tag}", oid, None)
+    except (DvfsError, OSError) as exc:
+        warn(
+            f"{label} is committed, but tag {tag} was not made ({_why(exc)}): "
+            f"run `dvfs tag {tag} {label}`"
+        )
+    if not checked_out:
+        return  # dvfs.lock names the version of the branch HEAD names
+    try:
+        write_lock(repo.root, LockPointer(branch, version.number, oid))
+    except (DvfsError, OSError) as exc:
+        warn(
+            f"{label} is committed, but {LOCK_FILE} was not updated ({_why(exc)}): "
+            "run `dvfs checkout HEAD` to rewrite it"
+        )
+
+
+def _checked_out(repo: Repository, branch: str) -> bool:
+    """True if HEAD names ``branch`` (read before anything is stored: see step 5)."""
+    head = repo.history.head()
+    return head.detached is None and head.branch == branch
+
+
+def _why(exc: Exception) -> str:
+    """A short reason for a warning (storage messages speak of whole commands)."""
+    return "the disk is full" if isinstance(exc, StorageFull) else str(exc)
