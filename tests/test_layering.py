@@ -299,7 +299,8 @@ DAEMON_ORDER = [
     "overlay.node", "overlay.journal", "overlay.compaction", "overlay.workdir",
     "overlay.spares", "overlay.state", "overlay.changes", "overlay.copyup", "overlay.rebase",
     "overlay.status", "overlay.tree", "overlay",
-    "fs.namespace", "fs.versions", "fs.worktree", "fs",
+    "fs.namespace", "fs.versions", "fs.worktree_nodes", "fs.worktree_files", "fs.worktree",
+    "fs",
     "source", "snapshot", "upper", "kernel_overlay", "upper_build", "kernel_snapshot",
     "control", "service", "__main__",
 ]  # fmt: skip
