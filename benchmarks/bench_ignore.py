@@ -9,7 +9,7 @@ ignored; half ``*.new``, listed) and a ``__pycache__/`` of 5 files in every tent
 directory (ignored by a built-in rule).
 
 ``status`` is run in this process, through the library, alternately with the ignore
-step (``vfs.ignore``) and with it replaced by one that keeps every untracked path,
+step (``vfs.worktree.ignore``) and with it replaced by one that keeps every untracked path,
 so that the two differ by the matching alone: reading the ignore files, compiling
 them, and matching each untracked path. Both are run on the tree as described
 ("with untracked files") and once more after the untracked files are removed ("clean":
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from vfs import workflow
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 DIRS = 200
 RULES = "*.tmp\n/build/\nlogs/\n*.log\n!keep.log\n"
@@ -42,7 +42,7 @@ TARGET = 1.05
 
 
 class _KeepAll:
-    """Stands for ``vfs.ignore.Ignores`` in the runs without ignore rules."""
+    """Stands for ``vfs.worktree.ignore.Ignores`` in the runs without ignore rules."""
 
     def __init__(self, *args: object) -> None:
         pass

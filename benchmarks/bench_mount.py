@@ -55,7 +55,7 @@ from tests.support.loopback import AWS_VARS_TO_CLEAR
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, Repository, connect, workflow
 from vfs.remote import config as remotes
 from vfs.remote import transfer as sync
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 BUCKET = "dvfs-mount-bench"
 PREFIX = "bench"

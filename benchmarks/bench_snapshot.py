@@ -61,7 +61,7 @@ from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
 
 from vfs import Repository, checkout, workflow
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 DVFS = [sys.executable, "-P", "-m", "vfs.cli"]
 TRACKED = ["small", "big.bin"]

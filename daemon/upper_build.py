@@ -21,7 +21,7 @@ layer, which keeps every file changed since the mount (``daemon.upper``):
   directory's files on the ``chunks`` pool (one thread per core): a small file is
   opened beside its directory's descriptor, read whole and ``fstat``-ed, and kept if
   its stamp is still the one the walk saw (else it is read again the careful way, by
-  ``vfs.worktree.Hasher``, which retries while it changes); a large file goes through
+  ``vfs.worktree.ingest.Hasher``, which retries while it changes); a large file goes through
   the Hasher, which spreads its chunks over the pool.
 - The version's file count is the head's plus what changed in the rebuilt
   directories (an entry the head holds as it is counts nothing): only a directory

@@ -42,7 +42,8 @@ from vfs.gitlink import read_lock
 from vfs.lock import repository_lock
 from vfs.repo import Repository
 from vfs.workflow import add
-from vfs.worktree import WRITE_DIRECT, Workers
+from vfs.worktree.pools import Workers
+from vfs.worktree.restore import WRITE_DIRECT
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -487,7 +488,7 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> 
     """
     from vfs._os import page_cache
     from vfs.repo import Repository
-    from vfs.worktree import WRITE_DIRECT
+    from vfs.worktree.restore import WRITE_DIRECT
 
     data = rand(WRITE_DIRECT + 3 * MiB, seed=41)
     committed(repo, {"d/large.bin": data, "d/small.txt": "small"})
@@ -518,7 +519,7 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> 
 
 def _many_small(repo: Repo) -> dict[str, bytes]:
     """More small files than one process restores alone (a helper takes half)."""
-    from vfs.worktree import RESTORE_SPLIT
+    from vfs.worktree.restore import RESTORE_SPLIT
 
     files = {
         f"t{i % 23:02}/f{i:05}.bin": random.Random(i).randbytes(100 + i % 900)
@@ -567,12 +568,13 @@ def test_many_small_files_restored_by_two_processes(repo: Repo) -> None:
 RESTORE_HELPER_DIES = """
 import os, sys, time
 from pathlib import Path
-from vfs import worktree
 from vfs.checkout import checkout
 from vfs._os.helper_process import Helper, Tickets
 from vfs.repo import Repository
+from vfs.worktree import restore
+from vfs.worktree.pools import Workers
 
-real_share, real_start, real_claim = worktree._restore_share, Helper.start, Tickets.claim
+real_share, real_start, real_claim = restore._restore_share, Helper.start, Tickets.claim
 parent, forked = os.getpid(), []
 
 def slow_claim(self):  # the parent leaves the helper time to claim its tickets
@@ -599,11 +601,11 @@ def start(work):
     return helper
 
 Tickets.claim = slow_claim
-worktree._restore_share = dies
+restore._restore_share = dies
 Helper.start = start
-worktree.spare_cpus = lambda limit: 1
+restore.spare_cpus = lambda limit: 1
 handle = Repository.find(Path(sys.argv[1]))
-with worktree.Workers() as workers:
+with Workers() as workers:
     checkout(handle, "HEAD", [], workers, force=True)
 handle.store.close()
 print(forked)
@@ -707,7 +709,7 @@ def test_disk_full_during_checkout(tmp_path: Path, room_mib: int) -> None:
     restores everything.
     """
     from tests.conftest import tmpfs
-    from vfs.worktree import RESTORE_SPLIT, WRITE_DIRECT
+    from vfs.worktree.restore import RESTORE_SPLIT, WRITE_DIRECT
 
     with tmpfs(tmp_path / "disk", "64m") as disk:
         repo = init_repo(disk / "repo")

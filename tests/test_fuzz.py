@@ -48,7 +48,7 @@ from vfs.packs import PackedObject, check_index, decode_index, encode_index, pac
 from vfs.remote.layout import decode_segment, parse_ref
 from vfs.remote.transfer import clone
 from vfs.repo import format_record, parse_format
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 ID = hash_bytes(b"an id")
 

@@ -21,7 +21,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from vfs.ignore import MAX_FILE, MAX_STARS, Ignores
+from vfs.worktree.ignore import MAX_FILE, MAX_STARS, Ignores
 
 
 def tree(root: Path, files: dict[str, str]) -> None:

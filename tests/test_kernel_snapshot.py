@@ -27,7 +27,8 @@ from vfs import Entry, Kind, Tree
 from vfs.diff import diff_trees
 from vfs.ids import hash_bytes
 from vfs.repo import Repository
-from vfs.worktree import Hasher, Workers
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
 
 FAR = 1 << 62  # a clock after every stamp: everything may be recorded
 

@@ -15,11 +15,10 @@ LAYERS = [
     {"packs"},
     {"objects", "lock", "pins"},
     {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)
-    {"refs", "stage", "gitlink", "shared", "ignore", "audit", "merging"},
+    {"refs", "stage", "gitlink", "shared", "audit", "merging"},
     {"history", "reach"},  # reach: the walk of what versions reach (gc, remote gc, fsck)
     {"worktree", "diff", "reader", "graph", "pipeline.content", "pipeline.runs", "pipeline.record"},
     {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
-    {"triage"},
     {"repo"},  # the repository handle: layout, format record, lock
     {
         "workflow",

@@ -33,7 +33,7 @@ from vfs.pipeline import runs
 from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
 from vfs.pipeline.record import describe, version_pipeline
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 ID = bytes(range(32))
 RUN = StageRun(0, 1_700_000_000_000_000_000, 1_500_000_000, "host", "0.1.0", "3.11.7", "abc123")

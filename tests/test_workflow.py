@@ -649,8 +649,8 @@ def test_names_of_the_longest_length_round_trip(repo: Repo) -> None:
 
 
 def _big_tree(repo: Repo) -> list[str]:
-    """More tracked files than one process sorts alone (vfs.triage), two levels deep."""
-    from vfs.triage import SPLIT_ABOVE
+    """More tracked files than one process sorts alone (vfs.worktree.status), two levels deep."""
+    from vfs.worktree.status import SPLIT_ABOVE
 
     names = [f"data/p{i % 7}/q{i % 41:02}/f{i:05}.txt" for i in range(SPLIT_ABOVE + 200)]
     for name in names:
@@ -686,10 +686,10 @@ def test_status_of_a_large_tree_split_across_processes(repo: Repo) -> None:
 STATUS_HELPER_DIES = """
 import json, sys
 from pathlib import Path
-from vfs import triage
+from vfs.worktree import status as triage
 from vfs.repo import Repository
 from vfs.workflow import work_state
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 def broken(*_):
     raise RuntimeError("the helper broke")

@@ -43,14 +43,10 @@ from vfs.names import MAX_DEPTH
 from vfs.objects import ObjKind
 from vfs.quoting import escape_text
 from vfs.repo import Repository
-from vfs.worktree import (
-    Found,
-    Hasher,
-    Workers,
-    remove_many,
-    remove_temporaries,
-    remove_tree,
-)
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_many, remove_temporaries, remove_tree
+from vfs.worktree.scan import Found
 
 KiB = 1024
 
@@ -737,7 +733,7 @@ def test_the_walker_resolves_any_path_with_few_descriptors(tmp_path: Path) -> No
 
 
 class Counted:
-    """A ``vfs.worktree.Progress`` that keeps what it was told."""
+    """A ``vfs.worktree.pools.Progress`` that keeps what it was told."""
 
     def __init__(self) -> None:
         self.phases: list[tuple[str, int, str]] = []

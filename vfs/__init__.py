@@ -157,12 +157,9 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.repo.record import record_version as record_version, tag_free as tag_free
     from vfs.stage import Staged as Staged
     from vfs.track import Run as Run, track as track
-    from vfs.worktree import (
-        Found as Found,
-        Hasher as Hasher,
-        Pending as Pending,
-        Workers as Workers,
-    )
+    from vfs.worktree.ingest import Hasher as Hasher, Pending as Pending
+    from vfs.worktree.pools import Workers as Workers
+    from vfs.worktree.scan import Found as Found
 
     # isort: on
     ABSENT_ERRNOS = _ABSENT_ERRNOS
@@ -197,8 +194,8 @@ PUBLIC: dict[str, str] = {
     "FileChanged": "vfs.errors",
     "FileUnreadable": "vfs.errors",
     "FormatError": "vfs.errors",
-    "Found": "vfs.worktree",
-    "Hasher": "vfs.worktree",
+    "Found": "vfs.worktree.scan",
+    "Hasher": "vfs.worktree.ingest",
     "History": "vfs.history",
     "Kind": "vfs.codec",
     "Located": "vfs.remote.reader",
@@ -212,7 +209,7 @@ PUBLIC: dict[str, str] = {
     "ObjectStore": "vfs.objects",
     "OtherSource": "vfs.remote.read",
     "PERM_BITS": "vfs.codec",
-    "Pending": "vfs.worktree",
+    "Pending": "vfs.worktree.ingest",
     "READ_BENEATH": "vfs._os.beneath:READ",
     "RefConflict": "vfs.errors",
     "RemoteChunks": "vfs.remote.read",
@@ -228,7 +225,7 @@ PUBLIC: dict[str, str] = {
     "VERSIONS_DIR": "vfs.names",
     "Version": "vfs.codec",
     "Walker": "vfs._os.beneath",
-    "Workers": "vfs.worktree",
+    "Workers": "vfs.worktree.pools",
     "add_remote": "vfs.remote.config",
     "any_reserved": "vfs.names",
     "check_fuse": "vfs.mounts",

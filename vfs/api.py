@@ -68,7 +68,7 @@ from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remote
 from vfs.remote.read import RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
 from vfs.repo import Repository, preferred_branch
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 PathArg = str | os.PathLike[str]
 MAX_LINKS = 40  # links followed to open one path, as the kernel allows

@@ -32,8 +32,9 @@ from vfs.quoting import quote_name
 from vfs.repo import Repository
 from vfs.stage import Staged
 from vfs.workflow import head_files, quiet, work_state
-from vfs.worktree import Warn, Workers
-from vfs.worktree import show as show_path
+from vfs.worktree.pools import Workers
+from vfs.worktree.scan import Warn
+from vfs.worktree.scan import show as show_path
 
 
 def iso_time(ns: int) -> str:

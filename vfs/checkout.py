@@ -54,20 +54,11 @@ from vfs.refs import Head, check_ref_name
 from vfs.repo import Repository
 from vfs.stage import Index, not_checked_out, staged_from_entry
 from vfs.workflow import base_files, head_files, quiet, same_entry, work_state
-from vfs.worktree import (
-    Found,
-    Hasher,
-    Warn,
-    Workers,
-    ensure_dir,
-    lstat_or_none,
-    remove_many,
-    remove_path,
-    remove_temporaries,
-    restore_many,
-    show,
-    tracked_dir_only,
-)
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
+from vfs.worktree.restore import ensure_dir, restore_many
+from vfs.worktree.scan import Found, Warn, lstat_or_none, show
 
 
 @dataclass

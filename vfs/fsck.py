@@ -4,7 +4,7 @@ Every reachable object is read back and hashed once (chunks in parallel). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
 harmless; they are counted and removed (under the repository lock), in the store and
-in the working tree (``vfs.worktree.remove_temporaries``: only names of dvfs's own
+in the working tree (``vfs.worktree.remove.remove_temporaries``: only names of dvfs's own
 temporary form, never through a link), unless a pipeline run is writing (a writing
 pin, ``vfs.pins``: it writes without the lock). Chunks that were never downloaded (a clone or
 pull of part of the data) are no problem when a remote holds them, as far as its
@@ -26,7 +26,8 @@ from vfs.pins import live_pins
 from vfs.reach import reach
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import Repository
-from vfs.worktree import Workers, remove_temporaries
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_temporaries
 
 MAX_USERS_SHOWN = 5
 

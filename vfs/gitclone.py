@@ -35,7 +35,7 @@ from vfs.remote.reader import RemoteRepo
 from vfs.remote.receive import check_expansion
 from vfs.remote.transfer import Transfer, download_data, fetch_locked
 from vfs.repo import DEFAULT_BRANCH, DVFS_DIR, Repository, parse_format
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 
 @dataclass

@@ -46,7 +46,7 @@ from vfs.gitlink import LOCK_FILE, LockPointer, git_output, parse_lock, read_loc
 from vfs.remote.config import connect, default_remote, get_remote
 from vfs.remote.transfer import Transfer, download_data, fetch_locked
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 HOOKS = ("post-checkout", "post-merge", "pre-push")
 MARKER = "# dvfs-hook: written by `dvfs install`; `dvfs install --uninstall` removes it"

@@ -47,16 +47,11 @@ from vfs.merging import Conflict, MergeState
 from vfs.repo import Repository
 from vfs.stage import not_checked_out
 from vfs.workflow import base_files, commit_locked, moved_past, quiet, same_entry, work_state
-from vfs.worktree import (
-    Found,
-    Hasher,
-    Warn,
-    Workers,
-    remove_many,
-    remove_path,
-    restore_many,
-    show,
-)
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_many, remove_path
+from vfs.worktree.restore import restore_many
+from vfs.worktree.scan import Found, Warn, show
 
 
 @dataclass

@@ -33,7 +33,7 @@ from vfs.remote.config import remotes as configured_remotes
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 FILES_NAMED = 5  # files an error names before "and N more"
 JOBS = 8  # ranged GETs in flight

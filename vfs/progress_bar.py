@@ -52,7 +52,7 @@ def human_rate(per_second: float) -> str:
 
 
 class TerminalProgress:
-    """Implements ``vfs.worktree.Progress`` with a rich bar (a count and bytes).
+    """Implements ``vfs.worktree.pools.Progress`` with a rich bar (a count and bytes).
 
     The bar goes to stderr when it is a terminal, or to ``file`` (drawn as for a
     terminal) when one is given; it appears once a phase has lasted ``show_after``

@@ -66,7 +66,7 @@ from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 MAX_STEPS = 100_000  # log_metrics calls kept in the history file
 MAX_METRICS = 1_000  # distinct metric names

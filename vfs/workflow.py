@@ -36,28 +36,28 @@ from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
 from vfs.gitlink import LOCK_FILE, ignore_paths
 from vfs.history import History
-from vfs.ignore import Ignores
 from vfs.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
 from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
 from vfs.repo.record import record_version, tag_free
 from vfs.stage import Index, Staged, as_row, check_path
-from vfs.triage import triage_tree
-from vfs.worktree import (
+from vfs.worktree.ignore import Ignores
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_path
+from vfs.worktree.scan import (
     SKIP_DIRS,
     Found,
-    Hasher,
     Warn,
-    Workers,
     lstat_or_none,
-    remove_path,
     reserved_in,
     reserved_message,
     scan,
     show,
     too_deep_message,
 )
+from vfs.worktree.status import triage_tree
 
 
 def quiet(_: str) -> None:
@@ -309,7 +309,7 @@ def add(
 ) -> AddReport:
     """Stage files, directories or links (or the deletion of vanished tracked paths).
 
-    Untracked paths that ignore rules (``vfs.ignore``) match are left out of the
+    Untracked paths that ignore rules (``vfs.worktree.ignore``) match are left out of the
     directories given, and counted; one given by name is refused. ``force`` adds them
     all the same.
     """

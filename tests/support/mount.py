@@ -28,7 +28,7 @@ from vfs import checkout, launch, workflow
 from vfs.remote import config as remotes
 from vfs.remote import transfer as sync
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 MOUNT_WAIT = 30.0
 MTIME = 1_600_000_000

@@ -14,7 +14,7 @@ from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, work
 from vfs.cli.status import conflict_side
 from vfs.errors import UsageError
 from vfs.quoting import escape_text
-from vfs.worktree import show
+from vfs.worktree.scan import show
 
 
 def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:

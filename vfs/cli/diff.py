@@ -16,7 +16,7 @@ from vfs.diff import ParamChange, summary
 from vfs.errors import UsageError
 from vfs.quoting import quote_name
 from vfs.repo import Repository
-from vfs.worktree import show
+from vfs.worktree.scan import show
 
 
 @click.command(name="diff", cls=RevsThenPaths)

@@ -19,7 +19,7 @@ from vfs.diff import flat_params
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.quoting import escape_text, quote_name
 from vfs.repo import Repository
-from vfs.worktree import show
+from vfs.worktree.scan import show
 
 DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
 REVISION_LIKE = re.compile(r"^(v\d+|HEAD|.*~\d*)$")  # never taken for a path by mistake

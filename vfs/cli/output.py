@@ -13,7 +13,7 @@ from vfs import settings
 from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 
 def human(n: int | None) -> str:

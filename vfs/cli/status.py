@@ -14,7 +14,7 @@ from vfs.diff import Change
 from vfs.grouping import GROUP_OVER, Group, by_directory
 from vfs.quoting import escape_text
 from vfs.repo import Repository
-from vfs.worktree import show
+from vfs.worktree.scan import show
 
 if TYPE_CHECKING:
     from vfs import merging

@@ -17,7 +17,7 @@ from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_name
 from vfs.repo import DEFAULT_BRANCH, Repository
-from vfs.worktree import lstat_or_none, show
+from vfs.worktree.scan import lstat_or_none, show
 
 
 @click.command(cls=DvfsCommand)
@@ -85,7 +85,7 @@ def check_ignore(paths: tuple[str, ...], verbose: bool, as_json: bool) -> None:
       dvfs check-ignore data/__pycache__/x.pyc
       dvfs check-ignore -v data/*
     """
-    from vfs.ignore import Ignores
+    from vfs.worktree.ignore import Ignores
 
     repo = repo_here()
     index = repo.index()

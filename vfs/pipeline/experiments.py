@@ -36,7 +36,6 @@ from vfs import params as version_params
 from vfs._os.beneath import READ, Walker
 from vfs.errors import DvfsError, UsageError
 from vfs.gitlink import PIPELINE_FILE, RUNS_FILE
-from vfs.ignore import Ignores
 from vfs.pins import release, take
 from vfs.pipeline import report, repro, values
 from vfs.pipeline.graph import Dag, inside
@@ -48,7 +47,10 @@ from vfs.refs import check_ref_name
 from vfs.repo.record import record_version
 from vfs.stage import as_row
 from vfs.workflow import build_tree_rows
-from vfs.worktree import Warn, Workers, ensure_dir, show
+from vfs.worktree.ignore import Ignores
+from vfs.worktree.pools import Workers
+from vfs.worktree.restore import ensure_dir
+from vfs.worktree.scan import Warn, show
 
 EXP_DIR = "exp"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

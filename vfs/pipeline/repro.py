@@ -64,7 +64,10 @@ from vfs.pipeline.runner import Finished, Output, Running
 from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records
 from vfs.stage import Staged
-from vfs.worktree import Warn, Workers, ensure_dir, remove_path, remove_tree, restore_many, show
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_path, remove_tree
+from vfs.worktree.restore import ensure_dir, restore_many
+from vfs.worktree.scan import Warn, show
 
 BACKUP_PREFIX = b".tmp-dvfs-prev-"
 Say = Callable[[str], None]

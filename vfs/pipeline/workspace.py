@@ -40,10 +40,12 @@ from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Pipeline
 from vfs.repo import DVFS_DIR, Repository
 from vfs.stage import Index, Staged
-from vfs.worktree import Found, Hasher, Warn, Workers, scan, show
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.scan import Found, Warn, scan, show
 
 if TYPE_CHECKING:  # (imported where used: `dvfs dag` and `stage list` need neither)
-    from vfs.ignore import Ignores
+    from vfs.worktree.ignore import Ignores
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -225,7 +227,7 @@ class TreeState:
         return {p: self.memo[p] for p in paths}
 
     def _work_out(self, paths: list[bytes]) -> None:
-        from vfs.ignore import Ignores  # (pathspec: only when paths are looked at)
+        from vfs.worktree.ignore import Ignores  # (pathspec: only when paths are looked at
 
         listed: dict[bytes, tuple[os.stat_result | None, list[Found]]] = {}
         with Ignores(self.ws.root, self._tracked, self.warn) as ign:
@@ -274,7 +276,7 @@ class TreeState:
 
         A file whose stat matches the index is taken from it, not read again.
         """
-        from vfs.ignore import Ignores
+        from vfs.worktree.ignore import Ignores
 
         out: dict[bytes, Staged] = {}
         todo: list[Found] = []

@@ -56,7 +56,7 @@ from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo import Repository, parse_format, preferred_branch
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 STOP_ENV = "DVFS_TEST_PUSH_STOP_AT"
 

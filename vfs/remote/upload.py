@@ -29,7 +29,7 @@ from vfs.packs import (
 from vfs.remote.layout import encode_segments, pack_key
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo import Repository
-from vfs.worktree import Workers
+from vfs.worktree.pools import Workers
 
 # Packs a push holds in memory while they upload (besides the one being built): each is
 # ~16 MiB, and two keep a link busy. A push of 20,000 small files to a local SeaweedFS

@@ -33,7 +33,7 @@ from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import origin
 from vfs.pipeline.record import describe
 from vfs.repo import Repository
-from vfs.worktree import show
+from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
     from vfs.tables import engine as table_engine

@@ -1,0 +1,318 @@
+"""Hashing files of the working tree into chunks and storing them (:class:`Hasher`)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat as statmod
+from collections import deque
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vfs._os.beneath import ABSENT, READ, Walker
+from vfs.chunking import Chunker
+from vfs.codec import PERM_BITS, ChunkRef, Kind
+from vfs.durable import storage_error
+from vfs.errors import DvfsError, FileChanged, FileUnreadable
+from vfs.ids import hash_bytes, hasher
+from vfs.objects import ObjectStore, ObjKind
+from vfs.stage import Staged
+from vfs.worktree.pools import Workers
+from vfs.worktree.scan import Found, show
+
+if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
+    from concurrent.futures import Future
+
+
+READ_RETRIES = 3
+BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
+BLOCKS = 2  # blocks of a large file in flight
+BATCH_FILES = 64  # small files hashed per task
+BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
+
+Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
+
+
+def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRef:
+    oid = hash_bytes(data)
+    if store is not None:
+        store.put(ObjKind.CHUNK, data, oid)
+    return ChunkRef(oid, len(data))
+
+
+class Hasher:
+    """Turns working-tree files into staged records, storing their chunks if asked."""
+
+    def __init__(
+        self, root: Path, chunker: Chunker, store: ObjectStore | None, workers: Workers
+    ) -> None:
+        self.root = root
+        self.chunker = chunker
+        self.store = store
+        self.workers = workers
+        self.bytes_read = 0
+
+    def _read_file(self, rel: bytes, walker: Walker, sink: list[Pending] | None = None) -> Staged:
+        for _ in range(READ_RETRIES):
+            try:
+                dir_fd, leaf = walker.parent(rel)
+                fd = os.open(leaf, READ, dir_fd=dir_fd)
+            except PermissionError:
+                raise FileUnreadable(f"cannot read {show(rel)}: permission denied") from None
+            except OSError as exc:
+                if exc.errno in ABSENT:  # gone, or it or a directory above is now a link
+                    raise FileChanged(f"{show(rel)} changed while it was read") from None
+                raise
+            try:
+                before = os.fstat(fd)
+                if not statmod.S_ISREG(before.st_mode):  # a FIFO, say: opened without waiting
+                    raise FileChanged(f"{show(rel)} changed type while it was read")
+                if before.st_size <= self.chunker.params.min_size:
+                    digest, chunks, total = self._read_small(fd, before.st_size, sink)
+                else:
+                    digest, chunks, total = self._read_large(fd)
+                after = os.fstat(fd)
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    raise FileUnreadable(f"cannot read {show(rel)}: input/output error") from None
+                raise
+            finally:
+                os.close(fd)
+            self.bytes_read += total
+            stable = (
+                total == after.st_size
+                and before.st_size == after.st_size
+                and before.st_mtime_ns == after.st_mtime_ns
+                and before.st_ctime_ns == after.st_ctime_ns
+            )
+            if stable:
+                return Staged(
+                    Kind.FILE, after.st_mode & PERM_BITS, total, after.st_mtime_ns,
+                    after.st_ctime_ns, after.st_ino, digest, tuple(chunks),
+                )  # fmt: skip
+        raise FileChanged(
+            f"{show(rel)} kept changing while it was read: "
+            "add it again once it is no longer being written"
+        )
+
+    def _read_small(
+        self, fd: int, size: int, sink: list[Pending] | None
+    ) -> tuple[bytes, list[ChunkRef], int]:
+        """Read a file expected to be one chunk with plain reads (no file object)."""
+        want = size + 1  # one byte more than expected, to notice growth
+        data = os.read(fd, want)
+        # All of it read: no second read to see the end (the fstat after the read
+        # notices a file that grew, as it notices one that changed).
+        while 0 < len(data) < size:
+            more = os.read(fd, want - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) > self.chunker.params.min_size:  # grew meanwhile: cut it properly
+            while more := os.read(fd, 1 << 20):
+                data += more
+            refs = [_store_chunk(self.store, c) for c in self.chunker.buffer(data)]
+            return hash_bytes(data), refs, len(data)
+        if not data:
+            return hash_bytes(b""), [], 0
+        oid = hash_bytes(data)
+        if self.store is not None:
+            if sink is None:
+                self.store.put(ObjKind.CHUNK, data, oid)
+            else:
+                sink.append((oid, ObjKind.CHUNK, data))
+        return oid, [ChunkRef(oid, len(data))], len(data)
+
+    def _read_large(self, fd: int) -> tuple[bytes, list[ChunkRef], int]:
+        """Read, cut, hash and store a large file, with the work spread over the pools.
+
+        The file is read into a few recycled blocks (:meth:`Chunker.blocks`) and each
+        chunk is hashed and stored straight from its block: no copy per chunk and no
+        fresh memory per chunk (page faults on fresh memory cost as much as hashing).
+        The whole-file digest is updated block by block in the one ``digest`` thread.
+        """
+        whole = hasher()
+        size = max(BLOCK_BYTES, 2 * self.chunker.params.max_size)
+        inflight: deque[tuple[bytearray, list[Future[ChunkRef]], Future[Any]]] = deque()
+        refs: list[ChunkRef] = []
+        made = 0
+        total = 0
+
+        def settle() -> bytearray:
+            block, chunks, upd = inflight[0]
+            done = [f.result() for f in chunks]
+            upd.result()
+            inflight.popleft()  # only now: on failure, the rest is waited for below
+            refs.extend(done)
+            return block
+
+        def take() -> bytearray:
+            nonlocal made
+            if made < BLOCKS:
+                made += 1
+                return bytearray(size)
+            return settle()
+
+        def readinto(view: memoryview) -> int:
+            return os.readv(fd, [view])
+
+        progress = self.workers.progress
+        try:
+            for block, ends in self.chunker.blocks(readinto, take):
+                view = memoryview(block)
+                futs: list[Future[ChunkRef]] = []
+                start = 0
+                pool = self.workers.chunks
+                for end in ends:
+                    futs.append(pool.submit(_store_chunk, self.store, view[start:end]))
+                    progress.advance(0, end - start)
+                    start = end
+                total += start
+                upd = self.workers.digest.submit(whole.update, view[:start])
+                inflight.append((block, futs, upd))
+            while inflight:
+                settle()
+        finally:
+            for _, chunks, upd in inflight:  # on failure: let running work end before we do
+                waits: list[Future[Any]] = [*chunks, upd]
+                for fut in waits:
+                    if not fut.cancel():
+                        with contextlib.suppress(Exception):
+                            fut.result()
+        return whole.digest(), refs, total
+
+    def stage_one(
+        self, found: Found, sink: list[Pending] | None = None, walker: Walker | None = None
+    ) -> Staged:
+        """Hash one file or link (storing its chunks when the hasher has a store).
+
+        With ``sink``, the chunk of a small file is appended to it instead of stored,
+        for the caller to store a batch at once. ``walker`` resolves the path (one of
+        this call's own if not given).
+        """
+        if walker is None:
+            with Walker(self.root) as own:
+                return self.stage_one(found, sink, own)
+        try:
+            if statmod.S_ISLNK(found.st.st_mode):
+                dir_fd, leaf = walker.parent(found.rel)
+                try:
+                    target = os.readlink(leaf, dir_fd=dir_fd)
+                except OSError as exc:
+                    if exc.errno in ABSENT or exc.errno == errno.EINVAL:  # gone, or not a link
+                        raise FileChanged(f"{show(found.rel)} changed while it was read") from None
+                    raise
+                return Staged(
+                    Kind.SYMLINK, found.st.st_mode & PERM_BITS, len(target), found.st.st_mtime_ns,
+                    found.st.st_ctime_ns, found.st.st_ino, target=target,
+                )  # fmt: skip
+            return self._read_file(found.rel, walker, sink)
+        except OSError as exc:
+            raise storage_error(exc, f"the chunks of {show(found.rel)}") from exc
+
+    def stage_batch(
+        self, batch: list[Found], failed: dict[bytes, DvfsError] | None = None
+    ) -> list[Staged | None]:
+        """Hash a batch of small files and links in one task, storing their chunks together.
+
+        One task per file cost more in futures, locks and thread switches than hashing a
+        1-32 KiB file does; a batch pays that once. With ``failed``, a file that cannot
+        be read or kept changing is put there (and None in the result) instead of
+        failing the batch.
+        """
+        out: list[Staged | None] = []
+        sink: list[Pending] = []
+        held = 0
+        with Walker(self.root) as walker:
+            for f in batch:
+                try:
+                    out.append(self.stage_one(f, sink, walker))
+                except (FileUnreadable, FileChanged) as exc:
+                    if failed is None:
+                        raise
+                    failed[f.rel] = exc
+                    out.append(None)
+                held += f.st.st_size
+                if held >= BATCH_BYTES and self.store is not None:
+                    self.store.put_many(sink)
+                    sink.clear()
+                    held = 0
+        if sink and self.store is not None:
+            self.store.put_many(sink)
+        return out
+
+    def stage_many(
+        self, items: Iterable[Found], failed: dict[bytes, DvfsError] | None = None
+    ) -> Iterator[tuple[bytes, Staged]]:
+        """Hash many paths in parallel; yields (path, staged) as each finishes.
+
+        The first failure is raised after the remaining work is cancelled; with
+        ``failed``, files that cannot be read or kept changing are put there instead,
+        and the others hashed.
+        """
+        small: list[Found] = []
+        large: list[Found] = []
+        for f in items:
+            big = statmod.S_ISREG(f.st.st_mode) and f.st.st_size > self.chunker.params.min_size
+            (large if big else small).append(f)
+        progress = self.workers.progress
+        if small or large:
+            total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
+            progress.start("hashing", len(small) + len(large), total)
+        batches = _batches(small)
+        # One thread per core: with more, they spent their time handing the GIL to
+        # each other (twice the context switches, a third more wall time for 20,000
+        # small files). The ``chunks`` pool has that size; its tasks never wait.
+        pool = self.workers.chunks
+        window = 2 * self.workers.threads
+        futures: deque[tuple[list[Found], Future[list[Staged | None]]]] = deque()
+        try:
+            for batch in batches:  # small files start while the large ones are read
+                futures.append((batch, pool.submit(self.stage_batch, batch, failed)))
+                if len(futures) >= window:
+                    break
+            for f in large:
+                try:
+                    staged = self.stage_one(f)
+                except (FileUnreadable, FileChanged) as exc:
+                    if failed is None:
+                        raise
+                    failed[f.rel] = exc
+                else:
+                    yield f.rel, staged
+                progress.advance(1, 0)
+            while True:
+                for batch in batches:
+                    futures.append((batch, pool.submit(self.stage_batch, batch, failed)))
+                    if len(futures) >= window:
+                        break
+                if not futures:
+                    break
+                batch, fut = futures.popleft()
+                for f, got in zip(batch, fut.result(), strict=True):
+                    progress.advance(1, f.st.st_size if got is None else got.size)
+                    if got is not None:
+                        yield f.rel, got
+        finally:
+            for _, fut in futures:  # on failure: let running work end before we do
+                if not fut.cancel():
+                    with contextlib.suppress(Exception):
+                        fut.result()
+            if small or large:
+                progress.done()
+
+
+def _batches(items: list[Found]) -> Iterator[list[Found]]:
+    """Consecutive batches of at most BATCH_FILES files and about BATCH_BYTES bytes."""
+    batch: list[Found] = []
+    held = 0
+    for f in items:
+        batch.append(f)
+        held += f.st.st_size
+        if len(batch) >= BATCH_FILES or held >= BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch

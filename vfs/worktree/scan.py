@@ -1,0 +1,211 @@
+"""Listing the working tree: what a scan finds, names it refuses, paths for people."""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from vfs._os.beneath import ABSENT, Walker, listing
+from vfs.durable import TMP_PREFIX
+from vfs.errors import FileUnreadable, UsageError
+from vfs.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
+
+_TMP_PREFIX = TMP_PREFIX.encode()
+SKIP_DIRS = frozenset({b".dvfs", b".git"})  # never listed nor entered, whatever they are
+
+Warn = Callable[[str], None]
+
+
+def show(path: bytes) -> str:
+    """A repository path as text for messages (undecodable bytes escaped)."""
+    return os.fsdecode(path) if path else "."
+
+
+class Found(NamedTuple):
+    """A path found in the working tree with its lstat."""
+
+    rel: bytes
+    st: os.stat_result
+
+
+class Listing(NamedTuple):
+    """What one directory holds, as repository paths."""
+
+    files: list[Found]  # regular files and links, with their lstat
+    subdirs: list[bytes]
+    odd: list[bytes]  # FIFOs, sockets, devices
+    reserved: list[bytes]  # names dvfs never stores (see :func:`reserved_in`)
+
+
+def list_dir(walker: Walker, d: bytes) -> Listing:
+    """One directory's entries, by kind; nothing if ``d`` is gone or not a directory now.
+
+    ``.git`` and ``.dvfs`` themselves (git's and dvfs's own) are left out, whatever
+    they are; the other names dvfs never stores are listed apart, in ``reserved``.
+    """
+    try:
+        fd = walker.dir(d, listable=True)  # (held by the walker)
+    except PermissionError:
+        raise FileUnreadable(f"cannot read directory {show(d)}: permission denied") from None
+    except OSError as exc:
+        if exc.errno in ABSENT:  # removed, or replaced by a link: nothing of ours is there
+            return Listing([], [], [], [])
+        raise
+    prefix = d + b"/" if d else b""
+    files: list[Found] = []
+    subdirs: list[bytes] = []
+    odd: list[bytes] = []
+    names: list[bytes] = []
+    is_reg, is_link, new, lstat = statmod.S_ISREG, statmod.S_ISLNK, tuple.__new__, os.stat
+    encode = os.fsencode
+    # Each lstat is an fstatat of a bare name in the directory's descriptor, rather
+    # than a walk of the whole path again: a sixth less time for 20,000 files.
+    it, raw = listing(fd)
+    with it:
+        for de in it:
+            name = de.name if raw else encode(de.name)
+            names.append(name)
+            if de.is_dir(follow_symlinks=False):
+                if name not in SKIP_DIRS:
+                    subdirs.append(prefix + name)
+                continue
+            if name.startswith(_TMP_PREFIX):
+                continue
+            try:
+                est = lstat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:  # removed since it was listed
+                continue
+            mode = est.st_mode
+            if is_reg(mode) or is_link(mode):
+                files.append(new(Found, (prefix + name, est)))  # (NamedTuple's __new__ is slow)
+            else:
+                odd.append(prefix + name)
+    if any_reserved(names) is None and (d or VERSIONS_DIR not in names):  # (one pass)
+        return Listing(files, subdirs, odd, [])
+    gone = {prefix + n for n in reserved_in(names, at_root=not d)}
+    skip = gone | {prefix + n for n in SKIP_DIRS}  # git's and dvfs's own, whatever they are
+    return Listing(
+        [f for f in files if f.rel not in skip],
+        [p for p in subdirs if p not in skip],
+        [p for p in odd if p not in skip],
+        sorted(gone),
+    )
+
+
+def reserved_in(names: list[bytes], *, at_root: bool) -> list[bytes]:
+    """The names among ``names`` that dvfs never stores, but ``.git`` and ``.dvfs`` themselves.
+
+    Those are the lookalikes of ``.git`` and ``.dvfs`` (``vfs.names``), and ``.versions``
+    at the root. One screening pass over all the names; a full check only on a hit.
+    """
+    if any_reserved(names) is None and not (at_root and VERSIONS_DIR in names):
+        return []
+    check = is_reserved_at_root if at_root else is_reserved
+    return [n for n in names if n not in SKIP_DIRS and check(n)]
+
+
+def odd_warning(path: bytes) -> str:
+    """The warning for a path that is not a regular file, directory or link."""
+    return f"skipping {show(path)}: not a regular file, directory or link"
+
+
+def reserved_message(path: bytes) -> str:
+    """Why a path with a reserved name is never stored."""
+    name = path.rpartition(b"/")[2]
+    what = "the mount's list of versions" if name == VERSIONS_DIR else "git's and dvfs's own"
+    return f"{show(path)}: dvfs never stores the name {show(name)} ({what})"
+
+
+def too_deep_message(path: bytes) -> str:
+    """Why a directory nested too deeply is never stored."""
+    return f"{show(path)[:200]}...: nested more than {MAX_DEPTH} directories deep"
+
+
+def scan(
+    root: Path,
+    rel: bytes,
+    warn: Warn,
+    *,
+    strict: bool = False,
+    skipped: list[bytes] | None = None,
+    enter: Callable[[bytes], bool] | None = None,
+) -> Iterator[Found]:
+    """Every file and symlink at or below ``rel``, depth first (nothing if ``rel`` is gone).
+
+    ``enter``, if given, says which subdirectories to go into (``vfs.worktree.ignore`` leaves
+    ignored ones out).
+
+    FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git`` are
+    never entered. Other names dvfs never stores (:func:`reserved_in`), and
+    directories more than MAX_DEPTH deep, are skipped with a warning, or refused with
+    a UsageError if ``strict``. Links are never followed, not even one that replaced a
+    directory while it was being scanned (see ``vfs._os.beneath``). A directory that
+    cannot be read raises FileUnreadable; with ``skipped``, it gets a warning and is
+    added there instead.
+    """
+
+    with Walker(root) as walker:
+        st = walker.lstat(rel)
+        if st is None:
+            return
+        if not statmod.S_ISDIR(st.st_mode):
+            if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
+                yield Found(rel, st)
+            else:
+                warn(odd_warning(rel))
+            return
+        stack = [rel]
+        while stack:
+            listing = list_dir_or_skip(walker, stack.pop(), warn, skipped)
+            yield from listing.files
+            subdirs = enterable(listing, warn, strict=strict)
+            stack += subdirs if enter is None else [d for d in subdirs if enter(d)]
+
+
+def list_dir_or_skip(walker: Walker, d: bytes, warn: Warn, skipped: list[bytes] | None) -> Listing:
+    """:func:`list_dir`; with ``skipped``, an unreadable directory is warned of, added
+    there, and listed as empty."""
+    try:
+        return list_dir(walker, d)
+    except FileUnreadable as exc:
+        if skipped is None:
+            raise
+        warn(f"{exc} (what it holds is left out)")
+        skipped.append(d)
+        return Listing([], [], [], [])
+
+
+def enterable(listing: Listing, warn: Warn, *, strict: bool = False) -> list[bytes]:
+    """The subdirectories of a listing to scan, after a warning for what is skipped.
+
+    Reserved names and directories nested deeper than MAX_DEPTH are refused with a
+    UsageError instead if ``strict`` (see :func:`scan`).
+    """
+
+    def refuse(message: str) -> None:
+        if strict:
+            raise UsageError(f"cannot add {message}; nothing was staged")
+        warn(f"skipping {message}")
+
+    for p in listing.reserved:
+        refuse(reserved_message(p))
+    for p in listing.odd:
+        warn(odd_warning(p))
+    subdirs = listing.subdirs
+    if subdirs and subdirs[0].count(b"/") >= MAX_DEPTH:  # (all at the same depth)
+        for p in subdirs:
+            refuse(too_deep_message(p))
+        return []
+    return subdirs
+
+
+def lstat_or_none(root: Path, rel: bytes) -> os.stat_result | None:
+    """lstat of a repository path; None if it is missing or below a non-directory.
+
+    For many paths, use :meth:`Walker.lstat` of one walker instead.
+    """
+    with Walker(root) as walker:
+        return walker.lstat(rel)
