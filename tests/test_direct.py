@@ -18,7 +18,7 @@ from vfs._os.helper_process import Tickets
 from vfs._os.page_cache import read_cached
 from vfs.errors import ObjectCorrupt
 from vfs.ids import hash_bytes, hasher
-from vfs.objects import ObjectStore, ObjKind
+from vfs.store.objects import ObjectStore, ObjKind
 
 
 def _pieces(total: int, seed: int) -> list[bytes]:

@@ -43,11 +43,11 @@ from vfs.codec import (
 from vfs.errors import DvfsError
 from vfs.fsck import fsck
 from vfs.ids import hash_bytes
-from vfs.objects import read_pack_header
 from vfs.packs import PackedObject, check_index, decode_index, encode_index, pack_trailer
 from vfs.remote.layout import decode_segment, parse_ref
 from vfs.remote.transfer import clone
 from vfs.repo import format_record, parse_format
+from vfs.store.pack_files import read_pack_header
 from vfs.worktree.pools import Workers
 
 ID = hash_bytes(b"an id")

@@ -13,7 +13,7 @@ LAYERS = [
     {"errors", "ids", "names", "quoting", "settings", "params", "yaml12", "grouping", "_os"},
     {"chunking", "codec", "durable"},
     {"packs"},
-    {"objects", "lock", "pins"},
+    {"store", "lock", "pins"},
     {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)
     {"refs", "stage", "gitlink", "shared", "audit", "merging"},
     {"history", "reach"},  # reach: the walk of what versions reach (gc, remote gc, fsck)

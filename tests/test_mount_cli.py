@@ -35,8 +35,8 @@ from tests.support.mount import (
 from vfs import ChunkRef, Entry, Kind
 from vfs.codec import encode_tree, encode_version
 from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
-from vfs.objects import ObjKind
 from vfs.repo import Repository
+from vfs.store.objects import ObjKind
 
 
 @pytest.fixture(name="repo")

@@ -45,8 +45,8 @@ from tests.support.mount import (
 from tests.test_worktree import Worktree, errno_of, wt_fixture
 from vfs import ChunkRef, Entry, Kind, mounts
 from vfs.codec import encode_tree, encode_version
-from vfs.objects import ObjKind
 from vfs.repo import Repository
+from vfs.store.objects import ObjKind
 
 __all__ = ["wt_fixture"]  # the fixture, for pytest
 SECRET = "hunter2-secret-value"

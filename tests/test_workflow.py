@@ -241,8 +241,8 @@ def test_diff_between_versions_shows_empty_directories(repo: Repo) -> None:
     """
     from vfs.codec import ChunkRef, Entry, Kind, encode_tree
     from vfs.diff import diff_trees
-    from vfs.objects import ObjKind
     from vfs.repo import Repository
+    from vfs.store.objects import ObjKind
 
     handle = Repository.find(repo.root)
     store = handle.store
@@ -857,8 +857,8 @@ def test_trees_made_from_index_rows_equal_the_codec_s(tmp_path: Path) -> None:
 
     from vfs.codec import ChunkRef, Entry, Kind, encode_tree
     from vfs.ids import hash_bytes
-    from vfs.objects import ObjectStore
     from vfs.stage import Index, Staged
+    from vfs.store.objects import ObjectStore
     from vfs.workflow import build_tree_rows, build_trees
 
     rng = random.Random(5)

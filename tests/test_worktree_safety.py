@@ -40,9 +40,9 @@ from vfs._os.beneath import KEEP, Walker
 from vfs.codec import Entry, Kind, Version, encode_tree, encode_version
 from vfs.errors import FileChanged, FormatError
 from vfs.names import MAX_DEPTH
-from vfs.objects import ObjKind
 from vfs.quoting import escape_text
 from vfs.repo import Repository
+from vfs.store.objects import ObjKind
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_temporaries, remove_tree

@@ -120,11 +120,8 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         is_reserved as is_reserved,
         is_reserved_at_root as is_reserved_at_root,
     )
-    from vfs.objects import (
-        ObjKind as ObjKind,
-        ObjectStore as ObjectStore,
-        decode_payload as decode_payload,
-    )
+    from vfs.store.compression import decode_payload as decode_payload
+    from vfs.store.objects import ObjKind as ObjKind, ObjectStore as ObjectStore
     from vfs.pins import release as _release_pins
     from vfs.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
@@ -203,10 +200,10 @@ PUBLIC: dict[str, str] = {
     "MountRecord": "vfs.mounts",
     "MountSource": "vfs.launch",
     "NotARepository": "vfs.errors",
-    "ObjKind": "vfs.objects",
+    "ObjKind": "vfs.store.objects",
     "ObjectCorrupt": "vfs.errors",
     "ObjectMissing": "vfs.errors",
-    "ObjectStore": "vfs.objects",
+    "ObjectStore": "vfs.store.objects",
     "OtherSource": "vfs.remote.read",
     "PERM_BITS": "vfs.codec",
     "Pending": "vfs.worktree.ingest",
@@ -234,7 +231,7 @@ PUBLIC: dict[str, str] = {
     "claim_for_life": "vfs.lock",
     "configured_remotes": "vfs.remote.config:remotes",
     "connect": "vfs.remote.config",
-    "decode_payload": "vfs.objects",
+    "decode_payload": "vfs.store.compression",
     "decode_tree": "vfs.codec",
     "default_remote": "vfs.remote.config",
     "dir_entry": "vfs.codec",

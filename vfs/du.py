@@ -29,8 +29,8 @@ import msgpack
 
 from vfs.errors import FormatError
 from vfs.ids import ID_BYTES
-from vfs.objects import ObjectStore
 from vfs.repo import Repository
+from vfs.store.objects import ObjectStore
 
 BIGGEST = 10
 

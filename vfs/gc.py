@@ -68,7 +68,6 @@ from vfs.codec import decode_tree, decode_version
 from vfs.durable import TMP_PREFIX, fsync_dir, write_atomic
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
 from vfs.ids import hasher
-from vfs.objects import LOCAL_PACK_SIZE, decode_payload, read_pack_header
 from vfs.packs import (
     MAX_INDEX_BYTES,
     PACK_MAGIC,
@@ -82,6 +81,9 @@ from vfs.pins import live_pins
 from vfs.pipeline.cache import RunCache
 from vfs.reach import reach
 from vfs.repo import Repository
+from vfs.store.compression import decode_payload
+from vfs.store.objects import LOCAL_PACK_SIZE
+from vfs.store.pack_files import read_pack_header
 
 REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rewritten
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"

@@ -30,8 +30,8 @@ from vfs._os.gc_pause import paused_gc
 from vfs.codec import Entry, Kind, Tree, Version, decode_tree, decode_version
 from vfs.errors import FormatError, RevisionNotFound, UsageError
 from vfs.ids import is_hex_prefix
-from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import Head, Refs, is_ref_like
+from vfs.store.objects import ObjectStore, ObjKind
 
 CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
 _REV_RE = re.compile(r"^(?P<base>.+?)(?:~(?P<back>\d*))?$")

@@ -26,13 +26,13 @@ from pathlib import Path
 
 from vfs.codec import Entry
 from vfs.errors import RemoteError, UsageError
-from vfs.objects import ObjectStore
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, connect, default_remote, get_remote
 from vfs.remote.config import remotes as configured_remotes
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
 from vfs.repo import Repository
+from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
 
 FILES_NAMED = 5  # files an error names before "and N more"

@@ -37,11 +37,11 @@ from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
 from vfs.gitlink import LOCK_FILE, ignore_paths
 from vfs.history import History
 from vfs.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
-from vfs.objects import ObjectStore, ObjKind
 from vfs.refs import check_ref_name
 from vfs.repo import Repository
 from vfs.repo.record import record_version, tag_free
 from vfs.stage import Index, Staged, as_row, check_path
+from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers

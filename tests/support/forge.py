@@ -20,10 +20,11 @@ from vfs.backends import Backend
 from vfs.chunking import ChunkerParams
 from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
 from vfs.ids import hash_bytes
-from vfs.objects import Compression, ObjKind
 from vfs.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
 from vfs.remote.layout import SEGMENT_FORMAT
 from vfs.repo import format_record
+from vfs.store.compression import Compression
+from vfs.store.objects import ObjKind
 
 Tip = bytes | str
 

@@ -53,7 +53,6 @@ from vfs.errors import (
     RemoteNotFound,
     UsageError,
 )
-from vfs.objects import ObjKind
 from vfs.ondemand import index_cache
 from vfs.packs import PackedObject, encode_index
 from vfs.reach import reach
@@ -83,6 +82,7 @@ from vfs.remote.manifests import (
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import fetch_records
 from vfs.repo import Repository
+from vfs.store.objects import ObjKind
 
 DEFAULT_GRACE = 24 * 3600.0
 LOCK_STALE = 12 * 3600.0

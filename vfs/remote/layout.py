@@ -41,8 +41,9 @@ import msgpack
 
 from vfs.errors import FormatError
 from vfs.ids import HEX_LEN, from_hex, hash_bytes, is_hex_prefix
-from vfs.objects import Compression, ObjKind
 from vfs.packs import PackedObject, decode_index
+from vfs.store.compression import Compression
+from vfs.store.objects import ObjKind
 
 FORMAT_KEY = "format"
 PACKS = "packs/"

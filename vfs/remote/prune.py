@@ -43,12 +43,12 @@ from vfs import audit
 from vfs.codec import Kind, Tree, decode_tree, decode_version
 from vfs.errors import DvfsError, RemoteError, UsageError
 from vfs.gc import GcReport, collect, mark, refuse_while_writing, roots
-from vfs.objects import ObjectStore
 from vfs.ondemand import index_cache
 from vfs.remote.config import RemoteSpec, connect, get_remote
 from vfs.remote.manifests import shunned
 from vfs.remote.reader import RemoteRepo
 from vfs.repo import Repository
+from vfs.store.objects import ObjectStore
 
 _PROTECTED = ("index ", "working tree ", "pin ")  # gc root labels whose data always stays
 

@@ -28,11 +28,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vfs.errors import ObjectMissing, UsageError
-from vfs.objects import decode_payload
 from vfs.remote.config import RemoteSpec, add_remote, remotes
 from vfs.remote.layout import pack_key
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo import DVFS_DIR, Repository, parse_format
+from vfs.store.compression import decode_payload
 
 log = logging.getLogger(__name__)
 

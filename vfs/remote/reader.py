@@ -35,7 +35,6 @@ from vfs.errors import (
     UsageError,
 )
 from vfs.ids import hash_bytes, is_hex_prefix
-from vfs.objects import decode_payload
 from vfs.packs import PackedObject
 from vfs.quoting import quote_name
 from vfs.refs import check_ref_name
@@ -57,6 +56,7 @@ from vfs.remote.layout import (
     segment_of,
 )
 from vfs.repo import Repository, format_record, parse_format
+from vfs.store.compression import decode_payload
 
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 

@@ -35,10 +35,11 @@ from typing import Protocol
 from vfs.codec import Kind, Tree, decode_tree, decode_version, root_refusal
 from vfs.errors import FormatError, ReservedName, UsageError
 from vfs.history import Extent, History
-from vfs.objects import ObjectStore, ObjKind, decode_payload
 from vfs.packs import PackedObject
 from vfs.quoting import quote_name
 from vfs.remote.reader import Located, RemoteRepo
+from vfs.store.compression import decode_payload
+from vfs.store.objects import ObjectStore, ObjKind
 
 # A checkout may make this many times the paths and bytes of the distinct data it is
 # made of, and any amount below the floors, without asking.

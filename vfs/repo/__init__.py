@@ -10,7 +10,7 @@ Layout::
                             override dvfs.toml's
     <root>/.dvfs/HEAD, refs/, refs.lock   see vfs.refs
     <root>/.dvfs/index      staging index, see vfs.stage
-    <root>/.dvfs/objects/   packed objects, see vfs.objects
+    <root>/.dvfs/objects/   packed objects, see vfs.store
     <root>/.dvfs/lock       repository lock, see vfs.lock
     <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remote.config
     <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
@@ -45,9 +45,9 @@ from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.gitlink import SHARED_FILE, find_shared_root, git_author
 from vfs.history import History
 from vfs.lock import repository_lock
-from vfs.objects import ObjectStore
 from vfs.refs import Refs, check_ref_name
 from vfs.stage import Index, not_checked_out
+from vfs.store.objects import ObjectStore
 
 DVFS_DIR = ".dvfs"
 RECORD_LIMIT = 1024 * 1024

@@ -43,9 +43,9 @@ from vfs.codec import Version, encode_version
 from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, StorageFull, UsageError
 from vfs.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
-from vfs.objects import ObjKind
 from vfs.pipeline.record import version_pipeline
 from vfs.repo import Repository
+from vfs.store.objects import ObjKind
 
 Warn = Callable[[str], None]
 

@@ -61,8 +61,8 @@ from vfs.chunking import Chunker
 from vfs.codec import Entry, Kind
 from vfs.errors import DvfsError, UsageError
 from vfs.history import History
-from vfs.objects import ObjectStore
 from vfs.quoting import quote_name
+from vfs.store.objects import ObjectStore
 from vfs.tables import regions
 from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident, plain_value
 from vfs.tables.formats import NAMES, SUFFIXES, Format, format_of, refusal

@@ -38,8 +38,8 @@ from vfs.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.codec import ChunkRef, Entry
 from vfs.errors import FileUnreadable, FormatError, UsageError
 from vfs.ids import hash_bytes
-from vfs.objects import ObjectStore
 from vfs.quoting import quote_name
+from vfs.store.objects import ObjectStore
 from vfs.tables.formats import MAX_LINE
 
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger

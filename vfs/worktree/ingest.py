@@ -17,8 +17,8 @@ from vfs.codec import PERM_BITS, ChunkRef, Kind
 from vfs.durable import storage_error
 from vfs.errors import DvfsError, FileChanged, FileUnreadable
 from vfs.ids import hash_bytes, hasher
-from vfs.objects import ObjectStore, ObjKind
 from vfs.stage import Staged
+from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Found, show
 

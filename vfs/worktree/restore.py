@@ -18,8 +18,8 @@ from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.codec import PERM_BITS, Entry, Kind
 from vfs.durable import storage_error, tmp_leaf
 from vfs.errors import DvfsError, ObjectError, UsageError
-from vfs.objects import ObjectStore
 from vfs.stage import Staged, staged_from_entry, staged_with_stat
+from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_tree
 from vfs.worktree.scan import show

@@ -1,4 +1,4 @@
-"""The local object cache: objects packed into ``.dvfs/objects/pack-<id>.pack``.
+"""The local object store: objects packed into ``.dvfs/objects/pack-<id>.pack``.
 
 Objects are not stored one file each: creating and writing a small file cost
 0.1 to 0.6 ms on the ext4 volumes dvfs was measured on (mostly inode and block
@@ -34,6 +34,10 @@ Writes to the open pack are gathered in the blocks of a ``vfs._os.direct_io.Dire
 one system call and one hash update per 2 MiB block instead of per object (20,000
 small objects would cost 20,000 writes).
 
+Size: this module is one class, :class:`ObjectStore` (its pack table, index lookups,
+reads and writes share one lock and one table of packs), so it stays whole past the
+usual 500 lines; the pack files and compression are in the modules beside it.
+
 Threading: every method may be called from several threads. Compression happens
 outside the lock; appending to the open pack happens under it, and
 :meth:`ObjectStore.put_many` appends a whole batch under one acquisition.
@@ -48,39 +52,39 @@ import os
 import stat
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
-from vfs._os.direct_io import ALIGN, DirectAppender, open_direct, read_range, read_range_into
+from vfs._os.direct_io import ALIGN, open_direct, read_range, read_range_into
 from vfs._os.page_cache import cached, read_cached
-from vfs._os.writeback import start_writeback
 from vfs.durable import TMP_PREFIX, storage_error, write_atomic
-from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
-from vfs.ids import hash_bytes, hasher
+from vfs.errors import FormatError, ObjectMissing
+from vfs.ids import hash_bytes
 from vfs.packs import (
-    FOOTER,
-    MAX_INDEX_BYTES,
-    PACK_MAGIC,
     TARGET_PACK_SIZE,
     PackedObject,
     check_index,
     decode_index,
     encode_index,
     index_ids,
-    pack_trailer,
-    parse_footer,
-    parse_header,
     search_index,
 )
+from vfs.store.compression import Compression, compress, decode_payload
+from vfs.store.pack_files import (
+    READ_FLAGS,
+    Descriptors,
+    PackWriter,
+    read_index_file,
+    read_pack_header,
+    written_back,
+)
 
-ZSTD_LEVEL = 1
-PROBE_LEVEL = 1
-PROBE_ABOVE = 16 * 1024  # payloads larger than this are probed before compressing
-PROBE_PIECES = 8
-PROBE_PIECE = 4096
-OPEN_PACKS = 256  # pack descriptors kept open at most (see _Descriptors)
+if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
+    import mmap
+    from concurrent.futures import ThreadPoolExecutor
+
+
 READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache when not in it
 # Packs of objects added here are closed at 64 MiB, not the remotes' 16 MiB (a push
 # builds its own): closing one waits for its last blocks and hash, and every object
@@ -100,243 +104,6 @@ class ObjKind(enum.IntEnum):
     VERSION = 2
 
 
-class Compression(enum.IntEnum):
-    """How an object's payload is stored."""
-
-    NONE = 0
-    ZSTD = 1
-
-
-if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
-    import mmap
-    from concurrent.futures import ThreadPoolExecutor
-
-    import zstandard
-
-_local = threading.local()
-
-
-def _compressor() -> zstandard.ZstdCompressor:
-    c = getattr(_local, "zc", None)
-    if c is None:
-        import zstandard
-
-        c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return c
-
-
-def _prober() -> zstandard.ZstdCompressor:
-    c = getattr(_local, "zp", None)
-    if c is None:
-        import zstandard
-
-        c = _local.zp = zstandard.ZstdCompressor(level=PROBE_LEVEL)
-    return c
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    d = getattr(_local, "zd", None)
-    if d is None:
-        import zstandard
-
-        d = _local.zd = zstandard.ZstdDecompressor()
-    return d
-
-
-def looks_incompressible(data: bytes | memoryview) -> bool:
-    """True if samples spread over ``data`` do not shrink by 1/64 at a fast level."""
-    view = memoryview(data)
-    step = len(view) // PROBE_PIECES
-    piece = min(PROBE_PIECE, step // 2)
-    sample = b"".join(view[i * step : i * step + piece] for i in range(PROBE_PIECES))
-    probe = _prober().compress(sample)
-    return len(probe) > len(sample) - (len(sample) >> 6)
-
-
-def compress(data: bytes | memoryview) -> tuple[Compression, bytes | memoryview]:
-    """Compress when it saves at least 1/32; return the method and payload."""
-    if len(data) < 64:
-        return Compression.NONE, data
-    if len(data) > PROBE_ABOVE and looks_incompressible(data):
-        return Compression.NONE, data
-    packed = _compressor().compress(data)
-    if len(packed) <= len(data) - (len(data) >> 5):
-        return Compression.ZSTD, packed
-    return Compression.NONE, data
-
-
-@overload
-def decode_payload(obj: PackedObject, payload: bytes) -> bytes: ...
-@overload
-def decode_payload(obj: PackedObject, payload: memoryview) -> bytes | memoryview: ...
-def decode_payload(obj: PackedObject, payload: bytes | memoryview) -> bytes | memoryview:
-    """Decompress a stored payload and verify it against its id (a whole view stays one)."""
-    h = obj.oid.hex()
-    if len(payload) != obj.stored_len:
-        raise ObjectCorrupt(h, "truncated")
-    if obj.compression == Compression.NONE:
-        data = payload
-    elif obj.compression == Compression.ZSTD:
-        import zstandard
-
-        try:
-            data = _decompressor().decompress(payload, max_output_size=obj.raw_len)
-        except zstandard.ZstdError as exc:
-            raise ObjectCorrupt(h, f"does not decompress: {exc}") from None
-    else:
-        raise ObjectCorrupt(h, f"unknown compression {obj.compression}")
-    if len(data) != obj.raw_len or hash_bytes(data) != obj.oid:
-        raise ObjectCorrupt(h)
-    return data
-
-
-# Packs are opened non-blocking: a FIFO in a pack's place fails a read instead of
-# hanging the command (reads of regular files ignore the flag).
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def _read_index_file(path: Path) -> bytes:
-    """An index file's bytes; FormatError if it is no regular file or too large to be one."""
-    fd = os.open(path, _READ_FLAGS)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INDEX_BYTES:
-            raise FormatError(f"{path}: not a pack index")
-        return os.read(fd, st.st_size)
-    finally:
-        os.close(fd)
-
-
-def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
-    """The object records of a complete pack open at ``fd``."""
-    if size < len(PACK_MAGIC) + FOOTER.size:
-        raise FormatError(f"{what}: truncated pack")
-    footer = os.pread(fd, FOOTER.size, size - FOOTER.size)
-    _, hlen, hhash = parse_footer(footer, size, what)
-    data_end = size - FOOTER.size - hlen
-    header = os.pread(fd, hlen, data_end)
-    return parse_header(header, hhash, data_end, what)
-
-
-class _PackWriter:
-    """One pack being appended to under a temporary name.
-
-    The bytes go out through a :class:`DirectAppender`: the store's ``writing`` thread
-    writes each block while its ``hashing`` thread feeds the same block to the pack's
-    BLAKE3. The store's lock is held only for copying objects into a block, and
-    writing and hashing a block overlap each other and the filling of the next.
-    """
-
-    def __init__(
-        self, root: Path, slot: int, writing: ThreadPoolExecutor, hashing: ThreadPoolExecutor
-    ) -> None:
-        self.slot = slot
-        self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self.hash = hasher()
-        self.objs: list[PackedObject] = []
-        self.out = DirectAppender(self.fd, writing, self.hash.update, hashing)
-        self.out.write(PACK_MAGIC)
-
-    @property
-    def offset(self) -> int:
-        """Bytes in the pack so far."""
-        return self.out.size
-
-    def drain(self) -> None:
-        """Make the bytes written so far readable from the file."""
-        self.out.make_visible()
-
-    def append(
-        self, oid: bytes, kind: int, method: int, payload: bytes | memoryview, raw_len: int
-    ) -> PackedObject:
-        obj = PackedObject(oid, kind, method, self.offset, len(payload), raw_len)
-        self.out.write(payload)
-        self.objs.append(obj)
-        return obj
-
-    def finish(self, root: Path) -> tuple[Path, int]:
-        """Write the header, rename to the content id, write the index.
-
-        Returns the path and the still open descriptor, for the caller to start its
-        write-back outside the store's lock and close it.
-        """
-        self.out.write(pack_trailer(self.objs))
-        self.out.finish()
-        name = f"pack-{self.hash.digest().hex()}"
-        final = root / f"{name}.pack"
-        os.replace(self.tmp, final)
-        write_atomic(root / f"{name}.idx", encode_index(self.objs), sync=False)
-        return final, self.fd
-
-    def abandon(self) -> None:
-        """Close and delete the temporary file after a failure."""
-        self.out.abandon()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-        self.tmp.unlink(missing_ok=True)
-
-
-def _written_back(fds: list[int]) -> None:
-    """Start the write-back of finished packs and close them."""
-    for fd in fds:
-        try:
-            start_writeback(fd)
-        finally:
-            os.close(fd)
-
-
-class _Descriptors:
-    """Open descriptors of packs, at most ``limit`` kept (the least recently used go).
-
-    A store of a few terabytes holds hundreds of thousands of packs: one descriptor
-    kept per pack ever read would run into the process's file limit (often 1024). A
-    descriptor is borrowed for each read and closed only when no read holds it.
-    """
-
-    def __init__(self, limit: int = OPEN_PACKS) -> None:
-        self.limit = limit
-        self._open: OrderedDict[tuple[int, bool], int] = OrderedDict()
-        self._users: dict[tuple[int, bool], int] = {}
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def borrow(self, key: tuple[int, bool], opener: Callable[[], int]) -> Iterator[int]:
-        """The descriptor for ``key`` (opened by ``opener`` if not open), held meanwhile."""
-        with self._lock:
-            fd = self._open.get(key)
-            if fd is None:
-                fd = self._open[key] = opener()
-            else:
-                self._open.move_to_end(key)
-            self._users[key] = self._users.get(key, 0) + 1
-        try:
-            yield fd
-        finally:
-            with self._lock:
-                left = self._users.pop(key) - 1
-                if left:
-                    self._users[key] = left
-                if len(self._open) > self.limit:
-                    for old in [k for k in self._open if k not in self._users]:
-                        _close_fd(self._open.pop(old))
-                        if len(self._open) <= self.limit:
-                            break
-
-    def close(self) -> None:
-        """Close every descriptor (no read may be running)."""
-        with self._lock:
-            for fd in self._open.values():
-                _close_fd(fd)
-            self._open.clear()
-
-
-def _close_fd(fd: int) -> None:
-    if fd >= 0:  # -1 stands for "O_DIRECT refused"
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
 class ObjectStore:
     """The packed objects of one repository (or one cache directory)."""
 
@@ -346,8 +113,8 @@ class ObjectStore:
         self._entries: dict[bytes, tuple[int, PackedObject]] = {}
         self._packs: list[Path] = []
         self._known: set[str] = set()
-        self._fds = _Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
-        self._writer: _PackWriter | None = None
+        self._fds = Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
+        self._writer: PackWriter | None = None
         self._threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None  # write, hash
         self._closing: list[int] = []  # finished packs' descriptors, to write back and close
         self._loaded = False
@@ -402,7 +169,7 @@ class ObjectStore:
                 pack = self.root / name
                 idx = pack.with_suffix(".idx")
                 try:
-                    data = _read_index_file(idx)
+                    data = read_index_file(idx)
                     count = check_index(data, str(idx))
                 except (FileNotFoundError, FormatError):
                     self._add_pack(pack, self._rebuild_index(pack))
@@ -561,9 +328,9 @@ class ObjectStore:
                 self._abandon()
                 raise storage_error(exc, "objects") from exc
             closing, self._closing = self._closing, []
-        _written_back(closing)
+        written_back(closing)
 
-    def _new_writer(self) -> _PackWriter:
+    def _new_writer(self) -> PackWriter:
         """Start a pack (and, the first time, the threads that write and hash packs)."""
         if self._threads is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -572,7 +339,7 @@ class ObjectStore:
                 ThreadPoolExecutor(1, "dvfs-packwrite"),
                 ThreadPoolExecutor(1, "dvfs-packhash"),
             )
-        self._writer = _PackWriter(self.root, len(self._packs), *self._threads)
+        self._writer = PackWriter(self.root, len(self._packs), *self._threads)
         self._packs.append(self._writer.tmp)
         return self._writer
 
@@ -621,7 +388,7 @@ class ObjectStore:
                     continue
                 idx = path.with_suffix(".idx")
                 try:
-                    objs = decode_index(_read_index_file(idx), str(idx))
+                    objs = decode_index(read_index_file(idx), str(idx))
                 except (OSError, FormatError):
                     continue
                 for o in objs:
@@ -671,7 +438,7 @@ class ObjectStore:
         """Opens pack ``slot`` for direct reads; -1 where the filesystem has no O_DIRECT."""
 
         def opener() -> int:
-            return open_direct(self._packs[slot], _READ_FLAGS)
+            return open_direct(self._packs[slot], READ_FLAGS)
 
         return opener
 
@@ -739,9 +506,9 @@ class ObjectStore:
     # reading ---------------------------------------------------------------------
 
     def _fd(self, slot: int) -> contextlib.AbstractContextManager[int]:
-        """A descriptor of pack ``slot``, for the ``with`` block (see :class:`_Descriptors`)."""
+        """A descriptor of pack ``slot``, for the ``with`` block (see :class:`Descriptors`)."""
         path = self._packs[slot]
-        return self._fds.borrow((slot, False), lambda: os.open(path, _READ_FLAGS))
+        return self._fds.borrow((slot, False), lambda: os.open(path, READ_FLAGS))
 
     def locate(self, oid: bytes) -> tuple[Path, PackedObject]:
         """The pack holding an object and where it lies in it; ObjectMissing if absent."""

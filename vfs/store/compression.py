@@ -1,0 +1,111 @@
+"""How an object's payload is stored: zstd level 1, when it saves enough.
+
+Payloads are zstd compressed (level 1) when that saves at least 1/32. Payloads over
+16 KiB are first probed: eight samples of up to 4 KiB spread over the payload are
+compressed (a few microseconds), and if they do not shrink by 1/64 the payload is
+stored as it is (see the decisions in :mod:`vfs.store.objects`). Every read is verified
+against the id (:func:`decode_payload`)."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import TYPE_CHECKING, overload
+
+from vfs.errors import ObjectCorrupt
+from vfs.ids import hash_bytes
+from vfs.packs import PackedObject
+
+if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
+    import zstandard
+
+
+ZSTD_LEVEL = 1
+PROBE_LEVEL = 1
+PROBE_ABOVE = 16 * 1024  # payloads larger than this are probed before compressing
+PROBE_PIECES = 8
+PROBE_PIECE = 4096
+
+
+class Compression(enum.IntEnum):
+    """How an object's payload is stored."""
+
+    NONE = 0
+    ZSTD = 1
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "zc", None)
+    if c is None:
+        import zstandard
+
+        c = _local.zc = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c
+
+
+def _prober() -> zstandard.ZstdCompressor:
+    c = getattr(_local, "zp", None)
+    if c is None:
+        import zstandard
+
+        c = _local.zp = zstandard.ZstdCompressor(level=PROBE_LEVEL)
+    return c
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    d = getattr(_local, "zd", None)
+    if d is None:
+        import zstandard
+
+        d = _local.zd = zstandard.ZstdDecompressor()
+    return d
+
+
+def looks_incompressible(data: bytes | memoryview) -> bool:
+    """True if samples spread over ``data`` do not shrink by 1/64 at a fast level."""
+    view = memoryview(data)
+    step = len(view) // PROBE_PIECES
+    piece = min(PROBE_PIECE, step // 2)
+    sample = b"".join(view[i * step : i * step + piece] for i in range(PROBE_PIECES))
+    probe = _prober().compress(sample)
+    return len(probe) > len(sample) - (len(sample) >> 6)
+
+
+def compress(data: bytes | memoryview) -> tuple[Compression, bytes | memoryview]:
+    """Compress when it saves at least 1/32; return the method and payload."""
+    if len(data) < 64:
+        return Compression.NONE, data
+    if len(data) > PROBE_ABOVE and looks_incompressible(data):
+        return Compression.NONE, data
+    packed = _compressor().compress(data)
+    if len(packed) <= len(data) - (len(data) >> 5):
+        return Compression.ZSTD, packed
+    return Compression.NONE, data
+
+
+@overload
+def decode_payload(obj: PackedObject, payload: bytes) -> bytes: ...
+@overload
+def decode_payload(obj: PackedObject, payload: memoryview) -> bytes | memoryview: ...
+def decode_payload(obj: PackedObject, payload: bytes | memoryview) -> bytes | memoryview:
+    """Decompress a stored payload and verify it against its id (a whole view stays one)."""
+    h = obj.oid.hex()
+    if len(payload) != obj.stored_len:
+        raise ObjectCorrupt(h, "truncated")
+    if obj.compression == Compression.NONE:
+        data = payload
+    elif obj.compression == Compression.ZSTD:
+        import zstandard
+
+        try:
+            data = _decompressor().decompress(payload, max_output_size=obj.raw_len)
+        except zstandard.ZstdError as exc:
+            raise ObjectCorrupt(h, f"does not decompress: {exc}") from None
+    else:
+        raise ObjectCorrupt(h, f"unknown compression {obj.compression}")
+    if len(data) != obj.raw_len or hash_bytes(data) != obj.oid:
+        raise ObjectCorrupt(h)
+    return data

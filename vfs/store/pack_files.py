@@ -1,0 +1,184 @@
+"""The pack files of the local store: writing one, reading headers and index files.
+
+A pack is written under a temporary name (:class:`PackWriter`), closed with its header
+and renamed to its content id, then given an index file (formats in ``vfs.packs``).
+Open pack descriptors are kept in a bounded cache (:class:`Descriptors`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vfs._os.direct_io import DirectAppender
+from vfs._os.writeback import start_writeback
+from vfs.durable import TMP_PREFIX, write_atomic
+from vfs.errors import FormatError
+from vfs.ids import hasher
+from vfs.packs import (
+    FOOTER,
+    MAX_INDEX_BYTES,
+    PACK_MAGIC,
+    PackedObject,
+    encode_index,
+    pack_trailer,
+    parse_footer,
+    parse_header,
+)
+
+if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
+    from concurrent.futures import ThreadPoolExecutor
+
+
+OPEN_PACKS = 256  # pack descriptors kept open at most (see Descriptors)
+
+# Packs are opened non-blocking: a FIFO in a pack's place fails a read instead of
+# hanging the command (reads of regular files ignore the flag).
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def read_index_file(path: Path) -> bytes:
+    """An index file's bytes; FormatError if it is no regular file or too large to be one."""
+    fd = os.open(path, READ_FLAGS)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INDEX_BYTES:
+            raise FormatError(f"{path}: not a pack index")
+        return os.read(fd, st.st_size)
+    finally:
+        os.close(fd)
+
+
+def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
+    """The object records of a complete pack open at ``fd``."""
+    if size < len(PACK_MAGIC) + FOOTER.size:
+        raise FormatError(f"{what}: truncated pack")
+    footer = os.pread(fd, FOOTER.size, size - FOOTER.size)
+    _, hlen, hhash = parse_footer(footer, size, what)
+    data_end = size - FOOTER.size - hlen
+    header = os.pread(fd, hlen, data_end)
+    return parse_header(header, hhash, data_end, what)
+
+
+class PackWriter:
+    """One pack being appended to under a temporary name.
+
+    The bytes go out through a :class:`DirectAppender`: the store's ``writing`` thread
+    writes each block while its ``hashing`` thread feeds the same block to the pack's
+    BLAKE3. The store's lock is held only for copying objects into a block, and
+    writing and hashing a block overlap each other and the filling of the next.
+    """
+
+    def __init__(
+        self, root: Path, slot: int, writing: ThreadPoolExecutor, hashing: ThreadPoolExecutor
+    ) -> None:
+        self.slot = slot
+        self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.hash = hasher()
+        self.objs: list[PackedObject] = []
+        self.out = DirectAppender(self.fd, writing, self.hash.update, hashing)
+        self.out.write(PACK_MAGIC)
+
+    @property
+    def offset(self) -> int:
+        """Bytes in the pack so far."""
+        return self.out.size
+
+    def drain(self) -> None:
+        """Make the bytes written so far readable from the file."""
+        self.out.make_visible()
+
+    def append(
+        self, oid: bytes, kind: int, method: int, payload: bytes | memoryview, raw_len: int
+    ) -> PackedObject:
+        obj = PackedObject(oid, kind, method, self.offset, len(payload), raw_len)
+        self.out.write(payload)
+        self.objs.append(obj)
+        return obj
+
+    def finish(self, root: Path) -> tuple[Path, int]:
+        """Write the header, rename to the content id, write the index.
+
+        Returns the path and the still open descriptor, for the caller to start its
+        write-back outside the store's lock and close it.
+        """
+        self.out.write(pack_trailer(self.objs))
+        self.out.finish()
+        name = f"pack-{self.hash.digest().hex()}"
+        final = root / f"{name}.pack"
+        os.replace(self.tmp, final)
+        write_atomic(root / f"{name}.idx", encode_index(self.objs), sync=False)
+        return final, self.fd
+
+    def abandon(self) -> None:
+        """Close and delete the temporary file after a failure."""
+        self.out.abandon()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.tmp.unlink(missing_ok=True)
+
+
+def written_back(fds: list[int]) -> None:
+    """Start the write-back of finished packs and close them."""
+    for fd in fds:
+        try:
+            start_writeback(fd)
+        finally:
+            os.close(fd)
+
+
+class Descriptors:
+    """Open descriptors of packs, at most ``limit`` kept (the least recently used go).
+
+    A store of a few terabytes holds hundreds of thousands of packs: one descriptor
+    kept per pack ever read would run into the process's file limit (often 1024). A
+    descriptor is borrowed for each read and closed only when no read holds it.
+    """
+
+    def __init__(self, limit: int = OPEN_PACKS) -> None:
+        self.limit = limit
+        self._open: OrderedDict[tuple[int, bool], int] = OrderedDict()
+        self._users: dict[tuple[int, bool], int] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self, key: tuple[int, bool], opener: Callable[[], int]) -> Iterator[int]:
+        """The descriptor for ``key`` (opened by ``opener`` if not open), held meanwhile."""
+        with self._lock:
+            fd = self._open.get(key)
+            if fd is None:
+                fd = self._open[key] = opener()
+            else:
+                self._open.move_to_end(key)
+            self._users[key] = self._users.get(key, 0) + 1
+        try:
+            yield fd
+        finally:
+            with self._lock:
+                left = self._users.pop(key) - 1
+                if left:
+                    self._users[key] = left
+                if len(self._open) > self.limit:
+                    for old in [k for k in self._open if k not in self._users]:
+                        close_fd(self._open.pop(old))
+                        if len(self._open) <= self.limit:
+                            break
+
+    def close(self) -> None:
+        """Close every descriptor (no read may be running)."""
+        with self._lock:
+            for fd in self._open.values():
+                close_fd(fd)
+            self._open.clear()
+
+
+def close_fd(fd: int) -> None:
+    if fd >= 0:  # -1 stands for "O_DIRECT refused"
+        with contextlib.suppress(OSError):
+            os.close(fd)
