@@ -6,7 +6,7 @@
 The issue asks for a verify of 10,000 entries in under 1 s; no peer tool keeps such a
 chain, so the figure is printed against that target. The chain is written once (not
 timed) into a directory remote and a repository's ``.dvfs/audit.log`` under WORKDIR,
-with the entries dvfs itself writes (``vfs.audit``); then ``dvfs audit verify --remote``
+with the entries dvfs itself writes (``vfs.repo.audit``); then ``dvfs audit verify --remote``
 and ``dvfs audit verify`` each run as commands, ``--runs`` times, median shown, with the
 load average beside it (the machine may be shared).
 """
@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from vfs import audit
 from vfs.backends import open_backend
-from vfs.ids import hash_bytes
+from vfs.model.ids import hash_bytes
 from vfs.remote.layout import audit_key
+from vfs.repo import audit
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +45,9 @@ def build(work: Path, entries: int) -> Path:
     lines = []
     for n in range(1, entries + 1):
         new = hash_bytes(n.to_bytes(8, "big"))
-        data = audit._encode(audit._entry(n, prev, "push", "refs/heads/main", None, new, ""))
+        data = audit.encode_entry(
+            audit.make_entry(n, prev, "push", "refs/heads/main", None, new, "")
+        )
         backend.put(audit_key(n), data)
         lines.append(data)
         prev = hash_bytes(data).hex()

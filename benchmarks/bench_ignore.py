@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vfs import workflow
-from vfs.repo import Repository
+from vfs.ops import workflow
+from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
 DIRS = 200

@@ -52,9 +52,9 @@ from tools import REPO_ROOT
 from workload import KIB, MIB, Workload, ensure_data
 
 from tests.support.loopback import AWS_VARS_TO_CLEAR
-from vfs import ChunkRef, RemoteRepo, RemoteSpec, Repository, connect, workflow
+from vfs import ChunkRef, RemoteRepo, RemoteSpec, Repository, connect
+from vfs.ops import sync, workflow
 from vfs.remote import config as remotes
-from vfs.remote import transfer as sync
 from vfs.worktree.pools import Workers
 
 BUCKET = "dvfs-mount-bench"

@@ -60,7 +60,8 @@ from results import human, render
 from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
 
-from vfs import Repository, checkout, workflow
+from vfs import Repository
+from vfs.ops import checkout, workflow
 from vfs.worktree.pools import Workers
 
 DVFS = [sys.executable, "-P", "-m", "vfs.cli"]

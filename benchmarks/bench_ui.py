@@ -46,7 +46,7 @@ from playwright.sync_api import Browser, sync_playwright
 from tools import REPO_ROOT
 
 import vfs
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 CHROMIUM = "/usr/bin/chromium"
 

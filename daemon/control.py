@@ -1,10 +1,10 @@
 """The control socket: how ``dvfs snapshot`` and ``dvfs status MNT`` reach the daemon.
 
-A Unix stream socket in the user's private runtime directory (``vfs.mounts.runtime_dir``:
+A Unix stream socket in the user's private runtime directory (``vfs.mount.mounts.runtime_dir``:
 ``$XDG_RUNTIME_DIR/dvfs``, ``/run/dvfs`` for root, else ``/tmp/dvfs-<uid>``; mode 0700),
 named after the daemon's pid. The CLI finds it
 through the mount itself: ``MNT/.versions/.control`` is a symbolic link to it (not
-listed; ``vfs.control``). Only the daemon's user (or root) may connect; the peer's
+listed; ``vfs.mount.control``). Only the daemon's user (or root) may connect; the peer's
 credentials are checked. The CLI checks the daemon's in turn (its uid, and that the
 socket is named after the listening process), and names the mount point it means:
 a daemon answers only for its own, so that a ``.control`` link pointing elsewhere

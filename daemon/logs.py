@@ -1,7 +1,7 @@
 """The daemon's log: how much it says, and what it never writes.
 
 Records go to stderr: the terminal in the foreground, ``daemon.log`` in the cache
-directory otherwise (``vfs.launch`` creates it 0600). dvfs's own loggers (``daemon``,
+directory otherwise (``vfs.mount.launch`` creates it 0600). dvfs's own loggers (``daemon``,
 ``vfs``) log at INFO, and at DEBUG with ``--debug`` (every request and fetch). The
 libraries' loggers stay at INFO whatever ``--debug`` says: at DEBUG botocore writes
 every request with its headers, the ``Authorization`` header and its signature

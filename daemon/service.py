@@ -6,8 +6,8 @@ locked (one daemon per cache; ``dvfs mount`` locks it and hands the lock over wi
 short of space, so that what follows can write), the source is opened and its
 catalog built (a URL mount fetches versions and trees here), the filesystem is
 mounted, the mount is
-recorded (``vfs.mounts``), and readiness is announced: one line on ``--ready-fd``
-(``vfs.launch`` documents it) and ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is
+recorded (``vfs.mount.mounts``), and readiness is announced: one line on ``--ready-fd``
+(``vfs.mount.launch`` documents it) and ``READY=1`` to systemd when ``NOTIFY_SOCKET`` is
 set. A failure before that is one line: on the pipe, or ``dvfs: error: ...`` on
 stderr in the foreground; the exit code is 1.
 
@@ -91,7 +91,7 @@ RECORD_THREADS = 4
 
 @dataclass(frozen=True)
 class Options:
-    """The daemon's command line (built by ``vfs.launch.DaemonArgs``)."""
+    """The daemon's command line (built by ``vfs.mount.launch.DaemonArgs``)."""
 
     source: str
     mountpoint: str
@@ -400,7 +400,7 @@ def work_dir(source: Source, where: MountSource, cache_dir: Path) -> Path:
     """Where a source's branch keeps its working tree (``daemon.overlay``).
 
     In the repository for a repository mount, and in the user's data directory for a
-    URL mount (``vfs.launch.work_root``): never in a cache, which may be cleared to
+    URL mount (``vfs.mount.launch.work_root``): never in a cache, which may be cleared to
     free space, and found by any cache directory. A working tree an older version
     kept in the cache directory (``work/<branch>``) is moved there first; if it
     cannot be (another filesystem), it is used where it is.

@@ -99,7 +99,7 @@ class RepositorySource(Source):
         return build(self.history, self.branch, head, tags, branches)
 
     def _pin(self, head: bytes | None, tags: dict[str, bytes], branches: dict[str, bytes]) -> None:
-        """Pin the versions shown (``vfs.pins``): ``dvfs gc`` keeps them while we run,
+        """Pin the versions shown (``vfs.store.pins``): ``dvfs gc`` keeps them while we run,
         even if their branch or tag is deleted meanwhile."""
         tips = tuple(sorted({*tags.values(), *branches.values(), *([head] if head else [])}))
         if tips == self._tips:
@@ -196,7 +196,7 @@ def open_source(
     endpoint_url: str | None,
     jobs: int,
 ) -> Source:
-    """Open what ``dvfs mount`` was given (see ``vfs.launch.MountSource``)."""
+    """Open what ``dvfs mount`` was given (see ``vfs.mount.launch.MountSource``)."""
     if kind == "repository":
         return RepositorySource(Path(location), branch, jobs)
     return RemoteSource(location, cache_dir, branch, endpoint_url, jobs)

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.support.cli import Repo, assert_error
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
-from vfs import audit
+from vfs.repo import audit
 
 
 def test_every_ref_change_is_an_entry_and_tampering_is_named(repo: Repo, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfs.chunking import Chunker, ChunkerParams
+from vfs.model.chunking import Chunker, ChunkerParams
 
 MIB = 1024 * 1024
 # Cut points of 12 MiB from random.Random(1234): these must never move, or every

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfs.codec import (
+from vfs.errors import FormatError
+from vfs.model.codec import (
     ChunkRef,
     Entry,
     GitLink,
@@ -21,9 +22,8 @@ from vfs.codec import (
     encode_tree_rows,
     encode_version,
 )
-from vfs.errors import FormatError
-from vfs.ids import hash_bytes
-from vfs.names import is_reserved
+from vfs.model.ids import hash_bytes
+from vfs.model.names import is_reserved
 
 ID = bytes(range(32))
 

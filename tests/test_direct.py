@@ -17,7 +17,7 @@ from vfs._os.direct_io import ALIGN, BLOCK, DirectAppender, read_range
 from vfs._os.helper_process import Tickets
 from vfs._os.page_cache import read_cached
 from vfs.errors import ObjectCorrupt
-from vfs.ids import hash_bytes, hasher
+from vfs.model.ids import hash_bytes, hasher
 from vfs.store.objects import ObjectStore, ObjKind
 
 

@@ -36,12 +36,12 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.data import rand
-from vfs.durable import is_tmp_leaf
-from vfs.fsck import fsck
-from vfs.gitlink import read_lock
-from vfs.lock import repository_lock
-from vfs.repo import Repository
-from vfs.workflow import add
+from vfs.ops.fsck import fsck
+from vfs.ops.workflow import add
+from vfs.repo.gitlink import read_lock
+from vfs.repo.repository import Repository
+from vfs.store.durable import is_tmp_leaf
+from vfs.store.lock import repository_lock
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import WRITE_DIRECT
 
@@ -487,7 +487,7 @@ def test_a_large_file_is_restored_without_filling_the_page_cache(repo: Repo) -> 
     chunks would come from the disk twice, once into pages nobody reads.
     """
     from vfs._os import page_cache
-    from vfs.repo import Repository
+    from vfs.repo.repository import Repository
     from vfs.worktree.restore import WRITE_DIRECT
 
     data = rand(WRITE_DIRECT + 3 * MiB, seed=41)
@@ -568,7 +568,7 @@ def test_many_small_files_restored_by_two_processes(repo: Repo) -> None:
 RESTORE_HELPER_DIES = """
 import os, sys, time
 from pathlib import Path
-from vfs.checkout import checkout
+from vfs.ops.checkout import checkout
 from vfs._os.helper_process import Helper, Tickets
 from vfs.repo import Repository
 from vfs.worktree import restore

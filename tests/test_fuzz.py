@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.forge import Forge, dir_entry, file_entry, files_under, nested
-from vfs.chunking import ChunkerParams
-from vfs.codec import (
+from vfs.errors import DvfsError
+from vfs.model.chunking import ChunkerParams
+from vfs.model.codec import (
     ChunkRef,
     Entry,
     GitLink,
@@ -40,14 +41,13 @@ from vfs.codec import (
     encode_tree,
     encode_version,
 )
-from vfs.errors import DvfsError
-from vfs.fsck import fsck
-from vfs.ids import hash_bytes
-from vfs.packs import PackedObject, check_index, decode_index, encode_index, pack_trailer
+from vfs.model.ids import hash_bytes
+from vfs.ops.fsck import fsck
+from vfs.ops.sync import clone
 from vfs.remote.layout import decode_segment, parse_ref
-from vfs.remote.transfer import clone
-from vfs.repo import format_record, parse_format
+from vfs.repo.repository import format_record, parse_format
 from vfs.store.pack_files import read_pack_header
+from vfs.store.packs import PackedObject, check_index, decode_index, encode_index, pack_trailer
 from vfs.worktree.pools import Workers
 
 ID = hash_bytes(b"an id")

@@ -17,10 +17,10 @@ import pytest
 from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
-from vfs.gc import KILL_ENV
-from vfs.lock import repository_lock
-from vfs.pins import pinned
-from vfs.repo import Repository
+from vfs.ops.gc import KILL_ENV
+from vfs.repo.repository import Repository
+from vfs.store.lock import repository_lock
+from vfs.store.pins import pinned
 
 KiB = 1024
 MiB = 1024 * KiB

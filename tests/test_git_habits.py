@@ -19,7 +19,7 @@ from tests.support.cli import (
     run,
 )
 from vfs.errors import UsageError
-from vfs.gitlink import parse_lock
+from vfs.repo.gitlink import parse_lock
 
 
 def two_files(repo: Repo) -> None:
@@ -143,7 +143,7 @@ def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_
         with pytest.raises(UsageError, match="does not name a version"):
             parse_lock(raw, "dvfs.lock")
     script = (  # assertions are switched off by -O: the checks must not be assertions
-        "from vfs.gitlink import parse_lock\nfrom vfs.errors import UsageError\n"
+        "from vfs.repo.gitlink import parse_lock\nfrom vfs.errors import UsageError\n"
         "try:\n    parse_lock(b'- a\\n', 'dvfs.lock')\nexcept UsageError as e:\n    print(e)\n"
     )
     out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True)

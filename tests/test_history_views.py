@@ -15,8 +15,8 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
-from vfs.browse import log as browse_log
-from vfs.repo import Repository
+from vfs.ops.browse import log as browse_log
+from vfs.repo.repository import Repository
 
 
 def versions(repo: Repo, *args: str) -> list[str]:

@@ -32,10 +32,10 @@ from tests.support.forge import Forge, dir_entry, file_entry, files_under, neste
 from tests.support.s3server import S3Server
 from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
-from vfs.codec import ChunkRef, Entry, Kind
 from vfs.errors import RemoteError
+from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.remote.config import RemoteSpec, connect
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 
 def good_v1(forge: Forge) -> bytes:

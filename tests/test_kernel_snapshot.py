@@ -24,9 +24,9 @@ from daemon.upper import OPAQUE, Recorded, stamp
 from tests.support.cli import assert_ok, fsck_clean
 from tests.support.mount import MTIME, commit, dvfs, mounted, write
 from vfs import Entry, Kind, Tree
-from vfs.diff import diff_trees
-from vfs.ids import hash_bytes
-from vfs.repo import Repository
+from vfs.model.ids import hash_bytes
+from vfs.ops.diff import diff_trees
+from vfs.repo.repository import Repository
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 

@@ -10,18 +10,48 @@ FORBIDDEN_IN_VFS = {"daemon", "trio", "pyfuse3"}
 
 # Lower layers never import higher ones (ARCHITECTURE.md lists the order).
 LAYERS = [
-    {"errors", "ids", "names", "quoting", "settings", "params", "yaml12", "grouping", "_os"},
-    {"chunking", "codec", "durable"},
-    {"packs"},
-    {"store", "lock", "pins"},
-    {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)
-    {"refs", "stage", "gitlink", "shared", "audit", "merging"},
-    {"history", "reach"},  # reach: the walk of what versions reach (gc, remote gc, fsck)
-    {"worktree", "diff", "reader", "graph", "pipeline.content", "pipeline.runs", "pipeline.record"},
-    {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
-    {"repo"},  # the repository handle: layout, format record, lock
     {
-        "workflow",
+        "errors",
+        "model",  # model, repo, ops, mount: the packages (their __init__ imports nothing)
+        "repo",
+        "ops",
+        "mount",
+        "model.ids",
+        "model.names",
+        "quoting",
+        "settings",
+        "model.params",
+        "model.yaml12",
+        "ops.grouping",
+        "_os",
+    },
+    {"model.chunking", "model.codec", "store.durable"},
+    {"store.packs"},
+    {"store", "store.lock", "store.pins"},
+    {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)
+    {
+        "repo.refs",
+        "repo.stage",
+        "repo.gitlink",
+        "repo.shared",
+        "repo.audit",
+        "remote.audit",
+        "ops.merging",
+    },
+    {"repo.history", "repo.reach"},  # reach: the walk of what versions reach (gc, remote gc, fsck)
+    {
+        "worktree",
+        "ops.diff",
+        "store.reader",
+        "ops.graph",
+        "pipeline.content",
+        "pipeline.runs",
+        "pipeline.record",
+    },
+    {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
+    {"repo.repository"},  # the repository handle: layout, format record, lock
+    {
+        "ops.workflow",
         "repo.record",
         "remote.config",
         "remote.reader",
@@ -29,10 +59,26 @@ LAYERS = [
         "remote.manifests",
     },
     {"remote.receive"},
-    {"ondemand", "checkout", "browse", "fsck", "mounts", "launch", "control", "merge", "remote.gc"},
-    {"remote.upload", "remote.transfer"},
+    {
+        "remote.ondemand",
+        "ops.checkout",
+        "ops.browse",
+        "ops.fsck",
+        "mount.mounts",
+        "mount.launch",
+        "mount.control",
+        "ops.merge",
+        "remote.gc",
+    },
+    {"remote.upload", "ops.sync"},
     {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
-    {"gitclone", "githooks", "gc", "du", "remote.prune"},  # beside git; storage lifecycle
+    {
+        "ops.gitclone",
+        "ops.githooks",
+        "ops.gc",
+        "ops.du",
+        "ops.prune",
+    },  # beside git; storage lifecycle
     {"api"},  # the Python API (vfs.Repo, vfs.open)
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API
@@ -104,7 +150,7 @@ def test_lower_layers_never_import_higher_ones() -> None:
 
 # The target packages of vfs, lowest first: a module of one never imports a later one
 # (a package that does not exist yet is skipped). remote sits above worktree: a pull
-# restores files with the working tree's workers (vfs.remote.transfer).
+# restores files with the working tree's workers (vfs.ops.sync).
 PACKAGE_ORDER = [
     {"_os"},
     {"model"},

@@ -13,7 +13,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
 )
 from tests.support.remote import Remote, remote_fixture  # noqa: F401 (fixture)
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 
 def diverge(repo: Repo) -> None:

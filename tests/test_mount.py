@@ -33,7 +33,7 @@ from tests.support.mount import (
     mounted,
     write,
 )
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 MiB = 1024 * 1024
 BIG = random.Random(7).randbytes(6 * MiB + 12345)

@@ -31,7 +31,7 @@ from tests.support.mount import (
     write,
 )
 from vfs import hash_bytes
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 MiB = 1 << 20
 BIG = random.Random(21).randbytes(32 * MiB)  # more than the small disk holds

@@ -33,9 +33,9 @@ from tests.support.mount import (
     write,
 )
 from vfs import ChunkRef, Entry, Kind
-from vfs.codec import encode_tree, encode_version
 from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
-from vfs.repo import Repository
+from vfs.model.codec import encode_tree, encode_version
+from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
 

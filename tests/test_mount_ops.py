@@ -36,7 +36,7 @@ from tests.support.forge import content_entry
 from tests.support.mount import commit, write
 from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
 from vfs.remote.read import RemoteChunks
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 CTX = cast(pyfuse3.RequestContext, None)
 KiB = 1024

@@ -32,7 +32,7 @@ from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, pu
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 MiB = 1024 * 1024
 BIG = random.Random(11).randbytes(8 * MiB)

@@ -43,9 +43,10 @@ from tests.support.mount import (
     write,
 )
 from tests.test_worktree import Worktree, errno_of, wt_fixture
-from vfs import ChunkRef, Entry, Kind, mounts
-from vfs.codec import encode_tree, encode_version
-from vfs.repo import Repository
+from vfs import ChunkRef, Entry, Kind
+from vfs.model.codec import encode_tree, encode_version
+from vfs.mount import mounts
+from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
 __all__ = ["wt_fixture"]  # the fixture, for pytest

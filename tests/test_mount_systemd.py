@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from tests.support.mount import commit, in_mount_table, mounted, write
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 UNITS = Path(__file__).resolve().parent.parent / "systemd"
 SYSTEM_UNIT = UNITS / "dvfs-mount@.service"

@@ -19,7 +19,7 @@ from tests.support.cli import (
 )
 from tests.support.trees import contents_of
 from vfs._os.beneath import rename_noreplace
-from vfs.stage import Index
+from vfs.repo.stage import Index
 
 
 def staged(repo: Repo) -> set[tuple[str, str | None, str]]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from vfs.codec import decode_tree
 from vfs.errors import FormatError
-from vfs.names import any_reserved, is_reserved, is_reserved_at_root
+from vfs.model.codec import decode_tree
+from vfs.model.names import any_reserved, is_reserved, is_reserved_at_root
 
 REFUSED = [
     b".git",

@@ -41,10 +41,10 @@ from tests.support.forge import Forge
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_hostile_remote import good_v1, subtree_bomb
-from vfs.codec import ChunkRef, Entry, Kind
 from vfs.errors import UsageError
-from vfs.ondemand import check_files_expansion
-from vfs.repo import Repository
+from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.remote.ondemand import check_files_expansion
+from vfs.repo.repository import Repository
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -31,7 +31,7 @@ from tests.support.data import rand
 from tests.support.mount import commit, dvfs, mounted, write
 from tests.test_faults import flip_back, flip_byte_of
 from vfs.progress_bar import TerminalProgress
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 FORGED = "deleted: IMPORTANT.csv"
 FORGE = b"d/b\n  " + FORGED.encode()

@@ -31,7 +31,7 @@ from daemon.snapshot import OverlaySnapshots, Request
 from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
 from tests.support.mount import commit, write
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 CTX = cast(
     pyfuse3.RequestContext,

@@ -11,7 +11,7 @@ import yaml
 from tests.support.cli import assert_ok, fsck_clean
 from tests.support.mount import commit, dvfs, mounted, write
 from tests.support.pipeline import PREPARE, PY, TRAIN
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 
 def test_repro_in_a_mount_is_recorded_by_its_snapshot(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfs import workflow
-from vfs.codec import (
+from vfs.errors import FormatError, ReservedName
+from vfs.model.codec import (
     MAX_STAGES,
     Kind,
     StageRecord,
@@ -27,12 +27,12 @@ from vfs.codec import (
     encode_pipeline,
     encode_version,
 )
-from vfs.errors import FormatError, ReservedName
-from vfs.ids import hash_bytes
+from vfs.model.ids import hash_bytes
+from vfs.ops import workflow
 from vfs.pipeline import runs
 from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
 from vfs.pipeline.record import describe, version_pipeline
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
 ID = bytes(range(32))

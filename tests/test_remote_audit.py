@@ -16,8 +16,8 @@ from tests.support.cli import (
 )
 from tests.support.remote import Remote
 from tests.support.s3server import S3Server
-from vfs import audit
 from vfs.backends import open_backend
+from vfs.remote import audit as remote_audit
 from vfs.remote.layout import audit_key
 
 
@@ -77,7 +77,7 @@ def test_two_racing_writers_never_fork_the_chain(s3_remote: Remote, tmp_path: Pa
         head = tmp_path / name / "audit.head"
         start.wait()
         for i in range(6):
-            seq = audit.append_remote(
+            seq = remote_audit.append_remote(
                 backend, head, "push", "refs/heads/main", None, None, name + str(i)
             )
             done[name].append(seq)
@@ -88,9 +88,9 @@ def test_two_racing_writers_never_fork_the_chain(s3_remote: Remote, tmp_path: Pa
     for t in threads:
         t.join()
     assert sorted(done["a"] + done["b"]) == list(range(1, 13))  # every number once
-    v = audit.verify_remote(s3_remote.backend, tmp_path / "verifier.head")
+    v = remote_audit.verify_remote(s3_remote.backend, tmp_path / "verifier.head")
     assert v.problems == [] and v.entries == 12
-    notes = [e.note for e in audit.remote_entries(s3_remote.backend)]
+    notes = [e.note for e in remote_audit.remote_entries(s3_remote.backend)]
     assert sorted(notes) == sorted(f"{n}{i}" for n in "ab" for i in range(6))
     for name in done:  # each writer's own entries are in the order it wrote them
         assert [x for x in notes if x.startswith(name)] == [f"{name}{i}" for i in range(6)]

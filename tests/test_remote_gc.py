@@ -34,9 +34,9 @@ from tests.support.data import rand
 from tests.support.remote import Remote
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
+from vfs.ops.sync import STOP_ENV
 from vfs.remote.gc import CLOCK_ENV, KILL_ENV
 from vfs.remote.layout import MANIFESTS
-from vfs.remote.transfer import STOP_ENV
 
 KiB = 1024
 DAY = 24 * 3600

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from vfs.chunking import Chunker, ChunkerParams
-from vfs.codec import ChunkRef
-from vfs.ids import hash_bytes
+from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.model.codec import ChunkRef
+from vfs.model.ids import hash_bytes
 from vfs.tables import engine as engine_module
 from vfs.tables.engine import Engine
 from vfs.tables.formats import Format

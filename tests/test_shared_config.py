@@ -32,8 +32,8 @@ from tests.support.cli import (
 )
 from tests.support.s3server import S3Server
 from vfs.errors import FormatError, UsageError
-from vfs.refs import check_ref_name
-from vfs.shared import MAX_FILE, MAX_REMOTES, SharedConfig, load, parse, render
+from vfs.repo.refs import check_ref_name
+from vfs.repo.shared import MAX_FILE, MAX_REMOTES, SharedConfig, load, parse, render
 
 # ------------------------------------------------------------------------- the file itself
 

@@ -34,7 +34,7 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
     remote_fixture,
 )
 from tests.support.waiting import wait_for
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -32,7 +32,7 @@ from tests.support.cli import (
     spawn_ready,
 )
 from tests.support.s3server import S3Server
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 ROUNDS = 3  # each round is one race with one winner; three show it repeats
 

@@ -43,10 +43,10 @@ from tests.support.loopback import free_ports
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
-from vfs.codec import Entry, Kind
-from vfs.ids import hash_bytes
+from vfs.model.codec import Entry, Kind
+from vfs.model.ids import hash_bytes
 from vfs.remote.layout import decode_segment
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -239,9 +239,9 @@ def test_diff_between_versions_shows_empty_directories(repo: Repo) -> None:
     A directory that only empties or fills is known by its files; one that turns into
     a file (or back) is removed and added.
     """
-    from vfs.codec import ChunkRef, Entry, Kind, encode_tree
-    from vfs.diff import diff_trees
-    from vfs.repo import Repository
+    from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
+    from vfs.ops.diff import diff_trees
+    from vfs.repo.repository import Repository
     from vfs.store.objects import ObjKind
 
     handle = Repository.find(repo.root)
@@ -688,7 +688,7 @@ import json, sys
 from pathlib import Path
 from vfs.worktree import status as triage
 from vfs.repo import Repository
-from vfs.workflow import work_state
+from vfs.ops.workflow import work_state
 from vfs.worktree.pools import Workers
 
 def broken(*_):
@@ -855,11 +855,11 @@ def test_trees_made_from_index_rows_equal_the_codec_s(tmp_path: Path) -> None:
     """Commit encodes trees from raw index rows: the bytes must be encode_tree's."""
     from collections import defaultdict
 
-    from vfs.codec import ChunkRef, Entry, Kind, encode_tree
-    from vfs.ids import hash_bytes
-    from vfs.stage import Index, Staged
+    from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
+    from vfs.model.ids import hash_bytes
+    from vfs.ops.workflow import build_tree_rows, build_trees
+    from vfs.repo.stage import Index, Staged
     from vfs.store.objects import ObjectStore
-    from vfs.workflow import build_tree_rows, build_trees
 
     rng = random.Random(5)
     entries: dict[bytes, Staged] = {}

@@ -42,8 +42,8 @@ from tests.support.cli import (
 from tests.support.mount import MTIME, Mount, commit, dvfs, stop, write
 from tests.support.mount import own_overlay_mounted as mounted
 from tests.support.trees import tree_of
-from vfs import control
-from vfs.repo import Repository
+from vfs.mount import control
+from vfs.repo.repository import Repository
 
 MiB = 1024 * 1024
 BIG = random.Random(5).randbytes(3 * MiB + 123)  # several chunks

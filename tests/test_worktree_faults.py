@@ -39,7 +39,7 @@ from tests.support.mount import (
 from tests.support.s3server import S3Server
 from tests.support.trees import listing_of
 from tests.support.waiting import wait_for
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -39,7 +39,8 @@ from daemon.overlay import Overlay
 from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.mount import MTIME, Mount, dvfs, mounted, stop
 from tests.test_worktree import build_repo
-from vfs import Kind, control
+from vfs import Kind
+from vfs.mount import control
 
 NOBODY = 65534
 ARCHIVE_OWNERS = ((1000, 1000), (1001, 1001), (1002, 1003))

@@ -35,13 +35,13 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.data import rand
-from vfs import checkout as co
 from vfs._os.beneath import KEEP, Walker
-from vfs.codec import Entry, Kind, Version, encode_tree, encode_version
 from vfs.errors import FileChanged, FormatError
-from vfs.names import MAX_DEPTH
+from vfs.model.codec import Entry, Kind, Version, encode_tree, encode_version
+from vfs.model.names import MAX_DEPTH
+from vfs.ops import checkout as co
 from vfs.quoting import escape_text
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -353,7 +353,7 @@ def test_a_version_holding_a_reserved_name_is_never_written_out(
     # The codec refuses it first ...
     assert_error(repo.run("checkout", "evil"), ".git")
     # ... and if it did not, checkout would.
-    monkeypatch.setattr("vfs.codec.any_reserved", lambda names: None)
+    monkeypatch.setattr("vfs.model.codec.any_reserved", lambda names: None)
     with Workers(2) as w, pytest.raises(FormatError, match=r"data/\.git/config"):
         co.checkout(Repository(repo.root), "evil", [], w, force=True)
     assert not (repo.root / "data" / ".git").exists()

@@ -1,4 +1,5 @@
-"""YAML 1.2 typing of parameters (vfs.yaml12, vfs.params), and YAML that reads back alike.
+"""YAML 1.2 typing of parameters (vfs.model.yaml12, vfs.model.params), and YAML that
+reads back alike.
 
 The loader and the ``--param`` reader are tested in-process (they are pure functions);
 the commit and show that use them are driven as real processes in test_workflow.py.
@@ -15,8 +16,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vfs import params, yaml12
 from vfs.errors import UsageError
+from vfs.model import params, yaml12
 
 # Plain scalars whose YAML 1.1 and 1.2 readings differ, and what 1.2 makes of them.
 DIFFERS = {

@@ -57,8 +57,8 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         read_text as read_text,
     )
     from vfs.backends import preconnect as preconnect
-    from vfs.browse import version_yaml as version_yaml
-    from vfs.codec import (
+    from vfs.ops.browse import version_yaml as version_yaml
+    from vfs.model.codec import (
         ChunkRef as ChunkRef,
         Entry as Entry,
         Kind as Kind,
@@ -70,7 +70,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         encode_tree as encode_tree,
         encode_version as encode_version,
     )
-    from vfs.durable import (
+    from vfs.store.durable import (
         fsync_dir as fsync_dir,
         storage_error as storage_error,
         write_atomic as write_atomic,
@@ -94,16 +94,16 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         UsageError as UsageError,
         error_kind as error_kind,
     )
-    from vfs.history import History as History
-    from vfs.ids import hash_bytes as hash_bytes
-    from vfs.launch import (
+    from vfs.repo.history import History as History
+    from vfs.model.ids import hash_bytes as hash_bytes
+    from vfs.mount.launch import (
         DaemonArgs as DaemonArgs,
         MountSource as MountSource,
         resolve_source as resolve_source,
         work_root as work_root,
     )
-    from vfs.lock import claim_for_life as claim_for_life
-    from vfs.mounts import (
+    from vfs.store.lock import claim_for_life as claim_for_life
+    from vfs.mount.mounts import (
         MountRecord as MountRecord,
         check_fuse as check_fuse,
         check_mountpoint as check_mountpoint,
@@ -114,7 +114,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         runtime_dir as runtime_dir,
         write_record as write_record,
     )
-    from vfs.names import (
+    from vfs.model.names import (
         VERSIONS_DIR as VERSIONS_DIR,
         any_reserved as any_reserved,
         is_reserved as is_reserved,
@@ -122,12 +122,12 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     )
     from vfs.store.compression import decode_payload as decode_payload
     from vfs.store.objects import ObjKind as ObjKind, ObjectStore as ObjectStore
-    from vfs.pins import release as _release_pins
-    from vfs.pins import take as _take_pins
+    from vfs.store.pins import release as _release_pins
+    from vfs.store.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
     from vfs.progress_bar import human_size as human_size
     from vfs.quoting import quote_name as quote_name
-    from vfs.refs import check_ref_name as check_ref_name
+    from vfs.repo.refs import check_ref_name as check_ref_name
     from vfs.remote.config import (
         RemoteSpec as RemoteSpec,
         add_remote as add_remote,
@@ -141,18 +141,18 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         open_meta as open_meta,
     )
     from vfs.remote.reader import Located as Located, RemoteRepo as RemoteRepo
-    from vfs.remote.transfer import (
+    from vfs.ops.sync import (
         FetchResult as FetchResult,
         fetch_locked as fetch_locked,
         push as push,
     )
-    from vfs.repo import (
+    from vfs.repo.repository import (
         Repository as Repository,
         parse_format as parse_format,
         preferred_branch as preferred_branch,
     )
     from vfs.repo.record import record_version as record_version, tag_free as tag_free
-    from vfs.stage import Staged as Staged
+    from vfs.repo.stage import Staged as Staged
     from vfs.track import Run as Run, track as track
     from vfs.worktree.ingest import Hasher as Hasher, Pending as Pending
     from vfs.worktree.pools import Workers as Workers
@@ -184,28 +184,28 @@ PUBLIC: dict[str, str] = {
     "track": "vfs.track",
     # lower layers (the daemon's; they may change)
     "ABSENT_ERRNOS": "vfs._os.beneath:ABSENT",
-    "ChunkRef": "vfs.codec",
-    "DaemonArgs": "vfs.launch",
-    "Entry": "vfs.codec",
-    "FetchResult": "vfs.remote.transfer",
+    "ChunkRef": "vfs.model.codec",
+    "DaemonArgs": "vfs.mount.launch",
+    "Entry": "vfs.model.codec",
+    "FetchResult": "vfs.ops.sync",
     "FileChanged": "vfs.errors",
     "FileUnreadable": "vfs.errors",
     "FormatError": "vfs.errors",
     "Found": "vfs.worktree.scan",
     "Hasher": "vfs.worktree.ingest",
-    "History": "vfs.history",
-    "Kind": "vfs.codec",
+    "History": "vfs.repo.history",
+    "Kind": "vfs.model.codec",
     "Located": "vfs.remote.reader",
     "MountError": "vfs.errors",
-    "MountRecord": "vfs.mounts",
-    "MountSource": "vfs.launch",
+    "MountRecord": "vfs.mount.mounts",
+    "MountSource": "vfs.mount.launch",
     "NotARepository": "vfs.errors",
     "ObjKind": "vfs.store.objects",
     "ObjectCorrupt": "vfs.errors",
     "ObjectMissing": "vfs.errors",
     "ObjectStore": "vfs.store.objects",
     "OtherSource": "vfs.remote.read",
-    "PERM_BITS": "vfs.codec",
+    "PERM_BITS": "vfs.model.codec",
     "Pending": "vfs.worktree.ingest",
     "READ_BENEATH": "vfs._os.beneath:READ",
     "RefConflict": "vfs.errors",
@@ -214,72 +214,72 @@ PUBLIC: dict[str, str] = {
     "RemoteRepo": "vfs.remote.reader",
     "RemoteSpec": "vfs.remote.config",
     "RemoteUnreachable": "vfs.errors",
-    "Repository": "vfs.repo",
-    "Staged": "vfs.stage",
+    "Repository": "vfs.repo.repository",
+    "Staged": "vfs.repo.stage",
     "StorageFull": "vfs.errors",
-    "Tree": "vfs.codec",
+    "Tree": "vfs.model.codec",
     "UsageError": "vfs.errors",
-    "VERSIONS_DIR": "vfs.names",
-    "Version": "vfs.codec",
+    "VERSIONS_DIR": "vfs.model.names",
+    "Version": "vfs.model.codec",
     "Walker": "vfs._os.beneath",
     "Workers": "vfs.worktree.pools",
     "add_remote": "vfs.remote.config",
-    "any_reserved": "vfs.names",
-    "check_fuse": "vfs.mounts",
-    "check_mountpoint": "vfs.mounts",
-    "check_ref_name": "vfs.refs",
-    "claim_for_life": "vfs.lock",
+    "any_reserved": "vfs.model.names",
+    "check_fuse": "vfs.mount.mounts",
+    "check_mountpoint": "vfs.mount.mounts",
+    "check_ref_name": "vfs.repo.refs",
+    "claim_for_life": "vfs.store.lock",
     "configured_remotes": "vfs.remote.config:remotes",
     "connect": "vfs.remote.config",
     "decode_payload": "vfs.store.compression",
-    "decode_tree": "vfs.codec",
+    "decode_tree": "vfs.model.codec",
     "default_remote": "vfs.remote.config",
-    "dir_entry": "vfs.codec",
-    "encode_tree": "vfs.codec",
-    "encode_version": "vfs.codec",
+    "dir_entry": "vfs.model.codec",
+    "encode_tree": "vfs.model.codec",
+    "encode_version": "vfs.model.codec",
     "error_kind": "vfs.errors",
-    "fetch_locked": "vfs.remote.transfer",
+    "fetch_locked": "vfs.ops.sync",
     "fsconfig_create": "vfs._os.mount_api",
     "fsconfig_string": "vfs._os.mount_api",
     "fsmount": "vfs._os.mount_api",
     "fsopen": "vfs._os.mount_api",
-    "fsync_dir": "vfs.durable",
-    "hash_bytes": "vfs.ids",
+    "fsync_dir": "vfs.store.durable",
+    "hash_bytes": "vfs.model.ids",
     "human_size": "vfs.progress_bar",
-    "identity": "vfs.mounts",
-    "is_mounted": "vfs.mounts",
-    "is_reserved": "vfs.names",
-    "is_reserved_at_root": "vfs.names",
+    "identity": "vfs.mount.mounts",
+    "is_mounted": "vfs.mount.mounts",
+    "is_reserved": "vfs.model.names",
+    "is_reserved_at_root": "vfs.model.names",
     "link_unnamed": "vfs._os.tmpfile",
     "listing": "vfs._os.beneath",
     "move_mount": "vfs._os.mount_api",
     "open_direct": "vfs._os.direct_io",
     "open_meta": "vfs.remote.read",
     "open_tree_clone": "vfs._os.mount_api",
-    "parse_format": "vfs.repo",
+    "parse_format": "vfs.repo.repository",
     "preconnect": "vfs.backends",
-    "preferred_branch": "vfs.repo",
-    "private_dir": "vfs.mounts",
-    "push": "vfs.remote.transfer",
+    "preferred_branch": "vfs.repo.repository",
+    "private_dir": "vfs.mount.mounts",
+    "push": "vfs.ops.sync",
     "quote_name": "vfs.quoting",
     "read_range": "vfs._os.direct_io",
     "record_version": "vfs.repo.record",
-    "release_pins": "vfs.pins:release",
-    "remove_record": "vfs.mounts",
-    "resolve_source": "vfs.launch",
-    "runtime_dir": "vfs.mounts",
+    "release_pins": "vfs.store.pins:release",
+    "remove_record": "vfs.mount.mounts",
+    "resolve_source": "vfs.mount.launch",
+    "runtime_dir": "vfs.mount.mounts",
     "set_bdi_read_ahead": "vfs._os.page_cache",
     "set_direct": "vfs._os.direct_io",
-    "storage_error": "vfs.durable",
+    "storage_error": "vfs.store.durable",
     "tag_free": "vfs.repo.record",
-    "take_pins": "vfs.pins:take",
+    "take_pins": "vfs.store.pins:take",
     "umount2": "vfs._os.mount_api",
     "unnamed_file": "vfs._os.tmpfile",
     "version_pipeline": "vfs.pipeline.record",
-    "version_yaml": "vfs.browse",
-    "work_root": "vfs.launch",
-    "write_atomic": "vfs.durable",
-    "write_record": "vfs.mounts",
+    "version_yaml": "vfs.ops.browse",
+    "work_root": "vfs.mount.launch",
+    "write_atomic": "vfs.store.durable",
+    "write_record": "vfs.mount.mounts",
 }
 __all__ = list(PUBLIC)
 

@@ -1,7 +1,7 @@
 """dvfs from Python: versions, their files and the everyday commands, as functions.
 
-Everything here calls what the ``dvfs`` command calls (``vfs.browse``,
-``vfs.workflow``, ``vfs.remote.transfer``); nothing is implemented twice. Quick tour::
+Everything here calls what the ``dvfs`` command calls (``vfs.ops.browse``,
+``vfs.ops.workflow``, ``vfs.ops.sync``); nothing is implemented twice. Quick tour::
 
     import vfs
 
@@ -23,7 +23,7 @@ is ignored) and never leave it. Revisions are what the command line takes: ``v3`
 ``main``, a tag, an id or its prefix, ``HEAD~2``; the default is ``HEAD``.
 
 Reading: :meth:`Repo.open` (and :func:`open`) return a seekable file object that
-fetches only the chunks it reads (``vfs.reader``): from the local store, else (a
+fetches only the chunks it reads (``vfs.store.reader``): from the local store, else (a
 ``clone --no-checkout``) from the repository's default remote; for
 :meth:`Repo.remote`, from the remote, one ranged GET a chunk. Every chunk is
 verified against its id before a byte of it is returned.
@@ -54,20 +54,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from vfs import browse, settings, workflow
-from vfs.codec import Entry, Kind
-from vfs.diff import Change
+from vfs import settings
 from vfs.errors import NotAFile, ObjectMissing, PathNotFound, UsageError
-from vfs.launch import MountSource
-from vfs.mounts import private_dir, user_cache_dir
+from vfs.model.codec import Entry, Kind
+from vfs.mount.launch import MountSource
+from vfs.mount.mounts import private_dir, user_cache_dir
+from vfs.ops import browse, sync, workflow
+from vfs.ops.diff import Change
 from vfs.quoting import quote_name
-from vfs.reader import ChunkedFile, check_mode, open_chunks
-from vfs.refs import Head
-from vfs.remote import transfer as sync
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
 from vfs.remote.read import RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
-from vfs.repo import Repository, preferred_branch
+from vfs.repo.refs import Head
+from vfs.repo.repository import Repository, preferred_branch
+from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
 
 PathArg = str | os.PathLike[str]
@@ -323,7 +323,7 @@ class Repo:
 
     @property
     def repository(self) -> Repository:
-        """The underlying :class:`vfs.repo.Repository` (the library's lower layer)."""
+        """The underlying :class:`vfs.repo.repository.Repository` (the library's lower layer)."""
         return self._repo
 
     # versions ----------------------------------------------------------------------

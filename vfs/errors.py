@@ -129,7 +129,7 @@ class FormatError(ObjectError):
 
 
 class ReservedName(FormatError):
-    """A tree record holds a name dvfs never stores (``vfs.names``); ``name`` is it."""
+    """A tree record holds a name dvfs never stores (``vfs.model.names``); ``name`` is it."""
 
     def __init__(self, message: str, name: bytes) -> None:
         self.name = name

@@ -25,7 +25,7 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
    cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them.
    A run of another stage that claimed one of these outputs is dropped from it;
-4. ``dvfs.runs`` is staged and one version is committed (``vfs.workflow.commit``)
+4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.workflow.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
    so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it.
 
@@ -55,17 +55,18 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from vfs import params as version_params
-from vfs import settings, workflow
+from vfs import settings
 from vfs.api import DvfsWarning, PathArg, Repo, VersionInfo, repo_path
-from vfs.codec import StageRecord, StageRun
 from vfs.errors import PathNotFound, UsageError
-from vfs.gitlink import RUNS_FILE
+from vfs.model import params as version_params
+from vfs.model.codec import StageRecord, StageRun
+from vfs.ops import workflow
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.quoting import quote_name
-from vfs.refs import check_ref_name
+from vfs.repo.gitlink import RUNS_FILE
+from vfs.repo.refs import check_ref_name
 from vfs.worktree.pools import Workers
 
 MAX_STEPS = 100_000  # log_metrics calls kept in the history file

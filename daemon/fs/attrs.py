@@ -16,7 +16,7 @@ left to the daemon, as to any filesystem, is what a change does to the node:
   clock and ``UTIME_OMIT`` leaving one as it was. Reads do not set atime (as with
   ``noatime``): the kernel sends the daemon no request for them.
 
-Versions record none of this but the permission bits (``vfs.codec.PERM_BITS``) and
+Versions record none of this but the permission bits (``vfs.model.codec.PERM_BITS``) and
 the mtime: owners, the setuid, setgid and sticky bits, atime and ctime live in the
 working tree only, and FIFOs, sockets and device nodes (:data:`SPECIAL`) are never
 versioned.

@@ -12,8 +12,8 @@
         meta/vN.yaml        each version's metadata: `dvfs show vN --format yaml` (daemon.data.meta)
 
 Names that are not valid on Linux never get this far: trees are decoded strictly
-(``vfs.codec``), so a directory holding one, or a reserved name (``.git``,
-``.dvfs``, ``vfs.names``), fails to read (EIO) and is logged. A head whose root
+(``vfs.model.codec``), so a directory holding one, or a reserved name (``.git``,
+``.dvfs``, ``vfs.model.names``), fails to read (EIO) and is logged. A head whose root
 holds an entry ``.versions`` (refused at the root since, but decodable) does not
 hide the version list: MNT neither lists nor finds that entry.
 

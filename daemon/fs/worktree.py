@@ -17,7 +17,7 @@ overlay, numbered from ``inodes.UPPER_FIRST`` (MNT itself is inode 1).
 - **Holding writes**: every handler that changes something passes the write gate,
   which a snapshot closes while it reads the tree; a writer then waits until the
   snapshot is done.
-- **Reserved names** (``vfs.names``: ``.git``, ``.dvfs`` and the spellings that some
+- **Reserved names** (``vfs.model.names``: ``.git``, ``.dvfs`` and the spellings that some
   filesystem folds to them, anywhere; ``.versions`` in MNT): creating one, or
   renaming anything to one, fails with EPERM. A version holding one cannot be read
   (its tree does not decode: EIO for that directory); a working tree of an older

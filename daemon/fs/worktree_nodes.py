@@ -175,7 +175,7 @@ class WorkingNodes(VersionsFs):
 
     @staticmethod
     def _refused(d: WNode, name: bytes) -> bool:
-        """True for a name no node may take in ``d`` (``vfs.names``): EPERM."""
+        """True for a name no node may take in ``d`` (``vfs.model.names``): EPERM."""
         return is_reserved_at_root(name) if d.nid == inodes.ROOT else is_reserved(name)
 
     @handler

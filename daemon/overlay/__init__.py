@@ -4,7 +4,7 @@ MNT shows a *base* version (the branch head when the working tree was clean) plu
 the changes made through the mount. The changes live in a *work directory* on local
 disk, one per source and branch, so that they survive a daemon crash or a reboot and
 are picked up by the next mount. It is the daemon user's alone (0700, its files 0600;
-``vfs.mounts.private_dir``)::
+``vfs.mount.mounts.private_dir``)::
 
     lock            flock held by the daemon serving this working tree
     state           msgpack: format, base version id, journal generation, next node id

@@ -15,7 +15,7 @@ class Status(Rebase):
     """Pending changes, read from the changed part of the tree."""
 
     def reserved_paths(self) -> list[bytes]:
-        """Paths of nodes whose names no version may hold (``vfs.names``), sorted.
+        """Paths of nodes whose names no version may hold (``vfs.model.names``), sorted.
 
         Only changed directories are looked into: the others are versions' trees,
         which decode only without such names. Nodes made through the mount cannot

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import vfs
 from tests.support.cli import assert_ok, run
 from tests.support.s3server import S3Server
-from vfs.chunking import ChunkerParams
-from vfs.codec import ChunkRef
-from vfs.repo import Repository
+from vfs.model.chunking import ChunkerParams
+from vfs.model.codec import ChunkRef
+from vfs.repo.repository import Repository
 
 SMALL_CHUNKS = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536)
 

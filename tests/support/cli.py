@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 AUTHOR = "Test Author <test@example.org>"
 CLI = [sys.executable, "-P", "-m", "vfs.cli"]  # -P: never import from the test's cwd

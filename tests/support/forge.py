@@ -17,14 +17,14 @@ from pathlib import Path
 import msgpack
 
 from vfs.backends import Backend
-from vfs.chunking import ChunkerParams
-from vfs.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
-from vfs.ids import hash_bytes
-from vfs.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
+from vfs.model.chunking import ChunkerParams
+from vfs.model.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
+from vfs.model.ids import hash_bytes
 from vfs.remote.layout import SEGMENT_FORMAT
-from vfs.repo import format_record
+from vfs.repo.repository import format_record
 from vfs.store.compression import Compression
 from vfs.store.objects import ObjKind
+from vfs.store.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
 
 Tip = bytes | str
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from daemon.overlay import work_dir_name
 from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
-from vfs import checkout, launch, workflow
+from vfs.mount import launch
+from vfs.ops import checkout, sync, workflow
 from vfs.remote import config as remotes
-from vfs.remote import transfer as sync
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
 MOUNT_WAIT = 30.0

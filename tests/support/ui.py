@@ -25,7 +25,7 @@ from typing import Any
 
 import vfs
 from tests.support.cli import assert_ok, cli_command, cli_env, run
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 
 def png(width: int, height: int) -> bytes:

@@ -62,7 +62,6 @@ from vfs.backends.base import (
     validate_key,
     validate_prefix,
 )
-from vfs.durable import fsync_dir, storage_error, tmp_leaf
 from vfs.errors import (
     PreconditionFailed,
     RemoteAuthError,
@@ -70,6 +69,7 @@ from vfs.errors import (
     RemoteNotFound,
     StorageFull,
 )
+from vfs.store.durable import fsync_dir, storage_error, tmp_leaf
 
 _LOCK_NAME = ".cas.lock"
 _READ_BLOCK = 1 << 20

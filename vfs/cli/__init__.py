@@ -30,11 +30,11 @@ from collections.abc import Iterator, MutableMapping
 import click
 
 from vfs import settings
-from vfs.audit import set_command
 from vfs.cli.options import COMPLETE_VAR, CONTEXT, DvfsGroup, NotEmpty
 from vfs.cli.output import fail
 from vfs.errors import DvfsError
 from vfs.quoting import escape_text, quote_name
+from vfs.repo.audit import set_command
 
 __all__ = ["COMMANDS", "NotEmpty", "cli", "main"]
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
-from vfs import audit
 from vfs.cli.options import DvfsGroup
 from vfs.cli.output import emit_json, repo_here
 from vfs.errors import UsageError
 from vfs.quoting import escape_text
-from vfs.repo import Repository
+from vfs.remote import audit as remote_audit
+from vfs.repo import audit
+from vfs.repo.repository import Repository
 
 
 def remote_chain(repo: Repository, name: str) -> tuple[Any, Path]:
@@ -23,7 +24,7 @@ def remote_chain(repo: Repository, name: str) -> tuple[Any, Path]:
     from vfs.remote import config as remotes
 
     spec = remotes.get_remote(repo, name)
-    return remotes.connect(spec, 16), repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
+    return remotes.connect(spec, 16), repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
 
 
 @click.group(cls=DvfsGroup, name="audit", invoke_without_command=True)
@@ -65,7 +66,7 @@ def audit_cmd(
         start = int(when.timestamp() * 1e9)
     if remote_name is not None:
         backend, _ = remote_chain(repo, remote_name)
-        found = audit.remote_entries(backend)
+        found = remote_audit.remote_entries(backend)
     else:
         found = list(audit.entries(repo.dir))
     picked = [e for e in found if e.time_ns >= start]
@@ -96,7 +97,7 @@ def audit_verify(remote_name: str | None, as_json: bool) -> None:
     repo = repo_here()
     if remote_name is not None:
         backend, head = remote_chain(repo, remote_name)
-        v = audit.verify_remote(backend, head)
+        v = remote_audit.verify_remote(backend, head)
     else:
         v = audit.verify(repo.dir)
     if as_json:

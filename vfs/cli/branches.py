@@ -6,11 +6,11 @@ from typing import Any
 
 import click
 
-from vfs import checkout
 from vfs.cli.options import AS_JSON, DvfsCommand
 from vfs.cli.output import emit_json, quoted, repo_here
 from vfs.errors import UsageError
-from vfs.repo import Repository
+from vfs.ops import checkout
+from vfs.repo.repository import Repository
 
 
 def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | None]:

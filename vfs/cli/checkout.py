@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from vfs import checkout, merging
-from vfs import params as version_params
 from vfs.cli.options import AS_JSON, OFFLINE, YES, DvfsCommand, FreeText
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
 from vfs.cli.status import conflict_side
 from vfs.errors import UsageError
+from vfs.model import params as version_params
+from vfs.ops import checkout, merging
 from vfs.quoting import escape_text
 from vfs.worktree.scan import show
 
@@ -157,7 +157,7 @@ def restore(
       dvfs restore --source v1 data/x.csv   # the file as it was at v1
       dvfs restore --theirs data/x.csv      # in a merge: settle a conflict
     """
-    from vfs import merge
+    from vfs.ops import merge
 
     repo = repo_here()
     if side is not None and source is not None:
@@ -255,7 +255,7 @@ def merge_cmd(
       dvfs merge exp/lr-sweep --theirs -m "take the sweep's outputs"
       dvfs merge --abort
     """
-    from vfs import merge
+    from vfs.ops import merge
 
     repo = repo_here()
     if abort:

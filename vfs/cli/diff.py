@@ -6,16 +6,17 @@ import sys
 
 import click
 
-from vfs import browse, settings
+from vfs import settings
 from vfs.cli.history import RevsThenPaths, param_text, revs_and_paths
 from vfs.cli.options import AS_JSON, ROWS_SHOWN
 from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
 from vfs.cli.status import change_line
-from vfs.codec import Kind
-from vfs.diff import ParamChange, summary
 from vfs.errors import UsageError
+from vfs.model.codec import Kind
+from vfs.ops import browse
+from vfs.ops.diff import ParamChange, summary
 from vfs.quoting import quote_name
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 
@@ -122,8 +123,8 @@ def row_diff(
 
 
 def fetch_versions_of(repo: Repository, revs: list[str], path: bytes, command: str) -> None:
-    """Download the chunks of ``path`` at ``revs`` that the local store lacks (vfs.ondemand)."""
-    from vfs import ondemand
+    """Download the chunks of ``path`` at ``revs`` that the local store lacks."""
+    from vfs.remote import ondemand
 
     hist = repo.history
     items = []

@@ -13,9 +13,9 @@ from vfs.cli.options import DvfsCommand
 from vfs.cli.output import quoted, repo_here, warn, workers
 from vfs.cli.sync import push, transfer_line
 from vfs.errors import NotARepository, UsageError
-from vfs.gitlink import find_shared_root, git_output
 from vfs.quoting import escape_text
-from vfs.repo import Repository
+from vfs.repo.gitlink import find_shared_root, git_output
+from vfs.repo.repository import Repository
 
 
 def dvfs_root_here() -> Path:
@@ -50,7 +50,7 @@ def install(uninstall: bool) -> None:
     """
     import shutil
 
-    from vfs import githooks
+    from vfs.ops import githooks
 
     root = dvfs_root_here()
     if uninstall:
@@ -94,7 +94,7 @@ def hook_cmd(ctx: click.Context, name: str, dirs: tuple[str, ...], args: tuple[s
     Examples:
       dvfs hook post-checkout --in . -- OLD-COMMIT NEW-COMMIT 1
     """
-    from vfs import githooks
+    from vfs.ops import githooks
 
     top = Path(git_output(Path.cwd(), "rev-parse", "--show-toplevel") or Path.cwd())
     if name == "pre-push":
@@ -138,7 +138,7 @@ def ask_on_terminal(question: str) -> bool | None:
 
 def pre_push(ctx: click.Context, top: Path, dirs: tuple[str, ...], commits: list[str]) -> None:
     """Offer `dvfs push` for the versions the pushed commits' dvfs.lock name, if missing."""
-    from vfs import githooks
+    from vfs.ops import githooks
     from vfs.remote import config as remotes
 
     missing = []

@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-from vfs import browse
 from vfs.cli.options import AS_JSON, OFFLINE, DvfsCommand
 from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, workers
-from vfs.codec import Entry, Kind
-from vfs.diff import flat_params
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
+from vfs.model.codec import Entry, Kind
+from vfs.ops import browse
+from vfs.ops.diff import flat_params
 from vfs.quoting import escape_text, quote_name
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
@@ -140,9 +140,9 @@ def log(
       dvfs log --remote origin
       dvfs log --graph --oneline       # merges and the lines they join
     """
-    from vfs import graph as drawing
+    from vfs.ops import graph as drawing
+    from vfs.ops import sync
     from vfs.remote import config as remotes
-    from vfs.remote import transfer as sync
 
     repo = repo_here()
     revs, paths = revs_and_paths(repo, ctx, targets, 1)
@@ -365,7 +365,7 @@ def cat(target: str, offline: bool) -> None:
     Examples:
       dvfs cat v1:data/labels.csv > labels-v1.csv
     """
-    from vfs import ondemand
+    from vfs.remote import ondemand
 
     repo = repo_here()
     rev = target.partition(":")[0] or "HEAD"

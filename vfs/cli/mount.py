@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from vfs import params as version_params
 from vfs import settings
 from vfs.cli.options import (
     AS_JSON,
@@ -23,6 +22,7 @@ from vfs.cli.options import (
 )
 from vfs.cli.output import count, emit_json, human, quoted, warn
 from vfs.errors import UsageError
+from vfs.model import params as version_params
 from vfs.quoting import escape_text, quote_name
 
 
@@ -78,7 +78,7 @@ def mount_cmd(
       dvfs mount . /mnt/data
       dvfs mount s3://bucket/cats /mnt/cats --cache-size 50G --refresh 60
     """
-    from vfs import launch, mounts
+    from vfs.mount import launch, mounts
 
     if len(args) > 2:
         raise UsageError("give at most two arguments: [SOURCE] MNT")
@@ -123,7 +123,7 @@ def umount_cmd(mountpoint: str, force: bool) -> None:
       dvfs umount /mnt/data
       dvfs umount --force /mnt/data
     """
-    from vfs import mounts
+    from vfs.mount import mounts
 
     mounts.unmount(mountpoint, force=force)
     click.echo(f"unmounted {quoted(os.path.abspath(mountpoint))}")
@@ -139,7 +139,7 @@ def mounts_cmd(as_json: bool) -> None:
       dvfs mounts
       dvfs mounts --json
     """
-    from vfs import mounts
+    from vfs.mount import mounts
 
     rows = mounts.statuses()
     if as_json:
@@ -180,7 +180,7 @@ def snapshot(
       dvfs snapshot /mnt/data -m "run 7" --param lr=3e-4 --tag run7
       dvfs snapshot /mnt/data -m "an idea" --branch idea
     """
-    from vfs import control
+    from vfs.mount import control
 
     version_params.message(message)
     recorded = version_params.collect(params, params_file)
@@ -244,7 +244,7 @@ def cache_clean(everything: bool, cache_dir: Path | None, as_json: bool) -> None
       dvfs cache clean
       dvfs cache clean --all --cache-dir /scratch/dvfs-cache
     """
-    from vfs import launch
+    from vfs.mount import launch
 
     dirs = [cache_dir.absolute()] if cache_dir else launch.cache_dirs()
     done = launch.clean_caches(dirs, everything)

@@ -11,13 +11,13 @@ import click
 
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_name
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
 
 
-DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.launch has the same)
+DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.mount.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
 COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions

@@ -12,7 +12,7 @@ import click
 from vfs import settings
 from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
 

@@ -161,9 +161,9 @@ def run_cmd(
     """
     import posixpath
 
-    from vfs.codec import STAGE_NAME
-    from vfs.gitlink import PIPELINE_FILE
+    from vfs.model.codec import STAGE_NAME
     from vfs.pipeline import graph, repro, spec, workspace
+    from vfs.repo.gitlink import PIPELINE_FILE
 
     if not "".join(command).strip():
         raise UsageError("the command is empty: give what to run after --")
@@ -323,9 +323,9 @@ def stage_remove(names: tuple[str, ...]) -> None:
     Examples:
       dvfs stage remove train
     """
-    from vfs.gitlink import PIPELINE_FILE, RUNS_FILE
     from vfs.pipeline import runs as runs_file
     from vfs.pipeline import spec
+    from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 
     ws, p, _ = pipeline_here()
     missing = [n for n in names if n not in p.stages]

@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vfs import workflow
 from vfs.cli.options import DvfsCommand
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
-from vfs.diff import Change
-from vfs.grouping import GROUP_OVER, Group, by_directory
+from vfs.ops import workflow
+from vfs.ops.diff import Change
+from vfs.ops.grouping import GROUP_OVER, Group, by_directory
 from vfs.quoting import escape_text
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 if TYPE_CHECKING:
-    from vfs import merging
+    from vfs.ops import merging
 
 
 def change_line(c: Change) -> str:
@@ -35,7 +35,7 @@ def change_line(c: Change) -> str:
 
 def mount_status(mountpoint: str, as_json: bool) -> None:
     """`dvfs status MNT`: the working tree's changes, as its daemon records them."""
-    from vfs import control
+    from vfs.mount import control
 
     got = control.call(mountpoint, {"op": "status"})
     control.check_answer_fields(got, "added", "modified", "deleted", "renamed", "branch")
@@ -87,7 +87,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
         st = workflow.status(repo, w, warn)
     work = st.work
     if as_json:
-        from vfs import browse  # only for --json: a plain status never loads it
+        from vfs.ops import browse  # only for --json: a plain status never loads it
 
         emit_json(
             {
@@ -261,6 +261,6 @@ def group_line(state: str, g: Group, changes: list[Change]) -> str:
 
 def conflict_side(s: tuple[int, int] | None) -> str:
     """One side of a merge conflict: its size and time, or that it deleted the path."""
-    from vfs import browse  # only while a merge is in progress
+    from vfs.ops import browse  # only while a merge is in progress
 
     return "deleted" if s is None else f"{human(s[0])} {browse.iso_time(s[1])}"

@@ -11,7 +11,7 @@ from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 
 
 @click.command(cls=DvfsCommand, name="fsck")
@@ -24,7 +24,7 @@ def fsck_cmd(as_json: bool) -> None:
       dvfs fsck
       dvfs fsck --json
     """
-    from vfs.fsck import fsck as run_fsck
+    from vfs.ops.fsck import fsck as run_fsck
 
     repo = repo_here()
     with workers() as w:
@@ -81,7 +81,7 @@ def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | N
       dvfs gc --remote origin
       dvfs gc --remote origin --grace 0
     """
-    from vfs.gc import gc as run_gc
+    from vfs.ops.gc import gc as run_gc
 
     if remote_name is not None:
         _remote_gc(remote_name, grace, dry_run, as_json)
@@ -201,8 +201,8 @@ def store_prune(
       dvfs store prune
       dvfs store prune --keep-last 3 --keep-tags --dry-run
     """  # fmt: skip
+    from vfs.ops.prune import prune
     from vfs.remote.config import get_remote
-    from vfs.remote.prune import prune
 
     repo = repo_here()
     spec = get_remote(repo, remote_name)
@@ -239,7 +239,7 @@ def keep_within_max_size(repo: Repository) -> None:
     text = repo.config().get("store.max-size")
     if not isinstance(text, str):
         return
-    from vfs.remote.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
+    from vfs.ops.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
 
     try:
         r = shrink(repo, parse_store_size(text, MAX_SIZE_KEY))
@@ -310,7 +310,7 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
       dvfs du
       dvfs du v3 v4 --json
     """
-    from vfs.du import usage
+    from vfs.ops.du import usage
 
     u = usage(repo_here(), list(revs))
     if as_json:

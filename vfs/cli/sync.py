@@ -14,12 +14,12 @@ import click
 from vfs.cli.branches import ref_json
 from vfs.cli.checkout import checkout_failures, checkout_json, report_checkout
 from vfs.errors import NotARepository, RemoteUnreachable, UsageError
-from vfs.gitlink import find_shared_root
 from vfs.quoting import escape_text
-from vfs.repo import Repository
+from vfs.repo.gitlink import find_shared_root
+from vfs.repo.repository import Repository
 
 if TYPE_CHECKING:
-    from vfs.remote import transfer as sync
+    from vfs.ops import sync
 
 from vfs._os.malloc import large_buffers_to_os
 from vfs.cli.options import AS_JSON, JOBS, REMOTE, YES, DvfsCommand, DvfsGroup, Token
@@ -210,8 +210,8 @@ def push(
       dvfs push --all --tags
       dvfs push --remote backup main
     """
+    from vfs.ops import sync
     from vfs.remote import config as remotes
-    from vfs.remote import transfer as sync
 
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
@@ -240,8 +240,8 @@ def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
       dvfs fetch
       dvfs fetch --remote backup
     """
+    from vfs.ops import sync
     from vfs.remote import config as remotes
-    from vfs.remote import transfer as sync
 
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
@@ -288,9 +288,8 @@ def pull(
     """
     if do_merge and (rev or paths):
         raise UsageError("--merge merges the remote's branch: give no REV or PATH")
-    from vfs import gitclone
+    from vfs.ops import gitclone, sync
     from vfs.remote import config as remotes
-    from vfs.remote import transfer as sync
 
     try:
         repo = repo_here()
@@ -336,7 +335,7 @@ def first_pull(
     root: Path, remote_name: str | None, force: bool, yes: bool, jobs: int, as_json: bool
 ) -> None:
     """`dvfs pull` in a git clone with no data yet: make the store, restore dvfs.lock's version."""
-    from vfs import gitclone
+    from vfs.ops import gitclone
 
     with workers() as w, resumable("pull"):
         s = gitclone.set_up(root, remote_name, w, jobs=jobs, yes=yes, force=force)
@@ -377,7 +376,7 @@ def clone_cmd(
       dvfs clone s3://bucket/datasets/cats cats --endpoint-url http://minio:9000
       dvfs clone /mnt/nas/cats --no-checkout
     """
-    from vfs.remote import transfer as sync
+    from vfs.ops import sync
 
     target = directory or Path(sync.default_dir(url))
     with workers() as w, resumable("clone"):

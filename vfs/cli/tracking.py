@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from vfs import params as version_params
-from vfs import workflow
 from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
 from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
+from vfs.model import params as version_params
+from vfs.ops import workflow
 from vfs.quoting import escape_text, quote_name
-from vfs.repo import DEFAULT_BRANCH, Repository
+from vfs.repo.repository import DEFAULT_BRANCH, Repository
 from vfs.worktree.scan import lstat_or_none, show
 
 

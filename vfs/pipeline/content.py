@@ -20,9 +20,9 @@ from collections.abc import Iterable
 
 import msgpack
 
-from vfs.codec import Entry, Kind
-from vfs.history import History
-from vfs.ids import hash_bytes
+from vfs.model.codec import Entry, Kind
+from vfs.model.ids import hash_bytes
+from vfs.repo.history import History
 
 LINK_PREFIX = b"link\0"
 DIR_PREFIX = b"dir\0"

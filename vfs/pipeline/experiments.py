@@ -32,21 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vfs import params as version_params
 from vfs._os.beneath import READ, Walker
 from vfs.errors import DvfsError, UsageError
-from vfs.gitlink import PIPELINE_FILE, RUNS_FILE
-from vfs.pins import release, take
+from vfs.model import params as version_params
+from vfs.ops.workflow import build_tree_rows
 from vfs.pipeline import report, repro, values
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
-from vfs.refs import check_ref_name
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
-from vfs.stage import as_row
-from vfs.workflow import build_tree_rows
+from vfs.repo.refs import check_ref_name
+from vfs.repo.stage import as_row
+from vfs.store.pins import release, take
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 from vfs.worktree.restore import ensure_dir

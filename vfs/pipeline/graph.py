@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vfs.errors import UsageError
-from vfs.gitlink import PIPELINE_FILE
 from vfs.pipeline.spec import Pipeline, Stage
+from vfs.repo.gitlink import PIPELINE_FILE
 
 
 def inside(path: bytes, top: bytes) -> bool:

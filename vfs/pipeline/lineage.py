@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfs.codec import StageRecord
 from vfs.errors import DvfsError
-from vfs.history import History
+from vfs.model.codec import StageRecord
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
+from vfs.repo.history import History
 
 WALK = 10_000
 

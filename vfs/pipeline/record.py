@@ -20,12 +20,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from vfs.codec import Kind, StageRecord, Version
 from vfs.errors import DvfsError
-from vfs.gitlink import RUNS_FILE
-from vfs.history import History
+from vfs.model.codec import Kind, StageRecord, Version
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.runs import MAX_FILE, parse
+from vfs.repo.gitlink import RUNS_FILE
+from vfs.repo.history import History
 
 Warn = Callable[[str], None]
 

@@ -22,16 +22,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs.browse import iso_time
-from vfs.codec import Kind, Version
-from vfs.diff import flat_params
 from vfs.errors import DvfsError, UsageError
-from vfs.history import History
+from vfs.model.codec import Kind, Version
+from vfs.ops.browse import iso_time
+from vfs.ops.diff import flat_params
 from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace
 from vfs.quoting import quote_name
-from vfs.refs import Refs
+from vfs.repo.history import History
+from vfs.repo.refs import Refs
 
 EXP_PREFIX = "exp/"
 MISSING = None  # (shown as "-")

@@ -50,12 +50,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs.codec import StageRecord, StageRun
-from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, FormatError, UsageError
-from vfs.gitlink import PIPELINE_FILE, RUNS_FILE, git_output, ignore_paths
-from vfs.ids import hash_bytes
-from vfs.pins import pinned
+from vfs.model.codec import StageRecord, StageRun
+from vfs.model.ids import hash_bytes
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import values
 from vfs.pipeline.cache import Hit, RunCache, key_of
@@ -63,7 +60,10 @@ from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.runner import Finished, Output, Running
 from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records
-from vfs.stage import Staged
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE, git_output, ignore_paths
+from vfs.repo.stage import Staged
+from vfs.store.durable import flush_filesystem
+from vfs.store.pins import pinned
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_path, remove_tree
 from vfs.worktree.restore import ensure_dir, restore_many

@@ -26,7 +26,7 @@ Format, version 1 (YAML, written by dvfs; do not edit)::
 
 Paths are repository paths (a name that is not UTF-8 is written with Python's
 surrogate escapes), ids are content ids (``vfs.pipeline.content``). What it holds
-obeys the rules and bounds of a version record's pipeline (``vfs.codec``), checked
+obeys the rules and bounds of a version record's pipeline (``vfs.model.codec``), checked
 by the same decoder, and the file is at most ``MAX_FILE`` bytes: it is read from
 working trees and from versions that may come from anyone. YAML aliases let a small
 file name one long list many times, so the entries of all stages together are
@@ -39,9 +39,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from vfs.codec import MAX_PATHS, MAX_STAGES, StageRecord, decode_pipeline, encode_pipeline
 from vfs.errors import FormatError
-from vfs.gitlink import RUNS_FILE
+from vfs.model.codec import MAX_PATHS, MAX_STAGES, StageRecord, decode_pipeline, encode_pipeline
+from vfs.repo.gitlink import RUNS_FILE
 
 RUNS_FORMAT = 1
 MAX_FILE = 32 << 20
@@ -79,7 +79,7 @@ def _plain(s: StageRecord) -> dict[str, Any]:
 
 def dump(stages: Mapping[str, StageRecord]) -> bytes:
     """The bytes of a runs file holding ``stages`` (checked as ``parse`` will check them)."""
-    from vfs import yaml12  # (imports yaml: only when runs are written)
+    from vfs.model import yaml12
 
     ordered = [stages[n] for n in sorted(stages)]
     encode_pipeline(ordered)  # FormatError if a bound is broken: never write what cannot be read
@@ -149,7 +149,7 @@ def parse(data: bytes, where: str = RUNS_FILE) -> dict[str, StageRecord]:
     """The stages of a runs file's bytes; FormatError (naming ``where``) if not valid."""
     import yaml  # (only when runs are read)
 
-    from vfs import yaml12
+    from vfs.model import yaml12
 
     _need(len(data) <= MAX_FILE, where, f"larger than {MAX_FILE >> 20} MiB")
     try:

@@ -27,7 +27,7 @@ to 99 letters, digits, ``_``, ``.`` or ``-``.
 The file is someone's working tree, maybe someone else's version: it is read only
 if it is a regular file (never through a link) of at most ``MAX_FILE`` bytes, and
 what it expands to is bounded (``MAX_NODES`` YAML nodes, the pipeline bounds of
-``vfs.codec``). Every error names the file, the line and the key
+``vfs.model.codec``). Every error names the file, the line and the key
 (``dvfs.yaml:12: stages.train.deps[1]: ...``).
 
 Editing (``dvfs run``, ``dvfs stage remove``) changes only the lines of the stage
@@ -46,11 +46,11 @@ from typing import Any
 
 import yaml
 
-from vfs import yaml12
-from vfs.codec import MAX_ARGS, MAX_CMD, MAX_PATH_BYTES, MAX_PATHS, MAX_STAGES, STAGE_NAME
 from vfs.errors import UsageError
-from vfs.gitlink import LOCK_FILE, PIPELINE_FILE, RUNS_FILE, SHARED_FILE
-from vfs.names import is_reserved, is_reserved_at_root
+from vfs.model import yaml12
+from vfs.model.codec import MAX_ARGS, MAX_CMD, MAX_PATH_BYTES, MAX_PATHS, MAX_STAGES, STAGE_NAME
+from vfs.model.names import is_reserved, is_reserved_at_root
+from vfs.repo.gitlink import LOCK_FILE, PIPELINE_FILE, RUNS_FILE, SHARED_FILE
 
 MAX_FILE = 1 << 20
 MAX_NODES = 1_000_000
@@ -297,7 +297,7 @@ def _stage(r: _Reader, name: str, node: yaml.Node, line: int) -> Stage:
 def parse(text: str) -> Pipeline:
     """The stages of a ``dvfs.yaml``'s text; SpecError (file:line: key: what) if invalid."""
     try:
-        root = yaml.compose(text, Loader=yaml12.Loader)  # a safe loader (see vfs.yaml12)
+        root = yaml.compose(text, Loader=yaml12.Loader)  # a safe loader (see vfs.model.yaml12)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -1,10 +1,10 @@
 """Parameter and metric files: reading values by dotted key, and setting one.
 
 A file is read by its name: ``.json`` as JSON, ``.toml`` as TOML, anything else as
-YAML 1.2 (``vfs.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key is dotted:
+YAML 1.2 (``vfs.model.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key is dotted:
 ``train.lr`` is ``lr`` inside ``train``; a list is indexed by number
 (``layers.0.width``). Values are checked and bounded as a version's parameters are
-(``vfs.params``: NaN and the infinities become text), so that what a stage read can
+(``vfs.model.params``: NaN and the infinities become text), so that what a stage read can
 be recorded exactly and compared with what it reads next time.
 
 Metrics are flattened the same way: every number, boolean or short text in a
@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from vfs import params as version_params
-from vfs import yaml12
 from vfs.errors import UsageError
+from vfs.model import params as version_params
+from vfs.model import yaml12
 from vfs.quoting import quote_name
 
 MAX_FILE = 1 << 20  # bytes of a parameters or metrics file
@@ -94,7 +94,7 @@ def is_missing(value: Any) -> bool:
 
 
 def plain(value: Any) -> Any:
-    """``value`` as it is recorded: checked and bounded (see ``vfs.params``)."""
+    """``value`` as it is recorded: checked and bounded (see ``vfs.model.params``)."""
     return version_params.check({"v": value})["v"]
 
 

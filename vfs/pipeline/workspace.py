@@ -26,20 +26,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker, read_regular
-from vfs.chunking import Chunker, ChunkerParams
-from vfs.codec import Kind
-from vfs.control import CONTROL_LINK
-from vfs.durable import storage_error, tmp_leaf
 from vfs.errors import FileChanged, FileUnreadable, NotARepository, UsageError
-from vfs.gitlink import PIPELINE_FILE
-from vfs.lock import repository_lock
-from vfs.names import VERSIONS_DIR
+from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.model.codec import Kind
+from vfs.model.names import VERSIONS_DIR
+from vfs.mount.control import CONTROL_LINK
 from vfs.pipeline import graph, spec
 from vfs.pipeline.content import dir_id, leaf_id
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Pipeline
-from vfs.repo import DVFS_DIR, Repository
-from vfs.stage import Index, Staged
+from vfs.repo.gitlink import PIPELINE_FILE
+from vfs.repo.repository import DVFS_DIR, Repository
+from vfs.repo.stage import Index, Staged
+from vfs.store.durable import storage_error, tmp_leaf
+from vfs.store.lock import repository_lock
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Found, Warn, scan, show
@@ -127,7 +127,7 @@ class Workspace:
             import hashlib  # (only for a mount's lock name)
 
             digest = hashlib.sha256(os.fsencode(str(self.mount))).hexdigest()[:16]
-            from vfs.mounts import runtime_dir
+            from vfs.mount.mounts import runtime_dir
 
             path = runtime_dir() / f"pipeline-{digest}.lock"
         else:
@@ -155,7 +155,7 @@ def find(start: Path | None = None) -> Workspace:
                     f"{d} is a read-only dvfs mount: a pipeline writes its outputs, so run it "
                     "in a writable mount (or in the repository)"
                 )
-            from vfs.mounts import read_record
+            from vfs.mount.mounts import read_record
 
             rec = read_record(d)
             repo = None
@@ -168,8 +168,8 @@ def find(start: Path | None = None) -> Workspace:
 
 
 def _mounted(d: Path) -> bool:
-    """True if ``d`` is a dvfs mount (``vfs.mounts``: imported only when one may be)."""
-    from vfs.mounts import is_mounted
+    """True if ``d`` is a dvfs mount (``vfs.mount.mounts``: imported only when one may be)."""
+    from vfs.mount.mounts import is_mounted
 
     return is_mounted(d)
 

@@ -1,7 +1,7 @@
 """Named remotes of a repository, and how to connect to one (``connect``, ``Meter``).
 
 Remotes live in two places. Those shared with everyone who clones the git repository
-are in ``dvfs.toml`` at the root (``vfs.shared``: committed with the code); those of
+are in ``dvfs.toml`` at the root (``vfs.repo.shared``: committed with the code); those of
 this clone alone are in ``.dvfs/config`` (JSON)::
 
     {"remotes": {"origin": {"url": "s3://bucket/prefix", "endpoint_url": null,
@@ -39,12 +39,12 @@ from vfs.backends import (
     refuse_credentials,
 )
 from vfs.errors import FormatError, UsageError
-from vfs.gitlink import SHARED_FILE, in_git
-from vfs.refs import check_ref_name
-from vfs.repo import Repository
-from vfs.shared import REMOTE_KEYS, SharedConfig
-from vfs.shared import load as load_shared
-from vfs.shared import save as save_shared
+from vfs.repo.gitlink import SHARED_FILE, in_git
+from vfs.repo.refs import check_ref_name
+from vfs.repo.repository import Repository
+from vfs.repo.shared import REMOTE_KEYS, SharedConfig
+from vfs.repo.shared import load as load_shared
+from vfs.repo.shared import save as save_shared
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _shared_specs(root: Path, team: SharedConfig) -> dict[str, RemoteSpec]:
 def shared_remote(root: Path, name: str | None) -> RemoteSpec:
     """Remote ``name`` (default: the default one) of the dvfs.toml at ``root``.
 
-    For a git clone that has no store yet (``vfs.gitclone``).
+    For a git clone that has no store yet (``vfs.ops.gitclone``).
     """
     team = load_shared(root)
     known = _shared_specs(root, team)

@@ -26,7 +26,7 @@ deleted) or ``remote-deleted`` (the first pack deleted); ``DVFS_TEST_GC_CLOCK=<s
 adds that much to the run's server time, so that a test can make a grace expire.
 
 A run that deleted, condemned or dropped anything appends a ``gc`` entry to the
-remote's audit chain (``vfs.audit.append_remote``) and to the local log.
+remote's audit chain (``vfs.remote.audit.append_remote``) and to the local log.
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs import audit
 from vfs.backends import Backend
-from vfs.codec import decode_tree, decode_version
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -53,9 +51,8 @@ from vfs.errors import (
     RemoteNotFound,
     UsageError,
 )
-from vfs.ondemand import index_cache
-from vfs.packs import PackedObject, encode_index
-from vfs.reach import reach
+from vfs.model.codec import decode_tree, decode_version
+from vfs.remote import audit as remote_audit
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import (
     GC_LOCK,
@@ -79,10 +76,13 @@ from vfs.remote.manifests import (
     encode_manifest,
     manifest_keys,
 )
+from vfs.remote.ondemand import index_cache
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import fetch_records
-from vfs.repo import Repository
+from vfs.repo.reach import reach
+from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
+from vfs.store.packs import PackedObject, encode_index
 
 DEFAULT_GRACE = 24 * 3600.0
 LOCK_STALE = 12 * 3600.0
@@ -363,9 +363,9 @@ def gc_remote(
             )
             repo.refs.record("gc", f"remote {spec.name}: {note}")
             if report.deleted_packs or report.condemned_packs or report.dropped_records:
-                head = repo.dir / "remotes" / spec.name / audit.REMOTE_HEAD
+                head = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
                 try:
-                    audit.append_remote(meter, head, "gc", "", None, None, note)
+                    remote_audit.append_remote(meter, head, "gc", "", None, None, note)
                 except DvfsError as exc:
                     report.warnings.append(f"the remote's audit chain has no entry for it: {exc}")
     return report

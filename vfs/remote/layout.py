@@ -2,14 +2,14 @@
 
 A remote is a key-value store (``vfs.backends``); under the URL's prefix it holds::
 
-    format                 the repository format record (JSON, ``vfs.repo``); sharers
+    format                 the repository format record (JSON, ``vfs.repo.repository``); sharers
                            must agree on it
-    packs/<id>             pack files (``vfs.packs``), named by BLAKE3 of their bytes
+    packs/<id>             pack files (``vfs.store.packs``), named by BLAKE3 of their bytes
     index/<id>             index segments (below), named by BLAKE3 of their bytes
     refs/heads/<branch>    ref text: "<64 hex>\\n"
     refs/tags/<tag>        ref text: "<64 hex>\\n"
     audit/<seq>            the remote's audit chain, ``seq`` in 12 digits from
-                           ``audit/000000000001`` (``vfs.audit``)
+                           ``audit/000000000001`` (``vfs.repo.audit``)
     gc/lock                a running remote gc's lock (``vfs.remote.gc``)
     gc/condemned-<16 hex>  a remote gc's condemnation manifest (``vfs.remote.manifests``)
     gc/probe-<16 hex>      written and removed at once: the server's clock (``vfs.remote.gc``)
@@ -17,14 +17,14 @@ A remote is a key-value store (``vfs.backends``); under the URL's prefix it hold
 Index segments (``index/<id>``, cached in ``.dvfs/remotes/<name>/index/<id>``), format
 version 1, msgpack::
 
-    {"v": 1, "packs": [[pack id (32 bytes), pack index file (vfs.packs)], ...]}
+    {"v": 1, "packs": [[pack id (32 bytes), pack index file (vfs.store.packs)], ...]}
 
 Writers (a push, a remote gc replacing segments) close a segment whenever its pack
 index files reach ``SEGMENT_TARGET`` bytes (:func:`encode_segments`), so a push of a
 few terabytes writes several and none nears ``SEGMENT_LIMIT``.
 
 Bounds on what is read from a remote (the readers are ``vfs.remote.reader``,
-``vfs.remote.gc``, ``vfs.audit``): the format record is at most ``FORMAT_LIMIT`` bytes,
+``vfs.remote.gc``, ``vfs.repo.audit``): the format record is at most ``FORMAT_LIMIT`` bytes,
 a ref ``REF_LIMIT``, an index segment ``SEGMENT_LIMIT`` (``Backend.get_small``: a
 larger object is refused from its size, not read); at most ``MAX_REFS`` branches or
 tags and ``MAX_SEGMENTS`` segments are listed; no object a segment describes may
@@ -40,10 +40,10 @@ from collections.abc import Iterable
 import msgpack
 
 from vfs.errors import FormatError
-from vfs.ids import HEX_LEN, from_hex, hash_bytes, is_hex_prefix
-from vfs.packs import PackedObject, decode_index
+from vfs.model.ids import HEX_LEN, from_hex, hash_bytes, is_hex_prefix
 from vfs.store.compression import Compression
 from vfs.store.objects import ObjKind
+from vfs.store.packs import PackedObject, decode_index
 
 FORMAT_KEY = "format"
 PACKS = "packs/"
@@ -55,7 +55,7 @@ AUDIT_DIGITS = 12
 
 SEGMENT_FORMAT = 1
 # No object a remote describes may claim more than this (chunks are at most 16 MiB,
-# vfs.chunking.MAX_SIZE_RANGE).
+# vfs.model.chunking.MAX_SIZE_RANGE).
 MAX_OBJECT = 64 * 1024 * 1024
 # What a record of each kind may hold at most. A format record is ~200 bytes and a ref
 # 65; a segment is 50 bytes per object plus 32 per pack, so SEGMENT_LIMIT holds about

@@ -1,7 +1,7 @@
 """Remote gc's condemnation manifests, and what a pusher must not rely on because of them.
 
 A remote gc (``vfs.remote.gc``) *condemns* dead packs in a manifest before it deletes
-anything; a pusher (``vfs.remote.transfer.push``) and a prune (``vfs.remote.prune``)
+anything; a pusher (``vfs.ops.sync.push``) and a prune (``vfs.ops.prune``)
 read the manifests before the index and rely on no condemned pack or record
 (:func:`shunned`), and a push moves its refs within ``PUSH_WINDOW`` of reading them.
 

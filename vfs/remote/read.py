@@ -7,7 +7,7 @@ is checked.
 
 - :func:`open_meta`: the local repository that holds a remote's versions and trees
   (never file data), made on first use with the remote's format record. They are
-  fetched into it with the same code as ``dvfs fetch`` (``vfs.remote.transfer.fetch_locked``):
+  fetched into it with the same code as ``dvfs fetch`` (``vfs.ops.sync.fetch_locked``):
   verified, decoded strictly, stored children first (``vfs.remote.receive``).
 - :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
   chunk's stored bytes, decompressed and checked against the id here, so nothing
@@ -31,7 +31,7 @@ from vfs.errors import ObjectMissing, UsageError
 from vfs.remote.config import RemoteSpec, add_remote, remotes
 from vfs.remote.layout import pack_key
 from vfs.remote.reader import Located, RemoteRepo
-from vfs.repo import DVFS_DIR, Repository, parse_format
+from vfs.repo.repository import DVFS_DIR, Repository, parse_format
 from vfs.store.compression import decode_payload
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ is read from one is bounded before it is read and checked before it is used
   size, not read); at most ``MAX_REFS`` branches or tags and ``MAX_SEGMENTS`` segments
   are listed; no object a segment describes may claim more than ``MAX_OBJECT`` bytes;
 - a branch or tag name is used only if it is one a local ``dvfs branch``/``dvfs tag``
-  would accept (``vfs.refs.check_ref_name``) and no other remote name is its folder
+  would accept (``vfs.repo.refs.check_ref_name``) and no other remote name is its folder
   (``main`` beside ``main/x`` keeps ``main``); a ref that does not hold a version id
   is skipped too. Each skipped ref gives one warning; the rest are used.
 
@@ -34,10 +34,8 @@ from vfs.errors import (
     RemoteNotFound,
     UsageError,
 )
-from vfs.ids import hash_bytes, is_hex_prefix
-from vfs.packs import PackedObject
+from vfs.model.ids import hash_bytes, is_hex_prefix
 from vfs.quoting import quote_name
-from vfs.refs import check_ref_name
 from vfs.remote.config import Meter
 from vfs.remote.layout import (
     FORMAT_KEY,
@@ -55,8 +53,10 @@ from vfs.remote.layout import (
     segment_key,
     segment_of,
 )
-from vfs.repo import Repository, format_record, parse_format
+from vfs.repo.refs import check_ref_name
+from vfs.repo.repository import Repository, format_record, parse_format
 from vfs.store.compression import decode_payload
+from vfs.store.packs import PackedObject
 
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 

@@ -2,10 +2,10 @@
 
 A remote is shared storage: a teammate's push, a bucket others can write. Everything
 downloaded is verified against its id (``vfs.remote.config``) and decoded strictly
-(``vfs.codec``: names, sizes, modes, types); on top of that, before a record is
+(``vfs.model.codec``: names, sizes, modes, types); on top of that, before a record is
 stored or a ref moves, :func:`fetch_records` refuses a version when
 
-- one of its trees holds ``.git``, ``.dvfs`` or a lookalike (``vfs.names``): the error
+- one of its trees holds ``.git``, ``.dvfs`` or a lookalike (``vfs.model.names``): the error
   names the version and the path (``v3 holds data/.git, which dvfs never stores``);
 - its root tree holds ``.versions``, the name under which a mount lists versions;
 - a file's chunk sizes disagree with what the remote's index says of the chunks;
@@ -32,14 +32,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Protocol
 
-from vfs.codec import Kind, Tree, decode_tree, decode_version, root_refusal
 from vfs.errors import FormatError, ReservedName, UsageError
-from vfs.history import Extent, History
-from vfs.packs import PackedObject
+from vfs.model.codec import Kind, Tree, decode_tree, decode_version, root_refusal
 from vfs.quoting import quote_name
 from vfs.remote.reader import Located, RemoteRepo
+from vfs.repo.history import Extent, History
 from vfs.store.compression import decode_payload
 from vfs.store.objects import ObjectStore, ObjKind
+from vfs.store.packs import PackedObject
 
 # A checkout may make this many times the paths and bytes of the distinct data it is
 # made of, and any amount below the floors, without asking.
@@ -49,7 +49,7 @@ EXPANSION_FLOOR_PATHS = 100_000
 
 
 class Report(Protocol):
-    """Where the bytes and objects a fetch stored are counted (``vfs.remote.transfer.Transfer``)."""
+    """Where the bytes and objects a fetch stored are counted (``vfs.ops.sync.Transfer``)."""
 
     objects: int
     bytes: int

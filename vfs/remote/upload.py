@@ -1,10 +1,10 @@
 """What a push uploads: the objects a remote lacks, laid out in packs, and their segments.
 
-Packs are built here (``vfs.packs``'s format, ~16 MiB each, records before chunks) and
+Packs are built here (``vfs.store.packs``'s format, ~16 MiB each, records before chunks) and
 uploaded ``PACKS_IN_FLIGHT`` at a time; a pack already on the remote (an interrupted
 push) is not sent again; a pack whose id a remote gc condemned is laid out again
 (:func:`relayout`). The index segments naming them come from ``vfs.remote.layout``;
-``vfs.remote.transfer.push`` writes them and moves the refs.
+``vfs.ops.sync.push`` writes them and moves the refs.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from vfs.codec import Kind
 from vfs.errors import RemoteNotFound
-from vfs.history import History
-from vfs.ids import hash_bytes
-from vfs.packs import (
+from vfs.model.codec import Kind
+from vfs.model.ids import hash_bytes
+from vfs.remote.layout import encode_segments, pack_key
+from vfs.remote.reader import Located, RemoteRepo
+from vfs.repo.history import History
+from vfs.repo.repository import Repository
+from vfs.store.packs import (
     PACK_MAGIC,
     TARGET_PACK_SIZE,
     PackedObject,
     encode_index,
     pack_trailer,
 )
-from vfs.remote.layout import encode_segments, pack_key
-from vfs.remote.reader import Located, RemoteRepo
-from vfs.repo import Repository
 from vfs.worktree.pools import Workers
 
 # Packs a push holds in memory while they upload (besides the one being built): each is
@@ -38,7 +38,7 @@ PACKS_IN_FLIGHT = 2
 
 
 class Sent(Protocol):
-    """Where an upload counts what it sent and kept (``vfs.remote.transfer.Transfer``)."""
+    """Where an upload counts what it sent and kept (``vfs.ops.sync.Transfer``)."""
 
     objects: int
     packs: int

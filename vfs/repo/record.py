@@ -1,14 +1,14 @@
 """The commit protocol: the one way a version is made.
 
 ``dvfs commit`` (and ``dvfs merge``, ``vfs.Repo.commit``, ``vfs.track``, through
-``vfs.workflow.commit_locked``), ``dvfs snapshot`` of a mount (``daemon.snapshot``)
+``vfs.ops.workflow.commit_locked``), ``dvfs snapshot`` of a mount (``daemon.snapshot``)
 and ``dvfs exp run`` (``vfs.pipeline.experiments``) all call :func:`record_version`
 once their trees are stored. It owns, in this order:
 
 1. the version record: number = first parent's + 1 (v1 without parents), author
    (``Repository.author``), params sorted by name, the lineage of its outputs
    (``vfs.pipeline.record``), the git commit of the working tree around the
-   repository (``vfs.gitlink.git_link``), files and bytes; stored in the open pack;
+   repository (``vfs.repo.gitlink.git_link``), files and bytes; stored in the open pack;
 2. the store flushed (the pack renamed into place), then made durable: by default
    the whole filesystem (``syncfs``); the daemon fsyncs only the packs it may name;
 3. the caller's note that this version is being made (the staging index of a
@@ -39,12 +39,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.codec import Version, encode_version
-from vfs.durable import flush_filesystem
 from vfs.errors import DvfsError, StorageFull, UsageError
-from vfs.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
+from vfs.model.codec import Version, encode_version
 from vfs.pipeline.record import version_pipeline
-from vfs.repo import Repository
+from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
+from vfs.repo.repository import Repository
+from vfs.store.durable import flush_filesystem
 from vfs.store.objects import ObjKind
 
 Warn = Callable[[str], None]

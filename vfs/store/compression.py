@@ -13,8 +13,8 @@ import threading
 from typing import TYPE_CHECKING, overload
 
 from vfs.errors import ObjectCorrupt
-from vfs.ids import hash_bytes
-from vfs.packs import PackedObject
+from vfs.model.ids import hash_bytes
+from vfs.store.packs import PackedObject
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
     import zstandard

@@ -4,7 +4,7 @@ Objects are not stored one file each: creating and writing a small file cost
 0.1 to 0.6 ms on the ext4 volumes dvfs was measured on (mostly inode and block
 allocation), so 20,000 small files spent up to 12 s on that alone; appending the
 same objects to a few packs costs a few hundred milliseconds. Objects are appended
-to a pack (format in ``vfs.packs``) that is written
+to a pack (format in ``vfs.store.packs``) that is written
 under a temporary name and, once it reaches LOCAL_PACK_SIZE or the writer flushes,
 closed with its header, renamed to its content id and given an index file. A crash
 therefore never leaves a half pack under a real name, and a pack whose index is
@@ -22,7 +22,7 @@ is stored uncompressed. Level 1 rather than 3: on the benchmark's CSV files it w
 quarter faster and compressed as well (0.38 of the size against 0.39).
 Every read is verified against the id.
 
-Nothing is fsynced here: callers flush the filesystem once (``vfs.durable``) before
+Nothing is fsynced here: callers flush the filesystem once (``vfs.store.durable``) before
 anything that names the objects becomes durable (the staging index, a ref).
 
 Memory: storing objects needs only to know which ids exist: the index files are kept
@@ -58,19 +58,10 @@ from typing import TYPE_CHECKING
 
 from vfs._os.direct_io import ALIGN, open_direct, read_range, read_range_into
 from vfs._os.page_cache import cached, read_cached
-from vfs.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.errors import FormatError, ObjectMissing
-from vfs.ids import hash_bytes
-from vfs.packs import (
-    TARGET_PACK_SIZE,
-    PackedObject,
-    check_index,
-    decode_index,
-    encode_index,
-    index_ids,
-    search_index,
-)
+from vfs.model.ids import hash_bytes
 from vfs.store.compression import Compression, compress, decode_payload
+from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.store.pack_files import (
     READ_FLAGS,
     Descriptors,
@@ -78,6 +69,15 @@ from vfs.store.pack_files import (
     read_index_file,
     read_pack_header,
     written_back,
+)
+from vfs.store.packs import (
+    TARGET_PACK_SIZE,
+    PackedObject,
+    check_index,
+    decode_index,
+    encode_index,
+    index_ids,
+    search_index,
 )
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither

@@ -1,7 +1,7 @@
 """The pack files of the local store: writing one, reading headers and index files.
 
 A pack is written under a temporary name (:class:`PackWriter`), closed with its header
-and renamed to its content id, then given an index file (formats in ``vfs.packs``).
+and renamed to its content id, then given an index file (formats in ``vfs.store.packs``).
 Open pack descriptors are kept in a bounded cache (:class:`Descriptors`)."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from vfs._os.direct_io import DirectAppender
 from vfs._os.writeback import start_writeback
-from vfs.durable import TMP_PREFIX, write_atomic
 from vfs.errors import FormatError
-from vfs.ids import hasher
-from vfs.packs import (
+from vfs.model.ids import hasher
+from vfs.store.durable import TMP_PREFIX, write_atomic
+from vfs.store.packs import (
     FOOTER,
     MAX_INDEX_BYTES,
     PACK_MAGIC,

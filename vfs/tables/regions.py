@@ -35,7 +35,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vfs.codec import ChunkRef
+from vfs.model.codec import ChunkRef
 
 STEP = 64 * 1024
 MAX_HEADER = 1024 * 1024  # a first line longer than this: no fast path

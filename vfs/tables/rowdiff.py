@@ -57,11 +57,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vfs.chunking import Chunker
-from vfs.codec import Entry, Kind
 from vfs.errors import DvfsError, UsageError
-from vfs.history import History
+from vfs.model.chunking import Chunker
+from vfs.model.codec import Entry, Kind
 from vfs.quoting import quote_name
+from vfs.repo.history import History
 from vfs.store.objects import ObjectStore
 from vfs.tables import regions
 from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident, plain_value

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfs._os.beneath import ABSENT, READ, Walker
-from vfs.chunking import MAX_SIZE_RANGE, Chunker
-from vfs.codec import ChunkRef, Entry
 from vfs.errors import FileUnreadable, FormatError, UsageError
-from vfs.ids import hash_bytes
+from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
+from vfs.model.codec import ChunkRef, Entry
+from vfs.model.ids import hash_bytes
 from vfs.quoting import quote_name
 from vfs.store.objects import ObjectStore
 from vfs.tables.formats import MAX_LINE

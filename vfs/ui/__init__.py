@@ -1,7 +1,7 @@
 """``dvfs ui``: a local web dashboard over one repository, read-only.
 
 - :mod:`vfs.ui.data`: what each page shows, as plain JSON-ready data, computed by the
-  same functions as the CLI's ``--json`` (``vfs.browse``, ``vfs.du``, ``vfs.audit``,
+  same functions as the CLI's ``--json`` (``vfs.ops.browse``, ``vfs.ops.du``, ``vfs.repo.audit``,
   ``vfs.pipeline.report``, ``vfs.tables``); it knows nothing of HTTP.
 - :mod:`vfs.ui.app`: the Starlette application: the JSON API (docs/ui.md), the token
   check, errors turned into HTTP statuses, the static front end of ``static/``.

@@ -53,7 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
 from vfs.quoting import safe_json
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.ui import data
 
 STATIC = Path(__file__).parent / "static"

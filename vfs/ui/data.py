@@ -22,17 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vfs import audit, browse
-from vfs.codec import Entry, Kind, Version
-from vfs.diff import changed_under
-from vfs.du import usage
 from vfs.errors import NotAFile, UsageError
-from vfs.history import History
+from vfs.model.codec import Entry, Kind, Version
+from vfs.ops import browse
+from vfs.ops.diff import changed_under
+from vfs.ops.du import usage
 from vfs.pipeline import report
 from vfs.pipeline.graph import inside
 from vfs.pipeline.lineage import origin
 from vfs.pipeline.record import describe
-from vfs.repo import Repository
+from vfs.repo import audit
+from vfs.repo.history import History
+from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from vfs.errors import UsageError
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.ui.app import is_loopback, make_app
 
 MIN_TOKEN = 16

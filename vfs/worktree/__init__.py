@@ -8,7 +8,7 @@ and progress), :mod:`~vfs.worktree.status` (sorting the tree against the index, 
 across processes when it is large) and :mod:`~vfs.worktree.ignore` (``.dvfsignore``).
 
 Paths: inside the repository every path is bytes, relative to the root, with ``/``
-separators (``vfs.stage`` checks them). Nothing here follows a symbolic link, nor
+separators (``vfs.repo.stage`` checks them). Nothing here follows a symbolic link, nor
 reaches a path through one: every path is resolved from the root one directory at a
 time by a :class:`~vfs._os.beneath.Walker`, links are read with ``readlinkat`` and stored
 as links, files are opened with ``O_NOFOLLOW`` (and ``O_NONBLOCK``: a FIFO never

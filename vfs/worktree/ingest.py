@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vfs._os.beneath import ABSENT, READ, Walker
-from vfs.chunking import Chunker
-from vfs.codec import PERM_BITS, ChunkRef, Kind
-from vfs.durable import storage_error
 from vfs.errors import DvfsError, FileChanged, FileUnreadable
-from vfs.ids import hash_bytes, hasher
-from vfs.stage import Staged
+from vfs.model.chunking import Chunker
+from vfs.model.codec import PERM_BITS, ChunkRef, Kind
+from vfs.model.ids import hash_bytes, hasher
+from vfs.repo.stage import Staged
+from vfs.store.durable import storage_error
 from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Found, show

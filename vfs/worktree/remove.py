@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import ABSENT, LIST, Walker, listing
-from vfs.durable import TMP_PREFIX, is_tmp_leaf
-from vfs.names import MAX_DEPTH
+from vfs.model.names import MAX_DEPTH
+from vfs.store.durable import TMP_PREFIX, is_tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
 from vfs.worktree.scan import SKIP_DIRS, scan
 
@@ -221,7 +221,7 @@ def _and_above(rel_dir: bytes) -> Iterator[bytes]:
 def remove_temporaries(root: Path, tracked: Callable[[bytes], bool]) -> int:
     """Delete the temporary files a killed restore left in the working tree; how many.
 
-    Only files and links whose names have the form ``vfs.durable.tmp_leaf`` gives are
+    Only files and links whose names have the form ``vfs.store.durable.tmp_leaf`` gives are
     removed (``.tmp-NAME.`` and a process tag: never a user's ``.tmp-notes``), and
     none that is ``tracked`` (a user's file that happens to look like one); no link
     is followed and ``.dvfs`` and ``.git`` are not entered. ``.tmp-dvfs-*`` names

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import ABSENT, Walker
 from vfs._os.direct_io import ALIGN, DirectAppender
 from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
-from vfs.codec import PERM_BITS, Entry, Kind
-from vfs.durable import storage_error, tmp_leaf
 from vfs.errors import DvfsError, ObjectError, UsageError
-from vfs.stage import Staged, staged_from_entry, staged_with_stat
+from vfs.model.codec import PERM_BITS, Entry, Kind
+from vfs.repo.stage import Staged, staged_from_entry, staged_with_stat
+from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_tree

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from vfs._os.beneath import ABSENT, Walker, listing
-from vfs.durable import TMP_PREFIX
 from vfs.errors import FileUnreadable, UsageError
-from vfs.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
+from vfs.model.names import MAX_DEPTH, VERSIONS_DIR, any_reserved, is_reserved, is_reserved_at_root
+from vfs.store.durable import TMP_PREFIX
 
 _TMP_PREFIX = TMP_PREFIX.encode()
 SKIP_DIRS = frozenset({b".dvfs", b".git"})  # never listed nor entered, whatever they are
@@ -98,7 +98,7 @@ def list_dir(walker: Walker, d: bytes) -> Listing:
 def reserved_in(names: list[bytes], *, at_root: bool) -> list[bytes]:
     """The names among ``names`` that dvfs never stores, but ``.git`` and ``.dvfs`` themselves.
 
-    Those are the lookalikes of ``.git`` and ``.dvfs`` (``vfs.names``), and ``.versions``
+    Those are the lookalikes of ``.git`` and ``.dvfs`` (``vfs.model.names``), and ``.versions``
     at the root. One screening pass over all the names; a full check only on a hit.
     """
     if any_reserved(names) is None and not (at_root and VERSIONS_DIR in names):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vfs._os.beneath import Walker
 from vfs._os.helper_process import Channel, Helper, spare_cpus
-from vfs.stage import Index
+from vfs.repo.stage import Index
 from vfs.worktree.scan import Found, Warn, enterable, list_dir_or_skip, scan
 
 SPLIT_ABOVE = 4096  # tracked files; fewer are sorted in one process (a fork costs ~1 ms)

@@ -1,0 +1,233 @@
+"""A version's message and parameters as the user gives them (``-m``, ``--param K=V``,
+``--params-file F``), bounded.
+
+Both are stored in every version record and read back by ``log`` and ``show``, so
+what may be recorded is bounded, and checked before anything is written:
+
+- a message is UTF-8 text of at most ``MAX_MESSAGE`` (64 KiB);
+
+- a parameters file is a regular file (not a FIFO or a device: ``/dev/zero`` once
+  read until the OOM killer came) of at most ``MAX_FILE`` (1 MiB) of UTF-8 YAML
+  holding one mapping;
+- keys are 1 to ``MAX_KEY`` (256) characters without control characters;
+- values nest at most ``MAX_DEPTH`` (32) mappings or lists deep;
+- all parameters together hold at most ``MAX_TOTAL`` (64 KiB): the UTF-8 bytes of
+  every key and text value, plus 8 for every other value. A YAML alias counts each
+  time it is used, so a small file cannot expand to a large record.
+
+Values are typed as YAML 1.2 (:mod:`vfs.model.yaml12`): ``lr=3e-4`` is a number,
+``shuffle=true`` a boolean, ``opt=yes`` and ``opt=on`` text, ``sizes=[1, 2]`` a list and
+``net={depth: 18}`` a mapping. A ``--param`` value is a list or a mapping only when
+written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: b``, and
+so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
+exactly, or JSON cannot show, are kept as text: integers outside 64 bits, NaN and the
+infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
+values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
+prints them). Text that is not UTF-8 (bytes given on the command line) is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from vfs.errors import UsageError
+from vfs.quoting import escape_text, finite, quote_name
+
+MAX_MESSAGE = 64 << 10
+MAX_FILE = 1 << 20
+MAX_KEY = 256
+MAX_DEPTH = 32
+MAX_TOTAL = 64 << 10
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_OTHER = 8  # what a number, a boolean or null counts towards MAX_TOTAL
+
+
+def message(text: str) -> str:
+    """``text`` if it can be a version's message: UTF-8, at most MAX_MESSAGE bytes."""
+    try:
+        n = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError("the message is not UTF-8 text") from None
+    if n > MAX_MESSAGE:
+        raise UsageError(
+            f"the message is longer than {MAX_MESSAGE >> 10} KiB: say the rest in a file"
+        )
+    return text
+
+
+def read_file(path: Path) -> str:
+    """The text of a parameters file: a regular file of at most MAX_FILE bytes of UTF-8."""
+    shown = quote_name(str(path))
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        raise UsageError(f"cannot read {shown}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"{shown} is not a regular file: give a YAML file")
+        data = bytearray()
+        while len(data) <= MAX_FILE:
+            piece = os.read(fd, MAX_FILE + 1 - len(data))
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE:
+        raise UsageError(f"{shown} is larger than {MAX_FILE >> 20} MiB: parameters are small")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{shown} is not UTF-8 text") from None
+
+
+def _yaml_error(exc: Exception) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """The parameters a YAML 1.2 file records, checked (see the module docstring)."""
+    # Only here: a commit without parameters need not pay 25 ms for importing yaml.
+    import yaml
+
+    from vfs.model import yaml12
+
+    text = read_file(path)
+    shown = quote_name(str(path))
+    try:
+        loaded = yaml12.load(text)
+    except yaml.YAMLError as exc:
+        problem = _yaml_error(exc)
+        if "maximum nesting depth" in problem:  # libyaml's own limit, 1,000 levels
+            raise UsageError(f"{shown} nests deeper than {MAX_DEPTH} levels") from None
+        raise UsageError(f"{shown} is not valid YAML: {problem}") from None
+    except RecursionError:  # the pure-Python parser, where libyaml is missing
+        raise UsageError(f"{shown} nests deeper than {MAX_DEPTH} levels") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"{shown} must hold a mapping of names to values")
+    return check(loaded)
+
+
+def value(text: str) -> Any:
+    """A ``--param`` value typed as YAML 1.2 (3e-4 -> float, yes -> text, [1, 2] -> list).
+
+    A list or mapping only in flow style; text that is not valid YAML, or a number
+    that would not be kept exactly (a 100-digit integer, ``.nan``, ``1e400``), stays
+    the text as given.
+    """
+    import yaml  # see load_file
+
+    from vfs.model import yaml12
+
+    try:
+        parsed = yaml12.load(text)
+    except (yaml.YAMLError, RecursionError, UnicodeEncodeError):
+        return text  # not UTF-8: check() says so
+    if isinstance(parsed, (list, dict)):
+        return parsed if text.lstrip()[:1] in ("[", "{") else text
+    if isinstance(parsed, bool) or parsed is None or isinstance(parsed, str):
+        return parsed
+    if isinstance(parsed, int):
+        return parsed if _INT64[0] <= parsed <= _INT64[1] else text
+    if isinstance(parsed, float):
+        return parsed if math.isfinite(parsed) else text
+    return text
+
+
+def parse_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """``K=V`` arguments as parameters (keys stripped of surrounding spaces)."""
+    out: dict[str, Any] = {}
+    for p in pairs:
+        key, sep, raw = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {quote_name(p)} is not KEY=VALUE")
+        out[key.strip()] = value(raw)
+    return out
+
+
+def collect(pairs: Iterable[str], path: Path | None) -> dict[str, Any]:
+    """The parameters of ``path`` (if given), then each ``K=V`` (which wins), checked."""
+    recorded = load_file(path) if path is not None else {}
+    recorded.update(parse_pairs(pairs))
+    return check(recorded)
+
+
+class _Budget:
+    """What is left of MAX_TOTAL."""
+
+    def __init__(self) -> None:
+        self.left = MAX_TOTAL
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise UsageError(
+                f"the parameters hold more than {MAX_TOTAL >> 10} KiB: record large "
+                "configurations as files of the version instead"
+            )
+
+
+def _text(s: str, what: str, budget: _Budget) -> str:
+    try:
+        n = len(s.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} {escape_text(s[:60])} is not UTF-8 text") from None
+    budget.spend(n)
+    return s
+
+
+def _key(k: Any, budget: _Budget) -> str:
+    key = str(k)
+    if not 1 <= len(key) <= MAX_KEY or escape_text(key) != key:
+        raise UsageError(
+            f"parameter name {quote_name(key[:60])} must be 1 to {MAX_KEY} characters "
+            "without control characters"
+        )
+    return _text(key, "parameter name", budget)
+
+
+def _plain(value: Any, depth: int, budget: _Budget) -> Any:
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
+        budget.spend(1)
+        return {_key(k, budget): _plain(v, depth + 1, budget) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        if depth >= MAX_DEPTH:
+            raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
+        budget.spend(1)
+        return [_plain(v, depth + 1, budget) for v in value]
+    if isinstance(value, str):
+        return _text(value, "parameter value", budget)
+    if isinstance(value, bool) or value is None:
+        budget.spend(_OTHER)
+        return value
+    if isinstance(value, int):
+        budget.spend(_OTHER)
+        return value if _INT64[0] <= value <= _INT64[1] else _text(str(value), "", budget)
+    if isinstance(value, float):
+        budget.spend(_OTHER)
+        return finite(value)
+    return _text(str(value), "parameter value", budget)  # dates, timestamps, !!binary
+
+
+def check(params: dict[Any, Any]) -> dict[str, Any]:
+    """A copy of ``params`` reduced to msgpack-safe types, within the bounds above.
+
+    UsageError (one line) if a bound is passed.
+    """
+    plain = _plain(params, 0, _Budget())
+    assert isinstance(plain, dict)
+    return plain

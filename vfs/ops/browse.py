@@ -1,0 +1,410 @@
+"""Looking at versions without checking them out: log, show, ls, cat and diff.
+
+Functions here return plain data (dicts, lists, dataclasses); the CLI renders them
+as tables, YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from vfs.errors import NotAFile, PathNotFound, UsageError
+from vfs.model.codec import Entry, Kind, Version
+from vfs.ops.diff import (
+    Change,
+    ParamChange,
+    changed_under,
+    diff_maps,
+    diff_trees,
+    param_changes,
+    same_entry,
+    summary,
+    tree_delta,
+    tree_delta_under,
+    under,
+)
+from vfs.ops.workflow import head_files, quiet, work_state
+from vfs.pipeline.record import describe
+from vfs.quoting import quote_name
+from vfs.repo.history import History, split_rev_path
+from vfs.repo.repository import Repository
+from vfs.repo.stage import Staged
+from vfs.worktree.pools import Workers
+from vfs.worktree.scan import Warn
+from vfs.worktree.scan import show as show_path
+
+
+def iso_time(ns: int) -> str:
+    """UTC ISO-8601 time of a nanosecond timestamp, to the second."""
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def version_summary(hist: History, oid: bytes, v: Version) -> dict[str, Any]:
+    """The fields ``log`` shows for one version."""
+    return {
+        "version": f"v{v.number}",
+        "id": oid.hex(),
+        "created": iso_time(v.time_ns),
+        "author": v.author,
+        "message": v.message,
+        "git_commit": v.git.commit if v.git else None,
+        "git_dirty": v.git.dirty if v.git else None,
+        "files": v.files,
+        "bytes": v.bytes,
+    }
+
+
+def decorations(repo: Repository) -> dict[bytes, dict[str, list[str]]]:
+    """For each version a tag or branch names: its ``tags`` and ``branches``."""
+    out: dict[bytes, dict[str, list[str]]] = {}
+    for kind, refs in (("tags", repo.refs.tags()), ("branches", repo.refs.branches())):
+        for name, oid in refs.items():
+            out.setdefault(oid, {"tags": [], "branches": []})[kind].append(name)
+    return out
+
+
+def log(
+    repo: Repository,
+    rev: str | None = None,
+    limit: int | None = None,
+    paths: Sequence[bytes] = (),
+) -> list[dict[str, Any]]:
+    """Versions on the first-parent chain from ``rev`` (default HEAD), newest first.
+
+    With ``paths``, only the versions that changed something at or below one of them
+    (against their first parent); see :func:`vfs.ops.diff.changed_under`. Each row names
+    the tags and branches at that version, and its parameters.
+    """
+    hist = repo.history
+    start = hist.head_id() if rev is None else hist.resolve(rev)
+    refs = decorations(repo)
+    out: list[dict[str, Any]] = []
+    for oid, v in hist.chain(start):
+        if limit is not None and len(out) >= limit:
+            break
+        if paths:
+            parent = hist.version(v.parents[0]).tree if v.parents else None
+            if not changed_under(hist, parent, v.tree, paths):
+                continue
+        out.append(log_row(hist, refs, oid, v))
+    return out
+
+
+def log_row(
+    hist: History, refs: dict[bytes, dict[str, list[str]]], oid: bytes, v: Version
+) -> dict[str, Any]:
+    """One row of ``dvfs log --json``: the summary, tags, branches, parameters, parents."""
+    row = version_summary(hist, oid, v)
+    row.update(refs.get(oid, {"tags": [], "branches": []}))
+    row["parameters"] = v.params
+    row["parents"] = [p.hex() for p in v.parents]
+    return row
+
+
+def added_in(hist: History, oid: bytes, paths: Iterable[bytes] | None = None) -> dict[bytes, str]:
+    """For each file of a version (or each of ``paths``, files of it), the version since
+    which it has had this content."""
+    pending = set(hist.flatten(hist.version(oid).tree) if paths is None else paths)
+    out: dict[bytes, str] = {}
+    cur: bytes | None = oid
+    while pending and cur is not None:
+        v = hist.version(cur)
+        parent = v.parents[0] if v.parents else None
+        if parent is None:
+            out.update(dict.fromkeys(pending, f"v{v.number}"))
+            break
+        old, new = tree_delta(hist, hist.version(parent).tree, v.tree)
+        for p in [p for p in pending if p in new]:
+            if p not in old or not same_entry(old[p], new[p]):
+                out[p] = f"v{v.number}"
+                pending.discard(p)
+        cur = parent
+    return out
+
+
+def added_in_dir(
+    hist: History, oid: bytes, path: bytes, names: Iterable[bytes]
+) -> dict[bytes, str]:
+    """:func:`added_in` of the files ``names`` of the directory ``path`` of a version.
+
+    Only that directory is looked at in each version back along the first-parent
+    chain, and only when its tree differs from the next version's: the cost follows
+    the versions that changed the directory, not the size of the whole tree.
+    """
+    top = _dir_tree(hist, hist.version(oid).tree, path)
+    if top is None:
+        return {}
+    current = hist.tree(top)
+    pending = {n: e for n in names if (e := current.get(n)) is not None}
+    out: dict[bytes, str] = {}
+    cur, cur_dir = oid, top
+    while pending:
+        v = hist.version(cur)
+        parent = v.parents[0] if v.parents else None
+        below = _dir_tree(hist, hist.version(parent).tree, path) if parent is not None else None
+        if parent is None or below is None:
+            out.update(dict.fromkeys(pending, f"v{v.number}"))
+            break
+        if below != cur_dir:
+            older = hist.tree(below)
+            for n, e in list(pending.items()):
+                old = older.get(n)
+                if old is None or not same_entry(old, e):
+                    out[n] = f"v{v.number}"
+                    del pending[n]
+        cur, cur_dir = parent, below
+    return out
+
+
+def _dir_tree(hist: History, tree: bytes, path: bytes) -> bytes | None:
+    """The tree id of the directory ``path`` below ``tree`` (None if it is not one)."""
+    e = hist.lookup(tree, path)
+    return e.subtree if e is not None and e.kind == Kind.DIR else None
+
+
+def _file_record(e: Entry, added: str | None) -> dict[str, Any]:
+    if e.kind == Kind.SYMLINK:
+        return {"link": os.fsdecode(e.target), "added": added}
+    return {"hash": e.digest.hex(), "size": e.size, "added": added}
+
+
+TOP_DIRECTORIES = 10  # directories `dvfs show` lists, largest first
+
+
+def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any]:
+    """Everything about one version, ready to export: metadata, what changed since its
+    parent, its largest directories and (if ``files``) every file.
+
+    Listing the files reads the whole tree and the history back to each file's
+    origin; the rest reads only what differs from the parent and each directory once.
+    """
+    hist = repo.history
+    return show_version(hist, hist.resolve(rev or "HEAD"), files)
+
+
+def show_version(hist: History, oid: bytes, files: bool = True) -> dict[str, Any]:
+    """:func:`show` of the version ``oid``."""
+    v = hist.version(oid)
+    parent = v.parents[0] if v.parents else None
+    changes = diff_trees(hist, hist.version(parent).tree if parent is not None else None, v.tree)
+    extent = hist.extent(v.tree)
+    data: dict[str, Any] = {
+        "version": f"v{v.number}",
+        "id": oid.hex(),
+        "parents": [p.hex() for p in v.parents],
+        "message": v.message,
+        "author": v.author,
+        "created": iso_time(v.time_ns),
+        "git_commit": v.git.commit if v.git else None,
+        "git_dirty": v.git.dirty if v.git else None,
+        "parameters": v.params,
+        "pipeline": [describe(s) for s in v.pipeline],
+        "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
+        "changes": {"since": hist.label(parent) if parent is not None else None,
+                    **summary(changes)},
+        "top_directories": top_directories(hist, v.tree),
+    }  # fmt: skip
+    if files:
+        added = added_in(hist, oid)
+        data["files"] = {
+            os.fsdecode(p): _file_record(e, added.get(p)) for p, e in hist.walk(v.tree)
+        }
+    return data
+
+
+def version_yaml(hist: History, oid: bytes) -> str:
+    """``dvfs show REV --format yaml`` of version ``oid`` (also a mount's ``.versions/meta``)."""
+    from vfs.model import yaml12
+
+    return yaml12.dump(show_version(hist, oid, files=True))
+
+
+def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) -> dict[str, Any]:
+    """The largest directories of a tree (files and bytes below each), largest first.
+
+    They are listed where the tree first branches out: a version holding everything
+    in ``data/`` lists the directories inside ``data/``. ``loose`` counts the files
+    directly in that directory, ``more`` the directories left out.
+    """
+    prefix = b""
+    entries = hist.tree(tree).entries
+    while len(entries) == 1 and entries[0].kind == Kind.DIR:
+        prefix = prefix + b"/" + entries[0].name if prefix else entries[0].name
+        entries = hist.tree(entries[0].subtree).entries
+    rows: list[tuple[int, int, str]] = []
+    loose = {"files": 0, "bytes": 0}
+    for e in entries:
+        if e.kind == Kind.DIR:
+            x = hist.extent(e.subtree)
+            path = prefix + b"/" + e.name if prefix else e.name
+            rows.append((x.bytes, x.files, os.fsdecode(path)))
+        else:
+            loose["files"] += 1
+            loose["bytes"] += e.size
+    rows.sort(key=lambda r: (-r[0], -r[1], r[2]))
+    return {
+        "in": os.fsdecode(prefix),
+        "directories": [{"path": p, "files": f, "bytes": b} for b, f, p in rows[:limit]],
+        "more": max(0, len(rows) - limit),
+        "loose": loose,
+    }
+
+
+def lookup(repo: Repository, rev: str, path: bytes) -> tuple[bytes, Entry]:
+    """The version ``rev`` names and its entry at ``path`` (the root: ``b""``).
+
+    PathNotFound, naming both, if the version holds nothing there.
+    """
+    hist = repo.history
+    oid = hist.resolve(rev)
+    v = hist.version(oid)
+    if not path:
+        return oid, v.root_entry()
+    e = hist.lookup(v.tree, path)
+    if e is None:
+        named = f"v{v.number}" if rev.strip() == f"v{v.number}" else f"v{v.number} ({rev})"
+        raise PathNotFound(f"{quote_name(path)} does not exist in {named}")
+    return oid, e
+
+
+def ls(repo: Repository, arg: str, recursive: bool = False) -> Iterable[tuple[bytes, Entry]]:
+    """Entries of ``REV[:DIR]`` (one entry if it names a file), in name order.
+
+    ``recursive``: every file and link below DIR instead, by its path from the root,
+    walked as it is listed (the tree is never held whole).
+    """
+    rp = split_rev_path(arg)
+    return ls_entries(repo, rp.rev, rp.path, recursive)
+
+
+def ls_entries(
+    repo: Repository, rev: str, path: bytes, recursive: bool = False
+) -> Iterable[tuple[bytes, Entry]]:
+    """:func:`ls` of ``path`` in ``rev``: (name, entry) rows, or (path, entry) if recursive."""
+    _, e = lookup(repo, rev, path)
+    if e.kind != Kind.DIR:
+        return [(path, e)]
+    if recursive:
+        return repo.history.walk(e.subtree, path)
+    return [(x.name, x) for x in repo.history.tree(e.subtree).entries]
+
+
+def cat(
+    repo: Repository, arg: str, before: Callable[[bytes, Entry], None] | None = None
+) -> Iterator[bytes]:
+    """The content of ``REV:PATH``, chunk by chunk, each verified.
+
+    ``before`` is called with the path and entry of the file before its chunks are
+    read (the CLI downloads those the local store lacks: ``vfs.remote.ondemand``).
+    """
+    rp = split_rev_path(arg)
+    _, e = lookup(repo, rp.rev, rp.path)
+    if e.kind == Kind.DIR:
+        raise NotAFile(f"{quote_name(rp.path) if rp.path else '.'} is a directory: use `dvfs ls`")
+    if e.kind == Kind.SYMLINK:
+        yield e.target
+        return
+    if before is not None:
+        before(rp.path, e)
+    for c in e.chunks:
+        yield repo.store.get(c.oid)
+
+
+def working_files(
+    repo: Repository, workers: Workers, warn: Warn = quiet, unreadable: list[bytes] | None = None
+) -> dict[bytes, Staged]:
+    """The tracked data as it is in the working tree now (staged and unstaged).
+
+    A file that cannot be read is taken as staged, after a warning, and added to
+    ``unreadable`` if given.
+    """
+    index = repo.index()
+    state = work_state(repo, index, workers, warn)
+    if unreadable is not None:
+        unreadable += state.unreadable
+    files = dict(index.entries)
+    files.update(state.current)
+    for p in state.deleted:
+        files.pop(p, None)
+    return files
+
+
+def diff(
+    repo: Repository,
+    revs: Sequence[str],
+    workers: Workers,
+    warn: Warn = quiet,
+    unreadable: list[bytes] | None = None,
+    paths: Sequence[bytes] = (),
+) -> list[Change]:
+    """No rev: HEAD vs working tree. One: REV vs working tree. Two: REV vs REV.
+
+    With ``paths``, only what is at or below them (between two versions, only the
+    trees on the way to them are read).
+    """
+    hist = repo.history
+    if len(revs) > 2:
+        raise UsageError("diff takes at most two revisions")
+    if len(revs) == 2:
+        return diff_versions(repo, revs[0], revs[1], paths)
+    if revs:
+        old: dict[bytes, Entry] = hist.flatten(hist.version(hist.resolve(revs[0])).tree)
+    else:
+        old = head_files(hist)
+    new = working_files(repo, workers, warn, unreadable)
+    if paths:
+        old = {p: e for p, e in old.items() if under(p, paths)}
+        new = {p: e for p, e in new.items() if under(p, paths)}
+    return diff_maps(old, new)
+
+
+def diff_versions(
+    repo: Repository, old: str, new: str, paths: Sequence[bytes] = ()
+) -> list[Change]:
+    """The changes from version ``old`` to version ``new`` (see :func:`diff`)."""
+    hist = repo.history
+    a, b = (hist.version(hist.resolve(r)).tree for r in (old, new))
+    return diff_maps(*tree_delta_under(hist, a, b, paths)) if paths else diff_trees(hist, a, b)
+
+
+def diff_params(repo: Repository, revs: Sequence[str]) -> list[ParamChange]:
+    """How the parameters changed between two versions (none against a working tree)."""
+    if len(revs) != 2:
+        return []
+    hist = repo.history
+    a, b = (hist.version(hist.resolve(r)).params for r in revs)
+    return param_changes(a, b)
+
+
+def change_json(c: Change) -> dict[str, Any]:
+    """A change as a JSON object (``dvfs diff --json``, ``dvfs status --json``, the UI)."""
+    out: dict[str, Any] = {"status": c.status, "path": show_path(c.path), "kind": c.kind}
+    if c.old_path is not None:
+        out["old_path"] = show_path(c.old_path)
+    out["old_size"] = c.old_size
+    out["new_size"] = c.new_size
+    return out
+
+
+def param_json(c: ParamChange) -> dict[str, Any]:
+    """A parameter's change as JSON (``old``/``new`` absent where it did not exist)."""
+    out: dict[str, Any] = {"status": c.status, "name": c.name}
+    if c.status != "added":
+        out["old"] = c.old
+    if c.status != "removed":
+        out["new"] = c.new
+    return out
+
+
+def diff_json(
+    changes: Sequence[Change], params: Sequence[ParamChange], stat_only: bool = False
+) -> dict[str, Any]:
+    """``dvfs diff --json``: the summary, then each change of a file and of a parameter."""
+    return {
+        "summary": {**summary(list(changes)), "parameters": len(params)},
+        "changes": [] if stat_only else [change_json(c) for c in changes],
+        "parameters": [] if stat_only else [param_json(c) for c in params],
+    }

@@ -1,0 +1,764 @@
+"""Restoring the working tree to a version: ``checkout``, ``switch`` and branches/tags.
+
+A checkout never destroys work that is not stored in a version unless ``force`` is
+given: it refuses when a file it would overwrite or delete has unstaged or staged
+changes, or when an untracked file stands where the version has different content.
+Deleted files are no conflict (their content is in a version already).
+
+Everything is decided before anything changes: which files go, which are already
+right, which are written. The chunks the files need that are only on a remote are
+downloaded next (``vfs.remote.ondemand``): a remote that fails, or ``--offline``, stops the
+checkout there, with HEAD, the index and the files as they were. Then files are
+deleted, and written to a temporary sibling that is renamed over the old one, in
+parallel.
+
+A damaged object, or one that no remote holds, fails only the files that need it;
+everything else is restored and the failures are reported. After a checkout of a
+whole version (HEAD moves), such a file is *not checked out*: whatever stood there is
+removed and the index holds the version's entry marked so (``vfs.repo.stage``), so that
+``status`` says so and a later checkout, pull or restore brings it. After a checkout
+of some PATHs (HEAD stays), a file that failed is left as it was, with its index
+entry. The index then records the stat of every restored file, so the next
+``status`` needs no hashing; it is written before HEAD moves.
+
+A checkout killed while it writes files leaves temporary files beside them; a marker
+in ``.dvfs`` says so, and the next checkout (or ``dvfs fsck``) removes them
+(:func:`remove_temporaries_after_crash`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat as statmod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+from vfs._os.beneath import Walker
+from vfs.errors import (
+    DvfsError,
+    FormatError,
+    ObjectError,
+    ObjectMissing,
+    UncommittedChanges,
+    UsageError,
+)
+from vfs.model.codec import Entry
+from vfs.model.names import MAX_DEPTH, reserved_path
+from vfs.ops import merging
+from vfs.ops.workflow import base_files, head_files, quiet, same_entry, work_state
+from vfs.repo.gitlink import LockPointer, read_lock, write_lock
+from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.repository import Repository
+from vfs.repo.stage import Index, not_checked_out, staged_from_entry
+from vfs.store.durable import write_atomic
+from vfs.store.pins import live_pins
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
+from vfs.worktree.restore import ensure_dir, restore_many
+from vfs.worktree.scan import Found, Warn, lstat_or_none, show
+
+
+@dataclass
+class CheckoutReport:
+    """What a checkout did."""
+
+    label: str
+    attached: str | None  # branch HEAD is now on, None when detached or PATHs given
+    paths: bool = False  # only some paths were restored; HEAD did not move
+    written: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    fetched: int = 0  # chunks downloaded from the default remote first (vfs.remote.ondemand)
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+
+
+def _under(path: bytes, prefixes: Sequence[bytes]) -> bool:
+    return any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
+
+
+def _restore(
+    repo: Repository,
+    target: bytes,
+    workers: Workers,
+    *,
+    attach: str | None,
+    paths: Sequence[str] = (),
+    force: bool,
+    warn: Warn,
+    action: str = "checkout",
+    source: str | None = None,
+    offline: bool = False,
+    yes: bool = False,
+) -> CheckoutReport:
+    """The shared body of checkout, switch and pull (caller holds the lock).
+
+    ``source`` is the revision as the user wrote it, for hints (default: vN).
+    """
+    hist = repo.history
+    version = hist.version(target)
+    label = f"v{version.number}"
+    empty: list[bytes] = []
+    wanted = hist.flatten(version.tree, empty)
+    _check_writable(label, wanted, empty)
+    index = repo.index()
+    rels = [repo.rel(p) for p in paths]
+    if rels:
+        for arg, rel in zip(paths, rels, strict=True):
+            if not any(_under(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):
+                raise UsageError(f"{arg} is not in {label} and is not tracked")
+        wanted = {p: e for p, e in wanted.items() if _under(p, rels)}
+        empty = [p for p in empty if _under(p, rels)]
+        scope = {p: s for p, s in index.entries.items() if _under(p, rels)}
+    else:
+        scope = dict(index.entries)
+    remove_temporaries_after_crash(repo, warn)
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = scope
+    state = work_state(repo, sub, workers, warn)
+    index.entries.update(sub.entries)  # stats refreshed by work_state
+    unknown = set(state.unreadable)  # tracked, changed, and not readable: content unknown
+
+    def tracked(rel: bytes) -> bool:
+        return rel in index.entries or rel in scope
+
+    # Untracked files where the version has something: adopt if equal, else conflict.
+    # Untracked things that are not files where the version has a file or link, or not
+    # directories where it needs a directory (a link, say), are replaced only by --force.
+    untracked_here: list[Found] = []
+    blocked: list[tuple[bytes, str]] = []
+    with Walker(repo.root) as walker:
+        for p in wanted:
+            if p in scope or (st := walker.lstat(p)) is None:
+                continue
+            if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
+                untracked_here.append(Found(p, st))
+            elif not statmod.S_ISDIR(st.st_mode):
+                blocked.append((p, "not a regular file, directory or link"))
+            elif not tracked_dir_only(repo.root, p, tracked):
+                blocked.append((p, "a directory with untracked files"))
+        for d in sorted(_directories(wanted, empty)):
+            st = walker.lstat(d)
+            if st is None or statmod.S_ISDIR(st.st_mode) or (tracked(d) and d not in wanted):
+                continue  # missing, a directory, or tracked and removed below
+            what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "a file"
+            blocked.append((d, f"{what}, not tracked, where {label} has a directory"))
+    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
+    deleted = set(state.deleted) | set(state.not_checked_out)
+    current = {p: s for p, s in sub.entries.items() if p not in deleted}
+    current.update(state.current)
+    current.update(on_disk)
+    # Moving to another version carries a local change to a path that version leaves
+    # as it was (git's rule); restoring the version itself overwrites nothing unasked.
+    carry: set[bytes] = set()
+    if not force:
+        if blocked:
+            shown = ", ".join(f"{show(p)} ({why})" for p, why in blocked[:5])
+            more = f" and {len(blocked) - 5} more" if len(blocked) > 5 else ""
+            raise UsageError(
+                f"{action} would replace {shown}{more}: move it away, or use --force to "
+                "replace it (a symbolic link is replaced, never followed)"
+            )
+        committed = base_files(hist, index)
+        moving = target != (index.base or hist.head_id())
+        conflicts = []
+        unreadable = []
+        for p in set(state.modified) | set(on_disk) | unknown:
+            e = wanted.get(p)
+            if e is not None and p not in unknown and current[p].same_on_disk(e):
+                continue
+            if moving and (p in state.modified or p in unknown) and _same(committed.get(p), e):
+                carry.add(p)
+            elif p in unknown:
+                unreadable.append(p)
+            else:
+                conflicts.append(p)
+        for p, s in scope.items():  # staged but not committed, and would be replaced
+            c = committed.get(p)
+            staged_new = c is None or not s.same_content(c)
+            e = wanted.get(p)
+            if staged_new and (e is None or not s.same_content(e)):
+                if moving and _same(c, e):
+                    carry.add(p)
+                else:
+                    conflicts.append(p)
+        if unreadable:
+            shown = ", ".join(show(p) for p in sorted(unreadable)[:10])
+            raise UsageError(
+                f"{action} cannot read {shown} to check for uncommitted changes: "
+                "nothing was changed; make it readable, or use --force to replace it"
+            )
+        if conflicts:
+            raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
+    report = CheckoutReport(label, None if paths else attach, bool(paths))
+    # What to do, decided before anything changes: files to delete, files that hold
+    # the version's bytes already (recorded in the index, which is saved only at the
+    # end; or their mtime to align first), files to write.
+    doomed = [p for p in sorted(scope) if p not in wanted and p not in carry]
+    retime: list[tuple[bytes, Entry]] = []
+    todo: list[tuple[bytes, Entry]] = []
+    with Walker(repo.root) as walker:
+        for p, e in wanted.items():
+            if p in carry:
+                continue
+            cur = current.get(p)
+            st = None if cur is None or p in unknown else walker.lstat(p)
+            if cur is None or st is None or not cur.same_on_disk(e):
+                todo.append((p, e))
+            elif st.st_mtime_ns == e.mtime_ns:
+                index.entries[p] = staged_from_entry(e, st)
+                report.unchanged += 1
+            elif st.st_nlink > 1:
+                todo.append((p, e))  # same bytes, shared with another name: never changed
+            else:
+                retime.append((p, e))
+    # The data the files need, fetched now if it is only on a remote: a remote that
+    # fails, or --offline, stops the checkout here, before anything has changed.
+    unavailable, report.fetched = fetch_missing(
+        repo, todo, workers, command=f"{action} {source or label}",
+        gets_them=f"dvfs pull {source or label}{''.join(' ' + a for a in paths)}",
+        offline=offline, expansion=None if yes else (target, rels, label),
+    )  # fmt: skip
+    for p, why in unavailable.items():
+        report.failed[p] = ObjectError(why)
+    todo = [(p, e) for p, e in todo if p not in report.failed]
+    report.deleted = remove_many(repo.root, doomed, workers)
+    for p in doomed:
+        index.entries.pop(p, None)
+    with Walker(repo.root) as walker:
+        for p, e in retime:  # same bytes: only align the recorded mtime
+            dir_fd, leaf = walker.parent(p)
+            os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+            st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+            index.entries[p] = staged_from_entry(e, st)
+            report.unchanged += 1
+
+    def replace(rel: bytes) -> bool:  # something else stands where the version has rel
+        if force:
+            return True
+        st = lstat_or_none(repo.root, rel)
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return tracked_dir_only(repo.root, rel, tracked)
+        return tracked(rel)
+
+    with restoring(repo) if todo else contextlib.nullcontext():
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    report.failed.update(failed)
+    with Walker(repo.root) as walker:
+        for p in empty:  # the version's empty directories (a snapshot of a mount records them)
+            try:
+                ensure_dir(walker, p, lambda _: False)
+            except UsageError:
+                warn(f"{show(p)}: not made as an empty directory: something else is in the way")
+    for p, _ in todo:
+        if p in stats:
+            index.entries[p] = stats[p]
+            report.written += 1
+    if not paths:
+        # A file that could not be restored is not checked out: whatever stood there
+        # (committed bytes of the version left, or what --force discards) is removed,
+        # and the index holds the version's entry, so `status` says so and a later
+        # checkout, pull or restore brings it.
+        with Walker(repo.root) as walker:
+            for p in sorted(report.failed):
+                st = walker.lstat(p)
+                if st is not None and not statmod.S_ISDIR(st.st_mode):
+                    remove_path(walker, p)
+                index.entries[p] = not_checked_out(wanted[p])
+        for p in list(index.entries):
+            if p not in wanted and p not in carry:
+                del index.entries[p]
+        index.head = None if carry else target
+        index.base = target
+    else:
+        index.head = None  # (a path not restored keeps its entry, and its file, as they were)
+    index.save()
+    if not paths:
+        branch = attach or hist.head().branch
+        repo.refs.set_head(Head(branch) if attach else Head(branch, target))
+        merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.ops.merging)
+        write_lock(repo.root, LockPointer(branch, version.number, target))
+    return report
+
+
+RESTORING = "restoring"  # .dvfs/restoring: files are being written into the working tree
+
+
+@contextlib.contextmanager
+def restoring(repo: Repository) -> Iterator[None]:
+    """Mark ``.dvfs/restoring`` (an empty file) while files are written into the working tree.
+
+    A marker left behind (the process was killed, or failed) makes the next checkout
+    remove the temporary files the writes may have left (see
+    :func:`remove_temporaries_after_crash`); it is removed once the writes are over.
+    """
+    marker = repo.dir / RESTORING
+    write_atomic(marker, b"")
+    yield
+    marker.unlink(missing_ok=True)
+
+
+def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
+    """If a restore was killed (``.dvfs/restoring`` is there), remove its temporary files.
+
+    The caller holds the repository lock, so no other dvfs command is writing them;
+    a pipeline run writes without it, so while one lives (a writing pin,
+    ``vfs.store.pins``) the marker and the files are left for later. Returns how many were
+    removed.
+    """
+    marker = repo.dir / RESTORING
+    if not marker.exists() or any(p.writing for p in live_pins(repo.dir)):
+        return 0
+    index = repo.index()
+    removed = remove_temporaries(repo.root, lambda p: index.get(p) is not None)
+    marker.unlink(missing_ok=True)
+    if removed:
+        warn(
+            f"removed {removed:,} temporary files an interrupted checkout left in the working tree"
+        )
+    return removed
+
+
+def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) -> None:
+    """FormatError naming a path of the version that dvfs never writes into a working tree.
+
+    Such a version cannot be decoded in the first place (``vfs.model.codec``); this is the
+    last line, for a name that got through: a reserved one, or one nested deeper than
+    ``MAX_DEPTH``.
+    """
+    bad = reserved_path(chain(wanted, empty))
+    if bad is not None:
+        raise FormatError(
+            f"{label} holds {show(bad)}, a name dvfs never writes into a working tree "
+            "(.git, .dvfs or a lookalike, or .versions at the top): nothing was changed"
+        )
+    deep = next((p for p in chain(wanted, empty) if p.count(b"/") > MAX_DEPTH), None)
+    if deep is not None:
+        raise FormatError(
+            f"{label} holds {show(deep)[:200]}..., nested more than {MAX_DEPTH} directories "
+            "deep: nothing was changed"
+        )
+
+
+def _directories(wanted: dict[bytes, Entry], empty: list[bytes]) -> set[bytes]:
+    """Every directory the version needs: above its files and links, and its empty ones."""
+    out: set[bytes] = set()
+    for d in {p.rpartition(b"/")[0] for p in wanted}.union(empty):
+        while d and d not in out:
+            out.add(d)
+            d = d.rpartition(b"/")[0]
+    return out
+
+
+def _same(a: Entry | None, b: Entry | None) -> bool:
+    """True if two versions hold the same thing at a path (both nothing counts)."""
+    return a is b if a is None or b is None else same_entry(a, b)
+
+
+def checkout(
+    repo: Repository,
+    rev: str | None,
+    paths: Sequence[str],
+    workers: Workers,
+    *,
+    force: bool = False,
+    from_lock: bool = False,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
+) -> CheckoutReport:
+    """Restore the working tree (or just ``paths``) to a revision.
+
+    Without paths, HEAD follows: onto the branch when ``rev`` names a branch or the
+    current branch's latest version, else detached at that version. Data that is
+    only on the default remote is downloaded first unless ``offline`` (see the
+    module docstring); ``yes`` allows a download that expands far
+    (``vfs.remote.receive.check_expansion``).
+    """
+    with repo.locked():
+        hist = repo.history
+        head = hist.head()
+        if from_lock:
+            ptr = read_lock(repo.root)
+            target = ptr.oid
+            try:
+                hist.version(target)
+            except ObjectMissing:
+                raise UsageError(
+                    f"dvfs.lock names version {target.hex()[:12]} ({ptr.branch} v{ptr.number}), "
+                    "which this repository does not have: fetch it from a remote first"
+                ) from None
+            branch = ptr.branch
+        else:
+            if rev is None:
+                raise UsageError("say which version to check out (for example HEAD or v1)")
+            target = hist.resolve(rev)
+            branch = rev if repo.refs.get(f"refs/heads/{rev}") == target else head.branch
+        attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
+        if attach is None and from_lock:
+            repo.refs.set_head(Head(branch, head.detached))
+        return _restore(
+            repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
+            source=rev if rev is not None and not _is_id(rev, target) else None,
+            offline=offline, yes=yes,
+        )  # fmt: skip
+
+
+def _is_id(rev: str, oid: bytes) -> bool:
+    """True if ``rev`` is (a prefix of) the hex id ``oid``: pull passes ids, users names."""
+    return len(rev) >= 4 and oid.hex().startswith(rev.lower())
+
+
+def switch(
+    repo: Repository,
+    name: str,
+    workers: Workers,
+    *,
+    force: bool = False,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
+) -> CheckoutReport:
+    """Make ``name`` the current branch and restore its latest version (see :func:`checkout`)."""
+    with repo.locked():
+        target = repo.refs.get(f"refs/heads/{name}")
+        if target is None:
+            have = ", ".join(repo.refs.branches()) or "none yet"
+            raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
+        return _restore(
+            repo, target, workers, attach=name, force=force, warn=warn, action="switch",
+            source=name, offline=offline, yes=yes,
+        )  # fmt: skip
+
+
+def switch_create(
+    repo: Repository,
+    name: str,
+    rev: str | None,
+    workers: Workers,
+    *,
+    force: bool = False,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
+) -> CheckoutReport:
+    """Create branch ``name`` at ``rev`` (default HEAD) and switch to it (git switch -c).
+
+    At the version HEAD is at, nothing is restored: HEAD moves to the new branch and
+    every local change, staged or not, stays as it is. Elsewhere it is :func:`switch`;
+    if that is refused, the new branch is deleted again.
+    """
+    target = create_branch(repo, name, rev)
+    with repo.locked():
+        if target == repo.history.head_id():
+            number = repo.history.version(target).number
+            repo.refs.set_head(Head(name))
+            write_lock(repo.root, LockPointer(name, number, target))
+            return CheckoutReport(f"v{number}", name, unchanged=repo.index().count())
+    try:
+        return switch(repo, name, workers, force=force, warn=warn, offline=offline, yes=yes)
+    except BaseException:
+        with contextlib.suppress(DvfsError):
+            delete_branch(repo, name)
+        raise
+
+
+@dataclass
+class RestoreReport:
+    """What ``dvfs restore`` did."""
+
+    source: str  # where the content came from: "the index", "HEAD", or a revision
+    unstaged: int = 0  # index entries set back to the source (--staged)
+    written: int = 0  # working files written
+    unchanged: int = 0  # working files that held the content already
+    fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+
+
+def restore(
+    repo: Repository,
+    paths: Sequence[str],
+    workers: Workers,
+    *,
+    staged: bool = False,
+    worktree: bool | None = None,
+    source: str | None = None,
+    offline: bool = False,
+    yes: bool = False,
+    warn: Warn = quiet,
+) -> RestoreReport:
+    """``dvfs restore``: git's verbs to undo a change to PATHs.
+
+    - ``restore PATH``: the working files take the content staged in the index again
+      (unstaged changes are discarded; deleted and not checked out files come back);
+    - ``restore --staged PATH``: the index takes HEAD's content again (an addition is
+      unstaged, a staged deletion undone); the working files are not touched;
+    - ``--source REV``: REV's content instead of the index's (or HEAD's);
+    - ``--staged --worktree``: both, the working files from the same source.
+
+    Restore never deletes a working file (a path the source lacks is left as it is)
+    and never overwrites an untracked file with other content. Data only on the
+    default remote is downloaded first, unless ``offline`` (``vfs.remote.ondemand``).
+    """
+    if not paths:
+        raise UsageError("name the paths to restore: dvfs restore PATH... ('.' for all)")
+    write = not staged if worktree is None else worktree
+    with repo.locked():
+        hist = repo.history
+        index = repo.index()
+        rels = [repo.rel(p) for p in paths]
+        src: dict[bytes, Entry] | None = None
+        label = "the index"
+        if source is not None:
+            target = hist.resolve(source)
+            src = hist.flatten(hist.version(target).tree)
+            label = source
+        elif staged:
+            src = head_files(hist)
+            label = "HEAD"
+        for arg, rel in zip(paths, rels, strict=True):
+            if not index.under(rel) and not (src and any(_under(q, [rel]) for q in src)):
+                where = "" if src is None else f" and not in {label}"
+                raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
+        report = RestoreReport(label)
+        if staged:
+            assert src is not None
+            for p in [p for rel in rels for p in index.under(rel)]:
+                if p not in src:
+                    index.remove(p)  # an addition unstaged: the file stays, untracked
+                    report.unstaged += 1
+            for p, e in src.items():
+                if not _under(p, rels):
+                    continue
+                cur = index.get(p)
+                if cur is None or not cur.same_content(e):
+                    keep_absent = cur is not None and not cur.checked_out
+                    index.put(p, not_checked_out(e) if keep_absent else staged_from_entry(e, None))
+                    report.unstaged += 1
+            index.head = None
+        if write:
+            if source is not None:
+                assert src is not None
+                want = {p: e for p, e in src.items() if _under(p, rels)}
+            else:
+                want = {}
+                for rel in rels:
+                    for p in index.under(rel):
+                        s = index.get(p)
+                        assert s is not None
+                        want[p] = s.to_entry(p.rpartition(b"/")[2])
+            _restore_files(repo, index, want, report, workers, offline=offline, yes=yes, warn=warn)
+        index.save()
+    return report
+
+
+def _restore_files(
+    repo: Repository,
+    index: Index,
+    want: dict[bytes, Entry],
+    report: RestoreReport,
+    workers: Workers,
+    *,
+    offline: bool,
+    yes: bool,
+    warn: Warn,
+) -> None:
+    """Write ``want`` into the working tree where it differs (see :func:`restore`)."""
+    remove_temporaries_after_crash(repo, warn)
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = {p: s for p in want if (s := index.get(p)) is not None}
+    state = work_state(repo, sub, workers, warn)
+    for p, s in sub.entries.items():
+        index.put(p, s)  # stats refreshed by work_state
+    changed = set(state.modified) | set(state.deleted) | set(state.not_checked_out)
+    changed |= set(state.unreadable)
+    untracked: list[Found] = []
+    with Walker(repo.root) as walker:
+        for p in want:
+            if p not in sub.entries and (st := walker.lstat(p)) is not None:
+                if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                    raise UsageError(
+                        f"{show(p)} is not a file but something else that is not tracked: "
+                        "move it away; nothing was restored"
+                    )
+                untracked.append(Found(p, st))
+    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
+    clash = sorted(p for p, s in on_disk.items() if not s.same_on_disk(want[p]))
+    if clash:
+        raise UsageError(
+            f"restore would overwrite untracked {names_of(clash)}: move them away; "
+            "nothing was restored"
+        )
+    todo: list[tuple[bytes, Entry]] = []
+    for p, e in want.items():
+        if p in on_disk:  # untracked, and holding the content already
+            report.unchanged += 1
+            continue
+        if p in state.current:  # modified: as hashed
+            disk = state.current.get(p)
+        elif p in changed or p not in sub.entries:  # not there (or not readable)
+            disk = None
+        else:  # as staged
+            disk = sub.entries[p]
+        if disk is not None and disk.same_on_disk(e):
+            report.unchanged += 1
+        else:
+            todo.append((p, e))
+    unavailable, report.fetched = fetch_missing(
+        repo, todo, workers, command="restore",
+        gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
+        + " ".join(show(p) for p, _ in todo[:5]),
+        offline=offline, expansion=None if yes else (),
+    )  # fmt: skip
+    for p, why in unavailable.items():
+        report.failed[p] = ObjectError(why)
+    todo = [(p, e) for p, e in todo if p not in report.failed]
+
+    def replace(rel: bytes) -> bool:  # something else stands where a file goes
+        st = lstat_or_none(repo.root, rel)
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
+        return index.get(rel) is not None
+
+    with restoring(repo) if todo else contextlib.nullcontext():
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    report.failed.update(failed)
+    for p, _ in todo:
+        got = stats.get(p)
+        if got is None:
+            continue
+        report.written += 1
+        cur = index.get(p)
+        if cur is not None and cur.same_content(got):
+            index.put(p, got)  # the file holds what is staged: its stat is recorded
+
+
+def fetch_missing(
+    repo: Repository,
+    items: Sequence[tuple[bytes, Entry]],
+    workers: Workers,
+    *,
+    command: str,
+    gets_them: str,
+    offline: bool,
+    expansion: tuple[bytes, list[bytes], str] | tuple[()] | None,
+) -> tuple[dict[bytes, str], int]:
+    """Download the chunks of ``items`` that the local store lacks (``vfs.remote.ondemand``).
+
+    Returns the files whose data no remote holds (path -> why) and how many chunks
+    were downloaded; raises as ``ondemand.ensure_local`` does (``--offline``, a
+    remote that fails). Before a download, ``expansion`` (version, paths, label) is
+    checked with ``vfs.remote.receive.check_expansion``, ``()`` checks the files themselves,
+    None (``--yes``) nothing. vfs.remote.ondemand, with the remotes and their backends, is
+    imported only when something is missing: 25 ms that a checkout of local data, and
+    every branch or tag command, do not pay.
+    """
+    has = repo.store.has
+    if all(has(c.oid) for _, e in items for c in e.chunks):
+        return {}, 0
+    from vfs.remote import ondemand, receive
+
+    def check() -> None:
+        if expansion:
+            receive.check_expansion(repo.history, *expansion)
+        else:
+            ondemand.check_files_expansion(items, command)
+
+    got = ondemand.ensure_local(
+        repo, items, workers, command=command, gets_them=gets_them, offline=offline,
+        before=None if expansion is None else check,
+    )  # fmt: skip
+    return got.unavailable, got.objects
+
+
+def names_of(paths: Sequence[bytes]) -> str:
+    """Some paths for a message, and how many more."""
+    shown = ", ".join(show(p) for p in paths[:5])
+    return shown + (f" and {len(paths) - 5:,} more" if len(paths) > 5 else "")
+
+
+def nothing_checked_out(repo: Repository, target: bytes, branch: str, *, attached: bool) -> None:
+    """Put HEAD at ``target`` with none of its files in the working tree (``clone
+    --no-checkout``): the index holds every path of it marked not checked out
+    (``vfs.repo.stage``), so ``status`` says so and ``commit`` keeps them. The caller holds
+    the lock; the working tree is not touched.
+    """
+    hist = repo.history
+    index = Index(repo.dir / "index")
+    index.entries = {p: not_checked_out(e) for p, e in hist.walk(hist.version(target).tree)}
+    index.head = index.base = target
+    index.save()
+    repo.refs.set_head(Head(branch) if attached else Head(branch, target))
+
+
+def fast_forward(
+    repo: Repository,
+    branch: str,
+    old: bytes | None,
+    new: bytes,
+    workers: Workers,
+    *,
+    force: bool = False,
+) -> CheckoutReport:
+    """Move ``branch`` from ``old`` to its descendant ``new`` and restore ``new``.
+
+    The working tree is checked for conflicts first; the branch moves only after the
+    files are restored, by compare-and-swap.
+    """
+    with repo.locked():
+        report = _restore(repo, new, workers, attach=branch, force=force, warn=quiet, action="pull")
+        repo.refs.update(f"refs/heads/{branch}", new, old)
+        return report
+
+
+def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
+    """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
+    check_ref_name(name, "branch")
+    with repo.locked():
+        if repo.refs.get(f"refs/heads/{name}") is not None:
+            raise UsageError(f"branch {name} already exists")
+        target = repo.history.resolve(rev or "HEAD")
+        repo.refs.update(f"refs/heads/{name}", target, None)
+        return target
+
+
+def delete_branch(repo: Repository, name: str) -> bytes:
+    """Delete branch ``name`` (not the current one); return the version it named.
+
+    While HEAD is detached, no branch is current: HEAD still names the branch it
+    came from (to count ``vN`` along), but that branch may go, as in git. Its
+    versions stay in the store, reachable by id.
+    """
+    with repo.locked():
+        cur = repo.refs.get(f"refs/heads/{name}")
+        if cur is None:
+            raise UsageError(f"no branch named {name}")
+        head = repo.refs.head()
+        if head.branch == name and head.detached is None:
+            raise UsageError(f"{name} is the current branch: switch to another one first")
+        repo.refs.update(f"refs/heads/{name}", None, cur)
+        return cur
+
+
+def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
+    """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
+    check_ref_name(name, "tag")
+    with repo.locked():
+        if repo.refs.get(f"refs/tags/{name}") is not None:
+            raise UsageError(f"tag {name} already exists: delete it first with --delete")
+        target = repo.history.resolve(rev or "HEAD")
+        repo.refs.update(f"refs/tags/{name}", target, None)
+        return target
+
+
+def delete_tag(repo: Repository, name: str) -> None:
+    """Delete tag ``name``."""
+    with repo.locked():
+        cur = repo.refs.get(f"refs/tags/{name}")
+        if cur is None:
+            raise UsageError(f"no tag named {name}")
+        repo.refs.update(f"refs/tags/{name}", None, cur)

@@ -1,0 +1,136 @@
+"""Integrity check of everything reachable: refs, versions, trees, chunks, the index.
+
+Every reachable object is read back and hashed once (chunks in parallel). When a
+chunk is missing or damaged, a second walk names the paths that use it, so the user
+knows which files are affected. Temporary files left by an interrupted write are
+harmless; they are counted and removed (under the repository lock), in the store and
+in the working tree (``vfs.worktree.remove.remove_temporaries``: only names of dvfs's own
+temporary form, never through a link), unless a pipeline run is writing (a writing
+pin, ``vfs.store.pins``: it writes without the lock). Chunks that were never downloaded (a clone or
+pull of part of the data) are no problem when a remote holds them, as far as its
+cached index segments tell.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
+from vfs.model.codec import Kind
+from vfs.ops.checkout import RESTORING
+from vfs.remote.reader import cached_remote_ids
+from vfs.repo.history import History
+from vfs.repo.reach import reach
+from vfs.repo.repository import Repository
+from vfs.store.pins import live_pins
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_temporaries
+
+MAX_USERS_SHOWN = 5
+
+
+@dataclass
+class FsckReport:
+    """What fsck found."""
+
+    versions: int = 0
+    trees: int = 0
+    chunks: int = 0
+    bytes: int = 0
+    temporaries: int = 0
+    remote_only: int = 0  # chunks not downloaded yet, held by a remote
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is missing or damaged."""
+        return not self.problems
+
+
+def _roots(repo: Repository, report: FsckReport) -> dict[str, bytes]:
+    roots: dict[str, bytes] = {}
+    try:
+        head = repo.refs.head()
+        if head.detached is not None:
+            roots["HEAD"] = head.detached
+    except FormatError as exc:
+        report.problems.append(str(exc))
+    for kind in ("heads", "tags"):
+        for name in repo.refs.names(kind):
+            try:
+                oid = repo.refs.get(f"refs/{kind}/{name}")
+            except FormatError as exc:
+                report.problems.append(str(exc))
+                continue
+            if oid is not None:
+                roots[f"{'branch' if kind == 'heads' else 'tag'} {name}"] = oid
+    return roots
+
+
+def _walk_paths(hist: History, tree: bytes, prefix: str) -> Iterator[tuple[str, list[bytes]]]:
+    for path, e in hist.walk(tree):
+        if e.kind == Kind.FILE:
+            yield f"{prefix}:{os.fsdecode(path)}", [c.oid for c in e.chunks]
+
+
+def fsck(repo: Repository, workers: Workers) -> FsckReport:
+    """Verify every object reachable from refs and the index."""
+    report = FsckReport()
+    hist = repo.history
+    with repo.locked():  # a pipeline run writes without the lock: leave its files be
+        if not any(p.writing for p in live_pins(repo.dir)):
+            report.temporaries = repo.store.remove_temporaries()
+            index = repo.index()
+            report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
+            (repo.dir / RESTORING).unlink(missing_ok=True)
+    got = reach(
+        _roots(repo, report).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
+    )
+    for bad_record in got.problems:
+        what, rid, label = bad_record.kind, bad_record.oid.hex(), bad_record.label
+        if what == "version":
+            report.problems.append(f"{label}: version {rid}: {bad_record.error}")
+        else:
+            report.problems.append(f"tree {rid} ({label}) {bad_record.error}")
+    versions = {oid: f"v{v.number}" for oid, v in got.versions.items()}
+    report.versions = len(versions)
+    chunks = got.chunks
+    trees = len(got.trees) + sum(1 for bad in got.problems if bad.kind == "tree")
+    for staged in repo.index().entries.values():
+        for ref in staged.chunks:
+            chunks[ref.oid] = ref.size
+    report.trees = trees
+    report.chunks = len(chunks)
+    report.bytes = sum(chunks.values())
+    futures = {oid: workers.files.submit(repo.store.verify, oid) for oid in chunks}
+    bad: dict[bytes, str] = {}
+    workers.progress.start("verifying", len(chunks), report.bytes, "chunks")
+    for oid, fut in futures.items():
+        try:
+            fut.result()
+        except (ObjectCorrupt, ObjectMissing) as exc:
+            bad[oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
+        workers.progress.advance(1, chunks[oid])
+    workers.progress.done()
+    remote_only = {o for o, what in bad.items() if what == "missing"} & cached_remote_ids(repo)
+    for oid in remote_only:
+        del bad[oid]
+    report.remote_only = len(remote_only)
+    if bad:
+        users: dict[bytes, list[str]] = defaultdict(list)
+        for oid, label in versions.items():
+            for where, ids in _walk_paths(hist, hist.version(oid).tree, label):
+                for cid in ids:
+                    if cid in bad and len(users[cid]) < MAX_USERS_SHOWN:
+                        users[cid].append(where)
+        for p, staged in repo.index().entries.items():
+            for c in staged.chunks:
+                if c.oid in bad and len(users[c.oid]) < MAX_USERS_SHOWN:
+                    users[c.oid].append(f"staged:{os.fsdecode(p)}")
+        for oid, what in bad.items():
+            used = ", ".join(users[oid]) or "nothing"
+            report.problems.append(f"chunk {oid.hex()} is {what}; used by {used}")
+    return report

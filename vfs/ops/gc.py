@@ -1,0 +1,508 @@
+"""``dvfs gc``: drop the objects nothing can reach from the local store.
+
+Reachable (kept) is everything below:
+
+- every branch, tag and remote-tracking branch, and a detached HEAD;
+- the staging index: its rows' chunks and the versions it names (``head``, ``base``);
+- the working tree of every writable mount of this repository
+  (``.dvfs/worktrees/<branch>/state``, written by ``daemon.overlay``; for the kernel's
+  overlay ``layers``, written by ``daemon.upper``, naming its base and last snapshot): its
+  base version. Its journal's entries all come from that version's trees, and its changed
+  files are plain files of its work directory, not objects;
+- the output tree of every run cache entry (``vfs.pipeline.cache``);
+- every version a live process pinned (``vfs.store.pins``).
+
+Nothing else is kept. While a process holds a "writing" pin (a pipeline run, which
+stores outputs before it takes the lock to stage them) gc refuses to run: that
+process may have skipped storing an object because an unreachable copy was there.
+
+Everything happens under the repository lock, so no other dvfs command writes
+objects or moves refs meanwhile. In order:
+
+1. **Mark.** Versions (all parents) and trees are read and decoded from the roots
+   (``vfs.repo.reach``, the walk remote gc and fsck share); chunks are not read. A root
+   whose records are missing or damaged stops gc before anything is deleted ("run
+   `dvfs fsck`"): what lies below cannot be told.
+2. **Plan.** Each complete pack's objects are taken from its index (rebuilt from the
+   header if the index is unusable; a pack whose header is damaged too is reported
+   and kept). A live object found in several packs counts in the first only. A pack
+   with no live object is *dead*; one whose live payload bytes are under
+   ``REPACK_BELOW`` (half) of its payload bytes is *rewritten*; the rest are kept.
+3. **Copy.** The live objects of the rewritten packs are read, verified against
+   their ids and appended, as stored (no recompression), to new packs of up to
+   ``LOCAL_PACK_SIZE``, written under temporary names (``.tmp-pack-*``), fsynced,
+   renamed to their content id, given their index (temp + fsync + rename), and the
+   directory is fsynced. A pack with a live object that does not verify is reported
+   and kept whole, as are the copies already made of its other objects.
+4. **Delete.** Only now are the dead and rewritten packs deleted: the ``.pack``, then
+   its ``.idx``. Index files without a pack and temporary files are removed too.
+
+Crash safety: a kill at any step leaves every live object in a complete, durable
+pack with a real name: before step 4 the old packs are all there (a new pack is at
+worst a duplicate, or a temporary file that the next gc or fsck removes); during
+step 4 every deleted pack's live objects are already durable elsewhere. An index
+file left without its pack is ignored by readers (they list ``.pack`` names).
+Readers that run meanwhile without the lock (``status``, ``cat``, a mount) look an
+object up again when its pack vanishes (``ObjectStore._vanished``).
+
+Test hook: ``DVFS_TEST_GC_KILL_AT=<step>`` makes gc kill itself (SIGKILL) at
+``marked`` (plan made), ``copying`` (the first object is in a temporary pack),
+``renamed`` (the first new pack has its name, its index not yet written),
+``synced`` (every new pack is durable) or ``deleted`` (the first old pack is gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
+from vfs.model.codec import decode_tree, decode_version
+from vfs.model.ids import hasher
+from vfs.pipeline.cache import RunCache
+from vfs.repo.reach import reach
+from vfs.repo.repository import Repository
+from vfs.store.compression import decode_payload
+from vfs.store.durable import TMP_PREFIX, fsync_dir, write_atomic
+from vfs.store.objects import LOCAL_PACK_SIZE
+from vfs.store.pack_files import read_pack_header
+from vfs.store.packs import (
+    MAX_INDEX_BYTES,
+    PACK_MAGIC,
+    PackedObject,
+    check_index,
+    decode_index,
+    encode_index,
+    pack_trailer,
+)
+from vfs.store.pins import live_pins
+
+REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rewritten
+KILL_ENV = "DVFS_TEST_GC_KILL_AT"
+WORKTREES = "worktrees"
+MAX_STATE = 1 << 16
+MAX_PROBLEMS_SHOWN = 10
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
+
+
+def _reached(step: str) -> None:
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass
+class PackPlan:
+    """One pack and what gc does with it."""
+
+    path: Path
+    size: int  # of the .pack and .idx files together
+    objects: list[PackedObject]
+    live: list[PackedObject] = field(default_factory=list)
+    action: str = "keep"  # keep, delete, rewrite, damaged
+
+    @property
+    def payload(self) -> int:
+        """Bytes of every payload in the pack."""
+        return sum(o.stored_len for o in self.objects)
+
+    @property
+    def live_bytes(self) -> int:
+        """Bytes of the live payloads counted in this pack."""
+        return sum(o.stored_len for o in self.live)
+
+
+@dataclass
+class GcReport:
+    """What gc found and did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool
+    roots: int = 0
+    versions: int = 0
+    trees: int = 0
+    live_objects: int = 0
+    dead_objects: int = 0
+    packs_before: int = 0
+    packs_after: int = 0
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+    packs_written: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    bytes_copied: int = 0
+    temporaries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def freed(self) -> int:
+        """Bytes of store freed (or that would be)."""
+        return self.bytes_before - self.bytes_after
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as ``dvfs gc --json`` prints it."""
+        return {
+            "dry_run": self.dry_run, "roots": self.roots, "versions": self.versions,
+            "trees": self.trees, "live_objects": self.live_objects,
+            "dead_objects": self.dead_objects, "packs_before": self.packs_before,
+            "packs_after": self.packs_after, "packs_deleted": self.packs_deleted,
+            "packs_rewritten": self.packs_rewritten, "packs_written": self.packs_written,
+            "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+            "bytes_freed": self.freed, "bytes_copied": self.bytes_copied,
+            "temporaries_removed": self.temporaries, "problems": self.problems,
+        }  # fmt: skip
+
+
+# roots ----------------------------------------------------------------------------
+
+
+def _worktree_bases(repo: Repository) -> dict[str, bytes]:
+    """The versions each writable mount's working tree is based on, by its directory.
+
+    The daemon's own overlay names its base in ``state`` (``daemon.overlay``); the
+    kernel's overlay names its lower layer's version (``base``) and its last snapshot
+    (``head``) in ``layers`` (``daemon.upper``). Every one of them is kept.
+    """
+    out: dict[str, bytes] = {}
+    top = repo.dir / WORKTREES
+    try:
+        names = sorted(os.listdir(top))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        for record, keys in (("state", ("base",)), ("layers", ("base", "head"))):
+            rec = _read_record(top / name / record)
+            if rec is _ABSENT:
+                continue  # not started yet, or not this kind of working tree
+            for key in keys:
+                base = rec.get(key, b"") if isinstance(rec, dict) else b""
+                if base is None:
+                    continue  # a working tree over no version yet
+                if not isinstance(base, bytes) or len(base) != 32:
+                    raise FormatError(
+                        f"cannot tell which version the working tree {top / name} is "
+                        "based on (its state is damaged): move it aside, then run "
+                        "`dvfs gc` again"
+                    )
+                out[f"working tree {name} ({record} {key})"] = base
+    return out
+
+
+_ABSENT = object()
+
+
+def _read_record(path: Path) -> object:
+    """The msgpack record at ``path`` (None if unreadable as one), or ``_ABSENT``."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return _ABSENT
+    except OSError as exc:
+        raise FormatError(f"cannot read {path} ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        raw = os.read(fd, MAX_STATE + 1) if stat.S_ISREG(st.st_mode) else b""
+    finally:
+        os.close(fd)
+    with contextlib.suppress(ValueError, msgpack.UnpackException):
+        return msgpack.unpackb(raw, raw=False) if len(raw) <= MAX_STATE else None
+    return None
+
+
+def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
+    """(versions by what names them, trees that may be missing, chunks) gc must keep."""
+    refs = repo.refs
+    versions: dict[str, bytes] = {}
+    head = refs.head()
+    if head.detached is not None:
+        versions["HEAD"] = head.detached
+    for kind, label in (("heads", "branch"), ("tags", "tag"), ("remotes", "remote branch")):
+        for name in refs.names(kind):
+            oid = refs.get(f"refs/{kind}/{name}")
+            if oid is not None:
+                versions[f"{label} {name}"] = oid
+    index = repo.index()
+    for what, oid in (("index head", index.head), ("index base", index.base)):
+        if oid is not None:
+            versions[what] = oid
+    chunks = {c[0] for _, row in index.rows() for c in row[8]}
+    versions.update(_worktree_bases(repo))
+    for pin in live_pins(repo.dir):
+        for i, oid in enumerate(pin.versions):
+            versions[f"pin {pin.name}#{i}"] = oid
+    return versions, list(RunCache(repo).trees()), chunks
+
+
+# mark -----------------------------------------------------------------------------
+
+
+def mark(repo: Repository, report: GcReport) -> set[bytes]:
+    """Every live object id; DvfsError if a root's records cannot all be read."""
+    store = repo.store
+    versions, optional_trees, live = roots(repo)
+    report.roots = len(versions)
+    got = reach(
+        versions.items(),
+        lambda oid: decode_version(store.get(oid)),
+        lambda tid: decode_tree(store.get(tid)),
+        optional_trees=optional_trees,
+    )
+    if got.problems:
+        problems = [
+            f"{p.label}: version {p.oid.hex()}: {p.error}"
+            if p.kind == "version"
+            else f"tree {p.oid.hex()}: {p.error}"
+            for p in got.problems
+        ]
+        shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+        raise DvfsError(
+            f"gc stopped before deleting anything: {len(problems)} record(s) reachable from "
+            f"refs cannot be read ({shown}); run `dvfs fsck`"
+        )
+    report.versions = len(got.versions)
+    report.trees = len(got.trees)
+    live.update(got.chunks)
+    live.update(got.versions)
+    live |= got.trees
+    return live
+
+
+# plan -------------------------------------------------------------------------------
+
+
+def _pack_objects(path: Path, report: GcReport) -> list[PackedObject] | None:
+    """A pack's objects from its index, else its header; None (reported) if neither reads."""
+    idx = path.with_suffix(".idx")
+    with contextlib.suppress(OSError, FormatError):
+        fd = os.open(idx, _READ_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_INDEX_BYTES:
+                data = os.read(fd, st.st_size)
+                check_index(data, str(idx))
+                return decode_index(data, str(idx))
+        finally:
+            os.close(fd)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FormatError(f"{path.name} is not a regular file")
+            return read_pack_header(fd, st.st_size, path.name)
+        finally:
+            os.close(fd)
+    except (OSError, FormatError) as exc:
+        report.problems.append(f"pack {path.name} is damaged and was kept: {exc}")
+        return None
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def plan(
+    repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
+) -> list[PackPlan]:
+    """What to do with each complete pack (see the module docstring)."""
+    root = repo.store.root
+    out = []
+    counted: set[bytes] = set()
+    for name in sorted(os.listdir(root)):
+        if not (name.startswith("pack-") and name.endswith(".pack")):
+            continue
+        path = root / name
+        size = _file_size(path) + _file_size(path.with_suffix(".idx"))
+        report.bytes_before += size
+        objs = _pack_objects(path, report)
+        p = PackPlan(path, size, objs or [])
+        out.append(p)
+        if objs is None:
+            p.action = "damaged"
+            continue
+        for o in objs:
+            if o.oid in live and o.oid not in counted:
+                counted.add(o.oid)
+                p.live.append(o)
+        if not p.live:
+            p.action = "delete"
+        elif p.live_bytes < repack_below * p.payload or (
+            repack_below >= 1 and len(p.live) < len(p.objects)
+        ):
+            p.action = "rewrite"
+    report.packs_before = len(out)
+    report.live_objects = len(counted)
+    all_ids = {o.oid for p in out for o in p.objects}
+    report.dead_objects = len(all_ids - live)
+    return out
+
+
+# copy -------------------------------------------------------------------------------
+
+
+class _NewPack:
+    """A pack gc writes: temporary name, fsynced, renamed to its id, index beside it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.hash = hasher()
+        self.objs: list[PackedObject] = []
+        self.size = 0
+        self._write(PACK_MAGIC)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.hash.update(data)
+        self.size += len(data)
+
+    def append(self, obj: PackedObject, payload: bytes) -> None:
+        self.objs.append(
+            PackedObject(obj.oid, obj.kind, obj.compression, self.size, len(payload), obj.raw_len)
+        )
+        self._write(payload)
+
+    def finish(self) -> Path:
+        """Close the pack durably under its real name; return that path."""
+        self._write(pack_trailer(self.objs))
+        os.fsync(self.fd)
+        os.close(self.fd)
+        final = self.root / f"pack-{self.hash.digest().hex()}.pack"
+        os.replace(self.tmp, final)
+        _reached("renamed")
+        write_atomic(final.with_suffix(".idx"), encode_index(self.objs))
+        return final
+
+    def abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.tmp.unlink(missing_ok=True)
+
+
+def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) -> list[Path]:
+    """Copy the live objects of the packs to rewrite into new packs; their paths.
+
+    A pack with a live object that does not verify is marked damaged (kept).
+    """
+    root = repo.store.root
+    written: list[Path] = []
+    out: _NewPack | None = None
+    try:
+        for p in plans:
+            if p.action != "rewrite":
+                continue
+            fd = os.open(p.path, _READ_FLAGS)
+            try:
+                for obj in sorted(p.live, key=lambda o: o.offset):
+                    payload = os.pread(fd, obj.stored_len, obj.offset)
+                    try:
+                        decode_payload(obj, payload)
+                    except ObjectCorrupt as exc:
+                        p.action = "damaged"
+                        report.problems.append(
+                            f"pack {p.path.name} holds a damaged object and was kept: {exc}"
+                        )
+                        break
+                    if out is None:
+                        out = _NewPack(root)
+                    out.append(obj, payload)
+                    report.bytes_copied += len(payload)
+                    _reached("copying")
+                    if out.size >= LOCAL_PACK_SIZE:
+                        written.append(out.finish())
+                        out = None
+            finally:
+                os.close(fd)
+        if out is not None:
+            written.append(out.finish())
+            out = None
+    except BaseException:
+        if out is not None:
+            out.abandon()
+        raise
+    fsync_dir(root)
+    return written
+
+
+# the whole gc -----------------------------------------------------------------------
+
+
+def refuse_while_writing(repo: Repository, dry_run: bool, command: str) -> None:
+    """LockBusy while a pipeline run holds a writing pin (see the module docstring)."""
+    writers = [p for p in live_pins(repo.dir, clean=not dry_run) if p.writing]
+    if writers:
+        pids = ", ".join(sorted({p.name.split("-")[0] for p in writers}))
+        raise LockBusy(
+            f"a pipeline run (pid {pids}) is storing objects in this repository: "
+            f"run `{command}` again when it has finished"
+        )
+
+
+def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
+    """Collect the garbage of the local store (see the module docstring)."""
+    report = GcReport(dry_run)
+    with repo.locked():
+        refuse_while_writing(repo, dry_run, "dvfs gc")
+        repo.store.flush()
+        live = mark(repo, report)
+        collect(repo, live, report)
+        if not dry_run:
+            repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
+    return report
+
+
+def collect(
+    repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
+) -> None:
+    """Plan, copy and delete (steps 2-4) keeping ``live``; the caller holds the lock.
+
+    ``repack_below`` 1.0 rewrites every pack that holds anything not live.
+    """
+    dry_run = report.dry_run
+    plans = plan(repo, live, report, repack_below)
+    _reached("marked")
+    if not dry_run:
+        written = _copy_live(repo, plans, report)
+        _reached("synced")
+        report.packs_written = len(written)
+        keep = {w.name for w in written}
+        root = repo.store.root
+        for p in plans:
+            if p.action in ("delete", "rewrite") and p.path.name not in keep:
+                p.path.unlink(missing_ok=True)
+                _reached("deleted")
+                p.path.with_suffix(".idx").unlink(missing_ok=True)
+        for name in os.listdir(root):
+            orphan = not (root / name).with_suffix(".pack").exists()
+            if name.startswith("pack-") and name.endswith(".idx") and orphan:
+                (root / name).unlink(missing_ok=True)
+        report.temporaries = repo.store.remove_temporaries()
+        fsync_dir(root)
+        report.bytes_after = sum(
+            _file_size(root / n) for n in os.listdir(root) if n.startswith("pack-")
+        )
+        report.packs_after = sum(1 for n in os.listdir(root) if n.endswith(".pack"))
+    else:
+        kept = [p for p in plans if p.action in ("keep", "damaged")]
+        moved = [p for p in plans if p.action == "rewrite"]
+        report.bytes_copied = sum(p.live_bytes for p in moved)
+        # a rewritten pack's live payload plus its header records and an index
+        report.bytes_after = sum(p.size for p in kept) + sum(
+            p.live_bytes + 100 * len(p.live) for p in moved
+        )
+        report.packs_after = len(kept) + (1 if moved else 0)
+    report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
+    report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")

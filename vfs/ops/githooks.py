@@ -1,0 +1,321 @@
+"""Git hooks that keep the data in step with the code: ``dvfs install``.
+
+Three hooks are written to the git repository's hooks directory (``git rev-parse
+--git-path hooks``, so ``core.hooksPath`` and linked work trees are honoured):
+
+- ``post-checkout`` and ``post-merge`` (``git pull`` runs the second, not the first):
+  when the commit's ``dvfs.lock`` differs from the one before, the data is brought to
+  the version it names (:func:`follow_lock`: what is missing is fetched from the
+  default remote, then ``dvfs checkout --lock``, or a fast-forward of the branch when
+  the lock moved it ahead). A clone without a store is told to run ``dvfs pull``
+  instead; nothing else is done there;
+- ``pre-push``: when a commit being pushed has a ``dvfs.lock`` naming a version that
+  the default dvfs remote is not known to have (no remote-tracking branch there
+  holds it), it offers to ``dvfs push`` it first, asking on the terminal
+  (``/dev/tty``). Without a terminal (an IDE, CI) it never waits: it says what is
+  missing and the git push goes on.
+
+Each hook is a small ``sh`` script that runs ``dvfs hook NAME`` (the logic is here, in
+Python). A hook that was there before is not overwritten: it is renamed
+``NAME.dvfs-chained`` and the new hook runs it first, with the same arguments and
+input, stopping if it fails. ``dvfs install`` is idempotent; a second dvfs repository
+in the same git work tree is added to the hooks' list of repositories;
+``dvfs install --uninstall`` takes its repository out of the list, and when none is
+left removes the hooks and renames the chained ones back. A hook dvfs did not write
+is never changed or removed.
+
+A hook written by dvfs holds, in this order: the ``#!/bin/sh`` line, the marker line
+``MARKER``, a line ``# dvfs-repositories: <JSON list of directories, relative to the
+top of the work tree>``, then the script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfs.errors import ObjectMissing, UsageError
+from vfs.ops import checkout as co
+from vfs.ops.sync import Transfer, download_data, fetch_locked
+from vfs.remote.config import connect, default_remote, get_remote
+from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_output, parse_lock, read_lock
+from vfs.repo.repository import Repository
+from vfs.store.durable import write_atomic
+from vfs.worktree.pools import Workers
+
+HOOKS = ("post-checkout", "post-merge", "pre-push")
+MARKER = "# dvfs-hook: written by `dvfs install`; `dvfs install --uninstall` removes it"
+CHAINED = ".dvfs-chained"
+_REPOS = re.compile(r"^# dvfs-repositories: (.*)$", re.MULTILINE)
+MAX_HOOK = 1 << 20  # bytes of an existing hook read to see whether it is dvfs's
+ZERO = "0" * 40
+
+_SCRIPT = """\
+#!/bin/sh
+{marker}
+# dvfs-repositories: {repos}
+# It runs {name}{chained} first, if there is one, then dvfs.
+chained="$0{chained}"
+{body}
+"""
+_FORWARD = """\
+if [ -x "$chained" ]; then "$chained" "$@" || exit $?; fi
+if ! command -v dvfs >/dev/null 2>&1; then
+    echo "dvfs: the dvfs command is not on PATH: the data was not updated" >&2; exit 0
+fi
+exec dvfs hook {name} {dirs} -- "$@"
+"""
+_FORWARD_INPUT = """\
+input=$(cat)
+if [ -x "$chained" ]; then
+    if [ -n "$input" ]; then printf '%s\\n' "$input"; fi | "$chained" "$@" || exit $?
+fi
+if ! command -v dvfs >/dev/null 2>&1; then
+    echo "dvfs: the dvfs command is not on PATH: the data versions were not checked" >&2
+    exit 0
+fi
+if [ -n "$input" ]; then printf '%s\\n' "$input"; fi | exec dvfs hook {name} {dirs} -- "$@"
+"""
+
+
+@dataclass
+class HookChanges:
+    """What ``install`` or ``uninstall`` did, hook by hook."""
+
+    hooks_dir: Path
+    written: list[str] = field(default_factory=list)
+    chained: list[str] = field(default_factory=list)  # existing hooks kept, run first
+    restored: list[str] = field(default_factory=list)  # chained hooks put back
+    removed: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # not dvfs's: left alone
+    unchanged: list[str] = field(default_factory=list)
+
+
+def git_places(root: Path) -> tuple[Path, Path]:
+    """The top of the git work tree around ``root`` and its hooks directory."""
+    top = git_output(root, "rev-parse", "--show-toplevel")
+    hooks = git_output(root, "rev-parse", "--path-format=absolute", "--git-path", "hooks")
+    if not top or not hooks:
+        raise UsageError(f"{root} is not inside a git work tree: `dvfs install` adds git hooks")
+    return Path(top), Path(hooks)
+
+
+def render(name: str, repos: list[str]) -> str:
+    """The text of dvfs's hook ``name`` for the repositories ``repos``."""
+    dirs = " ".join(f"--in {shlex.quote(d)}" for d in repos)
+    body = (_FORWARD_INPUT if name == "pre-push" else _FORWARD).format(name=name, dirs=dirs)
+    return _SCRIPT.format(
+        marker=MARKER, repos=json.dumps(repos), name=name, chained=CHAINED, body=body.rstrip()
+    )
+
+
+def _read_hook(path: Path) -> str | None:
+    """A hook's text (None if there is none); UsageError if it is not a file dvfs can read."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_HOOK:
+        return ""  # a link, or something large: not one of ours
+    return path.read_bytes().decode("utf-8", "replace")
+
+
+def _repos_of(text: str) -> list[str] | None:
+    """The repositories a dvfs hook serves; None if ``text`` is not a dvfs hook."""
+    if MARKER not in text:
+        return None
+    found = _REPOS.search(text)
+    try:
+        repos = json.loads(found.group(1)) if found else []
+    except ValueError:
+        repos = []
+    return [r for r in repos if isinstance(r, str)] if isinstance(repos, list) else []
+
+
+def _where(top: Path, root: Path) -> str:
+    rel = os.path.relpath(root, top)
+    if any(ch in rel for ch in "\n\r\0"):
+        raise UsageError(f"{root}: a directory name with a line break cannot go in a git hook")
+    return rel
+
+
+def install(root: Path) -> HookChanges:
+    """Add the hooks for the dvfs repository at ``root`` (see the module docstring)."""
+    top, hooks = git_places(root)
+    me = _where(top, root)
+    hooks.mkdir(parents=True, exist_ok=True)
+    done = HookChanges(hooks)
+    for name in HOOKS:
+        path = hooks / name
+        text = _read_hook(path)
+        repos = _repos_of(text) if text is not None else []
+        if repos is None:  # someone else's hook: run it first, from its new name
+            kept = hooks / (name + CHAINED)
+            if os.path.lexists(kept):
+                raise UsageError(
+                    f"{path} is not dvfs's and {kept.name} exists beside it: "
+                    "merge or remove one of them, then run `dvfs install` again"
+                )
+            os.rename(path, kept)
+            done.chained.append(name)
+            repos = []
+        if me in repos:
+            done.unchanged.append(name)
+            continue
+        write_atomic(path, render(name, [*repos, me]).encode(), mode=0o755)
+        os.chmod(path, 0o755)  # whatever the umask
+        done.written.append(name)
+    return done
+
+
+def uninstall(root: Path) -> HookChanges:
+    """Take the repository at ``root`` out of dvfs's hooks; remove them when none is left."""
+    top, hooks = git_places(root)
+    me = _where(top, root)
+    done = HookChanges(hooks)
+    for name in HOOKS:
+        path = hooks / name
+        text = _read_hook(path)
+        repos = _repos_of(text) if text is not None else None
+        if text is None:
+            continue
+        if repos is None:
+            done.foreign.append(name)
+            continue
+        if me not in repos:
+            done.unchanged.append(name)
+            continue
+        left = [r for r in repos if r != me]
+        if left:
+            write_atomic(path, render(name, left).encode(), mode=0o755)
+            os.chmod(path, 0o755)
+            done.written.append(name)
+            continue
+        os.unlink(path)
+        done.removed.append(name)
+        kept = hooks / (name + CHAINED)
+        if os.path.lexists(kept):
+            os.rename(kept, path)
+            done.restored.append(name)
+    return done
+
+
+# ----------------------------------------------------------------------- running the hooks
+
+
+def lock_changed(top: Path, repo_dir: str, old: str, new: str) -> bool:
+    """True if ``dvfs.lock`` of ``repo_dir`` differs between commits ``old`` and ``new``.
+
+    An ``old`` that is not a commit (the zero id of a first checkout) counts as a change.
+    """
+    path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
+    return git_output(top, "diff", "--quiet", old, new, "--", path) is None
+
+
+def lock_at(top: Path, repo_dir: str, commit: str) -> LockPointer | None:
+    """What ``dvfs.lock`` of ``repo_dir`` names at ``commit`` (None if none, or unreadable)."""
+    path = os.path.normpath(os.path.join(repo_dir, LOCK_FILE))
+    text = git_output(top, "show", f"{commit}:{path}")
+    if not text:
+        return None
+    try:
+        return parse_lock(text.encode(), f"{commit[:10]}:{path}")
+    except UsageError:
+        return None
+
+
+def pushed_commits(lines: list[str]) -> list[str]:
+    """The local commits a pre-push hook's input names (deletions left out)."""
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 4 and parts[1] != ZERO and re.fullmatch(r"[0-9a-f]{40,64}", parts[1]):
+            out.append(parts[1])
+    return out
+
+
+def needs_push(repo: Repository, remote: str, ptr: LockPointer) -> bool:
+    """True if ``ptr``'s version is here but no branch of ``remote`` is known to hold it.
+
+    "Known" is what the last push, fetch or pull saw (``refs/remotes/REMOTE/*``); a
+    version this clone does not have is someone else's to push.
+    """
+    hist = repo.history
+    try:
+        hist.version(ptr.oid)
+    except ObjectMissing:
+        return False
+    for branch in repo.refs.names(f"remotes/{remote}"):
+        tip = repo.refs.get(f"refs/remotes/{remote}/{branch}")
+        if tip is not None and hist.is_ancestor(ptr.oid, tip):
+            return False
+    return True
+
+
+def has_data(repo: Repository, oid: bytes) -> bool:
+    """True if version ``oid``, its trees and every chunk of its files are stored here."""
+    hist = repo.history
+    try:
+        tree = hist.version(oid).tree
+        return all(repo.store.has(c.oid) for _, e in hist.walk(tree) for c in e.chunks)
+    except ObjectMissing:
+        return False
+
+
+@dataclass
+class Followed:
+    """What ``follow_lock`` did."""
+
+    lock: LockPointer
+    fetched_from: str | None  # the remote the version's data came from, if any
+    transfer: Transfer | None
+    checkout: co.CheckoutReport
+
+
+def follow_lock(repo: Repository, workers: Workers, *, jobs: int = 8) -> Followed:
+    """Bring the data to the version ``dvfs.lock`` names, after git changed the file.
+
+    What is missing here is fetched from the default remote first (the git commit may
+    come from a teammate). If HEAD is on the lock's branch and that branch is behind
+    the version (a ``git pull`` brought a newer lock), the branch moves there with the
+    data, as ``dvfs pull`` would move it; otherwise it is ``dvfs checkout --lock``.
+    """
+    ptr = read_lock(repo.root)
+    fetched_from = None
+    transfer = None
+    if not has_data(repo, ptr.oid):
+        remote = default_remote(repo)
+        if remote is not None:
+            spec = get_remote(repo, remote)
+            meter = connect(spec, jobs)
+            with repo.locked():
+                got = fetch_locked(repo, spec, meter, jobs)
+                try:
+                    repo.history.version(ptr.oid)
+                except ObjectMissing:
+                    raise UsageError(
+                        f"{LOCK_FILE} names {ptr.branch} v{ptr.number} ({ptr.oid.hex()[:10]}), "
+                        f"which remote {spec.name} does not have: whoever committed it must "
+                        "`dvfs push` it"
+                    ) from None
+                download_data(repo, meter, got.index, ptr.oid, [], workers, jobs, got.transfer)
+            got.transfer.requests = meter.requests
+            fetched_from, transfer = spec.name, got.transfer
+    hist = repo.history
+    head = hist.head()
+    local = repo.refs.get(f"refs/heads/{ptr.branch}")
+    if (
+        head.detached is None
+        and head.branch == ptr.branch
+        and local != ptr.oid
+        and (local is None or hist.is_ancestor(local, ptr.oid))
+    ):
+        report = co.fast_forward(repo, ptr.branch, local, ptr.oid, workers)
+    else:
+        report = co.checkout(repo, None, [], workers, from_lock=True)
+    return Followed(ptr, fetched_from, transfer, report)

@@ -1,0 +1,359 @@
+"""Merging a diverged branch: ``dvfs merge REV``, ``--abort``, and resolving conflicts.
+
+Three-way at path level against the merge base (``History.merge_base``, over every
+parent). For each path of the base, of HEAD (*ours*) and of REV (*theirs*):
+
+- the same on both sides: kept;
+- changed on one side only (added, modified, deleted): that side's;
+- changed on both sides, differently: a **conflict** (with ``--ours`` or ``--theirs``
+  that side wins at once). So is a file on one side where the other has a directory
+  (the file's path and the paths below it on the other side).
+
+If REV is HEAD or below it, nothing happens; if HEAD is below REV, the branch
+fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Else:
+
+1. under the repository lock, the working tree must be clean (no staged, modified or
+   deleted tracked file: they are listed) and no untracked file may stand where REV
+   brings different content; the data the merged files need is downloaded first if
+   it is only on a remote (``vfs.remote.ondemand``);
+2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written;
+3. the files theirs changed are written or deleted (``vfs.worktree``) and the index
+   takes the merged entries (a path not checked out stays so, with theirs' entry);
+4. without conflicts, the version is committed at once (``workflow.commit_locked``:
+   two parents, the record removed after the branch moved); with conflicts, the
+   command stops there, listing them with both sides' sizes and times. Each conflict
+   keeps ours in the index and the working tree until it is resolved
+   (:func:`resolve`, ``dvfs add``), then ``dvfs commit`` makes the merge version.
+
+A kill during steps 2-3 leaves the record and a half-written working tree whose
+files ``status`` shows as modified: ``dvfs merge --abort`` restores the branch's
+version (:func:`abort`). ``vN`` numbering stays first-parent: a merge version is
+its first parent's number plus one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vfs._os.beneath import Walker
+from vfs.errors import UsageError
+from vfs.model.codec import Entry
+from vfs.ops import checkout as co
+from vfs.ops import merging
+from vfs.ops.diff import diff_maps
+from vfs.ops.merging import Conflict, MergeState
+from vfs.ops.workflow import base_files, commit_locked, moved_past, quiet, same_entry, work_state
+from vfs.repo.repository import Repository
+from vfs.repo.stage import not_checked_out
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import remove_many, remove_path
+from vfs.worktree.restore import restore_many
+from vfs.worktree.scan import Found, Warn, show
+
+
+@dataclass
+class MergeReport:
+    """What ``dvfs merge`` did."""
+
+    outcome: str  # "up to date", "fast-forward", "merged", "conflicts"
+    label: str = ""  # the version the branch is at afterwards (vN)
+    oid: bytes = b""
+    written: int = 0
+    deleted: int = 0
+    fetched: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+    not_checked_out: list[bytes] = field(default_factory=list)  # theirs' data unavailable
+    checkout: co.CheckoutReport | None = None  # a fast-forward's
+
+
+def _same(a: Entry | None, b: Entry | None) -> bool:
+    return a is b if a is None or b is None else same_entry(a, b)
+
+
+def _side(e: Entry | None) -> tuple[int, int] | None:
+    return None if e is None else (e.size, e.mtime_ns)
+
+
+def _above(path: bytes) -> list[bytes]:
+    out = []
+    while b"/" in path:
+        path = path.rpartition(b"/")[0]
+        out.append(path)
+    return out
+
+
+def three_way(
+    base: dict[bytes, Entry], ours: dict[bytes, Entry], theirs: dict[bytes, Entry]
+) -> tuple[dict[bytes, Entry], list[bytes]]:
+    """The merged files (conflicts keep ours) and the conflicting paths, sorted."""
+    merged: dict[bytes, Entry] = {}
+    conflicts: set[bytes] = set()
+    for p in base.keys() | ours.keys() | theirs.keys():
+        b, o, t = base.get(p), ours.get(p), theirs.get(p)
+        if _same(o, t) or _same(b, t):
+            chosen = o
+        elif _same(b, o):
+            chosen = t
+        else:
+            conflicts.add(p)
+            chosen = o
+        if chosen is not None:
+            merged[p] = chosen
+    # A file on one side where the other made a directory: both are conflicts.
+    dirs = {d for p in merged for d in _above(p)}
+    for p in [p for p in merged if p in dirs]:
+        below = [q for q in merged if q.startswith(p + b"/")]
+        conflicts.add(p)
+        conflicts.update(below)
+        if p in ours:  # ours wins while unresolved: drop theirs' side of the clash
+            for q in below:
+                if q not in ours:
+                    del merged[q]
+        else:
+            del merged[p]
+    return merged, sorted(conflicts)
+
+
+def merge(
+    repo: Repository,
+    rev: str,
+    workers: Workers,
+    *,
+    side: str | None = None,
+    message: str | None = None,
+    warn: Warn = quiet,
+    offline: bool = False,
+) -> MergeReport:
+    """Merge revision ``rev`` into the current branch (see the module docstring).
+
+    ``side`` ("ours" or "theirs") settles every conflict that way at once.
+    """
+    if side not in (None, "ours", "theirs"):
+        raise UsageError("choose --ours or --theirs, not both")
+    with repo.locked():
+        hist = repo.history
+        head = hist.head()
+        if merging.live(repo.dir, repo.refs) is not None:
+            raise UsageError(
+                "a merge is in progress: resolve it and `dvfs commit`, or `dvfs merge --abort`"
+            )
+        if head.detached is not None:
+            raise UsageError(
+                f"HEAD is detached at {hist.label(head.detached)}: merge into a branch "
+                f"(`dvfs switch {head.branch}`, or `dvfs switch -c NAME`)"
+            )
+        branch = head.branch
+        ours = repo.refs.get(f"refs/heads/{branch}")
+        theirs = hist.resolve(rev)
+        if ours is None:
+            raise UsageError(
+                f"{branch} has no versions yet: `dvfs checkout {rev}` or "
+                f"`dvfs switch -c NAME {rev}` starts from {rev}"
+            )
+        if hist.is_ancestor(theirs, ours):
+            return MergeReport("up to date", hist.label(ours), ours)
+        _refuse_changes(repo, workers, warn)
+        if not hist.is_ancestor(ours, theirs):
+            base = hist.merge_base(ours, theirs)
+            if base is None:
+                raise UsageError(
+                    f"{branch} and {rev} have no version in common (unrelated histories): "
+                    "nothing was merged"
+                )
+            return _merge_locked(
+                repo, branch, rev, ours, theirs, base, workers,
+                side=side, message=message, warn=warn, offline=offline,
+            )  # fmt: skip
+    # A fast-forward: a checkout of theirs, the branch moved by compare-and-swap.
+    report = co.fast_forward(repo, branch, ours, theirs, workers)
+    out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)
+    out.written, out.deleted, out.fetched = report.written, report.deleted, report.fetched
+    return out
+
+
+def _refuse_changes(repo: Repository, workers: Workers, warn: Warn) -> None:
+    """UsageError listing the staged, modified or deleted tracked files, if any."""
+    hist = repo.history
+    index = repo.index()
+    behind = moved_past(hist, index)
+    if behind is not None:
+        raise UsageError(
+            f"this working tree is at {behind}, behind its branch: run "
+            f"`dvfs switch {hist.head().branch}` first; nothing was merged"
+        )
+    changed: set[bytes] = set()
+    if index.head is None or index.head != hist.head_id():
+        changed.update(c.path for c in diff_maps(base_files(hist, index), index.entries))
+    state = work_state(repo, index, workers, warn)
+    changed.update(state.modified, state.deleted, state.unreadable)
+    if changed:
+        paths = sorted(changed)
+        shown = ", ".join(show(p) for p in paths[:10])
+        more = f" and {len(paths) - 10} more" if len(paths) > 10 else ""
+        raise UsageError(
+            f"merge needs a clean working tree; uncommitted changes in {shown}{more}: "
+            "commit them or `dvfs restore` them first; nothing was merged"
+        )
+
+
+def _merge_locked(
+    repo: Repository,
+    branch: str,
+    rev: str,
+    ours: bytes,
+    theirs: bytes,
+    base: bytes,
+    workers: Workers,
+    *,
+    side: str | None,
+    message: str | None,
+    warn: Warn,
+    offline: bool,
+) -> MergeReport:
+    hist = repo.history
+    mine = hist.flatten(hist.version(ours).tree)
+    other = hist.flatten(hist.version(theirs).tree)
+    merged, clashing = three_way(hist.flatten(hist.version(base).tree), mine, other)
+    if side == "theirs":
+        for p in clashing:
+            merged.pop(p, None)
+        for p in clashing:
+            if p in other:
+                merged[p] = other[p]
+        # a theirs-side file where ours had a directory: ours' paths below it go
+        for d in [p for p in merged if p in {a for q in merged for a in _above(q)}]:
+            for q in [q for q in merged if q.startswith(d + b"/") and q not in other]:
+                del merged[q]
+    conflicts = (
+        [] if side else [Conflict(p, _side(mine.get(p)), _side(other.get(p))) for p in clashing]
+    )
+    msg = message or f"merge {rev} into {branch}"
+    index = repo.index()
+    write = {p: e for p, e in merged.items() if not _same(mine.get(p), e)}
+    gone = sorted(p for p in mine if p not in merged)
+    # Untracked files where a merged file goes: the same content is adopted, other
+    # content (or something that is not a file) stops the merge before anything changes.
+    todo: list[tuple[bytes, Entry]] = []
+    absent: dict[bytes, Entry] = {}
+    untracked: list[Found] = []
+    with Walker(repo.root) as walker:
+        for p, e in sorted(write.items()):
+            cur = index.get(p)
+            if cur is not None and not cur.checked_out:
+                absent[p] = e  # not checked out here: stays so, with the merged entry
+                continue
+            todo.append((p, e))
+            if cur is None and (st := walker.lstat(p)) is not None:
+                untracked.append(Found(p, st))
+    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
+    clash = sorted(
+        f.rel
+        for f in untracked
+        if f.rel not in on_disk or not on_disk[f.rel].same_on_disk(write[f.rel])
+    )
+    if clash:
+        raise UsageError(
+            f"merge would overwrite untracked {co.names_of(clash)}: move them away; "
+            "nothing was merged"
+        )
+    unavailable, fetched = co.fetch_missing(
+        repo, todo, workers, command=f"merge {rev}", gets_them=f"dvfs pull {rev}",
+        offline=offline, expansion=(),
+    )  # fmt: skip
+    state = MergeState(branch, ours, theirs, base, rev, msg, tuple(conflicts))
+    merging.save(repo.dir, state)
+    report = MergeReport("conflicts" if conflicts else "merged", fetched=fetched)
+    report.conflicts = conflicts
+    todo = [(p, e) for p, e in todo if p not in unavailable]
+    report.deleted = remove_many(repo.root, [p for p in gone if not index.is_absent(p)], workers)
+    for p in gone:
+        index.entries.pop(p, None)
+
+    def replace(rel: bytes) -> bool:  # a tracked file (or folder of them) may be replaced
+        return index.get(rel) is not None or bool(index.under(rel))
+
+    with co.restoring(repo) if todo else contextlib.nullcontext():
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    index.entries.update(stats)
+    report.written = len(stats)
+    lost = sorted(set(unavailable) | set(failed))
+    with Walker(repo.root) as walker:
+        for p in lost:  # not checked out: truthful, and a later pull or checkout brings it
+            if (cur := index.get(p)) is not None and cur.checked_out:
+                remove_path(walker, p)
+            absent[p] = write[p]
+    for p, e in absent.items():
+        index.entries[p] = not_checked_out(e)
+    report.not_checked_out = lost
+    index.head = None
+    index.save()
+    if conflicts:
+        report.label, report.oid = hist.label(ours), ours
+        return report
+    r = commit_locked(repo, msg, {}, None, warn)
+    report.label, report.oid = f"v{r.number}", r.oid
+    return report
+
+
+def abort(repo: Repository, workers: Workers, warn: Warn = quiet) -> co.CheckoutReport:
+    """Leave the merge in progress: the working tree and index back to the branch's
+    version (changes made while resolving are dropped), the record removed."""
+    with repo.locked():
+        state = merging.load(repo.dir)
+        if state is None:
+            raise UsageError("no merge is in progress")
+        if merging.live(repo.dir, repo.refs) is None:
+            merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
+            raise UsageError("no merge is in progress (a finished merge's record was removed)")
+    # Killed from here on, the record stays and `--abort` runs again.
+    report = co.checkout(repo, "HEAD", (), workers, force=True, warn=warn)
+    with repo.locked():
+        merging.remove(repo.dir)
+    return report
+
+
+def resolve(
+    repo: Repository,
+    paths: Sequence[str],
+    workers: Workers,
+    *,
+    source: str,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
+) -> co.RestoreReport:
+    """Settle conflicts of the merge in progress: PATHs take ``source``'s content in
+    the index and the working tree ("ours", "theirs", or any revision); a path the
+    source lacks is deleted. The conflicts at or below PATHs are marked resolved."""
+    state = merging.live(repo.dir, repo.refs)
+    if state is None:
+        raise UsageError("--ours and --theirs choose a side of a merge, and none is in progress")
+    rev = {"ours": state.ours.hex(), "theirs": state.theirs.hex()}.get(source, source)
+    report = co.restore(
+        repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
+        yes=yes, warn=warn,
+    )  # fmt: skip
+    if source in ("ours", "theirs"):
+        report.source = source
+    with repo.locked():
+        hist = repo.history
+        rels = [repo.rel(p) for p in paths]
+        tree = hist.version(hist.resolve(rev)).tree
+        index = repo.index()
+        with Walker(repo.root) as walker:
+            for c in state.conflicts:
+                hit = any(not r or c.path == r or c.path.startswith(r + b"/") for r in rels)
+                if hit and hist.lookup(tree, c.path) is None and index.get(c.path) is None:
+                    remove_path(walker, c.path)  # the chosen side deleted it
+        now = merging.live(repo.dir, repo.refs)
+        if now is not None:
+            merging.save(repo.dir, now.resolving(rels))
+    return report
+
+
+def describe_side(s: tuple[int, int] | None) -> dict[str, int] | None:
+    """A side of a conflict as ``--json`` shows it."""
+    return None if s is None else {"size": s[0], "mtime_ns": s[1]}

@@ -1,0 +1,317 @@
+"""``dvfs store prune``: the local store as a cache of a remote.
+
+The file data (chunks) of old versions is dropped from the local store when the
+remote holds it; every version and tree record stays, so ``log``, ``show``, ``diff``
+of names and sizes go on working, and the files come back on demand
+(``vfs.remote.ondemand``: ``checkout``, ``restore``, ``cat``) or through a mount.
+
+What the remote holds is read from it at the moment of the prune, never assumed: its
+refs, its gc's condemnation manifests and its index segments (``vfs.remote.config``,
+``vfs.remote.gc``). A chunk is dropped only if
+
+- the versions whose data stays do not use it: the last ``keep_last`` versions of the
+  current branch's first-parent chain (at least 1: the version checked out), the tips
+  of every branch with ``keep_branches``, every tagged version with ``keep_tags``,
+  the staging index, every mount's working tree, every pinned version and every run
+  cache entry's outputs;
+- it belongs to a version the remote's refs reach (a remote gc never deletes it) and
+  the remote's index lists it in a pack no gc condemned;
+- with ``pushed_only``, the version it is dropped for is itself on the remote's
+  history (without it, any old version's chunks qualify, under the rule above).
+
+The remote unreachable, or its records unreadable, means nothing is pruned ("cannot
+verify ..."). The store is then rewritten as ``dvfs gc`` does (``vfs.ops.gc.collect``:
+live objects copied into new packs, durable, before any old pack is deleted), every
+pack holding a dropped chunk being rewritten. ``dvfs fsck`` counts the chunks that
+are absent here and listed by the remote's index (as last read) apart from problems.
+
+``store.max-size`` (``.dvfs/config``, set by ``dvfs config store.max-size 50G``): after
+a command that adds data, :func:`shrink` drops versions' data least recently used
+first (last made, or moved to by a ref, as the audit log tells) until the store fits,
+under the same rules with ``keep_last=1``: data the remote lacks is never dropped, so
+the store can stay above the limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.errors import DvfsError, RemoteError, UsageError
+from vfs.model.codec import Kind, Tree, decode_tree, decode_version
+from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
+from vfs.remote.config import RemoteSpec, connect, get_remote
+from vfs.remote.manifests import shunned
+from vfs.remote.ondemand import index_cache
+from vfs.remote.reader import RemoteRepo
+from vfs.repo import audit
+from vfs.repo.repository import Repository
+from vfs.store.objects import ObjectStore
+
+_PROTECTED = ("index ", "working tree ", "pin ")  # gc root labels whose data always stays
+
+
+@dataclass
+class PruneReport:
+    """What a prune dropped (or, with ``dry_run``, would drop)."""
+
+    remote: str
+    dry_run: bool
+    versions: int = 0  # versions whose data was looked at
+    kept_versions: int = 0  # whose data stays
+    pruned_versions: int = 0  # that lost at least one chunk here
+    chunks: int = 0  # chunks dropped
+    bytes: int = 0  # their stored bytes
+    gc: GcReport = field(default_factory=lambda: GcReport(False))
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as ``dvfs store prune --json`` prints it."""
+        return {
+            "remote": self.remote,
+            "dry_run": self.dry_run,
+            "versions": self.versions,
+            "kept_versions": self.kept_versions,
+            "pruned_versions": self.pruned_versions,
+            "chunks_dropped": self.chunks,
+            "bytes_dropped": self.bytes,
+            "bytes_before": self.gc.bytes_before,
+            "bytes_after": self.gc.bytes_after,
+            "bytes_freed": self.gc.freed,
+        }
+
+
+def _closure(
+    store: ObjectStore, tips: list[bytes], memo: dict[bytes, set[bytes]]
+) -> dict[bytes, set[bytes]]:
+    """Each version below ``tips`` (all parents) -> its chunks; trees memoized in ``memo``."""
+    out: dict[bytes, set[bytes]] = {}
+    stack = list(tips)
+    while stack:
+        oid = stack.pop()
+        if oid in out:
+            continue
+        v = decode_version(store.get(oid))
+        out[oid] = _tree_chunks(store, v.tree, memo)
+        stack.extend(v.parents)
+    return out
+
+
+def _tree_chunks(store: ObjectStore, root: bytes, memo: dict[bytes, set[bytes]]) -> set[bytes]:
+    """Every chunk below tree ``root`` (each tree decoded once; results kept in ``memo``)."""
+    if root in memo:
+        return memo[root]
+    order: list[tuple[bytes, Tree]] = []
+    todo = [root]
+    seen: set[bytes] = set()
+    while todo:  # subtrees first, then their parents, so each is built from its children
+        tid = todo.pop()
+        if tid in seen or tid in memo:
+            continue
+        seen.add(tid)
+        tree = decode_tree(store.get(tid))
+        order.append((tid, tree))
+        todo.extend(e.subtree for e in tree.entries if e.kind == Kind.DIR)
+    for tid, tree in reversed(order):
+        chunks: set[bytes] = set()
+        for e in tree.entries:
+            if e.kind == Kind.DIR:
+                chunks |= memo[e.subtree]
+            else:
+                chunks.update(c.oid for c in e.chunks)
+        memo[tid] = chunks
+    return memo[root]
+
+
+def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> tuple[list[bytes], set[bytes]]:
+    """The remote's ref tips, and the ids its index lists in packs no gc condemned."""
+    meter = connect(spec, jobs)
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
+    try:
+        remote.check_format(repo)
+        tips = [*remote.refs("heads").values(), *remote.refs("tags").values()]
+        shun = shunned(meter)
+        return tips, set(shun.visible(remote.index()))
+    except RemoteError as exc:
+        raise RemoteError(
+            f"cannot verify what remote {spec.name} holds, so nothing was pruned: {exc}"
+        ) from None
+
+
+@dataclass
+class _Plan:
+    """What may be dropped: each version's chunks that nothing kept uses."""
+
+    live: set[bytes]  # everything gc keeps
+    droppable: dict[bytes, set[bytes]]  # version -> chunks it alone (among candidates) frees
+    versions: int
+    kept: int
+
+
+def _plan(
+    repo: Repository,
+    report: PruneReport,
+    remote_tips: list[bytes],
+    held: set[bytes],
+    *,
+    keep_last: int,
+    keep_tags: bool,
+    keep_branches: bool,
+    pushed_only: bool,
+) -> _Plan:
+    """The rules of the module docstring; the caller holds the lock."""
+    store = repo.store
+    live = mark(repo, report.gc)
+    versions, run_trees, staged = roots(repo)
+    hist = repo.history
+    keep: set[bytes] = set()
+    head = hist.head_id()
+    if head is not None:
+        for n, (oid, _) in enumerate(hist.chain(head)):
+            if n >= keep_last:
+                break
+            keep.add(oid)
+    for label, oid in versions.items():
+        if (
+            label.startswith(_PROTECTED)
+            or (keep_branches and label.startswith("branch "))
+            or (keep_tags and label.startswith("tag "))
+        ):
+            keep.add(oid)
+    memo: dict[bytes, set[bytes]] = {}
+    everything = _closure(store, list(versions.values()), memo)
+    on_remote = _closure(store, [t for t in remote_tips if store.has(t)], memo)
+    safe: set[bytes] = set()
+    for chunks in on_remote.values():
+        safe |= chunks
+    safe &= held
+    protected = set(staged)
+    for oid in keep & set(everything):
+        protected |= everything[oid]
+    for tid in run_trees:
+        try:
+            protected |= _tree_chunks(store, tid, memo)
+        except DvfsError:
+            continue  # a run cache entry whose tree is gone: nothing to protect
+    candidates = on_remote if pushed_only else everything
+    droppable: dict[bytes, set[bytes]] = {}
+    for oid, chunks in candidates.items():
+        if oid not in keep:
+            mine = {c for c in (chunks & safe) - protected if store.has(c)}
+            if mine:
+                droppable[oid] = mine
+    return _Plan(live, droppable, len(everything), len(keep & set(everything)))
+
+
+def _drop(
+    repo: Repository, report: PruneReport, live: set[bytes], drop: set[bytes], why: str
+) -> None:
+    """Rewrite the store without ``drop``; audit entry unless a dry run."""
+    report.chunks = len(drop)
+    report.bytes = sum(repo.store.locate(c)[1].stored_len for c in drop)
+    collect(repo, live - drop, report.gc, repack_below=1.0)
+    if not report.dry_run:
+        repo.refs.record(
+            "prune",
+            f"remote {report.remote}{why}: dropped {report.chunks} chunks of "
+            f"{report.pruned_versions} versions, freed {report.gc.freed} bytes",
+        )
+
+
+def prune(
+    repo: Repository,
+    spec: RemoteSpec,
+    *,
+    keep_last: int = 1,
+    keep_tags: bool = False,
+    keep_branches: bool = False,
+    pushed_only: bool = False,
+    dry_run: bool = False,
+    jobs: int = 8,
+) -> PruneReport:
+    """Drop the data of old versions that ``spec`` holds (see the module docstring)."""
+    if keep_last < 1:
+        raise UsageError(
+            "--keep-last must be at least 1: the version checked out keeps its data "
+            "(older versions are dropped with --keep-last 1)"
+        )
+    report = PruneReport(spec.name, dry_run, gc=GcReport(dry_run))
+    remote_tips, held = _remote_view(repo, spec, jobs)
+    with repo.locked():
+        refuse_while_writing(repo, dry_run, "dvfs store prune")
+        repo.store.flush()
+        plan = _plan(
+            repo, report, remote_tips, held, keep_last=keep_last, keep_tags=keep_tags,
+            keep_branches=keep_branches, pushed_only=pushed_only,
+        )  # fmt: skip
+        report.versions, report.kept_versions = plan.versions, plan.kept
+        report.pruned_versions = len(plan.droppable)
+        drop: set[bytes] = set()
+        for chunks in plan.droppable.values():
+            drop |= chunks
+        _drop(repo, report, plan.live, drop, "")
+    return report
+
+
+# store.max-size ----------------------------------------------------------------------
+
+MAX_SIZE_KEY = "store.max-size"
+
+
+def store_bytes(repo: Repository) -> int:
+    """Bytes of the local store's packs and their index files."""
+    root = repo.store.root
+    total = 0
+    for name in os.listdir(root):
+        if name.startswith("pack-"):
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(root / name).st_size
+    return total
+
+
+def _last_used(repo: Repository, versions: list[bytes]) -> dict[bytes, int]:
+    """When each version was last made or moved to by a ref (audit log), in ns."""
+    out = {v: decode_version(repo.store.get(v)).time_ns for v in versions}
+    wanted = {v.hex(): v for v in versions}
+    with contextlib.suppress(DvfsError):
+        for e in audit.entries(repo.dir):
+            if e.new in wanted:
+                oid = wanted[e.new]
+                out[oid] = max(out[oid], e.time_ns)
+    return out
+
+
+def shrink(repo: Repository, limit: int, *, jobs: int = 8) -> PruneReport | None:
+    """Prune least-recently-used versions first until the store fits in ``limit`` bytes.
+
+    None when it fits already. Only what the default remote holds is dropped (the rules
+    of :func:`prune` with ``keep_last=1``), so the store may stay above the limit.
+    """
+    size = store_bytes(repo)
+    if size <= limit:
+        return None
+    spec = get_remote(repo, None)
+    remote_tips, held = _remote_view(repo, spec, jobs)
+    report = PruneReport(spec.name, False, gc=GcReport(False))
+    with repo.locked():
+        refuse_while_writing(repo, False, "dvfs store prune")
+        repo.store.flush()
+        plan = _plan(
+            repo, report, remote_tips, held, keep_last=1, keep_tags=False,
+            keep_branches=False, pushed_only=False,
+        )  # fmt: skip
+        report.versions, report.kept_versions = plan.versions, plan.kept
+        used = _last_used(repo, list(plan.droppable))
+        excess = size - limit
+        drop: set[bytes] = set()
+        freed = 0
+        for oid in sorted(plan.droppable, key=lambda v: (used[v], v)):
+            if freed >= excess:
+                break
+            new = plan.droppable[oid] - drop
+            drop |= new
+            freed += sum(repo.store.locate(c)[1].stored_len for c in new)
+            report.pruned_versions += 1
+        _drop(repo, report, plan.live, drop, f" ({MAX_SIZE_KEY} {limit})")
+    return report

@@ -1,0 +1,455 @@
+"""Sharing versions through a remote: push, fetch, pull and clone.
+
+The remote's layout is ``vfs.remote.layout``; the bounds on what is read from one are in
+``vfs.remote.reader``; how the objects are packed and uploaded, ``vfs.remote.upload``.
+
+A push uploads packs first (skipping a pack whose name already exists, so an
+interrupted push resumes without sending it again), then the index segment naming
+them, and moves each ref last with a conditional write: If-Match on the ETag it read,
+or If-None-Match to create. Whoever loses that race is told to pull, and nothing it
+uploaded is visible under a ref.
+
+Against a remote gc (``vfs.remote.gc``, ``vfs.remote.manifests``): a push reads the
+gc's condemnation manifests before the index, relies on no condemned pack or record
+(it uploads its own copies, and lays out again a pack whose id is condemned), and
+moves its refs within ``PUSH_WINDOW`` of reading the manifests, or reads them again
+and stops if a gc condemned something meanwhile. Test hook:
+``DVFS_TEST_PUSH_STOP_AT=indexed|uploaded`` makes the push stop itself (SIGSTOP)
+after reading the index, or after writing its segments, before any ref moves.
+Readers merge every segment (cached locally under
+``.dvfs/remotes/<name>/index``, since segments never change).
+
+Everything downloaded is checked against its id before it is stored, versions and
+trees are checked before any is kept (``vfs.remote.receive``: reserved names such as
+``.git``, numbering, sizes), refs with names a local ref could not have are skipped
+with a warning, and a clone or pull that would expand a small download into a huge
+checkout stops first unless told ``yes`` (``vfs.remote.receive.check_expansion``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfs.errors import (
+    PreconditionFailed,
+    RefConflict,
+    RemoteNotFound,
+    RevisionNotFound,
+    UsageError,
+)
+from vfs.ops import checkout as co
+from vfs.ops import merge as merging
+from vfs.quoting import quote_name
+from vfs.remote import audit as remote_audit
+from vfs.remote.config import Meter, RemoteSpec, add_remote, connect
+from vfs.remote.layout import encode_ref, ref_key
+from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
+from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
+from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.receive import check_expansion, fetch_records
+from vfs.remote.upload import closure, upload
+from vfs.repo.history import History
+from vfs.repo.refs import Head
+from vfs.repo.repository import Repository, parse_format, preferred_branch
+from vfs.worktree.pools import Workers
+
+STOP_ENV = "DVFS_TEST_PUSH_STOP_AT"
+
+
+def _stop_at(step: str) -> None:
+    """Test hook: stop this process (SIGSTOP) if ``DVFS_TEST_PUSH_STOP_AT`` names ``step``."""
+    if os.environ.get(STOP_ENV) == step:
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+@dataclass
+class Transfer:
+    """What a push or pull moved."""
+
+    objects: int = 0
+    packs: int = 0
+    bytes: int = 0
+    requests: int = 0
+    kept_packs: int = 0  # packs an interrupted push had uploaded already: not sent again
+    kept_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # refs skipped, and why
+
+
+# ------------------------------------------------------------------------------- push
+
+
+def push(
+    repo: Repository,
+    spec: RemoteSpec,
+    branches: list[str],
+    workers: Workers,
+    *,
+    all_branches: bool = False,
+    tags: bool = False,
+    jobs: int = 8,
+) -> Transfer:
+    """Send branches (default: the current one) and optionally tags to a remote."""
+    meter = connect(spec, jobs, create=True)
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
+    hist = repo.history
+    local = repo.refs.branches()
+    if all_branches:
+        branches = sorted(local)
+    elif not branches:
+        branches = [hist.head().branch]
+    report = Transfer()
+    with repo.locked():
+        remote.ensure_format(repo)
+        plan: list[tuple[str, bytes, bytes | None, str | None]] = []
+        for b in branches:
+            tip = local.get(b)
+            if tip is None:
+                raise UsageError(f"branch {b} has no versions to push")
+            theirs, etag = remote.ref_with_etag("heads", b)
+            if theirs == tip:
+                report.notes.append(f"{b}: already up to date")
+                continue
+            if theirs is not None and not hist.is_ancestor(theirs, tip):
+                raise RefConflict(
+                    f"remote {b} has versions you don't have: run `dvfs pull` "
+                    "(nothing was changed on the remote)"
+                )
+            plan.append((b, tip, theirs, etag))
+        tag_plan = repo.refs.tags() if tags else {}
+        if not plan and not tag_plan:
+            report.notes.append("nothing to push")
+            report.requests = meter.requests
+            return report
+        read_at = time.monotonic()
+        shun = shunned(meter)  # before the index: see vfs.remote.gc
+        index = shun.visible(remote.index())
+        _stop_at("indexed")
+        records: list[bytes] = []
+        chunks: list[bytes] = []
+        for tip in [t for _, t, _, _ in plan] + list(tag_plan.values()):
+            more_records, more_chunks = closure(hist, tip, index)
+            records += more_records
+            chunks += more_chunks
+        ids = list(dict.fromkeys(records + chunks))  # records first; each object once
+        del records, chunks
+        hist.tree.cache_clear()  # the decoded trees are not needed while uploading
+        for key, segment in upload(repo, remote, ids, workers, jobs, report, shun.packs):
+            meter.put(key, segment)
+        _stop_at("uploaded")
+        if time.monotonic() - read_at > PUSH_WINDOW and new_manifests(meter, shun.keys):
+            raise UsageError(
+                f"the push took over {PUSH_WINDOW / 3600:.0f} h and a remote gc ran meanwhile: "
+                "no branch was moved; run `dvfs push` again (what was uploaded is reused)"
+            )
+        chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+        for b, tip, theirs, etag in plan:
+            data = encode_ref(tip)
+            key = ref_key("heads", b)
+            # The remote's audit chain gets its entry before the ref moves (vfs.repo.audit).
+            remote_audit.append_remote(meter, chain, "push", key, theirs, tip)
+            try:
+                if theirs is None:
+                    meter.put_conditional(key, data, if_none_match=True)
+                else:
+                    meter.put_conditional(key, data, if_match=etag)
+            except PreconditionFailed:
+                raise RefConflict(
+                    f"remote {b} has versions you don't have: run `dvfs pull` "
+                    "(it moved while pushing; your data is uploaded, the branch was not moved)"
+                ) from None
+            ref = f"refs/remotes/{spec.name}/{b}"
+            repo.refs.update(ref, tip, repo.refs.get(ref))
+            report.notes.append(f"{b}: {hist.label(tip)} {tip.hex()[:10]}")
+        for t, oid in tag_plan.items():
+            data = encode_ref(oid)
+            key = ref_key("tags", t)
+            try:
+                meter.head(key)  # (there already: no change, no entry)
+            except RemoteNotFound:
+                remote_audit.append_remote(meter, chain, "push", key, None, oid)
+            try:
+                meter.put_conditional(key, data, if_none_match=True)
+            except PreconditionFailed:
+                theirs, _ = remote.ref_with_etag("tags", t)
+                if theirs != oid:
+                    report.notes.append(f"tag {t} differs on the remote: left as it is")
+    report.requests = meter.requests
+    return report
+
+
+# ------------------------------------------------------------------------------- fetch
+
+
+@dataclass
+class FetchResult:
+    """What a fetch learned."""
+
+    heads: dict[str, bytes]
+    tags: dict[str, bytes]
+    index: dict[bytes, Located]
+    transfer: Transfer
+
+
+def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
+    """Fetch refs, versions and trees (no file data); caller holds the lock."""
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
+    remote.check_format(repo)
+    report = Transfer()
+    heads = remote.refs("heads", report.warnings)
+    tags = remote.refs("tags", report.warnings)
+    index = remote.index() if heads or tags else {}
+    for kind, refs in (("branch", heads), ("tag", tags)):
+        for name, oid in list(refs.items()):
+            if oid not in index and not repo.store.has(oid):
+                report.warnings.append(
+                    f"{remote.url}: remote {kind} {quote_name(name)} skipped: it names version "
+                    f"{oid.hex()[:12]}, which the remote does not hold (an interrupted push?)"
+                )
+                del refs[name]
+    fetch_records(repo.store, remote, [*heads.values(), *tags.values()], index, jobs, report)
+    for b, oid in list(heads.items()):
+        ref = f"refs/remotes/{spec.name}/{b}"
+        try:
+            repo.refs.update(ref, oid, repo.refs.get(ref))
+        except RefConflict as exc:
+            report.warnings.append(f"remote branch {b} was not recorded: {exc}")
+            del heads[b]
+    for t, oid in list(tags.items()):
+        mine = repo.refs.get(f"refs/tags/{t}")
+        if mine is None:
+            try:
+                repo.refs.update(f"refs/tags/{t}", oid, None)
+            except RefConflict as exc:
+                report.warnings.append(f"remote tag {t} was not recorded: {exc}")
+                del tags[t]
+        elif mine != oid:
+            report.notes.append(f"tag {t} differs from the remote's: kept yours")
+    report.requests = meter.requests
+    return FetchResult(heads, tags, index, report)
+
+
+def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> FetchResult:
+    """Fetch refs, versions and trees from a remote."""
+    meter = connect(spec, jobs)
+    with repo.locked():
+        return fetch_locked(repo, spec, meter, jobs)
+
+
+def download_data(
+    repo: Repository,
+    meter: Meter,
+    index: dict[bytes, Located],
+    target: bytes,
+    prefixes: list[bytes],
+    workers: Workers,
+    jobs: int,
+    report: Transfer,
+) -> None:
+    """Download the chunks of version ``target`` (below ``prefixes``) missing here."""
+    hist = repo.history
+    items = (
+        (path, e)
+        for path, e in hist.walk(hist.version(target).tree)
+        if not prefixes or any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
+    )
+    need, _ = missing_chunks(repo.store, items)
+    download_chunks(repo.store, meter, index, need, workers, jobs, report)
+
+
+# ------------------------------------------------------------------------------- pull
+
+
+@dataclass
+class PullResult:
+    """What a pull did."""
+
+    transfer: Transfer
+    checkout: co.CheckoutReport | None
+    message: str
+    conflicts: int = 0  # a merge (``merge=True``) stopped on this many conflicts
+
+
+def _is_path_of(repo: Repository, version: bytes, arg: str) -> bool:
+    """True if ``arg`` names a path of ``version`` (relative to the working directory)."""
+    try:
+        rel = repo.rel(arg)
+    except UsageError:
+        return False
+    hist = repo.history
+    return hist.lookup(hist.version(version).tree, rel) is not None
+
+
+def pull(
+    repo: Repository,
+    spec: RemoteSpec,
+    rev: str | None,
+    paths: list[str],
+    workers: Workers,
+    *,
+    jobs: int = 8,
+    force: bool = False,
+    yes: bool = False,
+    merge: bool = False,
+) -> PullResult:
+    """Fetch, download what REV (or PATHs of it) needs, and bring the working tree there.
+
+    Unless ``yes``, a target that would expand far beyond its distinct data is refused
+    before anything is downloaded for it (``vfs.remote.receive.check_expansion``). If the
+    branch and the remote's have diverged, ``merge`` merges the remote's into it
+    (``vfs.ops.merge``); without it the branch is left alone.
+    """
+    meter = connect(spec, jobs)
+    hist = repo.history
+    with repo.locked():
+        got = fetch_locked(repo, spec, meter, jobs)
+        co.remove_temporaries_after_crash(repo, got.transfer.warnings.append)
+        branch = hist.head().branch
+        remote_tip = got.heads.get(branch)
+        if rev is not None:
+            try:
+                target = hist.resolve(rev)
+            except RevisionNotFound:
+                # `dvfs pull data/x`: a path of the remote branch, not a revision.
+                if remote_tip is None or not _is_path_of(repo, remote_tip, rev):
+                    raise
+                paths, rev, target = [rev, *paths], None, remote_tip
+        elif remote_tip is None:
+            raise UsageError(f"{spec.name} has no branch {branch}: nothing to pull")
+        else:
+            target = remote_tip
+        prefixes = [repo.rel(p) for p in paths]
+        if not yes:
+            check_expansion(hist, target, prefixes, _label(hist, target))
+        download_data(repo, meter, got.index, target, prefixes, workers, jobs, got.transfer)
+    got.transfer.requests = meter.requests
+    if paths or rev is not None:
+        report = co.checkout(repo, rev or target.hex(), paths, workers, force=force)
+        return PullResult(got.transfer, report, "")
+    local = repo.refs.get(f"refs/heads/{branch}")
+    if local == target:
+        return PullResult(got.transfer, None, f"{branch} is up to date")
+    if local is not None and hist.is_ancestor(target, local):
+        return PullResult(
+            got.transfer, None, f"{branch} is ahead of {spec.name}/{branch}: `dvfs push` it"
+        )
+    if local is not None and not hist.is_ancestor(local, target):
+        if merge:
+            done = merging.merge(repo, f"{spec.name}/{branch}", workers)
+            said = merge_message(done, f"{spec.name}/{branch}")
+            return PullResult(got.transfer, None, said, len(done.conflicts))
+        raise UsageError(
+            f"{branch} and {spec.name}/{branch} have diverged ({hist.label(local)} "
+            f"{local.hex()[:10]} here, {hist.label(target)} {target.hex()[:10]} there): "
+            f"{branch} was left as it is; `dvfs pull --merge` merges {spec.name}/{branch} "
+            "into it"
+        )
+    report = co.fast_forward(repo, branch, local, target, workers, force=force)
+    return PullResult(got.transfer, report, "")
+
+
+def merge_message(m: merging.MergeReport, rev: str) -> str:
+    """What a pull that merged says."""
+    if m.outcome == "merged":
+        return f"merged {rev}: {m.label} {m.oid.hex()[:10]}"
+    left = ", ".join(quote_name(os.fsdecode(c.path)) for c in m.conflicts[:10])
+    more = f" and {len(m.conflicts) - 10} more" if len(m.conflicts) > 10 else ""
+    return (
+        f"merging {rev} stopped: {len(m.conflicts)} conflicts ({left}{more}); settle each "
+        "with `dvfs restore --ours|--theirs PATH`, then `dvfs commit -m MSG`"
+    )
+
+
+# ------------------------------------------------------------------------------- clone
+
+
+def default_dir(url: str) -> str:
+    """The directory a clone of ``url`` goes to when none is given."""
+    name = url.rstrip("/").rsplit("/", 1)[-1].split("://")[-1]
+    return name or "dvfs-clone"
+
+
+def clone(
+    url: str,
+    directory: Path,
+    workers: Workers,
+    *,
+    rev: str | None = None,
+    no_checkout: bool = False,
+    endpoint_url: str | None = None,
+    jobs: int = 8,
+    yes: bool = False,
+) -> tuple[Repository, Transfer, str]:
+    """Make a new repository from a remote and check out its main branch (or ``rev``).
+
+    Unless ``yes``, a version that would expand far beyond its distinct data is not
+    checked out (``vfs.remote.receive.check_expansion``), and the clone is removed.
+    """
+    spec = RemoteSpec("origin", url, endpoint_url)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise UsageError(f"{directory} exists and is not an empty directory")
+    meter = connect(spec, jobs)
+    probe = RemoteRepo(meter, None)
+    text = probe.read_format()
+    if text is None:
+        raise UsageError(f"{url} holds no dvfs repository (no format record)")
+    params = parse_format(text, f"{url}/format")
+    made = not directory.exists()
+    try:
+        repo = Repository.init(directory, chunker=params)
+        add_remote(repo, spec, make_default=True)
+        with repo.locked():
+            got = fetch_locked(repo, spec, meter, jobs)
+            if not got.heads:
+                skipped = "".join(f"; {w}" for w in got.transfer.warnings[:3])
+                raise UsageError(f"{url} has no branches yet: nothing to clone{skipped}")
+            branch = preferred_branch(got.heads)
+            tip = got.heads[branch]
+            repo.refs.update(f"refs/heads/{branch}", tip, None)
+            repo.refs.set_head(Head(branch))
+            target = repo.history.resolve(rev) if rev else tip
+            if not yes:
+                check_expansion(
+                    repo.history, target, [], _label(repo.history, target), paths_only=no_checkout
+                )
+            if no_checkout:
+                co.nothing_checked_out(repo, target, branch, attached=target == tip)
+            if not no_checkout:
+                download_data(repo, meter, got.index, target, [], workers, jobs, got.transfer)
+        if not no_checkout:
+            if rev:
+                co.checkout(repo, rev, [], workers)
+            else:
+                co.switch(repo, branch, workers, force=True)
+    except BaseException:
+        if made:
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            for child in directory.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+    got.transfer.requests = meter.requests
+    return repo, got.transfer, branch
+
+
+def _label(hist: History, oid: bytes) -> str:
+    return f"{hist.label(oid)} ({oid.hex()[:10]})"
+
+
+def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
+    """Fetch metadata and return the remote-tracking ref to list for the current branch."""
+    got = fetch(repo, spec, jobs)
+    branch = repo.history.head().branch
+    if branch not in got.heads:
+        if not got.heads:
+            raise UsageError(f"{spec.name} has no versions yet")
+        branch = preferred_branch(got.heads)
+    return f"{spec.name}/{branch}"

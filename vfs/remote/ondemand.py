@@ -1,0 +1,186 @@
+"""File data fetched when a command needs it: the chunks a checkout, restore or cat
+reads that the local store lacks come from the default remote first.
+
+A clone or pull downloads only what its target needs (``--no-checkout``, ``pull
+PATH``), so the local store of a repository is often partial. Before a command writes
+or prints file data, :func:`ensure_local` finds the chunks it needs that are not
+stored here and downloads exactly those from the default remote: several per ranged
+GET of a pack, ``jobs`` requests in parallel, with a progress bar counting chunks;
+each chunk is verified before it is stored, and the local packs are flushed before
+the command goes on, so that the index never names a chunk that is not on disk.
+
+Nothing in the working tree changes before the download is over: if the remote
+cannot be reached, or ``--offline`` says not to try, the command stops first and says
+which files (by path, never by chunk id) need data and what gets it. A chunk that the
+remote does not hold either fails only the files that need it (the caller restores
+the others and reports those). A kill at any moment leaves at most a pack under a
+temporary name in the store, which ``dvfs fsck`` removes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vfs.errors import RemoteError, UsageError
+from vfs.model.codec import Entry
+from vfs.quoting import quote_name
+from vfs.remote.config import Meter, connect, default_remote, get_remote
+from vfs.remote.config import remotes as configured_remotes
+from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
+from vfs.repo.repository import Repository
+from vfs.store.objects import ObjectStore
+from vfs.worktree.pools import Workers
+
+FILES_NAMED = 5  # files an error names before "and N more"
+JOBS = 8  # ranged GETs in flight
+
+
+def index_cache(repo: Repository, name: str) -> Path:
+    """Where the index segments of remote ``name`` are cached (``vfs.remote.config``)."""
+    return repo.dir / "remotes" / name / "index"
+
+
+@dataclass
+class Fetched:
+    """What :func:`ensure_local` did."""
+
+    unavailable: dict[bytes, str] = field(default_factory=dict)  # path -> why it has no data
+    remote: str | None = None  # where chunks were downloaded from
+    objects: int = 0  # chunks downloaded
+    bytes: int = 0  # and their bytes, as stored
+
+
+def missing_chunks(
+    store: ObjectStore, items: Iterable[tuple[bytes, Entry]]
+) -> tuple[dict[bytes, int], dict[bytes, list[bytes]]]:
+    """The chunks of ``items`` not stored here (id -> size), and the paths that need each."""
+    need: dict[bytes, int] = {}
+    users: dict[bytes, list[bytes]] = {}
+    have = store.has
+    for path, e in items:
+        for c in e.chunks:
+            if c.oid in need:
+                users[c.oid].append(path)
+            elif not have(c.oid):
+                need[c.oid] = c.size
+                users[c.oid] = [path]
+    return need, users
+
+
+def download_chunks(
+    store: ObjectStore,
+    meter: Meter,
+    index: dict[bytes, Located],
+    need: Iterable[bytes],
+    workers: Workers,
+    jobs: int,
+    report: Report,
+) -> None:
+    """Download chunks ``need`` (all in ``index``) into ``store`` and flush it."""
+    wanted = list(need)
+    if not wanted:
+        return
+    remote = RemoteRepo(meter, None)
+    total = sum(index[o][1].stored_len for o in wanted)
+    workers.progress.start("downloading", len(wanted), total, "chunks")
+    try:
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            for obj, payload in remote.download(wanted, index, pool, jobs):
+                store.put_stored(obj.oid, obj.kind, obj.compression, payload, obj.raw_len)
+                report.objects += 1
+                report.bytes += len(payload)
+                workers.progress.advance(1, len(payload))
+    finally:
+        workers.progress.done()
+    store.flush()
+
+
+def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:
+    """Some paths, quoted, and how many more there are."""
+    shown = sorted(set(paths))
+    text = ", ".join(quote_name(p) for p in shown[:limit])
+    return text + (f" and {len(shown) - limit:,} more" if len(shown) > limit else "")
+
+
+def check_files_expansion(items: Sequence[tuple[bytes, Entry]], command: str) -> None:
+    """UsageError if writing ``items`` would expand far beyond their distinct data.
+
+    The limits of ``vfs.remote.receive.check_expansion``, for a set of files (``restore``).
+    """
+    size = sum(e.size for _, e in items)
+    distinct = sum({c.oid: c.size for _, e in items for c in e.chunks}.values())
+    if size > max(EXPANSION_FLOOR_BYTES, EXPANSION_RATIO * distinct):
+        raise UsageError(
+            f"{command} would write {size:,} bytes, {size // max(1, distinct):,} times the "
+            f"{distinct:,} bytes of distinct data they are made of: refused, nothing was "
+            "written; pass --yes only if you expect it"
+        )
+
+
+def ensure_local(
+    repo: Repository,
+    items: Iterable[tuple[bytes, Entry]],
+    workers: Workers,
+    *,
+    command: str,
+    gets_them: str,
+    offline: bool = False,
+    before: Callable[[], None] | None = None,
+    jobs: int = JOBS,
+) -> Fetched:
+    """Make the chunks of ``items`` local, downloading the missing ones (module docstring).
+
+    ``command`` names what is being done in messages (``checkout v1``); ``gets_them``
+    is the command that downloads the data beforehand (``dvfs pull v1``). With
+    ``offline`` a missing chunk is a UsageError naming the files; ``before`` runs
+    once something is to be downloaded, before any request (the expansion check).
+    A remote that fails raises RemoteError saying nothing was changed. Files whose
+    data is neither here nor on the remote are returned in ``Fetched.unavailable``.
+    """
+    got = Fetched()
+    need, users = missing_chunks(repo.store, items)
+    if not need:
+        return got
+    files = [p for oid in need for p in users[oid]]
+    if offline:
+        raise UsageError(
+            f"{command} needs data not in the local store for {names(files)} (--offline): "
+            f"nothing was changed; `{gets_them}` downloads it, or run it without --offline"
+        )
+    name = default_remote(repo)
+    if name is None:
+        why = "no remote is set to fetch it from (`dvfs remote add NAME URL`)"
+        if configured_remotes(repo):
+            why = "several remotes and no default to fetch it from (`dvfs remote default NAME`)"
+        got.unavailable = dict.fromkeys(files, f"its data is not in the local store, and {why}")
+        return got
+    got.remote = name
+    if before is not None:
+        before()
+    spec = get_remote(repo, name)
+    try:
+        meter = connect(spec, jobs)
+        index = RemoteRepo(meter, index_cache(repo, name)).index()
+        here = [oid for oid in need if oid in index]
+        download_chunks(repo.store, meter, index, here, workers, jobs, got)
+    except RemoteError as exc:
+        try:  # what arrived is verified: kept, so that running it again resumes
+            repo.store.flush()
+        except Exception:
+            repo.store.discard()
+        raise type(exc)(
+            f"{command} needs data for {names(files)} from remote {name}, which failed: "
+            f"{exc}; nothing was changed: run it again when the remote answers"
+        ) from None
+    for oid in need:
+        if oid not in index:
+            for p in users[oid]:
+                got.unavailable[p] = (
+                    f"its data is neither in the local store nor on remote {name}: "
+                    "push it from a repository that has it"
+                )
+    return got

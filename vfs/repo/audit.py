@@ -1,0 +1,286 @@
+"""The audit log: every change of a local ref, hash-chained so that tampering shows.
+
+``.dvfs/audit.log`` holds one entry a line, appended by ``vfs.repo.refs`` under
+``refs.lock`` (so entries are in the order the refs changed) *before* the ref is
+written: a crash between the two leaves an entry for a change that did not happen,
+never a change without its entry. Each line is compact JSON with sorted keys::
+
+    {"cmd": ["dvfs", "commit", "-m", "..."], "host": "node", "new": "<64 hex>" | null,
+     "note": "", "old": "<64 hex>" | null, "op": "branch move", "prev": "<64 hex>",
+     "ref": "refs/heads/main", "seq": 7, "time_ns": 1767225600000000000,
+     "user": "alice", "v": 1}
+
+``seq`` counts from 1; ``prev`` is the BLAKE3 of the previous line's bytes (without
+its newline; 64 zeros for the first). ``op`` is ``<branch|tag|remote branch|HEAD>
+<create|delete|move>``, or ``gc``; ``note`` says more where a ref alone does not
+(HEAD's branch, bytes gc freed). ``cmd`` is the command line that made the change
+(:func:`set_command`; else the process's own). A line is written with one ``write``
+to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a crash
+mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
+
+``.dvfs/audit.head``: ``"<seq> <64 hex>\\n"``, the last entry's number and hash,
+rewritten atomically after each append, so that deleting the last entries shows.
+
+:func:`verify` names the first entry edited, deleted, inserted or reordered. It
+proves nothing against someone who rewrites the whole chain and the head: the log
+is evidence of accidents and casual edits; the remote chain (below) is the
+stronger record.
+
+**The remote chain.** A remote keeps its own chain of the changes made to it (a push
+moving a branch or creating a tag, and a remote gc that changed anything), one object per entry
+at ``audit/<seq, 12 digits>`` (``audit/000000000001`` first), each the same JSON as a
+local line (no newline) with ``prev`` the BLAKE3 of the previous *object's* bytes.
+An entry is written with ``If-None-Match`` (:func:`vfs.remote.audit.append_remote`): of two writers
+racing for the same number one wins and the other reads the winner, links to it and
+takes the next number, so the chain never forks and an ordinary write never
+replaces an entry without breaking the link the next entry holds. A push appends its
+entry *before* it moves the remote ref, so no ref moves without an entry (an entry
+may name a move that then lost its race). ``.dvfs/remotes/<name>/audit.head`` holds
+``"<seq> <hash>\n"`` of the last entry this clone wrote or verified: a later append
+starts looking from there (else it lists ``audit/``), and :func:`vfs.remote.audit.verify_remote`
+checks that entry still hashes the same, so a chain cut or edited at its end shows
+too. Entries are at most ``MAX_LINE`` bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vfs.errors import FormatError
+from vfs.model.ids import hash_bytes
+from vfs.store.durable import write_atomic
+
+LOG = "audit.log"
+HEAD = "audit.head"
+FORMAT = 1
+ZERO = "0" * 64
+TAIL = 1 << 16  # bytes read from the end to find the last entry
+MAX_LINE = 1 << 20
+_KEYS = {"v", "seq", "time_ns", "user", "host", "cmd", "op", "ref", "old", "new", "note", "prev"}
+_command: list[str] | None = None
+
+
+def set_command(argv: list[str]) -> None:
+    """The command line entries of this process record (the CLI sets it)."""
+    global _command
+    _command = list(argv)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def encode_entry(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _last_line(fd: int) -> tuple[bytes | None, int]:
+    """The last complete line of the log (None if empty) and where complete lines end."""
+    size = os.fstat(fd).st_size
+    start = max(0, size - TAIL)
+    tail = os.pread(fd, size - start, start)
+    end = tail.rfind(b"\n")
+    if end < 0:
+        if start == 0:
+            return None, 0
+        raise FormatError("the audit log's last entry is longer than any entry dvfs writes")
+    before = tail.rfind(b"\n", 0, end)
+    if before < 0 and start > 0:
+        raise FormatError("the audit log's last entry is longer than any entry dvfs writes")
+    return tail[before + 1 : end], start + end + 1
+
+
+def record(
+    dvfs_dir: Path,
+    op: str,
+    ref: str,
+    old: bytes | None,
+    new: bytes | None,
+    note: str = "",
+) -> None:
+    """Append an entry; the caller holds ``refs.lock`` (or the repository lock)."""
+    path = dvfs_dir / LOG
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        last, end = _last_line(fd)
+        if end != os.fstat(fd).st_size:
+            os.ftruncate(fd, end)  # a torn line of a crashed append
+        seq, prev = 1, ZERO
+        if last is not None:
+            try:
+                seq = int(json.loads(last)["seq"]) + 1
+            except (ValueError, KeyError, TypeError):  # edited: verify will say so
+                seq = os.pread(fd, end, 0).count(b"\n") + 1
+            prev = hash_bytes(last).hex()
+        line = encode_entry(make_entry(seq, prev, op, ref, old, new, note))
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
+
+
+def make_entry(
+    seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
+) -> dict[str, Any]:
+    cmd = _command if _command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    return {
+        "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
+        "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,
+        "old": None if old is None else old.hex(), "new": None if new is None else new.hex(),
+        "note": note, "prev": prev,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry as read back."""
+
+    seq: int
+    time_ns: int
+    user: str
+    host: str
+    cmd: tuple[str, ...]
+    op: str
+    ref: str
+    old: str | None
+    new: str | None
+    note: str
+    raw: bytes
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as ``dvfs audit --json`` prints it."""
+        out: dict[str, Any] = json.loads(self.raw)
+        return out
+
+
+def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
+    """An entry and its ``prev`` field; FormatError naming line ``where``."""
+    try:
+        rec = json.loads(line)
+        if not (isinstance(rec, dict) and set(rec) == _KEYS and rec["v"] == FORMAT):
+            raise ValueError("fields")
+        e = Entry(
+            int(rec["seq"]), int(rec["time_ns"]), str(rec["user"]), str(rec["host"]),
+            tuple(str(c) for c in rec["cmd"]), str(rec["op"]), str(rec["ref"]),
+            rec["old"], rec["new"], str(rec["note"]), line,
+        )  # fmt: skip
+        return e, str(rec["prev"])
+    except (ValueError, TypeError, KeyError):
+        raise FormatError(f"line {where} of the audit log is not an entry") from None
+
+
+def _lines(dvfs_dir: Path) -> tuple[list[bytes], bool]:
+    """The complete lines of the log, and whether a torn last line follows them."""
+    try:
+        data = (dvfs_dir / LOG).read_bytes()
+    except FileNotFoundError:
+        return [], False
+    lines = data.split(b"\n")
+    torn = lines.pop() != b""
+    return lines, torn
+
+
+def entries(dvfs_dir: Path) -> Iterator[Entry]:
+    """Every entry in order (not verified)."""
+    lines, _ = _lines(dvfs_dir)
+    for i, line in enumerate(lines, 1):
+        yield parse_entry(line, i)[0]
+
+
+@dataclass
+class Verdict:
+    """What ``verify`` found: ``problems`` empty when the chain is intact."""
+
+    entries: int
+    problems: list[str]
+    torn: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The verdict as ``dvfs audit verify --json`` prints it."""
+        return {"entries": self.entries, "intact": not self.problems, "problems": self.problems,
+                "torn_last_line": self.torn}  # fmt: skip
+
+
+def verify(dvfs_dir: Path) -> Verdict:
+    """Check the chain: sequence, links and head; name the first thing changed."""
+    lines, torn = _lines(dvfs_dir)
+    problems: list[str] = []
+    parsed: list[tuple[Entry, str, str]] = []  # entry, its prev, its own hash
+    for i, line in enumerate(lines, 1):
+        try:
+            e, prev = parse_entry(line, i)
+        except FormatError as exc:
+            return Verdict(len(lines), [f"{exc}: it was edited"], torn)
+        parsed.append((e, prev, hash_bytes(line).hex()))
+    seqs = [e.seq for e, _, _ in parsed]
+    n = len(parsed)
+    if seqs != list(range(1, n + 1)):
+        counts: dict[int, int] = {}
+        for s in seqs:
+            counts[s] = counts.get(s, 0) + 1
+        twice = sorted(s for s, c in counts.items() if c > 1)
+        if twice:
+            s = twice[0]
+            after = next((p for e, p, _ in parsed if e.seq == s + 1), None)
+            ours = [(i, h) for i, (e, _, h) in enumerate(parsed, 1) if e.seq == s]
+            fake = [i for i, h in ours if h != after] if after else [ours[-1][0]]
+            problems.append(
+                f"entry {s} appears {counts[s]} times: the one at line {fake[0]} was inserted"
+            )
+        elif sorted(seqs) == list(range(1, n + 1)):
+            moved = sorted(s for i, s in enumerate(seqs, 1) if s != i)
+            problems.append(
+                f"entries {', '.join(map(str, moved[:6]))} are out of order: the log was reordered"
+            )
+        else:
+            have = set(seqs)
+            top = max(seqs)
+            gone = [s for s in range(1, top + 1) if s not in have]
+            shown = ", ".join(map(str, gone[:6])) + (" ..." if len(gone) > 6 else "")
+            problems.append(f"entry {shown} {'is' if len(gone) == 1 else 'are'} missing: deleted")
+        return Verdict(n, problems, torn)
+    prev_hash = ZERO
+    for e, prev, own in parsed:
+        if prev != prev_hash:
+            if e.seq == 1:
+                problems.append("entry 1 was edited (it must follow nothing)")
+            else:
+                problems.append(
+                    f"entry {e.seq - 1} was edited: entry {e.seq} holds the hash of another"
+                )
+            return Verdict(n, problems, torn)
+        prev_hash = own
+    head = _head(dvfs_dir)
+    if head is not None:
+        seq, digest = head
+        if seq < 0:
+            problems.append(f"{HEAD} is damaged: the last entries cannot be checked")
+        elif seq > n:
+            problems.append(f"entries {n + 1}..{seq} are missing: deleted from the end")
+        elif seq >= 1 and parsed[seq - 1][2] != digest:
+            problems.append(f"entry {seq} was edited: {HEAD} holds the hash of another")
+    elif n:
+        problems.append(f"{HEAD} is missing: the last entries cannot be checked")
+    return Verdict(n, problems, torn)
+
+
+def _head(dvfs_dir: Path) -> tuple[int, str] | None:
+    with contextlib.suppress(FileNotFoundError):
+        text = (dvfs_dir / HEAD).read_text(errors="replace").split()
+        if len(text) == 2 and text[0].isdigit():
+            return int(text[0]), text[1]
+        return -1, ""
+    return None

@@ -1,0 +1,215 @@
+"""Living beside git: the git commit of a version, ``.gitignore``, ``dvfs.lock``, ``dvfs.toml``.
+
+Everything goes through plain ``git`` subprocess calls, and everything is optional:
+outside a git work tree, or without git installed, these functions do nothing.
+
+``dvfs.lock`` (at the repository root, meant to be committed to git) pins a data
+version, so that a git commit says which data it was made with::
+
+    # dvfs data version; after `git checkout`, run `dvfs checkout --lock`
+    branch: main
+    version: v3
+    id: <64 hex>
+
+Inside a git work tree it is rewritten on every commit and checkout, and read back
+by ``dvfs checkout --lock``; outside git it is not written.
+
+Both files sit in a working tree that is not trusted: they are read only if they are
+regular files of a sane size (never through a link, never waiting on a FIFO), and
+rewritten by renaming a new file over them, so a link there is replaced, never
+written through.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vfs._os.beneath import read_regular
+from vfs.errors import UsageError
+from vfs.model.codec import GitLink
+from vfs.model.ids import from_hex
+from vfs.store.durable import write_atomic
+
+LOCK_FILE = "dvfs.lock"
+SHARED_FILE = "dvfs.toml"  # settings shared through git, see vfs.repo.shared
+# A pipeline's stages and the record of their last runs (vfs.pipeline): versioned with
+# the data and meant for git too, so never git-ignored by ``dvfs add``.
+PIPELINE_FILE = "dvfs.yaml"
+RUNS_FILE = "dvfs.runs"
+_IN_GIT_TOO = frozenset({PIPELINE_FILE.encode(), RUNS_FILE.encode()})
+GITIGNORE = ".gitignore"
+MAX_GITIGNORE = 4 << 20  # bytes of a .gitignore dvfs reads to add to it
+MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
+
+
+def _git(root: Path, *args: str) -> str | None:
+    import subprocess  # here: most commands never run git, and it costs 4 ms to import
+
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_output(root: Path, *args: str) -> str | None:
+    """What ``git ARGS`` run in ``root`` prints (stripped); None if it fails or is missing."""
+    return _git(root, *args)
+
+
+def in_git(root: Path) -> bool:
+    """True if ``root`` lies inside a git work tree."""
+    return _git(root, "rev-parse", "--is-inside-work-tree") == "true"
+
+
+def git_link(root: Path) -> GitLink | None:
+    """The git HEAD commit around ``root`` and whether tracked files differ from it."""
+    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    if not commit:
+        return None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return GitLink(commit, bool(status))
+
+
+def git_author(root: Path) -> str | None:
+    """``Name <email>`` from git's configuration, if set."""
+    name = _git(root, "config", "user.name")
+    email = _git(root, "config", "user.email")
+    if name and email:
+        return f"{name} <{email}>"
+    return name or None
+
+
+def find_shared_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``dvfs.toml``, if any.
+
+    For a git clone that has the shared settings but no store yet (no ``.dvfs``).
+    """
+    for d in (start, *start.parents):
+        if os.path.lexists(d / SHARED_FILE):  # (a link is found, and refused when read)
+            return d
+    return None
+
+
+def _read_root_file(root: Path, name: str, limit: int) -> bytes | None:
+    """A regular file at the root (see ``vfs._os.beneath.read_regular``); None if absent."""
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return read_regular(fd, name, limit)
+    finally:
+        os.close(fd)
+
+
+def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | None = None) -> bool:
+    """Add ``/path`` patterns for ``rels`` to the root ``.gitignore``, when in git.
+
+    Patterns already present, or below an ignored directory, are not repeated. A
+    ``.gitignore`` that is not a regular file (a link, a FIFO) or is larger than
+    MAX_GITIGNORE is left alone, with a warning. ``dvfs.yaml`` and ``dvfs.runs`` at the
+    root are never added: they belong in git beside the code. Returns True if the
+    file changed.
+    """
+    rels = [r for r in rels if r not in _IN_GIT_TOO]
+    if not rels or not in_git(root):
+        return False
+    try:
+        raw = _read_root_file(root, GITIGNORE, MAX_GITIGNORE)
+    except OSError as exc:
+        if warn is not None:
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            warn(f"{GITIGNORE} left as it is ({why}): add the tracked paths to it yourself")
+        return False
+    path = root / GITIGNORE
+    text = "" if raw is None else raw.decode("utf-8", "surrogateescape")
+    have = {line.strip() for line in text.splitlines()}
+    wanted = ["/.dvfs/"]
+    for rel in rels:
+        name = os.fsdecode(rel)
+        if any(ch in name for ch in "*?[]!#\\\n") or name.startswith(" "):
+            name = "".join("\\" + ch if ch in "*?[]!#\\" else ch for ch in name)
+        wanted.append("/" + name)
+    new = []
+    for pat in wanted:
+        parts = pat.rstrip("/").split("/")
+        covered = any(
+            "/".join(parts[:i]) in have or "/".join(parts[:i]) + "/" in have
+            for i in range(2, len(parts) + 1)
+        )
+        if not covered and pat not in new:
+            new.append(pat)
+    if not new:
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if "# dvfs" not in text:
+        text += "# data tracked by dvfs\n"
+    write_atomic(path, (text + "\n".join(new) + "\n").encode("utf-8", "surrogateescape"))
+    return True
+
+
+@dataclass(frozen=True)
+class LockPointer:
+    """What ``dvfs.lock`` names."""
+
+    branch: str
+    number: int
+    oid: bytes
+
+
+def write_lock(root: Path, ptr: LockPointer) -> None:
+    """Rewrite ``dvfs.lock`` for ``ptr`` (only inside a git work tree: it is for git)."""
+    if not in_git(root):
+        return
+    text = (
+        "# dvfs data version; after `git checkout`, run `dvfs checkout --lock`\n"
+        f"branch: {ptr.branch}\nversion: v{ptr.number}\nid: {ptr.oid.hex()}\n"
+    )
+    write_atomic(root / LOCK_FILE, text.encode(), sync=False)
+
+
+def read_lock(root: Path) -> LockPointer:
+    """Parse ``dvfs.lock``; UsageError saying what is wrong."""
+    path = root / LOCK_FILE
+    try:
+        raw = _read_root_file(root, LOCK_FILE, MAX_LOCK)
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise UsageError(f"{path} is not a plain file ({why}): restore it from git") from None
+    if raw is None:
+        raise UsageError(f"{path} does not exist: commit a version first")
+    return parse_lock(raw, str(path))
+
+
+def parse_lock(raw: bytes, where: str) -> LockPointer:
+    """What the text of a ``dvfs.lock`` names; UsageError (naming ``where``) if nothing."""
+    import yaml  # here: only `checkout --lock` and the git hooks read it; 10 ms to import
+
+    try:
+        # Every value as the text written: a branch named yes, on, null or 1.0 stays that
+        # name (a typing reader made them True, None and 1.0).
+        rec = yaml.load(raw.decode("utf-8", "replace"), Loader=yaml.BaseLoader)
+    except yaml.YAMLError:
+        raise UsageError(f"{where} is not readable YAML: restore it from git") from None
+    try:
+        if not isinstance(rec, dict):
+            raise ValueError("not a mapping")
+        version = str(rec["version"])
+        if not version.startswith("v"):
+            raise ValueError("not a version number")
+        return LockPointer(str(rec["branch"]), int(version[1:]), from_hex(str(rec["id"])))
+    except (KeyError, ValueError):
+        raise UsageError(
+            f"{where} does not name a version (needs branch, version and id): restore it from git"
+        ) from None

@@ -1,0 +1,401 @@
+"""Versions and trees read back from the store, and revision names resolved to ids.
+
+Revision grammar (``vfs.repo.history.resolve``)::
+
+    rev   := base ("~" N)?
+    base  := "HEAD" | "v" N | branch | remote/branch | tag | hex id prefix (>= 4 characters)
+
+``vN`` counts along the first-parent chain of the current branch (or, when HEAD is
+detached, of the branch it was detached from): ``v1`` is that chain's first version.
+
+A name is tried in this fixed order, the first that exists wins: ``HEAD``, ``vN``,
+a local branch, a remote-tracking branch (``origin/main``), a tag, an id prefix. A
+tag therefore never shadows a branch or a remote's branch, and it cannot shadow
+``HEAD``, ``vN`` or an id either: ``vfs.repo.refs.check_ref_name`` refuses such names for
+branches and tags alike, whether made here or fetched from a remote.
+
+Trees are walked with explicit stacks, never by recursion, so a tree of any depth
+can be listed, shown, diffed and checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from vfs._os.gc_pause import paused_gc
+from vfs.errors import FormatError, RevisionNotFound, UsageError
+from vfs.model.codec import Entry, Kind, Tree, Version, decode_tree, decode_version
+from vfs.model.ids import is_hex_prefix
+from vfs.repo.refs import Head, Refs, is_ref_like
+from vfs.store.objects import ObjectStore, ObjKind
+
+CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
+_REV_RE = re.compile(r"^(?P<base>.+?)(?:~(?P<back>\d*))?$")
+_VN_RE = re.compile(r"^v(\d+)$")
+
+
+class History:
+    """Read access to versions and trees, with a small decoded-record cache."""
+
+    def __init__(self, store: ObjectStore, refs: Refs) -> None:
+        self.store = store
+        self.refs = refs
+        self.version = lru_cache(maxsize=4096)(self._load_version)
+        self.tree = lru_cache(maxsize=4096)(self._load_tree)
+
+    def _load_version(self, oid: bytes) -> Version:
+        try:
+            return decode_version(self.store.get(oid))
+        except FormatError as exc:
+            raise FormatError(f"version {oid.hex()[:12]}: {exc}") from None
+
+    def _load_tree(self, oid: bytes) -> Tree:
+        try:
+            return decode_tree(self.store.get(oid))
+        except FormatError as exc:
+            raise FormatError(f"tree {oid.hex()[:12]}: {exc}") from None
+
+    # HEAD and branches ------------------------------------------------------
+
+    def head_id(self) -> bytes | None:
+        """The version HEAD names, or None on a branch with no versions yet."""
+        h = self.refs.head()
+        if h.detached is not None:
+            return h.detached
+        return self.refs.get(f"refs/heads/{h.branch}")
+
+    def head(self) -> Head:
+        """HEAD as parsed from disk."""
+        return self.refs.head()
+
+    def chain(self, start: bytes | None) -> Iterator[tuple[bytes, Version]]:
+        """The first-parent chain from ``start`` back to the first version."""
+        oid = start
+        seen = 0
+        while oid is not None:
+            v = self.version(oid)
+            yield oid, v
+            seen += 1
+            if v.number != 1 and not v.parents:
+                raise FormatError(f"version {oid.hex()[:12]} has no parent but is v{v.number}")
+            oid = v.parents[0] if v.parents else None
+            if seen > 10_000_000:
+                raise FormatError("version chain does not end (a cycle?)")
+
+    # resolving -----------------------------------------------------------------
+
+    def _vn(self, n: int) -> bytes | None:
+        h = self.refs.head()
+        tip = self.refs.get(f"refs/heads/{h.branch}")
+        if h.detached is not None and not self.on_chain(tip, h.detached):
+            tip = h.detached  # detached off the branch: count along its own chain
+        if tip is None or n < 1:
+            return None
+        for oid, v in self.chain(tip):
+            if v.number == n:
+                return oid
+            if v.number < n:
+                return None
+        return None
+
+    def on_chain(self, tip: bytes | None, oid: bytes) -> bool:
+        """True if ``oid`` is on the first-parent chain ending at ``tip``."""
+        if tip is None:
+            return False
+        n = self.version(oid).number
+        for cur, v in self.chain(tip):
+            if v.number <= n:
+                return cur == oid
+        return False
+
+    def ahead_behind(self, ours: bytes, theirs: bytes) -> tuple[int, int]:
+        """(versions on ``ours``'s first-parent chain that ``theirs``'s lacks, and back).
+
+        The chains are walked down by version number to where they meet, so the cost
+        follows how far apart they are, not how long they are (two chains that never
+        meet count whole). Chains that seem to diverge are checked through every
+        parent: after a merge of the other side, the count is of the versions only
+        one side has, so a merged branch is ahead, not diverged.
+        """
+        a: bytes | None = ours
+        b: bytes | None = theirs
+        na, nb = self.version(ours).number, self.version(theirs).number
+        ahead = behind = 0
+        while a != b:
+            if na >= nb and a is not None:
+                parents = self.version(a).parents
+                a = parents[0] if parents else None
+                na = self.version(a).number if a is not None else 0
+                ahead += 1
+            elif b is not None:
+                parents = self.version(b).parents
+                b = parents[0] if parents else None
+                nb = self.version(b).number if b is not None else 0
+                behind += 1
+        if ahead and behind and (self.is_ancestor(theirs, ours) or self.is_ancestor(ours, theirs)):
+            # One side merged the other: count every version only one side has.
+            mine, other = self.ancestors(ours), self.ancestors(theirs)
+            return len(mine - other), len(other - mine)
+        return ahead, behind
+
+    def ancestors(self, tip: bytes) -> set[bytes]:
+        """``tip`` and every version below it, following every parent (merges included)."""
+        seen = {tip}
+        stack = [tip]
+        while stack:
+            for p in self.version(stack.pop()).parents:
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return seen
+
+    def is_ancestor(self, old: bytes, new: bytes) -> bool:
+        """True if ``old`` is ``new`` or below it through any parent.
+
+        False if ``old`` is not stored here (a remote's tip this repository never
+        fetched cannot be below a local version). The first-parent chain is tried
+        first (counting down by number, so it costs the distance); only then is
+        everything below ``new`` walked.
+        """
+        if not self.store.has(old):
+            return False
+        if old == new or self.on_chain(new, old):
+            return True
+        return old in self.ancestors(new)
+
+    def merge_base(self, ours: bytes, theirs: bytes) -> bytes | None:
+        """The nearest version both are built on, following every parent; None if none.
+
+        Of the common ancestors none of whose descendants is also common, the newest
+        (then the smallest id) is taken, so the answer does not depend on the walk.
+        """
+        mine = self.ancestors(ours)
+        if theirs in mine:
+            return theirs
+        common: set[bytes] = set()
+        seen = {theirs}
+        stack = [theirs]
+        while stack:
+            for p in self.version(stack.pop()).parents:
+                if p in seen:
+                    continue
+                seen.add(p)
+                if p in mine:
+                    common.add(p)  # not walked further: what is below it is common too
+                else:
+                    stack.append(p)
+        if not common:
+            return None
+        below: set[bytes] = set()
+        for c in common:
+            below |= self.ancestors(c) - {c}
+        best = [c for c in common if c not in below] or sorted(common)
+        return max(best, key=lambda c: (self.version(c).time_ns, [-b for b in c]))
+
+    def _by_prefix(self, prefix: str) -> bytes | None:
+        hits = [
+            oid for oid in self.store.with_prefix(prefix) if self.store.kind(oid) == ObjKind.VERSION
+        ]
+        if len(hits) > 1:
+            raise UsageError(
+                f"id prefix {prefix} is ambiguous: "
+                + ", ".join(h.hex()[:12] for h in hits[:5])
+                + "; give more characters"
+            )
+        return hits[0] if hits else None
+
+    def _base(self, name: str) -> bytes | None:
+        if name == "HEAD":
+            oid = self.head_id()
+            if oid is None:
+                raise RevisionNotFound("HEAD", ["(no versions yet: run `dvfs commit`)"])
+            return oid
+        m = _VN_RE.match(name)
+        if m:
+            return self._vn(int(m.group(1)))
+        if is_ref_like(name):
+            for ref in (f"refs/heads/{name}", f"refs/remotes/{name}", f"refs/tags/{name}"):
+                oid = self.refs.get(ref)
+                if oid is not None:
+                    return oid
+        if is_hex_prefix(name.lower()):
+            return self._by_prefix(name.lower())
+        return None
+
+    def resolve(self, rev: str) -> bytes:
+        """The version id a revision names; RevisionNotFound with close names if none."""
+        m = _REV_RE.match(rev.strip())
+        if not m or not rev.strip():
+            raise RevisionNotFound(rev, self._close(rev))
+        base, back = m.group("base"), m.group("back")
+        oid = self._base(base)
+        if oid is None:
+            m_vn = _VN_RE.match(base)
+            tip = self.head_id()
+            if m_vn and tip is not None:
+                head = self.refs.head()
+                raise RevisionNotFound(
+                    rev, [f"v1 to v{self.version(tip).number} exist on {head.branch}"]
+                )
+            raise RevisionNotFound(rev, self._close(base))
+        steps = 0 if back is None else int(back or "1")
+        start = self.version(oid).number
+        for _ in range(steps):
+            v = self.version(oid)
+            if not v.parents:
+                raise RevisionNotFound(
+                    rev, [f"{base} is v{start}: v1 has no parent, go back at most {start - 1}"]
+                )
+            oid = v.parents[0]
+        return oid
+
+    def _close(self, name: str) -> list[str]:
+        names = ["HEAD", *self.refs.tags(), *self.refs.branches()]
+        tip = self.head_id()
+        if tip is not None:
+            last = self.version(tip).number
+            names += [f"v{i}" for i in range(max(1, last - CLOSE_VERSIONS), last + 1)]
+        import difflib  # only for this error message
+
+        return difflib.get_close_matches(name, names, n=4, cutoff=0.5)
+
+    def label(self, oid: bytes) -> str:
+        """``vN`` of a version (its number on its first-parent chain)."""
+        return f"v{self.version(oid).number}"
+
+    # trees ---------------------------------------------------------------------
+
+    def walk(
+        self, tree_id: bytes, prefix: bytes = b"", empty: list[bytes] | None = None
+    ) -> Iterator[tuple[bytes, Entry]]:
+        """Every file and link below a tree, as (path, entry), depth first in name order.
+
+        The paths of empty directories below it (a snapshot records them) are
+        appended to ``empty`` if given. A stack of the directories being listed takes
+        the place of recursion, so depth costs memory, not Python frames.
+        """
+        entries = self.tree(tree_id).entries
+        if empty is not None and prefix and not entries:
+            empty.append(prefix)
+        stack = [(prefix, iter(entries))]
+        folder = Kind.DIR
+        while stack:
+            base, rest = stack[-1]
+            for e in rest:
+                path = base + b"/" + e.name if base else e.name
+                if e.kind == folder:
+                    below = self.tree(e.subtree).entries
+                    if empty is not None and not below:
+                        empty.append(path)
+                    stack.append((path, iter(below)))
+                    break
+                yield path, e
+            else:
+                stack.pop()
+
+    def extent(self, tree_id: bytes) -> Extent:
+        """What checking out a tree would make (see :class:`Extent`), without walking it.
+
+        Each distinct subtree is read once and its totals reused wherever it appears,
+        so the cost follows the number of distinct directories, however often they
+        repeat: this is how a tree built to expand enormously is measured safely.
+        """
+        done: dict[bytes, Extent] = {}
+        opened: set[bytes] = set()
+        chunks: dict[bytes, int] = {}
+        entries_seen = 0
+        stack = [tree_id]
+        folder = Kind.DIR
+        while stack:
+            tid = stack[-1]
+            if tid in done:
+                stack.pop()
+                continue
+            entries = self.tree(tid).entries
+            missing = [e.subtree for e in entries if e.kind == folder and e.subtree not in done]
+            if missing:
+                if tid in opened:
+                    raise FormatError(f"tree {tid.hex()[:12]} contains itself")
+                opened.add(tid)
+                stack += missing
+                continue
+            files = size = dirs = depth = 0
+            for e in entries:
+                if e.kind == folder:
+                    sub = done[e.subtree]
+                    files += sub.files
+                    size += sub.bytes
+                    dirs += sub.dirs + 1
+                    depth = max(depth, sub.depth + 1)
+                else:
+                    files += 1
+                    size += e.size
+                    for c in e.chunks:
+                        chunks[c.oid] = c.size
+            entries_seen += len(entries)
+            done[tid] = Extent(files, size, dirs, depth, 0, 0)
+            stack.pop()
+        top = done[tree_id]
+        return Extent(top.files, top.bytes, top.dirs, top.depth, entries_seen, sum(chunks.values()))
+
+    def flatten(self, tree_id: bytes, empty: list[bytes] | None = None) -> dict[bytes, Entry]:
+        """Map of every file and link path below a tree to its entry (see :meth:`walk`)."""
+        with paused_gc():
+            return dict(self.walk(tree_id, empty=empty))
+
+    def lookup(self, tree_id: bytes, path: bytes) -> Entry | None:
+        """The entry at ``path`` below a tree (None if absent); b"" is the root itself."""
+        if not path:
+            return Entry(b"", Kind.DIR, 0o755, 0, 0, subtree=tree_id)
+        tree = self.tree(tree_id)
+        parts = path.split(b"/")
+        for i, part in enumerate(parts):
+            e = tree.get(part)
+            if e is None:
+                return None
+            if i == len(parts) - 1:
+                return e
+            if e.kind != Kind.DIR:
+                return None
+            tree = self.tree(e.subtree)
+        return None
+
+
+@dataclass(frozen=True)
+class Extent:
+    """The size of a tree as a checkout would make it, and of what it is made of.
+
+    ``files`` counts files and links at every path, ``bytes`` their sizes, ``dirs``
+    the directories below the tree, ``depth`` the levels of directories below it.
+    ``distinct_entries`` counts the entries of the distinct directory records, and
+    ``distinct_bytes`` the bytes of the distinct chunks: what a store holds for it.
+    """
+
+    files: int
+    bytes: int
+    dirs: int
+    depth: int
+    distinct_entries: int
+    distinct_bytes: int
+
+
+@dataclass(frozen=True)
+class RevPath:
+    """A ``REV:PATH`` argument split in two (PATH may be empty)."""
+
+    rev: str
+    path: bytes
+
+
+def split_rev_path(arg: str) -> RevPath:
+    """Split ``REV:PATH``; a bare ``REV`` means the root."""
+    rev, _, path = arg.partition(":")
+    clean = path.strip("/")
+    parts = [p for p in clean.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise UsageError(f"paths in {arg!r} cannot contain '..'")
+    return RevPath(rev or "HEAD", os.fsencode("/".join(parts)))

@@ -1,0 +1,233 @@
+"""Named pointers to versions: branches, tags and HEAD, moved by compare-and-swap.
+
+Layout under ``.dvfs``::
+
+    HEAD                 "ref: refs/heads/<branch>\\n"  (on a branch)
+                         "<64 hex> <branch>\\n"         (detached at a version; the
+                                                          branch it came from names vN)
+    refs/heads/<branch>  "<64 hex>\\n"
+    refs/tags/<tag>      "<64 hex>\\n"
+    refs/remotes/<remote>/<branch>
+                         "<64 hex>\\n": that remote's branch as last pushed,
+                         fetched or pulled (vfs.ops.sync)
+    refs.lock            flock held while a ref is compared and written
+
+A branch with no versions yet has no file. Every change is written atomically and
+fsynced (``vfs.store.durable.write_atomic``), and made under ``refs.lock`` after checking
+that the ref still holds the value the caller saw, so a concurrent writer is never
+silently overwritten. Every change of a ref or of HEAD is first appended to the
+audit log (``vfs.repo.audit``), under the same lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vfs.errors import FormatError, RefConflict, UsageError
+from vfs.model.ids import from_hex
+from vfs.repo import audit
+from vfs.store.durable import write_atomic
+
+# Matched whole (fullmatch): "$" would also match before a final newline, which let
+# "t\n" name a tag.
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
+# vN, HEAD and anything that reads as an id prefix (which is matched ignoring case).
+_RESERVED_RE = re.compile(r"v\d+|HEAD.*|[0-9a-fA-F]{4,64}")
+
+
+def check_ref_name(name: str, what: str) -> str:
+    """Return ``name`` if it can name a branch or tag; UsageError saying why not."""
+    bad = (
+        not _NAME_RE.fullmatch(name)
+        or ".." in name
+        or "//" in name
+        or name.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") for part in name.split("/"))
+        or len(name) > 200
+    )
+    if bad:
+        raise UsageError(
+            f"{name!r} is not a valid {what} name: use letters, digits, '.', '_', '-' and '/'"
+        )
+    if _RESERVED_RE.fullmatch(name):
+        raise UsageError(
+            f"{name!r} cannot be a {what} name: it would read as a version number, HEAD or an id"
+        )
+    return name
+
+
+def is_ref_like(name: str) -> bool:
+    """True if ``name`` could name a ref at all (so it is safe to look it up as a path)."""
+    return bool(_NAME_RE.fullmatch(name)) and ".." not in name and len(name) <= 300
+
+
+_KINDS = {"heads": "branch", "tags": "tag", "remotes": "remote branch"}
+
+
+def _op(ref: str, old: bytes | None, new: bytes | None) -> str:
+    """The audit log's name for a change of ``ref``: ``branch create`` and so on."""
+    kind = _KINDS.get(ref.split("/")[1] if "/" in ref else "", "ref")
+    return f"{kind} {'create' if old is None else 'delete' if new is None else 'move'}"
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where HEAD points: a branch (maybe without versions yet) or a detached version."""
+
+    branch: str
+    detached: bytes | None = None
+
+
+class Refs:
+    """Branches, tags and HEAD of one repository."""
+
+    def __init__(self, dvfs_dir: Path) -> None:
+        self.dir = dvfs_dir
+        self._lock_path = dvfs_dir / "refs.lock"
+
+    @staticmethod
+    def create(dvfs_dir: Path, branch: str) -> Refs:
+        """Make the ref directories and point HEAD at ``branch``."""
+        (dvfs_dir / "refs" / "heads").mkdir(parents=True, exist_ok=True)
+        (dvfs_dir / "refs" / "tags").mkdir(parents=True, exist_ok=True)
+        refs = Refs(dvfs_dir)
+        refs.set_head(Head(branch))
+        return refs
+
+    # HEAD ---------------------------------------------------------------
+
+    def head(self) -> Head:
+        """Parse HEAD strictly."""
+        try:
+            text = (self.dir / "HEAD").read_text()
+        except FileNotFoundError:
+            raise FormatError("the repository has no HEAD file: run `dvfs fsck`") from None
+        line = text.strip()
+        if line.startswith("ref: refs/heads/"):
+            return Head(line[len("ref: refs/heads/") :])
+        parts = line.split(" ")
+        if len(parts) == 2:
+            try:
+                return Head(parts[1], from_hex(parts[0]))
+            except ValueError:
+                pass
+        raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck`")
+
+    def set_head(self, head: Head) -> None:
+        """Point HEAD at a branch or detach it at a version (an audit entry if it moves)."""
+        if head.detached is None:
+            text = f"ref: refs/heads/{head.branch}\n"
+        else:
+            text = f"{head.detached.hex()} {head.branch}\n"
+        with self._locked():
+            try:
+                old = (self.dir / "HEAD").read_text().strip()
+            except (FileNotFoundError, UnicodeDecodeError):
+                old = ""
+            new = text.strip()
+            if old != new:
+                short = [t.removeprefix("ref: refs/heads/") for t in (old, new)]
+                note = f"{short[0]} -> {short[1]}".strip()
+                audit.record(self.dir, "HEAD move", "HEAD", None, head.detached, note)
+            write_atomic(self.dir / "HEAD", text.encode())
+
+    # refs -----------------------------------------------------------------
+
+    def _path(self, ref: str) -> Path:
+        return self.dir / ref
+
+    def get(self, ref: str) -> bytes | None:
+        """The id a ref (``refs/heads/x`` or ``refs/tags/x``) holds, or None."""
+        try:
+            text = self._path(ref).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        try:
+            return from_hex(text)
+        except ValueError:
+            raise FormatError(f"ref {ref} is unreadable: run `dvfs fsck`") from None
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def update(self, ref: str, new: bytes | None, expected: bytes | None) -> None:
+        """Set ``ref`` to ``new`` (None deletes) if it still holds ``expected``."""
+        with self._locked():
+            current = self.get(ref)
+            if current != expected:
+                raise RefConflict(
+                    f"{ref.split('/', 2)[-1]} moved while this command ran: run it again"
+                )
+            path = self._path(ref)
+            if new is None:
+                if current is not None:
+                    audit.record(self.dir, _op(ref, current, new), ref, current, new)
+                path.unlink(missing_ok=True)
+                return
+            clash = self._clash(ref)
+            if clash is not None:
+                raise RefConflict(
+                    f"{ref.split('/', 2)[-1]} cannot be made: {clash.split('/', 2)[-1]} "
+                    "exists, and a name cannot be both a ref and the folder of others"
+                )
+            if new != current:
+                audit.record(self.dir, _op(ref, current, new), ref, current, new)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, (new.hex() + "\n").encode())
+
+    def record(self, op: str, note: str) -> None:
+        """An audit entry for a change that moves no ref (``gc``)."""
+        with self._locked():
+            audit.record(self.dir, op, "", None, None, note)
+
+    def _clash(self, ref: str) -> str | None:
+        """The existing ref (or folder of refs) that keeps ``ref`` from being written."""
+        path = self._path(ref)
+        if path.is_dir():
+            return ref + "/..."
+        parts = ref.split("/")
+        for i in range(3, len(parts)):  # below refs/<kind>/
+            above = "/".join(parts[:i])
+            if self._path(above).is_file():
+                return above
+        return None
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names of all ``heads`` or ``tags``."""
+        base = self.dir / "refs" / kind
+        out = []
+        for dirpath, _, files in os.walk(base):
+            for f in files:
+                if not f.startswith("."):
+                    out.append(os.path.relpath(os.path.join(dirpath, f), base))
+        return sorted(out)
+
+    def branches(self) -> dict[str, bytes]:
+        """Every branch that has versions, with its head id."""
+        out = {}
+        for n in self.names("heads"):
+            oid = self.get(f"refs/heads/{n}")
+            if oid is not None:
+                out[n] = oid
+        return out
+
+    def tags(self) -> dict[str, bytes]:
+        """Every tag with the version id it names."""
+        out = {}
+        for n in self.names("tags"):
+            oid = self.get(f"refs/tags/{n}")
+            if oid is not None:
+                out[n] = oid
+        return out

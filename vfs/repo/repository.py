@@ -1,0 +1,262 @@
+"""A repository on disk: its layout, format record, lock and the parts built on them.
+
+Layout::
+
+    <root>/                 the working tree
+    <root>/dvfs.lock        the pinned data version, for git (see vfs.repo.gitlink)
+    <root>/dvfs.toml        settings shared through git: remotes (see vfs.repo.shared)
+    <root>/.dvfs/format     format record (JSON, below); never changes after init
+    <root>/.dvfs/config     this clone's settings (JSON object; may be absent); they
+                            override dvfs.toml's
+    <root>/.dvfs/HEAD, refs/, refs.lock   see vfs.repo.refs
+    <root>/.dvfs/index      staging index, see vfs.repo.stage
+    <root>/.dvfs/objects/   packed objects, see vfs.store
+    <root>/.dvfs/lock       repository lock, see vfs.store.lock
+    <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remote.config
+    <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
+    <root>/.dvfs/pins/      what running processes ask gc to keep, see vfs.store.pins
+
+Format record, version 1::
+
+    {"format": 1, "hash": "blake3-256", "chunker": {"algorithm": "fastcdc",
+     "min": 262144, "avg": 1048576, "max": 4194304, "normalization": 1}}
+
+The chunker's sizes must lie in the ranges of ``vfs.model.chunking`` (a clone takes the
+record from its remote). The format record and the config are read only if they are
+regular files of at most ``RECORD_LIMIT`` bytes, so that a FIFO or a huge file in
+their place gives an error instead of a hang or an exhausted memory.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import stat
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from vfs import settings
+from vfs.errors import FormatError, NotARepository, UsageError
+from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.repo.gitlink import SHARED_FILE, find_shared_root, git_author
+from vfs.repo.history import History
+from vfs.repo.refs import Refs, check_ref_name
+from vfs.repo.stage import Index, not_checked_out
+from vfs.store.durable import write_atomic
+from vfs.store.lock import repository_lock
+from vfs.store.objects import ObjectStore
+
+DVFS_DIR = ".dvfs"
+RECORD_LIMIT = 1024 * 1024
+REPO_FORMAT = 1
+DEFAULT_BRANCH = "main"
+
+
+def preferred_branch(names: Collection[str]) -> str:
+    """The branch to take when none is named: ``main`` if there, else the first by name.
+
+    A clone, a mount of a URL and ``vfs.Repo.remote`` choose this way; ``names`` must
+    not be empty.
+    """
+    return DEFAULT_BRANCH if DEFAULT_BRANCH in names else min(names)
+
+
+def format_record(chunker: ChunkerParams) -> str:
+    """The format record (JSON text) of a repository with these chunking parameters."""
+    record = {"format": REPO_FORMAT, "hash": "blake3-256", "chunker": chunker.to_record()}
+    return json.dumps(record, indent=2) + "\n"
+
+
+def read_record(path: Path, limit: int = RECORD_LIMIT) -> str:
+    """The text of a small local record; FormatError unless a regular file within ``limit``.
+
+    FileNotFoundError is left to the caller (a missing record means something there).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{path} is not a regular file: fix or remove it")
+        if st.st_size > limit:
+            raise FormatError(f"{path} holds {st.st_size:,} bytes, far more than it should")
+        data = os.read(fd, limit + 1)
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{path} is not UTF-8 text: fix or remove it") from None
+
+
+def parse_format(text: str, where: str) -> ChunkerParams:
+    """Check a format record; return its chunking parameters or raise FormatError."""
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        raise FormatError(f"{where} is not valid JSON") from None
+    if not isinstance(rec, dict) or rec.get("format") != REPO_FORMAT:
+        version = rec.get("format") if isinstance(rec, dict) else rec
+        raise FormatError(f"{where}: format {version!r} is not one this dvfs knows: upgrade dvfs")
+    if rec.get("hash") != "blake3-256":
+        raise FormatError(f"{where}: unknown object hash {rec.get('hash')!r}: upgrade dvfs")
+    try:
+        return ChunkerParams.from_record(rec.get("chunker"))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{where}: bad chunker settings: {exc}; refusing it") from None
+
+
+class Repository:
+    """One dvfs repository: the working tree root and everything under ``.dvfs``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = root / DVFS_DIR
+        try:
+            text = read_record(self.dir / "format")
+        except FileNotFoundError:
+            raise NotARepository(
+                f"{root} has a .dvfs directory without a format record: "
+                "it is damaged or was made by something else"
+            ) from None
+        self.chunker = Chunker(parse_format(text, str(self.dir / "format")))
+        self.store = ObjectStore(self.dir / "objects")
+        self.refs = Refs(self.dir)
+        self.history = History(self.store, self.refs)
+
+    # opening -------------------------------------------------------------------
+
+    @staticmethod
+    def init(
+        root: Path, branch: str = DEFAULT_BRANCH, chunker: ChunkerParams | None = None
+    ) -> Repository:
+        """Create a repository in ``root`` (made if missing); refuse an existing one.
+
+        ``chunker`` sets the chunking parameters (a clone takes its remote's).
+        """
+        check_ref_name(branch, "branch")
+        root = root.absolute()
+        if (root / DVFS_DIR).exists():
+            raise UsageError(f"{root} is already a dvfs repository")
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"{root} exists and is not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f"{DVFS_DIR}.init-{os.getpid()}"
+        tmp.mkdir()
+        ObjectStore.create(tmp / "objects")
+        Refs.create(tmp, branch)
+        (tmp / "format").write_text(format_record(chunker or ChunkerParams()))
+        os.rename(tmp, root / DVFS_DIR)  # appears whole or not at all
+        return Repository(root)
+
+    @staticmethod
+    def find(start: Path | None = None) -> Repository:
+        """The repository containing ``start`` (default: the current directory)."""
+        try:
+            here = (start or Path.cwd()).absolute()
+        except FileNotFoundError:
+            raise NotARepository(
+                "the current directory no longer exists: cd into a repository"
+            ) from None
+        for d in (here, *here.parents):
+            if (d / DVFS_DIR).is_dir():
+                return Repository(d)
+        shared = find_shared_root(here)
+        if shared is not None:
+            raise NotARepository(
+                f"{shared} has dvfs settings ({SHARED_FILE}) but no store yet: "
+                "run `dvfs pull` to set it up and get the data"
+            )
+        raise NotARepository()
+
+    # state -------------------------------------------------------------------------
+
+    @contextmanager
+    def locked(self, wait: float | None = None) -> Iterator[None]:
+        """Hold the repository lock for a state-changing command (wait: DVFS_LOCK_TIMEOUT)."""
+        with repository_lock(self.dir / "lock", wait):
+            yield
+
+    def index(self) -> Index:
+        """Load the staging index.
+
+        With no index file while HEAD names a version (a clone made with
+        ``--no-checkout`` by an older dvfs, or an index deleted by hand), the index is
+        that version with every path not checked out (``vfs.repo.stage``): nothing reads
+        as deleted, and files found in the working tree are compared with it.
+        """
+        index = Index.load(self.dir / "index")
+        if not index.on_disk:
+            head = self.history.head_id()
+            if head is not None:
+                tree = self.history.version(head).tree
+                index.entries = {p: not_checked_out(e) for p, e in self.history.walk(tree)}
+                index.head = index.base = head
+        return index
+
+    def config(self) -> dict[str, Any]:
+        """User settings from ``.dvfs/config`` (empty if absent)."""
+        try:
+            rec = json.loads(read_record(self.dir / "config"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise FormatError(
+                f"{self.dir / 'config'} is not valid JSON: fix or delete it"
+            ) from None
+        if not isinstance(rec, dict):
+            raise FormatError(f"{self.dir / 'config'} must hold a JSON object")
+        return rec
+
+    def save_config(self, cfg: dict[str, Any]) -> None:
+        """Write ``.dvfs/config`` atomically."""
+        write_atomic(self.dir / "config", (json.dumps(cfg, indent=2) + "\n").encode())
+
+    def author(self) -> str:
+        """Who is committing: $DVFS_AUTHOR, config ``author``, git's user, or login@host."""
+        env = settings.author()
+        if env:
+            return env
+        configured = self.config().get("author")
+        if isinstance(configured, str) and configured:
+            return configured
+        from_git = git_author(self.root)
+        if from_git:
+            return from_git
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return f"{user}@{os.uname().nodename}"
+
+    def rel(self, arg: str) -> bytes:
+        """A user-given path as a repository path; UsageError if it leaves the repository.
+
+        The path is taken lexically (``..`` folded, links not resolved); every
+        directory between the root and the path must be a real directory, so nothing
+        is ever reached through a symbolic link. An empty path (an unset shell
+        variable) is refused rather than taken as the current directory.
+        """
+        if not arg:
+            raise UsageError("an empty path names nothing: write '.' for the current directory")
+        absolute = os.path.abspath(arg)
+        root = str(self.root)
+        if absolute != root and not absolute.startswith(root.rstrip("/") + "/"):
+            raise UsageError(f"{arg} is outside the repository {root}")
+        rel = os.path.relpath(absolute, root)
+        if rel == ".":
+            return b""
+        parts = rel.split("/")
+        if parts[0] == DVFS_DIR:
+            raise UsageError(f"{arg} is inside dvfs's own directory {DVFS_DIR}")
+        cur = self.root
+        for part in parts[:-1]:
+            cur = cur / part
+            if cur.is_symlink():
+                raise UsageError(
+                    f"{arg} goes through the symbolic link {cur.relative_to(self.root)}: "
+                    "dvfs stores links, it does not follow them"
+                )
+        return os.fsencode(rel)

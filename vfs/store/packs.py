@@ -1,0 +1,157 @@
+"""Pack files: many objects in one file, with a trailing header that describes them.
+
+Pack file, format version 1 (``pack-<id>.pack``; the id is BLAKE3 of the whole file)::
+
+    offset 0          4 bytes    magic b"DVP1"
+    offset 4          ...        object payloads back to back (raw or zstd frames)
+    header            n * 50 B   one record per object, in file order:
+                                 id (32), kind (1), compression (1),
+                                 offset (8), stored length (4), raw length (4)
+    footer            44 bytes   object count (4), header length (4),
+                                 BLAKE3 of the header (32), magic b"DVPE"
+
+The header makes a pack self-describing: its index can always be rebuilt from the
+pack alone, and a reader that knows an object's offset and stored length can fetch it
+with one ranged read. All integers are little endian.
+
+Index file, format version 1 (``pack-<id>.idx``, beside a local pack)::
+
+    magic b"DVI1", count (4), then count * 50-byte records as in the pack header
+    (sorted by id), then BLAKE3 of everything before it (32)
+
+These are the same files the remotes store (see ``vfs.backends``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vfs.errors import FormatError
+from vfs.model.ids import hash_bytes
+
+PACK_MAGIC = b"DVP1"
+PACK_END = b"DVPE"
+INDEX_MAGIC = b"DVI1"
+RECORD = struct.Struct("<32sBBQII")
+FOOTER = struct.Struct("<II32s4s")
+TARGET_PACK_SIZE = 16 * 1024 * 1024
+# The most objects a pack or an index may list: a 64 MiB pack of 16-byte objects. A
+# header or index claiming more is refused before anything that size is read.
+MAX_PACK_OBJECTS = 1 << 22
+MAX_INDEX_BYTES = 8 + MAX_PACK_OBJECTS * RECORD.size + 32
+
+
+@dataclass(frozen=True, slots=True)
+class PackedObject:
+    """Where one object lies in a pack and how it is stored."""
+
+    oid: bytes
+    kind: int
+    compression: int
+    offset: int
+    stored_len: int
+    raw_len: int
+
+
+def encode_records(objs: Iterable[PackedObject]) -> bytes:
+    """The header records for ``objs``, in the given order."""
+    return b"".join(
+        RECORD.pack(o.oid, o.kind, o.compression, o.offset, o.stored_len, o.raw_len) for o in objs
+    )
+
+
+def decode_records(data: bytes, what: str) -> list[PackedObject]:
+    """Parse header records; FormatError if the length is not a whole number of them."""
+    if len(data) % RECORD.size:
+        raise FormatError(f"{what}: header length {len(data)} is not a multiple of a record")
+    return [PackedObject(*rec) for rec in RECORD.iter_unpack(data)]
+
+
+def pack_trailer(objs: list[PackedObject]) -> bytes:
+    """Header plus footer, appended after the last payload."""
+    header = encode_records(objs)
+    return header + FOOTER.pack(len(objs), len(header), hash_bytes(header), PACK_END)
+
+
+def parse_footer(footer: bytes, pack_size: int, what: str) -> tuple[int, int, bytes]:
+    """(count, header length, header hash) from a pack's last FOOTER.size bytes."""
+    if len(footer) != FOOTER.size:
+        raise FormatError(f"{what}: truncated pack")
+    count, hlen, hhash, magic = FOOTER.unpack(footer)
+    if (
+        magic != PACK_END
+        or count > MAX_PACK_OBJECTS
+        or hlen != count * RECORD.size
+        or hlen + FOOTER.size + 4 > pack_size
+    ):
+        raise FormatError(f"{what}: not a complete dvfs pack")
+    return count, hlen, hhash
+
+
+def parse_header(header: bytes, hhash: bytes, data_end: int, what: str) -> list[PackedObject]:
+    """Verify and decode a pack header; every object must lie inside the payload area."""
+    if hash_bytes(header) != hhash:
+        raise FormatError(f"{what}: pack header does not match its checksum")
+    objs = decode_records(header, what)
+    for o in objs:
+        if o.offset < len(PACK_MAGIC) or o.offset + o.stored_len > data_end:
+            raise FormatError(f"{what}: object {o.oid.hex()} lies outside the pack")
+    return objs
+
+
+def encode_index(objs: Iterable[PackedObject]) -> bytes:
+    """An index file body for one pack."""
+    ordered = sorted(objs, key=lambda o: o.oid)
+    body = INDEX_MAGIC + struct.pack("<I", len(ordered)) + encode_records(ordered)
+    return body + hash_bytes(body)
+
+
+def check_index(data: bytes, what: str) -> int:
+    """Verify an index file's framing and checksum; return its object count."""
+    if len(data) < 40 or data[:4] != INDEX_MAGIC or hash_bytes(data[:-32]) != data[-32:]:
+        raise FormatError(f"{what}: damaged pack index")
+    count: int = struct.unpack_from("<I", data, 4)[0]
+    if count > MAX_PACK_OBJECTS or len(data) != 8 + count * RECORD.size + 32:
+        raise FormatError(f"{what}: pack index count mismatch")
+    return count
+
+
+def search_index(data: bytes, count: int, oid: bytes) -> PackedObject | None:
+    """Binary search of a checked index file for one id, without decoding the rest."""
+    lo, hi = 0, count
+    size = RECORD.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = 8 + mid * size
+        key = data[at : at + 32]
+        if key < oid:
+            lo = mid + 1
+        elif key > oid:
+            hi = mid
+        else:
+            return PackedObject(*RECORD.unpack_from(data, at))
+    return None
+
+
+def index_ids(data: bytes, count: int) -> list[bytes]:
+    """The object ids of a checked index file, in its (sorted) order."""
+    end = 8 + count * RECORD.size
+    return [data[at : at + 32] for at in range(8, end, RECORD.size)]
+
+
+def decode_index(data: bytes, what: str) -> list[PackedObject]:
+    """Parse an index file strictly."""
+    if (
+        len(data) < 40
+        or len(data) > MAX_INDEX_BYTES
+        or data[:4] != INDEX_MAGIC
+        or hash_bytes(data[:-32]) != data[-32:]
+    ):
+        raise FormatError(f"{what}: damaged pack index")
+    (count,) = struct.unpack_from("<I", data, 4)
+    objs = decode_records(data[8:-32], what)
+    if len(objs) != count:
+        raise FormatError(f"{what}: pack index count mismatch")
+    return objs

@@ -1,0 +1,155 @@
+"""Pins: what a running process asks ``dvfs gc`` to keep, for as long as it runs.
+
+A process that shows versions without holding the repository lock (a mount of a
+repository pins the tips of every branch and tag its catalog shows,
+``daemon.source``), or that stores objects before it takes the lock to name them
+(``dvfs repro`` and ``dvfs exp run`` store outputs while stages run), pins them
+here. ``dvfs gc`` keeps every version a live pin names, and does not run at all
+while a "writing" pin lives (the writer may have skipped storing an object because
+an unreachable copy was there, and name it once gc has deleted it); a pin whose
+process is gone counts for nothing and is removed.
+
+Layout: ``.dvfs/pins/<pid>-<16 hex>``, one file per pin, written under a temporary
+name, locked (``flock``, exclusive) by its process, then renamed into place, so a
+pin is never seen unlocked while its process lives. The kernel drops the lock when
+the process dies, so a stale pin is told by its lock being free. Format, text::
+
+    dvfs pin 1
+    since <unix time in ns when the pin was taken>
+    writing 0|1
+    <64 hex>            one line per pinned version (none for a writing pin)
+
+A pin file is at most ``MAX_PIN`` bytes; a file that does not parse is reported by
+``live_pins`` as damaged (gc then refuses to delete anything it cannot account for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vfs.errors import FormatError
+from vfs.model.ids import from_hex
+from vfs.store.durable import TMP_PREFIX
+
+PINS_DIR = "pins"
+MAX_PIN = 1 << 20
+_MAGIC = "dvfs pin 1"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One live pin: when it began, whether its process stores objects, its versions."""
+
+    name: str
+    since_ns: int
+    writing: bool
+    versions: tuple[bytes, ...]
+
+
+def _encode(since_ns: int, writing: bool, versions: Iterable[bytes]) -> bytes:
+    lines = [_MAGIC, f"since {since_ns}", f"writing {int(writing)}"]
+    lines += [v.hex() for v in versions]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _decode(name: str, data: bytes) -> Pin:
+    try:
+        lines = data.decode("ascii").splitlines()
+        if len(lines) < 3 or lines[0] != _MAGIC:
+            raise ValueError("not a pin")
+        since = int(lines[1].removeprefix("since "))
+        writing = lines[2] == "writing 1"
+        if not (lines[1].startswith("since ") and lines[2] in ("writing 0", "writing 1")):
+            raise ValueError("bad fields")
+        return Pin(name, since, writing, tuple(from_hex(x) for x in lines[3:]))
+    except (UnicodeDecodeError, ValueError):
+        raise FormatError(f"the pin {name} is damaged") from None
+
+
+@contextlib.contextmanager
+def pinned(
+    dvfs_dir: Path, versions: Iterable[bytes] = (), *, writing: bool = False
+) -> Iterator[Path]:
+    """Hold a pin of ``versions`` (and, if ``writing``, of packs from now on) meanwhile."""
+    path = take(dvfs_dir, versions, writing=writing)
+    try:
+        yield path
+    finally:
+        release(path)
+
+
+_held: dict[Path, int] = {}
+
+
+def take(dvfs_dir: Path, versions: Iterable[bytes] = (), *, writing: bool = False) -> Path:
+    """Take a pin that lasts until :func:`release` or the end of this process."""
+    d = dvfs_dir / PINS_DIR
+    d.mkdir(exist_ok=True)
+    name = f"{os.getpid()}-{os.urandom(8).hex()}"
+    tmp = d / f"{TMP_PREFIX}{name}"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, _encode(time.time_ns(), writing, versions))
+        os.rename(tmp, d / name)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    _held[d / name] = fd
+    return d / name
+
+
+def release(path: Path) -> None:
+    """Drop a pin taken by this process."""
+    path.unlink(missing_ok=True)
+    fd = _held.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def live_pins(dvfs_dir: Path, *, clean: bool = False) -> list[Pin]:
+    """Every pin whose process still runs; with ``clean``, stale pins are removed.
+
+    FormatError if a live pin does not parse: its process may rely on it.
+    """
+    d = dvfs_dir / PINS_DIR
+    try:
+        names = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        path = d / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise FormatError(f"the pin {path} cannot be read ({exc.strerror})") from None
+        try:
+            if path in _held:  # ours: flock would be granted to our own other descriptor
+                data = os.pread(fd, MAX_PIN + 1, 0)
+                out.append(_decode(name, data))
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: its process lives
+                if name.startswith(TMP_PREFIX):
+                    continue  # being taken: not a pin until it is renamed
+                data = os.pread(fd, MAX_PIN + 1, 0)
+                if len(data) > MAX_PIN:
+                    raise FormatError(f"the pin {path} is too large") from None
+                out.append(_decode(name, data))
+                continue
+            if clean:  # its process is gone
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return out

@@ -1,0 +1,199 @@
+"""A file of a version as a seekable, read-only file object whose chunks are read lazily.
+
+A file is a list of chunks (``vfs.model.codec.ChunkRef``, id and size). Reading a range
+fetches only the chunks the range touches, through the function the caller gives
+(the local store, or a remote one ranged GET a chunk; either verifies every chunk
+against its id before returning it). The last chunks read are kept in a small LRU,
+at most ``CACHE_BYTES`` (and always the one being read), so a sequential read
+fetches each chunk once and a seek back into a recent chunk costs nothing; memory
+stays bounded whatever the file's size.
+
+:class:`ChunkedFile` is a raw stream (``io.RawIOBase``); :func:`open_chunks` wraps it
+as Python's ``open()`` would: ``io.BufferedReader`` for ``"rb"``, plus
+``io.TextIOWrapper`` for ``"r"``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from vfs.errors import FormatError
+from vfs.model.chunking import MAX_SIZE_RANGE
+from vfs.model.codec import ChunkRef
+
+CACHE_BYTES = 32 * 1024 * 1024
+MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
+BUFFER = 256 * 1024  # the BufferedReader's buffer: small reads cost no call into Python each
+
+
+class ChunkedFile(io.RawIOBase):
+    """Raw, seekable, read-only access to the bytes of ``chunks``.
+
+    ``get(oid)`` returns a chunk's verified bytes. ``name`` is what the object says it
+    reads (``repr``, error messages).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        chunks: Sequence[ChunkRef],
+        get: Callable[[bytes], bytes],
+        cache_bytes: int = CACHE_BYTES,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self._chunks = list(chunks)
+        self._get = get
+        self._starts: list[int] = []
+        size = 0
+        for c in self._chunks:
+            if not 0 < c.size <= MAX_CHUNK:
+                raise FormatError(
+                    f"{name} names a chunk of {c.size:,} bytes, which dvfs never makes: "
+                    "run `dvfs fsck`"
+                )
+            self._starts.append(size)
+            size += c.size
+        self.size = size
+        self._pos = 0
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._cached = 0
+        self._limit = cache_bytes
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} size={self.size}>"
+
+    # io.RawIOBase -----------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._check_closed()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_closed()
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the current position, up to the end of the chunk there
+        (a raw stream may return less than asked): a buffered reader filling its
+        buffer never fetches a chunk beyond the one read. 0 at the end of the file."""
+        self._check_closed()
+        out = memoryview(buffer).cast("B")
+        if not out or self._pos >= self.size:
+            return 0
+        i = bisect.bisect_right(self._starts, self._pos) - 1
+        data = self._chunk(i)
+        off = self._pos - self._starts[i]
+        n = min(len(out), len(data) - off)
+        out[:n] = data[off : off + n]
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        """The rest of the file (held whole: prefer reading in parts for large files)."""
+        self._check_closed()
+        parts = []
+        while self._pos < self.size:
+            i = bisect.bisect_right(self._starts, self._pos) - 1
+            data = self._chunk(i)
+            off = self._pos - self._starts[i]
+            parts.append(data[off:])
+            self._pos += len(data) - off
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._cached = 0
+        super().close()
+
+    # ranges -----------------------------------------------------------------------
+
+    def pread(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) (clipped to the file), without moving the position."""
+        self._check_closed()
+        start, end = max(0, start), min(end, self.size)
+        if start >= end:
+            return b""
+        parts = []
+        i = bisect.bisect_right(self._starts, start) - 1
+        pos = start
+        while pos < end:
+            data = self._chunk(i)
+            off = pos - self._starts[i]
+            take = data[off : off + end - pos]
+            parts.append(take)
+            pos += len(take)
+            i += 1
+        return b"".join(parts)
+
+    def _chunk(self, i: int) -> bytes:
+        hit = self._cache.get(i)
+        if hit is not None:
+            self._cache.move_to_end(i)
+            return hit
+        ref = self._chunks[i]
+        data = self._get(ref.oid)
+        if len(data) != ref.size:
+            raise FormatError(
+                f"{self.name}: a chunk holds {len(data):,} bytes, its record says "
+                f"{ref.size:,}: run `dvfs fsck`"
+            )
+        while self._cache and self._cached + len(data) > self._limit:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= len(old)
+        self._cache[i] = data
+        self._cached += len(data)
+        return data
+
+    def _check_closed(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+
+def check_mode(mode: str) -> None:
+    """ValueError unless ``mode`` reads (``rb``, ``r``, ``rt``): versions are read-only."""
+    if mode not in ("r", "rb", "rt"):
+        raise ValueError(
+            f"mode {mode!r}: files of versions are read-only; open them with 'rb' or 'r'"
+        )
+
+
+def open_chunks(
+    raw: ChunkedFile,
+    mode: str = "rb",
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+) -> IO[Any]:
+    """``raw`` as ``open(..., mode)`` gives a file: buffered binary (``rb``) or text (``r``).
+
+    ValueError for any other mode: versions are read-only.
+    """
+    check_mode(mode)
+    buffered = io.BufferedReader(raw, BUFFER)
+    if mode == "rb":
+        if encoding is not None or errors is not None or newline is not None:
+            raise ValueError("binary mode takes no encoding, errors or newline argument")
+        return buffered
+    return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
