@@ -60,7 +60,8 @@ from daemon.kernel_overlay import KernelMount
 from daemon.kernel_overlay import usable as kernel_usable
 from daemon.kernel_snapshot import UpperSnapshots
 from daemon.overlay import Overlay, lock_work, work_dir_name
-from daemon.snapshot import OverlaySnapshots, Snapshots
+from daemon.overlay_snapshot import OverlaySnapshots
+from daemon.snapshot import Snapshots
 from daemon.source import RemoteSource, Source, open_source
 from daemon.upper import UPPER, Layers, rebase
 from vfs import (

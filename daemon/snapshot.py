@@ -47,7 +47,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,28 +55,18 @@ from typing import Any
 import trio
 
 from daemon.fs.versions import VersionsFs
-from daemon.fs.worktree import WorkingFs
-from daemon.overlay import Overlay, WNode, work_dir_name
+from daemon.overlay import work_dir_name
 from daemon.source import RemoteSource, Source
 from vfs import (
-    PERM_BITS,
     Entry,
-    Found,
-    Hasher,
     Kind,
     ObjectMissing,
-    ObjKind,
     RefConflict,
-    Staged,
     StorageFull,
     Tree,
     UsageError,
-    Workers,
     check_ref_name,
-    dir_entry,
-    encode_tree,
     fsync_dir,
-    quote_name,
     record_version,
     storage_error,
     tag_free,
@@ -165,93 +155,10 @@ class FileCounts:
         return self.known[tree_id]
 
 
-class Builder:
-    """Stores the trees of the changed directories (blocking; in a worker thread).
-
-    Trees are walked with explicit stacks, never by recursion: a working tree may be
-    thousands of levels deep.
-    """
-
-    def __init__(self, source: Source, staged: dict[int, Staged], counts: dict[bytes, int]) -> None:
-        self.store = source.history.store
-        self.history = source.history
-        self.staged = staged
-        self.entries: dict[int, Entry] = {}
-        self.trees: dict[int, Tree] = {}
-        self.count = FileCounts(self.history.tree, counts)
-        self.skipped: list[bytes] = []  # special files, by path
-
-    @staticmethod
-    def _rebuilt(n: WNode) -> bool:
-        """True for a directory whose tree is made anew (changed, or made in the mount)."""
-        return n.kind == Kind.DIR and (n.dirty or n.entry is None)
-
-    def entry(self, n: WNode, name: bytes) -> tuple[Entry, int]:
-        """(entry, files below it) of a node as it is now (a rebuilt directory's is built)."""
-        if n.kind == Kind.DIR:
-            e = self.entries[n.nid] if self._rebuilt(n) else n.entry
-            assert e is not None
-            return (e if e.name == name else _renamed(e, name)), self.count(e.subtree)
-        if n.kind == Kind.SYMLINK:
-            e = Entry(name, Kind.SYMLINK, 0o777, len(n.target), n.mtime_ns, target=n.target)
-            return e, 1
-        if n.upper:
-            s = self.staged[n.nid]
-            mode = n.mode & PERM_BITS
-            e = Entry(name, Kind.FILE, mode, s.size, s.mtime_ns, digest=s.digest, chunks=s.chunks)
-        else:
-            assert n.entry is not None
-            b = n.entry
-            mode = n.mode & PERM_BITS
-            e = Entry(name, Kind.FILE, mode, b.size, n.mtime_ns, digest=b.digest, chunks=b.chunks)
-        return e, 1
-
-    def directory(self, top: WNode, name: bytes) -> tuple[Entry, int]:
-        """Store the trees of ``top`` and of the rebuilt directories below it.
-
-        Children first (as ``dvfs commit`` stores them): every directory's entry is
-        known when its parent's tree is made.
-        """
-        order = [top]
-        for d in order:  # grows as it goes: every rebuilt directory, parents first
-            assert d.kids is not None
-            order.extend(k for k in d.kids.values() if self._rebuilt(k))
-        for d in reversed(order):
-            self._store(d, name if d is top else d.name)
-        e = self.entries[top.nid]
-        return e, self.count.known[e.subtree]
-
-    def _store(self, d: WNode, name: bytes) -> None:
-        """Store one changed directory's tree; its rebuilt subdirectories are stored."""
-        assert d.kids is not None
-        entries: list[Entry] = []
-        files = 0
-        for kid_name in sorted(d.kids):
-            kid = d.kids[kid_name]
-            if kid.special:  # a FIFO, socket or device: never in a version
-                self.skipped.append(d.path + b"/" + kid_name if d.path else kid_name)
-                continue
-            e, count = self.entry(kid, kid_name)
-            self.entries[kid.nid] = e
-            entries.append(e)
-            files += count
-        oid, _ = self.store.put(ObjKind.TREE, encode_tree(entries))
-        self.trees[d.nid] = Tree(tuple(entries))
-        self.entries[d.nid] = dir_entry(name, oid, entries, d.mtime_ns)
-        self.count.known[oid] = files
-
-
 def reached(step: str) -> None:
     """Test hook: die at once if ``DVFS_TEST_KILL_AT`` names this step (see above)."""
     if os.environ.get("DVFS_TEST_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _renamed(e: Entry, name: bytes) -> Entry:
-    return Entry(
-        name, e.kind, e.mode, e.size, e.mtime_ns,
-        digest=e.digest, chunks=e.chunks, subtree=e.subtree, target=e.target,
-    )  # fmt: skip
 
 
 class Snapshots(abc.ABC):
@@ -259,7 +166,7 @@ class Snapshots(abc.ABC):
 
     What is shared by both kinds of working tree: the checks, the version record,
     the branch's compare-and-swap and the answer. A subclass reads its own tree:
-    :class:`OverlaySnapshots` the daemon's overlay, ``daemon.kernel_snapshot`` the
+    ``daemon.overlay_snapshot`` the daemon's overlay, ``daemon.kernel_snapshot`` the
     upper layer of the kernel's.
     """
 
@@ -489,110 +396,6 @@ class Snapshots(abc.ABC):
             return self.source.history.label(head)
         except ObjectMissing:
             return f"version {head.hex()[:10]}"
-
-
-class OverlaySnapshots(Snapshots):
-    """Snapshots of the daemon's own overlay (``daemon.overlay``): writers wait at the
-    write gate while the version is made, and the overlay is rebased at once."""
-
-    def __init__(
-        self,
-        fs: WorkingFs,
-        source: Source,
-        overlay: Overlay,
-        on_branch: Callable[[str], None] = lambda branch: None,
-    ) -> None:
-        super().__init__(fs, source, on_branch)
-        self.wfs = fs
-        self.overlay = overlay
-        self._builder: Builder | None = None
-
-    @contextlib.asynccontextmanager
-    async def _held(self) -> AsyncIterator[None]:
-        await self.wfs.gate.close()
-        try:
-            while todo := self.overlay.unloaded_dirty():
-                for d in todo:
-                    await self.wfs.kids(d)
-            yield
-        finally:
-            self.wfs.gate.reopen()
-
-    @property
-    def base(self) -> bytes | None:
-        base: bytes | None = self.overlay.base
-        return base
-
-    @property
-    def work(self) -> Path:
-        return self.overlay.work
-
-    def _build(self) -> Built:
-        ov = self.overlay
-        if not ov.root.dirty:
-            raise self._nothing()
-        reserved = ov.reserved_paths()
-        if reserved:
-            shown = quote_name(reserved[0]) + (
-                f" and {len(reserved) - 1} more" if len(reserved) > 1 else ""
-            )
-            raise UsageError(
-                f"the working tree holds {shown}: no version may hold a name that "
-                "git or dvfs reads as its own (.git, .dvfs) nor .versions at the top; "
-                "rename or remove it in the mount, then snapshot again"
-            )
-        staged = self._hash(ov.changed_files())
-        self._builder = builder = Builder(self.source, staged, self.counts)
-        root, files = builder.directory(ov.root, b"")
-        return Built(root, files, len(staged), sorted(builder.skipped))
-
-    def _begin(self, oid: bytes) -> None:
-        self.overlay.begin_snapshot(oid)
-
-    def _settle(self, rec: Recorded) -> None:
-        builder = self._builder
-        assert builder is not None
-        self.overlay.rebase(
-            rec.oid, rec.root, builder.entries, builder.trees, midway=lambda: reached("rebase")
-        )
-        self._builder = None
-
-    def _move_to(self, work: Path) -> None:
-        self.overlay.move_to(work)
-
-    def _changed_bytes(self) -> int:
-        return sum(n.size for n in self.overlay.changed_files())
-
-    async def status(self) -> dict[str, Any]:
-        """The working tree's pending changes, from the overlay's records."""
-        while todo := self.overlay.unloaded_dirty():
-            for d in todo:
-                await self.wfs.kids(d)
-        trees: dict[bytes, Tree] = {}  # of directories of the base replaced by new ones
-        while True:
-            missing: set[bytes] = set()
-            out: dict[str, Any] = dict(self.overlay.status(trees, missing))
-            if not missing:
-                break
-            for oid in missing:
-                trees[oid] = await self.fs.layout.records.tree(oid)
-        return await self._base_fields(out)
-
-    def stats(self) -> dict[str, Any]:
-        return {"nodes": len(self.overlay.nodes), "journal_bytes": self.overlay.journal.size}
-
-    def _hash(self, files: list[WNode]) -> dict[int, Staged]:
-        """Hash the upper files in parallel, storing their chunks."""
-        repo = self.source.repo
-        hasher_root = self.overlay.data
-        by_rel = {str(n.nid).encode(): n for n in files}
-        out: dict[int, Staged] = {}
-        with Workers() as w:
-            hasher = Hasher(hasher_root, repo.chunker, repo.store, w)
-            found = [Found(rel, os.lstat(hasher_root / rel.decode())) for rel in by_rel]
-            for rel, staged in hasher.stage_many(found):
-                out[by_rel[rel].nid] = staged
-        return out
 
 
 def fsync_file(path: Path) -> None:

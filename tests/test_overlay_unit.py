@@ -27,7 +27,8 @@ from daemon.fs import inodes
 from daemon.fs.namespace import Layout
 from daemon.fs.worktree import WorkingFs
 from daemon.overlay import COMPACT_ABOVE, Overlay, lock_work
-from daemon.snapshot import OverlaySnapshots, Request
+from daemon.overlay_snapshot import OverlaySnapshots
+from daemon.snapshot import Request
 from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
 from tests.support.mount import commit, write
