@@ -63,7 +63,8 @@ from daemon.overlay import Overlay, lock_work, work_dir_name
 from daemon.overlay_snapshot import OverlaySnapshots
 from daemon.snapshot import Snapshots
 from daemon.source import RemoteSource, Source, open_source
-from daemon.upper import UPPER, Layers, rebase
+from daemon.upper import UPPER, Layers
+from daemon.upper_rebase import rebase
 from vfs import (
     DvfsError,
     MountError,

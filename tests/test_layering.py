@@ -346,8 +346,8 @@ DAEMON_ORDER = [
     "overlay.status", "overlay.tree", "overlay",
     "fs.namespace", "fs.versions", "fs.worktree_nodes", "fs.worktree_files", "fs.worktree",
     "fs",
-    "source", "snapshot", "overlay_snapshot", "upper", "kernel_overlay", "upper_build",
-    "kernel_snapshot",
+    "source", "snapshot", "overlay_snapshot", "upper", "upper_rebase", "kernel_overlay",
+    "upper_build", "kernel_snapshot",
     "control", "service", "__main__",
 ]  # fmt: skip
 
