@@ -61,7 +61,8 @@ from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
 
 from vfs import Repository
-from vfs.ops import checkout, workflow
+from vfs.ops import workflow
+from vfs.ops.branches import create_branch
 from vfs.worktree.pools import Workers
 
 DVFS = [sys.executable, "-P", "-m", "vfs.cli"]
@@ -233,7 +234,7 @@ def build(data: Path, repo_dir: Path, branches: list[str]) -> None:
         workflow.add(repo, [str(repo_dir / n) for n in TRACKED], w)
         workflow.commit(repo, "bench", {})
     for b in branches:
-        checkout.create_branch(repo, b, "HEAD")
+        create_branch(repo, b, "HEAD")
 
 
 def write_file(path: Path, buf: memoryview) -> tuple[float, float]:

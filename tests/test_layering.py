@@ -62,6 +62,8 @@ LAYERS = [
     {
         "remote.ondemand",
         "ops.checkout",
+        "ops.branches",
+        "ops.restore",
         "ops.browse",
         "ops.fsck",
         "mount.mounts",

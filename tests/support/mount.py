@@ -25,7 +25,7 @@ from pathlib import Path
 from daemon.overlay import work_dir_name
 from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
 from vfs.mount import launch
-from vfs.ops import checkout, sync, workflow
+from vfs.ops import branches, sync, workflow
 from vfs.remote import config as remotes
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
@@ -196,7 +196,7 @@ def commit(repo: Repository, message: str, tag: str | None = None, top: str = "d
 
 def make_branch(repo: Repository, name: str, rev: str) -> bytes:
     """Create a branch at ``rev``."""
-    return checkout.create_branch(repo, name, rev)
+    return branches.create_branch(repo, name, rev)
 
 
 def push_to(

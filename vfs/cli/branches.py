@@ -9,7 +9,7 @@ import click
 from vfs.cli.options import AS_JSON, DvfsCommand
 from vfs.cli.output import emit_json, quoted, repo_here
 from vfs.errors import UsageError
-from vfs.ops import checkout
+from vfs.ops.branches import create_branch, create_tag, delete_branch, delete_tag
 from vfs.repo.repository import Repository
 
 
@@ -43,7 +43,7 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             raise UsageError("name the branches to delete: dvfs branch -d NAME...")
         missing_refs(repo, "heads", names, "branch")
         for n in names:
-            was = checkout.delete_branch(repo, n)
+            was = delete_branch(repo, n)
             if not as_json:
                 label = quoted(repo.history.label(was))
                 click.echo(f"deleted branch {quoted(n)} (was {label} {was.hex()[:10]})")
@@ -52,7 +52,7 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
         return
     name, rev = name_and_rev(names, "branch")
     if name:
-        oid = checkout.create_branch(repo, name, rev)
+        oid = create_branch(repo, name, rev)
         if as_json:
             emit_json(ref_json(repo, name, oid))
             return
@@ -107,7 +107,7 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             raise UsageError("name the tags to delete: dvfs tag -d NAME...")
         missing_refs(repo, "tags", names, "tag")
         for n in names:
-            checkout.delete_tag(repo, n)
+            delete_tag(repo, n)
             if not as_json:
                 click.echo(f"deleted tag {quoted(n)}")
         if as_json:
@@ -115,7 +115,7 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
         return
     name, rev = name_and_rev(names, "tag")
     if name:
-        oid = checkout.create_tag(repo, name, rev)
+        oid = create_tag(repo, name, rev)
         if as_json:
             emit_json(ref_json(repo, name, oid))
             return

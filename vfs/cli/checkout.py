@@ -12,7 +12,8 @@ from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, work
 from vfs.cli.status import conflict_side
 from vfs.errors import UsageError
 from vfs.model import params as version_params
-from vfs.ops import checkout, merging
+from vfs.ops import branches, checkout, merging
+from vfs.ops.restore import restore as restore_paths
 from vfs.quoting import escape_text
 from vfs.worktree.scan import show
 
@@ -112,7 +113,7 @@ def checkout_cmd(
     repo = repo_here()
     with workers() as w:
         if new_branch is not None:
-            r = checkout.switch_create(
+            r = branches.switch_create(
                 repo, new_branch, rev, w, force=force, warn=warn, offline=offline, yes=yes
             )
         else:
@@ -170,7 +171,7 @@ def restore(
                 repo, paths, w, source=side or str(source), warn=warn, offline=offline, yes=yes
             )
         else:
-            r = checkout.restore(
+            r = restore_paths(
                 repo, paths, w, staged=staged, worktree=worktree or None, source=source,
                 offline=offline, yes=yes, warn=warn,
             )  # fmt: skip
@@ -222,11 +223,11 @@ def switch(
     repo = repo_here()
     with workers() as w:
         if create:
-            r = checkout.switch_create(
+            r = branches.switch_create(
                 repo, name, rev, w, force=force, warn=warn, offline=offline, yes=yes
             )
         else:
-            r = checkout.switch(repo, name, w, force=force, warn=warn, offline=offline, yes=yes)
+            r = branches.switch(repo, name, w, force=force, warn=warn, offline=offline, yes=yes)
     report_checkout(r, as_json)
 
 

@@ -1,4 +1,7 @@
-"""Restoring the working tree to a version: ``checkout``, ``switch`` and branches/tags.
+"""Restoring the working tree to a version: ``checkout``, and pull's fast-forward.
+
+``switch`` restores through :func:`restore_version` too (``vfs.ops.branches``, with the
+branch and tag commands); ``dvfs restore`` of PATHs is ``vfs.ops.restore``.
 
 A checkout never destroys work that is not stored in a version unless ``force`` is
 given: it refuses when a file it would overwrite or delete has unstaged or staged
@@ -47,9 +50,9 @@ from vfs.errors import (
 from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, reserved_path
 from vfs.ops import merging
-from vfs.ops.workflow import base_files, head_files, quiet, same_entry, work_state
+from vfs.ops.workflow import base_files, quiet, same_entry, work_state
 from vfs.repo.gitlink import LockPointer, read_lock, write_lock
-from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.store.durable import write_atomic
@@ -75,11 +78,12 @@ class CheckoutReport:
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
 
 
-def _under(path: bytes, prefixes: Sequence[bytes]) -> bool:
+def under_any(path: bytes, prefixes: Sequence[bytes]) -> bool:
+    """True if ``path`` is one of ``prefixes`` or below one (an empty prefix: everything)."""
     return any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
 
 
-def _restore(
+def restore_version(
     repo: Repository,
     target: bytes,
     workers: Workers,
@@ -107,11 +111,11 @@ def _restore(
     rels = [repo.rel(p) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):
-            if not any(_under(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):
+            if not any(under_any(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):
                 raise UsageError(f"{arg} is not in {label} and is not tracked")
-        wanted = {p: e for p, e in wanted.items() if _under(p, rels)}
-        empty = [p for p in empty if _under(p, rels)]
-        scope = {p: s for p, s in index.entries.items() if _under(p, rels)}
+        wanted = {p: e for p, e in wanted.items() if under_any(p, rels)}
+        empty = [p for p in empty if under_any(p, rels)]
+        scope = {p: s for p, s in index.entries.items() if under_any(p, rels)}
     else:
         scope = dict(index.entries)
     remove_temporaries_after_crash(repo, warn)
@@ -400,7 +404,7 @@ def checkout(
         attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
         if attach is None and from_lock:
             repo.refs.set_head(Head(branch, head.detached))
-        return _restore(
+        return restore_version(
             repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
             source=rev if rev is not None and not _is_id(rev, target) else None,
             offline=offline, yes=yes,
@@ -410,231 +414,6 @@ def checkout(
 def _is_id(rev: str, oid: bytes) -> bool:
     """True if ``rev`` is (a prefix of) the hex id ``oid``: pull passes ids, users names."""
     return len(rev) >= 4 and oid.hex().startswith(rev.lower())
-
-
-def switch(
-    repo: Repository,
-    name: str,
-    workers: Workers,
-    *,
-    force: bool = False,
-    warn: Warn = quiet,
-    offline: bool = False,
-    yes: bool = False,
-) -> CheckoutReport:
-    """Make ``name`` the current branch and restore its latest version (see :func:`checkout`)."""
-    with repo.locked():
-        target = repo.refs.get(f"refs/heads/{name}")
-        if target is None:
-            have = ", ".join(repo.refs.branches()) or "none yet"
-            raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
-        return _restore(
-            repo, target, workers, attach=name, force=force, warn=warn, action="switch",
-            source=name, offline=offline, yes=yes,
-        )  # fmt: skip
-
-
-def switch_create(
-    repo: Repository,
-    name: str,
-    rev: str | None,
-    workers: Workers,
-    *,
-    force: bool = False,
-    warn: Warn = quiet,
-    offline: bool = False,
-    yes: bool = False,
-) -> CheckoutReport:
-    """Create branch ``name`` at ``rev`` (default HEAD) and switch to it (git switch -c).
-
-    At the version HEAD is at, nothing is restored: HEAD moves to the new branch and
-    every local change, staged or not, stays as it is. Elsewhere it is :func:`switch`;
-    if that is refused, the new branch is deleted again.
-    """
-    target = create_branch(repo, name, rev)
-    with repo.locked():
-        if target == repo.history.head_id():
-            number = repo.history.version(target).number
-            repo.refs.set_head(Head(name))
-            write_lock(repo.root, LockPointer(name, number, target))
-            return CheckoutReport(f"v{number}", name, unchanged=repo.index().count())
-    try:
-        return switch(repo, name, workers, force=force, warn=warn, offline=offline, yes=yes)
-    except BaseException:
-        with contextlib.suppress(DvfsError):
-            delete_branch(repo, name)
-        raise
-
-
-@dataclass
-class RestoreReport:
-    """What ``dvfs restore`` did."""
-
-    source: str  # where the content came from: "the index", "HEAD", or a revision
-    unstaged: int = 0  # index entries set back to the source (--staged)
-    written: int = 0  # working files written
-    unchanged: int = 0  # working files that held the content already
-    fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
-    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
-
-
-def restore(
-    repo: Repository,
-    paths: Sequence[str],
-    workers: Workers,
-    *,
-    staged: bool = False,
-    worktree: bool | None = None,
-    source: str | None = None,
-    offline: bool = False,
-    yes: bool = False,
-    warn: Warn = quiet,
-) -> RestoreReport:
-    """``dvfs restore``: git's verbs to undo a change to PATHs.
-
-    - ``restore PATH``: the working files take the content staged in the index again
-      (unstaged changes are discarded; deleted and not checked out files come back);
-    - ``restore --staged PATH``: the index takes HEAD's content again (an addition is
-      unstaged, a staged deletion undone); the working files are not touched;
-    - ``--source REV``: REV's content instead of the index's (or HEAD's);
-    - ``--staged --worktree``: both, the working files from the same source.
-
-    Restore never deletes a working file (a path the source lacks is left as it is)
-    and never overwrites an untracked file with other content. Data only on the
-    default remote is downloaded first, unless ``offline`` (``vfs.remote.ondemand``).
-    """
-    if not paths:
-        raise UsageError("name the paths to restore: dvfs restore PATH... ('.' for all)")
-    write = not staged if worktree is None else worktree
-    with repo.locked():
-        hist = repo.history
-        index = repo.index()
-        rels = [repo.rel(p) for p in paths]
-        src: dict[bytes, Entry] | None = None
-        label = "the index"
-        if source is not None:
-            target = hist.resolve(source)
-            src = hist.flatten(hist.version(target).tree)
-            label = source
-        elif staged:
-            src = head_files(hist)
-            label = "HEAD"
-        for arg, rel in zip(paths, rels, strict=True):
-            if not index.under(rel) and not (src and any(_under(q, [rel]) for q in src)):
-                where = "" if src is None else f" and not in {label}"
-                raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
-        report = RestoreReport(label)
-        if staged:
-            assert src is not None
-            for p in [p for rel in rels for p in index.under(rel)]:
-                if p not in src:
-                    index.remove(p)  # an addition unstaged: the file stays, untracked
-                    report.unstaged += 1
-            for p, e in src.items():
-                if not _under(p, rels):
-                    continue
-                cur = index.get(p)
-                if cur is None or not cur.same_content(e):
-                    keep_absent = cur is not None and not cur.checked_out
-                    index.put(p, not_checked_out(e) if keep_absent else staged_from_entry(e, None))
-                    report.unstaged += 1
-            index.head = None
-        if write:
-            if source is not None:
-                assert src is not None
-                want = {p: e for p, e in src.items() if _under(p, rels)}
-            else:
-                want = {}
-                for rel in rels:
-                    for p in index.under(rel):
-                        s = index.get(p)
-                        assert s is not None
-                        want[p] = s.to_entry(p.rpartition(b"/")[2])
-            _restore_files(repo, index, want, report, workers, offline=offline, yes=yes, warn=warn)
-        index.save()
-    return report
-
-
-def _restore_files(
-    repo: Repository,
-    index: Index,
-    want: dict[bytes, Entry],
-    report: RestoreReport,
-    workers: Workers,
-    *,
-    offline: bool,
-    yes: bool,
-    warn: Warn,
-) -> None:
-    """Write ``want`` into the working tree where it differs (see :func:`restore`)."""
-    remove_temporaries_after_crash(repo, warn)
-    sub = Index(index.path)
-    sub.written_ns = index.written_ns
-    sub.entries = {p: s for p in want if (s := index.get(p)) is not None}
-    state = work_state(repo, sub, workers, warn)
-    for p, s in sub.entries.items():
-        index.put(p, s)  # stats refreshed by work_state
-    changed = set(state.modified) | set(state.deleted) | set(state.not_checked_out)
-    changed |= set(state.unreadable)
-    untracked: list[Found] = []
-    with Walker(repo.root) as walker:
-        for p in want:
-            if p not in sub.entries and (st := walker.lstat(p)) is not None:
-                if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
-                    raise UsageError(
-                        f"{show(p)} is not a file but something else that is not tracked: "
-                        "move it away; nothing was restored"
-                    )
-                untracked.append(Found(p, st))
-    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
-    clash = sorted(p for p, s in on_disk.items() if not s.same_on_disk(want[p]))
-    if clash:
-        raise UsageError(
-            f"restore would overwrite untracked {names_of(clash)}: move them away; "
-            "nothing was restored"
-        )
-    todo: list[tuple[bytes, Entry]] = []
-    for p, e in want.items():
-        if p in on_disk:  # untracked, and holding the content already
-            report.unchanged += 1
-            continue
-        if p in state.current:  # modified: as hashed
-            disk = state.current.get(p)
-        elif p in changed or p not in sub.entries:  # not there (or not readable)
-            disk = None
-        else:  # as staged
-            disk = sub.entries[p]
-        if disk is not None and disk.same_on_disk(e):
-            report.unchanged += 1
-        else:
-            todo.append((p, e))
-    unavailable, report.fetched = fetch_missing(
-        repo, todo, workers, command="restore",
-        gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
-        + " ".join(show(p) for p, _ in todo[:5]),
-        offline=offline, expansion=None if yes else (),
-    )  # fmt: skip
-    for p, why in unavailable.items():
-        report.failed[p] = ObjectError(why)
-    todo = [(p, e) for p, e in todo if p not in report.failed]
-
-    def replace(rel: bytes) -> bool:  # something else stands where a file goes
-        st = lstat_or_none(repo.root, rel)
-        if st is not None and statmod.S_ISDIR(st.st_mode):
-            return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
-        return index.get(rel) is not None
-
-    with restoring(repo) if todo else contextlib.nullcontext():
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
-    report.failed.update(failed)
-    for p, _ in todo:
-        got = stats.get(p)
-        if got is None:
-            continue
-        report.written += 1
-        cur = index.get(p)
-        if cur is not None and cur.same_content(got):
-            index.put(p, got)  # the file holds what is staged: its stat is recorded
 
 
 def fetch_missing(
@@ -710,55 +489,8 @@ def fast_forward(
     files are restored, by compare-and-swap.
     """
     with repo.locked():
-        report = _restore(repo, new, workers, attach=branch, force=force, warn=quiet, action="pull")
+        report = restore_version(
+            repo, new, workers, attach=branch, force=force, warn=quiet, action="pull"
+        )
         repo.refs.update(f"refs/heads/{branch}", new, old)
         return report
-
-
-def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
-    """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
-    check_ref_name(name, "branch")
-    with repo.locked():
-        if repo.refs.get(f"refs/heads/{name}") is not None:
-            raise UsageError(f"branch {name} already exists")
-        target = repo.history.resolve(rev or "HEAD")
-        repo.refs.update(f"refs/heads/{name}", target, None)
-        return target
-
-
-def delete_branch(repo: Repository, name: str) -> bytes:
-    """Delete branch ``name`` (not the current one); return the version it named.
-
-    While HEAD is detached, no branch is current: HEAD still names the branch it
-    came from (to count ``vN`` along), but that branch may go, as in git. Its
-    versions stay in the store, reachable by id.
-    """
-    with repo.locked():
-        cur = repo.refs.get(f"refs/heads/{name}")
-        if cur is None:
-            raise UsageError(f"no branch named {name}")
-        head = repo.refs.head()
-        if head.branch == name and head.detached is None:
-            raise UsageError(f"{name} is the current branch: switch to another one first")
-        repo.refs.update(f"refs/heads/{name}", None, cur)
-        return cur
-
-
-def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
-    """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
-    check_ref_name(name, "tag")
-    with repo.locked():
-        if repo.refs.get(f"refs/tags/{name}") is not None:
-            raise UsageError(f"tag {name} already exists: delete it first with --delete")
-        target = repo.history.resolve(rev or "HEAD")
-        repo.refs.update(f"refs/tags/{name}", target, None)
-        return target
-
-
-def delete_tag(repo: Repository, name: str) -> None:
-    """Delete tag ``name``."""
-    with repo.locked():
-        cur = repo.refs.get(f"refs/tags/{name}")
-        if cur is None:
-            raise UsageError(f"no tag named {name}")
-        repo.refs.update(f"refs/tags/{name}", None, cur)

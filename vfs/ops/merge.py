@@ -42,6 +42,7 @@ from vfs.errors import UsageError
 from vfs.model.codec import Entry
 from vfs.ops import checkout as co
 from vfs.ops import merging
+from vfs.ops import restore as rs
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.workflow import base_files, commit_locked, moved_past, quiet, same_entry, work_state
@@ -324,7 +325,7 @@ def resolve(
     warn: Warn = quiet,
     offline: bool = False,
     yes: bool = False,
-) -> co.RestoreReport:
+) -> rs.RestoreReport:
     """Settle conflicts of the merge in progress: PATHs take ``source``'s content in
     the index and the working tree ("ours", "theirs", or any revision); a path the
     source lacks is deleted. The conflicts at or below PATHs are marked resolved."""
@@ -332,7 +333,7 @@ def resolve(
     if state is None:
         raise UsageError("--ours and --theirs choose a side of a merge, and none is in progress")
     rev = {"ours": state.ours.hex(), "theirs": state.theirs.hex()}.get(source, source)
-    report = co.restore(
+    report = rs.restore(
         repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
         yes=yes, warn=warn,
     )  # fmt: skip

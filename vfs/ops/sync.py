@@ -42,6 +42,7 @@ from vfs.errors import (
     RevisionNotFound,
     UsageError,
 )
+from vfs.ops import branches
 from vfs.ops import checkout as co
 from vfs.ops import merge as merging
 from vfs.quoting import quote_name
@@ -425,7 +426,7 @@ def clone(
             if rev:
                 co.checkout(repo, rev, [], workers)
             else:
-                co.switch(repo, branch, workers, force=True)
+                branches.switch(repo, branch, workers, force=True)
     except BaseException:
         if made:
             shutil.rmtree(directory, ignore_errors=True)

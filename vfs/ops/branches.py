@@ -1,0 +1,121 @@
+"""Branches and tags: ``switch``, ``switch -c``, and creating and deleting branches and tags.
+
+A switch restores the branch's latest version as a checkout does
+(:func:`vfs.ops.checkout.restore_version`); the refs move by compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from vfs.errors import DvfsError, UsageError
+from vfs.ops.checkout import CheckoutReport, restore_version
+from vfs.ops.workflow import quiet
+from vfs.repo.gitlink import LockPointer, write_lock
+from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.repository import Repository
+from vfs.worktree.pools import Workers
+from vfs.worktree.scan import Warn
+
+
+def switch(
+    repo: Repository,
+    name: str,
+    workers: Workers,
+    *,
+    force: bool = False,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
+) -> CheckoutReport:
+    """Make ``name`` the current branch and restore its latest version (see :func:`checkout`)."""
+    with repo.locked():
+        target = repo.refs.get(f"refs/heads/{name}")
+        if target is None:
+            have = ", ".join(repo.refs.branches()) or "none yet"
+            raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
+        return restore_version(
+            repo, target, workers, attach=name, force=force, warn=warn, action="switch",
+            source=name, offline=offline, yes=yes,
+        )  # fmt: skip
+
+
+def switch_create(
+    repo: Repository,
+    name: str,
+    rev: str | None,
+    workers: Workers,
+    *,
+    force: bool = False,
+    warn: Warn = quiet,
+    offline: bool = False,
+    yes: bool = False,
+) -> CheckoutReport:
+    """Create branch ``name`` at ``rev`` (default HEAD) and switch to it (git switch -c).
+
+    At the version HEAD is at, nothing is restored: HEAD moves to the new branch and
+    every local change, staged or not, stays as it is. Elsewhere it is :func:`switch`;
+    if that is refused, the new branch is deleted again.
+    """
+    target = create_branch(repo, name, rev)
+    with repo.locked():
+        if target == repo.history.head_id():
+            number = repo.history.version(target).number
+            repo.refs.set_head(Head(name))
+            write_lock(repo.root, LockPointer(name, number, target))
+            return CheckoutReport(f"v{number}", name, unchanged=repo.index().count())
+    try:
+        return switch(repo, name, workers, force=force, warn=warn, offline=offline, yes=yes)
+    except BaseException:
+        with contextlib.suppress(DvfsError):
+            delete_branch(repo, name)
+        raise
+
+
+def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
+    """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
+    check_ref_name(name, "branch")
+    with repo.locked():
+        if repo.refs.get(f"refs/heads/{name}") is not None:
+            raise UsageError(f"branch {name} already exists")
+        target = repo.history.resolve(rev or "HEAD")
+        repo.refs.update(f"refs/heads/{name}", target, None)
+        return target
+
+
+def delete_branch(repo: Repository, name: str) -> bytes:
+    """Delete branch ``name`` (not the current one); return the version it named.
+
+    While HEAD is detached, no branch is current: HEAD still names the branch it
+    came from (to count ``vN`` along), but that branch may go, as in git. Its
+    versions stay in the store, reachable by id.
+    """
+    with repo.locked():
+        cur = repo.refs.get(f"refs/heads/{name}")
+        if cur is None:
+            raise UsageError(f"no branch named {name}")
+        head = repo.refs.head()
+        if head.branch == name and head.detached is None:
+            raise UsageError(f"{name} is the current branch: switch to another one first")
+        repo.refs.update(f"refs/heads/{name}", None, cur)
+        return cur
+
+
+def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
+    """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
+    check_ref_name(name, "tag")
+    with repo.locked():
+        if repo.refs.get(f"refs/tags/{name}") is not None:
+            raise UsageError(f"tag {name} already exists: delete it first with --delete")
+        target = repo.history.resolve(rev or "HEAD")
+        repo.refs.update(f"refs/tags/{name}", target, None)
+        return target
+
+
+def delete_tag(repo: Repository, name: str) -> None:
+    """Delete tag ``name``."""
+    with repo.locked():
+        cur = repo.refs.get(f"refs/tags/{name}")
+        if cur is None:
+            raise UsageError(f"no tag named {name}")
+        repo.refs.update(f"refs/tags/{name}", None, cur)

@@ -1,0 +1,203 @@
+"""``dvfs restore``: git's verbs to undo a change to PATHs, from the index, HEAD or a revision.
+
+The files are written as a checkout writes them (``vfs.ops.checkout``: the data a
+remote holds fetched first, temporary siblings renamed over, ``.dvfs/restoring``
+marked meanwhile); HEAD never moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import stat as statmod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from vfs._os.beneath import Walker
+from vfs.errors import DvfsError, ObjectError, UsageError
+from vfs.model.codec import Entry
+from vfs.ops.checkout import (
+    fetch_missing,
+    names_of,
+    remove_temporaries_after_crash,
+    restoring,
+    under_any,
+)
+from vfs.ops.workflow import head_files, quiet, work_state
+from vfs.repo.repository import Repository
+from vfs.repo.stage import Index, not_checked_out, staged_from_entry
+from vfs.worktree.ingest import Hasher
+from vfs.worktree.pools import Workers
+from vfs.worktree.remove import tracked_dir_only
+from vfs.worktree.restore import restore_many
+from vfs.worktree.scan import Found, Warn, lstat_or_none, show
+
+
+@dataclass
+class RestoreReport:
+    """What ``dvfs restore`` did."""
+
+    source: str  # where the content came from: "the index", "HEAD", or a revision
+    unstaged: int = 0  # index entries set back to the source (--staged)
+    written: int = 0  # working files written
+    unchanged: int = 0  # working files that held the content already
+    fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
+    failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
+
+
+def restore(
+    repo: Repository,
+    paths: Sequence[str],
+    workers: Workers,
+    *,
+    staged: bool = False,
+    worktree: bool | None = None,
+    source: str | None = None,
+    offline: bool = False,
+    yes: bool = False,
+    warn: Warn = quiet,
+) -> RestoreReport:
+    """``dvfs restore``: git's verbs to undo a change to PATHs.
+
+    - ``restore PATH``: the working files take the content staged in the index again
+      (unstaged changes are discarded; deleted and not checked out files come back);
+    - ``restore --staged PATH``: the index takes HEAD's content again (an addition is
+      unstaged, a staged deletion undone); the working files are not touched;
+    - ``--source REV``: REV's content instead of the index's (or HEAD's);
+    - ``--staged --worktree``: both, the working files from the same source.
+
+    Restore never deletes a working file (a path the source lacks is left as it is)
+    and never overwrites an untracked file with other content. Data only on the
+    default remote is downloaded first, unless ``offline`` (``vfs.remote.ondemand``).
+    """
+    if not paths:
+        raise UsageError("name the paths to restore: dvfs restore PATH... ('.' for all)")
+    write = not staged if worktree is None else worktree
+    with repo.locked():
+        hist = repo.history
+        index = repo.index()
+        rels = [repo.rel(p) for p in paths]
+        src: dict[bytes, Entry] | None = None
+        label = "the index"
+        if source is not None:
+            target = hist.resolve(source)
+            src = hist.flatten(hist.version(target).tree)
+            label = source
+        elif staged:
+            src = head_files(hist)
+            label = "HEAD"
+        for arg, rel in zip(paths, rels, strict=True):
+            if not index.under(rel) and not (src and any(under_any(q, [rel]) for q in src)):
+                where = "" if src is None else f" and not in {label}"
+                raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
+        report = RestoreReport(label)
+        if staged:
+            assert src is not None
+            for p in [p for rel in rels for p in index.under(rel)]:
+                if p not in src:
+                    index.remove(p)  # an addition unstaged: the file stays, untracked
+                    report.unstaged += 1
+            for p, e in src.items():
+                if not under_any(p, rels):
+                    continue
+                cur = index.get(p)
+                if cur is None or not cur.same_content(e):
+                    keep_absent = cur is not None and not cur.checked_out
+                    index.put(p, not_checked_out(e) if keep_absent else staged_from_entry(e, None))
+                    report.unstaged += 1
+            index.head = None
+        if write:
+            if source is not None:
+                assert src is not None
+                want = {p: e for p, e in src.items() if under_any(p, rels)}
+            else:
+                want = {}
+                for rel in rels:
+                    for p in index.under(rel):
+                        s = index.get(p)
+                        assert s is not None
+                        want[p] = s.to_entry(p.rpartition(b"/")[2])
+            _restore_files(repo, index, want, report, workers, offline=offline, yes=yes, warn=warn)
+        index.save()
+    return report
+
+
+def _restore_files(
+    repo: Repository,
+    index: Index,
+    want: dict[bytes, Entry],
+    report: RestoreReport,
+    workers: Workers,
+    *,
+    offline: bool,
+    yes: bool,
+    warn: Warn,
+) -> None:
+    """Write ``want`` into the working tree where it differs (see :func:`restore`)."""
+    remove_temporaries_after_crash(repo, warn)
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = {p: s for p in want if (s := index.get(p)) is not None}
+    state = work_state(repo, sub, workers, warn)
+    for p, s in sub.entries.items():
+        index.put(p, s)  # stats refreshed by work_state
+    changed = set(state.modified) | set(state.deleted) | set(state.not_checked_out)
+    changed |= set(state.unreadable)
+    untracked: list[Found] = []
+    with Walker(repo.root) as walker:
+        for p in want:
+            if p not in sub.entries and (st := walker.lstat(p)) is not None:
+                if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                    raise UsageError(
+                        f"{show(p)} is not a file but something else that is not tracked: "
+                        "move it away; nothing was restored"
+                    )
+                untracked.append(Found(p, st))
+    on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
+    clash = sorted(p for p, s in on_disk.items() if not s.same_on_disk(want[p]))
+    if clash:
+        raise UsageError(
+            f"restore would overwrite untracked {names_of(clash)}: move them away; "
+            "nothing was restored"
+        )
+    todo: list[tuple[bytes, Entry]] = []
+    for p, e in want.items():
+        if p in on_disk:  # untracked, and holding the content already
+            report.unchanged += 1
+            continue
+        if p in state.current:  # modified: as hashed
+            disk = state.current.get(p)
+        elif p in changed or p not in sub.entries:  # not there (or not readable)
+            disk = None
+        else:  # as staged
+            disk = sub.entries[p]
+        if disk is not None and disk.same_on_disk(e):
+            report.unchanged += 1
+        else:
+            todo.append((p, e))
+    unavailable, report.fetched = fetch_missing(
+        repo, todo, workers, command="restore",
+        gets_them=f"dvfs pull {report.source if report.source != 'the index' else 'HEAD'} "
+        + " ".join(show(p) for p, _ in todo[:5]),
+        offline=offline, expansion=None if yes else (),
+    )  # fmt: skip
+    for p, why in unavailable.items():
+        report.failed[p] = ObjectError(why)
+    todo = [(p, e) for p, e in todo if p not in report.failed]
+
+    def replace(rel: bytes) -> bool:  # something else stands where a file goes
+        st = lstat_or_none(repo.root, rel)
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
+        return index.get(rel) is not None
+
+    with restoring(repo) if todo else contextlib.nullcontext():
+        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+    report.failed.update(failed)
+    for p, _ in todo:
+        got = stats.get(p)
+        if got is None:
+            continue
+        report.written += 1
+        cur = index.get(p)
+        if cur is not None and cur.same_content(got):
+            index.put(p, got)  # the file holds what is staged: its stat is recorded
