@@ -73,7 +73,7 @@ LAYERS = [
         "remote.gc",
     },
     {"remote.upload", "ops.sync"},
-    {"pipeline"},  # stages, repro, run cache, lineage, experiments (but the modules above)
+    {"pipeline"},  # stages, repro (plan, stale, backups, staging), run cache, lineage, experiments
     {
         "ops.gitclone",
         "ops.githooks",

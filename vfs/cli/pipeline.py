@@ -162,7 +162,7 @@ def run_cmd(
     import posixpath
 
     from vfs.model.codec import STAGE_NAME
-    from vfs.pipeline import graph, repro, spec, workspace
+    from vfs.pipeline import graph, plan, spec, workspace
     from vfs.repo.gitlink import PIPELINE_FILE
 
     if not "".join(command).strip():
@@ -208,7 +208,7 @@ def run_cmd(
     click.echo(f"{'Replaced' if name in p.stages else 'Added'} stage {name} in {PIPELINE_FILE}")
     if no_exec:
         return
-    run_pipeline(ws, dag, repro.Options(targets=[name], single=True), False)
+    run_pipeline(ws, dag, plan.Options(targets=[name], single=True), False)
 
 
 @click.command(cls=DvfsCommand)
@@ -243,14 +243,14 @@ def repro(
       dvfs repro train --force
       dvfs repro prepare --downstream --jobs 4 --keep-going
     """
-    from vfs.pipeline import repro as repro_mod
+    from vfs.pipeline.plan import Options
 
     if downstream and not stages:
         raise UsageError("--downstream needs a STAGE: dvfs repro STAGE --downstream")
     ws, p, dag = pipeline_here()
     if not p.stages:
         raise UsageError("no stages: write them in dvfs.yaml, or add one with `dvfs run`")
-    opts = repro_mod.Options(list(stages), dry_run, force, downstream, jobs, keep_going)
+    opts = Options(list(stages), dry_run, force, downstream, jobs, keep_going)
     run_pipeline(ws, dag, opts, as_json)
 
 
@@ -305,7 +305,7 @@ def stage_list(as_json: bool) -> None:
         if s.metrics:
             click.echo(f"  metrics: {', '.join(quoted(m) for m in s.metrics)}")
         if s.params:
-            from vfs.pipeline.repro import param_name
+            from vfs.pipeline.stale import param_name
 
             click.echo(
                 f"  params: {', '.join(quote_name(param_name(f, k, s.wdir)) for f, k in s.params)}"
@@ -432,7 +432,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     from vfs.pipeline import lineage as lin
     from vfs.pipeline import workspace
     from vfs.pipeline.record import describe, iso_ns
-    from vfs.pipeline.repro import param_name
+    from vfs.pipeline.stale import param_name
 
     ws = workspace.find()
     hist = history_of(ws).history

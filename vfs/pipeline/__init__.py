@@ -16,7 +16,10 @@ Modules, lowest first: ``content`` (content ids), ``runs`` (the runs file),
 ``record`` (a version's lineage, made when a version is), which the commit paths
 below this package call; then ``spec`` (dvfs.yaml), ``graph`` (the DAG), ``values``
 (parameter and metric files), ``workspace`` (where a pipeline runs, and the state of
-its paths), ``runner`` (one command), ``cache`` (the run cache), ``repro``
-(staleness, order, parallel runs, recording), ``lineage`` (upstream and downstream
-of a path), ``report`` (params, metrics, compare) and ``experiments``.
+its paths), ``runner`` (one command), ``cache`` (the run cache), ``plan`` (what repro is
+asked, the stages selected, the outcome), ``stale`` (why a stage is stale),
+``backups`` (outputs moved aside while a command runs), ``staging`` (what repro
+recorded, staged in the index), ``repro`` (order, parallel runs, recording),
+``lineage`` (upstream and downstream of a path), ``report`` (params, metrics,
+compare) and ``experiments``.
 """

@@ -36,7 +36,7 @@ from vfs._os.beneath import READ, Walker
 from vfs.errors import DvfsError, UsageError
 from vfs.model import params as version_params
 from vfs.ops.workflow import build_tree_rows
-from vfs.pipeline import report, repro, values
+from vfs.pipeline import plan, report, repro, values
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
@@ -87,7 +87,7 @@ class Result:
     branch: str
     oid: bytes
     number: int
-    outcome: repro.Outcome
+    outcome: plan.Outcome
     settings: list[Setting]
 
 
@@ -183,7 +183,7 @@ def run(
     p, dag = load_pipeline(ws)
     if not p.stages:
         raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")
-    names = repro.selection(dag, repro.Options(targets=targets))
+    names = plan.selection(dag, plan.Options(targets=targets))
     wanted = _inputs(dag, names, settings)
     base = repo.dir / EXP_DIR
     base.mkdir(exist_ok=True)
@@ -201,7 +201,7 @@ def run(
             exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
         _, exp_dag = load_pipeline(exp_ws)
         runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
-        outcome = runner.run(repro.Options(targets=targets))
+        outcome = runner.run(plan.Options(targets=targets))
         if outcome.interrupted:
             raise repro.Interrupted("interrupted: the experiment recorded nothing")
         if outcome.failed:

@@ -1,21 +1,18 @@
 """``dvfs repro``: run what is stale, in order, and record each run.
 
 A stage is **stale** when its last run in ``dvfs.runs`` differs from what it would
-run now: no run recorded, the command or wdir changed, a dep's content, a param's
-value, the list of deps, params or outputs, or an output is missing or not as the
-run left it. Each reason is said (``dep data/raw.csv changed``, ``param train.lr
-0.01 -> 0.02``, ``out model.pt missing``). Stages are taken in an order that runs each
-after the stages it needs; a stage is decided only once those are done, so a stage
-whose upstream ran but made the same bytes again stays fresh.
+run now (``vfs.pipeline.stale``: each reason is said). Stages are taken in an order
+that runs each after the stages it needs; a stage is decided only once those are
+done, so a stage whose upstream ran but made the same bytes again stays fresh.
 
 A stale stage whose exact inputs ran before gets its outputs from the run cache
 (``vfs.pipeline.cache``) instead; ``--force`` runs every selected stage anyway.
 
 Running a stage (``vfs.pipeline.runner``):
 
-1. its outputs are moved aside (renamed in their directory to ``.tmp-dvfs-prev-*``,
-   which ``status`` does not list), so the command starts without them and an
-   output it does not make is noticed;
+1. its outputs are moved aside (``vfs.pipeline.backups``: renamed in their directory
+   to ``.tmp-dvfs-prev-*``, which ``status`` does not list), so the command starts
+   without them and an output it does not make is noticed;
 2. the command runs (``--jobs N``: up to N independent stages at once);
 3. it failed (non-zero exit, killed, not started), did not make an output, or
    changed one of its own deps: what it wrote is removed and the previous outputs
@@ -25,13 +22,14 @@ Running a stage (``vfs.pipeline.runner``):
 
 When the command ends, for whatever reason (a failure, Ctrl-C, SIGTERM): every run
 that finished is recorded; the outputs of the runs that finished, ``dvfs.runs`` and
-``dvfs.yaml`` are staged in the repository's index (so ``dvfs commit`` records
-them; a mount's snapshot takes them as they are), and the run cache entries are
-written after the store is flushed. A stage stopped by Ctrl-C is stopped (SIGINT,
-then harder), its partial outputs removed and its previous ones moved back. After a
-kill -9, the partial outputs of the stage that was running stay where they are,
-never recorded: the next ``repro`` finds the stage stale (and removes what was
-moved aside), and also stages the outputs of runs recorded but not yet staged.
+``dvfs.yaml`` are staged in the repository's index (``vfs.pipeline.staging``; so
+``dvfs commit`` records them; a mount's snapshot takes them as they are), and the
+run cache entries are written after the store is flushed. A stage stopped by Ctrl-C
+is stopped (SIGINT, then harder), its partial outputs removed and its previous ones
+moved back. After a kill -9, the partial outputs of the stage that was running stay
+where they are, never recorded: the next ``repro`` finds the stage stale (and
+removes what was moved aside), and also stages the outputs of runs recorded but not
+yet staged.
 """
 
 from __future__ import annotations
@@ -39,37 +37,34 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib.metadata
-import json
 import os
 import platform
 import queue
 import signal
-import stat as statmod
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vfs.errors import DvfsError, FormatError, UsageError
 from vfs.model.codec import StageRecord, StageRun
-from vfs.model.ids import hash_bytes
+from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
-from vfs.pipeline import values
 from vfs.pipeline.cache import Hit, RunCache, key_of
-from vfs.pipeline.graph import Dag, inside
+from vfs.pipeline.graph import Dag
+from vfs.pipeline.plan import Options, Outcome, check_inputs, selection
 from vfs.pipeline.runner import Finished, Output, Running
-from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
+from vfs.pipeline.spec import Stage
+from vfs.pipeline.staging import stage_outputs
+from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records
-from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE, git_output, ignore_paths
+from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
-from vfs.store.durable import flush_filesystem
 from vfs.store.pins import pinned
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import remove_path, remove_tree
-from vfs.worktree.restore import ensure_dir, restore_many
+from vfs.worktree.restore import restore_many
 from vfs.worktree.scan import Warn, show
 
-BACKUP_PREFIX = b".tmp-dvfs-prev-"
 Say = Callable[[str], None]
 
 
@@ -81,103 +76,6 @@ class Interrupted(DvfsError):
     """Ctrl-C or SIGTERM stopped the pipeline; what finished is recorded."""
 
     exit_code = 130
-
-
-@dataclass
-class Options:
-    """What ``dvfs repro`` (or ``dvfs run``) was asked to do."""
-
-    targets: list[str] = field(default_factory=list)
-    dry_run: bool = False
-    force: bool = False
-    downstream: bool = False
-    jobs: int = 1
-    keep_going: bool = False
-    single: bool = False  # the targets alone, not what they need (``dvfs run``)
-
-
-@dataclass
-class Outcome:
-    """What happened to each stage."""
-
-    fresh: list[str] = field(default_factory=list)
-    ran: list[str] = field(default_factory=list)
-    restored: list[tuple[str, str]] = field(default_factory=list)  # (stage, where from)
-    would: list[tuple[str, str, list[str]]] = field(default_factory=list)  # dry run
-    failed: list[tuple[str, str, list[str]]] = field(default_factory=list)  # name, why, tail
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # name, why
-    staged: int = 0
-    interrupted: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        """For ``--json``."""
-        return {
-            "fresh": self.fresh,
-            "ran": self.ran,
-            "restored": [{"stage": s, "from": w} for s, w in self.restored],
-            "would_run": [{"stage": s, "action": a, "reasons": r} for s, a, r in self.would],
-            "failed": [{"stage": s, "error": e, "stderr": t} for s, e, t in self.failed],
-            "skipped": [{"stage": s, "reason": r} for s, r in self.skipped],
-            "staged": self.staged,
-            "interrupted": self.interrupted,
-        }
-
-
-def value_text(v: Any) -> str:
-    """A parameter value in a message: text as it is, anything else as JSON."""
-    if isinstance(v, str):
-        return v
-    return json.dumps(v, ensure_ascii=False, sort_keys=True)
-
-
-def param_name(file: bytes, key: str, wdir: bytes) -> str:
-    """``train.lr`` for the stage's own params.yaml, ``config.json:train.lr`` otherwise."""
-    default = os.path.join(wdir, DEFAULT_PARAMS) if wdir else DEFAULT_PARAMS
-    return key if file == default else f"{show(file)}:{key}"
-
-
-def reasons(
-    stage: Stage,
-    last: StageRecord | None,
-    deps: dict[bytes, bytes | None],
-    params: dict[tuple[bytes, str], Any],
-    outs: dict[bytes, bytes | None],
-) -> list[str]:
-    """Why ``stage`` is stale against its last run (empty: it is fresh)."""
-    if last is None:
-        return ["no run recorded"]
-    why: list[str] = []
-    if last.cmd != stage.cmd:
-        why.append("command changed")
-    if last.wdir != stage.wdir:
-        why.append("wdir changed")
-    old = dict(last.deps)
-    for d in stage.deps:
-        if d not in old:
-            why.append(f"dep {show(d)} added")
-        elif old[d] != deps.get(d):
-            why.append(f"dep {show(d)} changed")
-    why += [f"dep {show(d)} removed" for d in old if d not in stage.deps]
-    was = {(f, k): v for f, k, v in last.params}
-    for (f, k), v in params.items():
-        name = param_name(f, k, stage.wdir)
-        if (f, k) not in was:
-            why.append(f"param {name} added")
-        elif was[(f, k)] != v or type(was[(f, k)]) is not type(v):
-            why.append(f"param {name} {value_text(was[(f, k)])} -> {value_text(v)}")
-    why += [f"param {param_name(f, k, stage.wdir)} removed" for f, k in was if (f, k) not in params]
-    made = dict(last.outs)
-    for o in stage.outs:
-        if o not in made:
-            why.append(f"out {show(o)} added")
-        elif outs.get(o) is None:
-            why.append(f"out {show(o)} missing")
-        elif outs[o] != made[o]:
-            why.append(f"out {show(o)} changed")
-    why += [f"out {show(o)} removed" for o in made if o not in stage.outs]
-    if set(last.metrics) != set(stage.metrics) and not why:
-        why.append("metrics changed")
-    return why
 
 
 @dataclass
@@ -273,38 +171,6 @@ class Repro:
                 raise UsageError(f"stage {stage.name}: {exc}") from None
         return out
 
-    # checks before anything runs ---------------------------------------------------------
-
-    def check_inputs(self, names: list[str]) -> None:
-        """UsageError if a selected stage needs a dep or param nothing will provide."""
-        chosen = set(names)
-        for n in names:
-            stage = self.dag.stages[n]
-            made_here = {o for m in names if m != n for o in self.dag.stages[m].outs}
-            for d in stage.deps:
-                if any(inside(d, o) or inside(o, d) for o in made_here):
-                    continue
-                if self.ws.lstat(d) is not None:
-                    continue
-                maker = self.dag.maker_of(d)
-                if maker is not None and maker not in chosen:
-                    hint = f"stage {maker} makes it: run `dvfs repro {n}` to run {maker} first"
-                elif maker is not None:
-                    hint = f"stage {maker} makes it"
-                else:
-                    makers = self.dag.makers_within(d)
-                    hint = (
-                        f"stages {', '.join(makers)} make what is inside it"
-                        if makers
-                        else "no stage makes it: add it, or a stage with it among its outs"
-                    )
-                raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
-            for f, _ in stage.params:
-                if any(inside(f, o) for o in made_here):
-                    continue
-                self.param_values(stage)
-                break
-
     # deciding ----------------------------------------------------------------------------
 
     def decide(self, stage: Stage, force: bool, use_cache: bool) -> _Decided:
@@ -331,34 +197,6 @@ class Repro:
 
     # running -------------------------------------------------------------------------------
 
-    def _backup_name(self, out: bytes) -> bytes:
-        parent, _, leaf = out.rpartition(b"/")
-        name = BACKUP_PREFIX + hash_bytes(leaf)[:4].hex().encode() + b"-" + leaf[:200]
-        return parent + b"/" + name if parent else name
-
-    def _remove(self, rel: bytes) -> None:
-        w = self.ws.walker()
-        st = w.lstat(rel)
-        if st is None:
-            return
-        if statmod.S_ISDIR(st.st_mode):
-            remove_tree(w, rel)
-        else:
-            remove_path(w, rel)
-        w.forget(rel)
-
-    def _rename(self, src: bytes, dst: bytes) -> None:
-        w = self.ws.walker()
-        sdir, sleaf = w.parent(src)
-        sdir = os.dup(sdir)  # (the walker's descriptor is valid until its next call)
-        try:
-            ddir, dleaf = w.parent(dst)
-            os.rename(sleaf, dleaf, src_dir_fd=sdir, dst_dir_fd=ddir)
-        finally:
-            os.close(sdir)
-        w.forget(src)
-        w.forget(dst)
-
     def open_wdir(self, stage: Stage) -> int:
         """A descriptor of the stage's wdir, reached without following a link.
 
@@ -374,45 +212,13 @@ class Repro:
                 "a wdir is a directory inside the working tree, reached without a link"
             ) from None
 
-    def move_aside(self, stage: Stage) -> dict[bytes, bytes]:
-        """Move the stage's outputs aside; make the directories they go in."""
-        moved: dict[bytes, bytes] = {}
-        w = self.ws.walker()
-        try:
-            for o in stage.outs:
-                parent = o.rpartition(b"/")[0]
-                if parent:
-                    ensure_dir(w, parent, lambda _: False)
-                backup = self._backup_name(o)
-                self._remove(backup)  # one left by a run killed before it could move it back
-                if w.lstat(o) is not None:
-                    self._rename(o, backup)
-                    moved[o] = backup
-        except BaseException:
-            self.move_back(moved)
-            raise
-        return moved
-
-    def move_back(self, moved: dict[bytes, bytes]) -> None:
-        """Remove what a failed command wrote, and put the previous outputs back."""
-        for o, backup in moved.items():
-            with contextlib.suppress(OSError):
-                self._remove(o)
-                self._rename(backup, o)
-
-    def drop_backups(self, moved: dict[bytes, bytes]) -> None:
-        """Delete the previous outputs (the new ones are recorded)."""
-        for backup in moved.values():
-            with contextlib.suppress(OSError):
-                self._remove(backup)
-
     def cleanup_failed(self, stage: Stage, moved: dict[bytes, bytes]) -> None:
         """After a failed run: its outputs gone, the previous ones back."""
         for o in stage.outs:
             if o not in moved:
                 with contextlib.suppress(OSError):
-                    self._remove(o)
-        self.move_back(moved)
+                    backups.remove(self.ws, o)
+        backups.move_back(self.ws, moved)
         self.state.forget(stage.outs)
 
     def finish_run(self, started: _Started, fin: Finished) -> StageRecord:
@@ -448,7 +254,7 @@ class Repro:
         out_ids = ids_of_records(stage.outs, records)
         record = self.make_record(d, out_ids, fin.code, fin.started_ns, fin.duration_ns)
         self.record(record, records)
-        self.drop_backups(started.backups)
+        backups.drop_backups(self.ws, started.backups)
         return record
 
     def make_record(
@@ -492,7 +298,7 @@ class Repro:
         """Put a run cache hit's outputs in place and record the run (as it was made)."""
         assert d.hit is not None and self.ws.repo is not None
         stage = d.stage
-        moved = self.move_aside(stage)
+        moved = backups.move_aside(self.ws, stage)
         try:
             done, failed = restore_many(
                 self.ws.root, d.hit.entries, self.ws.repo.store, self.workers, lambda _: True
@@ -517,7 +323,7 @@ class Repro:
         self.state.forget([RUNS_FILE.encode()])
         self.to_stage.update(done)
         self.stage_roots += list(stage.outs)
-        self.drop_backups(moved)
+        backups.drop_backups(self.ws, moved)
         return record
 
     # the whole run -------------------------------------------------------------------------
@@ -525,7 +331,7 @@ class Repro:
     def run(self, opts: Options) -> Outcome:
         """Reproduce the selected stages (see the module docstring)."""
         names = selection(self.dag, opts)
-        self.check_inputs(names)
+        check_inputs(self.ws, self.dag, names, self.param_values)
         if opts.dry_run:
             return self._dry(names, opts)
         repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
@@ -619,7 +425,7 @@ class Repro:
                             continue
                         try:
                             self._say_start(d)
-                            moved = self.move_aside(d.stage)
+                            moved = backups.move_aside(self.ws, d.stage)
                             r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
                         finally:
                             os.close(wdir_fd)
@@ -677,77 +483,9 @@ class Repro:
         except (DvfsError, OSError) as exc:
             self.warn(f"the run cache was not written ({exc}): the runs themselves are recorded")
         if self.ws.own_index and self.ws.repo is not None:
-            self.out.staged = self._stage()
-
-    def _stage(self) -> int:
-        """Stage the recorded outputs, ``dvfs.runs`` and ``dvfs.yaml``; how many paths changed."""
-        repo = self.ws.repo
-        assert repo is not None
-        own = [p for p in (RUNS_FILE.encode(), PIPELINE_FILE.encode()) if self.ws.lstat(p)]
-        roots = list(dict.fromkeys(self.stage_roots))
-        if not roots and not self.recorded:
-            return 0
-        done = {r for r in roots if any(inside(p, r) for p in self.to_stage)}
-        records = dict(self.to_stage)
-        records.update(self.state.stage_records([r for r in roots if r not in done], store=True))
-        records.update(self.state.stage_records(own, store=True))
-        seen = self.state.index
-        if (
-            seen is not None
-            and all(seen.get(p) == s for p, s in records.items())
-            and not any(p not in records for r in roots for p in seen.under(r))
-        ):
-            return 0  # (all staged already: the index need not be written)
-        with repo.locked():
-            index = repo.index()
-            changed = 0
-            for root in roots:
-                for p in index.under(root):
-                    if p not in records:
-                        index.remove(p)
-                        changed += 1
-            for p, s in records.items():
-                old = index.get(p)
-                if old is not None and old == s:
-                    continue
-                for anc in _ancestors(p):  # a file now where a tracked file was a directory
-                    index.remove(anc)
-                for below in index.under(p):
-                    if below != p:
-                        index.remove(below)
-                index.put(p, s)
-                changed += 1
-            if changed:
-                repo.store.flush()
-                flush_filesystem(repo.dir)  # the index must never name objects not on disk
-                index.head = None
-                index.save()
-                ignore_paths(repo.root, roots, self.warn)
-        return changed
-
-
-def selection(dag: Dag, opts: Options) -> list[str]:
-    """The stages ``opts`` selects, in the order to run them; UsageError for an unknown one."""
-    for t in opts.targets:
-        if t not in dag.stages:
-            import difflib  # (only for this message)
-
-            close = difflib.get_close_matches(t, list(dag.stages), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UsageError(f"no stage {t} in {PIPELINE_FILE}{hint}")
-    if not opts.targets:
-        names = list(dag.stages)
-    elif opts.single:
-        names = list(opts.targets)
-    else:
-        names = dag.closure(opts.targets, down=opts.downstream)
-    return dag.order(names)
-
-
-def _ancestors(path: bytes) -> Iterator[bytes]:
-    while b"/" in path:
-        path = path.rpartition(b"/")[0]
-        yield path
+            self.out.staged = stage_outputs(
+                self.ws, self.state, self.stage_roots, self.to_stage, self.recorded, self.warn
+            )
 
 
 @contextlib.contextmanager

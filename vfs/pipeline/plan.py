@@ -1,0 +1,109 @@
+"""What ``dvfs repro`` (or ``dvfs run``) is asked, the stages that selects (checked
+before anything runs), and what happened to each (``vfs.pipeline.repro`` runs them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.errors import UsageError
+from vfs.pipeline.graph import Dag, inside
+from vfs.pipeline.spec import Stage
+from vfs.pipeline.workspace import Workspace
+from vfs.repo.gitlink import PIPELINE_FILE
+from vfs.worktree.scan import show
+
+
+@dataclass
+class Options:
+    """What ``dvfs repro`` (or ``dvfs run``) was asked to do."""
+
+    targets: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    force: bool = False
+    downstream: bool = False
+    jobs: int = 1
+    keep_going: bool = False
+    single: bool = False  # the targets alone, not what they need (``dvfs run``)
+
+
+@dataclass
+class Outcome:
+    """What happened to each stage."""
+
+    fresh: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    restored: list[tuple[str, str]] = field(default_factory=list)  # (stage, where from)
+    would: list[tuple[str, str, list[str]]] = field(default_factory=list)  # dry run
+    failed: list[tuple[str, str, list[str]]] = field(default_factory=list)  # name, why, tail
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # name, why
+    staged: int = 0
+    interrupted: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "fresh": self.fresh,
+            "ran": self.ran,
+            "restored": [{"stage": s, "from": w} for s, w in self.restored],
+            "would_run": [{"stage": s, "action": a, "reasons": r} for s, a, r in self.would],
+            "failed": [{"stage": s, "error": e, "stderr": t} for s, e, t in self.failed],
+            "skipped": [{"stage": s, "reason": r} for s, r in self.skipped],
+            "staged": self.staged,
+            "interrupted": self.interrupted,
+        }
+
+
+def selection(dag: Dag, opts: Options) -> list[str]:
+    """The stages ``opts`` selects, in the order to run them; UsageError for an unknown one."""
+    for t in opts.targets:
+        if t not in dag.stages:
+            import difflib  # (only for this message)
+
+            close = difflib.get_close_matches(t, list(dag.stages), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(f"no stage {t} in {PIPELINE_FILE}{hint}")
+    if not opts.targets:
+        names = list(dag.stages)
+    elif opts.single:
+        names = list(opts.targets)
+    else:
+        names = dag.closure(opts.targets, down=opts.downstream)
+    return dag.order(names)
+
+
+def check_inputs(
+    ws: Workspace,
+    dag: Dag,
+    names: list[str],
+    param_values: Callable[[Stage], object],
+) -> None:
+    """UsageError if a selected stage needs a dep or param nothing will provide."""
+    chosen = set(names)
+    for n in names:
+        stage = dag.stages[n]
+        made_here = {o for m in names if m != n for o in dag.stages[m].outs}
+        for d in stage.deps:
+            if any(inside(d, o) or inside(o, d) for o in made_here):
+                continue
+            if ws.lstat(d) is not None:
+                continue
+            maker = dag.maker_of(d)
+            if maker is not None and maker not in chosen:
+                hint = f"stage {maker} makes it: run `dvfs repro {n}` to run {maker} first"
+            elif maker is not None:
+                hint = f"stage {maker} makes it"
+            else:
+                makers = dag.makers_within(d)
+                hint = (
+                    f"stages {', '.join(makers)} make what is inside it"
+                    if makers
+                    else "no stage makes it: add it, or a stage with it among its outs"
+                )
+            raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
+        for f, _ in stage.params:
+            if any(inside(f, o) for o in made_here):
+                continue
+            param_values(stage)
+            break

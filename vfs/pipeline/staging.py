@@ -1,0 +1,77 @@
+"""The outputs of recorded runs, ``dvfs.runs`` and ``dvfs.yaml`` staged in the index.
+
+When ``repro`` ends, for whatever reason, what it recorded is staged in the
+repository's index (so ``dvfs commit`` records it), after the store is flushed and the
+filesystem synced: the index never names objects not on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from vfs.pipeline.graph import inside
+from vfs.pipeline.workspace import TreeState, Workspace
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE, ignore_paths
+from vfs.repo.stage import Staged
+from vfs.store.durable import flush_filesystem
+from vfs.worktree.scan import Warn
+
+
+def stage_outputs(
+    ws: Workspace,
+    state: TreeState,
+    stage_roots: list[bytes],
+    to_stage: dict[bytes, Staged],
+    recorded: bool,
+    warn: Warn,
+) -> int:
+    """Stage the recorded outputs, ``dvfs.runs`` and ``dvfs.yaml``; how many paths changed."""
+    repo = ws.repo
+    assert repo is not None
+    own = [p for p in (RUNS_FILE.encode(), PIPELINE_FILE.encode()) if ws.lstat(p)]
+    roots = list(dict.fromkeys(stage_roots))
+    if not roots and not recorded:
+        return 0
+    done = {r for r in roots if any(inside(p, r) for p in to_stage)}
+    records = dict(to_stage)
+    records.update(state.stage_records([r for r in roots if r not in done], store=True))
+    records.update(state.stage_records(own, store=True))
+    seen = state.index
+    if (
+        seen is not None
+        and all(seen.get(p) == s for p, s in records.items())
+        and not any(p not in records for r in roots for p in seen.under(r))
+    ):
+        return 0  # (all staged already: the index need not be written)
+    with repo.locked():
+        index = repo.index()
+        changed = 0
+        for root in roots:
+            for p in index.under(root):
+                if p not in records:
+                    index.remove(p)
+                    changed += 1
+        for p, s in records.items():
+            old = index.get(p)
+            if old is not None and old == s:
+                continue
+            for anc in _ancestors(p):  # a file now where a tracked file was a directory
+                index.remove(anc)
+            for below in index.under(p):
+                if below != p:
+                    index.remove(below)
+            index.put(p, s)
+            changed += 1
+        if changed:
+            repo.store.flush()
+            flush_filesystem(repo.dir)  # the index must never name objects not on disk
+            index.head = None
+            index.save()
+            ignore_paths(repo.root, roots, warn)
+    return changed
+
+
+def _ancestors(path: bytes) -> Iterator[bytes]:
+    while b"/" in path:
+        path = path.rpartition(b"/")[0]
+        yield path
