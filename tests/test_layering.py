@@ -349,7 +349,7 @@ DAEMON_ORDER = [
     "fs.namespace", "fs.versions", "fs.worktree_nodes", "fs.worktree_files", "fs.worktree",
     "fs",
     "source", "snapshot", "overlay_snapshot", "upper", "upper_rebase", "kernel_overlay",
-    "upper_build", "kernel_snapshot",
+    "upper_walk", "upper_build", "kernel_snapshot",
     "control", "service", "__main__",
 ]  # fmt: skip
 
