@@ -48,7 +48,7 @@ LAYERS = [
         "pipeline.runs",
         "pipeline.record",
     },
-    {"tables"},  # row diffs of data files (vfs.tables.*: the engine is optional)
+    {"tables"},  # row diffs of data files (rowdiff, compare, result; the engine is optional)
     {"repo.repository"},  # the repository handle: layout, format record, lock
     {
         "ops.workflow",

@@ -27,7 +27,8 @@ from vfs.model.ids import hash_bytes
 from vfs.tables import engine as engine_module
 from vfs.tables.engine import Engine
 from vfs.tables.formats import Format
-from vfs.tables.rowdiff import KeyNotUnique, RowDiff, diff_rows
+from vfs.tables.result import KeyNotUnique, RowDiff
+from vfs.tables.rowdiff import diff_rows
 from vfs.tables.source import Facts, Side, from_working
 
 TINY = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))

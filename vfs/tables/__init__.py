@@ -13,6 +13,8 @@ that it changed. The modules, lowest first:
   that is sound, and when it is not used).
 - :mod:`vfs.tables.engine`: the query engine (DuckDB) reading the files and
   computing schema changes, counts and rows.
+- :mod:`vfs.tables.result`: the answer of a diff (``RowDiff``) and its parts.
+- :mod:`vfs.tables.compare`: the queries comparing two tables' rows, keyed or not.
 - :mod:`vfs.tables.rowdiff`: the diff itself, choosing the fast or the full path.
 
 DuckDB is an optional dependency (``pip install 'dvfs[tables]'``): only

@@ -36,7 +36,7 @@ from typing import Any
 from vfs.quoting import escape_text, quote_name
 from vfs.tables.engine import plain_value
 from vfs.tables.formats import NAMES
-from vfs.tables.rowdiff import RowChange, RowDiff
+from vfs.tables.result import RowChange, RowDiff
 
 MAX_VALUE = 200  # characters of one value shown in human output
 

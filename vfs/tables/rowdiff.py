@@ -51,21 +51,21 @@ that reads fewer rows than the file has: that file gets the byte-level summary.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import UsageError
 from vfs.model.chunking import Chunker
 from vfs.model.codec import Entry, Kind
 from vfs.quoting import quote_name
 from vfs.repo.history import History
 from vfs.store.objects import ObjectStore
 from vfs.tables import regions
-from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident, plain_value
+from vfs.tables.compare import key_totals, keyed, unkeyed
+from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch
 from vfs.tables.formats import NAMES, SUFFIXES, Format, format_of, refusal
+from vfs.tables.result import ByteSummary, RowDiff, SchemaChange
 from vfs.tables.source import (
     Side,
     empty_side,
@@ -77,71 +77,6 @@ from vfs.tables.source import (
 
 FAST_SHARE = 0.5  # the share of bytes two sides must have in common for the fast path
 LINES = ("csv", "tsv", "jsonl")  # the formats whose rows are lines
-
-
-@dataclass(frozen=True)
-class SchemaChange:
-    """A column added, removed or retyped."""
-
-    status: str  # "added" | "removed" | "retyped"
-    name: str
-    old_type: str | None = None
-    new_type: str | None = None
-
-
-@dataclass(frozen=True)
-class RowChange:
-    """One row added or removed (``values``), or changed (``changes``: old, new)."""
-
-    status: str  # "added" | "removed" | "changed"
-    key: dict[str, Any] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
-    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    count: int = 1  # unkeyed: how many times
-
-
-@dataclass(frozen=True)
-class ByteSummary:
-    """What can be said of a file that is not read as a table."""
-
-    reason: str
-    old_size: int
-    new_size: int
-    shared_bytes: int  # bytes in chunks both sides have
-
-
-@dataclass
-class RowDiff:
-    """The answer of :func:`diff_rows`."""
-
-    path: bytes
-    old_label: str
-    new_label: str
-    fmt: Format
-    key: tuple[str, ...]
-    schema: list[SchemaChange] = field(default_factory=list)
-    added: int = 0
-    removed: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    columns: dict[str, int] = field(default_factory=dict)  # changed rows per column
-    rows: list[RowChange] = field(default_factory=list)
-    method: str = "full"  # "full" | "chunks" | "bytes"
-    shared_bytes: int = 0  # bytes of rows the fast path did not compare
-    notes: list[str] = field(default_factory=list)
-    bytes_only: ByteSummary | None = None
-
-    @property
-    def more(self) -> int:
-        """Rows added, removed or changed that are not shown (beyond the limit)."""
-        return max(0, self.added + self.removed + self.changed - self._shown())
-
-    def _shown(self) -> int:
-        return sum(r.count for r in self.rows)
-
-
-class KeyNotUnique(DvfsError):
-    """A ``--key`` names several rows on one side."""
 
 
 def diff_rows(
@@ -290,14 +225,14 @@ def _fast(
     counted = (_rows(old, ot), _rows(new, nt))
     checked = _checked(old, ot, text)
     if key:
-        counts = _key_totals(
+        counts = key_totals(
             engine, out, ot, nt, key,
             [(whole, 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
         )  # fmt: skip
-        _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
+        keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
         shared = engine.count(whole, checked) - engine.count(a_rel)
-        _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
+        unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
 
 
 def _full(
@@ -311,12 +246,12 @@ def _full(
         counted = (_rows(old, ot), _rows(new, nt))
 
         def totals() -> tuple[int, int]:
-            return _key_totals(engine, out, ot, nt, key, [(a_rel, 1, 0, ()), (b_rel, 0, 1, ())])
+            return key_totals(engine, out, ot, nt, key, [(a_rel, 1, 0, ()), (b_rel, 0, 1, ())])
 
-        _keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals, counted)
+        keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals, counted)
     else:
         counted = (_rows(old, ot), _rows(new, nt))
-        _unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, 0, counted)
+        unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, 0, counted)
 
 
 def _checked(side: Side, table: Table, text: bool) -> list[str]:
@@ -342,231 +277,6 @@ def _rows(side: Side, table: Table) -> int | None:
     if table.fmt == "parquet" or not table.plain or table.newline not in ("\\n", "\\r\\n"):
         return None
     return side.rows(table.has_header, table.quote if table.fmt != "jsonl" else None)
-
-
-def _retyped(ot: Table, nt: Table, name: str, text: bool) -> bool:
-    return not text and ot.types()[name] != nt.types()[name]
-
-
-def _expr(alias: str, col: str, as_text: bool) -> str:
-    e = f"{alias}.{col}" if alias else col
-    return f"CAST({e} AS VARCHAR)" if as_text else e
-
-
-def _key_totals(
-    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
-    sources: list[tuple[str, int, int, Sequence[str]]],
-) -> tuple[int, int]:  # fmt: skip
-    """Rows on each side, after checking that the key names one row on each.
-
-    ``sources``: (relation, weight on the old side, weight on the new, columns whose
-    every value is converted on the way): each row counts that many times towards
-    its key's rows on each side. The fast path gives (old file, 1, 1), (CA, 0, -1),
-    (CB, 0, 1): the new side is S + CB = old - CA + CB. The weights are added up
-    as counts: sum() keeps 128-bit states, and the benchmark's key check peaked
-    50 MiB higher with it.
-    """
-    parts = []
-    for rel, wa, wb, convert in sources:
-        assert wa in (0, 1) and wb in (-1, 0, 1)
-        keys = ", ".join(
-            f"{_expr('', ident(k), _retyped(ot, nt, k, False))} AS k{i}" for i, k in enumerate(key)
-        )
-        where = ""
-        if convert:
-            where = f" WHERE hash({', '.join(map(ident, convert))}) IS NOT NULL"
-        parts.append(f"SELECT {int(wa)} AS __a, {int(wb)} AS __b, {keys} FROM {rel}{where}")
-    ks = ", ".join(f"k{i}" for i in range(len(key)))
-    example = ", ".join(f"k{i} := k{i}" for i in range(len(key)))
-    rows = engine.run(
-        f"WITH g AS (SELECT {ks}, count(*) FILTER (WHERE __a = 1) AS na, "
-        "count(*) FILTER (WHERE __b = 1) - count(*) FILTER (WHERE __b = -1) AS nb "
-        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL) "
-        "SELECT coalesce(sum(na), 0), coalesce(sum(nb), 0), "
-        f"first(struct_pack({example}, na := na, nb := nb)) FILTER (WHERE na > 1 OR nb > 1) "
-        "FROM g"
-    )
-    total_a, total_b, dup = rows[0]
-    if dup is not None:
-        shown = ", ".join(f"{quote_name(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
-        label = out.old_label if dup["na"] > 1 else out.new_label
-        n = dup["na"] if dup["na"] > 1 else dup["nb"]
-        raise KeyNotUnique(
-            f"--key {','.join(quote_name(k) for k in key)} is not unique in "
-            f"{quote_name(out.path)} in {label}: {shown} names {n:,} rows; give the columns "
-            "that together name one row (--key a,b), or leave --key out to compare whole rows"
-        )
-    return int(total_a), int(total_b)
-
-
-def _check_rows(counted: tuple[int | None, int | None], read: tuple[int, int]) -> None:
-    """NotTabular if the engine read another number of rows than the lines counted.
-
-    A count from newlines is exact where it is made (``Side.rows``), so a difference
-    means the engine misread the file (it has dropped lines before): better a
-    byte-level summary than a diff that leaves rows out.
-    """
-    for side, n, m in zip(("old", "new"), counted, read, strict=True):
-        if n is not None and n != m:
-            raise NotTabular(f"the engine read {m:,} rows of the {side} file, which has {n:,}")
-
-
-def _show(v: Any) -> str:
-    return "NULL" if v is None else quote_name(str(plain_value(v)))
-
-
-def _keyed(
-    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
-    a_rel: str, b_rel: str, limit: int, text: bool, totals: Callable[[], tuple[int, int]],
-    counted: tuple[int | None, int | None] = (None, None),
-) -> None:  # fmt: skip
-    """Join the two sides on the key into the table ``d`` and read the answer from it.
-
-    The join keeps every pair, identical ones folded into one ``same`` row with
-    their count, so ``d`` says how many rows of each side the join saw. When keys
-    are unique, that is every row of each side once: if both sides' rows were
-    ``counted`` while copying and agree, and no key is repeated among the rows one
-    side alone has, the keys are unique and the separate check (``totals``: an
-    aggregation over every key of both sides) is skipped. Any disagreement runs it.
-    """
-    oi = {n: i for i, n in enumerate(ot.names)}
-    ni = {n: i for i, n in enumerate(nt.names)}
-    common = [n for n in ot.names if n in ni]
-    oproj = ", ".join(f"{ident(n)} AS o{i}" for i, n in enumerate(ot.names))
-    nproj = ", ".join(f"{ident(n)} AS n{i}" for i, n in enumerate(nt.names))
-
-    def pair(n: str, alias: bool = True) -> tuple[str, str]:
-        cast = _retyped(ot, nt, n, text)
-        return (
-            _expr("o" if alias else "", f"o{oi[n]}", cast),
-            _expr("n" if alias else "", f"n{ni[n]}", cast),
-        )
-
-    on = " AND ".join(f"{a} IS NOT DISTINCT FROM {b}" for a, b in map(pair, key))
-    values = [n for n in common if n not in key]
-    differ = " OR ".join(f"{a} IS DISTINCT FROM {b}" for a, b in map(pair, values)) or "false"
-    cols = [f"o{i}" for i in range(len(ot.names))] + [f"n{i}" for i in range(len(nt.names))]
-    status = (
-        "CASE WHEN o.__o IS NULL THEN 'added' WHEN n.__n IS NULL THEN 'removed' "
-        f"WHEN {differ} THEN 'changed' ELSE 'same' END"
-    )
-    kept = ", ".join(f"CASE WHEN __st = 'same' THEN NULL ELSE {c} END AS {c}" for c in cols)
-    engine.run(
-        f"CREATE OR REPLACE TEMP TABLE d AS SELECT __st, {', '.join(cols)}, count(*) AS __k "
-        f"FROM (SELECT __st, {kept} FROM (SELECT {status} AS __st, "
-        "o.* EXCLUDE (__o), n.* EXCLUDE (__n) "
-        f"FROM (SELECT true AS __o, {oproj} FROM {a_rel}) o "
-        f"FULL OUTER JOIN (SELECT true AS __n, {nproj} FROM {b_rel}) n ON {on})) GROUP BY ALL"
-    )
-    pairs = {str(k): int(v) for k, v in engine.run("SELECT __st, sum(__k) FROM d GROUP BY __st")}
-    same, changed = pairs.get("same", 0), pairs.get("changed", 0)
-    added, removed = pairs.get("added", 0), pairs.get("removed", 0)
-    seen = (same + changed + removed, same + changed + added)
-    alone = ", ".join(
-        f"coalesce({a}, {b})" for a, b in (pair(k, alias=False) for k in key)
-    )  # the key of a row that one side alone has
-    repeated = engine.run(
-        f"SELECT count(*) FROM (SELECT __st, {alone} FROM d WHERE __st IN ('added', 'removed') "
-        "GROUP BY ALL HAVING sum(__k) > 1)"
-    )[0][0]
-    many = engine.run("SELECT max(__k) FROM d WHERE __st <> 'same'")[0][0]
-    if counted != seen or repeated or many not in (None, 1):
-        seen = totals()  # raises KeyNotUnique with an example if a key names several rows
-    _check_rows(counted, seen)
-    engine.run("DELETE FROM d WHERE __st = 'same'")
-    out.added, out.removed, out.changed = added, removed, changed
-    out.unchanged = seen[0] - out.removed - out.changed
-    if values and out.changed:
-        row = engine.run(
-            "SELECT "
-            + ", ".join(
-                f"count(*) FILTER (WHERE {a} IS DISTINCT FROM {b})"
-                for a, b in (pair(n, alias=False) for n in values)
-            )
-            + " FROM d WHERE __st = 'changed'"
-        )[0]
-        out.columns = {n: int(c) for n, c in zip(values, row, strict=True) if c}
-    if limit <= 0:
-        return
-    order = ", ".join(
-        f"coalesce({a}, {b}) NULLS FIRST" for a, b in (pair(k, alias=False) for k in key)
-    )
-    m = len(ot.names)
-    for r in engine.run(
-        f"SELECT __st, {', '.join(cols)} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
-    ):
-        st, ov, nv = r[0], r[1 : 1 + m], r[1 + m :]
-        kv = {k: (nv[ni[k]] if st == "added" else ov[oi[k]]) for k in key}
-        if st == "added":
-            out.rows.append(RowChange(st, kv, dict(zip(nt.names, nv, strict=True))))
-        elif st == "removed":
-            out.rows.append(RowChange(st, kv, dict(zip(ot.names, ov, strict=True))))
-        else:
-            ch = {}
-            for n in values:
-                a, b = ov[oi[n]], nv[ni[n]]
-                if _retyped(ot, nt, n, text):
-                    differs = (None if a is None else str(a)) != (None if b is None else str(b))
-                else:
-                    differs = not _same(a, b)
-                if differs:
-                    ch[n] = (a, b)
-            out.rows.append(RowChange(st, kv, changes=ch))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as the engine's IS NOT DISTINCT FROM says (NaN equals NaN there)."""
-    if a is None or b is None:
-        return a is b
-    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
-        return True
-    return bool(a == b)
-
-
-def _unkeyed(
-    engine: Engine, out: RowDiff, ot: Table, nt: Table, a_rel: str, b_rel: str,
-    limit: int, text: bool, shared: int, counted: tuple[int | None, int | None] = (None, None),
-) -> None:  # fmt: skip
-    nt_names = set(nt.names)
-    common = [n for n in ot.names if n in nt_names]
-    if not common:
-        out.removed = shared + engine.count(a_rel)
-        out.added = shared + engine.count(b_rel)
-        out.notes.append("the two sides have no column in common: every row differs")
-        return
-
-    def sel() -> str:
-        return ", ".join(
-            f"{_expr('', ident(n), _retyped(ot, nt, n, text))} AS c{i}"
-            for i, n in enumerate(common)
-        )
-
-    cs = ", ".join(f"c{i}" for i in range(len(common)))
-    engine.run(
-        "CREATE OR REPLACE TEMP TABLE d AS SELECT * FROM ("
-        f"SELECT {cs}, count(*) FILTER (WHERE __s = 0) AS __na, "
-        "count(*) FILTER (WHERE __s = 1) AS __nb FROM ("
-        f"SELECT 0 AS __s, {sel()} FROM {a_rel} UNION ALL "
-        f"SELECT 1 AS __s, {sel()} FROM {b_rel}) GROUP BY ALL) WHERE __na <> __nb"
-    )
-    removed, added = engine.run(
-        "SELECT coalesce(sum(__na - __nb) FILTER (WHERE __na > __nb), 0), "
-        "coalesce(sum(__nb - __na) FILTER (WHERE __nb > __na), 0) FROM d"
-    )[0]
-    out.removed, out.added = int(removed), int(added)
-    # Rows of the old side not in d are unchanged; so are those in d up to __nb.
-    total_a = shared + engine.count(a_rel)
-    if counted != (None, None):
-        _check_rows(counted, (total_a, shared + engine.count(b_rel)))
-    out.unchanged = total_a - out.removed
-    if limit <= 0:
-        return
-    for r in engine.run(f"SELECT * FROM d ORDER BY ALL LIMIT {int(limit)}"):
-        vals, na, nb = r[: len(common)], int(r[-2]), int(r[-1])
-        st = "removed" if na > nb else "added"
-        out.rows.append(
-            RowChange(st, values=dict(zip(common, vals, strict=True)), count=abs(na - nb))
-        )
 
 
 def _apart(entries: Sequence[Entry | None]) -> bool:

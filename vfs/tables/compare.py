@@ -1,0 +1,241 @@
+"""The queries comparing the rows of two tables in the engine, filling in a RowDiff.
+
+``keyed`` matches rows by key (``key_totals`` checks that a key names one row on
+each side and counts the rows); ``unkeyed`` takes the multiset difference of whole
+rows over the columns both sides have. ``vfs.tables.rowdiff`` chooses which rows
+they read (the fast or the full path) and states what they compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from vfs.quoting import quote_name
+from vfs.tables.engine import Engine, NotTabular, Table, ident, plain_value
+from vfs.tables.result import KeyNotUnique, RowChange, RowDiff
+
+
+def _retyped(ot: Table, nt: Table, name: str, text: bool) -> bool:
+    return not text and ot.types()[name] != nt.types()[name]
+
+
+def _expr(alias: str, col: str, as_text: bool) -> str:
+    e = f"{alias}.{col}" if alias else col
+    return f"CAST({e} AS VARCHAR)" if as_text else e
+
+
+def key_totals(
+    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
+    sources: list[tuple[str, int, int, Sequence[str]]],
+) -> tuple[int, int]:  # fmt: skip
+    """Rows on each side, after checking that the key names one row on each.
+
+    ``sources``: (relation, weight on the old side, weight on the new, columns whose
+    every value is converted on the way): each row counts that many times towards
+    its key's rows on each side. The fast path gives (old file, 1, 1), (CA, 0, -1),
+    (CB, 0, 1): the new side is S + CB = old - CA + CB. The weights are added up
+    as counts: sum() keeps 128-bit states, and the benchmark's key check peaked
+    50 MiB higher with it.
+    """
+    parts = []
+    for rel, wa, wb, convert in sources:
+        assert wa in (0, 1) and wb in (-1, 0, 1)
+        keys = ", ".join(
+            f"{_expr('', ident(k), _retyped(ot, nt, k, False))} AS k{i}" for i, k in enumerate(key)
+        )
+        where = ""
+        if convert:
+            where = f" WHERE hash({', '.join(map(ident, convert))}) IS NOT NULL"
+        parts.append(f"SELECT {int(wa)} AS __a, {int(wb)} AS __b, {keys} FROM {rel}{where}")
+    ks = ", ".join(f"k{i}" for i in range(len(key)))
+    example = ", ".join(f"k{i} := k{i}" for i in range(len(key)))
+    rows = engine.run(
+        f"WITH g AS (SELECT {ks}, count(*) FILTER (WHERE __a = 1) AS na, "
+        "count(*) FILTER (WHERE __b = 1) - count(*) FILTER (WHERE __b = -1) AS nb "
+        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL) "
+        "SELECT coalesce(sum(na), 0), coalesce(sum(nb), 0), "
+        f"first(struct_pack({example}, na := na, nb := nb)) FILTER (WHERE na > 1 OR nb > 1) "
+        "FROM g"
+    )
+    total_a, total_b, dup = rows[0]
+    if dup is not None:
+        shown = ", ".join(f"{quote_name(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
+        label = out.old_label if dup["na"] > 1 else out.new_label
+        n = dup["na"] if dup["na"] > 1 else dup["nb"]
+        raise KeyNotUnique(
+            f"--key {','.join(quote_name(k) for k in key)} is not unique in "
+            f"{quote_name(out.path)} in {label}: {shown} names {n:,} rows; give the columns "
+            "that together name one row (--key a,b), or leave --key out to compare whole rows"
+        )
+    return int(total_a), int(total_b)
+
+
+def _check_rows(counted: tuple[int | None, int | None], read: tuple[int, int]) -> None:
+    """NotTabular if the engine read another number of rows than the lines counted.
+
+    A count from newlines is exact where it is made (``Side.rows``), so a difference
+    means the engine misread the file (it has dropped lines before): better a
+    byte-level summary than a diff that leaves rows out.
+    """
+    for side, n, m in zip(("old", "new"), counted, read, strict=True):
+        if n is not None and n != m:
+            raise NotTabular(f"the engine read {m:,} rows of the {side} file, which has {n:,}")
+
+
+def _show(v: Any) -> str:
+    return "NULL" if v is None else quote_name(str(plain_value(v)))
+
+
+def keyed(
+    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
+    a_rel: str, b_rel: str, limit: int, text: bool, totals: Callable[[], tuple[int, int]],
+    counted: tuple[int | None, int | None] = (None, None),
+) -> None:  # fmt: skip
+    """Join the two sides on the key into the table ``d`` and read the answer from it.
+
+    The join keeps every pair, identical ones folded into one ``same`` row with
+    their count, so ``d`` says how many rows of each side the join saw. When keys
+    are unique, that is every row of each side once: if both sides' rows were
+    ``counted`` while copying and agree, and no key is repeated among the rows one
+    side alone has, the keys are unique and the separate check (``totals``: an
+    aggregation over every key of both sides) is skipped. Any disagreement runs it.
+    """
+    oi = {n: i for i, n in enumerate(ot.names)}
+    ni = {n: i for i, n in enumerate(nt.names)}
+    common = [n for n in ot.names if n in ni]
+    oproj = ", ".join(f"{ident(n)} AS o{i}" for i, n in enumerate(ot.names))
+    nproj = ", ".join(f"{ident(n)} AS n{i}" for i, n in enumerate(nt.names))
+
+    def pair(n: str, alias: bool = True) -> tuple[str, str]:
+        cast = _retyped(ot, nt, n, text)
+        return (
+            _expr("o" if alias else "", f"o{oi[n]}", cast),
+            _expr("n" if alias else "", f"n{ni[n]}", cast),
+        )
+
+    on = " AND ".join(f"{a} IS NOT DISTINCT FROM {b}" for a, b in map(pair, key))
+    values = [n for n in common if n not in key]
+    differ = " OR ".join(f"{a} IS DISTINCT FROM {b}" for a, b in map(pair, values)) or "false"
+    cols = [f"o{i}" for i in range(len(ot.names))] + [f"n{i}" for i in range(len(nt.names))]
+    status = (
+        "CASE WHEN o.__o IS NULL THEN 'added' WHEN n.__n IS NULL THEN 'removed' "
+        f"WHEN {differ} THEN 'changed' ELSE 'same' END"
+    )
+    kept = ", ".join(f"CASE WHEN __st = 'same' THEN NULL ELSE {c} END AS {c}" for c in cols)
+    engine.run(
+        f"CREATE OR REPLACE TEMP TABLE d AS SELECT __st, {', '.join(cols)}, count(*) AS __k "
+        f"FROM (SELECT __st, {kept} FROM (SELECT {status} AS __st, "
+        "o.* EXCLUDE (__o), n.* EXCLUDE (__n) "
+        f"FROM (SELECT true AS __o, {oproj} FROM {a_rel}) o "
+        f"FULL OUTER JOIN (SELECT true AS __n, {nproj} FROM {b_rel}) n ON {on})) GROUP BY ALL"
+    )
+    pairs = {str(k): int(v) for k, v in engine.run("SELECT __st, sum(__k) FROM d GROUP BY __st")}
+    same, changed = pairs.get("same", 0), pairs.get("changed", 0)
+    added, removed = pairs.get("added", 0), pairs.get("removed", 0)
+    seen = (same + changed + removed, same + changed + added)
+    alone = ", ".join(
+        f"coalesce({a}, {b})" for a, b in (pair(k, alias=False) for k in key)
+    )  # the key of a row that one side alone has
+    repeated = engine.run(
+        f"SELECT count(*) FROM (SELECT __st, {alone} FROM d WHERE __st IN ('added', 'removed') "
+        "GROUP BY ALL HAVING sum(__k) > 1)"
+    )[0][0]
+    many = engine.run("SELECT max(__k) FROM d WHERE __st <> 'same'")[0][0]
+    if counted != seen or repeated or many not in (None, 1):
+        seen = totals()  # raises KeyNotUnique with an example if a key names several rows
+    _check_rows(counted, seen)
+    engine.run("DELETE FROM d WHERE __st = 'same'")
+    out.added, out.removed, out.changed = added, removed, changed
+    out.unchanged = seen[0] - out.removed - out.changed
+    if values and out.changed:
+        row = engine.run(
+            "SELECT "
+            + ", ".join(
+                f"count(*) FILTER (WHERE {a} IS DISTINCT FROM {b})"
+                for a, b in (pair(n, alias=False) for n in values)
+            )
+            + " FROM d WHERE __st = 'changed'"
+        )[0]
+        out.columns = {n: int(c) for n, c in zip(values, row, strict=True) if c}
+    if limit <= 0:
+        return
+    order = ", ".join(
+        f"coalesce({a}, {b}) NULLS FIRST" for a, b in (pair(k, alias=False) for k in key)
+    )
+    m = len(ot.names)
+    for r in engine.run(
+        f"SELECT __st, {', '.join(cols)} FROM d ORDER BY {order}, __st LIMIT {int(limit)}"
+    ):
+        st, ov, nv = r[0], r[1 : 1 + m], r[1 + m :]
+        kv = {k: (nv[ni[k]] if st == "added" else ov[oi[k]]) for k in key}
+        if st == "added":
+            out.rows.append(RowChange(st, kv, dict(zip(nt.names, nv, strict=True))))
+        elif st == "removed":
+            out.rows.append(RowChange(st, kv, dict(zip(ot.names, ov, strict=True))))
+        else:
+            ch = {}
+            for n in values:
+                a, b = ov[oi[n]], nv[ni[n]]
+                if _retyped(ot, nt, n, text):
+                    differs = (None if a is None else str(a)) != (None if b is None else str(b))
+                else:
+                    differs = not _same(a, b)
+                if differs:
+                    ch[n] = (a, b)
+            out.rows.append(RowChange(st, kv, changes=ch))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as the engine's IS NOT DISTINCT FROM says (NaN equals NaN there)."""
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return bool(a == b)
+
+
+def unkeyed(
+    engine: Engine, out: RowDiff, ot: Table, nt: Table, a_rel: str, b_rel: str,
+    limit: int, text: bool, shared: int, counted: tuple[int | None, int | None] = (None, None),
+) -> None:  # fmt: skip
+    nt_names = set(nt.names)
+    common = [n for n in ot.names if n in nt_names]
+    if not common:
+        out.removed = shared + engine.count(a_rel)
+        out.added = shared + engine.count(b_rel)
+        out.notes.append("the two sides have no column in common: every row differs")
+        return
+
+    def sel() -> str:
+        return ", ".join(
+            f"{_expr('', ident(n), _retyped(ot, nt, n, text))} AS c{i}"
+            for i, n in enumerate(common)
+        )
+
+    cs = ", ".join(f"c{i}" for i in range(len(common)))
+    engine.run(
+        "CREATE OR REPLACE TEMP TABLE d AS SELECT * FROM ("
+        f"SELECT {cs}, count(*) FILTER (WHERE __s = 0) AS __na, "
+        "count(*) FILTER (WHERE __s = 1) AS __nb FROM ("
+        f"SELECT 0 AS __s, {sel()} FROM {a_rel} UNION ALL "
+        f"SELECT 1 AS __s, {sel()} FROM {b_rel}) GROUP BY ALL) WHERE __na <> __nb"
+    )
+    removed, added = engine.run(
+        "SELECT coalesce(sum(__na - __nb) FILTER (WHERE __na > __nb), 0), "
+        "coalesce(sum(__nb - __na) FILTER (WHERE __nb > __na), 0) FROM d"
+    )[0]
+    out.removed, out.added = int(removed), int(added)
+    # Rows of the old side not in d are unchanged; so are those in d up to __nb.
+    total_a = shared + engine.count(a_rel)
+    if counted != (None, None):
+        _check_rows(counted, (total_a, shared + engine.count(b_rel)))
+    out.unchanged = total_a - out.removed
+    if limit <= 0:
+        return
+    for r in engine.run(f"SELECT * FROM d ORDER BY ALL LIMIT {int(limit)}"):
+        vals, na, nb = r[: len(common)], int(r[-2]), int(r[-1])
+        st = "removed" if na > nb else "added"
+        out.rows.append(
+            RowChange(st, values=dict(zip(common, vals, strict=True)), count=abs(na - nb))
+        )
