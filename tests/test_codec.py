@@ -11,19 +11,16 @@ from vfs.errors import FormatError
 from vfs.model.codec import (
     ChunkRef,
     Entry,
-    GitLink,
     Kind,
-    Version,
     decode_tree,
-    decode_version,
     dir_entry,
     dir_row,
     encode_tree,
     encode_tree_rows,
-    encode_version,
 )
 from vfs.model.ids import hash_bytes
 from vfs.model.names import is_reserved
+from vfs.model.version_codec import GitLink, Version, decode_version, encode_version
 
 ID = bytes(range(32))
 

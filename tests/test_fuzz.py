@@ -28,20 +28,16 @@ from hypothesis import strategies as st
 from tests.support.forge import Forge, dir_entry, file_entry, files_under, nested
 from vfs.errors import DvfsError
 from vfs.model.chunking import ChunkerParams
-from vfs.model.codec import (
-    ChunkRef,
-    Entry,
+from vfs.model.codec import ChunkRef, Entry, Kind, decode_tree, encode_tree
+from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import (
     GitLink,
-    Kind,
     StageRecord,
     StageRun,
     Version,
-    decode_tree,
     decode_version,
-    encode_tree,
     encode_version,
 )
-from vfs.model.ids import hash_bytes
 from vfs.ops.fsck import fsck
 from vfs.ops.sync import clone
 from vfs.remote.layout import decode_segment, parse_ref

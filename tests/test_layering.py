@@ -25,7 +25,7 @@ LAYERS = [
         "ops.grouping",
         "_os",
     },
-    {"model.chunking", "model.codec", "store.durable"},
+    {"model.chunking", "model.codec", "model.version_codec", "store.durable"},
     {"store.packs"},
     {"store", "store.lock", "store.pins"},
     {"backends", "remote", "remote.layout"},  # remote: the package (its __init__ imports nothing)

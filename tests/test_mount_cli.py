@@ -34,7 +34,8 @@ from tests.support.mount import (
 )
 from vfs import ChunkRef, Entry, Kind
 from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
-from vfs.model.codec import encode_tree, encode_version
+from vfs.model.codec import encode_tree
+from vfs.model.version_codec import encode_version
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 

@@ -44,7 +44,8 @@ from tests.support.mount import (
 )
 from tests.test_worktree import Worktree, errno_of, wt_fixture
 from vfs import ChunkRef, Entry, Kind
-from vfs.model.codec import encode_tree, encode_version
+from vfs.model.codec import encode_tree
+from vfs.model.version_codec import encode_version
 from vfs.mount import mounts
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind

@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vfs.errors import FormatError, ReservedName
-from vfs.model.codec import (
+from vfs.model.codec import Kind
+from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import (
     MAX_STAGES,
-    Kind,
     StageRecord,
     StageRun,
     Version,
@@ -27,7 +28,6 @@ from vfs.model.codec import (
     encode_pipeline,
     encode_version,
 )
-from vfs.model.ids import hash_bytes
 from vfs.ops import workflow
 from vfs.pipeline import runs
 from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id

@@ -37,8 +37,9 @@ from tests.support.cli import (
 from tests.support.data import rand
 from vfs._os.beneath import KEEP, Walker
 from vfs.errors import FileChanged, FormatError
-from vfs.model.codec import Entry, Kind, Version, encode_tree, encode_version
+from vfs.model.codec import Entry, Kind, encode_tree
 from vfs.model.names import MAX_DEPTH
+from vfs.model.version_codec import Version, encode_version
 from vfs.ops import checkout as co
 from vfs.quoting import escape_text
 from vfs.repo.repository import Repository

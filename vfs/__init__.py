@@ -64,12 +64,11 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         Kind as Kind,
         PERM_BITS as PERM_BITS,
         Tree as Tree,
-        Version as Version,
         decode_tree as decode_tree,
         dir_entry as dir_entry,
         encode_tree as encode_tree,
-        encode_version as encode_version,
     )
+    from vfs.model.version_codec import Version as Version, encode_version as encode_version
     from vfs.store.durable import (
         fsync_dir as fsync_dir,
         storage_error as storage_error,
@@ -220,7 +219,7 @@ PUBLIC: dict[str, str] = {
     "Tree": "vfs.model.codec",
     "UsageError": "vfs.errors",
     "VERSIONS_DIR": "vfs.model.names",
-    "Version": "vfs.model.codec",
+    "Version": "vfs.model.version_codec",
     "Walker": "vfs._os.beneath",
     "Workers": "vfs.worktree.pools",
     "add_remote": "vfs.remote.config",
@@ -236,7 +235,7 @@ PUBLIC: dict[str, str] = {
     "default_remote": "vfs.remote.config",
     "dir_entry": "vfs.model.codec",
     "encode_tree": "vfs.model.codec",
-    "encode_version": "vfs.model.codec",
+    "encode_version": "vfs.model.version_codec",
     "error_kind": "vfs.errors",
     "fetch_locked": "vfs.ops.sync",
     "fsconfig_create": "vfs._os.mount_api",

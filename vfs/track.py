@@ -59,7 +59,7 @@ from vfs import settings
 from vfs.api import DvfsWarning, PathArg, Repo, VersionInfo, repo_path
 from vfs.errors import PathNotFound, UsageError
 from vfs.model import params as version_params
-from vfs.model.codec import StageRecord, StageRun
+from vfs.model.version_codec import StageRecord, StageRun
 from vfs.ops import workflow
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace

@@ -18,8 +18,9 @@ import msgpack
 
 from vfs.backends import Backend
 from vfs.model.chunking import ChunkerParams
-from vfs.model.codec import ChunkRef, Entry, Kind, Version, encode_tree, encode_version
+from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
 from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import Version, encode_version
 from vfs.remote.layout import SEGMENT_FORMAT
 from vfs.repo.repository import format_record
 from vfs.store.compression import Compression

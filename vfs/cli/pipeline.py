@@ -161,7 +161,7 @@ def run_cmd(
     """
     import posixpath
 
-    from vfs.model.codec import STAGE_NAME
+    from vfs.model.version_codec import STAGE_NAME
     from vfs.pipeline import graph, plan, spec, workspace
     from vfs.repo.gitlink import PIPELINE_FILE
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from vfs.errors import NotAFile, PathNotFound, UsageError
-from vfs.model.codec import Entry, Kind, Version
+from vfs.model.codec import Entry, Kind
+from vfs.model.version_codec import Version
 from vfs.ops.diff import (
     Change,
     ParamChange,

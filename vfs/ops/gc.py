@@ -65,8 +65,9 @@ from typing import Any
 import msgpack
 
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
-from vfs.model.codec import decode_tree, decode_version
+from vfs.model.codec import decode_tree
 from vfs.model.ids import hasher
+from vfs.model.version_codec import decode_version
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository

@@ -23,7 +23,7 @@ import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vfs.model.codec import Version
+from vfs.model.version_codec import Version
 from vfs.repo.history import History
 
 

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vfs.errors import DvfsError, RemoteError, UsageError
-from vfs.model.codec import Kind, Tree, decode_tree, decode_version
+from vfs.model.codec import Kind, Tree, decode_tree
+from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.remote.config import RemoteSpec, connect, get_remote
 from vfs.remote.manifests import shunned

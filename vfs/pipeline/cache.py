@@ -15,13 +15,13 @@ A run is only restored if every chunk of its outputs is in the local store.
 Key (32 bytes, the entry's file name in hex)::
 
     BLAKE3(b"run\\0" + msgpack([cmd, wdir, [[dep, id], ...], [[file, key, value], ...],
-                               [out, ...]]))   # lists sorted, as in vfs.model.codec
+                               [out, ...]]))   # lists sorted, as in vfs.model.version_codec
 
 Entry ``.dvfs/runcache/<2 hex>/<62 hex>`` (msgpack, written atomically once the
 objects it names are on disk)::
 
     {"v": 1, "tree": <id of a tree holding the outputs at their paths>,
-     "stage": <the run, as one stage of a version's pipeline (vfs.model.codec)>}
+     "stage": <the run, as one stage of a version's pipeline (vfs.model.version_codec)>}
 
 An entry that does not decode, or names objects the store lacks, is a miss.
 """
@@ -37,8 +37,9 @@ from typing import Any
 import msgpack
 
 from vfs.errors import DvfsError
-from vfs.model.codec import Entry, Kind, StageRecord, decode_pipeline, encode_pipeline
+from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import StageRecord, decode_pipeline, encode_pipeline
 from vfs.ops.workflow import build_tree_rows
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Staged, as_row

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vfs.errors import DvfsError
-from vfs.model.codec import StageRecord
+from vfs.model.version_codec import StageRecord
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
 from vfs.repo.history import History

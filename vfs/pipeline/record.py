@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from vfs.errors import DvfsError
-from vfs.model.codec import Kind, StageRecord, Version
+from vfs.model.codec import Kind
+from vfs.model.version_codec import StageRecord, Version
 from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.runs import MAX_FILE, parse
 from vfs.repo.gitlink import RUNS_FILE

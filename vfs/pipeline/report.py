@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vfs.errors import DvfsError, UsageError
-from vfs.model.codec import Kind, Version
+from vfs.model.codec import Kind
+from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
 from vfs.pipeline import values

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vfs.errors import DvfsError, FormatError, UsageError
-from vfs.model.codec import StageRecord, StageRun
+from vfs.model.version_codec import StageRecord, StageRun
 from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of

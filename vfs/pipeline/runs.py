@@ -26,8 +26,8 @@ Format, version 1 (YAML, written by dvfs; do not edit)::
 
 Paths are repository paths (a name that is not UTF-8 is written with Python's
 surrogate escapes), ids are content ids (``vfs.pipeline.content``). What it holds
-obeys the rules and bounds of a version record's pipeline (``vfs.model.codec``), checked
-by the same decoder, and the file is at most ``MAX_FILE`` bytes: it is read from
+obeys the rules and bounds of a version record's pipeline (``vfs.model.version_codec``),
+checked by the same decoder, and the file is at most ``MAX_FILE`` bytes: it is read from
 working trees and from versions that may come from anyone. YAML aliases let a small
 file name one long list many times, so the entries of all stages together are
 counted as they are read, at most ``MAX_ROWS``.
@@ -40,7 +40,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from vfs.errors import FormatError
-from vfs.model.codec import MAX_PATHS, MAX_STAGES, StageRecord, decode_pipeline, encode_pipeline
+from vfs.model.version_codec import (
+    MAX_PATHS,
+    MAX_STAGES,
+    StageRecord,
+    decode_pipeline,
+    encode_pipeline,
+)
 from vfs.repo.gitlink import RUNS_FILE
 
 RUNS_FORMAT = 1

@@ -27,7 +27,7 @@ to 99 letters, digits, ``_``, ``.`` or ``-``.
 The file is someone's working tree, maybe someone else's version: it is read only
 if it is a regular file (never through a link) of at most ``MAX_FILE`` bytes, and
 what it expands to is bounded (``MAX_NODES`` YAML nodes, the pipeline bounds of
-``vfs.model.codec``). Every error names the file, the line and the key
+``vfs.model.version_codec``). Every error names the file, the line and the key
 (``dvfs.yaml:12: stages.train.deps[1]: ...``).
 
 Editing (``dvfs run``, ``dvfs stage remove``) changes only the lines of the stage
@@ -48,8 +48,15 @@ import yaml
 
 from vfs.errors import UsageError
 from vfs.model import yaml12
-from vfs.model.codec import MAX_ARGS, MAX_CMD, MAX_PATH_BYTES, MAX_PATHS, MAX_STAGES, STAGE_NAME
 from vfs.model.names import is_reserved, is_reserved_at_root
+from vfs.model.version_codec import (
+    MAX_ARGS,
+    MAX_CMD,
+    MAX_PATH_BYTES,
+    MAX_PATHS,
+    MAX_STAGES,
+    STAGE_NAME,
+)
 from vfs.repo.gitlink import LOCK_FILE, PIPELINE_FILE, RUNS_FILE, SHARED_FILE
 
 MAX_FILE = 1 << 20

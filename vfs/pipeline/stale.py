@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from vfs.model.codec import StageRecord
+from vfs.model.version_codec import StageRecord
 from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
 from vfs.worktree.scan import show
 

@@ -51,7 +51,8 @@ from vfs.errors import (
     RemoteNotFound,
     UsageError,
 )
-from vfs.model.codec import decode_tree, decode_version
+from vfs.model.codec import decode_tree
+from vfs.model.version_codec import decode_version
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import (

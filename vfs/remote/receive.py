@@ -33,7 +33,8 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from vfs.errors import FormatError, ReservedName, UsageError
-from vfs.model.codec import Kind, Tree, decode_tree, decode_version, root_refusal
+from vfs.model.codec import Kind, Tree, decode_tree, root_refusal
+from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo.history import Extent, History

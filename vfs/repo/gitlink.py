@@ -30,8 +30,8 @@ from pathlib import Path
 
 from vfs._os.beneath import read_regular
 from vfs.errors import UsageError
-from vfs.model.codec import GitLink
 from vfs.model.ids import from_hex
+from vfs.model.version_codec import GitLink
 from vfs.store.durable import write_atomic
 
 LOCK_FILE = "dvfs.lock"

@@ -28,8 +28,9 @@ from functools import lru_cache
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError, RevisionNotFound, UsageError
-from vfs.model.codec import Entry, Kind, Tree, Version, decode_tree, decode_version
+from vfs.model.codec import Entry, Kind, Tree, decode_tree
 from vfs.model.ids import is_hex_prefix
+from vfs.model.version_codec import Version, decode_version
 from vfs.repo.refs import Head, Refs, is_ref_like
 from vfs.store.objects import ObjectStore, ObjKind
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vfs.errors import DvfsError
-from vfs.model.codec import Kind, Tree, Version
+from vfs.model.codec import Kind, Tree
+from vfs.model.version_codec import Version
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vfs.errors import DvfsError, StorageFull, UsageError
-from vfs.model.codec import Version, encode_version
+from vfs.model.version_codec import Version, encode_version
 from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
 from vfs.repo.repository import Repository

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from vfs.errors import NotAFile, UsageError
-from vfs.model.codec import Entry, Kind, Version
+from vfs.model.codec import Entry, Kind
+from vfs.model.version_codec import Version
 from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
