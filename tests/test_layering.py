@@ -81,7 +81,7 @@ LAYERS = [
         "ops.du",
         "ops.prune",
     },  # beside git; storage lifecycle
-    {"api"},  # the Python API (vfs.Repo, vfs.open)
+    {"api", "api_types"},  # the Python API (vfs.Repo, vfs.open); api_types: what it returns
     {"track"},  # vfs.track: a training run recorded as a version, through vfs.pipeline
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API
     {"progress_bar"},

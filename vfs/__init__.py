@@ -47,14 +47,16 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs._os.page_cache import set_bdi_read_ahead as set_bdi_read_ahead
     from vfs._os.tmpfile import link_unnamed as link_unnamed, unnamed_file as unnamed_file
     from vfs.api import (
-        DvfsWarning as DvfsWarning,
-        FileChange as FileChange,
-        FileInfo as FileInfo,
         Repo as Repo,
-        VersionInfo as VersionInfo,
         open as open,
         read_bytes as read_bytes,
         read_text as read_text,
+    )
+    from vfs.api_types import (
+        DvfsWarning as DvfsWarning,
+        FileChange as FileChange,
+        FileInfo as FileInfo,
+        VersionInfo as VersionInfo,
     )
     from vfs.backends import preconnect as preconnect
     from vfs.ops.browse import version_yaml as version_yaml
@@ -168,15 +170,15 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
 PUBLIC: dict[str, str] = {
     # the public API
     "DvfsError": "vfs.errors",
-    "DvfsWarning": "vfs.api",
-    "FileChange": "vfs.api",
-    "FileInfo": "vfs.api",
+    "DvfsWarning": "vfs.api_types",
+    "FileChange": "vfs.api_types",
+    "FileInfo": "vfs.api_types",
     "NotAFile": "vfs.errors",
     "PathNotFound": "vfs.errors",
     "Repo": "vfs.api",
     "RevisionNotFound": "vfs.errors",
     "Run": "vfs.track",
-    "VersionInfo": "vfs.api",
+    "VersionInfo": "vfs.api_types",
     "open": "vfs.api",
     "read_bytes": "vfs.api",
     "read_text": "vfs.api",

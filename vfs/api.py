@@ -45,22 +45,30 @@ say) are issued with :mod:`warnings` as :class:`DvfsWarning`.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import posixpath
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from vfs import settings
+from vfs.api_types import (
+    DvfsWarning,
+    FileChange,
+    FileInfo,
+    PathArg,
+    VersionInfo,
+    file_change,
+    file_info,
+    repo_path,
+    time_of,
+)
 from vfs.errors import NotAFile, ObjectMissing, PathNotFound, UsageError
-from vfs.model.codec import Entry, Kind
+from vfs.model.codec import Kind
 from vfs.mount.launch import MountSource
 from vfs.mount.mounts import private_dir, user_cache_dir
 from vfs.ops import browse, sync, workflow
-from vfs.ops.diff import Change
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
 from vfs.remote.read import RemoteChunks, open_meta
@@ -70,115 +78,12 @@ from vfs.repo.repository import Repository, preferred_branch
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
 
-PathArg = str | os.PathLike[str]
 MAX_LINKS = 40  # links followed to open one path, as the kernel allows
 JOBS = 8  # requests to a remote at once
 
 
-class DvfsWarning(UserWarning):
-    """Something dvfs would print as a warning on the command line."""
-
-
 def _warn(message: str) -> None:
     warnings.warn(message, DvfsWarning, stacklevel=3)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One version: what ``dvfs log`` shows, and with :meth:`Repo.show` all of
-    ``dvfs show --format json`` (``to_json()`` returns that document exactly).
-
-    Example::
-
-        v = repo.show("v3")
-        v.number, v.id, v.time, v.author, v.message, v.params, v.tags
-        v.files["data/train.csv"]["size"]
-    """
-
-    number: int
-    id: str  # 64 hex digits
-    time: dt.datetime  # when it was committed (UTC)
-    author: str
-    message: str
-    params: dict[str, Any]
-    tags: tuple[str, ...]
-    branches: tuple[str, ...]  # branches whose tip it is
-    parents: tuple[str, ...]
-    git_commit: str | None
-    git_dirty: bool | None
-    file_count: int
-    bytes: int
-    changes: dict[str, Any] | None = None  # show(): counts since its parent
-    top_directories: dict[str, Any] | None = None  # show(): its largest directories
-    files: dict[str, dict[str, Any]] | None = None  # show(): path -> hash, size, added
-    _json: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def version(self) -> str:
-        """``v3``: how the command line names it."""
-        return f"v{self.number}"
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON the command line gives for it (``dvfs show --format json`` for
-        :meth:`Repo.show`, a row of ``dvfs log --json`` for :meth:`Repo.versions`)."""
-        return dict(self._json)
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One entry of a version: a file, a directory or a symbolic link."""
-
-    path: str  # from the root, "/"-separated; "" is the root
-    type: str  # "file" | "dir" | "link"
-    size: int  # files: bytes; directories: bytes below; links: length of the target
-    mode: int  # permission bits
-    mtime: dt.datetime
-    hash: str | None = None  # files: BLAKE3 of the content (hex)
-    target: str | None = None  # links: where it points
-
-    @property
-    def name(self) -> str:
-        """The last part of the path."""
-        return self.path.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One path's change between two versions, or a version and the working tree."""
-
-    status: str  # "added" | "removed" | "modified" | "renamed"
-    path: str
-    old_path: str | None = None  # renamed: where it was
-    old_size: int | None = None
-    new_size: int | None = None
-    kind: str = "file"  # "file" | "link" | "dir" (an empty directory)
-
-
-def _time(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
-
-
-def repo_path(path: PathArg) -> bytes:
-    """A repository path from what a caller gives: "/"-separated, from the root."""
-    text = os.fspath(path)
-    parts = [p for p in text.replace(os.sep, "/").split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise UsageError(f"{text!r}: paths of a version cannot contain '..'")
-    return os.fsencode("/".join(parts))
-
-
-def _info(path: bytes, e: Entry) -> FileInfo:
-    kind = {Kind.DIR: "dir", Kind.SYMLINK: "link"}.get(e.kind, "file")
-    return FileInfo(
-        os.fsdecode(path), kind, e.size, e.mode, _time(e.mtime_ns),
-        hash=e.digest.hex() if e.kind == Kind.FILE else None,
-        target=os.fsdecode(e.target) if e.kind == Kind.SYMLINK else None,
-    )  # fmt: skip
-
-
-def _change(c: Change) -> FileChange:
-    old = os.fsdecode(c.old_path) if c.old_path is not None else None
-    return FileChange(c.status, os.fsdecode(c.path), old, c.old_size, c.new_size, c.kind)
 
 
 class Repo:
@@ -362,7 +267,7 @@ class Repo:
         oid = bytes.fromhex(row["id"])
         v = self._repo.history.version(oid)
         return VersionInfo(
-            number=v.number, id=row["id"], time=_time(v.time_ns), author=v.author,
+            number=v.number, id=row["id"], time=time_of(v.time_ns), author=v.author,
             message=v.message, params=row["parameters"], tags=tuple(row["tags"]),
             branches=tuple(row["branches"]), parents=tuple(p.hex() for p in v.parents),
             git_commit=row["git_commit"], git_dirty=row["git_dirty"], file_count=v.files,
@@ -383,7 +288,7 @@ class Repo:
         rel = repo_path(path)
         rows = browse.ls_entries(self._repo, rev, rel)
         prefix = rel + b"/" if rel else b""
-        return [_info(n if n == rel else prefix + n, e) for n, e in rows]
+        return [file_info(n if n == rel else prefix + n, e) for n, e in rows]
 
     def walk(self, rev: str = "HEAD", path: PathArg = "") -> Iterator[FileInfo]:
         """Every file and link at or below ``path`` of ``rev``, depth first in name
@@ -394,13 +299,13 @@ class Repo:
             sum(f.size for f in repo.walk("v2", "data"))
         """
         for p, e in browse.ls_entries(self._repo, rev, repo_path(path), recursive=True):
-            yield _info(p, e)
+            yield file_info(p, e)
 
     def info(self, path: PathArg, rev: str = "HEAD") -> FileInfo:
         """The entry at ``path`` of ``rev`` (a link is not followed)."""
         rel = repo_path(path)
         _, e = browse.lookup(self._repo, rev, rel)
-        return _info(rel, e)
+        return file_info(rel, e)
 
     def diff(
         self, a: str | None = None, b: str | None = None, *, paths: Sequence[PathArg] = ()
@@ -419,7 +324,7 @@ class Repo:
             raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
         with Workers(settings.threads()) as w:
             changes = browse.diff(self._repo, revs, w, _warn, None, [repo_path(p) for p in paths])
-        return [_change(c) for c in changes]
+        return [file_change(c) for c in changes]
 
     # reading -------------------------------------------------------------------------
 

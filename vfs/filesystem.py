@@ -57,7 +57,8 @@ from typing import Any, ClassVar
 from fsspec import AbstractFileSystem
 from fsspec.utils import stringify_path
 
-from vfs.api import FileInfo, Repo
+from vfs.api import Repo
+from vfs.api_types import FileInfo
 
 PROTOCOL = "dvfs"
 

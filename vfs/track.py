@@ -56,7 +56,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from vfs import settings
-from vfs.api import DvfsWarning, PathArg, Repo, VersionInfo, repo_path
+from vfs.api import Repo
+from vfs.api_types import DvfsWarning, PathArg, VersionInfo, repo_path
 from vfs.errors import PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import StageRecord, StageRun

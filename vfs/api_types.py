@@ -1,0 +1,121 @@
+"""What the Python API (``vfs.api``) returns: versions, entries and changes as plain
+values (``VersionInfo``, ``FileInfo``, ``FileChange``), the warning it issues, and the
+repository paths it takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfs.errors import UsageError
+from vfs.model.codec import Entry, Kind
+from vfs.ops.diff import Change
+
+PathArg = str | os.PathLike[str]
+
+
+class DvfsWarning(UserWarning):
+    """Something dvfs would print as a warning on the command line."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version: what ``dvfs log`` shows, and with :meth:`Repo.show` all of
+    ``dvfs show --format json`` (``to_json()`` returns that document exactly).
+
+    Example::
+
+        v = repo.show("v3")
+        v.number, v.id, v.time, v.author, v.message, v.params, v.tags
+        v.files["data/train.csv"]["size"]
+    """
+
+    number: int
+    id: str  # 64 hex digits
+    time: dt.datetime  # when it was committed (UTC)
+    author: str
+    message: str
+    params: dict[str, Any]
+    tags: tuple[str, ...]
+    branches: tuple[str, ...]  # branches whose tip it is
+    parents: tuple[str, ...]
+    git_commit: str | None
+    git_dirty: bool | None
+    file_count: int
+    bytes: int
+    changes: dict[str, Any] | None = None  # show(): counts since its parent
+    top_directories: dict[str, Any] | None = None  # show(): its largest directories
+    files: dict[str, dict[str, Any]] | None = None  # show(): path -> hash, size, added
+    _json: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def version(self) -> str:
+        """``v3``: how the command line names it."""
+        return f"v{self.number}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON the command line gives for it (``dvfs show --format json`` for
+        :meth:`Repo.show`, a row of ``dvfs log --json`` for :meth:`Repo.versions`)."""
+        return dict(self._json)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a version: a file, a directory or a symbolic link."""
+
+    path: str  # from the root, "/"-separated; "" is the root
+    type: str  # "file" | "dir" | "link"
+    size: int  # files: bytes; directories: bytes below; links: length of the target
+    mode: int  # permission bits
+    mtime: dt.datetime
+    hash: str | None = None  # files: BLAKE3 of the content (hex)
+    target: str | None = None  # links: where it points
+
+    @property
+    def name(self) -> str:
+        """The last part of the path."""
+        return self.path.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path's change between two versions, or a version and the working tree."""
+
+    status: str  # "added" | "removed" | "modified" | "renamed"
+    path: str
+    old_path: str | None = None  # renamed: where it was
+    old_size: int | None = None
+    new_size: int | None = None
+    kind: str = "file"  # "file" | "link" | "dir" (an empty directory)
+
+
+def time_of(ns: int) -> dt.datetime:
+    """A time of a record (ns since the epoch) as a UTC datetime."""
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
+
+
+def repo_path(path: PathArg) -> bytes:
+    """A repository path from what a caller gives: "/"-separated, from the root."""
+    text = os.fspath(path)
+    parts = [p for p in text.replace(os.sep, "/").split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"{text!r}: paths of a version cannot contain '..'")
+    return os.fsencode("/".join(parts))
+
+
+def file_info(path: bytes, e: Entry) -> FileInfo:
+    """The FileInfo of an entry of a version at ``path``."""
+    kind = {Kind.DIR: "dir", Kind.SYMLINK: "link"}.get(e.kind, "file")
+    return FileInfo(
+        os.fsdecode(path), kind, e.size, e.mode, time_of(e.mtime_ns),
+        hash=e.digest.hex() if e.kind == Kind.FILE else None,
+        target=os.fsdecode(e.target) if e.kind == Kind.SYMLINK else None,
+    )  # fmt: skip
+
+
+def file_change(c: Change) -> FileChange:
+    """The FileChange of one change ``dvfs diff`` lists."""
+    old = os.fsdecode(c.old_path) if c.old_path is not None else None
+    return FileChange(c.status, os.fsdecode(c.path), old, c.old_size, c.new_size, c.kind)
