@@ -230,35 +230,33 @@ class Walk:
 
     def lower_of(self, node: Node) -> Tree | None:
         """The lower directory ``node`` shows (None if none or hidden by opacity)."""
-        chain = []
-        n: Node | None = node
-        while n is not None and n.lower is _UNSET:
-            chain.append(n)
-            n = n.parent
-        for n in reversed(chain):
-            if n.d.opaque:
-                n.lower = None
-            elif n.parent is None:
-                n.lower = self._tree(self.base)
-            else:
-                above = n.parent.lower
-                n.lower = self._tree(above.get(n.name) if above is not None else None)
-        return node.lower
+        return node.lower if node.lower is not _UNSET else self._look_up(node, "lower")
 
     def head_of(self, node: Node) -> Tree | None:
         """The head's directory at ``node``'s path (None if none)."""
+        return node.head if node.head is not _UNSET else self._look_up(node, "head")
+
+    def _look_up(self, node: Node, side: str) -> Tree | None:
+        """Set ``side`` ("lower" or "head") of ``node`` and of the nodes above it that
+        have none yet, top down (a loop up the parents: no recursion)."""
+        lower = side == "lower"
         chain = []
         n: Node | None = node
-        while n is not None and n.head is _UNSET:
+        while n is not None and getattr(n, side) is _UNSET:
             chain.append(n)
             n = n.parent
         for n in reversed(chain):
-            if n.parent is None:
-                n.head = self._tree(self.head)
+            tree: Tree | None
+            if lower and n.d.opaque:
+                tree = None
+            elif n.parent is None:
+                tree = self._tree(self.base if lower else self.head)
             else:
-                above = n.parent.head
-                n.head = self._tree(above.get(n.name) if above is not None else None)
-        return node.head
+                above: Tree | None = getattr(n.parent, side)
+                tree = self._tree(above.get(n.name) if above is not None else None)
+            setattr(n, side, tree)
+        got: Tree | None = getattr(node, side)
+        return got
 
     def _tree(self, e: Entry | None) -> Tree | None:
         return self.trees(e.subtree) if e is not None and e.kind == Kind.DIR else None
