@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from vfs.ops import status as ops_status
 from vfs.ops import workflow
+from vfs.ops.commit import commit
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
@@ -59,7 +61,7 @@ class _KeepAll:
 
 @contextmanager
 def without_rules() -> Iterator[None]:
-    names = vars(workflow)
+    names = vars(ops_status)
     real = names["Ignores"]
     names["Ignores"] = _KeepAll
     try:
@@ -77,7 +79,7 @@ def build(root: Path, files: int) -> Repository:
         (d / f"f{i:06d}.csv").write_bytes(b"%064d" % i)
     with Workers() as w:
         workflow.add(repo, [str(root / "data")], w)
-    workflow.commit(repo, "data", {})
+    commit(repo, "data", {})
     return repo
 
 
@@ -114,7 +116,7 @@ def timed(repo: Repository, runs: int) -> tuple[list[float], list[float], int, i
     def one(sink: list[float], slot: int) -> None:
         with Workers() as w:
             started = time.perf_counter()
-            st = workflow.status(repo, w)
+            st = ops_status.status(repo, w)
             sink.append(time.perf_counter() - started)
         listed[slot] = len(st.work.untracked)
 

@@ -54,6 +54,7 @@ from workload import KIB, MIB, Workload, ensure_data
 from tests.support.loopback import AWS_VARS_TO_CLEAR
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, Repository, connect
 from vfs.ops import sync, workflow
+from vfs.ops.commit import commit
 from vfs.remote import config as remotes
 from vfs.worktree.pools import Workers
 
@@ -173,7 +174,7 @@ def build(bench: Bench, data: Path, repo_dir: Path) -> None:
     spec = remotes.RemoteSpec("origin", bench.url, bench.server.endpoint)
     with Workers() as w:
         workflow.add(repo, [str(repo_dir / n) for n in TRACKED], w)
-        workflow.commit(repo, "bench", {})
+        commit(repo, "bench", {})
         remotes.add_remote(repo, spec)
         sync.push(repo, spec, [], w)
 

@@ -63,6 +63,7 @@ from workload import MIB, Workload, ensure_data, small_path, tree_digest
 from vfs import Repository
 from vfs.ops import workflow
 from vfs.ops.branches import create_branch
+from vfs.ops.commit import commit
 from vfs.worktree.pools import Workers
 
 DVFS = [sys.executable, "-P", "-m", "vfs.cli"]
@@ -232,7 +233,7 @@ def build(data: Path, repo_dir: Path, branches: list[str]) -> None:
     repo = Repository.init(repo_dir)
     with Workers() as w:
         workflow.add(repo, [str(repo_dir / n) for n in TRACKED], w)
-        workflow.commit(repo, "bench", {})
+        commit(repo, "bench", {})
     for b in branches:
         create_branch(repo, b, "HEAD")
 

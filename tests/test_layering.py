@@ -51,7 +51,9 @@ LAYERS = [
     {"tables"},  # row diffs of data files (rowdiff, compare, result; the engine is optional)
     {"repo.repository"},  # the repository handle: layout, format record, lock
     {
+        "ops.status",
         "ops.workflow",
+        "ops.commit",
         "repo.record",
         "remote.config",
         "remote.reader",

@@ -29,6 +29,7 @@ from vfs.model.version_codec import (
     encode_version,
 )
 from vfs.ops import workflow
+from vfs.ops.commit import commit
 from vfs.pipeline import runs
 from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
 from vfs.pipeline.record import describe, version_pipeline
@@ -198,7 +199,7 @@ def _commit_tree(repo: Repository, files: dict[str, bytes], extra_runs: bytes | 
         (repo.root / "dvfs.runs").write_bytes(extra_runs)
     with Workers(2) as w:
         workflow.add(repo, [str(repo.root)], w)
-    return workflow.commit(repo, "v", {}).oid
+    return commit(repo, "v", {}).oid
 
 
 def test_a_version_records_only_runs_whose_outputs_it_holds(tmp_path: Path) -> None:

@@ -688,7 +688,7 @@ import json, sys
 from pathlib import Path
 from vfs.worktree import status as triage
 from vfs.repo import Repository
-from vfs.ops.workflow import work_state
+from vfs.ops.status import work_state
 from vfs.worktree.pools import Workers
 
 def broken(*_):
@@ -857,7 +857,7 @@ def test_trees_made_from_index_rows_equal_the_codec_s(tmp_path: Path) -> None:
 
     from vfs.model.codec import ChunkRef, Entry, Kind, encode_tree
     from vfs.model.ids import hash_bytes
-    from vfs.ops.workflow import build_tree_rows, build_trees
+    from vfs.ops.commit import build_tree_rows, build_trees
     from vfs.repo.stage import Index, Staged
     from vfs.store.objects import ObjectStore
 

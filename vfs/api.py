@@ -69,6 +69,7 @@ from vfs.model.codec import Kind
 from vfs.mount.launch import MountSource
 from vfs.mount.mounts import private_dir, user_cache_dir
 from vfs.ops import browse, sync, workflow
+from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
 from vfs.remote.read import RemoteChunks, open_meta
@@ -444,7 +445,7 @@ class Repo:
         if all:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
-        made = workflow.commit(self._repo, message, params or {}, tag, _warn)
+        made = commit_staged(self._repo, message, params or {}, tag, _warn)
         return self.versions(made.oid.hex(), limit=1)[0]
 
     def _writable(self) -> Path:

@@ -25,7 +25,7 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
    cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them.
    A run of another stage that claimed one of these outputs is dropped from it;
-4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.workflow.commit``)
+4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.commit.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
    so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it.
 
@@ -61,7 +61,7 @@ from vfs.api_types import DvfsWarning, PathArg, VersionInfo, repo_path
 from vfs.errors import PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import StageRecord, StageRun
-from vfs.ops import workflow
+from vfs.ops import commit, workflow
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
@@ -256,7 +256,7 @@ class Run:
         workflow.add(repo, [str(self.root / os.fsdecode(o)) for o in outs], self.workers, _warn)
         self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
         workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn)
-        result = workflow.commit(repo, self.message, self.params, self.tag, _warn)
+        result = commit.commit(repo, self.message, self.params, self.tag, _warn)
         self.version = self.repo.versions(result.oid.hex(), limit=1)[0]
 
 

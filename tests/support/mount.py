@@ -26,6 +26,7 @@ from daemon.overlay import work_dir_name
 from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
 from vfs.mount import launch
 from vfs.ops import branches, sync, workflow
+from vfs.ops.commit import commit as commit_staged
 from vfs.remote import config as remotes
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
@@ -191,7 +192,7 @@ def commit(repo: Repository, message: str, tag: str | None = None, top: str = "d
     """Stage ``top`` and commit it; return the new version's id."""
     with Workers(2) as w:
         workflow.add(repo, [str(repo.root / top)], w)
-    return workflow.commit(repo, message, {}, tag).oid
+    return commit_staged(repo, message, {}, tag).oid
 
 
 def make_branch(repo: Repository, name: str, rev: str) -> bytes:

@@ -9,7 +9,7 @@ import click
 
 from vfs.cli.options import DvfsCommand
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
-from vfs.ops import workflow
+from vfs.ops import status as ops_status
 from vfs.ops.diff import Change
 from vfs.ops.grouping import GROUP_OVER, Group, by_directory
 from vfs.quoting import escape_text
@@ -84,7 +84,7 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
         return
     repo = repo_here()
     with workers() as w:
-        st = workflow.status(repo, w, warn)
+        st = ops_status.status(repo, w, warn)
     work = st.work
     if as_json:
         from vfs.ops import browse  # only for --json: a plain status never loads it
@@ -202,7 +202,7 @@ def merge_lines(m: merging.MergeState) -> None:
         )
 
 
-def tracking(repo: Repository, st: workflow.Status) -> list[dict[str, Any]]:
+def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     """How the current branch stands against each remote's copy of it, as last seen
     (by a push, pull or fetch: no remote is asked)."""
     if st.detached or st.head is None:

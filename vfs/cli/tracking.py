@@ -15,6 +15,7 @@ from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.ops import workflow
+from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import escape_text, quote_name
 from vfs.repo.repository import DEFAULT_BRANCH, Repository
 from vfs.worktree.scan import lstat_or_none, show
@@ -200,7 +201,7 @@ def commit(
     if stage_all:
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
-    r = workflow.commit(repo, message, recorded, tag, warn)
+    r = commit_staged(repo, message, recorded, tag, warn)
     keep_within_max_size(repo)
     if as_json:
         emit_json(

@@ -10,7 +10,7 @@ import contextlib
 
 from vfs.errors import DvfsError, UsageError
 from vfs.ops.checkout import CheckoutReport, restore_version
-from vfs.ops.workflow import quiet
+from vfs.ops.status import quiet
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.refs import Head, check_ref_name
 from vfs.repo.repository import Repository

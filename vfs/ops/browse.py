@@ -27,7 +27,7 @@ from vfs.ops.diff import (
     tree_delta_under,
     under,
 )
-from vfs.ops.workflow import head_files, quiet, work_state
+from vfs.ops.status import head_files, quiet, work_state
 from vfs.pipeline.record import describe
 from vfs.quoting import quote_name
 from vfs.repo.history import History, split_rev_path

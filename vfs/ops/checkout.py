@@ -50,7 +50,7 @@ from vfs.errors import (
 from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, reserved_path
 from vfs.ops import merging
-from vfs.ops.workflow import base_files, quiet, same_entry, work_state
+from vfs.ops.status import base_files, quiet, same_entry, work_state
 from vfs.repo.gitlink import LockPointer, read_lock, write_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository

@@ -19,7 +19,7 @@ fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Els
 2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written;
 3. the files theirs changed are written or deleted (``vfs.worktree``) and the index
    takes the merged entries (a path not checked out stays so, with theirs' entry);
-4. without conflicts, the version is committed at once (``workflow.commit_locked``:
+4. without conflicts, the version is committed at once (``vfs.ops.commit.commit_locked``:
    two parents, the record removed after the branch moved); with conflicts, the
    command stops there, listing them with both sides' sizes and times. Each conflict
    keeps ours in the index and the working tree until it is resolved
@@ -43,9 +43,10 @@ from vfs.model.codec import Entry
 from vfs.ops import checkout as co
 from vfs.ops import merging
 from vfs.ops import restore as rs
+from vfs.ops.commit import commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
-from vfs.ops.workflow import base_files, commit_locked, moved_past, quiet, same_entry, work_state
+from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
 from vfs.repo.repository import Repository
 from vfs.repo.stage import not_checked_out
 from vfs.worktree.ingest import Hasher

@@ -22,7 +22,7 @@ from vfs.ops.checkout import (
     restoring,
     under_any,
 )
-from vfs.ops.workflow import head_files, quiet, work_state
+from vfs.ops.status import head_files, quiet, work_state
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher

@@ -40,7 +40,7 @@ from vfs.errors import DvfsError
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import StageRecord, decode_pipeline, encode_pipeline
-from vfs.ops.workflow import build_tree_rows
+from vfs.ops.commit import build_tree_rows
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Staged, as_row
 from vfs.store.durable import flush_filesystem, write_atomic

@@ -35,7 +35,7 @@ from typing import Any
 from vfs._os.beneath import READ, Walker
 from vfs.errors import DvfsError, UsageError
 from vfs.model import params as version_params
-from vfs.ops.workflow import build_tree_rows
+from vfs.ops.commit import build_tree_rows
 from vfs.pipeline import plan, report, repro, values
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.report import EXP_PREFIX

@@ -1,7 +1,7 @@
 """The commit protocol: the one way a version is made.
 
 ``dvfs commit`` (and ``dvfs merge``, ``vfs.Repo.commit``, ``vfs.track``, through
-``vfs.ops.workflow.commit_locked``), ``dvfs snapshot`` of a mount (``daemon.snapshot``)
+``vfs.ops.commit.commit_locked``), ``dvfs snapshot`` of a mount (``daemon.snapshot``)
 and ``dvfs exp run`` (``vfs.pipeline.experiments``) all call :func:`record_version`
 once their trees are stored. It owns, in this order:
 

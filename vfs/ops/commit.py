@@ -1,0 +1,200 @@
+"""Committing: ``commit``, and the tree builder it shares with pipelines.
+
+A commit stores the trees of the staged index rows, then makes the version by the
+commit protocol (``vfs.repo.record.record_version``: record stored, store flushed
+and synced, the index rewritten to name the new version, the branch moved by
+compare-and-swap, then the tag and ``dvfs.lock``), so that a crash at any moment
+leaves either the old or the new version on the branch and nothing half-made
+reachable. The chunks were stored earlier by ``add`` (the filesystem was flushed
+before the index named them).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vfs._os.gc_pause import paused_gc
+from vfs.errors import UsageError
+from vfs.model import params as version_params
+from vfs.model.codec import (
+    PERM_BITS,
+    Kind,
+    dir_row,
+    encode_tree_rows,
+)
+from vfs.ops import merging
+from vfs.ops.status import moved_past, quiet
+from vfs.repo.record import record_version, tag_free
+from vfs.repo.refs import check_ref_name
+from vfs.repo.repository import Repository
+from vfs.repo.stage import Staged, as_row
+from vfs.store.objects import ObjectStore, ObjKind
+from vfs.worktree.scan import (
+    SKIP_DIRS,
+    Warn,
+    reserved_in,
+    reserved_message,
+    show,
+)
+
+
+def build_trees(store: ObjectStore, entries: dict[bytes, Staged]) -> tuple[bytes, int, int]:
+    """Store the trees for a set of staged paths; return (root id, files, bytes)."""
+    return build_tree_rows(store, ((p, as_row(p, s)) for p, s in entries.items()))
+
+
+def build_tree_rows(
+    store: ObjectStore, rows: Iterable[tuple[bytes, Sequence[Any]]]
+) -> tuple[bytes, int, int]:
+    """Store the trees for staged index rows; return (root id, files, bytes).
+
+    The tree records are made straight from the rows (``vfs.model.codec.encode_tree_rows``:
+    the bytes ``encode_tree`` gives, so the same ids): building a record and an entry
+    object per file first was most of a commit's time.
+    """
+    with paused_gc():
+        return _build_tree_rows(store, rows)
+
+
+def _build_tree_rows(
+    store: ObjectStore, rows: Iterable[tuple[bytes, Sequence[Any]]]
+) -> tuple[bytes, int, int]:
+    children: dict[bytes, list[list[Any]]] = defaultdict(list)
+    dirs: set[bytes] = {b""}
+    files = 0
+    total = 0
+    for path, r in rows:
+        _, kind, mode, size, mtime, _, _, digest, chunks, target = r[:10]  # (not the flags)
+        parent, _, name = path.rpartition(b"/")
+        payload = (digest, chunks) if kind == Kind.FILE else target
+        children[parent].append([name, kind, mode & PERM_BITS, size, mtime, payload])
+        files += 1
+        total += size
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition(b"/")[0]
+    root_id = b""
+    for d in sorted(dirs, key=lambda p: -p.count(b"/") if p else 1):
+        kids = children.pop(d, [])
+        kids.sort(key=lambda row: row[0])
+        names = [k[0] for k in kids]
+        bad = reserved_in(names, at_root=not d) or [n for n in names if n in SKIP_DIRS]
+        if bad:  # (staged by an older dvfs: add refuses them now)
+            path = d + b"/" + bad[0] if d else bad[0]
+            raise UsageError(
+                f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
+                f"{show(path)}`, then commit"
+            )
+        oid, _ = store.put(ObjKind.TREE, encode_tree_rows(kids))
+        if not d:
+            root_id = oid
+            continue
+        parent, _, name = d.rpartition(b"/")
+        children[parent].append(dir_row(name, oid, kids))
+    return root_id, files, total
+
+
+@dataclass
+class CommitResult:
+    """The version a commit made."""
+
+    oid: bytes
+    number: int
+    files: int
+    bytes: int
+
+
+def commit(
+    repo: Repository,
+    message: str,
+    params: dict[str, Any],
+    tag: str | None = None,
+    warn: Warn = quiet,
+) -> CommitResult:
+    """Record the staged data as a new version on the current branch.
+
+    Once the branch has moved the version is committed; if recording it elsewhere
+    then fails (the tag, ``dvfs.lock``, the index: say the disk just filled up), that
+    is a warning saying what to run, not an error claiming nothing was committed.
+    ``message`` and ``params`` are checked against the bounds of :mod:`vfs.model.params`.
+    """
+    if not message.strip():
+        raise UsageError("the commit message is empty: pass -m MESSAGE")
+    version_params.message(message)
+    params = version_params.check(params)
+    if tag is not None:
+        check_ref_name(tag, "tag")
+    with repo.locked():
+        return commit_locked(repo, message, params, tag, warn)
+
+
+def commit_locked(
+    repo: Repository,
+    message: str,
+    params: dict[str, Any],
+    tag: str | None = None,
+    warn: Warn = quiet,
+) -> CommitResult:
+    """:func:`commit` for a caller that holds the repository lock and checked its input.
+
+    While a merge is in progress (``vfs.ops.merging``), the version gets the merged
+    version as its second parent, and is refused while a conflict is unresolved;
+    the merge record is removed once the branch has moved.
+    """
+    hist = repo.history
+    head = hist.head()
+    if head.detached is not None:
+        raise UsageError(
+            f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
+            f"to commit on a new branch from here (your changes stay), or `dvfs switch "
+            f"{head.branch}`"
+        )
+    parent = repo.refs.get(f"refs/heads/{head.branch}")
+    tag_free(repo, tag)
+    index = repo.index()
+    behind = moved_past(hist, index)
+    if behind is not None:
+        raise UsageError(
+            f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
+            f"working tree was at {behind} (a snapshot of a mount, or a pull elsewhere): "
+            f"run `dvfs switch {head.branch}` to bring it up to date, then commit"
+        )
+    if index.count() == 0 and parent is None:
+        raise UsageError("nothing to commit: run `dvfs add PATH` first")
+    merge = merging.live(repo.dir, repo.refs)
+    if merge is not None and (left := merge.unresolved()):
+        shown = ", ".join(show(p) for p in left[:5]) + (
+            f" and {len(left) - 5} more" if len(left) > 5 else ""
+        )
+        raise UsageError(
+            f"{len(left)} path{'s' if len(left) != 1 else ''} of the merge of {merge.rev} "
+            f"{'are' if len(left) != 1 else 'is'} still in conflict ({shown}): choose with "
+            "`dvfs restore --ours PATH` or `--theirs PATH` (or edit and `dvfs add PATH`), "
+            "then commit; `dvfs merge --abort` gives up the merge"
+        )
+    tree, files, total = build_tree_rows(repo.store, index.rows())
+    parent_v = hist.version(parent) if parent is not None else None
+    if parent_v is not None and parent_v.tree == tree and merge is None:
+        raise UsageError(
+            f"nothing to commit: the staged data equals v{parent_v.number}; "
+            "run `dvfs add PATH` to stage changes"
+        )
+
+    # The index names the new version before the branch does: killed in between,
+    # it names a version the branch never got, which is ignored (``vfs.ops.status``);
+    # the other way round, the next commit would seem to undo this one.
+    def noted(oid: bytes) -> None:
+        index.head = index.base = oid
+        index.save()
+
+    made = record_version(
+        repo, tree, message, params, branch=head.branch,
+        parents=() if parent is None else (parent,) if merge is None else (parent, merge.theirs),
+        expect=parent, files=files, size=total, tag=tag, noted=noted, warn=warn,
+    )  # fmt: skip
+    if merge is not None:
+        merging.remove(repo.dir)  # (killed before this, the record is stale: ignored)
+    return CommitResult(made.oid, made.version.number, files, total)
