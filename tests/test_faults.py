@@ -570,7 +570,7 @@ import os, sys, time
 from pathlib import Path
 from vfs.ops.checkout import checkout
 from vfs._os.helper_process import Helper, Tickets
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.worktree import restore
 from vfs.worktree.pools import Workers
 

@@ -687,7 +687,7 @@ STATUS_HELPER_DIES = """
 import json, sys
 from pathlib import Path
 from vfs.worktree import status as triage
-from vfs.repo import Repository
+from vfs.repo.repository import Repository
 from vfs.ops.status import work_state
 from vfs.worktree.pools import Workers
 
