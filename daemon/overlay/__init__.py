@@ -19,32 +19,8 @@ entry (chunks, read lazily like a version's) until its first write copies it up 
 counter from ``inodes.UPPER_FIRST`` up and kept in ``state``, so a node recorded in
 the journal keeps its number across remounts.
 
-Journal records (msgpack arrays; each is an assignment, so replaying one already
-applied changes nothing). Format 2 (``state`` says which; format 1 journals, whose
-``N`` records end at ``target``, are replayed with the daemon's owner and times equal
-to the mtime)::
-
-    ["N", nid, kind, mode, mtime_ns, origin|nil, entry|nil, upper, target|nil,
-     uid, gid, atime_ns, ctime_ns, special, rdev]
-        what node ``nid`` is: ``entry`` is its base entry (a directory's base tree,
-        a file's chunks), ``upper`` says its content is ``data/<nid>``, ``origin``
-        its path in the base version (nil for a node made through the mount);
-        ``mode`` holds the setuid, setgid and sticky bits too; ``special`` is the
-        file type of a FIFO, socket or device (0 for anything else) and ``rdev`` a
-        device's number (``daemon.fs.attrs``)
-    ["L", dir nid, name, nid]    the name now means node ``nid`` in that directory
-                                 (a file named twice is a hard link)
-    ["U", dir nid, name]         the name is gone from that directory
-    ["S", version id]            a snapshot of this working tree is being recorded
-
-A change touches only the nodes on the path to it: before a name changes in a
-directory, that directory and its ancestors are recorded (``N`` and ``L``) once.
-Data is never journaled: a write goes straight to ``data/<nid>``, and an upper
-file's size and mtime (and its ctime, if later than the recorded one) are read back
-from it on replay. Records are appended with one
-``write`` each, so a killed daemon loses nothing it acknowledged; ``fsync`` of any
-file also syncs the journal, so what was fsynced survives a power cut too. A torn
-last record (a crash mid-append, a full disk) is cut off.
+The journal's record format, and why replay and a torn tail are safe, are in
+:mod:`daemon.overlay.journal`.
 
 Nothing here blocks on anything but the local disk, nor awaits: the FUSE layer
 (``daemon.fs.worktree``) loads base trees and copies files up, then calls in here.

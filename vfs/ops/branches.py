@@ -74,13 +74,7 @@ def switch_create(
 
 def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
     """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
-    check_ref_name(name, "branch")
-    with repo.locked():
-        if repo.refs.get(f"refs/heads/{name}") is not None:
-            raise UsageError(f"branch {name} already exists")
-        target = repo.history.resolve(rev or "HEAD")
-        repo.refs.update(f"refs/heads/{name}", target, None)
-        return target
+    return _create_ref(repo, "branch", f"refs/heads/{name}", name, rev, "")
 
 
 def delete_branch(repo: Repository, name: str) -> bytes:
@@ -103,12 +97,21 @@ def delete_branch(repo: Repository, name: str) -> bytes:
 
 def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
     """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
-    check_ref_name(name, "tag")
+    return _create_ref(
+        repo, "tag", f"refs/tags/{name}", name, rev, ": delete it first with --delete"
+    )
+
+
+def _create_ref(
+    repo: Repository, kind: str, ref: str, name: str, rev: str | None, hint: str
+) -> bytes:
+    """Point the new ref ``ref`` at ``rev`` (default HEAD); refuse a name in use."""
+    check_ref_name(name, kind)
     with repo.locked():
-        if repo.refs.get(f"refs/tags/{name}") is not None:
-            raise UsageError(f"tag {name} already exists: delete it first with --delete")
+        if repo.refs.get(ref) is not None:
+            raise UsageError(f"{kind} {name} already exists{hint}")
         target = repo.history.resolve(rev or "HEAD")
-        repo.refs.update(f"refs/tags/{name}", target, None)
+        repo.refs.update(ref, target, None)
         return target
 
 
