@@ -154,7 +154,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     )
     from vfs.repo.record import record_version as record_version, tag_free as tag_free
     from vfs.repo.stage import Staged as Staged
-    from vfs.track import Run as Run, track as track
+    from vfs.tracking import Run as Run, track as track
     from vfs.worktree.ingest import Hasher as Hasher, Pending as Pending
     from vfs.worktree.pools import Workers as Workers
     from vfs.worktree.scan import Found as Found
@@ -177,12 +177,12 @@ PUBLIC: dict[str, str] = {
     "PathNotFound": "vfs.errors",
     "Repo": "vfs.api",
     "RevisionNotFound": "vfs.errors",
-    "Run": "vfs.track",
+    "Run": "vfs.tracking",
     "VersionInfo": "vfs.api_types",
     "open": "vfs.api",
     "read_bytes": "vfs.api",
     "read_text": "vfs.api",
-    "track": "vfs.track",
+    "track": "vfs.tracking",
     # lower layers (the daemon's; they may change)
     "ABSENT_ERRNOS": "vfs._os.beneath:ABSENT",
     "ChunkRef": "vfs.model.codec",

@@ -1,5 +1,8 @@
 """``vfs.track``: a training run in Python recorded as one version, with its lineage.
 
+This module is ``vfs.tracking``: a submodule named ``track`` would replace the function
+``vfs.track`` on the package as soon as anything imported it.
+
 ::
 
     with vfs.track(repo=".", message="train resnet", params={"lr": 3e-4}) as run:
