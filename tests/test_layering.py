@@ -84,9 +84,7 @@ LAYERS = [
         "ops.prune",
     },  # beside git; storage lifecycle
     {"api", "api_types"},  # the Python API (vfs.Repo, vfs.open); api_types: what it returns
-    {
-        "tracking"
-    },  # vfs.track (module vfs.tracking): a run recorded as a version
+    {"tracking"},  # vfs.track (module vfs.tracking): a run recorded as a version
     {"filesystem"},  # the fsspec filesystem dvfs://, over the API
     {"progress_bar"},
     {"ui"},  # the web dashboard (optional extra dvfs[ui]); only `dvfs ui` imports it
