@@ -11,8 +11,10 @@ Steps, each ``--runs`` times (5), the median reported:
 | step | dashboard | CLI beside it |
 | --- | --- | --- |
 | versions page | first paint and the timeline shown | ``dvfs log -n 50 --json`` |
+| oldest versions page | the last page of the history shown | ``dvfs log --json`` (all) |
 | version page | first paint and 200 files of ``data/`` shown | ``dvfs ls HEAD:data --json`` |
 | API, versions | ``GET /api/versions`` (50 rows), server side | |
+| API, oldest versions | ``GET /api/versions?offset=N`` (the last page of the history) | |
 | API, version | ``GET /api/version?rev=HEAD`` | |
 | API, files | ``GET /api/files?rev=HEAD&dir=data`` (200 of them) | |
 | API, preview | ``GET /api/preview`` of the CSV (50 rows) | |
@@ -194,18 +196,26 @@ def main() -> None:
         rows: list[tuple[str, float, str, float | None]] = []
         api = f"{base}api/"
         rows.append(("API versions", api_seconds(f"{api}versions", args.runs), "", None))
+        last = (args.versions - 1) // 50 * 50  # the offset of the history's last page
+        rows.append(("API versions, last page", api_seconds(f"{api}versions?offset={last}",
+                                                            args.runs), "", None))  # fmt: skip
         rows.append(("API version", api_seconds(f"{api}version?rev=HEAD", args.runs), "", None))
         rows.append(("API files (200)", api_seconds(f"{api}files?rev=HEAD&dir=data",
                                                     args.runs), "", None))  # fmt: skip
         rows.append(("API preview (CSV)", api_seconds(f"{api}preview?rev=HEAD&path=table.csv",
                                                       args.runs), "", None))  # fmt: skip
         log = cli_seconds(root, ["log", "-n", "50", "--json"], args.runs)
+        log_all = cli_seconds(root, ["log", "--json"], args.runs)
         ls = cli_seconds(root, ["ls", "HEAD:data", "--json"], args.runs)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
             fcp, shown = page_seconds(browser, f"{base}#/versions", ".timeline li", args.runs)
             rows.append(("versions page: first paint", fcp, "", None))
             rows.append(("versions page: timeline shown", shown, "dvfs log -n 50", log))
+            _, shown = page_seconds(
+                browser, f"{base}#/versions?offset={last}", ".timeline li", args.runs
+            )
+            rows.append(("oldest versions page: shown", shown, "dvfs log (all)", log_all))
             fcp, shown = page_seconds(
                 browser, f"{base}#/version?rev=HEAD&dir=data", "table.listing tbody tr", args.runs
             )

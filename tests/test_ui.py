@@ -105,6 +105,23 @@ def test_previews_are_bounded_and_typed(server: Server) -> None:
     assert api(server, "preview", rev="v1", path="data/link.csv")["target"] == "train.csv"
 
 
+def test_pages_of_a_table_and_the_copies_they_leave(repo: Repo) -> None:
+    """Every page of a table, then another version's; the server keeps its copies in
+    its own scratch directory while it runs, and leaves none once stopped."""
+    with serving(repo.root) as s:
+        pages = [api(s, "preview", rev="v2", path="data/train.csv", offset=o, limit=100)
+                 for o in (0, 100, 200, 300, 400)]  # fmt: skip
+        rows = [r for p in pages for r in p["rows"]]
+        assert [p["total"] for p in pages] == [301] * 5 and len(rows) == 301
+        assert rows[4] == [4, "paris", 0.5] and rows[-1] == [300, "lima", 0.9]
+        older = api(s, "preview", rev="v1", path="data/train.csv", offset=4, limit=1)
+        assert older["rows"] == [[4, "oslo", 0.04]] and older["total"] == 300
+        mine = f"rows-{s.proc.pid}-"
+        assert any(p.name.startswith(mine) for p in (repo.root / ".dvfs").iterdir())
+    assert not any(p.name.startswith(mine) for p in (repo.root / ".dvfs").iterdir())
+    fsck_clean(repo.root)
+
+
 def test_download_is_the_file(server: Server, repo: Repo) -> None:
     a = get(f"{server.base}api/raw?rev=v1&path=data/blob.bin")
     assert a.status == 200 and a.body == repo.cat("v1:data/blob.bin")

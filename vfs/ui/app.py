@@ -34,10 +34,11 @@ Threads: each request's work runs in a worker thread (``anyio.to_thread``), at m
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, TypeVar
@@ -171,6 +172,13 @@ class Api:
         self.repo = repo
         self.token = token
         self._limiter: anyio.CapacityLimiter | None = None
+        # tables read for previews, kept for their next pages (None: no table engine)
+        self.tables = data.TablePreviews(repo.dir) if data.TablePreviews is not None else None
+
+    def close(self) -> None:
+        """Stop what the handlers keep (the previews' table engine and copies)."""
+        if self.tables is not None:
+            self.tables.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once)."""
@@ -232,7 +240,7 @@ class Api:
     async def preview(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
-        return json_response(await self.run(data.preview, self.repo, *args))
+        return json_response(await self.run(data.preview, self.repo, *args, self.tables))
 
     async def raw(self, request: Request) -> Response:
         f = await self.run(data.file_of, self.repo, self.rev(request), self.path(request))
@@ -304,5 +312,13 @@ def make_app(repo: Repository, token: str | None = None, loopback: bool = True) 
         Route("/{rest:path}", api.not_found),
     ]
     handlers = {DvfsError: error_response, Exception: internal_error}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(api.close)
+
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     return Guard(app, token, loopback)

@@ -41,11 +41,12 @@ try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
     from vfs.tables import engine as table_engine
     from vfs.tables import render, rowdiff
     from vfs.tables.formats import format_of
-    from vfs.tables.source import scratch
+    from vfs.ui.previews import TablePreviews as TablePreviews
 except ModuleNotFoundError as exc:  # pragma: no cover - tests install it
     if exc.name not in ("duckdb", "_duckdb"):
         raise
     table_engine = None  # type: ignore[assignment]
+    TablePreviews = None  # type: ignore[assignment,misc]
 
 MAX_PAGE = 500  # rows of one page, at most
 TEXT_HEAD = 64 * 1024  # bytes of a text file a preview shows
@@ -159,6 +160,14 @@ def version(repo: Repository, rev: str) -> dict[str, Any]:
     return {**copy.deepcopy(_shown(hist, oid)), **refs}
 
 
+@functools.lru_cache(maxsize=64)
+def _listing(hist: History, tree: bytes) -> tuple[Entry, ...]:
+    """A directory's entries as the file browser lists them: directories first, then
+    files, each in name order (kept per tree id: a tree never changes, and sorting
+    20,000 entries for each page of them costs more than the page)."""
+    return tuple(sorted(hist.tree(tree).entries, key=lambda x: (x.kind != Kind.DIR, x.name)))
+
+
 def files(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 200
 ) -> dict[str, Any]:
@@ -171,7 +180,7 @@ def files(
     oid, e = browse.lookup(repo, rev, path)
     if e.kind != Kind.DIR:
         raise NotAFile(f"{show(path)} is a file, not a directory: preview it instead")
-    entries = sorted(hist.tree(e.subtree).entries, key=lambda x: (x.kind != Kind.DIR, x.name))
+    entries = _listing(hist, e.subtree)
     chosen = entries[offset : offset + limit]
 
     def full(x: Entry) -> bytes:
@@ -272,8 +281,9 @@ def _text(data: bytes, size: int) -> str | None:
 
 
 def preview(
-    repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50
-) -> dict[str, Any]:
+    repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
+    tables: TablePreviews | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
     ``kind`` says which: ``table`` (a page of rows of a CSV, TSV, JSON Lines or Parquet
@@ -281,6 +291,9 @@ def preview(
     ``image`` (PNG, JPEG, GIF, WebP: the page loads it from the raw route), ``text``
     (the first ``TEXT_HEAD`` bytes), ``binary`` (a hex dump of the first ``HEX_HEAD``
     bytes), ``link`` (its target).
+
+    ``tables`` keeps the tables it has read, so that the next page of one is a query
+    (the server holds one); without it, the file is read for this page alone.
     """
     offset, limit = page(offset, limit)
     f = file_of(repo, rev, path)
@@ -295,7 +308,7 @@ def preview(
             note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
         else:
             try:
-                return {**base, **_table(repo, f, offset, limit)}
+                return {**base, **_table(repo, f, offset, limit, tables)}
             except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
                 note = f"not readable as a table ({exc}): its first bytes"
     first = head(repo, f, max(TEXT_HEAD, HEX_HEAD))
@@ -310,30 +323,21 @@ def preview(
             "truncated": e.size > HEX_HEAD, "note": note}  # fmt: skip
 
 
-def _table(repo: Repository, f: FileRef, offset: int, limit: int) -> dict[str, Any]:
-    """A page of rows of a tabular file, read by the table engine from a scratch copy."""
+def _table(
+    repo: Repository, f: FileRef, offset: int, limit: int, tables: TablePreviews | None
+) -> dict[str, Any]:
+    """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
     fmt = format_of(f.path)
-    assert fmt is not None and table_engine is not None
-    with scratch(repo.dir) as tmp:
-        copy = tmp / f"preview{os.path.splitext(show(f.path))[1].lower()}"
-        with open(copy, "wb") as out:
-            for piece in chunks(repo, f):
-                out.write(piece)
-        eng = table_engine.Engine(tmp, threads=1)
-        try:
-            eng.run("SET preserve_insertion_order = true")  # pages in the file's order
-            t = eng.sniff(fmt, copy, f.entry.size)
-            rel = t.relation(copy)
-            total = eng.count(rel) if not t.empty else 0
-            rows = [] if t.empty else eng.run(f"SELECT * FROM {rel} LIMIT {limit} OFFSET {offset}")
-        finally:
-            eng.close()
-    return {
-        "kind": "table", "format": fmt,
-        "columns": [{"name": n, "type": ty} for n, ty in t.columns],
-        "rows": [[table_engine.plain_value(v) for v in r] for r in rows],
-        "total": total, "offset": offset, "limit": limit,
-    }  # fmt: skip
+    assert fmt is not None and TablePreviews is not None
+    suffix = os.path.splitext(show(f.path))[1].lower()
+    own = tables is None
+    use = TablePreviews(repo.dir) if tables is None else tables
+    try:
+        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(repo, f), offset, limit)
+    finally:
+        if own:
+            use.close()
+    return {"kind": "table", "format": fmt, **rows, "offset": offset, "limit": limit}
 
 
 # ------------------------------------------------------------------------ diff

@@ -102,7 +102,7 @@ def serve(
     sock = bind(host, port)
     url = url_of(sock, token)
     app = make_app(repo, token, loopback=is_loopback(host))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = Server(config)
     say(f"dvfs ui: {repo.root} at {url}  (Ctrl-C stops it)")
     if open_browser:
