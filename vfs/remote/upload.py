@@ -9,7 +9,6 @@ push) is not sent again; a pack whose id a remote gc condemned is laid out again
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,7 +119,7 @@ def relayout(data: bytes, objs: list[PackedObject], pad: int) -> tuple[bytes, li
     and the index, so the gap is never read.
     """
     end = len(data) - len(pack_trailer(objs))
-    moved = [dataclasses.replace(o, offset=o.offset + pad) for o in objs]
+    moved = [o._replace(offset=o.offset + pad) for o in objs]
     return PACK_MAGIC + bytes(pad) + data[len(PACK_MAGIC) : end] + pack_trailer(moved), moved
 
 
