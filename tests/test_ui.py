@@ -2,7 +2,8 @@
 
 Each answer is checked against the CLI's ``--json`` for the same question (one code
 path), then hostile requests: traversal in every spelling, unknown versions, bad
-numbers, a foreign Host header, missing tokens, and binds that must be refused.
+numbers, a foreign Host header, missing tokens, and binds that must be refused; then
+the actions of ``--allow-write``, refused without it or without the page's CSRF token.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import Repo, assert_error, fsck_clean, run
-from tests.support.ui import Server, get, make_repo, serving
+from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -229,3 +230,76 @@ def test_the_dashboard_changed_nothing(server: Server, repo: Repo) -> None:
     api(server, "rows", old="v1", new="v2", path="data/train.csv")
     fsck_clean(repo.root)
     assert [p.name for p in (repo.root / ".dvfs").iterdir() if "scratch" in p.name] == []
+
+
+def test_a_read_only_dashboard_refuses_every_action(server: Server, repo: Repo) -> None:
+    assert csrf_of(server) is None
+    a = post(f"{server.base}api/actions/tag", {"name": "nope", "rev": "v1"})
+    assert a.status == 403 and "--allow-write" in a.json()["error"]
+    assert "nope" not in repo.json("tag", "--json")
+
+
+@pytest.fixture
+def writable(tmp_path: Path) -> Iterator[tuple[Server, Repo]]:
+    """A dashboard with --allow-write over a repository of its own."""
+    repo = Repo(make_repo(tmp_path / "repo"))
+    repo.ok("branch", "side", "v2")
+    repo.ok("branch", "other", "v1")
+    with serving(repo.root, "--allow-write") as s:
+        yield s, repo
+
+
+def test_actions_need_the_pages_csrf_token(writable: tuple[Server, Repo]) -> None:
+    server, repo = writable
+    token = csrf_of(server)
+    assert token is not None and len(token) >= 32
+    url = f"{server.base}api/actions/tag"
+    body = {"name": "gold", "rev": "v2"}
+    refused = [
+        post(url, body),  # no token: what a form on another site would send
+        post(url, body, {"X-DVFS-CSRF": "x" + token[1:]}),
+        post(url, body, {"X-DVFS-CSRF": token, "Origin": "http://evil.example"}),
+        post(url, body, {"X-DVFS-CSRF": token, "Sec-Fetch-Site": "cross-site"}),
+        post(url, b"name=gold&rev=v2",
+             {"X-DVFS-CSRF": token, "Content-Type": "application/x-www-form-urlencoded"}),
+    ]  # fmt: skip
+    assert [a.status for a in refused] == [403] * 5
+    assert get(f"{url}?name=gold&rev=v2").status == 404  # a GET changes nothing
+    assert repo.json("tag", "--json") == [{"name": "base", **_ref(repo, "v1")}]
+    ours = {"X-DVFS-CSRF": token, "Origin": server.base.rstrip("/")}
+    bad = post(url, {"name": "../heads/x", "rev": "v2"}, ours)
+    assert bad.status == 400 and "not a valid tag name" in bad.json()["error"]
+    assert post(url, {"name": "gold", "rev": "v9"}, ours).status == 404
+    assert post(url, [1, 2], ours).status == 400
+    assert post(f"{server.base}api/actions/rm", {}, ours).status == 404
+    fsck_clean(repo.root)
+
+
+def _ref(repo: Repo, rev: str) -> dict[str, str]:
+    v = repo.json("show", rev, "--json")
+    return {"version": v["version"], "id": v["id"]}
+
+
+def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo]) -> None:
+    server, repo = writable
+    ours = {"X-DVFS-CSRF": csrf_of(server) or ""}
+    a = post(f"{server.base}api/actions/tag", {"name": "gold", "rev": "v2"}, ours)
+    assert a.status == 200, a.body
+    assert a.json()["tagged"] == {"name": "gold", **_ref(repo, "v2")}
+    assert {"name": "gold", **_ref(repo, "v2")} in repo.json("tag", "--json")
+    again = post(f"{server.base}api/actions/tag", {"name": "gold", "rev": "v1"}, ours)
+    assert again.status == 400 and "already exists" in again.json()["error"]
+    current = post(f"{server.base}api/actions/delete-branch", {"name": "main"}, ours)
+    assert current.status == 400 and "current branch" in current.json()["error"]
+    gone = post(f"{server.base}api/actions/delete-branch", {"name": "side"}, ours)
+    assert gone.status == 200 and gone.json()["deleted"] == {"name": "side", **_ref(repo, "v2")}
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "other"]
+    missing = post(f"{server.base}api/actions/delete-branch", {"name": "side"}, ours)
+    assert missing.status == 400 and "no branch named side" in missing.json()["error"]
+    entries = repo.json("audit", "--json")
+    assert [(e["op"], e["ref"], e["cmd"]) for e in entries[-2:]] == [
+        ("tag create", "refs/tags/gold", ["dvfs", "ui", "tag", "gold", "v2"]),
+        ("branch delete", "refs/heads/side", ["dvfs", "ui", "branch", "-d", "side"]),
+    ]
+    assert repo.json("audit", "verify", "--json")["intact"]
+    fsck_clean(repo.root)

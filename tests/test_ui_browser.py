@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.support.cli import Repo
+from tests.support.cli import Repo, fsck_clean
 from tests.support.ui import Server, make_repo, serving
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
@@ -169,3 +169,36 @@ def test_an_unknown_version_names_the_closest(page: Page, server: Server) -> Non
     expect(error).to_contain_text("unknown revision 'bsae'")
     error.get_by_role("link", name="base").click()
     expect(page.locator("h1")).to_contain_text("Version v1")
+
+
+def test_tag_a_version_and_delete_a_branch_with_allow_write(page: Page, tmp_path: Path) -> None:
+    """The actions of ``--allow-write``, clicked: each is the CLI command, audited."""
+    repo = Repo(make_repo(tmp_path / "repo"))
+    repo.ok("branch", "side", "v2")
+    with serving(repo.root, "--allow-write") as s:
+        page.goto(s.url + "#/version?rev=v2")
+        expect(page.locator("h1")).to_contain_text("Version v2")
+        form = page.locator("form.tag-form")
+        form.locator('input[name="tag"]').fill("gold")
+        form.get_by_role("button", name="Tag").click()
+        expect(page.locator("h1 .badge.tag")).to_have_text("gold")
+        page.get_by_role("link", name="Versions").click()
+        expect(page.locator(".timeline li").nth(1)).to_contain_text("gold")
+        deleting = page.locator("form.delete-branch-form")
+        deleting.locator("select").select_option("side")
+        deleting.get_by_role("button", name="Delete branch").click()
+        deleting.get_by_role("button", name="Really delete side?").click()
+        expect(page.locator(".timeline li").nth(1)).not_to_contain_text("side")
+        expect(page.locator("form.delete-branch-form option")).to_have_text(["branch…"])
+    assert {"name": "gold", "version": "v2"}.items() <= repo.json("tag", "--json")[1].items()
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
+    cmds = [e["cmd"] for e in repo.json("audit", "--json")[-2:]]
+    assert cmds == [
+        ["dvfs", "ui", "tag", "gold", v2_id(repo)],
+        ["dvfs", "ui", "branch", "-d", "side"],
+    ]
+    fsck_clean(repo.root)
+
+
+def v2_id(repo: Repo) -> str:
+    return str(repo.json("show", "v2", "--json")["id"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import struct
 import subprocess
 import urllib.error
@@ -159,3 +160,24 @@ def get(url: str, headers: dict[str, str] | None = None) -> Answer:
     except urllib.error.HTTPError as exc:
         body = exc.read()
         return Answer(exc.code, {k.lower(): v for k, v in exc.headers.items()}, body)
+
+
+def post(url: str, body: Any, headers: dict[str, str] | None = None) -> Answer:
+    """POST ``body`` as JSON (a ``bytes`` body as it is) to ``url``; the answer whatever
+    its status."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, headers=sent, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        return Answer(exc.code, {k.lower(): v for k, v in exc.headers.items()}, body)
+
+
+def csrf_of(server: Server) -> str | None:
+    """The CSRF token the dashboard's page holds (None: a read-only dashboard)."""
+    page = get(server.url).body.decode()
+    m = re.search(r'<meta name="dvfs-csrf" content="([^"]+)">', page)
+    return m.group(1) if m else None

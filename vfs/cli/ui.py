@@ -17,8 +17,15 @@ from vfs.errors import UsageError
 )  # fmt: skip
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 @click.option("--token", type=Token(), help="Every request must carry T (needed off loopback).")
-def ui_cmd(source: str, host: str, port: int, open_browser: bool, token: str | None) -> None:
-    """Serve a read-only web dashboard of the repository at SOURCE (default: here).
+@click.option(
+    "--allow-write", is_flag=True,
+    help="Let the pages tag versions and delete branches (each an audited dvfs command).",
+)  # fmt: skip
+def ui_cmd(
+    source: str, host: str, port: int, open_browser: bool, token: str | None, allow_write: bool
+) -> None:
+    """Serve a web dashboard of the repository at SOURCE (default: here), read-only
+    unless --allow-write.
 
     Versions, a version's files with previews, diffs (rows of tables too), lineage,
     experiments and the store. It listens on 127.0.0.1 unless --host says otherwise,
@@ -29,6 +36,7 @@ def ui_cmd(source: str, host: str, port: int, open_browser: bool, token: str | N
       dvfs ui
       dvfs ui ~/data/project --port 8700 --open
       dvfs ui --host 0.0.0.0 --token "$(openssl rand -hex 24)"
+      dvfs ui --allow-write
     """
     try:  # the server is an optional dependency: only `dvfs ui` loads it
         from vfs.ui import data, serve
@@ -36,4 +44,5 @@ def ui_cmd(source: str, host: str, port: int, open_browser: bool, token: str | N
         if exc.name not in ("starlette", "uvicorn", "anyio"):
             raise
         raise UsageError("dvfs ui needs its web server: pip install 'dvfs[ui]'") from None
-    serve.serve(data.open_repository(source), host, port, token, open_browser, click.echo)
+    repo = data.open_repository(source)
+    serve.serve(repo, host, port, token, open_browser, click.echo, allow_write)

@@ -14,7 +14,9 @@ never a change without its entry. Each line is compact JSON with sorted keys::
 its newline; 64 zeros for the first). ``op`` is ``<branch|tag|remote branch|HEAD>
 <create|delete|move>``, or ``gc``; ``note`` says more where a ref alone does not
 (HEAD's branch, bytes gc freed). ``cmd`` is the command line that made the change
-(:func:`set_command`; else the process's own). A line is written with one ``write``
+(:func:`set_command`; else the process's own), or what a long-running process did on
+someone's behalf (:func:`acting`: ``["dvfs", "ui", "tag", NAME, REV]`` for the
+dashboard's actions). A line is written with one ``write``
 to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a crash
 mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
 
@@ -49,6 +51,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +76,22 @@ def set_command(argv: list[str]) -> None:
     """The command line entries of this process record (the CLI sets it)."""
     global _command
     _command = list(argv)
+
+
+_acting = threading.local()  # .cmd: what this thread records instead (acting)
+
+
+@contextlib.contextmanager
+def acting(cmd: list[str]) -> Iterator[None]:
+    """Entries this thread records in the block name ``cmd`` as their command: a
+    server (``dvfs ui --allow-write``) changes refs for the actions it is asked for,
+    each of which is its own command, not the server's command line."""
+    before = getattr(_acting, "cmd", None)
+    _acting.cmd = list(cmd)
+    try:
+        yield
+    finally:
+        _acting.cmd = before
 
 
 def _user() -> str:
@@ -135,7 +154,9 @@ def record(
 def make_entry(
     seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
 ) -> dict[str, Any]:
-    cmd = _command if _command is not None else [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    cmd = getattr(_acting, "cmd", None) or _command
+    if cmd is None:
+        cmd = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
     return {
         "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
         "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,

@@ -1,6 +1,7 @@
 """The dashboard's web application: JSON API, guard, static front end (Starlette).
 
-Routes (docs/ui.md documents each answer; all are GET, the dashboard changes nothing)::
+Routes (docs/ui.md documents each answer; all are GET but the actions, and without
+``--allow-write`` the dashboard changes nothing)::
 
     /                    the page (static/index.html); ?token=T sets the token cookie
     /static/...          the front end: ES modules, CSS, the vendored graph library
@@ -15,6 +16,15 @@ Routes (docs/ui.md documents each answer; all are GET, the dashboard changes not
     /api/experiments     sort                                     (data.experiments)
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
+    POST /api/actions/A  tag {name, rev}, delete-branch {name}    (actions.ACTIONS)
+
+Actions (``--allow-write`` only, else 403): a POST whose JSON body names the
+arguments, carrying the CSRF token the page holds (``<meta name="dvfs-csrf">``, a new
+one each time the server starts) in the header ``X-DVFS-CSRF``; a request without it,
+with another, of another content type, or whose ``Origin`` or ``Sec-Fetch-Site``
+names another site is refused (403). A page elsewhere cannot read the token (no
+CORS), and cannot send that header or a JSON body across sites without a preflight
+this server never grants. Each action runs the CLI's operation (``vfs.ui.actions``).
 
 Guard (:class:`Guard`, around everything): with a token, a request must carry it
 (``Authorization: Bearer T``, the cookie the page sets, or ``?token=T``) or gets 401;
@@ -37,6 +47,8 @@ from __future__ import annotations
 import contextlib
 import hmac
 import ipaddress
+import json
+import secrets
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from http.cookies import SimpleCookie
@@ -47,7 +59,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,10 +67,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
 from vfs.quoting import safe_json
 from vfs.repo.repository import Repository
-from vfs.ui import data
+from vfs.ui import actions, data
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "dvfs_ui_token"
+CSRF_HEADER = "x-dvfs-csrf"
+SESSION_MARK = "<!-- dvfs:session -->"  # where index.html gets the page's CSRF token
+MAX_ACTION_BODY = 64 * 1024  # bytes of an action's JSON body, at most
 WORKERS = 4
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -168,9 +183,11 @@ def internal_error(request: Request, exc: Exception) -> Response:
 class Api:
     """The routes' handlers over one repository."""
 
-    def __init__(self, repo: Repository, token: str | None) -> None:
+    def __init__(self, repo: Repository, token: str | None, allow_write: bool = False) -> None:
         self.repo = repo
         self.token = token
+        self.allow_write = allow_write
+        self.csrf = secrets.token_urlsafe(32) if allow_write else None
         self._limiter: anyio.CapacityLimiter | None = None
         # tables read for previews, kept for their next pages (None: no table engine)
         self.tables = data.TablePreviews(repo.dir) if data.TablePreviews is not None else None
@@ -215,7 +232,10 @@ class Api:
     # routes ------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
-        response = FileResponse(STATIC / "index.html", headers={"cache-control": "no-store"})
+        page = (STATIC / "index.html").read_text()
+        if self.csrf is not None:  # the page's actions send it back (see the module doc)
+            page = page.replace(SESSION_MARK, f'<meta name="dvfs-csrf" content="{self.csrf}">')
+        response = HTMLResponse(page, headers={"cache-control": "no-store"})
         if self.token is not None and request.query_params.get("token") == self.token:
             response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
         return response
@@ -283,13 +303,54 @@ class Api:
         args = (self.number(request, "offset", 0), self.number(request, "limit", 100))
         return json_response(await self.run(data.audit_log, self.repo, *args))
 
+    def _same_site(self, request: Request) -> bool:
+        """The request's CSRF token is the page's, and nothing says it came from
+        another site (``Origin``, ``Sec-Fetch-Site``)."""
+        offered = request.headers.get(CSRF_HEADER, "").encode("latin-1", "replace")
+        if self.csrf is None or not hmac.compare_digest(offered, self.csrf.encode()):
+            return False
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host')}":
+            return False
+        return request.headers.get("sec-fetch-site", "same-origin") == "same-origin"
+
+    async def action(self, request: Request) -> Response:
+        """POST /api/actions/NAME: one of ``actions.ACTIONS`` (see the module doc)."""
+        name = request.path_params["name"]
+        fn = actions.ACTIONS.get(name)
+        if fn is None:
+            return json_response({"error": f"no such action: {name[:100]}"}, 404)
+        if not self.allow_write:
+            body = {"error": "this dashboard is read-only: start it with `dvfs ui --allow-write`"}
+            return json_response(body, 403)
+        if not self._same_site(request):
+            body = {"error": "refused: no valid CSRF token from this dashboard's page (reload it)"}
+            return json_response(body, 403)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return json_response({"error": "refused: an action's body is JSON"}, 403)
+        raw = bytearray()
+        async for piece in request.stream():
+            raw += piece
+            if len(raw) > MAX_ACTION_BODY:
+                raise UsageError(f"an action's body is at most {MAX_ACTION_BODY} bytes")
+        try:
+            args = json.loads(raw)
+        except ValueError:
+            raise UsageError("an action's body is a JSON object") from None
+        if not isinstance(args, dict):
+            raise UsageError("an action's body is a JSON object")
+        return json_response(await self.run(fn, self.repo, args))
+
     async def not_found(self, request: Request) -> Response:
         return json_response({"error": f"no such page: {request.url.path[:200]}"}, 404)
 
 
-def make_app(repo: Repository, token: str | None = None, loopback: bool = True) -> ASGIApp:
-    """The dashboard of ``repo``, guarded by ``token`` if given (see the module doc)."""
-    api = Api(repo, token)
+def make_app(
+    repo: Repository, token: str | None = None, loopback: bool = True, allow_write: bool = False
+) -> ASGIApp:
+    """The dashboard of ``repo``, guarded by ``token`` if given, with its actions if
+    ``allow_write`` (see the module doc)."""
+    api = Api(repo, token, allow_write)
     routes = [
         Route("/", api.index),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -309,6 +370,7 @@ def make_app(repo: Repository, token: str | None = None, loopback: bool = True) 
                 "audit",
             )
         ),
+        Route("/api/actions/{name}", api.action, methods=["POST"]),
         Route("/{rest:path}", api.not_found),
     ]
     handlers = {DvfsError: error_response, Exception: internal_error}

@@ -95,16 +95,18 @@ def url_of(sock: socket.socket, token: str | None) -> str:
 
 def serve(
     repo: Repository, host: str, port: int, token: str | None, open_browser: bool,
-    say: Callable[[str], None],
+    say: Callable[[str], None], allow_write: bool = False,
 ) -> None:  # fmt: skip
-    """Serve the dashboard of ``repo`` until SIGINT or SIGTERM; ``say`` prints the URL."""
+    """Serve the dashboard of ``repo`` until SIGINT or SIGTERM; ``say`` prints the URL.
+    With ``allow_write``, its pages offer the actions (``vfs.ui.actions``)."""
     check_bind(host, token)
     sock = bind(host, port)
     url = url_of(sock, token)
-    app = make_app(repo, token, loopback=is_loopback(host))
+    app = make_app(repo, token, loopback=is_loopback(host), allow_write=allow_write)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = Server(config)
-    say(f"dvfs ui: {repo.root} at {url}  (Ctrl-C stops it)")
+    mode = "read-write" if allow_write else "read-only"
+    say(f"dvfs ui: {repo.root} at {url}  ({mode}; Ctrl-C stops it)")
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     try:

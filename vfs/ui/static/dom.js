@@ -108,3 +108,25 @@ export function swap(el, ...children) {
   el.replaceChildren();
   return put(el, ...children);
 }
+
+// The page's CSRF token: present when the server runs with --allow-write, and then the
+// pages offer its actions (tag a version, delete a branch).
+export const CSRF = document.querySelector('meta[name="dvfs-csrf"]')?.content || null;
+
+// POST an action (`dvfs ui --allow-write`); its answer, or an ApiError.
+export async function act(name, body) {
+  const res = await fetch(`/api/actions/${name}`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-DVFS-CSRF": CSRF || "" },
+    body: JSON.stringify(body),
+  });
+  const answer = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new ApiError(res.status, answer);
+  return answer;
+}
+
+// Show the current page again (after an action changed what it shows).
+export function reload() {
+  window.dispatchEvent(new HashChangeEvent("hashchange"));
+}

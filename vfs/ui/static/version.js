@@ -1,5 +1,5 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
-import { api, badges, errorBox, h, human, link, pager, rawUrl, cell, put, swap } from "./dom.js";
+import { act, api, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap } from "./dom.js";
 
 const FILES = 200;
 const ROWS = 50;
@@ -41,6 +41,8 @@ export async function versionPage(el, params) {
     ),
   );
 
+  if (CSRF) put(el, tagForm(v));
+
   const crumbs = [h("a", { href: link("version", { rev }) }, v.version)];
   let acc = "";
   for (const part of dir ? dir.split("/") : []) {
@@ -67,6 +69,26 @@ export async function versionPage(el, params) {
   const preview = h("section", { class: "preview" });
   put(el, h("div", { class: "split" }, browser, preview));
   if (params.file) await showPreview(preview, rev, params, go);
+}
+
+// "Tag this version" (`dvfs tag NAME vN`), offered when the server allows writes.
+function tagForm(v) {
+  const name = h("input", { name: "tag", placeholder: "new tag name", required: true });
+  const said = h("span", { class: "said", role: "status" });
+  return h("form", {
+    class: "action tag-form",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      swap(said);
+      try {
+        const done = await act("tag", { name: name.value, rev: v.id });
+        swap(said, `tagged ${done.tagged.version} as ${done.tagged.name}`);
+        reload();
+      } catch (err) {
+        swap(said, errorBox(err));
+      }
+    },
+  }, h("label", {}, "Tag this version ", name), h("button", { type: "submit" }, "Tag"), said);
 }
 
 function flat(obj, prefix = "", out = {}) {

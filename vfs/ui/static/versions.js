@@ -1,5 +1,5 @@
 // Versions: the first-parent timeline of a branch, filtered and paginated by the server.
-import { api, badges, errorBox, h, human, link, pager, put, swap } from "./dom.js";
+import { act, api, badges, CSRF, errorBox, h, human, link, pager, put, reload, swap } from "./dom.js";
 
 const LIMIT = 50;
 
@@ -70,9 +70,41 @@ export async function versionsPage(el, params) {
           parent ? [" · ", h("a", { href: link("diff", { old: parent.slice(0, 12), new: row.version }) }, "changes")] : null)));
   }));
   put(el, 
-    h("h1", {}, "Versions"), form,
+    h("h1", {}, "Versions"), form, CSRF ? deleteBranchForm(data) : null,
     h("div", { class: "toolbar" }, diffBtn,
       pager(data.total, data.offset, data.limit, (o) => go({ offset: o }))),
     data.versions.length ? list : h("p", { class: "muted empty" }, "No version matches."),
   );
+}
+
+// "Delete a branch" (`dvfs branch -d NAME`, never the current one), offered when the
+// server allows writes; a second click confirms.
+function deleteBranchForm(data) {
+  const others = data.branches.filter((b) => b !== data.current_branch);
+  const which = h("select", { name: "delete-branch" }, h("option", { value: "" }, "branch…"),
+    others.map((b) => h("option", { value: b }, b)));
+  const button = h("button", { type: "submit", disabled: !others.length }, "Delete branch");
+  const said = h("span", { class: "said", role: "status" });
+  let armed = null;
+  which.addEventListener("change", () => { armed = null; button.textContent = "Delete branch"; });
+  return h("form", {
+    class: "action delete-branch-form",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      swap(said);
+      if (!which.value) return;
+      if (armed !== which.value) {
+        armed = which.value;
+        button.textContent = `Really delete ${which.value}?`;
+        return;
+      }
+      try {
+        const done = await act("delete-branch", { name: which.value });
+        swap(said, `deleted branch ${done.deleted.name} (was ${done.deleted.version})`);
+        reload();
+      } catch (err) {
+        swap(said, errorBox(err, "versions", "branch"));
+      }
+    },
+  }, which, button, said);
 }

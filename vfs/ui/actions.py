@@ -1,0 +1,62 @@
+"""What the dashboard may change, with ``dvfs ui --allow-write``: the CLI's own operations.
+
+Each action is the function behind the CLI command it stands for (``dvfs tag NAME
+REV``: ``vfs.ops.branches.create_tag``; ``dvfs branch -d NAME``: ``delete_branch``),
+so it refuses what the command refuses and changes refs the same way: under the
+repository's lock, by compare-and-swap, with an audit entry written first. The entry's
+``cmd`` is the command the action stands for, as ``dvfs ui`` ran it
+(``["dvfs", "ui", "tag", NAME, REV]``), not the server's command line.
+
+Arguments come from a request: names are checked as ref names before any ref is
+looked up (so ``../`` can never name a file outside ``refs/``), revisions go through
+``History.resolve``. The routes that call these (``vfs.ui.app``) check the request
+first: ``--allow-write`` given, a POST with the page's CSRF token (see there).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vfs.errors import UsageError
+from vfs.ops.branches import create_tag, delete_branch
+from vfs.repo import audit
+from vfs.repo.refs import check_ref_name
+from vfs.repo.repository import Repository
+
+MAX_ARG = 1024  # characters of one argument, at most
+
+
+def text_arg(body: dict[str, Any], name: str, default: str | None = None) -> str:
+    """The string argument ``name`` of an action's JSON body (UsageError if missing or
+    not a short string without NUL)."""
+    value = body.get(name, default)
+    if not isinstance(value, str) or not value or "\0" in value or len(value) > MAX_ARG:
+        raise UsageError(f"{name}: give a name of at most {MAX_ARG} characters")
+    return value
+
+
+def ref_json(repo: Repository, name: str, oid: bytes) -> dict[str, Any]:
+    """A branch or tag as ``dvfs tag --json`` shows one: name, version and id."""
+    return {"name": name, "version": repo.history.label(oid), "id": oid.hex()}
+
+
+def tag(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
+    """``dvfs tag NAME REV``: body ``{"name", "rev"}`` (rev: HEAD if left out)."""
+    name = check_ref_name(text_arg(body, "name"), "tag")
+    rev = text_arg(body, "rev", "HEAD")
+    with audit.acting(["dvfs", "ui", "tag", name, rev]):
+        oid = create_tag(repo, name, rev)
+    return {"tagged": ref_json(repo, name, oid)}
+
+
+def delete_branch_action(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
+    """``dvfs branch -d NAME``: body ``{"name"}``; not the current branch."""
+    name = check_ref_name(text_arg(body, "name"), "branch")
+    if repo.refs.get(f"refs/heads/{name}") is None:
+        raise UsageError(f"no branch named {name}: nothing was deleted")
+    with audit.acting(["dvfs", "ui", "branch", "-d", name]):
+        was = delete_branch(repo, name)
+    return {"deleted": ref_json(repo, name, was)}
+
+
+ACTIONS = {"tag": tag, "delete-branch": delete_branch_action}
