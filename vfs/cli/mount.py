@@ -35,7 +35,7 @@ from vfs.quoting import escape_text, quote_name
 )  # fmt: skip
 @click.option(
     "--cache-size", default=DEFAULT_CACHE_SIZE, show_default=True,
-    help="Most disk the chunk cache may use (K, M, G, T).",
+    help="Most disk the chunk cache may use (K, M, G, T); 0 keeps no chunks on disk.",
 )  # fmt: skip
 @click.option("--foreground", is_flag=True, help="Run the daemon here, logging to stderr.")
 @click.option(
