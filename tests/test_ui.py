@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 from tests.support.cli import Repo, assert_error, fsck_clean, run
+from tests.support.mount import push_to
+from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
+from vfs.repo.repository import Repository
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -222,7 +225,8 @@ def test_binds_that_are_refused(repo: Repo, tmp_path: Path) -> None:
     assert_error(r, "--host 0.0.0.0", "--token", code=2)
     assert_error(run(repo.root, "ui", "--token", "short"), "--token needs", code=2)
     assert_error(run(tmp_path, "ui"), "not", code=1)  # no repository here
-    assert_error(run(repo.root, "ui", "s3://bucket/x"), "URL", code=2)
+    r = run(repo.root, "ui", "s3://bucket/x", "--allow-write")
+    assert_error(r, "s3://bucket/x is a remote", "read-only", code=2)
 
 
 def test_the_dashboard_changed_nothing(server: Server, repo: Repo) -> None:
@@ -303,3 +307,46 @@ def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo])
     ]
     assert repo.json("audit", "verify", "--json")["intact"]
     fsck_clean(repo.root)
+
+
+def test_a_remote_read_without_cloning_it(
+    repo: Repo, s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dvfs ui s3://...`: the pushed versions, files and previews, read from SeaweedFS;
+    what needs a repository's own store says so; nothing can be written."""
+    url = f"s3://{s3_env.make_bucket()}/project"
+    push_to(Repository(repo.root), url, "s3", s3_env.endpoint)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(url, "--endpoint-url", s3_env.endpoint, cwd=tmp_path) as s:
+        log = api(s, "versions")
+        assert log["source"] == url and log["remote"] is True
+        assert log["versions"] == repo.json("log", "--json")
+        assert log["tags"] == ["base"] and log["current_branch"] == "main"
+        assert api(s, "version", rev="v2")["message"] == "edited rows, a pipeline"
+        t = api(s, "preview", rev="v2", path="data/train.csv", offset=4, limit=1)
+        assert t["rows"] == [[4, "paris", 0.5]] and t["total"] == 301
+        raw = get(f"{s.base}api/raw?rev=v1&path=data/huge.bin")
+        assert raw.status == 200 and raw.body == repo.run("cat", "v1:data/huge.bin").raw
+        status, body = status_of(s, "store")
+        assert status == 400 and "clone" in body["error"]
+        assert csrf_of(s) is None
+        assert post(f"{s.base}api/actions/tag", {"name": "x"}).status == 403
+    assert_error(
+        run(tmp_path, "ui", url, "--endpoint-url", s3_env.endpoint, "--allow-write"),
+        "read-only", code=2,
+    )  # fmt: skip
+    assert [r["name"] for r in repo.json("tag", "--json")] == ["base"]
+
+
+def test_a_directory_remote(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dvfs ui DIR` on a directory that holds a remote (no .dvfs): a remote's view."""
+    where = tmp_path / "remote"
+    push_to(Repository(repo.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        log = api(s, "versions")
+        assert log["remote"] is True and log["source"] == str(where)
+        assert [v["id"] for v in log["versions"]] == [v["id"] for v in repo.json("log", "--json")]
+        text = api(s, "preview", rev="v2", path="data/notes.txt")
+        assert text["text"] == "hello\nworld\nmore\n"
+    assert not (where / ".dvfs").exists()  # the remote's directory is not made a repository

@@ -17,7 +17,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.cli import Repo, fsck_clean
+from tests.support.mount import push_to
+from tests.support.s3server import S3Server
 from tests.support.ui import Server, make_repo, serving
+from vfs.repo.repository import Repository
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
 TIMEOUT_MS = 20_000  # the machine is shared: waits are long, and end on a condition
@@ -202,3 +205,20 @@ def test_tag_a_version_and_delete_a_branch_with_allow_write(page: Page, tmp_path
 
 def v2_id(repo: Repo) -> str:
     return str(repo.json("show", "v2", "--json")["id"])
+
+
+def test_a_remote_on_seaweedfs(
+    page: Page, repo: Repo, s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dvfs ui s3://...`: the versions and a table's preview, read from the remote."""
+    url = f"s3://{s3_env.make_bucket()}/project"
+    push_to(Repository(repo.root), url, "s3", s3_env.endpoint)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(url, "--endpoint-url", s3_env.endpoint, cwd=tmp_path) as s:
+        page.goto(s.url)
+        expect(page.locator("h1")).to_contain_text(f"of {url} (a remote, read-only)")
+        expect(page.locator(".timeline .vlabel")).to_have_text(["v3", "v2", "v1"])
+        expect(page.locator("form.delete-branch-form")).to_have_count(0)
+        page.goto(s.url + "#/version?rev=v2&dir=data&file=data/train.csv")
+        expect(page.locator("section.preview")).to_contain_text("CSV · 301 rows · 3 columns")
+        expect(page.locator("form.tag-form")).to_have_count(0)

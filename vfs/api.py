@@ -74,8 +74,7 @@ from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
 from vfs.remote.read import RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
-from vfs.repo.refs import Head
-from vfs.repo.repository import Repository, preferred_branch
+from vfs.repo.repository import Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
 
@@ -183,17 +182,7 @@ class Repo:
             return
         repo = self._repo
         with repo.locked():
-            got = sync.fetch_locked(repo, self._spec, self._meter, self._jobs)
-            refs = repo.refs
-            for kind, theirs in (("heads", got.heads), ("tags", got.tags)):
-                mine = refs.branches() if kind == "heads" else refs.tags()
-                for name in set(mine) - set(theirs):
-                    refs.update(f"refs/{kind}/{name}", None, mine[name])
-                for name, oid in theirs.items():
-                    if mine.get(name) != oid:
-                        refs.update(f"refs/{kind}/{name}", oid, refs.get(f"refs/{kind}/{name}"))
-            if got.heads:
-                refs.set_head(Head(preferred_branch(got.heads)))
+            got = sync.mirror_locked(repo, self._spec, self._meter, self._jobs)
         self._chunks.set_index(got.index)
         for line in got.transfer.warnings:
             _warn(line)

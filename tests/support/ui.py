@@ -117,10 +117,11 @@ class Server:
 
 
 @contextmanager
-def serving(root: Path, *args: str) -> Iterator[Server]:
-    """``dvfs ui ROOT ARGS`` until the block ends (then SIGTERM, and it must exit 0)."""
+def serving(root: Path | str, *args: str, cwd: Path | None = None) -> Iterator[Server]:
+    """``dvfs ui ROOT ARGS`` (ROOT: a repository, or a remote's URL run in ``cwd``)
+    until the block ends (then SIGTERM, and it must exit 0)."""
     proc = subprocess.Popen(
-        cli_command("ui", str(root), *args), cwd=root, env=cli_env(),
+        cli_command("ui", str(root), *args), cwd=cwd or root, env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from vfs.cli.options import DvfsCommand, Token
+from vfs.cli.output import warn
 from vfs.errors import UsageError
 
 
@@ -18,14 +21,20 @@ from vfs.errors import UsageError
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
 @click.option("--token", type=Token(), help="Every request must carry T (needed off loopback).")
 @click.option(
+    "--endpoint-url", metavar="URL", help="The S3 endpoint of an s3:// SOURCE (e.g. MinIO)."
+)
+@click.option(
     "--allow-write", is_flag=True,
     help="Let the pages tag versions and delete branches (each an audited dvfs command).",
 )  # fmt: skip
 def ui_cmd(
-    source: str, host: str, port: int, open_browser: bool, token: str | None, allow_write: bool
-) -> None:
+    source: str, host: str, port: int, open_browser: bool, token: str | None,
+    endpoint_url: str | None, allow_write: bool,
+) -> None:  # fmt: skip
     """Serve a web dashboard of the repository at SOURCE (default: here), read-only
-    unless --allow-write.
+    unless --allow-write. SOURCE may be a remote (s3://BUCKET/PREFIX, file:///PATH or
+    a remote's directory): its versions are fetched, never its data until a page
+    shows a file, and the view is read-only.
 
     Versions, a version's files with previews, diffs (rows of tables too), lineage,
     experiments and the store. It listens on 127.0.0.1 unless --host says otherwise,
@@ -37,12 +46,18 @@ def ui_cmd(
       dvfs ui ~/data/project --port 8700 --open
       dvfs ui --host 0.0.0.0 --token "$(openssl rand -hex 24)"
       dvfs ui --allow-write
+      dvfs ui s3://bucket/project --endpoint-url http://127.0.0.1:9000
     """
     try:  # the server is an optional dependency: only `dvfs ui` loads it
-        from vfs.ui import data, serve
+        from vfs.ui import serve
+        from vfs.ui import source as sources
     except ModuleNotFoundError as exc:
         if exc.name not in ("starlette", "uvicorn", "anyio"):
             raise
         raise UsageError("dvfs ui needs its web server: pip install 'dvfs[ui]'") from None
-    repo = data.open_repository(source)
-    serve.serve(repo, host, port, token, open_browser, click.echo, allow_write)
+    if allow_write and ("://" in source or sources.is_remote_dir(Path(source))):
+        raise UsageError(f"--allow-write: {source} is a remote, and its view is read-only")
+    shown = sources.open_source(source, endpoint_url)
+    for line in shown.warnings:
+        warn(line)
+    serve.serve(shown, host, port, token, open_browser, click.echo, allow_write)

@@ -235,6 +235,25 @@ def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) ->
     return FetchResult(heads, tags, index, report)
 
 
+def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
+    """Make ``repo`` (a metadata repository of its own, ``vfs.remote.read.open_meta``)
+    the remote as it is now: :func:`fetch_locked`, then its branches and tags as this
+    repository's own (those gone there deleted here) and HEAD on its preferred branch.
+    For ``vfs.Repo.remote`` and ``dvfs ui URL``; the caller holds the lock."""
+    got = fetch_locked(repo, spec, meter, jobs)
+    refs = repo.refs
+    for kind, theirs in (("heads", got.heads), ("tags", got.tags)):
+        mine = refs.branches() if kind == "heads" else refs.tags()
+        for name in set(mine) - set(theirs):
+            refs.update(f"refs/{kind}/{name}", None, mine[name])
+        for name, oid in theirs.items():
+            if mine.get(name) != oid:
+                refs.update(f"refs/{kind}/{name}", oid, refs.get(f"refs/{kind}/{name}"))
+    if got.heads:
+        refs.set_head(Head(preferred_branch(got.heads)))
+    return got
+
+
 def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> FetchResult:
     """Fetch refs, versions and trees from a remote."""
     meter = connect(spec, jobs)

@@ -66,8 +66,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
 from vfs.quoting import safe_json
-from vfs.repo.repository import Repository
 from vfs.ui import actions, data
+from vfs.ui.source import Source
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "dvfs_ui_token"
@@ -183,14 +183,16 @@ def internal_error(request: Request, exc: Exception) -> Response:
 class Api:
     """The routes' handlers over one repository."""
 
-    def __init__(self, repo: Repository, token: str | None, allow_write: bool = False) -> None:
-        self.repo = repo
+    def __init__(self, source: Source, token: str | None, allow_write: bool = False) -> None:
+        self.source = source
+        self.repo = source.repo
         self.token = token
         self.allow_write = allow_write
         self.csrf = secrets.token_urlsafe(32) if allow_write else None
         self._limiter: anyio.CapacityLimiter | None = None
         # tables read for previews, kept for their next pages (None: no table engine)
-        self.tables = data.TablePreviews(repo.dir) if data.TablePreviews is not None else None
+        engine = data.TablePreviews is not None
+        self.tables = data.TablePreviews(self.repo.dir) if engine else None
 
     def close(self) -> None:
         """Stop what the handlers keep (the previews' table engine and copies)."""
@@ -226,6 +228,14 @@ class Api:
             raise UsageError(f"{name} must be a whole number, not {value[:40]!r}")
         return int(value)
 
+    def local_only(self, what: str) -> None:
+        """UsageError on a remote's view for what reads a repository's own store."""
+        if self.source.remote is not None:
+            raise UsageError(
+                f"{what} need a repository: this is a view of {self.source.remote}; "
+                "`dvfs clone` it and run `dvfs ui` in the clone"
+            )
+
     def path(self, request: Request, name: str = "path") -> bytes:
         return data.check_path(request.query_params.get(name, ""))
 
@@ -247,7 +257,9 @@ class Api:
             self.number(request, "offset", 0), self.number(request, "limit", 50),
             self.path(request),
         )  # fmt: skip
-        return json_response(await self.run(data.versions, self.repo, *args))
+        answer = await self.run(data.versions, self.repo, *args)
+        return json_response({**answer, "source": self.source.description,
+                              "remote": self.source.remote is not None})  # fmt: skip
 
     async def version(self, request: Request) -> Response:
         return json_response(await self.run(data.version, self.repo, self.rev(request)))
@@ -260,7 +272,8 @@ class Api:
     async def preview(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
-        return json_response(await self.run(data.preview, self.repo, *args, self.tables))
+        answer = await self.run(data.preview, self.repo, *args, self.tables, self.source.get)
+        return json_response(answer)
 
     async def raw(self, request: Request) -> Response:
         f = await self.run(data.file_of, self.repo, self.rev(request), self.path(request))
@@ -268,7 +281,7 @@ class Api:
         disposition = "attachment"
         media = "application/octet-stream"
         if request.query_params.get("inline") == "1":
-            mime = data.image_type(await self.run(data.head, self.repo, f, 16))
+            mime = data.image_type(await self.run(data.head, self.source.get, f, 16))
             if mime is not None:
                 disposition, media = "inline", mime
         headers = {
@@ -276,7 +289,8 @@ class Api:
             "content-length": str(len(f.entry.target) if f.entry.target else f.entry.size),
             "cache-control": "no-store",
         }
-        return StreamingResponse(data.chunks(self.repo, f), media_type=media, headers=headers)
+        body = data.chunks(self.source.get, f)
+        return StreamingResponse(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:
         args = (self.rev(request, "old"), self.rev(request, "new"),
@@ -287,6 +301,7 @@ class Api:
         key = [k.strip() for k in (self.text(request, "key") or "").split(",") if k.strip()]
         args = (self.rev(request, "old"), self.rev(request, "new"), self.path(request), key,
                 self.number(request, "limit", data.ROWS_SHOWN))  # fmt: skip
+        self.local_only("row diffs")
         return json_response(await self.run(data.row_diff, self.repo, *args))
 
     async def lineage(self, request: Request) -> Response:
@@ -297,10 +312,12 @@ class Api:
         return json_response(await self.run(data.experiments, self.repo, sort))
 
     async def store(self, request: Request) -> Response:
+        self.local_only("the store's figures")
         return json_response(await self.run(data.store, self.repo))
 
     async def audit(self, request: Request) -> Response:
         args = (self.number(request, "offset", 0), self.number(request, "limit", 100))
+        self.local_only("the audit log")
         return json_response(await self.run(data.audit_log, self.repo, *args))
 
     def _same_site(self, request: Request) -> bool:
@@ -346,11 +363,11 @@ class Api:
 
 
 def make_app(
-    repo: Repository, token: str | None = None, loopback: bool = True, allow_write: bool = False
+    source: Source, token: str | None = None, loopback: bool = True, allow_write: bool = False
 ) -> ASGIApp:
-    """The dashboard of ``repo``, guarded by ``token`` if given, with its actions if
+    """The dashboard of ``source``, guarded by ``token`` if given, with its actions if
     ``allow_write`` (see the module doc)."""
-    api = Api(repo, token, allow_write)
+    api = Api(source, token, allow_write)
     routes = [
         Route("/", api.index),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -17,9 +17,8 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from vfs.errors import NotAFile, UsageError
@@ -228,19 +227,22 @@ def file_of(repo: Repository, rev: str, path: bytes) -> FileRef:
     return FileRef(repo.history.label(oid), oid, path, e)
 
 
-def chunks(repo: Repository, f: FileRef) -> Iterator[bytes]:
+Getter = Callable[[bytes], bytes]  # a chunk's verified bytes by id (a store's, a remote's)
+
+
+def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
     """The content of a file, chunk by chunk, each verified (``dvfs cat``)."""
     if f.entry.kind == Kind.SYMLINK:
         yield f.entry.target
         return
     for c in f.entry.chunks:
-        yield repo.store.get(c.oid)
+        yield get(c.oid)
 
 
-def head(repo: Repository, f: FileRef, n: int) -> bytes:
+def head(get: Getter, f: FileRef, n: int) -> bytes:
     """At most the first ``n`` bytes of a file (only the chunks holding them are read)."""
     out = bytearray()
-    for piece in chunks(repo, f):
+    for piece in chunks(get, f):
         out += piece
         if len(out) >= n:
             break
@@ -282,7 +284,7 @@ def _text(data: bytes, size: int) -> str | None:
 
 def preview(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
-    tables: TablePreviews | None = None,
+    tables: TablePreviews | None = None, get: Getter | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
@@ -293,9 +295,11 @@ def preview(
     bytes), ``link`` (its target).
 
     ``tables`` keeps the tables it has read, so that the next page of one is a query
-    (the server holds one); without it, the file is read for this page alone.
+    (the server holds one); without it, the file is read for this page alone. ``get``
+    reads chunks (default: the repository's store; a remote's view reads its remote).
     """
     offset, limit = page(offset, limit)
+    get = repo.store.get if get is None else get
     f = file_of(repo, rev, path)
     e = f.entry
     base: dict[str, Any] = {"version": f.version, "id": f.id.hex(), "path": show(path),
@@ -308,10 +312,10 @@ def preview(
             note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
         else:
             try:
-                return {**base, **_table(repo, f, offset, limit, tables)}
+                return {**base, **_table(repo, get, f, offset, limit, tables)}
             except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
                 note = f"not readable as a table ({exc}): its first bytes"
-    first = head(repo, f, max(TEXT_HEAD, HEX_HEAD))
+    first = head(get, f, max(TEXT_HEAD, HEX_HEAD))
     mime = image_type(first)
     if mime is not None and e.size <= IMAGE_MAX:
         return {**base, "kind": "image", "mime": mime}
@@ -324,8 +328,9 @@ def preview(
 
 
 def _table(
-    repo: Repository, f: FileRef, offset: int, limit: int, tables: TablePreviews | None
-) -> dict[str, Any]:
+    repo: Repository, get: Getter, f: FileRef, offset: int, limit: int,
+    tables: TablePreviews | None,
+) -> dict[str, Any]:  # fmt: skip
     """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
     fmt = format_of(f.path)
     assert fmt is not None and TablePreviews is not None
@@ -333,7 +338,7 @@ def _table(
     own = tables is None
     use = TablePreviews(repo.dir) if tables is None else tables
     try:
-        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(repo, f), offset, limit)
+        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit)
     finally:
         if own:
             use.close()
@@ -434,16 +439,3 @@ def audit_log(repo: Repository, offset: int = 0, limit: int = 100) -> dict[str, 
     entries.reverse()
     return {"total": len(entries), "offset": offset, "limit": limit,
             "entries": [e.as_json() for e in entries[offset : offset + limit]]}  # fmt: skip
-
-
-def open_repository(source: str) -> Repository:
-    """The repository at (or around) ``source``, a directory."""
-    if "://" in source:
-        raise UsageError(
-            f"{source} is a URL: this dashboard reads a local repository; "
-            "`dvfs clone` it first, then run `dvfs ui` in the clone"
-        )
-    where = Path(source)
-    if not where.is_dir():
-        raise UsageError(f"{source} is not a directory: give a repository's directory")
-    return Repository.find(where)

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from vfs.errors import UsageError
-from vfs.repo.repository import Repository
 from vfs.ui.app import is_loopback, make_app
+from vfs.ui.source import Source
 
 MIN_TOKEN = 16
 _TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")
@@ -94,19 +94,21 @@ def url_of(sock: socket.socket, token: str | None) -> str:
 
 
 def serve(
-    repo: Repository, host: str, port: int, token: str | None, open_browser: bool,
+    source: Source, host: str, port: int, token: str | None, open_browser: bool,
     say: Callable[[str], None], allow_write: bool = False,
 ) -> None:  # fmt: skip
-    """Serve the dashboard of ``repo`` until SIGINT or SIGTERM; ``say`` prints the URL.
+    """Serve the dashboard of ``source`` until SIGINT or SIGTERM; ``say`` prints the URL.
     With ``allow_write``, its pages offer the actions (``vfs.ui.actions``)."""
     check_bind(host, token)
+    if allow_write and source.remote is not None:
+        raise UsageError(f"--allow-write: {source.remote} is a remote, and its view is read-only")
     sock = bind(host, port)
     url = url_of(sock, token)
-    app = make_app(repo, token, loopback=is_loopback(host), allow_write=allow_write)
+    app = make_app(source, token, loopback=is_loopback(host), allow_write=allow_write)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = Server(config)
     mode = "read-write" if allow_write else "read-only"
-    say(f"dvfs ui: {repo.root} at {url}  ({mode}; Ctrl-C stops it)")
+    say(f"dvfs ui: {source.description} at {url}  ({mode}; Ctrl-C stops it)")
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     try:
