@@ -25,7 +25,7 @@ from vfs.remote.layout import SEGMENT_FORMAT
 from vfs.repo.repository import format_record
 from vfs.store.compression import Compression
 from vfs.store.objects import ObjKind
-from vfs.store.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer
+from vfs.store.packs import PACK_MAGIC, PackedObject, encode_index, pack_trailer, trailer_id
 
 Tip = bytes | str
 
@@ -94,7 +94,7 @@ class Forge:
         if objs:
             parts.append(pack_trailer(objs))
             pack = b"".join(parts)
-            pack_id = hash_bytes(pack)
+            pack_id = trailer_id(parts[-1])
             segment = msgpack.packb(
                 {"v": SEGMENT_FORMAT, "packs": [[pack_id, encode_index(objs)]]}, use_bin_type=True
             )

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 import pytest
 
 from tests.support.cli import Repo, Result, assert_ok, run
 from tests.support.s3server import S3Server
 from vfs.backends import Backend, open_backend
 from vfs.errors import RemoteNotFound
+from vfs.store.compression import decode_payload
+from vfs.store.packs import FOOTER, parse_footer, parse_header
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,18 @@ class Remote:
             return None
 
     def packs(self) -> dict[str, bytes]:
-        """Every visible pack, each checked to be complete (named by its own hash)."""
+        """Every visible pack, each checked to be complete: named by its header's hash,
+        and every object it lists read back against its id."""
         out = {}
         for key in self.list_keys("packs/"):
             data = self.backend.get(key)
-            assert blake3.blake3(data).hexdigest() == key.removeprefix("packs/"), key
+            footer = data[-FOOTER.size :]
+            _, hlen, header_hash = parse_footer(footer, len(data), key)
+            data_end = len(data) - FOOTER.size - hlen
+            objs = parse_header(data[data_end : data_end + hlen], header_hash, data_end, key)
+            assert header_hash.hex() == key.removeprefix("packs/"), key
+            for o in objs:
+                decode_payload(o, data[o.offset : o.offset + o.stored_len])
             out[key] = data
         return out
 

@@ -31,7 +31,8 @@ def fsck_cmd(as_json: bool) -> None:
         r = run_fsck(repo, w)
     if as_json:
         emit_json(
-            {"clean": r.clean, "versions": r.versions, "trees": r.trees, "chunks": r.chunks,
+            {"clean": r.clean, "versions": r.versions, "packs": r.packs, "trees": r.trees,
+             "chunks": r.chunks,
              "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
              "problems": r.problems}
         )  # fmt: skip

@@ -1,6 +1,8 @@
 """Integrity check of everything reachable: refs, versions, trees, chunks, the index.
 
-Every reachable object is read back and hashed once (chunks in parallel). When a
+Every pack is checked by its header and index (``vfs.store.pack_files.check_pack``: its
+name is its header's hash, its index lists what its header does) and every reachable
+object is read back and hashed once (chunks in parallel). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
 harmless; they are counted and removed (under the repository lock), in the store and
@@ -25,6 +27,7 @@ from vfs.remote.reader import cached_remote_ids
 from vfs.repo.history import History
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
+from vfs.store.pack_files import check_pack
 from vfs.store.pins import live_pins
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_temporaries
@@ -37,6 +40,7 @@ class FsckReport:
     """What fsck found."""
 
     versions: int = 0
+    packs: int = 0
     trees: int = 0
     chunks: int = 0
     bytes: int = 0
@@ -86,6 +90,11 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
             index = repo.index()
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
             (repo.dir / RESTORING).unlink(missing_ok=True)
+    for pack in repo.store.pack_paths():
+        report.packs += 1
+        wrong = check_pack(pack)
+        if wrong is not None:
+            report.problems.append(f"pack {pack.name}: {wrong}")
     got = reach(
         _roots(repo, report).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
     )

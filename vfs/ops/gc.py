@@ -66,7 +66,6 @@ import msgpack
 
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
 from vfs.model.codec import decode_tree
-from vfs.model.ids import hasher
 from vfs.model.version_codec import decode_version
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
@@ -83,6 +82,7 @@ from vfs.store.packs import (
     decode_index,
     encode_index,
     pack_trailer,
+    trailer_id,
 )
 from vfs.store.pins import live_pins
 
@@ -351,13 +351,13 @@ def plan(
 
 
 class _NewPack:
-    """A pack gc writes: temporary name, fsynced, renamed to its id, index beside it."""
+    """A pack gc writes: temporary name, fsynced, renamed to its id (the BLAKE3 of its
+    header, ``vfs.store.packs.pack_id``), index beside it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self.hash = hasher()
         self.objs: list[PackedObject] = []
         self.size = 0
         self._write(PACK_MAGIC)
@@ -367,7 +367,6 @@ class _NewPack:
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
-        self.hash.update(data)
         self.size += len(data)
 
     def append(self, obj: PackedObject, payload: bytes) -> None:
@@ -378,10 +377,11 @@ class _NewPack:
 
     def finish(self) -> Path:
         """Close the pack durably under its real name; return that path."""
-        self._write(pack_trailer(self.objs))
+        trailer = pack_trailer(self.objs)
+        self._write(trailer)
         os.fsync(self.fd)
         os.close(self.fd)
-        final = self.root / f"pack-{self.hash.digest().hex()}.pack"
+        final = self.root / f"pack-{trailer_id(trailer).hex()}.pack"
         os.replace(self.tmp, final)
         _reached("renamed")
         write_atomic(final.with_suffix(".idx"), encode_index(self.objs))

@@ -4,7 +4,9 @@ A remote is a key-value store (``vfs.backends``); under the URL's prefix it hold
 
     format                 the repository format record (JSON, ``vfs.repo.repository``); sharers
                            must agree on it
-    packs/<id>             pack files (``vfs.store.packs``), named by BLAKE3 of their bytes
+    packs/<id>             pack files (``vfs.store.packs``), named by BLAKE3 of their
+                           header (``pack_id``; by BLAKE3 of their bytes when a dvfs of
+                           repository format 1 pushed them)
     index/<id>             index segments (below), named by BLAKE3 of their bytes
     refs/heads/<branch>    ref text: "<64 hex>\\n"
     refs/tags/<tag>        ref text: "<64 hex>\\n"

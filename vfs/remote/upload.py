@@ -16,7 +16,6 @@ from typing import Protocol
 
 from vfs.errors import RemoteNotFound
 from vfs.model.codec import Kind
-from vfs.model.ids import hash_bytes
 from vfs.remote.layout import encode_segments, pack_key
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo.history import History
@@ -27,6 +26,7 @@ from vfs.store.packs import (
     PackedObject,
     encode_index,
     pack_trailer,
+    trailer_id,
 )
 from vfs.worktree.pools import Workers
 
@@ -115,7 +115,8 @@ def _build_packs(repo: Repository, ids: list[bytes]) -> Iterator[tuple[bytes, li
 def relayout(data: bytes, objs: list[PackedObject], pad: int) -> tuple[bytes, list[PackedObject]]:
     """Pack ``data`` (built without padding) with ``pad`` zero bytes after the magic.
 
-    The same objects in a pack with another id; readers take offsets from the header
+    The same objects in a pack with another id (the header lists other offsets, so it
+    hashes to another id); readers take offsets from the header
     and the index, so the gap is never read.
     """
     end = len(data) - len(pack_trailer(objs))
@@ -168,12 +169,12 @@ def upload(
     with ThreadPoolExecutor(in_flight) as pool:
         pending: deque[tuple[Future[bool], int, int, int]] = deque()
         for data, objs in _build_packs(repo, ids):
-            pack_id = hash_bytes(data)
+            pack_id = trailer_id(data)
             pad = 0
             while pack_id.hex() in condemned:
                 pad += 1
                 data, objs = relayout(data, objs, pad)
-                pack_id = hash_bytes(data)
+                pack_id = trailer_id(data)
             entries.append((pack_id, encode_index(objs)))
             payload = sum(o.stored_len for o in objs)
             pending.append((pool.submit(send, data, pack_id.hex()), len(objs), len(data), payload))

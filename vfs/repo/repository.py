@@ -16,10 +16,16 @@ Layout::
     <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
     <root>/.dvfs/pins/      what running processes ask gc to keep, see vfs.store.pins
 
-Format record, version 1::
+Format record, version 2::
 
-    {"format": 1, "hash": "blake3-256", "chunker": {"algorithm": "fastcdc",
+    {"format": 2, "hash": "blake3-256", "chunker": {"algorithm": "fastcdc",
      "min": 262144, "avg": 1048576, "max": 4194304, "normalization": 1}}
+
+Format 2 names packs by the BLAKE3 of their header (``vfs.store.packs.pack_id``);
+format 1 named them by the BLAKE3 of the whole file. Everything else is the same, so a
+format 1 record (a repository or remote made by an older dvfs) is read as it is and
+never rewritten: packs of both names are accepted, new packs get header names, and the
+older dvfs, which never checks a pack's name, can still use it.
 
 The chunker's sizes must lie in the ranges of ``vfs.model.chunking`` (a clone takes the
 record from its remote). The format record and the config are read only if they are
@@ -51,7 +57,8 @@ from vfs.store.objects import ObjectStore
 
 DVFS_DIR = ".dvfs"
 RECORD_LIMIT = 1024 * 1024
-REPO_FORMAT = 1
+REPO_FORMAT = 2
+READ_FORMATS = (1, 2)  # format records this dvfs reads (see the module docstring)
 DEFAULT_BRANCH = "main"
 
 
@@ -97,7 +104,8 @@ def parse_format(text: str, where: str) -> ChunkerParams:
         rec = json.loads(text)
     except ValueError:
         raise FormatError(f"{where} is not valid JSON") from None
-    if not isinstance(rec, dict) or rec.get("format") != REPO_FORMAT:
+    known = isinstance(rec, dict) and type(rec.get("format")) is int
+    if not known or rec["format"] not in READ_FORMATS:
         version = rec.get("format") if isinstance(rec, dict) else rec
         raise FormatError(f"{where}: format {version!r} is not one this dvfs knows: upgrade dvfs")
     if rec.get("hash") != "blake3-256":

@@ -6,7 +6,8 @@ allocation), so 20,000 small files spent up to 12 s on that alone; appending the
 same objects to a few packs costs a few hundred milliseconds. Objects are appended
 to a pack (format in ``vfs.store.packs``) that is written
 under a temporary name and, once it reaches LOCAL_PACK_SIZE or the writer flushes,
-closed with its header, renamed to its content id and given an index file. A crash
+closed with its header, renamed to its id (the BLAKE3 of that header, see
+``vfs.store.packs``) and given an index file. A crash
 therefore never leaves a half pack under a real name, and a pack whose index is
 missing (crash between the two renames) gets its index rebuilt from its header.
 
@@ -31,7 +32,7 @@ merges the indexes into one dict, about 300 bytes per object (a 1 TiB store of 1
 chunks: about 300 MB).
 
 Writes to the open pack are gathered in the blocks of a ``vfs._os.direct_io.DirectAppender``:
-one system call and one hash update per 2 MiB block instead of per object (20,000
+one system call per 2 MiB block instead of one per object (20,000
 small objects would cost 20,000 writes).
 
 Size: this module is one class, :class:`ObjectStore` (its pack table, index lookups,
@@ -88,7 +89,7 @@ if TYPE_CHECKING:  # imported where first used: commands like `status` need neit
 
 READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache when not in it
 # Packs of objects added here are closed at 64 MiB, not the remotes' 16 MiB (a push
-# builds its own): closing one waits for its last blocks and hash, and every object
+# builds its own): closing one waits for its last blocks, and every object
 # store waits meanwhile. Adding 1 GiB: median 1.5 s with 16 MiB packs, 1.25 s with
 # 64 MiB. Downloaded objects keep TARGET_PACK_SIZE: an interrupted pull keeps every
 # pack it closed, so it resumes in 16 MiB steps.
@@ -116,7 +117,7 @@ class ObjectStore:
         self._known: set[str] = set()
         self._fds = Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
         self._writer: PackWriter | None = None
-        self._threads: tuple[ThreadPoolExecutor, ThreadPoolExecutor] | None = None  # write, hash
+        self._writing: ThreadPoolExecutor | None = None  # writes the open pack's blocks
         self._closing: list[int] = []  # finished packs' descriptors, to write back and close
         self._loaded = False
         self._scanned_at = -1  # mtime of the directory when it was last listed
@@ -332,15 +333,12 @@ class ObjectStore:
         written_back(closing)
 
     def _new_writer(self) -> PackWriter:
-        """Start a pack (and, the first time, the threads that write and hash packs)."""
-        if self._threads is None:
+        """Start a pack (and, the first time, the thread that writes packs)."""
+        if self._writing is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._threads = (
-                ThreadPoolExecutor(1, "dvfs-packwrite"),
-                ThreadPoolExecutor(1, "dvfs-packhash"),
-            )
-        self._writer = PackWriter(self.root, len(self._packs), *self._threads)
+            self._writing = ThreadPoolExecutor(1, "dvfs-packwrite")
+        self._writer = PackWriter(self.root, len(self._packs), self._writing)
         self._packs.append(self._writer.tmp)
         return self._writer
 
@@ -499,10 +497,9 @@ class ObjectStore:
         with self._lock:  # held throughout: no new pack may start with the old threads
             self.flush()
             self._fds.close()
-            if self._threads is not None:
-                for pool in self._threads:
-                    pool.shutdown()
-                self._threads = None
+            if self._writing is not None:
+                self._writing.shutdown()
+                self._writing = None
 
     # reading ---------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The pack files of the local store: writing one, reading headers and index files.
 
 A pack is written under a temporary name (:class:`PackWriter`), closed with its header
-and renamed to its content id, then given an index file (formats in ``vfs.store.packs``).
+and renamed to its id (the BLAKE3 of that header), then given an index file (formats
+in ``vfs.store.packs``); :func:`check_pack` checks a pack's name, header and index file.
 Open pack descriptors are kept in a bounded cache (:class:`Descriptors`)."""
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from vfs.store.packs import (
     PACK_MAGIC,
     PackedObject,
     encode_index,
+    name_matches,
     pack_trailer,
     parse_footer,
     parse_header,
+    trailer_id,
 )
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
@@ -56,33 +59,80 @@ def read_index_file(path: Path) -> bytes:
 
 def read_pack_header(fd: int, size: int, what: str) -> list[PackedObject]:
     """The object records of a complete pack open at ``fd``."""
+    return read_pack_records(fd, size, what)[0]
+
+
+def read_pack_records(fd: int, size: int, what: str) -> tuple[list[PackedObject], bytes]:
+    """The object records of a complete pack open at ``fd``, and its header's checked
+    BLAKE3 (the pack's id, ``vfs.store.packs.pack_id``)."""
     if size < len(PACK_MAGIC) + FOOTER.size:
         raise FormatError(f"{what}: truncated pack")
     footer = os.pread(fd, FOOTER.size, size - FOOTER.size)
     _, hlen, hhash = parse_footer(footer, size, what)
     data_end = size - FOOTER.size - hlen
     header = os.pread(fd, hlen, data_end)
-    return parse_header(header, hhash, data_end, what)
+    return parse_header(header, hhash, data_end, what), hhash
+
+
+def check_pack(path: Path) -> str | None:
+    """What is wrong with a complete pack's name, header or index file; None if nothing.
+
+    The header must read back against the footer's checksum, the pack's name must be
+    its id (``vfs.store.packs.name_matches``: the header's BLAKE3, or for a pack of a
+    format 1 repository the BLAKE3 of the whole file, then hashed here), and the index
+    file beside it, if any, must list the same records. The objects themselves are
+    checked against their ids by whoever reads them (``vfs.ops.fsck`` reads every
+    reachable one).
+    """
+    name = path.name.removeprefix("pack-").removesuffix(".pack")
+    try:
+        fd = os.open(path, READ_FLAGS)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return "is not a regular file"
+            objs, header_hash = read_pack_records(fd, st.st_size, path.name)
+
+            def whole() -> bytes:
+                h = hasher()
+                at = 0
+                while block := os.pread(fd, 8 << 20, at):
+                    h.update(block)
+                    at += len(block)
+                return h.digest()
+
+            if not name_matches(name, header_hash, whole):
+                return "its name is neither the hash of its header nor that of its bytes"
+        finally:
+            os.close(fd)
+        idx = path.with_suffix(".idx")
+        try:
+            data = read_index_file(idx)
+        except FileNotFoundError:
+            return None  # rebuilt from the header when the store next lists the packs
+        if data != encode_index(objs):
+            return "its index file does not list what its header does"
+    except FormatError as exc:
+        return str(exc)
+    return None
 
 
 class PackWriter:
     """One pack being appended to under a temporary name.
 
     The bytes go out through a :class:`DirectAppender`: the store's ``writing`` thread
-    writes each block while its ``hashing`` thread feeds the same block to the pack's
-    BLAKE3. The store's lock is held only for copying objects into a block, and
-    writing and hashing a block overlap each other and the filling of the next.
+    writes each block while the caller fills the next; the store's lock is held only
+    for copying objects into a block. Nothing hashes the payloads again: the pack is
+    named by its header (``vfs.store.packs.pack_id``), whose objects were hashed by
+    whoever stored them.
     """
 
-    def __init__(
-        self, root: Path, slot: int, writing: ThreadPoolExecutor, hashing: ThreadPoolExecutor
-    ) -> None:
+    def __init__(self, root: Path, slot: int, writing: ThreadPoolExecutor) -> None:
         self.slot = slot
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self.hash = hasher()
         self.objs: list[PackedObject] = []
-        self.out = DirectAppender(self.fd, writing, self.hash.update, hashing)
+        self.out = DirectAppender(self.fd, writing)
         self.out.write(PACK_MAGIC)
 
     @property
@@ -103,14 +153,15 @@ class PackWriter:
         return obj
 
     def finish(self, root: Path) -> tuple[Path, int]:
-        """Write the header, rename to the content id, write the index.
+        """Write the header, rename to the pack's id, write the index.
 
         Returns the path and the still open descriptor, for the caller to start its
         write-back outside the store's lock and close it.
         """
-        self.out.write(pack_trailer(self.objs))
+        trailer = pack_trailer(self.objs)
+        self.out.write(trailer)
         self.out.finish()
-        name = f"pack-{self.hash.digest().hex()}"
+        name = f"pack-{trailer_id(trailer).hex()}"
         final = root / f"{name}.pack"
         os.replace(self.tmp, final)
         write_atomic(root / f"{name}.idx", encode_index(self.objs), sync=False)

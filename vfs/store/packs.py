@@ -1,6 +1,7 @@
 """Pack files: many objects in one file, with a trailing header that describes them.
 
-Pack file, format version 1 (``pack-<id>.pack``; the id is BLAKE3 of the whole file)::
+Pack file, format version 1 (``pack-<id>.pack``; since repository format 2 the id is
+the BLAKE3 of the header, the same 32 bytes the footer carries)::
 
     offset 0          4 bytes    magic b"DVP1"
     offset 4          ...        object payloads back to back (raw or zstd frames)
@@ -14,6 +15,14 @@ The header makes a pack self-describing: its index can always be rebuilt from th
 pack alone, and a reader that knows an object's offset and stored length can fetch it
 with one ranged read. All integers are little endian.
 
+A pack's id (:func:`pack_id`) is the BLAKE3 of its header: the header lists every
+object's id, place, stored length and codec, and each object is verified against its
+own id when it is read, so the header proves what the pack holds without a hash pass
+over the payloads (a third pass over every added byte, after the chunk ids and the
+file's digest). Two packs with the same id hold the same objects at the same offsets.
+Repositories of format 1 named packs by the BLAKE3 of the whole file; such names are
+still accepted (:func:`name_matches`).
+
 Index file, format version 1 (``pack-<id>.idx``, beside a local pack)::
 
     magic b"DVI1", count (4), then count * 50-byte records as in the pack header
@@ -25,7 +34,7 @@ These are the same files the remotes store (see ``vfs.backends``).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from vfs.errors import FormatError
@@ -77,6 +86,24 @@ def pack_trailer(objs: list[PackedObject]) -> bytes:
     """Header plus footer, appended after the last payload."""
     header = encode_records(objs)
     return header + FOOTER.pack(len(objs), len(header), hash_bytes(header), PACK_END)
+
+
+def trailer_id(trailer: bytes) -> bytes:
+    """The id of the pack ending with ``trailer`` (from :func:`pack_trailer`): the
+    header's hash, which the footer carries."""
+    return trailer[-36:-4]
+
+
+def pack_id(objs: list[PackedObject]) -> bytes:
+    """The id of a pack whose header lists ``objs`` (in file order): BLAKE3 of the header."""
+    return hash_bytes(encode_records(objs))
+
+
+def name_matches(name: str, header_hash: bytes, whole: Callable[[], bytes]) -> bool:
+    """True if ``name`` (hex) is a valid id of a pack whose checked header hashes to
+    ``header_hash``: that hash (format 2), or else ``whole()``, the BLAKE3 of the whole
+    file (format 1; computed only when the first does not match)."""
+    return name == header_hash.hex() or name == whole().hex()
 
 
 def parse_footer(footer: bytes, pack_size: int, what: str) -> tuple[int, int, bytes]:

@@ -1,0 +1,142 @@
+"""Pack names (repository format 2): a pack is named by the BLAKE3 of its header.
+
+The golden vector pins the id of a fixed header, so a change of the record layout or
+of the naming rule fails here. The other tests drive the real command line: the packs
+``dvfs add`` writes are named by their header, ``dvfs fsck`` checks every pack's name
+and index file, and a repository of format 1 (packs named by the BLAKE3 of the whole
+file) is read and written as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.support.cli import Repo, assert_error, assert_ok, run
+from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.cli import repo_fixture as repo_fixture
+from vfs.model.ids import hash_bytes
+from vfs.store.packs import (
+    PACK_MAGIC,
+    PackedObject,
+    decode_index,
+    encode_index,
+    pack_id,
+    pack_trailer,
+    trailer_id,
+)
+
+KiB = 1024
+# Three objects of 1, 2 and 3 bytes of value 7, back to back after the magic.
+GOLDEN_OBJECTS = [
+    PackedObject(hash_bytes(bytes([7]) * n), 0, 0, 4 + sum(range(1, n)), n, n) for n in (1, 2, 3)
+]
+GOLDEN_PACK_ID = "222bd5cbbfce833aa7c98b994cee6460d1e003dd9c625bafe43108b642ae7a59"
+
+
+def objects_dir(repo: Repo) -> Path:
+    return repo.root / ".dvfs" / "objects"
+
+
+def pack_files(repo: Repo) -> list[Path]:
+    return sorted(objects_dir(repo).glob("pack-*.pack"))
+
+
+def fsck_problems(repo: Repo) -> list[str]:
+    r = run(repo.root, "fsck", "--json")
+    assert "Traceback" not in r.err, str(r)
+    problems: list[str] = r.json()["problems"]
+    assert (r.code != 0) == bool(problems), str(r)
+    return problems
+
+
+def test_golden_pack_id() -> None:
+    """The id is the BLAKE3 of the header records, which the footer also carries."""
+    trailer = pack_trailer(GOLDEN_OBJECTS)
+    assert pack_id(GOLDEN_OBJECTS).hex() == GOLDEN_PACK_ID
+    assert trailer_id(trailer).hex() == GOLDEN_PACK_ID
+    pack = PACK_MAGIC + b"\x07" * 6 + trailer
+    assert hash_bytes(pack).hex() != GOLDEN_PACK_ID  # not the whole file's hash
+
+
+def test_added_packs_are_named_by_their_header(repo: Repo) -> None:
+    repo.write("a.bin", os.urandom(600 * KiB))
+    repo.write("b.txt", "some text\n" * 1000)
+    repo.ok("add", "a.bin", "b.txt")
+    repo.commit("two files")
+    packs = pack_files(repo)
+    assert packs
+    for pack in packs:
+        objs = decode_index(pack.with_suffix(".idx").read_bytes(), "idx")
+        in_file_order = sorted(objs, key=lambda o: o.offset)
+        assert pack.name == f"pack-{pack_id(in_file_order).hex()}.pack"
+        assert pack.name != f"pack-{hash_bytes(pack.read_bytes()).hex()}.pack"
+    report = repo.fsck_clean()
+    assert report["packs"] == len(packs)
+
+
+def test_fsck_reports_a_pack_under_a_wrong_name(repo: Repo) -> None:
+    repo.write("a.bin", os.urandom(300 * KiB))
+    repo.ok("add", "a.bin")
+    (pack,) = pack_files(repo)  # the chunk's
+    repo.commit("one")
+    wrong = pack.with_name(f"pack-{'0' * 64}.pack")
+    pack.rename(wrong)
+    pack.with_suffix(".idx").rename(wrong.with_suffix(".idx"))
+    problems = fsck_problems(repo)
+    assert len(problems) == 1
+    assert wrong.name in problems[0] and "name" in problems[0]
+    assert repo.cat("HEAD:a.bin")  # the objects themselves still read and verify
+    r = run(repo.root, "fsck")
+    assert r.code != 0 and "Traceback" not in r.err
+
+
+def test_fsck_reports_an_index_that_disagrees_with_the_header(repo: Repo) -> None:
+    repo.write("a.bin", os.urandom(300 * KiB))
+    repo.write("b.bin", os.urandom(300 * KiB))
+    repo.ok("add", "a.bin", "b.bin")
+    (pack,) = pack_files(repo)  # the chunks'
+    repo.commit("two")
+    idx = pack.with_suffix(".idx")
+    objs = decode_index(idx.read_bytes(), "idx")
+    idx.write_bytes(encode_index(objs[:1]))  # a well-formed index that lists one object
+    problems = fsck_problems(repo)
+    assert any(pack.name in p and "index" in p for p in problems), problems
+
+
+def test_a_format_1_repository_is_used_as_it_is(repo: Repo) -> None:
+    """Format 1 named packs by the BLAKE3 of the file: such a repository opens, passes
+    fsck, takes new packs (named by header) and keeps its format record."""
+    data = os.urandom(400 * KiB)
+    repo.write("old.bin", data)
+    repo.ok("add", "old.bin")
+    repo.commit("old")
+    record = repo.root / ".dvfs" / "format"
+    rec = json.loads(record.read_text())
+    rec["format"] = 1
+    record.write_text(json.dumps(rec))
+    old_packs = pack_files(repo)
+    for pack in old_packs:
+        legacy = pack.with_name(f"pack-{hash_bytes(pack.read_bytes()).hex()}.pack")
+        pack.rename(legacy)
+        pack.with_suffix(".idx").rename(legacy.with_suffix(".idx"))
+    assert repo.cat("HEAD:old.bin") == data
+    repo.write("new.bin", os.urandom(400 * KiB))
+    repo.ok("add", "new.bin")
+    repo.commit("new")
+    assert len(pack_files(repo)) == 2 * len(old_packs)
+    assert json.loads(record.read_text())["format"] == 1
+    repo.fsck_clean()
+
+
+def test_an_unknown_format_is_refused_in_one_line(repo: Repo) -> None:
+    record = repo.root / ".dvfs" / "format"
+    for bad in (3, True, "2"):
+        rec = json.loads(record.read_text())
+        rec["format"] = bad
+        record.write_text(json.dumps(rec))
+        assert_error(run(repo.root, "status"), "upgrade dvfs")
+    rec["format"] = 2
+    record.write_text(json.dumps(rec))
+    assert_ok(run(repo.root, "status"))
