@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.support.cli import Repo, fsck_clean
-from tests.support.mount import push_to
+from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, make_repo, serving
 from vfs.repo.repository import Repository
@@ -222,3 +222,34 @@ def test_a_remote_on_seaweedfs(
         page.goto(s.url + "#/version?rev=v2&dir=data&file=data/train.csv")
         expect(page.locator("section.preview")).to_contain_text("CSV · 301 rows · 3 columns")
         expect(page.locator("form.tag-form")).to_have_count(0)
+
+
+def test_mounts_with_their_pending_changes(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real mount of the repository: its branch, cache and the working tree's changes
+    as `dvfs status MNT` gives them; a mount of another repository is not listed."""
+    repo = Repo(make_repo(tmp_path / "repo"))
+    other = Repo(make_repo(tmp_path / "other"))
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(RUNTIME))  # where the mounts' records are
+    mnt = tmp_path / "mnt"
+    with (
+        mounted(str(repo.root), mnt, home),
+        mounted(str(other.root), tmp_path / "elsewhere", home),
+        serving(repo.root) as s,
+    ):
+        (mnt / "data" / "new.txt").write_text("new\n")
+        (mnt / "data" / "notes.txt").write_text("changed\n")
+        page.goto(s.url + "#/mounts")
+        rows = page.locator("table.mounts tbody tr")
+        expect(rows).to_have_count(1)
+        row = rows.first
+        expect(row.locator("td").nth(0)).to_have_text(str(mnt))
+        expect(row.locator("td").nth(1)).to_have_text("main")
+        expect(row.locator("td").nth(2)).to_contain_text("mounted")
+        expect(row.locator(".counts")).to_have_text("1 added, 1 modified")
+        expect(row.locator("ul.paths li")).to_have_text(
+            ["added: data/new.txt", "modified: data/notes.txt"]
+        )
+    fsck_clean(repo.root)

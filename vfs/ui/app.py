@@ -16,6 +16,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/experiments     sort                                     (data.experiments)
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
+    /api/mounts                                                   (data.mounts)
     POST /api/actions/A  tag {name, rev}, delete-branch {name}    (actions.ACTIONS)
 
 Actions (``--allow-write`` only, else 403): a POST whose JSON body names the
@@ -358,6 +359,9 @@ class Api:
             raise UsageError("an action's body is a JSON object")
         return json_response(await self.run(fn, self.repo, args))
 
+    async def mounts(self, request: Request) -> Response:
+        return json_response(await self.run(data.mounts, self.source.description))
+
     async def not_found(self, request: Request) -> Response:
         return json_response({"error": f"no such page: {request.url.path[:200]}"}, 404)
 
@@ -385,6 +389,7 @@ def make_app(
                 "experiments",
                 "store",
                 "audit",
+                "mounts",
             )
         ),
         Route("/api/actions/{name}", api.action, methods=["POST"]),

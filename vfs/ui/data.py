@@ -21,9 +21,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile, UsageError
+from vfs.errors import DvfsError, NotAFile, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.model.version_codec import Version
+from vfs.mount import control
+from vfs.mount.mounts import statuses
 from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
@@ -55,6 +57,8 @@ IMAGE_MAX = 16 * 1024 * 1024  # larger images are offered for download only
 MAX_PATH_TEXT = 4096
 ADDED_MAX = 2000  # entries of a directory up to which its files' "added in" is found
 ROWS_SHOWN = 50  # row-diff rows unless asked for fewer
+PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
+STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 # Images a browser may show inline: raster formats only (an SVG can carry script).
 IMAGE_TYPES = {
     b"\x89PNG\r\n\x1a\n": "image/png",
@@ -439,3 +443,36 @@ def audit_log(repo: Repository, offset: int = 0, limit: int = 100) -> dict[str, 
     entries.reverse()
     return {"total": len(entries), "offset": offset, "limit": limit,
             "entries": [e.as_json() for e in entries[offset : offset + limit]]}  # fmt: skip
+
+
+# ------------------------------------------------------------------------ mounts
+
+
+def mounts(source: str) -> dict[str, Any]:
+    """``dvfs mounts --json`` rows of the mounts of ``source`` (a repository's root or
+    a remote's URL; other mounts are not this dashboard's to show), each with its
+    daemon's ``dvfs status MNT --json`` counts as ``pending`` (None for a read-only or
+    dead mount; ``pending_error`` if the daemon did not answer), at most
+    ``PENDING_PATHS`` paths of each kind."""
+    want = os.path.realpath(source) if "://" not in source else source
+    rows = []
+    for st in statuses():
+        if (os.path.realpath(st.source) if "://" not in st.source else st.source) != want:
+            continue
+        row = st.as_json()
+        row["pending"] = None
+        if st.state == "mounted" and st.work_dir is not None:
+            try:
+                got = control.call(st.mountpoint, {"op": "status"}, wait=STATUS_WAIT)
+                control.check_answer_fields(got, "added", "modified", "deleted", "renamed")
+            except DvfsError as exc:
+                row["pending_error"] = str(exc)
+            else:
+                kinds = ("added", "modified", "deleted", "renamed")
+                row["pending"] = {
+                    "base_version": got.get("base_version"),
+                    **{k: len(got[k]) for k in kinds},
+                    "paths": {k: got[k][:PENDING_PATHS] for k in kinds},
+                }
+        rows.append(row)
+    return {"source": source, "mounts": rows}

@@ -8,6 +8,7 @@ const PAGES = {
   lineage: () => import("./lineage.js").then((m) => m.lineagePage),
   experiments: () => import("./experiments.js").then((m) => m.experimentsPage),
   store: () => import("./store.js").then((m) => m.storePage),
+  mounts: () => import("./mounts.js").then((m) => m.mountsPage),
 };
 
 let shown = 0; // the newest navigation: an older page finishing late is dropped

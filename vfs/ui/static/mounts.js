@@ -1,0 +1,41 @@
+// Mounts: `dvfs mounts` of this repository (or remote), with each working tree's
+// pending changes as `dvfs status MNT` reports them.
+import { api, errorBox, h, human, put } from "./dom.js";
+
+const KINDS = ["added", "modified", "deleted", "renamed"];
+
+export async function mountsPage(el) {
+  let data;
+  try {
+    data = await api("mounts");
+  } catch (err) {
+    put(el, h("h1", {}, "Mounts"), errorBox(err));
+    return;
+  }
+  put(el, h("h1", {}, "Mounts"));
+  if (!data.mounts.length) {
+    put(el, h("p", { class: "muted empty" }, `No mount of ${data.source}: \`dvfs mount\` makes one.`));
+    return;
+  }
+  put(el, h("table", { class: "mounts" },
+    h("thead", {}, h("tr", {}, ["mount point", "branch", "state", "cache", "pending changes"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, data.mounts.map((m) => h("tr", { "data-mount": m.mountpoint },
+      h("td", {}, h("code", {}, m.mountpoint)),
+      h("td", {}, m.branch),
+      h("td", { class: m.state === "mounted" ? "" : "bad" }, m.state, m.pid ? h("span", { class: "muted" }, ` pid ${m.pid}`) : null),
+      h("td", { class: "num" }, m.cache_size ? `${human(m.cache_used)} of ${human(m.cache_size)}` : "-"),
+      h("td", { class: "pending" }, pending(m)))))));
+}
+
+function pending(m) {
+  if (m.pending_error) return h("span", { class: "error" }, m.pending_error);
+  const p = m.pending;
+  if (!p) return h("span", { class: "muted" }, m.work_dir ? "-" : "read-only");
+  const total = KINDS.reduce((n, k) => n + p[k], 0);
+  if (!total) return h("span", { class: "muted" }, "none: the working tree is clean");
+  return [
+    h("div", { class: "counts" }, KINDS.filter((k) => p[k]).map((k) => `${p[k]} ${k}`).join(", ")),
+    h("ul", { class: "paths" }, KINDS.flatMap((k) => p.paths[k].map((x) =>
+      h("li", {}, `${k}: `, h("code", {}, Array.isArray(x) ? `${x[0]} → ${x[1]}` : x))))),
+  ];
+}
