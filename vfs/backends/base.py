@@ -58,7 +58,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from vfs.errors import RemoteError, UsageError
+from vfs.errors import RemoteError, RemoteNotFound, UsageError
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
@@ -152,6 +152,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Yield every key that starts with ``prefix``, lazily, in no particular order."""
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+        """Yield ``(key, info)`` for every key that starts with ``prefix``, in no order.
+
+        S3 answers this with the listing itself (ListObjectsV2 gives each key's size,
+        ETag and LastModified); this default asks ``head`` for each listed key and skips
+        a key deleted in between. Wrappers forward it.
+        """
+        for key in self.list(prefix):
+            try:
+                yield key, self.head(key)
+            except RemoteNotFound:
+                continue
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

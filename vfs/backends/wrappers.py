@@ -86,6 +86,23 @@ class RetryingBackend(Backend):
                 self._pause(attempt, started, exc)
                 attempt += 1
 
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+        """As ``list``: after a failure, list again and skip keys already given."""
+        seen: set[str] = set()
+        attempt, started, progress = 1, time.monotonic(), 0
+        while True:
+            try:
+                for key, info in self.inner.list_info(prefix):
+                    if key not in seen:
+                        seen.add(key)
+                        yield key, info
+                return
+            except RemoteUnreachable as exc:
+                if len(seen) > progress:
+                    attempt, started, progress = 1, time.monotonic(), len(seen)
+                self._pause(attempt, started, exc)
+                attempt += 1
+
     def delete(self, key: str) -> None:
         self._call(lambda: self.inner.delete(key))
 
@@ -184,6 +201,15 @@ class LimitedBackend(Backend):
             if key is None:
                 return
             yield key
+
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+        items = self.inner.list_info(prefix)
+        while True:
+            with self._slots:
+                item = next(items, None)
+            if item is None:
+                return
+            yield item
 
     def delete(self, key: str) -> None:
         with self._slots:

@@ -286,6 +286,13 @@ class Meter(Backend):
                 self._count()
             yield key
 
+    def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
+        self._count()
+        for n, item in enumerate(self.inner.list_info(prefix), 1):
+            if n % 1000 == 0:
+                self._count()
+            yield item
+
     def delete(self, key: str) -> None:
         self._count()
         self.inner.delete(key)
