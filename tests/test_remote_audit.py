@@ -18,6 +18,7 @@ from tests.support.remote import Remote
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.remote import audit as remote_audit
+from vfs.remote.config import Meter
 from vfs.remote.layout import audit_key
 
 
@@ -138,4 +139,36 @@ def test_verify_names_an_edited_deleted_or_inserted_entry(
     assert repo.json("audit", "verify", "--remote", "origin", "--json")["intact"] is True
     line = repo.fail("audit", "verify", "--remote", "nosuch")
     assert "nosuch" in line
+    repo.fsck_clean()
+
+
+def test_a_second_verify_reads_only_entries_listed_differently(
+    s3_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = make_repo()
+    pushed_twice(repo, s3_remote)
+    head = tmp_path / "remotes" / "origin" / remote_audit.REMOTE_HEAD
+    first = Meter(s3_remote.backend)
+    assert remote_audit.verify_remote(first, head).problems == []
+    assert first.requests == 1 + 3  # the listing, then each entry
+    again = Meter(s3_remote.backend)
+    assert remote_audit.verify_remote(again, head).problems == []
+    assert again.requests == 1  # every entry listed as when it was checked
+    # an entry rewritten with other bytes is read again, and named
+    original = s3_remote.backend.get(audit_key(2))
+    s3_remote.backend.put(audit_key(2), encoded(dict(json.loads(original), note="x")))
+    edited = Meter(s3_remote.backend)
+    problems = remote_audit.verify_remote(edited, head).problems
+    assert edited.requests == 2 and "entry 2 was edited" in " ".join(problems)
+    # its original bytes put back (a new LastModified): read again, and intact
+    s3_remote.backend.put(audit_key(2), original)
+    assert remote_audit.verify_remote(s3_remote.backend, head).problems == []
+    # a damaged record of checked entries only means reading every entry again
+    (head.parent / remote_audit.VERIFIED).write_bytes(b"\x00garbage\n")
+    damaged = Meter(s3_remote.backend)
+    assert remote_audit.verify_remote(damaged, head).problems == []
+    assert damaged.requests == 1 + 3
+    # --full reads every entry; it goes with --remote only
+    assert "3 entries: intact" in repo.ok("audit", "verify", "--remote", "origin", "--full").out
+    assert "--full goes with --remote" in repo.fail("audit", "verify", "--full")
     repo.fsck_clean()

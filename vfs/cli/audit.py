@@ -85,19 +85,30 @@ def audit_cmd(
 
 @audit_cmd.command(name="verify")
 @click.option("--remote", "remote_name", metavar="NAME", help="Check the remote's chain.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="With --remote: read every entry, not only those listed differently since the last check.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def audit_verify(remote_name: str | None, as_json: bool) -> None:
+def audit_verify(remote_name: str | None, full: bool, as_json: bool) -> None:
     """Check that no audit entry was edited, deleted, inserted or reordered.
+
+    With --remote, entries this clone already checked are read again only if the
+    remote lists them with another ETag or time (a rewrite changes both).
 
     \b
     Examples:
       dvfs audit verify
       dvfs audit verify --remote origin
+      dvfs audit verify --remote origin --full
     """
     repo = repo_here()
+    if full and remote_name is None:
+        raise UsageError("--full goes with --remote NAME (the local log is always read whole)")
     if remote_name is not None:
         backend, head = remote_chain(repo, remote_name)
-        v = remote_audit.verify_remote(backend, head)
+        v = remote_audit.verify_remote(backend, head, full=full)
     else:
         v = audit.verify(repo.dir)
     if as_json:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.backends.base import Backend
@@ -22,6 +23,8 @@ from vfs.repo.audit import MAX_LINE, ZERO, Entry, Verdict, encode_entry, make_en
 from vfs.store.durable import write_atomic
 
 REMOTE_HEAD = "audit.head"  # in .dvfs/remotes/<name>/
+VERIFIED = "audit.verified"  # beside it: the entries already checked, by ETag (verify_remote)
+MAX_CHECKED = 1 << 30  # bytes of that record read at most (some 5 million entries)
 APPEND_TRIES = 1000  # entries other writers may add while one append goes on
 
 
@@ -133,36 +136,111 @@ def remote_entries(backend: Backend, jobs: int = 16) -> list[Entry]:
     return out
 
 
-def verify_remote(backend: Backend, head_path: Path | None, jobs: int = 16) -> Verdict:
+def _listing(backend: Backend) -> tuple[dict[int, tuple[str, float]], list[str]]:
+    """Each entry's number -> (ETag, LastModified), from one listing; the odd keys."""
+    seqs: dict[int, tuple[str, float]] = {}
+    odd: list[str] = []
+    for key, info in backend.list_info(AUDIT):
+        seq = audit_seq(key)
+        if seq is not None:
+            seqs[seq] = (info.etag, info.modified)
+        else:
+            odd.append(key)
+    return seqs, sorted(odd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """An entry a verify found in an intact chain, and how the remote listed it then."""
+
+    etag: str
+    modified: float
+    digest: str  # the entry's BLAKE3
+    prev: str  # the hash it holds of the entry before
+
+
+def _read_checked(path: Path | None) -> dict[int, _Checked]:
+    """``audit.verified``: one line per entry, ``seq etag modified digest prev``.
+
+    Anything unreadable makes it an empty record: the verify then reads every entry.
+    """
+    out: dict[int, _Checked] = {}
+    if path is None:
+        return out
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CHECKED + 1)
+        if len(data) > MAX_CHECKED:
+            return {}
+        for line in data.decode().splitlines():
+            seq, etag, modified, digest, prev = line.split(" ")
+            if len(digest) != 64 or len(prev) != 64:
+                return {}
+            out[int(seq)] = _Checked(etag, float(modified), digest, prev)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return out
+
+
+def _write_checked(path: Path | None, checked: dict[int, _Checked]) -> None:
+    if path is None:
+        return
+    lines = [f"{n} {c.etag} {c.modified!r} {c.digest} {c.prev}\n" for n, c in checked.items()]
+    if any(len(line.split(" ")) != 5 for line in lines):
+        return  # an ETag with a space: keep no record (the next verify reads every entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "".join(lines).encode())
+
+
+def verify_remote(
+    backend: Backend, head_path: Path | None, jobs: int = 16, *, full: bool = False
+) -> Verdict:
     """Check a remote's chain; name the first entry edited, deleted or inserted.
 
     When it is intact, ``head_path`` is moved to its last entry, so that cutting or
-    editing entries later, at the end included, shows at the next verify.
+    editing entries later, at the end included, shows at the next verify; and
+    ``audit.verified`` beside it records each entry's ETag and LastModified with its
+    hash and link. The next verify lists the chain once (ListObjectsV2 gives both) and
+    reads only the entries listed differently, or new: rewriting an entry gives it a new
+    LastModified (a server's clock, which ordinary writes cannot set) and, with other
+    bytes, a new ETag, so an edited entry is read again and named. ``full`` reads every
+    entry whatever the record says.
     """
-    seqs, odd = _remote_seqs(backend)
-    datas = _fetch_remote(backend, seqs, jobs)
+    listing, odd = _listing(backend)
+    seqs = sorted(listing)
+    checked_path = None if head_path is None else head_path.parent / VERIFIED
+    known = {} if full else _read_checked(checked_path)
+    need = [n for n in seqs if (k := known.get(n)) is None or (k.etag, k.modified) != listing[n]]
+    fetched = dict(zip(need, _fetch_remote(backend, need, jobs), strict=True))
     problems: list[str] = [f"{k} is not an entry: it was inserted" for k in odd[:3]]
     n = len(seqs)
     prev_hash = ZERO
     expect = 1
-    last: tuple[int, str] | None = None
-    for seq, data in zip(seqs, datas, strict=True):
+    now: dict[int, _Checked] = {}
+    for seq in seqs:
         if seq != expect:
             gone = f"{expect}" if seq == expect + 1 else f"{expect}..{seq - 1}"
             problems.append(f"entry {gone} {'is' if seq == expect + 1 else 'are'} missing: deleted")
             return Verdict(n, problems)
         expect = seq + 1
-        if data is None:
-            problems.append(f"entry {seq} is missing: deleted")
-            return Verdict(n, problems)
-        try:
-            e, prev = parse_entry(data, seq)
-        except FormatError:
-            problems.append(f"entry {seq} is not an entry: it was edited")
-            return Verdict(n, problems)
-        if e.seq != seq:
-            problems.append(f"entry {seq} holds entry {e.seq}'s number: it was inserted or moved")
-            return Verdict(n, problems)
+        if seq in fetched:
+            data = fetched[seq]
+            if data is None:
+                problems.append(f"entry {seq} is missing: deleted")
+                return Verdict(n, problems)
+            try:
+                e, prev = parse_entry(data, seq)
+            except FormatError:
+                problems.append(f"entry {seq} is not an entry: it was edited")
+                return Verdict(n, problems)
+            if e.seq != seq:
+                problems.append(
+                    f"entry {seq} holds entry {e.seq}'s number: it was inserted or moved"
+                )
+                return Verdict(n, problems)
+            digest = hash_bytes(data).hex()
+        else:
+            prev, digest = known[seq].prev, known[seq].digest
         if prev != prev_hash:
             problems.append(
                 "entry 1 was edited (it must follow nothing)"
@@ -171,15 +249,18 @@ def verify_remote(backend: Backend, head_path: Path | None, jobs: int = 16) -> V
                 f"holds the hash of another"
             )
             return Verdict(n, problems)
-        prev_hash = hash_bytes(data).hex()
-        last = (seq, prev_hash)
+        now[seq] = _Checked(*listing[seq], digest, prev)
+        prev_hash = digest
     hint = _read_head(head_path)
     if hint is not None:
         seq, digest = hint
         if seq > n:
             problems.append(f"entries {n + 1}..{seq} are missing: deleted from the end")
-        elif datas[seq - 1] is not None and hash_bytes(datas[seq - 1] or b"").hex() != digest:
+        elif seq in now and now[seq].digest != digest:
             problems.append(f"entry {seq} was edited: this clone saw it with another hash")
-    if not problems and last is not None:
-        _write_head(head_path, *last)
+    if not problems and now:
+        last = max(now)
+        _write_head(head_path, last, now[last].digest)
+        if now != known:
+            _write_checked(checked_path, now)
     return Verdict(n, problems)
