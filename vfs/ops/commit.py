@@ -196,5 +196,6 @@ def commit_locked(
         expect=parent, files=files, size=total, tag=tag, noted=noted, warn=warn,
     )  # fmt: skip
     if merge is not None:
+        merging.reached("moved")
         merging.remove(repo.dir)  # (killed before this, the record is stale: ignored)
     return CommitResult(made.oid, made.version.number, files, total)

@@ -29,11 +29,19 @@ coming back to the branch never brings a stale merge back to life.
 The record is live only while HEAD is on ``branch`` and the branch still names
 ``ours``: a commit killed after its branch moved but before the record was removed
 leaves a stale record, which every reader ignores and the next writer removes.
+
+Test hook: ``DVFS_TEST_MERGE_KILL_AT=<step>`` makes ``dvfs merge`` kill itself
+(SIGKILL) at ``recorded`` (this record written, the working tree untouched),
+``removed`` (the files theirs deleted are gone), ``written`` (theirs' files written,
+the index not saved), ``indexed`` (the index holds the merged files, nothing
+committed) or ``moved`` (the branch names the merge version, this record not yet
+removed): :func:`reached`.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -107,6 +115,15 @@ def save(dvfs_dir: Path, state: MergeState) -> None:
                       for c in state.conflicts],
     }  # fmt: skip
     write_atomic(dvfs_dir / MERGE, msgpack.packb(rec, use_bin_type=True))
+
+
+KILL_ENV = "DVFS_TEST_MERGE_KILL_AT"
+
+
+def reached(step: str) -> None:
+    """Test hook: die at once if ``DVFS_TEST_MERGE_KILL_AT`` names this step."""
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def remove(dvfs_dir: Path) -> None:
