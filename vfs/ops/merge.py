@@ -27,7 +27,9 @@ fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Els
 
 A kill during steps 2-3 leaves the record and a half-written working tree whose
 files ``status`` shows as modified: ``dvfs merge --abort`` restores the branch's
-version (:func:`abort`). ``vN`` numbering stays first-parent: a merge version is
+version (:func:`abort`), deleting the new files of theirs it wrote before the index
+named them. The kill points are ``vfs.ops.merging``'s test hook; see
+``tests/test_merge_faults.py``. ``vN`` numbering stays first-parent: a merge version is
 its first parent's number plus one.
 """
 
@@ -267,12 +269,14 @@ def _merge_locked(
     )  # fmt: skip
     state = MergeState(branch, ours, theirs, base, rev, msg, tuple(conflicts))
     merging.save(repo.dir, state)
+    merging.reached("recorded")
     report = MergeReport("conflicts" if conflicts else "merged", fetched=fetched)
     report.conflicts = conflicts
     todo = [(p, e) for p, e in todo if p not in unavailable]
     report.deleted = remove_many(repo.root, [p for p in gone if not index.is_absent(p)], workers)
     for p in gone:
         index.entries.pop(p, None)
+    merging.reached("removed")
 
     def replace(rel: bytes) -> bool:  # a tracked file (or folder of them) may be replaced
         return index.get(rel) is not None or bool(index.under(rel))
@@ -281,6 +285,7 @@ def _merge_locked(
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
     index.entries.update(stats)
     report.written = len(stats)
+    merging.reached("written")
     lost = sorted(set(unavailable) | set(failed))
     with Walker(repo.root) as walker:
         for p in lost:  # not checked out: truthful, and a later pull or checkout brings it
@@ -292,6 +297,7 @@ def _merge_locked(
     report.not_checked_out = lost
     index.head = None
     index.save()
+    merging.reached("indexed")
     if conflicts:
         report.label, report.oid = hist.label(ours), ours
         return report
@@ -310,11 +316,35 @@ def abort(repo: Repository, workers: Workers, warn: Warn = quiet) -> co.Checkout
         if merging.live(repo.dir, repo.refs) is None:
             merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
             raise UsageError("no merge is in progress (a finished merge's record was removed)")
+        _remove_unrecorded(repo, state.ours, state.theirs, workers)
     # Killed from here on, the record stays and `--abort` runs again.
     report = co.checkout(repo, "HEAD", (), workers, force=True, warn=warn)
     with repo.locked():
         merging.remove(repo.dir)
     return report
+
+
+def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> None:
+    """Delete the files a merge killed before it saved the index wrote, and only those.
+
+    Such a file is in neither ours nor the index, so a checkout of ours leaves it
+    where it is. A path that theirs adds is deleted only if it is untracked and holds
+    exactly theirs' content there (a file found with other content is the user's: the
+    merge never overwrites one, it refuses to start).
+    """
+    hist = repo.history
+    index = repo.index()
+    mine = hist.flatten(hist.version(ours).tree)
+    other = hist.flatten(hist.version(theirs).tree)
+    found: list[Found] = []
+    with Walker(repo.root) as walker:
+        for p in sorted(other.keys() - mine.keys()):
+            if index.get(p) is None and (st := walker.lstat(p)) is not None:
+                found.append(Found(p, st))
+        hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(found, {})
+        for p, staged in sorted(hashed):
+            if staged.same_on_disk(other[p]):
+                remove_path(walker, p)
 
 
 def resolve(

@@ -1,0 +1,120 @@
+"""``dvfs merge`` killed with SIGKILL at each step it exposes (``DVFS_TEST_MERGE_KILL_AT``).
+
+After each kill: ``fsck`` is clean, both sides' committed versions read back whole,
+``status`` tells the truth about every path the merge touches (a file that differs from
+HEAD's version is listed), and the merge can be done again (``merge --abort`` then
+``merge``, or nothing to do when the branch already moved).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import Repo, fsck_clean, init_repo
+from vfs.ops.merging import KILL_ENV
+from vfs.repo.repository import Repository
+
+# The steps in the order a merge reaches them (vfs.ops.merging's docstring).
+STEPS = ("recorded", "removed", "written", "indexed", "moved")
+OURS = {"a": b"a from main", "b": b"b", "d/x": b"d/x", "f": b"f"}  # main changed a, deleted c
+THEIRS = {"a": b"a", "b": b"b from other", "c": b"c", "d/e": b"new in other", "d/x": b"d/x"}
+MERGED = {"a": b"a from main", "b": b"b from other", "d/e": b"new in other", "d/x": b"d/x"}
+PATHS = ("a", "b", "c", "d/e", "d/x", "f")
+
+
+@pytest.fixture(name="template", scope="module")
+def template_fixture(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """main and `other` share v1 (a, b, c, d/x, f), then change different paths.
+
+    (``status`` looks for untracked files in the top-level directories holding tracked
+    files, so the new ``d/e`` goes where ``d/x`` is tracked.)
+    """
+    repo = init_repo(tmp_path_factory.mktemp("merge-faults") / "template")
+    for name in ("a", "b", "c", "d/x", "f"):
+        repo.write(name, name)
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("b", "b from other")
+    repo.write("d/e", "new in other")
+    (repo.root / "f").unlink()
+    repo.ok("add", ".")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.write("a", "a from main")
+    (repo.root / "c").unlink()
+    repo.ok("add", ".")
+    repo.commit("main")
+    return repo
+
+
+def files_of(repo: Repo, rev: str) -> dict[str, bytes]:
+    hist = Repository(repo.root).history
+    tree = hist.version(hist.resolve(rev)).tree
+    return {p.decode(): repo.cat(f"{rev}:{p.decode()}") for p in hist.flatten(tree)}
+
+
+def on_disk(repo: Repo) -> dict[str, bytes]:
+    return {p: (repo.root / p).read_bytes() for p in PATHS if (repo.root / p).is_file()}
+
+
+def assert_status_truthful(repo: Repo, step: str) -> None:
+    """Every path whose file differs from HEAD's version is listed by ``status``."""
+    st = repo.status()
+    listed = {c["path"] for c in st["staged"]} | set(st["modified"]) | set(st["deleted"])
+    listed |= set(st["untracked"])
+    head, disk = files_of(repo, "HEAD"), on_disk(repo)
+    for p in PATHS:
+        if head.get(p) != disk.get(p):
+            assert p in listed, f"{step}: {p} differs from HEAD but status says {st}"
+
+
+def test_merge_killed_at_each_step_loses_nothing_and_can_be_redone(
+    template: Repo, tmp_path: Path
+) -> None:
+    ours, theirs = template.head_id(), Repository(template.root).history.resolve("other").hex()
+    for step in STEPS:
+        dst = tmp_path / step
+        shutil.copytree(template.root, dst, symlinks=True)
+        repo = Repo(dst)
+        r = repo.run("merge", "other", env={KILL_ENV: step})
+        assert r.code == -9, f"{step}: {r}"
+        fsck_clean(repo.root)
+        # nothing committed is lost: both sides read back whole
+        assert files_of(repo, ours) == OURS and files_of(repo, theirs) == THEIRS, step
+        assert_status_truthful(repo, step)
+        st = repo.status()
+        if step == "moved":
+            # the branch names the merge version: the stale record is ignored, done
+            assert st["merging"] is None and st["modified"] == [] and st["staged"] == []
+            assert repo.ok("merge", "other").out.startswith("already up to date"), step
+        else:
+            assert st["merging"] is not None, f"{step}: {st}"
+            assert repo.head_id() == ours, step
+            assert "a merge is in progress" in repo.fail("merge", "other")
+            repo.ok("merge", "--abort")
+            assert on_disk(repo) == OURS, step
+            assert repo.json("merge", "other", "--json")["outcome"] == "merged", step
+        hist = Repository(repo.root).history
+        assert [p.hex() for p in hist.version(hist.resolve("HEAD")).parents] == [ours, theirs]
+        assert files_of(repo, "HEAD") == MERGED and on_disk(repo) == MERGED, step
+        st = repo.status()
+        assert st["merging"] is None and st["modified"] == [] and st["untracked"] == [], step
+        fsck_clean(repo.root)
+
+
+def test_abort_after_a_kill_keeps_a_new_file_the_user_changed(
+    template: Repo, tmp_path: Path
+) -> None:
+    shutil.copytree(template.root, tmp_path / "r", symlinks=True)
+    repo = Repo(tmp_path / "r")
+    assert repo.run("merge", "other", env={KILL_ENV: "written"}).code == -9
+    repo.write("d/e", "my own words")  # no longer what the merge wrote: the user's
+    repo.ok("merge", "--abort")
+    assert on_disk(repo) == {**OURS, "d/e": b"my own words"}
+    assert repo.status()["untracked"] == ["d/e"]
+    assert "overwrite untracked d/e" in repo.fail("merge", "other")
+    fsck_clean(repo.root)
