@@ -124,6 +124,9 @@ def test_push_clone_fetch_log_pull(remote: Remote, make_repo: RepoFactory) -> No
     assert f"origin/main  v2  {v2[:10]}" in r.out
     assert transfer(r).verb == "fetched"
     assert b.head_id() == v1 and not (b.root / "data/new.bin").exists()
+    # fsck checks the fetched version too; its chunks wait on the remote
+    checked = b.json("fsck", "--json")
+    assert checked["clean"] and checked["versions"] == 2, checked
     log = b.json("log", "origin/main", "--json")
     assert [row["id"] for row in log] == [v2, v1]
     r = b.ok("log", "--remote", "origin")

@@ -55,6 +55,7 @@ class FsckReport:
 
 
 def _roots(repo: Repository, report: FsckReport) -> dict[str, bytes]:
+    """HEAD when detached, every branch, tag and remote-tracking branch (as gc keeps them)."""
     roots: dict[str, bytes] = {}
     try:
         head = repo.refs.head()
@@ -62,7 +63,7 @@ def _roots(repo: Repository, report: FsckReport) -> dict[str, bytes]:
             roots["HEAD"] = head.detached
     except FormatError as exc:
         report.problems.append(str(exc))
-    for kind in ("heads", "tags"):
+    for kind, label in (("heads", "branch"), ("tags", "tag"), ("remotes", "remote branch")):
         for name in repo.refs.names(kind):
             try:
                 oid = repo.refs.get(f"refs/{kind}/{name}")
@@ -70,7 +71,7 @@ def _roots(repo: Repository, report: FsckReport) -> dict[str, bytes]:
                 report.problems.append(str(exc))
                 continue
             if oid is not None:
-                roots[f"{'branch' if kind == 'heads' else 'tag'} {name}"] = oid
+                roots[f"{label} {name}"] = oid
     return roots
 
 
