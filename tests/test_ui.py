@@ -55,6 +55,8 @@ def test_versions_are_log_rows_paginated_and_filtered(server: Server, repo: Repo
     assert page["branches"] == ["main"] and page["tags"] == ["base"]
     second = api(server, "versions", offset=1, limit=1)
     assert [r["version"] for r in second["versions"]] == ["v2"] and second["total"] == 3
+    past = api(server, "versions", offset=3)
+    assert past["versions"] == [] and past["total"] == 3
     assert [r["version"] for r in api(server, "versions", tag="base")["versions"]] == ["v1"]
     found = api(server, "versions", q="EDITED rows")
     assert [r["version"] for r in found["versions"]] == ["v2"] and found["total"] == 1

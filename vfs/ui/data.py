@@ -117,7 +117,10 @@ def versions(
     whose message contains ``text`` (or whose id starts with it, or that it names as vN)
     and, with ``path``, that changed something at or below it (as ``dvfs log -- PATH``).
 
-    ``total`` counts every row kept, so the pages can be numbered.
+    ``total`` counts every row kept, so the pages can be numbered. Without a filter it
+    is the first version's number (``vN`` counts along the first-parent chain), and the
+    chain is read only down to the page: a cold first page of a 1,000-version history
+    decodes 50 versions, not 1,000.
     """
     offset, limit = page(offset, limit)
     hist = repo.history
@@ -125,7 +128,14 @@ def versions(
     refs = browse.decorations(repo)
     rows: list[dict[str, Any]] = []
     total = 0
-    if start is not None:
+    if start is not None and not (tag or author or text or path):
+        total = hist.version(start).number
+        for i, (oid, v) in enumerate(hist.chain(start)):
+            if i >= offset + limit:
+                break
+            if i >= offset:
+                rows.append(browse.log_row(hist, refs, oid, v))
+    elif start is not None:
         for oid, v in hist.chain(start):
             if tag and tag not in refs.get(oid, {}).get("tags", []):
                 continue
