@@ -84,3 +84,30 @@ def assert_error_out(repo: Repo) -> str:
 
 def test_audit_rejects_a_bad_date(repo: Repo) -> None:
     assert_error(repo.run("audit", "--since", "yesterday"), "is not a date", code=2)
+
+
+def test_a_pull_and_a_commit_on_a_branch_are_entries(repo: Repo, tmp_path: Path) -> None:
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    v1 = repo.commit("one")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    other = Repo(tmp_path / "other")
+    repo.ok("clone", str(tmp_path / "remote"), str(other.root))
+    other.write("a.txt", "two\n")
+    other.ok("add", "a.txt")
+    v2 = other.commit("two")  # a commit on a branch with versions: a move
+    other.ok("push")
+    repo.ok("pull")
+    mine = [(e["op"], e["ref"], e["old"], e["new"]) for e in repo.json("audit", "--json")]
+    assert mine[-2:] == [
+        ("remote branch move", "refs/remotes/origin/main", v1, v2),
+        ("branch move", "refs/heads/main", v1, v2),
+    ]
+    pulled = repo.json("audit", "--json")[-1]
+    assert pulled["cmd"] == ["dvfs", "pull"]
+    theirs = [(e["op"], e["ref"], e["old"], e["new"]) for e in other.json("audit", "--json")]
+    assert ("branch move", "refs/heads/main", v1, v2) in theirs
+    for r in (repo, other):
+        assert r.json("audit", "verify", "--json")["intact"] is True
+        r.fsck_clean()
