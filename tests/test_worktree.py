@@ -505,6 +505,11 @@ def test_snapshot_records_tag_params_and_refuses_when_the_branch_moved(wt: Workt
     assert shown["parameters"] == {"lr": 0.5, "name": "run"}
     assert shown["message"] == "with extras"
     assert shown["id"] == got["id"]
+    # the snapshot's ref changes are audit entries, in an intact chain
+    entries = assert_ok(wt.dvfs("audit", "--json")).json()
+    made = {(e["op"], e["ref"]) for e in entries if e["new"] == got["id"]}
+    assert made == {("branch move", "refs/heads/main"), ("tag create", "refs/tags/t1")}
+    assert assert_ok(wt.dvfs("audit", "verify", "--json")).json()["intact"] is True
     # the branch moves under the mount (a commit from the repository's own working tree)
     (wt.data / "b.new").write_bytes(b"pending\n")
     assert_ok(wt.dvfs("checkout", "main", "--force"))
