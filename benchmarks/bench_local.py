@@ -9,6 +9,11 @@ the big file and appending 4 KiB. For each it measures wall time and peak RSS of
 tool's processes and the size of its content store, prints a table with dvfs/DVC
 ratios and the targets, and writes the figures as JSON into the work directory.
 
+At the top it prints the CPU model and its single-core BLAKE3 throughput; beside the
+1 GiB add+commit, the physical floor of storing those bytes (``floor.py``: the larger
+of a ``dd oflag=direct`` of them into the store's filesystem and one single-core
+BLAKE3 pass) and each tool's ratio to it, with dvfs's CPU use (user+sys / wall).
+
 It prints and never fails on a timing: benchmarks are not tests.
 """
 
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from floor import Floor, blake3_rate, cpu_model, floor, load
 from measure import (
     Measurement,
     check_drop_caches,
@@ -36,7 +42,18 @@ from measure import (
     unwind_on_sigterm,
     warm_memory,
 )
-from results import DVC, DVFS, Row, ToolStep, human, ratio, table, target_lines, targets
+from results import (
+    DVC,
+    DVFS,
+    Row,
+    Target,
+    ToolStep,
+    human,
+    ratio,
+    table,
+    target_lines,
+    targets,
+)
 from tools import REPO_ROOT, Dvc, Dvfs, SetupError, Tool, dvfs_command, ensure_dvc
 from workload import Workload, edit_big, ensure_data, tree_digest
 
@@ -61,6 +78,7 @@ class Bench:
         self.free_before_checkout = free_before_checkout
         self.rows: list[Row] = []
         self.notes: list[str] = []
+        self.floor: Floor | None = None
 
     def timed(self, tool: Tool, commands: list[list[str]]) -> Measurement:
         """Settle the disk (and drop caches if asked), then run and measure ``commands``."""
@@ -255,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
         env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(runs)}
         dvfs = Dvfs(runs / "dvfs", env, dvfs_command(args.dvfs))
         dvc = Dvc(runs / "dvc", env, workdir / "dvc-venv")
+        rate = blake3_rate(dvfs.interpreter())
+        print(f"CPU: {cpu_model()}", flush=True)
+        print(f"BLAKE3, one core: {rate / 1e9:.2f} GB/s (CPU time, best of 3)", flush=True)
+        print(f"machine: {load()}", flush=True)
+        machine_info = {"cpu": cpu_model(), "blake3_one_core_bytes_per_s": rate}
         for tool in (dvfs, dvc):
             copy_data(data, tool.root)
             tool.setup()
@@ -265,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"read {human(read)} of data into the page cache", flush=True)
         bench = Bench([dvfs, dvc], work, args.drop_caches, pristine, args.free_before_checkout)
         run_steps(bench, work, args.status_runs)
-        report(bench, work, args, workdir)
+        report(bench, work, args, workdir, machine_info)
     except SetupError as exc:
         raise SystemExit(f"set-up failed: {exc}") from None
     finally:
@@ -288,6 +311,10 @@ def run_steps(bench: Bench, work: Workload, status_runs: int) -> None:
     bench.step(
         "status", f"status, median of {status_runs}", "none", bench.status(status_runs, say=True)
     )
+    dvfs = next(t for t in bench.tools if t.name == DVFS)
+    assert isinstance(dvfs, Dvfs)
+    bench.floor = floor(dvfs.root / "big.bin", dvfs.store(), dvfs.interpreter())
+    print(f"  physical floor of the big file: {bench.floor.line()}; {load()}", flush=True)
     bench.step(
         "add_big",
         f"add+commit {human(work.big_size)} file",
@@ -300,16 +327,47 @@ def run_steps(bench: Bench, work: Workload, status_runs: int) -> None:
     bench.step("recommit", "edit big file, re-add+commit", "delta", bench.recommit)
 
 
-def report(bench: Bench, work: Workload, args: argparse.Namespace, workdir: Path) -> None:
+def floor_lines(bench: Bench) -> tuple[list[str], Target]:
+    """The big file's add+commit against its physical floor, and the floor target."""
+    goal = "add+commit big file <= 1.2 x physical floor"
+    row = next((r for r in bench.rows if r.key == "add_big"), None)
+    fl = bench.floor
+    if row is None or fl is None or row.tools[DVFS].error:
+        return [], Target(goal, "no figure", None)
+    a, b = row.tools[DVFS], row.tools[DVC]
+    cpu = sum(p.cpu_s for p in a.procs)
+    lines = [
+        f"add+commit {human(fl.size)} beside its physical floor {fl.line()}:",
+        f"  dvfs {a.wall_s:.2f} s = {a.wall_s / fl.seconds:.2f} x floor "
+        f"(CPU {cpu:.2f} s, user+sys / wall {cpu / a.wall_s:.2f})",
+    ]
+    if not b.error:
+        lines.append(f"  DVC  {b.wall_s:.2f} s = {b.wall_s / fl.seconds:.2f} x floor")
+        lines.append(f"  dvfs / DVC {ratio(a.wall_s, b.wall_s)}")
+    got = a.wall_s / fl.seconds
+    return lines, Target(goal, f"{got:.2f} ({a.wall_s:.2f} s vs {fl.seconds:.2f} s)", got <= 1.2)
+
+
+def report(
+    bench: Bench,
+    work: Workload,
+    args: argparse.Namespace,
+    workdir: Path,
+    machine_info: dict[str, object],
+) -> None:
     """Print the table, the targets and the notes; write everything as JSON."""
     ends = {t.name: end_sizes(t) for t in bench.tools}
-    ts = targets(bench.rows)
+    lines, floor_target = floor_lines(bench)
+    ts = [floor_target, *targets(bench.rows)]
     print()
     print(table(bench.rows))
+    if lines:
+        print("\n" + "\n".join(lines))
     a, b = ends[DVFS]["store_on_disk"], ends[DVC]["store_on_disk"]
     print(f"\nstore at the end: dvfs {human(a)}, DVC {human(b)}, ratio {ratio(a, b)}")
     floor = rss_floor(workdir, os.environ)
     print(f"peak RSS floor (what `true` reports when spawned like the tools): {floor // 1024} MiB")
+    print(f"\nat the end: {load()}")
     print("\ntargets:\n" + target_lines(ts))
     if bench.notes:
         print("\nnotes:\n" + "\n".join(f"- {n}" for n in bench.notes))
@@ -317,7 +375,8 @@ def report(bench: Bench, work: Workload, args: argparse.Namespace, workdir: Path
     out = workdir / f"bench_local-{stamp}.json"
     doc = {
         "when": stamp,
-        "machine": machine(),
+        "machine": {**machine(), **machine_info},
+        "floor": asdict(bench.floor) if bench.floor is not None else None,
         "rss_floor_kib": floor,
         "versions": {t.name: t.version() for t in bench.tools},
         "options": {
