@@ -1,4 +1,23 @@
-"""Hashing files of the working tree into chunks and storing them (:class:`Hasher`)."""
+"""Hashing files of the working tree into chunks and storing them (:class:`Hasher`).
+
+A large file goes through a pipeline whose stages run at the same time, each bounded,
+so that both cores stay busy from the first byte to the last and memory does not grow
+with the file (:meth:`Hasher._read_large`)::
+
+    kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
+      -> calling thread  reads into one of BLOCKS recycled blocks, cuts it (FastCDC)
+      -> chunks pool     per chunk: BLAKE3 id, compressibility probe (zstd), append
+                         to the open pack under the store's lock
+      -> pack writer     one thread writes the pack's blocks (vfs._os.direct_io:
+                         DEPTH blocks of BLOCK bytes in flight)
+    and beside them the digest thread updates the file's BLAKE3 block by block.
+
+BLAKE3, FastCDC's cut loop, zstd and the reads and writes release the GIL, so each
+stage runs on whichever core is free; the stage that waits (a full pack writer, a
+block still being hashed) holds the ones before it back. Every byte is hashed twice:
+once as part of its chunk and once for the file's digest (packs are named by their
+header, ``vfs.store.packs``).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +47,10 @@ if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes 
 
 READ_RETRIES = 3
 BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
-BLOCKS = 2  # blocks of a large file in flight
+# Blocks of a large file in flight: one being read and cut, the others being hashed and
+# stored. With two, the reader waited for the older block's last chunk at every block.
+BLOCKS = 4
+READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 
@@ -132,6 +154,7 @@ class Hasher:
         chunk is hashed and stored straight from its block: no copy per chunk and no
         fresh memory per chunk (page faults on fresh memory cost as much as hashing).
         The whole-file digest is updated block by block in the one ``digest`` thread.
+        The stages and their bounds are in the module docstring.
         """
         whole = hasher()
         size = max(BLOCK_BYTES, 2 * self.chunker.params.max_size)
@@ -155,8 +178,17 @@ class Hasher:
                 return bytearray(size)
             return settle()
 
+        pos = asked = 0
+
         def readinto(view: memoryview) -> int:
-            return os.readv(fd, [view])
+            nonlocal pos, asked
+            if pos + READ_AHEAD // 2 >= asked:  # keep half a window or more asked for
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, asked, READ_AHEAD, os.POSIX_FADV_WILLNEED)
+                asked += READ_AHEAD
+            n = os.readv(fd, [view])
+            pos += n
+            return n
 
         progress = self.workers.progress
         try:
