@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.support.cli import Repo, fsck_clean
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
-from tests.support.ui import Server, make_repo, serving
+from tests.support.ui import Server, csrf_of, make_repo, post, serving
 from vfs.repo.repository import Repository
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
@@ -252,4 +252,30 @@ def test_mounts_with_their_pending_changes(
         expect(row.locator("ul.paths li")).to_have_text(
             ["added: data/new.txt", "modified: data/notes.txt"]
         )
+    fsck_clean(repo.root)
+
+
+def test_snapshot_a_mount_with_allow_write(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Mounts page's Snapshot: `dvfs snapshot MNT -m MSG` through the daemon."""
+    repo = Repo(make_repo(tmp_path / "repo"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(RUNTIME))
+    mnt = tmp_path / "mnt"
+    with mounted(str(repo.root), mnt, tmp_path / "home"), serving(repo.root, "--allow-write") as s:
+        (mnt / "data" / "new.txt").write_text("new\n")
+        page.goto(s.url + "#/mounts")
+        row = page.locator("table.mounts tbody tr").first
+        expect(row.locator(".counts")).to_have_text("1 added")
+        row.locator('input[name="message"]').fill("from the dashboard")
+        row.get_by_role("button", name="Snapshot").click()
+        expect(row.locator("td.pending")).to_contain_text("none: the working tree is clean")
+        log = repo.json("log", "--json")
+        assert [v["message"] for v in log[:1]] == ["from the dashboard"]
+        assert repo.run("cat", "v4:data/new.txt").raw == b"new\n"
+        refused = post(f"{s.base}api/actions/snapshot",
+                       {"mountpoint": str(tmp_path), "message": "x"},
+                       {"X-DVFS-CSRF": csrf_of(s) or ""})  # fmt: skip
+        assert refused.status == 400 and "not a writable mount" in refused.json()["error"]
+    assert repo.json("audit", "--json")[-1]["op"] == "branch move"
     fsck_clean(repo.root)

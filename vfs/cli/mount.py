@@ -184,12 +184,7 @@ def snapshot(
 
     version_params.message(message)
     recorded = version_params.collect(params, params_file)
-    request = {
-        "op": "snapshot", "message": message, "tag": tag, "params": recorded,
-        "branch": new_branch,
-    }  # fmt: skip
-    got = control.call(mountpoint, request)
-    control.check_answer_fields(got, "version", "id", "branch", "files", "bytes", "hashed")
+    got = control.snapshot(mountpoint, message, recorded, tag, new_branch)
     for w in got.get("warnings") or []:
         warn(str(w))
     if as_json:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs.errors import DvfsError, MountError, from_kind
+from vfs.model import params as version_params
 
 CONTROL_LINK = ".versions/.control"
 # A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
@@ -104,3 +105,19 @@ def check_answer_fields(answer: dict[str, Any], *names: str) -> None:
     missing = [n for n in names if n not in answer]
     if missing:
         raise DvfsError(f"the daemon's answer lacks {', '.join(missing)}: is it another version?")
+
+
+def snapshot(
+    mnt: str, message: str, params: dict[str, Any], tag: str | None = None,
+    branch: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``dvfs snapshot MNT``: record the mount's working tree as a new version (its
+    daemon does it); the daemon's answer, checked to hold what the CLI prints. The
+    one path for the CLI and the dashboard's action."""
+    version_params.message(message)
+    request = {
+        "op": "snapshot", "message": message, "tag": tag, "params": params, "branch": branch,
+    }  # fmt: skip
+    got = call(mnt, request)
+    check_answer_fields(got, "version", "id", "branch", "files", "bytes", "hashed")
+    return got

@@ -1,7 +1,8 @@
 """What the dashboard may change, with ``dvfs ui --allow-write``: the CLI's own operations.
 
 Each action is the function behind the CLI command it stands for (``dvfs tag NAME
-REV``: ``vfs.ops.branches.create_tag``; ``dvfs branch -d NAME``: ``delete_branch``),
+REV``: ``vfs.ops.branches.create_tag``; ``dvfs branch -d NAME``: ``delete_branch``;
+``dvfs snapshot MNT -m MSG``: ``vfs.mount.control.snapshot``),
 so it refuses what the command refuses and changes refs the same way: under the
 repository's lock, by compare-and-swap, with an audit entry written first. The entry's
 ``cmd`` is the command the action stands for, as ``dvfs ui`` ran it
@@ -18,10 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from vfs.errors import UsageError
+from vfs.mount import control
 from vfs.ops.branches import create_tag, delete_branch
 from vfs.repo import audit
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository
+from vfs.ui import data
 
 MAX_ARG = 1024  # characters of one argument, at most
 
@@ -59,4 +62,19 @@ def delete_branch_action(repo: Repository, body: dict[str, Any]) -> dict[str, An
     return {"deleted": ref_json(repo, name, was)}
 
 
-ACTIONS = {"tag": tag, "delete-branch": delete_branch_action}
+def snapshot(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
+    """``dvfs snapshot MNT -m MESSAGE``: body ``{"mountpoint", "message"}``; MNT must be
+    a live, writable mount of this repository as the Mounts page lists it (so a
+    request can name no other path). Its daemon records the version and writes the
+    audit entry of the branch it moves (with the daemon's command line)."""
+    mnt = text_arg(body, "mountpoint")
+    message = text_arg(body, "message")
+    mine = [m for m in data.mounts(str(repo.root))["mounts"] if m["mountpoint"] == mnt]
+    if not mine or mine[0]["state"] != "mounted" or mine[0]["work_dir"] is None:
+        raise UsageError(f"{mnt} is not a writable mount of this repository")
+    got = control.snapshot(mnt, message, {})
+    got.pop("ok", None)
+    return {"snapshot": got}
+
+
+ACTIONS = {"tag": tag, "delete-branch": delete_branch_action, "snapshot": snapshot}

@@ -17,7 +17,8 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
-    POST /api/actions/A  tag {name, rev}, delete-branch {name}    (actions.ACTIONS)
+    POST /api/actions/A  tag {name, rev}, delete-branch {name},   (actions.ACTIONS)
+                         snapshot {mountpoint, message}
 
 Actions (``--allow-write`` only, else 403): a POST whose JSON body names the
 arguments, carrying the CSRF token the page holds (``<meta name="dvfs-csrf">``, a new

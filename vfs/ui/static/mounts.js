@@ -1,6 +1,6 @@
 // Mounts: `dvfs mounts` of this repository (or remote), with each working tree's
 // pending changes as `dvfs status MNT` reports them.
-import { api, errorBox, h, human, put } from "./dom.js";
+import { act, api, CSRF, errorBox, h, human, put, reload, swap } from "./dom.js";
 
 const KINDS = ["added", "modified", "deleted", "renamed"];
 
@@ -24,7 +24,27 @@ export async function mountsPage(el) {
       h("td", {}, m.branch),
       h("td", { class: m.state === "mounted" ? "" : "bad" }, m.state, m.pid ? h("span", { class: "muted" }, ` pid ${m.pid}`) : null),
       h("td", { class: "num" }, m.cache_size ? `${human(m.cache_used)} of ${human(m.cache_size)}` : "-"),
-      h("td", { class: "pending" }, pending(m)))))));
+      h("td", { class: "pending" }, pending(m), CSRF && m.pending ? snapshotForm(m) : null))))));
+}
+
+// "Snapshot" (`dvfs snapshot MNT -m MSG`) of a writable mount, when the server allows writes.
+function snapshotForm(m) {
+  const message = h("input", { name: "message", placeholder: "message", required: true });
+  const said = h("span", { class: "said", role: "status" });
+  return h("form", {
+    class: "action snapshot-form",
+    onsubmit: async (e) => {
+      e.preventDefault();
+      swap(said);
+      try {
+        const done = await act("snapshot", { mountpoint: m.mountpoint, message: message.value });
+        swap(said, `recorded ${done.snapshot.version} on ${done.snapshot.branch}`);
+        reload();
+      } catch (err) {
+        swap(said, errorBox(err));
+      }
+    },
+  }, message, h("button", { type: "submit" }, "Snapshot"), said);
 }
 
 function pending(m) {
