@@ -71,6 +71,9 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
 def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
     """Show staged, modified, deleted and untracked files.
 
+    Untracked files are looked for inside each top-level directory that holds tracked
+    files; an untracked file at the top level, or in a new top-level directory, is not
+    listed (the rest of a project, its code, is git's): `dvfs add` names it first.
     With MNT, the pending changes of that mount's working tree instead.
 
     \b
