@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.support.cli import Repo, fsck_clean
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
-from tests.support.ui import Server, csrf_of, make_repo, post, serving
+from tests.support.ui import PREP, Server, csrf_of, make_repo, post, serving
 from vfs.repo.repository import Repository
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
@@ -110,6 +110,19 @@ def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> Non
     expect(page.locator("pre.text")).to_have_text("hello\nworld\nmore\n")
     page.locator("a.entry", has_text="blob.bin").click()
     expect(page.locator("pre.hex")).to_contain_text("00000000  00 01 02 03")
+
+
+def test_text_previews_are_highlighted_by_their_kind(page: Page, server: Server) -> None:
+    page.goto(server.url + "#/version?rev=v2&file=prep.py")
+    code = page.locator("pre.text code")
+    expect(code).to_have_class(re.compile(r"\blanguage-python\b"))
+    expect(code.locator(".hljs-keyword").first).to_have_text("import")
+    expect(code).to_have_text(PREP)  # the text itself is unchanged
+    page.goto(server.url + "#/version?rev=v2&dir=data&file=data/notes.txt")
+    plain = page.locator("pre.text code")
+    expect(plain).to_have_text("hello\nworld\nmore\n")
+    expect(plain).not_to_have_class(re.compile("hljs"))
+    expect(plain.locator("span")).to_have_count(0)
 
 
 def test_diff_two_versions_and_the_rows_of_a_table(page: Page, server: Server) -> None:

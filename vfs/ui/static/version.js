@@ -1,5 +1,6 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
 import { act, api, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap } from "./dom.js";
+import { highlight } from "./highlight.js";
 
 const FILES = 200;
 const ROWS = 50;
@@ -124,7 +125,9 @@ async function showPreview(el, rev, params, go) {
   } else if (p.kind === "image") {
     put(el, h("img", { class: "image", src: rawUrl(p.id, p.path, true), alt: p.path }));
   } else if (p.kind === "text") {
-    put(el, h("pre", { class: "text" }, p.text));
+    const code = h("code", {}, p.text);
+    put(el, h("pre", { class: "text" }, code));
+    await highlight(code, p.path);
     if (p.truncated) put(el, h("p", { class: "muted" }, "… the first 64 KiB; download it for the rest"));
   } else if (p.kind === "binary") {
     put(el, h("pre", { class: "hex" }, p.hex.join("\n")));
