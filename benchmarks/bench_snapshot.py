@@ -18,7 +18,9 @@ is VmHWM of ``/proc/PID/status``). With all of them mounted, side by side:
 3. ``tar x`` of the small files (an archive made beforehand, in the page cache) into a
    new directory of each MNT and of the local disk that holds the working trees
    (target >= 0.5x), each MNT's followed by a snapshot of its 20,000 new files
-   (target < 2 s);
+   (target < 2 s); beside each snapshot's wall time, the CPU seconds its daemon used
+   meanwhile (``/proc/PID/stat``, every thread): on a machine others load, the gap
+   between the two is time spent waiting for a core;
 4. 1 GiB (the big file's bytes, held in memory) written into a new file in 1 MiB
    ``write`` calls, then ``fsync`` and ``close``, into each MNT and the local disk
    (target >= 0.8x), each MNT's followed by a snapshot; the file is then removed;
@@ -55,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from measure import peak_rss, timed, unwind_on_sigterm
+from measure import cpu_seconds, peak_rss, timed, unwind_on_sigterm
 from results import human, render
 from tools import REPO_ROOT
 from workload import MIB, Workload, ensure_data, small_path, tree_digest
@@ -137,6 +139,7 @@ class Side:
     tar_s: list[float] = field(default_factory=list)
     tar_snap_s: list[float] = field(default_factory=list)
     tar_snap_daemon_s: list[float] = field(default_factory=list)
+    tar_snap_cpu_s: list[float] = field(default_factory=list)
     write_s: list[float] = field(default_factory=list)
     write_calls_s: list[float] = field(default_factory=list)
     write_snap_s: list[float] = field(default_factory=list)
@@ -192,8 +195,10 @@ class Bench:
                 proc.wait()
 
     def snapshot(self, side: Side, message: str) -> tuple[float, dict[str, Any]]:
-        """Wall seconds of ``dvfs snapshot MNT -m message --json``, and its answer."""
+        """Wall seconds of ``dvfs snapshot MNT -m message --json``, and its answer; the
+        CPU seconds the daemon spent meanwhile are added to it as ``cpu_seconds``."""
         with self.spied(side, message):
+            cpu = cpu_seconds(side.pid)
             started = time.perf_counter()
             p = subprocess.run(
                 [*DVFS, "snapshot", str(side.mnt), "-m", message, "--json"],
@@ -202,9 +207,12 @@ class Bench:
                 env=self.env,
             )
             wall = time.perf_counter() - started
+            cpu = cpu_seconds(side.pid) - cpu
         if p.returncode != 0:
             raise SystemExit(f"dvfs snapshot failed ({p.returncode}): {p.stderr.strip()}")
-        return wall, json.loads(p.stdout)
+        answer: dict[str, Any] = json.loads(p.stdout)
+        answer["cpu_seconds"] = cpu
+        return wall, answer
 
     @contextmanager
     def spied(self, side: Side, label: str) -> Iterator[None]:
@@ -315,6 +323,7 @@ def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[
             what = f"[{side.overlay}] snapshot after changing {len(names)} files"
             rows.append(limit_row(what, [wall], TARGETS["ten snapshot"]))
             rows.append(limit_row("  seconds the daemon reports", [float(got["seconds"])], None))
+            rows.append(limit_row("  CPU seconds of the daemon", [float(got["cpu_seconds"])], None))
             vdir = version_dir(side.mnt, got)
             ok = all(
                 (vdir / rel).read_bytes() == (side.mnt / rel).read_bytes()
@@ -333,6 +342,7 @@ def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[
                 wall, got = bench.snapshot(side, f"tar x {r}")
                 side.tar_snap_s.append(wall)
                 side.tar_snap_daemon_s.append(float(got["seconds"]))
+                side.tar_snap_cpu_s.append(float(got["cpu_seconds"]))
                 if r == 0:
                     held = tree_digest(version_dir(side.mnt, got) / "untar0", ("small",))
                     want = tree_digest(data, ("small",))
@@ -377,6 +387,8 @@ def run(bench: Bench, sides: list[Side], wl: Workload, rounds: int, notes: list[
                     TARGETS["tar snapshot"],
                 ),
                 limit_row("  seconds the daemon reports", side.tar_snap_daemon_s, None),
+                limit_row("  CPU seconds of the daemon (every thread)", side.tar_snap_cpu_s,
+                          None),
                 rate_row(
                     f"[{o}] write {human(len(buf))} + fsync into MNT (vs local)",
                     len(buf), side.write_s, local_write, TARGETS["write"],

@@ -37,6 +37,13 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss(pid: int) -> int:
     """Bytes of a running process's peak resident set (VmHWM)."""
     with open(f"/proc/{pid}/status") as f:
