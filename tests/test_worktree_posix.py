@@ -393,7 +393,8 @@ touch -a -d '2001-02-03 04:05:06Z' f-link; echo "touch -a $?"
 def test_an_ordinary_user_meets_the_permission_checks_of_a_disk(px: Posix) -> None:
     """uid 65534: tar x of an archive with foreign owners (the files become theirs),
     chown/chgrp refused but to their own group, writes clearing setuid, no devices,
-    root's files untouchable; the same answers and the same tree as on a local disk."""
+    root's files untouchable; the same answers and the same tree as on a local disk,
+    before and after kill -9 of the daemon and after a snapshot."""
     src = px.local.parent / "src"
     foreign_tree(src)
     archive = px.local.parent / "owned.tar"
@@ -411,6 +412,8 @@ def test_an_ordinary_user_meets_the_permission_checks_of_a_disk(px: Posix) -> No
         "tar 0" in mnt_said and "chown to root 1" in mnt_said and "mknod of a device 1" in mnt_said
     )
     assert "chgrp to own group 0" in mnt_said and "ln of root's file 1" in mnt_said
+    assert_same(posix_of(px.data, atimes=("user/f",)), posix_of(px.local, atimes=("user/f",)))
+    px.remount()  # the user's changes survive kill -9 before any snapshot
     assert_same(posix_of(px.data, atimes=("user/f",)), posix_of(px.local, atimes=("user/f",)))
     f = os.stat(px.data / "user" / "f")
     assert (stat.S_IMODE(f.st_mode), f.st_uid, f.st_gid, f.st_nlink) == (0o755, NOBODY, NOBODY, 2)
