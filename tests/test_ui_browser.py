@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+import vfs
 from tests.support.cli import Repo, fsck_clean
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
-from tests.support.ui import PREP, Server, csrf_of, make_repo, post, serving
+from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
 from vfs.repo.repository import Repository
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
@@ -292,3 +293,23 @@ def test_snapshot_a_mount_with_allow_write(
         assert refused.status == 400 and "not a writable mount" in refused.json()["error"]
     assert repo.json("audit", "--json")[-1]["op"] == "branch move"
     fsck_clean(repo.root)
+
+
+def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
+    """A run of vfs.track logs five steps: the experiments page plots them per step."""
+    root = tmp_path / "tracked"
+    Repository.init(root)
+    with vfs.track(repo=root, message="train", params={"lr": 0.1}) as run:
+        for step in range(5):
+            run.log_metrics({"loss": round(1 / (step + 1), 3), "acc": step / 10}, step=step)
+    with serving(root) as s:
+        got = get(f"{s.base}api/steps?rev=v1").json()
+        [f] = got["files"]
+        assert f["path"] == "metrics.steps.jsonl" and f["metrics"] == ["acc", "loss"]
+        assert [r["step"] for r in f["rows"]] == [0, 1, 2, 3, 4] and f["rows"][1]["loss"] == 0.5
+        page.goto(s.url + "#/experiments")
+        chart = page.locator(".steps-chart")
+        expect(chart.locator(".u-title")).to_have_text("metrics.steps.jsonl of v1")
+        expect(chart.locator(".u-legend .u-series .u-label")).to_have_text(["step", "acc", "loss"])
+        expect(chart.locator("canvas")).to_have_count(1)
+    fsck_clean(root)

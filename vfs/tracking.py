@@ -78,7 +78,9 @@ MAX_METRICS = 1_000  # distinct metric names
 MAX_TEXT = 256  # characters of a text metric
 
 
-def _history_name(metrics: bytes) -> bytes:
+def history_name(metrics: bytes) -> bytes:
+    """The per-step history file of a metrics file (``metrics.json``:
+    ``metrics.steps.jsonl``); ``dvfs ui`` plots it."""
     stem = metrics[:-5] if metrics.endswith(b".json") else metrics
     return stem + b".steps.jsonl"
 
@@ -105,7 +107,7 @@ class Run:
         self.metrics_path = repo_path(metrics)
         if not self.metrics_path:
             raise UsageError("metrics= names a file, not the root")
-        self.history_path = _history_name(self.metrics_path)
+        self.history_path = history_name(self.metrics_path)
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}

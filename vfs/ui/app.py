@@ -17,6 +17,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
+    /api/steps           rev                                      (data.steps)
     POST /api/actions/A  tag {name, rev}, delete-branch {name},   (actions.ACTIONS)
                          snapshot {mountpoint, message}
 
@@ -360,6 +361,10 @@ class Api:
             raise UsageError("an action's body is a JSON object")
         return json_response(await self.run(fn, self.repo, args))
 
+    async def steps(self, request: Request) -> Response:
+        answer = await self.run(data.steps, self.repo, self.source.get, self.rev(request))
+        return json_response(answer)
+
     async def mounts(self, request: Request) -> Response:
         return json_response(await self.run(data.mounts, self.source.description))
 
@@ -391,6 +396,7 @@ def make_app(
                 "store",
                 "audit",
                 "mounts",
+                "steps",
             )
         ),
         Route("/api/actions/{name}", api.action, methods=["POST"]),

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from vfs.pipeline.record import describe
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
+from vfs.tracking import history_name
 from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
@@ -58,6 +61,7 @@ MAX_PATH_TEXT = 4096
 ADDED_MAX = 2000  # entries of a directory up to which its files' "added in" is found
 ROWS_SHOWN = 50  # row-diff rows unless asked for fewer
 PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
+STEPS_MAX = 16 * 1024 * 1024  # bytes of a per-step history file plotted, at most
 STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 # Images a browser may show inline: raster formats only (an SVG can carry script).
 IMAGE_TYPES = {
@@ -436,6 +440,58 @@ def experiments(repo: Repository, sort_by: str | None = None) -> dict[str, Any]:
                           notes=notes)  # fmt: skip
     return {"params": done.params, "metrics": done.metrics, "rows": report.compare_json(done),
             "notes": notes}  # fmt: skip
+
+
+def steps(repo: Repository, get: Getter, rev: str) -> dict[str, Any]:
+    """The per-step metrics of version ``rev``: for each metrics file its pipeline
+    records whose history file (``vfs.tracking.history_name``: ``metrics.json`` ->
+    ``metrics.steps.jsonl``, one JSON object per ``log_metrics`` call) the version
+    holds, its ``rows`` (``step`` and the numeric metrics of each line, in order) and
+    the names of those ``metrics``. Lines that are not JSON objects are counted in
+    ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only."""
+    hist = repo.history
+    oid = hist.resolve(rev)
+    v = hist.version(oid)
+    out: list[dict[str, Any]] = []
+    done: set[bytes] = set()
+    for stage in v.pipeline:
+        for metrics_path in stage.metrics:
+            path = history_name(metrics_path)
+            e = hist.lookup(v.tree, path)
+            if path in done or e is None or e.kind != Kind.FILE:
+                continue
+            done.add(path)
+            if e.size > STEPS_MAX:
+                note = f"larger than {STEPS_MAX >> 20} MiB: not plotted"
+                out.append({"path": show(path), "metrics": [], "rows": [], "note": note})
+                continue
+            text = b"".join(chunks(get, FileRef(hist.label(oid), oid, path, e)))
+            out.append({"path": show(path), **_step_rows(text)})
+    return {"version": hist.label(oid), "id": oid.hex(), "files": out}
+
+
+def _step_rows(text: bytes) -> dict[str, Any]:
+    """The rows and metric names of a per-step history file (see :func:`steps`)."""
+    rows: list[dict[str, Any]] = []
+    names: dict[str, None] = {}
+    skipped = 0
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            skipped += 1 if line.strip() else 0
+            continue
+        step = obj.get("step")
+        row: dict[str, Any] = {"step": step if isinstance(step, int) else None}
+        for k, val in obj.items():
+            number = isinstance(val, int | float) and not isinstance(val, bool)
+            if k != "step" and number and math.isfinite(val):
+                row[k] = val
+                names.setdefault(k)
+        rows.append(row)
+    return {"metrics": list(names), "rows": rows, "skipped": skipped}
 
 
 # ------------------------------------------------------------------------ store

@@ -55,6 +55,57 @@ export async function experimentsPage(el, params) {
     d.notes.map((n) => h("p", { class: "note" }, n)),
     h("p", { class: "muted" }, "Click a column to sort; again to reverse."));
   if (pickMetric) chart(plot, d.rows, pickMetric.value);
+  if (d.rows.length) put(el, stepsSection(d.rows, params));
+}
+
+// Per-step metrics of one version (its `*.steps.jsonl`, as `vfs.track` logs them).
+function stepsSection(rows, params) {
+  const newest = [...rows].sort((a, b) => b.created.localeCompare(a.created));
+  const pick = h("select", { name: "steps-of" },
+    newest.map((r) => h("option", { value: r.id, selected: r.rev === params.steps }, r.rev)));
+  const box = h("div", { class: "steps" });
+  const show = async () => {
+    let s;
+    try {
+      s = await api("steps", { rev: pick.value });
+    } catch (err) {
+      swap(box, errorBox(err));
+      return;
+    }
+    swap(box);
+    if (!s.files.length) {
+      put(box, h("p", { class: "muted empty" }, `${s.version} has no per-step metrics.`));
+      return;
+    }
+    for (const f of s.files) {
+      const chartBox = h("div", { class: "chart steps-chart", "data-path": f.path });
+      put(box, chartBox, f.note ? h("p", { class: "note" }, f.note) : null,
+        f.skipped ? h("p", { class: "note" }, `${f.skipped} lines that are not JSON objects left out`) : null);
+      if (f.metrics.length) stepChart(chartBox, s.version, f);
+    }
+  };
+  pick.addEventListener("change", show);
+  show();
+  return h("section", { class: "per-step" }, h("h2", {}, "Metrics per step"),
+    h("label", { class: "filters" }, "version ", pick), box);
+}
+
+const COLOURS = ["#2f5fd0", "#d0542f", "#2f9d4f", "#8a4fc4", "#c49a1f", "#1f9dc4"];
+
+function stepChart(box, version, f) {
+  // uPlot wants x ascending: lines by step (a line without one: by its place)
+  const rows = f.rows.map((r, i) => [r.step === null ? i : r.step, r]).sort((a, b) => a[0] - b[0]);
+  const xs = rows.map(([x]) => x);
+  const series = f.metrics.map((m) => rows.map(([, r]) => (m in r ? r[m] : null)));
+  new uPlot({
+    title: `${f.path} of ${version}`,
+    width: Math.min(900, Math.max(360, box.clientWidth || 720)),
+    height: 260,
+    scales: { x: { time: false } },
+    series: [{ label: "step" }, ...f.metrics.map((m, i) => ({
+      label: m, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: f.rows.length <= 200 },
+    }))],
+  }, [xs, ...series], box);
 }
 
 // One metric over the versions and experiments, oldest first; a row without it is a gap.
