@@ -38,12 +38,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
-# 4 blocks of 4 MiB. Direct writes of 2 MiB, one at a time, ran at 570-920 MB/s where
-# 4 MiB ones ran at 900-1000 MB/s (`dd oflag=direct` of 512 MiB, three runs each on the
-# benchmark's disk, other work running; 8 MiB: 960-1000 MB/s for twice the memory).
-# Fewer blocks in flight was slower: a 1 GiB add took 1.5 s with 2 blocks of 4 MiB,
-# 1.25 s with 4 of 2 MiB.
-BLOCK = 4 << 20
+# 4 blocks of 2 MiB: a 1 GiB add in 1.25 s, against 1.5 s with 2 of 4 MiB. Single
+# direct writes of 4 MiB ran faster than of 2 MiB (`dd oflag=direct` of 512 MiB, three
+# runs each, other work running: 900-1000 MB/s against 570-920), but 4 blocks of 4 MiB
+# raised the peak RSS of adding 1 GiB over DVC's (see vfs.worktree.ingest.BLOCKS).
+BLOCK = 2 << 20
 ALIGN = 4096  # every block device's logical block size divides it
 DEPTH = 4  # blocks per appender: one being filled, the others being written
 KEEP = 4  # free blocks kept for the next appender

@@ -32,7 +32,7 @@ merges the indexes into one dict, about 300 bytes per object (a 1 TiB store of 1
 chunks: about 300 MB).
 
 Writes to the open pack are gathered in the blocks of a ``vfs._os.direct_io.DirectAppender``:
-one system call per 4 MiB block instead of one per object (20,000
+one system call per 2 MiB block instead of one per object (20,000
 small objects would cost 20,000 writes).
 
 Size: this module is one class, :class:`ObjectStore` (its pack table, index lookups,
