@@ -6,6 +6,8 @@
 # update VERSION below, vfs/ui/static/vendor/README.md, and check the pages).
 #
 #   uPlot (MIT): the charts of the experiments page. Its ES module build and CSS.
+#   dagre (MIT; it bundles graphlib, MIT): the layout of the lineage graph. Its
+#   browser build, which sets window.dagre (lineage.js loads it with a script tag).
 #   highlight.js (BSD-3-Clause), from @highlightjs/cdn-assets, the package of its ES
 #   module builds: the core, the grammars in HL_LANGUAGES and the GitHub theme, for
 #   the syntax highlighting of text previews.
@@ -42,3 +44,13 @@ for lang in $HL_LANGUAGES; do
 done
 echo "==> highlight.js $HL_VERSION in $hl:"
 sha256sum "$hl"/*.* "$hl"/languages/*
+
+DAGRE_PACKAGE=@dagrejs/dagre
+DAGRE_VERSION=1.1.4
+(cd "$work" && npm pack --silent "$DAGRE_PACKAGE@$DAGRE_VERSION" >/dev/null)
+mkdir -p "$work/dagre"
+tar -xzf "$work/dagrejs-dagre-$DAGRE_VERSION.tgz" -C "$work/dagre"
+cp "$work/dagre/package/dist/dagre.min.js" "$dest/dagre.min.js"
+cp "$work/dagre/package/LICENSE" "$dest/dagre.LICENSE"
+echo "==> dagre $DAGRE_VERSION in $dest:"
+sha256sum "$dest"/dagre.*

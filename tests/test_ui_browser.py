@@ -160,6 +160,16 @@ def test_lineage_and_experiments(page: Page, server: Server) -> None:
     page.goto(server.url + "#/lineage?rev=v3")
     expect(page.locator("svg.dag .node")).to_have_count(2)
     expect(page.locator("svg.dag .edge")).to_have_count(1)
+    expect(page.locator('svg.dag .edge[data-from="prep"][data-to="train"]')).to_have_count(1)
+    assert page.evaluate("() => typeof window.dagre.layout") == "function"  # laid out by dagre
+
+    def top(stage: str) -> float:
+        moved = page.locator(f'svg.dag .node[data-stage="{stage}"]').get_attribute("transform")
+        m = re.fullmatch(r"translate\(([-\d.]+),([-\d.]+)\)", moved or "")
+        assert m, moved
+        return float(m.group(2))
+
+    assert top("train") > top("prep")  # a stage below the one whose output it reads
     page.locator('svg.dag .node[data-stage="train"]').click()
     detail = page.locator("section.stage-detail")
     expect(detail).to_contain_text("python3 train.py")

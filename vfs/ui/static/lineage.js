@@ -1,5 +1,5 @@
-// Lineage: the pipeline a version records, drawn as a graph (stages in layers, each
-// after the stages it reads from); clicking a stage shows its command, inputs (with
+// Lineage: the pipeline a version records, drawn as a graph laid out by dagre (each
+// stage below the stages it reads from); clicking a stage shows its command, inputs (with
 // the version that introduced each) and outputs.
 import { api, errorBox, h, link, put, swap } from "./dom.js";
 
@@ -16,25 +16,37 @@ function s(tag, attrs = {}, ...children) {
   return el;
 }
 
-// Longest-path layering: a stage's layer is one more than the deepest stage it reads.
-export function layers(stages, edges) {
-  const up = new Map(stages.map((st) => [st.stage, []]));
-  for (const [a, b] of edges) up.get(b)?.push(a);
-  const depth = new Map();
-  const visit = (n, seen = new Set()) => {
-    if (depth.has(n)) return depth.get(n);
-    if (seen.has(n)) return 0;
-    seen.add(n);
-    const d = Math.max(-1, ...up.get(n).map((u) => visit(u, seen))) + 1;
-    depth.set(n, d);
-    return d;
-  };
-  const out = [];
-  for (const st of stages) {
-    const d = visit(st.stage);
-    (out[d] ||= []).push(st.stage);
-  }
-  return out;
+// dagre (vendor/dagre.min.js, MIT, scripts/ui-vendor.sh) lays the graph out: layers by
+// its network-simplex ranking, crossings reduced, edges routed between the layers. Its
+// browser build is a classic script that sets window.dagre: loaded once, on first use.
+let dagreLoaded = null;
+function loadDagre() {
+  dagreLoaded ||= new Promise((ok, fail) => {
+    if (window.dagre) { ok(window.dagre); return; }
+    const tag = document.createElement("script");
+    tag.src = "/static/vendor/dagre.min.js";
+    tag.onload = () => (window.dagre ? ok(window.dagre) : fail(new Error("dagre did not load")));
+    tag.onerror = () => { dagreLoaded = null; fail(new Error("the graph layout library did not load")); };
+    document.head.append(tag);
+  });
+  return dagreLoaded;
+}
+
+// Where each stage goes (its box's top left) and each edge's points, top to bottom.
+export async function layout(stages, edges) {
+  const dagre = await loadDagre();
+  const g = new dagre.graphlib.Graph();
+  g.setGraph({ rankdir: "TB", nodesep: GAPX, ranksep: GAPY, marginx: 20, marginy: 20 });
+  g.setDefaultEdgeLabel(() => ({}));
+  for (const st of stages) g.setNode(st.stage, { width: W, height: HGT });
+  for (const [a, b] of edges) if (g.hasNode(a) && g.hasNode(b)) g.setEdge(a, b);
+  dagre.layout(g);
+  const pos = new Map(g.nodes().map((n) => {
+    const p = g.node(n);
+    return [n, { x: p.x - W / 2, y: p.y - HGT / 2 }];
+  }));
+  const routes = g.edges().map((e) => ({ from: e.v, to: e.w, points: g.edge(e).points }));
+  return { pos, routes, width: Math.ceil(g.graph().width), height: Math.ceil(g.graph().height) };
 }
 
 export async function lineagePage(el, params) {
@@ -55,21 +67,23 @@ export async function lineagePage(el, params) {
     put(el, h("p", { class: "muted empty" }, `${g.version} records no pipeline (stages run with \`dvfs repro\` or \`dvfs run\` are recorded by the next commit).`));
     return;
   }
-  const rows = layers(g.stages, g.edges);
-  const pos = new Map();
-  rows.forEach((names, y) => names.forEach((n, x) => pos.set(n, { x: 20 + x * (W + GAPX), y: 20 + y * (HGT + GAPY) })));
-  const width = 40 + Math.max(...rows.map((r) => r.length)) * (W + GAPX);
-  const height = 40 + rows.length * (HGT + GAPY);
+  let drawn;
+  try {
+    drawn = await layout(g.stages, g.edges);
+  } catch (err) {
+    put(el, errorBox(err));
+    return;
+  }
+  const { pos, routes, width, height } = drawn;
   const detail = h("section", { class: "stage-detail" });
   const byName = new Map(g.stages.map((st) => [st.stage, st]));
   const svg = s("svg", { class: "dag", width, height, viewBox: `0 0 ${width} ${height}` },
     s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 8, markerHeight: 8, orient: "auto" },
       s("path", { d: "M0,0 L10,5 L0,10 z" }))));
-  for (const [a, b] of g.edges) {
-    const p = pos.get(a), q = pos.get(b);
-    if (!p || !q) continue;
-    const x1 = p.x + W / 2, y1 = p.y + HGT, x2 = q.x + W / 2, y2 = q.y;
-    svg.append(s("path", { class: "edge", d: `M${x1},${y1} C${x1},${y1 + GAPY / 2} ${x2},${y2 - GAPY / 2} ${x2},${y2}`, "marker-end": "url(#arrow)" }));
+  for (const r of routes) {
+    const [first, ...rest] = r.points;
+    const d = `M${first.x},${first.y} ` + rest.map((p) => `L${p.x},${p.y}`).join(" ");
+    svg.append(s("path", { class: "edge", "data-from": r.from, "data-to": r.to, d, "marker-end": "url(#arrow)" }));
   }
   for (const [name, p] of pos) {
     const st = byName.get(name);
