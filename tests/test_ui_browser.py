@@ -21,7 +21,9 @@ from tests.support.cli import Repo, fsck_clean
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
+from vfs.ops import browse
 from vfs.repo.repository import Repository
+from vfs.ui import data
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/bootstrap.sh installs it)
 TIMEOUT_MS = 20_000  # the machine is shared: waits are long, and end on a condition
@@ -322,4 +324,38 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
         expect(chart.locator(".u-title")).to_have_text("metrics.steps.jsonl of v1")
         expect(chart.locator(".u-legend .u-series .u-label")).to_have_text(["step", "acc", "loss"])
         expect(chart.locator("canvas")).to_have_count(1)
+    fsck_clean(root)
+
+
+def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path: Path) -> None:
+    """A directory past ADDED_MAX entries: the listing comes without "added in", which
+    the page asks for apart and fills in; a search out of time gives "vK or before"."""
+    root = tmp_path / "big"
+    Repository.init(root)
+    (root / "d").mkdir()
+    for i in range(data.ADDED_MAX + 1):
+        (root / "d" / f"f{i:05d}.txt").write_text(f"{i}\n")
+    r = vfs.Repo(root)
+    r.add(["d"])
+    r.commit("many files")
+    (root / "d" / "f00001.txt").write_text("changed\n")
+    r.add(["d/f00001.txt"])
+    r.commit("one changed")
+    r.close()
+    with serving(root) as s:
+        listing = get(f"{s.base}api/files?rev=v2&dir=d&limit=3").json()
+        assert listing["added_known"] is False and listing["entries"][0]["added"] is None
+        got = get(f"{s.base}api/added?rev=v2&dir=d&limit=3").json()
+        assert got["added"] == {"d/f00000.txt": "v1", "d/f00001.txt": "v2", "d/f00002.txt": "v1"}
+        assert got["before"] == {}
+        page.goto(s.url + "#/version?rev=v2&dir=d")
+        row = page.locator("table.listing tr").filter(has=page.get_by_text("f00001.txt"))
+        expect(row.locator("td.added")).to_have_text("v2")
+        expect(
+            page.locator("table.listing tr", has_text="f00000.txt").locator("td.added")
+        ).to_have_text("v1")
+    repo = Repository(root)
+    oid = repo.history.resolve("v2")
+    names = [b"f00000.txt", b"f00001.txt"]
+    assert browse.added_in_dir_until(repo.history, oid, b"d", names, 0.0) == ({}, "v2")
     fsck_clean(root)

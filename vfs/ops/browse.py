@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -135,14 +136,29 @@ def added_in_dir(
     chain, and only when its tree differs from the next version's: the cost follows
     the versions that changed the directory, not the size of the whole tree.
     """
+    return added_in_dir_until(hist, oid, path, names, None)[0]
+
+
+def added_in_dir_until(
+    hist: History, oid: bytes, path: bytes, names: Iterable[bytes], deadline: float | None
+) -> tuple[dict[bytes, str], str | None]:
+    """:func:`added_in_dir`, stopping at ``deadline`` (``time.monotonic()``) if given:
+    then also the version at or before which the names not found yet got their
+    content (they are the same from there to ``oid``), else None.
+
+    Each version that changed a directory of 20,000 entries costs a read of all of
+    them: a dashboard asks with a deadline and shows "vK or before" for the rest.
+    """
     top = _dir_tree(hist, hist.version(oid).tree, path)
     if top is None:
-        return {}
+        return {}, None
     current = hist.tree(top)
     pending = {n: e for n in names if (e := current.get(n)) is not None}
     out: dict[bytes, str] = {}
     cur, cur_dir = oid, top
     while pending:
+        if deadline is not None and time.monotonic() > deadline:
+            return out, f"v{hist.version(cur).number}"
         v = hist.version(cur)
         parent = v.parents[0] if v.parents else None
         below = _dir_tree(hist, hist.version(parent).tree, path) if parent is not None else None
@@ -157,7 +173,7 @@ def added_in_dir(
                     out[n] = f"v{v.number}"
                     del pending[n]
         cur, cur_dir = parent, below
-    return out
+    return out, None
 
 
 def _dir_tree(hist: History, tree: bytes, path: bytes) -> bytes | None:

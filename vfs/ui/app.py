@@ -18,6 +18,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
     /api/steps           rev                                      (data.steps)
+    /api/added           rev, dir, offset, limit                  (data.added)
     POST /api/actions/A  tag {name, rev}, delete-branch {name},   (actions.ACTIONS)
                          snapshot {mountpoint, message}
 
@@ -361,6 +362,11 @@ class Api:
             raise UsageError("an action's body is a JSON object")
         return json_response(await self.run(fn, self.repo, args))
 
+    async def added(self, request: Request) -> Response:
+        args = (self.rev(request), self.path(request, "dir"),
+                self.number(request, "offset", 0), self.number(request, "limit", 200))  # fmt: skip
+        return json_response(await self.run(data.added, self.repo, *args))
+
     async def steps(self, request: Request) -> Response:
         answer = await self.run(data.steps, self.repo, self.source.get, self.rev(request))
         return json_response(answer)
@@ -397,6 +403,7 @@ def make_app(
                 "audit",
                 "mounts",
                 "steps",
+                "added",
             )
         ),
         Route("/api/actions/{name}", api.action, methods=["POST"]),

@@ -19,6 +19,7 @@ import functools
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,7 @@ TABLE_MAX = 64 * 1024 * 1024  # larger tables are previewed as text
 IMAGE_MAX = 16 * 1024 * 1024  # larger images are offered for download only
 MAX_PATH_TEXT = 4096
 ADDED_MAX = 2000  # entries of a directory up to which its files' "added in" is found
+ADDED_BUDGET = 0.5  # seconds the added route looks back in a larger directory
 ROWS_SHOWN = 50  # row-diff rows unless asked for fewer
 PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
 STEPS_MAX = 16 * 1024 * 1024  # bytes of a per-step history file plotted, at most
@@ -221,6 +223,37 @@ def files(
         "version": hist.label(oid), "id": oid.hex(), "dir": show(path) if path else "",
         "total": len(entries), "offset": offset, "limit": limit, "entries": rows,
         "added_known": len(entries) <= ADDED_MAX,
+    }  # fmt: skip
+
+
+def added(
+    repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 200
+) -> dict[str, Any]:
+    """ "Added in" of the files of a page of :func:`files`, asked for apart (after the
+    page is shown) in a directory too large for :func:`files` to find it: each
+    version back that changed the directory costs a read of all its entries, so the
+    search stops after ``ADDED_BUDGET`` seconds. ``added`` maps a path to the version
+    since which it has had its content; ``before`` maps the others to the version at
+    or before which they got it (they are unchanged from there on)."""
+    offset, limit = page(offset, limit)
+    hist = repo.history
+    oid, e = browse.lookup(repo, rev, path)
+    if e.kind != Kind.DIR:
+        raise NotAFile(f"{show(path)} is a file, not a directory")
+    chosen = _listing(hist, e.subtree)[offset : offset + limit]
+    names = [x.name for x in chosen if x.kind != Kind.DIR]
+    found, bound = browse.added_in_dir_until(
+        hist, oid, path, names, time.monotonic() + ADDED_BUDGET
+    )
+
+    def full(n: bytes) -> str:
+        return show(path + b"/" + n if path else n)
+
+    return {
+        "version": hist.label(oid), "id": oid.hex(), "dir": show(path) if path else "",
+        "offset": offset, "limit": limit,
+        "added": {full(n): label for n, label in found.items()},
+        "before": {full(n): bound for n in names if n not in found} if bound else {},
     }  # fmt: skip
 
 

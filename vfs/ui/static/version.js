@@ -58,17 +58,18 @@ export async function versionPage(el, params) {
       h("td", { class: "name" }, h("a", { href: target, class: `entry ${e.type}` },
         e.name + (e.type === "dir" ? "/" : ""), e.target ? ` → ${e.target}` : "")),
       h("td", { class: "num" }, e.type === "dir" ? "" : human(e.size)),
-      h("td", {}, e.type === "dir" ? "" : e.added || (listing.added_known ? "" : "-")));
+      h("td", { class: "added", "data-path": e.path }, e.type === "dir" ? "" : e.added || (listing.added_known ? "" : "…")));
   });
   const browser = h("section", { class: "files" },
     h("h2", { class: "crumbs" }, crumbs),
     h("table", { class: "listing" },
       h("thead", {}, h("tr", {}, h("th", {}, "name"), h("th", {}, "size"),
-        h("th", { title: listing.added_known ? "" : "not looked up in a directory this large" }, "added in"))),
+        h("th", {}, "added in"))),
       h("tbody", {}, rows)),
     pager(listing.total, listing.offset, listing.limit, (o) => go({ offset: o })));
   const preview = h("section", { class: "preview" });
   put(el, h("div", { class: "split" }, browser, preview));
+  if (!listing.added_known) fillAdded(browser, rev, dir, listing); // after the page is shown
   if (params.file) await showPreview(preview, rev, params, go);
 }
 
@@ -90,6 +91,25 @@ function tagForm(v) {
       }
     },
   }, h("label", {}, "Tag this version ", name), h("button", { type: "submit" }, "Tag"), said);
+}
+
+// "Added in" of a directory too large to find it with the listing: asked for apart,
+// and filled in when it comes ("vK or before" where the search stopped).
+async function fillAdded(box, rev, dir, listing) {
+  let a;
+  try {
+    a = await api("added", { rev, dir, offset: listing.offset, limit: listing.limit });
+  } catch (err) {
+    return;
+  }
+  for (const td of box.querySelectorAll("td.added[data-path]")) {
+    const p = td.dataset.path;
+    if (Object.hasOwn(a.added, p)) td.textContent = a.added[p];
+    else if (Object.hasOwn(a.before, p)) {
+      td.textContent = `${a.before[p]} or before`;
+      td.title = "unchanged since then at least: the search stopped there";
+    } else if (td.textContent === "…") td.textContent = "";
+  }
 }
 
 function flat(obj, prefix = "", out = {}) {
