@@ -21,7 +21,6 @@ version's walk visits a subtree shared within it once. 20,000 files x 5 versions
 
 from __future__ import annotations
 
-import gc
 import heapq
 from collections import deque
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from typing import Any
 
 import msgpack
 
+from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError
 from vfs.model.ids import ID_BYTES
 from vfs.repo.repository import Repository
@@ -178,13 +178,8 @@ def usage(repo: Repository, revs: list[str]) -> Usage:
     objects (tree columns, id sets, the store's index), and the collector's passes over
     them took a quarter of its time.
     """
-    paused = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _usage(repo, revs)
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _usage(repo: Repository, revs: list[str]) -> Usage:
