@@ -10,6 +10,7 @@ clean in every repository it wrote to.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -21,6 +22,8 @@ from tests.support.cli import (
     RepoFactory,
     Result,
     assert_ok,
+    cli_command,
+    cli_env,
     commit_files,
     go,
     make_repo_fixture,  # noqa: F401  (a fixture)
@@ -34,6 +37,7 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
     remote_fixture,
 )
 from tests.support.waiting import wait_for
+from vfs.remote.ondemand import STOP_ENV as DOWNLOAD_STOP_ENV
 from vfs.repo.repository import Repository
 
 KiB = 1024
@@ -353,12 +357,17 @@ def test_interrupted_push_and_pull_resume_without_sending_twice(
     objects = b.root / ".dvfs" / "objects"
     packs_before = len(list(objects.glob("pack-*.pack")))
     had = stored_objects(b)
-    proc = spawn_ready(b.root, "pull", "--jobs", "1")
-    go(proc)
-    wait_for(
-        lambda: len(list(objects.glob("pack-*.pack"))) >= packs_before + 2, proc, "data stored"
+    proc = subprocess.Popen(
+        cli_command("pull", "--jobs", "1"),
+        cwd=b.root,
+        env=cli_env({DOWNLOAD_STOP_ENV: "20"}),  # stops itself once 20 chunks are stored
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the pull ended before its 20th chunk (status {status})"
     kill(proc)
+    assert len(list(objects.glob("pack-*.pack"))) > packs_before
     have = stored_objects(b)
     assert have > had  # some of the data was kept
     r = b.ok("pull", "--jobs", "1")

@@ -19,6 +19,8 @@ temporary name in the store, which ``dvfs fsck`` removes.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +73,17 @@ def missing_chunks(
     return need, users
 
 
+STOP_ENV = "DVFS_TEST_DOWNLOAD_STOP_AFTER"
+
+
+def _stop_after(store: ObjectStore, stored: int) -> None:
+    """Test hook: with ``DVFS_TEST_DOWNLOAD_STOP_AFTER=N``, once ``N`` chunks are
+    downloaded, make them durable and stop this process (SIGSTOP), as if killed midway."""
+    if os.environ.get(STOP_ENV) == str(stored):
+        store.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
 def download_chunks(
     store: ObjectStore,
     meter: Meter,
@@ -94,6 +107,7 @@ def download_chunks(
                 report.objects += 1
                 report.bytes += len(payload)
                 workers.progress.advance(1, len(payload))
+                _stop_after(store, report.objects)
     finally:
         workers.progress.done()
     store.flush()
