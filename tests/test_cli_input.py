@@ -339,3 +339,23 @@ def test_a_ref_name_cannot_end_in_a_newline(repo: Repo, tmp_path: Path) -> None:
         "main"
     ]
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("branch", "-d", "../tags/keep"),
+        ("tag", "-d", "../heads/main"),
+        ("tag", "-d", "../../HEAD"),
+        ("branch", "-d", "./main"),
+    ],
+)
+def test_deleting_a_ref_never_reaches_outside_its_kind(repo: Repo, args: tuple[str, ...]) -> None:
+    committed(repo)
+    repo.ok("tag", "keep")
+    refs = sorted(str(p.relative_to(repo.root)) for p in (repo.root / ".dvfs").rglob("*"))
+    assert_error(repo.run(*args), "nothing was deleted", code=2)
+    assert sorted(str(p.relative_to(repo.root)) for p in (repo.root / ".dvfs").rglob("*")) == refs
+    assert repo.ok("tag").out.startswith("keep ")
+    assert repo.show()["version"] == "v1"
+    repo.fsck_clean()

@@ -84,6 +84,7 @@ def delete_branch(repo: Repository, name: str) -> bytes:
     came from (to count ``vN`` along), but that branch may go, as in git. Its
     versions stay in the store, reachable by id.
     """
+    check_ref_name(name, "branch")
     with repo.locked():
         cur = repo.refs.get(f"refs/heads/{name}")
         if cur is None:
@@ -117,6 +118,7 @@ def _create_ref(
 
 def delete_tag(repo: Repository, name: str) -> None:
     """Delete tag ``name``."""
+    check_ref_name(name, "tag")
     with repo.locked():
         cur = repo.refs.get(f"refs/tags/{name}")
         if cur is None:

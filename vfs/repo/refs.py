@@ -140,13 +140,23 @@ class Refs:
     # refs -----------------------------------------------------------------
 
     def _path(self, ref: str) -> Path:
+        """Where ``ref`` lives; UsageError for a name that could step out of ``refs/``."""
+        parts = ref.split("/")
+        if (
+            len(parts) < 3
+            or parts[0] != "refs"
+            or parts[1] not in _KINDS
+            or any(not p or p.startswith(".") for p in parts[2:])
+        ):
+            raise UsageError(f"{ref!r} is not a valid ref name")
         return self.dir / ref
 
     def get(self, ref: str) -> bytes | None:
-        """The id a ref (``refs/heads/x`` or ``refs/tags/x``) holds, or None."""
+        """The id a ref (``refs/heads/x`` or ``refs/tags/x``) holds, or None (also for
+        a name no ref can have)."""
         try:
             text = self._path(ref).read_text().strip()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UsageError):
             return None
         try:
             return from_hex(text)
