@@ -503,7 +503,9 @@ def main(argv: list[str] | None = None) -> int:
         remove_record(mountpoint, os.getpid())
         st = fs.fetcher.stats
         log.info(
-            "unmounted %s; %d chunks (%s) fetched from the remote, %d reads timed out",
-            mountpoint, st.remote_chunks, human_size(st.remote_bytes), st.timeouts,
+            "unmounted %s; %d chunks (%s) fetched from the remote in %d requests, "
+            "%d reads timed out",
+            mountpoint, st.remote_chunks, human_size(st.remote_bytes), st.remote_gets,
+            st.timeouts,
         )  # fmt: skip
     return 1 if kernel is not None and kernel.failed else 0

@@ -25,7 +25,7 @@ import trio
 
 from daemon.data.chunk_cache import ChunkCache
 from daemon.data.fetcher import Fetcher
-from daemon.data.open_files import AHEAD_AFTER, OpenFile
+from daemon.data.open_files import AHEAD_AFTER, MAX_AHEAD, OpenFile
 from daemon.data.record_cache import Records
 from daemon.fs import inodes
 from daemon.fs.inodes import InodeTable, Node, NodeKind, entry_node
@@ -303,7 +303,7 @@ def test_read_ahead_follows_sequential_readers_only(tmp_path: Path) -> None:
     f.streak = AHEAD_AFTER
     assert f.window() == AHEAD_AFTER
     f.streak = 1 << 40
-    assert f.window() == 16 * MiB
+    assert f.window() == MAX_AHEAD
 
 
 def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path) -> None:
@@ -314,9 +314,12 @@ def test_a_sequential_reader_hands_each_chunk_to_read_ahead_once(tmp_path: Path)
     handed: list[bytes] = []
 
     class Counting(Fetcher):
-        def prefetch(self, refs: Sequence[ChunkRef]) -> int:
-            handed.extend(r.oid for r in refs)
-            return super().prefetch(refs)
+        def prefetch(
+            self, refs: Sequence[ChunkRef], begin: int, end: int, *, extend: bool = False
+        ) -> int:
+            done = super().prefetch(refs, begin, end, extend=extend)
+            handed.extend(r.oid for r in refs[begin:done])
+            return done
 
     fetcher = Counting(None, None, FakeRemote(chunks), timeout=5)
     f = OpenFile.of(Node(b"f", NodeKind.FILE, b"f", entry))

@@ -4,10 +4,23 @@ Where a chunk comes from, in order:
 
 1. memory: the chunks read last (``MEMORY_BYTES``), since the kernel asks for a
    1 MiB chunk in 128 KiB pieces and each piece must not read and hash it again;
+   and the chunks loaded but not read yet (read-ahead, ``AHEAD_BYTES``), kept apart
+   so that what was read cannot push out what is about to be;
 2. the local object store (repository mounts), then the chunk cache, both verified
    on every read (worker thread, disk limiter);
 3. the remote: one ranged GET (worker thread, network limiter), verified, then
    written to the cache.
+
+Read-ahead of a sequential reader (``prefetch`` with ``extend``) coalesces: chunks
+to be fetched from the remote that lie next to each other in one pack are a *run*,
+fetched with one ranged GET of up to ``MAX_RUN`` bytes, and a run the window reaches
+into is taken whole, to the end of the pack, so that a sequential read costs about
+one GET per pack (two for the pack it starts in: its first chunk is read alone).
+Runs go in parallel (up to the network limiter), at most ``MAX_INFLIGHT_BYTES``
+stored bytes at once. Each chunk of a run is verified against its id on its own
+before it is served or cached: a damaged one fails its readers (EIO) and nothing
+else. Without ``extend`` (a read that spans chunks) only the chunks given are
+fetched, so random reads keep fetching one chunk each.
 
 Every load is a task of this module's own nursery, registered by chunk id while it
 runs: a second reader of the same chunk waits for that task instead of starting
@@ -24,7 +37,9 @@ Threading: all state here (memory, the in-flight table) belongs to the trio thre
 the worker threads run only ``_read_local`` and ``_fetch_remote``, which touch the
 store, the cache and the remote (each thread-safe) and nothing else here. At most
 ``disk_threads`` + ``net_threads`` threads block at once; read-ahead is capped at
-``MAX_INFLIGHT`` loads so it cannot queue without bound behind a slow remote.
+``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
+without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept, plus
+the runs under way; a run is one buffer while its chunks are cut out and verified.
 """
 
 from __future__ import annotations
@@ -39,10 +54,15 @@ import trio
 from daemon.data.chunk_cache import ChunkCache
 from daemon.data.meta import MetaFiles
 from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteChunks, RemoteUnreachable
+from vfs.store.packs import PackedObject
 
 log = logging.getLogger(__name__)
-MEMORY_BYTES = 64 * 1024 * 1024
+MEMORY_BYTES = 32 * 1024 * 1024  # chunks read last
+AHEAD_BYTES = 112 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
 MAX_INFLIGHT = 64
+MAX_RUN = 32 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
+MAX_INFLIGHT_BYTES = 64 * 1024 * 1024  # stored bytes of runs under way at once
+RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)
 
 
 @dataclass(eq=False)
@@ -60,6 +80,7 @@ class FetchStats:
 
     remote_chunks: int = 0
     remote_bytes: int = 0
+    remote_gets: int = 0  # ranged GETs of chunk data issued (one per single load or run)
     local_chunks: int = 0
     memory_hits: int = 0
     shared_waits: int = 0
@@ -89,7 +110,10 @@ class Fetcher:
         self._net = trio.CapacityLimiter(net_threads)
         self._memory: OrderedDict[bytes, bytes] = OrderedDict()
         self._memory_bytes = 0
+        self._ahead: OrderedDict[bytes, bytes] = OrderedDict()  # loaded, not read yet
+        self._ahead_bytes = 0
         self._loads: dict[bytes, _Load] = {}
+        self._run_bytes = 0  # stored bytes of runs under way
         self._nursery: trio.Nursery | None = None
         self.made: MetaFiles | None = None  # the pieces of .versions/meta (daemon.data.meta)
 
@@ -121,6 +145,12 @@ class Fetcher:
             self._memory.move_to_end(ref.oid)
             self.stats.memory_hits += 1
             return data
+        data = self._ahead.pop(ref.oid, None)
+        if data is not None:
+            self._ahead_bytes -= len(data)
+            self._remember(ref.oid, data)
+            self.stats.memory_hits += 1
+            return data
         load = self._loads.get(ref.oid)
         if load is None:
             load = self._start(ref)
@@ -141,18 +171,100 @@ class Fetcher:
         assert load.data is not None
         return load.data
 
-    def prefetch(self, refs: Sequence[ChunkRef]) -> int:
-        """Start loading chunks that are not held or on their way (read-ahead); no wait.
+    def prefetch(
+        self, refs: Sequence[ChunkRef], begin: int, end: int, *, extend: bool = False
+    ) -> int:
+        """Start loading ``refs[begin:end]`` that are not held or on their way; no wait.
 
-        Returns how many of ``refs`` were dealt with (started, held or under way):
-        fewer than all when ``MAX_INFLIGHT`` loads are running.
+        Chunks to come from the remote that lie side by side in a pack are fetched as
+        runs, one GET each (module docstring). With ``extend`` (a sequential reader's
+        window) the last run is taken on past ``end`` to the end of its pack, up to
+        ``MAX_RUN``. Returns the index up to which ``refs`` were dealt with (started,
+        held or under way): less than ``end`` when the in-flight caps are reached,
+        more when a run was extended.
         """
-        for n, ref in enumerate(refs):
+        run: list[tuple[ChunkRef, PackedObject]] = []
+        run_pack = ""
+        run_bytes = 0
+        run_first = begin  # index in refs of the run's first chunk
+        taken: set[bytes] = set()
+        i = begin
+        while i < len(refs):
+            ref = refs[i]
+            oid = ref.oid
+            if oid in self._memory or oid in self._ahead or oid in self._loads or oid in taken:
+                if i >= end:
+                    break
+                i += 1
+                continue
+            where = self._remote_only(oid)
+            if where is not None:
+                pack_id, obj = where
+                last = run[-1][1] if run else None
+                joins = (
+                    last is not None
+                    and pack_id == run_pack
+                    and 0 <= obj.offset - (last.offset + last.stored_len) <= RUN_GAP
+                    and obj.offset + obj.stored_len - run[0][1].offset <= MAX_RUN
+                )
+                if not joins:
+                    if i >= end:
+                        break
+                    if run and not self._start_run(run_pack, run, run_bytes):
+                        return run_first
+                    run, run_pack, run_bytes, run_first = [], pack_id, 0, i
+                    if self._run_bytes and self._run_bytes + obj.stored_len > MAX_INFLIGHT_BYTES:
+                        return i
+                run.append((ref, obj))
+                run_bytes = obj.offset + obj.stored_len - run[0][1].offset
+                taken.add(oid)
+                i += 1
+                if i >= end and not extend:
+                    break
+                continue
+            if i >= end:
+                break
+            if run:
+                if not self._start_run(run_pack, run, run_bytes):
+                    return run_first
+                run, run_bytes = [], 0
             if len(self._loads) >= MAX_INFLIGHT:
-                return n
-            if ref.oid not in self._memory and ref.oid not in self._loads:
-                self._start(ref)
-        return len(refs)
+                return i
+            self._start(ref)
+            taken.add(oid)
+            i += 1
+        if run and not self._start_run(run_pack, run, run_bytes):
+            return run_first
+        return i
+
+    def _remote_only(self, oid: bytes) -> tuple[str, PackedObject] | None:
+        """Where the remote holds a chunk that only the remote has, if known; else None.
+
+        None for a chunk of the local store or the cache (read by ``_load``, verified
+        from disk), and when the remote's index is not loaded yet.
+        """
+        if self.remote is None or self.local is not None:
+            return None
+        if self.cache is not None and oid in self.cache:
+            return None
+        return self.remote.where(oid)
+
+    def _start_run(self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]], size: int) -> bool:
+        """Start fetching ``run`` (one chunk: an ordinary load); False at the in-flight cap."""
+        if len(run) == 1:
+            if len(self._loads) >= MAX_INFLIGHT:
+                return False
+            self._start(run[0][0])
+            return True
+        assert self._nursery is not None, "Fetcher.run is not running"
+        loads = []
+        for ref, _ in run:
+            load = _Load()
+            self._loads[ref.oid] = load
+            loads.append(load)
+        self._run_bytes += size
+        self._nursery.start_soon(self._load_run, pack_id, run, loads, size)
+        return True
 
     def _start(self, ref: ChunkRef) -> _Load:
         assert self._nursery is not None, "Fetcher.run is not running"
@@ -174,13 +286,14 @@ class Fetcher:
                 data = await trio.to_thread.run_sync(
                     self._fetch_remote, ref, limiter=self._net, abandon_on_cancel=True
                 )
+                self.stats.remote_gets += 1
                 self.stats.remote_chunks += 1
                 self.stats.remote_bytes += len(data)
             if len(data) != ref.size:
                 why = f"{len(data)} bytes where the tree says {ref.size}"
                 raise ObjectCorrupt(ref.oid.hex(), why)
             load.data = data
-            self._remember(ref.oid, data)
+            self._hold(ref.oid, data)
         except Exception as exc:  # handed to every waiting reader, which answers EIO
             self.stats.failures += 1
             log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
@@ -189,7 +302,58 @@ class Fetcher:
             del self._loads[ref.oid]
             load.done.set()
 
+    async def _load_run(
+        self,
+        pack_id: str,
+        run: list[tuple[ChunkRef, PackedObject]],
+        loads: list[_Load],
+        size: int,
+    ) -> None:
+        got: Sequence[bytes | Exception] | None = None
+        try:
+            got = await trio.to_thread.run_sync(
+                self._fetch_run, pack_id, run, limiter=self._net, abandon_on_cancel=True
+            )
+            self.stats.remote_gets += 1
+        except Exception as exc:  # the GET failed: every chunk of the run fails with it
+            got = [exc] * len(run)
+        finally:
+            self._run_bytes -= size
+            if got is None:  # cancelled: the daemon stops
+                for (ref, _), load in zip(run, loads, strict=True):
+                    self._loads.pop(ref.oid, None)
+                    load.done.set()
+        for (ref, _), load, item in zip(run, loads, got, strict=True):
+            try:
+                if isinstance(item, Exception):
+                    raise item
+                if len(item) != ref.size:
+                    why = f"{len(item)} bytes where the tree says {ref.size}"
+                    raise ObjectCorrupt(ref.oid.hex(), why)
+                self.stats.remote_chunks += 1
+                self.stats.remote_bytes += len(item)
+                load.data = item
+                self._hold(ref.oid, item)
+            except Exception as exc:  # handed to every waiting reader, which answers EIO
+                self.stats.failures += 1
+                log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
+                load.error = exc
+            finally:
+                del self._loads[ref.oid]
+                load.done.set()
+
+    def _hold(self, oid: bytes, data: bytes) -> None:
+        """Keep a loaded chunk until it is read (the oldest go past ``AHEAD_BYTES``)."""
+        if oid in self._ahead:
+            return
+        self._ahead[oid] = data
+        self._ahead_bytes += len(data)
+        while self._ahead_bytes > AHEAD_BYTES and len(self._ahead) > 1:
+            _, old = self._ahead.popitem(last=False)
+            self._ahead_bytes -= len(old)
+
     def _remember(self, oid: bytes, data: bytes) -> None:
+        """Keep a chunk just read (the least recently read go past ``MEMORY_BYTES``)."""
         self._memory[oid] = data
         self._memory_bytes += len(data)
         while self._memory_bytes > MEMORY_BYTES and len(self._memory) > 1:
@@ -214,3 +378,15 @@ class Fetcher:
         if self.cache is not None and len(data) == ref.size:
             self.cache.put(ref.oid, data)
         return data
+
+    def _fetch_run(
+        self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]]
+    ) -> list[bytes | ObjectCorrupt]:
+        """One ranged GET for a run, each chunk verified; the good ones cached. Blocking."""
+        assert self.remote is not None
+        got = self.remote.fetch_run(pack_id, [obj for _, obj in run])
+        if self.cache is not None:
+            for (ref, _), item in zip(run, got, strict=True):
+                if isinstance(item, bytes) and len(item) == ref.size:
+                    self.cache.put(ref.oid, item)
+        return got

@@ -7,7 +7,10 @@ ended continues it, since the kernel may deliver its own read-ahead slightly out
 order; any other read starts a new one). Once a streak reaches ``AHEAD_AFTER``
 bytes, the chunks in the next ``window`` bytes are fetched in the background, the
 window being as long as the streak (so it doubles as the reader keeps going) up to
-``MAX_AHEAD``. A random reader, or one that reads a few pages, never triggers it.
+``MAX_AHEAD``; the fetcher takes the window on to the end of the run of chunks
+it reaches into in a pack, and fetches each such run with one GET
+(``daemon.data.fetcher``). A random reader, or one that reads a few pages, never
+triggers it: its reads fetch the chunks they touch, one each.
 
 Time: a read waits at most the fetcher's ``timeout`` in all, for every chunk it
 touches (they are fetched at once, and share one deadline), then fails (EIO). The
@@ -31,7 +34,7 @@ from daemon.fs.inodes import Node
 from vfs import ChunkRef, DvfsError
 
 AHEAD_AFTER = 512 * 1024
-MAX_AHEAD = 16 * 1024 * 1024
+MAX_AHEAD = 64 * 1024 * 1024  # plus the rest of a pack run: about 4 packs in flight
 SEQUENTIAL_SLACK = 256 * 1024
 FAILED_FOR = 1.0  # seconds a failed chunk fails again at once on the same open file
 
@@ -89,7 +92,10 @@ class OpenFile:
         later = max(last + 1, bisect.bisect_left(self.starts, end + self.window()))
         begin = max(first + 1, self.asked)
         if begin < later:  # each chunk is handed over once per streak, not once per read
-            self.asked = begin + fetcher.prefetch(self.chunks[begin:later])
+            # a sequential reader's window is taken on to the end of the pack run it
+            # reaches into (one GET per pack); a read's own chunks alone otherwise
+            ahead = self.window() > 0
+            self.asked = fetcher.prefetch(self.chunks, begin, later, extend=ahead)
         now = trio.current_time()
         if self.failed:
             for i in range(first, last + 1):

@@ -43,7 +43,7 @@ class WorkingFiles(WorkingNodes):
                 size = 0
                 chunks = () if truncate or n.entry is None else n.entry.chunks
                 for i, ref in enumerate(chunks):
-                    self.fetcher.prefetch(chunks[i + 1 : i + 1 + COPY_AHEAD])
+                    self.fetcher.prefetch(chunks, i + 1, i + 1 + COPY_AHEAD, extend=True)
                     data = await self.fetcher.get(ref)
                     await self._pwrite(fd, data, size)
                     size += len(data)

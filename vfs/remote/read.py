@@ -10,12 +10,14 @@ is checked.
   fetched into it with the same code as ``dvfs fetch`` (``vfs.ops.sync.fetch_locked``):
   verified, decoded strictly, stored children first (``vfs.remote.receive``).
 - :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
-  chunk's stored bytes, decompressed and checked against the id here, so nothing
-  unverified leaves this module. The remote is connected on first use. Its index
-  (object id -> pack, offset, stored length) is merged from its index segments on
-  first use, and again when a chunk is not in it (versions pushed since).
+  chunk's stored bytes (``fetch``), or one ranged GET for a run of chunks that lie
+  next to each other in a pack (``fetch_run``, a sequential reader's read-ahead);
+  each chunk decompressed and checked against its id here, so nothing unverified
+  leaves this module. The remote is connected on first use. Its index (object id ->
+  pack, offset, stored length) is merged from its index segments on first use, and
+  again when a chunk is not in it (versions pushed since).
 
-Threading: ``RemoteChunks.fetch`` blocks (network) and may be called from several
+Threading: ``RemoteChunks.fetch`` and ``fetch_run`` block (network) and may be called from several
 threads at once; the index is replaced whole under a lock, never changed in place.
 """
 
@@ -24,15 +26,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vfs.errors import ObjectMissing, UsageError
+from vfs.errors import ObjectCorrupt, ObjectMissing, UsageError
 from vfs.remote.config import RemoteSpec, add_remote, remotes
 from vfs.remote.layout import pack_key
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo.repository import DVFS_DIR, Repository, parse_format
 from vfs.store.compression import decode_payload
+from vfs.store.packs import PackedObject
 
 log = logging.getLogger(__name__)
 
@@ -111,5 +114,36 @@ class RemoteChunks:
         """The chunk's bytes: one ranged GET, decompressed and verified (ObjectCorrupt if not)."""
         pack_id, obj = self._locate(oid)
         payload = self._open().backend.get(pack_key(pack_id), obj.offset, obj.stored_len)
+        log.debug("ranged GET of pack %s: 1 chunks, %d bytes", pack_id, len(payload))
         log.debug("fetched chunk %s: %d bytes from pack %s", oid.hex(), len(payload), pack_id)
         return decode_payload(obj, payload)
+
+    def where(self, oid: bytes) -> Located | None:
+        """Where the remote holds ``oid``, if the index in memory says (no I/O: any thread)."""
+        index = self._index
+        return index.get(oid) if index is not None else None
+
+    def fetch_run(self, pack_id: str, objs: Sequence[PackedObject]) -> list[bytes | ObjectCorrupt]:
+        """Chunks ``objs`` of pack ``pack_id`` with one ranged GET, from the first one's
+        offset to the last one's end (sorted by offset; gaps between them are read and
+        dropped). Each chunk is decompressed and verified on its own: a damaged one is
+        an ObjectCorrupt in its place, so one flipped byte costs that chunk only.
+        """
+        start = objs[0].offset
+        end = objs[-1].offset + objs[-1].stored_len
+        data = self._open().backend.get(pack_key(pack_id), start, end - start)
+        log.debug("ranged GET of pack %s: %d chunks, %d bytes", pack_id, len(objs), len(data))
+        view = memoryview(data)
+        out: list[bytes | ObjectCorrupt] = []
+        for obj in objs:
+            payload = view[obj.offset - start : obj.offset - start + obj.stored_len]
+            log.debug(
+                "fetched chunk %s: %d bytes from pack %s", obj.oid.hex(), len(payload), pack_id
+            )
+            try:
+                chunk = decode_payload(obj, payload)
+            except ObjectCorrupt as exc:
+                out.append(exc)
+                continue
+            out.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
+        return out

@@ -1,0 +1,183 @@
+"""A URL mount on S3 (SeaweedFS) coalesces a sequential reader's GETs, and only its.
+
+A file of several packs is pushed to a real SeaweedFS bucket and the bucket's URL is
+mounted with ``--debug``, which logs one line per ranged GET of chunk data
+(``ranged GET of pack P: N chunks, B bytes``); the unmount line gives the daemon's
+own count of those requests. The tests count GETs, never time anything:
+
+- reading the file from start to end costs at most two GETs per pack (the pack the
+  read starts in: its first chunk alone, then the rest), each chunk fetched once;
+- random 4 KiB reads fetch one chunk each, never a run;
+- a byte flipped on the server inside a coalesced range fails the read of that
+  chunk (EIO) and nothing of it is cached, while its good neighbours are.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.mount import Mount, commit, mounted, push_to, write
+from tests.support.s3server import S3Server
+from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
+from vfs.remote.reader import Located
+from vfs.repo.repository import Repository
+
+MiB = 1024 * 1024
+PAGE = 4096
+DATA = random.Random(21).randbytes(36 * MiB)  # three packs of at most 16 MiB
+GET = re.compile(r"ranged GET of pack ([0-9a-f]{64}): (\d+) chunks, (\d+) bytes")
+TOTAL = re.compile(r"fetched from the remote in (\d+) requests")
+FETCHED = re.compile(r"fetched chunk ([0-9a-f]{64}): \d+ bytes")
+
+
+@dataclass
+class Bucket:
+    """The pushed file: where it is, its chunks and where the remote holds each."""
+
+    server: S3Server
+    bucket: str
+    url: str
+    chunks: list[ChunkRef]
+    index: dict[bytes, Located]
+
+    def mount(self, tmp_path: Path) -> contextlib.AbstractContextManager[Mount]:
+        env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        return mounted(
+            self.url, tmp_path / "mnt", tmp_path / "home", "--endpoint-url", self.server.endpoint,
+            "--debug", "--timeout", "20", env=env,
+        )  # fmt: skip
+
+    def packs(self) -> dict[str, list[ChunkRef]]:
+        """Pack id -> the file's chunks in it, in file order."""
+        out: dict[str, list[ChunkRef]] = {}
+        for c in self.chunks:
+            out.setdefault(self.index[c.oid][0], []).append(c)
+        return out
+
+    def starts(self) -> list[int]:
+        """Offset in the file of each chunk."""
+        out = [0]
+        for c in self.chunks[:-1]:
+            out.append(out[-1] + c.size)
+        return out
+
+
+@pytest.fixture(name="pushed")
+def pushed_fixture(s3_env: S3Server, tmp_path: Path) -> Bucket:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/big.bin", DATA)
+    commit(repo, "one")
+    bucket = s3_env.make_bucket()
+    url = f"s3://{bucket}/ds"
+    push_to(repo, url, "s3", s3_env.endpoint)
+    hist = repo.history
+    head = hist.head_id()
+    assert head is not None
+    entry = hist.lookup(hist.version(head).tree, b"data/big.bin")
+    assert entry is not None
+    index = RemoteRepo(connect(RemoteSpec("t", url, s3_env.endpoint), 1), None).index()
+    got = Bucket(s3_env, bucket, url, list(entry.chunks), index)
+    assert len(got.packs()) >= 3
+    assert len(set(entry.chunks)) == len(entry.chunks)  # random data: no chunk repeats
+    return got
+
+
+def gets(m: Mount) -> list[tuple[str, int]]:
+    """(pack id, chunks) of every ranged GET of chunk data the daemon logged so far."""
+    return [(p, int(n)) for p, n, _ in GET.findall(m.log_text())]
+
+
+def cached(m: Mount) -> set[str]:
+    return {f.name for f in (m.cache / "chunks").glob("*/*")}
+
+
+def test_a_sequential_read_costs_at_most_two_gets_per_pack(pushed: Bucket, tmp_path: Path) -> None:
+    with pushed.mount(tmp_path) as m:
+        assert (m.path / "data" / "big.bin").read_bytes() == DATA
+        done = gets(m)
+        fetched = FETCHED.findall(m.log_text())
+        assert cached(m) == {c.oid.hex() for c in pushed.chunks}
+    per_pack = collections.Counter(p for p, _ in done)
+    assert set(per_pack) == set(pushed.packs())
+    assert max(per_pack.values()) <= 2, per_pack
+    assert sum(per_pack.values()) < len(pushed.chunks) // 4  # not one GET per chunk
+    assert sorted(fetched) == sorted(c.oid.hex() for c in pushed.chunks)  # each chunk once
+    assert sum(n for _, n in done) == len(pushed.chunks)
+    total = TOTAL.search(m.log_text())
+    assert total is not None and int(total[1]) == len(done)
+
+
+def test_random_reads_fetch_one_chunk_each(pushed: Bucket, tmp_path: Path) -> None:
+    rng = random.Random(4)
+    starts = pushed.starts()
+    reads: list[tuple[int, ChunkRef]] = []
+    for _ in range(100):  # a page wholly inside a chunk picked at random
+        i = rng.randrange(len(pushed.chunks))
+        c = pushed.chunks[i]
+        first = -(-starts[i] // PAGE) * PAGE
+        last = (starts[i] + c.size) // PAGE * PAGE - PAGE
+        reads.append((rng.randrange(first, last + 1, PAGE), c))
+    with pushed.mount(tmp_path) as m:
+        fd = os.open(m.path / "data" / "big.bin", os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no kernel read-ahead
+            for off, _ in reads:
+                assert os.pread(fd, PAGE, off) == DATA[off : off + PAGE]
+        finally:
+            os.close(fd)
+        done = gets(m)
+        fetched = FETCHED.findall(m.log_text())
+    touched = {c.oid.hex() for _, c in reads}
+    assert all(n == 1 for _, n in done)  # no run: one chunk per GET
+    assert len(done) == len(touched) <= len(reads)
+    assert sorted(fetched) == sorted(touched)
+
+
+def test_a_corrupt_byte_in_a_coalesced_range_is_caught(pushed: Bucket, tmp_path: Path) -> None:
+    packs = pushed.packs()
+    pack_id, inside = list(packs.items())[1]  # the second pack: read whole, in one GET
+    assert len(inside) >= 3
+    bad = inside[len(inside) // 2]
+    bad_start = pushed.starts()[pushed.chunks.index(bad)]
+    _, obj = pushed.index[bad.oid]
+    client = pushed.server.client()
+    key = f"ds/packs/{pack_id}"
+    original = client.get_object(Bucket=pushed.bucket, Key=key)["Body"].read()
+    flipped = bytearray(original)
+    flipped[obj.offset + obj.stored_len // 2] ^= 0xFF
+    client.put_object(Bucket=pushed.bucket, Key=key, Body=bytes(flipped))
+    try:
+        with pushed.mount(tmp_path) as m:
+            got = bytearray()
+            big = m.path / "data" / "big.bin"
+            with open(big, "rb", buffering=0) as f, pytest.raises(OSError) as raised:
+                while block := f.read(MiB):
+                    got += block
+            assert raised.value.errno == errno.EIO
+            assert bytes(got) == DATA[: len(got)] and len(got) <= bad_start
+            assert bad.oid.hex() not in cached(m)
+            assert {c.oid.hex() for c in inside} - {bad.oid.hex()} <= cached(m)
+            # the damaged chunk came in one GET with its whole pack; a read that needs it
+            # later asks for it again, alone (a failure is not remembered as data)
+            runs = [n for p, n in gets(m) if p == pack_id]
+            assert runs[0] == len(inside) and set(runs[1:]) <= {1}
+            log = m.log_text()
+            times = collections.Counter(FETCHED.findall(log))
+            assert all(times[c.oid.hex()] == 1 for c in inside if c != bad)
+            assert f"chunk {bad.oid.hex()} could not be read" in log
+            assert "corrupt" in log
+            client.put_object(Bucket=pushed.bucket, Key=key, Body=original)
+            assert (m.path / "data" / "big.bin").read_bytes() == DATA  # a new open tries again
+            assert bad.oid.hex() in cached(m)
+    finally:
+        client.put_object(Bucket=pushed.bucket, Key=key, Body=original)
