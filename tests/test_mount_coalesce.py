@@ -5,8 +5,9 @@ mounted with ``--debug``, which logs one line per ranged GET of chunk data
 (``ranged GET of pack P: N chunks, B bytes``); the unmount line gives the daemon's
 own count of those requests. The tests count GETs, never time anything:
 
-- reading the file from start to end costs at most two GETs per pack (the pack the
-  read starts in: its first chunk alone, then the rest), each chunk fetched once;
+- reading the file from start to end costs at most two GETs per pack (a pack in two
+  halves fetched in parallel, or the pack the read starts in: its first chunk
+  alone, then the rest), each chunk fetched once;
 - random 4 KiB reads fetch one chunk each, never a run;
 - a byte flipped on the server inside a coalesced range fails the read of that
   chunk (EIO) and nothing of it is cached, while its good neighbours are.
@@ -20,6 +21,8 @@ import errno
 import os
 import random
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,12 +104,21 @@ def cached(m: Mount) -> set[str]:
     return {f.name for f in (m.cache / "chunks").glob("*/*")}
 
 
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``check`` until it holds (the cache is written in the background)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
 def test_a_sequential_read_costs_at_most_two_gets_per_pack(pushed: Bucket, tmp_path: Path) -> None:
     with pushed.mount(tmp_path) as m:
         assert (m.path / "data" / "big.bin").read_bytes() == DATA
         done = gets(m)
         fetched = FETCHED.findall(m.log_text())
-        assert cached(m) == {c.oid.hex() for c in pushed.chunks}
+        # a run's chunks are cached just after they are served
+        eventually(lambda: cached(m) == {c.oid.hex() for c in pushed.chunks})
     per_pack = collections.Counter(p for p, _ in done)
     assert set(per_pack) == set(pushed.packs())
     assert max(per_pack.values()) <= 2, per_pack
@@ -166,11 +178,13 @@ def test_a_corrupt_byte_in_a_coalesced_range_is_caught(pushed: Bucket, tmp_path:
             assert raised.value.errno == errno.EIO
             assert bytes(got) == DATA[: len(got)] and len(got) <= bad_start
             assert bad.oid.hex() not in cached(m)
-            assert {c.oid.hex() for c in inside} - {bad.oid.hex()} <= cached(m)
-            # the damaged chunk came in one GET with its whole pack; a read that needs it
-            # later asks for it again, alone (a failure is not remembered as data)
+            eventually(lambda: {c.oid.hex() for c in inside} - {bad.oid.hex()} <= cached(m))
+            # the damaged chunk came with its pack, in at most two coalesced GETs; a read
+            # that needs it later asks for it again, alone (a failure is not data)
             runs = [n for p, n in gets(m) if p == pack_id]
-            assert runs[0] == len(inside) and set(runs[1:]) <= {1}
+            coalesced = [n for n in runs if n > 1]
+            assert sum(coalesced) == len(inside) and len(coalesced) <= 2
+            assert runs[len(coalesced) :] == [1] * (len(runs) - len(coalesced))
             log = m.log_text()
             times = collections.Counter(FETCHED.findall(log))
             assert all(times[c.oid.hex()] == 1 for c in inside if c != bad)

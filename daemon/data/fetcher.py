@@ -14,13 +14,17 @@ Where a chunk comes from, in order:
 Read-ahead of a sequential reader (``prefetch`` with ``extend``) coalesces: chunks
 to be fetched from the remote that lie next to each other in one pack are a *run*,
 fetched with one ranged GET of up to ``MAX_RUN`` bytes, and a run the window reaches
-into is taken whole, to the end of the pack, so that a sequential read costs about
-one GET per pack (two for the pack it starts in: its first chunk is read alone).
+into is taken whole, to the end of the pack, so that a sequential read costs at
+most two GETs per pack: a run of more than ``SPLIT_BYTES`` goes as two GETs of half
+each, in parallel, unless the pack was already asked for a chunk (the pack the read
+starts in: its first chunk is read alone, then the rest in one GET).
 Runs go in parallel (up to the network limiter), at most ``MAX_INFLIGHT_BYTES``
 stored bytes at once. Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
-else. Without ``extend`` (a read that spans chunks) only the chunks given are
-fetched, so random reads keep fetching one chunk each.
+else. A run's chunks are served as soon as they are verified and written to the
+cache afterwards (disk limiter), so a slow cache disk does not hold up readers.
+Without ``extend`` (a read that spans chunks) only the chunks given are fetched, so
+random reads keep fetching one chunk each.
 
 Every load is a task of this module's own nursery, registered by chunk id while it
 runs: a second reader of the same chunk waits for that task instead of starting
@@ -34,8 +38,9 @@ all, not once per chunk (``daemon.data.open_files``). When the daemon stops, a
 load stuck in its thread is abandoned, so a hung remote cannot hold up an unmount.
 
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
-the worker threads run only ``_read_local`` and ``_fetch_remote``, which touch the
-store, the cache and the remote (each thread-safe) and nothing else here. At most
+the worker threads run only ``_read_local``, ``_fetch_remote``, ``_fetch_run`` and
+``_cache_all``, which touch the store, the cache and the remote (each thread-safe)
+and nothing else here. At most
 ``disk_threads`` + ``net_threads`` threads block at once; read-ahead is capped at
 ``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
 without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept, plus
@@ -62,6 +67,8 @@ AHEAD_BYTES = 112 * 1024 * 1024  # loaded, not read yet: > read-ahead window + o
 MAX_INFLIGHT = 64
 MAX_RUN = 32 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
 MAX_INFLIGHT_BYTES = 64 * 1024 * 1024  # stored bytes of runs under way at once
+SPLIT_BYTES = 8 * 1024 * 1024  # a longer run of a pack not asked of yet: two GETs
+PACKS_KEPT = 4096  # packs remembered as asked of (for SPLIT_BYTES)
 RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)
 
 
@@ -114,6 +121,7 @@ class Fetcher:
         self._ahead_bytes = 0
         self._loads: dict[bytes, _Load] = {}
         self._run_bytes = 0  # stored bytes of runs under way
+        self._packs: OrderedDict[str, None] = OrderedDict()  # packs a GET was asked of
         self._nursery: trio.Nursery | None = None
         self.made: MetaFiles | None = None  # the pieces of .versions/meta (daemon.data.meta)
 
@@ -170,6 +178,14 @@ class Fetcher:
             raise load.error
         assert load.data is not None
         return load.data
+
+    def want(self, ref: ChunkRef) -> None:
+        """Start loading one chunk unless it is held or on its way; no wait."""
+        oid = ref.oid
+        held = oid in self._memory or oid in self._ahead or oid in self._loads
+        made = self.made is not None and oid in self.made.pieces
+        if not held and not made:
+            self._start(ref)
 
     def prefetch(
         self, refs: Sequence[ChunkRef], begin: int, end: int, *, extend: bool = False
@@ -250,12 +266,43 @@ class Fetcher:
         return self.remote.where(oid)
 
     def _start_run(self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]], size: int) -> bool:
-        """Start fetching ``run`` (one chunk: an ordinary load); False at the in-flight cap."""
+        """Start fetching ``run`` (one chunk: an ordinary load); False at the in-flight cap.
+
+        A run of more than ``SPLIT_BYTES`` in a pack nothing was asked of yet goes as
+        two GETs of about half each, in parallel: two streams per pack, still at most
+        two requests for it.
+        """
         if len(run) == 1:
             if len(self._loads) >= MAX_INFLIGHT:
                 return False
             self._start(run[0][0])
             return True
+        asked = pack_id in self._packs
+        self._note_pack(pack_id)
+        if size > SPLIT_BYTES and not asked:
+            half = run[0][1].offset + size // 2
+            k = next((n for n, (_, o) in enumerate(run) if o.offset >= half), len(run) - 1)
+            k = max(1, k)
+            first, second = run[:k], run[k:]
+            cut = second[0][1].offset
+            self._launch(pack_id, first, cut - run[0][1].offset)
+            self._launch(pack_id, second, run[0][1].offset + size - cut)
+            return True
+        self._launch(pack_id, run, size)
+        return True
+
+    def _note_pack(self, pack_id: str) -> None:
+        """Remember that a GET was asked of ``pack_id`` (the last ``PACKS_KEPT``)."""
+        self._packs[pack_id] = None
+        self._packs.move_to_end(pack_id)
+        if len(self._packs) > PACKS_KEPT:
+            self._packs.popitem(last=False)
+
+    def _launch(self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]], size: int) -> None:
+        """Register ``run``'s chunks as under way and start its GET."""
+        if len(run) == 1:
+            self._start(run[0][0])
+            return
         assert self._nursery is not None, "Fetcher.run is not running"
         loads = []
         for ref, _ in run:
@@ -264,10 +311,12 @@ class Fetcher:
             loads.append(load)
         self._run_bytes += size
         self._nursery.start_soon(self._load_run, pack_id, run, loads, size)
-        return True
 
     def _start(self, ref: ChunkRef) -> _Load:
         assert self._nursery is not None, "Fetcher.run is not running"
+        where = self._remote_only(ref.oid)
+        if where is not None:
+            self._note_pack(where[0])
         load = _Load()
         self._loads[ref.oid] = load
         self._nursery.start_soon(self._load, ref, load)
@@ -323,6 +372,7 @@ class Fetcher:
                 for (ref, _), load in zip(run, loads, strict=True):
                     self._loads.pop(ref.oid, None)
                     load.done.set()
+        good: list[tuple[bytes, bytes]] = []
         for (ref, _), load, item in zip(run, loads, got, strict=True):
             try:
                 if isinstance(item, Exception):
@@ -334,6 +384,7 @@ class Fetcher:
                 self.stats.remote_bytes += len(item)
                 load.data = item
                 self._hold(ref.oid, item)
+                good.append((ref.oid, item))
             except Exception as exc:  # handed to every waiting reader, which answers EIO
                 self.stats.failures += 1
                 log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
@@ -341,6 +392,10 @@ class Fetcher:
             finally:
                 del self._loads[ref.oid]
                 load.done.set()
+        if good and self.cache is not None:  # after the readers are served, not before
+            await trio.to_thread.run_sync(
+                self._cache_all, good, limiter=self._disk, abandon_on_cancel=True
+            )
 
     def _hold(self, oid: bytes, data: bytes) -> None:
         """Keep a loaded chunk until it is read (the oldest go past ``AHEAD_BYTES``)."""
@@ -382,11 +437,12 @@ class Fetcher:
     def _fetch_run(
         self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]]
     ) -> list[bytes | ObjectCorrupt]:
-        """One ranged GET for a run, each chunk verified; the good ones cached. Blocking."""
+        """One ranged GET for a run, each chunk verified. Blocking."""
         assert self.remote is not None
-        got = self.remote.fetch_run(pack_id, [obj for _, obj in run])
-        if self.cache is not None:
-            for (ref, _), item in zip(run, got, strict=True):
-                if isinstance(item, bytes) and len(item) == ref.size:
-                    self.cache.put(ref.oid, item)
-        return got
+        return self.remote.fetch_run(pack_id, [obj for _, obj in run])
+
+    def _cache_all(self, chunks: list[tuple[bytes, bytes]]) -> None:
+        """Write verified chunks of a run to the cache. Blocking."""
+        assert self.cache is not None
+        for oid, data in chunks:
+            self.cache.put(oid, data)

@@ -93,7 +93,10 @@ class OpenFile:
         begin = max(first + 1, self.asked)
         if begin < later:  # each chunk is handed over once per streak, not once per read
             # a sequential reader's window is taken on to the end of the pack run it
-            # reaches into (one GET per pack); a read's own chunks alone otherwise
+            # reaches into (one GET per pack); a read's own chunks alone otherwise.
+            # The chunk read now is asked for first, so the fetcher knows its pack has
+            # a GET already and takes the rest of it in one more, not two.
+            fetcher.want(self.chunks[first])
             ahead = self.window() > 0
             self.asked = fetcher.prefetch(self.chunks, begin, later, extend=ahead)
         now = trio.current_time()
