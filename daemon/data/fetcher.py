@@ -63,10 +63,10 @@ from vfs.store.packs import PackedObject
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 32 * 1024 * 1024  # chunks read last
-AHEAD_BYTES = 112 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
+AHEAD_BYTES = 80 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
 MAX_INFLIGHT = 64
 MAX_RUN = 32 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
-MAX_INFLIGHT_BYTES = 64 * 1024 * 1024  # stored bytes of runs under way at once
+MAX_INFLIGHT_BYTES = 48 * 1024 * 1024  # stored bytes of runs fetched or cached at once
 SPLIT_BYTES = 8 * 1024 * 1024  # a longer run of a pack not asked of yet: two GETs
 PACKS_KEPT = 4096  # packs remembered as asked of (for SPLIT_BYTES)
 RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)
@@ -367,8 +367,8 @@ class Fetcher:
         except Exception as exc:  # the GET failed: every chunk of the run fails with it
             got = [exc] * len(run)
         finally:
-            self._run_bytes -= size
             if got is None:  # cancelled: the daemon stops
+                self._run_bytes -= size
                 for (ref, _), load in zip(run, loads, strict=True):
                     self._loads.pop(ref.oid, None)
                     load.done.set()
@@ -392,10 +392,13 @@ class Fetcher:
             finally:
                 del self._loads[ref.oid]
                 load.done.set()
-        if good and self.cache is not None:  # after the readers are served, not before
-            await trio.to_thread.run_sync(
-                self._cache_all, good, limiter=self._disk, abandon_on_cancel=True
-            )
+        try:
+            if good and self.cache is not None:  # after the readers are served, not before
+                await trio.to_thread.run_sync(
+                    self._cache_all, good, limiter=self._disk, abandon_on_cancel=True
+                )
+        finally:  # in flight until cached: a slow cache disk slows read-ahead, not memory
+            self._run_bytes -= size
 
     def _hold(self, oid: bytes, data: bytes) -> None:
         """Keep a loaded chunk until it is read (the oldest go past ``AHEAD_BYTES``)."""
