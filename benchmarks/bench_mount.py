@@ -21,10 +21,16 @@ In order, each on a fresh daemon:
 4. reading one 16 KiB file: the bytes the server sent for the bucket while it was
    read, against its chunk's stored length and the pack that holds it;
 5. ``cat`` of the big file, cold from SeaweedFS, against an 8-thread boto3 download
-   of the same bytes (its chunks' byte ranges in the packs), with the daemon's peak RSS;
+   of the packs that hold it (whole packs, one GET each), with the requests the
+   server answered for the bucket meanwhile (its own metrics) and their number per
+   pack touched, and the daemon's peak RSS; an 8-thread boto3 download of just its
+   chunks' byte ranges (one GET per chunk) is printed beside it;
 6. ``cat`` of the big file from the chunk cache (fresh daemon, page cache dropped)
    against ``cat`` of the local file with the page cache dropped; then a second
-   ``cat`` of each (the kernel's page cache).
+   ``cat`` of each (the kernel's page cache);
+7. 100 random 4 KiB reads of the big file (``POSIX_FADV_RANDOM``, so the kernel
+   reads no more than the page), cold: the requests and bytes the server sent,
+   against the chunks those pages lie in (at most one chunk fetched per read).
 
 It prints a table (figure, target, ratio, met) and never fails on a timing:
 benchmarks are not tests.
@@ -33,7 +39,10 @@ benchmarks are not tests.
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -65,6 +74,8 @@ TRACKED = ["small", "big.bin"]
 FILES_PER_DIR = 100
 SMALL_TARGET = 16 * KIB
 THREADS = 8
+RANDOM_READS = 100
+PAGE = 4 * KIB
 
 
 def drop_caches() -> None:
@@ -315,26 +326,41 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
     shutil.rmtree(cache / "chunks", ignore_errors=True)
     with bench.mount(cache, drop_caches) as d:
         before = bench.sent()
+        requests = bench.server.requests(BUCKET)
         cold_s = timed(["cat", str(mnt / "big.bin")])
         cold_sent = bench.sent() - before
+        requests = bench.server.requests(BUCKET) - requests
         cold_rss = peak_rss(d.pid)
     rows.append(
         rate_row(
             "sequential read of the big file, cold from SeaweedFS",
             size,
             cold_s,
-            dl_s,
-            f"{THREADS}-thread boto3 of its chunk ranges",
-            0.5,
+            packs_s,
+            f"{THREADS}-thread boto3 of its whole packs",
+            0.8,
+        )
+    )
+    touched = len(big.pack_sizes)
+    rows.append(
+        Row(
+            f"  requests the server answered for it; per pack ({touched} packs)",
+            f"{requests}; {requests / touched:.2f}",
+            "<= 2 per pack",
+            f"{requests / touched / 2:.2f}",
+            requests <= 2 * touched,
         )
     )
     rows.append(
-        Row("  downloaded by the mount / by boto3", f"{human(cold_sent)} / {human(dl_bytes)}")
+        Row(
+            "  downloaded by the mount / by boto3 (packs)",
+            f"{human(cold_sent)} / {human(packs_bytes)}",
+        )
     )
     rows.append(
         Row(
-            f"  {THREADS}-thread boto3 of its whole packs (not the baseline)",
-            f"{packs_bytes / MIB / packs_s:.0f} MiB/s, {human(packs_bytes)}",
+            f"  {THREADS}-thread boto3 of its chunk ranges, one GET each (not the baseline)",
+            f"{dl_bytes / MIB / dl_s:.0f} MiB/s, {human(dl_bytes)}, {len(big.ranges)} GETs",
         )
     )
     rows.append(
@@ -364,14 +390,61 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
             cached_s,
             disk_s,
             "cat from disk",
-            0.5,
+            0.8,
         )
     )
     rows.append(
         rate_row("  second read (page cache)", size, again_s, page_s, "page-cache cat", 0.6)
     )
     rows.append(Row("  daemon peak RSS, chunk cache", f"{warm_rss / MIB:.0f} MiB"))
+
+    # 7. random 4 KiB reads, cold
+    rows += random_reads(bench, cache, big, local)
     return rows
+
+
+def random_reads(bench: Bench, cache: Path, big: Layout, local: Path) -> list[Row]:
+    """``RANDOM_READS`` reads of a page each at random offsets of the big file, cold."""
+    starts = list(itertools.accumulate((c.size for c in big.chunks), initial=0))
+    size = starts[-1]
+    rng = random.Random(7)
+    offsets = [rng.randrange(0, size // PAGE) * PAGE for _ in range(RANDOM_READS)]
+    touched: set[int] = set()
+    for off in offsets:  # the chunks a page read overlaps
+        end = min(off + PAGE, size) - 1
+        touched.update(
+            range(bisect.bisect_right(starts, off) - 1, bisect.bisect_right(starts, end))
+        )
+    stored = sum(big.ranges[i][2] for i in touched)
+    want = local.read_bytes() if size <= 64 * MIB else None
+    shutil.rmtree(cache / "chunks", ignore_errors=True)
+    with bench.mount(cache, drop_caches):
+        before, requests = bench.sent(), bench.server.requests(BUCKET)
+        fd = os.open(bench.mnt / "big.bin", os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            for off in offsets:
+                got = os.pread(fd, PAGE, off)
+                assert want is None or got == want[off : off + PAGE], "other bytes than the file's"
+        finally:
+            os.close(fd)
+        sent, requests = bench.sent() - before, bench.server.requests(BUCKET) - requests
+    return [
+        Row(
+            f"{RANDOM_READS} random 4 KiB reads, cold: requests; chunks they lie in",
+            f"{requests}; {len(touched)}",
+            "<= 1 chunk per read",
+            f"{requests / len(touched):.2f}",
+            requests <= len(touched) <= RANDOM_READS,
+        ),
+        Row(
+            "  bytes downloaded; those chunks' stored bytes",
+            f"{human(sent)}; {human(stored)}",
+            "<= their chunks",
+            f"{sent / stored:.2f}",
+            sent <= stored,
+        ),
+    ]
 
 
 def table(rows: list[Row]) -> str:
