@@ -21,8 +21,6 @@ import errno
 import os
 import random
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,21 +102,12 @@ def cached(m: Mount) -> set[str]:
     return {f.name for f in (m.cache / "chunks").glob("*/*")}
 
 
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``check`` until it holds (the cache is written in the background)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_a_sequential_read_costs_at_most_two_gets_per_pack(pushed: Bucket, tmp_path: Path) -> None:
     with pushed.mount(tmp_path) as m:
         assert (m.path / "data" / "big.bin").read_bytes() == DATA
         done = gets(m)
         fetched = FETCHED.findall(m.log_text())
-        # a run's chunks are cached just after they are served
-        eventually(lambda: cached(m) == {c.oid.hex() for c in pushed.chunks})
+        assert cached(m) == {c.oid.hex() for c in pushed.chunks}
     per_pack = collections.Counter(p for p, _ in done)
     assert set(per_pack) == set(pushed.packs())
     assert max(per_pack.values()) <= 2, per_pack
@@ -178,7 +167,7 @@ def test_a_corrupt_byte_in_a_coalesced_range_is_caught(pushed: Bucket, tmp_path:
             assert raised.value.errno == errno.EIO
             assert bytes(got) == DATA[: len(got)] and len(got) <= bad_start
             assert bad.oid.hex() not in cached(m)
-            eventually(lambda: {c.oid.hex() for c in inside} - {bad.oid.hex()} <= cached(m))
+            assert {c.oid.hex() for c in inside} - {bad.oid.hex()} <= cached(m)
             # the damaged chunk came with its pack, in at most two coalesced GETs; a read
             # that needs it later asks for it again, alone (a failure is not data)
             runs = [n for p, n in gets(m) if p == pack_id]

@@ -21,8 +21,7 @@ starts in: its first chunk is read alone, then the rest in one GET).
 Runs go in parallel (up to the network limiter), at most ``MAX_INFLIGHT_BYTES``
 stored bytes at once. Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
-else. A run's chunks are served as soon as they are verified and written to the
-cache afterwards (disk limiter), so a slow cache disk does not hold up readers.
+else. A run's good chunks are cached before they are served, as a single chunk is.
 Without ``extend`` (a read that spans chunks) only the chunks given are fetched, so
 random reads keep fetching one chunk each.
 
@@ -38,9 +37,9 @@ all, not once per chunk (``daemon.data.open_files``). When the daemon stops, a
 load stuck in its thread is abandoned, so a hung remote cannot hold up an unmount.
 
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
-the worker threads run only ``_read_local``, ``_fetch_remote``, ``_fetch_run`` and
-``_cache_all``, which touch the store, the cache and the remote (each thread-safe)
-and nothing else here. At most
+the worker threads run only ``_read_local``, ``_fetch_remote`` and ``_fetch_run``,
+which touch the store, the cache and the remote (each thread-safe) and nothing else
+here. At most
 ``disk_threads`` + ``net_threads`` threads block at once; read-ahead is capped at
 ``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
 without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept, plus
@@ -66,7 +65,7 @@ MEMORY_BYTES = 32 * 1024 * 1024  # chunks read last
 AHEAD_BYTES = 80 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
 MAX_INFLIGHT = 64
 MAX_RUN = 32 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
-MAX_INFLIGHT_BYTES = 48 * 1024 * 1024  # stored bytes of runs fetched or cached at once
+MAX_INFLIGHT_BYTES = 48 * 1024 * 1024  # stored bytes of runs under way at once
 SPLIT_BYTES = 8 * 1024 * 1024  # a longer run of a pack not asked of yet: two GETs
 PACKS_KEPT = 4096  # packs remembered as asked of (for SPLIT_BYTES)
 RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)
@@ -367,12 +366,11 @@ class Fetcher:
         except Exception as exc:  # the GET failed: every chunk of the run fails with it
             got = [exc] * len(run)
         finally:
+            self._run_bytes -= size
             if got is None:  # cancelled: the daemon stops
-                self._run_bytes -= size
                 for (ref, _), load in zip(run, loads, strict=True):
                     self._loads.pop(ref.oid, None)
                     load.done.set()
-        good: list[tuple[bytes, bytes]] = []
         for (ref, _), load, item in zip(run, loads, got, strict=True):
             try:
                 if isinstance(item, Exception):
@@ -384,7 +382,6 @@ class Fetcher:
                 self.stats.remote_bytes += len(item)
                 load.data = item
                 self._hold(ref.oid, item)
-                good.append((ref.oid, item))
             except Exception as exc:  # handed to every waiting reader, which answers EIO
                 self.stats.failures += 1
                 log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
@@ -392,13 +389,6 @@ class Fetcher:
             finally:
                 del self._loads[ref.oid]
                 load.done.set()
-        try:
-            if good and self.cache is not None:  # after the readers are served, not before
-                await trio.to_thread.run_sync(
-                    self._cache_all, good, limiter=self._disk, abandon_on_cancel=True
-                )
-        finally:  # in flight until cached: a slow cache disk slows read-ahead, not memory
-            self._run_bytes -= size
 
     def _hold(self, oid: bytes, data: bytes) -> None:
         """Keep a loaded chunk until it is read (the oldest go past ``AHEAD_BYTES``)."""
@@ -440,12 +430,15 @@ class Fetcher:
     def _fetch_run(
         self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]]
     ) -> list[bytes | ObjectCorrupt]:
-        """One ranged GET for a run, each chunk verified. Blocking."""
-        assert self.remote is not None
-        return self.remote.fetch_run(pack_id, [obj for _, obj in run])
+        """One ranged GET for a run, each chunk verified; the good ones cached. Blocking.
 
-    def _cache_all(self, chunks: list[tuple[bytes, bytes]]) -> None:
-        """Write verified chunks of a run to the cache. Blocking."""
-        assert self.cache is not None
-        for oid, data in chunks:
-            self.cache.put(oid, data)
+        Cached before they are served, as a single chunk is: a file read through the
+        mount is in the cache when the read returns, even if the daemon stops then.
+        """
+        assert self.remote is not None
+        got = self.remote.fetch_run(pack_id, [obj for _, obj in run])
+        if self.cache is not None:
+            for (ref, _), item in zip(run, got, strict=True):
+                if isinstance(item, bytes) and len(item) == ref.size:
+                    self.cache.put(ref.oid, item)
+        return got
