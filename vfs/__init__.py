@@ -123,6 +123,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     )
     from vfs.store.compression import decode_payload as decode_payload
     from vfs.store.objects import ObjKind as ObjKind, ObjectStore as ObjectStore
+    from vfs.store.packs import PackedObject as PackedObject
     from vfs.store.pins import release as _release_pins
     from vfs.store.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
@@ -205,6 +206,7 @@ PUBLIC: dict[str, str] = {
     "ObjectCorrupt": "vfs.errors",
     "ObjectMissing": "vfs.errors",
     "ObjectStore": "vfs.store.objects",
+    "PackedObject": "vfs.store.packs",
     "OtherSource": "vfs.remote.read",
     "PERM_BITS": "vfs.model.codec",
     "Pending": "vfs.worktree.ingest",

@@ -57,8 +57,15 @@ import trio
 
 from daemon.data.chunk_cache import ChunkCache
 from daemon.data.meta import MetaFiles
-from vfs import ChunkRef, ObjectCorrupt, ObjectMissing, ObjectStore, RemoteChunks, RemoteUnreachable
-from vfs.store.packs import PackedObject
+from vfs import (
+    ChunkRef,
+    ObjectCorrupt,
+    ObjectMissing,
+    ObjectStore,
+    PackedObject,
+    RemoteChunks,
+    RemoteUnreachable,
+)
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 32 * 1024 * 1024  # chunks read last
