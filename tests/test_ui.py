@@ -67,12 +67,27 @@ def test_versions_are_log_rows_paginated_and_filtered(server: Server, repo: Repo
     assert changed["versions"] == repo.json("log", "--json", "--", "prep.py")
 
 
-def test_version_is_show_without_files(server: Server, repo: Repo) -> None:
+def test_version_is_show_without_files_and_changes(server: Server, repo: Repo) -> None:
     shown = repo.json("show", "v2", "--json")
-    del shown["files"]
+    del shown["files"], shown["changes"]
     got = api(server, "version", rev="v2")
     assert {k: v for k, v in got.items() if k not in ("tags", "branches")} == shown
     assert api(server, "version", rev="base")["tags"] == ["base"]
+
+
+def test_version_changes_are_shows_changes(server: Server, repo: Repo) -> None:
+    for rev in ("v2", "base", "HEAD"):
+        shown = repo.json("show", rev, "--json")
+        got = api(server, "version/changes", rev=rev)
+        assert got == {"version": shown["version"], "id": shown["id"],
+                       "changes": shown["changes"]}  # fmt: skip
+    assert api(server, "version/changes", rev="v2")["changes"]["since"] == "v1"
+    assert api(server, "version/changes", rev="v1")["changes"]["since"] is None
+    status, body = status_of(server, "version/changes", rev="v9")
+    assert status == 404 and "unknown revision" in body["error"] and body["candidates"]
+    status, body = status_of(server, "version/changes", rev="bsae")
+    assert status == 404 and body["candidates"] == ["base"]
+    assert status_of(server, "version/changes", rev="a\0b")[0] == 400
 
 
 def test_files_of_a_directory_with_added_in(server: Server, repo: Repo) -> None:

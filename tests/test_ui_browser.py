@@ -90,6 +90,12 @@ def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> Non
     page.get_by_role("link", name="v2", exact=True).click()
     expect(page.locator("h1")).to_contain_text("Version v2")
     expect(page.locator("dl.fields")).to_contain_text("edited rows, a pipeline")
+    # the counts come from /api/version/changes, asked for once the page is shown
+    changes = page.locator("dl.fields dd.changes")
+    expect(changes).to_have_text("since v1: 7 added, 3 modified, 0 removed, 0 renamed")
+    expect(changes.get_by_role("link", name="since v1")).to_have_attribute(
+        "href", re.compile(r"^#/diff\?old=v1&new=v2$")
+    )
     page.locator("a.entry.dir", has_text="data/").click()
     expect(page.locator(".crumbs")).to_have_text("v2 / data")
     row = page.locator("table.listing tr").filter(

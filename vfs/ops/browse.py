@@ -202,11 +202,23 @@ def show(repo: Repository, rev: str | None, files: bool = True) -> dict[str, Any
     return show_version(hist, hist.resolve(rev or "HEAD"), files)
 
 
-def show_version(hist: History, oid: bytes, files: bool = True) -> dict[str, Any]:
-    """:func:`show` of the version ``oid``."""
+def version_changes(hist: History, oid: bytes) -> dict[str, Any]:
+    """``show``'s ``changes`` of the version ``oid``: what changed since its first parent
+    (``since``, None for a first version), counted per kind, with the bytes added and
+    removed. It compares the two trees, which costs a read of each directory that
+    differs: ``dvfs ui`` asks for it apart, after the rest of the version is shown."""
     v = hist.version(oid)
     parent = v.parents[0] if v.parents else None
     changes = diff_trees(hist, hist.version(parent).tree if parent is not None else None, v.tree)
+    return {"since": hist.label(parent) if parent is not None else None, **summary(changes)}
+
+
+def show_version(
+    hist: History, oid: bytes, files: bool = True, changes: bool = True
+) -> dict[str, Any]:
+    """:func:`show` of the version ``oid``; without ``changes`` (see
+    :func:`version_changes`) if not ``changes``."""
+    v = hist.version(oid)
     extent = hist.extent(v.tree)
     data: dict[str, Any] = {
         "version": f"v{v.number}",
@@ -220,10 +232,11 @@ def show_version(hist: History, oid: bytes, files: bool = True) -> dict[str, Any
         "parameters": v.params,
         "pipeline": [describe(s) for s in v.pipeline],
         "totals": {"files": v.files, "bytes": v.bytes, "directories": extent.dirs},
-        "changes": {"since": hist.label(parent) if parent is not None else None,
-                    **summary(changes)},
+        "changes": version_changes(hist, oid) if changes else None,
         "top_directories": top_directories(hist, v.tree),
     }  # fmt: skip
+    if not changes:
+        del data["changes"]
     if files:
         added = added_in(hist, oid)
         data["files"] = {

@@ -7,6 +7,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /static/...          the front end: ES modules, CSS, the vendored graph library
     /api/versions        branch, tag, author, q, path, offset, limit  (data.versions)
     /api/version         rev                                      (data.version)
+    /api/version/changes rev                                      (data.version_changes)
     /api/files           rev, dir, offset, limit                  (data.files)
     /api/preview         rev, path, offset, limit                 (data.preview)
     /api/raw             rev, path, inline                        the file's bytes
@@ -268,6 +269,10 @@ class Api:
     async def version(self, request: Request) -> Response:
         return json_response(await self.run(data.version, self.repo, self.rev(request)))
 
+    async def version_changes(self, request: Request) -> Response:
+        answer = await self.run(data.version_changes, self.repo, self.rev(request))
+        return json_response(answer)
+
     async def files(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request, "dir"),
                 self.number(request, "offset", 0), self.number(request, "limit", 200))  # fmt: skip
@@ -387,6 +392,7 @@ def make_app(
     routes = [
         Route("/", api.index),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        Route("/api/version/changes", api.version_changes),
         *(
             Route(f"/api/{name}", getattr(api, name))
             for name in (

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from vfs.errors import UsageError
+from vfs.ui import data
 from vfs.ui.app import is_loopback, make_app
 from vfs.ui.source import Source
 
@@ -105,6 +106,7 @@ def serve(
     sock = bind(host, port)
     url = url_of(sock, token)
     app = make_app(source, token, loopback=is_loopback(host), allow_write=allow_write)
+    data.warm(source.repo)  # before the URL is printed: no request waits for it
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = Server(config)
     mode = "read-write" if allow_write else "read-only"

@@ -19,7 +19,7 @@ export async function versionPage(el, params) {
     return;
   }
   const go = (p) => { location.hash = link("version", { rev, dir, ...p }); };
-  const c = v.changes;
+  const changes = h("dd", { class: "changes" }, "…");
   const params_ = Object.entries(flat(v.parameters));
   put(el, 
     h("h1", {}, `Version ${v.version} `, badges(v)),
@@ -32,9 +32,7 @@ export async function versionPage(el, params) {
       v.git_commit ? [h("dt", {}, "git"), h("dd", {}, h("code", {}, v.git_commit), v.git_dirty ? " (dirty)" : "")] : null,
       h("dt", {}, "message"), h("dd", { class: "message" }, v.message),
       h("dt", {}, "totals"), h("dd", {}, `${v.totals.files.toLocaleString()} files, ${human(v.totals.bytes)} in ${v.totals.directories.toLocaleString()} directories`),
-      h("dt", {}, "changes"), h("dd", {},
-        c.since ? h("a", { href: link("diff", { old: c.since, new: v.version }) }, `since ${c.since}`) : "first version",
-        `: ${c.added} added, ${c.modified} modified, ${c.removed} removed, ${c.renamed} renamed`),
+      h("dt", {}, "changes"), changes,
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
         params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, cell(val))))))] : null,
       v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
@@ -69,6 +67,7 @@ export async function versionPage(el, params) {
     pager(listing.total, listing.offset, listing.limit, (o) => go({ offset: o })));
   const preview = h("section", { class: "preview" });
   put(el, h("div", { class: "split" }, browser, preview));
+  fillChanges(changes, v); // after the page is shown
   if (!listing.added_known) fillAdded(browser, rev, dir, listing); // after the page is shown
   if (params.file) await showPreview(preview, rev, params, go);
 }
@@ -91,6 +90,21 @@ function tagForm(v) {
       }
     },
   }, h("label", {}, "Tag this version ", name), h("button", { type: "submit" }, "Tag"), said);
+}
+
+// The counts of changes since the parent: a comparison of two trees (long for a large
+// directory), so asked for apart, once the rest of the version is shown.
+async function fillChanges(dd, v) {
+  let c;
+  try {
+    c = (await api("version/changes", { rev: v.id })).changes;
+  } catch (err) {
+    swap(dd, errorBox(err));
+    return;
+  }
+  swap(dd,
+    c.since ? h("a", { href: link("diff", { old: c.since, new: v.version }) }, `since ${c.since}`) : "first version",
+    `: ${c.added} added, ${c.modified} modified, ${c.removed} removed, ${c.renamed} renamed`);
 }
 
 // "Added in" of a directory too large to find it with the listing: asked for apart,
