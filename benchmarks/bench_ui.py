@@ -16,6 +16,7 @@ Steps, each ``--runs`` times (5), the median reported:
 | API, versions | ``GET /api/versions`` (50 rows), server side | |
 | API, oldest versions | ``GET /api/versions?offset=N`` (the last page of the history) | |
 | API, version | ``GET /api/version?rev=HEAD`` | |
+| API, version changes | ``GET /api/version/changes?rev=HEAD`` (asked for after paint) | |
 | API, files | ``GET /api/files?rev=HEAD&dir=data`` (200 of them) | |
 | API, preview | ``GET /api/preview`` of the CSV (50 rows) | |
 | lineage page | a chain of ``--stages`` (20) stages drawn (its own repository) | ``dvfs show`` |
@@ -200,6 +201,8 @@ def main() -> None:
         rows.append(("API versions, last page", api_seconds(f"{api}versions?offset={last}",
                                                             args.runs), "", None))  # fmt: skip
         rows.append(("API version", api_seconds(f"{api}version?rev=HEAD", args.runs), "", None))
+        rows.append(("API version changes", api_seconds(f"{api}version/changes?rev=HEAD",
+                                                        args.runs), "", None))  # fmt: skip
         rows.append(("API files (200)", api_seconds(f"{api}files?rev=HEAD&dir=data",
                                                     args.runs), "", None))  # fmt: skip
         rows.append(("API preview (CSV)", api_seconds(f"{api}preview?rev=HEAD&path=table.csv",
