@@ -69,10 +69,10 @@ from vfs import (
 
 log = logging.getLogger(__name__)
 MEMORY_BYTES = 8 * 1024 * 1024  # chunks read last: the kernel asks for one in pieces
-AHEAD_BYTES = 64 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
+AHEAD_BYTES = 48 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
 MAX_INFLIGHT = 64
-MAX_RUN = 32 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
-MAX_INFLIGHT_BYTES = 32 * 1024 * 1024  # stored bytes of runs under way at once
+MAX_RUN = 24 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
+MAX_INFLIGHT_BYTES = 24 * 1024 * 1024  # stored bytes of runs under way at once
 SPLIT_BYTES = 8 * 1024 * 1024  # a longer run of a pack not asked of yet: two GETs
 PACKS_KEPT = 4096  # packs remembered as asked of (for SPLIT_BYTES)
 RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)

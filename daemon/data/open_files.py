@@ -34,7 +34,7 @@ from daemon.fs.inodes import Node
 from vfs import ChunkRef, DvfsError
 
 AHEAD_AFTER = 512 * 1024
-MAX_AHEAD = 32 * 1024 * 1024  # plus the rest of a pack run: 2-3 packs ahead
+MAX_AHEAD = 24 * 1024 * 1024  # plus the rest of a pack run: about two packs ahead
 SEQUENTIAL_SLACK = 256 * 1024
 FAILED_FOR = 1.0  # seconds a failed chunk fails again at once on the same open file
 
