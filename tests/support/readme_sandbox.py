@@ -75,12 +75,15 @@ def relay(listener: socket.socket, target: str) -> None:
 
 
 def fuse_mounts() -> list[str]:
-    """Mount points of FUSE filesystems under /mnt in this namespace."""
+    """Mount points of dvfs under /mnt in this namespace: FUSE filesystems, and the
+    kernel overlays a root mount makes (type ``overlay``, source ``dvfs``), whose daemon
+    would otherwise outlive the sandbox."""
     out = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split(" ")
-        fstype = fields[fields.index("-") + 1]
-        if fstype.startswith("fuse") and fields[4].startswith("/mnt/"):
+        fstype, source = fields[fields.index("-") + 1 : fields.index("-") + 3]
+        ours = fstype.startswith("fuse") or (fstype, source) == ("overlay", "dvfs")
+        if ours and fields[4].startswith("/mnt/"):
             out.append(fields[4])
     return out
 
