@@ -9,7 +9,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/version         rev                                      (data.version)
     /api/version/changes rev                                      (data.version_changes)
     /api/files           rev, dir, offset, limit                  (data.files)
-    /api/preview         rev, path, offset, limit                 (data.preview)
+    /api/preview         rev, path, offset, limit                 (files.preview)
     /api/raw             rev, path, inline                        the file's bytes
     /api/diff            old, new, offset, limit                  (data.diff)
     /api/rows            old, new, path, key, limit               (data.row_diff)
@@ -71,7 +71,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
 from vfs.quoting import safe_json
-from vfs.ui import actions, data
+from vfs.ui import actions, arguments, data, files
 from vfs.ui.source import Source
 
 STATIC = Path(__file__).parent / "static"
@@ -196,8 +196,8 @@ class Api:
         self.csrf = secrets.token_urlsafe(32) if allow_write else None
         self._limiter: anyio.CapacityLimiter | None = None
         # tables read for previews, kept for their next pages (None: no table engine)
-        engine = data.TablePreviews is not None
-        self.tables = data.TablePreviews(self.repo.dir) if engine else None
+        engine = files.TablePreviews is not None
+        self.tables = files.TablePreviews(self.repo.dir) if engine else None
 
     def close(self) -> None:
         """Stop what the handlers keep (the previews' table engine and copies)."""
@@ -242,7 +242,7 @@ class Api:
             )
 
     def path(self, request: Request, name: str = "path") -> bytes:
-        return data.check_path(request.query_params.get(name, ""))
+        return arguments.check_path(request.query_params.get(name, ""))
 
     # routes ------------------------------------------------------------------
 
@@ -281,16 +281,16 @@ class Api:
     async def preview(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
-        answer = await self.run(data.preview, self.repo, *args, self.tables, self.source.get)
+        answer = await self.run(files.preview, self.repo, *args, self.tables, self.source.get)
         return json_response(answer)
 
     async def raw(self, request: Request) -> Response:
-        f = await self.run(data.file_of, self.repo, self.rev(request), self.path(request))
+        f = await self.run(files.file_of, self.repo, self.rev(request), self.path(request))
         name = f.path.rsplit(b"/", 1)[-1].decode("utf-8", "replace")
         disposition = "attachment"
         media = "application/octet-stream"
         if request.query_params.get("inline") == "1":
-            mime = data.image_type(await self.run(data.head, self.source.get, f, 16))
+            mime = files.image_type(await self.run(files.head, self.source.get, f, 16))
             if mime is not None:
                 disposition, media = "inline", mime
         headers = {
@@ -298,7 +298,7 @@ class Api:
             "content-length": str(len(f.entry.target) if f.entry.target else f.entry.size),
             "cache-control": "no-store",
         }
-        body = data.chunks(self.source.get, f)
+        body = files.chunks(self.source.get, f)
         return StreamingResponse(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:

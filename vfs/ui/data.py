@@ -5,11 +5,12 @@ returns what JSON can hold; it computes with the functions behind the CLI's
 ``--json`` (``dvfs log``, ``show``, ``ls``, ``diff``, ``diff --rows``, ``du``,
 ``audit``, ``compare``, a version's recorded pipeline), so the two never disagree.
 
-Everything a request names is untrusted: paths go through :func:`check_path`
-(relative, ``/``-separated, no empty, ``.`` or ``..`` part, no NUL) and are only ever
-looked up in a version's trees, never opened in the working tree; revisions go
-through ``History.resolve`` (``RevisionNotFound`` names the closest ones). Lists are
-paginated (``MAX_PAGE`` rows at most) and previews read a bounded head of a file.
+Everything a request names is untrusted: paths go through
+``vfs.ui.arguments.check_path`` (relative, ``/``-separated, no empty, ``.`` or ``..``
+part, no NUL) and are only ever looked up in a version's trees, never opened in the
+working tree; revisions go through ``History.resolve`` (``RevisionNotFound`` names the
+closest ones). Lists are paginated (``arguments.MAX_PAGE`` rows at most); a file's
+bytes and previews are ``vfs.ui.files``'.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from vfs.errors import DvfsError, NotAFile, UsageError
@@ -40,69 +39,25 @@ from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.tracking import history_name
+from vfs.ui.arguments import BadPath, page
+from vfs.ui.files import FileRef, Getter, chunks
 from vfs.worktree.scan import show
 
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
     from vfs.tables import engine as table_engine
     from vfs.tables import render, rowdiff
     from vfs.tables.formats import format_of
-    from vfs.ui.previews import TablePreviews as TablePreviews
 except ModuleNotFoundError as exc:  # pragma: no cover - tests install it
     if exc.name not in ("duckdb", "_duckdb"):
         raise
     table_engine = None  # type: ignore[assignment]
-    TablePreviews = None  # type: ignore[assignment,misc]
 
-MAX_PAGE = 500  # rows of one page, at most
-TEXT_HEAD = 64 * 1024  # bytes of a text file a preview shows
-HEX_HEAD = 512  # bytes of a binary file a preview shows
-TABLE_MAX = 64 * 1024 * 1024  # larger tables are previewed as text
-IMAGE_MAX = 16 * 1024 * 1024  # larger images are offered for download only
-MAX_PATH_TEXT = 4096
 ADDED_MAX = 2000  # entries of a directory up to which its files' "added in" is found
 ADDED_BUDGET = 0.5  # seconds the added route looks back in a larger directory
 ROWS_SHOWN = 50  # row-diff rows unless asked for fewer
 PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
 STEPS_MAX = 16 * 1024 * 1024  # bytes of a per-step history file plotted, at most
 STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
-# Images a browser may show inline: raster formats only (an SVG can carry script).
-IMAGE_TYPES = {
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"\xff\xd8\xff": "image/jpeg",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-}
-
-
-class BadPath(UsageError):
-    """A path in a request that is not a plain relative path of a version."""
-
-
-def check_path(text: str) -> bytes:
-    """The path a request names, as the bytes of a version's path (``b""``: the root).
-
-    Refused (BadPath): NUL, a leading ``/``, an empty, ``.`` or ``..`` component, or
-    more than ``MAX_PATH_TEXT`` characters. Nothing is resolved on disk: the path is
-    only looked up in trees, which hold plain names.
-    """
-    if text in ("", "."):
-        return b""
-    if len(text) > MAX_PATH_TEXT:
-        raise BadPath(f"a path of {len(text):,} characters is longer than any path can be")
-    if "\0" in text:
-        raise BadPath("a path may not hold a NUL character")
-    if text.startswith("/"):
-        raise BadPath("paths are relative to the version's root: leave out the leading /")
-    if any(part in ("", ".", "..") for part in text.split("/")):
-        raise BadPath("a path may not hold an empty, '.' or '..' component")
-    return os.fsencode(text)
-
-
-def page(offset: int, limit: int) -> tuple[int, int]:
-    """A request's offset and limit, checked (limit at most ``MAX_PAGE``)."""
-    if offset < 0 or limit < 1:
-        raise UsageError("offset must be 0 or more and limit 1 or more")
-    return offset, min(limit, MAX_PAGE)
 
 
 # ------------------------------------------------------------------------ versions
@@ -283,148 +238,6 @@ def added(
         "added": {full(n): label for n, label in found.items()},
         "before": {full(n): bound for n in names if n not in found} if bound else {},
     }  # fmt: skip
-
-
-# ------------------------------------------------------------------------ file contents
-
-
-@dataclass
-class FileRef:
-    """A file of a version: where it is and its entry."""
-
-    version: str
-    id: bytes
-    path: bytes
-    entry: Entry
-
-
-def file_of(repo: Repository, rev: str, path: bytes) -> FileRef:
-    """The file (or link) ``path`` of ``rev``; NotAFile for a directory."""
-    oid, e = browse.lookup(repo, rev, path)
-    if e.kind == Kind.DIR:
-        raise NotAFile(f"{show(path) if path else 'the root'} is a directory: open it instead")
-    return FileRef(repo.history.label(oid), oid, path, e)
-
-
-Getter = Callable[[bytes], bytes]  # a chunk's verified bytes by id (a store's, a remote's)
-
-
-def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
-    """The content of a file, chunk by chunk, each verified (``dvfs cat``)."""
-    if f.entry.kind == Kind.SYMLINK:
-        yield f.entry.target
-        return
-    for c in f.entry.chunks:
-        yield get(c.oid)
-
-
-def head(get: Getter, f: FileRef, n: int) -> bytes:
-    """At most the first ``n`` bytes of a file (only the chunks holding them are read)."""
-    out = bytearray()
-    for piece in chunks(get, f):
-        out += piece
-        if len(out) >= n:
-            break
-    return bytes(out[:n])
-
-
-def image_type(data: bytes) -> str | None:
-    """The media type of a PNG, JPEG or GIF by its first bytes, else None."""
-    for magic, mime in IMAGE_TYPES.items():
-        if data.startswith(magic):
-            return mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def hex_lines(data: bytes) -> list[str]:
-    """``hexdump -C`` style lines: offset, 16 bytes in hex, the printable ones as text."""
-    out = []
-    for at in range(0, len(data), 16):
-        row = data[at : at + 16]
-        hexes = " ".join(f"{b:02x}" for b in row)
-        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
-        out.append(f"{at:08x}  {hexes:<47}  |{text}|")
-    return out
-
-
-def _text(data: bytes, size: int) -> str | None:
-    """``data`` (a head of ``size`` bytes) as text, or None if it is binary."""
-    if b"\0" in data:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if len(data) < size and exc.start >= len(data) - 3:  # a character cut by the head
-            return data[: exc.start].decode("utf-8")
-        return None
-
-
-def preview(
-    repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
-    tables: TablePreviews | None = None, get: Getter | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
-
-    ``kind`` says which: ``table`` (a page of rows of a CSV, TSV, JSON Lines or Parquet
-    file read by the table engine, when installed, up to ``TABLE_MAX`` bytes),
-    ``image`` (PNG, JPEG, GIF, WebP: the page loads it from the raw route), ``text``
-    (the first ``TEXT_HEAD`` bytes), ``binary`` (a hex dump of the first ``HEX_HEAD``
-    bytes), ``link`` (its target).
-
-    ``tables`` keeps the tables it has read, so that the next page of one is a query
-    (the server holds one); without it, the file is read for this page alone. ``get``
-    reads chunks (default: the repository's store; a remote's view reads its remote).
-    """
-    offset, limit = page(offset, limit)
-    get = repo.store.get if get is None else get
-    f = file_of(repo, rev, path)
-    e = f.entry
-    base: dict[str, Any] = {"version": f.version, "id": f.id.hex(), "path": show(path),
-                            "size": e.size}  # fmt: skip
-    if e.kind == Kind.SYMLINK:
-        return {**base, "kind": "link", "target": show(e.target)}
-    note = None
-    if table_engine is not None and format_of(path) is not None:
-        if e.size > TABLE_MAX:
-            note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
-        else:
-            try:
-                return {**base, **_table(repo, get, f, offset, limit, tables)}
-            except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
-                note = f"not readable as a table ({exc}): its first bytes"
-    first = head(get, f, max(TEXT_HEAD, HEX_HEAD))
-    mime = image_type(first)
-    if mime is not None and e.size <= IMAGE_MAX:
-        return {**base, "kind": "image", "mime": mime}
-    text = _text(first[:TEXT_HEAD], e.size)
-    if text is not None:
-        return {**base, "kind": "text", "text": text, "truncated": e.size > TEXT_HEAD,
-                "note": note}  # fmt: skip
-    return {**base, "kind": "binary", "hex": hex_lines(first[:HEX_HEAD]),
-            "truncated": e.size > HEX_HEAD, "note": note}  # fmt: skip
-
-
-def _table(
-    repo: Repository, get: Getter, f: FileRef, offset: int, limit: int,
-    tables: TablePreviews | None,
-) -> dict[str, Any]:  # fmt: skip
-    """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
-    fmt = format_of(f.path)
-    assert fmt is not None and TablePreviews is not None
-    suffix = os.path.splitext(show(f.path))[1].lower()
-    own = tables is None
-    use = TablePreviews(repo.dir) if tables is None else tables
-    try:
-        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit)
-    finally:
-        if own:
-            use.close()
-    return {"kind": "table", "format": fmt, **rows, "offset": offset, "limit": limit}
-
-
-# ------------------------------------------------------------------------ diff
 
 
 def diff(repo: Repository, old: str, new: str, offset: int = 0, limit: int = 200) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from vfs.remote.layout import FORMAT_KEY
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import DVFS_DIR, Repository
-from vfs.ui.data import Getter
+from vfs.ui.files import Getter
 
 JOBS = 8  # connections to a remote
 
