@@ -329,6 +329,7 @@ class Fetcher:
         return load
 
     async def _load(self, ref: ChunkRef, load: _Load) -> None:
+        got: bytes | Exception | None = None
         try:
             data = await trio.to_thread.run_sync(
                 self._read_local, ref.oid, limiter=self._disk, abandon_on_cancel=True
@@ -344,18 +345,14 @@ class Fetcher:
                 self.stats.remote_gets += 1
                 self.stats.remote_chunks += 1
                 self.stats.remote_bytes += len(data)
-            if len(data) != ref.size:
-                why = f"{len(data)} bytes where the tree says {ref.size}"
-                raise ObjectCorrupt(ref.oid.hex(), why)
-            load.data = data
-            self._hold(ref.oid, data)
-        except Exception as exc:  # handed to every waiting reader, which answers EIO
-            self.stats.failures += 1
-            log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
-            load.error = exc
+            got = data
+        except Exception as exc:
+            got = exc
         finally:
-            del self._loads[ref.oid]
-            load.done.set()
+            if got is None:  # cancelled: the daemon stops
+                del self._loads[ref.oid]
+                load.done.set()
+        self._settle(ref, load, got)
 
     async def _load_run(
         self,
@@ -379,23 +376,29 @@ class Fetcher:
                     self._loads.pop(ref.oid, None)
                     load.done.set()
         for (ref, _), load, item in zip(run, loads, got, strict=True):
-            try:
-                if isinstance(item, Exception):
-                    raise item
-                if len(item) != ref.size:
-                    why = f"{len(item)} bytes where the tree says {ref.size}"
-                    raise ObjectCorrupt(ref.oid.hex(), why)
+            if not isinstance(item, Exception):
                 self.stats.remote_chunks += 1
                 self.stats.remote_bytes += len(item)
-                load.data = item
-                self._hold(ref.oid, item)
-            except Exception as exc:  # handed to every waiting reader, which answers EIO
-                self.stats.failures += 1
-                log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
-                load.error = exc
-            finally:
-                del self._loads[ref.oid]
-                load.done.set()
+            self._settle(ref, load, item)
+
+    def _settle(self, ref: ChunkRef, load: _Load, got: bytes | Exception) -> None:
+        """Hand ``got`` to the readers waiting on ``load``: the chunk's bytes once their
+        length is the tree's, else the failure (each of those readers answers EIO)."""
+        try:
+            if isinstance(got, Exception):
+                raise got
+            if len(got) != ref.size:
+                why = f"{len(got)} bytes where the tree says {ref.size}"
+                raise ObjectCorrupt(ref.oid.hex(), why)
+            load.data = got
+            self._hold(ref.oid, got)
+        except Exception as exc:
+            self.stats.failures += 1
+            log.error("chunk %s could not be read: %s", ref.oid.hex(), exc)
+            load.error = exc
+        finally:
+            del self._loads[ref.oid]
+            load.done.set()
 
     def _hold(self, oid: bytes, data: bytes) -> None:
         """Keep a loaded chunk until it is read (the oldest go past ``AHEAD_BYTES``)."""
