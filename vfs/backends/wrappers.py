@@ -194,16 +194,13 @@ class LimitedBackend(Backend):
             return self.inner.head(key)
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        keys = self.inner.list(prefix)
-        while True:
-            with self._slots:
-                key = next(keys, None)
-            if key is None:
-                return
-            yield key
+        yield from self._slotted(self.inner.list(prefix))
 
     def list_info(self, prefix: str = "") -> Iterator[tuple[str, ObjectInfo]]:
-        items = self.inner.list_info(prefix)
+        yield from self._slotted(self.inner.list_info(prefix))
+
+    def _slotted(self, items: Iterator[T]) -> Iterator[T]:
+        """``items``, each next one taken in a slot (a listing page is a request)."""
         while True:
             with self._slots:
                 item = next(items, None)
