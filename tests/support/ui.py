@@ -154,13 +154,7 @@ class Answer:
 
 def get(url: str, headers: dict[str, str] | None = None) -> Answer:
     """GET ``url``; the answer whatever its status."""
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
-    except urllib.error.HTTPError as exc:
-        body = exc.read()
-        return Answer(exc.code, {k.lower(): v for k, v in exc.headers.items()}, body)
+    return _answer(urllib.request.Request(url, headers=headers or {}))
 
 
 def post(url: str, body: Any, headers: dict[str, str] | None = None) -> Answer:
@@ -168,7 +162,11 @@ def post(url: str, body: Any, headers: dict[str, str] | None = None) -> Answer:
     its status."""
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     sent = {"Content-Type": "application/json", **(headers or {})}
-    req = urllib.request.Request(url, data=data, headers=sent, method="POST")
+    return _answer(urllib.request.Request(url, data=data, headers=sent, method="POST"))
+
+
+def _answer(req: urllib.request.Request) -> Answer:
+    """Send ``req``; the answer whatever its status."""
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return Answer(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
