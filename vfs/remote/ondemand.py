@@ -76,12 +76,11 @@ def missing_chunks(
 STOP_ENV = "DVFS_TEST_DOWNLOAD_STOP_AFTER"
 
 
-def _stop_after(store: ObjectStore, stored: int) -> None:
-    """Test hook: with ``DVFS_TEST_DOWNLOAD_STOP_AFTER=N``, once ``N`` chunks are
-    downloaded, make them durable and stop this process (SIGSTOP), as if killed midway."""
-    if os.environ.get(STOP_ENV) == str(stored):
-        store.flush()
-        os.kill(os.getpid(), signal.SIGSTOP)
+def _stop(store: ObjectStore) -> None:
+    """Test hook (``DVFS_TEST_DOWNLOAD_STOP_AFTER=N``, once ``N`` chunks are downloaded):
+    make them durable and stop this process (SIGSTOP), as if killed midway."""
+    store.flush()
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def download_chunks(
@@ -99,6 +98,8 @@ def download_chunks(
         return
     remote = RemoteRepo(meter, None)
     total = sum(index[o][1].stored_len for o in wanted)
+    hook = os.environ.get(STOP_ENV, "")
+    stop_after = int(hook) if hook.isdigit() else -1
     workers.progress.start("downloading", len(wanted), total, "chunks")
     try:
         with ThreadPoolExecutor(max(1, jobs)) as pool:
@@ -107,7 +108,8 @@ def download_chunks(
                 report.objects += 1
                 report.bytes += len(payload)
                 workers.progress.advance(1, len(payload))
-                _stop_after(store, report.objects)
+                if report.objects == stop_after:
+                    _stop(store)
     finally:
         workers.progress.done()
     store.flush()
