@@ -1,0 +1,56 @@
+"""Which payloads ``dvfs add`` stores compressed (zstd) and which it stores as they are.
+
+Text of every size is stored compressed, random bytes as they are, whether the
+incompressibility probe (payloads over 16 KiB) or the whole compression decided it;
+every object reads back intact (fsck).
+"""
+
+from __future__ import annotations
+
+import random
+
+from tests.support.cli import Repo
+from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.cli import repo_fixture as repo_fixture
+from vfs.model.ids import hash_bytes
+from vfs.store.compression import Compression
+from vfs.store.packs import decode_index
+
+KiB = 1024
+
+
+def csv_like(rng: random.Random, size: int) -> bytes:
+    lines = [f"{i},{rng.randrange(10_000)},{rng.random():.6f},label\n" for i in range(size // 20)]
+    return "".join(lines).encode()[:size]
+
+
+def stored_methods(repo: Repo) -> dict[bytes, int]:
+    """Each object id in the repository's packs and how its payload is stored."""
+    out: dict[bytes, int] = {}
+    for idx in (repo.root / ".dvfs" / "objects").glob("pack-*.idx"):
+        for obj in decode_index(idx.read_bytes(), str(idx)):
+            out[obj.oid] = obj.compression
+    return out
+
+
+def test_text_is_compressed_and_random_bytes_are_not(repo: Repo) -> None:
+    rng = random.Random(20)
+    files = {
+        "text-4k.csv": csv_like(rng, 4 * KiB),
+        "text-17k.csv": csv_like(rng, 17 * KiB),  # just over the probe's threshold
+        "text-32k.csv": csv_like(rng, 32 * KiB),
+        "text-200k.csv": csv_like(rng, 200 * KiB),
+        "rand-4k.bin": rng.randbytes(4 * KiB),
+        "rand-17k.bin": rng.randbytes(17 * KiB),
+        "rand-32k.bin": rng.randbytes(32 * KiB),
+        "rand-200k.bin": rng.randbytes(200 * KiB),
+    }
+    for name, data in files.items():
+        repo.write(name, data)
+    repo.ok("add", *files)
+    repo.commit("mixed")
+    methods = stored_methods(repo)
+    for name, data in files.items():
+        want = Compression.ZSTD if name.startswith("text") else Compression.NONE
+        assert methods[hash_bytes(data)] == want, name
+    repo.fsck_clean()
