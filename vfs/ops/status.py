@@ -110,9 +110,9 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         below = tuple(d + b"/" for d in skipped)
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
         st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
-    hasher = Hasher(repo.root, repo.chunker, None, workers)
     failed: dict[bytes, DvfsError] = {}
-    for rel, staged in hasher.stage_many(to_hash, failed):
+    hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(to_hash, failed)
+    for rel, staged in hashed if to_hash else ():  # (nothing to hash: no pool is made)
         old = index.get(rel)
         if old is not None and staged.same_on_disk(old):
             index.entries[rel] = replace(staged, mode=old.mode)
@@ -203,7 +203,17 @@ class Status:
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
-    """Staged changes (index vs HEAD) and unstaged ones (working tree vs index)."""
+    """Staged changes (index vs HEAD) and unstaged ones (working tree vs index).
+
+    The garbage collector is paused throughout: the index's rows are tens of thousands
+    of tuples, none in a cycle, and each collection while they live walks them all
+    (a tenth of the CPU time of a clean ``status`` of 20,000 files).
+    """
+    with paused_gc():
+        return _status(repo, workers, warn)
+
+
+def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
     index = repo.index()
     hist = repo.history
     head = hist.head()

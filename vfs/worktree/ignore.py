@@ -37,10 +37,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker, read_regular
+
+if TYPE_CHECKING:  # imported when an ignore file is first compiled: a clean `status` compiles none
+    import pathspec
 
 IGNORE_FILE = ".dvfsignore"
 BUILTIN_SOURCE = "(built-in)"
@@ -109,6 +111,8 @@ def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
             continue
         kept.append(line)
         where.append((number, line.strip()))
+    import pathspec  # (11 ms of imports: see TYPE_CHECKING above)
+
     try:
         spec = pathspec.GitIgnoreSpec.from_lines(kept)
     except (ValueError, TypeError) as exc:  # pathspec's error for a pattern it refuses
