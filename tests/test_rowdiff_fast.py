@@ -134,20 +134,39 @@ def outcome(result: RowDiff | KeyNotUnique) -> Any:
 
 
 def both(root: Path, fmt: Format, old: bytes, new: bytes, key: list[str]) -> tuple[Any, Any, str]:
-    """(full outcome, fast outcome, the path the fast attempt took)."""
+    """(full outcome, fast outcome, the path the fast attempt took).
+
+    The fast attempt is made twice more after the full diff, with a cache of proved
+    files (``vfs.tables.checks``) that the full diff filled, then the fast one: both
+    must give the first fast attempt's outcome.
+    """
     a, b = side(root, "old", old, fmt), side(root, "new", new, fmt)
     results: list[RowDiff | KeyNotUnique] = []
-    for share in (None, 0.0):
-        with tempfile.TemporaryDirectory(dir=root) as scratch:
-            engine = Engine(Path(scratch), threads=1)
-            try:
-                results.append(diff_rows(engine, fmt, a, b, key, limit=1000, fast_share=share))
-            except KeyNotUnique as exc:
-                results.append(exc)
-            finally:
-                engine.close()
+    with tempfile.TemporaryDirectory(dir=root) as cache:
+        for share, dvfs_dir in ((None, None), (0.0, None), (None, cache), (0.0, cache)):
+            results.append(diff_once(root, fmt, a, b, key, share, dvfs_dir))
+        results.append(diff_once(root, fmt, a, b, key, 0.0, cache))
     fast = results[1]
+    assert [outcome(r) for r in results[2:]] == [outcome(results[0]), outcome(fast), outcome(fast)]
     return outcome(results[0]), outcome(fast), getattr(fast, "method", "-")
+
+
+def diff_once(
+    root: Path, fmt: Format, a: Side, b: Side, key: list[str], share: float | None,
+    cache: str | None,
+) -> RowDiff | KeyNotUnique:  # fmt: skip
+    """One diff of two sides (its KeyNotUnique returned), with the cache directory given."""
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        engine = Engine(Path(scratch), threads=1)
+        try:
+            return diff_rows(
+                engine, fmt, a, b, key, limit=1000, fast_share=share,
+                cache=Path(cache) if cache else None,
+            )  # fmt: skip
+        except KeyNotUnique as exc:
+            return exc
+        finally:
+            engine.close()
 
 
 @settings(
@@ -220,6 +239,37 @@ def test_a_changed_row_reusing_a_shared_rows_key_is_found(workdir: Path) -> None
         assert method == expected  # with a fresh key, the same edit takes the fast path
         assert fast == full
     assert full == "key not unique"
+
+
+def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
+    workdir: Path,
+) -> None:
+    # A first diff proves the old file's key (vfs.tables.checks); later diffs against it
+    # read its key column only, yet still find a key reused from the shared rows.
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    old = render(rows, "csv", False)
+    fresh, reused, moved = list(rows), list(rows), list(rows)
+    fresh[2000] = (2000, "again", "1")
+    reused[2000] = (10, "again", "1")  # 10 stays, in a shared chunk
+    moved[2000] = (2000, "again", "1")
+    moved.insert(2100, (3000, "new", "2"))
+    del moved[2500]
+    with tempfile.TemporaryDirectory(dir=workdir) as cache:
+        a = side(workdir, "old", old, "csv")
+        got: dict[str, Any] = {}
+        for name, new in (("fresh", fresh), ("reused", reused), ("moved", moved)):
+            b = side(workdir, "new", render(new, "csv", False), "csv")
+            cold = diff_once(workdir, "csv", a, b, ["id"], 0.0, None)
+            if name == "fresh":
+                assert not (Path(cache) / "rowcache").exists()
+                diff_once(workdir, "csv", a, b, ["id"], None, cache)  # proves both sides
+                assert len(os.listdir(Path(cache) / "rowcache")) == 2
+            warm = diff_once(workdir, "csv", a, b, ["id"], 0.0, cache)
+            assert outcome(warm) == outcome(cold)
+            got[name] = outcome(warm), getattr(warm, "method", "-")
+    assert got["fresh"][0][1:4] == (0, 0, 1) and got["fresh"][1] == "chunks"
+    assert got["reused"][0] == "key not unique"
+    assert got["moved"][0][1:4] == (1, 1, 1) and got["moved"][1] == "chunks"
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,9 @@ the changed rows. Then:
   fit its type is found as the full path finds it; ``_checked`` says when text
   columns can be left out); when keys are unique, a row of S
   has a key that no row of CA or CB has, so matching CA against CB gives exactly the
-  full diff. Only CA and CB are written out for the engine;
+  full diff. Only CA and CB are written out for the engine. When an earlier keyed
+  diff proved the old file's values and key (``vfs.tables.checks``), only the old
+  rows whose key CB has are counted, from the key column alone;
 - unkeyed: (S + CA) - (S + CB) = CA - CB as multisets.
 
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
@@ -61,9 +63,9 @@ from vfs.model.codec import Entry, Kind
 from vfs.quoting import quote_name
 from vfs.repo.history import History
 from vfs.store.objects import ObjectStore
-from vfs.tables import regions
+from vfs.tables import checks, regions
 from vfs.tables.compare import key_totals, keyed, unkeyed
-from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch
+from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident
 from vfs.tables.formats import NAMES, SUFFIXES, Format, format_of, refusal
 from vfs.tables.result import ByteSummary, RowDiff, SchemaChange
 from vfs.tables.source import (
@@ -87,10 +89,13 @@ def diff_rows(
     key: Sequence[str] = (),
     limit: int = 20,
     fast_share: float | None = FAST_SHARE,
+    cache: Path | None = None,
 ) -> RowDiff:
     """Compare the rows of two sides of one file (see the module doc).
 
-    ``fast_share`` None turns the fast path off (tests compare both paths).
+    ``fast_share`` None turns the fast path off (tests compare both paths). ``cache``:
+    the ``.dvfs`` directory whose ``vfs.tables.checks`` entries a keyed diff reads and
+    writes (None: none).
     """
     out = RowDiff(new.path, old.label, new.label, fmt, tuple(key))
     for side in (old, new):
@@ -119,9 +124,11 @@ def diff_rows(
         out.columns, out.rows = {}, []  # nothing of a pass that failed half-way
         try:
             if plan is not None:
-                _fast(engine, out, old, new, ot, nt, plan, key, limit, text)
+                _fast(engine, out, old, new, ot, nt, plan, key, limit, text, cache)
             else:
                 _full(engine, out, old, new, ot, nt, key, limit, text)
+            if key:
+                _proved(cache, out, old, ot, new, nt, key, text)
             return out
         except TypeMismatch as exc:
             if text:  # read as text, a value that does not convert is not a table's
@@ -203,13 +210,14 @@ def fast_plan(old: Side, new: Side, ot: Table, nt: Table, share: float) -> regio
 
 def _fast(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
-    plan: regions.Plan, key: Sequence[str], limit: int, text: bool,
+    plan: regions.Plan, key: Sequence[str], limit: int, text: bool, cache: Path | None,
 ) -> None:  # fmt: skip
     """Write the changed rows out and compare only them.
 
     The shared rows S are never written out: where they must be read (the key check,
     the unkeyed count of unchanged rows), the old file (S + CA) is read and CA
-    subtracted.
+    subtracted. A keyed diff whose old file was proved before (``vfs.tables.checks``)
+    reads only its key column, for the keys CB has (``_collisions``).
     """
     base = engine.scratch
     files = {name: base / f"part-{name}.{ot.fmt}" for name in ("old", "new")}
@@ -225,14 +233,57 @@ def _fast(
     counted = (_rows(old, ot), _rows(new, nt))
     checked = _checked(old, ot, text)
     if key:
-        counts = key_totals(
-            engine, out, ot, nt, key,
-            [(whole, 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
-        )  # fmt: skip
+        proved = checks.rows(cache, checks.name(old.chunks, ot, text, key))
+        if proved is not None:
+            counts = _collisions(engine, out, ot, nt, key, whole, a_rel, b_rel, proved)
+        else:
+            counts = key_totals(
+                engine, out, ot, nt, key,
+                [(whole, 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
+            )  # fmt: skip
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
         shared = engine.count(whole, checked) - engine.count(a_rel)
         unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
+
+
+def _collisions(
+    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
+    whole: str, a_rel: str, b_rel: str, proved: int,
+) -> tuple[int, int]:  # fmt: skip
+    """``key_totals`` of the fast path for an old file already proved to hold ``proved``
+    rows, every value fitting its type and every key naming one row.
+
+    The new side is S + CB with S = old - CA, so a key names several of its rows only
+    if CB has it: of the old file, only the rows with a key CB has are counted, and
+    only its key columns are read. Every row outside them counts once on each side,
+    which gives the totals.
+    """
+    keys = ", ".join(ident(k) for k in key)
+    on = " AND ".join(f"__w.{ident(k)} IS NOT DISTINCT FROM __c.{ident(k)}" for k in key)
+    hit = (
+        f"(SELECT __w.* FROM (SELECT {keys} FROM {whole}) __w "
+        f"SEMI JOIN (SELECT {keys} FROM {b_rel}) __c ON {on})"
+    )
+    part, total_b = key_totals(
+        engine, out, ot, nt, key, [(hit, 1, 1, ()), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
+    )
+    return proved, proved - part + total_b
+
+
+def _proved(
+    cache: Path | None, out: RowDiff, old: Side, ot: Table, new: Side, nt: Table,
+    key: Sequence[str], text: bool,
+) -> None:  # fmt: skip
+    """Record what a keyed diff that finished proved of each side (``vfs.tables.checks``):
+    every value fits its type (the full path reads every value; the fast path the old
+    file's and CB's, and S is in the old file), the key names one row, and its rows."""
+    if cache is None:
+        return
+    rows = (out.unchanged + out.removed + out.changed, out.unchanged + out.changed + out.added)
+    for side, table, n in ((old, ot, rows[0]), (new, nt, rows[1])):
+        if side.present and not table.empty and side.chunks:
+            checks.record(cache, checks.name(side.chunks, table, text, key), n)
 
 
 def _full(
@@ -319,7 +370,7 @@ def diff_path(
         engine = Engine(tmp, threads)  # it starts while the sides are copied
         try:
             old, new = _copy_sides(store, chunker, root, tmp, ext, names, entries, path, threads)
-            return diff_rows(engine, fmt, old, new, key, limit, fast_share)
+            return diff_rows(engine, fmt, old, new, key, limit, fast_share, dvfs_dir)
         finally:
             engine.close()
 
