@@ -1,13 +1,16 @@
 """dvfs against DVC on one machine, step by step, on identical copies of the same data.
 
-    python benchmarks/bench_local.py [--workdir DIR] [--dvfs CMD] [--scale F] [--keep]
+    python benchmarks/bench_local.py [--workdir DIR] [--dvfs CMD] [--scale F] [--runs N] [--keep]
 
 Steps, each run for dvfs and then for DVC: add+commit of 20,000 small files; status
 with nothing changed (first run, then the median of several); add+commit of a 1 GiB
 file; checkout of everything after deleting it; re-add+commit after editing 64 KiB of
 the big file and appending 4 KiB. For each it measures wall time and peak RSS of the
 tool's processes and the size of its content store, prints a table with dvfs/DVC
-ratios and the targets, and writes the figures as JSON into the work directory.
+ratios and the targets (issue 20's), and writes the figures as JSON into the work
+directory. ``--runs N`` runs the whole sequence N times, each on fresh copies in a
+directory of its own, and reports the median of each figure (the targets are judged on
+the medians; every run's figures are in the JSON too).
 
 At the top it prints the CPU model and its single-core BLAKE3 throughput; beside the
 1 GiB add+commit, the physical floor of storing those bytes (``floor.py``: the larger
@@ -24,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -49,6 +53,7 @@ from results import (
     Target,
     ToolStep,
     human,
+    median_rows,
     ratio,
     table,
     target_lines,
@@ -235,6 +240,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=Workload.seed)
     p.add_argument("--status-runs", type=int, default=5, help="status runs for the median")
     p.add_argument(
+        "--runs", type=int, default=1, help="run the whole sequence N times; report medians"
+    )
+    p.add_argument(
         "--drop-caches", action="store_true", help="drop the page cache before each timed step"
     )
     p.add_argument(
@@ -252,8 +260,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark, print the table and targets, write the JSON."""
+    """Run the benchmark ``--runs`` times, print the table and targets, write the JSON."""
     args = parse_args(argv)
+    if args.runs < 1:
+        raise SystemExit("--runs must be at least 1")
     unwind_on_sigterm()
     if args.drop_caches:
         check_drop_caches()
@@ -270,25 +280,20 @@ def main(argv: list[str] | None = None) -> None:
         if runs.exists():  # a kept run: freed at the end (see Bench.checkout for why)
             shutil.rmtree(previous, ignore_errors=True)
             runs.rename(previous)
-        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(runs)}
-        dvfs = Dvfs(runs / "dvfs", env, dvfs_command(args.dvfs))
-        dvc = Dvc(runs / "dvc", env, workdir / "dvc-venv")
-        rate = blake3_rate(dvfs.interpreter())
+        dvfs_cmd = dvfs_command(args.dvfs)
+        rate = blake3_rate(Dvfs(runs / "dvfs", dict(os.environ), dvfs_cmd).interpreter())
         print(f"CPU: {cpu_model()}", flush=True)
         print(f"BLAKE3, one core: {rate / 1e9:.2f} GB/s (CPU time, best of 3)", flush=True)
         print(f"machine: {load()}", flush=True)
         machine_info = {"cpu": cpu_model(), "blake3_one_core_bytes_per_s": rate}
-        for tool in (dvfs, dvc):
-            copy_data(data, tool.root)
-            tool.setup()
-        if args.warm_memory:
-            print(f"warmed {human(warm_memory())} of free memory", flush=True)
-        if not args.drop_caches:
-            read = sum(read_through(tool.root) for tool in (dvfs, dvc))
-            print(f"read {human(read)} of data into the page cache", flush=True)
-        bench = Bench([dvfs, dvc], work, args.drop_caches, pristine, args.free_before_checkout)
-        run_steps(bench, work, args.status_runs)
-        report(bench, work, args, workdir, machine_info)
+        benches = []
+        for n in range(1, args.runs + 1):
+            # Each run in a directory of its own, all freed at the end: see Bench.checkout.
+            here = runs if args.runs == 1 else runs / str(n)
+            if args.runs > 1:
+                print(f"\nrun {n} of {args.runs}: {load()}", flush=True)
+            benches.append(one_run(args, work, data, here, workdir, dvfs_cmd, pristine))
+        report(benches, work, args, workdir, machine_info)
     except SetupError as exc:
         raise SystemExit(f"set-up failed: {exc}") from None
     finally:
@@ -298,8 +303,35 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(data, ignore_errors=True)
 
 
-def run_steps(bench: Bench, work: Workload, status_runs: int) -> None:
-    """Every step, in order."""
+def one_run(
+    args: argparse.Namespace,
+    work: Workload,
+    data: Path,
+    runs: Path,
+    workdir: Path,
+    dvfs_cmd: list[str],
+    pristine: str,
+) -> Bench:
+    """Set up fresh copies and repositories under ``runs`` and run every step once."""
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(runs)}
+    dvfs = Dvfs(runs / "dvfs", env, dvfs_cmd)
+    dvc = Dvc(runs / "dvc", env, workdir / "dvc-venv")
+    for tool in (dvfs, dvc):
+        copy_data(data, tool.root)
+        tool.setup()
+    if args.warm_memory:
+        print(f"warmed {human(warm_memory())} of free memory", flush=True)
+    if not args.drop_caches:
+        read = sum(read_through(tool.root) for tool in (dvfs, dvc))
+        print(f"read {human(read)} of data into the page cache", flush=True)
+    bench = Bench([dvfs, dvc], work, args.drop_caches, pristine, args.free_before_checkout)
+    run_steps(bench, work, args.status_runs, free_removed=args.runs == 1)
+    return bench
+
+
+def run_steps(bench: Bench, work: Workload, status_runs: int, free_removed: bool = True) -> None:
+    """Every step, in order; the data the checkout moved aside is freed if ``free_removed``
+    (else with the run's directory, at the end of all the runs)."""
     print(f"running: {work.files} small files, big file {human(work.big_size)}", flush=True)
     bench.step(
         "add_small",
@@ -322,20 +354,34 @@ def run_steps(bench: Bench, work: Workload, status_runs: int) -> None:
         bench.add_commit("big.bin", "add big"),
     )
     bench.step("checkout", "checkout after deleting all", "total", bench.checkout)
-    for tool in bench.tools:  # freed only now, once neither tool creates files any more
+    for tool in bench.tools if free_removed else ():  # once neither tool creates files
         shutil.rmtree(removed_dir(tool), ignore_errors=True)
     bench.step("recommit", "edit big file, re-add+commit", "delta", bench.recommit)
 
 
-def floor_lines(bench: Bench) -> tuple[list[str], Target]:
-    """The big file's add+commit against its physical floor, and the floor target."""
+def median_floor(benches: list[Bench]) -> Floor | None:
+    """The physical floor over several runs: the median of each of its two figures."""
+    floors = [b.floor for b in benches if b.floor is not None]
+    if not floors:
+        return None
+    return Floor(
+        floors[0].size,
+        statistics.median(f.dd_s for f in floors),
+        statistics.median(f.blake3_s for f in floors),
+    )
+
+
+def floor_lines(rows: list[Row], fl: Floor | None, cpus: list[float]) -> tuple[list[str], Target]:
+    """The big file's add+commit against its physical floor, and the floor target.
+
+    ``cpus`` is dvfs's CPU time (user+sys) of that step in each run; the median is shown.
+    """
     goal = "add+commit big file <= 1.2 x physical floor"
-    row = next((r for r in bench.rows if r.key == "add_big"), None)
-    fl = bench.floor
+    row = next((r for r in rows if r.key == "add_big"), None)
     if row is None or fl is None or row.tools[DVFS].error:
         return [], Target(goal, "no figure", None)
     a, b = row.tools[DVFS], row.tools[DVC]
-    cpu = sum(p.cpu_s for p in a.procs)
+    cpu = statistics.median(cpus)
     lines = [
         f"add+commit {human(fl.size)} beside its physical floor {fl.line()}:",
         f"  dvfs {a.wall_s:.2f} s = {a.wall_s / fl.seconds:.2f} x floor "
@@ -348,19 +394,38 @@ def floor_lines(bench: Bench) -> tuple[list[str], Target]:
     return lines, Target(goal, f"{got:.2f} ({a.wall_s:.2f} s vs {fl.seconds:.2f} s)", got <= 1.2)
 
 
+def big_add_cpu(bench: Bench) -> float | None:
+    """dvfs's CPU time (user+sys) adding and committing the big file in one run."""
+    row = next((r for r in bench.rows if r.key == "add_big"), None)
+    return None if row is None else sum(p.cpu_s for p in row.tools[DVFS].procs)
+
+
 def report(
-    bench: Bench,
+    benches: list[Bench],
     work: Workload,
     args: argparse.Namespace,
     workdir: Path,
     machine_info: dict[str, object],
 ) -> None:
-    """Print the table, the targets and the notes; write everything as JSON."""
-    ends = {t.name: end_sizes(t) for t in bench.tools}
-    lines, floor_target = floor_lines(bench)
-    ts = [floor_target, *targets(bench.rows)]
+    """Print the table (medians over the runs), the targets and the notes; write the JSON."""
+    last = benches[-1]
+    rows = median_rows([b.rows for b in benches])
+    fl = median_floor(benches)
+    ends = {t.name: end_sizes(t) for t in last.tools}
+    cpus = [c for b in benches if (c := big_add_cpu(b)) is not None]
+    lines, floor_target = floor_lines(rows, fl, cpus or [0.0])
+    ts = [floor_target, *targets(rows)]
     print()
-    print(table(bench.rows))
+    if len(benches) > 1:
+        print(f"medians of {len(benches)} runs:")
+    print(table(rows))
+    if len(benches) > 1:
+        for r in rows:
+            each = "; ".join(
+                f"{t.name} " + " ".join(f"{x:.2f}" for x in r.tools[t.name].samples_s)
+                for t in last.tools
+            )
+            print(f"  {r.title}: {each}")
     if lines:
         print("\n" + "\n".join(lines))
     a, b = ends[DVFS]["store_on_disk"], ends[DVC]["store_on_disk"]
@@ -369,28 +434,38 @@ def report(
     print(f"peak RSS floor (what `true` reports when spawned like the tools): {floor // 1024} MiB")
     print(f"\nat the end: {load()}")
     print("\ntargets:\n" + target_lines(ts))
-    if bench.notes:
-        print("\nnotes:\n" + "\n".join(f"- {n}" for n in bench.notes))
+    notes = list(dict.fromkeys(n for bench in benches for n in bench.notes))
+    if notes:
+        print("\nnotes:\n" + "\n".join(f"- {n}" for n in notes))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = workdir / f"bench_local-{stamp}.json"
     doc = {
         "when": stamp,
         "machine": {**machine(), **machine_info},
-        "floor": asdict(bench.floor) if bench.floor is not None else None,
+        "floor": asdict(fl) if fl is not None else None,
         "rss_floor_kib": floor,
-        "versions": {t.name: t.version() for t in bench.tools},
+        "versions": {t.name: t.version() for t in last.tools},
         "options": {
             "scale": args.scale,
+            "runs": args.runs,
             "drop_caches": args.drop_caches,
             "free_before_checkout": args.free_before_checkout,
             "status_runs": args.status_runs,
-            "commands": {t.name: t.command for t in bench.tools},
+            "commands": {t.name: t.command for t in last.tools},
         },
         "workload": asdict(work),
-        "rows": [asdict(r) for r in bench.rows],
+        "rows": [asdict(r) for r in rows],  # medians over the runs (the run itself if one)
+        "runs": [
+            {
+                "rows": [asdict(r) for r in bench.rows],
+                "floor": asdict(bench.floor) if bench.floor is not None else None,
+                "notes": bench.notes,
+            }
+            for bench in benches
+        ],
         "store_end": ends,
         "targets": [asdict(t) for t in ts],
-        "notes": bench.notes,
+        "notes": notes,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nresults: {out}")
