@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import blake3
@@ -60,6 +60,7 @@ class Fake(Backend):
         self.calls = 0
         self.lose_answers = 0  # conditional writes that succeed but answer "unreachable"
         self.delay = 0.0
+        self.starts: list[int] = []  # where each get_parts asked to start
         self.active = self.peak = 0
         self._lock = threading.Lock()
 
@@ -71,6 +72,17 @@ class Fake(Backend):
         self._fault()
         data = self._existing(key)
         return data[start:] if length is None else data[start : start + length]
+
+    def get_parts(
+        self, key: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes, None, None]:
+        """The pieces, a queued fault raised before each (a stream that breaks midway)."""
+        self.starts.append(start)
+        data = self._existing(key)
+        for n in lengths:
+            self._fault()
+            yield data[start : start + n]
+            start += n
 
     def head(self, key: str) -> ObjectInfo:
         self._fault()
@@ -174,6 +186,15 @@ def test_listing_resumes_without_repeating_keys() -> None:
     fake = Fake({f"k{i}": b"" for i in range(5)})
     fake.faults = [None, None, None, RemoteUnreachable("dropped mid-listing")]
     assert list(quick(fake).list()) == [f"k{i}" for i in range(5)]
+
+
+def test_a_broken_stream_resumes_where_it_stopped() -> None:
+    data = bytes(range(100))
+    fake = Fake({"k": data})
+    fake.faults = [None, None, RemoteUnreachable("dropped mid-answer"), None]
+    pieces = list(quick(fake).get_parts("k", 5, [10, 20, 30, 5]))
+    assert pieces == [data[5:15], data[15:35], data[35:65], data[65:70]]
+    assert fake.starts == [5, 35]  # asked again from the first piece not given
 
 
 def test_conditional_write_whose_answer_was_lost_counts_as_done() -> None:

@@ -76,6 +76,25 @@ def test_ranged_get(backend: Backend) -> None:
         backend.get("k", -1)
 
 
+def test_get_parts_gives_the_range_in_pieces(backend: Backend) -> None:
+    data = rand(300_000, seed=2)
+    backend.put("k", data)
+    lengths = [1, 100_000, 0, 65_536, 4096]
+    pieces = list(backend.get_parts("k", 7, lengths))
+    assert [len(p) for p in pieces] == lengths
+    assert b"".join(pieces) == data[7 : 7 + sum(lengths)]
+    assert list(backend.get_parts("k", 299_990, [5, 10, 5])) == [
+        data[299_990:299_995],
+        data[299_995:],
+        b"",
+    ]  # past the end: short, then empty
+    assert list(backend.get_parts("k", 400_000, [3, 3])) == [b"", b""]
+    first = next(backend.get_parts("k", 0, [10, 200_000]))  # left after one piece
+    assert first == data[:10]
+    with pytest.raises(RemoteNotFound):
+        list(backend.get_parts("missing", 0, [10]))
+
+
 def test_head_size_and_etag(backend: Backend) -> None:
     backend.put("k", b"12345")
     first = backend.head("k")

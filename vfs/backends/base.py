@@ -1,7 +1,7 @@
 """The backend interface: six operations on named byte strings, nothing more.
 
-(A seventh, ``get_small``, is written once here in terms of ``get``; a backend that
-can do it more cheaply overrides it.)
+(A seventh and an eighth, ``get_small`` and ``get_parts``, are written once here in
+terms of ``get``; a backend that can do them more cheaply overrides them.)
 
 A backend stores immutable-by-convention objects under keys (``packs/<id>``,
 ``index/<id>``, ``refs/heads/main``). Everything else (retries, concurrency limits,
@@ -25,6 +25,10 @@ Contract, for every implementation:
 - **get_small** returns a whole object that is small by nature (a ref, the format
   record, an index segment), refusing with ``RemoteError`` one larger than ``limit``
   without reading more than ``limit + 1`` bytes of it (locally: without reading it).
+- **get_parts** reads one range with one request and yields it in consecutive pieces
+  of the ``lengths`` asked for, as the bytes arrive (S3 streams the answer), so a
+  reader works on the first piece while the rest is on its way and never holds the
+  whole range; pieces past the end of the object are short or empty.
 - **head** returns size, ETag and the time of the last write by the server's clock.
   ETags are opaque strings: compare them for equality and pass them back to
   ``put_conditional``, never parse them. They derive from the content (S3's MD5, the
@@ -55,7 +59,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from vfs.errors import RemoteError, RemoteNotFound, UsageError
@@ -144,6 +148,23 @@ class Backend(abc.ABC):
         if len(data) > limit:
             raise too_large(key, self.url, limit)
         return data
+
+    def get_parts(
+        self, key: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes, None, None]:
+        """Pieces of ``key`` from ``start``, of ``lengths`` bytes each, one after the other.
+
+        One request for the whole range. This default reads it with one ``get`` and
+        cuts it; a backend that can hand the pieces over as they arrive (S3) does, and
+        wrappers forward the call.
+        """
+        check_range(start, 0)
+        data = self.get(key, start, sum(lengths))
+        at = 0
+        for n in lengths:
+            check_range(start, n)
+            yield data[at : at + n]
+            at += n
 
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo:

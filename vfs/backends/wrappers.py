@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TypeVar
 
 from vfs.backends.base import Backend, ObjectInfo
@@ -65,6 +65,30 @@ class RetryingBackend(Backend):
 
     def get_small(self, key: str, limit: int) -> bytes:
         return self._call(lambda: self.inner.get_small(key, limit))
+
+    def get_parts(
+        self, key: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes, None, None]:
+        """Yield the inner pieces; after a failure, ask again for the pieces not given yet.
+
+        The new request starts where the last piece given ended, so no byte is read
+        twice and the caller sees each piece once.
+        """
+        given, at = 0, start
+        attempt, started = 1, time.monotonic()
+        while True:
+            progress = given
+            try:
+                for piece in self.inner.get_parts(key, at, lengths[given:]):
+                    at += lengths[given]
+                    given += 1
+                    yield piece
+                return
+            except RemoteUnreachable as exc:
+                if given > progress:  # it got further since the last failure: start afresh
+                    attempt, started = 1, time.monotonic()
+                self._pause(attempt, started, exc)
+                attempt += 1
 
     def head(self, key: str) -> ObjectInfo:
         return self._call(lambda: self.inner.head(key))
@@ -188,6 +212,14 @@ class LimitedBackend(Backend):
     def get_small(self, key: str, limit: int) -> bytes:
         with self._slots:
             return self.inner.get_small(key, limit)
+
+    def get_parts(
+        self, key: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes, None, None]:
+        """The inner pieces, the slot held from the request until the last piece is
+        read or the caller stops (one request, one connection, however long)."""
+        with self._slots:
+            yield from self.inner.get_parts(key, start, lengths)
 
     def head(self, key: str) -> ObjectInfo:
         with self._slots:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,10 @@ class Meter(Backend):
         self.received = 0
         self._lock = threading.Lock()
 
+    def _count_bytes(self, received: int) -> None:
+        with self._lock:
+            self.received += received
+
     def _count(self, sent: int = 0, received: int = 0) -> None:
         with self._lock:
             self.requests += 1
@@ -274,6 +278,14 @@ class Meter(Backend):
         data = self.inner.get(key, start, length)
         self._count(received=len(data))
         return data
+
+    def get_parts(
+        self, key: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes, None, None]:
+        self._count()
+        for piece in self.inner.get_parts(key, start, lengths):
+            self._count_bytes(len(piece))
+            yield piece
 
     def head(self, key: str) -> ObjectInfo:
         self._count()
