@@ -21,7 +21,10 @@ starts in: its first chunk is read alone, then the rest in one GET).
 Runs go in parallel (up to the network limiter), at most ``MAX_INFLIGHT_BYTES``
 stored bytes at once. Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
-else. A run's good chunks are cached before they are served, as a single chunk is.
+else. A run's answer is read chunk by chunk as it streams in (never held whole):
+each chunk is verified, cached if good, and handed to its readers at once, so the
+first chunk of a run is served while the rest is on its way; a good chunk is cached
+before it is served, as a single chunk is.
 Without ``extend`` (a read that spans chunks) only the chunks given are fetched, so
 random reads keep fetching one chunk each.
 
@@ -42,15 +45,16 @@ which touch the store, the cache and the remote (each thread-safe) and nothing e
 here. At most
 ``disk_threads`` + ``net_threads`` threads block at once; read-ahead is capped at
 ``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
-without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept, plus
-the runs under way; a run is one buffer while its chunks are cut out and verified.
+without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept,
+``AHEAD_BYTES`` loaded ahead, plus one chunk being read per run under way
+(``MAX_INFLIGHT_BYTES`` counts the bytes of runs not arrived yet).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -361,25 +365,53 @@ class Fetcher:
         loads: list[_Load],
         size: int,
     ) -> None:
-        got: Sequence[bytes | Exception] | None = None
-        try:
-            got = await trio.to_thread.run_sync(
-                self._fetch_run, pack_id, run, limiter=self._net, abandon_on_cancel=True
-            )
-            self.stats.remote_gets += 1
-        except Exception as exc:  # the GET failed: every chunk of the run fails with it
-            got = [exc] * len(run)
-        finally:
-            self._run_bytes -= size
-            if got is None:  # cancelled: the daemon stops
-                for (ref, _), load in zip(run, loads, strict=True):
-                    self._loads.pop(ref.oid, None)
-                    load.done.set()
-        for (ref, _), load, item in zip(run, loads, got, strict=True):
+        released = 0  # stored bytes of the run's chunks handed over so far
+
+        def arrived(i: int, item: bytes | ObjectCorrupt) -> None:
+            """One chunk of the run is in (trio thread): its readers are answered now.
+
+            Called by ``run_sync_soon``, where an exception would end the daemon: none
+            can escape ``_settle``, and a load given up on (the daemon stops) is left.
+            """
+            nonlocal released
+            (ref, obj), load = run[i], loads[i]
+            if load.done.is_set():
+                return
+            released += obj.stored_len
+            self._run_bytes -= obj.stored_len
             if not isinstance(item, Exception):
                 self.stats.remote_chunks += 1
                 self.stats.remote_bytes += len(item)
             self._settle(ref, load, item)
+
+        token = trio.lowlevel.current_trio_token()
+
+        def hand(i: int, item: bytes | ObjectCorrupt) -> None:
+            """From the fetching thread: queue ``arrived`` in the trio thread, no wait."""
+            token.run_sync_soon(arrived, i, item)
+
+        failure: Exception | None = None
+        finished = False
+        try:
+            await trio.to_thread.run_sync(
+                self._fetch_run, pack_id, run, hand, limiter=self._net, abandon_on_cancel=True
+            )
+            self.stats.remote_gets += 1
+            finished = True
+        except Exception as exc:  # the GET failed: the chunks not in yet fail with it
+            failure = exc
+            finished = True
+        finally:
+            self._run_bytes -= size - released
+            if not finished:  # cancelled: the daemon stops
+                for (ref, _), load in zip(run, loads, strict=True):
+                    if not load.done.is_set():
+                        self._loads.pop(ref.oid, None)
+                        load.done.set()
+        for (ref, _), load in zip(run, loads, strict=True):
+            if not load.done.is_set():
+                missing = ObjectCorrupt(ref.oid.hex(), "not in the answer to its pack's GET")
+                self._settle(ref, load, failure if failure is not None else missing)
 
     def _settle(self, ref: ChunkRef, load: _Load, got: bytes | Exception) -> None:
         """Hand ``got`` to the readers waiting on ``load``: the chunk's bytes once their
@@ -438,17 +470,26 @@ class Fetcher:
         return data
 
     def _fetch_run(
-        self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]]
-    ) -> list[bytes | ObjectCorrupt]:
-        """One ranged GET for a run, each chunk verified; the good ones cached. Blocking.
+        self,
+        pack_id: str,
+        run: list[tuple[ChunkRef, PackedObject]],
+        hand: Callable[[int, bytes | ObjectCorrupt], None],
+    ) -> None:
+        """One ranged GET for a run, read chunk by chunk; each verified, cached if good,
+        then given to ``hand`` (its index in ``run``), which queues it for the trio
+        thread without waiting: the stream goes on meanwhile. Blocking.
 
-        Cached before they are served, as a single chunk is: a file read through the
-        mount is in the cache when the read returns, even if the daemon stops then.
+        Cached before it is served, as a single chunk is: a file read through the mount
+        is in the cache when the read returns, even if the daemon stops then. Handed
+        over one by one, as the answer streams in: the first chunk of a run is served
+        while the rest is on its way, and the run is never held whole in memory.
         """
         assert self.remote is not None
-        got = self.remote.fetch_run(pack_id, [obj for _, obj in run])
-        if self.cache is not None:
-            for (ref, _), item in zip(run, got, strict=True):
-                if isinstance(item, bytes) and len(item) == ref.size:
+        items = self.remote.stream_run(pack_id, [obj for _, obj in run])
+        try:
+            for i, ((ref, _), item) in enumerate(zip(run, items, strict=True)):
+                if self.cache is not None and isinstance(item, bytes) and len(item) == ref.size:
                     self.cache.put(ref.oid, item)
-        return got
+                hand(i, item)
+        finally:
+            items.close()

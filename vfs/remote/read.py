@@ -11,14 +11,16 @@ is checked.
   verified, decoded strictly, stored children first (``vfs.remote.receive``).
 - :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
   chunk's stored bytes (``fetch``), or one ranged GET for a run of chunks that lie
-  next to each other in a pack (``fetch_run``, a sequential reader's read-ahead);
+  next to each other in a pack (``stream_run``, a sequential reader's read-ahead,
+  which yields each chunk as its bytes arrive; ``fetch_run`` is all of it at once);
   each chunk decompressed and checked against its id here, so nothing unverified
   leaves this module. The remote is connected on first use. Its index (object id ->
   pack, offset, stored length) is merged from its index segments on first use, and
   again when a chunk is not in it (versions pushed since).
 
-Threading: ``RemoteChunks.fetch`` and ``fetch_run`` block (network) and may be called from several
-threads at once; the index is replaced whole under a lock, never changed in place.
+Threading: ``RemoteChunks.fetch``, ``fetch_run`` and ``stream_run`` block (network)
+and may be called from several threads at once; the index is replaced whole under a
+lock, never changed in place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 from vfs.errors import ObjectCorrupt, ObjectMissing, UsageError
@@ -124,26 +126,50 @@ class RemoteChunks:
         return index.get(oid) if index is not None else None
 
     def fetch_run(self, pack_id: str, objs: Sequence[PackedObject]) -> list[bytes | ObjectCorrupt]:
-        """Chunks ``objs`` of pack ``pack_id`` with one ranged GET, from the first one's
-        offset to the last one's end (sorted by offset; gaps between them are read and
-        dropped). Each chunk is decompressed and verified on its own: a damaged one is
-        an ObjectCorrupt in its place, so one flipped byte costs that chunk only.
+        """Chunks ``objs`` of pack ``pack_id`` with one ranged GET: ``stream_run`` whole."""
+        return list(self.stream_run(pack_id, objs))
+
+    def stream_run(
+        self, pack_id: str, objs: Sequence[PackedObject]
+    ) -> Generator[bytes | ObjectCorrupt, None, None]:
+        """Chunks ``objs`` of pack ``pack_id``, one by one as they arrive, from one ranged
+        GET from the first one's offset to the last one's end (sorted by offset, apart;
+        gaps between them are read and dropped).
+
+        Each chunk is decompressed and verified on its own as soon as its bytes are in:
+        a damaged one is an ObjectCorrupt in its place, so one flipped byte costs that
+        chunk only. The range is never held whole: a chunk's bytes are read into one
+        buffer, which (stored uncompressed) is the chunk handed over, without a copy.
+        A failed request raises once the chunks before the failure were given.
         """
         start = objs[0].offset
-        end = objs[-1].offset + objs[-1].stored_len
-        data = self._open().backend.get(pack_key(pack_id), start, end - start)
-        log.debug("ranged GET of pack %s: %d chunks, %d bytes", pack_id, len(objs), len(data))
-        view = memoryview(data)
-        out: list[bytes | ObjectCorrupt] = []
+        lengths: list[int] = []
+        which: list[PackedObject | None] = []  # the chunk each piece is, None for a gap
+        at = start
         for obj in objs:
-            payload = view[obj.offset - start : obj.offset - start + obj.stored_len]
-            log.debug(
-                "fetched chunk %s: %d bytes from pack %s", obj.oid.hex(), len(payload), pack_id
-            )
-            try:
-                chunk = decode_payload(obj, payload)
-            except ObjectCorrupt as exc:
-                out.append(exc)
-                continue
-            out.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
-        return out
+            if obj.offset < at:
+                raise ValueError(f"chunks of pack {pack_id} out of order or overlapping")
+            if obj.offset > at:
+                lengths.append(obj.offset - at)
+                which.append(None)
+            lengths.append(obj.stored_len)
+            which.append(obj)
+            at = obj.offset + obj.stored_len
+        log.debug("ranged GET of pack %s: %d chunks, %d bytes", pack_id, len(objs), at - start)
+        pieces = self._open().backend.get_parts(pack_key(pack_id), start, lengths)
+        try:
+            for chunk, payload in zip(which, pieces, strict=True):
+                if chunk is None:
+                    continue
+                log.debug(
+                    "fetched chunk %s: %d bytes from pack %s",
+                    chunk.oid.hex(),
+                    len(payload),
+                    pack_id,
+                )
+                try:
+                    yield decode_payload(chunk, payload)
+                except ObjectCorrupt as exc:
+                    yield exc
+        finally:
+            pieces.close()
