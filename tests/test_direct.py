@@ -113,6 +113,39 @@ def test_appender_when_direct_writes_are_refused(
     assert digest == hash_bytes(b"".join(pieces))
 
 
+@pytest.mark.parametrize("size", [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, 3 * BLOCK + 5])
+def test_write_new_writes_a_whole_file(tmp_path: Path, size: int) -> None:
+    """A cached chunk's file: every byte, and the descriptor left without O_DIRECT."""
+    data = random.Random(size).randbytes(size)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        direct_io.write_new(fd, data)
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_write_new_when_direct_writes_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.pwrite
+
+    def strict(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", strict)
+    data = random.Random(3).randbytes(BLOCK + 77)
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        direct_io.write_new(fd, data)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
 def test_bytes_made_visible_midway_read_back(tmp_path: Path) -> None:
     """A pack being written is read from before it is finished (the store does this)."""
     path = tmp_path / "f"

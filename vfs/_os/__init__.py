@@ -9,7 +9,7 @@ each one, with the measurement that justified it, in one place:
   link (``openat`` with ``O_NOFOLLOW``, one directory at a time), regular files read
   within a bound, ``renameat2(RENAME_NOREPLACE)`` by ctypes;
 - ``direct_io``: files written and read past the page cache (``O_DIRECT``):
-  ``DirectAppender``, ``open_direct``, ``set_direct``, ``read_range``;
+  ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``;
 - ``page_cache``: is a byte range in the page cache (``cachestat``, else ``mincore``,
   by ctypes), and a mount's read-ahead (a sysfs write);
 - ``writeback``: ``syncfs`` and ``sync_file_range`` by ctypes;
@@ -25,6 +25,7 @@ Which calls may block the mount daemon's trio thread, and which go to worker thr
 
 - On worker threads (``trio.to_thread.run_sync``): every read of a chunk, from the
   chunk cache or the object store (``open_direct``, ``read_range``, ``set_direct``,
+  ``write_new`` when a fetched chunk is cached,
   ``cached``, ``read_cached``: the fetcher's ``_read_local`` under its disk limiter);
   everything a snapshot does (hashing and storing through ``DirectAppender`` and
   ``start_writeback``; the kernel overlay's upper layer walked by ``Walker`` and
