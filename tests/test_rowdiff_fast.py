@@ -248,16 +248,19 @@ def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
     # read its key column only, yet still find a key reused from the shared rows.
     rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
     old = render(rows, "csv", False)
-    fresh, reused, moved = list(rows), list(rows), list(rows)
-    fresh[2000] = (2000, "again", "1")
+    fresh, reused, moved, twice = list(rows), list(rows), list(rows), list(rows)
+    fresh[2000] = (2000, "again", "1")  # edited in place: CB's keys are CA's
     reused[2000] = (10, "again", "1")  # 10 stays, in a shared chunk
+    twice[2000] = (2000, "again", "1")
+    twice.insert(2001, (2000, "twice", "1"))  # a key CA has, twice in CB
     moved[2000] = (2000, "again", "1")
     moved.insert(2100, (3000, "new", "2"))
     del moved[2500]
     with tempfile.TemporaryDirectory(dir=workdir) as cache:
         a = side(workdir, "old", old, "csv")
         got: dict[str, Any] = {}
-        for name, new in (("fresh", fresh), ("reused", reused), ("moved", moved)):
+        edits = (("fresh", fresh), ("reused", reused), ("moved", moved), ("twice", twice))
+        for name, new in edits:
             b = side(workdir, "new", render(new, "csv", False), "csv")
             cold = diff_once(workdir, "csv", a, b, ["id"], 0.0, None)
             if name == "fresh":
@@ -268,7 +271,7 @@ def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
             assert outcome(warm) == outcome(cold)
             got[name] = outcome(warm), getattr(warm, "method", "-")
     assert got["fresh"][0][1:4] == (0, 0, 1) and got["fresh"][1] == "chunks"
-    assert got["reused"][0] == "key not unique"
+    assert got["reused"][0] == got["twice"][0] == "key not unique"
     assert got["moved"][0][1:4] == (1, 1, 1) and got["moved"][1] == "chunks"
 
 

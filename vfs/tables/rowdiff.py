@@ -257,12 +257,17 @@ def _collisions(
     The new side is S + CB with S = old - CA, so a key names several of its rows only
     if CB has it: of the old file, only the rows with a key CB has are counted, and
     only its key columns are read. Every row outside them counts once on each side,
-    which gives the totals.
+    which gives the totals. When every key of CB is a key of CA (rows edited in
+    place), the old file is not read at all: its only row with such a key is CA's.
     """
     keys = ", ".join(ident(k) for k in key)
     on = " AND ".join(f"__w.{ident(k)} IS NOT DISTINCT FROM __c.{ident(k)}" for k in key)
+    fresh = engine.run(
+        f"SELECT count(*) FROM (SELECT {keys} FROM {b_rel}) __w "
+        f"ANTI JOIN (SELECT {keys} FROM {a_rel}) __c ON {on}"
+    )[0][0]
     hit = (
-        f"(SELECT __w.* FROM (SELECT {keys} FROM {whole}) __w "
+        f"(SELECT __w.* FROM (SELECT {keys} FROM {whole if fresh else a_rel}) __w "
         f"SEMI JOIN (SELECT {keys} FROM {b_rel}) __c ON {on})"
     )
     part, total_b = key_totals(
