@@ -48,7 +48,7 @@ LAYERS = [
         "pipeline.runs",
         "pipeline.record",
     },
-    {"tables"},  # row diffs of data files (rowdiff, compare, result; the engine is optional)
+    {"tables", "ops.changed"},  # row diffs of data files; what each version changed (kept)
     {"repo.repository"},  # the repository handle: layout, format record, lock
     {
         "ops.status",

@@ -15,6 +15,7 @@ from typing import Any
 from vfs.errors import NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.model.version_codec import Version
+from vfs.ops.changed import first_seen
 from vfs.ops.diff import (
     Change,
     ParamChange,
@@ -22,9 +23,7 @@ from vfs.ops.diff import (
     diff_maps,
     diff_trees,
     param_changes,
-    same_entry,
     summary,
-    tree_delta,
     tree_delta_under,
     under,
 )
@@ -108,23 +107,9 @@ def log_row(
 
 def added_in(hist: History, oid: bytes, paths: Iterable[bytes] | None = None) -> dict[bytes, str]:
     """For each file of a version (or each of ``paths``, files of it), the version since
-    which it has had this content."""
-    pending = set(hist.flatten(hist.version(oid).tree) if paths is None else paths)
-    out: dict[bytes, str] = {}
-    cur: bytes | None = oid
-    while pending and cur is not None:
-        v = hist.version(cur)
-        parent = v.parents[0] if v.parents else None
-        if parent is None:
-            out.update(dict.fromkeys(pending, f"v{v.number}"))
-            break
-        old, new = tree_delta(hist, hist.version(parent).tree, v.tree)
-        for p in [p for p in pending if p in new]:
-            if p not in old or not same_entry(old[p], new[p]):
-                out[p] = f"v{v.number}"
-                pending.discard(p)
-        cur = parent
-    return out
+    which it has had this content (:func:`vfs.ops.changed.first_seen`)."""
+    wanted = hist.flatten(hist.version(oid).tree) if paths is None else paths
+    return first_seen(hist, oid, wanted)[0]
 
 
 def added_in_dir(
@@ -132,9 +117,8 @@ def added_in_dir(
 ) -> dict[bytes, str]:
     """:func:`added_in` of the files ``names`` of the directory ``path`` of a version.
 
-    Only that directory is looked at in each version back along the first-parent
-    chain, and only when its tree differs from the next version's: the cost follows
-    the versions that changed the directory, not the size of the whole tree.
+    Versions that left the directory's tree as it was are passed over at the cost of
+    a lookup: the cost follows the versions that changed the directory.
     """
     return added_in_dir_until(hist, oid, path, names, None)[0]
 
@@ -146,40 +130,18 @@ def added_in_dir_until(
     then also the version at or before which the names not found yet got their
     content (they are the same from there to ``oid``), else None.
 
-    Each version that changed a directory of 20,000 entries costs a read of all of
-    them: a dashboard asks with a deadline and shows "vK or before" for the rest.
+    What each version changed is kept once worked out (:mod:`vfs.ops.changed`), so a
+    search cut short by its deadline gets further each time it is asked again.
     """
-    top = _dir_tree(hist, hist.version(oid).tree, path)
-    if top is None:
+    top = hist.lookup(hist.version(oid).tree, path)
+    if top is None or top.kind != Kind.DIR:
         return {}, None
-    current = hist.tree(top)
-    pending = {n: e for n in names if (e := current.get(n)) is not None}
-    out: dict[bytes, str] = {}
-    cur, cur_dir = oid, top
-    while pending:
-        if deadline is not None and time.monotonic() > deadline:
-            return out, f"v{hist.version(cur).number}"
-        v = hist.version(cur)
-        parent = v.parents[0] if v.parents else None
-        below = _dir_tree(hist, hist.version(parent).tree, path) if parent is not None else None
-        if parent is None or below is None:
-            out.update(dict.fromkeys(pending, f"v{v.number}"))
-            break
-        if below != cur_dir:
-            older = hist.tree(below)
-            for n, e in list(pending.items()):
-                old = older.get(n)
-                if old is None or not same_entry(old, e):
-                    out[n] = f"v{v.number}"
-                    del pending[n]
-        cur, cur_dir = parent, below
-    return out, None
-
-
-def _dir_tree(hist: History, tree: bytes, path: bytes) -> bytes | None:
-    """The tree id of the directory ``path`` below ``tree`` (None if it is not one)."""
-    e = hist.lookup(tree, path)
-    return e.subtree if e is not None and e.kind == Kind.DIR else None
+    current = hist.tree(top.subtree)
+    prefix = path + b"/" if path else b""
+    full = {prefix + n: n for n in names if current.get(n) is not None}
+    late = None if deadline is None else (lambda: time.monotonic() > deadline)
+    found, bound = first_seen(hist, oid, full, within=path, deadline=late)
+    return {full[p]: label for p, label in found.items()}, bound
 
 
 def _file_record(e: Entry, added: str | None) -> dict[str, Any]:

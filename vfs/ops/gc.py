@@ -35,7 +35,8 @@ objects or moves refs meanwhile. In order:
    directory is fsynced. A pack with a live object that does not verify is reported
    and kept whole, as are the copies already made of its other objects.
 4. **Delete.** Only now are the dead and rewritten packs deleted: the ``.pack``, then
-   its ``.idx``. Index files without a pack and temporary files are removed too.
+   its ``.idx``. Index files without a pack and temporary files are removed too, and
+   the kept record of what each deleted version changed (``vfs.ops.changed``).
 
 Crash safety: a kill at any step leaves every live object in a complete, durable
 pack with a real name: before step 4 the old packs are all there (a new pack is at
@@ -67,6 +68,7 @@ import msgpack
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
+from vfs.ops import changed
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -491,6 +493,7 @@ def collect(
             if name.startswith("pack-") and name.endswith(".idx") and orphan:
                 (root / name).unlink(missing_ok=True)
         report.temporaries = repo.store.remove_temporaries()
+        changed.prune(repo.dir, live)
         fsync_dir(root)
         report.bytes_after = sum(
             _file_size(root / n) for n in os.listdir(root) if n.startswith("pack-")

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError, RevisionNotFound, UsageError
@@ -42,11 +43,12 @@ _VN_RE = re.compile(r"^v(\d+)$")
 class History:
     """Read access to versions and trees, with a small decoded-record cache."""
 
-    def __init__(self, store: ObjectStore, refs: Refs) -> None:
+    def __init__(self, store: ObjectStore, refs: Refs, derived: Path | None = None) -> None:
         self.store = store
         self.refs = refs
+        self.derived = derived  # where caches of derived data may go (vfs.ops.changed)
         self.version = lru_cache(maxsize=4096)(self._load_version)
-        self.tree = lru_cache(maxsize=4096)(self._load_tree)
+        self.tree = lru_cache(maxsize=4096)(self.load_tree)
 
     def _load_version(self, oid: bytes) -> Version:
         try:
@@ -54,7 +56,8 @@ class History:
         except FormatError as exc:
             raise FormatError(f"version {oid.hex()[:12]}: {exc}") from None
 
-    def _load_tree(self, oid: bytes) -> Tree:
+    def load_tree(self, oid: bytes) -> Tree:
+        """A tree read and decoded, outside the cache of :attr:`tree`."""
         try:
             return decode_tree(self.store.get(oid))
         except FormatError as exc:

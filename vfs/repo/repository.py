@@ -132,7 +132,7 @@ class Repository:
         self.chunker = Chunker(parse_format(text, str(self.dir / "format")))
         self.store = ObjectStore(self.dir / "objects")
         self.refs = Refs(self.dir)
-        self.history = History(self.store, self.refs)
+        self.history = History(self.store, self.refs, self.dir)
 
     # opening -------------------------------------------------------------------
 

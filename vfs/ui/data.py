@@ -214,8 +214,9 @@ def added(
 ) -> dict[str, Any]:
     """ "Added in" of the files of a page of :func:`files`, asked for apart (after the
     page is shown) in a directory too large for :func:`files` to find it: each
-    version back that changed the directory costs a read of all its entries, so the
-    search stops after ``ADDED_BUDGET`` seconds. ``added`` maps a path to the version
+    version back that changed the directory and was not worked out before
+    (:mod:`vfs.ops.changed`, :mod:`vfs.ui.background`) costs a read of the directory,
+    so the search stops after ``ADDED_BUDGET`` seconds. ``added`` maps a path to the version
     since which it has had its content; ``before`` maps the others to the version at
     or before which they got it (they are unchanged from there on)."""
     offset, limit = page(offset, limit)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from vfs.errors import UsageError
-from vfs.ui import data
+from vfs.ui import background, data
 from vfs.ui.app import is_loopback, make_app
 from vfs.ui.source import Source
 
@@ -113,7 +113,9 @@ def serve(
     say(f"dvfs ui: {source.description} at {url}  ({mode}; Ctrl-C stops it)")
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    worker = background.start(source.repo.root)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        background.stop(worker)
