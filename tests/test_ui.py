@@ -371,3 +371,34 @@ def test_a_directory_remote(repo: Repo, tmp_path: Path, monkeypatch: pytest.Monk
         text = api(s, "preview", rev="v2", path="data/notes.txt")
         assert text["text"] == "hello\nworld\nmore\n"
     assert not (where / ".dvfs").exists()  # the remote's directory is not made a repository
+
+
+def test_a_remote_view_follows_new_pushes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`dvfs ui DIR --refresh 0`: a version pushed after the server started shows on the
+    next versions page; a remote gone missing leaves the view as it was, saying why."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("one\n")
+    run(src, "init")
+    run(src, "add", "a.txt")
+    run(src, "commit", "-m", "first")
+    where = tmp_path / "remote"
+    push_to(Repository(src), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where, "--refresh", "0") as s:
+        before = api(s, "versions")
+        assert [v["message"] for v in before["versions"]] == ["first"]
+        assert before["refresh_error"] is None and before["as_of"]
+        (src / "a.txt").write_text("two\n")
+        run(src, "add", "a.txt")
+        run(src, "commit", "-m", "second")
+        push_to(Repository(src), str(where), "dir")
+        after = api(s, "versions")
+        assert [v["message"] for v in after["versions"]] == ["second", "first"]
+        assert api(s, "preview", rev="v2", path="a.txt")["text"] == "two\n"
+        where.rename(tmp_path / "moved")
+        gone = api(s, "versions")
+        assert [v["message"] for v in gone["versions"]] == ["second", "first"]
+        assert gone["refresh_error"] and gone["as_of"] == after["as_of"]
+    (tmp_path / "moved").rename(where)
+    fsck_clean(src)

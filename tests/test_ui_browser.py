@@ -248,7 +248,8 @@ def test_a_remote_on_seaweedfs(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with serving(url, "--endpoint-url", s3_env.endpoint, cwd=tmp_path) as s:
         page.goto(s.url)
-        expect(page.locator("h1")).to_contain_text(f"of {url} (a remote, read-only)")
+        expect(page.locator("h1")).to_contain_text(f"of {url} (a remote, read-only, as of 20")
+        expect(page.locator(".stale")).to_have_count(0)
         expect(page.locator(".timeline .vlabel")).to_have_text(["v3", "v2", "v1"])
         expect(page.locator("form.delete-branch-form")).to_have_count(0)
         page.goto(s.url + "#/version?rev=v2&dir=data&file=data/train.csv")

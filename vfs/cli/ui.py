@@ -24,17 +24,23 @@ from vfs.errors import UsageError
     "--endpoint-url", metavar="URL", help="The S3 endpoint of an s3:// SOURCE (e.g. MinIO)."
 )
 @click.option(
+    "--refresh", type=click.FloatRange(0), default=30.0, show_default=True, metavar="SECONDS",
+    help="For a remote SOURCE: how old the view may get before the versions page looks "
+    "for new pushes.",
+)  # fmt: skip
+@click.option(
     "--allow-write", is_flag=True,
     help="Let the pages tag versions and delete branches (each an audited dvfs command).",
 )  # fmt: skip
 def ui_cmd(
     source: str, host: str, port: int, open_browser: bool, token: str | None,
-    endpoint_url: str | None, allow_write: bool,
+    endpoint_url: str | None, refresh: float, allow_write: bool,
 ) -> None:  # fmt: skip
     """Serve a web dashboard of the repository at SOURCE (default: here), read-only
     unless --allow-write. SOURCE may be a remote (s3://BUCKET/PREFIX, file:///PATH or
     a remote's directory): its versions are fetched, never its data until a page
-    shows a file, and the view is read-only.
+    shows a file, and the view is read-only; the versions page looks for new pushes
+    when the view is older than --refresh seconds.
 
     Versions, a version's files with previews, diffs (rows of tables too), lineage,
     experiments and the store. It listens on 127.0.0.1 unless --host says otherwise,
@@ -57,7 +63,7 @@ def ui_cmd(
         raise UsageError("dvfs ui needs its web server: pip install 'dvfs[ui]'") from None
     if allow_write and ("://" in source or sources.is_remote_dir(Path(source))):
         raise UsageError(f"--allow-write: {source} is a remote, and its view is read-only")
-    shown = sources.open_source(source, endpoint_url)
+    shown = sources.open_source(source, endpoint_url, refresh=refresh)
     for line in shown.warnings:
         warn(line)
     serve.serve(shown, host, port, token, open_browser, click.echo, allow_write)

@@ -262,9 +262,14 @@ class Api:
             self.number(request, "offset", 0), self.number(request, "limit", 50),
             self.path(request),
         )  # fmt: skip
+        fresh = self.source.refresher
+        if fresh is not None:
+            await self.run(fresh.maybe)
         answer = await self.run(data.versions, self.repo, *args)
         return json_response({**answer, "source": self.source.description,
-                              "remote": self.source.remote is not None})  # fmt: skip
+                              "remote": self.source.remote is not None,
+                              "as_of": fresh.as_of if fresh else None,
+                              "refresh_error": fresh.error if fresh else None})  # fmt: skip
 
     async def version(self, request: Request) -> Response:
         return json_response(await self.run(data.version, self.repo, self.rev(request)))

@@ -9,22 +9,26 @@
   (``vfs.remote.read.open_meta``, ``vfs.ops.sync.mirror_locked``: verified, decoded
   strictly, only what is new since the last time), its branches and tags mirrored as
   that repository's own; file chunks are read from the remote when a page needs them,
-  one ranged GET each, verified (``vfs.remote.read.RemoteChunks``). The view is the
-  remote as it was when the server started. It is read-only whatever the flags:
-  nothing here writes to a remote.
+  one ranged GET each, verified (``vfs.remote.read.RemoteChunks``). The view follows
+  the remote: the versions page, when its last look is older than ``--refresh``
+  seconds (``REFRESH``), fetches what was pushed since (:class:`Refresher`). It is
+  read-only whatever the flags: nothing here writes to a remote.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfs.errors import UsageError
+from vfs.errors import DvfsError, UsageError
 from vfs.mount.launch import MountSource
 from vfs.mount.mounts import private_dir, user_cache_dir
 from vfs.ops.sync import mirror_locked
-from vfs.remote.config import RemoteSpec, connect
+from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import FORMAT_KEY
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
@@ -32,6 +36,52 @@ from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.ui.files import Getter
 
 JOBS = 8  # connections to a remote
+REFRESH = 30.0  # seconds a remote's view is taken as current (``dvfs ui --refresh``)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Refresher:
+    """Brings a remote's view up to date with what was pushed since it last looked.
+
+    :meth:`maybe` looks again when the last look is older than ``every`` seconds, one
+    request at a time (a request that finds another one looking goes on with the view
+    it has). What is new is fetched as at start (verified, decoded strictly, into the
+    metadata repository, under its lock); a remote that cannot be reached, or no
+    longer holds a repository, leaves the view as it was, with the reason in
+    :attr:`error` until a look succeeds.
+    """
+
+    def __init__(
+        self, meta: Repository, spec: RemoteSpec, meter: Meter, remote: RemoteRepo,
+        chunks: RemoteChunks, every: float,
+    ) -> None:  # fmt: skip
+        self.meta, self.spec, self.meter, self.remote = meta, spec, meter, remote
+        self.chunks, self.every = chunks, every
+        self.as_of = _now()  # when the view last matched the remote
+        self.error: str | None = None
+        self._looked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def maybe(self) -> None:
+        if time.monotonic() - self._looked < self.every or not self._lock.acquire(False):
+            return
+        try:
+            # A remote gone (a directory moved away, a prefix deleted) lists no branches:
+            # it must not pass for one whose branches were all deleted.
+            if self.remote.read_format() is None:
+                raise UsageError(f"{self.spec.url} holds no dvfs repository (no format record)")
+            with self.meta.locked():
+                got = mirror_locked(self.meta, self.spec, self.meter, JOBS)
+            self.chunks.set_index(got.index)
+            self.as_of, self.error = _now(), None
+        except (DvfsError, OSError) as exc:
+            self.error = str(exc)
+        finally:
+            self._looked = time.monotonic()
+            self._lock.release()
 
 
 @dataclass
@@ -42,6 +92,7 @@ class Source:
     get: Getter
     remote: str | None = None
     warnings: tuple[str, ...] = ()
+    refresher: Refresher | None = None  # a remote's
 
     @property
     def description(self) -> str:
@@ -54,8 +105,9 @@ def is_remote_dir(where: Path) -> bool:
 
 
 def open_source(
-    source: str, endpoint_url: str | None = None, cache_dir: Path | None = None
-) -> Source:
+    source: str, endpoint_url: str | None = None, cache_dir: Path | None = None,
+    refresh: float = REFRESH,
+) -> Source:  # fmt: skip
     """The repository at (or around) ``source``, or the remote it names (module doc)."""
     if "://" not in source:
         where = Path(source)
@@ -78,4 +130,5 @@ def open_source(
         got = mirror_locked(meta, spec, meter, JOBS)
     chunks = RemoteChunks(lambda: remote)
     chunks.set_index(got.index)
-    return Source(meta, chunks.fetch, source, tuple(got.transfer.warnings))
+    refresher = Refresher(meta, spec, meter, remote, chunks, refresh)
+    return Source(meta, chunks.fetch, source, tuple(got.transfer.warnings), refresher)

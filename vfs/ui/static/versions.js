@@ -70,7 +70,8 @@ export async function versionsPage(el, params) {
           parent ? [" · ", h("a", { href: link("diff", { old: parent.slice(0, 12), new: row.version }) }, "changes")] : null)));
   }));
   put(el, 
-    h("h1", {}, "Versions", data.remote ? h("span", { class: "muted source" }, ` of ${data.source} (a remote, read-only)`) : null),
+    h("h1", {}, "Versions", data.remote ? h("span", { class: "muted source" }, ` of ${data.source} (a remote, read-only, as of ${data.as_of})`) : null),
+    data.refresh_error ? h("p", { class: "error stale" }, `Could not look for new versions: ${data.refresh_error}`) : null,
     form, CSRF ? deleteBranchForm(data) : null,
     h("div", { class: "toolbar" }, diffBtn,
       pager(data.total, data.offset, data.limit, (o) => go({ offset: o }))),
