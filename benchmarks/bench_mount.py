@@ -23,8 +23,10 @@ In order, each on a fresh daemon:
 5. ``cat`` of the big file, cold from SeaweedFS, against an 8-thread boto3 download
    of the packs that hold it (whole packs, one GET each), with the requests the
    server answered for the bucket meanwhile (its own metrics) and their number per
-   pack touched, and the daemon's peak RSS; an 8-thread boto3 download of just its
-   chunks' byte ranges (one GET per chunk) is printed beside it;
+   pack touched, the daemon's peak RSS, and the CPU seconds (user + system) the daemon
+   and the server spent, beside boto3's and the server's for the packs; an 8-thread
+   boto3 download of just its chunks' byte ranges (one GET per chunk) is printed
+   beside it;
 6. ``cat`` of the big file from the chunk cache (fresh daemon, page cache dropped)
    against ``cat`` of the local file with the page cache dropped; then a second
    ``cat`` of each (the kernel's page cache);
@@ -54,7 +56,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from measure import DROP_CACHES, check_drop_caches, peak_rss, timed, unwind_on_sigterm, warm_memory
+from measure import (
+    DROP_CACHES,
+    check_drop_caches,
+    cpu_seconds,
+    peak_rss,
+    timed,
+    unwind_on_sigterm,
+    warm_memory,
+)
 from results import human, render
 from seaweed import SeaweedFS
 from tools import REPO_ROOT
@@ -144,6 +154,11 @@ class Bench:
     def sent(self) -> int:
         """Bytes the server has sent for the bucket so far."""
         return self.server.sent_bytes(BUCKET)
+
+    def server_cpu(self) -> float:
+        """CPU seconds the S3 server has used so far."""
+        assert self.server.proc is not None
+        return cpu_seconds(self.server.proc.pid)
 
 
 @dataclass
@@ -235,8 +250,23 @@ def s3_client(bench: Bench) -> Any:
     )
 
 
-def download(bench: Bench, ranges: list[tuple[str, int, int]]) -> tuple[float, int]:
-    """Seconds and bytes for ``THREADS`` threads to GET ``ranges`` with boto3 (discarded)."""
+@dataclass
+class Cpu:
+    """CPU seconds (user + system) spent in a step by the reader and by the S3 server."""
+
+    reader: float
+    server: float
+
+    def __str__(self) -> str:
+        return f"{self.reader:.2f} s; {self.server:.2f} s"
+
+
+def download(bench: Bench, ranges: list[tuple[str, int, int]]) -> tuple[float, int, Cpu]:
+    """Seconds, bytes and CPU for ``THREADS`` threads to GET ``ranges`` with boto3 (discarded).
+
+    The reader's CPU is this process's (boto3's threads; the benchmark does nothing else
+    meanwhile), the server's that of its process.
+    """
     client = s3_client(bench)
 
     def get(r: tuple[str, int, int]) -> int:
@@ -250,10 +280,12 @@ def download(bench: Bench, ranges: list[tuple[str, int, int]]) -> tuple[float, i
         return got
 
     drop_caches()
+    own, server = time.process_time(), bench.server_cpu()
     started = time.perf_counter()
     with ThreadPoolExecutor(THREADS) as pool:
         total = sum(pool.map(get, ranges))
-    return time.perf_counter() - started, total
+    took = time.perf_counter() - started
+    return took, total, Cpu(time.process_time() - own, bench.server_cpu() - server)
 
 
 def pick_small(data: Path) -> Path:
@@ -321,13 +353,15 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
 
     # 5. the big file, cold from SeaweedFS, against boto3
     big = locate(bench, repo_dir, b"big.bin")
-    dl_s, dl_bytes = download(bench, big.ranges)
-    packs_s, packs_bytes = download(bench, [(k, 0, -1) for k in sorted(big.pack_sizes)])
+    dl_s, dl_bytes, _ = download(bench, big.ranges)
+    packs_s, packs_bytes, packs_cpu = download(bench, [(k, 0, -1) for k in sorted(big.pack_sizes)])
     shutil.rmtree(cache / "chunks", ignore_errors=True)
     with bench.mount(cache, drop_caches) as d:
         before = bench.sent()
         requests = bench.server.requests(BUCKET)
+        daemon_cpu, server_cpu = cpu_seconds(d.pid), bench.server_cpu()
         cold_s = timed(["cat", str(mnt / "big.bin")])
+        cold_cpu = Cpu(cpu_seconds(d.pid) - daemon_cpu, bench.server_cpu() - server_cpu)
         cold_sent = bench.sent() - before
         requests = bench.server.requests(BUCKET) - requests
         cold_rss = peak_rss(d.pid)
@@ -349,6 +383,18 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
             "<= 2 per pack",
             f"{requests / touched / 2:.2f}",
             requests <= 2 * touched,
+        )
+    )
+    rows.append(
+        Row(
+            "  CPU seconds: the daemon; the S3 server (wall time: the cat)",
+            f"{cold_cpu} ({cold_s:.2f} s)",
+        )
+    )
+    rows.append(
+        Row(
+            "  CPU seconds: boto3 (whole packs); the S3 server (wall time)",
+            f"{packs_cpu} ({packs_s:.2f} s)",
         )
     )
     rows.append(
