@@ -7,6 +7,7 @@ import fcntl
 import mmap
 import os
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -146,6 +147,31 @@ def test_write_new_when_direct_writes_are_refused(
     assert (tmp_path / "f").read_bytes() == data
 
 
+def test_a_gathering_appender_writes_queued_blocks_together(tmp_path: Path) -> None:
+    """Blocks that queue up while the writer is busy go out together, every byte in place."""
+    path = tmp_path / "f"
+    rng = random.Random(11)
+    queued = rng.randbytes((direct_io.DEPTH - 1) * BLOCK)  # as many as may wait at once
+    pieces = [queued, *_pieces(11 * BLOCK + 4321, seed=11)]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with ThreadPoolExecutor(1) as thread:
+            out = DirectAppender(fd, thread, gather=direct_io.GATHER)
+            busy = threading.Event()
+            thread.submit(busy.wait)  # the writer is held up: the first blocks queue
+            out.write(queued)
+            busy.set()
+            for p in pieces[1:]:
+                out.write(p)
+            out.make_visible()
+            assert path.read_bytes() == b"".join(pieces)
+            out.write(b"tail")
+            out.finish()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"".join(pieces) + b"tail"
+
+
 def test_bytes_made_visible_midway_read_back(tmp_path: Path) -> None:
     """A pack being written is read from before it is finished (the store does this)."""
     path = tmp_path / "f"
@@ -165,11 +191,12 @@ def test_bytes_made_visible_midway_read_back(tmp_path: Path) -> None:
     assert path.read_bytes() == first + second
 
 
-def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path) -> None:
+@pytest.mark.parametrize("gather", [1, direct_io.GATHER])
+def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path, gather: int) -> None:
     fd = os.open(small_disk / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with ThreadPoolExecutor(1) as thread:
-            out = DirectAppender(fd, thread)
+            out = DirectAppender(fd, thread, gather=gather)
             with pytest.raises(OSError) as info:
                 for p in _pieces(16 << 20, seed=4):  # twice the 8 MiB the disk has
                     out.write(p)

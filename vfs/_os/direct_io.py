@@ -11,10 +11,13 @@ disk. Direct writes also leave the user's cached data where it is.
 from a small process-wide pool, and a thread writes each full block with ``O_DIRECT``
 while the caller fills the next; an optional consumer (such as a hash) reads each
 block too, on a thread of its own so that it runs while the block is being written.
-The last partial block is written direct up to its last whole page and the rest
-through the page cache. Where ``O_DIRECT`` is refused (some filesystems have none)
-the same blocks are written the ordinary way. Durability is unchanged: the data is
-written, not synced; the caller's flush before a ref moves syncs it.
+With ``gather``, full blocks waiting for the thread go out in one system call (up to
+``gather`` of them): while the disk is the bottleneck blocks queue up, and one write
+of 6 MiB goes out where three of 2 MiB went one after the other. The last partial
+block is written direct up to its last whole page and the rest through the page
+cache. Where ``O_DIRECT`` is refused (some filesystems have none) the same blocks are
+written the ordinary way. Durability is unchanged: the data is written, not synced;
+the caller's flush before a ref moves syncs it.
 
 :func:`write_new` writes a whole small file (a cached chunk) the same way in one call,
 through this thread's aligned buffer.
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 BLOCK = 2 << 20
 ALIGN = 4096  # every block device's logical block size divides it
 DEPTH = 4  # blocks per appender: one being filled, the others being written
+GATHER = DEPTH  # full blocks a gathering appender writes in one system call at most
 KEEP = 4  # free blocks kept for the next appender
 
 Consumer = Callable[[memoryview], object]
@@ -109,6 +113,18 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+def _pwritev_all(fd: int, views: list[memoryview], offset: int) -> None:
+    """Write ``views`` back to back at ``offset``: one system call unless one falls short."""
+    while views:
+        n = os.pwritev(fd, views, offset)
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views = views[1:]
+        if views and n:
+            views = [views[0][n:], *views[1:]]
+
+
 class DirectAppender:
     """Appends to a new, empty file open for writing at ``fd`` (see the module doc).
 
@@ -116,6 +132,8 @@ class DirectAppender:
     each stretch in file order: on ``consumer_executor`` (one thread), at the same time
     as the stretch is written, or else on ``executor`` after the write. Errors of a
     write or of the consumer surface in a later :meth:`write` or in :meth:`finish`.
+    ``gather``: full blocks written by one system call at most (see the module doc;
+    without a consumer only).
     """
 
     def __init__(
@@ -124,12 +142,18 @@ class DirectAppender:
         executor: ThreadPoolExecutor,
         consumer: Consumer | None = None,
         consumer_executor: ThreadPoolExecutor | None = None,
+        gather: int = 1,
     ) -> None:
         self.fd = fd
         self.direct = set_direct(fd, True)
         self._executor = executor
         self._consumer = consumer
         self._consume_on = consumer_executor if consumer is not None else None
+        self._gather = gather if consumer is None else 1
+        # Full blocks shipped to a gathering executor, not written yet: (block, offset).
+        self._queued: deque[tuple[mmap.mmap, int]] = deque()
+        self._queued_lock = threading.Lock()
+        self._taken = 0  # offset up to which queued blocks were taken for writing
         self._block: mmap.mmap | None = _pool.take()
         self._fill = 0  # bytes in the block
         self._base = 0  # file offset of the block's first byte (a multiple of BLOCK)
@@ -201,7 +225,12 @@ class DirectAppender:
 
     def _ship(self, n: int, *, last: bool) -> None:
         block = self._current()
-        futs = [self._executor.submit(self._put, block, self._base, n, last)]
+        if self._gather > 1 and not last:
+            with self._queued_lock:
+                self._queued.append((block, self._base))
+            futs = [self._executor.submit(self._put_gathered, self._base)]
+        else:
+            futs = [self._executor.submit(self._put, block, self._base, n, last)]
         if self._consume_on is not None:
             futs.append(self._consume_on.submit(self._consume, block, n))
         self._flying.append((futs, block))
@@ -233,6 +262,35 @@ class DirectAppender:
                 self._consumer(view)
         finally:
             view.release()
+
+    def _put_gathered(self, base: int) -> None:
+        """Runs on the executor: write the full block at ``base`` and those queued after it.
+
+        A block already written by the call for an earlier one returns at once: the
+        executor runs the calls in order, so that write has ended (and a failed one
+        failed the earlier call, which the caller waits for first).
+        """
+        with self._queued_lock:
+            if base < self._taken:
+                return
+            taken: list[tuple[mmap.mmap, int]] = []
+            while self._queued and len(taken) < self._gather:
+                taken.append(self._queued.popleft())
+            self._taken = taken[-1][1] + BLOCK
+        views = [memoryview(block) for block, _ in taken]
+        try:
+            try:
+                _pwritev_all(self.fd, views, base)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL or not self.direct:
+                    raise
+                # An alignment this filesystem refuses: write the ordinary way from now on.
+                self.direct = False
+                set_direct(self.fd, False)
+                _pwritev_all(self.fd, views, base)
+        finally:
+            for view in views:
+                view.release()
 
     def _consume(self, block: mmap.mmap, n: int) -> None:
         """Runs on the consumer's executor: hand ``block[:n]`` to the consumer."""

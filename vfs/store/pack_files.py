@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs._os.direct_io import DirectAppender
+from vfs._os.direct_io import GATHER, DirectAppender
 from vfs._os.writeback import start_writeback
 from vfs.errors import FormatError
 from vfs.model.ids import hasher
@@ -132,7 +132,7 @@ class PackWriter:
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.objs: list[PackedObject] = []
-        self.out = DirectAppender(self.fd, writing)
+        self.out = DirectAppender(self.fd, writing, gather=GATHER)
         self.out.write(PACK_MAGIC)
 
     @property
