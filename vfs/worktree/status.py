@@ -23,7 +23,7 @@ from pathlib import Path
 from vfs._os.beneath import Walker
 from vfs._os.helper_process import Channel, Helper, spare_cpus
 from vfs.repo.stage import Index
-from vfs.worktree.scan import Found, Warn, enterable, list_dir_or_skip, scan
+from vfs.worktree.scan import Found, Warn, enterable, list_dir_or_skip, scan, scan_lists
 
 SPLIT_ABOVE = 4096  # tracked files; fewer are sorted in one process (a fork costs ~1 ms)
 HELPERS = 3  # at most this many helper processes
@@ -48,7 +48,7 @@ def triage_tree(
     """
     helpers = _helpers_for(index)
     if helpers == 0:
-        scanned = chain(extra, _scanned(root, tops, warn, skipped))
+        scanned = chain([list(extra)], _scanned(root, tops, warn, skipped))
         untracked, stale, tracked = _sorted(index, scanned)
         return untracked, stale, _deleted(index, tracked)
     listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn, skipped)
@@ -56,7 +56,7 @@ def triage_tree(
     children = [c for c in (_Helper.start(root, part, index) for part in parts[1:] if part) if c]
     try:
         untracked, stale, tracked = _sorted(
-            index, chain(extra, listed, _scanned(root, parts[0], warn, skipped))
+            index, chain([list(extra), listed], _scanned(root, parts[0], warn, skipped))
         )
         answers = [(c, c.answer()) for c in children]
         with Walker(root) as walker:
@@ -112,15 +112,26 @@ def _helpers_for(index: Index) -> int:
 
 def _scanned(
     root: Path, dirs: Iterable[bytes], warn: Warn, skipped: list[bytes] | None = None
-) -> Iterator[Found]:
-    """Every file and link at or below each of ``dirs`` (see :func:`scan`)."""
+) -> Iterator[list[Found]]:
+    """Every file and link at or below each of ``dirs``, a directory at a time
+    (see :func:`scan_lists`)."""
     for d in dirs:
-        yield from scan(root, d, warn, skipped=skipped)
+        yield from scan_lists(root, d, warn, skipped=skipped)
 
 
-def _sorted(index: Index, found: Iterable[Found]) -> Triaged:
-    untracked, stale, tracked = index.triage(found)
-    return [f.rel for f in untracked], stale, tracked
+def _sorted(index: Index, found: Iterable[list[Found]]) -> Triaged:
+    """Sort lists of files against ``index``, each list in one call (see ``Index.triage``)."""
+    untracked: list[bytes] = []
+    stale: list[Found] = []
+    tracked: list[bytes] = []
+    triage = index.triage
+    for files in found:
+        u, s, t = triage(files)
+        if u:
+            untracked += [f.rel for f in u]
+        stale += s
+        tracked += t
+    return untracked, stale, tracked
 
 
 def _deleted(index: Index, tracked: list[bytes]) -> list[bytes]:
@@ -211,8 +222,8 @@ def _serve(root: Path, dirs: list[bytes], index: Index, channel: Channel) -> Non
     """The helper's work."""
     notes: list[str] = []
     skipped: list[bytes] = []
-    untracked, stale, tracked = index.triage(_scanned(root, dirs, notes.append, skipped))
-    channel.send(([f.rel for f in untracked], [f.rel for f in stale], len(tracked), notes, skipped))
+    untracked, stale, tracked = _sorted(index, _scanned(root, dirs, notes.append, skipped))
+    channel.send((untracked, [f.rel for f in stale], len(tracked), notes, skipped))
     ok, need = channel.receive()
     if ok and need:
         channel.send(tracked)
