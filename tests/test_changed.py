@@ -16,11 +16,29 @@ import msgpack
 import vfs
 from tests.support.cli import fsck_clean, run
 from vfs.errors import UsageError
+from vfs.model.codec import Entry, Kind
 from vfs.ops import browse, changed
-from vfs.ops.diff import same_entry, tree_delta
+from vfs.ops.diff import diff_maps, diff_trees, same_entry
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.ui import background
+
+
+def whole(hist: History, a: bytes, b: bytes) -> tuple[dict[bytes, Entry], dict[bytes, Entry]]:
+    """Both trees flattened whole (files, links, and each empty directory where the
+    other side has no directory), as a diff compares them."""
+    maps = []
+    for this, other in ((a, b), (b, a)):
+        empty: list[bytes] = []
+        flat = hist.flatten(this, empty=empty)
+        for p in empty:
+            there = hist.lookup(other, p)
+            if there is None or there.kind != Kind.DIR:
+                e = hist.lookup(this, p)
+                assert e is not None
+                flat[p] = e
+        maps.append(flat)
+    return maps[0], maps[1]
 
 
 def reference(hist: History, oid: bytes) -> frozenset[bytes] | None:
@@ -28,7 +46,7 @@ def reference(hist: History, oid: bytes) -> frozenset[bytes] | None:
     v = hist.version(oid)
     if not v.parents:
         return None
-    old, new = tree_delta(hist, hist.version(v.parents[0]).tree, v.tree)
+    old, new = whole(hist, hist.version(v.parents[0]).tree, v.tree)
     return frozenset(p for p in new if p not in old or not same_entry(old[p], new[p]))
 
 
@@ -124,6 +142,13 @@ def test_kept_answers_match_reading_every_version_whole(tmp_path: Path) -> None:
     chain = [oid for oid, _ in hist.chain(head)]
     for oid in chain:
         assert changed.changed_paths(hist, oid) == reference(hist, oid)
+        v = hist.version(oid)
+        if v.parents:  # a diff reads only what differs, and says what reading all would
+            a = hist.version(v.parents[0]).tree
+            assert diff_trees(hist, a, v.tree) == diff_maps(*whole(hist, a, v.tree))
+    for older, newer in [(chain[-1], chain[0]), (chain[5], chain[30]), (chain[0], chain[-1])]:
+        a, b = hist.version(older).tree, hist.version(newer).tree
+        assert diff_trees(hist, a, b) == diff_maps(*whole(hist, a, b))
     kept = list((root / ".dvfs" / "changes").glob("*/*"))
     assert len(kept) == len(chain) - 1  # a first version has no record: all of it is new
 

@@ -38,7 +38,9 @@ LAYERS = [
         "remote.audit",
         "ops.merging",
     },
-    {"repo.history", "repo.reach"},  # reach: the walk of what versions reach (gc, remote gc, fsck)
+    # reach: the walk of what versions reach (gc, remote gc, fsck); rows: which entries of
+    # two directories differ, from their records' bytes
+    {"repo.history", "repo.reach", "ops.rows"},
     {
         "worktree",
         "ops.diff",
