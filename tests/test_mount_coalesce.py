@@ -5,9 +5,9 @@ mounted with ``--debug``, which logs one line per ranged GET of chunk data
 (``ranged GET of pack P: N chunks, B bytes``); the unmount line gives the daemon's
 own count of those requests. The tests count GETs, never time anything:
 
-- reading the file from start to end costs at most two GETs per pack (a pack in two
-  halves fetched in parallel, or the pack the read starts in: its first chunk
-  alone, then the rest), each chunk fetched once;
+- reading the file from start to end costs at most two GETs per pack (one, or for
+  the pack the read starts in its first chunk alone, then the rest), each chunk
+  fetched once;
 - random 4 KiB reads fetch one chunk each, never a run;
 - a byte flipped on the server inside a coalesced range fails the read of that
   chunk (EIO) and nothing of it is cached, while its good neighbours are.

@@ -14,12 +14,14 @@ Where a chunk comes from, in order:
 Read-ahead of a sequential reader (``prefetch`` with ``extend``) coalesces: chunks
 to be fetched from the remote that lie next to each other in one pack are a *run*,
 fetched with one ranged GET of up to ``MAX_RUN`` bytes, and a run the window reaches
-into is taken whole, to the end of the pack, so that a sequential read costs at
-most two GETs per pack: a run of more than ``SPLIT_BYTES`` goes as two GETs of half
-each, in parallel, unless the pack was already asked for a chunk (the pack the read
-starts in: its first chunk is read alone, then the rest in one GET).
-Runs go in parallel (up to the network limiter), at most ``MAX_INFLIGHT_BYTES``
-stored bytes at once. Each chunk of a run is verified against its id on its own
+into is taken whole, to the end of the pack, so that a sequential read costs one GET
+per pack, two for the pack it starts in (its first chunk is read alone, then the
+rest in one GET). Runs of several packs go in parallel (up to the network limiter),
+at most ``MAX_INFLIGHT_BYTES`` stored bytes not arrived yet at once; a pack is not
+cut into parallel halves: every GET costs the daemon and the server CPU (signing,
+parsing, answering), which a cold read on two cores is short of, and a run costs
+memory only for the chunk being read, so more packs in flight cost no more RSS.
+Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
 else. A run's answer is read chunk by chunk as it streams in (never held whole):
 each chunk is verified, cached if good, and handed to its readers at once, so the
@@ -76,9 +78,7 @@ MEMORY_BYTES = 8 * 1024 * 1024  # chunks read last: the kernel asks for one in p
 AHEAD_BYTES = 48 * 1024 * 1024  # loaded, not read yet: > read-ahead window + one run
 MAX_INFLIGHT = 64
 MAX_RUN = 24 * 1024 * 1024  # stored bytes of one coalesced GET (a 16 MiB pack is one)
-MAX_INFLIGHT_BYTES = 24 * 1024 * 1024  # stored bytes of runs under way at once
-SPLIT_BYTES = 8 * 1024 * 1024  # a longer run of a pack not asked of yet: two GETs
-PACKS_KEPT = 4096  # packs remembered as asked of (for SPLIT_BYTES)
+MAX_INFLIGHT_BYTES = 40 * 1024 * 1024  # stored bytes of runs not arrived yet: 2-3 packs
 RUN_GAP = 64 * 1024  # chunks this close in a pack share a GET (the gap is read and dropped)
 
 
@@ -131,7 +131,6 @@ class Fetcher:
         self._ahead_bytes = 0
         self._loads: dict[bytes, _Load] = {}
         self._run_bytes = 0  # stored bytes of runs under way
-        self._packs: OrderedDict[str, None] = OrderedDict()  # packs a GET was asked of
         self._nursery: trio.Nursery | None = None
         self.made: MetaFiles | None = None  # the pieces of .versions/meta (daemon.data.meta)
 
@@ -276,37 +275,14 @@ class Fetcher:
         return self.remote.where(oid)
 
     def _start_run(self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]], size: int) -> bool:
-        """Start fetching ``run`` (one chunk: an ordinary load); False at the in-flight cap.
-
-        A run of more than ``SPLIT_BYTES`` in a pack nothing was asked of yet goes as
-        two GETs of about half each, in parallel: two streams per pack, still at most
-        two requests for it.
-        """
+        """Start fetching ``run`` (one chunk: an ordinary load); False at the in-flight cap."""
         if len(run) == 1:
             if len(self._loads) >= MAX_INFLIGHT:
                 return False
             self._start(run[0][0])
             return True
-        asked = pack_id in self._packs
-        self._note_pack(pack_id)
-        if size > SPLIT_BYTES and not asked:
-            half = run[0][1].offset + size // 2
-            k = next((n for n, (_, o) in enumerate(run) if o.offset >= half), len(run) - 1)
-            k = max(1, k)
-            first, second = run[:k], run[k:]
-            cut = second[0][1].offset
-            self._launch(pack_id, first, cut - run[0][1].offset)
-            self._launch(pack_id, second, run[0][1].offset + size - cut)
-            return True
         self._launch(pack_id, run, size)
         return True
-
-    def _note_pack(self, pack_id: str) -> None:
-        """Remember that a GET was asked of ``pack_id`` (the last ``PACKS_KEPT``)."""
-        self._packs[pack_id] = None
-        self._packs.move_to_end(pack_id)
-        if len(self._packs) > PACKS_KEPT:
-            self._packs.popitem(last=False)
 
     def _launch(self, pack_id: str, run: list[tuple[ChunkRef, PackedObject]], size: int) -> None:
         """Register ``run``'s chunks as under way and start its GET."""
@@ -324,9 +300,6 @@ class Fetcher:
 
     def _start(self, ref: ChunkRef) -> _Load:
         assert self._nursery is not None, "Fetcher.run is not running"
-        where = self._remote_only(ref.oid)
-        if where is not None:
-            self._note_pack(where[0])
         load = _Load()
         self._loads[ref.oid] = load
         self._nursery.start_soon(self._load, ref, load)

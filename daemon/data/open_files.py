@@ -34,7 +34,7 @@ from daemon.fs.inodes import Node
 from vfs import ChunkRef, DvfsError
 
 AHEAD_AFTER = 512 * 1024
-MAX_AHEAD = 24 * 1024 * 1024  # plus the rest of a pack run: about two packs ahead
+MAX_AHEAD = 32 * 1024 * 1024  # plus the rest of a pack run: about three packs ahead
 SEQUENTIAL_SLACK = 256 * 1024
 FAILED_FOR = 1.0  # seconds a failed chunk fails again at once on the same open file
 
@@ -94,8 +94,8 @@ class OpenFile:
         if begin < later:  # each chunk is handed over once per streak, not once per read
             # a sequential reader's window is taken on to the end of the pack run it
             # reaches into (one GET per pack); a read's own chunks alone otherwise.
-            # The chunk read now is asked for first, so the fetcher knows its pack has
-            # a GET already and takes the rest of it in one more, not two.
+            # The chunk read now is asked for first: the read waits for it alone, not
+            # for a run's GET to reach it.
             fetcher.want(self.chunks[first])
             ahead = self.window() > 0
             self.asked = fetcher.prefetch(self.chunks, begin, later, extend=ahead)
