@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgpack
 import pytest
 
 from tests.support.cli import Repo, assert_error, assert_ok, init_repo, run_python
@@ -292,3 +293,28 @@ def test_a_plain_diff_never_loads_the_engine(data: Repo) -> None:
     )
     assert run_python(script, cwd=data.root).splitlines()[-1] == "[]"
     assert "duckdb" in sys.modules  # this test process has it: the check above can fail
+
+
+def test_what_a_diff_learns_of_a_file_is_kept_and_checked_when_read_back(tmp_path: Path) -> None:
+    # The chunk facts a copy scans (vfs.tables.source) and a key a diff proves
+    # (vfs.tables.checks) are kept in .dvfs/rowcache: a later diff reading them gives
+    # the first one's answer, and so does one after they were damaged.
+    repo = init_repo(tmp_path / "repo")
+    rows = "".join(f"{i},w{i % 7},{i * 3}\n" for i in range(20000))
+    for text in (rows, rows.replace("\n500,w3,1500\n", "\n500,changed,1500\n")):
+        repo.write("t.csv", "id,a,b\n" + text)
+        repo.ok("add", ".")
+        repo.ok("commit", "-m", "t")
+    argv = ("diff", "v1", "v2", "t.csv", "--rows", "--key", "id", "--json")
+    first = repo.ok(*argv).out
+    assert json.loads(first)["summary"]["changed"] == 1
+    cache = repo.root / ".dvfs" / "rowcache"
+    kept = sorted(os.listdir(cache))
+    assert len([n for n in kept if n.endswith(".facts")]) == 2 and len(kept) == 4
+    assert repo.ok(*argv).out == first
+    impossible = msgpack.packb([1, [[[False, False], 9, 5, 0, 1, 0, False, b"id", b"0\n", True]]])
+    for damage in (b"\x92\x01\x91junk", impossible, b"dvfs-rows 1 7\n"):
+        for name in kept:
+            (cache / name).write_bytes(damage)
+        assert repo.ok(*argv).out == first
+    repo.ok("fsck")

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -361,6 +362,14 @@ def test_a_header_changed_takes_the_full_path(workdir: Path) -> None:
     assert method == "full"
     assert fast == full
     assert [s.status for s in full[0]] == ["removed", "added"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64) | st.lists(st.sampled_from([b"\n", b"\r", b"a", b'"'])).map(b"".join))
+def test_chunk_facts_read_back_are_the_facts_scanned(data: bytes) -> None:
+    kept = msgpack.unpackb(msgpack.packb(Facts.of(data).fields()), raw=False)
+    assert Facts.kept(kept, len(data)) == Facts.of(data)
+    assert Facts.kept(kept, len(data) + 1) in (None, Facts.of(data))
 
 
 @pytest.mark.parametrize(

@@ -374,7 +374,9 @@ def diff_path(
             entries.append(entry)
         engine = Engine(tmp, threads)  # it starts while the sides are copied
         try:
-            old, new = _copy_sides(store, chunker, root, tmp, ext, names, entries, path, threads)
+            old, new = _copy_sides(
+                store, chunker, root, tmp, ext, names, entries, path, threads, dvfs_dir
+            )
             return diff_rows(engine, fmt, old, new, key, limit, fast_share, dvfs_dir)
         finally:
             engine.close()
@@ -382,16 +384,17 @@ def diff_path(
 
 def _copy_sides(
     store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
-    entries: list[Entry | None], path: bytes, threads: int | None,
+    entries: list[Entry | None], path: bytes, threads: int | None, cache: Path | None = None,
 ) -> tuple[Side, Side]:  # fmt: skip
     """Both sides of ``path`` copied into ``tmp``: the versions ``names`` name, and the
-    working tree's file when there is one name."""
+    working tree's file when there is one name. ``cache``: the ``.dvfs`` directory whose
+    kept chunk facts the copies use and fill (``vfs.tables.source``)."""
     sides: list[Side] = []
     dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
     if _apart(entries):  # nothing to reuse: both copies at once
         with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
             jobs = [
-                pool.submit(from_version, store, e, rev, path, dest, None, threads)
+                pool.submit(from_version, store, e, rev, path, dest, None, threads, cache)
                 for e, rev, dest in zip(entries, names, dests, strict=True)
                 if e is not None
             ]
@@ -402,7 +405,7 @@ def _copy_sides(
                 sides.append(empty_side(rev, path, dest))
             else:
                 reuse = sides[0] if sides else None
-                sides.append(from_version(store, entry, rev, path, dest, reuse, threads))
+                sides.append(from_version(store, entry, rev, path, dest, reuse, threads, cache))
     if len(names) == 1:
         dest = tmp / f"new{ext}"
         if os.path.lexists(root / os.fsdecode(path)):

@@ -15,6 +15,12 @@ older one's copy (``copy_file_range``) rather than decompressing them again; two
 sides that share less than half their bytes are copied at the same time instead
 (``vfs.tables.rowdiff``).
 
+Those facts depend on a chunk's bytes alone, so a version's file keeps them for the
+next diff that copies it (``.dvfs/rowcache/<64 hex>.facts``, the hex the BLAKE3 hash
+of its chunk ids and sizes; msgpack ``[1, [[facts of a chunk], ...]]``): the copy
+still decompresses and verifies every chunk, but scans none of them again. A cache
+file that does not decode to facts fitting each chunk is ignored.
+
 Scratch directories are ``.dvfs/rows-<pid>-<random>``, removed when the diff ends;
 one left by a process that no longer runs (a kill -9) is removed by the next diff.
 """
@@ -33,13 +39,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgpack
+
 from vfs._os.beneath import ABSENT, READ, Walker
-from vfs.errors import FileUnreadable, FormatError, UsageError
+from vfs.errors import DvfsError, FileUnreadable, FormatError, UsageError
 from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.model.codec import ChunkRef, Entry
-from vfs.model.ids import hash_bytes
+from vfs.model.ids import hash_bytes, hasher
 from vfs.quoting import quote_name
+from vfs.store.durable import write_atomic
 from vfs.store.objects import ObjectStore
+from vfs.tables.checks import DIR
 from vfs.tables.formats import MAX_LINE
 
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
@@ -48,6 +58,7 @@ LOOK = 64 * 1024  # bytes of each end kept for the format check
 AHEAD = 4  # chunks fetched (decompressed, verified) ahead of the one being written
 _SCRATCH = re.compile(r"^rows-(\d+)-")
 _BLANK = re.compile(b"\n\n")
+MAX_KEPT = 100_000  # files of more chunks keep no facts (a 130 GiB file: 3 MB of them)
 _BLANK_CR = re.compile(b"\n\r?\n")
 
 
@@ -88,6 +99,34 @@ class Facts:
             holds, first, last, inner, raw.count(b"\n"), lone, blank, raw[:2], raw[-2:],
             raw.isascii(),
         )  # fmt: skip
+
+    def fields(self) -> list[object]:
+        """The facts as a list for msgpack (``kept`` reads it back)."""
+        return [
+            list(self.holds), self.first_nl, self.last_nl, self.inner, self.newlines,
+            self.lone_cr, self.blank, self.first2, self.last2, self.ascii,
+        ]  # fmt: skip
+
+    @classmethod
+    def kept(cls, row: object, size: int) -> Facts | None:
+        """The facts ``fields`` gave for a chunk of ``size`` bytes, or None if ``row``
+        cannot be them."""
+        if not isinstance(row, list) or len(row) != 10:
+            return None
+        holds, first, last, inner, newlines, lone, blank, first2, last2, ascii_ = row
+        ints = (first, last, inner, newlines, lone)
+        if not (
+            isinstance(holds, list) and len(holds) == len(SPECIAL)
+            and all(type(h) is bool for h in (*holds, blank, ascii_))
+            and all(type(n) is int for n in ints)
+            and isinstance(first2, bytes) and isinstance(last2, bytes)
+            and -1 <= first <= last < size and (first < 0) == (last < 0)
+            and 0 <= inner <= size and 0 <= lone <= size
+            and (first < 0) == (newlines == 0) and 0 <= newlines <= size
+            and len(first2) == len(last2) == min(2, size)
+        ):  # fmt: skip
+            return None
+        return cls(tuple(holds), first, last, inner, newlines, lone, blank, first2, last2, ascii_)
 
 
 @dataclass
@@ -196,17 +235,60 @@ def empty_side(label: str, path: bytes, dest: Path) -> Side:
     return Side(label, path, dest, present=False)
 
 
+def _kept_name(chunks: Sequence[ChunkRef]) -> str:
+    h = hasher()
+    h.update(b"dvfs chunk facts 1")
+    for c in chunks:
+        h.update(c.oid + c.size.to_bytes(8, "big"))
+    return f"{h.hexdigest()}.facts"
+
+
+def kept_facts(cache: Path | None, chunks: Sequence[ChunkRef]) -> list[Facts] | None:
+    """The facts of each of ``chunks`` kept by an earlier copy (module doc), or None."""
+    if cache is None or not chunks or len(chunks) > MAX_KEPT:
+        return None
+    try:
+        fd = os.open(cache / DIR / _kept_name(chunks), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(200 * (len(chunks) + 1))
+        doc = msgpack.unpackb(data, raw=False)
+    except (OSError, ValueError, msgpack.UnpackException):
+        return None
+    if not isinstance(doc, list) or len(doc) != 2 or doc[0] != 1:
+        return None
+    rows = doc[1]
+    if not isinstance(rows, list) or len(rows) != len(chunks):
+        return None
+    out = [Facts.kept(r, c.size) for r, c in zip(rows, chunks, strict=True)]
+    return None if any(f is None for f in out) else [f for f in out if f is not None]
+
+
+def keep_facts(cache: Path | None, chunks: Sequence[ChunkRef], facts: Sequence[Facts]) -> None:
+    """Keep the facts of ``chunks`` for the next copy of the same file (best effort)."""
+    if cache is None or not chunks or len(chunks) > MAX_KEPT or len(facts) != len(chunks):
+        return
+    data = msgpack.packb([1, [f.fields() for f in facts]], use_bin_type=True)
+    with contextlib.suppress(OSError, DvfsError):
+        (cache / DIR).mkdir(exist_ok=True)
+        write_atomic(cache / DIR / _kept_name(chunks), data, sync=False)
+
+
 def from_version(
     store: ObjectStore, entry: Entry, label: str, path: bytes, dest: Path,
-    reuse: Side | None = None, threads: int | None = None,
+    reuse: Side | None = None, threads: int | None = None, cache: Path | None = None,
 ) -> Side:  # fmt: skip
     """Write the file ``entry`` describes to ``dest``, verifying every chunk.
 
     Chunks are fetched ``AHEAD`` at a time on ``threads`` threads (decompressing and
     hashing release the GIL). A chunk that ``reuse`` (the other side, already
-    written) holds is copied from its copy by the kernel instead.
+    written) holds is copied from its copy by the kernel instead. ``cache``: the
+    ``.dvfs`` directory whose kept facts spare scanning the chunks (module doc).
     """
     side = Side(label, path, dest)
+    known = kept_facts(cache, entry.chunks)
     for c in entry.chunks:
         if c.size > MAX_CHUNK:
             raise FormatError(
@@ -214,25 +296,27 @@ def from_version(
                 f"than dvfs ever makes ({MAX_CHUNK:,}): run `dvfs fsck`"
             )
 
-    def fetch(c: ChunkRef) -> tuple[bytes, Facts]:
+    def fetch(c: ChunkRef, i: int) -> tuple[bytes, Facts]:
         data = store.get(c.oid)  # verified against its id
         if len(data) != c.size:
             raise FormatError(
                 f"{quote_name(path)} in {label}: a chunk holds {len(data):,} bytes, "
                 f"its record says {c.size:,}: run `dvfs fsck`"
             )
-        return data, Facts.of(data)
+        return data, known[i] if known is not None else Facts.of(data)
 
     with open(dest, "w+b") as out, ThreadPoolExecutor(max(1, threads or 2)) as pool:
         fd = out.fileno()
         src = os.open(reuse.file, os.O_RDONLY | os.O_CLOEXEC) if reuse is not None else -1
         try:
             pending: deque[tuple[ChunkRef, Future[tuple[bytes, Facts]] | None]] = deque()
-            todo = iter(entry.chunks)
+            todo = enumerate(entry.chunks)
+            every: list[Facts] = []
             while True:
                 while len(pending) < AHEAD and (nxt := next(todo, None)) is not None:
-                    shared = reuse is not None and nxt.oid in reuse.offsets
-                    pending.append((nxt, None if shared else pool.submit(fetch, nxt)))
+                    i, ref = nxt
+                    shared = reuse is not None and ref.oid in reuse.offsets
+                    pending.append((ref, None if shared else pool.submit(fetch, ref, i)))
                 if not pending:
                     break
                 ref, fut = pending.popleft()
@@ -245,6 +329,7 @@ def from_version(
                     out.write(data)
                     out.flush()  # before the kernel appends a shared chunk after it
                 side._take(ref, facts)
+                every.append(facts)
         finally:
             for _, f in pending:
                 if f is not None:
@@ -252,6 +337,8 @@ def from_version(
             if src >= 0:
                 os.close(src)
         side._ends(fd)
+    if known is None:
+        keep_facts(cache, entry.chunks, every)
     return side
 
 
