@@ -44,12 +44,13 @@ load stuck in its thread is abandoned, so a hung remote cannot hold up an unmoun
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
 the worker threads run only ``_read_local``, ``_fetch_remote`` and ``_fetch_run``,
 which touch the store, the cache and the remote (each thread-safe) and nothing else
-here. At most
-``disk_threads`` + ``net_threads`` threads block at once; read-ahead is capped at
+here, and a run's writer thread (``_writers``) only caches a chunk and queues it for
+the trio thread. At most ``disk_threads`` + ``net_threads`` threads block at once,
+plus one writer per run; read-ahead is capped at
 ``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
 without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept,
-``AHEAD_BYTES`` loaded ahead, plus one chunk being read per run under way
-(``MAX_INFLIGHT_BYTES`` counts the bytes of runs not arrived yet).
+``AHEAD_BYTES`` loaded ahead, plus two chunks per run under way, one being read and
+one being cached (``MAX_INFLIGHT_BYTES`` counts the bytes of runs not arrived yet).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import trio
@@ -124,6 +126,8 @@ class Fetcher:
         self.timeout = timeout
         self.stats = FetchStats()
         self._disk = trio.CapacityLimiter(disk_threads)
+        # caches and hands over a run's chunk while the run reads its next one
+        self._writers = ThreadPoolExecutor(net_threads, thread_name_prefix="dvfs-cache-write")
         self._net = trio.CapacityLimiter(net_threads)
         self._memory: OrderedDict[bytes, bytes] = OrderedDict()
         self._memory_bytes = 0
@@ -452,17 +456,31 @@ class Fetcher:
         then given to ``hand`` (its index in ``run``), which queues it for the trio
         thread without waiting: the stream goes on meanwhile. Blocking.
 
+        A chunk is cached and handed over on a writer thread while the next one is
+        read from the answer (one at a time per run: a run holds at most two chunks),
+        so the network and the cache's disk work at once.
+
         Cached before it is served, as a single chunk is: a file read through the mount
         is in the cache when the read returns, even if the daemon stops then. Handed
         over one by one, as the answer streams in: the first chunk of a run is served
         while the rest is on its way, and the run is never held whole in memory.
         """
         assert self.remote is not None
+        cache = self.cache
+
+        def keep(i: int, ref: ChunkRef, item: bytes | ObjectCorrupt) -> None:
+            if cache is not None and isinstance(item, bytes) and len(item) == ref.size:
+                cache.put(ref.oid, item)
+            hand(i, item)
+
         items = self.remote.stream_run(pack_id, [obj for _, obj in run])
+        writing: Future[None] | None = None
         try:
             for i, ((ref, _), item) in enumerate(zip(run, items, strict=True)):
-                if self.cache is not None and isinstance(item, bytes) and len(item) == ref.size:
-                    self.cache.put(ref.oid, item)
-                hand(i, item)
+                if writing is not None:
+                    writing.result()
+                writing = self._writers.submit(keep, i, ref, item)
         finally:
             items.close()
+            if writing is not None:
+                writing.result()
