@@ -17,8 +17,9 @@ import pytest
 from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
-from vfs.ops.gc import KILL_ENV
+from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP
 from vfs.repo.repository import Repository
+from vfs.store.durable import tmp_leaf
 from vfs.store.lock import repository_lock
 from vfs.store.pins import pinned
 
@@ -219,3 +220,24 @@ def test_fsck_leaves_the_packs_a_pipeline_run_is_writing(template: Repo, tmp_pat
         assert tmp.exists() and runs.exists()
     assert fsck_clean(repo.root)["temporaries_removed"] == 2
     assert not tmp.exists() and not runs.exists()
+
+
+def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:
+    """.dvfs/rowcache grows with every row diff: gc keeps its newest ROW_CACHE_KEEP
+    entries and removes a temporary a crash left there."""
+    root = tmp_path / "r"
+    root.mkdir()
+    run(root, "init")
+    cache = root / ".dvfs" / ROW_CACHE
+    cache.mkdir()
+    extra = 5
+    for i in range(ROW_CACHE_KEEP + extra):
+        entry = cache / f"{i:064x}"
+        entry.write_bytes(b"dvfs-rows 1 3\n")
+        os.utime(entry, ns=(1_700_000_000_000_000_000 + i, 1_700_000_000_000_000_000 + i))
+    left = cache / tmp_leaf(b"f" * 64).decode()
+    left.write_bytes(b"torn")
+    run(root, "gc")
+    kept = sorted(p.name for p in cache.iterdir())
+    assert kept == [f"{i:064x}" for i in range(extra, ROW_CACHE_KEEP + extra)]
+    fsck_clean(root)

@@ -36,7 +36,9 @@ objects or moves refs meanwhile. In order:
    and kept whole, as are the copies already made of its other objects.
 4. **Delete.** Only now are the dead and rewritten packs deleted: the ``.pack``, then
    its ``.idx``. Index files without a pack and temporary files are removed too, and
-   the kept record of what each deleted version changed (``vfs.ops.changed``).
+   the kept record of what each deleted version changed (``vfs.ops.changed``); of
+   what row diffs proved of files (``.dvfs/rowcache``, keyed by content, so nothing
+   tells which are still of use) the newest ``ROW_CACHE_KEEP`` entries are kept.
 
 Crash safety: a kill at any step leaves every live object in a complete, durable
 pack with a real name: before step 4 the old packs are all there (a new pack is at
@@ -73,7 +75,7 @@ from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
 from vfs.store.compression import decode_payload
-from vfs.store.durable import TMP_PREFIX, fsync_dir, write_atomic
+from vfs.store.durable import TMP_PREFIX, fsync_dir, is_tmp_leaf, write_atomic
 from vfs.store.objects import LOCAL_PACK_SIZE
 from vfs.store.pack_files import read_pack_header
 from vfs.store.packs import (
@@ -93,6 +95,8 @@ KILL_ENV = "DVFS_TEST_GC_KILL_AT"
 WORKTREES = "worktrees"
 MAX_STATE = 1 << 16
 MAX_PROBLEMS_SHOWN = 10
+ROW_CACHE = "rowcache"  # what row diffs proved of files (vfs.tables.checks, .source)
+ROW_CACHE_KEEP = 10_000  # entries of it gc keeps, the newest
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
 
@@ -467,6 +471,23 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
     return report
 
 
+def trim(cache: Path, keep: int) -> int:
+    """Delete all but the ``keep`` newest files (by mtime) of a cache directory, and any
+    temporary left there by a crash; how many went."""
+    try:
+        with os.scandir(cache) as it:
+            found = [(e.stat(follow_symlinks=False).st_mtime_ns, e.name) for e in it]
+    except FileNotFoundError:
+        return 0
+    doomed = [n for _, n in found if is_tmp_leaf(os.fsencode(n))]
+    entries = sorted((f for f in found if not is_tmp_leaf(os.fsencode(f[1]))), reverse=True)
+    doomed += [n for _, n in entries[keep:]]
+    for name in doomed:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(cache / name)
+    return len(doomed)
+
+
 def collect(
     repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
 ) -> None:
@@ -494,6 +515,7 @@ def collect(
                 (root / name).unlink(missing_ok=True)
         report.temporaries = repo.store.remove_temporaries()
         changed.prune(repo.dir, live)
+        trim(repo.dir / ROW_CACHE, ROW_CACHE_KEEP)
         fsync_dir(root)
         report.bytes_after = sum(
             _file_size(root / n) for n in os.listdir(root) if n.startswith("pack-")
