@@ -20,7 +20,6 @@ from vfs.ops.status import quiet, status, work_state
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, check_path
-from vfs.store.durable import flush_filesystem
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
@@ -148,8 +147,7 @@ def add(
                 for p in index.under(rel):
                     index.remove(p)
             index.put(rel, staged)
-        repo.store.flush()
-        flush_filesystem(repo.dir)  # the index must never name objects not on disk
+        repo.store.sync()  # the index must never name objects not on disk
         index.head = None
         index.save()
         resolved(repo, rels)

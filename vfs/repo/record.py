@@ -10,7 +10,9 @@ once their trees are stored. It owns, in this order:
    (``vfs.pipeline.record``), the git commit of the working tree around the
    repository (``vfs.repo.gitlink.git_link``), files and bytes; stored in the open pack;
 2. the store flushed (the pack renamed into place), then made durable: by default
-   the whole filesystem (``syncfs``); the daemon fsyncs only the packs it may name;
+   ``ObjectStore.sync`` (the packs this process finished, fsynced as each was
+   finished, and the first time those other processes finished in the last five
+   minutes); the daemon fsyncs the packs it may name itself;
 3. the caller's note that this version is being made (the staging index of a
    commit, the journal's ``S`` record of a snapshot), after the data it names is
    durable and before the branch names the version;
@@ -44,7 +46,6 @@ from vfs.model.version_codec import Version, encode_version
 from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
 from vfs.repo.repository import Repository
-from vfs.store.durable import flush_filesystem
 from vfs.store.objects import ObjKind
 
 Warn = Callable[[str], None]
@@ -126,7 +127,7 @@ def record_version(
     step("stored")
     repo.store.flush()
     if durable is None:
-        flush_filesystem(repo.dir)
+        repo.store.sync()
     else:
         durable()
     step("flushed")

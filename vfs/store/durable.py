@@ -2,10 +2,12 @@
 
 Objects are written to a temporary name in the destination directory and renamed
 into place, so a crash never leaves half an object under a real name. They are not
-fsynced one by one (that costs a disk round trip per object); instead, before a ref
-moves, :func:`flush_filesystem` asks the kernel to write back the whole filesystem
-(``syncfs``), as git's batch fsync mode does. Small records that must be durable on
-their own (refs, the index) use :func:`write_atomic` with ``sync=True``.
+fsynced one by one (that costs a disk round trip per object): the store fsyncs each
+pack as it is finished and waits for those before a ref moves
+(``vfs.store.pack_files.Durability``); :func:`flush_filesystem` (``syncfs``, which also
+waits for other programs' dirty files) is what pipelines use before staging. Small
+records that must be durable on their own (refs, the index) use :func:`write_atomic`
+with ``sync=True``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ is stored uncompressed. Level 1 rather than 3: on the benchmark's CSV files it w
 quarter faster and compressed as well (0.38 of the size against 0.39).
 Every read is verified against the id.
 
-Nothing is fsynced here: callers flush the filesystem once (``vfs.store.durable``) before
+Each finished pack is fsynced on a thread of its own as soon as it is finished
+(``vfs.store.pack_files.Durability``); callers call :meth:`ObjectStore.sync` before
 anything that names the objects becomes durable (the staging index, a ref).
 
 Memory: storing objects needs only to know which ids exist: the index files are kept
@@ -68,10 +69,10 @@ from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.store.pack_files import (
     READ_FLAGS,
     Descriptors,
+    Durability,
     PackWriter,
     read_index_file,
     read_pack_header,
-    written_back,
 )
 from vfs.store.packs import (
     TARGET_PACK_SIZE,
@@ -119,7 +120,8 @@ class ObjectStore:
         self._fds = Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
         self._writer: PackWriter | None = None
         self._writing: ThreadPoolExecutor | None = None  # writes the open pack's blocks
-        self._closing: list[int] = []  # finished packs' descriptors, to write back and close
+        self._closing: list[tuple[int, Path]] = []  # finished packs, to make durable
+        self._durable = Durability(root)
         self._loaded = False
         self._scanned_at = -1  # mtime of the directory when it was last listed
         # Index files not merged into _entries yet: (slot, file bytes, object count).
@@ -322,7 +324,7 @@ class ObjectStore:
     def _changing(self) -> Iterator[None]:
         """Hold the lock while the open pack changes; drop the pack on an OSError.
 
-        Packs finished meanwhile have their write-back started after the lock is let go.
+        Packs finished meanwhile start being made durable after the lock is let go.
         """
         with self._lock:
             try:
@@ -331,7 +333,8 @@ class ObjectStore:
                 self._abandon()
                 raise storage_error(exc, "objects") from exc
             closing, self._closing = self._closing, []
-        written_back(closing)
+        for fd, pack in closing:
+            self._durable.finished(fd, pack)
 
     def _new_writer(self) -> PackWriter:
         """Start a pack (and, the first time, the thread that writes packs)."""
@@ -466,7 +469,7 @@ class ObjectStore:
             self._abandon()  # its temporary file would only take space
             raise
         self._writer = None
-        self._closing.append(fd)
+        self._closing.append((fd, final))
         self._packs[w.slot] = final
         self._known.add(final.name)
 
@@ -483,6 +486,18 @@ class ObjectStore:
         """Close the open pack so that everything written so far has a real name."""
         with self._changing():
             self._finish()
+
+    def sync(self) -> None:
+        """Close the open pack and make every object stored so far durable.
+
+        Called before anything that names the objects becomes durable (the staging
+        index, a ref): see ``pack_files.Durability``.
+        """
+        self.flush()
+        try:
+            self._durable.wait()
+        except OSError as exc:
+            raise storage_error(exc, "to disk") from exc
 
     def discard(self) -> None:
         """Drop the open pack and everything written to it since the last flush.
@@ -501,6 +516,7 @@ class ObjectStore:
             if self._writing is not None:
                 self._writing.shutdown()
                 self._writing = None
+        self._durable.close()
 
     # reading ---------------------------------------------------------------------
 

@@ -3,24 +3,26 @@
 A pack is written under a temporary name (:class:`PackWriter`), closed with its header
 and renamed to its id (the BLAKE3 of that header), then given an index file (formats
 in ``vfs.store.packs``); :func:`check_pack` checks a pack's name, header and index file.
-Open pack descriptors are kept in a bounded cache (:class:`Descriptors`)."""
+Finished packs are made durable as they are finished (:class:`Durability`). Open pack
+descriptors are kept in a bounded cache (:class:`Descriptors`)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.direct_io import GATHER, DirectAppender
-from vfs._os.writeback import start_writeback
 from vfs.errors import FormatError
 from vfs.model.ids import hasher
-from vfs.store.durable import TMP_PREFIX, write_atomic
+from vfs.store.durable import TMP_PREFIX, fsync_dir, write_atomic
 from vfs.store.packs import (
     FOOTER,
     MAX_INDEX_BYTES,
@@ -35,10 +37,11 @@ from vfs.store.packs import (
 )
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 OPEN_PACKS = 256  # pack descriptors kept open at most (see Descriptors)
+RECENT_PACKS = 300  # s: another process's pack younger may still wait to be written back
 
 # Packs are opened non-blocking: a FIFO in a pack's place fails a read instead of
 # hanging the command (reads of regular files ignore the flag).
@@ -175,13 +178,105 @@ class PackWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def written_back(fds: list[int]) -> None:
-    """Start the write-back of finished packs and close them."""
-    for fd in fds:
-        try:
-            start_writeback(fd)
-        finally:
-            os.close(fd)
+class Durability:
+    """Makes the packs a store finishes durable: each as soon as it is finished.
+
+    A finished pack is fsynced (data, then its index file) on a thread of its own while
+    the next one is filled, so that adding a large file does not end by waiting for
+    all of it. :meth:`wait` returns once every pack finished so far, its index file and
+    the directory naming them are durable; the first time, also the packs other
+    processes finished in the last RECENT_PACKS seconds (a killed command's, whose
+    objects this one may name without storing them again). Not ``syncfs``: that also
+    waits for whatever else the filesystem holds dirty (other programs' files), 0.4 to
+    0.7 s of a ``dvfs add`` on the shared benchmark machine against 5 to 13 ms alone.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._ours: set[str] = set()
+        self._others_done = False
+        self._lock = threading.Lock()
+
+    def finished(self, fd: int, pack: Path) -> None:
+        """Start making ``pack`` durable; ``fd`` (open on it) is closed once that is done."""
+        with self._lock:
+            if self._thread is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._thread = ThreadPoolExecutor(1, "dvfs-packsync")
+            if not self._others_done:  # (only the first wait looks at other packs)
+                self._ours.add(pack.name)
+            # Those done without an error are dropped: a daemon's store never waits.
+            self._pending = [f for f in self._pending if not f.done() or f.exception()]
+            self._pending.append(self._thread.submit(_sync_pack, fd, pack))
+
+    def wait(self) -> None:
+        """Return once everything finished so far is durable (see the class doc); OSError if not."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            others = not self._others_done
+            ours = set(self._ours)
+        failed: OSError | None = None
+        for fut in pending:
+            try:
+                fut.result()
+            except OSError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        if others:
+            recent = time.time() - RECENT_PACKS
+            with os.scandir(self.root) as listing:
+                for entry in listing:
+                    name = entry.name
+                    if name in ours or not (name.startswith("pack-") and name.endswith(".pack")):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # (gc removed it)
+                        st = entry.stat(follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode) and st.st_mtime >= recent:
+                            for path in (Path(entry.path), Path(entry.path).with_suffix(".idx")):
+                                _fsync_path(path)
+        fsync_dir(self.root)
+        if others:
+            with self._lock:
+                self._others_done = True
+
+    def close(self) -> None:
+        """Let the fsyncs started finish, and stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.shutdown()
+
+
+def _sync_pack(fd: int, pack: Path) -> None:
+    """Runs on the durability thread: fsync a finished pack and its index file."""
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):  # (gc removed it meanwhile)
+        _fsync_path(pack.with_suffix(".idx"))
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a regular file by name (opened read-only: fsync needs no more).
+
+    A link is not followed and anything but a regular file is left alone (not ours).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return
+        raise
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Descriptors:
