@@ -14,6 +14,9 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_ok,
+    cli_env,
+    git,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -148,3 +151,38 @@ def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_
     )
     out = subprocess.run([sys.executable, "-O", "-c", script], capture_output=True, text=True)
     assert "does not name a version" in out.stdout, out.stderr
+
+
+def test_git_is_found_through_a_git_file_a_variable_and_not_where_there_is_none(
+    tmp_path: Path,
+) -> None:
+    """dvfs.lock and .gitignore follow git's own discovery: a ``.git`` file (a
+    separate git directory) above the repository, GIT_DIR, and nothing outside git."""
+    top = tmp_path / "work"
+    top.mkdir()
+    git(top, "init", "-q", "--separate-git-dir", str(tmp_path / "elsewhere.git"))
+    assert (top / ".git").is_file()
+    inside = init_repo(top / "data" / "repo")
+    inside.write("a.txt", "a")
+    inside.ok("add", "a.txt")
+    inside.ok("commit", "-m", "one")
+    assert "version: v1\n" in (inside.root / "dvfs.lock").read_text()
+    assert "/a.txt" in (inside.root / ".gitignore").read_text().splitlines()
+
+    bare = tmp_path / "named.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    by_variable = init_repo(tmp_path / "plain")
+    by_variable.write("b.txt", "b")
+    env = {**cli_env(), "GIT_DIR": str(bare), "GIT_WORK_TREE": str(by_variable.root)}
+    assert_ok(run(by_variable.root, "add", "b.txt", env=env))
+    assert_ok(run(by_variable.root, "commit", "-m", "one", env=env))
+    assert (by_variable.root / "dvfs.lock").is_file()
+
+    outside = init_repo(tmp_path / "outside")
+    outside.write("c.txt", "c")
+    outside.ok("add", "c.txt")
+    outside.ok("commit", "-m", "one")
+    assert not (outside.root / "dvfs.lock").exists()
+    assert not (outside.root / ".gitignore").exists()
+    for r in (inside, by_variable, outside):
+        r.fsck_clean()

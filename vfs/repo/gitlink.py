@@ -1,7 +1,8 @@
 """Living beside git: the git commit of a version, ``.gitignore``, ``dvfs.lock``, ``dvfs.toml``.
 
 Everything goes through plain ``git`` subprocess calls, and everything is optional:
-outside a git work tree, or without git installed, these functions do nothing.
+outside a git work tree, or without git installed, these functions do nothing. Where
+git could find no repository (:func:`_no_git_around`), it is not asked.
 
 ``dvfs.lock`` (at the repository root, meant to be committed to git) pins a data
 version, so that a git commit says which data it was made with::
@@ -41,6 +42,8 @@ SHARED_FILE = "dvfs.toml"  # settings shared through git, see vfs.repo.shared
 PIPELINE_FILE = "dvfs.yaml"
 RUNS_FILE = "dvfs.runs"
 _IN_GIT_TOO = frozenset({PIPELINE_FILE.encode(), RUNS_FILE.encode()})
+# Variables that point git at a repository other than by looking around the directory.
+_GIT_PLACES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 GITIGNORE = ".gitignore"
 MAX_GITIGNORE = 4 << 20  # bytes of a .gitignore dvfs reads to add to it
 MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
@@ -69,13 +72,42 @@ def git_output(root: Path, *args: str) -> str | None:
     return _git(root, *args)
 
 
+def _no_git_around(root: Path) -> bool:
+    """True if git would find no repository at or above ``root``, so need not be asked.
+
+    git looks for ``.git`` (a directory or a file) in the directory it runs in and each
+    one above it, takes a directory that is itself a git directory (HEAD, objects and
+    refs: a bare repository), or follows a variable of _GIT_PLACES; where none of
+    these is there, it could only answer "not a git repository". A question costs a
+    process (3 to 4 ms): ``dvfs commit`` asked two of them, ``dvfs add`` one.
+    """
+    if any(name in os.environ for name in _GIT_PLACES):
+        return False
+    d = os.path.realpath(root)  # as the directory git runs in (links resolved)
+    while True:
+        if os.path.lexists(os.path.join(d, ".git")) or (
+            os.path.lexists(os.path.join(d, "HEAD"))
+            and os.path.isdir(os.path.join(d, "objects"))
+            and os.path.isdir(os.path.join(d, "refs"))
+        ):
+            return False
+        up = os.path.dirname(d)
+        if up == d:
+            return True
+        d = up
+
+
 def in_git(root: Path) -> bool:
     """True if ``root`` lies inside a git work tree."""
+    if _no_git_around(root):
+        return False
     return _git(root, "rev-parse", "--is-inside-work-tree") == "true"
 
 
 def git_link(root: Path) -> GitLink | None:
     """The git HEAD commit around ``root`` and whether tracked files differ from it."""
+    if _no_git_around(root):
+        return None
     commit = _git(root, "rev-parse", "--verify", "-q", "HEAD")
     if not commit:
         return None
