@@ -4,6 +4,7 @@ pipeline repository in tests/support/pipeline.py."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ pytest_plugins = ["tests.support.s3server", "tests.support.pipeline"]
 # that was killed before a deep-tree test removed its own, would end every later
 # session in a RecursionError. Tests still remove their deep trees themselves.
 sys.setrecursionlimit(max(sys.getrecursionlimit(), 8000))
+
+# A suite started in the background of a shell without job control (`make test &`)
+# inherits SIGINT ignored, and so would every dvfs process it starts: the tests of
+# Ctrl-C would see it do nothing. Ctrl-C is what they test, as a terminal sends it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextlib.contextmanager
