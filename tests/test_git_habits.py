@@ -186,3 +186,31 @@ def test_git_is_found_through_a_git_file_a_variable_and_not_where_there_is_none(
     assert not (outside.root / ".gitignore").exists()
     for r in (inside, by_variable, outside):
         r.fsck_clean()
+
+
+@pytest.mark.parametrize(
+    ("config", "author"),
+    [
+        ("[user]\n\tname = First\n\tname = Ada Lovelace\n\temail = ada@example.org\n",
+         "Ada Lovelace <ada@example.org>"),
+        ("[user]\n\tname = Ada Lovelace\n", "Ada Lovelace"),
+    ],
+)  # fmt: skip
+def test_the_author_comes_from_git_config_without_dvfs_author(
+    tmp_path: Path, config: str, author: str
+) -> None:
+    """Without DVFS_AUTHOR or a configured author, git's user.name and user.email (the
+    last value of each, as ``git config`` gives it) name the author."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(config)
+    env = {  # (an empty value removes the variable)
+        "DVFS_AUTHOR": "", "GIT_CONFIG_GLOBAL": "", "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / "xdg"), "GIT_CONFIG_NOSYSTEM": "1",
+    }  # fmt: skip
+    repo = init_repo(tmp_path / "repo")
+    repo.write("a.txt", "a")
+    assert_ok(run(repo.root, "add", "a.txt", env=env))
+    assert_ok(run(repo.root, "commit", "-m", "one", env=env))
+    assert [v["author"] for v in repo.json("log", "--json")] == [author]
+    repo.fsck_clean()

@@ -50,6 +50,12 @@ MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
 
 
 def _git(root: Path, *args: str) -> str | None:
+    out = _git_raw(root, *args)
+    return None if out is None else out.strip()
+
+
+def _git_raw(root: Path, *args: str) -> str | None:
+    """What ``git ARGS`` run in ``root`` prints, as it is; None if it fails or is missing."""
     import subprocess  # here: most commands never run git, and it costs 4 ms to import
 
     try:
@@ -64,7 +70,7 @@ def _git(root: Path, *args: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    return out.stdout if out.returncode == 0 else None
 
 
 def git_output(root: Path, *args: str) -> str | None:
@@ -116,9 +122,17 @@ def git_link(root: Path) -> GitLink | None:
 
 
 def git_author(root: Path) -> str | None:
-    """``Name <email>`` from git's configuration, if set."""
-    name = _git(root, "config", "user.name")
-    email = _git(root, "config", "user.email")
+    """``Name <email>`` from git's configuration, if set.
+
+    One ``git config`` for both keys (a process each cost 3 to 4 ms of every commit);
+    as ``git config user.name`` does, the last value of a key wins.
+    """
+    out = _git_raw(root, "config", "-z", "--get-regexp", r"^user\.(name|email)$")
+    found: dict[str, str] = {}
+    for entry in (out or "").split("\0"):
+        key, _, value = entry.partition("\n")
+        found[key.lower()] = value.strip()
+    name, email = found.get("user.name"), found.get("user.email")
     if name and email:
         return f"{name} <{email}>"
     return name or None
