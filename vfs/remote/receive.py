@@ -206,7 +206,7 @@ class _Fetch:
             report.objects += 1
             kind = ObjKind.VERSION if oid in self.versions else ObjKind.TREE
             self.store.put_stored(oid, kind, obj.compression, payload, obj.raw_len)
-        self.store.flush()
+        self.store.sync()  # durable before a ref names them (a power cut, not only a kill)
 
 
 def fetch_records(
