@@ -200,7 +200,7 @@ class DirectAppender:
         """Wait for the writes in flight, ignoring their errors, and give the blocks back."""
         while self._flying:
             futs, block = self._flying.popleft()
-            _settled(futs)
+            settled(futs)
             _pool.give(block)
         if self._block is not None:
             _pool.give(self._block)
@@ -214,7 +214,7 @@ class DirectAppender:
         if self._block is None:
             if len(self._flying) >= DEPTH - 1:
                 futs, block = self._flying.popleft()
-                failed = _settled(futs)
+                failed = settled(futs)
                 if failed is not None:
                     _pool.give(block)
                     raise failed
@@ -304,7 +304,7 @@ class DirectAppender:
     def _wait_all(self) -> None:
         while self._flying:
             futs, block = self._flying[0]
-            failed = _settled(futs)
+            failed = settled(futs)
             if failed is not None:
                 self.abandon()
                 raise failed
@@ -312,7 +312,7 @@ class DirectAppender:
             _pool.give(block)
 
 
-def _settled(futs: list[Future[None]]) -> BaseException | None:
+def settled(futs: list[Future[None]]) -> BaseException | None:
     """Wait for every future (all may use the same block); the first error, if any."""
     failed: BaseException | None = None
     for fut in futs:

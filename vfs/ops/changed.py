@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import weakref
 from collections.abc import Callable, Container, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -56,14 +55,8 @@ class _Memo:
         self.changed = lru_cache(maxsize=MEMO)(lambda oid: _changed_paths(hist, oid))
 
 
-_memos: weakref.WeakKeyDictionary[History, _Memo] = weakref.WeakKeyDictionary()
-
-
 def _memo(hist: History) -> _Memo:
-    memo = _memos.get(hist)
-    if memo is None:
-        memo = _memos[hist] = _Memo(hist)
-    return memo
+    return hist.memo("changed", _Memo)
 
 
 def record_path(root: Path, oid: bytes) -> Path:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-import weakref
 from collections import OrderedDict
 
 import msgpack
@@ -135,14 +134,8 @@ class _Memo:
         return [r for r in xs if r not in have_y], [r for r in ys if r not in have_x]
 
 
-_memos: weakref.WeakKeyDictionary[History, _Memo] = weakref.WeakKeyDictionary()
-
-
 def _memo(hist: History) -> _Memo:
-    memo = _memos.get(hist)
-    if memo is None:
-        memo = _memos[hist] = _Memo(hist)
-    return memo
+    return hist.memo("rows", _Memo)
 
 
 _HEAD = msgpack.packb({"v": TREE_FORMAT, "entries": []}, use_bin_type=True)[:-1]

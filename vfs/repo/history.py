@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError, RevisionNotFound, UsageError
@@ -38,6 +39,7 @@ from vfs.store.objects import ObjectStore, ObjKind
 CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
 _REV_RE = re.compile(r"^(?P<base>.+?)(?:~(?P<back>\d*))?$")
 _VN_RE = re.compile(r"^v(\d+)$")
+M = TypeVar("M")
 
 
 class History:
@@ -49,6 +51,15 @@ class History:
         self.derived = derived  # where caches of derived data may go (vfs.ops.changed)
         self.version = lru_cache(maxsize=4096)(self._load_version)
         self.tree = lru_cache(maxsize=4096)(self.load_tree)
+        self._memos: dict[str, object] = {}
+
+    def memo(self, name: str, make: Callable[[History], M]) -> M:
+        """The memory of derived data called ``name`` that lives as long as this history
+        (``make(self)`` on first use): what ``vfs.ops.rows`` and ``vfs.ops.changed`` keep."""
+        got = self._memos.get(name)
+        if got is None:
+            got = self._memos.setdefault(name, make(self))  # a lost race: the winner's
+        return got  # type: ignore[return-value]
 
     def _load_version(self, oid: bytes) -> Version:
         try:

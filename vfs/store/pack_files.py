@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs._os.direct_io import GATHER, DirectAppender
+from vfs._os.direct_io import GATHER, DirectAppender, settled
 from vfs.errors import FormatError
 from vfs.model.ids import hasher
 from vfs.store.durable import TMP_PREFIX, fsync_dir, write_atomic
@@ -218,12 +218,7 @@ class Durability:
             pending, self._pending = self._pending, []
             others = not self._others_done
             ours = set(self._ours)
-        failed: OSError | None = None
-        for fut in pending:
-            try:
-                fut.result()
-            except OSError as exc:
-                failed = failed or exc
+        failed = settled(pending)
         if failed is not None:
             raise failed
         if others:
