@@ -96,10 +96,9 @@ def test_appender_without_o_direct(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert digest == hash_bytes(b"".join(pieces))
 
 
-def test_appender_when_direct_writes_are_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """O_DIRECT accepted at open but a write refused (a stricter alignment): written anyway."""
+def refuse_direct_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every write to an O_DIRECT descriptor fail with EINVAL, as a filesystem with a
+    stricter alignment does, while the open succeeded."""
     real = os.pwrite
 
     def strict(fd: int, data: memoryview, offset: int) -> int:
@@ -108,6 +107,13 @@ def test_appender_when_direct_writes_are_refused(
         return real(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", strict)
+
+
+def test_appender_when_direct_writes_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O_DIRECT accepted at open but a write refused (a stricter alignment): written anyway."""
+    refuse_direct_writes(monkeypatch)
     pieces = _pieces(2 * BLOCK + 77, seed=8)
     digest = _append(tmp_path / "f", pieces)
     assert (tmp_path / "f").read_bytes() == b"".join(pieces)
@@ -130,14 +136,7 @@ def test_write_new_writes_a_whole_file(tmp_path: Path, size: int) -> None:
 def test_write_new_when_direct_writes_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = os.pwrite
-
-    def strict(fd: int, data: memoryview, offset: int) -> int:
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, data, offset)
-
-    monkeypatch.setattr(os, "pwrite", strict)
+    refuse_direct_writes(monkeypatch)
     data = random.Random(3).randbytes(BLOCK + 77)
     fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
