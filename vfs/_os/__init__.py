@@ -12,7 +12,6 @@ each one, with the measurement that justified it, in one place:
   ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``;
 - ``page_cache``: is a byte range in the page cache (``cachestat``, else ``mincore``,
   by ctypes), and a mount's read-ahead (a sysfs write);
-- ``writeback``: ``syncfs`` and ``sync_file_range`` by ctypes;
 - ``helper_process``: a forked helper process and the pipes that feed it;
 - ``gc_pause``: the cyclic garbage collector paused while many objects are made;
 - ``malloc``: glibc's mmap threshold (``mallopt`` by ctypes), for push;
@@ -27,11 +26,10 @@ Which calls may block the mount daemon's trio thread, and which go to worker thr
   chunk cache or the object store (``open_direct``, ``read_range``, ``set_direct``,
   ``write_new`` when a fetched chunk is cached,
   ``cached``, ``read_cached``: the fetcher's ``_read_local`` under its disk limiter);
-  everything a snapshot does (hashing and storing through ``DirectAppender`` and
-  ``start_writeback``; the kernel overlay's upper layer walked by ``Walker`` and
-  ``listing``); ``dvfs status MNT`` of a kernel overlay (``Walker``); mounting the
-  kernel's overlay and unmounting it on request (``mount_api``: ``KernelMount.attach``,
-  ``KernelMount.unmount``).
+  everything a snapshot does (hashing and storing through ``DirectAppender``; the
+  kernel overlay's upper layer walked by ``Walker`` and ``listing``); ``dvfs status MNT``
+  of a kernel overlay (``Walker``); mounting the kernel's overlay and unmounting it on
+  request (``mount_api``: ``KernelMount.attach``, ``KernelMount.unmount``).
 - On the trio thread, as short system calls not worth a thread: ``link_unnamed``, when
   a new file of a daemon-overlay working tree takes a spare; ``set_bdi_read_ahead``,
   once after FUSE INIT.
@@ -41,7 +39,7 @@ Which calls may block the mount daemon's trio thread, and which go to worker thr
   mount points left by dead daemons, and detaching the kernel overlay's view.
 - Never in the daemon: ``helper_process`` forks only while a process runs a single
   thread (``spare_cpus`` answers 0 otherwise), and the daemon always runs several;
-  ``syncfs`` (a snapshot fsyncs the packs it names instead), ``large_buffers_to_os``.
+  ``large_buffers_to_os``.
 
 ``paused_gc`` is not called by the daemon's own code; a library call it makes on a
 worker thread may pause the collector (``History.flatten``, loading a staging index),

@@ -43,7 +43,7 @@ from vfs.model.version_codec import StageRecord, decode_pipeline, encode_pipelin
 from vfs.ops.commit import build_tree_rows
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Staged, as_row
-from vfs.store.durable import flush_filesystem, write_atomic
+from vfs.store.durable import write_atomic
 
 CACHE_DIR = "runcache"
 ENTRY_FORMAT = 1
@@ -203,8 +203,7 @@ class RunCache:
         """Make the stored objects durable, then write the pending entries; how many."""
         if not self._pending:
             return 0
-        self.repo.store.flush()
-        flush_filesystem(self.repo.dir)
+        self.repo.store.sync()
         done = 0
         for key, entry in self._pending:
             path = self._path(key)

@@ -13,7 +13,6 @@ from vfs.pipeline.graph import inside
 from vfs.pipeline.workspace import TreeState, Workspace
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE, ignore_paths
 from vfs.repo.stage import Staged
-from vfs.store.durable import flush_filesystem
 from vfs.worktree.scan import Warn
 
 
@@ -63,8 +62,7 @@ def stage_outputs(
             index.put(p, s)
             changed += 1
         if changed:
-            repo.store.flush()
-            flush_filesystem(repo.dir)  # the index must never name objects not on disk
+            repo.store.sync()  # the index must never name objects not on disk
             index.head = None
             index.save()
             ignore_paths(repo.root, roots, warn)

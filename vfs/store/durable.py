@@ -1,13 +1,12 @@
-"""Crash-safe file writing: temp file, rename, and one flush before refs move.
+"""Crash-safe file writing: temp file, rename, and fsyncs before refs move.
 
 Objects are written to a temporary name in the destination directory and renamed
 into place, so a crash never leaves half an object under a real name. They are not
 fsynced one by one (that costs a disk round trip per object): the store fsyncs each
 pack as it is finished and waits for those before a ref moves
-(``vfs.store.pack_files.Durability``); :func:`flush_filesystem` (``syncfs``, which also
-waits for other programs' dirty files) is what pipelines use before staging. Small
-records that must be durable on their own (refs, the index) use :func:`write_atomic`
-with ``sync=True``.
+(``vfs.store.pack_files.Durability``), never ``syncfs``, which would also wait for other
+programs' dirty files. Small records that must be durable on their own (refs, the index)
+use :func:`write_atomic` with ``sync=True``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import os
 import re
 from pathlib import Path
 
-from vfs._os import writeback
 from vfs.errors import StorageFull
 
 TMP_PREFIX = ".tmp-"
@@ -105,17 +103,5 @@ def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def flush_filesystem(path: Path) -> None:
-    """Write back every dirty page of the filesystem holding ``path`` (syncfs)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        try:
-            writeback.syncfs(fd)
-        except OSError as exc:
-            raise storage_error(exc, "to disk") from None
     finally:
         os.close(fd)
