@@ -66,15 +66,12 @@ from vfs import (
     Tree,
     UsageError,
     check_ref_name,
-    fsync_dir,
     record_version,
-    storage_error,
     tag_free,
 )
 
 log = logging.getLogger(__name__)
 SHOW_SKIPPED = 10  # special files a snapshot names (it counts them all)
-RECENT_PACKS = 300  # s: a pack younger may still be waiting to be written back
 
 
 @dataclass
@@ -175,7 +172,6 @@ class Snapshots(abc.ABC):
         self.source = source
         self.on_branch = on_branch  # told the branch served after --branch NEW
         self.counts: dict[bytes, int] = {}  # files below trees, kept (see FileCounts)
-        self.durable: set[Path] | None = None  # packs known to be on disk (see _flush)
 
     async def take(self, req: Request) -> dict[str, Any]:
         """Record the working tree; returns what the CLI prints."""
@@ -330,8 +326,8 @@ class Snapshots(abc.ABC):
             made = record_version(
                 repo, root.subtree, req.message, req.params, branch=branch,
                 parents=() if base is None else (base,), expect=head, files=built.files,
-                size=root.size, tag=req.tag, git=local, move=local, durable=self._flush,
-                noted=self._noted, step=reached, warn=said.append,
+                size=root.size, tag=req.tag, git=local, move=local, noted=self._noted,
+                step=reached, warn=said.append,
             )  # fmt: skip
         if isinstance(src, RemoteSource):
             src.publish(branch, made.oid, head, req.tag)
@@ -345,38 +341,6 @@ class Snapshots(abc.ABC):
         """Step 3 of the commit protocol: the working tree notes the version durably."""
         self._begin(oid)
         reached("journaled")
-
-    def _flush(self) -> None:
-        """Make every pack the version may name durable: those not known to be yet.
-
-        Not ``syncfs``: that also writes back whatever else is waiting on the disk (the
-        files a ``tar x`` just made, other programs' data), seconds that are not the
-        snapshot's. The first time, the packs younger than ``RECENT_PACKS`` seconds
-        (older ones were written back long ago); then the packs that appeared since
-        (this daemon's, an attempt that failed after its packs were closed, another
-        command's). Each is fsynced, then the directory: what names them moves after.
-        """
-        store = self.source.repo.store
-        packs = set(store.pack_paths())
-        if self.durable is None:
-            recent = time.time() - RECENT_PACKS
-            todo = []
-            for p in packs:
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(p).st_mtime >= recent:
-                        todo.append(p)
-        else:
-            todo = sorted(packs - self.durable)
-        try:
-            for p in todo:
-                for f in (p, p.with_suffix(".idx")):
-                    with contextlib.suppress(FileNotFoundError):  # (gc removed it)
-                        fsync_file(f)
-            if todo:
-                fsync_dir(todo[0].parent)
-        except OSError as exc:
-            raise storage_error(exc, "to disk") from exc
-        self.durable = packs
 
     def _nothing(self) -> UsageError:
         """ "Nothing to snapshot" (the working tree equals its base)."""
@@ -396,15 +360,6 @@ class Snapshots(abc.ABC):
             return self.source.history.label(head)
         except ObjectMissing:
             return f"version {head.hex()[:10]}"
-
-
-def fsync_file(path: Path) -> None:
-    """fsync one file (opened read-only: fsync needs no more)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _disk_full(exc: BaseException) -> bool:

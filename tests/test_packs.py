@@ -13,10 +13,14 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import Repo, assert_error, assert_ok, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 from vfs.model.ids import hash_bytes
+from vfs.store import pack_files as pack_io
+from vfs.store.objects import ObjectStore, ObjKind
 from vfs.store.packs import (
     PACK_MAGIC,
     PackedObject,
@@ -140,3 +144,44 @@ def test_an_unknown_format_is_refused_in_one_line(repo: Repo) -> None:
     rec["format"] = 2
     record.write_text(json.dumps(rec))
     assert_ok(run(repo.root, "status"))
+
+
+def test_sync_makes_other_processes_packs_durable_then_those_that_appear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store's sync fsyncs the packs another process finished and may not have synced
+    (a killed command's, whose objects this one may name without storing them again):
+    the first time those of the last 5 minutes, later every one that appeared since,
+    as a long-lived mount daemon needs; never one of its own twice."""
+    synced: list[str] = []
+    real = pack_io._fsync_path
+
+    def noting(path: Path) -> None:
+        synced.append(path.name)
+        real(path)
+
+    monkeypatch.setattr(pack_io, "_fsync_path", noting)
+    root = tmp_path / "objects"
+    ours, theirs = ObjectStore.create(root), ObjectStore(root)
+    theirs.put(ObjKind.CHUNK, b"before")
+    theirs.flush()  # finished, not waited for: as a command killed before its sync
+    first = next(root.glob("pack-*.pack"))
+    old = os.stat(first).st_mtime - 3600
+    os.utime(first, (old, old))  # written back long ago
+    theirs.put(ObjKind.CHUNK, b"recent")
+    theirs.flush()
+    recent = {p.name for p in root.glob("pack-*.pack")} - {first.name}
+    ours.put(ObjKind.CHUNK, b"mine")
+    synced.clear()
+    ours.sync()
+    assert {n for n in synced if n.endswith(".pack")} == recent  # not the old one, not ours
+    before = {p.name for p in root.glob("pack-*.pack")}
+    theirs.put(ObjKind.CHUNK, b"later")
+    theirs.flush()
+    (later,) = {p.name for p in root.glob("pack-*.pack")} - before
+    synced.clear()
+    ours.sync()
+    assert {n for n in synced if n.endswith(".pack")} == {later}
+    assert later.replace(".pack", ".idx") in synced
+    ours.close()
+    theirs.close()

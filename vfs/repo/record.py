@@ -9,10 +9,10 @@ once their trees are stored. It owns, in this order:
    (``Repository.author``), params sorted by name, the lineage of its outputs
    (``vfs.pipeline.record``), the git commit of the working tree around the
    repository (``vfs.repo.gitlink.git_link``), files and bytes; stored in the open pack;
-2. the store flushed (the pack renamed into place), then made durable: by default
-   ``ObjectStore.sync`` (the packs this process finished, fsynced as each was
-   finished, and the first time those other processes finished in the last five
-   minutes); the daemon fsyncs the packs it may name itself;
+2. the store flushed (the pack renamed into place), then made durable
+   (``ObjectStore.sync``: the packs this process finished, fsynced as each was
+   finished, and those other processes finished that it may name: see
+   ``vfs.store.pack_files.Durability``);
 3. the caller's note that this version is being made (the staging index of a
    commit, the journal's ``S`` record of a snapshot), after the data it names is
    durable and before the branch names the version;
@@ -87,7 +87,6 @@ def record_version(
     tag: str | None = None,
     git: bool = True,
     move: bool = True,
-    durable: Callable[[], None] | None = None,
     noted: Callable[[bytes], None] | None = None,
     step: Callable[[str], None] = _nothing,
     warn: Warn = _quiet,
@@ -101,10 +100,9 @@ def record_version(
     git commit and ``dvfs.lock`` (False for a mount's cache of a remote). ``move``:
     False leaves the branch, the tag and ``dvfs.lock`` to the caller, which publishes
     the version itself (a mount of a URL moves the remote's branch once the
-    repository lock is released). ``durable`` replaces the filesystem flush of step
-    2; ``noted`` is step 3; ``step`` is told ``stored``, ``flushed`` and ``moved`` (after
-    step 5) as they are done (the daemon's fault-injection hook). Warnings of the lineage and of
-    step 5 go to ``warn``.
+    repository lock is released). ``noted`` is step 3; ``step`` is told ``stored``,
+    ``flushed`` and ``moved`` (after step 5) as they are done (the daemon's
+    fault-injection hook). Warnings of the lineage and of step 5 go to ``warn``.
     """
     hist = repo.history
     checked_out = git and move and _checked_out(repo, branch)
@@ -125,11 +123,7 @@ def record_version(
     )
     oid, _ = repo.store.put(ObjKind.VERSION, encode_version(version))
     step("stored")
-    repo.store.flush()
-    if durable is None:
-        repo.store.sync()
-    else:
-        durable()
+    repo.store.sync()
     step("flushed")
     if noted is not None:
         noted(oid)

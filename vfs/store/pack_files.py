@@ -184,19 +184,22 @@ class Durability:
     A finished pack is fsynced (data, then its index file) on a thread of its own while
     the next one is filled, so that adding a large file does not end by waiting for
     all of it. :meth:`wait` returns once every pack finished so far, its index file and
-    the directory naming them are durable; the first time, also the packs other
-    processes finished in the last RECENT_PACKS seconds (a killed command's, whose
-    objects this one may name without storing them again). Not ``syncfs``: that also
-    waits for whatever else the filesystem holds dirty (other programs' files), 0.4 to
-    0.7 s of a ``dvfs add`` on the shared benchmark machine against 5 to 13 ms alone.
+    the directory naming them are durable, and with them the packs other processes
+    finished, which this one may name without storing their objects again (a killed
+    command's): the first time those younger than RECENT_PACKS seconds (older ones
+    were written back long ago), then every one that appeared since the last wait (a
+    long-lived process: the mount daemon's snapshots). Not ``syncfs``: that also
+    waits for whatever else the filesystem holds dirty (other programs' files, those
+    a ``tar x`` just made), 0.4 to 0.7 s of a ``dvfs add`` on the shared benchmark
+    machine against 5 to 13 ms alone.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._thread: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
-        self._ours: set[str] = set()
-        self._others_done = False
+        self._ours: set[str] = set()  # finished here, not listed by a wait yet
+        self._known: set[str] | None = None  # packs the last wait found (None: no wait yet)
         self._lock = threading.Lock()
 
     def finished(self, fd: int, pack: Path) -> None:
@@ -206,8 +209,7 @@ class Durability:
                 from concurrent.futures import ThreadPoolExecutor
 
                 self._thread = ThreadPoolExecutor(1, "dvfs-packsync")
-            if not self._others_done:  # (only the first wait looks at other packs)
-                self._ours.add(pack.name)
+            self._ours.add(pack.name)
             # Those done without an error are dropped: a daemon's store never waits.
             self._pending = [f for f in self._pending if not f.done() or f.exception()]
             self._pending.append(self._thread.submit(_sync_pack, fd, pack))
@@ -216,27 +218,23 @@ class Durability:
         """Return once everything finished so far is durable (see the class doc); OSError if not."""
         with self._lock:
             pending, self._pending = self._pending, []
-            others = not self._others_done
-            ours = set(self._ours)
+            known, ours = self._known, set(self._ours)
         failed = settled(pending)
         if failed is not None:
             raise failed
-        if others:
-            recent = time.time() - RECENT_PACKS
-            with os.scandir(self.root) as listing:
-                for entry in listing:
-                    name = entry.name
-                    if name in ours or not (name.startswith("pack-") and name.endswith(".pack")):
-                        continue
-                    with contextlib.suppress(FileNotFoundError):  # (gc removed it)
-                        st = entry.stat(follow_symlinks=False)
-                        if stat.S_ISREG(st.st_mode) and st.st_mtime >= recent:
-                            for path in (Path(entry.path), Path(entry.path).with_suffix(".idx")):
-                                _fsync_path(path)
+        listed = _packs_in(self.root)
+        recent = time.time() - RECENT_PACKS
+        for name, mtime in listed.items():
+            if name in ours or (name in known if known is not None else mtime < recent):
+                continue
+            pack = self.root / name
+            for path in (pack, pack.with_suffix(".idx")):
+                with contextlib.suppress(FileNotFoundError):  # (gc removed it)
+                    _fsync_path(path)
         fsync_dir(self.root)
-        if others:
-            with self._lock:
-                self._others_done = True
+        with self._lock:
+            self._known = set(listed)
+            self._ours -= self._known
 
     def close(self) -> None:
         """Let the fsyncs started finish, and stop the thread."""
@@ -254,6 +252,19 @@ def _sync_pack(fd: int, pack: Path) -> None:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):  # (gc removed it meanwhile)
         _fsync_path(pack.with_suffix(".idx"))
+
+
+def _packs_in(root: Path) -> dict[str, float]:
+    """The complete packs in ``root`` (regular files), with their mtimes."""
+    out: dict[str, float] = {}
+    with os.scandir(root) as listing:
+        for entry in listing:
+            if entry.name.startswith("pack-") and entry.name.endswith(".pack"):
+                with contextlib.suppress(FileNotFoundError):  # (gc removed it)
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        out[entry.name] = st.st_mtime
+    return out
 
 
 def _fsync_path(path: Path) -> None:
