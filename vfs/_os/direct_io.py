@@ -244,15 +244,7 @@ class DirectAppender:
         try:
             whole = n if not last else n - n % ALIGN
             if whole:
-                try:
-                    _pwrite_all(self.fd, view[:whole], base)
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL or not self.direct:
-                        raise
-                    # An alignment this filesystem refuses: write the ordinary way from now on.
-                    self.direct = False
-                    set_direct(self.fd, False)
-                    _pwrite_all(self.fd, view[:whole], base)
+                self._write([view[:whole]], base)
             if last:
                 if not set_direct(self.fd, False):
                     raise OSError("could not leave O_DIRECT")
@@ -262,6 +254,18 @@ class DirectAppender:
                 self._consumer(view)
         finally:
             view.release()
+
+    def _write(self, views: list[memoryview], offset: int) -> None:
+        """Write ``views`` back to back at ``offset``: direct while the filesystem takes
+        it; an alignment it refuses (EINVAL) turns this file to ordinary writes."""
+        try:
+            _pwritev_all(self.fd, views, offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or not self.direct:
+                raise
+            self.direct = False
+            set_direct(self.fd, False)
+            _pwritev_all(self.fd, views, offset)
 
     def _put_gathered(self, base: int) -> None:
         """Runs on the executor: write the full block at ``base`` and those queued after it.
@@ -279,15 +283,7 @@ class DirectAppender:
             self._taken = taken[-1][1] + BLOCK
         views = [memoryview(block) for block, _ in taken]
         try:
-            try:
-                _pwritev_all(self.fd, views, base)
-            except OSError as exc:
-                if exc.errno != errno.EINVAL or not self.direct:
-                    raise
-                # An alignment this filesystem refuses: write the ordinary way from now on.
-                self.direct = False
-                set_direct(self.fd, False)
-                _pwritev_all(self.fd, views, base)
+            self._write(views, base)
         finally:
             for view in views:
                 view.release()

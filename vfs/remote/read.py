@@ -12,13 +12,13 @@ is checked.
 - :class:`RemoteChunks`: file chunks by id, one ranged GET each of exactly the
   chunk's stored bytes (``fetch``), or one ranged GET for a run of chunks that lie
   next to each other in a pack (``stream_run``, a sequential reader's read-ahead,
-  which yields each chunk as its bytes arrive; ``fetch_run`` is all of it at once);
+  which yields each chunk as its bytes arrive);
   each chunk decompressed and checked against its id here, so nothing unverified
   leaves this module. The remote is connected on first use. Its index (object id ->
   pack, offset, stored length) is merged from its index segments on first use, and
   again when a chunk is not in it (versions pushed since).
 
-Threading: ``RemoteChunks.fetch``, ``fetch_run`` and ``stream_run`` block (network)
+Threading: ``RemoteChunks.fetch`` and ``stream_run`` block (network)
 and may be called from several threads at once; the index is replaced whole under a
 lock, never changed in place.
 """
@@ -125,10 +125,6 @@ class RemoteChunks:
         index = self._index
         return index.get(oid) if index is not None else None
 
-    def fetch_run(self, pack_id: str, objs: Sequence[PackedObject]) -> list[bytes | ObjectCorrupt]:
-        """Chunks ``objs`` of pack ``pack_id`` with one ranged GET: ``stream_run`` whole."""
-        return list(self.stream_run(pack_id, objs))
-
     def stream_run(
         self, pack_id: str, objs: Sequence[PackedObject]
     ) -> Generator[bytes | ObjectCorrupt, None, None]:
@@ -168,8 +164,9 @@ class RemoteChunks:
                     pack_id,
                 )
                 try:
-                    yield decode_payload(chunk, payload)
+                    good: bytes | ObjectCorrupt = decode_payload(chunk, payload)
                 except ObjectCorrupt as exc:
-                    yield exc
+                    good = exc
+                yield good
         finally:
             pieces.close()
