@@ -43,40 +43,59 @@ _ENTRY = re.compile(rb"dvfs-rows 1 (0|[1-9][0-9]{0,18})\n")
 _NAME = re.compile(r"[0-9a-f]{64}")
 
 
-def name(chunks: Sequence[ChunkRef], table: Table, text: bool, key: Sequence[str]) -> str:
-    """The entry that holds the facts of the file made of ``chunks``, read as ``table``."""
+def entry_name(header: bytes, chunks: Sequence[ChunkRef]) -> str:
+    """The name of a cache entry about the file made of ``chunks``: the BLAKE3 of
+    ``header`` (what else the entry depends on) and the chunks' ids and sizes."""
     h = hasher()
-    what = [FORMAT, duckdb.__version__, dataclasses.astuple(table), text, list(key)]
-    h.update(json.dumps(what, separators=(",", ":")).encode())
+    h.update(header)
     for c in chunks:
         h.update(c.oid + c.size.to_bytes(8, "big"))
     return str(h.hexdigest())
 
 
-def rows(dvfs_dir: Path | None, entry: str) -> int | None:
-    """The rows recorded in ``entry``, or None when there is no valid entry."""
-    if dvfs_dir is None or not _NAME.fullmatch(entry):
+def read_entry(dvfs_dir: Path | None, entry: str, limit: int) -> bytes | None:
+    """The first ``limit`` bytes of cache entry ``entry`` (a link is not followed), or
+    None if there is none or it cannot be read."""
+    if dvfs_dir is None:
         return None
     try:
         fd = os.open(dvfs_dir / DIR / entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        data = os.read(fd, 64)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(limit)
     except OSError:
         return None
-    finally:
-        os.close(fd)
-    m = _ENTRY.fullmatch(data)
+
+
+def write_entry(dvfs_dir: Path | None, entry: str, data: bytes) -> None:
+    """Write cache entry ``entry`` (atomically, not fsynced; best effort: a read-only
+    ``.dvfs`` keeps none)."""
+    if dvfs_dir is None:
+        return
+    with contextlib.suppress(OSError, DvfsError):
+        (dvfs_dir / DIR).mkdir(exist_ok=True)
+        write_atomic(dvfs_dir / DIR / entry, data, sync=False)
+
+
+def name(chunks: Sequence[ChunkRef], table: Table, text: bool, key: Sequence[str]) -> str:
+    """The entry that holds the facts of the file made of ``chunks``, read as ``table``."""
+    what = [FORMAT, duckdb.__version__, dataclasses.astuple(table), text, list(key)]
+    return entry_name(json.dumps(what, separators=(",", ":")).encode(), chunks)
+
+
+def rows(dvfs_dir: Path | None, entry: str) -> int | None:
+    """The rows recorded in ``entry``, or None when there is no valid entry."""
+    if not _NAME.fullmatch(entry):
+        return None
+    data = read_entry(dvfs_dir, entry, 64)
+    m = _ENTRY.fullmatch(data) if data is not None else None
     return int(m.group(1)) if m else None
 
 
 def record(dvfs_dir: Path | None, entry: str, count: int) -> None:
     """Record that the file of ``entry`` was proved, with ``count`` rows (best effort)."""
-    if dvfs_dir is None or not _NAME.fullmatch(entry) or count < 0:
+    if not _NAME.fullmatch(entry) or count < 0 or rows(dvfs_dir, entry) == count:
         return
-    if rows(dvfs_dir, entry) == count:
-        return
-    with contextlib.suppress(OSError, DvfsError):
-        (dvfs_dir / DIR).mkdir(exist_ok=True)
-        write_atomic(dvfs_dir / DIR / entry, b"dvfs-rows 1 %d\n" % count, sync=False)
+    write_entry(dvfs_dir, entry, b"dvfs-rows 1 %d\n" % count)

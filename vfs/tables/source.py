@@ -42,14 +42,13 @@ from pathlib import Path
 import msgpack
 
 from vfs._os.beneath import ABSENT, READ, Walker
-from vfs.errors import DvfsError, FileUnreadable, FormatError, UsageError
+from vfs.errors import FileUnreadable, FormatError, UsageError
 from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.model.codec import ChunkRef, Entry
-from vfs.model.ids import hash_bytes, hasher
+from vfs.model.ids import hash_bytes
 from vfs.quoting import quote_name
-from vfs.store.durable import write_atomic
 from vfs.store.objects import ObjectStore
-from vfs.tables.checks import DIR
+from vfs.tables import checks
 from vfs.tables.formats import MAX_LINE
 
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
@@ -236,26 +235,19 @@ def empty_side(label: str, path: bytes, dest: Path) -> Side:
 
 
 def _kept_name(chunks: Sequence[ChunkRef]) -> str:
-    h = hasher()
-    h.update(b"dvfs chunk facts 1")
-    for c in chunks:
-        h.update(c.oid + c.size.to_bytes(8, "big"))
-    return f"{h.hexdigest()}.facts"
+    return f"{checks.entry_name(b'dvfs chunk facts 1', chunks)}.facts"
 
 
 def kept_facts(cache: Path | None, chunks: Sequence[ChunkRef]) -> list[Facts] | None:
     """The facts of each of ``chunks`` kept by an earlier copy (module doc), or None."""
-    if cache is None or not chunks or len(chunks) > MAX_KEPT:
+    if not chunks or len(chunks) > MAX_KEPT:
+        return None
+    data = checks.read_entry(cache, _kept_name(chunks), 200 * (len(chunks) + 1))
+    if data is None:
         return None
     try:
-        fd = os.open(cache / DIR / _kept_name(chunks), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(200 * (len(chunks) + 1))
         doc = msgpack.unpackb(data, raw=False)
-    except (OSError, ValueError, msgpack.UnpackException):
+    except (ValueError, msgpack.UnpackException):
         return None
     if not isinstance(doc, list) or len(doc) != 2 or doc[0] != 1:
         return None
@@ -268,12 +260,10 @@ def kept_facts(cache: Path | None, chunks: Sequence[ChunkRef]) -> list[Facts] | 
 
 def keep_facts(cache: Path | None, chunks: Sequence[ChunkRef], facts: Sequence[Facts]) -> None:
     """Keep the facts of ``chunks`` for the next copy of the same file (best effort)."""
-    if cache is None or not chunks or len(chunks) > MAX_KEPT or len(facts) != len(chunks):
+    if not chunks or len(chunks) > MAX_KEPT or len(facts) != len(chunks):
         return
     data = msgpack.packb([1, [f.fields() for f in facts]], use_bin_type=True)
-    with contextlib.suppress(OSError, DvfsError):
-        (cache / DIR).mkdir(exist_ok=True)
-        write_atomic(cache / DIR / _kept_name(chunks), data, sync=False)
+    checks.write_entry(cache, _kept_name(chunks), data)
 
 
 def from_version(
