@@ -111,8 +111,8 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
         st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
     failed: dict[bytes, DvfsError] = {}
-    hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(to_hash, failed)
-    for rel, staged in hashed if to_hash else ():  # (nothing to hash: no pool is made)
+    hasher = Hasher(repo.root, repo.chunker, None, workers)
+    for rel, staged in hasher.stage_many(to_hash, failed):
         old = index.get(rel)
         if old is not None and staged.same_on_disk(old):
             index.entries[rel] = replace(staged, mode=old.mode)

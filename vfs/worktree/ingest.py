@@ -290,10 +290,11 @@ class Hasher:
         for f in items:
             big = statmod.S_ISREG(f.st.st_mode) and f.st.st_size > self.chunker.params.min_size
             (large if big else small).append(f)
+        if not (small or large):
+            return  # and no thread pool is made (a clean ``status`` hashes nothing)
         progress = self.workers.progress
-        if small or large:
-            total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
-            progress.start("hashing", len(small) + len(large), total)
+        total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
+        progress.start("hashing", len(small) + len(large), total)
         batches = _batches(small)
         # One thread per core: with more, they spent their time handing the GIL to
         # each other (twice the context switches, a third more wall time for 20,000
@@ -333,8 +334,7 @@ class Hasher:
                 if not fut.cancel():
                     with contextlib.suppress(Exception):
                         fut.result()
-            if small or large:
-                progress.done()
+            progress.done()
 
 
 def _batches(items: list[Found]) -> Iterator[list[Found]]:
