@@ -10,14 +10,17 @@ not snapshotted yet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import vfs
 from daemon.data.chunk_cache import ChunkCache
 from tests.conftest import tmpfs
 from tests.support.cli import assert_error, assert_ok, fsck_clean
@@ -31,7 +34,9 @@ from tests.support.mount import (
     write,
 )
 from vfs import hash_bytes
+from vfs.mount import launch
 from vfs.repo.repository import Repository
+from vfs.ui.source import open_source
 
 MiB = 1 << 20
 BIG = random.Random(21).randbytes(32 * MiB)  # more than the small disk holds
@@ -237,3 +242,57 @@ def test_a_second_read_only_mount_of_a_repository_needs_no_cache_dir(tmp_path: P
     finally:
         for p in points:
             force_unmount(p)
+
+
+def test_cleaning_all_spares_a_remote_read_in_place_until_it_is_closed(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`vfs.Repo.remote` and `dvfs ui URL` keep the remote's versions in the user's
+    cache: `cache clean --all` names one in use and keeps it, removes it once closed,
+    and the next reader fetches the versions again."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    remote = vfs.Repo.remote(url)
+    mirror = launch.mirror_dir("api", url)
+    ui_mirror = launch.mirror_dir("ui", url)
+    dashboard = open_source(url)
+    assert (mirror / "meta").is_dir() and (ui_mirror / "meta").is_dir()
+    got = assert_ok(dvfs(tmp_path, home, "cache", "clean", "--all", "--json")).json()
+    by = "a dvfs ui or Python program reading its remote"
+    assert sorted(got["in_use"], key=str) == [
+        {"cache_dir": str(mirror), "by": by},
+        {"cache_dir": str(ui_mirror), "by": by},
+    ]
+    assert got["cleaned"] == [] and (mirror / "meta").is_dir()
+    assert [v.message for v in remote.versions()] == ["one"]
+    remote.close()
+    assert dashboard.held is not None
+    os.close(dashboard.held)
+    got = assert_ok(dvfs(tmp_path, home, "cache", "clean", "--all", "--json")).json()
+    assert got["in_use"] == [] and sorted(got["cleaned"]) == [str(mirror), str(ui_mirror)]
+    assert got["freed"] > 0 and not mirror.exists() and not ui_mirror.exists()
+    with vfs.Repo.remote(url) as again:
+        assert again.read_bytes("data/small.txt", rev="v1") == b"small\n"
+    assert (mirror / "meta").is_dir()
+
+
+def test_a_reader_waiting_while_its_mirror_is_removed_makes_it_again(tmp_path: Path) -> None:
+    """The cleaner holds the lock and removes the directory; the reader that waited
+    then holds the lock of the directory as it is now, not of the removed one."""
+    base = tmp_path / "mirror"
+    cleaner = launch.claim(base)
+    assert isinstance(cleaner, int)
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(launch.hold_mirror(base)))
+    reader.start()
+    (base / "lock").unlink()  # as `cache clean --all` does: the reader may make
+    with contextlib.suppress(OSError):  # a new lock file in between
+        base.rmdir()
+    os.close(cleaner)
+    reader.join(timeout=30)
+    assert got, "the reader never got the lock"
+    held = os.fstat(got[0])
+    now = (base / "lock").stat()
+    assert (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+    assert isinstance(launch.claim(base), str)  # held shared: a cleaner cannot take it
+    os.close(got[0])

@@ -48,6 +48,7 @@ from __future__ import annotations
 import os
 import posixpath
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -66,8 +67,7 @@ from vfs.api_types import (
 )
 from vfs.errors import NotAFile, ObjectMissing, PathNotFound, UsageError
 from vfs.model.codec import Kind
-from vfs.mount.launch import MountSource
-from vfs.mount.mounts import private_dir, user_cache_dir
+from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import quote_name
@@ -92,7 +92,8 @@ class Repo:
     ``Repo(path)`` opens the repository containing ``path`` (default: the current
     directory), as the command line finds it. Use :meth:`clone` to make one from a
     remote, :meth:`remote` to read a remote in place. A Repo can be used as a
-    context manager; it holds no lock between calls.
+    context manager; it holds no repository lock between calls. A remote's Repo keeps
+    its mirror (versions and trees) from ``dvfs cache clean`` until it is closed.
 
     Example::
 
@@ -112,6 +113,7 @@ class Repo:
         self._chunks: RemoteChunks | None = None
         self._fallback_known = False
         self._jobs = JOBS
+        self._held: weakref.finalize[[int], Repo] | None = None  # a remote's mirror lock
 
     # making ------------------------------------------------------------------------
 
@@ -160,20 +162,20 @@ class Repo:
         spec = RemoteSpec("origin", url, endpoint_url)
         meter = connect(spec, jobs)
         backend = RemoteRepo(meter, None)
-        base = (
-            Path(os.fspath(cache_dir))
-            if cache_dir is not None
-            else user_cache_dir() / "api" / MountSource("remote", url).cache_name()
-        )
-        private_dir(base)
+        base = Path(os.fspath(cache_dir)) if cache_dir is not None else mirror_dir("api", url)
         self = cls.__new__(cls)
-        self._repo = open_meta(base / "meta", spec, backend)
-        self._spec = spec
-        self._meter = meter
-        self._chunks = RemoteChunks(lambda: backend)
-        self._fallback_known = True
-        self._jobs = jobs
-        self.refresh()
+        self._held = weakref.finalize(self, os.close, hold_mirror(base))
+        try:
+            self._repo = open_meta(base / "meta", spec, backend)
+            self._spec = spec
+            self._meter = meter
+            self._chunks = RemoteChunks(lambda: backend)
+            self._fallback_known = True
+            self._jobs = jobs
+            self.refresh()
+        except BaseException:
+            self._held()
+            raise
         return self
 
     def refresh(self) -> None:
@@ -188,7 +190,10 @@ class Repo:
             _warn(line)
 
     def close(self) -> None:
-        """Nothing is held open between calls; kept for ``with`` blocks."""
+        """Let go of a remote's mirror, so that ``dvfs cache clean --all`` may remove it
+        (also done when the Repo is garbage collected); a local Repo holds nothing."""
+        if self._held is not None:
+            self._held()
 
     def __enter__(self) -> Repo:
         return self

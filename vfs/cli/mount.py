@@ -230,9 +230,10 @@ def cache_clean(everything: bool, cache_dir: Path | None, as_json: bool) -> None
     """Delete the cached data of mounts that are not running.
 
     Cached chunks are deleted (they are fetched again when read); with --all, the
-    versions and trees fetched for URL mounts and the logs too. A cache that a
-    running mount uses is left alone: unmount it first. Working trees of mounts are
-    never in a cache, and are never touched.
+    versions and trees fetched for URL mounts and the logs too, and the copies of
+    remotes' versions that `dvfs ui URL` and vfs.Repo.remote(URL) keep. A cache that
+    a running mount, dashboard or program uses is left alone: stop it first.
+    Working trees of mounts are never in a cache, and are never touched.
 
     \b
     Examples:
@@ -241,7 +242,7 @@ def cache_clean(everything: bool, cache_dir: Path | None, as_json: bool) -> None
     """
     from vfs.mount import launch
 
-    dirs = [cache_dir.absolute()] if cache_dir else launch.cache_dirs()
+    dirs = [cache_dir.absolute()] if cache_dir else launch.cache_dirs(mirrors=everything)
     done = launch.clean_caches(dirs, everything)
     if as_json:
         emit_json(

@@ -24,6 +24,12 @@ may be readable by their owner alone (``vfs.mount.mounts.private_dir``)::
     work/<branch>/  older versions only: a URL mount's working tree (moved out to
                     the data directory, below, by the next mount of that branch)
 
+Remotes read in place keep only ``lock`` and ``meta/`` (their chunks stay in memory):
+``<user cache>/dvfs/api/<name>-<hash>`` for ``vfs.Repo.remote``,
+``<user cache>/dvfs/ui/<name>-<hash>`` for ``dvfs ui``. Every process reading one
+holds its lock shared for as long as it reads (:func:`hold_mirror`), so
+``dvfs cache clean --all`` removes only those no process uses.
+
 Everything in a cache directory can be fetched again (``meta/`` holds a snapshot's
 version only until it is pushed, in the same step, and the working tree keeps
 every change until then), so one that no daemon holds may be deleted;
@@ -64,7 +70,7 @@ from vfs.errors import MountError
 from vfs.mount.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
 from vfs.remote.layout import FORMAT_KEY
 from vfs.repo.repository import DVFS_DIR, Repository
-from vfs.store.lock import claim_for_life
+from vfs.store.lock import claim_for_life, share_for_life
 
 DEFAULT_CACHE_SIZE = "10G"
 # How many cache directories one source may have, for mounts at the same time.
@@ -74,6 +80,8 @@ CHUNKS_NAME = "chunks"
 META_NAME = "meta"
 LOG_NAME = "daemon.log"
 LEGACY_WORK = "work"
+# Where remotes read in place keep their versions and trees: vfs.Repo.remote, dvfs ui.
+MIRRORS = ("api", "ui")
 # How long `dvfs mount` waits for the daemon to fetch metadata and mount.
 READY_WAIT = 300.0
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -341,13 +349,33 @@ def looks_like_cache(path: Path) -> bool:
     return own and bool(names & {LOCK_NAME, CHUNKS_NAME, META_NAME})
 
 
-def cache_dirs() -> list[Path]:
-    """Every default cache directory of this user."""
-    try:
-        found = sorted(caches_root().iterdir())
-    except OSError:
-        return []
+def cache_dirs(mirrors: bool = False) -> list[Path]:
+    """Every default cache directory of this user; with ``mirrors``, remotes' mirrors too."""
+    roots = [caches_root(), *(user_cache_dir() / m for m in MIRRORS if mirrors)]
+    found: list[Path] = []
+    for root in roots:
+        with contextlib.suppress(OSError):
+            found += sorted(root.iterdir())
     return [p for p in found if looks_like_cache(p)]
+
+
+def mirror_dir(kind: str, url: str) -> Path:
+    """Where ``kind`` (``api``: vfs.Repo.remote; ``ui``: dvfs ui) mirrors ``url``."""
+    return user_cache_dir() / kind / MountSource("remote", url).cache_name()
+
+
+def hold_mirror(base: Path) -> int:
+    """Make ``base`` (private) and hold its lock shared while the descriptor is open.
+
+    A remote's mirror (versions and trees, ``base/meta``) is used by every process
+    that reads the remote in place; ``dvfs cache clean --all`` removes one only when
+    none holds it, and one it removed meanwhile is made again here.
+    """
+    for _ in range(MAX_CACHES):
+        with contextlib.suppress(FileNotFoundError):  # removed meanwhile: make it again
+            private_dir(base)
+            return share_for_life(base / LOCK_NAME)
+    raise MountError(f"{base} keeps being removed while it is opened: try again")
 
 
 def _remove(path: Path) -> int:
@@ -376,7 +404,9 @@ def clean_caches(dirs: list[Path], everything: bool = False) -> Cleaned:
             raise MountError(f"{d} is not a dvfs cache directory: nothing was removed")
         got = claim(d)
         if isinstance(got, str):
-            out.in_use.append((d, _holder(got)))
+            mirror = d.parent.name in MIRRORS and not (d / CHUNKS_NAME).exists()
+            who = "a dvfs ui or Python program reading its remote" if mirror else _holder(got)
+            out.in_use.append((d, who))
             continue
         try:
             names = [CHUNKS_NAME] + ([META_NAME, LOG_NAME] if everything else [])

@@ -40,6 +40,32 @@ def claim_for_life(path: Path, mode: int = 0o644) -> int | str:
     return fd
 
 
+def share_for_life(path: Path, mode: int = 0o600) -> int:
+    """Hold a shared lock on ``path`` while the returned descriptor stays open.
+
+    Any number of processes may share it; one that wants the whole directory (a
+    cleaner, :func:`claim_for_life`) cannot lock it meanwhile. Waits while a cleaner
+    holds it, then checks that ``path`` still names the file it locked: a cleaner
+    that removed the file (and its directory) leaves a lock nobody else sees, so the
+    file is made again and locked anew.
+    ``FileNotFoundError`` if the directory itself is gone: the caller makes it again.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            held = os.fstat(fd)
+            now: os.stat_result | None = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            return fd
+        os.close(fd)
+
+
 @contextmanager
 def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
     """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder.

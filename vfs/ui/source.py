@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.errors import DvfsError, UsageError
-from vfs.mount.launch import MountSource
-from vfs.mount.mounts import private_dir, user_cache_dir
+from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops.sync import mirror_locked
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import FORMAT_KEY
@@ -93,6 +92,7 @@ class Source:
     remote: str | None = None
     warnings: tuple[str, ...] = ()
     refresher: Refresher | None = None  # a remote's
+    held: int | None = None  # a remote's mirror, locked shared (vfs.mount.launch.hold_mirror)
 
     @property
     def description(self) -> str:
@@ -120,15 +120,20 @@ def open_source(
     spec = RemoteSpec("origin", source, endpoint_url)
     meter = connect(spec, JOBS)
     remote = RemoteRepo(meter, None)
-    base = cache_dir or user_cache_dir() / "ui" / MountSource("remote", source).cache_name()
-    private_dir(base)
+    base = cache_dir or mirror_dir("ui", source)
+    held = hold_mirror(base)  # for the server's life: `dvfs cache clean` leaves it alone
     try:
-        meta = open_meta(base / "meta", spec, remote)
-    except OtherSource:
-        raise UsageError(f"{base} holds another remote's versions: remove it") from None
-    with meta.locked():
-        got = mirror_locked(meta, spec, meter, JOBS)
+        try:
+            meta = open_meta(base / "meta", spec, remote)
+        except OtherSource:
+            raise UsageError(f"{base} holds another remote's versions: remove it") from None
+        with meta.locked():
+            got = mirror_locked(meta, spec, meter, JOBS)
+    except BaseException:
+        os.close(held)
+        raise
     chunks = RemoteChunks(lambda: remote)
     chunks.set_index(got.index)
     refresher = Refresher(meta, spec, meter, remote, chunks, refresh)
-    return Source(meta, chunks.fetch, source, tuple(got.transfer.warnings), refresher)
+    warned = tuple(got.transfer.warnings)
+    return Source(meta, chunks.fetch, source, warned, refresher, held)
