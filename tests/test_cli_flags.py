@@ -232,3 +232,67 @@ def test_completion_offers_commands_revisions_and_files(repo: Repo, tmp_path: Pa
     ).stdout  # fmt: skip
     assert out.split() == ["fix", "main"]
     assert not re.search(r"Traceback|error", out)
+
+
+# A plain `dvfs status` runs without click (vfs.cli.quick_status); the same status run
+# through click, in a fresh interpreter each, prints the same.
+_STATUS_DRIVER = """
+import importlib, sys
+import vfs.cli
+sys.argv = ["dvfs", *sys.argv[1:]]
+via_click = sys.argv.pop(1) == "click"
+try:
+    if via_click:
+        vfs.cli.guarded(importlib.import_module("vfs.cli.root").run)
+    else:
+        vfs.cli.main()
+except SystemExit as exc:
+    code = exc.code or 0
+else:
+    code = 0
+print("click loaded:", "click" in sys.modules, "rich loaded:", "rich" in sys.modules)
+print("exit:", code)
+"""
+
+
+def status_both_ways(repo: Repo, *args: str) -> tuple[str, str]:
+    """What ``dvfs status ARGS`` prints on stdout, quickly and through click."""
+    outs = []
+    for way in ("quick", "click"):
+        p = subprocess.run(
+            [*CLI[:2], "-c", _STATUS_DRIVER, way, "status", *args],
+            cwd=repo.root, env=cli_env(), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert "Traceback" not in p.stderr, p.stderr
+        outs.append(p.stdout + p.stderr)
+    return outs[0], outs[1]
+
+
+def test_a_plain_status_says_the_same_without_click(repo: Repo) -> None:
+    for i in range(40):
+        repo.write(f"d/{i % 4}/f{i}.txt", f"file {i}")
+    repo.write("e/one.txt", "one")
+    repo.ok("add", "d", "e")
+    repo.ok("commit", "-m", "one")
+    clean, via_click = status_both_ways(repo)
+    assert "Nothing to commit, working tree clean." in clean
+    assert "click loaded: False rich loaded: False\nexit: 0" in clean
+    assert clean.replace("click loaded: False", "click loaded: True") == via_click
+    for i in range(30):  # modified, deleted, untracked (some listed by directory), staged
+        repo.write(f"d/{i % 4}/f{i}.txt", f"changed {i}")
+    (repo.root / "d/1/f1.txt").unlink()
+    repo.write("d/new\x1bname.txt", "untracked, with an escape in its name")
+    repo.write("e/two.txt", "two")
+    repo.ok("add", "e/two.txt")
+    for args in [(), ("-v",), ("--verbose", "--json"), ("--json",)]:
+        quick, via_click = status_both_ways(repo, *args)
+        assert "click loaded: False" in quick, args
+        assert quick.replace("click loaded: False", "click loaded: True") == via_click, args
+    assert "modified: d/0/ (" in quick or '"modified"' in quick
+    assert "\x1b" not in quick
+    assert repo.status()["staged"][0]["path"] == "e/two.txt"
+    # Anything else goes to click: its own errors and help, as before.
+    r = repo.run("status", "--jsn")
+    assert r.code == 2 and r.err.startswith("dvfs: error: no such option '--jsn'"), str(r)
+    assert repo.ok("status", "--help").out.startswith("Usage: dvfs status [OPTIONS] [MNT]")
+    repo.fsck_clean()

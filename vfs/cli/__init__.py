@@ -11,168 +11,83 @@ tree, a working directory, a daemon) pass through :mod:`vfs.quoting` before they
 reach the terminal: ``quoted`` for names, ``escape_text`` for free text, and
 ``fail``/``warn`` escape their whole line. JSON output is exact (``safe_json``).
 
-One module a group of commands (the table ``COMMANDS``); a module is imported when
-one of its commands is first looked up, so that ``dvfs status`` loads the status
-command and what it needs, not the pipeline, remote, mount or dashboard code.
-``--help`` and completion load them all. Shared parameter types and options are in
-:mod:`vfs.cli.options`, the printing helpers in :mod:`vfs.cli.output`.
+The commands are click commands, in :mod:`vfs.cli.root` and the modules it names.
+Importing click and building the commands is a third of what a clean ``dvfs status``
+of 20,000 files costs, so :func:`main` runs ``dvfs status`` with no argument but
+``-v``/``--verbose`` and ``--json`` without click (:func:`quick_status`): the same
+code prints the same report (:mod:`vfs.cli.status_report`). Any other command line,
+``--help``, a mount point, an option spelled otherwise or a mistake, goes to click,
+which says what it always said. This module imports neither; ``vfs.cli.cli`` (the root
+group), ``COMMANDS`` and ``NotEmpty`` load :mod:`vfs.cli.root` on first use (PEP 562).
 """
 
 from __future__ import annotations
 
 import errno
 import importlib
-import io
 import os
 import sys
-from collections.abc import Iterator, MutableMapping
-
-import click
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from vfs import settings
-from vfs.cli.options import COMPLETE_VAR, CONTEXT, DvfsGroup, NotEmpty
 from vfs.cli.output import fail
 from vfs.errors import DvfsError
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import quote_name
 from vfs.repo.audit import set_command
 
-__all__ = ["COMMANDS", "NotEmpty", "cli", "main"]
+if TYPE_CHECKING:
+    from vfs.cli.root import COMMANDS as COMMANDS
+    from vfs.cli.root import NotEmpty as NotEmpty
+    from vfs.cli.root import cli as cli
 
-# Each command of the root group: the module of vfs.cli and the name it has there.
-COMMANDS = {
-    "init": "tracking:init", "add": "tracking:add", "check-ignore": "tracking:check_ignore",
-    "rm": "tracking:rm", "mv": "tracking:mv", "commit": "tracking:commit",
-    "status": "status:status",
-    "log": "history:log", "show": "history:show_cmd", "ls": "history:ls_cmd",
-    "cat": "history:cat", "diff": "diff:diff_cmd",
-    "checkout": "checkout:checkout_cmd", "restore": "checkout:restore",
-    "switch": "checkout:switch", "merge": "checkout:merge_cmd",
-    "branch": "branches:branch", "tag": "branches:tag",
-    "fsck": "store:fsck_cmd", "gc": "store:gc_cmd", "store": "store:store_group",
-    "config": "store:config_cmd", "du": "store:du_cmd",
-    "audit": "audit:audit_cmd",
-    "remote": "sync:remote", "push": "sync:push", "fetch": "sync:fetch", "pull": "sync:pull",
-    "clone": "sync:clone_cmd",
-    "install": "git:install", "hook": "git:hook_cmd",
-    "mount": "mount:mount_cmd", "umount": "mount:umount_cmd", "mounts": "mount:mounts_cmd",
-    "snapshot": "mount:snapshot", "cache": "mount:cache_group",
-    "run": "pipeline:run_cmd", "repro": "pipeline:repro", "stage": "pipeline:stage_group",
-    "dag": "pipeline:dag", "lineage": "pipeline:lineage",
-    "params": "experiments:params_group", "metrics": "experiments:metrics_group",
-    "compare": "experiments:compare", "exp": "experiments:exp_group",
-    "ui": "ui:ui_cmd",
-}  # fmt: skip
+__all__ = ["COMMANDS", "NotEmpty", "cli", "main", "quick_status"]
+
+COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions
+QUICK_STATUS_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--json": "as_json"}
 
 
-class LazyCommands(MutableMapping[str, click.Command]):
-    """A group's commands by name; each is imported from its module when first looked up.
+def __getattr__(name: str) -> Any:
+    """The root group and its table, from :mod:`vfs.cli.root` (imported on first use)."""
+    if name in ("cli", "COMMANDS", "NotEmpty"):
+        return getattr(importlib.import_module("vfs.cli.root"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    Listing the names imports nothing; looking one up imports its module alone.
+
+def quick_status(args: Sequence[str]) -> dict[str, bool] | None:
+    """The options of ``dvfs ARGS`` if it is a plain ``dvfs status``, else None.
+
+    Plain: ``status`` followed only by ``-v``, ``--verbose`` and ``--json``, spelled so
+    (click's abbreviations, ``-h`` and everything else are left to click), and no shell
+    asking for completions.
     """
-
-    def __init__(self, where: dict[str, str]) -> None:
-        self._where = dict(where)
-        self._loaded: dict[str, click.Command] = {}
-
-    def __getitem__(self, name: str) -> click.Command:
-        cmd = self._loaded.get(name)
-        if cmd is None:
-            module, _, attr = self._where[name].partition(":")  # KeyError: no such command
-            cmd = getattr(importlib.import_module(f"vfs.cli.{module}"), attr)
-            assert isinstance(cmd, click.Command) and cmd.name == name, (name, cmd)
-            self._loaded[name] = cmd
-        return cmd
-
-    def __setitem__(self, name: str, cmd: click.Command) -> None:
-        self._where.pop(name, None)
-        self._loaded[name] = cmd
-
-    def __delitem__(self, name: str) -> None:
-        if name not in self:
-            raise KeyError(name)
-        self._where.pop(name, None)
-        self._loaded.pop(name, None)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._loaded or name in self._where
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._where
-        yield from (n for n in self._loaded if n not in self._where)
-
-    def __len__(self) -> int:
-        return len(self._where.keys() | self._loaded.keys())
-
-
-@click.group(cls=DvfsGroup, context_settings=CONTEXT)
-@click.version_option(package_name="dvfs", prog_name="dvfs")
-def cli() -> None:
-    """dvfs: version datasets and models like code, and mount every version.
-
-    \b
-    Examples:
-      dvfs init && dvfs add data/ && dvfs commit -m "raw data"
-      dvfs log
-      dvfs diff v1 v2
-      dvfs checkout v1
-      dvfs COMMAND --help     # each command's options and examples
-    """
-
-
-cli.commands = LazyCommands(COMMANDS)
-
-
-@cli.command()
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> None:
-    """Print the shell code that completes dvfs commands, options, revisions and paths.
-
-    Load it from your shell's start-up file (bash 4.4 or later).
-
-    \b
-    Examples:
-      eval "$(dvfs completion bash)"      # in ~/.bashrc
-      eval "$(dvfs completion zsh)"       # in ~/.zshrc
-      dvfs completion fish > ~/.config/fish/completions/dvfs.fish
-    """
-    from click.shell_completion import get_completion_class  # only when asked
-
-    complete = get_completion_class(shell)
-    assert complete is not None  # the choices are the shells click knows
-    click.echo(complete(cli, {}, "dvfs", COMPLETE_VAR).source())
-
-
-def show_click_error(exc: click.ClickException) -> None:
-    """Print click's own error as one ``dvfs: error:`` line (help, when it is the answer).
-
-    ``dvfs`` or ``dvfs remote`` alone print their help, as click does.
-    """
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
-        buf = io.StringIO()
-        exc.show(file=buf)
-        for line in buf.getvalue().splitlines():
-            click.echo(escape_text(line), err=True)
-        return
-    msg = "; ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
-    msg = msg[:1].lower() + msg[1:].rstrip(".")
-    if isinstance(exc, click.UsageError):
-        path = exc.ctx.command_path if exc.ctx is not None else "dvfs"
-        msg += f" (see `{path} --help`)"
-    click.echo(f"dvfs: error: {escape_text(msg)}", err=True)
+    if not args or args[0] != "status" or os.environ.get(COMPLETE_VAR):
+        return None
+    flags = {"as_json": False, "verbose": False}
+    for arg in args[1:]:
+        name = QUICK_STATUS_FLAGS.get(arg)
+        if name is None:
+            return None
+        flags[name] = True
+    return flags
 
 
 def main() -> None:
-    """Console entry point: run the CLI, turning every error into one line."""
-    set_command(["dvfs", *sys.argv[1:]])
+    """Console entry point: run the command, turning every error into one line."""
+    args = sys.argv[1:]
+    set_command(["dvfs", *args])
+    flags = quick_status(args)
+    if flags is not None:
+        report = importlib.import_module("vfs.cli.status_report")
+        guarded(lambda: report.show_status(None, **flags))
+    else:
+        guarded(importlib.import_module("vfs.cli.root").run)
+
+
+def guarded(run: Callable[[], None]) -> None:
+    """Call ``run``; any error it raises becomes one line and an exit code."""
     try:
-        cli.main(prog_name="dvfs", complete_var=COMPLETE_VAR, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        show_click_error(exc)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        fail("interrupted", 130)
+        run()
     except KeyboardInterrupt:
         fail("interrupted; nothing half-written is visible, run the command again", 130)
     except DvfsError as exc:
@@ -196,7 +111,3 @@ def main() -> None:
         if settings.debug():
             raise
         fail(f"internal error ({type(exc).__name__}: {exc}); rerun with DVFS_DEBUG=1 and report it")
-
-
-if __name__ == "__main__":
-    main()

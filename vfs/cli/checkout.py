@@ -9,7 +9,7 @@ import click
 
 from vfs.cli.options import AS_JSON, OFFLINE, YES, DvfsCommand, FreeText
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
-from vfs.cli.status import conflict_side
+from vfs.cli.status_report import conflict_side
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.ops import branches, checkout, merging

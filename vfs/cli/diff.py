@@ -10,7 +10,7 @@ from vfs import settings
 from vfs.cli.history import RevsThenPaths, param_text, revs_and_paths
 from vfs.cli.options import AS_JSON, ROWS_SHOWN
 from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
-from vfs.cli.status import change_line
+from vfs.cli.status_report import change_line
 from vfs.errors import UsageError
 from vfs.model.codec import Kind
 from vfs.ops import browse

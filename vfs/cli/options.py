@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.mount.launch has the same)
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
-COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions
 ROWS_SHOWN = 20  # rows `dvfs diff --rows` shows unless --limit says otherwise
 
 

@@ -1,4 +1,9 @@
-"""What every command prints with: sizes, counts, quoted names, warnings, JSON, errors."""
+"""What every command prints with: sizes, counts, quoted names, warnings, JSON, errors.
+
+Without click (``vfs.cli`` prints a plain ``dvfs status`` without importing it):
+:func:`echo` writes a line as ``click.echo`` does, to the stream ``sys.stdout`` or
+``sys.stderr`` names at the time, and flushes it.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,20 @@ import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-import click
-
 from vfs import settings
 from vfs.progress_bar import TerminalProgress, human_size
 from vfs.quoting import escape_text, quote_name, safe_json
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
+
+
+def echo(line: str = "", err: bool = False) -> None:
+    """Print one line on stdout (stderr if ``err``) and flush it, as ``click.echo`` does."""
+    stream = sys.stderr if err else sys.stdout
+    if stream is None:  # (no console at all: nowhere to print)
+        return
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def human(n: int | None) -> str:
@@ -33,12 +45,12 @@ def quoted(path: bytes | str | None) -> str:
 
 def warn(msg: str) -> None:
     """Print a warning on stderr (on one line, whatever names it holds)."""
-    click.echo(f"dvfs: warning: {escape_text(msg)}", err=True)
+    echo(f"dvfs: warning: {escape_text(msg)}", err=True)
 
 
 def emit_json(data: Any) -> None:
     """Print ``data`` as indented JSON (exact; see vfs.quoting.safe_json)."""
-    click.echo(safe_json(data))
+    echo(safe_json(data))
 
 
 @contextlib.contextmanager
@@ -61,5 +73,5 @@ def repo_here() -> Repository:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one error line (whatever names it holds) and exit."""
-    click.echo(f"dvfs: error: {escape_text(message)}", err=True)
+    echo(f"dvfs: error: {escape_text(message)}", err=True)
     sys.exit(code)

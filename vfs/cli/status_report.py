@@ -1,0 +1,255 @@
+"""What ``dvfs status`` prints: the working tree against HEAD and the index, or a mount's changes.
+
+Without click: ``vfs.cli.main`` runs a plain ``dvfs status`` here directly, and the
+click command ``vfs.cli.status.status`` calls the same :func:`show_status`, so that
+both print the same report.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
+from vfs.ops import status as ops_status
+from vfs.ops.grouping import GROUP_OVER, Group, by_directory
+from vfs.quoting import escape_text
+from vfs.repo.repository import Repository
+from vfs.worktree.scan import show
+
+if TYPE_CHECKING:
+    from vfs.ops import merging
+    from vfs.ops.diff import Change
+
+
+def change_line(c: Change) -> str:
+    """One line describing a change; an empty directory ends in a slash."""
+    tail = "/" if c.kind == "dir" else ""
+    path = quoted(c.path) + tail
+    if c.status == "renamed":
+        return f"renamed:  {quoted(c.old_path)}{tail} -> {path}"
+    if c.status == "modified":
+        return f"modified: {path} ({human(c.old_size)} -> {human(c.new_size)})"
+    if c.status == "added":
+        return f"added:    {path} ({'empty directory' if tail else human(c.new_size)})"
+    return f"removed:  {path} ({'empty directory' if tail else human(c.old_size)})"
+
+
+def mount_status(mountpoint: str, as_json: bool) -> None:
+    """`dvfs status MNT`: the working tree's changes, as its daemon records them."""
+    from vfs.mount import control
+
+    got = control.call(mountpoint, {"op": "status"})
+    control.check_answer_fields(got, "added", "modified", "deleted", "renamed", "branch")
+    if as_json:
+        got.pop("ok", None)
+        emit_json(got)
+        return
+    base = got.get("base_version")
+    over = f" over v{escape_text(str(base))}" if base else ""
+    echo(f"Working tree of branch {quoted(got['branch'])}{over}")
+    lines = [f"  renamed:  {quoted(a)} -> {quoted(b)}" for a, b in got["renamed"]]
+    lines += [f"  added:    {quoted(p)}" for p in got["added"]]
+    lines += [f"  modified: {quoted(p)}" for p in got["modified"]]
+    lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
+    if lines:
+        echo("Changes (use `dvfs snapshot MNT -m MSG` to record them):")
+        echo("\n".join(lines))
+    else:
+        echo("Nothing to snapshot, working tree clean.")
+    odd = got.get("unversionable") or []
+    if odd:
+        echo("Not versionable (FIFOs, sockets, devices, reserved names; kept in MNT only):")
+        echo("\n".join(f"  not versionable: {quoted(p)}" for p in odd))
+
+
+def show_status(mountpoint: str | None, as_json: bool = False, verbose: bool = False) -> None:
+    """Print the status of the repository around the current directory (of a mount: ``MNT``).
+
+    Exits 1 if a tracked file could not be read (its state is unknown).
+    """
+    if mountpoint is not None:
+        mount_status(mountpoint, as_json)
+        return
+    repo = repo_here()
+    with workers() as w:
+        st = ops_status.status(repo, w, warn)
+    work = st.work
+    if as_json:
+        from vfs.ops import browse  # only for --json: a plain status never loads it
+
+        emit_json(
+            {
+                "branch": st.branch,
+                "detached": st.detached,
+                "head": st.head,
+                "behind": st.behind,
+                "staged": [browse.change_json(c) for c in st.staged],
+                "modified": [show(p) for p in work.modified],
+                "deleted": [show(p) for p in work.deleted],
+                "not_checked_out": [show(p) for p in work.not_checked_out],
+                "untracked": [show(p) for p in work.untracked],
+                "unreadable": [show(p) for p in work.unreadable],
+                "remotes": tracking(repo, st),
+                "merging": merge_json(st.merge),
+            }
+        )
+        if work.unreadable:
+            sys.exit(1)
+        return
+    branch = quoted(st.branch)
+    where = f"HEAD detached at {quoted(st.detached)}" if st.detached else f"On branch {branch}"
+    echo(where + (f" ({quoted(st.head)})" if st.head and not st.detached else ""))
+    if st.behind:
+        echo(
+            f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
+            f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
+        )
+    if st.merge is not None:
+        merge_lines(st.merge)
+    remotes_seen = tracking(repo, st)
+    for t in remotes_seen:
+        echo(tracking_line(t, len(remotes_seen) > 1))
+    if st.head is None:
+        echo("No versions yet.")
+    grouped = False
+    if st.staged:
+        echo("Staged for commit (use `dvfs restore --staged PATH` to unstage):")
+        if verbose or len(st.staged) <= GROUP_OVER:
+            for c in st.staged:
+                echo("  " + change_line(c))
+        else:
+            grouped = True
+            for state in ("added", "modified", "renamed", "removed"):
+                changes = [c for c in st.staged if c.status == state]
+                for g in by_directory([c.path for c in changes]):
+                    echo("  " + group_line(state, g, [changes[i] for i in g.members]))
+    if work.modified or work.deleted:
+        echo("Not staged (use `dvfs add PATH` to stage, `dvfs restore PATH` to undo):")
+        for state, paths in (("modified", work.modified), ("deleted", work.deleted)):
+            groups = by_directory(paths, 1 << 62 if verbose else GROUP_OVER)
+            grouped = grouped or len(groups) < len(paths)
+            for g in groups:
+                echo(f"  {state + ':':<9} {group_name(g)}")
+    if work.untracked:
+        echo("Untracked files in tracked directories (use `dvfs add PATH`):")
+        groups = by_directory(work.untracked, 1 << 62 if verbose else GROUP_OVER)
+        grouped = grouped or len(groups) < len(work.untracked)
+        for g in groups:
+            echo(f"  {group_name(g)}")
+    if work.not_checked_out:
+        n = len(work.not_checked_out)
+        of = f" of {quoted(st.head)}" if st.head else ""
+        echo(
+            f"{count(n, 'file')}{of} not checked out; `dvfs pull PATH` or "
+            "`dvfs checkout HEAD PATH` brings them"
+        )
+    if grouped:
+        echo("(long lists are shown by directory: `dvfs status -v` lists every file)")
+    if work.unreadable:  # each was named in a warning
+        n = len(work.unreadable)
+        echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
+        sys.exit(1)
+    if not (st.staged or work.modified or work.deleted or work.untracked):
+        if work.not_checked_out:
+            echo("Nothing to commit; the files checked out are clean.")
+        else:
+            echo("Nothing to commit, working tree clean.")
+
+
+def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
+    """A merge in progress as ``status --json`` shows it."""
+    if m is None:
+        return None
+
+    def side(s: tuple[int, int] | None) -> dict[str, int] | None:
+        return None if s is None else {"size": s[0], "mtime_ns": s[1]}
+
+    return {
+        "rev": m.rev, "theirs": m.theirs.hex(), "base": m.base.hex(), "message": m.message,
+        "conflicts": [{"path": show(c.path), "ours": side(c.ours), "theirs": side(c.theirs),
+                       "resolved": c.resolved} for c in m.conflicts],
+    }  # fmt: skip
+
+
+def merge_lines(m: merging.MergeState) -> None:
+    """What ``status`` says of a merge in progress."""
+    left = [c for c in m.conflicts if not c.resolved]
+    echo(
+        f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): "
+        + (
+            f"{count(len(left), 'conflict')} to settle (`dvfs restore --ours|--theirs PATH`), "
+            if left
+            else "every conflict settled: "
+        )
+        + "then `dvfs commit -m MSG`; `dvfs merge --abort` gives up"
+    )
+    for c in left:
+        echo(
+            f"  conflict: {quoted(c.path)}  ours: {conflict_side(c.ours)}   "
+            f"theirs: {conflict_side(c.theirs)}"
+        )
+
+
+def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
+    """How the current branch stands against each remote's copy of it, as last seen
+    (by a push, pull or fetch: no remote is asked)."""
+    if st.detached or st.head is None:
+        return []
+    hist = repo.history
+    mine = hist.head_id()
+    out = []
+    for name in repo.refs.names("remotes"):
+        remote_name, _, branch = name.partition("/")
+        theirs = repo.refs.get(f"refs/remotes/{name}")
+        if branch != st.branch or theirs is None or mine is None:
+            continue
+        ahead, behind = hist.ahead_behind(mine, theirs)
+        out.append({"remote": remote_name, "name": name, "ahead": ahead, "behind": behind})
+    return out
+
+
+def tracking_line(t: dict[str, Any], several: bool) -> str:
+    """One line of ``dvfs status`` about a remote's copy of the branch (``several``:
+    other remotes have one too, so the hint names this remote)."""
+    name, ahead, behind = quoted(t["name"]), t["ahead"], t["behind"]
+    remote = f" --remote {quoted(t['remote'])}" if several else ""
+
+    if ahead and behind:
+        return (
+            f"Diverged from {name}: {count(ahead, 'version')} here and "
+            f"{count(behind, 'version')} there that the other lacks."
+        )
+    if ahead:
+        them = "them" if ahead > 1 else "it"
+        return (
+            f"Ahead of {name} by {count(ahead, 'version')}: `dvfs push{remote}` publishes {them}."
+        )
+    if behind:
+        them = "them" if behind > 1 else "it"
+        return f"Behind {name} by {count(behind, 'version')}: `dvfs pull{remote}` brings {them}."
+    return f"Up to date with {name}."
+
+
+def group_name(g: Group) -> str:
+    """A path, or a directory with how many of the listed paths it holds."""
+    if not g.is_dir:
+        return quoted(g.path)
+    return f"{quoted(g.path)}/ ({g.count:,} files)"
+
+
+def group_line(state: str, g: Group, changes: list[Change]) -> str:
+    """A staged change, or a directory of changes of one kind with their count and size."""
+    if not g.is_dir:
+        return change_line(changes[0])
+    before = sum(c.old_size or 0 for c in changes)
+    after = sum(c.new_size or 0 for c in changes)
+    size = human(before) if state == "removed" else human(after)
+    return f"{state + ':':<9} {quoted(g.path)}/ ({g.count:,} files, {size})"
+
+
+def conflict_side(s: tuple[int, int] | None) -> str:
+    """One side of a merge conflict: its size and time, or that it deleted the path."""
+    from vfs.ops import browse  # only while a merge is in progress
+
+    return "deleted" if s is None else f"{human(s[0])} {browse.iso_time(s[1])}"
