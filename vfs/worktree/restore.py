@@ -8,7 +8,7 @@ import os
 import select
 import stat as statmod
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,9 +89,17 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_entry(
-    walker: Walker, rel: bytes, entry: Entry, store: ObjectStore, replace: Replace
+    walker: Walker,
+    rel: bytes,
+    entry: Entry,
+    store: ObjectStore,
+    replace: Replace,
+    have: Mapping[bytes, bytes | memoryview] | None = None,
 ) -> os.stat_result:
     """Restore one file or link from the store, atomically; return its new lstat.
+
+    ``have`` holds chunks already read and verified (:func:`read_batch`); the others
+    are read from ``store``.
 
     The file is created with the entry's permission bits (``PERM_BITS``: never
     setuid, setgid or sticky), less those the umask removes, as git does. Whatever
@@ -113,7 +121,8 @@ def write_entry(
                 _write_direct(fd, entry, store)
             else:
                 for c in entry.chunks:
-                    view = memoryview(store.get(c.oid))
+                    got = have.get(c.oid) if have is not None else None
+                    view = memoryview(store.get(c.oid) if got is None else got)
                     while view:
                         view = view[os.write(fd, view) :]
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -139,6 +148,21 @@ def write_entry(
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def read_batch(
+    store: ObjectStore, batch: list[tuple[bytes, Entry]]
+) -> dict[bytes, bytes | memoryview]:
+    """The chunks of a batch of small files, read a run of a pack at a time.
+
+    A batch is files of one directory in pack order (:func:`restore_many`), so their
+    chunks mostly lie side by side: one ``pread`` for a run of them instead of one
+    per file (``ObjectStore.read_many``). What could not be read so is left out, and
+    :func:`write_entry` reads it alone, failing only the file that uses it.
+    """
+    return store.read_many(
+        c.oid for _, e in batch if e.kind == Kind.FILE and e.size < WRITE_DIRECT for c in e.chunks
+    )
 
 
 def _write_direct(fd: int, entry: Entry, store: ObjectStore) -> None:
@@ -238,11 +262,14 @@ def restore_many(
             with Walker(root) as own:
                 return run(batch, own)
         out: list[Staged | DvfsError] = []
-        for rel, e in batch:
-            try:
-                out.append(staged_from_entry(e, write_entry(walker, rel, e, store, replace)))
-            except ObjectError as exc:
-                out.append(exc)
+        for piece in _restore_batches(batch):  # (what is read at once stays bounded)
+            have = read_batch(store, piece)
+            for rel, e in piece:
+                try:
+                    st = write_entry(walker, rel, e, store, replace, have)
+                    out.append(staged_from_entry(e, st))
+                except ObjectError as exc:
+                    out.append(exc)
         return out
 
     def record(batch: list[tuple[bytes, Entry]], results: list[Staged | DvfsError]) -> None:
@@ -365,9 +392,10 @@ def _restore_share(
         while (pieces := tickets.claim()) is not None:
             for k in pieces:
                 restored = []
+                have = read_batch(store, batches[k])
                 for i, (rel, e) in enumerate(batches[k]):
                     try:
-                        st = write_entry(walker, rel, e, store, replace)
+                        st = write_entry(walker, rel, e, store, replace, have)
                     except ObjectError:
                         continue
                     restored.append((first[k] + i, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
