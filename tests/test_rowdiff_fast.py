@@ -26,7 +26,8 @@ from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes
 from vfs.tables import engine as engine_module
-from vfs.tables.engine import Engine
+from vfs.tables import rowdiff
+from vfs.tables.engine import Engine, NotTabular
 from vfs.tables.formats import Format
 from vfs.tables.result import KeyNotUnique, RowDiff
 from vfs.tables.rowdiff import diff_rows
@@ -190,6 +191,85 @@ def test_fast_path_agrees_with_full_diff(
     assert fast == full
     expected = oracle(old, new, fmt, keyed)
     assert expected == (full if isinstance(full, str) else tuple(full[1:5]))
+
+
+MIXED = b"id,a\n" + b"".join(b"%d,x\n" % i for i in range(100)) + b"100,y\r\n101,z\n"
+NO_CHUNKS = 2.0  # a fast_share no two files reach: only the line path can be taken
+
+
+def lines_taken(root: Path, fmt: Format, old: bytes, new: bytes) -> bool:
+    """Whether the line path finds the changed lines of two files (``rowdiff.line_parts``)."""
+    a, b = side(root, "old", old, fmt), side(root, "new", new, fmt)
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        engine = Engine(Path(scratch), threads=1)
+        try:
+            try:
+                ot, nt = engine.sniff_pair(fmt, a.file, a.size, b.file, b.size)
+            except NotTabular:
+                return False
+            return rowdiff.line_parts(engine, a, b, ot, nt) is not None
+        finally:
+            engine.close()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tables=versions(), fmt=st.sampled_from(["csv", "jsonl"]), crlf=st.booleans())
+def test_line_path_agrees_with_full_diff(
+    workdir: Path, tables: tuple[list[Row], list[Row]], fmt: Format, crlf: bool
+) -> None:
+    # Keyed diffs of files that share no chunk compare their differing lines only.
+    old, new = (render(t, fmt, crlf) for t in tables)
+    a, b = side(workdir, "old", old, fmt), side(workdir, "new", new, fmt)
+    full, lines = (
+        outcome(diff_once(workdir, fmt, a, b, ["id"], share, None)) for share in (None, NO_CHUNKS)
+    )
+    event(f"line path taken: {lines_taken(workdir, fmt, old, new)}")
+    assert lines == full
+    expected = oracle(*tables, fmt, True)
+    assert expected == (full if isinstance(full, str) else tuple(full[1:5]))
+
+
+def test_a_table_edited_at_random_is_compared_by_lines(workdir: Path) -> None:
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    edited = [(i, a, str(int(b) + 1)) if i % 50 == 0 else (i, a, b) for i, a, b in rows[:2900]]
+    edited += [(9000, "new", "1"), (10, "dup", "2")]  # a fresh key, and a key reused
+    for crlf in (False, True):
+        old, new = render(rows, "csv", crlf), render(edited, "csv", crlf)
+        assert lines_taken(workdir, "csv", old, new)
+        a, b = side(workdir, "old", old, "csv"), side(workdir, "new", new, "csv")
+        full, lines = (
+            outcome(diff_once(workdir, "csv", a, b, ["id"], s, None)) for s in (None, NO_CHUNKS)
+        )
+        assert lines == full == "key not unique"
+        new = render(edited[:-1], "csv", crlf)
+        b = side(workdir, "new", new, "csv")
+        full, lines = (
+            outcome(diff_once(workdir, "csv", a, b, ["id"], s, None)) for s in (None, NO_CHUNKS)
+        )
+        assert lines == full
+        assert full[1:5] == (1, 100, 58, 2842)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b"id,a\n1,x\n2,y\n", b"id,b\n1,x\n2,z\n"),  # another header
+        (b'id,a\n1,"x"\n2,y\n', b'id,a\n1,"x"\n2,z\n'),  # a quote character
+        (b"id,a\n1,x\n\n2,y\n", b"id,a\n1,x\n2,z\n"),  # an empty line
+        (MIXED, MIXED.replace(b"\n5,x\n", b"\n5,q\n")),  # mixed line ends
+    ],
+)
+def test_lines_that_may_not_be_rows_are_not_compared_as_lines(
+    workdir: Path, old: bytes, new: bytes
+) -> None:
+    assert not lines_taken(workdir, "csv", old, new)
+    a, b = side(workdir, "old", old, "csv"), side(workdir, "new", new, "csv")
+    full, lines = (
+        outcome(diff_once(workdir, "csv", a, b, ["id"], s, None)) for s in (None, NO_CHUNKS)
+    )
+    assert lines == full
 
 
 def test_a_block_edited_in_a_large_table_is_compared_by_chunks(workdir: Path) -> None:

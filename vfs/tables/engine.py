@@ -46,11 +46,11 @@ import datetime as dt
 import decimal
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import _duckdb as duckdb  # the engine without the package's Python layer (above)
 
@@ -60,7 +60,10 @@ from vfs.tables.formats import MAX_LINE, Format
 SNIFF_BYTES = 4 * 1024 * 1024  # the prefix a CSV's dialect and types are detected on
 SNIFF_ROWS = 20480
 MAX_PART = 300  # characters kept of each line of an engine's error
+LINE_BATCH = 8192  # rows fetched at a time by write_lines
 MEMORY_LIMIT = "2GB"  # DuckDB's own; past it, joins and aggregations spill to disk
+
+T = TypeVar("T")
 
 
 class NotTabular(Exception):
@@ -166,7 +169,23 @@ class Engine:
         (which Python delivers to this thread only between bytecodes, never while
         DuckDB computes) interrupts the query at once instead of after it.
         """
-        job = self._pool.submit(self._run, sql)
+        return self._call(lambda con: con.execute(sql).fetchall())
+
+    def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes) -> None:
+        """Write ``header``, then the one text column of each row ``sql`` gives followed
+        by ``eol``, to ``dest``: a batch of rows at a time, however many there are."""
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            res = con.execute(sql)
+            with open(dest, "wb") as out:
+                out.write(header)
+                while rows := res.fetchmany(LINE_BATCH):
+                    out.write(b"".join(str(r[0]).encode() + eol for r in rows))
+
+        self._call(write)
+
+    def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        job = self._pool.submit(self._guarded, fn)
         try:
             return job.result()
         except KeyboardInterrupt:
@@ -176,11 +195,11 @@ class Engine:
                 job.result()
             raise
 
-    def _run(self, sql: str) -> list[tuple[Any, ...]]:
+    def _guarded(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         self._started.result()  # the connection's failure, if it failed
         assert self._con is not None
         try:
-            return self._con.execute(sql).fetchall()
+            return fn(self._con)
         except duckdb.ConversionException as exc:
             raise TypeMismatch(first_line(exc, 2)) from None
         except duckdb.InvalidInputException as exc:

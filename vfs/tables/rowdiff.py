@@ -36,6 +36,21 @@ the changed rows. Then:
   rows whose key CB has are counted, from the key column alone;
 - unkeyed: (S + CA) - (S + CB) = CA - CB as multisets.
 
+The line path (still ``method: full``: every row is compared, byte for byte first).
+A keyed diff of two such files that share too few chunks (an edit scattered over the
+whole file) finds CA and CB by their lines instead: the engine reads each file as
+one text column per line (no delimiter, no quote: a line is its bytes) and joins the
+two on it; the lines of one side that the other lacks are written out, with the old
+file's header, and compared as the fast path compares them. Equal lines are equal
+rows: the same bytes read with the same columns and dialect, where no quote joins
+lines and no empty line or stray carriage return makes a line other than a row
+(``Side.rows`` is exact on both sides). The join finds lines, not how often each
+occurs; the fast path's key check reads every key of the old file, so the old side
+repeats no line once it passes, and then the new side repeats none of the shared
+lines exactly when its rows minus CB equal the old rows minus CA, which is checked
+before. Headers that differ, a line the engine cannot read as text, or more than
+``LINE_SHARE`` of the rows differing: the full path instead.
+
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
 prove (different headers or dialects, quotes, nothing shared) takes the full path;
 ``tests/test_rowdiff_fast.py`` checks with hypothesis that both give the same answer,
@@ -52,6 +67,7 @@ that reads fewer rows than the file has: that file gets the byte-level summary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,8 +81,8 @@ from vfs.repo.history import History
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, regions
 from vfs.tables.compare import key_totals, keyed, unkeyed
-from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident
-from vfs.tables.formats import NAMES, SUFFIXES, Format, format_of, refusal
+from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident, literal
+from vfs.tables.formats import MAX_LINE, NAMES, SUFFIXES, Format, format_of, refusal
 from vfs.tables.result import ByteSummary, RowDiff, SchemaChange
 from vfs.tables.source import (
     Side,
@@ -79,6 +95,7 @@ from vfs.tables.source import (
 
 FAST_SHARE = 0.5  # the share of bytes two sides must have in common for the fast path
 LINES = ("csv", "tsv", "jsonl")  # the formats whose rows are lines
+LINE_SHARE = 0.25  # the line path gives up when more of the rows than this differ
 
 
 def diff_rows(
@@ -116,15 +133,20 @@ def diff_rows(
     else:
         out.schema = schema_changes(ot, nt)
     _check_key(key, old, ot, new, nt)
-    plan = None
+    plan, parts = None, None
     if fast_share is not None:
         plan = fast_plan(old, new, ot, nt, fast_share)
+        if plan is None and key:
+            parts = line_parts(engine, old, new, ot, nt)
     for text in (False, True):
         out.added = out.removed = out.changed = out.unchanged = 0
         out.columns, out.rows = {}, []  # nothing of a pass that failed half-way
         try:
             if plan is not None:
                 _fast(engine, out, old, new, ot, nt, plan, key, limit, text, cache)
+            elif parts is not None:
+                out.method, out.shared_bytes = "full", 0  # every row compared, as text first
+                _parts(engine, out, old, new, ot, nt, parts, key, limit, text, cache)
             else:
                 _full(engine, out, old, new, ot, nt, key, limit, text)
             if key:
@@ -205,6 +227,59 @@ def fast_plan(old: Side, new: Side, ot: Table, nt: Table, share: float) -> regio
     return plan
 
 
+def line_parts(
+    engine: Engine, old: Side, new: Side, ot: Table, nt: Table
+) -> tuple[Path, Path] | None:
+    """The line path's CA and CB, written out with the old file's header (module doc),
+    or None where it cannot be proven right or more than ``LINE_SHARE`` of the rows
+    differ (then the full path is the cheaper)."""
+    if ot.fmt not in LINES or ot != nt or ot.empty:
+        return None
+    if ot.fmt != "jsonl":
+        if not ot.plain:
+            return None
+        if ot.quote:
+            q = ot.quote.encode()
+            if old.holds.get(q, True) or new.holds.get(q, True):
+                return None
+    rows = _rows(old, ot), _rows(new, nt)
+    if rows[0] is None or rows[1] is None:
+        return None
+    header = b""
+    if ot.has_header:
+        cut = old.head.find(b"\n") + 1
+        if not cut or new.head[:cut] != old.head[:cut]:
+            return None
+        header = old.head[:cut]
+    eol = b"\r\n" if ot.newline == "\\r\\n" else b"\n"
+    opts = (
+        f"columns={{'l': 'VARCHAR'}}, delim='\\0', quote='', escape='', header=false, "
+        f"auto_detect=false, skip={1 if header else 0}, max_line_size={MAX_LINE}, "
+        "strict_mode=true"
+    )
+    a, b = (f"(SELECT l FROM read_csv({literal(str(s.file))}, {opts}))" for s in (old, new))
+    files = (engine.scratch / f"part-old.{ot.fmt}", engine.scratch / f"part-new.{ot.fmt}")
+    try:
+        engine.run(
+            "CREATE OR REPLACE TEMP TABLE __lines AS SELECT __a.l AS a, __b.l AS b "
+            f"FROM {a} __a FULL OUTER JOIN {b} __b ON __a.l = __b.l "
+            "WHERE __a.l IS NULL OR __b.l IS NULL"
+        )
+        ca, cb = engine.run("SELECT count(a), count(b) FROM __lines")[0]
+        if rows[0] - ca != rows[1] - cb or ca + cb > LINE_SHARE * (rows[0] + rows[1]):
+            return None
+        for dest, col in zip(files, ("a", "b"), strict=True):
+            engine.write_lines(
+                f"SELECT {col} FROM __lines WHERE {col} IS NOT NULL", dest, header, eol
+            )
+        return files
+    except (NotTabular, TypeMismatch):
+        return None
+    finally:
+        with contextlib.suppress(NotTabular, TypeMismatch):
+            engine.run("DROP TABLE IF EXISTS __lines")
+
+
 # ------------------------------------------------------------------ the two paths
 
 
@@ -220,20 +295,32 @@ def _fast(
     reads only its key column, for the keys CB has (``_collisions``).
     """
     base = engine.scratch
-    files = {name: base / f"part-{name}.{ot.fmt}" for name in ("old", "new")}
+    files = (base / f"part-old.{ot.fmt}", base / f"part-new.{ot.fmt}")
     with open(old.file, "rb") as a, open(new.file, "rb") as b:
         header = os.pread(a.fileno(), plan.old_header, 0)
-        for name, src, ranges in (("old", a, plan.old_changed), ("new", b, plan.new_changed)):
-            with open(files[name], "wb") as dst:
+        for dest, src, ranges in ((files[0], a, plan.old_changed), (files[1], b, plan.new_changed)):
+            with open(dest, "wb") as dst:
                 write_ranges(src.fileno(), ranges, dst.fileno(), header)
-    whole = ot.relation(old.file, text)
-    a_rel, b_rel = ot.relation(files["old"], text), nt.relation(files["new"], text)
     out.method = "chunks"
     out.shared_bytes = plan.shared_bytes
+    _parts(engine, out, old, new, ot, nt, files, key, limit, text, cache)
+
+
+def _parts(
+    engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
+    files: tuple[Path, Path], key: Sequence[str], limit: int, text: bool, cache: Path | None,
+) -> None:  # fmt: skip
+    """Compare the changed rows CA and CB (``files``, each with the old file's header)
+    and count the shared ones from the old file (module doc): the fast paths' common
+    part."""
+    whole = ot.relation(old.file, text)
+    a_rel, b_rel = ot.relation(files[0], text), nt.relation(files[1], text)
     counted = (_rows(old, ot), _rows(new, nt))
     checked = _checked(old, ot, text)
     if key:
         proved = checks.rows(cache, checks.name(old.chunks, ot, text, key))
+        if proved is not None and counted[0] not in (None, proved):
+            proved = None  # a damaged entry: the rows counted from the newlines say so
         if proved is not None:
             counts = _collisions(engine, out, ot, nt, key, whole, a_rel, b_rel, proved)
         else:
