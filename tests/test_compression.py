@@ -1,7 +1,7 @@
 """Which payloads ``dvfs add`` stores compressed (zstd) and which it stores as they are.
 
 Text of every size is stored compressed, random bytes as they are, whether the
-incompressibility probe (payloads over 16 KiB) or the whole compression decided it;
+incompressibility probe (payloads over 64 KiB) or the whole compression decided it;
 every object reads back intact (fsck).
 """
 
@@ -37,12 +37,14 @@ def test_text_is_compressed_and_random_bytes_are_not(repo: Repo) -> None:
     rng = random.Random(20)
     files = {
         "text-4k.csv": csv_like(rng, 4 * KiB),
-        "text-17k.csv": csv_like(rng, 17 * KiB),  # just over the probe's threshold
+        "text-17k.csv": csv_like(rng, 17 * KiB),
         "text-32k.csv": csv_like(rng, 32 * KiB),
+        "text-65k.csv": csv_like(rng, 65 * KiB),  # just over the probe's threshold
         "text-200k.csv": csv_like(rng, 200 * KiB),
         "rand-4k.bin": rng.randbytes(4 * KiB),
         "rand-17k.bin": rng.randbytes(17 * KiB),
         "rand-32k.bin": rng.randbytes(32 * KiB),
+        "rand-65k.bin": rng.randbytes(65 * KiB),
         "rand-200k.bin": rng.randbytes(200 * KiB),
     }
     for name, data in files.items():

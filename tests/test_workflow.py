@@ -488,6 +488,32 @@ def test_rm_and_rm_cached(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_add_where_files_and_directories_swapped_places(repo: Repo) -> None:
+    """A tracked file that became a directory (two levels deep), and a tracked directory
+    that became a file: one add stages the new paths and drops the old ones."""
+    repo.write("x", "a file")
+    repo.write("y/inner.txt", "in a directory")
+    repo.write("keep/k.txt", "kept")
+    repo.ok("add", ".")
+    repo.commit("before")
+    (repo.root / "x").unlink()
+    for i in range(3):
+        repo.write(f"x/deep/f{i}.txt", f"deep {i}")
+    repo.write("x/top.txt", "top")
+    (repo.root / "y" / "inner.txt").unlink()
+    (repo.root / "y").rmdir()
+    repo.write("y", "now a file")
+    repo.ok("add", "x/deep", "x/top.txt", "y")  # (not "x": its old file is not under these)
+    repo.commit("after")
+    assert set(repo.show()["files"]) == {
+        "keep/k.txt", "x/deep/f0.txt", "x/deep/f1.txt", "x/deep/f2.txt", "x/top.txt", "y",
+    }  # fmt: skip
+    st = repo.status()
+    assert st["modified"] == [] and st["deleted"] == [] and st["staged"] == []
+    assert st["untracked"] == []
+    repo.fsck_clean()
+
+
 # -------------------------------------------------------------------------------------- parameters
 
 

@@ -140,9 +140,13 @@ def add(
                     report.removed += 1
         parents = {p.rpartition(b"/")[0] for p in index.paths()}  # few: then their ancestors
         dirs = {a for d in parents if d for a in (d, *_ancestors(d))}
+        # A directory now where a tracked file was: each directory once, not once per
+        # file below it (no path of ``new`` is above another one).
+        for d in {rel.rpartition(b"/")[0] for rel in new}:
+            if d:
+                for anc in (d, *_ancestors(d)):
+                    index.remove(anc)
         for rel, staged in new.items():
-            for anc in _ancestors(rel):  # a file now where a tracked file was a directory
-                index.remove(anc)
             if rel in dirs:  # a file now where a tracked directory was
                 for p in index.under(rel):
                     index.remove(p)

@@ -13,7 +13,7 @@ missing (crash between the two renames) gets its index rebuilt from its header.
 
 The id of an object is BLAKE3 of its uncompressed bytes; the kind is a field, so
 identical bytes are stored once whatever they are used as. Payloads are zstd
-compressed (level 1) when that saves at least 1/32. Payloads over 16 KiB are first
+compressed (level 1) when that saves at least 1/32. Payloads over 64 KiB are first
 probed: eight samples of up to 4 KiB (at most an eighth of the payload in all)
 spread over the payload are compressed (a few microseconds), and if they do not
 shrink by 1/64 the payload is stored as it is.
