@@ -259,6 +259,7 @@ def test_a_table_edited_at_random_is_compared_by_lines(workdir: Path) -> None:
         (b'id,a\n1,"x"\n2,y\n', b'id,a\n1,"x"\n2,z\n'),  # a quote character
         (b"id,a\n1,x\n\n2,y\n", b"id,a\n1,x\n2,z\n"),  # an empty line
         (MIXED, MIXED.replace(b"\n5,x\n", b"\n5,q\n")),  # mixed line ends
+        (MIXED[:-18], MIXED[:-18].replace(b",x\n", b",y\n")),  # every row rewritten
     ],
 )
 def test_lines_that_may_not_be_rows_are_not_compared_as_lines(

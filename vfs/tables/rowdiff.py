@@ -48,8 +48,9 @@ lines and no empty line or stray carriage return makes a line other than a row
 occurs; the fast path's key check reads every key of the old file, so the old side
 repeats no line once it passes, and then the new side repeats none of the shared
 lines exactly when its rows minus CB equal the old rows minus CA, which is checked
-before. Headers that differ, a line the engine cannot read as text, or more than
-``LINE_SHARE`` of the rows differing: the full path instead.
+before. Headers that differ, first lines that mostly differ (every row rewritten:
+checked on the sides' first bytes before anything is read), a line the engine cannot
+read as text, or more than ``LINE_SHARE`` of the rows differing: the full path.
 
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
 prove (different headers or dialects, quotes, nothing shared) takes the full path;
@@ -243,7 +244,7 @@ def line_parts(
             if old.holds.get(q, True) or new.holds.get(q, True):
                 return None
     rows = _rows(old, ot), _rows(new, nt)
-    if rows[0] is None or rows[1] is None:
+    if rows[0] is None or rows[1] is None or not _alike(old.head, new.head):
         return None
     header = b""
     if ot.has_header:
@@ -278,6 +279,15 @@ def line_parts(
     finally:
         with contextlib.suppress(NotTabular, TypeMismatch):
             engine.run("DROP TABLE IF EXISTS __lines")
+
+
+def _alike(old: bytes, new: bytes) -> bool:
+    """Whether at least half the whole lines of ``new`` (a file's first bytes) are lines
+    of ``old`` too: where they are not (every row rewritten, rows reordered), the line
+    path would find most lines differing and give up after reading both files."""
+    ours = new.split(b"\n")[:-1]  # the last piece may be a line cut short
+    theirs = set(old.split(b"\n")[:-1])
+    return sum(1 for line in ours if line in theirs) * 2 >= len(ours)
 
 
 # ------------------------------------------------------------------ the two paths
