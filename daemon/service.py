@@ -73,6 +73,7 @@ from vfs import (
     StorageFull,
     check_fuse,
     check_mountpoint,
+    chunk_buffers_reused,
     claim_for_life,
     human_size,
     identity,
@@ -431,6 +432,7 @@ def work_dir(source: Source, where: MountSource, cache_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon; the exit code is 0 after a clean unmount, 1 if it failed."""
     opts = parse(sys.argv[1:] if argv is None else argv)
+    chunk_buffers_reused()  # before any thread: chunk buffers come from a reused heap
     logs.configure(sys.stderr, opts.debug)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_early)

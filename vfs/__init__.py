@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         open_tree_clone as open_tree_clone,
         umount2 as umount2,
     )
+    from vfs._os.malloc import chunk_buffers_reused as chunk_buffers_reused
     from vfs._os.page_cache import set_bdi_read_ahead as set_bdi_read_ahead
     from vfs._os.tmpfile import link_unnamed as link_unnamed, unnamed_file as unnamed_file
     from vfs.api import (
@@ -232,6 +233,7 @@ PUBLIC: dict[str, str] = {
     "check_fuse": "vfs.mount.mounts",
     "check_mountpoint": "vfs.mount.mounts",
     "check_ref_name": "vfs.repo.refs",
+    "chunk_buffers_reused": "vfs._os.malloc",
     "claim_for_life": "vfs.store.lock",
     "configured_remotes": "vfs.remote.config:remotes",
     "connect": "vfs.remote.config",
