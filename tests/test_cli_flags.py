@@ -241,17 +241,23 @@ import importlib, sys
 import vfs.cli
 sys.argv = ["dvfs", *sys.argv[1:]]
 via_click = sys.argv.pop(1) == "click"
-try:
-    if via_click:
+
+def loaded(code):
+    print("click loaded:", "click" in sys.modules, "rich loaded:", "rich" in sys.modules)
+    print("exit:", code or 0)
+    sys.stdout.flush()
+
+if via_click:
+    try:
         vfs.cli.guarded(importlib.import_module("vfs.cli.root").run)
+    except SystemExit as exc:
+        loaded(exc.code)
     else:
-        vfs.cli.main()
-except SystemExit as exc:
-    code = exc.code or 0
-else:
-    code = 0
-print("click loaded:", "click" in sys.modules, "rich loaded:", "rich" in sys.modules)
-print("exit:", code)
+        loaded(0)
+else:  # the quick status ends the process itself (vfs.cli.exit_now): look just before
+    end = vfs.cli.exit_now
+    vfs.cli.exit_now = lambda code: (loaded(code), end(code))
+    vfs.cli.main()
 """
 
 
