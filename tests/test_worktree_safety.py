@@ -798,3 +798,30 @@ def test_only_dvfs_own_untracked_temporaries_are_removed(tmp_path: Path, outside
     left = {os.fsencode(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert left == {*theirs, tracked}
     assert (outside / ".tmp-o.bin.0123abcd7").exists()
+
+
+# ------------------------------------------------------------------------ a damaged index
+
+
+def test_a_damaged_index_is_one_line_and_never_a_hang(repo: Repo) -> None:
+    # The index is mapped, not read (vfs.repo.stage): an empty file, garbage and a
+    # FIFO in its place each give the one line that says how to rebuild it.
+    repo.write("d/a.txt", "a")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    index = repo.root / ".dvfs" / "index"
+    good = index.read_bytes()
+    for damage in ("empty", "garbage", "cut", "fifo"):
+        index.unlink()
+        if damage == "fifo":
+            os.mkfifo(index)
+        else:
+            index.write_bytes({"empty": b"", "garbage": b"\xc1" * 64, "cut": good[:-7]}[damage])
+        for args in (("status",), ("status", "--json"), ("add", "d")):
+            r = repo.run(*args, timeout=30)
+            line = assert_error(r, "staging index", "is damaged", "dvfs checkout --force HEAD")
+            assert r.code == 1, (damage, args, line)
+    index.unlink()
+    index.write_bytes(good)
+    assert "working tree clean" in repo.ok("status").out
+    repo.fsck_clean()
