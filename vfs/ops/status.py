@@ -4,12 +4,17 @@ Only files whose stat changed are hashed (:func:`work_state`); checkout, restore
 and commit compare through the same functions, and through :func:`base_files` (the
 version the working tree was last made equal to, which is HEAD unless the branch moved
 past it: :func:`moved_past`).
+
+The ignore rules, the hasher and the comparison of trees are imported when first
+needed: a clean ``status`` of a tree whose index was made equal to HEAD uses none of
+them, and importing them was a few per cent of its time.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError
@@ -17,12 +22,9 @@ from vfs.model.codec import (
     Entry,
 )
 from vfs.ops import merging
-from vfs.ops.diff import Change, diff_maps
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, Staged
-from vfs.worktree.ignore import Ignores
-from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import (
     Found,
@@ -30,6 +32,9 @@ from vfs.worktree.scan import (
     lstat_or_none,
 )
 from vfs.worktree.status import triage_tree
+
+if TYPE_CHECKING:
+    from vfs.ops.diff import Change
 
 
 def quiet(_: str) -> None:
@@ -101,6 +106,8 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
             repo.root, tops, at_root, index, warn, skipped
         )
     if st.untracked:  # (a clean tree reads no ignore file and matches nothing)
+        from vfs.worktree.ignore import Ignores  # (nor imports it: see the module doc)
+
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
             st.untracked = ign.keep(st.untracked)
     if st.deleted and (absent := set(index.absent())):
@@ -111,8 +118,13 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
         st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
     failed: dict[bytes, DvfsError] = {}
-    hasher = Hasher(repo.root, repo.chunker, None, workers)
-    for rel, staged in hasher.stage_many(to_hash, failed):
+    if to_hash:
+        from vfs.worktree.ingest import Hasher  # (a clean tree hashes nothing)
+
+        hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(to_hash, failed)
+    else:
+        hashed = iter(())
+    for rel, staged in hashed:
         old = index.get(rel)
         if old is not None and staged.same_on_disk(old):
             index.entries[rel] = replace(staged, mode=old.mode)
@@ -222,6 +234,8 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
     if head_id is not None and index.head == head_id:
         staged: list[Change] = []  # the index was made equal to HEAD and not staged since
     else:
+        from vfs.ops.diff import diff_maps  # (nothing staged: nothing to compare)
+
         staged = diff_maps(base_files(hist, index), index.entries)
     work = work_state(repo, index, workers, warn)
     if work.refreshed:
