@@ -73,7 +73,8 @@ def main() -> int:
     args = ap.parse_args()
 
     stages: list[Stage] = []
-    for name in ("_copy_sides", "fast_plan", "key_totals", "_collisions", "keyed", "unkeyed"):
+    stages_of = ("_copy_sides", "fast_plan", "line_parts", "key_totals", "_collisions", "keyed")
+    for name in (*stages_of, "unkeyed"):
         setattr(rowdiff, name, timed(stages, name, getattr(rowdiff, name)))
     run = engine.Engine.run
 
