@@ -627,6 +627,59 @@ def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(repo: Repo) -
     repo.fsck_clean()
 
 
+CHECKOUT_WITH_NAMED_TEMPORARIES = """
+import sys
+from pathlib import Path
+from vfs.ops.checkout import checkout
+from vfs.repo.repository import Repository
+from vfs.worktree import restore
+from vfs.worktree.pools import Workers
+
+restore._anonymous[0] = False  # as on a filesystem without O_TMPFILE
+handle = Repository.find(Path(sys.argv[1]))
+with Workers() as workers:
+    checkout(handle, "HEAD", [], workers, force=True)
+handle.store.close()
+"""
+
+
+def test_small_files_are_restored_alike_with_and_without_unnamed_files(repo: Repo) -> None:
+    """Small files are written unnamed and linked in (O_TMPFILE), or written under a
+    temporary name and renamed where the filesystem has no such files: the same
+    bytes, modes and clean status either way, over files in the way as well."""
+    files = _many_small(repo)
+    modes = {rel: 0o600 if i % 3 == 0 else 0o755 if i % 3 == 1 else 0o644 for i, rel in
+             enumerate(files)}  # fmt: skip
+    for rel, mode in modes.items():
+        repo.write(rel, files[rel])
+        os.chmod(repo.root / rel, mode)
+    repo.ok("add", ".")
+    repo.commit("modes")
+
+    def check() -> None:
+        for rel, data in files.items():
+            assert repo.read(rel) == data, rel
+            assert stat.S_IMODE(os.lstat(repo.root / rel).st_mode) == modes[rel], rel
+        assert _temporaries(repo) == []
+        st = repo.status()
+        assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
+
+    for rel in files:
+        (repo.root / rel).unlink()
+    run_python(CHECKOUT_WITH_NAMED_TEMPORARIES, str(repo.root))
+    check()
+    for rel in files:
+        (repo.root / rel).unlink()
+    repo.ok("checkout", "HEAD")
+    check()
+    some = list(files)[::50]
+    for rel in some:
+        repo.write(rel, "in the way")
+    repo.ok("checkout", "--force", "HEAD")
+    check()
+    repo.fsck_clean()
+
+
 def test_temporaries_of_a_killed_checkout_are_removed_by_the_next_one(repo: Repo) -> None:
     """kill -9 while checkout writes a large file: its temporary file stays beside it,
     hidden from status; the next checkout removes it (so does fsck), and nothing else."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import select
@@ -86,6 +87,32 @@ def ensure_dir(walker: Walker, rel_dir: bytes, replace: Replace) -> int:
 
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# A file without a name in the directory (Linux's O_TMPFILE; 0 where there is none).
+_ANONYMOUS = getattr(os, "O_TMPFILE", 0) | os.O_WRONLY | os.O_CLOEXEC
+# Errors of an O_TMPFILE open that mean "not here": no kernel support (EISDIR, as
+# the flag includes O_DIRECTORY) or none in the filesystem (EOPNOTSUPP).
+_NO_ANONYMOUS = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+_anonymous = [hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")]
+
+
+def _open_anonymous(dir_fd: int, mode: int) -> int:
+    """A new file in directory ``dir_fd`` with no name yet (-1 where there are none).
+
+    Written, then given its name by ``linkat`` of ``/proc/self/fd/N``: one system
+    call fewer per file than a temporary name renamed, and nothing is ever seen
+    half-written under any name, nor left behind by a kill (the kernel frees the
+    file). Where the kernel or filesystem has no such files, or ``/proc`` is not
+    mounted, this process uses temporary names from then on.
+    """
+    if not _anonymous[0]:
+        return -1
+    try:
+        return os.open(b".", _ANONYMOUS, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in _NO_ANONYMOUS:
+            raise
+        _anonymous[0] = False
+        return -1
 
 
 def write_entry(
@@ -102,10 +129,12 @@ def write_entry(
     are read from ``store``.
 
     The file is created with the entry's permission bits (``PERM_BITS``: never
-    setuid, setgid or sticky), less those the umask removes, as git does. Whatever
-    stands at ``rel`` is replaced, never written through (the new file is renamed
-    over it); a directory there, or a non-directory where a directory is needed on
-    the way, only if ``replace(path)`` says so.
+    setuid, setgid or sticky), less those the umask removes, as git does. A file
+    under WRITE_DIRECT is written without a name and then linked in
+    (:func:`_open_anonymous`) where nothing stands at ``rel``. Whatever stands
+    there is replaced, never written through (the new file is renamed over it); a
+    directory there, or a non-directory where a directory is needed on the way,
+    only if ``replace(path)`` says so.
     """
     parent, _, leaf = rel.rpartition(b"/")
     dir_fd = ensure_dir(walker, parent, replace)
@@ -116,8 +145,12 @@ def write_entry(
             os.symlink(entry.target, tmp, dir_fd=dir_fd)
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
         else:
-            fd = os.open(tmp, _CREATE, entry.mode & PERM_BITS, dir_fd=dir_fd)
-            if entry.size >= WRITE_DIRECT:
+            small = entry.size < WRITE_DIRECT
+            fd = _open_anonymous(dir_fd, entry.mode & PERM_BITS) if small else -1
+            named = fd < 0
+            if named:
+                fd = os.open(tmp, _CREATE, entry.mode & PERM_BITS, dir_fd=dir_fd)
+            if not small:
                 _write_direct(fd, entry, store)
             else:
                 for c in entry.chunks:
@@ -126,6 +159,12 @@ def write_entry(
                     while view:
                         view = view[os.write(fd, view) :]
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            if not named:
+                try:
+                    os.link(b"/proc/self/fd/%d" % fd, leaf, dst_dir_fd=dir_fd)
+                    return os.fstat(fd)  # (after the link, which changed the ctime)
+                except FileExistsError:  # something stands there: renamed over it below
+                    os.link(b"/proc/self/fd/%d" % fd, tmp, dst_dir_fd=dir_fd)
         try:
             os.replace(tmp, leaf, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except IsADirectoryError:
