@@ -24,7 +24,9 @@ In order, each on a fresh daemon:
    of the packs that hold it (whole packs, one GET each), with the requests the
    server answered for the bucket meanwhile (its own metrics) and their number per
    pack touched, the daemon's peak RSS, and the CPU seconds (user + system) the daemon
-   and the server spent, beside boto3's and the server's for the packs; an 8-thread
+   and the server spent, beside boto3's and the server's for the packs (with the load
+   average, since both compete with whatever else runs, and the mount's kernel
+   read-ahead, which sets the size of the kernel's read requests); an 8-thread
    boto3 download of just its chunks' byte ranges (one GET per chunk) is printed
    beside it;
 6. ``cat`` of the big file from the chunk cache (fresh daemon, page cache dropped)
@@ -288,6 +290,23 @@ def download(bench: Bench, ranges: list[tuple[str, int, int]]) -> tuple[float, i
     return took, total, Cpu(time.process_time() - own, bench.server_cpu() - server)
 
 
+def read_ahead_kib(mnt: Path) -> str:
+    """The kernel read-ahead of the mount at ``mnt`` (its backing device's, in sysfs).
+
+    The daemon widens it at FUSE INIT when it runs as root; it bounds the size of the
+    read requests the kernel sends (and so their number) for a sequential reader.
+    """
+    where = str(mnt.resolve())
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        devices = [fields[2] for fields in map(str.split, f) if fields[4] == where]
+    if not devices:
+        return "?"
+    try:
+        return Path(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb").read_text().strip() + " KiB"
+    except OSError:
+        return "?"
+
+
 def pick_small(data: Path) -> Path:
     """The small file closest to 16 KiB (the first one, in file order, on a tie)."""
     files = sorted((data / "small").rglob("*.*"))
@@ -362,6 +381,8 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
         daemon_cpu, server_cpu = cpu_seconds(d.pid), bench.server_cpu()
         cold_s = timed(["cat", str(mnt / "big.bin")])
         cold_cpu = Cpu(cpu_seconds(d.pid) - daemon_cpu, bench.server_cpu() - server_cpu)
+        cold_load = os.getloadavg()[0]
+        read_ahead = read_ahead_kib(mnt)
         cold_sent = bench.sent() - before
         requests = bench.server.requests(BUCKET) - requests
         cold_rss = peak_rss(d.pid)
@@ -395,6 +416,12 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
         Row(
             "  CPU seconds: boto3 (whole packs); the S3 server (wall time)",
             f"{packs_cpu} ({packs_s:.2f} s)",
+        )
+    )
+    rows.append(
+        Row(
+            "  load average (1 min) after the cat; the mount's kernel read-ahead",
+            f"{cold_load:.2f}; {read_ahead}",
         )
     )
     rows.append(
