@@ -252,6 +252,23 @@ def test_a_table_edited_at_random_is_compared_by_lines(workdir: Path) -> None:
         assert full[1:5] == (1, 100, 58, 2842)
 
 
+def test_changed_lines_are_written_out_in_batches_of_bounded_bytes(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches are sized by the longest line: one line at a time here.
+    monkeypatch.setattr(engine_module, "LINE_BATCH_BYTES", 10)
+    rows = [(i, "w" * (i % 90), str(i)) for i in range(2000)]
+    edited = [(i, a + "v", b) if i % 7 == 0 else (i, a, b) for i, a, b in rows]
+    old, new = render(rows, "csv", False), render(edited, "csv", False)
+    assert lines_taken(workdir, "csv", old, new)
+    a, b = side(workdir, "old", old, "csv"), side(workdir, "new", new, "csv")
+    full, lines = (
+        outcome(diff_once(workdir, "csv", a, b, ["id"], s, None)) for s in (None, NO_CHUNKS)
+    )
+    assert lines == full
+    assert full[1:5] == (0, 0, 286, 1714)
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [

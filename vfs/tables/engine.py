@@ -60,7 +60,8 @@ from vfs.tables.formats import MAX_LINE, Format
 SNIFF_BYTES = 4 * 1024 * 1024  # the prefix a CSV's dialect and types are detected on
 SNIFF_ROWS = 20480
 MAX_PART = 300  # characters kept of each line of an engine's error
-LINE_BATCH = 8192  # rows fetched at a time by write_lines
+LINE_BATCH = 8192  # rows fetched at a time by write_lines, and at most
+LINE_BATCH_BYTES = 16 * 1024 * 1024  # this many bytes of them (by the longest line)
 MEMORY_LIMIT = "2GB"  # DuckDB's own; past it, joins and aggregations spill to disk
 
 T = TypeVar("T")
@@ -171,15 +172,17 @@ class Engine:
         """
         return self._call(lambda con: con.execute(sql).fetchall())
 
-    def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes) -> None:
+    def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes, longest: int) -> None:
         """Write ``header``, then the one text column of each row ``sql`` gives followed
-        by ``eol``, to ``dest``: a batch of rows at a time, however many there are."""
+        by ``eol``, to ``dest``: a batch of rows at a time, however many there are, each
+        batch at most ``LINE_BATCH_BYTES`` of lines no longer than ``longest`` bytes."""
+        batch = max(1, min(LINE_BATCH, LINE_BATCH_BYTES // (longest + 1)))
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
             res = con.execute(sql)
             with open(dest, "wb") as out:
                 out.write(header)
-                while rows := res.fetchmany(LINE_BATCH):
+                while rows := res.fetchmany(batch):
                     out.write(b"".join(str(r[0]).encode() + eol for r in rows))
 
         self._call(write)

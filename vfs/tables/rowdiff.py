@@ -253,6 +253,7 @@ def line_parts(
             return None
         header = old.head[:cut]
     eol = b"\r\n" if ot.newline == "\\r\\n" else b"\n"
+    longest = max(old.longest_line, new.longest_line)
     opts = (
         f"columns={{'l': 'VARCHAR'}}, delim='\\0', quote='', escape='', header=false, "
         f"auto_detect=false, skip={1 if header else 0}, max_line_size={MAX_LINE}, "
@@ -271,7 +272,7 @@ def line_parts(
             return None
         for dest, col in zip(files, ("a", "b"), strict=True):
             engine.write_lines(
-                f"SELECT {col} FROM __lines WHERE {col} IS NOT NULL", dest, header, eol
+                f"SELECT {col} FROM __lines WHERE {col} IS NOT NULL", dest, header, eol, longest
             )
         return files
     except (NotTabular, TypeMismatch):
