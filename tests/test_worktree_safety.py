@@ -38,6 +38,7 @@ from tests.support.data import rand
 from vfs._os.beneath import KEEP, Walker
 from vfs.errors import FileChanged, FormatError
 from vfs.model.codec import Entry, Kind, encode_tree
+from vfs.model.ids import hash_bytes
 from vfs.model.names import MAX_DEPTH
 from vfs.model.version_codec import Version, encode_version
 from vfs.ops import checkout as co
@@ -618,6 +619,33 @@ def test_fifos_where_files_are_read_never_block(make_repo: RepoFactory) -> None:
     os.unlink(repo.root / "data" / "a.txt")
     os.unlink(repo.root / "dvfs.lock")
     repo.ok("checkout", "--force", "HEAD")
+    repo.fsck_clean()
+
+
+def test_a_file_replaced_after_its_listing_is_hashed_as_it_is_now(repo: Repo) -> None:
+    """A small file is read without an fstat first when its listing's lstat is at hand:
+    replaced since (same size, another inode) or grown, what is staged is what is
+    there when it is read, never the listing's idea of it."""
+    repo.write("data/a.txt", "aaaa")
+    repo.write("data/b.txt", "bbbb")
+    seen = {n: os.lstat(repo.root / "data" / n) for n in ("a.txt", "b.txt")}
+    os.unlink(repo.root / "data" / "a.txt")
+    repo.write("data/a.txt", "AAAA")  # same size, another inode
+    with open(repo.root / "data" / "b.txt", "ab") as fh:
+        fh.write(b"more")
+    handle = Repository(repo.root)
+    with Workers(2) as w:
+        hasher = Hasher(handle.root, handle.chunker, handle.store, w)
+        got = dict(hasher.stage_many(Found(b"data/" + n.encode(), st) for n, st in seen.items()))
+    handle.store.sync()
+    handle.store.close()
+    for name, data in (("a.txt", b"AAAA"), ("b.txt", b"bbbbmore")):
+        staged = got[b"data/" + name.encode()]
+        assert (staged.size, staged.digest) == (len(data), hash_bytes(data)), name
+        assert staged.ino == os.lstat(repo.root / "data" / name).st_ino
+    repo.ok("add", "data")
+    repo.commit("v1")
+    assert repo.cat("HEAD:data/a.txt") == b"AAAA"
     repo.fsck_clean()
 
 

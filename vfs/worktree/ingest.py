@@ -77,8 +77,27 @@ class Hasher:
         self.workers = workers
         self.bytes_read = 0
 
-    def _read_file(self, rel: bytes, walker: Walker, sink: list[Pending] | None = None) -> Staged:
-        for _ in range(READ_RETRIES):
+    def _read_file(
+        self,
+        rel: bytes,
+        walker: Walker,
+        sink: list[Pending] | None = None,
+        seen: os.stat_result | None = None,
+    ) -> Staged:
+        """Read, hash and (with a store) store one regular file; FileChanged if it kept
+        changing (READ_RETRIES tries).
+
+        ``seen`` is the file's lstat from the scan that found it. A small regular file
+        is then read without an ``fstat`` first: the ``fstat`` after the read must find
+        the same file (device and inode), size, mtime and ctime as the scan did, and
+        the bytes read must be that size; else it is read again the careful way (an
+        ``fstat`` before, which refuses anything but a regular file before a byte is
+        read). One system call fewer per small file.
+        """
+        min_size = self.chunker.params.min_size
+        trusting = seen is not None and statmod.S_ISREG(seen.st_mode) and seen.st_size <= min_size
+        tries = READ_RETRIES + trusting
+        for _ in range(tries):
             try:
                 dir_fd, leaf = walker.parent(rel)
                 fd = os.open(leaf, READ, dir_fd=dir_fd)
@@ -89,13 +108,22 @@ class Hasher:
                     raise FileChanged(f"{show(rel)} changed while it was read") from None
                 raise
             try:
-                before = os.fstat(fd)
-                if not statmod.S_ISREG(before.st_mode):  # a FIFO, say: opened without waiting
-                    raise FileChanged(f"{show(rel)} changed type while it was read")
-                if before.st_size <= self.chunker.params.min_size:
-                    digest, chunks, total = self._read_small(fd, before.st_size, sink)
+                if trusting:
+                    assert seen is not None
+                    before = seen
+                    try:  # at most size + 1 bytes: bounded whatever the file has become
+                        digest, chunks, total = self._read_small(fd, seen.st_size, sink, grow=False)
+                    except OSError:  # (a FIFO now, say): read again the careful way
+                        trusting = False
+                        continue
                 else:
-                    digest, chunks, total = self._read_large(fd)
+                    before = os.fstat(fd)
+                    if not statmod.S_ISREG(before.st_mode):  # a FIFO, say: opened without waiting
+                        raise FileChanged(f"{show(rel)} changed type while it was read")
+                    if before.st_size <= min_size:
+                        digest, chunks, total = self._read_small(fd, before.st_size, sink)
+                    else:
+                        digest, chunks, total = self._read_large(fd)
                 after = os.fstat(fd)
             except OSError as exc:
                 if exc.errno == errno.EIO:
@@ -103,13 +131,22 @@ class Hasher:
                 raise
             finally:
                 os.close(fd)
-            self.bytes_read += total
             stable = (
                 total == after.st_size
                 and before.st_size == after.st_size
                 and before.st_mtime_ns == after.st_mtime_ns
                 and before.st_ctime_ns == after.st_ctime_ns
             )
+            if trusting:
+                trusting = False
+                if not (
+                    stable
+                    and statmod.S_ISREG(after.st_mode)
+                    and after.st_ino == before.st_ino
+                    and after.st_dev == before.st_dev
+                ):
+                    continue  # read again, the careful way
+            self.bytes_read += total
             if stable:
                 return Staged(
                     Kind.FILE, after.st_mode & PERM_BITS, total, after.st_mtime_ns,
@@ -121,9 +158,14 @@ class Hasher:
         )
 
     def _read_small(
-        self, fd: int, size: int, sink: list[Pending] | None
+        self, fd: int, size: int, sink: list[Pending] | None, *, grow: bool = True
     ) -> tuple[bytes, list[ChunkRef], int]:
-        """Read a file expected to be one chunk with plain reads (no file object)."""
+        """Read a file expected to be one chunk with plain reads (no file object).
+
+        ``grow``: a file that grew past one chunk meanwhile is read to its end and
+        cut (only for a descriptor known to be a regular file); else at most
+        ``size + 1`` bytes are read.
+        """
         want = size + 1  # one byte more than expected, to notice growth
         data = os.read(fd, want)
         # All of it read: no second read to see the end (the fstat after the read
@@ -133,7 +175,7 @@ class Hasher:
             if not more:
                 break
             data += more
-        if len(data) > self.chunker.params.min_size:  # grew meanwhile: cut it properly
+        if grow and len(data) > self.chunker.params.min_size:  # grew: cut it properly
             while more := os.read(fd, 1 << 20):
                 data += more
             refs = [_store_chunk(self.store, c) for c in self.chunker.buffer(data)]
@@ -241,7 +283,7 @@ class Hasher:
                     Kind.SYMLINK, found.st.st_mode & PERM_BITS, len(target), found.st.st_mtime_ns,
                     found.st.st_ctime_ns, found.st.st_ino, target=target,
                 )  # fmt: skip
-            return self._read_file(found.rel, walker, sink)
+            return self._read_file(found.rel, walker, sink, found.st)
         except OSError as exc:
             raise storage_error(exc, f"the chunks of {show(found.rel)}") from exc
 
