@@ -14,8 +14,8 @@ each one, with the measurement that justified it, in one place:
   by ctypes), and a mount's read-ahead (a sysfs write);
 - ``helper_process``: a forked helper process and the pipes that feed it;
 - ``gc_pause``: the cyclic garbage collector paused while many objects are made;
-- ``malloc``: glibc's mmap and trim thresholds (``mallopt`` by ctypes), for push and
-  the mount daemon;
+- ``malloc``: glibc's mmap and trim thresholds (``mallopt`` by ctypes), for push,
+  the mount daemon and ``diff --rows``;
 - ``tmpfile``: files made without a name (``O_TMPFILE``) and linked later;
 - ``mount_api``: the kernel's mount API (``fsopen``, ``fsmount``, ``move_mount``,
   ``open_tree``) and ``umount2``, by ctypes.
@@ -38,7 +38,8 @@ Which calls may block the mount daemon's trio thread, and which go to worker thr
   (``dvfs-spares``), which keeps files ready for the trio thread to link.
 - Outside the trio loop (before it starts or after it ends): ``umount2`` of private
   mount points left by dead daemons, and detaching the kernel overlay's view;
-  ``chunk_buffers_reused``, first thing in the daemon's ``main``.
+  ``chunk_buffers_reused``, first thing in the daemon's ``main`` (and in
+  ``dvfs diff --rows``, a CLI process, before it copies the two sides).
 - Never in the daemon: ``helper_process`` forks only while a process runs a single
   thread (``spare_cpus`` answers 0 otherwise), and the daemon always runs several;
   ``large_buffers_to_os``.

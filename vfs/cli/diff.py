@@ -7,6 +7,7 @@ import sys
 import click
 
 from vfs import settings
+from vfs._os.malloc import chunk_buffers_reused
 from vfs.cli.history import RevsThenPaths, param_text, revs_and_paths
 from vfs.cli.options import AS_JSON, ROWS_SHOWN
 from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
@@ -110,6 +111,11 @@ def row_diff(
         raise UsageError(
             "--rows needs the table engine: pip install 'dvfs[tables]' (DuckDB)"
         ) from None
+    # Before the copy threads start: the sides' decompressed chunks (under 8 MiB each
+    # with the default chunker, freed once written) reuse heap memory, not fresh pages
+    # faulted in one by one (vfs._os.malloc). bench_rowdiff.py random 1%: 0.1-0.3 s less
+    # system time of 0.7-1.5 s (three pairs of runs, load 4-6).
+    chunk_buffers_reused()
     fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
