@@ -81,9 +81,10 @@ def main() -> None:
         guarded(importlib.import_module("vfs.cli.root").run)
         return
     report = importlib.import_module("vfs.cli.status_report")
+    kept: list[object] = []  # what the status read, freed by the end of the process (exit_now)
 
     def run() -> None:
-        report.show_status(None, **flags)
+        kept.append(report.show_status(None, **flags))
         flush()
 
     try:
@@ -109,7 +110,8 @@ def exit_now(code: object) -> NoReturn:
     After a status of 20,000 files, freeing every module and object one by one takes
     longer than anything but the scan itself, for a process that ends anyway: the
     quick status has flushed what it printed, ended its helpers and threads, and holds
-    no lock or temporary file by then.
+    no lock or temporary file by then. For the same reason :func:`main` keeps the
+    status it printed, and the index in it, until then.
     """
     if code is None:
         code = 0

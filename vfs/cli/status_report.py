@@ -63,14 +63,18 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
         echo("\n".join(f"  not versionable: {quoted(p)}" for p in odd))
 
 
-def show_status(mountpoint: str | None, as_json: bool = False, verbose: bool = False) -> None:
+def show_status(
+    mountpoint: str | None, as_json: bool = False, verbose: bool = False
+) -> ops_status.Status | None:
     """Print the status of the repository around the current directory (of a mount: ``MNT``).
 
-    Exits 1 if a tracked file could not be read (its state is unknown).
+    Exits 1 if a tracked file could not be read (its state is unknown). Returns the
+    status printed (None for a mount), which holds the index it was compared with:
+    a caller about to end the process keeps it rather than free it (``vfs.cli.main``).
     """
     if mountpoint is not None:
         mount_status(mountpoint, as_json)
-        return
+        return None
     repo = repo_here()
     with workers() as w:
         st = ops_status.status(repo, w, warn)
@@ -96,7 +100,7 @@ def show_status(mountpoint: str | None, as_json: bool = False, verbose: bool = F
         )
         if work.unreadable:
             sys.exit(1)
-        return
+        return st
     branch = quoted(st.branch)
     where = f"HEAD detached at {quoted(st.detached)}" if st.detached else f"On branch {branch}"
     echo(where + (f" ({quoted(st.head)})" if st.head and not st.detached else ""))
@@ -155,6 +159,7 @@ def show_status(mountpoint: str | None, as_json: bool = False, verbose: bool = F
             echo("Nothing to commit; the files checked out are clean.")
         else:
             echo("Nothing to commit, working tree clean.")
+    return st
 
 
 def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:

@@ -212,6 +212,7 @@ class Status:
     work: WorkState
     behind: str | None = None  # the working tree's version, if the branch moved past it
     merge: merging.MergeState | None = None  # a merge in progress (vfs.ops.merging)
+    index: Index | None = field(default=None, repr=False, compare=False)  # as compared
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -252,4 +253,5 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         work=work,
         behind=behind,
         merge=merging.live(repo.dir, repo.refs),
+        index=index,
     )
