@@ -495,3 +495,19 @@ def test_rows_are_counted_from_newlines_only_where_that_is_exact(
             if part:
                 s._take(ChunkRef(hash_bytes(part), len(part)), Facts.of(part))
         assert s.rows(True, '"') == rows, (data, cut)
+
+
+def test_a_query_asked_from_inside_a_query_runs_instead_of_waiting(workdir: Path) -> None:
+    """The engine runs queries on its one thread; a query that asks for another (a
+    writer counting what it wrote, say) must get its answer, not wait for itself."""
+    with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        engine = Engine(Path(scratch), threads=1)
+        try:
+
+            def nested(con: Any) -> list[tuple[Any, ...]]:
+                return [*con.execute("SELECT 1").fetchall(), *engine.run("SELECT 2")]
+
+            assert engine._call(nested) == [(1,), (2,)]
+            assert engine.run("SELECT 3") == [(3,)]  # and the engine goes on
+        finally:
+            engine.close()

@@ -45,6 +45,7 @@ import contextlib
 import datetime as dt
 import decimal
 import os
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -147,10 +148,12 @@ class Engine:
         }
         self.scratch = scratch
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._thread: int | None = None  # the engine thread's ident, once it runs
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="engine")
         self._started = self._pool.submit(self._connect, config)
 
     def _connect(self, config: dict[str, Any]) -> None:
+        self._thread = threading.get_ident()
         try:
             con = duckdb.connect(":memory:", config=config)
             con.execute("SET enable_progress_bar = false")  # it would print over ours
@@ -188,6 +191,8 @@ class Engine:
         self._call(write)
 
     def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        if threading.get_ident() == self._thread:  # asked from a query: the one thread
+            return self._guarded(fn)  # is busy running it, so waiting would never end
         job = self._pool.submit(self._guarded, fn)
         try:
             return job.result()
