@@ -832,24 +832,35 @@ def test_only_dvfs_own_untracked_temporaries_are_removed(tmp_path: Path, outside
 
 
 def test_a_damaged_index_is_one_line_and_never_a_hang(repo: Repo) -> None:
-    # The index is mapped, not read (vfs.repo.stage): an empty file, garbage and a
-    # FIFO in its place each give the one line that says how to rebuild it.
+    # The index is mapped, not read (vfs.repo.stage): an empty file, garbage, a FIFO
+    # or a link (to a good index outside: never followed) in its place each give the
+    # one line that says how to rebuild it.
     repo.write("d/a.txt", "a")
     repo.ok("add", "d")
     repo.ok("commit", "-m", "one")
     index = repo.root / ".dvfs" / "index"
     good = index.read_bytes()
-    for damage in ("empty", "garbage", "cut", "fifo"):
+    outside = repo.root.parent / "index-outside"
+    outside.write_bytes(good)
+    for damage in ("empty", "garbage", "cut", "fifo", "link"):
         index.unlink()
         if damage == "fifo":
             os.mkfifo(index)
+        elif damage == "link":
+            index.symlink_to(outside)
         else:
             index.write_bytes({"empty": b"", "garbage": b"\xc1" * 64, "cut": good[:-7]}[damage])
         for args in (("status",), ("status", "--json"), ("add", "d")):
             r = repo.run(*args, timeout=30)
-            line = assert_error(r, "staging index", "is damaged", "dvfs checkout --force HEAD")
+            said = "is a symbolic link" if damage == "link" else "is damaged"
+            line = assert_error(r, "staging index", said, "dvfs checkout --force HEAD")
             assert r.code == 1, (damage, args, line)
-    index.unlink()
-    index.write_bytes(good)
-    assert "working tree clean" in repo.ok("status").out
+        # What the line says to run works, and never reads through the link.
+        repo.write("d/a.txt", "changed")
+        r = repo.ok("checkout", "--force", "HEAD")
+        assert "the staging index was not readable: it is made again from v1" in r.err
+        assert (repo.root / "d" / "a.txt").read_text() == "a"
+        assert index.is_file() and not index.is_symlink()
+        assert "working tree clean" in repo.ok("status").out
+    assert outside.read_bytes() == good
     repo.fsck_clean()

@@ -107,7 +107,9 @@ def restore_version(
     empty: list[bytes] = []
     wanted = hist.flatten(version.tree, empty)
     _check_writable(label, wanted, empty)
-    index = repo.index()
+    index = repo.index(rebuild=force and not paths and action == "checkout")
+    if index.damaged is not None:
+        warn(f"the staging index was not readable: it is made again from {label} and the files")
     rels = [repo.rel(p) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):

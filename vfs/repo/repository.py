@@ -187,15 +187,23 @@ class Repository:
         with repository_lock(self.dir / "lock", wait):
             yield
 
-    def index(self) -> Index:
+    def index(self, rebuild: bool = False) -> Index:
         """Load the staging index.
 
         With no index file while HEAD names a version (a clone made with
         ``--no-checkout`` by an older dvfs, or an index deleted by hand), the index is
         that version with every path not checked out (``vfs.repo.stage``): nothing reads
-        as deleted, and files found in the working tree are compared with it.
+        as deleted, and files found in the working tree are compared with it. With
+        ``rebuild`` (``checkout --force`` of the whole tree, what the damaged-index
+        message tells to run), a damaged index file is read as that too.
         """
-        index = Index.load(self.dir / "index")
+        try:
+            index = Index.load(self.dir / "index")
+        except FormatError as exc:
+            if not rebuild:
+                raise
+            index = Index(self.dir / "index")
+            index.damaged = str(exc)
         if not index.on_disk:
             head = self.history.head_id()
             if head is not None:

@@ -36,6 +36,7 @@ that version with every path not checked out (``vfs.repo.repository``).
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import stat as statmod
@@ -261,6 +262,7 @@ class Index:
         self.head: bytes | None = None
         self.base: bytes | None = None
         self.on_disk = False  # read from a file (else: there was none)
+        self.damaged: str | None = None  # why the file was not read (Repository.index rebuild)
         self._absent: set[bytes] = set()  # NOT_CHECKED_OUT paths among the raw rows
 
     @property
@@ -342,10 +344,18 @@ class Index:
     def load(path: Path) -> Index:
         """Read the index; an absent file is an empty index."""
         idx = Index(path)
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW  # (a FIFO: no wait)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # (a FIFO: no wait)
+            fd = os.open(path, flags)
         except FileNotFoundError:
             return idx
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise FormatError(
+                f"the staging index {path} is a symbolic link: "
+                "run `dvfs checkout --force HEAD` to rebuild it"
+            ) from None
         try:
             with _mapped(fd) as raw, paused_gc():
                 rec = msgpack.unpackb(raw, raw=False, use_list=False)  # tuples: less memory
