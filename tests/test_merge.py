@@ -161,6 +161,24 @@ def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_abort_leaves_a_merge_whose_record_is_damaged(repo: Repo) -> None:
+    """The damaged-record line says to run `dvfs merge --abort`: that works, and says
+    what it could not know (which added files were the merge's)."""
+    conflicting(repo)
+    before = repo.head_id()
+    assert repo.run("merge", "other").code == 1
+    record = repo.root / ".dvfs" / "MERGE"
+    record.write_bytes(record.read_bytes()[:-5])
+    repo.fail("status", fragments=(".dvfs/MERGE is damaged", "dvfs merge --abort"))
+    r = repo.ok("merge", "--abort")
+    assert ".dvfs/MERGE was damaged: going back to the branch's version" in r.err
+    assert not record.exists() and repo.head_id() == before
+    st = repo.status()
+    assert st["merging"] is None and st["staged"] == [] and repo.read("b") == b"b from main"
+    repo.fail("merge", "--abort", fragments=("no merge is in progress",))
+    repo.fsck_clean()
+
+
 def test_ours_or_theirs_settle_every_conflict_at_once(repo: Repo) -> None:
     conflicting(repo)
     out = repo.json("merge", "other", "--theirs", "-m", "take theirs", "--json")

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
-from vfs.errors import UsageError
+from vfs.errors import FormatError, UsageError
 from vfs.model.codec import Entry
 from vfs.ops import checkout as co
 from vfs.ops import merging
@@ -310,13 +310,20 @@ def abort(repo: Repository, workers: Workers, warn: Warn = quiet) -> co.Checkout
     """Leave the merge in progress: the working tree and index back to the branch's
     version (changes made while resolving are dropped), the record removed."""
     with repo.locked():
-        state = merging.load(repo.dir)
-        if state is None:
-            raise UsageError("no merge is in progress")
-        if merging.live(repo.dir, repo.refs) is None:
-            merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
-            raise UsageError("no merge is in progress (a finished merge's record was removed)")
-        _remove_unrecorded(repo, state.ours, state.theirs, workers)
+        try:
+            state = merging.load(repo.dir)
+        except FormatError:  # what its message says to run: leave it all the same
+            warn(
+                f".dvfs/{merging.MERGE} was damaged: going back to the branch's version; "
+                "files the merge added and no version records stay, untracked"
+            )
+        else:
+            if state is None:
+                raise UsageError("no merge is in progress")
+            if merging.live(repo.dir, repo.refs) is None:
+                merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
+                raise UsageError("no merge is in progress (a finished merge's record was removed)")
+            _remove_unrecorded(repo, state.ours, state.theirs, workers)
     # Killed from here on, the record stays and `--abort` runs again.
     report = co.checkout(repo, "HEAD", (), workers, force=True, warn=warn)
     with repo.locked():
