@@ -34,7 +34,6 @@ from vfs import settings
 from vfs.cli.output import fail
 from vfs.errors import DvfsError
 from vfs.quoting import quote_name
-from vfs.repo.audit import set_command
 
 if TYPE_CHECKING:
     from vfs.cli.root import COMMANDS as COMMANDS
@@ -75,9 +74,11 @@ def quick_status(args: Sequence[str]) -> dict[str, bool] | None:
 def main() -> None:
     """Console entry point: run the command, turning every error into one line."""
     args = sys.argv[1:]
-    set_command(["dvfs", *args])
     flags = quick_status(args)
     if flags is None:
+        from vfs.repo.audit import set_command  # (a plain status changes no ref: not loaded)
+
+        set_command(["dvfs", *args])
         guarded(importlib.import_module("vfs.cli.root").run)
         return
     report = importlib.import_module("vfs.cli.status_report")

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
-from vfs.repo import audit
 from vfs.store.durable import write_atomic
 
 # Matched whole (fullmatch): "$" would also match before a final newline, which let
@@ -74,6 +73,19 @@ def _op(ref: str, old: bytes | None, new: bytes | None) -> str:
     """The audit log's name for a change of ``ref``: ``branch create`` and so on."""
     kind = _KINDS.get(ref.split("/")[1] if "/" in ref else "", "ref")
     return f"{kind} {'create' if old is None else 'delete' if new is None else 'move'}"
+
+
+def _audit(
+    dvfs_dir: Path, op: str, ref: str, old: bytes | None, new: bytes | None, note: str = ""
+) -> None:
+    """Append an entry to the audit log (``vfs.repo.audit``; the caller holds ``refs.lock``).
+
+    The audit module is loaded by the first change of a ref: a command that only reads
+    refs (a plain ``dvfs status``) never loads it, nor what it imports.
+    """
+    from vfs.repo import audit
+
+    audit.record(dvfs_dir, op, ref, old, new, note)
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,7 @@ class Refs:
             if old != new:
                 short = [t.removeprefix("ref: refs/heads/") for t in (old, new)]
                 note = f"{short[0]} -> {short[1]}".strip()
-                audit.record(self.dir, "HEAD move", "HEAD", None, head.detached, note)
+                _audit(self.dir, "HEAD move", "HEAD", None, head.detached, note)
             write_atomic(self.dir / "HEAD", text.encode())
 
     # refs -----------------------------------------------------------------
@@ -183,7 +195,7 @@ class Refs:
             path = self._path(ref)
             if new is None:
                 if current is not None:
-                    audit.record(self.dir, _op(ref, current, new), ref, current, new)
+                    _audit(self.dir, _op(ref, current, new), ref, current, new)
                 path.unlink(missing_ok=True)
                 return
             clash = self._clash(ref)
@@ -193,14 +205,14 @@ class Refs:
                     "exists, and a name cannot be both a ref and the folder of others"
                 )
             if new != current:
-                audit.record(self.dir, _op(ref, current, new), ref, current, new)
+                _audit(self.dir, _op(ref, current, new), ref, current, new)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, (new.hex() + "\n").encode())
 
     def record(self, op: str, note: str) -> None:
         """An audit entry for a change that moves no ref (``gc``)."""
         with self._locked():
-            audit.record(self.dir, op, "", None, None, note)
+            _audit(self.dir, op, "", None, None, note)
 
     def _clash(self, ref: str) -> str | None:
         """The existing ref (or folder of refs) that keeps ``ref`` from being written."""
