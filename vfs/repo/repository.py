@@ -35,7 +35,6 @@ their place gives an error instead of a hang or an exhausted memory.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import stat
@@ -47,7 +46,6 @@ from typing import Any
 from vfs import settings
 from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
-from vfs.repo.gitlink import SHARED_FILE, find_shared_root, git_author
 from vfs.repo.history import History
 from vfs.repo.refs import Refs, check_ref_name
 from vfs.repo.stage import Index, not_checked_out
@@ -171,6 +169,8 @@ class Repository:
         for d in (here, *here.parents):
             if (d / DVFS_DIR).is_dir():
                 return Repository(d)
+        from vfs.repo.gitlink import SHARED_FILE, find_shared_root  # (only when none is found)
+
         shared = find_shared_root(here)
         if shared is not None:
             raise NotARepository(
@@ -232,6 +232,10 @@ class Repository:
 
     def author(self) -> str:
         """Who is committing: $DVFS_AUTHOR, config ``author``, git's user, or login@host."""
+        import getpass
+
+        from vfs.repo.gitlink import git_author  # (loaded by a commit: not by a status)
+
         env = settings.author()
         if env:
             return env
