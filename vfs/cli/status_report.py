@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
 from vfs.ops import status as ops_status
-from vfs.ops.grouping import GROUP_OVER, Group, by_directory
 from vfs.quoting import escape_text
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
@@ -20,6 +19,7 @@ from vfs.worktree.scan import show
 if TYPE_CHECKING:
     from vfs.ops import merging
     from vfs.ops.diff import Change
+    from vfs.ops.grouping import Group
 
 
 def change_line(c: Change) -> str:
@@ -117,6 +117,40 @@ def show_status(
     if st.head is None:
         echo("No versions yet.")
     grouped = False
+    if st.staged or work.modified or work.deleted or work.untracked:
+        grouped = change_lists(st, verbose)
+    if work.not_checked_out:
+        n = len(work.not_checked_out)
+        of = f" of {quoted(st.head)}" if st.head else ""
+        echo(
+            f"{count(n, 'file')}{of} not checked out; `dvfs pull PATH` or "
+            "`dvfs checkout HEAD PATH` brings them"
+        )
+    if grouped:
+        echo("(long lists are shown by directory: `dvfs status -v` lists every file)")
+    if work.unreadable:  # each was named in a warning
+        n = len(work.unreadable)
+        echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
+        sys.exit(1)
+    if not (st.staged or work.modified or work.deleted or work.untracked):
+        if work.not_checked_out:
+            echo("Nothing to commit; the files checked out are clean.")
+        else:
+            echo("Nothing to commit, working tree clean.")
+    return st
+
+
+def change_lists(st: ops_status.Status, verbose: bool) -> bool:
+    """Print the staged, not staged and untracked changes; True if a list was shown by
+    directory.
+
+    Apart from :func:`show_status` so that :mod:`vfs.ops.grouping` is loaded only when
+    there is a change to list: a clean status never imports it.
+    """
+    from vfs.ops.grouping import GROUP_OVER, by_directory
+
+    work = st.work
+    grouped = False
     if st.staged:
         echo("Staged for commit (use `dvfs restore --staged PATH` to unstage):")
         if verbose or len(st.staged) <= GROUP_OVER:
@@ -141,25 +175,7 @@ def show_status(
         grouped = grouped or len(groups) < len(work.untracked)
         for g in groups:
             echo(f"  {group_name(g)}")
-    if work.not_checked_out:
-        n = len(work.not_checked_out)
-        of = f" of {quoted(st.head)}" if st.head else ""
-        echo(
-            f"{count(n, 'file')}{of} not checked out; `dvfs pull PATH` or "
-            "`dvfs checkout HEAD PATH` brings them"
-        )
-    if grouped:
-        echo("(long lists are shown by directory: `dvfs status -v` lists every file)")
-    if work.unreadable:  # each was named in a warning
-        n = len(work.unreadable)
-        echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
-        sys.exit(1)
-    if not (st.staged or work.modified or work.deleted or work.untracked):
-        if work.not_checked_out:
-            echo("Nothing to commit; the files checked out are clean.")
-        else:
-            echo("Nothing to commit, working tree clean.")
-    return st
+    return grouped
 
 
 def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
