@@ -7,14 +7,12 @@ field of whatever refers to it. Ids travel as 32 raw bytes inside records and as
 
 from __future__ import annotations
 
-import string
-
 import blake3
 
 ID_BYTES = 32
 HEX_LEN = ID_BYTES * 2
 SHORT_LEN = 10
-_HEX = frozenset(string.hexdigits.lower())
+_HEX = frozenset("0123456789abcdef")  # (spelled out: importing `string` costs every command)
 
 
 def hash_bytes(data: bytes | memoryview) -> bytes:
