@@ -24,6 +24,7 @@ group), ``COMMANDS`` and ``NotEmpty`` load :mod:`vfs.cli.root` on first use (PEP
 from __future__ import annotations
 
 import errno
+import gc
 import importlib
 import os
 import sys
@@ -83,6 +84,10 @@ def main() -> None:
         return
     report = importlib.import_module("vfs.cli.status_report")
     kept: list[object] = []  # what the status read, freed by the end of the process (exit_now)
+    # No cyclic collection either, for what the process is kept until it ends: the one
+    # that followed the scan (the collector paused there, ``vfs._os.gc_pause``) walked
+    # every row of the index, 6-10 ms of a clean status of 20,000 files.
+    gc.disable()
 
     def run() -> None:
         kept.append(report.show_status(None, **flags))
