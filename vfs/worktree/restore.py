@@ -98,10 +98,11 @@ _anonymous = [hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")]
 def _open_anonymous(dir_fd: int, mode: int) -> int:
     """A new file in directory ``dir_fd`` with no name yet (-1 where there are none).
 
-    Written, then given its name by ``linkat`` of ``/proc/self/fd/N``: one system
-    call fewer per file than a temporary name renamed, and nothing is ever seen
-    half-written under any name, nor left behind by a kill (the kernel frees the
-    file). Where the kernel or filesystem has no such files, or ``/proc`` is not
+    Written, then given its name by ``linkat`` of ``/proc/self/fd/N``: as many
+    system calls as a temporary name renamed (``linkat`` in place of ``renameat``),
+    but one directory entry made instead of one made and then moved, and nothing is
+    ever seen half-written under any name, nor left behind by a kill (the kernel
+    frees the file). Where the kernel or filesystem has no such files, or ``/proc`` is not
     mounted, this process uses temporary names from then on.
     """
     if not _anonymous[0]:
