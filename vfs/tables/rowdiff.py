@@ -208,17 +208,25 @@ def _check_key(key: Sequence[str], old: Side, ot: Table, new: Side, nt: Table) -
         raise UsageError("--key names a column twice")
 
 
+def _lines_are_rows(old: Side, new: Side, ot: Table, nt: Table) -> bool:
+    """True if each line of both sides is one row: the same line format, with no
+    quoting (a quoted field may hold a newline) or no quote character in either file."""
+    if ot.fmt not in LINES or ot != nt or ot.empty:
+        return False
+    if ot.fmt == "jsonl":
+        return True
+    if not ot.plain:
+        return False
+    if ot.quote:
+        q = ot.quote.encode()
+        return not (old.holds.get(q, True) or new.holds.get(q, True))
+    return True
+
+
 def fast_plan(old: Side, new: Side, ot: Table, nt: Table, share: float) -> regions.Plan | None:
     """The fast path's plan, or None where it cannot be proven right (module doc)."""
-    if ot.fmt not in LINES or ot != nt or ot.empty:
+    if not _lines_are_rows(old, new, ot, nt):
         return None
-    if ot.fmt != "jsonl":
-        if not ot.plain:
-            return None
-        if ot.quote:
-            q = ot.quote.encode()
-            if old.holds.get(q, True) or new.holds.get(q, True):
-                return None
     with open(old.file, "rb") as a, open(new.file, "rb") as b:
         plan = regions.plan(a.fileno(), old.chunks, b.fileno(), new.chunks, ot.has_header)
     if plan is None or not plan.shared:
@@ -234,15 +242,8 @@ def line_parts(
     """The line path's CA and CB, written out with the old file's header (module doc),
     or None where it cannot be proven right or more than ``LINE_SHARE`` of the rows
     differ (then the full path is the cheaper)."""
-    if ot.fmt not in LINES or ot != nt or ot.empty:
+    if not _lines_are_rows(old, new, ot, nt):
         return None
-    if ot.fmt != "jsonl":
-        if not ot.plain:
-            return None
-        if ot.quote:
-            q = ot.quote.encode()
-            if old.holds.get(q, True) or new.holds.get(q, True):
-                return None
     rows = _rows(old, ot), _rows(new, nt)
     if rows[0] is None or rows[1] is None or not _alike(old.head, new.head):
         return None
