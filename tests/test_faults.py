@@ -290,8 +290,8 @@ def test_an_unknown_revision_lists_the_closest_names(repo: Repo) -> None:
         (("show", "baselin"), ("unknown revision 'baselin'", "baseline")),
         (("checkout", "featur"), ("unknown revision 'featur'", "feature")),
         (("diff", "basline", "HEAD"), ("basline", "baseline")),
-        (("cat", "v9:f.txt"), ("'v9'", "v1 to v2 exist on main")),
-        (("ls", "HEAD~5"), ("HEAD~5", "no parent")),
+        (("cat", "v9:f.txt"), ("'v9': main has v1 to v2",)),
+        (("ls", "HEAD~5"), ("HEAD~5': HEAD is v2 and v1 has no parent: go back at most 1",)),
         (("log", "HAED"), ("HAED", "HEAD")),
         (("show", "dead"), ("unknown revision 'dead'",)),
         (("tag", "t", "nowhere"), ("unknown revision 'nowhere'",)),
@@ -299,6 +299,10 @@ def test_an_unknown_revision_lists_the_closest_names(repo: Repo) -> None:
     for args, fragments in cases:
         repo.fail(*args, fragments=fragments)
     assert repo.status()["head"] == "v2"
+    repo.ok("checkout", "v1")  # detached on main's chain: numbers still count along main
+    repo.fail("show", "v3", fragments=("'v3': main has v1 to v2",))
+    repo.fail("show", "HEAD~1", fragments=("'HEAD~1': HEAD is v1, which has no parent",))
+    repo.ok("switch", "main")
     repo.fsck_clean()
 
 

@@ -66,13 +66,20 @@ class FileUnreadable(UsageError):
 
 
 class RevisionNotFound(DvfsError):
-    """An unknown revision; ``candidates`` holds the closest existing names."""
+    """An unknown revision; ``candidates`` holds the closest existing names.
 
-    def __init__(self, rev: str, candidates: Sequence[str] = ()) -> None:
+    ``hint`` replaces the guesses in the message when the revision's form says what
+    went wrong (a version number past the branch's last, a walk back past the first
+    version); ``candidates`` still lists what to link to (the dashboard does).
+    """
+
+    def __init__(self, rev: str, candidates: Sequence[str] = (), hint: str = "") -> None:
         self.rev = rev
         self.candidates = list(candidates)
         msg = f"unknown revision {rev!r}"
-        if self.candidates:
+        if hint:
+            msg += f": {hint}"
+        elif self.candidates:
             msg += "; did you mean: " + ", ".join(self.candidates)
         else:
             msg += "; run `dvfs log` or `dvfs branch` to see what exists"

@@ -18,6 +18,7 @@ from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.ops.diff import flat_params
 from vfs.quoting import escape_text, quote_name
+from vfs.repo.history import NO_VERSIONS
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
@@ -150,7 +151,7 @@ def log(
     if remote_name is not None:
         rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
     if rev is None and repo.history.head_id() is None:
-        raise UsageError("no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`")
+        raise UsageError(NO_VERSIONS)
     hist = repo.history
     lines: list[drawing.GraphLine] = []
     if graph:

@@ -42,6 +42,9 @@ _VN_RE = re.compile(r"^v(\d+)$")
 M = TypeVar("M")
 
 
+NO_VERSIONS = "no versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`"
+
+
 class History:
     """Read access to versions and trees, with a small decoded-record cache."""
 
@@ -103,11 +106,20 @@ class History:
 
     # resolving -----------------------------------------------------------------
 
-    def _vn(self, n: int) -> bytes | None:
+    def _numbered(self) -> tuple[bytes | None, str]:
+        """The version that ``vN`` counts back from, and what to call its chain.
+
+        That is the branch's tip, even with HEAD detached on the branch's chain; a HEAD
+        detached off it counts along its own chain.
+        """
         h = self.refs.head()
         tip = self.refs.get(f"refs/heads/{h.branch}")
         if h.detached is not None and not self.on_chain(tip, h.detached):
-            tip = h.detached  # detached off the branch: count along its own chain
+            return h.detached, "the detached HEAD"
+        return tip, h.branch
+
+    def _vn(self, n: int) -> bytes | None:
+        tip = self._numbered()[0]
         if tip is None or n < 1:
             return None
         for oid, v in self.chain(tip):
@@ -227,7 +239,7 @@ class History:
         if name == "HEAD":
             oid = self.head_id()
             if oid is None:
-                raise RevisionNotFound("HEAD", ["(no versions yet: run `dvfs commit`)"])
+                raise RevisionNotFound("HEAD", hint=NO_VERSIONS)
             return oid
         m = _VN_RE.match(name)
         if m:
@@ -249,22 +261,24 @@ class History:
         base, back = m.group("base"), m.group("back")
         oid = self._base(base)
         if oid is None:
-            m_vn = _VN_RE.match(base)
-            tip = self.head_id()
-            if m_vn and tip is not None:
-                head = self.refs.head()
-                raise RevisionNotFound(
-                    rev, [f"v1 to v{self.version(tip).number} exist on {head.branch}"]
-                )
+            if _VN_RE.match(base):
+                tip, chain = self._numbered()
+                if tip is None:
+                    raise RevisionNotFound(rev, hint=NO_VERSIONS)
+                last = self.version(tip).number
+                has = "only v1" if last == 1 else f"v1 to v{last}"
+                hint = f"{chain} has {has}"
+                raise RevisionNotFound(rev, [f"v{last}"], hint=hint)  # the newest is closest
             raise RevisionNotFound(rev, self._close(base))
         steps = 0 if back is None else int(back or "1")
         start = self.version(oid).number
         for _ in range(steps):
             v = self.version(oid)
             if not v.parents:
-                raise RevisionNotFound(
-                    rev, [f"{base} is v{start}: v1 has no parent, go back at most {start - 1}"]
-                )
+                hint = f"{base} is v{start} and v1 has no parent: go back at most {start - 1}"
+                if start == 1:
+                    hint = f"{base} is v1, which has no parent"
+                raise RevisionNotFound(rev, hint=hint)
             oid = v.parents[0]
         return oid
 
