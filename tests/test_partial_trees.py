@@ -22,6 +22,7 @@ import pytest
 from tests.support.cli import Repo, assert_ok, commit_files, init_repo, run
 from tests.support.data import rand
 from vfs.backends import open_backend
+from vfs.repo.stage import Index
 
 KiB = 1024
 
@@ -200,16 +201,17 @@ def test_a_file_that_appears_is_compared_and_rm_drops_the_others(
 
 def test_an_index_from_before_and_no_index_at_all(origin: Origin, tmp_path: Path) -> None:
     """A format 1 index is read as it is; a clone whose index file is missing (made by
-    an older ``clone --no-checkout``) has its files not checked out, not deleted. The
-    index is written in format 1 whenever no path is left out, as an older dvfs reads it."""
+    an older ``clone --no-checkout``) has its files not checked out, not deleted. Any
+    index is written in format 3 (``vfs.repo.stage``)."""
     b = origin.clone(tmp_path, "b", "--no-checkout")
     index = b.root / ".dvfs" / "index"
     index.unlink()
     assert not_checked_out(b) == AT_V2
     b.ok("pull", "data/x")
-    rec = msgpack.unpackb(index.read_bytes(), raw=False)
-    assert rec["v"] == 2
-    old = {**rec, "v": 1, "entries": [e for e in rec["entries"] if len(e) == 10]}
+    now = Index.load(index)
+    assert now.version == 3 and now.absent()
+    rows = [list(r) for _, r in sorted(now.rows()) if len(r) == 10]
+    old = {"v": 1, "written_ns": now.written_ns, "head": now.head, "entries": rows}
     index.write_bytes(msgpack.packb(old, use_bin_type=True))  # as an older dvfs wrote it
     st = b.status()  # what an older index lacks reads as a staged removal, as it did
     assert st["not_checked_out"] == [] and st["deleted"] == []
@@ -221,5 +223,5 @@ def test_an_index_from_before_and_no_index_at_all(origin: Origin, tmp_path: Path
     ]
     b.ok("checkout", "--force", "HEAD")
     assert not_checked_out(b) == []
-    assert msgpack.unpackb(index.read_bytes(), raw=False)["v"] == 1
+    assert Index.load(index).version == 3 and not Index.load(index).absent()
     b.fsck_clean()

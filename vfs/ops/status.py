@@ -24,7 +24,7 @@ from vfs.model.codec import (
 from vfs.ops import merging
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
-from vfs.repo.stage import Index, Staged
+from vfs.repo.stage import INDEX_FORMAT, Index, Staged
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import (
     Found,
@@ -60,9 +60,7 @@ def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
     Over the sorted paths, each directory's paths are skipped by bisection: looking
     at each of 20,000 paths was a twentieth of a clean ``status``.
     """
-    keys = list(index.paths())
-    if keys != sorted(keys):  # (the index is saved sorted: one pass to confirm it)
-        keys.sort()
+    keys = index.sorted_paths()
     dirs: set[bytes] = set()
     files: list[bytes] = []
     i, n = 0, len(keys)
@@ -239,8 +237,8 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
 
         staged = diff_maps(base_files(hist, index), index.entries)
     work = work_state(repo, index, workers, warn)
-    if work.refreshed:
-        try:
+    if work.refreshed or (index.version != INDEX_FORMAT and index.on_disk and not work.unreadable):
+        try:  # (an index of an older format is rewritten: the next status reads it faster)
             with repo.locked(wait=0):
                 index.save()
         except Exception:  # refreshing is an optimisation; never fail status for it

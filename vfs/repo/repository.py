@@ -199,6 +199,8 @@ class Repository:
         """
         try:
             index = Index.load(self.dir / "index")
+            if rebuild:
+                index.check()  # (else a damaged part is found when first used)
         except FormatError as exc:
             if not rebuild:
                 raise

@@ -1,0 +1,128 @@
+"""The staging index's file (``vfs.repo.stage``): format 3, and the older formats it replaces.
+
+A clean ``status`` reads only the paths and the stat columns of a format 3 index, so
+these tests hold the columns to what the rows say: the same records back, the same
+answers from the columns as from the records, the older msgpack formats read and
+rewritten, and damage refused with the one line that says how to rebuild.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from tests.support.cli import (
+    Repo,
+    assert_error,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
+from vfs.model.codec import ChunkRef, Kind
+from vfs.repo.stage import HEADER, INDEX_FORMAT, MAGIC, Index, Staged
+
+ID = bytes(range(32))
+
+
+def records(here: Path) -> dict[bytes, Staged]:
+    """Staged records of every kind the index holds, one of them the stat of ``here``."""
+    st = os.lstat(here)
+    return {
+        b"a/file.bin": Staged(
+            Kind.FILE, 0o644, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+            b"\x01" * 32, (ChunkRef(b"\x02" * 32, 10), ChunkRef(b"\x03" * 32, 5)),
+        ),
+        b"a/link": Staged(Kind.SYMLINK, 0o777, 6, 5, 6, 7, target=b"target"),
+        b"absent/x": Staged(Kind.FILE, 0o600, 1, 2, -1, -1, b"\x04" * 32, (), b"", False),
+        b"big-inode": Staged(Kind.FILE, 0o755, 0, -5, 3, (1 << 64) - 2, b"\x05" * 32),
+        "dir/é \x01name".encode(): Staged(Kind.FILE, 0o640, 3, 4, 5, 6, b"\x06" * 32),
+    }  # fmt: skip
+
+
+def test_format_3_gives_back_every_record_and_answers_as_the_records_do(tmp_path: Path) -> None:
+    here = tmp_path / "here"
+    here.write_bytes(b"x" * 15)
+    os.utime(here, ns=(1, 1))  # (old enough to be trusted)
+    index = Index(tmp_path / "index")
+    index.entries = records(here)
+    index.head, index.base = ID, None
+    index.save()
+    raw = (tmp_path / "index").read_bytes()
+    assert raw.startswith(MAGIC) and HEADER.unpack_from(raw)[1] == INDEX_FORMAT == 3
+
+    cols = Index.load(tmp_path / "index")  # the columns, content not decoded
+    recs = Index.load(tmp_path / "index")
+    recs.check()
+    assert (cols.version, cols.head, cols.base, cols.written_ns) == (3, ID, None, index.written_ns)
+    assert cols.count() == 5 and list(cols.paths()) == sorted(records(here))
+    assert cols.absent() == recs.absent() == [b"absent/x"]
+    assert cols.is_absent(b"absent/x") and not cols.is_absent(b"a/link")
+    st = os.lstat(here)
+    assert cols.fresh(b"a/file.bin", st) is True
+    assert cols.fresh(b"a/link", st) is False and cols.fresh(b"nope", st) is None
+    found = [(p, st) for p in [*records(here), b"untracked"]]
+    assert cols.triage(found) == recs.triage(found) == index.triage(found)
+    assert recs.entries == records(here)
+    assert cols.get(b"big-inode") == records(here)[b"big-inode"]
+    assert cols.entries == records(here)
+
+    with pytest.raises(Exception, match="is damaged"):  # cut short: refused when loaded
+        (tmp_path / "index").write_bytes(raw[:-1])
+        Index.load(tmp_path / "index")
+
+
+def legacy(index: Path, version: int) -> dict[str, Any]:
+    """Rewrite ``index`` as the msgpack record of format ``version`` (1 or 2) held it."""
+    old = Index.load(index)
+    rows = [list(r) for _, r in sorted(old.rows())]
+    rec = {"v": version, "written_ns": old.written_ns, "head": old.head, "entries": rows}
+    if version == 2:
+        rec["base"] = old.base
+    index.write_bytes(msgpack.packb(rec, use_bin_type=True))
+    return rec
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_index_is_read_and_status_rewrites_it(repo: Repo, version: int) -> None:
+    repo.write("d/a.txt", "a")
+    repo.write("d/e/b.txt", "b")
+    repo.write("top.txt", "t")
+    repo.ok("add", "d", "top.txt")
+    repo.commit("one")
+    index = repo.root / ".dvfs" / "index"
+    legacy(index, version)
+    repo.write("d/a.txt", "changed")
+    first = repo.ok("status").out
+    assert "modified: d/a.txt" in first
+    assert Index.load(index).version == 3  # rewritten by that status
+    assert repo.ok("status").out == first
+    repo.ok("restore", "d/a.txt")
+    assert "working tree clean" in repo.ok("status").out
+    repo.fsck_clean()
+
+
+def test_a_damaged_index_of_format_3_is_one_line(repo: Repo) -> None:
+    # Paths out of order, a header that lies, content that does not decode: each
+    # gives the line that says how to rebuild, and that rebuild works.
+    repo.write("d/a.txt", "a")
+    repo.write("d/b.txt", "b")
+    repo.ok("add", "d")
+    repo.commit("one")
+    index = repo.root / ".dvfs" / "index"
+    good = index.read_bytes()
+    n_at = HEADER.size + HEADER.unpack_from(good)[4]
+    swapped = good[:n_at] + good[n_at:].replace(b"d/a.txt\0d/b.txt", b"d/b.txt\0d/a.txt", 1)
+    longer = bytearray(good)
+    longer[8:12] = (4).to_bytes(4, "little")  # a version it does not know
+    garbled = good[:-8] + b"\xc1" * 8  # the content block's tail
+    for bad, args in ((swapped, "status"), (bytes(longer), "status"), (garbled, "add")):
+        index.write_bytes(bad)
+        line = assert_error(repo.run(args, "d" if args == "add" else "-v"), "staging index")
+        assert "is damaged" in line and "dvfs checkout --force HEAD" in line
+        repo.ok("checkout", "--force", "HEAD")
+        assert Index.load(index).version == 3
+        assert "working tree clean" in repo.ok("status").out
+    repo.fsck_clean()
