@@ -140,16 +140,21 @@ def both(root: Path, fmt: Format, old: bytes, new: bytes, key: list[str]) -> tup
 
     The fast attempt is made twice more after the full diff, with a cache of proved
     files (``vfs.tables.checks``) that the full diff filled, then the fast one: both
-    must give the first fast attempt's outcome.
+    must give the first fast attempt's outcome. So must two more with a cache that a
+    fast attempt fills first (it keeps the key's bounds, which the second one reads).
     """
     a, b = side(root, "old", old, fmt), side(root, "new", new, fmt)
     results: list[RowDiff | KeyNotUnique] = []
-    with tempfile.TemporaryDirectory(dir=root) as cache:
+    with (
+        tempfile.TemporaryDirectory(dir=root) as cache,
+        tempfile.TemporaryDirectory(dir=root) as other,
+    ):
         for share, dvfs_dir in ((None, None), (0.0, None), (None, cache), (0.0, cache)):
             results.append(diff_once(root, fmt, a, b, key, share, dvfs_dir))
-        results.append(diff_once(root, fmt, a, b, key, 0.0, cache))
+        for dvfs_dir in (cache, other, other):
+            results.append(diff_once(root, fmt, a, b, key, 0.0, dvfs_dir))
     fast = results[1]
-    assert [outcome(r) for r in results[2:]] == [outcome(results[0]), outcome(fast), outcome(fast)]
+    assert [outcome(r) for r in results[2:]] == [outcome(results[0])] + [outcome(fast)] * 4
     return outcome(results[0]), outcome(fast), getattr(fast, "method", "-")
 
 
@@ -372,6 +377,54 @@ def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
     assert got["fresh"][0][1:4] == (0, 0, 1) and got["fresh"][1] == "chunks"
     assert got["reused"][0] == got["twice"][0] == "key not unique"
     assert got["moved"][0][1:4] == (1, 1, 1) and got["moved"][1] == "chunks"
+
+
+def test_rows_added_with_keys_beyond_the_old_files_are_compared_without_reading_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A first diff keeps the bounds of the old file's integer key (vfs.tables.checks);
+    # rows added later with keys beyond them cannot collide with a shared row, so the
+    # old file is not read again. A key within the bounds (a gap refilled) still is,
+    # and a key reused from a shared row is still an error.
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000) if i != 1500]
+    old = render(rows, "csv", False)
+    appended, refilled, reused = list(rows), list(rows), list(rows)
+    for new in (appended, refilled, reused):
+        new[2000] = (new[2000][0], "again", "1")
+    appended += [(3000 + j, "new", str(j)) for j in range(5)] + [(-7, "low", "1")]
+    refilled.append((1500, "back", "2"))
+    reused.append((10, "again", "2"))
+    sql: list[str] = []
+    run = Engine.run
+
+    def seen(self: Engine, query: str) -> list[tuple[Any, ...]]:
+        sql.append(query)
+        return run(self, query)
+
+    monkeypatch.setattr(Engine, "run", seen)
+    a = side(workdir, "old", old, "csv")
+    first = side(workdir, "new", render(rows[:-1], "csv", False), "csv")
+    got: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(dir=workdir) as cache:
+        diff_once(workdir, "csv", a, first, ["id"], 0.0, cache)  # proves the old file
+        kept = [
+            (Path(cache) / "rowcache" / n).read_bytes()
+            for n in os.listdir(Path(cache) / "rowcache")
+        ]
+        assert b"dvfs-rows 1 2999 0 2999\n" in kept
+        for name, new in (("appended", appended), ("refilled", refilled), ("reused", reused)):
+            b = side(workdir, "new", render(new, "csv", False), "csv")
+            cold = diff_once(workdir, "csv", a, b, ["id"], None, None)
+            sql.clear()
+            warm = diff_once(workdir, "csv", a, b, ["id"], 0.0, cache)
+            assert outcome(warm) == outcome(cold)
+            read = any(
+                str(a.file) in q for q in sql if "sniff_csv" not in q
+            )  # rows, not its dialect
+            got[name] = outcome(warm), warm.method if isinstance(warm, RowDiff) else "-", read
+    assert got["appended"][0][1:4] == (6, 0, 1) and got["appended"][1:] == ("chunks", False)
+    assert got["refilled"][0][1:4] == (1, 0, 1) and got["refilled"][1:] == ("chunks", True)
+    assert got["reused"][0] == "key not unique"
 
 
 @pytest.mark.parametrize(

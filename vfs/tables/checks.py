@@ -10,10 +10,17 @@ proved before (several versions diffed against one base, or the next version
 against this one) reads only the key column of the older file, for the rows whose
 key a changed row of the newer side also has.
 
+A diff may also know bounds of the key: for a first key column of an integer type,
+a low and a high value between which every key of the file lies (its least and
+greatest, or a range holding them). A later diff whose changed rows bring keys
+outside those bounds (rows appended with new ids) knows that no shared row has such
+a key, and does not read the older file at all.
+
 An entry is ``.dvfs/rowcache/<64 hex>``: the hex is the BLAKE3 hash of everything the
 facts depend on (the file's chunk ids and sizes, the ``Table`` that reads it, typed
 or text, the key columns, the engine's version), its content ``dvfs-rows 1 <rows>\\n``
-with the rows the engine reads. It is a cache, local to the repository and never
+with the rows the engine reads, or ``dvfs-rows 1 <rows> <low> <high>\\n`` with the
+key's bounds (decimal integers). It is a cache, local to the repository and never
 part of its format: an entry that is missing or not exactly of that form is not
 used; entries are written without fsync (the rename keeps them whole; a crash may
 lose one) and writing one may fail silently (a read-only ``.dvfs``).
@@ -39,7 +46,18 @@ from vfs.tables.engine import Table
 
 DIR = "rowcache"
 FORMAT = 1
-_ENTRY = re.compile(rb"dvfs-rows 1 (0|[1-9][0-9]{0,18})\n")
+_INT = rb"(-?(?:0|[1-9][0-9]{0,39}))"
+_ENTRY = re.compile(rb"dvfs-rows 1 (0|[1-9][0-9]{0,18})(?: " + _INT + b" " + _INT + rb")?\n")
+# The key types whose bounds are kept: their values, their order and equality are
+# the integers' own, and every value fits in the entry (UHUGEINT: 39 digits).
+INTEGERS = {
+    "TINYINT": (-(2**7), 2**7 - 1), "SMALLINT": (-(2**15), 2**15 - 1),
+    "INTEGER": (-(2**31), 2**31 - 1), "BIGINT": (-(2**63), 2**63 - 1),
+    "HUGEINT": (-(2**127), 2**127 - 1), "UTINYINT": (0, 2**8 - 1),
+    "USMALLINT": (0, 2**16 - 1), "UINTEGER": (0, 2**32 - 1), "UBIGINT": (0, 2**64 - 1),
+    "UHUGEINT": (0, 2**128 - 1),
+}  # fmt: skip
+Bounds = tuple[int, int]
 _NAME = re.compile(r"[0-9a-f]{64}")
 
 
@@ -85,17 +103,44 @@ def name(chunks: Sequence[ChunkRef], table: Table, text: bool, key: Sequence[str
     return entry_name(json.dumps(what, separators=(",", ":")).encode(), chunks)
 
 
-def rows(dvfs_dir: Path | None, entry: str) -> int | None:
-    """The rows recorded in ``entry``, or None when there is no valid entry."""
+def bounded(table: Table, key: Sequence[str], text: bool) -> str | None:
+    """The type of the key's first column if bounds of it can be kept, else None."""
+    if text or not key:
+        return None
+    kind = table.types().get(key[0])
+    return kind if kind in INTEGERS else None
+
+
+def proof(dvfs_dir: Path | None, entry: str, kind: str | None = None
+          ) -> tuple[int, Bounds | None] | None:  # fmt: skip
+    """The rows recorded in ``entry`` and the key's bounds if it holds bounds that fit
+    ``kind`` (the key's type, ``bounded``), or None when there is no valid entry."""
     if not _NAME.fullmatch(entry):
         return None
-    data = read_entry(dvfs_dir, entry, 64)
+    data = read_entry(dvfs_dir, entry, 128)
     m = _ENTRY.fullmatch(data) if data is not None else None
-    return int(m.group(1)) if m else None
+    if m is None:
+        return None
+    bounds = None
+    if m.group(2) is not None and kind in INTEGERS:
+        low, high = int(m.group(2)), int(m.group(3))
+        least, most = INTEGERS[kind]
+        if least <= low <= high <= most:
+            bounds = low, high
+    return int(m.group(1)), bounds
 
 
-def record(dvfs_dir: Path | None, entry: str, count: int) -> None:
-    """Record that the file of ``entry`` was proved, with ``count`` rows (best effort)."""
-    if not _NAME.fullmatch(entry) or count < 0 or rows(dvfs_dir, entry) == count:
+def record(dvfs_dir: Path | None, entry: str, count: int, bounds: Bounds | None = None) -> None:
+    """Record that the file of ``entry`` was proved, with ``count`` rows and the key's
+    ``bounds`` if known (best effort)."""
+    if not _NAME.fullmatch(entry) or count < 0:
         return
-    write_entry(dvfs_dir, entry, b"dvfs-rows 1 %d\n" % count)
+    text = b"dvfs-rows 1 %d" % count
+    if bounds is not None and bounds[0] <= bounds[1]:
+        text += b" %d %d" % bounds
+    text += b"\n"
+    kept = read_entry(dvfs_dir, entry, 128)
+    if kept == text or (bounds is None and kept is not None and kept.startswith(text[:-1] + b" ")
+                        and _ENTRY.fullmatch(kept)):  # fmt: skip
+        return  # the same, or the same rows with bounds that another diff found
+    write_entry(dvfs_dir, entry, text)

@@ -28,8 +28,13 @@ def _expr(alias: str, col: str, as_text: bool) -> str:
 def key_totals(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
     sources: list[tuple[str, int, int, Sequence[str]]],
+    bounds: list[tuple[int, int] | None] | None = None,
 ) -> tuple[int, int]:  # fmt: skip
     """Rows on each side, after checking that the key names one row on each.
+
+    ``bounds``, when given, gets the least and greatest value of the key's first
+    column on each side (old, new; None for a side without rows) from the same pass:
+    for an integer column only (``vfs.tables.checks.bounded``).
 
     ``sources``: (relation, weight on the old side, weight on the new, columns whose
     every value is converted on the way): each row counts that many times towards
@@ -55,10 +60,22 @@ def key_totals(
         "count(*) FILTER (WHERE __b = 1) - count(*) FILTER (WHERE __b = -1) AS nb "
         f"FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL) "
         "SELECT coalesce(sum(na), 0), coalesce(sum(nb), 0), "
-        f"first(struct_pack({example}, na := na, nb := nb)) FILTER (WHERE na > 1 OR nb > 1) "
-        "FROM g"
+        f"first(struct_pack({example}, na := na, nb := nb)) FILTER (WHERE na > 1 OR nb > 1)"
+        + (
+            ", min(k0) FILTER (WHERE na > 0), max(k0) FILTER (WHERE na > 0), "
+            "min(k0) FILTER (WHERE nb > 0), max(k0) FILTER (WHERE nb > 0)"
+            if bounds is not None
+            else ""
+        )
+        + " FROM g"
     )
-    total_a, total_b, dup = rows[0]
+    total_a, total_b, dup = rows[0][:3]
+    if bounds is not None:
+        lo_a, hi_a, lo_b, hi_b = rows[0][3:]
+        bounds[:] = [
+            None if lo is None or hi is None else (int(lo), int(hi))
+            for lo, hi in ((lo_a, hi_a), (lo_b, hi_b))
+        ]
     if dup is not None:
         shown = ", ".join(f"{quote_name(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
         label = out.old_label if dup["na"] > 1 else out.new_label

@@ -143,15 +143,16 @@ def diff_rows(
         out.added = out.removed = out.changed = out.unchanged = 0
         out.columns, out.rows = {}, []  # nothing of a pass that failed half-way
         try:
+            bounds: list[checks.Bounds | None] = [None, None]  # of the key, on each side
             if plan is not None:
-                _fast(engine, out, old, new, ot, nt, plan, key, limit, text, cache)
+                bounds = _fast(engine, out, old, new, ot, nt, plan, key, limit, text, cache)
             elif parts is not None:
                 out.method, out.shared_bytes = "full", 0  # every row compared, as text first
-                _parts(engine, out, old, new, ot, nt, parts, key, limit, text, cache)
+                bounds = _parts(engine, out, old, new, ot, nt, parts, key, limit, text, cache)
             else:
                 _full(engine, out, old, new, ot, nt, key, limit, text)
             if key:
-                _proved(cache, out, old, ot, new, nt, key, text)
+                _proved(cache, out, old, ot, new, nt, key, text, bounds)
             return out
         except TypeMismatch as exc:
             if text:  # read as text, a value that does not convert is not a table's
@@ -298,8 +299,8 @@ def _alike(old: bytes, new: bytes) -> bool:
 def _fast(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     plan: regions.Plan, key: Sequence[str], limit: int, text: bool, cache: Path | None,
-) -> None:  # fmt: skip
-    """Write the changed rows out and compare only them.
+) -> list[checks.Bounds | None]:  # fmt: skip
+    """Write the changed rows out and compare only them; the key's bounds (``_parts``).
 
     The shared rows S are never written out: where they must be read (the key check,
     the unkeyed count of unchanged rows), the old file (S + CA) is read and CA
@@ -315,56 +316,82 @@ def _fast(
                 write_ranges(src.fileno(), ranges, dst.fileno(), header)
     out.method = "chunks"
     out.shared_bytes = plan.shared_bytes
-    _parts(engine, out, old, new, ot, nt, files, key, limit, text, cache)
+    return _parts(engine, out, old, new, ot, nt, files, key, limit, text, cache)
 
 
 def _parts(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     files: tuple[Path, Path], key: Sequence[str], limit: int, text: bool, cache: Path | None,
-) -> None:  # fmt: skip
+) -> list[checks.Bounds | None]:  # fmt: skip
     """Compare the changed rows CA and CB (``files``, each with the old file's header)
     and count the shared ones from the old file (module doc): the fast paths' common
-    part."""
+    part. Returns bounds of the key on each side, where they were found on the way
+    (``vfs.tables.checks``)."""
     whole = ot.relation(old.file, text)
     a_rel, b_rel = ot.relation(files[0], text), nt.relation(files[1], text)
     counted = (_rows(old, ot), _rows(new, nt))
     checked = _checked(old, ot, text)
+    bounds: list[checks.Bounds | None] = [None, None]
     if key:
-        proved = checks.rows(cache, checks.name(old.chunks, ot, text, key))
-        if proved is not None and counted[0] not in (None, proved):
+        kind = checks.bounded(ot, key, text) if ot == nt else None
+        proved = checks.proof(cache, checks.name(old.chunks, ot, text, key), kind)
+        if proved is not None and counted[0] not in (None, proved[0]):
             proved = None  # a damaged entry: the rows counted from the newlines say so
         if proved is not None:
-            counts = _collisions(engine, out, ot, nt, key, whole, a_rel, b_rel, proved)
+            counts = _collisions(
+                engine, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds
+            )
         else:
             counts = key_totals(
                 engine, out, ot, nt, key,
                 [(whole, 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
+                bounds if kind else None,
             )  # fmt: skip
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
         shared = engine.count(whole, checked) - engine.count(a_rel)
         unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
+    return bounds
 
 
 def _collisions(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
-    whole: str, a_rel: str, b_rel: str, proved: int,
+    whole: str, a_rel: str, b_rel: str, proved: tuple[int, checks.Bounds | None],
+    kind: str | None, bounds: list[checks.Bounds | None],
 ) -> tuple[int, int]:  # fmt: skip
-    """``key_totals`` of the fast path for an old file already proved to hold ``proved``
-    rows, every value fitting its type and every key naming one row.
+    """``key_totals`` of the fast path for an old file already proved to hold
+    ``proved[0]`` rows, every value fitting its type and every key naming one row.
 
     The new side is S + CB with S = old - CA, so a key names several of its rows only
     if CB has it: of the old file, only the rows with a key CB has are counted, and
     only its key columns are read. Every row outside them counts once on each side,
     which gives the totals. When every key of CB is a key of CA (rows edited in
-    place), the old file is not read at all: its only row with such a key is CA's.
+    place), or lies outside the old file's key bounds (``proved[1]``: rows added with
+    new ids), the old file is not read at all: its only row with such a key is CA's.
+
+    ``kind``: the key's type if it has bounds (``checks.bounded``); then ``bounds``
+    gets the old file's and bounds of the new side's keys (S's within the old
+    file's, CB's read here).
     """
     keys = ", ".join(ident(k) for k in key)
     on = " AND ".join(f"__w.{ident(k)} IS NOT DISTINCT FROM __c.{ident(k)}" for k in key)
-    fresh = engine.run(
-        f"SELECT count(*) FROM (SELECT {keys} FROM {b_rel}) __w "
+    known = proved[1] if kind is not None else None
+    first = f"__w.{ident(key[0])}"
+    within, extent = "true", ""
+    if known is not None:
+        low, high = (f"CAST({literal(str(v))} AS {kind})" for v in known)
+        within = f"{first} IS NULL OR {first} BETWEEN {low} AND {high}"
+        extent = f", min({first}), max({first})"
+    row = engine.run(
+        f"SELECT count(*) FILTER (WHERE {within}){extent} FROM (SELECT {keys} FROM {b_rel}) __w "
         f"ANTI JOIN (SELECT {keys} FROM {a_rel}) __c ON {on}"
-    )[0][0]
+    )[0]
+    fresh = row[0]  # keys of CB that the shared rows may have
+    if known is not None:
+        lows = [known[0]] + ([] if row[1] is None else [int(row[1])])
+        highs = [known[1]] + ([] if row[2] is None else [int(row[2])])
+        # of CB's keys, those CA has too are within the old file's bounds
+        bounds[:] = [known, (min(lows), max(highs))]
     hit = (
         f"(SELECT __w.* FROM (SELECT {keys} FROM {whole if fresh else a_rel}) __w "
         f"SEMI JOIN (SELECT {keys} FROM {b_rel}) __c ON {on})"
@@ -372,22 +399,23 @@ def _collisions(
     part, total_b = key_totals(
         engine, out, ot, nt, key, [(hit, 1, 1, ()), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
     )
-    return proved, proved - part + total_b
+    return proved[0], proved[0] - part + total_b
 
 
 def _proved(
     cache: Path | None, out: RowDiff, old: Side, ot: Table, new: Side, nt: Table,
-    key: Sequence[str], text: bool,
+    key: Sequence[str], text: bool, bounds: Sequence[checks.Bounds | None] = (None, None),
 ) -> None:  # fmt: skip
     """Record what a keyed diff that finished proved of each side (``vfs.tables.checks``):
     every value fits its type (the full path reads every value; the fast path the old
-    file's and CB's, and S is in the old file), the key names one row, and its rows."""
+    file's and CB's, and S is in the old file), the key names one row, and its rows;
+    with ``bounds`` of the key on each side where the diff found them."""
     if cache is None:
         return
     rows = (out.unchanged + out.removed + out.changed, out.unchanged + out.changed + out.added)
-    for side, table, n in ((old, ot, rows[0]), (new, nt, rows[1])):
+    for side, table, n, b in ((old, ot, rows[0], bounds[0]), (new, nt, rows[1], bounds[1])):
         if side.present and not table.empty and side.chunks:
-            checks.record(cache, checks.name(side.chunks, table, text, key), n)
+            checks.record(cache, checks.name(side.chunks, table, text, key), n, b)
 
 
 def _full(
