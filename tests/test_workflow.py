@@ -227,6 +227,10 @@ def test_ls_and_cat(repo: Repo) -> None:
     repo.fail("cat", "v1:d", fragments=("is a directory",))
     repo.fail("cat", "v1:d/nope.txt", fragments=("d/nope.txt", "does not exist"))
     repo.fail("ls", "v1:nope", fragments=("nope", "does not exist"))
+    # the path may also follow the revision as a second argument, as in `git ls-tree`
+    assert repo.ok("ls", "v1", "d").out == text
+    assert repo.run("cat", "v1", "d/s/small.txt").raw == b"hello\n"
+    repo.fail("cat", "v1:d/big.bin", "d/big.bin", fragments=("REV:PATH or REV PATH",))
     repo.fsck_clean()
 
 

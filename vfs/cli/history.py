@@ -322,20 +322,24 @@ def mode_string(e: Entry) -> str:
 
 @click.command(cls=DvfsCommand, name="ls")
 @click.argument("target", default="HEAD", metavar="REV[:DIR]")
+@click.argument("path", required=False, metavar="[DIR]")
 @click.option(
     "-r", "--recursive", is_flag=True, help="Every file and link below DIR, by its path."
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def ls_cmd(target: str, recursive: bool, as_json: bool) -> None:
+def ls_cmd(target: str, path: str | None, recursive: bool, as_json: bool) -> None:
     """List a directory of a version without checking it out.
+
+    The directory follows the revision after a colon or as a second argument.
 
     \b
     Examples:
       dvfs ls
       dvfs ls v2:data/images --json
+      dvfs ls v2 data/images      # the same
       dvfs ls -r v2:data          # every file below data/
     """
-    rows = browse.ls(repo_here(), target, recursive)
+    rows = browse.ls(repo_here(), joined(target, path, "DIR"), recursive)
     if as_json:
         emit_json(
             [
@@ -354,20 +358,33 @@ def ls_cmd(target: str, recursive: bool, as_json: bool) -> None:
         )
 
 
+def joined(target: str, path: str | None, what: str) -> str:
+    """``REV:PATH`` from ``REV:PATH`` alone or from ``REV`` and ``PATH`` given apart."""
+    if path is None:
+        return target
+    if ":" in target:
+        raise UsageError(f"give REV:{what} or REV {what}, not both ({target!r} and {path!r})")
+    return f"{target}:{path}"
+
+
 @click.command(cls=DvfsCommand)
 @click.argument("target", metavar="REV:PATH")
+@click.argument("path", required=False, metavar="[PATH]")
 @OFFLINE
-def cat(target: str, offline: bool) -> None:
+def cat(target: str, path: str | None, offline: bool) -> None:
     """Write a file of a version to standard output.
 
-    Data not in the local store is downloaded from the default remote first.
+    The path follows the revision after a colon or as a second argument. Data not
+    in the local store is downloaded from the default remote first.
 
     \b
     Examples:
       dvfs cat v1:data/labels.csv > labels-v1.csv
+      dvfs cat v1 data/labels.csv > labels-v1.csv
     """
     from vfs.remote import ondemand
 
+    target = joined(target, path, "PATH")
     repo = repo_here()
     rev = target.partition(":")[0] or "HEAD"
 
