@@ -55,6 +55,9 @@ def test_run_defines_and_runs_stages_and_commit_records_their_lineage(
         staged_paths(repo)
     )
     repo.fail("run", "-n", "train", "--", "true", fragments=("already exists", "--force"))
+    # a path given on the command line is refused as itself, not as a line of dvfs.yaml
+    line = repo.fail("run", "-n", "up", "-d", "../x", "-o", "y", "--", "true")
+    assert line == "dvfs: error: dep ../x is outside the working tree"
     repo.commit("trained")
     shown = yaml.safe_load(repo.ok("show", "--format", "yaml").out)
     stages = {s["stage"]: s for s in shown["pipeline"]}

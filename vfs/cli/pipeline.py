@@ -185,7 +185,7 @@ def run_cmd(
     wdir = b"" if here == "." else os.fsencode(here)
 
     def rel(arg: str, what: str = "path") -> bytes:
-        return spec.repo_path(os.path.normpath(arg), wdir, 0, what, what)
+        return spec.repo_path(os.path.normpath(arg), wdir, None, what, what)
 
     stage = spec.Stage(
         name=name,

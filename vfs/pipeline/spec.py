@@ -102,7 +102,10 @@ class SpecError(UsageError):
     """``dvfs.yaml`` is not valid; the message names the file, line and key."""
 
 
-def _err(line: int, key: str, what: str) -> SpecError:
+def _err(line: int | None, key: str, what: str) -> SpecError:
+    """A SpecError at ``line`` of the pipeline file (0: the file; None: a command line)."""
+    if line is None:
+        return SpecError(what)
     where = f"{PIPELINE_FILE}:{line}" if line else PIPELINE_FILE
     return SpecError(f"{where}: {key}: {what}" if key else f"{where}: {what}")
 
@@ -172,8 +175,11 @@ class _Reader:
         ]
 
 
-def repo_path(text: str, wdir: bytes, line: int, key: str, what: str = "path") -> bytes:
+def repo_path(text: str, wdir: bytes, line: int | None, key: str, what: str = "path") -> bytes:
     """The repository path of ``text`` (relative to ``wdir``); SpecError if it may not be one.
+
+    ``line`` places the error in the pipeline file; None says ``text`` came from a
+    command line.
 
     Refused: absolute paths, paths leaving the working tree, the root itself, and
     reserved names (``.git``, ``.dvfs`` and lookalikes anywhere, ``.versions`` at the top).
