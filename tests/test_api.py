@@ -89,6 +89,8 @@ def test_bad_paths_revisions_and_modes_are_named(data: Data) -> None:
         vfs.open("data/nope.csv", rev="first", repo=data.root)
     with pytest.raises(FileNotFoundError, match=r"notes.txt does not exist in v1$"):
         data.repo.read_bytes("notes.txt", rev="v1")
+    with pytest.raises(vfs.RevisionNotFound, match=r"give a mode as mode='r'"):
+        vfs.open("data/train.csv", "r", repo=data.root)  # as builtins.open(path, mode)
     with pytest.raises(vfs.RevisionNotFound) as bad:
         data.repo.open("data/train.csv", rev="v9")
     line = assert_error(run(data.root, "cat", "v9:data/train.csv"))

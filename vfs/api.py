@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -65,7 +66,7 @@ from vfs.api_types import (
     repo_path,
     time_of,
 )
-from vfs.errors import NotAFile, ObjectMissing, PathNotFound, UsageError
+from vfs.errors import NotAFile, ObjectMissing, PathNotFound, RevisionNotFound, UsageError
 from vfs.model.codec import Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
@@ -80,6 +81,7 @@ from vfs.worktree.pools import Workers
 
 MAX_LINKS = 40  # links followed to open one path, as the kernel allows
 JOBS = 8  # requests to a remote at once
+_MODE_LIKE = re.compile(r"[rwaxbt+]{1,3}")  # what a mode passed where the revision goes looks like
 
 
 def _warn(message: str) -> None:
@@ -338,7 +340,14 @@ class Repo:
                     ...
         """
         check_mode(mode)  # before anything is read
-        return open_chunks(self._raw(path, rev), mode, encoding, errors, newline)
+        try:
+            raw = self._raw(path, rev)
+        except RevisionNotFound as exc:
+            if not _MODE_LIKE.fullmatch(rev):
+                raise
+            hint = f"the second argument is the revision: give a mode as mode={rev!r}"
+            raise RevisionNotFound(rev, exc.candidates, hint=hint) from None
+        return open_chunks(raw, mode, encoding, errors, newline)
 
     def read_bytes(self, path: PathArg, rev: str = "HEAD") -> bytes:
         """The whole content of file ``path`` of ``rev``."""
