@@ -96,7 +96,7 @@ def test_an_older_index_is_read_and_status_rewrites_it(repo: Repo, version: int)
     legacy(index, version)
     repo.write("d/a.txt", "changed")
     first = repo.ok("status").out
-    assert "modified: d/a.txt" in first
+    assert "modified: d/a.txt" in first and first.startswith("On branch main (v1)\n")
     assert Index.load(index).version == 3  # rewritten by that status
     assert repo.ok("status").out == first
     repo.ok("restore", "d/a.txt")
@@ -125,4 +125,31 @@ def test_a_damaged_index_of_format_3_is_one_line(repo: Repo) -> None:
         repo.ok("checkout", "--force", "HEAD")
         assert Index.load(index).version == 3
         assert "working tree clean" in repo.ok("status").out
+    repo.fsck_clean()
+
+
+def test_the_index_notes_the_number_of_its_version(repo: Repo) -> None:
+    # What status prints as HEAD's version comes from the index when it was made equal
+    # to HEAD (without reading the version), and from the store when not.
+    index = repo.root / ".dvfs" / "index"
+    repo.write("a.txt", "1")
+    repo.ok("add", "a.txt")
+    one = bytes.fromhex(repo.commit("one"))
+    repo.write("a.txt", "2")
+    repo.ok("add", "a.txt")
+    two = bytes.fromhex(repo.commit("two"))
+    got = Index.load(index)
+    assert (got.head, got.number(two), got.number(one)) == (two, 2, None)
+    assert repo.ok("status").out.startswith("On branch main (v2)\n")
+    repo.ok("checkout", "v1")
+    got = Index.load(index)
+    assert (got.head, got.number(one)) == (one, 1)
+    assert repo.ok("status").out.startswith("HEAD detached at v1\n")
+    repo.ok("switch", "main")
+    repo.write("a.txt", "3")
+    repo.ok("add", "a.txt")  # the index no longer equals HEAD: its head is gone
+    got = Index.load(index)
+    assert got.head is None and got.number(two) == 2  # (two is still its base)
+    out = repo.ok("status").out
+    assert out.startswith("On branch main (v2)\n") and "modified: a.txt" in out
     repo.fsck_clean()

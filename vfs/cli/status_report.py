@@ -217,15 +217,14 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     (by a push, pull or fetch: no remote is asked)."""
     if st.detached or st.head is None:
         return []
-    hist = repo.history
-    mine = hist.head_id()
+    mine = repo.refs.head_id()
     out = []
-    for name in repo.refs.names("remotes"):
+    for name in repo.refs.names("remotes"):  # (none: the history is not even opened)
         remote_name, _, branch = name.partition("/")
         theirs = repo.refs.get(f"refs/remotes/{name}")
         if branch != st.branch or theirs is None or mine is None:
             continue
-        ahead, behind = hist.ahead_behind(mine, theirs)
+        ahead, behind = repo.history.ahead_behind(mine, theirs)
         out.append({"remote": remote_name, "name": name, "ahead": ahead, "behind": behind})
     return out
 

@@ -279,6 +279,7 @@ def restore_version(
                 del index.entries[p]
         index.head = None if carry else target
         index.base = target
+        index.numbers[target] = version.number  # (status names it without reading it)
     else:
         index.head = None  # (a path not restored keeps its entry, and its file, as they were)
     index.save()
@@ -472,6 +473,7 @@ def nothing_checked_out(repo: Repository, target: bytes, branch: str, *, attache
     index = Index(repo.dir / "index")
     index.entries = {p: not_checked_out(e) for p, e in hist.walk(hist.version(target).tree)}
     index.head = index.base = target
+    index.numbers[target] = hist.version(target).number
     index.save()
     repo.refs.set_head(Head(branch) if attached else Head(branch, target))
 

@@ -188,6 +188,7 @@ def commit_locked(
     # the other way round, the next commit would seem to undo this one.
     def noted(oid: bytes) -> None:
         index.head = index.base = oid
+        index.numbers[oid] = hist.version(oid).number  # (status names it without reading it)
         index.save()
 
     made = record_version(

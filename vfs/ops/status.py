@@ -18,11 +18,8 @@ from typing import TYPE_CHECKING
 
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError
-from vfs.model.codec import (
-    Entry,
-)
 from vfs.ops import merging
-from vfs.repo.history import History
+from vfs.repo.refs import Refs
 from vfs.repo.repository import Repository
 from vfs.repo.stage import INDEX_FORMAT, Index, Staged
 from vfs.worktree.pools import Workers
@@ -34,7 +31,9 @@ from vfs.worktree.scan import (
 from vfs.worktree.status import triage_tree
 
 if TYPE_CHECKING:
+    from vfs.model.codec import Entry
     from vfs.ops.diff import Change
+    from vfs.repo.history import History
 
 
 def quiet(_: str) -> None:
@@ -153,10 +152,10 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
     moved to exactly what the index holds (a commit whose index could not be saved)
     is not behind.
     """
-    tip = hist.head_id()
-    base = index.base
-    if base is None or tip is None or base == tip or hist.head().detached is not None:
+    if not may_be_behind(hist.refs, index):
         return None
+    tip, base = hist.head_id(), index.base
+    assert tip is not None and base is not None  # (may_be_behind says so)
     if not hist.on_chain(tip, base):  # a commit killed before its branch moved
         return None
     old = hist.flatten(hist.version(base).tree)
@@ -171,6 +170,19 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
         ):
             return base, old
     return None
+
+
+def may_be_behind(refs: Refs, index: Index) -> bool:
+    """False if the branch certainly has not moved past the working tree (:func:`_behind`):
+    the index names no base, or HEAD's version, or HEAD is detached, or has no version.
+
+    Answered from the refs alone, so that a clean ``status`` reads no version.
+    """
+    base = index.base
+    if base is None or refs.head().detached is not None:
+        return False
+    tip = refs.head_id()
+    return tip is not None and tip != base
 
 
 def same_entry(a: Entry, b: Entry) -> bool:
@@ -224,18 +236,27 @@ def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
         return _status(repo, workers, warn)
 
 
+def label(repo: Repository, index: Index, oid: bytes) -> str:
+    """``vN`` of version ``oid``: noted in the index if it is the index's head or base
+    (``Index.numbers``), else read from the store."""
+    number = index.number(oid)
+    return f"v{number}" if number is not None else repo.history.label(oid)
+
+
 def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
+    """:func:`status`. A clean working tree whose index was made equal to HEAD, and
+    knows its number, is told from the refs and the index alone: no version is read
+    and the history and store modules are not even imported."""
     index = repo.index()
-    hist = repo.history
-    head = hist.head()
-    head_id = hist.head_id()
-    behind = moved_past(hist, index)
+    head = repo.refs.head()
+    head_id = repo.refs.head_id()
+    behind = moved_past(repo.history, index) if may_be_behind(repo.refs, index) else None
     if head_id is not None and index.head == head_id:
         staged: list[Change] = []  # the index was made equal to HEAD and not staged since
     else:
         from vfs.ops.diff import diff_maps  # (nothing staged: nothing to compare)
 
-        staged = diff_maps(base_files(hist, index), index.entries)
+        staged = diff_maps(base_files(repo.history, index), index.entries)
     work = work_state(repo, index, workers, warn)
     if work.refreshed or (index.version != INDEX_FORMAT and index.on_disk and not work.unreadable):
         try:  # (an index of an older format is rewritten: the next status reads it faster)
@@ -245,8 +266,8 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
             pass
     return Status(
         branch=head.branch,
-        detached=None if head.detached is None else hist.label(head.detached),
-        head=None if head_id is None else hist.label(head_id),
+        detached=None if head.detached is None else label(repo, index, head.detached),
+        head=None if head_id is None else label(repo, index, head_id),
         staged=staged,
         work=work,
         behind=behind,

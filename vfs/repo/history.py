@@ -81,10 +81,7 @@ class History:
 
     def head_id(self) -> bytes | None:
         """The version HEAD names, or None on a branch with no versions yet."""
-        h = self.refs.head()
-        if h.detached is not None:
-            return h.detached
-        return self.refs.get(f"refs/heads/{h.branch}")
+        return self.refs.head_id()
 
     def head(self) -> Head:
         """HEAD as parsed from disk."""

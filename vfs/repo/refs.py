@@ -163,6 +163,13 @@ class Refs:
             raise UsageError(f"{ref!r} is not a valid ref name")
         return self.dir / ref
 
+    def head_id(self) -> bytes | None:
+        """The version HEAD names, or None on a branch with no versions yet."""
+        h = self.head()
+        if h.detached is not None:
+            return h.detached
+        return self.get(f"refs/heads/{h.branch}")
+
     def get(self, ref: str) -> bytes | None:
         """The id a ref (``refs/heads/x`` or ``refs/tags/x``) holds, or None (also for
         a name no ref can have)."""

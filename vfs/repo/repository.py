@@ -38,20 +38,23 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vfs import settings
 from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
-from vfs.repo.history import History
 from vfs.repo.refs import Refs, check_ref_name
 from vfs.repo.stage import Index, not_checked_out
 from vfs.store.durable import write_atomic
 from vfs.store.lock import repository_lock
-from vfs.store.objects import ObjectStore
+
+if TYPE_CHECKING:
+    from vfs.repo.history import History
+    from vfs.store.objects import ObjectStore
 
 DVFS_DIR = ".dvfs"
 RECORD_LIMIT = 1024 * 1024
@@ -128,9 +131,36 @@ class Repository:
                 "it is damaged or was made by something else"
             ) from None
         self.chunker = Chunker(parse_format(text, str(self.dir / "format")))
-        self.store = ObjectStore(self.dir / "objects")
         self.refs = Refs(self.dir)
-        self.history = History(self.store, self.refs, self.dir)
+        self._store: ObjectStore | None = None
+        self._history: History | None = None
+        self._opening = threading.RLock()  # (history opens the store under it)
+
+    @property
+    def store(self) -> ObjectStore:
+        """The object store (``.dvfs/objects``), opened on first use (by one thread).
+
+        Not at opening: a clean ``status`` whose index knows HEAD's number reads no
+        object, and importing the store and history modules was a twentieth of its time.
+        """
+        if self._store is None:
+            with self._opening:
+                if self._store is None:
+                    from vfs.store.objects import ObjectStore  # (see above)
+
+                    self._store = ObjectStore(self.dir / "objects")
+        return self._store
+
+    @property
+    def history(self) -> History:
+        """Versions and trees, read from :attr:`store` (made on first use, as the store)."""
+        if self._history is None:
+            with self._opening:
+                if self._history is None:
+                    from vfs.repo.history import History  # (see store)
+
+                    self._history = History(self.store, self.refs, self.dir)
+        return self._history
 
     # opening -------------------------------------------------------------------
 
@@ -151,6 +181,8 @@ class Repository:
         root.mkdir(parents=True, exist_ok=True)
         tmp = root / f"{DVFS_DIR}.init-{os.getpid()}"
         tmp.mkdir()
+        from vfs.store.objects import ObjectStore  # (see Repository.store)
+
         ObjectStore.create(tmp / "objects")
         Refs.create(tmp, branch)
         (tmp / "format").write_text(format_record(chunker or ChunkerParams()))

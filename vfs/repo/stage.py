@@ -5,13 +5,18 @@ Record, format version 3 (written atomically and fsynced; integers little-endian
     header   magic "dvfsidx" and a NUL, u32 version = 3, u32 count N,
              i64 written_ns, u32 meta length, u64 names length,
              u64 content length                                      (44 bytes)
-    meta     msgpack {"head": id | null, "base": id | null}
+    meta     msgpack {"head": id | null, "base": id | null,
+                      "numbers": [[id, int], ...] (optional)}
     names    the N paths, sorted, unique, joined by NUL
     padding  zero bytes to a multiple of 8 from the start of the file
     columns  size[N] i64, mtime_ns[N] i64, ctime_ns[N] i64, ino[N] u64,
              mode[N] u32, flags[N] u32                    (row i: the i-th path)
     content  msgpack [[kind, digest, [[chunk_id, chunk_len], ...], target], ...]
              (N rows, in the order of the names)
+
+``numbers`` gives the number (``vN``) of the versions ``head`` and ``base`` name, as
+far as the writer knew them (a version's number is part of it and never changes), so
+that ``status`` can name HEAD's version without reading it from the store.
 
 A clean ``status`` needs only the names and the columns: it builds a dict of names
 to row numbers, copies each column into an array, and compares every file's
@@ -355,13 +360,12 @@ class _Columns:
         return out
 
 
-def _encode(
-    rows: Sequence[Sequence[Any]], written_ns: int, head: bytes | None, base: bytes | None
-) -> bytes:
-    """An index file of format 3 holding ``rows`` (sorted by path; see the format above)."""
+def _encode(rows: Sequence[Sequence[Any]], written_ns: int, ids: dict[str, Any]) -> bytes:
+    """An index file of format 3 holding ``rows`` (sorted by path) and the ``ids`` of its
+    meta part (see the format above)."""
     n = len(rows)
     names = b"\0".join(r[0] for r in rows)
-    meta = msgpack.packb({"head": head, "base": base}, use_bin_type=True)
+    meta = msgpack.packb(ids, use_bin_type=True)
     packer = msgpack.Packer(use_bin_type=True, autoreset=False)
     packer.pack_array_header(n)
     for r in rows:
@@ -398,6 +402,7 @@ class Index:
         self.written_ns = 0
         self.head: bytes | None = None
         self.base: bytes | None = None
+        self.numbers: dict[bytes, int] = {}  # version id -> its number, for head and base
         self.on_disk = False  # read from a file (else: there was none)
         self.version: int | None = None  # the format of the file read
         self.damaged: str | None = None  # why the file was not read (Repository.index rebuild)
@@ -591,6 +596,16 @@ class Index:
         head, base = rec.get("head"), rec.get("base")
         self.head = head if isinstance(head, bytes) and len(head) == ID_BYTES else None
         self.base = base if isinstance(base, bytes) and len(base) == ID_BYTES else None
+        for pair in rec.get("numbers", ()):
+            oid, number = pair
+            if not (isinstance(oid, bytes) and len(oid) == ID_BYTES and type(number) is int):
+                raise ValueError("malformed version number")
+            if number > 0 and oid in (self.head, self.base):
+                self.numbers[oid] = number
+
+    def number(self, oid: bytes | None) -> int | None:
+        """The number of version ``oid`` if it is ``head`` or ``base`` and was noted."""
+        return None if oid is None or oid not in (self.head, self.base) else self.numbers.get(oid)
 
     def _load_record(self, raw: bytes | mmap.mmap) -> None:
         """Read a file of format 1 or 2, a msgpack record (see the format above)."""
@@ -621,7 +636,11 @@ class Index:
         else:
             entries = self._entries
             rows = [as_row(p, entries[p]) for p in sorted(entries)]
-        write_atomic(self.path, _encode(rows, now, self.head, self.base))
+        ids: dict[str, Any] = {"head": self.head, "base": self.base}
+        known = {oid: self.number(oid) for oid in (self.head, self.base) if oid is not None}
+        if numbers := [[oid, n] for oid, n in known.items() if n is not None]:
+            ids["numbers"] = numbers
+        write_atomic(self.path, _encode(rows, now, ids))
         self.written_ns = now
         self.on_disk = True
         self.version = INDEX_FORMAT
