@@ -22,16 +22,18 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.support.cli import Repo
 from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes
+from vfs.repo.repository import Repository
 from vfs.tables import engine as engine_module
 from vfs.tables import rowdiff
 from vfs.tables.engine import Engine, NotTabular
 from vfs.tables.formats import Format
 from vfs.tables.result import KeyNotUnique, RowDiff
 from vfs.tables.rowdiff import diff_rows
-from vfs.tables.source import Facts, Side, from_working
+from vfs.tables.source import Facts, Side, from_version, from_working
 
 TINY = Chunker(ChunkerParams(min_size=64, avg_size=256, max_size=1024))
 WORDS = ["a", "bb", "ccc", "north", "south", "x y", "", "üñï", "tab\there"]
@@ -564,3 +566,60 @@ def test_a_query_asked_from_inside_a_query_runs_instead_of_waiting(workdir: Path
             assert engine.run("SELECT 3") == [(3,)]  # and the engine goes on
         finally:
             engine.close()
+
+
+def test_versions_sharing_chunks_are_copied_lazily_and_compared_alike(tmp_path: Path) -> None:
+    # With the chunk facts kept by a first diff (vfs.tables.source), a later diff of two
+    # versions that share chunks writes only the chunks it reads into its copies: the
+    # answers are those of the first diff and of the full path, and a lazy copy holds
+    # the file's bytes wherever it was filled, and all of them once asked for whole.
+    root = tmp_path / "repo"
+    Repository.init(root, chunker=TINY.params)
+    repo = Repo(root)
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(12000)]  # 4 LOOKs and more
+    block = [(i, a, b + "1") if 5200 <= i < 5250 else (i, a, b) for i, a, b in rows]
+    grown = [(i, "again", b) if i == 700 else (i, a, b) for i, a, b in rows]
+    grown += [(12000 + j, "new", str(j)) for j in range(40)]
+    scattered = [(i, a, b + "2") if i % 40 == 0 else (i, a, b) for i, a, b in rows]
+    reused = [*block, (10, "dup", "3")]
+    versions = (rows, block, grown, scattered, reused)
+    for version in versions:
+        repo.write("t.csv", render(version, "csv", False))
+        repo.ok("add", "t.csv")
+        repo.ok("commit", "-m", "t")
+    pairs = [("v1", f"v{n}") for n in range(2, 6)] + [("v3", "v2"), ("v5", "v1")]
+
+    def diff(a: str, b: str, share: float | None) -> Any:
+        r = Repository.find(root)
+        try:
+            got = rowdiff.diff_path(
+                r.history, r.store, r.chunker, r.root, r.dir, [a, b], b"t.csv", ["id"], 1000,
+                threads=1, fast_share=share,
+            )  # fmt: skip
+        except KeyNotUnique as exc:
+            return outcome(exc)
+        return outcome(got)
+
+    first = {p: diff(*p, rowdiff.FAST_SHARE) for p in pairs}  # keeps the chunks' facts
+    assert any(n.endswith(".facts") for n in os.listdir(root / ".dvfs" / "rowcache"))
+    for p in pairs:
+        assert diff(*p, rowdiff.FAST_SHARE) == first[p] == diff(*p, None), p
+    assert first[("v1", "v5")] == "key not unique"
+    assert first[("v1", "v3")][1:4] == (40, 0, 1)
+
+    r = Repository.find(root)
+    entry = r.history.lookup(r.history.version(r.history.resolve("v2")).tree, b"t.csv")
+    assert entry is not None and len(entry.chunks) > 20
+    whole = render(block, "csv", False)
+    with tempfile.TemporaryDirectory(dir=tmp_path) as scratch:
+        copy = Path(scratch) / "copy.csv"
+        lazy = from_version(r.store, entry, "v2", b"t.csv", copy, cache=r.dir, lazy=True)
+        middle = len(whole) // 2
+        lazy.fill(middle, middle + 100)
+        held = copy.read_bytes()
+        assert len(held) == len(whole) and held.count(0) > 10_000  # holes left
+        assert held[middle : middle + 100] == whole[middle : middle + 100]
+        assert held[:64] == whole[:64] and held[-64:] == whole[-64:]  # the format check's
+        assert lazy.file.read_bytes() == whole
+        assert (lazy.head, lazy.rows(True, '"')) == (whole[: len(lazy.head)], 12000)
+    repo.ok("fsck")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vfs.model.codec import ChunkRef
@@ -65,21 +65,31 @@ class Plan:
         return sum(n for _, _, n in self.shared)
 
 
-class _File:
-    """Positional reads of one side's copy."""
+def _whole(start: int, end: int) -> object:
+    return None  # a copy with every byte written: nothing to fill in
 
-    def __init__(self, fd: int, size: int) -> None:
+
+class _File:
+    """Positional reads of one side's copy; ``fill(start, end)`` is called before
+    bytes [start, end) are read (a lazy copy writes them then, ``vfs.tables.source``)."""
+
+    def __init__(self, fd: int, size: int, fill: Callable[[int, int], object] = _whole) -> None:
         self.fd = fd
         self.size = size
+        self.fill = fill
+
+    def read(self, n: int, pos: int) -> bytes:
+        self.fill(pos, pos + n)
+        return os.pread(self.fd, n, pos)
 
     def byte(self, pos: int) -> bytes:
-        return os.pread(self.fd, 1, pos) if 0 <= pos < self.size else b""
+        return self.read(1, pos) if 0 <= pos < self.size else b""
 
     def find(self, start: int, end: int) -> int:
         """Offset of the first newline in [start, end), or -1."""
         pos = start
         while pos < end:
-            block = os.pread(self.fd, min(STEP, end - pos), pos)
+            block = self.read(min(STEP, end - pos), pos)
             if not block:
                 return -1
             i = block.find(b"\n")
@@ -93,7 +103,7 @@ class _File:
         pos = end
         while pos > start:
             n = min(STEP, pos - start)
-            block = os.pread(self.fd, n, pos - n)
+            block = self.read(n, pos - n)
             i = block.rfind(b"\n")
             if i >= 0:
                 return pos - n + i
@@ -138,19 +148,22 @@ def plan(
     new_fd: int,
     new: Sequence[ChunkRef],
     has_header: bool,
+    old_fill: Callable[[int, int], object] = _whole,
+    new_fill: Callable[[int, int], object] = _whole,
 ) -> Plan | None:
     """The shared and changed row ranges of two files, or None if none can be proven.
 
-    ``old_fd``/``new_fd`` read the files the chunk lists describe.
+    ``old_fd``/``new_fd`` read the files the chunk lists describe; ``old_fill`` and
+    ``new_fill`` are called with the byte range of each read before it (``_File``).
     """
-    a = _File(old_fd, sum(c.size for c in old))
-    b = _File(new_fd, sum(c.size for c in new))
+    a = _File(old_fd, sum(c.size for c in old), old_fill)
+    b = _File(new_fd, sum(c.size for c in new), new_fill)
     ha, hb = header_end(a, has_header), header_end(b, has_header)
     if ha is None or hb is None:
         return None
-    if ha != hb or os.pread(old_fd, ha, 0) != os.pread(new_fd, hb, 0):
+    if ha != hb or a.read(ha, 0) != b.read(hb, 0):
         return None
-    if has_header and not os.pread(old_fd, ha, 0).strip():
+    if has_header and not a.read(ha, 0).strip():
         return None  # a blank first line: the header is further down
     shared: list[tuple[int, int, int]] = []
     for a0, b0, n in matching_runs(old, new):

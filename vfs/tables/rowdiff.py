@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,6 +81,7 @@ from vfs.quoting import quote_name
 from vfs.repo.history import History
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, regions
+from vfs.tables import engine as engine_module
 from vfs.tables.compare import key_totals, keyed, unkeyed
 from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident, literal
 from vfs.tables.formats import MAX_LINE, NAMES, SUFFIXES, Format, format_of, refusal
@@ -122,7 +123,7 @@ def diff_rows(
         if why:
             return _bytes_only(out, old, new, f"{_where(side)} is not {NAMES[fmt]}: {why}")
     try:
-        ot, nt = engine.sniff_pair(fmt, old.file, old.size, new.file, new.size)
+        ot, nt = engine.sniff_pair(fmt, _sniffed(old, fmt), old.size, _sniffed(new, fmt), new.size)
     except NotTabular as exc:
         return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     if ot.empty and nt.empty:
@@ -166,6 +167,15 @@ def diff_rows(
         except NotTabular as exc:
             return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     return out  # not reached: the text pass returns or raises
+
+
+def _sniffed(side: Side, fmt: Format) -> Path:
+    """The copy of ``side`` with the bytes the engine sniffs in it: a CSV's first
+    ``SNIFF_BYTES``, any other format's whole file (``vfs.tables.source``: a lazy copy
+    holds only what was asked for)."""
+    if fmt in ("csv", "tsv"):
+        return side.fill(0, engine_module.SNIFF_BYTES)
+    return side.file
 
 
 def _where(side: Side) -> str:
@@ -228,8 +238,10 @@ def fast_plan(old: Side, new: Side, ot: Table, nt: Table, share: float) -> regio
     """The fast path's plan, or None where it cannot be proven right (module doc)."""
     if not _lines_are_rows(old, new, ot, nt):
         return None
-    with open(old.file, "rb") as a, open(new.file, "rb") as b:
-        plan = regions.plan(a.fileno(), old.chunks, b.fileno(), new.chunks, ot.has_header)
+    with open(old.copy, "rb") as a, open(new.copy, "rb") as b:
+        plan = regions.plan(
+            a.fileno(), old.chunks, b.fileno(), new.chunks, ot.has_header, old.fill, new.fill
+        )
     if plan is None or not plan.shared:
         return None
     if plan.shared_bytes < share * max(old.size, new.size):
@@ -309,7 +321,11 @@ def _fast(
     """
     base = engine.scratch
     files = (base / f"part-old.{ot.fmt}", base / f"part-new.{ot.fmt}")
-    with open(old.file, "rb") as a, open(new.file, "rb") as b:
+    for side, ranges in ((old, plan.old_changed), (new, plan.new_changed)):
+        side.fill(0, plan.old_header if side is old else plan.new_header)
+        for start, end in ranges:
+            side.fill(start, end)
+    with open(old.copy, "rb") as a, open(new.copy, "rb") as b:
         header = os.pread(a.fileno(), plan.old_header, 0)
         for dest, src, ranges in ((files[0], a, plan.old_changed), (files[1], b, plan.new_changed)):
             with open(dest, "wb") as dst:
@@ -327,7 +343,10 @@ def _parts(
     and count the shared ones from the old file (module doc): the fast paths' common
     part. Returns bounds of the key on each side, where they were found on the way
     (``vfs.tables.checks``)."""
-    whole = ot.relation(old.file, text)
+
+    def whole() -> str:  # the old file: whole in its copy once asked for (Side.file)
+        return ot.relation(old.file, text)
+
     a_rel, b_rel = ot.relation(files[0], text), nt.relation(files[1], text)
     counted = (_rows(old, ot), _rows(new, nt))
     checked = _checked(old, ot, text)
@@ -344,19 +363,19 @@ def _parts(
         else:
             counts = key_totals(
                 engine, out, ot, nt, key,
-                [(whole, 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
+                [(whole(), 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
                 bounds if kind else None,
             )  # fmt: skip
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
-        shared = engine.count(whole, checked) - engine.count(a_rel)
+        shared = engine.count(whole(), checked) - engine.count(a_rel)
         unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
     return bounds
 
 
 def _collisions(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
-    whole: str, a_rel: str, b_rel: str, proved: tuple[int, checks.Bounds | None],
+    whole: Callable[[], str], a_rel: str, b_rel: str, proved: tuple[int, checks.Bounds | None],
     kind: str | None, bounds: list[checks.Bounds | None],
 ) -> tuple[int, int]:  # fmt: skip
     """``key_totals`` of the fast path for an old file already proved to hold
@@ -393,7 +412,7 @@ def _collisions(
         # of CB's keys, those CA has too are within the old file's bounds
         bounds[:] = [known, (min(lows), max(highs))]
     hit = (
-        f"(SELECT __w.* FROM (SELECT {keys} FROM {whole if fresh else a_rel}) __w "
+        f"(SELECT __w.* FROM (SELECT {keys} FROM {whole() if fresh else a_rel}) __w "
         f"SEMI JOIN (SELECT {keys} FROM {b_rel}) __c ON {on})"
     )
     part, total_b = key_totals(
@@ -532,7 +551,9 @@ def _copy_sides(
                 sides.append(empty_side(rev, path, dest))
             else:
                 reuse = sides[0] if sides else None
-                sides.append(from_version(store, entry, rev, path, dest, reuse, threads, cache))
+                sides.append(
+                    from_version(store, entry, rev, path, dest, reuse, threads, cache, lazy=True)
+                )
     if len(names) == 1:
         dest = tmp / f"new{ext}"
         if os.path.lexists(root / os.fsdecode(path)):

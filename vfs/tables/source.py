@@ -18,8 +18,17 @@ sides that share less than half their bytes are copied at the same time instead
 Those facts depend on a chunk's bytes alone, so a version's file keeps them for the
 next diff that copies it (``.dvfs/rowcache/<64 hex>.facts``, the hex the BLAKE3 hash
 of its chunk ids and sizes; msgpack ``[1, [[facts of a chunk], ...]]``): the copy
-still decompresses and verifies every chunk, but scans none of them again. A cache
-file that does not decode to facts fitting each chunk is ignored.
+scans none of them again. A cache file that does not decode to facts fitting each
+chunk is ignored.
+
+With the facts kept, two versions that share most of their chunks (the fast path's
+case) are copied lazily: each copy starts as a hole of the file's size, and a chunk
+is fetched (decompressed, verified) and written only when a range of it is asked
+for (``Side.fill``): the rows around the changed chunks, the first bytes the dialect
+is detected on, the ends the format check reads. ``Side.file`` writes every chunk
+left out before it answers, so whatever reads the whole copy reads the whole file;
+a diff of one block of rows in a 100 MiB file against a proved older version then
+decompresses a few chunks of each side instead of both files.
 
 Scratch directories are ``.dvfs/rows-<pid>-<random>``, removed when the diff ends;
 one left by a process that no longer runs (a kill -9) is removed by the next diff.
@@ -27,14 +36,16 @@ one left by a process that no longer runs (a kill -9) is removed by the next dif
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
 import shutil
 import stat
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +145,7 @@ class Side:
 
     label: str  # how messages name this side: "v3", "the working tree"
     path: bytes  # its path in the repository
-    file: Path  # its copy in the scratch directory
+    copy: Path  # its copy in the scratch directory (whole once ``file`` was asked)
     size: int = 0
     chunks: list[ChunkRef] = field(default_factory=list)
     holds: dict[bytes, bool] = field(default_factory=lambda: dict.fromkeys(SPECIAL, False))
@@ -150,6 +161,51 @@ class Side:
     _lone_cr: int = 0
     _blank: bool = False
     _last2: bytes = b""
+    _starts: list[int] = field(default_factory=list)  # each chunk's offset, in file order
+    _holes: set[int] = field(default_factory=set)  # the chunks not written yet, by index
+    _fetch: Callable[[ChunkRef], bytes] | None = None  # a chunk's verified bytes
+    _threads: int = 2
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def file(self) -> Path:
+        """The copy, with every chunk in it (those left out so far are written now)."""
+        return self.fill(0, self.size)
+
+    def fill(self, start: int, end: int) -> Path:
+        """Write the chunks overlapping bytes [start, end) that are not written yet
+        (module doc); the copy's path."""
+        with self._lock:
+            if not self._holes or end <= start:
+                return self.copy
+            first = max(0, bisect.bisect_right(self._starts, start) - 1)
+            last = bisect.bisect_left(self._starts, end)
+            todo = [i for i in range(first, last) if i in self._holes]
+            if not todo:
+                return self.copy
+            assert self._fetch is not None
+            fetch = self._fetch
+            with (
+                open(self.copy, "r+b") as out,
+                ThreadPoolExecutor(max(1, self._threads)) as pool,
+            ):
+                pending: deque[tuple[int, Future[bytes]]] = deque()
+                queue = iter(todo)
+                while True:
+                    while len(pending) < AHEAD and (i := next(queue, None)) is not None:
+                        pending.append((i, pool.submit(fetch, self.chunks[i])))
+                    if not pending:
+                        break
+                    i, fut = pending.popleft()
+                    try:
+                        data = fut.result()
+                    except BaseException:
+                        for _, f in pending:
+                            f.cancel()
+                        raise
+                    os.pwrite(out.fileno(), data, self._starts[i])
+                    self._holes.discard(i)
+            return self.copy
 
     def _take(self, ref: ChunkRef, facts: Facts) -> None:
         """Account for the next chunk of the file (already written)."""
@@ -157,6 +213,7 @@ class Side:
             self.holds[b] = self.holds[b] or held
         self.facts.setdefault(ref.oid, facts)
         self.offsets.setdefault(ref.oid, self.size)
+        self._starts.append(self.size)
         self.chunks.append(ref)
         self._newlines += facts.newlines
         self._lone_cr += facts.lone_cr
@@ -196,6 +253,8 @@ class Side:
 
     def _ends(self, fd: int) -> None:
         """Keep the first and last LOOK bytes of the written copy."""
+        self.fill(0, LOOK)
+        self.fill(max(0, self.size - LOOK), self.size)
         self.head = os.pread(fd, min(LOOK, self.size), 0)
         self.tail = os.pread(fd, min(LOOK, self.size), max(0, self.size - LOOK))
 
@@ -269,6 +328,7 @@ def keep_facts(cache: Path | None, chunks: Sequence[ChunkRef], facts: Sequence[F
 def from_version(
     store: ObjectStore, entry: Entry, label: str, path: bytes, dest: Path,
     reuse: Side | None = None, threads: int | None = None, cache: Path | None = None,
+    lazy: bool = False,
 ) -> Side:  # fmt: skip
     """Write the file ``entry`` describes to ``dest``, verifying every chunk.
 
@@ -276,6 +336,8 @@ def from_version(
     hashing release the GIL). A chunk that ``reuse`` (the other side, already
     written) holds is copied from its copy by the kernel instead. ``cache``: the
     ``.dvfs`` directory whose kept facts spare scanning the chunks (module doc).
+    ``lazy``: where the facts of every chunk were kept, write none of them yet, only
+    what ``Side.fill`` is asked for (module doc).
     """
     side = Side(label, path, dest)
     known = kept_facts(cache, entry.chunks)
@@ -286,18 +348,33 @@ def from_version(
                 f"than dvfs ever makes ({MAX_CHUNK:,}): run `dvfs fsck`"
             )
 
-    def fetch(c: ChunkRef, i: int) -> tuple[bytes, Facts]:
+    def verified(c: ChunkRef) -> bytes:
         data = store.get(c.oid)  # verified against its id
         if len(data) != c.size:
             raise FormatError(
                 f"{quote_name(path)} in {label}: a chunk holds {len(data):,} bytes, "
                 f"its record says {c.size:,}: run `dvfs fsck`"
             )
+        return data
+
+    def fetch(c: ChunkRef, i: int) -> tuple[bytes, Facts]:
+        data = verified(c)
         return data, known[i] if known is not None else Facts.of(data)
+
+    if lazy and known is not None:
+        with open(dest, "w+b") as out:
+            for ref, facts in zip(entry.chunks, known, strict=True):
+                side._take(ref, facts)
+            os.ftruncate(out.fileno(), side.size)
+            side._holes = set(range(len(entry.chunks)))
+            side._fetch = verified
+            side._threads = max(1, threads or 2)
+            side._ends(out.fileno())
+        return side
 
     with open(dest, "w+b") as out, ThreadPoolExecutor(max(1, threads or 2)) as pool:
         fd = out.fileno()
-        src = os.open(reuse.file, os.O_RDONLY | os.O_CLOEXEC) if reuse is not None else -1
+        src = os.open(reuse.copy, os.O_RDONLY | os.O_CLOEXEC) if reuse is not None else -1
         try:
             pending: deque[tuple[ChunkRef, Future[tuple[bytes, Facts]] | None]] = deque()
             todo = enumerate(entry.chunks)
@@ -312,7 +389,9 @@ def from_version(
                 ref, fut = pending.popleft()
                 if fut is None:
                     assert reuse is not None
-                    copy_range(src, reuse.offsets[ref.oid], ref.size, fd)
+                    at = reuse.offsets[ref.oid]
+                    reuse.fill(at, at + ref.size)  # a lazy copy: written now if not yet
+                    copy_range(src, at, ref.size, fd)
                     facts = reuse.facts[ref.oid]
                 else:
                     data, facts = fut.result()
