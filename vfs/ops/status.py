@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError
 from vfs.ops import merging
-from vfs.repo.refs import Refs
+from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import INDEX_FORMAT, Index, Staged
 from vfs.worktree.pools import Workers
@@ -152,9 +152,10 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
     moved to exactly what the index holds (a commit whose index could not be saved)
     is not behind.
     """
-    if not may_be_behind(hist.refs, index):
+    head = hist.head()
+    tip, base = hist.refs.head_id(head), index.base
+    if not may_be_behind(head, tip, index):
         return None
-    tip, base = hist.head_id(), index.base
     assert tip is not None and base is not None  # (may_be_behind says so)
     if not hist.on_chain(tip, base):  # a commit killed before its branch moved
         return None
@@ -172,17 +173,15 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
     return None
 
 
-def may_be_behind(refs: Refs, index: Index) -> bool:
+def may_be_behind(head: Head, tip: bytes | None, index: Index) -> bool:
     """False if the branch certainly has not moved past the working tree (:func:`_behind`):
-    the index names no base, or HEAD's version, or HEAD is detached, or has no version.
+    the index names no base, or HEAD's version ``tip``, or HEAD is detached, or has no
+    version.
 
     Answered from the refs alone, so that a clean ``status`` reads no version.
     """
     base = index.base
-    if base is None or refs.head().detached is not None:
-        return False
-    tip = refs.head_id()
-    return tip is not None and tip != base
+    return base is not None and head.detached is None and tip is not None and tip != base
 
 
 def same_entry(a: Entry, b: Entry) -> bool:
@@ -249,8 +248,8 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
     and the history and store modules are not even imported."""
     index = repo.index()
     head = repo.refs.head()
-    head_id = repo.refs.head_id()
-    behind = moved_past(repo.history, index) if may_be_behind(repo.refs, index) else None
+    head_id = repo.refs.head_id(head)
+    behind = moved_past(repo.history, index) if may_be_behind(head, head_id, index) else None
     if head_id is not None and index.head == head_id:
         staged: list[Change] = []  # the index was made equal to HEAD and not staged since
     else:

@@ -163,9 +163,10 @@ class Refs:
             raise UsageError(f"{ref!r} is not a valid ref name")
         return self.dir / ref
 
-    def head_id(self) -> bytes | None:
-        """The version HEAD names, or None on a branch with no versions yet."""
-        h = self.head()
+    def head_id(self, head: Head | None = None) -> bytes | None:
+        """The version HEAD (or ``head``, as read already) names, or None on a branch
+        with no versions yet."""
+        h = self.head() if head is None else head
         if h.detached is not None:
             return h.detached
         return self.get(f"refs/heads/{h.branch}")
