@@ -714,14 +714,19 @@ def test_status_of_a_large_tree_split_across_processes(repo: Repo) -> None:
 
 
 STATUS_HELPER_DIES = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 from vfs.worktree import status as triage
 from vfs.repo.repository import Repository
 from vfs.ops.status import work_state
 from vfs.worktree.pools import Workers
 
-def broken(*_):
+told_r, told_w = os.pipe()
+
+def broken(root, dirs, tickets, index, channel):
+    # Claims directories, says how many, and dies without a word on them.
+    n = sum(len(tickets.claim() or ()) for _ in range(3))
+    os.write(told_w, bytes([n]))
     raise RuntimeError("the helper broke")
 
 started = []
@@ -730,6 +735,8 @@ real_start = triage._Helper.start
 def start(*args):
     helper = real_start(*args)
     started.append(0 if helper is None else helper.process.pid)
+    if helper is not None:  # (this process claims nothing before the helper has)
+        started.append(os.read(told_r, 1)[0])
     return helper
 
 triage._serve = broken
@@ -745,13 +752,14 @@ print(json.dumps({"started": started, "modified": [p.decode() for p in st.modifi
 
 
 def test_a_failed_status_helper_is_replaced_by_a_scan_here(repo: Repo) -> None:
-    """A helper process that dies leaves its share to this process: the result is whole."""
+    """A helper process that dies after claiming directories leaves them to this
+    process: the result is whole."""
     names = _big_tree(repo)
     for name in names[::1000]:
         repo.write(name, "changed " + name)
     (repo.root / names[1]).unlink()
     got = json.loads(run_python(STATUS_HELPER_DIES, str(repo.root)))
-    assert got["started"] and all(got["started"]), "no helper: the split was not exercised"
+    assert len(got["started"]) == 2 and all(got["started"]), "the split was not exercised"
     assert got["modified"] == sorted(n for n in names[::1000] if n != names[1])
     assert got["deleted"] == [names[1]]
     assert got["untracked"] == []

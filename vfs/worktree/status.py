@@ -1,15 +1,19 @@
 """Sorting the working tree against the index, split across processes when it is large.
 
 A clean ``status`` is mostly one ``lstat`` per tracked file and the Python around it,
-and the interpreter lock keeps threads from sharing that work. So a large tree is
-split: directories are listed breadth first until there are a few per CPU, and a
-forked helper process scans and sorts its share while this process does the rest.
+and the interpreter lock keeps threads from sharing that work (two threads took
+longer than one: each ``lstat`` hands the lock over). So a large tree is split:
+directories are listed breadth first until there are a few per CPU, and a forked
+helper process scans and sorts some of them while this process does the others. Both
+take directories from shared :class:`~vfs._os.helper_process.Tickets`, so the one that
+gets more CPU (on a machine busy with other work, the helper may wait for a core)
+does more, rather than the other waiting for it.
 
 A helper (``vfs._os.helper_process``) answers first (untracked paths, maybe-changed paths, how
-many tracked files it found, warnings); then, only if this process asks because the
-counts show that something was deleted, the paths of the tracked files it found. A
-helper that fails in any way has its share scanned again here, where any error is
-raised as usual.
+many tracked files it found, warnings, which directories it scanned); then, only if
+this process asks because the counts show that something was deleted, the paths of the
+tracked files it found. Every directory that no answer accounts for (a helper failed
+in any way) is scanned again here, where any error is raised as usual.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from itertools import chain
 from pathlib import Path
 
 from vfs._os.beneath import Walker
-from vfs._os.helper_process import Channel, Helper, spare_cpus
+from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.repo.stage import Index
 from vfs.worktree.scan import Found, Warn, enterable, list_dir_or_skip, scan, scan_lists
 
 SPLIT_ABOVE = 4096  # tracked files; fewer are sorted in one process (a fork costs ~1 ms)
 HELPERS = 3  # at most this many helper processes
-PER_PART = 4  # directories listed until there are this many per process
+PER_PART = 8  # directories listed until there are this many per process
 
 Triaged = tuple[list[bytes], list[Found], list[bytes]]
 
@@ -52,53 +56,94 @@ def triage_tree(
         untracked, stale, tracked = _sorted(index, scanned)
         return untracked, stale, _deleted(index, tracked)
     listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn, skipped)
-    parts = [dirs[i :: helpers + 1] for i in range(helpers + 1)]
-    children = [c for c in (_Helper.start(root, part, index) for part in parts[1:] if part) if c]
+    tickets = Tickets.share(len(dirs)) if dirs else None
+    if tickets is None:  # (nothing left to share, or no pipe for it)
+        scanned = chain([list(extra), listed], _scanned(root, dirs, warn, skipped))
+        untracked, stale, tracked = _sorted(index, scanned)
+        return untracked, stale, _deleted(index, tracked)
+    children: list[_Helper] = []
     try:
-        untracked, stale, tracked = _sorted(
-            index, chain([list(extra), listed], _scanned(root, parts[0], warn, skipped))
-        )
-        answers = [(c, c.answer()) for c in children]
-        with Walker(root) as walker:
-            for c, got in answers:
-                if got is None:  # scanned again here: a failure raises its own error
-                    u, s, t = _sorted(index, _scanned(root, c.dirs, warn, skipped))
-                    untracked += u
-                    stale += s
-                    tracked += t
-                    continue
-                for note in got.notes:
-                    warn(note)
-                if skipped is not None:
-                    skipped += got.skipped
-                elif got.skipped:  # asked not to skip: here they raise (or are readable now)
-                    u, s, t = _sorted(index, _scanned(root, got.skipped, warn))
-                    untracked += u
-                    stale += s
-                    tracked += t
-                untracked += got.untracked
-                for rel in got.stale:
-                    st = walker.lstat(rel)
-                    if st is None:  # gone since the helper saw it: it is deleted
-                        got.count -= 1
-                        got.gone.add(rel)
-                    else:
-                        stale.append(Found(rel, st))
-        found = len(tracked) + sum(got.count for _, got in answers if got is not None)
-        need = found < index.count()  # else every tracked path was found: none is deleted
-        for c, got in answers:
-            if got is not None:
-                paths = c.tracked(need)
-                if need:
-                    if paths is None:
-                        u, s, t = _sorted(index, _scanned(root, c.dirs, _quiet, []))
-                        tracked += t
-                    else:
-                        tracked += [p for p in paths if p not in got.gone]
-        return untracked, stale, _deleted(index, tracked) if need else []
+        for _ in range(helpers):
+            if (c := _Helper.start(root, dirs, tickets, index)) is not None:
+                children.append(c)
+        return _shared(root, extra, listed, dirs, tickets, children, index, warn, skipped)
     finally:
         for c in children:
             c.close()
+        tickets.close()
+
+
+def _shared(
+    root: Path,
+    extra: Iterable[Found],
+    listed: list[Found],
+    dirs: list[bytes],
+    tickets: Tickets,
+    children: list[_Helper],
+    index: Index,
+    warn: Warn,
+    skipped: list[bytes] | None,
+) -> Triaged:
+    """:func:`triage_tree` once the helpers run: this process's tickets, then their answers."""
+    mine: list[int] = []
+    claimed = _scanned(root, _claimed(tickets, dirs, mine), warn, skipped)
+    untracked, stale, tracked = _sorted(index, chain([list(extra), listed], claimed))
+    answers = [(c, c.answer(len(dirs))) for c in children]
+    done = set(mine)
+    for i, (c, got) in enumerate(answers):
+        if got is not None and (len(set(got.done)) != len(got.done) or done & set(got.done)):
+            answers[i] = (c, None)  # (directories claimed twice: trusted for none of them)
+        elif got is not None:
+            done.update(got.done)
+    left = [d for i, d in enumerate(dirs) if i not in done]  # a helper failed: scanned here
+    if left:
+        u, s, t = _sorted(index, _scanned(root, left, warn, skipped))
+        untracked += u
+        stale += s
+        tracked += t
+    with Walker(root) as walker:
+        for _, got in answers:
+            if got is None:
+                continue
+            for note in got.notes:
+                warn(note)
+            if skipped is not None:
+                skipped += got.skipped
+            elif got.skipped:  # asked not to skip: here they raise (or are readable now)
+                u, s, t = _sorted(index, _scanned(root, got.skipped, warn))
+                untracked += u
+                stale += s
+                tracked += t
+            untracked += got.untracked
+            for rel in got.stale:
+                st = walker.lstat(rel)
+                if st is None:  # gone since the helper saw it: it is deleted
+                    got.count -= 1
+                    got.gone.add(rel)
+                else:
+                    stale.append(Found(rel, st))
+    found = len(tracked) + sum(got.count for _, got in answers if got is not None)
+    need = found < index.count()  # else every tracked path was found: none is deleted
+    for c, got in answers:
+        if got is not None:
+            paths = c.tracked(need)
+            if need:
+                if paths is None:
+                    again = [dirs[i] for i in got.done]
+                    u, s, t = _sorted(index, _scanned(root, again, _quiet, []))
+                    tracked += t
+                else:
+                    tracked += [p for p in paths if p not in got.gone]
+    return untracked, stale, _deleted(index, tracked) if need else []
+
+
+def _claimed(tickets: Tickets, dirs: list[bytes], taken: list[int]) -> Iterator[bytes]:
+    """The directories of the tickets this process claims, one claim at a time, each
+    one's number noted in ``taken`` before it is scanned."""
+    while (got := tickets.claim()) is not None:
+        for i in got:
+            taken.append(i)
+            yield dirs[i]
 
 
 def _quiet(_: str) -> None:
@@ -177,32 +222,37 @@ class _Answer:
     count: int
     notes: list[str]
     skipped: list[bytes]
+    done: list[int]  # the numbers of the directories it scanned
     gone: set[bytes] = field(default_factory=set)
 
 
 class _Helper:
-    """A forked process sorting ``dirs`` against the index."""
+    """A forked process sorting the directories of the tickets it claims against the index."""
 
-    def __init__(self, process: Helper, dirs: list[bytes]) -> None:
+    def __init__(self, process: Helper) -> None:
         self.process = process
-        self.dirs = dirs
 
     @staticmethod
-    def start(root: Path, dirs: list[bytes], index: Index) -> _Helper | None:
-        """Fork a helper for ``dirs``; None if no process could be made."""
-        process = Helper.start(lambda channel: _serve(root, dirs, index, channel))
-        return None if process is None else _Helper(process, dirs)
+    def start(root: Path, dirs: list[bytes], tickets: Tickets, index: Index) -> _Helper | None:
+        """Fork a helper that claims ``tickets`` of ``dirs``; None if no process could be made."""
+        process = Helper.start(lambda channel: _serve(root, dirs, tickets, index, channel))
+        return None if process is None else _Helper(process)
 
-    def answer(self) -> _Answer | None:
-        """The helper's first frame, or None if it failed."""
+    def answer(self, dirs: int) -> _Answer | None:
+        """The helper's first frame (of ``dirs`` directories in all), or None if it failed."""
         ok, value = self.process.receive()
         if not ok:
             return None
         try:
-            untracked, stale, count, notes, skipped = value
-            return _Answer(list(untracked), list(stale), int(count), list(notes), list(skipped))
+            untracked, stale, count, notes, skipped, done = value
+            got = _Answer(
+                list(untracked), list(stale), int(count), list(notes), list(skipped), list(done)
+            )
         except (ValueError, TypeError):
             return None
+        if not all(type(i) is int and 0 <= i < dirs for i in got.done):
+            return None
+        return got
 
     def tracked(self, need: bool) -> list[bytes] | None:
         """Ask for the paths of the tracked files found if ``need``; None if they failed."""
@@ -218,12 +268,14 @@ class _Helper:
         self.process.close()
 
 
-def _serve(root: Path, dirs: list[bytes], index: Index, channel: Channel) -> None:
-    """The helper's work."""
+def _serve(root: Path, dirs: list[bytes], tickets: Tickets, index: Index, channel: Channel) -> None:
+    """The helper's work: the directories of the tickets it claims."""
     notes: list[str] = []
     skipped: list[bytes] = []
-    untracked, stale, tracked = _sorted(index, _scanned(root, dirs, notes.append, skipped))
-    channel.send((untracked, [f.rel for f in stale], len(tracked), notes, skipped))
+    done: list[int] = []
+    mine = _claimed(tickets, dirs, done)
+    untracked, stale, tracked = _sorted(index, _scanned(root, mine, notes.append, skipped))
+    channel.send((untracked, [f.rel for f in stale], len(tracked), notes, skipped, done))
     ok, need = channel.receive()
     if ok and need:
         channel.send(tracked)
