@@ -296,9 +296,10 @@ def test_a_plain_diff_never_loads_the_engine(data: Repo) -> None:
 
 
 def test_what_a_diff_learns_of_a_file_is_kept_and_checked_when_read_back(tmp_path: Path) -> None:
-    # The chunk facts a copy scans (vfs.tables.source) and a key a diff proves
-    # (vfs.tables.checks) are kept in .dvfs/rowcache: a later diff reading them gives
-    # the first one's answer, and so does one after they were damaged.
+    # The chunk facts a copy scans (vfs.tables.source), a key a diff proves and the
+    # dialect and types the engine sniffs (vfs.tables.checks) are kept in
+    # .dvfs/rowcache: a later diff reading them gives the first one's answer, and so
+    # does one after they were damaged.
     repo = init_repo(tmp_path / "repo")
     rows = "".join(f"{i},w{i % 7},{i * 3}\n" for i in range(20000))
     for text in (rows, rows.replace("\n500,w3,1500\n", "\n500,changed,1500\n")):
@@ -310,10 +311,12 @@ def test_what_a_diff_learns_of_a_file_is_kept_and_checked_when_read_back(tmp_pat
     assert json.loads(first)["summary"]["changed"] == 1
     cache = repo.root / ".dvfs" / "rowcache"
     kept = sorted(os.listdir(cache))
-    assert len([n for n in kept if n.endswith(".facts")]) == 2 and len(kept) == 4
+    assert len([n for n in kept if n.endswith(".facts")]) == 2
+    assert len([n for n in kept if n.endswith(".sniff")]) == 2 and len(kept) == 6
     assert repo.ok(*argv).out == first
     impossible = msgpack.packb([1, [[[False, False], 9, 5, 0, 1, 0, False, b"id", b"0\n", True]]])
-    for damage in (b"\x92\x01\x91junk", impossible, b"dvfs-rows 1 7\n"):
+    odd = msgpack.packb([1, [",", None, None, "\n", None, "0", True, [["id", 5]], None, None]])
+    for damage in (b"\x92\x01\x91junk", impossible, b"dvfs-rows 1 7\n", odd):
         for name in kept:
             (cache / name).write_bytes(damage)
         assert repo.ok(*argv).out == first

@@ -372,7 +372,8 @@ def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
             if name == "fresh":
                 assert not (Path(cache) / "rowcache").exists()
                 diff_once(workdir, "csv", a, b, ["id"], None, cache)  # proves both sides
-                assert len(os.listdir(Path(cache) / "rowcache")) == 2
+                kept = os.listdir(Path(cache) / "rowcache")
+                assert len([n for n in kept if not n.endswith(".sniff")]) == 2
             warm = diff_once(workdir, "csv", a, b, ["id"], 0.0, cache)
             assert outcome(warm) == outcome(cold)
             got[name] = outcome(warm), getattr(warm, "method", "-")
@@ -427,6 +428,35 @@ def test_rows_added_with_keys_beyond_the_old_files_are_compared_without_reading_
     assert got["appended"][0][1:4] == (6, 0, 1) and got["appended"][1:] == ("chunks", False)
     assert got["refilled"][0][1:4] == (1, 0, 1) and got["refilled"][1:] == ("chunks", True)
     assert got["reused"][0] == "key not unique"
+
+
+def test_a_sample_sniffed_before_is_not_sniffed_again(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine's answer for a CSV's first bytes is kept (vfs.tables.checks): a later
+    # diff of files starting with the same bytes sniffs only the samples it lacks,
+    # and reads the files as the first diff did.
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    head = [(i, a, b + "1") if i < 3 else (i, a, b) for i, a, b in rows]  # in the samples
+    sql: list[str] = []
+    run = Engine.run
+
+    def seen(self: Engine, query: str) -> list[tuple[Any, ...]]:
+        sql.append(query)
+        return run(self, query)
+
+    monkeypatch.setattr(Engine, "run", seen)
+    sniffs = []
+    a = side(workdir, "old", render(rows, "csv", False), "csv")
+    with tempfile.TemporaryDirectory(dir=workdir) as cache:
+        for edited in (rows[:-1], head, head):
+            b = side(workdir, "new", render(edited, "csv", False), "csv")
+            sql.clear()
+            warm = diff_once(workdir, "csv", a, b, ["id"], 0.0, cache)
+            sniffs.append(sum(q.count("sniff_csv(") for q in sql))
+            assert outcome(warm) == outcome(diff_once(workdir, "csv", a, b, ["id"], 0.0, None))
+    assert sniffs == [1, 1, 0]  # one sample shared; then the new one alone; then none
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,14 @@ greatest, or a range holding them). A later diff whose changed rows bring keys
 outside those bounds (rows appended with new ids) knows that no shared row has such
 a key, and does not read the older file at all.
 
+What the engine's sniffer found in a CSV's first bytes (``Engine.sniff_pair``) depends
+on those bytes alone too: ``KeptSniffs`` keeps its answer in ``<64 hex>.sniff`` (the
+BLAKE3 hash of the sample, the format, the sniffer's settings and the engine's
+version; msgpack ``[1, [delimiter, quote, escape, newline, comment, skip, header,
+[[column, type], ...], date format, timestamp format]]``), so that the next diff of
+a version that starts with the same bytes (the older side of most diffs) does not
+sniff it again.
+
 An entry is ``.dvfs/rowcache/<64 hex>``: the hex is the BLAKE3 hash of everything the
 facts depend on (the file's chunk ids and sizes, the ``Table`` that reads it, typed
 or text, the key columns, the engine's version), its content ``dvfs-rows 1 <rows>\\n``
@@ -35,14 +43,18 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import _duckdb as duckdb
+import msgpack
 
 from vfs.errors import DvfsError
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hasher
 from vfs.store.durable import write_atomic
+from vfs.tables import engine
 from vfs.tables.engine import Table
+from vfs.tables.formats import MAX_LINE, Format
 
 DIR = "rowcache"
 FORMAT = 1
@@ -144,3 +156,51 @@ def record(dvfs_dir: Path | None, entry: str, count: int, bounds: Bounds | None 
                         and _ENTRY.fullmatch(kept)):  # fmt: skip
         return  # the same, or the same rows with bounds that another diff found
     write_entry(dvfs_dir, entry, text)
+
+
+class KeptSniffs:
+    """``engine.Sniffs`` kept in ``dvfs_dir``'s row cache (module doc); best effort."""
+
+    def __init__(self, dvfs_dir: Path | None) -> None:
+        self.dvfs_dir = dvfs_dir
+
+    def _name(self, fmt: Format, sample: bytes) -> str:
+        h = hasher()
+        what = [FORMAT, duckdb.__version__, fmt, engine.SNIFF_ROWS, MAX_LINE, len(sample)]
+        h.update(b"dvfs sniff 1" + json.dumps(what).encode() + b"\n")
+        h.update(sample)
+        return f"{h.hexdigest()}.sniff"
+
+    def get(self, fmt: Format, sample: bytes) -> tuple[Any, ...] | None:
+        data = read_entry(self.dvfs_dir, self._name(fmt, sample), 1 << 20)
+        if data is None:
+            return None
+        try:
+            doc = msgpack.unpackb(data, raw=False)
+        except (ValueError, msgpack.UnpackException):
+            return None
+        if not (isinstance(doc, list) and len(doc) == 2 and doc[0] == 1):
+            return None
+        row = doc[1]
+        if not isinstance(row, list) or len(row) != 10:
+            return None
+        delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row
+        texts = (delim, quote, escape, newline, comment, datef, tsf)
+        if not (
+            all(t is None or isinstance(t, str) for t in texts)
+            and (skip is None or type(skip) is int) and (header is None or type(header) is bool)
+            and isinstance(columns, list)
+            and all(
+                isinstance(c, list) and len(c) == 2 and all(isinstance(v, str) for v in c)
+                for c in columns
+            )
+        ):  # fmt: skip
+            return None
+        cols = [{"name": n, "type": t} for n, t in columns]
+        return (delim, quote, escape, newline, comment, skip, header, cols, datef, tsf)
+
+    def put(self, fmt: Format, sample: bytes, row: tuple[Any, ...]) -> None:
+        delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row[:10]
+        cols = [[str(c["name"]), str(c["type"])] for c in columns]
+        fields = [delim, quote, escape, newline, comment, skip, header, cols, datef, tsf]
+        write_entry(self.dvfs_dir, self._name(fmt, sample), msgpack.packb([1, fields]))

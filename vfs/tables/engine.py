@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import _duckdb as duckdb  # the engine without the package's Python layer (above)
 
@@ -66,6 +66,14 @@ LINE_BATCH_BYTES = 16 * 1024 * 1024  # this many bytes of them (by the longest l
 MEMORY_LIMIT = "2GB"  # DuckDB's own; past it, joins and aggregations spill to disk
 
 T = TypeVar("T")
+
+
+class Sniffs(Protocol):
+    """What ``sniff_csv`` answered for samples sniffed before (``vfs.tables.checks``)."""
+
+    def get(self, fmt: Format, sample: bytes) -> tuple[Any, ...] | None: ...
+
+    def put(self, fmt: Format, sample: bytes, row: tuple[Any, ...]) -> None: ...
 
 
 class NotTabular(Exception):
@@ -253,23 +261,36 @@ class Engine:
             if sample != path:
                 sample.unlink(missing_ok=True)
 
-    def sniff_pair(self, fmt: Format, old: Path, old_size: int, new: Path, new_size: int
-                   ) -> tuple[Table, Table]:  # fmt: skip
+    def sniff_pair(self, fmt: Format, old: Path, old_size: int, new: Path, new_size: int,
+                   kept: Sniffs | None = None) -> tuple[Table, Table]:  # fmt: skip
         """The Tables that read two files: :meth:`sniff` of each, in fewer queries.
 
         Two CSV samples are sniffed by one query, and once when they are the same bytes
         (two versions that share their first ``SNIFF_BYTES``): each file still gets
-        exactly the Table its own sample gives.
+        exactly the Table its own sample gives. ``kept``: what earlier diffs sniffed,
+        by the samples' bytes; a sample found there is not sniffed again, and what is
+        sniffed is added to it.
         """
         if fmt not in ("csv", "tsv") or not old_size or not new_size:
             return self.sniff(fmt, old, old_size), self.sniff(fmt, new, new_size)
         a, b = self._sample(old, old_size), self._sample(new, new_size)
         try:
-            if a[1] == b[1]:
-                t = self._csv_table(fmt, self._sniff_csv([a[0]], fmt)[0])
-                return t, t
-            ra, rb = self._sniff_csv([a[0], b[0]], fmt)
-            return self._csv_table(fmt, ra), self._csv_table(fmt, rb)
+            rows: dict[bytes, tuple[Any, ...]] = {}
+            todo: list[tuple[Path, bytes]] = []
+            for sample, head in (a, b):
+                row = kept.get(fmt, head) if kept is not None else None
+                if row is not None:
+                    rows[head] = row
+                elif head not in rows and all(head != h for _, h in todo):
+                    todo.append((sample, head))
+            if todo:
+                for (_, head), row in zip(
+                    todo, self._sniff_csv([s for s, _ in todo], fmt), strict=True
+                ):
+                    rows[head] = row
+                    if kept is not None:
+                        kept.put(fmt, head, row)
+            return self._csv_table(fmt, rows[a[1]]), self._csv_table(fmt, rows[b[1]])
         finally:
             for sample, _ in (a, b):
                 if sample not in (old, new):

@@ -123,7 +123,10 @@ def diff_rows(
         if why:
             return _bytes_only(out, old, new, f"{_where(side)} is not {NAMES[fmt]}: {why}")
     try:
-        ot, nt = engine.sniff_pair(fmt, _sniffed(old, fmt), old.size, _sniffed(new, fmt), new.size)
+        ot, nt = engine.sniff_pair(
+            fmt, _sniffed(old, fmt), old.size, _sniffed(new, fmt), new.size,
+            checks.KeptSniffs(cache) if cache is not None else None,
+        )  # fmt: skip
     except NotTabular as exc:
         return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     if ot.empty and nt.empty:
