@@ -22,7 +22,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
 )
 from vfs.model.codec import ChunkRef, Kind
-from vfs.repo.stage import HEADER, INDEX_FORMAT, MAGIC, Index, Staged
+from vfs.repo.stage import HEADER, INDEX_FORMAT, MAGIC, Index, Staged, _encode, as_row
 
 ID = bytes(range(32))
 
@@ -153,3 +153,48 @@ def test_the_index_notes_the_number_of_its_version(repo: Repo) -> None:
     out = repo.ok("status").out
     assert out.startswith("On branch main (v2)\n") and "modified: a.txt" in out
     repo.fsck_clean()
+
+
+# Format 3 as it is written, byte for byte: a change here is a change of format (bump
+# INDEX_FORMAT and describe it in docs/architecture.md), and files written so must stay readable.
+GOLDEN = bytes.fromhex(
+    "6476667369647800030000000300000000945fadfe9c97177c0000000d0000000000000080000000"
+    "0000000083a468656164c42044444444444444444444444444444444444444444444444444444444"
+    "44444444a462617365c4204444444444444444444444444444444444444444444444444444444444"
+    "444444a76e756d626572739192c42044444444444444444444444444444444444444444444444444"
+    "4444444444444403612f66696c65006c696e6b007a00000005000000000000000600000000000000"
+    "000000000000000015cd853dfe9c97170700000000000000010000000000000000cac471fe9c9717"
+    "0800000000000000ffffffffffffffff2a000000000000000900000000000000ffffffffffffffff"
+    "a4010000ff01000080010000000000000000000001000000939400c4201111111111111111111111"
+    "1111111111111111111111111111111111111111119192c420222222222222222222222222222222"
+    "222222222222222222222222222222222205c4009402c40090c4067461726765749400c420333333"
+    "333333333333333333333333333333333333333333333333333333333390c400"
+)
+
+
+def golden_records() -> dict[bytes, Staged]:
+    return {
+        b"a/file": Staged(
+            Kind.FILE, 0o644, 5, 1_700_000_000_123_456_789, 1_700_000_001_000_000_000, 42,
+            b"\x11" * 32, (ChunkRef(b"\x22" * 32, 5),),
+        ),
+        b"link": Staged(Kind.SYMLINK, 0o777, 6, 7, 8, 9, target=b"target"),
+        b"z": Staged(Kind.FILE, 0o600, 0, 1, -1, -1, b"\x33" * 32, (), b"", False),
+    }  # fmt: skip
+
+
+def test_format_3_golden_bytes(tmp_path: Path) -> None:
+    head = b"\x44" * 32
+    rows = [as_row(p, s) for p, s in golden_records().items()]
+    ids = {"head": head, "base": head, "numbers": [[head, 3]]}
+    assert _encode(rows, 1_700_000_002_000_000_000, ids) == GOLDEN
+    (tmp_path / "index").write_bytes(GOLDEN)
+    got = Index.load(tmp_path / "index")
+    assert (got.version, got.written_ns, got.head, got.base) == (
+        3,
+        1_700_000_002_000_000_000,
+        head,
+        head,
+    )
+    assert got.number(head) == 3 and got.absent() == [b"z"]
+    assert got.entries == golden_records()
