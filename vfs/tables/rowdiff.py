@@ -33,7 +33,8 @@ the changed rows. Then:
   has a key that no row of CA or CB has, so matching CA against CB gives exactly the
   full diff. Only CA and CB are written out for the engine. When an earlier keyed
   diff proved the old file's values and key (``vfs.tables.checks``), only the old
-  rows whose key CB has are counted, from the key column alone;
+  rows whose key CB has are counted, from the key column alone, and the old file is
+  not read at all when CB's keys are CA's or lie beyond the old key's bounds;
 - unkeyed: (S + CA) - (S + CB) = CA - CB as multisets.
 
 The line path (still ``method: full``: every row is compared, byte for byte first).
