@@ -61,12 +61,15 @@ repo = repo_here()
 with paused_gc():
     index = repo.index()
     mark("index load")
-    hist = repo.history
-    head = hist.head()
-    ops.moved_past(hist, index)
+    head = repo.refs.head()
+    head_id = repo.refs.head_id(head)
+    if ops.may_be_behind(head, head_id, index):
+        ops.moved_past(repo.history, index)
     with workers() as w:
         work = ops.work_state(repo, index, w, warn)
         mark("scan and sort (work_state)")
+    if head_id is not None:
+        ops.label(repo, index, head_id)
     merging.live(repo.dir, repo.refs)
     status_report.tracking(repo, ops.Status(head.branch, None, None, [], work))
     mark("head, merge state, remotes")
