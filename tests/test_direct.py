@@ -146,6 +146,26 @@ def test_write_new_when_direct_writes_are_refused(
     assert (tmp_path / "f").read_bytes() == data
 
 
+@pytest.mark.parametrize("size", [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, 3 * BLOCK + 5])
+@pytest.mark.parametrize("refused", [False, True])
+def test_write_new_to_a_file_opened_direct(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, refused: bool
+) -> None:
+    """The chunk cache's way: opened with O_DIRECT, every byte written, mode kept."""
+    if refused:
+        refuse_direct_writes(monkeypatch)
+    data = random.Random(size).randbytes(size)
+    path = tmp_path / "f"
+    fd = direct_io.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    assert fd >= 0, "the test directory's filesystem takes O_DIRECT"
+    try:
+        direct_io.write_new(fd, data, opened_direct=True)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 def test_a_gathering_appender_writes_queued_blocks_together(tmp_path: Path) -> None:
     """Blocks that queue up while the writer is busy go out together, every byte in place."""
     path = tmp_path / "f"

@@ -141,6 +141,30 @@ def test_cache_reads_chunks_of_every_size_back(
         assert cache.get(oid) == data
 
 
+def test_cache_writes_past_leftovers_and_removed_directories(tmp_path: Path) -> None:
+    """A temporary name an earlier process of the same id left, and a chunk's directory
+    removed while the cache runs: chunks are cached all the same, 0600 in 0700."""
+    root = tmp_path / "chunks"
+    first = b"first" * 1000
+    # another chunk in the same directory (the first byte of its id)
+    second = next(
+        d for n in range(10_000) if hash_bytes(d := b"%d" % n * 1000)[0] == hash_bytes(first)[0]
+    )
+    left = root / f".tmp-{os.getpid()}-1"  # the name a new cache's second write takes
+    cache = ChunkCache(root, 1 << 20)
+    left.write_bytes(b"left over")
+    assert cache.put(hash_bytes(first), first)
+    path = next(root.glob("*/*"))
+    path.unlink()
+    path.parent.rmdir()  # removed after this cache made it
+    assert cache.put(hash_bytes(second), second)
+    assert cache.get(hash_bytes(second)) == second
+    assert left.read_bytes() == b"left over"  # another's name is left alone
+    for f in root.glob("*/*"):
+        assert f.stat().st_mode & 0o777 == 0o600 and f.parent.stat().st_mode & 0o777 == 0o700
+    assert [p.name for p in root.iterdir() if p.is_file()] == [left.name]
+
+
 # ---------------------------------------------------------------------------- fetcher
 
 

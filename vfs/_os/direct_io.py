@@ -94,13 +94,14 @@ def set_direct(fd: int, on: bool) -> bool:
     return True
 
 
-def open_direct(path: str | bytes | os.PathLike[str], flags: int) -> int:
+def open_direct(path: str | bytes | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
     """``path`` opened with ``flags | O_DIRECT``; -1 where its filesystem has no O_DIRECT.
 
-    Any other error of the open is raised as it is.
+    ``mode`` as for ``os.open`` (with ``O_CREAT``). Any other error of the open is
+    raised as it is.
     """
     try:
-        return os.open(path, flags | os.O_DIRECT)
+        return os.open(path, flags | os.O_DIRECT, mode)
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
@@ -332,7 +333,9 @@ def _buffer(size: int) -> mmap.mmap:
     return buf
 
 
-def write_new(fd: int, data: bytes | bytearray | memoryview) -> None:
+def write_new(
+    fd: int, data: bytes | bytearray | memoryview, *, opened_direct: bool = False
+) -> None:
     """Write ``data`` at the start of the new, empty file at ``fd``, past the page cache.
 
     Its whole pages are copied into this thread's page-aligned buffer and written
@@ -342,10 +345,19 @@ def write_new(fd: int, data: bytes | bytearray | memoryview) -> None:
     the process's already, not a fresh page-cache page for every 4 KiB of it (see
     the module docstring: on this kind of machine filling 1 GiB of new page-cache
     pages took more CPU than fetching, verifying and serving the same bytes).
+
+    ``opened_direct``: ``fd`` was opened with ``O_DIRECT`` (``open_direct``) and no
+    other of the flags ``F_SETFL`` changes (``O_APPEND``, ``O_NONBLOCK``...), so
+    the flag is neither read nor set before the whole pages, and is cleared with one
+    ``fcntl`` before a partial last page only: the chunk cache writes each chunk
+    this way, four system calls fewer per chunk, each a release and a retake of the
+    GIL among the daemon's busy threads. Where it is on, ``fd`` may be left with it.
     """
     view = memoryview(data).cast("B")
     whole = len(view) - len(view) % ALIGN
-    if whole and set_direct(fd, True):
+    direct = opened_direct
+    if whole and (direct or set_direct(fd, True)):
+        direct = True
         buf = _buffer(whole)
         try:
             with memoryview(buf) as aligned:
@@ -355,10 +367,13 @@ def write_new(fd: int, data: bytes | bytearray | memoryview) -> None:
             if exc.errno != errno.EINVAL:
                 raise
             whole = 0  # an alignment this filesystem refuses: all of it the ordinary way
-        finally:
-            set_direct(fd, False)
     else:
         whole = 0
+    if direct and (whole < len(view) or not opened_direct):
+        if opened_direct:
+            fcntl.fcntl(fd, fcntl.F_SETFL, 0)  # O_DIRECT was its only such flag
+        else:
+            set_direct(fd, False)
     _pwrite_all(fd, view[whole:], whole)
 
 
