@@ -20,6 +20,7 @@ from vfs._os.page_cache import read_cached
 from vfs.errors import ObjectCorrupt
 from vfs.model.ids import hash_bytes, hasher
 from vfs.store.objects import ObjectStore, ObjKind
+from vfs.store.pack_files import check_pack
 
 
 def _pieces(total: int, seed: int) -> list[bytes]:
@@ -224,6 +225,126 @@ def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path, gather: int) ->
             out.abandon()
     finally:
         os.close(fd)
+
+
+def _random_block(size: int, seed: int) -> mmap.mmap:
+    """A page-aligned buffer of random bytes, as a large file is read into."""
+    buf = mmap.mmap(-1, size)
+    buf[:] = random.Random(seed).randbytes(size)
+    return buf
+
+
+def _lend_and_write(path: Path, busy: bool) -> tuple[bytes, bool]:
+    """Append copied pieces and lent stretches of a page-aligned buffer, at every kind of
+    offset; return the bytes the file must hold (zeros where the appender padded) and
+    whether it stayed direct. ``busy``: the writer is held up, so pieces queue and go
+    out together."""
+    buf = _random_block(3 * BLOCK, seed=12)
+    rng = random.Random(12)
+    stretches = [(5, 3 * ALIGN), (ALIGN, 2 * ALIGN + 1), (7, 2 * ALIGN + 6),
+                 (ALIGN + 1, BLOCK + 12_345), (BLOCK - 3, BLOCK + 4 * ALIGN), (0, BLOCK),
+                 (100, 100 + ALIGN)]  # fmt: skip
+    expect = bytearray()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with ThreadPoolExecutor(1) as thread:
+            out = DirectAppender(fd, thread, gather=direct_io.GATHER)
+            held = threading.Event()
+            if busy:
+                thread.submit(held.wait)
+            lent = []
+            for i, (start, end) in enumerate(stretches):
+                if i == 2:  # (before a fourth block would wait for the held writer)
+                    held.set()
+                piece = rng.randbytes(rng.choice([1, 4, 4097, 70_001]))
+                out.write(piece)
+                expect += piece
+                fut = out.lend(memoryview(buf)[start:end], start % ALIGN)
+                at = out.size - (end - start)
+                assert 0 <= at - len(expect) < ALIGN  # padded by less than a page
+                expect += bytes(at - len(expect)) + buf[start:end]
+                if fut is not None:
+                    lent.append(fut)
+            assert lent  # (most stretches are long enough to be lent)
+            out.make_visible()
+            assert path.read_bytes() == expect  # readable midway, as the store reads
+            out.write(b"tail")
+            out.finish()
+            assert all(f.done() for f in lent)
+            direct = out.direct
+    finally:
+        os.close(fd)
+    return bytes(expect + b"tail"), direct
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle-writer", "busy-writer"])
+def test_lent_stretches_are_written_in_place(tmp_path: Path, busy: bool) -> None:
+    """Stretches lent from a page-aligned buffer land at the offsets the appender gives,
+    after fewer than ALIGN zero bytes, between copied pieces, written direct."""
+    expect, direct = _lend_and_write(tmp_path / "f", busy)
+    assert direct
+    assert (tmp_path / "f").read_bytes() == expect
+
+
+def test_lent_stretches_when_direct_writes_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem that refuses the alignment of direct writes gets the same bytes."""
+    real = os.pwritev
+
+    def strict(fd: int, views: list[memoryview], offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, views, offset)
+
+    monkeypatch.setattr(os, "pwritev", strict)
+    refuse_direct_writes(monkeypatch)
+    expect, direct = _lend_and_write(tmp_path / "f", busy=False)
+    assert not direct
+    assert (tmp_path / "f").read_bytes() == expect
+
+
+def test_disk_full_while_lending_is_an_oserror_of_the_writer(small_disk: Path) -> None:
+    buf = _random_block(2 * BLOCK, seed=13)
+    fd = os.open(small_disk / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with ThreadPoolExecutor(1) as thread:
+            out = DirectAppender(fd, thread, gather=direct_io.GATHER)
+            with pytest.raises(OSError) as info:
+                for _ in range(8):  # 16 MiB, twice the 8 MiB the disk has
+                    out.write(b"x")
+                    out.lend(memoryview(buf)[1:], 1)
+                out.finish()
+            assert info.value.errno == errno.ENOSPC
+            out.abandon()
+    finally:
+        os.close(fd)
+
+
+def test_store_lends_raw_chunks_and_copies_the_rest(tmp_path: Path) -> None:
+    """put_lent: a raw chunk is written from the caller's buffer (which may change once
+    the write is done), a compressible one is stored compressed, a present one skipped;
+    every pack then checks and every object reads back."""
+    store = ObjectStore.create(tmp_path / "objects")
+    buf = _random_block(3 * BLOCK, seed=14)
+    buf[BLOCK : BLOCK + (1 << 20)] = (b"column,value\n" * 80_660)[: 1 << 20]
+    raw = memoryview(buf)[77 : 77 + 900_001]
+    text = memoryview(buf)[BLOCK : BLOCK + (1 << 20)]
+    kept = {hash_bytes(raw): bytes(raw), hash_bytes(text): bytes(text)}
+    written, fut = store.put_lent(ObjKind.CHUNK, raw, hash_bytes(raw), 77)
+    assert written == len(raw) and fut is not None
+    fut.result()
+    written, fut = store.put_lent(ObjKind.CHUNK, text, hash_bytes(text), 0)
+    assert 0 < written < len(text) // 2 and fut is None  # compressed: copied
+    assert store.put_lent(ObjKind.CHUNK, raw, hash_bytes(raw), 77) == (0, None)
+    assert store.get(hash_bytes(raw)) == kept[hash_bytes(raw)]  # from the open pack
+    buf[:] = bytes(len(buf))  # the caller's buffer is free again
+    store.close()
+    again = ObjectStore(tmp_path / "objects")
+    for oid, data in kept.items():
+        assert again.get(oid) == data
+    assert all(check_pack(p) is None for p in again.pack_paths())
+    again.close()
 
 
 def _uncached(path: Path) -> None:

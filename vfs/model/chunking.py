@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar, cast
 
 if TYPE_CHECKING:
+    import mmap
+
     import pyfastcdc
+
+Block = TypeVar("Block", bytearray, "mmap.mmap")  # a writable buffer a file is read into
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -108,8 +112,8 @@ class Chunker:
             yield bytes(chunk.data)
 
     def blocks(
-        self, readinto: Callable[[memoryview], int], take: Callable[[], bytearray]
-    ) -> Iterator[tuple[bytearray, list[int]]]:
+        self, readinto: Callable[[memoryview], int], take: Callable[[], Block]
+    ) -> Iterator[tuple[Block, list[int]]]:
         """Cut a stream block by block; yield (block, chunk end offsets in it).
 
         ``readinto`` fills a view and returns the bytes read (0 at the end); ``take``

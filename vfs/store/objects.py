@@ -86,7 +86,7 @@ from vfs.store.packs import (
 
 if TYPE_CHECKING:  # imported where first used: commands like `status` need neither
     import mmap
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache when not in it
@@ -279,6 +279,34 @@ class ObjectStore:
         return oid, self._append(
             [(oid, int(kind), int(method), payload, len(data))], LOCAL_PACK_SIZE
         )
+
+    def put_lent(
+        self, kind: ObjKind, data: memoryview, oid: bytes, phase: int
+    ) -> tuple[int, Future[None] | None]:
+        """Store ``data`` (already hashed to ``oid``) unless present, writing its whole
+        pages from the caller's memory when it is stored raw.
+
+        ``data`` lies in a page-aligned buffer, starting ``phase`` bytes into a page.
+        Returns the bytes written and, if its pages were lent, the future of their write:
+        the caller leaves the buffer unchanged until it is done (an error of that write
+        is raised by a later store, ``flush`` or ``sync``). A payload that compresses is
+        stored compressed, as by :meth:`put`, and None returned.
+        """
+        if self.has(oid):
+            return 0, None
+        method, payload = compress(data)
+        if method != Compression.NONE:
+            item = (oid, int(kind), int(method), payload, len(data))
+            return self._append([item], LOCAL_PACK_SIZE), None
+        with self._changing():
+            if oid in self._entries or oid in (self._raw_ids() or ()):
+                return 0, None
+            w = self._writer or self._new_writer()
+            obj, fut = w.lend(oid, int(kind), data, phase)
+            self._entries[oid] = (w.slot, obj)
+            if w.offset >= LOCAL_PACK_SIZE:
+                self._finish()
+        return len(data), fut
 
     def put_many(self, items: Iterable[tuple[bytes, ObjKind, bytes | memoryview]]) -> int:
         """Store several (id, kind, data) at once; return the bytes written.

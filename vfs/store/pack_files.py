@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from vfs._os.direct_io import GATHER, DirectAppender, settled
 from vfs.errors import FormatError
 from vfs.model.ids import hasher
+from vfs.store.compression import Compression
 from vfs.store.durable import TMP_PREFIX, fsync_dir, write_atomic
 from vfs.store.packs import (
     FOOTER,
@@ -154,6 +155,18 @@ class PackWriter:
         self.out.write(payload)
         self.objs.append(obj)
         return obj
+
+    def lend(
+        self, oid: bytes, kind: int, payload: memoryview, phase: int
+    ) -> tuple[PackedObject, Future[None] | None]:
+        """Append a raw payload from a page-aligned buffer, its whole pages uncopied
+        (``DirectAppender.lend``: up to ALIGN - 1 zero bytes may come before it; readers
+        take offsets from the header). The future: see ``DirectAppender.lend``."""
+        fut = self.out.lend(payload, phase)
+        size = len(payload)
+        obj = PackedObject(oid, kind, Compression.NONE, self.offset - size, size, size)
+        self.objs.append(obj)
+        return obj, fut
 
     def finish(self, root: Path) -> tuple[Path, int]:
         """Write the header, rename to the pack's id, write the index.

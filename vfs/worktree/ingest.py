@@ -5,12 +5,14 @@ so that both cores stay busy from the first byte to the last and memory does not
 with the file (:meth:`Hasher._read_large`)::
 
     kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
-      -> calling thread  reads into one of BLOCKS recycled blocks, cuts it (FastCDC)
+      -> calling thread  reads into one of BLOCKS page-aligned blocks, cuts it (FastCDC)
       -> chunks pool     per chunk: BLAKE3 id, compressibility probe (zstd), append
                          to the open pack under the store's lock
-      -> pack writer     one thread writes the pack's blocks (vfs._os.direct_io:
-                         DEPTH blocks of BLOCK bytes in flight)
-    and beside them the digest thread updates the file's BLAKE3 block by block.
+      -> pack writer     one thread writes the pack (vfs._os.direct_io): a raw chunk's
+                         whole pages straight from the file's block, the rest copied
+                         into DEPTH blocks of BLOCK bytes
+    and beside them the digest thread updates the file's BLAKE3 block by block. A
+    block is read into again once its chunks are hashed and written to the pack.
 
 BLAKE3, FastCDC's cut loop, zstd and the reads and writes release the GIL, so each
 stage runs on whichever core is free; the stage that waits (a full pack writer, a
@@ -25,6 +27,7 @@ import contextlib
 import errno
 import os
 import stat as statmod
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,20 +45,24 @@ from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Found, show
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
+    import mmap
     from concurrent.futures import Future
 
 
 READ_RETRIES = 3
 BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
-# Blocks of a large file in flight: one being read and cut, the other being hashed and
-# stored. Four (and 4 MiB pack blocks) put the peak RSS of adding 1 GiB at 87 MiB, over
-# DVC's 67, without a speed-up that rose above the noise of a loaded machine.
-BLOCKS = 2
+# Blocks of a large file in flight: one being read and cut, the others being hashed and
+# written to the pack from where they lie. Four (and 4 MiB pack blocks) put the peak
+# RSS of adding 1 GiB at 87 MiB, over DVC's 67, when chunks were copied into the pack's
+# blocks; now those hold only the few pages a chunk begins and ends in, and the third
+# block is what they held (2 MiB each) before.
+BLOCKS = 3
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
+Lent = tuple[ChunkRef, "Future[None] | None"]  # a stored chunk, and the write reading its block
 
 
 def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRef:
@@ -63,6 +70,47 @@ def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRe
     if store is not None:
         store.put(ObjKind.CHUNK, data, oid)
     return ChunkRef(oid, len(data))
+
+
+def _lend_chunk(
+    store: ObjectStore | None, data: memoryview, phase: int
+) -> tuple[ChunkRef, Future[None] | None]:
+    """Hash and store a chunk of a page-aligned block, ``phase`` bytes into a page;
+    with the future of the write that reads it from the block (None: none does)."""
+    oid = hash_bytes(data)
+    fut = None
+    if store is not None:
+        _, fut = store.put_lent(ObjKind.CHUNK, data, oid, phase)
+    return ChunkRef(oid, len(data)), fut
+
+
+class _Blocks:
+    """The page-aligned blocks large files are read into, kept for the next file.
+
+    Pages a process touches for the first time cost a fault each, and on virtual
+    machines that hand free memory back to the host much more (see vfs._os.direct_io);
+    a command that adds many large files pays for its blocks once.
+    """
+
+    def __init__(self) -> None:
+        self._free: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> mmap.mmap:
+        import mmap
+
+        with self._lock:
+            for i, block in enumerate(self._free):
+                if len(block) == size:
+                    return self._free.pop(i)
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+
+    def give(self, blocks: list[mmap.mmap]) -> None:
+        with self._lock:
+            self._free = [*blocks, *self._free][:BLOCKS]
+
+
+_blocks = _Blocks()
 
 
 class Hasher:
@@ -193,34 +241,46 @@ class Hasher:
     def _read_large(self, fd: int) -> tuple[bytes, list[ChunkRef], int]:
         """Read, cut, hash and store a large file, with the work spread over the pools.
 
-        The file is read into a few recycled blocks (:meth:`Chunker.blocks`) and each
-        chunk is hashed and stored straight from its block: no copy per chunk and no
-        fresh memory per chunk (page faults on fresh memory cost as much as hashing).
-        The whole-file digest is updated block by block in the one ``digest`` thread.
-        The stages and their bounds are in the module docstring.
+        The file is read into a few recycled page-aligned blocks
+        (:meth:`Chunker.blocks`) and each chunk is hashed and stored straight from its
+        block: no copy per chunk and no fresh memory per chunk (page faults on fresh
+        memory cost as much as hashing), and a raw chunk's whole pages go to the pack
+        from the block (``ObjectStore.put_lent``). The whole-file digest is updated
+        block by block in the one ``digest`` thread. The stages and their bounds are in
+        the module docstring.
         """
+        from concurrent.futures import wait as wait_futures
+
+        from vfs._os.direct_io import ALIGN
+
         whole = hasher()
-        size = max(BLOCK_BYTES, 2 * self.chunker.params.max_size)
-        inflight: deque[tuple[bytearray, list[Future[ChunkRef]], Future[Any]]] = deque()
+        size = -(-max(BLOCK_BYTES, 2 * self.chunker.params.max_size) // ALIGN) * ALIGN
+        inflight: deque[tuple[mmap.mmap, list[Future[Lent]], Future[Any]]] = deque()
         refs: list[ChunkRef] = []
         made = 0
         total = 0
 
-        def settle() -> bytearray:
+        def settle() -> mmap.mmap:
             block, chunks, upd = inflight[0]
             done = [f.result() for f in chunks]
             upd.result()
+            for _, write in done:  # (its error is the store's to raise)
+                if write is not None:
+                    wait_futures([write])
             inflight.popleft()  # only now: on failure, the rest is waited for below
-            refs.extend(done)
+            refs.extend(ref for ref, _ in done)
             return block
 
-        def take() -> bytearray:
+        def take() -> mmap.mmap:
             nonlocal made
             if made < BLOCKS:
                 made += 1
-                return bytearray(size)
+                block = _blocks.take(size)
+                mine.append(block)
+                return block
             return settle()
 
+        mine: list[mmap.mmap] = []
         pos = asked = 0
 
         def readinto(view: memoryview) -> int:
@@ -237,11 +297,12 @@ class Hasher:
         try:
             for block, ends in self.chunker.blocks(readinto, take):
                 view = memoryview(block)
-                futs: list[Future[ChunkRef]] = []
+                futs: list[Future[Lent]] = []
                 start = 0
                 pool = self.workers.chunks
                 for end in ends:
-                    futs.append(pool.submit(_store_chunk, self.store, view[start:end]))
+                    piece = view[start:end]
+                    futs.append(pool.submit(_lend_chunk, self.store, piece, start % ALIGN))
                     progress.advance(0, end - start)
                     start = end
                 total += start
@@ -255,7 +316,10 @@ class Hasher:
                 for fut in waits:
                     if not fut.cancel():
                         with contextlib.suppress(Exception):
-                            fut.result()
+                            got = fut.result()
+                            if isinstance(got, tuple) and got[1] is not None:
+                                wait_futures([got[1]])  # (the pack writer reads the block)
+            _blocks.give(mine)
         return whole.digest(), refs, total
 
     def stage_one(
