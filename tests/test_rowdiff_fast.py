@@ -382,6 +382,19 @@ def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
     assert got["moved"][0][1:4] == (1, 1, 1) and got["moved"][1] == "chunks"
 
 
+def record_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The list every query the engine runs is appended to, from now on."""
+    sql: list[str] = []
+    run = Engine.run
+
+    def seen(self: Engine, query: str) -> list[tuple[Any, ...]]:
+        sql.append(query)
+        return run(self, query)
+
+    monkeypatch.setattr(Engine, "run", seen)
+    return sql
+
+
 def test_rows_added_with_keys_beyond_the_old_files_are_compared_without_reading_it(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -397,14 +410,7 @@ def test_rows_added_with_keys_beyond_the_old_files_are_compared_without_reading_
     appended += [(3000 + j, "new", str(j)) for j in range(5)] + [(-7, "low", "1")]
     refilled.append((1500, "back", "2"))
     reused.append((10, "again", "2"))
-    sql: list[str] = []
-    run = Engine.run
-
-    def seen(self: Engine, query: str) -> list[tuple[Any, ...]]:
-        sql.append(query)
-        return run(self, query)
-
-    monkeypatch.setattr(Engine, "run", seen)
+    sql = record_queries(monkeypatch)
     a = side(workdir, "old", old, "csv")
     first = side(workdir, "new", render(rows[:-1], "csv", False), "csv")
     got: dict[str, Any] = {}
@@ -439,14 +445,7 @@ def test_a_sample_sniffed_before_is_not_sniffed_again(
     monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
     rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
     head = [(i, a, b + "1") if i < 3 else (i, a, b) for i, a, b in rows]  # in the samples
-    sql: list[str] = []
-    run = Engine.run
-
-    def seen(self: Engine, query: str) -> list[tuple[Any, ...]]:
-        sql.append(query)
-        return run(self, query)
-
-    monkeypatch.setattr(Engine, "run", seen)
+    sql = record_queries(monkeypatch)
     sniffs = []
     a = side(workdir, "old", render(rows, "csv", False), "csv")
     with tempfile.TemporaryDirectory(dir=workdir) as cache:

@@ -99,6 +99,27 @@ def read_entry(dvfs_dir: Path | None, entry: str, limit: int) -> bytes | None:
         return None
 
 
+def read_record(dvfs_dir: Path | None, entry: str, limit: int) -> Any:
+    """The payload of cache entry ``entry`` written by :func:`write_record`, or None
+    if there is none or it is not such a record (the caller checks the payload)."""
+    data = read_entry(dvfs_dir, entry, limit)
+    if data is None:
+        return None
+    try:
+        doc = msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+    if not (isinstance(doc, list) and len(doc) == 2 and doc[0] == 1):
+        return None
+    return doc[1]
+
+
+def write_record(dvfs_dir: Path | None, entry: str, payload: object) -> None:
+    """Write ``payload`` as cache entry ``entry``, msgpack ``[1, payload]`` (best effort,
+    as :func:`write_entry`)."""
+    write_entry(dvfs_dir, entry, msgpack.packb([1, payload], use_bin_type=True))
+
+
 def write_entry(dvfs_dir: Path | None, entry: str, data: bytes) -> None:
     """Write cache entry ``entry`` (atomically, not fsynced; best effort: a read-only
     ``.dvfs`` keeps none)."""
@@ -172,16 +193,7 @@ class KeptSniffs:
         return f"{h.hexdigest()}.sniff"
 
     def get(self, fmt: Format, sample: bytes) -> tuple[Any, ...] | None:
-        data = read_entry(self.dvfs_dir, self._name(fmt, sample), 1 << 20)
-        if data is None:
-            return None
-        try:
-            doc = msgpack.unpackb(data, raw=False)
-        except (ValueError, msgpack.UnpackException):
-            return None
-        if not (isinstance(doc, list) and len(doc) == 2 and doc[0] == 1):
-            return None
-        row = doc[1]
+        row = read_record(self.dvfs_dir, self._name(fmt, sample), 1 << 20)
         if not isinstance(row, list) or len(row) != 10:
             return None
         delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row
@@ -203,4 +215,4 @@ class KeptSniffs:
         delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row[:10]
         cols = [[str(c["name"]), str(c["type"])] for c in columns]
         fields = [delim, quote, escape, newline, comment, skip, header, cols, datef, tsf]
-        write_entry(self.dvfs_dir, self._name(fmt, sample), msgpack.packb([1, fields]))
+        write_record(self.dvfs_dir, self._name(fmt, sample), fields)

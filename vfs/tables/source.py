@@ -50,8 +50,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgpack
-
 from vfs._os.beneath import ABSENT, READ, Walker
 from vfs.errors import FileUnreadable, FormatError, UsageError
 from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
@@ -301,16 +299,7 @@ def kept_facts(cache: Path | None, chunks: Sequence[ChunkRef]) -> list[Facts] | 
     """The facts of each of ``chunks`` kept by an earlier copy (module doc), or None."""
     if not chunks or len(chunks) > MAX_KEPT:
         return None
-    data = checks.read_entry(cache, _kept_name(chunks), 200 * (len(chunks) + 1))
-    if data is None:
-        return None
-    try:
-        doc = msgpack.unpackb(data, raw=False)
-    except (ValueError, msgpack.UnpackException):
-        return None
-    if not isinstance(doc, list) or len(doc) != 2 or doc[0] != 1:
-        return None
-    rows = doc[1]
+    rows = checks.read_record(cache, _kept_name(chunks), 200 * (len(chunks) + 1))
     if not isinstance(rows, list) or len(rows) != len(chunks):
         return None
     out = [Facts.kept(r, c.size) for r, c in zip(rows, chunks, strict=True)]
@@ -321,8 +310,7 @@ def keep_facts(cache: Path | None, chunks: Sequence[ChunkRef], facts: Sequence[F
     """Keep the facts of ``chunks`` for the next copy of the same file (best effort)."""
     if not chunks or len(chunks) > MAX_KEPT or len(facts) != len(chunks):
         return
-    data = msgpack.packb([1, [f.fields() for f in facts]], use_bin_type=True)
-    checks.write_entry(cache, _kept_name(chunks), data)
+    checks.write_record(cache, _kept_name(chunks), [f.fields() for f in facts])
 
 
 def from_version(
