@@ -84,7 +84,8 @@ class _Pool:
             if len(self._free) < KEEP:
                 self._free.append(block)
                 return
-        block.close()
+        with contextlib.suppress(BufferError):  # (a view still held: unmapped with it)
+            block.close()
 
 
 _pool = _Pool()
@@ -167,7 +168,10 @@ class DirectAppender:
         self._taken = 0  # offset up to which queued blocks were taken for writing
         self._block: mmap.mmap | None = _pool.take()
         self._fill = 0  # bytes in the block
-        self._base = 0  # file offset of the block's first byte (a multiple of ALIGN)
+        self._shipped = 0  # bytes at the block's start already handed to the writer
+        # File offset block[i] goes to, for i >= _shipped (a multiple of ALIGN): a lent
+        # stretch written after block[:_shipped] moves the rest of the block past it.
+        self._base = 0
         # Writes in flight and the block each writes (None: a lent stretch).
         self._flying: deque[tuple[list[Future[None]], mmap.mmap | None]] = deque()
 
@@ -210,18 +214,17 @@ class DirectAppender:
         self.write(view[:head])  # now self.size is a multiple of ALIGN
         whole = (len(view) - head) // ALIGN * ALIGN
         middle = view[head : head + whole]
-        block, fill = self._block, self._fill
+        block, fill, shipped = self._block, self._fill, self._shipped
         pieces: list[tuple[mmap.mmap | memoryview, int, int]] = []
-        if block is not None and fill:  # goes out with the stretch: one write if idle
-            pieces.append((block, fill, self._base))
+        if block is not None and fill > shipped:  # goes out with the stretch: one write
+            pieces.append((memoryview(block)[shipped:fill], fill - shipped, self._base + shipped))
         pieces.append((middle, whole, self._base + fill))
         futs = self._queue(pieces)
-        if block is not None and fill:
-            self._flying.append(([futs[0]], block))
-            self._block = None
-            self._base += fill
-            self._fill = 0
-        self._flying.append(([futs[-1]], None))
+        # The block stays the one being filled: its next bytes follow the stretch. Were
+        # it shipped with its few bytes, the next stretches would wait for blocks
+        # (DEPTH) that hold a few pages each, under the store's lock.
+        self._shipped = fill
+        self._flying.append((futs, None))
         self._base += whole
         self.write(view[head + whole :])
         return futs[-1]
@@ -233,10 +236,12 @@ class DirectAppender:
         eventual direct write covers the same bytes again.
         """
         self._wait_all()
-        if self._fill and self._block is not None:
+        start = self._shipped
+        if self._fill > start and self._block is not None:
             set_direct(self.fd, False)
             try:
-                _pwrite_all(self.fd, memoryview(self._block)[: self._fill], self._base)
+                view = memoryview(self._block)[start : self._fill]
+                _pwrite_all(self.fd, view, self._base + start)
             finally:
                 if self.direct:
                     set_direct(self.fd, True)
@@ -281,29 +286,32 @@ class DirectAppender:
         """Hand the block's first ``n`` bytes to the writing thread (``n`` a multiple of
         ALIGN unless ``last``)."""
         block = self._current()
+        start = self._shipped  # (0 unless stretches were lent: never with a consumer)
         if self._gather > 1 and not last:
-            futs = self._queue([(block, n, self._base)])
+            piece = memoryview(block)[start:n] if start else block
+            futs = self._queue([(piece, n - start, self._base + start)])
         else:
-            futs = [self._executor.submit(self._put, block, self._base, n, last)]
+            futs = [self._executor.submit(self._put, block, self._base + start, start, n, last)]
         if self._consume_on is not None:
             futs.append(self._consume_on.submit(self._consume, block, n))
         self._flying.append((futs, block))
         self._block = None
         self._base += n
-        self._fill = 0
+        self._fill = self._shipped = 0
 
-    def _put(self, block: mmap.mmap, base: int, n: int, last: bool) -> None:
-        """Runs on the executor: write ``block[:n]`` at ``base``, then consume it."""
-        view = memoryview(block)[:n]
+    def _put(self, block: mmap.mmap, at: int, start: int, n: int, last: bool) -> None:
+        """Runs on the executor: write ``block[start:n]`` at ``at``, then consume it."""
+        view = memoryview(block)[start:n]
         try:
-            whole = n if not last else n - n % ALIGN
+            size = n - start
+            whole = size if not last else size - size % ALIGN
             if whole:
-                self._write([view[:whole]], base)
+                self._write([view[:whole]], at)
             if last:
                 if not set_direct(self.fd, False):
                     raise OSError("could not leave O_DIRECT")
-                if whole < n:
-                    _pwrite_all(self.fd, view[whole:], base + whole)
+                if whole < size:
+                    _pwrite_all(self.fd, view[whole:], at + whole)
             if self._consumer is not None and self._consume_on is None:
                 self._consumer(view)
         finally:
