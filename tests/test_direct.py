@@ -211,11 +211,14 @@ def test_bytes_made_visible_midway_read_back(tmp_path: Path) -> None:
     assert path.read_bytes() == first + second
 
 
-@pytest.mark.parametrize("gather", [1, direct_io.GATHER])
-def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path, gather: int) -> None:
+@pytest.mark.parametrize(
+    ("gather", "writers"),
+    [(1, 1), (direct_io.GATHER, 1), (direct_io.GATHER, direct_io.WRITE_DEPTH)],
+)
+def test_disk_full_is_an_oserror_of_the_writer(small_disk: Path, gather: int, writers: int) -> None:
     fd = os.open(small_disk / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with ThreadPoolExecutor(1) as thread:
+        with ThreadPoolExecutor(writers) as thread:
             out = DirectAppender(fd, thread, gather=gather)
             with pytest.raises(OSError) as info:
                 for p in _pieces(16 << 20, seed=4):  # twice the 8 MiB the disk has
@@ -234,11 +237,11 @@ def _random_block(size: int, seed: int) -> mmap.mmap:
     return buf
 
 
-def _lend_and_write(path: Path, busy: bool) -> tuple[bytes, bool]:
+def _lend_and_write(path: Path, busy: bool, writers: int = 1) -> tuple[bytes, bool]:
     """Append copied pieces and lent stretches of a page-aligned buffer, at every kind of
     offset; return the bytes the file must hold (zeros where the appender padded) and
-    whether it stayed direct. ``busy``: the writer is held up, so pieces queue and go
-    out together."""
+    whether it stayed direct. ``busy``: the writers are held up, so pieces queue and go
+    out together; ``writers``: threads writing (several writes at a time)."""
     buf = _random_block(3 * BLOCK, seed=12)
     rng = random.Random(12)
     stretches = [(5, 3 * ALIGN), (ALIGN, 2 * ALIGN + 1), (7, 2 * ALIGN + 6),
@@ -247,11 +250,12 @@ def _lend_and_write(path: Path, busy: bool) -> tuple[bytes, bool]:
     expect = bytearray()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with ThreadPoolExecutor(1) as thread:
+        with ThreadPoolExecutor(writers) as thread:
             out = DirectAppender(fd, thread, gather=direct_io.GATHER)
             held = threading.Event()
             if busy:
-                thread.submit(held.wait)
+                for _ in range(writers):
+                    thread.submit(held.wait)
             lent = []
             for i, (start, end) in enumerate(stretches):
                 if i == 2:  # (before a fourth block would wait for the held writer)
@@ -277,11 +281,13 @@ def _lend_and_write(path: Path, busy: bool) -> tuple[bytes, bool]:
     return bytes(expect + b"tail"), direct
 
 
+@pytest.mark.parametrize("writers", [1, direct_io.WRITE_DEPTH])
 @pytest.mark.parametrize("busy", [False, True], ids=["idle-writer", "busy-writer"])
-def test_lent_stretches_are_written_in_place(tmp_path: Path, busy: bool) -> None:
+def test_lent_stretches_are_written_in_place(tmp_path: Path, busy: bool, writers: int) -> None:
     """Stretches lent from a page-aligned buffer land at the offsets the appender gives,
-    after fewer than ALIGN zero bytes, between copied pieces, written direct."""
-    expect, direct = _lend_and_write(tmp_path / "f", busy)
+    after fewer than ALIGN zero bytes, between copied pieces, written direct (by one
+    thread, or by several at a time as the store's packs are)."""
+    expect, direct = _lend_and_write(tmp_path / "f", busy, writers)
     assert direct
     assert (tmp_path / "f").read_bytes() == expect
 
@@ -304,11 +310,14 @@ def test_lent_stretches_when_direct_writes_are_refused(
     assert (tmp_path / "f").read_bytes() == expect
 
 
-def test_disk_full_while_lending_is_an_oserror_of_the_writer(small_disk: Path) -> None:
+@pytest.mark.parametrize("writers", [1, direct_io.WRITE_DEPTH])
+def test_disk_full_while_lending_is_an_oserror_of_the_writer(
+    small_disk: Path, writers: int
+) -> None:
     buf = _random_block(2 * BLOCK, seed=13)
     fd = os.open(small_disk / "f", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        with ThreadPoolExecutor(1) as thread:
+        with ThreadPoolExecutor(writers) as thread:
             out = DirectAppender(fd, thread, gather=direct_io.GATHER)
             with pytest.raises(OSError) as info:
                 for _ in range(8):  # 16 MiB, twice the 8 MiB the disk has

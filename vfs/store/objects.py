@@ -60,7 +60,7 @@ from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs._os.direct_io import ALIGN, open_direct, read_range, read_range_into
+from vfs._os.direct_io import ALIGN, WRITE_DEPTH, open_direct, read_range, read_range_into
 from vfs._os.page_cache import cached, read_cached
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.model.ids import hash_bytes
@@ -368,11 +368,11 @@ class ObjectStore:
             self._durable.finished(fd, pack)
 
     def _new_writer(self) -> PackWriter:
-        """Start a pack (and, the first time, the thread that writes packs)."""
+        """Start a pack (and, the first time, the threads that write packs)."""
         if self._writing is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._writing = ThreadPoolExecutor(1, "dvfs-packwrite")
+            self._writing = ThreadPoolExecutor(WRITE_DEPTH, "dvfs-packwrite")
         self._writer = PackWriter(self.root, len(self._packs), self._writing)
         self._packs.append(self._writer.tmp)
         return self._writer
