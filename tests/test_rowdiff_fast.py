@@ -27,8 +27,9 @@ from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjectStore
 from vfs.tables import engine as engine_module
-from vfs.tables import rowdiff
+from vfs.tables import rowdiff, source
 from vfs.tables.engine import Engine, NotTabular
 from vfs.tables.formats import Format
 from vfs.tables.result import KeyNotUnique, RowDiff
@@ -651,4 +652,82 @@ def test_versions_sharing_chunks_are_copied_lazily_and_compared_alike(tmp_path: 
         assert held[:64] == whole[:64] and held[-64:] == whole[-64:]  # the format check's
         assert lazy.file.read_bytes() == whole
         assert (lazy.head, lazy.rows(True, '"')) == (whole[: len(lazy.head)], 12000)
+    repo.ok("fsck")
+
+
+def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A diff keeps the whole copies it wrote (vfs.tables.source); the next diff of the
+    # same versions uses them instead of reading the chunks from the store. A kept
+    # copy whose bytes differ from the chunks', of another size, or that is a link,
+    # is not used and is replaced; the least recently used go past the budget.
+    monkeypatch.setattr(source, "COPY_MIN", 1)
+    root = tmp_path / "repo"
+    Repository.init(root, chunker=TINY.params)
+    repo = Repo(root)
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(6000)]
+    scattered = [(i, a, b + "2") if i % 3 == 0 else (i, a, b) for i, a, b in rows]
+    files = [render(v, "csv", False) for v in (rows, scattered)]
+    for data in files:
+        repo.write("t.csv", data)
+        repo.ok("add", "t.csv")
+        repo.ok("commit", "-m", "t")
+    r = Repository.find(root)
+    chunks = set()
+    for rev in ("v1", "v2"):
+        entry = r.history.lookup(r.history.version(r.history.resolve(rev)).tree, b"t.csv")
+        assert entry is not None
+        chunks |= {c.oid for c in entry.chunks}
+    fetched: list[bytes] = []
+    get = ObjectStore.get
+
+    def counted(self: ObjectStore, oid: bytes) -> bytes:
+        if oid in chunks:
+            fetched.append(oid)
+        return get(self, oid)
+
+    monkeypatch.setattr(ObjectStore, "get", counted)
+    cache = root / ".dvfs" / "rowcache"
+
+    def diff() -> Any:
+        fetched.clear()
+        r = Repository.find(root)
+        return outcome(
+            rowdiff.diff_path(
+                r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"],
+                1000, threads=1,
+            )
+        )  # fmt: skip
+
+    def copies() -> list[bytes]:
+        return sorted((cache / n).read_bytes() for n in os.listdir(cache) if n.endswith(".copy"))
+
+    first = diff()
+    assert first[1:4] == (0, 0, 2000) and len(fetched) > 40
+    assert copies() == sorted(files)
+    assert diff() == first and fetched == []  # both copies used, no chunk read
+    names = sorted(n for n in os.listdir(cache) if n.endswith(".copy"))
+    kept = cache / names[0]
+    good = kept.read_bytes()
+    for damage in (
+        good[:100] + bytes([good[100] ^ 1]) + good[101:],  # a bit flipped
+        good[:-1],  # a byte short
+        good + b"\n",  # a byte more
+        None,  # a link to a file with the right bytes
+    ):
+        kept.unlink()
+        if damage is None:
+            (tmp_path / "elsewhere").write_bytes(good)
+            kept.symlink_to(tmp_path / "elsewhere")
+        else:
+            kept.write_bytes(damage)
+        assert diff() == first and len(fetched) > 20  # one side read from the store
+        assert kept.is_file() and not kept.is_symlink() and kept.read_bytes() == good
+        assert diff() == first and fetched == []  # and its copy kept again
+    monkeypatch.setattr(source, "COPIES", max(map(len, files)) + 1)  # room for one
+    assert diff() == first and len(copies()) == 2  # a diff that writes none removes none
+    kept.unlink()
+    assert diff() == first
+    assert [n for n in os.listdir(cache) if n.endswith(".copy")] == [kept.name]  # the newest
     repo.ok("fsck")

@@ -30,6 +30,18 @@ left out before it answers, so whatever reads the whole copy reads the whole fil
 a diff of one block of rows in a 100 MiB file against a proved older version then
 decompresses a few chunks of each side instead of both files.
 
+A version's whole copy is kept too (``.dvfs/rowcache/<64 hex>.copy``, the hex as for
+the facts, a second name of the scratch copy's inode: keeping it copies nothing, and
+the disk holds it as it holds any file the kernel writes back), for files of
+``COPY_MIN`` to ``COPY_MAX`` bytes and up to ``COPIES`` bytes of them in all, the
+least recently used removed first. The next diff that copies the same version
+(several versions diffed against one base) links it into its scratch directory and
+hashes each chunk's bytes against the chunk's id instead of decompressing the chunks
+and writing the copy again: on the benchmark's 100 MiB file, 0.05 s of CPU instead of
+0.3 to 0.5 s (decompressing, and writing 100 MiB of fresh page cache, which a virtual
+machine that hands freed memory back to its host makes the dearer half). A kept copy
+of another size, or whose bytes do not hash to the chunks' ids, is not used.
+
 Scratch directories are ``.dvfs/rows-<pid>-<random>``, removed when the diff ends;
 one left by a process that no longer runs (a kill -9) is removed by the next diff.
 """
@@ -67,6 +79,9 @@ AHEAD = 4  # chunks fetched (decompressed, verified) ahead of the one being writ
 _SCRATCH = re.compile(r"^rows-(\d+)-")
 _BLANK = re.compile(b"\n\n")
 MAX_KEPT = 100_000  # files of more chunks keep no facts (a 130 GiB file: 3 MB of them)
+COPY_MIN = 1 << 20  # files smaller than this keep no copy (copying them is cheap)
+COPY_MAX = 1 << 30  # nor files larger than this (the copy would hold as much disk)
+COPIES = 2 << 30  # bytes of copies kept in all, the most recently used
 _BLANK_CR = re.compile(b"\n\r?\n")
 
 
@@ -313,6 +328,77 @@ def keep_facts(cache: Path | None, chunks: Sequence[ChunkRef], facts: Sequence[F
     checks.write_record(cache, _kept_name(chunks), [f.fields() for f in facts])
 
 
+def _copy_name(chunks: Sequence[ChunkRef]) -> str:
+    return f"{checks.entry_name(b'dvfs file copy 1', chunks)}.copy"
+
+
+def kept_copy(
+    cache: Path | None, chunks: Sequence[ChunkRef], dest: Path, known: Sequence[Facts] | None
+) -> list[Facts] | None:
+    """Link the copy of the file made of ``chunks`` that an earlier diff kept (module
+    doc) to ``dest`` and return each chunk's facts (``known``, or scanned now), once
+    every chunk's bytes in it hash to the chunk's id; None (and no ``dest``) when
+    there is no such copy."""
+    size = sum(c.size for c in chunks)
+    if cache is None or not COPY_MIN <= size <= COPY_MAX:
+        return None
+    try:
+        os.link(cache / checks.DIR / _copy_name(chunks), dest, follow_symlinks=False)
+    except OSError:
+        return None
+    facts: list[Facts] = []
+    try:
+        fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a link is refused
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_size == size:
+                view = memoryview(bytearray(max(c.size for c in chunks)))
+                pos = 0
+                for i, c in enumerate(chunks):
+                    part = view[: c.size]
+                    if os.preadv(fd, [part], pos) != c.size or hash_bytes(part) != c.oid:
+                        break
+                    facts.append(known[i] if known is not None else Facts.of(part))
+                    pos += c.size
+                else:
+                    with contextlib.suppress(OSError):
+                        os.utime(fd)  # used now: the last copy evicted (keep_copy)
+                    return facts
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        os.unlink(dest)
+    return None
+
+
+def keep_copy(cache: Path | None, chunks: Sequence[ChunkRef], copy: Path) -> None:
+    """Keep ``copy``, the whole file made of ``chunks``, for the next diff (module doc):
+    a second name of it in the row cache, replacing one that was not used; then
+    remove the least recently used copies beyond ``COPIES`` bytes (best effort)."""
+    size = sum(c.size for c in chunks)
+    if cache is None or not COPY_MIN <= size <= COPY_MAX:
+        return
+    with contextlib.suppress(OSError):
+        where = cache / checks.DIR
+        where.mkdir(exist_ok=True)
+        name = where / _copy_name(chunks)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)  # one that was kept could not be used: damaged
+        os.link(copy, name)
+        kept = []
+        for e in os.scandir(where):
+            if e.name.endswith(".copy") and e.is_file(follow_symlinks=False):
+                st = e.stat(follow_symlinks=False)
+                kept.append((e.name == name.name, st.st_mtime_ns, st.st_size, e.path))
+        total = 0
+        for mine, _, n, path in sorted(kept, reverse=True):
+            total += n
+            if total > COPIES and not mine:
+                os.unlink(path)
+
+
 def from_version(
     store: ObjectStore, entry: Entry, label: str, path: bytes, dest: Path,
     reuse: Side | None = None, threads: int | None = None, cache: Path | None = None,
@@ -325,7 +411,8 @@ def from_version(
     written) holds is copied from its copy by the kernel instead. ``cache``: the
     ``.dvfs`` directory whose kept facts spare scanning the chunks (module doc).
     ``lazy``: where the facts of every chunk were kept, write none of them yet, only
-    what ``Side.fill`` is asked for (module doc).
+    what ``Side.fill`` is asked for (module doc). Otherwise a copy an earlier diff
+    kept is used, checked against the chunks' ids; a whole copy written here is kept.
     """
     side = Side(label, path, dest)
     known = kept_facts(cache, entry.chunks)
@@ -348,6 +435,18 @@ def from_version(
     def fetch(c: ChunkRef, i: int) -> tuple[bytes, Facts]:
         data = verified(c)
         return data, known[i] if known is not None else Facts.of(data)
+
+    if (
+        not (lazy and known is not None)
+        and (kept := kept_copy(cache, entry.chunks, dest, known)) is not None
+    ):
+        with open(dest, "rb") as linked:
+            for ref, facts in zip(entry.chunks, kept, strict=True):
+                side._take(ref, facts)
+            side._ends(linked.fileno())
+        if known is None:
+            keep_facts(cache, entry.chunks, kept)
+        return side
 
     if lazy and known is not None:
         with open(dest, "w+b") as out:
@@ -396,6 +495,7 @@ def from_version(
         side._ends(fd)
     if known is None:
         keep_facts(cache, entry.chunks, every)
+    keep_copy(cache, entry.chunks, dest)
     return side
 
 
