@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 
 from vfs._os.beneath import Walker
+from vfs._os.gc_pause import paused_gc
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -83,6 +84,7 @@ def under_any(path: bytes, prefixes: Sequence[bytes]) -> bool:
     return any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
 
 
+@paused_gc()
 def restore_version(
     repo: Repository,
     target: bytes,
@@ -100,12 +102,18 @@ def restore_version(
     """The shared body of checkout, switch and pull (caller holds the lock).
 
     ``source`` is the revision as the user wrote it, for hints (default: vN).
+
+    The cyclic garbage collector is paused throughout (``paused_gc``): a checkout
+    makes a few objects per file, and its collections walked them all again and
+    again (about 4% of the CPU time of restoring 20,000 files and 1 GiB). The
+    restore helper process inherits the pause.
     """
     hist = repo.history
     version = hist.version(target)
     label = f"v{version.number}"
     empty: list[bytes] = []
     wanted = hist.flatten(version.tree, empty)
+    whole = wanted  # (before PATHS narrow it: the base version's files, if it is this one)
     _check_writable(label, wanted, empty)
     index = repo.index(rebuild=force and not paths and action == "checkout")
     if index.damaged is not None:
@@ -168,7 +176,7 @@ def restore_version(
                 f"{action} would replace {shown}{more}: move it away, or use --force to "
                 "replace it (a symbolic link is replaced, never followed)"
             )
-        committed = base_files(hist, index)
+        committed = base_files(hist, index, known=(version.tree, whole))
         moving = target != (index.base or hist.head_id())
         conflicts = []
         unreadable = []

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from vfs.ops.diff import Change
     from vfs.repo.history import History
 
+    Flat = tuple[bytes, dict[bytes, Entry]]  # a tree id and its files (History.flatten)
+
 
 def quiet(_: str) -> None:
     """A warning sink that drops warnings."""
@@ -141,10 +143,17 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     return st
 
 
-def head_files(hist: History) -> dict[bytes, Entry]:
-    """Every path of the version HEAD names (empty before the first commit)."""
+def head_files(hist: History, known: Flat | None = None) -> dict[bytes, Entry]:
+    """Every path of the version HEAD names (empty before the first commit).
+
+    ``known``: a tree id and its files, flattened already; used if HEAD's tree is it
+    (a checkout of HEAD need not walk the same 20,000 entries twice).
+    """
     oid = hist.head_id()
-    return {} if oid is None else hist.flatten(hist.version(oid).tree)
+    if oid is None:
+        return {}
+    tree = hist.version(oid).tree
+    return known[1] if known is not None and known[0] == tree else hist.flatten(tree)
 
 
 def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | None:
@@ -198,13 +207,14 @@ def same_entry(a: Entry, b: Entry) -> bool:
     )
 
 
-def base_files(hist: History, index: Index) -> dict[bytes, Entry]:
+def base_files(hist: History, index: Index, known: Flat | None = None) -> dict[bytes, Entry]:
     """Every path of the version the working tree was last made equal to.
 
     That is HEAD unless the branch moved past the working tree (``Index.base``).
+    ``known`` as for :func:`head_files`.
     """
     behind = _behind(hist, index)
-    return head_files(hist) if behind is None else behind[1]
+    return head_files(hist, known) if behind is None else behind[1]
 
 
 def moved_past(hist: History, index: Index) -> str | None:
