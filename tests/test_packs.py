@@ -225,3 +225,22 @@ def test_read_many_reads_runs_and_leaves_out_what_does_not_read_back(tmp_path: P
     assert fresh.get(large_id) == large
     store.close()
     fresh.close()
+
+
+def test_will_need_asks_for_known_objects_and_passes_over_the_rest(tmp_path: Path) -> None:
+    """will_need is a hint: ids spread over packs, unknown ids, a large payload and one in
+    the pack being written are all accepted, and every object reads back the same after."""
+    from vfs.store.objects import READ_DIRECT
+
+    store = ObjectStore.create(tmp_path / "objects")
+    data = [os.urandom(3000 + i) for i in range(30)]
+    ids = [store.put(ObjKind.TREE, d)[0] for d in data[:15]]
+    store.flush()
+    ids += [store.put(ObjKind.TREE, d)[0] for d in data[15:]]
+    large_id = store.put(ObjKind.CHUNK, os.urandom(READ_DIRECT))[0]
+    store.flush()
+    open_id = store.put(ObjKind.CHUNK, b"in the pack being written")[0]
+    store.will_need([*reversed(ids), hash_bytes(b"never stored"), large_id, open_id])
+    assert [store.get(i) for i in ids] == data
+    assert store.get(open_id) == b"in the pack being written"
+    store.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -302,13 +302,16 @@ class History:
 
         The paths of empty directories below it (a snapshot records them) are
         appended to ``empty`` if given. A stack of the directories being listed takes
-        the place of recursion, so depth costs memory, not Python frames.
+        the place of recursion, so depth costs memory, not Python frames. The records
+        of a directory's subdirectories are asked of the disk together before the
+        first is read (:meth:`ObjectStore.will_need`).
         """
         entries = self.tree(tree_id).entries
         if empty is not None and prefix and not entries:
             empty.append(prefix)
-        stack = [(prefix, iter(entries))]
         folder = Kind.DIR
+        self._read_ahead(entries)
+        stack = [(prefix, iter(entries))]
         while stack:
             base, rest = stack[-1]
             for e in rest:
@@ -317,11 +320,19 @@ class History:
                     below = self.tree(e.subtree).entries
                     if empty is not None and not below:
                         empty.append(path)
+                    self._read_ahead(below)
                     stack.append((path, iter(below)))
                     break
                 yield path, e
             else:
                 stack.pop()
+
+    def _read_ahead(self, entries: Sequence[Entry]) -> None:
+        """Have the records of the subdirectories among ``entries`` read in, if several."""
+        folder = Kind.DIR
+        subtrees = [e.subtree for e in entries if e.kind == folder]
+        if len(subtrees) > 1:
+            self.store.will_need(subtrees)
 
     def extent(self, tree_id: bytes) -> Extent:
         """What checking out a tree would make (see :class:`Extent`), without walking it.

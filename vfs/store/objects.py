@@ -580,6 +580,39 @@ class ObjectStore:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         return out
 
+    def will_need(self, oids: Iterable[bytes]) -> None:
+        """Ask the kernel to read in the stretches of packs holding ``oids``, all at once.
+
+        For objects about to be read one by one (the directories below a tree, read
+        as a checkout walks it): packs are written past the page cache, so each read
+        of a record would otherwise wait for the disk on its own (202 directory
+        records of the benchmark's version: 3 ms each on a busy virtio disk). Objects
+        lying within RUN_GAP of each other are asked for as one range
+        (``POSIX_FADV_WILLNEED``, which reads nothing already cached). Unknown ids,
+        large payloads (read direct) and the pack being written are left out.
+        """
+        if not self._loaded:
+            self._scan()
+        w = self._writer
+        found = []
+        for oid in oids:
+            hit = self._lookup(oid)
+            if hit is None or (w is not None and w.slot == hit[0]):
+                continue
+            slot, obj = hit
+            if obj.stored_len < READ_DIRECT:
+                found.append((slot, obj.offset, obj.offset + obj.stored_len))
+        found.sort()
+        at = 0
+        while at < len(found):
+            slot, start, stop = found[at]
+            at += 1
+            while at < len(found) and found[at][0] == slot and found[at][1] <= stop + RUN_GAP:
+                stop = max(stop, found[at][2])
+                at += 1
+            with contextlib.suppress(OSError), self._fd(slot) as fd:
+                os.posix_fadvise(fd, start, stop - start, os.POSIX_FADV_WILLNEED)
+
     def read_many(self, oids: Iterable[bytes]) -> dict[bytes, bytes | memoryview]:
         """The bytes of many small objects, verified, read a run of a pack at a time.
 
