@@ -75,7 +75,7 @@ class Fake(Backend):
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes, None, None]:
+    ) -> Generator[bytes | memoryview, None, None]:
         """The pieces, a queued fault raised before each (a stream that breaks midway)."""
         self.starts.append(start)
         data = self._existing(key)

@@ -15,6 +15,7 @@ import pytest
 
 from vfs._os import direct_io, page_cache
 from vfs._os.direct_io import ALIGN, BLOCK, DirectAppender, read_range
+from vfs._os.heap import aligned_buffer
 from vfs._os.helper_process import Tickets
 from vfs._os.page_cache import read_cached
 from vfs.errors import ObjectCorrupt
@@ -165,6 +166,38 @@ def test_write_new_to_a_file_opened_direct(
         os.close(fd)
     assert path.read_bytes() == data
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_write_new_writes_a_page_aligned_view_from_where_it_lies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shift: int
+) -> None:
+    """A chunk received into ``aligned_buffer`` is written without a copy; a view that
+    starts off a page boundary lands whole all the same (copied where the kernel
+    refuses it)."""
+    size = 3 * ALIGN + 5
+    buf = aligned_buffer(size + shift)
+    assert len(buf) == size + shift and not buf.readonly
+    buf[:] = random.Random(shift).randbytes(size + shift)
+    data = buf[shift:]
+    copies: list[int] = []
+    real = direct_io._buffer
+
+    def counted(n: int) -> mmap.mmap:
+        copies.append(n)
+        return real(n)
+
+    monkeypatch.setattr(direct_io, "_buffer", counted)
+    path = tmp_path / "f"
+    fd = direct_io.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    assert fd >= 0, "the test directory's filesystem takes O_DIRECT"
+    try:
+        direct_io.write_new(fd, data, opened_direct=True)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == bytes(data)
+    if shift == 0:
+        assert copies == []
 
 
 def test_a_gathering_appender_writes_queued_blocks_together(tmp_path: Path) -> None:

@@ -211,7 +211,7 @@ def test_readers_of_one_chunk_share_one_fetch(tmp_path: Path) -> None:
     refs, chunks = make_chunks(1, 1000)
     remote = FakeRemote(chunks, delay=0.2)
     fetcher = Fetcher(None, ChunkCache(tmp_path, 10_000), remote, timeout=5)
-    got: list[bytes] = []
+    got: list[bytes | memoryview] = []
 
     async def scenario(f: Fetcher) -> None:
         async def reader() -> None:

@@ -207,7 +207,7 @@ class ChunkCache:
         self.hits += 1
         return data
 
-    def put(self, oid: bytes, data: bytes) -> bool:
+    def put(self, oid: bytes, data: bytes | memoryview) -> bool:
         """Cache a verified chunk (evicting others); False if it cannot fit at all."""
         size = len(data)
         with self._lock:
@@ -236,7 +236,7 @@ class ChunkCache:
             self._sizes[oid] = size
         return True
 
-    def _write(self, oid: bytes, data: bytes) -> None:
+    def _write(self, oid: bytes, data: bytes | memoryview) -> None:
         """Write a chunk under its name (temp + rename); nothing is left if it fails."""
         path = self._path(oid)
         sub = path.parent.name

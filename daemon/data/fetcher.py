@@ -89,7 +89,7 @@ class _Load:
     """One chunk being loaded; readers wait for ``done``."""
 
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes | None = None
+    data: bytes | memoryview | None = None
     error: Exception | None = None
 
 
@@ -129,9 +129,9 @@ class Fetcher:
         # caches and hands over a run's chunk while the run reads its next one
         self._writers = ThreadPoolExecutor(net_threads, thread_name_prefix="dvfs-cache-write")
         self._net = trio.CapacityLimiter(net_threads)
-        self._memory: OrderedDict[bytes, bytes] = OrderedDict()
+        self._memory: OrderedDict[bytes, bytes | memoryview] = OrderedDict()
         self._memory_bytes = 0
-        self._ahead: OrderedDict[bytes, bytes] = OrderedDict()  # loaded, not read yet
+        self._ahead: OrderedDict[bytes, bytes | memoryview] = OrderedDict()  # not read yet
         self._ahead_bytes = 0
         self._loads: dict[bytes, _Load] = {}
         self._run_bytes = 0  # stored bytes of runs under way
@@ -152,7 +152,7 @@ class Fetcher:
 
     # reading -------------------------------------------------------------------------
 
-    async def get(self, ref: ChunkRef, deadline: float | None = None) -> bytes:
+    async def get(self, ref: ChunkRef, deadline: float | None = None) -> bytes | memoryview:
         """The chunk's verified bytes; a DvfsError (EIO) if it cannot be had in time.
 
         In time: by ``deadline`` (trio's clock), else within ``timeout`` from now.
@@ -344,7 +344,7 @@ class Fetcher:
     ) -> None:
         released = 0  # stored bytes of the run's chunks handed over so far
 
-        def arrived(i: int, item: bytes | ObjectCorrupt) -> None:
+        def arrived(i: int, item: bytes | memoryview | ObjectCorrupt) -> None:
             """One chunk of the run is in (trio thread): its readers are answered now.
 
             Called by ``run_sync_soon``, where an exception would end the daemon: none
@@ -363,7 +363,7 @@ class Fetcher:
 
         token = trio.lowlevel.current_trio_token()
 
-        def hand(i: int, item: bytes | ObjectCorrupt) -> None:
+        def hand(i: int, item: bytes | memoryview | ObjectCorrupt) -> None:
             """From the fetching thread: queue ``arrived`` in the trio thread, no wait."""
             token.run_sync_soon(arrived, i, item)
 
@@ -390,7 +390,7 @@ class Fetcher:
                 missing = ObjectCorrupt(ref.oid.hex(), "not in the answer to its pack's GET")
                 self._settle(ref, load, failure if failure is not None else missing)
 
-    def _settle(self, ref: ChunkRef, load: _Load, got: bytes | Exception) -> None:
+    def _settle(self, ref: ChunkRef, load: _Load, got: bytes | memoryview | Exception) -> None:
         """Hand ``got`` to the readers waiting on ``load``: the chunk's bytes once their
         length is the tree's, else the failure (each of those readers answers EIO)."""
         try:
@@ -409,7 +409,7 @@ class Fetcher:
             del self._loads[ref.oid]
             load.done.set()
 
-    def _hold(self, oid: bytes, data: bytes) -> None:
+    def _hold(self, oid: bytes, data: bytes | memoryview) -> None:
         """Keep a loaded chunk until it is read (the oldest go past ``AHEAD_BYTES``)."""
         if oid in self._ahead:
             return
@@ -419,7 +419,7 @@ class Fetcher:
             _, old = self._ahead.popitem(last=False)
             self._ahead_bytes -= len(old)
 
-    def _remember(self, oid: bytes, data: bytes) -> None:
+    def _remember(self, oid: bytes, data: bytes | memoryview) -> None:
         """Keep a chunk just read (the least recently read go past ``MEMORY_BYTES``)."""
         self._memory[oid] = data
         self._memory_bytes += len(data)
@@ -450,7 +450,7 @@ class Fetcher:
         self,
         pack_id: str,
         run: list[tuple[ChunkRef, PackedObject]],
-        hand: Callable[[int, bytes | ObjectCorrupt], None],
+        hand: Callable[[int, bytes | memoryview | ObjectCorrupt], None],
     ) -> None:
         """One ranged GET for a run, read chunk by chunk; each verified, cached if good,
         then given to ``hand`` (its index in ``run``), which queues it for the trio
@@ -468,8 +468,8 @@ class Fetcher:
         assert self.remote is not None
         cache = self.cache
 
-        def keep(i: int, ref: ChunkRef, item: bytes | ObjectCorrupt) -> None:
-            if cache is not None and isinstance(item, bytes) and len(item) == ref.size:
+        def keep(i: int, ref: ChunkRef, item: bytes | memoryview | ObjectCorrupt) -> None:
+            if cache is not None and not isinstance(item, Exception) and len(item) == ref.size:
                 cache.put(ref.oid, item)
             hand(i, item)
 

@@ -155,7 +155,7 @@ class WorkingFiles(WorkingNodes):
             self.gate.leave()
         return done
 
-    async def _pwrite(self, fd: int, data: bytes, off: int) -> int:
+    async def _pwrite(self, fd: int, data: bytes | memoryview, off: int) -> int:
         """``os.pwrite``; on ENOSPC, once more after the chunk cache made room."""
         try:
             return os.pwrite(fd, data, off)

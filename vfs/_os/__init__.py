@@ -16,6 +16,9 @@ each one, with the measurement that justified it, in one place:
 - ``gc_pause``: the cyclic garbage collector paused while many objects are made;
 - ``malloc``: glibc's mmap and trim thresholds (``mallopt`` by ctypes), for push,
   the mount daemon and ``diff --rows``;
+- ``heap``: page-aligned buffers from malloc's heap (an uninitialised bytearray by
+  ctypes), which the S3 backend receives a URL mount's chunks into, so that the chunk
+  cache writes them with ``O_DIRECT`` without a copy;
 - ``tmpfile``: files made without a name (``O_TMPFILE``) and linked later;
 - ``mount_api``: the kernel's mount API (``fsopen``, ``fsmount``, ``move_mount``,
   ``open_tree``) and ``umount2``, by ctypes.
@@ -25,7 +28,7 @@ Which calls may block the mount daemon's trio thread, and which go to worker thr
 
 - On worker threads (``trio.to_thread.run_sync``): every read of a chunk, from the
   chunk cache or the object store (``open_direct``, ``read_range``, ``set_direct``,
-  ``write_new`` when a fetched chunk is cached,
+  ``write_new`` when a fetched chunk is cached, ``aligned_buffer`` as it is received,
   ``cached``, ``read_cached``: the fetcher's ``_read_local`` under its disk limiter);
   everything a snapshot does (hashing and storing through ``DirectAppender``; the
   kernel overlay's upper layer walked by ``Walker`` and ``listing``); ``dvfs status MNT``

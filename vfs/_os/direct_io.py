@@ -432,6 +432,19 @@ def _buffer(size: int) -> mmap.mmap:
     return buf
 
 
+def _pwrite_in_place(fd: int, view: memoryview) -> bool:
+    """Write ``view`` (whole pages) at offset 0 of ``fd`` (``O_DIRECT``) from its own
+    memory; False, with nothing written, if the kernel refuses its alignment."""
+    try:
+        n = os.pwrite(fd, view, 0)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return False
+    _pwrite_all(fd, view[n:], n)
+    return True
+
+
 def write_new(
     fd: int, data: bytes | bytearray | memoryview, *, opened_direct: bool = False
 ) -> None:
@@ -451,17 +464,23 @@ def write_new(
     ``fcntl`` before a partial last page only: the chunk cache writes each chunk
     this way, four system calls fewer per chunk, each a release and a retake of the
     GIL among the daemon's busy threads. Where it is on, ``fd`` may be left with it.
+
+    A view (not ``bytes``, whose bytes never start at a page boundary) is first
+    written from where it lies, without the copy: a chunk received into a buffer of
+    ``vfs._os.heap.aligned_buffer`` is page-aligned. The kernel refuses a view that
+    is not (EINVAL, before writing anything), and that one is copied as above.
     """
     view = memoryview(data).cast("B")
     whole = len(view) - len(view) % ALIGN
     direct = opened_direct
     if whole and (direct or set_direct(fd, True)):
         direct = True
-        buf = _buffer(whole)
         try:
-            with memoryview(buf) as aligned:
-                aligned[:whole] = view[:whole]
-                _pwrite_all(fd, aligned[:whole], 0)
+            if not (isinstance(data, memoryview) and _pwrite_in_place(fd, view[:whole])):
+                buf = _buffer(whole)
+                with memoryview(buf) as aligned:
+                    aligned[:whole] = view[:whole]
+                    _pwrite_all(fd, aligned[:whole], 0)
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise

@@ -28,7 +28,8 @@ Contract, for every implementation:
 - **get_parts** reads one range with one request and yields it in consecutive pieces
   of the ``lengths`` asked for, as the bytes arrive (S3 streams the answer), so a
   reader works on the first piece while the rest is on its way and never holds the
-  whole range; pieces past the end of the object are short or empty.
+  whole range; pieces past the end of the object are short or empty. A piece is
+  ``bytes`` or a view (S3 receives each into a page-aligned buffer of its own).
 - **head** returns size, ETag and the time of the last write by the server's clock.
   ETags are opaque strings: compare them for equality and pass them back to
   ``put_conditional``, never parse them. They derive from the content (S3's MD5, the
@@ -151,7 +152,7 @@ class Backend(abc.ABC):
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes, None, None]:
+    ) -> Generator[bytes | memoryview, None, None]:
         """Pieces of ``key`` from ``start``, of ``lengths`` bytes each, one after the other.
 
         One request for the whole range. This default reads it with one ``get`` and

@@ -60,8 +60,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.handlers import _handle_200_error, add_expect_header
+from botocore.response import StreamingBody
 from botocore.utils import parse_timestamp
 
+from vfs._os.heap import aligned_buffer
 from vfs.backends.base import (
     Backend,
     ObjectInfo,
@@ -190,12 +192,16 @@ class S3Backend(Backend):
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes, None, None]:
+    ) -> Generator[bytes | memoryview, None, None]:
         """One ranged GET, its body read piece by piece as it arrives (never whole).
 
-        Each piece is one ``read`` of exactly its length from the response stream, so
-        the bytes are copied once out of the socket's buffer, into the piece. The
-        response is closed when the caller stops early.
+        Each piece is received straight into a page-aligned buffer of its own
+        (``vfs._os.heap.aligned_buffer``) by ``readinto`` on the HTTP response under
+        botocore's stream, so its bytes are copied once, out of the socket's buffer,
+        and a chunk cached with ``O_DIRECT`` is written from there without another
+        copy. Where the body is not that plain stream (a checksum or a content
+        encoding would be bypassed), each piece is one ``read`` of exactly its length.
+        The response is closed when the caller stops early.
         """
         check_range(start, 0)
         for n in lengths:
@@ -212,22 +218,51 @@ class S3Backend(Backend):
         }
         with self._mapped(key):
             try:
-                body = self._client.get_object(**request)["Body"]
+                response = self._client.get_object(**request)
             except ClientError as exc:
                 if _code(exc) != "InvalidRange":
                     raise
-                body = None
-        if body is None:  # the range starts past the end
+                response = None
+        if response is None:  # the range starts past the end
             for _ in lengths:
                 yield b""
             return
+        body = response["Body"]
+        stream = _plain_stream(body, response)
+        left = int(response.get("ContentLength", total))  # less where the object ends
         try:
             for n in lengths:
-                with self._mapped(key):
-                    piece: bytes = body.read(n) if n else b""
+                take = min(n, left)
+                if stream is None or not take:
+                    with self._mapped(key):
+                        piece: bytes | memoryview = body.read(n) if take else b""
+                else:
+                    piece = aligned_buffer(take)
+                    self._receive(stream, piece, key)
+                left -= len(piece)
                 yield piece
         finally:
             body.close()
+
+    def _receive(self, stream: Any, into: memoryview, key: str) -> None:
+        """Fill ``into`` from the HTTP response ``stream`` (``readinto``); a timeout, a
+        reset or an answer that ends early is RemoteUnreachable (retried by the
+        wrapper from this piece on)."""
+        got = 0
+        while got < len(into):
+            try:
+                n = stream.readinto(into[got:])
+            except OSError as exc:
+                raise RemoteUnreachable(
+                    f"reading {key} from {self.url} failed ({exc.strerror or exc}): check "
+                    "the network and the endpoint URL"
+                ) from exc
+            if not n:
+                raise RemoteUnreachable(
+                    f"{self._server} ended its answer for {key} after {got} of the "
+                    f"{len(into)} bytes of a piece of it"
+                )
+            got += n
 
     def head(self, key: str) -> ObjectInfo:
         name = self._name(key)
@@ -480,3 +515,13 @@ def _look_up_services_one_by_one(loader: Any) -> None:
     """Make ``loader`` check a service name without listing every service (see above)."""
     full = loader.list_available_services
     loader.list_available_services = lambda type_name: _KnownServices(loader, type_name, full)
+
+
+def _plain_stream(body: Any, response: dict[str, Any]) -> Any:
+    """The HTTP response under botocore's ``StreamingBody`` ``body``, to ``readinto``;
+    None where reading it directly would skip something: a body wrapped to check a
+    checksum, or a content encoding that urllib3 would decode."""
+    if type(body) is not StreamingBody or response.get("ContentEncoding") not in (None, ""):
+        return None
+    stream = getattr(getattr(body, "_raw_stream", None), "_fp", None)
+    return stream if callable(getattr(stream, "readinto", None)) else None

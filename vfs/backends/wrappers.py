@@ -68,7 +68,7 @@ class RetryingBackend(Backend):
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes, None, None]:
+    ) -> Generator[bytes | memoryview, None, None]:
         """Yield the inner pieces; after a failure, ask again for the pieces not given yet.
 
         The new request starts where the last piece given ended, so no byte is read
@@ -215,7 +215,7 @@ class LimitedBackend(Backend):
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes, None, None]:
+    ) -> Generator[bytes | memoryview, None, None]:
         """The inner pieces, the slot held from the request until the last piece is
         read or the caller stops (one request, one connection, however long)."""
         with self._slots:

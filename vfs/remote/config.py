@@ -281,7 +281,7 @@ class Meter(Backend):
 
     def get_parts(
         self, key: str, start: int, lengths: Sequence[int]
-    ) -> Generator[bytes, None, None]:
+    ) -> Generator[bytes | memoryview, None, None]:
         self._count()
         for piece in self.inner.get_parts(key, start, lengths):
             self._count_bytes(len(piece))

@@ -127,7 +127,7 @@ class RemoteChunks:
 
     def stream_run(
         self, pack_id: str, objs: Sequence[PackedObject]
-    ) -> Generator[bytes | ObjectCorrupt, None, None]:
+    ) -> Generator[bytes | memoryview | ObjectCorrupt, None, None]:
         """Chunks ``objs`` of pack ``pack_id``, one by one as they arrive, from one ranged
         GET from the first one's offset to the last one's end (sorted by offset, apart;
         gaps between them are read and dropped).
@@ -135,7 +135,8 @@ class RemoteChunks:
         Each chunk is decompressed and verified on its own as soon as its bytes are in:
         a damaged one is an ObjectCorrupt in its place, so one flipped byte costs that
         chunk only. The range is never held whole: a chunk's bytes are read into one
-        buffer, which (stored uncompressed) is the chunk handed over, without a copy.
+        buffer, which (stored uncompressed) is the chunk handed over, without a copy:
+        from S3 a page-aligned view, which the chunk cache writes as it is.
         A failed request raises once the chunks before the failure were given.
         """
         start = objs[0].offset
@@ -164,7 +165,7 @@ class RemoteChunks:
                     pack_id,
                 )
                 try:
-                    good: bytes | ObjectCorrupt = decode_payload(chunk, payload)
+                    good: bytes | memoryview | ObjectCorrupt = decode_payload(chunk, payload)
                 except ObjectCorrupt as exc:
                     good = exc
                 yield good
