@@ -19,6 +19,7 @@ from tests.support.cli import Repo, assert_error, assert_ok, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 from vfs.model.ids import hash_bytes
+from vfs.store import objects
 from vfs.store import pack_files as pack_io
 from vfs.store.objects import ObjectStore, ObjKind
 from vfs.store.packs import (
@@ -150,9 +151,11 @@ def test_sync_makes_other_processes_packs_durable_then_those_that_appear(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A store's sync fsyncs the packs another process finished and may not have synced
-    (a killed command's, whose objects this one may name without storing them again):
-    the first time those of the last 5 minutes, later every one that appeared since,
-    as a long-lived mount daemon needs; never one of its own twice."""
+    (a killed command's) once it found objects there that it may name without storing
+    them again: the first time among those of the last 5 minutes, later among every one
+    that appeared since, as a long-lived mount daemon needs; never one of its own twice,
+    and none whose objects it did not find (a commit after a large add: not the add's
+    packs, only those holding the trees it found stored)."""
     synced: list[str] = []
     real = pack_io._fsync_path
 
@@ -160,31 +163,57 @@ def test_sync_makes_other_processes_packs_durable_then_those_that_appear(
         synced.append(path.name)
         real(path)
 
+    def packs() -> set[str]:
+        return {p.name for p in root.glob("pack-*.pack")}
+
     monkeypatch.setattr(pack_io, "_fsync_path", noting)
     root = tmp_path / "objects"
     ours, theirs = ObjectStore.create(root), ObjectStore(root)
     theirs.put(ObjKind.CHUNK, b"before")
     theirs.flush()  # finished, not waited for: as a command killed before its sync
-    first = next(root.glob("pack-*.pack"))
-    old = os.stat(first).st_mtime - 3600
-    os.utime(first, (old, old))  # written back long ago
+    (first,) = packs()
+    old = os.stat(root / first).st_mtime - 3600
+    os.utime(root / first, (old, old))  # written back long ago
     theirs.put(ObjKind.CHUNK, b"recent")
     theirs.flush()
-    recent = {p.name for p in root.glob("pack-*.pack")} - {first.name}
+    (recent,) = packs() - {first}
+    theirs.put(ObjKind.CHUNK, b"unrelated")
+    theirs.flush()
+    (unrelated,) = packs() - {first, recent}
     ours.put(ObjKind.CHUNK, b"mine")
     synced.clear()
     ours.sync()
-    assert {n for n in synced if n.endswith(".pack")} == recent  # not the old one, not ours
-    before = {p.name for p in root.glob("pack-*.pack")}
+    assert not {n for n in synced if n.endswith(".pack")}  # found nothing of theirs
+    assert ours.put(ObjKind.CHUNK, b"before")[1] == 0  # found stored: may be named
+    assert ours.put(ObjKind.CHUNK, b"recent")[1] == 0
+    synced.clear()
+    ours.sync()
+    assert {n for n in synced if n.endswith(".pack")} == {recent}  # not the old one
+    synced.clear()
+    ours.sync()
+    assert not synced  # nothing twice
+    before = packs()
     theirs.put(ObjKind.CHUNK, b"later")
     theirs.flush()
-    (later,) = {p.name for p in root.glob("pack-*.pack")} - before
+    (later,) = packs() - before
+    assert ours.get(hash_bytes(b"later")) == b"later"  # read: may be named too
     synced.clear()
     ours.sync()
     assert {n for n in synced if n.endswith(".pack")} == {later}
     assert later.replace(".pack", ".idx") in synced
+    monkeypatch.setattr(objects, "RELIED_IDS", 0)  # too many ids found to tell where
+    assert ours.has(hash_bytes(b"mine"))
+    assert ours.has(hash_bytes(b"before"))
+    synced.clear()
+    ours.sync()
+    assert {n for n in synced if n.endswith(".pack")} == {unrelated}  # every candidate left
     ours.close()
     theirs.close()
+    assert all(pack_io.check_pack(root / name) is None for name in packs())
+    store = ObjectStore(root)
+    for data in (b"before", b"recent", b"unrelated", b"mine", b"later"):
+        assert store.get(hash_bytes(data)) == data
+    store.close()
 
 
 def test_read_many_reads_runs_and_leaves_out_what_does_not_read_back(tmp_path: Path) -> None:

@@ -98,6 +98,9 @@ READ_DIRECT = 256 * 1024  # payloads this large are read past the page cache whe
 LOCAL_PACK_SIZE = 64 * 1024 * 1024
 # Lookups answered by bisecting index files before they are merged into one dict.
 MERGE_AFTER = 64
+# Ids found stored in index files not merged, remembered to tell which packs a sync
+# must make durable (``_relied_on``); past this many, every candidate pack is synced.
+RELIED_IDS = 1024
 # read_many: bytes of a pack read at most with one pread, and gaps read through.
 READ_RUN = 2 << 20
 RUN_GAP = 64 << 10
@@ -134,6 +137,11 @@ class ObjectStore:
         self._merged = False
         self._lookups = 0
         self._dead: set[int] = set()  # slots of packs found deleted (see _vanished)
+        # Objects found stored, which this process may name without storing them: the
+        # slots of their packs, and the ids found in index files not merged (None: too
+        # many to remember). A sync makes those packs durable (``_relied_on``).
+        self._relied: set[int] = set()
+        self._relied_ids: set[bytes] | None = set()
 
     @staticmethod
     def create(root: Path) -> ObjectStore:
@@ -236,7 +244,48 @@ class ObjectStore:
         if hit is None:  # another process may have written packs since we looked
             self._scan()
             hit = self._lookup(oid)
+        if hit is not None:
+            self._relied.add(hit[0])
         return hit
+
+    def _rely(self, oid: bytes) -> None:
+        """Note that ``oid`` was found stored (see ``_relied``)."""
+        hit = self._entries.get(oid)
+        if hit is not None:
+            self._relied.add(hit[0])
+            return
+        ids = self._relied_ids
+        if ids is not None:
+            ids.add(oid)
+            if len(ids) > RELIED_IDS:
+                self._relied_ids = None
+
+    def _relied_on(self, names: list[str]) -> set[str] | None:
+        """Which of the packs ``names`` hold objects this process found stored since the
+        last sync (None: too many ids to tell); runs in :meth:`sync`."""
+        with self._lock:
+            slots, ids = self._relied, self._relied_ids
+            self._relied, self._relied_ids = set(), set()
+            if ids is None:
+                return None
+            wanted = set(names)
+            left = []
+            for oid in ids:  # (merged since they were found, or stored by this process)
+                hit = self._entries.get(oid)
+                if hit is None:
+                    left.append(oid)
+                else:
+                    slots.add(hit[0])
+            out = {self._packs[s].name for s in slots if s < len(self._packs)} & wanted
+            for slot, data, count in self._raw:
+                name = self._packs[slot].name
+                if (
+                    name in wanted
+                    and name not in out
+                    and any(search_index(data, count, oid) is not None for oid in left)
+                ):
+                    out.add(name)
+            return out
 
     # writing --------------------------------------------------------------------
 
@@ -258,11 +307,11 @@ class ObjectStore:
             return self._ids
 
     def has(self, oid: bytes) -> bool:
-        """True if the object is stored (not verified)."""
-        if oid in self._entries:
+        """True if the object is stored (not verified); noted as relied on if so."""
+        if oid in self._entries or oid in (self._raw_ids() or ()):
+            self._rely(oid)
             return True
-        ids = self._raw_ids()
-        return ids is not None and oid in ids
+        return False
 
     def put(
         self, kind: ObjKind, data: bytes | memoryview, oid: bytes | None = None
@@ -300,6 +349,7 @@ class ObjectStore:
             return self._append([item], LOCAL_PACK_SIZE), None
         with self._changing():
             if oid in self._entries or oid in (self._raw_ids() or ()):
+                self._rely(oid)
                 return 0, None
             w = self._writer or self._new_writer()
             obj, fut = w.lend(oid, int(kind), data, phase)
@@ -321,6 +371,8 @@ class ObjectStore:
             if oid not in self._entries and oid not in ids:
                 method, payload = compress(data)
                 todo.append((oid, int(kind), int(method), payload, len(data)))
+            else:
+                self._rely(oid)
         return self._append(todo, LOCAL_PACK_SIZE)
 
     def put_stored(self, oid: bytes, kind: int, method: int, payload: bytes, raw_len: int) -> int:
@@ -342,6 +394,7 @@ class ObjectStore:
             ids = self._raw_ids() or set()
             for oid, kind, method, payload, raw_len in todo:
                 if oid in self._entries or oid in ids:
+                    self._rely(oid)
                     continue
                 w = self._writer or self._new_writer()
                 obj = w.append(oid, kind, method, payload, raw_len)
@@ -526,8 +579,9 @@ class ObjectStore:
         """
         self.flush()
         try:
-            self._durable.wait()
+            self._durable.wait(self._relied_on)
         except OSError as exc:
+            self._relied_ids = None  # (forgotten by the failed wait: the next syncs all)
             raise storage_error(exc, "to disk") from exc
 
     def discard(self) -> None:
@@ -700,9 +754,12 @@ class ObjectStore:
         yield from list(self._entries)
 
     def with_prefix(self, prefix: str) -> list[bytes]:
-        """Ids whose hex form starts with ``prefix``."""
+        """Ids whose hex form starts with ``prefix`` (noted as relied on: may be named)."""
         self._merge()
-        return [oid for oid in self._entries if oid.hex().startswith(prefix)]
+        found = [oid for oid in self._entries if oid.hex().startswith(prefix)]
+        for oid in found:
+            self._rely(oid)
+        return found
 
     def pack_paths(self) -> list[Path]:
         """Every complete pack file."""
