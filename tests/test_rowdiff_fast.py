@@ -661,7 +661,8 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
     # A diff keeps the whole copies it wrote (vfs.tables.source); the next diff of the
     # same versions uses them instead of reading the chunks from the store. A kept
     # copy whose bytes differ from the chunks', of another size, or that is a link,
-    # is not used and is replaced; the least recently used go past the budget.
+    # is not used and is replaced; the least recently used go past the budget, and
+    # all of them when the disk is short of room.
     monkeypatch.setattr(source, "COPY_MIN", 1)
     root = tmp_path / "repo"
     Repository.init(root, chunker=TINY.params)
@@ -730,4 +731,6 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
     kept.unlink()
     assert diff() == first
     assert [n for n in os.listdir(cache) if n.endswith(".copy")] == [kept.name]  # the newest
+    monkeypatch.setattr(source, "COPIES", 1 << 62)  # more than the disk has free
+    assert diff() == first and copies() == []  # none kept, the one there removed
     repo.ok("fsck")
