@@ -716,11 +716,17 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
         good[:-1],  # a byte short
         good + b"\n",  # a byte more
         None,  # a link to a file with the right bytes
+        b"",  # a FIFO (opening it for reading would wait for a writer)
     ):
         kept.unlink()
         if damage is None:
             (tmp_path / "elsewhere").write_bytes(good)
             kept.symlink_to(tmp_path / "elsewhere")
+        elif not damage:
+            os.mkfifo(kept)
+            for facts in cache.glob("*.facts"):  # the facts too: the copy scans them again
+                facts.unlink()
+                os.mkfifo(facts)
         else:
             kept.write_bytes(damage)
         assert diff() == first and len(fetched) > 20  # one side read from the store

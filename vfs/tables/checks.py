@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ INTEGERS = {
 }  # fmt: skip
 Bounds = tuple[int, int]
 _NAME = re.compile(r"[0-9a-f]{64}")
+# how entries are opened: a link is not followed, a FIFO does not block the open
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def entry_name(header: bytes, chunks: Sequence[ChunkRef]) -> str:
@@ -85,16 +88,17 @@ def entry_name(header: bytes, chunks: Sequence[ChunkRef]) -> str:
 
 def read_entry(dvfs_dir: Path | None, entry: str, limit: int) -> bytes | None:
     """The first ``limit`` bytes of cache entry ``entry`` (a link is not followed), or
-    None if there is none or it cannot be read."""
+    None if there is none, it is not a regular file (a FIFO would block the open
+    without ``O_NONBLOCK``) or it cannot be read."""
     if dvfs_dir is None:
         return None
     try:
-        fd = os.open(dvfs_dir / DIR / entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(dvfs_dir / DIR / entry, READ_FLAGS)
     except OSError:
         return None
     try:
         with os.fdopen(fd, "rb") as f:
-            return f.read(limit)
+            return f.read(limit) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
     except OSError:
         return None
 

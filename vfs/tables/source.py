@@ -349,7 +349,7 @@ def kept_copy(
         return None
     facts: list[Facts] = []
     try:
-        fd = os.open(dest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a link is refused
+        fd = os.open(dest, checks.READ_FLAGS)  # a link is refused, a FIFO does not block
         try:
             st = os.fstat(fd)
             if stat.S_ISREG(st.st_mode) and st.st_size == size:
