@@ -4,13 +4,15 @@ Payloads are zstd compressed (level 1) when that saves at least 1/32. Payloads o
 64 KiB are first probed: eight samples of up to 4 KiB (together at most an eighth of
 the payload) spread over the payload are compressed (a few microseconds), and if they
 do not shrink by 1/64 the payload is stored as it is (see the decisions in
-:mod:`vfs.store.objects`). Every read is verified against the id
-(:func:`decode_payload`)."""
+:mod:`vfs.store.objects`). A batch of payloads (:func:`compress_many`, the small files
+of ``add``) is probed from 4 KiB up, the batch's samples compressed in one call.
+Every read is verified against the id (:func:`decode_payload`)."""
 
 from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, overload
 
 from vfs.errors import ObjectCorrupt
@@ -31,6 +33,11 @@ PROBE_LEVEL = 1
 PROBE_ABOVE = 64 * 1024
 PROBE_PIECES = 8
 PROBE_PIECE = 4096
+# In a batch (:func:`compress_many`) payloads larger than this are probed too: the
+# samples of the whole batch are compressed by one call, so a probe costs a few
+# hundred bytes of zstd and no call of its own.
+BATCH_PROBE_ABOVE = 4096
+BATCH_PROBE_PIECE = 1024
 
 
 class Compression(enum.IntEnum):
@@ -70,17 +77,26 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return d
 
 
-def looks_incompressible(data: bytes | memoryview) -> bool:
-    """True if samples spread over ``data`` do not shrink by 1/64 at a fast level."""
+def _sample(data: bytes | memoryview) -> bytes:
+    """PROBE_PIECES pieces spread over ``data``, together at most an eighth of it."""
     view = memoryview(data)
     step = len(view) // PROBE_PIECES
     # At most an eighth of the payload: with pieces of half a step, a 20 KiB file
     # had half its bytes compressed by the probe, then all of them again when it
     # was compressible (text), a quarter of the CPU time of adding 10,000 CSV files.
     piece = min(PROBE_PIECE, step >> 3)
-    sample = b"".join(view[i * step : i * step + piece] for i in range(PROBE_PIECES))
-    probe = _prober().compress(sample)
-    return len(probe) > len(sample) - (len(sample) >> 6)
+    return b"".join(view[i * step : i * step + piece] for i in range(PROBE_PIECES))
+
+
+def _shrinks(packed: int, raw: int) -> bool:
+    """True if a probe's sample of ``raw`` bytes compressed to ``packed`` saves 1/64."""
+    return packed <= raw - (raw >> 6)
+
+
+def looks_incompressible(data: bytes | memoryview) -> bool:
+    """True if samples spread over ``data`` do not shrink by 1/64 at a fast level."""
+    sample = _sample(data)
+    return not _shrinks(len(_prober().compress(sample)), len(sample))
 
 
 def compress(data: bytes | memoryview) -> tuple[Compression, bytes | memoryview]:
@@ -93,6 +109,65 @@ def compress(data: bytes | memoryview) -> tuple[Compression, bytes | memoryview]
     if len(packed) <= len(data) - (len(data) >> 5):
         return Compression.ZSTD, packed
     return Compression.NONE, data
+
+
+def compress_many(
+    items: Sequence[bytes | memoryview],
+) -> list[tuple[Compression, bytes | memoryview]]:
+    """:func:`compress` of each payload of a batch, in two calls into zstd for all of them.
+
+    Payloads over BATCH_PROBE_ABOVE are probed (BATCH_PROBE_PIECE bytes or an eighth
+    of each, from its middle; the samples compressed together in one call), then
+    those that are worth it compressed together in another
+    (``multi_compress_to_buffer``, the same frames ``compress`` makes). Each call
+    releases the GIL once for the whole batch: compressing the benchmark's small
+    files one call each, the hashing threads spent much of their time handing the GIL
+    to each other around every call, and half of those files are random bytes that
+    zstd compressed in full only for the result to be thrown away. The payloads
+    returned may be views of one buffer shared by the batch.
+    """
+    out: list[tuple[Compression, bytes | memoryview]] = [(Compression.NONE, d) for d in items]
+    probed: list[int] = []
+    samples: list[bytes | memoryview] = []
+    todo: list[int] = []
+    for i, data in enumerate(items):
+        size = len(data)
+        if size < 64:
+            continue
+        if size > PROBE_ABOVE:
+            if not looks_incompressible(data):
+                todo.append(i)
+        elif size > BATCH_PROBE_ABOVE:  # one piece from the middle: a join per file cost
+            probed.append(i)  # half as much as compressing the random ones whole
+            at = size >> 1
+            samples.append(data[at : at + min(size >> 3, BATCH_PROBE_PIECE)])
+        else:
+            todo.append(i)
+    if samples:
+        done = _compress_all(_prober(), samples)
+        todo.extend(
+            i for i, s, p in zip(probed, samples, done, strict=True) if _shrinks(len(p), len(s))
+        )
+    if todo:
+        for i, packed in zip(
+            todo, _compress_all(_compressor(), [items[i] for i in todo]), strict=True
+        ):
+            size = len(items[i])
+            if len(packed) <= size - (size >> 5):
+                out[i] = (Compression.ZSTD, packed)
+    return out
+
+
+def _compress_all(
+    c: zstandard.ZstdCompressor, items: Sequence[bytes | memoryview]
+) -> list[bytes | memoryview]:
+    """Each of ``items`` compressed by ``c``, in one call where the backend has one."""
+    try:
+        got = c.multi_compress_to_buffer(list(items), threads=0)
+    except (AttributeError, NotImplementedError):  # (a backend without it)
+        return [c.compress(d) for d in items]
+    # (BufferSegment has the buffer protocol; its type stub does not say so)
+    return [memoryview(got[i]) for i in range(len(got))]  # type: ignore[arg-type]
 
 
 @overload

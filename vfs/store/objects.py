@@ -64,7 +64,7 @@ from vfs._os.direct_io import ALIGN, WRITE_DEPTH, open_direct, read_range, read_
 from vfs._os.page_cache import cached, read_cached
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.model.ids import hash_bytes
-from vfs.store.compression import Compression, compress, decode_payload
+from vfs.store.compression import Compression, compress, compress_many, decode_payload
 from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.store.pack_files import (
     READ_FLAGS,
@@ -361,18 +361,24 @@ class ObjectStore:
     def put_many(self, items: Iterable[tuple[bytes, ObjKind, bytes | memoryview]]) -> int:
         """Store several (id, kind, data) at once; return the bytes written.
 
-        Compression happens outside the lock and the appends under one acquisition of
-        it, which is what makes staging thousands of small files cheap. ``data`` is not
-        referenced after the call returns (the caller may reuse its buffer).
+        Compression happens outside the lock, the whole batch in one call into zstd
+        (``compression.compress_many``), and the appends under one acquisition of
+        the lock, which is what makes staging thousands of small files cheap.
+        ``data`` is not referenced after the call returns (the caller may reuse its
+        buffer).
         """
         ids = self._raw_ids() or set()
-        todo = []
-        for oid, kind, data in items:
-            if oid not in self._entries and oid not in ids:
-                method, payload = compress(data)
-                todo.append((oid, int(kind), int(method), payload, len(data)))
+        new = []
+        for item in items:
+            if item[0] not in self._entries and item[0] not in ids:
+                new.append(item)
             else:
-                self._rely(oid)
+                self._rely(item[0])
+        encoded = compress_many([data for _, _, data in new])
+        todo = [
+            (oid, int(kind), int(method), payload, len(data))
+            for (oid, kind, data), (method, payload) in zip(new, encoded, strict=True)
+        ]
         return self._append(todo, LOCAL_PACK_SIZE)
 
     def put_stored(self, oid: bytes, kind: int, method: int, payload: bytes, raw_len: int) -> int:
