@@ -74,6 +74,47 @@ def test_format_3_gives_back_every_record_and_answers_as_the_records_do(tmp_path
         Index.load(tmp_path / "index")
 
 
+def rows_part(raw: bytes) -> tuple[bytes, bytes]:
+    """The names, and the columns and content, of an index file of format 3."""
+    _, _, n, _, meta_len, names_len, content_len = HEADER.unpack_from(raw)
+    names_at = HEADER.size + meta_len
+    return raw[names_at : names_at + names_len], raw[len(raw) - 40 * n - content_len :]
+
+
+def test_rows_saved_unchanged_are_written_as_read_and_changed_ones_anew(tmp_path: Path) -> None:
+    # A commit only names the new version: the rows go back as they were read, with
+    # the new head; a change through put, remove or the records is encoded again.
+    here = tmp_path / "here"
+    here.write_bytes(b"x" * 15)
+    path = tmp_path / "index"
+    index = Index(path)
+    index.entries = records(here)
+    index.save()
+    first = path.read_bytes()
+    loaded = Index.load(path)
+    assert loaded.count() == 5
+    loaded.head = loaded.base = ID
+    loaded.save()
+    again = Index.load(path)
+    assert (again.head, again.base) == (ID, ID)
+    assert again.entries == records(here)
+    assert rows_part(path.read_bytes()) == rows_part(first)
+
+    changed = Index.load(path)
+    changed.put(b"new", records(here)[b"a/link"])
+    changed.remove(b"big-inode")
+    changed.save()
+    want = {**records(here), b"new": records(here)[b"a/link"]}
+    del want[b"big-inode"]
+    assert Index.load(path).entries == want
+
+    through = Index.load(path)
+    del through.entries[b"a/link"]
+    through.save()
+    del want[b"a/link"]
+    assert Index.load(path).entries == want
+
+
 def legacy(index: Path, version: int) -> dict[str, Any]:
     """Rewrite ``index`` as the msgpack record of format ``version`` (1 or 2) held it."""
     old = Index.load(index)

@@ -320,7 +320,10 @@ class _Columns:
     :meth:`rows`.
     """
 
-    __slots__ = ("content", "ctime", "flags", "ino", "mode", "mtime", "names", "pos", "size")
+    __slots__ = (
+        "columns", "content", "ctime", "flags", "ino", "mode", "mtime", "names", "names_block",
+        "pos", "size",
+    )  # fmt: skip
 
     def __init__(
         self, raw: bytes | mmap.mmap, n: int, names_at: int, names_len: int, content_len: int
@@ -332,6 +335,8 @@ class _Columns:
         at = -(-(names_at + names_len) // 8) * 8
         if len(raw) != at + 40 * n + content_len:
             raise ValueError("its size is not what its header says")
+        self.names_block = block
+        self.columns = raw[at : at + 40 * n]
         self.size, at = _column(raw, at, _I64, n)
         self.mtime, at = _column(raw, at, _I64, n)
         self.ctime, at = _column(raw, at, _I64, n)
@@ -374,28 +379,44 @@ class _Columns:
         return out
 
 
+# The rows of an index file, encoded: (count, names, columns, content), as the format
+# lays them out (the padding between names and columns depends on the meta part).
+_Body = tuple[int, bytes, bytes, bytes | memoryview]
+
+
 def _encode(rows: Sequence[Sequence[Any]], written_ns: int, ids: dict[str, Any]) -> bytes:
     """An index file of format 3 holding ``rows`` (sorted by path) and the ``ids`` of its
     meta part (see the format above)."""
+    return _file(_encode_rows(rows), written_ns, ids)
+
+
+def _encode_rows(rows: Sequence[Sequence[Any]]) -> _Body:
+    """The names, columns and content of ``rows`` (sorted by path)."""
     n = len(rows)
     names = b"\0".join(r[0] for r in rows)
-    meta = msgpack.packb(ids, use_bin_type=True)
     packer = msgpack.Packer(use_bin_type=True, autoreset=False)
     packer.pack_array_header(n)
     for r in rows:
         packer.pack((r[1], r[7], r[8], r[9]))
-    content = packer.getbuffer()
+    columns = b"".join((
+        _as_bytes(array(_I64, [r[3] for r in rows])),
+        _as_bytes(array(_I64, [r[4] for r in rows])),
+        _as_bytes(array(_I64, [r[5] for r in rows])),
+        _as_bytes(array(_U64, [r[6] & NO_INODE for r in rows])),
+        _as_bytes(array(_U32, [r[2] for r in rows])),
+        _as_bytes(array(_U32, [r[10] if len(r) > 10 else 0 for r in rows])),
+    ))  # fmt: skip
+    return n, names, columns, packer.getbuffer()
+
+
+def _file(body: _Body, written_ns: int, ids: dict[str, Any]) -> bytes:
+    """An index file of format 3 of encoded rows and the ``ids`` of its meta part."""
+    n, names, columns, content = body
+    meta = msgpack.packb(ids, use_bin_type=True)
     lengths = (len(meta), len(names), len(content))
-    parts = [HEADER.pack(MAGIC, INDEX_FORMAT, n, written_ns, *lengths), meta, names]
-    parts.append(b"\0" * (-(HEADER.size + len(meta) + len(names)) % 8))
-    parts.append(_as_bytes(array(_I64, [r[3] for r in rows])))
-    parts.append(_as_bytes(array(_I64, [r[4] for r in rows])))
-    parts.append(_as_bytes(array(_I64, [r[5] for r in rows])))
-    parts.append(_as_bytes(array(_U64, [r[6] & NO_INODE for r in rows])))
-    parts.append(_as_bytes(array(_U32, [r[2] for r in rows])))
-    parts.append(_as_bytes(array(_U32, [r[10] if len(r) > 10 else 0 for r in rows])))
-    parts.append(content)
-    return b"".join(parts)
+    pad = b"\0" * (-(HEADER.size + len(meta) + len(names)) % 8)
+    head = HEADER.pack(MAGIC, INDEX_FORMAT, n, written_ns, *lengths)
+    return b"".join((head, meta, names, pad, columns, content))
 
 
 class Index:
@@ -421,6 +442,9 @@ class Index:
         self.version: int | None = None  # the format of the file read
         self.damaged: str | None = None  # why the file was not read (Repository.index rebuild)
         self._absent: set[bytes] = set()  # NOT_CHECKED_OUT paths among the raw rows
+        # The rows as a file of format 3 encoded them, while none has changed since it
+        # was loaded: a commit, which only names the new version, writes them as read.
+        self._loaded: _Body | None = None
 
     def _damaged(self, why: object) -> FormatError:
         return FormatError(
@@ -440,7 +464,7 @@ class Index:
         except Exception as exc:
             raise self._damaged(exc) from None
         self._rows = rows
-        self._absent = {p for p, r in rows.items() if _absent_row(r)}
+        self._absent = cols.absent()
         self._cols = None
 
     def check(self) -> None:
@@ -470,6 +494,7 @@ class Index:
                 self._entries = {p: _staged(r) for p, r in self._rows.items()}
             self._rows = {}
             self._absent = set()
+            self._loaded = None  # (the caller may change the dict)
         return self._entries
 
     @entries.setter
@@ -478,6 +503,7 @@ class Index:
         self._cols = None
         self._rows = {}
         self._absent = set()
+        self._loaded = None
 
     def absent(self) -> list[bytes]:
         """The paths marked NOT_CHECKED_OUT (in the next commit, not in the working tree)."""
@@ -538,6 +564,7 @@ class Index:
 
     def put(self, path: bytes, staged: Staged) -> None:
         """Stage ``staged`` at ``path``, without building the other records."""
+        self._loaded = None
         if self._entries is None:
             self._decode()
             self._rows[path] = as_row(path, staged)
@@ -551,6 +578,7 @@ class Index:
     def remove(self, path: bytes) -> bool:
         """Unstage ``path``; True if it was staged."""
         self._decode()
+        self._loaded = None
         table: dict[bytes, Any] = self._rows if self._entries is None else self._entries
         self._absent.discard(path)
         return table.pop(path, None) is not None
@@ -614,7 +642,8 @@ class Index:
         meta = msgpack.unpackb(raw[meta_at:names_at], raw=False)
         if not isinstance(meta, dict):
             raise ValueError("malformed header")
-        self._cols = _Columns(raw, n, names_at, names_len, content_len)
+        self._cols = cols = _Columns(raw, n, names_at, names_len, content_len)
+        self._loaded = (n, cols.names_block, cols.columns, cols.content)
         self._entries = None
         self._rows = {}
         self.written_ns = written_ns
@@ -657,20 +686,29 @@ class Index:
         self.version = rec["v"]
 
     def save(self) -> None:
-        """Write the index atomically and fsync it, in format 3."""
+        """Write the index atomically and fsync it, in format 3.
+
+        Rows unchanged since a file of format 3 was loaded are written as read (a
+        commit: encoding 20,000 rows again was a fifth of its time).
+        """
         now = time.time_ns()
-        if self._entries is None:
-            self._decode()
-            table = self._rows
-            rows = [table[p] for p in sorted(table)]
-        else:
-            entries = self._entries
-            rows = [as_row(p, entries[p]) for p in sorted(entries)]
+        self._decode()  # (a damaged file is refused, not copied)
+        body = self._loaded
+        if body is None:
+            if self._entries is None:
+                table = self._rows
+                rows = [table[p] for p in sorted(table)]
+            else:
+                entries = self._entries
+                rows = [as_row(p, entries[p]) for p in sorted(entries)]
+            body = _encode_rows(rows)
         ids: dict[str, Any] = {"head": self.head, "base": self.base}
         known = {oid: self.number(oid) for oid in (self.head, self.base) if oid is not None}
         if numbers := [[oid, n] for oid, n in known.items() if n is not None]:
             ids["numbers"] = numbers
-        write_atomic(self.path, _encode(rows, now, ids))
+        write_atomic(self.path, _file(body, now, ids))
+        if self._entries is None:  # (records may be changed through ``entries`` unseen)
+            self._loaded = body
         self.written_ns = now
         self.on_disk = True
         self.version = INDEX_FORMAT
