@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from vfs._os.beneath import Walker, rename_noreplace
 from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
+from vfs.model.codec import check_name
 from vfs.model.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import quiet, status, work_state
@@ -114,6 +115,7 @@ def add(
             if not force:
                 for a, rel in zip(args, rels, strict=True):
                     _refuse_ignored(repo, ign, a, rel)
+            checked = {b""}  # directories whose names were checked (each once, not per file)
             for rel in rels:
                 for f in scan(repo.root, rel, warn, strict=True, enter=None if force else enter):
                     if f.rel == LOCK_FILE.encode():
@@ -121,7 +123,11 @@ def add(
                     if not force and ign.ignored(f.rel):
                         report.ignored += 1
                         continue
-                    found[check_path(f.rel)] = f
+                    d, _, leaf = f.rel.rpartition(b"/")  # (check_path, a directory once)
+                    if d not in checked:
+                        checked.add(check_path(d))
+                    check_name(leaf)
+                    found[f.rel] = f
         to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
         try:
