@@ -191,7 +191,9 @@ def test_sync_makes_other_processes_packs_durable_then_those_that_appear(
     assert {n for n in synced if n.endswith(".pack")} == {recent}  # not the old one
     synced.clear()
     ours.sync()
-    assert not synced  # nothing twice
+    # Nothing twice. (Only packs: the other store's own thread fsyncs the index files
+    # of the packs it finished, at any moment, through the same function.)
+    assert not {n for n in synced if n.endswith(".pack")}
     before = packs()
     theirs.put(ObjKind.CHUNK, b"later")
     theirs.flush()
