@@ -740,3 +740,43 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
     monkeypatch.setattr(source, "COPIES", 1 << 62)  # more than the disk has free
     assert diff() == first and copies() == []  # none kept, the one there removed
     repo.ok("fsck")
+
+
+def test_a_kept_sniff_is_found_by_the_chunks_without_reading_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the engine sniffed in a file's first bytes is kept by the chunks holding
+    # them (vfs.tables.checks): the next diff of the same versions sniffs nothing,
+    # and one whose kept sniffs were damaged sniffs again, with the same answer.
+    root = tmp_path / "repo"
+    Repository.init(root, chunker=TINY.params)
+    repo = Repo(root)
+    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(3000)]
+    block = [(i, a, b + "1") if 1200 <= i < 1210 else (i, a, b) for i, a, b in rows]
+    for version in (rows, block):
+        repo.write("t.csv", render(version, "csv", False))
+        repo.ok("add", "t.csv")
+        repo.ok("commit", "-m", "t")
+
+    def diff() -> Any:
+        r = Repository.find(root)
+        return outcome(
+            rowdiff.diff_path(
+                r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"],
+                1000, threads=1,
+            )
+        )  # fmt: skip
+
+    first = diff()
+    assert first[1:4] == (0, 0, 10)
+    sql = record_queries(monkeypatch)
+    assert diff() == first
+    assert not any("sniff_csv" in q for q in sql)
+    sniffs = list((root / ".dvfs" / "rowcache").glob("*.sniff"))
+    assert len(sniffs) == 2
+    for kept in sniffs:
+        kept.write_bytes(b"\x92\x01\x91junk")
+    sql.clear()
+    assert diff() == first
+    assert any("sniff_csv" in q for q in sql)
+    repo.ok("fsck")

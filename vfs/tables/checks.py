@@ -18,11 +18,13 @@ a key, and does not read the older file at all.
 
 What the engine's sniffer found in a CSV's first bytes (``Engine.sniff_pair``) depends
 on those bytes alone too: ``KeptSniffs`` keeps its answer in ``<64 hex>.sniff`` (the
-BLAKE3 hash of the sample, the format, the sniffer's settings and the engine's
-version; msgpack ``[1, [delimiter, quote, escape, newline, comment, skip, header,
-[[column, type], ...], date format, timestamp format]]``), so that the next diff of
-a version that starts with the same bytes (the older side of most diffs) does not
-sniff it again.
+BLAKE3 hash of the ids and sizes of the chunks holding the file's first
+``SNIFF_BYTES`` and whether it has more, ``Side.prefix``, which fix the sample's
+bytes; the format, the sniffer's settings and the engine's version; msgpack ``[1,
+[delimiter, quote, escape, newline, comment, skip, header, [[column, type], ...],
+date format, timestamp format]]``), so that the next diff of a version that starts
+with the same chunks (the older side of most diffs) neither reads its first bytes (a
+lazy copy leaves them unwritten) nor sniffs them again.
 
 An entry is ``.dvfs/rowcache/<64 hex>``: the hex is the BLAKE3 hash of everything the
 facts depend on (the file's chunk ids and sizes, the ``Table`` that reads it, typed
@@ -189,15 +191,18 @@ class KeptSniffs:
     def __init__(self, dvfs_dir: Path | None) -> None:
         self.dvfs_dir = dvfs_dir
 
-    def _name(self, fmt: Format, sample: bytes) -> str:
+    def _name(self, fmt: Format, key: bytes) -> str:
         h = hasher()
-        what = [FORMAT, duckdb.__version__, fmt, engine.SNIFF_ROWS, MAX_LINE, len(sample)]
-        h.update(b"dvfs sniff 1" + json.dumps(what).encode() + b"\n")
-        h.update(sample)
+        what = [
+            FORMAT, duckdb.__version__, fmt, engine.SNIFF_ROWS, engine.SNIFF_BYTES, MAX_LINE,
+            len(key),
+        ]  # fmt: skip
+        h.update(b"dvfs sniff 2" + json.dumps(what).encode() + b"\n")
+        h.update(key)
         return f"{h.hexdigest()}.sniff"
 
-    def get(self, fmt: Format, sample: bytes) -> tuple[Any, ...] | None:
-        row = read_record(self.dvfs_dir, self._name(fmt, sample), 1 << 20)
+    def get(self, fmt: Format, key: bytes) -> tuple[Any, ...] | None:
+        row = read_record(self.dvfs_dir, self._name(fmt, key), 1 << 20)
         if not isinstance(row, list) or len(row) != 10:
             return None
         delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row
@@ -215,8 +220,8 @@ class KeptSniffs:
         cols = [{"name": n, "type": t} for n, t in columns]
         return (delim, quote, escape, newline, comment, skip, header, cols, datef, tsf)
 
-    def put(self, fmt: Format, sample: bytes, row: tuple[Any, ...]) -> None:
+    def put(self, fmt: Format, key: bytes, row: tuple[Any, ...]) -> None:
         delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row[:10]
         cols = [[str(c["name"]), str(c["type"])] for c in columns]
         fields = [delim, quote, escape, newline, comment, skip, header, cols, datef, tsf]
-        write_record(self.dvfs_dir, self._name(fmt, sample), fields)
+        write_record(self.dvfs_dir, self._name(fmt, key), fields)

@@ -69,11 +69,12 @@ T = TypeVar("T")
 
 
 class Sniffs(Protocol):
-    """What ``sniff_csv`` answered for samples sniffed before (``vfs.tables.checks``)."""
+    """What ``sniff_csv`` answered for files sniffed before, by what identifies their
+    first ``SNIFF_BYTES`` (``vfs.tables.checks``)."""
 
-    def get(self, fmt: Format, sample: bytes) -> tuple[Any, ...] | None: ...
+    def get(self, fmt: Format, key: bytes) -> tuple[Any, ...] | None: ...
 
-    def put(self, fmt: Format, sample: bytes, row: tuple[Any, ...]) -> None: ...
+    def put(self, fmt: Format, key: bytes, row: tuple[Any, ...]) -> None: ...
 
 
 class NotTabular(Exception):
@@ -261,39 +262,53 @@ class Engine:
             if sample != path:
                 sample.unlink(missing_ok=True)
 
-    def sniff_pair(self, fmt: Format, old: Path, old_size: int, new: Path, new_size: int,
-                   kept: Sniffs | None = None) -> tuple[Table, Table]:  # fmt: skip
+    def sniff_pair(self, fmt: Format, old: Path | Callable[[], Path], old_size: int,
+                   new: Path | Callable[[], Path], new_size: int, kept: Sniffs | None = None,
+                   keys: tuple[bytes, bytes] | None = None) -> tuple[Table, Table]:  # fmt: skip
         """The Tables that read two files: :meth:`sniff` of each, in fewer queries.
 
         Two CSV samples are sniffed by one query, and once when they are the same bytes
         (two versions that share their first ``SNIFF_BYTES``): each file still gets
         exactly the Table its own sample gives. ``kept``: what earlier diffs sniffed,
-        by the samples' bytes; a sample found there is not sniffed again, and what is
-        sniffed is added to it.
+        by ``keys`` (what identifies each file's first ``SNIFF_BYTES`` and whether it
+        has more, ``Side.prefix``); a file found there is neither read nor sniffed
+        again (a callable giving its path is not called), and what is sniffed is added.
         """
+        paths: list[Path | None] = [None, None]
+
+        def path(i: int) -> Path:
+            if paths[i] is None:
+                p = (old, new)[i]
+                paths[i] = p() if callable(p) else p
+            found = paths[i]
+            assert found is not None
+            return found
+
         if fmt not in ("csv", "tsv") or not old_size or not new_size:
-            return self.sniff(fmt, old, old_size), self.sniff(fmt, new, new_size)
-        a, b = self._sample(old, old_size), self._sample(new, new_size)
+            return self.sniff(fmt, path(0), old_size), self.sniff(fmt, path(1), new_size)
+        lookup = kept if keys is not None else None
+        rows = [lookup.get(fmt, k) if lookup is not None else None for k in keys or (b"", b"")]
+        samples: dict[int, tuple[Path, bytes]] = {}
         try:
-            rows: dict[bytes, tuple[Any, ...]] = {}
             todo: list[tuple[Path, bytes]] = []
-            for sample, head in (a, b):
-                row = kept.get(fmt, head) if kept is not None else None
-                if row is not None:
-                    rows[head] = row
-                elif head not in rows and all(head != h for _, h in todo):
-                    todo.append((sample, head))
+            for i, size in ((0, old_size), (1, new_size)):
+                if rows[i] is None:
+                    samples[i] = self._sample(path(i), size)
+                    if all(samples[i][1] != h for _, h in todo):
+                        todo.append(samples[i])
             if todo:
-                for (_, head), row in zip(
-                    todo, self._sniff_csv([s for s, _ in todo], fmt), strict=True
-                ):
-                    rows[head] = row
-                    if kept is not None:
-                        kept.put(fmt, head, row)
-            return self._csv_table(fmt, rows[a[1]]), self._csv_table(fmt, rows[b[1]])
+                by = dict(zip((h for _, h in todo), self._sniff_csv([s for s, _ in todo], fmt),
+                              strict=True))  # fmt: skip
+                for i, (_, head) in samples.items():
+                    rows[i] = by[head]
+                    if lookup is not None and keys is not None:
+                        lookup.put(fmt, keys[i], by[head])
+            a, b = rows
+            assert a is not None and b is not None
+            return self._csv_table(fmt, a), self._csv_table(fmt, b)
         finally:
-            for sample, _ in (a, b):
-                if sample not in (old, new):
+            for i, (sample, _) in samples.items():
+                if sample != paths[i]:
                     sample.unlink(missing_ok=True)
 
     def _sample(self, path: Path, size: int) -> tuple[Path, bytes]:

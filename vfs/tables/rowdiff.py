@@ -125,8 +125,9 @@ def diff_rows(
             return _bytes_only(out, old, new, f"{_where(side)} is not {NAMES[fmt]}: {why}")
     try:
         ot, nt = engine.sniff_pair(
-            fmt, _sniffed(old, fmt), old.size, _sniffed(new, fmt), new.size,
+            fmt, lambda: _sniffed(old, fmt), old.size, lambda: _sniffed(new, fmt), new.size,
             checks.KeptSniffs(cache) if cache is not None else None,
+            (old.prefix(engine_module.SNIFF_BYTES), new.prefix(engine_module.SNIFF_BYTES)),
         )  # fmt: skip
     except NotTabular as exc:
         return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")

@@ -67,7 +67,7 @@ from vfs._os.beneath import ABSENT, READ, Walker
 from vfs.errors import FileUnreadable, FormatError, UsageError
 from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.model.codec import ChunkRef, Entry
-from vfs.model.ids import hash_bytes
+from vfs.model.ids import hash_bytes, hasher
 from vfs.quoting import quote_name
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks
@@ -220,6 +220,17 @@ class Side:
                     os.pwrite(out.fileno(), data, self._starts[i])
                     self._holes.discard(i)
             return self.copy
+
+    def prefix(self, n: int) -> bytes:
+        """What identifies the file's first ``n`` bytes and whether it has more: the ids
+        and sizes of the chunks that hold them (``vfs.tables.checks``: its sniff)."""
+        h = hasher()
+        h.update(b"dvfs prefix 1 %d %d\n" % (n, self.size > n))
+        for start, c in zip(self._starts, self.chunks, strict=True):
+            if start >= n:
+                break
+            h.update(c.oid + c.size.to_bytes(8, "big"))
+        return bytes(h.digest())
 
     def _take(self, ref: ChunkRef, facts: Facts) -> None:
         """Account for the next chunk of the file (already written)."""
