@@ -1,4 +1,8 @@
-"""``dvfs init``, ``add``, ``check-ignore``, ``rm``, ``mv`` and ``commit``."""
+"""``dvfs init``, ``add``, ``check-ignore``, ``rm``, ``mv`` and ``commit``.
+
+``vfs.ops.workflow`` (and the hashing, ignore and removal modules it brings) is
+imported by the commands that use it: a plain ``commit`` needs none of them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, wor
 from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
 from vfs.model import params as version_params
-from vfs.ops import workflow
 from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import escape_text, quote_name
 from vfs.repo.repository import DEFAULT_BRANCH, Repository
@@ -52,6 +55,8 @@ def add(paths: tuple[str, ...], force: bool, as_json: bool) -> None:
       dvfs add labels.csv images/train
       dvfs add --force data/cache/keep.pyc
     """
+    from vfs.ops import workflow
+
     repo = repo_here()
     with workers() as w:
         r = workflow.add(repo, paths, w, warn, force=force)
@@ -133,6 +138,8 @@ def rm(paths: tuple[str, ...], cached: bool, force: bool, recursive: bool, as_js
       dvfs rm data/old.csv
       dvfs rm --cached data/raw/       # keep the files, stop tracking
     """
+    from vfs.ops import workflow
+
     repo = repo_here()
     with workers() as w:
         gone = workflow.rm(repo, paths, w, cached=cached, force=force)
@@ -160,6 +167,8 @@ def mv(paths: tuple[str, ...], as_json: bool) -> None:
     """
     if len(paths) < 2:
         raise UsageError("give a source and a destination: dvfs mv SRC... DST")
+    from vfs.ops import workflow
+
     moves = workflow.mv(repo_here(), paths[:-1], paths[-1], warn)
     if as_json:
         emit_json(
@@ -199,6 +208,8 @@ def commit(
     recorded = version_params.collect(params, params_file)
     repo = repo_here()
     if stage_all:
+        from vfs.ops import workflow
+
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
     r = commit_staged(repo, message, recorded, tag, warn)
