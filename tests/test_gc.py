@@ -224,7 +224,8 @@ def test_fsck_leaves_the_packs_a_pipeline_run_is_writing(template: Repo, tmp_pat
 
 def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:
     """.dvfs/rowcache grows with every row diff: gc keeps its newest ROW_CACHE_KEEP
-    entries and removes a temporary a crash left there."""
+    entries, removes a temporary a crash left there, and deletes every whole-file
+    copy kept there, the newest too (they hold files' bytes)."""
     root = tmp_path / "r"
     root.mkdir()
     run(root, "init")
@@ -237,7 +238,10 @@ def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:
         os.utime(entry, ns=(1_700_000_000_000_000_000 + i, 1_700_000_000_000_000_000 + i))
     left = cache / tmp_leaf(b"f" * 64).decode()
     left.write_bytes(b"torn")
+    copy = cache / f"{'c' * 64}.copy"
+    copy.write_bytes(b"id,x\n1,secret\n")
     run(root, "gc")
+    assert not copy.exists()
     kept = sorted(p.name for p in cache.iterdir())
     assert kept == [f"{i:064x}" for i in range(extra, ROW_CACHE_KEEP + extra)]
     fsck_clean(root)

@@ -38,7 +38,9 @@ objects or moves refs meanwhile. In order:
    its ``.idx``. Index files without a pack and temporary files are removed too, and
    the kept record of what each deleted version changed (``vfs.ops.changed``); of
    what row diffs proved of files (``.dvfs/rowcache``, keyed by content, so nothing
-   tells which are still of use) the newest ``ROW_CACHE_KEEP`` entries are kept.
+   tells which are still of use) the newest ``ROW_CACHE_KEEP`` entries are kept. The
+   whole-file copies kept there (``*.copy``) all go: they hold files' bytes, deleted
+   versions' too, and the next diff that needs one writes it again.
 
 Crash safety: a kill at any step leaves every live object in a complete, durable
 pack with a real name: before step 4 the old packs are all there (a new pack is at
@@ -97,6 +99,7 @@ MAX_STATE = 1 << 16
 MAX_PROBLEMS_SHOWN = 10
 ROW_CACHE = "rowcache"  # what row diffs proved of files (vfs.tables.checks, .source)
 ROW_CACHE_KEEP = 10_000  # entries of it gc keeps, the newest
+COPY_SUFFIX = ".copy"  # whole-file copies kept there, all of which gc deletes
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
 
@@ -488,6 +491,19 @@ def trim(cache: Path, keep: int) -> int:
     return len(doomed)
 
 
+def drop_copies(cache: Path) -> int:
+    """Delete the whole-file copies row diffs keep in ``cache`` (``vfs.tables.source``);
+    how many went."""
+    try:
+        names = [n for n in os.listdir(cache) if n.endswith(COPY_SUFFIX)]
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(cache / name)
+    return len(names)
+
+
 def collect(
     repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
 ) -> None:
@@ -515,6 +531,7 @@ def collect(
                 (root / name).unlink(missing_ok=True)
         report.temporaries = repo.store.remove_temporaries()
         changed.prune(repo.dir, live)
+        drop_copies(repo.dir / ROW_CACHE)
         trim(repo.dir / ROW_CACHE, ROW_CACHE_KEEP)
         fsync_dir(root)
         report.bytes_after = sum(
