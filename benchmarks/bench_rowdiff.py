@@ -18,6 +18,7 @@ Steps (one run each by default; ``--runs N`` takes the median of N):
 | DuckDB by hand | ``REFERENCE`` below on the same two files as plain CSVs |
 | dvfs, one block | the same again: v1's key was proved by the diffs before |
 | dvfs, cut | ``dvfs diff v1 v2 cut.csv --rows --key id --json`` |
+| dvfs, random 1%, nothing kept | the random diff again, ``.dvfs/rowcache`` emptied first |
 | datacompy, cut | ``PandasCompare(pd.read_csv(a), pd.read_csv(b), join_columns="id").report()`` |
 | daff, cut | ``Coopy.compareTables`` with id as the primary key, aligned and highlighted |
 
@@ -33,7 +34,10 @@ then the targets of issue 17: random <= 1.0 x DuckDB by hand; cut <= 0.2 x the f
 peer; one block <= 0.3 x dvfs's own random. The block edit is timed twice: first
 when no diff has read v1 yet, so the whole of v1 is read to prove its key, then
 after the first diffs proved it (``vfs.tables.checks``), when only its key column is
-read; the target is given for both. The counts dvfs reports are checked against the
+read; the target is given for both. The random edit is timed twice too: after the
+first block diff, which kept a copy of v1 (``vfs.tables.source``), as when several
+versions are diffed against one base, and last with nothing kept from any diff
+before it; the target is given for both. The counts dvfs reports are checked against the
 hand-written diff's, and dvfs's JSON against the edits made.
 
 It prints and never fails on a timing: benchmarks are not tests.
@@ -255,6 +259,8 @@ def main() -> int:
              [*dvfs.command, "diff", "v1", "v3", "data.csv", *rows]),
             ("cut", f"dvfs, {args.cut:,}-row cut",
              [*dvfs.command, "diff", "v1", "v2", "cut.csv", *rows]),
+            ("random_cold", "dvfs, random 1%, nothing kept",
+             [*dvfs.command, "diff", "v1", "v2", "data.csv", *rows]),
         ]  # fmt: skip
         if peers is not None:
             pair = [str(cut_dir / "base.csv"), str(cut_dir / "random.csv")]
@@ -269,7 +275,7 @@ def main() -> int:
         proved = repo / ".dvfs" / "rowcache"  # what earlier diffs proved (vfs.tables.checks)
         for key, title, argv in plan:
             forget = None
-            if key == "block_cold":
+            if key in ("block_cold", "random_cold"):
                 forget = functools.partial(shutil.rmtree, proved, ignore_errors=True)
             step, procs = measure(key, title, argv, repo, dvfs.env, args.runs, forget)
             steps.append(step)
@@ -294,6 +300,7 @@ def main() -> int:
                          f"{human(b['shared_bytes'])} not compared")  # fmt: skip
         targets = [
             ("random 1% <= 1.0 x DuckDB by hand", by["random"], by["reference"], 1.0),
+            ("  the same, nothing kept", by["random_cold"], by["reference"], 1.0),
             ("one block <= 0.3 x random 1%", by["block"], by["random"], 0.3),
             ("  the same, first diff of v1", by["block_cold"], by["random"], 0.3),
         ]  # fmt: skip
