@@ -103,7 +103,7 @@ def cached(m: Mount) -> dict[str, int]:
     return {f.name: f.stat().st_size for f in base.glob("*/*")}
 
 
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not met in time"
