@@ -9,7 +9,9 @@ rewritten, and damage refused with the one line that says how to rebuild.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgpack
@@ -22,6 +24,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
 )
 from vfs.model.codec import ChunkRef, Kind
+from vfs.repo import stage
 from vfs.repo.stage import HEADER, INDEX_FORMAT, MAGIC, Index, Staged, _encode, as_row
 
 ID = bytes(range(32))
@@ -268,4 +271,51 @@ def test_an_index_naming_paths_no_tree_may_hold_is_damaged(repo: Repo, fmt: int)
         assert "the staging index was not readable: it is rebuilt from v1" in r.err, bad
         assert "working tree clean" in repo.ok("status").out
     assert outside.read_text() == "keep"
+    repo.fsck_clean()
+
+
+def forge_racy(repo: Repo, rel: str, data: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give ``rel`` new bytes of the same size while its index row keeps the old content
+    but takes the file's new stat, the index written just after that mtime: what a
+    change within the timestamp tick after ``add`` hashed the file leaves behind."""
+    path = repo.write(rel, data)
+    st = os.lstat(path)
+    index = Index.load(repo.root / ".dvfs" / "index")
+    old = index.entries[rel.encode()]
+    assert old.size == st.st_size
+    index.entries[rel.encode()] = replace(
+        old, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino
+    )
+    stamp = st.st_mtime_ns + 1_000_000  # within RACY_NS of it
+    with monkeypatch.context() as m:
+        m.setattr(stage, "time", SimpleNamespace(time_ns=lambda: stamp))
+        index.save()
+    assert Index.load(repo.root / ".dvfs" / "index").written_ns == stamp
+
+
+def test_a_row_too_recent_to_trust_stays_untrusted_when_the_index_is_written_again(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A row whose stat the file still has, but that was hashed within RACY_NS of when
+    # the index was written, is re-hashed by status. Writing the index again later
+    # (a commit, an add of another file, a status refreshing another row) must not
+    # make that row trusted: the file's change would then never show.
+    for rel, data in (("a.txt", "one\n"), ("b.txt", "bee\n"), ("c.txt", "sea\n")):
+        repo.write(rel, data)
+    repo.ok("add", ".")
+    repo.commit("one")
+    forge_racy(repo, "a.txt", "two\n", monkeypatch)
+    assert repo.status()["modified"] == ["a.txt"]
+    repo.write("d.txt", "new\n")
+    repo.ok("add", "d.txt")  # the index written again, a.txt's row carried over
+    assert repo.status()["modified"] == ["a.txt"]
+    os.utime(repo.root / "b.txt", ns=(1, 1))  # status refreshes b.txt's row and saves
+    assert repo.status()["modified"] == ["a.txt"]
+    assert repo.status()["modified"] == ["a.txt"]
+    repo.commit("d")
+    assert repo.status()["modified"] == ["a.txt"]
+    repo.ok("add", "a.txt")
+    repo.commit("two")
+    assert repo.status()["modified"] == []
+    assert repo.read("a.txt") == b"two\n" and repo.cat("HEAD:a.txt") == b"two\n"
     repo.fsck_clean()

@@ -29,7 +29,9 @@ file cut short is refused when loaded). An inode of -1 (no file has it) is store
 fields (size, mtime, ctime, inode, mode) let ``status`` and ``add`` skip re-hashing a
 file whose stat is unchanged. An entry whose mtime is within ``RACY_NS`` of the time
 the index was written is not trusted (the file could have changed again within the
-same timestamp tick); it is re-hashed once and then trusted. ``head`` is the version
+same timestamp tick); it is re-hashed once and then trusted. Such an entry written
+again unchanged under a later time would be trusted without that re-hash, so
+:meth:`Index.save` writes it with the inode -1, which no stat matches. ``head`` is the version
 the index was made equal to by the last commit or full checkout, and null once
 anything is staged after that; while it names HEAD, nothing is staged and ``status``
 need not read any tree. ``base`` is that same version, but kept while files are
@@ -71,7 +73,7 @@ import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -454,6 +456,9 @@ class Index:
         # The rows as a file of format 3 encoded them, while none has changed since it
         # was loaded: a commit, which only names the new version, writes them as read.
         self._loaded: _Body | None = None
+        # Size, mtime, ctime and inode of the rows within RACY_NS of ``written_ns`` (not
+        # yet proved unchanged by a re-hash): see :meth:`save`.
+        self._racy: dict[bytes, tuple[int, int, int, int]] = {}
 
     def _damaged(self, why: object) -> FormatError:
         return FormatError(
@@ -658,6 +663,7 @@ class Index:
         self.written_ns = written_ns
         self._ids(meta)
         self.version = v
+        self._note_racy()
 
     def _ids(self, rec: dict[Any, Any]) -> None:
         head, base = rec.get("head"), rec.get("base")
@@ -693,6 +699,7 @@ class Index:
         _no_dot_names(b"\0".join(self._rows))
         self._entries = None
         self.version = rec["v"]
+        self._note_racy()
 
     def save(self) -> None:
         """Write the index atomically and fsync it, in format 3.
@@ -702,6 +709,7 @@ class Index:
         """
         now = time.time_ns()
         self._decode()  # (a damaged file is refused, not copied)
+        self._smudge(now - RACY_NS)
         body = self._loaded
         if body is None:
             if self._entries is None:
@@ -721,6 +729,59 @@ class Index:
         self.written_ns = now
         self.on_disk = True
         self.version = INDEX_FORMAT
+        self._note_racy()
+
+    def _stat(self, path: bytes) -> tuple[int, int, int, int] | None:
+        """Size, mtime, ctime and inode of ``path``'s row, in whatever form it is held."""
+        if self._entries is not None:
+            s = self._entries.get(path)
+            return None if s is None else (s.size, s.mtime_ns, s.ctime_ns, s.ino)
+        if (cols := self._cols) is not None:
+            i = cols.pos.get(path)
+            return None if i is None else (cols.size[i], cols.mtime[i], cols.ctime[i], cols.ino[i])
+        r = self._rows.get(path)
+        return None if r is None else (r[3], r[4], r[5], r[6])
+
+    def _note_racy(self) -> None:
+        """Note the rows too recent to trust against ``written_ns`` (a pass over the
+        mtimes, in C when the file's columns are still what is held)."""
+        limit = self.written_ns - RACY_NS
+        if self._entries is not None:
+            found = [p for p, s in self._entries.items() if s.mtime_ns >= limit]
+        elif (cols := self._cols) is not None:
+            if not cols.names or max(cols.mtime) < limit:
+                found = []
+            else:
+                found = [cols.names[i] for i, t in enumerate(cols.mtime) if t >= limit]
+        else:
+            found = [p for p, r in self._rows.items() if r[4] >= limit]
+        self._racy = {p: st for p in found if (st := self._stat(p)) is not None}
+
+    def _smudge(self, trusted_below: int) -> None:
+        """Give inode -1 to the rows that were too recent to trust when last written
+        and still hold that stat, if the file about to be written would trust them.
+
+        Rewriting the index stamps it with a later time. A file changed within the
+        timestamp tick after it was hashed keeps the stat of its row, so under the later
+        time that row would prove it unchanged (git's "racily clean" entries). With
+        inode -1 no stat matches, and the next ``status`` or ``add`` hashes it; a row
+        staged again meanwhile holds the stat of that hashing instead, and is kept.
+        """
+        doomed = [
+            p for p, st in self._racy.items() if st[1] < trusted_below and self._stat(p) == st
+        ]
+        if not doomed:
+            return
+        self._loaded = None
+        if self._entries is not None:
+            entries = self._entries
+            for p in doomed:
+                entries[p] = replace(entries[p], ino=-1)
+        else:
+            rows = self._rows
+            for p in doomed:
+                r = rows[p]
+                rows[p] = (*r[:6], -1, *r[7:])
 
     def triage(self, found: Iterable[_F]) -> tuple[list[_F], list[_F], list[bytes]]:
         """Sort (path, lstat) pairs: (untracked, maybe changed, paths of tracked ones).
