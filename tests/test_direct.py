@@ -158,14 +158,19 @@ def test_write_new_to_a_file_opened_direct(
         refuse_direct_writes(monkeypatch)
     data = random.Random(size).randbytes(size)
     path = tmp_path / "f"
+    write_new_direct(path, data)
+    assert path.read_bytes() == data
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def write_new_direct(path: Path, data: bytes | memoryview) -> None:
+    """Write ``data`` to a new file at ``path`` the chunk cache's way (O_DIRECT)."""
     fd = direct_io.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     assert fd >= 0, "the test directory's filesystem takes O_DIRECT"
     try:
         direct_io.write_new(fd, data, opened_direct=True)
     finally:
         os.close(fd)
-    assert path.read_bytes() == data
-    assert path.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("shift", [0, 1])
@@ -189,12 +194,7 @@ def test_write_new_writes_a_page_aligned_view_from_where_it_lies(
 
     monkeypatch.setattr(direct_io, "_buffer", counted)
     path = tmp_path / "f"
-    fd = direct_io.open_direct(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    assert fd >= 0, "the test directory's filesystem takes O_DIRECT"
-    try:
-        direct_io.write_new(fd, data, opened_direct=True)
-    finally:
-        os.close(fd)
+    write_new_direct(path, data)
     assert path.read_bytes() == bytes(data)
     if shift == 0:
         assert copies == []

@@ -383,6 +383,17 @@ def test_an_old_file_proved_before_is_read_for_the_keys_that_could_collide(
     assert got["moved"][0][1:4] == (1, 1, 1) and got["moved"][1] == "chunks"
 
 
+def diff_v1_v2(root: Path) -> Any:
+    """The outcome of the keyed row diff of t.csv between v1 and v2, run in-process."""
+    r = Repository.find(root)
+    return outcome(
+        rowdiff.diff_path(
+            r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"],
+            1000, threads=1,
+        )
+    )  # fmt: skip
+
+
 def record_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The list every query the engine runs is appended to, from now on."""
     sql: list[str] = []
@@ -693,13 +704,7 @@ def test_a_whole_copy_is_kept_for_the_next_diff_and_a_damaged_one_is_not_used(
 
     def diff() -> Any:
         fetched.clear()
-        r = Repository.find(root)
-        return outcome(
-            rowdiff.diff_path(
-                r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"],
-                1000, threads=1,
-            )
-        )  # fmt: skip
+        return diff_v1_v2(root)
 
     def copies() -> list[bytes]:
         return sorted((cache / n).read_bytes() for n in os.listdir(cache) if n.endswith(".copy"))
@@ -759,13 +764,7 @@ def test_a_kept_sniff_is_found_by_the_chunks_without_reading_the_files(
         repo.ok("commit", "-m", "t")
 
     def diff() -> Any:
-        r = Repository.find(root)
-        return outcome(
-            rowdiff.diff_path(
-                r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"],
-                1000, threads=1,
-            )
-        )  # fmt: skip
+        return diff_v1_v2(root)
 
     first = diff()
     assert first[1:4] == (0, 0, 10)
