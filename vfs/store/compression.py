@@ -31,6 +31,7 @@ PROBE_LEVEL = 1
 # compressible payload is wasted: the benchmark's 20,000 small files took 0.67 CPU-s
 # to store with 64 KiB here, 0.76 with 16 KiB, the same bytes stored.
 PROBE_ABOVE = 64 * 1024
+TOO_SMALL = 64  # payloads shorter than this are stored as they are
 PROBE_PIECES = 8
 PROBE_PIECE = 4096
 # In a batch (:func:`compress_many`) payloads larger than this are probed too: the
@@ -93,6 +94,11 @@ def _shrinks(packed: int, raw: int) -> bool:
     return packed <= raw - (raw >> 6)
 
 
+def _worth(packed: int, raw: int) -> bool:
+    """True if a payload of ``raw`` bytes compressed to ``packed`` saves 1/32 (stored so)."""
+    return packed <= raw - (raw >> 5)
+
+
 def looks_incompressible(data: bytes | memoryview) -> bool:
     """True if samples spread over ``data`` do not shrink by 1/64 at a fast level."""
     sample = _sample(data)
@@ -101,12 +107,12 @@ def looks_incompressible(data: bytes | memoryview) -> bool:
 
 def compress(data: bytes | memoryview) -> tuple[Compression, bytes | memoryview]:
     """Compress when it saves at least 1/32; return the method and payload."""
-    if len(data) < 64:
+    if len(data) < TOO_SMALL:
         return Compression.NONE, data
     if len(data) > PROBE_ABOVE and looks_incompressible(data):
         return Compression.NONE, data
     packed = _compressor().compress(data)
-    if len(packed) <= len(data) - (len(data) >> 5):
+    if _worth(len(packed), len(data)):
         return Compression.ZSTD, packed
     return Compression.NONE, data
 
@@ -132,7 +138,7 @@ def compress_many(
     todo: list[int] = []
     for i, data in enumerate(items):
         size = len(data)
-        if size < 64:
+        if size < TOO_SMALL:
             continue
         if size > PROBE_ABOVE:
             if not looks_incompressible(data):
@@ -152,8 +158,7 @@ def compress_many(
         for i, packed in zip(
             todo, _compress_all(_compressor(), [items[i] for i in todo]), strict=True
         ):
-            size = len(items[i])
-            if len(packed) <= size - (size >> 5):
+            if _worth(len(packed), len(items[i])):
                 out[i] = (Compression.ZSTD, packed)
     return out
 
