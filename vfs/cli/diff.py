@@ -11,10 +11,8 @@ from vfs._os.malloc import chunk_buffers_reused
 from vfs.cli.history import RevsThenPaths, param_text, revs_and_paths
 from vfs.cli.options import AS_JSON, ROWS_SHOWN
 from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
-from vfs.cli.status_report import change_line
 from vfs.errors import UsageError
 from vfs.model.codec import Kind
-from vfs.ops import browse
 from vfs.ops.diff import ParamChange, summary
 from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
@@ -62,6 +60,11 @@ def diff_cmd(
     if rows or key is not None or limit is not None:
         row_diff(repo, revs, paths, rows, key, limit, stat_only or name_only, as_json)
         return
+    # Only here: a row diff loads neither (the status and pipeline modules they import
+    # are a tenth of what `dvfs diff --rows` of a small file costs to start).
+    from vfs.cli.status_report import change_line
+    from vfs.ops import browse
+
     unreadable: list[bytes] = []  # each named in a warning
     with workers() as w:
         changes = browse.diff(repo, revs, w, warn, unreadable, paths)

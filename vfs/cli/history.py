@@ -1,4 +1,8 @@
-"""``dvfs log``, ``show``, ``ls`` and ``cat``: looking at versions."""
+"""``dvfs log``, ``show``, ``ls`` and ``cat``: looking at versions.
+
+Each command imports :mod:`vfs.ops.browse` itself: ``dvfs diff`` takes its revision
+parsing from here (``RevsThenPaths``), and a row diff needs nothing browse loads.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from vfs.cli.options import AS_JSON, OFFLINE, DvfsCommand
 from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, workers
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
-from vfs.ops import browse
 from vfs.ops.diff import flat_params
 from vfs.quoting import escape_text, quote_name
 from vfs.repo.history import NO_VERSIONS
@@ -141,8 +144,8 @@ def log(
       dvfs log --remote origin
       dvfs log --graph --oneline       # merges and the lines they join
     """
+    from vfs.ops import browse, sync
     from vfs.ops import graph as drawing
-    from vfs.ops import sync
     from vfs.remote import config as remotes
 
     repo = repo_here()
@@ -252,6 +255,8 @@ def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None
         raise UsageError(f"--json and --format {fmt} ask for two formats: give one")
     if rev is not None and ":" in rev:
         raise UsageError(f"show takes a revision: `dvfs cat {rev}` prints a file of a version")
+    from vfs.ops import browse
+
     machine = as_json or fmt != "text"
     repo = repo_here()
     if fmt == "yaml":  # (the very text of a mount's .versions/meta/vN.yaml)
@@ -339,6 +344,8 @@ def ls_cmd(target: str, path: str | None, recursive: bool, as_json: bool) -> Non
       dvfs ls v2 data/images      # the same
       dvfs ls -r v2:data          # every file below data/
     """
+    from vfs.ops import browse
+
     rows = browse.ls(repo_here(), joined(target, path, "DIR"), recursive)
     if as_json:
         emit_json(
@@ -382,6 +389,7 @@ def cat(target: str, path: str | None, offline: bool) -> None:
       dvfs cat v1:data/labels.csv > labels-v1.csv
       dvfs cat v1 data/labels.csv > labels-v1.csv
     """
+    from vfs.ops import browse
     from vfs.remote import ondemand
 
     target = joined(target, path, "PATH")
