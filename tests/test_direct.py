@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -18,8 +19,9 @@ from vfs._os.direct_io import ALIGN, BLOCK, DirectAppender, read_range
 from vfs._os.heap import aligned_buffer
 from vfs._os.helper_process import Tickets
 from vfs._os.page_cache import read_cached
-from vfs.errors import ObjectCorrupt
+from vfs.errors import ObjectCorrupt, StorageFull
 from vfs.model.ids import hash_bytes, hasher
+from vfs.store import objects
 from vfs.store.objects import ObjectStore, ObjKind
 from vfs.store.pack_files import check_pack
 
@@ -386,6 +388,71 @@ def test_store_lends_raw_chunks_and_copies_the_rest(tmp_path: Path) -> None:
     for oid, data in kept.items():
         assert again.get(oid) == data
     assert all(check_pack(p) is None for p in again.pack_paths())
+    again.close()
+
+
+def test_full_packs_are_finished_while_the_next_one_fills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pack that fills up is finished on a thread of its own while the store goes on.
+
+    Each object reads back as soon as its store returns, whether its pack is still
+    being finished or not; once flushed, every pack has its real name and a header and
+    index file that check out, and no temporary file is left.
+    """
+    monkeypatch.setattr(objects, "LOCAL_PACK_SIZE", 1 << 20)
+    store = ObjectStore.create(tmp_path / "objects")
+    rng = random.Random(11)
+    kept = {}
+    for i in range(24):
+        data = rng.randbytes(300_000 + i)  # random: stored raw, several packs
+        oid = store.put(ObjKind.CHUNK, data)[0]
+        kept[oid] = data
+        assert store.get(oid) == data
+    first = next(iter(kept))
+    assert store.locate(first)[0].name.endswith(".pack")  # finished by the time it is named
+    store.flush()
+    packs = store.pack_paths()
+    assert len(packs) >= 6
+    assert all(check_pack(p) is None for p in packs)
+    assert [p.name for p in (tmp_path / "objects").iterdir() if p.name.startswith(".tmp")] == []
+    store.close()
+    again = ObjectStore(tmp_path / "objects")
+    assert {oid: again.get(oid) for oid in kept} == kept
+    again.close()
+
+
+def test_a_pack_that_cannot_be_finished_is_forgotten(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up while full packs are finished in the background.
+
+    The store says so (one error, the disk is full) at a later store or at the flush;
+    what it still lists as stored reads back intact, what it lost is no longer listed,
+    and no temporary file is left to take the space.
+    """
+    monkeypatch.setattr(objects, "LOCAL_PACK_SIZE", 1 << 20)
+    store = ObjectStore.create(small_disk / "objects")
+    rng = random.Random(12)
+    kept = {}
+    with pytest.raises(StorageFull):
+        for _ in range(40):  # 12 MiB for 8
+            data = rng.randbytes(300_000)
+            kept[store.put(ObjKind.CHUNK, data)[0]] = data
+        store.flush()
+    with contextlib.suppress(StorageFull):
+        store.discard()
+        store.flush()
+    held = [oid for oid in kept if store.has(oid)]
+    assert 0 < len(held) < len(kept)
+    for oid in held:
+        assert store.get(oid) == kept[oid]
+    assert all(check_pack(p) is None for p in store.pack_paths())
+    store.close()
+    left = [p.name for p in (small_disk / "objects").iterdir() if p.name.startswith(".tmp")]
+    assert left == []
+    again = ObjectStore(small_disk / "objects")
+    assert sorted(oid for oid in kept if again.has(oid)) == sorted(held)
     again.close()
 
 

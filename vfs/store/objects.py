@@ -42,7 +42,8 @@ reads and writes share one lock and one table of packs), so it stays whole past 
 usual 500 lines; the pack files and compression are in the modules beside it.
 
 Threading: every method may be called from several threads. Compression happens
-outside the lock; appending to the open pack happens under it, and
+outside the lock; appending to the open pack happens under it (a pack that fills up is
+finished on a thread of its own meanwhile, :meth:`ObjectStore._finish`), and
 :meth:`ObjectStore.put_many` appends a whole batch under one acquisition.
 """
 
@@ -60,7 +61,14 @@ from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vfs._os.direct_io import ALIGN, WRITE_DEPTH, open_direct, read_range, read_range_into
+from vfs._os.direct_io import (
+    ALIGN,
+    WRITE_DEPTH,
+    open_direct,
+    read_range,
+    read_range_into,
+    settled,
+)
 from vfs._os.page_cache import cached, read_cached
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.model.ids import hash_bytes
@@ -127,6 +135,11 @@ class ObjectStore:
         self._writer: PackWriter | None = None
         self._writing: ThreadPoolExecutor | None = None  # writes the open pack's blocks
         self._closing: list[tuple[int, Path]] = []  # finished packs, to make durable
+        # Packs full and sealed, being finished on the ``_finisher`` thread while the
+        # next one fills (see :meth:`_finish`): slot -> the future of that work.
+        self._finishing: dict[int, Future[None]] = {}
+        self._finisher: ThreadPoolExecutor | None = None
+        self._failed: list[tuple[PackWriter, BaseException]] = []  # finishes that failed
         self._durable = Durability(root)
         self._loaded = False
         self._scanned_at = -1  # mtime of the directory when it was last listed
@@ -355,7 +368,7 @@ class ObjectStore:
             obj, fut = w.lend(oid, int(kind), data, phase)
             self._entries[oid] = (w.slot, obj)
             if w.offset >= LOCAL_PACK_SIZE:
-                self._finish()
+                self._finish(wait=False)
         return len(data), fut
 
     def put_many(self, items: Iterable[tuple[bytes, ObjKind, bytes | memoryview]]) -> int:
@@ -407,7 +420,7 @@ class ObjectStore:
                 self._entries[oid] = (w.slot, obj)
                 written += len(payload)
                 if w.offset >= close_at:
-                    self._finish()
+                    self._finish(wait=False)
         return written
 
     @contextlib.contextmanager
@@ -417,6 +430,7 @@ class ObjectStore:
         Packs finished meanwhile start being made durable after the lock is let go.
         """
         with self._lock:
+            self._raise_failed()
             try:
                 yield
             except OSError as exc:
@@ -432,6 +446,7 @@ class ObjectStore:
             from concurrent.futures import ThreadPoolExecutor
 
             self._writing = ThreadPoolExecutor(WRITE_DEPTH, "dvfs-packwrite")
+            self._finisher = ThreadPoolExecutor(1, "dvfs-packfinish")
         self._writer = PackWriter(self.root, len(self._packs), self._writing)
         self._packs.append(self._writer.tmp)
         return self._writer
@@ -448,6 +463,7 @@ class ObjectStore:
                 self._vanished(hit[0])
 
     def _read_stored(self, slot: int, obj: PackedObject) -> tuple[PackedObject, bytes]:
+        self._ready(slot)
         w = self._writer
         if w is not None and w.slot == slot:
             with self._lock:
@@ -504,6 +520,7 @@ class ObjectStore:
         if hit is None:
             raise ObjectMissing(oid.hex())
         slot, obj = hit
+        self._ready(slot)
         w = self._writer
         if (
             obj.compression != Compression.NONE
@@ -549,33 +566,102 @@ class ObjectStore:
         with self._fds.borrow((slot, True), self._direct_opener(slot)) as fd:
             return None if fd < 0 else read_range(fd, obj.offset, obj.stored_len)
 
-    def _finish(self) -> None:
+    def _finish(self, *, wait: bool = True) -> None:
+        """Close the open pack (under the lock): header, rename to its id, index file.
+
+        ``wait`` false (a pack that filled up): the pack is sealed here and the rest
+        (waiting for its writes still in flight, the header, the rename, the index
+        file) is left to the ``_finisher`` thread, so that the next objects go to a
+        new pack at once. Done here, every thread storing objects waited under the
+        lock for the pack's last writes to drain, and the disk was idle from the last
+        of them until the next pack's first; adding 1 GiB closes 16 packs. Its objects
+        are read only once it is finished (:meth:`_ready`); an error is raised by the
+        next store or :meth:`flush`.
+        """
         w = self._writer
         if w is None:
+            return
+        self._writer = None
+        final = w.seal(self.root)
+        self._known.add(final.name)  # (a listing meanwhile must not take it for another's)
+        if not wait and self._finisher is not None:
+            self._finishing = {s: f for s, f in self._finishing.items() if not f.done()}
+            self._finishing[w.slot] = self._finisher.submit(self._finish_off, w)
             return
         try:
             final, fd = w.finish(self.root)
         except BaseException:
-            self._abandon()  # its temporary file would only take space
+            self._drop(w)  # its temporary file would only take space
             raise
-        self._writer = None
         self._closing.append((fd, final))
         self._packs[w.slot] = final
-        self._known.add(final.name)
+
+    def _finish_off(self, w: PackWriter) -> None:
+        """Runs on the ``_finisher`` thread: finish a sealed pack and start its fsync.
+
+        Takes no lock (``flush`` waits for this under the store's): the pack's entry in
+        ``_packs`` is replaced in one step, and a failure is left in ``_failed``.
+        """
+        try:
+            final, fd = w.finish(self.root)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                w.abandon()
+            self._failed.append((w, exc))
+            raise
+        self._packs[w.slot] = final
+        self._durable.finished(fd, final)
+
+    def _ready(self, slot: int) -> None:
+        """Wait until pack ``slot`` is finished if it is being finished (its objects
+        are read only from there). A failure is raised by the next store or flush;
+        the objects are gone from the table by then."""
+        fut = self._finishing.get(slot)
+        if fut is not None and not fut.done():
+            settled([fut])
+
+    def _await_finishing(self) -> None:
+        """Wait for every pack being finished (errors: see :meth:`_raise_failed`)."""
+        settled(list(self._finishing.values()))
+
+    def _raise_failed(self) -> None:
+        """Forget the objects of packs that failed to finish and raise the first error."""
+        if not self._failed:
+            return
+        first: BaseException | None = None
+        while self._failed:  # (popped one by one: the finisher may append meanwhile)
+            w, exc = self._failed.pop(0)
+            self._drop(w, abandoned=True)
+            first = first or exc
+        assert first is not None
+        if isinstance(first, OSError):
+            raise storage_error(first, "objects") from first
+        raise first
+
+    def _drop(self, w: PackWriter, *, abandoned: bool = False) -> None:
+        """Forget a pack that will not be finished and delete its temporary file
+        (``abandoned``: deleted already)."""
+        for o in w.objs:
+            hit = self._entries.get(o.oid)
+            if hit is not None and hit[0] == w.slot:
+                del self._entries[o.oid]
+        self._known.discard(w.seal(self.root).name)
+        if not abandoned:
+            w.abandon()
 
     def _abandon(self) -> None:
         w = self._writer
         if w is None:
             return
         self._writer = None
-        for o in w.objs:
-            self._entries.pop(o.oid, None)
-        w.abandon()
+        self._drop(w)
 
     def flush(self) -> None:
         """Close the open pack so that everything written so far has a real name."""
         with self._changing():
             self._finish()
+            self._await_finishing()
+            self._raise_failed()
 
     def sync(self) -> None:
         """Close the open pack and make every object stored so far durable.
@@ -607,6 +693,9 @@ class ObjectStore:
             if self._writing is not None:
                 self._writing.shutdown()
                 self._writing = None
+            if self._finisher is not None:
+                self._finisher.shutdown()
+                self._finisher = None
         self._durable.close()
 
     # reading ---------------------------------------------------------------------
@@ -621,6 +710,7 @@ class ObjectStore:
         hit = self._find(oid)
         if hit is None:
             raise ObjectMissing(oid.hex())
+        self._ready(hit[0])
         return self._packs[hit[0]], hit[1]
 
     def read_order(self, oids: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
@@ -636,6 +726,7 @@ class ObjectStore:
             if hit is not None:
                 out[oid] = (hit[0], hit[1].offset)
         for slot in {slot for slot, _ in out.values()}:
+            self._ready(slot)
             with contextlib.suppress(OSError), self._fd(slot) as fd:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
         return out
@@ -670,6 +761,7 @@ class ObjectStore:
             while at < len(found) and found[at][0] == slot and found[at][1] <= stop + RUN_GAP:
                 stop = max(stop, found[at][2])
                 at += 1
+            self._ready(slot)
             with contextlib.suppress(OSError), self._fd(slot) as fd:
                 os.posix_fadvise(fd, start, stop - start, os.POSIX_FADV_WILLNEED)
 
@@ -716,6 +808,7 @@ class ObjectStore:
                 end += 1
             run = found[at:end]
             at = end
+            self._ready(slot)
             try:
                 with self._fd(slot) as fd:
                     data = os.pread(fd, stop - first.offset, first.offset)
@@ -769,6 +862,7 @@ class ObjectStore:
 
     def pack_paths(self) -> list[Path]:
         """Every complete pack file."""
+        self._await_finishing()
         self._scan()
         return [p for p in self._packs if p.name.endswith(".pack")]
 
@@ -777,6 +871,7 @@ class ObjectStore:
 
         Call only under the repository lock, so no live writer's file is removed.
         """
+        self._await_finishing()
         n = 0
         for f in os.scandir(self.root):
             if f.name.startswith(TMP_PREFIX) and (

@@ -136,6 +136,7 @@ class PackWriter:
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.objs: list[PackedObject] = []
+        self._trailer: bytes | None = None  # set by seal()
         self.out = DirectAppender(self.fd, writing, gather=GATHER)
         self.out.write(PACK_MAGIC)
 
@@ -168,26 +169,38 @@ class PackWriter:
         self.objs.append(obj)
         return obj, fut
 
+    def seal(self, root: Path) -> Path:
+        """Take no more objects; the path the pack will have once :meth:`finish` ends.
+
+        Cheap (the header of a few dozen records is encoded and hashed): the store
+        calls it under its lock, and may then finish the pack on another thread while
+        the next one fills.
+        """
+        if self._trailer is None:
+            self._trailer = pack_trailer(self.objs)
+        return root / f"pack-{trailer_id(self._trailer).hex()}.pack"
+
     def finish(self, root: Path) -> tuple[Path, int]:
-        """Write the header, rename to the pack's id, write the index.
+        """Write the header, wait for every write, rename to the pack's id, write the index.
 
         Returns the path and the still open descriptor, for the caller to start its
-        write-back outside the store's lock and close it.
+        write-back and close it.
         """
-        trailer = pack_trailer(self.objs)
-        self.out.write(trailer)
+        final = self.seal(root)
+        assert self._trailer is not None
+        self.out.write(self._trailer)
         self.out.finish()
-        name = f"pack-{trailer_id(trailer).hex()}"
-        final = root / f"{name}.pack"
         os.replace(self.tmp, final)
-        write_atomic(root / f"{name}.idx", encode_index(self.objs), sync=False)
+        write_atomic(final.with_suffix(".idx"), encode_index(self.objs), sync=False)
         return final, self.fd
 
     def abandon(self) -> None:
         """Close and delete the temporary file after a failure."""
         self.out.abandon()
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1  # (called twice, it must not close a descriptor reused since)
         self.tmp.unlink(missing_ok=True)
 
 
