@@ -503,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         if kernel is not None:
             kernel.layers.close()
         remove_record(mountpoint, os.getpid())
+        if fs.fetcher.cache is not None:  # the chunks served and not cached yet are written
+            fs.fetcher.cache.close()
         st = fs.fetcher.stats
         log.info(
             "unmounted %s; %d chunks (%s) fetched from the remote in %d requests, "

@@ -207,6 +207,105 @@ def make_chunks(n: int, size: int) -> tuple[list[ChunkRef], dict[bytes, bytes]]:
     return refs, {r.oid: d for r, d in zip(refs, datas, strict=True)}
 
 
+class GatedWrites:
+    """Holds the cache's writes at a gate, so that a test sees them pending."""
+
+    def __init__(self, cache: ChunkCache, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Semaphore(0)
+        real = cache._write
+
+        def gated(oid: bytes, data: bytes | memoryview) -> None:
+            self.started.release()
+            assert self.gate.wait(timeout=30)
+            real(oid, data)
+
+        monkeypatch.setattr(cache, "_write", gated)
+
+
+def on_disk(root: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in root.glob("*/*")}
+
+
+def test_a_chunk_is_served_from_memory_until_its_cache_write_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs, chunks = make_chunks(3, 100 * KiB)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, MiB, writers=2)
+    writes = GatedWrites(cache, monkeypatch)
+    for r in refs:
+        cache.put_later(r.oid, chunks[r.oid])
+    assert writes.started.acquire(timeout=30) and writes.started.acquire(timeout=30)
+    assert on_disk(root) == {} and cache.pending() == 3 * 100 * KiB
+    for r in refs:  # a second reader finds each chunk while its write is pending
+        assert r.oid in cache and cache.get(r.oid) == chunks[r.oid]
+    writes.gate.set()
+    cache.close()  # what is pending is written before it returns
+    assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}
+    assert cache.pending() == 0 and cache.usage() == 3 * 100 * KiB
+    assert [p.name for p in root.iterdir() if p.is_file()] == []  # no temporary file
+    cache.put_later(hash_bytes(b"late"), b"late")  # a closed cache takes nothing
+    reopened = ChunkCache(root, MiB)
+    assert all(reopened.get(r.oid) == chunks[r.oid] for r in refs)
+
+
+def test_pending_cache_writes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fetching thread waits when the chunks not written yet would pass the bound."""
+    refs, chunks = make_chunks(3, 100 * KiB)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, MiB, writers=1, pending_limit=250 * KiB)
+    writes = GatedWrites(cache, monkeypatch)
+    cache.put_later(refs[0].oid, chunks[refs[0].oid])
+    cache.put_later(refs[1].oid, chunks[refs[1].oid])
+    assert writes.started.acquire(timeout=30)  # the first is being written, the second waits
+    third_in = threading.Event()
+
+    def fetching_thread() -> None:
+        cache.put_later(refs[2].oid, chunks[refs[2].oid])
+        third_in.set()
+
+    t = threading.Thread(target=fetching_thread)
+    t.start()
+    assert not third_in.wait(timeout=0.3)  # 300 KiB would pass the bound: it waits
+    assert cache.pending() == 200 * KiB
+    writes.gate.set()  # the first write lands: room for the third
+    assert third_in.wait(timeout=30)
+    t.join(timeout=30)
+    cache.close()
+    assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}
+    assert cache.pending() == 0 and cache.usage() == 300 * KiB
+
+
+def test_a_cache_left_by_a_killed_daemon_is_only_missing_chunks(tmp_path: Path) -> None:
+    """What a kill, or a crash of the machine, can leave: a temporary file half-written,
+    a chunk cut short under its name. The first is deleted at start-up; the second is
+    found when read, deleted, and fetched again, never served."""
+    refs, chunks = make_chunks(3, 64 * KiB)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, MiB)
+    for r in refs:
+        cache.put_later(r.oid, chunks[r.oid])
+    cache.close()
+    torn = root / f".tmp-{os.getpid() + 1}-7"
+    torn.write_bytes(chunks[refs[0].oid][: 10 * KiB])
+    cut = root / refs[1].oid.hex()[:2] / refs[1].oid.hex()
+    cut.write_bytes(chunks[refs[1].oid][: 32 * KiB])
+    remote = FakeRemote(chunks)
+    reopened = ChunkCache(root, MiB)
+    assert not torn.exists()
+    fetcher = Fetcher(None, reopened, remote, timeout=5)
+
+    async def scenario(f: Fetcher) -> None:
+        for r in refs:
+            assert await f.get(r) == chunks[r.oid]
+
+    with_fetcher(fetcher, scenario)
+    assert remote.calls == [refs[1].oid]  # the cut chunk alone came from the remote
+    reopened.close()
+    assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}  # whole again
+
+
 def test_readers_of_one_chunk_share_one_fetch(tmp_path: Path) -> None:
     refs, chunks = make_chunks(1, 1000)
     remote = FakeRemote(chunks, delay=0.2)

@@ -31,6 +31,7 @@ from tests.support.cli import assert_ok, fsck_clean
 from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server
+from tests.support.waiting import wait_for
 from vfs import ChunkRef, RemoteRepo, RemoteSpec, connect
 from vfs.repo.repository import Repository
 
@@ -129,7 +130,9 @@ def test_a_read_fetches_only_the_chunks_it_touches(pushed: Pushed, url_mount: Mo
         f.seek(off)
         assert f.read(100) == BIG[off : off + 100]
     assert fetches(url_mount) == [(want.oid.hex(), want.size)]  # one GET, of that chunk
-    assert cached(url_mount) == {want.oid.hex(): want.size}
+    # served first, cached behind the reader
+    written = {want.oid.hex(): want.size}
+    wait_for(lambda: cached(url_mount) == written, url_mount.proc, "the chunk was cached")
     assert hashlib.sha256((data / "big.bin").read_bytes()).digest() == hashlib.sha256(BIG).digest()
     got = fetches(url_mount)
     assert sorted(got) == sorted({(c.oid.hex(), c.size) for c in pushed.big})  # each once
@@ -142,7 +145,8 @@ def test_the_cache_stays_within_its_size(pushed: Pushed, tmp_path: Path) -> None
         for _ in range(2):
             assert (m.path / "data" / "big.bin").read_bytes() == BIG
             assert (m.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
-            assert 0 < sum(cached(m).values()) <= limit
+            wait_for(lambda: sum(cached(m).values()) > 0, m.proc, "chunks were cached")
+            assert sum(cached(m).values()) <= limit
 
 
 def test_refresh_shows_versions_pushed_by_others(pushed: Pushed, tmp_path: Path) -> None:
@@ -281,14 +285,16 @@ def test_a_corrupt_chunk_is_never_served_or_cached(pushed: Pushed, url_mount: Mo
     finally:
         pack.write_bytes(original)
     assert (url_mount.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
-    assert bad.oid.hex() in cached(url_mount)
+    wait_for(
+        lambda: bad.oid.hex() in cached(url_mount), url_mount.proc, "the good chunk was cached"
+    )
 
 
 def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -> None:
     home = tmp_path / "home"
     with mounted(pushed.url, tmp_path / "mnt", home) as m:
         assert (m.path / "data" / "small.txt").read_bytes() == b"small\n"
-        (name,) = cached(m)
+    (name,) = cached(m)  # written by the time the daemon has stopped
     victim = next((m.cache / "chunks").glob(f"*/{name}"))
     victim.write_bytes(b"tampered\n")
     with mounted(pushed.url, tmp_path / "mnt", home) as m:

@@ -11,7 +11,8 @@ the cache must not be a way around that. Directories left looser by an older ver
 are closed at start-up.
 
 A chunk is written to a temporary name and renamed into place, so a crash never
-leaves a partial chunk under a real name. Caching a chunk costs seven system calls:
+leaves a partial chunk under a real name (and one damaged anyway fails verification
+when read, below). Caching a chunk costs seven system calls:
 the temporary file is opened with ``O_DIRECT`` already and named by the process id
 and a counter (``O_EXCL``; no random name), and the 256 directories are made once
 each, not tried for every chunk (each call of a worker thread releases and retakes
@@ -36,10 +37,25 @@ fills it: the mount's metadata, a snapshot's packs, the working tree and a remou
 find room. Others that need room on the same filesystem (a write to the working
 tree, a snapshot) call :meth:`ChunkCache.shed` when they meet ENOSPC, and retry.
 
+Written behind (:meth:`ChunkCache.put_later`): the mount daemon hands a fetched
+chunk to its readers first and caches it afterwards, on ``writers`` threads of the
+cache's own, several writes at once. Creating a file and writing 1 MiB into it with
+``O_DIRECT`` ran at 272-501 MiB/s one at a time and 1,055-1,146 MiB/s three or four
+at a time on the benchmark machine, and in a cold read through a URL mount the
+fetching threads had waited 24.9 s in all for the previous chunk's write against 9.3
+s receiving. Until its write lands, a chunk is kept in memory (pending) and is found
+there by ``in`` and :meth:`ChunkCache.get`, so a second reader never fetches it
+again; pending chunks hold at most ``pending_limit`` bytes, and a caller that would
+pass that waits for room (back-pressure on the fetching thread: memory stays
+bounded). What this promises: a chunk handed over is cached soon after, not by the
+time the read returns; :meth:`ChunkCache.close` (at unmount) writes what is pending
+and leaves no temporary file; a kill meanwhile leaves a cache that only lacks the
+chunks not written yet, plus temporary files, deleted at the next start.
+
 Threading: every method may be called from several worker threads at once. The
-lock guards the accounting and the deletion of evicted files; reading, writing and
-hashing chunks happen outside it. ``in`` reads the accounting without the lock or
-the disk, so the trio thread may use it.
+lock guards the accounting, the pending chunks and the deletion of evicted files;
+reading, writing and hashing chunks happen outside it. ``in`` reads the accounting
+without the lock or the disk, so the trio thread may use it.
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vfs import (
@@ -71,6 +88,8 @@ RESERVE_SHARE = 10  # leave free a tenth of the cache's filesystem...
 RESERVE_MIN = 1 << 20  # ...but at least 1 MiB
 RESERVE_MAX = 1 << 30  # ...and at most 1 GiB
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+WRITERS = 4  # cache writes at once: 3-4 in flight ran twice as fast as one (see above)
+PENDING_BYTES = 32 * 1024 * 1024  # chunks handed over and not written yet, at most
 
 
 def free_bytes(path: Path) -> int:
@@ -118,10 +137,25 @@ def _read_and_touch(path: Path) -> bytes:
 class ChunkCache:
     """A size-bounded directory of verified chunks."""
 
-    def __init__(self, root: Path, limit: int, reserve: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        limit: int,
+        reserve: int | None = None,
+        *,
+        writers: int = WRITERS,
+        pending_limit: int = PENDING_BYTES,
+    ) -> None:
         self.root = root
         self.limit = limit
+        self.pending_limit = pending_limit
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # pending bytes went down
+        self._pending: dict[bytes, bytes | memoryview] = {}  # handed over, not written yet
+        self._pending_bytes = 0
+        self._writer_count = writers
+        self._writer: ThreadPoolExecutor | None = None  # started by the first put_later
+        self._closed = False
         self._sizes: OrderedDict[bytes, int] = OrderedDict()  # least recent first
         self._used = 0  # cached bytes plus bytes reserved for writes under way
         self._made: set[str] = set()  # the two-hex directories known to exist
@@ -182,12 +216,17 @@ class ChunkCache:
         return self._used
 
     def __contains__(self, oid: bytes) -> bool:
-        """True if the chunk is cached (no disk access: safe in the trio thread)."""
-        return oid in self._sizes
+        """True if the chunk is cached or about to be (no disk access: safe in the trio
+        thread)."""
+        return oid in self._sizes or oid in self._pending
 
-    def get(self, oid: bytes) -> bytes | None:
-        """The chunk's bytes if cached and intact; None otherwise."""
+    def get(self, oid: bytes) -> bytes | memoryview | None:
+        """The chunk's bytes if cached and intact, or waiting to be written; None otherwise."""
         with self._lock:
+            data = self._pending.get(oid)
+            if data is not None:
+                self.hits += 1
+                return data
             if oid not in self._sizes:
                 self.misses += 1
                 return None
@@ -235,6 +274,62 @@ class ChunkCache:
         with self._lock:
             self._sizes[oid] = size
         return True
+
+    def put_later(self, oid: bytes, data: bytes | memoryview) -> None:
+        """Cache a verified chunk on a writer thread; kept in memory until written.
+
+        Returns at once, unless the chunks waiting to be written already hold
+        ``pending_limit`` bytes: then it waits until there is room (back-pressure).
+        ``data`` must not change afterwards. After :meth:`close` it does nothing.
+        """
+        size = len(data)
+        if size > self.limit:
+            return
+        with self._room:
+            while (
+                not self._closed
+                and self._pending_bytes
+                and self._pending_bytes + size > self.pending_limit
+                and oid not in self._pending
+            ):
+                self._room.wait()
+            if self._closed or oid in self._pending or oid in self._sizes:
+                return
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(
+                    self._writer_count, thread_name_prefix="dvfs-cache-write"
+                )
+            self._pending[oid] = data
+            self._pending_bytes += size
+            self._writer.submit(self._write_pending, oid, data)
+
+    def _write_pending(self, oid: bytes, data: bytes | memoryview) -> None:
+        """A writer thread: cache a pending chunk, then let it go from memory."""
+        try:
+            self.put(oid, data)
+        except Exception:  # put logs and swallows OS errors; anything else is a bug
+            log.exception("could not cache chunk %s", oid.hex())
+        finally:
+            with self._room:
+                if self._pending.pop(oid, None) is not None:
+                    self._pending_bytes -= len(data)
+                self._room.notify_all()
+
+    def pending(self) -> int:
+        """Bytes of chunks handed to :meth:`put_later` and not written yet."""
+        return self._pending_bytes
+
+    def close(self) -> None:
+        """Take no more chunks, write those pending and stop the writer threads.
+
+        Leaves no temporary file. Called when the daemon stops, after the unmount.
+        """
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+            writer = self._writer
+        if writer is not None:
+            writer.shutdown(wait=True)
 
     def _write(self, oid: bytes, data: bytes | memoryview) -> None:
         """Write a chunk under its name (temp + rename); nothing is left if it fails."""

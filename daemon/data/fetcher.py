@@ -8,8 +8,8 @@ Where a chunk comes from, in order:
    so that what was read cannot push out what is about to be;
 2. the local object store (repository mounts), then the chunk cache, both verified
    on every read (worker thread, disk limiter);
-3. the remote: one ranged GET (worker thread, network limiter), verified, then
-   written to the cache.
+3. the remote: one ranged GET (worker thread, network limiter), verified, served,
+   and written to the cache behind the reader (``ChunkCache.put_later``).
 
 Read-ahead of a sequential reader (``prefetch`` with ``extend``) coalesces: chunks
 to be fetched from the remote that lie next to each other in one pack are a *run*,
@@ -24,9 +24,10 @@ memory only for the chunk being read, so more packs in flight cost no more RSS.
 Each chunk of a run is verified against its id on its own
 before it is served or cached: a damaged one fails its readers (EIO) and nothing
 else. A run's answer is read chunk by chunk as it streams in (never held whole):
-each chunk is verified, cached if good, and handed to its readers at once, so the
-first chunk of a run is served while the rest is on its way; a good chunk is cached
-before it is served, as a single chunk is.
+each chunk is verified and handed to its readers at once, so the first chunk of a
+run is served while the rest is on its way; a good chunk is then given to the
+chunk cache, which writes it on threads of its own while the run goes on (and
+serves it from memory until then), as it does a single chunk.
 Without ``extend`` (a read that spans chunks) only the chunks given are fetched, so
 random reads keep fetching one chunk each.
 
@@ -34,7 +35,7 @@ Every load is a task of this module's own nursery, registered by chunk id while 
 runs: a second reader of the same chunk waits for that task instead of starting
 another, and read-ahead (``prefetch``) starts the same tasks without waiting. A
 reader waits at most ``timeout`` seconds, then fails with EIO; the load goes on in
-its thread and its result still lands in the cache, so a slow or unreachable
+its thread and its result still goes to the cache, so a slow or unreachable
 remote costs that one read, never the daemon: cached chunks keep being served
 meanwhile, and the next read of the chunk tries again. A caller may give the
 deadline itself, so that one request touching several chunks waits ``timeout`` in
@@ -44,13 +45,14 @@ load stuck in its thread is abandoned, so a hung remote cannot hold up an unmoun
 Threading: all state here (memory, the in-flight table) belongs to the trio thread;
 the worker threads run only ``_read_local``, ``_fetch_remote`` and ``_fetch_run``,
 which touch the store, the cache and the remote (each thread-safe) and nothing else
-here, and a run's writer thread (``_writers``) only caches a chunk and queues it for
-the trio thread. At most ``disk_threads`` + ``net_threads`` threads block at once,
-plus one writer per run; read-ahead is capped at
+here; a run's thread queues each chunk for the trio thread (``run_sync_soon``). At
+most ``disk_threads`` + ``net_threads`` threads block at once, plus the cache's
+writers; read-ahead is capped at
 ``MAX_INFLIGHT`` single loads and ``MAX_INFLIGHT_BYTES`` in runs, so it cannot queue
 without bound behind a slow remote. Memory: ``MEMORY_BYTES`` of chunks kept,
-``AHEAD_BYTES`` loaded ahead, plus two chunks per run under way, one being read and
-one being cached (``MAX_INFLIGHT_BYTES`` counts the bytes of runs not arrived yet).
+``AHEAD_BYTES`` loaded ahead, one chunk per run under way (the one being read), and
+the cache's ``pending_limit`` of chunks not written yet (``MAX_INFLIGHT_BYTES``
+counts the bytes of runs not arrived yet).
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import trio
@@ -126,8 +127,6 @@ class Fetcher:
         self.timeout = timeout
         self.stats = FetchStats()
         self._disk = trio.CapacityLimiter(disk_threads)
-        # caches and hands over a run's chunk while the run reads its next one
-        self._writers = ThreadPoolExecutor(net_threads, thread_name_prefix="dvfs-cache-write")
         self._net = trio.CapacityLimiter(net_threads)
         self._memory: OrderedDict[bytes, bytes | memoryview] = OrderedDict()
         self._memory_bytes = 0
@@ -310,7 +309,7 @@ class Fetcher:
         return load
 
     async def _load(self, ref: ChunkRef, load: _Load) -> None:
-        got: bytes | Exception | None = None
+        got: bytes | memoryview | Exception | None = None
         try:
             data = await trio.to_thread.run_sync(
                 self._read_local, ref.oid, limiter=self._disk, abandon_on_cancel=True
@@ -429,7 +428,7 @@ class Fetcher:
 
     # worker threads ---------------------------------------------------------------------
 
-    def _read_local(self, oid: bytes) -> bytes | None:
+    def _read_local(self, oid: bytes) -> bytes | memoryview | None:
         """The chunk from the local store or the cache (verified), or None. Blocking."""
         if self.local is not None:
             try:
@@ -439,11 +438,11 @@ class Fetcher:
         return self.cache.get(oid) if self.cache is not None else None
 
     def _fetch_remote(self, ref: ChunkRef) -> bytes:
-        """One ranged GET, verified, then cached. Blocking."""
+        """One ranged GET, verified, then handed to the cache's writers. Blocking."""
         assert self.remote is not None
         data = self.remote.fetch(ref.oid)
         if self.cache is not None and len(data) == ref.size:
-            self.cache.put(ref.oid, data)
+            self.cache.put_later(ref.oid, data)
         return data
 
     def _fetch_run(
@@ -452,35 +451,23 @@ class Fetcher:
         run: list[tuple[ChunkRef, PackedObject]],
         hand: Callable[[int, bytes | memoryview | ObjectCorrupt], None],
     ) -> None:
-        """One ranged GET for a run, read chunk by chunk; each verified, cached if good,
-        then given to ``hand`` (its index in ``run``), which queues it for the trio
-        thread without waiting: the stream goes on meanwhile. Blocking.
+        """One ranged GET for a run, read chunk by chunk; each verified, given to
+        ``hand`` (its index in ``run``), which queues it for the trio thread without
+        waiting, then to the cache's writers (``ChunkCache.put_later``). Blocking.
 
-        A chunk is cached and handed over on a writer thread while the next one is
-        read from the answer (one at a time per run: a run holds at most two chunks),
-        so the network and the cache's disk work at once.
-
-        Cached before it is served, as a single chunk is: a file read through the mount
-        is in the cache when the read returns, even if the daemon stops then. Handed
-        over one by one, as the answer streams in: the first chunk of a run is served
-        while the rest is on its way, and the run is never held whole in memory.
+        Served before it is cached: the first chunk of a run is served while the rest
+        is on its way, and the stream goes on while the cache writes what came before
+        (several writes at once, on the cache's threads). The run is never held whole
+        in memory: the thread waits only when the chunks not yet written reach the
+        cache's bound.
         """
         assert self.remote is not None
         cache = self.cache
-
-        def keep(i: int, ref: ChunkRef, item: bytes | memoryview | ObjectCorrupt) -> None:
-            if cache is not None and not isinstance(item, Exception) and len(item) == ref.size:
-                cache.put(ref.oid, item)
-            hand(i, item)
-
         items = self.remote.stream_run(pack_id, [obj for _, obj in run])
-        writing: Future[None] | None = None
         try:
             for i, ((ref, _), item) in enumerate(zip(run, items, strict=True)):
-                if writing is not None:
-                    writing.result()
-                writing = self._writers.submit(keep, i, ref, item)
+                hand(i, item)
+                if cache is not None and not isinstance(item, Exception) and len(item) == ref.size:
+                    cache.put_later(ref.oid, item)
         finally:
             items.close()
-            if writing is not None:
-                writing.result()
