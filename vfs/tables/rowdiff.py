@@ -84,7 +84,16 @@ from vfs.store.objects import ObjectStore
 from vfs.tables import checks, regions
 from vfs.tables import engine as engine_module
 from vfs.tables.compare import key_totals, keyed, unkeyed
-from vfs.tables.engine import Engine, NotTabular, Table, TypeMismatch, ident, literal
+from vfs.tables.engine import (
+    Engine,
+    NotTabular,
+    PiecesRefused,
+    Table,
+    TypeMismatch,
+    ident,
+    literal,
+    scan_options,
+)
 from vfs.tables.formats import MAX_LINE, NAMES, SUFFIXES, Format, format_of, refusal
 from vfs.tables.result import ByteSummary, RowDiff, SchemaChange
 from vfs.tables.source import (
@@ -115,8 +124,22 @@ def diff_rows(
 
     ``fast_share`` None turns the fast path off (tests compare both paths). ``cache``:
     the ``.dvfs`` directory whose ``vfs.tables.checks`` entries a keyed diff reads and
-    writes (None: none).
+    writes (None: none). Where the engine refuses to read a file in pieces
+    (``engine.scan_options``), the diff is made again reading every file whole.
     """
+    try:
+        return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache)
+    except PiecesRefused:
+        if not engine.pieces:
+            raise
+        engine.pieces = False
+        return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache)
+
+
+def _diff_rows(
+    engine: Engine, fmt: Format, old: Side, new: Side, key: Sequence[str], limit: int,
+    fast_share: float | None, cache: Path | None,
+) -> RowDiff:  # fmt: skip
     out = RowDiff(new.path, old.label, new.label, fmt, tuple(key))
     for side in (old, new):
         lines = side.longest_line if fmt in LINES else 0
@@ -169,6 +192,8 @@ def diff_rows(
                 f"a value does not fit the type detected for its column ({exc}): "
                 "values are compared as text"
             )
+        except PiecesRefused:
+            raise
         except NotTabular as exc:
             return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     return out  # not reached: the text pass returns or raises
@@ -274,11 +299,20 @@ def line_parts(
     eol = b"\r\n" if ot.newline == "\\r\\n" else b"\n"
     longest = max(old.longest_line, new.longest_line)
     opts = (
-        f"columns={{'l': 'VARCHAR'}}, delim='\\0', quote='', escape='', header=false, "
-        f"auto_detect=false, skip={1 if header else 0}, max_line_size={MAX_LINE}, "
-        "strict_mode=true"
+        ("columns", "{'l': 'VARCHAR'}"), ("delim", "'\\0'"), ("quote", "''"),
+        ("escape", "''"), ("header", "false"), ("auto_detect", "false"),
+        ("skip", str(1 if header else 0)), ("max_line_size", str(MAX_LINE)),
+        ("strict_mode", "true"),
+    )  # fmt: skip
+    a, b = (
+        f"(SELECT l FROM read_csv({literal(str(s.file))}"
+        + "".join(
+            f", {k}={v}"
+            for k, v in (scan_options(opts, s.size, longest) if engine.pieces else opts)
+        )
+        + "))"
+        for s in (old, new)
     )
-    a, b = (f"(SELECT l FROM read_csv({literal(str(s.file))}, {opts}))" for s in (old, new))
     files = (engine.scratch / f"part-old.{ot.fmt}", engine.scratch / f"part-new.{ot.fmt}")
     try:
         engine.run(
@@ -294,6 +328,8 @@ def line_parts(
                 f"SELECT {col} FROM __lines WHERE {col} IS NOT NULL", dest, header, eol, longest
             )
         return files
+    except PiecesRefused:
+        raise
     except (NotTabular, TypeMismatch):
         return None
     finally:
@@ -350,7 +386,7 @@ def _parts(
     (``vfs.tables.checks``)."""
 
     def whole() -> str:  # the old file: whole in its copy once asked for (Side.file)
-        return ot.relation(old.file, text)
+        return ot.relation(old.file, text, _lines(engine, old, ot))
 
     a_rel, b_rel = ot.relation(files[0], text), nt.relation(files[1], text)
     counted = (_rows(old, ot), _rows(new, nt))
@@ -446,7 +482,8 @@ def _full(
     engine: Engine, out: RowDiff, old: Side, new: Side, ot: Table, nt: Table,
     key: Sequence[str], limit: int, text: bool,
 ) -> None:  # fmt: skip
-    a_rel, b_rel = ot.relation(old.file, text), nt.relation(new.file, text)
+    a_rel = ot.relation(old.file, text, _lines(engine, old, ot))
+    b_rel = nt.relation(new.file, text, _lines(engine, new, nt))
     out.method = "full"
     out.shared_bytes = 0
     if key:
@@ -475,6 +512,15 @@ def _checked(side: Side, table: Table, text: bool) -> list[str]:
     if text:
         return []
     return [n for n, t in table.columns if t != "VARCHAR"]
+
+
+def _lines(engine: Engine, side: Side, table: Table) -> tuple[int, int] | None:
+    """The size and longest line of ``side`` if each of its lines is one row (where
+    ``_rows`` counts them), for ``Table.relation`` to read it in parallel pieces
+    (unless the engine refused them)."""
+    if not engine.pieces or table.fmt not in ("csv", "tsv") or _rows(side, table) is None:
+        return None
+    return side.size, side.longest_line
 
 
 def _rows(side: Side, table: Table) -> int | None:
