@@ -403,7 +403,14 @@ def record_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         sql.append(query)
         return run(self, query)
 
+    aside = Engine.run_aside
+
+    def seen_aside(self: Engine, query: str) -> list[tuple[Any, ...]]:
+        sql.append(query)
+        return aside(self, query)
+
     monkeypatch.setattr(Engine, "run", seen)
+    monkeypatch.setattr(Engine, "run_aside", seen_aside)
     return sql
 
 

@@ -36,7 +36,7 @@ Start-up costs count on small files: the engine is DuckDB's compiled module
 expression builder, version lookup through package metadata) this module never uses
 and which costs 0.3 s of CPU to import; the connection is opened on the engine's
 thread while the caller copies the sides out of the store; and the CSV sides are
-sniffed by one query, a sample shared by both sides sniffed once.
+sniffed at the same time (two cursors), a sample shared by both sides sniffed once.
 """
 
 from __future__ import annotations
@@ -228,6 +228,20 @@ class Engine:
         """
         return self._call(lambda con: con.execute(sql).fetchall())
 
+    def run_aside(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run ``sql`` on a cursor of its own, on the calling thread, while the engine's
+        thread may run another query (``run``): for short queries only, as Ctrl-C
+        interrupts the engine thread's query, not this one."""
+
+        def aside(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+            cursor = con.cursor()
+            try:
+                return cursor.execute(sql).fetchall()
+            finally:
+                cursor.close()
+
+        return self._guarded(aside)
+
     def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes, longest: int) -> None:
         """Write ``header``, then the one text column of each row ``sql`` gives followed
         by ``eol``, to ``dest``: a batch of rows at a time, however many there are, each
@@ -315,7 +329,7 @@ class Engine:
                    keys: tuple[bytes, bytes] | None = None) -> tuple[Table, Table]:  # fmt: skip
         """The Tables that read two files: :meth:`sniff` of each, in fewer queries.
 
-        Two CSV samples are sniffed by one query, and once when they are the same bytes
+        Two CSV samples are sniffed at the same time, and once when they are the same bytes
         (two versions that share their first ``SNIFF_BYTES``): each file still gets
         exactly the Table its own sample gives. ``kept``: what earlier diffs sniffed,
         by ``keys`` (what identifies each file's first ``SNIFF_BYTES`` and whether it
@@ -373,17 +387,26 @@ class Engine:
         return sample, head
 
     def _sniff_csv(self, samples: list[Path], fmt: Format) -> list[tuple[Any, ...]]:
-        """sniff_csv's answer for each sample, in order, from one query."""
+        """sniff_csv's answer for each sample, in order.
+
+        Two samples are sniffed at the same time, the second on a cursor of its own
+        on another thread: DuckDB's sniffer works on one thread, and one query of
+        both (UNION ALL) ran them one after the other. On the benchmark's cut (two
+        4 MiB samples, load 5.7): 0.10-0.22 s of wall time instead of 0.22-0.31.
+        """
         hint = ", delim='\t'" if fmt == "tsv" else ""
-        rows = self.run(
-            " UNION ALL ".join(
-                f"SELECT {i} AS __i, * FROM sniff_csv({literal(str(p))}, "
-                f"sample_size={SNIFF_ROWS}, max_line_size={MAX_LINE}{hint})"
-                for i, p in enumerate(samples)
-            )
-        )
-        by = {int(r[0]): r[1:] for r in rows}
-        return [by[i] for i in range(len(samples))]
+        queries = [
+            f"SELECT * FROM sniff_csv({literal(str(p))}, "
+            f"sample_size={SNIFF_ROWS}, max_line_size={MAX_LINE}{hint})"
+            for p in samples
+        ]
+
+        if len(queries) == 1:
+            return [self.run(queries[0])[0]]
+        with ThreadPoolExecutor(1, thread_name_prefix="engine-aside") as pool:
+            second = pool.submit(self.run_aside, queries[1])
+            first = self.run(queries[0])
+            return [first[0], second.result()[0]]
 
     def _csv_table(self, fmt: Format, row: tuple[Any, ...]) -> Table:
         delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row[:10]
