@@ -22,7 +22,7 @@ import pytest
 from tests.support.cli import Repo, assert_ok, commit_files, init_repo, run
 from tests.support.data import rand
 from vfs.backends import open_backend
-from vfs.repo.stage import Index
+from vfs.repo.stage import INDEX_FORMAT, Index
 
 KiB = 1024
 
@@ -209,7 +209,7 @@ def test_an_index_from_before_and_no_index_at_all(origin: Origin, tmp_path: Path
     assert not_checked_out(b) == AT_V2
     b.ok("pull", "data/x")
     now = Index.load(index)
-    assert now.version == 3 and now.absent()
+    assert now.version == INDEX_FORMAT and now.absent()
     rows = [list(r) for _, r in sorted(now.rows()) if len(r) == 10]
     old = {"v": 1, "written_ns": now.written_ns, "head": now.head, "entries": rows}
     index.write_bytes(msgpack.packb(old, use_bin_type=True))  # as an older dvfs wrote it
@@ -223,5 +223,5 @@ def test_an_index_from_before_and_no_index_at_all(origin: Origin, tmp_path: Path
     ]
     b.ok("checkout", "--force", "HEAD")
     assert not_checked_out(b) == []
-    assert Index.load(index).version == 3 and not Index.load(index).absent()
+    assert Index.load(index).version == INDEX_FORMAT and not Index.load(index).absent()
     b.fsck_clean()

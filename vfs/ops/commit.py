@@ -11,8 +11,9 @@ before the index named them).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +21,19 @@ from vfs._os.gc_pause import paused_gc
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.model.codec import (
+    DIR_MODE,
     PERM_BITS,
     Kind,
     dir_row,
     encode_tree_rows,
 )
+from vfs.model.ids import hash_bytes
 from vfs.ops import merging
 from vfs.ops.status import moved_past, quiet
 from vfs.repo.record import record_version, tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository
-from vfs.repo.stage import Staged, as_row
+from vfs.repo.stage import CacheTree, Index, RowAt, Staged, as_row
 from vfs.store.objects import ObjectStore, ObjKind
 from vfs.worktree.scan import (
     SKIP_DIRS,
@@ -95,6 +98,146 @@ def _build_tree_rows(
         parent, _, name = d.rpartition(b"/")
         children[parent].append(dir_row(name, oid, kids))
     return root_id, files, total
+
+
+def build_index_trees(store: ObjectStore, index: Index) -> tuple[bytes, int, int]:
+    """Store the trees of the staging index; return (root id, files, bytes).
+
+    As git's cache-tree: a directory whose tree the index caches (:meth:`Index.trees`)
+    is not built again, so a commit costs what changed, not the size of the index (one
+    file added beside 20,000 builds one tree, and decodes one row). A cached tree is
+    used only if as many paths lie below the directory as when it was built and the
+    store holds it; else the directory is built from its rows. The index is then
+    given the trees of every directory, for the next commit.
+    """
+    names, sizes, mtimes, row_at = index.tree_columns()
+    cache = index.trees()
+    with paused_gc():
+        root, trees = _build_cached(names, sizes, mtimes, row_at, cache, store.has, store.put)
+    index.set_trees(trees)
+    return root, len(names), sum(sizes)
+
+
+def index_tree_ids(index: Index) -> CacheTree:
+    """Every directory's cache-tree entry (:meth:`Index.trees`) built afresh from the
+    index's rows, storing nothing: what ``fsck`` checks the cache-tree against."""
+    names, sizes, mtimes, row_at = index.tree_columns()
+
+    def put(_: ObjKind, data: bytes) -> tuple[bytes, int]:
+        return hash_bytes(data), 0
+
+    with paused_gc():
+        return _build_cached(names, sizes, mtimes, row_at, {}, lambda _: True, put)[1]
+
+
+def _build_cached(
+    names: Sequence[bytes],
+    sizes: Sequence[int],
+    mtimes: Sequence[int],
+    row_at: RowAt,
+    cache: CacheTree,
+    has: Callable[[bytes], bool],
+    put: Callable[[ObjKind, bytes], tuple[bytes, int]],
+) -> tuple[bytes, CacheTree]:
+    """The root tree id of sorted ``names`` and the trees of every directory.
+
+    The paths below a directory ``d`` are the contiguous run of ``names`` from
+    ``d + "/"`` up to ``d + "0"`` ("0" follows "/"), found by bisection; a cached
+    directory's run is skipped whole, its size and mtime for the entry in its parent
+    summed from the columns. Directories are built deepest first from an explicit
+    stack (a path may have thousands of components).
+    """
+    out: CacheTree = {}
+    kept: list[bytes] = []  # cached directories used as they are
+    n = len(names)
+
+    def usable(d: bytes, lo: int, hi: int) -> bytes | None:
+        hit = cache.get(d)
+        if hit is None or hit[:3] != _sums(sizes, mtimes, lo, hi) or not has(hit[3]):
+            return None
+        kept.append(d)
+        return hit[3]
+
+    if n and (oid := usable(b"", 0, n)) is not None:
+        root = oid
+    else:
+        # A frame: [directory, first row, end row, next row to look at, its rows].
+        stack: list[list[Any]] = [[b"", 0, n, 0, []]]
+        root = b""
+        while stack:
+            frame = stack[-1]
+            d, lo, hi, i, kids = frame
+            cut = len(d) + 1 if d else 0
+            pushed = False
+            while i < hi:
+                name = names[i]
+                slash = name.find(b"/", cut)
+                if slash < 0:
+                    r = row_at(i)
+                    kind = r[1]
+                    payload = (r[7], r[8]) if kind == Kind.FILE else r[9]
+                    kids.append([name[cut:], kind, r[2] & PERM_BITS, r[3], r[4], payload])
+                    i += 1
+                    continue
+                sub = name[:slash]
+                j = bisect_left(names, sub + b"0", i, hi)
+                oid = usable(sub, i, j)
+                if oid is None:
+                    frame[3] = i
+                    stack.append([sub, i, j, i, []])
+                    pushed = True
+                    break
+                kids.append(_dir_entry(name[cut:slash], oid, sizes, mtimes, i, j))
+                i = j
+            if pushed:
+                continue
+            oid = _store_tree(d, kids, put)
+            out[d] = (*_sums(sizes, mtimes, lo, hi), oid)
+            stack.pop()
+            if not stack:
+                root = oid
+                break
+            parent = stack[-1]
+            pcut = len(parent[0]) + 1 if parent[0] else 0
+            parent[4].append(_dir_entry(d[pcut:], oid, sizes, mtimes, lo, hi))
+            parent[3] = hi
+    if b"" in kept:  # nothing built: every cached tree still holds
+        out = dict(cache)
+    elif kept:  # the cached trees at and below a directory used as it is still hold
+        below = tuple(k + b"/" for k in kept)
+        out.update((d, hit) for d, hit in cache.items() if d.startswith(below))
+        out.update((k, cache[k]) for k in kept)
+    return root, out
+
+
+def _sums(sizes: Sequence[int], mtimes: Sequence[int], lo: int, hi: int) -> tuple[int, int, int]:
+    """Paths, bytes and newest mtime of rows ``lo`` to ``hi`` (a directory's, cached)."""
+    return hi - lo, sum(sizes[lo:hi]), max(mtimes[lo:hi], default=0)
+
+
+def _dir_entry(
+    name: bytes, oid: bytes, sizes: Sequence[int], mtimes: Sequence[int], lo: int, hi: int
+) -> list[Any]:
+    """The row of a directory holding rows ``lo`` to ``hi`` (as :func:`dir_row`: size
+    the sum of theirs, mtime the newest)."""
+    return [name, int(Kind.DIR), DIR_MODE, sum(sizes[lo:hi]), max(mtimes[lo:hi]), oid]
+
+
+def _store_tree(
+    d: bytes, kids: list[list[Any]], put: Callable[[ObjKind, bytes], tuple[bytes, int]]
+) -> bytes:
+    """Store directory ``d``'s tree of rows ``kids``; its id. UsageError for a name an
+    older dvfs staged that no tree may hold now."""
+    kids.sort(key=lambda row: row[0])
+    names = [k[0] for k in kids]
+    bad = reserved_in(names, at_root=not d) or [n for n in names if n in SKIP_DIRS]
+    if bad:  # (staged by an older dvfs: add refuses them now)
+        path = d + b"/" + bad[0] if d else bad[0]
+        raise UsageError(
+            f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
+            f"{show(path)}`, then commit"
+        )
+    return put(ObjKind.TREE, encode_tree_rows(kids))[0]
 
 
 @dataclass
@@ -175,7 +318,7 @@ def commit_locked(
             "`dvfs restore --ours PATH` or `--theirs PATH` (or edit and `dvfs add PATH`), "
             "then commit; `dvfs merge --abort` gives up the merge"
         )
-    tree, files, total = build_tree_rows(repo.store, index.rows())
+    tree, files, total = build_index_trees(repo.store, index)
     parent_v = hist.version(parent) if parent is not None else None
     if parent_v is not None and parent_v.tree == tree and merge is None:
         raise UsageError(

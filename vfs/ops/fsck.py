@@ -1,5 +1,6 @@
 """Integrity check of everything reachable: refs, versions, trees, chunks, the index.
 
+The staging index's cache-tree is checked against trees built afresh from its rows.
 Every pack is checked by its header and index (``vfs.store.pack_files.check_pack``: its
 name is its header's hash, its index lists what its header does) and every reachable
 object is read back and hashed once (chunks in parallel). When a
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
 from vfs.model.codec import Kind
 from vfs.ops.checkout import RESTORING
+from vfs.ops.commit import index_tree_ids
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo.history import History
 from vfs.repo.reach import reach
@@ -31,6 +33,7 @@ from vfs.store.pack_files import check_pack
 from vfs.store.pins import live_pins
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_temporaries
+from vfs.worktree.scan import show
 
 MAX_USERS_SHOWN = 5
 
@@ -81,12 +84,40 @@ def _walk_paths(hist: History, tree: bytes, prefix: str) -> Iterator[tuple[str, 
             yield f"{prefix}:{os.fsdecode(path)}", [c.oid for c in e.chunks]
 
 
+def _check_cache_tree(repo: Repository, report: FsckReport, drop: bool) -> None:
+    """Check the staging index's cache-tree against trees built afresh from its rows.
+
+    A wrong entry would make the next commit record a wrong tree: it is a problem,
+    and the cache is dropped (if ``drop``: nothing else writes the index meanwhile), so
+    that the next commit builds every tree (a cache is only ever a shortcut).
+    """
+    index = repo.index()
+    cached = index.trees()
+    if not cached:
+        return
+    fresh = index_tree_ids(index)
+    wrong = sorted(d for d, hit in cached.items() if fresh.get(d) != hit)
+    if not wrong:
+        return
+    more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+    where = f"directory {show(wrong[0])}" if wrong[0] else "the root directory"
+    report.problems.append(
+        f"staging index: the cached tree of {where}{more} is not the one its paths make"
+        + ("; the cache was dropped: the next commit builds every tree" if drop else "")
+    )
+    if drop:
+        index.set_trees({})
+        index.save()
+
+
 def fsck(repo: Repository, workers: Workers) -> FsckReport:
     """Verify every object reachable from refs and the index."""
     report = FsckReport()
     hist = repo.history
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
-        if not any(p.writing for p in live_pins(repo.dir)):
+        writing = any(p.writing for p in live_pins(repo.dir))
+        _check_cache_tree(repo, report, drop=not writing)
+        if not writing:
             report.temporaries = repo.store.remove_temporaries()
             index = repo.index()
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)

@@ -129,7 +129,7 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     for rel, staged in hashed:
         old = index.get(rel)
         if old is not None and staged.same_on_disk(old):
-            index.entries[rel] = replace(staged, mode=old.mode)
+            index.put(rel, replace(staged, mode=old.mode))
             st.refreshed += 1
         else:
             st.current[rel] = staged

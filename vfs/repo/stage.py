@@ -1,18 +1,25 @@
 """The staging index (``.dvfs/index``): what the next commit will hold, plus a stat cache.
 
-Record, format version 3 (written atomically and fsynced; integers little-endian)::
+Record, format version 4 (written atomically and fsynced; integers little-endian)::
 
-    header   magic "dvfsidx" and a NUL, u32 version = 3, u32 count N,
+    header   magic "dvfsidx" and a NUL, u32 version = 4, u32 count N,
              i64 written_ns, u32 meta length, u64 names length,
              u64 content length                                      (44 bytes)
     meta     msgpack {"head": id | null, "base": id | null,
-                      "numbers": [[id, int], ...] (optional)}
+                      "numbers": [[id, int], ...] (optional),
+                      "trees": [[dir, paths, bytes, mtime_ns, id], ...] (optional)}
     names    the N paths, sorted, unique, joined by NUL
     padding  zero bytes to a multiple of 8 from the start of the file
     columns  size[N] i64, mtime_ns[N] i64, ctime_ns[N] i64, ino[N] u64,
-             mode[N] u32, flags[N] u32                    (row i: the i-th path)
+             mode[N] u32, flags[N] u32, at[N] u64         (row i: the i-th path)
     content  msgpack [[kind, digest, [[chunk_id, chunk_len], ...], target], ...]
-             (N rows, in the order of the names)
+             (N rows, in the order of the names; row i starts at byte at[i] of it)
+
+``trees`` is the cache-tree (:meth:`Index.trees`): the tree of each directory that a
+commit built and below which nothing changed since, with the count, bytes and newest
+mtime of the paths below it, so that the next commit builds only the others and
+decodes only their rows (``at``). Format 3 is the same without ``trees`` and ``at``:
+it is read, and written again in format 4.
 
 ``numbers`` gives the number (``vN``) of the versions ``head`` and ``base`` name, as
 far as the writer knew them (a version's number is part of it and never changes), so
@@ -52,7 +59,7 @@ as not checked out, never as deleted; ``commit`` keeps them as they are; only
 ``dvfs rm`` drops them. An absent index file in a repository whose HEAD names a
 version is read as that version with every path not checked out (``vfs.repo.repository``).
 
-Older formats, msgpack records, are read as they are and rewritten in format 3 by
+Older formats, msgpack records, are read as they are and rewritten in format 4 by
 the next write (a ``status`` that can take the lock rewrites one at once)::
 
     {"v": 2 (1: no row has flags), "written_ns": int, "head": id | null,
@@ -71,9 +78,10 @@ import struct
 import sys
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,11 +90,11 @@ import msgpack
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError
 from vfs.model.codec import PERM_BITS, ChunkRef, Entry, Kind, check_name
-from vfs.model.ids import ID_BYTES
+from vfs.model.ids import ID_BYTES, hasher
 from vfs.store.durable import write_atomic
 
-INDEX_FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+INDEX_FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 MAGIC = b"dvfsidx\0"
 HEADER = struct.Struct("<8sIIqIQQ")  # magic, version, N, written_ns, lengths: meta, names, content
 NO_INODE = (1 << 64) - 1  # how an inode of -1 (no file's) is stored
@@ -122,6 +130,10 @@ def same_mode(disk: int, recorded: int) -> bool:
 
 
 _F = TypeVar("_F", bound=tuple[bytes, os.stat_result])
+RowAt = Callable[[int], Sequence[Any]]  # row i of the sorted paths (Index.tree_columns)
+# The cache-tree: directory (b"" the root) -> (paths below it, their bytes, their newest
+# mtime, the id of the tree they make): see Index.trees.
+CacheTree = dict[bytes, tuple[int, int, int, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,40 +336,69 @@ def _as_bytes(col: array[int]) -> bytes:
 
 
 class _Columns:
-    """An index of format 3 as loaded: the paths and the stat columns, content still encoded.
+    """An index of format 3 or 4 as loaded: the paths and the stat columns, content
+    still encoded.
 
     ``pos`` maps each path to its row; the columns are arrays (indexing one costs what
-    indexing a tuple does). ``content`` is the encoded content block, decoded by
-    :meth:`rows`.
+    indexing a tuple does). ``content`` is the encoded content block, decoded whole by
+    :meth:`rows` or, in format 4, one row at a time by :meth:`row` (``at``: where each
+    row's content starts; None in format 3).
     """
 
     __slots__ = (
-        "columns", "content", "ctime", "flags", "ino", "mode", "mtime", "names", "names_block",
-        "pos", "size",
+        "at", "columns", "content", "ctime", "flags", "ino", "mode", "mtime", "names",
+        "names_block", "pos", "size",
     )  # fmt: skip
 
     def __init__(
-        self, raw: bytes | mmap.mmap, n: int, names_at: int, names_len: int, content_len: int
+        self,
+        raw: bytes | mmap.mmap,
+        n: int,
+        names_at: int,
+        names_len: int,
+        content_len: int,
+        version: int = INDEX_FORMAT,
     ) -> None:
         block = raw[names_at : names_at + names_len]
         self.names: list[bytes] = block.split(b"\0") if n else []
         if len(self.names) != n or (n == 0 and names_len):
             raise ValueError("malformed names")
         at = -(-(names_at + names_len) // 8) * 8
-        if len(raw) != at + 40 * n + content_len:
+        width = 48 if version >= 4 else 40  # (format 4: the content offsets too)
+        if len(raw) != at + width * n + content_len:
             raise ValueError("its size is not what its header says")
         self.names_block = block
-        self.columns = raw[at : at + 40 * n]
+        self.columns = raw[at : at + width * n]
         self.size, at = _column(raw, at, _I64, n)
         self.mtime, at = _column(raw, at, _I64, n)
         self.ctime, at = _column(raw, at, _I64, n)
         self.ino, at = _column(raw, at, _U64, n)
         self.mode, at = _column(raw, at, _U32, n)
         self.flags, at = _column(raw, at, _U32, n)
+        self.at: array[int] | None = None
+        if version >= 4:
+            self.at, at = _column(raw, at, _U64, n)
         self.content = bytes(raw[at:])
         self.pos: dict[bytes, int] = dict(zip(self.names, range(n), strict=True))
         if len(self.pos) != n or b"" in self.pos or self.names != sorted(self.names):
             raise ValueError("paths not sorted, repeated or empty")
+
+    def row(self, i: int) -> Sequence[Any]:
+        """Row ``i`` as :meth:`rows` gives it, decoding that row's content alone
+        (format 4; ValueError if it is damaged: its bytes must hold one row exactly)."""
+        offsets = self.at
+        if offsets is None:
+            raise ValueError("no offsets in format 3")
+        end = offsets[i + 1] if i + 1 < len(offsets) else len(self.content)
+        c = msgpack.unpackb(self.content[offsets[i] : end], raw=False, use_list=False)
+        if type(c) is not tuple or len(c) != 4:
+            raise ValueError("malformed content row")
+        ino = self.ino[i]
+        row = (
+            self.names[i], c[0], self.mode[i], self.size[i], self.mtime[i], self.ctime[i],
+            -1 if ino == NO_INODE else ino, c[1], c[2], c[3],
+        )  # fmt: skip
+        return (*row, flags) if (flags := self.flags[i]) else row
 
     def absent(self) -> set[bytes]:
         """The paths marked NOT_CHECKED_OUT."""
@@ -396,7 +437,7 @@ _Body = tuple[int, bytes, bytes, bytes | memoryview]
 
 
 def _encode(rows: Sequence[Sequence[Any]], written_ns: int, ids: dict[str, Any]) -> bytes:
-    """An index file of format 3 holding ``rows`` (sorted by path) and the ``ids`` of its
+    """An index file of format 4 holding ``rows`` (sorted by path) and the ``ids`` of its
     meta part (see the format above)."""
     return _file(_encode_rows(rows), written_ns, ids)
 
@@ -405,10 +446,10 @@ def _encode_rows(rows: Sequence[Sequence[Any]]) -> _Body:
     """The names, columns and content of ``rows`` (sorted by path)."""
     n = len(rows)
     names = b"\0".join(r[0] for r in rows)
-    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-    packer.pack_array_header(n)
-    for r in rows:
-        packer.pack((r[1], r[7], r[8], r[9]))
+    pack = msgpack.Packer(use_bin_type=True).pack
+    head = msgpack.Packer().pack_array_header(n)
+    parts = [pack((r[1], r[7], r[8], r[9])) for r in rows]
+    starts = list(accumulate(map(len, parts), initial=len(head)))[:-1]
     columns = b"".join((
         _as_bytes(array(_I64, [r[3] for r in rows])),
         _as_bytes(array(_I64, [r[4] for r in rows])),
@@ -416,25 +457,37 @@ def _encode_rows(rows: Sequence[Sequence[Any]]) -> _Body:
         _as_bytes(array(_U64, [r[6] & NO_INODE for r in rows])),
         _as_bytes(array(_U32, [r[2] for r in rows])),
         _as_bytes(array(_U32, [r[10] if len(r) > 10 else 0 for r in rows])),
+        _as_bytes(array(_U64, starts)),
     ))  # fmt: skip
-    return n, names, columns, packer.getbuffer()
+    return n, names, columns, b"".join((head, *parts))
 
 
 def _file(body: _Body, written_ns: int, ids: dict[str, Any]) -> bytes:
-    """An index file of format 3 of encoded rows and the ``ids`` of its meta part."""
+    """An index file of format 4 of encoded rows and the ``ids`` of its meta part, with
+    the checksum of the rows (``sum``) added."""
     n, names, columns, content = body
-    meta = msgpack.packb(ids, use_bin_type=True)
+    meta = msgpack.packb({**ids, "sum": _checksum(names, columns, content)}, use_bin_type=True)
     lengths = (len(meta), len(names), len(content))
     pad = b"\0" * (-(HEADER.size + len(meta) + len(names)) % 8)
     head = HEADER.pack(MAGIC, INDEX_FORMAT, n, written_ns, *lengths)
     return b"".join((head, meta, names, pad, columns, content))
 
 
+def _checksum(names: bytes, columns: bytes, content: bytes | memoryview) -> bytes:
+    """BLAKE3 of the names, columns and content blocks of a file of format 4 (1 ms for
+    20,000 paths: rows written again as read are checked by it, not decoded)."""
+    h = hasher()
+    h.update(names)
+    h.update(columns)
+    h.update(content)
+    return h.digest()
+
+
 class Index:
     """The staged paths of a repository, loaded whole (about 150 bytes a path).
 
     Three forms, each made from the one before only when needed: the columns of a
-    file of format 3 (:class:`_Columns`: enough for a clean ``status``), the decoded
+    file of format 3 or 4 (:class:`_Columns`: enough for a clean ``status``), the decoded
     rows (tuples, as format 2 stores them: enough to stage, unstage and commit), and
     :class:`Staged` records (``entries``). A clean ``status`` compares stats against
     the columns and never decodes 20,000 rows nor builds 20,000 objects it does not need.
@@ -453,12 +506,19 @@ class Index:
         self.version: int | None = None  # the format of the file read
         self.damaged: str | None = None  # why the file was not read (Repository.index rebuild)
         self._absent: set[bytes] = set()  # NOT_CHECKED_OUT paths among the raw rows
-        # The rows as a file of format 3 encoded them, while none has changed since it
+        # The rows as a file of format 4 encoded them, while none has changed since it
         # was loaded: a commit, which only names the new version, writes them as read.
         self._loaded: _Body | None = None
         # Size, mtime, ctime and inode of the rows within RACY_NS of ``written_ns`` (not
         # yet proved unchanged by a re-hash): see :meth:`save`.
         self._racy: dict[bytes, tuple[int, int, int, int]] = {}
+        # The cache-tree: directory -> (paths below it, id of the tree they make), for
+        # the directories nothing below has changed in since a commit built them
+        # (:meth:`trees`). Dropped whole once ``entries`` is handed out (``_exposed``):
+        # a caller may change that dict unseen.
+        self._trees: CacheTree = {}
+        self._exposed = False
+        self._sum: object = None  # the checksum of a file of format 4 (see _file)
 
     def _damaged(self, why: object) -> FormatError:
         return FormatError(
@@ -472,6 +532,7 @@ class Index:
         if cols is None:
             return
         try:
+            self._verify()
             _no_dot_names(b"\0".join(cols.names))
             with paused_gc():
                 rows = cols.rows()
@@ -480,6 +541,17 @@ class Index:
         self._rows = rows
         self._absent = cols.absent()
         self._cols = None
+
+    def _verify(self) -> None:
+        """ValueError unless the rows of a file of format 4 still loaded as columns
+        are the bytes its checksum was made of."""
+        cols = self._cols
+        if (
+            cols is not None
+            and cols.at is not None
+            and _checksum(cols.names_block, cols.columns, cols.content) != self._sum
+        ):
+            raise ValueError("its rows do not match their checksum")
 
     def check(self) -> None:
         """Decode everything the file holds and check every path's names (reserved
@@ -509,11 +581,15 @@ class Index:
             self._rows = {}
             self._absent = set()
             self._loaded = None  # (the caller may change the dict)
+        self._exposed = True
+        self._trees = {}
         return self._entries
 
     @entries.setter
     def entries(self, value: dict[bytes, Staged]) -> None:
         self._entries = value
+        self._exposed = True
+        self._trees = {}
         self._cols = None
         self._rows = {}
         self._absent = set()
@@ -579,6 +655,8 @@ class Index:
     def put(self, path: bytes, staged: Staged) -> None:
         """Stage ``staged`` at ``path``, without building the other records."""
         self._loaded = None
+        if self._trees:
+            self._invalidate(path)
         if self._entries is None:
             self._decode()
             self._rows[path] = as_row(path, staged)
@@ -592,10 +670,56 @@ class Index:
     def remove(self, path: bytes) -> bool:
         """Unstage ``path``; True if it was staged."""
         self._decode()
-        self._loaded = None
         table: dict[bytes, Any] = self._rows if self._entries is None else self._entries
+        if table.pop(path, None) is None:
+            return False
+        self._loaded = None
         self._absent.discard(path)
-        return table.pop(path, None) is not None
+        if self._trees:
+            self._invalidate(path)
+        return True
+
+    def _invalidate(self, path: bytes) -> None:
+        """Forget the cached trees of the directories above ``path`` (root included)."""
+        trees = self._trees
+        while path:
+            path = path.rpartition(b"/")[0]
+            trees.pop(path, None)
+
+    def trees(self) -> CacheTree:
+        """The cache-tree: for each directory (b"" the root) whose tree is known and
+        nothing below it has changed since, the number of paths below it, their bytes,
+        their newest mtime and the id of the tree they make. Read from the file
+        (format 4) and checked there only for its shape: a user checks the numbers
+        against the rows and that the tree is stored
+        (:func:`vfs.ops.commit.build_index_trees`), and ``fsck`` checks each id
+        against a rebuild."""
+        return self._trees
+
+    def set_trees(self, trees: CacheTree) -> None:
+        """Record the trees a commit built from the rows now staged (kept unless the
+        records were handed out: see ``_exposed``)."""
+        self._trees = {} if self._exposed else trees
+
+    def tree_columns(self) -> tuple[Sequence[bytes], Sequence[int], Sequence[int], RowAt]:
+        """What building trees needs: the sorted paths, their sizes and mtimes, and a
+        function giving row ``i`` whole, which in format 4 decodes that row alone."""
+        if (cols := self._cols) is not None and cols.at is not None:
+            try:
+                _no_dot_names(cols.names_block)
+            except ValueError as exc:
+                raise self._damaged(exc) from None
+            damaged = self._damaged
+
+            def row_at(i: int) -> Sequence[Any]:
+                try:
+                    return cols.row(i)
+                except Exception as exc:
+                    raise damaged(exc) from None
+
+            return cols.names, cols.size, cols.mtime, row_at
+        rows = [r for _, r in sorted(self.rows())]
+        return [r[0] for r in rows], [r[3] for r in rows], [r[4] for r in rows], rows.__getitem__
 
     def fresh(self, path: bytes, st: os.stat_result) -> bool | None:
         """None if ``path`` is not staged; else whether stat ``st`` proves it unchanged."""
@@ -613,7 +737,7 @@ class Index:
     def load(path: Path) -> Index:
         """Read the index; an absent file is an empty index.
 
-        A file of format 3 is read as columns, its content block left encoded
+        A file of format 3 or 4 is read as columns, its content block left encoded
         (:meth:`check` decodes it: until then a damaged one is found when first used).
         """
         idx = Index(path)
@@ -643,11 +767,11 @@ class Index:
         return idx
 
     def _load_columns(self, raw: bytes | mmap.mmap) -> None:
-        """Read a file of format 3 (see the format above)."""
+        """Read a file of format 4 or 3 (see the format above)."""
         if len(raw) < HEADER.size:
             raise ValueError("truncated")
         _, v, n, written_ns, meta_len, names_len, content_len = HEADER.unpack_from(raw)
-        if v != INDEX_FORMAT:
+        if v not in (3, INDEX_FORMAT):
             raise ValueError("unknown index format")
         meta_at = HEADER.size
         names_at = meta_at + meta_len
@@ -656,12 +780,17 @@ class Index:
         meta = msgpack.unpackb(raw[meta_at:names_at], raw=False)
         if not isinstance(meta, dict):
             raise ValueError("malformed header")
-        self._cols = cols = _Columns(raw, n, names_at, names_len, content_len)
-        self._loaded = (n, cols.names_block, cols.columns, cols.content)
+        self._cols = cols = _Columns(raw, n, names_at, names_len, content_len, v)
+        # (format 3 lacks the offsets column: its rows are encoded again when written)
+        self._loaded = (n, cols.names_block, cols.columns, cols.content) if v == 4 else None
         self._entries = None
         self._rows = {}
         self.written_ns = written_ns
         self._ids(meta)
+        self._trees = _read_trees(meta.get("trees"))
+        self._sum = meta.get("sum")
+        if v == INDEX_FORMAT and not (type(self._sum) is bytes and len(self._sum) == ID_BYTES):
+            raise ValueError("no checksum")
         self.version = v
         self._note_racy()
 
@@ -702,13 +831,20 @@ class Index:
         self._note_racy()
 
     def save(self) -> None:
-        """Write the index atomically and fsync it, in format 3.
+        """Write the index atomically and fsync it, in format 4.
 
-        Rows unchanged since a file of format 3 was loaded are written as read (a
+        Rows unchanged since a file of format 4 was loaded are written as read (a
         commit: encoding 20,000 rows again was a fifth of its time).
         """
         now = time.time_ns()
-        self._decode()  # (a damaged file is refused, not copied)
+        if self._loaded is not None and (cols := self._cols) is not None:
+            try:  # (a damaged file is refused, not copied: the rows are checked, not decoded)
+                self._verify()
+                _no_dot_names(cols.names_block)
+            except ValueError as exc:
+                raise self._damaged(exc) from None
+        else:
+            self._decode()
         self._smudge(now - RACY_NS)
         body = self._loaded
         if body is None:
@@ -723,6 +859,8 @@ class Index:
         known = {oid: self.number(oid) for oid in (self.head, self.base) if oid is not None}
         if numbers := [[oid, n] for oid, n in known.items() if n is not None]:
             ids["numbers"] = numbers
+        if self._trees and not self._exposed:
+            ids["trees"] = [[d, *self._trees[d]] for d in sorted(self._trees)]
         write_atomic(self.path, _file(body, now, ids))
         if self._entries is None:  # (records may be changed through ``entries`` unseen)
             self._loaded = body
@@ -772,6 +910,7 @@ class Index:
         ]
         if not doomed:
             return
+        self._decode()
         self._loaded = None
         if self._entries is not None:
             entries = self._entries
@@ -854,6 +993,33 @@ class Index:
             return list(self.paths())
         slash = prefix + b"/"
         return [p for p in self.paths() if p == prefix or p.startswith(slash)]
+
+
+def _read_trees(rec: object) -> CacheTree:
+    """The cache-tree of a file's meta part (format 4: ``[[dir, paths, bytes, mtime,
+    id], ...]``), or none at all if any entry is malformed: a cache is rebuilt, never
+    trusted in part."""
+    if rec is None:
+        return {}
+    out: CacheTree = {}
+    try:
+        for d, count, size, mtime, oid in rec:  # type: ignore[attr-defined]
+            if not (
+                type(d) is bytes
+                and type(count) is int
+                and type(size) is int
+                and type(mtime) is int
+                and type(oid) is bytes
+                and len(oid) == ID_BYTES
+                and d not in out
+            ):
+                return {}
+            if d:
+                check_path(d)
+            out[d] = (count, size, mtime, oid)
+    except (TypeError, ValueError, FormatError):
+        return {}
+    return out
 
 
 def _col_fresh(cols: _Columns, i: int, st: os.stat_result, limit: int) -> bool:
