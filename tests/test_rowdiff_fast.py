@@ -792,29 +792,32 @@ def test_files_of_several_mib_read_in_pieces_give_the_whole_files_answer(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A table of a few MiB, each line a row, is read in 1 MiB pieces on two threads
-    (``engine.scan_options``); the answer is the one read whole, and plain Python's. A
-    piece size DuckDB refuses (not whole MiB) makes it read every file whole instead:
-    still rows, never a byte-level summary."""
-    rows = [(i, WORDS[i % 5], str(i * 7)) for i in range(150_000)]
+    (``engine.scan_options``) by every path, with either line ending; the answer is
+    the one read whole, and plain Python's. A piece size DuckDB refuses (not whole
+    MiB) makes it read every file whole instead: still rows, never a byte-level
+    summary."""
+    rows = [(i, WORDS[i % len(WORDS)], str(i * 7)) for i in range(150_000)]
     edited = [(i, a, str(int(b) + 1)) if i % 97 == 0 else (i, a, b) for i, a, b in rows]
     edited = [r for r in edited if r[0] % 1000 != 1] + [(10**6 + i, "new", "1") for i in range(9)]
-    old, new = render(rows, "csv", False), render(edited, "csv", False)
-    assert len(old) > 2 * (1 << 20)
-    a, b = side(workdir, "old", old, "csv"), side(workdir, "new", new, "csv")
     expected = oracle(rows, edited, "csv", True)
-    answers = []
-    for pieces, share in ((True, None), (True, NO_CHUNKS), (False, None), (False, NO_CHUNKS)):
-        with tempfile.TemporaryDirectory(dir=workdir) as scratch:
-            engine = Engine(Path(scratch), threads=2)
-            engine.pieces = pieces
-            try:
-                got = diff_rows(engine, "csv", a, b, ["id"], limit=5, fast_share=share)
-            finally:
-                engine.close()
-        assert got.bytes_only is None and got.method == "full"
-        assert (got.added, got.removed, got.changed, got.unchanged) == expected
-        answers.append(outcome(got))
-    assert answers == [answers[0]] * 4
+    for crlf in (True, False):  # the LF pair stays for the refusals below
+        old, new = render(rows, "csv", crlf), render(edited, "csv", crlf)
+        assert len(old) > 2 * (1 << 20)
+        a, b = side(workdir, "old", old, "csv"), side(workdir, "new", new, "csv")
+        answers = []
+        for pieces in (True, False):
+            for share, method in ((None, "full"), (NO_CHUNKS, "full"), (0.0, "chunks")):
+                with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+                    engine = Engine(Path(scratch), threads=2)
+                    engine.pieces = pieces
+                    try:
+                        got = diff_rows(engine, "csv", a, b, ["id"], limit=5, fast_share=share)
+                    finally:
+                        engine.close()
+                assert got.bytes_only is None and got.method == method
+                assert (got.added, got.removed, got.changed, got.unchanged) == expected
+                answers.append(outcome(got))
+        assert answers == [answers[0]] * 6
     monkeypatch.setattr(engine_module, "SCAN_BUFFER", ((1 << 20) + 1, 16 << 20))
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
         engine = Engine(Path(scratch), threads=2)
