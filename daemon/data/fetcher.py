@@ -189,6 +189,10 @@ class Fetcher:
         if load.error is not None:
             raise load.error
         assert load.data is not None
+        held = self._ahead.pop(ref.oid, None)  # read now: no longer "loaded, not read yet"
+        if held is not None:
+            self._ahead_bytes -= len(held)
+            self._remember(ref.oid, held)
         return load.data
 
     def want(self, ref: ChunkRef) -> None:
