@@ -517,6 +517,7 @@ class Index:
         # (:meth:`trees`). Dropped whole once ``entries`` is handed out (``_exposed``):
         # a caller may change that dict unseen.
         self._trees: CacheTree = {}
+        self._trees_read: object = None  # the file's "trees", parsed when first needed
         self._exposed = False
         self._sum: object = None  # the checksum of a file of format 4 (see _file)
 
@@ -582,14 +583,14 @@ class Index:
             self._absent = set()
             self._loaded = None  # (the caller may change the dict)
         self._exposed = True
-        self._trees = {}
+        self._trees, self._trees_read = {}, None
         return self._entries
 
     @entries.setter
     def entries(self, value: dict[bytes, Staged]) -> None:
         self._entries = value
         self._exposed = True
-        self._trees = {}
+        self._trees, self._trees_read = {}, None
         self._cols = None
         self._rows = {}
         self._absent = set()
@@ -655,7 +656,7 @@ class Index:
     def put(self, path: bytes, staged: Staged) -> None:
         """Stage ``staged`` at ``path``, without building the other records."""
         self._loaded = None
-        if self._trees:
+        if self._trees or self._trees_read is not None:
             self._invalidate(path)
         if self._entries is None:
             self._decode()
@@ -675,13 +676,13 @@ class Index:
             return False
         self._loaded = None
         self._absent.discard(path)
-        if self._trees:
+        if self._trees or self._trees_read is not None:
             self._invalidate(path)
         return True
 
     def _invalidate(self, path: bytes) -> None:
         """Forget the cached trees of the directories above ``path`` (root included)."""
-        trees = self._trees
+        trees = self.trees()
         while path:
             path = path.rpartition(b"/")[0]
             trees.pop(path, None)
@@ -693,13 +694,16 @@ class Index:
         (format 4) and checked there only for its shape: a user checks the numbers
         against the rows and that the tree is stored
         (:func:`vfs.ops.commit.build_index_trees`), and ``fsck`` checks each id
-        against a rebuild."""
+        against a rebuild. (Parsed from the file when first asked for: a clean
+        ``status`` never needs it.)"""
+        if self._trees_read is not None:
+            self._trees, self._trees_read = _read_trees(self._trees_read), None
         return self._trees
 
     def set_trees(self, trees: CacheTree) -> None:
         """Record the trees a commit built from the rows now staged (kept unless the
         records were handed out: see ``_exposed``)."""
-        self._trees = {} if self._exposed else trees
+        self._trees, self._trees_read = ({} if self._exposed else trees), None
 
     def tree_columns(self) -> tuple[Sequence[bytes], Sequence[int], Sequence[int], RowAt]:
         """What building trees needs: the sorted paths, their sizes and mtimes, and a
@@ -787,7 +791,7 @@ class Index:
         self._rows = {}
         self.written_ns = written_ns
         self._ids(meta)
-        self._trees = _read_trees(meta.get("trees"))
+        self._trees, self._trees_read = {}, meta.get("trees")
         self._sum = meta.get("sum")
         if v == INDEX_FORMAT and not (type(self._sum) is bytes and len(self._sum) == ID_BYTES):
             raise ValueError("no checksum")
@@ -859,8 +863,8 @@ class Index:
         known = {oid: self.number(oid) for oid in (self.head, self.base) if oid is not None}
         if numbers := [[oid, n] for oid, n in known.items() if n is not None]:
             ids["numbers"] = numbers
-        if self._trees and not self._exposed:
-            ids["trees"] = [[d, *self._trees[d]] for d in sorted(self._trees)]
+        if (trees := self.trees()) and not self._exposed:
+            ids["trees"] = [[d, *trees[d]] for d in sorted(trees)]
         write_atomic(self.path, _file(body, now, ids))
         if self._entries is None:  # (records may be changed through ``entries`` unseen)
             self._loaded = body
