@@ -23,6 +23,7 @@ import pyfuse3
 import pytest
 import trio
 
+from daemon.data import fetcher as fetcher_module
 from daemon.data.chunk_cache import ChunkCache
 from daemon.data.fetcher import Fetcher
 from daemon.data.open_files import AHEAD_AFTER, MAX_AHEAD, OpenFile
@@ -248,6 +249,36 @@ def test_a_chunk_is_served_from_memory_until_its_cache_write_lands(
     cache.put_later(hash_bytes(b"late"), b"late")  # a closed cache takes nothing
     reopened = ChunkCache(root, MiB)
     assert all(reopened.get(r.oid) == chunks[r.oid] for r in refs)
+
+
+def test_a_read_racing_with_a_pending_cache_write_gets_the_right_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk pushed out of the fetcher's memory before its cache write lands is read
+    from the cache's pending chunks: the right bytes, and no second GET."""
+    monkeypatch.setattr(fetcher_module, "MEMORY_BYTES", 64 * KiB)  # one chunk each
+    monkeypatch.setattr(fetcher_module, "AHEAD_BYTES", 64 * KiB)
+    refs, chunks = make_chunks(4, 64 * KiB)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, MiB)
+    writes = GatedWrites(cache, monkeypatch)
+    remote = FakeRemote(chunks)
+    fetcher = Fetcher(None, cache, remote, timeout=5)
+
+    async def scenario(f: Fetcher) -> None:
+        for r in refs:  # each pushes the one before out of the fetcher's memory
+            assert await f.get(r) == chunks[r.oid]
+        assert on_disk(root) == {}  # every write still held at the gate
+        for r in refs:
+            assert await f.get(r) == chunks[r.oid]
+
+    try:
+        with_fetcher(fetcher, scenario)
+    finally:
+        writes.gate.set()
+    assert remote.calls == [r.oid for r in refs]  # each fetched once
+    cache.close()
+    assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}
 
 
 def test_pending_cache_writes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
