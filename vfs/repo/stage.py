@@ -7,7 +7,8 @@ Record, format version 4 (written atomically and fsynced; integers little-endian
              u64 content length                                      (44 bytes)
     meta     msgpack {"head": id | null, "base": id | null,
                       "numbers": [[id, int], ...] (optional),
-                      "trees": [[dir, paths, bytes, mtime_ns, id], ...] (optional)}
+                      "trees": [[dir, paths, bytes, mtime_ns, id], ...] (optional),
+                      "sum": BLAKE3 of the names, columns and content blocks}
     names    the N paths, sorted, unique, joined by NUL
     padding  zero bytes to a multiple of 8 from the start of the file
     columns  size[N] i64, mtime_ns[N] i64, ctime_ns[N] i64, ino[N] u64,
@@ -18,8 +19,9 @@ Record, format version 4 (written atomically and fsynced; integers little-endian
 ``trees`` is the cache-tree (:meth:`Index.trees`): the tree of each directory that a
 commit built and below which nothing changed since, with the count, bytes and newest
 mtime of the paths below it, so that the next commit builds only the others and
-decodes only their rows (``at``). Format 3 is the same without ``trees`` and ``at``:
-it is read, and written again in format 4.
+decodes only their rows (``at``). Format 3 is the same without ``trees``, ``at``, ``sum``:
+it is read, and written again in format 4. ``sum`` is checked where every row is
+decoded, and where rows loaded unchanged are written again without being decoded.
 
 ``numbers`` gives the number (``vN``) of the versions ``head`` and ``base`` name, as
 far as the writer knew them (a version's number is part of it and never changes), so
