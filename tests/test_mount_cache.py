@@ -109,6 +109,35 @@ def test_the_chunk_cache_leaves_a_tenth_of_its_disk_free(tmp_path: Path) -> None
         assert cache.shed(MiB, near=tmp_path) == 0  # another disk: nothing to gain there
 
 
+def test_writers_side_by_side_keep_the_reserve_free(tmp_path: Path) -> None:
+    """Chunks cached behind the reader are written four at a time: at no moment may
+    the disk's free space drop below the reserve (each writer makes room for the
+    writes under way beside it, not only for its own)."""
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        cache = ChunkCache(disk / "chunks", 10 << 30, writers=4, pending_limit=8 * MiB)
+        rng = random.Random(6)
+        chunks = [rng.randbytes(MiB) for _ in range(48)]
+        lowest = [free(disk)]
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                lowest[0] = min(lowest[0], free(disk))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            for data in chunks:
+                cache.put_later(hash_bytes(data), data)
+            cache.close()
+        finally:
+            done.set()
+            watcher.join()
+        assert lowest[0] >= cache.reserve
+        kept = [d for d in chunks if hash_bytes(d) in cache]
+        assert len(kept) >= 8 and all(cache.get(hash_bytes(d)) == d for d in kept)
+
+
 def test_a_full_cache_disk_never_wedges_a_writable_url_mount(url: str, tmp_path: Path) -> None:
     """Cache, metadata and working tree on one 24 MiB disk, the default --cache-size 10G:
     reading 32 MiB, writing 6 MiB, snapshots and remounts all work.

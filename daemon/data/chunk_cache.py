@@ -158,6 +158,7 @@ class ChunkCache:
         self._closed = False
         self._sizes: OrderedDict[bytes, int] = OrderedDict()  # least recent first
         self._used = 0  # cached bytes plus bytes reserved for writes under way
+        self._writing = 0  # bytes of writes started and not landed (room made for them)
         self._made: set[str] = set()  # the two-hex directories known to exist
         self._names = itertools.count()  # temporary names (next() is atomic)
         self.hits = 0
@@ -257,15 +258,22 @@ class ChunkCache:
             self._used += size
         try:
             for attempt in (1, 2):
-                short = self._short_of(size)
+                # Room is made under the lock for this write and the ones under way,
+                # which the free space does not show yet: writers side by side would
+                # otherwise each make room for one and together eat into the reserve.
                 with self._lock:
+                    short = self._short_of(size + self._writing)
                     self._evict(0, short if attempt == 1 else short + size)
+                    self._writing += size
                 try:
                     self._write(oid, data)
                     break
                 except OSError as exc:
                     if exc.errno not in _FULL or attempt == 2:
                         raise
+                finally:
+                    with self._lock:
+                        self._writing -= size
         except OSError as exc:
             with self._lock:
                 self._used -= size
