@@ -168,7 +168,7 @@ def test_a_damaged_index_of_format_4_is_one_line(repo: Repo) -> None:
     n_at = HEADER.size + HEADER.unpack_from(good)[4]
     swapped = good[:n_at] + good[n_at:].replace(b"d/a.txt\0d/b.txt", b"d/b.txt\0d/a.txt", 1)
     longer = bytearray(good)
-    longer[8:12] = (5).to_bytes(4, "little")  # a version it does not know
+    longer[8:12] = (2).to_bytes(4, "little")  # no version of the columns is 2
     garbled = good[:-8] + b"\xc1" * 8  # the content block's tail
     for bad, args in ((swapped, "status"), (bytes(longer), "status"), (garbled, "add")):
         index.write_bytes(bad)
@@ -177,6 +177,26 @@ def test_a_damaged_index_of_format_4_is_one_line(repo: Repo) -> None:
         repo.ok("checkout", "--force", "HEAD")
         assert Index.load(index).version == INDEX_FORMAT
         assert "working tree clean" in repo.ok("status").out
+    repo.fsck_clean()
+
+
+def test_an_index_of_a_newer_format_is_left_alone_and_named_as_such(repo: Repo) -> None:
+    # Not "damaged": a newer dvfs wrote it, and what it staged may be in it. The
+    # line says so; nothing is rewritten until a rebuild is asked for.
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.write("a.txt", "changed")
+    index = repo.root / ".dvfs" / "index"
+    newer = bytearray(index.read_bytes())
+    newer[8:12] = (INDEX_FORMAT + 1).to_bytes(4, "little")
+    index.write_bytes(newer)
+    for args in (("status",), ("add", "a.txt"), ("commit", "-m", "x")):
+        line = assert_error(repo.run(*args), "staging index")
+        assert f"newer dvfs (index format {INDEX_FORMAT + 1}" in line and "damaged" not in line
+        assert index.read_bytes() == newer
+    repo.ok("checkout", "--force", "HEAD")  # the rebuild a user may still choose
+    assert Index.load(index).version == INDEX_FORMAT
     repo.fsck_clean()
 
 

@@ -485,6 +485,15 @@ def _checksum(names: bytes, columns: bytes, content: bytes | memoryview) -> byte
     return h.digest()
 
 
+class _Newer(ValueError):
+    """An index of a format newer than this dvfs knows: not damaged, and not to be
+    rebuilt unasked (its rows may be what a newer dvfs staged)."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"index format {version}")
+        self.version = version
+
+
 class Index:
     """The staged paths of a repository, loaded whole (about 150 bytes a path).
 
@@ -765,6 +774,12 @@ class Index:
                     idx._load_columns(raw)
                 else:
                     idx._load_record(raw)
+        except _Newer as exc:
+            raise FormatError(
+                f"the staging index {path} was written by a newer dvfs (index format "
+                f"{exc.version}; this dvfs knows up to {INDEX_FORMAT}): use that dvfs, or "
+                "upgrade this one"
+            ) from None
         except Exception as exc:
             raise idx._damaged(exc) from None
         finally:
@@ -777,6 +792,8 @@ class Index:
         if len(raw) < HEADER.size:
             raise ValueError("truncated")
         _, v, n, written_ns, meta_len, names_len, content_len = HEADER.unpack_from(raw)
+        if v > INDEX_FORMAT:
+            raise _Newer(v)
         if v not in (3, INDEX_FORMAT):
             raise ValueError("unknown index format")
         meta_at = HEADER.size
