@@ -82,16 +82,7 @@ def _build_tree_rows(
     root_id = b""
     for d in sorted(dirs, key=lambda p: -p.count(b"/") if p else 1):
         kids = children.pop(d, [])
-        kids.sort(key=lambda row: row[0])
-        names = [k[0] for k in kids]
-        bad = reserved_in(names, at_root=not d) or [n for n in names if n in SKIP_DIRS]
-        if bad:  # (staged by an older dvfs: add refuses them now)
-            path = d + b"/" + bad[0] if d else bad[0]
-            raise UsageError(
-                f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
-                f"{show(path)}`, then commit"
-            )
-        oid, _ = store.put(ObjKind.TREE, encode_tree_rows(kids))
+        oid = _store_tree(d, kids, store.put)
         if not d:
             root_id = oid
             continue
