@@ -67,7 +67,13 @@ def test_every_command_leaves_the_cache_true_and_commits_what_a_rebuild_makes(
     step("add", "d1/sub/b.txt")
     kept = index_of(repo).trees()
     assert kept[b"d2"] == cached[b"d2"] and kept[b"d1"] != cached[b"d1"]
-    step("rm", "d2/c.txt")
+    step("rm", "d2/c.txt", commit=False)
+    after_rm = index_of(repo).trees()  # only the directories above it are dropped
+    assert b"d1" in after_rm and b"d2/deep" in after_rm
+    assert b"d2" not in after_rm and b"" not in after_rm
+    repo.commit("rm")
+    assert_cache_true(repo)
+    assert_head_is_a_full_rebuild(repo)
     step("mv", "d1/a.txt", "d2/deep/a.txt")
     repo.write("d3/x.txt", "x")
     step("add", "d3")

@@ -199,7 +199,7 @@ def rm(
         if not cached and not force:
             sub = Index(index.path)
             sub.written_ns = index.written_ns
-            sub.entries = {p: index.entries[p] for p in targets}
+            sub.entries = {p: s for p in targets if (s := index.get(p)) is not None}
             state = work_state(repo, sub, workers)
             if state.unreadable:
                 shown = ", ".join(show(p) for p in state.unreadable[:10])
@@ -212,8 +212,10 @@ def rm(
                 raise UncommittedChanges("rm", [show(p) for p in changed])
         index.head = None
         with Walker(repo.root) as walker:
+            # Unstaged one by one, not through ``entries``: the cache-tree of the other
+            # directories stays, and the next commit builds only the trees above these.
             for p in targets:
-                del index.entries[p]
+                index.remove(p)
                 if not cached:
                     remove_path(walker, p)
         index.save()
