@@ -142,15 +142,15 @@ def _build_cached(
     kept: list[bytes] = []  # cached directories used as they are
     n = len(names)
 
-    def usable(d: bytes, lo: int, hi: int) -> bytes | None:
+    def usable(d: bytes, lo: int, hi: int) -> tuple[int, int, int, bytes] | None:
         hit = cache.get(d)
         if hit is None or hit[:3] != _sums(sizes, mtimes, lo, hi) or not has(hit[3]):
             return None
         kept.append(d)
-        return hit[3]
+        return hit
 
-    if n and (oid := usable(b"", 0, n)) is not None:
-        root = oid
+    if n and (top := usable(b"", 0, n)) is not None:
+        root = top[3]
     else:
         # A frame: [directory, first row, end row, next row to look at, its rows].
         stack: list[list[Any]] = [[b"", 0, n, 0, []]]
@@ -172,25 +172,24 @@ def _build_cached(
                     continue
                 sub = name[:slash]
                 j = bisect_left(names, sub + b"0", i, hi)
-                oid = usable(sub, i, j)
-                if oid is None:
+                hit = usable(sub, i, j)
+                if hit is None:
                     frame[3] = i
                     stack.append([sub, i, j, i, []])
                     pushed = True
                     break
-                kids.append(_dir_entry(name[cut:slash], oid, sizes, mtimes, i, j))
+                kids.append(_dir_entry(name[cut:slash], hit))
                 i = j
             if pushed:
                 continue
-            oid = _store_tree(d, kids, put)
-            out[d] = (*_sums(sizes, mtimes, lo, hi), oid)
+            built = out[d] = (*_sums(sizes, mtimes, lo, hi), _store_tree(d, kids, put))
             stack.pop()
             if not stack:
-                root = oid
+                root = built[3]
                 break
             parent = stack[-1]
             pcut = len(parent[0]) + 1 if parent[0] else 0
-            parent[4].append(_dir_entry(d[pcut:], oid, sizes, mtimes, lo, hi))
+            parent[4].append(_dir_entry(d[pcut:], built))
             parent[3] = hi
     if b"" in kept:  # nothing built: every cached tree still holds
         out = dict(cache)
@@ -206,12 +205,11 @@ def _sums(sizes: Sequence[int], mtimes: Sequence[int], lo: int, hi: int) -> tupl
     return hi - lo, sum(sizes[lo:hi]), max(mtimes[lo:hi], default=0)
 
 
-def _dir_entry(
-    name: bytes, oid: bytes, sizes: Sequence[int], mtimes: Sequence[int], lo: int, hi: int
-) -> list[Any]:
-    """The row of a directory holding rows ``lo`` to ``hi`` (as :func:`dir_row`: size
-    the sum of theirs, mtime the newest)."""
-    return [name, int(Kind.DIR), DIR_MODE, sum(sizes[lo:hi]), max(mtimes[lo:hi]), oid]
+def _dir_entry(name: bytes, tree: tuple[int, int, int, bytes]) -> list[Any]:
+    """The row, in its parent, of directory ``name`` whose cache-tree entry is ``tree``
+    (as :func:`dir_row`: size the sum of its paths', mtime the newest)."""
+    _, size, mtime, oid = tree
+    return [name, int(Kind.DIR), DIR_MODE, size, mtime, oid]
 
 
 def _store_tree(

@@ -96,7 +96,6 @@ from vfs.model.ids import ID_BYTES, hasher
 from vfs.store.durable import write_atomic
 
 INDEX_FORMAT = 4
-READABLE_FORMATS = (1, 2, 3, 4)
 MAGIC = b"dvfsidx\0"
 HEADER = struct.Struct("<8sIIqIQQ")  # magic, version, N, written_ns, lengths: meta, names, content
 NO_INODE = (1 << 64) - 1  # how an inode of -1 (no file's) is stored
@@ -523,10 +522,10 @@ class Index:
         # Size, mtime, ctime and inode of the rows within RACY_NS of ``written_ns`` (not
         # yet proved unchanged by a re-hash): see :meth:`save`.
         self._racy: dict[bytes, tuple[int, int, int, int]] = {}
-        # The cache-tree: directory -> (paths below it, id of the tree they make), for
-        # the directories nothing below has changed in since a commit built them
-        # (:meth:`trees`). Dropped whole once ``entries`` is handed out (``_exposed``):
-        # a caller may change that dict unseen.
+        # The cache-tree: directory -> (paths below it, their bytes, their newest mtime,
+        # the id of the tree they make), for the directories nothing below has changed
+        # in since a commit built them (:meth:`trees`). Dropped whole once ``entries``
+        # is handed out (``_exposed``): a caller may change that dict unseen.
         self._trees: CacheTree = {}
         self._trees_read: object = None  # the file's "trees", parsed when first needed
         self._exposed = False
