@@ -138,6 +138,48 @@ def test_writers_side_by_side_keep_the_reserve_free(tmp_path: Path) -> None:
         assert len(kept) >= 8 and all(cache.get(hash_bytes(d)) == d for d in kept)
 
 
+def test_writers_side_by_side_stay_within_the_size_limit(tmp_path: Path) -> None:
+    """Four writers, a limit of three chunks or so: the chunks cached plus those being
+    written never pass it (room held by the writes under way cannot be evicted, so a
+    writer waits for one of them to land)."""
+    limit = 3 * MiB
+    cache = ChunkCache(tmp_path / "chunks", limit, 0, writers=4, pending_limit=8 * MiB)
+    rng = random.Random(7)
+    chunks = [rng.randbytes(rng.randrange(900 << 10, 1400 << 10)) for _ in range(40)]
+    most = [0, 0]  # accounted, on disk
+    done = threading.Event()
+
+    def on_disk() -> int:
+        total = 0
+        for sub in os.scandir(cache.root):
+            with contextlib.suppress(FileNotFoundError):
+                if sub.is_dir():
+                    total += sum(f.stat().st_size for f in os.scandir(sub.path))
+                else:  # a chunk being written
+                    total += sub.stat().st_size
+        return total
+
+    def watch() -> None:
+        while not done.is_set():
+            most[0] = max(most[0], cache.usage())
+            with contextlib.suppress(FileNotFoundError):
+                most[1] = max(most[1], on_disk())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for data in chunks:
+            cache.put_later(hash_bytes(data), data)
+        cache.close()
+    finally:
+        done.set()
+        watcher.join()
+    assert most[0] <= limit and most[1] <= limit, most
+    assert cache.usage() == on_disk() <= limit
+    kept = [d for d in chunks if hash_bytes(d) in cache]
+    assert len(kept) >= 2 and all(cache.get(hash_bytes(d)) == d for d in kept)
+
+
 def test_a_full_cache_disk_never_wedges_a_writable_url_mount(url: str, tmp_path: Path) -> None:
     """Cache, metadata and working tree on one 24 MiB disk, the default --cache-size 10G:
     reading 32 MiB, writing 6 MiB, snapshots and remounts all work.

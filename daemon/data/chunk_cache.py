@@ -24,7 +24,8 @@ when it is read back; one that fails is deleted and reported as missing (and
 logged with its id), never served.
 
 Size: the bytes of cached chunks plus those being written never exceed ``limit``;
-room is made before a write by evicting the least recently used chunks. A chunk
+room is made before a write by evicting the least recently used chunks, and a write
+for which the writes under way beside it leave no room waits for one of them to land. A chunk
 larger than the whole limit is not cached. Recency lives in memory (an ordered
 dict) and is seeded at start-up from the files' mtimes, which a hit refreshes (when
 older than ten minutes), so the order survives a restart. Memory: about 150 bytes per cached chunk.
@@ -151,6 +152,7 @@ class ChunkCache:
         self.pending_limit = pending_limit
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # pending bytes went down
+        self._landed = threading.Condition(self._lock)  # a write landed or failed
         self._pending: dict[bytes, bytes | memoryview] = {}  # handed over, not written yet
         self._pending_bytes = 0
         self._writer_count = writers
@@ -250,11 +252,17 @@ class ChunkCache:
     def put(self, oid: bytes, data: bytes | memoryview) -> bool:
         """Cache a verified chunk (evicting others); False if it cannot fit at all."""
         size = len(data)
-        with self._lock:
+        with self._landed:
             if oid in self._sizes:
                 return True
             if size > self.limit:
                 return False
+            # Writes under way hold room no eviction can free: when what they hold
+            # leaves too little, wait until one lands (and so becomes evictable).
+            self._evict(size)
+            while self._used + size > self.limit:
+                self._landed.wait()
+                self._evict(size)
             self._used += size
         try:
             for attempt in (1, 2):
@@ -274,13 +282,17 @@ class ChunkCache:
                 finally:
                     with self._lock:
                         self._writing -= size
-        except OSError as exc:
-            with self._lock:
+        except BaseException as exc:
+            with self._landed:
                 self._used -= size
+                self._landed.notify_all()
+            if not isinstance(exc, OSError):
+                raise
             log.warning("could not cache chunk %s: %s", oid.hex(), exc)
             return False
-        with self._lock:
+        with self._landed:
             self._sizes[oid] = size
+            self._landed.notify_all()
         return True
 
     def put_later(self, oid: bytes, data: bytes | memoryview) -> None:
