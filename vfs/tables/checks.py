@@ -44,7 +44,8 @@ import json
 import os
 import re
 import stat
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +129,48 @@ def write_record(dvfs_dir: Path | None, entry: str, payload: object) -> None:
 
 def write_entry(dvfs_dir: Path | None, entry: str, data: bytes) -> None:
     """Write cache entry ``entry`` (atomically, not fsynced; best effort: a read-only
-    ``.dvfs`` keeps none)."""
+    ``.dvfs`` keeps none); while this thread holds its writes (:func:`held`), only
+    note it."""
     if dvfs_dir is None:
+        return
+    holding: Held | None = getattr(_THREAD, "held", None)
+    if holding is not None:
+        holding.entries[(dvfs_dir, entry)] = data
         return
     with contextlib.suppress(OSError, DvfsError):
         (dvfs_dir / DIR).mkdir(exist_ok=True)
         write_atomic(dvfs_dir / DIR / entry, data, sync=False)
+
+
+class Held:
+    """The cache entries a thread wrote while it held its writes (:func:`held`)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[Path, str], bytes] = {}
+
+    def write(self) -> None:
+        """Write the entries noted (best effort, as :func:`write_entry`)."""
+        entries, self.entries = self.entries, {}
+        for (dvfs_dir, entry), data in entries.items():
+            write_entry(dvfs_dir, entry, data)
+
+
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[Held]:
+    """Hold the cache entries this thread writes until the caller knows that what they
+    were learned from stayed as it was: a diff that reads a working-tree file in place
+    (``vfs.tables.source``) writes them only once the file is found unchanged after
+    the engine read it (``Held.write``, after the block); otherwise they are dropped."""
+    outer = getattr(_THREAD, "held", None)
+    holding = Held()
+    _THREAD.held = holding
+    try:
+        yield holding
+    finally:
+        _THREAD.held = outer
 
 
 def name(chunks: Sequence[ChunkRef], table: Table, text: bool, key: Sequence[str]) -> str:

@@ -381,14 +381,15 @@ class Engine:
 
     def _sample(self, path: Path, size: int) -> tuple[Path, bytes]:
         """The file a CSV's dialect is detected on (``path`` or a prefix of it cut after
-        a whole line, in a file of its own) and its bytes."""
+        a whole line, in a file of its own in the scratch directory: ``path`` may name a
+        descriptor, ``vfs.tables.source.from_tree_file``) and its bytes."""
         with open(path, "rb") as src:
             head = src.read(SNIFF_BYTES)
         if size <= SNIFF_BYTES:
             return path, head
         cut = head.rfind(b"\n")
         head = head[: cut + 1] if cut > 0 else head
-        sample = path.with_name(path.name + ".sniff")
+        sample = self.scratch / f"{path.name}.sniff"
         sample.write_bytes(head)
         return sample, head
 

@@ -75,11 +75,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from vfs.errors import UsageError
+from vfs.errors import DvfsError, UsageError
 from vfs.model.chunking import Chunker
 from vfs.model.codec import Entry, Kind
 from vfs.quoting import quote_name
 from vfs.repo.history import History
+from vfs.repo.stage import Index
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, regions
 from vfs.tables import engine as engine_module
@@ -99,6 +100,7 @@ from vfs.tables.result import ByteSummary, RowDiff, SchemaChange
 from vfs.tables.source import (
     Side,
     empty_side,
+    from_tree_file,
     from_version,
     from_working,
     scratch,
@@ -552,6 +554,12 @@ def diff_path(
     One revision: it against the working tree; none: HEAD against the working tree.
     A side where the file does not exist is an empty file (every row added or
     removed); the file must exist on one side at least.
+
+    A version whose file the working tree holds as it is, as the index vouches, is
+    read there in place (``vfs.tables.source.from_tree_file``). If that file changed
+    by the time the diff is made, the diff is made again from copies out of the
+    store, and nothing learned from the working-tree file is kept in the row cache
+    (``vfs.tables.checks.held``).
     """
     fmt = format_of(path)
     if fmt is None:
@@ -569,49 +577,146 @@ def diff_path(
                 what = "a directory" if entry.kind == Kind.DIR else "a symbolic link"
                 raise UsageError(f"{quote_name(path)} is {what} in {rev}: --rows compares files")
             entries.append(entry)
-        engine = Engine(tmp, threads)  # it starts while the sides are copied
-        try:
-            old, new = _copy_sides(
-                store, chunker, root, tmp, ext, names, entries, path, threads, dvfs_dir
+        for vouched in (_vouching(dvfs_dir, path), None):
+            work = tmp / ("in-place" if vouched is not None else "copies")
+            work.mkdir()
+            engine = Engine(work, threads)  # it starts while the sides are copied
+            sides: tuple[Side, ...] = ()
+            try:
+                with checks.held() as holding:
+                    try:
+                        sides = _copy_sides(
+                            store, chunker, root, work, ext, names, entries, path, threads,
+                            dvfs_dir, vouched,
+                        )  # fmt: skip
+                        result = diff_rows(engine, fmt, *sides, key, limit, fast_share, dvfs_dir)
+                    except _Moved:
+                        continue
+                    except Exception:
+                        if not any(s.moved() for s in sides):
+                            raise
+                        continue  # what went wrong may be the file changing under the engine
+                    if any(s.moved() for s in sides):
+                        continue
+                holding.write()
+                return result
+            finally:
+                engine.close()
+                for s in sides:
+                    s.close()
+        raise AssertionError("not reached: the diff from copies returns or raises")
+
+
+class _Moved(Exception):
+    """A working-tree file read in place changed while the sides were made."""
+
+
+Vouching = Callable[[Entry], Callable[[os.stat_result], bool]]
+
+
+def _vouching(dvfs_dir: Path, path: bytes) -> Vouching | None:
+    """For a version's file ``entry``: whether the index says that a working-tree file
+    of stat ``st`` holds its bytes (``vfs.tables.source.from_tree_file``): the index
+    records ``path`` as a checked-out file hashed with that very stat, outside the
+    racy window (``Index.fresh``), and with the entry's content hash and size. The
+    index is read when first asked; a damaged one vouches for nothing."""
+    index: list[Index | None] = []
+
+    def loaded() -> Index | None:
+        if not index:
+            try:
+                index.append(Index.load(dvfs_dir / "index"))
+            except (DvfsError, OSError):
+                index.append(None)
+        return index[0]
+
+    def of(entry: Entry) -> Callable[[os.stat_result], bool]:
+        def holds(st: os.stat_result) -> bool:
+            idx = loaded()
+            if idx is None or not entry.digest:
+                return False
+            try:
+                if idx.fresh(path, st) is not True:
+                    return False
+                staged = idx.get(path)
+            except DvfsError:
+                return False
+            return (
+                staged is not None
+                and staged.checked_out
+                and staged.kind == Kind.FILE
+                and staged.digest == entry.digest
+                and staged.size == entry.size
             )
-            return diff_rows(engine, fmt, old, new, key, limit, fast_share, dvfs_dir)
-        finally:
-            engine.close()
+
+        return holds
+
+    return of
 
 
 def _copy_sides(
     store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
     entries: list[Entry | None], path: bytes, threads: int | None, cache: Path | None = None,
+    vouched: Vouching | None = None,
 ) -> tuple[Side, Side]:  # fmt: skip
     """Both sides of ``path`` copied into ``tmp``: the versions ``names`` name, and the
     working tree's file when there is one name. ``cache``: the ``.dvfs`` directory whose
-    kept chunk facts the copies use and fill (``vfs.tables.source``)."""
+    kept chunk facts the copies use and fill (``vfs.tables.source``). ``vouched``
+    (``_vouching``): a version's file that the working tree holds is read there in
+    place rather than copied, and the other version's copy takes the chunks the two
+    share from it. _Moved if that file changed while the copies were made."""
     sides: list[Side] = []
-    dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
-    if _apart(entries):  # nothing to reuse: both copies at once
-        with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
-            jobs = [
-                pool.submit(from_version, store, e, rev, path, dest, None, threads, cache)
-                for e, rev, dest in zip(entries, names, dests, strict=True)
-                if e is not None
-            ]
-            sides = [j.result() for j in jobs]
-    else:
-        for entry, rev, dest in zip(entries, names, dests, strict=True):
-            if entry is None:
-                sides.append(empty_side(rev, path, dest))
-            else:
-                reuse = sides[0] if sides else None
-                sides.append(
-                    from_version(store, entry, rev, path, dest, reuse, threads, cache, lazy=True)
-                )
-    if len(names) == 1:
-        dest = tmp / f"new{ext}"
-        if os.path.lexists(root / os.fsdecode(path)):
-            sides.append(from_working(root, path, chunker, dest))
+    placed: dict[int, Side] = {}
+    try:
+        if vouched is not None:
+            for i, e in enumerate(entries):
+                if e is not None and (
+                    (s := from_tree_file(root, path, e, names[i], vouched(e), cache)) is not None
+                ):
+                    placed[i] = s
+        dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
+        if _apart(entries):  # nothing to reuse: both copies at once
+            with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
+                jobs = [
+                    pool.submit(from_version, store, e, rev, path, dest, None, threads, cache)
+                    if i not in placed
+                    else None
+                    for i, (e, rev, dest) in enumerate(zip(entries, names, dests, strict=True))
+                    if e is not None
+                ]
+                sides = [placed[i] if j is None else j.result() for i, j in enumerate(jobs)]
         else:
-            sides.append(empty_side("the working tree", path, dest))
+            reuse = next(iter(placed.values()), None)
+            for i, (entry, rev, dest) in enumerate(zip(entries, names, dests, strict=True)):
+                if i in placed:
+                    sides.append(placed[i])
+                elif entry is None:
+                    sides.append(empty_side(rev, path, dest))
+                else:
+                    src = reuse or (sides[0] if sides else None)
+                    sides.append(
+                        from_version(store, entry, rev, path, dest, src, threads, cache, lazy=True)
+                    )
+        if len(names) == 1:
+            dest = tmp / f"new{ext}"
+            if os.path.lexists(root / os.fsdecode(path)):
+                sides.append(from_working(root, path, chunker, dest))
+            else:
+                sides.append(empty_side("the working tree", path, dest))
+    except BaseException as exc:
+        moved = any(s.moved() for s in placed.values())
+        for s in placed.values():
+            s.close()
+        if moved and isinstance(exc, Exception):
+            raise _Moved from exc
+        raise
+    if any(s.moved() for s in placed.values()):
+        for s in placed.values():
+            s.close()
+        raise _Moved
     old, new = sides
     if not old.present and not new.present:
+        for s in placed.values():
+            s.close()
         raise UsageError(f"{quote_name(path)} is neither in {old.label} nor in {new.label}")
     return old, new

@@ -1,0 +1,170 @@
+"""``dvfs diff --rows`` reading a version's file in the working tree in place.
+
+When the index vouches that the working tree holds a version's file as it is, the
+engine reads that file instead of a copy out of the store
+(``vfs.tables.source.from_tree_file``). These tests check that it does, and that
+it never gives anything but the version's rows: not for a file changed while the
+diff runs, nor for one changed just before it with its modification time set back,
+nor through a symbolic link; and that nothing learned from a changed file is kept
+in the row cache.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import Repo, init_repo
+from vfs.repo.repository import Repository
+from vfs.tables import rowdiff
+from vfs.tables.result import RowDiff
+from vfs.tables.source import Side
+
+HEADER = "id,name,score\n"
+V1 = HEADER + "".join(f"{i},n{i % 7},{i * 3}\n" for i in range(3000))
+V2 = V1.replace("\n7,n0,21\n", "\n7,n0,22\n").replace("\n2999,n3,8997\n", "\n3000,new,1\n")
+# What the diff of v1 and v2 finds: id 7 changed, 2999 removed, 3000 added.
+EXPECTED = (1, 1, 1, 2998)
+
+
+def committed(root: Path) -> Repo:
+    """A repository whose v1 and v2 hold t.csv, the working tree v2's, with the index
+    vouching for it: each file is written a second in the past, so that the index
+    written after it holds it outside the racy window."""
+    repo = init_repo(root)
+    for text in (V1, V2):
+        path = repo.write("t.csv", text)
+        past = time.time_ns() - 2_000_000_000
+        os.utime(path, ns=(past, past))
+        repo.ok("add", "t.csv")
+        repo.ok("commit", "-m", "t")
+    return repo
+
+
+def counts(d: RowDiff) -> tuple[int, int, int, int]:
+    return d.added, d.removed, d.changed, d.unchanged
+
+
+def diff_in_process(repo: Repo) -> RowDiff:
+    r = Repository.find(repo.root)
+    return rowdiff.diff_path(
+        r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"], 100,
+        threads=1,
+    )  # fmt: skip
+
+
+def watch(monkeypatch: pytest.MonkeyPatch, before: Any = None) -> list[tuple[bool, bool]]:
+    """Which sides each call of ``diff_rows`` reads in place; ``before(old, new)`` runs
+    first on each call."""
+    calls: list[tuple[bool, bool]] = []
+    real = rowdiff.diff_rows
+
+    def seen(engine: Any, fmt: Any, old: Side, new: Side, *rest: Any) -> RowDiff:
+        calls.append((old.in_place, new.in_place))
+        if before is not None:
+            before(old, new)
+        return real(engine, fmt, old, new, *rest)
+
+    monkeypatch.setattr(rowdiff, "diff_rows", seen)
+    return calls
+
+
+def cached(repo: Repo) -> dict[str, bytes]:
+    where = repo.root / ".dvfs" / "rowcache"
+    return {p.name: p.read_bytes() for p in where.iterdir()} if where.exists() else {}
+
+
+def cli_counts(repo: Repo) -> tuple[int, int, int, int]:
+    s = repo.json("diff", "v1", "v2", "t.csv", "--rows", "--key", "id", "--json")["summary"]
+    return s["added"], s["removed"], s["changed"], s["unchanged"]
+
+
+def test_a_version_the_working_tree_holds_is_read_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = committed(tmp_path / "repo")
+    calls = watch(monkeypatch)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, True)]
+    # A file the index does not vouch for (written again: another stat) is copied.
+    repo.write("t.csv", V2)
+    calls.clear()
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, False)]
+    assert cli_counts(repo) == EXPECTED
+    repo.ok("fsck")
+
+
+def test_a_file_changed_during_the_diff_gives_the_versions_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rewritten in place, same size, after it was vouched for and before the engine
+    # reads it: the diff is made again from the store, and the row cache ends as a
+    # diff that read only v2's bytes leaves it.
+    clean = committed(tmp_path / "clean")
+    assert counts(diff_in_process(clean)) == EXPECTED
+    repo = committed(tmp_path / "repo")
+    wt = repo.root / "t.csv"
+
+    def rewrite(old: Side, new: Side) -> None:
+        if new.in_place:
+            with open(wt, "r+b") as f:
+                f.write(V2.replace("\n5,n5,15\n", "\n5,n5,99\n").encode())
+
+    calls = watch(monkeypatch, rewrite)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, True), (False, False)]
+    assert cached(repo) == cached(clean)
+    assert cli_counts(repo) == EXPECTED
+    repo.ok("fsck")
+
+
+def test_a_file_changed_before_the_diff_with_its_time_set_back_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = committed(tmp_path / "repo")
+    wt = repo.root / "t.csv"
+    st = wt.stat()
+    wt.write_text(V2.replace("\n5,n5,15\n", "\n5,n5,99\n"))  # same size, one row changed
+    os.utime(wt, ns=(st.st_atime_ns, st.st_mtime_ns))  # the change time still moves
+    calls = watch(monkeypatch)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, False)]
+    assert cli_counts(repo) == EXPECTED
+    repo.ok("fsck")
+
+
+def test_a_symbolic_link_in_the_working_tree_is_never_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = init_repo(tmp_path / "repo")
+    for text in (V1, V2):
+        path = repo.write("d/t.csv", text)
+        past = time.time_ns() - 2_000_000_000
+        os.utime(path, ns=(past, past))
+        repo.ok("add", "d/t.csv")
+        repo.ok("commit", "-m", "t")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.rename(repo.root / "d" / "t.csv", outside / "t.csv")  # the vouched inode, moved
+    calls = watch(monkeypatch)
+    r = Repository.find(repo.root)
+
+    def diff() -> RowDiff:
+        return rowdiff.diff_path(
+            r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"d/t.csv", ["id"],
+            100, threads=1,
+        )  # fmt: skip
+
+    os.symlink(outside / "t.csv", repo.root / "d" / "t.csv")  # the file a link
+    assert counts(diff()) == EXPECTED
+    os.unlink(repo.root / "d" / "t.csv")
+    os.rmdir(repo.root / "d")
+    os.symlink(outside, repo.root / "d")  # its directory a link
+    assert counts(diff()) == EXPECTED
+    assert calls == [(False, False), (False, False)]
+    repo.ok("fsck")
