@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pyfuse3
 import pytest
@@ -33,6 +33,7 @@ from daemon.fs.inodes import InodeTable, Node, NodeKind, entry_node
 from daemon.fs.namespace import Layout
 from daemon.fs.versions import VersionsFs
 from daemon.source import RepositorySource
+from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.forge import content_entry
 from tests.support.mount import commit, write
 from vfs import ChunkRef, Entry, Kind, ObjectCorrupt, RemoteRepo, RemoteUnreachable, hash_bytes
@@ -88,32 +89,38 @@ def test_table_probes_past_a_collision(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------------- cache
 
 
+UNIT = 8192  # a small chunk alone in a segment: one page of bytes, one of index
+
+
 def test_cache_evicts_least_recently_used_within_its_limit(tmp_path: Path) -> None:
     chunks = {name: name * 100 for name in (b"a", b"b", b"c", b"d")}
     ids = {name: hash_bytes(data) for name, data in chunks.items()}
-    cache = ChunkCache(tmp_path / "chunks", 250)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, 2 * UNIT + UNIT // 2)
     assert cache.put(ids[b"a"], chunks[b"a"]) and cache.put(ids[b"b"], chunks[b"b"])
     assert cache.get(ids[b"a"]) == chunks[b"a"]  # a is now more recent than b
     cache.put(ids[b"c"], chunks[b"c"])
     assert ids[b"b"] not in cache and cache.get(ids[b"b"]) is None
     assert cache.get(ids[b"a"]) == chunks[b"a"] and cache.get(ids[b"c"]) == chunks[b"c"]
-    assert cache.usage() == 200 <= cache.limit
-    assert not cache.put(hash_bytes(b"z" * 300), b"z" * 300)  # larger than the whole cache
-    on_disk = sum(f.stat().st_size for f in (tmp_path / "chunks").glob("*/*"))
-    assert on_disk == cache.usage()
-    reopened = ChunkCache(tmp_path / "chunks", 250)
-    assert reopened.usage() == 200 and ids[b"a"] in reopened and ids[b"c"] in reopened
-    reopened = ChunkCache(tmp_path / "chunks", 150)  # a smaller limit evicts at start
-    assert reopened.usage() == 100
+    assert cache.usage() == 2 * UNIT <= cache.limit
+    big = b"z" * 3 * UNIT
+    assert not cache.put(hash_bytes(big), big)  # larger than the whole cache
+    assert disk_bytes(root) == cache.usage()
+    assert chunks_on_disk(root) == {ids[n].hex(): chunks[n] for n in (b"a", b"c")}
+    reopened = ChunkCache(root, 2 * UNIT + UNIT // 2)
+    assert reopened.usage() == 2 * UNIT and ids[b"a"] in reopened and ids[b"c"] in reopened
+    reopened = ChunkCache(root, UNIT + UNIT // 2)  # a smaller limit evicts at start
+    assert reopened.usage() == UNIT == disk_bytes(root)
 
 
 def test_cache_never_serves_a_damaged_chunk(tmp_path: Path) -> None:
     data = b"payload" * 10
     oid = hash_bytes(data)
-    cache = ChunkCache(tmp_path / "chunks", 1000)
+    cache = ChunkCache(tmp_path / "chunks", 100_000)
     cache.put(oid, data)
-    path = next((tmp_path / "chunks").glob("*/*"))
-    path.write_bytes(b"X" + data[1:])
+    (path,) = (tmp_path / "chunks").glob("*.seg")
+    with open(path, "r+b") as f:
+        f.write(b"X")  # the chunk's first byte
     assert cache.get(oid) is None
     assert not path.exists() and oid not in cache and cache.usage() == 0
 
@@ -142,28 +149,28 @@ def test_cache_reads_chunks_of_every_size_back(
         assert cache.get(oid) == data
 
 
-def test_cache_writes_past_leftovers_and_removed_directories(tmp_path: Path) -> None:
-    """A temporary name an earlier process of the same id left, and a chunk's directory
-    removed while the cache runs: chunks are cached all the same, 0600 in 0700."""
+def test_cache_removes_an_older_layout_and_writes_past_taken_names(tmp_path: Path) -> None:
+    """An older version's cache (a file per chunk in 256 directories, temporary files)
+    is removed at start; a segment name another process took is passed over; segments
+    are 0600 in 0700."""
     root = tmp_path / "chunks"
-    first = b"first" * 1000
-    # another chunk in the same directory (the first byte of its id)
-    second = next(
-        d for n in range(10_000) if hash_bytes(d := b"%d" % n * 1000)[0] == hash_bytes(first)[0]
-    )
-    left = root / f".tmp-{os.getpid()}-1"  # the name a new cache's second write takes
+    old = root / "ab" / ("ab" + "0" * 62)
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old chunk")
+    (root / ".tmp-1-1").write_bytes(b"half written")
+    os.chmod(root, 0o755)
     cache = ChunkCache(root, 1 << 20)
-    left.write_bytes(b"left over")
+    assert list(root.iterdir()) == [] and root.stat().st_mode & 0o777 == 0o700
+    taken = root / f"{cache._stamp}-0.seg"  # the name the cache's first segment takes
+    taken.write_bytes(b"someone else's")
+    first = b"first" * 1000
     assert cache.put(hash_bytes(first), first)
-    path = next(root.glob("*/*"))
-    path.unlink()
-    path.parent.rmdir()  # removed after this cache made it
-    assert cache.put(hash_bytes(second), second)
-    assert cache.get(hash_bytes(second)) == second
-    assert left.read_bytes() == b"left over"  # another's name is left alone
-    for f in root.glob("*/*"):
-        assert f.stat().st_mode & 0o777 == 0o600 and f.parent.stat().st_mode & 0o777 == 0o700
-    assert [p.name for p in root.iterdir() if p.is_file()] == [left.name]
+    assert cache.get(hash_bytes(first)) == first
+    assert taken.read_bytes() == b"someone else's"  # another's file is left alone
+    taken.unlink()
+    assert chunks_on_disk(root) == {hash_bytes(first).hex(): first}
+    for f in root.iterdir():
+        assert f.stat().st_mode & 0o777 == 0o600
 
 
 # ---------------------------------------------------------------------------- fetcher
@@ -214,18 +221,18 @@ class GatedWrites:
     def __init__(self, cache: ChunkCache, monkeypatch: pytest.MonkeyPatch) -> None:
         self.gate = threading.Event()
         self.started = threading.Semaphore(0)
-        real = cache._write
+        real = cache._append
 
-        def gated(oid: bytes, data: bytes | memoryview) -> None:
+        def gated(seg: Any, oid: bytes, data: bytes | memoryview) -> Any:
             self.started.release()
             assert self.gate.wait(timeout=30)
-            real(oid, data)
+            return real(seg, oid, data)
 
-        monkeypatch.setattr(cache, "_write", gated)
+        monkeypatch.setattr(cache, "_append", gated)
 
 
 def on_disk(root: Path) -> dict[str, bytes]:
-    return {f.name: f.read_bytes() for f in root.glob("*/*")}
+    return chunks_on_disk(root)
 
 
 def test_a_chunk_is_served_from_memory_until_its_cache_write_lands(
@@ -244,8 +251,8 @@ def test_a_chunk_is_served_from_memory_until_its_cache_write_lands(
     writes.gate.set()
     cache.close()  # what is pending is written before it returns
     assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}
-    assert cache.pending() == 0 and cache.usage() == 3 * 100 * KiB
-    assert [p.name for p in root.iterdir() if p.is_file()] == []  # no temporary file
+    assert cache.pending() == 0 and cache.usage() == disk_bytes(root)
+    assert set(sealed(root)) == set(root.iterdir())  # every segment sealed
     cache.put_later(hash_bytes(b"late"), b"late")  # a closed cache takes nothing
     reopened = ChunkCache(root, MiB)
     assert all(reopened.get(r.oid) == chunks[r.oid] for r in refs)
@@ -305,23 +312,24 @@ def test_pending_cache_writes_are_bounded(tmp_path: Path, monkeypatch: pytest.Mo
     t.join(timeout=30)
     cache.close()
     assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}
-    assert cache.pending() == 0 and cache.usage() == 300 * KiB
+    assert cache.pending() == 0 and cache.usage() == disk_bytes(root)
 
 
 def test_a_cache_left_by_a_killed_daemon_is_only_missing_chunks(tmp_path: Path) -> None:
-    """What a kill, or a crash of the machine, can leave: a temporary file half-written,
-    a chunk cut short under its name. The first is deleted at start-up; the second is
-    found when read, deleted, and fetched again, never served."""
+    """What a kill, or a crash of the machine, can leave: a segment being written (no
+    index yet), a chunk damaged in a sealed one. The first is deleted at start-up; the
+    second is found when read, deleted, and fetched again, never served."""
     refs, chunks = make_chunks(3, 64 * KiB)
     root = tmp_path / "chunks"
     cache = ChunkCache(root, MiB)
-    for r in refs:
-        cache.put_later(r.oid, chunks[r.oid])
-    cache.close()
-    torn = root / f".tmp-{os.getpid() + 1}-7"
-    torn.write_bytes(chunks[refs[0].oid][: 10 * KiB])
-    cut = root / refs[1].oid.hex()[:2] / refs[1].oid.hex()
-    cut.write_bytes(chunks[refs[1].oid][: 32 * KiB])
+    for r in refs:  # a segment each
+        assert cache.put(r.oid, chunks[r.oid])
+    torn = root / "0000000000000000-7.seg"
+    torn.write_bytes(chunks[refs[0].oid] + bytes(4 * KiB))
+    (damaged,) = [f for f, held in sealed(root).items() if refs[1].oid.hex() in held]
+    with open(damaged, "r+b") as f:
+        f.seek(32 * KiB)
+        f.write(b"\0" * 100)
     remote = FakeRemote(chunks)
     reopened = ChunkCache(root, MiB)
     assert not torn.exists()
@@ -332,9 +340,26 @@ def test_a_cache_left_by_a_killed_daemon_is_only_missing_chunks(tmp_path: Path) 
             assert await f.get(r) == chunks[r.oid]
 
     with_fetcher(fetcher, scenario)
-    assert remote.calls == [refs[1].oid]  # the cut chunk alone came from the remote
+    assert remote.calls == [refs[1].oid]  # the damaged chunk alone came from the remote
+    assert not damaged.exists()
     reopened.close()
     assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}  # whole again
+
+
+def test_chunks_written_behind_share_segments_that_outlive_the_cache(tmp_path: Path) -> None:
+    """Written behind by one writer, chunks land in one segment (one file, not one per
+    chunk), found again by the next cache from the segment's index."""
+    refs, chunks = make_chunks(20, 40 * KiB + 7)
+    root = tmp_path / "chunks"
+    cache = ChunkCache(root, 64 * MiB, writers=1)
+    for r in refs:
+        cache.put_later(r.oid, chunks[r.oid])
+    cache.close()
+    assert len(list(root.iterdir())) == 1
+    assert on_disk(root) == {r.oid.hex(): chunks[r.oid] for r in refs}
+    reopened = ChunkCache(root, 64 * MiB)
+    assert reopened.usage() == disk_bytes(root)
+    assert all(reopened.get(r.oid) == chunks[r.oid] for r in refs)
 
 
 def test_readers_of_one_chunk_share_one_fetch(tmp_path: Path) -> None:

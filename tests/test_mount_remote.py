@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
 from tests.support.cli import assert_ok, fsck_clean
 from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
 from tests.support.relay import Proxy
@@ -100,8 +101,7 @@ def fetches(m: Mount) -> list[tuple[str, int]]:
 
 def cached(m: Mount) -> dict[str, int]:
     """Chunk id -> size of every chunk in the mount's cache."""
-    base = m.cache / "chunks"
-    return {f.name: f.stat().st_size for f in base.glob("*/*")}
+    return {oid: len(data) for oid, data in chunks_on_disk(m.cache / "chunks").items()}
 
 
 def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -146,7 +146,7 @@ def test_the_cache_stays_within_its_size(pushed: Pushed, tmp_path: Path) -> None
             assert (m.path / "data" / "big.bin").read_bytes() == BIG
             assert (m.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
             wait_for(lambda: sum(cached(m).values()) > 0, m.proc, "chunks were cached")
-            assert sum(cached(m).values()) <= limit
+            assert disk_bytes(m.cache / "chunks") <= limit
 
 
 def test_refresh_shows_versions_pushed_by_others(pushed: Pushed, tmp_path: Path) -> None:
@@ -295,12 +295,14 @@ def test_a_damaged_cache_file_is_fetched_again(pushed: Pushed, tmp_path: Path) -
     with mounted(pushed.url, tmp_path / "mnt", home) as m:
         assert (m.path / "data" / "small.txt").read_bytes() == b"small\n"
     (name,) = cached(m)  # written by the time the daemon has stopped
-    victim = next((m.cache / "chunks").glob(f"*/{name}"))
-    victim.write_bytes(b"tampered\n")
+    (victim,) = sealed(m.cache / "chunks")
+    with open(victim, "r+b") as f:
+        f.write(b"tampered\n")
     with mounted(pushed.url, tmp_path / "mnt", home) as m:
         assert (m.path / "data" / "small.txt").read_bytes() == b"small\n"
         assert f"cached chunk {name} failed verification" in m.log_text()
-    assert victim.read_bytes() == b"small\n"
+    assert not victim.exists()
+    assert chunks_on_disk(m.cache / "chunks") == {name: b"small\n"}
 
 
 def test_readers_of_one_chunk_fetch_it_once(pushed: Pushed, url_mount: Mount) -> None:

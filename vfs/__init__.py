@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         open_direct as open_direct,
         read_range as read_range,
         set_direct as set_direct,
+        write_at as write_at,
         write_new as write_new,
     )
     from vfs._os.mount_api import (
@@ -276,6 +277,7 @@ PUBLIC: dict[str, str] = {
     "runtime_dir": "vfs.mount.mounts",
     "set_bdi_read_ahead": "vfs._os.page_cache",
     "set_direct": "vfs._os.direct_io",
+    "write_at": "vfs._os.direct_io",
     "write_new": "vfs._os.direct_io",
     "storage_error": "vfs.store.durable",
     "tag_free": "vfs.repo.record",

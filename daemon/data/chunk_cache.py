@@ -2,33 +2,48 @@
 
 Layout, under ``<cache dir>/chunks``::
 
-    <first 2 hex of id>/<64 hex id>     a chunk's raw (uncompressed) bytes
-    .tmp-<pid>-<n>                      a chunk being written (deleted at start-up)
+    <16 hex>-<n>.seg    a segment: chunks appended one after the other, then its index
 
-The directories are 0700 and the chunks 0600, whatever the modes of the files they
-come from: with ``--allow-other`` the kernel checks each file's mode on the mount, and
-the cache must not be a way around that. Directories left looser by an older version
-are closed at start-up.
+A segment holds the chunks one writer thread cached in a stretch of time (up to
+``SEGMENT_BYTES``), each starting on a page boundary (padded with zeros to whole
+pages, so that each is written and read with ``O_DIRECT``), then its index, padded to
+whole pages too and ending with a footer::
 
-A chunk is written to a temporary name and renamed into place, so a crash never
-leaves a partial chunk under a real name (and one damaged anyway fails verification
-when read, below). Caching a chunk costs seven system calls:
-the temporary file is opened with ``O_DIRECT`` already and named by the process id
-and a counter (``O_EXCL``; no random name), and the 256 directories are made once
-each, not tried for every chunk (each call of a worker thread releases and retakes
-the GIL the fetching and serving threads want). It is written past the page cache
-(``O_DIRECT``, ``vfs.write_new``), as it is read: a cold sequential read through a
-URL mount caches every byte it serves, and filling fresh page-cache pages for them
-was the largest CPU cost of that read. Every chunk is verified against its id
-when it is read back; one that fails is deleted and reported as missing (and
-logged with its id), never served.
+    entries   count x (32-byte chunk id, u64 offset, u64 length), little-endian
+    zeros     up to 64 bytes before the next page boundary
+    footer    "dvfscs1\n", u64 index offset, u64 count, u64 0, BLAKE3 of the entries
 
-Size: the bytes of cached chunks plus those being written never exceed ``limit``;
-room is made before a write by evicting the least recently used chunks, and a write
-for which the writes under way beside it leave no room waits for one of them to land. A chunk
-larger than the whole limit is not cached. Recency lives in memory (an ordered
-dict) and is seeded at start-up from the files' mtimes, which a hit refreshes (when
-older than ten minutes), so the order survives a restart. Memory: about 150 bytes per cached chunk.
+Why segments: creating a file per chunk cost 0.33-0.39 CPU-seconds per GiB cached
+(open, rename, directory and inode work, each a release and retake of the GIL that
+the fetching and serving threads want) against 0.06 appending the same bytes to one
+file; a cold sequential read through a URL mount caches every byte it serves.
+
+Which chunk lies where is kept in memory (id -> segment, offset, length), filled at
+start-up from the segments' indexes and as each chunk's write lands. A segment is
+*open* while its writer appends to it (its chunks are found and read already; it is
+not evicted), and *sealed* once its index is written: after ``SEAL_IDLE`` seconds
+without a chunk for its writer, once it holds ``SEGMENT_BYTES`` (less for a small
+limit or a small disk), when its room is needed, and at
+:meth:`ChunkCache.close`. Crashes: a segment without a whole, matching footer and index
+(a daemon killed while it was open, a torn write) is deleted at start-up, so a kill
+leaves only missing chunks; every chunk is verified against its id when it is read
+back, and a sealed segment holding one that fails is deleted whole (and logged with
+the chunk's id), never served. An older layout (``<2 hex>/<64 hex>`` files, one per
+chunk) and leftover ``.tmp-*`` files are removed at start-up.
+
+The files are 0600 in a 0700 directory, whatever the modes of the files they come
+from: with ``--allow-other`` the kernel checks each file's mode on the mount, and the
+cache must not be a way around that.
+
+Size: the bytes of segments (data, padding and index) plus those being written never
+exceed ``limit``: room for a chunk, its padding and the growth of its segment's index
+is reserved before it is written, and made by evicting whole sealed segments, least
+recently used first; a write for which the open segments and writes under way leave
+no room seals its own segment (so that it can go) or waits for one of them. A chunk
+that cannot fit with an index page in the whole limit is not cached. Recency lives in
+memory (an ordered dict of segments) and is seeded at start-up from the segments'
+mtimes, which a hit refreshes (when older than ten minutes), so the order survives a
+restart. Memory: about 150 bytes per cached chunk.
 
 Free space: the cache also leaves ``reserve`` bytes free on its filesystem (a tenth
 of it, between 1 MiB and 1 GiB), whatever ``limit`` says: before each write, and at
@@ -40,23 +55,23 @@ tree, a snapshot) call :meth:`ChunkCache.shed` when they meet ENOSPC, and retry.
 
 Written behind (:meth:`ChunkCache.put_later`): the mount daemon hands a fetched
 chunk to its readers first and caches it afterwards, on ``writers`` threads of the
-cache's own, several writes at once. Creating a file and writing 1 MiB into it with
-``O_DIRECT`` ran at 272-501 MiB/s one at a time and 1,055-1,146 MiB/s three or four
-at a time on the benchmark machine, and in a cold read through a URL mount the
-fetching threads had waited 24.9 s in all for the previous chunk's write against 9.3
-s receiving. Until its write lands, a chunk is kept in memory (pending) and is found
-there by ``in`` and :meth:`ChunkCache.get`, so a second reader never fetches it
-again; pending chunks hold at most ``pending_limit`` bytes, and a caller that would
-pass that waits for room (back-pressure on the fetching thread: memory stays
-bounded). What this promises: a chunk handed over is cached soon after, not by the
-time the read returns; :meth:`ChunkCache.close` (at unmount) writes what is pending
-and leaves no temporary file; a kill meanwhile leaves a cache that only lacks the
-chunks not written yet, plus temporary files, deleted at the next start.
+cache's own, each appending to a segment of its own. One 1 MiB ``O_DIRECT`` write at a
+time ran at 272-501 MiB/s and three or four at a time at 1,055-1,146 MiB/s on the
+benchmark machine, and in a cold read through a URL mount the fetching threads had
+waited 24.9 s in all for the previous chunk's write against 9.3 s receiving. Until
+its write lands, a chunk is kept in memory (pending) and is found there by ``in`` and
+:meth:`ChunkCache.get`, so a second reader never fetches it again; pending chunks hold
+at most ``pending_limit`` bytes, and a caller that would pass that waits for room
+(back-pressure on the fetching thread: memory stays bounded). What this promises: a
+chunk handed over is cached soon after, not by the time the read returns;
+:meth:`ChunkCache.close` (at unmount) writes what is pending and seals every segment;
+a kill meanwhile leaves a cache that only lacks the chunks of open segments and those
+not written yet.
 
 Threading: every method may be called from several worker threads at once. The
-lock guards the accounting, the pending chunks and the deletion of evicted files;
-reading, writing and hashing chunks happen outside it. ``in`` reads the accounting
-without the lock or the disk, so the trio thread may use it.
+lock guards the accounting, the pending chunks, the segments and the deletion of
+evicted ones; reading, writing and hashing chunks happen outside it. ``in`` reads the
+accounting without the lock or the disk, so the trio thread may use it.
 """
 
 from __future__ import annotations
@@ -66,10 +81,12 @@ import errno
 import itertools
 import logging
 import os
+import queue
+import shutil
+import struct
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from vfs import (
@@ -79,11 +96,12 @@ from vfs import (
     private_dir,
     read_range,
     set_direct,
-    write_new,
+    write_at,
 )
 
 log = logging.getLogger(__name__)
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = ".tmp-"  # an older version's chunk being written (deleted at start-up)
+SUFFIX = ".seg"
 TOUCH_AFTER_NS = 600 * 10**9
 RESERVE_SHARE = 10  # leave free a tenth of the cache's filesystem...
 RESERVE_MIN = 1 << 20  # ...but at least 1 MiB
@@ -91,6 +109,23 @@ RESERVE_MAX = 1 << 30  # ...and at most 1 GiB
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 WRITERS = 4  # cache writes at once: 3-4 in flight ran twice as fast as one (see above)
 PENDING_BYTES = 32 * 1024 * 1024  # chunks handed over and not written yet, at most
+SEGMENT_BYTES = 16 * 1024 * 1024  # chunk bytes of one segment, at most
+SEAL_IDLE = 0.2  # seconds without a chunk after which a writer seals its segment
+PAGE = 4096  # chunks start on a page: written and read with O_DIRECT
+MAGIC = b"dvfscs1\n"
+FOOTER = struct.Struct("<8sQQQ32s")  # magic, index offset, count, 0, BLAKE3 of the entries
+ENTRY = struct.Struct("<32sQQ")  # chunk id, offset, length
+_STOP = None
+
+
+def _pages(n: int) -> int:
+    """``n`` rounded up to whole pages."""
+    return -(-n // PAGE) * PAGE
+
+
+def _index_size(count: int) -> int:
+    """Bytes of a segment's index (entries and footer, whole pages) for ``count`` chunks."""
+    return _pages(count * ENTRY.size + FOOTER.size)
 
 
 def free_bytes(path: Path) -> int:
@@ -105,38 +140,102 @@ def reserve_for(path: Path) -> int:
     return min(max(st.f_blocks * st.f_frsize // RESERVE_SHARE, RESERVE_MIN), RESERVE_MAX)
 
 
-def _read_and_touch(path: Path) -> bytes:
-    """The file's bytes; its mtime set to now if older than ``TOUCH_AFTER_NS``.
+def _read_at(path: Path, offset: int, length: int, touch: bool) -> bytes | None:
+    """``length`` bytes at ``offset`` of the file; None if it is shorter. With ``touch``,
+    its mtime is set to now if older than ``TOUCH_AFTER_NS``.
 
     Read with O_DIRECT where the filesystem allows it, else through the page cache.
     The mtime only seeds the recency order at the next start, so it need not be
     exact; touching on every hit would write the inode (and the journal) for every
     chunk a sequential reader streams from the cache.
     """
-    fd = open_direct(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = open_direct(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     direct = fd >= 0
     if not direct:  # no O_DIRECT on this filesystem
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        st = os.fstat(fd)
-        data = read_range(fd, 0, st.st_size) if direct else None
+        data = read_range(fd, offset, length) if direct else None
         if data is None:
             if direct:  # a short or refused direct read: read it the ordinary way
                 set_direct(fd, False)
-            parts = [os.pread(fd, st.st_size, 0)]
-            while len(parts[-1]) and sum(map(len, parts)) < st.st_size:
-                parts.append(os.pread(fd, st.st_size, sum(map(len, parts))))
+            parts = [os.pread(fd, length, offset)]
+            got = len(parts[0])
+            while parts[-1] and got < length:
+                parts.append(os.pread(fd, length - got, offset + got))
+                got += len(parts[-1])
+            if got < length:
+                return None
             data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if time.time_ns() - st.st_mtime_ns > TOUCH_AFTER_NS:
-            with contextlib.suppress(OSError):
-                os.utime(fd)
+        if touch:
+            st = os.fstat(fd)
+            if time.time_ns() - st.st_mtime_ns > TOUCH_AFTER_NS:
+                with contextlib.suppress(OSError):
+                    os.utime(fd)
     finally:
         os.close(fd)
     return data
 
 
+def _read_index(path: Path) -> list[tuple[bytes, int, int]] | None:
+    """The entries of a sealed segment's index; None if it has no whole, matching one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size < PAGE or size % PAGE:
+            return None
+        foot = os.pread(fd, FOOTER.size, size - FOOTER.size)
+        magic, at, count, zero, digest = FOOTER.unpack(foot)
+        if (
+            magic != MAGIC
+            or zero
+            or at % PAGE
+            or count > size // PAGE
+            or size - at != _index_size(count)
+        ):
+            return None
+        raw = os.pread(fd, count * ENTRY.size, at)
+    except (OSError, struct.error):
+        return None
+    finally:
+        os.close(fd)
+    if len(raw) != count * ENTRY.size or hash_bytes(raw) != digest:
+        return None
+    entries = list(ENTRY.iter_unpack(raw))
+    if any(off % PAGE or off + _pages(n) > at for _, off, n in entries):
+        return None
+    return entries
+
+
+def contents(root: Path) -> dict[bytes, int]:
+    """Every chunk in the sealed segments under ``root``: id -> length (reads only)."""
+    found: dict[bytes, int] = {}
+    for entry in os.scandir(root):
+        if entry.name.endswith(SUFFIX) and entry.is_file(follow_symlinks=False):
+            for oid, _, n in _read_index(Path(entry.path)) or ():
+                found[oid] = n
+    return found
+
+
+class _Segment:
+    """One segment file: where its chunks lie, and what it holds of the limit."""
+
+    __slots__ = ("direct", "end", "entries", "fd", "held", "path", "sealed")
+
+    def __init__(self, path: Path, fd: int = -1, direct: bool = False) -> None:
+        self.path = path
+        self.fd = fd  # open for appending until sealed
+        self.direct = direct
+        self.end = 0  # where the next chunk goes (the index, once sealed)
+        self.held = 0  # bytes of the limit it holds: its file's size once sealed
+        self.entries: list[tuple[bytes, int, int]] = []
+        self.sealed = False
+
+
 class ChunkCache:
-    """A size-bounded directory of verified chunks."""
+    """A size-bounded directory of verified chunks, in segment files."""
 
     def __init__(
         self,
@@ -156,48 +255,67 @@ class ChunkCache:
         self._pending: dict[bytes, bytes | memoryview] = {}  # handed over, not written yet
         self._pending_bytes = 0
         self._writer_count = writers
-        self._writer: ThreadPoolExecutor | None = None  # started by the first put_later
+        self._queue: queue.SimpleQueue[tuple[bytes, bytes | memoryview] | None] = (
+            queue.SimpleQueue()
+        )
+        self._writers: list[threading.Thread] = []  # started by the first put_later
         self._closed = False
-        self._sizes: OrderedDict[bytes, int] = OrderedDict()  # least recent first
-        self._used = 0  # cached bytes plus bytes reserved for writes under way
+        self._index: dict[bytes, tuple[_Segment, int, int]] = {}  # id -> segment, offset, length
+        self._segments: OrderedDict[str, _Segment] = OrderedDict()  # sealed, least recent first
+        self._used = 0  # segments' bytes plus bytes reserved for writes under way
         self._writing = 0  # bytes of writes started and not landed (room made for them)
-        self._made: set[str] = set()  # the two-hex directories known to exist
-        self._names = itertools.count()  # temporary names (next() is atomic)
+        self._names = itertools.count()
+        self._stamp = f"{time.time_ns():016x}"
         self.hits = 0
         self.misses = 0
         self.evicted = 0
         private_dir(root, tighten=True)
         self.device = os.stat(root).st_dev
         self.reserve = reserve_for(root) if reserve is None else reserve
+        # A small cache, or one on a small disk, gets small segments: what the open
+        # ones hold cannot be evicted, so all of them together stay within a quarter
+        # of the limit and a fortieth of the disk (a quarter of the reserve's share).
+        st = os.statvfs(root)
+        disk = st.f_blocks * st.f_frsize // (4 * RESERVE_SHARE)
+        share = max(writers, 1)
+        self.segment_bytes = max(PAGE, min(SEGMENT_BYTES, limit // (4 * share), disk // share))
         self._load()
 
-    def _path(self, oid: bytes) -> Path:
-        h = oid.hex()
-        return self.root / h[:2] / h
-
     def _load(self) -> None:
-        """Take stock of the chunks already on disk; drop leftovers of a crash."""
-        found: list[tuple[int, bytes, int]] = []
-        for sub in self.root.iterdir():
-            if sub.name.startswith(TMP_PREFIX):
-                sub.unlink(missing_ok=True)
-                continue
-            if not sub.is_dir():
-                continue
-            private_dir(sub, tighten=True)
-            for f in sub.iterdir():
-                try:
-                    oid = bytes.fromhex(f.name)
-                    st = f.stat()
-                except (ValueError, OSError):
-                    oid, st = b"", None
-                if len(oid) != 32 or st is None:
-                    f.unlink(missing_ok=True)
+        """Take stock of the segments on disk; drop leftovers of a crash or older layout."""
+        found: list[tuple[int, _Segment]] = []
+        old = 0
+        for entry in os.scandir(self.root):
+            path = Path(entry.path)
+            name = entry.name
+            if name.startswith(TMP_PREFIX):
+                path.unlink(missing_ok=True)
+            elif len(name) == 2 and entry.is_dir(follow_symlinks=False):
+                with contextlib.suppress(ValueError):  # an older layout's directory
+                    bytes.fromhex(name)
+                    old += sum(1 for _ in os.scandir(path))
+                    shutil.rmtree(path, ignore_errors=True)
+            elif name.endswith(SUFFIX) and entry.is_file(follow_symlinks=False):
+                entries = _read_index(path)
+                if entries is None:  # open when its daemon stopped, or torn
+                    path.unlink(missing_ok=True)
                     continue
-                found.append((st.st_mtime_ns, oid, st.st_size))
-        for _, oid, size in sorted(found):
-            self._sizes[oid] = size
-            self._used += size
+                seg = _Segment(path)
+                seg.entries = entries
+                st = entry.stat(follow_symlinks=False)
+                seg.end = st.st_size - _index_size(len(entries))
+                seg.held = st.st_size
+                seg.sealed = True
+                if st.st_mode & 0o777 != 0o600:
+                    os.chmod(path, 0o600)
+                found.append((st.st_mtime_ns, seg))
+        for _, seg in sorted(found, key=lambda f: f[0]):
+            self._segments[seg.path.name] = seg
+            self._used += seg.held
+            for oid, off, n in seg.entries:
+                self._index[oid] = (seg, off, n)
+        if old:
+            log.info("chunk cache: %d chunks of an older layout removed at start", old)
         with self._lock:
             self._evict(0, self._short_of(0))
         if self.evicted:
@@ -221,7 +339,7 @@ class ChunkCache:
     def __contains__(self, oid: bytes) -> bool:
         """True if the chunk is cached or about to be (no disk access: safe in the trio
         thread)."""
-        return oid in self._sizes or oid in self._pending
+        return oid in self._index or oid in self._pending
 
     def get(self, oid: bytes) -> bytes | memoryview | None:
         """The chunk's bytes if cached and intact, or waiting to be written; None otherwise."""
@@ -230,70 +348,175 @@ class ChunkCache:
             if data is not None:
                 self.hits += 1
                 return data
-            if oid not in self._sizes:
+            where = self._index.get(oid)
+            if where is None:
                 self.misses += 1
                 return None
-            self._sizes.move_to_end(oid)
-        path = self._path(oid)
+            seg, offset, length = where
+            if seg.sealed:
+                self._segments.move_to_end(seg.path.name)
         try:
-            data = _read_and_touch(path)
-        except FileNotFoundError:
-            self._drop(oid)
+            data = _read_at(seg.path, offset, length, seg.sealed)
+        except FileNotFoundError:  # evicted meanwhile
             return None
-        if hash_bytes(data) != oid:
+        if data is None or hash_bytes(data) != oid:
             log.error("cached chunk %s failed verification: deleted, it will be fetched again",
                       oid.hex())  # fmt: skip
-            self._drop(oid)
-            path.unlink(missing_ok=True)
+            self._discard(seg, oid)
             return None
         self.hits += 1
         return data
 
-    def put(self, oid: bytes, data: bytes | memoryview) -> bool:
-        """Cache a verified chunk (evicting others); False if it cannot fit at all."""
-        size = len(data)
+    def _discard(self, seg: _Segment, oid: bytes) -> None:
+        """Forget a chunk that failed verification: with its whole segment once sealed."""
         with self._landed:
-            if oid in self._sizes:
-                return True
-            if size > self.limit:
-                return False
-            # Writes under way hold room no eviction can free: when what they hold
-            # leaves too little, wait until one lands (and so becomes evictable).
-            self._evict(size)
-            while self._used + size > self.limit:
-                self._landed.wait()
-                self._evict(size)
-            self._used += size
+            if not seg.sealed:
+                if self._index.get(oid, (None,))[0] is seg:
+                    del self._index[oid]
+                return
+            if self._segments.pop(seg.path.name, None) is None:
+                return
+            self._forget(seg)
+            self._landed.notify_all()
+        seg.path.unlink(missing_ok=True)
+
+    def _forget(self, seg: _Segment) -> None:
+        """Drop a sealed segment's chunks and bytes from the accounting (lock held)."""
+        self._used -= seg.held
+        for oid, _, _ in seg.entries:
+            if self._index.get(oid, (None,))[0] is seg:
+                del self._index[oid]
+
+    def put(self, oid: bytes, data: bytes | memoryview) -> bool:
+        """Cache a verified chunk now, in a segment of its own (evicting others); False if
+        it cannot fit at all or could not be written."""
+        seg = self._append(None, oid, data)
+        if seg is not None:
+            self._seal(seg)
+        return oid in self._index
+
+    def _append(
+        self, seg: _Segment | None, oid: bytes, data: bytes | memoryview
+    ) -> _Segment | None:
+        """Append a chunk to ``seg`` (sealed first when full; None: a new one); the
+        segment to append the next chunk to (None if there is none open)."""
+        padded = _pages(len(data))
+        if seg is not None and seg.end + padded > self.segment_bytes:
+            self._seal(seg)
+            seg = None
+        while True:
+            count = len(seg.entries) if seg is not None else 0
+            need = padded + _index_size(count + 1) - (_index_size(count) if count else 0)
+            with self._landed:
+                if oid in self._index:
+                    return seg
+                if padded + _index_size(1) > self.limit:
+                    return seg
+                # Open segments and writes under way hold room no eviction can free:
+                # when they leave too little, seal this writer's own segment (it can
+                # then go), or wait until one of the others lands or is sealed.
+                self._evict(need)
+                while self._used + need > self.limit and seg is None:
+                    self._landed.wait()
+                    self._evict(need)
+                if self._used + need <= self.limit:
+                    self._used += need
+                    break
+            assert seg is not None
+            self._seal(seg)
+            seg = None
+        fresh = seg is None
         try:
             for attempt in (1, 2):
                 # Room is made under the lock for this write and the ones under way,
                 # which the free space does not show yet: writers side by side would
                 # otherwise each make room for one and together eat into the reserve.
                 with self._lock:
-                    short = self._short_of(size + self._writing)
-                    self._evict(0, short if attempt == 1 else short + size)
-                    self._writing += size
+                    short = self._short_of(need + self._writing)
+                    self._evict(0, short if attempt == 1 else short + need)
+                    self._writing += need
                 try:
-                    self._write(oid, data)
+                    if seg is None:
+                        seg = self._create()
+                    write_at(seg.fd, data, seg.end, direct=seg.direct)
                     break
                 except OSError as exc:
                     if exc.errno not in _FULL or attempt == 2:
                         raise
                 finally:
                     with self._lock:
-                        self._writing -= size
+                        self._writing -= need
         except BaseException as exc:
             with self._landed:
-                self._used -= size
+                self._used -= need
                 self._landed.notify_all()
+            if seg is not None:
+                if fresh:  # nothing of it is cached: gone with the chunk
+                    self._abandon(seg)
+                    seg = None
+                else:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(seg.fd, seg.end)
             if not isinstance(exc, OSError):
                 raise
             log.warning("could not cache chunk %s: %s", oid.hex(), exc)
-            return False
+            return seg
+        assert seg is not None
         with self._landed:
-            self._sizes[oid] = size
+            seg.entries.append((oid, seg.end, len(data)))
+            self._index[oid] = (seg, seg.end, len(data))
+            seg.end += padded
+            seg.held += need
             self._landed.notify_all()
-        return True
+        if seg.end >= self.segment_bytes:  # full: evictable from now on
+            self._seal(seg)
+            return None
+        return seg
+
+    def _create(self) -> _Segment:
+        """A new, empty segment file, open for appending."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        while True:  # a name taken by another process of the same start time is passed over
+            path = self.root / f"{self._stamp}-{next(self._names)}{SUFFIX}"
+            try:
+                fd = open_direct(path, flags, 0o600)
+                if fd < 0:  # no O_DIRECT on this filesystem (the refused open made it)
+                    return _Segment(path, os.open(path, flags & ~os.O_EXCL, 0o600), False)
+                return _Segment(path, fd, True)
+            except FileExistsError:
+                continue
+
+    def _abandon(self, seg: _Segment) -> None:
+        """Close and delete a segment none of whose chunks is accounted any more."""
+        with contextlib.suppress(OSError):
+            os.close(seg.fd)
+        seg.fd = -1
+        seg.path.unlink(missing_ok=True)
+
+    def _seal(self, seg: _Segment) -> None:
+        """Write a segment's index after its chunks and make it evictable; on failure
+        it is deleted with its chunks."""
+        raw = b"".join(ENTRY.pack(*e) for e in seg.entries)
+        size = _index_size(len(seg.entries))
+        index = bytearray(size)
+        index[: len(raw)] = raw
+        index[-FOOTER.size :] = FOOTER.pack(MAGIC, seg.end, len(seg.entries), 0, hash_bytes(raw))
+        try:
+            write_at(seg.fd, index, seg.end, direct=seg.direct)
+            os.close(seg.fd)
+            seg.fd = -1
+        except OSError as exc:
+            log.warning("could not cache %d chunks: %s", len(seg.entries), exc)
+            self._abandon(seg)
+            with self._landed:
+                self._forget(seg)
+                self._landed.notify_all()
+            return
+        with self._landed:
+            assert seg.held == seg.end + size, (seg.held, seg.end, size)
+            seg.sealed = True
+            self._segments[seg.path.name] = seg
+            self._landed.notify_all()
 
     def put_later(self, oid: bytes, data: bytes | memoryview) -> None:
         """Cache a verified chunk on a writer thread; kept in memory until written.
@@ -313,75 +536,61 @@ class ChunkCache:
                 and oid not in self._pending
             ):
                 self._room.wait()
-            if self._closed or oid in self._pending or oid in self._sizes:
+            if self._closed or oid in self._pending or oid in self._index:
                 return
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(
-                    self._writer_count, thread_name_prefix="dvfs-cache-write"
-                )
+            if not self._writers:
+                for n in range(self._writer_count):
+                    t = threading.Thread(
+                        target=self._write_behind, name=f"dvfs-cache-write-{n}", daemon=True
+                    )
+                    t.start()
+                    self._writers.append(t)
             self._pending[oid] = data
             self._pending_bytes += size
-            self._writer.submit(self._write_pending, oid, data)
+            self._queue.put((oid, data))
 
-    def _write_pending(self, oid: bytes, data: bytes | memoryview) -> None:
-        """A writer thread: cache a pending chunk, then let it go from memory."""
-        try:
-            self.put(oid, data)
-        except Exception:  # put logs and swallows OS errors; anything else is a bug
-            log.exception("could not cache chunk %s", oid.hex())
-        finally:
-            with self._room:
-                if self._pending.pop(oid, None) is not None:
-                    self._pending_bytes -= len(data)
-                self._room.notify_all()
+    def _write_behind(self) -> None:
+        """A writer thread: append pending chunks to a segment of its own, then let them
+        go from memory; seal the segment when no chunk came for ``SEAL_IDLE`` s."""
+        seg: _Segment | None = None
+        while True:
+            try:
+                item = self._queue.get(timeout=SEAL_IDLE) if seg is not None else self._queue.get()
+            except queue.Empty:
+                assert seg is not None
+                self._seal(seg)
+                seg = None
+                continue
+            if item is _STOP:
+                break
+            oid, data = item
+            try:
+                seg = self._append(seg, oid, data)
+            except Exception:  # _append logs and swallows OS errors; anything else is a bug
+                log.exception("could not cache chunk %s", oid.hex())
+            finally:
+                with self._room:
+                    if self._pending.pop(oid, None) is not None:
+                        self._pending_bytes -= len(data)
+                    self._room.notify_all()
+        if seg is not None:
+            self._seal(seg)
 
     def pending(self) -> int:
         """Bytes of chunks handed to :meth:`put_later` and not written yet."""
         return self._pending_bytes
 
     def close(self) -> None:
-        """Take no more chunks, write those pending and stop the writer threads.
-
-        Leaves no temporary file. Called when the daemon stops, after the unmount.
-        """
+        """Take no more chunks, write those pending, seal every segment and stop the
+        writer threads. Called when the daemon stops, after the unmount."""
         with self._room:
             self._closed = True
             self._room.notify_all()
-            writer = self._writer
-        if writer is not None:
-            writer.shutdown(wait=True)
-
-    def _write(self, oid: bytes, data: bytes | memoryview) -> None:
-        """Write a chunk under its name (temp + rename); nothing is left if it fails."""
-        path = self._path(oid)
-        sub = path.parent.name
-        if sub not in self._made:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(path.parent, 0o700)
-            self._made.add(sub)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = -2
-        while fd == -2:  # a name left by an earlier process of the same id is passed over
-            tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{next(self._names)}"
-            with contextlib.suppress(FileExistsError):
-                fd = open_direct(tmp, flags, 0o600)
-        direct = fd >= 0
-        try:
-            if not direct:  # no O_DIRECT on this filesystem (the refused open made it)
-                fd = os.open(tmp, flags & ~os.O_EXCL, 0o600)
-            try:
-                write_new(fd, data, opened_direct=direct)
-            finally:
-                os.close(fd)
-            try:
-                os.replace(tmp, path)
-            except FileNotFoundError:  # its directory was removed meanwhile
-                self._made.discard(sub)
-                os.mkdir(path.parent, 0o700)
-                os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            writers, self._writers = self._writers, []
+        for _ in writers:
+            self._queue.put(_STOP)
+        for t in writers:
+            t.join()
 
     def shed(self, need: int, near: Path | None = None) -> int:
         """Evict chunks to free ``need`` bytes for another writer; the bytes freed.
@@ -403,19 +612,12 @@ class ChunkCache:
             log.info("chunk cache: %s evicted to make room on its disk", human_size(freed))
         return freed
 
-    def _drop(self, oid: bytes) -> None:
-        with self._lock:
-            size = self._sizes.pop(oid, None)
-            if size is not None:
-                self._used -= size
-
     def _evict(self, room: int, free: int = 0) -> None:
-        """Delete least recently used chunks until ``room`` more bytes fit in the limit
+        """Delete least recently used segments until ``room`` more bytes fit in the limit
         and at least ``free`` bytes were deleted (lock held)."""
-        while self._sizes and (self._used + room > self.limit or free > 0):
-            oid, size = self._sizes.popitem(last=False)
-            self._used -= size
-            free -= size
-            self.evicted += 1
-            with contextlib.suppress(FileNotFoundError):
-                self._path(oid).unlink()
+        while self._segments and (self._used + room > self.limit or free > 0):
+            _, seg = self._segments.popitem(last=False)
+            self._forget(seg)
+            free -= seg.held
+            self.evicted += len(seg.entries)
+            seg.path.unlink(missing_ok=True)

@@ -33,8 +33,9 @@ cache. Where ``O_DIRECT`` is refused (some filesystems have none) the same block
 written the ordinary way. Durability is unchanged: the data is written, not synced;
 the caller's flush before a ref moves syncs it.
 
-:func:`write_new` writes a whole small file (a cached chunk) the same way in one call,
-through this thread's aligned buffer.
+:func:`write_new` writes a whole small file the same way in one call, through this
+thread's aligned buffer; :func:`write_at` writes a piece at a page-aligned offset,
+padded to whole pages (a chunk appended to a chunk-cache segment).
 
 Reading past the page cache: :func:`open_direct` opens a file with ``O_DIRECT`` (or
 says the filesystem has none), :func:`read_range` and :func:`read_range_into` read a
@@ -493,6 +494,46 @@ def write_new(
         else:
             set_direct(fd, False)
     _pwrite_all(fd, view[whole:], whole)
+
+
+def write_at(fd: int, data: bytes | bytearray | memoryview, offset: int, *, direct: bool) -> int:
+    """Write ``data`` at ``offset`` (a multiple of ``ALIGN``), zeros after it up to the next
+    page boundary; the bytes written (``data``'s length rounded up to whole pages).
+
+    ``direct``: ``fd`` is open with ``O_DIRECT``. A page-aligned view's whole pages are
+    written from where they lie, the rest through this thread's aligned buffer; a
+    filesystem without ``O_DIRECT`` (``direct`` False) gets the same bytes the ordinary
+    way. The chunk cache appends each chunk to a segment file this way, so that every
+    chunk starts on a page and is read back with ``O_DIRECT`` too.
+    """
+    view = memoryview(data).cast("B")
+    n = len(view)
+    padded = -(-n // ALIGN) * ALIGN
+    if not direct:
+        _pwrite_all(fd, view, offset)
+        if padded > n:
+            _pwrite_all(fd, memoryview(bytes(padded - n)), offset + n)
+        return padded
+    done = 0
+    whole = n - n % ALIGN
+    if whole and isinstance(data, memoryview):
+        try:
+            done = os.pwrite(fd, view[:whole], offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+        done -= done % ALIGN
+        if done:
+            _pwrite_all(fd, view[done:whole], offset + done)
+            done = whole
+    rest = padded - done
+    if rest:
+        buf = _buffer(rest)
+        with memoryview(buf) as aligned:
+            aligned[: n - done] = view[done:]
+            aligned[n - done : rest] = bytes(rest - (n - done))
+            _pwrite_all(fd, aligned[:rest], offset + done)
+    return padded
 
 
 def read_range(fd: int, offset: int, length: int) -> bytes | None:
