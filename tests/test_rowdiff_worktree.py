@@ -49,10 +49,10 @@ def counts(d: RowDiff) -> tuple[int, int, int, int]:
     return d.added, d.removed, d.changed, d.unchanged
 
 
-def diff_in_process(repo: Repo) -> RowDiff:
+def diff_in_process(repo: Repo, revs: tuple[str, ...] = ("v1", "v2")) -> RowDiff:
     r = Repository.find(repo.root)
     return rowdiff.diff_path(
-        r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", ["id"], 100,
+        r.history, r.store, r.chunker, r.root, r.dir, list(revs), b"t.csv", ["id"], 100,
         threads=1,
     )  # fmt: skip
 
@@ -90,11 +90,17 @@ def test_a_version_the_working_tree_holds_is_read_in_place(
     calls = watch(monkeypatch)
     assert counts(diff_in_process(repo)) == EXPECTED
     assert calls == [(False, True)]
+    # So is the working tree's side, with the chunks the index records.
+    calls.clear()
+    working = diff_in_process(repo, ("v1",))
+    assert counts(working) == EXPECTED and working.new_label == "the working tree"
+    assert calls == [(False, True)]
     # A file the index does not vouch for (written again: another stat) is copied.
     repo.write("t.csv", V2)
     calls.clear()
     assert counts(diff_in_process(repo)) == EXPECTED
-    assert calls == [(False, False)]
+    assert counts(diff_in_process(repo, ("v1",))) == EXPECTED
+    assert calls == [(False, False), (False, False)]
     assert cli_counts(repo) == EXPECTED
     repo.ok("fsck")
 
@@ -120,6 +126,15 @@ def test_a_file_changed_during_the_diff_gives_the_versions_rows(
     assert calls == [(False, True), (False, False)]
     assert cached(repo) == cached(clean)
     assert cli_counts(repo) == EXPECTED
+    # The working tree's side changed the same way: the diff is made again from a
+    # copy of the file as it is now (row 5 changed too), never from a mix of both.
+    wt.write_text(V2)
+    past = time.time_ns() - 2_000_000_000
+    os.utime(wt, ns=(past, past))
+    repo.ok("add", "t.csv")
+    calls.clear()
+    assert counts(diff_in_process(repo, ("v1",))) == (1, 1, 2, 2997)
+    assert calls == [(False, True), (False, False)]
     repo.ok("fsck")
 
 

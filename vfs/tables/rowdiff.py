@@ -80,7 +80,7 @@ from vfs.model.chunking import Chunker
 from vfs.model.codec import Entry, Kind
 from vfs.quoting import quote_name
 from vfs.repo.history import History
-from vfs.repo.stage import Index
+from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, regions
 from vfs.tables import engine as engine_module
@@ -577,7 +577,7 @@ def diff_path(
                 what = "a directory" if entry.kind == Kind.DIR else "a symbolic link"
                 raise UsageError(f"{quote_name(path)} is {what} in {rev}: --rows compares files")
             entries.append(entry)
-        for vouched in (_vouching(dvfs_dir, path), None):
+        for vouched in (_Vouching(dvfs_dir, path), None):
             work = tmp / ("in-place" if vouched is not None else "copies")
             work.mkdir()
             engine = Engine(work, threads)  # it starts while the sides are copied
@@ -611,60 +611,68 @@ class _Moved(Exception):
     """A working-tree file read in place changed while the sides were made."""
 
 
-Vouching = Callable[[Entry], Callable[[os.stat_result], bool]]
+class _Vouching:
+    """What the index says of the working tree's file ``path``, read when first asked
+    (a damaged index vouches for nothing)."""
 
+    def __init__(self, dvfs_dir: Path, path: bytes) -> None:
+        self.dvfs_dir = dvfs_dir
+        self.path = path
+        self._index: list[Index | None] = []
 
-def _vouching(dvfs_dir: Path, path: bytes) -> Vouching | None:
-    """For a version's file ``entry``: whether the index says that a working-tree file
-    of stat ``st`` holds its bytes (``vfs.tables.source.from_tree_file``): the index
-    records ``path`` as a checked-out file hashed with that very stat, outside the
-    racy window (``Index.fresh``), and with the entry's content hash and size. The
-    index is read when first asked; a damaged one vouches for nothing."""
-    index: list[Index | None] = []
-
-    def loaded() -> Index | None:
-        if not index:
+    def _staged(self) -> Staged | None:
+        if not self._index:
             try:
-                index.append(Index.load(dvfs_dir / "index"))
+                self._index.append(Index.load(self.dvfs_dir / "index"))
             except (DvfsError, OSError):
-                index.append(None)
-        return index[0]
+                self._index.append(None)
+        idx = self._index[0]
+        try:
+            staged = idx.get(self.path) if idx is not None else None
+        except DvfsError:
+            return None
+        if staged is None or not staged.checked_out or staged.kind != Kind.FILE:
+            return None
+        return staged if staged.digest else None
 
-    def of(entry: Entry) -> Callable[[os.stat_result], bool]:
+    def __call__(self, entry: Entry) -> Callable[[os.stat_result], bool]:
+        """Whether a working-tree file of stat ``st`` holds the bytes of ``entry`` (a
+        version's file), as ``vfs.tables.source.from_tree_file`` asks: the index
+        records the path as a checked-out file with the entry's content hash and size,
+        hashed with that very stat, outside the racy window (``Index.fresh``)."""
+
         def holds(st: os.stat_result) -> bool:
-            idx = loaded()
-            if idx is None or not entry.digest:
+            staged = self._staged()
+            if staged is None or staged.digest != entry.digest or staged.size != entry.size:
                 return False
+            idx = self._index[0]
             try:
-                if idx.fresh(path, st) is not True:
-                    return False
-                staged = idx.get(path)
+                return idx is not None and idx.fresh(self.path, st) is True
             except DvfsError:
                 return False
-            return (
-                staged is not None
-                and staged.checked_out
-                and staged.kind == Kind.FILE
-                and staged.digest == entry.digest
-                and staged.size == entry.size
-            )
 
         return holds
 
-    return of
+    def working(self) -> Entry | None:
+        """The working tree's file as the index recorded it, as a tree entry (its
+        chunks those of the file's bytes), or None if the index holds no such file."""
+        staged = self._staged()
+        return staged.to_entry(self.path.rpartition(b"/")[2]) if staged is not None else None
 
 
 def _copy_sides(
     store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
     entries: list[Entry | None], path: bytes, threads: int | None, cache: Path | None = None,
-    vouched: Vouching | None = None,
+    vouched: _Vouching | None = None,
 ) -> tuple[Side, Side]:  # fmt: skip
     """Both sides of ``path`` copied into ``tmp``: the versions ``names`` name, and the
     working tree's file when there is one name. ``cache``: the ``.dvfs`` directory whose
     kept chunk facts the copies use and fill (``vfs.tables.source``). ``vouched``
-    (``_vouching``): a version's file that the working tree holds is read there in
+    (``_Vouching``): a version's file that the working tree holds is read there in
     place rather than copied, and the other version's copy takes the chunks the two
-    share from it. _Moved if that file changed while the copies were made."""
+    share from it; so is the working tree's side, with the chunks the index records,
+    rather than copied and cut into chunks. _Moved if that file changed while the
+    copies were made."""
     sides: list[Side] = []
     placed: dict[int, Side] = {}
     try:
@@ -674,6 +682,11 @@ def _copy_sides(
                     (s := from_tree_file(root, path, e, names[i], vouched(e), cache)) is not None
                 ):
                     placed[i] = s
+            staged = vouched.working() if len(names) == 1 else None
+            if staged is not None and (
+                s := from_tree_file(root, path, staged, "the working tree", vouched(staged), cache)
+            ):
+                placed[1] = s
         dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
         if _apart(entries):  # nothing to reuse: both copies at once
             with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
@@ -699,7 +712,9 @@ def _copy_sides(
                     )
         if len(names) == 1:
             dest = tmp / f"new{ext}"
-            if os.path.lexists(root / os.fsdecode(path)):
+            if 1 in placed:
+                sides.append(placed[1])
+            elif os.path.lexists(root / os.fsdecode(path)):
                 sides.append(from_working(root, path, chunker, dest))
             else:
                 sides.append(empty_side("the working tree", path, dest))
