@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.model.chunking import Chunker, ChunkerParams, stitch
 
 MIB = 1024 * 1024
 # Cut points of 12 MiB from random.Random(1234): these must never move, or every
@@ -71,27 +72,92 @@ def test_chunks_reassemble_and_respect_bounds(size: int, seed: int) -> None:
     assert all(len(c) >= p.min_size for c in chunks[:-1])
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.integers(min_value=0, max_value=40 * MIB), st.integers(min_value=0, max_value=2**32))
-def test_blocks_cut_where_the_stream_does(size: int, seed: int) -> None:
-    data = random.Random(seed).randbytes(size)
+def cut_in_blocks(
+    data: bytes, *, pool: ThreadPoolExecutor | None = None, reads: int = 0, spare: int = 2
+) -> list[bytes]:
+    """The chunks Chunker.blocks cuts ``data`` in, with ``spare`` recycled blocks,
+    reads of at most ``reads`` bytes (0: as many as fit) and guesses cut by ``pool``."""
     chunker = Chunker(ChunkerParams())
     src = io.BytesIO(data)
-    spare = [bytearray(8 * MIB) for _ in range(2)]
+    blocks = [bytearray(chunker.block_size(4 * MIB)) for _ in range(spare)]
     got: list[bytes] = []
     turn = 0
 
     def take() -> bytearray:
         nonlocal turn
         turn += 1
-        return spare[turn % 2]
+        return blocks[turn % spare]
 
-    for block, ends in chunker.blocks(src.readinto, take):
-        start = 0
+    def readinto(view: memoryview) -> int:
+        return src.readinto(view[:reads] if reads else view)
+
+    for block, first, ends in chunker.blocks(readinto, take, pool.submit if pool else None):
+        start = first
         for end in ends:
             got.append(bytes(block[start:end]))
             start = end
-    assert got == list(chunker.stream(io.BytesIO(data)))
+    return got
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=40 * MIB), st.integers(min_value=0, max_value=2**32))
+def test_blocks_cut_where_the_stream_does(size: int, seed: int) -> None:
+    data = random.Random(seed).randbytes(size)
+    assert cut_in_blocks(data) == list(Chunker(ChunkerParams()).stream(io.BytesIO(data)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=40 * MIB),
+    st.integers(min_value=0, max_value=2**32),
+    st.sampled_from([0, 4096, 1_000_003, 3 * MIB + 17]),
+    st.sampled_from(["random", "runs", "zeros"]),
+)
+def test_blocks_cut_in_parallel_where_the_stream_does(
+    size: int, seed: int, reads: int, kind: str
+) -> None:
+    """Blocks cut on other threads and stitched give the stream's chunks, whatever
+    the file and wherever its reads end: random bytes (the guess meets the true cuts
+    soon), runs of repeated bytes (cuts forced at the maximum size) and zeros (the
+    guess never meets them: the calling thread cuts it all)."""
+    rng = random.Random(seed)
+    if kind == "random":
+        data = rng.randbytes(size)
+    elif kind == "zeros":
+        data = bytes(size)
+    else:
+        parts, held = [], 0
+        while held < size:
+            n = rng.randrange(1, 6 * MIB)
+            run = bytes([rng.randrange(256)]) * n
+            parts.append(rng.randbytes(n) if rng.random() < 0.5 else run)
+            held += n
+        data = b"".join(parts)[:size]
+    want = list(Chunker(ChunkerParams()).stream(io.BytesIO(data)))
+    with ThreadPoolExecutor(2) as pool:
+        assert cut_in_blocks(data, pool=pool, reads=reads, spare=3) == want
+
+
+def test_blocks_cut_in_parallel_a_large_file_where_the_stream_does() -> None:
+    data = random.Random(99).randbytes(48 * MIB)
+    want = list(Chunker(ChunkerParams()).stream(io.BytesIO(data)))
+    with ThreadPoolExecutor(2) as pool:
+        for reads in (0, 65536, 5 * MIB + 3):
+            assert cut_in_blocks(data, pool=pool, reads=reads, spare=3) == want
+
+
+def test_stitch_takes_the_guess_from_the_first_cut_it_shares() -> None:
+    """Where a chunk of the true cut ends at a cut of the guess, the rest is the guess's:
+    a guess that is wrong after the shared cut shows it was taken, not recomputed."""
+    data = random.Random(1234).randbytes(12 * MIB)
+    cdc = Chunker(ChunkerParams())._cdc
+    true = [c.offset + c.length for c in cdc.cut_buf(data)]
+    guess: Future[list[int]] = Future()
+    guess.set_result([true[1], true[2], 10**9])
+    assert list(stitch(cdc, memoryview(data), 0, guess)) == [*true[:3], 10**9]
+    unmet: Future[list[int]] = Future()
+    unmet.set_result([true[0] + 1, 10**9])
+    assert list(stitch(cdc, memoryview(data), 0, unmet)) == true
 
 
 def test_blocks_of_the_pinned_input() -> None:
@@ -100,8 +166,10 @@ def test_blocks_of_the_pinned_input() -> None:
     src = io.BytesIO(data)
     ends: list[int] = []
     base = 0
-    for block, cut in chunker.blocks(src.readinto, lambda: bytearray(8 * MIB)):
-        ends += [base + e for e in cut]
-        base += cut[-1]
+    for block, first, cut in chunker.blocks(src.readinto, lambda: bytearray(8 * MIB)):
+        ends += [base + e - first for e in cut]
+        base += cut[-1] - first
         del block
     assert ends == GOLDEN_CUTS
+    with ThreadPoolExecutor(2) as pool:
+        assert cuts(cut_in_blocks(data, pool=pool, reads=3 * MIB)) == GOLDEN_CUTS

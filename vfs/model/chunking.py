@@ -14,19 +14,24 @@ out chunks as positions in them, so a large file is read with no copy per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Literal, TypeVar, cast
 
 if TYPE_CHECKING:
     import mmap
+    from concurrent.futures import Future
 
     import pyfastcdc
 
 Block = TypeVar("Block", bytearray, "mmap.mmap")  # a writable buffer a file is read into
+# Runs a function on another thread: an executor's ``submit`` (for Chunker.blocks's guesses).
+Spawn = Callable[..., "Future[list[int]]"]
 
 KIB = 1024
 MIB = 1024 * KIB
+PAGE = 4096  # Chunker.blocks reads whole pages into its blocks (for O_DIRECT packs)
 # The ranges FastCDC is defined for (those pyfastcdc enforces): a format record, which
 # a clone takes from its remote, must fall inside them, so that a hostile remote can
 # neither break chunking (zero sizes) nor make every add hold huge buffers (1 TiB).
@@ -81,6 +86,31 @@ class ChunkerParams:
         return params
 
 
+def stitch(
+    cdc: pyfastcdc.FastCDC, view: memoryview, base: int, guess: Future[list[int]] | None
+) -> Iterator[int]:
+    """The chunk ends of ``view`` (offsets plus ``base``), cut from its start.
+
+    ``guess`` (if any) holds the ends of a cut of a later part of the same bytes that
+    began at an arbitrary offset. Once a chunk of ``view`` ends where a chunk of the
+    guess ends, every later chunk is the same in both (a chunk's end depends only on
+    its start and the bytes from there to the end of the buffer), so the rest is taken
+    from the guess instead of cut again.
+    """
+    known: set[int] | None = None
+    after: list[int] = []
+    for chunk in cdc.cut_buf(view):
+        end = base + chunk.offset + chunk.length
+        yield end
+        if guess is not None:
+            if known is None:
+                after = guess.result()
+                known = set(after)
+            if end in known:
+                yield from after[after.index(end) + 1 :]
+                return
+
+
 class Chunker:
     """Cuts byte streams into chunks with one repository's parameters."""
 
@@ -112,47 +142,114 @@ class Chunker:
             yield bytes(chunk.data)
 
     def blocks(
-        self, readinto: Callable[[memoryview], int], take: Callable[[], Block]
-    ) -> Iterator[tuple[Block, list[int]]]:
-        """Cut a stream block by block; yield (block, chunk end offsets in it).
+        self,
+        readinto: Callable[[memoryview], int],
+        take: Callable[[], Block],
+        spawn: Spawn | None = None,
+    ) -> Generator[tuple[Block, int, list[int]], None, None]:
+        """Cut a stream block by block; yield (block, first, chunk end offsets in it).
 
         ``readinto`` fills a view and returns the bytes read (0 at the end); ``take``
-        returns an empty buffer of at least twice the maximum chunk size, which the
-        caller may recycle once it has no more use for a block it was given before
-        (never the block last yielded: its tail is carried over into the next one).
-        The chunks of a block are ``block[0:ends[0]]``, ``block[ends[0]:ends[1]]``...;
-        the cut points are exactly those of :meth:`stream`, because a chunk is cut
-        only once the maximum chunk size past its start (or the end) is in the block,
-        or when the cut was found before the block's end at a distance that the
-        stream would have scanned with the same masks (at least the average size).
+        returns an empty buffer of at least :meth:`block_size` bytes, which the caller
+        may recycle once it has no more use for a block it was given before. The chunks
+        of a block are ``block[first:ends[0]]``, ``block[ends[0]:ends[1]]``...
+
+        Each block holds a reserve of :attr:`reserve` bytes, then the bytes read into
+        it. The tail of a block that no cut ends (less than the maximum chunk size) is
+        copied into the end of the next block's reserve once the block's cuts are
+        known, so the next block can be read before that. The cut points are exactly
+        those of :meth:`stream`: a chunk is cut only once the maximum chunk size past its
+        start (or the end) is in the block, or when the cut was found before the block's
+        end at a distance that the stream would have scanned with the same masks (at
+        least the average size).
+
+        With ``spawn`` (an executor's ``submit``), the bytes read into a block are cut
+        on another thread while the caller reads the next block: from the start of
+        the read, as if a chunk began there (:func:`stitch`). The calling thread then
+        cuts only from its block's true first chunk until it meets a cut of that
+        guess, from where on the two are the same (FastCDC cuts a chunk from its
+        start and the bytes after it alone); on random data that is ~1.5 MiB past
+        the guess's start, and never worse than cutting the whole block itself.
         """
-        max_size, avg = self.params.max_size, self.params.avg_size
-        carry = memoryview(b"")
-        eof = False
-        while not eof:
+        reserve = self.reserve
+        futs: list[Future[list[int]]] = []
+
+        def read_next() -> tuple[Block, int, bool, Future[list[int]] | None] | None:
             block = take()
             view = memoryview(block)
-            filled = len(carry)
-            view[:filled] = carry
+            filled = reserve
+            eof = False
             while filled < len(block):
                 n = readinto(view[filled:])
                 if n <= 0:
                     eof = True
                     break
                 filled += n
-            ends: list[int] = []
-            start = 0
-            if filled:
-                for chunk in self._cdc.cut_buf(view[:filled]):
-                    left = filled - chunk.offset
-                    found = chunk.length < left  # a boundary matched before the block's end
-                    if not (eof or left >= max_size or (found and left >= avg)):
-                        break  # the cut could depend on bytes not read yet
-                    start = chunk.offset + chunk.length
-                    ends.append(start)
-            carry = view[start:filled]
-            if ends:
-                yield block, ends
+            guess = None
+            if spawn is not None and filled - reserve >= self.params.max_size:
+                guess = spawn(self._cut_ends, view, reserve, filled)
+                futs.append(guess)
+            return block, filled, eof, guess
+
+        try:
+            carry = 0
+            cur = read_next()
+            while cur is not None:
+                block, filled, eof, guess = cur
+                nxt = None if eof else read_next()
+                first = reserve - carry
+                ends = self._accepted(block, first, filled, eof, guess)
+                start = ends[-1] if ends else first
+                carry = filled - start
+                if nxt is not None and carry:
+                    memoryview(nxt[0])[reserve - carry : reserve] = memoryview(block)[start:filled]
+                if ends:
+                    yield block, first, ends
+                cur = nxt
+        finally:
+            for fut in futs:  # a guess still cutting reads a block: let it end first
+                if not fut.cancel():
+                    with contextlib.suppress(Exception):
+                        fut.result()
+
+    @property
+    def reserve(self) -> int:
+        """Bytes at the start of each of :meth:`blocks`'s blocks, for the tail carried
+        over from the block before (less than the maximum chunk size); whole pages."""
+        return -(-self.params.max_size // PAGE) * PAGE
+
+    def block_size(self, read: int) -> int:
+        """The size of a block for :meth:`blocks` that reads ``read`` bytes at a time
+        (at least the maximum chunk size, so that each block ends a chunk)."""
+        return self.reserve + -(-max(read, self.params.max_size) // PAGE) * PAGE
+
+    def _cut_ends(self, view: memoryview, start: int, stop: int) -> list[int]:
+        """The ends of the chunks of ``view[start:stop]`` cut as if a chunk began at
+        ``start``, as offsets into ``view``."""
+        return [start + c.offset + c.length for c in self._cdc.cut_buf(view[start:stop])]
+
+    def _accepted(
+        self,
+        block: Block,
+        first: int,
+        filled: int,
+        eof: bool,
+        guess: Future[list[int]] | None,
+    ) -> list[int]:
+        """The ends of the chunks of ``block[first:filled]`` that no later byte can
+        move (all of them at ``eof``); ``guess``: the cut ends of the bytes read into
+        the block, cut as if a chunk began where they begin."""
+        max_size, avg = self.params.max_size, self.params.avg_size
+        ends: list[int] = []
+        pos = first
+        for end in stitch(self._cdc, memoryview(block)[first:filled], first, guess):
+            left = filled - pos
+            found = end < filled  # a boundary matched before the block's end
+            if not (eof or left >= max_size or (found and left >= avg)):
+                break  # the cut could depend on bytes not read yet
+            ends.append(end)
+            pos = end
+        return ends
 
     def buffer(self, data: bytes) -> Iterator[bytes]:
         """Yield the chunks of an in-memory buffer (for small inputs and tests)."""

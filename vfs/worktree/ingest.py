@@ -5,7 +5,10 @@ so that both cores stay busy from the first byte to the last and memory does not
 with the file (:meth:`Hasher._read_large`)::
 
     kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
-      -> calling thread  reads into one of BLOCKS page-aligned blocks, cuts it (FastCDC)
+      -> calling thread  reads into one of BLOCKS page-aligned blocks; the chunks pool
+                         cuts it (FastCDC) from where the read began while the calling
+                         thread reads the next, and the calling thread cuts from the
+                         block's first chunk until it meets that guess (Chunker.blocks)
       -> chunks pool     per chunk: BLAKE3 id, compressibility probe (zstd), append
                          to the open pack under the store's lock
       -> pack writer     one thread writes the pack (vfs._os.direct_io): a raw chunk's
@@ -50,13 +53,16 @@ if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes 
 
 
 READ_RETRIES = 3
-BLOCK_BYTES = 8 << 20  # a large file is read in blocks of this size (at least)
+BLOCK_BYTES = 6 << 20  # a large file is read this many bytes per block (Chunker.block_size)
 # Blocks of a large file in flight: one being read and cut, the others being hashed and
 # written to the pack from where they lie. Four (and 4 MiB pack blocks) put the peak
 # RSS of adding 1 GiB at 87 MiB, over DVC's 67, when chunks were copied into the pack's
 # blocks; now those hold only the few pages a chunk begins and ends in, and the third
 # block is what they held before. Adding 1 GiB to a repository of 20,000 files: peak
-# RSS 59 MiB with three, 52 with two, 58 before chunks were lent (DVC: 67).
+# RSS 59 MiB with three, 52 with two, 58 before chunks were lent (DVC: 67). Each block
+# also has a reserve of the maximum chunk size for the tail carried over (4 MiB): with
+# reads of 8 MiB the peak was 71 MiB, with 6 MiB 64, with 4 MiB 60 (8 MiB blocks before:
+# 62); reads of 4 MiB cost 0.15 CPU-s more per GiB in guesses cut twice, 6 MiB 0.06.
 BLOCKS = 3
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
@@ -268,7 +274,7 @@ class Hasher:
         from vfs._os.direct_io import ALIGN
 
         whole = hasher()
-        size = -(-max(BLOCK_BYTES, 2 * self.chunker.params.max_size) // ALIGN) * ALIGN
+        size = self.chunker.block_size(BLOCK_BYTES)
         inflight: deque[tuple[mmap.mmap, list[Future[Lent]], Future[Any]]] = deque()
         refs: list[ChunkRef] = []
         made = 0
@@ -309,19 +315,21 @@ class Hasher:
 
         progress = self.workers.progress
         try:
-            for block, ends in self.chunker.blocks(readinto, take):
-                view = memoryview(block)
-                futs: list[Future[Lent]] = []
-                start = 0
-                pool = self.workers.chunks
-                for end in ends:
-                    piece = view[start:end]
-                    futs.append(pool.submit(_lend_chunk, self.store, piece, start % ALIGN))
-                    progress.advance(0, end - start)
-                    start = end
-                total += start
-                upd = self.workers.digest.submit(whole.update, view[:start])
-                inflight.append((block, futs, upd))
+            pool = self.workers.chunks
+            cut = self.chunker.blocks(readinto, take, pool.submit)
+            with contextlib.closing(cut):  # (its guesses end before the blocks are given)
+                for block, first, ends in cut:
+                    view = memoryview(block)
+                    futs: list[Future[Lent]] = []
+                    start = first
+                    for end in ends:
+                        piece = view[start:end]
+                        futs.append(pool.submit(_lend_chunk, self.store, piece, start % ALIGN))
+                        progress.advance(0, end - start)
+                        start = end
+                    total += start - first
+                    upd = self.workers.digest.submit(whole.update, view[first:start])
+                    inflight.append((block, futs, upd))
             while inflight:
                 settle()
         finally:
