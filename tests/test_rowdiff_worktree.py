@@ -6,12 +6,14 @@ engine reads that file instead of a copy out of the store
 it never gives anything but the version's rows: not for a file changed while the
 diff runs, nor for one changed just before it with its modification time set back,
 nor through a symbolic link; and that nothing learned from a changed file is kept
-in the row cache.
+in the row cache. A working-tree file that holds neither version but shares most
+of one's chunks gives the copies those chunks.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,10 @@ from typing import Any
 import pytest
 
 from tests.support.cli import Repo, init_repo
+from vfs.model.chunking import ChunkerParams
 from vfs.repo.repository import Repository
-from vfs.tables import rowdiff
+from vfs.store.objects import ObjectStore
+from vfs.tables import rowdiff, source
 from vfs.tables.result import RowDiff
 from vfs.tables.source import Side
 
@@ -182,4 +186,55 @@ def test_a_symbolic_link_in_the_working_tree_is_never_followed(
     os.symlink(outside, repo.root / "d")  # its directory a link
     assert counts(diff()) == EXPECTED
     assert calls == [(False, False), (False, False)]
+    repo.ok("fsck")
+
+
+def test_copies_take_the_chunks_the_working_tree_shares_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # v1 against v2 while the working tree holds v3, a small edit of v1: v1's copy
+    # takes the chunks v3 shares with it from the working-tree file, not the store.
+    # Changed while they are copied, the copies are made again from the store.
+    root = tmp_path / "repo"
+    Repository.init(root, chunker=ChunkerParams(min_size=64, avg_size=256, max_size=1024))
+    repo = Repo(root)
+    v3 = V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n")
+    for text in (V1, V2, v3):
+        path = repo.write("t.csv", text)
+        past = time.time_ns() - 2_000_000_000
+        os.utime(path, ns=(past, past))
+        repo.ok("add", "t.csv")
+        repo.ok("commit", "-m", "t")
+    r = Repository.find(root)
+    v1 = r.history.lookup(r.history.version(r.history.resolve("v1")).tree, b"t.csv")
+    held = r.history.lookup(r.history.version(r.history.resolve("v3")).tree, b"t.csv")
+    assert v1 is not None and held is not None
+    shared = {c.oid for c in v1.chunks} & {c.oid for c in held.chunks}
+    assert len(shared) > len(v1.chunks) // 2
+    fetched: list[bytes] = []
+    get = ObjectStore.get
+
+    def counted(self: ObjectStore, oid: bytes) -> bytes:
+        fetched.append(oid)
+        return get(self, oid)
+
+    monkeypatch.setattr(ObjectStore, "get", counted)
+    calls = watch(monkeypatch)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, False)] and not shared & set(fetched)
+
+    wt = repo.root / "t.csv"
+    copy = source.copy_range
+
+    def rewrite(src: int, pos: int, n: int, dst: int) -> None:
+        if os.fstat(src).st_ino == wt.stat().st_ino and b"4501" in wt.read_bytes():
+            wt.write_bytes(wt.read_bytes().replace(b"\n1,n1,3\n", b"\n1,n1,9\n"))
+        copy(src, pos, n, dst)
+
+    monkeypatch.setattr(source, "copy_range", rewrite)
+    shutil.rmtree(repo.root / ".dvfs" / "rowcache")
+    fetched.clear()
+    calls.clear()
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, False)] and shared <= set(fetched)
     repo.ok("fsck")

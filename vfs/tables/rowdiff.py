@@ -660,6 +660,21 @@ class _Vouching:
         return staged.to_entry(self.path.rpartition(b"/")[2]) if staged is not None else None
 
 
+DONOR = 2  # in ``_copy_sides``: the working tree's file, read for the chunks it shares
+
+
+def _shares(working: Entry, entries: Sequence[Entry | None]) -> bool:
+    """True if a version's file (``entries``) shares ``FAST_SHARE`` of its bytes with
+    the working tree's (``working``): then its copy takes those chunks from there."""
+    held = {c.oid for c in working.chunks}
+    for e in entries:
+        if e is not None and sum(c.size for c in e.chunks if c.oid in held) >= FAST_SHARE * max(
+            1, e.size
+        ):
+            return True
+    return False
+
+
 def _copy_sides(
     store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
     entries: list[Entry | None], path: bytes, threads: int | None, cache: Path | None = None,
@@ -671,8 +686,11 @@ def _copy_sides(
     (``_Vouching``): a version's file that the working tree holds is read there in
     place rather than copied, and the other version's copy takes the chunks the two
     share from it; so is the working tree's side, with the chunks the index records,
-    rather than copied and cut into chunks. _Moved if that file changed while the
-    copies were made."""
+    rather than copied and cut into chunks. Where the working tree holds neither
+    version but shares most of the bytes of one (the diff of two older versions),
+    the copies take the chunks they share with it from there rather than out of the
+    store (``vfs.tables.source.from_version``'s ``reuse``). _Moved if a file read in
+    the working tree changed while the copies were made."""
     sides: list[Side] = []
     placed: dict[int, Side] = {}
     try:
@@ -682,16 +700,23 @@ def _copy_sides(
                     (s := from_tree_file(root, path, e, names[i], vouched(e), cache)) is not None
                 ):
                     placed[i] = s
-            staged = vouched.working() if len(names) == 1 else None
-            if staged is not None and (
-                s := from_tree_file(root, path, staged, "the working tree", vouched(staged), cache)
+            staged = vouched.working() if len(names) == 1 or not placed else None
+            if (
+                staged is not None
+                and (len(names) == 1 or _shares(staged, entries))
+                and (
+                    s := from_tree_file(
+                        root, path, staged, "the working tree", vouched(staged), cache
+                    )
+                )
             ):
-                placed[1] = s
+                placed[1 if len(names) == 1 else DONOR] = s
         dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
         if _apart(entries):  # nothing to reuse: both copies at once
             with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
+                donor = placed.get(DONOR)
                 jobs = [
-                    pool.submit(from_version, store, e, rev, path, dest, None, threads, cache)
+                    pool.submit(from_version, store, e, rev, path, dest, donor, threads, cache)
                     if i not in placed
                     else None
                     for i, (e, rev, dest) in enumerate(zip(entries, names, dests, strict=True))
@@ -699,14 +724,15 @@ def _copy_sides(
                 ]
                 sides = [placed[i] if j is None else j.result() for i, j in enumerate(jobs)]
         else:
-            reuse = next(iter(placed.values()), None)
+            # the file read in place, else the copy made before, else the donor
+            reuse = next((placed[i] for i in (0, 1) if i in placed), None)
             for i, (entry, rev, dest) in enumerate(zip(entries, names, dests, strict=True)):
                 if i in placed:
                     sides.append(placed[i])
                 elif entry is None:
                     sides.append(empty_side(rev, path, dest))
                 else:
-                    src = reuse or (sides[0] if sides else None)
+                    src = reuse or (sides[0] if sides else placed.get(DONOR))
                     sides.append(
                         from_version(store, entry, rev, path, dest, src, threads, cache, lazy=True)
                     )
@@ -729,6 +755,8 @@ def _copy_sides(
         for s in placed.values():
             s.close()
         raise _Moved
+    if DONOR in placed:  # its bytes are in the copies now, and were as vouched for
+        placed.pop(DONOR).close()
     old, new = sides
     if not old.present and not new.present:
         for s in placed.values():

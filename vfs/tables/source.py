@@ -462,7 +462,8 @@ def from_version(
 
     Chunks are fetched ``AHEAD`` at a time on ``threads`` threads (decompressing and
     hashing release the GIL). A chunk that ``reuse`` (the other side, already
-    written) holds is copied from its copy by the kernel instead. ``cache``: the
+    written, or the working tree's file read in place, ``from_tree_file``) holds is
+    copied from its copy by the kernel instead. ``cache``: the
     ``.dvfs`` directory whose kept facts spare scanning the chunks (module doc).
     ``lazy``: where the facts of every chunk were kept, write none of them yet, only
     what ``Side.fill`` is asked for (module doc). Otherwise a copy an earlier diff
