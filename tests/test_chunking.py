@@ -6,6 +6,7 @@ import io
 import random
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -144,6 +145,13 @@ def test_blocks_cut_in_parallel_a_large_file_where_the_stream_does() -> None:
     with ThreadPoolExecutor(2) as pool:
         for reads in (0, 65536, 5 * MIB + 3):
             assert cut_in_blocks(data, pool=pool, reads=reads, spare=3) == want
+
+
+def test_blocks_too_small_for_a_chunk_after_the_reserve_are_refused() -> None:
+    chunker = Chunker(ChunkerParams())
+    src = io.BytesIO(bytes(10 * MIB))
+    with pytest.raises(ValueError, match="is under"):
+        next(chunker.blocks(src.readinto, lambda: bytearray(chunker.block_size(0) - 1)))
 
 
 def test_stitch_takes_the_guess_from_the_first_cut_it_shares() -> None:

@@ -176,6 +176,8 @@ class Chunker:
 
         def read_next() -> tuple[Block, int, bool, Future[list[int]] | None] | None:
             block = take()
+            if len(block) < self.block_size(0):  # too small to hold a chunk after the reserve
+                raise ValueError(f"a block of {len(block):,} bytes is under {self.block_size(0):,}")
             view = memoryview(block)
             filled = reserve
             eof = False
@@ -188,6 +190,7 @@ class Chunker:
             guess = None
             if spawn is not None and filled - reserve >= self.params.max_size:
                 guess = spawn(self._cut_ends, view, reserve, filled)
+                futs[:] = [f for f in futs if not f.done()]  # (a few at most, whatever the size)
                 futs.append(guess)
             return block, filled, eof, guess
 
