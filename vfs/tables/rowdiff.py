@@ -613,12 +613,28 @@ class _Moved(Exception):
 
 class _Vouching:
     """What the index says of the working tree's file ``path``, read when first asked
-    (a damaged index vouches for nothing)."""
+    (a damaged index vouches for nothing).
+
+    Reading a record decodes the whole index (``Index.get``): 0.3-0.45 CPU-s for
+    200,000 paths (a 29 MB index), where reading a file in place spares about 7 ms
+    a MB of it (its copy out of the store). So the index is asked only about files
+    at least twice its size (``_worth``); a smaller file is copied as before.
+    """
 
     def __init__(self, dvfs_dir: Path, path: bytes) -> None:
         self.dvfs_dir = dvfs_dir
         self.path = path
         self._index: list[Index | None] = []
+        self._bytes: int | None = None
+
+    def _worth(self, size: int) -> bool:
+        """True if reading the index costs less than copying a file of ``size`` bytes."""
+        if self._bytes is None:
+            try:
+                self._bytes = os.stat(self.dvfs_dir / "index").st_size
+            except OSError:
+                self._bytes = -1  # no index: it vouches for nothing
+        return 0 <= self._bytes <= size // 2
 
     def _staged(self) -> Staged | None:
         if not self._index:
@@ -642,6 +658,8 @@ class _Vouching:
         hashed with that very stat, outside the racy window (``Index.fresh``)."""
 
         def holds(st: os.stat_result) -> bool:
+            if not self._worth(entry.size):
+                return False
             staged = self._staged()
             if staged is None or staged.digest != entry.digest or staged.size != entry.size:
                 return False
@@ -653,10 +671,11 @@ class _Vouching:
 
         return holds
 
-    def working(self) -> Entry | None:
+    def working(self, size: int) -> Entry | None:
         """The working tree's file as the index recorded it, as a tree entry (its
-        chunks those of the file's bytes), or None if the index holds no such file."""
-        staged = self._staged()
+        chunks those of the file's bytes), or None if the index holds no such file
+        or is not worth reading for a file of ``size`` bytes (``_worth``)."""
+        staged = self._staged() if self._worth(size) else None
         return staged.to_entry(self.path.rpartition(b"/")[2]) if staged is not None else None
 
 
@@ -700,7 +719,11 @@ def _copy_sides(
                     (s := from_tree_file(root, path, e, names[i], vouched(e), cache)) is not None
                 ):
                     placed[i] = s
-            staged = vouched.working() if len(names) == 1 or not placed else None
+            largest = max((e.size for e in entries if e is not None), default=0)
+            if len(names) == 1:
+                with contextlib.suppress(OSError):
+                    largest = max(largest, os.lstat(root / os.fsdecode(path)).st_size)
+            staged = vouched.working(largest) if len(names) == 1 or not placed else None
             if (
                 staged is not None
                 and (len(names) == 1 or _shares(staged, entries))
