@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from tests.support.cli import (
     run_python,
 )
 from tests.support.data import rand
+from vfs.repo.repository import Repository
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -681,6 +683,158 @@ def test_large_files_added_together_read_back(repo: Repo) -> None:
     assert files["b.bin"]["hash"] == digest(second)
     assert files["c.csv"]["hash"] == digest(text)
     repo.fsck_clean()
+
+
+ADD_SPLIT = """
+import json, os, sys
+from pathlib import Path
+from vfs._os.helper_process import Helper
+from vfs.errors import FileChanged
+from vfs.ops.workflow import add
+from vfs.repo.repository import Repository
+from vfs.worktree import ingest
+from vfs.worktree.pools import Workers
+
+how = sys.argv[2]
+parent, forked = os.getpid(), []
+told_r, told_w = os.pipe()
+real_start, real_share, real_stage_one = Helper.start, ingest._hash_share, ingest.Hasher.stage_one
+
+def start(work):
+    helper = real_start(work)
+    forked.append(helper is not None)
+    if helper is not None:  # (this process claims nothing before the helper has)
+        os.read(told_r, 1)
+    return helper
+
+def share(channel, hasher, tickets, *rest):
+    real_claim, claims = tickets.claim, []
+
+    def claim():
+        claims.append(real_claim())
+        if len(claims) == 2:
+            os.write(told_w, b"x")
+        if how == "dies" and len(claims) == 4:  # three claims hashed, the fourth lost
+            raise RuntimeError("the helper broke")
+        return claims[-1]
+
+    tickets.claim = claim
+    real_share(channel, hasher, tickets, *rest)
+
+def stage_one(self, found, *rest):
+    if how == "refuses" and os.getpid() != parent and found.rel.endswith(b"3.txt"):
+        os.write(1, b"r")  # (a file the helper finds changing: this process reads it)
+        raise FileChanged("changed")
+    return real_stage_one(self, found, *rest)
+
+Helper.start = start
+ingest._hash_share = share
+ingest.Hasher.stage_one = stage_one
+ingest.spare_cpus = (lambda limit: 0) if how == "alone" else (lambda limit: 1)
+handle = Repository.find(Path(sys.argv[1]))
+with Workers() as workers:
+    report = add(handle, [str(handle.root / "data")], workers)
+handle.store.close()
+print(json.dumps({"forked": forked, "files": report.files, "read": report.bytes_read}))
+"""
+
+
+def head_tree(repo: Repo) -> bytes:
+    """The id of the root tree of the repository's HEAD version."""
+    return Repository(repo.root).history.version(bytes.fromhex(repo.head_id())).tree
+
+
+def _many_small_to_add(repo: Repo) -> dict[str, bytes]:
+    """More small files than one process hashes alone (a helper takes a share): some
+    alike, an empty one, links, and a large file among them."""
+    from vfs.worktree.ingest import HASH_SPLIT
+
+    files = {
+        f"data/d{i % 13:02}/f{i:05}.txt": (
+            b"same in many directories\n" if i % 50 == 0 else rand(100 + i % 3000, seed=i)
+        )
+        for i in range(HASH_SPLIT + 300)
+    }
+    files["data/empty.txt"] = b""
+    files["data/big.bin"] = rand(3 * MiB + 17, seed=99)
+    for rel, data in files.items():
+        repo.write(rel, data)
+    os.symlink("f00001.txt", repo.root / "data/d01/link")
+    os.symlink("../nowhere", repo.root / "data/d02/dangling")
+    return files
+
+
+def _added_apart(repo: Repo, how: str) -> dict[str, Any]:
+    """Add ``data`` the way ``how`` says (see ADD_SPLIT), commit; what the add said."""
+    out = run_python(ADD_SPLIT, str(repo.root), how)
+    got: dict[str, Any] = json.loads(out[out.index("{") :])
+    got["refused"] = out[: out.index("{")].count("r")  # by the helper (see ADD_SPLIT)
+    repo.commit(how)
+    return got
+
+
+def test_many_small_files_hashed_by_two_processes_make_the_same_trees(
+    make_repo: RepoFactory,
+) -> None:
+    """Past HASH_SPLIT small files a forked helper hashes a share of them into packs of
+    its own: the version is the one a single process makes, every file reads back and
+    the store checks clean."""
+    split = make_repo("split")
+    files = _many_small_to_add(split)
+    alone = make_repo("alone")  # a copy, with the same modification times
+    shutil.copytree(split.root / "data", alone.root / "data", symlinks=True)
+    got = _added_apart(split, "split")
+    assert got["forked"] == [True], "the split was not exercised"
+    assert got["files"] == len(files) + 2
+    assert got["read"] == sum(len(d) for d in files.values())  # (links are not read)
+    assert _added_apart(alone, "alone")["forked"] == []
+    assert head_tree(split) == head_tree(alone)
+    for rel, data in list(files.items())[::97]:
+        assert split.cat(f"HEAD:{rel}") == data
+    assert split.status()["staged"] == []
+    split.fsck_clean()
+    alone.fsck_clean()
+
+
+def test_a_small_file_helper_that_dies_leaves_its_files_to_the_parent(
+    make_repo: RepoFactory,
+) -> None:
+    """A helper that fails after hashing and storing some batches reports nothing:
+    this process hashes all it claimed again, the version is whole, and the pack the
+    helper was writing is gone."""
+    split = make_repo("split")
+    files = _many_small_to_add(split)
+    alone = make_repo("alone")
+    shutil.copytree(split.root / "data", alone.root / "data", symlinks=True)
+    got = _added_apart(split, "dies")
+    assert got["forked"] == [True], "the split was not exercised"
+    assert got["files"] == len(files) + 2
+    _added_apart(alone, "alone")
+    assert head_tree(split) == head_tree(alone)
+    objects = split.root / ".dvfs" / "objects"
+    assert [p.name for p in objects.iterdir() if p.name.startswith(".tmp")] == []
+    for rel, data in list(files.items())[::89]:
+        assert split.cat(f"HEAD:{rel}") == data
+    split.fsck_clean()
+
+
+def test_files_a_small_file_helper_cannot_read_are_hashed_by_the_parent(
+    make_repo: RepoFactory,
+) -> None:
+    """A file the helper finds changing is left to this process, which reads it (and
+    would give the error itself): every file is staged, as one process would."""
+    split = make_repo("split")
+    files = _many_small_to_add(split)
+    alone = make_repo("alone")
+    shutil.copytree(split.root / "data", alone.root / "data", symlinks=True)
+    got = _added_apart(split, "refuses")
+    assert got["forked"] == [True] and got["refused"] > 0, f"the split was not exercised: {got}"
+    assert got["files"] == len(files) + 2
+    assert got["read"] == sum(len(d) for d in files.values())
+    _added_apart(alone, "alone")
+    assert head_tree(split) == head_tree(alone)
+    assert split.status()["staged"] == []
+    split.fsck_clean()
 
 
 def test_names_of_the_longest_length_round_trip(repo: Repo) -> None:

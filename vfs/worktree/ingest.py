@@ -22,6 +22,10 @@ stage runs on whichever core is free; the stage that waits (a full pack writer, 
 block still being hashed) holds the ones before it back. Every byte is hashed twice:
 once as part of its chunk and once for the file's digest (packs are named by their
 header, ``vfs.store.packs``).
+
+Small files (one chunk each) are read, hashed and stored whole, in batches
+(:meth:`Hasher.stage_batch`); past HASH_SPLIT of them a forked helper process hashes a
+share of the batches into packs of its own (:class:`_SmallHelper`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import contextlib
 import errno
 import os
 import stat as statmod
+import struct
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -37,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vfs._os.beneath import ABSENT, READ, Walker
+from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.errors import DvfsError, FileChanged, FileUnreadable
 from vfs.model.chunking import Chunker
 from vfs.model.codec import PERM_BITS, ChunkRef, Kind
@@ -44,7 +50,7 @@ from vfs.model.ids import hash_bytes, hasher
 from vfs.repo.stage import Staged
 from vfs.store.durable import storage_error
 from vfs.store.objects import ObjectStore, ObjKind
-from vfs.worktree.pools import Workers
+from vfs.worktree.pools import Progress, Workers
 from vfs.worktree.scan import Found, show
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
@@ -67,6 +73,8 @@ BLOCKS = 3
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
+# Small files from which a forked helper hashes a share of them (see _SmallHelper).
+HASH_SPLIT = 2048
 
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
 Lent = tuple[ChunkRef, "Future[None] | None"]  # a stored chunk, and the write reading its block
@@ -412,6 +420,11 @@ class Hasher:
         The first failure is raised after the remaining work is cancelled; with
         ``failed``, files that cannot be read or kept changing are put there instead,
         and the others hashed.
+
+        Small files are hashed in batches (:meth:`stage_batch`). From HASH_SPLIT of
+        them on, with a CPU to spare, a forked helper process hashes a share of the
+        batches while this one hashes the others (:class:`_SmallHelper`); else they go
+        to the ``chunks`` pool.
         """
         small: list[Found] = []
         large: list[Found] = []
@@ -424,6 +437,38 @@ class Hasher:
         total = sum(f.st.st_size for f in small) + sum(f.st.st_size for f in large)
         progress.start("hashing", len(small) + len(large), total)
         self._blocks.keep = len(large) > 1
+        helper = _SmallHelper.start(self, small) if len(small) >= HASH_SPLIT else None
+        try:
+            if helper is None:
+                yield from self._stage_threaded(small, large, failed)
+            else:
+                yield from self._stage_shared(helper, large, failed)
+        finally:
+            if helper is not None:
+                helper.close()
+            self._blocks.clear()
+            progress.done()
+
+    def _stage_large(
+        self, large: list[Found], failed: dict[bytes, DvfsError] | None
+    ) -> Iterator[tuple[bytes, Staged]]:
+        """Hash the large files one at a time, each with the work spread over the pools."""
+        for f in large:
+            try:
+                staged = self.stage_one(f)
+            except (FileUnreadable, FileChanged) as exc:
+                if failed is None:
+                    raise
+                failed[f.rel] = exc
+            else:
+                yield f.rel, staged
+            self.workers.progress.advance(1, 0)
+
+    def _stage_threaded(
+        self, small: list[Found], large: list[Found], failed: dict[bytes, DvfsError] | None
+    ) -> Iterator[tuple[bytes, Staged]]:
+        """:meth:`stage_many` in this process: batches of small files on the ``chunks`` pool."""
+        progress = self.workers.progress
         batches = _batches(small)
         # One thread per core: with more, they spent their time handing the GIL to
         # each other (twice the context switches, a third more wall time for 20,000
@@ -436,16 +481,7 @@ class Hasher:
                 futures.append((batch, pool.submit(self.stage_batch, batch, failed)))
                 if len(futures) >= window:
                     break
-            for f in large:
-                try:
-                    staged = self.stage_one(f)
-                except (FileUnreadable, FileChanged) as exc:
-                    if failed is None:
-                        raise
-                    failed[f.rel] = exc
-                else:
-                    yield f.rel, staged
-                progress.advance(1, 0)
+            yield from self._stage_large(large, failed)
             while True:
                 for batch in batches:
                     futures.append((batch, pool.submit(self.stage_batch, batch, failed)))
@@ -463,8 +499,203 @@ class Hasher:
                 if not fut.cancel():
                     with contextlib.suppress(Exception):
                         fut.result()
-            self._blocks.clear()
-            progress.done()
+
+    def _stage_shared(
+        self, helper: _SmallHelper, large: list[Found], failed: dict[bytes, DvfsError] | None
+    ) -> Iterator[tuple[bytes, Staged]]:
+        """:meth:`stage_many` with a helper process: this one hashes the large files,
+        then the batches of small files it claims, one at a time on this thread (the
+        helper has the other CPU); then it takes the helper's records, and hashes again
+        whatever the helper did not hash (it failed, or a file of its failed)."""
+        progress = self.workers.progress
+        yield from self._stage_large(large, failed)
+        for batch in helper.mine():
+            for f, got in zip(batch, self.stage_batch(batch, failed), strict=True):
+                if got is not None:
+                    yield f.rel, got
+            progress.advance(len(batch), sum(f.st.st_size for f in batch))
+            helper.report_progress(progress)
+        yield from helper.results()
+        self.bytes_read += helper.bytes_read
+        helper.report_progress(progress)
+        left = helper.left()
+        for batch in _batches(left):
+            for f, got in zip(batch, self.stage_batch(batch, failed), strict=True):
+                if got is not None:
+                    yield f.rel, got
+
+
+class _SmallHelper:
+    """A forked process hashing a share of the small files of :meth:`Hasher.stage_many`.
+
+    Hashing a small file is a few short system calls with Python between them, and
+    the interpreter lock keeps two threads from sharing that work (only compression
+    and the system calls let go of it). So the batches of small files are numbered
+    and shared through :class:`~vfs._os.helper_process.Tickets` between this process
+    and a forked helper: the one with more CPU to spare takes more.
+
+    The helper stores the chunks of its files in packs of its own (one ``ObjectStore``
+    per process, as two commands adding at once would have), makes them durable
+    (``ObjectStore.sync``) and only then reports its records, a frame per batch
+    (:func:`_encode`), then the bytes it read. Until that last frame nothing it hashed is used: a
+    helper that failed in any way has every batch it claimed hashed again here, where
+    any error is raised as usual, and the packs it wrote are named by nothing (as a
+    killed command's). A file it could not read, or that kept changing, is reported
+    as None and hashed again here too, for its error to come from this process.
+
+    Records depend on the files' bytes alone, never on which process hashed them or
+    which pack holds a chunk, so the trees are the same whatever the split. How far
+    the helper is goes through 16 bytes of shared memory (files, bytes), read for the
+    progress bar between this process's own batches.
+    """
+
+    def __init__(
+        self, process: Helper, tickets: Tickets, batches: list[list[Found]], shared: mmap.mmap
+    ) -> None:
+        self.process = process
+        self.tickets = tickets
+        self.batches = batches
+        self.shared = shared
+        self.taken: list[int] = []  # the batches this process claimed
+        self.got: dict[int, list[Staged | None]] = {}  # the helper's, once it ended whole
+        self.whole = False  # it did
+        self.bytes_read = 0
+        self._shown = (0, 0)
+
+    @staticmethod
+    def start(hasher: Hasher, small: list[Found]) -> _SmallHelper | None:
+        """Fork a helper sharing ``small``'s batches with this process; None if there
+        is no CPU to spare (or threads run already), no pipe or no process."""
+        import mmap
+
+        if not spare_cpus(1):
+            return None
+        batches = list(_batches(small))
+        tickets = Tickets.share(len(batches))
+        if tickets is None:
+            return None
+        shared = mmap.mmap(-1, PROGRESS.size)  # (anonymous: shared with the helper)
+        process = Helper.start(lambda ch: _hash_share(ch, hasher, tickets, batches, shared))
+        if process is None:
+            tickets.close()
+            shared.close()
+            return None
+        return _SmallHelper(process, tickets, batches, shared)
+
+    def mine(self) -> Iterator[list[Found]]:
+        """The batches this process hashes: those it claims first."""
+        while (pieces := self.tickets.claim()) is not None:
+            for k in pieces:
+                self.taken.append(k)
+                yield self.batches[k]
+
+    def report_progress(self, progress: Progress) -> None:
+        """Advance ``progress`` by what the helper hashed since the last call."""
+        files, nbytes = PROGRESS.unpack(self.shared)
+        progress.advance(files - self._shown[0], nbytes - self._shown[1])
+        self._shown = (files, nbytes)
+
+    def results(self) -> Iterator[tuple[bytes, Staged]]:
+        """Wait for the helper's records; yield them if it ended whole (else nothing)."""
+        got: dict[int, list[Staged | None]] = {}
+        while True:
+            ok, frame = self.process.receive()
+            if not ok:
+                return
+            if not isinstance(frame, tuple):
+                break
+            try:
+                k, records = frame
+                batch = self.batches[k]
+                decoded = [None if r is None else _decode(r) for r in records]
+            except (ValueError, TypeError, IndexError):
+                return
+            if len(decoded) != len(batch) or k in got:
+                return
+            got[k] = decoded
+        if not isinstance(frame, int):
+            return
+        self.got, self.whole = got, True
+        self.bytes_read = frame
+        for k, records in got.items():
+            for f, staged in zip(self.batches[k], records, strict=True):
+                if staged is not None:
+                    yield f.rel, staged
+
+    def left(self) -> list[Found]:
+        """The small files neither process hashed (call after :meth:`results`)."""
+        mine = set(self.taken)
+        out: list[Found] = []
+        for k, batch in enumerate(self.batches):
+            if k in mine:
+                continue
+            records = self.got.get(k)
+            if records is None:
+                out.extend(batch)
+            else:
+                out.extend(f for f, r in zip(batch, records, strict=True) if r is None)
+        return out
+
+    def close(self) -> None:
+        """Stop the helper if it still runs, reap it and let go of what it shared."""
+        if not self.whole:
+            self.process.interrupt()
+        self.process.close()
+        self.tickets.close()
+        with contextlib.suppress(BufferError):
+            self.shared.close()
+
+
+PROGRESS = struct.Struct("<QQ")  # files and bytes a small-file helper hashed so far
+
+Encoded = tuple[int, int, int, int, int, int, bytes, tuple[tuple[bytes, int], ...], bytes]
+
+
+def _encode(s: Staged) -> Encoded:
+    """A staged record as ``marshal`` takes it (see :class:`_SmallHelper`)."""
+    chunks = tuple((c.oid, c.size) for c in s.chunks)
+    return (int(s.kind), s.mode, s.size, s.mtime_ns, s.ctime_ns, s.ino, s.digest, chunks, s.target)
+
+
+def _decode(r: Encoded) -> Staged:
+    """The record :func:`_encode` made (ValueError or TypeError if it is not one)."""
+    kind, mode, size, mtime_ns, ctime_ns, ino, digest, chunks, target = r
+    refs = tuple(ChunkRef(oid, n) for oid, n in chunks)
+    if not (isinstance(digest, bytes) and isinstance(target, bytes)):
+        raise TypeError("not a staged record")
+    return Staged(Kind(kind), mode, size, mtime_ns, ctime_ns, ino, digest, refs, target)
+
+
+def _hash_share(
+    channel: Channel,
+    hasher: Hasher,
+    tickets: Tickets,
+    batches: list[list[Found]],
+    shared: mmap.mmap,
+) -> None:
+    """A small-file helper's work: hash the batches it claims, make what it stored
+    durable, then report (see :class:`_SmallHelper`)."""
+    done: list[tuple[int, list[Staged | None]]] = []
+    files = nbytes = 0
+    before = hasher.bytes_read
+    try:
+        while (pieces := tickets.claim()) is not None:
+            for k in pieces:
+                batch = batches[k]
+                done.append((k, hasher.stage_batch(batch, {})))
+                files += len(batch)
+                nbytes += sum(f.st.st_size for f in batch)
+                PROGRESS.pack_into(shared, 0, files, nbytes)
+        if hasher.store is not None:
+            hasher.store.sync()
+    except BaseException:
+        if hasher.store is not None:
+            hasher.store.discard()
+        raise
+    for k, records in done:
+        if not channel.send((k, [None if s is None else _encode(s) for s in records])):
+            return
+    channel.send(hasher.bytes_read - before)
 
 
 def _batches(items: list[Found]) -> Iterator[list[Found]]:

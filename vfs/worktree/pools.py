@@ -1,7 +1,9 @@
 """The thread pools that hash, store and restore files, and the progress they report.
 
 Threading: :class:`Workers` owns the pools. Small files (one chunk) are hashed,
-compressed and stored whole in batches by the ``chunks`` pool (one thread per core).
+compressed and stored whole in batches by the ``chunks`` pool (one thread per core),
+or, past ``ingest.HASH_SPLIT`` of them, by the calling thread and a forked helper
+process (see :class:`vfs.worktree.ingest.Hasher`).
 A large file is read once by the calling thread, in a few recycled blocks that it
 cuts, while the ``chunks`` pool hashes, compresses and stores its chunks and the
 one-thread ``digest`` pool hashes the whole content in order, so memory stays
