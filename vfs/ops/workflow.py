@@ -16,7 +16,13 @@ from vfs._os.beneath import Walker, rename_noreplace
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
 from vfs.model.codec import check_name
-from vfs.model.names import MAX_DEPTH, is_reserved, is_reserved_at_root, reserved_path
+from vfs.model.names import (
+    MAX_DEPTH,
+    any_reserved,
+    is_reserved,
+    is_reserved_at_root,
+    reserved_path,
+)
 from vfs.ops import merging
 from vfs.ops.status import quiet, status, work_state
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
@@ -31,7 +37,7 @@ from vfs.worktree.scan import (
     Warn,
     lstat_or_none,
     reserved_message,
-    scan,
+    scan_lists,
     show,
     too_deep_message,
 )
@@ -69,6 +75,17 @@ def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> Non
             f"{arg} is ignored by {m.rule()}: `dvfs add --force {arg}` adds it all the same; "
             "nothing was staged"
         )
+
+
+def _not_ignored(ign: Ignores, files: list[Found]) -> list[Found]:
+    """The files of one directory that are tracked or not ignored, in their order."""
+    untracked = [f.rel for f in files if not ign.is_tracked(f.rel)]
+    if not untracked:
+        return files
+    kept = set(ign.keep(untracked))
+    if len(kept) == len(untracked):
+        return files
+    return [f for f in files if f.rel in kept or ign.is_tracked(f.rel)]
 
 
 def add(
@@ -122,18 +139,34 @@ def add(
                 for a, rel in zip(args, rels, strict=True):
                     _refuse_ignored(repo, ign, a, rel)
             checked = {b""}  # directories whose names were checked (each once, not per file)
+            lock = LOCK_FILE.encode()
             for rel in rels:
-                for f in scan(repo.root, rel, warn, strict=True, enter=None if force else enter):
-                    if f.rel == LOCK_FILE.encode():
+                # A directory's files at a time: its path checked once, the names of its
+                # files screened together, the ignore rules for them gathered once.
+                enter_dir = None if force else enter
+                for files in scan_lists(repo.root, rel, warn, strict=True, enter=enter_dir):
+                    if not files:
                         continue
-                    if not force and ign.ignored(f.rel):
-                        report.ignored += 1
+                    d = files[0].rel.rpartition(b"/")[0]  # (all in one directory)
+                    if not d:
+                        files = [f for f in files if f.rel != lock]
+                    if not force:
+                        kept = _not_ignored(ign, files)
+                        report.ignored += len(files) - len(kept)
+                        files = kept
+                    if not files:
                         continue
-                    d, _, leaf = f.rel.rpartition(b"/")  # (check_path, a directory once)
                     if d not in checked:
                         checked.add(check_path(d))
-                    check_name(leaf)
-                    found[f.rel] = f
+                    # Names listed in a directory are never empty, ".", "..", nor hold
+                    # "/" or NUL: only a reserved-looking one needs the whole check (a
+                    # path given alone gets it anyway).
+                    leaves = [f.rel.rpartition(b"/")[2] for f in files]
+                    if len(leaves) == 1 or any_reserved(leaves) is not None:
+                        for leaf in leaves:
+                            check_name(leaf)
+                    for f in files:
+                        found[f.rel] = f
         to_hash = [f for f in found.values() if not index.fresh(f.rel, f.st)]
         hasher = Hasher(repo.root, repo.chunker, repo.store, workers)
         try:
