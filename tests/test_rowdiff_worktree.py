@@ -238,3 +238,19 @@ def test_copies_take_the_chunks_the_working_tree_shares_from_there(
     assert counts(diff_in_process(repo)) == EXPECTED
     assert calls == [(False, False)] and shared <= set(fetched)
     repo.ok("fsck")
+
+
+def test_a_diff_that_stops_keeps_what_it_learned(tmp_path: Path) -> None:
+    # The row cache's writes wait for the working-tree file to be found unchanged;
+    # a diff that stops (a key naming two rows) keeps them as it did before.
+    repo = committed(tmp_path / "repo")
+    for text in (V1 + "7,twice,1\n", V2 + "7,twice,1\n"):
+        path = repo.write("t.csv", text)
+        past = time.time_ns() - 2_000_000_000
+        os.utime(path, ns=(past, past))
+        repo.ok("add", "t.csv")
+        repo.ok("commit", "-m", "t")
+    repo.fail("diff", "v3", "v4", "t.csv", "--rows", "--key", "id", fragments=("not unique",))
+    kept = cached(repo)
+    assert any(n.endswith(".sniff") for n in kept) and any(n.endswith(".facts") for n in kept)
+    repo.ok("fsck")

@@ -137,6 +137,10 @@ def write_entry(dvfs_dir: Path | None, entry: str, data: bytes) -> None:
     if holding is not None:
         holding.entries[(dvfs_dir, entry)] = data
         return
+    _store(dvfs_dir, entry, data)
+
+
+def _store(dvfs_dir: Path, entry: str, data: bytes) -> None:
     with contextlib.suppress(OSError, DvfsError):
         (dvfs_dir / DIR).mkdir(exist_ok=True)
         write_atomic(dvfs_dir / DIR / entry, data, sync=False)
@@ -152,7 +156,7 @@ class Held:
         """Write the entries noted (best effort, as :func:`write_entry`)."""
         entries, self.entries = self.entries, {}
         for (dvfs_dir, entry), data in entries.items():
-            write_entry(dvfs_dir, entry, data)
+            _store(dvfs_dir, entry, data)
 
 
 _THREAD = threading.local()
@@ -163,7 +167,8 @@ def held() -> Iterator[Held]:
     """Hold the cache entries this thread writes until the caller knows that what they
     were learned from stayed as it was: a diff that reads a working-tree file in place
     (``vfs.tables.source``) writes them only once the file is found unchanged after
-    the engine read it (``Held.write``, after the block); otherwise they are dropped."""
+    the engine read it (``Held.write``, in the block or after it); otherwise they are
+    dropped."""
     outer = getattr(_THREAD, "held", None)
     holding = Held()
     _THREAD.held = holding

@@ -594,6 +594,7 @@ def diff_path(
                         continue
                     except Exception:
                         if not any(s.moved() for s in sides):
+                            holding.write()  # what a diff that stopped learned holds
                             raise
                         continue  # what went wrong may be the file changing under the engine
                     if any(s.moved() for s in sides):
