@@ -15,6 +15,7 @@ import os
 import random
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,26 @@ def fill_with_old_chunks(chunks: Path) -> int:
         total += MiB
 
 
+def cache_behind(cache: ChunkCache, chunks: list[bytes], sample: Callable[[], None]) -> None:
+    """Hand every chunk to the cache's writers and close it, calling ``sample`` over
+    and over on another thread meanwhile (to catch what the writers do side by side)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            sample()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for data in chunks:
+            cache.put_later(hash_bytes(data), data)
+        cache.close()
+    finally:
+        done.set()
+        watcher.join()
+
+
 def test_the_chunk_cache_leaves_a_tenth_of_its_disk_free(tmp_path: Path) -> None:
     """Whatever --cache-size says; and it gives room to others that ask for it."""
     with tmpfs(tmp_path / "disk", "16m") as disk:
@@ -119,21 +140,11 @@ def test_writers_side_by_side_keep_the_reserve_free(tmp_path: Path) -> None:
         rng = random.Random(6)
         chunks = [rng.randbytes(MiB) for _ in range(48)]
         lowest = [free(disk)]
-        done = threading.Event()
 
-        def watch() -> None:
-            while not done.is_set():
-                lowest[0] = min(lowest[0], free(disk))
+        def sample() -> None:
+            lowest[0] = min(lowest[0], free(disk))
 
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            for data in chunks:
-                cache.put_later(hash_bytes(data), data)
-            cache.close()
-        finally:
-            done.set()
-            watcher.join()
+        cache_behind(cache, chunks, sample)
         assert lowest[0] >= cache.reserve
         kept = [d for d in chunks if hash_bytes(d) in cache]
         assert len(kept) >= 8 and all(cache.get(hash_bytes(d)) == d for d in kept)
@@ -148,28 +159,15 @@ def test_writers_side_by_side_stay_within_the_size_limit(tmp_path: Path) -> None
     rng = random.Random(7)
     chunks = [rng.randbytes(rng.randrange(900 << 10, 1400 << 10)) for _ in range(40)]
     most = [0, 0]  # accounted, on disk
-    done = threading.Event()
 
-    def on_disk() -> int:
-        return disk_bytes(cache.root)
+    def sample() -> None:
+        most[0] = max(most[0], cache.usage())
+        with contextlib.suppress(FileNotFoundError):
+            most[1] = max(most[1], disk_bytes(cache.root))
 
-    def watch() -> None:
-        while not done.is_set():
-            most[0] = max(most[0], cache.usage())
-            with contextlib.suppress(FileNotFoundError):
-                most[1] = max(most[1], on_disk())
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        for data in chunks:
-            cache.put_later(hash_bytes(data), data)
-        cache.close()
-    finally:
-        done.set()
-        watcher.join()
+    cache_behind(cache, chunks, sample)
     assert most[0] <= limit and most[1] <= limit, most
-    assert cache.usage() == on_disk() <= limit
+    assert cache.usage() == disk_bytes(cache.root) <= limit
     kept = [d for d in chunks if hash_bytes(d) in cache]
     assert len(kept) >= 2 and all(cache.get(hash_bytes(d)) == d for d in kept)
 
