@@ -688,10 +688,10 @@ def _shares(working: Entry, entries: Sequence[Entry | None]) -> bool:
     the working tree's (``working``): then its copy takes those chunks from there."""
     held = {c.oid for c in working.chunks}
     for e in entries:
-        if e is not None and sum(c.size for c in e.chunks if c.oid in held) >= FAST_SHARE * max(
-            1, e.size
-        ):
-            return True
+        if e is not None:
+            shared = sum(c.size for c in e.chunks if c.oid in held)
+            if shared >= FAST_SHARE * max(1, e.size):
+                return True
     return False
 
 
@@ -736,15 +736,15 @@ def _copy_sides(
             ):
                 placed[1 if len(names) == 1 else DONOR] = s
         dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
-        if _apart(entries):  # nothing to reuse: both copies at once
+        if _apart(entries):  # two files, nothing to reuse: both copies at once
+            both = [e for e in entries if e is not None]  # (_apart: neither is None)
             with ThreadPoolExecutor(2, thread_name_prefix="rows-copy") as pool:
                 donor = placed.get(DONOR)
                 jobs = [
-                    pool.submit(from_version, store, e, rev, path, dest, donor, threads, cache)
-                    if i not in placed
-                    else None
-                    for i, (e, rev, dest) in enumerate(zip(entries, names, dests, strict=True))
-                    if e is not None
+                    None
+                    if i in placed
+                    else pool.submit(from_version, store, e, rev, path, dest, donor, threads, cache)
+                    for i, (e, rev, dest) in enumerate(zip(both, names, dests, strict=True))
                 ]
                 sides = [placed[i] if j is None else j.result() for i, j in enumerate(jobs)]
         else:
