@@ -99,6 +99,14 @@ class Dvfs(Tool):
 
     def __init__(self, root: Path, env: dict[str, str], command: list[str]) -> None:
         env = dict(env)
+        command = list(command)
+        if command and os.path.basename(command[0]) == "env":
+            # ``env NAME=VALUE ... dvfs``: the assignments join the environment, so the
+            # interpreter and the bytecode compile see the same modules as the command
+            command.pop(0)
+            while command and "=" in command[0] and not command[0].startswith("-"):
+                name, _, value = command.pop(0).partition("=")
+                env[name] = value
         if "-m" in command and "vfs.cli" in command:
             # run as a module: import it from this checkout
             paths = [str(REPO_ROOT), env.get("PYTHONPATH", "")]
