@@ -1,7 +1,9 @@
 """``dvfs init``, ``add``, ``check-ignore``, ``rm``, ``mv`` and ``commit``.
 
 ``vfs.ops.workflow`` (and the hashing, ignore and removal modules it brings) is
-imported by the commands that use it: a plain ``commit`` needs none of them.
+imported by the commands that use it: a plain ``commit`` needs none of them; and
+``vfs.ops.commit`` (with the version records and pipelines it brings) by ``commit``
+alone: ``add`` spent 15 ms importing it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, wor
 from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
 from vfs.model import params as version_params
-from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import escape_text, quote_name
 from vfs.repo.repository import DEFAULT_BRANCH, Repository
 from vfs.worktree.scan import lstat_or_none, show
@@ -212,6 +213,8 @@ def commit(
 
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
+    from vfs.ops.commit import commit as commit_staged
+
     r = commit_staged(repo, message, recorded, tag, warn)
     keep_within_max_size(repo)
     if as_json:
