@@ -137,6 +137,58 @@ def legacy(index: Path, version: int) -> dict[str, Any]:
     return rec
 
 
+def test_changes_kept_over_the_columns_save_the_bytes_a_full_encoding_does(tmp_path: Path) -> None:
+    # ``add`` of a file puts its row over the loaded columns, and the save splices it
+    # in between the rows copied as stored: the file must be the one that decoding
+    # every row and encoding them all again gives, whatever was put, replaced or
+    # removed, at the start, between or after the paths there are.
+    here = tmp_path / "here"
+    here.write_bytes(b"x" * 15)
+    os.utime(here, ns=(1, 1))  # (old enough to be trusted: a slow run smudges no row)
+    recs = records(here)
+    source = tmp_path / "index"
+    index = Index(source)
+    index.entries = {**recs, **{b"m/%03d" % i: recs[b"big-inode"] for i in range(300)}}
+    index.save()
+    absent = recs[b"absent/x"]
+    changes: list[tuple[bytes, Staged | None]] = [
+        (b"0first", recs[b"a/link"]),  # before every path
+        (b"m/100", None),  # removed
+        (b"m/150", absent),  # replaced, now not checked out
+        (b"m/150x", recs[b"a/file.bin"]),  # between two paths
+        (b"m/200", None),
+        (b"m/201", None),  # two removed in a row
+        (b"nope", None),  # not staged: nothing removed
+        (b"zz/last", recs[b"a/link"]),  # after every path
+        (b"0first", None),  # put, then removed again
+        (b"a/link", absent),  # replaced
+    ]
+    for name, spliced in (("spliced", True), ("encoded", False)):
+        copy = tmp_path / name
+        copy.write_bytes(source.read_bytes())
+        changed = Index.load(copy)
+        if not spliced:
+            changed.check()  # every row decoded: saved by encoding them all
+        for path, staged in changes:
+            if staged is None:
+                assert changed.remove(path) is (path in (b"m/100", b"m/200", b"m/201", b"0first"))
+            else:
+                changed.put(path, staged)
+        assert bool(changed._over) is spliced
+        assert changed.get(b"m/150") == absent and changed.get(b"m/100") is None
+        changed.save()
+    spliced_raw, encoded_raw = (
+        (tmp_path / "spliced").read_bytes(),
+        (tmp_path / "encoded").read_bytes(),
+    )
+    assert rows_part(spliced_raw) == rows_part(encoded_raw)
+    again = Index.load(tmp_path / "spliced")
+    again.check()
+    assert again.absent() == [b"a/link", b"absent/x", b"m/150"]
+    assert again.count() == 5 + 300 - 3 + 2
+    assert again.get(b"m/150x") == recs[b"a/file.bin"] and again.get(b"0first") is None
+
+
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_older_index_is_read_and_status_rewrites_it(repo: Repo, version: int) -> None:
     repo.write("d/a.txt", "a")
