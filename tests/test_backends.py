@@ -7,6 +7,7 @@ and a prefix inside it. Local-only and S3-only checks follow the shared suite, t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -338,6 +339,45 @@ def test_s3_keys_live_under_the_prefix(s3_env: S3Server) -> None:
         b"v1"
     )
     assert list(backend.list()) == ["refs/heads/main"]
+
+
+def _connections_to(port: int) -> set[int]:
+    """Local ports of this process's established TCP connections to ``port``."""
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                mine.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+                if state == "01" and inode in mine and int(remote.rsplit(":", 1)[1], 16) == port:
+                    ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_s3_answers_read_whole_keep_their_connection(s3_env: S3Server) -> None:
+    bucket = s3_env.make_bucket()
+    backend = open_backend(f"s3://{bucket}", endpoint_url=s3_env.endpoint, retry=False)
+    port = int(s3_env.endpoint.rsplit(":", 1)[1].rstrip("/"))
+    data = rand(3 << 20, seed=5)
+    backend.put("pack", data)
+    pieces = list(backend.get_parts("pack", 0, [1 << 20] * 3))
+    assert b"".join(pieces) == data
+    kept = _connections_to(port)
+    assert len(kept) == 1  # read whole: back in the pool, not closed
+    for _ in range(3):  # the next requests go over it: no new connection
+        assert b"".join(backend.get_parts("pack", 1 << 20, [1 << 20, 1 << 20])) == data[1 << 20 :]
+        assert _connections_to(port) == kept
+    stopped = backend.get_parts("pack", 0, [1 << 20] * 3)
+    assert next(stopped) == data[: 1 << 20]
+    stopped.close()  # left early: the rest of the answer is still on it, so it goes
+    assert _connections_to(port) == set()
+    assert backend.get("pack", 5, 10) == data[5:15]  # and the next request opens another
 
 
 # ----------------------------------------------------------------------------- open_backend

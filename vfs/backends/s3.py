@@ -201,7 +201,10 @@ class S3Backend(Backend):
         and a chunk cached with ``O_DIRECT`` is written from there without another
         copy. Where the body is not that plain stream (a checksum or a content
         encoding would be bypassed), each piece is one ``read`` of exactly its length.
-        The response is closed when the caller stops early.
+        A body read to its end gives its connection back to the pool, for the next
+        request (a new TCP connection per GET costs both sides a connect and an
+        accept, and the server a fresh handler); one the caller stops reading early
+        is closed with its connection, which still holds the rest of the answer.
         """
         check_range(start, 0)
         for n in lengths:
@@ -242,7 +245,7 @@ class S3Backend(Backend):
                 left -= len(piece)
                 yield piece
         finally:
-            body.close()
+            _finish(body, stream, left)
 
     def _receive(self, stream: Any, into: memoryview, key: str) -> None:
         """Fill ``into`` from the HTTP response ``stream`` (``readinto``); a timeout, a
@@ -515,6 +518,17 @@ def _look_up_services_one_by_one(loader: Any) -> None:
     """Make ``loader`` check a service name without listing every service (see above)."""
     full = loader.list_available_services
     loader.list_available_services = lambda type_name: _KnownServices(loader, type_name, full)
+
+
+def _finish(body: Any, stream: Any, left: int) -> None:
+    """Done with a GET's ``body``: its connection back to the pool when the answer was
+    read whole from ``stream`` (the HTTP response, closed by its last byte), else
+    closed with it."""
+    raw = getattr(body, "_raw_stream", None)
+    if stream is not None and not left and stream.isclosed() and raw is not None:
+        raw.release_conn()
+    else:
+        body.close()
 
 
 def _plain_stream(body: Any, response: dict[str, Any]) -> Any:
