@@ -189,8 +189,17 @@ def test_a_symbolic_link_in_the_working_tree_is_never_followed(
     repo.ok("fsck")
 
 
+# Every tenth row changed: v2 shares almost no chunk with v1, and both are copied at
+# once (vfs.tables.rowdiff._apart), v2's from the start, before the working tree's
+# file is read for v1's copy.
+SCATTERED = HEADER + "".join(f"{i},n{i % 7},{i * 3 + (i % 10 == 0)}\n" for i in range(3000))
+
+
+@pytest.mark.parametrize(
+    ("v2", "expected"), [(V2, EXPECTED), (SCATTERED, (0, 0, 300, 2700))], ids=["near", "apart"]
+)
 def test_copies_take_the_chunks_the_working_tree_shares_from_there(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, v2: str, expected: tuple[int, ...]
 ) -> None:
     # v1 against v2 while the working tree holds v3, a small edit of v1: v1's copy
     # takes the chunks v3 shares with it from the working-tree file, not the store.
@@ -199,7 +208,7 @@ def test_copies_take_the_chunks_the_working_tree_shares_from_there(
     Repository.init(root, chunker=ChunkerParams(min_size=64, avg_size=256, max_size=1024))
     repo = Repo(root)
     v3 = V1.replace("\n1500,n2,4500\n", "\n1500,n2,4501\n")
-    for text in (V1, V2, v3):
+    for text in (V1, v2, v3):
         path = repo.write("t.csv", text)
         past = time.time_ns() - 2_000_000_000
         os.utime(path, ns=(past, past))
@@ -220,7 +229,7 @@ def test_copies_take_the_chunks_the_working_tree_shares_from_there(
 
     monkeypatch.setattr(ObjectStore, "get", counted)
     calls = watch(monkeypatch)
-    assert counts(diff_in_process(repo)) == EXPECTED
+    assert counts(diff_in_process(repo)) == expected
     assert calls == [(False, False)] and not shared & set(fetched)
 
     wt = repo.root / "t.csv"
@@ -235,7 +244,7 @@ def test_copies_take_the_chunks_the_working_tree_shares_from_there(
     shutil.rmtree(repo.root / ".dvfs" / "rowcache")
     fetched.clear()
     calls.clear()
-    assert counts(diff_in_process(repo)) == EXPECTED
+    assert counts(diff_in_process(repo)) == expected
     assert calls == [(False, False)] and shared <= set(fetched)
     repo.ok("fsck")
 
