@@ -9,8 +9,9 @@ with the file (:meth:`Hasher._read_large`)::
                          cuts it (FastCDC) from where the read began while the calling
                          thread reads the next, and the calling thread cuts from the
                          block's first chunk until it meets that guess (Chunker.blocks)
-      -> chunks pool     per chunk: BLAKE3 id, compressibility probe (zstd), append
-                         to the open pack under the store's lock
+      -> chunks pool     one task per block, for each of its chunks: BLAKE3 id,
+                         compressibility probe (zstd), append to the open pack
+                         under the store's lock
       -> pack writer     one thread writes the pack (vfs._os.direct_io): a raw chunk's
                          whole pages straight from the file's block, the rest copied
                          into DEPTH blocks of BLOCK bytes
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vfs._os.beneath import ABSENT, READ, Walker
+from vfs._os.direct_io import ALIGN
 from vfs._os.helper_process import Channel, Helper, Tickets, spare_cpus
 from vfs.errors import DvfsError, FileChanged, FileUnreadable
 from vfs.model.chunking import Chunker
@@ -77,7 +79,8 @@ BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
 HASH_SPLIT = 2048
 
 Pending = tuple[bytes, ObjKind, bytes]  # a chunk to store: id, kind, bytes
-Lent = tuple[ChunkRef, "Future[None] | None"]  # a stored chunk, and the write reading its block
+# The chunks of a block, stored: their refs, and the writes still reading the block.
+Lent = tuple[list[ChunkRef], list["Future[None]"]]
 
 
 def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRef:
@@ -87,16 +90,34 @@ def _store_chunk(store: ObjectStore | None, data: bytes | memoryview) -> ChunkRe
     return ChunkRef(oid, len(data))
 
 
-def _lend_chunk(
-    store: ObjectStore | None, data: memoryview, phase: int
-) -> tuple[ChunkRef, Future[None] | None]:
-    """Hash and store a chunk of a page-aligned block, ``phase`` bytes into a page;
-    with the future of the write that reads it from the block (None: none does)."""
-    oid = hash_bytes(data)
-    fut = None
-    if store is not None:
-        _, fut = store.put_lent(ObjKind.CHUNK, data, oid, phase)
-    return ChunkRef(oid, len(data)), fut
+def _lend_chunks(store: ObjectStore | None, block: memoryview, first: int, ends: list[int]) -> Lent:
+    """Hash and store the chunks ``block[first:ends[0]]``, ``block[ends[0]:ends[1]]``...
+    of a page-aligned block; with the futures of the writes that read them from the
+    block (``ObjectStore.put_lent``).
+
+    One task per block, not per chunk: a task per chunk cost a future, a thread
+    hand-off and a wait for each of about 1,000 chunks per GiB. If storing one
+    fails, the writes already started are waited for before the error is raised:
+    the block must not be reused while they read it.
+    """
+    refs: list[ChunkRef] = []
+    writes: list[Future[None]] = []
+    start = first
+    try:
+        for end in ends:
+            piece = block[start:end]
+            oid = hash_bytes(piece)
+            if store is not None:
+                _, fut = store.put_lent(ObjKind.CHUNK, piece, oid, start % ALIGN)
+                if fut is not None:
+                    writes.append(fut)
+            refs.append(ChunkRef(oid, end - start))
+            start = end
+    except BaseException:
+        for fut in writes:
+            fut.exception()  # (waits; the error is the store's to raise)
+        raise
+    return refs, writes
 
 
 class _Blocks:
@@ -277,26 +298,21 @@ class Hasher:
         block by block in the one ``digest`` thread. The stages and their bounds are in
         the module docstring.
         """
-        from concurrent.futures import wait as wait_futures
-
-        from vfs._os.direct_io import ALIGN
-
         whole = hasher()
         size = self.chunker.block_size(BLOCK_BYTES)
-        inflight: deque[tuple[mmap.mmap, list[Future[Lent]], Future[Any]]] = deque()
+        inflight: deque[tuple[mmap.mmap, Future[Lent], Future[Any]]] = deque()
         refs: list[ChunkRef] = []
         made = 0
         total = 0
 
         def settle() -> mmap.mmap:
             block, chunks, upd = inflight[0]
-            done = [f.result() for f in chunks]
+            stored, writes = chunks.result()
             upd.result()
-            for _, write in done:  # (its error is the store's to raise)
-                if write is not None:
-                    wait_futures([write])
+            for write in writes:
+                write.exception()  # (waits; its error is the store's to raise)
             inflight.popleft()  # only now: on failure, the rest is waited for below
-            refs.extend(ref for ref, _ in done)
+            refs.extend(stored)
             return block
 
         def take() -> mmap.mmap:
@@ -328,27 +344,21 @@ class Hasher:
             with contextlib.closing(cut):  # (its guesses end before the blocks are given)
                 for block, first, ends in cut:
                     view = memoryview(block)
-                    futs: list[Future[Lent]] = []
-                    start = first
-                    for end in ends:
-                        piece = view[start:end]
-                        futs.append(pool.submit(_lend_chunk, self.store, piece, start % ALIGN))
-                        progress.advance(0, end - start)
-                        start = end
-                    total += start - first
-                    upd = self.workers.digest.submit(whole.update, view[first:start])
-                    inflight.append((block, futs, upd))
+                    stop = ends[-1]
+                    chunks = pool.submit(_lend_chunks, self.store, view, first, ends)
+                    upd = self.workers.digest.submit(whole.update, view[first:stop])
+                    inflight.append((block, chunks, upd))
+                    progress.advance(0, stop - first)
+                    total += stop - first
             while inflight:
                 settle()
         finally:
             for _, chunks, upd in inflight:  # on failure: let running work end before we do
-                waits: list[Future[Any]] = [*chunks, upd]
-                for fut in waits:
-                    if not fut.cancel():
-                        with contextlib.suppress(Exception):
-                            got = fut.result()
-                            if isinstance(got, tuple) and got[1] is not None:
-                                wait_futures([got[1]])  # (the pack writer reads the block)
+                if not upd.cancel():
+                    upd.exception()
+                if not chunks.cancel() and chunks.exception() is None:
+                    for write in chunks.result()[1]:  # (the pack writer reads the block)
+                        write.exception()
             self._blocks.give(mine)
         return whole.digest(), refs, total
 
