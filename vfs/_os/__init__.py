@@ -9,7 +9,8 @@ each one, with the measurement that justified it, in one place:
   link (``openat`` with ``O_NOFOLLOW``, one directory at a time), regular files read
   within a bound, ``renameat2(RENAME_NOREPLACE)`` by ctypes;
 - ``direct_io``: files written and read past the page cache (``O_DIRECT``):
-  ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``;
+  ``DirectAppender``, ``write_new``, ``open_direct``, ``set_direct``, ``read_range``,
+  ``preallocate`` (``fallocate`` by ctypes);
 - ``page_cache``: is a byte range in the page cache (``cachestat``, else ``mincore``,
   by ctypes), and a mount's read-ahead (a sysfs write);
 - ``helper_process``: a forked helper process and the pipes that feed it;

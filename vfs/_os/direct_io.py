@@ -37,6 +37,8 @@ the caller's flush before a ref moves syncs it.
 thread's aligned buffer; :func:`write_at` writes a piece at a page-aligned offset,
 padded to whole pages (a chunk appended to a chunk-cache segment).
 
+:func:`preallocate` gives a file about to be written so its size and blocks first.
+
 Reading past the page cache: :func:`open_direct` opens a file with ``O_DIRECT`` (or
 says the filesystem has none), :func:`read_range` and :func:`read_range_into` read a
 byte range of it through a page-aligned buffer, :func:`set_direct` turns the flag
@@ -128,6 +130,48 @@ def open_direct(path: str | bytes | os.PathLike[str], flags: int, mode: int = 0o
         if exc.errno != errno.EINVAL:
             raise
         return -1
+
+
+_FALLOCATE: list[Callable[[int, int, int, int], int] | None] = []  # libc's, once looked up
+
+
+def preallocate(fd: int, size: int) -> bool:
+    """Give the empty file at ``fd`` its ``size`` and its blocks now (``fallocate``, mode 0).
+
+    For a large file about to be written front to back with ``O_DIRECT``: ext4 then
+    allocates its extents at once, and each direct write lands in blocks it already
+    has instead of allocating them and growing the file one write at a time. Restoring
+    the benchmark's 1 GiB file (machine load 5-7, nine runs each way, alternating):
+    2.3-3.0 s (median 2.7) against 2.3-7.6 s (median 3.0); the writes' share of the
+    waiting fell from 1.6-4.7 s to 0.8-1.5 s. A disk too small fails here, before a
+    byte is written (OSError ENOSPC).
+
+    Returns False, having done nothing, where the filesystem or C library has no
+    ``fallocate``: glibc's ``posix_fallocate`` is not used, as it would write a byte
+    into every block instead. The caller writes exactly ``size`` bytes afterwards.
+    """
+    if not _FALLOCATE:
+        import ctypes
+
+        try:
+            libc_fn = ctypes.CDLL(None, use_errno=True).fallocate
+            libc_fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            libc_fn.restype = ctypes.c_int
+            _FALLOCATE.append(libc_fn)
+        except (OSError, AttributeError):
+            _FALLOCATE.append(None)
+    fn = _FALLOCATE[0]
+    if fn is None or size <= 0:
+        return False
+    import ctypes
+
+    while fn(fd, 0, 0, size) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return False
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+    return True
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
