@@ -28,7 +28,9 @@ In order, each on a fresh daemon:
    average, since both compete with whatever else runs, and the mount's kernel
    read-ahead, which sets the size of the kernel's read requests); an 8-thread
    boto3 download of just its chunks' byte ranges (one GET per chunk) is printed
-   beside it;
+   beside it; and a time line of the CPU the daemon, the server and ``cat`` used
+   during the read (sampled every 10 ms, summed over quarter seconds), which shows
+   whether the two cores were kept busy and where they were not;
 6. ``cat`` of the big file from the chunk cache (fresh daemon, page cache dropped)
    against ``cat`` of the local file with the page cache dropped; then a second
    ``cat`` of each (the kernel's page cache);
@@ -45,12 +47,14 @@ from __future__ import annotations
 import argparse
 import bisect
 import compileall
+import contextlib
 import itertools
 import os
 import random
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -291,6 +295,97 @@ def download(bench: Bench, ranges: list[tuple[str, int, int]]) -> tuple[float, i
     return took, total, Cpu(time.process_time() - own, bench.server_cpu() - server)
 
 
+TICK = 0.01  # seconds between two CPU samples of the time line
+WINDOW = 0.25  # seconds of the time line summed into one figure
+
+
+@dataclass
+class Timeline:
+    """CPU seconds used so far by the daemon, the server and the reader, every ``TICK``."""
+
+    samples: list[tuple[float, float, float, float]]  # (seconds from start, each one's CPU)
+
+    def windows(self) -> list[tuple[float, float, float]]:
+        """Cores used by each of the three in each ``WINDOW`` (the last one may be shorter)."""
+        out: list[tuple[float, float, float]] = []
+        if len(self.samples) < 2:
+            return out
+        begin = self.samples[0]
+        for sample in self.samples[1:]:
+            if sample[0] - begin[0] >= WINDOW or sample is self.samples[-1]:
+                span = sample[0] - begin[0]
+                if span > 0:
+                    out.append(
+                        (
+                            (sample[1] - begin[1]) / span,
+                            (sample[2] - begin[2]) / span,
+                            (sample[3] - begin[3]) / span,
+                        )
+                    )
+                begin = sample
+        return out
+
+
+def timed_with_timeline(cmd: list[str], daemon: int, server: int) -> tuple[float, Timeline]:
+    """Seconds ``cmd`` takes (output discarded), and the CPU time line of the daemon, the
+    server and ``cmd`` meanwhile (a thread of this process samples ``/proc``; its own
+    CPU, about 1% of a core, is not in the figures)."""
+    samples: list[tuple[float, float, float, float]] = []
+    done = threading.Event()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    base = (cpu_seconds(daemon), cpu_seconds(server))
+
+    def sample() -> None:
+        reader = 0.0
+        while True:
+            with contextlib.suppress(OSError):  # exited: its last figure stands
+                reader = cpu_seconds(proc.pid)
+            now = time.perf_counter() - started
+            samples.append(
+                (now, cpu_seconds(daemon) - base[0], cpu_seconds(server) - base[1], reader)
+            )
+            if done.wait(TICK):
+                return
+
+    sampler = threading.Thread(target=sample, name="cpu-timeline")
+    sampler.start()
+    try:
+        code = proc.wait()
+        took = time.perf_counter() - started
+    finally:
+        done.set()
+        sampler.join()
+    if code:
+        raise subprocess.CalledProcessError(code, cmd)
+    return took, Timeline(samples)
+
+
+def timeline_rows(line: Timeline) -> list[Row]:
+    """The time line as table rows: cores used per window, and where both were idle."""
+    windows = line.windows()
+    if not windows:
+        return []
+    total = [d + s + r for d, s, r in windows]
+    idle = sum(1 for d, s, _ in windows if d < 0.5 and s < 0.5)
+    return [
+        Row(
+            f"  cores used per {WINDOW:g} s: daemon + server + cat",
+            " ".join(f"{t:.1f}" for t in total),
+        ),
+        Row(
+            "  of them the daemon; the server",
+            " ".join(f"{d:.1f}" for d, _, _ in windows)
+            + "; "
+            + " ".join(f"{s:.1f}" for _, s, _ in windows),
+        ),
+        Row(
+            "  windows with daemon and server both under half a core",
+            f"{idle} of {len(windows)}",
+        ),
+    ]
+
+
 def read_ahead_kib(mnt: Path) -> str:
     """The kernel read-ahead of the mount at ``mnt`` (its backing device's, in sysfs).
 
@@ -380,7 +475,10 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
         before = bench.sent()
         requests = bench.server.requests(BUCKET)
         daemon_cpu, server_cpu = cpu_seconds(d.pid), bench.server_cpu()
-        cold_s = timed(["cat", str(mnt / "big.bin")])
+        assert bench.server.proc is not None
+        cold_s, cold_line = timed_with_timeline(
+            ["cat", str(mnt / "big.bin")], d.pid, bench.server.proc.pid
+        )
         cold_cpu = Cpu(cpu_seconds(d.pid) - daemon_cpu, bench.server_cpu() - server_cpu)
         cold_load = os.getloadavg()[0]
         read_ahead = read_ahead_kib(mnt)
@@ -413,6 +511,7 @@ def run(bench: Bench, data: Path, repo_dir: Path) -> list[Row]:
             f"{cold_cpu} ({cold_s:.2f} s)",
         )
     )
+    rows += timeline_rows(cold_line)
     rows.append(
         Row(
             "  CPU seconds: boto3 (whole packs); the S3 server (wall time)",
