@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import random
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vfs.model.chunking import Chunker, ChunkerParams, stitch
+from vfs.model.chunking import Chunker, ChunkerParams
 
 MIB = 1024 * 1024
 # Cut points of 12 MiB from random.Random(1234): these must never move, or every
@@ -77,7 +77,7 @@ def cut_in_blocks(
     data: bytes, *, pool: ThreadPoolExecutor | None = None, reads: int = 0, spare: int = 2
 ) -> list[bytes]:
     """The chunks Chunker.blocks cuts ``data`` in, with ``spare`` recycled blocks,
-    reads of at most ``reads`` bytes (0: as many as fit) and guesses cut by ``pool``."""
+    reads of at most ``reads`` bytes (0: as many as fit) and blocks cut by ``pool``."""
     chunker = Chunker(ChunkerParams())
     src = io.BytesIO(data)
     blocks = [bytearray(chunker.block_size(4 * MIB)) for _ in range(spare)]
@@ -117,10 +117,10 @@ def test_blocks_cut_where_the_stream_does(size: int, seed: int) -> None:
 def test_blocks_cut_in_parallel_where_the_stream_does(
     size: int, seed: int, reads: int, kind: str
 ) -> None:
-    """Blocks cut on other threads and stitched give the stream's chunks, whatever
-    the file and wherever its reads end: random bytes (the guess meets the true cuts
-    soon), runs of repeated bytes (cuts forced at the maximum size) and zeros (the
-    guess never meets them: the calling thread cuts it all)."""
+    """Blocks cut on other threads, each from the first chunk the cut of the block
+    before leaves it, give the stream's chunks, whatever the file and wherever its
+    reads end: random bytes, runs of repeated bytes (cuts forced at the maximum size)
+    and zeros (no cut but the forced ones)."""
     rng = random.Random(seed)
     if kind == "random":
         data = rng.randbytes(size)
@@ -152,20 +152,6 @@ def test_blocks_too_small_for_a_chunk_after_the_reserve_are_refused() -> None:
     src = io.BytesIO(bytes(10 * MIB))
     with pytest.raises(ValueError, match="is under"):
         next(chunker.blocks(src.readinto, lambda: bytearray(chunker.block_size(0) - 1)))
-
-
-def test_stitch_takes_the_guess_from_the_first_cut_it_shares() -> None:
-    """Where a chunk of the true cut ends at a cut of the guess, the rest is the guess's:
-    a guess that is wrong after the shared cut shows it was taken, not recomputed."""
-    data = random.Random(1234).randbytes(12 * MIB)
-    cdc = Chunker(ChunkerParams())._cdc
-    true = [c.offset + c.length for c in cdc.cut_buf(data)]
-    guess: Future[list[int]] = Future()
-    guess.set_result([true[1], true[2], 10**9])
-    assert list(stitch(cdc, memoryview(data), 0, guess)) == [*true[:3], 10**9]
-    unmet: Future[list[int]] = Future()
-    unmet.set_result([true[0] + 1, 10**9])
-    assert list(stitch(cdc, memoryview(data), 0, unmet)) == true
 
 
 def test_blocks_of_the_pinned_input() -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pyfastcdc
 
 Block = TypeVar("Block", bytearray, "mmap.mmap")  # a writable buffer a file is read into
-# Runs a function on another thread: an executor's ``submit`` (for Chunker.blocks's guesses).
+# Runs a function on another thread: an executor's ``submit`` (for Chunker.blocks's cuts).
 Spawn = Callable[..., "Future[list[int]]"]
 
 KIB = 1024
@@ -86,31 +86,6 @@ class ChunkerParams:
         return params
 
 
-def stitch(
-    cdc: pyfastcdc.FastCDC, view: memoryview, base: int, guess: Future[list[int]] | None
-) -> Iterator[int]:
-    """The chunk ends of ``view`` (offsets plus ``base``), cut from its start.
-
-    ``guess`` (if any) holds the ends of a cut of a later part of the same bytes that
-    began at an arbitrary offset. Once a chunk of ``view`` ends where a chunk of the
-    guess ends, every later chunk is the same in both (a chunk's end depends only on
-    its start and the bytes from there to the end of the buffer), so the rest is taken
-    from the guess instead of cut again.
-    """
-    known: set[int] | None = None
-    after: list[int] = []
-    for chunk in cdc.cut_buf(view):
-        end = base + chunk.offset + chunk.length
-        yield end
-        if guess is not None:
-            if known is None:
-                after = guess.result()
-                known = set(after)
-            if end in known:
-                yield from after[after.index(end) + 1 :]
-                return
-
-
 class Chunker:
     """Cuts byte streams into chunks with one repository's parameters."""
 
@@ -163,18 +138,17 @@ class Chunker:
         end at a distance that the stream would have scanned with the same masks (at
         least the average size).
 
-        With ``spawn`` (an executor's ``submit``), the bytes read into a block are cut
-        on another thread while the caller reads the next block: from the start of
-        the read, as if a chunk began there (:func:`stitch`). The calling thread then
-        cuts only from its block's true first chunk until it meets a cut of that
-        guess, from where on the two are the same (FastCDC cuts a chunk from its
-        start and the bytes after it alone); on random data that is ~1.5 MiB past
-        the guess's start, and never worse than cutting the whole block itself.
+        With ``spawn`` (an executor's ``submit``), each block is cut on another thread,
+        from its true first chunk, while the caller reads the next block: a block's
+        cut starts once the cut of the block before is known (it says where the first
+        chunk begins and which tail to carry over), so each byte is cut once, but for
+        the tail carried over, which is cut again from its first chunk in the next
+        block (FastCDC cuts a chunk from its start and the bytes after it alone).
         """
         reserve = self.reserve
-        futs: list[Future[list[int]]] = []
+        pending: list[Future[list[int]]] = []  # cuts running on other threads
 
-        def read_next() -> tuple[Block, int, bool, Future[list[int]] | None] | None:
+        def read_next() -> tuple[Block, int, bool]:
             block = take()
             if len(block) < self.block_size(0):  # too small to hold a chunk after the reserve
                 raise ValueError(f"a block of {len(block):,} bytes is under {self.block_size(0):,}")
@@ -187,30 +161,38 @@ class Chunker:
                     eof = True
                     break
                 filled += n
-            guess = None
-            if spawn is not None and filled - reserve >= self.params.max_size:
-                guess = spawn(self._cut_ends, view, reserve, filled)
-                futs[:] = [f for f in futs if not f.done()]  # (a few at most, whatever the size)
-                futs.append(guess)
-            return block, filled, eof, guess
+            return block, filled, eof
+
+        def cut(block: Block, first: int, filled: int, eof: bool) -> Future[list[int]] | list[int]:
+            view = memoryview(block)
+            if spawn is None:
+                return self._accepted(view, first, filled, eof)
+            fut = spawn(self._accepted, view, first, filled, eof)
+            pending[:] = [f for f in pending if not f.done()]  # (two at most)
+            pending.append(fut)
+            return fut
 
         try:
-            carry = 0
-            cur = read_next()
+            cur: tuple[Block, int, bool] | None = read_next()
+            first = reserve
+            assert cur is not None
+            cutting = cut(cur[0], first, cur[1], cur[2])
             while cur is not None:
-                block, filled, eof, guess = cur
-                nxt = None if eof else read_next()
-                first = reserve - carry
-                ends = self._accepted(block, first, filled, eof, guess)
+                block, filled, eof = cur
+                nxt = None if eof else read_next()  # (while the block is cut)
+                ends = cutting if isinstance(cutting, list) else cutting.result()
                 start = ends[-1] if ends else first
                 carry = filled - start
-                if nxt is not None and carry:
-                    memoryview(nxt[0])[reserve - carry : reserve] = memoryview(block)[start:filled]
+                if nxt is not None:
+                    if carry:
+                        with memoryview(block) as src, memoryview(nxt[0]) as dst:
+                            dst[reserve - carry : reserve] = src[start:filled]
+                    cutting = cut(nxt[0], reserve - carry, nxt[1], nxt[2])
                 if ends:
                     yield block, first, ends
-                cur = nxt
+                cur, first = nxt, reserve - carry
         finally:
-            for fut in futs:  # a guess still cutting reads a block: let it end first
+            for fut in pending:  # a cut still running reads a block: let it end first
                 if not fut.cancel():
                     with contextlib.suppress(Exception):
                         fut.result()
@@ -226,26 +208,15 @@ class Chunker:
         (at least the maximum chunk size, so that each block ends a chunk)."""
         return self.reserve + -(-max(read, self.params.max_size) // PAGE) * PAGE
 
-    def _cut_ends(self, view: memoryview, start: int, stop: int) -> list[int]:
-        """The ends of the chunks of ``view[start:stop]`` cut as if a chunk began at
-        ``start``, as offsets into ``view``."""
-        return [start + c.offset + c.length for c in self._cdc.cut_buf(view[start:stop])]
-
-    def _accepted(
-        self,
-        block: Block,
-        first: int,
-        filled: int,
-        eof: bool,
-        guess: Future[list[int]] | None,
-    ) -> list[int]:
-        """The ends of the chunks of ``block[first:filled]`` that no later byte can
-        move (all of them at ``eof``); ``guess``: the cut ends of the bytes read into
-        the block, cut as if a chunk began where they begin."""
+    def _accepted(self, view: memoryview, first: int, filled: int, eof: bool) -> list[int]:
+        """The ends of the chunks of ``view[first:filled]`` (offsets into ``view``),
+        cut from ``first``, that no later byte can move (all of them at ``eof``); the
+        cut stops at the first one that could."""
         max_size, avg = self.params.max_size, self.params.avg_size
         ends: list[int] = []
         pos = first
-        for end in stitch(self._cdc, memoryview(block)[first:filled], first, guess):
+        for chunk in self._cdc.cut_buf(view[first:filled]):
+            end = first + chunk.offset + chunk.length
             left = filled - pos
             found = end < filled  # a boundary matched before the block's end
             if not (eof or left >= max_size or (found and left >= avg)):

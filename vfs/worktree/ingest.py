@@ -6,9 +6,9 @@ with the file (:meth:`Hasher._read_large`)::
 
     kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
       -> calling thread  reads into one of BLOCKS page-aligned blocks; the chunks pool
-                         cuts it (FastCDC) from where the read began while the calling
-                         thread reads the next, and the calling thread cuts from the
-                         block's first chunk until it meets that guess (Chunker.blocks)
+                         cuts it (FastCDC) from its first chunk, once the block before
+                         is cut, while the calling thread reads the next
+                         (Chunker.blocks)
       -> chunks pool     one task per block, for each of its chunks: BLAKE3 id,
                          compressibility probe (zstd), append to the open pack
                          under the store's lock
@@ -70,7 +70,7 @@ BLOCK_BYTES = 6 << 20  # a large file is read this many bytes per block (Chunker
 # RSS 59 MiB with three, 52 with two, 58 before chunks were lent (DVC: 67). Each block
 # also has a reserve of the maximum chunk size for the tail carried over (4 MiB): with
 # reads of 8 MiB the peak was 71 MiB, with 6 MiB 64, with 4 MiB 60 (8 MiB blocks before:
-# 62); reads of 4 MiB cost 0.15 CPU-s more per GiB in guesses cut twice, 6 MiB 0.06.
+# 62); reads of 4 MiB cost 0.15 CPU-s more per GiB in bytes cut twice, 6 MiB 0.06.
 BLOCKS = 3
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
@@ -341,7 +341,7 @@ class Hasher:
         try:
             pool = self.workers.chunks
             cut = self.chunker.blocks(readinto, take, pool.submit)
-            with contextlib.closing(cut):  # (its guesses end before the blocks are given)
+            with contextlib.closing(cut):  # (its cuts end before the blocks are given)
                 for block, first, ends in cut:
                     view = memoryview(block)
                     stop = ends[-1]
