@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "NotEmpty", "cli", "main", "quick_status"]
 
 COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for completions
+# Commands that leave nothing to do once they return (their files written and synced,
+# their helpers ended, their pools idle, their lock let go): the process then ends
+# without the interpreter's teardown (:func:`exit_now`). Freeing every module and the
+# thread pools one by one took 20-36 ms of an ``add`` and 17 of a ``commit``.
+QUICK_EXIT = frozenset({"add", "commit"})
 QUICK_STATUS_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--json": "as_json"}
 
 
@@ -78,7 +83,8 @@ def main() -> None:
     (this module imports none of them): tens of thousands of objects, none of them
     garbage, that it walked 17 times for a plain status (2-3 ms). Click's commands run
     with it as it was; a plain status ends the process with it still paused
-    (:func:`quick`).
+    (:func:`quick`). An ``add`` or ``commit`` that succeeded ends it at once too
+    (``QUICK_EXIT``); a failure, and every other command, goes through the usual exit.
     """
     args = sys.argv[1:]
     with paused_gc():
@@ -90,6 +96,12 @@ def main() -> None:
         set_command(["dvfs", *args])
         root = importlib.import_module("vfs.cli.root")
     guarded(root.run)
+    if args and args[0] in QUICK_EXIT:
+        try:
+            flush()
+        except OSError:
+            return  # (a closed pipe, say: the usual exit says so)
+        exit_now(0)
 
 
 def quick(flags: dict[str, bool]) -> NoReturn:
