@@ -56,7 +56,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -713,23 +713,35 @@ class ObjectStore:
         self._ready(hit[0])
         return self._packs[hit[0]], hit[1]
 
-    def read_order(self, oids: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
+    def read_order(
+        self, oids: Iterable[bytes], *, read_ahead: bool = True
+    ) -> dict[bytes, tuple[int, int]]:
         """(pack, offset) of each stored id, for reading many objects in file order.
 
-        Also asks the kernel to read ahead the packs involved (POSIX_FADV_WILLNEED),
-        so that restoring many small files streams the packs from disk instead of
-        seeking once per object when they are not cached.
+        Also asks the kernel to read ahead the packs involved unless ``read_ahead`` is
+        False (the caller does it later with :meth:`read_ahead_packs`).
         """
         out: dict[bytes, tuple[int, int]] = {}
         for oid in oids:
             hit = self._find(oid)
             if hit is not None:
                 out[oid] = (hit[0], hit[1].offset)
-        for slot in {slot for slot, _ in out.values()}:
+        if read_ahead:
+            self.read_ahead_packs(out)
+        return out
+
+    def read_ahead_packs(self, where: Mapping[bytes, tuple[int, int]]) -> None:
+        """Ask the kernel to read ahead the packs of ``where`` (from :meth:`read_order`).
+
+        One POSIX_FADV_WILLNEED per pack, so that restoring many small files streams
+        the packs from disk instead of seeking once per object when they are not
+        cached. The call queues the reads and may wait for room in the disk's queue
+        (20-300 ms for the benchmark's 20,000 files on a busy disk).
+        """
+        for slot in {slot for slot, _ in where.values()}:
             self._ready(slot)
             with contextlib.suppress(OSError), self._fd(slot) as fd:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-        return out
 
     def will_need(self, oids: Iterable[bytes]) -> None:
         """Ask the kernel to read in the stretches of packs holding ``oids``, all at once.

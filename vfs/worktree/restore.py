@@ -300,7 +300,9 @@ def restore_many(
     todo = list(entries)
     # Small files in pack order, their packs read ahead; large files are read direct,
     # chunk by chunk (a readahead of their packs would read them twice).
-    where = store.read_order(e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT)
+    where = store.read_order(
+        (e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT), read_ahead=False
+    )
     todo.sort(
         key=lambda item: where.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
     )
@@ -394,6 +396,9 @@ def restore_many(
 
     walker = Walker(root)
     try:
+        # The small files' packs are read ahead once the large files' reads are under
+        # way: asking for them first held those back (the call may wait for the disk).
+        store.read_ahead_packs(where)
         for k in mine():
             record(small[k], run(small[k], walker))
             restored[first[k] : first[k + 1]] = b"\1" * (first[k + 1] - first[k])
