@@ -306,24 +306,30 @@ class Timeline:
     samples: list[tuple[float, float, float, float]]  # (seconds from start, each one's CPU)
 
     def windows(self) -> list[tuple[float, float, float]]:
-        """Cores used by each of the three in each ``WINDOW`` (the last one may be shorter)."""
-        out: list[tuple[float, float, float]] = []
+        """Cores used by each of the three in each ``WINDOW``; a last stretch shorter
+        than half a window joins the one before (a few ticks make no figure: CPU time
+        moves in 10 ms steps)."""
         if len(self.samples) < 2:
-            return out
-        begin = self.samples[0]
+            return []
+        bounds = [self.samples[0]]
         for sample in self.samples[1:]:
-            if sample[0] - begin[0] >= WINDOW or sample is self.samples[-1]:
-                span = sample[0] - begin[0]
-                if span > 0:
-                    out.append(
-                        (
-                            (sample[1] - begin[1]) / span,
-                            (sample[2] - begin[2]) / span,
-                            (sample[3] - begin[3]) / span,
-                        )
-                    )
-                begin = sample
-        return out
+            if sample[0] - bounds[-1][0] >= WINDOW:
+                bounds.append(sample)
+        last = self.samples[-1]
+        if last is not bounds[-1]:
+            if len(bounds) > 1 and last[0] - bounds[-1][0] < WINDOW / 2:
+                bounds[-1] = last
+            else:
+                bounds.append(last)
+        return [
+            (
+                (b[1] - a[1]) / (b[0] - a[0]),
+                (b[2] - a[2]) / (b[0] - a[0]),
+                (b[3] - a[3]) / (b[0] - a[0]),
+            )
+            for a, b in itertools.pairwise(bounds)
+            if b[0] > a[0]
+        ]
 
 
 def timed_with_timeline(cmd: list[str], daemon: int, server: int) -> tuple[float, Timeline]:
