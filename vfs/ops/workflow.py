@@ -6,10 +6,11 @@ them. ``status`` is ``vfs.ops.status``, ``commit`` is ``vfs.ops.commit``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import stat as statmod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from vfs._os.beneath import Walker, rename_noreplace
@@ -42,6 +43,8 @@ from vfs.worktree.scan import (
     too_deep_message,
 )
 
+FEW_NEW = 64  # files staged by an add up to which _tracked_dirs bisects rather than sets
+
 
 @dataclass
 class AddReport:
@@ -59,6 +62,27 @@ def _ancestors(path: bytes) -> Iterator[bytes]:
     while b"/" in path:
         path = path.rpartition(b"/")[0]
         yield path
+
+
+def _tracked_dirs(index: Index, asked: int) -> Callable[[bytes], bool]:
+    """Whether a path is a directory of the paths ``index`` tracks now (as they are
+    now: later changes are not seen), for ``asked`` questions.
+
+    A few are answered by bisecting the sorted paths: adding one file to 20,000
+    tracked ones spent 4 ms collecting every path's directory into a set first, which
+    pays only for many questions.
+    """
+    if asked <= FEW_NEW:
+        tracked = index.sorted_paths()
+
+        def below(rel: bytes) -> bool:
+            slash = rel + b"/"
+            i = bisect.bisect_left(tracked, slash)
+            return i < len(tracked) and tracked[i].startswith(slash)
+
+        return below
+    parents = {p.rpartition(b"/")[0] for p in index.paths()}  # few: then their ancestors
+    return {a for d in parents if d for a in (d, *_ancestors(d))}.__contains__
 
 
 def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> None:
@@ -183,8 +207,7 @@ def add(
                 if p not in found and not index.is_absent(p):  # (not checked out: kept)
                     index.remove(p)
                     report.removed += 1
-        parents = {p.rpartition(b"/")[0] for p in index.paths()}  # few: then their ancestors
-        dirs = {a for d in parents if d for a in (d, *_ancestors(d))}
+        is_dir = _tracked_dirs(index, len(new))
         # A directory now where a tracked file was: each directory once, not once per
         # file below it (no path of ``new`` is above another one).
         for d in {rel.rpartition(b"/")[0] for rel in new}:
@@ -192,7 +215,7 @@ def add(
                 for anc in (d, *_ancestors(d)):
                     index.remove(anc)
         for rel, staged in new.items():
-            if rel in dirs:  # a file now where a tracked directory was
+            if is_dir(rel):  # a file now where a tracked directory was
                 for p in index.under(rel):
                     index.remove(p)
             index.put(rel, staged)

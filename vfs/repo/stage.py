@@ -1141,7 +1141,14 @@ class Index:
         """Tracked paths equal to ``prefix`` or below it (all paths for b"")."""
         if not prefix:
             return list(self.paths())
+        self._settle()
         slash = prefix + b"/"
+        if (cols := self._cols) is not None:  # sorted: the paths below are one run of them
+            names = cols.names
+            i = bisect.bisect_left(names, prefix)
+            here = [prefix] if i < len(names) and names[i] == prefix else []
+            j = bisect.bisect_left(names, slash, i)
+            return here + names[j : bisect.bisect_left(names, prefix + b"0", j)]  # ("/" + 1)
         return [p for p in self.paths() if p == prefix or p.startswith(slash)]
 
 
