@@ -504,15 +504,54 @@ def test_a_value_in_the_shared_rows_is_checked_as_the_full_path_checks_it(
         assert (seen or "no note") in (notes or "no note")
 
 
-def diff_rows_notes(root: Path, old: bytes, new: bytes, key: list[str]) -> list[str]:
+def diff_rows_notes(
+    root: Path, old: bytes, new: bytes, key: list[str], share: float = 0.0
+) -> list[str]:
     """The notes of the fast attempt at a diff of two CSVs."""
     a, b = side(root, "old", old, "csv"), side(root, "new", new, "csv")
     with tempfile.TemporaryDirectory(dir=root) as scratch:
         engine = Engine(Path(scratch), threads=1)
         try:
-            return diff_rows(engine, "csv", a, b, key, fast_share=0.0).notes
+            return diff_rows(engine, "csv", a, b, key, fast_share=share).notes
         finally:
             engine.close()
+
+
+@pytest.mark.parametrize(
+    ("odd", "seen"),
+    [
+        (b"2000,w,many", "compared as text"),
+        (b"2000,\xff\xfe,14000", "byte-level"),
+        (b"2000,\xc3\xbc,14000", None),
+        (b"3000,w,21000", "not unique"),  # a key the old file holds twice
+    ],
+)
+def test_a_value_in_the_shared_lines_is_checked_as_the_full_path_checks_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, odd: bytes, seen: str | None
+) -> None:
+    # Every 20th row edited: the line path, which never compares the lines both files
+    # share, finds the odd row among them (a value its type does not fit, bytes that
+    # are not UTF-8, a key held twice) as the full path does, or stops as it does.
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
+    rows = [(i, "w", str(i * 7)) for i in range(4000)]
+    old = render(rows, "csv", False).replace(b"\n2000,w,14000\n", b"\n" + odd + b"\n")
+    edited = [(i, a, str(int(b) + 1)) if i % 20 == 1 else (i, a, b) for i, a, b in rows]
+    new = render(edited, "csv", False).replace(b"\n2000,w,14000\n", b"\n" + odd + b"\n")
+    a, b = side(workdir, "old", old, "csv"), side(workdir, "new", new, "csv")
+    full, lines = (
+        outcome(diff_once(workdir, "csv", a, b, ["id"], s, None)) for s in (None, NO_CHUNKS)
+    )
+    assert lines == full
+    if seen == "not unique":
+        assert full == "key not unique"
+        return
+    assert lines_taken(workdir, "csv", old, new) == (seen != "byte-level")
+    if seen == "byte-level":
+        assert full[-1] is False  # a byte-level summary
+    else:
+        assert full[1:5] == (0, 0, 200, 3800)
+    notes = " ".join(diff_rows_notes(workdir, old, new, ["id"], NO_CHUNKS))
+    assert (seen or "no note") in (notes or "no note")
 
 
 def test_two_samples_are_sniffed_as_each_alone(
