@@ -98,7 +98,8 @@ def main() -> None:
         set_command(["dvfs", *args])
         root = importlib.import_module("vfs.cli.root")
     guarded(root.run)
-    if args and args[0] in QUICK_EXIT:
+    # (not under a profiler or a tracer such as coverage: they write out at the exit)
+    if args and args[0] in QUICK_EXIT and sys.getprofile() is None and sys.gettrace() is None:
         try:
             flush()
         except OSError:
