@@ -747,17 +747,17 @@ def _copy_sides(
     pool = ThreadPoolExecutor(2, thread_name_prefix="rows-copy")
     dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
     early: dict[int, Future[Side]] = {}
-    if _apart(entries):
-        largest = max((e.size for e in entries if e is not None), default=0)
-        working = vouched.working(largest) if vouched is not None else None
-        for i, e in enumerate(entries):
-            if e is not None and (
-                vouched is None or (not vouched.may_hold(e) and _alone(working, e))
-            ):
-                early[i] = pool.submit(
-                    from_version, store, e, names[i], path, dests[i], None, threads, cache
-                )
     try:
+        if _apart(entries):
+            largest = max((e.size for e in entries if e is not None), default=0)
+            working = vouched.working(largest) if vouched is not None else None
+            for i, e in enumerate(entries):
+                if e is not None and (
+                    vouched is None or (not vouched.may_hold(e) and _alone(working, e))
+                ):
+                    early[i] = pool.submit(
+                        from_version, store, e, names[i], path, dests[i], None, threads, cache
+                    )
         if vouched is not None:
             for i, e in enumerate(entries):
                 if e is None or i in early:
