@@ -2,7 +2,9 @@
 
     python benchmarks/bench_local.py [--workdir DIR] [--dvfs CMD] [--scale F] [--runs N] [--keep]
 
-Steps, each run for dvfs and then for DVC: add+commit of 20,000 small files; status
+Steps, each run for both tools (dvfs first in odd runs, DVC first in even ones, so that
+neither always meets what the other just left behind: freed inodes, dirty pages, a busy
+disk): add+commit of 20,000 small files; status
 with nothing changed (first run, then the median of several); add+commit of a 1 GiB
 file; checkout of everything after deleting it; re-add+commit after editing 64 KiB of
 the big file and appending 4 KiB. For each it measures wall time and peak RSS of the
@@ -91,7 +93,7 @@ class Bench:
         return run_all(commands, tool.root, tool.env)
 
     def step(self, key: str, title: str, store: str, one: Callable[[Tool], ToolStep]) -> Row:
-        """Run one step for each tool in turn (dvfs, then DVC) and keep its row."""
+        """Run one step for each tool in turn (in the run's order) and keep its row."""
         row = Row(key, title, store, {})
         for tool in self.tools:
             try:
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             here = runs if args.runs == 1 else runs / str(n)
             if args.runs > 1:
                 print(f"\nrun {n} of {args.runs}: {load()}", flush=True)
-            benches.append(one_run(args, work, data, here, workdir, dvfs_cmd, pristine))
+            benches.append(one_run(args, work, data, here, workdir, dvfs_cmd, pristine, n))
         report(benches, work, args, workdir, machine_info)
     except SetupError as exc:
         raise SystemExit(f"set-up failed: {exc}") from None
@@ -311,8 +313,10 @@ def one_run(
     workdir: Path,
     dvfs_cmd: list[str],
     pristine: str,
+    n: int = 1,
 ) -> Bench:
-    """Set up fresh copies and repositories under ``runs`` and run every step once."""
+    """Set up fresh copies and repositories under ``runs`` and run every step once, dvfs
+    first in an odd run ``n`` and DVC first in an even one."""
     env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(runs)}
     dvfs = Dvfs(runs / "dvfs", env, dvfs_cmd)
     dvc = Dvc(runs / "dvc", env, workdir / "dvc-venv")
@@ -324,7 +328,9 @@ def one_run(
     if not args.drop_caches:
         read = sum(read_through(tool.root) for tool in (dvfs, dvc))
         print(f"read {human(read)} of data into the page cache", flush=True)
-    bench = Bench([dvfs, dvc], work, args.drop_caches, pristine, args.free_before_checkout)
+    order: list[Tool] = [dvfs, dvc] if n % 2 else [dvc, dvfs]
+    print(f"order: {order[0].name} first in each step", flush=True)
+    bench = Bench(order, work, args.drop_caches, pristine, args.free_before_checkout)
     run_steps(bench, work, args.status_runs, free_removed=args.runs == 1)
     return bench
 
@@ -423,7 +429,7 @@ def report(
         for r in rows:
             each = "; ".join(
                 f"{t.name} " + " ".join(f"{x:.2f}" for x in r.tools[t.name].samples_s)
-                for t in last.tools
+                for t in sorted(last.tools, key=lambda t: t.name != DVFS)
             )
             print(f"  {r.title}: {each}")
     if lines:
