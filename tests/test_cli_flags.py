@@ -302,3 +302,21 @@ def test_a_plain_status_says_the_same_without_click(repo: Repo) -> None:
     assert r.code == 2 and r.err.startswith("dvfs: error: no such option '--jsn'"), str(r)
     assert repo.ok("status", "--help").out.startswith("Usage: dvfs status [OPTIONS] [MNT]")
     repo.fsck_clean()
+
+
+def test_a_profiled_command_writes_its_profile(repo: Repo, tmp_path: Path) -> None:
+    # A status, add, commit or checkout ends the process at once when it succeeds
+    # (vfs.cli.exit_now); under a profiler it ends as usual, so the profile is written.
+    import pstats
+
+    repo.write("d/one.txt", "one")
+    for i, args in enumerate([["add", "d"], ["commit", "-m", "one"], ["status"]]):
+        out = tmp_path / f"{i}.prof"
+        p = subprocess.run(
+            [*CLI[:2], "-m", "cProfile", "-o", str(out), "-m", "vfs.cli", *args],
+            cwd=repo.root, env=cli_env(), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert pstats.Stats(str(out)).total_calls > 0, args
+    assert repo.status()["staged"] == []
+    repo.ok("fsck")

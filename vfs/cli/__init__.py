@@ -98,8 +98,7 @@ def main() -> None:
         set_command(["dvfs", *args])
         root = importlib.import_module("vfs.cli.root")
     guarded(root.run)
-    # (not under a profiler or a tracer such as coverage: they write out at the exit)
-    if args and args[0] in QUICK_EXIT and sys.getprofile() is None and sys.gettrace() is None:
+    if args and args[0] in QUICK_EXIT:
         try:
             flush()
         except OSError:
@@ -146,7 +145,12 @@ def exit_now(code: object) -> NoReturn:
     quick status has flushed what it printed, ended its helpers and threads, and holds
     no lock or temporary file by then. For the same reason :func:`main` keeps the
     status it printed, and the index in it, until then.
+
+    Under a profiler (``python -m cProfile``) or a tracer (coverage) it is the usual
+    exit: they write out what they gathered as the interpreter ends.
     """
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        raise SystemExit(code)
     if code is None:
         code = 0
     elif not isinstance(code, int):  # a message: printed, then 1, as sys.exit does
