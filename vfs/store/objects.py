@@ -713,21 +713,14 @@ class ObjectStore:
         self._ready(hit[0])
         return self._packs[hit[0]], hit[1]
 
-    def read_order(
-        self, oids: Iterable[bytes], *, read_ahead: bool = True
-    ) -> dict[bytes, tuple[int, int]]:
-        """(pack, offset) of each stored id, for reading many objects in file order.
-
-        Also asks the kernel to read ahead the packs involved unless ``read_ahead`` is
-        False (the caller does it later with :meth:`read_ahead_packs`).
-        """
+    def read_order(self, oids: Iterable[bytes]) -> dict[bytes, tuple[int, int]]:
+        """(pack, offset) of each stored id, for reading many objects in file order
+        (:meth:`read_ahead_packs` then asks the kernel for their packs)."""
         out: dict[bytes, tuple[int, int]] = {}
         for oid in oids:
             hit = self._find(oid)
             if hit is not None:
                 out[oid] = (hit[0], hit[1].offset)
-        if read_ahead:
-            self.read_ahead_packs(out)
         return out
 
     def read_ahead_packs(self, where: Mapping[bytes, tuple[int, int]]) -> None:

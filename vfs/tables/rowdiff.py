@@ -659,10 +659,7 @@ class _Vouching:
         hashed with that very stat, outside the racy window (``Index.fresh``)."""
 
         def holds(st: os.stat_result) -> bool:
-            if not self._worth(entry.size):
-                return False
-            staged = self._staged()
-            if staged is None or staged.digest != entry.digest or staged.size != entry.size:
+            if not self.may_hold(entry):
                 return False
             idx = self._index[0]
             try:
@@ -695,13 +692,15 @@ DONOR = 2  # in ``_copy_sides``: the working tree's file, read for the chunks it
 def _shares(working: Entry, entries: Sequence[Entry | None]) -> bool:
     """True if a version's file (``entries``) shares ``FAST_SHARE`` of its bytes with
     the working tree's (``working``): then its copy takes those chunks from there."""
+    return any(
+        e is not None and _shared(working, e) >= FAST_SHARE * max(1, e.size) for e in entries
+    )
+
+
+def _shared(working: Entry, entry: Entry) -> int:
+    """How many bytes of ``entry`` lie in chunks the working tree's file (``working``) holds."""
     held = {c.oid for c in working.chunks}
-    for e in entries:
-        if e is not None:
-            shared = sum(c.size for c in e.chunks if c.oid in held)
-            if shared >= FAST_SHARE * max(1, e.size):
-                return True
-    return False
+    return sum(c.size for c in entry.chunks if c.oid in held)
 
 
 ALONE = 0.1  # a version sharing less of its bytes with the working tree's file is copied
@@ -711,10 +710,7 @@ ALONE = 0.1  # a version sharing less of its bytes with the working tree's file 
 def _alone(working: Entry | None, entry: Entry) -> bool:
     """True if ``entry`` (a version's file) shares less than ``ALONE`` of its bytes with
     the working tree's file (``working``, as the index records it; None: none)."""
-    if working is None:
-        return True
-    held = {c.oid for c in working.chunks}
-    return sum(c.size for c in entry.chunks if c.oid in held) < ALONE * max(1, entry.size)
+    return working is None or _shared(working, entry) < ALONE * max(1, entry.size)
 
 
 def _copy_sides(

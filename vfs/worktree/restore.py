@@ -300,9 +300,7 @@ def restore_many(
     todo = list(entries)
     # Small files in pack order, their packs read ahead; large files are read direct,
     # chunk by chunk (a readahead of their packs would read them twice).
-    where = store.read_order(
-        (e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT), read_ahead=False
-    )
+    where = store.read_order(e.chunks[0].oid for _, e in todo if e.chunks and e.size < WRITE_DIRECT)
     todo.sort(
         key=lambda item: where.get(item[1].chunks[0].oid, (-1, 0)) if item[1].chunks else (-1, 0)
     )
