@@ -305,12 +305,13 @@ def test_a_plain_status_says_the_same_without_click(repo: Repo) -> None:
 
 
 def test_a_profiled_command_writes_its_profile(repo: Repo, tmp_path: Path) -> None:
-    # A status, add, commit or checkout ends the process at once when it succeeds
+    # A status, add, commit, checkout or diff ends the process at once when it succeeds
     # (vfs.cli.exit_now); under a profiler it ends as usual, so the profile is written.
     import pstats
 
     repo.write("d/one.txt", "one")
-    for i, args in enumerate([["add", "d"], ["commit", "-m", "one"], ["status"]]):
+    commands = [["add", "d"], ["commit", "-m", "one"], ["status"], ["diff", "--stat"]]
+    for i, args in enumerate(commands):
         out = tmp_path / f"{i}.prof"
         p = subprocess.run(
             [*CLI[:2], "-m", "cProfile", "-o", str(out), "-m", "vfs.cli", *args],

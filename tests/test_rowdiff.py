@@ -106,6 +106,7 @@ def test_keyed_rows_are_added_removed_and_changed_column_by_column(data: Repo) -
         "removed  id=2  name=bob, age=42",
         "added    id=5  name=eve, age=19",
     ]
+    assert not [p for p in os.listdir(data.root / ".dvfs") if p.startswith("rows-")]
 
 
 def test_limit_shows_the_first_rows_in_key_order_and_counts_the_rest(data: Repo) -> None:
@@ -259,7 +260,9 @@ def test_a_huge_line_fails_cleanly_within_bounded_memory(tmp_path: Path) -> None
     # process, hundreds of MiB late in a full run) over to the program it execs.
     script = (
         "import sys\n"
+        "import vfs.cli\n"
         "from vfs.cli import main\n"
+        "vfs.cli.exit_now = sys.exit  # (a diff that succeeds ends the process at once)\n"
         "sys.argv = ['dvfs', 'diff', 'v1', 'v2', 'big.csv', '--rows', '--json']\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "print(next(x.split()[1] for x in open('/proc/self/status') if x.startswith('VmHWM:')))\n"
@@ -285,7 +288,9 @@ def test_without_the_engine_rows_say_what_to_install(tmp_path: Path, data: Repo)
 def test_a_plain_diff_never_loads_the_engine(data: Repo) -> None:
     script = (
         "import sys\n"
+        "import vfs.cli\n"
         "from vfs.cli import main\n"
+        "vfs.cli.exit_now = sys.exit  # (a diff that succeeds ends the process at once)\n"
         "sys.argv = ['dvfs', 'diff', 'v1', 'v2', '--stat']\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "engines = ('duckdb', '_duckdb', 'pyarrow')\n"
