@@ -37,8 +37,12 @@ one filesystem sees the same version even if a branch moves meanwhile; instances
 not cached (``cachable = False``), so each ``pandas.read_csv`` of ``dvfs://main@/...``
 reads the branch as it is then.
 
-Entries are named from the root with a leading ``/`` (``/data/train.csv``), so that a
-name read back never looks like a revision. ``info`` gives ``name``, ``type``
+Entries are named as they were asked for: from the root with a leading ``/``
+(``/data/train.csv``), after the revision when the path named one
+(``v3@/data/train.csv`` in a listing of ``v3@/data``). A name read back so opens the
+same version, and a listing lies under the directory listed, which readers check (a
+pyarrow dataset of ``dvfs://v3@/data/parquet``, as ``pandas.read_parquet`` makes one,
+refuses files named outside it). ``info`` gives ``name``, ``type``
 (``file``, ``directory`` or ``link``), ``size``, ``mode``, ``mtime`` (seconds),
 ``blake3`` (a file's content id) and ``destination`` (a link's target).
 
@@ -143,28 +147,37 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         rev, _ = split_rev(text)
         return {"rev": rev} if rev is not None else {}
 
+    @classmethod
+    def _parent(cls, path: Any) -> str:
+        rev, rest = split_rev(cls._strip_protocol(path))
+        parent = _clean(rest.rsplit("/", 1)[0])
+        return f"{rev}@{parent}" if rev is not None else parent
+
     def unstrip_protocol(self, name: str) -> str:
-        return f"{PROTOCOL}://{self._at[:12]}@{_clean(name)}"
+        return f"{PROTOCOL}://{self._at[:12]}@{_clean(split_rev(name)[1])}"
 
     def _path(self, path: Any) -> str:
         """``path`` as a repository path (no leading ``/``), after checking its revision."""
+        return self._named(path)[1].lstrip("/")
+
+    def _named(self, path: Any) -> tuple[str, str]:
+        """(``REV@`` as ``path`` names its revision, or nothing; the rest from ``/``),
+        after checking that revision is this filesystem's version."""
         rev, rest = split_rev(self._strip_protocol(path))
-        if (
-            rev is not None
-            and rev != self.rev
-            and self.repo.repository.history.resolve(rev) != self.version
-        ):
+        if rev is None:
+            return "", rest
+        if rev != self.rev and self.repo.repository.history.resolve(rev) != self.version:
             raise ValueError(
                 f"{path} is in revision {rev}, but this dvfs filesystem reads {self.rev}: "
                 f"make one with rev={rev!r}"
             )
-        return rest.lstrip("/")
+        return f"{rev}@", rest
 
     # reading -------------------------------------------------------------------------
 
-    def _entry(self, f: FileInfo) -> dict[str, Any]:
+    def _entry(self, f: FileInfo, prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "name": _clean(f.path),
+            "name": prefix + _clean(f.path),
             "type": {"dir": "directory"}.get(f.type, f.type),
             "size": 0 if f.type == "dir" else f.size,
             "mode": f.mode,
@@ -177,15 +190,14 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return out
 
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
-        """Entries of a directory (or the file itself), named from the root."""
-        rows = [self._entry(f) for f in self.repo.ls(self._at, self._path(path))]
+        """Entries of a directory (or the file itself), named as the module docstring says."""
+        prefix, rest = self._named(path)
+        rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rest.lstrip("/"))]
         return rows if detail else [r["name"] for r in rows]
 
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
-        return self._entry(self.repo.info(self._path(path), self._at))
-
-    def glob(self, path: Any, maxdepth: int | None = None, **kwargs: Any) -> Any:
-        return super().glob(_clean(self._path(path)), maxdepth=maxdepth, **kwargs)
+        prefix, rest = self._named(path)
+        return self._entry(self.repo.info(rest.lstrip("/"), self._at), prefix)
 
     def _open(
         self, path: Any, mode: str = "rb", block_size: int | None = None,
