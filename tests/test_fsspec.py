@@ -87,6 +87,11 @@ def test_ls_info_glob_find_and_ranges(data: Data) -> None:
     assert fs.cat_file("/data/train.csv", 1000, 1100) == want[1000:1100]
     assert fs.cat_file("/data/train.csv", -50) == want[-50:]
     assert fs.cat_file("/data/train.csv", start=len(want) + 10) == b""
+    # dask's read_csv splits a file into blocks at line ends with read_block
+    block = fs.read_block("/data/train.csv", 1000, 5000, delimiter=b"\n")
+    start = want.index(b"\n", 999) + 1
+    assert block == want[start : want.index(b"\n", 5999) + 1]
+    assert fs.tail("/data/train.csv", 20) == want[-20:]
     with pytest.raises(FileNotFoundError, match=r"data/nope\.csv does not exist in v2"):
         fs.cat_file("/data/nope.csv")
 

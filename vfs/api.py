@@ -331,7 +331,8 @@ class Repo:
     ) -> IO[Any]:  # fmt: skip
         """File ``path`` of ``rev``, read-only: binary (``"rb"``) or text (``"r"``,
         UTF-8 unless ``encoding`` says otherwise). Seekable; reads fetch only the
-        chunks they touch. A symbolic link to a file of the same version is followed.
+        chunks they touch; a binary file tells its ``size``. A symbolic link to a file
+        of the same version is followed.
 
         Example::
 

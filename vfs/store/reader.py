@@ -9,8 +9,9 @@ fetches each chunk once and a seek back into a recent chunk costs nothing; memor
 stays bounded whatever the file's size.
 
 :class:`ChunkedFile` is a raw stream (``io.RawIOBase``); :func:`open_chunks` wraps it
-as Python's ``open()`` would: ``io.BufferedReader`` for ``"rb"``, plus
-``io.TextIOWrapper`` for ``"r"``.
+as Python's ``open()`` would: an ``io.BufferedReader`` for ``"rb"`` (:class:`Reader`,
+which also tells the file's ``size``, as fsspec's files do), plus ``io.TextIOWrapper``
+for ``"r"``.
 """
 
 from __future__ import annotations
@@ -171,6 +172,24 @@ class ChunkedFile(io.RawIOBase):
             raise ValueError("I/O operation on closed file")
 
 
+class Reader(io.BufferedReader):
+    """The buffered binary file :func:`open_chunks` gives, with the file's ``size``.
+
+    fsspec's helpers read ``size`` from the files a filesystem opens (``read_block``,
+    which dask's ``read_csv`` splits a file by, and ``tail``).
+    """
+
+    raw: ChunkedFile
+
+    def __init__(self, raw: ChunkedFile, buffer_size: int = BUFFER) -> None:
+        super().__init__(raw, buffer_size)
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return self.raw.size
+
+
 def check_mode(mode: str) -> None:
     """ValueError unless ``mode`` reads (``rb``, ``r``, ``rt``): versions are read-only."""
     if mode not in ("r", "rb", "rt"):
@@ -191,7 +210,7 @@ def open_chunks(
     ValueError for any other mode: versions are read-only.
     """
     check_mode(mode)
-    buffered = io.BufferedReader(raw, BUFFER)
+    buffered = Reader(raw)
     if mode == "rb":
         if encoding is not None or errors is not None or newline is not None:
             raise ValueError("binary mode takes no encoding, errors or newline argument")
