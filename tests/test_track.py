@@ -58,6 +58,15 @@ def test_a_run_is_one_version_with_params_metrics_and_lineage(repo: vfs.Repo) ->
     ]  # fmt: skip
     shown = assert_ok(run(root, "metrics", "show", "v2", "--json")).json()
     assert shown == {"v2": {"metrics.json": {"acc": 0.7, "loss": 1 / 3, "step": 2}}}
+    # the working tree's metrics are the run's too (no stage of dvfs.yaml names them)
+    here = assert_ok(run(root, "metrics", "show", "--json")).json()
+    assert here == {"workspace": shown["v2"]}
+    (root / "metrics.json").write_text('{"acc": 0.75, "loss": 0.3, "step": 2}')
+    moved = assert_ok(run(root, "metrics", "diff", "--json")).json()["metrics"]
+    assert [(m["name"], m["old"], m["new"]) for m in moved] == [
+        ("acc", 0.7, 0.75), ("loss", 1 / 3, 0.3),
+    ]  # fmt: skip
+    assert_ok(run(root, "restore", "metrics.json"))
     steps = repo.read_text("metrics.steps.jsonl", "v2").splitlines()
     assert [json.loads(s)["step"] for s in steps] == [0, 1, 2]  # every step, with the version
     lineage = assert_ok(run(root, "lineage", "models/model.txt")).out

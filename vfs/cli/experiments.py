@@ -129,7 +129,10 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
         return
     keys = sorted({(f, k) for _, m in sides for f, kv in m.items() for k in kv})
     if not keys:
-        click.echo("no metrics (a stage lists its metrics files under metrics:)")
+        click.echo(
+            "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:, "
+            "a vfs.track run logs them with run.log_metrics)"
+        )
         return
     rows = [
         [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k)) for _, m in sides)]

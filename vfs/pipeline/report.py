@@ -7,7 +7,9 @@ that a ``--param`` of the same name already takes). Of the working tree: the
 values the stages of ``dvfs.yaml`` would read now.
 
 **Metrics** of a version: the metrics files of its pipeline's runs, read from the
-version; of the working tree: the metrics files of ``dvfs.yaml`` as they are. Each
+version; of the working tree: the metrics files of ``dvfs.yaml``'s stages and of the
+runs its ``dvfs.runs`` records (a ``vfs.track`` block's, which no stage names), as
+they are. Each
 file is flattened to dotted keys (``vfs.pipeline.values``); metrics are named
 ``FILE:KEY``, or by key alone when every metric shown comes from one file.
 
@@ -27,10 +29,11 @@ from vfs.model.codec import Kind
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
-from vfs.pipeline import values
+from vfs.pipeline import runs, values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace
 from vfs.quoting import quote_name
+from vfs.repo.gitlink import RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
@@ -101,17 +104,24 @@ def version_metrics(hist: History, v: Version) -> tuple[dict[bytes, dict[str, An
 
 
 def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
-    """Each metrics file of ``dvfs.yaml`` as the working tree holds it, flattened."""
+    """Each metrics file of ``dvfs.yaml``'s stages and of the runs in ``dvfs.runs``, as
+    the working tree holds it, flattened; and notes on those that cannot be read."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
-    for s in p.stages.values():
-        for m in s.metrics:
-            try:
-                data = ws.read(m, values.MAX_FILE)
-                if data is not None:
-                    out[m] = values.flatten(values.load(data, m, os.fsdecode(m)))
-            except DvfsError as exc:
-                notes.append(str(exc))
+    files = [m for s in p.stages.values() for m in s.metrics]
+    try:
+        recorded = ws.read(RUNS_FILE.encode(), runs.MAX_FILE)
+        if recorded is not None:
+            files += [m for s in runs.parse(recorded).values() for m in s.metrics]
+    except DvfsError as exc:
+        notes.append(f"{exc}: the metrics of its runs are not shown")
+    for m in dict.fromkeys(files):
+        try:
+            data = ws.read(m, values.MAX_FILE)
+            if data is not None:
+                out[m] = values.flatten(values.load(data, m, os.fsdecode(m)))
+        except DvfsError as exc:
+            notes.append(str(exc))
     return out, notes
 
 
