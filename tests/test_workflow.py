@@ -685,6 +685,60 @@ def test_large_files_added_together_read_back(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+LET_GO = """
+import json, sys
+from pathlib import Path
+from vfs.ops import workflow
+from vfs.repo.repository import Repository
+from vfs.worktree.pools import Workers
+
+loads, real_index = [], Repository.index
+
+def index(self, rebuild=False):
+    loads.append(1)
+    return real_index(self, rebuild)
+
+Repository.index = index
+workflow.LET_GO_BYTES = 1  # (every add lets go of the index while it hashes)
+handle = Repository.find(Path(sys.argv[1]))
+with Workers() as workers:
+    report = workflow.add(handle, [str(handle.root / "data")], workers)
+handle.store.close()
+print(json.dumps({"loads": len(loads), "files": report.files, "removed": report.removed}))
+"""
+
+
+def test_an_add_that_lets_go_of_the_index_while_hashing_stages_what_one_that_keeps_it_does(
+    repo: Repo,
+) -> None:
+    """Hashing large files, add frees the index and reads it again after (the memory
+    goes to the blocks the files are read into): files changed, added and deleted are
+    staged exactly as otherwise, and what is ignored stays out."""
+    repo.write("data/keep.txt", b"kept\n")
+    repo.write("data/gone.txt", b"to be deleted\n")
+    repo.write("data/big.bin", rand(2 * MiB, seed=41))
+    repo.write(".dvfsignore", b"*.tmp\n")
+    repo.ok("add", "data", ".dvfsignore")
+    repo.commit("before")
+    big = rand(3 * MiB + 5, seed=42)
+    repo.write("data/big.bin", big)
+    repo.write("data/new/more.bin", rand(MiB, seed=43))
+    repo.write("data/scratch.tmp", b"ignored\n")
+    (repo.root / "data/gone.txt").unlink()
+    got = json.loads(run_python(LET_GO, str(repo.root)))
+    assert got == {"loads": 2, "files": 3, "removed": 1}
+    staged = {c["path"]: c["status"] for c in repo.status()["staged"]}
+    assert staged == {
+        "data/big.bin": "modified", "data/new/more.bin": "added", "data/gone.txt": "removed",
+    }  # fmt: skip
+    repo.commit("after")
+    assert repo.cat("HEAD:data/big.bin") == big
+    assert repo.cat("HEAD:data/keep.txt") == b"kept\n"
+    assert "data/scratch.tmp" not in repo.show()["files"]
+    assert repo.status()["staged"] == [] and repo.status()["untracked"] == []
+    repo.fsck_clean()
+
+
 ADD_SPLIT = """
 import json, os, sys
 from pathlib import Path
