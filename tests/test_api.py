@@ -152,6 +152,8 @@ def test_a_remote_is_read_in_place_one_chunk_a_read(
         remote.open("notes.txt", rev="v1")
     again = vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "c")
     assert again.versions()[0].id == remote.versions()[0].id  # nothing new: metadata kept
+    with pytest.raises(vfs.OtherSource, match="give each remote a cache_dir of its own"):
+        vfs.Repo.remote(pushed + "-other", endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "c")
 
 
 def test_a_clone_without_checkout_reads_from_its_remote(

@@ -73,7 +73,7 @@ from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
-from vfs.remote.read import RemoteChunks, open_meta
+from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
@@ -168,7 +168,15 @@ class Repo:
         self = cls.__new__(cls)
         self._held = weakref.finalize(self, os.close, hold_mirror(base))
         try:
-            self._repo = open_meta(base / "meta", spec, backend)
+            try:
+                self._repo = open_meta(base / "meta", spec, backend)
+            except OtherSource as exc:
+                if cache_dir is None:
+                    raise
+                raise OtherSource(
+                    f"{exc}: give each remote a cache_dir of its own (without one, each "
+                    "gets its own in the user cache)"
+                ) from None
             self._spec = spec
             self._meter = meter
             self._chunks = RemoteChunks(lambda: backend)
