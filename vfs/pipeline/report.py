@@ -9,9 +9,8 @@ values the stages of ``dvfs.yaml`` would read now.
 **Metrics** of a version: the metrics files of its pipeline's runs, read from the
 version; of the working tree: the metrics files of ``dvfs.yaml``'s stages and of the
 runs its ``dvfs.runs`` records (a ``vfs.track`` block's, which no stage names), as
-they are. Each
-file is flattened to dotted keys (``vfs.pipeline.values``); metrics are named
-``FILE:KEY``, or by key alone when every metric shown comes from one file.
+they are. Each file is flattened to dotted keys (``vfs.pipeline.values``); metrics
+are named ``FILE:KEY``, or by key alone when every metric shown comes from one file.
 
 Experiments (``vfs.pipeline.experiments``) are versions on ``exp/`` branches, and
 are compared like any version.
