@@ -158,20 +158,22 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def _path(self, path: Any) -> str:
         """``path`` as a repository path (no leading ``/``), after checking its revision."""
-        return self._named(path)[1].lstrip("/")
+        return self._named(path)[1]
 
     def _named(self, path: Any) -> tuple[str, str]:
-        """(``REV@`` as ``path`` names its revision, or nothing; the rest from ``/``),
+        """(``REV@`` as ``path`` names its revision, or nothing; the repository path),
         after checking that revision is this filesystem's version."""
         rev, rest = split_rev(self._strip_protocol(path))
-        if rev is None:
-            return "", rest
-        if rev != self.rev and self.repo.repository.history.resolve(rev) != self.version:
+        if (
+            rev is not None
+            and rev != self.rev
+            and self.repo.repository.history.resolve(rev) != self.version
+        ):
             raise ValueError(
                 f"{path} is in revision {rev}, but this dvfs filesystem reads {self.rev}: "
                 f"make one with rev={rev!r}"
             )
-        return f"{rev}@", rest
+        return ("" if rev is None else f"{rev}@"), rest.lstrip("/")
 
     # reading -------------------------------------------------------------------------
 
@@ -191,13 +193,13 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Entries of a directory (or the file itself), named as the module docstring says."""
-        prefix, rest = self._named(path)
-        rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rest.lstrip("/"))]
+        prefix, rel = self._named(path)
+        rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rel)]
         return rows if detail else [r["name"] for r in rows]
 
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
-        prefix, rest = self._named(path)
-        return self._entry(self.repo.info(rest.lstrip("/"), self._at), prefix)
+        prefix, rel = self._named(path)
+        return self._entry(self.repo.info(rel, self._at), prefix)
 
     def _open(
         self, path: Any, mode: str = "rb", block_size: int | None = None,

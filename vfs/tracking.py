@@ -251,8 +251,7 @@ class Run:
                 facts.python, facts.git,
             ),
         )  # fmt: skip
-        before = self.ws.read(RUNS_FILE.encode(), runs_file.MAX_FILE)
-        runs = runs_file.parse(before) if before is not None else {}
+        runs = workspace.load_runs(self.ws)
         claimed = {o for o, _ in record.outs}
         for other in [n for n, r in runs.items() if any(o in claimed for o, _ in r.outs)]:
             del runs[other]  # a run elsewhere that claimed these outputs

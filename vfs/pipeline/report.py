@@ -28,11 +28,10 @@ from vfs.model.codec import Kind
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
-from vfs.pipeline import runs, values
+from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
-from vfs.pipeline.workspace import Workspace
+from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import quote_name
-from vfs.repo.gitlink import RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
@@ -109,9 +108,7 @@ def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]
     notes: list[str] = []
     files = [m for s in p.stages.values() for m in s.metrics]
     try:
-        recorded = ws.read(RUNS_FILE.encode(), runs.MAX_FILE)
-        if recorded is not None:
-            files += [m for s in runs.parse(recorded).values() for m in s.metrics]
+        files += [m for s in load_runs(ws).values() for m in s.metrics]
     except DvfsError as exc:
         notes.append(f"{exc}: the metrics of its runs are not shown")
     for m in dict.fromkeys(files):

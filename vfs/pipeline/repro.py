@@ -57,7 +57,7 @@ from vfs.pipeline.runner import Finished, Output, Running
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
-from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records
+from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
 from vfs.store.pins import pinned
@@ -142,11 +142,8 @@ class Repro:
     # reading ---------------------------------------------------------------------
 
     def _load_runs(self) -> dict[str, StageRecord]:
-        data = self.ws.read(RUNS_FILE.encode(), runs_file.MAX_FILE)
-        if data is None:
-            return {}
         try:
-            return runs_file.parse(data)
+            return load_runs(self.ws)
         except FormatError as exc:
             raise UsageError(
                 f"{exc}: delete {RUNS_FILE} (every stage then runs again) or restore it "

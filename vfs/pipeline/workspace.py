@@ -35,7 +35,7 @@ from vfs.pipeline import graph, spec
 from vfs.pipeline.content import dir_id, leaf_id
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Pipeline
-from vfs.repo.gitlink import PIPELINE_FILE
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, Staged
 from vfs.store.durable import storage_error, tmp_leaf
@@ -45,6 +45,7 @@ from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Found, Warn, scan, show
 
 if TYPE_CHECKING:  # (imported where used: `dvfs dag` and `stage list` need neither)
+    from vfs.model.version_codec import StageRecord
     from vfs.worktree.ignore import Ignores
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -312,6 +313,15 @@ def ids_of_records(paths: Iterable[bytes], records: dict[bytes, Staged]) -> dict
             if r.startswith(below)
         )
     return out
+
+
+def load_runs(ws: Workspace) -> dict[str, StageRecord]:
+    """The runs the working tree's ``dvfs.runs`` records (no file: none); FormatError if
+    it is not valid."""
+    from vfs.pipeline import runs  # (only when runs are read)
+
+    data = ws.read(RUNS_FILE.encode(), runs.MAX_FILE)
+    return {} if data is None else runs.parse(data)
 
 
 def load_pipeline(ws: Workspace) -> tuple[Pipeline, Dag]:

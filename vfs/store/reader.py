@@ -181,9 +181,6 @@ class Reader(io.BufferedReader):
 
     raw: ChunkedFile
 
-    def __init__(self, raw: ChunkedFile, buffer_size: int = BUFFER) -> None:
-        super().__init__(raw, buffer_size)
-
     @property
     def size(self) -> int:
         """The file's size in bytes."""
@@ -210,7 +207,7 @@ def open_chunks(
     ValueError for any other mode: versions are read-only.
     """
     check_mode(mode)
-    buffered = Reader(raw)
+    buffered = Reader(raw, BUFFER)
     if mode == "rb":
         if encoding is not None or errors is not None or newline is not None:
             raise ValueError("binary mode takes no encoding, errors or newline argument")
