@@ -342,6 +342,31 @@ def test_a_ref_name_cannot_end_in_a_newline(repo: Repo, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("-x", "must start with a letter, a digit or '_'"),
+        (".hidden", "must start with a letter, a digit or '_'"),
+        ("a b", "use letters, digits, '.', '_', '-' and '/'"),
+        ("a..b", "may not hold '..' or '//'"),
+        ("a//b", "may not hold '..' or '//'"),
+        ("x.lock", "may not end in '/', '.' or '.lock'"),
+        ("x/.y", "no part of it may start with '.'"),
+        ("x" * 201, "longer than 200 characters"),
+    ],
+)
+def test_a_refused_ref_name_says_which_rule_it_breaks(repo: Repo, name: str, why: str) -> None:
+    committed(repo)
+    for kind in ("tag", "branch"):
+        line = assert_error(repo.run(kind, "--", name), f"not a valid {kind} name: ", code=2)
+        assert why in line, line
+    assert repo.ok("tag").out == ""
+    assert sorted(p.name for p in (repo.root / ".dvfs" / "refs").rglob("*") if p.is_file()) == [
+        "main"
+    ]
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ("branch", "-d", "../tags/keep"),

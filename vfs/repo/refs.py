@@ -42,23 +42,33 @@ _RESERVED_RE = re.compile(r"v\d+|HEAD.*|[0-9a-fA-F]{4,64}")
 
 def check_ref_name(name: str, what: str) -> str:
     """Return ``name`` if it can name a branch or tag; UsageError saying why not."""
-    bad = (
-        not _NAME_RE.fullmatch(name)
-        or ".." in name
-        or "//" in name
-        or name.endswith(("/", ".", ".lock"))
-        or any(part.startswith(".") for part in name.split("/"))
-        or len(name) > 200
-    )
-    if bad:
-        raise UsageError(
-            f"{name!r} is not a valid {what} name: use letters, digits, '.', '_', '-' and '/'"
-        )
+    why = _unfit(name)
+    if why:
+        raise UsageError(f"{name!r} is not a valid {what} name: {why}")
     if _RESERVED_RE.fullmatch(name):
         raise UsageError(
             f"{name!r} cannot be a {what} name: it would read as a version number, HEAD or an id"
         )
     return name
+
+
+def _unfit(name: str) -> str:
+    """Why ``name`` cannot name a ref, in a few words, or "" if it can."""
+    if not name:
+        return "it is empty"
+    if len(name) > 200:
+        return "it is longer than 200 characters"
+    if not _NAME_RE.fullmatch(name):
+        if _NAME_RE.fullmatch("x" + name[1:]):
+            return "it must start with a letter, a digit or '_'"
+        return "use letters, digits, '.', '_', '-' and '/'"
+    if ".." in name or "//" in name:
+        return "it may not hold '..' or '//'"
+    if name.endswith(("/", ".", ".lock")):
+        return "it may not end in '/', '.' or '.lock'"
+    if any(part.startswith(".") for part in name.split("/")):
+        return "no part of it may start with '.'"
+    return ""
 
 
 def is_ref_like(name: str) -> bool:
