@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import vfs
@@ -140,3 +141,19 @@ def test_ctrl_c_in_the_block_records_nothing(repo: vfs.Repo) -> None:
     assert (root / "model.bin").read_bytes() == b"partial"  # the user's file, left alone
     assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
     fsck_clean(root)
+
+
+def test_numpy_numbers_are_steps_metrics_and_params(repo: vfs.Repo) -> None:
+    params = {"epochs": np.int64(3), "lr": np.float32(0.5), "sizes": np.array([64, 32])}
+    with vfs.track(repo, message="numpy", params=params) as r:
+        for step in np.arange(2):  # a loop over numpy's integers
+            r.log_metrics({"loss": np.float32(1.5) / (step + 1), "n": np.int64(7)}, step=step)
+        with pytest.raises(vfs.UsageError, match="metric acc is a ndarray of several values"):
+            r.log_metrics({"acc": np.array([0.5, 0.6])})
+        with pytest.raises(vfs.UsageError, match="step must be a whole number"):
+            r.log_metrics({"loss": 1.0}, step=np.float64(2.0))  # type: ignore[arg-type]
+    v = r.version
+    assert v is not None and v.params == {"epochs": 3, "lr": 0.5, "sizes": [64, 32]}
+    assert json.loads(repo.read_text("metrics.json", v.version)) == {
+        "loss": 0.75, "n": 7, "step": 1,
+    }  # fmt: skip

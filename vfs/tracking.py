@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import signal
 import sys
@@ -56,7 +57,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, SupportsIndex
 
 from vfs import settings
 from vfs.api import Repo
@@ -175,11 +176,10 @@ class Run:
             self.outputs.append(rel)
         return self.root / os.fsdecode(rel)
 
-    def log_metrics(self, values: Mapping[str, Any], step: int | None = None) -> None:
+    def log_metrics(self, values: Mapping[str, Any], step: SupportsIndex | None = None) -> None:
         """Record metric values (numbers, booleans or short text), at ``step`` if given."""
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-            raise UsageError(f"step must be a whole number, not {step!r}")
-        row: dict[str, Any] = {} if step is None else {"step": step}
+        at = None if step is None else _step(step)
+        row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
             key = str(k)
             if not key or key == "step" or len(key) > MAX_TEXT:
@@ -191,8 +191,8 @@ class Run:
             raise UsageError(f"more than {MAX_STEPS:,} calls of log_metrics in one run")
         self.steps.append(row)
         self.latest.update({k: v for k, v in row.items() if k != "step"})
-        if step is not None:
-            self.last_step = step
+        if at is not None:
+            self.last_step = at
 
     # recording --------------------------------------------------------------------------
 
@@ -281,6 +281,17 @@ def track(
     return Run(repo, message, params, name, tag, metrics)
 
 
+def _step(step: Any) -> int:
+    """``step`` as an int: a Python int or what stands for one (``numpy.int64``, a
+    0-d integer tensor), never a boolean or a float."""
+    if not isinstance(step, bool):
+        try:
+            return operator.index(step)
+        except TypeError:
+            pass
+    raise UsageError(f"step must be a whole number, not {step!r}")
+
+
 def _metric(key: str, value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
@@ -289,7 +300,14 @@ def _metric(key: str, value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
-        return _metric(key, value.item())
+        try:
+            plain = value.item()
+        except (ValueError, RuntimeError):  # an array of several values
+            raise UsageError(
+                f"metric {quote_name(key)} is a {type(value).__name__} of several values: "
+                "give one number"
+            ) from None
+        return _metric(key, plain)
     if isinstance(value, str) and len(value) <= MAX_TEXT:
         return value
     raise UsageError(

@@ -23,7 +23,9 @@ so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
 exactly, or JSON cannot show, are kept as text: integers outside 64 bits, NaN and the
 infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
 values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
-prints them). Text that is not UTF-8 (bytes given on the command line) is refused.
+prints them). NumPy (and PyTorch) scalars and arrays given from Python are kept as
+the numbers and lists they hold (``numpy.int64(3)`` is the number 3). Text that is
+not UTF-8 (bytes given on the command line) is refused.
 """
 
 from __future__ import annotations
@@ -220,6 +222,8 @@ def _plain(value: Any, depth: int, budget: _Budget) -> Any:
     if isinstance(value, float):
         budget.spend(_OTHER)
         return finite(value)
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
+        return _plain(value.tolist(), depth, budget)
     return _text(str(value), "parameter value", budget)  # dates, timestamps, !!binary
 
 
