@@ -360,3 +360,24 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
     assert_error(run(tmp_path, "clone", remote.as_uri(), "full"), "not an empty directory")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     a.fsck_clean()
+
+
+def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """``s3:/bucket`` or ``file:/srv/x`` is a typo: it never becomes a directory in the tree."""
+    repo = make_repo("a")
+    commit_files(repo, {"d/x": b"x"}, "x")
+    remote = tmp_path / "remote"
+    for url in ("s3:/bucket/x", "s3:bucket", "S3:/bucket", f"file:{remote}", "https:/h/x"):
+        repo.fail("remote", "add", "origin", url, fragments=("needs '://'",), code=2)
+        r = run(tmp_path, "clone", url, "c")
+        assert_error(r, "needs '://'")
+        assert not (tmp_path / "c").exists()
+    assert repo.json("remote", "list", "--json") == []
+    repo.fail("push", fragments=("no remote is configured",))
+    assert sorted(p.name for p in repo.root.iterdir()) == [".dvfs", "d"]
+    # A directory whose name really starts so is still a remote, written as a path.
+    repo.ok("remote", "add", "origin", "./s3:/bucket")
+    repo.ok("push")
+    assert (repo.root / "s3:" / "bucket" / "format").is_file()

@@ -48,6 +48,9 @@ _EARLY_LOCK = threading.Lock()
 
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
 _FORMS = "use s3://bucket/prefix, file:///absolute/path or a directory path"
+# A URL scheme without its "://" ("s3:/bucket", "file:/srv/x"): a typo, never meant as
+# a directory of that name (which "./s3:x" still names).
+_SCHEME_TYPO = re.compile(r"(s3|s3a|file|https?|ftp|sftp|ssh|gs|gcs|az|abfss?|hdfs):", re.I)
 
 
 def valid_bucket(name: str) -> bool:
@@ -75,6 +78,12 @@ def parse_url(url: str) -> RemoteUrl:
     refuse_credentials(url, "the remote URL")
     scheme, sep, rest = url.partition("://")
     if not sep:
+        typo = _SCHEME_TYPO.match(url)
+        if typo:
+            raise UsageError(
+                f"bad remote URL {url!r}: {typo.group(1)} needs '://' (s3://bucket/prefix, "
+                f"file:///absolute/path); a directory of that name is written {'./' + url!r}"
+            )
         return RemoteUrl(path=Path(url).expanduser())
     scheme = scheme.lower()
     if scheme == "file":
