@@ -219,6 +219,33 @@ def test_untracked_file_in_the_way_stops_the_merge_before_anything_changes(repo:
     repo.fsck_clean()
 
 
+def test_parent_steps_read_as_git_reads_them(repo: Repo) -> None:
+    diverge(repo)
+    repo.ok("merge", "other")
+    ours, theirs = parents(repo)
+    hist = Repository(repo.root).history
+    base = hist.resolve("v1").hex()
+    assert parents(repo, "HEAD^0") == [ours, theirs]  # ^0: the merge itself
+    for rev, want in [
+        ("HEAD^", ours), ("HEAD^1", ours), ("HEAD~", ours), ("HEAD~1", ours),
+        ("HEAD^2", theirs), ("v3^2", theirs), ("HEAD^2^", base), ("HEAD^^", base),
+        ("HEAD~2", base), ("HEAD^2~1", base), ("HEAD~0001", ours),
+    ]:  # fmt: skip
+        assert hist.resolve(rev).hex() == want, rev
+        assert repo.show(rev)["id"] == want, rev
+    for rev, why in [
+        ("HEAD^3", "HEAD is v3, which has 2 parents"),
+        ("HEAD^2^2", "HEAD^2 is v2, which has one parent"),
+        ("v1^", "v1 has no parent"),
+        ("HEAD^^^", "HEAD^^ is v1, which has no parent"),
+        ("HEAD~3", "HEAD is v3 and v1 has no parent: go back at most 2"),
+        ("HEAD~" + "0" * 5000 + "4", "HEAD is v3 and v1 has no parent: go back at most 2"),
+    ]:
+        assert_error(repo.run("show", rev), f"unknown revision '{rev}': {why}", code=1)
+    assert_error(repo.run("show", "HEAD^x"), "unknown revision 'HEAD^x'", code=1)
+    repo.fsck_clean()
+
+
 def test_log_graph_draws_the_merge_and_json_carries_parents(repo: Repo) -> None:
     diverge(repo)
     repo.ok("merge", "other", "-m", "join\x1b[31m")

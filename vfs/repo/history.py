@@ -2,8 +2,13 @@
 
 Revision grammar (``vfs.repo.history.resolve``)::
 
-    rev   := base ("~" N)?
+    rev   := base step*
+    step  := "~" N?     N versions back along first parents (no N: one)
+           | "^" N?     the Nth parent (no N: the first; ^0: the version itself)
     base  := "HEAD" | "v" N | branch | remote/branch | tag | hex id prefix (>= 4 characters)
+
+``HEAD~2``, ``main^``, ``v7^2`` (a merge's second parent) and ``HEAD^^~3`` read as git
+reads them; neither ``~`` nor ``^`` can be part of a ref name.
 
 ``vN`` counts along the first-parent chain of the current branch (or, when HEAD is
 detached, of the branch it was detached from): ``v1`` is that chain's first version.
@@ -37,7 +42,8 @@ from vfs.repo.refs import Head, Refs, is_ref_like
 from vfs.store.objects import ObjectStore, ObjKind
 
 CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
-_REV_RE = re.compile(r"^(?P<base>.+?)(?:~(?P<back>\d*))?$")
+_REV_RE = re.compile(r"^(?P<base>[^~^]+)(?P<steps>(?:[~^]\d*)*)$")
+_STEP_RE = re.compile(r"([~^])(\d*)")
 _VN_RE = re.compile(r"^v(\d+)$")
 M = TypeVar("M")
 
@@ -255,7 +261,7 @@ class History:
         m = _REV_RE.match(rev.strip())
         if not m or not rev.strip():
             raise RevisionNotFound(rev, self._close(rev))
-        base, back = m.group("base"), m.group("back")
+        base = m.group("base")
         oid = self._base(base)
         if oid is None:
             if _VN_RE.match(base):
@@ -267,16 +273,32 @@ class History:
                 hint = f"{chain} has {has}"
                 raise RevisionNotFound(rev, [f"v{last}"], hint=hint)  # the newest is closest
             raise RevisionNotFound(rev, self._close(base))
-        steps = 0 if back is None else int(back or "1")
-        start = self.version(oid).number
-        for _ in range(steps):
-            v = self.version(oid)
-            if not v.parents:
-                hint = f"{base} is v{start} and v1 has no parent: go back at most {start - 1}"
-                if start == 1:
-                    hint = f"{base} is v1, which has no parent"
-                raise RevisionNotFound(rev, hint=hint)
-            oid = v.parents[0]
+        at = base  # the revision walked so far, for the messages
+        for op, digits in _STEP_RE.findall(m.group("steps")):
+            figures = digits.lstrip("0")
+            # more than nine figures: past any history (and int() refuses 5,000 of them)
+            n = 1 if not digits else int(figures or "0") if len(figures) <= 9 else 10**9
+            if op == "~":
+                start = self.version(oid).number
+                for _ in range(n):
+                    v = self.version(oid)
+                    if not v.parents:
+                        hint = f"{at} is v{start} and v1 has no parent: go back at most {start - 1}"
+                        if start == 1:
+                            hint = f"{at} is v1, which has no parent"
+                        raise RevisionNotFound(rev, hint=hint)
+                    oid = v.parents[0]
+            elif n:
+                parents = self.version(oid).parents
+                if len(parents) < n:
+                    has = {0: "has no parent", 1: "has one parent"}.get(
+                        len(parents), f"has {len(parents)} parents"
+                    )
+                    label = self.label(oid)
+                    hint = f"{label} {has}" if at == label else f"{at} is {label}, which {has}"
+                    raise RevisionNotFound(rev, hint=hint)
+                oid = parents[n - 1]
+            at += op + digits
         return oid
 
     def _close(self, name: str) -> list[str]:
