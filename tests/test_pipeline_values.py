@@ -7,6 +7,11 @@ import re
 
 import pytest
 
+from tests.support.cli import (
+    Repo,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -67,3 +72,20 @@ def test_metrics_are_flattened_to_dotted_keys_and_bounded() -> None:
     }  # fmt: skip
     many = {f"k{i}": i for i in range(values.MAX_METRICS + 5)}
     assert len(values.flatten(many)) == values.MAX_METRICS
+
+
+def test_a_value_of_another_type_inside_a_list_or_mapping_is_a_change(repo: Repo) -> None:
+    # 1, 1.0 and true are equal to Python, inside a list as at the top
+    repo.write("config.json", '{"layers": [1, 2], "opt": {"decay": 0}}')
+    repo.ok("run", "-n", "s", "-p", "config.json:layers,opt", "-o", "o.txt", "--",
+            "echo made > o.txt")  # fmt: skip
+    repo.commit("trained")
+    for layers, decay in (("[true, 2]", "0"), ("[1.0, 2]", "0"), ("[1, 2]", "false")):
+        repo.write("config.json", f'{{"layers": {layers}, "opt": {{"decay": {decay}}}}}')
+        r = repo.ok("repro", "--dry-run")
+        assert "Would run stage s: param config.json:" in r.out, r.out
+        assert "config.json:" in repo.ok("params", "diff").out
+    repo.write("config.json", '{"layers": [1, 2], "opt": {"decay": 0}}')
+    assert "Stage s is fresh" in repo.ok("repro", "--dry-run").out
+    assert values.same([1, {"a": (2.5, "x")}], (1, {"a": [2.5, "x"]}))
+    assert not values.same({"a": 1}, {"a": 1, "b": 2})

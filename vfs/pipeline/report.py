@@ -147,16 +147,12 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> list[Change]:
     """The names whose values differ (all of them if ``everything``), sorted."""
     out = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name, MISSING), new.get(name, MISSING)
-        changed = (name in old) != (name in new) or not _same(a, b)
+        changed = (name in old) != (name in new) or not values.same(a, b)
         if not changed and not everything:
             continue
         delta = None

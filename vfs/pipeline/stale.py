@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from vfs.model.version_codec import StageRecord
+from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
 from vfs.worktree.scan import show
 
@@ -58,7 +59,7 @@ def reasons(
         name = param_name(f, k, stage.wdir)
         if (f, k) not in was:
             why.append(f"param {name} added")
-        elif was[(f, k)] != v or type(was[(f, k)]) is not type(v):
+        elif not values.same(was[(f, k)], v):
             why.append(f"param {name} {value_text(was[(f, k)])} -> {value_text(v)}")
     why += [f"param {param_name(f, k, stage.wdir)} removed" for f, k in was if (f, k) not in params]
     made = dict(last.outs)

@@ -98,6 +98,22 @@ def plain(value: Any) -> Any:
     return version_params.check({"v": value})["v"]
 
 
+def same(a: Any, b: Any) -> bool:
+    """True if two recorded values are the same value of the same type, at every depth.
+
+    ``1``, ``1.0`` and ``true`` compare equal in Python, inside a list or a mapping
+    too; a stage that read ``[1, 2]`` and now reads ``[true, 2]`` reads another value.
+    A list and a tuple (as a record may decode one) are the same sequence.
+    """
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(v, b[k]) for k, v in a.items())
+    return bool(a == b)
+
+
 def get(doc: Any, key: str, shown: str) -> Any:
     """The recorded form of ``key``'s value in ``doc``; ValuesError naming close keys."""
     value = lookup(doc, key)
