@@ -145,3 +145,31 @@ def test_a_remote_read_in_place_fetches_only_the_chunks_read(
     assert table.num_rows == 1500
     old = pd.read_csv("dvfs://v1@/data/train.csv", storage_options=options)
     pd.testing.assert_frame_equal(old, frame(data.v1["data/train.csv"]))
+
+
+def test_fsspec_caches_keep_what_was_read_from_a_remote(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    want = data.v2["data/train.csv"]
+    options = {"repo": pushed, "endpoint_url": s3_env.endpoint, "cache_dir": str(tmp_path / "m")}
+    fs = fsspec.filesystem("dvfs", rev="v2", **options)
+    blocks = fsspec.filesystem(
+        "blockcache", fs=fs, cache_storage=str(tmp_path / "blocks"), block_size=32768
+    )
+    with blocks.open("/data/train.csv") as f:
+        f.seek(100_000)
+        assert f.read(5000) == want[100_000:105_000]
+    before = fs.repo.requests
+    with blocks.open("/data/train.csv") as f:  # the same blocks: read from the local file
+        f.seek(100_000)
+        assert f.read(5000) == want[100_000:105_000]
+    assert fs.repo.requests == before
+    for cache in ("blockcache", "simplecache", "filecache"):
+        url = f"{cache}::dvfs://v1@/data/train.csv"
+        kept = {"cache_storage": str(tmp_path / cache)}
+        with fsspec.open(url, dvfs=options, **{cache: kept}) as f:
+            assert f.read() == data.v1["data/train.csv"]
+    # fsspec's own file options give fsspec's buffered file, with that cache
+    with fs.open("/data/train.csv", block_size=4096, cache_type="bytes") as f:
+        f.seek(-50, 2)
+        assert f.read() == want[-50:] and f.size == len(want)

@@ -46,6 +46,12 @@ refuses files named outside it). ``info`` gives ``name``, ``type``
 (``file``, ``directory`` or ``link``), ``size``, ``mode``, ``mtime`` (seconds),
 ``blake3`` (a file's content id) and ``destination`` (a link's target).
 
+``open`` gives a buffered file over the version's chunks (``io.BufferedReader``);
+given fsspec's ``block_size`` or ``cache_type``, fsspec's own buffered file
+(:class:`DvfsFile`) with that cache, which the caching filesystems need:
+``blockcache::dvfs://...`` keeps the blocks read in a local sparse file, as
+``simplecache::`` and ``filecache::`` keep whole files.
+
 Writes (``open(..., "wb")``, ``pipe``, ``put``, ``rm``, ``mkdir``, ``mv``, ``touch``)
 raise :class:`ReadOnlyError`: a version never changes; change files through a
 writable mount or a checkout, then ``dvfs add`` and ``dvfs commit`` (or
@@ -59,10 +65,12 @@ import os
 from typing import Any, ClassVar
 
 from fsspec import AbstractFileSystem
+from fsspec.spec import AbstractBufferedFile
 from fsspec.utils import stringify_path
 
 from vfs.api import Repo
 from vfs.api_types import FileInfo
+from vfs.store.reader import ChunkedFile
 
 PROTOCOL = "dvfs"
 
@@ -93,6 +101,29 @@ def split_rev(path: str) -> tuple[str | None, str]:
 def _clean(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     return "/" + "/".join(parts)
+
+
+class DvfsFile(AbstractBufferedFile):  # type: ignore[misc]
+    """A file opened with fsspec's ``block_size`` or ``cache_type``: fsspec's buffered
+    file over the version's chunks, as fsspec's caching filesystems (``blockcache::``)
+    require of what they wrap."""
+
+    def __init__(
+        self, fs: DvfsFileSystem, path: str, raw: ChunkedFile, block_size: int | None,
+        cache_type: str | None, cache_options: dict[str, Any] | None,
+    ) -> None:  # fmt: skip
+        self.raw = raw
+        super().__init__(
+            fs, path, "rb", block_size, cache_type=cache_type or "readahead",
+            cache_options=cache_options, size=raw.size,
+        )  # fmt: skip
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return self.raw.pread(start, end)
+
+    def close(self) -> None:
+        super().close()
+        self.raw.close()
 
 
 class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
@@ -207,7 +238,13 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> Any:  # fmt: skip
         if mode != "rb":
             raise ReadOnlyError(f"open({path!r}, {mode!r})")
-        return self.repo.open(self._path(path), self._at, "rb")
+        if block_size is None and "cache_type" not in kwargs:
+            return self.repo.open(self._path(path), self._at, "rb")
+        raw = self.repo.file(self._path(path), self._at)
+        return DvfsFile(
+            self, self._strip_protocol(path), raw, block_size, kwargs.get("cache_type"),
+            cache_options,
+        )  # fmt: skip
 
     def cat_file(
         self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
