@@ -173,3 +173,12 @@ def test_fsspec_caches_keep_what_was_read_from_a_remote(
     with fs.open("/data/train.csv", block_size=4096, cache_type="bytes") as f:
         f.seek(-50, 2)
         assert f.read() == want[-50:] and f.size == len(want)
+
+
+def test_a_url_revision_and_the_rev_option_are_checked_against_each_other(data: Data) -> None:
+    root = str(data.root)
+    # fsspec once merged the two into one keyword: a TypeError from dict()
+    with fsspec.open("dvfs://first@/data/labels.csv", repo=root, rev="v1") as f:
+        assert f.read() == data.v1["data/labels.csv"]  # one version, named two ways
+    with pytest.raises(ValueError, match=r"URL names revision v1 .* but rev='v2' names another"):
+        pd.read_csv("dvfs://v1@/data/train.csv", storage_options={"repo": root, "rev": "v2"})

@@ -144,7 +144,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def __init__(
         self, repo: Repo | str | os.PathLike[str] | None = None, rev: str | None = None,
         endpoint_url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-        **storage_options: Any,
+        _url_rev: str | None = None, **storage_options: Any,
     ) -> None:  # fmt: skip
         super().__init__(**storage_options)
         if isinstance(repo, Repo):
@@ -155,8 +155,14 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self.repo = Repo.remote(where, endpoint_url=endpoint_url, cache_dir=cache_dir)
             else:
                 self.repo = Repo(where)
-        self.rev = rev or "HEAD"
-        self.version = self.repo.repository.history.resolve(self.rev)
+        history = self.repo.repository.history
+        self.rev = rev or _url_rev or "HEAD"
+        self.version = history.resolve(self.rev)
+        if rev and _url_rev and history.resolve(_url_rev) != self.version:
+            raise ValueError(
+                f"the URL names revision {_url_rev} (dvfs://{_url_rev}@/...) but "
+                f"rev={rev!r} names another: give the revision one way"
+            )
         self._at = self.version.hex()  # every read names the version, not the branch
 
     # paths ---------------------------------------------------------------------------
@@ -176,7 +182,9 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
         text = path[len(PROTOCOL) + 3 :] if path.startswith(f"{PROTOCOL}://") else path
         rev, _ = split_rev(text)
-        return {"rev": rev} if rev is not None else {}
+        # not "rev": fsspec merges these with the caller's options by dict(**a, **b),
+        # a TypeError when both name one (a URL's revision and rev=); checked above
+        return {"_url_rev": rev} if rev is not None else {}
 
     @classmethod
     def _parent(cls, path: Any) -> str:
