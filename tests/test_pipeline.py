@@ -375,6 +375,31 @@ def test_dag_stage_list_and_remove(trained: PipelineRepo) -> None:
     repo.fsck_clean()
 
 
+def test_dag_quotes_names_with_control_characters_in_every_format(repo: Repo) -> None:
+    red, rtl = "a\x1b[31mred\nx", "b\u202eevil\u009b2J"
+    repo.ok("run", "-n", "one", "-o", red, "--no-exec", "--", "true")
+    repo.ok("run", "-n", "two", "-d", red, "-o", rtl, "--no-exec", "--", "true")
+    repo.ok("run", "-n", "three", "-d", rtl, "-o", "a\\033[31mred", "--no-exec", "--", "true")
+    raw = ("\x1b", "\u202e", "\u009b")
+    text = repo.ok("dag", "--outs").out
+    assert text.splitlines() == [
+        '"a\\033[31mred\\nx"',
+        '└── "b\\342\\200\\256evil\\302\\2332J"',
+        '    └── "a\\\\033[31mred"',  # a real backslash: another name
+    ]
+    dot = repo.ok("dag", "--outs", "--format", "dot").out
+    assert not any(c in dot for c in raw)
+    assert '  "\\"a\\\\033[31mred\\\\nx\\"" -> "\\"b\\\\342' in dot
+    assert len([ln for ln in dot.splitlines() if ln.endswith('";') and "->" not in ln]) == 3
+    for fmt in ("json", "mermaid"):
+        out = repo.ok("dag", "--outs", "--format", fmt).out
+        assert not any(c in out for c in raw), fmt
+    outs = json.loads(repo.ok("dag", "--outs", "--format", "json").out)["outs"]
+    assert outs == [red, rtl, "a\\033[31mred"]
+    stages = json.loads(repo.ok("dag", "--format", "json").out)["stages"]
+    assert stages[1]["deps"] == [red] and stages[1]["outs"] == [rtl]
+
+
 def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_path: Path) -> None:
     repo = make_repo(git_repo=True)
     pipeline_repo(repo, tmp_path / "log", commit=False)

@@ -381,8 +381,10 @@ def dag(stage: str | None, fmt: str, outs: bool) -> None:
     elif fmt == "mermaid":
         click.echo(graph.to_mermaid(nodes, edges), nl=False)
     else:
-        for line in graph.to_text(nodes, edges):
-            click.echo(escape_text(line))
+        shown = [quote_name(n) for n in nodes]
+        pairs = [(quote_name(a), quote_name(b)) for a, b in edges]
+        for line in graph.to_text(shown, pairs):
+            click.echo(line)
         if not nodes:
             click.echo("no stages (add one with `dvfs run`)")
 

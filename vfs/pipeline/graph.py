@@ -15,13 +15,13 @@ same from one run to the next.
 from __future__ import annotations
 
 import bisect
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vfs.errors import UsageError
 from vfs.pipeline.spec import Pipeline, Stage
+from vfs.quoting import quote_name, safe_json
 from vfs.repo.gitlink import PIPELINE_FILE
 
 
@@ -217,7 +217,10 @@ def edges_of(dag: Dag, names: list[str], outs: bool) -> tuple[list[str], list[tu
 
 
 def _dot_id(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    """A DOT string naming ``name``: quoted as the terminal shows it (``"a\\033b"``), so
+    that no control character reaches the output and distinct names stay distinct."""
+    shown = quote_name(name)
+    return '"' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def to_dot(nodes: list[str], edges: list[tuple[str, str]]) -> str:
@@ -267,13 +270,13 @@ def to_json(dag: Dag, names: list[str], outs: bool) -> str:
             for n in names
             for s in [dag.stages[n]]
         ]
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    return safe_json(data) + "\n"
 
 
 def to_text(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
     """The graph as a tree from each node needing nothing; a node met again says so.
 
-    Lines are returned unquoted: the caller quotes names for the terminal.
+    Names are drawn as they are given: the caller passes them quoted for the terminal.
     """
     kids: dict[str, list[str]] = {n: [] for n in nodes}
     has_parent: set[str] = set()
