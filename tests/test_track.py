@@ -157,3 +157,23 @@ def test_numpy_numbers_are_steps_metrics_and_params(repo: vfs.Repo) -> None:
     assert json.loads(repo.read_text("metrics.json", v.version)) == {
         "loss": 0.75, "n": 7, "step": 1,
     }  # fmt: skip
+
+
+def test_a_run_is_used_inside_its_block_once_and_blocks_do_not_nest(repo: vfs.Repo) -> None:
+    early = vfs.track(repo, message="early")
+    with pytest.raises(vfs.UsageError, match=r"run\.input\(\) is used inside its block"):
+        early.input("data/train")
+    with vfs.track(repo, message="outer") as outer:
+        inner = vfs.track(repo, message="inner")
+        with pytest.raises(vfs.UsageError, match=r"already being tracked .* do not nest"), inner:
+            pass
+        outer.log_metrics({"loss": 0.5}, step=0)
+    assert outer.version is not None and outer.version.number == 2
+    # after the block the run is recorded: a metric logged then was dropped unseen
+    with pytest.raises(vfs.UsageError, match="after the block of run train: the run was recor"):
+        outer.log_metrics({"test_acc": 0.9})
+    with pytest.raises(vfs.UsageError, match="run train was already used"), outer:
+        pass
+    with vfs.track(repo, message="next") as r:  # the outer block let go of the tree
+        r.log_metrics({"loss": 0.4}, step=1)
+    assert [v.number for v in repo.versions()] == [3, 2, 1]

@@ -34,7 +34,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 The message, parameters and tag are checked when the block starts, not after hours
 of training. While the block runs the working tree's pipeline lock is held (as by
-``dvfs repro``: another ``repro`` or ``track`` waits for nothing and is refused).
+``dvfs repro``: another ``repro`` or ``track`` waits for nothing and is refused; a
+``track`` nested in the block is told so). ``input``, ``output`` and ``log_metrics``
+work inside the block only: after it, what they would add could no longer be
+recorded, so they raise ``UsageError`` rather than drop it. A Run is used once.
 
 An exception in the block (Ctrl-C included) records nothing: no metrics file, no
 ``dvfs.runs`` change, nothing staged, no version; the exception propagates. A Ctrl-C
@@ -79,6 +82,10 @@ MAX_METRICS = 1_000  # distinct metric names
 MAX_TEXT = 256  # characters of a text metric
 
 
+_LIVE: set[Path] = set()  # working trees with a run in its block, in this process
+_LIVE_LOCK = threading.Lock()
+
+
 def history_name(metrics: bytes) -> bytes:
     """The per-step history file of a metrics file (``metrics.json``:
     ``metrics.steps.jsonl``); ``dvfs ui`` plots it."""
@@ -117,10 +124,30 @@ class Run:
         self.version: VersionInfo | None = None  # set when the block has been recorded
         self._stack = ExitStack()
         self._started = 0
+        self._state = "new"  # "running" inside the block, "ended" after it
 
     # the block --------------------------------------------------------------------------
 
     def __enter__(self) -> Run:
+        if self._state != "new":
+            raise UsageError(f"run {self.name} was already used: make another with vfs.track()")
+        with _LIVE_LOCK:
+            if self.root in _LIVE:
+                raise UsageError(
+                    f"a run is already being tracked in {self.root}: vfs.track blocks do not "
+                    "nest; log to that run, or start this one after its block"
+                )
+            _LIVE.add(self.root)
+        try:
+            self._enter()
+        except BaseException:
+            with _LIVE_LOCK:
+                _LIVE.discard(self.root)
+            raise
+        self._state = "running"
+        return self
+
+    def _enter(self) -> None:
         head = self.repo.repository.history.head()
         if head.detached is not None:
             raise UsageError(
@@ -140,7 +167,6 @@ class Run:
             raise
         self.state = workspace.TreeState(ws, self.workers, _warn)
         self._started = time.time_ns()
-        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -150,13 +176,29 @@ class Run:
                 with _sigint_held():
                     self._record()
         finally:
-            self._stack.close()
+            self._state = "ended"
+            try:
+                self._stack.close()
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(self.root)
+
+    def _running(self, what: str) -> None:
+        if self._state == "new":
+            raise UsageError(f"{what} is used inside its block: with vfs.track(...) as run:")
+        if self._state == "ended":
+            done = f"recorded as {self.version.version}" if self.version else "ended"
+            raise UsageError(
+                f"{what} after the block of run {self.name}: the run was {done}, nothing more "
+                "is recorded in it; do this inside the block"
+            )
 
     # what the block says ----------------------------------------------------------------
 
     def input(self, path: PathArg) -> Path:
         """Record ``path`` (a file or directory of the working tree) as an input, with the
         content id it has now; its absolute path, to read it."""
+        self._running("run.input()")
         rel = self._own(path)
         found = self.state.ids([rel])[rel]
         if found is None:
@@ -167,6 +209,7 @@ class Run:
     def output(self, path: PathArg) -> Path:
         """Declare ``path`` an output, staged and recorded when the block ends; its
         absolute path, to write it."""
+        self._running("run.output()")
         rel = self._own(path)
         if rel in (self.metrics_path, self.history_path, RUNS_FILE.encode()):
             raise UsageError(f"{quote_name(rel)} is written by the run itself")
@@ -178,6 +221,7 @@ class Run:
 
     def log_metrics(self, values: Mapping[str, Any], step: SupportsIndex | None = None) -> None:
         """Record metric values (numbers, booleans or short text), at ``step`` if given."""
+        self._running("run.log_metrics()")
         at = None if step is None else _step(step)
         row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
