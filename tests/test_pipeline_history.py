@@ -8,7 +8,10 @@ import io
 import yaml
 
 from tests.support.cli import (
+    Repo,
     assert_error,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
 from tests.support.pipeline import (
@@ -130,3 +133,19 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     assert "Stage train is fresh" in repo.ok("repro").out
     assert staged_paths(repo) == set()
     repo.fsck_clean()
+
+
+def test_a_list_parameter_holding_control_characters_is_escaped_in_tables(repo: Repo) -> None:
+    raw = ("\x1b", "\u202e", "\u009b")
+    repo.write("params.yaml", 'a:\n  l: ["\\u202eabc", "\\x9b31m", "\\e[2J"]\n')
+    repo.ok("run", "-n", "s", "-p", "a.l", "-o", "o.txt", "--", "echo > o.txt")
+    repo.commit("one")
+    repo.write("params.yaml", 'a:\n  l: ["\\u202eabd", "\\x9b32m", "\\e[2J"]\n')
+    repo.ok("repro")
+    repo.commit("two")
+    for args in (("params", "diff", "v1"), ("params", "diff", "v1", "v2"), ("compare",)):
+        out = repo.ok(*args).out
+        assert "\\342\\200\\256abd" in out and "\\302\\23332m" in out, args
+        assert not any(c in out for c in raw), args
+    changed = repo.json("params", "diff", "v1", "v2", "--json")["params"][0]
+    assert changed["new"] == ["\u202eabd", "\u009b32m", "\x1b[2J"]  # JSON stays exact

@@ -31,7 +31,7 @@ from vfs.ops.diff import flat_params
 from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
-from vfs.quoting import quote_name
+from vfs.quoting import escape_text, quote_name
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
@@ -198,7 +198,7 @@ def shown(value: Any) -> str:
         return quote_name(value) if value else '""'
     if isinstance(value, float):
         return f"{value:.6g}"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return escape_text(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 
 @dataclass
