@@ -72,6 +72,26 @@ def test_server_down_before_a_push(make_repo: RepoFactory, s3_env: S3Server) -> 
     a.fsck_clean()
 
 
+def test_the_resume_hint_names_the_remote_that_did_not_answer(
+    make_repo: RepoFactory, s3_env: S3Server, tmp_path: Path
+) -> None:
+    """`dvfs push` would send to the default remote: the hint repeats `--remote NAME`."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"))
+    (port,) = free_ports(1)  # nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    a.ok("remote", "add", "backup", "s3://nobody/x", "--endpoint-url", url)
+    once = {"DVFS_RETRY_ATTEMPTS": "1"}
+    for cmd in (("push", "--remote", "backup"), ("fetch", "--remote", "backup")):
+        r = a.run(*cmd, env=once)
+        assert_error(r, "nothing was lost", f"run `dvfs {' '.join(cmd)}` again to resume")
+    r = run(tmp_path, "clone", "s3://nobody/x", "c", "--endpoint-url", url, env=once)
+    assert_error(r, f"run `dvfs clone s3://nobody/x c --endpoint-url {url}` again")
+    assert not (tmp_path / "origin").exists()  # the default remote was never written to
+    a.fsck_clean()
+
+
 def test_server_lost_during_a_push_then_resumed(
     make_repo: RepoFactory, s3_env: S3Server, proxy: Proxy
 ) -> None:
@@ -97,7 +117,7 @@ def test_server_lost_during_a_push_then_resumed(
     proxy.cut()
     out, err = proc.communicate(timeout=60)
     r = Result(("push",), proc.returncode, out, err.decode())
-    assert_error(r, "could not reach", "nothing was lost", "run `dvfs push` again")
+    assert_error(r, "could not reach", "nothing was lost", "run `dvfs push --jobs 1` again")
     assert not keys("refs/")  # the branch was not created
     sent = keys("packs/")
     assert sent and not keys("index/")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,14 +43,19 @@ def transfer_line(verb: str, t: sync.Transfer) -> str:
 
 @contextlib.contextmanager
 def resumable(command: str) -> Iterator[None]:
-    """When a remote stops answering, also say that nothing was lost and what to run."""
+    """When a remote stops answering, also say that nothing was lost and what to run.
+
+    What to run is the command as it was typed (``dvfs push --remote backup``): a bare
+    ``dvfs push`` would send to the default remote, not the one that did not answer.
+    """
     try:
         yield
     except RemoteUnreachable as exc:
         then = "to resume" if command != "clone" else "(the partial clone was removed)"
-        raise RemoteUnreachable(
-            f"{exc}; nothing was lost; run `dvfs {command}` again {then}"
-        ) from None
+        typed = sys.argv[1:]
+        line = shlex.join(typed) if typed[:1] == [command] else command
+        hint = f"nothing was lost; run `dvfs {line}` again {then}"
+        raise RemoteUnreachable(f"{exc}; {hint}") from None
 
 
 @click.group(cls=DvfsGroup, invoke_without_command=True)
