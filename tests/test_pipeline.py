@@ -310,8 +310,19 @@ def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path
     repo.write(
         "dvfs.yaml", "stages:\n  a:\n    cmd: echo x > models/m.bin\n    outs: [models/m.bin]\n"
     )
-    assert_error(repo.run("repro"), "models is a symbolic link")
+    r = repo.run("repro")
+    line = assert_error(r, "stage a: out models/m.bin is reached through the symbolic link "
+                        "models", "make models a directory", code=2)  # fmt: skip
+    assert "--force" not in line and "Running" not in r.out  # refused before anything ran
     assert list(outside.iterdir()) == []
+    # A dep below a link is said to be one, not to be missing.
+    (outside / "in.txt").write_text("secret")
+    repo.write("dvfs.yaml", "stages:\n  c:\n    cmd: cp models/in.txt c\n"
+               "    deps: [models/in.txt]\n    outs: [c]\n")  # fmt: skip
+    assert_error(repo.run("repro"), "stage c: dep models/in.txt is reached through the "
+                 "symbolic link models", code=2)  # fmt: skip
+    assert not (repo.root / "c").exists()
+    (outside / "in.txt").unlink()
     # Nor does a command start in a wdir reached through a link.
     repo.write("dvfs.yaml", "stages:\n  b:\n    cmd: echo x > m.bin\n    wdir: models\n"
                "    outs: [m.bin]\n")  # fmt: skip

@@ -3,6 +3,7 @@ before anything runs), and what happened to each (``vfs.pipeline.repro`` runs th
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,28 @@ def selection(dag: Dag, opts: Options) -> list[str]:
     return dag.order(names)
 
 
+def _link_above(ws: Workspace, stage: Stage, rel: bytes) -> bytes | None:
+    """The first directory on the way to ``rel`` that is a symbolic link, if any (one at
+    or above the stage's wdir is left to the runner, which refuses to start there)."""
+    parts = rel.split(b"/")[:-1]
+    for i in range(1, len(parts) + 1):
+        above = b"/".join(parts[:i])
+        st = ws.lstat(above)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            if st is None or not stat.S_ISLNK(st.st_mode):
+                return None
+            return None if stage.wdir and inside(stage.wdir, above) else above
+    return None
+
+
+def _through_link(name: str, what: str, path: bytes, link: bytes) -> UsageError:
+    return UsageError(
+        f"stage {name}: {what} {show(path)} is reached through the symbolic link "
+        f"{show(link)}, and dvfs does not follow links to a stage's deps and outs: "
+        f"make {show(link)} a directory, or name the path it points to"
+    )
+
+
 def check_inputs(
     ws: Workspace,
     dag: Dag,
@@ -84,11 +107,18 @@ def check_inputs(
     for n in names:
         stage = dag.stages[n]
         made_here = {o for m in names if m != n for o in dag.stages[m].outs}
+        for o in stage.outs:
+            link = _link_above(ws, stage, o)
+            if link is not None:
+                raise _through_link(n, "out", o, link)
         for d in stage.deps:
             if any(inside(d, o) or inside(o, d) for o in made_here):
                 continue
             if ws.lstat(d) is not None:
                 continue
+            link = _link_above(ws, stage, d)
+            if link is not None:
+                raise _through_link(n, "dep", d, link)
             maker = dag.maker_of(d)
             if maker is not None and maker not in chosen:
                 hint = f"stage {maker} makes it: run `dvfs repro {n}` to run {maker} first"
