@@ -54,6 +54,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "odd.csv": "id,na\x1bme\n1,plain\n",
         "footer.parquet": parquet(scratch / "t2.parquet", "(1, 'a')"),
         "tabs.tsv": "id\tv\n1\ta\n2\tb\n",
+        "header.csv": "id,score\r\n",
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -69,6 +70,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "footer.parquet": b"PAR1" + b"\0" * 64 + (2**31).to_bytes(4, "little") + b"PAR1",
         "tabs.tsv": "id\tv\n1\ta\n2\tc\n",
         "late.csv": "id,v\n1,a\n2,b\n",
+        "header.csv": "id,score\r\n1,0.5\r\n",
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -213,6 +215,17 @@ def test_control_characters_in_names_and_values_are_quoted(data: Repo) -> None:
     assert d["rows"][0]["changes"] == {"na\x1bme": {"old": "plain", "new": "new\x1b[31mline"}}
 
 
+def test_a_header_without_rows_retypes_no_column(data: Repo) -> None:
+    # the engine types a column without values as text: that says nothing of v2's
+    d = rows_json(data, "header.csv", "--key", "id")
+    assert d["schema"] == [] and d["summary"]["added"] == 1
+    assert d["rows"] == [
+        {"status": "added", "key": {"id": 1}, "values": {"id": 1, "score": 0.5}, "count": 1},
+    ]  # fmt: skip
+    back = data.json("diff", "v2", "v1", "header.csv", "--rows", "--json")
+    assert back["schema"] == [] and back["summary"]["removed"] == 1
+
+
 def test_a_file_only_one_version_has_is_all_added(data: Repo) -> None:
     d = rows_json(data, "late.csv", "--key", "id")
     assert d["summary"]["added"] == 2 and d["schema"] == []
@@ -241,6 +254,7 @@ def test_bad_uses_of_rows_are_refused_in_one_line(data: Repo) -> None:
     data.fail("diff", "v1", "v2", "people.csv", "--rows", "--stat", fragments=("--stat",))
     data.write("notes.txt", "x")
     data.fail("diff", "notes.txt", "--rows", fragments=("has none of these extensions",))
+    data.fail("diff", "v1", "v2", ".", "--rows", fragments=("not the repository's root",))
 
 
 def test_a_huge_line_fails_cleanly_within_bounded_memory(tmp_path: Path) -> None:

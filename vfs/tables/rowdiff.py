@@ -73,6 +73,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from vfs.errors import DvfsError, UsageError
@@ -163,6 +164,10 @@ def _diff_rows(
     elif nt.empty and not ot.empty:
         nt = Table(fmt, ot.columns, empty=True)
     else:
+        if _header_only(old, ot) and not _header_only(new, nt):
+            ot = _typed_as(ot, nt)
+        elif _header_only(new, nt) and not _header_only(old, ot):
+            nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
     _check_key(key, old, ot, new, nt)
     plan, parts = None, None
@@ -199,6 +204,20 @@ def _diff_rows(
         except NotTabular as exc:
             return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     return out  # not reached: the text pass returns or raises
+
+
+def _header_only(side: Side, table: Table) -> bool:
+    """True for a CSV or TSV side holding its header and no row: the engine types its
+    columns as text for want of values, which says nothing of the other side's."""
+    if table.fmt not in ("csv", "tsv") or not table.has_header or table.empty:
+        return False
+    return side.rows(True, table.quote) == 0
+
+
+def _typed_as(table: Table, other: Table) -> Table:
+    """``table`` with the types ``other`` gives the columns of the same name."""
+    types = other.types()
+    return replace(table, columns=tuple((n, types.get(n, t)) for n, t in table.columns))
 
 
 def _sniffed(side: Side, fmt: Format) -> Path:
@@ -561,6 +580,8 @@ def diff_path(
     store, and nothing learned from the working-tree file is kept in the row cache
     (``vfs.tables.checks.held``).
     """
+    if not path:
+        raise UsageError("--rows compares one file, not the repository's root: give its path")
     fmt = format_of(path)
     if fmt is None:
         raise UsageError(
