@@ -303,6 +303,24 @@ def test_bad_pipelines_through_the_command_line(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_run_refuses_a_mistyped_option_a_name_not_utf8_and_says_where_wdir_starts(
+    repo: Repo,
+) -> None:
+    # An option run lacks once began the command: the rest, --no-exec too, went into
+    # it, and the stage was written and run.
+    for args in (("-w", "sub", "-o", "x", "--no-exec", "--", "touch x"), ("--bogus", "true")):
+        line = repo.fail("run", "-n", "s", *args, code=2)
+        assert f"no such option: {args[0]}" in line
+    assert not (repo.root / "dvfs.yaml").exists()
+    # dvfs.yaml is UTF-8: such a name was said to make the file not valid YAML
+    line = repo.fail("run", "-n", "s", "-o", os.fsdecode(b"b\xffc"), "--", "true", code=2)
+    assert line == 'dvfs: error: out "b\\377c" is not UTF-8, which dvfs.yaml is: rename it'
+    assert not (repo.root / "dvfs.yaml").exists()
+    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: 'true'\n    wdir: /tmp\n")
+    line = repo.fail("repro", code=2)
+    assert line.endswith("wdir /tmp is absolute: write it relative to the root")
+
+
 def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

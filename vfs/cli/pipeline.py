@@ -167,6 +167,11 @@ def run_cmd(
 
     if not "".join(command).strip():
         raise UsageError("the command is empty: give what to run after --")
+    if command[0].startswith("-"):  # an option dvfs run lacks: the rest was taken as the command
+        raise UsageError(
+            f"no such option: {quote_name(command[0].split()[0])} (`dvfs run --help` lists "
+            "them); give the options first, then -- and the command"
+        )
     ws = workspace.find()
     p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
     if name in p.stages and not force:

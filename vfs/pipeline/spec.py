@@ -57,6 +57,7 @@ from vfs.model.version_codec import (
     MAX_STAGES,
     STAGE_NAME,
 )
+from vfs.quoting import quote_name
 from vfs.repo.gitlink import LOCK_FILE, PIPELINE_FILE, RUNS_FILE, SHARED_FILE
 
 MAX_FILE = 1 << 20
@@ -184,9 +185,13 @@ def repo_path(text: str, wdir: bytes, line: int | None, key: str, what: str = "p
     Refused: absolute paths, paths leaving the working tree, the root itself, and
     reserved names (``.git``, ``.dvfs`` and lookalikes anywhere, ``.versions`` at the top).
     """
+    if any("\udc80" <= c <= "\udcff" for c in text):  # bytes os.fsdecode could not decode
+        raise _err(line, key, f"{what} {quote_name(text)} is not UTF-8, which "
+                   f"{PIPELINE_FILE} is: rename it")  # fmt: skip
     raw = os.fsencode(text)
     if raw.startswith(b"/"):
-        raise _err(line, key, f"{what} {text} is absolute: write it relative to the wdir")
+        base = "the root" if what == "wdir" else "the wdir"
+        raise _err(line, key, f"{what} {text} is absolute: write it relative to {base}")
     joined = posixpath.normpath(posixpath.join(wdir, raw) if wdir else raw)
     if joined == b"..":
         raise _err(line, key, f"{what} {text} is outside the working tree")
