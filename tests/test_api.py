@@ -99,6 +99,19 @@ def test_bad_paths_revisions_and_modes_are_named(data: Data) -> None:
         data.repo.open("data")
     with pytest.raises(ValueError, match="read-only"):
         data.repo.open("data/train.csv", mode="w")
+    # a trailing slash names a directory, as to the kernel (open(2) says ENOTDIR)
+    for call in (
+        lambda: data.repo.read_bytes("data/train.csv/"),
+        lambda: vfs.open("data/link.csv/.", repo=data.repo),  # a link to a file, followed
+        lambda: data.repo.ls("v2", "data/train.csv/"),
+        lambda: data.repo.info("data/train.csv/"),
+        lambda: list(data.repo.walk("v2", "data/train.csv/")),
+    ):
+        with pytest.raises(NotADirectoryError, match=r"/: data/\w+\.csv is a file in v2, not a"):
+            call()
+    assert [f.path for f in data.repo.ls("v2", "data/parquet/")] == [
+        "data/parquet/part-0.parquet", "data/parquet/part-1.parquet",
+    ]  # fmt: skip
     with pytest.raises(vfs.UsageError, match=r"'\.\.'"):
         data.repo.open("../etc/passwd")
     with pytest.raises(vfs.UsageError, match=r"Repo\.remote"):

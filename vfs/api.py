@@ -38,9 +38,11 @@ read-only: clone it to add and commit.
 Errors: a missing path raises ``FileNotFoundError`` (``vfs.PathNotFound``) naming the
 path and the version; an unknown revision ``vfs.RevisionNotFound`` with the command
 line's message and close names; a directory opened as a file ``IsADirectoryError``
-(``vfs.NotAFile``); anything else dvfs refuses, ``vfs.DvfsError`` with one line
-saying what to do. Warnings the command line prints (an unreadable file skipped,
-say) are issued with :mod:`warnings` as :class:`DvfsWarning`.
+(``vfs.NotAFile``), a file's path with a trailing ``/`` ``NotADirectoryError``
+(``vfs.NotADirectory``), as the kernel says; anything else dvfs refuses,
+``vfs.DvfsError`` with one line saying what to do. Warnings the command line prints
+(an unreadable file skipped, say) are issued with :mod:`warnings` as
+:class:`DvfsWarning`.
 """
 
 from __future__ import annotations
@@ -63,10 +65,18 @@ from vfs.api_types import (
     VersionInfo,
     file_change,
     file_info,
+    names_dir,
     repo_path,
     time_of,
 )
-from vfs.errors import NotAFile, ObjectMissing, PathNotFound, RevisionNotFound, UsageError
+from vfs.errors import (
+    NotADirectory,
+    NotAFile,
+    ObjectMissing,
+    PathNotFound,
+    RevisionNotFound,
+    UsageError,
+)
 from vfs.model.codec import Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
@@ -291,6 +301,8 @@ class Repo:
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
         rel = repo_path(path)
+        if names_dir(path):
+            self._directory(rel, rev)
         rows = browse.ls_entries(self._repo, rev, rel)
         prefix = rel + b"/" if rel else b""
         return [file_info(n if n == rel else prefix + n, e) for n, e in rows]
@@ -303,14 +315,28 @@ class Repo:
 
             sum(f.size for f in repo.walk("v2", "data"))
         """
-        for p, e in browse.ls_entries(self._repo, rev, repo_path(path), recursive=True):
+        rel = repo_path(path)
+        if names_dir(path):
+            self._directory(rel, rev)
+        for p, e in browse.ls_entries(self._repo, rev, rel, recursive=True):
             yield file_info(p, e)
 
     def info(self, path: PathArg, rev: str = "HEAD") -> FileInfo:
         """The entry at ``path`` of ``rev`` (a link is not followed)."""
         rel = repo_path(path)
+        if names_dir(path):
+            self._directory(rel, rev)
         _, e = browse.lookup(self._repo, rev, rel)
         return file_info(rel, e)
+
+    def _directory(self, rel: bytes, rev: str) -> None:
+        """NotADirectory unless ``rel`` is a directory of ``rev`` (or a link)."""
+        oid, e = browse.lookup(self._repo, rev, rel)
+        if e.kind == Kind.FILE:
+            raise NotADirectory(
+                f"{quote_name(rel)}/: {quote_name(rel)} is a file in "
+                f"{self._repo.history.label(oid)}, not a directory"
+            )
 
     def diff(
         self, a: str | None = None, b: str | None = None, *, paths: Sequence[PathArg] = ()
@@ -404,6 +430,11 @@ class Repo:
             raise PathNotFound(f"{quote_name(repo_path(path))} in {label}: too many links")
         if e.kind == Kind.DIR:
             raise NotAFile(f"{quote_name(rel) if rel else '.'} is a directory in {label}")
+        if names_dir(path):
+            raise NotADirectory(
+                f"{quote_name(repo_path(path))}/: {quote_name(rel)} is a file in {label}, "
+                "not a directory"
+            )
         return ChunkedFile(f"{label}:{os.fsdecode(rel)}", e.chunks, self._get)
 
     def _get(self, oid: bytes) -> bytes:

@@ -105,6 +105,13 @@ def repo_path(path: PathArg) -> bytes:
     return os.fsencode("/".join(parts))
 
 
+def names_dir(path: PathArg) -> bool:
+    """True if ``path`` ends with ``/`` (or ``/.``) after a name, as a directory's path
+    may: ``data/x.csv/`` names a directory, as it does to the kernel."""
+    parts = os.fspath(path).replace(os.sep, "/").split("/")
+    return len(parts) > 1 and parts[-1] in ("", ".") and any(p not in ("", ".") for p in parts)
+
+
 def file_info(path: bytes, e: Entry) -> FileInfo:
     """The FileInfo of an entry of a version at ``path``."""
     kind = {Kind.DIR: "dir", Kind.SYMLINK: "link"}.get(e.kind, "file")

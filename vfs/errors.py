@@ -9,6 +9,9 @@ Each message is written for the user: what happened, what was kept safe, what to
     DvfsError                       base; ``str(exc)`` is the one-line message
     ├── NotARepository              no ``.dvfs`` here or in any parent
     ├── UsageError                  bad arguments: missing path, path outside the repo
+    │   ├── PathNotFound            a path a version does not hold (FileNotFoundError)
+    │   ├── NotAFile                a directory asked for as a file (IsADirectoryError)
+    │   ├── NotADirectory           a file asked for as a directory (NotADirectoryError)
     │   └── FileUnreadable          a working file dvfs is not allowed to read
     ├── RevisionNotFound            unknown revision; carries close names
     ├── RefConflict                 a ref moved under us (compare-and-swap failed)
@@ -59,6 +62,10 @@ class PathNotFound(UsageError, FileNotFoundError):
 
 class NotAFile(UsageError, IsADirectoryError):
     """A directory where a file was asked for (an IsADirectoryError too)."""
+
+
+class NotADirectory(UsageError, NotADirectoryError):
+    """A file where a directory was asked for (``data/x.csv/``; a NotADirectoryError too)."""
 
 
 class FileUnreadable(UsageError):
