@@ -149,3 +149,22 @@ def test_a_list_parameter_holding_control_characters_is_escaped_in_tables(repo: 
         assert not any(c in out for c in raw), args
     changed = repo.json("params", "diff", "v1", "v2", "--json")["params"][0]
     assert changed["new"] == ["\u202eabd", "\u009b32m", "\x1b[2J"]  # JSON stays exact
+
+
+def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:
+    repo.write("params.yaml", "a: 1\n")
+    repo.ok("run", "-n", "s", "-p", "a", "-o", "o.txt", "--", "echo > o.txt")
+    repo.commit("v1")
+    for value in ("b", "[2]", "null", "0.5", "c"):  # null: no value
+        repo.write("params.yaml", f"a: {value}\n")
+        repo.ok("repro")
+        repo.commit(f"a is {value}")
+
+    def order(*args: str) -> list[str]:
+        return [r["rev"] for r in repo.json("compare", "--json", *args)]
+
+    # numbers, then text as shown, then versions without a value (once a TypeError)
+    assert order("--sort", "a") == ["v5", "v1", "v3", "v2", "v6", "v4"]
+    assert order("--sort", "-a") == ["v1", "v5", "v6", "v2", "v3", "v4"]  # text descends too
+    cli = repo.ok("compare", "--sort", "-a").out.splitlines()
+    assert [line.split()[0] for line in cli[2:]] == order("--sort", "-a")

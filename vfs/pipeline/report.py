@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from vfs.errors import DvfsError, UsageError
 from vfs.model.codec import Kind
@@ -246,14 +246,13 @@ def compare(
         if col is None:
             raise UsageError(f"no metric or parameter {name} to sort by")
 
-        def key(item: tuple[Row, dict[str, Any]]) -> tuple[int, Any]:
-            v = item[1][col]
-            if v is None:
-                return (1, 0)
-            number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            return (0, (-v if desc else v) if number else str(v))
-
-        table.sort(key=key)
+        # Numbers, then text (anything else as it is shown), then rows without a value;
+        # each group in the order asked, ties in the order chosen.
+        numbers = [t for t in table if _number(t[1][col])]
+        texts = [t for t in table if t[1][col] is not None and not _number(t[1][col])]
+        numbers.sort(key=lambda t: cast(float, t[1][col]), reverse=desc)
+        texts.sort(key=lambda t: shown(t[1][col]), reverse=desc)
+        table = numbers + texts + [t for t in table if t[1][col] is None]
     return Compared(pcols, mcols, table)
 
 
