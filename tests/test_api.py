@@ -178,3 +178,21 @@ def test_a_clone_without_checkout_reads_from_its_remote(
     assert clone.read_bytes("data/train.csv", "v1") == data.v1["data/train.csv"]
     assert json.loads(json.dumps(clone.show("v2").files)) == data.repo.show("v2").files
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_directory_remote_opened_as_a_repository_is_named_a_remote(
+    data: Data, tmp_path: Path
+) -> None:
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    # it said "not a dvfs repository (or any parent): run `dvfs init`"
+    with pytest.raises(vfs.NotARepository, match=r"is a remote .* vfs\.Repo\.remote\("):
+        vfs.Repo(remote)
+    with pytest.raises(vfs.NotARepository, match=f"repo='file://{remote}'"):
+        vfs.read_bytes("notes.txt", repo=remote)
+    read = vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror").read_bytes("notes.txt")
+    assert read == data.v2["notes.txt"]
+    with pytest.raises(vfs.NotARepository, match=r"run `dvfs init`$"):
+        vfs.Repo(tmp_path)  # neither

@@ -72,6 +72,7 @@ from vfs.api_types import (
 from vfs.errors import (
     NotADirectory,
     NotAFile,
+    NotARepository,
     ObjectMissing,
     PathNotFound,
     RevisionNotFound,
@@ -83,6 +84,7 @@ from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
+from vfs.remote.layout import FORMAT_KEY, PACKS
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository
@@ -119,7 +121,18 @@ class Repo:
             raise UsageError(
                 f"{text} is a URL: use vfs.Repo.remote(url) or vfs.Repo.clone(url, dir)"
             )
-        self._repo = Repository.find(Path(text))
+        try:
+            self._repo = Repository.find(Path(text))
+        except NotARepository:
+            where = Path(text)
+            if (where / FORMAT_KEY).is_file() and (where / PACKS).is_dir():
+                url = "file://" + os.path.abspath(text)
+                raise NotARepository(
+                    f"{text} is a remote (as `dvfs push` writes one), not a repository: "
+                    f"read it with vfs.Repo.remote({text!r}) (dvfs://: repo={url!r}), "
+                    "or clone it"
+                ) from None
+            raise
         self._spec: RemoteSpec | None = None  # set for Repo.remote
         self._meter: Meter | None = None
         self._chunks: RemoteChunks | None = None
