@@ -214,3 +214,35 @@ def test_the_author_comes_from_git_config_without_dvfs_author(
     assert_ok(run(repo.root, "commit", "-m", "one", env=env))
     assert [v["author"] for v in repo.json("log", "--json")] == [author]
     repo.fsck_clean()
+
+
+def test_status_in_a_subdirectory_lists_paths_that_work_there_as_typed(repo: Repo) -> None:
+    """As git's: paths relative to the current directory, which add and restore take."""
+    for rel in ("d/s/a.txt", "d/s/gone.txt", "d/s/old.txt", "d/top.txt", "e/x.txt"):
+        repo.write(rel, rel)
+    repo.ok("add", "d", "e")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/s/a.txt", "changed")
+    (repo.root / "d/s/gone.txt").unlink()
+    repo.ok("mv", "d/s/old.txt", "d/s/new.txt")
+    repo.write("d/s/new file.txt", "new")
+    repo.write("e/x.txt", "changed too")
+    sub = repo.root / "d" / "s"
+    out = assert_ok(run(sub, "status")).out
+    for line in (
+        "  renamed:  old.txt -> new.txt",
+        "  modified: a.txt",
+        "  deleted:  gone.txt",
+        "  modified: ../../e/x.txt",
+        "  new file.txt",
+    ):
+        assert line in out.splitlines(), out
+    assert "d/s/" not in out
+    assert run(sub, "status", "--json").json() == repo.status()  # scripts: from the root
+    assert_ok(run(sub, "add", "new file.txt", "a.txt", "gone.txt"))
+    assert_ok(run(sub, "restore", "../../e/x.txt"))
+    assert repo.read("e/x.txt") == b"e/x.txt"
+    out = assert_ok(run(repo.root / "e", "status")).out
+    assert "  modified: ../d/s/a.txt (9 B -> 7 B)" in out.splitlines(), out
+    assert "  added:    ../d/s/new file.txt (3 B)" in out.splitlines(), out
+    assert "  modified: d/s/a.txt (9 B -> 7 B)" in repo.ok("status").out.splitlines()

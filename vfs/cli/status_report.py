@@ -7,7 +7,10 @@ both print the same report.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
@@ -22,12 +25,32 @@ if TYPE_CHECKING:
     from vfs.ops.grouping import Group
 
 
-def change_line(c: Change) -> str:
-    """One line describing a change; an empty directory ends in a slash."""
+def as_given(path: bytes) -> bytes:
+    """A repository path as it is shown: from the root."""
+    return path
+
+
+def from_here(repo: Repository) -> Callable[[bytes], bytes]:
+    """How ``status`` shows a repository path: relative to the current directory, as
+    git does, so that a path it lists works as typed in ``dvfs add``, ``dvfs restore``
+    and the other commands, which take paths relative to the current directory."""
+    try:
+        here = os.path.relpath(os.getcwdb(), os.fsencode(repo.root))
+    except (FileNotFoundError, ValueError):
+        return as_given
+    if here == b"." or here == b".." or here.startswith(b"../"):
+        return as_given
+    return lambda path: posixpath.relpath(path or b".", here)
+
+
+def change_line(c: Change, at: Callable[[bytes], bytes] = as_given) -> str:
+    """One line describing a change; an empty directory ends in a slash. ``at`` maps a
+    repository path to the path shown."""
     tail = "/" if c.kind == "dir" else ""
-    path = quoted(c.path) + tail
+    path = quoted(at(c.path)) + tail
     if c.status == "renamed":
-        return f"renamed:  {quoted(c.old_path)}{tail} -> {path}"
+        old = quoted(at(c.old_path) if c.old_path is not None else None)
+        return f"renamed:  {old}{tail} -> {path}"
     if c.status == "modified":
         return f"modified: {path} ({human(c.old_size)} -> {human(c.new_size)})"
     if c.status == "added":
@@ -109,16 +132,17 @@ def show_status(
             f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
             f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
         )
+    grouped = False
+    at = from_here(repo)
     if st.merge is not None:
-        merge_lines(st.merge)
+        merge_lines(st.merge, at)
     remotes_seen = tracking(repo, st)
     for t in remotes_seen:
         echo(tracking_line(t, len(remotes_seen) > 1))
     if st.head is None:
         echo("No versions yet.")
-    grouped = False
     if st.staged or work.modified or work.deleted or work.untracked:
-        grouped = change_lists(st, verbose)
+        grouped = change_lists(st, verbose, at)
     if work.not_checked_out:
         n = len(work.not_checked_out)
         of = f" of {quoted(st.head)}" if st.head else ""
@@ -140,9 +164,9 @@ def show_status(
     return st
 
 
-def change_lists(st: ops_status.Status, verbose: bool) -> bool:
+def change_lists(st: ops_status.Status, verbose: bool, at: Callable[[bytes], bytes]) -> bool:
     """Print the staged, not staged and untracked changes; True if a list was shown by
-    directory.
+    directory. ``at`` maps a repository path to the path shown.
 
     Apart from :func:`show_status` so that :mod:`vfs.ops.grouping` is loaded only when
     there is a change to list: a clean status never imports it.
@@ -155,26 +179,26 @@ def change_lists(st: ops_status.Status, verbose: bool) -> bool:
         echo("Staged for commit (use `dvfs restore --staged PATH` to unstage):")
         if verbose or len(st.staged) <= GROUP_OVER:
             for c in st.staged:
-                echo("  " + change_line(c))
+                echo("  " + change_line(c, at))
         else:
             grouped = True
             for state in ("added", "modified", "renamed", "removed"):
                 changes = [c for c in st.staged if c.status == state]
                 for g in by_directory([c.path for c in changes]):
-                    echo("  " + group_line(state, g, [changes[i] for i in g.members]))
+                    echo("  " + group_line(state, g, [changes[i] for i in g.members], at))
     if work.modified or work.deleted:
         echo("Not staged (use `dvfs add PATH` to stage, `dvfs restore PATH` to undo):")
         for state, paths in (("modified", work.modified), ("deleted", work.deleted)):
             groups = by_directory(paths, 1 << 62 if verbose else GROUP_OVER)
             grouped = grouped or len(groups) < len(paths)
             for g in groups:
-                echo(f"  {state + ':':<9} {group_name(g)}")
+                echo(f"  {state + ':':<9} {group_name(g, at)}")
     if work.untracked:
         echo("Untracked files in tracked directories (use `dvfs add PATH`):")
         groups = by_directory(work.untracked, 1 << 62 if verbose else GROUP_OVER)
         grouped = grouped or len(groups) < len(work.untracked)
         for g in groups:
-            echo(f"  {group_name(g)}")
+            echo(f"  {group_name(g, at)}")
     return grouped
 
 
@@ -193,7 +217,7 @@ def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def merge_lines(m: merging.MergeState) -> None:
+def merge_lines(m: merging.MergeState, at: Callable[[bytes], bytes]) -> None:
     """What ``status`` says of a merge in progress."""
     left = [c for c in m.conflicts if not c.resolved]
     echo(
@@ -207,7 +231,7 @@ def merge_lines(m: merging.MergeState) -> None:
     )
     for c in left:
         echo(
-            f"  conflict: {quoted(c.path)}  ours: {conflict_side(c.ours)}   "
+            f"  conflict: {quoted(at(c.path))}  ours: {conflict_side(c.ours)}   "
             f"theirs: {conflict_side(c.theirs)}"
         )
 
@@ -251,21 +275,21 @@ def tracking_line(t: dict[str, Any], several: bool) -> str:
     return f"Up to date with {name}."
 
 
-def group_name(g: Group) -> str:
+def group_name(g: Group, at: Callable[[bytes], bytes]) -> str:
     """A path, or a directory with how many of the listed paths it holds."""
     if not g.is_dir:
-        return quoted(g.path)
-    return f"{quoted(g.path)}/ ({g.count:,} files)"
+        return quoted(at(g.path))
+    return f"{quoted(at(g.path))}/ ({g.count:,} files)"
 
 
-def group_line(state: str, g: Group, changes: list[Change]) -> str:
+def group_line(state: str, g: Group, changes: list[Change], at: Callable[[bytes], bytes]) -> str:
     """A staged change, or a directory of changes of one kind with their count and size."""
     if not g.is_dir:
-        return change_line(changes[0])
+        return change_line(changes[0], at)
     before = sum(c.old_size or 0 for c in changes)
     after = sum(c.new_size or 0 for c in changes)
     size = human(before) if state == "removed" else human(after)
-    return f"{state + ':':<9} {quoted(g.path)}/ ({g.count:,} files, {size})"
+    return f"{state + ':':<9} {quoted(at(g.path))}/ ({g.count:,} files, {size})"
 
 
 def conflict_side(s: tuple[int, int] | None) -> str:
