@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -165,6 +166,9 @@ def test_a_remote_is_read_in_place_one_chunk_a_read(
         remote.open("notes.txt", rev="v1")
     again = vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "c")
     assert again.versions()[0].id == remote.versions()[0].id  # nothing new: metadata kept
+    unpickled = pickle.loads(pickle.dumps(remote))  # as a DataLoader's worker gets it
+    assert (unpickled.url, unpickled.read_bytes("notes.txt")) == (pushed, data.v2["notes.txt"])
+    assert pickle.loads(pickle.dumps(data.repo)).root == data.root
     with pytest.raises(vfs.OtherSource, match="give each remote a cache_dir of its own"):
         vfs.Repo.remote(pushed + "-other", endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "c")
 

@@ -8,6 +8,9 @@ The remote test pushes it to a real S3 server (SeaweedFS) and counts requests.
 from __future__ import annotations
 
 import io
+import multiprocessing
+import pickle
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +21,9 @@ import pytest
 
 import vfs
 from tests.support.api import Data, make_data, push_all
+from tests.support.cli import assert_ok, run
 from tests.support.s3server import S3Server
+from tests.support.workers import cat_labels
 from vfs.filesystem import DvfsFileSystem, ReadOnlyError
 
 
@@ -182,3 +187,22 @@ def test_a_url_revision_and_the_rev_option_are_checked_against_each_other(data: 
         assert f.read() == data.v1["data/labels.csv"]  # one version, named two ways
     with pytest.raises(ValueError, match=r"URL names revision v1 .* but rev='v2' names another"):
         pd.read_csv("dvfs://v1@/data/train.csv", storage_options={"repo": root, "rev": "v2"})
+
+
+def test_a_pickled_filesystem_reads_its_version_in_another_process(
+    data: Data, tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(data.root, root, symlinks=True)
+    fs = fsspec.filesystem("dvfs", repo=vfs.Repo(root), rev="main")  # a Repo pickles too
+    by_path = fsspec.filesystem("dvfs", repo=str(root), rev="main")
+    before = fs.cat_file("/data/labels.csv")
+    (root / "data" / "labels.csv").write_bytes(b"id,label\n1,owl\n")
+    assert_ok(run(root, "commit", "-a", "-m", "owl"))  # main moves on
+    # a DataLoader's workers unpickle the filesystem: they read its version, not the
+    # branch's new tip (it said "cannot pickle '_thread.RLock' object" with a Repo)
+    assert pickle.loads(pickle.dumps(by_path)).cat_file("/data/labels.csv") == before
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.map(cat_labels, [fs, by_path]) == [before, before]
+    fresh = fsspec.filesystem("dvfs", repo=str(root), rev="main")
+    assert fresh.cat_file("/data/labels.csv") == b"id,label\n1,owl\n"

@@ -138,6 +138,7 @@ class Repo:
         self._chunks: RemoteChunks | None = None
         self._fallback_known = False
         self._jobs = JOBS
+        self._cache_dir: PathArg | None = None  # Repo.remote's cache_dir
         self._held: weakref.finalize[[int], Repo] | None = None  # a remote's mirror lock
 
     # making ------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Repo:
             self._chunks = RemoteChunks(lambda: backend)
             self._fallback_known = True
             self._jobs = jobs
+            self._cache_dir = cache_dir
             self.refresh()
         except BaseException:
             self._held()
@@ -236,6 +238,14 @@ class Repo:
 
     def __repr__(self) -> str:
         return f"vfs.Repo({self.url or str(self._repo.root)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """A Repo pickles as where it reads, for other processes (multiprocessing's
+        spawn, a DataLoader's workers): a repository by its root, a remote by its URL
+        and options (unpickled, it is opened again, as :meth:`remote` opens it)."""
+        if self._spec is None:
+            return (Repo, (str(self._repo.root),))
+        return (_remote, (self._spec.url, self._spec.endpoint_url, self._cache_dir, self._jobs))
 
     # what it is ----------------------------------------------------------------------
 
@@ -511,6 +521,11 @@ class Repo:
                 "(vfs.Repo.clone) to add and commit"
             )
         return self._repo.root
+
+
+def _remote(url: str, endpoint_url: str | None, cache_dir: PathArg | None, jobs: int) -> Repo:
+    """A remote's Repo unpickled (:meth:`Repo.__reduce__`)."""
+    return Repo.remote(url, endpoint_url=endpoint_url, cache_dir=cache_dir, jobs=jobs)
 
 
 def _repo(repo: Repo | PathArg) -> Repo:

@@ -33,7 +33,9 @@ URL to a filesystem of its own, s3fs for ``s3://``). DVC's ``dvc://`` does the s
 being names on one server.
 
 The revision is resolved to a version when the filesystem is made, so every read of
-one filesystem sees the same version even if a branch moves meanwhile; instances are
+one filesystem sees the same version even if a branch moves meanwhile (a pickled
+filesystem too: the processes a DataLoader or a multiprocessing pool starts read
+the version of the filesystem they were given); instances are
 not cached (``cachable = False``), so each ``pandas.read_csv`` of ``dvfs://main@/...``
 reads the branch as it is then.
 
@@ -65,7 +67,7 @@ import os
 from typing import Any, ClassVar
 
 from fsspec import AbstractFileSystem
-from fsspec.spec import AbstractBufferedFile
+from fsspec.spec import AbstractBufferedFile, make_instance
 from fsspec.utils import stringify_path
 
 from vfs.api import Repo
@@ -144,7 +146,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def __init__(
         self, repo: Repo | str | os.PathLike[str] | None = None, rev: str | None = None,
         endpoint_url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
-        _url_rev: str | None = None, **storage_options: Any,
+        _url_rev: str | None = None, _pinned: str | None = None, **storage_options: Any,
     ) -> None:  # fmt: skip
         super().__init__(**storage_options)
         if isinstance(repo, Repo):
@@ -157,13 +159,19 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self.repo = Repo(where)
         history = self.repo.repository.history
         self.rev = rev or _url_rev or "HEAD"
-        self.version = history.resolve(self.rev)
-        if rev and _url_rev and history.resolve(_url_rev) != self.version:
+        self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
+        if not _pinned and rev and _url_rev and history.resolve(_url_rev) != self.version:
             raise ValueError(
                 f"the URL names revision {_url_rev} (dvfs://{_url_rev}@/...) but "
                 f"rev={rev!r} names another: give the revision one way"
             )
         self._at = self.version.hex()  # every read names the version, not the branch
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled, the filesystem reads the same version, even if its branch moved
+        since it was made (multiprocessing's workers each unpickle one)."""
+        options = {**self.storage_options, "_pinned": self._at}
+        return make_instance, (type(self), self.storage_args, options)
 
     # paths ---------------------------------------------------------------------------
 
