@@ -48,6 +48,9 @@ def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
     assert "stage train (reads prepared) -> metrics.json, model.bin" in text
     assert "was not made by a stage" in repo.ok("lineage", "data/f0.csv").out
     assert_error(repo.run("lineage", "nothing.here"), "nothing.here is not in v3")
+    # --json too: it printed an empty lineage and exited 0
+    assert_error(repo.run("lineage", "nothing.here", "--json"), "nothing.here is not in v3")
+    assert repo.json("lineage", "data/f0.csv", "--json")["stages"] == []  # data: no stages
 
 
 def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(

@@ -469,6 +469,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             click.echo(f"{'  ' * (depth + 1)}stage {s.name} (reads {quoted(d)}) -> {outs}")
         return
     steps = lin.upstream(hist, oid, rel)
+    if since is None and not steps:
+        raise UsageError(f"{quoted(rel)} is not in {label}")
     if as_json:
         emit_json({
             "path": os.fsdecode(rel), "version": label, "id": oid.hex(), "since": since,
@@ -484,8 +486,6 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             ],
         })  # fmt: skip
         return
-    if since is None and not steps:
-        raise UsageError(f"{quoted(rel)} is not in {label}")
     where = f" (since {since})" if since else ""
     if not steps:
         click.echo(
