@@ -125,7 +125,7 @@ def test_add_commit_and_diff_on_a_copy(data: Data, tmp_path: Path) -> None:
     repo = vfs.Repo(root / "data")  # found from a directory inside, as the CLI finds it
     write(root, {"data/labels.csv": b"id,label\n1,cat\n", "data/new.txt": b"new\n"})
     assert [(c.status, c.path) for c in repo.diff()] == [("modified", "data/labels.csv")]
-    report = repo.add(["data/new.txt"])
+    report = repo.add("data/new.txt")  # one path alone: not its characters
     assert report.files == 1
     with pytest.raises(vfs.UsageError, match="parameter name"):
         repo.commit("bad", params={"": 1})
@@ -136,6 +136,9 @@ def test_add_commit_and_diff_on_a_copy(data: Data, tmp_path: Path) -> None:
         ("modified", "data/labels.csv"), ("added", "data/new.txt"),
     ]  # fmt: skip
     assert repo.read_bytes("data/labels.csv") == b"id,label\n1,cat\n"
+    # paths="data" was read as "d", "a", "t", "a": no version, no change, silently
+    assert [v.number for v in repo.versions(paths="data/new.txt")] == [3]
+    assert [c.path for c in repo.diff("v2", "v3", paths=Path("data/new.txt"))] == ["data/new.txt"]
     fsck_clean(root)
 
 

@@ -272,8 +272,9 @@ class Repo:
     # versions ----------------------------------------------------------------------
 
     def versions(
-        self, rev: str | None = None, *, limit: int | None = None, paths: Sequence[PathArg] = ()
-    ) -> list[VersionInfo]:
+        self, rev: str | None = None, *, limit: int | None = None,
+        paths: PathArg | Sequence[PathArg] = (),
+    ) -> list[VersionInfo]:  # fmt: skip
         """Versions from ``rev`` (default HEAD) back along first parents, newest first,
         as ``dvfs log``; with ``paths``, only those that changed something there.
 
@@ -283,7 +284,7 @@ class Repo:
         """
         if rev is None and self._repo.history.head_id() is None:
             return []
-        rows = browse.log(self._repo, rev, limit, [repo_path(p) for p in paths])
+        rows = browse.log(self._repo, rev, limit, [repo_path(p) for p in _each(paths)])
         return [self._version(row) for row in rows]
 
     def show(self, rev: str = "HEAD", *, files: bool = True) -> VersionInfo:
@@ -362,8 +363,9 @@ class Repo:
             )
 
     def diff(
-        self, a: str | None = None, b: str | None = None, *, paths: Sequence[PathArg] = ()
-    ) -> list[FileChange]:
+        self, a: str | None = None, b: str | None = None, *,
+        paths: PathArg | Sequence[PathArg] = (),
+    ) -> list[FileChange]:  # fmt: skip
         """What changed, as ``dvfs diff``: no revision, HEAD against the working tree;
         ``a``, that version against the working tree; ``a`` and ``b``, two versions.
 
@@ -377,7 +379,8 @@ class Repo:
         if self._spec is not None and len(revs) < 2:
             raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
         with Workers(settings.threads()) as w:
-            changes = browse.diff(self._repo, revs, w, _warn, None, [repo_path(p) for p in paths])
+            wanted = [repo_path(p) for p in _each(paths)]
+            changes = browse.diff(self._repo, revs, w, _warn, None, wanted)
         return [file_change(c) for c in changes]
 
     # reading -------------------------------------------------------------------------
@@ -484,15 +487,16 @@ class Repo:
 
     # changing ------------------------------------------------------------------------
 
-    def add(self, paths: Iterable[PathArg], *, force: bool = False) -> workflow.AddReport:
-        """Stage files or directories, as ``dvfs add`` (paths from the repository's root).
+    def add(self, paths: PathArg | Iterable[PathArg], *, force: bool = False) -> workflow.AddReport:
+        """Stage files or directories, as ``dvfs add`` (paths from the repository's root;
+        one path may be given alone, as for ``paths=`` of :meth:`versions` and :meth:`diff`).
 
         Example::
 
             repo.add(["data/train.csv", "data/images"])
         """
         root = self._writable()
-        args = [str(root / os.fspath(p)) for p in paths]  # an absolute path stays itself
+        args = [str(root / os.fspath(p)) for p in _each(paths)]  # an absolute one stays so
         with Workers(settings.threads()) as w:
             return workflow.add(self._repo, args, w, _warn, force=force)
 
@@ -521,6 +525,15 @@ class Repo:
                 "(vfs.Repo.clone) to add and commit"
             )
         return self._repo.root
+
+
+def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
+    """``paths`` as a list: one path given alone is one path, not its characters."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if isinstance(paths, bytes):
+        raise TypeError("give paths as text (os.fsdecode), not bytes")
+    return list(paths)
 
 
 def _remote(url: str, endpoint_url: str | None, cache_dir: PathArg | None, jobs: int) -> Repo:
