@@ -71,6 +71,7 @@ def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
     rng = random.Random(5)
     with data.repo.open("data/train.csv", rev="v2") as f:
         assert f.seekable() and f.readable() and not f.writable()
+        assert f.mode == "rb"  # as open() says: gzip, pandas and others look
         for _ in range(50):
             at, n = rng.randrange(len(want)), rng.randrange(1, 100_000)
             f.seek(at)
@@ -78,7 +79,7 @@ def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
         assert f.seek(-10, io.SEEK_END) == len(want) - 10 and f.read() == want[-10:]
         assert f.read(5) == b""
     with vfs.open("data/train.csv", rev="v1", repo=data.root, mode="r") as t:
-        assert t.readline() == "id,city,score\n"
+        assert t.readline() == "id,city,score\n" and t.mode == "r"
         assert t.read() == data.v1["data/train.csv"].decode()[len("id,city,score\n") :]
     assert vfs.read_bytes("notes.txt", repo=data.repo) == b"more rows\n"
     assert vfs.read_text("data/link.csv", "first", data.repo) == "id,label\n1,cat\n2,dog\n"

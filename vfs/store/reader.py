@@ -10,8 +10,8 @@ stays bounded whatever the file's size.
 
 :class:`ChunkedFile` is a raw stream (``io.RawIOBase``); :func:`open_chunks` wraps it
 as Python's ``open()`` would: an ``io.BufferedReader`` for ``"rb"`` (:class:`Reader`,
-which also tells the file's ``size``, as fsspec's files do), plus ``io.TextIOWrapper``
-for ``"r"``.
+which also tells the file's ``size``, as fsspec's files do), plus an
+``io.TextIOWrapper`` (:class:`TextReader`) for ``"r"``; each tells its ``mode``.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ class ChunkedFile(io.RawIOBase):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} size={self.size}>"
+
+    @property
+    def mode(self) -> str:
+        """``"rb"``, as a file ``open()`` gives says (a buffered reader tells its raw's)."""
+        return "rb"
 
     # io.RawIOBase -----------------------------------------------------------------
 
@@ -187,6 +192,15 @@ class Reader(io.BufferedReader):
         return self.raw.size
 
 
+class TextReader(io.TextIOWrapper):
+    """The text file :func:`open_chunks` gives, telling its ``mode`` (``"r"``) as a
+    file ``open()`` gives does: libraries look at it."""
+
+    @property
+    def mode(self) -> str:
+        return "r"
+
+
 def check_mode(mode: str) -> None:
     """ValueError unless ``mode`` reads (``rb``, ``r``, ``rt``): versions are read-only."""
     if mode not in ("r", "rb", "rt"):
@@ -212,4 +226,4 @@ def open_chunks(
         if encoding is not None or errors is not None or newline is not None:
             raise ValueError("binary mode takes no encoding, errors or newline argument")
         return buffered
-    return io.TextIOWrapper(buffered, encoding or "utf-8", errors, newline)
+    return TextReader(buffered, encoding or "utf-8", errors, newline)
