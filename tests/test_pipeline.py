@@ -29,6 +29,7 @@ from tests.support.pipeline import (
 )
 from vfs.errors import UsageError
 from vfs.pipeline import graph, spec
+from vfs.store.lock import repository_lock
 
 
 def test_run_defines_and_runs_stages_and_commit_records_their_lineage(
@@ -319,6 +320,21 @@ def test_run_refuses_a_mistyped_option_a_name_not_utf8_and_says_where_wdir_start
     repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: 'true'\n    wdir: /tmp\n")
     line = repo.fail("repro", code=2)
     assert line.endswith("wdir /tmp is absolute: write it relative to the root")
+
+
+def test_run_and_stage_remove_edit_dvfs_yaml_only_while_no_repro_runs(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-o", "a", "--no-exec", "--", "touch a")
+    before = repo.read("dvfs.yaml")
+    # a repro holds the pipeline lock: dvfs run rewrote dvfs.yaml under it, from what
+    # it had read, so that one of two edits at once could undo the other
+    with repository_lock(repo.root / ".dvfs" / "pipeline.lock", wait=0):
+        for args in (("run", "-n", "b", "-o", "b", "--no-exec", "--", "touch b"),
+                     ("stage", "remove", "a")):  # fmt: skip
+            repo.fail(*args, fragments=("pipeline.lock", "held by another dvfs command"))
+    assert repo.read("dvfs.yaml") == before
+    repo.ok("run", "-n", "b", "-o", "b", "--no-exec", "--", "touch b")
+    repo.ok("stage", "remove", "a")
+    assert list(yaml.safe_load(repo.read("dvfs.yaml"))["stages"]) == ["b"]
 
 
 def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path: Path) -> None:

@@ -173,12 +173,6 @@ def run_cmd(
             "them); give the options first, then -- and the command"
         )
     ws = workspace.find()
-    p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
-    if name in p.stages and not force:
-        raise UsageError(
-            f"stage {name} already exists ({PIPELINE_FILE}:{p.stages[name].line}): "
-            "use --force to replace it"
-        )
     if not STAGE_NAME.fullmatch(name):
         raise UsageError(
             f"{quote_name(name)} is not a stage name: a letter, digit or _, then at most 99 "
@@ -206,10 +200,17 @@ def run_cmd(
     for o in stage.outs:
         if o in spec.OWN_FILES:
             raise UsageError(f"{posixpath.basename(o).decode()} is dvfs's own file: not an output")
-    text = spec.with_stage(p, stage)
-    new = spec.parse(text)  # the file as it will be: valid, and its graph too
-    dag = graph.build(new)
-    ws.write(PIPELINE_FILE.encode(), text.encode())
+    with ws.exclusive():  # read, changed and written while no other run or edit is
+        p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
+        if name in p.stages and not force:
+            raise UsageError(
+                f"stage {name} already exists ({PIPELINE_FILE}:{p.stages[name].line}): "
+                "use --force to replace it"
+            )
+        text = spec.with_stage(p, stage)
+        new = spec.parse(text)  # the file as it will be: valid, and its graph too
+        dag = graph.build(new)
+        ws.write(PIPELINE_FILE.encode(), text.encode())
     click.echo(f"{'Replaced' if name in p.stages else 'Added'} stage {name} in {PIPELINE_FILE}")
     if no_exec:
         return
@@ -332,11 +333,12 @@ def stage_remove(names: tuple[str, ...]) -> None:
     from vfs.pipeline import spec
     from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 
-    ws, p, _ = pipeline_here()
-    missing = [n for n in names if n not in p.stages]
-    if missing:
-        raise UsageError(f"no stage {missing[0]} in {PIPELINE_FILE}: nothing was removed")
-    with ws.exclusive():
+    ws = pipeline_here()[0]
+    with ws.exclusive():  # dvfs.yaml read again under the lock: what another edit left
+        p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
+        missing = [n for n in names if n not in p.stages]
+        if missing:
+            raise UsageError(f"no stage {missing[0]} in {PIPELINE_FILE}: nothing was removed")
         text = p.text
         for n in names:
             text = spec.without_stage(spec.parse(text), n)
