@@ -135,6 +135,42 @@ def test_tag_and_branch_delete_with_d_several_at_once(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_deleting_refs_is_all_or_nothing_and_a_name_twice_is_one(repo: Repo) -> None:
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.commit("one")
+    repo.ok("tag", "t")
+    repo.ok("branch", "other")
+    # The current branch among others: refused before any is deleted.
+    line = repo.fail("branch", "-d", "other", "main", code=2)
+    assert "main is the current branch" in line and "nothing was deleted" in line
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "other"]
+    # A name given twice is deleted once, not deleted and then reported missing.
+    assert repo.ok("tag", "-d", "t", "t").out.splitlines() == ["deleted tag t"]
+    assert repo.json("branch", "-d", "other", "other", "--json") == {"deleted": ["other"]}
+    assert repo.json("tag", "--json") == []
+    repo.fsck_clean()
+
+
+def test_a_detached_commit_suggests_no_branch_that_was_deleted(repo: Repo) -> None:
+    repo.write("f.txt", "1")
+    repo.ok("add", "f.txt")
+    repo.commit("one")
+    repo.ok("switch", "-c", "gone")
+    repo.write("f.txt", "2")
+    repo.ok("add", "f.txt")
+    repo.commit("two")
+    repo.ok("checkout", "v1")  # detached, HEAD remembers gone
+    repo.write("f.txt", "3")
+    repo.ok("add", "f.txt")
+    assert "`dvfs switch gone`" in repo.fail("commit", "-m", "x", code=2)
+    repo.ok("branch", "-d", "gone")
+    line = repo.fail("commit", "-m", "x", code=2)
+    assert "dvfs switch -c NAME" in line and "gone" not in line
+    repo.ok("switch", "-c", "kept")
+    repo.ok("commit", "-m", "x")
+
+
 def test_json_from_add_to_pull(make_repo: RepoFactory, tmp_path: Path) -> None:
     repo = make_repo()
     repo.write("d/a.txt", "aaaa")

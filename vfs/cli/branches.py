@@ -41,7 +41,14 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
     if delete:
         if not names:
             raise UsageError("name the branches to delete: dvfs branch -d NAME...")
+        names = tuple(dict.fromkeys(names))  # a name given twice is deleted once
         missing_refs(repo, "heads", names, "branch")
+        head = repo.refs.head()
+        if head.detached is None and head.branch in names:
+            raise UsageError(
+                f"{quoted(head.branch)} is the current branch: switch to another one first; "
+                "nothing was deleted"
+            )
         for n in names:
             was = delete_branch(repo, n)
             if not as_json:
@@ -105,6 +112,7 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
     if delete:
         if not names:
             raise UsageError("name the tags to delete: dvfs tag -d NAME...")
+        names = tuple(dict.fromkeys(names))  # a name given twice is deleted once
         missing_refs(repo, "tags", names, "tag")
         for n in names:
             delete_tag(repo, n)

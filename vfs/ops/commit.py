@@ -279,10 +279,14 @@ def commit_locked(
     hist = repo.history
     head = hist.head()
     if head.detached is not None:
+        back = (  # the branch HEAD came from, unless it was deleted since
+            f", or `dvfs switch {head.branch}`"
+            if repo.refs.get(f"refs/heads/{head.branch}") is not None
+            else ""
+        )
         raise UsageError(
             f"HEAD is detached at {hist.label(head.detached)}: run `dvfs switch -c NAME` "
-            f"to commit on a new branch from here (your changes stay), or `dvfs switch "
-            f"{head.branch}`"
+            f"to commit on a new branch from here (your changes stay){back}"
         )
     parent = repo.refs.get(f"refs/heads/{head.branch}")
     tag_free(repo, tag)
