@@ -135,6 +135,18 @@ def test_tag_and_branch_delete_with_d_several_at_once(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_an_option_without_its_value_points_at_the_commands_own_help(repo: Repo) -> None:
+    for args, command in (
+        (("log", "-n"), "log"),
+        (("commit", "-m"), "commit"),
+        (("checkout", "-b"), "checkout"),
+        (("remote", "add", "x", "--endpoint-url"), "remote add"),
+    ):
+        line = repo.fail(*args, code=2)
+        assert f"option '{args[-1]}' requires an argument" in line
+        assert line.endswith(f"(see `dvfs {command} --help`)"), line
+
+
 def test_deleting_refs_is_all_or_nothing_and_a_name_twice_is_one(repo: Repo) -> None:
     repo.write("f.txt", "1")
     repo.ok("add", "f.txt")

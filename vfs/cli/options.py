@@ -14,6 +14,8 @@ from vfs.quoting import escape_text, quote_name
 from vfs.repo.repository import Repository
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from click.shell_completion import CompletionItem
 
 
@@ -153,6 +155,22 @@ def examples_last(cmd: click.Command) -> None:
         cmd.epilog = EXAMPLES + examples
 
 
+def parse_in(
+    ctx: click.Context, args: list[str], parse: Callable[[click.Context, list[str]], list[str]]
+) -> list[str]:
+    """``parse(ctx, args)``, with the command's context on every usage error.
+
+    click's parser raises "option '-m' requires an argument" without one, and the
+    error line then pointed at `dvfs --help` rather than at the command's own help.
+    """
+    try:
+        return parse(ctx, args)
+    except click.UsageError as exc:
+        if exc.ctx is None:
+            exc.ctx = ctx
+        raise
+
+
 class DvfsCommand(click.Command):
     """A dvfs command: no argument or option value may be empty, unless it is FreeText."""
 
@@ -164,6 +182,9 @@ class DvfsCommand(click.Command):
                 p.type, FreeText
             ):
                 p.type = NotEmpty(p.type)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return parse_in(ctx, args, super().parse_args)
 
 
 # `dvfs --help` lists commands by what they are for, as `git help` does; a command
@@ -202,6 +223,9 @@ class DvfsGroup(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         examples_last(self)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return parse_in(ctx, args, super().parse_args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The commands and their summaries, wrapped rather than cut."""
