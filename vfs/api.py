@@ -78,7 +78,7 @@ from vfs.errors import (
     RevisionNotFound,
     UsageError,
 )
-from vfs.model.codec import Kind
+from vfs.model.codec import Entry, Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
@@ -431,11 +431,23 @@ class Repo:
         """The raw file object behind :meth:`open` (unbuffered; ``size``, ``pread``)."""
         return self._raw(path, rev)
 
-    def _raw(self, path: PathArg, rev: str) -> ChunkedFile:
-        rel = repo_path(path)
-        oid, e = browse.lookup(self._repo, rev, rel)
+    def target(self, path: PathArg, rev: str = "HEAD") -> FileInfo | None:
+        """The file the symbolic link at ``path`` of ``rev`` leads to, as :meth:`open`
+        follows it (named by the file's own path); None if it leads to a directory,
+        out of the repository or nowhere. ``path`` itself when it is a file."""
+        oid, e = browse.lookup(self._repo, rev, repo_path(path))
+        try:
+            rel, found = self._follow(oid, repo_path(path), e)
+        except PathNotFound:
+            return None
+        return file_info(rel, found) if found.kind == Kind.FILE else None
+
+    def _follow(self, oid: bytes, rel: bytes, e: Entry) -> tuple[bytes, Entry]:
+        """The path and entry that ``e``, at ``rel`` of version ``oid``, leads to through
+        symbolic links (PathNotFound if out of the version, nowhere, or too many)."""
         hist = self._repo.history
         label = hist.label(oid)
+        start = rel
         for _ in range(MAX_LINKS):
             if e.kind != Kind.SYMLINK:
                 break
@@ -453,7 +465,13 @@ class Repo:
                 )
             rel, e = target, found
         else:
-            raise PathNotFound(f"{quote_name(repo_path(path))} in {label}: too many links")
+            raise PathNotFound(f"{quote_name(start)} in {label}: too many links")
+        return rel, e
+
+    def _raw(self, path: PathArg, rev: str) -> ChunkedFile:
+        oid, e = browse.lookup(self._repo, rev, repo_path(path))
+        rel, e = self._follow(oid, repo_path(path), e)
+        label = self._repo.history.label(oid)
         if e.kind == Kind.DIR:
             raise NotAFile(f"{quote_name(rel) if rel else '.'} is a directory in {label}")
         if names_dir(path):

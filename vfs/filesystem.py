@@ -46,7 +46,11 @@ same version, and a listing lies under the directory listed, which readers check
 pyarrow dataset of ``dvfs://v3@/data/parquet``, as ``pandas.read_parquet`` makes one,
 refuses files named outside it). ``info`` gives ``name``, ``type``
 (``file``, ``directory`` or ``link``), ``size``, ``mode``, ``mtime`` (seconds),
-``blake3`` (a file's content id) and ``destination`` (a link's target).
+``blake3`` (a file's content id) and, for a symbolic link, ``islink`` and
+``destination`` (its target). A link to a file of the version is that file
+(``file``, with its size, mode and content id), as fsspec's local filesystem says
+of one: readers that list a directory (a pyarrow dataset) read it, as they would
+on disk; a link to a directory, or out of the version, is ``link``.
 
 ``open`` gives a buffered file over the version's chunks (``io.BufferedReader``);
 given fsspec's ``block_size`` or ``cache_type``, fsspec's own buffered file
@@ -225,8 +229,14 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     # reading -------------------------------------------------------------------------
 
     def _entry(self, f: FileInfo, prefix: str) -> dict[str, Any]:
+        name = prefix + _clean(f.path)
+        link = f.target
+        if f.type == "link":
+            to = self.repo.target(f.path, self._at)
+            if to is not None:  # a link to a file: that file, as the local filesystem says
+                f = to
         out: dict[str, Any] = {
-            "name": prefix + _clean(f.path),
+            "name": name,
             "type": {"dir": "directory"}.get(f.type, f.type),
             "size": 0 if f.type == "dir" else f.size,
             "mode": f.mode,
@@ -234,8 +244,9 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         }
         if f.hash is not None:
             out["blake3"] = f.hash
-        if f.target is not None:
-            out["destination"] = f.target
+        if link is not None:
+            out["destination"] = link
+            out["islink"] = True
         return out
 
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
