@@ -55,6 +55,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "footer.parquet": parquet(scratch / "t2.parquet", "(1, 'a')"),
         "tabs.tsv": "id\tv\n1\ta\n2\tb\n",
         "header.csv": "id,score\r\n",
+        "renamed.csv": "a,b\n1,x\n",
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -71,6 +72,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "tabs.tsv": "id\tv\n1\ta\n2\tc\n",
         "late.csv": "id,v\n1,a\n2,b\n",
         "header.csv": "id,score\r\n1,0.5\r\n",
+        "renamed.csv": "c,d\n3,z\n2,y\n",
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -224,6 +226,18 @@ def test_a_header_without_rows_retypes_no_column(data: Repo) -> None:
     ]  # fmt: skip
     back = data.json("diff", "v2", "v1", "header.csv", "--rows", "--json")
     assert back["schema"] == [] and back["summary"]["removed"] == 1
+
+
+def test_rows_of_sides_without_a_common_column_are_shown_with_their_own(data: Repo) -> None:
+    # no row was shown, and "... 3 more (--limit N shows more)" whatever the limit
+    d = rows_json(data, "renamed.csv")
+    assert (d["summary"]["added"], d["summary"]["removed"], d["more"]) == (2, 1, 0)
+    assert [(r["status"], r["values"]) for r in d["rows"]] == [
+        ("removed", {"a": 1, "b": "x"}), ("added", {"c": 2, "d": "y"}),
+        ("added", {"c": 3, "d": "z"}),
+    ]  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "renamed.csv", "--rows", "--limit", "2").out
+    assert "added    c=2, d=y\n... 1 more (--limit N shows more)" in out
 
 
 def test_a_file_only_one_version_has_is_all_added(data: Repo) -> None:

@@ -229,6 +229,13 @@ def unkeyed(
         out.removed = shared + engine.count(a_rel)
         out.added = shared + engine.count(b_rel)
         out.notes.append("the two sides have no column in common: every row differs")
+        for status, rel, names in (("removed", a_rel, ot.names), ("added", b_rel, nt.names)):
+            left = limit - len(out.rows)  # each side's rows, with its own columns
+            if left <= 0 or not names:
+                continue
+            cols = ", ".join(map(ident, names))
+            for r in engine.run(f"SELECT {cols} FROM {rel} ORDER BY ALL LIMIT {int(left)}"):
+                out.rows.append(RowChange(status, values=dict(zip(names, r, strict=True))))
         return
 
     def sel() -> str:
