@@ -10,8 +10,10 @@ import yaml
 from tests.support.cli import (
     Repo,
     assert_error,
+    assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
     warnings_of,
 )
 from tests.support.pipeline import (
@@ -171,3 +173,26 @@ def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) 
     assert order("--sort", "-a") == ["v1", "v5", "v6", "v2", "v3", "v4"]  # text descends too
     cli = repo.ok("compare", "--sort", "-a").out.splitlines()
     assert [line.split()[0] for line in cli[2:]] == order("--sort", "-a")
+
+
+def test_exp_run_sets_only_what_a_stage_reads_and_defaults_to_params_yaml_here(
+    repo: Repo,
+) -> None:
+    repo.write("sub/params.yaml", "lr: 1\n")
+    repo.write("params.yaml", "lr: 1\n")  # read by no stage
+    sub = repo.root / "sub"
+    assert_ok(
+        run(sub, "run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")
+    )
+    repo.commit("base")
+    # It set params.yaml's lr, ran s for nothing, and recorded "experiment e: lr=9"
+    line = repo.fail("exp", "run", "-S", "lr=9", "-n", "e", code=2)
+    assert "-S lr=9: no stage reads params.yaml:lr" in line and "sub/params.yaml:lr" in line
+    assert "exp/e" not in repo.ok("branch").out
+    # KEY alone is in the params.yaml of the current directory, as for `dvfs run -p`
+    assert_ok(run(sub, "exp", "run", "-S", "lr=7", "-n", "here"))
+    repo.ok("exp", "run", "-S", "sub/params.yaml:lr=8", "-n", "named")
+    shown = {e["name"]: e for e in repo.json("exp", "list", "--json")}
+    assert shown["here"]["params"] == {"sub/params.yaml:lr": {"old": 1, "new": 7}}
+    assert shown["named"]["params"] == {"sub/params.yaml:lr": {"old": 1, "new": 8}}
+    repo.fsck_clean()

@@ -271,7 +271,7 @@ def exp_group() -> None:
 @click.argument("stages", nargs=-1, metavar="[STAGE...]")
 @click.option(
     "-S", "--set-param", "settings", multiple=True, metavar="[FILE:]KEY=VALUE",
-    help="Set a parameter (default file params.yaml), typed as YAML 1.2.",
+    help="Set a parameter a stage reads (default file: params.yaml here), typed as YAML 1.2.",
 )  # fmt: skip
 @click.option("-n", "--name", help="The experiment's name (default exp-N): branch exp/NAME.")
 @click.option(

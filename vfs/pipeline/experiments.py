@@ -7,8 +7,10 @@ tree and the staging index as they are:
    holding copies of what the selected stages read and make as the working tree
    holds them now: ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and
    outputs;
-2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default
-   ``params.yaml``; the value typed as YAML 1.2, as ``commit --param`` types it);
+2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
+   ``params.yaml`` of the current directory, as for ``dvfs run -p``; the value typed
+   as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads is
+   refused, as the experiment would be recorded with a value no command saw;
 3. the stages are reproduced there (``vfs.pipeline.repro``: stale ones run, with
    the run cache of the repository, which then also holds these runs);
 4. the experiment's version is what ``dvfs commit`` would record now (the staging
@@ -74,7 +76,7 @@ def parse_settings(items: list[str], rel: Any) -> list[Setting]:
         if not sep or not left.strip():
             raise UsageError(f"-S {item!r} is not [FILE:]KEY=VALUE")
         file, colon, key = left.rpartition(":")
-        path = rel(file) if colon and file else DEFAULT_PARAMS
+        path = rel(file if colon and file else os.fsdecode(DEFAULT_PARAMS))  # as `run -p` does
         out.append(Setting(path, key.strip(), version_params.value(raw), item))
     return out
 
@@ -199,6 +201,7 @@ def run(
             if data is None:
                 raise UsageError(f"-S {s.text}: {show(s.file)} does not exist")
             exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
+        _check_read(dag, names, settings)
         _, exp_dag = load_pipeline(exp_ws)
         runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
         outcome = runner.run(plan.Options(targets=targets))
@@ -213,6 +216,23 @@ def run(
         release(writing)
         shutil.rmtree(tree, ignore_errors=True)
     return Result(name, branch, oid, number, outcome, settings)
+
+
+def _check_read(dag: Dag, names: list[str], settings: list[Setting]) -> None:
+    """UsageError for a setting no selected stage reads: its experiment would be recorded
+    as made with that value, which no command saw."""
+    read = [(f, k) for n in names for f, k in dag.stages[n].params]
+    for s in settings:
+        if any(
+            f == s.file and (k == s.key or k.startswith(s.key + ".") or s.key.startswith(k + "."))
+            for f, k in read
+        ):
+            continue
+        shown = ", ".join(dict.fromkeys(f"{show(f)}:{k}" for f, k in read)) or "none"
+        raise UsageError(
+            f"-S {s.text}: no stage reads {show(s.file)}:{s.key}, so the experiment would not "
+            f"use it (the stages read {shown}; -S FILE:KEY=VALUE names another file)"
+        )
 
 
 def _inputs(dag: Dag, names: list[str], settings: list[Setting]) -> list[bytes]:
