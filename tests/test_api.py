@@ -15,6 +15,7 @@ import random
 import shutil
 from pathlib import Path
 
+import fsspec
 import pytest
 
 import vfs
@@ -84,6 +85,22 @@ def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
     assert vfs.read_bytes("notes.txt", repo=data.repo) == b"more rows\n"
     assert vfs.read_text("data/link.csv", "first", data.repo) == "id,label\n1,cat\n2,dog\n"
     assert data.repo.read_range("data/train.csv", 100, 200, rev="v1") == want[100:200]
+    # a version's number and a VersionInfo name it too ('int' object has no attribute 'strip')
+    first = data.repo.versions()[-1]
+    assert data.repo.read_bytes("data/train.csv", first.number) == data.v1["data/train.csv"]
+    assert vfs.read_bytes("data/labels.csv", first, data.repo) == data.v1["data/labels.csv"]
+    assert [c.path for c in data.repo.diff(1, 2)] == [c.path for c in data.repo.diff("v1", "v2")]
+    assert fsspec_rev(data, 1) == data.v1["data/train.csv"][:10]
+    with pytest.raises(vfs.UsageError, match="numbered from 1"):
+        data.repo.ls(0)
+    with pytest.raises(TypeError, match="not float"):
+        data.repo.show(1.0)  # type: ignore[arg-type]
+
+
+def fsspec_rev(data: Data, rev: int) -> bytes:
+    fs = fsspec.filesystem("dvfs", repo=data.repo, rev=rev)
+    head: bytes = fs.cat_file("/data/train.csv", 0, 10)
+    return head
 
 
 def test_bad_paths_revisions_and_modes_are_named(data: Data) -> None:

@@ -20,7 +20,8 @@ Everything here calls what the ``dvfs`` command calls (``vfs.ops.browse``,
 
 Paths are relative to the repository's root (``"data/train.csv"``; a leading ``/``
 is ignored) and never leave it. Revisions are what the command line takes: ``v3``,
-``main``, a tag, an id or its prefix, ``HEAD~2``; the default is ``HEAD``.
+``main``, a tag, an id or its prefix, ``HEAD~2``; or a version's number (``3``, as
+``VersionInfo.number`` gives it), or a VersionInfo; the default is ``HEAD``.
 
 Reading: :meth:`Repo.open` (and :func:`open`) return a seekable file object that
 fetches only the chunks it reads (``vfs.store.reader``): from the local store, else (a
@@ -62,11 +63,13 @@ from vfs.api_types import (
     FileChange,
     FileInfo,
     PathArg,
+    RevArg,
     VersionInfo,
     file_change,
     file_info,
     names_dir,
     repo_path,
+    rev_text,
     time_of,
 )
 from vfs.errors import (
@@ -272,7 +275,7 @@ class Repo:
     # versions ----------------------------------------------------------------------
 
     def versions(
-        self, rev: str | None = None, *, limit: int | None = None,
+        self, rev: RevArg = None, *, limit: int | None = None,
         paths: PathArg | Sequence[PathArg] = (),
     ) -> list[VersionInfo]:  # fmt: skip
         """Versions from ``rev`` (default HEAD) back along first parents, newest first,
@@ -284,10 +287,11 @@ class Repo:
         """
         if rev is None and self._repo.history.head_id() is None:
             return []
-        rows = browse.log(self._repo, rev, limit, [repo_path(p) for p in _each(paths)])
+        named = None if rev is None else rev_text(rev)
+        rows = browse.log(self._repo, named, limit, [repo_path(p) for p in _each(paths)])
         return [self._version(row) for row in rows]
 
-    def show(self, rev: str = "HEAD", *, files: bool = True) -> VersionInfo:
+    def show(self, rev: RevArg = "HEAD", *, files: bool = True) -> VersionInfo:
         """One version with everything ``dvfs show --format json`` gives: what changed
         since its parent, its largest directories and (``files``) every file.
 
@@ -295,7 +299,7 @@ class Repo:
 
             repo.show("v3").files["data/train.csv"]   # {'hash': ..., 'size': ..., 'added': 'v2'}
         """
-        data = browse.show(self._repo, rev, files=files)
+        data = browse.show(self._repo, rev_text(rev), files=files)
         refs = browse.decorations(self._repo).get(bytes.fromhex(data["id"]), {})
         return self._version(
             {**data, "tags": refs.get("tags", []), "branches": refs.get("branches", [])},
@@ -316,7 +320,7 @@ class Repo:
 
     # trees ---------------------------------------------------------------------------
 
-    def ls(self, rev: str = "HEAD", path: PathArg = "") -> list[FileInfo]:
+    def ls(self, rev: RevArg = "HEAD", path: PathArg = "") -> list[FileInfo]:
         """The entries of directory ``path`` of ``rev`` in name order (one entry if it
         names a file), as ``dvfs ls``.
 
@@ -324,14 +328,14 @@ class Repo:
 
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
-        rel = repo_path(path)
+        rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
         rows = browse.ls_entries(self._repo, rev, rel)
         prefix = rel + b"/" if rel else b""
         return [file_info(n if n == rel else prefix + n, e) for n, e in rows]
 
-    def walk(self, rev: str = "HEAD", path: PathArg = "") -> Iterator[FileInfo]:
+    def walk(self, rev: RevArg = "HEAD", path: PathArg = "") -> Iterator[FileInfo]:
         """Every file and link at or below ``path`` of ``rev``, depth first in name
         order, as ``dvfs ls -r``; read as it goes (a tree is never held whole).
 
@@ -339,15 +343,15 @@ class Repo:
 
             sum(f.size for f in repo.walk("v2", "data"))
         """
-        rel = repo_path(path)
+        rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
         for p, e in browse.ls_entries(self._repo, rev, rel, recursive=True):
             yield file_info(p, e)
 
-    def info(self, path: PathArg, rev: str = "HEAD") -> FileInfo:
+    def info(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo:
         """The entry at ``path`` of ``rev`` (a link is not followed)."""
-        rel = repo_path(path)
+        rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
         _, e = browse.lookup(self._repo, rev, rel)
@@ -363,7 +367,7 @@ class Repo:
             )
 
     def diff(
-        self, a: str | None = None, b: str | None = None, *,
+        self, a: RevArg = None, b: RevArg = None, *,
         paths: PathArg | Sequence[PathArg] = (),
     ) -> list[FileChange]:  # fmt: skip
         """What changed, as ``dvfs diff``: no revision, HEAD against the working tree;
@@ -375,7 +379,7 @@ class Repo:
         """
         if a is None and b is not None:
             raise UsageError("diff(a, b): give the first version as well")
-        revs = [r for r in (a, b) if r is not None]
+        revs = [rev_text(r) for r in (a, b) if r is not None]
         if self._spec is not None and len(revs) < 2:
             raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
         with Workers(settings.threads()) as w:
@@ -386,7 +390,7 @@ class Repo:
     # reading -------------------------------------------------------------------------
 
     def open(
-        self, path: PathArg, rev: str = "HEAD", mode: str = "rb", *,
+        self, path: PathArg, rev: RevArg = "HEAD", mode: str = "rb", *,
         encoding: str | None = None, errors: str | None = None, newline: str | None = None,
     ) -> IO[Any]:  # fmt: skip
         """File ``path`` of ``rev``, read-only: binary (``"rb"``) or text (``"r"``,
@@ -401,6 +405,7 @@ class Repo:
                     ...
         """
         check_mode(mode)  # before anything is read
+        rev = rev_text(rev)
         try:
             raw = self._raw(path, rev)
         except RevisionNotFound as exc:
@@ -410,32 +415,32 @@ class Repo:
             raise RevisionNotFound(rev, exc.candidates, hint=hint) from None
         return open_chunks(raw, mode, encoding, errors, newline)
 
-    def read_bytes(self, path: PathArg, rev: str = "HEAD") -> bytes:
+    def read_bytes(self, path: PathArg, rev: RevArg = "HEAD") -> bytes:
         """The whole content of file ``path`` of ``rev``."""
         with self._raw(path, rev) as f:
             return f.readall()
 
     def read_text(
-        self, path: PathArg, rev: str = "HEAD", encoding: str = "utf-8", errors: str = "strict"
+        self, path: PathArg, rev: RevArg = "HEAD", encoding: str = "utf-8", errors: str = "strict"
     ) -> str:
         """The whole content of file ``path`` of ``rev``, decoded."""
         return self.read_bytes(path, rev).decode(encoding, errors)
 
-    def read_range(self, path: PathArg, start: int, end: int, rev: str = "HEAD") -> bytes:
+    def read_range(self, path: PathArg, start: int, end: int, rev: RevArg = "HEAD") -> bytes:
         """Bytes [start, end) of file ``path`` of ``rev``: only the chunks they lie in
         are read."""
         with self._raw(path, rev) as f:
             return f.pread(start, end)
 
-    def file(self, path: PathArg, rev: str = "HEAD") -> ChunkedFile:
+    def file(self, path: PathArg, rev: RevArg = "HEAD") -> ChunkedFile:
         """The raw file object behind :meth:`open` (unbuffered; ``size``, ``pread``)."""
         return self._raw(path, rev)
 
-    def target(self, path: PathArg, rev: str = "HEAD") -> FileInfo | None:
+    def target(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo | None:
         """The file the symbolic link at ``path`` of ``rev`` leads to, as :meth:`open`
         follows it (named by the file's own path); None if it leads to a directory,
         out of the repository or nowhere. ``path`` itself when it is a file."""
-        oid, e = browse.lookup(self._repo, rev, repo_path(path))
+        oid, e = browse.lookup(self._repo, rev_text(rev), repo_path(path))
         try:
             rel, found = self._follow(oid, repo_path(path), e)
         except PathNotFound:
@@ -468,8 +473,8 @@ class Repo:
             raise PathNotFound(f"{quote_name(start)} in {label}: too many links")
         return rel, e
 
-    def _raw(self, path: PathArg, rev: str) -> ChunkedFile:
-        oid, e = browse.lookup(self._repo, rev, repo_path(path))
+    def _raw(self, path: PathArg, rev: RevArg) -> ChunkedFile:
+        oid, e = browse.lookup(self._repo, rev_text(rev), repo_path(path))
         rel, e = self._follow(oid, repo_path(path), e)
         label = self._repo.history.label(oid)
         if e.kind == Kind.DIR:
@@ -567,7 +572,7 @@ def _repo(repo: Repo | PathArg) -> Repo:
 
 
 def open(
-    path: PathArg, rev: str = "HEAD", repo: Repo | PathArg = ".", mode: str = "rb", *,
+    path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".", mode: str = "rb", *,
     encoding: str | None = None, errors: str | None = None, newline: str | None = None,
 ) -> IO[Any]:  # fmt: skip
     """File ``path`` of version ``rev`` of ``repo`` (a :class:`Repo`, a directory, or
@@ -582,13 +587,13 @@ def open(
     return _repo(repo).open(path, rev, mode, encoding=encoding, errors=errors, newline=newline)
 
 
-def read_bytes(path: PathArg, rev: str = "HEAD", repo: Repo | PathArg = ".") -> bytes:
+def read_bytes(path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".") -> bytes:
     """The content of file ``path`` of version ``rev`` of ``repo``."""
     return _repo(repo).read_bytes(path, rev)
 
 
 def read_text(
-    path: PathArg, rev: str = "HEAD", repo: Repo | PathArg = ".",
+    path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".",
     encoding: str = "utf-8", errors: str = "strict",
 ) -> str:  # fmt: skip
     """The content of file ``path`` of version ``rev`` of ``repo``, decoded."""

@@ -105,6 +105,29 @@ def repo_path(path: PathArg) -> bytes:
     return os.fsencode("/".join(parts))
 
 
+RevArg = str | int | VersionInfo | None
+
+
+def rev_text(rev: RevArg) -> str:
+    """A revision as the command line takes it: text as given; a version's number
+    (``3``, as ``VersionInfo.number`` says) as ``v3``; a VersionInfo as its id;
+    None as ``HEAD``."""
+    if isinstance(rev, str):
+        return rev
+    if rev is None:
+        return "HEAD"
+    if isinstance(rev, VersionInfo):
+        return rev.id
+    if isinstance(rev, int) and not isinstance(rev, bool):
+        if rev < 1:
+            raise UsageError(f"version {rev}: versions are numbered from 1 (v1)")
+        return f"v{rev}"
+    raise TypeError(
+        f"a revision is text (v3, main, a tag, an id), a version's number or a "
+        f"VersionInfo, not {type(rev).__name__}"
+    )
+
+
 def names_dir(path: PathArg) -> bool:
     """True if ``path`` ends with ``/`` (or ``/.``) after a name, as a directory's path
     may: ``data/x.csv/`` names a directory, as it does to the kernel."""

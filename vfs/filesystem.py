@@ -75,7 +75,7 @@ from fsspec.spec import AbstractBufferedFile, make_instance
 from fsspec.utils import stringify_path
 
 from vfs.api import Repo
-from vfs.api_types import FileInfo
+from vfs.api_types import FileInfo, RevArg, rev_text
 from vfs.store.reader import ChunkedFile
 
 PROTOCOL = "dvfs"
@@ -148,7 +148,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     cachable: ClassVar[bool] = False
 
     def __init__(
-        self, repo: Repo | str | os.PathLike[str] | None = None, rev: str | None = None,
+        self, repo: Repo | str | os.PathLike[str] | None = None, rev: RevArg = None,
         endpoint_url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
         _url_rev: str | None = None, _pinned: str | None = None, **storage_options: Any,
     ) -> None:  # fmt: skip
@@ -162,7 +162,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             else:
                 self.repo = Repo(where)
         history = self.repo.repository.history
-        self.rev = rev or _url_rev or "HEAD"
+        self.rev = rev_text(rev) if rev not in (None, "") else (_url_rev or "HEAD")
         self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
         if not _pinned and rev and _url_rev and history.resolve(_url_rev) != self.version:
             raise ValueError(
