@@ -177,3 +177,21 @@ def test_a_run_is_used_inside_its_block_once_and_blocks_do_not_nest(repo: vfs.Re
     with vfs.track(repo, message="next") as r:  # the outer block let go of the tree
         r.log_metrics({"loss": 0.4}, step=1)
     assert [v.number for v in repo.versions()] == [3, 2, 1]
+
+
+def test_a_tag_that_exists_is_refused_before_the_block_not_after(repo: vfs.Repo) -> None:
+    root = repo.root
+    assert root is not None
+    assert_ok(run(root, "tag", "best", "v1"))
+    # it was found at the commit, after the block: outputs, metrics.json and
+    # dvfs.runs were left staged, with no version
+    with pytest.raises(vfs.UsageError, match="tag best already exists"):
+        vfs.track(repo, message="x", tag="best")
+    late = vfs.track(repo, message="x", tag="late")
+    with pytest.raises(vfs.UsageError, match="tag late already exists"), late as r:
+        r.log_metrics({"loss": 1.0}, step=0)
+        r.output("model.bin").write_bytes(b"w")
+        assert_ok(run(root, "tag", "late", "v1"))  # made while the run ran
+    assert [v.number for v in repo.versions()] == [1]
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()

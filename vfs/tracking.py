@@ -32,12 +32,14 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
    so ``dvfs lineage``, ``dvfs metrics show`` and ``dvfs compare`` show it.
 
-The message, parameters and tag are checked when the block starts, not after hours
-of training. While the block runs the working tree's pipeline lock is held (as by
-``dvfs repro``: another ``repro`` or ``track`` waits for nothing and is refused; a
-``track`` nested in the block is told so). ``input``, ``output`` and ``log_metrics``
-work inside the block only: after it, what they would add could no longer be
-recorded, so they raise ``UsageError`` rather than drop it. A Run is used once.
+The message, parameters and tag (its name, and that no tag has it yet) are checked
+when the run is made and when the block starts, not after hours of training; a tag
+made meanwhile stops the recording before anything is written. While the block runs
+the working tree's pipeline lock is held (as by ``dvfs repro``: another ``repro`` or
+``track`` waits for nothing and is refused; a ``track`` nested in the block is told
+so). ``input``, ``output`` and ``log_metrics`` work inside the block only: after
+it, what they would add could no longer be recorded, so they raise ``UsageError``
+rather than drop it. A Run is used once.
 
 An exception in the block (Ctrl-C included) records nothing: no metrics file, no
 ``dvfs.runs`` change, nothing staged, no version; the exception propagates. A Ctrl-C
@@ -74,6 +76,7 @@ from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.quoting import quote_name
 from vfs.repo.gitlink import RUNS_FILE
+from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.worktree.pools import Workers
 
@@ -111,6 +114,7 @@ class Run:
         if self.repo.root is None:
             raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
         self.root: Path = self.repo.root
+        tag_free(self.repo.repository, tag)
         self.message, self.name, self.tag = message, name, tag
         self.metrics_path = repo_path(metrics)
         if not self.metrics_path:
@@ -148,6 +152,7 @@ class Run:
         return self
 
     def _enter(self) -> None:
+        tag_free(self.repo.repository, self.tag)
         head = self.repo.repository.history.head()
         if head.detached is not None:
             raise UsageError(
@@ -250,6 +255,7 @@ class Run:
         return rel
 
     def _record(self) -> None:
+        tag_free(self.repo.repository, self.tag)  # made while the run ran
         outs = list(self.outputs)
         self.state.forget([*outs, *self.inputs])
         ids = self.state.ids([*self.inputs, *outs])
