@@ -333,6 +333,7 @@ def stage_remove(names: tuple[str, ...]) -> None:
     from vfs.pipeline import spec
     from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 
+    names = tuple(dict.fromkeys(names))  # a name given twice is removed once
     ws = pipeline_here()[0]
     with ws.exclusive():  # dvfs.yaml read again under the lock: what another edit left
         p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
