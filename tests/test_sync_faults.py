@@ -19,6 +19,7 @@ to a repository ends with ``dvfs fsck`` clean.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -379,6 +380,39 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
     (tmp_path / "full" / "keep.txt").write_text("mine")
     assert_error(run(tmp_path, "clone", remote.as_uri(), "full"), "not an empty directory")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    a.fsck_clean()
+
+
+def test_a_push_never_makes_anew_a_remote_that_held_versions(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A NAS not mounted: its directory missing, or there but empty. The first push makes
+    a remote; once this clone has a branch of it, a push stops rather than start anew."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    nas = tmp_path / "nas"
+    remote = nas / "cats"
+    a.ok("remote", "add", "origin", str(remote))
+    a.ok("push")  # made on the first push
+    nas.rename(tmp_path / "elsewhere")
+    commit_files(a, {"d/y": b"y"}, "y")
+    a.fail("push", fragments=("does not exist", "origin/main", "mounted"), code=1)
+    assert not nas.exists()
+    nas.mkdir()  # the mount point, empty
+    a.fail("push", fragments=("does not exist", "origin/main"), code=1)
+    assert list(nas.iterdir()) == []
+    remote.mkdir()  # a remote directory that is there but empty
+    a.fail("push", fragments=("holds no dvfs repository", "origin/main", "mounted"), code=1)
+    assert list(remote.iterdir()) == []
+    remote.rmdir()
+    nas.rmdir()
+    (tmp_path / "elsewhere").rename(nas)  # mounted again: the push goes on
+    assert "main: v2" in a.ok("push").out
+    # Starting afresh is a choice: forget the remote, add it again.
+    shutil.rmtree(nas)
+    a.ok("remote", "remove", "origin")
+    a.ok("remote", "add", "origin", str(remote))
+    assert "main: v2" in a.ok("push").out
     a.fsck_clean()
 
 

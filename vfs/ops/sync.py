@@ -95,8 +95,27 @@ def push(
     tags: bool = False,
     jobs: int = 8,
 ) -> Transfer:
-    """Send branches (default: the current one) and optionally tags to a remote."""
-    meter = connect(spec, jobs, create=True)
+    """Send branches (default: the current one) and optionally tags to a remote.
+
+    A remote is made (its directory, its format record) only by the first push to
+    it. Once this clone has a copy of one of its branches, the remote held versions:
+    finding it missing or empty means a NAS that is not mounted, a bucket emptied or
+    a URL changed, and a push would start a new remote there, so it stops instead.
+    """
+    seen = [n for n in repo.refs.names("remotes") if n.startswith(f"{spec.name}/")]
+    gone = (
+        f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
+        f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
+        "add it again"
+        if seen
+        else ""
+    )
+    try:
+        meter = connect(spec, jobs, create=not seen)
+    except RemoteNotFound:
+        if not seen:
+            raise
+        raise RemoteNotFound(f"{quote_name(spec.url)} does not exist, {gone}") from None
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
     hist = repo.history
     local = repo.refs.branches()
@@ -106,7 +125,10 @@ def push(
         branches = [hist.head().branch]
     report = Transfer()
     with repo.locked():
-        remote.ensure_format(repo)
+        if seen:
+            remote.check_format(repo, empty=f"{remote.url} holds no dvfs repository, {gone}")
+        else:
+            remote.ensure_format(repo)
         plan: list[tuple[str, bytes, bytes | None, str | None]] = []
         for b in branches:
             tip = local.get(b)

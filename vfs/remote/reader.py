@@ -147,10 +147,13 @@ class RemoteRepo:
             pass
         self.check_format(repo)
 
-    def check_format(self, repo: Repository) -> None:
-        """FormatError unless the remote is empty or chunks like ``repo``."""
+    def check_format(self, repo: Repository, *, empty: str | None = None) -> None:
+        """FormatError unless the remote is empty or chunks like ``repo``; with
+        ``empty``, an empty remote is RemoteNotFound with that message too."""
         text = self.read_format()
         if text is None:
+            if empty is not None:
+                raise RemoteNotFound(empty)
             return
         theirs = parse_format(text, f"{self.url}/format")
         if theirs != repo.chunker.params:
