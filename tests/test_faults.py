@@ -115,14 +115,33 @@ def test_fifo_socket_and_device_are_skipped_with_a_warning(repo: Repo) -> None:
         assert len(found) == 3, str(r)
         for name in ("d/fifo", "d/sock", "d/null"):
             assert any(name in w and "skipping" in w for w in found), (name, str(r))
-        r = repo.ok("add", "d/fifo")  # named directly: still a warning, never a hang
-        assert r.out.startswith("staged 0 files") and len(warnings_of(r)) == 1
+        # Named directly: refused (as git refuses it), never a hang, nothing staged.
+        for named, kind in (("d/fifo", "a FIFO"), ("d/sock", "a socket"), ("d/null", "a device")):
+            repo.write("d/new.txt", "new")
+            repo.fail("add", "d/new.txt", named, fragments=(f"{named} is {kind}",), code=2)
+            (d / "new.txt").unlink()
+        assert [c["path"] for c in repo.status()["staged"]] == ["d/ok.txt"]
         repo.ok("commit", "-m", "only the regular file")
         assert set(repo.show()["files"]) == {"d/ok.txt"}
         st = repo.status()
         assert st["untracked"] == [] and st["modified"] == []
     finally:
         sock.close()
+    repo.fsck_clean()
+
+
+def test_a_tracked_file_that_became_a_fifo_stages_its_removal(repo: Repo) -> None:
+    repo.write("d/a.txt", "a")
+    repo.write("d/b.txt", "b")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    (repo.root / "d/b.txt").unlink()
+    os.mkfifo(repo.root / "d/b.txt")
+    assert repo.status()["deleted"] == ["d/b.txt"]
+    repo.ok("add", "d/b.txt")  # what status says to run
+    assert [(c["status"], c["path"]) for c in repo.status()["staged"]] == [("removed", "d/b.txt")]
+    repo.ok("commit", "-m", "two")
+    assert set(repo.show()["files"]) == {"d/a.txt"}
     repo.fsck_clean()
 
 

@@ -104,6 +104,20 @@ def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> Non
         )
 
 
+def _storable(mode: int) -> bool:
+    """Whether a path of this type can be staged (a FIFO, socket or device cannot)."""
+    return statmod.S_ISREG(mode) or statmod.S_ISDIR(mode) or statmod.S_ISLNK(mode)
+
+
+def _kind(mode: int) -> str:
+    """What a path that cannot be staged is, for the error that names it."""
+    if statmod.S_ISFIFO(mode):
+        return "a FIFO"
+    if statmod.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
 def _not_ignored(ign: Ignores, files: list[Found]) -> list[Found]:
     """The files of one directory that are tracked or not ignored, in their order."""
     untracked = [f.rel for f in files if not ign.is_tracked(f.rel)]
@@ -151,8 +165,16 @@ def add(
     with repo.locked(), paused_gc():  # (see the docstring)
         index = repo.index()
         for a, rel in zip(args, rels, strict=True):
-            if lstat_or_none(repo.root, rel) is None and not index.under(rel):
+            st = lstat_or_none(repo.root, rel)
+            if index.under(rel):
+                continue  # (a tracked file now a FIFO: its removal is staged)
+            if st is None:
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
+            if not _storable(st.st_mode):
+                raise UsageError(
+                    f"{a} is {_kind(st.st_mode)} and is not tracked: dvfs stores regular "
+                    "files, directories and symbolic links; nothing was staged"
+                )
         found: dict[bytes, Found] = {}
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
 
