@@ -195,3 +195,23 @@ def test_a_tag_that_exists_is_refused_before_the_block_not_after(repo: vfs.Repo)
     assert [v.number for v in repo.versions()] == [1]
     assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
     assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
+
+
+def test_an_ignored_output_is_refused_when_declared_and_before_anything_is_written(
+    repo: vfs.Repo,
+) -> None:
+    root = repo.root
+    assert root is not None
+    (root / ".dvfsignore").write_text("*.bin\nscratch/\n")
+    # the add at the end found it, after the block had run and metrics.json was written
+    late = vfs.track(repo, message="x")
+    with pytest.raises(vfs.UsageError, match=r"^scratch \(an output of run train\) is ig"), late:
+        with pytest.raises(vfs.UsageError, match=r"model\.bin \(an output .* \.dvfsignore:1"):
+            late.output("model.bin")
+        with pytest.raises(vfs.UsageError, match=r"scratch \(an output .* \.dvfsignore:2"):
+            late.output("scratch/")
+        late.log_metrics({"loss": 0.5}, step=0)
+        late.output("scratch").mkdir()  # a directory, seen as one once it is made
+    assert [v.number for v in repo.versions()] == [1]
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+    assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()

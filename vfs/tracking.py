@@ -66,7 +66,7 @@ from typing import Any, SupportsIndex
 
 from vfs import settings
 from vfs.api import Repo
-from vfs.api_types import DvfsWarning, PathArg, VersionInfo, repo_path
+from vfs.api_types import DvfsWarning, PathArg, VersionInfo, names_dir, repo_path
 from vfs.errors import PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import StageRecord, StageRun
@@ -78,6 +78,7 @@ from vfs.quoting import quote_name
 from vfs.repo.gitlink import RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
+from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 
 MAX_STEPS = 100_000  # log_metrics calls kept in the history file
@@ -220,6 +221,7 @@ class Run:
             raise UsageError(f"{quote_name(rel)} is written by the run itself")
         if rel in self.inputs:
             raise UsageError(f"{quote_name(rel)} is an input of run {self.name}: not an output")
+        self._refuse_ignored([rel], is_dir=names_dir(path))
         if rel not in self.outputs:
             self.outputs.append(rel)
         return self.root / os.fsdecode(rel)
@@ -244,6 +246,20 @@ class Run:
             self.last_step = at
 
     # recording --------------------------------------------------------------------------
+
+    def _refuse_ignored(self, rels: list[bytes], is_dir: bool = False) -> None:
+        """UsageError if an output would not be staged, its path being ignored."""
+        repo = self.repo.repository
+        index = repo.index()
+        with Ignores(self.root, lambda: sorted(index.paths()), _warn) as ign:
+            for rel in rels:
+                rule = workflow.ignoring_rule(repo, ign, rel, is_dir)
+                if rule is not None:
+                    raise UsageError(
+                        f"{quote_name(rel)} (an output of run {self.name}) is ignored by "
+                        f"{rule}: it could not be recorded; write it elsewhere, or change "
+                        "the rule"
+                    )
 
     def _own(self, path: PathArg) -> bytes:
         text = os.fspath(path)
@@ -271,6 +287,8 @@ class Run:
                 f"input {quote_name(changed[0])} changed while run {self.name} ran: its "
                 "lineage would be false, so nothing was recorded"
             )
+        own = [self.metrics_path, self.history_path] if self.steps else []
+        self._refuse_ignored([*outs, *own])  # before anything is written or staged
         if self.steps:
             doc = dict(self.latest)
             if self.last_step is not None:

@@ -88,18 +88,26 @@ def _tracked_dirs(index: Index, asked: int) -> Callable[[bytes], bool]:
     return {a for d in parents if d for a in (d, *_ancestors(d))}.__contains__
 
 
+def ignoring_rule(repo: Repository, ign: Ignores, rel: bytes, is_dir: bool = False) -> str | None:
+    """The rule that ignores ``rel`` if it is untracked and ignored, so that ``add``
+    given it by name refuses it (as ``git add``); else None. ``is_dir``: take it for
+    a directory even if it does not exist yet."""
+    if not rel or ign.is_tracked(rel):
+        return None
+    st = lstat_or_none(repo.root, rel)
+    is_dir = is_dir or (st is not None and statmod.S_ISDIR(st.st_mode))
+    if is_dir and ign.holds_tracked(rel):
+        return None
+    m = ign.match(rel, is_dir=is_dir)
+    return m.rule() if m is not None and m.ignored else None
+
+
 def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> None:
     """UsageError if ``arg``, given by name, is untracked and ignored (as ``git add``)."""
-    if not rel or ign.is_tracked(rel):
-        return
-    st = lstat_or_none(repo.root, rel)
-    is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
-    if is_dir and ign.holds_tracked(rel):
-        return
-    m = ign.match(rel, is_dir=is_dir)
-    if m is not None and m.ignored:
+    rule = ignoring_rule(repo, ign, rel)
+    if rule is not None:
         raise UsageError(
-            f"{arg} is ignored by {m.rule()}: `dvfs add --force {arg}` adds it all the same; "
+            f"{arg} is ignored by {rule}: `dvfs add --force {arg}` adds it all the same; "
             "nothing was staged"
         )
 
