@@ -192,6 +192,9 @@ def test_exp_run_sets_only_what_a_stage_reads_and_defaults_to_params_yaml_here(
     # KEY alone is in the params.yaml of the current directory, as for `dvfs run -p`
     assert_ok(run(sub, "exp", "run", "-S", "lr=7", "-n", "here"))
     repo.ok("exp", "run", "-S", "sub/params.yaml:lr=8", "-n", "named")
+    # the same key twice: the last one won, and the message named both values
+    line = repo.fail("exp", "run", "-S", "sub/params.yaml:lr=1", "-S", "sub/params.yaml:lr=2")
+    assert "sets what -S sub/params.yaml:lr=1 sets" in line
     shown = {e["name"]: e for e in repo.json("exp", "list", "--json")}
     assert shown["here"]["params"] == {"sub/params.yaml:lr": {"old": 1, "new": 7}}
     assert shown["named"]["params"] == {"sub/params.yaml:lr": {"old": 1, "new": 8}}

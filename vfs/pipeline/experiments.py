@@ -77,6 +77,9 @@ def parse_settings(items: list[str], rel: Any) -> list[Setting]:
             raise UsageError(f"-S {item!r} is not [FILE:]KEY=VALUE")
         file, colon, key = left.rpartition(":")
         path = rel(file if colon and file else os.fsdecode(DEFAULT_PARAMS))  # as `run -p` does
+        twice = [o for o in out if (o.file, o.key) == (path, key.strip())]
+        if twice:
+            raise UsageError(f"-S {item} sets what -S {twice[0].text} sets: give each key once")
         out.append(Setting(path, key.strip(), version_params.value(raw), item))
     return out
 
