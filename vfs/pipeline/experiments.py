@@ -70,7 +70,7 @@ class Setting:
 
 def parse_settings(items: list[str], rel: Any) -> list[Setting]:
     """``-S`` arguments; ``rel`` turns a file argument into a repository path."""
-    out = []
+    out: list[Setting] = []
     for item in items:
         left, sep, raw = item.partition("=")
         if not sep or not left.strip():
