@@ -56,6 +56,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "tabs.tsv": "id\tv\n1\ta\n2\tb\n",
         "header.csv": "id,score\r\n",
         "renamed.csv": "a,b\n1,x\n",
+        "mixed.jsonl": '{"id": 1, "v": "a"}\n{"id": 3, "v": {"x": [1, 2]}}\n',
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -73,6 +74,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "late.csv": "id,v\n1,a\n2,b\n",
         "header.csv": "id,score\r\n1,0.5\r\n",
         "renamed.csv": "c,d\n3,z\n2,y\n",
+        "mixed.jsonl": '{"id": 1, "v": "b"}\n{"id": "2", "v": [true]}\n'
+        '{"id": 3, "v": {"x": [1, 3]}}\n',
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -238,6 +241,21 @@ def test_rows_of_sides_without_a_common_column_are_shown_with_their_own(data: Re
     ]  # fmt: skip
     out = data.ok("diff", "v1", "v2", "renamed.csv", "--rows", "--limit", "2").out
     assert "added    c=2, d=y\n... 1 more (--limit N shows more)" in out
+
+
+def test_fields_of_mixed_types_are_their_json_values_not_their_text(data: Repo) -> None:
+    d = rows_json(data, "mixed.jsonl", "--key", "id")
+    # the JSON column's values were the JSON text: "\"2\"" for "2", "\"b\"" for "b"
+    assert sorted(map(json.dumps, d["rows"])) == sorted(map(json.dumps, [
+        {"status": "added", "key": {"id": "2"}, "values": {"id": "2", "v": [True]},
+         "count": 1},
+        {"status": "changed", "key": {"id": 1}, "changes": {"v": {"old": "a", "new": "b"}},
+         "count": 1},
+        {"status": "changed", "key": {"id": 3},
+         "changes": {"v": {"old": {"x": [1, 2]}, "new": {"x": [1, 3]}}}, "count": 1},
+    ]))  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "mixed.jsonl", "--rows", "--key", "id").out
+    assert "added    id=2  v=[true]" in out and "v: a -> b" in out
 
 
 def test_a_file_only_one_version_has_is_all_added(data: Repo) -> None:

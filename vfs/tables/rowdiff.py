@@ -70,11 +70,13 @@ that reads fewer rows than the file has: that file gets the byte-level summary.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from vfs.errors import DvfsError, UsageError
 from vfs.model.chunking import Chunker
@@ -189,6 +191,8 @@ def _diff_rows(
                 _full(engine, out, old, new, ot, nt, key, limit, text)
             if key:
                 _proved(cache, out, old, ot, new, nt, key, text, bounds)
+            if not text:
+                _json_values(out, ot, nt)
             return out
         except TypeMismatch as exc:
             if text:  # read as text, a value that does not convert is not a table's
@@ -204,6 +208,40 @@ def _diff_rows(
         except NotTabular as exc:
             return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     return out  # not reached: the text pass returns or raises
+
+
+def _json_values(out: RowDiff, ot: Table, nt: Table) -> None:
+    """The values of JSON columns (JSON Lines fields of mixed types) in the rows shown
+    as the JSON values they hold, not their text: ``"2"`` is the text 2, shown once
+    quoted, not the text of quotes around it."""
+    old = {n for n, t in ot.columns if t == "JSON"}
+    new = {n for n, t in nt.columns if t == "JSON"}
+    if not old and not new:
+        return
+
+    def decoded(cols: set[str], row: dict[str, Any]) -> dict[str, Any]:
+        return {k: _loads(v) if k in cols else v for k, v in row.items()}
+
+    rows = []
+    for r in out.rows:
+        side = new if r.status == "added" else old
+        changes = {
+            k: (_loads(a) if k in old else a, _loads(b) if k in new else b)
+            for k, (a, b) in r.changes.items()
+        }
+        rows.append(
+            replace(r, key=decoded(side, r.key), values=decoded(side, r.values), changes=changes)
+        )
+    out.rows = rows
+
+
+def _loads(v: Any) -> Any:
+    if not isinstance(v, str):
+        return v
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
 
 
 def _header_only(side: Side, table: Table) -> bool:
