@@ -147,6 +147,10 @@ def test_add_commit_and_diff_on_a_copy(data: Data, tmp_path: Path) -> None:
     assert report.files == 1
     with pytest.raises(vfs.UsageError, match="parameter name"):
         repo.commit("bad", params={"": 1})
+    with pytest.raises(vfs.UsageError, match=r"message is empty: repo\.commit\(message\)"):
+        repo.commit(" ")  # it said to pass -m MESSAGE
+    with pytest.raises(vfs.UsageError, match="limit=-1: give 0 or more"):
+        repo.versions(limit=-1)  # it said [], as if there were no version
     v3 = repo.commit("labels fixed", params={"epochs": 3}, tag="fixed", all=True)
     assert (v3.number, v3.tags, v3.params) == (3, ("fixed",), {"epochs": 3})
     changes = repo.diff("v2", "v3")

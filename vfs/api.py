@@ -285,6 +285,8 @@ class Repo:
 
             [v.version for v in repo.versions(limit=3)]   # ['v7', 'v6', 'v5']
         """
+        if limit is not None and limit < 0:
+            raise UsageError(f"limit={limit}: give 0 or more (None for every version)")
         if rev is None and self._repo.history.head_id() is None:
             return []
         named = None if rev is None else rev_text(rev)
@@ -535,6 +537,8 @@ class Repo:
             v = repo.commit("run 7", params={"lr": 3e-4, "layers": [64, 64]}, tag="run7")
         """
         self._writable()
+        if not message.strip():
+            raise UsageError("the commit message is empty: repo.commit(message) says what changed")
         if all:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
