@@ -215,3 +215,17 @@ def test_an_ignored_output_is_refused_when_declared_and_before_anything_is_writt
     assert [v.number for v in repo.versions()] == [1]
     assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
     assert not (root / "metrics.json").exists() and not (root / "dvfs.runs").exists()
+
+
+def test_inputs_and_outputs_that_overlap_are_refused_when_declared(repo: vfs.Repo) -> None:
+    with vfs.track(repo, message="x") as r:
+        model = r.output("models/model.pt")
+        model.parent.mkdir()
+        model.write_bytes(b"resumed")
+        # it was accepted, and the run refused at the end as its input had changed
+        with pytest.raises(vfs.UsageError, match=r"overlaps output models/model\.pt of run"):
+            r.input("models")
+        r.input("data/train")
+        with pytest.raises(vfs.UsageError, match="overlaps input data/train of run train"):
+            r.output("data/train/predictions.csv")
+    assert r.version is not None and r.version.number == 2

@@ -206,6 +206,12 @@ class Run:
         content id it has now; its absolute path, to read it."""
         self._running("run.input()")
         rel = self._own(path)
+        clash = next((o for o in self.outputs if _overlap(o, rel)), None)
+        if clash is not None:
+            raise UsageError(
+                f"{quote_name(rel)} overlaps output {quote_name(clash)} of run {self.name}: "
+                "an input the run writes would change under it (its lineage would be false)"
+            )
         found = self.state.ids([rel])[rel]
         if found is None:
             raise PathNotFound(f"{quote_name(rel)} (an input of run {self.name}) does not exist")
@@ -219,8 +225,12 @@ class Run:
         rel = self._own(path)
         if rel in (self.metrics_path, self.history_path, RUNS_FILE.encode()):
             raise UsageError(f"{quote_name(rel)} is written by the run itself")
-        if rel in self.inputs:
-            raise UsageError(f"{quote_name(rel)} is an input of run {self.name}: not an output")
+        clash = next((i for i in self.inputs if _overlap(i, rel)), None)
+        if clash is not None:
+            raise UsageError(
+                f"{quote_name(rel)} overlaps input {quote_name(clash)} of run {self.name}: "
+                "an input the run writes would change under it (its lineage would be false)"
+            )
         self._refuse_ignored([rel], is_dir=names_dir(path))
         if rel not in self.outputs:
             self.outputs.append(rel)
@@ -358,6 +368,11 @@ def _step(step: Any) -> int:
         except TypeError:
             pass
     raise UsageError(f"step must be a whole number, not {step!r}")
+
+
+def _overlap(a: bytes, b: bytes) -> bool:
+    """True if paths ``a`` and ``b`` are one, or one lies inside the other."""
+    return a == b or a.startswith(b + b"/") or b.startswith(a + b"/")
 
 
 def _metric(key: str, value: Any) -> Any:
