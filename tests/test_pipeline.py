@@ -407,6 +407,9 @@ def test_dag_stage_list_and_remove(trained: PipelineRepo) -> None:
     outs = json.loads(repo.ok("dag", "prepare", "--format", "json", "--outs").out)
     assert outs == {"edges": [], "outs": ["prepared"]}  # prepare alone: what it needs
     assert_error(repo.run("dag", "nope"), "no stage nope")
+    repo.ok("run", "-n", "hello", "--no-exec", "--", "echo", "hi")  # no outputs
+    assert repo.ok("dag", "hello", "--outs").out.startswith("no outputs: no stage drawn lists")
+    repo.ok("stage", "remove", "hello")
     listed = repo.json("stage", "list", "--json")["stages"]
     assert [s["name"] for s in listed] == ["prepare", "train"]
     assert listed[1]["params"] == [{"file": "params.yaml", "key": "train.lr"}]

@@ -393,7 +393,9 @@ def dag(stage: str | None, fmt: str, outs: bool) -> None:
         pairs = [(quote_name(a), quote_name(b)) for a, b in edges]
         for line in graph.to_text(shown, pairs):
             click.echo(line)
-        if not nodes:
+        if not nodes and names:
+            click.echo("no outputs: no stage drawn lists any under outs or metrics")
+        elif not nodes:
             click.echo("no stages (add one with `dvfs run`)")
 
 
