@@ -229,3 +229,20 @@ def test_inputs_and_outputs_that_overlap_are_refused_when_declared(repo: vfs.Rep
         with pytest.raises(vfs.UsageError, match="overlaps input data/train of run train"):
             r.output("data/train/predictions.csv")
     assert r.version is not None and r.version.number == 2
+
+
+def test_a_run_named_as_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> None:
+    root = repo.root
+    assert root is not None
+    (root / "dvfs.yaml").write_text(
+        "stages:\n  train:\n    cmd: [sh, -c, cat data/train/a.csv > out.txt]\n"
+        "    deps: [data/train]\n    outs: [out.txt]\n"
+    )
+    # the run replaced stage train's record in dvfs.runs: out.txt lost its lineage,
+    # and the next repro took the stage's command for changed
+    named_train = vfs.track(repo, message="x")
+    with pytest.raises(vfs.UsageError, match=r"stage train is defined in dvfs\.yaml"), named_train:
+        raise AssertionError("not reached")
+    with vfs.track(repo, message="x", name="py-train") as r:
+        r.output("model.txt").write_text("m")
+    assert r.version is not None and r.version.number == 2

@@ -26,7 +26,9 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 3. the outputs are staged as ``dvfs add`` stages them, and the run is written into
    ``dvfs.runs`` (``vfs.pipeline.runs``) as stage ``name`` (default ``train``): deps,
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
-   cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them.
+   cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them
+   (a name ``dvfs.yaml`` gives a stage is refused when the block starts: the run
+   would replace that stage's record).
    A run of another stage that claimed one of these outputs is dropped from it;
 4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.commit.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
@@ -67,7 +69,7 @@ from typing import Any, SupportsIndex
 from vfs import settings
 from vfs.api import Repo
 from vfs.api_types import DvfsWarning, PathArg, VersionInfo, names_dir, repo_path
-from vfs.errors import PathNotFound, UsageError
+from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import StageRecord, StageRun
 from vfs.ops import commit, workflow
@@ -75,7 +77,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.quoting import quote_name
-from vfs.repo.gitlink import RUNS_FILE
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.worktree.ignore import Ignores
@@ -168,6 +170,12 @@ class Run:
         self.workers = self._stack.enter_context(Workers(settings.threads()))
         try:
             self._stack.enter_context(ws.exclusive())
+            if self.name in _stages(ws):
+                raise UsageError(
+                    f"stage {self.name} is defined in {PIPELINE_FILE}: this run would "
+                    "replace the record of its last run (and its outputs' lineage); give the "
+                    "run a name of its own: vfs.track(..., name=...)"
+                )
         except BaseException:
             self._stack.close()
             raise
@@ -368,6 +376,16 @@ def _step(step: Any) -> int:
         except TypeError:
             pass
     raise UsageError(f"step must be a whole number, not {step!r}")
+
+
+def _stages(ws: workspace.Workspace) -> set[str]:
+    """The names of the stages the working tree's ``dvfs.yaml`` defines (none if it
+    cannot be read: ``dvfs repro`` says why)."""
+    try:
+        pipeline, _ = workspace.load_pipeline(ws)
+    except DvfsError:
+        return set()
+    return set(pipeline.stages)
 
 
 def _overlap(a: bytes, b: bytes) -> bool:
