@@ -225,3 +225,9 @@ def test_a_directory_remote_opened_as_a_repository_is_named_a_remote(
     assert read == data.v2["notes.txt"]
     with pytest.raises(vfs.NotARepository, match=r"run `dvfs init`$"):
         vfs.Repo(tmp_path)  # neither
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
+    remote.rename(tmp_path / "moved")
+    # the remote's error alone did not say what was being read
+    with pytest.raises(vfs.RemoteError, match=r"^reading v1:data/train\.csv needs data from "
+                       r"remote origin, which failed: directory .* does not exist"):  # fmt: skip
+        clone.read_bytes("data/train.csv", "v1")

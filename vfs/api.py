@@ -78,8 +78,11 @@ from vfs.errors import (
     NotARepository,
     ObjectMissing,
     PathNotFound,
+    RemoteError,
     RevisionNotFound,
     UsageError,
+    error_kind,
+    from_kind,
 )
 from vfs.model.codec import Entry, Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
@@ -486,7 +489,18 @@ class Repo:
                 f"{quote_name(repo_path(path))}/: {quote_name(rel)} is a file in {label}, "
                 "not a directory"
             )
-        return ChunkedFile(f"{label}:{os.fsdecode(rel)}", e.chunks, self._get)
+        name = f"{label}:{os.fsdecode(rel)}"
+        return ChunkedFile(name, e.chunks, lambda oid: self._chunk_of(name, oid))
+
+    def _chunk_of(self, name: str, oid: bytes) -> bytes:
+        """:meth:`_get`, a remote's failure saying which file needed the chunk."""
+        try:
+            return self._get(oid)
+        except RemoteError as exc:
+            where = self._spec.url if self._spec else f"remote {default_remote(self._repo)}"
+            raise from_kind(
+                error_kind(exc), f"reading {name} needs data from {where}, which failed: {exc}"
+            ) from None
 
     def _get(self, oid: bytes) -> bytes:
         """A chunk's verified bytes: the local store, else the remote."""
