@@ -161,6 +161,31 @@ def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_abort_never_drops_a_file_edited_since_the_merge_unless_forced(repo: Repo) -> None:
+    conflicting(repo)
+    before = repo.head_id()
+    assert repo.run("merge", "other").code == 1
+    repo.write("a", "my resolution, not added yet")  # a conflict
+    repo.write("d/e", "my edit of what the merge wrote")
+    line = repo.fail("merge", "--abort", fragments=("merge --abort",), code=1)
+    assert "uncommitted changes in a, d/e" in line and "--force" in line
+    assert repo.read("a") == b"my resolution, not added yet"
+    assert repo.read("d/e") == b"my edit of what the merge wrote"
+    assert repo.status()["merging"] is not None  # the merge goes on
+    # Settled and staged content is the merge's: an abort drops it, as before.
+    repo.ok("restore", "--theirs", "a")
+    repo.ok("restore", "--source", "other", "d/e")
+    repo.ok("merge", "--abort")
+    assert repo.head_id() == before and repo.read("a") == b"a from main"
+    # --force discards the edits.
+    assert repo.run("merge", "other").code == 1
+    repo.write("a", "thrown away")
+    repo.fail("merge", "other", "--force", fragments=("--force goes with --abort",), code=2)
+    repo.ok("merge", "--abort", "--force")
+    assert repo.read("a") == b"a from main" and repo.status()["merging"] is None
+    repo.fsck_clean()
+
+
 def test_abort_leaves_a_merge_whose_record_is_damaged(repo: Repo) -> None:
     """The damaged-record line says to run `dvfs merge --abort`: that works, and says
     what it could not know (which added files were the merge's)."""

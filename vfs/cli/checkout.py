@@ -237,11 +237,15 @@ def switch(
 @click.option("--theirs", "side", flag_value="theirs", help="Settle every conflict with REV's.")
 @click.option("-m", "--message", type=FreeText(), help="Message of the merge version.")
 @click.option("--abort", is_flag=True, help="Give up the merge in progress.")
+@click.option(
+    "-f", "--force", is_flag=True,
+    help="With --abort: discard the files edited since the merge and not staged too.",
+)  # fmt: skip
 @OFFLINE
 @AS_JSON
 def merge_cmd(
-    rev: str | None, side: str | None, message: str | None, abort: bool, offline: bool,
-    as_json: bool,
+    rev: str | None, side: str | None, message: str | None, abort: bool, force: bool,
+    offline: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Merge REV into the current branch (a version with two parents).
 
@@ -263,7 +267,7 @@ def merge_cmd(
         if rev or side or message:
             raise UsageError("--abort takes no revision, side or message")
         with workers() as w:
-            r = merge.abort(repo, w, warn)
+            r = merge.abort(repo, w, warn, force=force)
         if as_json:
             emit_json({"aborted": True, "checkout": checkout_json(r)})
         else:
@@ -271,6 +275,8 @@ def merge_cmd(
         return
     if rev is None:
         raise UsageError("say what to merge: dvfs merge REV (or --abort)")
+    if force:
+        raise UsageError("--force goes with --abort: a merge never overwrites uncommitted work")
     if message is not None:
         version_params.message(message)
     with workers() as w:

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
-from vfs.errors import FormatError, UsageError
+from vfs.errors import FormatError, UncommittedChanges, UsageError
 from vfs.model.codec import Entry
 from vfs.ops import checkout as co
 from vfs.ops import merging
@@ -306,9 +306,17 @@ def _merge_locked(
     return report
 
 
-def abort(repo: Repository, workers: Workers, warn: Warn = quiet) -> co.CheckoutReport:
+def abort(
+    repo: Repository, workers: Workers, warn: Warn = quiet, *, force: bool = False
+) -> co.CheckoutReport:
     """Leave the merge in progress: the working tree and index back to the branch's
-    version (changes made while resolving are dropped), the record removed."""
+    version (settled conflicts and staged changes are dropped), the record removed.
+
+    A file edited since the merge wrote it, and not staged, is the user's work (an
+    edit to a file the merge never touched, a resolution not yet added): the abort
+    is refused, naming them, unless ``force``. A merge starts from a clean working
+    tree, so only such edits can be lost.
+    """
     with repo.locked():
         try:
             state = merging.load(repo.dir)
@@ -323,12 +331,32 @@ def abort(repo: Repository, workers: Workers, warn: Warn = quiet) -> co.Checkout
             if merging.live(repo.dir, repo.refs) is None:
                 merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
                 raise UsageError("no merge is in progress (a finished merge's record was removed)")
+            if not force:
+                _refuse_edited(repo, state.theirs, workers, warn)
             _remove_unrecorded(repo, state.ours, state.theirs, workers)
     # Killed from here on, the record stays and `--abort` runs again.
     report = co.checkout(repo, "HEAD", (), workers, force=True, warn=warn)
     with repo.locked():
         merging.remove(repo.dir)
     return report
+
+
+def _refuse_edited(repo: Repository, theirs: bytes, workers: Workers, warn: Warn) -> None:
+    """UncommittedChanges if a tracked file differs from the index, and not because the
+    merge wrote theirs' content there (a merge killed before it saved the index)."""
+    work = work_state(repo, repo.index(), workers, warn)
+    if not (work.modified or work.unreadable):
+        return
+    hist = repo.history
+    other = hist.flatten(hist.version(theirs).tree)
+    edited = [
+        p
+        for p in work.modified
+        if not (p in other and p in work.current and work.current[p].same_on_disk(other[p]))
+    ]
+    if edited or work.unreadable:
+        paths = sorted(edited + work.unreadable)
+        raise UncommittedChanges("merge --abort", [show(p) for p in paths])
 
 
 def _remove_unrecorded(repo: Repository, ours: bytes, theirs: bytes, workers: Workers) -> None:
