@@ -217,6 +217,7 @@ def test_a_link_to_a_file_is_read_as_that_file_by_dataset_readers(tmp_path: Path
     pd.DataFrame({"id": [3]}).to_parquet(root / "shared" / "p1.parquet")
     (root / "parts" / "p1.parquet").symlink_to("../shared/p1.parquet")
     (root / "parts" / "gone.parquet").symlink_to("../nowhere.parquet")
+    (root / "linked").symlink_to("shared")  # a link to a directory
     assert_ok(run(root, "add", "."))
     assert_ok(run(root, "commit", "-m", "parts"))
     fs = fsspec.filesystem("dvfs", repo=str(root))
@@ -230,3 +231,15 @@ def test_a_link_to_a_file_is_read_as_that_file_by_dataset_readers(tmp_path: Path
     assert sorted(table.column("id").to_pylist()) == [1, 2, 3]
     read = pd.read_parquet("dvfs://parts", storage_options={"repo": str(root)})
     assert sorted(read["id"]) == [1, 2, 3]
+    # a path through a link to a directory was said not to exist, as the kernel
+    # (and so a mount) follows it
+    shared = (root / "shared" / "p1.parquet").read_bytes()
+    assert fs.cat_file("/linked/p1.parquet") == shared
+    assert pd.read_parquet("dvfs://linked/p1.parquet", storage_options={"repo": str(root)}).shape
+    assert fs.ls("/linked", detail=False) == ["/linked/p1.parquet"]
+    repo = vfs.Repo(root)
+    assert repo.info("linked/p1.parquet").size == len(shared)
+    assert [f.path for f in repo.walk("HEAD", "linked")] == ["linked/p1.parquet"]
+    assert repo.info("linked").type == "link"  # a link named last is not followed
+    with pytest.raises(FileNotFoundError, match="its links lead to shared/nope, which does not"):
+        repo.read_bytes("linked/nope")

@@ -19,7 +19,10 @@ Everything here calls what the ``dvfs`` command calls (``vfs.ops.browse``,
     remote.read_text("labels.csv", rev="v2")
 
 Paths are relative to the repository's root (``"data/train.csv"``; a leading ``/``
-is ignored) and never leave it. Revisions are what the command line takes: ``v3``,
+is ignored) and never leave it. A symbolic link on the way (``data/linked/x.csv``,
+``linked`` a link to a directory of the version) is followed, as the kernel (and a
+mount) follows it; a link named last is followed by :meth:`Repo.open`, ``ls`` and
+``walk`` (to a directory), never by ``info``. Revisions are what the command line takes: ``v3``,
 ``main``, a tag, an id or its prefix, ``HEAD~2``; or a version's number (``3``, as
 ``VersionInfo.number`` gives it), or a VersionInfo; the default is ``HEAD``.
 
@@ -336,9 +339,10 @@ class Repo:
         rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
-        rows = browse.ls_entries(self._repo, rev, rel)
+        real = self._listed(rev, rel)
+        rows = browse.ls_entries(self._repo, rev, real)
         prefix = rel + b"/" if rel else b""
-        return [file_info(n if n == rel else prefix + n, e) for n, e in rows]
+        return [file_info(rel if n == real else prefix + n, e) for n, e in rows]
 
     def walk(self, rev: RevArg = "HEAD", path: PathArg = "") -> Iterator[FileInfo]:
         """Every file and link at or below ``path`` of ``rev``, depth first in name
@@ -351,20 +355,72 @@ class Repo:
         rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
-        for p, e in browse.ls_entries(self._repo, rev, rel, recursive=True):
-            yield file_info(p, e)
+        real = self._listed(rev, rel)
+        for p, e in browse.ls_entries(self._repo, rev, real, recursive=True):
+            below = p[len(real) :].lstrip(b"/") if real else p
+            yield file_info(rel + b"/" + below if rel and below else rel or below, e)
 
     def info(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo:
         """The entry at ``path`` of ``rev`` (a link is not followed)."""
         rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
-        _, e = browse.lookup(self._repo, rev, rel)
+        _, _, e = self._lookup(rev, rel)
         return file_info(rel, e)
+
+    def _lookup(self, rev: str, rel: bytes) -> tuple[bytes, bytes, Entry]:
+        """(the version, the path, its entry) of ``rel`` in ``rev``, a link met before its
+        last name followed as the kernel follows it (a link named last is not): the
+        path is then the one the links lead to. PathNotFound naming ``rel`` else."""
+        try:
+            oid, e = browse.lookup(self._repo, rev, rel)
+            return oid, rel, e
+        except PathNotFound:
+            hist = self._repo.history
+            oid = hist.resolve(rev)
+            tree = hist.version(oid).tree
+            parts, followed = rel.split(b"/"), 0
+            i = 0
+            while i < len(parts) - 1:
+                here = b"/".join(parts[: i + 1])
+                found = hist.lookup(tree, here)
+                if found is None or found.kind != Kind.SYMLINK:
+                    if found is None or found.kind != Kind.DIR:
+                        raise
+                    i += 1
+                    continue
+                followed += 1
+                to = posixpath.normpath(posixpath.join(posixpath.dirname(here), found.target))
+                out = found.target.startswith(b"/") or to == b".." or to.startswith(b"../")
+                if out or followed > MAX_LINKS:
+                    raise
+                parts, i = [*(to.split(b"/") if to != b"." else []), *parts[i + 1 :]], 0
+            real = b"/".join(parts)
+            if not followed or real == rel:
+                raise
+            there = hist.lookup(tree, real) if real else hist.version(oid).root_entry()
+            if there is None:
+                raise PathNotFound(
+                    f"{quote_name(rel)} does not exist in {hist.label(oid)}: its links lead "
+                    f"to {quote_name(real)}, which does not"
+                ) from None
+            return oid, real, there
+
+    def _listed(self, rev: str, rel: bytes) -> bytes:
+        """The directory ``ls`` and ``walk`` of ``rel`` list: ``rel``'s own path, or the
+        directory a link there leads to (as ``ls`` of a link to a directory lists it)."""
+        oid, real, e = self._lookup(rev, rel)
+        if e.kind != Kind.SYMLINK:
+            return real
+        try:
+            to, found = self._follow(oid, real, e)
+        except PathNotFound:
+            return real
+        return to if found.kind == Kind.DIR else real
 
     def _directory(self, rel: bytes, rev: str) -> None:
         """NotADirectory unless ``rel`` is a directory of ``rev`` (or a link)."""
-        oid, e = browse.lookup(self._repo, rev, rel)
+        oid, _, e = self._lookup(rev, rel)
         if e.kind == Kind.FILE:
             raise NotADirectory(
                 f"{quote_name(rel)}/: {quote_name(rel)} is a file in "
@@ -445,9 +501,9 @@ class Repo:
         """The file the symbolic link at ``path`` of ``rev`` leads to, as :meth:`open`
         follows it (named by the file's own path); None if it leads to a directory,
         out of the repository or nowhere. ``path`` itself when it is a file."""
-        oid, e = browse.lookup(self._repo, rev_text(rev), repo_path(path))
+        oid, real, e = self._lookup(rev_text(rev), repo_path(path))
         try:
-            rel, found = self._follow(oid, repo_path(path), e)
+            rel, found = self._follow(oid, real, e)
         except PathNotFound:
             return None
         return file_info(rel, found) if found.kind == Kind.FILE else None
@@ -479,8 +535,8 @@ class Repo:
         return rel, e
 
     def _raw(self, path: PathArg, rev: RevArg) -> ChunkedFile:
-        oid, e = browse.lookup(self._repo, rev_text(rev), repo_path(path))
-        rel, e = self._follow(oid, repo_path(path), e)
+        oid, real, e = self._lookup(rev_text(rev), repo_path(path))
+        rel, e = self._follow(oid, real, e)
         label = self._repo.history.label(oid)
         if e.kind == Kind.DIR:
             raise NotAFile(f"{quote_name(rel) if rel else '.'} is a directory in {label}")
