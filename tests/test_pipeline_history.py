@@ -199,3 +199,24 @@ def test_exp_run_sets_only_what_a_stage_reads_and_defaults_to_params_yaml_here(
     assert shown["here"]["params"] == {"sub/params.yaml:lr": {"old": 1, "new": 7}}
     assert shown["named"]["params"] == {"sub/params.yaml:lr": {"old": 1, "new": 8}}
     repo.fsck_clean()
+
+
+def test_a_commit_param_and_a_stage_param_of_one_name_stay_apart_across_versions(
+    repo: Repo,
+) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo > o")
+    repo.commit("a", "--param", "lr=5")
+    repo.write("params.yaml", "lr: 2\n")
+    # v1 named the stage's lr params.yaml:lr (its --param took lr), the working tree
+    # named it lr: the diff paired the --param 5 with the stage's 2
+    changed = {c["name"]: (c["old"], c["new"]) for c in
+               repo.json("params", "diff", "--json")["params"]}  # fmt: skip
+    assert changed == {"lr": (5, None), "params.yaml:lr": (1, 2)}
+    repo.ok("repro")
+    repo.commit("b")
+    changed = {c["name"]: (c["old"], c["new"]) for c in
+               repo.json("params", "diff", "v1", "v2", "--json")["params"]}  # fmt: skip
+    assert changed == {"lr": (5, None), "params.yaml:lr": (1, 2)}
+    rows = {r["rev"]: r["params"] for r in repo.json("compare", "--json")}
+    assert rows == {"v2": {"lr": None, "params.yaml:lr": 2}, "v1": {"lr": 5, "params.yaml:lr": 1}}

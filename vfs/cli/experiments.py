@@ -62,13 +62,15 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     ws = workspace.find()
     repo = history_of(ws)
     old, new = _sides(revs, repo)
-    a = report.version_params(repo.history.version(old))
+    sides = [repo.history.version(r) for r in (old, new) if r is not None]
+    taken = report.commit_names(sides)  # one name, one parameter, on both sides
+    a = report.version_params(sides[0], taken)
     if new is None:
-        b, notes = report.work_params(ws, workspace.load_pipeline(ws)[0])
+        b, notes = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
         for n in notes:
             warn(n)
     else:
-        b = report.version_params(repo.history.version(new))
+        b = report.version_params(sides[1], taken)
     changes = report.diff(a, b, everything)
     left, right = _side_label(repo, old), _side_label(repo, new)
     if as_json:

@@ -311,8 +311,9 @@ def listing(ws: Workspace) -> list[Listed]:
         try:
             v = hist.version(oid)
             parent = hist.version(v.parents[0]) if v.parents else None
-            mine = report.version_params(v)
-            theirs = report.version_params(parent) if parent else {}
+            taken = report.commit_names([v, *([parent] if parent else [])])
+            mine = report.version_params(v, taken)
+            theirs = report.version_params(parent, taken) if parent else {}
             changed = {c.name: (c.old, c.new) for c in report.diff(theirs, mine, False)}
             m, _ = report.version_metrics(hist, v)
             metrics = report.flat_metrics(m, report.metric_names([m]))

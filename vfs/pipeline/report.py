@@ -3,7 +3,8 @@
 **Parameters** of a version: those given to ``commit --param`` (nested ones dotted:
 ``model.depth``), and those its pipeline's runs read, named by key for the root's
 ``params.yaml`` (``train.lr``) and ``FILE:KEY`` for any other file (and for a key
-that a ``--param`` of the same name already takes). Of the working tree: the
+that a ``--param`` of the same name takes in any of the versions shown together, so
+that a name means one parameter in every row and column). Of the working tree: the
 values the stages of ``dvfs.yaml`` would read now.
 
 **Metrics** of a version: the metrics files of its pipeline's runs, read from the
@@ -19,7 +20,7 @@ are compared like any version.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -43,7 +44,7 @@ def _file_key(file: bytes, key: str) -> str:
     return f"{os.fsdecode(file)}:{key}"
 
 
-def _named(pairs: Iterable[tuple[bytes, str, Any]], taken: Mapping[str, Any]) -> dict[str, Any]:
+def _named(pairs: Iterable[tuple[bytes, str, Any]], taken: Container[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f, k, v in pairs:
         name = k if f == DEFAULT_PARAMS and k not in taken else _file_key(f, k)
@@ -51,15 +52,26 @@ def _named(pairs: Iterable[tuple[bytes, str, Any]], taken: Mapping[str, Any]) ->
     return out
 
 
-def version_params(v: Version) -> dict[str, Any]:
-    """Every parameter of a version (module docstring)."""
+def commit_names(versions: Iterable[Version]) -> set[str]:
+    """The names of the ``commit --param`` parameters of ``versions``: a stage's
+    ``params.yaml`` key of one of these names is shown as ``params.yaml:KEY`` beside them
+    all, so that a name stands for the same parameter in every column or row."""
+    return {k for v in versions for k, _ in flat_params(v.params)}
+
+
+def version_params(v: Version, taken: Iterable[str] = ()) -> dict[str, Any]:
+    """Every parameter of a version (module docstring); ``taken``: see
+    :func:`commit_names`, for the versions it is shown beside."""
     own = dict(flat_params(v.params))
-    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), own)
+    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*own, *taken})
     return dict(sorted({**own, **ran}.items()))
 
 
-def work_params(ws: Workspace, p: Pipeline) -> tuple[dict[str, Any], list[str]]:
-    """The parameters the stages would read now, and notes on those that cannot be read."""
+def work_params(
+    ws: Workspace, p: Pipeline, taken: Iterable[str] = ()
+) -> tuple[dict[str, Any], list[str]]:
+    """The parameters the stages would read now, and notes on those that cannot be read;
+    ``taken``: see :func:`commit_names`, for the versions they are shown beside."""
     found: list[tuple[bytes, str, Any]] = []
     notes: list[str] = []
     docs: dict[bytes, Any] = {}
@@ -76,7 +88,7 @@ def work_params(ws: Workspace, p: Pipeline) -> tuple[dict[str, Any], list[str]]:
             value = values.lookup(doc, k) if doc is not None else None
             if doc is not None and not values.is_missing(value):
                 found.append((f, k, values.plain(value)))
-    return dict(sorted(_named(found, {}).items())), notes
+    return dict(sorted(_named(found, set(taken)).items())), notes
 
 
 def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
@@ -180,12 +192,14 @@ def experiments(hist: History, branches: Mapping[str, bytes]) -> list[tuple[str,
     return sorted(found, key=lambda x: -hist.version(x[1]).time_ns)
 
 
-def row_of(hist: History, label: str, oid: bytes, notes: list[str]) -> Row:
-    """The compare row of version ``oid``."""
+def row_of(
+    hist: History, label: str, oid: bytes, notes: list[str], taken: Iterable[str] = ()
+) -> Row:
+    """The compare row of version ``oid`` (``taken``: see :func:`commit_names`)."""
     v = hist.version(oid)
     m, why = version_metrics(hist, v)
     notes += why
-    return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v), m)
+    return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
 
 
 def shown(value: Any) -> str:
@@ -229,7 +243,8 @@ def compare(
     Why a metrics file could not be read is added to ``notes``.
     """
     why: list[str] = [] if notes is None else notes
-    rows = [row_of(hist, label, oid, why) for label, oid in chosen]
+    taken = commit_names(hist.version(oid) for _, oid in chosen)
+    rows = [row_of(hist, label, oid, why, taken) for label, oid in chosen]
     bare = metric_names([r.metrics for r in rows])
     metric_rows = [flat_metrics(r.metrics, bare) for r in rows]
     pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
