@@ -57,6 +57,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "header.csv": "id,score\r\n",
         "renamed.csv": "a,b\n1,x\n",
         "mixed.jsonl": '{"id": 1, "v": "a"}\n{"id": 3, "v": {"x": [1, 2]}}\n',
+        "keys.csv": "k\n1\n2\n",
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -76,6 +77,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "renamed.csv": "c,d\n3,z\n2,y\n",
         "mixed.jsonl": '{"id": 1, "v": "b"}\n{"id": "2", "v": [true]}\n'
         '{"id": 3, "v": {"x": [1, 3]}}\n',
+        "keys.csv": "k\n2\n3\n",
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -256,6 +258,11 @@ def test_fields_of_mixed_types_are_their_json_values_not_their_text(data: Repo) 
     ]))  # fmt: skip
     out = data.ok("diff", "v1", "v2", "mixed.jsonl", "--rows", "--key", "id").out
     assert "added    id=2  v=[true]" in out and "v: a -> b" in out
+
+
+def test_a_row_of_its_key_alone_ends_with_the_key(data: Repo) -> None:
+    out = data.ok("diff", "v1", "v2", "keys.csv", "--rows", "--key", "k").out.splitlines()
+    assert out[1:] == ["removed  k=1", "added    k=3"]  # not "removed  k=1  "
 
 
 def test_a_file_only_one_version_has_is_all_added(data: Repo) -> None:

@@ -112,7 +112,8 @@ def _row_line(r: RowChange) -> str:
         )
         return f"changed{key}  {changes}"
     rest = {k: v for k, v in r.values.items() if k not in r.key}
-    return f"{r.status + times:<7}{key}  {_pairs(rest)}"
+    values = f"  {_pairs(rest)}" if rest else ""  # a row of its key alone: nothing after
+    return f"{r.status + times:<7}{key}{values}"
 
 
 def as_json(d: RowDiff) -> dict[str, Any]:
