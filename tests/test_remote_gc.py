@@ -288,3 +288,43 @@ def test_remote_gc_refusals_and_bad_manifests(
     assert_error(gone, "127.0.0.1:9")
     cloned_clean(s3_remote, tmp_path, "clone", {"keep.bin": KEEP, "more.bin": MORE})
     repo.fsck_clean()
+
+
+def test_remote_gc_removes_what_killed_pushes_left_half_written(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A put killed midway leaves its ``.tmp-*`` file in a directory remote; nothing else
+    ever removes it. gc does, once it is older than an hour and than the grace."""
+    remote = tmp_path / "remote"
+    repo = make_repo("a")
+    repo.ok("remote", "add", "origin", str(remote))
+    repo.write("keep.bin", KEEP)
+    repo.ok("add", "keep.bin")
+    repo.commit("keep")
+    repo.ok("push")
+    two_hours_ago = os.stat(remote / "format").st_mtime - 2 * 3600
+    old = remote / "packs" / ".tmp-0a1b.5f626ce69"
+    old.write_bytes(rand(1 << 20, 7))
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    young = remote / "refs" / "heads" / ".tmp-main.5f626ce610"  # a push writing now
+    young.write_bytes(b"x")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not the remote's")
+    link = remote / "packs" / ".tmp-link"
+    link.symlink_to(outside)
+    os.utime(link, (two_hours_ago, two_hours_ago), follow_symlinks=False)
+
+    assert gc(repo, "--dry-run", "--grace", "0")["temporaries"] == 0 and old.exists()
+    assert gc(repo)["temporaries"] == 0 and old.exists()  # younger than the 24 h grace
+    got = gc(repo, "--grace", "0")
+    assert (got["temporaries"], got["temporary_bytes"]) == (1, 1 << 20)
+    assert not old.exists() and young.exists()
+    assert link.is_symlink() and outside.read_text() == "not the remote's"
+    out = assert_ok(run(repo.root, "gc", "--remote", "origin", "--grace", "0")).out
+    assert "half-written" not in out  # nothing left to remove
+    os.utime(young, (two_hours_ago, two_hours_ago))
+    out = assert_ok(run(repo.root, "gc", "--remote", "origin", "--grace", "0")).out
+    assert "removed 1 file(s) (1 B) that interrupted pushes left half-written" in out
+    repo.fsck_clean()
+    assert_ok(run(tmp_path, "clone", str(remote), "c"))
+    assert (tmp_path / "c" / "keep.bin").read_bytes() == KEEP

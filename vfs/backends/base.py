@@ -203,6 +203,14 @@ class Backend(abc.ABC):
     ) -> str:
         """Store ``data`` only if ``key`` is absent / has ETag ``if_match``; return the ETag."""
 
+    def remove_temporaries(self, older_than: float) -> tuple[int, int]:
+        """Delete what interrupted writes left behind, last modified before
+        ``older_than`` (seconds since the epoch); (how many, their bytes).
+
+        Nothing by default: an S3 put that does not finish leaves nothing.
+        """
+        return 0, 0
+
 
 def too_large(key: str, url: str, limit: int) -> RemoteError:
     """The error for an object larger than what its kind may hold."""

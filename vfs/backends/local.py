@@ -3,7 +3,8 @@
 Layout: the object under key ``a/b/c`` is the file ``<root>/a/b/c``. Names starting
 with ``.`` are the backend's own and never keys (``validate_key`` rejects them):
 temporary files ``.tmp-<name>.<random>`` next to their target while a put is under
-way (left behind only by a crash, and never listed), and ``<root>/.cas.lock``.
+way (left behind only by a crash, never listed, removed by ``dvfs gc --remote``
+once old: ``remove_temporaries``), and ``<root>/.cas.lock``.
 
 A remote directory may be shared with people who do not trust each other, so nothing
 inside it is taken on trust:
@@ -290,6 +291,44 @@ class LocalBackend(Backend):
             for here, _, _ in stack:
                 if here >= 0:
                     os.close(here)
+
+    def remove_temporaries(self, older_than: float) -> tuple[int, int]:
+        """Delete the ``.tmp-*`` files of puts killed midway (a push killed, a full
+        disk), last modified before ``older_than``; (how many, their bytes).
+
+        Links are neither followed nor removed; only folders a key can lie in (names
+        not starting with ``.``) are entered, at most ``MAX_DEPTH`` deep.
+        """
+        removed = freed = 0
+        with self._mapped("the directory", writing=True):
+            stack = [(self._descend([], make=False), 0)]
+            try:
+                while stack:
+                    fd, depth = stack.pop()
+                    try:
+                        with os.scandir(fd) as it:
+                            entries = list(it)
+                        for e in entries:
+                            if e.name.startswith(".tmp-") and e.is_file(follow_symlinks=False):
+                                st = e.stat(follow_symlinks=False)
+                                if st.st_mtime < older_than:
+                                    with contextlib.suppress(FileNotFoundError):
+                                        os.unlink(e.name, dir_fd=fd)
+                                        removed += 1
+                                        freed += st.st_size
+                            elif (
+                                not e.name.startswith(".")
+                                and e.is_dir(follow_symlinks=False)
+                                and depth < MAX_DEPTH
+                            ):
+                                with contextlib.suppress(OSError):  # a link, or gone
+                                    stack.append((os.open(e.name, _DIR, dir_fd=fd), depth + 1))
+                    finally:
+                        os.close(fd)
+            finally:
+                for fd, _ in stack:
+                    os.close(fd)
+        return removed, freed
 
     @contextlib.contextmanager
     def _mapped(self, key: str, *, writing: bool = False) -> Iterator[None]:

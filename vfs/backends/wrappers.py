@@ -130,6 +130,9 @@ class RetryingBackend(Backend):
     def delete(self, key: str) -> None:
         self._call(lambda: self.inner.delete(key))
 
+    def remove_temporaries(self, older_than: float) -> tuple[int, int]:
+        return self._call(lambda: self.inner.remove_temporaries(older_than))
+
     def put_conditional(
         self,
         key: str,
@@ -243,6 +246,10 @@ class LimitedBackend(Backend):
     def delete(self, key: str) -> None:
         with self._slots:
             self.inner.delete(key)
+
+    def remove_temporaries(self, older_than: float) -> tuple[int, int]:
+        with self._slots:
+            return self.inner.remove_temporaries(older_than)
 
     def put_conditional(
         self,

@@ -144,6 +144,11 @@ def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) 
         f"kept {r.packs - r.dead_packs} of {r.packs} pack(s), {r.live_objects} object(s) "
         f"reachable from {r.refs} ref(s)"
     )
+    if r.temporaries:
+        click.echo(
+            f"removed {r.temporaries} file(s) ({human(r.temporary_bytes)}) that interrupted "
+            "pushes left half-written"
+        )
     if r.condemned_packs and grace > 0 and not dry_run:
         click.echo(
             f"condemned packs are deleted by a `dvfs gc --remote {name}` run "

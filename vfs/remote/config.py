@@ -309,6 +309,9 @@ class Meter(Backend):
         self._count()
         self.inner.delete(key)
 
+    def remove_temporaries(self, older_than: float) -> tuple[int, int]:
+        return self.inner.remove_temporaries(older_than)
+
     def put_conditional(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
     ) -> str:

@@ -72,6 +72,7 @@ from vfs.remote.layout import (
 )
 from vfs.remote.manifests import (
     MANIFEST_LIMIT,
+    PUSH_WINDOW,
     Manifest,
     decode_manifest,
     encode_manifest,
@@ -189,6 +190,8 @@ class RemoteGcReport:
     pardoned_packs: int = 0
     segments_replaced: int = 0
     manifests_swept: int = 0
+    temporaries: int = 0  # files of interrupted writes removed
+    temporary_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -204,7 +207,8 @@ class RemoteGcReport:
             "bytes_freed": self.deleted_bytes, "dropped_records": self.dropped_records,
             "pardoned_packs": self.pardoned_packs,
             "segments_replaced": self.segments_replaced,
-            "manifests_swept": self.manifests_swept, "warnings": self.warnings,
+            "manifests_swept": self.manifests_swept, "temporaries": self.temporaries,
+            "temporary_bytes": self.temporary_bytes, "warnings": self.warnings,
         }  # fmt: skip
 
 
@@ -523,3 +527,8 @@ def _run(
         report.manifests_swept += 1
     for key in got.bad_manifests:
         meter.delete(key)
+    # What killed pushes left half-written (a directory remote's .tmp-* files): no put
+    # takes an hour, so one older than that, and than the grace, is nobody's.
+    report.temporaries, report.temporary_bytes = meter.remove_temporaries(
+        t0 - max(grace, PUSH_WINDOW)
+    )
