@@ -11,6 +11,7 @@ from tests.support.cli import (
     assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
 )
 from tests.support.remote import Remote, remote_fixture  # noqa: F401 (fixture)
 from vfs.repo.repository import Repository
@@ -129,6 +130,47 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     assert repo.status()["merging"] is None
     assert repo.show(merged)["version"] == "v4"
     repo.fsck_clean()
+
+
+def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_clean(
+    repo: Repo,
+) -> None:
+    """A conflict keeps ours in the working tree and stages nothing: the report used to
+    end "Nothing to commit, working tree clean." under the conflict it listed."""
+    repo.write("data/a", "base")
+    repo.ok("add", "data")
+    repo.commit("base")
+    repo.ok("branch", "other")
+    repo.write("data/a", "ours")
+    repo.ok("add", "data")
+    repo.commit("ours")
+    repo.ok("switch", "other")
+    repo.write("data/a", "theirs")
+    repo.ok("add", "data")
+    repo.commit("theirs")
+    repo.ok("switch", "main")
+    assert repo.run("merge", "other").code == 1
+    out = repo.ok("status").out
+    assert "Nothing to commit" not in out and "clean" not in out
+    assert "Merging other" in out and "1 conflict to settle" in out
+    assert "  conflict: data/a  ours: 4 B" in out
+    last = out.splitlines()[-1]
+    assert last.startswith("A merge is in progress: settle each conflict")
+    assert "`dvfs commit -m MSG`" in last and "`dvfs merge --abort`" in last
+    conflict = assert_ok(run(repo.root / "data", "status")).out.splitlines()[2]
+    assert conflict.startswith("  conflict: a  ours:")  # as typed there
+    st = repo.status()
+    assert [(c["path"], c["resolved"]) for c in st["merging"]["conflicts"]] == [("data/a", False)]
+    # Settled with ours: nothing differs from HEAD, and the merge is still to record.
+    repo.ok("restore", "--ours", "data/a")
+    out = repo.ok("status").out
+    assert "Nothing to commit" not in out and "every conflict settled" in out
+    assert out.splitlines()[-1] == (
+        "A merge is in progress: `dvfs commit -m MSG` records it; `dvfs merge --abort` gives it up."
+    )
+    assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
+    repo.commit("merged")
+    assert repo.ok("status").out.endswith("Nothing to commit, working tree clean.\n")
 
 
 def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:

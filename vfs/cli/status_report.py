@@ -156,7 +156,9 @@ def show_status(
         n = len(work.unreadable)
         echo(f"{n} tracked file{'s' if n != 1 else ''} could not be read: state unknown.")
         sys.exit(1)
-    if not (st.staged or work.modified or work.deleted or work.untracked):
+    if st.merge is not None:  # the last word: nothing else to commit is no clean tree
+        echo(merge_hint(st.merge))
+    elif not (st.staged or work.modified or work.deleted or work.untracked):
         if work.not_checked_out:
             echo("Nothing to commit; the files checked out are clean.")
         else:
@@ -218,22 +220,29 @@ def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
 
 
 def merge_lines(m: merging.MergeState, at: Callable[[bytes], bytes]) -> None:
-    """What ``status`` says of a merge in progress."""
+    """What ``status`` says first of a merge in progress: what is merged, and each
+    conflict left (:func:`merge_hint` ends the report with how to finish it)."""
     left = [c for c in m.conflicts if not c.resolved]
-    echo(
-        f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): "
-        + (
-            f"{count(len(left), 'conflict')} to settle (`dvfs restore --ours|--theirs PATH`), "
-            if left
-            else "every conflict settled: "
-        )
-        + "then `dvfs commit -m MSG`; `dvfs merge --abort` gives up"
-    )
+    state = f"{count(len(left), 'conflict')} to settle" if left else "every conflict settled"
+    echo(f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): {state}")
     for c in left:
         echo(
             f"  conflict: {quoted(at(c.path))}  ours: {conflict_side(c.ours)}   "
             f"theirs: {conflict_side(c.theirs)}"
         )
+
+
+def merge_hint(m: merging.MergeState) -> str:
+    """The last line of ``status`` while a merge is in progress: how to finish or abort it."""
+    if any(not c.resolved for c in m.conflicts):
+        return (
+            "A merge is in progress: settle each conflict (`dvfs restore --ours|--theirs PATH`, "
+            "or edit it and `dvfs add PATH`), then `dvfs commit -m MSG` records the merge; "
+            "`dvfs merge --abort` gives it up."
+        )
+    return (
+        "A merge is in progress: `dvfs commit -m MSG` records it; `dvfs merge --abort` gives it up."
+    )
 
 
 def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
