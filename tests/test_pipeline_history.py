@@ -140,6 +140,54 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     repo.fsck_clean()
 
 
+def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")
+    repo.commit("base")
+    r = repo.ok("exp", "run", "-S", "lr=2", "-n", "two")
+    assert "params.yaml is not tracked: experiment two records the values" in r.err
+    # The version held params.yaml: switch refused (uncommitted changes, it said), and
+    # after --force, switching back deleted the user's file
+    assert "params.yaml" not in repo.ok("ls", "exp/two").out
+    repo.ok("switch", "exp/two")
+    assert repo.read("out.txt") == b"lr: 2  # mine, not tracked\n"
+    assert repo.read("params.yaml") == b"lr: 1  # mine, not tracked\n"
+    assert "param lr 2 -> 1" in repo.ok("repro", "--dry-run").out
+    repo.ok("switch", "main")
+    assert repo.read("params.yaml") == b"lr: 1  # mine, not tracked\n"
+    listed = repo.json("exp", "list", "--json")
+    assert listed[0]["params"] == {"lr": {"old": 1, "new": 2}}
+    # A tracked params file is the experiment's to change, and switch brings it
+    repo.ok("add", "params.yaml")
+    repo.commit("params tracked")
+    assert "not tracked" not in repo.ok("exp", "run", "-S", "lr=3", "-n", "three").err
+    repo.ok("switch", "exp/three")
+    assert repo.read("params.yaml") == b"lr: 3  # mine, not tracked\n"
+    repo.ok("switch", "main")
+    assert repo.read("params.yaml") == b"lr: 1  # mine, not tracked\n"
+    repo.fsck_clean()
+
+
+def test_switch_names_an_untracked_file_it_would_overwrite_as_untracked(repo: Repo) -> None:
+    repo.write("d/a", "a")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.ok("switch", "-c", "b")
+    repo.write("d/x", "theirs")
+    repo.write("d/a", "b's")
+    repo.ok("add", "d")
+    repo.commit("two")
+    repo.ok("switch", "main")
+    repo.write("d/x", "mine")
+    # It said "uncommitted changes in d/x: commit them", which an untracked file is not
+    line = repo.fail("switch", "b", code=1)
+    assert "switch would overwrite untracked d/x: move the untracked files away" in line
+    repo.write("d/a", "edited")
+    line = repo.fail("switch", "b", code=1)
+    assert "overwrite uncommitted changes in d/a and untracked d/x:" in line
+    assert repo.read("d/x") == b"mine" and repo.read("d/a") == b"edited"
+
+
 def test_a_list_parameter_holding_control_characters_is_escaped_in_tables(repo: Repo) -> None:
     raw = ("\x1b", "\u202e", "\u009b")
     repo.write("params.yaml", 'a:\n  l: ["\\u202eabc", "\\x9b31m", "\\e[2J"]\n')

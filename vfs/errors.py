@@ -98,16 +98,33 @@ class RefConflict(DvfsError):
 
 
 class UncommittedChanges(DvfsError):
-    """An operation would overwrite uncommitted work; ``paths`` lists it."""
+    """An operation would overwrite uncommitted work; ``paths`` lists it, and
+    ``untracked`` those of them that are not tracked (named so: "commit them" is not
+    how to keep an untracked file)."""
 
-    def __init__(self, action: str, paths: Sequence[str]) -> None:
+    def __init__(self, action: str, paths: Sequence[str], untracked: Sequence[str] = ()) -> None:
         self.paths = list(paths)
-        shown = ", ".join(self.paths[:10])
-        more = f" and {len(self.paths) - 10} more" if len(self.paths) > 10 else ""
-        super().__init__(
-            f"{action} would overwrite uncommitted changes in {shown}{more}: "
-            "commit them, or use --force to discard them"
-        )
+        loose = [p for p in self.paths if p in set(untracked)]
+        changed = [p for p in self.paths if p not in set(untracked)]
+        parts = []
+        if changed:
+            parts.append(f"uncommitted changes in {_first(changed)}")
+        if loose:
+            parts.append(f"untracked {_first(loose)}")
+        if not loose:
+            what = "commit them, or use --force to discard them"
+        else:
+            what = (
+                "move the untracked files away (or `dvfs add` and commit them)"
+                + (", and commit the changes" if changed else "")
+                + ", or use --force to overwrite them"
+            )
+        super().__init__(f"{action} would overwrite {' and '.join(parts)}: {what}")
+
+
+def _first(paths: Sequence[str]) -> str:
+    shown = ", ".join(paths[:10])
+    return shown + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
 
 
 class LockBusy(DvfsError):

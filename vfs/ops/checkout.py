@@ -206,7 +206,8 @@ def restore_version(
                 "nothing was changed; make it readable, or use --force to replace it"
             )
         if conflicts:
-            raise UncommittedChanges(action, sorted({show(p) for p in conflicts}))
+            loose = [show(p) for p in conflicts if p in on_disk]  # untracked
+            raise UncommittedChanges(action, sorted({show(p) for p in conflicts}), loose)
     report = CheckoutReport(label, None if paths else attach, bool(paths))
     # What to do, decided before anything changes: files to delete, files that hold
     # the version's bytes already (recorded in the index, which is saved only at the

@@ -14,9 +14,12 @@ tree and the staging index as they are:
 3. the stages are reproduced there (``vfs.pipeline.repro``: stale ones run, with
    the run cache of the repository, which then also holds these runs);
 4. the experiment's version is what ``dvfs commit`` would record now (the staging
-   index), with the files of step 1 and the outputs as the experiment left them,
-   and with its lineage; it is recorded as the first version of branch
-   ``exp/<name>``, on top of HEAD;
+   index), with the tracked files of step 1 and the outputs as the experiment left
+   them, and with its lineage; it is recorded as the first version of branch
+   ``exp/<name>``, on top of HEAD. A params file (or dep) the index does not track
+   stays out of it, with a warning for a params file ``-S`` changed: the values are
+   in the version's runs, and ``dvfs switch`` to the experiment and back leaves the
+   user's untracked file alone;
 5. the experiment's working tree is removed (also when a stage fails; nothing is
    recorded then).
 
@@ -267,7 +270,15 @@ def _record(
             keep += [c for c in copied if index.under(c) or c in (
                 PIPELINE_FILE.encode(), RUNS_FILE.encode()
             )]  # fmt: skip
-            keep += [s.file for s in settings]
+            # A params file this branch does not track stays out of the version, as an
+            # untracked dep does: `dvfs switch` would refuse to overwrite the user's file,
+            # and switching back would delete it. Its values are in the version's runs.
+            for f in sorted({s.file for s in settings if not index.under(s.file)}):
+                warn(
+                    f"{show(f)} is not tracked: experiment {name} records the values it set "
+                    f"in its runs, not the file (`dvfs add {show(f)}` and commit it to have "
+                    f"`dvfs switch {branch}` bring it)"
+                )
             keep = sorted(set(keep))
             for k in keep:
                 for path in index.under(k):
