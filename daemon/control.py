@@ -12,7 +12,9 @@ a daemon answers only for its own, so that a ``.control`` link pointing elsewher
 another mount.
 
 Protocol, version 1: one JSON object per line each way. A request is
-``{"op": "snapshot", "message": ..., "tag": ..., "params": {...}, "branch": ...}``,
+``{"op": "snapshot", "message": ..., "tag": ..., "params": {...}, "branch": ...,
+"cmd": [...]}`` (``cmd``: the client's command line, which the audit entries of the
+refs the snapshot moves record; ``["dvfs", "snapshot", MNT]`` if left out),
 ``{"op": "status"}``, ``{"op": "stats"}`` (nodes in memory, journal size),
 ``{"op": "unmount", "force": bool}`` (a kernel overlay's MNT, which only its daemon
 can put back together when it is busy; ``daemon.kernel_overlay``) or
@@ -134,12 +136,16 @@ class Control:
                 params = req.get("params") or {}
                 if not isinstance(params, dict):
                     return _refused("bad request (params)")
+                cmd = req.get("cmd", ["dvfs", "snapshot", self.mountpoint])
+                if not _is_command(cmd):
+                    return _refused("bad request (cmd)")
                 got = await self.snapshots.take(
                     Request(
                         str(req.get("message", "")),
                         _opt_str(req.get("tag")),
                         params,
                         _opt_str(req.get("branch")),
+                        cmd,
                     )
                 )
                 log.info("snapshot %s %s on %s", got["version"], got["id"][:10], got["branch"])
@@ -176,6 +182,12 @@ def _parse(line: bytes) -> dict[str, Any]:
         return {"bad": "bad request (not a JSON object)"}
     req.pop("bad", None)
     return req
+
+
+def _is_command(cmd: object) -> bool:
+    """Whether ``cmd`` is a command line an audit entry can record: a non-empty list
+    of strings (the request's size bounds it)."""
+    return isinstance(cmd, list) and bool(cmd) and all(isinstance(a, str) for a in cmd)
 
 
 def _opt_str(x: object) -> str | None:

@@ -65,6 +65,7 @@ from vfs import (
     StorageFull,
     Tree,
     UsageError,
+    audit_acting,
     check_ref_name,
     record_version,
     tag_free,
@@ -82,6 +83,7 @@ class Request:
     tag: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     branch: str | None = None
+    cmd: list[str] = field(default_factory=lambda: ["dvfs", "snapshot"])  # (audit entries)
 
 
 @dataclass
@@ -260,7 +262,7 @@ class Snapshots(abc.ABC):
         """Record the version (step 3); once more if the chunk cache made room for it."""
         for attempt in (1, 2):
             try:
-                return await trio.to_thread.run_sync(self._record, req)
+                return await trio.to_thread.run_sync(self._record_as, req)
             except BaseException as exc:  # nothing it wrote is named yet: drop it
                 self.source.repo.store.discard()
                 if attempt == 2 or not _disk_full(exc) or not await self._make_room():
@@ -290,6 +292,11 @@ class Snapshots(abc.ABC):
         if isinstance(self.source, RemoteSource):
             return self.source.remote_head(branch)
         return self.source.repo.refs.get(f"refs/heads/{branch}")
+
+    def _record_as(self, req: Request) -> Recorded:
+        """``_record`` with the refs it moves audited as the client's command."""
+        with audit_acting(req.cmd):
+            return self._record(req)
 
     def _record(self, req: Request) -> Recorded:
         src = self.source

@@ -310,7 +310,9 @@ def test_snapshot_a_mount_with_allow_write(
                        {"mountpoint": str(tmp_path), "message": "x"},
                        {"X-DVFS-CSRF": csrf_of(s) or ""})  # fmt: skip
         assert refused.status == 400 and "not a writable mount" in refused.json()["error"]
-    assert repo.json("audit", "--json")[-1]["op"] == "branch move"
+    moved = repo.json("audit", "--json")[-1]
+    assert moved["op"] == "branch move"  # audited as the action, not the daemon's argv
+    assert moved["cmd"] == ["dvfs", "ui", "snapshot", str(mnt), "-m", "from the dashboard"]
     fsck_clean(repo.root)
 
 

@@ -42,6 +42,7 @@ from tests.support.cli import (
 from tests.support.mount import MTIME, Mount, commit, dvfs, stop, write
 from tests.support.mount import own_overlay_mounted as mounted
 from tests.support.trees import tree_of
+from vfs.errors import DvfsError
 from vfs.mount import control
 from vfs.repo.repository import Repository
 
@@ -509,6 +510,8 @@ def test_snapshot_records_tag_params_and_refuses_when_the_branch_moved(wt: Workt
     entries = assert_ok(wt.dvfs("audit", "--json")).json()
     made = {(e["op"], e["ref"]) for e in entries if e["new"] == got["id"]}
     assert made == {("branch move", "refs/heads/main"), ("tag create", "refs/tags/t1")}
+    typed = ["dvfs", "snapshot", str(wt.mnt), "-m", "with extras", "--tag", "t1"]
+    assert all(e["cmd"][: len(typed)] == typed for e in entries if e["new"] == got["id"])
     assert assert_ok(wt.dvfs("audit", "verify", "--json")).json()["intact"] is True
     # the branch moves under the mount (a commit from the repository's own working tree)
     (wt.data / "b.new").write_bytes(b"pending\n")
@@ -527,6 +530,22 @@ def test_snapshot_records_tag_params_and_refuses_when_the_branch_moved(wt: Workt
     assert (side / "a.txt").read_bytes() == b"tagged\n"
     assert not (side / "other.txt").exists()
     fsck_clean(wt.repo)
+
+
+def test_a_snapshot_is_audited_as_the_command_that_asked_for_it(wt: Worktree) -> None:
+    """The daemon moves the branch; the audit entry names the client's command line
+    (or ``dvfs snapshot MNT`` for a request without one), never the daemon's argv."""
+    for root in (wt.data, wt.local):
+        (root / "a.txt").write_bytes(b"one\n")
+    with pytest.raises(DvfsError, match=r"bad request \(cmd\)"):
+        control.call(str(wt.mnt), {"op": "snapshot", "message": "m", "cmd": "rm -rf /"})
+    got = control.call(str(wt.mnt), {"op": "snapshot", "message": "no cmd"})
+    assert got["ok"] and got["version"] == "v2"
+    entry = assert_ok(wt.dvfs("audit", "--json")).json()[-1]
+    assert (entry["op"], entry["new"]) == ("branch move", got["id"])
+    assert entry["cmd"] == ["dvfs", "snapshot", os.path.realpath(wt.mnt)]
+    assert assert_ok(wt.dvfs("audit", "verify", "--json")).json()["intact"] is True
+    wt.check(2)
 
 
 def test_the_repository_catches_up_with_a_snapshot_before_it_commits(wt: Worktree) -> None:

@@ -157,6 +157,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         parse_format as parse_format,
         preferred_branch as preferred_branch,
     )
+    from vfs.repo.audit import acting as _audit_acting
     from vfs.repo.record import record_version as record_version, tag_free as tag_free
     from vfs.repo.stage import Staged as Staged
     from vfs.tracking import Run as Run, track as track
@@ -170,6 +171,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     release_pins = _release_pins
     take_pins = _take_pins
     configured_remotes = _configured_remotes
+    audit_acting = _audit_acting
 
 # name -> "module" or "module:attribute" (where the name there differs)
 PUBLIC: dict[str, str] = {
@@ -232,6 +234,7 @@ PUBLIC: dict[str, str] = {
     "Walker": "vfs._os.beneath",
     "Workers": "vfs.worktree.pools",
     "add_remote": "vfs.remote.config",
+    "audit_acting": "vfs.repo.audit:acting",
     "any_reserved": "vfs.model.names",
     "check_fuse": "vfs.mount.mounts",
     "check_mountpoint": "vfs.mount.mounts",

@@ -24,6 +24,7 @@ from typing import Any
 
 from vfs.errors import DvfsError, MountError, from_kind
 from vfs.model import params as version_params
+from vfs.repo import audit
 
 CONTROL_LINK = ".versions/.control"
 # A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
@@ -113,10 +114,13 @@ def snapshot(
 ) -> dict[str, Any]:  # fmt: skip
     """``dvfs snapshot MNT``: record the mount's working tree as a new version (its
     daemon does it); the daemon's answer, checked to hold what the CLI prints. The
-    one path for the CLI and the dashboard's action."""
+    one path for the CLI and the dashboard's action. The request carries the command
+    the audit entries of the refs the daemon moves name (``audit.command``): the
+    user's ``dvfs snapshot ...``, not the daemon's own command line."""
     version_params.message(message)
     request = {
         "op": "snapshot", "message": message, "tag": tag, "params": params, "branch": branch,
+        "cmd": audit.command(),
     }  # fmt: skip
     got = call(mnt, request)
     check_answer_fields(got, "version", "id", "branch", "files", "bytes", "hashed")

@@ -16,7 +16,8 @@ its newline; 64 zeros for the first). ``op`` is ``<branch|tag|remote branch|HEAD
 (HEAD's branch, bytes gc freed). ``cmd`` is the command line that made the change
 (:func:`set_command`; else the process's own), or what a long-running process did on
 someone's behalf (:func:`acting`: ``["dvfs", "ui", "tag", NAME, REV]`` for the
-dashboard's actions). A line is written with one ``write``
+dashboard's actions; a mount's daemon records the ``dvfs snapshot`` command line its
+client sent). A line is written with one ``write``
 to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a crash
 mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
 
@@ -151,12 +152,19 @@ def record(
     write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
 
 
-def make_entry(
-    seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
-) -> dict[str, Any]:
+def command() -> list[str]:
+    """The command line an entry this thread makes now records (module doc): what it
+    is acting for, else the CLI's command line, else the process's own argv."""
     cmd = getattr(_acting, "cmd", None) or _command
     if cmd is None:
         cmd = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+    return list(cmd)
+
+
+def make_entry(
+    seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
+) -> dict[str, Any]:
+    cmd = command()
     return {
         "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
         "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,

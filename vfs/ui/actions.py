@@ -66,13 +66,14 @@ def snapshot(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
     """``dvfs snapshot MNT -m MESSAGE``: body ``{"mountpoint", "message"}``; MNT must be
     a live, writable mount of this repository as the Mounts page lists it (so a
     request can name no other path). Its daemon records the version and writes the
-    audit entry of the branch it moves (with the daemon's command line)."""
+    audit entry of the branch it moves, naming this action as its command."""
     mnt = text_arg(body, "mountpoint")
     message = text_arg(body, "message")
     mine = [m for m in data.mounts(str(repo.root))["mounts"] if m["mountpoint"] == mnt]
     if not mine or mine[0]["state"] != "mounted" or mine[0]["work_dir"] is None:
         raise UsageError(f"{mnt} is not a writable mount of this repository")
-    got = control.snapshot(mnt, message, {})
+    with audit.acting(["dvfs", "ui", "snapshot", mnt, "-m", message]):
+        got = control.snapshot(mnt, message, {})
     got.pop("ok", None)
     return {"snapshot": got}
 
