@@ -13,6 +13,7 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    assert_error,
     assert_ok,
     cli_env,
     git,
@@ -246,3 +247,32 @@ def test_status_in_a_subdirectory_lists_paths_that_work_there_as_typed(repo: Rep
     assert "  modified: ../d/s/a.txt (9 B -> 7 B)" in out.splitlines(), out
     assert "  added:    ../d/s/new file.txt (3 B)" in out.splitlines(), out
     assert "  modified: d/s/a.txt (9 B -> 7 B)" in repo.ok("status").out.splitlines()
+
+
+def test_ls_and_cat_in_a_subdirectory_take_and_show_paths_from_there(repo: Repo) -> None:
+    """As git ls-tree: `dvfs ls` lists the current directory, and a DIR given apart is
+    from there; REV:DIR stays from the root, as git reads it. ls used to list the root."""
+    for rel in ("d/s/a.txt", "d/top.txt", "e/x.txt"):
+        repo.write(rel, rel)
+    repo.ok("add", "d", "e")
+    repo.ok("commit", "-m", "one")
+    d = repo.root / "d"
+
+    def names(out: str) -> list[str]:
+        return [line.split("  ")[-1] for line in out.splitlines()]
+
+    assert names(assert_ok(run(d, "ls")).out) == ["s/", "top.txt"]
+    assert names(assert_ok(run(d, "ls", "v1")).out) == ["s/", "top.txt"]
+    assert names(assert_ok(run(d, "ls", "v1", "s")).out) == ["a.txt"]
+    assert names(assert_ok(run(d, "ls", "v1:e")).out) == ["x.txt"]  # from the root
+    assert names(assert_ok(run(d / "s", "ls", "-r")).out) == ["a.txt"]
+    assert names(assert_ok(run(d, "ls", "-r", "v1:")).out) == [
+        "s/a.txt", "top.txt", "../e/x.txt",
+    ]  # fmt: skip
+    assert names(assert_ok(run(d, "ls", "v1", "../e/x.txt")).out) == ["../e/x.txt"]
+    got = assert_ok(run(d, "ls", "-r", "--json")).json()
+    assert [f["name"] for f in got] == ["d/s/a.txt", "d/top.txt"]  # scripts: from the root
+    assert names(repo.ok("ls").out) == ["d/", "e/"]
+    assert assert_ok(run(d, "cat", "v1", "s/a.txt")).raw == b"d/s/a.txt"
+    assert assert_ok(run(d, "cat", "v1:e/x.txt")).raw == b"e/x.txt"
+    assert_error(run(d, "ls", "v1", "nope"), "d/nope does not exist in v1")

@@ -335,18 +335,25 @@ def mode_string(e: Entry) -> str:
 def ls_cmd(target: str, path: str | None, recursive: bool, as_json: bool) -> None:
     """List a directory of a version without checking it out.
 
-    The directory follows the revision after a colon or as a second argument.
+    The directory follows the revision as a second argument, from the current
+    directory (default: the current directory), or after a colon, from the root of
+    the repository, as git reads REV:PATH. Paths listed by -r are shown from the
+    current directory (--json: from the root).
 
     \b
     Examples:
       dvfs ls
       dvfs ls v2:data/images --json
-      dvfs ls v2 data/images      # the same
+      dvfs ls v2 data/images      # the same, at the root
       dvfs ls -r v2:data          # every file below data/
     """
+    from vfs.cli.status_report import as_given, from_here
     from vfs.ops import browse
 
-    rows = browse.ls(repo_here(), joined(target, path, "DIR"), recursive)
+    repo = repo_here()
+    rev, where = located(repo, target, path, "DIR")
+    _, entry = browse.lookup(repo, rev, where)
+    rows = browse.ls_entries(repo, rev, where, recursive)
     if as_json:
         emit_json(
             [
@@ -357,11 +364,13 @@ def ls_cmd(target: str, path: str | None, recursive: bool, as_json: bool) -> Non
             ]
         )  # fmt: skip
         return
+    # Paths (-r, or a file named) as status shows them; a directory's entries by name.
+    at = from_here(repo) if recursive or entry.kind != Kind.DIR else as_given
     for name, e in rows:
         suffix = "/" if e.kind == Kind.DIR else f" -> {quoted(e.target)}" if e.target else ""
         click.echo(
             f"{mode_string(e)}  {human(e.size):>10}  {browse.iso_time(e.mtime_ns)}  "
-            f"{quoted(name)}{suffix}"
+            f"{quoted(at(name))}{suffix}"
         )
 
 
@@ -374,6 +383,29 @@ def joined(target: str, path: str | None, what: str) -> str:
     return f"{target}:{path}"
 
 
+def located(repo: Repository, target: str, path: str | None, what: str) -> tuple[str, bytes]:
+    """The revision and repository path that ``REV[:PATH] [PATH]`` name.
+
+    After a colon the path is from the root, as git reads ``REV:PATH``; given apart it
+    is from the current directory, as every other path argument is; with neither, the
+    current directory (the root if the current directory is not below it).
+    """
+    from vfs.repo.history import split_rev_path
+
+    if path is not None:
+        joined(target, path, what)  # REV:PATH and PATH: refused
+        rev = target or "HEAD"
+        return rev, repo.rel(path)
+    if ":" in target:
+        rp = split_rev_path(target)
+        return rp.rev, rp.path
+    try:
+        here = repo.rel(".")
+    except (UsageError, FileNotFoundError):  # (not below the root: a DVFS_DIR, say)
+        here = b""
+    return target or "HEAD", here
+
+
 @click.command(cls=DvfsCommand)
 @click.argument("target", metavar="REV:PATH")
 @click.argument("path", required=False, metavar="[PATH]")
@@ -381,20 +413,21 @@ def joined(target: str, path: str | None, what: str) -> str:
 def cat(target: str, path: str | None, offline: bool) -> None:
     """Write a file of a version to standard output.
 
-    The path follows the revision after a colon or as a second argument. Data not
+    The path follows the revision after a colon, from the root of the repository, as
+    git reads REV:PATH, or as a second argument, from the current directory. Data not
     in the local store is downloaded from the default remote first.
 
     \b
     Examples:
       dvfs cat v1:data/labels.csv > labels-v1.csv
-      dvfs cat v1 data/labels.csv > labels-v1.csv
+      dvfs cat v1 data/labels.csv > labels-v1.csv   # the same, at the root
     """
     from vfs.ops import browse
     from vfs.remote import ondemand
 
-    target = joined(target, path, "PATH")
     repo = repo_here()
-    rev = target.partition(":")[0] or "HEAD"
+    rev, where = located(repo, target, path, "PATH")
+    target = f"{rev}:{os.fsdecode(where)}"
 
     def fetch(path: bytes, e: Entry) -> None:
         with workers() as w:
