@@ -58,6 +58,7 @@ from daemon.fs.versions import VersionsFs
 from daemon.overlay import work_dir_name
 from daemon.source import RemoteSource, Source
 from vfs import (
+    DvfsError,
     Entry,
     Kind,
     ObjectMissing,
@@ -280,13 +281,30 @@ class Snapshots(abc.ABC):
         return freed > 0
 
     async def _base_fields(self, out: dict[str, Any]) -> dict[str, Any]:
-        """``branch``, ``base`` and ``base_version`` of a status answer."""
+        """``branch``, ``base`` and ``base_version`` of a status answer, and ``head``
+        and ``head_version`` where the branch has moved past the base since the
+        working tree began (a commit in the repository, a push seen by a refresh):
+        then a snapshot is refused unless it goes to a new branch, and MNT still
+        shows the base, which the user is told rather than left to find out."""
         base = self.base
         out["branch"] = self.source.branch
         out["base"] = None if base is None else base.hex()
+        records = self.fs.layout.records
         if base is not None:
-            out["base_version"] = (await self.fs.layout.records.version(base)).number
+            out["base_version"] = (await records.version(base)).number
+        head = await trio.to_thread.run_sync(self._head_known)
+        if head is not None and head != base:
+            out["head"] = head.hex()
+            with contextlib.suppress(DvfsError, OSError):  # (not fetched yet: no number)
+                out["head_version"] = (await records.version(head)).number
         return out
+
+    def _head_known(self) -> bytes | None:
+        """Where the branch is, as known without the network: the repository's ref,
+        or for a URL mount the remote's as the last refresh saw it."""
+        if isinstance(self.source, RemoteSource):
+            return self.fs.layout.catalog.head
+        return self.source.repo.refs.get(f"refs/heads/{self.source.branch}")
 
     def _head(self, branch: str) -> bytes | None:
         if isinstance(self.source, RemoteSource):

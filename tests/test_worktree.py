@@ -519,12 +519,19 @@ def test_snapshot_records_tag_params_and_refuses_when_the_branch_moved(wt: Workt
     write(wt.repo, "data/other.txt", b"from the cli\n")
     assert_ok(wt.dvfs("add", "data"))
     assert_ok(wt.dvfs("commit", "-m", "cli commit"))
+    # status says so before a snapshot is refused for it
+    moved = wt.status()
+    assert (moved["base_version"], moved["head_version"]) == (2, 3)
+    said = assert_ok(wt.dvfs("status", str(wt.mnt))).out
+    assert "The branch has moved to v3 since this working tree began" in said
+    assert f"dvfs snapshot {wt.mnt} -m MSG --branch NEW" in said
     r = wt.dvfs("snapshot", str(wt.mnt), "-m", "late")
     assert_error(r, "main moved", "--branch")
     assert wt.status()["added"] == ["data/b.new"]  # the working tree is kept
     assert (wt.data / "b.new").read_bytes() == b"pending\n"
     r = assert_ok(wt.dvfs("snapshot", str(wt.mnt), "-m", "on the side", "--branch", "side"))
     assert " on side: " in r.out
+    assert "head" not in wt.status()  # the new branch is where its working tree began
     side = wt.mnt / ".versions" / "branches" / "side" / "data"
     assert (side / "b.new").read_bytes() == b"pending\n"
     assert (side / "a.txt").read_bytes() == b"tagged\n"

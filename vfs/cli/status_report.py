@@ -75,8 +75,20 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     lines += [f"  added:    {quoted(p)}" for p in got["added"]]
     lines += [f"  modified: {quoted(p)}" for p in got["modified"]]
     lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
+    record = "`dvfs snapshot MNT -m MSG`"
+    if got.get("head"):  # the branch moved on since the working tree began
+        now = got.get("head_version")
+        at = f"v{escape_text(str(now))}" if now else escape_text(str(got["head"])[:10])
+        mnt = quoted(mountpoint)
+        record = f"`dvfs snapshot {mnt} -m MSG --branch NEW`"
+        if lines:
+            what = f"{record} records these changes on a new branch"
+        else:
+            what = f"mount {mnt} again to show it (a working tree without changes follows"
+            what += " its branch)"
+        echo(f"The branch has moved to {at} since this working tree began: {what}.")
     if lines:
-        echo("Changes (use `dvfs snapshot MNT -m MSG` to record them):")
+        echo(f"Changes (use {record} to record them):")
         echo("\n".join(lines))
     else:
         echo("Nothing to snapshot, working tree clean.")
