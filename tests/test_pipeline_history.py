@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.cli import (
@@ -186,6 +189,30 @@ def test_switch_names_an_untracked_file_it_would_overwrite_as_untracked(repo: Re
     line = repo.fail("switch", "b", code=1)
     assert "overwrite uncommitted changes in d/a and untracked d/x:" in line
     assert repo.read("d/x") == b"mine" and repo.read("d/a") == b"edited"
+
+
+def test_nan_and_the_infinities_are_spelled_one_way_in_every_output(repo: Repo) -> None:
+    def strict(text: str) -> Any:  # JSON has no NaN: json.loads alone would take it
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+    repo.write("params.yaml", "lr: .nan\n")
+    repo.write("src.json", '{"x": NaN, "i": Infinity, "j": -Infinity, "a": 1}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-p", "lr", "-m", "m.json", "--",
+            "cp src.json m.json")  # fmt: skip
+    repo.commit("one")
+    spelled = {"a": 1, "i": ".inf", "j": "-.inf", "x": ".nan"}
+    # metrics said nan, inf and -inf, where parameters and JSON say .nan, .inf, -.inf
+    for args in (("metrics", "show"), ("metrics", "show", "HEAD"), ("compare",),
+                 ("metrics", "diff", "--all")):  # fmt: skip
+        words = repo.ok(*args).out.split()
+        assert {".nan", ".inf", "-.inf"} <= set(words), args
+        assert not {"nan", "inf", "-inf"} & set(words), args
+    assert repo.ok("params", "diff", "--all").out.split()[-2:] == [".nan", ".nan"]
+    assert strict(repo.ok("metrics", "show", "--json").out)["workspace"]["m.json"] == spelled
+    [row] = strict(repo.ok("compare", "--json").out)
+    assert row["params"] == {"lr": ".nan"} and row["metrics"] == spelled
+    assert "lr,a,i,j,x" in repo.ok("compare", "--csv").out
+    assert repo.ok("compare", "--csv").out.splitlines()[1].endswith(",.nan,1,.inf,-.inf,.nan")
 
 
 def test_a_list_parameter_holding_control_characters_is_escaped_in_tables(repo: Repo) -> None:

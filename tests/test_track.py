@@ -159,6 +159,16 @@ def test_numpy_numbers_are_steps_metrics_and_params(repo: vfs.Repo) -> None:
     }  # fmt: skip
 
 
+def test_a_nan_metric_is_written_as_the_pipeline_commands_spell_it(repo: vfs.Repo) -> None:
+    with vfs.track(repo, message="nan") as r:
+        r.log_metrics({"loss": float("nan"), "top": float("inf")})
+    assert r.version is not None
+    # it wrote "nan" and "inf", which metrics show then printed beside its ".nan"
+    assert json.loads(repo.read_text("metrics.json", r.version.version)) == {
+        "loss": ".nan", "top": ".inf",
+    }  # fmt: skip
+
+
 def test_a_run_is_used_inside_its_block_once_and_blocks_do_not_nest(repo: vfs.Repo) -> None:
     early = vfs.track(repo, message="early")
     with pytest.raises(vfs.UsageError, match=r"run\.input\(\) is used inside its block"):

@@ -52,7 +52,6 @@ seconds at most: the outputs are already written), then raised.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import os
 import signal
@@ -76,7 +75,7 @@ from vfs.ops import commit, workflow
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
-from vfs.quoting import quote_name
+from vfs.quoting import finite, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
@@ -399,7 +398,7 @@ def _metric(key: str, value: Any) -> Any:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return finite(value)
     if hasattr(value, "item") and callable(value.item):  # numpy and torch scalars
         try:
             plain = value.item()

@@ -8,7 +8,8 @@ YAML 1.2 (``vfs.model.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key is
 be recorded exactly and compared with what it reads next time.
 
 Metrics are flattened the same way: every number, boolean or short text in a
-metrics file, under its dotted key.
+metrics file, under its dotted key; NaN and the infinities become the text
+``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them.
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML or TOML file, so comments and layout stay; a JSON file is
@@ -19,7 +20,6 @@ change refused unless it then holds exactly the new value.
 from __future__ import annotations
 
 import json
-import math
 import re
 import tomllib
 from typing import Any
@@ -29,7 +29,7 @@ import yaml
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.model import yaml12
-from vfs.quoting import quote_name
+from vfs.quoting import finite, quote_name
 
 MAX_FILE = 1 << 20  # bytes of a parameters or metrics file
 MAX_METRICS = 10_000  # values flattened out of one metrics file
@@ -159,7 +159,7 @@ def flatten(doc: Any) -> dict[str, Any]:
         elif isinstance(cur, bool) or cur is None:
             out[pre[:-1]] = cur
         elif isinstance(cur, (int, float)):
-            out[pre[:-1]] = cur if not isinstance(cur, float) or math.isfinite(cur) else str(cur)
+            out[pre[:-1]] = finite(cur) if isinstance(cur, float) else cur
         elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
             out[pre[:-1]] = cur
     out.pop("", None)
