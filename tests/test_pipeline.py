@@ -17,6 +17,7 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
+    git,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
 )
@@ -447,6 +448,22 @@ def test_dag_quotes_names_with_control_characters_in_every_format(repo: Repo) ->
     assert outs == [red, rtl, "a\\033[31mred"]
     stages = json.loads(repo.ok("dag", "--format", "json").out)["stages"]
     assert stages[1]["deps"] == [red] and stages[1]["outs"] == [rtl]
+
+
+def test_a_metrics_file_git_tracks_is_not_git_ignored(make_repo: RepoFactory) -> None:
+    repo = make_repo(git_repo=True)
+    repo.write("res/metrics.json", '{"acc": 1}')
+    repo.write("code/keep.txt", "in git")
+    git(repo.root, "add", "res/metrics.json", "code/keep.txt")
+    git(repo.root, "commit", "-q", "-m", "code")
+    repo.ok("run", "-n", "s", "-m", "res/metrics.json", "-o", "out", "--",
+            'echo \'{"acc": 2}\' > res/metrics.json && echo x > out')  # fmt: skip
+    repo.ok("add", "code")  # a directory holding a file git tracks
+    ignored = repo.read(".gitignore").decode().splitlines()
+    # "/res/metrics.json" was added: a file the project keeps in git, ignored by it
+    assert "/out" in ignored and "/.dvfs/" in ignored
+    assert "/res/metrics.json" not in ignored and "/code" not in ignored
+    assert git(repo.root, "status", "--porcelain", "res").split() == ["M", "res/metrics.json"]
 
 
 def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_path: Path) -> None:

@@ -121,6 +121,28 @@ def git_link(root: Path) -> GitLink | None:
     return GitLink(commit, bool(status))
 
 
+def git_tracked(root: Path, rels: list[bytes]) -> set[bytes]:
+    """Those of ``rels`` (relative to ``root``) that git tracks, or that are directories
+    holding a file git tracks; empty when git cannot say."""
+    import subprocess  # (see _git_raw)
+
+    listed: list[bytes] = []
+    for i in range(0, len(rels), 1000):  # (well within the kernel's bound on arguments)
+        try:
+            out = subprocess.run(
+                [b"git", b"--literal-pathspecs", b"ls-files", b"-z", b"--cached", b"--",
+                 *rels[i : i + 1000]],
+                cwd=root, capture_output=True, timeout=30, check=False,
+                env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return set()
+        if out.returncode != 0:
+            return set()
+        listed += [p for p in out.stdout.split(b"\0") if p]
+    return {r for r in rels if any(p == r or p.startswith(r + b"/") for p in listed)}
+
+
 def git_author(root: Path) -> str | None:
     """``Name <email>`` from git's configuration, if set.
 
@@ -164,11 +186,15 @@ def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | No
     Patterns already present, or below an ignored directory, are not repeated. A
     ``.gitignore`` that is not a regular file (a link, a FIFO) or is larger than
     MAX_GITIGNORE is left alone, with a warning. ``dvfs.yaml`` and ``dvfs.runs`` at the
-    root are never added: they belong in git beside the code. Returns True if the
-    file changed.
+    root are never added: they belong in git beside the code; nor is a path git
+    tracks, or a directory holding one (a metrics file kept in git, say): ignoring it
+    would hide its new files from ``git status``. Returns True if the file changed.
     """
     rels = [r for r in rels if r not in _IN_GIT_TOO]
     if not rels or not in_git(root):
+        return False
+    rels = [r for r in rels if r not in git_tracked(root, rels)]
+    if not rels:
         return False
     try:
         raw = _read_root_file(root, GITIGNORE, MAX_GITIGNORE)
