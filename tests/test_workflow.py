@@ -282,6 +282,44 @@ def test_diff_between_versions_shows_empty_directories(repo: Repo) -> None:
     ]
 
 
+def test_diff_names_a_change_of_permission_bits(repo: Repo) -> None:
+    """`chmod +x` alone showed as "modified: d/run.sh (3 B -> 3 B)", as if the bytes had
+    changed, with no word of the mode; the mode is named, in the JSON too."""
+    repo.write("d/run.sh", "hi\n")
+    repo.write("d/data.txt", "abc")
+    (repo.root / "d/run.sh").chmod(0o644)
+    (repo.root / "d/data.txt").chmod(0o644)
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    (repo.root / "d/run.sh").chmod(0o755)
+    repo.write("d/data.txt", "abcdef")
+    (repo.root / "d/data.txt").chmod(0o600)
+    lines = repo.ok("diff").out.splitlines()
+    assert lines == [
+        "modified: d/data.txt (3 B -> 6 B, mode 644 -> 600)",
+        "modified: d/run.sh (mode 644 -> 755)",
+        "0 added, 0 removed, 2 modified, 0 renamed (+6 B, -3 B)",  # run.sh: no byte
+    ]
+    repo.ok("add", "d")
+    assert "  modified: d/run.sh (mode 644 -> 755)" in repo.ok("status").out.splitlines()
+    repo.ok("commit", "-m", "two")
+    got = {c["path"]: c for c in repo.json("diff", "v1", "v2", "--json")["changes"]}
+    assert got["d/run.sh"] == {
+        "status": "modified", "path": "d/run.sh", "kind": "file", "old_size": 3,
+        "new_size": 3, "old_mode": "0o644", "new_mode": "0o755",
+    }  # fmt: skip
+    assert (got["d/data.txt"]["old_mode"], got["d/data.txt"]["new_mode"]) == ("0o644", "0o600")
+    assert repo.ok("diff", "v1", "v2").out.splitlines()[1] == "modified: d/run.sh (mode 644 -> 755)"
+    # A rename that changes the bits says so too; one that does not, as before.
+    repo.ok("mv", "d/run.sh", "d/go.sh")
+    (repo.root / "d/go.sh").chmod(0o700)
+    repo.ok("mv", "d/data.txt", "d/data2.txt")
+    repo.ok("add", "d")
+    lines = repo.ok("diff").out.splitlines()
+    assert "renamed:  d/run.sh -> d/go.sh (mode 755 -> 700)" in lines
+    assert "renamed:  d/data.txt -> d/data2.txt" in lines
+
+
 def test_diff_added_removed_modified_renamed(repo: Repo) -> None:
     repo.write("d/keep.txt", "k")
     repo.write("d/mod.txt", "old")

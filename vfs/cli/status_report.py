@@ -48,11 +48,15 @@ def change_line(c: Change, at: Callable[[bytes], bytes] = as_given) -> str:
     repository path to the path shown."""
     tail = "/" if c.kind == "dir" else ""
     path = quoted(at(c.path)) + tail
+    mode = f"mode {c.old_mode or 0:03o} -> {c.new_mode or 0:03o}" if c.mode_changed else ""
     if c.status == "renamed":
         old = quoted(at(c.old_path) if c.old_path is not None else None)
-        return f"renamed:  {old}{tail} -> {path}"
+        return f"renamed:  {old}{tail} -> {path}" + (f" ({mode})" if mode else "")
     if c.status == "modified":
-        return f"modified: {path} ({human(c.old_size)} -> {human(c.new_size)})"
+        if c.mode_only:
+            return f"modified: {path} ({mode})"
+        sizes = f"{human(c.old_size)} -> {human(c.new_size)}"
+        return f"modified: {path} ({sizes}{', ' + mode if mode else ''})"
     if c.status == "added":
         return f"added:    {path} ({'empty directory' if tail else human(c.new_size)})"
     return f"removed:  {path} ({'empty directory' if tail else human(c.old_size)})"

@@ -378,6 +378,9 @@ def change_json(c: Change) -> dict[str, Any]:
         out["old_path"] = show_path(c.old_path)
     out["old_size"] = c.old_size
     out["new_size"] = c.new_size
+    if c.mode_changed:  # as `ls --json` writes a mode
+        out["old_mode"] = oct(c.old_mode or 0)
+        out["new_mode"] = oct(c.new_mode or 0)
     return out
 
 

@@ -36,7 +36,11 @@ Side = Mapping[bytes, Entry | Staged]
 
 @dataclass(frozen=True)
 class Change:
-    """One path's change; ``old``/``new`` are None for additions/removals."""
+    """One path's change; ``old``/``new`` are None for additions/removals.
+
+    ``old_mode``/``new_mode``: the permission bits of both sides of a modified or
+    renamed path whose bits changed (``chmod +x`` alone is a change); None otherwise.
+    """
 
     status: str  # "added" | "removed" | "modified" | "renamed"
     path: bytes
@@ -44,6 +48,14 @@ class Change:
     old_size: int | None = None
     new_size: int | None = None
     kind: str = "file"  # "file" | "link" | "dir" (an empty directory)
+    old_mode: int | None = None
+    new_mode: int | None = None
+    mode_only: bool = False  # modified: the same bytes, other permission bits
+
+    @property
+    def mode_changed(self) -> bool:
+        """True if the permission bits differ between the two sides."""
+        return self.old_mode != self.new_mode
 
 
 _KIND_NAMES = {Kind.FILE: "file", Kind.SYMLINK: "link", Kind.DIR: "dir"}
@@ -68,10 +80,13 @@ def diff_maps(old: Side, new: Side) -> list[Change]:
     added = sorted(p for p in new if p not in old or p in swapped)
     removed = sorted(p for p in old if p not in new or p in swapped)
     changes = [
-        Change("modified", p, old_size=old[p].size, new_size=new[p].size, kind=_kind(new[p]))
+        Change(
+            "modified", p, old_size=old[p].size, new_size=new[p].size, kind=_kind(new[p]),
+            **_modes(old[p], new[p]),
+        )
         for p in new
         if p in old and p not in swapped and not _same(old[p], new[p])
-    ]
+    ]  # fmt: skip
     by_content: dict[tuple[int, bytes, bytes], list[bytes]] = defaultdict(list)
     for p in removed:
         by_content[_content(old[p])].append(p)
@@ -83,7 +98,9 @@ def diff_maps(old: Side, new: Side) -> list[Change]:
         if candidates and (e.kind == Kind.SYMLINK or (e.kind == Kind.FILE and e.size > 0)):
             src = candidates.pop(0)
             renamed_from.add(src)
-            changes.append(Change("renamed", p, src, old[src].size, e.size, _kind(e)))
+            changes.append(
+                Change("renamed", p, src, old[src].size, e.size, _kind(e), **_modes(old[src], e))
+            )
         else:
             changes.append(Change("added", p, new_size=e.size, kind=_kind(e)))
     changes += [
@@ -96,6 +113,15 @@ def diff_maps(old: Side, new: Side) -> list[Change]:
 
 def _kind(e: Entry | Staged) -> str:
     return _KIND_NAMES[e.kind]
+
+
+def _modes(a: Entry | Staged, b: Entry | Staged) -> dict[str, Any]:
+    """``old_mode``/``new_mode`` of a :class:`Change` from ``a`` to ``b``, if they differ
+    (and ``mode_only`` if nothing else does)."""
+    if a.mode == b.mode:
+        return {}
+    same = _content(a) == _content(b) and a.size == b.size
+    return {"old_mode": a.mode, "new_mode": b.mode, "mode_only": same}
 
 
 def _walk_diff(
@@ -275,6 +301,8 @@ def summary(changes: list[Change]) -> dict[str, int]:
            "bytes_removed": 0}  # fmt: skip
     for c in changes:
         out[c.status] += 1
+        if c.mode_only:  # (no byte written, as for a rename)
+            continue
         if c.status in ("added", "modified"):
             out["bytes_added"] += c.new_size or 0
         if c.status in ("removed", "modified"):
