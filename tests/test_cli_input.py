@@ -350,7 +350,9 @@ def test_a_ref_name_cannot_end_in_a_newline(repo: Repo, tmp_path: Path) -> None:
         ("a..b", "may not hold '..' or '//'"),
         ("a//b", "may not hold '..' or '//'"),
         ("x.lock", "may not end in '/', '.' or '.lock'"),
-        ("x/.y", "no part of it may start with '.'"),
+        ("x/.y", "no part of it may start with '.' or end in '.lock'"),
+        ("ab.lock/c", "no part of it may start with '.' or end in '.lock'"),
+        ("a/b.lock/c", "no part of it may start with '.' or end in '.lock'"),
         ("x" * 201, "longer than 200 characters"),
     ],
 )
@@ -361,6 +363,24 @@ def test_a_refused_ref_name_says_which_rule_it_breaks(repo: Repo, name: str, why
         assert why in line, line
     assert repo.ok("tag").out == ""
     assert sorted(p.name for p in (repo.root / ".dvfs" / "refs").rglob("*") if p.is_file()) == [
+        "main"
+    ]
+    repo.fsck_clean()
+
+
+def test_a_ref_made_before_lock_parts_were_refused_can_still_be_deleted(repo: Repo) -> None:
+    """A branch or tag with a part ending in .lock, made by an older dvfs (written here
+    as it wrote them), is refused as a new name but can still be deleted."""
+    committed(repo)
+    oid = repo.head_id()
+    for kind in ("heads", "tags"):
+        ref = repo.root / ".dvfs" / "refs" / kind / "ab.lock" / "c"
+        ref.parent.mkdir()
+        ref.write_text(oid + "\n")
+    assert_error(repo.run("branch", "ab.lock/d"), "end in '.lock'", code=2)
+    assert repo.ok("branch", "-d", "ab.lock/c").out.startswith("deleted branch ab.lock/c")
+    assert repo.ok("tag", "-d", "ab.lock/c").out.startswith("deleted tag ab.lock/c")
+    assert repo.ok("tag").out == "" and [b["name"] for b in repo.json("branch", "--json")] == [
         "main"
     ]
     repo.fsck_clean()

@@ -84,7 +84,7 @@ def delete_branch(repo: Repository, name: str) -> bytes:
     came from (to count ``vN`` along), but that branch may go, as in git. Its
     versions stay in the store, reachable by id.
     """
-    check_ref_name(name, "branch")
+    check_ref_name(name, "branch", existing=True)
     with repo.locked():
         cur = repo.refs.get(f"refs/heads/{name}")
         if cur is None:
@@ -118,7 +118,7 @@ def _create_ref(
 
 def delete_tag(repo: Repository, name: str) -> None:
     """Delete tag ``name``."""
-    check_ref_name(name, "tag")
+    check_ref_name(name, "tag", existing=True)
     with repo.locked():
         cur = repo.refs.get(f"refs/tags/{name}")
         if cur is None:

@@ -40,9 +40,13 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")
 _RESERVED_RE = re.compile(r"v\d+|HEAD.*|[0-9a-fA-F]{4,64}")
 
 
-def check_ref_name(name: str, what: str) -> str:
-    """Return ``name`` if it can name a branch or tag; UsageError saying why not."""
-    why = _unfit(name)
+def check_ref_name(name: str, what: str, *, existing: bool = False) -> str:
+    """Return ``name`` if it can name a branch or tag; UsageError saying why not.
+
+    ``existing``: the name of a ref to delete, which may have been made before a part
+    ending in ``.lock`` was refused: it is still accepted, so that the ref can go.
+    """
+    why = _unfit(name, existing)
     if why:
         raise UsageError(f"{name!r} is not a valid {what} name: {why}")
     if _RESERVED_RE.fullmatch(name):
@@ -52,8 +56,9 @@ def check_ref_name(name: str, what: str) -> str:
     return name
 
 
-def _unfit(name: str) -> str:
-    """Why ``name`` cannot name a ref, in a few words, or "" if it can."""
+def _unfit(name: str, existing: bool = False) -> str:
+    """Why ``name`` cannot name a ref, in a few words, or "" if it can (git's rules:
+    ``git check-ref-format`` refuses each of these too)."""
     if not name:
         return "it is empty"
     if len(name) > 200:
@@ -66,8 +71,11 @@ def _unfit(name: str) -> str:
         return "it may not hold '..' or '//'"
     if name.endswith(("/", ".", ".lock")):
         return "it may not end in '/', '.' or '.lock'"
-    if any(part.startswith(".") for part in name.split("/")):
-        return "no part of it may start with '.'"
+    parts = name.split("/")
+    if any(part.startswith(".") for part in parts) or (
+        not existing and any(part.endswith(".lock") for part in parts)
+    ):
+        return "no part of it may start with '.' or end in '.lock'"
     return ""
 
 

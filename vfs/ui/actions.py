@@ -54,7 +54,7 @@ def tag(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
 
 def delete_branch_action(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
     """``dvfs branch -d NAME``: body ``{"name"}``; not the current branch."""
-    name = check_ref_name(text_arg(body, "name"), "branch")
+    name = check_ref_name(text_arg(body, "name"), "branch", existing=True)
     if repo.refs.get(f"refs/heads/{name}") is None:
         raise UsageError(f"no branch named {name}: nothing was deleted")
     with audit.acting(["dvfs", "ui", "branch", "-d", name]):
