@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.cli import (
     Repo,
@@ -23,7 +24,7 @@ from tests.support.cli import (
     run,
 )
 from vfs.errors import UsageError
-from vfs.repo.gitlink import parse_lock
+from vfs.repo.gitlink import LockPointer, parse_lock
 
 
 def two_files(repo: Repo) -> None:
@@ -139,6 +140,40 @@ def test_the_lock_file_keeps_branch_names_that_look_like_values(make_repo: RepoF
         assert repo.ok("checkout", "--lock").out.startswith(f"v1 (on branch {name})"), name
         assert repo.status()["branch"] == name and repo.status()["detached"] is None
     repo.fsck_clean()
+
+
+def test_status_says_when_git_checked_out_a_dvfs_lock_of_other_data(make_repo: RepoFactory) -> None:
+    """Without the hooks, `git checkout` moves dvfs.lock and not the data: status says so."""
+    repo = make_repo(git_repo=True)
+    for n, text in ((1, "one"), (2, "two")):
+        repo.write("a.txt", text)
+        repo.ok("add", "a.txt")
+        repo.ok("commit", "-m", text)
+        git(repo.root, "add", "-A")
+        git(repo.root, "commit", "-q", "-m", f"code {n}")
+    assert repo.status()["lock"] is None and "dvfs.lock" not in repo.ok("status").out
+    git(repo.root, "checkout", "-q", "HEAD~1")
+    v1 = repo.json("show", "v1", "--format", "json")["id"]
+    assert repo.status()["lock"] == {"branch": "main", "version": "v1", "id": v1}
+    said = repo.ok("status").out
+    assert f"dvfs.lock (as git has it) names v1 {v1[:10]} of main, but this working tree " in said
+    assert "holds v2: run `dvfs checkout --lock`" in said
+    assert (repo.root / "a.txt").read_text() == "two"  # (status changed nothing)
+    repo.ok("checkout", "--lock")
+    assert (repo.root / "a.txt").read_text() == "one"
+    assert repo.status()["lock"] is None and "dvfs.lock" not in repo.ok("status").out
+    repo.fsck_clean()
+
+
+def test_a_lock_file_as_written_reads_as_yaml_reads_it() -> None:
+    """The lock dvfs writes is read without YAML; anything else goes through YAML."""
+    oid = "ab" * 32
+    written = f"# dvfs data version\nbranch: main\nversion: v12\nid: {oid}\n".encode()
+    assert parse_lock(written, "x") == LockPointer("main", 12, bytes.fromhex(oid))
+    for branch in ("'quoted'", "a b", "yes"):
+        raw = f"# c\nbranch: {branch}\nversion: v3\nid: {oid}\n".encode()
+        expect = yaml.load(raw.decode(), Loader=yaml.BaseLoader)["branch"]
+        assert parse_lock(raw, "x").branch == expect
 
 
 def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_O() -> None:

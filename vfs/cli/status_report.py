@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vfs.ops import merging
     from vfs.ops.diff import Change
     from vfs.ops.grouping import Group
+    from vfs.repo.gitlink import LockPointer
 
 
 def as_given(path: bytes) -> bytes:
@@ -135,6 +136,7 @@ def show_status(
                 "unreadable": [show(p) for p in work.unreadable],
                 "remotes": tracking(repo, st),
                 "merging": merge_json(st.merge),
+                "lock": lock_json(st.lock),
             }
         )
         if work.unreadable:
@@ -147,6 +149,13 @@ def show_status(
         echo(
             f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
             f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
+        )
+    if st.lock is not None:
+        holds = st.behind or st.detached or st.head
+        echo(
+            f"dvfs.lock (as git has it) names v{st.lock.number} {st.lock.oid.hex()[:10]} of "
+            f"{quoted(st.lock.branch)}, but this working tree holds {quoted(holds)}: run "
+            "`dvfs checkout --lock` to check that version out."
         )
     grouped = False
     at = from_here(repo)
@@ -180,6 +189,13 @@ def show_status(
         else:
             echo("Nothing to commit, working tree clean.")
     return st
+
+
+def lock_json(ptr: LockPointer | None) -> dict[str, str] | None:
+    """``dvfs status --json``'s ``lock``: what dvfs.lock names, where the tree differs."""
+    if ptr is None:
+        return None
+    return {"branch": ptr.branch, "version": f"v{ptr.number}", "id": ptr.oid.hex()}
 
 
 def change_lists(st: ops_status.Status, verbose: bool, at: Callable[[bytes], bytes]) -> bool:

@@ -18,8 +18,9 @@ from itertools import chain
 from typing import TYPE_CHECKING
 
 from vfs._os.gc_pause import paused_gc
-from vfs.errors import DvfsError
+from vfs.errors import DvfsError, UsageError
 from vfs.ops import merging
+from vfs.repo.gitlink import LockPointer, read_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import INDEX_FORMAT, Index, Staged
@@ -235,6 +236,7 @@ class Status:
     behind: str | None = None  # the working tree's version, if the branch moved past it
     merge: merging.MergeState | None = None  # a merge in progress (vfs.ops.merging)
     index: Index | None = field(default=None, repr=False, compare=False)  # as compared
+    lock: LockPointer | None = None  # what dvfs.lock names, if not what the tree holds
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -285,4 +287,17 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         behind=behind,
         merge=merging.live(repo.dir, repo.refs),
         index=index,
+        lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
     )
+
+
+def lock_apart(repo: Repository, holds: bytes | None, tip: bytes | None) -> LockPointer | None:
+    """What ``dvfs.lock`` names, if that is not ``holds``, the version the working tree
+    holds: git checked out a commit made with other data (``dvfs checkout --lock``
+    brings it). None if there is no readable lock, or it names ``tip``, the branch
+    head the working tree is behind (``dvfs switch`` brings that one)."""
+    try:
+        ptr = read_lock(repo.root)
+    except (UsageError, OSError):  # none, or unreadable: `checkout --lock` says why
+        return None
+    return None if ptr.oid in (holds, tip) else ptr

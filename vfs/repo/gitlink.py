@@ -28,11 +28,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vfs._os.beneath import read_regular
 from vfs.errors import UsageError
 from vfs.model.ids import from_hex
-from vfs.model.version_codec import GitLink
+
+if TYPE_CHECKING:  # (imported where made: `dvfs status` reads dvfs.lock, never a GitLink)
+    from vfs.model.version_codec import GitLink
 from vfs.store.durable import write_atomic
 
 LOCK_FILE = "dvfs.lock"
@@ -118,6 +121,8 @@ def git_link(root: Path) -> GitLink | None:
     if not commit:
         return None
     status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    from vfs.model.version_codec import GitLink
+
     return GitLink(commit, bool(status))
 
 
@@ -265,8 +270,15 @@ def read_lock(root: Path) -> LockPointer:
 
 
 def parse_lock(raw: bytes, where: str) -> LockPointer:
-    """What the text of a ``dvfs.lock`` names; UsageError (naming ``where``) if nothing."""
-    import yaml  # here: only `checkout --lock` and the git hooks read it; 10 ms to import
+    """What the text of a ``dvfs.lock`` names; UsageError (naming ``where``) if nothing.
+
+    A file as :func:`write_lock` writes it is read without YAML (``dvfs status`` reads
+    it every time); any other text, as YAML.
+    """
+    written = _as_written(raw)
+    if written is not None:
+        return written
+    import yaml  # here: a lock edited by hand; 10 ms to import
 
     try:
         # Every value as the text written: a branch named yes, on, null or 1.0 stays that
@@ -285,3 +297,24 @@ def parse_lock(raw: bytes, where: str) -> LockPointer:
         raise UsageError(
             f"{where} does not name a version (needs branch, version and id): restore it from git"
         ) from None
+
+
+_PLAIN_BRANCH = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-")
+
+
+def _as_written(raw: bytes) -> LockPointer | None:
+    """What ``raw`` names if it is exactly what :func:`write_lock` writes, with a branch
+    name YAML reads as itself (letters, digits, ``._/-``); None otherwise."""
+    lines = raw.split(b"\n")
+    if len(lines) != 5 or lines[4] or not lines[0].startswith(b"#"):
+        return None
+    keys = (b"branch: ", b"version: v", b"id: ")
+    if not all(line.startswith(k) for line, k in zip(lines[1:4], keys, strict=True)):
+        return None
+    branch, number, oid = (line[len(k) :] for line, k in zip(lines[1:4], keys, strict=True))
+    if not branch or not set(branch) <= _PLAIN_BRANCH or not number.isdigit():
+        return None
+    try:
+        return LockPointer(branch.decode(), int(number), from_hex(oid.decode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        return None
