@@ -463,6 +463,11 @@ def test_a_metrics_file_git_tracks_is_not_git_ignored(make_repo: RepoFactory) ->
     # "/res/metrics.json" was added: a file the project keeps in git, ignored by it
     assert "/out" in ignored and "/.dvfs/" in ignored
     assert "/res/metrics.json" not in ignored and "/code" not in ignored
+    repo.write("more/x", "x")
+    repo.ok("add", "more")
+    ignored = repo.read(".gitignore").decode().splitlines()
+    # each addition wrote the header again: it looked for "# dvfs", which it never wrote
+    assert ignored.count("# data tracked by dvfs") == 1 and "/more" in ignored
     assert git(repo.root, "status", "--porcelain", "res").split() == ["M", "res/metrics.json"]
 
 

@@ -48,6 +48,7 @@ _IN_GIT_TOO = frozenset({PIPELINE_FILE.encode(), RUNS_FILE.encode()})
 # Variables that point git at a repository other than by looking around the directory.
 _GIT_PLACES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 GITIGNORE = ".gitignore"
+IGNORE_HEADER = "# data tracked by dvfs"  # above the first patterns dvfs adds to it
 MAX_GITIGNORE = 4 << 20  # bytes of a .gitignore dvfs reads to add to it
 MAX_LOCK = 64 << 10  # bytes of a dvfs.lock dvfs reads
 
@@ -230,8 +231,8 @@ def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | No
         return False
     if text and not text.endswith("\n"):
         text += "\n"
-    if "# dvfs" not in text:
-        text += "# data tracked by dvfs\n"
+    if IGNORE_HEADER not in have:
+        text += IGNORE_HEADER + "\n"
     write_atomic(path, (text + "\n".join(new) + "\n").encode("utf-8", "surrogateescape"))
     return True
 
