@@ -11,6 +11,7 @@ from tests.support.cli import (
     Repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    warnings_of,
 )
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
@@ -72,6 +73,23 @@ def test_metrics_are_flattened_to_dotted_keys_and_bounded() -> None:
     }  # fmt: skip
     many = {f"k{i}": i for i in range(values.MAX_METRICS + 5)}
     assert len(values.flatten(many)) == values.MAX_METRICS
+
+
+def test_two_values_flattened_to_one_name_are_reported(repo: Repo) -> None:
+    clashes: list[str] = []
+    doc = {"a": {"b": 1}, "a.b": 2, "c": [{"d": 3}], "c.0": {"d": 4}, "e": 5}
+    assert values.flatten(doc, clashes) == {"a.b": 1, "c.0.d": 3, "e": 5}
+    assert clashes == ["a.b", "c.0.d"]
+    repo.write("src.json", '{"a": {"b": 1}, "a.b": 2}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit("one")
+    # one of the two values was dropped, and nothing said so
+    for args in (("metrics", "show"), ("metrics", "show", "HEAD", "--json"), ("compare",),
+                 ("metrics", "diff")):  # fmt: skip
+        r = repo.ok(*args)
+        assert any("m.json: a.b names two values" in w and "rename one of the keys" in w
+                   for w in warnings_of(r)), args  # fmt: skip
+    assert repo.json("metrics", "show", "--json") == {"workspace": {"m.json": {"a.b": 1}}}
 
 
 def test_a_value_of_another_type_inside_a_list_or_mapping_is_a_change(repo: Repo) -> None:

@@ -107,7 +107,10 @@ def version_metrics(hist: History, v: Version) -> tuple[dict[bytes, dict[str, An
             try:
                 data = _read_tree_file(hist, v.tree, m)
                 if data is not None:
-                    out[m] = values.flatten(values.load(data, m, os.fsdecode(m)))
+                    clashes: list[str] = []
+                    out[m] = values.flatten(values.load(data, m, os.fsdecode(m)), clashes)
+                    if clashes:
+                        notes.append(f"v{v.number}: {values.clash_note(quote_name(m), clashes)}")
             except DvfsError as exc:
                 notes.append(f"v{v.number}: {exc}")
     return out, notes
@@ -127,7 +130,10 @@ def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]
         try:
             data = ws.read(m, values.MAX_FILE)
             if data is not None:
-                out[m] = values.flatten(values.load(data, m, os.fsdecode(m)))
+                clashes: list[str] = []
+                out[m] = values.flatten(values.load(data, m, os.fsdecode(m)), clashes)
+                if clashes:
+                    notes.append(values.clash_note(quote_name(m), clashes))
         except DvfsError as exc:
             notes.append(str(exc))
     return out, notes

@@ -144,9 +144,14 @@ def close_keys(doc: Any, key: str) -> list[str]:
     return difflib.get_close_matches(key, _keys(doc), n=3, cutoff=0.6)
 
 
-def flatten(doc: Any) -> dict[str, Any]:
-    """Every number, boolean or short text of a metrics document, by dotted key."""
+def flatten(doc: Any, clashes: list[str] | None = None) -> dict[str, Any]:
+    """Every number, boolean or short text of a metrics document, by dotted key.
+
+    Two values can have one dotted key (``{"a": {"b": 1}, "a.b": 2}``): the first in
+    the document is kept, and the key is added to ``clashes``.
+    """
     out: dict[str, Any] = {}
+    twice: dict[str, None] = {}
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         if len(out) >= MAX_METRICS:
@@ -154,16 +159,38 @@ def flatten(doc: Any) -> dict[str, Any]:
         pre, cur = stack.pop()
         if isinstance(cur, dict):
             stack += [(f"{pre}{k}.", v) for k, v in reversed(list(cur.items()))]
-        elif isinstance(cur, list):
+            continue
+        if isinstance(cur, list):
             stack += [(f"{pre}{i}.", v) for i, v in reversed(list(enumerate(cur)))]
-        elif isinstance(cur, bool) or cur is None:
-            out[pre[:-1]] = cur
-        elif isinstance(cur, (int, float)):
-            out[pre[:-1]] = finite(cur) if isinstance(cur, float) else cur
+            continue
+        value: Any
+        if isinstance(cur, bool) or cur is None or isinstance(cur, int):
+            value = cur
+        elif isinstance(cur, float):
+            value = finite(cur)
         elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
-            out[pre[:-1]] = cur
+            value = cur
+        else:
+            continue
+        if pre[:-1] in out:
+            twice[pre[:-1]] = None
+        else:
+            out[pre[:-1]] = value
     out.pop("", None)
+    twice.pop("", None)
+    if clashes is not None:
+        clashes += twice
     return dict(sorted(out.items()))
+
+
+def clash_note(shown: str, clashes: list[str]) -> str:
+    """What to say of the keys :func:`flatten` found twice in metrics file ``shown``."""
+    names = ", ".join(quote_name(k) for k in clashes[:5])
+    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+    return (
+        f"{shown}: {names}{more} names two values (a key holding a dot and a nested key "
+        "flatten to one name): the first is shown; rename one of the keys"
+    )
 
 
 # ----------------------------------------------------------------------------- setting
