@@ -80,10 +80,10 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
     assert repo.ok("params", "diff").out.split() == ["Param", "v3", "workspace", "train.lr",
                                                      "0.01", "0.02"]  # fmt: skip
     every = repo.json("params", "diff", "v1", "v2", "--all", "--json")["params"]
-    assert {p["name"]: (p["old"], p["new"]) for p in every} == {
-        "note": (None, "first"),
-        "train.lr": (None, 0.01),
-    }  # v1 has no pipeline, and no --param
+    assert {p["name"]: (p.get("old", "-"), p["new"]) for p in every} == {
+        "note": ("-", "first"),
+        "train.lr": ("-", 0.01),
+    }  # v1 has no pipeline, and no --param: no "old"
     repo.ok("repro")
     shown = repo.json("metrics", "show", "--json")
     assert shown["workspace"]["metrics.json"]["acc"] == 0.52
@@ -215,6 +215,36 @@ def test_nan_and_the_infinities_are_spelled_one_way_in_every_output(repo: Repo) 
     assert repo.ok("compare", "--csv").out.splitlines()[1].endswith(",.nan,1,.inf,-.inf,.nan")
 
 
+def test_a_null_value_is_told_apart_from_a_missing_one(repo: Repo) -> None:
+    repo.write("params.yaml", "a: 1\nb: null\n")
+    repo.write("src.json", '{"acc": 0.5, "loss": null}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-p", "a,b", "-m", "m.json", "--",
+            "cp src.json m.json")  # fmt: skip
+    repo.commit("one")
+    repo.write("params.yaml", "a: null\nb: 2\n")
+    repo.write("src.json", '{"acc": null}')
+    repo.ok("repro")
+    repo.commit("two")
+    # null and absent were both "-" in tables, and both null in JSON
+    table = [ln.split() for ln in repo.ok("metrics", "show", "v1", "v2").out.splitlines()]
+    assert table[1:] == [["m.json", "acc", "0.5", "null"], ["m.json", "loss", "null", "-"]]
+    diff = repo.ok("params", "diff", "v1", "v2").out.split()
+    assert diff == ["Param", "v1", "v2", "a", "1", "null", "b", "null", "2"]
+    moved = repo.json("metrics", "diff", "v1", "v2", "--json")["metrics"]
+    assert moved == [
+        {"name": "acc", "old": 0.5, "new": None, "change": None},
+        {"name": "loss", "old": None, "change": None},  # no "new": v2 has no loss
+    ]
+    rows = {r["rev"]: (r["params"], r["metrics"]) for r in repo.json("compare", "--json")}
+    assert rows == {
+        "v2": ({"a": None, "b": 2}, {"acc": None}),
+        "v1": ({"a": 1, "b": None}, {"acc": 0.5, "loss": None}),
+    }
+    cells = [c for c in repo.ok("compare").out.splitlines()[2].split() if c != "│"]
+    assert cells[-4:] == ["null", "2", "null", "-"]  # a, b, acc, loss of v2
+    assert repo.ok("compare", "--csv").out.splitlines()[1].endswith(",null,2,null,")
+
+
 def test_a_list_parameter_holding_control_characters_is_escaped_in_tables(repo: Repo) -> None:
     raw = ("\x1b", "\u202e", "\u009b")
     repo.write("params.yaml", 'a:\n  l: ["\\u202eabc", "\\x9b31m", "\\e[2J"]\n')
@@ -285,13 +315,13 @@ def test_a_commit_param_and_a_stage_param_of_one_name_stay_apart_across_versions
     repo.write("params.yaml", "lr: 2\n")
     # v1 named the stage's lr params.yaml:lr (its --param took lr), the working tree
     # named it lr: the diff paired the --param 5 with the stage's 2
-    changed = {c["name"]: (c["old"], c["new"]) for c in
+    changed = {c["name"]: (c["old"], c.get("new", "-")) for c in
                repo.json("params", "diff", "--json")["params"]}  # fmt: skip
-    assert changed == {"lr": (5, None), "params.yaml:lr": (1, 2)}
+    assert changed == {"lr": (5, "-"), "params.yaml:lr": (1, 2)}
     repo.ok("repro")
     repo.commit("b")
-    changed = {c["name"]: (c["old"], c["new"]) for c in
+    changed = {c["name"]: (c["old"], c.get("new", "-")) for c in
                repo.json("params", "diff", "v1", "v2", "--json")["params"]}  # fmt: skip
-    assert changed == {"lr": (5, None), "params.yaml:lr": (1, 2)}
+    assert changed == {"lr": (5, "-"), "params.yaml:lr": (1, 2)}
     rows = {r["rev"]: r["params"] for r in repo.json("compare", "--json")}
-    assert rows == {"v2": {"lr": None, "params.yaml:lr": 2}, "v1": {"lr": 5, "params.yaml:lr": 1}}
+    assert rows == {"v2": {"params.yaml:lr": 2}, "v1": {"lr": 5, "params.yaml:lr": 1}}

@@ -336,6 +336,22 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
     fsck_clean(root)
 
 
+def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path: Path) -> None:
+    root = tmp_path / "nulls"
+    Repository.init(root)
+    for metrics in ({"acc": None}, {"acc": 0.5, "loss": 1}):
+        with vfs.track(repo=root, message="train") as run:
+            run.log_metrics(metrics)
+    with serving(root) as s:
+        page.goto(s.url + "#/experiments")
+        rows = page.locator("table.experiments tbody tr")
+        expect(rows).to_have_count(2)
+        # v1's acc is null and it has no loss: both were "-"
+        expect(rows.nth(1).locator("td.metric")).to_have_text(["null", "-"])
+        expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "1"])
+    fsck_clean(root)
+
+
 def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path: Path) -> None:
     """A directory past ADDED_MAX entries: the listing comes without "added in", which
     the page asks for apart and fills in; a search out of time gives "vK or before"."""

@@ -76,8 +76,8 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     if as_json:
         emit_json({
             "old": left, "new": right,
-            "params": [{"name": c.name, "old": c.old, "new": c.new, "changed": c.changed}
-                       for c in changes],
+            "params": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
+                        "changed": c.changed} for c in changes],
         })  # fmt: skip
         return
     if changes:
@@ -136,8 +136,9 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
             "a vfs.track run logs them with run.log_metrics)"
         )
         return
+    gone = report.MISSING
     rows = [
-        [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k)) for _, m in sides)]
+        [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k, gone)) for _, m in sides)]
         for f, k in keys
     ]
     plain_table(["Path", "Metric", *(escape_text(label) for label, _ in sides)], rows)
@@ -174,8 +175,8 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     if as_json:
         emit_json({
             "old": left, "new": right,
-            "metrics": [{"name": c.name, "old": c.old, "new": c.new, "change": c.delta}
-                        for c in changes],
+            "metrics": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
+                         "change": c.delta} for c in changes],
         })  # fmt: skip
         return
     rows = [
@@ -234,7 +235,8 @@ def compare(
         w.writerow(headers)
         for r, cells in table:
             w.writerow([r.label, r.created, r.message, *(
-                "" if v is None else v if isinstance(v, (int, float, str)) else json.dumps(v)
+                "" if v is report.MISSING else v if isinstance(v, (int, float, str))
+                else json.dumps(v)  # (null: null)
                 for v in cells.values()
             )])  # fmt: skip
         return
@@ -347,7 +349,8 @@ def exp_list(as_json: bool) -> None:
             {"name": e.name, "branch": e.branch, "version": e.label, "id": e.oid.hex(),
              "base": e.base, "created": iso_ns(e.created_ns) if e.created_ns else None,
              "message": e.message,
-             "params": {k: {"old": a, "new": b} for k, (a, b) in e.changed.items()},
+             "params": {k: report.present({"old": a, "new": b})
+                        for k, (a, b) in e.changed.items()},
              "metrics": e.metrics}
             for e in found
         ])  # fmt: skip

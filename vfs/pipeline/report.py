@@ -32,12 +32,28 @@ from vfs.ops.diff import flat_params
 from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, finite, quote_name
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
 EXP_PREFIX = "exp/"
-MISSING = None  # (shown as "-")
+
+
+class _Missing:
+    """The value of a name a version or file does not have (shown as ``-``), apart
+    from a null value (``null``)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+def present(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without those that are MISSING: JSON leaves out a name a side lacks,
+    and gives null for a null value."""
+    return {k: v for k, v in values.items() if v is not MISSING}
 
 
 def _file_key(file: bytes, key: str) -> str:
@@ -152,7 +168,7 @@ def flat_metrics(m: Mapping[bytes, Mapping[str, Any]], bare: bool) -> dict[str, 
 
 @dataclass
 class Change:
-    """One name's value on each side (None: absent), and whether it differs."""
+    """One name's value on each side (MISSING: absent), and whether it differs."""
 
     name: str
     old: Any
@@ -209,7 +225,8 @@ def row_of(
 
 
 def shown(value: Any) -> str:
-    """A value in a table cell: text as it is, ``-`` for absent, anything else as JSON."""
+    """A value in a table cell: text as it is, ``-`` for absent, anything else as JSON
+    (a null value is ``null``)."""
     import json
 
     if value is MISSING:
@@ -217,14 +234,15 @@ def shown(value: Any) -> str:
     if isinstance(value, str):
         return quote_name(value) if value else '""'
     if isinstance(value, float):
-        return f"{value:.6g}"
+        value = finite(value)
+        return value if isinstance(value, str) else f"{value:.6g}"
     return escape_text(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 
 @dataclass
 class Compared:
     """``dvfs compare``: its parameter and metric columns, and its rows with their cells
-    (keyed ``param:NAME`` and ``metric:NAME``, None where a row has no value)."""
+    (keyed ``param:NAME`` and ``metric:NAME``, MISSING where a row has no value)."""
 
     params: list[str]
     metrics: list[str]
@@ -256,8 +274,8 @@ def compare(
     pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
     mcols = [] if only_params and not only_metrics else sorted({k for m in metric_rows for k in m})
     table = [
-        (r, {**{f"param:{k}": r.params.get(k) for k in pcols},
-             **{f"metric:{k}": m.get(k) for k in mcols}})
+        (r, {**{f"param:{k}": r.params.get(k, MISSING) for k in pcols},
+             **{f"metric:{k}": m.get(k, MISSING) for k in mcols}})
         for r, m in zip(rows, metric_rows, strict=True)
     ]  # fmt: skip
     if sort_by:
@@ -267,21 +285,26 @@ def compare(
         if col is None:
             raise UsageError(f"no metric or parameter {name} to sort by")
 
-        # Numbers, then text (anything else as it is shown), then rows without a value;
-        # each group in the order asked, ties in the order chosen.
+        # Numbers, then text (anything else as it is shown), then rows without a value
+        # (a null one, then none); each group in the order asked, ties in the order chosen.
+        def gap(x: Any) -> bool:
+            return x is None or x is MISSING
+
         numbers = [t for t in table if _number(t[1][col])]
-        texts = [t for t in table if t[1][col] is not None and not _number(t[1][col])]
+        texts = [t for t in table if not gap(t[1][col]) and not _number(t[1][col])]
         numbers.sort(key=lambda t: cast(float, t[1][col]), reverse=desc)
         texts.sort(key=lambda t: shown(t[1][col]), reverse=desc)
-        table = numbers + texts + [t for t in table if t[1][col] is None]
+        nulls = [t for t in table if t[1][col] is None]
+        table = numbers + texts + nulls + [t for t in table if t[1][col] is MISSING]
     return Compared(pcols, mcols, table)
 
 
 def compare_json(c: Compared) -> list[dict[str, Any]]:
-    """``dvfs compare --json``: one object per row."""
+    """``dvfs compare --json``: one object per row (a name the row lacks is left out;
+    a null value is null)."""
     return [
         {"rev": r.label, "id": r.id, "created": r.created, "message": r.message,
-         "params": {k: cells[f"param:{k}"] for k in c.params},
-         "metrics": {k: cells[f"metric:{k}"] for k in c.metrics}}
+         "params": present({k: cells[f"param:{k}"] for k in c.params}),
+         "metrics": present({k: cells[f"metric:{k}"] for k in c.metrics})}
         for r, cells in c.rows
     ]  # fmt: skip
