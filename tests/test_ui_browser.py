@@ -206,6 +206,18 @@ def test_an_unknown_version_names_the_closest(page: Page, server: Server) -> Non
     expect(page.locator("h1")).to_contain_text("Version v1")
 
 
+def test_a_page_number_that_is_no_number_is_refused_by_name(page: Page, server: Server) -> None:
+    # Each page turned offset=abc into NaN and showed "offset must be ..., not 'NaN'"
+    for route in ("versions?offset=abc", "store?offset=abc", "diff?old=v1&new=v3&offset=abc",
+                  "version?rev=v1&dir=data&file=data/train.csv&roffset=abc"):  # fmt: skip
+        page.goto(server.url + "#/" + route)
+        error = page.locator(".error")
+        expect(error).to_contain_text("offset must be a whole number, not 'abc'")
+        expect(page.locator("main")).not_to_contain_text("NaN")
+    page.goto(server.url + "#/versions?offset=1")
+    expect(page.locator(".pager")).to_contain_text("2\u20133 of 3")  # (an en dash)
+
+
 def test_tag_a_version_and_delete_a_branch_with_allow_write(page: Page, tmp_path: Path) -> None:
     """The actions of ``--allow-write``, clicked: each is the CLI command, audited."""
     repo = Repo(make_repo(tmp_path / "repo"))

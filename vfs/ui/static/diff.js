@@ -18,7 +18,7 @@ export async function diffPage(el, params) {
     put(el, h("p", { class: "muted" }, "Pick two versions here, or tick two on the Versions page."));
     return;
   }
-  const offset = Number(params.offset || 0);
+  const offset = params.offset || 0; // as given: the server refuses, by name, what is no number
   let d;
   try {
     d = await api("diff", { old: params.old, new: params.new, offset, limit: LIMIT });

@@ -2,7 +2,7 @@
 import { api, errorBox, h, human, link, pager, put, swap } from "./dom.js";
 
 export async function storePage(el, params) {
-  const offset = Number(params.offset || 0);
+  const offset = params.offset || 0; // as given: the server refuses, by name, what is no number
   let st, log;
   try {
     [st, log] = await Promise.all([api("store"), api("audit", { offset, limit: 100 })]);

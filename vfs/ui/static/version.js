@@ -137,7 +137,7 @@ function flat(obj, prefix = "", out = {}) {
 
 async function showPreview(el, rev, params, go) {
   const path = params.file;
-  const offset = Number(params.roffset || 0);
+  const offset = params.roffset || 0; // as given: the server refuses, by name, what is no number
   let p;
   try {
     p = await api("preview", { rev, path, offset, limit: ROWS });

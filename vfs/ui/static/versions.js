@@ -4,7 +4,7 @@ import { act, api, badges, CSRF, errorBox, h, human, link, pager, put, reload, s
 const LIMIT = 50;
 
 export async function versionsPage(el, params) {
-  const offset = Number(params.offset || 0);
+  const offset = params.offset || 0; // as given: the server refuses, by name, what is no number
   let data;
   try {
     data = await api("versions", { ...params, offset, limit: LIMIT });
