@@ -261,6 +261,19 @@ def test_a_list_parameter_holding_control_characters_is_escaped_in_tables(repo: 
     assert changed["new"] == ["\u202eabd", "\u009b32m", "\x1b[2J"]  # JSON stays exact
 
 
+def test_compare_csv_escapes_control_characters_as_the_table_does(repo: Repo) -> None:
+    repo.write("src.json", '{"a\\u001b[31mred": true, "t": "x\\u001b[2Jy", "l": [1]}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit("one\x1b]0;title\x07")
+    out = repo.ok("compare", "--csv").out
+    # names, messages and text went out raw: a terminal acted on them
+    assert "\x1b" not in out and "\x07" not in out
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][3:] == ["a\\033[31mred", "l.0", "t"]
+    assert rows[1][2].startswith("one\\033]0;title\\")
+    assert rows[1][3:] == ["true", "1", "x\\033[2Jy"]  # true, as JSON and the table say
+
+
 def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:
     repo.write("params.yaml", "a: 1\n")
     repo.ok("run", "-n", "s", "-p", "a", "-o", "o.txt", "--", "echo > o.txt")

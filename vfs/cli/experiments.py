@@ -231,14 +231,20 @@ def compare(
     if as_csv:
         import csv
 
+        def cell(v: Any) -> Any:  # text escaped as the table has it: it may be anyone's
+            if v is report.MISSING:
+                return ""
+            if isinstance(v, str):
+                return escape_text(v)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return v
+            return json.dumps(v)  # null, true, false, lists, mappings (ASCII)
+
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(headers)
+        w.writerow([escape_text(h) for h in headers])
         for r, cells in table:
-            w.writerow([r.label, r.created, r.message, *(
-                "" if v is report.MISSING else v if isinstance(v, (int, float, str))
-                else json.dumps(v)  # (null: null)
-                for v in cells.values()
-            )])  # fmt: skip
+            w.writerow([escape_text(r.label), r.created, escape_text(r.message),
+                        *(cell(v) for v in cells.values())])  # fmt: skip
         return
     from rich.console import Console
     from rich.table import Table
