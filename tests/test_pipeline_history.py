@@ -274,6 +274,22 @@ def test_compare_csv_escapes_control_characters_as_the_table_does(repo: Repo) ->
     assert rows[1][3:] == ["true", "1", "x\\033[2Jy"]  # true, as JSON and the table say
 
 
+def test_metrics_show_says_why_a_stage_s_metrics_are_not_shown(repo: Repo) -> None:
+    repo.write("src.json", '{"acc": 1}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    (repo.root / "m.json").unlink()
+    # it said "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:"
+    r = repo.ok("metrics", "show")
+    assert r.out == "no metrics could be read (the warnings above say why)\n"
+    assert warnings_of(r) == ["dvfs: warning: m.json does not exist (`dvfs repro` makes a stage's)"]
+    repo.write("m.json", "{broken")
+    r = repo.ok("metrics", "show")
+    assert r.out.startswith("no metrics could be read")
+    assert "m.json is not valid JSON" in warnings_of(r)[0]
+    repo.ok("repro")
+    assert repo.json("metrics", "show", "--json") == {"workspace": {"m.json": {"acc": 1}}}
+
+
 def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:
     repo.write("params.yaml", "a: 1\n")
     repo.ok("run", "-n", "s", "-p", "a", "-o", "o.txt", "--", "echo > o.txt")

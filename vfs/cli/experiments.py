@@ -132,9 +132,10 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     keys = sorted({(f, k) for _, m in sides for f, kv in m.items() for k in kv})
     if not keys:
         click.echo(
+            "no metrics could be read (the warnings above say why)" if notes else
             "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:, "
             "a vfs.track run logs them with run.log_metrics)"
-        )
+        )  # fmt: skip
         return
     gone = report.MISSING
     rows = [

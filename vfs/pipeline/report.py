@@ -145,7 +145,9 @@ def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]
     for m in dict.fromkeys(files):
         try:
             data = ws.read(m, values.MAX_FILE)
-            if data is not None:
+            if data is None:
+                notes.append(f"{quote_name(m)} does not exist (`dvfs repro` makes a stage's)")
+            else:
                 clashes: list[str] = []
                 out[m] = values.flatten(values.load(data, m, os.fsdecode(m)), clashes)
                 if clashes:
