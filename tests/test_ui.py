@@ -215,6 +215,9 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status_of(server, "versions", offset="-1")[0] == 400
     assert status_of(server, "versions", limit="lots")[0] == 400
     assert status_of(server, "versions", limit="\u00b2")[0] == 400  # a digit int() refuses
+    status, body = status_of(server, "versions", offset="9" * 13)
+    assert status == 400
+    assert body["error"] == f"offset {'9' * 13} is too large: give at most 12 digits"
     assert get(f"{server.base}api/nothing").status == 404
     assert get(f"{server.base}static/../../../etc/passwd").status == 404
     # a page elsewhere reaching the dashboard through DNS rebinding

@@ -229,8 +229,10 @@ class Api:
         value = request.query_params.get(name)
         if value is None or value == "":
             return default
-        if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        if not (value.isascii() and value.isdigit()):
             raise UsageError(f"{name} must be a whole number, not {value[:40]!r}")
+        if len(value) > 12:  # (it said "must be a whole number" of one)
+            raise UsageError(f"{name} {value[:40]} is too large: give at most 12 digits")
         return int(value)
 
     def local_only(self, what: str) -> None:
