@@ -4,6 +4,8 @@ log --oneline, diff --name-only, remote alone, rm -r, show REV:PATH.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,6 +164,34 @@ def test_status_says_when_git_checked_out_a_dvfs_lock_of_other_data(make_repo: R
     repo.ok("checkout", "--lock")
     assert (repo.root / "a.txt").read_text() == "one"
     assert repo.status()["lock"] is None and "dvfs.lock" not in repo.ok("status").out
+    repo.fsck_clean()
+
+
+def test_add_of_many_paths_asks_git_which_it_tracks_once(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """.gitignore leaves out what git tracks: one `git ls-files` for the whole add,
+    not one per path given (300 paths made 300 calls of 300 paths each)."""
+    repo = make_repo(git_repo=True)
+    repo.write("kept/in_git.txt", "code")
+    git(repo.root, "add", "kept/in_git.txt")
+    names = [f"f{i:03}.bin" for i in range(300)]
+    for name in names:
+        repo.write(name, name)
+    shim = tmp_path / "bin"  # a git that notes each ls-files, then runs the real one
+    shim.mkdir()
+    log = tmp_path / "calls"
+    real = shutil.which("git")
+    (shim / "git").write_text(
+        f'#!/bin/sh\ncase " $* " in *" ls-files "*) echo x >> {log};; esac\nexec {real} "$@"\n'
+    )
+    (shim / "git").chmod(0o755)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    repo.ok("add", *names, "kept", env=env)
+    assert log.read_text().count("x") == 1
+    ignored = (repo.root / ".gitignore").read_text().split("\n")
+    assert "/f000.bin" in ignored and "/f299.bin" in ignored
+    assert "/kept" not in ignored  # git tracks a file below it
     repo.fsck_clean()
 
 

@@ -146,7 +146,12 @@ def git_tracked(root: Path, rels: list[bytes]) -> set[bytes]:
         if out.returncode != 0:
             return set()
         listed += [p for p in out.stdout.split(b"\0") if p]
-    return {r for r in rels if any(p == r or p.startswith(r + b"/") for p in listed)}
+    covered: set[bytes] = set()  # the files listed and every directory above them
+    for p in listed:
+        while p and p not in covered:
+            covered.add(p)
+            p = p.rpartition(b"/")[0]
+    return {r for r in rels if r in covered}
 
 
 def git_author(root: Path) -> str | None:
@@ -199,7 +204,8 @@ def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | No
     rels = [r for r in rels if r not in _IN_GIT_TOO]
     if not rels or not in_git(root):
         return False
-    rels = [r for r in rels if r not in git_tracked(root, rels)]
+    tracked = git_tracked(root, rels)  # (once: one git call per 1,000 paths)
+    rels = [r for r in rels if r not in tracked]
     if not rels:
         return False
     try:
