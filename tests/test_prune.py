@@ -96,6 +96,10 @@ def test_max_size_drops_the_least_recently_used_data_the_remote_holds(
     repo.write("data.bin", DATA[3])  # v4: committed, never pushed
     r = repo.ok("add", "data.bin")  # the store grows past the limit here
     assert "store.max-size" in r.err and "1 version" in r.err  # one more goes, not v3
+    assert "stays above" not in r.err
+    r = repo.ok("config", "store.max-size", "1K")  # v3 (the newest pushed) and v4 stay
+    assert "it stays above 1K: the rest is data origin lacks (`dvfs push` sends it)" in r.err
+    repo.ok("config", "store.max-size", str(limit))
     repo.commit("v4")
     assert repo.fsck_clean()["remote_only"] == 2
     # with the remote gone, the newer data is here, the older is not

@@ -247,16 +247,24 @@ def keep_within_max_size(repo: Repository) -> None:
         return
     from vfs.ops.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
 
+    limit = parse_store_size(text, MAX_SIZE_KEY)
     try:
-        r = shrink(repo, parse_store_size(text, MAX_SIZE_KEY))
+        r = shrink(repo, limit)
     except DvfsError as exc:
         warn(f"{MAX_SIZE_KEY} {text}: nothing was pruned: {exc}")
         return
     if r is not None:
+        over = ""
+        if r.gc.bytes_after > limit:  # say why, or the setting looks ignored
+            over = (
+                f"; it stays above {text}: the rest is data {r.remote} lacks (`dvfs push` "
+                "sends it) or that the newest version, the working tree, the index or a "
+                "mount needs"
+            )
         click.echo(
             f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
             f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
-            f"{human(r.gc.bytes_after)})",
+            f"{human(r.gc.bytes_after)}){over}",
             err=True,
         )
 
