@@ -254,6 +254,27 @@ def test_diverged_local_branch_dropped_for_the_remote_one(
 # --------------------------------------------------------------------- partial transfers
 
 
+def test_a_pull_refused_over_a_local_change_names_pull(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A pull of a revision or of paths checks out as `dvfs checkout` does, and its
+    refusal said "checkout would overwrite ...", a command the user had not run."""
+    a = make_repo("a")
+    commit_files(a, {"d/a": b"one"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    commit_files(a, {"d/a": b"two"}, "two")
+    a.ok("push")
+    b.write("d/a", "my change")
+    for args in (("pull",), ("pull", "main"), ("pull", "d/a"), ("pull", "main", "d")):
+        line = b.fail(*args, fragments=("pull would overwrite uncommitted changes in d/a",))
+        assert "checkout" not in line and "--force" in line, line
+    assert b.read("d/a") == b"my change"
+    b.ok("pull", "--force", "origin/main", "d")
+    assert b.read("d/a") == b"two"
+
+
 def test_pull_of_some_paths_downloads_only_their_chunks(
     remote: Remote, make_repo: RepoFactory
 ) -> None:

@@ -520,7 +520,8 @@ def test_rm_and_rm_cached(repo: Repo) -> None:
     assert st["untracked"] == ["d/b.txt"]
 
     repo.write("d/c.txt", "changed, not staged")
-    repo.fail("rm", "d/c.txt", fragments=("d/c.txt", "--force"))
+    line = repo.fail("rm", "d/c.txt", fragments=("rm would delete uncommitted changes in d/c.txt",))
+    assert "nothing was removed" in line and "--cached" in line and "--force" in line, line
     assert repo.read("d/c.txt") == b"changed, not staged"
     repo.ok("rm", "--force", "d/c.txt")
     assert not (repo.root / "d" / "c.txt").exists()

@@ -100,9 +100,19 @@ class RefConflict(DvfsError):
 class UncommittedChanges(DvfsError):
     """An operation would overwrite uncommitted work; ``paths`` lists it, and
     ``untracked`` those of them that are not tracked (named so: "commit them" is not
-    how to keep an untracked file)."""
+    how to keep an untracked file). ``action`` is the command the user ran, ``verb``
+    what it would do to the changes, ``what`` what to do instead (when none of the
+    paths is untracked)."""
 
-    def __init__(self, action: str, paths: Sequence[str], untracked: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        action: str,
+        paths: Sequence[str],
+        untracked: Sequence[str] = (),
+        *,
+        verb: str = "overwrite",
+        what: str = "commit them, or use --force to discard them",
+    ) -> None:
         self.paths = list(paths)
         loose = [p for p in self.paths if p in set(untracked)]
         changed = [p for p in self.paths if p not in set(untracked)]
@@ -111,15 +121,13 @@ class UncommittedChanges(DvfsError):
             parts.append(f"uncommitted changes in {_first(changed)}")
         if loose:
             parts.append(f"untracked {_first(loose)}")
-        if not loose:
-            what = "commit them, or use --force to discard them"
-        else:
+        if loose:
             what = (
                 "move the untracked files away (or `dvfs add` and commit them)"
                 + (", and commit the changes" if changed else "")
                 + ", or use --force to overwrite them"
             )
-        super().__init__(f"{action} would overwrite {' and '.join(parts)}: {what}")
+        super().__init__(f"{action} would {verb} {' and '.join(parts)}: {what}")
 
 
 def _first(paths: Sequence[str]) -> str:

@@ -98,10 +98,13 @@ def restore_version(
     source: str | None = None,
     offline: bool = False,
     yes: bool = False,
+    rebuild_index: bool = False,
 ) -> CheckoutReport:
     """The shared body of checkout, switch and pull (caller holds the lock).
 
-    ``source`` is the revision as the user wrote it, for hints (default: vN).
+    ``action`` is the command as messages name it; ``source`` the revision as the user
+    wrote it, for hints (default: vN). ``rebuild_index``: a damaged index is read as
+    absent and written anew (``checkout --force`` of the whole tree), not refused.
 
     The cyclic garbage collector is paused throughout (``paused_gc``): a checkout
     makes a few objects per file, and its collections walked them all again and
@@ -115,7 +118,7 @@ def restore_version(
     wanted = hist.flatten(version.tree, empty)
     whole = wanted  # (before PATHS narrow it: the base version's files, if it is this one)
     _check_writable(label, wanted, empty)
-    index = repo.index(rebuild=force and not paths and action == "checkout")
+    index = repo.index(rebuild=rebuild_index)
     if index.damaged is not None:
         warn(f"the staging index was not readable: it is rebuilt from {label} and the working tree")
     rels = [repo.rel(p) for p in paths]
@@ -385,6 +388,7 @@ def checkout(
     warn: Warn = quiet,
     offline: bool = False,
     yes: bool = False,
+    action: str = "checkout",
 ) -> CheckoutReport:
     """Restore the working tree (or just ``paths``) to a revision.
 
@@ -392,7 +396,8 @@ def checkout(
     current branch's latest version, else detached at that version. Data that is
     only on the default remote is downloaded first unless ``offline`` (see the
     module docstring); ``yes`` allows a download that expands far
-    (``vfs.remote.receive.check_expansion``).
+    (``vfs.remote.receive.check_expansion``). ``action``: the command messages name
+    (``pull`` checks out this way too).
     """
     with repo.locked():
         hist = repo.history
@@ -419,7 +424,8 @@ def checkout(
         return restore_version(
             repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
             source=rev if rev is not None and not _is_id(rev, target) else None,
-            offline=offline, yes=yes,
+            offline=offline, yes=yes, action=action,
+            rebuild_index=force and not paths,
         )  # fmt: skip
 
 

@@ -121,7 +121,7 @@ def set_up(
     if tip == target:
         report = co.fast_forward(repo, branch, None, target, workers, force=force)
     else:
-        report = co.checkout(repo, None, [], workers, force=force, from_lock=True)
+        report = co.checkout(repo, None, [], workers, force=force, from_lock=True, action="pull")
         if tip is not None and repo.refs.get(f"refs/heads/{branch}") is None:
             repo.refs.update(f"refs/heads/{branch}", tip, None)
     return SetUp(repo, spec.name, branch, target, lock is not None, got.transfer, report)

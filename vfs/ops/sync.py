@@ -371,7 +371,7 @@ def pull(
         download_data(repo, meter, got.index, target, prefixes, workers, jobs, got.transfer)
     got.transfer.requests = meter.requests
     if paths or rev is not None:
-        report = co.checkout(repo, rev or target.hex(), paths, workers, force=force)
+        report = co.checkout(repo, rev or target.hex(), paths, workers, force=force, action="pull")
         return PullResult(got.transfer, report, "")
     local = repo.refs.get(f"refs/heads/{branch}")
     if local == target:

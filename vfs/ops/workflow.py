@@ -306,7 +306,11 @@ def rm(
                 )
             changed = [p for p in state.modified if p in sub.entries]
             if changed:
-                raise UncommittedChanges("rm", [show(p) for p in changed])
+                raise UncommittedChanges(
+                    "rm", [show(p) for p in changed], verb="delete",
+                    what="nothing was removed; commit them first, or use --cached to stop "
+                    "tracking and keep the files, or --force to delete them anyway",
+                )  # fmt: skip
         index.head = None
         with Walker(repo.root) as walker:
             # Unstaged one by one, not through ``entries``: the cache-tree of the other
