@@ -228,6 +228,36 @@ def test_damaged_pack_is_refused_and_named(
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.parametrize("damage", ["emptied", "flipped byte"])
+def test_a_damaged_cached_index_segment_is_read_again(
+    damage: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The remote is sound; only the clone's copy of a segment is not (a crash after it was
+    written): the copy is dropped and read again, never blamed on the remote."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    commit_files(a, {"d/old.bin": b"old\n"}, "old")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    b = Repo(tmp_path / "b")
+    assert_ok(run(tmp_path, "clone", remote.as_uri(), "b"))
+    (cached,) = (b.root / ".dvfs/remotes/origin/index").iterdir()
+    sound = cached.read_bytes()
+    if damage == "emptied":
+        cached.write_bytes(b"")
+    else:
+        data = bytearray(sound)
+        data[len(data) // 2] ^= 0x01
+        cached.write_bytes(bytes(data))
+    v2 = commit_files(a, {"d/new.bin": rand(100 * KiB, 3)}, "new")
+    a.ok("push")
+    b.ok("pull")
+    assert b.head_id() == v2
+    assert b.read("d/new.bin") == a.read("d/new.bin")
+    assert cached.read_bytes() == sound
+    b.fsck_clean()
+
+
 # ---------------------------------------------------------------------- a hostile remote
 
 

@@ -15,7 +15,8 @@ is read from one is bounded before it is read and checked before it is used
 
 A segment listed but gone when read was replaced by a remote gc: the listing is read
 again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
-``.dvfs/remotes/<name>/index/<id>`` (they never change).
+``.dvfs/remotes/<name>/index/<id>`` (they never change); a cached copy whose bytes are not
+its id is dropped and read again from the remote.
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ def cached_remote_ids(repo: Repository) -> set[bytes]:
         return out
     for seg in base.glob("*/index/*"):
         if not seg.name.startswith("."):
+            data = seg.read_bytes()
+            if hash_bytes(data).hex() != seg.name:
+                continue  # damaged: it tells nothing (the next fetch reads it again)
             try:
-                out.update(obj.oid for _, obj in decode_segment(seg.read_bytes(), seg.name))
+                out.update(obj.oid for _, obj in decode_segment(data, seg.name))
             except FormatError:
                 continue
     return out
@@ -249,7 +253,12 @@ class RemoteRepo:
     def _segment(self, seg_id: str) -> bytes:
         cached = self.cache / seg_id if self.cache else None
         if cached is not None and cached.exists():
-            return cached.read_bytes()
+            data = cached.read_bytes()
+            if hash_bytes(data).hex() == seg_id:
+                return data
+            # damaged here (a crash after the cache was written, say), not on the
+            # remote: dropped, and read again from the remote
+            cached.unlink(missing_ok=True)
         data = self.backend.get_small(segment_key(seg_id), SEGMENT_LIMIT)
         if hash_bytes(data).hex() != seg_id:
             raise RemoteError(
