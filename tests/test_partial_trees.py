@@ -113,6 +113,35 @@ def test_clone_no_checkout_then_commit_keeps_every_file(origin: Origin, tmp_path
     b.fsck_clean()
 
 
+@pytest.mark.parametrize("how", ["--no-checkout", "killed before its checkout"])
+def test_a_pull_of_a_branch_up_to_date_writes_the_files_not_checked_out(
+    how: str, origin: Origin, tmp_path: Path
+) -> None:
+    """`dvfs pull` without PATHs writes every file, even with nothing new to fetch: a
+    clone killed after its branch was made but before its checkout (no index yet; a new
+    clone is refused, the directory is not empty) is finished by it."""
+    b = origin.clone(tmp_path, "b", "--no-checkout")
+    b.ok("pull", "data/x")
+    b.write("data/x/a.bin", b"changed here\n")  # a local change stays as it is
+    if how != "--no-checkout":
+        (b.root / ".dvfs/index").unlink()
+        (b.root / "data").rename(tmp_path / "aside")  # the clone wrote no file
+    out = b.ok("pull").out
+    assert "main is up to date" in out
+    for rel, data in {**FILES, **V2}.items():
+        if rel != "data/x/a.bin" or how != "--no-checkout":
+            assert b.read(rel) == V2.get(rel, data), rel
+    st = b.status()
+    assert st["not_checked_out"] == []
+    if how == "--no-checkout":
+        assert b.read("data/x/a.bin") == b"changed here\n"
+        assert st["modified"] == ["data/x/a.bin"]
+    else:
+        assert st["modified"] == []
+    assert "main is up to date\ndownloaded 0 objects" in b.ok("pull").out  # nothing left to do
+    b.fsck_clean()
+
+
 def test_pull_path_then_commit_and_push_keeps_every_file(origin: Origin, tmp_path: Path) -> None:
     b = origin.clone(tmp_path, "b", "--no-checkout")
     b.ok("pull", "data/x")

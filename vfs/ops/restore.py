@@ -121,6 +121,29 @@ def restore(
     return report
 
 
+def restore_not_checked_out(
+    repo: Repository, workers: Workers, *, warn: Warn = quiet
+) -> RestoreReport:
+    """Write every file the index marks not checked out, as staged (caller holds the lock).
+
+    What a ``pull`` of a branch already up to date does for a partial working tree: a
+    ``clone --no-checkout``, or a clone killed before its checkout, gets its files.
+    The rest of the working tree is not looked at; a file that cannot be written stays
+    not checked out (``report.failed``).
+    """
+    index = repo.index()
+    report = RestoreReport("the index")
+    want = {}
+    for p in index.absent():
+        s = index.get(p)
+        assert s is not None
+        want[p] = s.to_entry(p.rpartition(b"/")[2])
+    if want:  # (the version's size was checked by the caller, as for the whole checkout)
+        _restore_files(repo, index, want, report, workers, offline=False, yes=True, warn=warn)
+        index.save()
+    return report
+
+
 def _restore_files(
     repo: Repository,
     index: Index,

@@ -45,6 +45,7 @@ from vfs.errors import (
 from vfs.ops import branches
 from vfs.ops import checkout as co
 from vfs.ops import merge as merging
+from vfs.ops.restore import restore_not_checked_out
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import Meter, RemoteSpec, add_remote, connect
@@ -375,7 +376,17 @@ def pull(
         return PullResult(got.transfer, report, "")
     local = repo.refs.get(f"refs/heads/{branch}")
     if local == target:
-        return PullResult(got.transfer, None, f"{branch} is up to date")
+        with repo.locked():  # a partial working tree (clone --no-checkout, or killed) is filled
+            brought = restore_not_checked_out(repo, workers, warn=got.transfer.warnings.append)
+        said = f"{branch} is up to date"
+        if brought.written:
+            said += f"; {brought.written:,} files that were not checked out were written"
+        if brought.failed:
+            said += (
+                f"; {len(brought.failed):,} files are still not checked out: "
+                f"{co.names_of(sorted(brought.failed))} ({next(iter(brought.failed.values()))})"
+            )
+        return PullResult(got.transfer, None, said)
     if local is not None and hist.is_ancestor(target, local):
         return PullResult(
             got.transfer, None, f"{branch} is ahead of {spec.name}/{branch}: `dvfs push` it"
