@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -411,6 +412,37 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
     assert_error(run(tmp_path, "clone", remote.as_uri(), "full"), "not an empty directory")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     a.fsck_clean()
+
+
+def test_a_killed_clone_or_init_is_finished_or_cleared_by_the_next_command(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A clone killed before its store was renamed into place leaves ``.dvfs.init-PID``:
+    the next clone or init there removes it (its process is gone) rather than refuse
+    the directory as not empty. A clone killed later leaves a repository: a new clone
+    says that `dvfs pull` in it finishes it."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x\n"}, "x")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    dead = subprocess.Popen(["true"])  # (its pid: no process has it once it is waited for)
+    dead.wait()
+    for name in ("c", "i"):
+        (tmp_path / name / f".dvfs.init-{dead.pid}" / "objects").mkdir(parents=True)
+    (tmp_path / "i" / ".dvfs.init-1").mkdir()  # a process that lives: left alone
+    assert_ok(run(tmp_path, "clone", remote.as_uri(), "c"))
+    assert sorted(os.listdir(tmp_path / "c")) == [".dvfs", "d"]
+    assert_ok(run(tmp_path, "init", "i"))
+    assert sorted(os.listdir(tmp_path / "i")) == [".dvfs", ".dvfs.init-1"]
+
+    assert_ok(run(tmp_path, "clone", remote.as_uri(), "k", "--no-checkout"))
+    (tmp_path / "k" / ".dvfs" / "index").unlink()  # killed after its branch, before its files
+    r = run(tmp_path, "clone", remote.as_uri(), "k")
+    assert_error(r, "already a dvfs repository", "`dvfs pull` in it finishes it")
+    assert_ok(run(tmp_path / "k", "pull"))
+    assert (tmp_path / "k" / "d" / "x").read_bytes() == b"x\n"
+    Repo(tmp_path / "k").fsck_clean()
 
 
 def test_a_push_never_makes_anew_a_remote_that_held_versions(

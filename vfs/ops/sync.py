@@ -57,7 +57,13 @@ from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History
 from vfs.repo.refs import Head
-from vfs.repo.repository import Repository, parse_format, preferred_branch
+from vfs.repo.repository import (
+    DVFS_DIR,
+    Repository,
+    init_leftovers,
+    parse_format,
+    preferred_branch,
+)
 from vfs.worktree.pools import Workers
 
 STOP_ENV = "DVFS_TEST_PUSH_STOP_AT"
@@ -444,8 +450,17 @@ def clone(
     checked out (``vfs.remote.receive.check_expansion``), and the clone is removed.
     """
     spec = RemoteSpec("origin", url, endpoint_url)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise UsageError(f"{directory} exists and is not an empty directory")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} exists and is not a directory: clone into another one")
+    if directory.is_dir() and set(directory.iterdir()) - set(init_leftovers(directory)):
+        if (directory / DVFS_DIR).is_dir():
+            raise UsageError(
+                f"{directory} is already a dvfs repository: if it is a clone that was "
+                "interrupted, `dvfs pull` in it finishes it; else clone into another directory"
+            )
+        raise UsageError(
+            f"{directory} exists and is not an empty directory: clone into another one"
+        )
     meter = connect(spec, jobs)
     probe = RemoteRepo(meter, None)
     text = probe.read_format()

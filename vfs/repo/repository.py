@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Collection, Iterator
@@ -117,6 +118,34 @@ def parse_format(text: str, where: str) -> ChunkerParams:
         raise FormatError(f"{where}: bad chunker settings: {exc}; refusing it") from None
 
 
+INIT_PREFIX = f"{DVFS_DIR}.init-"  # + pid: the store an init makes, until renamed to .dvfs
+
+
+def init_leftovers(root: Path) -> list[Path]:
+    """The ``.dvfs.init-<pid>`` directories in ``root`` whose process is gone: what an
+    ``init`` or ``clone`` killed before its store was renamed into place left."""
+    try:
+        names = os.listdir(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for name in names:
+        pid = name[len(INIT_PREFIX) :] if name.startswith(INIT_PREFIX) else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            out.append(root / name)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Repository:
     """One dvfs repository: the working tree root and everything under ``.dvfs``."""
 
@@ -179,7 +208,9 @@ class Repository:
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} exists and is not a directory")
         root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f"{DVFS_DIR}.init-{os.getpid()}"
+        for left in init_leftovers(root):  # (an init or clone killed before its rename)
+            shutil.rmtree(left, ignore_errors=True)
+        tmp = root / f"{INIT_PREFIX}{os.getpid()}"
         tmp.mkdir()
         from vfs.store.objects import ObjectStore  # (see Repository.store)
 
