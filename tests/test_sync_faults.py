@@ -445,6 +445,28 @@ def test_a_killed_clone_or_init_is_finished_or_cleared_by_the_next_command(
     Repo(tmp_path / "k").fsck_clean()
 
 
+def test_a_remote_branch_naming_a_version_the_remote_lacks_is_named_as_damage(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """Push said "remote main has versions you don't have: run `dvfs pull`", and pull
+    "origin has no branch main": each sent the user to the other. Both now say why."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x\n"}, "x")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    ref = remote / "refs" / "heads" / "main"
+    ref.write_text("ab" * 32 + "\n")  # a version no one holds
+    v2 = commit_files(a, {"d/y": b"y\n"}, "y")
+    a.fail("push", fragments=("remote main names version abababababab", "does not hold",
+                              "nothing was changed on the remote"))  # fmt: skip
+    assert ref.read_text() == "ab" * 32 + "\n"
+    a.fail("pull", fragments=("origin has no branch main", "abababababab",
+                              "which the remote does not hold"))  # fmt: skip
+    assert a.head_id() == v2
+    a.fsck_clean()
+
+
 def test_a_push_never_makes_anew_a_remote_that_held_versions(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

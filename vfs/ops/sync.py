@@ -38,6 +38,7 @@ from pathlib import Path
 from vfs.errors import (
     PreconditionFailed,
     RefConflict,
+    RemoteError,
     RemoteNotFound,
     RevisionNotFound,
     UsageError,
@@ -146,6 +147,13 @@ def push(
                 report.notes.append(f"{b}: already up to date")
                 continue
             if theirs is not None and not hist.is_ancestor(theirs, tip):
+                if not repo.store.has(theirs) and theirs not in remote.index():
+                    raise RemoteError(
+                        f"remote {b} names version {theirs.hex()[:12]}, which "
+                        f"{quote_name(remote.url)} does not hold (the remote is damaged): "
+                        f"nothing was changed on the remote; point its refs/heads/{b} back at "
+                        "a version it holds, or push another branch"
+                    )
                 raise RefConflict(
                     f"remote {b} has versions you don't have: run `dvfs pull` "
                     "(nothing was changed on the remote)"
@@ -369,7 +377,11 @@ def pull(
                     raise
                 paths, rev, target = [rev, *paths], None, remote_tip
         elif remote_tip is None:
-            raise UsageError(f"{spec.name} has no branch {branch}: nothing to pull")
+            why = [w for w in got.transfer.warnings if _names_branch(w, branch)]
+            raise UsageError(
+                f"{spec.name} has no branch {branch}: nothing to pull"
+                + "".join(f"; {w}" for w in why[:1])
+            )
         else:
             target = remote_tip
         prefixes = [repo.rel(p) for p in paths]
@@ -410,6 +422,14 @@ def pull(
         )
     report = co.fast_forward(repo, branch, local, target, workers, force=force)
     return PullResult(got.transfer, report, "")
+
+
+def _names_branch(warning: str, branch: str) -> bool:
+    """True if ``warning`` says that the remote's ``branch`` was skipped."""
+    return any(
+        f"remote branch {name} skipped" in warning
+        for name in (branch, quote_name(branch), f"'{branch}'")
+    )
 
 
 def merge_message(m: merging.MergeReport, rev: str) -> str:
