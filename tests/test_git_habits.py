@@ -106,6 +106,25 @@ def test_status_says_how_the_branch_stands_against_the_remote(
     b.fsck_clean()
 
 
+def test_push_and_pull_origin_main_name_the_option_that_takes_a_remote(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """git's `push origin main`: push said "branch origin has no versions to push" and
+    pull "unknown revision 'origin'"; each now says origin is a remote and how to name it."""
+    a = make_repo("a")
+    two_files(a)
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    a.fail("push", "origin", "main", fragments=("origin is a remote, not a branch",
+                                                "`dvfs push --remote origin`"))  # fmt: skip
+    a.fail("push", "nope", fragments=("there is no branch nope", "`dvfs branch`"))
+    assert not (tmp_path / "remote").exists()  # nothing was sent
+    a.ok("push", "--remote", "origin", "main")
+    a.fail("pull", "origin", "main", fragments=("origin is a remote, not a revision",
+                                                "`dvfs pull --remote origin`"))  # fmt: skip
+    a.ok("pull", "--remote", "origin")
+    a.fsck_clean()
+
+
 def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: Path) -> None:
     two_files(repo)
     repo.write("a.txt", "a2")

@@ -49,7 +49,7 @@ from vfs.ops import merge as merging
 from vfs.ops.restore import restore_not_checked_out
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
-from vfs.remote.config import Meter, RemoteSpec, add_remote, connect
+from vfs.remote.config import Meter, RemoteSpec, add_remote, connect, remotes
 from vfs.remote.layout import encode_ref, ref_key
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
@@ -110,6 +110,10 @@ def push(
     finding it missing or empty means a NAS that is not mounted, a bucket emptied or
     a URL changed, and a push would start a new remote there, so it stops instead.
     """
+    have = repo.refs.branches()
+    for b in branches or ([] if all_branches else [repo.history.head().branch]):
+        if b not in have:  # checked before the remote is touched (a first push makes it)
+            raise UsageError(_no_branch(repo, b))
     seen = [n for n in repo.refs.names("remotes") if n.startswith(f"{spec.name}/")]
     gone = (
         f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
@@ -141,7 +145,7 @@ def push(
         for b in branches:
             tip = local.get(b)
             if tip is None:
-                raise UsageError(f"branch {b} has no versions to push")
+                raise UsageError(_no_branch(repo, b))
             theirs, etag = remote.ref_with_etag("heads", b)
             if theirs == tip:
                 report.notes.append(f"{b}: already up to date")
@@ -374,6 +378,11 @@ def pull(
             except RevisionNotFound:
                 # `dvfs pull data/x`: a path of the remote branch, not a revision.
                 if remote_tip is None or not _is_path_of(repo, remote_tip, rev):
+                    if rev in remotes(repo):  # git's `pull origin main`
+                        raise UsageError(
+                            f"{rev} is a remote, not a revision: `dvfs pull --remote {rev}` "
+                            "pulls the current branch from it"
+                        ) from None
                     raise
                 paths, rev, target = [rev, *paths], None, remote_tip
         elif remote_tip is None:
@@ -422,6 +431,18 @@ def pull(
         )
     report = co.fast_forward(repo, branch, local, target, workers, force=force)
     return PullResult(got.transfer, report, "")
+
+
+def _no_branch(repo: Repository, name: str) -> str:
+    """Why ``dvfs push NAME`` has nothing to send: NAME is a remote, no branch, or empty."""
+    if name in remotes(repo):  # git's `push origin main`
+        return (
+            f"{name} is a remote, not a branch: `dvfs push --remote {name}` sends the "
+            f"current branch to it (`dvfs push --remote {name} BRANCH...` others)"
+        )
+    if name == repo.history.head().branch:
+        return f"branch {name} has no versions to push: commit first"
+    return f"there is no branch {quote_name(name)}: `dvfs branch` lists them"
 
 
 def _names_branch(warning: str, branch: str) -> bool:
