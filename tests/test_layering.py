@@ -84,6 +84,7 @@ LAYERS = [
         "ops.gc",
         "ops.du",
         "ops.prune",
+        "ops.store_limit",
     },  # beside git; storage lifecycle
     {"api", "api_types"},  # the Python API (vfs.Repo, vfs.open); api_types: what it returns
     {"tracking"},  # vfs.track (module vfs.tracking): a run recorded as a version

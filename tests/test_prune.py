@@ -12,6 +12,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
+import vfs
 from tests.support.cli import Repo, RepoFactory, assert_error, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.remote import Remote
@@ -112,4 +115,30 @@ def test_max_size_drops_the_least_recently_used_data_the_remote_holds(
     assert "nothing was pruned" in r.err
     assert repo.cat("v3:data.bin") == DATA[2]
     repo.ok("config", "--unset", "store.max-size")
+    repo.fsck_clean()
+
+
+def test_max_size_holds_for_the_python_api_and_track_too(
+    make_repo: RepoFactory, dir_remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``store.max-size`` is the store's rule, not the command line's: ``repo.add`` and
+    ``repo.commit`` of the API, and a ``vfs.track`` run, keep it as the CLI does."""
+    repo = three_pushed(make_repo, dir_remote)
+    limit = repo.objects_size() + 100 * KiB  # room for a third of the next version
+    repo.ok("config", "store.max-size", str(limit))
+    api = vfs.Repo(repo.root)
+    repo.write("data.bin", DATA[3])
+    api.add("data.bin")  # over the limit: v1's data goes (the oldest the remote holds)
+    assert repo.objects_size() <= limit
+    api.commit("v4")
+    assert repo.fsck_clean()["remote_only"] >= 1
+    repo.ok("push")
+    limit = repo.objects_size() + 100 * KiB
+    repo.ok("config", "store.max-size", str(limit))
+    monkeypatch.chdir(repo.root)
+    with vfs.track(repo=".", message="v5") as t:
+        repo.write("data.bin", DATA[4])
+        t.output("data.bin")
+    assert repo.objects_size() <= limit
+    assert repo.cat("v1:data.bin") == DATA[0]  # what went comes back from the remote
     repo.fsck_clean()

@@ -91,6 +91,7 @@ from vfs.model.codec import Entry, Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
+from vfs.ops.store_limit import keep_within_max_size
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
 from vfs.remote.layout import FORMAT_KEY, PACKS
@@ -593,7 +594,9 @@ class Repo:
         root = self._writable()
         args = [str(root / os.fspath(p)) for p in _each(paths)]  # an absolute one stays so
         with Workers(settings.threads()) as w:
-            return workflow.add(self._repo, args, w, _warn, force=force)
+            report = workflow.add(self._repo, args, w, _warn, force=force)
+        keep_within_max_size(self._repo, _warn)  # as after `dvfs add`
+        return report
 
     def commit(
         self, message: str, *, params: dict[str, Any] | None = None, tag: str | None = None,
@@ -613,6 +616,7 @@ class Repo:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
         made = commit_staged(self._repo, message, params or {}, tag, _warn)
+        keep_within_max_size(self._repo, _warn)  # as after `dvfs commit`
         return self.versions(made.oid.hex(), limit=1)[0]
 
     def _writable(self) -> Path:

@@ -72,6 +72,7 @@ from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import StageRecord, StageRun
 from vfs.ops import commit, workflow
+from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
@@ -346,6 +347,7 @@ class Run:
         self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
         workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn)
         result = commit.commit(repo, self.message, self.params, self.tag, _warn)
+        keep_within_max_size(repo, _warn)  # as after `dvfs commit`
         self.version = self.repo.versions(result.oid.hex(), limit=1)[0]
 
 

@@ -9,7 +9,8 @@ import click
 
 from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import UsageError
+from vfs.ops.store_limit import MAX_SIZE_KEY, parse_store_size
 from vfs.quoting import escape_text
 from vfs.repo.repository import Repository
 
@@ -227,46 +228,31 @@ def store_prune(
     )
 
 
-_STORE_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 CONFIG_KEYS = ("store.max-size",)
 
 
-def parse_store_size(text: str, what: str) -> int:
-    """Bytes in ``50G``, ``512M``, ``1.5T`` or a plain number."""
-    m = _STORE_SIZE.fullmatch(text)
-    if m is None:
-        raise UsageError(f"{what} {text!r} is not a size: write e.g. 50G, 512M or 1T")
-    unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
-    return int(float(m.group(1)) * unit)
-
-
 def keep_within_max_size(repo: Repository) -> None:
-    """With ``store.max-size`` set: drop the least recently used data the remote holds."""
-    text = repo.config().get("store.max-size")
-    if not isinstance(text, str):
-        return
-    from vfs.ops.prune import MAX_SIZE_KEY, shrink  # only then: add and commit stay lean
+    """With ``store.max-size`` set: drop the least recently used data the remote holds
+    (``vfs.ops.store_limit``), and say what went on standard error."""
+    from vfs.ops.store_limit import keep_within_max_size as keep_within
 
-    limit = parse_store_size(text, MAX_SIZE_KEY)
-    try:
-        r = shrink(repo, limit)
-    except DvfsError as exc:
-        warn(f"{MAX_SIZE_KEY} {text}: nothing was pruned: {exc}")
+    got = keep_within(repo, warn)
+    if got is None:
         return
-    if r is not None:
-        over = ""
-        if r.gc.bytes_after > limit:  # say why, or the setting looks ignored
-            over = (
-                f"; it stays above {text}: the rest is data {r.remote} lacks (`dvfs push` "
-                "sends it) or that the newest version, the working tree, the index or a "
-                "mount needs"
-            )
-        click.echo(
-            f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
-            f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
-            f"{human(r.gc.bytes_after)}){over}",
-            err=True,
+    r, text = got.report, got.setting
+    over = ""
+    if r.gc.bytes_after > got.limit:  # say why, or the setting looks ignored
+        over = (
+            f"; it stays above {text}: the rest is data {r.remote} lacks (`dvfs push` "
+            "sends it) or that the newest version, the working tree, the index or a "
+            "mount needs"
         )
+    click.echo(
+        f"{MAX_SIZE_KEY} {text}: dropped the data of {count(r.pruned_versions, 'version')} "
+        f"that {r.remote} holds ({human(r.gc.freed)} freed, store now "
+        f"{human(r.gc.bytes_after)}){over}",
+        err=True,
+    )
 
 
 @click.command(cls=DvfsCommand, name="config")

@@ -43,6 +43,7 @@ from vfs.errors import DvfsError, RemoteError, UsageError
 from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
+from vfs.ops.store_limit import MAX_SIZE_KEY
 from vfs.remote.config import RemoteSpec, connect, get_remote
 from vfs.remote.manifests import shunned
 from vfs.remote.ondemand import index_cache
@@ -255,9 +256,7 @@ def prune(
     return report
 
 
-# store.max-size ----------------------------------------------------------------------
-
-MAX_SIZE_KEY = "store.max-size"
+# store.max-size (vfs.ops.store_limit) --------------------------------------------------
 
 
 def store_bytes(repo: Repository) -> int:
