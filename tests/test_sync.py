@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     Result,
+    assert_error,
     assert_ok,
     cli_command,
     cli_env,
@@ -322,6 +324,35 @@ def test_clone_of_one_revision_downloads_only_its_chunks(
     assert not (b.root / "data/big.bin").exists()
     assert b.head_id() == v1
     b.fsck_clean()
+
+
+def test_clone_of_an_unknown_revision_says_what_the_remote_has_and_a_command_that_runs(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The clone is removed, so "run `dvfs log` or `dvfs branch`" named commands that
+    had no repository to run in."""
+    a = make_repo("a")
+    commit_files(a, {"data/x": b"x"}, "one")
+    commit_files(a, {"data/x": b"y"}, "two")
+    a.ok("tag", "t1")
+    dir_remote.add_to(a)
+    a.ok("push", "--tags")
+    r = run(tmp_path, "clone", "--rev", "nosuch", dir_remote.url, "c d")
+    line = assert_error(r, "unknown revision 'nosuch'", "has branch main and tag t1")
+    assert "nothing was cloned" in line and "`dvfs log` or" not in line, line
+    assert not (tmp_path / "c d").exists()
+    command = re.search(r"`(dvfs clone [^`]*)`", line)
+    assert command is not None, line
+    argv = shlex.split(command.group(1))
+    assert argv[:3] == ["dvfs", "clone", "--no-checkout"] and argv[-1] == "c d"
+    assert_ok(run(tmp_path, *argv[1:]))  # it runs as written, and lists what was asked for
+    assert "two" in assert_ok(run(tmp_path / "c d", "log")).out
+    # A close name or a number past the last: the usual guess, and that nothing is left.
+    line = assert_error(run(tmp_path, "clone", "--rev", "v9", dir_remote.url, "e"))
+    assert line.endswith("unknown revision 'v9': main has v1 to v2; nothing was cloned")
+    line = assert_error(run(tmp_path, "clone", "--rev", "mian", dir_remote.url, "e"))
+    assert line.endswith("did you mean: main; nothing was cloned")
+    assert not (tmp_path / "e").exists()
 
 
 def test_the_records_of_many_directories_come_in_a_few_requests(

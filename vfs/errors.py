@@ -83,6 +83,7 @@ class RevisionNotFound(DvfsError):
     def __init__(self, rev: str, candidates: Sequence[str] = (), hint: str = "") -> None:
         self.rev = rev
         self.candidates = list(candidates)
+        self.hint = hint
         msg = f"unknown revision {rev!r}"
         if hint:
             msg += f": {hint}"

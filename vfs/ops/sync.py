@@ -29,6 +29,7 @@ checkout stops first unless told ``yes`` (``vfs.remote.receive.check_expansion``
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -521,7 +522,10 @@ def clone(
             tip = got.heads[branch]
             repo.refs.update(f"refs/heads/{branch}", tip, None)
             repo.refs.set_head(Head(branch))
-            target = repo.history.resolve(rev) if rev else tip
+            try:
+                target = repo.history.resolve(rev) if rev else tip
+            except RevisionNotFound as exc:
+                raise unknown_in_clone(exc, spec, directory, got) from None
             if not yes:
                 check_expansion(
                     repo.history, target, [], _label(repo.history, target), paths_only=no_checkout
@@ -547,6 +551,35 @@ def clone(
         raise
     got.transfer.requests = meter.requests
     return repo, got.transfer, branch
+
+
+def unknown_in_clone(
+    exc: RevisionNotFound, spec: RemoteSpec, directory: Path, got: FetchResult
+) -> RevisionNotFound:
+    """``clone --rev REV`` of a REV the remote lacks: the clone is removed, so the usual
+    hint (`dvfs log` here) cannot be run; the remote's branches and tags are named,
+    and how to list every version instead."""
+    if exc.hint or exc.candidates:
+        guess = exc.hint or "did you mean: " + ", ".join(exc.candidates)
+        return RevisionNotFound(exc.rev, exc.candidates, f"{guess}; nothing was cloned")
+
+    def names(kind: str, plural: str, found: dict[str, bytes]) -> str:
+        if not found:
+            return f"no {plural}"
+        shown = ", ".join(quote_name(n) for n in sorted(found)[:10])
+        more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+        return f"{kind if len(found) == 1 else plural} {shown}{more}"
+
+    endpoint = f" --endpoint-url {shlex.quote(spec.endpoint_url)}" if spec.endpoint_url else ""
+    return RevisionNotFound(
+        exc.rev,
+        hint=(
+            f"{quote_name(spec.url)} has {names('branch', 'branches', got.heads)} and "
+            f"{names('tag', 'tags', got.tags)}; nothing was cloned: `dvfs clone --no-checkout"
+            f"{endpoint} {shlex.quote(spec.url)} {shlex.quote(str(directory))}` fetches no "
+            "file data, and `dvfs log` there lists every version"
+        ),
+    )
 
 
 def _label(hist: History, oid: bytes) -> str:
