@@ -92,6 +92,17 @@ def test_two_values_flattened_to_one_name_are_reported(repo: Repo) -> None:
     assert repo.json("metrics", "show", "--json") == {"workspace": {"m.json": {"a.b": 1}}}
 
 
+def test_a_metrics_file_of_one_bare_value_is_named_not_dropped_silently(repo: Repo) -> None:
+    repo.ok("run", "-n", "s", "-m", "acc.json", "--", "echo 0.93 > acc.json")
+    # the value had no name, and metrics show said "no metrics (a stage ... lists ...)"
+    r = repo.ok("metrics", "show")
+    assert r.out.startswith("no metrics could be read")
+    assert warnings_of(r) == [
+        'dvfs: warning: acc.json holds one value and no name for it: write a mapping such as '
+        '{"acc": 0.9} to have it shown'
+    ]
+
+
 def test_a_value_of_another_type_inside_a_list_or_mapping_is_a_change(repo: Repo) -> None:
     # 1, 1.0 and true are equal to Python, inside a list as at the top
     repo.write("config.json", '{"layers": [1, 2], "opt": {"decay": 0}}')

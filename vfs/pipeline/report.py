@@ -123,10 +123,8 @@ def version_metrics(hist: History, v: Version) -> tuple[dict[bytes, dict[str, An
             try:
                 data = _read_tree_file(hist, v.tree, m)
                 if data is not None:
-                    clashes: list[str] = []
-                    out[m] = values.flatten(values.load(data, m, os.fsdecode(m)), clashes)
-                    if clashes:
-                        notes.append(f"v{v.number}: {values.clash_note(quote_name(m), clashes)}")
+                    out[m], why = values.metrics_of(data, m, quote_name(m))
+                    notes += [f"v{v.number}: {w}" for w in why]
             except DvfsError as exc:
                 notes.append(f"v{v.number}: {exc}")
     return out, notes
@@ -148,10 +146,8 @@ def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]
             if data is None:
                 notes.append(f"{quote_name(m)} does not exist (`dvfs repro` makes a stage's)")
             else:
-                clashes: list[str] = []
-                out[m] = values.flatten(values.load(data, m, os.fsdecode(m)), clashes)
-                if clashes:
-                    notes.append(values.clash_note(quote_name(m), clashes))
+                out[m], why = values.metrics_of(data, m, quote_name(m))
+                notes += why
         except DvfsError as exc:
             notes.append(str(exc))
     return out, notes

@@ -183,14 +183,27 @@ def flatten(doc: Any, clashes: list[str] | None = None) -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-def clash_note(shown: str, clashes: list[str]) -> str:
-    """What to say of the keys :func:`flatten` found twice in metrics file ``shown``."""
-    names = ", ".join(quote_name(k) for k in clashes[:5])
-    more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-    return (
-        f"{shown}: {names}{more} names two values (a key holding a dot and a nested key "
-        "flatten to one name): the first is shown; rename one of the keys"
-    )
+def metrics_of(data: bytes, name: bytes, shown: str) -> tuple[dict[str, Any], list[str]]:
+    """The metrics a file's bytes hold, flattened, and what to say of values not shown:
+    a key that names two values (:func:`flatten`), or a file of one bare value, which
+    has no name to be shown by. ValuesError if the file cannot be read."""
+    doc = load(data, name, shown)
+    clashes: list[str] = []
+    out = flatten(doc, clashes)
+    notes = []
+    if clashes:
+        names = ", ".join(quote_name(k) for k in clashes[:5])
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        notes.append(
+            f"{shown}: {names}{more} names two values (a key holding a dot and a nested key "
+            "flatten to one name): the first is shown; rename one of the keys"
+        )
+    if not isinstance(doc, (dict, list)) and doc is not None:
+        notes.append(
+            f"{shown} holds one value and no name for it: write a mapping such as "
+            '{"acc": 0.9} to have it shown'
+        )
+    return out, notes
 
 
 # ----------------------------------------------------------------------------- setting
