@@ -309,6 +309,20 @@ def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) 
     assert [line.split()[0] for line in cli[2:]] == order("--sort", "-a")
 
 
+def test_two_experiments_diffed_are_named_as_given(trained: PipelineRepo) -> None:
+    repo = trained
+    repo.ok("exp", "run", "-S", "train.lr=0.02", "-n", "a")
+    repo.ok("exp", "run", "-S", "train.lr=0.03", "-n", "b")
+    # both are v4 on their own branches: the columns were "v4 v4"
+    out = repo.ok("metrics", "diff", "exp/a", "exp/b").out.splitlines()
+    assert out[0].split() == ["Metric", "exp/a", "exp/b", "Change"]
+    assert repo.ok("params", "diff", "exp/a").out.split()[:3] == ["Param", "exp/a", "workspace"]
+    got = repo.json("params", "diff", "exp/a", "exp/b", "--json")
+    assert (got["old"], got["new"]) == ("exp/a", "exp/b")
+    assert got["params"][0] == {"name": "train.lr", "old": 0.02, "new": 0.03, "changed": True}
+    assert repo.ok("params", "diff", "--all").out.split()[1:3] == ["v3", "workspace"]
+
+
 def test_exp_run_sets_only_what_a_stage_reads_and_defaults_to_params_yaml_here(
     repo: Repo,
 ) -> None:

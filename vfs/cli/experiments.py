@@ -26,8 +26,12 @@ def _sides(revs: tuple[str, ...], repo: Any) -> tuple[Any, Any]:
     return old, new
 
 
-def _side_label(repo: Any, oid: Any) -> str:
-    return "workspace" if oid is None else repo.history.label(oid)
+def _labels(repo: Any, revs: tuple[str, ...], old: Any, new: Any) -> tuple[str, str]:
+    """The two sides' names: a REV as given (two experiments are both v3 on their own
+    branches, so a number alone cannot tell them apart), HEAD by its number, and
+    ``workspace``."""
+    left = revs[0] if revs else repo.history.label(old)
+    return left, "workspace" if new is None else revs[1]
 
 
 @click.group(cls=DvfsGroup, name="params")
@@ -72,7 +76,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     else:
         b = report.version_params(sides[1], taken)
     changes = report.diff(a, b, everything)
-    left, right = _side_label(repo, old), _side_label(repo, new)
+    left, right = _labels(repo, revs, old, new)
     if as_json:
         emit_json({
             "old": left, "new": right,
@@ -82,7 +86,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
         return
     if changes:
         rows = [[quote_name(c.name), report.shown(c.old), report.shown(c.new)] for c in changes]
-        plain_table(["Param", left, right], rows)
+        plain_table(["Param", escape_text(left), escape_text(right)], rows)
 
 
 @click.group(cls=DvfsGroup, name="metrics")
@@ -172,7 +176,7 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
         warn(n)
     bare = report.metric_names([a, b])
     changes = report.diff(report.flat_metrics(a, bare), report.flat_metrics(b, bare), everything)
-    left, right = _side_label(repo, old), _side_label(repo, new)
+    left, right = _labels(repo, revs, old, new)
     if as_json:
         emit_json({
             "old": left, "new": right,
@@ -186,7 +190,7 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
         for c in changes
     ]  # fmt: skip
     if rows:
-        plain_table(["Metric", left, right, "Change"], rows)
+        plain_table(["Metric", escape_text(left), escape_text(right), "Change"], rows)
 
 
 @click.command(cls=DvfsCommand)
