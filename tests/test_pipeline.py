@@ -323,6 +323,23 @@ def test_run_refuses_a_mistyped_option_a_name_not_utf8_and_says_where_wdir_start
     assert line.endswith("wdir /tmp is absolute: write it relative to the root")
 
 
+def test_run_with_a_mistyped_param_or_dep_leaves_dvfs_yaml_as_it_was(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.1\n")
+    # The stage was added, then its run refused: run again with the typo fixed said
+    # "stage s already exists: use --force to replace it"
+    line = repo.fail("run", "-n", "s", "-p", "train.lrr", "-o", "o", "--", "touch o", code=2)
+    assert "stage s: params.yaml has no parameter train.lrr; did you mean train.lr" in line
+    line = repo.fail("run", "-n", "s", "-d", "dtaa", "-o", "o", "--", "touch o", code=2)
+    assert "stage s needs dtaa, which does not exist" in line
+    assert not (repo.root / "dvfs.yaml").exists()
+    repo.ok("run", "-n", "s", "-p", "train.lr", "-o", "o", "--", "touch o")
+    repo.ok("run", "-n", "t", "-p", "train.lrr", "-o", "p", "--no-exec", "--", "touch p")
+    # a dep another stage makes: the stage is added, and the run says to repro it
+    line = repo.fail("run", "-n", "u", "-d", "p", "-o", "q", "--", "touch q", code=2)
+    assert "stage t makes it: run `dvfs repro u`" in line
+    assert [s["name"] for s in repo.json("stage", "list", "--json")["stages"]] == ["s", "t", "u"]
+
+
 def test_run_and_stage_remove_edit_dvfs_yaml_only_while_no_repro_runs(repo: Repo) -> None:
     repo.ok("run", "-n", "a", "-o", "a", "--no-exec", "--", "touch a")
     before = repo.read("dvfs.yaml")

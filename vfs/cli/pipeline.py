@@ -162,7 +162,7 @@ def run_cmd(
     import posixpath
 
     from vfs.model.version_codec import STAGE_NAME
-    from vfs.pipeline import graph, plan, spec, workspace
+    from vfs.pipeline import graph, plan, repro, spec, workspace
     from vfs.repo.gitlink import PIPELINE_FILE
 
     if not "".join(command).strip():
@@ -210,6 +210,10 @@ def run_cmd(
         text = spec.with_stage(p, stage)
         new = spec.parse(text)  # the file as it will be: valid, and its graph too
         dag = graph.build(new)
+        if not no_exec and not dag.upstream[name]:
+            # A dep or param missing (a typo) is refused before the file changes; one that
+            # another stage makes is for the run to name, with the stage added.
+            plan.check_inputs(ws, dag, [name], lambda s: repro.param_values(ws, s, {}))
         ws.write(PIPELINE_FILE.encode(), text.encode())
     click.echo(f"{'Replaced' if name in p.stages else 'Added'} stage {name} in {PIPELINE_FILE}")
     if no_exec:

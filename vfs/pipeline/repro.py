@@ -111,6 +111,25 @@ class RunFacts:
         self.git = git if git and len(git) <= 64 and git.isalnum() else None
 
 
+def param_values(
+    ws: Workspace, stage: Stage, docs: dict[bytes, Any]
+) -> dict[tuple[bytes, str], Any]:
+    """The values of a stage's params, now; UsageError if a file or key is missing.
+    ``docs`` keeps the params files read, by path, for the next call."""
+    out = {}
+    for f, k in stage.params:
+        try:
+            if f not in docs:
+                data = ws.read(f, values.MAX_FILE)
+                if data is None:
+                    raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
+                docs[f] = values.load(data, f, show(f))
+            out[(f, k)] = values.get(docs[f], k, show(f))
+        except UsageError as exc:
+            raise UsageError(f"stage {stage.name}: {exc}") from None
+    return out
+
+
 class Repro:
     """One ``repro`` of a working tree's pipeline (see the module docstring)."""
 
@@ -150,23 +169,9 @@ class Repro:
                 f"(`dvfs checkout HEAD {RUNS_FILE}`)"
             ) from None
 
-    def _params_doc(self, f: bytes) -> Any:
-        if f not in self.params_docs:
-            data = self.ws.read(f, values.MAX_FILE)
-            if data is None:
-                raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
-            self.params_docs[f] = values.load(data, f, show(f))
-        return self.params_docs[f]
-
     def param_values(self, stage: Stage) -> dict[tuple[bytes, str], Any]:
         """The values of a stage's params, now; UsageError if a file or key is missing."""
-        out = {}
-        for f, k in stage.params:
-            try:
-                out[(f, k)] = values.get(self._params_doc(f), k, show(f))
-            except UsageError as exc:
-                raise UsageError(f"stage {stage.name}: {exc}") from None
-        return out
+        return param_values(self.ws, stage, self.params_docs)
 
     # deciding ----------------------------------------------------------------------------
 
