@@ -26,6 +26,18 @@ from typing import Any
 MAX_FRAME = 1 << 31
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (``kill(pid, 0)``; one of another user counts):
+    what tells a directory left by a killed process from one still in use."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (EPERM: it exists, and is not ours)
+        return True
+    return True
+
+
 def spare_cpus(limit: int) -> int:
     """How many helpers to fork now: the CPUs beyond this one, at most ``limit``.
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs._os.beneath import READ, Walker
+from vfs._os.helper_process import alive
 from vfs.errors import DvfsError, UsageError
 from vfs.model import params as version_params
 from vfs.ops.commit import build_tree_rows
@@ -140,18 +141,8 @@ def _stale_trees(base: Path) -> None:
         return
     for d in base.iterdir():
         pid = d.name.rpartition(".tmp-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def free_name(ws: Workspace) -> str:

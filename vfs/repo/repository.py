@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vfs import settings
+from vfs._os.helper_process import alive
 from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.repo.refs import Refs, check_ref_name
@@ -131,19 +132,9 @@ def init_leftovers(root: Path) -> list[Path]:
     out = []
     for name in names:
         pid = name[len(INIT_PREFIX) :] if name.startswith(INIT_PREFIX) else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
             out.append(root / name)
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Repository:

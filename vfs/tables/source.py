@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfs._os.beneath import ABSENT, READ, Walker
+from vfs._os.helper_process import alive
 from vfs.errors import FileUnreadable, FormatError, UsageError
 from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.model.codec import ChunkRef, Entry
@@ -330,23 +331,13 @@ def scratch(parent: Path) -> Iterator[Path]:
     with contextlib.suppress(OSError):
         for name in os.listdir(parent):
             m = _SCRATCH.match(name)
-            if m and not _alive(int(m.group(1))):
+            if m and not alive(int(m.group(1))):
                 shutil.rmtree(parent / name, ignore_errors=True)
     path = Path(tempfile.mkdtemp(prefix=f"rows-{os.getpid()}-", dir=parent))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def empty_side(label: str, path: bytes, dest: Path) -> Side:
