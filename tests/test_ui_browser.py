@@ -352,7 +352,7 @@ def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path:
     root = tmp_path / "nulls"
     Repository.init(root)
     for metrics in ({"acc": None}, {"acc": 0.5, "loss": 1}):
-        with vfs.track(repo=root, message="train") as run:
+        with vfs.track(repo=root, message="train", params={"b": None, "c": 1}) as run:
             run.log_metrics(metrics)
     with serving(root) as s:
         page.goto(s.url + "#/experiments")
@@ -361,6 +361,8 @@ def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path:
         # v1's acc is null and it has no loss: both were "-"
         expect(rows.nth(1).locator("td.metric")).to_have_text(["null", "-"])
         expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "1"])
+        page.goto(s.url + "#/version?rev=v1")  # a null parameter: "-" there too
+        expect(page.locator("table.params tr")).to_have_text(["bnull", "c1"])
     fsck_clean(root)
 
 

@@ -34,7 +34,7 @@ export async function versionPage(el, params) {
       h("dt", {}, "totals"), h("dd", {}, `${v.totals.files.toLocaleString()} files, ${human(v.totals.bytes)} in ${v.totals.directories.toLocaleString()} directories`),
       h("dt", {}, "changes"), changes,
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
-        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, cell(val))))))] : null,
+        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, val === null ? "null" : cell(val))))))] : null,
       v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
         h("a", { href: link("lineage", { rev: v.version }) }, `${v.pipeline.length} stages`))] : null,
     ),
