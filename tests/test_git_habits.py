@@ -143,7 +143,9 @@ def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: 
     assert "origin" in repo.ok("remote").out
     assert repo.ok("ls", "-r", "v1").out.splitlines()[1].endswith("  d/b.txt")
     assert [e["name"] for e in repo.json("ls", "-r", "v2:d", "--json")] == ["d/b.txt"]
-    repo.ok("rm", "-r", "d")
+    # d/c.txt was added since HEAD, which does not hold it: refused, as git refuses it
+    repo.fail("rm", "-r", "d", fragments=("rm would delete uncommitted changes in d/c.txt",))
+    repo.ok("rm", "-r", "-f", "d")
     assert not (repo.root / "d").exists()
     line = repo.fail("show", "v1:a.txt", code=2)
     assert "`dvfs cat v1:a.txt`" in line

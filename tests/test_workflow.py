@@ -533,6 +533,30 @@ def test_rm_and_rm_cached(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_rm_refuses_to_delete_a_staged_change_that_no_version_holds(repo: Repo) -> None:
+    """A file added (or changed and added) since HEAD was deleted by `dvfs rm` with its
+    entry: no version held its bytes, and they were lost. git refuses too."""
+    repo.write("d/a.txt", "a")
+    repo.write("d/b.txt", "b")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/new.txt", "new, staged")
+    repo.write("d/a.txt", "a, changed and staged")
+    repo.ok("add", "d")
+    for args in (("d/new.txt",), ("d/a.txt",), ("d",), (".",)):
+        line = repo.fail("rm", *args, fragments=("rm would delete uncommitted changes in",))
+        assert "nothing was removed" in line and "--cached" in line, line
+    assert "d/a.txt, d/new.txt:" in repo.fail("rm", "d")
+    assert repo.read("d/new.txt") == b"new, staged" and repo.read("d/a.txt").startswith(b"a, ")
+    assert repo.status()["staged"] != [] and repo.read("d/b.txt") == b"b"
+    assert repo.ok("rm", "d/b.txt").out.strip() == "removed 1 file"  # HEAD holds it
+    assert repo.ok("rm", "--cached", "d/new.txt").out.strip() == "untracked 1 file"
+    assert repo.read("d/new.txt") == b"new, staged"
+    repo.ok("rm", "--force", "d/a.txt")
+    assert not (repo.root / "d/a.txt").exists()
+    repo.fsck_clean()
+
+
 def test_add_where_files_and_directories_swapped_places(repo: Repo) -> None:
     """A tracked file that became a directory (two levels deep), and a tracked directory
     that became a file: one add stages the new paths and drops the old ones."""

@@ -125,7 +125,9 @@ def check_ignore(paths: tuple[str, ...], verbose: bool, as_json: bool) -> None:
 @click.command(cls=DvfsCommand)
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--cached", is_flag=True, help="Stop tracking but keep the working files.")
-@click.option("--force", "-f", is_flag=True, help="Delete files even with unstaged changes.")
+@click.option(
+    "--force", "-f", is_flag=True, help="Delete files even with changes no version holds."
+)
 @click.option(
     "-r", "recursive", is_flag=True, hidden=True,
     help="Accepted for git's habit: a directory is always removed with what it holds.",

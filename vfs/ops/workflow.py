@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from vfs._os.beneath import Walker, rename_noreplace
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FileUnreadable, UncommittedChanges, UsageError
-from vfs.model.codec import check_name
+from vfs.model.codec import Entry, Kind, check_name
 from vfs.model.names import (
     MAX_DEPTH,
     any_reserved,
@@ -25,6 +25,7 @@ from vfs.model.names import (
     reserved_path,
 )
 from vfs.ops import merging
+from vfs.ops.diff import outermost
 from vfs.ops.status import quiet, status, work_state
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import Repository
@@ -288,8 +289,10 @@ def rm(
     with repo.locked():
         index = repo.index()
         targets: list[bytes] = []
+        rels = []
         for a in args:
-            under = index.under(repo.rel(a))
+            rels.append(repo.rel(a))
+            under = index.under(rels[-1])
             if not under:
                 raise UsageError(f"{a} is not tracked: nothing was removed")
             targets.extend(under)
@@ -304,10 +307,11 @@ def rm(
                     f"cannot read {shown} to check for unstaged changes: "
                     "nothing was removed; use --force to remove anyway"
                 )
-            changed = [p for p in state.modified if p in sub.entries]
+            changed = {p for p in state.modified if p in sub.entries}
+            changed.update(staged_since_head(repo, sub, rels))
             if changed:
                 raise UncommittedChanges(
-                    "rm", [show(p) for p in changed], verb="delete",
+                    "rm", [show(p) for p in sorted(changed)], verb="delete",
                     what="nothing was removed; commit them first, or use --cached to stop "
                     "tracking and keep the files, or --force to delete them anyway",
                 )  # fmt: skip
@@ -322,6 +326,28 @@ def rm(
         index.save()
         resolved(repo, targets)
     return targets
+
+
+def staged_since_head(repo: Repository, index: Index, rels: Sequence[bytes]) -> list[bytes]:
+    """The paths of ``index`` whose staged content HEAD does not hold (added, or changed
+    and staged): the working file is then the only copy a commit reaches, and deleting
+    it loses the change. ``rels``: the paths given, at or below which ``index`` lies."""
+    hist = repo.history
+    head = hist.head_id()
+    committed: dict[bytes, Entry] = {}
+    if head is not None:
+        tree = hist.version(head).tree
+        for rel in outermost(rels):
+            e = hist.lookup(tree, rel) if rel else hist.version(head).root_entry()
+            if e is not None and e.kind == Kind.DIR:
+                committed.update(hist.walk(e.subtree, rel))
+            elif e is not None:
+                committed[rel] = e
+    return [
+        p
+        for p, s in index.entries.items()
+        if (c := committed.get(p)) is None or not s.same_content(c)
+    ]
 
 
 def resolved(repo: Repository, paths: Sequence[bytes]) -> None:
