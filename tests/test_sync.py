@@ -355,6 +355,27 @@ def test_clone_of_an_unknown_revision_says_what_the_remote_has_and_a_command_tha
     assert not (tmp_path / "e").exists()
 
 
+def test_clone_of_one_of_the_remotes_branches_makes_and_checks_out_that_branch(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`--rev other` of a branch the remote has failed with "unknown revision 'other'":
+    only the main branch was made before REV was looked up."""
+    a = make_repo("a")
+    commit_files(a, {"data/x": b"x"}, "one")
+    a.ok("switch", "-c", "other")
+    other = commit_files(a, {"data/y": b"y"}, "on other")
+    dir_remote.add_to(a)
+    a.ok("push", "main", "other")
+    b, r = dir_remote.clone(a.root.parent, "b", "--rev", "other")
+    assert "(branch other)" in r.out
+    assert b.head_id() == other and b.read("data/y") == b"y"
+    st = b.status()
+    assert st["branch"] == "other" and st["detached"] is None
+    assert [t["name"] for t in st["remotes"]] == ["origin/other"]
+    c, _ = dir_remote.clone(a.root.parent, "c", "--rev", "other", "--no-checkout")
+    assert c.status()["branch"] == "other" and not (c.root / "data").exists()
+
+
 def test_the_records_of_many_directories_come_in_a_few_requests(
     remote: Remote, make_repo: RepoFactory
 ) -> None:

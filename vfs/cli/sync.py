@@ -365,7 +365,9 @@ def first_pull(
 @click.command(cls=DvfsCommand, name="clone")
 @click.argument("url", type=Token())
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--rev", help="Check out this revision instead of the main branch.")
+@click.option(
+    "--rev", help="Check out this revision (or branch of the remote) instead of the main branch."
+)
 @click.option("--no-checkout", is_flag=True, help="Fetch versions only; download no data.")
 @click.option("--endpoint-url", type=Token(), help="S3 endpoint (MinIO, SeaweedFS, Ceph, R2...).")
 @YES

@@ -486,7 +486,9 @@ def clone(
     jobs: int = 8,
     yes: bool = False,
 ) -> tuple[Repository, Transfer, str]:
-    """Make a new repository from a remote and check out its main branch (or ``rev``).
+    """Make a new repository from a remote and check out its main branch (or ``rev``:
+    one of the remote's branches is made here and checked out, as ``git clone -b``
+    does; any other revision is checked out detached).
 
     Unless ``yes``, a version that would expand far beyond its distinct data is not
     checked out (``vfs.remote.receive.check_expansion``), and the clone is removed.
@@ -518,12 +520,14 @@ def clone(
             if not got.heads:
                 skipped = "".join(f"; {w}" for w in got.transfer.warnings[:3])
                 raise UsageError(f"{url} has no branches yet: nothing to clone{skipped}")
-            branch = preferred_branch(got.heads)
+            # --rev naming one of the remote's branches makes that branch, as git's -b
+            on_branch = rev is not None and rev in got.heads
+            branch = rev if rev is not None and on_branch else preferred_branch(got.heads)
             tip = got.heads[branch]
             repo.refs.update(f"refs/heads/{branch}", tip, None)
             repo.refs.set_head(Head(branch))
             try:
-                target = repo.history.resolve(rev) if rev else tip
+                target = repo.history.resolve(rev) if rev and not on_branch else tip
             except RevisionNotFound as exc:
                 raise unknown_in_clone(exc, spec, directory, got) from None
             if not yes:
@@ -535,7 +539,7 @@ def clone(
             if not no_checkout:
                 download_data(repo, meter, got.index, target, [], workers, jobs, got.transfer)
         if not no_checkout:
-            if rev:
+            if rev and not on_branch:
                 co.checkout(repo, rev, [], workers)
             else:
                 branches.switch(repo, branch, workers, force=True)
