@@ -467,6 +467,32 @@ def test_a_remote_branch_naming_a_version_the_remote_lacks_is_named_as_damage(
     a.fsck_clean()
 
 
+@pytest.mark.parametrize(
+    ("record", "fragment"),
+    [
+        (b"junk", "is damaged: it is not a dvfs format record"),
+        (b"[]", "is damaged: it is not a dvfs format record"),
+        (b'{"format": "2"}', "is damaged: it is not a dvfs format record"),
+        (b'{"format": 0}', "is damaged: format 0 never existed"),
+        (b'{"format": 3}', "format 3 is not one this dvfs knows: upgrade dvfs"),
+    ],
+)
+def test_a_damaged_format_record_is_not_taken_for_a_newer_one(
+    record: bytes, fragment: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """Only a record of a newer format asks for a newer dvfs: "format [] is not one this
+    dvfs knows: upgrade dvfs" sent the user to an upgrade that would not help."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x\n"}, "x")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    (remote / "format").write_bytes(record)
+    line = assert_error(run(tmp_path, "clone", remote.as_uri(), "c"), fragment)
+    assert ("upgrade" in line) == (record == b'{"format": 3}')
+    assert not (tmp_path / "c").exists()
+
+
 def test_a_push_never_makes_anew_a_remote_that_held_versions(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

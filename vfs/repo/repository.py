@@ -106,11 +106,16 @@ def parse_format(text: str, where: str) -> ChunkerParams:
     try:
         rec = json.loads(text)
     except ValueError:
-        raise FormatError(f"{where} is not valid JSON") from None
-    known = isinstance(rec, dict) and type(rec.get("format")) is int
-    if not known or rec["format"] not in READ_FORMATS:
-        version = rec.get("format") if isinstance(rec, dict) else rec
-        raise FormatError(f"{where}: format {version!r} is not one this dvfs knows: upgrade dvfs")
+        rec = None
+    if not isinstance(rec, dict) or type(rec.get("format")) is not int:
+        # (no newer dvfs would read it either: "upgrade dvfs" would send the user astray)
+        raise FormatError(f"{where} is damaged: it is not a dvfs format record; refusing it")
+    if rec["format"] not in READ_FORMATS:
+        if rec["format"] < max(READ_FORMATS):
+            raise FormatError(f"{where} is damaged: format {rec['format']} never existed")
+        raise FormatError(
+            f"{where}: format {rec['format']} is not one this dvfs knows: upgrade dvfs"
+        )
     if rec.get("hash") != "blake3-256":
         raise FormatError(f"{where}: unknown object hash {rec.get('hash')!r}: upgrade dvfs")
     try:
