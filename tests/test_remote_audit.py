@@ -13,6 +13,7 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     make_repo_fixture,  # noqa: F401  (a fixture)
+    warnings_of,
 )
 from tests.support.remote import Remote
 from tests.support.s3server import S3Server
@@ -171,4 +172,29 @@ def test_a_second_verify_reads_only_entries_listed_differently(
     # --full reads every entry; it goes with --remote only
     assert "3 entries: intact" in repo.ok("audit", "verify", "--remote", "origin", "--full").out
     assert "--full goes with --remote" in repo.fail("audit", "verify", "--full")
+    repo.fsck_clean()
+
+
+def test_the_listing_says_which_entries_it_could_not_read(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """An entry garbled on the remote was left out of `dvfs audit --remote` without a word,
+    so the listing looked whole; it now warns and names the command that checks."""
+    repo = make_repo()
+    remote = tmp_path / "remote"
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(remote))
+    repo.ok("push")
+    repo.write("a", "2")
+    repo.ok("commit", "-am", "two")
+    repo.ok("push")
+    (remote / audit_key(1)).write_bytes(b"junk")
+    r = repo.ok("audit", "--remote", "origin")
+    assert [ln.split()[0] for ln in r.out.splitlines()] == ["2"]
+    assert warnings_of(r) == [
+        "dvfs: warning: 1 of the remote's audit entries (number 1) are not entries and are "
+        "not listed: `dvfs audit verify --remote origin` checks the chain"
+    ]
     repo.fsck_clean()

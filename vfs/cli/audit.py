@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vfs.cli.options import DvfsGroup
-from vfs.cli.output import emit_json, repo_here
+from vfs.cli.output import emit_json, repo_here, warn
 from vfs.errors import UsageError
 from vfs.quoting import escape_text
 from vfs.remote import audit as remote_audit
@@ -66,7 +66,15 @@ def audit_cmd(
         start = int(when.timestamp() * 1e9)
     if remote_name is not None:
         backend, _ = remote_chain(repo, remote_name)
-        found = remote_audit.remote_entries(backend)
+        damaged: list[int] = []
+        found = remote_audit.remote_entries(backend, skipped=damaged)
+        if damaged:
+            warn(
+                f"{len(damaged):,} of the remote's audit entries (number "
+                f"{', '.join(map(str, damaged[:5]))}{', ...' if len(damaged) > 5 else ''}) "
+                f"are not entries and are not listed: `dvfs audit verify --remote "
+                f"{remote_name}` checks the chain"
+            )
     else:
         found = list(audit.entries(repo.dir))
     picked = [e for e in found if e.time_ns >= start]

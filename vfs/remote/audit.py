@@ -125,14 +125,20 @@ def _fetch_remote(backend: Backend, seqs: list[int], jobs: int) -> list[bytes | 
         return [data for got in pool.map(run, parts) for data in got]
 
 
-def remote_entries(backend: Backend, jobs: int = 16) -> list[Entry]:
-    """Every entry of a remote's chain in order (not verified; odd objects skipped)."""
+def remote_entries(
+    backend: Backend, jobs: int = 16, skipped: list[int] | None = None
+) -> list[Entry]:
+    """Every entry of a remote's chain in order (not verified; odd objects skipped, and
+    the numbers of those that are no entry added to ``skipped``)."""
     seqs, _ = _remote_seqs(backend)
     out = []
     for seq, data in zip(seqs, _fetch_remote(backend, seqs, jobs), strict=True):
         if data is not None:
-            with contextlib.suppress(FormatError):
+            try:
                 out.append(parse_entry(data, seq)[0])
+            except FormatError:
+                if skipped is not None:
+                    skipped.append(seq)
     return out
 
 
