@@ -7,6 +7,7 @@ changes state ends with ``dvfs fsck`` finding nothing wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -773,6 +774,19 @@ def test_disk_full_during_add(small_disk: Path) -> None:
     repo.fsck_clean()
     assert leftovers == [], "the failed add left a partial pack taking the space it lacked"
     assert grown == 0
+
+
+def test_disk_full_during_init_leaves_nothing(small_disk: Path) -> None:
+    """init failed on a full disk with one line but left its half-made .dvfs.init-PID."""
+    with open(small_disk / "fill", "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * MiB)
+    assert_error(run(small_disk, "init", "repo"), "disk is full")
+    assert os.listdir(small_disk / "repo") == []
+    (small_disk / "fill").unlink()
+    assert_ok(run(small_disk, "init", "repo"))
+    assert os.listdir(small_disk / "repo") == [".dvfs"]
+    Repo(small_disk / "repo").fsck_clean()
 
 
 @pytest.mark.parametrize("room_mib", [3, 11, 17])

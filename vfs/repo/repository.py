@@ -210,10 +210,14 @@ class Repository:
         tmp.mkdir()
         from vfs.store.objects import ObjectStore  # (see Repository.store)
 
-        ObjectStore.create(tmp / "objects")
-        Refs.create(tmp, branch)
-        (tmp / "format").write_text(format_record(chunker or ChunkerParams()))
-        os.rename(tmp, root / DVFS_DIR)  # appears whole or not at all
+        try:
+            ObjectStore.create(tmp / "objects")
+            Refs.create(tmp, branch)
+            (tmp / "format").write_text(format_record(chunker or ChunkerParams()))
+            os.rename(tmp, root / DVFS_DIR)  # appears whole or not at all
+        except BaseException:  # (a full disk, say): nothing of it is left
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return Repository(root)
 
     @staticmethod
