@@ -472,6 +472,37 @@ def test_branch_and_switch(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_switch_to_what_is_no_branch_suggests_a_command_that_does_what_was_meant(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """`dvfs switch v1` said "`dvfs branch v1`", which is refused (v1 reads as a
+    version), and `dvfs switch TAG` "`dvfs branch TAG`", a branch at HEAD, not at the tag."""
+    repo.write("d/a.txt", "a")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    repo.write("d/a.txt", "b")
+    repo.commit("two", "-a")
+    for rev in ("v1", "t1", "HEAD~1"):
+        line = repo.fail("switch", rev, fragments=(f"no branch named {rev}: it names a version",))
+        assert f"`dvfs checkout {rev}`" in line and f"`dvfs switch -c NAME {rev}`" in line
+        assert "`dvfs branch" not in line
+    line = repo.fail("switch", "nope", fragments=("no branch named nope (branches: main)",))
+    assert line.endswith("`dvfs switch -c nope` makes it at HEAD")
+    assert "`dvfs" not in repo.fail("switch", "a b")  # no name to suggest making
+    # A remote's branch: make it here from the remote's.
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    repo.ok("switch", "-c", "side")
+    repo.ok("branch", "-d", "main")
+    line = repo.fail("switch", "main", fragments=("no branch named main",))
+    assert "`dvfs switch -c main origin/main`" in line, line
+    line = repo.fail("switch", "origin/main", fragments=("it is remote origin's branch main",))
+    assert "`dvfs switch -c main origin/main`" in line, line
+    repo.ok("switch", "-c", "main", "origin/main")
+    assert repo.status()["branch"] == "main"
+
+
 def test_tags(repo: Repo) -> None:
     repo.write("f.txt", "1")
     repo.ok("add", "f.txt")

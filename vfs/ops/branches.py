@@ -32,12 +32,48 @@ def switch(
     with repo.locked():
         target = repo.refs.get(f"refs/heads/{name}")
         if target is None:
-            have = ", ".join(repo.refs.branches()) or "none yet"
-            raise UsageError(f"no branch named {name} (branches: {have}); `dvfs branch {name}`")
+            raise UsageError(no_branch(repo, name))
         return restore_version(
             repo, target, workers, attach=name, force=force, warn=warn, action="switch",
             source=name, offline=offline, yes=yes,
         )  # fmt: skip
+
+
+def no_branch(repo: Repository, name: str) -> str:
+    """Why ``switch NAME`` found no branch NAME, and a command that does what was meant.
+
+    A tag, ``vN``, an id or a remote's branch is a revision, not a branch: switching
+    there is a checkout (HEAD detached) or a new branch started at it. Any other name
+    can be made a branch, if it is a valid name.
+    """
+    have = ", ".join(repo.refs.branches()) or "none yet"
+    try:
+        repo.history.resolve(name)
+    except DvfsError:
+        pass
+    else:
+        remote, _, branch = name.partition("/")
+        if repo.refs.get(f"refs/remotes/{name}") is not None and branch:
+            return (
+                f"no branch named {name}: it is remote {remote}'s branch {branch}; "
+                f"`dvfs switch -c {branch} {name}` makes a branch of it here (branches: {have})"
+            )
+        return (
+            f"no branch named {name}: it names a version, not a branch; `dvfs checkout {name}` "
+            f"goes there (HEAD detached), `dvfs switch -c NAME {name}` starts a branch there "
+            f"(branches: {have})"
+        )
+    try:
+        check_ref_name(name, "branch")
+    except UsageError:
+        return f"no branch named {name} (branches: {have})"
+    theirs = [r for r in repo.refs.names("remotes") if r.partition("/")[2] == name]
+    if theirs:  # (a clone of another branch: the remote's main is there, not main)
+        return (
+            f"no branch named {name} (branches: {have}); `dvfs switch -c {name} {theirs[0]}` "
+            f"makes it from remote {theirs[0].partition('/')[0]}'s"
+        )
+    return f"no branch named {name} (branches: {have}); `dvfs switch -c {name}` makes it at HEAD"
 
 
 def switch_create(
