@@ -362,3 +362,25 @@ def test_ls_and_cat_in_a_subdirectory_take_and_show_paths_from_there(repo: Repo)
     assert assert_ok(run(d, "cat", "v1", "s/a.txt")).raw == b"d/s/a.txt"
     assert assert_ok(run(d, "cat", "v1:e/x.txt")).raw == b"e/x.txt"
     assert_error(run(d, "ls", "v1", "nope"), "d/nope does not exist in v1")
+
+
+def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
+    """`dvfs ls data` said "unknown revision 'data'": a path alone is one of HEAD, as
+    `dvfs log data` and `dvfs diff data` take it; a revision still comes first."""
+    repo.write("d/s/a.txt", "a")
+    repo.write("d/top.txt", "t")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    (repo.root / "d/top.txt").unlink()  # in HEAD only: still a path
+
+    def names(out: str) -> list[str]:
+        return [line.split("  ")[-1] for line in out.splitlines()]
+
+    assert names(repo.ok("ls", "d").out) == ["s/", "top.txt"]
+    assert names(repo.ok("ls", "d/top.txt").out) == ["d/top.txt"]
+    assert names(assert_ok(run(repo.root / "d", "ls", "s")).out) == ["a.txt"]
+    assert repo.ok("cat", "d/top.txt").raw == b"t"
+    assert_error(repo.run("ls", "nope"), "unknown revision 'nope'")
+    assert_error(repo.run("ls", "v9"), "unknown revision 'v9'")
+    repo.ok("branch", "d")  # a branch named as the directory: the revision wins
+    assert names(repo.ok("ls", "d").out) == ["d/"]

@@ -337,14 +337,16 @@ def ls_cmd(target: str, path: str | None, recursive: bool, as_json: bool) -> Non
 
     The directory follows the revision as a second argument, from the current
     directory (default: the current directory), or after a colon, from the root of
-    the repository, as git reads REV:PATH. Paths listed by -r are shown from the
-    current directory (--json: from the root).
+    the repository, as git reads REV:PATH. A DIR alone that is no revision is one of
+    HEAD. Paths listed by -r are shown from the current directory (--json: from the
+    root).
 
     \b
     Examples:
       dvfs ls
       dvfs ls v2:data/images --json
       dvfs ls v2 data/images      # the same, at the root
+      dvfs ls data                # data/ of HEAD
       dvfs ls -r v2:data          # every file below data/
     """
     from vfs.cli.status_report import as_given, from_here
@@ -399,11 +401,32 @@ def located(repo: Repository, target: str, path: str | None, what: str) -> tuple
     if ":" in target:
         rp = split_rev_path(target)
         return rp.rev, rp.path
+    rev = target or "HEAD"
+    try:
+        repo.history.resolve(rev)
+    except RevisionNotFound:
+        # `dvfs ls data`: a path of the working tree or HEAD, not a revision.
+        if REVISION_LIKE.match(rev) or not is_path(repo, rev):
+            raise
+        return "HEAD", repo.rel(rev)
     try:
         here = repo.rel(".")
     except (UsageError, FileNotFoundError):  # (not below the root: a DVFS_DIR, say)
         here = b""
-    return target or "HEAD", here
+    return rev, here
+
+
+def is_path(repo: Repository, arg: str) -> bool:
+    """True if ``arg`` names something in the working tree or in HEAD."""
+    if os.path.lexists(arg):
+        return True
+    try:
+        rel = repo.rel(arg)
+        head = repo.history.head_id()
+    except DvfsError:
+        return False
+    hist = repo.history
+    return head is not None and hist.lookup(hist.version(head).tree, rel) is not None
 
 
 @click.command(cls=DvfsCommand)
