@@ -231,7 +231,7 @@ def test_clones_of_mutated_remotes_write_nothing_outside(data: st.DataObject) ->
         dest = base / "clone"
         with Workers(2) as w:
             try:
-                repo, _, _ = clone(remote.as_uri(), dest, w, jobs=2)
+                repo, _, _, _ = clone(remote.as_uri(), dest, w, jobs=2)
             except DvfsError:
                 assert not dest.exists()
             else:

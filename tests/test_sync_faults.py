@@ -493,6 +493,34 @@ def test_a_damaged_format_record_is_not_taken_for_a_newer_one(
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.parametrize("how", ["clone", "pull after clone --no-checkout"])
+def test_a_file_whose_chunk_the_remote_lacks_is_left_not_checked_out_and_named(
+    how: str, tmp_path: Path
+) -> None:
+    """A version whose file names a chunk no segment lists (a pack lost on the remote):
+    clone and pull stopped with "internal error (KeyError ...)", and a clone that got
+    past it said nothing of the file. The rest is written, that file is not checked out,
+    and one line names it (exit 1), as a checkout does."""
+    forge = Forge(tmp_path / "remote")
+    good = b"good\n"
+    forge.chunk(good)
+    lost = b"lost\n"  # never published
+    inner = forge.tree([file_entry(b"good", hash_bytes(good), len(good)),
+                        file_entry(b"lost", hash_bytes(lost), len(lost))])  # fmt: skip
+    forge.publish(forge.version(forge.tree([dir_entry(b"d", inner)])))
+    b = Repo(tmp_path / "b")
+    if how == "clone":
+        r = run(tmp_path, "clone", forge.url, "b")
+    else:
+        assert_ok(run(tmp_path, "clone", forge.url, "b", "--no-checkout"))
+        r = b.run("pull")
+    assert_error(r, "could not restore d/lost", "neither in the local store nor on remote origin",
+                 "not checked out")  # fmt: skip
+    assert b.read("d/good") == good
+    assert not (b.root / "d/lost").exists()
+    assert b.status()["not_checked_out"] == ["d/lost"]
+
+
 def test_a_push_never_makes_anew_a_remote_that_held_versions(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -171,12 +171,14 @@ class Repo:
             repo = vfs.Repo.clone("s3://bucket/cats", "cats", endpoint_url="http://minio:9000")
         """
         with Workers(settings.threads()) as w:
-            repo, transfer, _ = sync.clone(
+            repo, transfer, _, report = sync.clone(
                 url, Path(os.fspath(directory)), w, rev=rev, no_checkout=no_checkout,
                 endpoint_url=endpoint_url, jobs=jobs, yes=yes,
             )  # fmt: skip
         for line in transfer.warnings:
             _warn(line)
+        for path, exc in sorted(report.failed.items()) if report is not None else ():
+            _warn(f"{os.fsdecode(path)} is not checked out: {exc}")
         return cls(repo.root)
 
     @classmethod

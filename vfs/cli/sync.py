@@ -388,7 +388,7 @@ def clone_cmd(
 
     target = directory or Path(sync.default_dir(url))
     with workers() as w, resumable("clone"):
-        repo, t, branch = sync.clone(
+        repo, t, branch, report = sync.clone(
             url, target, w, rev=rev, no_checkout=no_checkout, endpoint_url=endpoint_url,
             jobs=jobs, yes=yes,
         )  # fmt: skip
@@ -396,6 +396,8 @@ def clone_cmd(
         warn(line)
     if as_json:
         emit_json({"path": str(repo.root), "branch": branch, "transfer": dataclasses.asdict(t)})
-        return
-    click.echo(f"cloned {quoted(url)} into {quoted(str(repo.root))} (branch {quoted(branch)})")
-    click.echo(transfer_line("downloaded", t))
+    else:
+        click.echo(f"cloned {quoted(url)} into {quoted(str(repo.root))} (branch {quoted(branch)})")
+        click.echo(transfer_line("downloaded", t))
+    if report is not None:
+        checkout_failures(report)  # (the clone stays: its other files are there)

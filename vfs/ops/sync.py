@@ -313,7 +313,11 @@ def download_data(
     jobs: int,
     report: Transfer,
 ) -> None:
-    """Download the chunks of version ``target`` (below ``prefixes``) missing here."""
+    """Download the chunks of version ``target`` (below ``prefixes``) missing here.
+
+    A chunk the remote's index does not list is left out: the checkout that follows
+    finds its files' data nowhere and leaves them not checked out, naming them.
+    """
     hist = repo.history
     items = (
         (path, e)
@@ -321,7 +325,8 @@ def download_data(
         if not prefixes or any(not p or path == p or path.startswith(p + b"/") for p in prefixes)
     )
     need, _ = missing_chunks(repo.store, items)
-    download_chunks(repo.store, meter, index, need, workers, jobs, report)
+    here = [oid for oid in need if oid in index]
+    download_chunks(repo.store, meter, index, here, workers, jobs, report)
 
 
 # ------------------------------------------------------------------------------- pull
@@ -406,15 +411,15 @@ def pull(
     if local == target:
         with repo.locked():  # a partial working tree (clone --no-checkout, or killed) is filled
             brought = restore_not_checked_out(repo, workers, warn=got.transfer.warnings.append)
-        said = f"{branch} is up to date"
-        if brought.written:
-            said += f"; {brought.written:,} files that were not checked out were written"
-        if brought.failed:
-            said += (
-                f"; {len(brought.failed):,} files are still not checked out: "
-                f"{co.names_of(sorted(brought.failed))} ({next(iter(brought.failed.values()))})"
-            )
-        return PullResult(got.transfer, None, said)
+        if not brought.written and not brought.failed:
+            return PullResult(got.transfer, None, f"{branch} is up to date")
+        report = co.CheckoutReport(
+            hist.label(target), branch, written=brought.written, unchanged=brought.unchanged,
+            fetched=brought.fetched, failed=brought.failed,
+        )  # fmt: skip
+        return PullResult(
+            got.transfer, report, f"{branch} is up to date; the files not checked out are written"
+        )
     if local is not None and hist.is_ancestor(target, local):
         return PullResult(
             got.transfer, None, f"{branch} is ahead of {spec.name}/{branch}: `dvfs push` it"
@@ -485,10 +490,13 @@ def clone(
     endpoint_url: str | None = None,
     jobs: int = 8,
     yes: bool = False,
-) -> tuple[Repository, Transfer, str]:
+) -> tuple[Repository, Transfer, str, co.CheckoutReport | None]:
     """Make a new repository from a remote and check out its main branch (or ``rev``:
     one of the remote's branches is made here and checked out, as ``git clone -b``
     does; any other revision is checked out detached).
+
+    Returns the repository, what was transferred, the branch, and what the checkout did
+    (None with ``no_checkout``): files whose data no remote holds are in its ``failed``.
 
     Unless ``yes``, a version that would expand far beyond its distinct data is not
     checked out (``vfs.remote.receive.check_expansion``), and the clone is removed.
@@ -538,11 +546,12 @@ def clone(
                 co.nothing_checked_out(repo, target, branch, attached=target == tip)
             if not no_checkout:
                 download_data(repo, meter, got.index, target, [], workers, jobs, got.transfer)
+        report = None
         if not no_checkout:
             if rev and not on_branch:
-                co.checkout(repo, rev, [], workers)
+                report = co.checkout(repo, rev, [], workers)
             else:
-                branches.switch(repo, branch, workers, force=True)
+                report = branches.switch(repo, branch, workers, force=True)
     except BaseException:
         if made:
             shutil.rmtree(directory, ignore_errors=True)
@@ -554,7 +563,7 @@ def clone(
                     child.unlink(missing_ok=True)
         raise
     got.transfer.requests = meter.requests
-    return repo, got.transfer, branch
+    return repo, got.transfer, branch, report
 
 
 def unknown_in_clone(
