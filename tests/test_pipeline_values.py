@@ -98,7 +98,7 @@ def test_a_metrics_file_of_one_bare_value_is_named_not_dropped_silently(repo: Re
     r = repo.ok("metrics", "show")
     assert r.out.startswith("no metrics could be read")
     assert warnings_of(r) == [
-        'dvfs: warning: acc.json holds one value and no name for it: write a mapping such as '
+        "dvfs: warning: acc.json holds one value and no name for it: write a mapping such as "
         '{"acc": 0.9} to have it shown'
     ]
 
