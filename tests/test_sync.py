@@ -277,6 +277,33 @@ def test_a_pull_refused_over_a_local_change_names_pull(
     assert b.read("d/a") == b"two"
 
 
+def test_pull_of_a_version_number_only_the_remote_has_yet_takes_the_remotes(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`dvfs pull v2 d` on a branch behind the remote's failed with "unknown revision
+    'v2': main has only v1": vN counted only along the branch here."""
+    a = make_repo("a")
+    commit_files(a, {"d/a": b"one"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    v2 = commit_files(a, {"d/a": b"two"}, "two")
+    commit_files(a, {"d/a": b"three"}, "three")
+    a.ok("push")
+    b.ok("pull", "v2", "d")
+    assert b.read("d/a") == b"two" and b.status()["head"] == "v1"  # paths only: HEAD stays
+    b.ok("checkout", "--force", "HEAD")
+    b.ok("pull", "v2")
+    assert b.head_id() == v2 and b.read("d/a") == b"two"
+    b.fail("pull", "v4", fragments=("unknown revision 'v4'",))
+    # Diverged: the remote's v2 is not what v2 would be here; the number stays local.
+    b.ok("switch", "main")
+    commit_files(b, {"d/a": b"mine"}, "mine")
+    assert b.ok("pull", "v2").out  # v2 here: mine
+    assert b.read("d/a") == b"mine"
+    b.fail("pull", "v3", fragments=("unknown revision 'v3'",))
+
+
 def test_pull_of_some_paths_downloads_only_their_chunks(
     remote: Remote, make_repo: RepoFactory
 ) -> None:

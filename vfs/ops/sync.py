@@ -29,6 +29,7 @@ checkout stops first unless told ``yes`` (``vfs.remote.receive.check_expansion``
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -382,15 +383,20 @@ def pull(
             try:
                 target = hist.resolve(rev)
             except RevisionNotFound:
+                local = repo.refs.get(f"refs/heads/{branch}")
+                theirs = _remote_vn(hist, remote_tip, local, rev)
                 # `dvfs pull data/x`: a path of the remote branch, not a revision.
-                if remote_tip is None or not _is_path_of(repo, remote_tip, rev):
+                if theirs is not None:  # `dvfs pull v3` of a branch behind: the remote's v3
+                    rev, target = theirs.hex(), theirs
+                elif remote_tip is None or not _is_path_of(repo, remote_tip, rev):
                     if rev in remotes(repo):  # git's `pull origin main`
                         raise UsageError(
                             f"{rev} is a remote, not a revision: `dvfs pull --remote {rev}` "
                             "pulls the current branch from it"
                         ) from None
                     raise
-                paths, rev, target = [rev, *paths], None, remote_tip
+                else:
+                    paths, rev, target = [rev, *paths], None, remote_tip
         elif remote_tip is None:
             why = [w for w in got.transfer.warnings if _names_branch(w, branch)]
             raise UsageError(
@@ -457,6 +463,24 @@ def _names_branch(warning: str, branch: str) -> bool:
         f"remote branch {name} skipped" in warning
         for name in (branch, quote_name(branch), f"'{branch}'")
     )
+
+
+def _remote_vn(
+    hist: History, remote_tip: bytes | None, local: bytes | None, rev: str
+) -> bytes | None:
+    """The version ``vN`` names on the remote's copy of the branch, when the branch
+    here has no such number because it is behind (its tip is on the remote's chain,
+    so both count alike); else None."""
+    m = re.fullmatch(r"v([1-9][0-9]{0,8})", rev.strip())
+    if m is None or remote_tip is None:
+        return None
+    if local is not None and not hist.on_chain(remote_tip, local):
+        return None  # (diverged: the remote's vN is another version than one here would be)
+    n = int(m.group(1))
+    for oid, v in hist.chain(remote_tip):
+        if v.number <= n:
+            return oid if v.number == n else None
+    return None
 
 
 def merge_message(m: merging.MergeReport, rev: str) -> str:
