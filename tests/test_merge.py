@@ -13,7 +13,11 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
-from tests.support.remote import Remote, remote_fixture  # noqa: F401 (fixture)
+from tests.support.remote import (  # noqa: F401 (fixtures)
+    Remote,
+    dir_remote_fixture,
+    remote_fixture,
+)
 from vfs.repo.repository import Repository
 
 
@@ -327,6 +331,30 @@ def test_log_graph_draws_the_merge_and_json_carries_parents(repo: Repo) -> None:
     assert rows[0]["graph"] == "*" and {r["version"] for r in rows} == {"v1", "v2", "v3"}
     plain = repo.json("log", "--json")  # first-parent only: v3, v2, v1
     assert [r["version"] for r in plain] == ["v3", "v2", "v1"] and len(plain[0]["parents"]) == 2
+
+
+def test_a_pull_merge_stopped_by_one_conflict_counts_it_and_says_how_to_give_up(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """It said "1 conflicts", and not how to abort, which `dvfs merge` says."""
+    a = make_repo("a")
+    a.write("d/a", "base")
+    a.ok("add", "d")
+    a.commit("base")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(tmp_path, "b")
+    a.write("d/a", "from a")
+    a.commit("a", "-a")
+    a.ok("push")
+    b.write("d/a", "from b, longer")
+    b.commit("b", "-a")
+    r = b.run("pull", "--merge")
+    assert r.code == 1, str(r)
+    assert "merging origin/main stopped: 1 conflict (d/a); settle each with" in r.out, r.out
+    assert "`dvfs merge --abort` gives it up" in r.out
+    b.ok("merge", "--abort")
+    assert b.read("d/a") == b"from b, longer"
 
 
 def test_merge_push_clone_and_pull_merge(

@@ -489,9 +489,11 @@ def merge_message(m: merging.MergeReport, rev: str) -> str:
         return f"merged {rev}: {m.label} {m.oid.hex()[:10]}"
     left = ", ".join(quote_name(os.fsdecode(c.path)) for c in m.conflicts[:10])
     more = f" and {len(m.conflicts) - 10} more" if len(m.conflicts) > 10 else ""
+    n = len(m.conflicts)
     return (
-        f"merging {rev} stopped: {len(m.conflicts)} conflicts ({left}{more}); settle each "
-        "with `dvfs restore --ours|--theirs PATH`, then `dvfs commit -m MSG`"
+        f"merging {rev} stopped: {n} conflict{'s' if n != 1 else ''} ({left}{more}); settle "
+        "each with `dvfs restore --ours|--theirs PATH`, then `dvfs commit -m MSG`; "
+        "`dvfs merge --abort` gives it up"
     )
 
 
