@@ -137,11 +137,11 @@ def test_a_format_1_repository_is_used_as_it_is(repo: Repo) -> None:
 
 def test_an_unknown_format_is_refused_in_one_line(repo: Repo) -> None:
     record = repo.root / ".dvfs" / "format"
-    for bad in (3, True, "2"):
+    for bad, said in ((3, "upgrade dvfs"), (True, "is damaged"), ("2", "is damaged")):
         rec = json.loads(record.read_text())
-        rec["format"] = bad
+        rec["format"] = bad  # a newer format number, or no format number at all
         record.write_text(json.dumps(rec))
-        assert_error(run(repo.root, "status"), "upgrade dvfs")
+        assert_error(run(repo.root, "status"), said)
     rec["format"] = 2
     record.write_text(json.dumps(rec))
     assert_ok(run(repo.root, "status"))
