@@ -95,6 +95,7 @@ def test_max_size_drops_the_least_recently_used_data_the_remote_holds(
     limit = repo.objects_size() - 200 * KiB
     repo.ok("config", "store.max-size", str(limit))  # over by ~200 KiB: v1 goes
     assert repo.ok("config", "store.max-size").out.strip() == str(limit)
+    assert repo.ok("config").out == f"store.max-size {limit}\n"  # what is set, listed
     assert repo.objects_size() <= limit
     repo.write("data.bin", DATA[3])  # v4: committed, never pushed
     r = repo.ok("add", "data.bin")  # the store grows past the limit here
@@ -115,6 +116,9 @@ def test_max_size_drops_the_least_recently_used_data_the_remote_holds(
     assert "nothing was pruned" in r.err
     assert repo.cat("v3:data.bin") == DATA[2]
     repo.ok("config", "--unset", "store.max-size")
+    listed = repo.ok("config")
+    assert listed.out == "" and "no setting is set (known: store.max-size)" in listed.err
+    assert_error(repo.run("config", "--unset"), "needs the KEY", code=2)
     repo.fsck_clean()
 
 

@@ -256,11 +256,12 @@ def keep_within_max_size(repo: Repository) -> None:
 
 
 @click.command(cls=DvfsCommand, name="config")
-@click.argument("key", metavar="KEY")
-@click.argument("value", required=False)
+@click.argument("key", metavar="[KEY", required=False)
+@click.argument("value", metavar="[VALUE]]", required=False)
 @click.option("--unset", is_flag=True, help="Remove the setting.")
-def config_cmd(key: str, value: str | None, unset: bool) -> None:
-    """Show or set a setting of this clone (kept in .dvfs/config).
+def config_cmd(key: str | None, value: str | None, unset: bool) -> None:
+    """Show or set a setting of this clone (kept in .dvfs/config); without KEY, list
+    the settings that are set.
 
     store.max-size SIZE: after add, commit and pull, the data of the least recently
     used versions that the default remote holds is dropped until the store fits
@@ -271,7 +272,18 @@ def config_cmd(key: str, value: str | None, unset: bool) -> None:
       dvfs config store.max-size 50G
       dvfs config store.max-size
       dvfs config --unset store.max-size
+      dvfs config
     """
+    if key is None:
+        if unset:
+            raise UsageError("--unset needs the KEY of the setting to remove")
+        cfg = repo_here().config()
+        set_now = [(k, cfg[k]) for k in CONFIG_KEYS if isinstance(cfg.get(k), str)]
+        for k, v in set_now:
+            click.echo(f"{k} {escape_text(v)}")
+        if not set_now:
+            click.echo(f"no setting is set (known: {', '.join(CONFIG_KEYS)})", err=True)
+        return
     if key not in CONFIG_KEYS:
         raise UsageError(f"unknown setting {key!r} (known: {', '.join(CONFIG_KEYS)})")
     repo = repo_here()
