@@ -353,6 +353,7 @@ def test_a_pull_merge_stopped_by_one_conflict_counts_it_and_says_how_to_give_up(
     assert r.code == 1, str(r)
     assert "merging origin/main stopped: 1 conflict (d/a); settle each with" in r.out, r.out
     assert "`dvfs merge --abort` gives it up" in r.out
+    assert r.out.splitlines()[-1].startswith("merging origin/main stopped")  # the last word
     b.ok("merge", "--abort")
     assert b.read("d/a") == b"from b, longer"
 

@@ -328,12 +328,14 @@ def pull(
         if r.conflicts:
             sys.exit(1)
         return
-    if r.message:
+    if r.message and not r.conflicts:
         click.echo(escape_text(r.message))
     click.echo(transfer_line("downloaded", r.transfer))
     if r.checkout is not None:
         report_checkout(r.checkout)
-    if r.conflicts:
+    if r.conflicts:  # a merge that stopped: the last word, what to do now
+        if r.message:
+            click.echo(escape_text(r.message))
         sys.exit(1)
 
 
