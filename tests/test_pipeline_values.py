@@ -3,6 +3,7 @@ place (``dvfs exp run -S``) with the rest of the file as it was."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
@@ -90,6 +91,20 @@ def test_two_values_flattened_to_one_name_are_reported(repo: Repo) -> None:
         assert any("m.json: a.b names two values" in w and "rename one of the keys" in w
                    for w in warnings_of(r)), args  # fmt: skip
     assert repo.json("metrics", "show", "--json") == {"workspace": {"m.json": {"a.b": 1}}}
+
+
+def test_a_metric_of_a_kind_not_shown_is_named(repo: Repo) -> None:
+    """A long text or a TOML date was left out of every table without a word."""
+    unshown: list[str] = []
+    doc = {"acc": 0.9, "note": "y" * 201, "when": dt.date(2026, 1, 2), "l": [{"x": "z" * 300}]}
+    assert values.flatten(doc, None, unshown) == {"acc": 0.9}
+    assert unshown == ["note", "when", "l.0.x"]  # in the order of the document
+    repo.write("src.toml", "acc = 0.9\nwhen = 2026-01-02\n")
+    repo.ok("run", "-n", "s", "-d", "src.toml", "-m", "m.toml", "--", "cp src.toml m.toml")
+    r = repo.ok("metrics", "show")
+    assert "acc" in r.out
+    assert any("m.toml: when not shown: a metric is a number, a boolean or a text" in w
+               for w in warnings_of(r)), r  # fmt: skip
 
 
 def test_a_metrics_file_of_one_bare_value_is_named_not_dropped_silently(repo: Repo) -> None:

@@ -144,11 +144,15 @@ def close_keys(doc: Any, key: str) -> list[str]:
     return difflib.get_close_matches(key, _keys(doc), n=3, cutoff=0.6)
 
 
-def flatten(doc: Any, clashes: list[str] | None = None) -> dict[str, Any]:
+def flatten(
+    doc: Any, clashes: list[str] | None = None, unshown: list[str] | None = None
+) -> dict[str, Any]:
     """Every number, boolean or short text of a metrics document, by dotted key.
 
     Two values can have one dotted key (``{"a": {"b": 1}, "a.b": 2}``): the first in
-    the document is kept, and the key is added to ``clashes``.
+    the document is kept, and the key is added to ``clashes``. The key of a value of
+    another kind (a text over ``MAX_METRIC_TEXT`` characters, a TOML date) is added
+    to ``unshown``.
     """
     out: dict[str, Any] = {}
     twice: dict[str, None] = {}
@@ -171,6 +175,8 @@ def flatten(doc: Any, clashes: list[str] | None = None) -> dict[str, Any]:
         elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
             value = cur
         else:
+            if unshown is not None and pre[:-1]:
+                unshown.append(pre[:-1])
             continue
         if pre[:-1] in out:
             twice[pre[:-1]] = None
@@ -185,12 +191,21 @@ def flatten(doc: Any, clashes: list[str] | None = None) -> dict[str, Any]:
 
 def metrics_of(data: bytes, name: bytes, shown: str) -> tuple[dict[str, Any], list[str]]:
     """The metrics a file's bytes hold, flattened, and what to say of values not shown:
-    a key that names two values (:func:`flatten`), or a file of one bare value, which
-    has no name to be shown by. ValuesError if the file cannot be read."""
+    a value of a kind not shown (a long text, a date), a key that names two values
+    (:func:`flatten`), or a file of one bare value, which has no name to be shown by.
+    ValuesError if the file cannot be read."""
     doc = load(data, name, shown)
     clashes: list[str] = []
-    out = flatten(doc, clashes)
+    unshown: list[str] = []
+    out = flatten(doc, clashes, unshown)
     notes = []
+    if unshown:
+        names = ", ".join(quote_name(k) for k in unshown[:5])
+        more = f" and {len(unshown) - 5} more" if len(unshown) > 5 else ""
+        notes.append(
+            f"{shown}: {names}{more} not shown: a metric is a number, a boolean or a text "
+            f"of at most {MAX_METRIC_TEXT} characters"
+        )
     if clashes:
         names = ", ".join(quote_name(k) for k in clashes[:5])
         more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
