@@ -212,18 +212,18 @@ def test_a_link_to_a_file_is_read_as_that_file_by_dataset_readers(tmp_path: Path
     root = tmp_path / "repo"
     assert_ok(run(tmp_path, "init", str(root)))
     (root / "parts").mkdir()
-    (root / "shared").mkdir()
+    (root / "pool").mkdir()
     pd.DataFrame({"id": [1, 2]}).to_parquet(root / "parts" / "p0.parquet")
-    pd.DataFrame({"id": [3]}).to_parquet(root / "shared" / "p1.parquet")
-    (root / "parts" / "p1.parquet").symlink_to("../shared/p1.parquet")
+    pd.DataFrame({"id": [3]}).to_parquet(root / "pool" / "p1.parquet")
+    (root / "parts" / "p1.parquet").symlink_to("../pool/p1.parquet")
     (root / "parts" / "gone.parquet").symlink_to("../nowhere.parquet")
-    (root / "linked").symlink_to("shared")  # a link to a directory
+    (root / "linked").symlink_to("pool")  # a link to a directory
     assert_ok(run(root, "add", "."))
     assert_ok(run(root, "commit", "-m", "parts"))
     fs = fsspec.filesystem("dvfs", repo=str(root))
     info = fs.info("/parts/p1.parquet")
     assert (info["type"], info["size"], info["islink"], info["destination"]) == (
-        "file", (root / "shared" / "p1.parquet").stat().st_size, True, "../shared/p1.parquet",
+        "file", (root / "pool" / "p1.parquet").stat().st_size, True, "../pool/p1.parquet",
     )  # fmt: skip
     assert fs.info("/parts/gone.parquet")["type"] == "link"  # leads nowhere
     # pyarrow skipped a "link" entry: the dataset had the rows of p0 alone
@@ -233,13 +233,13 @@ def test_a_link_to_a_file_is_read_as_that_file_by_dataset_readers(tmp_path: Path
     assert sorted(read["id"]) == [1, 2, 3]
     # a path through a link to a directory was said not to exist, as the kernel
     # (and so a mount) follows it
-    shared = (root / "shared" / "p1.parquet").read_bytes()
-    assert fs.cat_file("/linked/p1.parquet") == shared
+    pooled = (root / "pool" / "p1.parquet").read_bytes()
+    assert fs.cat_file("/linked/p1.parquet") == pooled
     assert pd.read_parquet("dvfs://linked/p1.parquet", storage_options={"repo": str(root)}).shape
     assert fs.ls("/linked", detail=False) == ["/linked/p1.parquet"]
     repo = vfs.Repo(root)
-    assert repo.info("linked/p1.parquet").size == len(shared)
+    assert repo.info("linked/p1.parquet").size == len(pooled)
     assert [f.path for f in repo.walk("HEAD", "linked")] == ["linked/p1.parquet"]
     assert repo.info("linked").type == "link"  # a link named last is not followed
-    with pytest.raises(FileNotFoundError, match="its links lead to shared/nope, which does not"):
+    with pytest.raises(FileNotFoundError, match="its links lead to pool/nope, which does not"):
         repo.read_bytes("linked/nope")
