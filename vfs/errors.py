@@ -115,14 +115,14 @@ class UncommittedChanges(DvfsError):
         what: str = "commit them, or use --force to discard them",
     ) -> None:
         self.paths = list(paths)
-        loose = [p for p in self.paths if p in set(untracked)]
-        changed = [p for p in self.paths if p not in set(untracked)]
+        apart = set(untracked)
+        loose = [p for p in self.paths if p in apart]
+        changed = [p for p in self.paths if p not in apart]
         parts = []
         if changed:
             parts.append(f"uncommitted changes in {_first(changed)}")
         if loose:
             parts.append(f"untracked {_first(loose)}")
-        if loose:
             what = (
                 "move the untracked files away (or `dvfs add` and commit them)"
                 + (", and commit the changes" if changed else "")

@@ -10,6 +10,7 @@ import click
 from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
 from vfs.errors import UsageError
+from vfs.ops import store_limit
 from vfs.ops.store_limit import MAX_SIZE_KEY, parse_store_size
 from vfs.quoting import escape_text
 from vfs.repo.repository import Repository
@@ -234,9 +235,7 @@ CONFIG_KEYS = ("store.max-size",)
 def keep_within_max_size(repo: Repository) -> None:
     """With ``store.max-size`` set: drop the least recently used data the remote holds
     (``vfs.ops.store_limit``), and say what went on standard error."""
-    from vfs.ops.store_limit import keep_within_max_size as keep_within
-
-    got = keep_within(repo, warn)
+    got = store_limit.keep_within_max_size(repo, warn)
     if got is None:
         return
     r, text = got.report, got.setting

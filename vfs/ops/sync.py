@@ -238,6 +238,7 @@ class FetchResult:
     tags: dict[str, bytes]
     index: dict[bytes, Located]
     transfer: Transfer
+    skipped: dict[str, str] = field(default_factory=dict)  # remote branch -> why left out
 
 
 def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
@@ -248,13 +249,17 @@ def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) ->
     heads = remote.refs("heads", report.warnings)
     tags = remote.refs("tags", report.warnings)
     index = remote.index() if heads or tags else {}
+    skipped: dict[str, str] = {}
     for kind, refs in (("branch", heads), ("tag", tags)):
         for name, oid in list(refs.items()):
             if oid not in index and not repo.store.has(oid):
-                report.warnings.append(
+                why = (
                     f"{remote.url}: remote {kind} {quote_name(name)} skipped: it names version "
                     f"{oid.hex()[:12]}, which the remote does not hold (an interrupted push?)"
                 )
+                report.warnings.append(why)
+                if refs is heads:
+                    skipped[name] = why
                 del refs[name]
     fetch_records(repo.store, remote, [*heads.values(), *tags.values()], index, jobs, report)
     for b, oid in list(heads.items()):
@@ -262,7 +267,8 @@ def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) ->
         try:
             repo.refs.update(ref, oid, repo.refs.get(ref))
         except RefConflict as exc:
-            report.warnings.append(f"remote branch {b} was not recorded: {exc}")
+            skipped[b] = f"remote branch {b} was not recorded: {exc}"
+            report.warnings.append(skipped[b])
             del heads[b]
     for t, oid in list(tags.items()):
         mine = repo.refs.get(f"refs/tags/{t}")
@@ -275,7 +281,7 @@ def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) ->
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
     report.requests = meter.requests
-    return FetchResult(heads, tags, index, report)
+    return FetchResult(heads, tags, index, report, skipped)
 
 
 def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
@@ -398,10 +404,9 @@ def pull(
                 else:
                     paths, rev, target = [rev, *paths], None, remote_tip
         elif remote_tip is None:
-            why = [w for w in got.transfer.warnings if _names_branch(w, branch)]
+            why = got.skipped.get(branch)
             raise UsageError(
-                f"{spec.name} has no branch {branch}: nothing to pull"
-                + "".join(f"; {w}" for w in why[:1])
+                f"{spec.name} has no branch {branch}: nothing to pull" + (f"; {why}" if why else "")
             )
         else:
             target = remote_tip
@@ -455,14 +460,6 @@ def _no_branch(repo: Repository, name: str) -> str:
     if name == repo.history.head().branch:
         return f"branch {name} has no versions to push: commit first"
     return f"there is no branch {quote_name(name)}: `dvfs branch` lists them"
-
-
-def _names_branch(warning: str, branch: str) -> bool:
-    """True if ``warning`` says that the remote's ``branch`` was skipped."""
-    return any(
-        f"remote branch {name} skipped" in warning
-        for name in (branch, quote_name(branch), f"'{branch}'")
-    )
 
 
 def _remote_vn(

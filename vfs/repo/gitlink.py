@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import read_regular
 from vfs.errors import UsageError
 from vfs.model.ids import from_hex
+from vfs.store.durable import write_atomic
 
 if TYPE_CHECKING:  # (imported where made: `dvfs status` reads dvfs.lock, never a GitLink)
     from vfs.model.version_codec import GitLink
-from vfs.store.durable import write_atomic
 
 LOCK_FILE = "dvfs.lock"
 SHARED_FILE = "dvfs.toml"  # settings shared through git, see vfs.repo.shared

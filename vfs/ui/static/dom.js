@@ -71,6 +71,11 @@ export function cell(v) {
   return JSON.stringify(v);
 }
 
+// A parameter or metric of a version: "null" for a null value, "-" where it has none.
+export function valueCell(v) {
+  return v === null ? "null" : cell(v);
+}
+
 // An error box; a 404 naming close revisions links to each.
 export function errorBox(err, route = "version", param = "rev") {
   const cands = (err.body && err.body.candidates) || [];

@@ -1,6 +1,6 @@
 // Experiments: `dvfs compare` (params and metrics per version and experiment), sortable,
 // and a chart of one metric over the versions (uPlot, vendored).
-import { api, cell, errorBox, h, link, put, swap } from "./dom.js";
+import { api, errorBox, h, link, put, swap, valueCell } from "./dom.js";
 import uPlot from "./vendor/uPlot.esm.js";
 
 export async function experimentsPage(el, params) {
@@ -40,7 +40,7 @@ export async function experimentsPage(el, params) {
       onclick: () => { desc = c.key === sortKey ? !desc : false; sortKey = c.key; render(); },
     }, c.label)));
     tbody.replaceChildren(...rows.map((r) => h("tr", { "data-rev": r.rev }, cols.map((c) =>
-      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : value(c.get(r)))))));
+      h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : valueCell(c.get(r)))))));
   };
   render();
   const plot = h("div", { class: "chart" });
@@ -56,11 +56,6 @@ export async function experimentsPage(el, params) {
     h("p", { class: "muted" }, "Click a column to sort; again to reverse."));
   if (pickMetric) chart(plot, d.rows, pickMetric.value);
   if (d.rows.length) put(el, stepsSection(d.rows, params));
-}
-
-// A cell: "-" where the row has no such name, "null" for a null value.
-function value(v) {
-  return v === null ? "null" : cell(v);
 }
 
 // Per-step metrics of one version (its `*.steps.jsonl`, as `vfs.track` logs them).

@@ -1,5 +1,5 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
-import { act, api, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap } from "./dom.js";
+import { act, api, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap, valueCell } from "./dom.js";
 import { highlight } from "./highlight.js";
 
 const FILES = 200;
@@ -34,7 +34,7 @@ export async function versionPage(el, params) {
       h("dt", {}, "totals"), h("dd", {}, `${v.totals.files.toLocaleString()} files, ${human(v.totals.bytes)} in ${v.totals.directories.toLocaleString()} directories`),
       h("dt", {}, "changes"), changes,
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
-        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, val === null ? "null" : cell(val))))))] : null,
+        params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, valueCell(val))))))] : null,
       v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
         h("a", { href: link("lineage", { rev: v.version }) }, `${v.pipeline.length} stages`))] : null,
     ),
