@@ -108,6 +108,30 @@ def test_repro_runs_only_what_is_stale_and_says_why(trained: PipelineRepo) -> No
     repo.fsck_clean()
 
 
+def test_repro_names_the_inputs_it_ran_from_that_are_not_staged(trained: PipelineRepo) -> None:
+    """Outputs are staged by repro; the deps and params files they were made from are
+    the user's to stage, and a commit without them would record outputs whose inputs
+    are in no version: repro says which."""
+    repo = trained
+    repo.write("params.yaml", "train:\n  lr: 0.02\n  epochs: 3\n")
+    repo.write("prep.py", repo.read("prep.py") + b"# a comment\n")
+    r = repo.ok("repro")
+    assert repo.ran() == ["prepare", "train"]
+    assert (
+        "note: prep.py, train.py, params.yaml, which the outputs were made from, are not "
+        "staged: `dvfs add` them" in r.out
+    )
+    repo.ok("add", "prep.py", "train.py")
+    out = json.loads(repo.ok("repro", "--force", "--json").out)
+    assert out["unstaged_inputs"] == ["params.yaml"]
+    repo.ok("add", "params.yaml")
+    r = repo.ok("repro", "--force")
+    assert "not staged" not in r.out
+    repo.commit("lr 0.02")
+    assert "in no version" not in repo.ok("lineage", "model.bin").out
+    repo.fsck_clean()
+
+
 def test_the_run_cache_restores_outputs_of_inputs_that_ran_before(
     trained: PipelineRepo,
 ) -> None:

@@ -84,6 +84,15 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
                     "lineage"
                 )
         click.echo(summary)
+        if out.unstaged:
+            shown = ", ".join(quote_name(p) for p in out.unstaged[:5])
+            more = f" and {len(out.unstaged) - 5:,} more" if len(out.unstaged) > 5 else ""
+            click.echo(
+                f"note: {shown}{more}, which the outputs were made from, "
+                f"{'is' if len(out.unstaged) == 1 else 'are'} not staged: `dvfs add` "
+                f"{'it' if len(out.unstaged) == 1 else 'them'} so that the commit holds "
+                "what made its outputs"
+            )
     for name, reason in out.skipped if not as_json and not opts.dry_run else ():
         click.echo(f"dvfs: stage {name} not run: {escape_text(reason)}", err=True)
     if out.interrupted:

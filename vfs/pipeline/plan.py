@@ -3,6 +3,7 @@ before anything runs), and what happened to each (``vfs.pipeline.repro`` runs th
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class Outcome:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # name, why
     staged: int = 0
     interrupted: bool = False
+    unstaged: list[bytes] = field(default_factory=list)  # inputs of the runs, not staged
 
     def as_json(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -53,6 +55,7 @@ class Outcome:
             "skipped": [{"stage": s, "reason": r} for s, r in self.skipped],
             "staged": self.staged,
             "interrupted": self.interrupted,
+            "unstaged_inputs": [os.fsdecode(p) for p in self.unstaged],
         }
 
 

@@ -488,6 +488,32 @@ class Repro:
             self.out.staged = stage_outputs(
                 self.ws, self.state, self.stage_roots, self.to_stage, self.recorded, self.warn
             )
+            self.out.unstaged = self._unstaged_inputs()
+
+    def _unstaged_inputs(self) -> list[bytes]:
+        """The deps and params files of the runs recorded here whose working-tree
+        content is not what the index holds: the outputs were made from them, but a
+        commit now would record the outputs without them (its lineage would name
+        inputs "in no version"). Outputs of other stages are staged by now."""
+        repo = self.ws.repo
+        names = [*self.out.ran, *(n for n, _ in self.out.restored)]
+        if repo is None or not names:
+            return []
+        paths: dict[bytes, None] = {}
+        for name in names:
+            record = self.runs.get(name)
+            if record is not None:
+                paths.update(dict.fromkeys(p for p, _ in record.deps))
+                paths.update(dict.fromkeys(f for f, _, _ in record.params))
+        index = repo.index()
+        current = self.state.ids(paths)
+        out = []
+        for p in paths:
+            below = {r: s for r in index.under(p) if (s := index.get(r)) is not None}
+            staged = ids_of_records([p], below)[p] if below else None
+            if current[p] != staged:
+                out.append(p)
+        return out
 
 
 @contextlib.contextmanager
