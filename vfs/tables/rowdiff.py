@@ -113,6 +113,7 @@ from vfs.tables.source import (
 FAST_SHARE = 0.5  # the share of bytes two sides must have in common for the fast path
 LINES = ("csv", "tsv", "jsonl")  # the formats whose rows are lines
 LINE_SHARE = 0.25  # the line path gives up when more of the rows than this differ
+MAX_LIMIT = (1 << 63) - 1  # rows shown at most: the engine's LIMIT is a 64-bit number
 
 
 def diff_rows(
@@ -131,7 +132,9 @@ def diff_rows(
     the ``.dvfs`` directory whose ``vfs.tables.checks`` entries a keyed diff reads and
     writes (None: none). Where the engine refuses to read a file in pieces
     (``engine.scan_options``), the diff is made again reading every file whole.
+    A ``limit`` past ``MAX_LIMIT`` shows every row, as ``MAX_LIMIT`` does.
     """
+    limit = min(limit, MAX_LIMIT)
     try:
         return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache)
     except PiecesRefused:

@@ -1,0 +1,58 @@
+"""``dvfs diff --rows`` at its edges, as users meet them: a huge ``--limit``, a file
+the engine cannot read, nested JSON Lines values.
+
+One repository with two versions of a few small files is built once through the
+command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.cli import Repo, assert_ok, init_repo
+
+V1 = {
+    "people.csv": "id,name\n1,ann\n2,bob\n",
+    "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
+    "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
+    '{"id": 3, "v": {"a": "1"}}\n',
+}
+V2 = {
+    "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
+    "bare_cr.csv": "id,v\n1,ok\n2,a\rb\n",  # a lone CR inside a row: no dialect reads it
+    "nested.jsonl": '{"id": 1, "v": {"a": 2}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
+    '{"id": 3, "v": {"a": "2"}}\n{"id": 4, "v": {"a": {"b": null}}}\n',
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    repo = init_repo(tmp_path_factory.mktemp("rowedges") / "repo")
+    for version in (V1, V2):
+        for name, content in version.items():
+            repo.write(name, content)
+        repo.ok("add", ".")
+        repo.ok("commit", "-m", "data")
+    yield repo
+
+
+def rows_json(repo: Repo, path: str, *extra: str) -> dict[str, Any]:
+    data: dict[str, Any] = assert_ok(
+        repo.run("diff", "v1", "v2", path, "--rows", "--json", *extra)
+    ).json()
+    return data
+
+
+@pytest.mark.parametrize("limit", [str(1 << 63), "9" * 40])
+def test_a_limit_past_every_row_shows_every_row(data: Repo, limit: str) -> None:
+    # it was given to the engine as is: a number past 64 bits made the diff a byte
+    # summary whose note quoted the engine's SQL
+    for key in ((), ("--key", "id")):
+        d = rows_json(data, "people.csv", "--limit", limit, *key)
+        assert d["method"] != "bytes" and d["notes"] == [], d
+        s = d["summary"]
+        assert len(d["rows"]) == s["added"] + s["removed"] + s["changed"] == (2 if key else 3)
+        assert d["more"] == 0
