@@ -126,7 +126,7 @@ def umount_cmd(mountpoint: str, force: bool) -> None:
     from vfs.mount import mounts
 
     mounts.unmount(mountpoint, force=force)
-    click.echo(f"unmounted {quoted(os.path.abspath(mountpoint))}")
+    click.echo(f"unmounted {quoted(str(mounts.mount_path(mountpoint)))}")
 
 
 @click.command(cls=DvfsCommand, name="mounts")

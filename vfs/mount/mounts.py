@@ -390,9 +390,21 @@ def check_fuse() -> None:
         raise MountError("fusermount3 was not found: install the fuse3 package to mount")
 
 
+def mount_path(arg: str) -> Path:
+    """The mount point ``arg`` names: absolute, through any symbolic link on the way.
+
+    The kernel mounts on the directory a link leads to, and lists that in its table:
+    the record, ``dvfs mounts`` and ``dvfs umount`` must name the same directory, and
+    so must a process inside the mount (its cwd). A component that cannot be looked
+    at (a dead mount: ENOTCONN) is taken as it is.
+    """
+    return Path(os.path.realpath(arg))
+
+
 def check_mountpoint(arg: str) -> Path:
-    """The absolute mount point ``arg`` names; MountError unless it is an empty directory."""
-    path = Path(os.path.abspath(arg))
+    """The mount point ``arg`` names (:func:`mount_path`); MountError unless it is an
+    empty directory."""
+    path = mount_path(arg)
     if is_mounted(path):
         rec = read_record(path)
         if rec is not None and not daemon_alive(rec):
@@ -441,7 +453,7 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
     whose daemon died is unmounted the same way. The record goes last. Only the
     process that wrote the record is ever signalled (see the module docstring).
     """
-    path = Path(os.path.abspath(arg))
+    path = mount_path(arg)
     rec = read_record(path)
     fstype = mount_table().get(str(path))
     if fstype is None:

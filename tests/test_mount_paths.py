@@ -1,0 +1,58 @@
+"""How a user names a mount: through a symbolic link.
+
+A mount point reached through a link is the directory the link leads to: that is
+where the kernel mounts, what ``/proc/self/mountinfo`` lists and what a process
+inside sees as its cwd, so the record, ``dvfs mounts`` and ``dvfs umount`` must
+all name it, whichever spelling the user typed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import assert_ok
+from tests.support.mount import commit, dvfs, force_unmount, in_mount_table, write
+from vfs.repo.repository import Repository
+
+
+@pytest.fixture(name="repo")
+def repo_fixture(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"one\n")
+    commit(repo, "one")
+    return root
+
+
+def rows(tmp_path: Path, home: Path) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = assert_ok(dvfs(tmp_path, home, "mounts", "--json")).json()
+    return [r for r in got if Path(r["mountpoint"]).is_relative_to(tmp_path)]
+
+
+@pytest.mark.parametrize("overlay", ["kernel", "daemon"])
+def test_a_mount_point_named_through_a_link_is_the_directory_it_leads_to(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    home, real, link = tmp_path / "home", tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to("real")
+    try:
+        r = assert_ok(dvfs(tmp_path, home, "mount", str(repo), "link", "--overlay", overlay))
+        assert f" at {real}; daemon pid " in r.out
+        assert (real / "data" / "a.txt").read_bytes() == b"one\n"
+        (row,) = rows(tmp_path, home)
+        assert row["mountpoint"] == str(real) and row["state"] == "mounted"
+        assert row["source"] == str(repo)
+        (link / "data" / "b.txt").write_bytes(b"b\n")
+        assert assert_ok(dvfs(tmp_path, home, "status", "link", "--json")).json()["added"] == [
+            "data/b.txt"
+        ]
+        r = assert_ok(dvfs(tmp_path, home, "umount", "link"))
+        assert r.out.strip() == f"unmounted {real}"
+        assert not in_mount_table(real)
+        assert rows(tmp_path, home) == []
+    finally:
+        force_unmount(real)
