@@ -1,9 +1,10 @@
-"""How a user names a mount: through a symbolic link.
+"""How a user names a mount: through a symbolic link, or by a directory inside it.
 
 A mount point reached through a link is the directory the link leads to: that is
 where the kernel mounts, what ``/proc/self/mountinfo`` lists and what a process
 inside sees as its cwd, so the record, ``dvfs mounts`` and ``dvfs umount`` must
-all name it, whichever spelling the user typed.
+all name it, whichever spelling the user typed. A directory inside a mount is not
+the mount: the commands that take MNT say which mount it is inside.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_ok
+from tests.support.cli import assert_error, assert_ok
 from tests.support.mount import commit, dvfs, force_unmount, in_mount_table, write
 from vfs.repo.repository import Repository
 
@@ -56,3 +57,26 @@ def test_a_mount_point_named_through_a_link_is_the_directory_it_leads_to(
         assert rows(tmp_path, home) == []
     finally:
         force_unmount(real)
+
+
+def test_a_directory_inside_a_mount_is_named_as_inside_it(repo: Path, tmp_path: Path) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        assert_ok(dvfs(tmp_path, home, "mount", str(repo), str(mnt)))
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        for inner in (mnt / "data", mnt / ".versions" / "v1" / "data"):
+            for args in (("status", str(inner)), ("snapshot", str(inner), "-m", "m")):
+                line = assert_error(dvfs(mnt / "data", home, *args), code=1)
+                assert f"{inner} is inside the dvfs mount {mnt}: give its mount point" in line, line
+            line = assert_error(dvfs(tmp_path, home, "umount", str(inner)), code=1)
+            assert f"{inner} is inside the dvfs mount {mnt}: run `dvfs umount {mnt}`" in line
+        line = assert_error(dvfs(mnt / "data", home, "snapshot", ".", "-m", "m"), code=1)
+        assert f"{mnt / 'data'} is inside the dvfs mount {mnt}" in line
+        assert in_mount_table(mnt)  # nothing was recorded nor unmounted
+        assert assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()["added"] == [
+            "data/b.txt"
+        ]
+        assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+    finally:
+        force_unmount(mnt)

@@ -50,6 +50,13 @@ def socket_of(mnt: str) -> str:
                 f"{mnt} is a read-only dvfs mount: unmount it and mount it again without "
                 "--read-only (a URL mount needs --writable)"
             ) from None
+        from vfs.mount.mounts import enclosing  # (which imports this module)
+
+        top = enclosing(mnt)
+        if top is not None:
+            raise MountError(
+                f"{path} is inside the dvfs mount {top}: give its mount point, {top}"
+            ) from None
         raise MountError(f"{mnt} is not a dvfs mount: give the mount point") from None
 
 

@@ -185,6 +185,23 @@ def is_mounted(path: Path) -> bool:
     return str(path) in mount_table()
 
 
+def enclosing(arg: str) -> Path | None:
+    """The dvfs mount a path lies inside (not at its top), or None.
+
+    For the commands that take MNT and were given a directory in it. The kernel's
+    overlay has the daemon's ``.versions`` mounted on ``MNT/.versions``: a path
+    below that is inside MNT.
+    """
+    table = mount_table()
+    path = mount_path(arg)
+    for d in path.parents:
+        if table.get(str(d)) in FS_TYPES:
+            if d.name == ".versions" and table.get(str(d.parent)) in FS_TYPES:
+                return d.parent
+            return d
+    return None
+
+
 @dataclass(frozen=True)
 class MountRecord:
     """What a daemon serves at one mount point (the format is in the module docstring)."""
@@ -462,6 +479,9 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
             if daemon_alive(rec):  # its mount went, but it did not: stop it
                 stop_daemon(rec, STOP_WAIT)
                 return rec
+        top = enclosing(arg)
+        if top is not None:
+            raise MountError(f"{path} is inside the dvfs mount {top}: run `dvfs umount {top}`")
         raise MountError(f"{path} is not mounted")
     if fstype not in FS_TYPES:
         raise MountError(f"{path} is not a dvfs mount ({fstype}): use umount(8)")
