@@ -256,3 +256,49 @@ def test_a_run_named_as_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> No
     with vfs.track(repo, message="x", name="py-train") as r:
         r.output("model.txt").write_text("m")
     assert r.version is not None and r.version.number == 2
+
+
+class Opaque:
+    """A value whose text is its address: nothing a version could show."""
+
+
+def test_arguments_of_the_wrong_type_are_named_not_internal_errors(repo: vfs.Repo) -> None:
+    # message=None was an AttributeError ('NoneType' object has no attribute 'strip');
+    # a list of params an AssertionError (commit) or a TypeError about dict updates
+    for call in (
+        lambda: vfs.track(repo, message=None),  # type: ignore[arg-type]
+        lambda: repo.commit(None),  # type: ignore[arg-type]
+        lambda: repo.commit(3),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match=r"^the message is text, not (NoneType|int)$"):
+            call()
+    for call in (
+        lambda: vfs.track(repo, message="x", params=[("lr", 1)]),  # type: ignore[arg-type]
+        lambda: repo.commit("x", params=[1, 2]),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match=r"params is a mapping of names to values"):
+            call()
+    assert [v.number for v in repo.versions()] == [1]
+
+
+def test_a_parameter_a_version_cannot_hold_is_refused_not_recorded_as_its_repr(
+    repo: vfs.Repo,
+) -> None:
+    # it was recorded as its repr: "<tests.test_track.Opaque object at 0x7f...>"
+    for bad, named in (
+        ({"model": Opaque()}, "model is a Opaque"),
+        ({"net": {"act": [1, Opaque()]}}, r"net\.act\[1\] is a Opaque"),
+        ({"blob": b"\x00\x01"}, "blob is a bytes"),
+    ):
+        with pytest.raises(TypeError, match=f"^parameter {named}, which a version cannot"):
+            vfs.track(repo, message="x", params=bad)
+        with pytest.raises(TypeError, match=f"^parameter {named}, which a version cannot"):
+            repo.commit("x", params=bad)
+    # what stands for a value is kept as the value (paths and dates as their text)
+    import datetime as dt
+
+    ok = {"data": Path("data/train"), "day": dt.date(2024, 5, 1), "t": (1, 2), "n": None}
+    with vfs.track(repo, message="typed", params=ok) as r:
+        r.log_metrics({"acc": 1})
+    assert r.version is not None
+    assert r.version.params == {"data": "data/train", "day": "2024-05-01", "t": [1, 2], "n": None}

@@ -70,7 +70,9 @@ from vfs.api_types import (
     VersionInfo,
     file_change,
     file_info,
+    message_arg,
     names_dir,
+    params_arg,
     repo_path,
     rev_text,
     time_of,
@@ -612,12 +614,13 @@ class Repo:
             v = repo.commit("run 7", params={"lr": 3e-4, "layers": [64, 64]}, tag="run7")
         """
         self._writable()
-        if not message.strip():
+        if not message_arg(message).strip():
             raise UsageError("the commit message is empty: repo.commit(message) says what changed")
+        recorded = params_arg(params)
         if all:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
-        made = commit_staged(self._repo, message, params or {}, tag, _warn)
+        made = commit_staged(self._repo, message, recorded, tag, _warn)
         keep_within_max_size(self._repo, _warn)  # as after `dvfs commit`
         return self.versions(made.oid.hex(), limit=1)[0]
 

@@ -5,7 +5,9 @@ repository paths it takes."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,3 +151,53 @@ def file_change(c: Change) -> FileChange:
     """The FileChange of one change ``dvfs diff`` lists."""
     old = os.fsdecode(c.old_path) if c.old_path is not None else None
     return FileChange(c.status, os.fsdecode(c.path), old, c.old_size, c.new_size, c.kind)
+
+
+def message_arg(message: object) -> str:
+    """``message`` as given to :meth:`Repo.commit` or ``vfs.track``: text, else TypeError."""
+    if not isinstance(message, str):
+        raise TypeError(f"the message is text, not {type(message).__name__}")
+    return message
+
+
+# What a parameter given from Python may be besides JSON's own types: numbers and
+# arrays of NumPy or PyTorch (the numbers they hold), and values whose text is the
+# value (a path, a date, a decimal). Anything else would be recorded as its repr.
+_AS_TEXT = (os.PathLike, dt.date, dt.time, dt.timedelta, decimal.Decimal)
+
+
+def params_arg(params: object) -> dict[Any, Any]:
+    """``params`` as given from Python: a mapping whose values a version can record
+    (JSON's types, NumPy and PyTorch numbers and arrays, paths, dates, decimals).
+
+    TypeError, naming the parameter, for anything else: ``vfs.model.params`` keeps
+    what it does not know as its text, which for an object is its address.
+    """
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params is a mapping of names to values (a dict), not {type(params).__name__}"
+        )
+    for k, v in params.items():
+        _param_value(str(k), v)
+    return dict(params)
+
+
+def _param_value(name: str, value: Any) -> None:
+    if value is None or isinstance(value, (str, bool, int, float, *_AS_TEXT)):
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _param_value(f"{name}.{k}", v)
+        return
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for i, v in enumerate(value):
+            _param_value(f"{name}[{i}]", v)
+        return
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
+        return
+    raise TypeError(
+        f"parameter {name} is a {type(value).__name__}, which a version cannot record: "
+        "give a number, a boolean, text, None, a list or a mapping of them"
+    )

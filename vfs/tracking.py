@@ -67,7 +67,15 @@ from typing import Any, SupportsIndex
 
 from vfs import settings
 from vfs.api import Repo
-from vfs.api_types import DvfsWarning, PathArg, VersionInfo, names_dir, repo_path
+from vfs.api_types import (
+    DvfsWarning,
+    PathArg,
+    VersionInfo,
+    message_arg,
+    names_dir,
+    params_arg,
+    repo_path,
+)
 from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.model.version_codec import StageRecord, StageRun
@@ -106,10 +114,10 @@ class Run:
         self, repo: Repo | PathArg, message: str, params: Mapping[str, Any] | None,
         name: str, tag: str | None, metrics: PathArg,
     ) -> None:  # fmt: skip
-        if not message.strip():
+        if not message_arg(message).strip():
             raise UsageError("the run's message is empty: track(message=...) says what it is")
         version_params.message(message)
-        self.params = version_params.check(dict(params or {}))
+        self.params = version_params.check(params_arg(params))
         check_ref_name(name, "stage")
         if tag is not None:
             check_ref_name(tag, "tag")
