@@ -302,3 +302,46 @@ def test_a_parameter_a_version_cannot_hold_is_refused_not_recorded_as_its_repr(
         r.log_metrics({"acc": 1})
     assert r.version is not None
     assert r.version.params == {"data": "data/train", "day": "2024-05-01", "t": [1, 2], "n": None}
+
+
+def test_paths_outside_the_repository_are_refused_when_given(
+    repo: vfs.Repo, tmp_path: Path
+) -> None:
+    root = repo.root
+    assert root is not None
+    away = tmp_path / "scratch"
+    away.mkdir()
+    (root / "scratch").symlink_to(away)  # a link to a directory outside
+    (root / "data" / "model.pt").symlink_to(away / "model.pt")  # a link out, named last
+    with vfs.track(repo, message="x") as r:
+        # it said "'../scratch/m.bin': paths of a version cannot contain '..'"
+        with pytest.raises(vfs.UsageError, match=f"^{away}/m.bin is outside the repository"):
+            r.output(away / "m.bin")
+        with pytest.raises(vfs.UsageError, match=f"^{away} is outside the repository"):
+            r.input(str(away))
+        # it was taken, and the end of the block said "did not make scratch/m.bin"
+        with pytest.raises(vfs.UsageError, match=r"^scratch/m\.bin is below scratch, a symbolic"):
+            r.output("scratch/m.bin")
+        # it was recorded: a version holding a link to where the model went
+        with pytest.raises(vfs.UsageError, match=r"^data/model\.pt is a symbolic link to .*, out"):
+            r.output("data/model.pt")
+        r.output(root / "models" / "m.bin")  # an absolute path inside is its own
+        (root / "models").mkdir()
+        (root / "models" / "m.bin").write_bytes(b"w")
+    assert r.version is not None and r.version.number == 2
+    with pytest.raises(vfs.UsageError, match=f"^{away}/m.json is outside the repository"):
+        vfs.track(repo, message="x", metrics=away / "m.json")  # it was read as tmp/.../m.json
+
+
+def test_an_output_replaced_by_a_link_out_during_the_block_records_nothing(
+    repo: vfs.Repo, tmp_path: Path
+) -> None:
+    root = repo.root
+    assert root is not None
+    link_out = r"^model\.bin is a symbolic link to"
+    with pytest.raises(vfs.UsageError, match=link_out), track(repo) as r:
+        r.output("model.bin")
+        (tmp_path / "elsewhere.bin").write_bytes(b"w")
+        (root / "model.bin").symlink_to(tmp_path / "elsewhere.bin")
+    assert [v.number for v in repo.versions()] == [1]
+    assert assert_ok(run(root, "status", "--json")).json()["staged"] == []

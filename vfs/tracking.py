@@ -22,7 +22,11 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    ``.json``; both are outputs of the run;
 2. every output must exist, and every input must still hold the content it had when
    ``input()`` took it (a run whose input changed under it would record false
-   lineage): otherwise ``UsageError`` and nothing is recorded;
+   lineage): otherwise ``UsageError`` and nothing is recorded. A path outside the
+   repository, below a symbolic link (dvfs never reads the working tree through
+   one) or a link leading out of the repository (the run would record the link,
+   not the data) is refused when ``input()`` or ``output()`` is given it, and a
+   link made there during the block before anything is recorded;
 3. the outputs are staged as ``dvfs add`` stages them, and the run is written into
    ``dvfs.runs`` (``vfs.pipeline.runs``) as stage ``name`` (default ``train``): deps,
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
@@ -55,6 +59,7 @@ import json
 import operator
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -127,7 +132,7 @@ class Run:
         self.root: Path = self.repo.root
         tag_free(self.repo.repository, tag)
         self.message, self.name, self.tag = message, name, tag
-        self.metrics_path = repo_path(metrics)
+        self.metrics_path = repo_path(self._inside(metrics))
         if not self.metrics_path:
             raise UsageError("metrics= names a file, not the root")
         self.history_path = history_name(self.metrics_path)
@@ -287,18 +292,60 @@ class Run:
                         "the rule"
                     )
 
-    def _own(self, path: PathArg) -> bytes:
+    def _inside(self, path: PathArg) -> str:
+        """``path`` from the root: an absolute one must lie inside the repository."""
         text = os.fspath(path)
-        if os.path.isabs(text):  # outside the root: "../..", refused below
-            text = os.path.relpath(text, self.root)
-        rel = repo_path(text)
+        if os.path.isabs(text):
+            rel = os.path.relpath(text, self.root)
+            if rel == ".." or rel.startswith("../"):
+                raise UsageError(
+                    f"{quote_name(text)} is outside the repository {quote_name(str(self.root))}: "
+                    "a run's inputs, outputs and metrics are files of the repository"
+                )
+            return rel
+        return text
+
+    def _own(self, path: PathArg) -> bytes:
+        rel = repo_path(self._inside(path))
         if not rel:
             raise UsageError("the root of the repository cannot be an input or an output")
+        self._no_link_out(rel)
         return rel
+
+    def _no_link_out(self, rel: bytes) -> None:
+        """UsageError if ``rel`` lies below a symbolic link of the working tree (which
+        dvfs never reads through), or is a link that leads out of the repository: the
+        run would record a link, not the data."""
+        parts = rel.split(b"/")
+        for i in range(1, len(parts) + 1):
+            here = b"/".join(parts[:i])
+            where = self.root / os.fsdecode(here)
+            try:
+                if not stat.S_ISLNK(os.lstat(where).st_mode):
+                    continue
+            except OSError:
+                return  # nothing there yet: the run makes it
+            if i < len(parts):
+                raise UsageError(
+                    f"{quote_name(rel)} is below {quote_name(here)}, a symbolic link: dvfs "
+                    "never reads the working tree through links, so the run could not record "
+                    "it; give the path the link leads to, inside the repository"
+                )
+            real = os.path.realpath(where)
+            if os.path.commonpath([real, os.path.realpath(self.root)]) != os.path.realpath(
+                self.root
+            ):
+                raise UsageError(
+                    f"{quote_name(rel)} is a symbolic link to {quote_name(os.readlink(where))}, "
+                    "outside the repository: the run would record the link, not the data; "
+                    "write it inside the repository"
+                )
 
     def _record(self) -> None:
         tag_free(self.repo.repository, self.tag)  # made while the run ran
         outs = list(self.outputs)
+        for rel in [*outs, *self.inputs]:  # made links while the run ran
+            self._no_link_out(rel)
         self.state.forget([*outs, *self.inputs])
         ids = self.state.ids([*self.inputs, *outs])
         missing = [o for o in outs if ids[o] is None]
