@@ -829,7 +829,11 @@ def test_two_snapshots_at_once_and_mounts_that_take_none(wt: Worktree) -> None:
     assert not (wt.mnt / ".versions" / "v3").exists()
     # snapshot and status need the mount point of a writable mount
     for args in (("snapshot", "-m", "x"), ("status",)):
-        assert_error(wt.dvfs(args[0], str(wt.data), *args[1:]), "is not a dvfs mount")
+        assert_error(
+            wt.dvfs(args[0], str(wt.data), *args[1:]),
+            "is inside the dvfs mount",
+            "give its mount point",
+        )
     with mounted(str(wt.repo), wt.mnt.parent / "ro", wt.home, "--read-only") as ro:
         assert errno_of((ro.path / "data" / "z").write_bytes, b"z") == errno.EROFS
         for args in (("snapshot", "-m", "x"), ("status",)):
