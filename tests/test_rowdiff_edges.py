@@ -14,17 +14,18 @@ import pytest
 
 from tests.support.cli import Repo, assert_ok, init_repo
 
-V1 = {
+V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
     "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
 }
-V2 = {
+V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
     "bare_cr.csv": "id,v\n1,ok\n2,a\rb\n",  # a lone CR inside a row: no dialect reads it
     "nested.jsonl": '{"id": 1, "v": {"a": 2}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "2"}}\n{"id": 4, "v": {"a": {"b": null}}}\n',
+    "footer.parquet": b"PAR1" + b"x" * 30 + b"PAR1",  # a footer the engine cannot read
 }
 
 
@@ -56,3 +57,23 @@ def test_a_limit_past_every_row_shows_every_row(data: Repo, limit: str) -> None:
         s = d["summary"]
         assert len(d["rows"]) == s["added"] + s["removed"] + s["changed"] == (2 if key else 3)
         assert d["more"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "side"),
+    [("bare_cr.csv", "bare_cr.csv in v2"), ("footer.parquet", "footer.parquet in v2")],
+)
+def test_a_file_the_engine_cannot_read_is_named_as_the_user_knows_it(
+    data: Repo, path: str, side: str
+) -> None:
+    # the note named the engine's scratch copy (.dvfs/rows-PID-XXXX/in-place/new.csv,
+    # gone by then), quoted its SQL ("LINE 1: DESCRIBE SELECT * FROM read_parquet(...",
+    # a line of carets) and ended in a cut list ("The search space used was::")
+    d = rows_json(data, path)
+    assert d["method"] == "bytes" and len(d["notes"]) == 1
+    note = d["notes"][0]
+    assert side in note and note.endswith(": byte-level summary"), note
+    for leak in (".dvfs", "rows-", "LINE 1", "^^", "::", "SELECT"):
+        assert leak not in note, note
+    out = data.ok("diff", "v1", "v2", path, "--rows").out
+    assert out.startswith(f"note: {note}\n")

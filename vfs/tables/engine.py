@@ -45,6 +45,7 @@ import contextlib
 import datetime as dt
 import decimal
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -449,19 +450,27 @@ class Engine:
         return int(self.run(f"SELECT count(*) FROM {relation}{where}")[0][0])
 
 
+_QUERY_PART = re.compile(r"\s*(LINE \d+:|\^+\s*$)")  # the query an error quotes
+
+
 def first_line(exc: BaseException, lines: int = 1) -> str:
     """The first ``lines`` lines of an error's text, joined on one line.
 
     The engine quotes the offending line of a file in its errors ("Original Line:
     ..."): that line is data, possibly huge, so it is left out, and every part is cut
-    to ``MAX_PART`` characters.
+    to ``MAX_PART`` characters. So are the query it ran ("LINE 1: SELECT ...") and
+    the carets under it, which say nothing of the file, and a part that introduces
+    what the lines after it list ("The search space used was:"), which are not shown.
     """
     parts = [
         p.strip()[:MAX_PART]
         for p in str(exc).splitlines()
-        if p.strip() and not p.startswith("Original Line")
+        if p.strip() and not p.startswith("Original Line") and not _QUERY_PART.match(p)
     ]
-    return "; ".join(parts[:lines])
+    parts = parts[:lines]
+    while len(parts) > 1 and parts[-1].endswith(":"):
+        parts.pop()
+    return "; ".join(parts)
 
 
 def plain_value(v: Any) -> Any:

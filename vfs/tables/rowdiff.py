@@ -202,8 +202,9 @@ def _diff_rows(
                 return _bytes_only(
                     out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}"
                 )
+            why = _named(str(exc), old, new)
             out.notes.append(
-                f"a value does not fit the type detected for its column ({exc}): "
+                f"a value does not fit the type detected for its column ({why}): "
                 "values are compared as text"
             )
         except PiecesRefused:
@@ -274,7 +275,18 @@ def _where(side: Side) -> str:
     return f"{quote_name(side.path)} in {side.label}"
 
 
+def _named(text: str, old: Side, new: Side) -> str:
+    """An engine's message with the scratch copies it read named as the user knows
+    them (``data/x.csv in v2``), not by the name of a copy that is gone by then."""
+    for side in (old, new):
+        copy = str(side.copy)
+        for q in ('"', "'", ""):
+            text = text.replace(f"{q}{copy}{q}", _where(side))
+    return text
+
+
 def _bytes_only(out: RowDiff, old: Side, new: Side, reason: str) -> RowDiff:
+    reason = _named(reason, old, new)
     shared = sum(n for _, _, n in regions.matching_runs(old.chunks, new.chunks))
     out.method = "bytes"
     out.schema, out.rows, out.columns = [], [], {}
