@@ -139,6 +139,15 @@ class Status(Rebase):
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
+            if came_from != here and here is not None and not kid.is_dir and kid.entry:
+                prior = base.get(name) if base is not None else None
+                if prior is not None and prior.kind == kid.kind and not differs(kid.entry, prior):
+                    # The base holds this very entry here: the node is where it was (a
+                    # hard link whose first name went), not renamed from its origin.
+                    seen.add(here)
+                    if changed:
+                        modified.append(show(p, kid))
+                    continue
             seen.add(came_from)
             if came_from != here:
                 renamed.append([show(came_from, kid), show(p, kid)])
