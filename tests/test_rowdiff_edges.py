@@ -77,3 +77,22 @@ def test_a_file_the_engine_cannot_read_is_named_as_the_user_knows_it(
         assert leak not in note, note
     out = data.ok("diff", "v1", "v2", path, "--rows").out
     assert out.startswith(f"note: {note}\n")
+
+
+def test_json_nested_in_an_object_is_its_json_values_not_their_text(data: Repo) -> None:
+    # v is read as STRUCT(a JSON): the engine gives a's JSON text, which was shown as
+    # text, {"a": "1"} for {"a": 1} and {"a": "\"1\""} for {"a": "1"}
+    d = rows_json(data, "nested.jsonl", "--key", "id")
+    assert d["summary"]["changed"] == 2 and d["summary"]["unchanged"] == 1
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 1},
+         "changes": {"v": {"old": {"a": 1}, "new": {"a": 2}}}, "count": 1},
+        {"status": "changed", "key": {"id": 3},
+         "changes": {"v": {"old": {"a": "1"}, "new": {"a": "2"}}}, "count": 1},
+        {"status": "added", "key": {"id": 4}, "values": {"id": 4, "v": {"a": {"b": None}}},
+         "count": 1},
+    ]  # fmt: skip
+    d = rows_json(data, "nested.jsonl")
+    assert {"status": "removed", "values": {"id": 1, "v": {"a": 1}}} in [
+        {k: r[k] for k in ("status", "values")} for r in d["rows"]
+    ]

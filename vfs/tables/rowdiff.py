@@ -217,26 +217,107 @@ def _diff_rows(
 def _json_values(out: RowDiff, ot: Table, nt: Table) -> None:
     """The values of JSON columns (JSON Lines fields of mixed types) in the rows shown
     as the JSON values they hold, not their text: ``"2"`` is the text 2, shown once
-    quoted, not the text of quotes around it."""
-    old = {n for n, t in ot.columns if t == "JSON"}
-    new = {n for n, t in nt.columns if t == "JSON"}
+    quoted, not the text of quotes around it. So are JSON values inside objects and
+    lists (``STRUCT(a JSON)``, ``JSON[]``): the engine gives those as text too."""
+    old = {n: _json_shape(t) for n, t in ot.columns if "JSON" in t}
+    new = {n: _json_shape(t) for n, t in nt.columns if "JSON" in t}
     if not old and not new:
         return
 
-    def decoded(cols: set[str], row: dict[str, Any]) -> dict[str, Any]:
-        return {k: _loads(v) if k in cols else v for k, v in row.items()}
+    def decoded(cols: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+        return {k: _decoded(v, cols[k]) if k in cols else v for k, v in row.items()}
 
     rows = []
     for r in out.rows:
         side = new if r.status == "added" else old
         changes = {
-            k: (_loads(a) if k in old else a, _loads(b) if k in new else b)
+            k: (_decoded(a, old[k]) if k in old else a, _decoded(b, new[k]) if k in new else b)
             for k, (a, b) in r.changes.items()
         }
         rows.append(
             replace(r, key=decoded(side, r.key), values=decoded(side, r.values), changes=changes)
         )
     out.rows = rows
+
+
+# The shape of an engine type as far as JSON values inside it go: "json", ("list",
+# shape), ("struct", {field: shape}), ("map", shape of the values), or None (no JSON).
+_Shape = Any
+
+
+def _json_shape(type_name: str) -> _Shape:
+    """Where ``type_name`` (``STRUCT(a JSON, "b c" JSON[])``) holds JSON values."""
+    t = type_name.strip()
+    if t.endswith("]"):  # a list (T[]) or an array (T[3])
+        inner = _json_shape(t[: t.rindex("[")])
+        return ("list", inner) if inner is not None else None
+    if t == "JSON":
+        return "json"
+    head, _, rest = t.partition("(")
+    if not rest.endswith(")"):
+        return None
+    args = _split_args(rest[:-1])
+    if head == "STRUCT":
+        fields = {}
+        for arg in args:
+            name, kind = _field(arg)
+            shape = _json_shape(kind)
+            if shape is not None:
+                fields[name] = shape
+        return ("struct", fields) if fields else None
+    if head == "MAP" and len(args) == 2:
+        inner = _json_shape(args[1])
+        return ("map", inner) if inner is not None else None
+    return None
+
+
+def _split_args(text: str) -> list[str]:
+    """``text`` split at its commas outside parentheses, brackets and quotes."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        elif not quoted and depth == 0 and ch == ",":
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _field(arg: str) -> tuple[str, str]:
+    """(name, type) of a STRUCT field: ``a JSON``, ``"b c" INTEGER``."""
+    if arg.startswith('"'):
+        end = 1
+        while end < len(arg):
+            if arg[end] == '"':
+                if arg[end + 1 : end + 2] == '"':
+                    end += 2
+                    continue
+                break
+            end += 1
+        return arg[1:end].replace('""', '"'), arg[end + 1 :].strip()
+    name, _, kind = arg.partition(" ")
+    return name, kind.strip()
+
+
+def _decoded(v: Any, shape: _Shape) -> Any:
+    """``v`` with the JSON text at the places ``shape`` says decoded."""
+    if v is None or shape is None:
+        return v
+    if shape == "json":
+        return _loads(v)
+    kind, inner = shape
+    if kind == "list" and isinstance(v, (list, tuple)):
+        return [_decoded(x, inner) for x in v]
+    if kind == "struct" and isinstance(v, dict):
+        return {k: _decoded(x, inner.get(k)) for k, x in v.items()}
+    if kind == "map" and isinstance(v, dict):
+        return {k: _decoded(x, inner) for k, x in v.items()}
+    return v
 
 
 def _loads(v: Any) -> Any:
