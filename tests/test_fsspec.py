@@ -13,6 +13,7 @@ import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -243,3 +244,22 @@ def test_a_link_to_a_file_is_read_as_that_file_by_dataset_readers(tmp_path: Path
     assert repo.info("linked").type == "link"  # a link named last is not followed
     with pytest.raises(FileNotFoundError, match="its links lead to pool/nope, which does not"):
         repo.read_bytes("linked/nope")
+
+
+def test_a_missing_path_is_named_with_the_revision_the_filesystem_was_given(data: Data) -> None:
+    # it named the version by its 64-digit id: "does not exist in v1 (2f0c...64 digits)"
+    for rev, named in (("first", "v1 (first)"), ("v1", "v1"), (None, "v2 (HEAD)")):
+        fs = fsspec.filesystem("dvfs", repo=str(data.root), rev=rev)
+        calls: list[tuple[str, tuple[Any, ...]]] = [
+            ("info", ("/data/nope.csv",)), ("open", ("/data/nope.csv",)),
+            ("cat_file", ("/data/nope.csv", 0, 3)), ("ls", ("/nope",)),
+        ]  # fmt: skip
+        for method, args in calls:
+            with pytest.raises(FileNotFoundError) as missing:
+                getattr(fs, method)(*args)
+            assert str(missing.value).endswith(f"does not exist in {named}"), missing.value
+    with pytest.raises(FileNotFoundError, match=r"/nope\.csv does not exist in v1 \(first\)$"):
+        pd.read_csv("dvfs://first@/data/nope.csv", storage_options={"repo": str(data.root)})
+    v1 = data.repo.versions("v1")[0]
+    with pytest.raises(FileNotFoundError, match=f"does not exist in v1 \\({v1.id[:10]}\\)$"):
+        data.repo.read_bytes("data/nope.csv", rev=v1)  # a VersionInfo: its id, shortened

@@ -105,6 +105,7 @@ from vfs.worktree.pools import Workers
 
 MAX_LINKS = 40  # links followed to open one path, as the kernel allows
 JOBS = 8  # requests to a remote at once
+_FULL_ID = re.compile(r"[0-9a-f]{64}")  # a version's whole id, as a VersionInfo gives it
 _MODE_LIKE = re.compile(r"[rwaxbt+]{1,3}")  # what a mode passed where the revision goes looks like
 
 
@@ -376,7 +377,17 @@ class Repo:
     def _lookup(self, rev: str, rel: bytes) -> tuple[bytes, bytes, Entry]:
         """(the version, the path, its entry) of ``rel`` in ``rev``, a link met before its
         last name followed as the kernel follows it (a link named last is not): the
-        path is then the one the links lead to. PathNotFound naming ``rel`` else."""
+        path is then the one the links lead to. PathNotFound naming ``rel`` else (and
+        a version given by its whole id, a VersionInfo, by its first ten digits)."""
+        try:
+            return self._find(rev, rel)
+        except PathNotFound as exc:
+            if not _FULL_ID.fullmatch(rev):
+                raise
+            raise PathNotFound(str(exc).replace(f"({rev})", f"({rev[:10]})")) from None
+
+    def _find(self, rev: str, rel: bytes) -> tuple[bytes, bytes, Entry]:
+        """:meth:`_lookup`, a version given by its id named by it whole."""
         try:
             oid, e = browse.lookup(self._repo, rev, rel)
             return oid, rel, e

@@ -67,8 +67,10 @@ writable mount or a checkout, then ``dvfs add`` and ``dvfs commit`` (or
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile, make_instance
@@ -76,9 +78,28 @@ from fsspec.utils import stringify_path
 
 from vfs.api import Repo
 from vfs.api_types import FileInfo, RevArg, rev_text
+from vfs.errors import PathNotFound
 from vfs.store.reader import ChunkedFile
 
 PROTOCOL = "dvfs"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_asked(method: F) -> F:
+    """``method`` raising PathNotFound that names the version as the filesystem was
+    given it (``v1 (first)``), not by the id every read names it by."""
+
+    @functools.wraps(method)
+    def named(self: DvfsFileSystem, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except PathNotFound as exc:
+            label = self.repo.repository.history.label(self.version)
+            asked = label if self.rev == label else f"{label} ({self.rev})"
+            text = str(exc).replace(f"{label} ({self._at[:10]})", asked)
+            raise PathNotFound(text) from None
+
+    return named  # type: ignore[return-value]
 
 
 class ReadOnlyError(PermissionError):
@@ -249,16 +270,19 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             out["islink"] = True
         return out
 
+    @_as_asked
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Entries of a directory (or the file itself), named as the module docstring says."""
         prefix, rel = self._named(path)
         rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rel)]
         return rows if detail else [r["name"] for r in rows]
 
+    @_as_asked
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
         prefix, rel = self._named(path)
         return self._entry(self.repo.info(rel, self._at), prefix)
 
+    @_as_asked
     def _open(
         self, path: Any, mode: str = "rb", block_size: int | None = None,
         autocommit: bool = True, cache_options: dict[str, Any] | None = None, **kwargs: Any,
@@ -273,6 +297,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             cache_options,
         )  # fmt: skip
 
+    @_as_asked
     def cat_file(
         self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
@@ -285,9 +310,11 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             hi = size if end is None else (max(0, size + end) if end < 0 else end)
             return f.pread(lo, hi)
 
+    @_as_asked
     def modified(self, path: Any) -> dt.datetime:
         return self.repo.info(self._path(path), self._at).mtime
 
+    @_as_asked
     def checksum(self, path: Any) -> int:
         """A file's content id (its first 64 bits); another entry's fields, hashed."""
         f = self.repo.info(self._path(path), self._at)
