@@ -17,6 +17,7 @@ from tests.support.cli import Repo, assert_ok, init_repo
 V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
     "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
+    "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,y,q\n",
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
 }
@@ -26,6 +27,7 @@ V2: dict[str, str | bytes] = {
     "nested.jsonl": '{"id": 1, "v": {"a": 2}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "2"}}\n{"id": 4, "v": {"a": {"b": null}}}\n',
     "footer.parquet": b"PAR1" + b"x" * 30 + b"PAR1",  # a footer the engine cannot read
+    "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,z,q\n",
 }
 
 
@@ -96,3 +98,17 @@ def test_json_nested_in_an_object_is_its_json_values_not_their_text(data: Repo) 
     assert {"status": "removed", "values": {"id": 1, "v": {"a": 1}}} in [
         {k: r[k] for k in ("status", "values")} for r in d["rows"]
     ]
+
+
+def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) -> None:
+    # the engine calls the second v "v_1", a name the file does not hold: it was shown
+    # without a word, as if the file had such a column
+    d = rows_json(data, "dup.csv", "--key", "id")
+    assert d["notes"] == ["dup.csv names more than one column v: column 3 is shown as v_1"]
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 2}, "changes": {"v_1": {"old": "y", "new": "z"}},
+         "count": 1},
+    ]  # fmt: skip
+    out = data.ok("diff", "v1", "v2", "dup.csv", "--rows").out
+    assert out.startswith("note: dup.csv names more than one column v: column 3 is shown as v_1\n")
+    assert rows_json(data, "people.csv")["notes"] == []

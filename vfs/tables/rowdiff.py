@@ -70,6 +70,8 @@ that reads fewer rows than the file has: that file gets the byte-level summary.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -164,6 +166,7 @@ def _diff_rows(
         return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
+    out.notes += _renamed(old, ot, new, nt)
     if ot.empty and not nt.empty:
         ot = Table(fmt, nt.columns, empty=True)
     elif nt.empty and not ot.empty:
@@ -354,6 +357,54 @@ def _sniffed(side: Side, fmt: Format) -> Path:
 
 def _where(side: Side) -> str:
     return f"{quote_name(side.path)} in {side.label}"
+
+
+def _renamed(old: Side, ot: Table, new: Side, nt: Table) -> list[str]:
+    """Notes for a CSV or TSV header naming a column more than once: the engine
+    shows (and ``--key`` takes) the second as ``v_1``, a name the file does not hold."""
+    found = [_duplicates(side, t) for side, t in ((old, ot), (new, nt))]
+    if found[0] == found[1]:
+        found, where = found[:1], [quote_name(new.path)]
+    else:
+        where = [_where(old), _where(new)]
+    return [
+        f"{w} names more than one column {quote_name(name)}: column {i + 1} is shown as "
+        f"{quote_name(shown)}"
+        for w, renames in zip(where, found, strict=True)
+        for i, name, shown in renames
+    ]
+
+
+def _duplicates(side: Side, table: Table) -> list[tuple[int, str, str]]:
+    """(index, name in the header, name the engine gives) of each column whose name
+    an earlier column of ``side``'s header has; none where that cannot be told."""
+    options = dict(table.options)
+    delim, quote = (_unquoted(options.get(k, "''")) for k in ("delim", "quote"))
+    if table.fmt not in ("csv", "tsv") or not table.has_header or table.empty:
+        return []
+    if not table.plain or len(delim) != 1 or len(quote) > 1:
+        return []
+    text = side.head.decode("utf-8", "replace").lstrip("\ufeff")
+    if quote:
+        reader = csv.reader(io.StringIO(text), delimiter=delim, quotechar=quote)
+    else:
+        reader = csv.reader(io.StringIO(text), delimiter=delim, quoting=csv.QUOTE_NONE)
+    try:
+        header = next(reader, [])
+    except csv.Error:
+        return []
+    if len(header) != len(table.columns):
+        return []
+    return [
+        (i, h, shown)
+        for i, (h, (shown, _)) in enumerate(zip(header, table.columns, strict=True))
+        if h != shown and h in header[:i]
+    ]
+
+
+def _unquoted(sql: str) -> str:
+    """The text of a SQL string literal (``engine.literal``'s inverse)."""
+    return sql[1:-1].replace("''", "'") if len(sql) >= 2 and sql[0] == sql[-1] == "'" else ""
 
 
 def _named(text: str, old: Side, new: Side) -> str:
