@@ -58,6 +58,7 @@ from daemon.fs.versions import VersionsFs
 from daemon.overlay import work_dir_name
 from daemon.source import RemoteSource, Source
 from vfs import (
+    MAX_DEPTH,
     DvfsError,
     Entry,
     Kind,
@@ -155,6 +156,63 @@ class FileCounts:
         return self.known[tree_id]
 
 
+class Depths:
+    """How deep the paths below stored trees go: for a tree, the most directories any
+    path below it has above its last name (-1 for an empty tree). Each tree is read
+    once, without recursion; like :class:`FileCounts`, ``known`` may be kept between
+    snapshots, and is emptied past ``KEEP_COUNTS`` trees.
+    """
+
+    def __init__(self, trees: Trees, known: dict[bytes, int] | None = None) -> None:
+        self.trees = trees
+        self.known: dict[bytes, int] = {} if known is None else known
+        if len(self.known) > KEEP_COUNTS:
+            self.known.clear()
+
+    def __call__(self, tree_id: bytes) -> int:
+        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' depths
+        stack = [tree_id]
+        while stack:
+            oid = stack[-1]
+            if oid in self.known:
+                stack.pop()
+                continue
+            tree = pending.get(oid)
+            if tree is None:
+                tree = pending[oid] = self.trees(oid)
+                todo = [e.subtree for e in tree.entries if e.kind == Kind.DIR and e.subtree]
+                todo = [t for t in todo if t not in self.known]
+                if todo:
+                    stack.extend(todo)
+                    continue
+            depth = -1 if not tree.entries else 0
+            for e in tree.entries:
+                if e.kind == Kind.DIR and e.subtree:
+                    depth = max(depth, 1 + self.known[e.subtree])
+            self.known[oid] = depth
+            del pending[oid]
+            stack.pop()
+        return self.known[tree_id]
+
+    def deepest(self, tree_id: bytes, limit: int) -> bytes:
+        """The start of the deepest path below ``tree_id`` (after a call), ``limit``
+        bytes at most."""
+        path = b""
+        oid: bytes | None = tree_id
+        while oid is not None and len(path) < limit:
+            depth = self.known[oid]
+            below = (
+                e for e in self.trees(oid).entries
+                if e.kind == Kind.DIR and e.subtree and 1 + self.known[e.subtree] == depth
+            )  # fmt: skip
+            e = next(below, None)
+            if e is None:
+                break
+            path += e.name + b"/"
+            oid = e.subtree
+        return path[:limit]
+
+
 def reached(step: str) -> None:
     """Test hook: die at once if ``DVFS_TEST_KILL_AT`` names this step (see above)."""
     if os.environ.get("DVFS_TEST_KILL_AT") == step:
@@ -175,6 +233,7 @@ class Snapshots(abc.ABC):
         self.source = source
         self.on_branch = on_branch  # told the branch served after --branch NEW
         self.counts: dict[bytes, int] = {}  # files below trees, kept (see FileCounts)
+        self.depths: dict[bytes, int] = {}  # how deep paths below trees go (see Depths)
 
     async def take(self, req: Request) -> dict[str, Any]:
         """Record the working tree; returns what the CLI prints."""
@@ -343,6 +402,7 @@ class Snapshots(abc.ABC):
             built = self._build()
             reached("hashed")
             root = built.root
+            self._check_depth(root)
             parent = hist.version(base) if base is not None else None
             if parent is not None and parent.tree == root.subtree:  # changes that were undone
                 raise self._nothing()
@@ -361,6 +421,20 @@ class Snapshots(abc.ABC):
             made.oid, made.version.number, branch, root, built.skipped, built.files, root.size,
             built.hashed, warnings=said,
         )  # fmt: skip
+
+    def _check_depth(self, root: Entry) -> None:
+        """UsageError if a path of the working tree is nested deeper than a checkout
+        restores (``MAX_DEPTH`` directories above its last name): nothing is recorded."""
+        if root.subtree is None:
+            return
+        depths = Depths(self.source.history.tree, self.depths)
+        if depths(root.subtree) > MAX_DEPTH:
+            shown = os.fsdecode(depths.deepest(root.subtree, 200))
+            raise UsageError(
+                f"the working tree holds {shown}..., nested more than {MAX_DEPTH} "
+                "directories deep, which no checkout could restore: move it higher in the "
+                "mount, then snapshot again"
+            )
 
     def _noted(self, oid: bytes) -> None:
         """Step 3 of the commit protocol: the working tree notes the version durably."""

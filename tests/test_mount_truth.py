@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_ok
+from tests.support.cli import assert_error, assert_ok
 from tests.support.mount import commit, dvfs, mounted, write
+from vfs.model.names import MAX_DEPTH
 from vfs.repo.repository import Repository
 
 
@@ -59,3 +60,45 @@ def test_status_after_a_snapshot_of_a_hard_link(
         assert status(mnt, home) == want
         assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", how))
         assert changes(repo, home) == [("modified" if how == "replaced" else "removed", "d/a")]
+
+
+def nest(top: Path, levels: int) -> int:
+    """Make ``levels`` directories ``d`` one in another below ``top`` (by descriptor:
+    the path would pass PATH_MAX) and a file ``f`` in the last; returns how many
+    directories the file's path in the version has above it (its slashes)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            fd, old = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(old)
+        os.close(os.open("f", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    return levels + 1  # (below d/ of the version)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_snapshot_records_no_path_deeper_than_a_checkout_restores(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        assert nest(mnt / "d", MAX_DEPTH) == MAX_DEPTH + 1
+        line = assert_error(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "deep"), code=2)
+        assert f"nested more than {MAX_DEPTH} directories deep" in line, line
+        assert "d/d/d/" in line and len(line) < 400, line
+        assert assert_ok(dvfs(repo, home, "log", "--json")).json()[0]["version"] == "v1"
+        # one level less is a version that a checkout restores
+        os.rename(mnt / "d" / "d", mnt / "d" / "deep")
+        os.rename(mnt / "d" / "deep" / "d", mnt / "d" / "d")
+        os.rmdir(mnt / "d" / "deep")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "deep"))
+    assert_ok(dvfs(repo, home, "switch", "main"))
+    fd, levels = os.open(repo / "d", os.O_RDONLY | os.O_DIRECTORY), 0
+    while "d" in os.listdir(fd):
+        fd, old = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(old)
+        levels += 1
+    assert os.listdir(fd) == ["f"] and levels == MAX_DEPTH - 1
+    os.close(fd)

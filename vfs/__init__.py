@@ -120,6 +120,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         write_record as write_record,
     )
     from vfs.model.names import (
+        MAX_DEPTH as MAX_DEPTH,
         VERSIONS_DIR as VERSIONS_DIR,
         any_reserved as any_reserved,
         is_reserved as is_reserved,
@@ -229,6 +230,7 @@ PUBLIC: dict[str, str] = {
     "StorageFull": "vfs.errors",
     "Tree": "vfs.model.codec",
     "UsageError": "vfs.errors",
+    "MAX_DEPTH": "vfs.model.names",
     "VERSIONS_DIR": "vfs.model.names",
     "Version": "vfs.model.version_codec",
     "Walker": "vfs._os.beneath",
