@@ -231,3 +231,15 @@ def test_a_directory_remote_opened_as_a_repository_is_named_a_remote(
     with pytest.raises(vfs.RemoteError, match=r"^reading v1:data/train\.csv needs data from "
                        r"remote origin, which failed: directory .* does not exist"):  # fmt: skip
         clone.read_bytes("data/train.csv", "v1")
+
+
+def test_a_path_given_as_bytes_is_a_type_error_that_says_so(data: Data) -> None:
+    # it was "a bytes-like object is required, not 'str'", about no argument given
+    for call in (
+        lambda: data.repo.read_bytes(b"data/labels.csv"),  # type: ignore[arg-type]
+        lambda: vfs.open(b"data/labels.csv", repo=data.repo),  # type: ignore[arg-type]
+        lambda: data.repo.ls("v2", b"data"),  # type: ignore[arg-type]
+        lambda: data.repo.info(b"data"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match=r"^give paths as text \(os\.fsdecode\), not bytes$"):
+            call()

@@ -101,6 +101,8 @@ def time_of(ns: int) -> dt.datetime:
 def repo_path(path: PathArg) -> bytes:
     """A repository path from what a caller gives: "/"-separated, from the root."""
     text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError("give paths as text (os.fsdecode), not bytes")
     parts = [p for p in text.replace(os.sep, "/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise UsageError(f"{text!r}: paths of a version cannot contain '..'")
