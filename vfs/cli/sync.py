@@ -228,10 +228,12 @@ def push(
         )
     if as_json:
         emit_json(dataclasses.asdict(t))
-        return
-    for note in t.notes:
-        click.echo(escape_text(note))
-    click.echo(transfer_line("pushed", t))
+    else:
+        for note in t.notes:
+            click.echo(escape_text(note))
+        click.echo(transfer_line("pushed", t))
+    if t.refused:
+        raise sync.refused_tags_error(t.refused)
 
 
 @click.command(cls=DvfsCommand)

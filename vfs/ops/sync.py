@@ -90,6 +90,8 @@ class Transfer:
     kept_bytes: int = 0
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # refs skipped, and why
+    # tags the remote holds at another version: (name, theirs, ours), as ``vN ID``
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------- push
@@ -222,9 +224,40 @@ def push(
             except PreconditionFailed:
                 theirs, _ = remote.ref_with_etag("tags", t)
                 if theirs != oid:
-                    report.notes.append(f"tag {t} differs on the remote: left as it is")
+                    there, here = _version_label(repo, theirs), _version_label(repo, oid)
+                    report.refused.append((t, there, here))
+                    report.notes.append(
+                        f"tag {t} differs on the remote ({there} there, {here} here): left as it is"
+                    )
     report.requests = meter.requests
     return report
+
+
+def _version_label(repo: Repository, oid: bytes | None) -> str:
+    """``vN ID`` of a version, or its id alone if it is not stored here."""
+    if oid is None:
+        return "nothing"
+    if repo.store.has(oid):
+        return f"{repo.history.label(oid)} {oid.hex()[:10]}"
+    return oid.hex()[:10]
+
+
+def refused_tags_error(refused: list[tuple[str, str, str]]) -> RefConflict:
+    """The error a push ends with when the remote holds some of its tags elsewhere."""
+    if len(refused) == 1:
+        t, there, here = refused[0]
+        return RefConflict(
+            f"tag {quote_name(t)} is {there} on the remote and {here} here: it was not "
+            f"pushed (the rest was); `dvfs tag -d {shlex.quote(t)} && dvfs fetch` takes the "
+            "remote's, or tag yours under another name and push that"
+        )
+    names = ", ".join(quote_name(t) for t, _, _ in refused[:5])
+    names += ", ..." if len(refused) > 5 else ""
+    return RefConflict(
+        f"{len(refused)} tags are other versions on the remote ({names}): they were not "
+        "pushed (the rest was); `dvfs tag -d NAME && dvfs fetch` takes the remote's, or tag "
+        "yours under other names and push those"
+    )
 
 
 # ------------------------------------------------------------------------------- fetch

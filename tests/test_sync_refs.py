@@ -1,0 +1,46 @@
+"""Refs shared through a remote by several clones: what a push that cannot move one says.
+
+Two or three clones of one directory remote, used as careful users would; each test
+checks the exit status and the one error line a script or a person relies on.
+"""
+
+from __future__ import annotations
+
+from tests.support.cli import (
+    RepoFactory,
+    commit_files,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+)
+from tests.support.remote import (  # noqa: F401  (fixtures)
+    Remote,
+    dir_remote_fixture,
+)
+
+
+def test_a_tag_the_remote_holds_at_another_version_fails_the_push(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """As `git push --tags`: the other tags go, the refused one makes the exit non-zero."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"data/x.txt": b"one\n"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    a.ok("tag", "best", v1)
+    a.ok("push", "--tags")
+    v2 = commit_files(b, {"data/x.txt": b"two\n"}, "two")
+    b.ok("tag", "best", v2)
+    b.ok("tag", "other", v2)
+
+    line = b.fail("push", "--tags", fragments=("tag best", v1[:10], v2[:10], "dvfs tag -d best"))
+    assert dir_remote.backend.get("refs/tags/best").decode().strip() == v1  # never replaced
+    # what could go went: the branch and the other tag
+    assert dir_remote.ref() == v2
+    assert dir_remote.backend.get("refs/tags/other").decode().strip() == v2
+    assert "\n" not in line
+    # the hint works: drop ours, take theirs, and the push is clean
+    b.ok("tag", "-d", "best")
+    b.ok("fetch")
+    b.ok("push", "--tags")
+    a.fsck_clean()
+    b.fsck_clean()
