@@ -35,6 +35,7 @@ from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.remote.config import RemoteSpec, connect
+from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository
 
 
@@ -140,6 +141,23 @@ def test_odd_remote_ref_names_are_skipped_with_a_warning(tmp_path: Path) -> None
     r = b.ok("fetch")
     assert len(warnings_of(r)) == 7, r
     b.fsck_clean()
+
+
+def test_more_refs_than_any_remote_holds_are_refused_in_plain_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the bound on refs (lowered here: 100,001 files take half a minute to list):
+    one line naming them as tags or branches, and what to do."""
+    monkeypatch.setattr("vfs.remote.reader.MAX_REFS", 3)
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    forge.publish({f"b{n}": v1 for n in range(4)}, tags={f"t{n}": v1 for n in range(4)})
+    remote = RemoteRepo(connect(RemoteSpec("origin", forge.url), 2), None)
+    for kind, what in (("tags", "tags"), ("heads", "branches")):
+        with pytest.raises(RemoteError) as caught:
+            remote.refs(kind)
+        line = str(caught.value)
+        assert f"more than 3 {what}" in line and f"refs/{kind}/" in line, line
 
 
 def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:

@@ -177,9 +177,11 @@ class RemoteRepo:
         names = []
         for n, key in enumerate(self.backend.list(base), 1):
             if n > MAX_REFS:
+                whats = "branches" if kind == "heads" else "tags"
                 raise RemoteError(
-                    f"{self.url} lists more than {MAX_REFS:,} {what}es: refusing to read them "
-                    "(the remote is damaged or hostile)"
+                    f"{self.url} lists more than {MAX_REFS:,} {whats} under {base}: refusing "
+                    "to read them (the remote is damaged or hostile); delete the ones nobody "
+                    "needs there, or use another remote"
                 )
             names.append(key[len(base) :])
         usable, notes = usable_ref_names(names, what)
