@@ -345,3 +345,19 @@ def test_an_output_replaced_by_a_link_out_during_the_block_records_nothing(
         (root / "model.bin").symlink_to(tmp_path / "elsewhere.bin")
     assert [v.number for v in repo.versions()] == [1]
     assert assert_ok(run(root, "status", "--json")).json()["staged"] == []
+
+
+def test_a_metric_name_with_control_characters_is_refused_as_a_parameter_name_is(
+    repo: vfs.Repo,
+) -> None:
+    # "loss\n" (a name read from a file, its newline kept) was recorded as a metric of
+    # its own, beside "loss", in metrics.json and every table of `dvfs compare`
+    with vfs.track(repo, message="x") as r:
+        for name in ("loss\n", "acc\x1b[31m", "a\tb"):
+            with pytest.raises(vfs.UsageError, match=r"^metric name .* is not usable"):
+                r.log_metrics({name: 1.0})
+        r.log_metrics({"loss": 1.0, "top-1 acc": 0.5})
+    assert r.version is not None
+    assert json.loads(repo.read_text("metrics.json", r.version.version)) == {
+        "loss": 1.0, "top-1 acc": 0.5,
+    }  # fmt: skip

@@ -89,7 +89,7 @@ from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
-from vfs.quoting import finite, quote_name
+from vfs.quoting import escape_text, finite, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
@@ -264,8 +264,11 @@ class Run:
         row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
             key = str(k)
-            if not key or key == "step" or len(key) > MAX_TEXT:
-                raise UsageError(f"metric name {quote_name(key[:60])} is not usable")
+            if not key or key == "step" or len(key) > MAX_TEXT or escape_text(key) != key:
+                raise UsageError(
+                    f"metric name {quote_name(key[:60])} is not usable: give 1 to {MAX_TEXT} "
+                    "characters without control characters, other than step"
+                )
             row[key] = _metric(key, v)
         if len(set(self.latest) | set(row)) > MAX_METRICS:
             raise UsageError(f"more than {MAX_METRICS} distinct metrics")
