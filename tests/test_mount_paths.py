@@ -80,3 +80,28 @@ def test_a_directory_inside_a_mount_is_named_as_inside_it(repo: Path, tmp_path: 
         assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
     finally:
         force_unmount(mnt)
+
+
+@pytest.mark.parametrize("overlay", ["kernel", "daemon"])
+def test_repository_commands_inside_a_mount_point_to_it_and_init_is_refused(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    try:
+        assert_ok(dvfs(tmp_path, home, "mount", str(repo), str(mnt), "--overlay", overlay))
+        for cwd in (mnt, mnt / "data"):
+            for args in (("status",), ("log",), ("diff",)):
+                line = assert_error(dvfs(cwd, home, *args), code=1)
+                assert f"{cwd} is in the dvfs mount {mnt}" in line, line
+                assert f"`dvfs status {mnt}`" in line and str(repo) in line, line
+                assert "dvfs init" not in line, line
+            # not a repository made inside the working tree, which no snapshot would take
+            line = assert_error(dvfs(cwd, home, "init"))
+            assert f"{cwd} is in the dvfs mount {mnt}" in line, line
+            assert not (cwd / ".dvfs").exists()
+        st = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert st["added"] == [] and st["unversionable"] == []
+        assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+    finally:
+        force_unmount(mnt)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from vfs import settings
 from vfs._os.gc_pause import paused_gc
-from vfs.errors import DvfsError
+from vfs.errors import DvfsError, NotARepository
 from vfs.quoting import quote_name
 
 if TYPE_CHECKING:
@@ -166,6 +166,19 @@ def exit_now(code: object) -> NoReturn:
     os._exit(code & 0xFF)
 
 
+def _in_mount(exc: DvfsError) -> str | None:
+    """For "not a dvfs repository" in a mount's working tree: where its repository is
+    (``dvfs init`` there would make one no snapshot takes)."""
+    if type(exc) is not NotARepository or str(exc) != str(NotARepository()):
+        return None
+    from vfs.mount.mounts import not_a_repository  # (only then)
+
+    try:
+        return not_a_repository(os.getcwd())
+    except OSError:
+        return None
+
+
 def guarded(run: Callable[[], None]) -> None:
     """Call ``run``; any error it raises becomes one line and an exit code."""
     from vfs.cli.output import fail  # (not at the top: see main)
@@ -175,7 +188,7 @@ def guarded(run: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         fail("interrupted; nothing half-written is visible, run the command again", 130)
     except DvfsError as exc:
-        fail(str(exc), exc.exit_code)
+        fail(_in_mount(exc) or str(exc), exc.exit_code)
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(141)

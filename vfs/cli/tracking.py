@@ -36,7 +36,16 @@ def init(directory: Path | None, branch: str) -> None:
       dvfs init
       dvfs init datasets/cats --branch trunk
     """
-    repo = Repository.init(directory or Path.cwd(), branch)
+    from vfs.mount.mounts import enclosing  # (a repository in a mount is never versioned)
+
+    where = (directory or Path.cwd()).absolute()
+    top = enclosing(str(where), at_top=True)
+    if top is not None:
+        raise UsageError(
+            f"{where} is in the dvfs mount {top}: no snapshot takes a repository made "
+            "there; run `dvfs init` outside the mount"
+        )
+    repo = Repository.init(where, branch)
     click.echo(f"Initialized empty dvfs repository in {quote_name(str(repo.dir))}")
 
 

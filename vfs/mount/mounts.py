@@ -185,21 +185,37 @@ def is_mounted(path: Path) -> bool:
     return str(path) in mount_table()
 
 
-def enclosing(arg: str) -> Path | None:
-    """The dvfs mount a path lies inside (not at its top), or None.
+def enclosing(arg: str, *, at_top: bool = False) -> Path | None:
+    """The dvfs mount a path lies inside (with ``at_top``: or is the top of), or None.
 
-    For the commands that take MNT and were given a directory in it. The kernel's
-    overlay has the daemon's ``.versions`` mounted on ``MNT/.versions``: a path
-    below that is inside MNT.
+    For the commands that take MNT and were given a directory in it, and those that
+    need a repository and were run in a mount. The kernel's overlay has the daemon's
+    ``.versions`` mounted on ``MNT/.versions``: a path below that is inside MNT.
     """
     table = mount_table()
     path = mount_path(arg)
-    for d in path.parents:
+    for d in (path, *path.parents) if at_top else path.parents:
         if table.get(str(d)) in FS_TYPES:
             if d.name == ".versions" and table.get(str(d.parent)) in FS_TYPES:
                 return d.parent
             return d
     return None
+
+
+def not_a_repository(where: str) -> str | None:
+    """What to say to a command that needs a repository and was run at ``where``, if
+    that is in a dvfs mount: a working tree whose repository is elsewhere (None if not
+    in one)."""
+    top = enclosing(where, at_top=True)
+    if top is None:
+        return None
+    rec = read_record(top)
+    source = f" ({rec.source})" if rec is not None else ""
+    return (
+        f"{where} is in the dvfs mount {top}, a working tree, not a repository: run "
+        f"`dvfs status {top}` or `dvfs snapshot {top} -m MSG`, and other commands in "
+        f"the repository{source}"
+    )
 
 
 @dataclass(frozen=True)
