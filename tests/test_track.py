@@ -10,7 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -361,3 +363,25 @@ def test_a_metric_name_with_control_characters_is_refused_as_a_parameter_name_is
     assert json.loads(repo.read_text("metrics.json", r.version.version)) == {
         "loss": 1.0, "top-1 acc": 0.5,
     }  # fmt: skip
+
+
+def test_more_arguments_of_the_wrong_type_say_what_to_give(repo: vfs.Repo) -> None:
+    # each was an internal error: "'list' object has no attribute 'items'", "object of
+    # type 'int' has no len()", "'NoneType' object is not iterable"
+    loose: Any = repo  # called as an untyped caller would
+    start: Any = vfs.track
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: start(repo, message="x", tag=5), r"^the tag is text, not int$"),
+        (lambda: start(repo, message="x", name=5), r"^the name is text, not int$"),
+        (lambda: loose.commit("x", tag=5), r"^the tag is text, not int$"),
+        (lambda: loose.add(None), r"^paths is a path or a list of paths, not NoneType$"),
+        (lambda: loose.add(5), r"^paths is a path or a list of paths, not int$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(TypeError, match=message):
+            call()
+    with vfs.track(repo, message="x") as r:
+        with pytest.raises(TypeError, match=r"^log_metrics takes a mapping of names to values"):
+            r.log_metrics([("loss", 1.0)])  # type: ignore[arg-type]
+        r.log_metrics({"loss": 1.0})
+    assert r.version is not None and r.version.number == 2

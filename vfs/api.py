@@ -75,6 +75,7 @@ from vfs.api_types import (
     params_arg,
     repo_path,
     rev_text,
+    text_arg,
     time_of,
 )
 from vfs.errors import (
@@ -628,6 +629,8 @@ class Repo:
         if not message_arg(message).strip():
             raise UsageError("the commit message is empty: repo.commit(message) says what changed")
         recorded = params_arg(params)
+        if tag is not None:
+            text_arg(tag, "tag")
         if all:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
@@ -650,6 +653,8 @@ def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
         return [paths]
     if isinstance(paths, bytes):
         raise TypeError("give paths as text (os.fsdecode), not bytes")
+    if not isinstance(paths, Iterable):
+        raise TypeError(f"paths is a path or a list of paths, not {type(paths).__name__}")
     return list(paths)
 
 

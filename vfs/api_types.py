@@ -157,9 +157,14 @@ def file_change(c: Change) -> FileChange:
 
 def message_arg(message: object) -> str:
     """``message`` as given to :meth:`Repo.commit` or ``vfs.track``: text, else TypeError."""
-    if not isinstance(message, str):
-        raise TypeError(f"the message is text, not {type(message).__name__}")
-    return message
+    return text_arg(message, "message")
+
+
+def text_arg(value: object, what: str) -> str:
+    """``value``, an argument that must be text (a message, a tag's name), else TypeError."""
+    if not isinstance(value, str):
+        raise TypeError(f"the {what} is text, not {type(value).__name__}")
+    return value
 
 
 # What a parameter given from Python may be besides JSON's own types: numbers and

@@ -80,6 +80,7 @@ from vfs.api_types import (
     names_dir,
     params_arg,
     repo_path,
+    text_arg,
 )
 from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model import params as version_params
@@ -123,9 +124,9 @@ class Run:
             raise UsageError("the run's message is empty: track(message=...) says what it is")
         version_params.message(message)
         self.params = version_params.check(params_arg(params))
-        check_ref_name(name, "stage")
+        check_ref_name(text_arg(name, "name"), "stage")
         if tag is not None:
-            check_ref_name(tag, "tag")
+            check_ref_name(text_arg(tag, "tag"), "tag")
         self.repo = repo if isinstance(repo, Repo) else Repo(repo)
         if self.repo.root is None:
             raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
@@ -260,6 +261,11 @@ class Run:
     def log_metrics(self, values: Mapping[str, Any], step: SupportsIndex | None = None) -> None:
         """Record metric values (numbers, booleans or short text), at ``step`` if given."""
         self._running("run.log_metrics()")
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                "log_metrics takes a mapping of names to values (a dict), not "
+                f"{type(values).__name__}"
+            )
         at = None if step is None else _step(step)
         row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
