@@ -14,8 +14,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok
-from tests.support.mount import commit, dvfs, force_unmount, in_mount_table, write
+from tests.support.cli import assert_error, assert_ok, run
+from tests.support.mount import (
+    commit,
+    dvfs,
+    force_unmount,
+    home_env,
+    in_mount_table,
+    push_to,
+    write,
+)
 from vfs.repo.repository import Repository
 
 
@@ -103,5 +111,30 @@ def test_repository_commands_inside_a_mount_point_to_it_and_init_is_refused(
         st = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
         assert st["added"] == [] and st["unversionable"] == []
         assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+    finally:
+        force_unmount(mnt)
+
+
+def test_a_cache_or_work_directory_that_cannot_be_made_is_one_clear_line(
+    repo: Path, tmp_path: Path
+) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    remote = tmp_path / "remote"
+    push_to(Repository(repo), str(remote))
+    (tmp_path / "file").write_bytes(b"")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    cases = [
+        ((str(repo), str(mnt), "--cache-dir", str(tmp_path / "file" / "cache")), {}),
+        ((str(repo), str(mnt), "--cache-dir", str(tmp_path / "dangling")), {}),
+        ((str(remote), str(mnt), "--writable"), {"XDG_DATA_HOME": str(tmp_path / "file")}),
+        ((str(remote), str(mnt)), {"XDG_CACHE_HOME": str(tmp_path / "file")}),
+    ]
+    try:
+        for args, env in cases:
+            r = run(tmp_path, "mount", *args, env={**home_env(home), **env})
+            line = assert_error(r, "cannot make", "choose another", code=1)
+            assert "internal error" not in line and str(tmp_path) in line, line
+            assert not in_mount_table(mnt)
     finally:
         force_unmount(mnt)

@@ -88,10 +88,20 @@ def private_dir(path: Path, *, tighten: bool = False) -> Path:
     while not at.exists() and at != at.parent:
         missing.append(at)
         at = at.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d, 0o700)
-    st = os.stat(path)
+    d = path
+    try:
+        for d in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o700)
+        d = path
+        st = os.stat(path)
+    except OSError as exc:  # a file on the way, a link to nothing, no permission
+        if isinstance(exc, FileNotFoundError) and not os.path.lexists(d):
+            raise  # removed meanwhile (hold_mirror makes it again)
+        raise MountError(
+            f"cannot make the directory {path} ({d}: {exc.strerror}): choose another place "
+            "(--cache-dir, XDG_CACHE_HOME or XDG_DATA_HOME)"
+        ) from None
     if not stat.S_ISDIR(st.st_mode):
         raise MountError(f"{path} is not a directory")
     if st.st_uid != os.geteuid():
