@@ -18,6 +18,7 @@ V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
     "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
     "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,y,q\n",
+    "spaces.csv": "id,v\n1,a\n2,b\n3,x\n4,p\n5,s\n",
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
 }
@@ -28,6 +29,7 @@ V2: dict[str, str | bytes] = {
     '{"id": 3, "v": {"a": "2"}}\n{"id": 4, "v": {"a": {"b": null}}}\n',
     "footer.parquet": b"PAR1" + b"x" * 30 + b"PAR1",  # a footer the engine cannot read
     "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,z,q\n",
+    "spaces.csv": 'id,v\n1," a"\n2,"b "\n3,"x, y=z"\n4,"p -> q"\n5,"  "\n',
 }
 
 
@@ -112,3 +114,20 @@ def test_a_column_named_twice_is_said_to_be_shown_by_another_name(data: Repo) ->
     out = data.ok("diff", "v1", "v2", "dup.csv", "--rows").out
     assert out.startswith("note: dup.csv names more than one column v: column 3 is shown as v_1\n")
     assert rows_json(data, "people.csv")["notes"] == []
+
+
+def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -> None:
+    # they were shown raw: "v: b -> b " (its space unseen), and "v=x, y=z", which
+    # reads as a column y that the file does not have
+    out = data.ok("diff", "v1", "v2", "spaces.csv", "--rows", "--key", "id").out
+    assert out.splitlines()[2:] == [
+        'changed  id=1  v: a -> " a"',
+        'changed  id=2  v: b -> "b "',
+        'changed  id=3  v: x -> "x, y=z"',
+        'changed  id=4  v: p -> "p -> q"',
+        'changed  id=5  v: s -> "  "',
+    ]
+    out = data.ok("diff", "v1", "v2", "spaces.csv", "--rows").out
+    assert 'added    id=3, v="x, y=z"' in out.splitlines()
+    d = rows_json(data, "spaces.csv", "--key", "id")  # JSON keeps the values as they are
+    assert d["rows"][2]["changes"] == {"v": {"old": "x", "new": "x, y=z"}}

@@ -12,8 +12,10 @@ Human output, in order: notes, schema changes, one summary line, then the rows::
 
 Column names and values come from the data: every one passes through
 :func:`vfs.quoting.quote_name`, so a newline or an escape sequence in a CSV cell
-cannot forge a line or drive the terminal. NULL is shown as ``NULL`` (a text
-``NULL`` is quoted). JSON output keeps values exact (``vfs.quoting.safe_json``).
+cannot forge a line or drive the terminal; one holding what the line puts between
+names and values (``, ``, ``=``, ``: ``, `` -> ``) or blanks at an end is quoted too,
+so ``x, y=z`` cannot forge a column. NULL is shown as ``NULL`` (a text ``NULL`` is
+quoted). JSON output keeps values exact (``vfs.quoting.safe_json``).
 
 JSON::
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,11 +54,25 @@ def value(v: Any) -> str:
         return '"' + text + '"'
     if len(text) > MAX_VALUE:
         text = text[:MAX_VALUE] + "..."
-    return quote_name(text)
+    return _shown(text) if isinstance(p, str) else quote_name(text)
+
+
+# What a line puts between names and values ("id=1  a=x, b: y -> z"), and blanks at
+# either end, which cannot be seen: text holding them is shown quoted.
+_AMBIGUOUS = re.compile(r"^\s|\s$|, |=|: | -> |  ")
+
+
+def _shown(text: str) -> str:
+    """``text`` (a name, a text value) quoted when it is unsafe (``quote_name``) or would
+    read as the line's separators: ``x, y=z`` is one value, not two."""
+    quoted = quote_name(text)
+    if quoted == text and _AMBIGUOUS.search(text):
+        return f'"{text}"'
+    return quoted
 
 
 def _pairs(d: dict[str, Any]) -> str:
-    return ", ".join(f"{quote_name(k)}={value(v)}" for k, v in d.items())
+    return ", ".join(f"{_shown(k)}={value(v)}" for k, v in d.items())
 
 
 def _size(n: int) -> str:
@@ -108,7 +125,7 @@ def _row_line(r: RowChange) -> str:
     times = f" (x{r.count:,})" if r.count != 1 else ""
     if r.status == "changed":
         changes = ", ".join(
-            f"{quote_name(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
+            f"{_shown(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
         )
         return f"changed{key}  {changes}"
     rest = {k: v for k, v in r.values.items() if k not in r.key}
