@@ -138,3 +138,16 @@ def test_a_cache_or_work_directory_that_cannot_be_made_is_one_clear_line(
             assert not in_mount_table(mnt)
     finally:
         force_unmount(mnt)
+
+
+def test_the_status_of_a_mount_names_it_in_its_hint(repo: Path, tmp_path: Path) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "my mnt"
+    mnt.mkdir()
+    try:
+        assert_ok(dvfs(tmp_path, home, "mount", str(repo), str(mnt)))
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        out = assert_ok(dvfs(tmp_path, home, "status", "my mnt")).out
+        assert "Changes (use `dvfs snapshot 'my mnt' -m MSG` to record them):" in out, out
+        assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
+    finally:
+        force_unmount(mnt)

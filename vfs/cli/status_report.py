@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -80,11 +81,11 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     lines += [f"  added:    {quoted(p)}" for p in got["added"]]
     lines += [f"  modified: {quoted(p)}" for p in got["modified"]]
     lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
-    record = "`dvfs snapshot MNT -m MSG`"
+    mnt = escape_text(shlex.quote(mountpoint))  # (as typed: a hint works when pasted)
+    record = f"`dvfs snapshot {mnt} -m MSG`"
     if got.get("head"):  # the branch moved on since the working tree began
         now = got.get("head_version")
         at = f"v{escape_text(str(now))}" if now else escape_text(str(got["head"])[:10])
-        mnt = quoted(mountpoint)
         record = f"`dvfs snapshot {mnt} -m MSG --branch NEW`"
         if lines:
             what = f"{record} records these changes on a new branch"
