@@ -228,6 +228,17 @@ def test_damaged_pack_is_refused_and_named(
     assert_error(r, victim, "corrupt")
     assert not (tmp_path / "c").exists()
 
+    # the way out it names works; a push to the damaged remote would send nothing
+    # (its index lists what the damaged pack held)
+    assert f"restore packs/{pack} on the remote" in line
+    assert "dvfs remote add NAME URL && dvfs push --remote NAME --all --tags" in line
+    mended = tmp_path / "mended"
+    a.ok("remote", "add", "mended", mended.as_uri())
+    a.ok("push", "--remote", "mended", "--all", "--tags")
+    c, _ = Repo(tmp_path / "c"), assert_ok(run(tmp_path, "clone", mended.as_uri(), "c"))
+    assert c.read("d/new.bin") == new
+    c.fsck_clean()
+
 
 @pytest.mark.parametrize("damage", ["emptied", "flipped byte"])
 def test_a_damaged_cached_index_segment_is_read_again(

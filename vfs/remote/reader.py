@@ -116,6 +116,16 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
     return kept, notes
 
 
+def mend_hint(key: str) -> str:
+    """What to do about a damaged object on a remote: a push cannot replace it, since
+    the remote's index says the remote holds what the damaged key held."""
+    return (
+        f"a push cannot mend it in place: restore {key} on the remote from a backup, or "
+        "from a repository that has the data push it all to a new remote (`dvfs remote add "
+        "NAME URL && dvfs push --remote NAME --all --tags`) and use that one"
+    )
+
+
 # Ranges of one pack closer than this are fetched with one GET.
 COALESCE_GAP = 256 * 1024
 MAX_RANGE = 16 * 1024 * 1024
@@ -264,7 +274,8 @@ class RemoteRepo:
         data = self.backend.get_small(segment_key(seg_id), SEGMENT_LIMIT)
         if hash_bytes(data).hex() != seg_id:
             raise RemoteError(
-                f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing it"
+                f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing "
+                "it; " + mend_hint(segment_key(seg_id))
             )
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -318,8 +329,8 @@ class RemoteRepo:
             if how:
                 raise RemoteError(
                     f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
-                    f"corrupt ({how}): refused, nothing of it was stored; push it again "
-                    "from a repository that has it"
+                    f"corrupt ({how}): refused, nothing of it was stored; "
+                    + mend_hint(pack_key(pack_id))
                 )
             out.append((o, payload))
         return out
