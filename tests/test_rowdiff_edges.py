@@ -131,3 +131,12 @@ def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -
     assert 'added    id=3, v="x, y=z"' in out.splitlines()
     d = rows_json(data, "spaces.csv", "--key", "id")  # JSON keeps the values as they are
     assert d["rows"][2]["changes"] == {"v": {"old": "x", "new": "x, y=z"}}
+
+
+def test_key_given_twice_is_a_key_of_both_columns(data: Repo) -> None:
+    # the second --key replaced the first without a word: rows were matched by v alone
+    both = rows_json(data, "dup.csv", "--key", "id,w")
+    assert rows_json(data, "dup.csv", "--key", "id", "--key", "w") == both
+    assert both["key"] == ["id", "w"]
+    data.fail("diff", "v1", "v2", "dup.csv", "--rows", "--key", "id", "--key", "id",
+              fragments=("names a column twice",))  # fmt: skip

@@ -27,7 +27,10 @@ from vfs.worktree.scan import show
     "--rows", is_flag=True,
     help="Compare the rows of one CSV, TSV, JSON Lines or Parquet file (needs dvfs[tables]).",
 )  # fmt: skip
-@click.option("--key", metavar="COL[,COL]", help="With --rows: match rows by these columns.")
+@click.option(
+    "--key", metavar="COL[,COL]", multiple=True,
+    help="With --rows: match rows by these columns (--key a,b or --key a --key b).",
+)  # fmt: skip
 @click.option(
     "--limit", type=click.IntRange(min=0), metavar="N",
     help=f"With --rows: show at most N rows (default {ROWS_SHOWN}).",
@@ -36,7 +39,7 @@ from vfs.worktree.scan import show
 @click.pass_context
 def diff_cmd(
     ctx: click.Context, targets: tuple[str, ...], stat_only: bool, name_only: bool,
-    rows: bool, key: str | None, limit: int | None, as_json: bool,
+    rows: bool, key: tuple[str, ...], limit: int | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Show added, removed, modified and renamed files, and changed parameters.
 
@@ -57,7 +60,7 @@ def diff_cmd(
     """
     repo = repo_here()
     revs, paths = revs_and_paths(repo, ctx, targets, 2)
-    if rows or key is not None or limit is not None:
+    if rows or key or limit is not None:
         row_diff(repo, revs, paths, rows, key, limit, stat_only or name_only, as_json)
         return
     # Only here: a row diff loads neither (the status and pipeline modules they import
@@ -93,7 +96,7 @@ def diff_cmd(
 
 
 def row_diff(
-    repo: Repository, revs: list[str], paths: list[bytes], rows: bool, key: str | None,
+    repo: Repository, revs: list[str], paths: list[bytes], rows: bool, key: tuple[str, ...],
     limit: int | None, other_format: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """``dvfs diff --rows``: the rows of one data file (see vfs.tables.rowdiff)."""
@@ -103,9 +106,10 @@ def row_diff(
         raise UsageError("--rows shows rows: leave out --stat and --name-only")
     if len(paths) != 1:
         raise UsageError("--rows compares one file: give its PATH after the revisions")
-    columns = [c.strip() for c in key.split(",")] if key is not None else []
-    if any(not c for c in columns):
-        raise UsageError(f"--key {quote_name(key or '')} holds an empty column name")
+    columns = [c.strip() for k in key for c in k.split(",")]  # --key a,b --key c: a, b, c
+    for k in key:
+        if any(not c.strip() for c in k.split(",")):
+            raise UsageError(f"--key {quote_name(k)} holds an empty column name")
     try:  # the engine is an optional dependency: only --rows loads it
         from vfs.tables import render, rowdiff
     except ModuleNotFoundError as exc:
