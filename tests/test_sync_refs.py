@@ -6,6 +6,8 @@ checks the exit status and the one error line a script or a person relies on.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.support.cli import (
     RepoFactory,
     commit_files,
@@ -15,6 +17,7 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
 )
+from vfs.repo.repository import Repository
 
 
 def test_a_tag_the_remote_holds_at_another_version_fails_the_push(
@@ -44,3 +47,23 @@ def test_a_tag_the_remote_holds_at_another_version_fails_the_push(
     b.ok("push", "--tags")
     a.fsck_clean()
     b.fsck_clean()
+
+
+def test_fetch_pull_and_log_from_a_remote_that_went_empty_say_so(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A NAS mount point with nothing mounted: the directory is there, empty. A clone
+    that fetched from it is told so, as a push is, not "no branch main" or "no versions
+    yet", and not a quiet "fetched 0 objects"; its remote branches stay as they were."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"x"}, "x")
+    remote = tmp_path / "nas"
+    a.ok("remote", "add", "origin", str(remote))
+    a.ok("push")
+    remote.rename(tmp_path / "elsewhere")
+    remote.mkdir()
+    for args in (("fetch",), ("pull",), ("log", "--remote", "origin")):
+        a.fail(*args, fragments=("holds no dvfs repository", "origin/main", "mounted"))
+    assert list(remote.iterdir()) == []
+    assert Repository(a.root).refs.get("refs/remotes/origin/main") == bytes.fromhex(v1)
+    assert "Up to date with origin/main" in a.ok("status").out

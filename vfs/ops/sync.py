@@ -97,6 +97,20 @@ class Transfer:
 # ------------------------------------------------------------------------------- push
 
 
+def _had_versions(repo: Repository, spec: RemoteSpec) -> tuple[list[str], str]:
+    """This clone's remote branches of ``spec``, and the end of the message for when the
+    remote is now missing or empty ("... but this clone has origin/main from it: ...")."""
+    seen = [n for n in repo.refs.names("remotes") if n.startswith(f"{spec.name}/")]
+    gone = (
+        f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
+        f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
+        "add it again"
+        if seen
+        else ""
+    )
+    return seen, gone
+
+
 def push(
     repo: Repository,
     spec: RemoteSpec,
@@ -118,14 +132,7 @@ def push(
     for b in branches or ([] if all_branches else [repo.history.head().branch]):
         if b not in have:  # checked before the remote is touched (a first push makes it)
             raise UsageError(_no_branch(repo, b))
-    seen = [n for n in repo.refs.names("remotes") if n.startswith(f"{spec.name}/")]
-    gone = (
-        f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
-        f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
-        "add it again"
-        if seen
-        else ""
-    )
+    seen, gone = _had_versions(repo, spec)
     try:
         meter = connect(spec, jobs, create=not seen)
     except RemoteNotFound:
@@ -274,10 +281,20 @@ class FetchResult:
     skipped: dict[str, str] = field(default_factory=dict)  # remote branch -> why left out
 
 
-def fetch_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
-    """Fetch refs, versions and trees (no file data); caller holds the lock."""
+def fetch_locked(
+    repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int, *, known: bool = False
+) -> FetchResult:
+    """Fetch refs, versions and trees (no file data); caller holds the lock.
+
+    With ``known`` (a clone's configured remote, not a cache's copy of a URL), a
+    remote found empty while this clone has branches of it is RemoteNotFound, as for
+    a push: a NAS not mounted, a bucket emptied, a URL changed.
+    """
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
-    remote.check_format(repo)
+    seen, gone = _had_versions(repo, spec) if known else ([], "")
+    remote.check_format(
+        repo, empty=f"{remote.url} holds no dvfs repository, {gone}" if seen else None
+    )
     report = Transfer()
     heads = remote.refs("heads", report.warnings)
     tags = remote.refs("tags", report.warnings)
@@ -340,7 +357,7 @@ def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> FetchResult:
     """Fetch refs, versions and trees from a remote."""
     meter = connect(spec, jobs)
     with repo.locked():
-        return fetch_locked(repo, spec, meter, jobs)
+        return fetch_locked(repo, spec, meter, jobs, known=True)
 
 
 def download_data(
@@ -414,7 +431,7 @@ def pull(
     meter = connect(spec, jobs)
     hist = repo.history
     with repo.locked():
-        got = fetch_locked(repo, spec, meter, jobs)
+        got = fetch_locked(repo, spec, meter, jobs, known=True)
         co.remove_temporaries_after_crash(repo, got.transfer.warnings.append)
         branch = hist.head().branch
         remote_tip = got.heads.get(branch)
