@@ -338,6 +338,10 @@ def build(opts: Options) -> Served:
         return Served(mountpoint, source, VersionsFs(layout, fetcher))
     work = work_dir(source, where, opts.cache_dir)
     lock = lock_work(work)
+    if opts.overlay == "daemon" and Layers.exists(work) and kernel_usable() is None:
+        # What the kernel's overlay recorded in its last snapshot is no change: drop it
+        # from its upper layer, as its next mount would, before looking for changes.
+        rebase(Layers(work, catalog.head, lock), source.history.tree, source.root_entry)
     if choose_overlay(opts.overlay, work) == "kernel":
         layers = Layers(work, catalog.head, lock)
         rebase(layers, source.history.tree, source.root_entry)
@@ -374,8 +378,9 @@ def choose_overlay(asked: str, work: Path) -> str:
     if (asked == "kernel" and daemon_dirty) or (asked == "daemon" and kernel_dirty):
         other = "daemon's own overlay" if daemon_dirty else "kernel's overlay"
         raise MountError(
-            f"{work} holds changes made through the {other}: mount without --overlay to "
-            "snapshot them first"
+            f"{work} holds changes made through the {other}, or what no version records "
+            "(hard links, owners, special files): mount without --overlay, snapshot what "
+            "`dvfs status MNT` lists and undo the rest first"
         )
     for name in ("layers", "pending", "upper", "scratch") if asked == "daemon" else ("state",):
         clear = work / name

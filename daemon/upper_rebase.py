@@ -51,7 +51,8 @@ def rebase(layers: Layers, trees: Trees, root_of: Callable[[bytes | None], Entry
 def drop_shown(layers: Layers, trees: Trees, base: Entry | None) -> None:
     """Remove upper entries that show just what the lower layer ``base`` shows.
 
-    A file must be recorded and unchanged, with the version's mtime and permission bits,
+    A file must be recorded and unchanged, with the version's mtime and permission bits
+    (a symbolic link: its target and mtime),
     the daemon's owner, one link and no extended attributes of its own; a whiteout must
     hide nothing; a directory must be left empty, not opaque, over a lower directory,
     with the daemon's owner and mode 0755. Then the overlay shows the same through the
@@ -84,6 +85,14 @@ def drop_shown(layers: Layers, trees: Trees, base: Entry | None) -> None:
                     and st.st_nlink == 1
                     and statmod.S_IMODE(st.st_mode) == e.mode
                     and st.st_mtime_ns == e.mtime_ns
+                    and not _own_xattrs(path)
+                )
+            elif same and e is not None and statmod.S_ISLNK(st.st_mode) and e.kind == Kind.SYMLINK:
+                same = (
+                    recorded.get(p) == stamp(st)
+                    and st.st_nlink == 1
+                    and st.st_mtime_ns == e.mtime_ns
+                    and os.fsencode(os.readlink(path)) == e.target
                     and not _own_xattrs(path)
                 )
             elif same and e is not None and statmod.S_ISDIR(st.st_mode) and e.kind == Kind.DIR:

@@ -102,3 +102,21 @@ def test_a_snapshot_records_no_path_deeper_than_a_checkout_restores(
         levels += 1
     assert os.listdir(fd) == ["f"] and levels == MAX_DEPTH - 1
     os.close(fd)
+
+
+def test_a_snapshot_through_the_kernels_overlay_leaves_nothing_to_keep_the_daemons_out(
+    repo: Path, tmp_path: Path
+) -> None:
+    """What a snapshot recorded is no change: a working tree snapshotted through the
+    kernel's overlay mounts with the daemon's own afterwards, showing the same."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay="kernel"):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        os.symlink("b", mnt / "d" / "l")
+        (mnt / "d" / "a").write_bytes(b"a2\n")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "kernel"))
+    with mounted(str(repo), mnt, home, overlay="daemon"):
+        assert status(mnt, home) == {"added": [], "modified": [], "deleted": [], "renamed": []}
+        assert os.readlink(mnt / "d" / "l") == "b"
+        assert (mnt / "d" / "a").read_bytes() == b"a2\n"
+        assert (mnt / "d" / "l").read_bytes() == b"b\n"
