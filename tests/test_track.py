@@ -385,3 +385,36 @@ def test_more_arguments_of_the_wrong_type_say_what_to_give(repo: vfs.Repo) -> No
             r.log_metrics([("loss", 1.0)])  # type: ignore[arg-type]
         r.log_metrics({"loss": 1.0})
     assert r.version is not None and r.version.number == 2
+
+
+def test_a_metrics_file_that_cannot_be_written_or_is_an_input_is_refused_early(
+    repo: vfs.Repo,
+) -> None:
+    root = repo.root
+    assert root is not None
+    before = (root / "data" / "train" / "a.csv").read_bytes()
+    # after the block: "[Errno 21] Is a directory: b'.tmp-data.c1cae6a40' -> b'data'"
+    directory = r"^metrics= names data/train, a directory"
+    with pytest.raises(vfs.UsageError, match=directory), track_to(repo, "data/train"):
+        pass
+    # after the block: "[Errno 17] File exists"
+    below = r"^metrics= names data/train/a\.csv/m\.json, below"
+    with pytest.raises(vfs.UsageError, match=below), track_to(repo, "data/train/a.csv/m.json"):
+        pass
+    # the input was overwritten with the metrics, and the run recorded
+    with pytest.raises(RuntimeError, match="stop"), track_to(repo, "data/train/a.csv") as r:
+        r.input("data/train/a.csv")
+        with pytest.raises(vfs.UsageError, match=r"^the metrics file data/train/a\.csv"):
+            r.log_metrics({"loss": 1.0})
+        raise RuntimeError("stop")
+    # metrics logged first, then an input holding the metrics file
+    overlaps = r"^data overlaps the metrics file data/m\.json"
+    with pytest.raises(vfs.UsageError, match=overlaps), track_to(repo, "data/m.json") as r:
+        r.log_metrics({"loss": 1.0})
+        r.input("data")
+    assert (root / "data" / "train" / "a.csv").read_bytes() == before
+    assert [v.number for v in repo.versions()] == [1]
+
+
+def track_to(repo: vfs.Repo, metrics: str) -> vfs.Run:
+    return vfs.track(repo, message="x", metrics=metrics)

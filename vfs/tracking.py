@@ -193,6 +193,12 @@ class Run:
         except BaseException:
             self._stack.close()
             raise
+        try:
+            for rel in (self.metrics_path, self.history_path):
+                self._writable(rel)
+        except BaseException:
+            self._stack.close()
+            raise
         self.state = workspace.TreeState(ws, self.workers, _warn)
         self._started = time.time_ns()
 
@@ -233,6 +239,13 @@ class Run:
             raise UsageError(
                 f"{quote_name(rel)} overlaps output {quote_name(clash)} of run {self.name}: "
                 "an input the run writes would change under it (its lineage would be false)"
+            )
+        mine = next((m for m in self._own_files() if _overlap(m, rel)), None)
+        if self.steps and mine is not None:
+            raise UsageError(
+                f"{quote_name(rel)} overlaps the metrics file {quote_name(mine)} of run "
+                f"{self.name}: the run writes it when the block ends, so the input would "
+                "change under it (its lineage would be false); give the run another metrics="
             )
         found = self.state.ids([rel])[rel]
         if found is None:
@@ -280,12 +293,46 @@ class Run:
             raise UsageError(f"more than {MAX_METRICS} distinct metrics")
         if len(self.steps) >= MAX_STEPS:
             raise UsageError(f"more than {MAX_STEPS:,} calls of log_metrics in one run")
+        for mine in self._own_files():
+            clash = next((i for i in self.inputs if _overlap(i, mine)), None)
+            if clash is not None:
+                raise UsageError(
+                    f"the metrics file {quote_name(mine)} overlaps input {quote_name(clash)} "
+                    f"of run {self.name}: writing the metrics would change the input (its "
+                    "lineage would be false); give the run another metrics= file"
+                )
         self.steps.append(row)
         self.latest.update({k: v for k, v in row.items() if k != "step"})
         if at is not None:
             self.last_step = at
 
     # recording --------------------------------------------------------------------------
+
+    def _own_files(self) -> tuple[bytes, bytes]:
+        """The files the run writes itself: the metrics and their history."""
+        return self.metrics_path, self.history_path
+
+    def _writable(self, rel: bytes) -> None:
+        """UsageError unless the run can write its own file ``rel``: not a directory,
+        not below a file, not through a link."""
+        self._no_link_out(rel)
+        parts = rel.split(b"/")
+        for i in range(1, len(parts) + 1):
+            here = b"/".join(parts[:i])
+            try:
+                mode = os.lstat(self.root / os.fsdecode(here)).st_mode
+            except OSError:
+                return  # nothing there: the run makes it
+            if i < len(parts) and not stat.S_ISDIR(mode):
+                raise UsageError(
+                    f"metrics= names {quote_name(rel)}, below {quote_name(here)}, which is "
+                    "not a directory: the metrics could not be written; give another file"
+                )
+            if i == len(parts) and stat.S_ISDIR(mode):
+                raise UsageError(
+                    f"metrics= names {quote_name(rel)}, a directory: the metrics could not be "
+                    "written there; give a file (metrics.json)"
+                )
 
     def _refuse_ignored(self, rels: list[bytes], is_dir: bool = False) -> None:
         """UsageError if an output would not be staged, its path being ignored."""
@@ -370,6 +417,8 @@ class Run:
                 "lineage would be false, so nothing was recorded"
             )
         own = [self.metrics_path, self.history_path] if self.steps else []
+        for rel in own:
+            self._writable(rel)  # made meanwhile: before anything is written
         self._refuse_ignored([*outs, *own])  # before anything is written or staged
         if self.steps:
             doc = dict(self.latest)
