@@ -10,8 +10,11 @@ from pathlib import Path
 
 from tests.support.cli import (
     RepoFactory,
+    assert_error,
     commit_files,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
 )
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
@@ -67,3 +70,23 @@ def test_fetch_pull_and_log_from_a_remote_that_went_empty_say_so(
     assert list(remote.iterdir()) == []
     assert Repository(a.root).refs.get("refs/remotes/origin/main") == bytes.fromhex(v1)
     assert "Up to date with origin/main" in a.ok("status").out
+
+
+def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) -> None:
+    """An empty directory (a new bucket), or one whose format record is all there is
+    (a first push killed early): the clone leaves nothing and says how to start one."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    started = tmp_path / "started"
+    a = init_repo(tmp_path / "a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    a.ok("remote", "add", "origin", str(started))
+    a.ok("push")
+    for key in Path(started).rglob("*"):
+        if key.is_file() and key.name != "format":
+            key.unlink()
+    for remote in (empty, started):
+        line = assert_error(run(tmp_path, "clone", str(remote), "b"), "nothing to clone")
+        assert "dvfs init b" in line and f"dvfs remote add origin {remote}" in line, line
+        assert "dvfs push" in line, line
+        assert not (tmp_path / "b").exists()

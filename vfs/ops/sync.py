@@ -590,7 +590,7 @@ def clone(
     probe = RemoteRepo(meter, None)
     text = probe.read_format()
     if text is None:
-        raise UsageError(f"{url} holds no dvfs repository (no format record)")
+        raise _nothing_to_clone(f"{url} holds no dvfs repository", spec, directory)
     params = parse_format(text, f"{url}/format")
     made = not directory.exists()
     try:
@@ -600,7 +600,7 @@ def clone(
             got = fetch_locked(repo, spec, meter, jobs)
             if not got.heads:
                 skipped = "".join(f"; {w}" for w in got.transfer.warnings[:3])
-                raise UsageError(f"{url} has no branches yet: nothing to clone{skipped}")
+                raise _nothing_to_clone(f"{url} has no branches yet", spec, directory, skipped)
             # --rev naming one of the remote's branches makes that branch, as git's -b
             on_branch = rev is not None and rev in got.heads
             branch = rev if rev is not None and on_branch else preferred_branch(got.heads)
@@ -665,6 +665,18 @@ def unknown_in_clone(
             f"{endpoint} {shlex.quote(spec.url)} {shlex.quote(str(directory))}` fetches no "
             "file data, and `dvfs log` there lists every version"
         ),
+    )
+
+
+def _nothing_to_clone(
+    what: str, spec: RemoteSpec, directory: Path, skipped: str = ""
+) -> UsageError:
+    """A clone of a remote nobody pushed to: how to start it instead."""
+    endpoint = f" --endpoint-url {shlex.quote(spec.endpoint_url)}" if spec.endpoint_url else ""
+    return UsageError(
+        f"{what}: nothing to clone; to start it, `dvfs init {shlex.quote(str(directory))}`, "
+        f"then in it `dvfs remote add origin {shlex.quote(spec.url)}{endpoint}`, commit and "
+        f"`dvfs push`{skipped}"
     )
 
 
