@@ -65,6 +65,7 @@ from vfs import (
     Walker,
     dir_entry,
     encode_tree,
+    quote_name,
 )
 
 
@@ -118,7 +119,10 @@ def build(
     staged = w.hashed()
     for p, exc in w.failed.items():
         if isinstance(exc, FileChanged) and os.path.lexists(upper / os.fsdecode(p)):
-            raise UsageError(f"{exc}: snapshot again when it is not being written")
+            raise UsageError(
+                f"{quote_name(os.fsdecode(p))} kept changing while it was read: snapshot "
+                "again when it is no longer being written"
+            )
         if not isinstance(exc, FileChanged):
             raise exc
     hashed = len(staged)

@@ -8,6 +8,9 @@ Each case compares the status with what the next snapshot records, as
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +123,33 @@ def test_a_snapshot_through_the_kernels_overlay_leaves_nothing_to_keep_the_daemo
         assert os.readlink(mnt / "d" / "l") == "b"
         assert (mnt / "d" / "a").read_bytes() == b"a2\n"
         assert (mnt / "d" / "l").read_bytes() == b"b\n"
+
+
+def test_a_file_written_all_through_a_snapshot_is_named_with_what_to_do(
+    repo: Path, tmp_path: Path
+) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    writer = (
+        "import os, sys\n"
+        "with open(sys.argv[1], 'wb') as f:\n"
+        "    while True:\n"
+        "        f.write(os.urandom(65536))\n"
+        "        f.flush()\n"
+    )
+    with mounted(str(repo), mnt, home, overlay="kernel"):
+        live = mnt / "d" / "live"
+        proc = subprocess.Popen([sys.executable, "-c", writer, str(live)])
+        try:
+            deadline = time.monotonic() + 30
+            while not (live.exists() and live.stat().st_size > 1 << 20):
+                assert time.monotonic() < deadline and proc.poll() is None
+            r = dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "live")
+        finally:
+            proc.kill()
+            proc.wait()
+        line = assert_error(r, code=2)
+        assert line == (
+            "dvfs: error: d/live kept changing while it was read: snapshot again when it is "
+            "no longer being written"
+        ), line
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "still"))
