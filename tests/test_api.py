@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import fsspec
+import numpy as np
 import pytest
 
 import vfs
@@ -243,3 +244,18 @@ def test_a_path_given_as_bytes_is_a_type_error_that_says_so(data: Data) -> None:
     ):
         with pytest.raises(TypeError, match=r"^give paths as text \(os\.fsdecode\), not bytes$"):
             call()
+
+
+def test_read_range_counts_negative_offsets_from_the_end_as_dvfs_does(data: Data) -> None:
+    # a negative start was taken as 0: read_range(path, -20, size) gave the whole file
+    want = data.v2["data/train.csv"]
+    size = len(want)
+    assert data.repo.read_range("data/train.csv", -20, size) == want[-20:]
+    assert data.repo.read_range("data/train.csv", -20, -10) == want[-20:-10]
+    assert data.repo.read_range("data/train.csv", 5, -size - 5) == b""
+    assert data.repo.read_range("data/train.csv", np.int64(-20), size) == want[-20:]
+    fs = fsspec.filesystem("dvfs", repo=data.repo)
+    assert fs.cat_file("/data/train.csv", -20, -10) == want[-20:-10]  # as fsspec counts
+    for bad in (None, 2.5, "3"):
+        with pytest.raises(TypeError, match=r"^start and end are byte offsets \(int\)"):
+            data.repo.read_range("data/train.csv", bad, 10)  # type: ignore[arg-type]

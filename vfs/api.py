@@ -51,6 +51,7 @@ line's message and close names; a directory opened as a file ``IsADirectoryError
 
 from __future__ import annotations
 
+import operator
 import os
 import posixpath
 import re
@@ -58,7 +59,7 @@ import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, SupportsIndex
 
 from vfs import settings
 from vfs.api_types import (
@@ -504,11 +505,25 @@ class Repo:
         """The whole content of file ``path`` of ``rev``, decoded."""
         return self.read_bytes(path, rev).decode(encoding, errors)
 
-    def read_range(self, path: PathArg, start: int, end: int, rev: RevArg = "HEAD") -> bytes:
+    def read_range(
+        self, path: PathArg, start: SupportsIndex, end: SupportsIndex, rev: RevArg = "HEAD"
+    ) -> bytes:
         """Bytes [start, end) of file ``path`` of ``rev``: only the chunks they lie in
-        are read."""
+        are read. A negative offset counts from the end, as in a slice (and fsspec's
+        ``cat_file``): ``read_range(path, -100, size)`` is the last 100 bytes."""
+        offsets = []
+        for offset in (start, end):
+            try:
+                if isinstance(offset, bool):
+                    raise TypeError
+                offsets.append(operator.index(offset))  # an int, or numpy's
+            except TypeError:
+                raise TypeError(
+                    f"start and end are byte offsets (int), not {type(offset).__name__}"
+                ) from None
         with self._raw(path, rev) as f:
-            return f.pread(start, end)
+            lo, hi, _ = slice(*offsets).indices(f.size)
+            return f.pread(lo, hi)
 
     def file(self, path: PathArg, rev: RevArg = "HEAD") -> ChunkedFile:
         """The raw file object behind :meth:`open` (unbuffered; ``size``, ``pread``)."""
