@@ -90,3 +90,24 @@ def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) ->
         assert "dvfs init b" in line and f"dvfs remote add origin {remote}" in line, line
         assert "dvfs push" in line, line
         assert not (tmp_path / "b").exists()
+
+
+def test_a_pull_of_a_branch_deleted_on_the_remote_says_so(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """Another clone's branch, deleted on the remote (by hand: dvfs has no remote delete):
+    the pull says it is gone there and where it last was; nothing moves."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    dir_remote.add_to(a)
+    a.ok("switch", "-c", "feat")
+    feat = commit_files(a, {"d/f": b"f"}, "f")
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b", "--rev", "feat")
+    dir_remote.backend.delete("refs/heads/feat")
+    line = b.fail(
+        "pull", fragments=("origin has no branch feat", "deleted", "origin/feat", "dvfs push")
+    )
+    assert feat[:10] in line
+    assert b.head_id() == feat
+    b.fsck_clean()

@@ -455,6 +455,12 @@ def pull(
                     paths, rev, target = [rev, *paths], None, remote_tip
         elif remote_tip is None:
             why = got.skipped.get(branch)
+            last = repo.refs.get(f"refs/remotes/{spec.name}/{branch}")
+            if why is None and last is not None:  # there when last fetched: deleted since
+                why = (
+                    f"it was deleted there since {spec.name}/{branch} here was fetched "
+                    f"({_version_label(repo, last)}); `dvfs push` makes it again"
+                )
             raise UsageError(
                 f"{spec.name} has no branch {branch}: nothing to pull" + (f"; {why}" if why else "")
             )
