@@ -44,7 +44,7 @@ import trio
 
 from daemon.kernel_overlay import KernelMount
 from daemon.snapshot import Request, Snapshots
-from vfs import DvfsError, error_kind, runtime_dir, storage_error
+from vfs import DvfsError, error_kind, quote_name, runtime_dir, storage_error
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20
@@ -158,7 +158,9 @@ class Control:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 full = storage_error(exc, f"the {op}")
                 return {"ok": False, "error": str(full), "kind": "StorageFull", "errno": exc.errno}
-            failed = f"{op} failed: {exc.strerror or exc}"
+            name = exc.filename
+            where = f": {quote_name(os.fsdecode(name))}" if isinstance(name, (str, bytes)) else ""
+            failed = f"{op} failed: {exc.strerror or exc}{where} (the daemon's log has more)"
             return {"ok": False, "error": failed, "kind": "DvfsError", "errno": exc.errno}
         except Exception as exc:  # a bug: logged with its traceback, one line to the user
             log.exception("%s failed with an internal error", op)

@@ -153,3 +153,16 @@ def test_a_file_written_all_through_a_snapshot_is_named_with_what_to_do(
             "no longer being written"
         ), line
         assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "still"))
+
+
+def test_a_snapshot_that_fails_on_a_file_names_it(repo: Path, tmp_path: Path) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        os.rename(repo, tmp_path / "moved")  # the repository moved away under the mount
+        try:
+            line = assert_error(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b"), code=1)
+        finally:
+            os.rename(tmp_path / "moved", repo)
+        assert f"No such file or directory: {repo}/.dvfs/" in line, line
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b"))
