@@ -31,7 +31,10 @@ from tests.support.cli import (
     run,
 )
 from tests.support.data import rand
-from tests.support.remote import Remote
+from tests.support.remote import (  # noqa: F401  (a fixture)
+    Remote,
+    dir_remote_fixture,
+)
 from tests.support.s3server import S3Server
 from vfs.backends import open_backend
 from vfs.ops.sync import STOP_ENV
@@ -328,3 +331,35 @@ def test_remote_gc_removes_what_killed_pushes_left_half_written(
     repo.fsck_clean()
     assert_ok(run(tmp_path, "clone", str(remote), "c"))
     assert (tmp_path / "c" / "keep.bin").read_bytes() == KEEP
+
+
+def test_a_ref_holding_no_version_id_stops_the_gc_before_anything_is_condemned(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A ref file damaged by hand (or a disk): what it named is unknown, so nothing is
+    known to be garbage; as git's gc stops on a bad ref, the remote gc stops too,
+    naming the ref and how to mend it, and its data survives any number of runs."""
+    repo = seeded(make_repo, dir_remote)
+    repo.ok("switch", "-c", "side")
+    repo.write("side.bin", MORE)
+    repo.ok("add", "side.bin")
+    side = repo.commit("side")
+    repo.ok("push")
+    packs = dir_remote.list_keys("packs/")
+    dir_remote.backend.put("refs/heads/side", b"\x00garbage\n")
+    for clock in (0, 2 * DAY, 4 * DAY):
+        r = run(repo.root, "gc", "--remote", "origin", "--grace", "1h", env={CLOCK_ENV: str(clock)})
+        line = assert_error(r, "refs/heads/side", "nothing was changed", "origin/side")
+        assert "Traceback" not in r.err
+    assert dir_remote.list_keys("packs/") == packs
+    assert not manifests(dir_remote)
+    # mended as the message says: the gc runs, and side's data is there
+    dir_remote.backend.put("refs/heads/side", f"{side}\n".encode())
+    gc(repo, clock=6 * DAY)
+    gc(repo, clock=8 * DAY)
+    assert line
+    cloned_clean(dir_remote, tmp_path, "clone", {"keep.bin": KEEP})
+    clone = Repo(tmp_path / "clone")
+    clone.ok("switch", "-c", "side", "origin/side")
+    assert clone.read("side.bin") == MORE
+    clone.fsck_clean()

@@ -53,6 +53,7 @@ from vfs.errors import (
 )
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
+from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import (
@@ -277,7 +278,8 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
 
     Unlike a fetch, a name a local ref could not have (``main`` beside ``main/x``, odd
     characters) is no reason to skip a ref here: what it names stays live. A ref that
-    holds no id protects nothing and is noted.
+    holds no id (damaged by hand or by a disk) stops the gc, as a bad ref stops git's:
+    what it named is unknown, so nothing can be called garbage.
     """
     backend = remote.backend
     out: dict[str, bytes] = {}
@@ -293,7 +295,15 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
             except RemoteNotFound:
                 continue  # deleted since it was listed
             except (FormatError, RemoteError) as exc:
-                report.warnings.append(f"{key} protects nothing: {exc}")
+                name = key[len(refs_prefix(kind)) :]
+                shown = f"{report.remote}/{name}" if kind == "heads" else name
+                raise DvfsError(
+                    f"remote gc stopped before changing anything: {quote_name(key)} holds no "
+                    f"version id ({exc}), so what it reaches is unknown; nothing was changed; "
+                    f"write there the id it should hold (in a clone that fetched it, `dvfs log "
+                    f"-n 1 {quote_name(shown)}` shows it) or delete it if that ref is gone for "
+                    "good, then run the gc again"
+                ) from None
     return out
 
 
