@@ -424,6 +424,16 @@ class Repo:
                 ) from None
             return oid, real, there
 
+    def _real_dir(self, rev: str, rel: bytes) -> bytes | None:
+        """The directory of ``rev`` that ``rel`` is, through every link on the way and a
+        link named last (``b""``: the root); None if it is no directory."""
+        try:
+            oid, real, e = self._lookup(rev, rel)
+            to, found = self._follow(oid, real, e)
+        except PathNotFound:
+            return None
+        return to if found.kind == Kind.DIR else None
+
     def _listed(self, rev: str, rel: bytes) -> bytes:
         """The directory ``ls`` and ``walk`` of ``rel`` list: ``rel``'s own path, or the
         directory a link there leads to (as ``ls`` of a link to a directory lists it)."""

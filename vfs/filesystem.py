@@ -50,7 +50,10 @@ refuses files named outside it). ``info`` gives ``name``, ``type``
 ``destination`` (its target). A link to a file of the version is that file
 (``file``, with its size, mode and content id), as fsspec's local filesystem says
 of one: readers that list a directory (a pyarrow dataset) read it, as they would
-on disk; a link to a directory, or out of the version, is ``link``.
+on disk; so is a link to a directory of the version (``directory``), but one leading
+to a directory its own path lies in or below (``loop -> ..``, two links leading to
+each other's directories), which a reader walking the tree would enter for ever; that
+one, and a link out of the version or to nothing, is ``link``.
 
 ``open`` gives a buffered file over the version's chunks (``io.BufferedReader``);
 given fsspec's ``block_size`` or ``cache_type``, fsspec's own buffered file
@@ -77,7 +80,7 @@ from fsspec.spec import AbstractBufferedFile, make_instance
 from fsspec.utils import stringify_path
 
 from vfs.api import Repo
-from vfs.api_types import FileInfo, RevArg, rev_text
+from vfs.api_types import FileInfo, RevArg, repo_path, rev_text
 from vfs.errors import PathNotFound
 from vfs.store.reader import ChunkedFile
 
@@ -256,6 +259,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             to = self.repo.target(f.path, self._at)
             if to is not None:  # a link to a file: that file, as the local filesystem says
                 f = to
+            elif (d := self._linked_dir(f.path)) is not None:
+                f = d  # a link to a directory: that directory, unless it loops
         out: dict[str, Any] = {
             "name": name,
             "type": {"dir": "directory"}.get(f.type, f.type),
@@ -269,6 +274,22 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             out["destination"] = link
             out["islink"] = True
         return out
+
+    def _linked_dir(self, path: str) -> FileInfo | None:
+        """The directory the link at ``path`` leads to, or None: if it leads to no
+        directory, or to one that ``path`` already lies in or below (``loop -> ..``,
+        or ``a/l1 -> ../b`` beside ``b/l2 -> ../a``), which a reader walking the
+        tree would enter for ever."""
+        repo, rel = self.repo, repo_path(path)
+        to = repo._real_dir(self._at, rel)
+        if to is None:
+            return None
+        parts = rel.split(b"/")
+        for i in range(len(parts)):  # every directory the path passes through
+            was = repo._real_dir(self._at, b"/".join(parts[:i]))
+            if was is not None and (not to or was == to or was.startswith(to + b"/")):
+                return None
+        return repo.info(os.fsdecode(to), self._at)
 
     @_as_asked
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
