@@ -9,18 +9,21 @@ the mount: the commands that take MNT say which mount it is inside.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok, run
+from tests.support.cli import assert_error, assert_ok, run, run_python
 from tests.support.mount import (
     commit,
     dvfs,
     force_unmount,
     home_env,
     in_mount_table,
+    mounted,
     push_to,
     write,
 )
@@ -151,3 +154,22 @@ def test_the_status_of_a_mount_names_it_in_its_hint(repo: Path, tmp_path: Path) 
         assert_ok(dvfs(tmp_path, home, "umount", str(mnt)))
     finally:
         force_unmount(mnt)
+
+
+def test_naming_a_mount_never_waits_for_its_daemon(repo: Path, tmp_path: Path) -> None:
+    """`dvfs umount --force` is for a daemon that no longer answers: finding the mount
+    point it names (through a link, or below it) must not look into the mount."""
+    home, mnt, link = tmp_path / "home", tmp_path / "mnt", tmp_path / "link"
+    link.symlink_to("mnt")
+    script = (
+        "import sys\n"
+        "from vfs.mount.mounts import enclosing, mount_path\n"
+        "print(mount_path(sys.argv[1]), mount_path(sys.argv[2]), enclosing(sys.argv[3]))\n"
+    )
+    with mounted(str(repo), mnt, home) as m:
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            out = run_python(script, str(mnt), str(link), str(link / "data"), timeout=20)
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+    assert out.split() == [str(mnt), str(mnt), str(mnt)]

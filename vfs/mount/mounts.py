@@ -70,6 +70,7 @@ BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 RUN_ROOT = Path("/run")
 # How long `dvfs umount` waits for a daemon to let go of its mount.
 STOP_WAIT = 10.0
+MAX_LINKS = 40  # symbolic links followed in a mount point's path, at most (as the kernel)
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
@@ -438,10 +439,33 @@ def mount_path(arg: str) -> Path:
 
     The kernel mounts on the directory a link leads to, and lists that in its table:
     the record, ``dvfs mounts`` and ``dvfs umount`` must name the same directory, and
-    so must a process inside the mount (its cwd). A component that cannot be looked
-    at (a dead mount: ENOTCONN) is taken as it is.
+    so must a process inside the mount (its cwd). Nothing at or below a dvfs mount is
+    looked at (its daemon may be stopped or hung, and every look would wait for it:
+    ``dvfs umount --force`` must not): from there on the path is taken as written.
+    ``..`` is taken as written too, as ``os.path.abspath`` does.
     """
-    return Path(os.path.realpath(arg))
+    table = mount_table()
+    done = Path("/")
+    todo = list(Path(os.path.abspath(arg)).parts[1:])
+    for _ in range(MAX_LINKS):
+        while todo:
+            if table.get(str(done)) in FS_TYPES:
+                return done.joinpath(*todo)
+            step = done / todo[0]
+            if str(step) in table:  # a mount point: not a link
+                done, todo = step, todo[1:]
+                continue
+            try:
+                target = os.readlink(step)
+            except OSError:  # not a link, or not there
+                done, todo = step, todo[1:]
+                continue
+            todo = [*Path(os.path.abspath(done / target)).parts[1:], *todo[1:]]
+            done = Path("/")
+            break
+        else:
+            return done
+    raise MountError(f"{arg}: too many levels of symbolic links")
 
 
 def check_mountpoint(arg: str) -> Path:
