@@ -111,3 +111,28 @@ def test_a_pull_of_a_branch_deleted_on_the_remote_says_so(
     assert feat[:10] in line
     assert b.head_id() == feat
     b.fsck_clean()
+
+
+def test_a_push_that_finds_the_remote_up_to_date_brings_the_remote_branch_along(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """b gets v2 through another remote (backup) after a pushed it to origin too: status
+    says b is ahead of origin/main, and `dvfs push`, which it names, finds origin up to
+    date; from then on status says so, not "ahead" again and again."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    backup = str(tmp_path / "backup")
+    a.ok("remote", "add", "backup", backup)
+    commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push")
+    a.ok("push", "--remote", "backup")
+    b.ok("remote", "add", "backup", backup)
+    b.ok("pull", "--remote", "backup")
+    hint = "Ahead of origin/main by 1 version: `dvfs push --remote origin` publishes it"
+    assert hint in b.ok("status").out
+    assert "main: already up to date" in b.ok("push", "--remote", "origin").out
+    assert "Up to date with origin/main." in b.ok("status").out
+    b.fsck_clean()

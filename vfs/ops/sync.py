@@ -159,6 +159,11 @@ def push(
                 raise UsageError(_no_branch(repo, b))
             theirs, etag = remote.ref_with_etag("heads", b)
             if theirs == tip:
+                # this clone's copy of it may be older (the version came through another
+                # remote, or a push was killed after the move): status reads that copy
+                ref = f"refs/remotes/{spec.name}/{b}"
+                if (mine := repo.refs.get(ref)) != tip:
+                    repo.refs.update(ref, tip, mine)
                 report.notes.append(f"{b}: already up to date")
                 continue
             if theirs is not None and not hist.is_ancestor(theirs, tip):
