@@ -136,3 +136,24 @@ def test_a_push_that_finds_the_remote_up_to_date_brings_the_remote_branch_along(
     assert "main: already up to date" in b.ok("push", "--remote", "origin").out
     assert "Up to date with origin/main." in b.ok("status").out
     b.fsck_clean()
+
+
+def test_fsck_after_a_remote_is_removed_no_longer_counts_on_it(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A clone holds only the data of what it checked out; the rest is the remote's. Once
+    that remote is removed, no command can fetch it: fsck names it missing, not "held by
+    a remote; commands fetch them when needed"."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    commit_files(a, {"d/x": b"two\n"}, "two")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    assert b.fsck_clean()["remote_only"] == 1  # v1's chunk, on the remote
+    b.ok("remote", "remove", "origin")
+    r = b.run("fsck", "--json")
+    assert r.code != 0, r
+    report = r.json()
+    assert not report["clean"] and report["remote_only"] == 0, r
+    assert any("d/x" in p for p in map(str, report["problems"])), r

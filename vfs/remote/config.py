@@ -24,6 +24,7 @@ The remote's layout is ``vfs.remote.layout``; what is read from one, ``vfs.remot
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -206,7 +207,8 @@ def add_remote(
 def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> list[str]:
     """Forget a remote (``only``: "local" or "shared" for one place); where it was.
 
-    Its remote-tracking refs go once no place defines it any more.
+    Its remote-tracking refs and cached index segments go once no place defines it
+    any more.
     """
     with repo.locked():
         cfg = repo.config()
@@ -232,6 +234,9 @@ def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> li
             for branch in repo.refs.names(f"remotes/{name}"):
                 ref = f"refs/remotes/{name}/{branch}"
                 repo.refs.update(ref, None, repo.refs.get(ref))
+            # its cached index segments (vfs.remote.ondemand.index_cache) too: fsck counts
+            # what they list as held by a remote, which no command can fetch from now
+            shutil.rmtree(repo.dir / "remotes" / name / "index", ignore_errors=True)
         return places
 
 
