@@ -157,3 +157,26 @@ def test_fsck_after_a_remote_is_removed_no_longer_counts_on_it(
     report = r.json()
     assert not report["clean"] and report["remote_only"] == 0, r
     assert any("d/x" in p for p in map(str, report["problems"])), r
+
+
+def test_a_remote_removed_and_added_again_elsewhere_starts_its_audit_check_afresh(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """Where this clone last saw the old remote's audit chain end is no claim about the
+    new one: `audit verify --remote` finds the new chain intact, not "deleted from
+    the end"."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push")
+    a.ok("audit", "verify", "--remote", "origin")  # 2 entries, known here
+    b = make_repo("b")  # the team's new remote, made by someone else: one entry
+    commit_files(b, {"d/y": b"y"}, "y")
+    b.ok("remote", "add", "origin", str(tmp_path / "new"))
+    b.ok("push")
+    a.ok("remote", "remove", "origin")
+    a.ok("remote", "add", "origin", str(tmp_path / "new"))
+    out = a.ok("audit", "verify", "--remote", "origin").out
+    assert "1 entries: intact" in out or "1 entry: intact" in out, out

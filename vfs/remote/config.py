@@ -23,6 +23,7 @@ The remote's layout is ``vfs.remote.layout``; what is read from one, ``vfs.remot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -40,6 +41,7 @@ from vfs.backends import (
     refuse_credentials,
 )
 from vfs.errors import FormatError, UsageError
+from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.repo.gitlink import SHARED_FILE, in_git
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository
@@ -204,11 +206,25 @@ def add_remote(
         repo.save_config(cfg)
 
 
+def _forget_kept(repo: Repository, name: str) -> None:
+    """Delete what this clone kept of remote ``name`` in ``.dvfs/remotes/NAME/``: its
+    cached index segments, which fsck counts as data a remote holds, and where its
+    audit chain was last seen to end (``audit.head``, ``audit.verified``), which a
+    remote added again under that name would be checked against. Only those: remote
+    ``team/a`` keeps its own below ``remotes/team/``."""
+    kept = repo.dir / "remotes" / name
+    shutil.rmtree(kept / "index", ignore_errors=True)
+    for leaf in (REMOTE_HEAD, VERIFIED):
+        (kept / leaf).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        kept.rmdir()  # (unless another remote's lies below it)
+
+
 def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> list[str]:
     """Forget a remote (``only``: "local" or "shared" for one place); where it was.
 
-    Its remote-tracking refs and cached index segments go once no place defines it
-    any more.
+    Its remote-tracking refs and ``.dvfs/remotes/NAME/`` (cached index segments, the
+    audit chain's end as last seen) go once no place defines it any more.
     """
     with repo.locked():
         cfg = repo.config()
@@ -234,9 +250,7 @@ def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> li
             for branch in repo.refs.names(f"remotes/{name}"):
                 ref = f"refs/remotes/{name}/{branch}"
                 repo.refs.update(ref, None, repo.refs.get(ref))
-            # its cached index segments (vfs.remote.ondemand.index_cache) too: fsck counts
-            # what they list as held by a remote, which no command can fetch from now
-            shutil.rmtree(repo.dir / "remotes" / name / "index", ignore_errors=True)
+            _forget_kept(repo, name)
         return places
 
 
