@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -129,24 +128,32 @@ def test_a_file_written_all_through_a_snapshot_is_named_with_what_to_do(
     repo: Path, tmp_path: Path
 ) -> None:
     home, mnt = tmp_path / "home", tmp_path / "mnt"
+    # 64 MiB (a read of it outlasts the writer's gaps), then blocks of it rewritten
+    # without end: the file changes all through the snapshot, and its size is bounded
     writer = (
-        "import os, sys\n"
+        "import os, random, sys\n"
         "with open(sys.argv[1], 'wb') as f:\n"
+        "    f.write(os.urandom(64 << 20))\n"
+        "    f.flush()\n"
+        "    print('ready', flush=True)\n"
         "    while True:\n"
+        "        f.seek(random.randrange(1024) << 16)\n"
         "        f.write(os.urandom(65536))\n"
         "        f.flush()\n"
     )
     with mounted(str(repo), mnt, home, overlay="kernel"):
         live = mnt / "d" / "live"
-        proc = subprocess.Popen([sys.executable, "-c", writer, str(live)])
+        proc = subprocess.Popen(
+            [sys.executable, "-c", writer, str(live)], stdout=subprocess.PIPE, text=True
+        )
         try:
-            deadline = time.monotonic() + 30
-            while not (live.exists() and live.stat().st_size > 1 << 20):
-                assert time.monotonic() < deadline and proc.poll() is None
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
             r = dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "live")
         finally:
             proc.kill()
             proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         line = assert_error(r, code=2)
         assert line == (
             "dvfs: error: d/live kept changing while it was read: snapshot again when it is "
