@@ -382,6 +382,63 @@ def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+# Ctrl-C once half of the files a checkout writes are written: the real signal, in the
+# dvfs process, at a point a test can name (a hook loaded at its start-up).
+HALF_THEN_CTRL_C = """
+import signal
+import vfs.ops.checkout as co
+
+real = co.restore_many
+
+
+def half(root, todo, *args, **kw):
+    real(root, todo[: len(todo) // 2], *args, **kw)
+    signal.raise_signal(signal.SIGINT)
+    raise AssertionError("not reached: Ctrl-C stops the checkout")
+
+
+co.restore_many = half
+"""
+
+
+def test_ctrl_c_while_a_switch_writes_says_what_the_tree_holds(repo: Repo, tmp_path: Path) -> None:
+    """Every file is replaced whole, but only some are: HEAD and the index still name
+    the branch left, so status lists the files written as changed and the next switch
+    refuses to overwrite them. The line at Ctrl-C says so, and how to finish or go back."""
+    names = [f"d/f{i:02d}.txt" for i in range(40)]
+    committed(repo, {n: f"main {n}\n" for n in names})
+    repo.ok("branch", "feature")
+    repo.ok("switch", "feature")
+    committed(repo, {n: f"feature {n}\n" for n in names})
+    repo.ok("switch", "main")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HALF_THEN_CTRL_C)
+    ctrl_c = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+
+    line = assert_error(
+        repo.run("switch", "feature", env=ctrl_c),
+        "interrupted while writing the files of v2: some are written",
+        "run `dvfs switch feature` again to finish, or `dvfs restore .`",
+        code=130,
+    )
+    assert "\n" not in line
+    st = repo.status()
+    assert st["branch"] == "main" and st["head"] == "v1"
+    written = [n for n in names if repo.read(n).startswith(b"feature")]
+    assert st["modified"] == written and len(written) == len(names) // 2
+    repo.ok("switch", "feature")  # what the line says finishes it
+    assert all(repo.read(n) == f"feature {n}\n".encode() for n in names)
+    assert repo.status()["modified"] == []
+
+    assert_error(repo.run("switch", "main", env=ctrl_c), "interrupted while writing", code=130)
+    repo.ok("restore", ".")  # or go back
+    st = repo.status()
+    assert st["branch"] == "feature" and st["modified"] == []
+    assert all(repo.read(n) == f"feature {n}\n".encode() for n in names)
+    repo.fsck_clean()
+
+
 def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1", "d/gone.txt": "g1"})
     feature_changes_a(repo)

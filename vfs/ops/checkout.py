@@ -243,34 +243,38 @@ def restore_version(
     for p, why in unavailable.items():
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
-    report.deleted = remove_many(repo.root, doomed, workers)
-    for p in doomed:
-        index.entries.pop(p, None)
-    with Walker(repo.root) as walker:
-        for p, e in retime:  # same bytes: only align the recorded mtime
-            dir_fd, leaf = walker.parent(p)
-            os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
-            st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
-            index.entries[p] = staged_from_entry(e, st)
-            report.unchanged += 1
+    again = "dvfs pull" if action == "pull" else (
+        f"dvfs {action} {source or label}{''.join(' ' + a for a in paths)}"
+    )  # fmt: skip
+    with _interrupted(label, again, bool(paths)):
+        report.deleted = remove_many(repo.root, doomed, workers)
+        for p in doomed:
+            index.entries.pop(p, None)
+        with Walker(repo.root) as walker:
+            for p, e in retime:  # same bytes: only align the recorded mtime
+                dir_fd, leaf = walker.parent(p)
+                os.utime(leaf, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
+                st = os.stat(leaf, dir_fd=dir_fd, follow_symlinks=False)
+                index.entries[p] = staged_from_entry(e, st)
+                report.unchanged += 1
 
-    def replace(rel: bytes) -> bool:  # something else stands where the version has rel
-        if force:
-            return True
-        st = lstat_or_none(repo.root, rel)
-        if st is not None and statmod.S_ISDIR(st.st_mode):
-            return tracked_dir_only(repo.root, rel, tracked)
-        return tracked(rel)
+        def replace(rel: bytes) -> bool:  # something else stands where the version has rel
+            if force:
+                return True
+            st = lstat_or_none(repo.root, rel)
+            if st is not None and statmod.S_ISDIR(st.st_mode):
+                return tracked_dir_only(repo.root, rel, tracked)
+            return tracked(rel)
 
-    with restoring(repo) if todo else contextlib.nullcontext():
-        stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
-    report.failed.update(failed)
-    with Walker(repo.root) as walker:
-        for p in empty:  # the version's empty directories (a snapshot of a mount records them)
-            try:
-                ensure_dir(walker, p, lambda _: False)
-            except UsageError:
-                warn(f"{show(p)}: not made as an empty directory: something else is in the way")
+        with restoring(repo) if todo else contextlib.nullcontext():
+            stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+        report.failed.update(failed)
+        with Walker(repo.root) as walker:
+            for p in empty:  # the version's empty directories (a snapshot of a mount records them)
+                try:
+                    ensure_dir(walker, p, lambda _: False)
+                except UsageError:
+                    warn(f"{show(p)}: not made as an empty directory: something else is in the way")
     for p, _ in todo:
         if p in stats:
             index.entries[p] = stats[p]
@@ -301,6 +305,34 @@ def restore_version(
         merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.ops.merging)
         write_lock(repo.root, LockPointer(branch, version.number, target))
     return report
+
+
+class CheckoutInterrupted(DvfsError):
+    """Ctrl-C stopped a checkout while it changed the working tree."""
+
+    exit_code = 130
+
+
+@contextlib.contextmanager
+def _interrupted(label: str, again: str, paths: bool) -> Iterator[None]:
+    """Turn Ctrl-C while the working tree changes into a line saying what it holds.
+
+    Each file is replaced whole (never half-written), but some of ``label``'s files
+    are there and others not, and the index and HEAD, written last, still describe
+    what was there before: so ``status`` lists the files written as changed, and the
+    next checkout refuses to overwrite them. The line says so, and what finishes
+    the checkout (``again``) or, for a whole checkout, what puts HEAD's files back.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        back = "" if paths else ", or `dvfs restore .` to put back the files HEAD holds"
+        raise CheckoutInterrupted(
+            f"interrupted while writing the files of {label}: some are written, and "
+            f"{'the index' if paths else 'HEAD and the index'} still describe what was "
+            f"there before, so status lists them as changed; run `{again}` again to "
+            f"finish{back}"
+        ) from None
 
 
 RESTORING = "restoring"  # .dvfs/restoring: files are being written into the working tree
