@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.cli import (
+    Repo,
     RepoFactory,
     assert_error,
+    assert_ok,
     commit_files,
     init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
@@ -180,3 +182,27 @@ def test_a_remote_removed_and_added_again_elsewhere_starts_its_audit_check_afres
     a.ok("remote", "add", "origin", str(tmp_path / "new"))
     out = a.ok("audit", "verify", "--remote", "origin").out
     assert "1 entries: intact" in out or "1 entry: intact" in out, out
+
+
+def test_a_partial_clone_pushes_to_a_second_remote_what_only_the_first_holds(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A clone holds the data of what it checked out only. Pushed to a backup remote,
+    the older versions' data comes from origin first (as a checkout's would), and the
+    backup ends up whole: a clone of it has every version's files."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    commit_files(a, {"d/x": b"two\n"}, "two")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    assert b.fsck_clean()["remote_only"] == 1  # v1's data stayed on origin
+    backup = tmp_path / "backup"
+    b.ok("remote", "add", "backup", str(backup))
+    b.ok("push", "--remote", "backup")
+    c = Repo(tmp_path / "c")
+    assert_ok(run(tmp_path, "clone", str(backup), "c"))
+    assert c.cat("v1:d/x") == b"one\n" and c.read("d/x") == b"two\n"
+    c.ok("remote", "remove", "origin")  # backup alone: every byte is here now
+    assert c.fsck_clean()["remote_only"] == 0
+    b.fsck_clean()

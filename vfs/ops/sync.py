@@ -51,7 +51,15 @@ from vfs.ops import merge as merging
 from vfs.ops.restore import restore_not_checked_out
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
-from vfs.remote.config import Meter, RemoteSpec, add_remote, connect, remotes
+from vfs.remote.config import (
+    Meter,
+    RemoteSpec,
+    add_remote,
+    connect,
+    default_remote,
+    get_remote,
+    remotes,
+)
 from vfs.remote.layout import encode_ref, ref_key
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
@@ -196,6 +204,7 @@ def push(
             chunks += more_chunks
         ids = list(dict.fromkeys(records + chunks))  # records first; each object once
         del records, chunks
+        _fetch_missing_first(repo, spec, ids, workers, jobs, report)
         hist.tree.cache_clear()  # the decoded trees are not needed while uploading
         for key, segment in upload(repo, remote, ids, workers, jobs, report, shun.packs):
             meter.put(key, segment)
@@ -243,6 +252,47 @@ def push(
                     )
     report.requests = meter.requests
     return report
+
+
+def _fetch_missing_first(
+    repo: Repository,
+    spec: RemoteSpec,
+    ids: list[bytes],
+    workers: Workers,
+    jobs: int,
+    report: Transfer,
+) -> None:
+    """Download from the other remotes (the default one first) the objects of ``ids``
+    that this clone does not store: a clone holds the data of what it checked out
+    only, and a push to another remote (a backup) needs the rest too.
+
+    RemoteNotFound, before anything is uploaded, if some are on none of them."""
+    store = repo.store
+    missing = [oid for oid in ids if not store.has(oid)]
+    if not missing:
+        return
+    default = default_remote(repo)
+    others = sorted(remotes(repo), key=lambda n: (n != default, n))
+    got = Transfer()
+    for name in others:
+        if name == spec.name or not missing:
+            continue
+        meter = connect(get_remote(repo, name), jobs)
+        index = RemoteRepo(meter, index_cache(repo, name)).index()
+        here = [oid for oid in missing if oid in index]
+        if here:
+            download_chunks(store, meter, index, here, workers, jobs, got)
+            report.notes.append(
+                f"{len(here):,} objects this clone did not hold were downloaded from "
+                f"remote {name} first"
+            )
+            missing = [oid for oid in missing if not store.has(oid)]
+    if missing:
+        raise RemoteNotFound(
+            f"{len(missing):,} objects the push needs (such as {missing[0].hex()[:12]}) are "
+            "neither in the local store nor on another remote of this clone: nothing was "
+            "pushed; push from a repository that has them, or `dvfs remote add` one that does"
+        )
 
 
 def _version_label(repo: Repository, oid: bytes | None) -> str:
