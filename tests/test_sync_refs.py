@@ -206,3 +206,25 @@ def test_a_partial_clone_pushes_to_a_second_remote_what_only_the_first_holds(
     c.ok("remote", "remove", "origin")  # backup alone: every byte is here now
     assert c.fsck_clean()["remote_only"] == 0
     b.fsck_clean()
+
+
+def test_a_remote_named_inside_another_is_refused(make_repo: RepoFactory, tmp_path: Path) -> None:
+    """Remotes team and team/a would share refs/remotes/team/: team's branch a/main and
+    team/a's main are one ref, and removing team took team/a's branches with it."""
+    a = make_repo("a")
+    a.ok("remote", "add", "team", str(tmp_path / "t"))
+    a.fail(
+        "remote",
+        "add",
+        "team/a",
+        str(tmp_path / "ta"),
+        fragments=("team/a", "team", "another name"),
+    )
+    a.ok("remote", "add", "squad/a", str(tmp_path / "sa"))
+    a.fail("remote", "add", "squad", str(tmp_path / "s"), fragments=("squad", "squad/a"))
+    a.ok("remote", "add", "teams", str(tmp_path / "ts"))  # a longer name is no folder of it
+    assert sorted(row["name"] for row in a.json("remote", "list", "--json")) == [
+        "squad/a",
+        "team",
+        "teams",
+    ]

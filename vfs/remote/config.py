@@ -194,6 +194,13 @@ def add_remote(
         team = load_shared(repo.root)
         if spec.name in table or (shared and spec.name in team.remotes):
             raise UsageError(f"remote {spec.name} already exists: remove it first")
+        for other in remotes(repo):
+            # team and team/a would share refs/remotes/team/ (and .dvfs/remotes/team/)
+            if other.startswith(f"{spec.name}/") or spec.name.startswith(f"{other}/"):
+                raise UsageError(
+                    f"remote {spec.name} would share refs/remotes/{spec.name.split('/')[0]}/ "
+                    f"with remote {other}: give it another name"
+                )
         if shared:
             team.remotes[spec.name] = {k: v for k, v in spec.record().items() if v is not None}
             if make_default or team.default_remote is None:
