@@ -46,7 +46,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 TRANSFER = re.compile(
-    r"^(?P<verb>pushed|downloaded|fetched) (?P<objects>\d+) objects"
+    r"^(?P<verb>pushed|downloaded|fetched) (?P<objects>\d+) objects?"
     r"(?: in (?P<packs>\d+) packs?)? \((?P<size>[^)]*)\), (?P<requests>\d+) requests"
     r"(?:; (?P<kept>\d+) packs? \([^)]*\) already on the remote, not sent again)?$"
 )

@@ -228,3 +228,16 @@ def test_a_remote_named_inside_another_is_refused(make_repo: RepoFactory, tmp_pa
         "team",
         "teams",
     ]
+
+
+def test_one_object_is_counted_as_one_object(dir_remote: Remote, make_repo: RepoFactory) -> None:
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push")
+    b.ok("fetch")  # the version and its trees
+    out = b.ok("pull").out  # then the one chunk
+    assert "downloaded 1 object (" in out, out

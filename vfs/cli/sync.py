@@ -31,7 +31,8 @@ from vfs.cli.store import keep_within_max_size
 def transfer_line(verb: str, t: sync.Transfer) -> str:
     """The closing line of a transfer: objects, packs, bytes and requests."""
     packs = f" in {t.packs} pack{'s' if t.packs != 1 else ''}" if t.packs else ""
-    line = f"{verb} {t.objects} objects{packs} ({human(t.bytes)}), {t.requests} requests"
+    objects = f"{t.objects} object{'s' if t.objects != 1 else ''}"
+    line = f"{verb} {objects}{packs} ({human(t.bytes)}), {t.requests} requests"
     if t.kept_packs:
         s = "s" if t.kept_packs != 1 else ""
         line += (
