@@ -22,7 +22,11 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
 )
+from vfs.ops import sync
+from vfs.ops.commit import commit
+from vfs.remote.config import get_remote
 from vfs.repo.repository import Repository
+from vfs.worktree.pools import Workers
 
 
 def test_a_tag_the_remote_holds_at_another_version_fails_the_push(
@@ -206,6 +210,30 @@ def test_a_partial_clone_pushes_to_a_second_remote_what_only_the_first_holds(
     c.ok("remote", "remove", "origin")  # backup alone: every byte is here now
     assert c.fsck_clean()["remote_only"] == 0
     b.fsck_clean()
+
+
+def test_a_push_finds_the_data_another_process_stored_since_the_store_was_opened(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A long-lived process (a URL mount's daemon, a script using the library) whose
+    store was read before another process (`dvfs add`, or add's own hashing helper)
+    stored the chunks it then commits and pushes: they are not taken for data this
+    clone lacks."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    dir_remote.add_to(a)
+    repo = Repository.find(a.root)
+    assert not repo.store.has(bytes(32))  # the store is read now
+    a.write("d/y", "two\n")
+    a.ok("add", "d")  # the chunk, stored by another process
+    v2 = commit(repo, "two", {}).oid  # the trees, by this one
+    with Workers() as w:  # in this process, as the daemon and scripts push
+        report = sync.push(repo, get_remote(repo, "origin"), [], w)
+    assert not report.refused and dir_remote.ref() == v2.hex()
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    assert b.read("d/y") == b"two\n"
+    b.fsck_clean()
+    a.fsck_clean()
 
 
 def test_a_remote_named_inside_another_is_refused(make_repo: RepoFactory, tmp_path: Path) -> None:

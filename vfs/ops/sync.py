@@ -268,7 +268,7 @@ def _fetch_missing_first(
 
     RemoteNotFound, before anything is uploaded, if some are on none of them."""
     store = repo.store
-    missing = [oid for oid in ids if not store.has(oid)]
+    missing = store.missing(ids)
     if not missing:
         return
     default = default_remote(repo)
@@ -286,11 +286,12 @@ def _fetch_missing_first(
                 f"{len(here):,} objects this clone did not hold were downloaded from "
                 f"remote {name} first"
             )
-            missing = [oid for oid in missing if not store.has(oid)]
+            missing = store.missing(missing)
     if missing:
         raise RemoteNotFound(
-            f"{len(missing):,} objects the push needs (such as {missing[0].hex()[:12]}) are "
-            "neither in the local store nor on another remote of this clone: nothing was "
+            f"{len(missing):,} object{'s' if len(missing) != 1 else ''} the push needs (such "
+            f"as {missing[0].hex()[:12]}) {'are' if len(missing) != 1 else 'is'} neither in "
+            "the local store nor on another remote of this clone: nothing was "
             "pushed; push from a repository that has them, or `dvfs remote add` one that does"
         )
 

@@ -326,6 +326,22 @@ class ObjectStore:
             return True
         return False
 
+    def missing(self, oids: Iterable[bytes]) -> list[bytes]:
+        """The ids of ``oids`` that are not stored. Unlike :meth:`has` (for which a
+        miss costs only a second copy), packs written since this store last looked
+        (by another process, such as ``add``'s helper) are looked for first."""
+        out = [oid for oid in oids if not self.has(oid)]
+        if not out:
+            return out
+        self._scan()  # once: each miss of _find would list a directory changed this second
+        still = []
+        for oid in out:
+            if self._lookup(oid) is None:
+                still.append(oid)
+            else:
+                self._rely(oid)
+        return still
+
     def put(
         self, kind: ObjKind, data: bytes | memoryview, oid: bytes | None = None
     ) -> tuple[bytes, int]:
