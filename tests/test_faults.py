@@ -439,6 +439,31 @@ def test_ctrl_c_while_a_switch_writes_says_what_the_tree_holds(repo: Repo, tmp_p
     repo.fsck_clean()
 
 
+def test_ctrl_c_in_any_command_says_a_rerun_finishes_it(repo: Repo, tmp_path: Path) -> None:
+    """An add stopped while it hashes: nothing is staged, and running it again works."""
+    committed(repo, {"d/a.txt": "a\n"})
+    repo.write("d/b.txt", "b\n")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import signal\n"
+        "from vfs.worktree.ingest import Hasher\n"
+        "def stopped(*args, **kw):\n"
+        "    signal.raise_signal(signal.SIGINT)\n"
+        "    raise AssertionError('not reached')\n"
+        "Hasher.stage_many = stopped\n"
+    )
+    ctrl_c = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    line = assert_error(repo.run("add", "d", env=ctrl_c), code=130)
+    assert line == (
+        "dvfs: error: interrupted; nothing half-written is visible, run the command again"
+    )
+    assert repo.status()["staged"] == []
+    repo.ok("add", "d")
+    assert [c["path"] for c in repo.status()["staged"]] == ["d/b.txt"]
+    repo.fsck_clean()
+
+
 def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1", "d/gone.txt": "g1"})
     feature_changes_a(repo)

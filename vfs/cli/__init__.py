@@ -181,12 +181,12 @@ def _in_mount(exc: DvfsError) -> str | None:
 
 def guarded(run: Callable[[], None]) -> None:
     """Call ``run``; any error it raises becomes one line and an exit code."""
-    from vfs.cli.output import fail  # (not at the top: see main)
+    from vfs.cli.output import INTERRUPTED, fail  # (not at the top: see main)
 
     try:
         run()
     except KeyboardInterrupt:
-        fail("interrupted; nothing half-written is visible, run the command again", 130)
+        fail(INTERRUPTED, 130)
     except DvfsError as exc:
         fail(_in_mount(exc) or str(exc), exc.exit_code)
     except BrokenPipeError:

@@ -71,6 +71,11 @@ def repo_here() -> Repository:
     return Repository.find()
 
 
+# Ctrl-C: every write is whole (temp + rename) and refs move last, so a rerun finishes
+# (a checkout says more: vfs.ops.checkout.CheckoutInterrupted).
+INTERRUPTED = "interrupted; nothing half-written is visible, run the command again"
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print one error line (whatever names it holds) and exit."""
     echo(f"dvfs: error: {escape_text(message)}", err=True)

@@ -18,7 +18,7 @@ import click
 
 from vfs.cli import COMPLETE_VAR
 from vfs.cli.options import CONTEXT, DvfsGroup, NotEmpty
-from vfs.cli.output import fail
+from vfs.cli.output import INTERRUPTED, fail
 from vfs.quoting import escape_text
 
 __all__ = ["COMMANDS", "NotEmpty", "cli", "run"]
@@ -158,5 +158,5 @@ def run() -> None:
     except click.ClickException as exc:
         show_click_error(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        fail("interrupted", 130)
+    except click.exceptions.Abort:  # (click's word for Ctrl-C in a command)
+        fail(INTERRUPTED, 130)
