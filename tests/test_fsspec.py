@@ -268,23 +268,23 @@ def test_a_missing_path_is_named_with_the_revision_the_filesystem_was_given(data
 def test_a_link_to_a_directory_is_that_directory_unless_it_loops(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     assert_ok(run(tmp_path, "init", str(root)))
-    for d in ("ds/set", "ds/shared"):
+    for d in ("ds/set", "ds/kept"):
         (root / d).mkdir(parents=True)
     pd.DataFrame({"id": [1, 2]}).to_parquet(root / "ds" / "set" / "p1.parquet")
-    pd.DataFrame({"id": [3, 4]}).to_parquet(root / "ds" / "shared" / "p0.parquet")
-    (root / "ds" / "set" / "linked").symlink_to("../shared")  # a partition kept elsewhere
+    pd.DataFrame({"id": [3, 4]}).to_parquet(root / "ds" / "kept" / "p0.parquet")
+    (root / "ds" / "set" / "linked").symlink_to("../kept")  # a partition kept elsewhere
     (root / "ds" / "set" / "loop").symlink_to("..")  # leads to where it is: not entered
-    (root / "ds" / "shared" / "back").symlink_to("../set")  # set/linked/back is set again
+    (root / "ds" / "kept" / "back").symlink_to("../set")  # set/linked/back is set again
     assert_ok(run(root, "add", "."))
     assert_ok(run(root, "commit", "-m", "parts"))
     fs = fsspec.filesystem("dvfs", repo=str(root))
     # it was "link", which pyarrow skipped: the dataset had the rows of p1 alone, where
     # the checkout (fsspec's local filesystem) has all four
     info = fs.info("/ds/set/linked")
-    assert (info["type"], info["islink"], info["destination"]) == ("directory", True, "../shared")
+    assert (info["type"], info["islink"], info["destination"]) == ("directory", True, "../kept")
     assert fs.isdir("/ds/set/linked") and fs.info("/ds/set/loop")["type"] == "link"
     assert fs.info("/ds/set/linked/back")["type"] == "link"  # set, which the path is in
-    assert fs.info("/ds/shared/back")["type"] == "directory"
+    assert fs.info("/ds/kept/back")["type"] == "directory"
     assert fs.find("/ds/set") == [
         "/ds/set/linked/back", "/ds/set/linked/p0.parquet", "/ds/set/loop", "/ds/set/p1.parquet",
     ]  # fmt: skip
