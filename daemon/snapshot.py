@@ -118,12 +118,12 @@ Trees = Callable[[bytes], Tree]  # a tree by id (blocking)
 KEEP_COUNTS = 1 << 20  # file counts of trees kept between snapshots (see FileCounts)
 
 
-class FileCounts:
-    """Files below stored trees (each tree read once; no recursion).
-
-    A tree's count never changes (ids are hashes of content), so ``known`` may be kept
-    from one snapshot to the next: unchanged subtrees are then not read again. It is
-    emptied past ``KEEP_COUNTS`` trees.
+class _TreeFold:
+    """A number per stored tree, worked out from its entries and its subtrees' numbers
+    (:meth:`fold`); each tree is read once, without recursion. A tree's number never
+    changes (ids are hashes of content), so ``known`` may be kept from one snapshot to
+    the next: unchanged subtrees are then not read again. It is emptied past
+    ``KEEP_COUNTS`` trees.
     """
 
     def __init__(self, trees: Trees, known: dict[bytes, int] | None = None) -> None:
@@ -132,45 +132,12 @@ class FileCounts:
         if len(self.known) > KEEP_COUNTS:
             self.known.clear()
 
-    def __call__(self, tree_id: bytes) -> int:
-        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' counts
-        stack = [tree_id]
-        while stack:
-            oid = stack[-1]
-            if oid in self.known:
-                stack.pop()
-                continue
-            tree = pending.get(oid)
-            if tree is None:
-                tree = pending[oid] = self.trees(oid)
-                todo = [e.subtree for e in tree.entries if e.kind == Kind.DIR]
-                todo = [t for t in todo if t not in self.known]
-                if todo:
-                    stack.extend(todo)
-                    continue
-            self.known[oid] = sum(
-                self.known[e.subtree] if e.kind == Kind.DIR else 1 for e in tree.entries
-            )
-            del pending[oid]
-            stack.pop()
-        return self.known[tree_id]
-
-
-class Depths:
-    """How deep the paths below stored trees go: for a tree, the most directories any
-    path below it has above its last name (-1 for an empty tree). Each tree is read
-    once, without recursion; like :class:`FileCounts`, ``known`` may be kept between
-    snapshots, and is emptied past ``KEEP_COUNTS`` trees.
-    """
-
-    def __init__(self, trees: Trees, known: dict[bytes, int] | None = None) -> None:
-        self.trees = trees
-        self.known: dict[bytes, int] = {} if known is None else known
-        if len(self.known) > KEEP_COUNTS:
-            self.known.clear()
+    def fold(self, tree: Tree) -> int:
+        """The number of ``tree``, whose subtrees' numbers are in ``known``."""
+        raise NotImplementedError
 
     def __call__(self, tree_id: bytes) -> int:
-        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' depths
+        pending: dict[bytes, Tree] = {}  # read, waiting for their subtrees' numbers
         stack = [tree_id]
         while stack:
             oid = stack[-1]
@@ -185,14 +152,35 @@ class Depths:
                 if todo:
                     stack.extend(todo)
                     continue
-            depth = -1 if not tree.entries else 0
-            for e in tree.entries:
-                if e.kind == Kind.DIR and e.subtree:
-                    depth = max(depth, 1 + self.known[e.subtree])
-            self.known[oid] = depth
+            self.known[oid] = self.fold(tree)
             del pending[oid]
             stack.pop()
         return self.known[tree_id]
+
+
+class FileCounts(_TreeFold):
+    """Files below stored trees (:class:`_TreeFold`)."""
+
+    def fold(self, tree: Tree) -> int:
+        return sum(self._files(e) for e in tree.entries)
+
+    def _files(self, e: Entry) -> int:
+        if e.kind != Kind.DIR:
+            return 1
+        return self.known[e.subtree] if e.subtree else 0
+
+
+class Depths(_TreeFold):
+    """How deep the paths below stored trees go (:class:`_TreeFold`): for a tree, the
+    most directories any path below it has above its last name (-1 for an empty tree).
+    """
+
+    def fold(self, tree: Tree) -> int:
+        depth = -1 if not tree.entries else 0
+        for e in tree.entries:
+            if e.kind == Kind.DIR and e.subtree:
+                depth = max(depth, 1 + self.known[e.subtree])
+        return depth
 
     def deepest(self, tree_id: bytes, limit: int) -> bytes:
         """The start of the deepest path below ``tree_id`` (after a call), ``limit``
