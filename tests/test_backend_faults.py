@@ -99,6 +99,16 @@ class Fake(Backend):
         self._fault()
         self.objects.pop(key, None)
 
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        self._fault()
+        current = self.objects.get(key)
+        if current is None or blake3.blake3(current).hexdigest() != if_match:
+            raise PreconditionFailed(f"{key} lost the race")
+        del self.objects[key]
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise RemoteUnreachable("the answer was lost")
+
     def put_conditional(
         self, key: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False
     ) -> str:
@@ -210,6 +220,21 @@ def test_conditional_write_lost_to_a_rival_still_fails_after_retry() -> None:
     fake.faults = [RemoteUnreachable("down")]
     with pytest.raises(PreconditionFailed):
         quick(fake).put_conditional("ref", b"ours", if_none_match=True)
+    assert fake.objects["ref"] == b"rival"
+
+
+def test_conditional_delete_whose_answer_was_lost_counts_as_done() -> None:
+    fake = Fake({"ref": b"v1"})
+    fake.lose_answers = 1
+    quick(fake).delete_conditional("ref", if_match=blake3.blake3(b"v1").hexdigest())
+    assert "ref" not in fake.objects
+
+
+def test_conditional_delete_lost_to_a_rival_still_fails_after_retry() -> None:
+    fake = Fake({"ref": b"rival"})
+    fake.faults = [RemoteUnreachable("down")]
+    with pytest.raises(PreconditionFailed):
+        quick(fake).delete_conditional("ref", if_match=blake3.blake3(b"ours").hexdigest())
     assert fake.objects["ref"] == b"rival"
 
 

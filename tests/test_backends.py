@@ -177,6 +177,26 @@ def test_compare_and_swap(backend: Backend) -> None:
     assert list(backend.list("gone")) == []
 
 
+def test_conditional_delete(backend: Backend) -> None:
+    """A ref is deleted only while it holds what was read: a rival's move, or a rival's
+    delete, makes the second delete fail and leaves the rival's state."""
+    first = backend.put_conditional("refs/heads/x", b"v1", if_none_match=True)
+    second = backend.put_conditional("refs/heads/x", b"v2", if_match=first)
+    with pytest.raises(PreconditionFailed, match="changed or removed"):
+        backend.delete_conditional("refs/heads/x", if_match=first)
+    assert backend.get("refs/heads/x") == b"v2"
+    backend.delete_conditional("refs/heads/x", if_match=second)
+    assert list(backend.list("refs/")) == []
+    with pytest.raises(PreconditionFailed):
+        backend.delete_conditional("refs/heads/x", if_match=second)
+    # a deleted branch team/a leaves no folder that would keep a branch team from being made
+    nested = backend.put_conditional("refs/heads/team/a", b"v1", if_none_match=True)
+    backend.put_conditional("refs/heads/keep", b"v1", if_none_match=True)
+    backend.delete_conditional("refs/heads/team/a", if_match=nested)
+    backend.put_conditional("refs/heads/team", b"v2", if_none_match=True)
+    assert set(backend.list("refs/")) == {"refs/heads/team", "refs/heads/keep"}
+
+
 def test_concurrent_create_has_one_winner(backend: Backend) -> None:
     for rnd in range(3):
         key = f"refs/heads/b{rnd}"
@@ -215,6 +235,7 @@ def test_bad_keys_are_rejected(backend: Backend, key: str) -> None:
         lambda: backend.head(key),
         lambda: backend.delete(key),
         lambda: backend.put_conditional(key, b"x", if_none_match=True),
+        lambda: backend.delete_conditional(key, if_match="x"),
     ):
         with pytest.raises(UsageError, match="invalid storage key"):
             call()

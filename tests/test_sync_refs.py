@@ -6,6 +6,7 @@ checks the exit status and the one error line a script or a person relies on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.support.cli import (
@@ -21,6 +22,7 @@ from tests.support.cli import (
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
     dir_remote_fixture,
+    remote_fixture,
 )
 from vfs.ops import sync
 from vfs.ops.commit import commit
@@ -101,8 +103,8 @@ def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) ->
 def test_a_pull_of_a_branch_deleted_on_the_remote_says_so(
     dir_remote: Remote, make_repo: RepoFactory
 ) -> None:
-    """Another clone's branch, deleted on the remote (by hand: dvfs has no remote delete):
-    the pull says it is gone there and where it last was; nothing moves."""
+    """Another clone's branch, deleted on the remote behind this clone's back: the pull
+    says it is gone there and where it last was; nothing moves."""
     a = make_repo("a")
     commit_files(a, {"d/x": b"x"}, "x")
     dir_remote.add_to(a)
@@ -269,3 +271,113 @@ def test_one_object_is_counted_as_one_object(dir_remote: Remote, make_repo: Repo
     b.ok("fetch")  # the version and its trees
     out = b.ok("pull").out  # then the one chunk
     assert "downloaded 1 object (" in out, out
+
+
+def test_push_delete_removes_a_branch_and_a_tag_and_fetch_prune_follows(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`dvfs push --delete` as git's: the remote's branch and tag go, the audit chain
+    says who deleted what, the pusher's origin/exp goes; another clone's fetch names
+    origin/exp as gone and `fetch --prune` deletes it. What main reaches stays."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    remote.add_to(a)
+    a.ok("switch", "-c", "exp")
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("tag", "t", v2)
+    a.ok("push", "--all", "--tags")
+    b, _ = remote.clone(a.root.parent, "b")
+    assert "origin/exp" in b.ok("fetch").out
+
+    out = a.ok("push", "--delete", "exp", "t").out
+    assert f"deleted branch exp on origin (it was at v2 {v2[:10]})" in out
+    assert f"deleted tag t on origin (it was at v2 {v2[:10]})" in out
+    assert remote.list_keys("refs/") == {"refs/heads/main"}
+    assert remote.ref() == v1
+    assert a.ok("log", "-n", "1", "exp").out  # the local branch is untouched
+    a.fail("log", "origin/exp")
+    entries = json.loads(a.ok("audit", "--remote", "origin", "--json").out)
+    assert [(e["op"], e["ref"], e["old"], e["new"]) for e in entries[-2:]] == [
+        ("delete", "refs/heads/exp", v2, None),
+        ("delete", "refs/tags/t", v2, None),
+    ]
+    a.ok("audit", "verify", "--remote", "origin")
+
+    seen = b.ok("fetch").out
+    assert "origin/exp  gone from the remote (`dvfs fetch --prune` deletes it here)" in seen
+    assert b.ok("log", "-n", "1", "origin/exp").out  # kept until pruned
+    got = json.loads(b.ok("fetch", "--prune", "--json").out)
+    assert (got["gone"], got["pruned"]) == (["origin/exp"], True)
+    b.fail("log", "origin/exp")
+    assert "gone" not in b.ok("fetch").out
+    a.fsck_clean()
+    b.fsck_clean()
+
+
+def test_push_delete_refuses_what_this_clone_never_saw(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """b deletes exp after a pushed to it since b's fetch: b never saw that version, so
+    nothing is deleted and the line says what to run; after the fetch the delete goes."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("switch", "-c", "exp")
+    commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    b.ok("fetch")
+    v3 = commit_files(a, {"d/x": b"3"}, "three")
+    a.ok("push")
+
+    line = b.fail(
+        "push", "--delete", "exp", fragments=(v3[:12], "never fetched", "nothing was deleted")
+    )
+    assert "dvfs fetch" in line
+    assert dir_remote.ref("exp") == v3
+    b.ok("fetch")
+    b.ok("push", "--delete", "exp")
+    assert dir_remote.ref("exp") is None
+    b.fsck_clean()
+
+
+def test_push_delete_names_what_it_cannot_delete(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A name the remote lacks, a name that is both a branch and a tag there, a name no
+    ref can have, and --delete without names: one line each, nothing deleted."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("branch", "same", v1)
+    a.ok("tag", "same", v1)
+    a.ok("push", "--all", "--tags")
+    keys = dir_remote.list_keys("refs/")
+
+    a.fail("push", "--delete", "nope", fragments=("origin has no branch or tag nope",))
+    a.fail("push", "--delete", "refs/tags/main", fragments=("origin has no tag main",))
+    a.fail("push", "--delete", "same", fragments=("refs/heads/same or refs/tags/same",))
+    a.fail("push", "--delete", "../x", fragments=("not a valid branch or tag name",))
+    a.fail("push", "--delete", fragments=("dvfs push --delete NAME",))
+    assert dir_remote.list_keys("refs/") == keys
+    a.ok("push", "--delete", "refs/tags/same")
+    assert dir_remote.list_keys("refs/") == keys - {"refs/tags/same"}
+    a.fsck_clean()
+
+
+def test_push_delete_mends_a_ref_that_holds_no_version_so_the_remote_gc_can_run(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A remote ref damaged by hand stops `dvfs gc --remote`, whose line says to delete
+    it if that ref is gone for good: push --delete does that, and the gc then runs."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    dir_remote.backend.put("refs/heads/broken", b"not a version\n")
+    hint = "dvfs push --remote origin --delete refs/heads/broken"
+    a.fail("gc", "--remote", "origin", fragments=(hint,))
+    out = a.ok(*hint.split()[1:]).out
+    assert "deleted branch broken on origin (it was at no version id)" in out
+    a.ok("gc", "--remote", "origin")
+    a.fsck_clean()

@@ -193,6 +193,15 @@ class Backend(abc.ABC):
         """Remove ``key``; removing a missing key is not an error."""
 
     @abc.abstractmethod
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        """Remove ``key`` only if its ETag is still ``if_match``.
+
+        PreconditionFailed if it holds other bytes or is gone: someone moved or removed
+        it since it was read. (S3's conditional DeleteObject; AWS, Ceph and SeaweedFS
+        honour its If-Match.)
+        """
+
+    @abc.abstractmethod
     def put_conditional(
         self,
         key: str,

@@ -138,6 +138,39 @@ class LocalBackend(Backend):
             if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                 os.unlink(name, dir_fd=fd)
 
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        validate_key(key)
+        with self._mapped(key, writing=True), self._key_lock():
+            if self._current_etag(key) != if_match:
+                raise PreconditionFailed(
+                    f"{key} in {self.url} was changed or removed by someone else: read it again"
+                )
+            with self._parent(key) as (fd, name):
+                os.unlink(name, dir_fd=fd)
+                os.fsync(fd)  # the removal is durable before the caller reports it
+            self._drop_empty_folders(key.split("/")[:-1])
+
+    def _drop_empty_folders(self, parts: Sequence[str]) -> None:
+        """Remove the folders of a deleted key that it left empty, deepest first, so that
+        a key of their name can be made (a branch ``team`` after ``team/a`` went).
+
+        Only conditional deletes (refs) do this, under the lock every write of a ref
+        holds; plain puts (packs, segments) never write beside them.
+        """
+        while parts:
+            try:
+                fd = self._descend(parts[:-1], make=False)
+            except FileNotFoundError:
+                return
+            try:
+                os.rmdir(parts[-1], dir_fd=fd)
+                os.fsync(fd)
+            except OSError:
+                return  # not empty (or gone): the folders above are not empty either
+            finally:
+                os.close(fd)
+            parts = parts[:-1]
+
     def put_conditional(
         self,
         key: str,
@@ -148,28 +181,33 @@ class LocalBackend(Backend):
     ) -> str:
         check_conditions(if_match, if_none_match)
         validate_key(key)
-        with self._mapped(key, writing=True):
-            root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                lock_fd = os.open(_LOCK_NAME, os.O_RDWR | os.O_CREAT | _FILE, 0o644, dir_fd=root)
-            finally:
-                os.close(root)
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX)
-                current = self._current_etag(key)
-                if if_none_match and current is not None:
-                    raise PreconditionFailed(
-                        f"{key} already exists in {self.url}: someone else created it first"
-                    )
-                if if_match is not None and current != if_match:
-                    raise PreconditionFailed(
-                        f"{key} in {self.url} was changed by someone else: read it again"
-                    )
-                with self._parent(key, make=True) as (fd, name):
-                    _write_at(fd, name, data)
-            finally:
-                os.close(lock_fd)  # closing the last descriptor releases the flock
+        with self._mapped(key, writing=True), self._key_lock():
+            current = self._current_etag(key)
+            if if_none_match and current is not None:
+                raise PreconditionFailed(
+                    f"{key} already exists in {self.url}: someone else created it first"
+                )
+            if if_match is not None and current != if_match:
+                raise PreconditionFailed(
+                    f"{key} in {self.url} was changed by someone else: read it again"
+                )
+            with self._parent(key, make=True) as (fd, name):
+                _write_at(fd, name, data)
         return blake3.blake3(data).hexdigest()
+
+    @contextlib.contextmanager
+    def _key_lock(self) -> Iterator[None]:
+        """The lock conditional writes and deletes hold while they compare and act."""
+        root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            lock_fd = os.open(_LOCK_NAME, os.O_RDWR | os.O_CREAT | _FILE, 0o644, dir_fd=root)
+        finally:
+            os.close(root)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock_fd)  # closing the last descriptor releases the flock
 
     # resolving keys without following links ------------------------------------------
 

@@ -31,7 +31,8 @@ with it, 5 s without). It saves little here: packs are uploaded once, refs are t
 Server notes: SeaweedFS 4.48 makes both conditions atomic (exactly one winner in
 each of over a hundred rounds of 8 racing writers, for each condition), but a writer
 that waits for the key's lock may wait about a second. It answers 412, not AWS's 404,
-to If-Match on a missing key; both are PreconditionFailed here.
+to If-Match on a missing key; both are PreconditionFailed here. The same holds for
+a conditional DeleteObject (``delete_conditional``).
 """
 
 from __future__ import annotations
@@ -315,6 +316,22 @@ class S3Backend(Backend):
         name = self._name(key)
         with self._mapped(key):
             self._client.delete_object(Bucket=self.bucket, Key=name)
+
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        lost = f"{key} in {self.url} was changed or removed by someone else: read it again"
+        with self._mapped(key, lost=lost):
+            self._client.delete_object(Bucket=self.bucket, Key=self._name(key), IfMatch=if_match)
+        # SeaweedFS keeps the folders of a deleted key (refs/heads/team/ after team/a went),
+        # and a key of a folder's name cannot be created while it stands: delete their
+        # markers, deepest first. A folder that still holds keys keeps them (SeaweedFS
+        # leaves a non-empty folder, and on AWS "team/" names only an object of that name).
+        parts = key.split("/")[:-1]
+        with self._mapped(key):
+            while parts:
+                self._client.delete_object(
+                    Bucket=self.bucket, Key=self._base + "/".join(parts) + "/"
+                )
+                parts.pop()
 
     def put_conditional(
         self,

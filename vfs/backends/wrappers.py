@@ -130,6 +130,32 @@ class RetryingBackend(Backend):
     def delete(self, key: str) -> None:
         self._call(lambda: self.inner.delete(key))
 
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        """As ``put_conditional``: when an attempt may have deleted the key and only its
+        answer was lost, a retry that finds the key gone counts as done."""
+        ambiguous = False
+
+        def attempt() -> None:
+            nonlocal ambiguous
+            try:
+                self.inner.delete_conditional(key, if_match=if_match)
+            except RemoteUnreachable:
+                ambiguous = True
+                raise
+
+        try:
+            self._call(attempt)
+        except PreconditionFailed:
+            if not ambiguous or self._exists(key):
+                raise
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.head(key)
+            return True
+        except RemoteNotFound:
+            return False
+
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         return self._call(lambda: self.inner.remove_temporaries(older_than))
 
@@ -246,6 +272,10 @@ class LimitedBackend(Backend):
     def delete(self, key: str) -> None:
         with self._slots:
             self.inner.delete(key)
+
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        with self._slots:
+            self.inner.delete_conditional(key, if_match=if_match)
 
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         with self._slots:

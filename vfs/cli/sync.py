@@ -203,51 +203,75 @@ def remote_default(name: str, shared: bool | None) -> None:
 @REMOTE
 @click.option("--all", "all_branches", is_flag=True, help="Push every branch.")
 @click.option("--tags", is_flag=True, help="Push tags too.")
+@click.option(
+    "--delete", "-d", "delete", is_flag=True,
+    help="Delete the named branches or tags on the remote instead.",
+)  # fmt: skip
 @JOBS
 @AS_JSON
 def push(
-    branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool, jobs: int,
-    as_json: bool,
+    branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool,
+    delete: bool, jobs: int, as_json: bool,
 ) -> None:  # fmt: skip
     """Send versions of BRANCHES (default: the current one) to a remote.
+
+    With --delete, remove the named branches or tags from the remote instead (a
+    name both are: refs/heads/NAME or refs/tags/NAME). Only a version this clone has
+    fetched is deleted, and the remote's audit chain records it.
 
     \b
     Examples:
       dvfs push
       dvfs push --all --tags
       dvfs push --remote backup main
+      dvfs push --delete old-experiment
     """
     from vfs.ops import sync
     from vfs.remote import config as remotes
 
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
-    large_buffers_to_os()
-    with workers() as w, resumable("push"):
-        t = sync.push(
-            repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
-        )
+    if delete:
+        if not branches or all_branches or tags:
+            raise UsageError(
+                "--delete takes the names of the branches or tags to delete, and neither "
+                "--all nor --tags: `dvfs push --delete NAME...`"
+            )
+        with resumable("push"):
+            t = sync.delete_refs(repo, spec, list(branches), jobs)
+    else:
+        large_buffers_to_os()
+        with workers() as w, resumable("push"):
+            t = sync.push(
+                repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
+            )
     if as_json:
         emit_json(dataclasses.asdict(t))
     else:
         for note in t.notes:
             click.echo(escape_text(note))
-        click.echo(transfer_line("pushed", t))
+        if not delete:
+            click.echo(transfer_line("pushed", t))
     if t.refused:
         raise sync.refused_tags_error(t.refused)
 
 
 @click.command(cls=DvfsCommand)
 @REMOTE
+@click.option(
+    "--prune", "-p", is_flag=True,
+    help="Delete this clone's REMOTE/BRANCH of branches the remote no longer has.",
+)  # fmt: skip
 @JOBS
 @AS_JSON
-def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
+def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> None:
     """Fetch refs, versions and trees from a remote (no file data).
 
     \b
     Examples:
       dvfs fetch
       dvfs fetch --remote backup
+      dvfs fetch --prune
     """
     from vfs.ops import sync
     from vfs.remote import config as remotes
@@ -255,16 +279,30 @@ def fetch(remote_name: str | None, jobs: int, as_json: bool) -> None:
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
     with resumable("fetch"):
-        got = sync.fetch(repo, spec, jobs)
+        got = sync.fetch(repo, spec, jobs, prune=prune)
     for w in got.transfer.warnings:
         warn(w)
+    gone = [f"{spec.name}/{b}" for b in sorted(got.gone)]
     if as_json:
         heads = [ref_json(repo, f"{spec.name}/{b}", oid) for b, oid in sorted(got.heads.items())]
-        emit_json({"branches": heads, "transfer": dataclasses.asdict(got.transfer)})
+        emit_json(
+            {
+                "branches": heads,
+                "gone": gone,
+                "pruned": got.pruned,
+                "transfer": dataclasses.asdict(got.transfer),
+            }
+        )
         return
     for b, oid in sorted(got.heads.items()):
         label = quoted(repo.history.label(oid))
         click.echo(f"{quoted(f'{spec.name}/{b}')}  {label}  {oid.hex()[:10]}")
+    for name in gone:
+        click.echo(
+            f"{quoted(name)}  deleted: gone from the remote"
+            if got.pruned
+            else f"{quoted(name)}  gone from the remote (`dvfs fetch --prune` deletes it here)"
+        )
     for note in got.transfer.notes:
         click.echo(escape_text(note))
     click.echo(transfer_line("fetched", got.transfer))

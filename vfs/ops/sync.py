@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfs.errors import (
+    FormatError,
     PreconditionFailed,
     RefConflict,
     RemoteError,
@@ -60,14 +61,14 @@ from vfs.remote.config import (
     get_remote,
     remotes,
 )
-from vfs.remote.layout import encode_ref, ref_key
+from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History
-from vfs.repo.refs import Head
+from vfs.repo.refs import Head, check_ref_name
 from vfs.repo.repository import (
     DVFS_DIR,
     Repository,
@@ -254,6 +255,98 @@ def push(
     return report
 
 
+def _remote_ref(meter: Meter, kind: str, name: str) -> tuple[bytes | None, str, bool] | None:
+    """A remote ref as a deletion reads it: (the version it names, its ETag, whether it
+    holds one), or None if it does not exist. A ref holding no version id (damaged by
+    hand or by a disk) can still be deleted: that is how such a ref is mended."""
+    key = ref_key(kind, name)
+    try:
+        etag = meter.head(key).etag
+        data = meter.get_small(key, REF_LIMIT)
+    except RemoteNotFound:
+        return None
+    try:
+        return parse_ref(data, key), etag, True
+    except FormatError:
+        return None, etag, False
+
+
+def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int = 8) -> Transfer:
+    """Delete branches or tags on a remote (``dvfs push --delete``).
+
+    ``refs/heads/NAME`` or ``refs/tags/NAME`` say which; a bare NAME is the remote's
+    branch or tag of that name, and UsageError if it has both. Each is checked before
+    anything is deleted: it must exist, and name a version this clone stores (so nobody
+    deletes a version they never saw: a push from elsewhere since the last fetch stops
+    it, with what to run). Then, for each, the remote's audit chain gets its entry and
+    the ref is deleted with If-Match on the ETag read, so a push that moved it meanwhile
+    wins and nothing of it is lost; this clone's ``NAME/BRANCH`` goes too. The versions
+    stay on the remote until ``dvfs gc --remote`` finds nothing reaching them.
+    """
+    plan: list[tuple[str, str, bytes | None, str]] = []  # kind, name, version, ETag
+    meter = connect(spec, jobs)
+    remote = RemoteRepo(meter, index_cache(repo, spec.name))
+    remote.check_format(repo, empty=f"{remote.url} holds no dvfs repository: nothing to delete")
+    for given in dict.fromkeys(names):
+        kinds: tuple[str, ...] = ("heads", "tags")
+        name = given
+        for kind in kinds:
+            if given.startswith(f"refs/{kind}/"):
+                kinds, name = (kind,), given.removeprefix(f"refs/{kind}/")
+        check_ref_name(name, "branch or tag", existing=True)
+        found = [(k, got) for k in kinds if (got := _remote_ref(meter, k, name)) is not None]
+        if not found:
+            what = (
+                {"heads": "branch", "tags": "tag"}[kinds[0]]
+                if len(kinds) == 1
+                else ("branch or tag")
+            )
+            raise RemoteNotFound(
+                f"{quote_name(spec.name)} has no {what} {quote_name(name)}: nothing was "
+                "deleted (`dvfs log --remote` lists its branches)"
+            )
+        if len(found) > 1:
+            raise UsageError(
+                f"{quote_name(spec.name)} has a branch and a tag named {quote_name(name)}: "
+                f"say which, refs/heads/{name} or refs/tags/{name}; nothing was deleted"
+            )
+        kind, (oid, etag, valid) = found[0]
+        if valid and oid is not None and not repo.store.has(oid):
+            what = "branch" if kind == "heads" else "tag"
+            raise RefConflict(
+                f"{spec.name}'s {what} {quote_name(name)} is at version {oid.hex()[:12]}, "
+                "which this clone has never fetched (pushed from elsewhere since?): nothing "
+                "was deleted; `dvfs fetch` and look at it first"
+            )
+        plan.append((kind, name, oid if valid else None, etag))
+    report = Transfer()
+    deleted: list[str] = []
+    chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+    with repo.locked():
+        for kind, name, oid, etag in plan:
+            key = ref_key(kind, name)
+            what = "branch" if kind == "heads" else "tag"
+            remote_audit.append_remote(meter, chain, "delete", key, oid, None)
+            try:
+                meter.delete_conditional(key, if_match=etag)
+            except PreconditionFailed:
+                before = f" ({', '.join(deleted)} deleted before it)" if deleted else ""
+                raise RefConflict(
+                    f"{spec.name}'s {what} {quote_name(name)} moved while it was being "
+                    f"deleted (a push from elsewhere): it was left as it is{before}; "
+                    "`dvfs fetch` and look at it again"
+                ) from None
+            deleted.append(f"{what} {quote_name(name)}")
+            was = "no version id" if oid is None else _version_label(repo, oid)
+            report.notes.append(f"deleted {what} {name} on {spec.name} (it was at {was})")
+            if kind == "heads":
+                ref = f"refs/remotes/{spec.name}/{name}"
+                if (mine := repo.refs.get(ref)) is not None:
+                    repo.refs.update(ref, None, mine)
+    report.requests = meter.requests
+    return report
+
+
 def _fetch_missing_first(
     repo: Repository,
     spec: RemoteSpec,
@@ -335,16 +428,29 @@ class FetchResult:
     index: dict[bytes, Located]
     transfer: Transfer
     skipped: dict[str, str] = field(default_factory=dict)  # remote branch -> why left out
+    # this clone's NAME/BRANCH for branches deleted on the remote: pruned, or left
+    gone: dict[str, bytes] = field(default_factory=dict)
+    pruned: bool = False
 
 
 def fetch_locked(
-    repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int, *, known: bool = False
+    repo: Repository,
+    spec: RemoteSpec,
+    meter: Meter,
+    jobs: int,
+    *,
+    known: bool = False,
+    prune: bool = False,
+    look_gone: bool = False,
 ) -> FetchResult:
     """Fetch refs, versions and trees (no file data); caller holds the lock.
 
     With ``known`` (a clone's configured remote, not a cache's copy of a URL), a
     remote found empty while this clone has branches of it is RemoteNotFound, as for
-    a push: a NAS not mounted, a bucket emptied, a URL changed.
+    a push: a NAS not mounted, a bucket emptied, a URL changed. ``gone`` names this
+    clone's branches of the remote that the remote no longer has (not merely skipped:
+    their keys are gone), with ``look_gone`` or ``prune``; ``prune`` deletes them
+    here, as git's ``fetch --prune`` does.
     """
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
     seen, gone = _had_versions(repo, spec) if known else ([], "")
@@ -368,6 +474,10 @@ def fetch_locked(
                     skipped[name] = why
                 del refs[name]
     fetch_records(repo.store, remote, [*heads.values(), *tags.values()], index, jobs, report)
+    stale = _gone_branches(repo, spec, meter, heads, skipped) if look_gone or prune else {}
+    if prune:  # first: a branch x/y may have taken the place of x
+        for b, oid in stale.items():
+            repo.refs.update(f"refs/remotes/{spec.name}/{b}", None, oid)
     for b, oid in list(heads.items()):
         ref = f"refs/remotes/{spec.name}/{b}"
         try:
@@ -387,7 +497,28 @@ def fetch_locked(
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
     report.requests = meter.requests
-    return FetchResult(heads, tags, index, report, skipped)
+    return FetchResult(heads, tags, index, report, skipped, stale, prune)
+
+
+def _gone_branches(
+    repo: Repository,
+    spec: RemoteSpec,
+    meter: Meter,
+    heads: dict[str, bytes],
+    skipped: dict[str, str],
+) -> dict[str, bytes]:
+    """This clone's branches of ``spec`` whose ref the remote no longer has at all."""
+    out: dict[str, bytes] = {}
+    for n in repo.refs.names("remotes"):
+        b = n.removeprefix(f"{spec.name}/")
+        oid = repo.refs.get(f"refs/remotes/{n}")
+        if b == n or oid is None or b in heads or b in skipped:
+            continue
+        try:
+            meter.head(ref_key("heads", b))
+        except RemoteNotFound:
+            out[b] = oid
+    return out
 
 
 def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -> FetchResult:
@@ -409,11 +540,11 @@ def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -
     return got
 
 
-def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> FetchResult:
-    """Fetch refs, versions and trees from a remote."""
+def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8, *, prune: bool = False) -> FetchResult:
+    """Fetch refs, versions and trees from a remote (``prune``: see fetch_locked)."""
     meter = connect(spec, jobs)
     with repo.locked():
-        return fetch_locked(repo, spec, meter, jobs, known=True)
+        return fetch_locked(repo, spec, meter, jobs, known=True, prune=prune, look_gone=True)
 
 
 def download_data(

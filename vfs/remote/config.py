@@ -335,6 +335,10 @@ class Meter(Backend):
         self._count()
         self.inner.delete(key)
 
+    def delete_conditional(self, key: str, *, if_match: str) -> None:
+        self._count()
+        self.inner.delete_conditional(key, if_match=if_match)
+
     def remove_temporaries(self, older_than: float) -> tuple[int, int]:
         return self.inner.remove_temporaries(older_than)
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import time
@@ -301,8 +302,9 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
                     f"remote gc stopped before changing anything: {quote_name(key)} holds no "
                     f"version id ({exc}), so what it reaches is unknown; nothing was changed; "
                     f"write there the id it should hold (in a clone that fetched it, `dvfs log "
-                    f"-n 1 {quote_name(shown)}` shows it) or delete it if that ref is gone for "
-                    "good, then run the gc again"
+                    f"-n 1 {quote_name(shown)}` shows it) or, if that ref is gone for good, "
+                    f"`dvfs push --remote {shlex.quote(report.remote)} --delete "
+                    f"{shlex.quote(key)}`; then run the gc again"
                 ) from None
     return out
 
