@@ -64,7 +64,7 @@ VALUES = st.text(
             optional={"endpoint_url": VALUES, "region": VALUES, "profile": VALUES},
         ),
         max_size=4,
-    ),
+    ).filter(lambda rs: not any(o.startswith(f"{n}/") for n in rs for o in rs)),
     st.booleans(),
 )
 def test_what_is_written_reads_back_equal(remotes: dict[str, dict[str, str]], dflt: bool) -> None:
@@ -101,6 +101,10 @@ HOSTILE = {
     "a bad remote name": ('[remotes."../x"]\nurl = "s3://bucket/x"\n', "not a valid remote"),
     "a version-like name": ('[remotes.v1]\nurl = "s3://bucket/x"\n', "cannot be a remote"),
     "a bad default": ('default_remote = "a b"\n', "not a valid remote"),
+    "a name inside another": (
+        '[remotes.team]\nurl = "s3://bkt/t"\n[remotes."team/a"]\nurl = "s3://bkt/a"\n',
+        "remotes team and team/a would share refs/remotes/team/",
+    ),
     "remotes not a table": ('remotes = "x"\n', "must be a table"),
     "not TOML": ("[remotes.origin\n", "not valid TOML"),
     "too many remotes": (

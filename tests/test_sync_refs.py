@@ -260,6 +260,26 @@ def test_a_remote_named_inside_another_is_refused(make_repo: RepoFactory, tmp_pa
     ]
 
 
+def test_a_shared_remote_around_a_clones_own_leaves_its_branches_alone(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """This clone's team/a, then a teammate's dvfs.toml naming team (add refuses that
+    pair, a committed file cannot be refused at add): pruning team or removing it
+    leaves team/a's branches, which share refs/remotes/team/."""
+    a = make_repo("a", git_repo=True)
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "team/a", str(tmp_path / "ta"), "--local")
+    a.ok("push", "--remote", "team/a")
+    (a.root / "dvfs.toml").write_text(f'[remotes.team]\nurl = "{tmp_path / "t"}"\n')
+    a.ok("push", "--remote", "team")
+    assert a.ok("fetch", "--remote", "team", "--prune").out.count("gone") == 0
+    assert a.ok("log", "-n", "1", "team/a/main").out
+    a.ok("remote", "remove", "team")
+    assert a.json("log", "-n", "1", "--json", "team/a/main")[0]["id"] == v1
+    a.fail("log", "team/main")
+    a.fsck_clean()
+
+
 def test_one_object_is_counted_as_one_object(dir_remote: Remote, make_repo: RepoFactory) -> None:
     a = make_repo("a")
     commit_files(a, {"d/x": b"1"}, "one")

@@ -42,7 +42,7 @@ from pathlib import Path
 from vfs.errors import ObjectMissing, UsageError
 from vfs.ops import checkout as co
 from vfs.ops.sync import Transfer, download_data, fetch_locked
-from vfs.remote.config import connect, default_remote, get_remote
+from vfs.remote.config import connect, default_remote, get_remote, tracking_branches
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_output, parse_lock, read_lock
 from vfs.repo.repository import Repository
 from vfs.store.durable import write_atomic
@@ -250,9 +250,8 @@ def needs_push(repo: Repository, remote: str, ptr: LockPointer) -> bool:
         hist.version(ptr.oid)
     except ObjectMissing:
         return False
-    for branch in repo.refs.names(f"remotes/{remote}"):
-        tip = repo.refs.get(f"refs/remotes/{remote}/{branch}")
-        if tip is not None and hist.is_ancestor(ptr.oid, tip):
+    for tip in tracking_branches(repo, remote).values():
+        if hist.is_ancestor(ptr.oid, tip):
             return False
     return True
 

@@ -60,6 +60,7 @@ from vfs.remote.config import (
     default_remote,
     get_remote,
     remotes,
+    tracking_branches,
 )
 from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
@@ -109,7 +110,7 @@ class Transfer:
 def _had_versions(repo: Repository, spec: RemoteSpec) -> tuple[list[str], str]:
     """This clone's remote branches of ``spec``, and the end of the message for when the
     remote is now missing or empty ("... but this clone has origin/main from it: ...")."""
-    seen = [n for n in repo.refs.names("remotes") if n.startswith(f"{spec.name}/")]
+    seen = [f"{spec.name}/{b}" for b in tracking_branches(repo, spec.name)]
     gone = (
         f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
         f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
@@ -509,10 +510,8 @@ def _gone_branches(
 ) -> dict[str, bytes]:
     """This clone's branches of ``spec`` whose ref the remote no longer has at all."""
     out: dict[str, bytes] = {}
-    for n in repo.refs.names("remotes"):
-        b = n.removeprefix(f"{spec.name}/")
-        oid = repo.refs.get(f"refs/remotes/{n}")
-        if b == n or oid is None or b in heads or b in skipped:
+    for b, oid in tracking_branches(repo, spec.name).items():
+        if b in heads or b in skipped:
             continue
         try:
             meter.head(ref_key("heads", b))

@@ -132,6 +132,25 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
     return out
 
 
+def tracking_branches(repo: Repository, name: str) -> dict[str, bytes]:
+    """This clone's copies of remote ``name``'s branches (``refs/remotes/NAME/B``), by B.
+
+    Not counting those of a remote named inside it: ``remote add`` and dvfs.toml
+    refuse ``team/a`` beside ``team``, but a clone's own ``team/a`` and a teammate's
+    ``team`` in dvfs.toml can still meet, and then removing or pruning ``team`` must
+    leave ``team/a``'s branches alone.
+    """
+    inner = [f"{o.removeprefix(name + '/')}/" for o in remotes(repo) if o.startswith(f"{name}/")]
+    out = {}
+    for branch in repo.refs.names(f"remotes/{name}"):
+        if any(branch.startswith(p) for p in inner):
+            continue
+        oid = repo.refs.get(f"refs/remotes/{name}/{branch}")
+        if oid is not None:
+            out[branch] = oid
+    return out
+
+
 def local_names(repo: Repository) -> set[str]:
     """Names of the remotes set in .dvfs/config (this clone's own)."""
     table = repo.config().get("remotes") or {}
@@ -254,9 +273,8 @@ def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> li
             where = {"local": f" in {LOCAL_PLACE}", "shared": f" in {SHARED_FILE}"}.get(only or "")
             raise UsageError(f"unknown remote {name!r}{where or ''}")
         if name not in remotes(repo):
-            for branch in repo.refs.names(f"remotes/{name}"):
-                ref = f"refs/remotes/{name}/{branch}"
-                repo.refs.update(ref, None, repo.refs.get(ref))
+            for branch, oid in tracking_branches(repo, name).items():
+                repo.refs.update(f"refs/remotes/{name}/{branch}", None, oid)
             _forget_kept(repo, name)
         return places
 

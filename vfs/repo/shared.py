@@ -140,6 +140,14 @@ def parse(text: str, where: str = SHARED_FILE) -> SharedConfig:
         except UsageError as exc:
             raise FormatError(f"{where}: remotes.{name}: {exc}") from None
         cfg.remotes[name] = settings
+    for name in cfg.remotes:
+        for other in cfg.remotes:
+            if other.startswith(f"{name}/"):
+                raise _refuse(
+                    where,
+                    f"remotes {name} and {other} would share refs/remotes/{name}/ (one name "
+                    "inside another): rename one",
+                )
     return cfg
 
 
