@@ -216,10 +216,12 @@ def changed(old: Catalog, new: Catalog) -> bool:
 
 
 async def refresh_loop(fs: VersionsFs, source: Source, every: float) -> None:
-    """Rebuild the catalog every ``every`` seconds; keep the old one if that fails.
+    """Rebuild the catalog every ``every`` seconds; keep the old one if that fails, or
+    if the branch was deleted meanwhile (until it is made again).
 
     A full disk makes the chunk cache give up room there, for the next round.
     """
+    gone_said = False
     while True:
         await trio.sleep(every)
         try:
@@ -233,7 +235,22 @@ async def refresh_loop(fs: VersionsFs, source: Source, every: float) -> None:
         except Exception:  # a bug must not take the mount down
             log.exception("refresh failed with an internal error")
             continue
-        if changed(fs.layout.catalog, new):
+        old = fs.layout.catalog
+        if new.head is None and old.head is not None and new.branch == old.branch:
+            # The branch was deleted (`dvfs push --delete`, `dvfs branch -d`): its versions
+            # are still stored, and readers in the middle of a job must not find an empty
+            # tree. The last catalog stays until the branch is made again.
+            fs.layout.branch_deleted = True
+            if not gone_said:
+                log.warning(
+                    "branch %s was deleted: still serving v%d (%s) as it was; umount, or "
+                    "mount another branch",
+                    old.branch, old.latest, old.head.hex()[:10],
+                )  # fmt: skip
+                gone_said = True
+            continue
+        gone_said = fs.layout.branch_deleted = False
+        if changed(old, new):
             await fs.set_catalog(new)
             log.info("refreshed: %s is at v%d", new.branch, new.latest)
 

@@ -45,6 +45,7 @@ import contextlib
 import errno
 import logging
 import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -330,9 +331,10 @@ class Snapshots(abc.ABC):
     async def _base_fields(self, out: dict[str, Any]) -> dict[str, Any]:
         """``branch``, ``base`` and ``base_version`` of a status answer, and ``head``
         and ``head_version`` where the branch has moved past the base since the
-        working tree began (a commit in the repository, a push seen by a refresh):
-        then a snapshot is refused unless it goes to a new branch, and MNT still
-        shows the base, which the user is told rather than left to find out."""
+        working tree began (a commit in the repository, a push seen by a refresh), or
+        ``branch_deleted`` where it was deleted since: then a snapshot is refused
+        unless it goes to a new branch, and MNT still shows the base, which the user
+        is told rather than left to find out."""
         base = self.base
         out["branch"] = self.source.branch
         out["base"] = None if base is None else base.hex()
@@ -340,7 +342,9 @@ class Snapshots(abc.ABC):
         if base is not None:
             out["base_version"] = (await records.version(base)).number
         head = await trio.to_thread.run_sync(self._head_known)
-        if head is not None and head != base:
+        if base is not None and (head is None or self.fs.layout.branch_deleted):
+            out["branch_deleted"] = True  # a snapshot is refused as when it moved
+        elif head is not None and head != base:
             out["head"] = head.hex()
             with contextlib.suppress(DvfsError, OSError):  # (not fetched yet: no number)
                 out["head_version"] = (await records.version(head)).number
@@ -380,11 +384,19 @@ class Snapshots(abc.ABC):
                         f"{branch}: move it aside or choose another name"
                     )
             elif head != base:
-                now = self._label(head)
+                moved = (
+                    f"{branch} was deleted"
+                    if head is None
+                    else f"{branch} moved to {self._label(head)}"
+                )
+                again = (
+                    shlex.join([*req.cmd, "--branch", "NEW"])
+                    if req.cmd[:2] == ["dvfs", "snapshot"] and len(req.cmd) > 2
+                    else "dvfs snapshot MNT -m MSG --branch NEW"
+                )
                 raise RefConflict(
-                    f"{branch} moved to {now} since this working tree was started: the "
-                    "working tree is kept as it is; run `dvfs snapshot MNT -m MSG --branch "
-                    "NEW` to save it on a new branch"
+                    f"{moved} since this working tree was started: the working tree is kept "
+                    f"as it is; run `{again}` to save it on a new branch"
                 )
             tag_free(repo, req.tag)
             built = self._build()

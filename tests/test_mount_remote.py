@@ -167,6 +167,39 @@ def test_refresh_shows_versions_pushed_by_others(pushed: Pushed, tmp_path: Path)
         assert (m.path / "data" / "new.txt").read_bytes() == b"pushed later\n"
 
 
+def test_a_branch_deleted_on_the_remote_is_still_served_and_not_snapshotted_over(
+    pushed: Pushed, tmp_path: Path
+) -> None:
+    """`dvfs push --delete main` while a writable URL mount with --refresh serves main:
+    a job reading the mount must not find an empty tree, so v1 is still served, and the
+    log says why; a snapshot is refused, naming the deletion and its own command with
+    --branch NEW, which then records the pending file on that branch."""
+    home = tmp_path / "home"
+    with mounted(pushed.url, tmp_path / "mnt", home, "--writable", "--refresh", "0.2") as m:
+        (m.path / "data" / "new.txt").write_bytes(b"pending\n")
+        assert_ok(dvfs(pushed.repo, home, "push", "--delete", "main"))
+        eventually(lambda: "branch main was deleted: still serving v1" in m.log_text())
+        assert (m.path / "data" / "small.txt").read_bytes() == b"small\n"
+        assert (m.versions / "v1" / "data" / "other.bin").read_bytes() == OTHER
+        assert (m.path / "data" / "new.txt").read_bytes() == b"pending\n"
+        status = assert_ok(dvfs(tmp_path, home, "status", str(m.path)))
+        assert "The branch was deleted since this working tree began: " in status.out
+        assert f"`dvfs snapshot {m.path} -m MSG --branch NEW` records these" in status.out
+        got = assert_ok(dvfs(tmp_path, home, "status", str(m.path), "--json")).json()
+        assert (got["branch_deleted"], got["added"]) == (True, ["data/new.txt"])
+        cmd = ["snapshot", str(m.path), "-m", "kept"]
+        said = dvfs(tmp_path, home, *cmd)
+        assert said.code == 1
+        assert "main was deleted since this working tree was started" in said.err
+        assert f"`dvfs snapshot {m.path} -m kept --branch NEW`" in said.err
+        got = assert_ok(dvfs(tmp_path, home, *cmd, "--branch", "saved", "--json")).json()
+        assert got["version"] == "v2"
+    clone = tmp_path / "clone"
+    assert_ok(dvfs(tmp_path, home, "clone", pushed.url, str(clone)))  # saved: the only branch
+    assert (clone / "data" / "new.txt").read_bytes() == b"pending\n"
+    fsck_clean(clone)
+
+
 def test_mount_over_s3(pushed: Pushed, s3_env: S3Server, tmp_path: Path) -> None:
     url = f"s3://{s3_env.make_bucket()}/ds"
     push_to(Repository(pushed.repo), url, "s3", s3_env.endpoint)

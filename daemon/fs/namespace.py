@@ -62,6 +62,8 @@ class Layout:
         self.meta = MetaFiles(records.history, records.limiter)
         self.pinned = False  # see pin()
         self.root_version: bytes | None = None
+        # the branch was deleted since: the catalog is the last one it had (refresh_loop)
+        self.branch_deleted = False
 
     def pin(self, version: bytes | None) -> None:
         """Show ``version`` (None: nothing) at MNT whatever the branch does: the lower
