@@ -308,6 +308,12 @@ def test_push_delete_removes_a_branch_and_a_tag_and_fetch_prune_follows(
     a.ok("push", "--all", "--tags")
     b, _ = remote.clone(a.root.parent, "b")
     assert "origin/exp" in b.ok("fetch").out
+    listed = [(r["name"], r["remote"], r["current"]) for r in b.json("branch", "-a", "--json")]
+    assert listed == [
+        ("main", False, True),
+        ("origin/exp", True, False),
+        ("origin/main", True, False),
+    ]
 
     out = a.ok("push", "--delete", "exp", "t").out
     assert f"deleted branch exp on origin (it was at v2 {v2[:10]})" in out
@@ -329,6 +335,7 @@ def test_push_delete_removes_a_branch_and_a_tag_and_fetch_prune_follows(
     got = json.loads(b.ok("fetch", "--prune", "--json").out)
     assert (got["gone"], got["pruned"]) == (["origin/exp"], True)
     b.fail("log", "origin/exp")
+    assert [r["name"] for r in b.json("branch", "-r", "--json")] == ["origin/main"]
     assert "gone" not in b.ok("fetch").out
     a.fsck_clean()
     b.fsck_clean()

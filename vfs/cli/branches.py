@@ -25,19 +25,37 @@ def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | N
 @click.command(cls=DvfsCommand)
 @click.argument("names", nargs=-1, metavar="[NAME [REV]]")
 @click.option("-d", "--delete", is_flag=True, help="Delete the branches named.")
+@click.option(
+    "-r", "--remotes", is_flag=True,
+    help="List the remotes' branches as last fetched (REMOTE/BRANCH).",
+)  # fmt: skip
+@click.option("-a", "--all", "list_all", is_flag=True, help="List both kinds.")
 @AS_JSON
-def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
+def branch(
+    names: tuple[str, ...], delete: bool, remotes: bool, list_all: bool, as_json: bool
+) -> None:
     """List branches, or create NAME at REV (default HEAD).
 
-    With -d, delete the branches named (not the current one).
+    With -d, delete the branches named (not the current one). With -r, list the
+    remotes' branches as the last push, fetch or pull saw them (`dvfs fetch` brings
+    them up to date; `dvfs push --delete` deletes one on its remote); -a lists both.
 
     \b
     Examples:
       dvfs branch
       dvfs branch fix v1
       dvfs branch -d fix old
+      dvfs branch -a
     """
     repo = repo_here()
+    if remotes or list_all:
+        if names or delete:
+            raise UsageError(
+                "-r and -a only list: `dvfs branch -d NAME` deletes a branch here, "
+                "`dvfs push --delete NAME` one on a remote"
+            )
+        _list(repo, as_json, local=list_all)
+        return
     if delete:
         if not names:
             raise UsageError("name the branches to delete: dvfs branch -d NAME...")
@@ -65,18 +83,35 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             return
         click.echo(f"branch {quoted(name)} at {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
         return
+    _list(repo, as_json, local=True, remote=False)
+
+
+def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) -> None:
+    """The branches of this repository (``local``) and the remotes' (``remote``), the
+    current one marked; with ``remote``, JSON entries say which kind each is."""
     head = repo.refs.head()
-    branches = repo.refs.branches()
+    branches = repo.refs.branches() if local else {}
+    theirs = {}
+    for n in repo.refs.names("remotes") if remote else ():
+        if (oid := repo.refs.get(f"refs/remotes/{n}")) is not None:
+            theirs[n] = oid
     current = head.branch if head.detached is None else None
     if as_json:
-        emit_json(
-            [{**ref_json(repo, n, oid), "current": n == current} for n, oid in branches.items()]
-        )
+        kind: dict[str, Any] = {"remote": False} if remote else {}  # (-r and -a only)
+        rows = [
+            {**ref_json(repo, n, oid), "current": n == current, **kind}
+            for n, oid in branches.items()
+        ]
+        rows += [
+            {**ref_json(repo, n, oid), "current": False, "remote": True}
+            for n, oid in theirs.items()
+        ]
+        emit_json(rows)
         return
-    if head.branch not in branches:
+    if local and head.branch not in branches:
         click.echo(f"* {quoted(head.branch)} (no versions yet)")
-    for n, oid in branches.items():
-        mark = "*" if n == current else " "
+    for n, oid in [*branches.items(), *theirs.items()]:
+        mark = "*" if n == current and n in branches else " "
         click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
 
 
