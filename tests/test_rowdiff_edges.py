@@ -19,6 +19,7 @@ V1: dict[str, str | bytes] = {
     "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
     "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,y,q\n",
     "spaces.csv": "id,v\n1,a\n2,b\n3,x\n4,p\n5,s\n",
+    "blank.csv": "id,a\n1,x\n2,y\n",
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
 }
@@ -30,6 +31,7 @@ V2: dict[str, str | bytes] = {
     "footer.parquet": b"PAR1" + b"x" * 30 + b"PAR1",  # a footer the engine cannot read
     "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,z,q\n",
     "spaces.csv": 'id,v\n1," a"\n2,"b "\n3,"x, y=z"\n4,"p -> q"\n5,"  "\n',
+    "blank.csv": "id,a\n1,x\n  \n2,z\n",  # a line of spaces: no delimiter is on every line
 }
 
 
@@ -140,3 +142,13 @@ def test_key_given_twice_is_a_key_of_both_columns(data: Repo) -> None:
     assert both["key"] == ["id", "w"]
     data.fail("diff", "v1", "v2", "dup.csv", "--rows", "--key", "id", "--key", "id",
               fragments=("names a column twice",))  # fmt: skip
+
+
+def test_a_key_missing_from_a_header_read_as_one_column_says_why(data: Repo) -> None:
+    # "--key column id is not in blank.csv in v2 (its columns: id,a)": a column named
+    # "id,a" read as two, with nothing saying why the file was not split
+    line = data.fail(
+        "diff", "v1", "v2", "blank.csv", "--rows", "--key", "id",
+        fragments=("blank.csv in v2", 'one column named "id,a"', "blank but for spaces"),
+    )  # fmt: skip
+    assert "its columns" not in line

@@ -447,6 +447,15 @@ def _check_key(key: Sequence[str], old: Side, ot: Table, new: Side, nt: Table) -
         if missing:
             shown = ", ".join(quote_name(n) for n in table.names[:20])
             more = f" and {len(table.names) - 20} more" if len(table.names) > 20 else ""
+            if table.fmt in ("csv", "tsv") and len(table.names) == 1:
+                one = table.names[0]
+                if any(d in one for d in (",", ";", "\t", "|")):  # a header not split
+                    raise UsageError(
+                        f"--key column {quote_name(missing[0])} is not in {_where(side)}: it "
+                        f"was read as one column named {json.dumps(one)}, as no delimiter is "
+                        "on every one of its first lines (a line blank but for spaces, or "
+                        "with fewer fields, hides it): mend that line"
+                    )
             raise UsageError(
                 f"--key column {quote_name(missing[0])} is not in {_where(side)} "
                 f"(its columns: {shown or 'none'}{more})"
