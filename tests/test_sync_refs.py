@@ -341,6 +341,47 @@ def test_push_delete_removes_a_branch_and_a_tag_and_fetch_prune_follows(
     b.fsck_clean()
 
 
+def test_push_force_moves_a_branch_back_only_from_where_this_clone_saw_it(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """A version pushed by mistake: `branch -f` moves main back here, a plain push is
+    refused as for diverged histories, and `push --force` moves the remote's main
+    back, but only while it is where this clone last saw it: b's push since makes the
+    force stop, naming both versions; after a fetch it goes. The chain records it."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    v3 = commit_files(a, {"d/x": b"3"}, "three")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+
+    a.fail("branch", "-f", "main", v2, fragments=("main is the current branch", "switch"))
+    a.ok("switch", "-c", "tmp", v2)
+    moved = a.json("branch", "-f", "main", v2, "--json")
+    assert (moved["id"], moved["was"]) == (v2, v3)
+    a.ok("switch", "main")
+    a.fail("push", fragments=("remote main has versions you don't have",))
+    v4 = commit_files(b, {"d/x": b"4"}, "four")
+    b.ok("push")  # (b still holds v3: its push goes on from there)
+
+    line = a.fail("push", "--force", fragments=("not where this clone last saw it", "dvfs fetch"))
+    assert v4[:10] in line and v3[:10] in line
+    assert dir_remote.ref() == v4
+    a.ok("fetch")
+    out = a.ok("push", "--force").out
+    assert f"main: forced from v4 {v4[:10]}, which it no longer reaches" in out
+    assert dir_remote.ref() == v2
+    last = a.json("audit", "--remote", "origin", "--json")[-1]
+    assert (last["op"], last["old"], last["new"]) == ("push", v4, v2)
+    assert last["cmd"][-2:] == ["push", "--force"]
+    a.fail("push", "--delete", "main", "--force", fragments=("--delete takes the names",))
+    a.fail("branch", "-f", "nope", v2, fragments=("no branch named nope",))
+    a.fail("branch", "-f", "tmp", fragments=("dvfs branch -f NAME REV",))
+    a.fsck_clean()
+    b.fsck_clean()
+
+
 def test_push_delete_refuses_what_this_clone_never_saw(
     dir_remote: Remote, make_repo: RepoFactory
 ) -> None:

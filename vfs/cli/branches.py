@@ -9,7 +9,13 @@ import click
 from vfs.cli.options import AS_JSON, DvfsCommand
 from vfs.cli.output import emit_json, quoted, repo_here
 from vfs.errors import UsageError
-from vfs.ops.branches import create_branch, create_tag, delete_branch, delete_tag
+from vfs.ops.branches import (
+    create_branch,
+    create_tag,
+    delete_branch,
+    delete_tag,
+    move_branch,
+)
 from vfs.repo.repository import Repository
 
 
@@ -26,17 +32,22 @@ def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | N
 @click.argument("names", nargs=-1, metavar="[NAME [REV]]")
 @click.option("-d", "--delete", is_flag=True, help="Delete the branches named.")
 @click.option(
+    "-f", "--force", is_flag=True, help="Move the existing branch NAME to REV (not the current)."
+)
+@click.option(
     "-r", "--remotes", is_flag=True,
     help="List the remotes' branches as last fetched (REMOTE/BRANCH).",
 )  # fmt: skip
 @click.option("-a", "--all", "list_all", is_flag=True, help="List both kinds.")
 @AS_JSON
 def branch(
-    names: tuple[str, ...], delete: bool, remotes: bool, list_all: bool, as_json: bool
-) -> None:
+    names: tuple[str, ...], delete: bool, force: bool, remotes: bool, list_all: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
     """List branches, or create NAME at REV (default HEAD).
 
-    With -d, delete the branches named (not the current one). With -r, list the
+    With -d, delete the branches named (not the current one); with -f, move the
+    branch NAME to REV (not the current one: switch away first). With -r, list the
     remotes' branches as the last push, fetch or pull saw them (`dvfs fetch` brings
     them up to date; `dvfs push --delete` deletes one on its remote); -a lists both.
 
@@ -45,9 +56,23 @@ def branch(
       dvfs branch
       dvfs branch fix v1
       dvfs branch -d fix old
+      dvfs branch -f fix v2
       dvfs branch -a
     """
     repo = repo_here()
+    if force:
+        if delete or remotes or list_all or len(names) != 2:
+            raise UsageError("-f moves one branch: `dvfs branch -f NAME REV`")
+        was, now = move_branch(repo, names[0], names[1])
+        if as_json:
+            emit_json({**ref_json(repo, names[0], now), "was": was.hex()})
+            return
+        label = quoted(repo.history.label(now))
+        click.echo(
+            f"branch {quoted(names[0])} at {label} {now.hex()[:10]} (was "
+            f"{quoted(repo.history.label(was))} {was.hex()[:10]})"
+        )
+        return
     if remotes or list_all:
         if names or delete:
             raise UsageError(

@@ -204,20 +204,30 @@ def remote_default(name: str, shared: bool | None) -> None:
 @click.option("--all", "all_branches", is_flag=True, help="Push every branch.")
 @click.option("--tags", is_flag=True, help="Push tags too.")
 @click.option(
-    "--delete", "-d", "delete", is_flag=True,
+    "--delete",
+    "-d",
+    "delete",
+    is_flag=True,
     help="Delete the named branches or tags on the remote instead.",
+)
+@click.option(
+    "--force", "-f", is_flag=True,
+    help="Move remote branches even to versions that do not follow theirs, if they are "
+    "where this clone last saw them.",
 )  # fmt: skip
 @JOBS
 @AS_JSON
 def push(
     branches: tuple[str, ...], remote_name: str | None, all_branches: bool, tags: bool,
-    delete: bool, jobs: int, as_json: bool,
+    delete: bool, force: bool, jobs: int, as_json: bool,
 ) -> None:  # fmt: skip
     """Send versions of BRANCHES (default: the current one) to a remote.
 
     With --delete, remove the named branches or tags from the remote instead (a
     name both are: refs/heads/NAME or refs/tags/NAME). Only a version this clone has
-    fetched is deleted, and the remote's audit chain records it.
+    fetched is deleted, and the remote's audit chain records it. With --force, a
+    branch moved back (`dvfs branch -f`) is moved back on the remote too, if the
+    remote's is still where this clone last saw it.
 
     \b
     Examples:
@@ -225,6 +235,7 @@ def push(
       dvfs push --all --tags
       dvfs push --remote backup main
       dvfs push --delete old-experiment
+      dvfs push --force main
     """
     from vfs.ops import sync
     from vfs.remote import config as remotes
@@ -232,10 +243,10 @@ def push(
     repo = repo_here()
     spec = remotes.get_remote(repo, remote_name)
     if delete:
-        if not branches or all_branches or tags:
+        if not branches or all_branches or tags or force:
             raise UsageError(
-                "--delete takes the names of the branches or tags to delete, and neither "
-                "--all nor --tags: `dvfs push --delete NAME...`"
+                "--delete takes the names of the branches or tags to delete, and none of "
+                "--all, --tags, --force: `dvfs push --delete NAME...`"
             )
         with resumable("push"):
             t = sync.delete_refs(repo, spec, list(branches), jobs)
@@ -243,8 +254,9 @@ def push(
         large_buffers_to_os()
         with workers() as w, resumable("push"):
             t = sync.push(
-                repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs
-            )
+                repo, spec, list(branches), w, all_branches=all_branches, tags=tags, jobs=jobs,
+                force=force,
+            )  # fmt: skip
     if as_json:
         emit_json(dataclasses.asdict(t))
     else:

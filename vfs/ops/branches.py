@@ -113,6 +113,30 @@ def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
     return _create_ref(repo, "branch", f"refs/heads/{name}", name, rev, "")
 
 
+def move_branch(repo: Repository, name: str, rev: str) -> tuple[bytes, bytes]:
+    """Point the existing branch ``name`` at ``rev`` (git's ``branch -f``): (was, now).
+
+    Not the current branch: its files, index and ``dvfs.lock`` follow HEAD's version,
+    and would silently disagree with it; ``switch`` to another branch first. The
+    versions it leaves stay stored, reachable by id until a gc finds nothing reaching
+    them.
+    """
+    check_ref_name(name, "branch", existing=True)
+    with repo.locked():
+        cur = repo.refs.get(f"refs/heads/{name}")
+        if cur is None:
+            raise UsageError(f"no branch named {name}: `dvfs branch {name} {rev}` makes it")
+        head = repo.refs.head()
+        if head.branch == name and head.detached is None:
+            raise UsageError(
+                f"{name} is the current branch, whose files follow it: switch to another "
+                f"branch first (`dvfs switch -c tmp {rev}`), then move it"
+            )
+        target = repo.history.resolve(rev)
+        repo.refs.update(f"refs/heads/{name}", target, cur)
+        return cur, target
+
+
 def delete_branch(repo: Repository, name: str) -> bytes:
     """Delete branch ``name`` (not the current one); return the version it named.
 

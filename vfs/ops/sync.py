@@ -130,8 +130,14 @@ def push(
     all_branches: bool = False,
     tags: bool = False,
     jobs: int = 8,
+    force: bool = False,
 ) -> Transfer:
     """Send branches (default: the current one) and optionally tags to a remote.
+
+    ``force`` moves a remote branch to a version that does not descend from where it
+    is (after ``dvfs branch -f``), with a lease: only if the remote's branch is still
+    where this clone last saw it (``NAME/BRANCH``), so that nobody's push since is
+    thrown away unseen; the conditional write makes that hold to the end.
 
     A remote is made (its directory, its format record) only by the first push to
     it. Once this clone has a copy of one of its branches, the remote held versions:
@@ -177,17 +183,31 @@ def push(
                 report.notes.append(f"{b}: already up to date")
                 continue
             if theirs is not None and not hist.is_ancestor(theirs, tip):
-                if not repo.store.has(theirs) and theirs not in remote.index():
+                known = repo.refs.get(f"refs/remotes/{spec.name}/{b}")
+                if force and theirs == known:
+                    report.notes.append(
+                        f"{b}: forced from {_version_label(repo, theirs)}, which it no longer "
+                        "reaches"
+                    )
+                elif force:
+                    last = _version_label(repo, known) if known else "nothing (never fetched)"
+                    raise RefConflict(
+                        f"remote {b} is at {_version_label(repo, theirs)}, not where this "
+                        f"clone last saw it ({last}): nothing was changed on the remote; "
+                        f"`dvfs fetch` and look at {spec.name}/{b} before forcing over it"
+                    )
+                elif not repo.store.has(theirs) and theirs not in remote.index():
                     raise RemoteError(
                         f"remote {b} names version {theirs.hex()[:12]}, which "
                         f"{quote_name(remote.url)} does not hold (the remote is damaged): "
                         f"nothing was changed on the remote; point its refs/heads/{b} back at "
                         "a version it holds, or push another branch"
                     )
-                raise RefConflict(
-                    f"remote {b} has versions you don't have: run `dvfs pull` "
-                    "(nothing was changed on the remote)"
-                )
+                else:
+                    raise RefConflict(
+                        f"remote {b} has versions you don't have: run `dvfs pull` "
+                        "(nothing was changed on the remote)"
+                    )
             plan.append((b, tip, theirs, etag))
         tag_plan = repo.refs.tags() if tags else {}
         if not plan and not tag_plan:
