@@ -16,7 +16,7 @@ thread, its CPU and when it was busy. The ``dd oflag=direct`` floor of the same 
 are shared: other work on the machine shows up as busy disk and missing cores, so the
 load average is printed with the figures.
 
-    python benchmarks/add_timeline.py --workdir /work/bench/NAME --file big.bin
+    python benchmarks/add_timeline.py --workdir /tmp/add-timeline --file big.bin
 """
 
 from __future__ import annotations
