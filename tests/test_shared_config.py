@@ -196,6 +196,23 @@ def test_remotes_go_to_dvfs_toml_in_git_and_local_ones_override_them(
     repo.fsck_clean()
 
 
+def test_a_rename_changes_dvfs_toml_and_this_clones_override_together(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    repo = make_repo(git_repo=True)
+    repo.ok("remote", "add", "origin", "s3://team-bucket/cats")
+    repo.ok("remote", "add", "origin", str(tmp_path / "mirror"), "--local")
+    r = repo.ok("remote", "rename", "origin", "up")
+    assert r.out.strip() == "renamed remote origin to up in .dvfs/config and dvfs.toml"
+    assert shared_file(repo) == {
+        "default_remote": "up", "remotes": {"up": {"url": "s3://team-bucket/cats"}},
+    }  # fmt: skip
+    listed = {r["name"]: r for r in repo.json("remote", "list", "--json")}
+    assert list(listed) == ["up"]
+    assert (listed["up"]["url"], listed["up"]["scope"]) == (str(tmp_path / "mirror"), "local")
+    repo.fsck_clean()
+
+
 def test_outside_git_remotes_stay_local(repo: Repo, tmp_path: Path) -> None:
     r = repo.ok("remote", "add", "origin", str(tmp_path / "store"))
     assert ".dvfs/config" in r.out

@@ -280,6 +280,40 @@ def test_a_shared_remote_around_a_clones_own_leaves_its_branches_alone(
     a.fsck_clean()
 
 
+def test_a_remote_renamed_keeps_its_branches_default_and_audit_check(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`remote rename origin up`: origin/main becomes up/main (status and log name it),
+    the default follows, and the audit chain's end as this clone saw it too, so
+    `audit verify --remote up` still holds the chain to it; bad names change nothing."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    b.ok("audit", "verify", "--remote", "origin")
+    b.ok("remote", "add", "team", str(tmp_path / "team"))
+
+    b.fail("remote", "rename", "nope", "x", fragments=("unknown remote 'nope'",))
+    b.fail("remote", "rename", "origin", "team", fragments=("remote team already exists",))
+    b.fail("remote", "rename", "origin", "team/a", fragments=("would share refs/remotes/team/",))
+    b.fail("remote", "rename", "origin", "../x", fragments=("not a valid remote name",))
+    out = b.ok("remote", "rename", "origin", "up").out
+    assert out.strip() == "renamed remote origin to up in .dvfs/config"
+    assert [r["name"] for r in b.json("branch", "-r", "--json")] == ["up/main"]
+    assert "Up to date with up/main." in b.ok("status").out
+    assert [(r["name"], r["default"]) for r in b.json("remote", "list", "--json")] == [
+        ("team", False),
+        ("up", True),
+    ]
+    assert (b.root / ".dvfs" / "remotes" / "up" / "audit.head").is_file()
+    assert not (b.root / ".dvfs" / "remotes" / "origin").exists()
+    v2 = commit_files(b, {"d/x": b"2"}, "two")
+    assert f"main: v2 {v2[:10]}" in b.ok("push").out
+    assert b.ok("audit", "verify", "--remote", "up").out
+    b.fsck_clean()
+
+
 def test_one_object_is_counted_as_one_object(dir_remote: Remote, make_repo: RepoFactory) -> None:
     a = make_repo("a")
     commit_files(a, {"d/x": b"1"}, "one")

@@ -179,6 +179,25 @@ def remote_remove(name: str, shared: bool | None) -> None:
     click.echo(f"removed remote {quoted(name)} from {' and '.join(places)}")
 
 
+@remote.command(name="rename")
+@click.argument("old")
+@click.argument("new")
+def remote_rename(old: str, new: str) -> None:
+    """Rename remote OLD to NEW, with its branches here (OLD/BRANCH becomes NEW/BRANCH).
+
+    Wherever OLD is defined: this clone's settings, dvfs.toml (commit the change, so
+    that teammates get it), or both. Nothing on the remote is touched.
+
+    \b
+    Examples:
+      dvfs remote rename origin upstream
+    """
+    from vfs.remote import config as remotes
+
+    places = remotes.rename_remote(repo_here(), old, new)
+    click.echo(f"renamed remote {quoted(old)} to {quoted(new)} in {' and '.join(places)}")
+
+
 @remote.command(name="default")
 @click.argument("name")
 @SCOPE

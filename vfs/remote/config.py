@@ -279,6 +279,64 @@ def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> li
         return places
 
 
+def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
+    """Rename remote ``old`` to ``new`` wherever it is defined (.dvfs/config, dvfs.toml,
+    both for a clone's own override); return those places.
+
+    Its branches here (``refs/remotes/OLD/*``), what this clone kept of it
+    (``.dvfs/remotes/OLD/``: cached index segments, where its audit chain ended) and a
+    default naming it follow. The new name must be free and may not be inside another
+    remote's or hold one (their branches would share refs). The new refs are made
+    before the settings change and the old ones go last, so an interrupted rename
+    leaves at worst both names' branches, and running it again (or ``remote remove``)
+    finishes.
+    """
+    check_ref_name(new, "remote")
+    with repo.locked():
+        known = remotes(repo)
+        if old not in known:
+            have = ", ".join(sorted(known)) or "none"
+            raise UsageError(f"unknown remote {old!r} (remotes: {have})")
+        if new in known:
+            raise UsageError(f"remote {new} already exists: choose another name")
+        for other in known:
+            if other != old and (other.startswith(f"{new}/") or new.startswith(f"{other}/")):
+                raise UsageError(
+                    f"remote {new} would share refs/remotes/{new.split('/')[0]}/ with remote "
+                    f"{other}: choose another name"
+                )
+        moving = tracking_branches(repo, old)
+        for branch, oid in moving.items():
+            ref = f"refs/remotes/{new}/{branch}"
+            repo.refs.update(ref, oid, repo.refs.get(ref))
+        _forget_kept(repo, new)  # (what a remote of that name once left: none is now)
+        kept, to = repo.dir / "remotes" / old, repo.dir / "remotes" / new
+        for leaf in ("index", REMOTE_HEAD, VERIFIED):  # only OLD's own: team/a's stays
+            if (kept / leaf).exists():
+                to.mkdir(parents=True, exist_ok=True)
+                os.replace(kept / leaf, to / leaf)
+        places = []
+        cfg = repo.config()
+        table = cfg.get("remotes") or {}
+        if old in table:
+            table[new] = table.pop(old)
+            if cfg.get("default_remote") == old:
+                cfg["default_remote"] = new
+            repo.save_config(cfg)
+            places.append(LOCAL_PLACE)
+        team = load_shared(repo.root)
+        if old in team.remotes:
+            team.remotes[new] = team.remotes.pop(old)
+            if team.default_remote == old:
+                team.default_remote = new
+            save_shared(repo.root, team)
+            places.append(SHARED_FILE)
+        for branch, oid in moving.items():
+            repo.refs.update(f"refs/remotes/{old}/{branch}", None, oid)
+        _forget_kept(repo, old)
+        return places
+
+
 def set_default(repo: Repository, name: str, *, shared: bool = False) -> None:
     """Make ``name`` the default remote, in dvfs.toml if ``shared``, else for this clone."""
     get_remote(repo, name)
