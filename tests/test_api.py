@@ -259,3 +259,40 @@ def test_read_range_counts_negative_offsets_from_the_end_as_dvfs_does(data: Data
     for bad in (None, 2.5, "3"):
         with pytest.raises(TypeError, match=r"^start and end are byte offsets \(int\)"):
             data.repo.read_range("data/train.csv", bad, 10)  # type: ignore[arg-type]
+
+
+def test_push_fetch_and_pull_from_python_as_the_cli_does(data: Data, tmp_path: Path) -> None:
+    """A training script that commits and publishes from Python, and another that
+    brings it in: push, fetch (its prune too) and pull are the CLI's protocol."""
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    a = vfs.Repo(work)
+    # (the module's repository may have a remote origin by now: the pushed fixture's)
+    assert_ok(run(work, "remote", "add", "share", str(remote), "--default"))
+    sent = a.push("main", tags=True)  # one name alone: not its characters
+    assert sent.objects > 0 and any(n.startswith("main: v2") for n in sent.notes)
+    b = vfs.Repo.clone(str(remote), tmp_path / "b")
+    write(work, {"data/new.txt": b"from a script\n"})
+    a.add("data/new.txt")
+    v3 = a.commit("three")
+    a.push()
+    got = b.fetch()
+    assert got.heads["main"].hex() == v3.id
+    b.pull(paths=["data"])  # only data, at the remote's latest: the branch stays
+    assert (tmp_path / "b" / "data" / "new.txt").read_bytes() == b"from a script\n"
+    assert b.versions(limit=1)[0].number == 2
+    assert b.pull().checkout is not None
+    assert b.versions(limit=1)[0].id == v3.id
+    with pytest.raises(vfs.RefConflict, match="remote main has versions you don't have"):
+        write(tmp_path / "b", {"notes.txt": b"b's\n"})
+        b.commit("b's", all=True)
+        write(work, {"notes.txt": b"a's\n"})
+        a.commit("a's", all=True)
+        a.push()
+        b.push()
+    with pytest.raises(TypeError, match="branches is a name or a list of names"):
+        a.push(5)  # type: ignore[arg-type]
+    with pytest.raises(vfs.UsageError, match="unknown remote 'nope'"):
+        b.fetch("nope")
+    fsck_clean(work)
+    fsck_clean(tmp_path / "b")

@@ -51,6 +51,7 @@ line's message and close names; a directory opened as a file ``IsADirectoryError
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 import posixpath
@@ -97,7 +98,7 @@ from vfs.ops import browse, sync, workflow
 from vfs.ops.commit import commit as commit_staged
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, remotes
+from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote, remotes
 from vfs.remote.layout import FORMAT_KEY, PACKS
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
@@ -663,6 +664,84 @@ class Repo:
         keep_within_max_size(self._repo, _warn)  # as after `dvfs commit`
         return self.versions(made.oid.hex(), limit=1)[0]
 
+    # sharing ------------------------------------------------------------------------
+
+    def push(
+        self, branches: str | Iterable[str] | None = None, *, remote: str | None = None,
+        all: bool = False, tags: bool = False, force: bool = False, jobs: int = JOBS,
+    ) -> sync.Transfer:  # fmt: skip
+        """Send branches (default: the current one) to a remote (default: the default
+        one), as ``dvfs push``: what the remote lacks is uploaded, then each remote
+        branch moves by a conditional write. ``force`` as ``dvfs push --force``.
+
+        RefConflict if a remote branch has versions this repository lacks (pull
+        first), or holds a tag of ours at another version (the rest is pushed).
+
+        Example::
+
+            run_version = repo.commit("run 7", tag="run7")
+            repo.push(tags=True)
+        """
+        self._writable()
+        names = [] if branches is None else [text_arg(b, "branch") for b in _names(branches)]
+        spec = get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
+        with Workers(settings.threads()) as w:
+            t = sync.push(self._repo, spec, names, w, all_branches=all, tags=tags,
+                          jobs=jobs, force=force)  # fmt: skip
+        if t.refused:
+            raise sync.refused_tags_error(t.refused)
+        return t
+
+    def fetch(
+        self, remote: str | None = None, *, prune: bool = False, jobs: int = JOBS
+    ) -> sync.FetchResult:
+        """Fetch a remote's refs, versions and trees (no file data), as ``dvfs fetch``:
+        its branches become ``REMOTE/BRANCH`` here (``prune``: those it deleted go).
+        The result names them (``heads``, ``tags``, ``gone``); its ``index`` is left
+        empty.
+
+        Example::
+
+            got = repo.fetch()
+            repo.versions("origin/main", limit=1)
+        """
+        self._writable()
+        spec = get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
+        got = sync.fetch(self._repo, spec, jobs, prune=prune)
+        for line in got.transfer.warnings:
+            _warn(line)
+        return dataclasses.replace(got, index={})  # (the remote's whole index: not kept)
+
+    def pull(
+        self, rev: str | None = None, paths: PathArg | Iterable[PathArg] = (), *,
+        remote: str | None = None, force: bool = False, merge: bool = False,
+        yes: bool = False, jobs: int = JOBS,
+    ) -> sync.PullResult:  # fmt: skip
+        """Fetch, download what ``rev`` (default: the remote's branch) or its ``paths``
+        need, and bring the working tree there, as ``dvfs pull`` (``merge``: merge the
+        remote's branch if the two diverged; the result's ``conflicts`` says if the
+        merge stopped). Files that could not be written are warned about.
+
+        Example::
+
+            repo.pull()
+            repo.pull("v3", ["data/train"])
+        """
+        root = self._writable()
+        if rev is not None:
+            text_arg(rev, "rev")
+        args = [str(root / os.fspath(p)) for p in _each(paths)]
+        spec = get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
+        with Workers(settings.threads()) as w:
+            r = sync.pull(self._repo, spec, rev, args, w, jobs=jobs, force=force, yes=yes,
+                          merge=merge)  # fmt: skip
+        keep_within_max_size(self._repo, _warn)  # as after `dvfs pull`
+        for line in r.transfer.warnings:
+            _warn(line)
+        for path, exc in sorted(r.checkout.failed.items()) if r.checkout is not None else ():
+            _warn(f"{os.fsdecode(path)} is not checked out: {exc}")
+        return r
+
     def _writable(self) -> Path:
         if self._spec is not None:
             raise UsageError(
@@ -670,6 +749,15 @@ class Repo:
                 "(vfs.Repo.clone) to add and commit"
             )
         return self._repo.root
+
+
+def _names(names: str | Iterable[str]) -> list[str]:
+    """Branch names: one given alone is one name, not its characters."""
+    if isinstance(names, str):
+        return [names]
+    if isinstance(names, bytes) or not isinstance(names, Iterable):
+        raise TypeError(f"branches is a name or a list of names, not {type(names).__name__}")
+    return list(names)
 
 
 def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
