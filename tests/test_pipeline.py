@@ -163,6 +163,26 @@ def test_the_run_cache_restores_outputs_of_inputs_that_ran_before(
     repo.fsck_clean()
 
 
+def test_an_output_directory_without_files_is_recorded_and_restored_as_made(
+    repo: Repo,
+) -> None:
+    repo.write("params.yaml", "k: 1\n")
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: mkdir -p out/empty\n"
+               "    params: [k]\n    outs: [out]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    r = repo.ok("commit", "-m", "one")
+    assert "not as its last run made it" not in r.err  # no file of it to hold: as made
+    assert [s["stage"] for s in repo.show()["pipeline"]] == ["s"]
+    (repo.root / "out" / "empty").rmdir()
+    (repo.root / "out").rmdir()
+    r = repo.ok("repro")
+    assert "Restoring stage s from the run cache (out out missing)" in r.out
+    assert (repo.root / "out").is_dir()  # restored means there
+    assert "Stage s is fresh" in repo.ok("repro").out
+    repo.fsck_clean()
+
+
 WAIT_FOR = """
 import os, sys, time
 mine, other = sys.argv[1], sys.argv[2]

@@ -51,6 +51,7 @@ from vfs.model.version_codec import StageRecord, StageRun
 from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of
+from vfs.pipeline.content import EMPTY_DIR_ID
 from vfs.pipeline.graph import Dag
 from vfs.pipeline.plan import Options, Outcome, check_inputs, selection
 from vfs.pipeline.runner import Finished, Output, Running
@@ -62,7 +63,7 @@ from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
 from vfs.store.pins import pinned
 from vfs.worktree.pools import Workers
-from vfs.worktree.restore import restore_many
+from vfs.worktree.restore import ensure_dir, restore_many
 from vfs.worktree.scan import Warn, show
 
 Say = Callable[[str], None]
@@ -307,6 +308,11 @@ class Repro:
             )
             if failed:
                 raise next(iter(failed.values()))
+            w = self.ws.walker()
+            w.forget(b"")
+            for o, oid in d.hit.record.outs:  # a directory without files: made again
+                if oid == EMPTY_DIR_ID and w.lstat(o) is None:
+                    ensure_dir(w, o, lambda _: False)
         except BaseException:
             self.cleanup_failed(stage, moved)
             raise
