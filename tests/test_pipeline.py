@@ -428,6 +428,20 @@ def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path
     repo.fsck_clean()
 
 
+def test_an_out_below_a_file_is_refused_naming_the_file(repo: Repo) -> None:
+    repo.write("models", "not a directory\n")
+    r = repo.run("run", "-n", "train", "-o", "models/m.bin", "--", "echo x > models/m.bin")
+    line = assert_error(r, "stage train: out models/m.bin cannot be made: models is a file, "
+                        "not a directory", "move models away", code=2)  # fmt: skip
+    assert "--force" not in line and "the version" not in line and "Running" not in r.out
+    assert not (repo.root / "dvfs.yaml").exists()  # nothing added
+    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: echo x > models/m.bin\n"
+               "    outs: [models/m.bin]\n")  # fmt: skip
+    assert_error(repo.run("repro"), "out models/m.bin cannot be made: models is a file", code=2)
+    assert repo.read("models") == b"not a directory\n"
+    repo.fsck_clean()
+
+
 ENV_DUMP = """
 import json, os
 json.dump({"env": dict(os.environ), "cwd": os.getcwd()}, open("env.json", "w"))
