@@ -54,6 +54,25 @@ def test_a_missing_key_or_a_broken_file_says_what_is_wrong() -> None:
     assert values.plain(float("nan")) == ".nan"  # recorded as a version's parameters are
 
 
+def test_a_broken_yaml_params_file_is_named_with_its_problem_and_line(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.01\n  lr: 0.02\n")
+    repo.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [train.lr]\n"
+               "    outs: [o]\n")  # fmt: skip
+    repo.fail("repro", fragments=("stage t: params.yaml is not valid YAML: found the key 'lr' "
+              "twice (line 3, column 3)",))  # fmt: skip
+    repo.write("params.yaml", "train:\n  lr: [0.01\n")
+    repo.fail("repro", fragments=("params.yaml is not valid YAML: did not find expected ',' "
+              "or ']' (line 3",))  # fmt: skip
+    # A runs file left with a git conflict says where, as well as what to do.
+    repo.write("params.yaml", "train:\n  lr: 0.01\n")
+    repo.ok("repro")
+    with (repo.root / "dvfs.runs").open("a") as f:
+        f.write("<<<<<<< HEAD\nx: 1\n=======\n")
+    repo.fail("repro", fragments=("dvfs.runs is not valid YAML (could not find expected ':' "
+              "(line", "delete dvfs.runs"))  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
     out = values.set_value(YAML, b"params.yaml", "train.lr", 0.02, "params.yaml")
     assert out == YAML.replace(b"lr: 0.01", b"lr: 0.02")  # comments and layout kept

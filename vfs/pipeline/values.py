@@ -65,7 +65,9 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         if kind == "toml":
             return tomllib.loads(text)
         return yaml12.load(text)
-    except (ValueError, yaml.YAMLError) as exc:  # (JSONDecodeError, TOMLDecodeError)
+    except yaml.YAMLError as exc:
+        raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
+    except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
