@@ -442,6 +442,25 @@ def test_an_out_below_a_file_is_refused_naming_the_file(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_an_output_directory_an_ignore_rule_keeps_out_is_refused_naming_the_rule(
+    repo: Repo,
+) -> None:
+    repo.write(".dvfsignore", "out/\n")
+    repo.write("r", "r\n")
+    r = repo.run("run", "-n", "s", "-d", "r", "-o", "out", "--", "mkdir -p out && cp r out/a")
+    assert_error(r, "stage s made out, a directory the ignore rule .dvfsignore:1:out/ keeps "
+                 "out", "nothing of it was recorded", code=1)  # fmt: skip
+    assert not (repo.root / "out").exists() and not (repo.root / "dvfs.runs").exists()
+    repo.write(".dvfsignore", "out/\n!out/\n")
+    repo.ok("repro")
+    assert "out/a" in staged_paths(repo)
+    repo.ok("add", "r", ".dvfsignore")
+    r = repo.ok("commit", "-m", "one")
+    assert "not as its last run made it" not in r.err
+    assert repo.cat("HEAD:out/a") == b"r\n"
+    repo.fsck_clean()
+
+
 ENV_DUMP = """
 import json, os
 json.dump({"env": dict(os.environ), "cwd": os.getcwd()}, open("env.json", "w"))

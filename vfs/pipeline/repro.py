@@ -14,9 +14,9 @@ Running a stage (``vfs.pipeline.runner``):
    to ``.tmp-dvfs-prev-*``, which ``status`` does not list), so the command starts
    without them and an output it does not make is noticed;
 2. the command runs (``--jobs N``: up to N independent stages at once);
-3. it failed (non-zero exit, killed, not started), did not make an output, or
-   changed one of its own deps: what it wrote is removed and the previous outputs
-   moved back; nothing is recorded;
+3. it failed (non-zero exit, killed, not started), did not make an output, made an
+   output directory that ignore rules keep out whole, or changed one of its own deps:
+   what it wrote is removed and the previous outputs moved back; nothing is recorded;
 4. it succeeded: the outputs are hashed (their chunks stored), ``dvfs.runs`` is
    rewritten with the run, and the run is added to the run cache.
 
@@ -244,6 +244,15 @@ class Repro:
             raise StageFailed(
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
                 "of it was recorded and its previous outputs are back"
+            )
+        ignored = self.state.ignored_dirs(stage.outs)
+        if ignored:
+            self.cleanup_failed(stage, started.backups)
+            out, rule = ignored[0]
+            raise StageFailed(
+                f"stage {stage.name} made {show(out)}, a directory the ignore rule {rule} "
+                "keeps out, so none of its files would be versioned: nothing of it was "
+                "recorded; remove that rule, or undo it with a ! pattern"
             )
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
         if changed:
