@@ -58,6 +58,19 @@ def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
     assert repo.json("lineage", "data/f0.csv", "--json")["stages"] == []  # data: no stages
 
 
+def test_lineage_of_a_path_inside_an_output_that_the_version_lacks_is_refused(
+    trained: PipelineRepo,
+) -> None:
+    repo = trained
+    # prepared/ is an output directory; prepared/typo.csv is in no version: it was
+    # shown as made by stage prepare, in v3, and read by train
+    for extra in ((), ("--json",), ("--downstream",), ("--downstream", "--json")):
+        assert_error(repo.run("lineage", "prepared/typo.csv", *extra),
+                     "prepared/typo.csv is not in v3", code=2)  # fmt: skip
+    assert repo.json("lineage", "prepared/f0.csv", "--json")["stages"][0]["stage"] == "prepare"
+    repo.fsck_clean()
+
+
 def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
     trained: PipelineRepo,
 ) -> None:
