@@ -392,7 +392,12 @@ def test_run_and_stage_remove_edit_dvfs_yaml_only_while_no_repro_runs(repo: Repo
     with repository_lock(repo.root / ".dvfs" / "pipeline.lock", wait=0):
         for args in (("run", "-n", "b", "-o", "b", "--no-exec", "--", "touch b"),
                      ("stage", "remove", "a")):  # fmt: skip
-            repo.fail(*args, fragments=("pipeline.lock", "held by another dvfs command"))
+            line = repo.fail(*args, fragments=("pipeline.lock", "held by another dvfs command"))
+            # a pipeline never waits for the lock: DVFS_LOCK_TIMEOUT would change nothing
+            assert "DVFS_LOCK_TIMEOUT" not in line
+        r = repo.run("repro", env={"DVFS_LOCK_TIMEOUT": "30"})  # (refused at once all the same)
+        line = assert_error(r, "pipeline.lock", "run yours again when it has finished")
+        assert "DVFS_LOCK_TIMEOUT" not in line
     assert repo.read("dvfs.yaml") == before
     repo.ok("run", "-n", "b", "-o", "b", "--no-exec", "--", "touch b")
     r = repo.ok("stage", "remove", "a", "a")  # given twice: once an internal AssertionError
