@@ -4,6 +4,7 @@ place (``dvfs exp run -S``) with the rest of the file as it was."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import pytest
@@ -124,6 +125,18 @@ def test_a_metric_of_a_kind_not_shown_is_named(repo: Repo) -> None:
     assert "acc" in r.out
     assert any("m.toml: when not shown: a metric is a number, a boolean or a text" in w
                for w in warnings_of(r)), r  # fmt: skip
+
+
+def test_a_metrics_file_past_the_bound_says_values_were_left_out(repo: Repo) -> None:
+    """A confusion matrix of 150 x 150 values hid the metrics after it without a word."""
+    matrix = [[i * j for j in range(150)] for i in range(150)]
+    repo.write("src.json", json.dumps({"acc": 0.9, "confusion": matrix, "zloss": 0.1}))
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    r = repo.ok("metrics", "show", "--json")
+    assert len(r.json()["workspace"]["m.json"]) == values.MAX_METRICS
+    assert any("m.json holds more than 10,000 values: only the first 10,000 are shown" in w
+               for w in warnings_of(r)), r  # fmt: skip
+    repo.fsck_clean()
 
 
 def test_a_metrics_file_of_one_bare_value_is_named_not_dropped_silently(repo: Repo) -> None:

@@ -9,7 +9,8 @@ be recorded exactly and compared with what it reads next time.
 
 Metrics are flattened the same way: every number, boolean or short text in a
 metrics file, under its dotted key; NaN and the infinities become the text
-``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them.
+``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them. At most
+``MAX_METRICS`` values of a file are shown, and a note says when more were left out.
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML or TOML file, so comments and layout stay; a JSON file is
@@ -147,20 +148,26 @@ def close_keys(doc: Any, key: str) -> list[str]:
 
 
 def flatten(
-    doc: Any, clashes: list[str] | None = None, unshown: list[str] | None = None
+    doc: Any,
+    clashes: list[str] | None = None,
+    unshown: list[str] | None = None,
+    cut: list[bool] | None = None,
 ) -> dict[str, Any]:
     """Every number, boolean or short text of a metrics document, by dotted key.
 
     Two values can have one dotted key (``{"a": {"b": 1}, "a.b": 2}``): the first in
     the document is kept, and the key is added to ``clashes``. The key of a value of
     another kind (a text over ``MAX_METRIC_TEXT`` characters, a TOML date) is added
-    to ``unshown``.
+    to ``unshown``. Past ``MAX_METRICS`` values the rest of the document is left out,
+    and True is added to ``cut``.
     """
     out: dict[str, Any] = {}
     twice: dict[str, None] = {}
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         if len(out) >= MAX_METRICS:
+            if cut is not None:
+                cut.append(True)
             break
         pre, cur = stack.pop()
         if isinstance(cur, dict):
@@ -199,8 +206,15 @@ def metrics_of(data: bytes, name: bytes, shown: str) -> tuple[dict[str, Any], li
     doc = load(data, name, shown)
     clashes: list[str] = []
     unshown: list[str] = []
-    out = flatten(doc, clashes, unshown)
+    cut: list[bool] = []
+    out = flatten(doc, clashes, unshown, cut)
     notes = []
+    if cut:
+        notes.append(
+            f"{shown} holds more than {MAX_METRICS:,} values: only the first {MAX_METRICS:,} "
+            "are shown; keep a large table (a confusion matrix, a metric per class) in a "
+            "file that is not listed under metrics"
+        )
     if unshown:
         names = ", ".join(quote_name(k) for k in unshown[:5])
         more = f" and {len(unshown) - 5} more" if len(unshown) > 5 else ""
