@@ -139,6 +139,23 @@ def test_a_metrics_file_past_the_bound_says_values_were_left_out(repo: Repo) -> 
     repo.fsck_clean()
 
 
+def test_a_version_s_metrics_file_too_large_to_read_is_named_as_the_working_tree_s(
+    repo: Repo,
+) -> None:
+    """metrics show v1 said the pipeline listed no metrics files, and compare nothing."""
+    repo.write("src.json", json.dumps({"acc": 0.9, "per_sample": [0.123456789] * 120_000}))
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.ok("add", "src.json")
+    repo.commit("one")
+    here = warnings_of(repo.ok("metrics", "show"))
+    assert here == ["dvfs: warning: m.json cannot be read (larger than 1048576 bytes)"]
+    for args in (("metrics", "show", "v1"), ("compare",), ("metrics", "diff", "v1", "v1")):
+        r = repo.ok(*args)
+        assert "v1: m.json cannot be read (larger than 1048576 bytes)" in r.err, r
+        assert "no metrics (a stage" not in r.out
+    repo.fsck_clean()
+
+
 def test_a_metrics_file_of_one_bare_value_is_named_not_dropped_silently(repo: Repo) -> None:
     repo.ok("run", "-n", "s", "-m", "acc.json", "--", "echo 0.93 > acc.json")
     # the value had no name, and metrics show said "no metrics (a stage ... lists ...)"

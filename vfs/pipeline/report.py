@@ -108,9 +108,16 @@ def work_params(
 
 
 def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
+    """The bytes of file ``path`` of a version's tree (None if absent); DvfsError, said
+    as the working tree's would be, if it is not a file or is too large to be read."""
     e = hist.lookup(tree, path)
-    if e is None or e.kind != Kind.FILE or e.size > values.MAX_FILE:
+    if e is None:
         return None
+    if e.kind != Kind.FILE:
+        what = "a symbolic link" if e.kind == Kind.SYMLINK else "a directory"
+        raise DvfsError(f"{quote_name(path)} cannot be read ({what})")
+    if e.size > values.MAX_FILE:
+        raise DvfsError(f"{quote_name(path)} cannot be read (larger than {values.MAX_FILE} bytes)")
     return b"".join(hist.store.get(c.oid) for c in e.chunks)
 
 
