@@ -274,6 +274,29 @@ def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
     repo.fsck_clean()
 
 
+PROGRESS_THEN_FAIL = """
+import sys
+for i in range(200):
+    sys.stderr.write("\\r%3d%%|####      | %d/200" % (i // 2, i))
+sys.stderr.write("\\nValueError: bad row 7\\n")
+sys.exit(1)
+"""
+
+
+def test_a_failed_command_s_progress_bar_is_shown_as_its_last_drawing(repo: Repo) -> None:
+    """A tqdm bar redrawn after carriage returns filled the error's tail with 1,000
+    characters of every drawing, each shown as \\r."""
+    repo.write("fail.py", PROGRESS_THEN_FAIL)
+    repo.write("dvfs.yaml", f"stages:\n  s:\n    cmd: [{json.dumps(PY)}, fail.py]\n"
+               "    outs: [o]\n")  # fmt: skip
+    r = repo.run("repro")
+    assert_error(r, "stage s failed", "exited with 1")
+    tail = r.err.split("last lines of stage s's standard error:\n")[1].splitlines()
+    assert tail[:2] == ["   99%|####      | 199/200", "  ValueError: bad row 7"]
+    assert "\\r" not in r.err
+    repo.fsck_clean()
+
+
 SPEC_ERRORS = [
     ("stages:\n  a:\n    cmd: x\n    deps: [b.out]\n    outs: [a.out]\n"
      "  b:\n    cmd: y\n    deps: [a.out]\n    outs: [b.out]\n",
