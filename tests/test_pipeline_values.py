@@ -74,6 +74,28 @@ def test_a_broken_yaml_params_file_is_named_with_its_problem_and_line(repo: Repo
     repo.fsck_clean()
 
 
+def test_a_yaml_key_read_as_a_number_or_boolean_is_named_as_written(repo: Repo) -> None:
+    """-p sched.1 said 'params.yaml has no parameter sched.1; did you mean sched.1, ...'."""
+    doc = values.load(b"sched:\n  1: 10\n  2: 20\ntrue: 4\nnull: 5\n", b"p.yaml", "p.yaml")
+    assert [values.get(doc, k, "p.yaml") for k in ("sched.1", "sched.2", "true", "null")] == [
+        10, 20, 4, 5,
+    ]  # fmt: skip
+    with pytest.raises(
+        ValuesError, match=re.escape("no parameter sched.3; did you mean sched.2, sched.1")
+    ):
+        values.get(doc, "sched.3", "p.yaml")
+    with pytest.raises(ValuesError, match=re.escape("no parameter treu; did you mean true?")):
+        values.get(doc, "treu", "p.yaml")
+    repo.write("params.yaml", "sched:\n  1: 10\n  2: 20\n")
+    repo.ok("run", "-n", "s", "-p", "sched.1", "-o", "o", "--", "echo > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    assert "experiment e: v2" in repo.ok("exp", "run", "-S", "sched.1=11", "-n", "e").out
+    rows = {r["rev"]: r["params"] for r in repo.json("compare", "--json")}
+    assert rows == {"v1": {"sched.1": 10}, "exp/e": {"sched.1": 11}}
+    repo.fsck_clean()
+
+
 def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
     out = values.set_value(YAML, b"params.yaml", "train.lr", 0.02, "params.yaml")
     assert out == YAML.replace(b"lr: 0.01", b"lr: 0.02")  # comments and layout kept

@@ -78,12 +78,32 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
 _MISSING = object()
 
 
+def key_text(k: Any) -> str:
+    """A mapping key as a dotted key names it: a YAML key that is not text (``1:``,
+    ``true:``, ``null:``) as it is written in YAML."""
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    if k is None:
+        return "null"
+    return str(k)
+
+
+def _child(cur: dict[Any, Any], part: str) -> Any:
+    if part in cur:
+        return cur[part]
+    for k, v in cur.items():
+        if not isinstance(k, str) and key_text(k) == part:
+            return v
+    return _MISSING
+
+
 def lookup(doc: Any, key: str) -> Any:
-    """The value at dotted ``key`` in ``doc``; ``_MISSING`` if there is none."""
+    """The value at dotted ``key`` in ``doc``; ``_MISSING`` if there is none. A key that
+    YAML reads as a number, a boolean or null is named as it is written (``sched.1``)."""
     cur = doc
     for part in key.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
+        if isinstance(cur, dict) and _child(cur, part) is not _MISSING:
+            cur = _child(cur, part)
         elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
             cur = cur[int(part)]
         else:
@@ -134,7 +154,7 @@ def _keys(doc: Any, prefix: str = "", limit: int = 10_000) -> list[str]:
         pre, cur = stack.pop()
         if isinstance(cur, dict):
             for k, v in cur.items():
-                name = f"{pre}{k}"
+                name = f"{pre}{key_text(k)}"
                 out.append(name)
                 stack.append((name + ".", v))
     return out
