@@ -235,6 +235,8 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status == 404 and body["candidates"] == ["base"]
     status, body = status_of(server, "preview", rev="v1", path="data/none.csv")
     assert status == 404 and "does not exist in v1" in body["error"]
+    status, body = status_of(server, "rows", old="v1", new="v2", path="data/none.csv")
+    assert status == 404 and "data/none.csv is neither in v1 nor in v2" in body["error"]  # was 400
     assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
     assert status_of(server, "versions", offset="-1")[0] == 400
