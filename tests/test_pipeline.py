@@ -20,6 +20,7 @@ from tests.support.cli import (
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    warnings_of,
 )
 from tests.support.pipeline import (
     PY,
@@ -486,6 +487,17 @@ def test_an_output_directory_an_ignore_rule_keeps_out_is_refused_naming_the_rule
     r = repo.ok("commit", "-m", "one")
     assert "not as its last run made it" not in r.err
     assert repo.cat("HEAD:out/a") == b"r\n"
+    repo.fsck_clean()
+
+
+def test_a_name_dvfs_never_stores_in_an_output_is_warned_of_once(repo: Repo) -> None:
+    """A stage that cloned a library into its output warned of its .GIT four times."""
+    r = repo.ok("run", "-n", "s", "-o", "lib", "--",
+                "mkdir -p lib/src && echo y > lib/src/a && echo z > lib/.GIT")  # fmt: skip
+    assert warnings_of(r) == [
+        "dvfs: warning: skipping lib/.GIT: dvfs never stores the name .GIT (git's and dvfs's own)"
+    ]
+    assert "lib/src/a" in staged_paths(repo) and "lib/.GIT" not in staged_paths(repo)
     repo.fsck_clean()
 
 

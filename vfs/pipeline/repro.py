@@ -147,9 +147,9 @@ class Repro:
         self.dag = dag
         self.workers = workers
         self.say = say
-        self.warn = warn
+        self.warn = _once(warn)  # (a path is scanned several times: said once)
         self.output = output
-        self.state = TreeState(ws, workers, warn)
+        self.state = TreeState(ws, workers, self.warn)
         self.cache = RunCache(ws.repo) if ws.repo is not None else None
         self.runs = self._load_runs()
         self.facts: RunFacts | None = None
@@ -529,6 +529,18 @@ class Repro:
             if current[p] != staged:
                 out.append(p)
         return out
+
+
+def _once(warn: Warn) -> Warn:
+    """``warn``, saying each warning once."""
+    said: set[str] = set()
+
+    def once(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            warn(message)
+
+    return once
 
 
 @contextlib.contextmanager
