@@ -501,6 +501,20 @@ def test_a_name_dvfs_never_stores_in_an_output_is_warned_of_once(repo: Repo) -> 
     repo.fsck_clean()
 
 
+def test_a_fifo_as_a_dep_or_an_out_is_named_as_one_not_as_missing(repo: Repo) -> None:
+    """A FIFO dep was 'needed, which does not exist'; a FIFO out was 'not made'."""
+    os.mkfifo(repo.root / "pipe")
+    r = repo.run("run", "-n", "s", "-d", "pipe", "-o", "o", "--", "echo > o")
+    line = assert_error(r, "stage s: dep pipe is not a file, a directory or a link (a FIFO",
+                        code=2)  # fmt: skip
+    assert "does not exist" not in line and not (repo.root / "dvfs.yaml").exists()
+    r = repo.run("run", "-n", "u", "-o", "o3", "--", "mkfifo o3")
+    line = assert_error(r, "stage u made o3, which is not a file, a directory or a link",
+                        "nothing of it was recorded", code=1)  # fmt: skip
+    assert "did not make" not in line and not (repo.root / "o3").exists()
+    repo.fsck_clean()
+
+
 ENV_DUMP = """
 import json, os
 json.dump({"env": dict(os.environ), "cwd": os.getcwd()}, open("env.json", "w"))

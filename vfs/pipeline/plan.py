@@ -137,7 +137,14 @@ def check_inputs(
         for d in stage.deps:
             if any(inside(d, o) or inside(o, d) for o in made_here):
                 continue
-            if ws.lstat(d) is not None:
+            st = ws.lstat(d)
+            if st is not None:
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+                        or stat.S_ISLNK(st.st_mode)):  # fmt: skip
+                    raise UsageError(
+                        f"stage {n}: dep {show(d)} is not a file, a directory or a link (a "
+                        "FIFO, socket or device): dvfs cannot tell its content"
+                    )
                 continue
             link = _link_above(ws, stage, d)
             if link is not None:

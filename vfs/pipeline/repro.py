@@ -69,6 +69,11 @@ from vfs.worktree.scan import Warn, show
 Say = Callable[[str], None]
 
 
+_ODD = (
+    "which is not a file, a directory or a link (a FIFO, socket or device): dvfs cannot version it"
+)
+
+
 class StageFailed(DvfsError):
     """A stage's command failed, or did what a stage may not; nothing of it recorded."""
 
@@ -181,6 +186,8 @@ class Repro:
         ids = self.state.ids([*stage.deps, *stage.outs])
         missing = [d for d in stage.deps if ids[d] is None]
         if missing:
+            if self.ws.lstat(missing[0]) is not None:
+                raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, {_ODD}")
             raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, which does not exist")
         deps = {d: ids[d] for d in stage.deps}
         params = self.param_values(stage)
@@ -238,6 +245,13 @@ class Repro:
         self.state.forget([*stage.outs, *stage.deps])
         ids = self.state.ids([*stage.outs, *stage.deps])
         missing = [o for o in stage.outs if ids[o] is None]
+        odd = [o for o in missing if self.ws.lstat(o) is not None]
+        if odd:
+            self.cleanup_failed(stage, started.backups)
+            raise StageFailed(
+                f"stage {stage.name} made {show(odd[0])}, {_ODD}: nothing of it was recorded "
+                "and its previous outputs are back"
+            )
         if missing:
             self.cleanup_failed(stage, started.backups)
             names = ", ".join(show(o) for o in missing)
