@@ -156,6 +156,21 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     repo.fsck_clean()
 
 
+def test_an_experiment_named_over_a_folder_of_others_is_refused_before_it_runs(
+    trained: PipelineRepo,
+) -> None:
+    """-n lr beside exp/lr/05 ran every stage, then failed to make its branch."""
+    repo = trained
+    repo.ok("exp", "run", "-S", "train.lr=0.05", "-n", "lr/05")
+    assert repo.ran() == ["train"]
+    for name, clash in (("lr", "exp/lr/..."), ("lr/05/b", "exp/lr/05")):
+        r = repo.run("exp", "run", "-S", "train.lr=0.07", "-n", name)
+        assert_error(r, f"experiment {name} cannot be made: {clash} exists", code=2)
+        assert "Running stage" not in r.out and repo.ran() == []
+    assert not list((repo.root / ".dvfs" / "exp").iterdir())
+    repo.fsck_clean()
+
+
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")
