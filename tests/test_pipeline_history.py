@@ -117,6 +117,8 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
     drawn = repo.ok("compare", "--params").out
     assert "train.lr" in drawn and "acc" not in drawn and "v4" in drawn
     assert_error(repo.run("compare", "--sort", "nope"), "no metric or parameter nope")
+    # one - is descending; two were taken as one, and sorted by acc
+    assert_error(repo.run("compare", "--sort=--acc"), "no metric or parameter -acc to sort by")
 
 
 def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(

@@ -284,11 +284,16 @@ def compare(
         for r, m in zip(rows, metric_rows, strict=True)
     ]  # fmt: skip
     if sort_by:
-        desc = sort_by.startswith("-")
-        name = sort_by.lstrip("-")
-        col = f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
+
+        def column(name: str) -> str | None:
+            return f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
+
+        # NAME ascending, -NAME descending (a name that starts with - itself: as it is)
+        col, desc = column(sort_by), False
+        if col is None and sort_by.startswith("-"):
+            col, desc = column(sort_by[1:]), True
         if col is None:
-            raise UsageError(f"no metric or parameter {name} to sort by")
+            raise UsageError(f"no metric or parameter {sort_by.removeprefix('-')} to sort by")
 
         # Numbers, then text (anything else as it is shown), then rows without a value
         # (a null one, then none); each group in the order asked, ties in the order chosen.
