@@ -20,6 +20,7 @@ from tests.support.cli import (
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    warnings_of,
 )
 from tests.support.pipeline import (
     PY,
@@ -163,6 +164,26 @@ def test_the_run_cache_restores_outputs_of_inputs_that_ran_before(
     repo.fsck_clean()
 
 
+def test_an_output_directory_without_files_is_recorded_and_restored_as_made(
+    repo: Repo,
+) -> None:
+    repo.write("params.yaml", "k: 1\n")
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: mkdir -p out/empty\n"
+               "    params: [k]\n    outs: [out]\n")  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    r = repo.ok("commit", "-m", "one")
+    assert "not as its last run made it" not in r.err  # no file of it to hold: as made
+    assert [s["stage"] for s in repo.show()["pipeline"]] == ["s"]
+    (repo.root / "out" / "empty").rmdir()
+    (repo.root / "out").rmdir()
+    r = repo.ok("repro")
+    assert "Restoring stage s from the run cache (out out missing)" in r.out
+    assert (repo.root / "out").is_dir()  # restored means there
+    assert "Stage s is fresh" in repo.ok("repro").out
+    repo.fsck_clean()
+
+
 WAIT_FOR = """
 import os, sys, time
 mine, other = sys.argv[1], sys.argv[2]
@@ -251,6 +272,29 @@ def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
     assert repo.read("dvfs.runs") == before[0]
     repo.write("dvfs.yaml", "stages:\n  x:\n    cmd: [no-such-program-anywhere]\n")
     assert_error(repo.run("repro"), "stage x failed", "could not be started")
+    repo.fsck_clean()
+
+
+PROGRESS_THEN_FAIL = """
+import sys
+for i in range(200):
+    sys.stderr.write("\\r%3d%%|####      | %d/200" % (i // 2, i))
+sys.stderr.write("\\nValueError: bad row 7\\n")
+sys.exit(1)
+"""
+
+
+def test_a_failed_command_s_progress_bar_is_shown_as_its_last_drawing(repo: Repo) -> None:
+    """A tqdm bar redrawn after carriage returns filled the error's tail with 1,000
+    characters of every drawing, each shown as \\r."""
+    repo.write("fail.py", PROGRESS_THEN_FAIL)
+    repo.write("dvfs.yaml", f"stages:\n  s:\n    cmd: [{json.dumps(PY)}, fail.py]\n"
+               "    outs: [o]\n")  # fmt: skip
+    r = repo.run("repro")
+    assert_error(r, "stage s failed", "exited with 1")
+    tail = r.err.split("last lines of stage s's standard error:\n")[1].splitlines()
+    assert tail[:2] == ["   99%|####      | 199/200", "  ValueError: bad row 7"]
+    assert "\\r" not in r.err
     repo.fsck_clean()
 
 
@@ -372,7 +416,12 @@ def test_run_and_stage_remove_edit_dvfs_yaml_only_while_no_repro_runs(repo: Repo
     with repository_lock(repo.root / ".dvfs" / "pipeline.lock", wait=0):
         for args in (("run", "-n", "b", "-o", "b", "--no-exec", "--", "touch b"),
                      ("stage", "remove", "a")):  # fmt: skip
-            repo.fail(*args, fragments=("pipeline.lock", "held by another dvfs command"))
+            line = repo.fail(*args, fragments=("pipeline.lock", "held by another dvfs command"))
+            # a pipeline never waits for the lock: DVFS_LOCK_TIMEOUT would change nothing
+            assert "DVFS_LOCK_TIMEOUT" not in line
+        r = repo.run("repro", env={"DVFS_LOCK_TIMEOUT": "30"})  # (refused at once all the same)
+        line = assert_error(r, "pipeline.lock", "run yours again when it has finished")
+        assert "DVFS_LOCK_TIMEOUT" not in line
     assert repo.read("dvfs.yaml") == before
     repo.ok("run", "-n", "b", "-o", "b", "--no-exec", "--", "touch b")
     r = repo.ok("stage", "remove", "a", "a")  # given twice: once an internal AssertionError
@@ -405,6 +454,64 @@ def test_outputs_stay_beneath_the_root_never_through_a_link(repo: Repo, tmp_path
                "    outs: [m.bin]\n")  # fmt: skip
     assert_error(repo.run("repro"), "stage b cannot run in its wdir models", "a symbolic link")
     assert list(outside.iterdir()) == []
+    repo.fsck_clean()
+
+
+def test_an_out_below_a_file_is_refused_naming_the_file(repo: Repo) -> None:
+    repo.write("models", "not a directory\n")
+    r = repo.run("run", "-n", "train", "-o", "models/m.bin", "--", "echo x > models/m.bin")
+    line = assert_error(r, "stage train: out models/m.bin cannot be made: models is a file, "
+                        "not a directory", "move models away", code=2)  # fmt: skip
+    assert "--force" not in line and "the version" not in line and "Running" not in r.out
+    assert not (repo.root / "dvfs.yaml").exists()  # nothing added
+    repo.write("dvfs.yaml", "stages:\n  a:\n    cmd: echo x > models/m.bin\n"
+               "    outs: [models/m.bin]\n")  # fmt: skip
+    assert_error(repo.run("repro"), "out models/m.bin cannot be made: models is a file", code=2)
+    assert repo.read("models") == b"not a directory\n"
+    repo.fsck_clean()
+
+
+def test_an_output_directory_an_ignore_rule_keeps_out_is_refused_naming_the_rule(
+    repo: Repo,
+) -> None:
+    repo.write(".dvfsignore", "out/\n")
+    repo.write("r", "r\n")
+    r = repo.run("run", "-n", "s", "-d", "r", "-o", "out", "--", "mkdir -p out && cp r out/a")
+    assert_error(r, "stage s made out, a directory the ignore rule .dvfsignore:1:out/ keeps "
+                 "out", "nothing of it was recorded", code=1)  # fmt: skip
+    assert not (repo.root / "out").exists() and not (repo.root / "dvfs.runs").exists()
+    repo.write(".dvfsignore", "out/\n!out/\n")
+    repo.ok("repro")
+    assert "out/a" in staged_paths(repo)
+    repo.ok("add", "r", ".dvfsignore")
+    r = repo.ok("commit", "-m", "one")
+    assert "not as its last run made it" not in r.err
+    assert repo.cat("HEAD:out/a") == b"r\n"
+    repo.fsck_clean()
+
+
+def test_a_name_dvfs_never_stores_in_an_output_is_warned_of_once(repo: Repo) -> None:
+    """A stage that cloned a library into its output warned of its .GIT four times."""
+    r = repo.ok("run", "-n", "s", "-o", "lib", "--",
+                "mkdir -p lib/src && echo y > lib/src/a && echo z > lib/.GIT")  # fmt: skip
+    assert warnings_of(r) == [
+        "dvfs: warning: skipping lib/.GIT: dvfs never stores the name .GIT (git's and dvfs's own)"
+    ]
+    assert "lib/src/a" in staged_paths(repo) and "lib/.GIT" not in staged_paths(repo)
+    repo.fsck_clean()
+
+
+def test_a_fifo_as_a_dep_or_an_out_is_named_as_one_not_as_missing(repo: Repo) -> None:
+    """A FIFO dep was 'needed, which does not exist'; a FIFO out was 'not made'."""
+    os.mkfifo(repo.root / "pipe")
+    r = repo.run("run", "-n", "s", "-d", "pipe", "-o", "o", "--", "echo > o")
+    line = assert_error(r, "stage s: dep pipe is not a file, a directory or a link (a FIFO",
+                        code=2)  # fmt: skip
+    assert "does not exist" not in line and not (repo.root / "dvfs.yaml").exists()
+    r = repo.run("run", "-n", "u", "-o", "o3", "--", "mkfifo o3")
+    line = assert_error(r, "stage u made o3, which is not a file, a directory or a link",
+                        "nothing of it was recorded", code=1)  # fmt: skip
+    assert "did not make" not in line and not (repo.root / "o3").exists()
     repo.fsck_clean()
 
 

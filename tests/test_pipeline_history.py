@@ -58,6 +58,19 @@ def test_lineage_follows_outputs_upstream_to_the_versions_of_their_inputs(
     assert repo.json("lineage", "data/f0.csv", "--json")["stages"] == []  # data: no stages
 
 
+def test_lineage_of_a_path_inside_an_output_that_the_version_lacks_is_refused(
+    trained: PipelineRepo,
+) -> None:
+    repo = trained
+    # prepared/ is an output directory; prepared/typo.csv is in no version: it was
+    # shown as made by stage prepare, in v3, and read by train
+    for extra in ((), ("--json",), ("--downstream",), ("--downstream", "--json")):
+        assert_error(repo.run("lineage", "prepared/typo.csv", *extra),
+                     "prepared/typo.csv is not in v3", code=2)  # fmt: skip
+    assert repo.json("lineage", "prepared/f0.csv", "--json")["stages"][0]["stage"] == "prepare"
+    repo.fsck_clean()
+
+
 def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
     trained: PipelineRepo,
 ) -> None:
@@ -104,6 +117,8 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
     drawn = repo.ok("compare", "--params").out
     assert "train.lr" in drawn and "acc" not in drawn and "v4" in drawn
     assert_error(repo.run("compare", "--sort", "nope"), "no metric or parameter nope")
+    # one - is descending; two were taken as one, and sorted by acc
+    assert_error(repo.run("compare", "--sort=--acc"), "no metric or parameter -acc to sort by")
 
 
 def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
@@ -140,6 +155,21 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     assert b"0.05" in repo.read("model.bin") and b"lr: 0.05" in repo.read("params.yaml")
     assert "Stage train is fresh" in repo.ok("repro").out
     assert staged_paths(repo) == set()
+    repo.fsck_clean()
+
+
+def test_an_experiment_named_over_a_folder_of_others_is_refused_before_it_runs(
+    trained: PipelineRepo,
+) -> None:
+    """-n lr beside exp/lr/05 ran every stage, then failed to make its branch."""
+    repo = trained
+    repo.ok("exp", "run", "-S", "train.lr=0.05", "-n", "lr/05")
+    assert repo.ran() == ["train"]
+    for name, clash in (("lr", "exp/lr/..."), ("lr/05/b", "exp/lr/05")):
+        r = repo.run("exp", "run", "-S", "train.lr=0.07", "-n", name)
+        assert_error(r, f"experiment {name} cannot be made: {clash} exists", code=2)
+        assert "Running stage" not in r.out and repo.ran() == []
+    assert not list((repo.root / ".dvfs" / "exp").iterdir())
     repo.fsck_clean()
 
 

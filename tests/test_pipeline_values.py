@@ -4,6 +4,7 @@ place (``dvfs exp run -S``) with the rest of the file as it was."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import pytest
@@ -52,6 +53,47 @@ def test_a_missing_key_or_a_broken_file_says_what_is_wrong() -> None:
     with pytest.raises(ValuesError, match="not UTF-8"):
         values.load(b"\xff", b"p.yaml", "p.yaml")
     assert values.plain(float("nan")) == ".nan"  # recorded as a version's parameters are
+
+
+def test_a_broken_yaml_params_file_is_named_with_its_problem_and_line(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.01\n  lr: 0.02\n")
+    repo.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [train.lr]\n"
+               "    outs: [o]\n")  # fmt: skip
+    repo.fail("repro", fragments=("stage t: params.yaml is not valid YAML: found the key 'lr' "
+              "twice (line 3, column 3)",))  # fmt: skip
+    repo.write("params.yaml", "train:\n  lr: [0.01\n")
+    repo.fail("repro", fragments=("params.yaml is not valid YAML: did not find expected ',' "
+              "or ']' (line 3",))  # fmt: skip
+    # A runs file left with a git conflict says where, as well as what to do.
+    repo.write("params.yaml", "train:\n  lr: 0.01\n")
+    repo.ok("repro")
+    with (repo.root / "dvfs.runs").open("a") as f:
+        f.write("<<<<<<< HEAD\nx: 1\n=======\n")
+    repo.fail("repro", fragments=("dvfs.runs is not valid YAML (could not find expected ':' "
+              "(line", "delete dvfs.runs"))  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_a_yaml_key_read_as_a_number_or_boolean_is_named_as_written(repo: Repo) -> None:
+    """-p sched.1 said 'params.yaml has no parameter sched.1; did you mean sched.1, ...'."""
+    doc = values.load(b"sched:\n  1: 10\n  2: 20\ntrue: 4\nnull: 5\n", b"p.yaml", "p.yaml")
+    assert [values.get(doc, k, "p.yaml") for k in ("sched.1", "sched.2", "true", "null")] == [
+        10, 20, 4, 5,
+    ]  # fmt: skip
+    with pytest.raises(
+        ValuesError, match=re.escape("no parameter sched.3; did you mean sched.2, sched.1")
+    ):
+        values.get(doc, "sched.3", "p.yaml")
+    with pytest.raises(ValuesError, match=re.escape("no parameter treu; did you mean true?")):
+        values.get(doc, "treu", "p.yaml")
+    repo.write("params.yaml", "sched:\n  1: 10\n  2: 20\n")
+    repo.ok("run", "-n", "s", "-p", "sched.1", "-o", "o", "--", "echo > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    assert "experiment e: v2" in repo.ok("exp", "run", "-S", "sched.1=11", "-n", "e").out
+    rows = {r["rev"]: r["params"] for r in repo.json("compare", "--json")}
+    assert rows == {"v1": {"sched.1": 10}, "exp/e": {"sched.1": 11}}
+    repo.fsck_clean()
 
 
 def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
@@ -105,6 +147,35 @@ def test_a_metric_of_a_kind_not_shown_is_named(repo: Repo) -> None:
     assert "acc" in r.out
     assert any("m.toml: when not shown: a metric is a number, a boolean or a text" in w
                for w in warnings_of(r)), r  # fmt: skip
+
+
+def test_a_metrics_file_past_the_bound_says_values_were_left_out(repo: Repo) -> None:
+    """A confusion matrix of 150 x 150 values hid the metrics after it without a word."""
+    matrix = [[i * j for j in range(150)] for i in range(150)]
+    repo.write("src.json", json.dumps({"acc": 0.9, "confusion": matrix, "zloss": 0.1}))
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    r = repo.ok("metrics", "show", "--json")
+    assert len(r.json()["workspace"]["m.json"]) == values.MAX_METRICS
+    assert any("m.json holds more than 10,000 values: only the first 10,000 are shown" in w
+               for w in warnings_of(r)), r  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_a_version_s_metrics_file_too_large_to_read_is_named_as_the_working_tree_s(
+    repo: Repo,
+) -> None:
+    """metrics show v1 said the pipeline listed no metrics files, and compare nothing."""
+    repo.write("src.json", json.dumps({"acc": 0.9, "per_sample": [0.123456789] * 120_000}))
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.ok("add", "src.json")
+    repo.commit("one")
+    here = warnings_of(repo.ok("metrics", "show"))
+    assert here == ["dvfs: warning: m.json cannot be read (larger than 1048576 bytes)"]
+    for args in (("metrics", "show", "v1"), ("compare",), ("metrics", "diff", "v1", "v1")):
+        r = repo.ok(*args)
+        assert "v1: m.json cannot be read (larger than 1048576 bytes)" in r.err, r
+        assert "no metrics (a stage" not in r.out
+    repo.fsck_clean()
 
 
 def test_a_metrics_file_of_one_bare_value_is_named_not_dropped_silently(repo: Repo) -> None:

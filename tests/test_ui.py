@@ -176,8 +176,9 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
     assert g["edges"] == [["prep", "train"]]
     inputs = {i["path"]: i.pop("since") for i in g["stages"][0]["input"]}
+    assert all(i.pop("in_version") for i in g["stages"][0]["input"])
     for i in g["stages"][1]["input"]:
-        del i["since"]
+        del i["since"], i["in_version"]
     assert g["stages"] == repo.json("show", "v3", "--json")["pipeline"]
     assert inputs == {"data/notes.txt": "v2", "prep.py": "v2"}
     assert api(server, "lineage", rev="v1")["stages"] == []
@@ -189,6 +190,30 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     log = api(server, "audit", limit=2)
     assert log["total"] == len(repo.json("audit", "--json")) and len(log["entries"]) == 2
     assert log["entries"][0]["seq"] == log["total"]  # newest first
+
+
+def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
+    tmp_path: Path,
+) -> None:
+    """An input changed after its run was said to be there since the version that
+    changed it, next to the id of the bytes the run read, which an older one had."""
+    repo = Repo(tmp_path / "repo")
+    Repository.init(repo.root)
+    repo.write("data.txt", "A\n")
+    repo.ok("run", "-n", "s", "-d", "data.txt", "-o", "out", "--", "cp data.txt out")
+    repo.ok("add", "data.txt")
+    repo.commit("one")
+    repo.write("data.txt", "B\n")
+    repo.ok("add", "data.txt")
+    repo.commit("two: the input changed, the output kept")
+    cli = repo.json("lineage", "out", "--json")["stages"][0]["input"]
+    assert [(i["since"], i["in_version"]) for i in cli] == [("v1", False)]
+    with serving(repo.root) as server:
+        [stage] = api(server, "lineage", rev="v2")["stages"]
+    assert [(i["path"], i["id"], i["since"], i["in_version"]) for i in stage["input"]] == [
+        (i["path"], i["id"], i["since"], i["in_version"]) for i in cli
+    ]
+    repo.fsck_clean()
 
 
 @pytest.mark.parametrize(
@@ -210,6 +235,8 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status == 404 and body["candidates"] == ["base"]
     status, body = status_of(server, "preview", rev="v1", path="data/none.csv")
     assert status == 404 and "does not exist in v1" in body["error"]
+    status, body = status_of(server, "rows", old="v1", new="v2", path="data/none.csv")
+    assert status == 404 and "data/none.csv is neither in v1 nor in v2" in body["error"]  # was 400
     assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
     assert status_of(server, "versions", offset="-1")[0] == 400

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import vfs
-from tests.support.cli import Repo, fsck_clean
+from tests.support.cli import Repo, fsck_clean, init_repo
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
@@ -364,6 +364,28 @@ def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path:
         page.goto(s.url + "#/version?rev=v1")  # a null parameter: "-" there too
         expect(page.locator("table.params tr")).to_have_text(["bnull", "c1"])
     fsck_clean(root)
+
+
+def test_lineage_draws_stages_named_like_object_properties(page: Page, tmp_path: Path) -> None:
+    repo = init_repo(tmp_path / "props")
+    repo.write("r", "r\n")
+    for name, dep, out in (
+        ("__proto__", "r", "a"),
+        ("constructor", "a", "b"),
+        ("toString", "b", "c"),
+    ):
+        repo.ok("run", "-n", name, "-d", dep, "-o", out, "--", f"cp {dep} {out}")
+    repo.ok("add", "r")
+    repo.commit("three stages")
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/lineage?rev=v1")
+        expect(page.locator("svg.dag .node")).to_have_count(3)
+        expect(page.locator("svg.dag .edge")).to_have_count(2)
+        edge = page.locator('svg.dag .edge[data-from="__proto__"][data-to="constructor"]')
+        expect(edge).to_have_count(1)
+        page.locator('svg.dag .node[data-stage="__proto__"]').click()
+        expect(page.locator("section.stage-detail")).to_contain_text("cp r a")
+    repo.fsck_clean()
 
 
 def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path: Path) -> None:

@@ -466,6 +466,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     rel = path_arg(ws, path)
     label = f"v{v.number}"
     since = lin.origin(hist, oid, rel)
+    if not lin.known(hist, oid, rel, since):
+        raise UsageError(f"{quoted(rel)} is not in {label}")
     if downstream:
         found = lin.downstream(hist, oid, rel)
         if as_json:
@@ -487,8 +489,6 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             click.echo(f"{'  ' * (depth + 1)}stage {s.name} (reads {quoted(d)}) -> {outs}")
         return
     steps = lin.upstream(hist, oid, rel)
-    if since is None and not steps:
-        raise UsageError(f"{quoted(rel)} is not in {label}")
     if as_json:
         emit_json({
             "path": os.fsdecode(rel), "version": label, "id": oid.hex(), "since": since,

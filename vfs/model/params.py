@@ -89,7 +89,7 @@ def read_file(path: Path) -> str:
         raise UsageError(f"{shown} is not UTF-8 text") from None
 
 
-def _yaml_error(exc: Exception) -> str:
+def yaml_error(exc: Exception) -> str:
     """A YAML error on one line: what is wrong and where."""
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     mark = getattr(exc, "problem_mark", None)
@@ -109,7 +109,7 @@ def load_file(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml12.load(text)
     except yaml.YAMLError as exc:
-        problem = _yaml_error(exc)
+        problem = yaml_error(exc)
         if "maximum nesting depth" in problem:  # libyaml's own limit, 1,000 levels
             raise UsageError(f"{shown} nests deeper than {MAX_DEPTH} levels") from None
         raise UsageError(f"{shown} is not valid YAML: {problem}") from None

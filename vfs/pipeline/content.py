@@ -9,7 +9,11 @@ A content id is 32 bytes of BLAKE3, computed from content alone:
   (bytes, relative to the directory), kind 0 for a file and 2 for a link.
 
 Permission bits, times and empty directories do not count: a stage re-run because a
-file's mtime moved would be a stage re-run for nothing. The same id comes out of the
+file's mtime moved would be a stage re-run for nothing. An output directory holding no
+file at all has the id ``EMPTY_DIR_ID``; a version made from the working tree cannot
+hold it (its trees hold what the index does: files and links), so a version that lacks
+such an output holds it as its run made it (``vfs.pipeline.record``), and a run cache
+hit makes the directory again (``vfs.pipeline.repro``). The same id comes out of the
 working tree and out of a version's tree, so a version can check that its outputs
 are those a run made (``vfs.pipeline.record``).
 """
@@ -59,6 +63,9 @@ def entry_id(hist: History, e: Entry, memo: dict[bytes, bytes] | None = None) ->
     if memo is not None:
         memo[e.subtree] = out
     return out
+
+
+EMPTY_DIR_ID = dir_id(())
 
 
 def tree_path_id(

@@ -179,6 +179,12 @@ def run(
     branch = check_ref_name(f"{EXP_PREFIX}{name}", "experiment")
     if repo.refs.get(f"refs/heads/{branch}") is not None:
         raise UsageError(f"experiment {name} exists (branch {branch}): choose another -n NAME")
+    clash = repo.refs.clash(f"refs/heads/{branch}")
+    if clash is not None:  # known now, not once the stages have run
+        raise UsageError(
+            f"experiment {name} cannot be made: {clash.split('/', 2)[-1]} exists, and a name "
+            "cannot be both a branch and the folder of others: choose another -n NAME"
+        )
     p, dag = load_pipeline(ws)
     if not p.stages:
         raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")

@@ -127,6 +127,15 @@ def downstream(hist: History, version: bytes, path: bytes) -> list[tuple[StageRe
     return out
 
 
+def known(hist: History, version: bytes, path: bytes, since: str | None) -> bool:
+    """True if ``version`` holds ``path`` (``since``, from :func:`origin`, is not None)
+    or records it as a stage's output (a directory without files, which no tree holds).
+    A path merely inside an output directory, and not in the version, is not known."""
+    if since is not None:
+        return True
+    return any(p == path for s in hist.version(version).pipeline for p, _ in s.outs)
+
+
 def origin(hist: History, version: bytes, path: bytes) -> str | None:
     """The version since which ``path`` has held its bytes in ``version`` (None: absent)."""
     v = hist.version(version)

@@ -91,6 +91,20 @@ def _link_above(ws: Workspace, stage: Stage, rel: bytes) -> bytes | None:
     return None
 
 
+def _file_above(ws: Workspace, rel: bytes) -> bytes | None:
+    """The first path on the way to ``rel`` that is there but is neither a directory
+    nor a symbolic link (a file, where a directory would have to be made), if any."""
+    parts = rel.split(b"/")[:-1]
+    for i in range(1, len(parts) + 1):
+        above = b"/".join(parts[:i])
+        st = ws.lstat(above)
+        if st is None or stat.S_ISLNK(st.st_mode):
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return above
+    return None
+
+
 def _through_link(name: str, what: str, path: bytes, link: bytes) -> UsageError:
     return UsageError(
         f"stage {name}: {what} {show(path)} is reached through the symbolic link "
@@ -114,10 +128,23 @@ def check_inputs(
             link = _link_above(ws, stage, o)
             if link is not None:
                 raise _through_link(n, "out", o, link)
+            in_file = _file_above(ws, o)
+            if in_file is not None:
+                raise UsageError(
+                    f"stage {n}: out {show(o)} cannot be made: {show(in_file)} is a file, "
+                    f"not a directory: move {show(in_file)} away, or name another out"
+                )
         for d in stage.deps:
             if any(inside(d, o) or inside(o, d) for o in made_here):
                 continue
-            if ws.lstat(d) is not None:
+            st = ws.lstat(d)
+            if st is not None:
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+                        or stat.S_ISLNK(st.st_mode)):  # fmt: skip
+                    raise UsageError(
+                        f"stage {n}: dep {show(d)} is not a file, a directory or a link (a "
+                        "FIFO, socket or device): dvfs cannot tell its content"
+                    )
                 continue
             link = _link_above(ws, stage, d)
             if link is not None:

@@ -23,7 +23,7 @@ from typing import Any
 from vfs.errors import DvfsError
 from vfs.model.codec import Kind
 from vfs.model.version_codec import StageRecord, Version
-from vfs.pipeline.content import tree_path_id
+from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.runs import MAX_FILE, parse
 from vfs.repo.gitlink import RUNS_FILE
 from vfs.repo.history import History
@@ -69,7 +69,7 @@ def version_pipeline(
     kept = []
     for stage in found.values():
         try:
-            changed = [p for p, oid in stage.outs if tree_path_id(hist, tree, p, memo) != oid]
+            changed = [p for p, oid in stage.outs if not _holds(hist, tree, p, oid, memo)]
         except DvfsError as exc:
             warn(f"stage {stage.name}: its outputs could not be read ({exc}): lineage not recorded")
             continue
@@ -85,6 +85,13 @@ def version_pipeline(
             continue
         kept.append(stage)
     return tuple(kept)
+
+
+def _holds(hist: History, tree: bytes, path: bytes, oid: bytes, memo: dict[bytes, bytes]) -> bool:
+    """True if ``tree`` holds output ``path`` as a run made it (content id ``oid``); an
+    output that was a directory without files is held by a tree without it too."""
+    found = tree_path_id(hist, tree, path, memo)
+    return found == oid or (found is None and oid == EMPTY_DIR_ID)
 
 
 def _parents_runs(

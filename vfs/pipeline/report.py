@@ -108,9 +108,16 @@ def work_params(
 
 
 def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
+    """The bytes of file ``path`` of a version's tree (None if absent); DvfsError, said
+    as the working tree's would be, if it is not a file or is too large to be read."""
     e = hist.lookup(tree, path)
-    if e is None or e.kind != Kind.FILE or e.size > values.MAX_FILE:
+    if e is None:
         return None
+    if e.kind != Kind.FILE:
+        what = "a symbolic link" if e.kind == Kind.SYMLINK else "a directory"
+        raise DvfsError(f"{quote_name(path)} cannot be read ({what})")
+    if e.size > values.MAX_FILE:
+        raise DvfsError(f"{quote_name(path)} cannot be read (larger than {values.MAX_FILE} bytes)")
     return b"".join(hist.store.get(c.oid) for c in e.chunks)
 
 
@@ -277,11 +284,16 @@ def compare(
         for r, m in zip(rows, metric_rows, strict=True)
     ]  # fmt: skip
     if sort_by:
-        desc = sort_by.startswith("-")
-        name = sort_by.lstrip("-")
-        col = f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
+
+        def column(name: str) -> str | None:
+            return f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
+
+        # NAME ascending, -NAME descending (a name that starts with - itself: as it is)
+        col, desc = column(sort_by), False
+        if col is None and sort_by.startswith("-"):
+            col, desc = column(sort_by[1:]), True
         if col is None:
-            raise UsageError(f"no metric or parameter {name} to sort by")
+            raise UsageError(f"no metric or parameter {sort_by.removeprefix('-')} to sort by")
 
         # Numbers, then text (anything else as it is shown), then rows without a value
         # (a null one, then none); each group in the order asked, ties in the order chosen.

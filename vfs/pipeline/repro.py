@@ -14,9 +14,9 @@ Running a stage (``vfs.pipeline.runner``):
    to ``.tmp-dvfs-prev-*``, which ``status`` does not list), so the command starts
    without them and an output it does not make is noticed;
 2. the command runs (``--jobs N``: up to N independent stages at once);
-3. it failed (non-zero exit, killed, not started), did not make an output, or
-   changed one of its own deps: what it wrote is removed and the previous outputs
-   moved back; nothing is recorded;
+3. it failed (non-zero exit, killed, not started), did not make an output, made an
+   output directory that ignore rules keep out whole, or changed one of its own deps:
+   what it wrote is removed and the previous outputs moved back; nothing is recorded;
 4. it succeeded: the outputs are hashed (their chunks stored), ``dvfs.runs`` is
    rewritten with the run, and the run is added to the run cache.
 
@@ -51,6 +51,7 @@ from vfs.model.version_codec import StageRecord, StageRun
 from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of
+from vfs.pipeline.content import EMPTY_DIR_ID
 from vfs.pipeline.graph import Dag
 from vfs.pipeline.plan import Options, Outcome, check_inputs, selection
 from vfs.pipeline.runner import Finished, Output, Running
@@ -62,10 +63,15 @@ from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
 from vfs.store.pins import pinned
 from vfs.worktree.pools import Workers
-from vfs.worktree.restore import restore_many
+from vfs.worktree.restore import ensure_dir, restore_many
 from vfs.worktree.scan import Warn, show
 
 Say = Callable[[str], None]
+
+
+_ODD = (
+    "which is not a file, a directory or a link (a FIFO, socket or device): dvfs cannot version it"
+)
 
 
 class StageFailed(DvfsError):
@@ -146,9 +152,9 @@ class Repro:
         self.dag = dag
         self.workers = workers
         self.say = say
-        self.warn = warn
+        self.warn = _once(warn)  # (a path is scanned several times: said once)
         self.output = output
-        self.state = TreeState(ws, workers, warn)
+        self.state = TreeState(ws, workers, self.warn)
         self.cache = RunCache(ws.repo) if ws.repo is not None else None
         self.runs = self._load_runs()
         self.facts: RunFacts | None = None
@@ -180,6 +186,8 @@ class Repro:
         ids = self.state.ids([*stage.deps, *stage.outs])
         missing = [d for d in stage.deps if ids[d] is None]
         if missing:
+            if self.ws.lstat(missing[0]) is not None:
+                raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, {_ODD}")
             raise StageFailed(f"stage {stage.name} needs {show(missing[0])}, which does not exist")
         deps = {d: ids[d] for d in stage.deps}
         params = self.param_values(stage)
@@ -237,12 +245,28 @@ class Repro:
         self.state.forget([*stage.outs, *stage.deps])
         ids = self.state.ids([*stage.outs, *stage.deps])
         missing = [o for o in stage.outs if ids[o] is None]
+        odd = [o for o in missing if self.ws.lstat(o) is not None]
+        if odd:
+            self.cleanup_failed(stage, started.backups)
+            raise StageFailed(
+                f"stage {stage.name} made {show(odd[0])}, {_ODD}: nothing of it was recorded "
+                "and its previous outputs are back"
+            )
         if missing:
             self.cleanup_failed(stage, started.backups)
             names = ", ".join(show(o) for o in missing)
             raise StageFailed(
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
                 "of it was recorded and its previous outputs are back"
+            )
+        ignored = self.state.ignored_dirs(stage.outs)
+        if ignored:
+            self.cleanup_failed(stage, started.backups)
+            out, rule = ignored[0]
+            raise StageFailed(
+                f"stage {stage.name} made {show(out)}, a directory the ignore rule {rule} "
+                "keeps out, so none of its files would be versioned: nothing of it was "
+                "recorded; remove that rule, or undo it with a ! pattern"
             )
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
         if changed:
@@ -307,6 +331,11 @@ class Repro:
             )
             if failed:
                 raise next(iter(failed.values()))
+            w = self.ws.walker()
+            w.forget(b"")
+            for o, oid in d.hit.record.outs:  # a directory without files: made again
+                if oid == EMPTY_DIR_ID and w.lstat(o) is None:
+                    ensure_dir(w, o, lambda _: False)
         except BaseException:
             self.cleanup_failed(stage, moved)
             raise
@@ -514,6 +543,18 @@ class Repro:
             if current[p] != staged:
                 out.append(p)
         return out
+
+
+def _once(warn: Warn) -> Warn:
+    """``warn``, saying each warning once."""
+    said: set[str] = set()
+
+    def once(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            warn(message)
+
+    return once
 
 
 @contextlib.contextmanager

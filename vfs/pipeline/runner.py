@@ -15,7 +15,8 @@
 - **Input**: ``/dev/null``. **Output**: copied to dvfs's own standard output and
   error as it comes; with ``prefix``, each line starts with ``[stage] `` (parallel
   stages interleave whole lines). The last ``TAIL`` lines of standard error are kept
-  for the message if the command fails.
+  for the message if the command fails, each as a terminal shows it (a progress bar
+  redrawn after carriage returns: its last drawing).
 - **Signals**: each command runs in a session of its own (so a Ctrl-C reaches dvfs,
   not every command at once); :meth:`Running.stop` sends it SIGINT, then SIGTERM
   after ``GRACE`` seconds, then SIGKILL, to its whole process group.
@@ -58,6 +59,13 @@ def environment(root: Path, stage: Stage) -> dict[str, str]:
 def argv(stage: Stage) -> list[str]:
     """What is executed: ``sh -c CMD`` for text, the list itself otherwise."""
     return ["sh", "-c", stage.cmd] if isinstance(stage.cmd, str) else list(stage.cmd)
+
+
+def _as_shown(line: bytes) -> str:
+    """A line of standard error as a terminal leaves it: a progress bar redrawn after
+    each carriage return (tqdm's) is its last drawing, not every one of them."""
+    drawn = [piece for piece in line.split(b"\r") if piece.strip()]
+    return (drawn[-1] if drawn else b"")[-1000:].decode("utf-8", "replace")
 
 
 class Output:
@@ -153,7 +161,7 @@ class Running:
                 lines = (partial + data).split(b"\n")
                 partial = lines.pop()[-4096:]
                 for line in lines:
-                    self.tail.append(line[-1000:].decode("utf-8", "replace").rstrip("\r"))
+                    self.tail.append(_as_shown(line))
             if self.prefix:
                 pieces = data.split(b"\n")
                 out = bytearray()
@@ -174,7 +182,7 @@ class Running:
         if self.prefix and not at_start:
             self.output.write(is_err, b"\n")
         if is_err and partial:
-            self.tail.append(partial.decode("utf-8", "replace").rstrip("\r"))
+            self.tail.append(_as_shown(partial))
         with contextlib.suppress(OSError):
             pipe.close()
 

@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vfs.errors import FormatError
+from vfs.model.params import yaml_error
 from vfs.model.version_codec import (
     MAX_PATHS,
     MAX_STAGES,
@@ -161,7 +162,7 @@ def parse(data: bytes, where: str = RUNS_FILE) -> dict[str, StageRecord]:
     try:
         doc = yaml12.load(data.decode("utf-8", "surrogateescape"))
     except (yaml.YAMLError, RecursionError, UnicodeError) as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        problem = yaml_error(exc) if str(exc) else type(exc).__name__
         raise FormatError(f"{where} is not valid YAML ({problem})") from None
     if doc is None:
         return {}

@@ -9,7 +9,8 @@ be recorded exactly and compared with what it reads next time.
 
 Metrics are flattened the same way: every number, boolean or short text in a
 metrics file, under its dotted key; NaN and the infinities become the text
-``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them.
+``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them. At most
+``MAX_METRICS`` values of a file are shown, and a note says when more were left out.
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML or TOML file, so comments and layout stay; a JSON file is
@@ -65,7 +66,9 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         if kind == "toml":
             return tomllib.loads(text)
         return yaml12.load(text)
-    except (ValueError, yaml.YAMLError) as exc:  # (JSONDecodeError, TOMLDecodeError)
+    except yaml.YAMLError as exc:
+        raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
+    except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
@@ -75,12 +78,32 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
 _MISSING = object()
 
 
+def key_text(k: Any) -> str:
+    """A mapping key as a dotted key names it: a YAML key that is not text (``1:``,
+    ``true:``, ``null:``) as it is written in YAML."""
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    if k is None:
+        return "null"
+    return str(k)
+
+
+def _child(cur: dict[Any, Any], part: str) -> Any:
+    if part in cur:
+        return cur[part]
+    for k, v in cur.items():
+        if not isinstance(k, str) and key_text(k) == part:
+            return v
+    return _MISSING
+
+
 def lookup(doc: Any, key: str) -> Any:
-    """The value at dotted ``key`` in ``doc``; ``_MISSING`` if there is none."""
+    """The value at dotted ``key`` in ``doc``; ``_MISSING`` if there is none. A key that
+    YAML reads as a number, a boolean or null is named as it is written (``sched.1``)."""
     cur = doc
     for part in key.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
+        if isinstance(cur, dict) and _child(cur, part) is not _MISSING:
+            cur = _child(cur, part)
         elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
             cur = cur[int(part)]
         else:
@@ -131,7 +154,7 @@ def _keys(doc: Any, prefix: str = "", limit: int = 10_000) -> list[str]:
         pre, cur = stack.pop()
         if isinstance(cur, dict):
             for k, v in cur.items():
-                name = f"{pre}{k}"
+                name = f"{pre}{key_text(k)}"
                 out.append(name)
                 stack.append((name + ".", v))
     return out
@@ -145,20 +168,26 @@ def close_keys(doc: Any, key: str) -> list[str]:
 
 
 def flatten(
-    doc: Any, clashes: list[str] | None = None, unshown: list[str] | None = None
+    doc: Any,
+    clashes: list[str] | None = None,
+    unshown: list[str] | None = None,
+    cut: list[bool] | None = None,
 ) -> dict[str, Any]:
     """Every number, boolean or short text of a metrics document, by dotted key.
 
     Two values can have one dotted key (``{"a": {"b": 1}, "a.b": 2}``): the first in
     the document is kept, and the key is added to ``clashes``. The key of a value of
     another kind (a text over ``MAX_METRIC_TEXT`` characters, a TOML date) is added
-    to ``unshown``.
+    to ``unshown``. Past ``MAX_METRICS`` values the rest of the document is left out,
+    and True is added to ``cut``.
     """
     out: dict[str, Any] = {}
     twice: dict[str, None] = {}
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         if len(out) >= MAX_METRICS:
+            if cut is not None:
+                cut.append(True)
             break
         pre, cur = stack.pop()
         if isinstance(cur, dict):
@@ -197,8 +226,15 @@ def metrics_of(data: bytes, name: bytes, shown: str) -> tuple[dict[str, Any], li
     doc = load(data, name, shown)
     clashes: list[str] = []
     unshown: list[str] = []
-    out = flatten(doc, clashes, unshown)
+    cut: list[bool] = []
+    out = flatten(doc, clashes, unshown, cut)
     notes = []
+    if cut:
+        notes.append(
+            f"{shown} holds more than {MAX_METRICS:,} values: only the first {MAX_METRICS:,} "
+            "are shown; keep a large table (a confusion matrix, a metric per class) in a "
+            "file that is not listed under metrics"
+        )
     if unshown:
         names = ", ".join(quote_name(k) for k in unshown[:5])
         more = f" and {len(unshown) - 5} more" if len(unshown) > 5 else ""

@@ -220,6 +220,22 @@ class TreeState:
         found = scan(self.ws.root, rel, self.warn, enter=enter)
         return st, [f for f in found if not ign.ignored(f.rel)]
 
+    def ignored_dirs(self, paths: Iterable[bytes]) -> list[tuple[bytes, str]]:
+        """The directories among ``paths`` that ignore rules keep out whole (none of
+        their files would be staged), each with the rule (``FILE:LINE:PATTERN``)."""
+        from vfs.worktree.ignore import Ignores
+
+        out = []
+        with Ignores(self.ws.root, self._tracked, self.warn) as ign:
+            for p in paths:
+                st = self.ws.lstat(p)
+                if st is None or not statmod.S_ISDIR(st.st_mode):
+                    continue
+                m = ign.match(p, is_dir=True)
+                if m is not None and ign.ignored(p, is_dir=True):
+                    out.append((p, m.rule()))
+        return out
+
     def ids(self, paths: Iterable[bytes]) -> dict[bytes, bytes | None]:
         """The content id of each path (None if it is not there), hashing what it must."""
         want = [p for p in dict.fromkeys(paths) if p not in self.memo]

@@ -224,7 +224,7 @@ class Refs:
                     _audit(self.dir, _op(ref, current, new), ref, current, new)
                 path.unlink(missing_ok=True)
                 return
-            clash = self._clash(ref)
+            clash = self.clash(ref)
             if clash is not None:
                 raise RefConflict(
                     f"{ref.split('/', 2)[-1]} cannot be made: {clash.split('/', 2)[-1]} "
@@ -240,7 +240,7 @@ class Refs:
         with self._locked():
             _audit(self.dir, op, "", None, None, note)
 
-    def _clash(self, ref: str) -> str | None:
+    def clash(self, ref: str) -> str | None:
         """The existing ref (or folder of refs) that keeps ``ref`` from being written."""
         path = self._path(ref)
         if path.is_dir():

@@ -70,10 +70,13 @@ def share_for_life(path: Path, mode: int = 0o600) -> int:
 def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
     """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder.
 
-    ``wait`` defaults to ``DVFS_LOCK_TIMEOUT`` (see vfs.settings), read now.
+    ``wait`` defaults to ``DVFS_LOCK_TIMEOUT`` (see vfs.settings), read now; only then
+    does the message of a busy lock say to raise it.
     """
+    hint = ""
     if wait is None:
         wait = settings.lock_timeout()
+        hint = " (or raise DVFS_LOCK_TIMEOUT)"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         deadline = time.monotonic() + wait
@@ -87,7 +90,7 @@ def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
                     who = f" ({holder})" if holder else ""
                     raise LockBusy(
                         f"the repository lock {path} is held by another dvfs command{who}; "
-                        "run yours again when it has finished (or raise DVFS_LOCK_TIMEOUT)"
+                        f"run yours again when it has finished{hint}"
                     ) from None
                 time.sleep(0.05)
         cmd = " ".join(["dvfs", *sys.argv[1:3]])

@@ -80,7 +80,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import DvfsError, PathNotFound, UsageError
 from vfs.model.chunking import Chunker
 from vfs.model.codec import Entry, Kind
 from vfs.quoting import quote_name
@@ -1045,5 +1045,5 @@ def _copy_sides(
     if not old.present and not new.present:
         for s in placed.values():
             s.close()
-        raise UsageError(f"{quote_name(path)} is neither in {old.label} nor in {new.label}")
+        raise PathNotFound(f"{quote_name(path)} is neither in {old.label} nor in {new.label}")
     return old, new

@@ -32,8 +32,9 @@ from vfs.ops import browse
 from vfs.ops.diff import changed_under
 from vfs.ops.du import usage
 from vfs.pipeline import report
+from vfs.pipeline.content import tree_path_id
 from vfs.pipeline.graph import inside
-from vfs.pipeline.lineage import origin
+from vfs.pipeline.lineage import introduced
 from vfs.pipeline.record import describe
 from vfs.repo import audit
 from vfs.repo.history import History
@@ -283,7 +284,8 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     """The pipeline version ``rev`` records (``dvfs show``'s ``pipeline``), as a graph:
     ``stages`` in their order and ``edges`` [from, to] where a stage reads what another
     made, as ``dvfs dag --format json`` draws a pipeline. Each input also names the
-    version since which the path has held those bytes (``since``, as ``dvfs lineage``)."""
+    version that introduced the bytes the run read (``since``) and whether this version
+    holds them (``in_version``), as ``dvfs lineage --json`` does."""
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
@@ -294,12 +296,17 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
         for u in v.pipeline
         if u is not s and any(inside(d, o) or inside(o, d) for d, _ in s.deps for o, _ in u.outs)
     ]
-    since: dict[bytes, str | None] = {}
+    memo: dict[bytes, bytes] = {}
+    since: dict[tuple[bytes, bytes], str | None] = {}
     for st, rec in zip(stages, v.pipeline, strict=True):
-        for item, (p, _) in zip(st["input"], rec.deps, strict=True):
-            if p not in since:
-                since[p] = origin(hist, oid, p)
-            item["since"] = since[p]
+        for item, (p, did) in zip(st["input"], rec.deps, strict=True):
+            if (p, did) not in since:
+                since[(p, did)] = introduced(hist, oid, p, did, memo)
+            item["since"] = since[(p, did)]
+            try:
+                item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
+            except DvfsError:
+                item["in_version"] = False
     return {"version": f"v{v.number}", "id": oid.hex(), "stages": stages, "edges": edges}
 
 

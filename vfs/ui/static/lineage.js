@@ -33,19 +33,25 @@ function loadDagre() {
 }
 
 // Where each stage goes (its box's top left) and each edge's points, top to bottom.
+// dagre keeps nodes in plain objects keyed by id, where a stage named `__proto__` would
+// be no key at all: it is given each stage's place in the list ("n0", "n1", ...) instead.
 export async function layout(stages, edges) {
   const dagre = await loadDagre();
   const g = new dagre.graphlib.Graph();
   g.setGraph({ rankdir: "TB", nodesep: GAPX, ranksep: GAPY, marginx: 20, marginy: 20 });
   g.setDefaultEdgeLabel(() => ({}));
-  for (const st of stages) g.setNode(st.stage, { width: W, height: HGT });
-  for (const [a, b] of edges) if (g.hasNode(a) && g.hasNode(b)) g.setEdge(a, b);
+  const ids = new Map(stages.map((st, i) => [st.stage, `n${i}`]));
+  const names = new Map([...ids].map(([name, id]) => [id, name]));
+  for (const id of names.keys()) g.setNode(id, { width: W, height: HGT });
+  for (const [a, b] of edges) if (ids.has(a) && ids.has(b)) g.setEdge(ids.get(a), ids.get(b));
   dagre.layout(g);
   const pos = new Map(g.nodes().map((n) => {
     const p = g.node(n);
-    return [n, { x: p.x - W / 2, y: p.y - HGT / 2 }];
+    return [names.get(n), { x: p.x - W / 2, y: p.y - HGT / 2 }];
   }));
-  const routes = g.edges().map((e) => ({ from: e.v, to: e.w, points: g.edge(e).points }));
+  const routes = g.edges().map((e) => ({
+    from: names.get(e.v), to: names.get(e.w), points: g.edge(e).points,
+  }));
   return { pos, routes, width: Math.ceil(g.graph().width), height: Math.ceil(g.graph().height) };
 }
 
@@ -109,7 +115,8 @@ function showStage(box, g, st, svg, name) {
       h("dt", {}, "run"), h("dd", {}, `exit ${st.run.exit}, ${st.run.seconds} s, ${st.run.started} on ${st.run.host}`),
       h("dt", {}, "inputs"), h("dd", {}, h("ul", {}, st.input.map((i) =>
         h("li", {}, file(i.path, g.version), " ", h("code", { class: "id" }, i.id.slice(0, 10)),
-          i.since ? [" since ", h("a", { href: link("version", { rev: i.since }) }, i.since)] : " (in no version)")))),
+          i.since ? [" since ", h("a", { href: link("version", { rev: i.since }) }, i.since)] : " (in no version)",
+          i.since && i.in_version === false ? ` (${g.version} holds other bytes)` : null)))),
       h("dt", {}, "outputs"), h("dd", {}, h("ul", {}, st.output.map((o) =>
         h("li", {}, file(o.path, g.version), " ", h("code", { class: "id" }, o.id.slice(0, 10)))))),
     ));
