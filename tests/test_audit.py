@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.support.cli import Repo, assert_error
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
+from vfs.model.ids import hash_bytes
 from vfs.repo import audit
 
 
@@ -111,3 +112,39 @@ def test_a_pull_and_a_commit_on_a_branch_are_entries(repo: Repo, tmp_path: Path)
     for r in (repo, other):
         assert r.json("audit", "verify", "--json")["intact"] is True
         r.fsck_clean()
+
+
+def test_a_cut_or_an_edited_end_still_shows_after_the_next_change(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    for t in ("t1", "t2", "t3"):
+        repo.ok("tag", t)
+    lines = (repo.root / ".dvfs" / audit.LOG).read_bytes().splitlines(keepends=True)
+    assert len(lines) == 5
+
+    def then_a_tag(name: str, new_lines: list[bytes]) -> str:
+        copy = Repo(tmp_path / name)
+        shutil.copytree(repo.root, copy.root, symlinks=True)
+        (copy.root / ".dvfs" / audit.LOG).write_bytes(b"".join(new_lines))
+        copy.ok("tag", "later")  # a ref change appends an entry after the damage
+        copy.fsck_clean()
+        return assert_error_out(copy)
+
+    assert "entry 4, 5 are missing: deleted" in then_a_tag("cut", lines[:3])
+    assert "entry 1, 2, 3, 4, 5 are missing: deleted" in then_a_tag("emptied", [])
+    edited = json.loads(lines[-1])
+    edited["user"] = "mallory"
+    forged = (json.dumps(edited, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    assert "entry 5 was edited: entry 6 holds the hash of another" in then_a_tag(
+        "edited", [*lines[:-1], forged]
+    )
+    # a head one entry behind (a crash between the append and the head's rewrite) is no damage
+    head = repo.root / ".dvfs" / audit.HEAD
+    fourth = hash_bytes(lines[3].rstrip(b"\n")).hex()
+    head.write_text(f"4 {fourth}\n")
+    repo.ok("tag", "later")
+    assert repo.ok("audit", "verify").out.strip() == "6 entries: intact"
+    repo.fsck_clean()

@@ -22,7 +22,11 @@ to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a cr
 mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
 
 ``.dvfs/audit.head``: ``"<seq> <64 hex>\\n"``, the last entry's number and hash,
-rewritten atomically after each append, so that deleting the last entries shows.
+rewritten atomically after each append, so that deleting the last entries shows. An
+append to a log cut or whose last entry was edited since the head was written follows
+the head, not the log's last line (its ``seq`` after the head's, its ``prev`` the
+head's hash): the gap or the broken link stays in the chain for ``verify`` to name,
+not only until the next change of a ref.
 
 :func:`verify` names the first entry edited, deleted, inserted or reordered. It
 proves nothing against someone who rewrites the whole chain and the head: the log
@@ -144,6 +148,11 @@ def record(
             except (ValueError, KeyError, TypeError):  # edited: verify will say so
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
+        head = _head(dvfs_dir)
+        if head is not None and (head[0] >= seq or (head[0] == seq - 1 and head[1] != prev)):
+            # The log was cut or its last entry edited since the head was written: the new
+            # entry follows the head, so that verify still names what was lost.
+            seq, prev = head[0] + 1, head[1]
         line = encode_entry(make_entry(seq, prev, op, ref, old, new, note))
         os.write(fd, line + b"\n")
         os.fsync(fd)
