@@ -189,6 +189,51 @@ def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) -> None:
+    """`restore --theirs x`, where ours has a file x and theirs a directory x, used to
+    stop: "x is an untracked file where the version has a directory" (x was tracked,
+    and restore has no --force); the reverse stopped on "a directory with untracked
+    files"."""
+    repo.write("x", "x")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "x").unlink()
+    repo.write("x/f", "in a directory")
+    repo.ok("add", ".")
+    repo.commit("a directory")
+    repo.ok("switch", "main")
+    repo.write("x", "x from main")
+    repo.ok("add", "x")
+    repo.commit("a file")
+    assert repo.run("merge", "other").code == 1
+    st = repo.status()
+    assert [c["path"] for c in st["merging"]["conflicts"]] == ["x", "x/f"]
+    repo.ok("restore", "--theirs", "x")
+    assert repo.read("x/f") == b"in a directory"
+    assert all(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.commit("took the directory")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    # And back: the file of main's v2 over the directory, with the same verbs.
+    repo.ok("switch", "-c", "file", "v2")
+    repo.ok("switch", "main")
+    repo.write("x/f", "in a directory, edited")
+    repo.ok("add", "x")
+    repo.commit("edited")
+    repo.ok("switch", "file")
+    repo.write("x", "x from file")
+    repo.ok("add", "x")
+    repo.commit("edited the file")
+    repo.ok("switch", "main")
+    assert repo.run("merge", "file").code == 1
+    repo.ok("restore", "--theirs", "x")
+    assert repo.read("x") == b"x from file"
+    repo.commit("took the file")
+    assert repo.cat("HEAD:x") == b"x from file" and repo.status()["staged"] == []
+    repo.fsck_clean()
+
+
 def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()

@@ -90,11 +90,13 @@ def restore(
                 where = "" if src is None else f" and not in {label}"
                 raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
         report = RestoreReport(label)
+        unstaged: set[bytes] = set()  # tracked when the command started: may be replaced
         if staged:
             assert src is not None
             for p in [p for rel in rels for p in index.under(rel)]:
                 if p not in src:
                     index.remove(p)  # an addition unstaged: the file stays, untracked
+                    unstaged.add(p)
                     report.unstaged += 1
             for p, e in src.items():
                 if not under_any(p, rels):
@@ -116,7 +118,10 @@ def restore(
                         s = index.get(p)
                         assert s is not None
                         want[p] = s.to_entry(p.rpartition(b"/")[2])
-            _restore_files(repo, index, want, report, workers, offline=offline, yes=yes, warn=warn)
+            _restore_files(
+                repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
+                unstaged=unstaged,
+            )  # fmt: skip
         index.save()
     return report
 
@@ -154,8 +159,14 @@ def _restore_files(
     offline: bool,
     yes: bool,
     warn: Warn,
+    unstaged: frozenset[bytes] | set[bytes] = frozenset(),
 ) -> None:
-    """Write ``want`` into the working tree where it differs (see :func:`restore`)."""
+    """Write ``want`` into the working tree where it differs (see :func:`restore`).
+
+    ``unstaged``: paths this command took out of the index, which were tracked: a
+    file of them where ``want`` has a directory (or the reverse: a file of the
+    source's side of a file/directory conflict) is replaced like a tracked one.
+    """
     remove_temporaries_after_crash(repo, warn)
     sub = Index(index.path)
     sub.written_ns = index.written_ns
@@ -207,11 +218,14 @@ def _restore_files(
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
 
+    def tracked(rel: bytes) -> bool:
+        return index.get(rel) is not None or rel in unstaged
+
     def replace(rel: bytes) -> bool:  # something else stands where a file goes
         st = lstat_or_none(repo.root, rel)
         if st is not None and statmod.S_ISDIR(st.st_mode):
-            return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
-        return index.get(rel) is not None
+            return tracked_dir_only(repo.root, rel, tracked)
+        return tracked(rel)
 
     with restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
