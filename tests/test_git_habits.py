@@ -384,3 +384,25 @@ def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
     assert_error(repo.run("ls", "v9"), "unknown revision 'v9'")
     repo.ok("branch", "d")  # a branch named as the directory: the revision wins
     assert names(repo.ok("ls", "d").out) == ["d/"]
+
+
+def test_branch_lists_a_detached_head_as_such(repo: Repo) -> None:
+    """With HEAD detached, `dvfs branch` marked no line, and once the branch HEAD came
+    from was deleted it showed "* main (no versions yet)": a branch that was not
+    current and did not exist."""
+    two_files(repo)
+    repo.write("a.txt", "a2")
+    repo.commit("two", "-a")
+    repo.ok("branch", "side")
+    repo.ok("checkout", "v1")
+    v1 = repo.show("v1")["id"]
+    lines = repo.ok("branch").out.splitlines()
+    assert lines[0] == f"* (HEAD detached at v1 {v1[:10]})"
+    assert [ln[:2] for ln in lines[1:]] == ["  ", "  "]
+    repo.ok("branch", "-d", "main")
+    assert repo.ok("branch").out.splitlines() == [
+        f"* (HEAD detached at v1 {v1[:10]})",
+        f"  side  v2  {repo.show('side')['id'][:10]}",
+    ]
+    assert [b["current"] for b in repo.json("branch", "--json")] == [False]
+    repo.fsck_clean()

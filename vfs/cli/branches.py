@@ -73,7 +73,10 @@ def branch(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             [{**ref_json(repo, n, oid), "current": n == current} for n, oid in branches.items()]
         )
         return
-    if head.branch not in branches:
+    if head.detached is not None:
+        label = quoted(repo.history.label(head.detached))
+        click.echo(f"* (HEAD detached at {label} {head.detached.hex()[:10]})")
+    elif head.branch not in branches:
         click.echo(f"* {quoted(head.branch)} (no versions yet)")
     for n, oid in branches.items():
         mark = "*" if n == current else " "
