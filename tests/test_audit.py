@@ -148,3 +148,30 @@ def test_a_cut_or_an_edited_end_still_shows_after_the_next_change(
     repo.ok("tag", "later")
     assert repo.ok("audit", "verify").out.strip() == "6 entries: intact"
     repo.fsck_clean()
+
+
+def test_a_long_commit_message_never_stops_the_next_ref_change(repo: Repo) -> None:
+    """A commit's command line is recorded: one with a message of 40 KiB (of the 64 KiB
+    allowed) made an entry longer than the 64 KiB read back to find the last one, and
+    every later commit, tag or switch failed with "the audit log's last entry is
+    longer than any entry dvfs writes"."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "é" * 20_000)  # 40 KiB of UTF-8, 120 KiB as escaped JSON
+    repo.ok("tag", "t1")
+    last = repo.json("audit", "--json")[-2]
+    assert last["cmd"][:3] == ["dvfs", "commit", "-m"]
+    assert last["cmd"][3] == "é" * audit.ARG_CHARS + "... (20,000 characters)"
+    assert len((repo.root / ".dvfs" / audit.LOG).read_bytes().splitlines()[-2]) < audit.TAIL
+    # A log that already ends with such an entry is read past it.
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines()
+    entry = json.loads(lines[-1])
+    entry.update(seq=len(lines) + 1, prev=hash_bytes(lines[-1]).hex(), cmd=["x" * 100_000])
+    line = audit.encode_entry(entry)
+    with log.open("ab") as f:
+        f.write(line + b"\n")
+    (repo.root / ".dvfs" / audit.HEAD).write_text(f"{len(lines) + 1} {hash_bytes(line).hex()}\n")
+    repo.ok("tag", "t2")
+    assert repo.ok("audit", "verify").out.strip() == f"{len(lines) + 2} entries: intact"
+    repo.fsck_clean()

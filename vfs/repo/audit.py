@@ -46,7 +46,10 @@ may name a move that then lost its race). ``.dvfs/remotes/<name>/audit.head`` ho
 ``"<seq> <hash>\n"`` of the last entry this clone wrote or verified: a later append
 starts looking from there (else it lists ``audit/``), and :func:`vfs.remote.audit.verify_remote`
 checks that entry still hashes the same, so a chain cut or edited at its end shows
-too. Entries are at most ``MAX_LINE`` bytes.
+too. Entries are at most ``MAX_LINE`` bytes; a command line that would take more than
+``CMD_BYTES`` of an entry (a long ``commit -m``, many names given to ``branch -d``) is
+recorded shortened: long arguments cut, saying their length, and the arguments that
+do not fit counted.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ FORMAT = 1
 ZERO = "0" * 64
 TAIL = 1 << 16  # bytes read from the end to find the last entry
 MAX_LINE = 1 << 20
+CMD_BYTES = 16 << 10  # a command line longer than this (as JSON) is shortened (_bounded)
+ARG_CHARS = 1024
 _KEYS = {"v", "seq", "time_ns", "user", "host", "cmd", "op", "ref", "old", "new", "note", "prev"}
 _command: list[str] | None = None
 
@@ -111,19 +116,28 @@ def encode_entry(entry: dict[str, Any]) -> bytes:
 
 
 def _last_line(fd: int) -> tuple[bytes | None, int]:
-    """The last complete line of the log (None if empty) and where complete lines end."""
+    """The last complete line of the log (None if empty) and where complete lines end.
+
+    The last ``TAIL`` bytes are read, and if the last line does not start inside them,
+    up to ``MAX_LINE`` bytes before its end (a torn line after it may be as long).
+    """
     size = os.fstat(fd).st_size
-    start = max(0, size - TAIL)
-    tail = os.pread(fd, size - start, start)
-    end = tail.rfind(b"\n")
-    if end < 0:
-        if start == 0:
-            return None, 0
-        raise FormatError("the audit log's last entry is longer than any entry dvfs writes")
-    before = tail.rfind(b"\n", 0, end)
-    if before < 0 and start > 0:
-        raise FormatError("the audit log's last entry is longer than any entry dvfs writes")
-    return tail[before + 1 : end], start + end + 1
+    for window in (TAIL, 2 * MAX_LINE + 2):
+        start = max(0, size - window)
+        tail = os.pread(fd, size - start, start)
+        end = tail.rfind(b"\n")
+        if end < 0:
+            if start == 0:
+                return None, 0
+            continue
+        before = tail.rfind(b"\n", 0, end)
+        if before < 0 and start > 0:
+            continue
+        return tail[before + 1 : end], start + end + 1
+    raise FormatError(
+        f"the audit log's last entry is longer than any entry dvfs writes: "
+        f"`dvfs audit verify` says what is wrong with .dvfs/{LOG}"
+    )
 
 
 def record(
@@ -170,10 +184,30 @@ def command() -> list[str]:
     return list(cmd)
 
 
+def _bounded(cmd: list[str]) -> list[str]:
+    """``cmd`` as an entry records it: whole, unless it would make an entry longer than
+    ``CMD_BYTES``; then each argument past ``ARG_CHARS`` characters is cut (saying
+    how long it was), and the arguments that still do not fit are counted, not listed.
+    A commit's message, for one, is in its version whole."""
+    if len(encode_entry({"cmd": cmd})) <= CMD_BYTES:
+        return cmd
+    out: list[str] = []
+    size = 0
+    for i, arg in enumerate(cmd):
+        if len(arg) > ARG_CHARS:
+            arg = f"{arg[:ARG_CHARS]}... ({len(arg):,} characters)"
+        size += len(encode_entry({"": arg}))
+        if size > CMD_BYTES:
+            out.append(f"... ({len(cmd) - i:,} more arguments)")
+            break
+        out.append(arg)
+    return out
+
+
 def make_entry(
     seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
 ) -> dict[str, Any]:
-    cmd = command()
+    cmd = _bounded(command())
     return {
         "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
         "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,
