@@ -16,16 +16,18 @@ fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Els
    deleted tracked file: they are listed) and no untracked file may stand where REV
    brings different content; the data the merged files need is downloaded first if
    it is only on a remote (``vfs.remote.ondemand``);
-2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written;
+2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written, not ready;
 3. the files theirs changed are written or deleted (``vfs.worktree``) and the index
    takes the merged entries (a path not checked out stays so, with theirs' entry);
+   then the record is marked ready;
 4. without conflicts, the version is committed at once (``vfs.ops.commit.commit_locked``:
    two parents, the record removed after the branch moved); with conflicts, the
    command stops there, listing them with both sides' sizes and times. Each conflict
    keeps ours in the index and the working tree until it is resolved
    (:func:`resolve`, ``dvfs add``), then ``dvfs commit`` makes the merge version.
 
-A kill during steps 2-3 leaves the record and a half-written working tree whose
+A kill or an error during steps 2-3 leaves the record, not ready (``commit`` refuses
+it), and a half-written working tree whose
 files ``status`` shows as modified: ``dvfs merge --abort`` restores the branch's
 version (:func:`abort`), deleting the new files of theirs it wrote before the index
 named them. The kill points are ``vfs.ops.merging``'s test hook; see
@@ -36,6 +38,7 @@ its first parent's number plus one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -267,7 +270,7 @@ def _merge_locked(
         repo, todo, workers, command=f"merge {rev}", gets_them=f"dvfs pull {rev}",
         offline=offline, expansion=(),
     )  # fmt: skip
-    state = MergeState(branch, ours, theirs, base, rev, msg, tuple(conflicts))
+    state = MergeState(branch, ours, theirs, base, rev, msg, tuple(conflicts), ready=False)
     merging.save(repo.dir, state)
     merging.reached("recorded")
     report = MergeReport("conflicts" if conflicts else "merged", fetched=fetched)
@@ -297,6 +300,7 @@ def _merge_locked(
     report.not_checked_out = lost
     index.head = None
     index.save()
+    merging.save(repo.dir, dataclasses.replace(state, ready=True))
     merging.reached("indexed")
     if conflicts:
         report.label, report.oid = hist.label(ours), ours
