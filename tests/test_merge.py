@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.support.cli import (
@@ -332,6 +333,29 @@ def test_untracked_file_in_the_way_stops_the_merge_before_anything_changes(repo:
     repo.fail("merge", "other", fragments=("untracked", "d/e"))
     assert repo.head_id() == before and repo.status()["merging"] is None
     assert repo.read("d/e") == b"mine, untracked" and repo.read("b") == b"b"
+    repo.fsck_clean()
+
+
+def test_untracked_file_where_a_directory_goes_stops_the_merge_before_anything_changes(
+    repo: Repo,
+) -> None:
+    """An untracked file d where theirs adds d/e used to stop the merge halfway ("d is
+    an untracked file where the version has a directory"), its record written: `status`
+    then said every conflict was settled and `commit` recorded the merge without
+    theirs' changes."""
+    diverge(repo)
+    before = repo.head_id()
+    for make in (
+        lambda: repo.write("d", "mine, untracked"),
+        lambda: os.symlink("/", repo.root / "d"),
+    ):
+        make()
+        repo.fail("merge", "other", fragments=("untracked d", "nothing was merged"))
+        assert repo.head_id() == before and repo.status()["merging"] is None
+        assert repo.read("b") == b"b" and not (repo.root / ".dvfs" / "MERGE").exists()
+        (repo.root / "d").unlink()
+    assert repo.json("merge", "other", "--json")["outcome"] == "merged"
+    assert repo.read("d/e") == b"new in other"
     repo.fsck_clean()
 
 

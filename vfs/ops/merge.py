@@ -14,8 +14,9 @@ fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Els
 
 1. under the repository lock, the working tree must be clean (no staged, modified or
    deleted tracked file: they are listed) and no untracked file may stand where REV
-   brings different content; the data the merged files need is downloaded first if
-   it is only on a remote (``vfs.remote.ondemand``);
+   brings different content, nor an untracked file or link where REV needs a
+   directory; the data the merged files need is downloaded first if it is only on a
+   remote (``vfs.remote.ondemand``);
 2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written, not ready;
 3. the files theirs changed are written or deleted (``vfs.worktree``) and the index
    takes the merged entries (a path not checked out stays so, with theirs' entry);
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import stat as statmod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -255,11 +257,22 @@ def _merge_locked(
             todo.append((p, e))
             if cur is None and (st := walker.lstat(p)) is not None:
                 untracked.append(Found(p, st))
+        # An untracked file or link where a directory of theirs' files goes.
+        in_way = [
+            d
+            for d in sorted({d for p, _ in todo for d in _above(p)})
+            if index.get(d) is None
+            and (st := walker.lstat(d)) is not None
+            and not statmod.S_ISDIR(st.st_mode)
+        ]
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
     clash = sorted(
-        f.rel
-        for f in untracked
-        if f.rel not in on_disk or not on_disk[f.rel].same_on_disk(write[f.rel])
+        [
+            f.rel
+            for f in untracked
+            if f.rel not in on_disk or not on_disk[f.rel].same_on_disk(write[f.rel])
+        ]
+        + in_way
     )
     if clash:
         raise UsageError(
