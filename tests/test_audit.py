@@ -175,3 +175,34 @@ def test_a_long_commit_message_never_stops_the_next_ref_change(repo: Repo) -> No
     repo.ok("tag", "t2")
     assert repo.ok("audit", "verify").out.strip() == f"{len(lines) + 2} entries: intact"
     repo.fsck_clean()
+
+
+def test_a_forged_entry_is_shown_quoted_or_named_never_an_internal_error(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """An entry edited to hold a carriage return in its op was printed raw (the line
+    read as another); one holding a time past any date stopped `dvfs audit` with
+    "internal error (OverflowError ...)"."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+
+    def forged(i: int, **fields: object) -> list[bytes]:
+        rec = json.loads(lines[i])
+        rec.update(fields)
+        return [*lines[:i], audit.encode_entry(rec) + b"\n", *lines[i + 1 :]]
+
+    log.write_bytes(b"".join(forged(0, op="HEAD move\rbranch delete\x1b[2J")))
+    first = repo.ok("audit").out.splitlines()[0]
+    assert "HEAD move\\rbranch delete\\033[2J: HEAD" in first and "\r" not in first
+    assert "entry 1 was edited" in assert_error_out(repo)
+    log.write_bytes(b"".join(forged(1, time_ns=10**30)))
+    r = repo.run("audit")
+    assert_error(r, "line 2 of the audit log is not an entry", "dvfs audit verify")
+    assert "internal error" not in r.err
+    assert "line 2 of the audit log is not an entry: it was edited" in assert_error_out(repo)
+    log.write_bytes(b"".join(lines))
+    assert repo.ok("audit", "verify").out.strip() == "2 entries: intact"
+    repo.fsck_clean()

@@ -244,6 +244,8 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
         rec = json.loads(line)
         if not (isinstance(rec, dict) and set(rec) == _KEYS and rec["v"] == FORMAT):
             raise ValueError("fields")
+        if not (type(rec["time_ns"]) is int and 0 <= rec["time_ns"] < 1 << 63):
+            raise ValueError("time")  # (a time no clock gives, nor a date can show)
         e = Entry(
             int(rec["seq"]), int(rec["time_ns"]), str(rec["user"]), str(rec["host"]),
             tuple(str(c) for c in rec["cmd"]), str(rec["op"]), str(rec["ref"]),
