@@ -305,6 +305,21 @@ def test_ours_or_theirs_settle_every_conflict_at_once(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_ours_and_theirs_together_are_refused_not_the_last_one_taken(repo: Repo) -> None:
+    """`merge --ours --theirs` merged with theirs (the last flag given) and `restore
+    --theirs --ours` settled with ours, saying nothing of the other."""
+    conflicting(repo)
+    before = repo.head_id()
+    repo.fail("merge", "other", "--ours", "--theirs", fragments=("--ours or --theirs, not both",))
+    assert repo.head_id() == before and repo.status()["merging"] is None
+    assert repo.run("merge", "other").code == 1
+    repo.fail("restore", "--theirs", "--ours", "a", fragments=("--ours or --theirs, not both",))
+    assert repo.read("a") == b"a from main"
+    assert not any(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
 def test_uncommitted_changes_and_unrelated_histories_are_refused(repo: Repo) -> None:
     diverge(repo)
     repo.write("a", "not committed")
