@@ -406,3 +406,25 @@ def test_branch_lists_a_detached_head_as_such(repo: Repo) -> None:
     ]
     assert [b["current"] for b in repo.json("branch", "--json")] == [False]
     repo.fsck_clean()
+
+
+def test_a_deleted_branch_or_tag_leaves_no_folder_that_blocks_its_name(repo: Repo) -> None:
+    """Deleting branch x/y left the folder refs/heads/x behind, and `dvfs branch x`
+    was refused forever after: "x/... exists, and a name cannot be both a ref and the
+    folder of others", though no ref was there (the same for tags)."""
+    two_files(repo)
+    for kind in ("branch", "tag"):
+        repo.ok(kind, "x/y/z")
+        repo.ok(kind, "x/w")
+        repo.fail(kind, "x", fragments=("x/... exists",), code=1)
+        repo.ok(kind, "-d", "x/y/z")
+        repo.fail(kind, "x", fragments=("x/... exists",), code=1)  # x/w is still there
+        repo.ok(kind, "x/y")
+        repo.ok(kind, "-d", "x/w", "x/y")
+        repo.ok(kind, "x")
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "x"]
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["x"]
+    # A folder an earlier deletion left empty does not block the name either.
+    (repo.root / ".dvfs" / "refs" / "heads" / "e" / "f").mkdir(parents=True)
+    repo.ok("branch", "e")
+    repo.fsck_clean()

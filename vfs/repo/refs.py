@@ -25,7 +25,7 @@ import fcntl
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,6 +223,7 @@ class Refs:
                 if current is not None:
                     _audit(self.dir, _op(ref, current, new), ref, current, new)
                 path.unlink(missing_ok=True)
+                self._drop_empty_folders(ref)
                 return
             clash = self._clash(ref)
             if clash is not None:
@@ -240,11 +241,30 @@ class Refs:
         with self._locked():
             _audit(self.dir, op, "", None, None, note)
 
+    def _drop_empty_folders(self, ref: str) -> None:
+        """Remove the folders of ``ref`` (below ``refs/<kind>/``) that hold no ref now,
+        so that a deleted ``x/y`` does not keep a branch ``x`` from being made."""
+        parts = ref.split("/")
+        for i in range(len(parts) - 1, 2, -1):
+            try:
+                os.rmdir(self._path("/".join(parts[:i])))
+            except OSError:  # not empty (or gone): the folders above hold it too
+                return
+
     def _clash(self, ref: str) -> str | None:
-        """The existing ref (or folder of refs) that keeps ``ref`` from being written."""
+        """The existing ref (or folder of refs) that keeps ``ref`` from being written.
+
+        A folder that holds no ref (left by a deletion before they were removed) is
+        removed, not a clash."""
         path = self._path(ref)
         if path.is_dir():
-            return ref + "/..."
+            for folder, _, files in os.walk(path, topdown=False):
+                if files:
+                    return ref + "/..."
+                with suppress(OSError):
+                    os.rmdir(folder)
+            if path.is_dir():
+                return ref + "/..."
         parts = ref.split("/")
         for i in range(3, len(parts)):  # below refs/<kind>/
             above = "/".join(parts[:i])
