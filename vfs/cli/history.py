@@ -92,13 +92,14 @@ def revs_and_paths(
 
 
 def close_revisions(repo: Repository, arg: str) -> list[str]:
-    """Names close to ``arg`` that do name versions (a mistyped tag or branch)."""
+    """Names close to ``arg`` that do name versions (a mistyped tag or branch).
+
+    An ``arg`` that names versions but not one (an id prefix of several) raises the
+    error saying so: it is no unknown name."""
     try:
         repo.history.resolve(arg)
     except RevisionNotFound as exc:
         return exc.candidates
-    except DvfsError:
-        pass
     return []
 
 
