@@ -134,6 +134,7 @@ def test_a_merge_killed_before_its_index_was_saved_cannot_be_committed(
         assert repo.run("merge", "other", env={KILL_ENV: step}).code == -9
         repo.fail("commit", "-m", "m", fragments=("stopped before", "dvfs merge --abort"))
         repo.fail("commit", "-a", "-m", "m", fragments=("stopped before",))
+        repo.fail("merge", "other", fragments=("stopped midway", "dvfs merge --abort"))
         st = repo.status()
         assert st["merging"]["complete"] is False, step
         out = repo.ok("status").out

@@ -145,7 +145,12 @@ def merge(
     with repo.locked():
         hist = repo.history
         head = hist.head()
-        if merging.live(repo.dir, repo.refs) is not None:
+        if (going := merging.live(repo.dir, repo.refs)) is not None:
+            if not going.ready:
+                raise UsageError(
+                    f"a merge is in progress, and it stopped midway: `dvfs merge --abort`, "
+                    f"then `dvfs merge {going.rev}` again"
+                )
             raise UsageError(
                 "a merge is in progress: resolve it and `dvfs commit`, or `dvfs merge --abort`"
             )
