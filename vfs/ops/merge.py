@@ -238,7 +238,8 @@ def _merge_locked(
             if p in other:
                 merged[p] = other[p]
         # a theirs-side file where ours had a directory: ours' paths below it go
-        for d in [p for p in merged if p in {a for q in merged for a in _above(q)}]:
+        dirs = {a for q in merged for a in _above(q)}
+        for d in [p for p in merged if p in dirs]:
             for q in [q for q in merged if q.startswith(d + b"/") and q not in other]:
                 del merged[q]
     conflicts = (
