@@ -428,3 +428,23 @@ def test_a_deleted_branch_or_tag_leaves_no_folder_that_blocks_its_name(repo: Rep
     (repo.root / ".dvfs" / "refs" / "heads" / "e" / "f").mkdir(parents=True)
     repo.ok("branch", "e")
     repo.fsck_clean()
+
+
+def test_a_branch_or_tag_cannot_take_a_remote_branch_name(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs branch origin/main v1` was made, and from then on `origin/main` (in `dvfs
+    merge origin/main`, `dvfs diff origin/main`...) named that local branch, not the
+    remote's; a tag so named was hidden by the remote's branch."""
+    two_files(repo)
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    repo.write("a.txt", "a2")
+    repo.commit("two", "-a")
+    pushed = repo.show("v1")["id"]
+    for args in (["branch", "origin/main", "v2"], ["tag", "origin/main", "v2"],
+                 ["switch", "-c", "origin/later"], ["tag", "origin/later"]):  # fmt: skip
+        assert_error(repo.run(*args), "remote origin's branch", "name the", code=2)
+    assert repo.show("origin/main")["id"] == pushed
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
+    assert repo.json("tag", "--json") == []
+    repo.ok("branch", "originals/main")  # another first part is no remote's
+    repo.fsck_clean()

@@ -11,6 +11,7 @@ import contextlib
 from vfs.errors import DvfsError, UsageError
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
+from vfs.remote.config import remotes
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.refs import Head, check_ref_name
 from vfs.repo.repository import Repository
@@ -144,6 +145,12 @@ def _create_ref(
 ) -> bytes:
     """Point the new ref ``ref`` at ``rev`` (default HEAD); refuse a name in use."""
     check_ref_name(name, kind)
+    top, slash, rest = name.partition("/")
+    if slash and top in remotes(repo):
+        raise UsageError(
+            f"{kind} {name} would share its name with remote {top}'s branch {rest}, and "
+            f"one would hide the other wherever a revision is read: name the {kind} otherwise"
+        )
     with repo.locked():
         if repo.refs.get(ref) is not None:
             raise UsageError(f"{kind} {name} already exists{hint}")
