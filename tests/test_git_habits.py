@@ -448,3 +448,28 @@ def test_a_branch_or_tag_cannot_take_a_remote_branch_name(repo: Repo, tmp_path: 
     assert repo.json("tag", "--json") == []
     repo.ok("branch", "originals/main")  # another first part is no remote's
     repo.fsck_clean()
+
+
+def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) -> None:
+    """A tag file that held no id stopped `log`, `tag` and `fsck` with "ref refs/tags/t
+    is unreadable: run `dvfs fsck`", which said the same, and `dvfs tag -d t` failed
+    with it too: nothing in dvfs could get rid of it."""
+    two_files(repo)
+    repo.ok("tag", "t")
+    repo.ok("branch", "b")
+    (repo.root / ".dvfs" / "refs" / "tags" / "t").write_text("garbage\n")
+    (repo.root / ".dvfs" / "refs" / "heads" / "b").write_text("zz")
+    repo.fail("log", fragments=("refs/", "unreadable", "-d"), code=1)
+    fsck = repo.run("fsck")
+    assert fsck.code == 1 and "`dvfs tag -d t` deletes it" in fsck.out, str(fsck)
+    assert "`dvfs branch -d b` deletes it" in fsck.out
+    assert repo.ok("tag", "-d", "t").out == "deleted tag t (was unreadable)\n"
+    assert repo.json("branch", "-d", "b", "--json") == {"deleted": ["b"]}
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
+    assert repo.json("tag", "--json") == []
+    last = repo.json("audit", "--json")[-2:]
+    assert [(e["op"], e["ref"], e["old"], e["note"]) for e in last] == [
+        ("tag delete", "refs/tags/t", None, "unreadable"),
+        ("branch delete", "refs/heads/b", None, "unreadable"),
+    ]
+    repo.fsck_clean()

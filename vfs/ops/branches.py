@@ -133,6 +133,18 @@ def delete_branch(repo: Repository, name: str) -> bytes:
         return cur
 
 
+def delete_unreadable(repo: Repository, kind: str, name: str) -> bool:
+    """Delete branch (``kind`` "heads") or tag ("tags") ``name`` if its ref is damaged
+    (holds no id, so :func:`delete_branch` and :func:`delete_tag` cannot read it);
+    return whether it was. The current branch is kept, as by :func:`delete_branch`."""
+    check_ref_name(name, "branch" if kind == "heads" else "tag", existing=True)
+    with repo.locked():
+        head = repo.refs.head()
+        if kind == "heads" and head.branch == name and head.detached is None:
+            raise UsageError(f"{name} is the current branch: switch to another one first")
+        return repo.refs.delete_unreadable(f"refs/{kind}/{name}")
+
+
 def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
     """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
     return _create_ref(

@@ -106,6 +106,20 @@ def _audit(
     audit.record(dvfs_dir, op, ref, old, new, note)
 
 
+def _way_out(ref: str) -> str:
+    """What to run about a ref whose file does not hold an id."""
+    kind, _, name = ref.removeprefix("refs/").partition("/")
+    if kind == "tags":
+        return f"`dvfs tag -d {name}` deletes it"
+    if kind == "heads":
+        return (
+            f"`dvfs branch -d {name}` deletes it (from another branch, if it is the current "
+            "one); `dvfs audit` lists the versions it held"
+        )
+    remote = name.partition("/")[0]
+    return f"delete .dvfs/{ref}: the next `dvfs fetch --remote {remote}` sets it again"
+
+
 @dataclass(frozen=True)
 class Head:
     """Where HEAD points: a branch (maybe without versions yet) or a detached version."""
@@ -199,7 +213,7 @@ class Refs:
         try:
             return from_hex(text)
         except ValueError:
-            raise FormatError(f"ref {ref} is unreadable: run `dvfs fsck`") from None
+            raise FormatError(f"ref {ref} is unreadable: {_way_out(ref)}") from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -235,6 +249,20 @@ class Refs:
                 _audit(self.dir, _op(ref, current, new), ref, current, new)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, (new.hex() + "\n").encode())
+
+    def delete_unreadable(self, ref: str) -> bool:
+        """Delete ``ref`` if its file holds no id (a damaged ref :meth:`get` refuses);
+        return whether it did. Its audit entry has no old id and says why."""
+        with self._locked():
+            try:
+                self.get(ref)
+                return False
+            except FormatError:
+                pass
+            _audit(self.dir, _op(ref, b"", None), ref, None, None, "unreadable")
+            self._path(ref).unlink(missing_ok=True)
+            self._drop_empty_folders(ref)
+            return True
 
     def record(self, op: str, note: str) -> None:
         """An audit entry for a change that moves no ref (``gc``)."""
