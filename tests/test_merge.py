@@ -215,6 +215,10 @@ def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) 
     assert repo.run("merge", "other").code == 1
     st = repo.status()
     assert [c["path"] for c in st["merging"]["conflicts"]] == ["x", "x/f"]
+    repo.write("x", "edited, not added")  # never replaced: the changes would be lost
+    repo.fail("restore", "--theirs", "x", fragments=("x changed since staged", "dvfs add"))
+    assert repo.read("x") == b"edited, not added"
+    repo.write("x", "x from main")
     repo.ok("restore", "--theirs", "x")
     assert repo.read("x/f") == b"in a directory"
     assert all(c["resolved"] for c in repo.status()["merging"]["conflicts"])
