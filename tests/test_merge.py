@@ -418,6 +418,19 @@ def test_untracked_file_where_a_directory_goes_stops_the_merge_before_anything_c
     repo.fsck_clean()
 
 
+def test_show_says_a_merge_is_one_and_names_both_parents(repo: Repo) -> None:
+    """`dvfs show` of a merge printed it as any version, its "since v2" line the only
+    trace of one parent; `--json` listed both parents."""
+    diverge(repo)
+    repo.ok("merge", "other")
+    ours, theirs = parents(repo)
+    lines = repo.ok("show").out.splitlines()
+    assert lines[1] == f"merge    v2 {ours[:10]} + v2 {theirs[:10]}"
+    assert repo.show()["parents"] == [ours, theirs]
+    assert not repo.ok("show", "v2").out.splitlines()[1].startswith("merge")
+    repo.fsck_clean()
+
+
 def test_parent_steps_read_as_git_reads_them(repo: Repo) -> None:
     diverge(repo)
     repo.ok("merge", "other")
