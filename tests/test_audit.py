@@ -141,6 +141,13 @@ def test_a_cut_or_an_edited_end_still_shows_after_the_next_change(
     assert "entry 5 was edited: entry 6 holds the hash of another" in then_a_tag(
         "edited", [*lines[:-1], forged]
     )
+    # entries appended by hand, well formed and linked, past the one a crash can leave
+    tail = json.loads(lines[-1])
+    added = list(lines)
+    for seq in (6, 7):
+        tail.update(seq=seq, prev=hash_bytes(added[-1].rstrip(b"\n")).hex(), user="mallory")
+        added.append(audit.encode_entry(tail) + b"\n")
+    assert "entries after 6 were added by hand" in then_a_tag("added", added)
     # a head one entry behind (a crash between the append and the head's rewrite) is no damage
     head = repo.root / ".dvfs" / audit.HEAD
     fourth = hash_bytes(lines[3].rstrip(b"\n")).hex()

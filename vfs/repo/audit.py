@@ -26,7 +26,9 @@ rewritten atomically after each append, so that deleting the last entries shows.
 append to a log cut or whose last entry was edited since the head was written follows
 the head, not the log's last line (its ``seq`` after the head's, its ``prev`` the
 head's hash): the gap or the broken link stays in the chain for ``verify`` to name,
-not only until the next change of a ref.
+not only until the next change of a ref. The head is one entry behind the log at
+most (a crash between the append and its rewrite); entries past that were added by
+hand: ``verify`` names them, and appends leave the head where it is.
 
 :func:`verify` names the first entry edited, deleted, inserted or reordered. It
 proves nothing against someone who rewrites the whole chain and the head: the log
@@ -163,6 +165,7 @@ def record(
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
         head = _head(dvfs_dir)
+        added = head is not None and 0 <= head[0] < seq - 2  # verify names them: keep it so
         if head is not None and (head[0] >= seq or (head[0] == seq - 1 and head[1] != prev)):
             # The log was cut or its last entry edited since the head was written: the new
             # entry follows the head, so that verify still names what was lost.
@@ -172,7 +175,8 @@ def record(
         os.fsync(fd)
     finally:
         os.close(fd)
-    write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
+    if not added:
+        write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
 
 
 def command() -> list[str]:
@@ -346,6 +350,11 @@ def verify(dvfs_dir: Path) -> Verdict:
             problems.append(f"entries {n + 1}..{seq} are missing: deleted from the end")
         elif seq >= 1 and parsed[seq - 1][2] != digest:
             problems.append(f"entry {seq} was edited: {HEAD} holds the hash of another")
+        elif seq < n - 1:  # (a crash between an append and the head's rewrite: one)
+            problems.append(
+                f"entries after {seq + 1} were added by hand: {HEAD} names entry {seq} "
+                "as the last one written"
+            )
     elif n:
         problems.append(f"{HEAD} is missing: the last entries cannot be checked")
     return Verdict(n, problems, torn)
