@@ -431,6 +431,34 @@ def test_show_says_a_merge_is_one_and_names_both_parents(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_directory_theirs_made_a_file_is_merged(repo: Repo) -> None:
+    """A branch that replaced directory d (of tracked files) with a file d could never
+    be merged: "d changed type while it was read", clean tree or not."""
+    repo.write("d/a", "a")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.ok("rm", "-r", "d")
+    repo.write("d", "a file now")
+    repo.ok("add", "d")
+    repo.commit("d is a file")
+    repo.ok("switch", "main")
+    repo.write("k", "k from main")
+    repo.ok("add", "k")
+    repo.commit("main")
+    repo.write("d/notes", "mine, untracked")  # kept: the merge stops before anything
+    repo.fail("merge", "other", fragments=("untracked d", "nothing was merged"))
+    assert repo.read("d/notes") == b"mine, untracked" and repo.read("d/a") == b"a"
+    assert repo.status()["merging"] is None
+    (repo.root / "d" / "notes").unlink()
+    assert repo.json("merge", "other", "--json")["outcome"] == "merged"
+    assert repo.read("d") == b"a file now" and repo.read("k") == b"k from main"
+    st = repo.status()
+    assert st["modified"] == [] and st["staged"] == [] and st["untracked"] == []
+    repo.fsck_clean()
+
+
 def test_parent_steps_read_as_git_reads_them(repo: Repo) -> None:
     diverge(repo)
     repo.ok("merge", "other")

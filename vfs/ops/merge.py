@@ -58,7 +58,7 @@ from vfs.repo.repository import Repository
 from vfs.repo.stage import not_checked_out
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import remove_many, remove_path
+from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
 from vfs.worktree.scan import Found, Warn, show
 
@@ -254,6 +254,7 @@ def _merge_locked(
     todo: list[tuple[bytes, Entry]] = []
     absent: dict[bytes, Entry] = {}
     untracked: list[Found] = []
+    emptied: list[bytes] = []
     with Walker(repo.root) as walker:
         for p, e in sorted(write.items()):
             cur = index.get(p)
@@ -262,9 +263,12 @@ def _merge_locked(
                 continue
             todo.append((p, e))
             if cur is None and (st := walker.lstat(p)) is not None:
-                untracked.append(Found(p, st))
+                if not statmod.S_ISDIR(st.st_mode):
+                    untracked.append(Found(p, st))
+                elif not tracked_dir_only(repo.root, p, lambda q: index.get(q) is not None):
+                    emptied.append(p)  # a directory of ours' files (gone) and untracked ones
         # An untracked file or link where a directory of theirs' files goes.
-        in_way = [
+        in_way = emptied + [
             d
             for d in sorted({d for p, _ in todo for d in _above(p)})
             if index.get(d) is None
@@ -300,8 +304,12 @@ def _merge_locked(
         index.entries.pop(p, None)
     merging.reached("removed")
 
+    removed = set(gone)
+
     def replace(rel: bytes) -> bool:  # a tracked file (or folder of them) may be replaced
-        return index.get(rel) is not None or bool(index.under(rel))
+        if index.get(rel) is not None or index.under(rel):
+            return True
+        return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None or q in removed)
 
     with co.restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
