@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.support.cli import Repo, assert_error
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
+from vfs.model.ids import hash_bytes
 from vfs.repo import audit
 
 
@@ -111,3 +112,104 @@ def test_a_pull_and_a_commit_on_a_branch_are_entries(repo: Repo, tmp_path: Path)
     for r in (repo, other):
         assert r.json("audit", "verify", "--json")["intact"] is True
         r.fsck_clean()
+
+
+def test_a_cut_or_an_edited_end_still_shows_after_the_next_change(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    for t in ("t1", "t2", "t3"):
+        repo.ok("tag", t)
+    lines = (repo.root / ".dvfs" / audit.LOG).read_bytes().splitlines(keepends=True)
+    assert len(lines) == 5
+
+    def then_a_tag(name: str, new_lines: list[bytes]) -> str:
+        copy = Repo(tmp_path / name)
+        shutil.copytree(repo.root, copy.root, symlinks=True)
+        (copy.root / ".dvfs" / audit.LOG).write_bytes(b"".join(new_lines))
+        copy.ok("tag", "later")  # a ref change appends an entry after the damage
+        copy.fsck_clean()
+        return assert_error_out(copy)
+
+    assert "entry 4, 5 are missing: deleted" in then_a_tag("cut", lines[:3])
+    assert "entry 1, 2, 3, 4, 5 are missing: deleted" in then_a_tag("emptied", [])
+    edited = json.loads(lines[-1])
+    edited["user"] = "mallory"
+    forged = (json.dumps(edited, sort_keys=True, separators=(",", ":")) + "\n").encode()
+    assert "entry 5 was edited: entry 6 holds the hash of another" in then_a_tag(
+        "edited", [*lines[:-1], forged]
+    )
+    # entries appended by hand, well formed and linked, past the one a crash can leave
+    tail = json.loads(lines[-1])
+    added = list(lines)
+    for seq in (6, 7):
+        tail.update(seq=seq, prev=hash_bytes(added[-1].rstrip(b"\n")).hex(), user="mallory")
+        added.append(audit.encode_entry(tail) + b"\n")
+    assert "entries after 6 were added by hand" in then_a_tag("added", added)
+    # a head one entry behind (a crash between the append and the head's rewrite) is no damage
+    head = repo.root / ".dvfs" / audit.HEAD
+    fourth = hash_bytes(lines[3].rstrip(b"\n")).hex()
+    head.write_text(f"4 {fourth}\n")
+    repo.ok("tag", "later")
+    assert repo.ok("audit", "verify").out.strip() == "6 entries: intact"
+    repo.fsck_clean()
+
+
+def test_a_long_commit_message_never_stops_the_next_ref_change(repo: Repo) -> None:
+    """A commit's command line is recorded: one with a message of 40 KiB (of the 64 KiB
+    allowed) made an entry longer than the 64 KiB read back to find the last one, and
+    every later commit, tag or switch failed with "the audit log's last entry is
+    longer than any entry dvfs writes"."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "é" * 20_000)  # 40 KiB of UTF-8, 120 KiB as escaped JSON
+    repo.ok("tag", "t1")
+    last = repo.json("audit", "--json")[-2]
+    assert last["cmd"][:3] == ["dvfs", "commit", "-m"]
+    assert last["cmd"][3] == "é" * audit.ARG_CHARS + "... (20,000 characters)"
+    assert len((repo.root / ".dvfs" / audit.LOG).read_bytes().splitlines()[-2]) < audit.TAIL
+    # A log that already ends with such an entry is read past it.
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines()
+    entry = json.loads(lines[-1])
+    entry.update(seq=len(lines) + 1, prev=hash_bytes(lines[-1]).hex(), cmd=["x" * 100_000])
+    line = audit.encode_entry(entry)
+    with log.open("ab") as f:
+        f.write(line + b"\n")
+    (repo.root / ".dvfs" / audit.HEAD).write_text(f"{len(lines) + 1} {hash_bytes(line).hex()}\n")
+    repo.ok("tag", "t2")
+    assert repo.ok("audit", "verify").out.strip() == f"{len(lines) + 2} entries: intact"
+    repo.fsck_clean()
+
+
+def test_a_forged_entry_is_shown_quoted_or_named_never_an_internal_error(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """An entry edited to hold a carriage return in its op was printed raw (the line
+    read as another); one holding a time past any date stopped `dvfs audit` with
+    "internal error (OverflowError ...)"."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+
+    def forged(i: int, **fields: object) -> list[bytes]:
+        rec = json.loads(lines[i])
+        rec.update(fields)
+        return [*lines[:i], audit.encode_entry(rec) + b"\n", *lines[i + 1 :]]
+
+    log.write_bytes(b"".join(forged(0, op="HEAD move\rbranch delete\x1b[2J")))
+    first = repo.ok("audit").out.splitlines()[0]
+    assert "HEAD move\\rbranch delete\\033[2J: HEAD" in first and "\r" not in first
+    assert "entry 1 was edited" in assert_error_out(repo)
+    log.write_bytes(b"".join(forged(1, time_ns=10**30)))
+    r = repo.run("audit")
+    assert_error(r, "line 2 of the audit log is not an entry", "dvfs audit verify")
+    assert "internal error" not in r.err
+    assert "line 2 of the audit log is not an entry: it was edited" in assert_error_out(repo)
+    log.write_bytes(b"".join(lines))
+    assert repo.ok("audit", "verify").out.strip() == "2 entries: intact"
+    repo.fsck_clean()

@@ -384,3 +384,92 @@ def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
     assert_error(repo.run("ls", "v9"), "unknown revision 'v9'")
     repo.ok("branch", "d")  # a branch named as the directory: the revision wins
     assert names(repo.ok("ls", "d").out) == ["d/"]
+
+
+def test_branch_lists_a_detached_head_as_such(repo: Repo) -> None:
+    """With HEAD detached, `dvfs branch` marked no line, and once the branch HEAD came
+    from was deleted it showed "* main (no versions yet)": a branch that was not
+    current and did not exist."""
+    two_files(repo)
+    repo.write("a.txt", "a2")
+    repo.commit("two", "-a")
+    repo.ok("branch", "side")
+    repo.ok("checkout", "v1")
+    v1 = repo.show("v1")["id"]
+    lines = repo.ok("branch").out.splitlines()
+    assert lines[0] == f"* (HEAD detached at v1 {v1[:10]})"
+    assert [ln[:2] for ln in lines[1:]] == ["  ", "  "]
+    repo.ok("branch", "-d", "main")
+    assert repo.ok("branch").out.splitlines() == [
+        f"* (HEAD detached at v1 {v1[:10]})",
+        f"  side  v2  {repo.show('side')['id'][:10]}",
+    ]
+    assert [b["current"] for b in repo.json("branch", "--json")] == [False]
+    repo.fsck_clean()
+
+
+def test_a_deleted_branch_or_tag_leaves_no_folder_that_blocks_its_name(repo: Repo) -> None:
+    """Deleting branch x/y left the folder refs/heads/x behind, and `dvfs branch x`
+    was refused forever after: "x/... exists, and a name cannot be both a ref and the
+    folder of others", though no ref was there (the same for tags)."""
+    two_files(repo)
+    for kind in ("branch", "tag"):
+        repo.ok(kind, "x/y/z")
+        repo.ok(kind, "x/w")
+        repo.fail(kind, "x", fragments=("x/... exists",), code=1)
+        repo.ok(kind, "-d", "x/y/z")
+        repo.fail(kind, "x", fragments=("x/... exists",), code=1)  # x/w is still there
+        repo.ok(kind, "x/y")
+        repo.ok(kind, "-d", "x/w", "x/y")
+        repo.ok(kind, "x")
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "x"]
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["x"]
+    # A folder an earlier deletion left empty does not block the name either.
+    (repo.root / ".dvfs" / "refs" / "heads" / "e" / "f").mkdir(parents=True)
+    repo.ok("branch", "e")
+    repo.fsck_clean()
+
+
+def test_a_branch_or_tag_cannot_take_a_remote_branch_name(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs branch origin/main v1` was made, and from then on `origin/main` (in `dvfs
+    merge origin/main`, `dvfs diff origin/main`...) named that local branch, not the
+    remote's; a tag so named was hidden by the remote's branch."""
+    two_files(repo)
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    repo.write("a.txt", "a2")
+    repo.commit("two", "-a")
+    pushed = repo.show("v1")["id"]
+    for args in (["branch", "origin/main", "v2"], ["tag", "origin/main", "v2"],
+                 ["switch", "-c", "origin/later"], ["tag", "origin/later"]):  # fmt: skip
+        assert_error(repo.run(*args), "remote origin's branch", "name the", code=2)
+    assert repo.show("origin/main")["id"] == pushed
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
+    assert repo.json("tag", "--json") == []
+    repo.ok("branch", "originals/main")  # another first part is no remote's
+    repo.fsck_clean()
+
+
+def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) -> None:
+    """A tag file that held no id stopped `log`, `tag` and `fsck` with "ref refs/tags/t
+    is unreadable: run `dvfs fsck`", which said the same, and `dvfs tag -d t` failed
+    with it too: nothing in dvfs could get rid of it."""
+    two_files(repo)
+    repo.ok("tag", "t")
+    repo.ok("branch", "b")
+    (repo.root / ".dvfs" / "refs" / "tags" / "t").write_text("garbage\n")
+    (repo.root / ".dvfs" / "refs" / "heads" / "b").write_text("zz")
+    repo.fail("log", fragments=("refs/", "unreadable", "-d"), code=1)
+    fsck = repo.run("fsck")
+    assert fsck.code == 1 and "`dvfs tag -d t` deletes it" in fsck.out, str(fsck)
+    assert "`dvfs branch -d b` deletes it" in fsck.out
+    assert repo.ok("tag", "-d", "t").out == "deleted tag t (was unreadable)\n"
+    assert repo.json("branch", "-d", "b", "--json") == {"deleted": ["b"]}
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
+    assert repo.json("tag", "--json") == []
+    last = repo.json("audit", "--json")[-2:]
+    assert [(e["op"], e["ref"], e["old"], e["note"]) for e in last] == [
+        ("tag delete", "refs/tags/t", None, "unreadable"),
+        ("branch delete", "refs/heads/b", None, "unreadable"),
+    ]
+    repo.fsck_clean()

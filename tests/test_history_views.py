@@ -4,6 +4,7 @@ parameters; ``show`` as a summary or every file; ``status`` of thousands of file
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -15,8 +16,10 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
+from vfs.model.version_codec import encode_version
 from vfs.ops.browse import log as browse_log
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjKind
 
 
 def versions(repo: Repo, *args: str) -> list[str]:
@@ -202,3 +205,35 @@ def test_an_unknown_path_is_an_error_not_an_empty_answer(tmp_path: Path, repo: R
     repo.ok("commit", "-m", "one")
     line = assert_error(run(repo.root, "diff", "typo"), code=2)
     assert "neither a revision nor a path" in line
+
+
+def two_versions_with_one_prefix(repo: Repo) -> str:
+    """Store versions (of HEAD's tree, on no branch) until two ids share 4 hex digits;
+    that prefix."""
+    r = Repository(repo.root)
+    hist = r.history
+    head = hist.version(hist.resolve("HEAD"))
+    seen: dict[str, bytes] = {}
+    with r.locked():
+        for i in range(20_000):
+            made = dataclasses.replace(head, message=f"twin {i}", parents=())
+            oid, _ = r.store.put(ObjKind.VERSION, encode_version(made))
+            if (prefix := oid.hex()[:4]) in seen:
+                break
+            seen[prefix] = oid
+        r.store.sync()
+        r.store.close()
+    return prefix
+
+
+def test_an_ambiguous_id_prefix_is_named_so_by_log_and_diff(repo: Repo) -> None:
+    """`dvfs log PREFIX` and `dvfs diff PREFIX` said "PREFIX is neither a revision nor a
+    path of the working tree or HEAD" where `show` said the prefix was ambiguous."""
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    prefix = two_versions_with_one_prefix(repo)
+    for args in (["show", prefix], ["log", prefix], ["diff", prefix], ["diff", "HEAD", prefix]):
+        assert_error(repo.run(*args), f"id prefix {prefix} is ambiguous", "give more characters")
+    assert_error(repo.run("log", "nothing-here"), "neither a revision nor a path")
+    repo.fsck_clean()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from tests.support.cli import (
     Repo,
@@ -18,7 +21,9 @@ from tests.support.remote import (  # noqa: F401 (fixtures)
     dir_remote_fixture,
     remote_fixture,
 )
+from vfs.ops import merge as merge_ops
 from vfs.repo.repository import Repository
+from vfs.worktree.pools import Workers
 
 
 def diverge(repo: Repo) -> None:
@@ -189,6 +194,55 @@ def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) -> None:
+    """`restore --theirs x`, where ours has a file x and theirs a directory x, used to
+    stop: "x is an untracked file where the version has a directory" (x was tracked,
+    and restore has no --force); the reverse stopped on "a directory with untracked
+    files"."""
+    repo.write("x", "x")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "x").unlink()
+    repo.write("x/f", "in a directory")
+    repo.ok("add", ".")
+    repo.commit("a directory")
+    repo.ok("switch", "main")
+    repo.write("x", "x from main")
+    repo.ok("add", "x")
+    repo.commit("a file")
+    assert repo.run("merge", "other").code == 1
+    st = repo.status()
+    assert [c["path"] for c in st["merging"]["conflicts"]] == ["x", "x/f"]
+    repo.write("x", "edited, not added")  # never replaced: the changes would be lost
+    repo.fail("restore", "--theirs", "x", fragments=("x changed since staged", "dvfs add"))
+    assert repo.read("x") == b"edited, not added"
+    repo.write("x", "x from main")
+    repo.ok("restore", "--theirs", "x")
+    assert repo.read("x/f") == b"in a directory"
+    assert all(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.commit("took the directory")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    # And back: the file of main's v2 over the directory, with the same verbs.
+    repo.ok("switch", "-c", "file", "v2")
+    repo.ok("switch", "main")
+    repo.write("x/f", "in a directory, edited")
+    repo.ok("add", "x")
+    repo.commit("edited")
+    repo.ok("switch", "file")
+    repo.write("x", "x from file")
+    repo.ok("add", "x")
+    repo.commit("edited the file")
+    repo.ok("switch", "main")
+    assert repo.run("merge", "file").code == 1
+    repo.ok("restore", "--theirs", "x")
+    assert repo.read("x") == b"x from file"
+    repo.commit("took the file")
+    assert repo.cat("HEAD:x") == b"x from file" and repo.status()["staged"] == []
+    repo.fsck_clean()
+
+
 def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()
@@ -259,6 +313,57 @@ def test_ours_or_theirs_settle_every_conflict_at_once(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_ours_and_theirs_together_are_refused_not_the_last_one_taken(repo: Repo) -> None:
+    """`merge --ours --theirs` merged with theirs (the last flag given) and `restore
+    --theirs --ours` settled with ours, saying nothing of the other."""
+    conflicting(repo)
+    before = repo.head_id()
+    repo.fail("merge", "other", "--ours", "--theirs", fragments=("--ours or --theirs, not both",))
+    assert repo.head_id() == before and repo.status()["merging"] is None
+    assert repo.run("merge", "other").code == 1
+    repo.fail("restore", "--theirs", "--ours", "a", fragments=("--ours or --theirs, not both",))
+    assert repo.read("a") == b"a from main"
+    assert not any(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
+def test_theirs_settles_a_large_tree_in_time_linear_in_its_files(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`merge --theirs` listed the directories of every merged path once for each
+    merged path: quadratic, some 25 s for 4,000 files and hours for 100,000."""
+    for i in range(800):
+        repo.write(f"d{i % 20}/f{i}", str(i))
+    repo.write("x", "base")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("x", "theirs")
+    repo.ok("add", "x")
+    repo.commit("theirs")
+    repo.ok("switch", "main")
+    repo.write("x", "ours")
+    repo.ok("add", "x")
+    repo.commit("ours")
+    calls = 0
+    above = merge_ops._above
+
+    def counted(path: bytes) -> list[bytes]:
+        nonlocal calls
+        calls += 1
+        return above(path)
+
+    monkeypatch.setattr(merge_ops, "_above", counted)
+    r = Repository(repo.root)
+    with Workers(2) as w:
+        report = merge_ops.merge(r, "other", w, side="theirs")
+    assert report.outcome == "merged"
+    assert calls < 10 * 801, calls  # a few walks over the paths, not one per path
+    assert repo.read("x") == b"theirs" and repo.status()["modified"] == []
+    repo.fsck_clean()
+
+
 def test_uncommitted_changes_and_unrelated_histories_are_refused(repo: Repo) -> None:
     diverge(repo)
     repo.write("a", "not committed")
@@ -287,6 +392,70 @@ def test_untracked_file_in_the_way_stops_the_merge_before_anything_changes(repo:
     repo.fail("merge", "other", fragments=("untracked", "d/e"))
     assert repo.head_id() == before and repo.status()["merging"] is None
     assert repo.read("d/e") == b"mine, untracked" and repo.read("b") == b"b"
+    repo.fsck_clean()
+
+
+def test_untracked_file_where_a_directory_goes_stops_the_merge_before_anything_changes(
+    repo: Repo,
+) -> None:
+    """An untracked file d where theirs adds d/e used to stop the merge halfway ("d is
+    an untracked file where the version has a directory"), its record written: `status`
+    then said every conflict was settled and `commit` recorded the merge without
+    theirs' changes."""
+    diverge(repo)
+    before = repo.head_id()
+    for make in (
+        lambda: repo.write("d", "mine, untracked"),
+        lambda: os.symlink("/", repo.root / "d"),
+    ):
+        make()
+        repo.fail("merge", "other", fragments=("untracked d", "nothing was merged"))
+        assert repo.head_id() == before and repo.status()["merging"] is None
+        assert repo.read("b") == b"b" and not (repo.root / ".dvfs" / "MERGE").exists()
+        (repo.root / "d").unlink()
+    assert repo.json("merge", "other", "--json")["outcome"] == "merged"
+    assert repo.read("d/e") == b"new in other"
+    repo.fsck_clean()
+
+
+def test_show_says_a_merge_is_one_and_names_both_parents(repo: Repo) -> None:
+    """`dvfs show` of a merge printed it as any version, its "since v2" line the only
+    trace of one parent; `--json` listed both parents."""
+    diverge(repo)
+    repo.ok("merge", "other")
+    ours, theirs = parents(repo)
+    lines = repo.ok("show").out.splitlines()
+    assert lines[1] == f"merge    v2 {ours[:10]} + v2 {theirs[:10]}"
+    assert repo.show()["parents"] == [ours, theirs]
+    assert not repo.ok("show", "v2").out.splitlines()[1].startswith("merge")
+    repo.fsck_clean()
+
+
+def test_a_directory_theirs_made_a_file_is_merged(repo: Repo) -> None:
+    """A branch that replaced directory d (of tracked files) with a file d could never
+    be merged: "d changed type while it was read", clean tree or not."""
+    repo.write("d/a", "a")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.ok("rm", "-r", "d")
+    repo.write("d", "a file now")
+    repo.ok("add", "d")
+    repo.commit("d is a file")
+    repo.ok("switch", "main")
+    repo.write("k", "k from main")
+    repo.ok("add", "k")
+    repo.commit("main")
+    repo.write("d/notes", "mine, untracked")  # kept: the merge stops before anything
+    repo.fail("merge", "other", fragments=("untracked d", "nothing was merged"))
+    assert repo.read("d/notes") == b"mine, untracked" and repo.read("d/a") == b"a"
+    assert repo.status()["merging"] is None
+    (repo.root / "d" / "notes").unlink()
+    assert repo.json("merge", "other", "--json")["outcome"] == "merged"
+    assert repo.read("d") == b"a file now" and repo.read("k") == b"k from main"
+    st = repo.status()
+    assert st["modified"] == [] and st["staged"] == [] and st["untracked"] == []
     repo.fsck_clean()
 
 

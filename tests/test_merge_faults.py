@@ -118,3 +118,31 @@ def test_abort_after_a_kill_keeps_a_new_file_the_user_changed(
     assert repo.status()["untracked"] == ["d/e"]
     assert "overwrite untracked d/e" in repo.fail("merge", "other")
     fsck_clean(repo.root)
+
+
+def test_a_merge_killed_before_its_index_was_saved_cannot_be_committed(
+    template: Repo, tmp_path: Path
+) -> None:
+    """Killed before the index held the merged files, a merge left a record that
+    `status` showed as "every conflict settled ... `dvfs commit -m MSG` records it":
+    that commit made a version with two parents holding ours' files alone, and `merge
+    other` then said "already up to date": theirs' changes were gone from the branch."""
+    ours = template.head_id()
+    for step in ("recorded", "removed", "written"):
+        shutil.copytree(template.root, tmp_path / step, symlinks=True)
+        repo = Repo(tmp_path / step)
+        assert repo.run("merge", "other", env={KILL_ENV: step}).code == -9
+        repo.fail("commit", "-m", "m", fragments=("stopped before", "dvfs merge --abort"))
+        repo.fail("commit", "-a", "-m", "m", fragments=("stopped before",))
+        repo.fail("merge", "other", fragments=("stopped midway", "dvfs merge --abort"))
+        st = repo.status()
+        assert st["merging"]["complete"] is False, step
+        out = repo.ok("status").out
+        assert "Merging other (" in out and "stopped before it had written its files" in out
+        assert out.splitlines()[-1].startswith("A merge stopped midway: `dvfs merge --abort`")
+        assert repo.head_id() == ours, step
+        repo.ok("merge", "--abort")
+        assert repo.json("merge", "other", "--json")["outcome"] == "merged", step
+        assert files_of(repo, "HEAD") == MERGED, step
+        assert repo.status()["merging"] is None, step
+        fsck_clean(repo.root)

@@ -12,7 +12,7 @@ import click
 
 from vfs.cli.options import DvfsGroup
 from vfs.cli.output import emit_json, repo_here, warn
-from vfs.errors import UsageError
+from vfs.errors import FormatError, UsageError
 from vfs.quoting import escape_text
 from vfs.remote import audit as remote_audit
 from vfs.repo import audit
@@ -76,7 +76,10 @@ def audit_cmd(
                 f"{remote_name}` checks the chain"
             )
     else:
-        found = list(audit.entries(repo.dir))
+        try:
+            found = list(audit.entries(repo.dir))
+        except FormatError as exc:
+            raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
     picked = [e for e in found if e.time_ns >= start]
     if as_json:
         emit_json([e.as_json() for e in picked])
@@ -86,7 +89,7 @@ def audit_cmd(
         ids = f"{(e.old or '-')[:10]} -> {(e.new or '-')[:10]}" if e.ref != "HEAD" else ""
         what = " ".join(x for x in (e.ref, ids, e.note) if x)
         click.echo(
-            f"{e.seq:>5} {at} {escape_text(e.user)}@{escape_text(e.host)} {e.op}: "
+            f"{e.seq:>5} {at} {escape_text(e.user)}@{escape_text(e.host)} {escape_text(e.op)}: "
             f"{escape_text(what)}  ({escape_text(shlex.join(e.cmd))})"
         )
 

@@ -8,12 +8,13 @@ import click
 
 from vfs.cli.options import AS_JSON, DvfsCommand
 from vfs.cli.output import emit_json, quoted, repo_here
-from vfs.errors import UsageError
+from vfs.errors import FormatError, UsageError
 from vfs.ops.branches import (
     create_branch,
     create_tag,
     delete_branch,
     delete_tag,
+    delete_unreadable,
     move_branch,
 )
 from vfs.repo.repository import Repository
@@ -85,7 +86,7 @@ def branch(
         if not names:
             raise UsageError("name the branches to delete: dvfs branch -d NAME...")
         names = tuple(dict.fromkeys(names))  # a name given twice is deleted once
-        missing_refs(repo, "heads", names, "branch")
+        damaged = missing_refs(repo, "heads", names, "branch")
         head = repo.refs.head()
         if head.detached is None and head.branch in names:
             raise UsageError(
@@ -93,6 +94,10 @@ def branch(
                 "nothing was deleted"
             )
         for n in names:
+            if n in damaged and delete_unreadable(repo, "heads", n):
+                if not as_json:
+                    click.echo(f"deleted branch {quoted(n)} (was unreadable)")
+                continue
             was = delete_branch(repo, n)
             if not as_json:
                 label = quoted(repo.history.label(was))
@@ -133,19 +138,31 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
         ]
         emit_json(rows)
         return
-    if local and head.branch not in branches:
+    if local and head.detached is not None:
+        label = quoted(repo.history.label(head.detached))
+        click.echo(f"* (HEAD detached at {label} {head.detached.hex()[:10]})")
+    elif local and head.branch not in branches:
         click.echo(f"* {quoted(head.branch)} (no versions yet)")
     for n, oid in [*branches.items(), *theirs.items()]:
         mark = "*" if n == current and n in branches else " "
         click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
 
 
-def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str) -> None:
-    """Refuse a deletion naming a branch or tag that does not exist, before any is deleted."""
-    missing = [n for n in names if repo.refs.get(f"refs/{kind}/{n}") is None]
+def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str) -> set[str]:
+    """Refuse a deletion naming a branch or tag that does not exist, before any is deleted;
+    the names whose ref is damaged (there, holding no id: deleted all the same)."""
+    missing: list[str] = []
+    damaged: set[str] = set()
+    for n in names:
+        try:
+            if repo.refs.get(f"refs/{kind}/{n}") is None:
+                missing.append(n)
+        except FormatError:
+            damaged.add(n)
     if missing:
         listed = ", ".join(quoted(n) for n in missing)
         raise UsageError(f"no {what} named {listed}: nothing was deleted")
+    return damaged
 
 
 def ref_json(repo: Repository, name: str, oid: bytes) -> dict[str, Any]:
@@ -173,8 +190,12 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
         if not names:
             raise UsageError("name the tags to delete: dvfs tag -d NAME...")
         names = tuple(dict.fromkeys(names))  # a name given twice is deleted once
-        missing_refs(repo, "tags", names, "tag")
+        damaged = missing_refs(repo, "tags", names, "tag")
         for n in names:
+            if n in damaged and delete_unreadable(repo, "tags", n):
+                if not as_json:
+                    click.echo(f"deleted tag {quoted(n)} (was unreadable)")
+                continue
             delete_tag(repo, n)
             if not as_json:
                 click.echo(f"deleted tag {quoted(n)}")

@@ -132,14 +132,14 @@ def checkout_cmd(
     help="Restore the working files (the default; with --staged, both).",
 )  # fmt: skip
 @click.option("--source", "-s", metavar="REV", help="Take the content from REV instead.")
-@click.option("--ours", "side", flag_value="ours", help="In a merge: this branch's side.")
-@click.option("--theirs", "side", flag_value="theirs", help="In a merge: the merged side.")
+@click.option("--ours", is_flag=True, help="In a merge: this branch's side.")
+@click.option("--theirs", is_flag=True, help="In a merge: the merged side.")
 @OFFLINE
 @YES
 @AS_JSON
 def restore(
-    paths: tuple[str, ...], staged: bool, worktree: bool, source: str | None, side: str | None,
-    offline: bool, yes: bool, as_json: bool,
+    paths: tuple[str, ...], staged: bool, worktree: bool, source: str | None, ours: bool,
+    theirs: bool, offline: bool, yes: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Undo changes to PATHS: discard working changes, or unstage with --staged.
 
@@ -160,6 +160,7 @@ def restore(
     """
     from vfs.ops import merge
 
+    side = one_side(ours, theirs)
     repo = repo_here()
     if side is not None and source is not None:
         raise UsageError("--source and --ours/--theirs both choose the content: give one")
@@ -231,10 +232,18 @@ def switch(
     report_checkout(r, as_json)
 
 
+def one_side(ours: bool, theirs: bool) -> str | None:
+    """The side ``--ours``/``--theirs`` chose (None: neither); both is an error, not the
+    last one given."""
+    if ours and theirs:
+        raise UsageError("choose --ours or --theirs, not both: nothing was done")
+    return "ours" if ours else "theirs" if theirs else None
+
+
 @click.command(cls=DvfsCommand, name="merge")
 @click.argument("rev", required=False)
-@click.option("--ours", "side", flag_value="ours", help="Settle every conflict with this side.")
-@click.option("--theirs", "side", flag_value="theirs", help="Settle every conflict with REV's.")
+@click.option("--ours", is_flag=True, help="Settle every conflict with this side.")
+@click.option("--theirs", is_flag=True, help="Settle every conflict with REV's.")
 @click.option("-m", "--message", type=FreeText(), help="Message of the merge version.")
 @click.option("--abort", is_flag=True, help="Give up the merge in progress.")
 @click.option(
@@ -244,7 +253,7 @@ def switch(
 @OFFLINE
 @AS_JSON
 def merge_cmd(
-    rev: str | None, side: str | None, message: str | None, abort: bool, force: bool,
+    rev: str | None, ours: bool, theirs: bool, message: str | None, abort: bool, force: bool,
     offline: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Merge REV into the current branch (a version with two parents).
@@ -262,6 +271,7 @@ def merge_cmd(
     """
     from vfs.ops import merge
 
+    side = one_side(ours, theirs)
     repo = repo_here()
     if abort:
         if rev or side or message:

@@ -92,13 +92,14 @@ def revs_and_paths(
 
 
 def close_revisions(repo: Repository, arg: str) -> list[str]:
-    """Names close to ``arg`` that do name versions (a mistyped tag or branch)."""
+    """Names close to ``arg`` that do name versions (a mistyped tag or branch).
+
+    An ``arg`` that names versions but not one (an id prefix of several) raises the
+    error saying so: it is no unknown name."""
     try:
         repo.history.resolve(arg)
     except RevisionNotFound as exc:
         return exc.candidates
-    except DvfsError:
-        pass
     return []
 
 
@@ -268,6 +269,9 @@ def show_cmd(rev: str | None, list_files: bool, fmt: str, as_json: bool) -> None
         emit_json(data)
         return
     click.echo(f"version  {data['version']}  {data['id']}")
+    if len(data["parents"]) > 1:  # a merge: its parents, the first the branch's own
+        sides = [f"{repo.history.label(bytes.fromhex(p))} {p[:10]}" for p in data["parents"]]
+        click.echo(f"merge    {' + '.join(sides)}")
     click.echo(f"author   {escape_text(data['author'])}")
     click.echo(f"created  {data['created']}")
     if data["git_commit"]:

@@ -251,6 +251,7 @@ def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
 
     return {
         "rev": m.rev, "theirs": m.theirs.hex(), "base": m.base.hex(), "message": m.message,
+        "complete": m.ready,
         "conflicts": [{"path": show(c.path), "ours": side(c.ours), "theirs": side(c.theirs),
                        "resolved": c.resolved} for c in m.conflicts],
     }  # fmt: skip
@@ -261,6 +262,8 @@ def merge_lines(m: merging.MergeState, at: Callable[[bytes], bytes]) -> None:
     conflict left (:func:`merge_hint` ends the report with how to finish it)."""
     left = [c for c in m.conflicts if not c.resolved]
     state = f"{count(len(left), 'conflict')} to settle" if left else "every conflict settled"
+    if not m.ready:
+        state = "stopped before it had written its files"
     echo(f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): {state}")
     for c in left:
         echo(
@@ -271,6 +274,11 @@ def merge_lines(m: merging.MergeState, at: Callable[[bytes], bytes]) -> None:
 
 def merge_hint(m: merging.MergeState) -> str:
     """The last line of ``status`` while a merge is in progress: how to finish or abort it."""
+    if not m.ready:
+        return (
+            f"A merge stopped midway: `dvfs merge --abort` goes back to the branch's version, "
+            f"then `dvfs merge {quoted(m.rev)}` merges again."
+        )
     if any(not c.resolved for c in m.conflicts):
         return (
             "A merge is in progress: settle each conflict (`dvfs restore --ours|--theirs PATH`, "

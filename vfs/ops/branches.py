@@ -11,6 +11,7 @@ import contextlib
 from vfs.errors import DvfsError, UsageError
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
+from vfs.remote.config import remotes
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.refs import Head, check_ref_name
 from vfs.repo.repository import Repository
@@ -156,6 +157,18 @@ def delete_branch(repo: Repository, name: str) -> bytes:
         return cur
 
 
+def delete_unreadable(repo: Repository, kind: str, name: str) -> bool:
+    """Delete branch (``kind`` "heads") or tag ("tags") ``name`` if its ref is damaged
+    (holds no id, so :func:`delete_branch` and :func:`delete_tag` cannot read it);
+    return whether it was. The current branch is kept, as by :func:`delete_branch`."""
+    check_ref_name(name, "branch" if kind == "heads" else "tag", existing=True)
+    with repo.locked():
+        head = repo.refs.head()
+        if kind == "heads" and head.branch == name and head.detached is None:
+            raise UsageError(f"{name} is the current branch: switch to another one first")
+        return repo.refs.delete_unreadable(f"refs/{kind}/{name}")
+
+
 def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
     """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
     return _create_ref(
@@ -168,6 +181,12 @@ def _create_ref(
 ) -> bytes:
     """Point the new ref ``ref`` at ``rev`` (default HEAD); refuse a name in use."""
     check_ref_name(name, kind)
+    top, slash, rest = name.partition("/")
+    if slash and top in remotes(repo):
+        raise UsageError(
+            f"{kind} {name} would share its name with remote {top}'s branch {rest}, and "
+            f"one would hide the other wherever a revision is read: name the {kind} otherwise"
+        )
     with repo.locked():
         if repo.refs.get(ref) is not None:
             raise UsageError(f"{kind} {name} already exists{hint}")

@@ -301,6 +301,11 @@ def commit_locked(
     if index.count() == 0 and parent is None:
         raise UsageError("nothing to commit: run `dvfs add PATH` first")
     merge = merging.live(repo.dir, repo.refs)
+    if merge is not None and not merge.ready:
+        raise UsageError(
+            f"the merge of {merge.rev} stopped before it had written its files, so the index "
+            f"does not hold it: `dvfs merge --abort`, then `dvfs merge {merge.rev}` again"
+        )
     if merge is not None and (left := merge.unresolved()):
         shown = ", ".join(show(p) for p in left[:5]) + (
             f" and {len(left) - 5} more" if len(left) > 5 else ""

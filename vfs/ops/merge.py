@@ -14,18 +14,21 @@ fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Els
 
 1. under the repository lock, the working tree must be clean (no staged, modified or
    deleted tracked file: they are listed) and no untracked file may stand where REV
-   brings different content; the data the merged files need is downloaded first if
-   it is only on a remote (``vfs.remote.ondemand``);
-2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written;
+   brings different content, nor an untracked file or link where REV needs a
+   directory; the data the merged files need is downloaded first if it is only on a
+   remote (``vfs.remote.ondemand``);
+2. the merge record ``.dvfs/MERGE`` (``vfs.ops.merging``) is written, not ready;
 3. the files theirs changed are written or deleted (``vfs.worktree``) and the index
    takes the merged entries (a path not checked out stays so, with theirs' entry);
+   then the record is marked ready;
 4. without conflicts, the version is committed at once (``vfs.ops.commit.commit_locked``:
    two parents, the record removed after the branch moved); with conflicts, the
    command stops there, listing them with both sides' sizes and times. Each conflict
    keeps ours in the index and the working tree until it is resolved
    (:func:`resolve`, ``dvfs add``), then ``dvfs commit`` makes the merge version.
 
-A kill during steps 2-3 leaves the record and a half-written working tree whose
+A kill or an error during steps 2-3 leaves the record, not ready (``commit`` refuses
+it), and a half-written working tree whose
 files ``status`` shows as modified: ``dvfs merge --abort`` restores the branch's
 version (:func:`abort`), deleting the new files of theirs it wrote before the index
 named them. The kill points are ``vfs.ops.merging``'s test hook; see
@@ -36,6 +39,8 @@ its first parent's number plus one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import stat as statmod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -53,7 +58,7 @@ from vfs.repo.repository import Repository
 from vfs.repo.stage import not_checked_out
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import remove_many, remove_path
+from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
 from vfs.worktree.scan import Found, Warn, show
 
@@ -140,7 +145,12 @@ def merge(
     with repo.locked():
         hist = repo.history
         head = hist.head()
-        if merging.live(repo.dir, repo.refs) is not None:
+        if (going := merging.live(repo.dir, repo.refs)) is not None:
+            if not going.ready:
+                raise UsageError(
+                    f"a merge is in progress, and it stopped midway: `dvfs merge --abort`, "
+                    f"then `dvfs merge {going.rev}` again"
+                )
             raise UsageError(
                 "a merge is in progress: resolve it and `dvfs commit`, or `dvfs merge --abort`"
             )
@@ -228,7 +238,8 @@ def _merge_locked(
             if p in other:
                 merged[p] = other[p]
         # a theirs-side file where ours had a directory: ours' paths below it go
-        for d in [p for p in merged if p in {a for q in merged for a in _above(q)}]:
+        dirs = {a for q in merged for a in _above(q)}
+        for d in [p for p in merged if p in dirs]:
             for q in [q for q in merged if q.startswith(d + b"/") and q not in other]:
                 del merged[q]
     conflicts = (
@@ -243,6 +254,7 @@ def _merge_locked(
     todo: list[tuple[bytes, Entry]] = []
     absent: dict[bytes, Entry] = {}
     untracked: list[Found] = []
+    emptied: list[bytes] = []
     with Walker(repo.root) as walker:
         for p, e in sorted(write.items()):
             cur = index.get(p)
@@ -251,12 +263,26 @@ def _merge_locked(
                 continue
             todo.append((p, e))
             if cur is None and (st := walker.lstat(p)) is not None:
-                untracked.append(Found(p, st))
+                if not statmod.S_ISDIR(st.st_mode):
+                    untracked.append(Found(p, st))
+                elif not tracked_dir_only(repo.root, p, lambda q: index.get(q) is not None):
+                    emptied.append(p)  # a directory of ours' files (gone) and untracked ones
+        # An untracked file or link where a directory of theirs' files goes.
+        in_way = emptied + [
+            d
+            for d in sorted({d for p, _ in todo for d in _above(p)})
+            if index.get(d) is None
+            and (st := walker.lstat(d)) is not None
+            and not statmod.S_ISDIR(st.st_mode)
+        ]
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked))
     clash = sorted(
-        f.rel
-        for f in untracked
-        if f.rel not in on_disk or not on_disk[f.rel].same_on_disk(write[f.rel])
+        [
+            f.rel
+            for f in untracked
+            if f.rel not in on_disk or not on_disk[f.rel].same_on_disk(write[f.rel])
+        ]
+        + in_way
     )
     if clash:
         raise UsageError(
@@ -267,7 +293,7 @@ def _merge_locked(
         repo, todo, workers, command=f"merge {rev}", gets_them=f"dvfs pull {rev}",
         offline=offline, expansion=(),
     )  # fmt: skip
-    state = MergeState(branch, ours, theirs, base, rev, msg, tuple(conflicts))
+    state = MergeState(branch, ours, theirs, base, rev, msg, tuple(conflicts), ready=False)
     merging.save(repo.dir, state)
     merging.reached("recorded")
     report = MergeReport("conflicts" if conflicts else "merged", fetched=fetched)
@@ -278,8 +304,12 @@ def _merge_locked(
         index.entries.pop(p, None)
     merging.reached("removed")
 
+    removed = set(gone)
+
     def replace(rel: bytes) -> bool:  # a tracked file (or folder of them) may be replaced
-        return index.get(rel) is not None or bool(index.under(rel))
+        if index.get(rel) is not None or index.under(rel):
+            return True
+        return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None or q in removed)
 
     with co.restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
@@ -297,6 +327,7 @@ def _merge_locked(
     report.not_checked_out = lost
     index.head = None
     index.save()
+    merging.save(repo.dir, dataclasses.replace(state, ready=True))
     merging.reached("indexed")
     if conflicts:
         report.label, report.oid = hist.label(ours), ours

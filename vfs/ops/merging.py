@@ -12,7 +12,8 @@ fsync, rename)::
 
     {"v": 1, "branch": str, "ours": id, "theirs": id, "base": id, "rev": str,
      "message": str,
-     "conflicts": [[path, ours | nil, theirs | nil, resolved], ...]}
+     "conflicts": [[path, ours | nil, theirs | nil, resolved], ...],
+     "ready": bool}
 
     ours, theirs   the branch's version when the merge began, and the version merged
     base           their merge base
@@ -21,6 +22,10 @@ fsync, rename)::
     conflicts      sorted by path, no repeats; each side is [size, mtime_ns] of the
                    file or link at that path on that side, nil where that side deleted
                    it; resolved is a bool
+    ready          false from the record's first writing until the working tree and
+                   the index hold the merged files (a merge killed or stopped in
+                   between cannot be committed: only ``--abort`` leaves it); a
+                   record without it, written before it existed, counts as true
 
 A checkout of a whole version (``checkout``, ``switch``, a pull's fast-forward)
 removes the record: the merge is left, as ``dvfs merge --abort`` leaves it, so that
@@ -57,6 +62,7 @@ MERGE = "MERGE"
 FORMAT = 1
 LIMIT = 256 << 20  # bytes: a merge of a million conflicting paths stays far below
 _KEYS = {"v", "branch", "ours", "theirs", "base", "rev", "message", "conflicts"}
+_OPTIONAL = {"ready"}
 
 Side = tuple[int, int] | None  # (size, mtime_ns) of what a side holds at a path
 
@@ -82,6 +88,7 @@ class MergeState:
     rev: str
     message: str
     conflicts: tuple[Conflict, ...]
+    ready: bool = True  # the working tree and index hold the merge (module docstring)
 
     def unresolved(self) -> list[bytes]:
         """The paths still in conflict."""
@@ -113,6 +120,7 @@ def save(dvfs_dir: Path, state: MergeState) -> None:
         "base": state.base, "rev": state.rev, "message": state.message,
         "conflicts": [[c.path, _side(c.ours), _side(c.theirs), c.resolved]
                       for c in state.conflicts],
+        "ready": state.ready,
     }  # fmt: skip
     write_atomic(dvfs_dir / MERGE, msgpack.packb(rec, use_bin_type=True))
 
@@ -149,7 +157,9 @@ def decode(data: bytes) -> MergeState:
     """Decode a record strictly; FormatError if it is not one."""
     try:
         rec = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        if not (isinstance(rec, dict) and set(rec) == _KEYS and rec["v"] == FORMAT):
+        if not (isinstance(rec, dict) and _KEYS <= set(rec) <= _KEYS | _OPTIONAL):
+            raise ValueError("fields")
+        if rec["v"] != FORMAT or not isinstance(rec.get("ready", True), bool):
             raise ValueError("fields")
         for k in ("branch", "rev", "message"):
             if not isinstance(rec[k], str):
@@ -165,7 +175,7 @@ def decode(data: bytes) -> MergeState:
             conflicts.append(Conflict(row[0], _decode_side(row[1]), _decode_side(row[2]), row[3]))
         return MergeState(
             rec["branch"], _id(rec["ours"]), _id(rec["theirs"]), _id(rec["base"]),
-            rec["rev"], rec["message"], tuple(conflicts),
+            rec["rev"], rec["message"], tuple(conflicts), rec.get("ready", True),
         )  # fmt: skip
     except (ValueError, TypeError, KeyError, msgpack.ExtraData, msgpack.FormatError) as exc:
         raise FormatError(

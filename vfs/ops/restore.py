@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import stat as statmod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
@@ -90,12 +90,18 @@ def restore(
                 where = "" if src is None else f" and not in {label}"
                 raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
         report = RestoreReport(label)
+        unstaged: set[bytes] = set()  # unchanged tracked files unstaged: may be replaced
+        edited: list[bytes] = []  # and those with changes (not replaced: refused)
         if staged:
             assert src is not None
-            for p in [p for rel in rels for p in index.under(rel)]:
-                if p not in src:
-                    index.remove(p)  # an addition unstaged: the file stays, untracked
-                    report.unstaged += 1
+            dropped = [p for p in dict.fromkeys(q for r in rels for q in index.under(r))]
+            dropped = [p for p in dropped if p not in src]
+            if write and dropped:
+                unstaged = _unchanged(repo, index, dropped, workers, warn)
+                edited = [p for p in dropped if p not in unstaged]
+            for p in dropped:
+                index.remove(p)  # an addition unstaged: the file stays, untracked
+                report.unstaged += 1
             for p, e in src.items():
                 if not under_any(p, rels):
                     continue
@@ -109,6 +115,7 @@ def restore(
             if source is not None:
                 assert src is not None
                 want = {p: e for p, e in src.items() if under_any(p, rels)}
+                _refuse_edited_in_way(edited, want)
             else:
                 want = {}
                 for rel in rels:
@@ -116,9 +123,43 @@ def restore(
                         s = index.get(p)
                         assert s is not None
                         want[p] = s.to_entry(p.rpartition(b"/")[2])
-            _restore_files(repo, index, want, report, workers, offline=offline, yes=yes, warn=warn)
+            _restore_files(
+                repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
+                unstaged=unstaged,
+            )  # fmt: skip
         index.save()
     return report
+
+
+def _folders(path: bytes) -> Iterator[bytes]:
+    while b"/" in path:
+        path = path.rpartition(b"/")[0]
+        yield path
+
+
+def _refuse_edited_in_way(edited: list[bytes], want: dict[bytes, Entry]) -> None:
+    """UsageError if a file with changes, unstaged by this command, stands where ``want``
+    has a directory, or below a file of ``want``: replacing it would lose the changes."""
+    dirs = {d for q in want for d in _folders(q)}
+    blocked = [p for p in edited if p in dirs or any(d in want for d in _folders(p))]
+    if blocked:
+        raise UsageError(
+            f"{names_of(sorted(blocked))} changed since staged, where the version restored "
+            "has a directory or a file: `dvfs add` them or move them away first; nothing was "
+            "restored"
+        )
+
+
+def _unchanged(
+    repo: Repository, index: Index, paths: list[bytes], workers: Workers, warn: Warn
+) -> set[bytes]:
+    """Those of ``paths`` whose working file holds what the index has staged."""
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = {p: s for p in paths if (s := index.get(p)) is not None and s.checked_out}
+    state = work_state(repo, sub, workers, warn)
+    changed = set(state.modified) | set(state.deleted) | set(state.unreadable)
+    return {p for p in sub.entries if p not in changed and p not in state.not_checked_out}
 
 
 def restore_not_checked_out(
@@ -154,8 +195,15 @@ def _restore_files(
     offline: bool,
     yes: bool,
     warn: Warn,
+    unstaged: frozenset[bytes] | set[bytes] = frozenset(),
 ) -> None:
-    """Write ``want`` into the working tree where it differs (see :func:`restore`)."""
+    """Write ``want`` into the working tree where it differs (see :func:`restore`).
+
+    ``unstaged``: paths this command took out of the index, which were tracked and
+    unchanged (their content is in the store): a file of them where ``want`` has a
+    directory (or the reverse: a file of the source's side of a file/directory
+    conflict) is replaced like a tracked one.
+    """
     remove_temporaries_after_crash(repo, warn)
     sub = Index(index.path)
     sub.written_ns = index.written_ns
@@ -207,11 +255,14 @@ def _restore_files(
         report.failed[p] = ObjectError(why)
     todo = [(p, e) for p, e in todo if p not in report.failed]
 
+    def tracked(rel: bytes) -> bool:
+        return index.get(rel) is not None or rel in unstaged
+
     def replace(rel: bytes) -> bool:  # something else stands where a file goes
         st = lstat_or_none(repo.root, rel)
         if st is not None and statmod.S_ISDIR(st.st_mode):
-            return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
-        return index.get(rel) is not None
+            return tracked_dir_only(repo.root, rel, tracked)
+        return tracked(rel)
 
     with restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)

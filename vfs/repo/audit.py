@@ -22,7 +22,13 @@ to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a cr
 mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
 
 ``.dvfs/audit.head``: ``"<seq> <64 hex>\\n"``, the last entry's number and hash,
-rewritten atomically after each append, so that deleting the last entries shows.
+rewritten atomically after each append, so that deleting the last entries shows. An
+append to a log cut or whose last entry was edited since the head was written follows
+the head, not the log's last line (its ``seq`` after the head's, its ``prev`` the
+head's hash): the gap or the broken link stays in the chain for ``verify`` to name,
+not only until the next change of a ref. The head is one entry behind the log at
+most (a crash between the append and its rewrite); entries past that were added by
+hand: ``verify`` names them, and appends leave the head where it is.
 
 :func:`verify` names the first entry edited, deleted, inserted or reordered. It
 proves nothing against someone who rewrites the whole chain and the head: the log
@@ -42,7 +48,10 @@ may name a move that then lost its race). ``.dvfs/remotes/<name>/audit.head`` ho
 ``"<seq> <hash>\n"`` of the last entry this clone wrote or verified: a later append
 starts looking from there (else it lists ``audit/``), and :func:`vfs.remote.audit.verify_remote`
 checks that entry still hashes the same, so a chain cut or edited at its end shows
-too. Entries are at most ``MAX_LINE`` bytes.
+too. Entries are at most ``MAX_LINE`` bytes; a command line that would take more than
+``CMD_BYTES`` of an entry (a long ``commit -m``, many names given to ``branch -d``) is
+recorded shortened: long arguments cut, saying their length, and the arguments that
+do not fit counted.
 """
 
 from __future__ import annotations
@@ -69,6 +78,8 @@ FORMAT = 1
 ZERO = "0" * 64
 TAIL = 1 << 16  # bytes read from the end to find the last entry
 MAX_LINE = 1 << 20
+CMD_BYTES = 16 << 10  # a command line longer than this (as JSON) is shortened (_bounded)
+ARG_CHARS = 1024
 _KEYS = {"v", "seq", "time_ns", "user", "host", "cmd", "op", "ref", "old", "new", "note", "prev"}
 _command: list[str] | None = None
 
@@ -107,19 +118,28 @@ def encode_entry(entry: dict[str, Any]) -> bytes:
 
 
 def _last_line(fd: int) -> tuple[bytes | None, int]:
-    """The last complete line of the log (None if empty) and where complete lines end."""
+    """The last complete line of the log (None if empty) and where complete lines end.
+
+    The last ``TAIL`` bytes are read, and if the last line does not start inside them,
+    up to ``MAX_LINE`` bytes before its end (a torn line after it may be as long).
+    """
     size = os.fstat(fd).st_size
-    start = max(0, size - TAIL)
-    tail = os.pread(fd, size - start, start)
-    end = tail.rfind(b"\n")
-    if end < 0:
-        if start == 0:
-            return None, 0
-        raise FormatError("the audit log's last entry is longer than any entry dvfs writes")
-    before = tail.rfind(b"\n", 0, end)
-    if before < 0 and start > 0:
-        raise FormatError("the audit log's last entry is longer than any entry dvfs writes")
-    return tail[before + 1 : end], start + end + 1
+    for window in (TAIL, 2 * MAX_LINE + 2):
+        start = max(0, size - window)
+        tail = os.pread(fd, size - start, start)
+        end = tail.rfind(b"\n")
+        if end < 0:
+            if start == 0:
+                return None, 0
+            continue
+        before = tail.rfind(b"\n", 0, end)
+        if before < 0 and start > 0:
+            continue
+        return tail[before + 1 : end], start + end + 1
+    raise FormatError(
+        f"the audit log's last entry is longer than any entry dvfs writes: "
+        f"`dvfs audit verify` says what is wrong with .dvfs/{LOG}"
+    )
 
 
 def record(
@@ -144,12 +164,19 @@ def record(
             except (ValueError, KeyError, TypeError):  # edited: verify will say so
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
+        head = _head(dvfs_dir)
+        added = head is not None and 0 <= head[0] < seq - 2  # verify names them: keep it so
+        if head is not None and (head[0] >= seq or (head[0] == seq - 1 and head[1] != prev)):
+            # The log was cut or its last entry edited since the head was written: the new
+            # entry follows the head, so that verify still names what was lost.
+            seq, prev = head[0] + 1, head[1]
         line = encode_entry(make_entry(seq, prev, op, ref, old, new, note))
         os.write(fd, line + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
-    write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
+    if not added:
+        write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
 
 
 def command() -> list[str]:
@@ -161,10 +188,30 @@ def command() -> list[str]:
     return list(cmd)
 
 
+def _bounded(cmd: list[str]) -> list[str]:
+    """``cmd`` as an entry records it: whole, unless it would make an entry longer than
+    ``CMD_BYTES``; then each argument past ``ARG_CHARS`` characters is cut (saying
+    how long it was), and the arguments that still do not fit are counted, not listed.
+    A commit's message, for one, is in its version whole."""
+    if len(encode_entry({"cmd": cmd})) <= CMD_BYTES:
+        return cmd
+    out: list[str] = []
+    size = 0
+    for i, arg in enumerate(cmd):
+        if len(arg) > ARG_CHARS:
+            arg = f"{arg[:ARG_CHARS]}... ({len(arg):,} characters)"
+        size += len(encode_entry({"": arg}))
+        if size > CMD_BYTES:
+            out.append(f"... ({len(cmd) - i:,} more arguments)")
+            break
+        out.append(arg)
+    return out
+
+
 def make_entry(
     seq: int, prev: str, op: str, ref: str, old: bytes | None, new: bytes | None, note: str
 ) -> dict[str, Any]:
-    cmd = command()
+    cmd = _bounded(command())
     return {
         "v": FORMAT, "seq": seq, "time_ns": time.time_ns(), "user": _user(),
         "host": os.uname().nodename, "cmd": cmd, "op": op, "ref": ref,
@@ -201,6 +248,8 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
         rec = json.loads(line)
         if not (isinstance(rec, dict) and set(rec) == _KEYS and rec["v"] == FORMAT):
             raise ValueError("fields")
+        if not (type(rec["time_ns"]) is int and 0 <= rec["time_ns"] < 1 << 63):
+            raise ValueError("time")  # (a time no clock gives, nor a date can show)
         e = Entry(
             int(rec["seq"]), int(rec["time_ns"]), str(rec["user"]), str(rec["host"]),
             tuple(str(c) for c in rec["cmd"]), str(rec["op"]), str(rec["ref"]),
@@ -301,6 +350,11 @@ def verify(dvfs_dir: Path) -> Verdict:
             problems.append(f"entries {n + 1}..{seq} are missing: deleted from the end")
         elif seq >= 1 and parsed[seq - 1][2] != digest:
             problems.append(f"entry {seq} was edited: {HEAD} holds the hash of another")
+        elif seq < n - 1:  # (a crash between an append and the head's rewrite: one)
+            problems.append(
+                f"entries after {seq + 1} were added by hand: {HEAD} names entry {seq} "
+                "as the last one written"
+            )
     elif n:
         problems.append(f"{HEAD} is missing: the last entries cannot be checked")
     return Verdict(n, problems, torn)

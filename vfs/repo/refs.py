@@ -25,7 +25,7 @@ import fcntl
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +104,20 @@ def _audit(
     from vfs.repo import audit
 
     audit.record(dvfs_dir, op, ref, old, new, note)
+
+
+def _way_out(ref: str) -> str:
+    """What to run about a ref whose file does not hold an id."""
+    kind, _, name = ref.removeprefix("refs/").partition("/")
+    if kind == "tags":
+        return f"`dvfs tag -d {name}` deletes it"
+    if kind == "heads":
+        return (
+            f"`dvfs branch -d {name}` deletes it (from another branch, if it is the current "
+            "one); `dvfs audit` lists the versions it held"
+        )
+    remote = name.partition("/")[0]
+    return f"delete .dvfs/{ref}: the next `dvfs fetch --remote {remote}` sets it again"
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,7 @@ class Refs:
         try:
             return from_hex(text)
         except ValueError:
-            raise FormatError(f"ref {ref} is unreadable: run `dvfs fsck`") from None
+            raise FormatError(f"ref {ref} is unreadable: {_way_out(ref)}") from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -223,6 +237,7 @@ class Refs:
                 if current is not None:
                     _audit(self.dir, _op(ref, current, new), ref, current, new)
                 path.unlink(missing_ok=True)
+                self._drop_empty_folders(ref)
                 return
             clash = self.clash(ref)
             if clash is not None:
@@ -235,16 +250,49 @@ class Refs:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, (new.hex() + "\n").encode())
 
+    def delete_unreadable(self, ref: str) -> bool:
+        """Delete ``ref`` if its file holds no id (a damaged ref :meth:`get` refuses);
+        return whether it did. Its audit entry has no old id and says why."""
+        with self._locked():
+            try:
+                self.get(ref)
+                return False
+            except FormatError:
+                pass
+            _audit(self.dir, _op(ref, b"", None), ref, None, None, "unreadable")
+            self._path(ref).unlink(missing_ok=True)
+            self._drop_empty_folders(ref)
+            return True
+
     def record(self, op: str, note: str) -> None:
         """An audit entry for a change that moves no ref (``gc``)."""
         with self._locked():
             _audit(self.dir, op, "", None, None, note)
 
+    def _drop_empty_folders(self, ref: str) -> None:
+        """Remove the folders of ``ref`` (below ``refs/<kind>/``) that hold no ref now,
+        so that a deleted ``x/y`` does not keep a branch ``x`` from being made."""
+        parts = ref.split("/")
+        for i in range(len(parts) - 1, 2, -1):
+            try:
+                os.rmdir(self._path("/".join(parts[:i])))
+            except OSError:  # not empty (or gone): the folders above hold it too
+                return
+
     def clash(self, ref: str) -> str | None:
-        """The existing ref (or folder of refs) that keeps ``ref`` from being written."""
+        """The existing ref (or folder of refs) that keeps ``ref`` from being written.
+
+        A folder that holds no ref (left by a deletion before they were removed) is
+        removed, not a clash."""
         path = self._path(ref)
         if path.is_dir():
-            return ref + "/..."
+            for folder, _, files in os.walk(path, topdown=False):
+                if files:
+                    return ref + "/..."
+                with suppress(OSError):
+                    os.rmdir(folder)
+            if path.is_dir():
+                return ref + "/..."
         parts = ref.split("/")
         for i in range(3, len(parts)):  # below refs/<kind>/
             above = "/".join(parts[:i])
