@@ -298,6 +298,10 @@ def test_a_remote_renamed_keeps_its_branches_default_and_audit_check(
     b.fail("remote", "rename", "origin", "team", fragments=("remote team already exists",))
     b.fail("remote", "rename", "origin", "team/a", fragments=("would share refs/remotes/team/",))
     b.fail("remote", "rename", "origin", "../x", fragments=("not a valid remote name",))
+    b.ok("branch", "mine/x")
+    b.fail("remote", "rename", "origin", "mine", fragments=("branch mine/x would be read",))
+    b.fail("remote", "add", "mine", str(tmp_path / "m"), fragments=("branch mine/x would be",))
+    b.ok("branch", "-d", "mine/x")
     out = b.ok("remote", "rename", "origin", "up").out
     assert out.strip() == "renamed remote origin to up in .dvfs/config"
     assert [r["name"] for r in b.json("branch", "-r", "--json")] == ["up/main"]

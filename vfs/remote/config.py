@@ -190,6 +190,16 @@ def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
     return spec
 
 
+def _refs_under(repo: Repository, name: str) -> str | None:
+    """A local branch or tag whose first part is ``name`` (``up/x`` for a remote ``up``):
+    it and the remote's branch ``x`` would both be read as ``up/x``."""
+    for kind in ("heads", "tags"):
+        for ref in repo.refs.names(kind):
+            if ref.partition("/")[0] == name and "/" in ref:
+                return f"{'branch' if kind == 'heads' else 'tag'} {ref}"
+    return None
+
+
 def add_remote(
     repo: Repository, spec: RemoteSpec, make_default: bool = False, *, shared: bool = False
 ) -> None:
@@ -213,6 +223,11 @@ def add_remote(
         team = load_shared(repo.root)
         if spec.name in table or (shared and spec.name in team.remotes):
             raise UsageError(f"remote {spec.name} already exists: remove it first")
+        if (under := _refs_under(repo, spec.name)) is not None:
+            raise UsageError(
+                f"{under} would be read as remote {spec.name}'s branch: give the remote "
+                "another name, or rename that first"
+            )
         for other in remotes(repo):
             # team and team/a would share refs/remotes/team/ (and .dvfs/remotes/team/)
             if other.startswith(f"{spec.name}/") or spec.name.startswith(f"{other}/"):
@@ -299,6 +314,11 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
             raise UsageError(f"unknown remote {old!r} (remotes: {have})")
         if new in known:
             raise UsageError(f"remote {new} already exists: choose another name")
+        if (under := _refs_under(repo, new)) is not None:
+            raise UsageError(
+                f"{under} would be read as remote {new}'s branch: choose another name, or "
+                "rename that first"
+            )
         for other in known:
             if other != old and (other.startswith(f"{new}/") or new.startswith(f"{other}/")):
                 raise UsageError(
