@@ -558,6 +558,39 @@ def test_a_corrupted_object(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_fsck_repair_lets_a_good_copy_mend_a_damaged_chunk(repo: Repo) -> None:
+    """A damaged chunk stays stored until ``fsck --repair`` drops it: adding a good copy
+    of its file stored nothing (the store held the id). The working tree's unchanged
+    file mends it at once; a file no longer there is named, and adding a copy mends it."""
+    kept, gone, other = rand(50 * KiB, seed=31), rand(50 * KiB, seed=32), rand(50 * KiB, seed=33)
+    committed(repo, {"d/kept.bin": kept, "d/gone.bin": gone, "d/other.bin": other})
+    objects = repo.root / ".dvfs" / "objects"
+    flip_byte_of(objects, kept)
+    flip_byte_of(objects, gone)
+    (repo.root / "d" / "gone.bin").unlink()
+    repo.write("d/gone.bin", gone)  # a good copy, added again: the store keeps the bad one
+    repo.ok("add", "d")
+    r = repo.run("fsck")
+    assert r.code == 1 and len([ln for ln in r.out.splitlines() if "corrupt" in ln]) == 2, str(r)
+    assert "dvfs fsck --repair" in r.out, str(r)
+    (repo.root / "d" / "gone.bin").unlink()
+
+    r = repo.run("fsck", "--repair", "--json")
+    assert r.code == 1, str(r)
+    report = r.json()
+    assert len(report["repaired"]) == 1 and "stored again from d/kept.bin" in report["repaired"][0]
+    (problem,) = report["problems"]
+    assert "v1:d/gone.bin" in problem and "dvfs add" in problem, problem
+    assert repo.cat("v1:d/kept.bin") == kept and repo.cat("v1:d/other.bin") == other
+
+    repo.write("back/gone.bin", gone)  # a good copy, anywhere in the working tree
+    repo.ok("add", "back")
+    repo.fsck_clean()
+    repo.ok("restore", "d/gone.bin")
+    assert repo.read("d/gone.bin") == gone
+    repo.fsck_clean()
+
+
 def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     """Large files are restored beside the small ones: a bad chunk fails only its file."""
     large_bad, large_good = rand(9 * MiB, seed=23), rand(10 * MiB, seed=24)

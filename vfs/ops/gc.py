@@ -402,10 +402,16 @@ class _NewPack:
         self.tmp.unlink(missing_ok=True)
 
 
-def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) -> list[Path]:
+def _copy_live(
+    repo: Repository,
+    plans: Iterable[PackPlan],
+    report: GcReport,
+    dropped: set[bytes] | None = None,
+) -> list[Path]:
     """Copy the live objects of the packs to rewrite into new packs; their paths.
 
-    A pack with a live object that does not verify is marked damaged (kept).
+    A pack with a live object that does not verify is marked damaged (kept), unless
+    ``dropped`` is given: then that object is left out and its id added there.
     """
     root = repo.store.root
     written: list[Path] = []
@@ -421,6 +427,9 @@ def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) ->
                     try:
                         decode_payload(obj, payload)
                     except ObjectCorrupt as exc:
+                        if dropped is not None:
+                            dropped.add(obj.oid)
+                            continue
                         p.action = "damaged"
                         report.problems.append(
                             f"pack {p.path.name} holds a damaged object and was kept: {exc}"
@@ -445,6 +454,39 @@ def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) ->
         raise
     fsync_dir(root)
     return written
+
+
+def salvage(
+    repo: Repository, damaged: set[bytes], packs: Iterable[Path] = ()
+) -> tuple[set[bytes], list[str]]:
+    """Rewrite ``packs`` (a damaged header, a wrong name) and every pack holding one of
+    the ``damaged`` objects, keeping each object that verifies; the caller holds the lock.
+
+    A damaged object is of no use (every read of it fails), and while it is stored a
+    good copy of its bytes is never stored again (``ObjectStore.put`` skips an id it
+    holds): dropping it is what lets a good copy repair the store. Written and
+    deleted as step 3 and 4 of gc write and delete, so a kill at any moment loses
+    nothing that verified. Returns the ids dropped and what could not be done (a pack
+    neither whose index nor whose header reads is kept).
+    """
+    report = GcReport(dry_run=False)
+    root = repo.store.root
+    wanted = {p.name for p in packs}
+    plans = []
+    for name in sorted(os.listdir(root)):
+        if not (name.startswith("pack-") and name.endswith(".pack")):
+            continue
+        objs = _pack_objects(root / name, report)
+        if objs is not None and (name in wanted or any(o.oid in damaged for o in objs)):
+            plans.append(PackPlan(root / name, 0, objs, list(objs), "rewrite"))
+    dropped: set[bytes] = set()
+    written = {w.name for w in _copy_live(repo, plans, report, dropped)}
+    for p in plans:
+        if p.path.name not in written:
+            p.path.unlink(missing_ok=True)
+            p.path.with_suffix(".idx").unlink(missing_ok=True)
+    fsync_dir(root)
+    return dropped, report.problems
 
 
 # the whole gc -----------------------------------------------------------------------
