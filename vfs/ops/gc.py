@@ -4,6 +4,9 @@ Reachable (kept) is everything below:
 
 - every branch, tag and remote-tracking branch, and a detached HEAD;
 - the staging index: its rows' chunks and the versions it names (``head``, ``base``);
+- a merge in progress (``vfs.ops.merging``): the version being merged and the merge
+  base, which ``restore --theirs`` and the merge's commit still need when no branch
+  names them any more;
 - the working tree of every writable mount of this repository
   (``.dvfs/worktrees/<branch>/state``, written by ``daemon.overlay``; for the kernel's
   overlay ``layers``, written by ``daemon.upper``, naming its base and last snapshot): its
@@ -72,7 +75,7 @@ import msgpack
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
-from vfs.ops import changed
+from vfs.ops import changed, merging
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -242,6 +245,10 @@ def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
         if oid is not None:
             versions[what] = oid
     chunks = {c[0] for _, row in index.rows() for c in row[8]}
+    merge = merging.live(repo.dir, refs)
+    if merge is not None:
+        versions["merge in progress (theirs)"] = merge.theirs
+        versions["merge in progress (base)"] = merge.base
     versions.update(_worktree_bases(repo))
     for pin in live_pins(repo.dir):
         for i, oid in enumerate(pin.versions):
