@@ -74,8 +74,10 @@ def restore(
     write = not staged if worktree is None else worktree
     with repo.locked():
         hist = repo.history
-        index = repo.index()
         rels = [repo.rel(p) for p in paths]
+        # The whole index takes the source's content: a damaged one is rebuilt, the
+        # working files left as they are (what the damaged-index message says to run).
+        index = repo.index(rebuild=staged and b"" in rels)
         src: dict[bytes, Entry] | None = None
         label = "the index"
         if source is not None:
@@ -85,6 +87,12 @@ def restore(
         elif staged:
             src = head_files(hist)
             label = "HEAD"
+        if index.damaged is not None:
+            warn(
+                f"the staging index was not readable: it is rebuilt from {label}; "
+                "the working files are kept and compared with it"
+            )
+            index.entries = {}  # (every path of the source is staged below, as unknown)
         for arg, rel in zip(paths, rels, strict=True):
             if not index.under(rel) and not (src and any(under_any(q, [rel]) for q in src)):
                 where = "" if src is None else f" and not in {label}"
