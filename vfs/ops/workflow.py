@@ -315,6 +315,7 @@ def rm(
                     what="nothing was removed; commit them first, or use --cached to stop "
                     "tracking and keep the files, or --force to delete them anyway",
                 )  # fmt: skip
+        targets = list(dict.fromkeys(targets))  # (paths named twice, or a file and its directory)
         index.head = None
         with Walker(repo.root) as walker:
             # Unstaged one by one, not through ``entries``: the cache-tree of the other
