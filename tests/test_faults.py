@@ -591,6 +591,32 @@ def test_fsck_repair_lets_a_good_copy_mend_a_damaged_chunk(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_fsck_repair_writes_unreadable_refs_back_from_the_audit_log(repo: Repo) -> None:
+    """A HEAD or branch that cannot be read stopped every command with "run `dvfs
+    fsck`", and fsck said the same: ``fsck --repair`` writes them back as the audit log
+    last recorded them."""
+    committed(repo, {"d/a.txt": "a"}, "one")
+    repo.ok("switch", "-c", "side")
+    side = committed(repo, {"d/b.txt": "b"}, "two")
+    repo.ok("tag", "t", "main")
+    dvfs_dir = repo.root / ".dvfs"
+    (dvfs_dir / "HEAD").unlink()
+    (dvfs_dir / "refs" / "heads" / "side").write_text("garbage\n")
+    (dvfs_dir / "refs" / "tags" / "t").write_text("")
+    line = assert_error(repo.run("status"), "HEAD")
+    assert "dvfs fsck --repair" in line
+    r = repo.run("fsck")
+    assert r.code == 1 and "dvfs fsck --repair" in r.out, str(r)
+
+    report = repo.run("fsck", "--repair", "--json").json()
+    assert report["problems"] == [] and len(report["repaired"]) == 3, report
+    st = repo.status()
+    assert st["branch"] == "side" and st["staged"] == [] and st["modified"] == []
+    assert repo.head_id() == side
+    assert repo.cat("t:d/a.txt") == b"a"
+    repo.fsck_clean()
+
+
 def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     """Large files are restored beside the small ones: a bad chunk fails only its file."""
     large_bad, large_good = rand(9 * MiB, seed=23), rand(10 * MiB, seed=24)

@@ -20,8 +20,8 @@ from vfs.repo.repository import Repository
 @click.option(
     "--repair",
     is_flag=True,
-    help="Drop damaged objects (keeping what verifies) and store again what the "
-    "working tree still holds.",
+    help="Write unreadable refs back as the audit log last recorded them, drop damaged "
+    "objects (keeping what verifies) and store again what the working tree still holds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def fsck_cmd(repair: bool, as_json: bool) -> None:
@@ -64,8 +64,9 @@ def fsck_cmd(repair: bool, as_json: bool) -> None:
         )
         if r.repairable and not repair:
             click.echo(
-                "`dvfs fsck --repair` drops the damaged copies and stores again what the "
-                "working tree still holds"
+                "`dvfs fsck --repair` mends what it can: refs as the audit log last "
+                "recorded them, damaged copies dropped, data the working tree still holds "
+                "stored again"
             )
     if not r.clean:
         sys.exit(1)

@@ -13,8 +13,10 @@ pin, ``vfs.store.pins``: it writes without the lock). Chunks that were never dow
 pull of part of the data) are no problem when a remote holds them, as far as its
 cached index segments tell.
 
-Repair (``repair``: ``dvfs fsck --repair``; under the lock, unless a pipeline run is
-writing): a pack whose header or name
+Repair (``repair``: ``dvfs fsck --repair``): first HEAD and each ref that cannot be
+read are written back as the audit log last recorded them (``vfs.repo.audit``: every
+change is logged before it is made), when that version is stored. Then (under the
+lock, unless a pipeline run is writing) a pack whose header or name
 is wrong, and every pack holding a damaged chunk, is rewritten with the objects that
 verify (``vfs.ops.gc.salvage``): a damaged copy must go, or adding a good copy of its
 bytes would store nothing (the store skips an id it holds). Then each staged file of
@@ -26,6 +28,7 @@ one of them back and ``dvfs add`` it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import defaultdict
@@ -33,15 +36,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing
+from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, UsageError
 from vfs.model.codec import Kind
+from vfs.model.ids import from_hex
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import index_tree_ids
 from vfs.ops.gc import salvage
 from vfs.remote.reader import cached_remote_ids
+from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.reach import reach
-from vfs.repo.repository import Repository
+from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.repository import Repository, preferred_branch
 from vfs.store.objects import ObjectStore
 from vfs.store.pack_files import check_pack
 from vfs.store.pins import live_pins
@@ -74,21 +80,24 @@ class FsckReport:
         return not self.problems
 
 
-def _roots(repo: Repository, report: FsckReport) -> dict[str, bytes]:
-    """HEAD when detached, every branch, tag and remote-tracking branch (as gc keeps them)."""
+def _roots(repo: Repository, report: FsckReport, reported: set[str]) -> dict[str, bytes]:
+    """HEAD when detached, every branch, tag and remote-tracking branch (as gc keeps
+    them); an unreadable one is a problem, unless ``reported`` already."""
     roots: dict[str, bytes] = {}
     try:
         head = repo.refs.head()
         if head.detached is not None:
             roots["HEAD"] = head.detached
     except FormatError as exc:
-        report.problems.append(str(exc))
+        if "HEAD" not in reported:
+            report.problems.append(str(exc))
     for kind, label in (("heads", "branch"), ("tags", "tag"), ("remotes", "remote branch")):
         for name in repo.refs.names(kind):
             try:
                 oid = repo.refs.get(f"refs/{kind}/{name}")
             except FormatError as exc:
-                report.problems.append(str(exc))
+                if f"refs/{kind}/{name}" not in reported:
+                    report.problems.append(str(exc))
                 continue
             if oid is not None:
                 roots[f"{label} {name}"] = oid
@@ -127,11 +136,91 @@ def _check_cache_tree(repo: Repository, report: FsckReport, drop: bool) -> None:
         index.save()
 
 
+def _last_recorded(repo: Repository) -> dict[str, audit.Entry]:
+    """The audit log's last entry for each ref (and HEAD), as far as it reads."""
+    last: dict[str, audit.Entry] = {}
+    with contextlib.suppress(FormatError, OSError):  # (a damaged line: what came before)
+        for e in audit.entries(repo.dir):
+            last[e.ref] = e
+    return last
+
+
+def _recorded_head(repo: Repository, entry: audit.Entry | None) -> Head | None:
+    """HEAD as the audit entry of its last move left it, if that still makes sense;
+    else the preferred branch, if there is one."""
+    if entry is not None:
+        branch = entry.note.rpartition("-> ")[2]
+        with contextlib.suppress(ValueError, UsageError):
+            if entry.new is not None:  # detached: "<64 hex> <branch>"
+                oid = from_hex(entry.new)
+                repo.history.version(oid)  # (it must still be there)
+                return Head(check_ref_name(branch.partition(" ")[2], "branch"), oid)
+            if repo.refs.get(f"refs/heads/{check_ref_name(branch, 'branch')}") is not None:
+                return Head(branch)
+    names = repo.refs.names("heads")
+    return Head(preferred_branch(names)) if names else None
+
+
+def _mend_refs(repo: Repository, report: FsckReport) -> set[str]:
+    """(``repair``) Write HEAD and the refs that cannot be read back as the audit log
+    last recorded them (every change of a ref is recorded there before it is made);
+    the refs that could not be, reported."""
+    refs = repo.refs
+    last = _last_recorded(repo)
+    kept: set[str] = set()
+    for kind in ("heads", "tags", "remotes"):
+        for name in refs.names(kind):
+            ref = f"refs/{kind}/{name}"
+            try:
+                refs.get(ref)
+                continue
+            except FormatError:
+                pass
+            e = last.get(ref)
+            try:
+                oid = from_hex(e.new if e is not None and e.new is not None else "")
+                v = repo.history.version(oid)
+            except (ValueError, DvfsError):
+                kept.add(ref)
+                report.problems.append(
+                    f"ref {ref} is unreadable, and the audit log names no version of it "
+                    f"that is stored here: delete .dvfs/{ref} to drop it"
+                )
+                continue
+            assert e is not None  # (for mypy: from_hex("") raised otherwise)
+            refs.mend(ref, oid, f"fsck --repair: as audit entry {e.seq} left it")
+            report.repaired.append(
+                f"ref {ref} was unreadable: it names v{v.number} {oid.hex()[:10]} again, "
+                f"as the audit log last recorded it (entry {e.seq})"
+            )
+    try:
+        refs.head()
+        return kept
+    except FormatError:
+        pass
+    head = _recorded_head(repo, last.get("HEAD"))
+    if head is None:
+        kept.add("HEAD")
+        report.problems.append(
+            "HEAD is unreadable, and no branch is left to point it at: write "
+            "`ref: refs/heads/main` into .dvfs/HEAD (main with no versions yet)"
+        )
+        return kept
+    refs.set_head(head)
+    where = head.branch if head.detached is None else f"{head.detached.hex()[:10]} (detached)"
+    report.repaired.append(f"HEAD was unreadable: it names {where} again")
+    return kept
+
+
 def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckReport:
     """Verify every object reachable from refs and the index; with ``repair``, mend
     what can be mended (see the module docstring)."""
     report = FsckReport()
     hist = repo.history
+    kept: set[str] = set()  # refs repair could not mend (reported)
+    if repair:
+        with repo.locked():
+            kept = _mend_refs(repo, report)
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         _check_cache_tree(repo, report, drop=not writing)
@@ -146,9 +235,11 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         wrong = check_pack(pack)
         if wrong is not None:
             damaged_packs.append((pack, wrong))
+    found = len(report.problems)  # (then the refs that cannot be read)
     got = reach(
-        _roots(repo, report).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
+        _roots(repo, report, kept).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
     )
+    refs_damaged = len(report.problems) > found
     for bad_record in got.problems:
         what, rid, label = bad_record.kind, bad_record.oid.hex(), bad_record.label
         if what == "version":
@@ -181,7 +272,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         del bad[oid]
     report.remote_only = len(remote_only)
     dropped: set[bytes] = set()
-    report.repairable = bool(bad or damaged_packs)
+    report.repairable = bool(bad or damaged_packs or refs_damaged)
     if repair and report.repairable:
         dropped = _repair(repo, workers, report, bad, damaged_packs, remote_ids)
     else:

@@ -137,7 +137,7 @@ class Refs:
         try:
             text = (self.dir / "HEAD").read_text()
         except FileNotFoundError:
-            raise FormatError("the repository has no HEAD file: run `dvfs fsck`") from None
+            raise FormatError("the repository has no HEAD file: run `dvfs fsck --repair`") from None
         line = text.strip()
         if line.startswith("ref: refs/heads/"):
             return Head(line[len("ref: refs/heads/") :])
@@ -147,7 +147,7 @@ class Refs:
                 return Head(parts[1], from_hex(parts[0]))
             except ValueError:
                 pass
-        raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck`")
+        raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck --repair`")
 
     def set_head(self, head: Head) -> None:
         """Point HEAD at a branch or detach it at a version (an audit entry if it moves)."""
@@ -199,7 +199,7 @@ class Refs:
         try:
             return from_hex(text)
         except ValueError:
-            raise FormatError(f"ref {ref} is unreadable: run `dvfs fsck`") from None
+            raise FormatError(f"ref {ref} is unreadable: run `dvfs fsck --repair`") from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -233,6 +233,14 @@ class Refs:
             if new != current:
                 _audit(self.dir, _op(ref, current, new), ref, current, new)
             path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, (new.hex() + "\n").encode())
+
+    def mend(self, ref: str, new: bytes, note: str) -> None:
+        """Write ``ref``, unreadable now, as ``new`` (``dvfs fsck --repair``; audited,
+        with ``note`` saying where ``new`` comes from)."""
+        path = self._path(ref)
+        with self._locked():
+            _audit(self.dir, _op(ref, new, new), ref, None, new, note)
             write_atomic(path, (new.hex() + "\n").encode())
 
     def record(self, op: str, note: str) -> None:
