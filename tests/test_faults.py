@@ -930,6 +930,42 @@ def test_disk_full_during_init_leaves_nothing(small_disk: Path) -> None:
     Repo(small_disk / "repo").fsck_clean()
 
 
+def test_gc_on_a_full_disk_frees_what_it_can(tmp_path: Path) -> None:
+    """gc is what a full disk calls for: packs holding nothing live go without taking
+    room, and a pack to rewrite that does not fit is kept, said so, not a failure."""
+    from tests.conftest import tmpfs
+
+    with tmpfs(tmp_path / "disk", "32m") as disk:
+        repo = init_repo(disk / "repo")
+        keep = rand(2 * MiB, seed=51)
+        repo.write("d/keep.bin", keep)
+        repo.write("d/junk1.bin", rand(5 * MiB, seed=52))
+        repo.ok("add", "d")  # one pack: keep.bin and junk1.bin
+        repo.ok("rm", "--cached", "d/junk1.bin")
+        repo.commit("keep")
+        (repo.root / "d" / "junk1.bin").unlink()
+        fill(disk / "fill")
+        r = repo.run("gc", "--json")  # the pack is to be rewritten: no room to copy keep.bin
+        assert r.code == 1 and r.raw, str(r)
+        report = r.json()
+        assert report["packs_rewritten"] == 0, report
+        assert any("to rewrite were kept" in p and "dvfs gc" in p for p in report["problems"])
+        assert repo.cat("HEAD:d/keep.bin") == keep
+        repo.fsck_clean()
+
+        (disk / "fill").unlink()
+        repo.write("d/junk2.bin", rand(8 * MiB, seed=53))
+        repo.ok("add", "d")  # a pack of junk2.bin alone
+        repo.ok("rm", "--cached", "d/junk2.bin")
+        (repo.root / "d" / "junk2.bin").unlink()
+        fill(disk / "fill")
+        report = repo.json("gc", "--json")  # junk2.bin's pack freed first: room to rewrite
+        assert report["packs_deleted"] == 2 and report["packs_rewritten"] == 1, report
+        assert report["problems"] == []
+        assert repo.cat("HEAD:d/keep.bin") == keep
+        repo.fsck_clean()
+
+
 @pytest.mark.parametrize("room_mib", [3, 11, 17])
 def test_disk_full_during_checkout(tmp_path: Path, room_mib: int) -> None:
     """A checkout that runs out of space fails cleanly, wherever it stops.

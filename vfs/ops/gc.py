@@ -37,17 +37,21 @@ objects or moves refs meanwhile. In order:
    renamed to their content id, given their index (temp + fsync + rename), and the
    directory is fsynced. A pack with a live object that does not verify is reported
    and kept whole, as are the copies already made of its other objects.
-4. **Delete.** Only now are the dead and rewritten packs deleted: the ``.pack``, then
-   its ``.idx``. Index files without a pack and temporary files are removed too, and
-   the kept record of what each deleted version changed (``vfs.ops.changed``); of
-   what row diffs proved of files (``.dvfs/rowcache``, keyed by content, so nothing
-   tells which are still of use) the newest ``ROW_CACHE_KEEP`` entries are kept. The
-   whole-file copies kept there (``*.copy``) all go: they hold files' bytes, deleted
-   versions' too, and the next diff that needs one writes it again.
+4. **Delete.** Only now are the rewritten packs deleted: the ``.pack``, then its
+   ``.idx``. (The dead packs go first, before step 3: they hold nothing live, and on
+   a full disk, when gc is most needed, they free space without needing any. If step
+   3 finds the disk full, the packs to rewrite are kept as they are, and said so.)
+   Index files without a pack and temporary files are removed too, and the kept record
+   of what each deleted version changed (``vfs.ops.changed``); of what row diffs proved
+   of files (``.dvfs/rowcache``, keyed by content, so nothing tells which are still of
+   use) the newest ``ROW_CACHE_KEEP`` entries are kept. The whole-file copies kept there
+   (``*.copy``) all go: they hold files' bytes, deleted versions' too, and the next diff
+   that needs one writes it again.
 
 Crash safety: a kill at any step leaves every live object in a complete, durable
-pack with a real name: before step 4 the old packs are all there (a new pack is at
-worst a duplicate, or a temporary file that the next gc or fsck removes); during
+pack with a real name: before step 4 the old packs holding live objects are all
+there (a new pack is at worst a duplicate, or a temporary file that the next gc or
+fsck removes); during
 step 4 every deleted pack's live objects are already durable elsewhere. An index
 file left without its pack is ignored by readers (they list ``.pack`` names).
 Readers that run meanwhile without the lock (``status``, ``cat``, a mount) look an
@@ -62,6 +66,7 @@ Test hook: ``DVFS_TEST_GC_KILL_AT=<step>`` makes gc kill itself (SIGKILL) at
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import stat
@@ -72,7 +77,7 @@ from typing import Any
 
 import msgpack
 
-from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
+from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt, StorageFull
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.ops import changed, merging
@@ -519,7 +524,12 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
         live = mark(repo, report)
         collect(repo, live, report)
         if not dry_run:
-            repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
+            try:
+                repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
+            except StorageFull:  # (what was freed is freed: say so, not only this)
+                report.problems.append(
+                    "the disk is full: the audit entry of this gc was not written"
+                )
     return report
 
 
@@ -564,13 +574,31 @@ def collect(
     plans = plan(repo, live, report, repack_below)
     _reached("marked")
     if not dry_run:
-        written = _copy_live(repo, plans, report)
+        root = repo.store.root
+        for p in plans:  # first: they free space without taking any (a disk full)
+            if p.action == "delete":
+                p.path.unlink(missing_ok=True)
+                _reached("deleted")
+                p.path.with_suffix(".idx").unlink(missing_ok=True)
+        try:
+            written = _copy_live(repo, plans, report)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            moved = [p for p in plans if p.action == "rewrite"]
+            for p in moved:
+                p.action = "keep"
+            written = []
+            report.problems.append(
+                f"the disk is full: {len(moved)} pack(s) to rewrite were kept as they are "
+                "(their live objects need room first); run `dvfs gc` again once there is "
+                "some"
+            )
         _reached("synced")
         report.packs_written = len(written)
         keep = {w.name for w in written}
-        root = repo.store.root
         for p in plans:
-            if p.action in ("delete", "rewrite") and p.path.name not in keep:
+            if p.action == "rewrite" and p.path.name not in keep:
                 p.path.unlink(missing_ok=True)
                 _reached("deleted")
                 p.path.with_suffix(".idx").unlink(missing_ok=True)
