@@ -102,6 +102,24 @@ def test_add_a_path_outside_the_repository(repo: Repo, tmp_path: Path) -> None:
     repo.fsck_clean()
 
 
+def test_a_path_into_the_repository_through_a_link_above_it(repo: Repo, tmp_path: Path) -> None:
+    """A home directory reached through a link, or a shell's logical $PWD: an absolute
+    path that enters the repository through a link outside it names the path inside,
+    as git reads it; a link inside the repository is still never followed."""
+    via = tmp_path / "via"
+    via.symlink_to(repo.root)
+    repo.write("d/a.txt", "a")
+    os.symlink(repo.root / "d", repo.root / "inner")
+    repo.ok("add", str(via / "d" / "a.txt"))
+    assert [c["path"] for c in repo.status()["staged"]] == ["d/a.txt"]
+    repo.fail("add", str(via / "inner" / "a.txt"), fragments=("symbolic link inner",), code=2)
+    repo.fail("add", str(via / ".." / "outside.txt"), fragments=("outside the repository",),
+              code=2)  # fmt: skip
+    repo.ok("commit", "-m", "one")
+    assert repo.cat("HEAD:d/a.txt") == b"a"
+    repo.fsck_clean()
+
+
 def test_fifo_socket_and_device_are_skipped_with_a_warning(repo: Repo) -> None:
     d = repo.root / "d"
     repo.write("d/ok.txt", "fine")
