@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import stat as statmod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
@@ -152,6 +152,25 @@ def restore_not_checked_out(
     return report
 
 
+def _refuse_in_the_way(repo: Repository, d: bytes, replace: Callable[[bytes], bool]) -> None:
+    """UsageError, before anything is written, if an untracked file or link stands
+    where directory ``d`` (or one above it) must be (restore never replaces one)."""
+    parts = d.split(b"/") if d else []
+    for i in range(1, len(parts) + 1):
+        cur = b"/".join(parts[:i])
+        st = lstat_or_none(repo.root, cur)
+        if st is None:
+            return
+        if not statmod.S_ISDIR(st.st_mode):
+            if not replace(cur):
+                what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "an untracked file"
+                raise UsageError(
+                    f"{show(cur)} is {what} where restore needs a directory: move it away; "
+                    "nothing was restored"
+                )
+            return
+
+
 def _restore_files(
     repo: Repository,
     index: Index,
@@ -221,6 +240,8 @@ def _restore_files(
             return tracked_dir_only(repo.root, rel, lambda q: index.get(q) is not None)
         return index.get(rel) is not None
 
+    for d in sorted({p.rpartition(b"/")[0] for p, _ in todo}):
+        _refuse_in_the_way(repo, d, replace)
     with restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
     report.failed.update(failed)
