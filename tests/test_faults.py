@@ -171,7 +171,7 @@ def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     secret = repo.write("d/secret.bin", rand(300 * KiB, seed=3))
     secret.chmod(0)
     r = repo.run("add", "d", unprivileged=True)  # as root, a mode-000 file is readable
-    assert_error(r, "d/secret.bin", "permission denied")
+    assert_error(r, "d/secret.bin", "permission denied", "nothing was staged", ".dvfsignore")
     st = repo.status()
     assert st["staged"] == []  # nothing half-staged: not a.txt, not z.txt
     assert st["modified"] == ["d/a.txt", "d/z.txt"]
@@ -184,7 +184,7 @@ def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     secret.chmod(0o644)
     try:
         r = repo.run("add", "d", unprivileged=True)
-        assert_error(r, "d/locked", "permission denied")
+        assert_error(r, "d/locked", "permission denied", "nothing was staged", ".dvfsignore")
         assert repo.status()["staged"] == []
     finally:
         sub.chmod(0o755)
