@@ -195,6 +195,25 @@ def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_store_this_user_may_not_write_says_so(repo: Repo) -> None:
+    """A repository of another user (or a read-only one): the line names the directory
+    and the cause, not the temporary file dvfs tried to make."""
+    committed(repo, {"d/a.txt": "a"})
+    repo.write("d/b.bin", rand(100 * KiB, seed=5))
+    objects = repo.root / ".dvfs" / "objects"
+    objects.chmod(0o555)
+    try:
+        r = repo.run("add", "d", unprivileged=True)  # as root, any directory is writable
+        line = assert_error(r, "cannot write in", str(objects), "Permission denied", "user")
+        assert ".tmp-" not in line, line
+    finally:
+        objects.chmod(0o755)
+    assert repo.status()["staged"] == []
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "two")
+    repo.fsck_clean()
+
+
 def test_symlinks_are_never_followed_out_of_the_repository(repo: Repo, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
