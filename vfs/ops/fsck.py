@@ -177,17 +177,18 @@ def _mend_refs(repo: Repository, report: FsckReport) -> set[str]:
             except FormatError:
                 pass
             e = last.get(ref)
-            try:
-                oid = from_hex(e.new if e is not None and e.new is not None else "")
-                v = repo.history.version(oid)
-            except (ValueError, DvfsError):
+            oid, v = b"", None
+            if e is not None and e.new is not None:
+                with contextlib.suppress(ValueError, DvfsError):
+                    oid = from_hex(e.new)
+                    v = repo.history.version(oid)
+            if e is None or v is None:
                 kept.add(ref)
                 report.problems.append(
                     f"ref {ref} is unreadable, and the audit log names no version of it "
                     f"that is stored here: delete .dvfs/{ref} to drop it"
                 )
                 continue
-            assert e is not None  # (for mypy: from_hex("") raised otherwise)
             refs.mend(ref, oid, f"fsck --repair: as audit entry {e.seq} left it")
             report.repaired.append(
                 f"ref {ref} was unreadable: it names v{v.number} {oid.hex()[:10]} again, "
