@@ -70,6 +70,13 @@ def test_restore_never_replaces_an_untracked_file_where_a_directory_goes(repo: R
     (repo.root / "d" / "e").rename(repo.root / "mine.txt")
     repo.ok("restore", "d")
     assert repo.read("d/e/a.txt") == b"a\n" and repo.read("d/e/b.txt") == b"b\n"
+
+    (repo.root / "d" / "e" / "a.txt").unlink()  # and a directory where a file goes
+    repo.write("d/e/a.txt/mine.txt", b"mine\n")
+    line = repo.fail("restore", "d/e/a.txt", fragments=("d/e/a.txt", "untracked", "move it away"))
+    assert "--force" not in line and "nothing was restored" in line, line
+    assert repo.read("d/e/a.txt/mine.txt") == b"mine\n"
+    assert not (repo.root / ".dvfs" / "restoring").exists()
     repo.fsck_clean()
 
 

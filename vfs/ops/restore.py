@@ -242,6 +242,13 @@ def _restore_files(
 
     for d in sorted({p.rpartition(b"/")[0] for p, _ in todo}):
         _refuse_in_the_way(repo, d, replace)
+    for p, _ in todo:  # (a tracked file not changed is a file: no need to look)
+        st = lstat_or_none(repo.root, p) if p in changed or p not in sub.entries else None
+        if st is not None and statmod.S_ISDIR(st.st_mode) and not replace(p):
+            raise UsageError(
+                f"{show(p)} is a directory holding untracked files where restore writes a "
+                "file: move it away; nothing was restored"
+            )
     with restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
     report.failed.update(failed)
