@@ -48,6 +48,11 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
     assert [v["version"] for v in one["versions"]] == ["v1"]
     assert one["logical"] == sizes + len(old)
     assert one["versions"][0]["unique"] == len(old)  # v2 still counts as a user
+    assert one["biggest"] == [  # v1's files only: v2's data.bin is not among them
+        {"path": "sub/text.csv", "size": len(text), "version": "v1"},
+        {"path": "shared.bin", "size": len(shared), "version": "v1"},
+        {"path": "data.bin", "size": len(old), "version": "v1"},
+    ]
     human = repo.ok("du").out
     assert "unique to each version" in human and "sub/text.csv" in human
     repo.fsck_clean()

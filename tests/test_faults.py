@@ -102,6 +102,24 @@ def test_add_a_path_outside_the_repository(repo: Repo, tmp_path: Path) -> None:
     repo.fsck_clean()
 
 
+def test_a_path_into_the_repository_through_a_link_above_it(repo: Repo, tmp_path: Path) -> None:
+    """A home directory reached through a link, or a shell's logical $PWD: an absolute
+    path that enters the repository through a link outside it names the path inside,
+    as git reads it; a link inside the repository is still never followed."""
+    via = tmp_path / "via"
+    via.symlink_to(repo.root)
+    repo.write("d/a.txt", "a")
+    os.symlink(repo.root / "d", repo.root / "inner")
+    repo.ok("add", str(via / "d" / "a.txt"))
+    assert [c["path"] for c in repo.status()["staged"]] == ["d/a.txt"]
+    repo.fail("add", str(via / "inner" / "a.txt"), fragments=("symbolic link inner",), code=2)
+    repo.fail("add", str(via / ".." / "outside.txt"), fragments=("outside the repository",),
+              code=2)  # fmt: skip
+    repo.ok("commit", "-m", "one")
+    assert repo.cat("HEAD:d/a.txt") == b"a"
+    repo.fsck_clean()
+
+
 def test_fifo_socket_and_device_are_skipped_with_a_warning(repo: Repo) -> None:
     d = repo.root / "d"
     repo.write("d/ok.txt", "fine")
@@ -153,7 +171,7 @@ def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     secret = repo.write("d/secret.bin", rand(300 * KiB, seed=3))
     secret.chmod(0)
     r = repo.run("add", "d", unprivileged=True)  # as root, a mode-000 file is readable
-    assert_error(r, "d/secret.bin", "permission denied")
+    assert_error(r, "d/secret.bin", "permission denied", "nothing was staged", ".dvfsignore")
     st = repo.status()
     assert st["staged"] == []  # nothing half-staged: not a.txt, not z.txt
     assert st["modified"] == ["d/a.txt", "d/z.txt"]
@@ -166,7 +184,7 @@ def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     secret.chmod(0o644)
     try:
         r = repo.run("add", "d", unprivileged=True)
-        assert_error(r, "d/locked", "permission denied")
+        assert_error(r, "d/locked", "permission denied", "nothing was staged", ".dvfsignore")
         assert repo.status()["staged"] == []
     finally:
         sub.chmod(0o755)
@@ -174,6 +192,25 @@ def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     repo.ok("commit", "-m", "readable again")
     assert repo.show("v1")["id"] == v1
     assert repo.cat("HEAD:d/secret.bin") == rand(300 * KiB, seed=3)
+    repo.fsck_clean()
+
+
+def test_a_store_this_user_may_not_write_says_so(repo: Repo) -> None:
+    """A repository of another user (or a read-only one): the line names the directory
+    and the cause, not the temporary file dvfs tried to make."""
+    committed(repo, {"d/a.txt": "a"})
+    repo.write("d/b.bin", rand(100 * KiB, seed=5))
+    objects = repo.root / ".dvfs" / "objects"
+    objects.chmod(0o555)
+    try:
+        r = repo.run("add", "d", unprivileged=True)  # as root, any directory is writable
+        line = assert_error(r, "cannot write in", str(objects), "Permission denied", "user")
+        assert ".tmp-" not in line, line
+    finally:
+        objects.chmod(0o755)
+    assert repo.status()["staged"] == []
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "two")
     repo.fsck_clean()
 
 
@@ -558,6 +595,65 @@ def test_a_corrupted_object(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_fsck_repair_lets_a_good_copy_mend_a_damaged_chunk(repo: Repo) -> None:
+    """A damaged chunk stays stored until ``fsck --repair`` drops it: adding a good copy
+    of its file stored nothing (the store held the id). The working tree's unchanged
+    file mends it at once; a file no longer there is named, and adding a copy mends it."""
+    kept, gone, other = rand(50 * KiB, seed=31), rand(50 * KiB, seed=32), rand(50 * KiB, seed=33)
+    committed(repo, {"d/kept.bin": kept, "d/gone.bin": gone, "d/other.bin": other})
+    objects = repo.root / ".dvfs" / "objects"
+    flip_byte_of(objects, kept)
+    flip_byte_of(objects, gone)
+    (repo.root / "d" / "gone.bin").unlink()
+    repo.write("d/gone.bin", gone)  # a good copy, added again: the store keeps the bad one
+    repo.ok("add", "d")
+    r = repo.run("fsck")
+    assert r.code == 1 and len([ln for ln in r.out.splitlines() if "corrupt" in ln]) == 2, str(r)
+    assert "dvfs fsck --repair" in r.out, str(r)
+    (repo.root / "d" / "gone.bin").unlink()
+
+    r = repo.run("fsck", "--repair", "--json")
+    assert r.code == 1, str(r)
+    report = r.json()
+    assert len(report["repaired"]) == 1 and "stored again from d/kept.bin" in report["repaired"][0]
+    (problem,) = report["problems"]
+    assert "v1:d/gone.bin" in problem and "dvfs add" in problem, problem
+    assert repo.cat("v1:d/kept.bin") == kept and repo.cat("v1:d/other.bin") == other
+
+    repo.write("back/gone.bin", gone)  # a good copy, anywhere in the working tree
+    repo.ok("add", "back")
+    repo.fsck_clean()
+    repo.ok("restore", "d/gone.bin")
+    assert repo.read("d/gone.bin") == gone
+    repo.fsck_clean()
+
+
+def test_fsck_repair_writes_unreadable_refs_back_from_the_audit_log(repo: Repo) -> None:
+    """A HEAD or branch that cannot be read stopped every command with "run `dvfs
+    fsck`", and fsck said the same: ``fsck --repair`` writes them back as the audit log
+    last recorded them."""
+    committed(repo, {"d/a.txt": "a"}, "one")
+    repo.ok("switch", "-c", "side")
+    side = committed(repo, {"d/b.txt": "b"}, "two")
+    repo.ok("tag", "t", "main")
+    dvfs_dir = repo.root / ".dvfs"
+    (dvfs_dir / "HEAD").unlink()
+    (dvfs_dir / "refs" / "heads" / "side").write_text("garbage\n")
+    (dvfs_dir / "refs" / "tags" / "t").write_text("")
+    line = assert_error(repo.run("status"), "HEAD")
+    assert "dvfs fsck --repair" in line
+    r = repo.run("fsck")
+    assert r.code == 1 and "dvfs fsck --repair" in r.out, str(r)
+
+    report = repo.run("fsck", "--repair", "--json").json()
+    assert report["problems"] == [] and len(report["repaired"]) == 3, report
+    st = repo.status()
+    assert st["branch"] == "side" and st["staged"] == [] and st["modified"] == []
+    assert repo.head_id() == side
+    assert repo.cat("t:d/a.txt") == b"a"
+    repo.fsck_clean()
+
+
 def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     """Large files are restored beside the small ones: a bad chunk fails only its file."""
     large_bad, large_good = rand(9 * MiB, seed=23), rand(10 * MiB, seed=24)
@@ -869,6 +965,42 @@ def test_disk_full_during_init_leaves_nothing(small_disk: Path) -> None:
     assert_ok(run(small_disk, "init", "repo"))
     assert os.listdir(small_disk / "repo") == [".dvfs"]
     Repo(small_disk / "repo").fsck_clean()
+
+
+def test_gc_on_a_full_disk_frees_what_it_can(tmp_path: Path) -> None:
+    """gc is what a full disk calls for: packs holding nothing live go without taking
+    room, and a pack to rewrite that does not fit is kept, said so, not a failure."""
+    from tests.conftest import tmpfs
+
+    with tmpfs(tmp_path / "disk", "32m") as disk:
+        repo = init_repo(disk / "repo")
+        keep = rand(2 * MiB, seed=51)
+        repo.write("d/keep.bin", keep)
+        repo.write("d/junk1.bin", rand(5 * MiB, seed=52))
+        repo.ok("add", "d")  # one pack: keep.bin and junk1.bin
+        repo.ok("rm", "--cached", "d/junk1.bin")
+        repo.commit("keep")
+        (repo.root / "d" / "junk1.bin").unlink()
+        fill(disk / "fill")
+        r = repo.run("gc", "--json")  # the pack is to be rewritten: no room to copy keep.bin
+        assert r.code == 1 and r.raw, str(r)
+        report = r.json()
+        assert report["packs_rewritten"] == 0, report
+        assert any("to rewrite were kept" in p and "dvfs gc" in p for p in report["problems"])
+        assert repo.cat("HEAD:d/keep.bin") == keep
+        repo.fsck_clean()
+
+        (disk / "fill").unlink()
+        repo.write("d/junk2.bin", rand(8 * MiB, seed=53))
+        repo.ok("add", "d")  # a pack of junk2.bin alone
+        repo.ok("rm", "--cached", "d/junk2.bin")
+        (repo.root / "d" / "junk2.bin").unlink()
+        fill(disk / "fill")
+        report = repo.json("gc", "--json")  # junk2.bin's pack freed first: room to rewrite
+        assert report["packs_deleted"] == 2 and report["packs_rewritten"] == 1, report
+        assert report["problems"] == []
+        assert repo.cat("HEAD:d/keep.bin") == keep
+        repo.fsck_clean()
 
 
 @pytest.mark.parametrize("room_mib", [3, 11, 17])

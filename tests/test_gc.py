@@ -163,6 +163,32 @@ def test_gc_keeps_what_a_running_process_pinned(template: Repo, tmp_path: Path) 
     fsck_clean(repo.root)
 
 
+def test_gc_keeps_what_a_merge_in_progress_merges(template: Repo, tmp_path: Path) -> None:
+    """The branch merged may be deleted before the merge is committed: its version is
+    still what ``restore --theirs`` takes and what the merge records as a parent."""
+    repo = copy_of(template, tmp_path, "merging")
+    theirs = os.urandom(200 * KiB)
+    repo.write("c.bin", b"base")
+    repo.ok("add", "c.bin")
+    repo.commit("base")
+    repo.ok("checkout", "-b", "side")
+    repo.write("c.bin", theirs)
+    repo.ok("add", "c.bin")
+    repo.commit("theirs")
+    repo.ok("checkout", "main")
+    repo.write("c.bin", b"ours")
+    repo.ok("add", "c.bin")
+    repo.commit("ours")
+    assert repo.run("merge", "side").code == 1  # a conflict at c.bin
+    repo.ok("branch", "-d", "side")
+    repo.ok("gc")
+    repo.ok("restore", "--theirs", "c.bin")
+    assert repo.read("c.bin") == theirs
+    repo.commit("merged")
+    assert repo.cat("HEAD^2:c.bin") == theirs
+    fsck_clean(repo.root)
+
+
 def test_a_reader_finds_objects_moved_by_gc(template: Repo, tmp_path: Path) -> None:
     """A process reading without the lock (a mount, ``cat``) keeps reading through a gc."""
     repo = copy_of(template, tmp_path, "reader")

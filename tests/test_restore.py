@@ -58,6 +58,28 @@ def test_restore_discards_working_changes(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_restore_never_replaces_an_untracked_file_where_a_directory_goes(repo: Repo) -> None:
+    """The line says what restore can do: it has no --force to offer."""
+    committed(repo, {"d/e/a.txt": b"a\n", "d/e/b.txt": b"b\n"}, "v1")
+    shutil.rmtree(repo.root / "d" / "e")
+    repo.write("d/e", b"mine\n")  # a file where the directory was
+    line = repo.fail("restore", "d", fragments=("d/e", "untracked file", "move it away"))
+    assert "--force" not in line and "nothing was restored" in line, line
+    assert repo.read("d/e") == b"mine\n"
+    assert not (repo.root / ".dvfs" / "restoring").exists()
+    (repo.root / "d" / "e").rename(repo.root / "mine.txt")
+    repo.ok("restore", "d")
+    assert repo.read("d/e/a.txt") == b"a\n" and repo.read("d/e/b.txt") == b"b\n"
+
+    (repo.root / "d" / "e" / "a.txt").unlink()  # and a directory where a file goes
+    repo.write("d/e/a.txt/mine.txt", b"mine\n")
+    line = repo.fail("restore", "d/e/a.txt", fragments=("d/e/a.txt", "untracked", "move it away"))
+    assert "--force" not in line and "nothing was restored" in line, line
+    assert repo.read("d/e/a.txt/mine.txt") == b"mine\n"
+    assert not (repo.root / ".dvfs" / "restoring").exists()
+    repo.fsck_clean()
+
+
 def test_restore_staged_unstages_and_keeps_the_files(repo: Repo) -> None:
     committed(repo, {"d/a.txt": b"a1\n", "d/b.txt": b"b1\n"}, "v1")
     repo.write("d/a.txt", b"a2\n")

@@ -561,6 +561,14 @@ def test_rm_and_rm_cached(repo: Repo) -> None:
     repo.ok("commit", "-m", "only d remains")
     assert set(repo.show()["files"]) == {"d/d.txt"}
     assert set(repo.show("v1")["files"]) == {"d/a.txt", "d/b.txt", "d/c.txt", "d/d.txt"}
+
+    # a path named twice, or a file and its directory, is one path removed
+    assert repo.json("rm", "--cached", "d/d.txt", "d", "d/d.txt", "--json") == {
+        "untracked": ["d/d.txt"]
+    }
+    assert repo.read("d/d.txt") == b"d"
+    repo.ok("add", "d/d.txt")
+    assert repo.ok("rm", "d", "d/d.txt").out.strip() == "removed 1 file"
     repo.fsck_clean()
 
 

@@ -864,3 +864,31 @@ def test_a_damaged_index_is_one_line_and_never_a_hang(repo: Repo) -> None:
         assert "working tree clean" in repo.ok("status").out
     assert outside.read_bytes() == good
     repo.fsck_clean()
+
+
+def test_a_damaged_index_is_rebuilt_keeping_the_working_files(repo: Repo) -> None:
+    # The damaged-index line names a rebuild that keeps uncommitted work: the index
+    # takes HEAD's content, the working files stay and are compared with it.
+    repo.write("d/a.txt", "a")
+    repo.write("d/b.txt", "b")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/a.txt", "my uncommitted work")
+    repo.write("d/new.txt", "new")
+    repo.ok("add", "d/new.txt")
+    (repo.root / "d" / "b.txt").unlink()
+    index = repo.root / ".dvfs" / "index"
+    index.write_bytes(b"\xc1" * 64)
+    line = assert_error(repo.run("status"), "staging index", "is damaged")
+    assert "dvfs restore --staged ." in line
+    r = repo.ok("restore", "--staged", ".")
+    assert "the staging index was not readable: it is rebuilt from HEAD" in r.err
+    assert repo.read("d/a.txt") == b"my uncommitted work"
+    st = repo.status()
+    assert st["staged"] == [] and st["untracked"] == ["d/new.txt"]
+    assert st["modified"] == ["d/a.txt"]
+    assert st["deleted"] == ["d/b.txt"]
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "two")
+    assert repo.cat("HEAD:d/a.txt") == b"my uncommitted work"
+    repo.fsck_clean()

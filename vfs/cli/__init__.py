@@ -179,6 +179,11 @@ def _in_mount(exc: DvfsError) -> str | None:
         return None
 
 
+def _temporary(path: str) -> bool:
+    """Whether ``path`` is of the form of dvfs's temporary files (``.tmp-*``)."""
+    return os.path.basename(path).startswith(".tmp-")
+
+
 def guarded(run: Callable[[], None]) -> None:
     """Call ``run``; any error it raises becomes one line and an exit code."""
     from vfs.cli.output import INTERRUPTED, fail  # (not at the top: see main)
@@ -203,6 +208,14 @@ def guarded(run: Callable[[], None]) -> None:
         )
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             fail(f"the disk is full ({exc.strerror}{where}): free some space and run it again")
+        path = os.fsdecode(name) if isinstance(name, (str, bytes)) else ""
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and _temporary(path):
+            # (a temporary name is only ever made to write: say where, not its name)
+            fail(
+                f"cannot write in {quote_name(os.path.dirname(path))}: {exc.strerror}: "
+                "run the command as a user who may write there (does the repository "
+                "belong to another user, or lie on a read-only filesystem?)"
+            )
         fail(f"{exc.strerror or exc}{where}")
     except Exception as exc:  # the last line of defence: one line, never a traceback
         if settings.debug():

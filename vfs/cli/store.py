@@ -17,28 +17,37 @@ from vfs.repo.repository import Repository
 
 
 @click.command(cls=DvfsCommand, name="fsck")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Write unreadable refs back as the audit log last recorded them, drop damaged "
+    "objects (keeping what verifies) and store again what the working tree still holds.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def fsck_cmd(as_json: bool) -> None:
+def fsck_cmd(repair: bool, as_json: bool) -> None:
     """Verify every reachable object's hash and every reference.
 
     \b
     Examples:
       dvfs fsck
+      dvfs fsck --repair
       dvfs fsck --json
     """
     from vfs.ops.fsck import fsck as run_fsck
 
     repo = repo_here()
     with workers() as w:
-        r = run_fsck(repo, w)
+        r = run_fsck(repo, w, repair=repair)
     if as_json:
         emit_json(
             {"clean": r.clean, "versions": r.versions, "packs": r.packs, "trees": r.trees,
              "chunks": r.chunks,
              "bytes": r.bytes, "temporaries_removed": r.temporaries, "remote_only": r.remote_only,
-             "problems": r.problems}
+             "problems": r.problems, "repaired": r.repaired}
         )  # fmt: skip
     else:
+        for p in r.repaired:
+            click.echo(f"repaired: {escape_text(p)}")
         for p in r.problems:
             click.echo(f"problem: {escape_text(p)}")
         if r.temporaries:
@@ -53,6 +62,12 @@ def fsck_cmd(as_json: bool) -> None:
             f"checked {r.versions} versions, {r.trees} trees, {r.chunks} chunks "
             f"({human(r.bytes)}): {state}"
         )
+        if r.repairable and not repair:
+            click.echo(
+                "`dvfs fsck --repair` mends what it can: refs as the audit log last "
+                "recorded them, damaged copies dropped, data the working tree still holds "
+                "stored again"
+            )
     if not r.clean:
         sys.exit(1)
 

@@ -11,8 +11,9 @@ branch, tag, remote-tracking branch or a detached HEAD):
 - **unique** to each version: the stored bytes of the chunks that no other version
   reachable from a ref (nor the staging index) uses: what dropping that version
   alone and running ``dvfs gc`` would free;
-- the biggest files, each distinct content once, with a path and version holding it
-  (the first met walking from the refs: usually the newest).
+- the biggest files of those versions (not of the others, which count only for what
+  is unique), each distinct content once, with a path and version holding it (the
+  first met walking from the refs: usually the newest).
 
 Each tree is read once (only the fields used here, each checked for its type); a
 version's walk visits a subtree shared within it once. 20,000 files x 5 versions
@@ -187,7 +188,8 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
     store = repo.store
     every = ref_versions(repo)
     chosen = list(dict.fromkeys(hist.resolve(r) for r in revs)) if revs else every
-    counted = list(dict.fromkeys([*chosen, *every]))
+    counted = list(dict.fromkeys([*chosen, *every]))  # (the chosen first)
+    is_chosen = set(chosen).__contains__
     dirs: dict[bytes, _Dir] = {}
     sizes: dict[bytes, int] = {}
 
@@ -208,6 +210,7 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
     for oid in counted:
         v = hist.version(oid)
         label = f"v{v.number}"
+        biggest = is_chosen(oid)  # (the others count only for what is unique)
         mine: set[bytes] = set()
         seen: set[bytes] = set()
         stack = [(v.tree, b"")]
@@ -219,7 +222,7 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
             d = read(tid)
             mine.update(d.chunks)
             stack.extend((sub, prefix + name + b"/") for name, sub in d.subtrees)
-            if tid in walked:
+            if not biggest or tid in walked:
                 continue
             walked.add(tid)
             if len(big) == BIGGEST and d.top <= big[0][0]:

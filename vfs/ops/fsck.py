@@ -12,28 +12,49 @@ temporary form, never through a link), unless a pipeline run is writing (a writi
 pin, ``vfs.store.pins``: it writes without the lock). Chunks that were never downloaded (a clone or
 pull of part of the data) are no problem when a remote holds them, as far as its
 cached index segments tell.
+
+Repair (``repair``: ``dvfs fsck --repair``): first HEAD and each ref that cannot be
+read are written back as the audit log last recorded them (``vfs.repo.audit``: every
+change is logged before it is made), when that version is stored. Then (under the
+lock, unless a pipeline run is writing) a pack whose header or name
+is wrong, and every pack holding a damaged chunk, is rewritten with the objects that
+verify (``vfs.ops.gc.salvage``): a damaged copy must go, or adding a good copy of its
+bytes would store nothing (the store skips an id it holds). Then each staged file of
+the working tree that uses a chunk missing or dropped is read again, which stores that
+chunk anew if the file still holds the staged bytes. What is still lost is reported
+with the files that use it, and the one way left to repair it: put a good copy of
+one of them back and ``dvfs add`` it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
+from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, UsageError
 from vfs.model.codec import Kind
+from vfs.model.ids import from_hex
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import index_tree_ids
+from vfs.ops.gc import salvage
 from vfs.remote.reader import cached_remote_ids
+from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.reach import reach
-from vfs.repo.repository import Repository
+from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.repository import Repository, preferred_branch
+from vfs.store.objects import ObjectStore
 from vfs.store.pack_files import check_pack
 from vfs.store.pins import live_pins
+from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_temporaries
-from vfs.worktree.scan import show
+from vfs.worktree.scan import Found, lstat_or_none, show
 
 MAX_USERS_SHOWN = 5
 
@@ -50,6 +71,8 @@ class FsckReport:
     temporaries: int = 0
     remote_only: int = 0  # chunks not downloaded yet, held by a remote
     problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # damage found and mended
+    repairable: bool = False  # damage that ``repair`` would work on was found
 
     @property
     def clean(self) -> bool:
@@ -57,21 +80,24 @@ class FsckReport:
         return not self.problems
 
 
-def _roots(repo: Repository, report: FsckReport) -> dict[str, bytes]:
-    """HEAD when detached, every branch, tag and remote-tracking branch (as gc keeps them)."""
+def _roots(repo: Repository, report: FsckReport, reported: set[str]) -> dict[str, bytes]:
+    """HEAD when detached, every branch, tag and remote-tracking branch (as gc keeps
+    them); an unreadable one is a problem, unless ``reported`` already."""
     roots: dict[str, bytes] = {}
     try:
         head = repo.refs.head()
         if head.detached is not None:
             roots["HEAD"] = head.detached
     except FormatError as exc:
-        report.problems.append(str(exc))
+        if "HEAD" not in reported:
+            report.problems.append(str(exc))
     for kind, label in (("heads", "branch"), ("tags", "tag"), ("remotes", "remote branch")):
         for name in repo.refs.names(kind):
             try:
                 oid = repo.refs.get(f"refs/{kind}/{name}")
             except FormatError as exc:
-                report.problems.append(str(exc))
+                if f"refs/{kind}/{name}" not in reported:
+                    report.problems.append(str(exc))
                 continue
             if oid is not None:
                 roots[f"{label} {name}"] = oid
@@ -110,10 +136,92 @@ def _check_cache_tree(repo: Repository, report: FsckReport, drop: bool) -> None:
         index.save()
 
 
-def fsck(repo: Repository, workers: Workers) -> FsckReport:
-    """Verify every object reachable from refs and the index."""
+def _last_recorded(repo: Repository) -> dict[str, audit.Entry]:
+    """The audit log's last entry for each ref (and HEAD), as far as it reads."""
+    last: dict[str, audit.Entry] = {}
+    with contextlib.suppress(FormatError, OSError):  # (a damaged line: what came before)
+        for e in audit.entries(repo.dir):
+            last[e.ref] = e
+    return last
+
+
+def _recorded_head(repo: Repository, entry: audit.Entry | None) -> Head | None:
+    """HEAD as the audit entry of its last move left it, if that still makes sense;
+    else the preferred branch, if there is one."""
+    if entry is not None:
+        branch = entry.note.rpartition("-> ")[2]
+        with contextlib.suppress(ValueError, UsageError):
+            if entry.new is not None:  # detached: "<64 hex> <branch>"
+                oid = from_hex(entry.new)
+                repo.history.version(oid)  # (it must still be there)
+                return Head(check_ref_name(branch.partition(" ")[2], "branch"), oid)
+            if repo.refs.get(f"refs/heads/{check_ref_name(branch, 'branch')}") is not None:
+                return Head(branch)
+    names = repo.refs.names("heads")
+    return Head(preferred_branch(names)) if names else None
+
+
+def _mend_refs(repo: Repository, report: FsckReport) -> set[str]:
+    """(``repair``) Write HEAD and the refs that cannot be read back as the audit log
+    last recorded them (every change of a ref is recorded there before it is made);
+    the refs that could not be, reported."""
+    refs = repo.refs
+    last = _last_recorded(repo)
+    kept: set[str] = set()
+    for kind in ("heads", "tags", "remotes"):
+        for name in refs.names(kind):
+            ref = f"refs/{kind}/{name}"
+            try:
+                refs.get(ref)
+                continue
+            except FormatError:
+                pass
+            e = last.get(ref)
+            oid, v = b"", None
+            if e is not None and e.new is not None:
+                with contextlib.suppress(ValueError, DvfsError):
+                    oid = from_hex(e.new)
+                    v = repo.history.version(oid)
+            if e is None or v is None:
+                kept.add(ref)
+                report.problems.append(
+                    f"ref {ref} is unreadable, and the audit log names no version of it "
+                    f"that is stored here: delete .dvfs/{ref} to drop it"
+                )
+                continue
+            refs.mend(ref, oid, f"fsck --repair: as audit entry {e.seq} left it")
+            report.repaired.append(
+                f"ref {ref} was unreadable: it names v{v.number} {oid.hex()[:10]} again, "
+                f"as the audit log last recorded it (entry {e.seq})"
+            )
+    try:
+        refs.head()
+        return kept
+    except FormatError:
+        pass
+    head = _recorded_head(repo, last.get("HEAD"))
+    if head is None:
+        kept.add("HEAD")
+        report.problems.append(
+            "HEAD is unreadable, and no branch is left to point it at: write "
+            "`ref: refs/heads/main` into .dvfs/HEAD (main with no versions yet)"
+        )
+        return kept
+    refs.set_head(head)
+    where = head.branch if head.detached is None else f"{head.detached.hex()[:10]} (detached)"
+    report.repaired.append(f"HEAD was unreadable: it names {where} again")
+    return kept
+
+
+def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckReport:
+    """Verify every object reachable from refs and the index; with ``repair``, mend
+    what can be mended (see the module docstring)."""
     report = FsckReport()
     hist = repo.history
+    kept: set[str] = set()  # refs repair could not mend (reported)
+    if repair:
+        with repo.locked():
+            kept = _mend_refs(repo, report)
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         _check_cache_tree(repo, report, drop=not writing)
@@ -122,14 +230,17 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
             index = repo.index()
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
             (repo.dir / RESTORING).unlink(missing_ok=True)
+    damaged_packs = []
     for pack in repo.store.pack_paths():
         report.packs += 1
         wrong = check_pack(pack)
         if wrong is not None:
-            report.problems.append(f"pack {pack.name}: {wrong}")
+            damaged_packs.append((pack, wrong))
+    found = len(report.problems)  # (then the refs that cannot be read)
     got = reach(
-        _roots(repo, report).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
+        _roots(repo, report, kept).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
     )
+    refs_damaged = len(report.problems) > found
     for bad_record in got.problems:
         what, rid, label = bad_record.kind, bad_record.oid.hex(), bad_record.label
         if what == "version":
@@ -156,10 +267,17 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
             bad[oid] = "missing" if isinstance(exc, ObjectMissing) else "corrupt"
         workers.progress.advance(1, chunks[oid])
     workers.progress.done()
-    remote_only = {o for o, what in bad.items() if what == "missing"} & cached_remote_ids(repo)
+    remote_ids = cached_remote_ids(repo)
+    remote_only = {o for o, what in bad.items() if what == "missing"} & remote_ids
     for oid in remote_only:
         del bad[oid]
     report.remote_only = len(remote_only)
+    dropped: set[bytes] = set()
+    report.repairable = bool(bad or damaged_packs or refs_damaged)
+    if repair and report.repairable:
+        dropped = _repair(repo, workers, report, bad, damaged_packs, remote_ids)
+    else:
+        report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in damaged_packs]
     if bad:
         users: dict[bytes, list[str]] = defaultdict(list)
         for oid, label in versions.items():
@@ -173,5 +291,83 @@ def fsck(repo: Repository, workers: Workers) -> FsckReport:
                     users[c.oid].append(f"staged:{os.fsdecode(p)}")
         for oid, what in bad.items():
             used = ", ".join(users[oid]) or "nothing"
-            report.problems.append(f"chunk {oid.hex()} is {what}; used by {used}")
+            if repair:
+                gone = "; its damaged copy was dropped" if oid in dropped else ""
+                report.problems.append(
+                    f"chunk {oid.hex()} is {what}; used by {used}{gone}: put a good copy "
+                    "of one of these files in the working tree and `dvfs add` it"
+                )
+            else:
+                report.problems.append(f"chunk {oid.hex()} is {what}; used by {used}")
     return report
+
+
+def _repair(
+    repo: Repository,
+    workers: Workers,
+    report: FsckReport,
+    bad: dict[bytes, str],
+    packs: list[tuple[Path, str]],
+    remote_ids: set[bytes],
+) -> set[bytes]:
+    """Mend what can be mended (see the module docstring), taking it out of ``bad``;
+    the ids of the damaged chunks dropped from the store."""
+    with repo.locked():
+        if any(p.writing for p in live_pins(repo.dir)):  # (it may rely on what is here)
+            report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in packs]
+            return set()
+        corrupt = {oid for oid, what in bad.items() if what == "corrupt"}
+        dropped, kept = salvage(repo, corrupt, [pack for pack, _ in packs])
+        report.problems += kept
+        for pack, wrong in packs:
+            if not pack.exists():
+                report.repaired.append(
+                    f"pack {pack.name}: {wrong}; rewritten with the objects that verify"
+                )
+            else:
+                report.problems.append(f"pack {pack.name}: {wrong}")
+        store = ObjectStore(repo.store.root)
+        try:
+            source = _store_again(repo, workers, store, set(bad))
+            store.sync()
+            for oid in list(bad):
+                what = "damaged" if oid in dropped else bad[oid]
+                try:
+                    store.verify(oid)
+                except (ObjectCorrupt, ObjectMissing):
+                    if oid in dropped and oid in remote_ids:
+                        report.remote_only += 1
+                        report.repaired.append(
+                            f"chunk {oid.hex()} was damaged: dropped; a remote holds it"
+                        )
+                        del bad[oid]
+                    continue
+                where = f" from {show(source[oid])}" if oid in source else ""
+                report.repaired.append(f"chunk {oid.hex()} was {what}: stored again{where}")
+                del bad[oid]
+        finally:
+            store.close()
+    return dropped
+
+
+def _store_again(
+    repo: Repository, workers: Workers, store: ObjectStore, lost: set[bytes]
+) -> dict[bytes, bytes]:
+    """Read again each staged file of the working tree that uses a ``lost`` chunk,
+    storing its chunks; which file each lost chunk was read from."""
+    hasher = Hasher(repo.root, repo.chunker, store, workers)
+    source: dict[bytes, bytes] = {}
+    for rel, staged in repo.index().entries.items():
+        ids = {c.oid for c in staged.chunks} & lost
+        if not staged.checked_out or not ids - source.keys():
+            continue
+        st = lstat_or_none(repo.root, rel)
+        if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != staged.size:
+            continue
+        try:
+            again = hasher.stage_one(Found(rel, st))
+        except (DvfsError, OSError):  # (changed, unreadable: it cannot help)
+            continue
+        if again.digest == staged.digest:
+            source.update(dict.fromkeys(ids - source.keys(), rel))
+    return source

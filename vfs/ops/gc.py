@@ -4,6 +4,9 @@ Reachable (kept) is everything below:
 
 - every branch, tag and remote-tracking branch, and a detached HEAD;
 - the staging index: its rows' chunks and the versions it names (``head``, ``base``);
+- a merge in progress (``vfs.ops.merging``): the version being merged and the merge
+  base, which ``restore --theirs`` and the merge's commit still need when no branch
+  names them any more;
 - the working tree of every writable mount of this repository
   (``.dvfs/worktrees/<branch>/state``, written by ``daemon.overlay``; for the kernel's
   overlay ``layers``, written by ``daemon.upper``, naming its base and last snapshot): its
@@ -34,17 +37,21 @@ objects or moves refs meanwhile. In order:
    renamed to their content id, given their index (temp + fsync + rename), and the
    directory is fsynced. A pack with a live object that does not verify is reported
    and kept whole, as are the copies already made of its other objects.
-4. **Delete.** Only now are the dead and rewritten packs deleted: the ``.pack``, then
-   its ``.idx``. Index files without a pack and temporary files are removed too, and
-   the kept record of what each deleted version changed (``vfs.ops.changed``); of
-   what row diffs proved of files (``.dvfs/rowcache``, keyed by content, so nothing
-   tells which are still of use) the newest ``ROW_CACHE_KEEP`` entries are kept. The
-   whole-file copies kept there (``*.copy``) all go: they hold files' bytes, deleted
-   versions' too, and the next diff that needs one writes it again.
+4. **Delete.** Only now are the rewritten packs deleted: the ``.pack``, then its
+   ``.idx``. (The dead packs go first, before step 3: they hold nothing live, and on
+   a full disk, when gc is most needed, they free space without needing any. If step
+   3 finds the disk full, the packs to rewrite are kept as they are, and said so.)
+   Index files without a pack and temporary files are removed too, and the kept record
+   of what each deleted version changed (``vfs.ops.changed``); of what row diffs proved
+   of files (``.dvfs/rowcache``, keyed by content, so nothing tells which are still of
+   use) the newest ``ROW_CACHE_KEEP`` entries are kept. The whole-file copies kept there
+   (``*.copy``) all go: they hold files' bytes, deleted versions' too, and the next diff
+   that needs one writes it again.
 
 Crash safety: a kill at any step leaves every live object in a complete, durable
-pack with a real name: before step 4 the old packs are all there (a new pack is at
-worst a duplicate, or a temporary file that the next gc or fsck removes); during
+pack with a real name: before step 4 the old packs holding live objects are all
+there (a new pack is at worst a duplicate, or a temporary file that the next gc or
+fsck removes); during
 step 4 every deleted pack's live objects are already durable elsewhere. An index
 file left without its pack is ignored by readers (they list ``.pack`` names).
 Readers that run meanwhile without the lock (``status``, ``cat``, a mount) look an
@@ -59,6 +66,7 @@ Test hook: ``DVFS_TEST_GC_KILL_AT=<step>`` makes gc kill itself (SIGKILL) at
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import stat
@@ -69,10 +77,10 @@ from typing import Any
 
 import msgpack
 
-from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt
+from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt, StorageFull
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
-from vfs.ops import changed
+from vfs.ops import changed, merging
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -242,6 +250,10 @@ def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
         if oid is not None:
             versions[what] = oid
     chunks = {c[0] for _, row in index.rows() for c in row[8]}
+    merge = merging.live(repo.dir, refs)
+    if merge is not None:
+        versions["merge in progress (theirs)"] = merge.theirs
+        versions["merge in progress (base)"] = merge.base
     versions.update(_worktree_bases(repo))
     for pin in live_pins(repo.dir):
         for i, oid in enumerate(pin.versions):
@@ -402,10 +414,16 @@ class _NewPack:
         self.tmp.unlink(missing_ok=True)
 
 
-def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) -> list[Path]:
+def _copy_live(
+    repo: Repository,
+    plans: Iterable[PackPlan],
+    report: GcReport,
+    dropped: set[bytes] | None = None,
+) -> list[Path]:
     """Copy the live objects of the packs to rewrite into new packs; their paths.
 
-    A pack with a live object that does not verify is marked damaged (kept).
+    A pack with a live object that does not verify is marked damaged (kept), unless
+    ``dropped`` is given: then that object is left out and its id added there.
     """
     root = repo.store.root
     written: list[Path] = []
@@ -421,6 +439,9 @@ def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) ->
                     try:
                         decode_payload(obj, payload)
                     except ObjectCorrupt as exc:
+                        if dropped is not None:
+                            dropped.add(obj.oid)
+                            continue
                         p.action = "damaged"
                         report.problems.append(
                             f"pack {p.path.name} holds a damaged object and was kept: {exc}"
@@ -447,6 +468,39 @@ def _copy_live(repo: Repository, plans: Iterable[PackPlan], report: GcReport) ->
     return written
 
 
+def salvage(
+    repo: Repository, damaged: set[bytes], packs: Iterable[Path] = ()
+) -> tuple[set[bytes], list[str]]:
+    """Rewrite ``packs`` (a damaged header, a wrong name) and every pack holding one of
+    the ``damaged`` objects, keeping each object that verifies; the caller holds the lock.
+
+    A damaged object is of no use (every read of it fails), and while it is stored a
+    good copy of its bytes is never stored again (``ObjectStore.put`` skips an id it
+    holds): dropping it is what lets a good copy repair the store. Written and
+    deleted as step 3 and 4 of gc write and delete, so a kill at any moment loses
+    nothing that verified. Returns the ids dropped and what could not be done (a pack
+    neither whose index nor whose header reads is kept).
+    """
+    report = GcReport(dry_run=False)
+    root = repo.store.root
+    wanted = {p.name for p in packs}
+    plans = []
+    for name in sorted(os.listdir(root)):
+        if not (name.startswith("pack-") and name.endswith(".pack")):
+            continue
+        objs = _pack_objects(root / name, report)
+        if objs is not None and (name in wanted or any(o.oid in damaged for o in objs)):
+            plans.append(PackPlan(root / name, 0, objs, list(objs), "rewrite"))
+    dropped: set[bytes] = set()
+    written = {w.name for w in _copy_live(repo, plans, report, dropped)}
+    for p in plans:
+        if p.path.name not in written:
+            p.path.unlink(missing_ok=True)
+            p.path.with_suffix(".idx").unlink(missing_ok=True)
+    fsync_dir(root)
+    return dropped, report.problems
+
+
 # the whole gc -----------------------------------------------------------------------
 
 
@@ -470,7 +524,12 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
         live = mark(repo, report)
         collect(repo, live, report)
         if not dry_run:
-            repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
+            try:
+                repo.refs.record("gc", f"freed {report.freed} bytes, {report.packs_deleted} packs")
+            except StorageFull:  # (what was freed is freed: say so, not only this)
+                report.problems.append(
+                    "the disk is full: the audit entry of this gc was not written"
+                )
     return report
 
 
@@ -515,13 +574,31 @@ def collect(
     plans = plan(repo, live, report, repack_below)
     _reached("marked")
     if not dry_run:
-        written = _copy_live(repo, plans, report)
+        root = repo.store.root
+        for p in plans:  # first: they free space without taking any (a disk full)
+            if p.action == "delete":
+                p.path.unlink(missing_ok=True)
+                _reached("deleted")
+                p.path.with_suffix(".idx").unlink(missing_ok=True)
+        try:
+            written = _copy_live(repo, plans, report)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            moved = [p for p in plans if p.action == "rewrite"]
+            for p in moved:
+                p.action = "keep"
+            written = []
+            report.problems.append(
+                f"the disk is full: {len(moved)} pack(s) to rewrite were kept as they are "
+                "(their live objects need room first); run `dvfs gc` again once there is "
+                "some"
+            )
         _reached("synced")
         report.packs_written = len(written)
         keep = {w.name for w in written}
-        root = repo.store.root
         for p in plans:
-            if p.action in ("delete", "rewrite") and p.path.name not in keep:
+            if p.action == "rewrite" and p.path.name not in keep:
                 p.path.unlink(missing_ok=True)
                 _reached("deleted")
                 p.path.with_suffix(".idx").unlink(missing_ok=True)

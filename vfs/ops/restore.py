@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import stat as statmod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
@@ -74,8 +74,10 @@ def restore(
     write = not staged if worktree is None else worktree
     with repo.locked():
         hist = repo.history
-        index = repo.index()
         rels = [repo.rel(p) for p in paths]
+        # The whole index takes the source's content: a damaged one is rebuilt, the
+        # working files left as they are (what the damaged-index message says to run).
+        index = repo.index(rebuild=staged and b"" in rels)
         src: dict[bytes, Entry] | None = None
         label = "the index"
         if source is not None:
@@ -85,6 +87,12 @@ def restore(
         elif staged:
             src = head_files(hist)
             label = "HEAD"
+        if index.damaged is not None:
+            warn(
+                f"the staging index was not readable: it is rebuilt from {label}; "
+                "the working files are kept and compared with it"
+            )
+            index.entries = {}  # (every path of the source is staged below, as unknown)
         for arg, rel in zip(paths, rels, strict=True):
             if not index.under(rel) and not (src and any(under_any(q, [rel]) for q in src)):
                 where = "" if src is None else f" and not in {label}"
@@ -185,6 +193,25 @@ def restore_not_checked_out(
     return report
 
 
+def _refuse_in_the_way(repo: Repository, d: bytes, replace: Callable[[bytes], bool]) -> None:
+    """UsageError, before anything is written, if an untracked file or link stands
+    where directory ``d`` (or one above it) must be (restore never replaces one)."""
+    parts = d.split(b"/") if d else []
+    for i in range(1, len(parts) + 1):
+        cur = b"/".join(parts[:i])
+        st = lstat_or_none(repo.root, cur)
+        if st is None:
+            return
+        if not statmod.S_ISDIR(st.st_mode):
+            if not replace(cur):
+                what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "an untracked file"
+                raise UsageError(
+                    f"{show(cur)} is {what} where restore needs a directory: move it away; "
+                    "nothing was restored"
+                )
+            return
+
+
 def _restore_files(
     repo: Repository,
     index: Index,
@@ -264,6 +291,15 @@ def _restore_files(
             return tracked_dir_only(repo.root, rel, tracked)
         return tracked(rel)
 
+    for d in sorted({p.rpartition(b"/")[0] for p, _ in todo}):
+        _refuse_in_the_way(repo, d, replace)
+    for p, _ in todo:  # (a tracked file not changed is a file: no need to look)
+        st = lstat_or_none(repo.root, p) if p in changed or p not in sub.entries else None
+        if st is not None and statmod.S_ISDIR(st.st_mode) and not replace(p):
+            raise UsageError(
+                f"{show(p)} is a directory holding untracked files where restore writes a "
+                "file: move it away; nothing was restored"
+            )
     with restoring(repo) if todo else contextlib.nullcontext():
         stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
     report.failed.update(failed)

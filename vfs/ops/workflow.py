@@ -113,6 +113,20 @@ def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> Non
         )
 
 
+UNREADABLE = (
+    "nothing was staged: make it readable (or, if it is not tracked, keep it out with a "
+    ".dvfsignore rule)"
+)
+
+
+def _unreadable_stages_nothing(listed: Iterator[list[Found]]) -> Iterator[list[Found]]:
+    """``listed``, with a directory that cannot be read said to stage nothing."""
+    try:
+        yield from listed
+    except FileUnreadable as exc:
+        raise FileUnreadable(f"{exc}; {UNREADABLE}") from None
+
+
 def _storable(mode: int) -> bool:
     """Whether a path of this type can be staged (a FIFO, socket or device cannot)."""
     return statmod.S_ISREG(mode) or statmod.S_ISDIR(mode) or statmod.S_ISLNK(mode)
@@ -202,7 +216,8 @@ def add(
                 # A directory's files at a time: its path checked once, the names of its
                 # files screened together, the ignore rules for them gathered once.
                 enter_dir = None if force else enter
-                for files in scan_lists(repo.root, rel, warn, strict=True, enter=enter_dir):
+                listed = scan_lists(repo.root, rel, warn, strict=True, enter=enter_dir)
+                for files in _unreadable_stages_nothing(listed):
                     if not files:
                         continue
                     d = files[0].rel.rpartition(b"/")[0]  # (all in one directory)
@@ -238,7 +253,7 @@ def add(
         except BaseException as exc:
             repo.store.discard()
             if isinstance(exc, FileUnreadable):
-                raise FileUnreadable(f"{exc}; nothing was staged") from None
+                raise FileUnreadable(f"{exc}; {UNREADABLE}") from None
             raise
         if let_go:
             index = repo.index()  # (unchanged: the lock is held)
@@ -315,6 +330,7 @@ def rm(
                     what="nothing was removed; commit them first, or use --cached to stop "
                     "tracking and keep the files, or --force to delete them anyway",
                 )  # fmt: skip
+        targets = list(dict.fromkeys(targets))  # (paths named twice, or a file and its directory)
         index.head = None
         with Walker(repo.root) as walker:
             # Unstaged one by one, not through ``entries``: the cache-tree of the other

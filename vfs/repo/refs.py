@@ -110,11 +110,15 @@ def _way_out(ref: str) -> str:
     """What to run about a ref whose file does not hold an id."""
     kind, _, name = ref.removeprefix("refs/").partition("/")
     if kind == "tags":
-        return f"`dvfs tag -d {name}` deletes it"
+        return (
+            "`dvfs fsck --repair` writes it back as the audit log last recorded it; "
+            f"`dvfs tag -d {name}` deletes it"
+        )
     if kind == "heads":
         return (
+            "`dvfs fsck --repair` writes it back as the audit log last recorded it; "
             f"`dvfs branch -d {name}` deletes it (from another branch, if it is the current "
-            "one); `dvfs audit` lists the versions it held"
+            "one)"
         )
     remote = name.partition("/")[0]
     return f"delete .dvfs/{ref}: the next `dvfs fetch --remote {remote}` sets it again"
@@ -151,7 +155,7 @@ class Refs:
         try:
             text = (self.dir / "HEAD").read_text()
         except FileNotFoundError:
-            raise FormatError("the repository has no HEAD file: run `dvfs fsck`") from None
+            raise FormatError("the repository has no HEAD file: run `dvfs fsck --repair`") from None
         line = text.strip()
         if line.startswith("ref: refs/heads/"):
             return Head(line[len("ref: refs/heads/") :])
@@ -161,7 +165,7 @@ class Refs:
                 return Head(parts[1], from_hex(parts[0]))
             except ValueError:
                 pass
-        raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck`")
+        raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck --repair`")
 
     def set_head(self, head: Head) -> None:
         """Point HEAD at a branch or detach it at a version (an audit entry if it moves)."""
@@ -263,6 +267,14 @@ class Refs:
             self._path(ref).unlink(missing_ok=True)
             self._drop_empty_folders(ref)
             return True
+
+    def mend(self, ref: str, new: bytes, note: str) -> None:
+        """Write ``ref``, unreadable now, as ``new`` (``dvfs fsck --repair``; audited,
+        with ``note`` saying where ``new`` comes from)."""
+        path = self._path(ref)
+        with self._locked():
+            _audit(self.dir, _op(ref, new, new), ref, None, new, note)
+            write_atomic(path, (new.hex() + "\n").encode())
 
     def record(self, op: str, note: str) -> None:
         """An audit entry for a change that moves no ref (``gc``)."""

@@ -65,6 +65,25 @@ READ_FORMATS = (1, 2)  # format records this dvfs reads (see the module docstrin
 DEFAULT_BRANCH = "main"
 
 
+def _within(absolute: str, root: str) -> bool:
+    """Whether a normalised absolute path is ``root`` or below it, as written."""
+    return absolute == root or absolute.startswith(root.rstrip("/") + "/")
+
+
+def _entering(absolute: str, root: str) -> str | None:
+    """``absolute`` with its shortest leading part that resolves to ``root`` (through
+    links outside the repository: a home directory reached through a link, a shell's
+    logical ``$PWD``) replaced by ``root``, as git reads such a path; None if no part
+    does. What lies below that part is left as written, links and all, for the caller
+    to refuse."""
+    real_root = os.path.realpath(root)
+    parts = absolute.split("/")
+    for i in range(2, len(parts) + 1):
+        if os.path.realpath("/".join(parts[:i])) == real_root:
+            return os.path.join(root, *parts[i:])
+    return None
+
+
 def preferred_branch(names: Collection[str]) -> str:
     """The branch to take when none is named: ``main`` if there, else the first by name.
 
@@ -328,7 +347,9 @@ class Repository:
             raise UsageError("an empty path names nothing: write '.' for the current directory")
         absolute = os.path.abspath(arg)
         root = str(self.root)
-        if absolute != root and not absolute.startswith(root.rstrip("/") + "/"):
+        if not _within(absolute, root):
+            absolute = _entering(absolute, root) or absolute
+        if not _within(absolute, root):
             raise UsageError(f"{arg} is outside the repository {root}")
         rel = os.path.relpath(absolute, root)
         if rel == ".":

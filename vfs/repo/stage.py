@@ -102,6 +102,12 @@ HEADER = struct.Struct("<8sIIqIQQ")  # magic, version, N, written_ns, lengths: m
 NO_INODE = (1 << 64) - 1  # how an inode of -1 (no file's) is stored
 NOT_CHECKED_OUT = 1  # flags bit: in the index, never written into the working tree
 RACY_NS = 50_000_000
+# What a damaged index's message says to run: the first keeps the working files.
+REBUILD_HINT = (
+    "run `dvfs restore --staged .` at the root to rebuild it from HEAD, keeping the "
+    "working files (what was staged is lost), or `dvfs checkout --force HEAD` to also "
+    "discard their changes"
+)
 # Changes kept over the loaded columns at most (see Index._over); past this many the
 # rows are decoded and the whole index encoded again when saved.
 OVERLAY_MAX = 1024
@@ -605,10 +611,7 @@ class Index:
         self._over: dict[bytes, Sequence[Any] | None] = {}
 
     def _damaged(self, why: object) -> FormatError:
-        return FormatError(
-            f"the staging index {self.path} is damaged ({why}): "
-            "run `dvfs checkout --force HEAD` to rebuild it"
-        )
+        return FormatError(f"the staging index {self.path} is damaged ({why}): {REBUILD_HINT}")
 
     def _decode(self) -> None:
         """Make rows of the columns, if the index is still columns."""
@@ -882,8 +885,7 @@ class Index:
             if exc.errno != errno.ELOOP:
                 raise
             raise FormatError(
-                f"the staging index {path} is a symbolic link: "
-                "run `dvfs checkout --force HEAD` to rebuild it"
+                f"the staging index {path} is a symbolic link: {REBUILD_HINT}"
             ) from None
         try:
             with _mapped(fd) as raw, paused_gc():
