@@ -24,6 +24,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    commit_files,
     fsck_clean,
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
@@ -1275,3 +1276,12 @@ def test_trees_made_from_index_rows_equal_the_codec_s(tmp_path: Path) -> None:
     want = reference()
     assert build_tree_rows(store, loaded.rows())[0] == want
     assert build_trees(store, entries)[0] == want
+
+
+def test_fsck_counts_in_words_that_fit_the_numbers(repo: Repo) -> None:
+    # it said "checked 1 versions, 1 trees, 1 chunks"
+    commit_files(repo, {"one.txt": b"1\n"}, "one")
+    last = repo.ok("fsck").out.splitlines()[-1]
+    assert last == "checked 1 version, 1 tree, 1 chunk (2 B): no problems"
+    commit_files(repo, {"two.txt": b"2\n"}, "two")
+    assert repo.ok("fsck").out.splitlines()[-1].startswith("checked 2 versions, 2 trees, 2 chunks")

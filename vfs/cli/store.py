@@ -57,10 +57,10 @@ def fsck_cmd(repair: bool, as_json: bool) -> None:
                 f"{r.remote_only} chunk(s) are not stored here (never downloaded, or pruned): "
                 "a remote's index, as last read, lists them; commands fetch them when needed"
             )
-        state = "no problems" if r.clean else f"{len(r.problems)} problem(s)"
+        state = "no problems" if r.clean else count(len(r.problems), "problem")
         click.echo(
-            f"checked {r.versions} versions, {r.trees} trees, {r.chunks} chunks "
-            f"({human(r.bytes)}): {state}"
+            f"checked {count(r.versions, 'version')}, {count(r.trees, 'tree')}, "
+            f"{count(r.chunks, 'chunk')} ({human(r.bytes)}): {state}"
         )
         if r.repairable and not repair:
             click.echo(
