@@ -58,6 +58,22 @@ def test_restore_discards_working_changes(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_git_checkout_dash_dash_path_says_what_does_it_here(repo: Repo) -> None:
+    # it said "unknown revision 'd/a.txt'", as if the path were a version's name
+    v1 = committed(repo, {"d/a.txt": b"a1\n"}, "v1")
+    repo.write("d/a.txt", b"edited\n")
+    line = repo.fail("checkout", "--", "d/a.txt", fragments=("names no version",))
+    hint = re.search(r"`(dvfs restore [^`]+)`", line)
+    assert hint is not None and "dvfs checkout REV d/a.txt" in line
+    assert repo.read("d/a.txt") == b"edited\n"  # nothing was done
+    assert_ok(run(repo.root, *hint.group(1).split()[1:]))  # the hint works as typed
+    assert repo.read("d/a.txt") == b"a1\n"
+    repo.write("d/a.txt", b"edited\n")
+    repo.ok("checkout", "--force", v1, "--", "d/a.txt")  # a REV before -- is one
+    assert repo.read("d/a.txt") == b"a1\n"
+    repo.fsck_clean()
+
+
 def test_restore_never_replaces_an_untracked_file_where_a_directory_goes(repo: Repo) -> None:
     """The line says what restore can do: it has no --force to offer."""
     committed(repo, {"d/e/a.txt": b"a\n", "d/e/b.txt": b"b\n"}, "v1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Any
 
@@ -80,7 +81,26 @@ def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> No
     )
 
 
-@click.command(cls=DvfsCommand, name="checkout")
+class _DashDash(DvfsCommand):
+    """``checkout``: notes whether ``--`` came before every argument (click drops it)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as usual, after noting a leading ``--`` among the arguments."""
+        if "--" in args:
+            cut = args.index("--")
+            before = args[:cut]
+            ctx.meta[_PATHS_ONLY] = (
+                cut + 1 < len(args)
+                and all(a.startswith("-") for a in before)
+                and "-b" not in before
+            )
+        return super().parse_args(ctx, args)
+
+
+_PATHS_ONLY = "dvfs.checkout_paths_only"
+
+
+@click.command(cls=_DashDash, name="checkout")
 @click.argument("rev", required=False)
 @click.argument("paths", nargs=-1)
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
@@ -91,9 +111,10 @@ def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> No
 @OFFLINE
 @YES
 @AS_JSON
+@click.pass_context
 def checkout_cmd(
-    rev: str | None, paths: tuple[str, ...], force: bool, from_lock: bool,
-    new_branch: str | None, offline: bool, yes: bool, as_json: bool,
+    ctx: click.Context, rev: str | None, paths: tuple[str, ...], force: bool,
+    from_lock: bool, new_branch: str | None, offline: bool, yes: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Restore the working tree (or only PATHS) to version REV.
 
@@ -106,6 +127,13 @@ def checkout_cmd(
       dvfs checkout -b fix v1    # as dvfs switch -c fix v1
       dvfs checkout --lock       # after a git checkout
     """
+    if ctx.meta.get(_PATHS_ONLY):  # git's `checkout -- PATH`: read as a revision, it said
+        named = shlex.join([rev or "", *paths]).strip()
+        raise UsageError(
+            f"`dvfs checkout -- {named}` names no version: `dvfs restore {named}` discards "
+            f"your changes (as git's checkout -- does), `dvfs checkout REV {named}` takes "
+            "the files from a version"
+        )
     if from_lock and (rev or paths or new_branch):
         raise UsageError("--lock takes no revision, paths or -b")
     if new_branch is not None and paths:
