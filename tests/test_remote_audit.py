@@ -143,6 +143,40 @@ def test_verify_names_an_edited_deleted_or_inserted_entry(
     repo.fsck_clean()
 
 
+def test_a_cut_or_edited_end_still_shows_after_the_next_push(
+    s3_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """The chain's end cut off, or its last entry edited, behind this clone's back: the
+    next push appended after what was left and moved this clone's record to it, so the
+    cut verified as intact from then on, here and everywhere. The push now appends
+    after what this clone saw, and verify keeps naming it."""
+    repo = make_repo()
+    pushed_twice(repo, s3_remote)
+    repo.ok("audit", "verify", "--remote", "origin")
+    backend = s3_remote.backend
+    tag_entry = backend.get(audit_key(3))
+    backend.delete(audit_key(3))  # the tag's entry, cut off the end
+    repo.write("a", "3")
+    repo.ok("add", "a")
+    repo.commit("three")
+    repo.ok("push")
+    assert sorted(backend.list("audit/")) == [audit_key(n) for n in (1, 2, 4)]
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.code == 1 and "entry 3 is missing: deleted" in " ".join(r.json()["problems"])
+
+    edited = dict(json.loads(backend.get(audit_key(4))), note="rewritten")
+    backend.put(audit_key(4), encoded(edited))  # the last entry, edited
+    repo.write("a", "4")
+    repo.ok("add", "a")
+    repo.commit("four")
+    repo.ok("push")
+    assert audit_key(5) in set(backend.list("audit/"))
+    backend.put(audit_key(3), tag_entry)  # (the gap mended, so verify reaches entry 5)
+    r = repo.run("audit", "verify", "--remote", "origin", "--json")
+    assert r.code == 1 and "entry 4 was edited" in " ".join(r.json()["problems"])
+    repo.fsck_clean()
+
+
 def test_a_second_verify_reads_only_entries_listed_differently(
     s3_remote: Remote, make_repo: RepoFactory, tmp_path: Path
 ) -> None:

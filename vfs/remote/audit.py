@@ -88,12 +88,22 @@ def append_remote(
     """Append an entry to a remote's chain with If-None-Match; return its number.
 
     ``head_path`` (``.dvfs/remotes/<name>/audit.head``) remembers where the chain
-    ended for this clone. A lost race for a number is retried at the next one.
+    ended for this clone. A lost race for a number is retried at the next one. A chain
+    that ends before that entry, or whose entry there no longer hashes as recorded
+    (cut or edited since this clone saw it), is appended to after what this clone
+    saw: its number, and its hash as ``prev``.
     """
     hint = _read_head(head_path)
     n = _last_seq(backend, hint)
+    follow = hint is not None and n <= hint[0]
     for _ in range(APPEND_TRIES):
         prev = ZERO if n == 0 else hash_bytes(backend.get_small(audit_key(n), MAX_LINE)).hex()
+        if follow and hint is not None and (n < hint[0] or prev != hint[1]):
+            # Entries this clone saw were cut off the end, or the last one edited: the
+            # new entry follows what this clone saw, so that verify (here and in every
+            # clone) still names the gap or the broken link, not only until this append.
+            n, prev = hint
+        follow = False
         data = encode_entry(make_entry(n + 1, prev, op, ref, old, new, note))
         try:
             backend.put_conditional(audit_key(n + 1), data, if_none_match=True)
