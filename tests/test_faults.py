@@ -654,6 +654,34 @@ def test_fsck_repair_writes_unreadable_refs_back_from_the_audit_log(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_fsck_names_a_branch_or_tag_whose_file_is_gone_and_repair_writes_it_back(
+    repo: Repo,
+) -> None:
+    """A ref file deleted by hand (or lost with a disk): status said "No versions yet"
+    of main and fsck found nothing wrong. fsck now names each such ref from the audit
+    log, and --repair writes it back; a creation cut short by a crash (the log's last
+    entry, no file yet) is no problem."""
+    committed(repo, {"d/a.txt": "a"}, "one")
+    repo.ok("tag", "t")
+    v2 = committed(repo, {"d/a.txt": "b"}, "two")
+    refs = repo.root / ".dvfs" / "refs"
+    (refs / "heads" / "main").unlink()
+    (refs / "tags" / "t").unlink()
+    problems = repo.run("fsck", "--json").json()["problems"]
+    assert [p.split(",")[0] for p in problems] == [
+        "branch main is missing",
+        "tag t is missing",
+    ]
+    assert all("`dvfs fsck --repair` writes it back" in p for p in problems)
+    repaired = repo.run("fsck", "--repair", "--json").json()
+    assert repaired["problems"] == [] and len(repaired["repaired"]) == 2
+    assert repo.head_id() == v2 and repo.cat("t:d/a.txt") == b"a"
+    # a tag whose creation was logged but whose file was never written (kill -9 there)
+    repo.ok("tag", "late")
+    (refs / "tags" / "late").unlink()
+    repo.fsck_clean()
+
+
 def test_a_corrupted_chunk_of_a_large_file(repo: Repo) -> None:
     """Large files are restored beside the small ones: a bad chunk fails only its file."""
     large_bad, large_good = rand(9 * MiB, seed=23), rand(10 * MiB, seed=24)

@@ -13,9 +13,14 @@ pin, ``vfs.store.pins``: it writes without the lock). Chunks that were never dow
 pull of part of the data) are no problem when a remote holds them, as far as its
 cached index segments tell.
 
-Repair (``repair``: ``dvfs fsck --repair``): first HEAD and each ref that cannot be
-read are written back as the audit log last recorded them (``vfs.repo.audit``: every
-change is logged before it is made), when that version is stored. Then (under the
+A branch or tag whose file is gone though the audit log's last word on it names a
+version is a problem, unless that word is the log's very last entry and a creation
+(which a crash may have cut short before the file was written).
+
+Repair (``repair``: ``dvfs fsck --repair``): first HEAD, each ref that cannot be read
+and each such missing one are written back as the audit log last recorded them
+(``vfs.repo.audit``: every change is logged before it is made), when that version is
+stored. Then (under the
 lock, unless a pipeline run is writing) a pack whose header or name
 is wrong, and every pack holding a damaged chunk, is rewritten with the objects that
 verify (``vfs.ops.gc.salvage``): a damaged copy must go, or adding a good copy of its
@@ -213,6 +218,50 @@ def _mend_refs(repo: Repository, report: FsckReport) -> set[str]:
     return kept
 
 
+def _missing_refs(repo: Repository, report: FsckReport, repair: bool) -> None:
+    """Branches and tags whose file is gone though the audit log's last word on them is
+    a version (a file deleted by hand or lost with a disk): status would say "no
+    versions yet" of such a branch. Every change of a ref is logged just before it is
+    made, so the log's very last entry may name a change a crash cut short: a creation
+    cut short leaves no file, and is no evidence (a move or a deletion cut short
+    leaves the file as it was). With ``repair``, each is written back when that
+    version is stored."""
+    last = _last_recorded(repo)
+    final = max((e.seq for e in last.values()), default=0)
+    for ref, e in sorted(last.items()):
+        kind, _, name = ref.removeprefix("refs/").partition("/")
+        if kind not in ("heads", "tags") or e.new is None or (e.seq == final and e.old is None):
+            continue  # (a creation cut short by a crash leaves no file: no evidence)
+        try:
+            if repo.refs.get(ref) is not None:
+                continue
+            oid = from_hex(e.new)
+        except (FormatError, ValueError):
+            continue  # unreadable (named elsewhere), or an edited entry (audit verify)
+        what = "branch" if kind == "heads" else "tag"
+        try:
+            label = f"v{repo.history.version(oid).number} {oid.hex()[:10]}"
+        except DvfsError:
+            report.problems.append(
+                f"{what} {name} is missing, and version {oid.hex()[:12]}, where the audit "
+                f"log last recorded it (entry {e.seq}), is not stored here"
+            )
+            continue
+        if repair:
+            repo.refs.mend(ref, oid, f"fsck --repair: as audit entry {e.seq} left it")
+            report.repaired.append(
+                f"{what} {name} was missing: it names {label} again, as the audit log last "
+                f"recorded it (entry {e.seq})"
+            )
+        else:
+            report.problems.append(
+                f"{what} {name} is missing, though the audit log last recorded it at {label} "
+                f"(entry {e.seq}): `dvfs fsck --repair` writes it back (then `dvfs {what} "
+                f"-d {name}` deletes it for good, if that was meant)"
+            )
+            report.repairable = True
+
+
 def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckReport:
     """Verify every object reachable from refs and the index; with ``repair``, mend
     what can be mended (see the module docstring)."""
@@ -222,6 +271,9 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     if repair:
         with repo.locked():
             kept = _mend_refs(repo, report)
+            _missing_refs(repo, report, repair=True)
+    else:
+        _missing_refs(repo, report, repair=False)
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         _check_cache_tree(repo, report, drop=not writing)
@@ -273,7 +325,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         del bad[oid]
     report.remote_only = len(remote_only)
     dropped: set[bytes] = set()
-    report.repairable = bool(bad or damaged_packs or refs_damaged)
+    report.repairable = report.repairable or bool(bad or damaged_packs or refs_damaged)
     if repair and report.repairable:
         dropped = _repair(repo, workers, report, bad, damaged_packs, remote_ids)
     else:
