@@ -11,6 +11,7 @@ before the index named them).
 
 from __future__ import annotations
 
+import errno
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vfs._os.gc_pause import paused_gc
-from vfs.errors import UsageError
+from vfs.errors import StorageFull, UsageError
 from vfs.model import params as version_params
 from vfs.model.codec import (
     DIR_MODE,
@@ -260,7 +261,16 @@ def commit(
     if tag is not None:
         check_ref_name(tag, "tag")
     with repo.locked():
-        return commit_locked(repo, message, params, tag, warn)
+        try:
+            return commit_locked(repo, message, params, tag, warn)
+        except (StorageFull, OSError) as exc:  # (raised before the branch moved: see above)
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            why = str(exc) if isinstance(exc, StorageFull) else f"the disk is full ({exc.strerror})"
+            raise StorageFull(
+                f"nothing was committed, what is staged stays staged: {why}"
+                + ("" if isinstance(exc, StorageFull) else ": free some space and run it again")
+            ) from exc
 
 
 def commit_locked(
