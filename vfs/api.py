@@ -684,7 +684,7 @@ class Repo:
         """
         self._writable()
         names = [] if branches is None else [text_arg(b, "branch") for b in _names(branches)]
-        spec = get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
+        spec = self._remote_spec(remote)
         with Workers(settings.threads()) as w:
             t = sync.push(self._repo, spec, names, w, all_branches=all, tags=tags,
                           jobs=jobs, force=force)  # fmt: skip
@@ -706,7 +706,7 @@ class Repo:
             repo.versions("origin/main", limit=1)
         """
         self._writable()
-        spec = get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
+        spec = self._remote_spec(remote)
         got = sync.fetch(self._repo, spec, jobs, prune=prune)
         for line in got.transfer.warnings:
             _warn(line)
@@ -731,7 +731,7 @@ class Repo:
         if rev is not None:
             text_arg(rev, "rev")
         args = [str(root / os.fspath(p)) for p in _each(paths)]
-        spec = get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
+        spec = self._remote_spec(remote)
         with Workers(settings.threads()) as w:
             r = sync.pull(self._repo, spec, rev, args, w, jobs=jobs, force=force, yes=yes,
                           merge=merge)  # fmt: skip
@@ -741,6 +741,10 @@ class Repo:
         for path, exc in sorted(r.checkout.failed.items()) if r.checkout is not None else ():
             _warn(f"{os.fsdecode(path)} is not checked out: {exc}")
         return r
+
+    def _remote_spec(self, remote: str | None) -> RemoteSpec:
+        """This repository's remote ``remote`` (None: the default one)."""
+        return get_remote(self._repo, None if remote is None else text_arg(remote, "remote"))
 
     def _writable(self) -> Path:
         if self._spec is not None:

@@ -325,8 +325,10 @@ class S3Backend(Backend):
         # and a key of a folder's name cannot be created while it stands: delete their
         # markers, deepest first. A folder that still holds keys keeps them (SeaweedFS
         # leaves a non-empty folder, and on AWS "team/" names only an object of that name).
+        # Best effort: the key is deleted already, and a marker left behind only keeps
+        # that one name from being made on SeaweedFS.
         parts = key.split("/")[:-1]
-        with self._mapped(key):
+        with contextlib.suppress(DvfsError), self._mapped(key):
             while parts:
                 self._client.delete_object(
                     Bucket=self.bucket, Key=self._base + "/".join(parts) + "/"

@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from vfs.cli.options import AS_JSON, OFFLINE, YES, DvfsCommand, FreeText
+from vfs.cli.options import (
+    AS_JSON,
+    DASHDASH,
+    OFFLINE,
+    YES,
+    DvfsCommand,
+    FreeText,
+    RevsThenPaths,
+)
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
 from vfs.cli.status_report import conflict_side
 from vfs.errors import UsageError
@@ -81,26 +89,7 @@ def checkout_failures(r: checkout.CheckoutReport, *, listed: bool = False) -> No
     )
 
 
-class _DashDash(DvfsCommand):
-    """``checkout``: notes whether ``--`` came before every argument (click drops it)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """Parse as usual, after noting a leading ``--`` among the arguments."""
-        if "--" in args:
-            cut = args.index("--")
-            before = args[:cut]
-            ctx.meta[_PATHS_ONLY] = (
-                cut + 1 < len(args)
-                and all(a.startswith("-") for a in before)
-                and "-b" not in before
-            )
-        return super().parse_args(ctx, args)
-
-
-_PATHS_ONLY = "dvfs.checkout_paths_only"
-
-
-@click.command(cls=_DashDash, name="checkout")
+@click.command(cls=RevsThenPaths, name="checkout")
 @click.argument("rev", required=False)
 @click.argument("paths", nargs=-1)
 @click.option("--force", "-f", is_flag=True, help="Discard uncommitted changes in the way.")
@@ -127,8 +116,10 @@ def checkout_cmd(
       dvfs checkout -b fix v1    # as dvfs switch -c fix v1
       dvfs checkout --lock       # after a git checkout
     """
-    if ctx.meta.get(_PATHS_ONLY):  # git's `checkout -- PATH`: read as a revision, it said
-        named = shlex.join([rev or "", *paths]).strip()
+    given = (rev is not None) + len(paths)
+    if given and ctx.meta.get(DASHDASH) == given:
+        # git's `checkout -- PATH` (`--` before every argument): read as a revision, it said
+        named = shlex.join(a for a in (rev, *paths) if a is not None)
         raise UsageError(
             f"`dvfs checkout -- {named}` names no version: `dvfs restore {named}` discards "
             f"your changes (as git's checkout -- does), `dvfs checkout REV {named}` takes "

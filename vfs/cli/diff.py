@@ -8,8 +8,8 @@ import click
 
 from vfs import settings
 from vfs._os.malloc import chunk_buffers_reused
-from vfs.cli.history import RevsThenPaths, param_text, revs_and_paths
-from vfs.cli.options import AS_JSON, ROWS_SHOWN
+from vfs.cli.history import param_text, revs_and_paths
+from vfs.cli.options import AS_JSON, ROWS_SHOWN, RevsThenPaths
 from vfs.cli.output import emit_json, fail, human, quoted, repo_here, warn, workers
 from vfs.errors import UsageError
 from vfs.model.codec import Kind

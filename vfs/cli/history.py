@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from vfs.cli.options import AS_JSON, OFFLINE, DvfsCommand
+from vfs.cli.options import AS_JSON, DASHDASH, OFFLINE, DvfsCommand, RevsThenPaths
 from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, workers
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
@@ -25,19 +25,7 @@ from vfs.repo.history import NO_VERSIONS
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
-DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
 REVISION_LIKE = re.compile(r"^(v\d+|HEAD|.*~\d*)$")  # never taken for a path by mistake
-
-
-class RevsThenPaths(DvfsCommand):
-    """A command taking ``[REV...] [--] [PATH...]``: it notes how many arguments followed
-    ``--`` (click drops the ``--`` itself), which are paths whatever they look like."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """Parse as usual, after counting what follows ``--``."""
-        if "--" in args:
-            ctx.meta[DASHDASH] = len(args) - args.index("--") - 1
-        return super().parse_args(ctx, args)
 
 
 def revs_and_paths(

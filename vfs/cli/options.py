@@ -274,3 +274,17 @@ JOBS = click.option(
 REMOTE = click.option(
     "--remote", "remote_name", metavar="NAME", help="Remote (default: the default)."
 )
+
+
+DASHDASH = "dvfs.after_dashdash"  # ctx.meta: how many arguments followed `--`
+
+
+class RevsThenPaths(DvfsCommand):
+    """A command taking ``[REV...] [--] [PATH...]``: it notes how many arguments followed
+    ``--`` (click drops the ``--`` itself), which are paths whatever they look like."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as usual, after counting what follows ``--``."""
+        if "--" in args:
+            ctx.meta[DASHDASH] = len(args) - args.index("--") - 1
+        return super().parse_args(ctx, args)

@@ -83,14 +83,14 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
     mnt = escape_text(shlex.quote(mountpoint))  # (as typed: a hint works when pasted)
     record = f"`dvfs snapshot {mnt} -m MSG`"
-    if got.get("branch_deleted"):
+    if got.get("branch_deleted") or got.get("head"):  # gone, or moved on since it began
         record = f"`dvfs snapshot {mnt} -m MSG --branch NEW`"
+    if got.get("branch_deleted"):
         what = f"{record} records these changes on a new branch" if lines else "umount it"
         echo(f"The branch was deleted since this working tree began: {what}.")
-    elif got.get("head"):  # the branch moved on since the working tree began
+    elif got.get("head"):
         now = got.get("head_version")
         at = f"v{escape_text(str(now))}" if now else escape_text(str(got["head"])[:10])
-        record = f"`dvfs snapshot {mnt} -m MSG --branch NEW`"
         if lines:
             what = f"{record} records these changes on a new branch"
         else:

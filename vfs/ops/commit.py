@@ -44,6 +44,8 @@ from vfs.worktree.scan import (
     show,
 )
 
+NOT_COMMITTED = "nothing was committed, what is staged stays staged"  # a full disk's line
+
 
 def build_trees(store: ObjectStore, entries: dict[bytes, Staged]) -> tuple[bytes, int, int]:
     """Store the trees for a set of staged paths; return (root id, files, bytes)."""
@@ -263,13 +265,14 @@ def commit(
     with repo.locked():
         try:
             return commit_locked(repo, message, params, tag, warn)
-        except (StorageFull, OSError) as exc:  # (raised before the branch moved: see above)
-            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except StorageFull as exc:  # (raised before the branch moved: see above)
+            raise StorageFull(f"{NOT_COMMITTED}: {exc}") from exc
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            why = str(exc) if isinstance(exc, StorageFull) else f"the disk is full ({exc.strerror})"
             raise StorageFull(
-                f"nothing was committed, what is staged stays staged: {why}"
-                + ("" if isinstance(exc, StorageFull) else ": free some space and run it again")
+                f"{NOT_COMMITTED}: the disk is full ({exc.strerror}): free some space and run "
+                "it again"
             ) from exc
 
 

@@ -166,12 +166,11 @@ def _recorded_head(repo: Repository, entry: audit.Entry | None) -> Head | None:
     return Head(preferred_branch(names)) if names else None
 
 
-def _mend_refs(repo: Repository, report: FsckReport) -> set[str]:
+def _mend_refs(repo: Repository, report: FsckReport, last: dict[str, audit.Entry]) -> set[str]:
     """(``repair``) Write HEAD and the refs that cannot be read back as the audit log
     last recorded them (every change of a ref is recorded there before it is made);
     the refs that could not be, reported."""
     refs = repo.refs
-    last = _last_recorded(repo)
     kept: set[str] = set()
     for kind in ("heads", "tags", "remotes"):
         for name in refs.names(kind):
@@ -218,7 +217,9 @@ def _mend_refs(repo: Repository, report: FsckReport) -> set[str]:
     return kept
 
 
-def _missing_refs(repo: Repository, report: FsckReport, repair: bool) -> None:
+def _missing_refs(
+    repo: Repository, report: FsckReport, last: dict[str, audit.Entry], repair: bool
+) -> None:
     """Branches and tags whose file is gone though the audit log's last word on them is
     a version (a file deleted by hand or lost with a disk): status would say "no
     versions yet" of such a branch. Every change of a ref is logged just before it is
@@ -226,7 +227,6 @@ def _missing_refs(repo: Repository, report: FsckReport, repair: bool) -> None:
     cut short leaves no file, and is no evidence (a move or a deletion cut short
     leaves the file as it was). With ``repair``, each is written back when that
     version is stored."""
-    last = _last_recorded(repo)
     final = max((e.seq for e in last.values()), default=0)
     for ref, e in sorted(last.items()):
         kind, _, name = ref.removeprefix("refs/").partition("/")
@@ -270,10 +270,11 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     kept: set[str] = set()  # refs repair could not mend (reported)
     if repair:
         with repo.locked():
-            kept = _mend_refs(repo, report)
-            _missing_refs(repo, report, repair=True)
+            last = _last_recorded(repo)  # (the whole log, read once)
+            kept = _mend_refs(repo, report, last)
+            _missing_refs(repo, report, last, repair=True)
     else:
-        _missing_refs(repo, report, repair=False)
+        _missing_refs(repo, report, _last_recorded(repo), repair=False)
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         _check_cache_tree(repo, report, drop=not writing)

@@ -276,10 +276,13 @@ def push(
     return report
 
 
-def _remote_ref(meter: Meter, kind: str, name: str) -> tuple[bytes | None, str, bool] | None:
-    """A remote ref as a deletion reads it: (the version it names, its ETag, whether it
-    holds one), or None if it does not exist. A ref holding no version id (damaged by
-    hand or by a disk) can still be deleted: that is how such a ref is mended."""
+_WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it
+
+
+def _remote_ref(meter: Meter, kind: str, name: str) -> tuple[bytes | None, str] | None:
+    """A remote ref as a deletion reads it: (the version it names, its ETag), or None if
+    it does not exist. A ref holding no version id (damaged by hand or by a disk) gives
+    None for the version: it can still be deleted, which is how such a ref is mended."""
     key = ref_key(kind, name)
     try:
         etag = meter.head(key).etag
@@ -287,9 +290,9 @@ def _remote_ref(meter: Meter, kind: str, name: str) -> tuple[bytes | None, str, 
     except RemoteNotFound:
         return None
     try:
-        return parse_ref(data, key), etag, True
+        return parse_ref(data, key), etag
     except FormatError:
-        return None, etag, False
+        return None, etag
 
 
 def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int = 8) -> Transfer:
@@ -317,11 +320,7 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
         check_ref_name(name, "branch or tag", existing=True)
         found = [(k, got) for k in kinds if (got := _remote_ref(meter, k, name)) is not None]
         if not found:
-            what = (
-                {"heads": "branch", "tags": "tag"}[kinds[0]]
-                if len(kinds) == 1
-                else ("branch or tag")
-            )
+            what = _WHAT[kinds[0]] if len(kinds) == 1 else "branch or tag"
             raise RemoteNotFound(
                 f"{quote_name(spec.name)} has no {what} {quote_name(name)}: nothing was "
                 "deleted (`dvfs log --remote` lists its branches)"
@@ -331,22 +330,20 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
                 f"{quote_name(spec.name)} has a branch and a tag named {quote_name(name)}: "
                 f"say which, refs/heads/{name} or refs/tags/{name}; nothing was deleted"
             )
-        kind, (oid, etag, valid) = found[0]
-        if valid and oid is not None and not repo.store.has(oid):
-            what = "branch" if kind == "heads" else "tag"
+        kind, (oid, etag) = found[0]
+        if oid is not None and not repo.store.has(oid):
             raise RefConflict(
-                f"{spec.name}'s {what} {quote_name(name)} is at version {oid.hex()[:12]}, "
+                f"{spec.name}'s {_WHAT[kind]} {quote_name(name)} is at version {oid.hex()[:12]}, "
                 "which this clone has never fetched (pushed from elsewhere since?): nothing "
                 "was deleted; `dvfs fetch` and look at it first"
             )
-        plan.append((kind, name, oid if valid else None, etag))
+        plan.append((kind, name, oid, etag))
     report = Transfer()
     deleted: list[str] = []
     chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
     with repo.locked():
         for kind, name, oid, etag in plan:
-            key = ref_key(kind, name)
-            what = "branch" if kind == "heads" else "tag"
+            key, what = ref_key(kind, name), _WHAT[kind]
             remote_audit.append_remote(meter, chain, "delete", key, oid, None)
             try:
                 meter.delete_conditional(key, if_match=etag)
