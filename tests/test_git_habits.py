@@ -221,10 +221,15 @@ def test_a_lock_file_as_written_reads_as_yaml_reads_it() -> None:
     oid = "ab" * 32
     written = f"# dvfs data version\nbranch: main\nversion: v12\nid: {oid}\n".encode()
     assert parse_lock(written, "x") == LockPointer("main", 12, bytes.fromhex(oid))
-    for branch in ("'quoted'", "a b", "yes"):
+    for branch in ("'quoted'", "yes", "1.0", "null"):
         raw = f"# c\nbranch: {branch}\nversion: v3\nid: {oid}\n".encode()
         expect = yaml.load(raw.decode(), Loader=yaml.BaseLoader)["branch"]
         assert parse_lock(raw, "x").branch == expect
+    # but a name no branch can have is refused, as YAML or as written
+    for branch in ("a b", "'../x'", "../x", "x/../../y"):
+        raw = f"# c\nbranch: {branch}\nversion: v3\nid: {oid}\n".encode()
+        with pytest.raises(UsageError, match="not a valid branch name.*restore it from git"):
+            parse_lock(raw, "dvfs.lock")
 
 
 def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_O() -> None:

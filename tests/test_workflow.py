@@ -1222,6 +1222,62 @@ def test_git_linkage(make_repo: RepoFactory) -> None:
     repo.fsck_clean()
 
 
+def test_a_lock_from_git_cannot_name_a_branch_no_branch_can_have(make_repo: RepoFactory) -> None:
+    """dvfs.lock comes from git, written by whoever committed it: the branch it names
+    goes into HEAD only if a branch can have that name, and a checkout --lock that
+    stops (changes in the way) moves nothing at all."""
+    repo = make_repo(git_repo=True)
+    root = repo.root
+    repo.write("data/a.csv", "a\n1\n")
+    repo.ok("add", "data")
+    v1 = repo.commit("v1")
+    repo.ok("branch", "exp")
+    repo.write("data/a.csv", "a\n1\n2\n")
+    repo.ok("add", "data")
+    v2 = repo.commit("v2")
+    head = (root / ".dvfs" / "HEAD").read_bytes()
+    for name in ("../../../outside", "main\x1b[31m", "a..b", "-x"):
+        for text in (
+            f"# dvfs data version\nbranch: {name}\nversion: v1\nid: {v1}\n",
+            f"branch: '{name}'\nversion: v1\nid: {v1}\n",  # as YAML, by hand
+        ):
+            (root / "dvfs.lock").write_text(text)
+            err = repo.fail("checkout", "--lock", fragments=("dvfs.lock", "restore it from git"))
+            assert "\x1b" not in err
+            assert (root / ".dvfs" / "HEAD").read_bytes() == head
+            st = repo.status()
+            assert (st["branch"], st["head"]) == ("main", "v2")
+    assert not (root.parent / "outside").exists()
+
+    # A lock naming v2 on exp (whose latest is v1), with a change in the way: refused,
+    # and HEAD stays on main (it went onto exp, at v1, before the tree was checked).
+    (root / "dvfs.lock").write_text(f"branch: exp\nversion: v2\nid: {v2}\n")
+    repo.write("data/a.csv", "mine\n")
+    repo.fail("checkout", "--lock", fragments=("data/a.csv", "--force"))
+    st = repo.status()
+    assert (st["branch"], st["detached"], st["head"]) == ("main", None, "v2")
+    assert st["modified"] == ["data/a.csv"]
+    repo.ok("checkout", "--lock", "--force")
+    st = repo.status()
+    assert (st["branch"], st["head"]) == ("exp", "v2") and st["detached"] is not None
+    assert repo.read("data/a.csv") == b"a\n1\n2\n" and repo.head_id() == v2
+    repo.fsck_clean()
+
+
+def test_a_head_naming_a_branch_no_branch_can_have_is_damage(repo: Repo) -> None:
+    """HEAD written by hand (or by an older dvfs) with such a name is reported as
+    unreadable, with the repair to run, and the repair points it at a branch again."""
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    v1 = repo.commit("v1")
+    (repo.root / ".dvfs" / "HEAD").write_text(f"{v1} ../../x\n")
+    repo.fail("status", fragments=("HEAD is unreadable", "dvfs fsck --repair"))
+    repo.ok("fsck", "--repair")
+    st = repo.status()
+    assert st["head"] == "v1" and st["branch"] == "main"
+    repo.fsck_clean()
+
+
 def test_trees_made_from_index_rows_equal_the_codec_s(tmp_path: Path) -> None:
     """Commit encodes trees from raw index rows: the bytes must be encode_tree's."""
     from collections import defaultdict

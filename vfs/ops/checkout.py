@@ -99,8 +99,13 @@ def restore_version(
     offline: bool = False,
     yes: bool = False,
     rebuild_index: bool = False,
+    detached_on: str | None = None,
 ) -> CheckoutReport:
     """The shared body of checkout, switch and pull (caller holds the lock).
+
+    A whole checkout puts HEAD on ``attach``, else detaches it at ``target``, on the
+    branch ``detached_on`` (default: HEAD's), once the working tree holds the version:
+    a checkout that stops moves nothing.
 
     ``action`` is the command as messages name it; ``source`` the revision as the user
     wrote it, for hints (default: vN). ``rebuild_index``: a damaged index is read as
@@ -300,7 +305,7 @@ def restore_version(
         index.head = None  # (a path not restored keeps its entry, and its file, as they were)
     index.save()
     if not paths:
-        branch = attach or hist.head().branch
+        branch = attach or detached_on or hist.head().branch
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.ops.merging)
         write_lock(repo.root, LockPointer(branch, version.number, target))
@@ -451,10 +456,9 @@ def checkout(
             target = hist.resolve(rev)
             branch = rev if repo.refs.get(f"refs/heads/{rev}") == target else head.branch
         attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
-        if attach is None and from_lock:
-            repo.refs.set_head(Head(branch, head.detached))
         return restore_version(
             repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
+            detached_on=branch if from_lock else None,
             source=rev if rev is not None and not _is_id(rev, target) else None,
             offline=offline, yes=yes, action=action,
             rebuild_index=force and not paths,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from vfs._os.beneath import read_regular
 from vfs.errors import UsageError
 from vfs.model.ids import from_hex
+from vfs.repo.refs import check_ref_name
 from vfs.store.durable import write_atomic
 
 if TYPE_CHECKING:  # (imported where made: `dvfs status` reads dvfs.lock, never a GitLink)
@@ -277,14 +278,25 @@ def read_lock(root: Path) -> LockPointer:
 
 
 def parse_lock(raw: bytes, where: str) -> LockPointer:
-    """What the text of a ``dvfs.lock`` names; UsageError (naming ``where``) if nothing.
+    """What the text of a ``dvfs.lock`` names; UsageError (naming ``where``) if nothing,
+    or a branch name no branch can have (the file comes from git: whoever committed it
+    chose the name, and HEAD would hold it).
 
     A file as :func:`write_lock` writes it is read without YAML (``dvfs status`` reads
     it every time); any other text, as YAML.
     """
-    written = _as_written(raw)
-    if written is not None:
-        return written
+    ptr = _as_written(raw) or _as_yaml(raw, where)
+    try:
+        check_ref_name(ptr.branch, "branch", existing=True)
+    except UsageError as exc:
+        raise UsageError(
+            f"{where} names a branch that cannot be: {exc}; restore it from git"
+        ) from None
+    return ptr
+
+
+def _as_yaml(raw: bytes, where: str) -> LockPointer:
+    """What ``raw``, a lock edited by hand, names; UsageError if nothing."""
     import yaml  # here: a lock edited by hand; 10 ms to import
 
     try:

@@ -157,18 +157,27 @@ class Refs:
         except FileNotFoundError:
             raise FormatError("the repository has no HEAD file: run `dvfs fsck --repair`") from None
         line = text.strip()
+        head: Head | None = None
         if line.startswith("ref: refs/heads/"):
-            return Head(line[len("ref: refs/heads/") :])
-        parts = line.split(" ")
-        if len(parts) == 2:
-            try:
-                return Head(parts[1], from_hex(parts[0]))
-            except ValueError:
-                pass
-        raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck --repair`")
+            head = Head(line[len("ref: refs/heads/") :])
+        elif len(parts := line.split(" ")) == 2:
+            with suppress(ValueError):
+                head = Head(parts[1], from_hex(parts[0]))
+        # A branch name no ref may have (``..`` in it, a control character) is damage
+        # too: every command would go on to show it, or look for its ref.
+        if head is None or _unfit(head.branch, existing=True):
+            raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck --repair`")
+        return head
 
     def set_head(self, head: Head) -> None:
-        """Point HEAD at a branch or detach it at a version (an audit entry if it moves)."""
+        """Point HEAD at a branch or detach it at a version (an audit entry if it moves).
+
+        UsageError for a branch name no ref may have: HEAD never holds one, wherever
+        the name came from (a ``dvfs.lock`` from git, say).
+        """
+        why = _unfit(head.branch, existing=True)
+        if why:
+            raise UsageError(f"{head.branch!r} is not a valid branch name: {why}")
         if head.detached is None:
             text = f"ref: refs/heads/{head.branch}\n"
         else:
