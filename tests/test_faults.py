@@ -982,6 +982,37 @@ def test_disk_full_during_add(small_disk: Path) -> None:
     assert grown == 0
 
 
+def test_ref_changes_a_full_disk_stops_leave_the_audit_log_true(small_disk: Path) -> None:
+    """Tags, branches and switches that a full disk stopped: each said so, and none
+    left a trace. Before, the log got entries for changes never made (the ref could
+    not be written after them), fsck named those tags as lost, and the log's head
+    fell behind it, so `audit verify` called the later entries added by hand."""
+    repo = init_repo(small_disk / "repo")
+    committed(repo, {"a.txt": "a"})
+    made = len(repo.json("audit", "--json"))
+    for round_ in range(4):
+        fill(small_disk / "fill")
+        for args in (
+            ("tag", f"t{round_}"),
+            ("branch", f"b{round_}"),
+            ("switch", "-c", f"s{round_}"),
+        ):
+            assert_error(repo.run(*args), "disk is full")
+        (small_disk / "fill").unlink()
+        repo.ok("tag", f"kept{round_}")  # room again: a change goes through, audited
+        made += 1
+    entries = repo.json("audit", "--json")
+    assert [e["ref"] for e in entries[-4:]] == [f"refs/tags/kept{i}" for i in range(4)]
+    assert len(entries) == made
+    assert sorted(os.listdir(repo.root / ".dvfs" / "refs" / "tags")) == [
+        f"kept{i}" for i in range(4)
+    ]
+    assert os.listdir(repo.root / ".dvfs" / "refs" / "heads") == ["main"]
+    assert repo.status()["branch"] == "main"
+    assert_ok(repo.run("audit", "verify"))
+    repo.fsck_clean()
+
+
 def test_disk_full_during_init_leaves_nothing(small_disk: Path) -> None:
     """init failed on a full disk with one line but left its half-made .dvfs.init-PID."""
     with open(small_disk / "fill", "wb") as f, contextlib.suppress(OSError):

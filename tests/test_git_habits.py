@@ -228,7 +228,7 @@ def test_a_lock_file_as_written_reads_as_yaml_reads_it() -> None:
     # but a name no branch can have is refused, as YAML or as written
     for branch in ("a b", "'../x'", "../x", "x/../../y"):
         raw = f"# c\nbranch: {branch}\nversion: v3\nid: {oid}\n".encode()
-        with pytest.raises(UsageError, match="not a valid branch name.*restore it from git"):
+        with pytest.raises(UsageError, match=r"not a valid branch name.*restore it from git"):
             parse_lock(raw, "dvfs.lock")
 
 

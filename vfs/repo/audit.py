@@ -28,7 +28,9 @@ the head, not the log's last line (its ``seq`` after the head's, its ``prev`` th
 head's hash): the gap or the broken link stays in the chain for ``verify`` to name,
 not only until the next change of a ref. The head is one entry behind the log at
 most (a crash between the append and its rewrite); entries past that were added by
-hand: ``verify`` names them, and appends leave the head where it is.
+hand: ``verify`` names them, and appends leave the head where it is. A full disk
+leaves both as they were (the head's bytes are written first, an entry not written
+whole is cut off), and ``vfs.repo.refs`` writes a ref's new file before its entry.
 
 :func:`verify` names the first entry edited, deleted, inserted or reordered. It
 proves nothing against someone who rewrites the whole chain and the head: the log
@@ -70,7 +72,7 @@ from typing import Any
 
 from vfs.errors import FormatError
 from vfs.model.ids import hash_bytes
-from vfs.store.durable import write_atomic
+from vfs.store.durable import put_in_place, storage_error, write_beside
 
 LOG = "audit.log"
 HEAD = "audit.head"
@@ -171,12 +173,40 @@ def record(
             # entry follows the head, so that verify still names what was lost.
             seq, prev = head[0] + 1, head[1]
         line = encode_entry(make_entry(seq, prev, op, ref, old, new, note))
-        os.write(fd, line + b"\n")
-        os.fsync(fd)
+        # The head's new bytes go to disk first, and the entry is cut off again if it
+        # cannot be written whole: a full disk leaves log and head as they were, never
+        # a head behind the log (which reads as entries added by hand).
+        tmp = (
+            None
+            if added
+            else write_beside(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
+        )
+        try:
+            _append(fd, line + b"\n", end, path)
+        except BaseException:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
     finally:
         os.close(fd)
-    if not added:
-        write_atomic(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
+    if tmp is not None:
+        put_in_place(tmp, dvfs_dir / HEAD)
+
+
+def _append(fd: int, data: bytes, end: int, path: Path) -> None:
+    """Write ``data`` at the end of the log (open ``O_APPEND``) and fsync it; if that
+    fails, cut the log back to ``end`` (no part of the entry stays) and raise as the
+    store does (``storage_error``: a full disk says so)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, end)
+        raise storage_error(exc, str(path)) from exc
 
 
 def command() -> list[str]:

@@ -24,14 +24,14 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
-from vfs.store.durable import write_atomic
+from vfs.store.durable import put_in_place, write_atomic, write_beside
 
 # Matched whole (fullmatch): "$" would also match before a final newline, which let
 # "t\n" name a tag.
@@ -188,11 +188,15 @@ class Refs:
             except (FileNotFoundError, UnicodeDecodeError):
                 old = ""
             new = text.strip()
-            if old != new:
-                short = [t.removeprefix("ref: refs/heads/") for t in (old, new)]
-                note = f"{short[0]} -> {short[1]}".strip()
-                _audit(self.dir, "HEAD move", "HEAD", None, head.detached, note)
-            write_atomic(self.dir / "HEAD", text.encode())
+            if old == new:
+                write_atomic(self.dir / "HEAD", text.encode())
+                return
+            short = [t.removeprefix("ref: refs/heads/") for t in (old, new)]
+            note = f"{short[0]} -> {short[1]}".strip()
+            self._write_audited(
+                self.dir / "HEAD", text.encode(),
+                lambda: _audit(self.dir, "HEAD move", "HEAD", None, head.detached, note),
+            )  # fmt: skip
 
     # refs -----------------------------------------------------------------
 
@@ -258,10 +262,14 @@ class Refs:
                     f"{ref.split('/', 2)[-1]} cannot be made: {clash.split('/', 2)[-1]} "
                     "exists, and a name cannot be both a ref and the folder of others"
                 )
-            if new != current:
-                _audit(self.dir, _op(ref, current, new), ref, current, new)
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, (new.hex() + "\n").encode())
+            if new == current:
+                write_atomic(path, (new.hex() + "\n").encode())
+                return
+            self._write_audited(
+                path, (new.hex() + "\n").encode(),
+                lambda: _audit(self.dir, _op(ref, current, new), ref, current, new),
+            )  # fmt: skip
 
     def delete_unreadable(self, ref: str) -> bool:
         """Delete ``ref`` if its file holds no id (a damaged ref :meth:`get` refuses);
@@ -282,8 +290,25 @@ class Refs:
         with ``note`` saying where ``new`` comes from)."""
         path = self._path(ref)
         with self._locked():
-            _audit(self.dir, _op(ref, new, new), ref, None, new, note)
-            write_atomic(path, (new.hex() + "\n").encode())
+            self._write_audited(
+                path, (new.hex() + "\n").encode(),
+                lambda: _audit(self.dir, _op(ref, new, new), ref, None, new, note),
+            )  # fmt: skip
+
+    @staticmethod
+    def _write_audited(path: Path, data: bytes, audit: Callable[[], None]) -> None:
+        """Write ``data`` to ``path`` atomically, making its audit entry (``audit``)
+        once the new bytes are on disk and before they replace the old: a full disk
+        stops the change before its entry, so the log never records a move that was
+        not made (``dvfs fsck`` would name the ref as lost)."""
+        tmp = write_beside(path, data)
+        try:
+            audit()
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+        put_in_place(tmp, path)
 
     def record(self, op: str, note: str) -> None:
         """An audit entry for a change that moves no ref (``gc``)."""

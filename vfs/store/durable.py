@@ -77,6 +77,16 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o64
     Whatever ``path`` was (a link, say) is replaced by the new file, never written
     through; the directory above it is trusted.
     """
+    put_in_place(write_beside(path, data, sync=sync, mode=mode), path, sync=sync)
+
+
+def write_beside(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o644) -> Path:
+    """The first half of :func:`write_atomic`: ``data`` in a new temporary file beside
+    ``path`` (fsynced unless not ``sync``), returned; :func:`put_in_place` is the second.
+
+    For a caller that must know the bytes are on disk (the disk not full) before it
+    records the change elsewhere, as a ref's audit entry is (``vfs.repo.refs``).
+    """
     tmp = tmp_name(path)
     try:
         fd = os.open(tmp, _CREATE_NEW, mode)
@@ -89,6 +99,17 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o64
                 os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise storage_error(exc, str(path)) from exc
+    return tmp
+
+
+def put_in_place(tmp: Path, path: Path, *, sync: bool = True) -> None:
+    """Rename ``tmp`` (from :func:`write_beside`) over ``path``, durably unless not
+    ``sync``; ``tmp`` is gone either way."""
+    try:
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
