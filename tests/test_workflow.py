@@ -623,6 +623,30 @@ def test_add_where_files_and_directories_swapped_places(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_status_of_a_tracked_file_or_link_at_the_root_that_became_a_directory(repo: Repo) -> None:
+    """It is deleted, as one a level down is: status said "could not be read: state
+    unknown", with a warning that it "changed type while it was read"."""
+    repo.write("f.txt", "a file")
+    os.symlink("f.txt", repo.root / "link")
+    repo.write("d/g.txt", "below")
+    repo.ok("add", ".")
+    repo.commit("v1")
+    for rel in ("f.txt", "link", "d/g.txt"):
+        (repo.root / rel).unlink()
+        repo.write(f"{rel}/inner", "now a directory")
+    r = repo.ok("status")
+    assert "changed type" not in r.err and "unknown" not in r.out
+    st = repo.status()
+    assert st["deleted"] == ["d/g.txt", "f.txt", "link"] and st["unreadable"] == []
+    assert st["untracked"] == ["d/g.txt/inner"]  # (in a tracked directory: listed)
+    repo.ok("add", ".")
+    repo.commit("v2")
+    assert set(repo.show()["files"]) == {"f.txt/inner", "link/inner", "d/g.txt/inner"}
+    st = repo.status()
+    assert st["deleted"] == st["modified"] == st["untracked"] == st["unreadable"] == []
+    repo.fsck_clean()
+
+
 # -------------------------------------------------------------------------------------- parameters
 
 

@@ -13,6 +13,7 @@ them, and importing them was a few per cent of its time.
 from __future__ import annotations
 
 import bisect
+import stat as statmod
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import TYPE_CHECKING
@@ -100,7 +101,9 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     at_root = []
     for p in root_files:
         s = lstat_or_none(repo.root, p)
-        if s is not None and p not in dirs:
+        # A directory where a file or link was tracked: that one is deleted (the
+        # directory is new, and not listed until `add` names it), not read as a file.
+        if s is not None and p not in dirs and not statmod.S_ISDIR(s.st_mode):
             at_root.append(Found(p, s))
     skipped: list[bytes] = []  # directories that cannot be read
     with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
