@@ -460,7 +460,8 @@ def test_push_delete_names_what_it_cannot_delete(
     a.ok("push", "--all", "--tags")
     keys = dir_remote.list_keys("refs/")
 
-    a.fail("push", "--delete", "nope", fragments=("origin has no branch or tag nope",))
+    line = a.fail("push", "--delete", "nope", fragments=("origin has no branch or tag nope",))
+    assert "`dvfs fetch --remote origin`, then `dvfs branch -r` and `dvfs tag`" in line
     a.fail("push", "--delete", "refs/tags/main", fragments=("origin has no tag main",))
     a.fail("push", "--delete", "same", fragments=("refs/heads/same or refs/tags/same",))
     a.fail("push", "--delete", "../x", fragments=("not a valid branch or tag name",))
@@ -469,6 +470,37 @@ def test_push_delete_names_what_it_cannot_delete(
     a.ok("push", "--delete", "refs/tags/same")
     assert dir_remote.list_keys("refs/") == keys - {"refs/tags/same"}
     a.fsck_clean()
+
+
+def test_a_remote_left_with_tags_only_is_cloned_at_a_tag(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """Its branches deleted, a remote keeps its tags: a clone without --rev names them
+    and the command that clones one, a clone with --rev TAG checks it out (it was
+    refused as "no branches yet: to start it, dvfs init"), and log --remote says where
+    the versions are (it said "no versions yet")."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("tag", "release", v1)
+    a.ok("push", "--tags")
+    a.ok("push", "--delete", "refs/heads/main")
+    a.fail("log", "--remote", "origin", fragments=("only tags", "`dvfs log release`"))
+
+    line = assert_error(
+        run(a.root.parent, "clone", dir_remote.url, "b"), "no branches, only tags (release)"
+    )
+    assert f"`dvfs clone --rev release {dir_remote.url} b`" in line
+    assert not (a.root.parent / "b").exists()
+    b, _ = dir_remote.clone(a.root.parent, "b", "--rev", "release")
+    st = b.status()
+    assert st["head"] == "v1" and st["detached"] is not None
+    assert b.read("d/x") == b"1"
+    b.ok("switch", "-c", "next")
+    commit_files(b, {"d/x": b"2"}, "two")
+    b.ok("push")
+    assert dir_remote.ref("next") == b.head_id()
+    b.fsck_clean()
 
 
 def test_push_delete_mends_a_ref_that_holds_no_version_so_the_remote_gc_can_run(

@@ -71,6 +71,7 @@ from vfs.remote.upload import closure, upload
 from vfs.repo.history import History
 from vfs.repo.refs import Head, check_ref_name
 from vfs.repo.repository import (
+    DEFAULT_BRANCH,
     DVFS_DIR,
     Repository,
     init_leftovers,
@@ -323,7 +324,8 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
             what = _WHAT[kinds[0]] if len(kinds) == 1 else "branch or tag"
             raise RemoteNotFound(
                 f"{quote_name(spec.name)} has no {what} {quote_name(name)}: nothing was "
-                "deleted (`dvfs log --remote` lists its branches)"
+                f"deleted (`dvfs fetch --remote {shlex.quote(spec.name)}`, then `dvfs branch "
+                "-r` and `dvfs tag` list them)"
             )
         if len(found) > 1:
             raise UsageError(
@@ -807,17 +809,23 @@ def clone(
         add_remote(repo, spec, make_default=True)
         with repo.locked():
             got = fetch_locked(repo, spec, meter, jobs)
-            if not got.heads:
+            if not got.heads and (not got.tags or rev is None):
+                if got.tags:  # (a remote whose branches were deleted, its tags kept)
+                    raise _only_tags(spec, directory, got)
                 skipped = "".join(f"; {w}" for w in got.transfer.warnings[:3])
                 raise _nothing_to_clone(f"{url} has no branches yet", spec, directory, skipped)
             # --rev naming one of the remote's branches makes that branch, as git's -b
             on_branch = rev is not None and rev in got.heads
-            branch = rev if rev is not None and on_branch else preferred_branch(got.heads)
-            tip = got.heads[branch]
-            repo.refs.update(f"refs/heads/{branch}", tip, None)
+            tip: bytes | None = None
+            if on_branch or got.heads:
+                branch = rev if rev is not None and on_branch else preferred_branch(got.heads)
+                tip = got.heads[branch]
+                repo.refs.update(f"refs/heads/{branch}", tip, None)
+            else:  # only tags: HEAD is detached at --rev, on a branch with no versions yet
+                branch = DEFAULT_BRANCH
             repo.refs.set_head(Head(branch))
             try:
-                target = repo.history.resolve(rev) if rev and not on_branch else tip
+                target = repo.history.resolve(rev) if rev and not on_branch else got.heads[branch]
             except RevisionNotFound as exc:
                 raise unknown_in_clone(exc, spec, directory, got) from None
             if not yes:
@@ -877,6 +885,19 @@ def unknown_in_clone(
     )
 
 
+def _only_tags(spec: RemoteSpec, directory: Path, got: FetchResult) -> UsageError:
+    """A clone without ``--rev`` of a remote that has tags but no branch: which to give."""
+    endpoint = f" --endpoint-url {shlex.quote(spec.endpoint_url)}" if spec.endpoint_url else ""
+    names = sorted(got.tags)
+    shown = ", ".join(quote_name(n) for n in names[:10])
+    more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+    return UsageError(
+        f"{quote_name(spec.url)} has no branches, only tags ({shown}{more}): nothing was "
+        f"cloned; `dvfs clone --rev {shlex.quote(names[-1])}{endpoint} {shlex.quote(spec.url)} "
+        f"{shlex.quote(str(directory))}` checks one out"
+    )
+
+
 def _nothing_to_clone(
     what: str, spec: RemoteSpec, directory: Path, skipped: str = ""
 ) -> UsageError:
@@ -898,6 +919,12 @@ def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
     got = fetch(repo, spec, jobs)
     branch = repo.history.head().branch
     if branch not in got.heads:
+        if not got.heads and got.tags:
+            name = sorted(got.tags)[-1]
+            raise UsageError(
+                f"{quote_name(spec.name)} has no branches, only tags (fetched here now): "
+                f"`dvfs log {shlex.quote(name)}` lists the versions of one, `dvfs tag` names them"
+            )
         if not got.heads:
             raise UsageError(f"{spec.name} has no versions yet")
         branch = preferred_branch(got.heads)
