@@ -49,6 +49,9 @@ LAYERS = [
         "pipeline.content",
         "pipeline.runs",
         "pipeline.record",
+        "pipeline.spec",
+        "pipeline.graph",
+        "pipeline.merge3",
     },
     {"tables", "ops.changed"},  # row diffs of data files; what each version changed (kept)
     {"repo.repository"},  # the repository handle: layout, format record, lock

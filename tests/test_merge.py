@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.cli import (
     Repo,
@@ -112,6 +113,87 @@ def conflicting(repo: Repo) -> None:
     repo.write("b", "b from main")
     repo.ok("add", ".")
     repo.commit("main 2")
+
+
+def test_stages_made_on_two_branches_merge_stage_by_stage(repo: Repo) -> None:
+    """dvfs.yaml and dvfs.runs, changed on both branches by `dvfs run` of different
+    stages, merge stage by stage: they were two conflicts on every such merge. A
+    stage changed on both sides differently is still a conflict."""
+    repo.write("data/in.txt", "3\n")
+    repo.write(
+        "dvfs.yaml",
+        "# the team's pipeline\nstages:\n  count:\n    cmd: wc -l data/in.txt > n.txt\n"
+        "    deps: [data/in.txt]\n    outs: [n.txt]\n",
+    )
+    repo.ok("add", ".")
+    repo.ok("repro")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.ok("run", "-n", "double", "-d", "data/in.txt", "-o", "double.txt", "--",
+            "sh", "-c", "cat data/in.txt data/in.txt > double.txt")  # fmt: skip
+    repo.commit("double")
+    repo.ok("switch", "main")
+    repo.ok("run", "-n", "upper", "-d", "data/in.txt", "-o", "upper.txt", "--",
+            "sh", "-c", "tr a-z A-Z < data/in.txt > upper.txt")  # fmt: skip
+    repo.commit("upper")
+
+    out = repo.json("merge", "other", "--json")
+    assert out["outcome"] == "merged", out
+    text = repo.read("dvfs.yaml").decode()
+    assert text.startswith("# the team's pipeline\n")  # ours' text, comment kept
+    stages = yaml.safe_load(text)["stages"]
+    assert list(stages) == ["count", "upper", "double"]
+    assert set(yaml.safe_load(repo.read("dvfs.runs"))["stages"]) == {"count", "double", "upper"}
+    r = repo.ok("repro")
+    assert "3 fresh" in r.out, r.out  # every run recorded still matches its outputs
+    shown = yaml.safe_load(repo.ok("show", "--format", "yaml").out)
+    assert {s["stage"] for s in shown["pipeline"]} == {"count", "double", "upper"}
+    st = repo.status()
+    assert st["modified"] == st["staged"] == st["untracked"] == []
+
+    # the same stage changed differently on both sides: a conflict, as any file
+    repo.ok("switch", "-c", "third")
+    repo.ok("run", "--force", "-n", "count", "-d", "data/in.txt", "-o", "n.txt", "--",
+            "sh", "-c", "wc -c < data/in.txt > n.txt")  # fmt: skip
+    repo.commit("count bytes")
+    repo.ok("switch", "main")
+    repo.ok("run", "--force", "-n", "count", "-d", "data/in.txt", "-o", "n.txt", "--",
+            "sh", "-c", "wc -w < data/in.txt > n.txt")  # fmt: skip
+    repo.commit("count words")
+    r = repo.run("merge", "third")
+    assert r.code == 1, str(r)
+    assert [c["path"] for c in repo.status()["merging"]["conflicts"]] == [
+        "dvfs.runs", "dvfs.yaml", "n.txt",
+    ]  # fmt: skip
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
+def test_pipeline_texts_merge_by_stage_and_only_into_a_pipeline_that_reads() -> None:
+    """merge3 on the texts: a stage added on each side (the file new on both), one
+    deleted by theirs, and the merges that must stay conflicts: one output made by two
+    stages, a cycle, a stage both sides changed, a file that does not read."""
+    from vfs.pipeline import merge3
+
+    def y(*stages: str) -> bytes:
+        return ("stages:\n" + "".join(stages)).encode()
+
+    a = "  a:\n    cmd: make a\n    outs: [a.out]\n"
+    b = "  b:\n    cmd: make b  # b's own\n    deps: [a.out]\n    outs: [b.out]\n"
+    c = "  c:\n    cmd: make c\n    deps: [b.out]\n    outs: [c.out]\n"
+    got = merge3.merge_spec(None, y(a), y(b))  # both made the file: base is no stages
+    assert got is not None and list(yaml.safe_load(got)["stages"]) == ["a", "b"]
+    got = merge3.merge_spec(y(a, b), y(a, b, c), y(b))  # theirs deleted a
+    assert got is not None and yaml.safe_load(got)["stages"].keys() == {"b", "c"}
+    assert b"make b  # b's own" in got  # ours' lines as written
+    a2 = "  a2:\n    cmd: other a\n    outs: [a.out]\n"
+    assert merge3.merge_spec(y(a), y(a, b), y(a, a2)) is None  # a.out made twice
+    loop = "  a:\n    cmd: make a\n    deps: [c.out]\n    outs: [a.out]\n"
+    assert merge3.merge_spec(y(a, b), y(a, b, c), y(loop, b)) is None  # a cycle
+    changed = "  a:\n    cmd: make a better\n    outs: [a.out]\n"
+    assert merge3.merge_spec(y(a), y(changed), y(a)) == y(changed)  # ours alone changed
+    assert merge3.merge_spec(y(a), y(changed), y(a2.replace("a2", "a"))) is None
+    assert merge3.merge_spec(y(a), b"stages: [", y(a, b)) is None
 
 
 def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> None:

@@ -40,13 +40,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import stat as statmod
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
-from vfs.errors import FormatError, UncommittedChanges, UsageError
-from vfs.model.codec import Entry
+from vfs.errors import DvfsError, FormatError, UncommittedChanges, UsageError
+from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.model.ids import hash_bytes
 from vfs.ops import checkout as co
 from vfs.ops import merging
 from vfs.ops import restore as rs
@@ -54,8 +57,10 @@ from vfs.ops.commit import commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.repository import Repository
 from vfs.repo.stage import not_checked_out
+from vfs.store.objects import ObjKind
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, tracked_dir_only
@@ -124,6 +129,58 @@ def three_way(
         else:
             del merged[p]
     return merged, sorted(conflicts)
+
+
+PIPELINE_FILES = (PIPELINE_FILE.encode(), RUNS_FILE.encode())
+
+
+def _merge_pipeline_files(
+    repo: Repository, base: dict[bytes, Entry], ours: dict[bytes, Entry],
+    theirs: dict[bytes, Entry], merged: dict[bytes, Entry], clashing: list[bytes],
+) -> list[bytes]:  # fmt: skip
+    """The conflicts left once ``dvfs.yaml`` and ``dvfs.runs`` changed on both sides are
+    merged stage by stage (``vfs.pipeline.merge3``); ``merged`` takes their entries,
+    the merged bytes stored. A file either side deleted, or one not read (its data
+    not here), stays a conflict."""
+    if not any(p in PIPELINE_FILES for p in clashing):
+        return clashing
+    from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
+
+    left = []
+    for p in clashing:
+        how = {PIPELINE_FILES[0]: merge_spec, PIPELINE_FILES[1]: merge_runs}.get(p)
+        o, t, b = ours.get(p), theirs.get(p), base.get(p)
+        files = [e for e in (o, t, b) if e is not None]
+        if how is None or o is None or t is None or any(e.kind != Kind.FILE for e in files):
+            left.append(p)
+            continue
+        try:
+            data = how(
+                None if b is None else _content(repo, b), _content(repo, o), _content(repo, t)
+            )
+        except DvfsError:
+            data = None
+        if data is None:
+            left.append(p)
+            continue
+        chunks = []
+        for piece in repo.chunker.stream(io.BytesIO(data)):
+            oid, _ = repo.store.put(ObjKind.CHUNK, piece)
+            chunks.append(ChunkRef(oid, len(piece)))
+        merged[p] = dataclasses.replace(
+            o, size=len(data), mtime_ns=time.time_ns(), digest=hash_bytes(data),
+            chunks=tuple(chunks),
+        )  # fmt: skip
+    if len(left) < len(clashing):
+        repo.store.sync()  # before the index or a version names them
+    return left
+
+
+def _content(repo: Repository, e: Entry) -> bytes:
+    """A pipeline file's bytes (bounded: spec and runs files are at most tens of MiB)."""
+    if e.size > 64 << 20:
+        raise DvfsError("too large to merge")
+    return b"".join(repo.store.get(c.oid) for c in e.chunks)
 
 
 def merge(
@@ -230,7 +287,9 @@ def _merge_locked(
     hist = repo.history
     mine = hist.flatten(hist.version(ours).tree)
     other = hist.flatten(hist.version(theirs).tree)
-    merged, clashing = three_way(hist.flatten(hist.version(base).tree), mine, other)
+    before = hist.flatten(hist.version(base).tree)
+    merged, clashing = three_way(before, mine, other)
+    clashing = _merge_pipeline_files(repo, before, mine, other, merged, clashing)
     if side == "theirs":
         for p in clashing:
             merged.pop(p, None)

@@ -14,7 +14,9 @@ exactly as they were made (``record``), so lineage never claims more than is tru
 
 Modules, lowest first: ``content`` (content ids), ``runs`` (the runs file),
 ``record`` (a version's lineage, made when a version is), which the commit paths
-below this package call; then ``spec`` (dvfs.yaml), ``graph`` (the DAG), ``values``
+below this package call; then ``spec`` (dvfs.yaml), ``graph`` (the DAG), ``merge3``
+(both files merged stage by stage, which ``dvfs merge`` calls: these three too sit
+below the package's other modules), ``values``
 (parameter and metric files), ``workspace`` (where a pipeline runs, and the state of
 its paths), ``runner`` (one command), ``cache`` (the run cache), ``plan`` (what repro is
 asked, the stages selected, the outcome), ``stale`` (why a stage is stale),
