@@ -121,7 +121,7 @@ def restore_version(
     index = repo.index(rebuild=rebuild_index)
     if index.damaged is not None:
         warn(f"the staging index was not readable: it is rebuilt from {label} and the working tree")
-    rels = [repo.rel(p) for p in paths]
+    rels = [repo.rel(p, index) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):
             if not any(under_any(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):

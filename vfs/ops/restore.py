@@ -78,6 +78,7 @@ def restore(
         # The whole index takes the source's content: a damaged one is rebuilt, the
         # working files left as they are (what the damaged-index message says to run).
         index = repo.index(rebuild=staged and b"" in rels)
+        rels = [repo.rel(p, index) for p in paths]  # (d/a/ is no tracked file d/a)
         src: dict[bytes, Entry] | None = None
         label = "the index"
         if source is not None:

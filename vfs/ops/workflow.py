@@ -173,20 +173,20 @@ def add(
     """
     report = AddReport()
     args = list(args)
-    rels = [repo.rel(a) for a in args]
-    for rel in rels:
-        bad = reserved_path([rel])
-        if bad is not None:
-            parts = bad.split(b"/")
-            at = (
-                0
-                if is_reserved_at_root(parts[0])
-                else next(i for i, n in enumerate(parts) if i and is_reserved(n))
-            )
-            name = b"/".join(parts[: at + 1])
-            raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
     with repo.locked(), paused_gc():  # (see the docstring)
         index = repo.index()
+        rels = [repo.rel(a, index) for a in args]
+        for rel in rels:
+            bad = reserved_path([rel])
+            if bad is not None:
+                parts = bad.split(b"/")
+                at = (
+                    0
+                    if is_reserved_at_root(parts[0])
+                    else next(i for i, n in enumerate(parts) if i and is_reserved(n))
+                )
+                name = b"/".join(parts[: at + 1])
+                raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
         for a, rel in zip(args, rels, strict=True):
             st = lstat_or_none(repo.root, rel)
             if index.under(rel):
@@ -306,7 +306,7 @@ def rm(
         targets: list[bytes] = []
         rels = []
         for a in args:
-            rels.append(repo.rel(a))
+            rels.append(repo.rel(a, index))
             under = index.under(rels[-1])
             if not under:
                 raise UsageError(f"{a} is not tracked: nothing was removed")
@@ -433,14 +433,18 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
     """
     with repo.locked(), Walker(repo.root) as walker, Walker(repo.root) as other:
         index = repo.index()
-        dst = repo.rel(dest)
+        dst = repo.rel(dest, index)
         st = walker.lstat(dst)
         into = st is not None and statmod.S_ISDIR(st.st_mode) and not index.get(dst)
+        if dest.endswith("/") and not into:  # (as git: DST/ is a directory to move into)
+            raise UsageError(
+                f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
+            )
         if len(sources) > 1 and not into:
             raise UsageError(f"moving several paths needs a directory: {dest} is not one")
         plan: list[Move] = []
         for a in sources:
-            src = repo.rel(a)
+            src = repo.rel(a, index)
             if not src:
                 raise UsageError("cannot move the repository itself: nothing was moved")
             tracked = index.under(src)
