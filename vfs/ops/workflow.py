@@ -41,6 +41,7 @@ from vfs.worktree.scan import (
     reserved_message,
     scan_lists,
     show,
+    special_kind,
     too_deep_message,
 )
 
@@ -127,20 +128,6 @@ def _unreadable_stages_nothing(listed: Iterator[list[Found]]) -> Iterator[list[F
         raise FileUnreadable(f"{exc}; {UNREADABLE}") from None
 
 
-def _storable(mode: int) -> bool:
-    """Whether a path of this type can be staged (a FIFO, socket or device cannot)."""
-    return statmod.S_ISREG(mode) or statmod.S_ISDIR(mode) or statmod.S_ISLNK(mode)
-
-
-def _kind(mode: int) -> str:
-    """What a path that cannot be staged is, for the error that names it."""
-    if statmod.S_ISFIFO(mode):
-        return "a FIFO"
-    if statmod.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
-
-
 def _not_ignored(ign: Ignores, files: list[Found]) -> list[Found]:
     """The files of one directory that are tracked or not ignored, in their order."""
     untracked = [f.rel for f in files if not ign.is_tracked(f.rel)]
@@ -193,9 +180,9 @@ def add(
                 continue  # (a tracked file now a FIFO: its removal is staged)
             if st is None:
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
-            if not _storable(st.st_mode):
+            if (kind := special_kind(st.st_mode)) is not None:
                 raise UsageError(
-                    f"{a} is {_kind(st.st_mode)} and is not tracked: dvfs stores regular "
+                    f"{a} is {kind} and is not tracked: dvfs stores regular "
                     "files, directories and symbolic links; nothing was staged"
                 )
         found: dict[bytes, Found] = {}
