@@ -402,6 +402,20 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
         )
 
 
+def _missing_source(arg: str, tracked: Sequence[bytes], index: Index) -> str:
+    """Why ``dvfs mv`` cannot move ``arg``, tracked (``tracked``) but missing from the
+    working tree, and what brings it back."""
+    if all(index.is_absent(p) for p in tracked):
+        return (
+            f"{arg} is tracked but was never checked out (not in the working tree): "
+            f"`dvfs restore {arg}` checks it out, then it can be moved; nothing was moved"
+        )
+    return (
+        f"{arg} is tracked but not in the working tree (deleted): `dvfs restore {arg}` "
+        f"brings it back to move it, or `dvfs rm {arg}` stages its removal; nothing was moved"
+    )
+
+
 def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) -> list[Move]:
     """Move tracked files or directories in the working tree and in the index (``dvfs mv``).
 
@@ -442,10 +456,7 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
             if not tracked:
                 raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
             if walker.lstat(src) is None:
-                raise UsageError(
-                    f"{a} is not in the working tree (deleted?): `dvfs rm` it, or bring it "
-                    "back first; nothing was moved"
-                )
+                raise UsageError(_missing_source(a, tracked, index))
             target = dst + b"/" + src.rpartition(b"/")[2] if into and dst else (
                 src.rpartition(b"/")[2] if into else dst
             )  # fmt: skip
