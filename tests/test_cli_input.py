@@ -175,6 +175,7 @@ def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
         line = assert_error(repo.run(*args), "d/a is a file, not a directory", code=2)
         assert "without the trailing '/'" in line, args
         assert snapshot_of(repo) == before, args
+    assert "one" in repo.ok("log", "d/a/").out  # (versions are read: the tree says nothing)
     # DST/ is a directory to move into: never a new file's name
     assert_error(repo.run("mv", "d/b", "new/"), "new/ is not a directory", code=2)
     assert snapshot_of(repo) == before

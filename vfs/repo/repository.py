@@ -70,7 +70,7 @@ def _within(absolute: str, root: str) -> bool:
     return absolute == root or absolute.startswith(root.rstrip("/") + "/")
 
 
-def _refuse_non_directory(root: Path, rel: str, index: Index | None) -> None:
+def _refuse_non_directory(root: Path, rel: str, index: Index) -> None:
     """UsageError if ``rel``, given with a trailing ``/``, is not a directory (see
     :meth:`Repository.rel`)."""
     try:
@@ -78,7 +78,7 @@ def _refuse_non_directory(root: Path, rel: str, index: Index | None) -> None:
     except (FileNotFoundError, NotADirectoryError):
         st = None
     if st is None:
-        if index is not None and index.get(os.fsencode(rel)) is not None:
+        if index.get(os.fsencode(rel)) is not None:
             raise UsageError(
                 f"{rel} is a tracked file, not a directory (missing from the working "
                 "tree): name it without the trailing '/'"
@@ -364,10 +364,13 @@ class Repository:
         The path is taken lexically (``..`` folded, links not resolved); every
         directory between the root and the path must be a real directory, so nothing
         is ever reached through a symbolic link. An empty path (an unset shell
-        variable) is refused rather than taken as the current directory. A path
-        written as a directory (``d/a/``, ``d/a/.``) must not be anything else in the
-        working tree (as git refuses it), nor, if it is missing there, a file
-        ``index`` tracks.
+        variable) is refused rather than taken as the current directory.
+
+        With ``index`` (a command acting on the working tree: add, rm, mv, restore,
+        checkout), a path written as a directory (``d/a/``, ``d/a/.``) must be one, as
+        git has it: not anything else in the working tree, nor, missing there, a file
+        ``index`` tracks. Commands that read versions (log, diff) give none: the
+        working tree says nothing about a path of a version.
         """
         if not arg:
             raise UsageError("an empty path names nothing: write '.' for the current directory")
@@ -391,6 +394,6 @@ class Repository:
                     f"{arg} goes through the symbolic link {cur.relative_to(self.root)}: "
                     "dvfs stores links, it does not follow them"
                 )
-        if arg.endswith(("/", "/.")):
+        if index is not None and arg.endswith(("/", "/.")):
             _refuse_non_directory(self.root, rel, index)
         return os.fsencode(rel)
