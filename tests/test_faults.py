@@ -218,6 +218,28 @@ def test_a_fifo_at_a_tracked_path_is_never_opened_nor_replaced_unasked(repo: Rep
     repo.fsck_clean()
 
 
+def test_an_untracked_fifo_in_the_way_is_named_as_one(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "a", "e/b.txt": "b"})
+    repo.ok("rm", "d/a.txt", "e/b.txt")
+    os.mkfifo(repo.root / "d")  # where the version has a directory
+    os.mkdir(repo.root / "e")
+    os.mkfifo(repo.root / "e/b.txt")  # where it has a file
+    for args in (("checkout", "HEAD", "d", "e"), ("restore", "--source", "HEAD", "d")):
+        line = repo.fail(*args)
+        assert "d (a FIFO, not tracked, where v1 has a directory)" in line or (
+            "d is a FIFO, not tracked, where restore needs a directory" in line
+        ), line
+    line = repo.fail("restore", "--source", "HEAD", "e")
+    assert "e/b.txt is a FIFO, not tracked, where restore writes a file" in line, line
+    line = repo.fail("checkout", "HEAD", "e")
+    assert "e/b.txt (a FIFO, not tracked, where v1 has a file)" in line, line
+    assert stat.S_ISFIFO(os.lstat(repo.root / "d").st_mode)
+    os.unlink(repo.root / "d")
+    os.unlink(repo.root / "e/b.txt")
+    repo.ok("checkout", "HEAD", "d", "e")
+    repo.fsck_clean()
+
+
 def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     v1 = committed(repo, {"d/a.txt": "a1", "d/b.bin": rand(400 * KiB), "d/z.txt": "z1"})
     repo.write("d/a.txt", "a2")
