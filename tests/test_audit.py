@@ -213,3 +213,27 @@ def test_a_forged_entry_is_shown_quoted_or_named_never_an_internal_error(
     log.write_bytes(b"".join(lines))
     assert repo.ok("audit", "verify").out.strip() == "2 entries: intact"
     repo.fsck_clean()
+
+
+def test_the_log_and_its_head_are_never_read_through_a_link(repo: Repo, tmp_path: Path) -> None:
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    dvfs = repo.root / ".dvfs"
+    for name in (audit.LOG, audit.HEAD):
+        kept = tmp_path / name
+        (dvfs / name).rename(kept)
+        forged = tmp_path / f"forged-{name}"
+        forged.write_bytes(kept.read_bytes())  # (a chain that verifies, somewhere else)
+        (dvfs / name).symlink_to(forged)
+        reading = [("audit",), ("audit", "--json")] if name == audit.LOG else []
+        for args in (*reading, ("audit", "verify"), ("tag", "t")):
+            line = repo.fail(*args, fragments=(f".dvfs/{name} is a symbolic link", "put the file"))
+            assert "audit verify` says" not in line, line
+        assert forged.read_bytes() == kept.read_bytes()
+        (dvfs / name).unlink()
+        kept.rename(dvfs / name)  # what the message says to do
+        assert repo.ok("audit", "verify").out == "2 entries: intact\n"
+    repo.ok("tag", "t")
+    assert repo.ok("audit", "verify").out == "3 entries: intact\n"
+    repo.fsck_clean()

@@ -120,10 +120,21 @@ def test_tag_and_branch_delete_with_d_several_at_once(repo: Repo) -> None:
     repo.fail("tag", "-d", "a", "nope", fragments=("no tag named nope: nothing was deleted",))
     repo.fail("branch", "-d", "br-a", "nope", fragments=("no branch named nope",))
     assert [t["name"] for t in repo.json("tag", "--json")] == ["a", "b", "c"]
-    assert repo.ok("tag", "-d", "a", "b").out.splitlines() == ["deleted tag a", "deleted tag b"]
-    assert repo.json("tag", "--delete", "c", "--json") == {"deleted": ["c"]}
+    assert repo.ok("tag", "-d", "a", "b").out.splitlines() == [
+        f"deleted tag a (was v1 {v1[:10]})", f"deleted tag b (was v1 {v1[:10]})"
+    ]  # fmt: skip
+    assert repo.json("tag", "--delete", "c", "--json") == {
+        "deleted": ["c"], "tags": [{"name": "c", "version": "v1", "id": v1}]
+    }  # fmt: skip
     assert repo.json("tag", "--json") == []
-    repo.ok("branch", "-d", "br-a", "br-b")
+    # The JSON says what the words say: the id each branch held, to make it again.
+    got = repo.json("branch", "-d", "br-a", "br-b", "--json")
+    assert got == {
+        "deleted": ["br-a", "br-b"],
+        "branches": [{"name": f"br-{n}", "version": "v1", "id": v1} for n in ("a", "b")],
+    }
+    repo.ok("branch", "br-a", got["branches"][0]["id"])
+    repo.ok("branch", "-d", "br-a")
     listed = repo.json("branch", "--json")
     assert listed == [
         {"name": "br-c", "version": "v1", "id": v1, "current": False},
@@ -150,7 +161,7 @@ def test_an_option_without_its_value_points_at_the_commands_own_help(repo: Repo)
 def test_deleting_refs_is_all_or_nothing_and_a_name_twice_is_one(repo: Repo) -> None:
     repo.write("f.txt", "1")
     repo.ok("add", "f.txt")
-    repo.commit("one")
+    v1 = repo.commit("one")
     repo.ok("tag", "t")
     repo.ok("branch", "other")
     # The current branch among others: refused before any is deleted.
@@ -158,8 +169,9 @@ def test_deleting_refs_is_all_or_nothing_and_a_name_twice_is_one(repo: Repo) -> 
     assert "main is the current branch" in line and "nothing was deleted" in line
     assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "other"]
     # A name given twice is deleted once, not deleted and then reported missing.
-    assert repo.ok("tag", "-d", "t", "t").out.splitlines() == ["deleted tag t"]
-    assert repo.json("branch", "-d", "other", "other", "--json") == {"deleted": ["other"]}
+    assert repo.ok("tag", "-d", "t", "t").out.splitlines() == [f"deleted tag t (was v1 {v1[:10]})"]
+    got = repo.json("branch", "-d", "other", "other", "--json")
+    assert got == {"deleted": ["other"], "branches": [{"name": "other", "version": "v1", "id": v1}]}
     assert repo.json("tag", "--json") == []
     repo.fsck_clean()
 

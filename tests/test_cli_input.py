@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import vfs
 from tests.support.cli import (
     Repo,
     Result,
@@ -26,6 +27,7 @@ from tests.support.cli import (
     run,
     run_python,
 )
+from vfs.repo.repository import Repository
 
 BROKEN_ENV = {
     "DVFS_LOCK_TIMEOUT": "abc",
@@ -153,6 +155,39 @@ def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) 
     # '.' still means the current directory
     assert_ok(run(repo.root / "e", "rm", "--cached", "."))
     assert [c["path"] for c in repo.status()["staged"]] == ["e/c.txt"]
+    repo.fsck_clean()
+
+
+def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
+    # `d/a/` names a directory (as git reads it): where d/a is a file, every command
+    # refuses it with one line, rather than taking the file.
+    repo.write("d/a", "a")
+    repo.write("d/b", "b")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/a", "changed")
+    before, status = snapshot_of(repo), repo.status()
+    cases = [
+        ("add", "d/a/"), ("rm", "--force", "d/a/"), ("mv", "d/a/", "d/c"),
+        ("mv", "d/b", "d/a/"), ("restore", "d/a/"), ("checkout", "HEAD", "d/a/"),
+    ]  # fmt: skip
+    for args in cases:
+        line = assert_error(repo.run(*args), "d/a is a file, not a directory", code=2)
+        assert "without the trailing '/'" in line, args
+        assert snapshot_of(repo) == before, args
+    assert "one" in repo.ok("log", "d/a/").out  # (versions are read: the tree says nothing)
+    # DST/ is a directory to move into: never a new file's name
+    assert_error(repo.run("mv", "d/b", "new/"), "new/ is not a directory", code=2)
+    assert snapshot_of(repo) == before
+    assert repo.status() == status
+    # a tracked file missing from the working tree is no directory either
+    (repo.root / "d/a").unlink()
+    handle = Repository(repo.root)
+    with pytest.raises(vfs.UsageError, match=r"^d/a is a tracked file, not a directory"):
+        handle.rel(f"{repo.root}/d/a/", handle.index())
+    assert handle.rel(f"{repo.root}/d/", handle.index()) == b"d"
+    repo.ok("add", "d/")
+    assert [(c["status"], c["path"]) for c in repo.status()["staged"]] == [("removed", "d/a")]
     repo.fsck_clean()
 
 

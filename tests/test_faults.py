@@ -8,6 +8,7 @@ changes state ends with ``dvfs fsck`` finding nothing wrong.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import random
 import socket
@@ -161,6 +162,81 @@ def test_a_tracked_file_that_became_a_fifo_stages_its_removal(repo: Repo) -> Non
     assert [(c["status"], c["path"]) for c in repo.status()["staged"]] == [("removed", "d/b.txt")]
     repo.ok("commit", "-m", "two")
     assert set(repo.show()["files"]) == {"d/a.txt"}
+    repo.fsck_clean()
+
+
+class OpenWatch:
+    """Whether a path is opened, from inotify's IN_OPEN (queued as the open happens)."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path: Path) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        assert self.fd >= 0 and self.libc.inotify_add_watch(
+            self.fd, os.fsencode(path), self.IN_OPEN
+        ) >= 0, ctypes.get_errno()  # fmt: skip
+
+    def opened(self) -> bool:
+        try:
+            return bool(os.read(self.fd, 4096))
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def test_a_fifo_at_a_tracked_path_is_never_opened_nor_replaced_unasked(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "a", "d/b.txt": "b", "top.txt": "t"})
+    repo.ok("tag", "one")
+    repo.write("d/b.txt", "b2")
+    repo.ok("commit", "-am", "two")
+    for rel in ("d/a.txt", "top.txt"):  # below the root and at it
+        (repo.root / rel).unlink()
+        os.mkfifo(repo.root / rel)
+    watches = [OpenWatch(repo.root / rel) for rel in ("d/a.txt", "top.txt")]
+    try:
+        st = repo.status()
+        assert st["deleted"] == ["d/a.txt", "top.txt"] and st["unreadable"] == []
+        assert st["special"] == [
+            {"path": "d/a.txt", "kind": "FIFO"}, {"path": "top.txt", "kind": "FIFO"}
+        ]  # fmt: skip
+        assert "  deleted:  top.txt (a FIFO is there now, never stored)\n" in repo.ok("status").out
+        for args in (("checkout", "one"), ("checkout", "HEAD"), ("checkout", "one", "top.txt")):
+            line = assert_error(repo.run(*args), "would replace", "a FIFO", "--force")
+            assert ("d/a.txt" in line) == (len(args) == 2), line
+            for rel in ("d/a.txt", "top.txt"):
+                assert stat.S_ISFIFO(os.lstat(repo.root / rel).st_mode), (args, rel)
+        assert not any(w.opened() for w in watches)
+    finally:
+        for w in watches:
+            w.close()
+    repo.ok("checkout", "--force", "one")
+    assert repo.read("d/a.txt") == b"a" and repo.read("top.txt") == b"t"
+    assert repo.status()["deleted"] == []
+    repo.fsck_clean()
+
+
+def test_an_untracked_fifo_in_the_way_is_named_as_one(repo: Repo) -> None:
+    committed(repo, {"d/a.txt": "a", "e/b.txt": "b"})
+    repo.ok("rm", "d/a.txt", "e/b.txt")
+    os.mkfifo(repo.root / "d")  # where the version has a directory
+    os.mkdir(repo.root / "e")
+    os.mkfifo(repo.root / "e/b.txt")  # where it has a file
+    for args in (("checkout", "HEAD", "d", "e"), ("restore", "--source", "HEAD", "d")):
+        line = repo.fail(*args)
+        assert "d (a FIFO, not tracked, where v1 has a directory)" in line or (
+            "d is a FIFO, not tracked, where restore needs a directory" in line
+        ), line
+    line = repo.fail("restore", "--source", "HEAD", "e")
+    assert "e/b.txt is a FIFO, not tracked, where restore writes a file" in line, line
+    line = repo.fail("checkout", "HEAD", "e")
+    assert "e/b.txt (a FIFO, not tracked, where v1 has a file)" in line, line
+    assert stat.S_ISFIFO(os.lstat(repo.root / "d").st_mode)
+    os.unlink(repo.root / "d")
+    os.unlink(repo.root / "e/b.txt")
+    repo.ok("checkout", "HEAD", "d", "e")
     repo.fsck_clean()
 
 

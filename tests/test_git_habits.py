@@ -469,7 +469,9 @@ def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) 
     assert fsck.code == 1 and "`dvfs tag -d t` deletes it" in fsck.out, str(fsck)
     assert "`dvfs branch -d b` deletes it" in fsck.out
     assert repo.ok("tag", "-d", "t").out == "deleted tag t (was unreadable)\n"
-    assert repo.json("branch", "-d", "b", "--json") == {"deleted": ["b"]}
+    assert repo.json("branch", "-d", "b", "--json") == {
+        "deleted": ["b"], "branches": [{"name": "b", "version": None, "id": None}]
+    }  # fmt: skip
     assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
     assert repo.json("tag", "--json") == []
     last = repo.json("audit", "--json")[-2:]

@@ -343,6 +343,30 @@ def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_abort_after_switch_c_says_the_merge_was_given_up_and_where_head_is(repo: Repo) -> None:
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    staged = repo.status()["staged"]
+    repo.ok("switch", "-c", "new")  # at HEAD: every local change stays, the merge does not
+    assert repo.status()["merging"] is None and repo.status()["staged"] == staged
+    line = repo.fail("merge", "--abort", code=2)
+    assert "the merge of other into main was given up when HEAD moved away from main" in line
+    assert "you are on branch new" in line and "`dvfs switch main` goes back" in line
+    assert "finished" not in line and "committed" not in line, line
+    assert repo.status()["staged"] == staged  # (nothing was aborted: it says so)
+    # A merge committed leaves no record to abort; one whose record was left behind
+    # by a commit killed after the branch moved is said to be committed.
+    repo.ok("switch", "--force", "main")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", ".")
+    record = (repo.root / ".dvfs" / "MERGE").read_bytes()
+    repo.ok("commit", "-m", "merged")
+    (repo.root / ".dvfs" / "MERGE").write_bytes(record)
+    line = repo.fail("merge", "--abort", code=2)
+    assert "the merge of other into main was committed as v4; you are on branch main" in line
+    repo.fsck_clean()
+
+
 def test_abort_never_drops_a_file_edited_since_the_merge_unless_forced(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()

@@ -228,6 +228,22 @@ def test_a_file_that_appears_is_compared_and_rm_drops_the_others(
     b.fsck_clean()
 
 
+def test_mv_of_a_file_not_checked_out_says_how_to_get_it(origin: Origin, tmp_path: Path) -> None:
+    b = origin.clone(tmp_path, "b", "--no-checkout")
+    for src in ("top.txt", "data/y"):
+        line = b.fail("mv", src, "moved", code=2)
+        assert f"{src} is tracked but was never checked out" in line, line
+        assert f"`dvfs restore {src}` checks it out" in line and "deleted" not in line, line
+    assert not_checked_out(b) == AT_V2
+    b.ok("restore", "top.txt")  # what it says to run
+    b.ok("mv", "top.txt", "moved")
+    (b.root / "moved").unlink()  # deleted: another word, another way out
+    line = b.fail("mv", "moved", "again", code=2)
+    assert "moved is tracked but not in the working tree (deleted)" in line, line
+    assert "`dvfs restore moved`" in line and "`dvfs rm moved`" in line, line
+    b.fsck_clean()
+
+
 def test_an_index_from_before_and_no_index_at_all(origin: Origin, tmp_path: Path) -> None:
     """A format 1 index is read as it is; a clone whose index file is missing (made by
     an older ``clone --no-checkout``) has its files not checked out, not deleted. Any

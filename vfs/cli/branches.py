@@ -93,17 +93,20 @@ def branch(
                 f"{quoted(head.branch)} is the current branch: switch to another one first; "
                 "nothing was deleted"
             )
+        gone: list[dict[str, Any]] = []
         for n in names:
             if n in damaged and delete_unreadable(repo, "heads", n):
+                gone.append(unreadable_json(n))
                 if not as_json:
                     click.echo(f"deleted branch {quoted(n)} (was unreadable)")
                 continue
             was = delete_branch(repo, n)
+            gone.append(ref_json(repo, n, was))
             if not as_json:
                 label = quoted(repo.history.label(was))
                 click.echo(f"deleted branch {quoted(n)} (was {label} {was.hex()[:10]})")
-        if as_json:
-            emit_json({"deleted": list(names)})
+        if as_json:  # ("deleted": the names alone, as before; `dvfs branch NAME ID` undoes)
+            emit_json({"deleted": list(names), "branches": gone})
         return
     name, rev = name_and_rev(names, "branch")
     if name:
@@ -170,6 +173,11 @@ def ref_json(repo: Repository, name: str, oid: bytes) -> dict[str, Any]:
     return {"name": name, "version": repo.history.label(oid), "id": oid.hex()}
 
 
+def unreadable_json(name: str) -> dict[str, Any]:
+    """A deleted branch or tag whose ref held no id, as JSON (:func:`ref_json`'s keys)."""
+    return {"name": name, "version": None, "id": None}
+
+
 @click.command(cls=DvfsCommand)
 @click.argument("names", nargs=-1, metavar="[NAME [REV]]")
 @click.option("-d", "--delete", is_flag=True, help="Delete the tags named.")
@@ -191,16 +199,20 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
             raise UsageError("name the tags to delete: dvfs tag -d NAME...")
         names = tuple(dict.fromkeys(names))  # a name given twice is deleted once
         damaged = missing_refs(repo, "tags", names, "tag")
+        gone: list[dict[str, Any]] = []
         for n in names:
             if n in damaged and delete_unreadable(repo, "tags", n):
+                gone.append(unreadable_json(n))
                 if not as_json:
                     click.echo(f"deleted tag {quoted(n)} (was unreadable)")
                 continue
-            delete_tag(repo, n)
+            was = delete_tag(repo, n)
+            gone.append(ref_json(repo, n, was))
             if not as_json:
-                click.echo(f"deleted tag {quoted(n)}")
-        if as_json:
-            emit_json({"deleted": list(names)})
+                label = quoted(repo.history.label(was))
+                click.echo(f"deleted tag {quoted(n)} (was {label} {was.hex()[:10]})")
+        if as_json:  # ("deleted": the names alone, as before; `dvfs tag NAME ID` undoes)
+            emit_json({"deleted": list(names), "tags": gone})
         return
     name, rev = name_and_rev(names, "tag")
     if name:

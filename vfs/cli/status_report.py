@@ -136,6 +136,9 @@ def show_status(
                 "staged": [browse.change_json(c) for c in st.staged],
                 "modified": [show(p) for p in work.modified],
                 "deleted": [show(p) for p in work.deleted],
+                "special": [
+                    {"path": show(p), "kind": k.split()[-1]} for p, k in work.special.items()
+                ],
                 "not_checked_out": [show(p) for p in work.not_checked_out],
                 "untracked": [show(p) for p in work.untracked],
                 "unreadable": [show(p) for p in work.unreadable],
@@ -231,7 +234,9 @@ def change_lists(st: ops_status.Status, verbose: bool, at: Callable[[bytes], byt
             groups = by_directory(paths, 1 << 62 if verbose else GROUP_OVER)
             grouped = grouped or len(groups) < len(paths)
             for g in groups:
-                echo(f"  {state + ':':<9} {group_name(g, at)}")
+                kind = None if g.is_dir else work.special.get(g.path)
+                there = f" ({kind} is there now, never stored)" if kind else ""
+                echo(f"  {state + ':':<9} {group_name(g, at)}{there}")
     if work.untracked:
         echo("Untracked files in tracked directories (use `dvfs add PATH`):")
         groups = by_directory(work.untracked, 1 << 62 if verbose else GROUP_OVER)

@@ -195,11 +195,12 @@ def _create_ref(
         return target
 
 
-def delete_tag(repo: Repository, name: str) -> None:
-    """Delete tag ``name``."""
+def delete_tag(repo: Repository, name: str) -> bytes:
+    """Delete tag ``name``; return the version it named."""
     check_ref_name(name, "tag", existing=True)
     with repo.locked():
         cur = repo.refs.get(f"refs/tags/{name}")
         if cur is None:
             raise UsageError(f"no tag named {name}")
         repo.refs.update(f"refs/tags/{name}", None, cur)
+        return cur

@@ -62,7 +62,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
 from vfs.worktree.restore import ensure_dir, restore_many
-from vfs.worktree.scan import Found, Warn, lstat_or_none, show
+from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
 
 
 @dataclass
@@ -126,7 +126,7 @@ def restore_version(
     index = repo.index(rebuild=rebuild_index)
     if index.damaged is not None:
         warn(f"the staging index was not readable: it is rebuilt from {label} and the working tree")
-    rels = [repo.rel(p) for p in paths]
+    rels = [repo.rel(p, index) for p in paths]
     if rels:
         for arg, rel in zip(paths, rels, strict=True):
             if not any(under_any(q, [rel]) for q in chain(wanted, empty)) and not index.under(rel):
@@ -151,15 +151,17 @@ def restore_version(
     # Untracked things that are not files where the version has a file or link, or not
     # directories where it needs a directory (a link, say), are replaced only by --force.
     untracked_here: list[Found] = []
-    blocked: list[tuple[bytes, str]] = []
+    # A FIFO, socket or device where a tracked file was: replaced (never opened) only
+    # by --force, as an untracked one.
+    blocked = [(p, f"{kind} where a tracked file was") for p, kind in state.special.items()]
     with Walker(repo.root) as walker:
         for p in wanted:
             if p in scope or (st := walker.lstat(p)) is None:
                 continue
             if statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode):
                 untracked_here.append(Found(p, st))
-            elif not statmod.S_ISDIR(st.st_mode):
-                blocked.append((p, "not a regular file, directory or link"))
+            elif (kind := special_kind(st.st_mode)) is not None:
+                blocked.append((p, f"{kind}, not tracked, where {label} has a file"))
             elif not tracked_dir_only(repo.root, p, tracked):
                 blocked.append((p, "a directory with untracked files"))
         for d in sorted(_directories(wanted, empty)):
@@ -167,6 +169,7 @@ def restore_version(
             if st is None or statmod.S_ISDIR(st.st_mode) or (tracked(d) and d not in wanted):
                 continue  # missing, a directory, or tracked and removed below
             what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "a file"
+            what = special_kind(st.st_mode) or what  # (a FIFO is no file to a user)
             blocked.append((d, f"{what}, not tracked, where {label} has a directory"))
     on_disk = dict(Hasher(repo.root, repo.chunker, None, workers).stage_many(untracked_here))
     deleted = set(state.deleted) | set(state.not_checked_out)

@@ -419,8 +419,9 @@ def abort(
             if state is None:
                 raise UsageError("no merge is in progress")
             if merging.live(repo.dir, repo.refs) is None:
+                why = _stale(repo, state)
                 merging.remove(repo.dir)  # stale: its commit was made, or HEAD moved away
-                raise UsageError("no merge is in progress (a finished merge's record was removed)")
+                raise UsageError(f"no merge is in progress: {why}")
             if not force:
                 _refuse_edited(repo, state.theirs, workers, warn)
             _remove_unrecorded(repo, state.ours, state.theirs, workers)
@@ -429,6 +430,28 @@ def abort(
     with repo.locked():
         merging.remove(repo.dir)
     return report
+
+
+def _stale(repo: Repository, state: merging.MergeState) -> str:
+    """What became of the merge a stale record (``merging.live`` is None) names, and
+    where HEAD is now: committed, or left when HEAD or its branch moved."""
+    hist = repo.history
+    what = f"the merge of {state.rev} into {state.branch}"
+    head = repo.refs.head()
+    if head.detached is not None:
+        here = f"HEAD is detached at {hist.label(head.detached)}"
+    else:
+        here = f"you are on branch {head.branch}"
+    if head.detached is not None or head.branch != state.branch:
+        return (
+            f"{what} was given up when HEAD moved away from {state.branch} ({here}); nothing "
+            f"to abort: what it had staged stays as it is (`dvfs status` shows it), and "
+            f"`dvfs switch {state.branch}` goes back"
+        )
+    tip = repo.refs.get(f"refs/heads/{state.branch}")
+    if tip is not None and hist.version(tip).parents == (state.ours, state.theirs):
+        return f"{what} was committed as {hist.label(tip)}; {here}"
+    return f"{what} was given up when {state.branch} moved on from where it began; {here}"
 
 
 def _refuse_edited(repo: Repository, theirs: bytes, workers: Workers, warn: Warn) -> None:

@@ -29,7 +29,7 @@ from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
 from vfs.worktree.remove import tracked_dir_only
 from vfs.worktree.restore import restore_many
-from vfs.worktree.scan import Found, Warn, lstat_or_none, show
+from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
 
 
 @dataclass
@@ -78,6 +78,7 @@ def restore(
         # The whole index takes the source's content: a damaged one is rebuilt, the
         # working files left as they are (what the damaged-index message says to run).
         index = repo.index(rebuild=staged and b"" in rels)
+        rels = [repo.rel(p, index) for p in paths]  # (d/a/ is no tracked file d/a)
         src: dict[bytes, Entry] | None = None
         label = "the index"
         if source is not None:
@@ -205,6 +206,8 @@ def _refuse_in_the_way(repo: Repository, d: bytes, replace: Callable[[bytes], bo
         if not statmod.S_ISDIR(st.st_mode):
             if not replace(cur):
                 what = "a symbolic link" if statmod.S_ISLNK(st.st_mode) else "an untracked file"
+                if (kind := special_kind(st.st_mode)) is not None:
+                    what = f"{kind}, not tracked,"
                 raise UsageError(
                     f"{show(cur)} is {what} where restore needs a directory: move it away; "
                     "nothing was restored"
@@ -245,8 +248,9 @@ def _restore_files(
         for p in want:
             if p not in sub.entries and (st := walker.lstat(p)) is not None:
                 if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                    what = special_kind(st.st_mode) or "a directory"
                     raise UsageError(
-                        f"{show(p)} is not a file but something else that is not tracked: "
+                        f"{show(p)} is {what}, not tracked, where restore writes a file: "
                         "move it away; nothing was restored"
                     )
                 untracked.append(Found(p, st))

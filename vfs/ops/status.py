@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import TYPE_CHECKING
 
+from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, UsageError
 from vfs.ops import merging
@@ -30,6 +31,8 @@ from vfs.worktree.scan import (
     Found,
     Warn,
     lstat_or_none,
+    odd_warning,
+    special_kind,
 )
 from vfs.worktree.status import triage_tree
 
@@ -56,6 +59,10 @@ class WorkState:
     untracked: list[bytes] = field(default_factory=list)
     unreadable: list[bytes] = field(default_factory=list)  # stat changed, content unknown
     refreshed: int = 0  # entries whose stat changed but content did not
+    # Deleted paths where a FIFO, socket or device is now, and what it is: never
+    # opened, never stored (``add`` stages the removal); checkout replaces one only
+    # with --force.
+    special: dict[bytes, str] = field(default_factory=dict)
 
 
 def tracked_tops(index: Index) -> tuple[set[bytes], list[bytes]]:
@@ -104,7 +111,10 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         # A directory where a file or link was tracked: that one is deleted (the
         # directory is new, and not listed until `add` names it), not read as a file.
         if s is not None and p not in dirs and not statmod.S_ISDIR(s.st_mode):
-            at_root.append(Found(p, s))
+            if special_kind(s.st_mode) is None:
+                at_root.append(Found(p, s))
+            else:  # (as below the root: never opened, and deleted as far as dvfs can tell)
+                warn(odd_warning(p))
     skipped: list[bytes] = []  # directories that cannot be read
     with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
         st.untracked, to_hash, st.deleted = triage_tree(
@@ -123,6 +133,12 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         below = tuple(d + b"/" for d in skipped)
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
         st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
+    if st.deleted:
+        with Walker(repo.root) as walker:
+            for p in st.deleted:
+                found = walker.lstat(p)
+                if found is not None and (kind := special_kind(found.st_mode)) is not None:
+                    st.special[p] = kind
     failed: dict[bytes, DvfsError] = {}
     if to_hash:
         from vfs.worktree.ingest import Hasher  # (a clean tree hashes nothing)

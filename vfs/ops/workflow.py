@@ -41,6 +41,7 @@ from vfs.worktree.scan import (
     reserved_message,
     scan_lists,
     show,
+    special_kind,
     too_deep_message,
 )
 
@@ -127,20 +128,6 @@ def _unreadable_stages_nothing(listed: Iterator[list[Found]]) -> Iterator[list[F
         raise FileUnreadable(f"{exc}; {UNREADABLE}") from None
 
 
-def _storable(mode: int) -> bool:
-    """Whether a path of this type can be staged (a FIFO, socket or device cannot)."""
-    return statmod.S_ISREG(mode) or statmod.S_ISDIR(mode) or statmod.S_ISLNK(mode)
-
-
-def _kind(mode: int) -> str:
-    """What a path that cannot be staged is, for the error that names it."""
-    if statmod.S_ISFIFO(mode):
-        return "a FIFO"
-    if statmod.S_ISSOCK(mode):
-        return "a socket"
-    return "a device"
-
-
 def _not_ignored(ign: Ignores, files: list[Found]) -> list[Found]:
     """The files of one directory that are tracked or not ignored, in their order."""
     untracked = [f.rel for f in files if not ign.is_tracked(f.rel)]
@@ -173,29 +160,29 @@ def add(
     """
     report = AddReport()
     args = list(args)
-    rels = [repo.rel(a) for a in args]
-    for rel in rels:
-        bad = reserved_path([rel])
-        if bad is not None:
-            parts = bad.split(b"/")
-            at = (
-                0
-                if is_reserved_at_root(parts[0])
-                else next(i for i, n in enumerate(parts) if i and is_reserved(n))
-            )
-            name = b"/".join(parts[: at + 1])
-            raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
     with repo.locked(), paused_gc():  # (see the docstring)
         index = repo.index()
+        rels = [repo.rel(a, index) for a in args]
+        for rel in rels:
+            bad = reserved_path([rel])
+            if bad is not None:
+                parts = bad.split(b"/")
+                at = (
+                    0
+                    if is_reserved_at_root(parts[0])
+                    else next(i for i, n in enumerate(parts) if i and is_reserved(n))
+                )
+                name = b"/".join(parts[: at + 1])
+                raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
         for a, rel in zip(args, rels, strict=True):
             st = lstat_or_none(repo.root, rel)
             if index.under(rel):
                 continue  # (a tracked file now a FIFO: its removal is staged)
             if st is None:
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
-            if not _storable(st.st_mode):
+            if (kind := special_kind(st.st_mode)) is not None:
                 raise UsageError(
-                    f"{a} is {_kind(st.st_mode)} and is not tracked: dvfs stores regular "
+                    f"{a} is {kind} and is not tracked: dvfs stores regular "
                     "files, directories and symbolic links; nothing was staged"
                 )
         found: dict[bytes, Found] = {}
@@ -306,7 +293,7 @@ def rm(
         targets: list[bytes] = []
         rels = []
         for a in args:
-            rels.append(repo.rel(a))
+            rels.append(repo.rel(a, index))
             under = index.under(rels[-1])
             if not under:
                 raise UsageError(f"{a} is not tracked: nothing was removed")
@@ -415,6 +402,20 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
         )
 
 
+def _missing_source(arg: str, tracked: Sequence[bytes], index: Index) -> str:
+    """Why ``dvfs mv`` cannot move ``arg``, tracked (``tracked``) but missing from the
+    working tree, and what brings it back."""
+    if all(index.is_absent(p) for p in tracked):
+        return (
+            f"{arg} is tracked but was never checked out (not in the working tree): "
+            f"`dvfs restore {arg}` checks it out, then it can be moved; nothing was moved"
+        )
+    return (
+        f"{arg} is tracked but not in the working tree (deleted): `dvfs restore {arg}` "
+        f"brings it back to move it, or `dvfs rm {arg}` stages its removal; nothing was moved"
+    )
+
+
 def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) -> list[Move]:
     """Move tracked files or directories in the working tree and in the index (``dvfs mv``).
 
@@ -433,14 +434,18 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
     """
     with repo.locked(), Walker(repo.root) as walker, Walker(repo.root) as other:
         index = repo.index()
-        dst = repo.rel(dest)
+        dst = repo.rel(dest, index)
         st = walker.lstat(dst)
         into = st is not None and statmod.S_ISDIR(st.st_mode) and not index.get(dst)
+        if dest.endswith("/") and not into:  # (as git: DST/ is a directory to move into)
+            raise UsageError(
+                f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
+            )
         if len(sources) > 1 and not into:
             raise UsageError(f"moving several paths needs a directory: {dest} is not one")
         plan: list[Move] = []
         for a in sources:
-            src = repo.rel(a)
+            src = repo.rel(a, index)
             if not src:
                 raise UsageError("cannot move the repository itself: nothing was moved")
             tracked = index.under(src)
@@ -451,10 +456,7 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
             if not tracked:
                 raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
             if walker.lstat(src) is None:
-                raise UsageError(
-                    f"{a} is not in the working tree (deleted?): `dvfs rm` it, or bring it "
-                    "back first; nothing was moved"
-                )
+                raise UsageError(_missing_source(a, tracked, index))
             target = dst + b"/" + src.rpartition(b"/")[2] if into and dst else (
                 src.rpartition(b"/")[2] if into else dst
             )  # fmt: skip

@@ -20,6 +20,8 @@ dashboard's actions; a mount's daemon records the ``dvfs snapshot`` command line
 client sent). A line is written with one ``write``
 to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a crash
 mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
+Both files are read and written only as regular files opened from the directory's
+descriptor with ``O_NOFOLLOW`` (:func:`_open`): a link there is refused, never followed.
 
 ``.dvfs/audit.head``: ``"<seq> <64 hex>\\n"``, the last entry's number and hash,
 rewritten atomically after each append, so that deleting the last entries shows. An
@@ -59,9 +61,11 @@ do not fit counted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import getpass
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -153,8 +157,7 @@ def record(
     note: str = "",
 ) -> None:
     """Append an entry; the caller holds ``refs.lock`` (or the repository lock)."""
-    path = dvfs_dir / LOG
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    fd = _open(dvfs_dir, LOG, os.O_RDWR | os.O_CREAT | os.O_APPEND)
     try:
         last, end = _last_line(fd)
         if end != os.fstat(fd).st_size:
@@ -182,7 +185,7 @@ def record(
             else write_beside(dvfs_dir / HEAD, f"{seq} {hash_bytes(line).hex()}\n".encode())
         )
         try:
-            _append(fd, line + b"\n", end, path)
+            _append(fd, line + b"\n", end, dvfs_dir / LOG)
         except BaseException:
             if tmp is not None:
                 with contextlib.suppress(OSError):
@@ -290,11 +293,56 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
         raise FormatError(f"line {where} of the audit log is not an entry") from None
 
 
+def _not_a_file(path: Path, what: str) -> FormatError:
+    """The error for a log or head that is a link (or a FIFO, a directory): never read
+    through, as it is never written through."""
+    return FormatError(
+        f"{path} is {what}: dvfs reads and writes the audit log only as regular files, "
+        "never through a link; put the file itself there, or move it away"
+    )
+
+
+def _open(dvfs_dir: Path, name: str, flags: int, mode: int = 0o644) -> int:
+    """A descriptor of ``name`` in ``dvfs_dir``, opened from the directory's own
+    descriptor with ``O_NOFOLLOW`` (FileNotFoundError if it is missing): FormatError if
+    it is a symbolic link or not a regular file, rather than reading or appending
+    through it (nor waiting on a FIFO)."""
+    dfd = os.open(dvfs_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=dfd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_a_file(dvfs_dir / name, "a symbolic link") from None
+        if exc.errno in (errno.EISDIR, errno.ENXIO):
+            raise _not_a_file(dvfs_dir / name, "not a regular file") from None
+        raise
+    finally:
+        os.close(dfd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_a_file(dvfs_dir / name, "not a regular file")
+    return fd
+
+
+def _read(dvfs_dir: Path, name: str) -> bytes | None:
+    """The bytes of ``name`` in ``dvfs_dir`` (see :func:`_open`); None if it is missing."""
+    try:
+        fd = _open(dvfs_dir, name, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        parts = []
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def _lines(dvfs_dir: Path) -> tuple[list[bytes], bool]:
     """The complete lines of the log, and whether a torn last line follows them."""
-    try:
-        data = (dvfs_dir / LOG).read_bytes()
-    except FileNotFoundError:
+    data = _read(dvfs_dir, LOG)
+    if data is None:
         return [], False
     lines = data.split(b"\n")
     torn = lines.pop() != b""
@@ -305,7 +353,10 @@ def entries(dvfs_dir: Path) -> Iterator[Entry]:
     """Every entry in order (not verified)."""
     lines, _ = _lines(dvfs_dir)
     for i, line in enumerate(lines, 1):
-        yield parse_entry(line, i)[0]
+        try:
+            yield parse_entry(line, i)[0]
+        except FormatError as exc:
+            raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
 
 
 @dataclass
@@ -391,9 +442,10 @@ def verify(dvfs_dir: Path) -> Verdict:
 
 
 def _head(dvfs_dir: Path) -> tuple[int, str] | None:
-    with contextlib.suppress(FileNotFoundError):
-        text = (dvfs_dir / HEAD).read_text(errors="replace").split()
-        if len(text) == 2 and text[0].isdigit():
-            return int(text[0]), text[1]
-        return -1, ""
-    return None
+    data = _read(dvfs_dir, HEAD)
+    if data is None:
+        return None
+    text = data.decode(errors="replace").split()
+    if len(text) == 2 and text[0].isdigit():
+        return int(text[0]), text[1]
+    return -1, ""

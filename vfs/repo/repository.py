@@ -70,6 +70,29 @@ def _within(absolute: str, root: str) -> bool:
     return absolute == root or absolute.startswith(root.rstrip("/") + "/")
 
 
+def _refuse_non_directory(root: Path, rel: str, index: Index) -> None:
+    """UsageError if ``rel``, given with a trailing ``/``, is not a directory (see
+    :meth:`Repository.rel`)."""
+    try:
+        st = os.lstat(root / rel)  # (its directories were checked: no link among them)
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
+    if st is None:
+        if index.get(os.fsencode(rel)) is not None:
+            raise UsageError(
+                f"{rel} is a tracked file, not a directory (missing from the working "
+                "tree): name it without the trailing '/'"
+            )
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise UsageError(
+            f"{rel} is a symbolic link, not a directory: dvfs stores links, it does not "
+            "follow them; name it without the trailing '/'"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{rel} is a file, not a directory: name it without the trailing '/'")
+
+
 def _entering(absolute: str, root: str) -> str | None:
     """``absolute`` with its shortest leading part that resolves to ``root`` (through
     links outside the repository: a home directory reached through a link, a shell's
@@ -335,13 +358,19 @@ class Repository:
             user = "unknown"
         return f"{user}@{os.uname().nodename}"
 
-    def rel(self, arg: str) -> bytes:
+    def rel(self, arg: str, index: Index | None = None) -> bytes:
         """A user-given path as a repository path; UsageError if it leaves the repository.
 
         The path is taken lexically (``..`` folded, links not resolved); every
         directory between the root and the path must be a real directory, so nothing
         is ever reached through a symbolic link. An empty path (an unset shell
         variable) is refused rather than taken as the current directory.
+
+        With ``index`` (a command acting on the working tree: add, rm, mv, restore,
+        checkout), a path written as a directory (``d/a/``, ``d/a/.``) must be one, as
+        git has it: not anything else in the working tree, nor, missing there, a file
+        ``index`` tracks. Commands that read versions (log, diff) give none: the
+        working tree says nothing about a path of a version.
         """
         if not arg:
             raise UsageError("an empty path names nothing: write '.' for the current directory")
@@ -365,4 +394,6 @@ class Repository:
                     f"{arg} goes through the symbolic link {cur.relative_to(self.root)}: "
                     "dvfs stores links, it does not follow them"
                 )
+        if index is not None and arg.endswith(("/", "/.")):
+            _refuse_non_directory(self.root, rel, index)
         return os.fsencode(rel)

@@ -107,6 +107,18 @@ def reserved_in(names: list[bytes], *, at_root: bool) -> list[bytes]:
     return [n for n in names if n not in SKIP_DIRS and check(n)]
 
 
+def special_kind(mode: int) -> str | None:
+    """What a path of this mode is if it is neither a regular file, a directory nor a
+    link (so never stored, never opened): "a FIFO", "a socket", "a device"; else None."""
+    if statmod.S_ISREG(mode) or statmod.S_ISDIR(mode) or statmod.S_ISLNK(mode):
+        return None
+    if statmod.S_ISFIFO(mode):
+        return "a FIFO"
+    if statmod.S_ISSOCK(mode):
+        return "a socket"
+    return "a device"
+
+
 def odd_warning(path: bytes) -> str:
     """The warning for a path that is not a regular file, directory or link."""
     return f"skipping {show(path)}: not a regular file, directory or link"
