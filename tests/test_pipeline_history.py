@@ -309,15 +309,45 @@ def test_metrics_show_says_why_a_stage_s_metrics_are_not_shown(repo: Repo) -> No
     repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
     (repo.root / "m.json").unlink()
     # it said "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:"
-    r = repo.ok("metrics", "show")
+    r = repo.run("metrics", "show")
+    assert r.code == 1, r  # it exited 0: a script took "no metrics" for a result
     assert r.out == "no metrics could be read (the warnings above say why)\n"
     assert warnings_of(r) == ["dvfs: warning: m.json does not exist (`dvfs repro` makes a stage's)"]
     repo.write("m.json", "{broken")
-    r = repo.ok("metrics", "show")
+    r = repo.run("metrics", "show")
+    assert r.code == 1, r
     assert r.out.startswith("no metrics could be read")
     assert "m.json is not valid JSON" in warnings_of(r)[0]
+    assert warnings_of(r)[0].endswith("fix it, or make it again (`dvfs repro` makes a stage's)")
     repo.ok("repro")
     assert repo.json("metrics", "show", "--json") == {"workspace": {"m.json": {"acc": 1}}}
+    repo.fsck_clean()
+
+
+def test_metrics_show_shows_what_it_can_read_and_exits_1_for_what_it_cannot(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-m", "a.json", "--", "echo '{\"acc\": 0.5}' > a.json")
+    repo.ok("run", "-n", "b", "-m", "b.yaml", "--", "echo 'loss: 2' > b.yaml")
+    repo.ok("run", "-n", "c", "-m", "c.toml", "--", "echo 'f1 = 1' > c.toml")
+    repo.commit("three metrics files")
+    repo.write("a.json", "{broken")
+    (repo.root / "b.yaml").unlink()
+    r = repo.run("metrics", "show")
+    assert r.code == 1, r  # it exited 0, whatever it could not read
+    assert [ln.split()[:3] for ln in r.out.splitlines()] == [
+        ["Path", "Metric", "workspace"], ["c.toml", "f1", "1"]
+    ]  # fmt: skip
+    lines = warnings_of(r)
+    assert len(lines) == 2 and "a.json is not valid JSON" in lines[0], r
+    assert "b.yaml does not exist" in lines[1]
+    r = repo.run("metrics", "show", "--json")
+    assert r.code == 1 and r.json() == {"workspace": {"c.toml": {"f1": 1}}}, r
+    assert len(warnings_of(r)) == 2
+    # a version whose file no longer reads is named too, the others shown beside it
+    repo.ok("repro")
+    repo.ok("add", "a.json")
+    repo.commit("fixed")
+    assert repo.ok("metrics", "show", "v1", "v2").code == 0
+    repo.fsck_clean()
 
 
 def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:

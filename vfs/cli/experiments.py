@@ -106,6 +106,9 @@ def metrics_group() -> None:
 def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     """The metrics of the working tree's stages, or of versions REV...
 
+    Each metrics file that cannot be read (missing, not valid JSON/YAML/TOML, too
+    large) is named on its own line, the others are shown, and the exit status is 1.
+
     \b
     Examples:
       dvfs metrics show
@@ -116,14 +119,15 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     ws = workspace.find()
     sides: list[tuple[str, dict[bytes, dict[str, Any]]]] = []
     notes: list[str] = []
+    unreadable: list[bytes] = []
     if not revs:
-        m, notes = report.work_metrics(ws, workspace.load_pipeline(ws)[0])
+        m, notes = report.work_metrics(ws, workspace.load_pipeline(ws)[0], unreadable)
         sides.append(("workspace", m))
     else:
         hist = history_of(ws).history
         for r in revs:
             v = hist.version(hist.resolve(r))
-            m, why = report.version_metrics(hist, v)
+            m, why = report.version_metrics(hist, v, unreadable)
             notes += why
             sides.append((r, m))
     for n in notes:
@@ -132,6 +136,8 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
         emit_json({
             label: {os.fsdecode(f): kv for f, kv in m.items()} for label, m in sides
         })  # fmt: skip
+        if unreadable:
+            sys.exit(1)
         return
     keys = sorted({(f, k) for _, m in sides for f, kv in m.items() for k in kv})
     if not keys:
@@ -140,13 +146,15 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
             "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:, "
             "a vfs.track run logs them with run.log_metrics)"
         )  # fmt: skip
-        return
-    gone = report.MISSING
-    rows = [
-        [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k, gone)) for _, m in sides)]
-        for f, k in keys
-    ]
-    plain_table(["Path", "Metric", *(escape_text(label) for label, _ in sides)], rows)
+    else:
+        gone = report.MISSING
+        rows = [
+            [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k, gone)) for _, m in sides)]
+            for f, k in keys
+        ]  # fmt: skip
+        plain_table(["Path", "Metric", *(escape_text(label) for label, _ in sides)], rows)
+    if unreadable:
+        sys.exit(1)
 
 
 @metrics_group.command(name="diff")

@@ -33,6 +33,7 @@ from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name
+from vfs.repo.gitlink import RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
@@ -121,42 +122,60 @@ def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
     return b"".join(hist.store.get(c.oid) for c in e.chunks)
 
 
-def version_metrics(hist: History, v: Version) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
-    """Each metrics file of a version's pipeline, flattened; and notes on unreadable ones."""
+def version_metrics(
+    hist: History, v: Version, unreadable: list[bytes] | None = None
+) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+    """Each metrics file of a version's pipeline, flattened; and notes: on what a file
+    read leaves out, and one on each file that cannot be read (added to ``unreadable``)."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
     for s in v.pipeline:
         for m in s.metrics:
             try:
                 data = _read_tree_file(hist, v.tree, m)
-                if data is not None:
-                    out[m], why = values.metrics_of(data, m, quote_name(m))
-                    notes += [f"v{v.number}: {w}" for w in why]
+                if data is None:
+                    raise DvfsError(
+                        f"{quote_name(m)}, a metrics file of stage {s.name}, is not in the version"
+                    )
+                out[m], why = values.metrics_of(data, m, quote_name(m))
+                notes += [f"v{v.number}: {w}" for w in why]
             except DvfsError as exc:
-                notes.append(f"v{v.number}: {exc}")
+                notes.append(f"v{v.number}: {exc}: its metrics are not shown")
+                if unreadable is not None:
+                    unreadable.append(m)
     return out, notes
 
 
-def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+def work_metrics(
+    ws: Workspace, p: Pipeline, unreadable: list[bytes] | None = None
+) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
     """Each metrics file of ``dvfs.yaml``'s stages and of the runs in ``dvfs.runs``, as
-    the working tree holds it, flattened; and notes on those that cannot be read."""
+    the working tree holds it, flattened; and notes: on what a file read leaves out, and
+    one on each file that cannot be read (added to ``unreadable``; ``dvfs.runs`` itself
+    if it cannot be read)."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
     files = [m for s in p.stages.values() for m in s.metrics]
+    gone: list[bytes] = []
     try:
         files += [m for s in load_runs(ws).values() for m in s.metrics]
     except DvfsError as exc:
         notes.append(f"{exc}: the metrics of its runs are not shown")
+        gone.append(RUNS_FILE.encode())
     for m in dict.fromkeys(files):
         try:
             data = ws.read(m, values.MAX_FILE)
             if data is None:
                 notes.append(f"{quote_name(m)} does not exist (`dvfs repro` makes a stage's)")
+                gone.append(m)
             else:
                 out[m], why = values.metrics_of(data, m, quote_name(m))
                 notes += why
         except DvfsError as exc:
-            notes.append(str(exc))
+            notes.append(f"{exc}: fix it, or make it again (`dvfs repro` makes a stage's)")
+            gone.append(m)
+    if unreadable is not None:
+        unreadable += gone
     return out, notes
 
 
