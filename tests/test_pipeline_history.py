@@ -350,6 +350,50 @@ def test_metrics_show_shows_what_it_can_read_and_exits_1_for_what_it_cannot(repo
     repo.fsck_clean()
 
 
+def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
+    repo.write("config.json", '{"depth": 3}')
+    repo.ok("run", "-n", "t", "-p", "train.lr,train.epochs", "-p", "config.json:depth",
+            "-o", "o.txt", "--", "echo > o.txt")  # fmt: skip
+    repo.ok("add", "params.yaml", "config.json")
+    repo.commit("one")
+    (repo.root / "params.yaml").unlink()
+    repo.write("config.json", "{broken")
+    # every parameter showed as removed, params.yaml's without a word
+    r = repo.ok("params", "diff")
+    assert warnings_of(r) == [
+        "dvfs: warning: config.json is not valid JSON: Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1): its parameters are shown as removed",
+        "dvfs: warning: params.yaml does not exist in the working tree: its parameters are "
+        "shown as removed",
+    ]
+    got = repo.json("params", "diff", "--json")
+    assert [(g["file"], g["side"]) for g in got["missing_files"]] == [
+        ("config.json", "new"), ("params.yaml", "new")
+    ]  # fmt: skip
+    assert got["missing_files"][1]["note"] == warnings_of(r)[1].removeprefix("dvfs: warning: ")
+    # between versions: a file no run of one of them read
+    repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
+    repo.ok("run", "-f", "-n", "t", "-p", "train.lr,train.epochs", "-o", "o.txt", "--",
+            "echo > o.txt")  # fmt: skip
+    repo.commit("two")
+    r = repo.ok("params", "diff", "v2", "v1")
+    assert r.out.split() == ["Param", "v2", "v1", "config.json:depth", "-", "3"]
+    assert warnings_of(r) == [
+        "dvfs: warning: no run of v2 read config.json: its parameters are shown as added"
+    ]
+    got = repo.json("params", "diff", "v1", "v2", "--json")["missing_files"]
+    assert got == [
+        {
+            "file": "config.json",
+            "side": "new",
+            "note": "no run of v2 read config.json: its parameters are shown as removed",
+        }
+    ]
+    assert repo.json("params", "diff", "v2", "--json")["missing_files"] == []
+    repo.fsck_clean()
+
+
 def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:
     repo.write("params.yaml", "a: 1\n")
     repo.ok("run", "-n", "s", "-p", "a", "-o", "o.txt", "--", "echo > o.txt")

@@ -53,7 +53,9 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """Parameters that differ: HEAD (or REV) against the working tree, or two versions.
 
     A version's parameters are those of `commit --param` and those its pipeline's
-    runs read (params.yaml keys by name, other files as FILE:KEY).
+    runs read (params.yaml keys by name, other files as FILE:KEY). A params file one
+    side has and the other lacks (or cannot read) is named in a warning, and under
+    missing_files in --json.
 
     \b
     Examples:
@@ -70,18 +72,21 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     taken = report.commit_names(sides)  # one name, one parameter, on both sides
     a = report.version_params(sides[0], taken)
     if new is None:
-        b, notes = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
-        for n in notes:
-            warn(n)
+        b, files = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
     else:
-        b = report.version_params(sides[1], taken)
+        b, files = report.version_params(sides[1], taken), report.run_param_files(sides[1])
     changes = report.diff(a, b, everything)
     left, right = _labels(repo, revs, old, new)
+    gaps = report.param_file_gaps(report.run_param_files(sides[0]), files, left, right)
+    for g in gaps:
+        warn(g.note)
     if as_json:
         emit_json({
             "old": left, "new": right,
             "params": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
                         "changed": c.changed} for c in changes],
+            "missing_files": [{"file": os.fsdecode(g.file), "side": g.side, "note": g.note}
+                              for g in gaps],
         })  # fmt: skip
         return
     if changes:

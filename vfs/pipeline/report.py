@@ -86,11 +86,12 @@ def version_params(v: Version, taken: Iterable[str] = ()) -> dict[str, Any]:
 
 def work_params(
     ws: Workspace, p: Pipeline, taken: Iterable[str] = ()
-) -> tuple[dict[str, Any], list[str]]:
-    """The parameters the stages would read now, and notes on those that cannot be read;
+) -> tuple[dict[str, Any], dict[bytes, str | None]]:
+    """The parameters the stages would read now, and each params file they name: None
+    if it was read, else why not (it does not exist, or what is wrong with it);
     ``taken``: see :func:`commit_names`, for the versions they are shown beside."""
     found: list[tuple[bytes, str, Any]] = []
-    notes: list[str] = []
+    files: dict[bytes, str | None] = {}
     docs: dict[bytes, Any] = {}
     for s in p.stages.values():
         for f, k in s.params:
@@ -98,14 +99,58 @@ def work_params(
                 try:
                     data = ws.read(f, values.MAX_FILE)
                     docs[f] = None if data is None else values.load(data, f, os.fsdecode(f))
+                    files[f] = None if data is not None else f"{quote_name(f)} does not exist"
                 except DvfsError as exc:
                     docs[f] = None
-                    notes.append(str(exc))
+                    files[f] = str(exc)
             doc = docs[f]
             value = values.lookup(doc, k) if doc is not None else None
             if doc is not None and not values.is_missing(value):
                 found.append((f, k, values.plain(value)))
-    return dict(sorted(_named(found, set(taken)).items())), notes
+    return dict(sorted(_named(found, set(taken)).items())), files
+
+
+def run_param_files(v: Version) -> dict[bytes, str | None]:
+    """The params files the runs of a version read (each None, as :func:`work_params`
+    gives a file it read)."""
+    return {f: None for s in v.pipeline for f, _, _ in s.params}
+
+
+@dataclass(frozen=True)
+class FileGap:
+    """A params file whose parameters one side of a diff has and the other lacks
+    (``side``: ``old`` or ``new``, the side without it), and what to tell the user."""
+
+    file: bytes
+    side: str
+    note: str
+
+
+def param_file_gaps(
+    old: Mapping[bytes, str | None], new: Mapping[bytes, str | None], left: str, right: str
+) -> list[FileGap]:
+    """The params files read on one side of a diff and not on the other (each side as
+    :func:`work_params` or :func:`run_param_files` gives it): without a word, every
+    parameter of such a file would show as added or removed as if its values had."""
+
+    def why(side: Mapping[bytes, str | None], f: bytes, label: str) -> str:
+        if f not in side:
+            return f"no run of {label} read {quote_name(f)}"
+        text = side[f] or ""
+        return f"{text} in the working tree" if text.endswith(" does not exist") else text
+
+    out = []
+    for f in sorted(set(old) | set(new)):
+        read_old, read_new = f in old and old[f] is None, f in new and new[f] is None
+        if read_old and not read_new:
+            note = f"{why(new, f, right)}: its parameters are shown as removed"
+            out.append(FileGap(f, "new", note))
+        elif read_new and not read_old:
+            note = f"{why(old, f, left)}: its parameters are shown as added"
+            out.append(FileGap(f, "old", note))
+        elif not read_new and not read_old and f in new and new[f] is not None:
+            out.append(FileGap(f, "new", new[f] or ""))  # named even if neither side has it
+    return out
 
 
 def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
