@@ -653,3 +653,30 @@ def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_pa
     assert "/prepared" in ignored and "/model.bin" in ignored
     assert "/dvfs.yaml" not in ignored and "/dvfs.runs" not in ignored
     repo.fsck_clean()
+
+
+def test_a_stage_is_done_when_its_command_exits_though_it_left_a_process_behind(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # `repro` waited for the background process, which held the stage's output pipes.
+    # Each background `cat` reads a FIFO this test holds open: it ends once it is closed.
+    fifos = [tmp_path / "ok", tmp_path / "fail"]
+    held = []
+    for f in fifos:
+        os.mkfifo(f)
+        held.append(os.open(f, os.O_RDWR))  # a writer: `cat` opens it at once, reads on
+    try:
+        r = repo.run("run", "-n", "s", "-o", "out.txt", "--",
+                     f"(cat {fifos[0]} > /dev/null; echo late) & "
+                     "echo made > out.txt; echo shown; echo said >&2", timeout=60)  # fmt: skip
+        assert r.code == 0, r
+        assert "shown\n" in r.out and "said\n" in r.err  # the command's output all came
+        assert "out.txt" in staged_paths(repo)
+        failing = f"(cat {fifos[1]} > /dev/null) & echo boom >&2; exit 3"
+        r = repo.run("run", "-n", "f", "-o", "f.txt", "--", failing, timeout=60)
+        assert_error(r, "stage f failed", "exited with 3", code=1)
+        assert "dvfs: last lines of stage f's standard error:\n  boom\n" in r.err, r
+    finally:
+        for fd in held:
+            os.close(fd)
+    repo.fsck_clean()
