@@ -350,6 +350,22 @@ def test_metrics_show_shows_what_it_can_read_and_exits_1_for_what_it_cannot(repo
     repo.fsck_clean()
 
 
+def test_metrics_diff_names_an_unreadable_metrics_file_and_exits_1(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-m", "a.json", "--", "echo '{\"acc\": 0.5}' > a.json")
+    repo.commit("one")
+    repo.write("a.json", "{broken")
+    # acc showed as removed, exit 0, and --json said nothing of the file
+    r = repo.run("metrics", "diff")
+    assert r.code == 1, r
+    assert r.out.split() == ["Metric", "v1", "workspace", "Change", "acc", "0.5", "-", "-"]
+    assert len(warnings_of(r)) == 1 and "a.json is not valid JSON" in warnings_of(r)[0]
+    r = repo.run("metrics", "diff", "--json")
+    assert r.code == 1 and r.json()["unreadable"] == [{"file": "a.json", "side": "new"}], r
+    repo.ok("repro")
+    assert repo.json("metrics", "diff", "--json")["unreadable"] == []
+    repo.fsck_clean()
+
+
 def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
     repo.write("config.json", '{"depth": 3}')

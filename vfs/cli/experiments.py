@@ -169,6 +169,9 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
 def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """Metrics that differ: HEAD (or REV) against the working tree, or two versions.
 
+    A metrics file that cannot be read on either side is named (its metrics show as
+    missing there, and under unreadable in --json), and the exit status is 1.
+
     \b
     Examples:
       dvfs metrics diff
@@ -180,11 +183,13 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     repo = history_of(ws)
     hist = repo.history
     old, new = _sides(revs, repo)
-    a, notes = report.version_metrics(hist, hist.version(old))
+    gone_old: list[bytes] = []
+    gone_new: list[bytes] = []
+    a, notes = report.version_metrics(hist, hist.version(old), gone_old)
     if new is None:
-        b, more = report.work_metrics(ws, workspace.load_pipeline(ws)[0])
+        b, more = report.work_metrics(ws, workspace.load_pipeline(ws)[0], gone_new)
     else:
-        b, more = report.version_metrics(hist, hist.version(new))
+        b, more = report.version_metrics(hist, hist.version(new), gone_new)
     for n in [*notes, *more]:
         warn(n)
     bare = report.metric_names([a, b])
@@ -195,15 +200,20 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
             "old": left, "new": right,
             "metrics": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
                          "change": c.delta} for c in changes],
+            "unreadable": [{"file": os.fsdecode(f), "side": side}
+                           for side, gone in (("old", gone_old), ("new", gone_new))
+                           for f in gone],
         })  # fmt: skip
-        return
-    rows = [
-        [quote_name(c.name), report.shown(c.old), report.shown(c.new),
-         "-" if c.delta is None else f"{c.delta:+.6g}"]
-        for c in changes
-    ]  # fmt: skip
-    if rows:
-        plain_table(["Metric", escape_text(left), escape_text(right), "Change"], rows)
+    else:
+        rows = [
+            [quote_name(c.name), report.shown(c.old), report.shown(c.new),
+             "-" if c.delta is None else f"{c.delta:+.6g}"]
+            for c in changes
+        ]  # fmt: skip
+        if rows:
+            plain_table(["Metric", escape_text(left), escape_text(right), "Change"], rows)
+    if gone_old or gone_new:
+        sys.exit(1)
 
 
 @click.command(cls=DvfsCommand)
