@@ -407,6 +407,13 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
         }
     ]
     assert repo.json("params", "diff", "v2", "--json")["missing_files"] == []
+    (repo.root / "dvfs.yaml").unlink()  # it said "no run of workspace read config.json"
+    assert warnings_of(repo.ok("params", "diff", "v1")) == [
+        "dvfs: warning: no stage of dvfs.yaml reads config.json now: its parameters are shown "
+        "as removed",
+        "dvfs: warning: no stage of dvfs.yaml reads params.yaml now: its parameters are shown "
+        "as removed",
+    ]
     repo.fsck_clean()
 
 

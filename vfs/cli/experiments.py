@@ -77,7 +77,9 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
         b, files = report.version_params(sides[1], taken), report.run_param_files(sides[1])
     changes = report.diff(a, b, everything)
     left, right = _labels(repo, revs, old, new)
-    gaps = report.param_file_gaps(report.run_param_files(sides[0]), files, left, right)
+    gaps = report.param_file_gaps(
+        report.run_param_files(sides[0]), files, left, None if new is None else right
+    )
     for g in gaps:
         warn(g.note)
     if as_json:

@@ -33,7 +33,7 @@ from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name
-from vfs.repo.gitlink import RUNS_FILE
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
@@ -127,13 +127,19 @@ class FileGap:
 
 
 def param_file_gaps(
-    old: Mapping[bytes, str | None], new: Mapping[bytes, str | None], left: str, right: str
+    old: Mapping[bytes, str | None],
+    new: Mapping[bytes, str | None],
+    left: str,
+    right: str | None,
 ) -> list[FileGap]:
     """The params files read on one side of a diff and not on the other (each side as
-    :func:`work_params` or :func:`run_param_files` gives it): without a word, every
-    parameter of such a file would show as added or removed as if its values had."""
+    :func:`work_params` or :func:`run_param_files` gives it; ``right`` None: the new
+    side is the working tree): without a word, every parameter of such a file would
+    show as added or removed as if its values had."""
 
-    def why(side: Mapping[bytes, str | None], f: bytes, label: str) -> str:
+    def why(side: Mapping[bytes, str | None], f: bytes, label: str | None) -> str:
+        if f not in side and label is None:
+            return f"no stage of {PIPELINE_FILE} reads {quote_name(f)} now"
         if f not in side:
             return f"no run of {label} read {quote_name(f)}"
         text = side[f] or ""
