@@ -490,6 +490,32 @@ def test_an_output_directory_an_ignore_rule_keeps_out_is_refused_naming_the_rule
     repo.fsck_clean()
 
 
+def test_an_output_file_an_ignore_rule_keeps_out_is_refused_before_it_runs(
+    repo: Repo,
+) -> None:
+    repo.write(".dvfsignore", "*.log\nbuild/\n")
+    repo.ok("add", ".dvfsignore")
+    # out.log was staged, though `dvfs add out.log` refuses it
+    r = repo.run("run", "-n", "s", "-o", "keep.txt", "-o", "out.log", "--",
+                 "echo a > out.log && echo b > keep.txt")  # fmt: skip
+    assert_error(r, "stage s: out out.log is kept out by the ignore rule .dvfsignore:1:*.log",
+                 "remove or narrow that rule", code=2)  # fmt: skip
+    assert not (repo.root / "dvfs.yaml").exists() and not (repo.root / "out.log").exists()
+    # a dvfs.yaml written by hand: refused at repro, nothing run; a file below an
+    # ignored directory too
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: mkdir -p build && echo a > build/m.bin\n"
+               "    outs: [build/m.bin]\n")  # fmt: skip
+    repo.write("build/old", "x\n")
+    r = repo.run("repro")
+    assert_error(r, "out build/m.bin is kept out by the ignore rule .dvfsignore:2:build/", code=2)
+    assert not (repo.root / "build/m.bin").exists() and not (repo.root / "dvfs.runs").exists()
+    assert staged_paths(repo) == {".dvfsignore"}
+    repo.write(".dvfsignore", "*.log\n")
+    repo.ok("repro")
+    assert "build/m.bin" in staged_paths(repo)
+    repo.fsck_clean()
+
+
 def test_a_name_dvfs_never_stores_in_an_output_is_warned_of_once(repo: Repo) -> None:
     """A stage that cloned a library into its output warned of its .GIT four times."""
     r = repo.ok("run", "-n", "s", "-o", "lib", "--",
@@ -626,4 +652,31 @@ def test_dvfs_yaml_and_runs_are_never_git_ignored(make_repo: RepoFactory, tmp_pa
     ignored = repo.read(".gitignore").decode().splitlines()
     assert "/prepared" in ignored and "/model.bin" in ignored
     assert "/dvfs.yaml" not in ignored and "/dvfs.runs" not in ignored
+    repo.fsck_clean()
+
+
+def test_a_stage_is_done_when_its_command_exits_though_it_left_a_process_behind(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # `repro` waited for the background process, which held the stage's output pipes.
+    # Each background `cat` reads a FIFO this test holds open: it ends once it is closed.
+    fifos = [tmp_path / "ok", tmp_path / "fail"]
+    held = []
+    for f in fifos:
+        os.mkfifo(f)
+        held.append(os.open(f, os.O_RDWR))  # a writer: `cat` opens it at once, reads on
+    try:
+        r = repo.run("run", "-n", "s", "-o", "out.txt", "--",
+                     f"(cat {fifos[0]} > /dev/null; echo late) & "
+                     "echo made > out.txt; echo shown; echo said >&2", timeout=60)  # fmt: skip
+        assert r.code == 0, r
+        assert "shown\n" in r.out and "said\n" in r.err  # the command's output all came
+        assert "out.txt" in staged_paths(repo)
+        failing = f"(cat {fifos[1]} > /dev/null) & echo boom >&2; exit 3"
+        r = repo.run("run", "-n", "f", "-o", "f.txt", "--", failing, timeout=60)
+        assert_error(r, "stage f failed", "exited with 3", code=1)
+        assert "dvfs: last lines of stage f's standard error:\n  boom\n" in r.err, r
+    finally:
+        for fd in held:
+            os.close(fd)
     repo.fsck_clean()

@@ -309,15 +309,112 @@ def test_metrics_show_says_why_a_stage_s_metrics_are_not_shown(repo: Repo) -> No
     repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
     (repo.root / "m.json").unlink()
     # it said "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:"
-    r = repo.ok("metrics", "show")
+    r = repo.run("metrics", "show")
+    assert r.code == 1, r  # it exited 0: a script took "no metrics" for a result
     assert r.out == "no metrics could be read (the warnings above say why)\n"
     assert warnings_of(r) == ["dvfs: warning: m.json does not exist (`dvfs repro` makes a stage's)"]
     repo.write("m.json", "{broken")
-    r = repo.ok("metrics", "show")
+    r = repo.run("metrics", "show")
+    assert r.code == 1, r
     assert r.out.startswith("no metrics could be read")
     assert "m.json is not valid JSON" in warnings_of(r)[0]
+    assert warnings_of(r)[0].endswith("fix it, or make it again (`dvfs repro` makes a stage's)")
     repo.ok("repro")
     assert repo.json("metrics", "show", "--json") == {"workspace": {"m.json": {"acc": 1}}}
+    repo.fsck_clean()
+
+
+def test_metrics_show_shows_what_it_can_read_and_exits_1_for_what_it_cannot(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-m", "a.json", "--", "echo '{\"acc\": 0.5}' > a.json")
+    repo.ok("run", "-n", "b", "-m", "b.yaml", "--", "echo 'loss: 2' > b.yaml")
+    repo.ok("run", "-n", "c", "-m", "c.toml", "--", "echo 'f1 = 1' > c.toml")
+    repo.commit("three metrics files")
+    repo.write("a.json", "{broken")
+    (repo.root / "b.yaml").unlink()
+    r = repo.run("metrics", "show")
+    assert r.code == 1, r  # it exited 0, whatever it could not read
+    assert [ln.split()[:3] for ln in r.out.splitlines()] == [
+        ["Path", "Metric", "workspace"], ["c.toml", "f1", "1"]
+    ]  # fmt: skip
+    lines = warnings_of(r)
+    assert len(lines) == 2 and "a.json is not valid JSON" in lines[0], r
+    assert "b.yaml does not exist" in lines[1]
+    r = repo.run("metrics", "show", "--json")
+    assert r.code == 1 and r.json() == {"workspace": {"c.toml": {"f1": 1}}}, r
+    assert len(warnings_of(r)) == 2
+    # a version whose file no longer reads is named too, the others shown beside it
+    repo.ok("repro")
+    repo.ok("add", "a.json")
+    repo.commit("fixed")
+    assert repo.ok("metrics", "show", "v1", "v2").code == 0
+    repo.fsck_clean()
+
+
+def test_metrics_diff_names_an_unreadable_metrics_file_and_exits_1(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-m", "a.json", "--", "echo '{\"acc\": 0.5}' > a.json")
+    repo.commit("one")
+    repo.write("a.json", "{broken")
+    # acc showed as removed, exit 0, and --json said nothing of the file
+    r = repo.run("metrics", "diff")
+    assert r.code == 1, r
+    assert r.out.split() == ["Metric", "v1", "workspace", "Change", "acc", "0.5", "-", "-"]
+    assert len(warnings_of(r)) == 1 and "a.json is not valid JSON" in warnings_of(r)[0]
+    r = repo.run("metrics", "diff", "--json")
+    assert r.code == 1 and r.json()["unreadable"] == [{"file": "a.json", "side": "new"}], r
+    repo.ok("repro")
+    assert repo.json("metrics", "diff", "--json")["unreadable"] == []
+    repo.fsck_clean()
+
+
+def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
+    repo.write("config.json", '{"depth": 3}')
+    repo.ok("run", "-n", "t", "-p", "train.lr,train.epochs", "-p", "config.json:depth",
+            "-o", "o.txt", "--", "echo > o.txt")  # fmt: skip
+    repo.ok("add", "params.yaml", "config.json")
+    repo.commit("one")
+    (repo.root / "params.yaml").unlink()
+    repo.write("config.json", "{broken")
+    # every parameter showed as removed, params.yaml's without a word
+    r = repo.ok("params", "diff")
+    assert warnings_of(r) == [
+        "dvfs: warning: config.json is not valid JSON: Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1): its parameters are shown as removed",
+        "dvfs: warning: params.yaml does not exist in the working tree: its parameters are "
+        "shown as removed",
+    ]
+    got = repo.json("params", "diff", "--json")
+    assert [(g["file"], g["side"]) for g in got["missing_files"]] == [
+        ("config.json", "new"), ("params.yaml", "new")
+    ]  # fmt: skip
+    assert got["missing_files"][1]["note"] == warnings_of(r)[1].removeprefix("dvfs: warning: ")
+    # between versions: a file no run of one of them read
+    repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
+    repo.ok("run", "-f", "-n", "t", "-p", "train.lr,train.epochs", "-o", "o.txt", "--",
+            "echo > o.txt")  # fmt: skip
+    repo.commit("two")
+    r = repo.ok("params", "diff", "v2", "v1")
+    assert r.out.split() == ["Param", "v2", "v1", "config.json:depth", "-", "3"]
+    assert warnings_of(r) == [
+        "dvfs: warning: no run of v2 read config.json: its parameters are shown as added"
+    ]
+    got = repo.json("params", "diff", "v1", "v2", "--json")["missing_files"]
+    assert got == [
+        {
+            "file": "config.json",
+            "side": "new",
+            "note": "no run of v2 read config.json: its parameters are shown as removed",
+        }
+    ]
+    assert repo.json("params", "diff", "v2", "--json")["missing_files"] == []
+    (repo.root / "dvfs.yaml").unlink()  # it said "no run of workspace read config.json"
+    assert warnings_of(repo.ok("params", "diff", "v1")) == [
+        "dvfs: warning: no stage of dvfs.yaml reads config.json now: its parameters are shown "
+        "as removed",
+        "dvfs: warning: no stage of dvfs.yaml reads params.yaml now: its parameters are shown "
+        "as removed",
+    ]
+    repo.fsck_clean()
 
 
 def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:

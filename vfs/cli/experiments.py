@@ -53,7 +53,9 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """Parameters that differ: HEAD (or REV) against the working tree, or two versions.
 
     A version's parameters are those of `commit --param` and those its pipeline's
-    runs read (params.yaml keys by name, other files as FILE:KEY).
+    runs read (params.yaml keys by name, other files as FILE:KEY). A params file one
+    side has and the other lacks (or cannot read) is named in a warning, and under
+    missing_files in --json.
 
     \b
     Examples:
@@ -70,18 +72,23 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     taken = report.commit_names(sides)  # one name, one parameter, on both sides
     a = report.version_params(sides[0], taken)
     if new is None:
-        b, notes = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
-        for n in notes:
-            warn(n)
+        b, files = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
     else:
-        b = report.version_params(sides[1], taken)
+        b, files = report.version_params(sides[1], taken), report.run_param_files(sides[1])
     changes = report.diff(a, b, everything)
     left, right = _labels(repo, revs, old, new)
+    gaps = report.param_file_gaps(
+        report.run_param_files(sides[0]), files, left, None if new is None else right
+    )
+    for g in gaps:
+        warn(g.note)
     if as_json:
         emit_json({
             "old": left, "new": right,
             "params": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
                         "changed": c.changed} for c in changes],
+            "missing_files": [{"file": os.fsdecode(g.file), "side": g.side, "note": g.note}
+                              for g in gaps],
         })  # fmt: skip
         return
     if changes:
@@ -106,6 +113,9 @@ def metrics_group() -> None:
 def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     """The metrics of the working tree's stages, or of versions REV...
 
+    Each metrics file that cannot be read (missing, not valid JSON/YAML/TOML, too
+    large) is named on its own line, the others are shown, and the exit status is 1.
+
     \b
     Examples:
       dvfs metrics show
@@ -116,14 +126,15 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
     ws = workspace.find()
     sides: list[tuple[str, dict[bytes, dict[str, Any]]]] = []
     notes: list[str] = []
+    unreadable: list[bytes] = []
     if not revs:
-        m, notes = report.work_metrics(ws, workspace.load_pipeline(ws)[0])
+        m, notes = report.work_metrics(ws, workspace.load_pipeline(ws)[0], unreadable)
         sides.append(("workspace", m))
     else:
         hist = history_of(ws).history
         for r in revs:
             v = hist.version(hist.resolve(r))
-            m, why = report.version_metrics(hist, v)
+            m, why = report.version_metrics(hist, v, unreadable)
             notes += why
             sides.append((r, m))
     for n in notes:
@@ -132,6 +143,8 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
         emit_json({
             label: {os.fsdecode(f): kv for f, kv in m.items()} for label, m in sides
         })  # fmt: skip
+        if unreadable:
+            sys.exit(1)
         return
     keys = sorted({(f, k) for _, m in sides for f, kv in m.items() for k in kv})
     if not keys:
@@ -140,13 +153,15 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
             "no metrics (a stage of dvfs.yaml lists its metrics files under metrics:, "
             "a vfs.track run logs them with run.log_metrics)"
         )  # fmt: skip
-        return
-    gone = report.MISSING
-    rows = [
-        [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k, gone)) for _, m in sides)]
-        for f, k in keys
-    ]
-    plain_table(["Path", "Metric", *(escape_text(label) for label, _ in sides)], rows)
+    else:
+        gone = report.MISSING
+        rows = [
+            [quoted(f), quote_name(k), *(report.shown(m.get(f, {}).get(k, gone)) for _, m in sides)]
+            for f, k in keys
+        ]  # fmt: skip
+        plain_table(["Path", "Metric", *(escape_text(label) for label, _ in sides)], rows)
+    if unreadable:
+        sys.exit(1)
 
 
 @metrics_group.command(name="diff")
@@ -155,6 +170,9 @@ def metrics_show(revs: tuple[str, ...], as_json: bool) -> None:
 @AS_JSON
 def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """Metrics that differ: HEAD (or REV) against the working tree, or two versions.
+
+    A metrics file that cannot be read on either side is named (its metrics show as
+    missing there, and under unreadable in --json), and the exit status is 1.
 
     \b
     Examples:
@@ -167,11 +185,13 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     repo = history_of(ws)
     hist = repo.history
     old, new = _sides(revs, repo)
-    a, notes = report.version_metrics(hist, hist.version(old))
+    gone_old: list[bytes] = []
+    gone_new: list[bytes] = []
+    a, notes = report.version_metrics(hist, hist.version(old), gone_old)
     if new is None:
-        b, more = report.work_metrics(ws, workspace.load_pipeline(ws)[0])
+        b, more = report.work_metrics(ws, workspace.load_pipeline(ws)[0], gone_new)
     else:
-        b, more = report.version_metrics(hist, hist.version(new))
+        b, more = report.version_metrics(hist, hist.version(new), gone_new)
     for n in [*notes, *more]:
         warn(n)
     bare = report.metric_names([a, b])
@@ -182,15 +202,20 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
             "old": left, "new": right,
             "metrics": [{"name": c.name, **report.present({"old": c.old, "new": c.new}),
                          "change": c.delta} for c in changes],
+            "unreadable": [{"file": os.fsdecode(f), "side": side}
+                           for side, gone in (("old", gone_old), ("new", gone_new))
+                           for f in gone],
         })  # fmt: skip
-        return
-    rows = [
-        [quote_name(c.name), report.shown(c.old), report.shown(c.new),
-         "-" if c.delta is None else f"{c.delta:+.6g}"]
-        for c in changes
-    ]  # fmt: skip
-    if rows:
-        plain_table(["Metric", escape_text(left), escape_text(right), "Change"], rows)
+    else:
+        rows = [
+            [quote_name(c.name), report.shown(c.old), report.shown(c.new),
+             "-" if c.delta is None else f"{c.delta:+.6g}"]
+            for c in changes
+        ]  # fmt: skip
+        if rows:
+            plain_table(["Metric", escape_text(left), escape_text(right), "Change"], rows)
+    if gone_old or gone_new:
+        sys.exit(1)
 
 
 @click.command(cls=DvfsCommand)

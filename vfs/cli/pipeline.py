@@ -219,6 +219,7 @@ def run_cmd(
         text = spec.with_stage(p, stage)
         new = spec.parse(text)  # the file as it will be: valid, and its graph too
         dag = graph.build(new)
+        plan.check_outs(ws, [dag.stages[name]])  # an out it could not make or version
         if not no_exec and not dag.upstream[name]:
             # A dep or param missing (a typo) is refused before the file changes; one that
             # another stage makes is for the run to name, with the stage added.

@@ -12,7 +12,7 @@ from typing import Any
 from vfs.errors import UsageError
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Stage
-from vfs.pipeline.workspace import Workspace
+from vfs.pipeline.workspace import Workspace, ignored_outs
 from vfs.repo.gitlink import PIPELINE_FILE
 from vfs.worktree.scan import show
 
@@ -113,17 +113,12 @@ def _through_link(name: str, what: str, path: bytes, link: bytes) -> UsageError:
     )
 
 
-def check_inputs(
-    ws: Workspace,
-    dag: Dag,
-    names: list[str],
-    param_values: Callable[[Stage], object],
-) -> None:
-    """UsageError if a selected stage needs a dep or param nothing will provide."""
-    chosen = set(names)
-    for n in names:
-        stage = dag.stages[n]
-        made_here = {o for m in names if m != n for o in dag.stages[m].outs}
+def check_outs(ws: Workspace, stages: list[Stage]) -> None:
+    """UsageError if an out of ``stages`` cannot be made where it is, or would not be
+    versioned: an ignore rule keeps it out (``add`` would refuse it, ``status`` not
+    show it; an output directory only a rule ending in / keeps out is found when made)."""
+    for stage in stages:
+        n = stage.name
         for o in stage.outs:
             link = _link_above(ws, stage, o)
             if link is not None:
@@ -134,6 +129,28 @@ def check_inputs(
                     f"stage {n}: out {show(o)} cannot be made: {show(in_file)} is a file, "
                     f"not a directory: move {show(in_file)} away, or name another out"
                 )
+    for stage in stages:
+        for o, rule in ignored_outs(ws, stage.outs)[:1]:
+            raise UsageError(
+                f"stage {stage.name}: out {show(o)} is kept out by the ignore rule {rule}, "
+                "so it would not be versioned (`dvfs add` refuses it, `status` does not show "
+                "it): remove or narrow that rule (a ! line can undo it), or name another out"
+            )
+
+
+def check_inputs(
+    ws: Workspace,
+    dag: Dag,
+    names: list[str],
+    param_values: Callable[[Stage], object],
+) -> None:
+    """UsageError if a selected stage needs a dep or param nothing will provide, or has
+    an out it cannot make or version (:func:`check_outs`)."""
+    chosen = set(names)
+    check_outs(ws, [dag.stages[n] for n in names])
+    for n in names:
+        stage = dag.stages[n]
+        made_here = {o for m in names if m != n for o in dag.stages[m].outs}
         for d in stage.deps:
             if any(inside(d, o) or inside(o, d) for o in made_here):
                 continue

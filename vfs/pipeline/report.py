@@ -33,6 +33,7 @@ from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name
+from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.refs import Refs
 
@@ -85,11 +86,12 @@ def version_params(v: Version, taken: Iterable[str] = ()) -> dict[str, Any]:
 
 def work_params(
     ws: Workspace, p: Pipeline, taken: Iterable[str] = ()
-) -> tuple[dict[str, Any], list[str]]:
-    """The parameters the stages would read now, and notes on those that cannot be read;
+) -> tuple[dict[str, Any], dict[bytes, str | None]]:
+    """The parameters the stages would read now, and each params file they name: None
+    if it was read, else why not (it does not exist, or what is wrong with it);
     ``taken``: see :func:`commit_names`, for the versions they are shown beside."""
     found: list[tuple[bytes, str, Any]] = []
-    notes: list[str] = []
+    files: dict[bytes, str | None] = {}
     docs: dict[bytes, Any] = {}
     for s in p.stages.values():
         for f, k in s.params:
@@ -97,14 +99,64 @@ def work_params(
                 try:
                     data = ws.read(f, values.MAX_FILE)
                     docs[f] = None if data is None else values.load(data, f, os.fsdecode(f))
+                    files[f] = None if data is not None else f"{quote_name(f)} does not exist"
                 except DvfsError as exc:
                     docs[f] = None
-                    notes.append(str(exc))
+                    files[f] = str(exc)
             doc = docs[f]
             value = values.lookup(doc, k) if doc is not None else None
             if doc is not None and not values.is_missing(value):
                 found.append((f, k, values.plain(value)))
-    return dict(sorted(_named(found, set(taken)).items())), notes
+    return dict(sorted(_named(found, set(taken)).items())), files
+
+
+def run_param_files(v: Version) -> dict[bytes, str | None]:
+    """The params files the runs of a version read (each None, as :func:`work_params`
+    gives a file it read)."""
+    return {f: None for s in v.pipeline for f, _, _ in s.params}
+
+
+@dataclass(frozen=True)
+class FileGap:
+    """A params file whose parameters one side of a diff has and the other lacks
+    (``side``: ``old`` or ``new``, the side without it), and what to tell the user."""
+
+    file: bytes
+    side: str
+    note: str
+
+
+def param_file_gaps(
+    old: Mapping[bytes, str | None],
+    new: Mapping[bytes, str | None],
+    left: str,
+    right: str | None,
+) -> list[FileGap]:
+    """The params files read on one side of a diff and not on the other (each side as
+    :func:`work_params` or :func:`run_param_files` gives it; ``right`` None: the new
+    side is the working tree): without a word, every parameter of such a file would
+    show as added or removed as if its values had."""
+
+    def why(side: Mapping[bytes, str | None], f: bytes, label: str | None) -> str:
+        if f not in side and label is None:
+            return f"no stage of {PIPELINE_FILE} reads {quote_name(f)} now"
+        if f not in side:
+            return f"no run of {label} read {quote_name(f)}"
+        text = side[f] or ""
+        return f"{text} in the working tree" if text.endswith(" does not exist") else text
+
+    out = []
+    for f in sorted(set(old) | set(new)):
+        read_old, read_new = f in old and old[f] is None, f in new and new[f] is None
+        if read_old and not read_new:
+            note = f"{why(new, f, right)}: its parameters are shown as removed"
+            out.append(FileGap(f, "new", note))
+        elif read_new and not read_old:
+            note = f"{why(old, f, left)}: its parameters are shown as added"
+            out.append(FileGap(f, "old", note))
+        elif not read_new and not read_old and f in new and new[f] is not None:
+            out.append(FileGap(f, "new", new[f] or ""))  # named even if neither side has it
+    return out
 
 
 def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
@@ -121,42 +173,60 @@ def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
     return b"".join(hist.store.get(c.oid) for c in e.chunks)
 
 
-def version_metrics(hist: History, v: Version) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
-    """Each metrics file of a version's pipeline, flattened; and notes on unreadable ones."""
+def version_metrics(
+    hist: History, v: Version, unreadable: list[bytes] | None = None
+) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+    """Each metrics file of a version's pipeline, flattened; and notes: on what a file
+    read leaves out, and one on each file that cannot be read (added to ``unreadable``)."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
     for s in v.pipeline:
         for m in s.metrics:
             try:
                 data = _read_tree_file(hist, v.tree, m)
-                if data is not None:
-                    out[m], why = values.metrics_of(data, m, quote_name(m))
-                    notes += [f"v{v.number}: {w}" for w in why]
+                if data is None:
+                    raise DvfsError(
+                        f"{quote_name(m)}, a metrics file of stage {s.name}, is not in the version"
+                    )
+                out[m], why = values.metrics_of(data, m, quote_name(m))
+                notes += [f"v{v.number}: {w}" for w in why]
             except DvfsError as exc:
-                notes.append(f"v{v.number}: {exc}")
+                notes.append(f"v{v.number}: {exc}: its metrics are not shown")
+                if unreadable is not None:
+                    unreadable.append(m)
     return out, notes
 
 
-def work_metrics(ws: Workspace, p: Pipeline) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+def work_metrics(
+    ws: Workspace, p: Pipeline, unreadable: list[bytes] | None = None
+) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
     """Each metrics file of ``dvfs.yaml``'s stages and of the runs in ``dvfs.runs``, as
-    the working tree holds it, flattened; and notes on those that cannot be read."""
+    the working tree holds it, flattened; and notes: on what a file read leaves out, and
+    one on each file that cannot be read (added to ``unreadable``; ``dvfs.runs`` itself
+    if it cannot be read)."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
     files = [m for s in p.stages.values() for m in s.metrics]
+    gone: list[bytes] = []
     try:
         files += [m for s in load_runs(ws).values() for m in s.metrics]
     except DvfsError as exc:
         notes.append(f"{exc}: the metrics of its runs are not shown")
+        gone.append(RUNS_FILE.encode())
     for m in dict.fromkeys(files):
         try:
             data = ws.read(m, values.MAX_FILE)
             if data is None:
                 notes.append(f"{quote_name(m)} does not exist (`dvfs repro` makes a stage's)")
+                gone.append(m)
             else:
                 out[m], why = values.metrics_of(data, m, quote_name(m))
                 notes += why
         except DvfsError as exc:
-            notes.append(str(exc))
+            notes.append(f"{exc}: fix it, or make it again (`dvfs repro` makes a stage's)")
+            gone.append(m)
+    if unreadable is not None:
+        unreadable += gone
     return out, notes
 
 

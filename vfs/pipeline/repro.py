@@ -41,6 +41,7 @@ import os
 import platform
 import queue
 import signal
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -259,13 +260,15 @@ class Repro:
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
                 "of it was recorded and its previous outputs are back"
             )
-        ignored = self.state.ignored_dirs(stage.outs)
+        ignored = self.state.ignored_outs(stage.outs)
         if ignored:
-            self.cleanup_failed(stage, started.backups)
             out, rule = ignored[0]
+            st = self.ws.lstat(out)
+            made = "a directory" if st is not None and stat.S_ISDIR(st.st_mode) else "a file"
+            self.cleanup_failed(stage, started.backups)
             raise StageFailed(
-                f"stage {stage.name} made {show(out)}, a directory the ignore rule {rule} "
-                "keeps out, so none of its files would be versioned: nothing of it was "
+                f"stage {stage.name} made {show(out)}, {made} the ignore rule {rule} "
+                "keeps out, so it would not be versioned: nothing of it was "
                 "recorded; remove that rule, or undo it with a ! pattern"
             )
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]

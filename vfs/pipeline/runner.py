@@ -16,7 +16,10 @@
   error as it comes; with ``prefix``, each line starts with ``[stage] `` (parallel
   stages interleave whole lines). The last ``TAIL`` lines of standard error are kept
   for the message if the command fails, each as a terminal shows it (a progress bar
-  redrawn after carriage returns: its last drawing).
+  redrawn after carriage returns: its last drawing). The stage is done when its command
+  exits: what the pipes hold then is copied, and a process it left running in the
+  background (``server &``), which keeps the pipes open, is not waited for; what that
+  process writes later is not shown (it gets EPIPE or SIGPIPE: redirect its output).
 - **Signals**: each command runs in a session of its own (so a Ctrl-C reaches dvfs,
   not every command at once); :meth:`Running.stop` sends it SIGINT, then SIGTERM
   after ``GRACE`` seconds, then SIGKILL, to its whole process group.
@@ -24,11 +27,15 @@
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
+import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections import deque
@@ -59,6 +66,24 @@ def environment(root: Path, stage: Stage) -> dict[str, str]:
 def argv(stage: Stage) -> list[str]:
     """What is executed: ``sh -c CMD`` for text, the list itself otherwise."""
     return ["sh", "-c", stage.cmd] if isinstance(stage.cmd, str) else list(stage.cmd)
+
+
+def _pending(fd: int) -> int:
+    """How many bytes pipe ``fd`` holds now (FIONREAD)."""
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    except OSError:
+        return 0
+    return buf[0]
+
+
+def _read(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``fd``; empty at its end, or if it cannot be read."""
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return b""
 
 
 def _as_shown(line: bytes) -> str:
@@ -124,6 +149,8 @@ class Running:
         self.error: str | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._readers: list[threading.Thread] = []
+        self._exited_r, self._exited_w = os.pipe2(os.O_CLOEXEC)  # (made readable by wait)
+        self._exited_lock = threading.Lock()
         try:
             self.proc = subprocess.Popen(
                 argv(stage),
@@ -146,17 +173,15 @@ class Running:
             self._readers.append(t)
 
     def _relay(self, pipe: IO[bytes], is_err: bool) -> None:
-        """Copy one of the command's streams to ours (prefixed by line), keeping the tail."""
+        """Copy one of the command's streams to ours (prefixed by line), keeping the tail,
+        until it ends, or until the command has exited: then what the pipe holds at that
+        moment is copied, and no more (see :meth:`wait`)."""
         at_start = True
         partial = b""
         fd = pipe.fileno()
-        while True:
-            try:
-                data = os.read(fd, READ_SIZE)
-            except OSError:
-                break
-            if not data:
-                break
+
+        def copy(data: bytes) -> None:
+            nonlocal at_start, partial
             if is_err:
                 lines = (partial + data).split(b"\n")
                 partial = lines.pop()[-4096:]
@@ -179,6 +204,25 @@ class Running:
                         at_start = True
                 data = bytes(out)
             self.output.write(is_err, data)
+
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(self._exited_r, select.POLLIN)
+        while True:
+            ready = {f for f, _ in poller.poll()}
+            if self._exited_r in ready:  # (checked first: a process left behind may write on)
+                left = _pending(fd)
+                while left > 0:
+                    data = _read(fd, min(left, READ_SIZE))
+                    if not data:
+                        break
+                    left -= len(data)
+                    copy(data)
+                break
+            data = _read(fd, READ_SIZE)
+            if not data:
+                break
+            copy(data)
         if self.prefix and not at_start:
             self.output.write(is_err, b"\n")
         if is_err and partial:
@@ -191,12 +235,24 @@ class Running:
         return self.proc is None or self.proc.poll() is not None
 
     def wait(self, timeout: float | None = None) -> Finished:
-        """Wait for the command and its output to end (TimeoutExpired after ``timeout``)."""
+        """Wait for the command to exit (TimeoutExpired after ``timeout``) and for its
+        output: all it wrote, but not what a process it left running in the background
+        writes later, which holds the pipes open (the stage is done when its command is;
+        such a process gets EPIPE, or SIGPIPE, if it writes after that)."""
         code = -1
         if self.proc is not None:
             code = self.proc.wait(timeout)
+        with self._exited_lock:  # (stop() may wait while another thread waits too)
+            if self._exited_w >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self._exited_w, b"x")
         for t in self._readers:
             t.join()
+        with self._exited_lock:
+            for fd in (self._exited_r, self._exited_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._exited_r = self._exited_w = -1
         return Finished(
             code=code,
             stderr_tail=list(self.tail),

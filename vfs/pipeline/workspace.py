@@ -20,7 +20,7 @@ import contextlib
 import errno
 import os
 import stat as statmod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,21 +220,9 @@ class TreeState:
         found = scan(self.ws.root, rel, self.warn, enter=enter)
         return st, [f for f in found if not ign.ignored(f.rel)]
 
-    def ignored_dirs(self, paths: Iterable[bytes]) -> list[tuple[bytes, str]]:
-        """The directories among ``paths`` that ignore rules keep out whole (none of
-        their files would be staged), each with the rule (``FILE:LINE:PATTERN``)."""
-        from vfs.worktree.ignore import Ignores
-
-        out = []
-        with Ignores(self.ws.root, self._tracked, self.warn) as ign:
-            for p in paths:
-                st = self.ws.lstat(p)
-                if st is None or not statmod.S_ISDIR(st.st_mode):
-                    continue
-                m = ign.match(p, is_dir=True)
-                if m is not None and ign.ignored(p, is_dir=True):
-                    out.append((p, m.rule()))
-        return out
+    def ignored_outs(self, paths: Iterable[bytes]) -> list[tuple[bytes, str]]:
+        """See :func:`ignored_outs` (the index read once)."""
+        return ignored_outs(self.ws, paths, self._tracked, self.warn)
 
     def ids(self, paths: Iterable[bytes]) -> dict[bytes, bytes | None]:
         """The content id of each path (None if it is not there), hashing what it must."""
@@ -328,6 +316,35 @@ def ids_of_records(paths: Iterable[bytes], records: dict[bytes, Staged]) -> dict
             for r, x in records.items()
             if r.startswith(below)
         )
+    return out
+
+
+def ignored_outs(
+    ws: Workspace,
+    paths: Iterable[bytes],
+    tracked: Callable[[], Sequence[bytes]] | None = None,
+    warn: Warn = _quiet,
+) -> list[tuple[bytes, str]]:
+    """The outputs among ``paths`` that ignore rules keep out, each with the rule
+    (``FILE:LINE:PATTERN``): a file (or a path not made yet) an untracked rule matches,
+    or a directory they keep out whole. ``dvfs add`` would refuse such an output and
+    ``status`` would not show it, so it cannot be versioned. ``tracked``: the tracked
+    paths (default: read from the index)."""
+    from vfs.worktree.ignore import Ignores
+
+    def from_index() -> Sequence[bytes]:
+        if ws.repo is None or not ws.own_index:
+            return []
+        return sorted(ws.repo.index().paths())
+
+    out = []
+    with Ignores(ws.root, tracked or from_index, warn) as ign:
+        for p in paths:
+            st = ws.lstat(p)
+            is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+            m = ign.match(p, is_dir=is_dir)
+            if m is not None and ign.ignored(p, is_dir=is_dir):
+                out.append((p, m.rule()))
     return out
 
 
