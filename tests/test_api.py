@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import random
 import shutil
@@ -23,6 +24,7 @@ import vfs
 from tests.support.api import Data, make_data, push_all, write
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
 from tests.support.s3server import S3Server
+from vfs.repo.repository import Repository
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +298,27 @@ def test_push_fetch_and_pull_from_python_as_the_cli_does(data: Data, tmp_path: P
         b.fetch("nope")
     fsck_clean(work)
     fsck_clean(tmp_path / "b")
+
+
+def test_a_link_is_followed_through_links_on_its_way_and_to_the_root(tmp_path: Path) -> None:
+    # `chain -> dl/e/f.txt` (dl -> d) was "a link to dl/e/f.txt, which does not exist
+    # there", and `d/up -> ..` "a link to .., which does not exist there"
+    root = tmp_path / "repo"
+    Repository.init(root)
+    write(root, {"d/e/f.txt": b"hi\n"})
+    os.symlink("d", root / "dl")
+    os.symlink("dl/e/f.txt", root / "chain")
+    os.symlink("..", root / "d" / "up")
+    repo = vfs.Repo(root)
+    repo.add(["d", "dl", "chain"])
+    repo.commit("links")
+    assert repo.read_bytes("chain") == b"hi\n"
+    found = repo.target("chain")
+    assert found is not None and found.path == "d/e/f.txt"
+    with pytest.raises(IsADirectoryError, match=r"^\. is a directory in v1$"):
+        repo.open("d/up")
+    assert [f.path for f in repo.ls("HEAD", "d/up")] == ["d/up/chain", "d/up/d", "d/up/dl"]
+    fs = fsspec.filesystem("dvfs", repo=repo)
+    assert fs.info("/chain")["type"] == "file" and fs.cat_file("/chain") == b"hi\n"
+    assert fs.info("/d/up")["type"] == "link"  # a loop: not entered by a reader walking
+    fsck_clean(root)

@@ -566,13 +566,14 @@ class Repo:
                     f"{quote_name(rel)} in {label} is a link to {quote_name(e.target)}, "
                     "outside the repository"
                 )
-            found = hist.lookup(hist.version(oid).tree, target) if target != b"." else None
-            if found is None:
+            try:  # through the links on the way (`dl/f.txt`, dl -> d), as the kernel goes
+                _, to, found = self._find(oid.hex(), target if target != b"." else b"")
+            except PathNotFound:
                 raise PathNotFound(
                     f"{quote_name(rel)} in {label} is a link to {quote_name(e.target)}, "
                     "which does not exist there"
-                )
-            rel, e = target, found
+                ) from None
+            rel, e = to, found
         else:
             raise PathNotFound(f"{quote_name(start)} in {label}: too many links")
         return rel, e
