@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import shutil
+import threading
 from pathlib import Path
 
 import fsspec
@@ -24,6 +25,7 @@ import vfs
 from tests.support.api import Data, make_data, push_all, write
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
 from tests.support.s3server import S3Server
+from vfs.remote.config import default_remote
 from vfs.repo.repository import Repository
 
 
@@ -322,3 +324,29 @@ def test_a_link_is_followed_through_links_on_its_way_and_to_the_root(tmp_path: P
     assert fs.info("/chain")["type"] == "file" and fs.cat_file("/chain") == b"hi\n"
     assert fs.info("/d/up")["type"] == "link"  # a loop: not entered by a reader walking
     fsck_clean(root)
+
+
+def test_threads_reading_a_clone_without_checkout_at_once_all_reach_its_remote(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a thread reading while the first one looked for the default remote was told
+    # "object ... is not in the local store" (a DataLoader's threads on a fresh clone)
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
+    other: list[bytes] = []
+
+    def meanwhile(repo: Repository) -> str | None:
+        if not other:  # the first reader, looking: another thread reads now
+            other.append(b"")
+            t = threading.Thread(target=lambda: other.append(clone.read_bytes("notes.txt")))
+            t.start()
+            t.join()
+        return default_remote(repo)
+
+    monkeypatch.setattr(vfs.api, "default_remote", meanwhile)
+    assert clone.read_bytes("data/labels.csv") == data.v2["data/labels.csv"]
+    assert other == [b"", data.v2["notes.txt"]]
+    fsck_clean(tmp_path / "clone")

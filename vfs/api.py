@@ -615,13 +615,16 @@ class Repo:
         return chunks.fetch(oid)
 
     def _fallback(self) -> RemoteChunks | None:
-        """Where chunks missing locally come from: the default remote, if there is one."""
+        """Where chunks missing locally come from: the default remote, if there is one.
+
+        Threads may read at once: the answer is known only once it is set (a thread
+        that finds it unknown works it out too, rather than taking "none" meanwhile)."""
         if not self._fallback_known:
-            self._fallback_known = True
             name = default_remote(self._repo)
             if name is not None:
                 spec = remotes(self._repo)[name]
                 self._chunks = RemoteChunks(lambda: RemoteRepo(connect(spec, JOBS), None))
+            self._fallback_known = True
         return self._chunks
 
     # changing ------------------------------------------------------------------------
