@@ -350,3 +350,23 @@ def test_threads_reading_a_clone_without_checkout_at_once_all_reach_its_remote(
     assert clone.read_bytes("data/labels.csv") == data.v2["data/labels.csv"]
     assert other == [b"", data.v2["notes.txt"]]
     fsck_clean(tmp_path / "clone")
+
+
+def test_one_remote_spelled_two_ways_shares_its_cache_dir(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    # it said "c/meta holds the versions of s3://.../ds: give each remote a cache_dir
+    # of its own", of the same remote with a trailing slash, or as file:// and a path
+    cache = tmp_path / "c"
+    vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=cache).close()
+    again = vfs.Repo.remote(pushed + "/", endpoint_url=s3_env.endpoint, cache_dir=cache)
+    assert again.read_bytes("notes.txt") == data.v2["notes.txt"]
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    vfs.Repo.remote(str(remote), cache_dir=tmp_path / "d").close()
+    fs = fsspec.filesystem("dvfs", repo=remote.as_uri(), cache_dir=tmp_path / "d")
+    assert fs.cat_file("/notes.txt") == data.v2["notes.txt"]
+    with pytest.raises(vfs.OtherSource, match="give each remote a cache_dir of its own"):
+        vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "d")
