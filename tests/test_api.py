@@ -370,3 +370,23 @@ def test_one_remote_spelled_two_ways_shares_its_cache_dir(
     assert fs.cat_file("/notes.txt") == data.v2["notes.txt"]
     with pytest.raises(vfs.OtherSource, match="give each remote a cache_dir of its own"):
         vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "d")
+
+
+def test_a_directory_remote_given_as_a_path_object_is_read_and_cloned(
+    data: Data, tmp_path: Path
+) -> None:
+    # Repo.remote(Path(...)) said "argument of type 'PosixPath' is not iterable" and
+    # Repo.clone(Path(...), ...) "'PosixPath' object has no attribute 'strip'"
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    read = vfs.Repo.remote(remote, cache_dir=tmp_path / "mirror")
+    assert read.url == str(remote) and read.read_bytes("notes.txt") == data.v2["notes.txt"]
+    clone = vfs.Repo.clone(remote, tmp_path / "clone", no_checkout=True)
+    assert clone.read_bytes("data/labels.csv", "v1") == data.v1["data/labels.csv"]
+    with pytest.raises(TypeError, match=r"^a remote is a URL \(s3://bucket/prefix, file"):
+        vfs.Repo.remote(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^a remote is a URL \(s3://bucket/prefix, file"):
+        vfs.Repo.clone(None, tmp_path / "x")  # type: ignore[arg-type]
+    fsck_clean(tmp_path / "clone")

@@ -79,6 +79,7 @@ from vfs.api_types import (
     rev_text,
     text_arg,
     time_of,
+    url_arg,
 )
 from vfs.errors import (
     NotADirectory,
@@ -161,12 +162,12 @@ class Repo:
 
     @classmethod
     def clone(
-        cls, url: str, directory: PathArg, *, rev: str | None = None,
+        cls, url: PathArg, directory: PathArg, *, rev: str | None = None,
         endpoint_url: str | None = None, no_checkout: bool = False, yes: bool = False,
         jobs: int = JOBS,
     ) -> Repo:  # fmt: skip
-        """Make a new repository from the remote at ``url`` in ``directory``, as
-        ``dvfs clone`` does, and open it.
+        """Make a new repository from the remote at ``url`` (a URL, or a directory as
+        text or a ``pathlib.Path``) in ``directory``, as ``dvfs clone`` does, and open it.
 
         ``no_checkout``: fetch the versions only; files are then read from the remote
         on demand. ``yes``: check out even a version that would expand far beyond its
@@ -178,7 +179,7 @@ class Repo:
         """
         with Workers(settings.threads()) as w:
             repo, transfer, _, report = sync.clone(
-                url, Path(os.fspath(directory)), w, rev=rev, no_checkout=no_checkout,
+                url_arg(url), Path(os.fspath(directory)), w, rev=rev, no_checkout=no_checkout,
                 endpoint_url=endpoint_url, jobs=jobs, yes=yes,
             )  # fmt: skip
         for line in transfer.warnings:
@@ -189,18 +190,20 @@ class Repo:
 
     @classmethod
     def remote(
-        cls, url: str, *, endpoint_url: str | None = None, cache_dir: PathArg | None = None,
+        cls, url: PathArg, *, endpoint_url: str | None = None, cache_dir: PathArg | None = None,
         jobs: int = JOBS,
     ) -> Repo:  # fmt: skip
         """The remote at ``url`` (``s3://bucket/prefix``, ``file:///path`` or a
-        directory), read without cloning: versions and trees are fetched now (only
-        what is new since the last time), file chunks when read. Read-only.
+        directory, as text or a ``pathlib.Path``), read without cloning: versions and
+        trees are fetched now (only what is new since the last time), file chunks when
+        read. Read-only.
 
         Example::
 
             cats = vfs.Repo.remote("s3://bucket/cats", endpoint_url="http://minio:9000")
             cats.versions()[0].message
         """
+        url = url_arg(url)
         if "://" not in url:
             url = os.path.abspath(url)  # a directory remote, as `dvfs remote add` keeps it
         spec = RemoteSpec("origin", url, endpoint_url)
