@@ -390,3 +390,12 @@ def test_a_directory_remote_given_as_a_path_object_is_read_and_cloned(
     with pytest.raises(TypeError, match=r"^a remote is a URL \(s3://bucket/prefix, file"):
         vfs.Repo.clone(None, tmp_path / "x")  # type: ignore[arg-type]
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_limit_that_is_no_whole_number_is_a_type_error_that_says_so(data: Data) -> None:
+    # limit="2" said "'<' not supported between instances of 'str' and 'int'", and
+    # limit=1.5 gave two versions, limit=True one
+    for bad in ("2", 1.5, True):
+        with pytest.raises(TypeError, match=r"^limit is a whole number \(int\), not \w+$"):
+            data.repo.versions(limit=bad)  # type: ignore[arg-type]
+    assert len(data.repo.versions(limit=np.int64(1))) == 1  # type: ignore[arg-type]

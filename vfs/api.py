@@ -303,8 +303,10 @@ class Repo:
 
             [v.version for v in repo.versions(limit=3)]   # ['v7', 'v6', 'v5']
         """
-        if limit is not None and limit < 0:
-            raise UsageError(f"limit={limit}: give 0 or more (None for every version)")
+        if limit is not None:
+            limit = _count(limit, "limit")
+            if limit < 0:
+                raise UsageError(f"limit={limit}: give 0 or more (None for every version)")
         if rev is None and self._repo.history.head_id() is None:
             return []
         named = None if rev is None else rev_text(rev)
@@ -760,6 +762,17 @@ class Repo:
                 "(vfs.Repo.clone) to add and commit"
             )
         return self._repo.root
+
+
+def _count(value: object, what: str) -> int:
+    """``value`` as an int (numpy's too), else TypeError naming ``what``: never a
+    boolean or a float, which would be taken as 1 or cut."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(f"{what} is a whole number (int), not {type(value).__name__}")
 
 
 def _names(names: str | Iterable[str]) -> list[str]:
