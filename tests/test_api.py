@@ -399,3 +399,27 @@ def test_a_limit_that_is_no_whole_number_is_a_type_error_that_says_so(data: Data
         with pytest.raises(TypeError, match=r"^limit is a whole number \(int\), not \w+$"):
             data.repo.versions(limit=bad)  # type: ignore[arg-type]
     assert len(data.repo.versions(limit=np.int64(1))) == 1  # type: ignore[arg-type]
+
+
+def test_an_empty_path_is_refused_not_taken_as_the_whole_repository(
+    data: Data, tmp_path: Path
+) -> None:
+    # repo.add("") (a path from an unset variable) staged every file of the repository
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"big.bin": b"not for the repository\n", "data/new.txt": b"new\n"})
+    repo = vfs.Repo(root)
+    tracked = set(repo.repository.index().paths())
+    for call in (
+        lambda: repo.add(""),
+        lambda: repo.add(["data/new.txt", ""]),
+        lambda: repo.versions(paths=""),
+        lambda: repo.diff("v1", "v2", paths=[""]),
+        lambda: repo.pull(paths=""),
+    ):
+        with pytest.raises(vfs.UsageError, match=r"^an empty path \(an unset variable\?\): "):
+            call()
+    assert set(repo.repository.index().paths()) == tracked  # nothing staged
+    repo.add(".")  # the whole repository, said so
+    assert b"big.bin" in set(repo.repository.index().paths())
+    fsck_clean(root)

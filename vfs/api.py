@@ -785,14 +785,23 @@ def _names(names: str | Iterable[str]) -> list[str]:
 
 
 def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
-    """``paths`` as a list: one path given alone is one path, not its characters."""
+    """``paths`` as a list: one path given alone is one path, not its characters.
+
+    An empty path is refused, as the command line refuses an empty argument: from an
+    unset variable, it would name the whole repository (``add("")`` staged it all)."""
     if isinstance(paths, (str, os.PathLike)):
-        return [paths]
-    if isinstance(paths, bytes):
+        paths = [paths]
+    elif isinstance(paths, bytes):
         raise TypeError("give paths as text (os.fsdecode), not bytes")
-    if not isinstance(paths, Iterable):
+    elif not isinstance(paths, Iterable):
         raise TypeError(f"paths is a path or a list of paths, not {type(paths).__name__}")
-    return list(paths)
+    given = list(paths)
+    if any(isinstance(p, (str, os.PathLike)) and not os.fspath(p) for p in given):
+        raise UsageError(
+            "an empty path (an unset variable?): nothing was done; give '.' for the whole "
+            "repository"
+        )
+    return given
 
 
 def _remote(url: str, endpoint_url: str | None, cache_dir: PathArg | None, jobs: int) -> Repo:
