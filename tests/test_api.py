@@ -423,3 +423,13 @@ def test_an_empty_path_is_refused_not_taken_as_the_whole_repository(
     repo.add(".")  # the whole repository, said so
     assert b"big.bin" in set(repo.repository.index().paths())
     fsck_clean(root)
+
+
+def test_every_call_the_readme_lists_has_a_docstring_with_an_example() -> None:
+    # README: "Each has a docstring with an example (`help(vfs.Repo)`)"; info, target,
+    # read_bytes, read_text, read_range and vfs.read_bytes/read_text had none
+    listed = ["versions", "show", "ls", "walk", "info", "target", "diff", "add", "commit",
+              "push", "fetch", "pull", "open", "read_bytes", "read_text", "read_range",
+              "clone", "remote"]  # fmt: skip
+    calls = [getattr(vfs.Repo, n) for n in listed] + [vfs.open, vfs.read_bytes, vfs.read_text]
+    assert [c.__qualname__ for c in calls if "Example::" not in (c.__doc__ or "")] == []

@@ -375,7 +375,12 @@ class Repo:
             yield file_info(rel + b"/" + below if rel and below else rel or below, e)
 
     def info(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo:
-        """The entry at ``path`` of ``rev`` (a link is not followed)."""
+        """The entry at ``path`` of ``rev`` (a link is not followed).
+
+        Example::
+
+            repo.info("data/train.csv", "v3").size   # its bytes; .hash, .mtime, .type
+        """
         rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
@@ -511,14 +516,24 @@ class Repo:
         return open_chunks(raw, mode, encoding, errors, newline)
 
     def read_bytes(self, path: PathArg, rev: RevArg = "HEAD") -> bytes:
-        """The whole content of file ``path`` of ``rev``."""
+        """The whole content of file ``path`` of ``rev``.
+
+        Example::
+
+            labels = repo.read_bytes("data/labels.csv", rev="v2")
+        """
         with self._raw(path, rev) as f:
             return f.readall()
 
     def read_text(
         self, path: PathArg, rev: RevArg = "HEAD", encoding: str = "utf-8", errors: str = "strict"
     ) -> str:
-        """The whole content of file ``path`` of ``rev``, decoded."""
+        """The whole content of file ``path`` of ``rev``, decoded.
+
+        Example::
+
+            rows = repo.read_text("data/labels.csv", rev="v2").splitlines()
+        """
         return self.read_bytes(path, rev).decode(encoding, errors)
 
     def read_range(
@@ -526,7 +541,12 @@ class Repo:
     ) -> bytes:
         """Bytes [start, end) of file ``path`` of ``rev``: only the chunks they lie in
         are read. A negative offset counts from the end, as in a slice (and fsspec's
-        ``cat_file``): ``read_range(path, -100, size)`` is the last 100 bytes."""
+        ``cat_file``): ``read_range(path, -100, size)`` is the last 100 bytes.
+
+        Example::
+
+            header = repo.read_range("data/train.parquet", 0, 4, rev="v3")   # b"PAR1"
+        """
         offsets = []
         for offset in (start, end):
             try:
@@ -548,7 +568,12 @@ class Repo:
     def target(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo | None:
         """The file the symbolic link at ``path`` of ``rev`` leads to, as :meth:`open`
         follows it (named by the file's own path); None if it leads to a directory,
-        out of the repository or nowhere. ``path`` itself when it is a file."""
+        out of the repository or nowhere. ``path`` itself when it is a file.
+
+        Example::
+
+            repo.target("data/latest.csv", "v3").path   # 'data/2024-06.csv'
+        """
         oid, real, e = self._lookup(rev_text(rev), repo_path(path))
         try:
             rel, found = self._follow(oid, real, e)
@@ -833,7 +858,12 @@ def open(
 
 
 def read_bytes(path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".") -> bytes:
-    """The content of file ``path`` of version ``rev`` of ``repo``."""
+    """The content of file ``path`` of version ``rev`` of ``repo``.
+
+    Example::
+
+        vfs.read_bytes("data/labels.csv", rev="v2", repo="s3://bucket/cats")
+    """
     return _repo(repo).read_bytes(path, rev)
 
 
@@ -841,5 +871,10 @@ def read_text(
     path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".",
     encoding: str = "utf-8", errors: str = "strict",
 ) -> str:  # fmt: skip
-    """The content of file ``path`` of version ``rev`` of ``repo``, decoded."""
+    """The content of file ``path`` of version ``rev`` of ``repo``, decoded.
+
+    Example::
+
+        vfs.read_text("data/labels.csv", rev="main", repo=".")
+    """
     return _repo(repo).read_text(path, rev, encoding, errors)
