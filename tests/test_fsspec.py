@@ -292,3 +292,18 @@ def test_a_link_to_a_directory_is_that_directory_unless_it_loops(tmp_path: Path)
     assert sorted(table.column("id").to_pylist()) == [1, 2, 3, 4]
     read = pd.read_parquet("dvfs://ds/set", storage_options={"repo": str(root)})
     assert sorted(read["id"]) == [1, 2, 3, 4]
+
+
+def test_a_pickled_filesystem_reads_its_repository_from_another_directory(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the repository around the current directory went pickled as "." (or nothing):
+    # a process working elsewhere (Ray's workers do) read another repository, or none
+    # ("not a dvfs repository (or any parent): run `dvfs init`")
+    monkeypatch.chdir(data.root / "data")
+    blobs = [pickle.dumps(fsspec.filesystem("dvfs", rev="first")),
+             pickle.dumps(fsspec.filesystem("dvfs", repo=".", rev="first"))]  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for blob in blobs:
+        fs = pickle.loads(blob)
+        assert fs.cat_file("/data/labels.csv") == data.v1["data/labels.csv"]

@@ -196,9 +196,11 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         self._at = self.version.hex()  # every read names the version, not the branch
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled, the filesystem reads the same version, even if its branch moved
-        since it was made (multiprocessing's workers each unpickle one)."""
-        options = {**self.storage_options, "_pinned": self._at}
+        """Pickled, the filesystem reads the same version of the same repository, even
+        if its branch moved since it was made (multiprocessing's workers each unpickle
+        one), or the process unpickling it works in another directory (Ray's workers
+        do): the repository goes as the Repo, which pickles as its root or its URL."""
+        options = {**self.storage_options, "_pinned": self._at, "repo": self.repo}
         return make_instance, (type(self), self.storage_args, options)
 
     # paths ---------------------------------------------------------------------------
