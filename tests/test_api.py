@@ -433,3 +433,13 @@ def test_every_call_the_readme_lists_has_a_docstring_with_an_example() -> None:
               "clone", "remote"]  # fmt: skip
     calls = [getattr(vfs.Repo, n) for n in listed] + [vfs.open, vfs.read_bytes, vfs.read_text]
     assert [c.__qualname__ for c in calls if "Example::" not in (c.__doc__ or "")] == []
+
+
+def test_a_repository_read_as_a_remote_is_named_a_repository(data: Data, tmp_path: Path) -> None:
+    # it said "... holds no dvfs repository (no format record)" of a repository
+    for url in (str(data.root), data.root.as_uri()):
+        with pytest.raises(vfs.UsageError, match=r"is a repository, not a remote .* vfs\.Repo\("):
+            vfs.Repo.remote(url, cache_dir=tmp_path / "mirror")
+        with pytest.raises(vfs.UsageError, match=r"is a repository, not a remote"):
+            fsspec.filesystem("dvfs", repo=data.root.as_uri(), cache_dir=tmp_path / "mirror")
+    assert not (tmp_path / "mirror").exists()

@@ -81,6 +81,7 @@ from vfs.api_types import (
     time_of,
     url_arg,
 )
+from vfs.backends import parse_url
 from vfs.errors import (
     NotADirectory,
     NotAFile,
@@ -103,7 +104,7 @@ from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_re
 from vfs.remote.layout import FORMAT_KEY, PACKS
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo
-from vfs.repo.repository import Repository
+from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
 
@@ -206,6 +207,12 @@ class Repo:
         url = url_arg(url)
         if "://" not in url:
             url = os.path.abspath(url)  # a directory remote, as `dvfs remote add` keeps it
+        where = parse_url(url).path
+        if where is not None and (where / DVFS_DIR).is_dir() and not (where / FORMAT_KEY).exists():
+            raise UsageError(
+                f"{url} is a repository, not a remote (as `dvfs push` writes one): open it "
+                f"with vfs.Repo({str(where)!r})"
+            )
         spec = RemoteSpec("origin", url, endpoint_url)
         meter = connect(spec, jobs)
         backend = RemoteRepo(meter, None)
