@@ -14,6 +14,8 @@ import os
 import pickle
 import random
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -443,3 +445,30 @@ def test_a_repository_read_as_a_remote_is_named_a_repository(data: Data, tmp_pat
         with pytest.raises(vfs.UsageError, match=r"is a repository, not a remote"):
             fsspec.filesystem("dvfs", repo=data.root.as_uri(), cache_dir=tmp_path / "mirror")
     assert not (tmp_path / "mirror").exists()
+
+
+def test_a_set_parameter_is_recorded_as_the_same_list_in_every_process(
+    data: Data, tmp_path: Path
+) -> None:
+    # a set was recorded in the order of its hashes: {"cat", "dog"} gave ["dog", "cat"]
+    # in one run and ["cat", "dog"] in the next (so compare showed it changed), and a
+    # frozenset as its text, "frozenset({'a'})"
+    check = "from vfs.model import params; print(params.check({'c': {'cat', 'dog', 'owl', 'emu'}}))"
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", check],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(1, 6)
+    }
+    assert seen == {"{'c': ['cat', 'dog', 'emu', 'owl']}\n"}
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"sets\n"})
+    repo = vfs.Repo(root)
+    v = repo.commit("sets", params={"s": {8, 1}, "f": frozenset({"a"})}, all=True)
+    assert v.params == {"s": [1, 8], "f": ["a"]}
+    fsck_clean(root)
