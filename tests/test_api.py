@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import fsspec
@@ -471,4 +472,19 @@ def test_a_set_parameter_is_recorded_as_the_same_list_in_every_process(
     repo = vfs.Repo(root)
     v = repo.commit("sets", params={"s": {8, 1}, "f": frozenset({"a"})}, all=True)
     assert v.params == {"s": [1, 8], "f": ["a"]}
+    fsck_clean(root)
+
+
+def test_a_mapping_that_is_not_a_dict_is_recorded_as_a_mapping(data: Data, tmp_path: Path) -> None:
+    # a mapping inside the parameters that is not a dict (a config object's, a
+    # MappingProxyType) was recorded as its text: "{'lr': 0.1}"
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"config\n"})
+    repo = vfs.Repo(root)
+    opt = types.MappingProxyType({"lr": 0.1, "betas": (0.9, 0.99)})
+    v = repo.commit("config", params={"optimizer": opt}, all=True)
+    assert v.params == {"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}}
+    shown = assert_ok(run(root, "show", "HEAD"))
+    assert "param    optimizer.lr = 0.1" in shown.out
     fsck_clean(root)

@@ -36,7 +36,7 @@ import json
 import math
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,7 @@ def _key(k: Any, budget: _Budget) -> str:
 
 
 def _plain(value: Any, depth: int, budget: _Budget) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or a mapping given from Python (a config's)
         if depth >= MAX_DEPTH:
             raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
         budget.spend(1)
