@@ -229,8 +229,11 @@ def test_a_directory_remote_opened_as_a_repository_is_named_a_remote(
         vfs.Repo(remote)
     with pytest.raises(vfs.NotARepository, match=f"repo='file://{remote}'"):
         vfs.read_bytes("notes.txt", repo=remote)
-    read = vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror").read_bytes("notes.txt")
-    assert read == data.v2["notes.txt"]
+    mirror = vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror")
+    assert mirror.read_bytes("notes.txt") == data.v2["notes.txt"]
+    # it said vfs.Repo('/.../remote'), which is refused as a remote, not a repository
+    assert repr(mirror) == f"vfs.Repo.remote({str(remote)!r})"
+    assert repr(vfs.Repo(work / "data")) == f"vfs.Repo({str(work)!r})"
     with pytest.raises(vfs.NotARepository, match=r"run `dvfs init`$"):
         vfs.Repo(tmp_path)  # neither
     clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)

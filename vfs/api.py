@@ -265,7 +265,10 @@ class Repo:
         self.close()
 
     def __repr__(self) -> str:
-        return f"vfs.Repo({self.url or str(self._repo.root)!r})"
+        """How to make this Repo again: ``vfs.Repo(root)`` or ``vfs.Repo.remote(url)``."""
+        if self._spec is not None:
+            return f"vfs.Repo.remote({self._spec.url!r})"
+        return f"vfs.Repo({str(self._repo.root)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         """A Repo pickles as where it reads, for other processes (multiprocessing's
