@@ -307,3 +307,17 @@ def test_a_pickled_filesystem_reads_its_repository_from_another_directory(
     for blob in blobs:
         fs = pickle.loads(blob)
         assert fs.cat_file("/data/labels.csv") == data.v1["data/labels.csv"]
+
+
+def test_a_block_size_or_cache_fsspec_cannot_read_with_is_refused(data: Data) -> None:
+    # block_size=-1 (as open's buffering=-1 means the default) read the file without
+    # its last byte, silently; an unknown cache_type was a KeyError from inside fsspec
+    fs = fsspec.filesystem("dvfs", repo=data.repo)
+    for size in (-1, "4096", 2.5):
+        with pytest.raises(ValueError, match=r"^block_size=.*: give a number of bytes"):
+            fs.open("/data/labels.csv", block_size=size)
+    with pytest.raises(ValueError, match=r"^cache_type='bogus': fsspec's caches are 'none'"):
+        fs.open("/data/labels.csv", cache_type="bogus")
+    for size in (0, 4):
+        with fs.open("/data/labels.csv", block_size=size) as f:
+            assert f.read() == data.v2["data/labels.csv"]
