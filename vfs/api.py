@@ -83,6 +83,7 @@ from vfs.api_types import (
 )
 from vfs.backends import parse_url
 from vfs.errors import (
+    DvfsError,
     NotADirectory,
     NotAFile,
     NotARepository,
@@ -320,7 +321,13 @@ class Repo:
         if rev is None and self._repo.history.head_id() is None:
             return []
         named = None if rev is None else rev_text(rev)
-        rows = browse.log(self._repo, named, limit, [repo_path(p) for p in _each(paths)])
+        wanted = [repo_path(p) for p in _each(paths)]
+        try:
+            rows = browse.log(self._repo, named, limit, wanted)
+        except RevisionNotFound as exc:
+            if named is None or wanted:
+                raise
+            raise self._hinted(exc, named, f"repo.versions(paths={named!r})") from None
         return [self._version(row) for row in rows]
 
     def show(self, rev: RevArg = "HEAD", *, files: bool = True) -> VersionInfo:
@@ -361,9 +368,14 @@ class Repo:
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
         rel, rev = repo_path(path), rev_text(rev)
-        if names_dir(path):
-            self._directory(rel, rev)
-        real = self._listed(rev, rel)
+        try:
+            if names_dir(path):
+                self._directory(rel, rev)
+            real = self._listed(rev, rel)
+        except RevisionNotFound as exc:
+            if rel:
+                raise
+            raise self._hinted(exc, rev, f"repo.ls(path={rev!r})") from None
         rows = browse.ls_entries(self._repo, rev, real)
         prefix = rel + b"/" if rel else b""
         return [file_info(rel if n == real else prefix + n, e) for n, e in rows]
@@ -377,9 +389,14 @@ class Repo:
             sum(f.size for f in repo.walk("v2", "data"))
         """
         rel, rev = repo_path(path), rev_text(rev)
-        if names_dir(path):
-            self._directory(rel, rev)
-        real = self._listed(rev, rel)
+        try:
+            if names_dir(path):
+                self._directory(rel, rev)
+            real = self._listed(rev, rel)
+        except RevisionNotFound as exc:
+            if rel:
+                raise
+            raise self._hinted(exc, rev, f"repo.walk(path={rev!r})") from None
         for p, e in browse.ls_entries(self._repo, rev, real, recursive=True):
             below = p[len(real) :].lstrip(b"/") if real else p
             yield file_info(rel + b"/" + below if rel and below else rel or below, e)
@@ -494,8 +511,26 @@ class Repo:
             raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
         with Workers(settings.threads()) as w:
             wanted = [repo_path(p) for p in _each(paths)]
-            changes = browse.diff(self._repo, revs, w, _warn, None, wanted)
+            try:
+                changes = browse.diff(self._repo, revs, w, _warn, None, wanted)
+            except RevisionNotFound as exc:
+                if len(revs) != 1 or wanted:
+                    raise
+                raise self._hinted(exc, revs[0], f"repo.diff(paths={revs[0]!r})") from None
         return [file_change(c) for c in changes]
+
+    def _hinted(self, exc: RevisionNotFound, rev: str, call: str) -> RevisionNotFound:
+        """``exc``, or, when the revision it could not find is a path of HEAD
+        (``repo.ls("data")`` for the directory, as ``dvfs ls data`` lists it), the
+        same error saying the first argument is the revision and how to give a path."""
+        if exc.rev != rev or exc.hint:
+            return exc
+        try:
+            self._lookup("HEAD", repo_path(rev))
+        except DvfsError:
+            return exc
+        hint = f"the first argument is the revision, and {rev} is a path: {call}"
+        return RevisionNotFound(rev, exc.candidates, hint=hint)
 
     # reading -------------------------------------------------------------------------
 
