@@ -508,3 +508,17 @@ def test_a_path_given_where_the_revision_goes_is_named_a_path(data: Data) -> Non
     with pytest.raises(vfs.RevisionNotFound, match=r"^unknown revision 'nope'; run `dvfs log`"):
         data.repo.ls("nope")  # no such path either: as before
     assert data.repo.ls(path="data")[0].name == "labels.csv"
+
+
+def test_clone_and_pull_take_a_version_number_as_reads_do(data: Data, tmp_path: Path) -> None:
+    # Repo.clone(url, dir, rev=1) said "'int' object has no attribute 'strip'" and
+    # pull(1) "the rev is text, not int", though a read takes rev=1 as v1
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", rev=1)
+    assert (tmp_path / "clone" / "data" / "train.csv").read_bytes() == data.v1["data/train.csv"]
+    clone.pull(2, ["data/train.csv"])
+    assert (tmp_path / "clone" / "data" / "train.csv").read_bytes() == data.v2["data/train.csv"]
+    fsck_clean(tmp_path / "clone")

@@ -164,7 +164,7 @@ class Repo:
 
     @classmethod
     def clone(
-        cls, url: PathArg, directory: PathArg, *, rev: str | None = None,
+        cls, url: PathArg, directory: PathArg, *, rev: RevArg = None,
         endpoint_url: str | None = None, no_checkout: bool = False, yes: bool = False,
         jobs: int = JOBS,
     ) -> Repo:  # fmt: skip
@@ -181,7 +181,8 @@ class Repo:
         """
         with Workers(settings.threads()) as w:
             repo, transfer, _, report = sync.clone(
-                url_arg(url), Path(os.fspath(directory)), w, rev=rev, no_checkout=no_checkout,
+                url_arg(url), Path(os.fspath(directory)), w,
+                rev=None if rev is None else rev_text(rev), no_checkout=no_checkout,
                 endpoint_url=endpoint_url, jobs=jobs, yes=yes,
             )  # fmt: skip
         for line in transfer.warnings:
@@ -792,7 +793,7 @@ class Repo:
         return dataclasses.replace(got, index={})  # (the remote's whole index: not kept)
 
     def pull(
-        self, rev: str | None = None, paths: PathArg | Iterable[PathArg] = (), *,
+        self, rev: RevArg = None, paths: PathArg | Iterable[PathArg] = (), *,
         remote: str | None = None, force: bool = False, merge: bool = False,
         yes: bool = False, jobs: int = JOBS,
     ) -> sync.PullResult:  # fmt: skip
@@ -807,12 +808,11 @@ class Repo:
             repo.pull("v3", ["data/train"])
         """
         root = self._writable()
-        if rev is not None:
-            text_arg(rev, "rev")
+        named = None if rev is None else rev_text(rev)  # a version's number too, as for reads
         args = [str(root / os.fspath(p)) for p in _each(paths)]
         spec = self._remote_spec(remote)
         with Workers(settings.threads()) as w:
-            r = sync.pull(self._repo, spec, rev, args, w, jobs=jobs, force=force, yes=yes,
+            r = sync.pull(self._repo, spec, named, args, w, jobs=jobs, force=force, yes=yes,
                           merge=merge)  # fmt: skip
         keep_within_max_size(self._repo, _warn)  # as after `dvfs pull`
         for line in r.transfer.warnings:
