@@ -321,3 +321,15 @@ def test_a_block_size_or_cache_fsspec_cannot_read_with_is_refused(data: Data) ->
     for size in (0, 4):
         with fs.open("/data/labels.csv", block_size=size) as f:
             assert f.read() == data.v2["data/labels.csv"]
+
+
+def test_a_path_that_is_not_text_is_a_type_error_that_says_so(data: Data) -> None:
+    # fs.ls(5) and fs.info(None) said "'int' object has no attribute 'startswith'"
+    fs = fsspec.filesystem("dvfs", repo=data.repo)
+    calls: list[Callable[[], Any]] = [
+        lambda: fs.ls(5), lambda: fs.info(None), lambda: fs.open(b"/notes.txt"),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(TypeError, match=r"^a dvfs path is text \(/data/train\.csv\), not "):
+            call()
+    assert fs.cat_file(Path("/notes.txt")) == data.v2["notes.txt"]  # a path object is text

@@ -227,6 +227,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         text = stringify_path(path)
+        if not isinstance(text, str):
+            raise TypeError(f"a dvfs path is text (/data/train.csv), not {type(text).__name__}")
         for prefix in (f"{PROTOCOL}://", f"{PROTOCOL}::"):
             if text.startswith(prefix):
                 text = text[len(prefix) :]
