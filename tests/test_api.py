@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import types
+import zipfile
 from pathlib import Path
 
 import fsspec
@@ -522,3 +523,23 @@ def test_clone_and_pull_take_a_version_number_as_reads_do(data: Data, tmp_path: 
     clone.pull(2, ["data/train.csv"])
     assert (tmp_path / "clone" / "data" / "train.csv").read_bytes() == data.v2["data/train.csv"]
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_seek_before_the_start_is_the_error_a_file_on_disk_raises(
+    data: Data, tmp_path: Path
+) -> None:
+    # it was a ValueError only: zipfile.is_zipfile of a file shorter than a zip's end
+    # record (which seeks 22 bytes back from the end and catches OSError) raised it
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"tiny.zip": b"PK"})
+    repo = vfs.Repo(root)
+    repo.add("tiny.zip")
+    repo.commit("tiny")
+    assert zipfile.is_zipfile(repo.open("tiny.zip")) is False
+    with repo.open("tiny.zip") as f:
+        for caught in (OSError, ValueError):  # as a file on disk, and as io.BytesIO
+            with pytest.raises(caught, match="negative seek position -1"):
+                f.seek(-1)
+        assert f.seek(-2, io.SEEK_END) == 0 and f.read() == b"PK"
+    fsck_clean(root)
