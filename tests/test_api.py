@@ -543,3 +543,32 @@ def test_a_seek_before_the_start_is_the_error_a_file_on_disk_raises(
                 f.seek(-1)
         assert f.seek(-2, io.SEEK_END) == 0 and f.read() == b"PK"
     fsck_clean(root)
+
+
+def test_a_chunk_a_remote_holds_damaged_is_named_on_the_remote(tmp_path: Path) -> None:
+    # it said "object ... is corrupt (hash mismatch): run `dvfs fsck`", naming neither
+    # the file nor the remote, and fsck here finds nothing: the damage is the remote's
+    root, remote = tmp_path / "repo", tmp_path / "remote"
+    Repository.init(root)
+    write(root, {"big.bin": random.Random(7).randbytes(100_000)})
+    repo = vfs.Repo(root)
+    repo.add("big.bin")
+    repo.commit("big")
+    assert_ok(run(root, "remote", "add", "origin", str(remote)))
+    assert_ok(run(root, "push"))
+    (pack,) = (remote / "packs").iterdir()
+    damaged = bytearray(pack.read_bytes())
+    damaged[5000] ^= 0xFF
+    pack.write_bytes(bytes(damaged))
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
+    for reader, where in (
+        (vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror"), str(remote)),
+        (clone, "remote origin"),
+    ):
+        with pytest.raises(vfs.ObjectCorrupt) as caught:
+            reader.read_bytes("big.bin")
+        said = str(caught.value)
+        assert said.startswith(f"reading v1:big.bin needs data from {where}, whose object ")
+        assert f"in pack {pack.name[:12]}: nothing of it was kept; a push cannot mend" in said
+        assert "dvfs fsck" not in said
+    fsck_clean(tmp_path / "clone")

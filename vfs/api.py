@@ -87,6 +87,7 @@ from vfs.errors import (
     NotADirectory,
     NotAFile,
     NotARepository,
+    ObjectCorrupt,
     ObjectMissing,
     PathNotFound,
     RemoteError,
@@ -102,9 +103,9 @@ from vfs.ops.commit import commit as commit_staged
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote, remotes
-from vfs.remote.layout import FORMAT_KEY, PACKS
+from vfs.remote.layout import FORMAT_KEY, PACKS, pack_key
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
-from vfs.remote.reader import RemoteRepo
+from vfs.remote.reader import RemoteRepo, mend_hint
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
@@ -669,14 +670,29 @@ class Repo:
         return ChunkedFile(name, e.chunks, lambda oid: self._chunk_of(name, oid))
 
     def _chunk_of(self, name: str, oid: bytes) -> bytes:
-        """:meth:`_get`, a remote's failure saying which file needed the chunk."""
+        """:meth:`_get`, a remote's failure saying which file needed the chunk; a chunk
+        the remote holds damaged is named there (`dvfs fsck` here would find nothing)."""
         try:
             return self._get(oid)
         except RemoteError as exc:
-            where = self._spec.url if self._spec else f"remote {default_remote(self._repo)}"
+            where = self._where()
             raise from_kind(
                 error_kind(exc), f"reading {name} needs data from {where}, which failed: {exc}"
             ) from None
+        except ObjectCorrupt as exc:
+            at = self._chunks.where(oid) if self._chunks is not None else None
+            if at is None or (self._spec is None and self._repo.store.has(oid)):
+                raise  # the local store's copy: `dvfs fsck` finds it
+            how = str(exc).removesuffix(": run `dvfs fsck`")  # fsck here cannot see it
+            raise from_kind(
+                error_kind(exc),
+                f"reading {name} needs data from {self._where()}, whose {how} in pack "
+                f"{at[0][:12]}: nothing of it was kept; {mend_hint(pack_key(at[0]))}",
+            ) from None
+
+    def _where(self) -> str:
+        """The remote chunks come from, for a message."""
+        return self._spec.url if self._spec else f"remote {default_remote(self._repo)}"
 
     def _get(self, oid: bytes) -> bytes:
         """A chunk's verified bytes: the local store, else the remote."""
