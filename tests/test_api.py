@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import random
 import shutil
+import subprocess
+import sys
+import threading
+import types
+import zipfile
 from pathlib import Path
 
 import fsspec
@@ -23,6 +29,8 @@ import vfs
 from tests.support.api import Data, make_data, push_all, write
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
 from tests.support.s3server import S3Server
+from vfs.remote.config import default_remote
+from vfs.repo.repository import Repository
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +230,11 @@ def test_a_directory_remote_opened_as_a_repository_is_named_a_remote(
         vfs.Repo(remote)
     with pytest.raises(vfs.NotARepository, match=f"repo='file://{remote}'"):
         vfs.read_bytes("notes.txt", repo=remote)
-    read = vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror").read_bytes("notes.txt")
-    assert read == data.v2["notes.txt"]
+    mirror = vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror")
+    assert mirror.read_bytes("notes.txt") == data.v2["notes.txt"]
+    # it said vfs.Repo('/.../remote'), which is refused as a remote, not a repository
+    assert repr(mirror) == f"vfs.Repo.remote({str(remote)!r})"
+    assert repr(vfs.Repo(work / "data")) == f"vfs.Repo({str(work)!r})"
     with pytest.raises(vfs.NotARepository, match=r"run `dvfs init`$"):
         vfs.Repo(tmp_path)  # neither
     clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
@@ -296,3 +307,268 @@ def test_push_fetch_and_pull_from_python_as_the_cli_does(data: Data, tmp_path: P
         b.fetch("nope")
     fsck_clean(work)
     fsck_clean(tmp_path / "b")
+
+
+def test_a_link_is_followed_through_links_on_its_way_and_to_the_root(tmp_path: Path) -> None:
+    # `chain -> dl/e/f.txt` (dl -> d) was "a link to dl/e/f.txt, which does not exist
+    # there", and `d/up -> ..` "a link to .., which does not exist there"
+    root = tmp_path / "repo"
+    Repository.init(root)
+    write(root, {"d/e/f.txt": b"hi\n"})
+    os.symlink("d", root / "dl")
+    os.symlink("dl/e/f.txt", root / "chain")
+    os.symlink("..", root / "d" / "up")
+    repo = vfs.Repo(root)
+    repo.add(["d", "dl", "chain"])
+    repo.commit("links")
+    assert repo.read_bytes("chain") == b"hi\n"
+    found = repo.target("chain")
+    assert found is not None and found.path == "d/e/f.txt"
+    with pytest.raises(IsADirectoryError, match=r"^\. is a directory in v1$"):
+        repo.open("d/up")
+    assert [f.path for f in repo.ls("HEAD", "d/up")] == ["d/up/chain", "d/up/d", "d/up/dl"]
+    fs = fsspec.filesystem("dvfs", repo=repo)
+    assert fs.info("/chain")["type"] == "file" and fs.cat_file("/chain") == b"hi\n"
+    assert fs.info("/d/up")["type"] == "link"  # a loop: not entered by a reader walking
+    fsck_clean(root)
+
+
+def test_threads_reading_a_clone_without_checkout_at_once_all_reach_its_remote(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a thread reading while the first one looked for the default remote was told
+    # "object ... is not in the local store" (a DataLoader's threads on a fresh clone)
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
+    other: list[bytes] = []
+
+    def meanwhile(repo: Repository) -> str | None:
+        if not other:  # the first reader, looking: another thread reads now
+            other.append(b"")
+            t = threading.Thread(target=lambda: other.append(clone.read_bytes("notes.txt")))
+            t.start()
+            t.join()
+        return default_remote(repo)
+
+    monkeypatch.setattr(vfs.api, "default_remote", meanwhile)
+    assert clone.read_bytes("data/labels.csv") == data.v2["data/labels.csv"]
+    assert other == [b"", data.v2["notes.txt"]]
+    fsck_clean(tmp_path / "clone")
+
+
+def test_one_remote_spelled_two_ways_shares_its_cache_dir(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    # it said "c/meta holds the versions of s3://.../ds: give each remote a cache_dir
+    # of its own", of the same remote with a trailing slash, or as file:// and a path
+    cache = tmp_path / "c"
+    vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=cache).close()
+    again = vfs.Repo.remote(pushed + "/", endpoint_url=s3_env.endpoint, cache_dir=cache)
+    assert again.read_bytes("notes.txt") == data.v2["notes.txt"]
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    vfs.Repo.remote(str(remote), cache_dir=tmp_path / "d").close()
+    fs = fsspec.filesystem("dvfs", repo=remote.as_uri(), cache_dir=tmp_path / "d")
+    assert fs.cat_file("/notes.txt") == data.v2["notes.txt"]
+    with pytest.raises(vfs.OtherSource, match="give each remote a cache_dir of its own"):
+        vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=tmp_path / "d")
+
+
+def test_a_directory_remote_given_as_a_path_object_is_read_and_cloned(
+    data: Data, tmp_path: Path
+) -> None:
+    # Repo.remote(Path(...)) said "argument of type 'PosixPath' is not iterable" and
+    # Repo.clone(Path(...), ...) "'PosixPath' object has no attribute 'strip'"
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    read = vfs.Repo.remote(remote, cache_dir=tmp_path / "mirror")
+    assert read.url == str(remote) and read.read_bytes("notes.txt") == data.v2["notes.txt"]
+    clone = vfs.Repo.clone(remote, tmp_path / "clone", no_checkout=True)
+    assert clone.read_bytes("data/labels.csv", "v1") == data.v1["data/labels.csv"]
+    with pytest.raises(TypeError, match=r"^a remote is a URL \(s3://bucket/prefix, file"):
+        vfs.Repo.remote(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^a remote is a URL \(s3://bucket/prefix, file"):
+        vfs.Repo.clone(None, tmp_path / "x")  # type: ignore[arg-type]
+    fsck_clean(tmp_path / "clone")
+
+
+def test_a_limit_that_is_no_whole_number_is_a_type_error_that_says_so(data: Data) -> None:
+    # limit="2" said "'<' not supported between instances of 'str' and 'int'", and
+    # limit=1.5 gave two versions, limit=True one
+    for bad in ("2", 1.5, True):
+        with pytest.raises(TypeError, match=r"^limit is a whole number \(int\), not \w+$"):
+            data.repo.versions(limit=bad)  # type: ignore[arg-type]
+    assert len(data.repo.versions(limit=np.int64(1))) == 1  # type: ignore[arg-type]
+
+
+def test_an_empty_path_is_refused_not_taken_as_the_whole_repository(
+    data: Data, tmp_path: Path
+) -> None:
+    # repo.add("") (a path from an unset variable) staged every file of the repository
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"big.bin": b"not for the repository\n", "data/new.txt": b"new\n"})
+    repo = vfs.Repo(root)
+    tracked = set(repo.repository.index().paths())
+    for call in (
+        lambda: repo.add(""),
+        lambda: repo.add(["data/new.txt", ""]),
+        lambda: repo.versions(paths=""),
+        lambda: repo.diff("v1", "v2", paths=[""]),
+        lambda: repo.pull(paths=""),
+    ):
+        with pytest.raises(vfs.UsageError, match=r"^an empty path \(an unset variable\?\): "):
+            call()
+    assert set(repo.repository.index().paths()) == tracked  # nothing staged
+    repo.add(".")  # the whole repository, said so
+    assert b"big.bin" in set(repo.repository.index().paths())
+    fsck_clean(root)
+
+
+def test_every_call_the_readme_lists_has_a_docstring_with_an_example() -> None:
+    # README: "Each has a docstring with an example (`help(vfs.Repo)`)"; info, target,
+    # read_bytes, read_text, read_range and vfs.read_bytes/read_text had none
+    listed = ["versions", "show", "ls", "walk", "info", "target", "diff", "add", "commit",
+              "push", "fetch", "pull", "open", "read_bytes", "read_text", "read_range",
+              "clone", "remote"]  # fmt: skip
+    calls = [getattr(vfs.Repo, n) for n in listed] + [vfs.open, vfs.read_bytes, vfs.read_text]
+    assert [c.__qualname__ for c in calls if "Example::" not in (c.__doc__ or "")] == []
+
+
+def test_a_repository_read_as_a_remote_is_named_a_repository(data: Data, tmp_path: Path) -> None:
+    # it said "... holds no dvfs repository (no format record)" of a repository
+    for url in (str(data.root), data.root.as_uri()):
+        with pytest.raises(vfs.UsageError, match=r"is a repository, not a remote .* vfs\.Repo\("):
+            vfs.Repo.remote(url, cache_dir=tmp_path / "mirror")
+        with pytest.raises(vfs.UsageError, match=r"is a repository, not a remote"):
+            fsspec.filesystem("dvfs", repo=data.root.as_uri(), cache_dir=tmp_path / "mirror")
+    assert not (tmp_path / "mirror").exists()
+
+
+def test_a_set_parameter_is_recorded_as_the_same_list_in_every_process(
+    data: Data, tmp_path: Path
+) -> None:
+    # a set was recorded in the order of its hashes: {"cat", "dog"} gave ["dog", "cat"]
+    # in one run and ["cat", "dog"] in the next (so compare showed it changed), and a
+    # frozenset as its text, "frozenset({'a'})"
+    check = "from vfs.model import params; print(params.check({'c': {'cat', 'dog', 'owl', 'emu'}}))"
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", check],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in range(1, 6)
+    }
+    assert seen == {"{'c': ['cat', 'dog', 'emu', 'owl']}\n"}
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"sets\n"})
+    repo = vfs.Repo(root)
+    v = repo.commit("sets", params={"s": {8, 1}, "f": frozenset({"a"})}, all=True)
+    assert v.params == {"s": [1, 8], "f": ["a"]}
+    fsck_clean(root)
+
+
+def test_a_mapping_that_is_not_a_dict_is_recorded_as_a_mapping(data: Data, tmp_path: Path) -> None:
+    # a mapping inside the parameters that is not a dict (a config object's, a
+    # MappingProxyType) was recorded as its text: "{'lr': 0.1}"
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"notes.txt": b"config\n"})
+    repo = vfs.Repo(root)
+    opt = types.MappingProxyType({"lr": 0.1, "betas": (0.9, 0.99)})
+    v = repo.commit("config", params={"optimizer": opt}, all=True)
+    assert v.params == {"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}}
+    shown = assert_ok(run(root, "show", "HEAD"))
+    assert "param    optimizer.lr = 0.1" in shown.out
+    fsck_clean(root)
+
+
+def test_a_path_given_where_the_revision_goes_is_named_a_path(data: Data) -> None:
+    # repo.ls("data") (as `dvfs ls data` lists it) said "unknown revision 'data'; run
+    # `dvfs log` or `dvfs branch` to see what exists"
+    hint = r"^unknown revision 'data': the first argument is the revision, and data is a path: "
+    for call, fix in (
+        (lambda: data.repo.ls("data"), r"repo\.ls\(path='data'\)$"),
+        (lambda: list(data.repo.walk("data")), r"repo\.walk\(path='data'\)$"),
+        (lambda: data.repo.versions("data"), r"repo\.versions\(paths='data'\)$"),
+        (lambda: data.repo.diff("data"), r"repo\.diff\(paths='data'\)$"),
+    ):
+        with pytest.raises(vfs.RevisionNotFound, match=hint + fix):
+            call()
+    with pytest.raises(vfs.RevisionNotFound, match=r"^unknown revision 'nope'; run `dvfs log`"):
+        data.repo.ls("nope")  # no such path either: as before
+    assert data.repo.ls(path="data")[0].name == "labels.csv"
+
+
+def test_clone_and_pull_take_a_version_number_as_reads_do(data: Data, tmp_path: Path) -> None:
+    # Repo.clone(url, dir, rev=1) said "'int' object has no attribute 'strip'" and
+    # pull(1) "the rev is text, not int", though a read takes rev=1 as v1
+    work, remote = tmp_path / "work", tmp_path / "remote"
+    shutil.copytree(data.root, work, symlinks=True)
+    assert_ok(run(work, "remote", "add", "backup", str(remote)))
+    assert_ok(run(work, "push", "--remote", "backup"))
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", rev=1)
+    assert (tmp_path / "clone" / "data" / "train.csv").read_bytes() == data.v1["data/train.csv"]
+    clone.pull(2, ["data/train.csv"])
+    assert (tmp_path / "clone" / "data" / "train.csv").read_bytes() == data.v2["data/train.csv"]
+    fsck_clean(tmp_path / "clone")
+
+
+def test_a_seek_before_the_start_is_the_error_a_file_on_disk_raises(
+    data: Data, tmp_path: Path
+) -> None:
+    # it was a ValueError only: zipfile.is_zipfile of a file shorter than a zip's end
+    # record (which seeks 22 bytes back from the end and catches OSError) raised it
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    write(root, {"tiny.zip": b"PK"})
+    repo = vfs.Repo(root)
+    repo.add("tiny.zip")
+    repo.commit("tiny")
+    assert zipfile.is_zipfile(repo.open("tiny.zip")) is False
+    with repo.open("tiny.zip") as f:
+        for caught in (OSError, ValueError):  # as a file on disk, and as io.BytesIO
+            with pytest.raises(caught, match="negative seek position -1"):
+                f.seek(-1)
+        assert f.seek(-2, io.SEEK_END) == 0 and f.read() == b"PK"
+    fsck_clean(root)
+
+
+def test_a_chunk_a_remote_holds_damaged_is_named_on_the_remote(tmp_path: Path) -> None:
+    # it said "object ... is corrupt (hash mismatch): run `dvfs fsck`", naming neither
+    # the file nor the remote, and fsck here finds nothing: the damage is the remote's
+    root, remote = tmp_path / "repo", tmp_path / "remote"
+    Repository.init(root)
+    write(root, {"big.bin": random.Random(7).randbytes(100_000)})
+    repo = vfs.Repo(root)
+    repo.add("big.bin")
+    repo.commit("big")
+    assert_ok(run(root, "remote", "add", "origin", str(remote)))
+    assert_ok(run(root, "push"))
+    (pack,) = (remote / "packs").iterdir()
+    damaged = bytearray(pack.read_bytes())
+    damaged[5000] ^= 0xFF
+    pack.write_bytes(bytes(damaged))
+    clone = vfs.Repo.clone(str(remote), tmp_path / "clone", no_checkout=True)
+    for reader, where in (
+        (vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror"), str(remote)),
+        (clone, "remote origin"),
+    ):
+        with pytest.raises(vfs.ObjectCorrupt) as caught:
+            reader.read_bytes("big.bin")
+        said = str(caught.value)
+        assert said.startswith(f"reading v1:big.bin needs data from {where}, whose object ")
+        assert f"in pack {pack.name[:12]}: nothing of it was kept; a push cannot mend" in said
+        assert "dvfs fsck" not in said
+    fsck_clean(tmp_path / "clone")

@@ -292,3 +292,44 @@ def test_a_link_to_a_directory_is_that_directory_unless_it_loops(tmp_path: Path)
     assert sorted(table.column("id").to_pylist()) == [1, 2, 3, 4]
     read = pd.read_parquet("dvfs://ds/set", storage_options={"repo": str(root)})
     assert sorted(read["id"]) == [1, 2, 3, 4]
+
+
+def test_a_pickled_filesystem_reads_its_repository_from_another_directory(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the repository around the current directory went pickled as "." (or nothing):
+    # a process working elsewhere (Ray's workers do) read another repository, or none
+    # ("not a dvfs repository (or any parent): run `dvfs init`")
+    monkeypatch.chdir(data.root / "data")
+    blobs = [pickle.dumps(fsspec.filesystem("dvfs", rev="first")),
+             pickle.dumps(fsspec.filesystem("dvfs", repo=".", rev="first"))]  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    for blob in blobs:
+        fs = pickle.loads(blob)
+        assert fs.cat_file("/data/labels.csv") == data.v1["data/labels.csv"]
+
+
+def test_a_block_size_or_cache_fsspec_cannot_read_with_is_refused(data: Data) -> None:
+    # block_size=-1 (as open's buffering=-1 means the default) read the file without
+    # its last byte, silently; an unknown cache_type was a KeyError from inside fsspec
+    fs = fsspec.filesystem("dvfs", repo=data.repo)
+    for size in (-1, "4096", 2.5):
+        with pytest.raises(ValueError, match=r"^block_size=.*: give a number of bytes"):
+            fs.open("/data/labels.csv", block_size=size)
+    with pytest.raises(ValueError, match=r"^cache_type='bogus': fsspec's caches are 'none'"):
+        fs.open("/data/labels.csv", cache_type="bogus")
+    for size in (0, 4):
+        with fs.open("/data/labels.csv", block_size=size) as f:
+            assert f.read() == data.v2["data/labels.csv"]
+
+
+def test_a_path_that_is_not_text_is_a_type_error_that_says_so(data: Data) -> None:
+    # fs.ls(5) and fs.info(None) said "'int' object has no attribute 'startswith'"
+    fs = fsspec.filesystem("dvfs", repo=data.repo)
+    calls: list[Callable[[], Any]] = [
+        lambda: fs.ls(5), lambda: fs.info(None), lambda: fs.open(b"/notes.txt"),
+    ]  # fmt: skip
+    for call in calls:
+        with pytest.raises(TypeError, match=r"^a dvfs path is text \(/data/train\.csv\), not "):
+            call()
+    assert fs.cat_file(Path("/notes.txt")) == data.v2["notes.txt"]  # a path object is text

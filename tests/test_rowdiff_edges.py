@@ -22,6 +22,7 @@ V1: dict[str, str | bytes] = {
     "blank.csv": "id,a\n1,x\n2,y\n",
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
+    "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)),
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -32,6 +33,8 @@ V2: dict[str, str | bytes] = {
     "dup.csv": "id,v,v,w\n1,a,x,p\n2,b,z,q\n",
     "spaces.csv": 'id,v\n1," a"\n2,"b "\n3,"x, y=z"\n4,"p -> q"\n5,"  "\n',
     "blank.csv": "id,a\n1,x\n  \n2,z\n",  # a line of spaces: no delimiter is on every line
+    # one row with a fraction appended: score is read as DOUBLE, no longer BIGINT
+    "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)) + "50,2.5\n",
 }
 
 
@@ -152,3 +155,16 @@ def test_a_key_missing_from_a_header_read_as_one_column_says_why(data: Repo) -> 
         fragments=("blank.csv in v2", 'one column named "id,a"', "blank but for spaces"),
     )  # fmt: skip
     assert "its columns" not in line
+
+
+def test_an_integer_column_that_gained_a_fraction_changes_one_row_not_all(data: Repo) -> None:
+    # score became DOUBLE and was compared as text, "3" against "3.0": every row of
+    # the file was changed (keyed) or removed and added again (unkeyed)
+    for key in (("--key", "id"), ()):
+        got = rows_json(data, "scores.csv", *key)
+        assert got["schema"] == [
+            {"status": "retyped", "column": "score", "old_type": "BIGINT", "new_type": "DOUBLE"}
+        ]
+        summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
+        assert summary == {"added": 1, "removed": 0, "changed": 0, "unchanged": 50}
+        assert [r["values"]["score"] for r in got["rows"]] == [2.5]

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -418,3 +419,27 @@ def test_a_metrics_file_that_cannot_be_written_or_is_an_input_is_refused_early(
 
 def track_to(repo: vfs.Repo, metrics: str) -> vfs.Run:
     return vfs.track(repo, message="x", metrics=metrics)
+
+
+def test_metrics_written_into_an_output_directory_keep_its_lineage(repo: vfs.Repo) -> None:
+    # the output directory was recorded as it was before the metrics went into it:
+    # "stage train: out is not as its last run made it ...: its lineage is not recorded"
+    root = repo.root
+    assert root is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", vfs.DvfsWarning)
+        with vfs.track(repo, message="run", metrics="out/metrics.json") as r:
+            r.input("data/train")
+            out = r.output("out")
+            out.mkdir()
+            (out / "model.bin").write_bytes(b"weights")
+            r.log_metrics({"acc": 0.9}, step=1)
+    v = r.version
+    assert v is not None
+    stage = repo.repository.history.version(bytes.fromhex(v.id)).pipeline
+    assert [p for p, _ in stage[0].outs] == [
+        b"out", b"out/metrics.json", b"out/metrics.steps.jsonl",
+    ]  # fmt: skip
+    lineage = assert_ok(run(root, "lineage", "out/model.bin"))
+    assert "stage train made out" in lineage.out and "input data/train" in lineage.out
+    fsck_clean(root)

@@ -79,11 +79,15 @@ from vfs.api_types import (
     rev_text,
     text_arg,
     time_of,
+    url_arg,
 )
+from vfs.backends import parse_url
 from vfs.errors import (
+    DvfsError,
     NotADirectory,
     NotAFile,
     NotARepository,
+    ObjectCorrupt,
     ObjectMissing,
     PathNotFound,
     RemoteError,
@@ -99,10 +103,10 @@ from vfs.ops.commit import commit as commit_staged
 from vfs.ops.store_limit import keep_within_max_size
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote, remotes
-from vfs.remote.layout import FORMAT_KEY, PACKS
+from vfs.remote.layout import FORMAT_KEY, PACKS, pack_key
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
-from vfs.remote.reader import RemoteRepo
-from vfs.repo.repository import Repository
+from vfs.remote.reader import RemoteRepo, mend_hint
+from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
 
@@ -161,12 +165,12 @@ class Repo:
 
     @classmethod
     def clone(
-        cls, url: str, directory: PathArg, *, rev: str | None = None,
+        cls, url: PathArg, directory: PathArg, *, rev: RevArg = None,
         endpoint_url: str | None = None, no_checkout: bool = False, yes: bool = False,
         jobs: int = JOBS,
     ) -> Repo:  # fmt: skip
-        """Make a new repository from the remote at ``url`` in ``directory``, as
-        ``dvfs clone`` does, and open it.
+        """Make a new repository from the remote at ``url`` (a URL, or a directory as
+        text or a ``pathlib.Path``) in ``directory``, as ``dvfs clone`` does, and open it.
 
         ``no_checkout``: fetch the versions only; files are then read from the remote
         on demand. ``yes``: check out even a version that would expand far beyond its
@@ -178,7 +182,8 @@ class Repo:
         """
         with Workers(settings.threads()) as w:
             repo, transfer, _, report = sync.clone(
-                url, Path(os.fspath(directory)), w, rev=rev, no_checkout=no_checkout,
+                url_arg(url), Path(os.fspath(directory)), w,
+                rev=None if rev is None else rev_text(rev), no_checkout=no_checkout,
                 endpoint_url=endpoint_url, jobs=jobs, yes=yes,
             )  # fmt: skip
         for line in transfer.warnings:
@@ -189,20 +194,28 @@ class Repo:
 
     @classmethod
     def remote(
-        cls, url: str, *, endpoint_url: str | None = None, cache_dir: PathArg | None = None,
+        cls, url: PathArg, *, endpoint_url: str | None = None, cache_dir: PathArg | None = None,
         jobs: int = JOBS,
     ) -> Repo:  # fmt: skip
         """The remote at ``url`` (``s3://bucket/prefix``, ``file:///path`` or a
-        directory), read without cloning: versions and trees are fetched now (only
-        what is new since the last time), file chunks when read. Read-only.
+        directory, as text or a ``pathlib.Path``), read without cloning: versions and
+        trees are fetched now (only what is new since the last time), file chunks when
+        read. Read-only.
 
         Example::
 
             cats = vfs.Repo.remote("s3://bucket/cats", endpoint_url="http://minio:9000")
             cats.versions()[0].message
         """
+        url = url_arg(url)
         if "://" not in url:
             url = os.path.abspath(url)  # a directory remote, as `dvfs remote add` keeps it
+        where = parse_url(url).path
+        if where is not None and (where / DVFS_DIR).is_dir() and not (where / FORMAT_KEY).exists():
+            raise UsageError(
+                f"{url} is a repository, not a remote (as `dvfs push` writes one): open it "
+                f"with vfs.Repo({str(where)!r})"
+            )
         spec = RemoteSpec("origin", url, endpoint_url)
         meter = connect(spec, jobs)
         backend = RemoteRepo(meter, None)
@@ -255,7 +268,10 @@ class Repo:
         self.close()
 
     def __repr__(self) -> str:
-        return f"vfs.Repo({self.url or str(self._repo.root)!r})"
+        """How to make this Repo again: ``vfs.Repo(root)`` or ``vfs.Repo.remote(url)``."""
+        if self._spec is not None:
+            return f"vfs.Repo.remote({self._spec.url!r})"
+        return f"vfs.Repo({str(self._repo.root)!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         """A Repo pickles as where it reads, for other processes (multiprocessing's
@@ -300,12 +316,20 @@ class Repo:
 
             [v.version for v in repo.versions(limit=3)]   # ['v7', 'v6', 'v5']
         """
-        if limit is not None and limit < 0:
-            raise UsageError(f"limit={limit}: give 0 or more (None for every version)")
+        if limit is not None:
+            limit = _count(limit, "limit")
+            if limit < 0:
+                raise UsageError(f"limit={limit}: give 0 or more (None for every version)")
         if rev is None and self._repo.history.head_id() is None:
             return []
         named = None if rev is None else rev_text(rev)
-        rows = browse.log(self._repo, named, limit, [repo_path(p) for p in _each(paths)])
+        wanted = [repo_path(p) for p in _each(paths)]
+        try:
+            rows = browse.log(self._repo, named, limit, wanted)
+        except RevisionNotFound as exc:
+            if named is None or wanted:
+                raise
+            raise self._hinted(exc, named, f"repo.versions(paths={named!r})") from None
         return [self._version(row) for row in rows]
 
     def show(self, rev: RevArg = "HEAD", *, files: bool = True) -> VersionInfo:
@@ -346,9 +370,14 @@ class Repo:
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
         rel, rev = repo_path(path), rev_text(rev)
-        if names_dir(path):
-            self._directory(rel, rev)
-        real = self._listed(rev, rel)
+        try:
+            if names_dir(path):
+                self._directory(rel, rev)
+            real = self._listed(rev, rel)
+        except RevisionNotFound as exc:
+            if rel:
+                raise
+            raise self._hinted(exc, rev, f"repo.ls(path={rev!r})") from None
         rows = browse.ls_entries(self._repo, rev, real)
         prefix = rel + b"/" if rel else b""
         return [file_info(rel if n == real else prefix + n, e) for n, e in rows]
@@ -362,15 +391,25 @@ class Repo:
             sum(f.size for f in repo.walk("v2", "data"))
         """
         rel, rev = repo_path(path), rev_text(rev)
-        if names_dir(path):
-            self._directory(rel, rev)
-        real = self._listed(rev, rel)
+        try:
+            if names_dir(path):
+                self._directory(rel, rev)
+            real = self._listed(rev, rel)
+        except RevisionNotFound as exc:
+            if rel:
+                raise
+            raise self._hinted(exc, rev, f"repo.walk(path={rev!r})") from None
         for p, e in browse.ls_entries(self._repo, rev, real, recursive=True):
             below = p[len(real) :].lstrip(b"/") if real else p
             yield file_info(rel + b"/" + below if rel and below else rel or below, e)
 
     def info(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo:
-        """The entry at ``path`` of ``rev`` (a link is not followed)."""
+        """The entry at ``path`` of ``rev`` (a link is not followed).
+
+        Example::
+
+            repo.info("data/train.csv", "v3").size   # its bytes; .hash, .mtime, .type
+        """
         rel, rev = repo_path(path), rev_text(rev)
         if names_dir(path):
             self._directory(rel, rev)
@@ -474,8 +513,26 @@ class Repo:
             raise UsageError(f"{self._spec.url} has no working tree: compare two versions")
         with Workers(settings.threads()) as w:
             wanted = [repo_path(p) for p in _each(paths)]
-            changes = browse.diff(self._repo, revs, w, _warn, None, wanted)
+            try:
+                changes = browse.diff(self._repo, revs, w, _warn, None, wanted)
+            except RevisionNotFound as exc:
+                if len(revs) != 1 or wanted:
+                    raise
+                raise self._hinted(exc, revs[0], f"repo.diff(paths={revs[0]!r})") from None
         return [file_change(c) for c in changes]
+
+    def _hinted(self, exc: RevisionNotFound, rev: str, call: str) -> RevisionNotFound:
+        """``exc``, or, when the revision it could not find is a path of HEAD
+        (``repo.ls("data")`` for the directory, as ``dvfs ls data`` lists it), the
+        same error saying the first argument is the revision and how to give a path."""
+        if exc.rev != rev or exc.hint:
+            return exc
+        try:
+            self._lookup("HEAD", repo_path(rev))
+        except DvfsError:
+            return exc
+        hint = f"the first argument is the revision, and {rev} is a path: {call}"
+        return RevisionNotFound(rev, exc.candidates, hint=hint)
 
     # reading -------------------------------------------------------------------------
 
@@ -506,14 +563,24 @@ class Repo:
         return open_chunks(raw, mode, encoding, errors, newline)
 
     def read_bytes(self, path: PathArg, rev: RevArg = "HEAD") -> bytes:
-        """The whole content of file ``path`` of ``rev``."""
+        """The whole content of file ``path`` of ``rev``.
+
+        Example::
+
+            labels = repo.read_bytes("data/labels.csv", rev="v2")
+        """
         with self._raw(path, rev) as f:
             return f.readall()
 
     def read_text(
         self, path: PathArg, rev: RevArg = "HEAD", encoding: str = "utf-8", errors: str = "strict"
     ) -> str:
-        """The whole content of file ``path`` of ``rev``, decoded."""
+        """The whole content of file ``path`` of ``rev``, decoded.
+
+        Example::
+
+            rows = repo.read_text("data/labels.csv", rev="v2").splitlines()
+        """
         return self.read_bytes(path, rev).decode(encoding, errors)
 
     def read_range(
@@ -521,7 +588,12 @@ class Repo:
     ) -> bytes:
         """Bytes [start, end) of file ``path`` of ``rev``: only the chunks they lie in
         are read. A negative offset counts from the end, as in a slice (and fsspec's
-        ``cat_file``): ``read_range(path, -100, size)`` is the last 100 bytes."""
+        ``cat_file``): ``read_range(path, -100, size)`` is the last 100 bytes.
+
+        Example::
+
+            header = repo.read_range("data/train.parquet", 0, 4, rev="v3")   # b"PAR1"
+        """
         offsets = []
         for offset in (start, end):
             try:
@@ -543,7 +615,12 @@ class Repo:
     def target(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo | None:
         """The file the symbolic link at ``path`` of ``rev`` leads to, as :meth:`open`
         follows it (named by the file's own path); None if it leads to a directory,
-        out of the repository or nowhere. ``path`` itself when it is a file."""
+        out of the repository or nowhere. ``path`` itself when it is a file.
+
+        Example::
+
+            repo.target("data/latest.csv", "v3").path   # 'data/2024-06.csv'
+        """
         oid, real, e = self._lookup(rev_text(rev), repo_path(path))
         try:
             rel, found = self._follow(oid, real, e)
@@ -566,13 +643,14 @@ class Repo:
                     f"{quote_name(rel)} in {label} is a link to {quote_name(e.target)}, "
                     "outside the repository"
                 )
-            found = hist.lookup(hist.version(oid).tree, target) if target != b"." else None
-            if found is None:
+            try:  # through the links on the way (`dl/f.txt`, dl -> d), as the kernel goes
+                _, to, found = self._find(oid.hex(), target if target != b"." else b"")
+            except PathNotFound:
                 raise PathNotFound(
                     f"{quote_name(rel)} in {label} is a link to {quote_name(e.target)}, "
                     "which does not exist there"
-                )
-            rel, e = target, found
+                ) from None
+            rel, e = to, found
         else:
             raise PathNotFound(f"{quote_name(start)} in {label}: too many links")
         return rel, e
@@ -592,14 +670,29 @@ class Repo:
         return ChunkedFile(name, e.chunks, lambda oid: self._chunk_of(name, oid))
 
     def _chunk_of(self, name: str, oid: bytes) -> bytes:
-        """:meth:`_get`, a remote's failure saying which file needed the chunk."""
+        """:meth:`_get`, a remote's failure saying which file needed the chunk; a chunk
+        the remote holds damaged is named there (`dvfs fsck` here would find nothing)."""
         try:
             return self._get(oid)
         except RemoteError as exc:
-            where = self._spec.url if self._spec else f"remote {default_remote(self._repo)}"
+            where = self._where()
             raise from_kind(
                 error_kind(exc), f"reading {name} needs data from {where}, which failed: {exc}"
             ) from None
+        except ObjectCorrupt as exc:
+            at = self._chunks.where(oid) if self._chunks is not None else None
+            if at is None or (self._spec is None and self._repo.store.has(oid)):
+                raise  # the local store's copy: `dvfs fsck` finds it
+            how = str(exc).removesuffix(": run `dvfs fsck`")  # fsck here cannot see it
+            raise from_kind(
+                error_kind(exc),
+                f"reading {name} needs data from {self._where()}, whose {how} in pack "
+                f"{at[0][:12]}: nothing of it was kept; {mend_hint(pack_key(at[0]))}",
+            ) from None
+
+    def _where(self) -> str:
+        """The remote chunks come from, for a message."""
+        return self._spec.url if self._spec else f"remote {default_remote(self._repo)}"
 
     def _get(self, oid: bytes) -> bytes:
         """A chunk's verified bytes: the local store, else the remote."""
@@ -614,13 +707,16 @@ class Repo:
         return chunks.fetch(oid)
 
     def _fallback(self) -> RemoteChunks | None:
-        """Where chunks missing locally come from: the default remote, if there is one."""
+        """Where chunks missing locally come from: the default remote, if there is one.
+
+        Threads may read at once: the answer is known only once it is set (a thread
+        that finds it unknown works it out too, rather than taking "none" meanwhile)."""
         if not self._fallback_known:
-            self._fallback_known = True
             name = default_remote(self._repo)
             if name is not None:
                 spec = remotes(self._repo)[name]
                 self._chunks = RemoteChunks(lambda: RemoteRepo(connect(spec, JOBS), None))
+            self._fallback_known = True
         return self._chunks
 
     # changing ------------------------------------------------------------------------
@@ -713,7 +809,7 @@ class Repo:
         return dataclasses.replace(got, index={})  # (the remote's whole index: not kept)
 
     def pull(
-        self, rev: str | None = None, paths: PathArg | Iterable[PathArg] = (), *,
+        self, rev: RevArg = None, paths: PathArg | Iterable[PathArg] = (), *,
         remote: str | None = None, force: bool = False, merge: bool = False,
         yes: bool = False, jobs: int = JOBS,
     ) -> sync.PullResult:  # fmt: skip
@@ -728,12 +824,11 @@ class Repo:
             repo.pull("v3", ["data/train"])
         """
         root = self._writable()
-        if rev is not None:
-            text_arg(rev, "rev")
+        named = None if rev is None else rev_text(rev)  # a version's number too, as for reads
         args = [str(root / os.fspath(p)) for p in _each(paths)]
         spec = self._remote_spec(remote)
         with Workers(settings.threads()) as w:
-            r = sync.pull(self._repo, spec, rev, args, w, jobs=jobs, force=force, yes=yes,
+            r = sync.pull(self._repo, spec, named, args, w, jobs=jobs, force=force, yes=yes,
                           merge=merge)  # fmt: skip
         keep_within_max_size(self._repo, _warn)  # as after `dvfs pull`
         for line in r.transfer.warnings:
@@ -755,6 +850,17 @@ class Repo:
         return self._repo.root
 
 
+def _count(value: object, what: str) -> int:
+    """``value`` as an int (numpy's too), else TypeError naming ``what``: never a
+    boolean or a float, which would be taken as 1 or cut."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise TypeError(f"{what} is a whole number (int), not {type(value).__name__}")
+
+
 def _names(names: str | Iterable[str]) -> list[str]:
     """Branch names: one given alone is one name, not its characters."""
     if isinstance(names, str):
@@ -765,14 +871,23 @@ def _names(names: str | Iterable[str]) -> list[str]:
 
 
 def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
-    """``paths`` as a list: one path given alone is one path, not its characters."""
+    """``paths`` as a list: one path given alone is one path, not its characters.
+
+    An empty path is refused, as the command line refuses an empty argument: from an
+    unset variable, it would name the whole repository (``add("")`` staged it all)."""
     if isinstance(paths, (str, os.PathLike)):
-        return [paths]
-    if isinstance(paths, bytes):
+        paths = [paths]
+    elif isinstance(paths, bytes):
         raise TypeError("give paths as text (os.fsdecode), not bytes")
-    if not isinstance(paths, Iterable):
+    elif not isinstance(paths, Iterable):
         raise TypeError(f"paths is a path or a list of paths, not {type(paths).__name__}")
-    return list(paths)
+    given = list(paths)
+    if any(isinstance(p, (str, os.PathLike)) and not os.fspath(p) for p in given):
+        raise UsageError(
+            "an empty path (an unset variable?): nothing was done; give '.' for the whole "
+            "repository"
+        )
+    return given
 
 
 def _remote(url: str, endpoint_url: str | None, cache_dir: PathArg | None, jobs: int) -> Repo:
@@ -804,7 +919,12 @@ def open(
 
 
 def read_bytes(path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".") -> bytes:
-    """The content of file ``path`` of version ``rev`` of ``repo``."""
+    """The content of file ``path`` of version ``rev`` of ``repo``.
+
+    Example::
+
+        vfs.read_bytes("data/labels.csv", rev="v2", repo="s3://bucket/cats")
+    """
     return _repo(repo).read_bytes(path, rev)
 
 
@@ -812,5 +932,10 @@ def read_text(
     path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".",
     encoding: str = "utf-8", errors: str = "strict",
 ) -> str:  # fmt: skip
-    """The content of file ``path`` of version ``rev`` of ``repo``, decoded."""
+    """The content of file ``path`` of version ``rev`` of ``repo``, decoded.
+
+    Example::
+
+        vfs.read_text("data/labels.csv", rev="main", repo=".")
+    """
     return _repo(repo).read_text(path, rev, encoding, errors)

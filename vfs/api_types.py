@@ -167,6 +167,19 @@ def text_arg(value: object, what: str) -> str:
     return value
 
 
+def url_arg(url: object) -> str:
+    """A remote given to :meth:`Repo.remote` or :meth:`Repo.clone`: a URL, or a
+    directory's path as text or a path object (``pathlib.Path``); else TypeError."""
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str):
+        raise TypeError(
+            "a remote is a URL (s3://bucket/prefix, file:///path) or a directory's path, "
+            f"not {type(url).__name__}"
+        )
+    return url
+
+
 # What a parameter given from Python may be besides JSON's own types: numbers and
 # arrays of NumPy or PyTorch (the numbers they hold), and values whose text is the
 # value (a path, a date, a decimal). Anything else would be recorded as its repr.

@@ -76,6 +76,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from fsspec import AbstractFileSystem
+from fsspec.caching import caches
 from fsspec.spec import AbstractBufferedFile, make_instance
 from fsspec.utils import stringify_path
 
@@ -131,6 +132,22 @@ def split_rev(path: str) -> tuple[str | None, str]:
 def _clean(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     return "/" + "/".join(parts)
+
+
+def _check_buffering(block_size: Any, cache_type: Any) -> None:
+    """ValueError unless fsspec's buffered file can read with ``block_size`` and
+    ``cache_type``: its read-ahead took a negative size as is and left the file's last
+    bytes unread, and an unknown cache was a KeyError from inside it."""
+    if block_size is not None and (
+        isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 0
+    ):
+        raise ValueError(
+            f"block_size={block_size!r}: give a number of bytes (0 or more), or leave it "
+            "out for the default"
+        )
+    if cache_type is not None and cache_type not in caches:
+        known = ", ".join(repr(c) for c in caches if c is not None)
+        raise ValueError(f"cache_type={cache_type!r}: fsspec's caches are {known}")
 
 
 class DvfsFile(AbstractBufferedFile):  # type: ignore[misc]
@@ -196,9 +213,11 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         self._at = self.version.hex()  # every read names the version, not the branch
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled, the filesystem reads the same version, even if its branch moved
-        since it was made (multiprocessing's workers each unpickle one)."""
-        options = {**self.storage_options, "_pinned": self._at}
+        """Pickled, the filesystem reads the same version of the same repository, even
+        if its branch moved since it was made (multiprocessing's workers each unpickle
+        one), or the process unpickling it works in another directory (Ray's workers
+        do): the repository goes as the Repo, which pickles as its root or its URL."""
+        options = {**self.storage_options, "_pinned": self._at, "repo": self.repo}
         return make_instance, (type(self), self.storage_args, options)
 
     # paths ---------------------------------------------------------------------------
@@ -208,6 +227,8 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         text = stringify_path(path)
+        if not isinstance(text, str):
+            raise TypeError(f"a dvfs path is text (/data/train.csv), not {type(text).__name__}")
         for prefix in (f"{PROTOCOL}://", f"{PROTOCOL}::"):
             if text.startswith(prefix):
                 text = text[len(prefix) :]
@@ -312,6 +333,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             raise ReadOnlyError(f"open({path!r}, {mode!r})")
         if block_size is None and "cache_type" not in kwargs:
             return self.repo.open(self._path(path), self._at, "rb")
+        _check_buffering(block_size, kwargs.get("cache_type"))
         raw = self.repo.file(self._path(path), self._at)
         return DvfsFile(
             self, self._strip_protocol(path), raw, block_size, kwargs.get("cache_type"),

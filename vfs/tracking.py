@@ -433,8 +433,8 @@ class Run:
                 (self.root / os.fsdecode(rel)).parent.mkdir(parents=True, exist_ok=True)
                 self.ws.write(rel, data)
             made = [rel for rel, _ in written]
-            self.state.forget(made)
-            ids.update(self.state.ids(made))
+            self.state.forget(made)  # and an output directory they were written into
+            ids.update(self.state.ids([*outs, *made]))
             outs += made
         facts = RunFacts(self.ws)
         record = StageRecord(

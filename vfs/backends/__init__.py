@@ -38,6 +38,7 @@ __all__ = [
     "preconnect",
     "redact_url",
     "refuse_credentials",
+    "same_location",
     "valid_bucket",
     "validate_key",
 ]
@@ -99,6 +100,16 @@ def parse_url(url: str) -> RemoteUrl:
             raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_FORMS}")
         return RemoteUrl(bucket=bucket, prefix=prefix.strip("/"))
     raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
+
+
+def same_location(a: str, b: str) -> bool:
+    """True if remote URLs ``a`` and ``b`` name one place, however spelled
+    (``file:///srv/cats`` and ``/srv/cats``; ``s3://b/cats/`` and ``s3://b/cats``);
+    a URL of no valid form is the same only as itself."""
+    try:
+        return a == b or parse_url(a) == parse_url(b)
+    except UsageError:
+        return False
 
 
 def open_backend(

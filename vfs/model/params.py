@@ -24,16 +24,19 @@ exactly, or JSON cannot show, are kept as text: integers outside 64 bits, NaN an
 infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
 values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
 prints them). NumPy (and PyTorch) scalars and arrays given from Python are kept as
-the numbers and lists they hold (``numpy.int64(3)`` is the number 3). Text that is
+the numbers and lists they hold (``numpy.int64(3)`` is the number 3); a set as the
+list of its members in order (numbers by value, then the others by their JSON text),
+the same in every process. Text that is
 not UTF-8 (bytes given on the command line) is refused.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -201,16 +204,17 @@ def _key(k: Any, budget: _Budget) -> str:
 
 
 def _plain(value: Any, depth: int, budget: _Budget) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or a mapping given from Python (a config's)
         if depth >= MAX_DEPTH:
             raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
         budget.spend(1)
         return {_key(k, budget): _plain(v, depth + 1, budget) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         if depth >= MAX_DEPTH:
             raise UsageError(f"parameters nest deeper than {MAX_DEPTH} levels")
         budget.spend(1)
-        return [_plain(v, depth + 1, budget) for v in value]
+        items = [_plain(v, depth + 1, budget) for v in value]
+        return sorted(items, key=_order) if isinstance(value, (set, frozenset)) else items
     if isinstance(value, str):
         return _text(value, "parameter value", budget)
     if isinstance(value, bool) or value is None:
@@ -225,6 +229,15 @@ def _plain(value: Any, depth: int, budget: _Budget) -> Any:
     if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
         return _plain(value.tolist(), depth, budget)
     return _text(str(value), "parameter value", budget)  # dates, timestamps, !!binary
+
+
+def _order(v: Any) -> tuple[bool, Any]:
+    """Where a member of a set goes in the list that records it: numbers by value,
+    then everything else by its JSON text. A set's own order follows the hashes of its
+    members, which differ from one process to the next for text: two runs given the
+    same set would record different parameters."""
+    number = isinstance(v, (int, float)) and not isinstance(v, bool)
+    return (not number, v if number else json.dumps(v, sort_keys=True))
 
 
 def check(params: dict[Any, Any]) -> dict[str, Any]:

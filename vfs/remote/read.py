@@ -31,6 +31,7 @@ import threading
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
+from vfs.backends import same_location
 from vfs.errors import ObjectCorrupt, ObjectMissing, UsageError
 from vfs.remote.config import RemoteSpec, add_remote, remotes
 from vfs.remote.layout import pack_key
@@ -72,7 +73,7 @@ def open_meta(path: Path, spec: RemoteSpec, remote: RemoteRepo) -> Repository:
         with contextlib.suppress(UsageError):
             add_remote(repo, spec, make_default=True)
         known = remotes(repo).get(spec.name)
-    if known is None or known.url != spec.url:
+    if known is None or not same_location(known.url, spec.url):
         other = known.url if known is not None else "another source"
         raise OtherSource(f"{path} holds the versions of {other}")
     return repo

@@ -17,6 +17,7 @@ which also tells the file's ``size``, as fsspec's files do), plus an
 from __future__ import annotations
 
 import bisect
+import errno
 import io
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -29,6 +30,13 @@ from vfs.model.codec import ChunkRef
 CACHE_BYTES = 32 * 1024 * 1024
 MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
 BUFFER = 256 * 1024  # the BufferedReader's buffer: small reads cost no call into Python each
+
+
+class NegativeSeek(OSError, ValueError):
+    """A seek before the start of the file: an OSError (EINVAL), as a file on disk
+    raises, and a ValueError, as ``io.BytesIO`` raises, so that code catching either
+    goes on (``zipfile.is_zipfile`` of a file shorter than a zip's end record seeks
+    before its start and catches OSError)."""
 
 
 class ChunkedFile(io.RawIOBase):
@@ -96,7 +104,7 @@ class ChunkedFile(io.RawIOBase):
         else:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
+            raise NegativeSeek(errno.EINVAL, f"negative seek position {pos}")
         self._pos = pos
         return pos
 

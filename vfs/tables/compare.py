@@ -15,20 +15,47 @@ from vfs.quoting import quote_name
 from vfs.tables.engine import Engine, NotTabular, Table, ident, plain_value
 from vfs.tables.result import KeyNotUnique, RowChange, RowDiff
 
+# The engine's number types: a column that is one of them on each side is compared as
+# numbers even when they differ (BIGINT in one version, DOUBLE in the next).
+_NUMBERS = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+    "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE",
+}  # fmt: skip
 
-def _retyped(ot: Table, nt: Table, name: str, text: bool) -> bool:
-    return not text and ot.types()[name] != nt.types()[name]
+
+def _number(kind: str) -> bool:
+    return kind in _NUMBERS or kind.startswith("DECIMAL")
 
 
-def _expr(alias: str, col: str, as_text: bool) -> str:
+def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
+    """The type column ``name`` is compared as when the two sides read it as different
+    types, else None: two number types as DOUBLE (an integer column that gained a
+    ``2.5`` holds the same numbers in its other rows: ``2`` and ``2.0`` are equal, as
+    ``1.0`` and ``1.00`` are), any others as text."""
+    if text:
+        return None
+    a, b = ot.types()[name], nt.types()[name]
+    if a == b:
+        return None
+    return "DOUBLE" if _number(a) and _number(b) else "VARCHAR"
+
+
+def _expr(alias: str, col: str, cast: str | None) -> str:
     e = f"{alias}.{col}" if alias else col
-    return f"CAST({e} AS VARCHAR)" if as_text else e
+    return f"CAST({e} AS {cast})" if cast else e
+
+
+def _as(v: Any, cast: str | None) -> Any:
+    """A value the engine gave, as :func:`_retyped`'s type compares it."""
+    if v is None or cast is None:
+        return v
+    return float(v) if cast == "DOUBLE" else str(v)
 
 
 def key_totals(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
     sources: list[tuple[str, int, int, Sequence[str]]],
-    bounds: list[tuple[int, int] | None] | None = None,
+    bounds: list[tuple[int, int] | None] | None = None, text: bool = False,
 ) -> tuple[int, int]:  # fmt: skip
     """Rows on each side, after checking that the key names one row on each.
 
@@ -51,7 +78,7 @@ def key_totals(
     for rel, wa, wb, convert in sources:
         assert wa in (0, 1) and wb in (-1, 0, 1)
         keys = ", ".join(
-            f"{_expr('', ident(k), _retyped(ot, nt, k, False))} AS k{i}" for i, k in enumerate(key)
+            f"{_expr('', ident(k), _retyped(ot, nt, k, text))} AS k{i}" for i, k in enumerate(key)
         )
         where = ""
         if convert:
@@ -201,11 +228,8 @@ def keyed(
             ch = {}
             for n in values:
                 a, b = ov[oi[n]], nv[ni[n]]
-                if _retyped(ot, nt, n, text):
-                    differs = (None if a is None else str(a)) != (None if b is None else str(b))
-                else:
-                    differs = not _same(a, b)
-                if differs:
+                cast = _retyped(ot, nt, n, text)
+                if not _same(_as(a, cast), _as(b, cast)):
                     ch[n] = (a, b)
             out.rows.append(RowChange(st, kv, changes=ch))
 

@@ -22,7 +22,7 @@ Comparisons (``vfs.tables.rowdiff`` states them for users):
 - keyed: the key must name one row on each side; the two sides are joined on it
   (``IS NOT DISTINCT FROM``: a NULL key is a key like any other) and a pair is
   changed when a common column differs (``IS DISTINCT FROM``; a column whose type
-  changed is compared as text).
+  changed is compared as DOUBLE between two number types, else as text).
 - unkeyed: rows are counted per distinct row of the common columns on each side;
   a row counted more times on one side is removed or added that many times.
 

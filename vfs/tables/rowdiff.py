@@ -7,8 +7,9 @@ rows, in key order (or row order of their values without a key).
 - With a key (one or more columns), rows are matched by key. The key must name one
   row on each side; otherwise the diff stops with an example of a key that names
   several. A matched pair is changed when a column both sides have differs; a column
-  whose type changed is compared as text. Columns only one side has are listed as
-  schema changes, never as row changes.
+  whose type changed is compared as numbers if both types are numbers (an integer
+  column that gained a ``2.5``: ``3`` and ``3.0`` are equal), else as text. Columns
+  only one side has are listed as schema changes, never as row changes.
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
   or added that many times.
@@ -614,13 +615,13 @@ def _parts(
             proved = None  # a damaged entry: the rows counted from the newlines say so
         if proved is not None:
             counts = _collisions(
-                engine, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds
+                engine, out, ot, nt, key, whole, a_rel, b_rel, proved, kind, bounds, text
             )
         else:
             counts = key_totals(
                 engine, out, ot, nt, key,
                 [(whole(), 1, 1, checked), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
-                bounds if kind else None,
+                bounds if kind else None, text,
             )  # fmt: skip
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
@@ -632,7 +633,7 @@ def _parts(
 def _collisions(
     engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str],
     whole: Callable[[], str], a_rel: str, b_rel: str, proved: tuple[int, checks.Bounds | None],
-    kind: str | None, bounds: list[checks.Bounds | None],
+    kind: str | None, bounds: list[checks.Bounds | None], text: bool,
 ) -> tuple[int, int]:  # fmt: skip
     """``key_totals`` of the fast path for an old file already proved to hold
     ``proved[0]`` rows, every value fitting its type and every key naming one row.
@@ -671,9 +672,10 @@ def _collisions(
         f"(SELECT __w.* FROM (SELECT {keys} FROM {whole() if fresh else a_rel}) __w "
         f"SEMI JOIN (SELECT {keys} FROM {b_rel}) __c ON {on})"
     )
-    part, total_b = key_totals(
-        engine, out, ot, nt, key, [(hit, 1, 1, ()), (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
-    )
+    sources: list[tuple[str, int, int, Sequence[str]]] = [
+        (hit, 1, 1, ()), (a_rel, 0, -1, ()), (b_rel, 0, 1, ()),
+    ]  # fmt: skip
+    part, total_b = key_totals(engine, out, ot, nt, key, sources, text=text)
     return proved[0], proved[0] - part + total_b
 
 
@@ -705,7 +707,9 @@ def _full(
         counted = (_rows(old, ot), _rows(new, nt))
 
         def totals() -> tuple[int, int]:
-            return key_totals(engine, out, ot, nt, key, [(a_rel, 1, 0, ()), (b_rel, 0, 1, ())])
+            return key_totals(
+                engine, out, ot, nt, key, [(a_rel, 1, 0, ()), (b_rel, 0, 1, ())], text=text
+            )
 
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, totals, counted)
     else:
