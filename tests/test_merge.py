@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -194,6 +195,44 @@ def test_pipeline_texts_merge_by_stage_and_only_into_a_pipeline_that_reads() -> 
     assert merge3.merge_spec(y(a), y(changed), y(a)) == y(changed)  # ours alone changed
     assert merge3.merge_spec(y(a), y(changed), y(a2.replace("a2", "a"))) is None
     assert merge3.merge_spec(y(a), b"stages: [", y(a, b)) is None
+
+
+def test_a_conflict_with_a_path_the_other_side_renamed_says_where_it_went(repo: Repo) -> None:
+    """Edited on main, moved to b/ on other (and c deleted there): the conflicts were
+    both "theirs: deleted"; the moved one now says where its content is."""
+    repo.write("a", "a")
+    repo.write("c", "c")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.ok("mv", "a", "moved-a")
+    (repo.root / "c").unlink()
+    repo.ok("add", ".")
+    repo.commit("move a, drop c")
+    repo.ok("switch", "main")
+    repo.write("a", "a, edited")
+    repo.write("c", "c, edited")
+    repo.ok("add", ".")
+    repo.commit("edit")
+
+    r = repo.run("merge", "other")
+    assert r.code == 1, str(r)
+    line_a = next(ln for ln in r.out.splitlines() if ln.strip().startswith("a "))
+    assert "theirs: renamed to moved-a" in line_a
+    line_c = next(ln for ln in r.out.splitlines() if ln.strip().startswith("c "))
+    assert "theirs: deleted" in line_c
+    assert repo.read("moved-a") == b"a"  # theirs' new path came in: no conflict there
+    st = repo.status()["merging"]["conflicts"]
+    assert [(c["path"], c["theirs_renamed_to"], c["ours_renamed_to"]) for c in st] == [
+        ("a", "moved-a", None), ("c", None, None),
+    ]  # fmt: skip
+    assert "theirs: renamed to moved-a" in repo.ok("status").out
+    repo.ok("merge", "--abort")
+    r = repo.run("merge", "other", "--json")
+    assert r.code == 1, str(r)
+    assert [c["theirs_renamed_to"] for c in json.loads(r.out)["conflicts"]] == ["moved-a", None]
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
 
 
 def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -25,6 +25,9 @@ from vfs.ops import branches, checkout, merging
 from vfs.ops.restore import restore as restore_paths
 from vfs.quoting import escape_text
 from vfs.worktree.scan import show
+
+if TYPE_CHECKING:  # (merge is imported by the merge command alone)
+    from vfs.ops.merge import MergeReport
 
 
 def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
@@ -251,6 +254,12 @@ def switch(
     report_checkout(r, as_json)
 
 
+def renamed_to(m: MergeReport, path: bytes, side: str) -> str | None:
+    """Where ``side`` moved a conflict's content, for ``--json`` (``merging.renamed``)."""
+    to = m.renamed.get((path, side))
+    return None if to is None else show(to)
+
+
 def one_side(ours: bool, theirs: bool) -> str | None:
     """The side ``--ours``/``--theirs`` chose (None: neither); both is an error, not the
     last one given."""
@@ -315,7 +324,10 @@ def merge_cmd(
             {"outcome": m.outcome, "version": m.label, "id": m.oid.hex(), "written": m.written,
              "deleted": m.deleted, "fetched": m.fetched,
              "conflicts": [{"path": show(c.path), "ours": merge.describe_side(c.ours),
-                            "theirs": merge.describe_side(c.theirs)} for c in m.conflicts],
+                            "theirs": merge.describe_side(c.theirs),
+                            "ours_renamed_to": renamed_to(m, c.path, "ours"),
+                            "theirs_renamed_to": renamed_to(m, c.path, "theirs")}
+                           for c in m.conflicts],
              "not_checked_out": [show(p) for p in m.not_checked_out]}
         )  # fmt: skip
         if m.conflicts:
@@ -338,8 +350,9 @@ def merge_cmd(
     width = min(60, max(len(quoted(c.path)) for c in m.conflicts))
     for c in m.conflicts:
         click.echo(
-            f"  {quoted(c.path):<{width}}  ours: {conflict_side(c.ours)}   "
-            f"theirs: {conflict_side(c.theirs)}"
+            f"  {quoted(c.path):<{width}}  "
+            f"ours: {conflict_side(c.ours, m.renamed.get((c.path, 'ours')))}   "
+            f"theirs: {conflict_side(c.theirs, m.renamed.get((c.path, 'theirs')))}"
         )
     click.echo(
         "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "

@@ -143,7 +143,7 @@ def show_status(
                 "untracked": [show(p) for p in work.untracked],
                 "unreadable": [show(p) for p in work.unreadable],
                 "remotes": tracking(repo, st),
-                "merging": merge_json(st.merge),
+                "merging": merge_json(st.merge, st.renamed),
                 "lock": lock_json(st.lock),
             }
         )
@@ -168,7 +168,7 @@ def show_status(
     grouped = False
     at = from_here(repo)
     if st.merge is not None:
-        merge_lines(st.merge, at)
+        merge_lines(st.merge, at, st.renamed)
     remotes_seen = tracking(repo, st)
     for t in remotes_seen:
         echo(tracking_line(t, len(remotes_seen) > 1))
@@ -246,25 +246,36 @@ def change_lists(st: ops_status.Status, verbose: bool, at: Callable[[bytes], byt
     return grouped
 
 
-def merge_json(m: merging.MergeState | None) -> dict[str, Any] | None:
+def merge_json(
+    m: merging.MergeState | None, renamed: merging.Renames | None = None
+) -> dict[str, Any] | None:
     """A merge in progress as ``status --json`` shows it."""
     if m is None:
         return None
+    moved = renamed or {}
 
     def side(s: tuple[int, int] | None) -> dict[str, int] | None:
         return None if s is None else {"size": s[0], "mtime_ns": s[1]}
+
+    def to(p: bytes, which: str) -> str | None:
+        return show(moved[(p, which)]) if (p, which) in moved else None
 
     return {
         "rev": m.rev, "theirs": m.theirs.hex(), "base": m.base.hex(), "message": m.message,
         "complete": m.ready,
         "conflicts": [{"path": show(c.path), "ours": side(c.ours), "theirs": side(c.theirs),
+                       "ours_renamed_to": to(c.path, "ours"),
+                       "theirs_renamed_to": to(c.path, "theirs"),
                        "resolved": c.resolved} for c in m.conflicts],
     }  # fmt: skip
 
 
-def merge_lines(m: merging.MergeState, at: Callable[[bytes], bytes]) -> None:
+def merge_lines(
+    m: merging.MergeState, at: Callable[[bytes], bytes], renamed: merging.Renames | None = None
+) -> None:
     """What ``status`` says first of a merge in progress: what is merged, and each
     conflict left (:func:`merge_hint` ends the report with how to finish it)."""
+    moved = renamed or {}
     left = [c for c in m.conflicts if not c.resolved]
     state = f"{count(len(left), 'conflict')} to settle" if left else "every conflict settled"
     if not m.ready:
@@ -272,8 +283,9 @@ def merge_lines(m: merging.MergeState, at: Callable[[bytes], bytes]) -> None:
     echo(f"Merging {quoted(m.rev)} ({m.theirs.hex()[:10]}): {state}")
     for c in left:
         echo(
-            f"  conflict: {quoted(at(c.path))}  ours: {conflict_side(c.ours)}   "
-            f"theirs: {conflict_side(c.theirs)}"
+            f"  conflict: {quoted(at(c.path))}  "
+            f"ours: {conflict_side(c.ours, moved.get((c.path, 'ours')))}   "
+            f"theirs: {conflict_side(c.theirs, moved.get((c.path, 'theirs')))}"
         )
 
 
@@ -351,8 +363,11 @@ def group_line(state: str, g: Group, changes: list[Change], at: Callable[[bytes]
     return f"{state + ':':<9} {quoted(at(g.path))}/ ({g.count:,} files, {size})"
 
 
-def conflict_side(s: tuple[int, int] | None) -> str:
-    """One side of a merge conflict: its size and time, or that it deleted the path."""
+def conflict_side(s: tuple[int, int] | None, to: bytes | None = None) -> str:
+    """One side of a merge conflict: its size and time, or that it deleted the path
+    (renamed it ``to`` another, where its content is: ``merging.renamed``)."""
     from vfs.ops import browse  # only while a merge is in progress
 
-    return "deleted" if s is None else f"{human(s[0])} {browse.iso_time(s[1])}"
+    if s is None:
+        return "deleted" if to is None else f"renamed to {quoted(to)}"
+    return f"{human(s[0])} {browse.iso_time(s[1])}"

@@ -79,6 +79,7 @@ class MergeReport:
     deleted: int = 0
     fetched: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
+    renamed: merging.Renames = field(default_factory=dict)  # (merging.renamed)
     not_checked_out: list[bytes] = field(default_factory=list)  # theirs' data unavailable
     checkout: co.CheckoutReport | None = None  # a fast-forward's
 
@@ -357,6 +358,7 @@ def _merge_locked(
     merging.reached("recorded")
     report = MergeReport("conflicts" if conflicts else "merged", fetched=fetched)
     report.conflicts = conflicts
+    report.renamed = merging.renamed(conflicts, before, mine, other)
     todo = [(p, e) for p, e in todo if p not in unavailable]
     report.deleted = remove_many(repo.root, [p for p in gone if not index.is_absent(p)], workers)
     for p in gone:

@@ -48,13 +48,14 @@ from __future__ import annotations
 import os
 import signal
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgpack
 
 from vfs.errors import FormatError
+from vfs.model.codec import Entry
 from vfs.repo.refs import Refs
 from vfs.store.durable import write_atomic
 
@@ -217,3 +218,34 @@ def live(dvfs_dir: Path, refs: Refs) -> MergeState | None:
     if refs.get(f"refs/heads/{state.branch}") != state.ours:
         return None
     return state
+
+
+Renames = dict[tuple[bytes, str], bytes]  # (conflict path, "ours" | "theirs") -> new path
+
+
+def renamed(
+    conflicts: Sequence[Conflict],
+    base: Mapping[bytes, Entry],
+    ours: Mapping[bytes, Entry],
+    theirs: Mapping[bytes, Entry],
+) -> Renames:
+    """Where a side that deleted a conflict's path now holds the base's content under
+    a path the base lacks: a rename, as far as contents tell. The merge is by path,
+    so such a conflict is "changed here, deleted there"; shown beside it, the new
+    path says where the other side's change may belong ("theirs: renamed to b")."""
+    out: Renames = {}
+    for side, tree in (("ours", ours), ("theirs", theirs)):
+        gone = [c.path for c in conflicts if getattr(c, side) is None and c.path in base]
+        if not gone:
+            continue
+        new: dict[tuple[int, bytes, bytes], bytes] = {}
+        for p in sorted(p for p in tree if p not in base):
+            new.setdefault(_content(tree[p]), p)
+        for p in gone:
+            if (hit := new.get(_content(base[p]))) is not None:
+                out[(p, side)] = hit
+    return out
+
+
+def _content(e: Entry) -> tuple[int, bytes, bytes]:
+    return (int(e.kind), e.digest, e.target)

@@ -254,6 +254,7 @@ class Status:
     work: WorkState
     behind: str | None = None  # the working tree's version, if the branch moved past it
     merge: merging.MergeState | None = None  # a merge in progress (vfs.ops.merging)
+    renamed: merging.Renames = field(default_factory=dict)  # its conflicts' (merging.renamed)
     index: Index | None = field(default=None, repr=False, compare=False)  # as compared
     lock: LockPointer | None = None  # what dvfs.lock names, if not what the tree holds
 
@@ -297,6 +298,7 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
                 index.save()
         except Exception:  # refreshing is an optimisation; never fail status for it
             pass
+    merge = merging.live(repo.dir, repo.refs)
     return Status(
         branch=head.branch,
         detached=None if head.detached is None else label(repo, index, head.detached),
@@ -304,10 +306,27 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         staged=staged,
         work=work,
         behind=behind,
-        merge=merging.live(repo.dir, repo.refs),
+        merge=merge,
+        renamed=_renamed(repo, merge) if merge is not None else {},
         index=index,
         lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
     )
+
+
+def _renamed(repo: Repository, m: merging.MergeState) -> merging.Renames:
+    """``merging.renamed`` of the conflicts left where a side deleted the path (the
+    three versions read only then)."""
+    left = [c for c in m.conflicts if not c.resolved and (c.ours is None or c.theirs is None)]
+    if not left:
+        return {}
+    hist = repo.history
+    try:
+        base, ours, theirs = (
+            hist.flatten(hist.version(v).tree) for v in (m.base, m.ours, m.theirs)
+        )
+    except DvfsError:  # (a version not readable: the conflicts are shown as they are)
+        return {}
+    return merging.renamed(left, base, ours, theirs)
 
 
 def lock_apart(repo: Repository, holds: bytes | None, tip: bytes | None) -> LockPointer | None:
