@@ -6,6 +6,7 @@ nothing.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -442,4 +443,25 @@ def test_metrics_written_into_an_output_directory_keep_its_lineage(repo: vfs.Rep
     ]  # fmt: skip
     lineage = assert_ok(run(root, "lineage", "out/model.bin"))
     assert "stage train made out" in lineage.out and "input data/train" in lineage.out
+    fsck_clean(root)
+
+
+def test_an_ignored_metrics_file_is_refused_at_the_first_metrics_not_the_end(
+    repo: vfs.Repo,
+) -> None:
+    # the block ran to its end (hours of training) before "metrics.json (an output of
+    # run train) is ignored by .dvfsignore:1:*.json" refused to record anything
+    root = repo.root
+    assert root is not None
+    (root / ".dvfsignore").write_text("*.json\n")
+    steps = []
+    with pytest.raises(vfs.UsageError) as caught, vfs.track(repo, message="x") as r:
+        r.log_metrics({"loss": 0.5}, step=0)
+        steps.append("trained")
+    assert steps == []
+    said = r"^metrics\.json \(an output of run train\) is ignored by \.dvfsignore:1:\*\.json: "
+    assert re.match(said + r".* another metrics= file", str(caught.value))
+    with vfs.track(repo, message="y", metrics="logs/metrics.jsonl") as r:
+        r.log_metrics({"loss": 0.5}, step=0)
+    assert r.version is not None and (root / "logs" / "metrics.jsonl").exists()
     fsck_clean(root)

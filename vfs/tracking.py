@@ -40,7 +40,8 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 The message, parameters and tag (its name, and that no tag has it yet) are checked
 when the run is made and when the block starts, not after hours of training; a tag
-made meanwhile stops the recording before anything is written. While the block runs
+made meanwhile stops the recording before anything is written. A metrics file that
+ignore rules keep out is refused when the first metrics are logged. While the block runs
 the working tree's pipeline lock is held (as by ``dvfs repro``: another ``repro`` or
 ``track`` waits for nothing and is refused; a ``track`` nested in the block is told
 so). ``input``, ``output`` and ``log_metrics`` work inside the block only: after
@@ -293,6 +294,8 @@ class Run:
             raise UsageError(f"more than {MAX_METRICS} distinct metrics")
         if len(self.steps) >= MAX_STEPS:
             raise UsageError(f"more than {MAX_STEPS:,} calls of log_metrics in one run")
+        if not self.steps:  # the first: the metrics files will be written, and staged
+            self._refuse_ignored(list(self._own_files()), metrics=True)
         for mine in self._own_files():
             clash = next((i for i in self.inputs if _overlap(i, mine)), None)
             if clash is not None:
@@ -334,18 +337,22 @@ class Run:
                     "written there; give a file (metrics.json)"
                 )
 
-    def _refuse_ignored(self, rels: list[bytes], is_dir: bool = False) -> None:
-        """UsageError if an output would not be staged, its path being ignored."""
+    def _refuse_ignored(
+        self, rels: list[bytes], is_dir: bool = False, metrics: bool = False
+    ) -> None:
+        """UsageError if an output would not be staged, its path being ignored
+        (``metrics``: the run's metrics files, checked when the first metrics are logged,
+        not when the block ends)."""
         repo = self.repo.repository
         index = repo.index()
+        elsewhere = "give the run another metrics= file" if metrics else "write it elsewhere"
         with Ignores(self.root, lambda: sorted(index.paths()), _warn) as ign:
             for rel in rels:
                 rule = workflow.ignoring_rule(repo, ign, rel, is_dir)
                 if rule is not None:
                     raise UsageError(
                         f"{quote_name(rel)} (an output of run {self.name}) is ignored by "
-                        f"{rule}: it could not be recorded; write it elsewhere, or change "
-                        "the rule"
+                        f"{rule}: it could not be recorded; {elsewhere}, or change the rule"
                     )
 
     def _inside(self, path: PathArg) -> str:
