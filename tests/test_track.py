@@ -465,3 +465,29 @@ def test_an_ignored_metrics_file_is_refused_at_the_first_metrics_not_the_end(
         r.log_metrics({"loss": 0.5}, step=0)
     assert r.version is not None and (root / "logs" / "metrics.jsonl").exists()
     fsck_clean(root)
+
+
+def test_a_file_ignore_rules_keep_out_of_an_output_directory_is_warned_of(
+    repo: vfs.Repo,
+) -> None:
+    # the run recorded models/ without models/model.bin (*.bin ignored), silently:
+    # the model the run was for was in no version, and nothing said so
+    root = repo.root
+    assert root is not None
+    (root / ".dvfsignore").write_text("*.bin\ncache/\n")
+    with pytest.warns(vfs.DvfsWarning) as caught, vfs.track(repo, message="x") as r:
+        models = r.output("models")
+        (models / "cache").mkdir(parents=True)
+        (models / "model.bin").write_bytes(b"weights")
+        (models / "cache" / "x.txt").write_text("scratch")
+        (models / "config.yaml").write_text("depth: 18\n")
+    said = sorted(str(w.message) for w in caught)
+    assert said == [
+        "models/cache/ (in output models of run train) is ignored by .dvfsignore:2:cache/: "
+        "the run records models without it; change the rule to record it",
+        "models/model.bin (in output models of run train) is ignored by .dvfsignore:1:*.bin: "
+        "the run records models without it; change the rule to record it",
+    ]
+    assert r.version is not None
+    assert [f.path for f in repo.ls(r.version, "models")] == ["models/config.yaml"]
+    fsck_clean(root)

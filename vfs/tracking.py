@@ -27,7 +27,9 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    one) or a link leading out of the repository (the run would record the link,
    not the data) is refused when ``input()`` or ``output()`` is given it, and a
    link made there during the block before anything is recorded;
-3. the outputs are staged as ``dvfs add`` stages them, and the run is written into
+3. the outputs are staged as ``dvfs add`` stages them (a path below an output directory
+   that ignore rules keep out is left out, with a ``DvfsWarning`` naming it and the
+   rule), and the run is written into
    ``dvfs.runs`` (``vfs.pipeline.runs``) as stage ``name`` (default ``train``): deps,
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
    cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them
@@ -97,6 +99,7 @@ from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
+from vfs.worktree.scan import scan
 
 MAX_STEPS = 100_000  # log_metrics calls kept in the history file
 MAX_METRICS = 1_000  # distinct metric names
@@ -355,6 +358,35 @@ class Run:
                         f"{rule}: it could not be recorded; {elsewhere}, or change the rule"
                     )
 
+    def _warn_left_out(self, outs: list[bytes]) -> None:
+        """A DvfsWarning for each path below an output directory that ignore rules keep
+        out (``*.pt`` in ``.dvfsignore``, the model written into ``outputs/``): staged
+        as ``dvfs add`` stages a directory, the output is recorded without it."""
+        repo = self.repo.repository
+        index = repo.index()
+        with Ignores(self.root, lambda: sorted(index.paths()), _warn) as ign:
+            left: list[tuple[bytes, bytes, str]] = []  # (path, its output, the rule)
+
+            def enter(d: bytes) -> bool:
+                rule = workflow.ignoring_rule(repo, ign, d, is_dir=True)
+                if rule is not None:
+                    left.append((d + b"/", out, rule))
+                return rule is None
+
+            for out in outs:
+                if not stat.S_ISDIR(os.lstat(self.root / os.fsdecode(out)).st_mode):
+                    continue
+                for f in scan(self.root, out, _warn, enter=enter):
+                    rule = workflow.ignoring_rule(repo, ign, f.rel)
+                    if rule is not None:
+                        left.append((f.rel, out, rule))
+        for rel, out, rule in left:
+            _warn(
+                f"{quote_name(rel)} (in output {quote_name(out)} of run {self.name}) is ignored "
+                f"by {rule}: the run records {quote_name(out)} without it; change the rule "
+                "to record it"
+            )
+
     def _inside(self, path: PathArg) -> str:
         """``path`` from the root: an absolute one must lie inside the repository."""
         text = os.fspath(path)
@@ -427,6 +459,7 @@ class Run:
         for rel in own:
             self._writable(rel)  # made meanwhile: before anything is written
         self._refuse_ignored([*outs, *own])  # before anything is written or staged
+        self._warn_left_out(outs)
         if self.steps:
             doc = dict(self.latest)
             if self.last_step is not None:
