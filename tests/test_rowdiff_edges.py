@@ -23,6 +23,7 @@ V1: dict[str, str | bytes] = {
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)),
+    "excel.tsv": "id\tv\n1\ta\n".encode("utf-16"),  # Excel's "Unicode text": UTF-16, a BOM
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -35,6 +36,7 @@ V2: dict[str, str | bytes] = {
     "blank.csv": "id,a\n1,x\n  \n2,z\n",  # a line of spaces: no delimiter is on every line
     # one row with a fraction appended: score is read as DOUBLE, no longer BIGINT
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)) + "50,2.5\n",
+    "excel.tsv": "id\tv\n1\tb\n".encode("utf-16"),
 }
 
 
@@ -168,3 +170,13 @@ def test_an_integer_column_that_gained_a_fraction_changes_one_row_not_all(data: 
         summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
         assert summary == {"added": 1, "removed": 0, "changed": 0, "unchanged": 50}
         assert [r["values"]["score"] for r in got["rows"]] == [2.5]
+
+
+def test_a_utf16_file_is_named_utf16_not_binary(data: Repo) -> None:
+    # it said "excel.tsv in v1 is not TSV: it holds NUL bytes, so it is binary, not text"
+    got = rows_json(data, "excel.tsv", "--key", "id")
+    assert got["method"] == "bytes"
+    assert got["notes"] == [
+        "excel.tsv in v1 is not TSV: it is UTF-16 text, not UTF-8 (convert it with iconv "
+        "-f UTF-16 -t UTF-8 to compare rows): byte-level summary"
+    ]
