@@ -5,6 +5,7 @@ nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -21,6 +22,7 @@ import pytest
 
 import vfs
 from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
+from vfs import tracking
 
 
 @pytest.fixture(scope="module")
@@ -490,4 +492,25 @@ def test_a_file_ignore_rules_keep_out_of_an_output_directory_is_warned_of(
     ]
     assert r.version is not None
     assert [f.path for f in repo.ls(r.version, "models")] == ["models/config.yaml"]
+    fsck_clean(root)
+
+
+def test_a_long_run_logging_every_step_is_recorded_with_a_bounded_history(
+    repo: vfs.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # log_metrics raised "more than 100,000 calls of log_metrics in one run" inside the
+    # training loop at step 100,001: the exception ended the block, nothing recorded
+    monkeypatch.setattr(tracking, "MAX_STEPS", 100)
+    root = repo.root
+    assert root is not None
+    long_run = pytest.warns(vfs.DvfsWarning, match=r"more than 100 calls of log_metrics: its ")
+    with long_run, vfs.track(repo, message="long") as r:
+        for step in range(1001):
+            r.log_metrics({"loss": 1 / (step + 1)}, step=step)
+    assert r.version is not None
+    assert json.loads((root / "metrics.json").read_text()) == {"loss": 1 / 1001, "step": 1000}
+    rows = [json.loads(line) for line in (root / "metrics.steps.jsonl").read_text().splitlines()]
+    steps = [row["step"] for row in rows]
+    assert len(steps) <= 101 and steps[0] == 0 and steps[-1] == 1000  # the whole run, bounded
+    assert len({b - a for a, b in itertools.pairwise(steps[:-1])}) == 1  # evenly spread
     fsck_clean(root)

@@ -19,7 +19,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 1. the metrics go to ``metrics`` (default ``metrics.json``: the last value of each
    metric, and ``step``, the last step logged) and their history, one JSON object
    per call of ``log_metrics``, to the same name with ``.steps.jsonl`` for
-   ``.json``; both are outputs of the run;
+   ``.json``; both are outputs of the run. Past ``MAX_STEPS`` (100,000) calls the
+   history keeps every 2nd call, then every 4th past twice that, and so on, and the
+   last, so that it stays bounded over any run (a warning says so): training never
+   stops for it;
 2. every output must exist, and every input must still hold the content it had when
    ``input()`` took it (a run whose input changed under it would record false
    lineage): otherwise ``UsageError`` and nothing is recorded. A path outside the
@@ -101,7 +104,7 @@ from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import scan
 
-MAX_STEPS = 100_000  # log_metrics calls kept in the history file
+MAX_STEPS = 100_000  # rows of the history file: past it, every other one is kept
 MAX_METRICS = 1_000  # distinct metric names
 MAX_TEXT = 256  # characters of a text metric
 
@@ -144,8 +147,11 @@ class Run:
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []  # the history: every ``stride``-th call's row
         self.last_step: int | None = None
+        self.calls = 0  # of log_metrics
+        self.stride = 1  # doubled each time the history passes MAX_STEPS rows
+        self.last_row: dict[str, Any] | None = None  # the last call's, kept in the history
         self.version: VersionInfo | None = None  # set when the block has been recorded
         self._stack = ExitStack()
         self._started = 0
@@ -295,8 +301,6 @@ class Run:
             row[key] = _metric(key, v)
         if len(set(self.latest) | set(row)) > MAX_METRICS:
             raise UsageError(f"more than {MAX_METRICS} distinct metrics")
-        if len(self.steps) >= MAX_STEPS:
-            raise UsageError(f"more than {MAX_STEPS:,} calls of log_metrics in one run")
         if not self.steps:  # the first: the metrics files will be written, and staged
             self._refuse_ignored(list(self._own_files()), metrics=True)
         for mine in self._own_files():
@@ -307,7 +311,20 @@ class Run:
                     f"of run {self.name}: writing the metrics would change the input (its "
                     "lineage would be false); give the run another metrics= file"
                 )
-        self.steps.append(row)
+        if self.calls % self.stride == 0:
+            self.steps.append(row)
+            if len(self.steps) > MAX_STEPS:  # bounded, and still the whole run's course
+                self.steps = self.steps[::2]
+                self.stride *= 2
+                if self.stride == 2:
+                    _warn(
+                        f"run {self.name}: more than {MAX_STEPS:,} calls of log_metrics: its "
+                        f"history ({quote_name(self.history_path)}) keeps every "
+                        "2nd, then 4th, ... call from here on, and the last; "
+                        f"{quote_name(self.metrics_path)} has the last values"
+                    )
+        self.calls += 1
+        self.last_row = row
         self.latest.update({k: v for k, v in row.items() if k != "step"})
         if at is not None:
             self.last_step = at
@@ -464,7 +481,8 @@ class Run:
             doc = dict(self.latest)
             if self.last_step is not None:
                 doc["step"] = self.last_step
-            history = b"".join(json.dumps(s, sort_keys=True).encode() + b"\n" for s in self.steps)
+            rows = self.steps if self.steps[-1] is self.last_row else [*self.steps, self.last_row]
+            history = b"".join(json.dumps(s, sort_keys=True).encode() + b"\n" for s in rows)
             written = [
                 (self.metrics_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"),
                 (self.history_path, history),
