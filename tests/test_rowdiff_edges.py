@@ -24,6 +24,7 @@ V1: dict[str, str | bytes] = {
     '{"id": 3, "v": {"a": "1"}}\n',
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)),
     "excel.tsv": "id\tv\n1\ta\n".encode("utf-16"),  # Excel's "Unicode text": UTF-16, a BOM
+    "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n",
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -37,6 +38,7 @@ V2: dict[str, str | bytes] = {
     # one row with a fraction appended: score is read as DOUBLE, no longer BIGINT
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)) + "50,2.5\n",
     "excel.tsv": "id\tv\n1\tb\n".encode("utf-16"),
+    "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n3,c\n",  # a line appended on Linux
 }
 
 
@@ -179,4 +181,15 @@ def test_a_utf16_file_is_named_utf16_not_binary(data: Repo) -> None:
     assert got["notes"] == [
         "excel.tsv in v1 is not TSV: it is UTF-16 text, not UTF-8 (convert it with iconv "
         "-f UTF-16 -t UTF-8 to compare rows): byte-level summary"
+    ]
+
+
+def test_a_file_with_both_line_endings_is_named_so(data: Repo) -> None:
+    # the note quoted the engine: "Error when sniffing file ...; It was not possible to
+    # automatically detect the CSV parsing dialect", which says nothing of the cause
+    got = rows_json(data, "windows.csv", "--key", "id")
+    assert got["method"] == "bytes"
+    assert got["notes"] == [
+        "windows.csv in v2 ends its lines both in \\r\\n and in \\n, which the engine does "
+        "not read: make them one kind (dos2unix) to compare rows: byte-level summary"
     ]
