@@ -7,12 +7,23 @@ command line.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.support.cli import Repo, assert_ok, init_repo
+
+
+def floats(kind: pa.DataType, values: list[float]) -> bytes:
+    """A Parquet file of ids and ``values`` stored as ``kind``."""
+    out = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2, 3], "f": pa.array(values, kind)}), out)
+    return out.getvalue()
+
 
 V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
@@ -25,6 +36,7 @@ V1: dict[str, str | bytes] = {
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)),
     "excel.tsv": "id\tv\n1\ta\n".encode("utf-16"),  # Excel's "Unicode text": UTF-16, a BOM
     "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n",
+    "floats.parquet": floats(pa.float32(), [0.1, 0.2, 0.3]),
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -39,6 +51,7 @@ V2: dict[str, str | bytes] = {
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)) + "50,2.5\n",
     "excel.tsv": "id\tv\n1\tb\n".encode("utf-16"),
     "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n3,c\n",  # a line appended on Linux
+    "floats.parquet": floats(pa.float64(), [0.1, 0.2, 0.5]),  # written again as DOUBLE
 }
 
 
@@ -193,3 +206,14 @@ def test_a_file_with_both_line_endings_is_named_so(data: Repo) -> None:
         "windows.csv in v2 ends its lines both in \\r\\n and in \\n, which the engine does "
         "not read: make them one kind (dos2unix) to compare rows: byte-level summary"
     ]
+
+
+def test_a_float_column_written_again_as_double_changes_only_what_changed(data: Repo) -> None:
+    # compared as DOUBLE, FLOAT's 0.1 (0.10000000149011612) was not DOUBLE's 0.1: every
+    # row was changed; at FLOAT's precision only the value that changed is
+    for key in (("--key", "id"), ()):
+        got = rows_json(data, "floats.parquet", *key)
+        assert got["schema"] == [
+            {"status": "retyped", "column": "f", "old_type": "FLOAT", "new_type": "DOUBLE"}
+        ]
+        assert got["summary"]["unchanged"] == 2
