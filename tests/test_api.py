@@ -572,3 +572,22 @@ def test_a_chunk_a_remote_holds_damaged_is_named_on_the_remote(tmp_path: Path) -
         assert f"in pack {pack.name[:12]}: nothing of it was kept; a push cannot mend" in said
         assert "dvfs fsck" not in said
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_commit_refused_for_its_tag_or_params_stages_nothing_first(
+    data: Data, tmp_path: Path
+) -> None:
+    # commit(..., all=True) staged every modified file, then refused the tag ("tag first
+    # already exists") or the parameters: the refused commit's changes stayed staged
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    repo = vfs.Repo(root)
+    repo.add(".")  # the copy's new stats, so that only the change below is a change
+    write(root, {"notes.txt": b"changed\n"})
+    staged = dict(repo.repository.index().entries)
+    for bad in ({"tag": "first"}, {"tag": "a b"}, {"params": {"": 1}}):
+        with pytest.raises(vfs.UsageError):
+            repo.commit("x", all=True, **bad)
+        assert dict(repo.repository.index().entries) == staged
+    assert repo.commit("x", all=True, tag="second").tags == ("second",)
+    fsck_clean(root)

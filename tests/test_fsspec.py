@@ -8,6 +8,7 @@ The remote test pushes it to a real S3 server (SeaweedFS) and counts requests.
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 import pickle
 import shutil
@@ -307,6 +308,7 @@ def test_a_pickled_filesystem_reads_its_repository_from_another_directory(
     for blob in blobs:
         fs = pickle.loads(blob)
         assert fs.cat_file("/data/labels.csv") == data.v1["data/labels.csv"]
+        assert json.loads(fs.to_json())["repo"] == str(data.root)  # fsspec's JSON form too
 
 
 def test_a_block_size_or_cache_fsspec_cannot_read_with_is_refused(data: Data) -> None:

@@ -7,12 +7,23 @@ command line.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.support.cli import Repo, assert_ok, init_repo
+
+
+def floats(kind: pa.DataType, values: list[float]) -> bytes:
+    """A Parquet file of ids and ``values`` stored as ``kind``."""
+    out = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2, 3], "f": pa.array(values, kind)}), out)
+    return out.getvalue()
+
 
 V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
@@ -23,6 +34,10 @@ V1: dict[str, str | bytes] = {
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)),
+    "excel.tsv": "id\tv\n1\ta\n".encode("utf-16"),  # Excel's "Unicode text": UTF-16, a BOM
+    "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n",
+    "floats.parquet": floats(pa.float32(), [0.1, 0.2, 0.3]),
+    "ids.csv": "id,v\n9007199254740993,a\n5,b\n",  # 64-bit ids: BIGINT
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -35,6 +50,11 @@ V2: dict[str, str | bytes] = {
     "blank.csv": "id,a\n1,x\n  \n2,z\n",  # a line of spaces: no delimiter is on every line
     # one row with a fraction appended: score is read as DOUBLE, no longer BIGINT
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)) + "50,2.5\n",
+    "excel.tsv": "id\tv\n1\tb\n".encode("utf-16"),
+    "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n3,c\n",  # a line appended on Linux
+    "floats.parquet": floats(pa.float64(), [0.1, 0.2, 0.5]),  # written again as DOUBLE
+    # an id past 2**64 makes the column HUGEINT; 2**53 + 1 and 2**53 are one DOUBLE
+    "ids.csv": "id,v\n9007199254740993,a\n9007199254740992,c\n5,b\n18446744073709551617,z\n",
 }
 
 
@@ -168,3 +188,43 @@ def test_an_integer_column_that_gained_a_fraction_changes_one_row_not_all(data: 
         summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
         assert summary == {"added": 1, "removed": 0, "changed": 0, "unchanged": 50}
         assert [r["values"]["score"] for r in got["rows"]] == [2.5]
+
+
+def test_a_utf16_file_is_named_utf16_not_binary(data: Repo) -> None:
+    # it said "excel.tsv in v1 is not TSV: it holds NUL bytes, so it is binary, not text"
+    got = rows_json(data, "excel.tsv", "--key", "id")
+    assert got["method"] == "bytes"
+    assert got["notes"] == [
+        "excel.tsv in v1 is not TSV: it is UTF-16 text, not UTF-8 (convert it with iconv "
+        "-f UTF-16 -t UTF-8 to compare rows): byte-level summary"
+    ]
+
+
+def test_a_file_with_both_line_endings_is_named_so(data: Repo) -> None:
+    # the note quoted the engine: "Error when sniffing file ...; It was not possible to
+    # automatically detect the CSV parsing dialect", which says nothing of the cause
+    got = rows_json(data, "windows.csv", "--key", "id")
+    assert got["method"] == "bytes"
+    assert got["notes"] == [
+        "windows.csv in v2 ends its lines both in \\r\\n and in \\n, which the engine does "
+        "not read: make them one kind (dos2unix) to compare rows: byte-level summary"
+    ]
+
+
+def test_a_float_column_written_again_as_double_changes_only_what_changed(data: Repo) -> None:
+    # compared as DOUBLE, FLOAT's 0.1 (0.10000000149011612) was not DOUBLE's 0.1: every
+    # row was changed; at FLOAT's precision only the value that changed is
+    for key in (("--key", "id"), ()):
+        got = rows_json(data, "floats.parquet", *key)
+        assert got["schema"] == [
+            {"status": "retyped", "column": "f", "old_type": "FLOAT", "new_type": "DOUBLE"}
+        ]
+        assert got["summary"]["unchanged"] == 2
+
+
+def test_integer_columns_of_two_types_compare_exactly(data: Repo) -> None:
+    # compared as DOUBLE, the ids 9007199254740993 and 9007199254740992 were one key:
+    # "--key id is not unique in ids.csv in v2: id=9007199254740992.0 names 2 rows"
+    got = rows_json(data, "ids.csv", "--key", "id")
+    summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
+    assert summary == {"added": 2, "removed": 0, "changed": 0, "unchanged": 2}

@@ -5,7 +5,9 @@ nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,7 @@ import pytest
 
 import vfs
 from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
+from vfs import tracking
 
 
 @pytest.fixture(scope="module")
@@ -442,4 +445,72 @@ def test_metrics_written_into_an_output_directory_keep_its_lineage(repo: vfs.Rep
     ]  # fmt: skip
     lineage = assert_ok(run(root, "lineage", "out/model.bin"))
     assert "stage train made out" in lineage.out and "input data/train" in lineage.out
+    fsck_clean(root)
+
+
+def test_an_ignored_metrics_file_is_refused_at_the_first_metrics_not_the_end(
+    repo: vfs.Repo,
+) -> None:
+    # the block ran to its end (hours of training) before "metrics.json (an output of
+    # run train) is ignored by .dvfsignore:1:*.json" refused to record anything
+    root = repo.root
+    assert root is not None
+    (root / ".dvfsignore").write_text("*.json\n")
+    steps = []
+    with pytest.raises(vfs.UsageError) as caught, vfs.track(repo, message="x") as r:
+        r.log_metrics({"loss": 0.5}, step=0)
+        steps.append("trained")
+    assert steps == []
+    said = r"^metrics\.json \(an output of run train\) is ignored by \.dvfsignore:1:\*\.json: "
+    assert re.match(said + r".* another metrics= file", str(caught.value))
+    with vfs.track(repo, message="y", metrics="logs/metrics.jsonl") as r:
+        r.log_metrics({"loss": 0.5}, step=0)
+    assert r.version is not None and (root / "logs" / "metrics.jsonl").exists()
+    fsck_clean(root)
+
+
+def test_a_file_ignore_rules_keep_out_of_an_output_directory_is_warned_of(
+    repo: vfs.Repo,
+) -> None:
+    # the run recorded models/ without models/model.bin (*.bin ignored), silently:
+    # the model the run was for was in no version, and nothing said so
+    root = repo.root
+    assert root is not None
+    (root / ".dvfsignore").write_text("*.bin\ncache/\n")
+    with pytest.warns(vfs.DvfsWarning) as caught, vfs.track(repo, message="x") as r:
+        models = r.output("models")
+        (models / "cache").mkdir(parents=True)
+        (models / "model.bin").write_bytes(b"weights")
+        (models / "cache" / "x.txt").write_text("scratch")
+        (models / "config.yaml").write_text("depth: 18\n")
+    said = sorted(str(w.message) for w in caught)
+    assert said == [
+        "models/cache/ (in output models of run train) is ignored by .dvfsignore:2:cache/: "
+        "the run records models without it; change the rule to record it",
+        "models/model.bin (in output models of run train) is ignored by .dvfsignore:1:*.bin: "
+        "the run records models without it; change the rule to record it",
+    ]
+    assert r.version is not None
+    assert [f.path for f in repo.ls(r.version, "models")] == ["models/config.yaml"]
+    fsck_clean(root)
+
+
+def test_a_long_run_logging_every_step_is_recorded_with_a_bounded_history(
+    repo: vfs.Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # log_metrics raised "more than 100,000 calls of log_metrics in one run" inside the
+    # training loop at step 100,001: the exception ended the block, nothing recorded
+    monkeypatch.setattr(tracking, "MAX_STEPS", 100)
+    root = repo.root
+    assert root is not None
+    long_run = pytest.warns(vfs.DvfsWarning, match=r"more than 100 calls of log_metrics: its ")
+    with long_run, vfs.track(repo, message="long") as r:
+        for step in range(1001):
+            r.log_metrics({"loss": 1 / (step + 1)}, step=step)
+    assert r.version is not None
+    assert json.loads((root / "metrics.json").read_text()) == {"loss": 1 / 1001, "step": 1000}
+    rows = [json.loads(line) for line in (root / "metrics.steps.jsonl").read_text().splitlines()]
+    steps = [row["step"] for row in rows]
+    assert len(steps) <= 101 and steps[0] == 0 and steps[-1] == 1000  # the whole run, bounded
+    assert len({b - a for a, b in itertools.pairwise(steps[:-1])}) == 1  # evenly spread
     fsck_clean(root)

@@ -96,6 +96,7 @@ from vfs.errors import (
     error_kind,
     from_kind,
 )
+from vfs.model import params as version_params
 from vfs.model.codec import Entry, Kind
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops import browse, sync, workflow
@@ -106,6 +107,8 @@ from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_re
 from vfs.remote.layout import FORMAT_KEY, PACKS, pack_key
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
 from vfs.remote.reader import RemoteRepo, mend_hint
+from vfs.repo.record import tag_free
+from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
@@ -751,8 +754,12 @@ class Repo:
         if not message_arg(message).strip():
             raise UsageError("the commit message is empty: repo.commit(message) says what changed")
         recorded = params_arg(params)
+        # what the commit would refuse, refused before `all` stages anything
+        version_params.message(message)
+        version_params.check(recorded)
         if tag is not None:
-            text_arg(tag, "tag")
+            check_ref_name(text_arg(tag, "tag"), "tag")
+            tag_free(self._repo, tag)
         if all:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)

@@ -216,8 +216,10 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """Pickled, the filesystem reads the same version of the same repository, even
         if its branch moved since it was made (multiprocessing's workers each unpickle
         one), or the process unpickling it works in another directory (Ray's workers
-        do): the repository goes as the Repo, which pickles as its root or its URL."""
-        options = {**self.storage_options, "_pinned": self._at, "repo": self.repo}
+        do): a repository goes as its root, a remote as its Repo (URL and options)."""
+        root = self.repo.root
+        where: Repo | str = self.repo if root is None else str(root)
+        options = {**self.storage_options, "_pinned": self._at, "repo": where}
         return make_instance, (type(self), self.storage_args, options)
 
     # paths ---------------------------------------------------------------------------

@@ -19,7 +19,10 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 1. the metrics go to ``metrics`` (default ``metrics.json``: the last value of each
    metric, and ``step``, the last step logged) and their history, one JSON object
    per call of ``log_metrics``, to the same name with ``.steps.jsonl`` for
-   ``.json``; both are outputs of the run;
+   ``.json``; both are outputs of the run. Past ``MAX_STEPS`` (100,000) calls the
+   history keeps every 2nd call, then every 4th past twice that, and so on, and the
+   last, so that it stays bounded over any run (a warning says so): training never
+   stops for it;
 2. every output must exist, and every input must still hold the content it had when
    ``input()`` took it (a run whose input changed under it would record false
    lineage): otherwise ``UsageError`` and nothing is recorded. A path outside the
@@ -27,7 +30,9 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    one) or a link leading out of the repository (the run would record the link,
    not the data) is refused when ``input()`` or ``output()`` is given it, and a
    link made there during the block before anything is recorded;
-3. the outputs are staged as ``dvfs add`` stages them, and the run is written into
+3. the outputs are staged as ``dvfs add`` stages them (a path below an output directory
+   that ignore rules keep out is left out, with a ``DvfsWarning`` naming it and the
+   rule), and the run is written into
    ``dvfs.runs`` (``vfs.pipeline.runs``) as stage ``name`` (default ``train``): deps,
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
    cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them
@@ -40,7 +45,8 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 The message, parameters and tag (its name, and that no tag has it yet) are checked
 when the run is made and when the block starts, not after hours of training; a tag
-made meanwhile stops the recording before anything is written. While the block runs
+made meanwhile stops the recording before anything is written. A metrics file that
+ignore rules keep out is refused when the first metrics are logged. While the block runs
 the working tree's pipeline lock is held (as by ``dvfs repro``: another ``repro`` or
 ``track`` waits for nothing and is refused; a ``track`` nested in the block is told
 so). ``input``, ``output`` and ``log_metrics`` work inside the block only: after
@@ -96,8 +102,9 @@ from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
+from vfs.worktree.scan import scan
 
-MAX_STEPS = 100_000  # log_metrics calls kept in the history file
+MAX_STEPS = 100_000  # rows of the history file: past it, every other one is kept
 MAX_METRICS = 1_000  # distinct metric names
 MAX_TEXT = 256  # characters of a text metric
 
@@ -140,8 +147,11 @@ class Run:
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}
-        self.steps: list[dict[str, Any]] = []
+        self.steps: list[dict[str, Any]] = []  # the history: every ``stride``-th call's row
         self.last_step: int | None = None
+        self.calls = 0  # of log_metrics
+        self.stride = 1  # doubled each time the history passes MAX_STEPS rows
+        self.last_row: dict[str, Any] | None = None  # the last call's, kept in the history
         self.version: VersionInfo | None = None  # set when the block has been recorded
         self._stack = ExitStack()
         self._started = 0
@@ -291,8 +301,8 @@ class Run:
             row[key] = _metric(key, v)
         if len(set(self.latest) | set(row)) > MAX_METRICS:
             raise UsageError(f"more than {MAX_METRICS} distinct metrics")
-        if len(self.steps) >= MAX_STEPS:
-            raise UsageError(f"more than {MAX_STEPS:,} calls of log_metrics in one run")
+        if not self.steps:  # the first: the metrics files will be written, and staged
+            self._refuse_ignored(list(self._own_files()), metrics=True)
         for mine in self._own_files():
             clash = next((i for i in self.inputs if _overlap(i, mine)), None)
             if clash is not None:
@@ -301,7 +311,20 @@ class Run:
                     f"of run {self.name}: writing the metrics would change the input (its "
                     "lineage would be false); give the run another metrics= file"
                 )
-        self.steps.append(row)
+        if self.calls % self.stride == 0:
+            self.steps.append(row)
+            if len(self.steps) > MAX_STEPS:  # bounded, and still the whole run's course
+                self.steps = self.steps[::2]
+                self.stride *= 2
+                if self.stride == 2:
+                    _warn(
+                        f"run {self.name}: more than {MAX_STEPS:,} calls of log_metrics: its "
+                        f"history ({quote_name(self.history_path)}) keeps every "
+                        "2nd, then 4th, ... call from here on, and the last; "
+                        f"{quote_name(self.metrics_path)} has the last values"
+                    )
+        self.calls += 1
+        self.last_row = row
         self.latest.update({k: v for k, v in row.items() if k != "step"})
         if at is not None:
             self.last_step = at
@@ -334,19 +357,52 @@ class Run:
                     "written there; give a file (metrics.json)"
                 )
 
-    def _refuse_ignored(self, rels: list[bytes], is_dir: bool = False) -> None:
-        """UsageError if an output would not be staged, its path being ignored."""
+    def _refuse_ignored(
+        self, rels: list[bytes], is_dir: bool = False, metrics: bool = False
+    ) -> None:
+        """UsageError if an output would not be staged, its path being ignored
+        (``metrics``: the run's metrics files, checked when the first metrics are logged,
+        not when the block ends)."""
         repo = self.repo.repository
         index = repo.index()
+        elsewhere = "give the run another metrics= file" if metrics else "write it elsewhere"
         with Ignores(self.root, lambda: sorted(index.paths()), _warn) as ign:
             for rel in rels:
                 rule = workflow.ignoring_rule(repo, ign, rel, is_dir)
                 if rule is not None:
                     raise UsageError(
                         f"{quote_name(rel)} (an output of run {self.name}) is ignored by "
-                        f"{rule}: it could not be recorded; write it elsewhere, or change "
-                        "the rule"
+                        f"{rule}: it could not be recorded; {elsewhere}, or change the rule"
                     )
+
+    def _warn_left_out(self, outs: list[bytes]) -> None:
+        """A DvfsWarning for each path below an output directory that ignore rules keep
+        out (``*.pt`` in ``.dvfsignore``, the model written into ``outputs/``): staged
+        as ``dvfs add`` stages a directory, the output is recorded without it."""
+        repo = self.repo.repository
+        index = repo.index()
+        with Ignores(self.root, lambda: sorted(index.paths()), _warn) as ign:
+            left: list[tuple[bytes, bytes, str]] = []  # (path, its output, the rule)
+
+            def enter(d: bytes) -> bool:
+                rule = workflow.ignoring_rule(repo, ign, d, is_dir=True)
+                if rule is not None:
+                    left.append((d + b"/", out, rule))
+                return rule is None
+
+            for out in outs:
+                if not stat.S_ISDIR(os.lstat(self.root / os.fsdecode(out)).st_mode):
+                    continue
+                for f in scan(self.root, out, _warn, enter=enter):
+                    rule = workflow.ignoring_rule(repo, ign, f.rel)
+                    if rule is not None:
+                        left.append((f.rel, out, rule))
+        for rel, out, rule in left:
+            _warn(
+                f"{quote_name(rel)} (in output {quote_name(out)} of run {self.name}) is ignored "
+                f"by {rule}: the run records {quote_name(out)} without it; change the rule "
+                "to record it"
+            )
 
     def _inside(self, path: PathArg) -> str:
         """``path`` from the root: an absolute one must lie inside the repository."""
@@ -420,11 +476,13 @@ class Run:
         for rel in own:
             self._writable(rel)  # made meanwhile: before anything is written
         self._refuse_ignored([*outs, *own])  # before anything is written or staged
+        self._warn_left_out(outs)
         if self.steps:
             doc = dict(self.latest)
             if self.last_step is not None:
                 doc["step"] = self.last_step
-            history = b"".join(json.dumps(s, sort_keys=True).encode() + b"\n" for s in self.steps)
+            rows = self.steps if self.steps[-1] is self.last_row else [*self.steps, self.last_row]
+            history = b"".join(json.dumps(s, sort_keys=True).encode() + b"\n" for s in rows)
             written = [
                 (self.metrics_path, json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"),
                 (self.history_path, history),

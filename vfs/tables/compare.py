@@ -8,6 +8,7 @@ they read (the fast or the full path) and states what they compute.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,27 +18,34 @@ from vfs.tables.result import KeyNotUnique, RowChange, RowDiff
 
 # The engine's number types: a column that is one of them on each side is compared as
 # numbers even when they differ (BIGINT in one version, DOUBLE in the next).
-_NUMBERS = {
+_INTEGERS = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-    "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE",
+    "UINTEGER", "UBIGINT", "UHUGEINT",
 }  # fmt: skip
 
 
 def _number(kind: str) -> bool:
-    return kind in _NUMBERS or kind.startswith("DECIMAL")
+    return kind in _INTEGERS or kind in ("FLOAT", "DOUBLE") or kind.startswith("DECIMAL")
 
 
 def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     """The type column ``name`` is compared as when the two sides read it as different
-    types, else None: two number types as DOUBLE (an integer column that gained a
+    types, else None: two number types as numbers (an integer column that gained a
     ``2.5`` holds the same numbers in its other rows: ``2`` and ``2.0`` are equal, as
-    ``1.0`` and ``1.00`` are), any others as text."""
+    ``1.0`` and ``1.00`` are), at the precision of the less precise side (a FLOAT
+    column written again as DOUBLE holds the same ``0.1``: FLOAT, else DOUBLE); two
+    integer types as their text, which is exact (64-bit ids past 2**53 are not one
+    DOUBLE); any others as text."""
     if text:
         return None
     a, b = ot.types()[name], nt.types()[name]
     if a == b:
         return None
-    return "DOUBLE" if _number(a) and _number(b) else "VARCHAR"
+    if a in _INTEGERS and b in _INTEGERS:
+        return "VARCHAR"
+    if _number(a) and _number(b):
+        return "FLOAT" if "FLOAT" in (a, b) else "DOUBLE"
+    return "VARCHAR"
 
 
 def _expr(alias: str, col: str, cast: str | None) -> str:
@@ -49,6 +57,11 @@ def _as(v: Any, cast: str | None) -> Any:
     """A value the engine gave, as :func:`_retyped`'s type compares it."""
     if v is None or cast is None:
         return v
+    if cast == "FLOAT":
+        try:
+            return struct.unpack("f", struct.pack("f", float(v)))[0]  # as the engine casts
+        except OverflowError:
+            return float(v)
     return float(v) if cast == "DOUBLE" else str(v)
 
 

@@ -4,7 +4,8 @@ The extension names the format (``.csv``; ``.tsv`` and ``.tab``; ``.jsonl`` and
 ``.ndjson``; ``.parquet`` and ``.pq``, in any case). Before a file is given to the
 engine its first and last bytes (at most ``LOOK`` of each) are checked: Parquet
 starts and ends with ``PAR1``; JSON Lines starts with ``{`` after blanks; CSV and
-TSV are text (no NUL byte, UTF-8 up to a character cut by the sample's end). A file
+TSV are text (no NUL byte, UTF-8 up to a character cut by the sample's end; UTF-16,
+told by its byte order mark, is named as such rather than as binary). A file
 that fails gets a byte-level summary and a note instead of rows: a ``.csv`` that is
 really a gzip archive must not be read as a table of garbage.
 """
@@ -51,6 +52,11 @@ def refusal(fmt: Format, head: bytes, tail: bytes, size: int, longest_line: int 
         return (
             f"it has a line of {longest_line:,} bytes, longer than the {MAX_LINE:,} "
             "bytes a row may take"
+        )
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # as Excel's "Unicode text" is saved
+        return (
+            "it is UTF-16 text, not UTF-8 (convert it with iconv -f UTF-16 -t UTF-8 to "
+            "compare rows)"
         )
     if b"\0" in head:
         return "it holds NUL bytes, so it is binary, not text"

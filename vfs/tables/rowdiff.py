@@ -164,7 +164,7 @@ def _diff_rows(
             (old.prefix(engine_module.SNIFF_BYTES), new.prefix(engine_module.SNIFF_BYTES)),
         )  # fmt: skip
     except NotTabular as exc:
-        return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
+        return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
     out.notes += _renamed(old, ot, new, nt)
@@ -203,9 +203,7 @@ def _diff_rows(
             return out
         except TypeMismatch as exc:
             if text:  # read as text, a value that does not convert is not a table's
-                return _bytes_only(
-                    out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}"
-                )
+                return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
             why = _named(str(exc), old, new)
             out.notes.append(
                 f"a value does not fit the type detected for its column ({why}): "
@@ -214,7 +212,7 @@ def _diff_rows(
         except PiecesRefused:
             raise
         except NotTabular as exc:
-            return _bytes_only(out, old, new, f"{NAMES[fmt]} that the engine cannot read: {exc}")
+            return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
     return out  # not reached: the text pass returns or raises
 
 
@@ -416,6 +414,36 @@ def _named(text: str, old: Side, new: Side) -> str:
         for q in ('"', "'", ""):
             text = text.replace(f"{q}{copy}{q}", _where(side))
     return text
+
+
+def _unread(fmt: Format, old: Side, new: Side, exc: Exception) -> str:
+    """Why the engine could not read a side: what it said, or, for a CSV or TSV whose
+    lines end both in ``\r\n`` and in ``\n`` (a Windows file with lines appended on
+    Linux), that, which its reader does not take and its message does not say."""
+    if fmt in ("csv", "tsv"):
+        for side in (old, new):
+            if side.present and side.size and _mixed_endings(side.file):
+                return (
+                    f"{_where(side)} ends its lines both in \\r\\n and in \\n, which the "
+                    "engine does not read: make them one kind (dos2unix) to compare rows"
+                )
+    return f"{NAMES[fmt]} that the engine cannot read: {exc}"
+
+
+def _mixed_endings(path: Path) -> bool:
+    """True if the file at ``path`` has lines ending in ``\r\n`` and lines in ``\n``."""
+    crlf = lf = 0
+    carry = b""  # a "\r" that ended the block before
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            data = carry + block
+            pairs = data.count(b"\r\n")
+            crlf += pairs
+            lf += data.count(b"\n") - pairs
+            if crlf and lf:
+                return True
+            carry = b"\r" if data.endswith(b"\r") else b""
+    return False
 
 
 def _bytes_only(out: RowDiff, old: Side, new: Side, reason: str) -> RowDiff:
