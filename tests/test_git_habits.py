@@ -46,6 +46,13 @@ def test_commit_all_stages_changed_and_deleted_tracked_files(repo: Repo) -> None
     assert set(repo.show()["files"]) == {"d/b.txt"}
     assert repo.status()["untracked"] == ["d/new.txt"]
     repo.fail("commit", "--all", "-m", "three", fragments=("nothing to commit",), code=2)
+    # a commit refused for its tag stages nothing first (it left the change staged)
+    repo.ok("tag", "kept")
+    repo.write("d/b.txt", "b3")
+    repo.fail("commit", "-am", "three", "--tag", "kept", fragments=("tag kept already exists",))
+    repo.fail("commit", "-am", "three", "--tag", "../x", fragments=("not a valid tag name",))
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == ["d/b.txt"]
     repo.fsck_clean()
 
 

@@ -221,6 +221,12 @@ def commit(
     repo = repo_here()
     if stage_all:
         from vfs.ops import workflow
+        from vfs.repo.record import tag_free
+        from vfs.repo.refs import check_ref_name
+
+        if tag is not None:  # what the commit would refuse, refused before -a stages
+            check_ref_name(tag, "tag")
+            tag_free(repo, tag)
 
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
