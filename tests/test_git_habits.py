@@ -81,6 +81,22 @@ def test_switch_create(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_switch_create_before_the_first_commit_names_the_branch_it_makes(repo: Repo) -> None:
+    """As git's switch -c on a branch with no commits: it said "unknown revision
+    'HEAD'". The staged files stay staged and the first commit makes the branch."""
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    out = repo.ok("switch", "-c", "dev").out
+    assert "on branch dev, which has no versions yet" in out
+    assert repo.json("checkout", "-b", "work", "--json")["version"] is None
+    repo.fail("switch", "-c", "a..b", fragments=("not a valid branch name",))
+    st = repo.status()
+    assert st["branch"] == "work" and [c["path"] for c in st["staged"]] == ["a.txt"]
+    repo.commit("first")
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["work"]
+    repo.fsck_clean()
+
+
 def test_status_says_how_the_branch_stands_against_the_remote(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

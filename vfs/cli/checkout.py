@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # (merge is imported by the merge command alone)
 def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
     """What a checkout did, as JSON (``failed``: each file not restored, and why)."""
     return {
-        "version": r.label, "branch": r.attached, "paths": r.paths, "written": r.written,
+        "version": r.label or None, "branch": r.attached, "paths": r.paths,
+        "written": r.written,
         "deleted": r.deleted, "unchanged": r.unchanged,
         "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())},
     }  # fmt: skip
@@ -57,6 +58,11 @@ def report_checkout(r: checkout.CheckoutReport, as_json: bool = False) -> None:
         failed = f", {len(r.failed)} not restored" if r.failed else ""
         click.echo(f"restored from {quoted(r.label)}: {r.written} written, {r.deleted} deleted, "
                    f"{r.unchanged} unchanged{failed}{fetched}")  # fmt: skip
+    elif not r.label:  # (switch -c on a branch with no versions yet)
+        click.echo(
+            f"on branch {quoted(r.attached or '')}, which has no versions yet: the first "
+            "commit makes it; what is staged stays staged"
+        )
     else:
         where = f"on branch {quoted(r.attached)}" if r.attached else "detached"
         failed = f", {len(r.failed)} not checked out" if r.failed else ""

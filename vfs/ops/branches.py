@@ -92,8 +92,12 @@ def switch_create(
 
     At the version HEAD is at, nothing is restored: HEAD moves to the new branch and
     every local change, staged or not, stays as it is. Elsewhere it is :func:`switch`;
-    if that is refused, the new branch is deleted again.
+    if that is refused, the new branch is deleted again. On a branch with no versions
+    yet (and ``rev`` HEAD), the new name is the branch the first commit makes, as git's
+    ``switch -c`` does there: the report's label is empty.
     """
+    if rev in (None, "HEAD") and (unborn := _unborn(repo, name)) is not None:
+        return unborn
     target = create_branch(repo, name, rev)
     with repo.locked():
         if target == repo.history.head_id():
@@ -107,6 +111,19 @@ def switch_create(
         with contextlib.suppress(DvfsError):
             delete_branch(repo, name)
         raise
+
+
+def _unborn(repo: Repository, name: str) -> CheckoutReport | None:
+    """HEAD moved to branch ``name`` if HEAD's branch has no versions yet, else None."""
+    with repo.locked():
+        head = repo.refs.head()
+        if head.detached is not None or repo.refs.get(f"refs/heads/{head.branch}") is not None:
+            return None
+        check_ref_name(name, "branch")
+        if repo.refs.get(f"refs/heads/{name}") is not None:
+            raise UsageError(f"branch {name} already exists: `dvfs switch {name}` goes there")
+        repo.refs.set_head(Head(name))
+        return CheckoutReport("", name, unchanged=repo.index().count())
 
 
 def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
