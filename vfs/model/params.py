@@ -247,4 +247,27 @@ def check(params: dict[Any, Any]) -> dict[str, Any]:
     """
     plain = _plain(params, 0, _Budget())
     assert isinstance(plain, dict)
+    _one_name_each(plain)
     return plain
+
+
+def _one_name_each(params: dict[str, Any]) -> None:
+    """UsageError if two parameters have one dotted name (``opt.lr`` given as a name,
+    and as ``lr`` inside ``opt``): show, diff and compare name parameters that way, and
+    would show it twice, or one value for both."""
+    seen: dict[str, str] = {}
+    stack: list[tuple[str, str, dict[str, Any]]] = [("", "", params)]
+    while stack:
+        prefix, path, d = stack.pop()
+        for k, v in d.items():
+            name = prefix + k
+            where = f"{path} > {k}" if path else k
+            if isinstance(v, dict) and v:
+                stack.append((name + ".", where, v))
+            elif name in seen:
+                raise UsageError(
+                    f"parameter {quote_name(name)} is given twice ({quote_name(seen[name])} "
+                    f"and {quote_name(where)}, read as one dotted name): give it once"
+                )
+            else:
+                seen[name] = where
