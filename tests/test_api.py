@@ -245,6 +245,22 @@ def test_a_directory_remote_opened_as_a_repository_is_named_a_remote(
         clone.read_bytes("data/train.csv", "v1")
 
 
+def test_read_text_reads_newlines_as_open_does(tmp_path: Path) -> None:
+    """read_text kept \\r\\n where repo.open(mode="r"), open() and pathlib give \\n."""
+    assert_ok(run(tmp_path, "init", "r"))
+    repo = vfs.Repo(tmp_path / "r")
+    (tmp_path / "r" / "w.csv").write_bytes(b"a,b\r\n1,2\r\nold mac\rline\n")
+    repo.add(["w.csv"])
+    repo.commit("windows lines")
+    text = (tmp_path / "r" / "w.csv").read_text()
+    assert text == "a,b\n1,2\nold mac\nline\n"
+    assert repo.read_text("w.csv") == text == vfs.read_text("w.csv", repo=repo)
+    with repo.open("w.csv", mode="r") as f:
+        assert f.read() == text
+    assert repo.read_text("w.csv", newline="") == "a,b\r\n1,2\r\nold mac\rline\n"
+    fsck_clean(tmp_path / "r")
+
+
 def test_a_path_given_as_bytes_is_a_type_error_that_says_so(data: Data) -> None:
     # it was "a bytes-like object is required, not 'str'", about no argument given
     for call in (

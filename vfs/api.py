@@ -52,6 +52,7 @@ line's message and close names; a directory opened as a file ``IsADirectoryError
 from __future__ import annotations
 
 import dataclasses
+import io
 import operator
 import os
 import posixpath
@@ -576,15 +577,20 @@ class Repo:
             return f.readall()
 
     def read_text(
-        self, path: PathArg, rev: RevArg = "HEAD", encoding: str = "utf-8", errors: str = "strict"
-    ) -> str:
-        """The whole content of file ``path`` of ``rev``, decoded.
+        self, path: PathArg, rev: RevArg = "HEAD", encoding: str = "utf-8",
+        errors: str = "strict", newline: str | None = None,
+    ) -> str:  # fmt: skip
+        """The whole content of file ``path`` of ``rev``, decoded, with ``\\r\\n`` and
+        ``\\r`` read as ``\\n`` unless ``newline`` says otherwise: as ``open(..., "r")``,
+        ``pathlib.Path.read_text`` and ``repo.open(path, "r")`` read text.
 
         Example::
 
             rows = repo.read_text("data/labels.csv", rev="v2").splitlines()
         """
-        return self.read_bytes(path, rev).decode(encoding, errors)
+        data = self.read_bytes(path, rev)
+        with io.TextIOWrapper(io.BytesIO(data), encoding, errors, newline) as text:
+            return text.read()
 
     def read_range(
         self, path: PathArg, start: SupportsIndex, end: SupportsIndex, rev: RevArg = "HEAD"
@@ -937,12 +943,13 @@ def read_bytes(path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".") 
 
 def read_text(
     path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".",
-    encoding: str = "utf-8", errors: str = "strict",
+    encoding: str = "utf-8", errors: str = "strict", newline: str | None = None,
 ) -> str:  # fmt: skip
-    """The content of file ``path`` of version ``rev`` of ``repo``, decoded.
+    """The content of file ``path`` of version ``rev`` of ``repo``, decoded
+    (``Repo.read_text``: newlines as ``open(..., "r")`` reads them).
 
     Example::
 
         vfs.read_text("data/labels.csv", rev="main", repo=".")
     """
-    return _repo(repo).read_text(path, rev, encoding, errors)
+    return _repo(repo).read_text(path, rev, encoding, errors, newline)
