@@ -129,6 +129,27 @@ def test_status_says_how_the_branch_stands_against_the_remote(
     b.fsck_clean()
 
 
+def test_status_leaves_out_a_remote_the_shared_settings_no_longer_name(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A teammate renamed origin to up in dvfs.toml, and git brought the file: status
+    kept saying "Up to date with origin/main", a remote no command takes any more."""
+    a = make_repo("a", git_repo=True)
+    two_files(a)
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    a.ok("push")
+    assert "Up to date with origin/main." in a.ok("status").out
+    shared = a.root / "dvfs.toml"
+    shared.write_text(shared.read_text().replace("origin", "up"))  # as the pull of git brings it
+    out = a.ok("status").out
+    assert "origin" not in out and a.status()["remotes"] == []
+    a.ok("fetch")
+    assert "Up to date with up/main." in a.ok("status").out
+    shared.write_text("[remotes.x]\nurl = 'https://u:secret@h/x'\n")  # settings that do not read
+    assert "Up to date with" in a.ok("status").out  # every copy shown, as before
+    a.fsck_clean()
+
+
 def test_push_and_pull_origin_main_name_the_option_that_takes_a_remote(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
+from vfs.errors import DvfsError
 from vfs.ops import status as ops_status
 from vfs.quoting import escape_text
 from vfs.repo.repository import Repository
@@ -309,17 +310,35 @@ def merge_hint(m: merging.MergeState) -> str:
 
 def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     """How the current branch stands against each remote's copy of it, as last seen
-    (by a push, pull or fetch: no remote is asked)."""
+    (by a push, pull or fetch: no remote is asked).
+
+    Only configured remotes count: a remote renamed in a dvfs.toml that came from git
+    leaves this clone's copies under the old name, which no command takes any more.
+    Where the remote settings do not read, every copy is shown (the commands that
+    use remotes say what is wrong with them)."""
     if st.detached or st.head is None:
         return []
     mine = repo.refs.head_id()
+    seen = repo.refs.names("remotes")  # (none: neither the settings nor the history read)
+    if not seen or mine is None:
+        return []
+    from vfs.remote.config import remotes, tracking_branches
+
+    try:
+        pairs = [(r, tracking_branches(repo, r).get(st.branch)) for r in sorted(remotes(repo))]
+    except DvfsError:
+        pairs = [
+            (remote, repo.refs.get(f"refs/remotes/{name}"))
+            for name in seen
+            for remote, _, branch in [name.partition("/")]
+            if branch == st.branch
+        ]
     out = []
-    for name in repo.refs.names("remotes"):  # (none: the history is not even opened)
-        remote_name, _, branch = name.partition("/")
-        theirs = repo.refs.get(f"refs/remotes/{name}")
-        if branch != st.branch or theirs is None or mine is None:
+    for remote_name, theirs in pairs:
+        if theirs is None:
             continue
         ahead, behind = repo.history.ahead_behind(mine, theirs)
+        name = f"{remote_name}/{st.branch}"
         out.append({"remote": remote_name, "name": name, "ahead": ahead, "behind": behind})
     return out
 
