@@ -34,6 +34,7 @@ V1: dict[str, str | bytes] = {
     "nested.jsonl": '{"id": 1, "v": {"a": 1}}\n{"id": 2, "v": {"a": [1, 2]}}\n'
     '{"id": 3, "v": {"a": "1"}}\n',
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)),
+    "days.csv": "id,day\n" + "".join(f"{i},2024-01-{i + 1:02}\n" for i in range(20)),
     "excel.tsv": "id\tv\n1\ta\n".encode("utf-16"),  # Excel's "Unicode text": UTF-16, a BOM
     "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n",
     "floats.parquet": floats(pa.float32(), [0.1, 0.2, 0.3]),
@@ -50,6 +51,10 @@ V2: dict[str, str | bytes] = {
     "blank.csv": "id,a\n1,x\n  \n2,z\n",  # a line of spaces: no delimiter is on every line
     # one row with a fraction appended: score is read as DOUBLE, no longer BIGINT
     "scores.csv": "id,score\n" + "".join(f"{i},{i * 3}\n" for i in range(50)) + "50,2.5\n",
+    "days.csv": "id,day\n"
+    + "".join(
+        f"{i},2024-01-{i + 1:02} {'10:30:00' if i == 3 else '00:00:00'}\n" for i in range(20)
+    ),
     "excel.tsv": "id\tv\n1\tb\n".encode("utf-16"),
     "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n3,c\n",  # a line appended on Linux
     "floats.parquet": floats(pa.float64(), [0.1, 0.2, 0.5]),  # written again as DOUBLE
@@ -188,6 +193,21 @@ def test_an_integer_column_that_gained_a_fraction_changes_one_row_not_all(data: 
         summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
         assert summary == {"added": 1, "removed": 0, "changed": 0, "unchanged": 50}
         assert [r["values"]["score"] for r in got["rows"]] == [2.5]
+
+
+def test_a_date_column_that_gained_times_changes_only_the_rows_not_at_midnight(
+    data: Repo,
+) -> None:
+    # DATE against TIMESTAMP was compared as text, "2024-01-01" against
+    # "2024-01-01 00:00:00": every row changed (keyed) or was removed and added (unkeyed)
+    for key in (("--key", "id"), ()):
+        got = rows_json(data, "days.csv", *key)
+        assert got["schema"] == [
+            {"status": "retyped", "column": "day", "old_type": "DATE", "new_type": "TIMESTAMP"}
+        ]
+        summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
+        moved = {"changed": 1} if key else {"added": 1, "removed": 1}
+        assert summary == {"added": 0, "removed": 0, "changed": 0, "unchanged": 19, **moved}
 
 
 def test_a_utf16_file_is_named_utf16_not_binary(data: Repo) -> None:

@@ -8,6 +8,7 @@ they read (the fast or the full path) and states what they compute.
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,7 +36,8 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
     ``1.0`` and ``1.00`` are), at the precision of the less precise side (a FLOAT
     column written again as DOUBLE holds the same ``0.1``: FLOAT, else DOUBLE); two
     integer types as their text, which is exact (64-bit ids past 2**53 are not one
-    DOUBLE); any others as text."""
+    DOUBLE); a DATE and a TIMESTAMP as timestamps (a day is its midnight); any others
+    as text."""
     if text:
         return None
     a, b = ot.types()[name], nt.types()[name]
@@ -45,6 +47,8 @@ def _retyped(ot: Table, nt: Table, name: str, text: bool) -> str | None:
         return "VARCHAR"
     if _number(a) and _number(b):
         return "FLOAT" if "FLOAT" in (a, b) else "DOUBLE"
+    if {a, b} == {"DATE", "TIMESTAMP"}:  # a date column that gained a time: same days
+        return "TIMESTAMP"
     return "VARCHAR"
 
 
@@ -62,6 +66,9 @@ def _as(v: Any, cast: str | None) -> Any:
             return struct.unpack("f", struct.pack("f", float(v)))[0]  # as the engine casts
         except OverflowError:
             return float(v)
+    if cast == "TIMESTAMP":
+        is_day = isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+        return dt.datetime.combine(v, dt.time()) if is_day else v
     return float(v) if cast == "DOUBLE" else str(v)
 
 
