@@ -235,6 +235,46 @@ def test_a_conflict_with_a_path_the_other_side_renamed_says_where_it_went(repo: 
     repo.fsck_clean()
 
 
+def test_a_criss_cross_history_merges_without_spurious_conflicts(repo: Repo) -> None:
+    """x and y each merged the other, then changed f and g again: the nearest common
+    versions are two (x's and y's first), and taking one of them made the other's
+    change look like ours' own, a conflict with theirs' later change. A path the two
+    sides really both changed is still a conflict."""
+    for name, text in (("f", "f0"), ("g", "g0"), ("h", "h0")):
+        repo.write(name, text)
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("branch", "y")
+    repo.ok("switch", "-c", "x")
+    repo.write("f", "f1")
+    repo.ok("commit", "-am", "x1")
+    x1 = repo.head_id()
+    repo.ok("switch", "y")
+    repo.write("g", "g1")
+    repo.ok("commit", "-am", "y1")
+    y1 = repo.head_id()
+    repo.ok("merge", x1, "-m", "y takes x1")  # y: f1 g1
+    repo.ok("switch", "x")
+    repo.ok("merge", y1, "-m", "x takes y1")  # x: f1 g1
+    repo.write("f", "f2")
+    repo.write("h", "h from x")
+    repo.ok("commit", "-am", "x3")
+    repo.ok("switch", "y")
+    repo.write("g", "g2")
+    repo.write("h", "h from y")
+    repo.ok("commit", "-am", "y3")
+
+    r = repo.run("merge", "x")
+    assert r.code == 1, str(r)
+    conflicts = [c["path"] for c in repo.status()["merging"]["conflicts"]]
+    assert conflicts == ["h"]  # f and g were conflicts too
+    assert repo.read("f") == b"f2" and repo.read("g") == b"g2"
+    repo.ok("restore", "--theirs", "h")
+    repo.commit("criss-cross merged")
+    assert repo.read("h") == b"h from x"
+    repo.fsck_clean()
+
+
 def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> None:
     conflicting(repo)
     ours = repo.head_id()

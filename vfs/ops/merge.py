@@ -58,6 +58,7 @@ from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
+from vfs.repo.history import History
 from vfs.repo.repository import Repository
 from vfs.repo.stage import not_checked_out
 from vfs.store.objects import ObjKind
@@ -132,6 +133,31 @@ def three_way(
     return merged, sorted(conflicts)
 
 
+# A path of a virtual merge base whose bases disagreed and could not be merged: it
+# equals no entry, so the path is a conflict unless both sides agree (``merge_base_files``).
+UNKNOWN = Entry(b"", Kind.FILE, 0, 0, 0, digest=b"unknown")
+
+
+def merge_base_files(hist: History, ours: bytes, theirs: bytes, base: bytes) -> dict[bytes, Entry]:
+    """The files of the merge base ``base``; for a criss-cross history (each side merged
+    the other: several best common ancestors), the files of those bases merged with
+    each other against their own merge base (git's recursive strategy, one level), a
+    path they disagree on being ``UNKNOWN``.
+
+    Taking one of the bases made changes the other side had merged already look like
+    ours' own, and conflict with theirs' later changes to the same paths.
+    """
+    bases = hist.merge_bases(ours, theirs)
+    files = hist.flatten(hist.version(base if len(bases) < 2 else bases[0]).tree)
+    for other in bases[1:]:
+        below = hist.merge_base(bases[0], other)
+        common = hist.flatten(hist.version(below).tree) if below is not None else {}
+        files, clashing = three_way(common, files, hist.flatten(hist.version(other).tree))
+        for p in clashing:
+            files[p] = UNKNOWN
+    return files
+
+
 PIPELINE_FILES = (PIPELINE_FILE.encode(), RUNS_FILE.encode())
 
 
@@ -152,7 +178,10 @@ def _merge_pipeline_files(
         how = {PIPELINE_FILES[0]: merge_spec, PIPELINE_FILES[1]: merge_runs}.get(p)
         o, t, b = ours.get(p), theirs.get(p), base.get(p)
         files = [e for e in (o, t, b) if e is not None]
-        if how is None or o is None or t is None or any(e.kind != Kind.FILE for e in files):
+        if (
+            how is None or o is None or t is None or b is UNKNOWN
+            or any(e.kind != Kind.FILE for e in files)
+        ):  # fmt: skip
             left.append(p)
             continue
         try:
@@ -288,7 +317,7 @@ def _merge_locked(
     hist = repo.history
     mine = hist.flatten(hist.version(ours).tree)
     other = hist.flatten(hist.version(theirs).tree)
-    before = hist.flatten(hist.version(base).tree)
+    before = merge_base_files(hist, ours, theirs, base)
     merged, clashing = three_way(before, mine, other)
     clashing = _merge_pipeline_files(repo, before, mine, other, merged, clashing)
     if side == "theirs":

@@ -203,9 +203,16 @@ class History:
         Of the common ancestors none of whose descendants is also common, the newest
         (then the smallest id) is taken, so the answer does not depend on the walk.
         """
+        bases = self.merge_bases(ours, theirs)
+        return bases[0] if bases else None
+
+    def merge_bases(self, ours: bytes, theirs: bytes) -> list[bytes]:
+        """The common ancestors of two versions none of whose descendants is also common,
+        newest first (then by id): one, but for a criss-cross history (each side merged
+        the other), where there are several; empty if none."""
         mine = self.ancestors(ours)
         if theirs in mine:
-            return theirs
+            return [theirs]
         common: set[bytes] = set()
         seen = {theirs}
         stack = [theirs]
@@ -219,12 +226,12 @@ class History:
                 else:
                     stack.append(p)
         if not common:
-            return None
+            return []
         below: set[bytes] = set()
         for c in common:
             below |= self.ancestors(c) - {c}
         best = [c for c in common if c not in below] or sorted(common)
-        return max(best, key=lambda c: (self.version(c).time_ns, [-b for b in c]))
+        return sorted(best, key=lambda c: (self.version(c).time_ns, [-b for b in c]), reverse=True)
 
     def _by_prefix(self, prefix: str) -> bytes | None:
         hits = [
