@@ -180,6 +180,8 @@ def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     assert_error(repo.run("mv", "d/b", "new/"), "new/ is not a directory", code=2)
     assert snapshot_of(repo) == before
     assert repo.status() == status
+    assert repo.ok("mv", "d/", "e/").out == "renamed d -> e (2 tracked files)\n"  # (as git)
+    repo.ok("mv", "e", "d")
     # a tracked file missing from the working tree is no directory either
     (repo.root / "d/a").unlink()
     handle = Repository(repo.root)

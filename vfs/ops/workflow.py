@@ -437,10 +437,6 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
         dst = repo.rel(dest, index)
         st = walker.lstat(dst)
         into = st is not None and statmod.S_ISDIR(st.st_mode) and not index.get(dst)
-        if dest.endswith("/") and not into:  # (as git: DST/ is a directory to move into)
-            raise UsageError(
-                f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
-            )
         if len(sources) > 1 and not into:
             raise UsageError(f"moving several paths needs a directory: {dest} is not one")
         plan: list[Move] = []
@@ -451,12 +447,18 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
             tracked = index.under(src)
             if any(src == m.src or under_path(src, m.src) or under_path(m.src, src) for m in plan):
                 raise UsageError(f"{a} is given twice, or inside another source: nothing was moved")
-            if not tracked and walker.lstat(src) is None:
+            st = walker.lstat(src)
+            if not tracked and st is None:
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was moved")
             if not tracked:
                 raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
-            if walker.lstat(src) is None:
+            if st is None:
                 raise UsageError(_missing_source(a, tracked, index))
+            if dest.endswith("/") and not into and not statmod.S_ISDIR(st.st_mode):
+                # (as git: a file moves into DST/, which must be a directory)
+                raise UsageError(
+                    f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
+                )
             target = dst + b"/" + src.rpartition(b"/")[2] if into and dst else (
                 src.rpartition(b"/")[2] if into else dst
             )  # fmt: skip
