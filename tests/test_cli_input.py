@@ -193,6 +193,26 @@ def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_name_too_long_for_any_filesystem_is_one_line_that_says_so(repo: Repo) -> None:
+    repo.write("d/a", "a")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    before, status = snapshot_of(repo), repo.status()
+    long = "x" * 300
+    for args, wanted in [
+        (("add", f"d/{long}"), "does not exist and is not tracked"),
+        (("add", f"{long}/y"), "does not exist and is not tracked"),
+        (("rm", f"d/{long}/y"), "is not tracked"),
+        (("mv", "d/a", f"d/{long}"), "longer than 255 bytes, which no filesystem takes"),
+        (("mv", "d/a", f"{long}/y"), "longer than 255 bytes, which no filesystem takes"),
+    ]:
+        line = repo.fail(*args, code=2)
+        assert wanted in line and "File name too long" not in line, (args, line)
+        assert snapshot_of(repo) == before, args
+    assert repo.status() == status
+    repo.fsck_clean()
+
+
 def test_no_argument_or_option_of_any_command_may_be_empty(repo: Repo) -> None:
     # Parsed in one fresh interpreter: the value is refused before any command runs.
     script = """

@@ -45,6 +45,7 @@ from vfs.worktree.scan import (
     too_deep_message,
 )
 
+NAME_MAX = 255  # bytes of one name (Linux's NAME_MAX; vfs.model.codec.check_name)
 FEW_NEW = 64  # files staged by an add up to which _tracked_dirs bisects rather than sets
 # Bytes to hash from which add lets go of the index while hashing and reads it again
 # after (see add): a few milliseconds for 20,000 paths, against seconds of hashing.
@@ -381,6 +382,12 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
         raise UsageError(f"cannot move to {reserved_message(bad)}; nothing was moved")
     if dst == LOCK_FILE.encode():
         raise UsageError(f"{LOCK_FILE} is dvfs's own record for git: nothing was moved")
+    if any(len(n) > NAME_MAX for n in dst.split(b"/")):
+        raise UsageError(
+            f"cannot move to {show(dst)[:200]}{'...' if len(dst) > 200 else ''}: a name "
+            f"there is longer than {NAME_MAX} bytes, which no filesystem takes; nothing "
+            "was moved"
+        )
     try:
         check_path(dst)
     except DvfsError as exc:
