@@ -79,7 +79,7 @@ def _is_link(path: Path) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # (as Path.is_symlink: ELOOP)
             return False
         raise
 
