@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -236,4 +237,26 @@ def test_the_log_and_its_head_are_never_read_through_a_link(repo: Repo, tmp_path
         assert repo.ok("audit", "verify").out == "2 entries: intact\n"
     repo.ok("tag", "t")
     assert repo.ok("audit", "verify").out == "3 entries: intact\n"
+    repo.fsck_clean()
+
+
+def test_a_remote_chains_head_is_never_read_through_a_link(repo: Repo, tmp_path: Path) -> None:
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    head = repo.root / ".dvfs" / "remotes" / "origin" / "audit.head"
+    kept = tmp_path / "kept.head"
+    head.rename(kept)
+    head.symlink_to(kept)
+    line = assert_error(repo.run("audit", "verify", "--remote", "origin", timeout=30))
+    assert "origin/audit.head is a symbolic link" in line and "put the file" in line, line
+    head.unlink()
+    os.mkfifo(head)  # never waited on
+    line = assert_error(repo.run("audit", "verify", "--remote", "origin", timeout=30))
+    assert "origin/audit.head is not a regular file" in line, line
+    head.unlink()
+    kept.rename(head)
+    assert repo.ok("audit", "verify", "--remote", "origin").out.endswith(": intact\n")
     repo.fsck_clean()

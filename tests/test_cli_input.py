@@ -180,6 +180,8 @@ def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     assert_error(repo.run("mv", "d/b", "new/"), "new/ is not a directory", code=2)
     assert snapshot_of(repo) == before
     assert repo.status() == status
+    assert repo.ok("mv", "d/", "e/").out == "renamed d -> e (2 tracked files)\n"  # (as git)
+    repo.ok("mv", "e", "d")
     # a tracked file missing from the working tree is no directory either
     (repo.root / "d/a").unlink()
     handle = Repository(repo.root)
@@ -188,6 +190,26 @@ def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     assert handle.rel(f"{repo.root}/d/", handle.index()) == b"d"
     repo.ok("add", "d/")
     assert [(c["status"], c["path"]) for c in repo.status()["staged"]] == [("removed", "d/a")]
+    repo.fsck_clean()
+
+
+def test_a_name_too_long_for_any_filesystem_is_one_line_that_says_so(repo: Repo) -> None:
+    repo.write("d/a", "a")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    before, status = snapshot_of(repo), repo.status()
+    long = "x" * 300
+    for args, wanted in [
+        (("add", f"d/{long}"), "does not exist and is not tracked"),
+        (("add", f"{long}/y"), "does not exist and is not tracked"),
+        (("rm", f"d/{long}/y"), "is not tracked"),
+        (("mv", "d/a", f"d/{long}"), "longer than 255 bytes, which no filesystem takes"),
+        (("mv", "d/a", f"{long}/y"), "longer than 255 bytes, which no filesystem takes"),
+    ]:
+        line = repo.fail(*args, code=2)
+        assert wanted in line and "File name too long" not in line, (args, line)
+        assert snapshot_of(repo) == before, args
+    assert repo.status() == status
     repo.fsck_clean()
 
 

@@ -730,6 +730,35 @@ def test_fsck_repair_writes_unreadable_refs_back_from_the_audit_log(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_fifo_or_a_link_for_head_or_a_ref_is_refused_never_waited_on(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A FIFO at .dvfs/HEAD or at a branch's file hung every command for good; a link
+    there was read through."""
+    v1 = committed(repo, {"d/a.txt": "a"}, "one")
+    dvfs_dir = repo.root / ".dvfs"
+    elsewhere = tmp_path / "HEAD"
+    elsewhere.write_text("ref: refs/heads/main\n")
+    for kind in ("fifo", "link"):
+        (dvfs_dir / "HEAD").unlink()
+        if kind == "fifo":
+            os.mkfifo(dvfs_dir / "HEAD")
+        else:
+            (dvfs_dir / "HEAD").symlink_to(elsewhere)
+        line = assert_error(repo.run("status", timeout=30), "HEAD is", "dvfs fsck --repair")
+        assert ("symbolic link" in line) == (kind == "link"), line
+        assert repo.ok("fsck", "--repair", timeout=30).out.startswith("repaired: HEAD was")
+        assert (dvfs_dir / "HEAD").read_text() == "ref: refs/heads/main\n"
+    main = dvfs_dir / "refs" / "heads" / "main"
+    main.unlink()
+    os.mkfifo(main)
+    line = assert_error(repo.run("log", timeout=30), "refs/heads/main is not a regular file")
+    assert "dvfs fsck --repair" in line
+    repo.ok("fsck", "--repair", timeout=30)
+    assert repo.head_id() == v1 and elsewhere.read_text() == "ref: refs/heads/main\n"
+    repo.fsck_clean()
+
+
 def test_fsck_names_a_branch_or_tag_whose_file_is_gone_and_repair_writes_it_back(
     repo: Repo,
 ) -> None:

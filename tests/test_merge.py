@@ -17,6 +17,7 @@ from tests.support.cli import (
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
+    warnings_of,
 )
 from tests.support.remote import (  # noqa: F401 (fixtures)
     Remote,
@@ -426,7 +427,11 @@ def test_abort_after_switch_c_says_the_merge_was_given_up_and_where_head_is(repo
     conflicting(repo)
     assert repo.run("merge", "other").code == 1
     staged = repo.status()["staged"]
-    repo.ok("switch", "-c", "new")  # at HEAD: every local change stays, the merge does not
+    r = repo.ok("switch", "-c", "new")  # at HEAD: every local change stays, the merge does not
+    assert warnings_of(r) == [
+        "dvfs: warning: the merge of other into main in progress is given up: what it staged "
+        "stays staged on new, and a commit here records no merge"
+    ]
     assert repo.status()["merging"] is None and repo.status()["staged"] == staged
     line = repo.fail("merge", "--abort", code=2)
     assert "the merge of other into main was given up when HEAD moved away from main" in line

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,6 +242,20 @@ def test_mv_of_a_file_not_checked_out_says_how_to_get_it(origin: Origin, tmp_pat
     line = b.fail("mv", "moved", "again", code=2)
     assert "moved is tracked but not in the working tree (deleted)" in line, line
     assert "`dvfs restore moved`" in line and "`dvfs rm moved`" in line, line
+    b.fsck_clean()
+
+
+def test_a_fifo_where_a_file_was_never_checked_out_is_replaced_only_when_asked(
+    origin: Origin, tmp_path: Path
+) -> None:
+    b = origin.clone(tmp_path, "b", "--no-checkout")
+    os.mkfifo(b.root / "top.txt")
+    assert b.status()["special"] == [{"path": "top.txt", "kind": "FIFO"}]
+    line = b.fail("checkout", "HEAD")
+    assert "would replace top.txt (a FIFO at a tracked path)" in line and "--force" in line
+    assert stat.S_ISFIFO(os.lstat(b.root / "top.txt").st_mode)
+    b.ok("checkout", "--force", "HEAD")
+    assert b.read("top.txt") == FILES["top.txt"]
     b.fsck_clean()
 
 

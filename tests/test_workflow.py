@@ -520,8 +520,8 @@ def test_tags(repo: Repo) -> None:
                                                   ["second", "v2"]]  # fmt: skip
     assert repo.show("first")["id"] == v1 and repo.show("second")["id"] == v2
     repo.fail("tag", "second", fragments=("already exists",))
-    gone = repo.ok("tag", "--delete", "early").out.strip()
-    assert gone == f"deleted tag early (was v1 {v1[:10]})"
+    deleted = repo.ok("tag", "--delete", "early").out
+    assert deleted == f"deleted tag early (was v1 {v1[:10]})\n"
     assert "early" not in repo.ok("tag").out
     repo.fail("tag", "--delete", "early", fragments=("no tag named early",))
     repo.fail("tag", "HEAD", fragments=("HEAD",))

@@ -119,14 +119,15 @@ class Walker:
         return self.dir(head), leaf
 
     def lstat(self, rel: bytes) -> os.stat_result | None:
-        """lstat of ``rel``, or None if it is missing or below a non-directory."""
+        """lstat of ``rel``, or None if it is missing or below a non-directory (or has
+        a name longer than the filesystem takes: nothing can be there)."""
         try:
             if not rel:
                 return os.stat(self._fds[0])
             fd, leaf = self.parent(rel)
             return os.stat(leaf, dir_fd=fd, follow_symlinks=False)
         except OSError as exc:
-            if exc.errno in ABSENT:
+            if exc.errno in ABSENT or exc.errno == errno.ENAMETOOLONG:
                 return None
             raise
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from vfs.errors import DvfsError, UsageError
+from vfs.ops import merging
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
 from vfs.remote.config import remotes
@@ -91,10 +92,12 @@ def switch_create(
     """Create branch ``name`` at ``rev`` (default HEAD) and switch to it (git switch -c).
 
     At the version HEAD is at, nothing is restored: HEAD moves to the new branch and
-    every local change, staged or not, stays as it is. Elsewhere it is :func:`switch`;
-    if that is refused, the new branch is deleted again. On a branch with no versions
-    yet (and ``rev`` HEAD), the new name is the branch the first commit makes, as git's
-    ``switch -c`` does there: the report's label is empty.
+    every local change, staged or not, stays as it is; a merge in progress does not
+    follow (its record names the branch it began on), and a warning says so.
+    Elsewhere it is :func:`switch`; if that is refused, the new branch is deleted again.
+    On a branch with no versions yet (and ``rev`` HEAD), the new name is the branch
+    the first commit makes, as git's ``switch -c`` does there: the report's label is
+    empty.
     """
     if rev in (None, "HEAD") and (unborn := _unborn(repo, name)) is not None:
         return unborn
@@ -102,7 +105,14 @@ def switch_create(
     with repo.locked():
         if target == repo.history.head_id():
             number = repo.history.version(target).number
+            left = merging.live(repo.dir, repo.refs)
             repo.refs.set_head(Head(name))
+            if left is not None:
+                warn(
+                    f"the merge of {left.rev} into {left.branch} in progress is given up: "
+                    f"what it staged stays staged on {name}, and a commit here records no "
+                    "merge"
+                )
             write_lock(repo.root, LockPointer(name, number, target))
             return CheckoutReport(f"v{number}", name, unchanged=repo.index().count())
     try:

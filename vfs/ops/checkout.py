@@ -151,9 +151,9 @@ def restore_version(
     # Untracked things that are not files where the version has a file or link, or not
     # directories where it needs a directory (a link, say), are replaced only by --force.
     untracked_here: list[Found] = []
-    # A FIFO, socket or device where a tracked file was: replaced (never opened) only
-    # by --force, as an untracked one.
-    blocked = [(p, f"{kind} where a tracked file was") for p, kind in state.special.items()]
+    # A FIFO, socket or device at a tracked path (deleted, or never checked out):
+    # replaced (never opened) only by --force, as an untracked one.
+    blocked = [(p, f"{kind} at a tracked path") for p, kind in state.special.items()]
     with Walker(repo.root) as walker:
         for p in wanted:
             if p in scope or (st := walker.lstat(p)) is None:

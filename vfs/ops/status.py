@@ -59,9 +59,9 @@ class WorkState:
     untracked: list[bytes] = field(default_factory=list)
     unreadable: list[bytes] = field(default_factory=list)  # stat changed, content unknown
     refreshed: int = 0  # entries whose stat changed but content did not
-    # Deleted paths where a FIFO, socket or device is now, and what it is: never
-    # opened, never stored (``add`` stages the removal); checkout replaces one only
-    # with --force.
+    # Deleted (or not checked out) paths where a FIFO, socket or device is now, and
+    # what it is: never opened, never stored (``add`` stages the removal); checkout
+    # replaces one only with --force.
     special: dict[bytes, str] = field(default_factory=dict)
 
 
@@ -133,9 +133,9 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
         below = tuple(d + b"/" for d in skipped)
         st.unreadable = [p for p in st.deleted if p.startswith(below) or p in skipped]
         st.deleted = [p for p in st.deleted if not (p.startswith(below) or p in skipped)]
-    if st.deleted:
+    if st.deleted or st.not_checked_out:
         with Walker(repo.root) as walker:
-            for p in st.deleted:
+            for p in chain(st.deleted, st.not_checked_out):
                 found = walker.lstat(p)
                 if found is not None and (kind := special_kind(found.st_mode)) is not None:
                     st.special[p] = kind

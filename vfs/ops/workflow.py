@@ -45,6 +45,7 @@ from vfs.worktree.scan import (
     too_deep_message,
 )
 
+NAME_MAX = 255  # bytes of one name (Linux's NAME_MAX; vfs.model.codec.check_name)
 FEW_NEW = 64  # files staged by an add up to which _tracked_dirs bisects rather than sets
 # Bytes to hash from which add lets go of the index while hashing and reads it again
 # after (see add): a few milliseconds for 20,000 paths, against seconds of hashing.
@@ -381,6 +382,12 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
         raise UsageError(f"cannot move to {reserved_message(bad)}; nothing was moved")
     if dst == LOCK_FILE.encode():
         raise UsageError(f"{LOCK_FILE} is dvfs's own record for git: nothing was moved")
+    if any(len(n) > NAME_MAX for n in dst.split(b"/")):
+        raise UsageError(
+            f"cannot move to {show(dst)[:200]}{'...' if len(dst) > 200 else ''}: a name "
+            f"there is longer than {NAME_MAX} bytes, which no filesystem takes; nothing "
+            "was moved"
+        )
     try:
         check_path(dst)
     except DvfsError as exc:
@@ -437,10 +444,6 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
         dst = repo.rel(dest, index)
         st = walker.lstat(dst)
         into = st is not None and statmod.S_ISDIR(st.st_mode) and not index.get(dst)
-        if dest.endswith("/") and not into:  # (as git: DST/ is a directory to move into)
-            raise UsageError(
-                f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
-            )
         if len(sources) > 1 and not into:
             raise UsageError(f"moving several paths needs a directory: {dest} is not one")
         plan: list[Move] = []
@@ -451,12 +454,18 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
             tracked = index.under(src)
             if any(src == m.src or under_path(src, m.src) or under_path(m.src, src) for m in plan):
                 raise UsageError(f"{a} is given twice, or inside another source: nothing was moved")
-            if not tracked and walker.lstat(src) is None:
+            st = walker.lstat(src)
+            if not tracked and st is None:
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was moved")
             if not tracked:
                 raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
-            if walker.lstat(src) is None:
+            if st is None:
                 raise UsageError(_missing_source(a, tracked, index))
+            if dest.endswith("/") and not into and not statmod.S_ISDIR(st.st_mode):
+                # (as git: a file moves into DST/, which must be a directory)
+                raise UsageError(
+                    f"{dest} is not a directory: create it first (`mkdir -p`); nothing was moved"
+                )
             target = dst + b"/" + src.rpartition(b"/")[2] if into and dst else (
                 src.rpartition(b"/")[2] if into else dst
             )  # fmt: skip

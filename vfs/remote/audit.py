@@ -19,7 +19,16 @@ from vfs.backends.base import Backend
 from vfs.errors import FormatError, PreconditionFailed, RemoteNotFound
 from vfs.model.ids import hash_bytes
 from vfs.remote.layout import AUDIT, audit_key, audit_seq
-from vfs.repo.audit import MAX_LINE, ZERO, Entry, Verdict, encode_entry, make_entry, parse_entry
+from vfs.repo.audit import (
+    MAX_LINE,
+    ZERO,
+    Entry,
+    Verdict,
+    encode_entry,
+    make_entry,
+    parse_entry,
+    read_file,
+)
 from vfs.store.durable import write_atomic
 
 REMOTE_HEAD = "audit.head"  # in .dvfs/remotes/<name>/
@@ -52,8 +61,9 @@ def _exists(backend: Backend, seq: int) -> bool:
 def _read_head(path: Path | None) -> tuple[int, str] | None:
     if path is None:
         return None
-    with contextlib.suppress(FileNotFoundError, ValueError, UnicodeDecodeError):
-        seq, digest = path.read_text().split()
+    data = read_file(path.parent, path.name)  # (never through a link: FormatError)
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        seq, digest = (data or b"").decode().split()
         if int(seq) > 0 and len(digest) == 64:
             return int(seq), digest
     return None
@@ -184,8 +194,7 @@ def _read_checked(path: Path | None) -> dict[int, _Checked]:
     if path is None:
         return out
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CHECKED + 1)
+        data = read_file(path.parent, path.name) or b""  # (a link: FormatError, empty)
         if len(data) > MAX_CHECKED:
             return {}
         for line in data.decode().splitlines():
@@ -193,7 +202,7 @@ def _read_checked(path: Path | None) -> dict[int, _Checked]:
             if len(digest) != 64 or len(prev) != 64:
                 return {}
             out[int(seq)] = _Checked(etag, float(modified), digest, prev)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, FormatError):
         return {}
     return out
 

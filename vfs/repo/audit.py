@@ -324,8 +324,9 @@ def _open(dvfs_dir: Path, name: str, flags: int, mode: int = 0o644) -> int:
     return fd
 
 
-def _read(dvfs_dir: Path, name: str) -> bytes | None:
-    """The bytes of ``name`` in ``dvfs_dir`` (see :func:`_open`); None if it is missing."""
+def read_file(dvfs_dir: Path, name: str) -> bytes | None:
+    """The bytes of ``name`` in ``dvfs_dir`` (see :func:`_open`); None if it (or the
+    directory) is missing. Also for a remote's chain records (``vfs.remote.audit``)."""
     try:
         fd = _open(dvfs_dir, name, os.O_RDONLY)
     except FileNotFoundError:
@@ -341,7 +342,7 @@ def _read(dvfs_dir: Path, name: str) -> bytes | None:
 
 def _lines(dvfs_dir: Path) -> tuple[list[bytes], bool]:
     """The complete lines of the log, and whether a torn last line follows them."""
-    data = _read(dvfs_dir, LOG)
+    data = read_file(dvfs_dir, LOG)
     if data is None:
         return [], False
     lines = data.split(b"\n")
@@ -442,7 +443,7 @@ def verify(dvfs_dir: Path) -> Verdict:
 
 
 def _head(dvfs_dir: Path) -> tuple[int, str] | None:
-    data = _read(dvfs_dir, HEAD)
+    data = read_file(dvfs_dir, HEAD)
     if data is None:
         return None
     text = data.decode(errors="replace").split()

@@ -16,14 +16,18 @@ A branch with no versions yet has no file. Every change is written atomically an
 fsynced (``vfs.store.durable.write_atomic``), and made under ``refs.lock`` after checking
 that the ref still holds the value the caller saw, so a concurrent writer is never
 silently overwritten. Every change of a ref or of HEAD is first appended to the
-audit log (``vfs.repo.audit``), under the same lock.
+audit log (``vfs.repo.audit``), under the same lock. HEAD and refs are read only as
+regular files (:func:`_read`): a link or a FIFO there is unreadable (FormatError),
+never followed nor waited on.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -106,6 +110,37 @@ def _audit(
     audit.record(dvfs_dir, op, ref, old, new, note)
 
 
+REF_LIMIT = 4096  # bytes: a ref or HEAD is one short line
+
+
+class _NotAFile(Exception):
+    """A ref or HEAD that is a link, a FIFO, a socket or a device: what it is."""
+
+
+def _read(path: Path) -> str:
+    """The text of a ref or of HEAD: a regular file, never read through a symbolic
+    link nor waited on (a FIFO there hung every command); :class:`_NotAFile` saying
+    what it is otherwise. FileNotFoundError, NotADirectoryError and IsADirectoryError
+    (a folder of refs) are the system's."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _NotAFile("a symbolic link, which dvfs never reads through") from None
+        if exc.errno == errno.ENXIO:  # (a socket)
+            raise _NotAFile("not a regular file") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise _NotAFile("not a regular file")
+        return os.read(fd, REF_LIMIT).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
 def _way_out(ref: str) -> str:
     """What to run about a ref whose file does not hold an id."""
     kind, _, name = ref.removeprefix("refs/").partition("/")
@@ -153,9 +188,11 @@ class Refs:
     def head(self) -> Head:
         """Parse HEAD strictly."""
         try:
-            text = (self.dir / "HEAD").read_text()
+            text = _read(self.dir / "HEAD")
         except FileNotFoundError:
             raise FormatError("the repository has no HEAD file: run `dvfs fsck --repair`") from None
+        except _NotAFile as exc:
+            raise FormatError(f"HEAD is {exc}: run `dvfs fsck --repair`") from None
         line = text.strip()
         head: Head | None = None
         if line.startswith("ref: refs/heads/"):
@@ -184,8 +221,8 @@ class Refs:
             text = f"{head.detached.hex()} {head.branch}\n"
         with self._locked():
             try:
-                old = (self.dir / "HEAD").read_text().strip()
-            except (FileNotFoundError, UnicodeDecodeError):
+                old = _read(self.dir / "HEAD").strip()
+            except (FileNotFoundError, _NotAFile):
                 old = ""
             new = text.strip()
             if old == new:
@@ -224,9 +261,11 @@ class Refs:
         """The id a ref (``refs/heads/x`` or ``refs/tags/x``) holds, or None (also for
         a name no ref can have)."""
         try:
-            text = self._path(ref).read_text().strip()
+            text = _read(self._path(ref)).strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, UsageError):
             return None
+        except _NotAFile as exc:
+            raise FormatError(f"ref {ref} is {exc}: {_way_out(ref)}") from None
         try:
             return from_hex(text)
         except ValueError:

@@ -35,6 +35,7 @@ their place gives an error instead of a hang or an exhausted memory.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -70,12 +71,29 @@ def _within(absolute: str, root: str) -> bool:
     return absolute == root or absolute.startswith(root.rstrip("/") + "/")
 
 
+def _is_link(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link; False if nothing can be there (a name
+    longer than the filesystem takes, as a missing one)."""
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # (as Path.is_symlink: ELOOP)
+            return False
+        raise
+
+
 def _refuse_non_directory(root: Path, rel: str, index: Index) -> None:
     """UsageError if ``rel``, given with a trailing ``/``, is not a directory (see
     :meth:`Repository.rel`)."""
     try:
         st = os.lstat(root / rel)  # (its directories were checked: no link among them)
     except (FileNotFoundError, NotADirectoryError):
+        st = None
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
         st = None
     if st is None:
         if index.get(os.fsencode(rel)) is not None:
@@ -389,7 +407,7 @@ class Repository:
         cur = self.root
         for part in parts[:-1]:
             cur = cur / part
-            if cur.is_symlink():
+            if _is_link(cur):
                 raise UsageError(
                     f"{arg} goes through the symbolic link {cur.relative_to(self.root)}: "
                     "dvfs stores links, it does not follow them"
