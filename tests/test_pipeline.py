@@ -680,3 +680,29 @@ def test_a_stage_is_done_when_its_command_exits_though_it_left_a_process_behind(
         for fd in held:
             os.close(fd)
     repo.fsck_clean()
+
+
+def test_an_out_naming_tracked_data_with_unsaved_changes_is_refused_before_it_runs(
+    repo: Repo,
+) -> None:
+    repo.write("data/a.txt", "precious\n")
+    repo.ok("add", "data")
+    repo.commit("data")
+    repo.write("data/a.txt", "edited, in no version\n")
+    repo.write("data/b.txt", "new work, in no version\n")
+    # the command ran, data/ was replaced by its output and both edits were gone
+    r = repo.run("run", "-n", "s", "-o", "data", "--", "mkdir -p data && echo x > data/new")
+    assert_error(r, "stage s would replace data, which no run made and which holds changes "
+                 "neither staged nor committed", "nothing ran", code=1)  # fmt: skip
+    assert repo.read("data/a.txt") == b"edited, in no version\n"
+    assert repo.read("data/b.txt") == b"new work, in no version\n"
+    assert not (repo.root / "data/new").exists()
+    repo.ok("add", "data")  # staged: kept in the store; the stage may replace it now
+    repo.ok("repro")
+    assert sorted(p.name for p in (repo.root / "data").iterdir()) == ["new"]
+    # an out the pipeline made may be changed by hand and made again
+    repo.commit("made")
+    repo.write("data/new", "by hand\n")
+    repo.ok("repro")
+    assert repo.read("data/new") == b"x\n"
+    repo.fsck_clean()

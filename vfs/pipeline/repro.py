@@ -52,7 +52,7 @@ from vfs.model.version_codec import StageRecord, StageRun
 from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of
-from vfs.pipeline.content import EMPTY_DIR_ID
+from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
 from vfs.pipeline.plan import Options, Outcome, check_inputs, selection
 from vfs.pipeline.runner import Finished, Output, Running
@@ -193,6 +193,7 @@ class Repro:
         deps = {d: ids[d] for d in stage.deps}
         params = self.param_values(stage)
         outs = {o: ids[o] for o in stage.outs}
+        self.check_unsaved(stage, outs)
         why = ["forced"] if force else reasons(stage, self.runs.get(stage.name), deps, params, outs)
         d = _Decided(stage, {k: v for k, v in deps.items() if v is not None}, params, why)
         if why and use_cache and not force and self.cache is not None:
@@ -205,6 +206,41 @@ class Repro:
             )
             d.hit = self.cache.find(key)
         return d
+
+    def check_unsaved(self, stage: Stage, outs: dict[bytes, bytes | None]) -> None:
+        """StageFailed if running ``stage`` would replace work that exists nowhere else: an
+        out that no recorded run made, that dvfs tracks (data of the user's, named as
+        an out by mistake), and that neither the index nor the last version holds as it
+        is (files changed and not staged, or added). A run's outputs are kept by the
+        run cache; a file
+        dvfs does not track is the out's to replace (a metrics file kept in git, a
+        model made by hand before the stage); a mount's working tree is left to its
+        snapshots."""
+        repo, index = self.ws.repo, self.state.index
+        if repo is None or index is None or not self.ws.own_index:
+            return
+        made = {p for r in self.runs.values() for p, _ in r.outs}
+        theirs = [
+            o for o, i in outs.items()
+            if i not in (None, EMPTY_DIR_ID) and o not in made and index.under(o)
+        ]  # fmt: skip
+        if not theirs:
+            return
+        hist = repo.history
+        head = hist.head_id()
+        tree = hist.version(head).tree if head is not None else None
+        memo: dict[bytes, bytes] = {}
+        for o in theirs:
+            below = {p: x for p in index.under(o) if (x := index.get(p)) is not None}
+            if ids_of_records([o], below)[o] == outs[o]:
+                continue  # as staged
+            if tree is None or tree_path_id(hist, tree, o, memo) != outs[o]:
+                raise StageFailed(
+                    f"stage {stage.name} would replace {show(o)}, which no run made and which "
+                    "holds changes neither staged nor committed: they would be lost; commit "
+                    f"them first (`dvfs add {show(o)}`, `dvfs commit`), move it away, or name "
+                    "another out; nothing ran"
+                )
 
     # running -------------------------------------------------------------------------------
 
