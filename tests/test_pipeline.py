@@ -20,6 +20,7 @@ from tests.support.cli import (
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
     warnings_of,
 )
 from tests.support.pipeline import (
@@ -705,4 +706,22 @@ def test_an_out_naming_tracked_data_with_unsaved_changes_is_refused_before_it_ru
     repo.write("data/new", "by hand\n")
     repo.ok("repro")
     assert repo.read("data/new") == b"x\n"
+    repo.fsck_clean()
+
+
+def test_a_directory_or_file_whose_name_starts_with_two_dots_is_inside_the_tree(
+    repo: Repo,
+) -> None:
+    # `dvfs run` in ..d said "run dvfs run inside the working tree"; `exp run -S
+    # ..p.yaml:lr=2` and `lineage ..d/o` said the path was not inside it
+    (repo.root / "..d").mkdir()
+    r = run(repo.root / "..d", "run", "-n", "s", "-o", "o", "--", "echo made > o")
+    assert r.code == 0, r
+    repo.write("..p.yaml", "lr: 1\n")
+    repo.ok("add", "..p.yaml")
+    repo.ok("run", "-n", "t", "-p", "..p.yaml:lr", "-o", "q", "--", "cat ..p.yaml > q")
+    repo.commit("one")
+    assert "stage s made ..d/o" in repo.ok("lineage", "..d/o").out
+    repo.ok("exp", "run", "-S", "..p.yaml:lr=2", "-n", "two")
+    assert repo.json("params", "diff", "v1", "exp/two", "--json")["params"][0]["new"] == 2
     repo.fsck_clean()
