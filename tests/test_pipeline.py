@@ -725,3 +725,22 @@ def test_a_directory_or_file_whose_name_starts_with_two_dots_is_inside_the_tree(
     repo.ok("exp", "run", "-S", "..p.yaml:lr=2", "-n", "two")
     assert repo.json("params", "diff", "v1", "exp/two", "--json")["params"][0]["new"] == 2
     repo.fsck_clean()
+
+
+def test_a_stage_reading_params_another_stage_makes_runs_after_it(repo: Repo) -> None:
+    repo.write("dvfs.yaml", "stages:\n"
+               "  train:\n    cmd: cat params.yaml > model.txt\n    params: [lr]\n"
+               "    outs: [model.txt]\n"
+               "  tune:\n    cmd: \"echo 'lr: 5' > params.yaml\"\n"
+               "    outs: [params.yaml]\n")  # fmt: skip
+    # train ran first and failed: params.yaml does not exist; dag drew them apart
+    assert repo.ok("dag").out == "tune\n└── train\n"
+    r = repo.ok("repro")
+    assert r.out.index("Running stage tune") < r.out.index("Running stage train")
+    assert repo.read("model.txt") == b"lr: 5\n"
+    assert "Stage train is fresh" in repo.ok("repro").out
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: echo\n    params: [lr]\n"
+               "    outs: [params.yaml]\n")  # fmt: skip
+    repo.fail("repro", fragments=("output params.yaml is also its params file params.yaml",),
+              code=2)  # fmt: skip
+    repo.fsck_clean()
