@@ -271,6 +271,9 @@ def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
     r = repo.run("repro")
     assert_error(r, "stage train changed its own dep prepared", "nothing of it was recorded")
     assert repo.read("dvfs.runs") == before[0]
+    # the changed dep was staged as the fresh stage prepare's output, and status was clean
+    assert staged_paths(repo) == set()
+    assert repo.status()["modified"] == ["prepared/f0.csv"], repo.status()
     repo.write("dvfs.yaml", "stages:\n  x:\n    cmd: [no-such-program-anywhere]\n")
     assert_error(repo.run("repro"), "stage x failed", "could not be started")
     repo.fsck_clean()

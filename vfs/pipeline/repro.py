@@ -162,6 +162,7 @@ class Repro:
         self.params_docs: dict[bytes, Any] = {}
         self.to_stage: dict[bytes, Staged] = {}  # outputs of recorded runs
         self.stage_roots: list[bytes] = []  # the outputs themselves
+        self.fresh_outs: dict[bytes, bytes] = {}  # a fresh stage's outputs: their run's ids
         self.recorded = False
         self.out = Outcome()
 
@@ -541,9 +542,11 @@ class Repro:
         self.out.restored.append((d.stage.name, d.hit.where))
 
     def _stage_fresh_outputs(self, stage: Stage) -> None:
-        """A fresh stage's outputs are staged too (a run killed before it staged them)."""
-        if self.ws.own_index:
-            self.stage_roots += list(stage.outs)
+        """A fresh stage's outputs are staged too (a run killed before it staged them),
+        if they are still as its run made them at the end (:meth:`_finish_up`)."""
+        record = self.runs.get(stage.name)
+        if self.ws.own_index and record is not None:
+            self.fresh_outs.update(record.outs)
 
     def _finish_up(self) -> None:
         """Write the run cache and stage what was recorded (see the module docstring)."""
@@ -552,6 +555,14 @@ class Repro:
                 self.cache.flush()
         except (DvfsError, OSError) as exc:
             self.warn(f"the run cache was not written ({exc}): the runs themselves are recorded")
+        if self.fresh_outs:  # a later stage may have changed one (its own dep): left out
+            self.state.forget(self.fresh_outs)
+            try:
+                now = self.state.ids(self.fresh_outs)
+            except DvfsError as exc:
+                self.warn(f"{exc}: the outputs of the fresh stages are not staged")
+                now = {}
+            self.stage_roots += [o for o, i in self.fresh_outs.items() if now.get(o) == i]
         if self.ws.own_index and self.ws.repo is not None:
             self.out.staged = stage_outputs(
                 self.ws, self.state, self.stage_roots, self.to_stage, self.recorded, self.warn
