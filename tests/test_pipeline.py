@@ -269,11 +269,16 @@ def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
                "open('model.bin', 'w').write('m')\n"
                "open('metrics.json', 'w').write('{}')\n")  # fmt: skip
     r = repo.run("repro")
-    assert_error(r, "stage train changed its own dep prepared", "nothing of it was recorded")
+    line = assert_error(r, "stage train changed its own dep prepared",
+                        "nothing of it was recorded")  # fmt: skip
     assert repo.read("dvfs.runs") == before[0]
     # the changed dep was staged as the fresh stage prepare's output, and status was clean
     assert staged_paths(repo) == set()
     assert repo.status()["modified"] == ["prepared/f0.csv"], repo.status()
+    # the command it gave (`dvfs checkout HEAD DEP`) refused: uncommitted changes
+    assert line.split("`")[1] == "dvfs restore prepared"
+    repo.ok("restore", "prepared")
+    assert repo.read("prepared/f0.csv") == b"ROW 0\n"
     repo.write("dvfs.yaml", "stages:\n  x:\n    cmd: [no-such-program-anywhere]\n")
     assert_error(repo.run("repro"), "stage x failed", "could not be started")
     repo.fsck_clean()

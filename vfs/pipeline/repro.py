@@ -174,7 +174,7 @@ class Repro:
         except FormatError as exc:
             raise UsageError(
                 f"{exc}: delete {RUNS_FILE} (every stage then runs again) or restore it "
-                f"(`dvfs checkout HEAD {RUNS_FILE}`)"
+                f"(`dvfs restore {RUNS_FILE}`: as last staged)"
             ) from None
 
     def param_values(self, stage: Stage) -> dict[tuple[bytes, str], Any]:
@@ -313,8 +313,8 @@ class Repro:
             self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
-                "a stage may only read its deps; nothing of it was recorded (restore the dep, "
-                "e.g. `dvfs checkout HEAD DEP`, and fix the command)"
+                "a stage may only read its deps; nothing of it was recorded (fix the command, "
+                f"and restore the dep: `dvfs restore {show(changed[0])}` if it is tracked)"
             )
         records = self.state.stage_records(stage.outs, store=True)
         out_ids = ids_of_records(stage.outs, records)
