@@ -301,7 +301,9 @@ def row_of(
 
 def shown(value: Any) -> str:
     """A value in a table cell: text as it is, ``-`` for absent, anything else as JSON
-    (a null value is ``null``)."""
+    (a null value is ``null``). A number with a fraction is shown to 6 significant
+    digits when they tell it exactly, else in full (two values shown alike are equal),
+    and with a ``.0`` when it is whole (``1.0`` is another value than ``1``)."""
     import json
 
     if value is MISSING:
@@ -310,7 +312,12 @@ def shown(value: Any) -> str:
         return quote_name(value) if value else '""'
     if isinstance(value, float):
         value = finite(value)
-        return value if isinstance(value, str) else f"{value:.6g}"
+        if isinstance(value, str):
+            return value
+        text = f"{value:.6g}"
+        if float(text) != value:
+            text = repr(value)  # the shortest text that reads back as this value
+        return text + ".0" if text.lstrip("-").isdigit() else text
     return escape_text(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 
