@@ -32,6 +32,7 @@ from tests.support.pipeline import (
 )
 from vfs.errors import UsageError
 from vfs.pipeline import graph, spec
+from vfs.pipeline.backups import backup_name
 from vfs.store.lock import repository_lock
 
 
@@ -751,4 +752,18 @@ def test_a_stage_reading_params_another_stage_makes_runs_after_it(repo: Repo) ->
                "    outs: [params.yaml]\n")  # fmt: skip
     repo.fail("repro", fragments=("output params.yaml is also its params file params.yaml",),
               code=2)  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_a_first_run_killed_over_tracked_data_runs_again(repo: Repo) -> None:
+    # a run killed with -9 left its partial out, and the data it moved aside beside it:
+    # the next repro refused the partial out as unsaved work
+    repo.write("o.txt", "data\n")
+    repo.ok("add", "o.txt")
+    repo.commit("data")
+    repo.ok("run", "--no-exec", "-n", "s", "-o", "o.txt", "--", "echo made > o.txt")
+    os.rename(repo.root / "o.txt", repo.root / os.fsdecode(backup_name(b"o.txt")))
+    repo.write("o.txt", "partial")
+    repo.ok("repro")
+    assert repo.read("o.txt") == b"made\n" and sorted(os.listdir(repo.root))[-1] == "o.txt"
     repo.fsck_clean()

@@ -213,10 +213,10 @@ class Repro:
         out that no recorded run made, that dvfs tracks (data of the user's, named as
         an out by mistake), and that neither the index nor the last version holds as it
         is (files changed and not staged, or added). A run's outputs are kept by the
-        run cache; a file
-        dvfs does not track is the out's to replace (a metrics file kept in git, a
-        model made by hand before the stage); a mount's working tree is left to its
-        snapshots."""
+        run cache; what a run killed with -9 left (its out moved aside beside it) is
+        for the next run to replace; a file dvfs does not track is the out's to
+        replace (a metrics file kept in git, a model made by hand before the stage); a
+        mount's working tree is left to its snapshots."""
         repo, index = self.ws.repo, self.state.index
         if repo is None or index is None or not self.ws.own_index:
             return
@@ -224,6 +224,7 @@ class Repro:
         theirs = [
             o for o, i in outs.items()
             if i not in (None, EMPTY_DIR_ID) and o not in made and index.under(o)
+            and self.ws.lstat(backups.backup_name(o)) is None  # (else a killed run's output)
         ]  # fmt: skip
         if not theirs:
             return
