@@ -767,3 +767,22 @@ def test_a_first_run_killed_over_tracked_data_runs_again(repo: Repo) -> None:
     repo.ok("repro")
     assert repo.read("o.txt") == b"made\n" and sorted(os.listdir(repo.root))[-1] == "o.txt"
     repo.fsck_clean()
+
+
+def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_path: Path) -> None:
+    repo.write("data/a", "1\n")
+    repo.ok("add", "data")
+    repo.ok("run", "-n", "s", "-d", "data", "-o", "out.txt", "--", "cat data/a > out.txt")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("pull", "dvfs.yaml", "dvfs.runs")
+    # it said "no stage makes it: add it, or a stage with it among its outs"
+    line = copy.fail("repro", fragments=("stage s needs data, which is tracked but not "
+                                         "checked out",), code=2)  # fmt: skip
+    assert line.split("`")[1] == "dvfs pull data"
+    copy.ok("pull", "data")
+    assert "Restoring stage s from v1" in copy.ok("repro").out
+    copy.fsck_clean()

@@ -138,6 +138,12 @@ def check_outs(ws: Workspace, stages: list[Stage]) -> None:
             )
 
 
+def tracked(ws: Workspace, path: bytes) -> bool:
+    """True if the index of the working tree's repository tracks ``path`` or a path
+    below it (a mount has no index)."""
+    return ws.repo is not None and ws.own_index and bool(ws.repo.index().under(path))
+
+
 def check_inputs(
     ws: Workspace,
     dag: Dag,
@@ -178,6 +184,11 @@ def check_inputs(
                     if makers
                     else "no stage makes it: add it, or a stage with it among its outs"
                 )
+                if not makers and tracked(ws, d):  # a partial working tree
+                    raise UsageError(
+                        f"stage {n} needs {show(d)}, which is tracked but not checked out: "
+                        f"`dvfs pull {show(d)}` or `dvfs checkout HEAD {show(d)}` brings it"
+                    )
             raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
         for f, _ in stage.params:
             if any(inside(f, o) for o in made_here):
