@@ -773,6 +773,8 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     repo.write("data/a", "1\n")
     repo.ok("add", "data")
     repo.ok("run", "-n", "s", "-d", "data", "-o", "out.txt", "--", "cat data/a > out.txt")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("add", "params.yaml")
     repo.commit("one")
     repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
     repo.ok("push")
@@ -785,4 +787,8 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     assert line.split("`")[1] == "dvfs pull data"
     copy.ok("pull", "data")
     assert "Restoring stage s from v1" in copy.ok("repro").out
+    copy.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [lr]\n"
+               "    outs: [o]\n")  # fmt: skip
+    copy.fail("repro", fragments=("stage t: params.yaml, which it reads parameters from, is "
+              "tracked but not checked out: `dvfs pull params.yaml`",), code=2)  # fmt: skip
     copy.fsck_clean()

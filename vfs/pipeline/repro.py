@@ -54,7 +54,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
-from vfs.pipeline.plan import Options, Outcome, check_inputs, selection
+from vfs.pipeline.plan import Options, Outcome, check_inputs, selection, tracked
 from vfs.pipeline.runner import Finished, Output, Running
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
@@ -128,6 +128,11 @@ def param_values(
         try:
             if f not in docs:
                 data = ws.read(f, values.MAX_FILE)
+                if data is None and tracked(ws, f):  # a partial working tree
+                    raise UsageError(
+                        f"{show(f)}, which it reads parameters from, is tracked but not checked "
+                        f"out: `dvfs pull {show(f)}` or `dvfs checkout HEAD {show(f)}` brings it"
+                    )
                 if data is None:
                     raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
                 docs[f] = values.load(data, f, show(f))
