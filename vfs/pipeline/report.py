@@ -30,6 +30,7 @@ from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
 from vfs.pipeline import values
+from vfs.pipeline.plan import tracked
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name
@@ -216,7 +217,13 @@ def work_metrics(
     for m in dict.fromkeys(files):
         try:
             data = ws.read(m, values.MAX_FILE)
-            if data is None:
+            if data is None and tracked(ws, m):  # a partial working tree
+                notes.append(
+                    f"{quote_name(m)} is tracked but not checked out: `dvfs pull "
+                    f"{quote_name(m)}` or `dvfs checkout HEAD {quote_name(m)}` brings it"
+                )
+                gone.append(m)
+            elif data is None:
                 notes.append(f"{quote_name(m)} does not exist (`dvfs repro` makes a stage's)")
                 gone.append(m)
             else:
