@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -794,8 +795,15 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     assert line.split("`")[1] == "dvfs pull data"
     copy.ok("pull", "data")
     copy.ok("repro")
+    shutil.rmtree(copy.root / "data")  # deleted, not "not checked out"
+    assert "not checked out" not in copy.run("repro").err
+    copy.ok("restore", "data")
     copy.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [lr]\n"
                "    outs: [o]\n")  # fmt: skip
+    assert warnings_of(copy.ok("params", "diff")) == [
+        "dvfs: warning: params.yaml is tracked but not checked out (`dvfs pull params.yaml` "
+        "brings it)"
+    ]  # fmt: skip
     copy.fail("repro", fragments=("stage t: params.yaml, which it reads parameters from, is "
               "tracked but not checked out: `dvfs pull params.yaml`",), code=2)  # fmt: skip
     copy.fsck_clean()

@@ -138,10 +138,15 @@ def check_outs(ws: Workspace, stages: list[Stage]) -> None:
             )
 
 
-def tracked(ws: Workspace, path: bytes) -> bool:
-    """True if the index of the working tree's repository tracks ``path`` or a path
-    below it (a mount has no index)."""
-    return ws.repo is not None and ws.own_index and bool(ws.repo.index().under(path))
+def not_checked_out(ws: Workspace, path: bytes) -> bool:
+    """True if the index of the working tree's repository holds ``path`` (or a path
+    below it) as not checked out: a partial working tree's file that was never
+    written, not one deleted (a mount has no index)."""
+    if ws.repo is None or not ws.own_index:
+        return False
+    index = ws.repo.index()
+    absent = index.absent()
+    return any(p in absent for p in index.under(path))
 
 
 def check_inputs(
@@ -184,7 +189,7 @@ def check_inputs(
                     if makers
                     else "no stage makes it: add it, or a stage with it among its outs"
                 )
-                if not makers and tracked(ws, d):  # a partial working tree
+                if not makers and not_checked_out(ws, d):  # a partial working tree
                     raise UsageError(
                         f"stage {n} needs {show(d)}, which is tracked but not checked out: "
                         f"`dvfs pull {show(d)}` or `dvfs checkout HEAD {show(d)}` brings it"

@@ -30,7 +30,7 @@ from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
 from vfs.pipeline import values
-from vfs.pipeline.plan import tracked
+from vfs.pipeline.plan import not_checked_out
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name
@@ -100,7 +100,12 @@ def work_params(
                 try:
                     data = ws.read(f, values.MAX_FILE)
                     docs[f] = None if data is None else values.load(data, f, os.fsdecode(f))
-                    files[f] = None if data is not None else f"{quote_name(f)} does not exist"
+                    files[f] = (
+                        None if data is not None
+                        else f"{quote_name(f)} is tracked but not checked out (`dvfs pull "
+                        f"{quote_name(f)}` brings it)" if not_checked_out(ws, f)
+                        else f"{quote_name(f)} does not exist"
+                    )  # fmt: skip
                 except DvfsError as exc:
                     docs[f] = None
                     files[f] = str(exc)
@@ -217,7 +222,7 @@ def work_metrics(
     for m in dict.fromkeys(files):
         try:
             data = ws.read(m, values.MAX_FILE)
-            if data is None and tracked(ws, m):  # a partial working tree
+            if data is None and not_checked_out(ws, m):  # a partial working tree
                 notes.append(
                     f"{quote_name(m)} is tracked but not checked out: `dvfs pull "
                     f"{quote_name(m)}` or `dvfs checkout HEAD {quote_name(m)}` brings it"

@@ -54,7 +54,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
-from vfs.pipeline.plan import Options, Outcome, check_inputs, selection, tracked
+from vfs.pipeline.plan import Options, Outcome, check_inputs, not_checked_out, selection
 from vfs.pipeline.runner import Finished, Output, Running
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
@@ -128,7 +128,7 @@ def param_values(
         try:
             if f not in docs:
                 data = ws.read(f, values.MAX_FILE)
-                if data is None and tracked(ws, f):  # a partial working tree
+                if data is None and not_checked_out(ws, f):  # a partial working tree
                     raise UsageError(
                         f"{show(f)}, which it reads parameters from, is tracked but not checked "
                         f"out: `dvfs pull {show(f)}` or `dvfs checkout HEAD {show(f)}` brings it"
