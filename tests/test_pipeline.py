@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.support.cli import (
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run,
     warnings_of,
 )
 from tests.support.pipeline import (
@@ -31,6 +33,7 @@ from tests.support.pipeline import (
 )
 from vfs.errors import UsageError
 from vfs.pipeline import graph, spec
+from vfs.pipeline.backups import backup_name
 from vfs.store.lock import repository_lock
 
 
@@ -268,8 +271,16 @@ def test_a_failed_command_leaves_the_previous_outputs_and_records_nothing(
                "open('model.bin', 'w').write('m')\n"
                "open('metrics.json', 'w').write('{}')\n")  # fmt: skip
     r = repo.run("repro")
-    assert_error(r, "stage train changed its own dep prepared", "nothing of it was recorded")
+    line = assert_error(r, "stage train changed its own dep prepared",
+                        "nothing of it was recorded")  # fmt: skip
     assert repo.read("dvfs.runs") == before[0]
+    # the changed dep was staged as the fresh stage prepare's output, and status was clean
+    assert staged_paths(repo) == set()
+    assert repo.status()["modified"] == ["prepared/f0.csv"], repo.status()
+    # the command it gave (`dvfs checkout HEAD DEP`) refused: uncommitted changes
+    assert line.split("`")[1] == "dvfs restore prepared"
+    repo.ok("restore", "prepared")
+    assert repo.read("prepared/f0.csv") == b"ROW 0\n"
     repo.write("dvfs.yaml", "stages:\n  x:\n    cmd: [no-such-program-anywhere]\n")
     assert_error(repo.run("repro"), "stage x failed", "could not be started")
     repo.fsck_clean()
@@ -680,3 +691,119 @@ def test_a_stage_is_done_when_its_command_exits_though_it_left_a_process_behind(
         for fd in held:
             os.close(fd)
     repo.fsck_clean()
+
+
+def test_an_out_naming_tracked_data_with_unsaved_changes_is_refused_before_it_runs(
+    repo: Repo,
+) -> None:
+    repo.write("data/a.txt", "precious\n")
+    repo.ok("add", "data")
+    repo.commit("data")
+    repo.write("data/a.txt", "edited, in no version\n")
+    repo.write("data/b.txt", "new work, in no version\n")
+    # the command ran, data/ was replaced by its output and both edits were gone
+    r = repo.run("run", "-n", "s", "-o", "data", "--", "mkdir -p data && echo x > data/new")
+    assert_error(r, "stage s would replace data, which no run made and which holds changes "
+                 "neither staged nor committed", "nothing ran", code=1)  # fmt: skip
+    assert repo.read("data/a.txt") == b"edited, in no version\n"
+    assert repo.read("data/b.txt") == b"new work, in no version\n"
+    assert not (repo.root / "data/new").exists()
+    repo.ok("add", "data")  # staged: kept in the store; the stage may replace it now
+    repo.ok("repro")
+    assert sorted(p.name for p in (repo.root / "data").iterdir()) == ["new"]
+    # an out the pipeline made may be changed by hand and made again
+    repo.commit("made")
+    repo.write("data/new", "by hand\n")
+    repo.ok("repro")
+    assert repo.read("data/new") == b"x\n"
+    repo.fsck_clean()
+
+
+def test_a_directory_or_file_whose_name_starts_with_two_dots_is_inside_the_tree(
+    repo: Repo,
+) -> None:
+    # `dvfs run` in ..d said "run dvfs run inside the working tree"; `exp run -S
+    # ..p.yaml:lr=2` and `lineage ..d/o` said the path was not inside it
+    (repo.root / "..d").mkdir()
+    r = run(repo.root / "..d", "run", "-n", "s", "-o", "o", "--", "echo made > o")
+    assert r.code == 0, r
+    repo.write("..p.yaml", "lr: 1\n")
+    repo.ok("add", "..p.yaml")
+    repo.ok("run", "-n", "t", "-p", "..p.yaml:lr", "-o", "q", "--", "cat ..p.yaml > q")
+    repo.commit("one")
+    assert "stage s made ..d/o" in repo.ok("lineage", "..d/o").out
+    repo.ok("exp", "run", "-S", "..p.yaml:lr=2", "-n", "two")
+    assert repo.json("params", "diff", "v1", "exp/two", "--json")["params"][0]["new"] == 2
+    repo.fsck_clean()
+
+
+def test_a_stage_reading_params_another_stage_makes_runs_after_it(repo: Repo) -> None:
+    repo.write("dvfs.yaml", "stages:\n"
+               "  train:\n    cmd: cat params.yaml > model.txt\n    params: [lr]\n"
+               "    outs: [model.txt]\n"
+               "  tune:\n    cmd: \"echo 'lr: 5' > params.yaml\"\n"
+               "    outs: [params.yaml]\n")  # fmt: skip
+    # train ran first and failed: params.yaml does not exist; dag drew them apart
+    assert repo.ok("dag").out == "tune\n└── train\n"
+    r = repo.ok("repro")
+    assert r.out.index("Running stage tune") < r.out.index("Running stage train")
+    assert repo.read("model.txt") == b"lr: 5\n"
+    assert "Stage train is fresh" in repo.ok("repro").out
+    repo.write("dvfs.yaml", "stages:\n  s:\n    cmd: echo\n    params: [lr]\n"
+               "    outs: [params.yaml]\n")  # fmt: skip
+    repo.fail("repro", fragments=("output params.yaml is also its params file params.yaml",),
+              code=2)  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_a_first_run_killed_over_tracked_data_runs_again(repo: Repo) -> None:
+    # a run killed with -9 left its partial out, and the data it moved aside beside it:
+    # the next repro refused the partial out as unsaved work
+    repo.write("o.txt", "data\n")
+    repo.ok("add", "o.txt")
+    repo.commit("data")
+    repo.ok("run", "--no-exec", "-n", "s", "-o", "o.txt", "--", "echo made > o.txt")
+    os.rename(repo.root / "o.txt", repo.root / os.fsdecode(backup_name(b"o.txt")))
+    repo.write("o.txt", "partial")
+    repo.ok("repro")
+    assert repo.read("o.txt") == b"made\n" and sorted(os.listdir(repo.root))[-1] == "o.txt"
+    repo.fsck_clean()
+
+
+def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_path: Path) -> None:
+    repo.write("data/a", "1\n")
+    repo.ok("add", "data")
+    repo.ok("run", "-n", "s", "-d", "data", "-o", "out.txt", "-m", "m.json", "--",
+            "cat data/a > out.txt && echo '{\"acc\": 1}' > m.json")  # fmt: skip
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("pull", "dvfs.yaml", "dvfs.runs")
+    # it said "m.json does not exist (`dvfs repro` makes a stage's)"
+    r = copy.run("metrics", "show")
+    assert r.code == 1 and warnings_of(r) == [
+        "dvfs: warning: m.json is tracked but not checked out: `dvfs pull m.json` or "
+        "`dvfs checkout HEAD m.json` brings it"
+    ], r  # fmt: skip
+    # it said "no stage makes it: add it, or a stage with it among its outs"
+    line = copy.fail("repro", fragments=("stage s needs data, which is tracked but not "
+                                         "checked out",), code=2)  # fmt: skip
+    assert line.split("`")[1] == "dvfs pull data"
+    copy.ok("pull", "data")
+    copy.ok("repro")
+    shutil.rmtree(copy.root / "data")  # deleted, not "not checked out"
+    assert "not checked out" not in copy.run("repro").err
+    copy.ok("restore", "data")
+    copy.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [lr]\n"
+               "    outs: [o]\n")  # fmt: skip
+    assert warnings_of(copy.ok("params", "diff")) == [
+        "dvfs: warning: params.yaml is tracked but not checked out (`dvfs pull params.yaml` "
+        "brings it)"
+    ]  # fmt: skip
+    copy.fail("repro", fragments=("stage t: params.yaml, which it reads parameters from, is "
+              "tracked but not checked out: `dvfs pull params.yaml`",), code=2)  # fmt: skip
+    copy.fsck_clean()

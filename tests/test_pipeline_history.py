@@ -495,3 +495,17 @@ def test_a_commit_param_and_a_stage_param_of_one_name_stay_apart_across_versions
     assert changed == {"lr": (5, "-"), "params.yaml:lr": (1, 2)}
     rows = {r["rev"]: r["params"] for r in repo.json("compare", "--json")}
     assert rows == {"v2": {"params.yaml:lr": 2}, "v1": {"lr": 5, "params.yaml:lr": 1}}
+
+
+def test_params_diff_shows_two_values_that_differ_as_different(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o.txt", "--", "cat params.yaml > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    # both were shown as "lr  1  1": six digits, and a whole float as an integer
+    for new, text in (("1.0", "1.0"), ("1.0000001", "1.0000001"), ("123456.0", "123456.0")):
+        repo.write("params.yaml", f"lr: {new}\n")
+        assert repo.ok("params", "diff").out.split()[3:] == ["lr", "1", text]
+    repo.write("params.yaml", "lr: 0.25\n")
+    assert repo.ok("params", "diff").out.split()[3:] == ["lr", "1", "0.25"]
+    repo.fsck_clean()

@@ -63,3 +63,21 @@ def test_repro_in_a_mount_is_recorded_by_its_snapshot(tmp_path: Path) -> None:
 
 def ran_names(log: Path) -> list[str]:
     return log.read_text().split()
+
+
+def test_an_output_an_ignore_rule_matches_runs_in_a_mount_whose_snapshot_records_it(
+    tmp_path: Path,
+) -> None:
+    # A mount's snapshot records its working tree whole, ignore rules or not: the
+    # refusal of such an out in a repository (where `add` refuses it) is not for a mount.
+    repo = Repository.init(tmp_path / "repo")
+    write(repo.root, ".dvfsignore", b"*.log\n")
+    commit(repo, "rules", top=".dvfsignore")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo.root), mnt, home):
+        assert_ok(dvfs(mnt, home, "run", "-n", "s", "-o", "out.log", "--", "echo made > out.log"))
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "ran"))
+        shown = assert_ok(dvfs(repo.root, home, "show", "--format", "json")).json()
+        assert [s["stage"] for s in shown["pipeline"]] == ["s"]
+    assert assert_ok(dvfs(repo.root, home, "cat", "HEAD:out.log")).out == "made\n"
+    fsck_clean(repo.root)

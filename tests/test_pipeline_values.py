@@ -69,8 +69,13 @@ def test_a_broken_yaml_params_file_is_named_with_its_problem_and_line(repo: Repo
     repo.ok("repro")
     with (repo.root / "dvfs.runs").open("a") as f:
         f.write("<<<<<<< HEAD\nx: 1\n=======\n")
-    repo.fail("repro", fragments=("dvfs.runs is not valid YAML (could not find expected ':' "
-              "(line", "delete dvfs.runs"))  # fmt: skip
+    line = repo.fail("repro", fragments=("dvfs.runs is not valid YAML (could not find "
+                     "expected ':' (line", "delete dvfs.runs"))  # fmt: skip
+    # the command it gave (`dvfs checkout HEAD dvfs.runs`) refused: uncommitted changes
+    hint = line.split("`")[1].split()
+    assert hint == ["dvfs", "restore", "dvfs.runs"]
+    repo.ok(*hint[1:])
+    assert "Stage t is fresh" in repo.ok("repro").out
     repo.fsck_clean()
 
 

@@ -188,7 +188,7 @@ def run_cmd(
             "letters, digits, _, . or -"
         )
     here = os.path.relpath(os.path.abspath("."), ws.root)
-    if here.startswith(".."):
+    if outside(here):
         raise UsageError("run dvfs run inside the working tree")
     wdir = b"" if here == "." else os.fsencode(here)
 
@@ -427,11 +427,17 @@ def history_of(ws: Any) -> Any:
     return ws.repo
 
 
+def outside(rel: str) -> bool:
+    """True if ``rel`` (from ``os.path.relpath``) leads out of the directory it is
+    relative to: ``..`` or below it, not a name that starts with two dots (``..data``)."""
+    return rel == os.pardir or rel.startswith(os.pardir + os.sep)
+
+
 def path_arg(ws: Any, arg: str) -> bytes:
     """A path argument as a path of the working tree (lexical: it may not exist now)."""
     absolute = os.path.abspath(arg)
     rel = os.path.relpath(absolute, ws.root)
-    if rel == "." or rel.startswith(".."):
+    if rel == "." or outside(rel):
         raise UsageError(f"{arg} is not a path inside the working tree {ws.root}")
     return os.fsencode(rel)
 

@@ -1,12 +1,14 @@
 """The pipeline as a graph: which stage needs which, checked, ordered and drawn.
 
-Stage B depends on stage A when a dep of B is an output of A, lies inside one (a
-file of an output directory), or holds one (a directory A writes into). The graph
-is refused, with a message naming what to fix, when:
+Stage B depends on stage A when a dep of B, or a file B reads params from, is an
+output of A, lies inside one (a file of an output directory), or holds one (a
+directory A writes into). The graph is refused, with a message naming what to fix,
+when:
 
 - it has a cycle (``a -> b -> a``);
 - two stages have the same output, or one's output lies inside another's;
-- a stage's output is also its dep, or lies inside or holds one of its deps.
+- a stage's output is also its dep (or a params file it reads), or lies inside or
+  holds one of its deps.
 
 Orders follow the file where the graph leaves a choice, so output and runs are the
 same from one run to the next.
@@ -102,6 +104,11 @@ def _ancestors_and_self(path: bytes) -> Iterable[bytes]:
         yield path
 
 
+def reads(s: Stage) -> list[bytes]:
+    """What a stage reads: its deps, then the files it reads params from."""
+    return list(dict.fromkeys([*s.deps, *(f for f, _ in s.params)]))
+
+
 def _line(s: Stage) -> str:
     return f"{PIPELINE_FILE}:{s.line}" if s.line else PIPELINE_FILE
 
@@ -129,19 +136,20 @@ def build(p: Pipeline) -> Dag:
                     f"{_show(a)} of stage {x.name} ({_line(x)}): an output belongs to one stage"
                 )
     for s in stages.values():
-        for d in s.deps:
+        for d in reads(s):
             for o in s.outs:
                 if inside(d, o) or inside(o, d):
                     what = "is also" if d == o else ("is inside" if inside(o, d) else "holds")
+                    dep = "dep" if d in s.deps else "params file"
                     raise UsageError(
-                        f"stage {s.name} ({_line(s)}): output {_show(o)} {what} its dep "
+                        f"stage {s.name} ({_line(s)}): output {_show(o)} {what} its {dep} "
                         f"{_show(d)}: a stage may not write what it reads"
                     )
     upstream: dict[str, list[str]] = {n: [] for n in stages}
     downstream: dict[str, list[str]] = {n: [] for n in stages}
     for s in stages.values():
         needs: set[str] = set()
-        for d in s.deps:
+        for d in reads(s):
             for a in _ancestors_and_self(d):  # an output holding the dep
                 if a in producer:
                     needs.add(producer[a])
@@ -203,7 +211,7 @@ def _out_nodes(dag: Dag, names: list[str]) -> tuple[list[str], list[tuple[str, s
             if u not in names:
                 continue
             for o in dag.stages[u].outs:
-                if any(inside(d, o) or inside(o, d) for d in dag.stages[n].deps):
+                if any(inside(d, o) or inside(o, d) for d in reads(dag.stages[n])):
                     edges += [(_show(o), _show(x)) for x in dag.stages[n].outs]
     return nodes, edges
 

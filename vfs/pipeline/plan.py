@@ -138,6 +138,17 @@ def check_outs(ws: Workspace, stages: list[Stage]) -> None:
             )
 
 
+def not_checked_out(ws: Workspace, path: bytes) -> bool:
+    """True if the index of the working tree's repository holds ``path`` (or a path
+    below it) as not checked out: a partial working tree's file that was never
+    written, not one deleted (a mount has no index)."""
+    if ws.repo is None or not ws.own_index:
+        return False
+    index = ws.repo.index()
+    absent = index.absent()
+    return any(p in absent for p in index.under(path))
+
+
 def check_inputs(
     ws: Workspace,
     dag: Dag,
@@ -178,6 +189,11 @@ def check_inputs(
                     if makers
                     else "no stage makes it: add it, or a stage with it among its outs"
                 )
+                if not makers and not_checked_out(ws, d):  # a partial working tree
+                    raise UsageError(
+                        f"stage {n} needs {show(d)}, which is tracked but not checked out: "
+                        f"`dvfs pull {show(d)}` or `dvfs checkout HEAD {show(d)}` brings it"
+                    )
             raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
         for f, _ in stage.params:
             if any(inside(f, o) for o in made_here):

@@ -30,6 +30,7 @@ from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
 from vfs.pipeline import values
+from vfs.pipeline.plan import not_checked_out
 from vfs.pipeline.spec import DEFAULT_PARAMS, Pipeline
 from vfs.pipeline.workspace import Workspace, load_runs
 from vfs.quoting import escape_text, finite, quote_name
@@ -99,7 +100,12 @@ def work_params(
                 try:
                     data = ws.read(f, values.MAX_FILE)
                     docs[f] = None if data is None else values.load(data, f, os.fsdecode(f))
-                    files[f] = None if data is not None else f"{quote_name(f)} does not exist"
+                    files[f] = (
+                        None if data is not None
+                        else f"{quote_name(f)} is tracked but not checked out (`dvfs pull "
+                        f"{quote_name(f)}` brings it)" if not_checked_out(ws, f)
+                        else f"{quote_name(f)} does not exist"
+                    )  # fmt: skip
                 except DvfsError as exc:
                     docs[f] = None
                     files[f] = str(exc)
@@ -216,7 +222,13 @@ def work_metrics(
     for m in dict.fromkeys(files):
         try:
             data = ws.read(m, values.MAX_FILE)
-            if data is None:
+            if data is None and not_checked_out(ws, m):  # a partial working tree
+                notes.append(
+                    f"{quote_name(m)} is tracked but not checked out: `dvfs pull "
+                    f"{quote_name(m)}` or `dvfs checkout HEAD {quote_name(m)}` brings it"
+                )
+                gone.append(m)
+            elif data is None:
                 notes.append(f"{quote_name(m)} does not exist (`dvfs repro` makes a stage's)")
                 gone.append(m)
             else:
@@ -301,7 +313,9 @@ def row_of(
 
 def shown(value: Any) -> str:
     """A value in a table cell: text as it is, ``-`` for absent, anything else as JSON
-    (a null value is ``null``)."""
+    (a null value is ``null``). A number with a fraction is shown to 6 significant
+    digits when they tell it exactly, else in full (two values shown alike are equal),
+    and with a ``.0`` when it is whole (``1.0`` is another value than ``1``)."""
     import json
 
     if value is MISSING:
@@ -310,7 +324,12 @@ def shown(value: Any) -> str:
         return quote_name(value) if value else '""'
     if isinstance(value, float):
         value = finite(value)
-        return value if isinstance(value, str) else f"{value:.6g}"
+        if isinstance(value, str):
+            return value
+        text = f"{value:.6g}"
+        if float(text) != value:
+            text = repr(value)  # the shortest text that reads back as this value
+        return text + ".0" if text.lstrip("-").isdigit() else text
     return escape_text(json.dumps(value, ensure_ascii=False, sort_keys=True))
 
 

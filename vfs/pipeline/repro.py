@@ -52,9 +52,9 @@ from vfs.model.version_codec import StageRecord, StageRun
 from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline.cache import Hit, RunCache, key_of
-from vfs.pipeline.content import EMPTY_DIR_ID
+from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
-from vfs.pipeline.plan import Options, Outcome, check_inputs, selection
+from vfs.pipeline.plan import Options, Outcome, check_inputs, not_checked_out, selection
 from vfs.pipeline.runner import Finished, Output, Running
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
@@ -128,6 +128,11 @@ def param_values(
         try:
             if f not in docs:
                 data = ws.read(f, values.MAX_FILE)
+                if data is None and not_checked_out(ws, f):  # a partial working tree
+                    raise UsageError(
+                        f"{show(f)}, which it reads parameters from, is tracked but not checked "
+                        f"out: `dvfs pull {show(f)}` or `dvfs checkout HEAD {show(f)}` brings it"
+                    )
                 if data is None:
                     raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
                 docs[f] = values.load(data, f, show(f))
@@ -162,6 +167,7 @@ class Repro:
         self.params_docs: dict[bytes, Any] = {}
         self.to_stage: dict[bytes, Staged] = {}  # outputs of recorded runs
         self.stage_roots: list[bytes] = []  # the outputs themselves
+        self.fresh_outs: dict[bytes, bytes] = {}  # a fresh stage's outputs: their run's ids
         self.recorded = False
         self.out = Outcome()
 
@@ -173,7 +179,7 @@ class Repro:
         except FormatError as exc:
             raise UsageError(
                 f"{exc}: delete {RUNS_FILE} (every stage then runs again) or restore it "
-                f"(`dvfs checkout HEAD {RUNS_FILE}`)"
+                f"(`dvfs restore {RUNS_FILE}`: as last staged)"
             ) from None
 
     def param_values(self, stage: Stage) -> dict[tuple[bytes, str], Any]:
@@ -193,6 +199,7 @@ class Repro:
         deps = {d: ids[d] for d in stage.deps}
         params = self.param_values(stage)
         outs = {o: ids[o] for o in stage.outs}
+        self.check_unsaved(stage, outs)
         why = ["forced"] if force else reasons(stage, self.runs.get(stage.name), deps, params, outs)
         d = _Decided(stage, {k: v for k, v in deps.items() if v is not None}, params, why)
         if why and use_cache and not force and self.cache is not None:
@@ -205,6 +212,42 @@ class Repro:
             )
             d.hit = self.cache.find(key)
         return d
+
+    def check_unsaved(self, stage: Stage, outs: dict[bytes, bytes | None]) -> None:
+        """StageFailed if running ``stage`` would replace work that exists nowhere else: an
+        out that no recorded run made, that dvfs tracks (data of the user's, named as
+        an out by mistake), and that neither the index nor the last version holds as it
+        is (files changed and not staged, or added). A run's outputs are kept by the
+        run cache; what a run killed with -9 left (its out moved aside beside it) is
+        for the next run to replace; a file dvfs does not track is the out's to
+        replace (a metrics file kept in git, a model made by hand before the stage); a
+        mount's working tree is left to its snapshots."""
+        repo, index = self.ws.repo, self.state.index
+        if repo is None or index is None or not self.ws.own_index:
+            return
+        made = {p for r in self.runs.values() for p, _ in r.outs}
+        theirs = [
+            o for o, i in outs.items()
+            if i not in (None, EMPTY_DIR_ID) and o not in made and index.under(o)
+            and self.ws.lstat(backups.backup_name(o)) is None  # (else a killed run's output)
+        ]  # fmt: skip
+        if not theirs:
+            return
+        hist = repo.history
+        head = hist.head_id()
+        tree = hist.version(head).tree if head is not None else None
+        memo: dict[bytes, bytes] = {}
+        for o in theirs:
+            below = {p: x for p in index.under(o) if (x := index.get(p)) is not None}
+            if ids_of_records([o], below)[o] == outs[o]:
+                continue  # as staged
+            if tree is None or tree_path_id(hist, tree, o, memo) != outs[o]:
+                raise StageFailed(
+                    f"stage {stage.name} would replace {show(o)}, which no run made and which "
+                    "holds changes neither staged nor committed: they would be lost; commit "
+                    f"them first (`dvfs add {show(o)}`, `dvfs commit`), move it away, or name "
+                    "another out; nothing ran"
+                )
 
     # running -------------------------------------------------------------------------------
 
@@ -276,8 +319,8 @@ class Repro:
             self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
-                "a stage may only read its deps; nothing of it was recorded (restore the dep, "
-                "e.g. `dvfs checkout HEAD DEP`, and fix the command)"
+                "a stage may only read its deps; nothing of it was recorded (fix the command, "
+                f"and restore the dep: `dvfs restore {show(changed[0])}` if it is tracked)"
             )
         records = self.state.stage_records(stage.outs, store=True)
         out_ids = ids_of_records(stage.outs, records)
@@ -505,9 +548,11 @@ class Repro:
         self.out.restored.append((d.stage.name, d.hit.where))
 
     def _stage_fresh_outputs(self, stage: Stage) -> None:
-        """A fresh stage's outputs are staged too (a run killed before it staged them)."""
-        if self.ws.own_index:
-            self.stage_roots += list(stage.outs)
+        """A fresh stage's outputs are staged too (a run killed before it staged them),
+        if they are still as its run made them at the end (:meth:`_finish_up`)."""
+        record = self.runs.get(stage.name)
+        if self.ws.own_index and record is not None:
+            self.fresh_outs.update(record.outs)
 
     def _finish_up(self) -> None:
         """Write the run cache and stage what was recorded (see the module docstring)."""
@@ -516,6 +561,14 @@ class Repro:
                 self.cache.flush()
         except (DvfsError, OSError) as exc:
             self.warn(f"the run cache was not written ({exc}): the runs themselves are recorded")
+        if self.fresh_outs:  # a later stage may have changed one (its own dep): left out
+            self.state.forget(self.fresh_outs)
+            try:
+                now = self.state.ids(self.fresh_outs)
+            except DvfsError as exc:
+                self.warn(f"{exc}: the outputs of the fresh stages are not staged")
+                now = {}
+            self.stage_roots += [o for o, i in self.fresh_outs.items() if now.get(o) == i]
         if self.ws.own_index and self.ws.repo is not None:
             self.out.staged = stage_outputs(
                 self.ws, self.state, self.stage_roots, self.to_stage, self.recorded, self.warn

@@ -326,10 +326,11 @@ def ignored_outs(
     warn: Warn = _quiet,
 ) -> list[tuple[bytes, str]]:
     """The outputs among ``paths`` that ignore rules keep out, each with the rule
-    (``FILE:LINE:PATTERN``): a file (or a path not made yet) an untracked rule matches,
-    or a directory they keep out whole. ``dvfs add`` would refuse such an output and
-    ``status`` would not show it, so it cannot be versioned. ``tracked``: the tracked
-    paths (default: read from the index)."""
+    (``FILE:LINE:PATTERN``): a directory they keep out whole (none of its files would
+    be staged, nor count in its content id) and, in a repository's working tree, an
+    untracked file (or a path not made yet) a rule matches, which ``dvfs add`` would
+    refuse and ``status`` not show. A mount's snapshot records such a file as it is.
+    ``tracked``: the tracked paths (default: read from the index)."""
     from vfs.worktree.ignore import Ignores
 
     def from_index() -> Sequence[bytes]:
@@ -342,6 +343,8 @@ def ignored_outs(
         for p in paths:
             st = ws.lstat(p)
             is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
+            if not is_dir and not ws.own_index:
+                continue
             m = ign.match(p, is_dir=is_dir)
             if m is not None and ign.ignored(p, is_dir=is_dir):
                 out.append((p, m.rule()))
