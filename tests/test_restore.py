@@ -69,6 +69,13 @@ def test_git_checkout_dash_dash_path_says_what_does_it_here(repo: Repo) -> None:
     assert_ok(run(repo.root, *hint.group(1).split()[1:]))  # the hint works as typed
     assert repo.read("d/a.txt") == b"a1\n"
     repo.write("d/a.txt", b"edited\n")
+    # written with a trailing '/' (a file): the hint names it bare, as restore takes it
+    line = repo.fail("checkout", "--", "d/a.txt/", "d/", fragments=("names no version",))
+    hint = re.search(r"`(dvfs restore [^`]+)`", line)
+    assert hint is not None and hint.group(1) == "dvfs restore d/a.txt d/"
+    assert_ok(run(repo.root, *hint.group(1).split()[1:]))
+    assert repo.read("d/a.txt") == b"a1\n"
+    repo.write("d/a.txt", b"edited\n")
     repo.ok("checkout", "--force", v1, "--", "d/a.txt")  # a REV before -- is one
     assert repo.read("d/a.txt") == b"a1\n"
     repo.fsck_clean()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from typing import TYPE_CHECKING, Any
@@ -128,10 +129,16 @@ def checkout_cmd(
     given = (rev is not None) + len(paths)
     if given and ctx.meta.get(DASHDASH) == given:
         # git's `checkout -- PATH` (`--` before every argument): read as a revision, it said
-        named = shlex.join(a for a in (rev, *paths) if a is not None)
+        given_paths = [a for a in (rev, *paths) if a is not None]
+        named = shlex.join(given_paths)
+        # (a file named with a trailing '/' is refused by restore: the hint names it bare)
+        bare = shlex.join(
+            a.rstrip("/") if a.endswith("/") and a.rstrip("/") and not os.path.isdir(a) else a
+            for a in given_paths
+        )
         raise UsageError(
-            f"`dvfs checkout -- {named}` names no version: `dvfs restore {named}` discards "
-            f"your changes (as git's checkout -- does), `dvfs checkout REV {named}` takes "
+            f"`dvfs checkout -- {named}` names no version: `dvfs restore {bare}` discards "
+            f"your changes (as git's checkout -- does), `dvfs checkout REV {bare}` takes "
             "the files from a version"
         )
     if from_lock and (rev or paths or new_branch):
