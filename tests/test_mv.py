@@ -136,6 +136,12 @@ def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     ]
     (repo.root / "into").mkdir()
     cases.append((("data/raw", "data/raw/1.csv", "into"), "inside another source"))
+    # a tracked file that is a directory now (it moved the directory and staged a
+    # rename of the file's old content), and a tracked directory that is a file now
+    os.unlink(repo.root / "data" / "raw" / "2.csv")
+    repo.write("data/raw/2.csv/new.txt", "n")
+    cases.append((("data/raw/2.csv", "two"), "is a directory now, where dvfs tracks a file"))
+    status = repo.status()
     before = contents_of(repo.root)
     for args, wanted in cases:
         line = repo.fail("mv", *args, code=2)

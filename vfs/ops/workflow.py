@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import shlex
 import stat as statmod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -461,6 +462,14 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 raise UsageError(f"{a} is not tracked: move it with mv, then `dvfs add` it")
             if st is None:
                 raise UsageError(_missing_source(a, tracked, index))
+            is_dir = statmod.S_ISDIR(st.st_mode)
+            entry = index.get(src)  # (a file or link; an empty directory's entry is one too)
+            if is_dir == (entry is not None and entry.kind != Kind.DIR):  # a file now a dir, or
+                now, was = ("a directory", "a file") if is_dir else ("a file", "a directory")
+                raise UsageError(
+                    f"{a} is {now} now, where dvfs tracks {was}: `dvfs add {shlex.quote(a)}` "
+                    "records what is there, then move it; nothing was moved"
+                )
             if dest.endswith("/") and not into and not statmod.S_ISDIR(st.st_mode):
                 # (as git: a file moves into DST/, which must be a directory)
                 raise UsageError(
