@@ -1,13 +1,18 @@
 """Merging a diverged branch: ``dvfs merge REV``, ``--abort``, and resolving conflicts.
 
 Three-way at path level against the merge base (``History.merge_base``, over every
-parent). For each path of the base, of HEAD (*ours*) and of REV (*theirs*):
+parent; in a criss-cross history, its several bases merged together:
+:func:`merge_base_files`). For each path of the base, of HEAD (*ours*) and of REV
+(*theirs*):
 
 - the same on both sides: kept;
 - changed on one side only (added, modified, deleted): that side's;
 - changed on both sides, differently: a **conflict** (with ``--ours`` or ``--theirs``
   that side wins at once). So is a file on one side where the other has a directory
-  (the file's path and the paths below it on the other side).
+  (the file's path and the paths below it on the other side). ``dvfs.yaml`` and
+  ``dvfs.runs`` changed on both sides are merged stage by stage first
+  (:func:`_merge_pipeline_files`); a conflict where one side deleted the path names
+  the path it holds that content at now, if any (``merging.renamed``).
 
 If REV is HEAD or below it, nothing happens; if HEAD is below REV, the branch
 fast-forwards (a checkout of REV that moves the branch by compare-and-swap). Else:
