@@ -108,7 +108,10 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
     plain.mkdir()
     empty = tmp_path / "empty"
     empty.mkdir()
+    inner = repo / "inner"  # `dvfs add inner` would copy the repository into itself
+    inner.mkdir()
     cases = [
+        ((str(repo), str(inner), "--read-only"), ("inside the repository",)),
         ((str(repo), str(tmp_path / "missing")), ("does not exist",)),
         ((str(repo), str(full)), ("is not empty",)),
         ((str(repo), str(full / "x")), ("is not a directory",)),
@@ -122,7 +125,8 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
     ]
     for args, fragments in cases:
         assert_error(dvfs(tmp_path, home, "mount", *args), *fragments)
-        assert not in_mount_table(empty)
+        assert not in_mount_table(empty) and not in_mount_table(inner)
+    inner.rmdir()
     with mounted(str(repo), tmp_path / "busy", home):
         assert_error(
             dvfs(tmp_path, home, "mount", str(repo), str(tmp_path / "busy")),

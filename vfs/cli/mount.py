@@ -84,6 +84,16 @@ def mount_cmd(
         raise UsageError("give at most two arguments: [SOURCE] MNT")
     source = launch.resolve_source(args[0] if len(args) == 2 else None)
     mountpoint = mounts.check_mountpoint(args[-1])
+    if source.kind == "repository":
+        root = os.path.realpath(source.location)
+        point = os.path.realpath(mountpoint)
+        if point == root or point.startswith(root.rstrip("/") + "/"):
+            # `dvfs add` there would copy the repository into itself, and status and
+            # checkout would walk a tree served by the repository they change
+            raise UsageError(
+                f"{quoted(str(mountpoint))} is inside the repository {quoted(root)}: mount "
+                "it on a directory outside its working tree"
+            )
     mounts.check_fuse()
     settings.check_all()  # the daemon inherits the environment: fail here, not there
     size = launch.parse_size(cache_size)
