@@ -507,3 +507,25 @@ def test_a_tree_1500_levels_deep_is_walked_without_recursion(tmp_path: Path) -> 
         assert (m.versions / "v3" / deep / "f").read_bytes() == b"at the bottom\n"
         assert sorted(os.listdir(m.path / "data")) == ["a.txt", "b.txt"]
     fsck_clean(root)
+
+
+@pytest.mark.parametrize("overlay", ["kernel", "daemon"])
+def test_a_name_longer_than_a_disk_holds_cannot_enter_the_working_tree(
+    tmp_path: Path, overlay: str
+) -> None:
+    """ENAMETOOLONG, as on a disk: no version could hold the name nor a checkout write it."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    with mounted(str(root), mnt, home, overlay=overlay):
+        d, long = mnt / "d", "n" * 256
+        assert errno_of(os.open, d / long, os.O_WRONLY | os.O_CREAT, 0o644) == errno.ENAMETOOLONG
+        assert errno_of(os.mkdir, d / long) == errno.ENAMETOOLONG
+        assert errno_of(os.symlink, "a", d / long) == errno.ENAMETOOLONG
+        assert errno_of(os.link, d / "a", d / long) == errno.ENAMETOOLONG
+        assert errno_of(os.rename, d / "a", d / long) == errno.ENAMETOOLONG
+        (d / ("n" * 255)).write_bytes(b"longest\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "the longest name"))
+        assert (mnt / ".versions" / "v2" / "d" / ("n" * 255)).read_bytes() == b"longest\n"
+    fsck_clean(root)
