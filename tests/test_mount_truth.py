@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok
+from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.mount import commit, dvfs, mounted, write
 from vfs.model.names import MAX_DEPTH
 from vfs.repo.repository import Repository
@@ -62,6 +62,41 @@ def test_status_after_a_snapshot_of_a_hard_link(
         assert status(mnt, home) == want
         assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", how))
         assert changes(repo, home) == [("modified" if how == "replaced" else "removed", "d/a")]
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_status_after_an_editor_kept_a_backup_by_renaming(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """Emacs saves ``f`` by renaming it to ``f~`` and writing a new ``f``: both are in
+    the next version, so the backup is added, not a rename of ``f``."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        os.rename(mnt / "d" / "a", mnt / "d" / "a~")
+        (mnt / "d" / "a").write_bytes(b"edited\n")
+        want = {"added": ["d/a~"], "modified": ["d/a"], "deleted": [], "renamed": []}
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "saved"))
+        assert changes(repo, home) == [("added", "d/a~"), ("modified", "d/a")]
+        # a backup written to after the rename is added too; a rename that leaves its
+        # old path empty stays one
+        os.rename(mnt / "d" / "a", mnt / "d" / "a~~")
+        (mnt / "d" / "a").write_bytes(b"again\n")
+        with open(mnt / "d" / "a~~", "ab") as f:
+            f.write(b"more\n")
+        os.rename(mnt / "d" / "a~", mnt / "d" / "b")
+        after: dict[str, Any] = {
+            "added": ["d/a~~"],
+            "modified": ["d/a"],
+            "deleted": [],
+            "renamed": [["d/a~", "d/b"]],
+        }
+        if overlay == "kernel":  # (the kernel's overlay shows a rename as two changes)
+            after = {**after, "added": ["d/a~~", "d/b"], "deleted": ["d/a~"], "renamed": []}
+        assert status(mnt, home) == after
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "again"))
+        assert changes(repo, home) == [("added", "d/a~~"), ("modified", "d/a"), ("renamed", "d/b")]
+    fsck_clean(repo)
 
 
 def nest(top: Path, levels: int) -> int:

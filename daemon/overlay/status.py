@@ -67,8 +67,10 @@ class Status(Rebase):
 
         Read from the changed part of the tree only (call when ``unloaded_dirty`` is
         empty). A directory that was added, deleted or renamed is one line ending in
-        "/"; a renamed file whose content also changed is listed in both; a hard
-        link's other names are added files. A directory
+        "/"; a renamed file whose content also changed is listed in both; a file
+        renamed away from a path that a new file took again (an editor's backup,
+        ``mv f f~`` and a new ``f``) is added under its new name, as the next
+        version has both; a hard link's other names are added files. A directory
         made where the base version had one is compared with that one's tree, taken
         from ``trees``; the ids of those not there are added to ``missing`` (then call
         again with them).
@@ -76,8 +78,9 @@ class Status(Rebase):
         trees = trees or {}
         added: list[str] = []
         modified: list[str] = []
-        renamed: list[list[str]] = []
+        renamed: list[tuple[bytes, bytes, WNode]] = []
         seen: set[bytes] = set()
+        taken: set[bytes] = set()  # base paths a node of the same kind stands at again
         gone: list[tuple[bytes, Entry]] = []
         odd: list[str] = [os.fsdecode(p) for p in self.reserved_paths()]
 
@@ -122,6 +125,7 @@ class Status(Rebase):
                 prior = base.get(name) if base is not None else None
                 if prior is not None and here is not None and prior.kind == kid.kind:
                     seen.add(here)
+                    taken.add(here)
                     if not first:  # another name of a file: changed if it shows another
                         if changed or kid.entry is None or differs(kid.entry, prior):
                             modified.append(show(p, kid))
@@ -145,23 +149,31 @@ class Status(Rebase):
                     # The base holds this very entry here: the node is where it was (a
                     # hard link whose first name went), not renamed from its origin.
                     seen.add(here)
+                    taken.add(here)
                     if changed:
                         modified.append(show(p, kid))
                     continue
             seen.add(came_from)
             if came_from != here:
-                renamed.append([show(came_from, kid), show(p, kid)])
+                renamed.append((came_from, p, kid))
             if kid.is_dir:
                 if kid.dirty and kid.kids is not None:
                     enter(kid, p, kid.base, kid.origin, False)
             elif changed:
                 modified.append(show(p, kid))
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
+        moved: list[list[str]] = []
+        for old, new, kid in renamed:
+            if kid.is_dir or old not in taken:
+                moved.append([show(old, kid), show(new, kid)])
+            else:  # the old path holds a file again: the next version has both
+                added.append(show(new, kid))
+                modified = [m for m in modified if m != show(new, kid)]
         return {
             "added": added,
             "modified": sorted(set(modified)),
             "deleted": _outermost(deleted),
-            "renamed": renamed,
+            "renamed": moved,
             "unversionable": sorted(odd),
         }
 
