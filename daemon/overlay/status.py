@@ -8,14 +8,15 @@ from typing import Any
 
 from daemon.overlay.node import WNode, differs, join
 from daemon.overlay.rebase import Rebase
-from vfs import VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
+from vfs import MAX_NAME, VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
 
 class Status(Rebase):
     """Pending changes, read from the changed part of the tree."""
 
     def reserved_paths(self) -> list[bytes]:
-        """Paths of nodes whose names no version may hold (``vfs.model.names``), sorted.
+        """Paths of nodes whose names no version may hold (``vfs.model.names``:
+        reserved, or longer than ``MAX_NAME``), sorted.
 
         Only changed directories are looked into: the others are versions' trees,
         which decode only without such names. Nodes made through the mount cannot
@@ -30,8 +31,9 @@ class Status(Rebase):
                 out.append(VERSIONS_DIR)
             if any_reserved(names) is not None:
                 out.extend(join(d.path, n) for n in names if is_reserved(n))
+            out.extend(join(d.path, n) for n in names if len(n) > MAX_NAME)
             todo.extend(k for k in (d.kids or {}).values() if k.is_dir and k.dirty)
-        return sorted(out)
+        return sorted(set(out))
 
     def changed_files(self) -> list[WNode]:
         """Every upper file of the working tree (what a snapshot hashes), once each."""
