@@ -99,6 +99,25 @@ def test_status_after_an_editor_kept_a_backup_by_renaming(
     fsck_clean(repo)
 
 
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_status_after_a_file_is_moved_over_another(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``mv new.csv data.csv`` with both in the version: data.csv is modified and
+    new.csv deleted, as the snapshot records; data.csv is not both renamed and deleted."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    (repo / "d" / "b").write_bytes(b"b\n")
+    assert_ok(dvfs(repo, home, "add", "d/b"))
+    assert_ok(dvfs(repo, home, "commit", "-m", "b"))
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        os.rename(mnt / "d" / "b", mnt / "d" / "a")
+        want = {"added": [], "modified": ["d/a"], "deleted": ["d/b"], "renamed": []}
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "moved over"))
+        assert changes(repo, home) == [("modified", "d/a"), ("removed", "d/b")]
+    fsck_clean(repo)
+
+
 def nest(top: Path, levels: int) -> int:
     """Make ``levels`` directories ``d`` one in another below ``top`` (by descriptor:
     the path would pass PATH_MAX) and a file ``f`` in the last; returns how many

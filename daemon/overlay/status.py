@@ -70,6 +70,8 @@ class Status(Rebase):
         Read from the changed part of the tree only (call when ``unloaded_dirty`` is
         empty). A directory that was added, deleted or renamed is one line ending in
         "/"; a renamed file whose content also changed is listed in both; a file
+        renamed over one of the base version is that one modified (and its old path
+        deleted, unless a file took it again); a file
         renamed away from a path that a new file took again (an editor's backup,
         ``mv f f~`` and a new ``f``) is added under its new name, as the next
         version has both; a hard link's other names are added files. A directory
@@ -145,14 +147,15 @@ class Status(Rebase):
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
-            if came_from != here and here is not None and not kid.is_dir and kid.entry:
+            if came_from != here and here is not None and not kid.is_dir:
                 prior = base.get(name) if base is not None else None
-                if prior is not None and prior.kind == kid.kind and not differs(kid.entry, prior):
-                    # The base holds this very entry here: the node is where it was (a
-                    # hard link whose first name went), not renamed from its origin.
+                if prior is not None and prior.kind == kid.kind:
+                    # The base holds a file here: the node was renamed over it (``mv new
+                    # old``: old is modified, new's old path deleted), or it is that very
+                    # entry (a hard link whose first name went), not renamed.
                     seen.add(here)
                     taken.add(here)
-                    if changed:
+                    if changed or kid.entry is None or differs(kid.entry, prior):
                         modified.append(show(p, kid))
                     continue
             seen.add(came_from)
