@@ -118,6 +118,31 @@ def test_status_after_a_file_is_moved_over_another(
     fsck_clean(repo)
 
 
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_file_opened_for_writing_and_not_written_is_not_modified(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``touch -a`` or a program opening a file read-write only to read it changes
+    nothing a version records: status lists nothing, as the snapshot finds nothing."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b"))
+        for name in ("a", "b"):  # from the version mounted, and from the snapshot
+            with open(mnt / "d" / name, "r+b") as f:
+                assert f.read() == name.encode() + b"\n"
+            subprocess.run(["touch", "-a", mnt / "d" / name], check=True)
+        none: dict[str, list[str]] = {"added": [], "modified": [], "deleted": [], "renamed": []}
+        assert status(mnt, home) == none
+        assert_error(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "x"), "nothing to snapshot")
+        with open(mnt / "d" / "a", "r+b") as f:  # a write is a change, of the same size too
+            f.write(b"A")
+        assert status(mnt, home) == {**none, "modified": ["d/a"]}
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "A"))
+        assert changes(repo, home) == [("modified", "d/a")]
+    fsck_clean(repo)
+
+
 def nest(top: Path, levels: int) -> int:
     """Make ``levels`` directories ``d`` one in another below ``top`` (by descriptor:
     the path would pass PATH_MAX) and a file ``f`` in the last; returns how many

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from daemon.overlay.node import WNode, differs, join
+from daemon.overlay.node import PERM, WNode, differs, join
 from daemon.overlay.rebase import Rebase
 from vfs import MAX_NAME, VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
@@ -122,7 +122,7 @@ class Status(Rebase):
                 odd.append(os.fsdecode(p))
                 continue
             here = None if origin is None else join(origin, name)
-            changed = kid.upper or kid.changed
+            changed = kid.changed or (kid.upper and not _as_copied(kid))
             first = kid.parent is d and kid.name == name  # not a hard link's other name
             came_from = kid.origin if first else None
             if came_from is None:
@@ -181,6 +181,18 @@ class Status(Rebase):
             "renamed": moved,
             "unversionable": sorted(odd),
         }
+
+
+def _as_copied(n: WNode) -> bool:
+    """True for an upper file with its base entry's size, mtime and permission bits:
+    copied up by an open for writing (``touch -a``, a program opening a file read-write
+    to read it) and never written, since a write or truncation sets the mtime."""
+    e = n.entry
+    return e is not None and (n.size, n.mtime_ns, n.mode & PERM) == (
+        e.size,
+        e.mtime_ns,
+        e.mode & PERM,
+    )
 
 
 def _outermost(paths: list[str]) -> list[str]:
