@@ -8,6 +8,7 @@ Each case compares the status with what the next snapshot records, as
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,36 @@ def test_a_file_opened_for_writing_and_not_written_is_not_modified(
         assert status(mnt, home) == {**none, "modified": ["d/a"]}
         assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "A"))
         assert changes(repo, home) == [("modified", "d/a")]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_status_after_a_directory_is_replaced_by_another(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``rm -r old && mv new old`` with both in the version: what old holds changed and
+    new is deleted, as the snapshot records; old is not both renamed and deleted."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    for path, data in (("d/old/f1", b"1\n"), ("d/old/f2", b"2\n"), ("d/new/f1", b"one\n")):
+        write(repo, path, data)
+    assert_ok(dvfs(repo, home, "add", "d"))
+    assert_ok(dvfs(repo, home, "commit", "-m", "two directories"))
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        shutil.rmtree(mnt / "d" / "old")
+        subprocess.run(["mv", mnt / "d" / "new", mnt / "d" / "old"], check=True)
+        want = {
+            "added": [],
+            "modified": ["d/old/f1"],
+            "deleted": ["d/new/", "d/old/f2"],
+            "renamed": [],
+        }
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "replaced"))
+        assert changes(repo, home) == [
+            ("modified", "d/old/f1"),
+            ("removed", "d/new/f1"),
+            ("removed", "d/old/f2"),
+        ]
     fsck_clean(repo)
 
 

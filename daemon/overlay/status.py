@@ -70,8 +70,8 @@ class Status(Rebase):
         Read from the changed part of the tree only (call when ``unloaded_dirty`` is
         empty). A directory that was added, deleted or renamed is one line ending in
         "/"; a renamed file whose content also changed is listed in both; a file
-        renamed over one of the base version is that one modified (and its old path
-        deleted, unless a file took it again); a file
+        (or directory) renamed over one of the base version is that one modified (and
+        its old path deleted, unless a node took it again); a file
         renamed away from a path that a new file took again (an editor's backup,
         ``mv f f~`` and a new ``f``) is added under its new name, as the next
         version has both; a hard link's other names are added files. A directory
@@ -147,15 +147,22 @@ class Status(Rebase):
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
-            if came_from != here and here is not None and not kid.is_dir:
+            if came_from != here and here is not None and (not kid.is_dir or kid.kids is not None):
                 prior = base.get(name) if base is not None else None
                 if prior is not None and prior.kind == kid.kind:
-                    # The base holds a file here: the node was renamed over it (``mv new
-                    # old``: old is modified, new's old path deleted), or it is that very
-                    # entry (a hard link whose first name went), not renamed.
+                    # The base holds a node of this kind here: the node was renamed over
+                    # it (``mv new old``, ``rm -r old && mv new old``: old is modified, new's
+                    # old path deleted), or it is that very entry (a hard link whose first
+                    # name went), not renamed. A directory is compared with the one it took
+                    # the place of.
                     seen.add(here)
                     taken.add(here)
-                    if changed or kid.entry is None or differs(kid.entry, prior):
+                    if kid.is_dir:
+                        sub = trees.get(prior.subtree) if prior.subtree else None
+                        if prior.subtree and sub is None and missing is not None:
+                            missing.add(prior.subtree)
+                        enter(kid, p, sub, here, False)
+                    elif changed or kid.entry is None or differs(kid.entry, prior):
                         modified.append(show(p, kid))
                     continue
             seen.add(came_from)
