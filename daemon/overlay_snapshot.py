@@ -164,8 +164,9 @@ class OverlaySnapshots(Snapshots):
             )
             raise UsageError(
                 f"the working tree holds {shown}: no version may hold a name that "
-                "git or dvfs reads as its own (.git, .dvfs) nor .versions at the top; "
-                "rename or remove it in the mount, then snapshot again"
+                "git or dvfs reads as its own (.git, .dvfs), .versions at the top, nor "
+                "one longer than 255 bytes; rename or remove it in the mount, then "
+                "snapshot again"
             )
         staged = self._hash(ov.changed_files())
         self._builder = builder = Builder(self.source, staged, self.counts)

@@ -507,3 +507,55 @@ def test_a_tree_1500_levels_deep_is_walked_without_recursion(tmp_path: Path) -> 
         assert (m.versions / "v3" / deep / "f").read_bytes() == b"at the bottom\n"
         assert sorted(os.listdir(m.path / "data")) == ["a.txt", "b.txt"]
     fsck_clean(root)
+
+
+@pytest.mark.parametrize("overlay", ["kernel", "daemon"])
+def test_a_name_longer_than_a_disk_holds_cannot_enter_the_working_tree(
+    tmp_path: Path, overlay: str
+) -> None:
+    """ENAMETOOLONG, as on a disk: no version could hold the name nor a checkout write it."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    with mounted(str(root), mnt, home, overlay=overlay):
+        d, long = mnt / "d", "n" * 256
+        assert errno_of(os.open, d / long, os.O_WRONLY | os.O_CREAT, 0o644) == errno.ENAMETOOLONG
+        assert errno_of(os.mkdir, d / long) == errno.ENAMETOOLONG
+        assert errno_of(os.symlink, "a", d / long) == errno.ENAMETOOLONG
+        assert errno_of(os.link, d / "a", d / long) == errno.ENAMETOOLONG
+        assert errno_of(os.rename, d / "a", d / long) == errno.ENAMETOOLONG
+        (d / ("n" * 255)).write_bytes(b"longest\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "the longest name"))
+        assert (mnt / ".versions" / "v2" / "d" / ("n" * 255)).read_bytes() == b"longest\n"
+    fsck_clean(root)
+
+
+def test_a_working_tree_from_before_the_fix_holding_a_long_name_is_not_snapshot(
+    tmp_path: Path,
+) -> None:
+    """A journal may name a file longer than 255 bytes (made before names were checked):
+    status lists it as not versionable and snapshot refuses, naming it, until it is renamed."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    long = b"n" * 256
+    with mounted(str(root), mnt, home, overlay="daemon") as m:
+        (mnt / "d" / "keep").write_bytes(b"kept\n")
+        stop(m)
+    work = root / ".dvfs" / "worktrees" / "main"
+    records = list(msgpack.Unpacker(io.BytesIO(_journal(work).read_bytes()), raw=False))
+    (d_nid, nid) = next((r[1], r[3]) for r in records if r[0] == "L" and r[2] == b"keep")
+    with open(_journal(work), "ab") as f:  # as an older daemon would have journaled it
+        f.write(msgpack.packb(["U", d_nid, b"keep"], use_bin_type=True))
+        f.write(msgpack.packb(["L", d_nid, long, nid], use_bin_type=True))
+    with mounted(str(root), mnt, home, overlay="daemon"):
+        got = assert_ok(dvfs(root, home, "status", str(mnt), "--json")).json()
+        assert got["unversionable"] == ["d/" + "n" * 256]
+        line = assert_error(dvfs(root, home, "snapshot", str(mnt), "-m", "x"), "d/nnnn")
+        assert "longer than 255 bytes" in line and "rename or remove it" in line, line
+        os.rename(mnt / "d" / os.fsdecode(long), mnt / "d" / "keep")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "kept"))
+        assert (mnt / ".versions" / "v2" / "d" / "keep").read_bytes() == b"kept\n"
+    fsck_clean(root)

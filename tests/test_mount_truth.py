@@ -8,6 +8,7 @@ Each case compares the status with what the next snapshot records, as
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok
+from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.mount import commit, dvfs, mounted, write
 from vfs.model.names import MAX_DEPTH
 from vfs.repo.repository import Repository
@@ -62,6 +63,115 @@ def test_status_after_a_snapshot_of_a_hard_link(
         assert status(mnt, home) == want
         assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", how))
         assert changes(repo, home) == [("modified" if how == "replaced" else "removed", "d/a")]
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_status_after_an_editor_kept_a_backup_by_renaming(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """Emacs saves ``f`` by renaming it to ``f~`` and writing a new ``f``: both are in
+    the next version, so the backup is added, not a rename of ``f``."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        os.rename(mnt / "d" / "a", mnt / "d" / "a~")
+        (mnt / "d" / "a").write_bytes(b"edited\n")
+        want = {"added": ["d/a~"], "modified": ["d/a"], "deleted": [], "renamed": []}
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "saved"))
+        assert changes(repo, home) == [("added", "d/a~"), ("modified", "d/a")]
+        # a backup written to after the rename is added too; a rename that leaves its
+        # old path empty stays one
+        os.rename(mnt / "d" / "a", mnt / "d" / "a~~")
+        (mnt / "d" / "a").write_bytes(b"again\n")
+        with open(mnt / "d" / "a~~", "ab") as f:
+            f.write(b"more\n")
+        os.rename(mnt / "d" / "a~", mnt / "d" / "b")
+        after: dict[str, Any] = {
+            "added": ["d/a~~"],
+            "modified": ["d/a"],
+            "deleted": [],
+            "renamed": [["d/a~", "d/b"]],
+        }
+        if overlay == "kernel":  # (the kernel's overlay shows a rename as two changes)
+            after = {**after, "added": ["d/a~~", "d/b"], "deleted": ["d/a~"], "renamed": []}
+        assert status(mnt, home) == after
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "again"))
+        assert changes(repo, home) == [("added", "d/a~~"), ("modified", "d/a"), ("renamed", "d/b")]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_status_after_a_file_is_moved_over_another(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``mv new.csv data.csv`` with both in the version: data.csv is modified and
+    new.csv deleted, as the snapshot records; data.csv is not both renamed and deleted."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    (repo / "d" / "b").write_bytes(b"b\n")
+    assert_ok(dvfs(repo, home, "add", "d/b"))
+    assert_ok(dvfs(repo, home, "commit", "-m", "b"))
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        os.rename(mnt / "d" / "b", mnt / "d" / "a")
+        want = {"added": [], "modified": ["d/a"], "deleted": ["d/b"], "renamed": []}
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "moved over"))
+        assert changes(repo, home) == [("modified", "d/a"), ("removed", "d/b")]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_file_opened_for_writing_and_not_written_is_not_modified(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``touch -a`` or a program opening a file read-write only to read it changes
+    nothing a version records: status lists nothing, as the snapshot finds nothing."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b"))
+        for name in ("a", "b"):  # from the version mounted, and from the snapshot
+            with open(mnt / "d" / name, "r+b") as f:
+                assert f.read() == name.encode() + b"\n"
+            subprocess.run(["touch", "-a", mnt / "d" / name], check=True)
+        none: dict[str, list[str]] = {"added": [], "modified": [], "deleted": [], "renamed": []}
+        assert status(mnt, home) == none
+        assert_error(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "x"), "nothing to snapshot")
+        with open(mnt / "d" / "a", "r+b") as f:  # a write is a change, of the same size too
+            f.write(b"A")
+        assert status(mnt, home) == {**none, "modified": ["d/a"]}
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "A"))
+        assert changes(repo, home) == [("modified", "d/a")]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_status_after_a_directory_is_replaced_by_another(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``rm -r old && mv new old`` with both in the version: what old holds changed and
+    new is deleted, as the snapshot records; old is not both renamed and deleted."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    for path, data in (("d/old/f1", b"1\n"), ("d/old/f2", b"2\n"), ("d/new/f1", b"one\n")):
+        write(repo, path, data)
+    assert_ok(dvfs(repo, home, "add", "d"))
+    assert_ok(dvfs(repo, home, "commit", "-m", "two directories"))
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        shutil.rmtree(mnt / "d" / "old")
+        subprocess.run(["mv", mnt / "d" / "new", mnt / "d" / "old"], check=True)
+        want = {
+            "added": [],
+            "modified": ["d/old/f1"],
+            "deleted": ["d/new/", "d/old/f2"],
+            "renamed": [],
+        }
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "replaced"))
+        assert changes(repo, home) == [
+            ("modified", "d/old/f1"),
+            ("removed", "d/new/f1"),
+            ("removed", "d/old/f2"),
+        ]
+    fsck_clean(repo)
 
 
 def nest(top: Path, levels: int) -> int:

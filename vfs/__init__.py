@@ -121,6 +121,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     )
     from vfs.model.names import (
         MAX_DEPTH as MAX_DEPTH,
+        MAX_NAME as MAX_NAME,
         VERSIONS_DIR as VERSIONS_DIR,
         any_reserved as any_reserved,
         is_reserved as is_reserved,
@@ -231,6 +232,7 @@ PUBLIC: dict[str, str] = {
     "Tree": "vfs.model.codec",
     "UsageError": "vfs.errors",
     "MAX_DEPTH": "vfs.model.names",
+    "MAX_NAME": "vfs.model.names",
     "VERSIONS_DIR": "vfs.model.names",
     "Version": "vfs.model.version_codec",
     "Walker": "vfs._os.beneath",

@@ -27,7 +27,7 @@ from daemon.fs.inodes import NodeKind
 from daemon.fs.namespace import VERSIONS_NAME, Layout
 from daemon.fs.versions import BLOCK, IO_SIZE, VersionsFs
 from daemon.overlay import Overlay, WNode, mode_bits
-from vfs import Kind, is_reserved, is_reserved_at_root
+from vfs import MAX_NAME, Kind, is_reserved, is_reserved_at_root
 
 log = logging.getLogger(__name__)
 TIMEOUT = 300.0
@@ -175,7 +175,10 @@ class WorkingNodes(VersionsFs):
 
     @staticmethod
     def _refused(d: WNode, name: bytes) -> bool:
-        """True for a name no node may take in ``d`` (``vfs.model.names``): EPERM."""
+        """True for a name no node may take in ``d`` (``vfs.model.names``): EPERM.
+        ENAMETOOLONG for a name longer than a version holds (or a disk could write)."""
+        if len(name) > MAX_NAME:
+            raise fuse_error(errno.ENAMETOOLONG)
         return is_reserved_at_root(name) if d.nid == inodes.ROOT else is_reserved(name)
 
     @handler

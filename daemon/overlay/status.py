@@ -6,16 +6,17 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from daemon.overlay.node import WNode, differs, join
+from daemon.overlay.node import PERM, WNode, differs, join
 from daemon.overlay.rebase import Rebase
-from vfs import VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
+from vfs import MAX_NAME, VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
 
 class Status(Rebase):
     """Pending changes, read from the changed part of the tree."""
 
     def reserved_paths(self) -> list[bytes]:
-        """Paths of nodes whose names no version may hold (``vfs.model.names``), sorted.
+        """Paths of nodes whose names no version may hold (``vfs.model.names``:
+        reserved, or longer than ``MAX_NAME``), sorted.
 
         Only changed directories are looked into: the others are versions' trees,
         which decode only without such names. Nodes made through the mount cannot
@@ -30,8 +31,9 @@ class Status(Rebase):
                 out.append(VERSIONS_DIR)
             if any_reserved(names) is not None:
                 out.extend(join(d.path, n) for n in names if is_reserved(n))
+            out.extend(join(d.path, n) for n in names if len(n) > MAX_NAME)
             todo.extend(k for k in (d.kids or {}).values() if k.is_dir and k.dirty)
-        return sorted(out)
+        return sorted(set(out))
 
     def changed_files(self) -> list[WNode]:
         """Every upper file of the working tree (what a snapshot hashes), once each."""
@@ -67,8 +69,12 @@ class Status(Rebase):
 
         Read from the changed part of the tree only (call when ``unloaded_dirty`` is
         empty). A directory that was added, deleted or renamed is one line ending in
-        "/"; a renamed file whose content also changed is listed in both; a hard
-        link's other names are added files. A directory
+        "/"; a renamed file whose content also changed is listed in both; a file
+        (or directory) renamed over one of the base version is that one modified (and
+        its old path deleted, unless a node took it again); a file
+        renamed away from a path that a new file took again (an editor's backup,
+        ``mv f f~`` and a new ``f``) is added under its new name, as the next
+        version has both; a hard link's other names are added files. A directory
         made where the base version had one is compared with that one's tree, taken
         from ``trees``; the ids of those not there are added to ``missing`` (then call
         again with them).
@@ -76,8 +82,9 @@ class Status(Rebase):
         trees = trees or {}
         added: list[str] = []
         modified: list[str] = []
-        renamed: list[list[str]] = []
+        renamed: list[tuple[bytes, bytes, WNode]] = []
         seen: set[bytes] = set()
+        taken: set[bytes] = set()  # base paths a node of the same kind stands at again
         gone: list[tuple[bytes, Entry]] = []
         odd: list[str] = [os.fsdecode(p) for p in self.reserved_paths()]
 
@@ -115,13 +122,14 @@ class Status(Rebase):
                 odd.append(os.fsdecode(p))
                 continue
             here = None if origin is None else join(origin, name)
-            changed = kid.upper or kid.changed
+            changed = kid.changed or (kid.upper and not _as_copied(kid))
             first = kid.parent is d and kid.name == name  # not a hard link's other name
             came_from = kid.origin if first else None
             if came_from is None:
                 prior = base.get(name) if base is not None else None
                 if prior is not None and here is not None and prior.kind == kid.kind:
                     seen.add(here)
+                    taken.add(here)
                     if not first:  # another name of a file: changed if it shows another
                         if changed or kid.entry is None or differs(kid.entry, prior):
                             modified.append(show(p, kid))
@@ -139,31 +147,59 @@ class Status(Rebase):
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
-            if came_from != here and here is not None and not kid.is_dir and kid.entry:
+            if came_from != here and here is not None and (not kid.is_dir or kid.kids is not None):
                 prior = base.get(name) if base is not None else None
-                if prior is not None and prior.kind == kid.kind and not differs(kid.entry, prior):
-                    # The base holds this very entry here: the node is where it was (a
-                    # hard link whose first name went), not renamed from its origin.
+                if prior is not None and prior.kind == kid.kind:
+                    # The base holds a node of this kind here: the node was renamed over
+                    # it (``mv new old``, ``rm -r old && mv new old``: old is modified, new's
+                    # old path deleted), or it is that very entry (a hard link whose first
+                    # name went), not renamed. A directory is compared with the one it took
+                    # the place of.
                     seen.add(here)
-                    if changed:
+                    taken.add(here)
+                    if kid.is_dir:
+                        sub = trees.get(prior.subtree) if prior.subtree else None
+                        if prior.subtree and sub is None and missing is not None:
+                            missing.add(prior.subtree)
+                        enter(kid, p, sub, here, False)
+                    elif changed or kid.entry is None or differs(kid.entry, prior):
                         modified.append(show(p, kid))
                     continue
             seen.add(came_from)
             if came_from != here:
-                renamed.append([show(came_from, kid), show(p, kid)])
+                renamed.append((came_from, p, kid))
             if kid.is_dir:
                 if kid.dirty and kid.kids is not None:
                     enter(kid, p, kid.base, kid.origin, False)
             elif changed:
                 modified.append(show(p, kid))
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
+        moved: list[list[str]] = []
+        for old, new, kid in renamed:
+            if kid.is_dir or old not in taken:
+                moved.append([show(old, kid), show(new, kid)])
+            else:  # the old path holds a file again: the next version has both
+                added.append(show(new, kid))
+                modified = [m for m in modified if m != show(new, kid)]
         return {
             "added": added,
             "modified": sorted(set(modified)),
             "deleted": _outermost(deleted),
-            "renamed": renamed,
+            "renamed": moved,
             "unversionable": sorted(odd),
         }
+
+
+def _as_copied(n: WNode) -> bool:
+    """True for an upper file with its base entry's size, mtime and permission bits:
+    copied up by an open for writing (``touch -a``, a program opening a file read-write
+    to read it) and never written, since a write or truncation sets the mtime."""
+    e = n.entry
+    return e is not None and (n.size, n.mtime_ns, n.mode & PERM) == (
+        e.size,
+        e.mtime_ns,
+        e.mode & PERM,
+    )
 
 
 def _outermost(paths: list[str]) -> list[str]:

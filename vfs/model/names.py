@@ -20,6 +20,7 @@ list under that name.
 
 A path holds at most ``MAX_DEPTH`` directories above its last name: deeper, no path
 could name it within Linux's PATH_MAX (4,096 bytes), so no other tool could open it.
+A name holds at most ``MAX_NAME`` bytes (Linux's NAME_MAX): no disk could hold a longer one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Iterable
 GUARDED = (b".git", b".dvfs")
 VERSIONS_DIR = b".versions"
 MAX_DEPTH = 2048  # directories above a path's last name, at most
+MAX_NAME = 255  # bytes in one name: Linux's NAME_MAX, which a checkout must be able to write
 
 # Names that may be one of the guarded ones; everything else skips the full check.
 _SUSPECT = re.compile(rb"(?i)git|dvfs|gi7eba|\xe2[\x80\x81]|\xef\xbb\xbf")
