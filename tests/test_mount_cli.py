@@ -99,6 +99,19 @@ def test_mount_in_background_then_mounts_and_umount(repo: Path, tmp_path: Path) 
         force_unmount(mnt)
 
 
+def test_a_mount_point_with_a_control_character_is_quoted_in_every_line(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A read-only mount's refusal of a snapshot printed the mount point escaped but
+    not quoted (`/tmp/x\\ny is a read-only dvfs mount`), where other lines quote it."""
+    home = tmp_path / "home"
+    mnt = tmp_path / "x\ny"
+    with mounted(str(repo), mnt, home, "--read-only"):
+        for args in (("snapshot", str(mnt), "-m", "m"), ("status", str(mnt))):
+            line = assert_error(dvfs(tmp_path, home, *args), "is a read-only dvfs mount")
+            assert f'"{tmp_path}/x\\ny" is a read-only dvfs mount' in line, line
+
+
 def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     full = tmp_path / "full"

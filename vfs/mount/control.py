@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shlex
 import socket
 import struct
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from vfs.errors import DvfsError, MountError, from_kind
 from vfs.model import params as version_params
+from vfs.quoting import quote_name
 from vfs.repo import audit
 
 CONTROL_LINK = ".versions/.control"
@@ -40,24 +42,25 @@ def socket_of(mnt: str) -> str:
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
             raise MountError(
-                f"the daemon of {mnt} is gone: run `dvfs umount {mnt}` and mount again "
-                "(the working tree's changes are kept)"
+                f"the daemon of {quote_name(mnt)} is gone: run `dvfs umount "
+                f"{shlex.quote(mnt)}` and mount again (the working tree's changes are kept)"
             ) from None
         if not os.path.lexists(path):
-            raise MountError(f"{mnt} does not exist") from None
+            raise MountError(f"{quote_name(mnt)} does not exist") from None
         if os.path.ismount(path) and (path / ".versions").is_dir():
             raise MountError(
-                f"{mnt} is a read-only dvfs mount: unmount it and mount it again without "
-                "--read-only (a URL mount needs --writable)"
+                f"{quote_name(mnt)} is a read-only dvfs mount: unmount it and mount it again "
+                "without --read-only (a URL mount needs --writable)"
             ) from None
         from vfs.mount.mounts import enclosing  # (which imports this module)
 
         top = enclosing(mnt)
         if top is not None:
             raise MountError(
-                f"{path} is inside the dvfs mount {top}: give its mount point, {top}"
+                f"{quote_name(str(path))} is inside the dvfs mount {quote_name(str(top))}: "
+                f"give its mount point, {quote_name(str(top))}"
             ) from None
-        raise MountError(f"{mnt} is not a dvfs mount: give the mount point") from None
+        raise MountError(f"{quote_name(mnt)} is not a dvfs mount: give the mount point") from None
 
 
 def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[str, Any]:
@@ -78,19 +81,21 @@ def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[s
                 data += piece
         except TimeoutError:
             raise MountError(
-                f"the daemon of {mnt} did not answer within {wait:.0f} s: see its log"
+                f"the daemon of {quote_name(mnt)} did not answer within {wait:.0f} s: see its log"
             ) from None
         except OSError as exc:
             raise MountError(
-                f"cannot reach the daemon of {mnt} ({exc.strerror or exc}): "
-                f"see `dvfs mounts`, or remount {mnt}"
+                f"cannot reach the daemon of {quote_name(mnt)} ({exc.strerror or exc}): "
+                f"see `dvfs mounts`, or remount {quote_name(mnt)}"
             ) from None
     try:
         answer = json.loads(data.split(b"\n", 1)[0])
     except ValueError:
-        raise MountError(f"the daemon of {mnt} closed the connection: see its log") from None
+        raise MountError(
+            f"the daemon of {quote_name(mnt)} closed the connection: see its log"
+        ) from None
     if not isinstance(answer, dict):
-        raise MountError(f"the daemon of {mnt} answered nonsense: see its log")
+        raise MountError(f"the daemon of {quote_name(mnt)} answered nonsense: see its log")
     if not answer.get("ok"):
         raise from_kind(answer.get("kind"), str(answer.get("error", "the daemon refused")))
     return answer
@@ -101,11 +106,11 @@ def _check_peer(s: socket.socket, path: str, mnt: str) -> None:
     pid, uid, _ = _CRED.unpack(s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
     if uid not in (0, os.geteuid()):
         raise MountError(
-            f"the control socket of {mnt} belongs to a process of uid {uid}, not to you or "
-            "root: refusing to talk to it"
+            f"the control socket of {quote_name(mnt)} belongs to a process of uid {uid}, not "
+            "to you or root: refusing to talk to it"
         )
     if os.path.basename(path) != f"ctl-{pid}.sock":
-        raise MountError(f"{mnt} does not lead to a dvfs daemon's control socket")
+        raise MountError(f"{quote_name(mnt)} does not lead to a dvfs daemon's control socket")
 
 
 def check_answer_fields(answer: dict[str, Any], *names: str) -> None:

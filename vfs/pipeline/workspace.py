@@ -35,6 +35,7 @@ from vfs.pipeline import graph, spec
 from vfs.pipeline.content import dir_id, leaf_id
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Pipeline
+from vfs.quoting import quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, Staged
@@ -153,7 +154,8 @@ def find(start: Path | None = None) -> Workspace:
         if os.path.lexists(versions) and _mounted(d):
             if not os.path.lexists(d / CONTROL_LINK):
                 raise UsageError(
-                    f"{d} is a read-only dvfs mount: a pipeline writes its outputs, so run it "
+                    f"{quote_name(str(d))} is a read-only dvfs mount: a pipeline writes its "
+                    "outputs, so run it "
                     "in a writable mount (or in the repository)"
                 )
             from vfs.mount.mounts import read_record
