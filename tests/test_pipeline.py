@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_error,
+    assert_ok,
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -716,6 +719,22 @@ def test_an_out_naming_tracked_data_with_unsaved_changes_is_refused_before_it_ru
     repo.write("data/new", "by hand\n")
     repo.ok("repro")
     assert repo.read("data/new") == b"x\n"
+    repo.fsck_clean()
+
+
+def test_the_command_a_refusal_suggests_runs_as_typed_for_a_name_with_a_space(
+    repo: Repo,
+) -> None:
+    # the hint said `dvfs add my data`, which adds "my" and "data"
+    repo.write("my data/a.txt", "precious\n")
+    repo.ok("add", "my data")
+    repo.commit("data")
+    repo.write("my data/a.txt", "edited, in no version\n")
+    line = repo.fail("run", "-n", "s", "-o", "my data", "--", "true", code=1)
+    hint = re.search(r"`(dvfs add [^`]+)`", line)
+    assert hint is not None and hint.group(1) == "dvfs add 'my data'", line
+    assert_ok(run(repo.root, *shlex.split(hint.group(1))[1:]))  # as a shell reads it
+    assert [c["path"] for c in repo.status()["staged"]] == ["my data/a.txt"]
     repo.fsck_clean()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -107,3 +108,12 @@ def test_invisible_characters_cannot_make_a_name_look_like_another() -> None:
         assert shown != ".git" and shown.startswith('"'), repr(shown)
         assert unquote(shown) == f".g{c}it".encode()
         assert c not in escape_text(f"a{c}b")
+
+
+def test_a_shell_word_is_a_name_a_shell_reads_back_as_it_is() -> None:
+    from vfs.quoting import shell_word
+
+    for name in ("data", "my data", "it's", "a$b", "-x", "日本", ""):
+        assert shlex.split(shell_word(name)) == [name]
+    assert shell_word("data/a.csv") == "data/a.csv"  # nothing added where none is needed
+    assert shell_word("a\nb") == '"a\\nb"'  # a control character: shown, never raw

@@ -75,6 +75,19 @@ def quote_name(name: str | bytes) -> str:
     return '"' + _NAME_UNSAFE.sub(_escape, text) + '"'
 
 
+def shell_word(name: str | bytes) -> str:
+    """``name`` as one word of a command a hint tells the user to run: as it is where
+    a POSIX shell takes it so, else in single quotes (``'my data'``). A name holding a
+    control character, which no line can carry as typed, is shown as
+    :func:`quote_name` shows it."""
+    text = _text(name)
+    if _TEXT_UNSAFE.search(text) is not None:
+        return quote_name(text)
+    import shlex  # (only when a hint names a path)
+
+    return shlex.quote(text)
+
+
 def escape_text(text: str | bytes) -> str:
     """``text`` with every unsafe code point escaped in place (no quotes added)."""
     text = _text(text)

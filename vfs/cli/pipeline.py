@@ -13,7 +13,7 @@ from vfs.cli.history import param_text
 from vfs.cli.options import AS_JSON, DvfsCommand, DvfsGroup, FreeText
 from vfs.cli.output import count, emit_json, quoted, warn, workers
 from vfs.errors import DvfsError, UsageError
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_name, shell_word
 
 
 def pipeline_here() -> tuple[Any, Any, Any]:
@@ -80,7 +80,7 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
                 summary += "; outputs staged: `dvfs commit -m MSG` records them with their lineage"
             elif ws.mount is not None:
                 summary += (
-                    f"; `dvfs snapshot {quoted(str(ws.mount))} -m MSG` records them with their "
+                    f"; `dvfs snapshot {shell_word(str(ws.mount))} -m MSG` records them with their "
                     "lineage"
                 )
         click.echo(summary)

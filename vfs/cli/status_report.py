@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError
 from vfs.ops import status as ops_status
-from vfs.quoting import escape_text
+from vfs.quoting import escape_text, shell_word
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
@@ -295,7 +295,7 @@ def merge_hint(m: merging.MergeState) -> str:
     if not m.ready:
         return (
             f"A merge stopped midway: `dvfs merge --abort` goes back to the branch's version, "
-            f"then `dvfs merge {quoted(m.rev)}` merges again."
+            f"then `dvfs merge {shell_word(m.rev)}` merges again."
         )
     if any(not c.resolved for c in m.conflicts):
         return (

@@ -48,6 +48,7 @@ from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
+from vfs.quoting import shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
 from vfs.repo.refs import check_ref_name
@@ -273,7 +274,7 @@ def _record(
             for f in sorted({s.file for s in settings if not index.under(s.file)}):
                 warn(
                     f"{show(f)} is not tracked: experiment {name} records the values it set "
-                    f"in its runs, not the file (`dvfs add {show(f)}` and commit it to have "
+                    f"in its runs, not the file (`dvfs add {shell_word(f)}` and commit it to have "
                     f"`dvfs switch {branch}` bring it)"
                 )
             keep = sorted(set(keep))

@@ -13,6 +13,7 @@ from vfs.errors import UsageError
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.workspace import Workspace, ignored_outs
+from vfs.quoting import shell_word
 from vfs.repo.gitlink import PIPELINE_FILE
 from vfs.worktree.scan import show
 
@@ -192,7 +193,8 @@ def check_inputs(
                 if not makers and not_checked_out(ws, d):  # a partial working tree
                     raise UsageError(
                         f"stage {n} needs {show(d)}, which is tracked but not checked out: "
-                        f"`dvfs pull {show(d)}` or `dvfs checkout HEAD {show(d)}` brings it"
+                        f"`dvfs pull {shell_word(d)}` or `dvfs checkout HEAD {shell_word(d)}` "
+                        "brings it"
                     )
             raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
         for f, _ in stage.params:

@@ -60,6 +60,7 @@ from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
+from vfs.quoting import shell_word
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
 from vfs.store.pins import pinned
@@ -131,7 +132,8 @@ def param_values(
                 if data is None and not_checked_out(ws, f):  # a partial working tree
                     raise UsageError(
                         f"{show(f)}, which it reads parameters from, is tracked but not checked "
-                        f"out: `dvfs pull {show(f)}` or `dvfs checkout HEAD {show(f)}` brings it"
+                        f"out: `dvfs pull {shell_word(f)}` or `dvfs checkout HEAD "
+                        f"{shell_word(f)}` brings it"
                     )
                 if data is None:
                     raise UsageError(f"{show(f)} does not exist (a stage reads parameters from it)")
@@ -245,8 +247,8 @@ class Repro:
                 raise StageFailed(
                     f"stage {stage.name} would replace {show(o)}, which no run made and which "
                     "holds changes neither staged nor committed: they would be lost; commit "
-                    f"them first (`dvfs add {show(o)}`, `dvfs commit`), move it away, or name "
-                    "another out; nothing ran"
+                    f"them first (`dvfs add {shell_word(o)}`, `dvfs commit`), move it away, or "
+                    "name another out; nothing ran"
                 )
 
     # running -------------------------------------------------------------------------------
@@ -320,7 +322,7 @@ class Repro:
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
                 "a stage may only read its deps; nothing of it was recorded (fix the command, "
-                f"and restore the dep: `dvfs restore {show(changed[0])}` if it is tracked)"
+                f"and restore the dep: `dvfs restore {shell_word(changed[0])}` if it is tracked)"
             )
         records = self.state.stage_records(stage.outs, store=True)
         out_ids = ids_of_records(stage.outs, records)
