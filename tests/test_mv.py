@@ -136,6 +136,10 @@ def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     ]
     (repo.root / "into").mkdir()
     cases.append((("data/raw", "data/raw/1.csv", "into"), "inside another source"))
+    repo.write("my file.csv", "m")  # deleted, still staged: the hints name it as typed
+    repo.ok("add", "my file.csv")
+    os.unlink(repo.root / "my file.csv")
+    cases.append((("my file.csv", "x.csv"), "`dvfs restore 'my file.csv'` brings it back"))
     # a tracked file that is a directory now (it moved the directory and staged a
     # rename of the file's old content), and a tracked directory that is a file now
     os.unlink(repo.root / "data" / "raw" / "2.csv")

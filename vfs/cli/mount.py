@@ -23,7 +23,7 @@ from vfs.cli.options import (
 from vfs.cli.output import count, emit_json, human, quoted, warn
 from vfs.errors import UsageError
 from vfs.model import params as version_params
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_name, shell_word
 
 
 @click.command(cls=DvfsCommand, name="mount")
@@ -165,7 +165,7 @@ def mounts_cmd(as_json: bool) -> None:
             f"pid {r.pid or '-'}"
         )
         if r.state == "dead":
-            line += f"  (daemon died: run `dvfs umount {mnt}`)"
+            line += f"  (daemon died: run `dvfs umount {shell_word(str(r.mountpoint))}`)"
         elif r.state == "unrecorded":
             line += "  (not started here: no record)"
         click.echo(line)

@@ -28,6 +28,7 @@ from vfs.model.names import (
 from vfs.ops import merging
 from vfs.ops.diff import outermost
 from vfs.ops.status import quiet, status, work_state
+from vfs.quoting import shell_word
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, check_path
@@ -111,7 +112,8 @@ def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> Non
     rule = ignoring_rule(repo, ign, rel)
     if rule is not None:
         raise UsageError(
-            f"{arg} is ignored by {rule}: `dvfs add --force {arg}` adds it all the same; "
+            f"{arg} is ignored by {rule}: `dvfs add --force {shell_word(arg)}` adds it all the "
+            "same; "
             "nothing was staged"
         )
 
@@ -416,11 +418,13 @@ def _missing_source(arg: str, tracked: Sequence[bytes], index: Index) -> str:
     if all(index.is_absent(p) for p in tracked):
         return (
             f"{arg} is tracked but was never checked out (not in the working tree): "
-            f"`dvfs restore {arg}` checks it out, then it can be moved; nothing was moved"
+            f"`dvfs restore {shell_word(arg)}` checks it out, then it can be moved; nothing was "
+            "moved"
         )
     return (
-        f"{arg} is tracked but not in the working tree (deleted): `dvfs restore {arg}` "
-        f"brings it back to move it, or `dvfs rm {arg}` stages its removal; nothing was moved"
+        f"{arg} is tracked but not in the working tree (deleted): `dvfs restore "
+        f"{shell_word(arg)}` brings it back to move it, or `dvfs rm {shell_word(arg)}` stages "
+        "its removal; nothing was moved"
     )
 
 
