@@ -322,11 +322,23 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     seen = repo.refs.names("remotes")  # (none: neither the settings nor the history read)
     if not seen or mine is None:
         return []
-    from vfs.remote.config import remotes, tracking_branches
+    from vfs.repo.shared import remote_names  # (not vfs.remote.config: 15 ms of imports)
 
     try:
-        pairs = [(r, tracking_branches(repo, r).get(st.branch)) for r in sorted(remotes(repo))]
+        local = repo.config().get("remotes") or {}
+        names = remote_names(repo.root) | (set(local) if isinstance(local, dict) else set())
     except DvfsError:
+        names = None
+    if names is not None:
+        pairs = [
+            (r, repo.refs.get(f"refs/remotes/{r}/{st.branch}"))
+            for r in sorted(names)
+            # (not a copy of remote r's branch but one of a remote named inside r's name)
+            if not any(
+                o.startswith(r + "/") and st.branch.startswith(o[len(r) + 1 :] + "/") for o in names
+            )
+        ]
+    else:
         pairs = [
             (remote, repo.refs.get(f"refs/remotes/{name}"))
             for name in seen
