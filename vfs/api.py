@@ -373,15 +373,7 @@ class Repo:
 
             [f.name for f in repo.ls("v2", "data")]   # ['labels.csv', 'train']
         """
-        rel, rev = repo_path(path), rev_text(rev)
-        try:
-            if names_dir(path):
-                self._directory(rel, rev)
-            real = self._listed(rev, rel)
-        except RevisionNotFound as exc:
-            if rel:
-                raise
-            raise self._hinted(exc, rev, f"repo.ls(path={rev!r})") from None
+        rel, rev, real = self._listing(path, rev, "ls")
         rows = browse.ls_entries(self._repo, rev, real)
         prefix = rel + b"/" if rel else b""
         return [file_info(rel if n == real else prefix + n, e) for n, e in rows]
@@ -394,18 +386,24 @@ class Repo:
 
             sum(f.size for f in repo.walk("v2", "data"))
         """
-        rel, rev = repo_path(path), rev_text(rev)
-        try:
-            if names_dir(path):
-                self._directory(rel, rev)
-            real = self._listed(rev, rel)
-        except RevisionNotFound as exc:
-            if rel:
-                raise
-            raise self._hinted(exc, rev, f"repo.walk(path={rev!r})") from None
+        rel, rev, real = self._listing(path, rev, "walk")
         for p, e in browse.ls_entries(self._repo, rev, real, recursive=True):
             below = p[len(real) :].lstrip(b"/") if real else p
             yield file_info(rel + b"/" + below if rel and below else rel or below, e)
+
+    def _listing(self, path: PathArg, rev: RevArg, call: str) -> tuple[bytes, str, bytes]:
+        """What ``ls`` and ``walk`` list: the path as given, the revision, and the path
+        listed (a link's target); a revision that is no version but names the path a
+        lone argument meant gets the hint to call ``repo.CALL(path=...)``."""
+        rel, text = repo_path(path), rev_text(rev)
+        try:
+            if names_dir(path):
+                self._directory(rel, text)
+            return rel, text, self._listed(text, rel)
+        except RevisionNotFound as exc:
+            if rel:
+                raise
+            raise self._hinted(exc, text, f"repo.{call}(path={text!r})") from None
 
     def info(self, path: PathArg, rev: RevArg = "HEAD") -> FileInfo:
         """The entry at ``path`` of ``rev`` (a link is not followed).

@@ -178,9 +178,10 @@ def _merge_pipeline_files(
         return clashing
     from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
 
+    merger = dict(zip(PIPELINE_FILES, (merge_spec, merge_runs), strict=True))
     left = []
     for p in clashing:
-        how = {PIPELINE_FILES[0]: merge_spec, PIPELINE_FILES[1]: merge_runs}.get(p)
+        how = merger.get(p)
         o, t, b = ours.get(p), theirs.get(p), base.get(p)
         files = [e for e in (o, t, b) if e is not None]
         if (
