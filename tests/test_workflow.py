@@ -752,6 +752,19 @@ def test_every_revision_form(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_revision_is_read_as_typed(repo: Repo) -> None:
+    """Spaces, a newline or digits of another script make no name of a version: they
+    used to be dropped or read as figures, so a script's " v1" or "v\u0661" showed v1."""
+    repo.write("f.txt", "one")
+    repo.ok("add", "f.txt")
+    repo.ok("commit", "-m", "one")
+    for rev in (" v1", "v1 ", "v1\n", "HEAD ", "v\u0661", "HEAD~\u0661", "main^\u0660"):
+        line = repo.fail("show", rev, code=1, fragments=("unknown revision",))
+        assert "did you mean" in line, (rev, line)
+    assert repo.show("HEAD~0")["version"] == repo.show("v1")["version"] == "v1"
+    repo.fsck_clean()
+
+
 # ----------------------------------------------------------------------------------- deduplication
 
 

@@ -72,7 +72,7 @@ MAX_REFS = 100_000  # branches, or tags
 MAX_SEGMENTS = 1_000_000  # one per push (or per SEGMENT_TARGET of one)
 
 _PACK_KEY = re.compile(r"packs/([0-9a-f]{64})")
-_AUDIT_KEY = re.compile(r"audit/(\d{12})")  # AUDIT_DIGITS digits
+_AUDIT_KEY = re.compile(r"audit/([0-9]{12})")  # AUDIT_DIGITS digits
 _MANIFEST_KEY = re.compile(r"gc/condemned-[0-9a-f]{16}")
 _KINDS = frozenset(int(k) for k in ObjKind)
 _COMPRESSIONS = frozenset(int(c) for c in Compression)

@@ -42,9 +42,9 @@ from vfs.repo.refs import Head, Refs, is_ref_like
 from vfs.store.objects import ObjectStore, ObjKind
 
 CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
-_REV_RE = re.compile(r"^(?P<base>[^~^]+)(?P<steps>(?:[~^]\d*)*)$")
-_STEP_RE = re.compile(r"([~^])(\d*)")
-_VN_RE = re.compile(r"^v(\d+)$")
+_REV_RE = re.compile(r"(?P<base>[^~^]+)(?P<steps>(?:[~^][0-9]*)*)")
+_STEP_RE = re.compile(r"([~^])([0-9]*)")
+_VN_RE = re.compile(r"v([0-9]+)")  # whole names only (fullmatch)
 M = TypeVar("M")
 
 
@@ -251,7 +251,7 @@ class History:
             if oid is None:
                 raise RevisionNotFound("HEAD", hint=NO_VERSIONS)
             return oid
-        m = _VN_RE.match(name)
+        m = _VN_RE.fullmatch(name)
         if m:
             return self._vn(int(m.group(1)))
         if is_ref_like(name):
@@ -265,13 +265,13 @@ class History:
 
     def resolve(self, rev: str) -> bytes:
         """The version id a revision names; RevisionNotFound with close names if none."""
-        m = _REV_RE.match(rev.strip())
-        if not m or not rev.strip():
+        m = _REV_RE.fullmatch(rev)  # as typed: " v1" is no name of v1 (nor is "v1\n")
+        if not m:
             raise RevisionNotFound(rev, self._close(rev))
         base = m.group("base")
         oid = self._base(base)
         if oid is None:
-            if _VN_RE.match(base):
+            if _VN_RE.fullmatch(base):
                 tip, chain = self._numbered()
                 if tip is None:
                     raise RevisionNotFound(rev, hint=NO_VERSIONS)
