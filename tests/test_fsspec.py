@@ -311,6 +311,43 @@ def test_a_pickled_filesystem_reads_its_repository_from_another_directory(
         assert json.loads(fs.to_json())["repo"] == str(data.root)  # fsspec's JSON form too
 
 
+def test_the_json_form_reads_the_same_version_from_anywhere(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # to_json of a filesystem made with a vfs.Repo failed ("Object of type Repo is not
+    # JSON serializable"); one made with repo="." went as "." and read the repository
+    # around whichever directory from_json ran in
+    root = tmp_path / "repo"
+    shutil.copytree(data.root, root, symlinks=True)
+    monkeypatch.chdir(root / "data")
+    before = data.v2["data/labels.csv"]
+    texts = [fsspec.filesystem("dvfs", repo=vfs.Repo(root), rev="main").to_json(),
+             fsspec.filesystem("dvfs", repo=".", rev="main").to_json()]  # fmt: skip
+    (root / "data" / "labels.csv").write_bytes(b"id,label\n1,owl\n")
+    assert_ok(run(root, "commit", "-a", "-m", "owl"))  # main moves on
+    monkeypatch.chdir(tmp_path)
+    for text in texts:
+        assert json.loads(text)["repo"] == str(root)
+        fs = fsspec.AbstractFileSystem.from_json(text)
+        assert fs.rev == "main" and fs.cat_file("/data/labels.csv") == before
+
+
+def test_the_json_form_of_a_remote_keeps_its_endpoint_and_cache(
+    data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
+) -> None:
+    cache = tmp_path / "m"
+    remote = vfs.Repo.remote(pushed, endpoint_url=s3_env.endpoint, cache_dir=cache)
+    text = fsspec.filesystem("dvfs", repo=remote, rev="v1").to_json()
+    remote.close()
+    options = json.loads(text)
+    assert (options["repo"], options["endpoint_url"], options["cache_dir"]) == (
+        pushed, s3_env.endpoint, str(cache),
+    )  # fmt: skip
+    fs = fsspec.AbstractFileSystem.from_json(text)
+    assert fs.cat_file("/data/train.csv") == data.v1["data/train.csv"]
+    fs.repo.close()
+
+
 def test_a_block_size_or_cache_fsspec_cannot_read_with_is_refused(data: Data) -> None:
     # block_size=-1 (as open's buffering=-1 means the default) read the file without
     # its last byte, silently; an unknown cache_type was a KeyError from inside fsspec

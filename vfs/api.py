@@ -285,6 +285,19 @@ class Repo:
             return (Repo, (str(self._repo.root),))
         return (_remote, (self._spec.url, self._spec.endpoint_url, self._cache_dir, self._jobs))
 
+    def _options(self) -> dict[str, str]:
+        """Where this Repo reads, as text options that open it again from any directory:
+        ``repo`` (a root, or a remote's URL), and a remote's ``endpoint_url`` and
+        ``cache_dir`` when it has them (``vfs.filesystem``'s JSON form)."""
+        if self._spec is None:
+            return {"repo": str(self._repo.root)}
+        out = {"repo": self._spec.url}
+        if self._spec.endpoint_url is not None:
+            out["endpoint_url"] = self._spec.endpoint_url
+        if self._cache_dir is not None:
+            out["cache_dir"] = os.path.abspath(self._cache_dir)
+        return out
+
     # what it is ----------------------------------------------------------------------
 
     @property

@@ -35,7 +35,8 @@ being names on one server.
 The revision is resolved to a version when the filesystem is made, so every read of
 one filesystem sees the same version even if a branch moves meanwhile (a pickled
 filesystem too: the processes a DataLoader or a multiprocessing pool starts read
-the version of the filesystem they were given); instances are
+the version of the filesystem they were given; so does its JSON form, ``to_json``,
+which names the repository by its root or remote URL); instances are
 not cached (``cachable = False``), so each ``pandas.read_csv`` of ``dvfs://main@/...``
 reads the branch as it is then.
 
@@ -77,6 +78,7 @@ from typing import Any, ClassVar, TypeVar
 
 from fsspec import AbstractFileSystem
 from fsspec.caching import caches
+from fsspec.json import FilesystemJSONEncoder
 from fsspec.spec import AbstractBufferedFile, make_instance
 from fsspec.utils import stringify_path
 
@@ -221,6 +223,24 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         where: Repo | str = self.repo if root is None else str(root)
         options = {**self.storage_options, "_pinned": self._at, "repo": where}
         return make_instance, (type(self), self.storage_args, options)
+
+    def to_dict(self, *, include_password: bool = True) -> dict[str, Any]:
+        """fsspec's JSON form (``to_json``), read back by ``from_json`` as a pickle is:
+        the version pinned, and the repository by where it reads (an absolute root, or
+        a remote's URL, endpoint and cache directory), never as a ``vfs.Repo``, which
+        JSON cannot hold, nor as a directory relative to this process's."""
+        options = {
+            k: v for k, v in self.storage_options.items()
+            if k not in ("repo", "endpoint_url", "cache_dir")
+        }  # fmt: skip
+        options.update(self.repo._options(), _pinned=self._at)
+        encoder = FilesystemJSONEncoder()
+        return {
+            "cls": f"{type(self).__module__}:{type(self).__name__}",
+            "protocol": PROTOCOL,
+            "args": encoder.make_serializable(self.storage_args),
+            **encoder.make_serializable(options),
+        }
 
     # paths ---------------------------------------------------------------------------
 
