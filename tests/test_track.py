@@ -483,6 +483,8 @@ def test_a_file_ignore_rules_keep_out_of_an_output_directory_is_warned_of(
         (models / "model.bin").write_bytes(b"weights")
         (models / "cache" / "x.txt").write_text("scratch")
         (models / "config.yaml").write_text("depth: 18\n")
+    # at the user's `with`: the warnings named lines of dvfs (or contextlib)
+    assert {w.filename for w in caught} == {__file__}
     said = sorted(str(w.message) for w in caught)
     assert said == [
         "models/cache/ (in output models of run train) is ignored by .dvfsignore:2:cache/: "
@@ -504,9 +506,10 @@ def test_a_long_run_logging_every_step_is_recorded_with_a_bounded_history(
     root = repo.root
     assert root is not None
     long_run = pytest.warns(vfs.DvfsWarning, match=r"more than 100 calls of log_metrics: its ")
-    with long_run, vfs.track(repo, message="long") as r:
+    with long_run as caught, vfs.track(repo, message="long") as r:
         for step in range(1001):
             r.log_metrics({"loss": 1 / (step + 1)}, step=step)
+    assert {w.filename for w in caught} == {__file__}  # the call of log_metrics
     assert r.version is not None
     assert json.loads((root / "metrics.json").read_text()) == {"loss": 1 / 1001, "step": 1000}
     rows = [json.loads(line) for line in (root / "metrics.steps.jsonl").read_text().splitlines()]

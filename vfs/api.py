@@ -57,15 +57,13 @@ import operator
 import os
 import posixpath
 import re
-import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, SupportsIndex
 
-from vfs import settings
+from vfs import api_types, settings
 from vfs.api_types import (
-    DvfsWarning,
     FileChange,
     FileInfo,
     PathArg,
@@ -121,7 +119,7 @@ _MODE_LIKE = re.compile(r"[rwaxbt+]{1,3}")  # what a mode passed where the revis
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, DvfsWarning, stacklevel=3)
+    api_types.warn(message)
 
 
 class Repo:

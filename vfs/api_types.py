@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,23 @@ PathArg = str | os.PathLike[str]
 
 class DvfsWarning(UserWarning):
     """Something dvfs would print as a warning on the command line."""
+
+
+_OWN = ("vfs", "contextlib")  # modules whose frames a warning is never attributed to
+
+
+def warn(message: str) -> None:
+    """Warn of ``message`` (a :class:`DvfsWarning`) at the caller's line outside dvfs:
+    the call of the API, or the ``with`` of a ``track`` block, however deep inside dvfs
+    the warning arose (a fixed ``stacklevel`` named a line of dvfs from callbacks)."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and _is_own(frame.f_globals.get("__name__", "")):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DvfsWarning, stacklevel=level)
+
+
+def _is_own(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in _OWN)
 
 
 @dataclass(frozen=True)

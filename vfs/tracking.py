@@ -69,17 +69,15 @@ import stat
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, SupportsIndex
 
-from vfs import settings
+from vfs import api_types, settings
 from vfs.api import Repo
 from vfs.api_types import (
-    DvfsWarning,
     PathArg,
     VersionInfo,
     message_arg,
@@ -590,7 +588,7 @@ def _metric(key: str, value: Any) -> Any:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, DvfsWarning, stacklevel=4)
+    api_types.warn(message)
 
 
 @contextmanager
