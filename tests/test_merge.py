@@ -405,6 +405,35 @@ def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_file_against_a_directory_is_settled_path_by_path_from_below(repo: Repo) -> None:
+    """`restore --theirs x/f` first (ours a file x, theirs a directory x) staged x/f
+    beside the file x; `restore --theirs x` was then refused ("x changed since
+    staged"), and a commit would have recorded a tree holding x twice."""
+    repo.write("x", "x")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "x").unlink()
+    repo.write("x/f", "in a directory")
+    repo.ok("add", ".")
+    repo.commit("a directory")
+    repo.ok("switch", "main")
+    repo.write("x", "x from main")
+    repo.ok("add", "x")
+    repo.commit("a file")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "x/f")
+    st = repo.status()
+    assert [(c["path"], c["status"]) for c in st["staged"]] == [("x", "removed"), ("x/f", "added")]
+    assert st["deleted"] == [] and repo.read("x/f") == b"in a directory"
+    repo.ok("restore", "--theirs", "x")
+    assert all(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.commit("took the directory")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "other", "-r", "--json")
+    repo.fsck_clean()
+
+
 def test_abort_goes_back_to_the_branch_version(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()

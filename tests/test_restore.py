@@ -148,6 +148,31 @@ def test_restore_from_another_version(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_restoring_a_directory_where_a_file_is_staged_unstages_the_file(repo: Repo) -> None:
+    # v1 has the directory d/x, v2 the file d/x: restoring d/x/y from v1 staged it
+    # beside the file d/x, replaced on disk by the directory, and the next commit
+    # recorded a tree holding x twice, which fsck found malformed
+    committed(repo, {"d/x/y": b"in\n"}, "v1")
+    shutil.rmtree(repo.root / "d" / "x")
+    committed(repo, {"d/x": b"file\n"}, "v2")
+    repo.ok("restore", "--staged", "--worktree", "--source", "v1", "d/x/y")
+    staged = [(c["path"], c["status"]) for c in repo.status()["staged"]]
+    assert staged == [("d/x", "removed"), ("d/x/y", "added")]
+    assert repo.status()["deleted"] == [] and repo.read("d/x/y") == b"in\n"
+    repo.commit("v3")
+    assert [e["name"] for e in repo.json("ls", "HEAD", "d", "--json")] == ["x"]
+    repo.fsck_clean()
+    # the reverse, with changes in the way, is refused and leaves both as they were
+    committed(repo, {"d/x/y": b"edited\n"}, "v4")
+    repo.write("d/x/y", "edited again\n")
+    repo.fail(
+        "restore", "--staged", "--worktree", "--source", "v2", "d/x",
+        fragments=("d/x/y changed since staged", "nothing was restored"),
+    )  # fmt: skip
+    assert repo.read("d/x/y") == b"edited again\n" and repo.status()["staged"] == []
+    repo.fsck_clean()
+
+
 HINT = re.compile(r"`(dvfs [^`]+)`")
 
 

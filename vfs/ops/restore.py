@@ -105,6 +105,10 @@ def restore(
             assert src is not None
             dropped = [p for p in dict.fromkeys(q for r in rels for q in index.under(r))]
             dropped = [p for p in dropped if p not in src]
+            # a file staged where the source has a directory above PATHs (d/x staged,
+            # d/x/y restored): the index holds one or the other, never both
+            above = {d for p in src if under_any(p, rels) for d in _folders(p)}
+            dropped += sorted(d for d in above if index.get(d) is not None)
             if write and dropped:
                 unstaged = _unchanged(repo, index, dropped, workers, warn)
                 edited = [p for p in dropped if p not in unstaged]
@@ -124,7 +128,6 @@ def restore(
             if source is not None:
                 assert src is not None
                 want = {p: e for p, e in src.items() if under_any(p, rels)}
-                _refuse_edited_in_way(edited, want)
             else:
                 want = {}
                 for rel in rels:
@@ -132,6 +135,7 @@ def restore(
                         s = index.get(p)
                         assert s is not None
                         want[p] = s.to_entry(p.rpartition(b"/")[2])
+            _refuse_edited_in_way(edited, want)
             _restore_files(
                 repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
                 unstaged=unstaged,
