@@ -151,3 +151,28 @@ def test_a_commit_of_an_unchanged_index_reuses_the_root(tmp_path: Path, repo: Re
     assert "nothing to commit" in line
     assert index_of(repo).trees()[b""][3] == head_tree(repo)
     repo.fsck_clean()
+
+
+def test_an_index_staging_a_path_as_file_and_directory_is_never_committed(repo: Repo) -> None:
+    # an older restore staged d/x/y beside the file d/x: the commit recorded a tree
+    # holding x twice, which fsck then called malformed, for ever (it is in history)
+    repo.write("d/x", "file")
+    repo.ok("add", "d")
+    repo.commit("one")
+    index = index_of(repo)
+    staged = index.get(b"d/x")
+    assert staged is not None
+    index.put(b"d/x/y", staged)
+    index.save()
+    r = repo.run("fsck")
+    assert r.code == 1
+    said = "the index stages d/x both as a file and as a directory: run `dvfs add d/x`"
+    assert f"staging index: {said}" in r.out
+    repo.fail("commit", "-m", "two", fragments=(said,), code=2)
+    assert repo.json("log", "--json")[0]["message"] == "one"
+    (repo.root / "d" / "x").unlink()
+    repo.write("d/x/y", "file")
+    repo.ok("add", "d/x")
+    repo.commit("two")
+    assert repo.cat("HEAD:d/x/y") == b"file"
+    repo.fsck_clean()

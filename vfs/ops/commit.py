@@ -12,6 +12,7 @@ before the index named them).
 from __future__ import annotations
 
 import errno
+import itertools
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,7 @@ from vfs.model.codec import (
 from vfs.model.ids import hash_bytes
 from vfs.ops import merging
 from vfs.ops.status import moved_past, quiet
+from vfs.quoting import shell_word
 from vfs.repo.record import record_version, tag_free
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository
@@ -229,7 +231,18 @@ def _store_tree(
             f"the index holds {reserved_message(path)}: run `dvfs rm --cached "
             f"{show(path)}`, then commit"
         )
+    twice = next((a for a, b in itertools.pairwise(names) if a == b), None)
+    if twice is not None:  # a file and paths below it: no tree may hold the name twice
+        raise UsageError(both_message(d + b"/" + twice if d else twice))
     return put(ObjKind.TREE, encode_tree_rows(kids))[0]
+
+
+def both_message(path: bytes) -> str:
+    """What to do about an index that stages ``path`` as a file and paths below it."""
+    return (
+        f"the index stages {show(path)} both as a file and as a directory: run "
+        f"`dvfs add {shell_word(path)}` to stage what the working tree holds there"
+    )
 
 
 @dataclass

@@ -33,6 +33,7 @@ one of them back and ``dvfs add`` it.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import stat
@@ -45,7 +46,7 @@ from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, Usa
 from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
 from vfs.ops.checkout import RESTORING
-from vfs.ops.commit import index_tree_ids
+from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import salvage
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
@@ -113,6 +114,19 @@ def _walk_paths(hist: History, tree: bytes, prefix: str) -> Iterator[tuple[str, 
     for path, e in hist.walk(tree):
         if e.kind == Kind.FILE:
             yield f"{prefix}:{os.fsdecode(path)}", [c.oid for c in e.chunks]
+
+
+def _staged_twice(repo: Repository) -> bytes | None:
+    """A path the staging index stages both as a file and as a directory (``d/x`` and
+    ``d/x/y``), which no tree can hold; None if there is none (its sorted names are
+    searched: every path below ``p`` sorts from ``p/`` on)."""
+    names = repo.index().tree_columns()[0]
+    for name in names:
+        below = name + b"/"
+        j = bisect.bisect_left(names, below)
+        if j < len(names) and names[j].startswith(below):
+            return bytes(name)
+    return None
 
 
 def _check_cache_tree(repo: Repository, report: FsckReport, drop: bool) -> None:
@@ -277,7 +291,11 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         _missing_refs(repo, report, _last_recorded(repo), repair=False)
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
-        _check_cache_tree(repo, report, drop=not writing)
+        twice = _staged_twice(repo)
+        if twice is not None:  # (no tree is built from such an index: commit refuses it)
+            report.problems.append(f"staging index: {both_message(twice)}")
+        else:
+            _check_cache_tree(repo, report, drop=not writing)
         if not writing:
             report.temporaries = repo.store.remove_temporaries()
             index = repo.index()
