@@ -173,6 +173,25 @@ def test_restoring_a_directory_where_a_file_is_staged_unstages_the_file(repo: Re
     repo.fsck_clean()
 
 
+def test_checking_out_a_path_where_a_file_is_staged_replaces_the_file(repo: Repo) -> None:
+    # `dvfs checkout v1 d/x/y` over the file d/x left d/x staged beside d/x/y, as
+    # restore did (a tree holding x twice); the file is now replaced, unless changed
+    committed(repo, {"d/x/y": b"in\n", "d/k": b"k\n"}, "v1")
+    shutil.rmtree(repo.root / "d" / "x")
+    committed(repo, {"d/x": b"file\n"}, "v2")
+    repo.write("d/x", "changed\n")
+    repo.fail("checkout", "v1", "d/x/y", fragments=("uncommitted changes in d/x",))
+    assert repo.read("d/x") == b"changed\n"
+    repo.write("d/x", "file\n")
+    repo.ok("checkout", "v1", "d/x/y")
+    staged = [(c["path"], c["status"]) for c in repo.status()["staged"]]
+    assert staged == [("d/x", "removed"), ("d/x/y", "added")]
+    assert repo.status()["deleted"] == [] and repo.read("d/x/y") == b"in\n"
+    repo.commit("v3")
+    assert repo.json("ls", "-r", "--json") == repo.json("ls", "v1", "-r", "--json")
+    repo.fsck_clean()
+
+
 HINT = re.compile(r"`(dvfs [^`]+)`")
 
 

@@ -134,6 +134,10 @@ def restore_version(
         wanted = {p: e for p, e in wanted.items() if under_any(p, rels)}
         empty = [p for p in empty if under_any(p, rels)]
         scope = {p: s for p, s in index.entries.items() if under_any(p, rels)}
+        # a file tracked where the paths need a directory (d/x, for d/x/y) goes with
+        # them: the index never stages a path both as a file and as a directory
+        entries = index.entries
+        scope.update((d, entries[d]) for d in _directories(wanted, empty) if d in entries)
     else:
         scope = dict(index.entries)
     remove_temporaries_after_crash(repo, warn)
