@@ -237,6 +237,9 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status == 404 and "does not exist in v1" in body["error"]
     status, body = status_of(server, "rows", old="v1", new="v2", path="data/none.csv")
     assert status == 404 and "data/none.csv is neither in v1 nor in v2" in body["error"]  # was 400
+    # a key naming several rows is the page's request to mend, not a fault of the server
+    status, body = status_of(server, "rows", old="v1", new="v2", path="data/train.csv", key="city")
+    assert status == 400 and "--key city is not unique in data/train.csv" in body["error"]  # 500
     assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
     assert status_of(server, "versions", offset="-1")[0] == 400
