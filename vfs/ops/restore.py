@@ -108,7 +108,8 @@ def restore(
             # a file staged where the source has a directory above PATHs (d/x staged,
             # d/x/y restored): the index holds one or the other, never both
             above = {d for p in src if under_any(p, rels) for d in _folders(p)}
-            dropped += sorted(d for d in above if index.get(d) is not None)
+            listed = set(dropped)
+            dropped += sorted(d for d in above if d not in listed and index.get(d) is not None)
             if write and dropped:
                 unstaged = _unchanged(repo, index, dropped, workers, warn)
                 edited = [p for p in dropped if p not in unstaged]
