@@ -422,7 +422,12 @@ def test_a_file_against_a_directory_is_settled_path_by_path_from_below(repo: Rep
     repo.write("x", "x from main")
     repo.ok("add", "x")
     repo.commit("a file")
-    assert repo.run("merge", "other").code == 1
+    r = repo.run("merge", "other")
+    assert r.code == 1  # each side says what it holds there (it said "theirs: deleted")
+    assert "theirs: a directory" in r.out and "ours: a file at x" in r.out
+    conflicts = {c["path"]: c for c in repo.status()["merging"]["conflicts"]}
+    assert conflicts["x"]["theirs_instead"] == {"kind": "directory", "path": "x"}
+    assert conflicts["x/f"]["ours_instead"] == {"kind": "file", "path": "x"}
     repo.ok("restore", "--theirs", "x/f")
     st = repo.status()
     assert [(c["path"], c["status"]) for c in st["staged"]] == [("x", "removed"), ("x/f", "added")]

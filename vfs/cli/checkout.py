@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -19,16 +19,13 @@ from vfs.cli.options import (
     RevsThenPaths,
 )
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
-from vfs.cli.status_report import conflict_side
+from vfs.cli.status_report import conflict_side, instead_json, renamed_to
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.ops import branches, checkout, merging
 from vfs.ops.restore import restore as restore_paths
 from vfs.quoting import escape_text
 from vfs.worktree.scan import show
-
-if TYPE_CHECKING:  # (merge is imported by the merge command alone)
-    from vfs.ops.merge import MergeReport
 
 
 def checkout_json(r: checkout.CheckoutReport) -> dict[str, Any]:
@@ -267,12 +264,6 @@ def switch(
     report_checkout(r, as_json)
 
 
-def renamed_to(m: MergeReport, path: bytes, side: str) -> str | None:
-    """Where ``side`` moved a conflict's content, for ``--json`` (``merging.renamed``)."""
-    to = m.renamed.get((path, side))
-    return None if to is None else show(to)
-
-
 def one_side(ours: bool, theirs: bool) -> str | None:
     """The side ``--ours``/``--theirs`` chose (None: neither); both is an error, not the
     last one given."""
@@ -333,13 +324,16 @@ def merge_cmd(
     with workers() as w:
         m = merge.merge(repo, rev, w, side=side, message=message, warn=warn, offline=offline)
     if as_json:
+        moved = m.renamed
         emit_json(
             {"outcome": m.outcome, "version": m.label, "id": m.oid.hex(), "written": m.written,
              "deleted": m.deleted, "fetched": m.fetched,
              "conflicts": [{"path": show(c.path), "ours": merge.describe_side(c.ours),
                             "theirs": merge.describe_side(c.theirs),
-                            "ours_renamed_to": renamed_to(m, c.path, "ours"),
-                            "theirs_renamed_to": renamed_to(m, c.path, "theirs")}
+                            "ours_renamed_to": renamed_to(moved.get((c.path, "ours"))),
+                            "theirs_renamed_to": renamed_to(moved.get((c.path, "theirs"))),
+                            "ours_instead": instead_json(moved.get((c.path, "ours"))),
+                            "theirs_instead": instead_json(moved.get((c.path, "theirs")))}
                            for c in m.conflicts],
              "not_checked_out": [show(p) for p in m.not_checked_out]}
         )  # fmt: skip

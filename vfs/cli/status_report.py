@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError
+from vfs.ops import merging
 from vfs.ops import status as ops_status
 from vfs.quoting import escape_text, shell_word
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 if TYPE_CHECKING:
-    from vfs.ops import merging
     from vfs.ops.diff import Change
     from vfs.ops.grouping import Group
     from vfs.repo.gitlink import LockPointer
@@ -258,15 +258,14 @@ def merge_json(
     def side(s: tuple[int, int] | None) -> dict[str, int] | None:
         return None if s is None else {"size": s[0], "mtime_ns": s[1]}
 
-    def to(p: bytes, which: str) -> str | None:
-        return show(moved[(p, which)]) if (p, which) in moved else None
-
     return {
         "rev": m.rev, "theirs": m.theirs.hex(), "base": m.base.hex(), "message": m.message,
         "complete": m.ready,
         "conflicts": [{"path": show(c.path), "ours": side(c.ours), "theirs": side(c.theirs),
-                       "ours_renamed_to": to(c.path, "ours"),
-                       "theirs_renamed_to": to(c.path, "theirs"),
+                       "ours_renamed_to": renamed_to(moved.get((c.path, "ours"))),
+                       "theirs_renamed_to": renamed_to(moved.get((c.path, "theirs"))),
+                       "ours_instead": instead_json(moved.get((c.path, "ours"))),
+                       "theirs_instead": instead_json(moved.get((c.path, "theirs"))),
                        "resolved": c.resolved} for c in m.conflicts],
     }  # fmt: skip
 
@@ -394,11 +393,28 @@ def group_line(state: str, g: Group, changes: list[Change], at: Callable[[bytes]
     return f"{state + ':':<9} {quoted(at(g.path))}/ ({g.count:,} files, {size})"
 
 
-def conflict_side(s: tuple[int, int] | None, to: bytes | None = None) -> str:
-    """One side of a merge conflict: its size and time, or that it deleted the path
-    (renamed it ``to`` another, where its content is: ``merging.renamed``)."""
+def conflict_side(s: tuple[int, int] | None, instead: merging.Instead | None = None) -> str:
+    """One side of a merge conflict: its size and time, or that it deleted the path, or
+    what it holds instead (``merging.renamed``): renamed to another path, a directory
+    there, or a file at a directory above it."""
     from vfs.ops import browse  # only while a merge is in progress
 
-    if s is None:
-        return "deleted" if to is None else f"renamed to {quoted(to)}"
-    return f"{human(s[0])} {browse.iso_time(s[1])}"
+    if s is not None:
+        return f"{human(s[0])} {browse.iso_time(s[1])}"
+    if instead is None:
+        return "deleted"
+    if instead.kind == "directory":
+        return "a directory"
+    if instead.kind == "file":
+        return f"a file at {quoted(instead.path)}"
+    return f"renamed to {quoted(instead.path)}"
+
+
+def instead_json(instead: merging.Instead | None) -> dict[str, str] | None:
+    """What a side holds instead of a conflict's path, as ``--json`` shows it."""
+    return None if instead is None else {"kind": instead.kind, "path": show(instead.path)}
+
+
+def renamed_to(instead: merging.Instead | None) -> str | None:
+    """The path a side renamed a conflict's path to, for ``--json``."""
+    return show(instead.path) if instead is not None and instead.kind == "renamed" else None

@@ -220,7 +220,17 @@ def live(dvfs_dir: Path, refs: Refs) -> MergeState | None:
     return state
 
 
-Renames = dict[tuple[bytes, str], bytes]  # (conflict path, "ours" | "theirs") -> new path
+@dataclass(frozen=True)
+class Instead:
+    """What a side of a conflict holds instead of its path: ``renamed`` (the base's
+    content, now at ``path``), ``directory`` (files below the path) or ``file`` (a
+    file at ``path``, a directory above the conflict's path)."""
+
+    kind: str
+    path: bytes
+
+
+Renames = dict[tuple[bytes, str], Instead]  # (conflict path, "ours" | "theirs") -> instead
 
 
 def renamed(
@@ -229,13 +239,30 @@ def renamed(
     ours: Mapping[bytes, Entry],
     theirs: Mapping[bytes, Entry],
 ) -> Renames:
-    """Where a side that deleted a conflict's path now holds the base's content under
-    a path the base lacks: a rename, as far as contents tell. The merge is by path,
-    so such a conflict is "changed here, deleted there"; shown beside it, the new
-    path says where the other side's change may belong ("theirs: renamed to b")."""
+    """What a side that lacks a conflict's path holds instead, where it holds something.
+
+    The merge is by path, so a conflict where one side lacks the path reads "changed
+    here, deleted there"; but that side may have renamed it (the base's content under
+    a path the base lacks, as far as contents tell: "theirs: renamed to b", where the
+    other side's change may belong), made it a directory ("theirs: a directory"), or
+    have a file where the path needs a directory ("ours: a file at d", for ``d/x``).
+    """
     out: Renames = {}
     for side, tree in (("ours", ours), ("theirs", theirs)):
-        gone = [c.path for c in conflicts if getattr(c, side) is None and c.path in base]
+        absent = [c.path for c in conflicts if getattr(c, side) is None]
+        if not absent:
+            continue
+        dirs = _directories(tree)
+        for p in absent:
+            if p in dirs:
+                out[(p, side)] = Instead("directory", p)
+                continue
+            above = p.rpartition(b"/")[0]
+            while above and above not in tree:
+                above = above.rpartition(b"/")[0]
+            if above:
+                out[(p, side)] = Instead("file", above)
+        gone = [p for p in absent if p in base and (p, side) not in out]
         if not gone:
             continue
         new: dict[tuple[int, bytes, bytes], bytes] = {}
@@ -243,7 +270,18 @@ def renamed(
             new.setdefault(_content(tree[p]), p)
         for p in gone:
             if (hit := new.get(_content(base[p]))) is not None:
-                out[(p, side)] = hit
+                out[(p, side)] = Instead("renamed", hit)
+    return out
+
+
+def _directories(tree: Iterable[bytes]) -> set[bytes]:
+    """Every directory above the paths of ``tree``."""
+    out: set[bytes] = set()
+    for p in tree:
+        d = p.rpartition(b"/")[0]
+        while d and d not in out:
+            out.add(d)
+            d = d.rpartition(b"/")[0]
     return out
 
 
