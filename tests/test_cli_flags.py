@@ -69,6 +69,8 @@ def test_help_lists_every_command_with_its_whole_summary() -> None:
         assert (f"{name} {summary}" in flat) != cmd.hidden, name  # (`dvfs hook` is for git)
     for section in ("Start and track:", "Look at versions:", "Share:", "Mount:"):
         assert section in r.out
+    # each command under what it is for: merge, gc and du were "Other commands"
+    assert "Other commands" not in r.out
     remote = assert_ok(run(Path.cwd(), "remote", "--help", env={"COLUMNS": "60"})).out
     assert "..." not in remote.partition("Options:")[2]
     assert "Forget remote NAME (nothing on the remote is" in remote

@@ -191,8 +191,8 @@ class DvfsCommand(click.Command):
 # not named here is listed under "Other commands".
 SECTIONS = {
     "Start and track": ["init", "add", "rm", "mv", "status", "commit", "check-ignore"],
-    "Undo and move around": ["restore", "checkout", "switch", "branch", "tag"],
-    "Look at versions": ["log", "show", "diff", "ls", "cat", "ui"],
+    "Undo, branch and merge": ["restore", "checkout", "switch", "branch", "tag", "merge"],
+    "Look at versions": ["log", "show", "diff", "ls", "cat", "du", "audit", "ui"],
     "Share": ["remote", "push", "fetch", "pull", "clone", "install"],
     "Mount": ["mount", "umount", "mounts", "snapshot"],
     "Pipelines": [
@@ -206,7 +206,7 @@ SECTIONS = {
         "compare",
         "exp",
     ],
-    "Maintain": ["fsck", "cache", "completion"],
+    "Maintain": ["fsck", "gc", "store", "cache", "config", "completion"],
 }
 
 
