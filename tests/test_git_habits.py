@@ -289,6 +289,19 @@ def test_a_lock_file_that_names_no_version_is_one_clear_error_even_under_python_
     assert "does not name a version" in out.stdout, out.stderr
 
 
+def test_a_lock_file_a_git_merge_stopped_on_says_how_to_settle_it() -> None:
+    # it said "dvfs.lock is not readable YAML: restore it from git" in the middle of
+    # a git merge, where git's own checkout of one side is what settles it
+    ours, theirs = "ab" * 32, "cd" * 32
+    raw = (
+        f"<<<<<<< HEAD\n# dvfs data version\nbranch: main\nversion: v3\nid: {ours}\n"
+        f"=======\n# dvfs data version\nbranch: main\nversion: v4\nid: {theirs}\n"
+        ">>>>>>> other\n"
+    ).encode()
+    with pytest.raises(UsageError, match=r"holds git's conflict markers: .*git checkout --ours"):
+        parse_lock(raw, "dvfs.lock")
+
+
 def test_git_is_found_through_a_git_file_a_variable_and_not_where_there_is_none(
     tmp_path: Path,
 ) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,8 +296,16 @@ def parse_lock(raw: bytes, where: str) -> LockPointer:
     return ptr
 
 
+_CONFLICT = re.compile(rb"^(<{7}|={7}|>{7})( |\r?$)", re.MULTILINE)  # git's merge markers
+
+
 def _as_yaml(raw: bytes, where: str) -> LockPointer:
     """What ``raw``, a lock edited by hand, names; UsageError if nothing."""
+    if _CONFLICT.search(raw):  # a git merge stopped on it
+        raise UsageError(
+            f"{where} holds git's conflict markers: keep one side's version (`git "
+            "checkout --ours dvfs.lock` or `--theirs`), then `dvfs checkout --lock`"
+        )
     import yaml  # here: a lock edited by hand; 10 ms to import
 
     try:
