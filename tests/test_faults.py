@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import random
+import shutil
 import socket
 import stat
 import threading
@@ -756,6 +757,29 @@ def test_a_fifo_or_a_link_for_head_or_a_ref_is_refused_never_waited_on(
     assert "dvfs fsck --repair" in line
     repo.ok("fsck", "--repair", timeout=30)
     assert repo.head_id() == v1 and elsewhere.read_text() == "ref: refs/heads/main\n"
+    repo.fsck_clean()
+
+
+def test_a_folder_of_refs_that_is_a_link_is_never_followed_and_repair_mends_it(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """.dvfs/refs/heads made a link to a directory elsewhere: every branch was read from
+    there and `dvfs branch` and `commit` wrote there, outside the repository; with no
+    file there, status said "No versions yet" and fsck found nothing wrong."""
+    v1 = committed(repo, {"d/a.txt": "a"}, "one")
+    heads = repo.root / ".dvfs" / "refs" / "heads"
+    outside = tmp_path / "heads"
+    shutil.move(heads, outside)
+    heads.symlink_to(outside)
+    for args in (("status",), ("branch", "side"), ("commit", "-m", "x")):
+        assert_error(repo.run(*args), "refs/heads in", "is a symbolic link", "fsck --repair")
+    assert sorted(p.name for p in outside.iterdir()) == ["main"]  # nothing written there
+    fsck = repo.run("fsck", "--json").json()
+    assert any("refs/heads in" in p for p in fsck["problems"]), fsck
+    repaired = repo.run("fsck", "--repair", "--json").json()["repaired"]
+    assert repaired[0].startswith(f"refs/heads was a symbolic link (to {outside})"), repaired
+    assert heads.is_dir() and not heads.is_symlink() and (outside / "main").is_file()
+    assert repo.head_id() == v1  # (main's creation was the log's last entry)
     repo.fsck_clean()
 
 

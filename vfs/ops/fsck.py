@@ -48,6 +48,7 @@ from vfs.model.ids import from_hex
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import salvage
+from vfs.quoting import quote_name
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
 from vfs.repo.history import History
@@ -98,7 +99,13 @@ def _roots(repo: Repository, report: FsckReport, reported: set[str]) -> dict[str
         if "HEAD" not in reported:
             report.problems.append(str(exc))
     for kind, label in (("heads", "branch"), ("tags", "tag"), ("remotes", "remote branch")):
-        for name in repo.refs.names(kind):
+        try:
+            names = repo.refs.names(kind)
+        except FormatError as exc:  # (a folder of refs that is a link)
+            if str(exc) not in report.problems:
+                report.problems.append(str(exc))
+            continue
+        for name in names:
             try:
                 oid = repo.refs.get(f"refs/{kind}/{name}")
             except FormatError as exc:
@@ -231,8 +238,29 @@ def _mend_refs(repo: Repository, report: FsckReport, last: dict[str, audit.Entry
     return kept
 
 
+def _unlink_ref_folders(repo: Repository, report: FsckReport) -> bool:
+    """(``repair``) Make each folder of refs that is a symbolic link a directory again
+    (the link alone is removed, never what it leads to; the refs are then written back
+    from the audit log). True if there was one."""
+    found = repo.refs.linked_folders()
+    for rel in found:
+        path = repo.dir / rel
+        target = os.readlink(path)
+        path.unlink()
+        path.mkdir()
+        report.repaired.append(
+            f"{rel} was a symbolic link (to {quote_name(target)}): it is a directory again, its "
+            "refs written back as the audit log last recorded them"
+        )
+    return bool(found)
+
+
 def _missing_refs(
-    repo: Repository, report: FsckReport, last: dict[str, audit.Entry], repair: bool
+    repo: Repository,
+    report: FsckReport,
+    last: dict[str, audit.Entry],
+    repair: bool,
+    every: bool = False,
 ) -> None:
     """Branches and tags whose file is gone though the audit log's last word on them is
     a version (a file deleted by hand or lost with a disk): status would say "no
@@ -240,11 +268,13 @@ def _missing_refs(
     made, so the log's very last entry may name a change a crash cut short: a creation
     cut short leaves no file, and is no evidence (a move or a deletion cut short
     leaves the file as it was). With ``repair``, each is written back when that
-    version is stored."""
+    version is stored. ``every``: the refs' folder was emptied by repair (a link
+    replaced), so the last entry counts too."""
     final = max((e.seq for e in last.values()), default=0)
     for ref, e in sorted(last.items()):
         kind, _, name = ref.removeprefix("refs/").partition("/")
-        if kind not in ("heads", "tags") or e.new is None or (e.seq == final and e.old is None):
+        cut_short = e.seq == final and e.old is None and not every
+        if kind not in ("heads", "tags") or e.new is None or cut_short:
             continue  # (a creation cut short by a crash leaves no file: no evidence)
         try:
             if repo.refs.get(ref) is not None:
@@ -285,8 +315,9 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     if repair:
         with repo.locked():
             last = _last_recorded(repo)  # (the whole log, read once)
+            unlinked = _unlink_ref_folders(repo, report)
             kept = _mend_refs(repo, report, last)
-            _missing_refs(repo, report, last, repair=True)
+            _missing_refs(repo, report, last, repair=True, every=unlinked)
     else:
         _missing_refs(repo, report, _last_recorded(repo), repair=False)
     with repo.locked():  # a pipeline run writes without the lock: leave its files be

@@ -28,7 +28,7 @@ import fcntl
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,7 +247,50 @@ class Refs:
             or any(not p or p.startswith(".") for p in parts[2:])
         ):
             raise UsageError(f"{ref!r} is not a valid ref name")
+        self._no_linked_folder(parts[:-1])
         return self.dir / ref
+
+    def _no_linked_folder(self, parts: Sequence[str]) -> None:
+        """FormatError if a folder on the way to a ref (``refs``, ``refs/heads``,
+        ``refs/heads/feature``...) is a symbolic link: refs are never read nor written
+        through one, which could lead out of the repository."""
+        at = self.dir
+        for i, part in enumerate(parts):
+            at = at / part
+            try:
+                mode = os.lstat(at).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if stat.S_ISLNK(mode):
+                raise FormatError(
+                    f"{'/'.join(parts[: i + 1])} in {self.dir} is a symbolic link, which "
+                    "dvfs never follows: `dvfs fsck --repair` makes it a directory again "
+                    "and writes its refs back as the audit log last recorded them"
+                )
+
+    def linked_folders(self) -> list[str]:
+        """The folders of refs that are symbolic links: ``refs`` and ``refs/KIND``
+        whatever they lead to, a folder below them if it leads to a directory (a link
+        to a file is a ref's, which :func:`_read` refuses). Nothing below a link is
+        looked at."""
+        out: list[str] = []
+        stack = ["refs"]
+        while stack:
+            rel = stack.pop()
+            try:
+                mode = os.lstat(self.dir / rel).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISLNK(mode):
+                out.append(rel)
+            elif stat.S_ISDIR(mode):
+                fixed = rel.count("/") < 1  # refs/KIND comes next
+                with os.scandir(self.dir / rel) as it:
+                    for e in it:
+                        linked = e.is_symlink() and (fixed or e.is_dir(follow_symlinks=True))
+                        if linked or e.is_dir(follow_symlinks=False):
+                            stack.append(f"{rel}/{e.name}")
+        return sorted(out)
 
     def head_id(self, head: Head | None = None) -> bytes | None:
         """The version HEAD (or ``head``, as read already) names, or None on a branch
@@ -386,7 +429,9 @@ class Refs:
         return None
 
     def names(self, kind: str) -> list[str]:
-        """Sorted names of all ``heads`` or ``tags``."""
+        """Sorted names of all ``heads`` or ``tags``; FormatError if their folder is a
+        symbolic link (:meth:`_no_linked_folder`; one below it is not entered)."""
+        self._no_linked_folder(["refs", kind])
         base = self.dir / "refs" / kind
         out = []
         for dirpath, _, files in os.walk(base):
