@@ -156,6 +156,23 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
         assert not in_mount_table(other)
 
 
+def test_writable_and_read_only_together_are_refused(repo: Path, tmp_path: Path) -> None:
+    """Both flags given is a usage error, whichever comes last; one given twice is fine."""
+    home, empty = tmp_path / "home", tmp_path / "empty"
+    empty.mkdir()
+    for flags in (("--writable", "--read-only"), ("--read-only", "--writable", "--read-only")):
+        r = dvfs(tmp_path, home, "mount", str(repo), str(empty), *flags)
+        if in_mount_table(empty):
+            force_unmount(empty)
+            pytest.fail(f"mounted with {flags}")
+        assert_error(r, "--writable and --read-only are mutually exclusive", code=2)
+    with mounted(str(repo), empty, home, "--read-only", "--read-only"):
+        with pytest.raises(OSError) as err:
+            (empty / "new.txt").write_bytes(b"x")
+        assert err.value.errno == errno.EROFS
+    fsck_clean(repo)
+
+
 def test_no_fuse_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
     """With /dev/fuse hidden (in a private mount namespace), mounting says so."""
     fake = tmp_path / "not-fuse"

@@ -17,6 +17,7 @@ from vfs.cli.options import (
     DvfsCommand,
     DvfsGroup,
     FreeText,
+    OnOff,
     Seconds,
     Token,
 )
@@ -50,7 +51,7 @@ from vfs.quoting import escape_text, quote_name, shell_word
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount.")
 @click.option("--debug", is_flag=True, help="Log every fetch.")
 @click.option(
-    "--writable/--read-only", default=None,
+    "--writable/--read-only", cls=OnOff, default=None,
     help="MNT as a writable working tree (default: writable for a repository, "
     "read-only for a URL).",
 )  # fmt: skip
