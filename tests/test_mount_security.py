@@ -553,6 +553,9 @@ def test_a_working_tree_from_before_the_fix_holding_a_long_name_is_not_snapshot(
     with mounted(str(root), mnt, home, overlay="daemon"):
         got = assert_ok(dvfs(root, home, "status", str(mnt), "--json")).json()
         assert got["unversionable"] == ["d/" + "n" * 256]
+        shown = assert_ok(dvfs(root, home, "status", str(mnt))).out.splitlines()
+        heading = shown.index("  not versionable: d/" + "n" * 256) - 1
+        assert "names longer than 255 bytes" in shown[heading], shown
         line = assert_error(dvfs(root, home, "snapshot", str(mnt), "-m", "x"), "d/nnnn")
         assert "longer than 255 bytes" in line and "rename or remove it" in line, line
         os.rename(mnt / "d" / os.fsdecode(long), mnt / "d" / "keep")
