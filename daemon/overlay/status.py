@@ -147,9 +147,13 @@ class Status(Rebase):
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
-            if came_from != here and here is not None and (not kid.is_dir or kid.kids is not None):
+            if came_from != here and here is not None:
                 prior = base.get(name) if base is not None else None
-                if prior is not None and prior.kind == kid.kind:
+                if (
+                    prior is not None
+                    and prior.kind == kid.kind
+                    and self._opened(kid, trees, missing)
+                ):
                     # The base holds a node of this kind here: the node was renamed over
                     # it (``mv new old``, ``rm -r old && mv new old``: old is modified, new's
                     # old path deleted), or it is that very entry (a hard link whose first
@@ -188,6 +192,25 @@ class Status(Rebase):
             "renamed": moved,
             "unversionable": sorted(odd),
         }
+
+    def _opened(self, n: WNode, trees: Mapping[bytes, Tree], missing: set[bytes] | None) -> bool:
+        """True for a file, or a directory whose children are loaded: loaded here if
+        need be, from its tree in ``trees`` (else its id is added to ``missing``).
+
+        A directory renamed without being looked into (``mv new old`` after a remount,
+        or before any listing) is compared with the one it took the place of by its
+        children, as a directory that was listed is; compared as a whole, it showed as
+        renamed while the path it took showed as deleted.
+        """
+        if not n.is_dir or n.kids is not None:
+            return True
+        own = n.subtree()
+        if own is None or own in trees:
+            self.load(n, trees[own] if own is not None else None)
+            return True
+        if missing is not None:
+            missing.add(own)
+        return False
 
 
 def _as_copied(n: WNode) -> bool:
