@@ -173,6 +173,25 @@ def test_writable_and_read_only_together_are_refused(repo: Path, tmp_path: Path)
     fsck_clean(repo)
 
 
+def test_a_cache_directory_inside_the_mount_point_is_refused_leaving_it_empty(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A cache directory at or inside MNT (a link too) is refused before it is made:
+    made, it would leave MNT not empty, failing this mount and every later one there."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    (tmp_path / "link").symlink_to(mnt)
+    for cache in (mnt / "cache", mnt, tmp_path / "link" / "c"):
+        r = dvfs(tmp_path, home, "mount", str(repo), str(mnt), "--cache-dir", str(cache))
+        if in_mount_table(mnt):
+            force_unmount(mnt)
+        assert_error(r, "is inside the mount point", "pass a --cache-dir outside it", code=2)
+        assert list(mnt.iterdir()) == []
+    with mounted(str(repo), mnt, home, "--read-only"):
+        assert (mnt / "data" / "a.txt").read_bytes() == b"two\n"
+    fsck_clean(repo)
+
+
 def test_no_fuse_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
     """With /dev/fuse hidden (in a private mount namespace), mounting says so."""
     fake = tmp_path / "not-fuse"

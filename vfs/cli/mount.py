@@ -99,7 +99,9 @@ def mount_cmd(
     settings.check_all()  # the daemon inherits the environment: fail here, not there
     size = launch.parse_size(cache_size)
     # locked here and handed to the daemon: two mounts never take the same cache
-    chosen, lock_fd = launch.claim_cache(source, cache_dir.absolute() if cache_dir else None)
+    chosen, lock_fd = launch.claim_cache(
+        source, cache_dir.absolute() if cache_dir else None, mountpoint
+    )
     daemon_args = launch.DaemonArgs(
         source, mountpoint, chosen, size, branch, refresh, timeout, endpoint_url,
         allow_other, debug, source.kind == "repository" if writable is None else writable,
