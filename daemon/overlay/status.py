@@ -10,6 +10,8 @@ from daemon.overlay.node import PERM, WNode, differs, join
 from daemon.overlay.rebase import Rebase
 from vfs import MAX_NAME, VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
+WALKS = 4  # walks of the changed part a status may take (see Status.status)
+
 
 class Status(Rebase):
     """Pending changes, read from the changed part of the tree."""
@@ -77,9 +79,25 @@ class Status(Rebase):
         version has both; a hard link's other names are added files. A directory
         made where the base version had one is compared with that one's tree, taken
         from ``trees``; the ids of those not there are added to ``missing`` (then call
-        again with them).
+        again with them). A directory renamed away from a path that a new directory
+        took again (``mv d d2 && mkdir d``) is added under its new name, with what
+        was moved along with it renamed, as the next version holds both.
         """
-        trees = trees or {}
+        # Which paths are taken again is known once the walk is over: walk again, told
+        # the last walk's, until they agree (a second walk, where a directory is added).
+        retaken: set[bytes] = set()
+        for _ in range(WALKS):
+            out, again = self._changes(trees or {}, missing, retaken)
+            if again <= retaken:
+                break
+            retaken |= again
+        return out
+
+    def _changes(
+        self, trees: Mapping[bytes, Tree], missing: set[bytes] | None, retaken: set[bytes]
+    ) -> tuple[dict[str, list[Any]], set[bytes]]:
+        """One walk of :meth:`status`, given the base paths a new directory took again
+        (``retaken``); also returns the ones it found that renamed directories left."""
         added: list[str] = []
         modified: list[str] = []
         renamed: list[tuple[bytes, bytes, WNode]] = []
@@ -169,6 +187,16 @@ class Status(Rebase):
                     elif changed or kid.entry is None or differs(kid.entry, prior):
                         modified.append(show(p, kid))
                     continue
+            if (
+                kid.is_dir
+                and came_from != here
+                and came_from in retaken
+                and self._opened(kid, trees, missing)
+            ):  # renamed away from a path a new directory took: a new directory too
+                if not in_added:
+                    added.append(show(p, kid))
+                enter(kid, p, None, None, True)
+                continue
             seen.add(came_from)
             if came_from != here:
                 renamed.append((came_from, p, kid))
@@ -178,6 +206,7 @@ class Status(Rebase):
             elif changed:
                 modified.append(show(p, kid))
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
+        left = {old for old, _, kid in renamed if kid.is_dir and old in taken}
         moved: list[list[str]] = []
         for old, new, kid in renamed:
             if kid.is_dir or old not in taken:
@@ -191,7 +220,7 @@ class Status(Rebase):
             "deleted": _outermost(deleted),
             "renamed": moved,
             "unversionable": sorted(odd),
-        }
+        }, left
 
     def _opened(self, n: WNode, trees: Mapping[bytes, Tree], missing: set[bytes] | None) -> bool:
         """True for a file, or a directory whose children are loaded: loaded here if
