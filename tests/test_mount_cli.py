@@ -192,6 +192,29 @@ def test_a_cache_directory_inside_the_mount_point_is_refused_leaving_it_empty(
     fsck_clean(repo)
 
 
+def test_a_mount_of_a_repository_on_a_full_disk_says_so(small_disk: Path, tmp_path: Path) -> None:
+    """The daemon pins the versions it shows (a file in .dvfs/pins): on a full disk that
+    is one line saying the disk is full, not an internal error."""
+    root, home, mnt = small_disk / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"one\n")
+    commit(repo, "one")
+    mnt.mkdir()
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * (1 << 16))
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--read-only")
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    line = assert_error(r, "the disk is full", "free some space", code=1)
+    assert "internal error" not in line, line
+    filler.unlink()
+    with mounted(str(root), mnt, home, "--read-only"):
+        assert (mnt / "data" / "a.txt").read_bytes() == b"one\n"
+    fsck_clean(root)
+
+
 def test_no_fuse_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
     """With /dev/fuse hidden (in a private mount namespace), mounting says so."""
     fake = tmp_path / "not-fuse"

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex
-from vfs.store.durable import TMP_PREFIX
+from vfs.store.durable import TMP_PREFIX, storage_error
 
 PINS_DIR = "pins"
 MAX_PIN = 1 << 20
@@ -88,20 +88,24 @@ _held: dict[Path, int] = {}
 
 
 def take(dvfs_dir: Path, versions: Iterable[bytes] = (), *, writing: bool = False) -> Path:
-    """Take a pin that lasts until :func:`release` or the end of this process."""
+    """Take a pin that lasts until :func:`release` or the end of this process
+    (StorageFull if the disk is full)."""
     d = dvfs_dir / PINS_DIR
-    d.mkdir(exist_ok=True)
-    name = f"{os.getpid()}-{os.urandom(8).hex()}"
-    tmp = d / f"{TMP_PREFIX}{name}"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, _encode(time.time_ns(), writing, versions))
-        os.rename(tmp, d / name)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
+        d.mkdir(exist_ok=True)
+        name = f"{os.getpid()}-{os.urandom(8).hex()}"
+        tmp = d / f"{TMP_PREFIX}{name}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, _encode(time.time_ns(), writing, versions))
+            os.rename(tmp, d / name)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise storage_error(exc, f"a pin of the versions in use in {d}") from exc
     _held[d / name] = fd
     return d / name
 
