@@ -79,6 +79,7 @@ from vfs import (
     identity,
     is_mounted,
     private_dir,
+    quote_name,
     remove_record,
     resolve_source,
     runtime_dir,
@@ -432,7 +433,15 @@ def work_dir(source: Source, where: MountSource, cache_dir: Path) -> Path:
     """
     name = work_dir_name(source.branch)
     if not isinstance(source, RemoteSource):
-        return source.repo.dir / "worktrees" / name
+        top = source.repo.dir / "worktrees"
+        for p in (top, top / name):  # (the repository may come from anyone: no link out)
+            if p.is_symlink():
+                raise MountError(
+                    f"{quote_name(str(p))} is a symbolic link, and a mount's working tree "
+                    "is kept inside the repository: dvfs follows no link out of it; "
+                    "remove the link, then mount again"
+                )
+        return top / name
     work = work_root(where) / name
     legacy = cache_dir / "work" / name
     if legacy.is_dir() and not work.exists():

@@ -562,3 +562,38 @@ def test_a_working_tree_from_before_the_fix_holding_a_long_name_is_not_snapshot(
         assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "kept"))
         assert (mnt / ".versions" / "v2" / "d" / "keep").read_bytes() == b"kept\n"
     fsck_clean(root)
+
+
+@pytest.mark.parametrize("linked", ["worktrees/main", "worktrees"])
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_working_tree_linked_out_of_the_repository_is_refused(
+    tmp_path: Path, linked: str, overlay: str
+) -> None:
+    """``.dvfs/worktrees/main`` (or ``worktrees``) a link to a directory elsewhere: the
+    mount made its journal and data there, and its first snapshot emptied that
+    directory's data/. It is refused, and nothing there is touched."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    victim = tmp_path / "victim"
+    (victim / "main" / "data").mkdir(parents=True)
+    (victim / "main" / "data" / "important.txt").write_bytes(b"precious\n")
+    os.chmod(victim / "main", 0o755)
+    where = root / ".dvfs" / linked
+    where.parent.mkdir(exist_ok=True)
+    where.symlink_to(victim / "main" if linked.endswith("main") else victim)
+    mnt.mkdir()
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--overlay", overlay)
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    assert_error(r, f"{where} is a symbolic link", "remove the link", code=1)
+    assert sorted(os.listdir(victim / "main")) == ["data"]
+    assert (victim / "main" / "data" / "important.txt").read_bytes() == b"precious\n"
+    assert stat.S_IMODE(os.stat(victim / "main").st_mode) == 0o755
+    where.unlink()
+    with mounted(str(root), mnt, home, overlay=overlay):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "two"))
+    assert (victim / "main" / "data" / "important.txt").read_bytes() == b"precious\n"
+    fsck_clean(root)
