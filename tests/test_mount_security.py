@@ -597,3 +597,36 @@ def test_a_working_tree_linked_out_of_the_repository_is_refused(
         assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "two"))
     assert (victim / "main" / "data" / "important.txt").read_bytes() == b"precious\n"
     fsck_clean(root)
+
+
+def test_pins_linked_out_of_the_repository_are_never_cleaned_there(tmp_path: Path) -> None:
+    """``.dvfs/pins`` (where a mount pins the versions it shows) a link to a directory
+    elsewhere: `dvfs gc` removed every file there that no process had locked, as stale
+    pins. Such a link is refused, and in a real pins directory only pins are removed."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.txt").write_bytes(b"years of work\n")
+    pins = root / ".dvfs" / "pins"
+    shutil.rmtree(pins, ignore_errors=True)
+    pins.symlink_to(docs)
+    assert_error(dvfs(root, home, "gc"), f"{pins} is a symbolic link", code=1)
+    mnt.mkdir()
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--read-only")
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    assert_error(r, f"{pins} is a symbolic link", code=1)
+    assert os.listdir(docs) == ["thesis.txt"]
+    pins.unlink()
+    pins.mkdir()
+    (pins / "notes.txt").write_bytes(b"not a pin\n")
+    stale = pins / f"{2**22 + 1}-{'0' * 16}"  # a pin whose process is gone
+    stale.write_bytes(b"dvfs pin 1\nsince 0\nwriting 0\n")
+    assert_ok(dvfs(root, home, "gc"))
+    assert os.listdir(pins) == ["notes.txt"]
+    with mounted(str(root), mnt, home, "--read-only"):
+        assert (mnt / "d" / "a").read_bytes() == b"a\n"
+    fsck_clean(root)
