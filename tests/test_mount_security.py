@@ -630,3 +630,37 @@ def test_pins_linked_out_of_the_repository_are_never_cleaned_there(tmp_path: Pat
     with mounted(str(root), mnt, home, "--read-only"):
         assert (mnt / "d" / "a").read_bytes() == b"a\n"
     fsck_clean(root)
+
+
+@pytest.mark.parametrize(
+    ("name", "overlay"),
+    [("upper", "kernel"), ("scratch", "kernel"), ("data", "daemon"), ("journal.1", "daemon")],
+)
+def test_a_link_inside_a_working_tree_is_refused(tmp_path: Path, name: str, overlay: str) -> None:
+    """A work directory holding a link (its upper layer, the kernel's scratch directory,
+    the data or the journal elsewhere): the mount wrote there, and overlayfs empties a
+    scratch directory. It is refused, and nothing where the link points is touched."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    victim = tmp_path / "victim"
+    (victim / "work").mkdir(parents=True)
+    (victim / "work" / "keep.txt").write_bytes(b"precious\n")
+    (victim / "keep.txt").write_bytes(b"precious\n")
+    work = root / ".dvfs" / "worktrees" / "main"
+    work.mkdir(parents=True)
+    (work / name).symlink_to(victim / "keep.txt" if name.startswith("journal") else victim)
+    mnt.mkdir()
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--overlay", overlay)
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    assert_error(r, "holds the symbolic link", name, "remove it", code=1)
+    assert sorted(os.listdir(victim)) == ["keep.txt", "work"]
+    assert os.listdir(victim / "work") == ["keep.txt"]
+    assert (victim / "keep.txt").read_bytes() == b"precious\n"
+    (work / name).unlink()
+    with mounted(str(root), mnt, home, overlay=overlay):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "two"))
+    fsck_clean(root)
