@@ -664,3 +664,30 @@ def test_a_link_inside_a_working_tree_is_refused(tmp_path: Path, name: str, over
         (mnt / "d" / "b").write_bytes(b"b\n")
         assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "two"))
     fsck_clean(root)
+
+
+@pytest.mark.parametrize("linked", ["changes", "changes/ab"])
+def test_gc_deletes_nothing_through_a_link_in_the_changes_records(
+    tmp_path: Path, linked: str
+) -> None:
+    """``.dvfs/changes`` (what a mount's .versions/meta and `dvfs show` read) or one of its
+    shards a link to a directory elsewhere: `dvfs gc` deleted every file there as a
+    stale record. Nothing is deleted through the link."""
+    root, home = tmp_path / "repo", tmp_path / "home"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    docs = tmp_path / "docs"
+    (docs / "notes").mkdir(parents=True)
+    (docs / "thesis.txt").write_bytes(b"years of work\n")
+    (docs / "notes" / "n.txt").write_bytes(b"notes\n")
+    where = root / ".dvfs" / linked
+    where.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(where, ignore_errors=True)
+    where.symlink_to(docs)
+    assert_ok(dvfs(root, home, "gc"))
+    assert sorted(os.listdir(docs)) == ["notes", "thesis.txt"]
+    assert os.listdir(docs / "notes") == ["n.txt"]
+    where.unlink()
+    assert_ok(dvfs(root, home, "show"))
+    fsck_clean(root)
