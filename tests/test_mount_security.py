@@ -49,6 +49,7 @@ from vfs import ChunkRef, Entry, Kind
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
 from vfs.mount import mounts
+from vfs.ops.gc import COPY_SUFFIX
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
@@ -690,4 +691,23 @@ def test_gc_deletes_nothing_through_a_link_in_the_changes_records(
     assert os.listdir(docs / "notes") == ["n.txt"]
     where.unlink()
     assert_ok(dvfs(root, home, "show"))
+    fsck_clean(root)
+
+
+def test_gc_deletes_nothing_through_a_linked_row_cache(tmp_path: Path) -> None:
+    """``.dvfs/rowcache`` a link to a directory elsewhere: `dvfs gc` deleted the files
+    there that looked like its whole-file copies. Nothing is deleted through the link."""
+    root, home = tmp_path / "repo", tmp_path / "home"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    names = [f"f{i}{COPY_SUFFIX}" for i in range(3)] + ["thesis.txt"]
+    for name in names:
+        (docs / name).write_bytes(b"kept\n")
+    (root / ".dvfs" / "rowcache").symlink_to(docs)
+    assert_ok(dvfs(root, home, "gc"))
+    assert sorted(os.listdir(docs)) == sorted(names)
+    (root / ".dvfs" / "rowcache").unlink()
     fsck_clean(root)
