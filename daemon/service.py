@@ -383,7 +383,8 @@ def choose_overlay(asked: str, work: Path) -> str:
     (its lock is held).
     """
     why = kernel_usable()
-    kernel_dirty = Layers.exists(work) and any((work / UPPER).iterdir())
+    upper = work / UPPER  # (removed by hand: nothing changed; Layers makes it again)
+    kernel_dirty = Layers.exists(work) and upper.is_dir() and any(upper.iterdir())
     daemon_dirty = (work / "state").exists() and _daemon_changes(work)
     if asked == "kernel" and why is not None:
         raise MountError(f"--overlay kernel: {why}; mount with --overlay daemon")

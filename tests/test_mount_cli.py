@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -213,6 +214,24 @@ def test_a_mount_of_a_repository_on_a_full_disk_says_so(small_disk: Path, tmp_pa
     with mounted(str(root), mnt, home, "--read-only"):
         assert (mnt / "data" / "a.txt").read_bytes() == b"one\n"
     fsck_clean(root)
+
+
+def test_a_kernel_working_tree_whose_upper_layer_was_removed_mounts(
+    repo: Path, tmp_path: Path
+) -> None:
+    """``rm -r .dvfs/worktrees/main/upper`` (changes thrown away by hand) failed the next
+    mount with an internal error; it mounts, over the branch, with nothing changed."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay="kernel"):
+        (mnt / "data" / "kept.txt").write_bytes(b"kept\n")
+        assert_ok(dvfs(repo, home, "snapshot", str(mnt), "-m", "three"))
+        (mnt / "data" / "thrown.txt").write_bytes(b"thrown away\n")
+    shutil.rmtree(repo / ".dvfs" / "worktrees" / "main" / "upper")
+    with mounted(str(repo), mnt, home):
+        assert sorted(os.listdir(mnt / "data")) == ["a.txt", "kept.txt"]
+        got = assert_ok(dvfs(repo, home, "status", str(mnt), "--json")).json()
+        assert (got["added"], got["modified"], got["deleted"]) == ([], [], [])
+    fsck_clean(repo)
 
 
 def test_no_fuse_is_one_clear_line(repo: Path, tmp_path: Path) -> None:
