@@ -79,6 +79,7 @@ from vfs import (
     identity,
     is_mounted,
     private_dir,
+    quote_name,
     remove_record,
     resolve_source,
     runtime_dir,
@@ -382,7 +383,8 @@ def choose_overlay(asked: str, work: Path) -> str:
     (its lock is held).
     """
     why = kernel_usable()
-    kernel_dirty = Layers.exists(work) and any((work / UPPER).iterdir())
+    upper = work / UPPER  # (removed by hand: nothing changed; Layers makes it again)
+    kernel_dirty = Layers.exists(work) and upper.is_dir() and any(upper.iterdir())
     daemon_dirty = (work / "state").exists() and _daemon_changes(work)
     if asked == "kernel" and why is not None:
         raise MountError(f"--overlay kernel: {why}; mount with --overlay daemon")
@@ -432,7 +434,15 @@ def work_dir(source: Source, where: MountSource, cache_dir: Path) -> Path:
     """
     name = work_dir_name(source.branch)
     if not isinstance(source, RemoteSource):
-        return source.repo.dir / "worktrees" / name
+        top = source.repo.dir / "worktrees"
+        for p in (top, top / name):  # (the repository may come from anyone: no link out)
+            if p.is_symlink():
+                raise MountError(
+                    f"{quote_name(str(p))} is a symbolic link, and a mount's working tree "
+                    "is kept inside the repository: dvfs follows no link out of it; "
+                    "remove the link, then mount again"
+                )
+        return top / name
     work = work_root(where) / name
     legacy = cache_dir / "work" / name
     if legacy.is_dir() and not work.exists():

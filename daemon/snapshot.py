@@ -18,7 +18,9 @@ In order:
    version and moves the remote's branch with a conditional write.
 4. The overlay becomes clean over the new version (its state is written before any
    upper file is removed), the gate reopens and the catalog is rebuilt, so
-   ``.versions/vN`` is there when the command returns. After ``--branch NEW`` the
+   ``.versions/vN`` is there when the command returns (if that fails, a full disk
+   say, the answer is still the version, with a warning that ``.versions`` shows it
+   later). After ``--branch NEW`` the
    mount serves NEW, and its work directory is renamed to NEW's, so that changes
    made from then on are found by the next mount of NEW.
 
@@ -240,8 +242,16 @@ class Snapshots(abc.ABC):
                 self._move_to(self._work_of(rec.branch))
                 self.source.branch = rec.branch
                 self.on_branch(rec.branch)
-        catalog = await trio.to_thread.run_sync(self.source.catalog)
-        await self.fs.set_catalog(catalog)
+        try:
+            catalog = await trio.to_thread.run_sync(self.source.catalog)
+        except Exception as exc:  # the version is recorded: the answer must say so
+            log.warning("v%d is recorded, but the catalog was not rebuilt: %s", rec.number, exc)
+            rec.warnings.append(
+                f"v{rec.number} is recorded, but MNT/.versions does not show it yet ({exc}); "
+                "it will after the next refresh, or the next mount"
+            )
+        else:
+            await self.fs.set_catalog(catalog)
         rec.seconds = time.perf_counter() - started
         return {
             "version": f"v{rec.number}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -154,6 +155,83 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
             f"is in use by the mount at {tmp_path / 'busy'}", "pass another --cache-dir", code=1,
         )  # fmt: skip
         assert not in_mount_table(other)
+
+
+def test_writable_and_read_only_together_are_refused(repo: Path, tmp_path: Path) -> None:
+    """Both flags given is a usage error, whichever comes last; one given twice is fine."""
+    home, empty = tmp_path / "home", tmp_path / "empty"
+    empty.mkdir()
+    for flags in (("--writable", "--read-only"), ("--read-only", "--writable", "--read-only")):
+        r = dvfs(tmp_path, home, "mount", str(repo), str(empty), *flags)
+        if in_mount_table(empty):
+            force_unmount(empty)
+            pytest.fail(f"mounted with {flags}")
+        assert_error(r, "--writable and --read-only are mutually exclusive", code=2)
+    with mounted(str(repo), empty, home, "--read-only", "--read-only"):
+        with pytest.raises(OSError) as err:
+            (empty / "new.txt").write_bytes(b"x")
+        assert err.value.errno == errno.EROFS
+    fsck_clean(repo)
+
+
+def test_a_cache_directory_inside_the_mount_point_is_refused_leaving_it_empty(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A cache directory at or inside MNT (a link too) is refused before it is made:
+    made, it would leave MNT not empty, failing this mount and every later one there."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    (tmp_path / "link").symlink_to(mnt)
+    for cache in (mnt / "cache", mnt, tmp_path / "link" / "c"):
+        r = dvfs(tmp_path, home, "mount", str(repo), str(mnt), "--cache-dir", str(cache))
+        if in_mount_table(mnt):
+            force_unmount(mnt)
+        assert_error(r, "is inside the mount point", "pass a --cache-dir outside it", code=2)
+        assert list(mnt.iterdir()) == []
+    with mounted(str(repo), mnt, home, "--read-only"):
+        assert (mnt / "data" / "a.txt").read_bytes() == b"two\n"
+    fsck_clean(repo)
+
+
+def test_a_mount_of_a_repository_on_a_full_disk_says_so(small_disk: Path, tmp_path: Path) -> None:
+    """The daemon pins the versions it shows (a file in .dvfs/pins): on a full disk that
+    is one line saying the disk is full, not an internal error."""
+    root, home, mnt = small_disk / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "data/a.txt", b"one\n")
+    commit(repo, "one")
+    mnt.mkdir()
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * (1 << 16))
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--read-only")
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    line = assert_error(r, "the disk is full", "free some space", code=1)
+    assert "internal error" not in line, line
+    filler.unlink()
+    with mounted(str(root), mnt, home, "--read-only"):
+        assert (mnt / "data" / "a.txt").read_bytes() == b"one\n"
+    fsck_clean(root)
+
+
+def test_a_kernel_working_tree_whose_upper_layer_was_removed_mounts(
+    repo: Path, tmp_path: Path
+) -> None:
+    """``rm -r .dvfs/worktrees/main/upper`` (changes thrown away by hand) failed the next
+    mount with an internal error; it mounts, over the branch, with nothing changed."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay="kernel"):
+        (mnt / "data" / "kept.txt").write_bytes(b"kept\n")
+        assert_ok(dvfs(repo, home, "snapshot", str(mnt), "-m", "three"))
+        (mnt / "data" / "thrown.txt").write_bytes(b"thrown away\n")
+    shutil.rmtree(repo / ".dvfs" / "worktrees" / "main" / "upper")
+    with mounted(str(repo), mnt, home):
+        assert sorted(os.listdir(mnt / "data")) == ["a.txt", "kept.txt"]
+        got = assert_ok(dvfs(repo, home, "status", str(mnt), "--json")).json()
+        assert (got["added"], got["modified"], got["deleted"]) == ([], [], [])
+    fsck_clean(repo)
 
 
 def test_no_fuse_is_one_clear_line(repo: Path, tmp_path: Path) -> None:

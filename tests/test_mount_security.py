@@ -49,6 +49,7 @@ from vfs import ChunkRef, Entry, Kind
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
 from vfs.mount import mounts
+from vfs.ops.gc import COPY_SUFFIX
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
@@ -553,9 +554,160 @@ def test_a_working_tree_from_before_the_fix_holding_a_long_name_is_not_snapshot(
     with mounted(str(root), mnt, home, overlay="daemon"):
         got = assert_ok(dvfs(root, home, "status", str(mnt), "--json")).json()
         assert got["unversionable"] == ["d/" + "n" * 256]
+        shown = assert_ok(dvfs(root, home, "status", str(mnt))).out.splitlines()
+        heading = shown.index("  not versionable: d/" + "n" * 256) - 1
+        assert "names longer than 255 bytes" in shown[heading], shown
         line = assert_error(dvfs(root, home, "snapshot", str(mnt), "-m", "x"), "d/nnnn")
         assert "longer than 255 bytes" in line and "rename or remove it" in line, line
         os.rename(mnt / "d" / os.fsdecode(long), mnt / "d" / "keep")
         assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "kept"))
         assert (mnt / ".versions" / "v2" / "d" / "keep").read_bytes() == b"kept\n"
+    fsck_clean(root)
+
+
+@pytest.mark.parametrize("linked", ["worktrees/main", "worktrees"])
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_working_tree_linked_out_of_the_repository_is_refused(
+    tmp_path: Path, linked: str, overlay: str
+) -> None:
+    """``.dvfs/worktrees/main`` (or ``worktrees``) a link to a directory elsewhere: the
+    mount made its journal and data there, and its first snapshot emptied that
+    directory's data/. It is refused, and nothing there is touched."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    victim = tmp_path / "victim"
+    (victim / "main" / "data").mkdir(parents=True)
+    (victim / "main" / "data" / "important.txt").write_bytes(b"precious\n")
+    os.chmod(victim / "main", 0o755)
+    where = root / ".dvfs" / linked
+    where.parent.mkdir(exist_ok=True)
+    where.symlink_to(victim / "main" if linked.endswith("main") else victim)
+    mnt.mkdir()
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--overlay", overlay)
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    assert_error(r, f"{where} is a symbolic link", "remove the link", code=1)
+    assert sorted(os.listdir(victim / "main")) == ["data"]
+    assert (victim / "main" / "data" / "important.txt").read_bytes() == b"precious\n"
+    assert stat.S_IMODE(os.stat(victim / "main").st_mode) == 0o755
+    where.unlink()
+    with mounted(str(root), mnt, home, overlay=overlay):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "two"))
+    assert (victim / "main" / "data" / "important.txt").read_bytes() == b"precious\n"
+    fsck_clean(root)
+
+
+def test_pins_linked_out_of_the_repository_are_never_cleaned_there(tmp_path: Path) -> None:
+    """``.dvfs/pins`` (where a mount pins the versions it shows) a link to a directory
+    elsewhere: `dvfs gc` removed every file there that no process had locked, as stale
+    pins. Such a link is refused, and in a real pins directory only pins are removed."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.txt").write_bytes(b"years of work\n")
+    pins = root / ".dvfs" / "pins"
+    shutil.rmtree(pins, ignore_errors=True)
+    pins.symlink_to(docs)
+    assert_error(dvfs(root, home, "gc"), f"{pins} is a symbolic link", code=1)
+    mnt.mkdir()
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--read-only")
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    assert_error(r, f"{pins} is a symbolic link", code=1)
+    assert os.listdir(docs) == ["thesis.txt"]
+    pins.unlink()
+    pins.mkdir()
+    (pins / "notes.txt").write_bytes(b"not a pin\n")
+    stale = pins / f"{2**22 + 1}-{'0' * 16}"  # a pin whose process is gone
+    stale.write_bytes(b"dvfs pin 1\nsince 0\nwriting 0\n")
+    assert_ok(dvfs(root, home, "gc"))
+    assert os.listdir(pins) == ["notes.txt"]
+    with mounted(str(root), mnt, home, "--read-only"):
+        assert (mnt / "d" / "a").read_bytes() == b"a\n"
+    fsck_clean(root)
+
+
+@pytest.mark.parametrize(
+    ("name", "overlay"),
+    [("upper", "kernel"), ("scratch", "kernel"), ("data", "daemon"), ("journal.1", "daemon")],
+)
+def test_a_link_inside_a_working_tree_is_refused(tmp_path: Path, name: str, overlay: str) -> None:
+    """A work directory holding a link (its upper layer, the kernel's scratch directory,
+    the data or the journal elsewhere): the mount wrote there, and overlayfs empties a
+    scratch directory. It is refused, and nothing where the link points is touched."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    victim = tmp_path / "victim"
+    (victim / "work").mkdir(parents=True)
+    (victim / "work" / "keep.txt").write_bytes(b"precious\n")
+    (victim / "keep.txt").write_bytes(b"precious\n")
+    work = root / ".dvfs" / "worktrees" / "main"
+    work.mkdir(parents=True)
+    (work / name).symlink_to(victim / "keep.txt" if name.startswith("journal") else victim)
+    mnt.mkdir()
+    r = dvfs(tmp_path, home, "mount", str(root), str(mnt), "--overlay", overlay)
+    if in_mount_table(mnt):
+        force_unmount(mnt)
+    assert_error(r, "holds the symbolic link", name, "remove it", code=1)
+    assert sorted(os.listdir(victim)) == ["keep.txt", "work"]
+    assert os.listdir(victim / "work") == ["keep.txt"]
+    assert (victim / "keep.txt").read_bytes() == b"precious\n"
+    (work / name).unlink()
+    with mounted(str(root), mnt, home, overlay=overlay):
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "two"))
+    fsck_clean(root)
+
+
+@pytest.mark.parametrize("linked", ["changes", "changes/ab"])
+def test_gc_deletes_nothing_through_a_link_in_the_changes_records(
+    tmp_path: Path, linked: str
+) -> None:
+    """``.dvfs/changes`` (what a mount's .versions/meta and `dvfs show` read) or one of its
+    shards a link to a directory elsewhere: `dvfs gc` deleted every file there as a
+    stale record. Nothing is deleted through the link."""
+    root, home = tmp_path / "repo", tmp_path / "home"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    docs = tmp_path / "docs"
+    (docs / "notes").mkdir(parents=True)
+    (docs / "thesis.txt").write_bytes(b"years of work\n")
+    (docs / "notes" / "n.txt").write_bytes(b"notes\n")
+    where = root / ".dvfs" / linked
+    where.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(where, ignore_errors=True)
+    where.symlink_to(docs)
+    assert_ok(dvfs(root, home, "gc"))
+    assert sorted(os.listdir(docs)) == ["notes", "thesis.txt"]
+    assert os.listdir(docs / "notes") == ["n.txt"]
+    where.unlink()
+    assert_ok(dvfs(root, home, "show"))
+    fsck_clean(root)
+
+
+def test_gc_deletes_nothing_through_a_linked_row_cache(tmp_path: Path) -> None:
+    """``.dvfs/rowcache`` a link to a directory elsewhere: `dvfs gc` deleted the files
+    there that looked like its whole-file copies. Nothing is deleted through the link."""
+    root, home = tmp_path / "repo", tmp_path / "home"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    names = [f"f{i}{COPY_SUFFIX}" for i in range(3)] + ["thesis.txt"]
+    for name in names:
+        (docs / name).write_bytes(b"kept\n")
+    (root / ".dvfs" / "rowcache").symlink_to(docs)
+    assert_ok(dvfs(root, home, "gc"))
+    assert sorted(os.listdir(docs)) == sorted(names)
+    (root / ".dvfs" / "rowcache").unlink()
     fsck_clean(root)

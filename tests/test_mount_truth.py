@@ -174,6 +174,70 @@ def test_status_after_a_directory_is_replaced_by_another(
     fsck_clean(repo)
 
 
+def test_status_of_a_directory_never_listed_that_replaced_another(
+    repo: Path, tmp_path: Path
+) -> None:
+    """After a remount the daemon has not loaded the directory moved over another (nor
+    its subdirectory): it is still compared with the one it replaced, file by file,
+    never shown renamed while the path it took shows deleted."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    for path, data in (
+        ("d/old/f1", b"1\n"), ("d/old/f2", b"2\n"), ("d/old/s/x", b"x\n"),
+        ("d/new/f1", b"one\n"), ("d/new/s/x", b"x\n"), ("d/new/s/y", b"y\n"),
+    ):  # fmt: skip
+        write(repo, path, data)
+    assert_ok(dvfs(repo, home, "add", "d"))
+    assert_ok(dvfs(repo, home, "commit", "-m", "two directories"))
+    with mounted(str(repo), mnt, home, overlay="daemon"):
+        shutil.rmtree(mnt / "d" / "old")
+        os.rename(mnt / "d" / "new", mnt / "d" / "old")
+    want = {
+        "added": [],
+        "modified": ["d/old/f1"],
+        "deleted": ["d/new/", "d/old/f2"],
+        "renamed": [["d/new/s/y", "d/old/s/y"]],
+    }
+    with mounted(str(repo), mnt, home, overlay="daemon"):
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "replaced"))
+        assert changes(repo, home) == [
+            ("modified", "d/old/f1"),
+            ("removed", "d/new/f1"),
+            ("removed", "d/new/s/x"),
+            ("removed", "d/old/f2"),
+            ("renamed", "d/old/s/y"),
+        ]
+    fsck_clean(repo)
+
+
+def test_status_of_a_directory_renamed_away_from_a_path_a_new_one_took(
+    repo: Path, tmp_path: Path
+) -> None:
+    """``mv d d2 && mkdir d && mv d2/old d/old``: d2 is a new directory holding what was
+    moved along (d/a, d/new), and d/old stays where it was: d/ is not shown renamed to
+    d2/, as if d/old had gone with it."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    for path, data in (("d/old/f", b"1\n"), ("d/new/f", b"2\n")):
+        write(repo, path, data)
+    assert_ok(dvfs(repo, home, "add", "d"))
+    assert_ok(dvfs(repo, home, "commit", "-m", "two directories"))
+    with mounted(str(repo), mnt, home, overlay="daemon"):
+        os.rename(mnt / "d", mnt / "d2")
+        (mnt / "d").mkdir()
+        os.rename(mnt / "d2" / "old", mnt / "d" / "old")
+        want = {
+            "added": ["d2/"],
+            "modified": [],
+            "deleted": [],
+            "renamed": [["d/a", "d2/a"], ["d/new/", "d2/new/"]],
+        }
+        assert status(mnt, home) == want
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "moved"))
+        assert changes(repo, home) == [("renamed", "d2/a"), ("renamed", "d2/new/f")]
+        assert status(mnt, home) == {"added": [], "modified": [], "deleted": [], "renamed": []}
+    fsck_clean(repo)
+
+
 def nest(top: Path, levels: int) -> int:
     """Make ``levels`` directories ``d`` one in another below ``top`` (by descriptor:
     the path would pass PATH_MAX) and a file ``f`` in the last; returns how many

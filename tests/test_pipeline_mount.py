@@ -81,3 +81,25 @@ def test_an_output_an_ignore_rule_matches_runs_in_a_mount_whose_snapshot_records
         assert [s["stage"] for s in shown["pipeline"]] == ["s"]
     assert assert_ok(dvfs(repo.root, home, "cat", "HEAD:out.log")).out == "made\n"
     fsck_clean(repo.root)
+
+
+def test_an_output_directory_holding_ignored_files_keeps_its_lineage_in_a_mount(
+    tmp_path: Path,
+) -> None:
+    """An output directory's content id covers the files ignore rules match, as the
+    mount's snapshot records them: the run is recorded in the version, with no warning,
+    and so is a directory a rule keeps out whole."""
+    repo = Repository.init(tmp_path / "repo")
+    write(repo.root, ".dvfsignore", b"*.log\nscratch/\n")
+    commit(repo, "rules", top=".dvfsignore")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    make = "mkdir out scratch && echo a > out/a && echo l > out/run.log && echo s > scratch/s"
+    with mounted(str(repo.root), mnt, home, overlay="daemon"):
+        assert_ok(dvfs(mnt, home, "run", "-n", "s", "-o", "out", "-o", "scratch", "--", make))
+        r = assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "ran"))
+        assert "lineage is not recorded" not in r.err, r.err
+        assert "Stage s is fresh" in assert_ok(dvfs(mnt, home, "repro")).out
+    shown = assert_ok(dvfs(repo.root, home, "show", "--format", "json")).json()
+    assert [s["stage"] for s in shown["pipeline"]] == ["s"]
+    assert assert_ok(dvfs(repo.root, home, "cat", "HEAD:out/run.log")).out == "l\n"
+    fsck_clean(repo.root)

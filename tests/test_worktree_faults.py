@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -497,6 +498,32 @@ def test_a_snapshot_after_the_branch_moved_is_refused(repo: Path, tmp_path: Path
         assert listing_of(mnt) == listing_of(mnt / ".versions" / "v2")
         assert (mnt / "data" / "cli.txt").exists()
         assert pending(mnt, home) == NO_CHANGES
+    fsck_clean(repo)
+
+
+def test_a_snapshot_recorded_says_so_when_versions_cannot_be_rebuilt(
+    repo: Path, tmp_path: Path
+) -> None:
+    """After the branch moved, the daemon pins the new version before it shows it in
+    .versions; that failing (a full disk, here a file where .dvfs/pins should be) must
+    not make the recorded snapshot read as failed: it succeeds with a warning."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    pins = repo / ".dvfs" / "pins"
+    with mounted(str(repo), mnt, home) as m:
+        (mnt / "data" / "more.txt").write_bytes(b"more\n")
+        shutil.rmtree(pins)
+        pins.write_bytes(b"")
+        r = assert_ok(snapshot(mnt, home, "-m", "kept"))
+        got = r.json()
+        assert got["version"] == "v2" and bytes.fromhex(got["id"]) == head(repo)
+        assert any("v2 is recorded" in w for w in got["warnings"]), got
+        assert pending(mnt, home) == NO_CHANGES
+        assert m.proc.poll() is None
+        pins.unlink()
+    log = assert_ok(dvfs(repo, home, "log", "--json")).json()
+    assert [v["message"] for v in log] == ["kept", "one"]
+    with mounted(str(repo), mnt, home):
+        assert (mnt / ".versions" / "v2" / "data" / "more.txt").read_bytes() == b"more\n"
     fsck_clean(repo)
 
 

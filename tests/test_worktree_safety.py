@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import shutil
+import socket
 import stat
 import subprocess
 import threading
@@ -619,6 +620,32 @@ def test_fifos_where_files_are_read_never_block(make_repo: RepoFactory) -> None:
     os.unlink(repo.root / "data" / "a.txt")
     os.unlink(repo.root / "dvfs.lock")
     repo.ok("checkout", "--force", "HEAD")
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize("now", ["socket", "whiteout"])
+def test_a_file_replaced_by_a_socket_or_a_device_after_its_listing_changed_type(
+    repo: Repo, now: str
+) -> None:
+    """Opening a socket or a device without a driver (the kernel overlay's whiteout, a
+    character device 0/0, left by a file renamed away during a mount's snapshot) fails
+    with ENXIO: that is a file that changed type, not an error of the disk."""
+    repo.write("data/a.txt", "a")
+    path = repo.root / "data" / "a.txt"
+    st = os.lstat(path)
+    os.unlink(path)
+    if now == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    else:
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    handle = Repository(repo.root)
+    with Workers(2) as w:
+        hasher = Hasher(handle.root, handle.chunker, None, w)
+        with pytest.raises(FileChanged, match="changed type"):
+            hasher.stage_one(Found(b"data/a.txt", st))
+    os.unlink(path)
     repo.fsck_clean()
 
 

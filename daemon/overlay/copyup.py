@@ -57,7 +57,9 @@ class CopyUp(Changes):
     def start_copy(self, n: WNode) -> int:
         """Begin copying ``n`` up: a descriptor of its temporary data file."""
         tmp = self.data / f"{n.nid}.tmp"
-        return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        return os.open(
+            tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
 
     def finish_copy(self, n: WNode, fd: int, size: int) -> None:
         """The copy holds ``size`` bytes: make it ``n``'s content and record that."""

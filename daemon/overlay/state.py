@@ -346,7 +346,7 @@ class OverlayState:
     def open_data(self, n: WNode) -> int:
         """The read-write descriptor of an upper file's content (opened once)."""
         if n.fd < 0:
-            n.fd = os.open(self.data_path(n), os.O_RDWR | os.O_CLOEXEC)
+            n.fd = os.open(self.data_path(n), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         return n.fd
 
     def _mark_dirty(self, d: WNode | None) -> None:

@@ -10,6 +10,8 @@ from daemon.overlay.node import PERM, WNode, differs, join
 from daemon.overlay.rebase import Rebase
 from vfs import MAX_NAME, VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
+WALKS = 4  # walks of the changed part a status may take (see Status.status)
+
 
 class Status(Rebase):
     """Pending changes, read from the changed part of the tree."""
@@ -77,9 +79,25 @@ class Status(Rebase):
         version has both; a hard link's other names are added files. A directory
         made where the base version had one is compared with that one's tree, taken
         from ``trees``; the ids of those not there are added to ``missing`` (then call
-        again with them).
+        again with them). A directory renamed away from a path that a new directory
+        took again (``mv d d2 && mkdir d``) is added under its new name, with what
+        was moved along with it renamed, as the next version holds both.
         """
-        trees = trees or {}
+        # Which paths are taken again is known once the walk is over: walk again, told
+        # the last walk's, until they agree (a second walk, where a directory is added).
+        retaken: set[bytes] = set()
+        for _ in range(WALKS):
+            out, again = self._changes(trees or {}, missing, retaken)
+            if again <= retaken:
+                break
+            retaken |= again
+        return out
+
+    def _changes(
+        self, trees: Mapping[bytes, Tree], missing: set[bytes] | None, retaken: set[bytes]
+    ) -> tuple[dict[str, list[Any]], set[bytes]]:
+        """One walk of :meth:`status`, given the base paths a new directory took again
+        (``retaken``); also returns the ones it found that renamed directories left."""
         added: list[str] = []
         modified: list[str] = []
         renamed: list[tuple[bytes, bytes, WNode]] = []
@@ -147,9 +165,13 @@ class Status(Rebase):
                 elif not in_added:
                     added.append(show(p, kid))
                 continue
-            if came_from != here and here is not None and (not kid.is_dir or kid.kids is not None):
+            if came_from != here and here is not None:
                 prior = base.get(name) if base is not None else None
-                if prior is not None and prior.kind == kid.kind:
+                if (
+                    prior is not None
+                    and prior.kind == kid.kind
+                    and self._opened(kid, trees, missing)
+                ):
                     # The base holds a node of this kind here: the node was renamed over
                     # it (``mv new old``, ``rm -r old && mv new old``: old is modified, new's
                     # old path deleted), or it is that very entry (a hard link whose first
@@ -165,6 +187,16 @@ class Status(Rebase):
                     elif changed or kid.entry is None or differs(kid.entry, prior):
                         modified.append(show(p, kid))
                     continue
+            if (
+                kid.is_dir
+                and came_from != here
+                and came_from in retaken
+                and self._opened(kid, trees, missing)
+            ):  # renamed away from a path a new directory took: a new directory too
+                if not in_added:
+                    added.append(show(p, kid))
+                enter(kid, p, None, None, True)
+                continue
             seen.add(came_from)
             if came_from != here:
                 renamed.append((came_from, p, kid))
@@ -174,6 +206,7 @@ class Status(Rebase):
             elif changed:
                 modified.append(show(p, kid))
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
+        left = {old for old, _, kid in renamed if kid.is_dir and old in taken}
         moved: list[list[str]] = []
         for old, new, kid in renamed:
             if kid.is_dir or old not in taken:
@@ -187,7 +220,26 @@ class Status(Rebase):
             "deleted": _outermost(deleted),
             "renamed": moved,
             "unversionable": sorted(odd),
-        }
+        }, left
+
+    def _opened(self, n: WNode, trees: Mapping[bytes, Tree], missing: set[bytes] | None) -> bool:
+        """True for a file, or a directory whose children are loaded: loaded here if
+        need be, from its tree in ``trees`` (else its id is added to ``missing``).
+
+        A directory renamed without being looked into (``mv new old`` after a remount,
+        or before any listing) is compared with the one it took the place of by its
+        children, as a directory that was listed is; compared as a whole, it showed as
+        renamed while the path it took showed as deleted.
+        """
+        if not n.is_dir or n.kids is not None:
+            return True
+        own = n.subtree()
+        if own is None or own in trees:
+            self.load(n, trees[own] if own is not None else None)
+            return True
+        if missing is not None:
+            missing.add(own)
+        return False
 
 
 def _as_copied(n: WNode) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from vfs import DvfsError, MountError, claim_for_life, private_dir
+from vfs import DvfsError, MountError, claim_for_life, private_dir, quote_name
 
 
 class OverlayError(DvfsError):
@@ -18,8 +19,17 @@ def work_dir_name(branch: str) -> str:
 
 def lock_work(work: Path) -> int:
     """Hold the work directory for this daemon (made if missing); MountError if another
-    one has it."""
+    one has it, or if it holds a symbolic link (its upper layer, scratch directory, data
+    or journal elsewhere: written, and emptied, wherever they point)."""
     private_dir(work, tighten=True)  # its journal names files that may be private
+    with os.scandir(work) as entries:
+        linked = sorted(e.name for e in entries if e.is_symlink())
+    if linked:
+        raise MountError(
+            f"the working tree {quote_name(str(work))} holds the symbolic link "
+            f"{quote_name(linked[0])}: dvfs follows no link out of a working tree; remove "
+            "it, then mount again"
+        )
     got = claim_for_life(work / "lock", 0o600)
     if isinstance(got, str):
         raise MountError(

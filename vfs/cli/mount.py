@@ -17,6 +17,7 @@ from vfs.cli.options import (
     DvfsCommand,
     DvfsGroup,
     FreeText,
+    OnOff,
     Seconds,
     Token,
 )
@@ -50,7 +51,7 @@ from vfs.quoting import escape_text, quote_name, shell_word
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount.")
 @click.option("--debug", is_flag=True, help="Log every fetch.")
 @click.option(
-    "--writable/--read-only", default=None,
+    "--writable/--read-only", cls=OnOff, default=None,
     help="MNT as a writable working tree (default: writable for a repository, "
     "read-only for a URL).",
 )  # fmt: skip
@@ -98,7 +99,9 @@ def mount_cmd(
     settings.check_all()  # the daemon inherits the environment: fail here, not there
     size = launch.parse_size(cache_size)
     # locked here and handed to the daemon: two mounts never take the same cache
-    chosen, lock_fd = launch.claim_cache(source, cache_dir.absolute() if cache_dir else None)
+    chosen, lock_fd = launch.claim_cache(
+        source, cache_dir.absolute() if cache_dir else None, mountpoint
+    )
     daemon_args = launch.DaemonArgs(
         source, mountpoint, chosen, size, branch, refresh, timeout, endpoint_url,
         allow_other, debug, source.kind == "repository" if writable is None else writable,

@@ -16,6 +16,7 @@ from vfs.repo.repository import Repository
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from click.parser import _OptionParser
     from click.shell_completion import CompletionItem
 
 
@@ -141,6 +142,35 @@ class Seconds(click.FloatRange):
         if not math.isfinite(seconds):
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
         return seconds
+
+
+class OnOff(click.Option):
+    """A ``--this/--that`` flag pair: one or the other, and both a usage error.
+
+    click keeps the last of the two given, so `--writable --read-only` read as
+    `--read-only` and `--read-only --writable` as the opposite.
+    """
+
+    def add_to_parser(self, parser: _OptionParser, ctx: click.Context) -> None:
+        """Each side appends its value, so that both given are seen."""
+        for opts, value in ((self.opts, True), (self.secondary_opts, False)):
+            parser.add_option(
+                obj=self, opts=opts, dest=self.name, action="append_const", const=value
+            )
+
+    def handle_parse_result(
+        self, ctx: click.Context, opts: Any, args: list[str]
+    ) -> tuple[Any, list[str]]:
+        """The side given; both sides given is a usage error."""
+        given = opts.get(self.name)
+        if isinstance(given, list):
+            if len(set(given)) > 1:
+                raise UsageError(
+                    f"{self.opts[0]} and {self.secondary_opts[0]} are mutually exclusive: "
+                    "give one of them; nothing was done"
+                )
+            opts[self.name] = given[0]
+        return super().handle_parse_result(ctx, opts, args)
 
 
 EXAMPLES = "\b\nExamples:\n"

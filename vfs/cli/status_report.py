@@ -105,7 +105,10 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
         echo("Nothing to snapshot, working tree clean.")
     odd = got.get("unversionable") or []
     if odd:
-        echo("Not versionable (FIFOs, sockets, devices, reserved names; kept in MNT only):")
+        echo(
+            "Not versionable (FIFOs, sockets, devices, reserved names, names longer than "
+            "255 bytes; kept in MNT only):"
+        )
         echo("\n".join(f"  not versionable: {quoted(p)}" for p in odd))
 
 

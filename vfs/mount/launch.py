@@ -66,8 +66,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from vfs.backends import parse_url, refuse_credentials
-from vfs.errors import MountError
+from vfs.errors import MountError, UsageError
 from vfs.mount.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
+from vfs.quoting import quote_name
 from vfs.remote.layout import FORMAT_KEY
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.lock import claim_for_life, share_for_life
@@ -159,13 +160,23 @@ def claim(cache_dir: Path) -> int | str:
     return claim_for_life(cache_dir / LOCK_NAME, 0o600)
 
 
-def claim_cache(source: MountSource, given: Path | None) -> tuple[Path, int]:
+def claim_cache(
+    source: MountSource, given: Path | None, mountpoint: Path | None = None
+) -> tuple[Path, int]:
     """A cache directory for a new mount, locked: (directory, the lock's fd).
 
     ``given`` (``--cache-dir``) if it is free, else MountError; without it, the
     source's default directory or, if a daemon holds it, the next free sibling.
+    A ``given`` at or below ``mountpoint`` is a UsageError, before anything is made:
+    the mount would hide it, and making it would leave the mount point not empty.
     """
     if given is not None:
+        if mountpoint is not None and _at_or_below(given, mountpoint):
+            raise UsageError(
+                f"the cache directory {quote_name(str(given))} is inside the mount point "
+                f"{quote_name(str(mountpoint))}, which the mount would hide: pass a "
+                "--cache-dir outside it"
+            )
         got = claim(given)
         if isinstance(got, str):
             raise MountError(
@@ -183,6 +194,12 @@ def claim_cache(source: MountSource, given: Path | None) -> tuple[Path, int]:
         f"the {MAX_CACHES} cache directories of {source.location} are all in use: unmount "
         "some of its mounts, or pass --cache-dir"
     )
+
+
+def _at_or_below(path: Path, top: Path) -> bool:
+    """True if ``path`` is ``top`` or inside it, links resolved."""
+    inner, outer = os.path.realpath(path), os.path.realpath(top)
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
 
 
 @dataclass(frozen=True)

@@ -226,14 +226,22 @@ def _dir_id(hist: History, tree: bytes, path: bytes) -> bytes | None:
 
 
 def prune(dvfs_dir: Path, live: Container[bytes]) -> int:
-    """Delete the records of versions not in ``live`` (``dvfs gc``); how many went."""
+    """Delete the records of versions not in ``live`` (``dvfs gc``); how many went.
+
+    A symbolic link in place of the directory or of a shard is not followed (nothing
+    outside the repository is deleted).
+    """
     gone = 0
     root = dvfs_dir / CHANGES_DIR
+    if root.is_symlink():
+        return 0
     try:
         shards = os.listdir(root)
     except FileNotFoundError:
         return 0
     for shard in shards:
+        if (root / shard).is_symlink():
+            continue
         with contextlib.suppress(NotADirectoryError, FileNotFoundError):
             for name in os.listdir(root / shard):
                 try:

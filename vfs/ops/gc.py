@@ -535,7 +535,10 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
 
 def trim(cache: Path, keep: int) -> int:
     """Delete all but the ``keep`` newest files (by mtime) of a cache directory, and any
-    temporary left there by a crash; how many went."""
+    temporary left there by a crash; how many went. A cache that is a symbolic link is
+    not followed (nothing outside the repository is deleted)."""
+    if cache.is_symlink():
+        return 0
     try:
         with os.scandir(cache) as it:
             found = [(e.stat(follow_symlinks=False).st_mtime_ns, e.name) for e in it]
@@ -552,7 +555,9 @@ def trim(cache: Path, keep: int) -> int:
 
 def drop_copies(cache: Path) -> int:
     """Delete the whole-file copies row diffs keep in ``cache`` (``vfs.tables.source``);
-    how many went."""
+    how many went (none through a symbolic link)."""
+    if cache.is_symlink():
+        return 0
     try:
         names = [n for n in os.listdir(cache) if n.endswith(COPY_SUFFIX)]
     except FileNotFoundError:

@@ -184,8 +184,10 @@ class TreeState:
     """Content ids of the working tree's paths, worked out once each until forgotten.
 
     Files whose stat matches the staging index take their digest from it; others are
-    read (in parallel, nothing stored). Directories are listed as ``dvfs add`` would
-    stage them: ignored untracked paths left out.
+    read (in parallel, nothing stored). Directories are listed as what records them
+    would take them: ``dvfs add`` (ignored untracked paths left out), or in a mount its
+    snapshot (every file: ignore rules play no part there), so that an output's id is
+    that of what the version holds.
     """
 
     def __init__(self, ws: Workspace, workers: Workers, warn: Warn = _quiet) -> None:
@@ -207,14 +209,28 @@ class TreeState:
     def _tracked(self) -> list[bytes]:
         return sorted(self.index.paths()) if self.index is not None else []
 
-    def files_below(self, rel: bytes, ign: Ignores) -> tuple[os.stat_result | None, list[Found]]:
-        """(lstat of ``rel``, the files and links at or below it as ``add`` would stage)."""
+    def ignores(self) -> contextlib.AbstractContextManager[Ignores | None]:
+        """The ignore rules paths are listed with (None in a mount: see the class)."""
+        if self.ws.mount is not None:
+            return contextlib.nullcontext()
+        from vfs.worktree.ignore import Ignores  # (pathspec: only when paths are looked at
+
+        return Ignores(self.ws.root, self._tracked, self.warn)
+
+    def files_below(
+        self, rel: bytes, ign: Ignores | None
+    ) -> tuple[os.stat_result | None, list[Found]]:
+        """(lstat of ``rel``, the files and links at or below it as ``add`` would stage;
+        ``ign`` None: every one)."""
         st = self.ws.lstat(rel)
         if st is None:
             return None, []
         if not statmod.S_ISDIR(st.st_mode):
             ok = statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)
             return st, [Found(rel, st)] if ok else []
+
+        if ign is None:
+            return st, list(scan(self.ws.root, rel, self.warn))
 
         def enter(d: bytes) -> bool:
             return not ign.ignored(d, is_dir=True)
@@ -234,10 +250,8 @@ class TreeState:
         return {p: self.memo[p] for p in paths}
 
     def _work_out(self, paths: list[bytes]) -> None:
-        from vfs.worktree.ignore import Ignores  # (pathspec: only when paths are looked at
-
         listed: dict[bytes, tuple[os.stat_result | None, list[Found]]] = {}
-        with Ignores(self.ws.root, self._tracked, self.warn) as ign:
+        with self.ignores() as ign:
             for p in paths:
                 listed[p] = self.files_below(p, ign)
         leaf: dict[bytes, tuple[Kind, bytes, bytes]] = {}
@@ -283,12 +297,10 @@ class TreeState:
 
         A file whose stat matches the index is taken from it, not read again.
         """
-        from vfs.worktree.ignore import Ignores
-
         out: dict[bytes, Staged] = {}
         todo: list[Found] = []
         index = self.index
-        with Ignores(self.ws.root, self._tracked, self.warn) as ign:
+        with self.ignores() as ign:
             for p in paths:
                 for f in self.files_below(p, ign)[1]:
                     s = index.get(f.rel) if index is not None and index.fresh(f.rel, f.st) else None
@@ -331,9 +343,12 @@ def ignored_outs(
     (``FILE:LINE:PATTERN``): a directory they keep out whole (none of its files would
     be staged, nor count in its content id) and, in a repository's working tree, an
     untracked file (or a path not made yet) a rule matches, which ``dvfs add`` would
-    refuse and ``status`` not show. A mount's snapshot records such a file as it is.
-    ``tracked``: the tracked paths (default: read from the index)."""
+    refuse and ``status`` not show. None in a mount, whose snapshot records every file
+    whatever the rules say. ``tracked``: the tracked paths (default: read from the index)."""
     from vfs.worktree.ignore import Ignores
+
+    if ws.mount is not None:
+        return []
 
     def from_index() -> Sequence[bytes]:
         if ws.repo is None or not ws.own_index:
@@ -345,7 +360,7 @@ def ignored_outs(
         for p in paths:
             st = ws.lstat(p)
             is_dir = st is not None and statmod.S_ISDIR(st.st_mode)
-            if not is_dir and not ws.own_index:
+            if not is_dir and not ws.own_index:  # (an experiment's)
                 continue
             m = ign.match(p, is_dir=is_dir)
             if m is not None and ign.ignored(p, is_dir=is_dir):

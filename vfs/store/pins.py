@@ -9,7 +9,8 @@ while a "writing" pin lives (the writer may have skipped storing an object becau
 an unreachable copy was there, and name it once gc has deleted it); a pin whose
 process is gone counts for nothing and is removed.
 
-Layout: ``.dvfs/pins/<pid>-<16 hex>``, one file per pin, written under a temporary
+Layout: ``.dvfs/pins/<pid>-<16 hex>``, one file per pin (no other name is ever removed,
+and a ``pins`` that is a symbolic link is refused), written under a temporary
 name, locked (``flock``, exclusive) by its process, then renamed into place, so a
 pin is never seen unlocked while its process lives. The kernel drops the lock when
 the process dies, so a stale pin is told by its lock being free. Format, text::
@@ -28,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,11 +37,24 @@ from pathlib import Path
 
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex
-from vfs.store.durable import TMP_PREFIX
+from vfs.store.durable import TMP_PREFIX, storage_error
 
 PINS_DIR = "pins"
 MAX_PIN = 1 << 20
 _MAGIC = "dvfs pin 1"
+_NAME = re.compile(r"[0-9]{1,10}-[0-9a-f]{16}")  # <pid>-<16 hex>, as take() names a pin
+
+
+def _pins_dir(dvfs_dir: Path) -> Path:
+    """``.dvfs/pins``; FormatError if it is a symbolic link (a repository may come from
+    anyone: stale pins are deleted there, and no link may lead that out of it)."""
+    d = dvfs_dir / PINS_DIR
+    if d.is_symlink():
+        raise FormatError(
+            f"{d} is a symbolic link: dvfs follows no link out of the repository; "
+            "remove it (the pins are made again)"
+        )
+    return d
 
 
 @dataclass(frozen=True)
@@ -88,20 +103,24 @@ _held: dict[Path, int] = {}
 
 
 def take(dvfs_dir: Path, versions: Iterable[bytes] = (), *, writing: bool = False) -> Path:
-    """Take a pin that lasts until :func:`release` or the end of this process."""
-    d = dvfs_dir / PINS_DIR
-    d.mkdir(exist_ok=True)
-    name = f"{os.getpid()}-{os.urandom(8).hex()}"
-    tmp = d / f"{TMP_PREFIX}{name}"
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    """Take a pin that lasts until :func:`release` or the end of this process
+    (StorageFull if the disk is full)."""
+    d = _pins_dir(dvfs_dir)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, _encode(time.time_ns(), writing, versions))
-        os.rename(tmp, d / name)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
+        d.mkdir(exist_ok=True)
+        name = f"{os.getpid()}-{os.urandom(8).hex()}"
+        tmp = d / f"{TMP_PREFIX}{name}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, _encode(time.time_ns(), writing, versions))
+            os.rename(tmp, d / name)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise storage_error(exc, f"a pin of the versions in use in {d}") from exc
     _held[d / name] = fd
     return d / name
 
@@ -119,7 +138,7 @@ def live_pins(dvfs_dir: Path, *, clean: bool = False) -> list[Pin]:
 
     FormatError if a live pin does not parse: its process may rely on it.
     """
-    d = dvfs_dir / PINS_DIR
+    d = _pins_dir(dvfs_dir)
     try:
         names = sorted(os.listdir(d))
     except FileNotFoundError:
@@ -148,7 +167,7 @@ def live_pins(dvfs_dir: Path, *, clean: bool = False) -> list[Pin]:
                     raise FormatError(f"the pin {path} is too large") from None
                 out.append(_decode(name, data))
                 continue
-            if clean:  # its process is gone
+            if clean and _NAME.fullmatch(name.removeprefix(TMP_PREFIX)):  # its process is gone
                 path.unlink(missing_ok=True)
         finally:
             os.close(fd)

@@ -206,6 +206,8 @@ class Hasher:
             except OSError as exc:
                 if exc.errno in ABSENT:  # gone, or it or a directory above is now a link
                     raise FileChanged(f"{show(rel)} changed while it was read") from None
+                if exc.errno == errno.ENXIO:  # a socket or a device now (an overlay's whiteout)
+                    raise FileChanged(f"{show(rel)} changed type while it was read") from None
                 raise
             try:
                 if trusting:
