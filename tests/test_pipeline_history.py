@@ -376,14 +376,19 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     (repo.root / "params.yaml").unlink()
     repo.write("config.json", "{broken")
     # every parameter showed as removed, params.yaml's without a word
-    r = repo.ok("params", "diff")
+    r = repo.run("params", "diff")
+    assert r.code == 1, r  # neither file could be read: the values there are unknown
     assert warnings_of(r) == [
         "dvfs: warning: config.json is not valid JSON: Expecting property name enclosed in "
         "double quotes: line 1 column 2 (char 1): its parameters are shown as removed",
         "dvfs: warning: params.yaml does not exist in the working tree: its parameters are "
         "shown as removed",
     ]
-    got = repo.json("params", "diff", "--json")
+    r = repo.run("params", "diff", "--json")
+    assert r.code == 1, r
+    got = r.json()
+    assert got["unreadable"] == [{"file": "config.json", "side": "new"},
+                                 {"file": "params.yaml", "side": "new"}]  # fmt: skip
     assert [(g["file"], g["side"]) for g in got["missing_files"]] == [
         ("config.json", "new"), ("params.yaml", "new")
     ]  # fmt: skip
@@ -414,6 +419,46 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
         "dvfs: warning: no stage of dvfs.yaml reads params.yaml now: its parameters are shown "
         "as removed",
     ]
+    repo.fsck_clean()
+
+
+def test_params_diff_exits_1_for_a_params_file_it_cannot_parse(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.1\n")
+    repo.ok("run", "-n", "t", "-p", "train.lr", "-o", "o.txt", "--", "echo > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.write("params.yaml", "train:\n  lr: [0.1\n")
+    # exit 0, as if train.lr had been removed on purpose
+    r = repo.run("params", "diff")
+    assert r.code == 1, r
+    assert r.out.split() == ["Param", "v1", "workspace", "train.lr", "0.1", "-"]
+    assert len(warnings_of(r)) == 1 and "params.yaml is not valid YAML" in r.err
+    r = repo.run("params", "diff", "--json")
+    assert r.code == 1 and r.json()["unreadable"] == [{"file": "params.yaml", "side": "new"}], r
+    # two versions hold the values their runs read: nothing there is unknown
+    repo.write("params.yaml", "train:\n  lr: 0.2\n")
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    repo.commit("two")
+    assert repo.json("params", "diff", "v1", "v2", "--json")["unreadable"] == []
+    r = repo.ok("params", "diff")
+    assert r.out == "" and warnings_of(r) == []
+    repo.fsck_clean()
+
+
+def test_compare_exits_1_naming_a_metrics_file_it_cannot_read(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-m", "a.json", "--", "echo '{\"acc\": 0.5}' > a.json")
+    repo.commit("one")
+    repo.ok("run", "-f", "-n", "a", "-m", "a.json", "--", "echo '{broken' > a.json")
+    repo.commit("two")
+    # the warning went by and the exit status was 0: a script took v2 for a run without metrics
+    for args in ((), ("--json",), ("--csv",), ("v2", "v1", "--metrics")):
+        r = repo.run("compare", *args)
+        assert r.code == 1, r
+        assert len(warnings_of(r)) == 1 and "v2: a.json is not valid JSON" in r.err, r
+    rows = {row["rev"]: row["metrics"] for row in repo.run("compare", "--json").json()}
+    assert rows == {"v2": {}, "v1": {"acc": 0.5}}
+    assert repo.ok("compare", "v1").code == 0
     repo.fsck_clean()
 
 

@@ -181,7 +181,7 @@ def test_a_version_s_metrics_file_too_large_to_read_is_named_as_the_working_tree
     ]  # fmt: skip
     for args in (("metrics", "show", "v1"), ("compare",), ("metrics", "diff", "v1", "v1")):
         r = repo.run(*args)
-        assert r.code == (0 if args == ("compare",) else 1), r
+        assert r.code == 1, r
         assert "v1: m.json cannot be read (larger than 1048576 bytes)" in r.err, r
         assert "no metrics (a stage" not in r.out
     repo.fsck_clean()

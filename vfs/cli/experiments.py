@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,9 @@ from vfs.cli.output import emit_json, quoted, warn, workers
 from vfs.cli.pipeline import history_of, path_arg, plain_table, say_to, stage_output
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_name
+
+if TYPE_CHECKING:
+    from vfs.pipeline.report import Compared
 
 
 def _sides(revs: tuple[str, ...], repo: Any) -> tuple[Any, Any]:
@@ -55,7 +58,9 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     A version's parameters are those of `commit --param` and those its pipeline's
     runs read (params.yaml keys by name, other files as FILE:KEY). A params file one
     side has and the other lacks (or cannot read) is named in a warning, and under
-    missing_files in --json.
+    missing_files in --json. A params file a stage names that cannot be read in the
+    working tree (missing, not valid YAML/JSON/TOML) is also listed under unreadable
+    in --json, and the exit status is 1.
 
     \b
     Examples:
@@ -82,6 +87,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     )
     for g in gaps:
         warn(g.note)
+    unreadable = sorted(f for f, why in files.items() if why is not None) if new is None else []
     if as_json:
         emit_json({
             "old": left, "new": right,
@@ -89,11 +95,13 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
                         "changed": c.changed} for c in changes],
             "missing_files": [{"file": os.fsdecode(g.file), "side": g.side, "note": g.note}
                               for g in gaps],
+            "unreadable": [{"file": os.fsdecode(f), "side": "new"} for f in unreadable],
         })  # fmt: skip
-        return
-    if changes:
+    elif changes:
         rows = [[quote_name(c.name), report.shown(c.old), report.shown(c.new)] for c in changes]
         plain_table(["Param", escape_text(left), escape_text(right)], rows)
+    if unreadable:  # each named in a warning: its values are unknown, not removed
+        sys.exit(1)
 
 
 @click.group(cls=DvfsGroup, name="metrics")
@@ -234,7 +242,9 @@ def compare(
     """One row per version or experiment, one column per parameter and metric.
 
     Without REVs: the versions of the current branch, newest first, and every
-    experiment (`dvfs exp run`).
+    experiment (`dvfs exp run`). A metrics file that cannot be read (not valid
+    JSON/YAML/TOML, too large) is named in a warning, its metrics show as missing,
+    and the exit status is 1.
 
     \b
     Examples:
@@ -249,10 +259,20 @@ def compare(
     repo = history_of(workspace.find())
     hist = repo.history
     notes: list[str] = []
+    unreadable: list[bytes] = []
     chosen = [(r, hist.resolve(r)) for r in revs] or report.default_choice(hist, repo.refs)
-    done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes)
+    done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes, unreadable)
     for n in notes:
         warn(n)
+    _show_compared(done, as_csv, as_json)
+    if unreadable:  # each named in a warning, its metrics shown as missing
+        sys.exit(1)
+
+
+def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
+    """Print ``dvfs compare``'s table, CSV or JSON."""
+    from vfs.pipeline import report
+
     if as_json:
         emit_json(report.compare_json(done))
         return

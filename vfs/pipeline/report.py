@@ -302,11 +302,13 @@ def experiments(hist: History, branches: Mapping[str, bytes]) -> list[tuple[str,
 
 
 def row_of(
-    hist: History, label: str, oid: bytes, notes: list[str], taken: Iterable[str] = ()
-) -> Row:
-    """The compare row of version ``oid`` (``taken``: see :func:`commit_names`)."""
+    hist: History, label: str, oid: bytes, notes: list[str], taken: Iterable[str] = (),
+    unreadable: list[bytes] | None = None,
+) -> Row:  # fmt: skip
+    """The compare row of version ``oid`` (``taken``: see :func:`commit_names`; each
+    metrics file that cannot be read is named in ``notes`` and added to ``unreadable``)."""
     v = hist.version(oid)
-    m, why = version_metrics(hist, v)
+    m, why = version_metrics(hist, v, unreadable)
     notes += why
     return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
 
@@ -354,15 +356,17 @@ def default_choice(hist: History, refs: Refs) -> list[tuple[str, bytes]]:
 def compare(
     hist: History, chosen: list[tuple[str, bytes]], only_params: bool = False,
     only_metrics: bool = False, sort_by: str | None = None, notes: list[str] | None = None,
+    unreadable: list[bytes] | None = None,
 ) -> Compared:  # fmt: skip
     """The compare table of the versions ``chosen`` (label, id), sorted by a metric or
     parameter if ``sort_by`` names one (``-NAME``: descending; UsageError otherwise).
 
-    Why a metrics file could not be read is added to ``notes``.
+    Why a metrics file could not be read is added to ``notes``, and the file to
+    ``unreadable`` (once for each version it cannot be read in).
     """
     why: list[str] = [] if notes is None else notes
     taken = commit_names(hist.version(oid) for _, oid in chosen)
-    rows = [row_of(hist, label, oid, why, taken) for label, oid in chosen]
+    rows = [row_of(hist, label, oid, why, taken, unreadable) for label, oid in chosen]
     bare = metric_names([r.metrics for r in rows])
     metric_rows = [flat_metrics(r.metrics, bare) for r in rows]
     pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
