@@ -422,6 +422,27 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo > o.txt")
+    repo.commit("one")
+    # shown as Python shows a str: 'exp/a b', "exp/it's", 'exp/x\ty'
+    for name, shown in [("a b", "exp/a b"), ("it's", "exp/it's"), ("x\ty", '"exp/x\\ty"')]:
+        line = assert_error(repo.run("exp", "run", "-n", name), code=2)
+        assert line == (
+            f"dvfs: error: {shown} is not a valid experiment name: use letters, digits, '.', "
+            "'_', '-' and '/'"
+        )
+    line = assert_error(repo.run("exp", "run", "-S", "l\x1br"), code=2)
+    assert line == 'dvfs: error: -S "l\\033r" is not [FILE:]KEY=VALUE'
+    line = assert_error(repo.run("exp", "run", "-S", "lr=1", "-S", "lr=\x1b[2J"), code=2)
+    assert line == ('dvfs: error: -S "lr=\\033[2J" sets what -S lr=1 sets: give each key once')
+    line = assert_error(repo.run("branch", "--", "a'b"), code=2)
+    assert line.startswith("dvfs: error: a'b is not a valid branch name")
+    assert repo.ok("exp", "list").out.startswith("no experiments")
+    repo.fsck_clean()
+
+
 def test_params_diff_exits_1_for_a_params_file_it_cannot_parse(repo: Repo) -> None:
     repo.write("params.yaml", "train:\n  lr: 0.1\n")
     repo.ok("run", "-n", "t", "-p", "train.lr", "-o", "o.txt", "--", "echo > o.txt")

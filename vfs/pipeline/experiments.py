@@ -48,7 +48,7 @@ from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
-from vfs.quoting import shell_word
+from vfs.quoting import quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
 from vfs.repo.refs import check_ref_name
@@ -79,12 +79,15 @@ def parse_settings(items: list[str], rel: Any) -> list[Setting]:
     for item in items:
         left, sep, raw = item.partition("=")
         if not sep or not left.strip():
-            raise UsageError(f"-S {item!r} is not [FILE:]KEY=VALUE")
+            raise UsageError(f"-S {quote_name(item)} is not [FILE:]KEY=VALUE")
         file, colon, key = left.rpartition(":")
         path = rel(file if colon and file else os.fsdecode(DEFAULT_PARAMS))  # as `run -p` does
         twice = [o for o in out if (o.file, o.key) == (path, key.strip())]
         if twice:
-            raise UsageError(f"-S {item} sets what -S {twice[0].text} sets: give each key once")
+            raise UsageError(
+                f"-S {quote_name(item)} sets what -S {quote_name(twice[0].text)} sets: give each "
+                "key once"
+            )
         out.append(Setting(path, key.strip(), version_params.value(raw), item))
     return out
 
