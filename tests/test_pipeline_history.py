@@ -422,6 +422,36 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_lineage_follows_a_params_file_another_stage_made(repo: Repo) -> None:
+    repo.write("seed.txt", "lr: 0.1\n")
+    repo.ok("add", "seed.txt")
+    repo.ok("run", "-n", "gen", "-d", "seed.txt", "-o", "cfg.yaml", "--", "cp seed.txt cfg.yaml")
+    repo.ok("run", "-n", "train", "-p", "cfg.yaml:lr", "-o", "model", "--", "cat cfg.yaml > model")
+    repo.commit("one")
+    assert repo.ok("dag").out.split() == ["gen", "└──", "train"]
+    # lineage stopped at train, and said no stage read cfg.yaml
+    lines = repo.ok("lineage", "model").out.splitlines()
+    made_by_gen = "since v1, made by stage gen"
+    assert any(ln.startswith("  params file cfg.yaml ") and ln.endswith(made_by_gen)
+               for ln in lines), lines  # fmt: skip
+    assert any(ln.startswith("stage gen made cfg.yaml: ") for ln in lines), lines
+    [train, gen] = repo.json("lineage", "model", "--json")["stages"]
+    assert (train["stage"], gen["stage"]) == ("train", "gen")
+    [made] = train["input"]
+    assert (made["path"], made["kind"], made["made_by"], made["since"]) == (
+        "cfg.yaml", "params", "gen", "v1"
+    )  # fmt: skip
+    assert made["in_version"] is True
+    assert gen["input"][0]["kind"] == "dep"
+    down = repo.json("lineage", "seed.txt", "--downstream", "--json")["downstream"]
+    assert [(d["stage"], d["reads"], d["depth"]) for d in down] == [
+        ("gen", "seed.txt", 0), ("train", "cfg.yaml", 1)
+    ]  # fmt: skip
+    assert "stage train (reads cfg.yaml) -> model" in repo.ok("lineage", "cfg.yaml",
+                                                             "--downstream").out  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo > o.txt")
