@@ -103,6 +103,21 @@ def test_a_yaml_key_read_as_a_number_or_boolean_is_named_as_written(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_stage_s_parameter_name_is_refused_as_names_are_quoted(repo: Repo) -> None:
+    repo.write("params.yaml", "x: 1\n")
+    # shown as Python shows a str ('x\x1b'), and `..` was looked up as a key
+    for key, shown in [("x\x1b", '"x\\033"'), ("x\u202e", '"x\\342\\200\\256"'),
+                       ("..", ".."), ("a..b", "a..b"), (".x", ".x")]:  # fmt: skip
+        line = assert_error(repo.run("run", "-n", "p", "-p", key, "-o", "o", "--", "echo > o"))
+        assert line.endswith(
+            f"stages.p.params: {shown} is not a parameter name: a key, dotted into mappings "
+            "and lists (train.lr, layers.0), without control characters"
+        ), line
+    assert not (repo.root / "dvfs.yaml").exists() and not (repo.root / "o").exists()
+    repo.ok("run", "-n", "p", "-p", "x", "-o", "o", "--", "echo > o")
+    repo.fsck_clean()
+
+
 def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
     out = values.set_value(YAML, b"params.yaml", "train.lr", 0.02, "params.yaml")
     assert out == YAML.replace(b"lr: 0.01", b"lr: 0.02")  # comments and layout kept
