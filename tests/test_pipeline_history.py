@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import vfs
 from tests.support.cli import (
     Repo,
     assert_error,
     assert_ok,
+    cli_command,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -449,6 +453,29 @@ def test_lineage_follows_a_params_file_another_stage_made(repo: Repo) -> None:
     ]  # fmt: skip
     assert "stage train (reads cfg.yaml) -> model" in repo.ok("lineage", "cfg.yaml",
                                                              "--downstream").out  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_an_experiment_named_by_another_command_while_it_ran_says_so(repo: Repo) -> None:
+    # The stage makes the branch exp/same in the repository, as a second `dvfs exp run -n
+    # same` finishing first would.
+    script = (
+        f"import subprocess, sys; subprocess.run({[*cli_command('branch', 'exp/same')]!r}, "
+        f"cwd={str(repo.root)!r}, env={{'PYTHONPATH': {str(Path(vfs.__file__).parents[1])!r}}}, "
+        "check=True); open('o', 'w').write('1')"
+    )
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o", "--no-exec", "--", sys.executable, "-c",
+            script)  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    # "exp/same moved while this command ran: run it again", which then said "exists"
+    line = assert_error(repo.run("exp", "run", "-S", "lr=2", "-n", "same"))
+    assert line == (
+        "dvfs: error: experiment same was made by another command while this one ran: run it "
+        "again with another -n NAME (this run recorded nothing)"
+    )
+    assert repo.json("log", "exp/same", "--json")[0]["version"] == "v1"
     repo.fsck_clean()
 
 

@@ -265,6 +265,11 @@ def _record(
         state = TreeState(exp_ws, w, warn)
         outs = [o for n in names for o in dag.stages[n].outs]
         with repo.locked():
+            if repo.refs.get(f"refs/heads/{branch}") is not None:  # made while the stages ran
+                raise UsageError(
+                    f"experiment {name} was made by another command while this one ran: run "
+                    "it again with another -n NAME (this run recorded nothing)"
+                )
             index = repo.index()
             rows = dict(index.rows())
             keep = [c for c in copied if any(inside(c, o) or inside(o, c) for o in outs)]
