@@ -456,6 +456,33 @@ def test_lineage_follows_a_params_file_another_stage_made(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_an_experiment_s_unreadable_metrics_file_is_named_by_its_branch(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-m", "m.json", "--",
+            "echo '{\"acc\": 0.5}' > m.json")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("run", "-f", "-n", "t", "-p", "lr", "-m", "m.json", "--", "echo '{broken' > m.json")
+    repo.commit("two")
+    # exp run and exp list showed no metrics and said nothing; compare said "v3: ..." of
+    # exp/x, whose v3 is not the branch's v3
+    r = repo.ok("exp", "run", "-S", "lr=2", "-n", "x")
+    assert warnings_of(r) == [
+        "dvfs: warning: exp/x: m.json is not valid JSON: Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1): its metrics are not shown"
+    ]
+    repo.ok("exp", "run", "-n", "y")
+    for args in (("exp", "list"), ("exp", "list", "--json")):
+        r = repo.run(*args)
+        assert r.code == 1, r
+        assert sorted(w.split(":")[2].strip() for w in warnings_of(r)) == ["exp/x", "exp/y"], r
+    assert [e["metrics"] for e in repo.run("exp", "list", "--json").json()] == [{}, {}]
+    r = repo.run("compare")
+    assert r.code == 1
+    assert sorted(w.split(":")[2].strip() for w in warnings_of(r)) == ["exp/x", "exp/y", "v2"]
+    repo.fsck_clean()
+
+
 def test_an_experiment_named_by_another_command_while_it_ran_says_so(repo: Repo) -> None:
     # The stage makes the branch exp/same in the repository, as a second `dvfs exp run -n
     # same` finishing first would.

@@ -16,6 +16,7 @@ from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_name
 
 if TYPE_CHECKING:
+    from vfs.pipeline.experiments import Listed
     from vfs.pipeline.report import Compared
 
 
@@ -369,7 +370,9 @@ def exp_run(
         )
     hist = history_of(ws).history
     v = hist.version(done.oid)
-    m, _ = report.version_metrics(hist, v)
+    m, notes = report.version_metrics(hist, v, None, done.branch)
+    for n in notes:  # the experiment is recorded: what its metrics files lack is a warning
+        warn(n)
     metrics = report.flat_metrics(m, report.metric_names([m]))
     if as_json:
         emit_json({
@@ -391,15 +394,31 @@ def exp_run(
 def exp_list(as_json: bool) -> None:
     """The experiments: branch, version, base, parameters changed and metrics.
 
+    A metrics file that cannot be read is named in a warning, its metrics are left
+    out, and the exit status is 1.
+
     \b
     Examples:
       dvfs exp list
       dvfs exp list --json
     """
-    from vfs.pipeline import experiments, report, workspace
+    from vfs.pipeline import experiments, workspace
+
+    notes: list[str] = []
+    unreadable: list[bytes] = []
+    found = experiments.listing(workspace.find(), notes, unreadable)
+    for n in notes:
+        warn(n)
+    _show_listed(found, as_json)
+    if unreadable:  # each named in a warning, its metrics left out
+        sys.exit(1)
+
+
+def _show_listed(found: list[Listed], as_json: bool) -> None:
+    """Print ``dvfs exp list``'s lines or JSON."""
+    from vfs.pipeline import report
     from vfs.pipeline.record import iso_ns
 
-    found = experiments.listing(workspace.find())
     if as_json:
         emit_json([
             {"name": e.name, "branch": e.branch, "version": e.label, "id": e.oid.hex(),

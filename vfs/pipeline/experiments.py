@@ -48,7 +48,7 @@ from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
-from vfs.quoting import quote_name, shell_word
+from vfs.quoting import escape_text, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
 from vfs.repo.refs import check_ref_name
@@ -317,8 +317,12 @@ class Listed:
     metrics: dict[str, Any]
 
 
-def listing(ws: Workspace) -> list[Listed]:
-    """Every experiment of the repository, newest first."""
+def listing(
+    ws: Workspace, notes: list[str] | None = None, unreadable: list[bytes] | None = None
+) -> list[Listed]:
+    """Every experiment of the repository, newest first; what cannot be shown of
+    their metrics is added to ``notes`` (and each metrics file that cannot be read to
+    ``unreadable``), as :func:`report.version_metrics` gives them."""
     repo = ws.repo
     if repo is None:
         raise UsageError("no repository here: experiments live in a repository")
@@ -332,8 +336,10 @@ def listing(ws: Workspace) -> list[Listed]:
             mine = report.version_params(v, taken)
             theirs = report.version_params(parent, taken) if parent else {}
             changed = {c.name: (c.old, c.new) for c in report.diff(theirs, mine, False)}
-            m, _ = report.version_metrics(hist, v)
+            m, why = report.version_metrics(hist, v, unreadable, escape_text(branch))
             metrics = report.flat_metrics(m, report.metric_names([m]))
+            if notes is not None:
+                notes += why
         except DvfsError as exc:
             bad = f"cannot be read: {exc}"
             out.append(Listed(branch[len(EXP_PREFIX) :], branch, oid, "?", None, 0, bad, {}, {}))

@@ -180,12 +180,15 @@ def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
 
 
 def version_metrics(
-    hist: History, v: Version, unreadable: list[bytes] | None = None
+    hist: History, v: Version, unreadable: list[bytes] | None = None, label: str | None = None
 ) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
-    """Each metrics file of a version's pipeline, flattened; and notes: on what a file
-    read leaves out, and one on each file that cannot be read (added to ``unreadable``)."""
+    """Each metrics file of a version's pipeline, flattened; and notes, each starting
+    with ``label`` (default ``vN``; an experiment's is its branch, as its ``vN`` is
+    also a version of the branch it started from): on what a file read leaves out,
+    and one on each file that cannot be read (added to ``unreadable``)."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
+    label = label or f"v{v.number}"
     for s in v.pipeline:
         for m in s.metrics:
             try:
@@ -195,9 +198,9 @@ def version_metrics(
                         f"{quote_name(m)}, a metrics file of stage {s.name}, is not in the version"
                     )
                 out[m], why = values.metrics_of(data, m, quote_name(m))
-                notes += [f"v{v.number}: {w}" for w in why]
+                notes += [f"{label}: {w}" for w in why]
             except DvfsError as exc:
-                notes.append(f"v{v.number}: {exc}: its metrics are not shown")
+                notes.append(f"{label}: {exc}: its metrics are not shown")
                 if unreadable is not None:
                     unreadable.append(m)
     return out, notes
@@ -308,7 +311,7 @@ def row_of(
     """The compare row of version ``oid`` (``taken``: see :func:`commit_names`; each
     metrics file that cannot be read is named in ``notes`` and added to ``unreadable``)."""
     v = hist.version(oid)
-    m, why = version_metrics(hist, v, unreadable)
+    m, why = version_metrics(hist, v, unreadable, escape_text(label))
     notes += why
     return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
 
