@@ -370,6 +370,32 @@ def test_metrics_diff_names_an_unreadable_metrics_file_and_exits_1(repo: Repo) -
     repo.fsck_clean()
 
 
+def test_metrics_diff_of_numbers_past_a_float_s_range(repo: Repo) -> None:
+    big = "1" + "0" * 400  # an integer no float holds
+    repo.write("src.json", '{"b": 1, "x": 1.7e308, "e": 12345678901234567890}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.ok("add", "src.json")
+    repo.commit("one")
+    repo.write("src.json", f'{{"b": {big}, "x": -1.7e308, "e": 2}}')
+    repo.ok("repro")
+    repo.ok("add", "src.json")
+    repo.commit("two")
+    # an internal error (OverflowError); --json gave "change": -Infinity, which is not JSON
+    rows = [line.split() for line in repo.ok("metrics", "diff", "v1", "v2").out.splitlines()]
+    assert rows[1:] == [
+        ["b", "1", big, "+" + str(int(big) - 1)],
+        ["e", "12345678901234567890", "2", "-12345678901234567888"],  # exact, as the values
+        ["x", "1.7e+308", "-1.7e+308", "-"],
+    ]
+    got = json.loads(repo.ok("metrics", "diff", "v1", "v2", "--json").out,
+                     parse_constant=lambda c: pytest.fail(f"{c} in JSON"))  # fmt: skip
+    assert [m.get("change") for m in got["metrics"]] == [int(big) - 1, -12345678901234567888, None]
+    repo.write("src.json", '{"b": 1.5, "x": 1, "e": 2}')
+    repo.ok("repro")
+    assert repo.ok("metrics", "diff").out.splitlines()[1].split() == ["b", big, "1.5", "-"]
+    repo.fsck_clean()
+
+
 def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
     repo.write("config.json", '{"depth": 3}')

@@ -218,7 +218,7 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     else:
         rows = [
             [quote_name(c.name), report.shown(c.old), report.shown(c.new),
-             "-" if c.delta is None else f"{c.delta:+.6g}"]
+             report.change_text(c.delta)]
             for c in changes
         ]  # fmt: skip
         if rows:

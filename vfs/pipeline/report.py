@@ -19,6 +19,7 @@ are compared like any version.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -264,11 +265,29 @@ class Change:
     old: Any
     new: Any
     changed: bool
-    delta: float | None = None
+    delta: float | None = None  # None where no finite number tells it (see _delta)
 
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _delta(a: float, b: float) -> float | None:
+    """``b - a``, exact between integers; None if it is no finite number (an integer
+    too large for a float beside a float, two floats near the largest apart)."""
+    try:
+        d = b - a
+    except OverflowError:
+        return None
+    return None if isinstance(d, float) and not math.isfinite(d) else d
+
+
+def change_text(delta: float | None) -> str:
+    """A change in a table cell: ``-`` for none, an integer in full (as its values are
+    shown), a float to 6 significant digits, each with its sign."""
+    if delta is None:
+        return "-"
+    return f"{delta:+d}" if isinstance(delta, int) else f"{delta:+.6g}"
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> list[Change]:
@@ -279,9 +298,7 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> li
         changed = (name in old) != (name in new) or not values.same(a, b)
         if not changed and not everything:
             continue
-        delta = None
-        if _number(a) and _number(b):
-            delta = b - a
+        delta = _delta(a, b) if _number(a) and _number(b) else None
         out.append(Change(name, a, b, changed, delta))
     return out
 
