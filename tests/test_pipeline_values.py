@@ -118,6 +118,27 @@ def test_a_stage_s_parameter_name_is_refused_as_names_are_quoted(repo: Repo) -> 
     repo.fsck_clean()
 
 
+def test_an_integer_of_more_digits_than_python_reads_is_named(repo: Repo) -> None:
+    digits = "1" + "0" * 5000
+    for name, data in [(b"m.json", f'{{"b": {digits}}}'), (b"m.toml", f"b = {digits}"),
+                       (b"m.yaml", f"b: {digits}")]:  # fmt: skip
+        # "Exceeds the limit (4300 digits) ...; use sys.set_int_max_str_digits() ..."
+        with pytest.raises(ValuesError) as got:
+            values.load(data.encode(), name, "f")
+        assert "an integer of more than 4,300 digits" in str(got.value), got.value
+        assert "sys." not in str(got.value)
+    repo.write("d.txt", "1")
+    repo.ok("add", "d.txt")
+    repo.write("big.yaml", f"a: {digits}\n")
+    # both were an internal error (ValueError)
+    assert_error(repo.run("commit", "-m", "one", "--params-file", "big.yaml"),
+                 "big.yaml is not valid YAML: an integer of more than 4,300 digits (line 1, "
+                 "column 4)", code=2)  # fmt: skip
+    repo.ok("commit", "-m", "one", "--param", f"a={digits}")
+    assert repo.show()["parameters"] == {"a": digits}  # kept as text, as past 64 bits
+    repo.fsck_clean()
+
+
 def test_setting_a_value_keeps_the_rest_of_the_file() -> None:
     out = values.set_value(YAML, b"params.yaml", "train.lr", 0.02, "params.yaml")
     assert out == YAML.replace(b"lr: 0.01", b"lr: 0.02")  # comments and layout kept

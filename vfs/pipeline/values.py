@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import sys
 import tomllib
 from typing import Any
 
@@ -78,6 +79,8 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
     except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "integer string conversion" in first:  # past Python's bound on decimal digits
+            first = f"an integer of more than {sys.get_int_max_str_digits():,} digits"
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
         raise ValuesError(f"{shown} nests too deeply") from None
