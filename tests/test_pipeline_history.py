@@ -553,6 +553,30 @@ def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo)
     repo.fsck_clean()
 
 
+def test_params_diff_of_a_clean_working_tree_is_empty_after_commit_param(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one", "--param", "note=first", "--param", "lr=9")
+    # "note 'first' -> -": a parameter removed, from a working tree nothing changed in
+    r = repo.ok("params", "diff")
+    assert r.out == "" and warnings_of(r) == []
+    assert repo.json("params", "diff", "--json")["params"] == []
+    rows = repo.json("params", "diff", "--all", "--json")["params"]
+    assert rows == [{"name": "params.yaml:lr", "old": 1, "new": 1, "changed": False}]
+    repo.write("params.yaml", "lr: 2\n")
+    assert repo.ok("params", "diff").out.split() == [
+        "Param", "v1", "workspace", "params.yaml:lr", "1", "2"
+    ]  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    repo.commit("two")
+    assert repo.ok("params", "diff", "v1", "v2").out.split() == [
+        "Param", "v1", "v2", "lr", "9", "-", "note", "first", "-", "params.yaml:lr", "1", "2",
+    ]  # between versions, commit --param is compared  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_params_diff_exits_1_for_a_params_file_it_cannot_parse(repo: Repo) -> None:
     repo.write("params.yaml", "train:\n  lr: 0.1\n")
     repo.ok("run", "-n", "t", "-p", "train.lr", "-o", "o.txt", "--", "echo > o.txt")
@@ -663,7 +687,7 @@ def test_a_commit_param_and_a_stage_param_of_one_name_stay_apart_across_versions
     # named it lr: the diff paired the --param 5 with the stage's 2
     changed = {c["name"]: (c["old"], c.get("new", "-")) for c in
                repo.json("params", "diff", "--json")["params"]}  # fmt: skip
-    assert changed == {"lr": (5, "-"), "params.yaml:lr": (1, 2)}
+    assert changed == {"params.yaml:lr": (1, 2)}  # the working tree has no --param
     repo.ok("repro")
     repo.commit("b")
     changed = {c["name"]: (c["old"], c.get("new", "-")) for c in

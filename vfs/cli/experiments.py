@@ -57,11 +57,12 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """Parameters that differ: HEAD (or REV) against the working tree, or two versions.
 
     A version's parameters are those of `commit --param` and those its pipeline's
-    runs read (params.yaml keys by name, other files as FILE:KEY). A params file one
-    side has and the other lacks (or cannot read) is named in a warning, and under
-    missing_files in --json. A params file a stage names that cannot be read in the
-    working tree (missing, not valid YAML/JSON/TOML) is also listed under unreadable
-    in --json, and the exit status is 1.
+    runs read (params.yaml keys by name, other files as FILE:KEY); against the
+    working tree, the second alone (the next commit's --param are not known yet). A
+    params file one side has and the other lacks (or cannot read) is named in a
+    warning, and under missing_files in --json. A params file a stage names that
+    cannot be read in the working tree (missing, not valid YAML/JSON/TOML) is also
+    listed under unreadable in --json, and the exit status is 1.
 
     \b
     Examples:
@@ -76,7 +77,8 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     old, new = _sides(revs, repo)
     sides = [repo.history.version(r) for r in (old, new) if r is not None]
     taken = report.commit_names(sides)  # one name, one parameter, on both sides
-    a = report.version_params(sides[0], taken)
+    # the working tree has no `commit --param`: beside it, those are not compared
+    a = report.version_params(sides[0], taken, own=new is not None)
     if new is None:
         b, files = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
     else:

@@ -78,12 +78,13 @@ def commit_names(versions: Iterable[Version]) -> set[str]:
     return {k for v in versions for k, _ in flat_params(v.params)}
 
 
-def version_params(v: Version, taken: Iterable[str] = ()) -> dict[str, Any]:
+def version_params(v: Version, taken: Iterable[str] = (), own: bool = True) -> dict[str, Any]:
     """Every parameter of a version (module docstring); ``taken``: see
-    :func:`commit_names`, for the versions it is shown beside."""
-    own = dict(flat_params(v.params))
-    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*own, *taken})
-    return dict(sorted({**own, **ran}.items()))
+    :func:`commit_names`, for the versions it is shown beside. ``own`` False: only
+    those its runs read (beside the working tree, which has no ``commit --param``)."""
+    given = dict(flat_params(v.params))
+    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*given, *taken})
+    return dict(sorted({**(given if own else {}), **ran}.items()))
 
 
 def work_params(
