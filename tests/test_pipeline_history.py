@@ -617,6 +617,26 @@ def test_compare_exits_1_naming_a_metrics_file_it_cannot_read(repo: Repo) -> Non
     repo.fsck_clean()
 
 
+def test_compare_names_a_metric_apart_from_a_parameter_of_its_name(repo: Repo) -> None:
+    repo.write("params.yaml", "acc: 0.1\n")
+    repo.ok("run", "-n", "t", "-p", "acc", "-m", "m.json", "--",
+            "echo '{\"acc\": 0.9, \"loss\": 2}' > m.json")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    # two columns headed "acc", and --sort acc took the metric without a word
+    assert repo.ok("compare", "--csv").out.splitlines()[0] == (
+        "rev,created,message,acc,m.json:acc,m.json:loss"
+    )
+    assert repo.ok("compare").out.splitlines()[0].split()[-5:] == [
+        "acc", "┃", "m.json:acc", "┃", "m.json:loss"
+    ]  # fmt: skip
+    [row] = repo.json("compare", "--json")
+    assert (row["params"], row["metrics"]) == ({"acc": 0.1}, {"m.json:acc": 0.9, "m.json:loss": 2})
+    assert repo.ok("compare", "--sort", "m.json:acc").code == 0
+    assert repo.ok("metrics", "show").out.split()[3:5] == ["m.json", "acc"]
+    repo.fsck_clean()
+
+
 def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) -> None:
     repo.write("params.yaml", "a: 1\n")
     repo.ok("run", "-n", "s", "-p", "a", "-o", "o.txt", "--", "echo > o.txt")

@@ -11,7 +11,8 @@ values the stages of ``dvfs.yaml`` would read now.
 version; of the working tree: the metrics files of ``dvfs.yaml``'s stages and of the
 runs its ``dvfs.runs`` records (a ``vfs.track`` block's, which no stage names), as
 they are. Each file is flattened to dotted keys (``vfs.pipeline.values``); metrics
-are named ``FILE:KEY``, or by key alone when every metric shown comes from one file.
+are named ``FILE:KEY``, or by key alone when every metric shown comes from one file
+(and, in ``compare``, no parameter has that name).
 
 Experiments (``vfs.pipeline.experiments``) are versions on ``exp/`` branches, and
 are compared like any version.
@@ -388,7 +389,12 @@ def compare(
     why: list[str] = [] if notes is None else notes
     taken = commit_names(hist.version(oid) for _, oid in chosen)
     rows = [row_of(hist, label, oid, why, taken, unreadable) for label, oid in chosen]
-    bare = metric_names([r.metrics for r in rows])
+    # Metrics by key alone if they come from one file, unless a key is also a
+    # parameter's name: two columns, or a --sort, would not tell which is which.
+    pnames = {k for r in rows for k in r.params}
+    bare = metric_names([r.metrics for r in rows]) and not any(
+        k in pnames for r in rows for kv in r.metrics.values() for k in kv
+    )
     metric_rows = [flat_metrics(r.metrics, bare) for r in rows]
     pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
     mcols = [] if only_params and not only_metrics else sorted({k for m in metric_rows for k in m})
