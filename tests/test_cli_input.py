@@ -350,6 +350,33 @@ def test_parameters_are_bounded(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_parameter_name_with_an_empty_part_between_dots_is_refused(repo: Repo) -> None:
+    committed(repo)
+    repo.write("d/a.txt", "2")
+    repo.ok("add", "d")
+    repo.write("nested.yaml", "opt:\n  lr.: 1\n")
+    # `..` was recorded as a parameter, shown by log and compare as a name of its own
+    for args, name in [
+        (("--param", "..=1"), ".."),
+        (("--param", ".=1"), "."),
+        (("--param", ".lr=1"), ".lr"),
+        (("--param", "lr.=1"), "lr."),
+        (("--param", "opt..lr=1"), "opt..lr"),
+        (("--params-file", "nested.yaml"), "opt.lr."),
+    ]:
+        line = assert_error(repo.run("commit", "-m", "two", *args), code=2)
+        assert line == (
+            f"dvfs: error: parameter name {name} has an empty part between dots: name each "
+            "part (a.b is b inside a)"
+        )
+    with pytest.raises(vfs.DvfsError, match=r"parameter name \.\. has an empty part"):
+        vfs.Repo(repo.root).commit("two", params={"..": 1})
+    assert repo.show()["version"] == "v1"
+    repo.ok("commit", "-m", "two", "--param", "opt.lr=1")
+    assert repo.show()["parameters"] == {"opt.lr": 1}
+    repo.fsck_clean()
+
+
 # ------------------------------------------------------------------------------ other bounds
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+import vfs
 from tests.support.cli import (
     Repo,
     assert_error,
     assert_ok,
+    cli_command,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -366,6 +370,32 @@ def test_metrics_diff_names_an_unreadable_metrics_file_and_exits_1(repo: Repo) -
     repo.fsck_clean()
 
 
+def test_metrics_diff_of_numbers_past_a_float_s_range(repo: Repo) -> None:
+    big = "1" + "0" * 400  # an integer no float holds
+    repo.write("src.json", '{"b": 1, "x": 1.7e308, "e": 12345678901234567890}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.ok("add", "src.json")
+    repo.commit("one")
+    repo.write("src.json", f'{{"b": {big}, "x": -1.7e308, "e": 2}}')
+    repo.ok("repro")
+    repo.ok("add", "src.json")
+    repo.commit("two")
+    # an internal error (OverflowError); --json gave "change": -Infinity, which is not JSON
+    rows = [line.split() for line in repo.ok("metrics", "diff", "v1", "v2").out.splitlines()]
+    assert rows[1:] == [
+        ["b", "1", big, "+" + str(int(big) - 1)],
+        ["e", "12345678901234567890", "2", "-12345678901234567888"],  # exact, as the values
+        ["x", "1.7e+308", "-1.7e+308", "-"],
+    ]
+    got = json.loads(repo.ok("metrics", "diff", "v1", "v2", "--json").out,
+                     parse_constant=lambda c: pytest.fail(f"{c} in JSON"))  # fmt: skip
+    assert [m.get("change") for m in got["metrics"]] == [int(big) - 1, -12345678901234567888, None]
+    repo.write("src.json", '{"b": 1.5, "x": 1, "e": 2}')
+    repo.ok("repro")
+    assert repo.ok("metrics", "diff").out.splitlines()[1].split() == ["b", big, "1.5", "-"]
+    repo.fsck_clean()
+
+
 def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     repo.write("params.yaml", "train:\n  lr: 0.1\n  epochs: 3\n")
     repo.write("config.json", '{"depth": 3}')
@@ -376,14 +406,19 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
     (repo.root / "params.yaml").unlink()
     repo.write("config.json", "{broken")
     # every parameter showed as removed, params.yaml's without a word
-    r = repo.ok("params", "diff")
+    r = repo.run("params", "diff")
+    assert r.code == 1, r  # neither file could be read: the values there are unknown
     assert warnings_of(r) == [
         "dvfs: warning: config.json is not valid JSON: Expecting property name enclosed in "
         "double quotes: line 1 column 2 (char 1): its parameters are shown as removed",
         "dvfs: warning: params.yaml does not exist in the working tree: its parameters are "
         "shown as removed",
     ]
-    got = repo.json("params", "diff", "--json")
+    r = repo.run("params", "diff", "--json")
+    assert r.code == 1, r
+    got = r.json()
+    assert got["unreadable"] == [{"file": "config.json", "side": "new"},
+                                 {"file": "params.yaml", "side": "new"}]  # fmt: skip
     assert [(g["file"], g["side"]) for g in got["missing_files"]] == [
         ("config.json", "new"), ("params.yaml", "new")
     ]  # fmt: skip
@@ -414,6 +449,191 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
         "dvfs: warning: no stage of dvfs.yaml reads params.yaml now: its parameters are shown "
         "as removed",
     ]
+    repo.fsck_clean()
+
+
+def test_lineage_follows_a_params_file_another_stage_made(repo: Repo) -> None:
+    repo.write("seed.txt", "lr: 0.1\n")
+    repo.ok("add", "seed.txt")
+    repo.ok("run", "-n", "gen", "-d", "seed.txt", "-o", "cfg.yaml", "--", "cp seed.txt cfg.yaml")
+    repo.ok("run", "-n", "train", "-p", "cfg.yaml:lr", "-o", "model", "--", "cat cfg.yaml > model")
+    repo.commit("one")
+    assert repo.ok("dag").out.split() == ["gen", "└──", "train"]
+    # lineage stopped at train, and said no stage read cfg.yaml
+    lines = repo.ok("lineage", "model").out.splitlines()
+    made_by_gen = "since v1, made by stage gen"
+    assert any(ln.startswith("  params file cfg.yaml ") and ln.endswith(made_by_gen)
+               for ln in lines), lines  # fmt: skip
+    assert any(ln.startswith("stage gen made cfg.yaml: ") for ln in lines), lines
+    [train, gen] = repo.json("lineage", "model", "--json")["stages"]
+    assert (train["stage"], gen["stage"]) == ("train", "gen")
+    [made] = train["input"]
+    assert (made["path"], made["kind"], made["made_by"], made["since"]) == (
+        "cfg.yaml", "params", "gen", "v1"
+    )  # fmt: skip
+    assert made["in_version"] is True
+    assert gen["input"][0]["kind"] == "dep"
+    down = repo.json("lineage", "seed.txt", "--downstream", "--json")["downstream"]
+    assert [(d["stage"], d["reads"], d["depth"]) for d in down] == [
+        ("gen", "seed.txt", 0), ("train", "cfg.yaml", 1)
+    ]  # fmt: skip
+    assert "stage train (reads cfg.yaml) -> model" in repo.ok("lineage", "cfg.yaml",
+                                                             "--downstream").out  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_an_experiment_s_unreadable_metrics_file_is_named_by_its_branch(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-m", "m.json", "--",
+            "echo '{\"acc\": 0.5}' > m.json")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("run", "-f", "-n", "t", "-p", "lr", "-m", "m.json", "--", "echo '{broken' > m.json")
+    repo.commit("two")
+    # exp run and exp list showed no metrics and said nothing; compare said "v3: ..." of
+    # exp/x, whose v3 is not the branch's v3
+    r = repo.ok("exp", "run", "-S", "lr=2", "-n", "x")
+    assert warnings_of(r) == [
+        "dvfs: warning: exp/x: m.json is not valid JSON: Expecting property name enclosed in "
+        "double quotes: line 1 column 2 (char 1): its metrics are not shown"
+    ]
+    repo.ok("exp", "run", "-n", "y")
+    for args in (("exp", "list"), ("exp", "list", "--json")):
+        r = repo.run(*args)
+        assert r.code == 1, r
+        assert sorted(w.split(":")[2].strip() for w in warnings_of(r)) == ["exp/x", "exp/y"], r
+    assert [e["metrics"] for e in repo.run("exp", "list", "--json").json()] == [{}, {}]
+    r = repo.run("compare")
+    assert r.code == 1
+    assert sorted(w.split(":")[2].strip() for w in warnings_of(r)) == ["exp/x", "exp/y", "v2"]
+    repo.fsck_clean()
+
+
+def test_an_experiment_named_by_another_command_while_it_ran_says_so(repo: Repo) -> None:
+    # The stage makes the branch exp/same in the repository, as a second `dvfs exp run -n
+    # same` finishing first would.
+    script = (
+        f"import subprocess, sys; subprocess.run({[*cli_command('branch', 'exp/same')]!r}, "
+        f"cwd={str(repo.root)!r}, env={{'PYTHONPATH': {str(Path(vfs.__file__).parents[1])!r}}}, "
+        "check=True); open('o', 'w').write('1')"
+    )
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o", "--no-exec", "--", sys.executable, "-c",
+            script)  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    # "exp/same moved while this command ran: run it again", which then said "exists"
+    line = assert_error(repo.run("exp", "run", "-S", "lr=2", "-n", "same"))
+    assert line == (
+        "dvfs: error: experiment same was made by another command while this one ran: run it "
+        "again with another -n NAME (this run recorded nothing)"
+    )
+    assert repo.json("log", "exp/same", "--json")[0]["version"] == "v1"
+    repo.fsck_clean()
+
+
+def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo > o.txt")
+    repo.commit("one")
+    # shown as Python shows a str: 'exp/a b', "exp/it's", 'exp/x\ty'
+    for name, shown in [("a b", "exp/a b"), ("it's", "exp/it's"), ("x\ty", '"exp/x\\ty"')]:
+        line = assert_error(repo.run("exp", "run", "-n", name), code=2)
+        assert line == (
+            f"dvfs: error: {shown} is not a valid experiment name: use letters, digits, '.', "
+            "'_', '-' and '/'"
+        )
+    line = assert_error(repo.run("exp", "run", "-S", "l\x1br"), code=2)
+    assert line == 'dvfs: error: -S "l\\033r" is not [FILE:]KEY=VALUE'
+    line = assert_error(repo.run("exp", "run", "-S", "lr=1", "-S", "lr=\x1b[2J"), code=2)
+    assert line == ('dvfs: error: -S "lr=\\033[2J" sets what -S lr=1 sets: give each key once')
+    line = assert_error(repo.run("branch", "--", "a'b"), code=2)
+    assert line.startswith("dvfs: error: a'b is not a valid branch name")
+    assert repo.ok("exp", "list").out.startswith("no experiments")
+    repo.fsck_clean()
+
+
+def test_params_diff_of_a_clean_working_tree_is_empty_after_commit_param(repo: Repo) -> None:
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one", "--param", "note=first", "--param", "lr=9")
+    # "note 'first' -> -": a parameter removed, from a working tree nothing changed in
+    r = repo.ok("params", "diff")
+    assert r.out == "" and warnings_of(r) == []
+    assert repo.json("params", "diff", "--json")["params"] == []
+    rows = repo.json("params", "diff", "--all", "--json")["params"]
+    assert rows == [{"name": "params.yaml:lr", "old": 1, "new": 1, "changed": False}]
+    repo.write("params.yaml", "lr: 2\n")
+    assert repo.ok("params", "diff").out.split() == [
+        "Param", "v1", "workspace", "params.yaml:lr", "1", "2"
+    ]  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    repo.commit("two")
+    assert repo.ok("params", "diff", "v1", "v2").out.split() == [
+        "Param", "v1", "v2", "lr", "9", "-", "note", "first", "-", "params.yaml:lr", "1", "2",
+    ]  # between versions, commit --param is compared  # fmt: skip
+    repo.fsck_clean()
+
+
+def test_params_diff_exits_1_for_a_params_file_it_cannot_parse(repo: Repo) -> None:
+    repo.write("params.yaml", "train:\n  lr: 0.1\n")
+    repo.ok("run", "-n", "t", "-p", "train.lr", "-o", "o.txt", "--", "echo > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.write("params.yaml", "train:\n  lr: [0.1\n")
+    # exit 0, as if train.lr had been removed on purpose
+    r = repo.run("params", "diff")
+    assert r.code == 1, r
+    assert r.out.split() == ["Param", "v1", "workspace", "train.lr", "0.1", "-"]
+    assert len(warnings_of(r)) == 1 and "params.yaml is not valid YAML" in r.err
+    r = repo.run("params", "diff", "--json")
+    assert r.code == 1 and r.json()["unreadable"] == [{"file": "params.yaml", "side": "new"}], r
+    # two versions hold the values their runs read: nothing there is unknown
+    repo.write("params.yaml", "train:\n  lr: 0.2\n")
+    repo.ok("repro")
+    repo.ok("add", "params.yaml")
+    repo.commit("two")
+    assert repo.json("params", "diff", "v1", "v2", "--json")["unreadable"] == []
+    r = repo.ok("params", "diff")
+    assert r.out == "" and warnings_of(r) == []
+    repo.fsck_clean()
+
+
+def test_compare_exits_1_naming_a_metrics_file_it_cannot_read(repo: Repo) -> None:
+    repo.ok("run", "-n", "a", "-m", "a.json", "--", "echo '{\"acc\": 0.5}' > a.json")
+    repo.commit("one")
+    repo.ok("run", "-f", "-n", "a", "-m", "a.json", "--", "echo '{broken' > a.json")
+    repo.commit("two")
+    # the warning went by and the exit status was 0: a script took v2 for a run without metrics
+    for args in ((), ("--json",), ("--csv",), ("v2", "v1", "--metrics")):
+        r = repo.run("compare", *args)
+        assert r.code == 1, r
+        assert len(warnings_of(r)) == 1 and "v2: a.json is not valid JSON" in r.err, r
+    rows = {row["rev"]: row["metrics"] for row in repo.run("compare", "--json").json()}
+    assert rows == {"v2": {}, "v1": {"acc": 0.5}}
+    assert repo.ok("compare", "v1").code == 0
+    repo.fsck_clean()
+
+
+def test_compare_names_a_metric_apart_from_a_parameter_of_its_name(repo: Repo) -> None:
+    repo.write("params.yaml", "acc: 0.1\n")
+    repo.ok("run", "-n", "t", "-p", "acc", "-m", "m.json", "--",
+            "echo '{\"acc\": 0.9, \"loss\": 2}' > m.json")  # fmt: skip
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    # two columns headed "acc", and --sort acc took the metric without a word
+    assert repo.ok("compare", "--csv").out.splitlines()[0] == (
+        "rev,created,message,acc,m.json:acc,m.json:loss"
+    )
+    assert repo.ok("compare").out.splitlines()[0].split()[-5:] == [
+        "acc", "┃", "m.json:acc", "┃", "m.json:loss"
+    ]  # fmt: skip
+    [row] = repo.json("compare", "--json")
+    assert (row["params"], row["metrics"]) == ({"acc": 0.1}, {"m.json:acc": 0.9, "m.json:loss": 2})
+    assert repo.ok("compare", "--sort", "m.json:acc").code == 0
+    assert repo.ok("metrics", "show").out.split()[3:5] == ["m.json", "acc"]
     repo.fsck_clean()
 
 
@@ -487,7 +707,7 @@ def test_a_commit_param_and_a_stage_param_of_one_name_stay_apart_across_versions
     # named it lr: the diff paired the --param 5 with the stage's 2
     changed = {c["name"]: (c["old"], c.get("new", "-")) for c in
                repo.json("params", "diff", "--json")["params"]}  # fmt: skip
-    assert changed == {"lr": (5, "-"), "params.yaml:lr": (1, 2)}
+    assert changed == {"params.yaml:lr": (1, 2)}  # the working tree has no --param
     repo.ok("repro")
     repo.commit("b")
     changed = {c["name"]: (c["old"], c.get("new", "-")) for c in

@@ -216,6 +216,20 @@ def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     repo.fsck_clean()
 
 
+def test_lineage_draws_a_params_file_another_stage_made_as_an_edge(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo")
+    Repository.init(repo.root)
+    repo.write("seed.txt", "lr: 0.1\n")
+    repo.ok("add", "seed.txt")
+    repo.ok("run", "-n", "gen", "-d", "seed.txt", "-o", "cfg.yaml", "--", "cp seed.txt cfg.yaml")
+    repo.ok("run", "-n", "train", "-p", "cfg.yaml:lr", "-o", "model", "--", "cat cfg.yaml > model")
+    repo.commit("one")
+    with serving(repo.root) as server:
+        g = api(server, "lineage", rev="v1")
+    assert g["edges"] == [["gen", "train"]]  # it had none: the graph showed two stages apart
+    repo.fsck_clean()
+
+
 @pytest.mark.parametrize(
     "query",
     ["path=../etc/passwd", "path=data/../../x", "path=%2e%2e/x", "path=/etc/passwd",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +14,10 @@ from vfs.cli.output import emit_json, quoted, warn, workers
 from vfs.cli.pipeline import history_of, path_arg, plain_table, say_to, stage_output
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_name
+
+if TYPE_CHECKING:
+    from vfs.pipeline.experiments import Listed
+    from vfs.pipeline.report import Compared
 
 
 def _sides(revs: tuple[str, ...], repo: Any) -> tuple[Any, Any]:
@@ -53,9 +57,12 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     """Parameters that differ: HEAD (or REV) against the working tree, or two versions.
 
     A version's parameters are those of `commit --param` and those its pipeline's
-    runs read (params.yaml keys by name, other files as FILE:KEY). A params file one
-    side has and the other lacks (or cannot read) is named in a warning, and under
-    missing_files in --json.
+    runs read (params.yaml keys by name, other files as FILE:KEY); against the
+    working tree, the second alone (the next commit's --param are not known yet). A
+    params file one side has and the other lacks (or cannot read) is named in a
+    warning, and under missing_files in --json. A params file a stage names that
+    cannot be read in the working tree (missing, not valid YAML/JSON/TOML) is also
+    listed under unreadable in --json, and the exit status is 1.
 
     \b
     Examples:
@@ -70,7 +77,8 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     old, new = _sides(revs, repo)
     sides = [repo.history.version(r) for r in (old, new) if r is not None]
     taken = report.commit_names(sides)  # one name, one parameter, on both sides
-    a = report.version_params(sides[0], taken)
+    # the working tree has no `commit --param`: beside it, those are not compared
+    a = report.version_params(sides[0], taken, own=new is not None)
     if new is None:
         b, files = report.work_params(ws, workspace.load_pipeline(ws)[0], taken)
     else:
@@ -82,6 +90,7 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
     )
     for g in gaps:
         warn(g.note)
+    unreadable = sorted(f for f, why in files.items() if why is not None) if new is None else []
     if as_json:
         emit_json({
             "old": left, "new": right,
@@ -89,11 +98,13 @@ def params_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None:
                         "changed": c.changed} for c in changes],
             "missing_files": [{"file": os.fsdecode(g.file), "side": g.side, "note": g.note}
                               for g in gaps],
+            "unreadable": [{"file": os.fsdecode(f), "side": "new"} for f in unreadable],
         })  # fmt: skip
-        return
-    if changes:
+    elif changes:
         rows = [[quote_name(c.name), report.shown(c.old), report.shown(c.new)] for c in changes]
         plain_table(["Param", escape_text(left), escape_text(right)], rows)
+    if unreadable:  # each named in a warning: its values are unknown, not removed
+        sys.exit(1)
 
 
 @click.group(cls=DvfsGroup, name="metrics")
@@ -209,7 +220,7 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
     else:
         rows = [
             [quote_name(c.name), report.shown(c.old), report.shown(c.new),
-             "-" if c.delta is None else f"{c.delta:+.6g}"]
+             report.change_text(c.delta)]
             for c in changes
         ]  # fmt: skip
         if rows:
@@ -234,7 +245,9 @@ def compare(
     """One row per version or experiment, one column per parameter and metric.
 
     Without REVs: the versions of the current branch, newest first, and every
-    experiment (`dvfs exp run`).
+    experiment (`dvfs exp run`). A metrics file that cannot be read (not valid
+    JSON/YAML/TOML, too large) is named in a warning, its metrics show as missing,
+    and the exit status is 1.
 
     \b
     Examples:
@@ -249,10 +262,20 @@ def compare(
     repo = history_of(workspace.find())
     hist = repo.history
     notes: list[str] = []
+    unreadable: list[bytes] = []
     chosen = [(r, hist.resolve(r)) for r in revs] or report.default_choice(hist, repo.refs)
-    done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes)
+    done = report.compare(hist, chosen, only_params, only_metrics, sort_by, notes, unreadable)
     for n in notes:
         warn(n)
+    _show_compared(done, as_csv, as_json)
+    if unreadable:  # each named in a warning, its metrics shown as missing
+        sys.exit(1)
+
+
+def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
+    """Print ``dvfs compare``'s table, CSV or JSON."""
+    from vfs.pipeline import report
+
     if as_json:
         emit_json(report.compare_json(done))
         return
@@ -349,7 +372,9 @@ def exp_run(
         )
     hist = history_of(ws).history
     v = hist.version(done.oid)
-    m, _ = report.version_metrics(hist, v)
+    m, notes = report.version_metrics(hist, v, None, done.branch)
+    for n in notes:  # the experiment is recorded: what its metrics files lack is a warning
+        warn(n)
     metrics = report.flat_metrics(m, report.metric_names([m]))
     if as_json:
         emit_json({
@@ -371,15 +396,31 @@ def exp_run(
 def exp_list(as_json: bool) -> None:
     """The experiments: branch, version, base, parameters changed and metrics.
 
+    A metrics file that cannot be read is named in a warning, its metrics are left
+    out, and the exit status is 1.
+
     \b
     Examples:
       dvfs exp list
       dvfs exp list --json
     """
-    from vfs.pipeline import experiments, report, workspace
+    from vfs.pipeline import experiments, workspace
+
+    notes: list[str] = []
+    unreadable: list[bytes] = []
+    found = experiments.listing(workspace.find(), notes, unreadable)
+    for n in notes:
+        warn(n)
+    _show_listed(found, as_json)
+    if unreadable:  # each named in a warning, its metrics left out
+        sys.exit(1)
+
+
+def _show_listed(found: list[Listed], as_json: bool) -> None:
+    """Print ``dvfs exp list``'s lines or JSON."""
+    from vfs.pipeline import report
     from vfs.pipeline.record import iso_ns
 
-    found = experiments.listing(workspace.find())
     if as_json:
         emit_json([
             {"name": e.name, "branch": e.branch, "version": e.label, "id": e.oid.hex(),

@@ -504,7 +504,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
                  "made": [os.fsdecode(o) for o in st.outputs],
                  "input": [
                      {"path": os.fsdecode(i.path), "id": i.id.hex(), "since": i.since,
-                      "in_version": i.now, "made_by": i.made_by}
+                      "in_version": i.now, "made_by": i.made_by, "kind": i.kind}
                      for i in st.inputs
                  ]}
                 for st in steps
@@ -535,6 +535,7 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             if i.since and not i.now:
                 origin += f" ({label} holds other bytes)"
             by = f", made by stage {i.made_by}" if i.made_by else ""
-            click.echo(f"  input {quoted(i.path)}  {i.id.hex()[:10]}  {origin}{by}")
+            what = "params file" if i.kind == "params" else "input"
+            click.echo(f"  {what} {quoted(i.path)}  {i.id.hex()[:10]}  {origin}{by}")
         for f, k, val in s.params:
             click.echo(f"  param {quote_name(param_name(f, k, s.wdir))} = {param_text(val)}")

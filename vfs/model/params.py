@@ -9,7 +9,9 @@ what may be recorded is bounded, and checked before anything is written:
 - a parameters file is a regular file (not a FIFO or a device: ``/dev/zero`` once
   read until the OOM killer came) of at most ``MAX_FILE`` (1 MiB) of UTF-8 YAML
   holding one mapping;
-- keys are 1 to ``MAX_KEY`` (256) characters without control characters;
+- keys are 1 to ``MAX_KEY`` (256) characters without control characters, and no
+  part of one between dots is empty (``..``, ``.a``, ``a.`` and ``a..b`` are refused:
+  nested names are shown dotted, ``opt.lr``);
 - values nest at most ``MAX_DEPTH`` (32) mappings or lists deep;
 - all parameters together hold at most ``MAX_TOTAL`` (64 KiB): the UTF-8 bytes of
   every key and text value, plus 8 for every other value. A YAML alias counts each
@@ -254,7 +256,8 @@ def check(params: dict[Any, Any]) -> dict[str, Any]:
 def _one_name_each(params: dict[str, Any]) -> None:
     """UsageError if two parameters have one dotted name (``opt.lr`` given as a name,
     and as ``lr`` inside ``opt``): show, diff and compare name parameters that way, and
-    would show it twice, or one value for both."""
+    would show it twice, or one value for both; or if a name has an empty part between
+    dots (``..``), which no dotted name can stand for."""
     seen: dict[str, str] = {}
     stack: list[tuple[str, str, dict[str, Any]]] = [("", "", params)]
     while stack:
@@ -262,6 +265,11 @@ def _one_name_each(params: dict[str, Any]) -> None:
         for k, v in d.items():
             name = prefix + k
             where = f"{path} > {k}" if path else k
+            if "" in k.split("."):
+                raise UsageError(
+                    f"parameter name {quote_name(name)} has an empty part between dots: "
+                    "name each part (a.b is b inside a)"
+                )
             if isinstance(v, dict) and v:
                 stack.append((name + ".", where, v))
             elif name in seen:

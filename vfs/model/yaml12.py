@@ -29,6 +29,7 @@ beside PyYAML, which dvfs already needs, and for 1.2 scalars only a resolver dif
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, ClassVar
 
 import yaml
@@ -69,7 +70,13 @@ class Loader(_SafeLoader):  # type: ignore[misc]
         digits = text.lstrip("+-")
         if digits[:2] in ("0o", "0x"):
             return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
-        return sign * int(digits, 10)
+        try:
+            return sign * int(digits, 10)
+        except ValueError:  # past Python's bound on the digits of a decimal integer
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of more than {sys.get_int_max_str_digits():,} digits",
+                node.start_mark,
+            ) from None  # fmt: skip
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         """The mapping, refusing a key written twice (merged keys may be overridden)."""

@@ -48,7 +48,7 @@ from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
 from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
-from vfs.quoting import shell_word
+from vfs.quoting import escape_text, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
 from vfs.repo.refs import check_ref_name
@@ -79,12 +79,15 @@ def parse_settings(items: list[str], rel: Any) -> list[Setting]:
     for item in items:
         left, sep, raw = item.partition("=")
         if not sep or not left.strip():
-            raise UsageError(f"-S {item!r} is not [FILE:]KEY=VALUE")
+            raise UsageError(f"-S {quote_name(item)} is not [FILE:]KEY=VALUE")
         file, colon, key = left.rpartition(":")
         path = rel(file if colon and file else os.fsdecode(DEFAULT_PARAMS))  # as `run -p` does
         twice = [o for o in out if (o.file, o.key) == (path, key.strip())]
         if twice:
-            raise UsageError(f"-S {item} sets what -S {twice[0].text} sets: give each key once")
+            raise UsageError(
+                f"-S {quote_name(item)} sets what -S {quote_name(twice[0].text)} sets: give each "
+                "key once"
+            )
         out.append(Setting(path, key.strip(), version_params.value(raw), item))
     return out
 
@@ -262,6 +265,11 @@ def _record(
         state = TreeState(exp_ws, w, warn)
         outs = [o for n in names for o in dag.stages[n].outs]
         with repo.locked():
+            if repo.refs.get(f"refs/heads/{branch}") is not None:  # made while the stages ran
+                raise UsageError(
+                    f"experiment {name} was made by another command while this one ran: run "
+                    "it again with another -n NAME (this run recorded nothing)"
+                )
             index = repo.index()
             rows = dict(index.rows())
             keep = [c for c in copied if any(inside(c, o) or inside(o, c) for o in outs)]
@@ -309,8 +317,12 @@ class Listed:
     metrics: dict[str, Any]
 
 
-def listing(ws: Workspace) -> list[Listed]:
-    """Every experiment of the repository, newest first."""
+def listing(
+    ws: Workspace, notes: list[str] | None = None, unreadable: list[bytes] | None = None
+) -> list[Listed]:
+    """Every experiment of the repository, newest first; what cannot be shown of
+    their metrics is added to ``notes`` (and each metrics file that cannot be read to
+    ``unreadable``), as :func:`report.version_metrics` gives them."""
     repo = ws.repo
     if repo is None:
         raise UsageError("no repository here: experiments live in a repository")
@@ -324,8 +336,10 @@ def listing(ws: Workspace) -> list[Listed]:
             mine = report.version_params(v, taken)
             theirs = report.version_params(parent, taken) if parent else {}
             changed = {c.name: (c.old, c.new) for c in report.diff(theirs, mine, False)}
-            m, _ = report.version_metrics(hist, v)
+            m, why = report.version_metrics(hist, v, unreadable, escape_text(branch))
             metrics = report.flat_metrics(m, report.metric_names([m]))
+            if notes is not None:
+                notes += why
         except DvfsError as exc:
             bad = f"cannot be read: {exc}"
             out.append(Listed(branch[len(EXP_PREFIX) :], branch, oid, "?", None, 0, bad, {}, {}))

@@ -5,10 +5,13 @@ it, or lies inside it), its command and run, and each of its inputs with its
 content id as the run saw it and the version that introduced those bytes (the
 oldest version of an unbroken run of versions, back along the first-parent chain,
 holding that path with those bytes); then the same for each input that another
-stage made, back to inputs no stage made.
+stage made, back to inputs no stage made. A params file another stage made is an
+input too, as ``dvfs dag`` draws it (a run records the values it read, not the
+file's id: its id is the one the maker's run recorded, or else the version's).
 
-Downstream: every stage of the version's pipeline that reads the path (a dep at,
-inside or holding it), then what reads their outputs, and so on.
+Downstream: every stage of the version's pipeline that reads the path (a dep, or a
+file it reads params from, at, inside or holding it), then what reads their
+outputs, and so on.
 
 Only what the version records is used: its pipeline and its trees. A version walk
 stops after ``WALK`` versions.
@@ -36,6 +39,7 @@ class Input:
     since: str | None  # the version that introduced these bytes (None: in no version)
     now: bool  # the version looked at holds the path with these bytes
     made_by: str | None  # the stage of the pipeline making it, if any
+    kind: str = "dep"  # or "params": a params file the stage read
 
 
 @dataclass
@@ -104,8 +108,44 @@ def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
                 )  # fmt: skip
                 if makers:
                     todo.append(d)
+            for f in _made_params_files(v.pipeline, stage):
+                makers = _maker(v.pipeline, f)
+                fid = _made_id(hist, v.tree, makers, f, memo)
+                if fid is None:
+                    continue
+                try:
+                    now = tree_path_id(hist, v.tree, f, memo) == fid
+                except DvfsError:
+                    now = False
+                since = introduced(hist, version, f, fid, memo)
+                step.inputs.append(Input(f, fid, since, now, makers[0][0].name, "params"))
+                todo.append(f)
             steps.append(step)
     return steps
+
+
+def _made_params_files(pipeline: tuple[StageRecord, ...], stage: StageRecord) -> list[bytes]:
+    """The files ``stage`` read params from that another stage of ``pipeline`` makes
+    (and that it does not also name as deps, which are inputs already)."""
+    deps = {d for d, _ in stage.deps}
+    files = dict.fromkeys(f for f, _, _ in stage.params)
+    return [f for f in files if f not in deps and _maker(pipeline, f)]
+
+
+def _made_id(
+    hist: History, tree: bytes, makers: list[tuple[StageRecord, list[bytes]]], path: bytes,
+    memo: dict[bytes, bytes],
+) -> bytes | None:  # fmt: skip
+    """The id of ``path``, an output of ``makers`` (or inside one): as the maker's run
+    recorded it, else as the version holds it (None if it holds none)."""
+    for s, _ in makers:
+        for p, oid in s.outs:
+            if p == path:
+                return oid
+    try:
+        return tree_path_id(hist, tree, path, memo)
+    except DvfsError:
+        return None
 
 
 def downstream(hist: History, version: bytes, path: bytes) -> list[tuple[StageRecord, bytes, int]]:
@@ -119,7 +159,8 @@ def downstream(hist: History, version: bytes, path: bytes) -> list[tuple[StageRe
         for s in v.pipeline:
             if s.name in seen:
                 continue
-            reads = [d for d, _ in s.deps if inside(d, p) or inside(p, d)]
+            read = [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)]
+            reads = [d for d in read if inside(d, p) or inside(p, d)]
             if reads:
                 seen.add(s.name)
                 out.append((s, reads[0], depth))

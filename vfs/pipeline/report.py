@@ -11,7 +11,8 @@ values the stages of ``dvfs.yaml`` would read now.
 version; of the working tree: the metrics files of ``dvfs.yaml``'s stages and of the
 runs its ``dvfs.runs`` records (a ``vfs.track`` block's, which no stage names), as
 they are. Each file is flattened to dotted keys (``vfs.pipeline.values``); metrics
-are named ``FILE:KEY``, or by key alone when every metric shown comes from one file.
+are named ``FILE:KEY``, or by key alone when every metric shown comes from one file
+(and, in ``compare``, no parameter has that name).
 
 Experiments (``vfs.pipeline.experiments``) are versions on ``exp/`` branches, and
 are compared like any version.
@@ -19,6 +20,7 @@ are compared like any version.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,12 +79,13 @@ def commit_names(versions: Iterable[Version]) -> set[str]:
     return {k for v in versions for k, _ in flat_params(v.params)}
 
 
-def version_params(v: Version, taken: Iterable[str] = ()) -> dict[str, Any]:
+def version_params(v: Version, taken: Iterable[str] = (), own: bool = True) -> dict[str, Any]:
     """Every parameter of a version (module docstring); ``taken``: see
-    :func:`commit_names`, for the versions it is shown beside."""
-    own = dict(flat_params(v.params))
-    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*own, *taken})
-    return dict(sorted({**own, **ran}.items()))
+    :func:`commit_names`, for the versions it is shown beside. ``own`` False: only
+    those its runs read (beside the working tree, which has no ``commit --param``)."""
+    given = dict(flat_params(v.params))
+    ran = _named(((f, k, val) for s in v.pipeline for f, k, val in s.params), {*given, *taken})
+    return dict(sorted({**(given if own else {}), **ran}.items()))
 
 
 def work_params(
@@ -180,12 +183,15 @@ def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
 
 
 def version_metrics(
-    hist: History, v: Version, unreadable: list[bytes] | None = None
+    hist: History, v: Version, unreadable: list[bytes] | None = None, label: str | None = None
 ) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
-    """Each metrics file of a version's pipeline, flattened; and notes: on what a file
-    read leaves out, and one on each file that cannot be read (added to ``unreadable``)."""
+    """Each metrics file of a version's pipeline, flattened; and notes, each starting
+    with ``label`` (default ``vN``; an experiment's is its branch, as its ``vN`` is
+    also a version of the branch it started from): on what a file read leaves out,
+    and one on each file that cannot be read (added to ``unreadable``)."""
     out: dict[bytes, dict[str, Any]] = {}
     notes: list[str] = []
+    label = label or f"v{v.number}"
     for s in v.pipeline:
         for m in s.metrics:
             try:
@@ -195,9 +201,9 @@ def version_metrics(
                         f"{quote_name(m)}, a metrics file of stage {s.name}, is not in the version"
                     )
                 out[m], why = values.metrics_of(data, m, quote_name(m))
-                notes += [f"v{v.number}: {w}" for w in why]
+                notes += [f"{label}: {w}" for w in why]
             except DvfsError as exc:
-                notes.append(f"v{v.number}: {exc}: its metrics are not shown")
+                notes.append(f"{label}: {exc}: its metrics are not shown")
                 if unreadable is not None:
                     unreadable.append(m)
     return out, notes
@@ -261,11 +267,29 @@ class Change:
     old: Any
     new: Any
     changed: bool
-    delta: float | None = None
+    delta: float | None = None  # None where no finite number tells it (see _delta)
 
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _delta(a: float, b: float) -> float | None:
+    """``b - a``, exact between integers; None if it is no finite number (an integer
+    too large for a float beside a float, two floats near the largest apart)."""
+    try:
+        d = b - a
+    except OverflowError:
+        return None
+    return None if isinstance(d, float) and not math.isfinite(d) else d
+
+
+def change_text(delta: float | None) -> str:
+    """A change in a table cell: ``-`` for none, an integer in full (as its values are
+    shown), a float to 6 significant digits, each with its sign."""
+    if delta is None:
+        return "-"
+    return f"{delta:+d}" if isinstance(delta, int) else f"{delta:+.6g}"
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> list[Change]:
@@ -276,9 +300,7 @@ def diff(old: Mapping[str, Any], new: Mapping[str, Any], everything: bool) -> li
         changed = (name in old) != (name in new) or not values.same(a, b)
         if not changed and not everything:
             continue
-        delta = None
-        if _number(a) and _number(b):
-            delta = b - a
+        delta = _delta(a, b) if _number(a) and _number(b) else None
         out.append(Change(name, a, b, changed, delta))
     return out
 
@@ -302,11 +324,13 @@ def experiments(hist: History, branches: Mapping[str, bytes]) -> list[tuple[str,
 
 
 def row_of(
-    hist: History, label: str, oid: bytes, notes: list[str], taken: Iterable[str] = ()
-) -> Row:
-    """The compare row of version ``oid`` (``taken``: see :func:`commit_names`)."""
+    hist: History, label: str, oid: bytes, notes: list[str], taken: Iterable[str] = (),
+    unreadable: list[bytes] | None = None,
+) -> Row:  # fmt: skip
+    """The compare row of version ``oid`` (``taken``: see :func:`commit_names`; each
+    metrics file that cannot be read is named in ``notes`` and added to ``unreadable``)."""
     v = hist.version(oid)
-    m, why = version_metrics(hist, v)
+    m, why = version_metrics(hist, v, unreadable, escape_text(label))
     notes += why
     return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
 
@@ -354,16 +378,23 @@ def default_choice(hist: History, refs: Refs) -> list[tuple[str, bytes]]:
 def compare(
     hist: History, chosen: list[tuple[str, bytes]], only_params: bool = False,
     only_metrics: bool = False, sort_by: str | None = None, notes: list[str] | None = None,
+    unreadable: list[bytes] | None = None,
 ) -> Compared:  # fmt: skip
     """The compare table of the versions ``chosen`` (label, id), sorted by a metric or
     parameter if ``sort_by`` names one (``-NAME``: descending; UsageError otherwise).
 
-    Why a metrics file could not be read is added to ``notes``.
+    Why a metrics file could not be read is added to ``notes``, and the file to
+    ``unreadable`` (once for each version it cannot be read in).
     """
     why: list[str] = [] if notes is None else notes
     taken = commit_names(hist.version(oid) for _, oid in chosen)
-    rows = [row_of(hist, label, oid, why, taken) for label, oid in chosen]
-    bare = metric_names([r.metrics for r in rows])
+    rows = [row_of(hist, label, oid, why, taken, unreadable) for label, oid in chosen]
+    # Metrics by key alone if they come from one file, unless a key is also a
+    # parameter's name: two columns, or a --sort, would not tell which is which.
+    pnames = {k for r in rows for k in r.params}
+    bare = metric_names([r.metrics for r in rows]) and not any(
+        k in pnames for r in rows for kv in r.metrics.values() for k in kv
+    )
     metric_rows = [flat_metrics(r.metrics, bare) for r in rows]
     pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
     mcols = [] if only_params and not only_metrics else sorted({k for m in metric_rows for k in m})

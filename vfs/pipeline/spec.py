@@ -57,7 +57,7 @@ from vfs.model.version_codec import (
     MAX_STAGES,
     STAGE_NAME,
 )
-from vfs.quoting import quote_name
+from vfs.quoting import escape_text, quote_name
 from vfs.repo.gitlink import LOCK_FILE, PIPELINE_FILE, RUNS_FILE, SHARED_FILE
 
 MAX_FILE = 1 << 20
@@ -250,8 +250,13 @@ def _params(r: _Reader, node: yaml.Node, wdir: bytes, key: str) -> tuple[tuple[b
     for ref, line in out:
         if ref in seen:
             raise _err(line, key, f"{os.fsdecode(ref[0])}:{ref[1]} is listed twice")
-        if len(ref[1]) > 256 or any(ord(c) < 32 for c in ref[1]):
-            raise _err(line, key, f"{ref[1][:60]!r} is not a parameter name")
+        if len(ref[1]) > 256 or escape_text(ref[1]) != ref[1] or "" in ref[1].split("."):
+            shown = quote_name(ref[1][:60]) if ref[1] else '""'
+            raise _err(
+                line, key,
+                f"{shown} is not a parameter name: a key, dotted into mappings and lists "
+                "(train.lr, layers.0), without control characters",
+            )  # fmt: skip
         seen.add(ref)
     return tuple(ref for ref, _ in out)
 

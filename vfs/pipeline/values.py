@@ -12,16 +12,25 @@ metrics file, under its dotted key; NaN and the infinities become the text
 ``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them. At most
 ``MAX_METRICS`` values of a file are shown, and a note says when more were left out.
 
+A TOML date, time or date-time is read as its text (``2024-01-02``,
+``2024-01-02 10:00:00+00:00``), as YAML 1.2 reads a date: that text is what a run
+records and what ``params diff`` and ``compare`` show.
+
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML or TOML file, so comments and layout stay; a JSON file is
 written anew (it has neither). The file is read back after the change, and the
-change refused unless it then holds exactly the new value.
+change refused unless it then holds exactly the new value. A date stays a date: a
+TOML date, time or date-time is set only to another (a text that is none is
+refused), and a YAML date written unquoted (which a YAML 1.1 reader, PyYAML's
+``safe_load``, reads as a date) is replaced by a date written unquoted.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+import sys
 import tomllib
 from typing import Any
 
@@ -70,6 +79,8 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
     except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "integer string conversion" in first:  # past Python's bound on decimal digits
+            first = f"an integer of more than {sys.get_int_max_str_digits():,} digits"
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
         raise ValuesError(f"{shown} nests too deeply") from None
@@ -266,6 +277,16 @@ def _yaml_scalar(value: Any) -> str:
     return text.removesuffix("\n...\n").rstrip("\n")
 
 
+def _yaml11_date(text: str) -> bool:
+    """True if ``text``, written unquoted, is a date or a timestamp to a YAML 1.1 reader."""
+    if "\n" in text or not text[:1].isdigit():
+        return False
+    try:
+        return isinstance(yaml.safe_load(text), dt.date) and yaml12.load(text) == text
+    except yaml.YAMLError:
+        return False
+
+
 def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
     root = yaml.compose(text, Loader=yaml12.Loader)
     node = root
@@ -282,6 +303,9 @@ def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
     if node is None:
         raise ValuesError(f"{shown} has no parameter {key}: add it to the file first")
     lo, hi = node.start_mark.index, node.end_mark.index
+    plain_date = isinstance(node, yaml.ScalarNode) and not node.style  # unquoted
+    if plain_date and _yaml11_date(node.value) and isinstance(value, str) and _yaml11_date(value):
+        return text[:lo] + value + text[hi:]  # a date the file's own reader reads as one
     return text[:lo] + _yaml_scalar(value) + text[hi:]
 
 
@@ -292,6 +316,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)
+    if isinstance(value, (dt.date, dt.time)):  # a datetime is a date
+        return value.isoformat()
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -337,6 +363,8 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValuesError(f"{shown} has no parameter {key}{hint}")
     kind = kind_of(name)
+    if kind == "toml" and isinstance(lookup(doc, key), (dt.date, dt.time)):
+        value = _toml_date(key, value, shown)
     text = data.decode("utf-8")
     if kind == "json":
         _set_plain(doc, key, value)
@@ -354,6 +382,22 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
         raise ValuesError(f"could not set {key} in {shown} to {quote_name(str(value))}: "
                           "edit the file by hand")  # fmt: skip
     return out
+
+
+def _toml_date(key: str, value: Any, shown: str) -> dt.date | dt.time:
+    """The TOML date, time or date-time ``value`` is written as; ValuesError if it is
+    none (a key holding a date is set only to a date: a program reading it would
+    otherwise be given a text)."""
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"] if isinstance(value, str) else None
+    except tomllib.TOMLDecodeError:
+        parsed = None
+    if not isinstance(parsed, (dt.date, dt.time)):
+        raise ValuesError(
+            f"{key} in {shown} is a TOML date or time, and {quote_name(str(value))} is none: "
+            "give one as TOML writes it (2024-01-02, 2024-01-02T10:00:00Z, 10:00:00)"
+        )
+    return parsed
 
 
 def _set_plain(doc: Any, key: str, value: Any) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
+from vfs.quoting import quote_name
 from vfs.store.durable import put_in_place, write_atomic, write_beside
 
 # Matched whole (fullmatch): "$" would also match before a final newline, which let
@@ -52,12 +53,18 @@ def check_ref_name(name: str, what: str, *, existing: bool = False) -> str:
     """
     why = _unfit(name, existing)
     if why:
-        raise UsageError(f"{name!r} is not a valid {what} name: {why}")
+        raise UsageError(f"{_shown(name)} is not a valid {what} name: {why}")
     if _RESERVED_RE.fullmatch(name):
         raise UsageError(
-            f"{name!r} cannot be a {what} name: it would read as a version number, HEAD or an id"
+            f"{_shown(name)} cannot be a {what} name: it would read as a version number, HEAD "
+            "or an id"
         )
     return name
+
+
+def _shown(name: str) -> str:
+    """A refused name as messages show names (``""`` when it is empty)."""
+    return quote_name(name) if name else '""'
 
 
 def _unfit(name: str, existing: bool = False) -> str:
@@ -214,7 +221,7 @@ class Refs:
         """
         why = _unfit(head.branch, existing=True)
         if why:
-            raise UsageError(f"{head.branch!r} is not a valid branch name: {why}")
+            raise UsageError(f"{_shown(head.branch)} is not a valid branch name: {why}")
         if head.detached is None:
             text = f"ref: refs/heads/{head.branch}\n"
         else:
@@ -246,7 +253,7 @@ class Refs:
             or parts[1] not in _KINDS
             or any(not p or p.startswith(".") for p in parts[2:])
         ):
-            raise UsageError(f"{ref!r} is not a valid ref name")
+            raise UsageError(f"{_shown(ref)} is not a valid ref name")
         self._no_linked_folder(parts[:-1])
         return self.dir / ref
 

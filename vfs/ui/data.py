@@ -283,18 +283,21 @@ def row_diff(
 def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     """The pipeline version ``rev`` records (``dvfs show``'s ``pipeline``), as a graph:
     ``stages`` in their order and ``edges`` [from, to] where a stage reads what another
-    made, as ``dvfs dag --format json`` draws a pipeline. Each input also names the
+    made (a dep, or a file it reads params from), as ``dvfs dag --format json`` draws
+    a pipeline. Each input also names the
     version that introduced the bytes the run read (``since``) and whether this version
     holds them (``in_version``), as ``dvfs lineage --json`` does."""
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
     stages = [describe(s) for s in v.pipeline]
+    reads = {s.name: [*(d for d, _ in s.deps), *(f for f, _, _ in s.params)] for s in v.pipeline}
     edges = [
         [u.name, s.name]
         for s in v.pipeline
         for u in v.pipeline
-        if u is not s and any(inside(d, o) or inside(o, d) for d, _ in s.deps for o, _ in u.outs)
+        if u is not s
+        and any(inside(d, o) or inside(o, d) for d in reads[s.name] for o, _ in u.outs)
     ]
     memo: dict[bytes, bytes] = {}
     since: dict[tuple[bytes, bytes], str | None] = {}
