@@ -308,6 +308,18 @@ def test_compare_csv_escapes_control_characters_as_the_table_does(repo: Repo) ->
     assert rows[1][3:] == ["true", "1", "x\\033[2Jy"]  # true, as JSON and the table say
 
 
+def test_compare_csv_keeps_a_spreadsheet_from_reading_text_as_a_formula(repo: Repo) -> None:
+    # a teammate's message or metric text "=HYPERLINK(...)" was a live formula once the
+    # CSV was opened in a spreadsheet; numbers, negative ones too, stay numbers
+    repo.write("src.json", '{"=cmd": -1.5, "note": "@SUM(A1)", "t": "+1", "u": "ok"}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit('=HYPERLINK("http://example.invalid","x")')
+    rows = list(csv.reader(io.StringIO(repo.ok("compare", "--csv").out)))
+    assert rows[0][3:] == ["'=cmd", "note", "t", "u"]
+    assert rows[1][2] == '\'=HYPERLINK("http://example.invalid","x")'
+    assert rows[1][3:] == ["-1.5", "'@SUM(A1)", "'+1", "ok"]
+
+
 def test_metrics_show_says_why_a_stage_s_metrics_are_not_shown(repo: Repo) -> None:
     repo.write("src.json", '{"acc": 1}')
     repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from vfs.pipeline.experiments import Listed
     from vfs.pipeline.report import Compared
 
+FORMULA_FIRST = ("=", "+", "-", "@")  # a spreadsheet reads a cell starting so as a formula
+
 
 def _sides(revs: tuple[str, ...], repo: Any) -> tuple[Any, Any]:
     """(old, new) of a diff: each a version id, or None for the working tree."""
@@ -236,7 +238,10 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
 @click.option(
     "--sort", "sort_by", metavar="NAME", help="Sort by a metric or parameter (-NAME: descending)."
 )
-@click.option("--csv", "as_csv", is_flag=True, help="CSV, for spreadsheets.")
+@click.option(
+    "--csv", "as_csv", is_flag=True,
+    help="CSV, for spreadsheets (text starting with = + - or @ gets a leading ').",
+)  # fmt: skip
 @AS_JSON
 def compare(
     revs: tuple[str, ...], only_params: bool, only_metrics: bool, sort_by: str | None,
@@ -284,19 +289,25 @@ def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
     if as_csv:
         import csv
 
-        def cell(v: Any) -> Any:  # text escaped as the table has it: it may be anyone's
+        def text(v: str) -> str:
+            """Escaped as the table has it (it may be anyone's), and never read as a
+            formula by a spreadsheet: text it would take for one gets a leading '."""
+            v = escape_text(v)
+            return "'" + v if v[:1] in FORMULA_FIRST else v
+
+        def cell(v: Any) -> Any:
             if v is report.MISSING:
                 return ""
             if isinstance(v, str):
-                return escape_text(v)
+                return text(v)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return v
             return json.dumps(v)  # null, true, false, lists, mappings (ASCII)
 
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow([escape_text(h) for h in headers])
+        w.writerow([text(h) for h in headers])
         for r, cells in table:
-            w.writerow([escape_text(r.label), r.created, escape_text(r.message),
+            w.writerow([text(r.label), r.created, text(r.message),
                         *(cell(v) for v in cells.values())])  # fmt: skip
         return
     from rich.console import Console
