@@ -195,6 +195,21 @@ def test_checking_out_a_path_where_a_file_is_staged_replaces_the_file(repo: Repo
 HINT = re.compile(r"`(dvfs [^`]+)`")
 
 
+def test_files_not_checked_out_without_a_remote_are_not_sent_to_pull(repo: Repo) -> None:
+    # a first snapshot through a mount (or a lost index) leaves files not checked out;
+    # the hint said `dvfs pull PATH`, which fails with no remote to pull from
+    committed(repo, {"d/a.txt": b"a\n"}, "v1")
+    (repo.root / "d" / "a.txt").unlink()
+    (repo.root / ".dvfs" / "index").unlink()
+    out = repo.ok("status").out
+    assert "1 file of v1 not checked out; `dvfs checkout HEAD PATH` brings them" in out
+    [hint] = [h for h in hints(out) if "PATH" in h]
+    typed(repo, hint, "d")
+    assert repo.read("d/a.txt") == b"a\n"
+    clean(repo)
+    repo.fsck_clean()
+
+
 def hints(out: str) -> list[str]:
     """The commands a human-readable output suggests, in order."""
     return HINT.findall(out)

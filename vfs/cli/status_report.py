@@ -183,10 +183,8 @@ def show_status(
     if work.not_checked_out:
         n = len(work.not_checked_out)
         of = f" of {quoted(st.head)}" if st.head else ""
-        echo(
-            f"{count(n, 'file')}{of} not checked out; `dvfs pull PATH` or "
-            "`dvfs checkout HEAD PATH` brings them"
-        )
+        pull = "`dvfs pull PATH` or " if configured_remotes(repo) != set() else ""
+        echo(f"{count(n, 'file')}{of} not checked out; {pull}`dvfs checkout HEAD PATH` brings them")
     if grouped:
         echo("(long lists are shown by directory: `dvfs status -v` lists every file)")
     if work.unreadable:  # each was named in a warning
@@ -310,6 +308,18 @@ def merge_hint(m: merging.MergeState) -> str:
     )
 
 
+def configured_remotes(repo: Repository) -> set[str] | None:
+    """The names of the remotes the shared and this clone's settings configure; None
+    if the settings do not read (the commands that use remotes say why)."""
+    from vfs.repo.shared import remote_names  # (not vfs.remote.config: 15 ms of imports)
+
+    try:
+        local = repo.config().get("remotes") or {}
+        return remote_names(repo.root) | (set(local) if isinstance(local, dict) else set())
+    except DvfsError:
+        return None
+
+
 def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     """How the current branch stands against each remote's copy of it, as last seen
     (by a push, pull or fetch: no remote is asked).
@@ -324,13 +334,7 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     seen = repo.refs.names("remotes")  # (none: neither the settings nor the history read)
     if not seen or mine is None:
         return []
-    from vfs.repo.shared import remote_names  # (not vfs.remote.config: 15 ms of imports)
-
-    try:
-        local = repo.config().get("remotes") or {}
-        names = remote_names(repo.root) | (set(local) if isinstance(local, dict) else set())
-    except DvfsError:
-        names = None
+    names = configured_remotes(repo)
     if names is not None:
         pairs = [
             (r, repo.refs.get(f"refs/remotes/{r}/{st.branch}"))
