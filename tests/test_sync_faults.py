@@ -240,12 +240,13 @@ def test_damaged_pack_is_refused_and_named(
     c.fsck_clean()
 
 
-@pytest.mark.parametrize("damage", ["emptied", "flipped byte"])
+@pytest.mark.parametrize("damage", ["emptied", "flipped byte", "fifo", "link"])
 def test_a_damaged_cached_index_segment_is_read_again(
     damage: str, make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     """The remote is sound; only the clone's copy of a segment is not (a crash after it was
-    written): the copy is dropped and read again, never blamed on the remote."""
+    written, a FIFO or a link put in its place): the copy is dropped and read again, never
+    blamed on the remote, never waited on nor read through."""
     remote = tmp_path / "remote"
     a = make_repo("a")
     commit_files(a, {"d/old.bin": b"old\n"}, "old")
@@ -255,18 +256,28 @@ def test_a_damaged_cached_index_segment_is_read_again(
     assert_ok(run(tmp_path, "clone", remote.as_uri(), "b"))
     (cached,) = (b.root / ".dvfs/remotes/origin/index").iterdir()
     sound = cached.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(sound)
     if damage == "emptied":
         cached.write_bytes(b"")
+    elif damage == "fifo":
+        cached.unlink()
+        os.mkfifo(cached)
+    elif damage == "link":
+        cached.unlink()
+        cached.symlink_to(elsewhere)
     else:
         data = bytearray(sound)
         data[len(data) // 2] ^= 0x01
         cached.write_bytes(bytes(data))
+    assert b.run("fsck", timeout=30).code in (0, 1)  # a hang fails here
     v2 = commit_files(a, {"d/new.bin": rand(100 * KiB, 3)}, "new")
     a.ok("push")
-    b.ok("pull")
+    b.ok("pull", timeout=30)
     assert b.head_id() == v2
     assert b.read("d/new.bin") == a.read("d/new.bin")
-    assert cached.read_bytes() == sound
+    assert not cached.is_symlink() and cached.read_bytes() == sound
+    assert elsewhere.read_bytes() == sound
     b.fsck_clean()
 
 
