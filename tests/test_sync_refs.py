@@ -280,6 +280,44 @@ def test_a_shared_remote_around_a_clones_own_leaves_its_branches_alone(
     a.fsck_clean()
 
 
+def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A teammate drops remote old from dvfs.toml and `git pull` brings that: this
+    clone's old/main stays (as git keeps a remote's copies until `git remote remove`),
+    `branch -r` says that no remote old is configured, and `remote remove old` deletes
+    it with what was kept of old; a name that is not a remote's changes nothing."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--default")
+    a.ok("push", "--remote", "old")
+    a.ok("push", "--remote", "origin")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+
+    rows = a.json("branch", "-r", "--json")
+    assert [(r["name"], r["configured"]) for r in rows] == [
+        ("old/main", False),
+        ("origin/main", True),
+    ]
+    lines = a.ok("branch", "-r").out.splitlines()
+    assert "no remote old is configured: `dvfs remote remove old` deletes it here" in lines[0]
+    assert lines[1].split() == ["origin/main", "v1", rows[1]["id"][:10]]
+
+    a.fail("remote", "remove", "../old", fragments=("unknown remote '../old'",))
+    a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
+    out = a.ok("remote", "remove", "old").out
+    assert out.splitlines() == [
+        "old/main  deleted",
+        "removed what this clone kept of remote old (no settings name it any more)",
+    ]
+    assert [r["name"] for r in a.json("branch", "-r", "--json")] == ["origin/main"]
+    assert not (a.root / ".dvfs" / "remotes" / "old").exists()
+    a.fail("remote", "remove", "old", fragments=("unknown remote 'old'",))
+    assert "Up to date with origin/main." in a.ok("status").out
+    a.fsck_clean()
+
+
 def test_a_remote_renamed_keeps_its_branches_default_and_audit_check(
     dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
 ) -> None:

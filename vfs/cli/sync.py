@@ -167,6 +167,10 @@ def remote_list(as_json: bool) -> None:
 def remote_remove(name: str, shared: bool | None) -> None:
     """Forget remote NAME (nothing on the remote is touched).
 
+    Its branches here (NAME/BRANCH) go with it. A remote that no settings name any
+    more (dvfs.toml changed by a `git pull`) but whose branches this clone still
+    holds, as `dvfs branch -r` shows, is removed the same way.
+
     \b
     Examples:
       dvfs remote remove backup
@@ -175,8 +179,15 @@ def remote_remove(name: str, shared: bool | None) -> None:
     from vfs.remote import config as remotes
 
     only = None if shared is None else "shared" if shared else "local"
-    places = remotes.remove_remote(repo_here(), name, only=only)
-    click.echo(f"removed remote {quoted(name)} from {' and '.join(places)}")
+    done = remotes.remove_remote(repo_here(), name, only=only)
+    if done.places:
+        click.echo(f"removed remote {quoted(name)} from {' and '.join(done.places)}")
+        return
+    for b in done.branches:
+        click.echo(f"{quoted(b)}  deleted")
+    click.echo(
+        f"removed what this clone kept of remote {quoted(name)} (no settings name it any more)"
+    )
 
 
 @remote.command(name="rename")
