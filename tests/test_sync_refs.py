@@ -167,6 +167,30 @@ def test_fsck_after_a_remote_is_removed_no_longer_counts_on_it(
     assert any("d/x" in p for p in map(str, report["problems"])), r
 
 
+def test_fsck_no_longer_counts_on_a_remote_dvfs_toml_stopped_naming(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """As above, when dvfs.toml changed under the clone (a `git pull`) rather than by
+    `remote remove`: checkout cannot fetch the chunk, and fsck says it is missing."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    commit_files(a, {"d/x": b"two\n"}, "two")
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--local")
+    a.ok("push")
+    b = Repo(tmp_path / "b")
+    assert_ok(run(tmp_path, "clone", str(tmp_path / "origin"), "b"))
+    (b.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+    b.ok("remote", "remove", "origin", "--local")  # (dvfs.toml's origin stays: a clone's)
+    assert b.fsck_clean()["remote_only"] == 1
+    (b.root / "dvfs.toml").write_text("")  # a teammate dropped it
+    b.fail("checkout", "v1", fragments=("no remote is set",))
+    r = b.run("fsck", "--json")
+    assert r.code != 0, r
+    report = r.json()
+    assert not report["clean"] and report["remote_only"] == 0, r
+    assert any("d/x" in p for p in map(str, report["problems"])), r
+
+
 def test_a_remote_removed_and_added_again_elsewhere_starts_its_audit_check_afresh(
     dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -40,7 +40,7 @@ from vfs.errors import (
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter
+from vfs.remote.config import Meter, remotes
 from vfs.remote.layout import (
     FORMAT_KEY,
     FORMAT_LIMIT,
@@ -67,13 +67,18 @@ SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remo
 
 
 def cached_remote_ids(repo: Repository) -> set[bytes]:
-    """Ids of objects the remotes hold, as far as the cached index segments tell."""
+    """Ids of objects the configured remotes hold, as far as their cached index
+    segments tell (not a remote no settings name any more: no command fetches from it)."""
     out: set[bytes] = set()
-    base = repo.dir / "remotes"
-    if not base.is_dir():
-        return out
-    for seg in base.glob("*/index/*"):
-        if not seg.name.startswith("."):
+    for name in remotes(repo):
+        cache = repo.dir / "remotes" / name / "index"
+        try:
+            segs = [cache / n for n in os.listdir(cache)]
+        except OSError:
+            continue
+        for seg in segs:
+            if seg.name.startswith("."):
+                continue
             data = read_cached(seg)
             if data is None or hash_bytes(data).hex() != seg.name:
                 continue  # damaged: it tells nothing (the next fetch reads it again)
