@@ -581,3 +581,32 @@ def test_push_delete_mends_a_ref_that_holds_no_version_so_the_remote_gc_can_run(
     assert "deleted branch broken on origin (it was at no version id)" in out
     a.ok("gc", "--remote", "origin")
     a.fsck_clean()
+
+
+def test_log_remote_lists_the_remote_branch_it_is_given_and_names_a_substitute(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`log --remote origin BRANCH` lists the remote's BRANCH (a branch this clone does
+    not have yet included), never this clone's branch of that name; on a branch the
+    remote lacks, the remote's main branch is listed and a warning says so."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("branch", "exp")
+    a.ok("push", "main", "exp")
+    mine = commit_files(b, {"d/x": b"mine"}, "mine")
+
+    rows = b.json("log", "--remote", "origin", "main", "--json")
+    ids = [r["id"] for r in rows]
+    assert ids[0] == v2 and mine not in ids
+    assert b.json("log", "--remote", "origin", "exp", "--json")[0]["id"] == v2
+    b.fail("log", "--remote", "origin", "nope", fragments=("origin has no branch nope",))
+    b.ok("switch", "-c", "feat")
+    r = b.ok("log", "--remote", "origin", "--json")
+    assert r.json()[0]["id"] == v2
+    assert "origin has no branch feat: listing its branch main" in r.err
+    assert b.json("log", "--remote", "origin", "d", "--json")[0]["id"] == v2  # d: a path
+    b.fsck_clean()

@@ -914,9 +914,22 @@ def _label(hist: History, oid: bytes) -> str:
     return f"{hist.label(oid)} ({oid.hex()[:10]})"
 
 
-def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
-    """Fetch metadata and return the remote-tracking ref to list for the current branch."""
+def log_remote(
+    repo: Repository, spec: RemoteSpec, branch: str | None = None, jobs: int = 8
+) -> tuple[str, list[str]]:
+    """Fetch metadata; return the remote-tracking ref to list, of the remote's ``branch``
+    (default: the current branch's, else the remote's main one), and the warnings to
+    show: the fetch's, and which branch is listed when it is not the current one."""
     got = fetch(repo, spec, jobs)
+    warnings = got.transfer.warnings
+    if branch is not None:
+        if branch not in got.heads:
+            have = ", ".join(quote_name(b) for b in sorted(got.heads)[:10]) or "none"
+            raise UsageError(
+                f"{quote_name(spec.name)} has no branch {quote_name(branch)} (its branches: "
+                f"{have}): `dvfs log --remote {shlex.quote(spec.name)} BRANCH` lists one"
+            )
+        return f"{spec.name}/{branch}", warnings
     branch = repo.history.head().branch
     if branch not in got.heads:
         if not got.heads and got.tags:
@@ -927,5 +940,10 @@ def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
             )
         if not got.heads:
             raise UsageError(f"{spec.name} has no versions yet")
-        branch = preferred_branch(got.heads)
-    return f"{spec.name}/{branch}"
+        other = preferred_branch(got.heads)
+        warnings.append(
+            f"{quote_name(spec.name)} has no branch {quote_name(branch)}: listing its "
+            f"branch {quote_name(other)}"
+        )
+        branch = other
+    return f"{spec.name}/{branch}", warnings
