@@ -610,3 +610,33 @@ def test_log_remote_lists_the_remote_branch_it_is_given_and_names_a_substitute(
     assert "origin has no branch feat: listing its branch main" in r.err
     assert b.json("log", "--remote", "origin", "d", "--json")[0]["id"] == v2  # d: a path
     b.fsck_clean()
+
+
+def test_a_branch_or_tag_beside_its_own_folder_on_the_remote_is_refused_before_any_upload(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    """The remote has x/y; a push of x (or the reverse) cannot make both usable: a
+    directory remote cannot store them, readers of any remote use only x. It stops
+    before anything is uploaded or entered in the remote's audit chain."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    remote.add_to(a)
+    a.ok("branch", "x/y")
+    a.ok("tag", "t/u")
+    a.ok("push", "main", "x/y", "--tags")
+    b, _ = remote.clone(a.root.parent, "b")
+    b.ok("tag", "-d", "t/u")
+    b.ok("tag", "t")
+    commit_files(b, {"d/x": b"2"}, "two")
+    b.ok("branch", "x")
+    chain = remote.list_keys("audit/")
+    packs = remote.list_keys("packs/")
+    b.fail("push", "x", fragments=("origin has branch x/y", "a branch x cannot sit beside it",
+                                   "nothing was pushed", "`dvfs branch NEW x`"))  # fmt: skip
+    b.fail("push", "--tags", fragments=("origin has tag t/u", "a tag t cannot"))
+    assert remote.list_keys("audit/") == chain and remote.list_keys("packs/") == packs
+    assert remote.ref("x") is None
+    b.ok("branch", "x2", "x")
+    b.ok("push", "x2")
+    assert remote.ref("x2") == b.head_id()
+    b.fsck_clean()

@@ -62,7 +62,7 @@ from vfs.remote.config import (
     remotes,
     tracking_branches,
 )
-from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key
+from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
 from vfs.remote.reader import Located, RemoteRepo
@@ -211,6 +211,8 @@ def push(
                     )
             plan.append((b, tip, theirs, etag))
         tag_plan = repo.refs.tags() if tags else {}
+        new = [("heads", b) for b, _, theirs, _ in plan if theirs is None]
+        _refuse_clashes(meter, spec, [*new, *(("tags", t) for t in tag_plan)])
         if not plan and not tag_plan:
             report.notes.append("nothing to push")
             report.requests = meter.requests
@@ -278,6 +280,30 @@ def push(
 
 
 _WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it
+
+
+def _refuse_clashes(meter: Meter, spec: RemoteSpec, refs: list[tuple[str, str]]) -> None:
+    """UsageError, before anything is uploaded or recorded, if one of ``refs`` (kind,
+    name) the remote lacks and one it has are a name and a folder of it (``x`` and
+    ``x/y``): a directory remote cannot store both, and readers use only ``x``."""
+    for kind in sorted({k for k, _ in refs}):
+        base = refs_prefix(kind)
+        there = sorted(key[len(base) :] for key in meter.list(base))
+        have = set(there)
+        for k, name in refs:
+            if k != kind or name in have:
+                continue
+            other = next(
+                (o for o in there if o.startswith(f"{name}/") or name.startswith(f"{o}/")), None
+            )
+            if other is not None:
+                what = _WHAT[kind]
+                raise UsageError(
+                    f"{spec.name} has {what} {quote_name(other)}, and a {what} "
+                    f"{quote_name(name)} cannot sit beside it (a name and a folder of that "
+                    f"name): nothing was pushed; push yours under another name (`dvfs {what} "
+                    f"NEW {shlex.quote(name)}`)"
+                )
 
 
 def _remote_ref(meter: Meter, kind: str, name: str) -> tuple[bytes | None, str] | None:
