@@ -7,6 +7,7 @@ checks the exit status and the one error line a script or a person relies on.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.support.cli import (
@@ -640,3 +641,25 @@ def test_a_branch_or_tag_beside_its_own_folder_on_the_remote_is_refused_before_a
     b.ok("push", "x2")
     assert remote.ref("x2") == b.head_id()
     b.fsck_clean()
+
+
+def test_a_clone_without_a_directory_is_named_after_the_remote_however_spelled(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs clone /srv/cats/.` in an empty directory made the clone there (`.`), not in
+    `cats` as `git clone` does; `/srv/cats/refs/..` was taken as `..`."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "srv" / "cats"))
+    a.ok("push")
+    here = tmp_path / "here"
+    here.mkdir()
+    assert_ok(run(here, "clone", f"{tmp_path / 'srv' / 'cats'}/."))
+    assert sorted(os.listdir(here)) == ["cats"]
+    assert (here / "cats" / "d" / "x").read_bytes() == b"1"
+    there = tmp_path / "there"
+    there.mkdir()
+    assert_ok(run(there, "clone", f"file://{tmp_path / 'srv' / 'cats' / 'refs'}/.."))
+    assert sorted(os.listdir(there)) == ["cats"]
+    Repo(here / "cats").fsck_clean()
+    Repo(there / "cats").fsck_clean()

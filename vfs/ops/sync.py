@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vfs.backends import parse_url
 from vfs.errors import (
     FormatError,
     PreconditionFailed,
@@ -785,9 +786,18 @@ def merge_message(m: merging.MergeReport, rev: str) -> str:
 
 
 def default_dir(url: str) -> str:
-    """The directory a clone of ``url`` goes to when none is given."""
-    name = url.rstrip("/").rsplit("/", 1)[-1].split("://")[-1]
-    return name or "dvfs-clone"
+    """The directory a clone of ``url`` goes to when none is given: the last part of
+    the remote's path as it resolves (``/srv/cats/.`` gives ``cats``, never the current
+    directory), else of the S3 prefix, else the bucket."""
+    try:
+        where = parse_url(url)
+    except UsageError:
+        return "dvfs-clone"  # (the clone itself says what is wrong with the URL)
+    if where.path is not None:
+        name = os.path.basename(os.path.abspath(where.path))
+    else:
+        name = where.prefix.rsplit("/", 1)[-1] or where.bucket
+    return name if name not in ("", ".", "..") else "dvfs-clone"
 
 
 def clone(
