@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,10 @@ from tests.support.cli import (
     Result,
     assert_error,
     assert_ok,
+    cli_command,
+    cli_env,
     commit_files,
+    finish,
     go,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -47,6 +51,7 @@ from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
+from vfs.ops.sync import STOP_ENV
 from vfs.remote.layout import decode_segment
 from vfs.repo.repository import Repository
 
@@ -574,6 +579,43 @@ def test_a_push_never_makes_anew_a_remote_that_held_versions(
     a.ok("remote", "add", "origin", str(remote))
     assert "main: v2" in a.ok("push").out
     a.fsck_clean()
+
+
+def test_a_nas_unmounted_while_a_push_runs_gets_nothing_of_the_rest(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The push has read the remote when its directory goes (a NAS unmounted, the empty
+    mount point left): the rest of the push is not written into the mount point, and
+    the push says so; once the NAS is back, the push goes through."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    nas = tmp_path / "nas"
+    a.ok("remote", "add", "origin", str(nas))
+    a.ok("push")
+    commit_files(a, {"d/y": rand(200 * KiB, 7)}, "y")
+    proc = subprocess.Popen(
+        cli_command("push"),
+        cwd=a.root,
+        env=cli_env({STOP_ENV: "indexed"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
+    nas.rename(tmp_path / "away")
+    nas.mkdir()  # the mount point, empty
+    os.kill(proc.pid, signal.SIGCONT)
+    r = finish(proc, ("push",))
+    assert_error(r, "is no longer the one this command began with", "check the remote")
+    assert list(nas.iterdir()) == []
+    nas.rmdir()
+    (tmp_path / "away").rename(nas)
+    assert "main: v2" in a.ok("push").out
+    b = Repo(tmp_path / "b")
+    assert_ok(run(tmp_path, "clone", str(nas), "b"))
+    assert b.read("d/y") == a.read("d/y")
+    a.fsck_clean()
+    b.fsck_clean()
 
 
 def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(
