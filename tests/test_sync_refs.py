@@ -663,3 +663,25 @@ def test_a_clone_without_a_directory_is_named_after_the_remote_however_spelled(
     assert sorted(os.listdir(there)) == ["cats"]
     Repo(here / "cats").fsck_clean()
     Repo(there / "cats").fsck_clean()
+
+
+def test_a_remote_tag_named_like_a_remote_branch_here_is_not_copied(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """Pushed from a clone whose remote had another name, tag origin/main reaches a clone
+    whose remote is origin: as `dvfs tag origin/main` is refused there, the tag is not
+    copied (a warning says why); other tags are."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("tag", "origin/main")
+    a.ok("tag", "keep/me")
+    a.ok("remote", "add", "up", dir_remote.url)
+    a.ok("push", "--tags")
+    commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push")
+    b, r = dir_remote.clone(a.root.parent, "b")
+    assert "remote tag origin/main not copied here" in r.err
+    assert [t["name"] for t in b.json("tag", "--json")] == ["keep/me"]
+    assert b.json("log", "-n", "1", "--json", "origin/main")[0]["id"] != v1
+    assert "remote tag origin/main not copied here" in b.ok("fetch").err
+    b.fsck_clean()

@@ -533,7 +533,15 @@ def fetch_locked(
             skipped[b] = f"remote branch {b} was not recorded: {exc}"
             report.warnings.append(skipped[b])
             del heads[b]
+    named = remotes(repo)
     for t, oid in list(tags.items()):
+        top, slash, rest = t.partition("/")
+        if slash and top in named:  # (as `dvfs tag` refuses it: one would hide the other)
+            report.warnings.append(
+                f"{remote.url}: remote tag {quote_name(t)} not copied here: it would be read "
+                f"as remote {top}'s branch {quote_name(rest)}"
+            )
+            continue
         mine = repo.refs.get(f"refs/tags/{t}")
         if mine is None:
             try:
