@@ -343,6 +343,26 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     a.fsck_clean()
 
 
+def test_a_remote_renamed_to_the_name_of_one_dvfs_toml_dropped_takes_none_of_its_branches(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """old/exp was a copy of a remote dvfs.toml no longer names; `remote rename origin
+    old` makes old/main origin's, and old/exp, not origin's, goes."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("branch", "exp")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--default")
+    a.ok("push", "--remote", "old", "exp")
+    a.ok("push", "--remote", "origin")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+    a.ok("remote", "rename", "origin", "old")
+    rows = a.json("branch", "-r", "--json")
+    assert [(r["name"], r["configured"]) for r in rows] == [("old/main", True)]
+    assert "exp" not in a.ok("fetch", "--prune").out
+    a.fsck_clean()
+
+
 def test_a_remote_renamed_keeps_its_branches_default_and_audit_check(
     dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -375,6 +375,11 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
                     f"{other}: choose another name"
                 )
         moving = tracking_branches(repo, old)
+        for branch, oid in tracking_branches(repo, new).items():
+            # copies a remote of that name once left (dvfs.toml no longer names it): not
+            # the renamed remote's, whose own take their place
+            if owner(known, f"{new}/{branch}") is None:
+                repo.refs.update(f"refs/remotes/{new}/{branch}", None, oid)
         for branch, oid in moving.items():
             ref = f"refs/remotes/{new}/{branch}"
             repo.refs.update(ref, oid, repo.refs.get(ref))
