@@ -343,6 +343,28 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     a.fsck_clean()
 
 
+def test_a_remote_added_under_the_name_of_one_dvfs_toml_dropped_starts_afresh(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """old/main was a copy of a remote dvfs.toml no longer names; a new remote old
+    elsewhere is not that one: its first push makes it, status compares with nothing
+    stale, and its audit chain starts at entry 1."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--default")
+    a.ok("push", "--remote", "old")
+    a.ok("push", "--remote", "origin")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+    a.ok("remote", "add", "old", str(tmp_path / "new"), "--local")
+    assert [r["name"] for r in a.json("branch", "-r", "--json")] == ["origin/main"]
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    assert f"main: v2 {v2[:10]}" in a.ok("push", "--remote", "old").out
+    assert [e["seq"] for e in a.json("audit", "--remote", "old", "--json")] == [1]
+    assert a.ok("audit", "verify", "--remote", "old").out.endswith(": intact\n")
+    a.fsck_clean()
+
+
 def test_a_remote_renamed_to_the_name_of_one_dvfs_toml_dropped_takes_none_of_its_branches(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -254,6 +254,12 @@ def add_remote(
                     f"remote {spec.name} would share refs/remotes/{spec.name.split('/')[0]}/ "
                     f"with remote {other}: give it another name"
                 )
+        known = remotes(repo)
+        if spec.name not in known:  # what a remote once of that name left is not this one's
+            for branch, oid in tracking_branches(repo, spec.name).items():
+                if owner(known, f"{spec.name}/{branch}") is None:
+                    repo.refs.update(f"refs/remotes/{spec.name}/{branch}", None, oid)
+            _forget_kept(repo, spec.name)
         if shared:
             team.remotes[spec.name] = {k: v for k, v in spec.record().items() if v is not None}
             if make_default or team.default_remote is None:
