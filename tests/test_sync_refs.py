@@ -329,6 +329,9 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     assert "no remote old is configured: `dvfs remote remove old` deletes it here" in lines[0]
     assert lines[1].split() == ["origin/main", "v1", rows[1]["id"][:10]]
 
+    out = a.ok("fetch", "--prune").out
+    assert "old/main  kept: no remote old is configured (`dvfs remote remove old`" in out
+    assert a.json("fetch", "--prune", "--json")["unconfigured"] == ["old/main"]
     a.fail("remote", "remove", "../old", fragments=("unknown remote '../old'",))
     a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
     out = a.ok("remote", "remove", "old").out

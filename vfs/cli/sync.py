@@ -325,6 +325,8 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
     for w in got.transfer.warnings:
         warn(w)
     gone = [f"{spec.name}/{b}" for b in sorted(got.gone)]
+    # --prune prunes the remote fetched; copies of a remote no settings name are named
+    stray = sorted(remotes.unconfigured_copies(repo)) if prune else []
     if as_json:
         heads = [ref_json(repo, f"{spec.name}/{b}", oid) for b, oid in sorted(got.heads.items())]
         emit_json(
@@ -332,6 +334,7 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
                 "branches": heads,
                 "gone": gone,
                 "pruned": got.pruned,
+                **({"unconfigured": stray} if prune else {}),
                 "transfer": dataclasses.asdict(got.transfer),
             }
         )
@@ -344,6 +347,12 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
             f"{quoted(name)}  deleted: gone from the remote"
             if got.pruned
             else f"{quoted(name)}  gone from the remote (`dvfs fetch --prune` deletes it here)"
+        )
+    for name in stray:
+        top = name.partition("/")[0]
+        click.echo(
+            f"{quoted(name)}  kept: no remote {quoted(top)} is configured (`dvfs remote remove "
+            f"{shlex.quote(top)}` deletes it here)"
         )
     for note in got.transfer.notes:
         click.echo(escape_text(note))
