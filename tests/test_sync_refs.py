@@ -730,3 +730,23 @@ def test_a_remote_tag_named_like_a_remote_branch_here_is_not_copied(
     assert b.json("log", "-n", "1", "--json", "origin/main")[0]["id"] != v1
     assert "remote tag origin/main not copied here" in b.ok("fetch").err
     b.fsck_clean()
+
+
+def test_a_pull_into_a_new_repository_of_a_remote_without_its_branch_says_what_to_run(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`dvfs init`, `remote add`, `pull`: the remote's only branch is data, not main. The
+    error names the remote's branches and a command that works as typed."""
+    a = make_repo("a")
+    a.ok("switch", "-c", "data")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b = make_repo("b")
+    dir_remote.add_to(b)
+    line = b.fail("pull", fragments=("origin has no branch main: nothing to pull", "it has data"))
+    assert "`dvfs switch -c data origin/data` makes one here" in line
+    b.ok("switch", "-c", "data", "origin/data")
+    assert b.read("d/x") == b"1"
+    assert "data is up to date" in b.ok("pull").out
+    b.fsck_clean()

@@ -701,6 +701,14 @@ def pull(
                     f"it was deleted there since {spec.name}/{branch} here was fetched "
                     f"({_version_label(repo, last)}); `dvfs push` makes it again"
                 )
+            if why is None and got.heads:  # (a new repository, a remote whose main is another)
+                other = preferred_branch(got.heads)
+                names = ", ".join(quote_name(b) for b in sorted(got.heads)[:5])
+                why = (
+                    f"it has {names}{', ...' if len(got.heads) > 5 else ''}: `dvfs switch -c "
+                    f"{shlex.quote(other)} {shlex.quote(f'{spec.name}/{other}')}` makes one here, "
+                    "which `dvfs pull` then follows"
+                )
             raise UsageError(
                 f"{spec.name} has no branch {branch}: nothing to pull" + (f"; {why}" if why else "")
             )
