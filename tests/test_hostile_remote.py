@@ -23,6 +23,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -389,6 +390,39 @@ def test_a_directory_remote_with_linked_folders_gets_no_write_outside(
     assert_error(run(tmp_path, "clone", remote.as_uri(), "c"), "refs/heads", "symbolic link")
     assert not (tmp_path / "c").exists()
     a.fsck_clean()
+
+
+def test_a_link_among_a_directory_remotes_refs_is_skipped_not_fatal(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A teammate's `ln -s main refs/heads/stable` (as git's symbolic refs): that ref is
+    skipped with a warning, never read through, and every clone still fetches, pulls,
+    pushes and clones; a link in place of refs/heads itself still stops them."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "main").write_text("0" * 64 + "\n")
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    a.write("d/x", b"data\n")
+    a.ok("add", "d")
+    v1 = a.commit("one")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    os.symlink("main", remote / "refs" / "heads" / "stable")
+    os.symlink(outside, remote / "refs" / "heads" / "elsewhere")
+    r = assert_ok(run(tmp_path, "clone", remote.as_uri(), "c"))
+    assert "remote branch 'stable' skipped" in r.err and "is a symbolic link" in r.err
+    assert "remote branch 'elsewhere' skipped" in r.err
+    c = Repo(tmp_path / "c")
+    assert [b["name"] for b in c.json("branch", "-r", "--json")] == ["origin/main"]
+    v2 = commit_files(c, {"d/x": b"two\n"}, "two")
+    c.ok("push")
+    assert "skipped" in a.ok("pull").err
+    assert a.head_id() == v2 != v1
+    assert (outside / "main").read_text() == "0" * 64 + "\n"
+    assert (remote / "refs" / "heads" / "stable").is_symlink()
+    a.fsck_clean()
+    c.fsck_clean()
 
 
 def exchange(a: Path, b: Path) -> None:

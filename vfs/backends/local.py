@@ -14,7 +14,8 @@ inside it is taken on trust:
   root, each opened with ``O_NOFOLLOW``, and every file is created relative to the
   descriptor of its directory: a ``packs`` or ``refs/heads`` that is a link, or one
   swapped for a link while a command runs, is refused with a clear error instead of
-  being written through. Listing refuses a link as well.
+  being written through. A listing names a link as a key, never entering it: it is
+  refused when read, so one link among the refs makes that ref skipped, not the fetch fail.
 - **Only regular files are objects.** A key is checked with ``fstatat`` before it is
   opened, and opened with ``O_NONBLOCK`` (checked again on the descriptor), so a FIFO
   or a device in place of a pack or a ref is refused at once instead of hanging the
@@ -306,7 +307,7 @@ class LocalBackend(Backend):
 
     def _walk(self, fd: int, base: str, start: str) -> Iterator[str]:
         """Yield ``base + name`` for what lies below directory ``fd`` (but directories),
-        whose name starts with ``start``; a link is refused.
+        whose name starts with ``start``; a link is listed as a key, never entered.
 
         A stack of open directories takes the place of recursion; folders nested deeper
         than ``MAX_DEPTH`` (no key is) are refused.
@@ -318,10 +319,10 @@ class LocalBackend(Backend):
                 here, prefix, rest = stack[-1]
                 for entry in rest:
                     parent = fd if here < 0 else here
-                    if entry.is_symlink():
-                        raise _link(prefix + entry.name, self.url)
                     if not entry.is_dir(follow_symlinks=False):
-                        yield prefix + entry.name  # a FIFO or device too: refused when read
+                        # a link, a FIFO or a device too: listed (never followed), refused
+                        # when read, so that one odd ref is skipped, not every ref
+                        yield prefix + entry.name
                         continue
                     if len(stack) > MAX_DEPTH:
                         raise RemoteError(
