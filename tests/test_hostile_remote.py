@@ -425,6 +425,33 @@ def test_a_link_among_a_directory_remotes_refs_is_skipped_not_fatal(
     c.fsck_clean()
 
 
+@pytest.mark.parametrize("odd", ["fifo", "link"])
+def test_a_fetched_branch_that_became_unreadable_is_skipped_not_fatal(
+    odd: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """This clone has origin/stable; on the remote, stable became a FIFO or a link. The
+    fetch skips it with a warning (it is there: not named gone, not pruned)."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    a.write("d/x", b"data\n")
+    a.ok("add", "d")
+    a.commit("one")
+    a.ok("branch", "stable")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push", "--all")
+    ref = remote / "refs" / "heads" / "stable"
+    ref.unlink()
+    if odd == "fifo":
+        os.mkfifo(ref)
+    else:
+        os.symlink("main", ref)
+    r = a.run("fetch", "--prune", timeout=30)
+    assert_ok(r)
+    assert "remote branch 'stable' skipped" in r.err and "deleted" not in r.out
+    assert [b["name"] for b in a.json("branch", "-r", "--json")] == ["origin/main", "origin/stable"]
+    a.fsck_clean()
+
+
 def exchange(a: Path, b: Path) -> None:
     """Swap two names atomically (renameat2 with RENAME_EXCHANGE)."""
     libc = ctypes.CDLL(None, use_errno=True)

@@ -571,6 +571,8 @@ def _gone_branches(
             meter.head(ref_key("heads", b))
         except RemoteNotFound:
             out[b] = oid
+        except RemoteError:
+            continue  # there, but not a ref that can be read (a link, a FIFO): skipped
     return out
 
 
