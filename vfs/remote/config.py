@@ -423,6 +423,12 @@ def set_default(repo: Repository, name: str, *, shared: bool = False) -> None:
     with repo.locked():
         if shared:
             team = load_shared(repo.root)
+            if name not in team.remotes:  # (teammates would have a default they lack)
+                raise UsageError(
+                    f"remote {name} is set in {LOCAL_PLACE} only, not in {SHARED_FILE}, so "
+                    f"clones of the git repository do not have it: `dvfs remote default "
+                    f"{name} --local` makes it this clone's default; nothing was changed"
+                )
             team.default_remote = name
             save_shared(repo.root, team)
             return
