@@ -227,6 +227,11 @@ def test_a_shared_default_must_be_a_shared_remote(make_repo: RepoFactory, tmp_pa
     assert (repo.root / "dvfs.toml").read_text() == before
     assert "this clone only" in repo.ok("remote", "default", "mine", "--local").out
     assert [r["name"] for r in repo.json("remote", "list", "--json") if r["default"]] == ["mine"]
+    out = repo.ok("remote", "default", "other").out  # dvfs.toml's; this clone's still wins
+    assert "this clone's own default, mine (.dvfs/config), still wins here" in out
+    assert "`dvfs remote default other --local` changes it" in out
+    assert 'default_remote = "other"' in (repo.root / "dvfs.toml").read_text()
+    assert [r["name"] for r in repo.json("remote", "list", "--json") if r["default"]] == ["mine"]
     repo.fsck_clean()
 
 

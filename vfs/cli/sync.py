@@ -225,7 +225,14 @@ def remote_default(name: str, shared: bool | None) -> None:
     repo = repo_here()
     share = in_shared(repo, shared)
     remotes.set_default(repo, name, shared=share)
-    click.echo(f"default remote: {quoted(name)}{place_note(share)}")
+    here = remotes.default_remote(repo)
+    still = (
+        f"; this clone's own default, {quoted(here)} (.dvfs/config), still wins here: "
+        f"`dvfs remote default {shlex.quote(name)} --local` changes it"
+        if here is not None and here != name
+        else ""
+    )
+    click.echo(f"default remote: {quoted(name)}{place_note(share)}{still}")
 
 
 @click.command(cls=DvfsCommand)
