@@ -23,6 +23,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -173,7 +174,8 @@ def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> N
     assert b.show(v1.hex())["id"] == v1.hex()
     assert b.show(v1.hex()[:8])["id"] == v1.hex()
     assert b.show("V2")["id"] == v1.hex()  # an ordinary tag: not vN, which is lowercase
-    assert sorted(Repository(b.root).refs.tags()) == ["V2", "main", "origin/main"]
+    # (origin/main is not copied: `dvfs tag origin/main` is refused here too)
+    assert sorted(Repository(b.root).refs.tags()) == ["V2", "main"]
     b.fail("tag", "ABCDEF", fragments=("cannot be a tag name",))  # reads as an id prefix
     b.fsck_clean()
 
@@ -387,6 +389,66 @@ def test_a_directory_remote_with_linked_folders_gets_no_write_outside(
     (outside / "main").write_text("0" * 64 + "\n")
     assert_error(run(tmp_path, "clone", remote.as_uri(), "c"), "refs/heads", "symbolic link")
     assert not (tmp_path / "c").exists()
+    a.fsck_clean()
+
+
+def test_a_link_among_a_directory_remotes_refs_is_skipped_not_fatal(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A teammate's `ln -s main refs/heads/stable` (as git's symbolic refs): that ref is
+    skipped with a warning, never read through, and every clone still fetches, pulls,
+    pushes and clones; a link in place of refs/heads itself still stops them."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "main").write_text("0" * 64 + "\n")
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    a.write("d/x", b"data\n")
+    a.ok("add", "d")
+    v1 = a.commit("one")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    os.symlink("main", remote / "refs" / "heads" / "stable")
+    os.symlink(outside, remote / "refs" / "heads" / "elsewhere")
+    r = assert_ok(run(tmp_path, "clone", remote.as_uri(), "c"))
+    assert "remote branch 'stable' skipped" in r.err and "is a symbolic link" in r.err
+    assert "remote branch 'elsewhere' skipped" in r.err
+    c = Repo(tmp_path / "c")
+    assert [b["name"] for b in c.json("branch", "-r", "--json")] == ["origin/main"]
+    v2 = commit_files(c, {"d/x": b"two\n"}, "two")
+    c.ok("push")
+    assert "skipped" in a.ok("pull").err
+    assert a.head_id() == v2 != v1
+    assert (outside / "main").read_text() == "0" * 64 + "\n"
+    assert (remote / "refs" / "heads" / "stable").is_symlink()
+    a.fsck_clean()
+    c.fsck_clean()
+
+
+@pytest.mark.parametrize("odd", ["fifo", "link"])
+def test_a_fetched_branch_that_became_unreadable_is_skipped_not_fatal(
+    odd: str, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """This clone has origin/stable; on the remote, stable became a FIFO or a link. The
+    fetch skips it with a warning (it is there: not named gone, not pruned)."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    a.write("d/x", b"data\n")
+    a.ok("add", "d")
+    a.commit("one")
+    a.ok("branch", "stable")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push", "--all")
+    ref = remote / "refs" / "heads" / "stable"
+    ref.unlink()
+    if odd == "fifo":
+        os.mkfifo(ref)
+    else:
+        os.symlink("main", ref)
+    r = a.run("fetch", "--prune", timeout=30)
+    assert_ok(r)
+    assert "remote branch 'stable' skipped" in r.err and "deleted" not in r.out
+    assert [b["name"] for b in a.json("branch", "-r", "--json")] == ["origin/main", "origin/stable"]
     a.fsck_clean()
 
 

@@ -213,6 +213,28 @@ def test_a_rename_changes_dvfs_toml_and_this_clones_override_together(
     repo.fsck_clean()
 
 
+def test_a_shared_default_must_be_a_shared_remote(make_repo: RepoFactory, tmp_path: Path) -> None:
+    """In a git work tree `remote default` writes dvfs.toml; a remote of this clone only
+    there would name, for every teammate, a default they do not have."""
+    repo = make_repo("repo", git_repo=True)
+    repo.ok("remote", "add", "team", str(tmp_path / "team"))
+    repo.ok("remote", "add", "other", str(tmp_path / "other"))
+    repo.ok("remote", "add", "mine", str(tmp_path / "mine"), "--local")
+    before = (repo.root / "dvfs.toml").read_text()
+    repo.fail("remote", "default", "mine", fragments=(
+        "remote mine is set in .dvfs/config only", "`dvfs remote default mine --local`",
+        "nothing was changed"))  # fmt: skip
+    assert (repo.root / "dvfs.toml").read_text() == before
+    assert "this clone only" in repo.ok("remote", "default", "mine", "--local").out
+    assert [r["name"] for r in repo.json("remote", "list", "--json") if r["default"]] == ["mine"]
+    out = repo.ok("remote", "default", "other").out  # dvfs.toml's; this clone's still wins
+    assert "this clone's own default, mine (.dvfs/config), still wins here" in out
+    assert "`dvfs remote default other --local` changes it" in out
+    assert 'default_remote = "other"' in (repo.root / "dvfs.toml").read_text()
+    assert [r["name"] for r in repo.json("remote", "list", "--json") if r["default"]] == ["mine"]
+    repo.fsck_clean()
+
+
 def test_outside_git_remotes_stay_local(repo: Repo, tmp_path: Path) -> None:
     r = repo.ok("remote", "add", "origin", str(tmp_path / "store"))
     assert ".dvfs/config" in r.out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,10 @@ from tests.support.cli import (
     Result,
     assert_error,
     assert_ok,
+    cli_command,
+    cli_env,
     commit_files,
+    finish,
     go,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -47,6 +51,7 @@ from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
+from vfs.ops.sync import STOP_ENV
 from vfs.remote.layout import decode_segment
 from vfs.repo.repository import Repository
 
@@ -240,12 +245,13 @@ def test_damaged_pack_is_refused_and_named(
     c.fsck_clean()
 
 
-@pytest.mark.parametrize("damage", ["emptied", "flipped byte"])
+@pytest.mark.parametrize("damage", ["emptied", "flipped byte", "fifo", "link"])
 def test_a_damaged_cached_index_segment_is_read_again(
     damage: str, make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     """The remote is sound; only the clone's copy of a segment is not (a crash after it was
-    written): the copy is dropped and read again, never blamed on the remote."""
+    written, a FIFO or a link put in its place): the copy is dropped and read again, never
+    blamed on the remote, never waited on nor read through."""
     remote = tmp_path / "remote"
     a = make_repo("a")
     commit_files(a, {"d/old.bin": b"old\n"}, "old")
@@ -255,18 +261,28 @@ def test_a_damaged_cached_index_segment_is_read_again(
     assert_ok(run(tmp_path, "clone", remote.as_uri(), "b"))
     (cached,) = (b.root / ".dvfs/remotes/origin/index").iterdir()
     sound = cached.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(sound)
     if damage == "emptied":
         cached.write_bytes(b"")
+    elif damage == "fifo":
+        cached.unlink()
+        os.mkfifo(cached)
+    elif damage == "link":
+        cached.unlink()
+        cached.symlink_to(elsewhere)
     else:
         data = bytearray(sound)
         data[len(data) // 2] ^= 0x01
         cached.write_bytes(bytes(data))
+    assert b.run("fsck", timeout=30).code in (0, 1)  # a hang fails here
     v2 = commit_files(a, {"d/new.bin": rand(100 * KiB, 3)}, "new")
     a.ok("push")
-    b.ok("pull")
+    b.ok("pull", timeout=30)
     assert b.head_id() == v2
     assert b.read("d/new.bin") == a.read("d/new.bin")
-    assert cached.read_bytes() == sound
+    assert not cached.is_symlink() and cached.read_bytes() == sound
+    assert elsewhere.read_bytes() == sound
     b.fsck_clean()
 
 
@@ -563,6 +579,43 @@ def test_a_push_never_makes_anew_a_remote_that_held_versions(
     a.ok("remote", "add", "origin", str(remote))
     assert "main: v2" in a.ok("push").out
     a.fsck_clean()
+
+
+def test_a_nas_unmounted_while_a_push_runs_gets_nothing_of_the_rest(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The push has read the remote when its directory goes (a NAS unmounted, the empty
+    mount point left): the rest of the push is not written into the mount point, and
+    the push says so; once the NAS is back, the push goes through."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    nas = tmp_path / "nas"
+    a.ok("remote", "add", "origin", str(nas))
+    a.ok("push")
+    commit_files(a, {"d/y": rand(200 * KiB, 7)}, "y")
+    proc = subprocess.Popen(
+        cli_command("push"),
+        cwd=a.root,
+        env=cli_env({STOP_ENV: "indexed"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
+    nas.rename(tmp_path / "away")
+    nas.mkdir()  # the mount point, empty
+    os.kill(proc.pid, signal.SIGCONT)
+    r = finish(proc, ("push",))
+    assert_error(r, "is no longer the one this command began with", "check the remote")
+    assert list(nas.iterdir()) == []
+    nas.rmdir()
+    (tmp_path / "away").rename(nas)
+    assert "main: v2" in a.ok("push").out
+    b = Repo(tmp_path / "b")
+    assert_ok(run(tmp_path, "clone", str(nas), "b"))
+    assert b.read("d/y") == a.read("d/y")
+    a.fsck_clean()
+    b.fsck_clean()
 
 
 def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(

@@ -7,6 +7,7 @@ checks the exit status and the one error line a script or a person relies on.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.support.cli import (
@@ -167,6 +168,30 @@ def test_fsck_after_a_remote_is_removed_no_longer_counts_on_it(
     assert any("d/x" in p for p in map(str, report["problems"])), r
 
 
+def test_fsck_no_longer_counts_on_a_remote_dvfs_toml_stopped_naming(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """As above, when dvfs.toml changed under the clone (a `git pull`) rather than by
+    `remote remove`: checkout cannot fetch the chunk, and fsck says it is missing."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    commit_files(a, {"d/x": b"two\n"}, "two")
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--local")
+    a.ok("push")
+    b = Repo(tmp_path / "b")
+    assert_ok(run(tmp_path, "clone", str(tmp_path / "origin"), "b"))
+    (b.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+    b.ok("remote", "remove", "origin", "--local")  # (dvfs.toml's origin stays: a clone's)
+    assert b.fsck_clean()["remote_only"] == 1
+    (b.root / "dvfs.toml").write_text("")  # a teammate dropped it
+    b.fail("checkout", "v1", fragments=("no remote is set",))
+    r = b.run("fsck", "--json")
+    assert r.code != 0, r
+    report = r.json()
+    assert not report["clean"] and report["remote_only"] == 0, r
+    assert any("d/x" in p for p in map(str, report["problems"])), r
+
+
 def test_a_remote_removed_and_added_again_elsewhere_starts_its_audit_check_afresh(
     dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -277,6 +302,89 @@ def test_a_shared_remote_around_a_clones_own_leaves_its_branches_alone(
     a.ok("remote", "remove", "team")
     assert a.json("log", "-n", "1", "--json", "team/a/main")[0]["id"] == v1
     a.fail("log", "team/main")
+    a.fsck_clean()
+
+
+def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A teammate drops remote old from dvfs.toml and `git pull` brings that: this
+    clone's old/main stays (as git keeps a remote's copies until `git remote remove`),
+    `branch -r` says that no remote old is configured, and `remote remove old` deletes
+    it with what was kept of old; a name that is not a remote's changes nothing."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--default")
+    a.ok("push", "--remote", "old")
+    a.ok("push", "--remote", "origin")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+
+    rows = a.json("branch", "-r", "--json")
+    assert [(r["name"], r["configured"]) for r in rows] == [
+        ("old/main", False),
+        ("origin/main", True),
+    ]
+    lines = a.ok("branch", "-r").out.splitlines()
+    assert "no remote old is configured: `dvfs remote remove old` deletes it here" in lines[0]
+    assert lines[1].split() == ["origin/main", "v1", rows[1]["id"][:10]]
+
+    out = a.ok("fetch", "--prune").out
+    assert "old/main  kept: no remote old is configured (`dvfs remote remove old`" in out
+    assert a.json("fetch", "--prune", "--json")["unconfigured"] == ["old/main"]
+    a.fail("remote", "remove", "../old", fragments=("unknown remote '../old'",))
+    a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
+    out = a.ok("remote", "remove", "old").out
+    assert out.splitlines() == [
+        "old/main  deleted",
+        "removed what this clone kept of remote old (no settings name it any more)",
+    ]
+    assert [r["name"] for r in a.json("branch", "-r", "--json")] == ["origin/main"]
+    assert not (a.root / ".dvfs" / "remotes" / "old").exists()
+    a.fail("remote", "remove", "old", fragments=("unknown remote 'old'",))
+    assert "Up to date with origin/main." in a.ok("status").out
+    a.fsck_clean()
+
+
+def test_a_remote_added_under_the_name_of_one_dvfs_toml_dropped_starts_afresh(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """old/main was a copy of a remote dvfs.toml no longer names; a new remote old
+    elsewhere is not that one: its first push makes it, status compares with nothing
+    stale, and its audit chain starts at entry 1."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--default")
+    a.ok("push", "--remote", "old")
+    a.ok("push", "--remote", "origin")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+    a.ok("remote", "add", "old", str(tmp_path / "new"), "--local")
+    assert [r["name"] for r in a.json("branch", "-r", "--json")] == ["origin/main"]
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    assert f"main: v2 {v2[:10]}" in a.ok("push", "--remote", "old").out
+    assert [e["seq"] for e in a.json("audit", "--remote", "old", "--json")] == [1]
+    assert a.ok("audit", "verify", "--remote", "old").out.endswith(": intact\n")
+    a.fsck_clean()
+
+
+def test_a_remote_renamed_to_the_name_of_one_dvfs_toml_dropped_takes_none_of_its_branches(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """old/exp was a copy of a remote dvfs.toml no longer names; `remote rename origin
+    old` makes old/main origin's, and old/exp, not origin's, goes."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("branch", "exp")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "origin", str(tmp_path / "origin"), "--default")
+    a.ok("push", "--remote", "old", "exp")
+    a.ok("push", "--remote", "origin")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "origin"}"\n')
+    a.ok("remote", "rename", "origin", "old")
+    rows = a.json("branch", "-r", "--json")
+    assert [(r["name"], r["configured"]) for r in rows] == [("old/main", True)]
+    assert "exp" not in a.ok("fetch", "--prune").out
     a.fsck_clean()
 
 
@@ -519,3 +627,126 @@ def test_push_delete_mends_a_ref_that_holds_no_version_so_the_remote_gc_can_run(
     assert "deleted branch broken on origin (it was at no version id)" in out
     a.ok("gc", "--remote", "origin")
     a.fsck_clean()
+
+
+def test_log_remote_lists_the_remote_branch_it_is_given_and_names_a_substitute(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`log --remote origin BRANCH` lists the remote's BRANCH (a branch this clone does
+    not have yet included), never this clone's branch of that name; on a branch the
+    remote lacks, the remote's main branch is listed and a warning says so."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b, _ = dir_remote.clone(a.root.parent, "b")
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("branch", "exp")
+    a.ok("push", "main", "exp")
+    mine = commit_files(b, {"d/x": b"mine"}, "mine")
+
+    rows = b.json("log", "--remote", "origin", "main", "--json")
+    ids = [r["id"] for r in rows]
+    assert ids[0] == v2 and mine not in ids
+    assert b.json("log", "--remote", "origin", "exp", "--json")[0]["id"] == v2
+    b.fail("log", "--remote", "origin", "nope", fragments=("origin has no branch nope",))
+    b.ok("switch", "-c", "feat")
+    r = b.ok("log", "--remote", "origin", "--json")
+    assert r.json()[0]["id"] == v2
+    assert "origin has no branch feat: listing its branch main" in r.err
+    assert b.json("log", "--remote", "origin", "d", "--json")[0]["id"] == v2  # d: a path
+    b.fsck_clean()
+
+
+def test_a_branch_or_tag_beside_its_own_folder_on_the_remote_is_refused_before_any_upload(
+    remote: Remote, make_repo: RepoFactory
+) -> None:
+    """The remote has x/y; a push of x (or the reverse) cannot make both usable: a
+    directory remote cannot store them, readers of any remote use only x. It stops
+    before anything is uploaded or entered in the remote's audit chain."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    remote.add_to(a)
+    a.ok("branch", "x/y")
+    a.ok("tag", "t/u")
+    a.ok("push", "main", "x/y", "--tags")
+    b, _ = remote.clone(a.root.parent, "b")
+    b.ok("tag", "-d", "t/u")
+    b.ok("tag", "t")
+    commit_files(b, {"d/x": b"2"}, "two")
+    b.ok("branch", "x")
+    chain = remote.list_keys("audit/")
+    packs = remote.list_keys("packs/")
+    b.fail("push", "x", fragments=("origin has branch x/y", "a branch x cannot sit beside it",
+                                   "nothing was pushed", "`dvfs branch NEW x`"))  # fmt: skip
+    b.fail("push", "--tags", fragments=("origin has tag t/u", "a tag t cannot"))
+    assert remote.list_keys("audit/") == chain and remote.list_keys("packs/") == packs
+    assert remote.ref("x") is None
+    b.ok("branch", "x2", "x")
+    b.ok("push", "x2")
+    assert remote.ref("x2") == b.head_id()
+    b.fsck_clean()
+
+
+def test_a_clone_without_a_directory_is_named_after_the_remote_however_spelled(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs clone /srv/cats/.` in an empty directory made the clone there (`.`), not in
+    `cats` as `git clone` does; `/srv/cats/refs/..` was taken as `..`."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "srv" / "cats"))
+    a.ok("push")
+    here = tmp_path / "here"
+    here.mkdir()
+    assert_ok(run(here, "clone", f"{tmp_path / 'srv' / 'cats'}/."))
+    assert sorted(os.listdir(here)) == ["cats"]
+    assert (here / "cats" / "d" / "x").read_bytes() == b"1"
+    there = tmp_path / "there"
+    there.mkdir()
+    assert_ok(run(there, "clone", f"file://{tmp_path / 'srv' / 'cats' / 'refs'}/.."))
+    assert sorted(os.listdir(there)) == ["cats"]
+    Repo(here / "cats").fsck_clean()
+    Repo(there / "cats").fsck_clean()
+
+
+def test_a_remote_tag_named_like_a_remote_branch_here_is_not_copied(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """Pushed from a clone whose remote had another name, tag origin/main reaches a clone
+    whose remote is origin: as `dvfs tag origin/main` is refused there, the tag is not
+    copied (a warning says why); other tags are."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("tag", "origin/main")
+    a.ok("tag", "keep/me")
+    a.ok("remote", "add", "up", dir_remote.url)
+    a.ok("push", "--tags")
+    commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push")
+    b, r = dir_remote.clone(a.root.parent, "b")
+    assert "remote tag origin/main not copied here" in r.err
+    assert [t["name"] for t in b.json("tag", "--json")] == ["keep/me"]
+    assert b.json("log", "-n", "1", "--json", "origin/main")[0]["id"] != v1
+    assert "remote tag origin/main not copied here" in b.ok("fetch").err
+    b.fsck_clean()
+
+
+def test_a_pull_into_a_new_repository_of_a_remote_without_its_branch_says_what_to_run(
+    dir_remote: Remote, make_repo: RepoFactory
+) -> None:
+    """`dvfs init`, `remote add`, `pull`: the remote's only branch is data, not main. The
+    error names the remote's branches and a command that works as typed."""
+    a = make_repo("a")
+    a.ok("switch", "-c", "data")
+    commit_files(a, {"d/x": b"1"}, "one")
+    dir_remote.add_to(a)
+    a.ok("push")
+    b = make_repo("b")
+    dir_remote.add_to(b)
+    line = b.fail("pull", fragments=("origin has no branch main: nothing to pull", "it has data"))
+    assert "`dvfs switch -c data origin/data` makes one here" in line
+    b.ok("switch", "-c", "data", "origin/data")
+    assert b.read("d/x") == b"1"
+    assert "data is up to date" in b.ok("pull").out
+    b.fsck_clean()

@@ -14,7 +14,8 @@ inside it is taken on trust:
   root, each opened with ``O_NOFOLLOW``, and every file is created relative to the
   descriptor of its directory: a ``packs`` or ``refs/heads`` that is a link, or one
   swapped for a link while a command runs, is refused with a clear error instead of
-  being written through. Listing refuses a link as well.
+  being written through. A listing names a link as a key, never entering it: it is
+  refused when read, so one link among the refs makes that ref skipped, not the fetch fail.
 - **Only regular files are objects.** A key is checked with ``fstatat`` before it is
   opened, and opened with ``O_NONBLOCK`` (checked again on the descriptor), so a FIFO
   or a device in place of a pack or a ref is refused at once instead of hanging the
@@ -92,6 +93,8 @@ class LocalBackend(Backend):
             raise RemoteNotFound(
                 f"directory {self.root} does not exist: create it or check the remote URL"
             )
+        st = os.stat(self.root)
+        self._identity = (st.st_dev, st.st_ino)
 
     def put(self, key: str, data: bytes) -> None:
         with self._mapped(key, writing=True), self._parent(key, make=True) as (fd, name):
@@ -133,7 +136,7 @@ class LocalBackend(Backend):
         with (
             self._mapped(key),
             contextlib.suppress(FileNotFoundError, NotADirectoryError),
-            self._parent(key) as (fd, name),
+            self._parent(key, writing=True) as (fd, name),
         ):
             if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                 os.unlink(name, dir_fd=fd)
@@ -198,7 +201,7 @@ class LocalBackend(Backend):
     @contextlib.contextmanager
     def _key_lock(self) -> Iterator[None]:
         """The lock conditional writes and deletes hold while they compare and act."""
-        root = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        root = self._root(writing=True)
         try:
             lock_fd = os.open(_LOCK_NAME, os.O_RDWR | os.O_CREAT | _FILE, 0o644, dir_fd=root)
         finally:
@@ -211,13 +214,31 @@ class LocalBackend(Backend):
 
     # resolving keys without following links ------------------------------------------
 
-    def _descend(self, parts: Sequence[str], *, make: bool) -> int:
-        """A descriptor of the directory ``parts`` below the root (made if ``make``).
+    def _root(self, *, writing: bool) -> int:
+        """A descriptor of the root; for ``writing``, RemoteError unless it is still the
+        directory this backend was opened on: a NAS unmounted (or a directory moved and
+        another made in its place) while a push runs would otherwise take the rest of
+        the push, a half remote, into whatever now has its path."""
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if writing:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self._identity:
+                os.close(fd)
+                raise RemoteError(
+                    f"directory {self.root} is no longer the one this command began with "
+                    "(unmounted, or moved and another made in its place): nothing more was "
+                    "written there; check the remote's directory, then run the command again"
+                )
+        return fd
+
+    def _descend(self, parts: Sequence[str], *, make: bool, writing: bool = False) -> int:
+        """A descriptor of the directory ``parts`` below the root (made if ``make``;
+        with ``make`` or ``writing``, the root checked as :meth:`_root` does).
 
         Each component is opened with ``O_NOFOLLOW`` from its parent's descriptor; a
         link is refused (RemoteError), a missing one raises FileNotFoundError.
         """
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = self._root(writing=make or writing)
         try:
             for i, part in enumerate(parts):
                 try:
@@ -242,10 +263,12 @@ class LocalBackend(Backend):
         return fd
 
     @contextlib.contextmanager
-    def _parent(self, key: str, *, make: bool = False) -> Iterator[tuple[int, str]]:
+    def _parent(
+        self, key: str, *, make: bool = False, writing: bool = False
+    ) -> Iterator[tuple[int, str]]:
         """The descriptor of the directory holding ``key``, and the key's last name."""
         parts = validate_key(key).split("/")
-        fd = self._descend(parts[:-1], make=make)
+        fd = self._descend(parts[:-1], make=make, writing=writing)
         try:
             yield fd, parts[-1]
         finally:
@@ -284,7 +307,7 @@ class LocalBackend(Backend):
 
     def _walk(self, fd: int, base: str, start: str) -> Iterator[str]:
         """Yield ``base + name`` for what lies below directory ``fd`` (but directories),
-        whose name starts with ``start``; a link is refused.
+        whose name starts with ``start``; a link is listed as a key, never entered.
 
         A stack of open directories takes the place of recursion; folders nested deeper
         than ``MAX_DEPTH`` (no key is) are refused.
@@ -296,10 +319,10 @@ class LocalBackend(Backend):
                 here, prefix, rest = stack[-1]
                 for entry in rest:
                     parent = fd if here < 0 else here
-                    if entry.is_symlink():
-                        raise _link(prefix + entry.name, self.url)
                     if not entry.is_dir(follow_symlinks=False):
-                        yield prefix + entry.name  # a FIFO or device too: refused when read
+                        # a link, a FIFO or a device too: listed (never followed), refused
+                        # when read, so that one odd ref is skipped, not every ref
+                        yield prefix + entry.name
                         continue
                     if len(stack) > MAX_DEPTH:
                         raise RemoteError(
@@ -339,7 +362,7 @@ class LocalBackend(Backend):
         """
         removed = freed = 0
         with self._mapped("the directory", writing=True):
-            stack = [(self._descend([], make=False), 0)]
+            stack = [(self._descend([], make=False, writing=True), 0)]
             try:
                 while stack:
                     fd, depth = stack.pop()

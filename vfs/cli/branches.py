@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import click
@@ -128,6 +129,12 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
     for n in repo.refs.names("remotes") if remote else ():
         if (oid := repo.refs.get(f"refs/remotes/{n}")) is not None:
             theirs[n] = oid
+    # copies of a remote no settings name any more: listed, and said to be so
+    orphans: set[str] = set()
+    if theirs:
+        from vfs.remote.config import unconfigured_copies  # (15 ms: only with remote copies)
+
+        orphans = set(unconfigured_copies(repo))
     current = head.branch if head.detached is None else None
     if as_json:
         kind: dict[str, Any] = {"remote": False} if remote else {}  # (-r and -a only)
@@ -136,9 +143,10 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
             for n, oid in branches.items()
         ]
         rows += [
-            {**ref_json(repo, n, oid), "current": False, "remote": True}
+            {**ref_json(repo, n, oid), "current": False, "remote": True,
+             "configured": n not in orphans}
             for n, oid in theirs.items()
-        ]
+        ]  # fmt: skip
         emit_json(rows)
         return
     if local and head.detached is not None:
@@ -146,9 +154,18 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
         click.echo(f"* (HEAD detached at {label} {head.detached.hex()[:10]})")
     elif local and head.branch not in branches:
         click.echo(f"* {quoted(head.branch)} (no versions yet)")
-    for n, oid in [*branches.items(), *theirs.items()]:
-        mark = "*" if n == current and n in branches else " "
+    for n, oid in branches.items():
+        mark = "*" if n == current else " "
         click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
+    for n, oid in theirs.items():
+        line = f"  {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}"
+        if n in orphans:
+            gone = n.partition("/")[0]
+            line += (
+                f"  (no remote {quoted(gone)} is configured: `dvfs remote remove "
+                f"{shlex.quote(gone)}` deletes it here)"
+            )
+        click.echo(line)
 
 
 def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str) -> set[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from vfs.cli.options import AS_JSON, DASHDASH, OFFLINE, DvfsCommand, RevsThenPaths
-from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, workers
+from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.ops.diff import flat_params
@@ -114,7 +114,10 @@ def param_text(value: Any) -> str:
 @click.option("--oneline", is_flag=True, help="One line a version: number, id, names, message.")
 @click.option("--graph", is_flag=True, help="Every version below, merges drawn as a graph.")
 @AS_JSON
-@click.option("--remote", "remote_name", metavar="NAME", help="List the versions on a remote.")
+@click.option(
+    "--remote", "remote_name", metavar="NAME",
+    help="List the versions of a remote's branch: REV, else the current branch's.",
+)  # fmt: skip
 @click.pass_context
 def log(
     ctx: click.Context, targets: tuple[str, ...], limit: int | None, with_params: bool,
@@ -131,6 +134,7 @@ def log(
       dvfs log --params
       dvfs log -- data/labels.csv
       dvfs log --remote origin
+      dvfs log --remote origin feature  # its branch feature
       dvfs log --graph --oneline       # merges and the lines they join
     """
     from vfs.ops import browse, sync
@@ -138,10 +142,19 @@ def log(
     from vfs.remote import config as remotes
 
     repo = repo_here()
+    branch = None
+    if remote_name is not None:  # REV is a branch of the remote, unknown here before a fetch
+        before = len(targets) - (ctx.meta.get(DASHDASH) or 0)
+        if before and not is_path(repo, targets[0]):
+            branch, targets = targets[0], targets[1:]
     revs, paths = revs_and_paths(repo, ctx, targets, 1)
     rev = revs[0] if revs else None
     if remote_name is not None:
-        rev = rev or sync.log_remote(repo, remotes.get_remote(repo, remote_name))
+        if rev is not None:
+            raise UsageError("--remote lists one branch of the remote: give one BRANCH")
+        rev, notes = sync.log_remote(repo, remotes.get_remote(repo, remote_name), branch)
+        for line in notes:
+            warn(line)
     if rev is None and repo.history.head_id() is None:
         raise UsageError(NO_VERSIONS)
     hist = repo.history

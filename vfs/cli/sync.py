@@ -167,6 +167,10 @@ def remote_list(as_json: bool) -> None:
 def remote_remove(name: str, shared: bool | None) -> None:
     """Forget remote NAME (nothing on the remote is touched).
 
+    Its branches here (NAME/BRANCH) go with it. A remote that no settings name any
+    more (dvfs.toml changed by a `git pull`) but whose branches this clone still
+    holds, as `dvfs branch -r` shows, is removed the same way.
+
     \b
     Examples:
       dvfs remote remove backup
@@ -175,8 +179,15 @@ def remote_remove(name: str, shared: bool | None) -> None:
     from vfs.remote import config as remotes
 
     only = None if shared is None else "shared" if shared else "local"
-    places = remotes.remove_remote(repo_here(), name, only=only)
-    click.echo(f"removed remote {quoted(name)} from {' and '.join(places)}")
+    done = remotes.remove_remote(repo_here(), name, only=only)
+    if done.places:
+        click.echo(f"removed remote {quoted(name)} from {' and '.join(done.places)}")
+        return
+    for b in done.branches:
+        click.echo(f"{quoted(b)}  deleted")
+    click.echo(
+        f"removed what this clone kept of remote {quoted(name)} (no settings name it any more)"
+    )
 
 
 @remote.command(name="rename")
@@ -214,7 +225,14 @@ def remote_default(name: str, shared: bool | None) -> None:
     repo = repo_here()
     share = in_shared(repo, shared)
     remotes.set_default(repo, name, shared=share)
-    click.echo(f"default remote: {quoted(name)}{place_note(share)}")
+    here = remotes.default_remote(repo)
+    still = (
+        f"; this clone's own default, {quoted(here)} (.dvfs/config), still wins here: "
+        f"`dvfs remote default {shlex.quote(name)} --local` changes it"
+        if here is not None and here != name
+        else ""
+    )
+    click.echo(f"default remote: {quoted(name)}{place_note(share)}{still}")
 
 
 @click.command(cls=DvfsCommand)
@@ -314,6 +332,8 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
     for w in got.transfer.warnings:
         warn(w)
     gone = [f"{spec.name}/{b}" for b in sorted(got.gone)]
+    # --prune prunes the remote fetched; copies of a remote no settings name are named
+    stray = sorted(remotes.unconfigured_copies(repo)) if prune else []
     if as_json:
         heads = [ref_json(repo, f"{spec.name}/{b}", oid) for b, oid in sorted(got.heads.items())]
         emit_json(
@@ -321,6 +341,7 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
                 "branches": heads,
                 "gone": gone,
                 "pruned": got.pruned,
+                **({"unconfigured": stray} if prune else {}),
                 "transfer": dataclasses.asdict(got.transfer),
             }
         )
@@ -333,6 +354,12 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
             f"{quoted(name)}  deleted: gone from the remote"
             if got.pruned
             else f"{quoted(name)}  gone from the remote (`dvfs fetch --prune` deletes it here)"
+        )
+    for name in stray:
+        top = name.partition("/")[0]
+        click.echo(
+            f"{quoted(name)}  kept: no remote {quoted(top)} is configured (`dvfs remote remove "
+            f"{shlex.quote(top)}` deletes it here)"
         )
     for note in got.transfer.notes:
         click.echo(escape_text(note))

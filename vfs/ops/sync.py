@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vfs.backends import parse_url
 from vfs.errors import (
     FormatError,
     PreconditionFailed,
@@ -62,7 +63,7 @@ from vfs.remote.config import (
     remotes,
     tracking_branches,
 )
-from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key
+from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
 from vfs.remote.reader import Located, RemoteRepo
@@ -211,6 +212,8 @@ def push(
                     )
             plan.append((b, tip, theirs, etag))
         tag_plan = repo.refs.tags() if tags else {}
+        new = [("heads", b) for b, _, theirs, _ in plan if theirs is None]
+        _refuse_clashes(meter, spec, [*new, *(("tags", t) for t in tag_plan)])
         if not plan and not tag_plan:
             report.notes.append("nothing to push")
             report.requests = meter.requests
@@ -278,6 +281,30 @@ def push(
 
 
 _WHAT = {"heads": "branch", "tags": "tag"}  # a remote ref's kind, as messages name it
+
+
+def _refuse_clashes(meter: Meter, spec: RemoteSpec, refs: list[tuple[str, str]]) -> None:
+    """UsageError, before anything is uploaded or recorded, if one of ``refs`` (kind,
+    name) the remote lacks and one it has are a name and a folder of it (``x`` and
+    ``x/y``): a directory remote cannot store both, and readers use only ``x``."""
+    for kind in sorted({k for k, _ in refs}):
+        base = refs_prefix(kind)
+        there = sorted(key[len(base) :] for key in meter.list(base))
+        have = set(there)
+        for k, name in refs:
+            if k != kind or name in have:
+                continue
+            other = next(
+                (o for o in there if o.startswith(f"{name}/") or name.startswith(f"{o}/")), None
+            )
+            if other is not None:
+                what = _WHAT[kind]
+                raise UsageError(
+                    f"{spec.name} has {what} {quote_name(other)}, and a {what} "
+                    f"{quote_name(name)} cannot sit beside it (a name and a folder of that "
+                    f"name): nothing was pushed; push yours under another name (`dvfs {what} "
+                    f"NEW {shlex.quote(name)}`)"
+                )
 
 
 def _remote_ref(meter: Meter, kind: str, name: str) -> tuple[bytes | None, str] | None:
@@ -506,7 +533,15 @@ def fetch_locked(
             skipped[b] = f"remote branch {b} was not recorded: {exc}"
             report.warnings.append(skipped[b])
             del heads[b]
+    named = remotes(repo)
     for t, oid in list(tags.items()):
+        top, slash, rest = t.partition("/")
+        if slash and top in named:  # (as `dvfs tag` refuses it: one would hide the other)
+            report.warnings.append(
+                f"{remote.url}: remote tag {quote_name(t)} not copied here: it would be read "
+                f"as remote {top}'s branch {quote_name(rest)}"
+            )
+            continue
         mine = repo.refs.get(f"refs/tags/{t}")
         if mine is None:
             try:
@@ -536,6 +571,8 @@ def _gone_branches(
             meter.head(ref_key("heads", b))
         except RemoteNotFound:
             out[b] = oid
+        except RemoteError:
+            continue  # there, but not a ref that can be read (a link, a FIFO): skipped
     return out
 
 
@@ -666,6 +703,14 @@ def pull(
                     f"it was deleted there since {spec.name}/{branch} here was fetched "
                     f"({_version_label(repo, last)}); `dvfs push` makes it again"
                 )
+            if why is None and got.heads:  # (a new repository, a remote whose main is another)
+                other = preferred_branch(got.heads)
+                names = ", ".join(quote_name(b) for b in sorted(got.heads)[:5])
+                why = (
+                    f"it has {names}{', ...' if len(got.heads) > 5 else ''}: `dvfs switch -c "
+                    f"{shlex.quote(other)} {shlex.quote(f'{spec.name}/{other}')}` makes one here, "
+                    "which `dvfs pull` then follows"
+                )
             raise UsageError(
                 f"{spec.name} has no branch {branch}: nothing to pull" + (f"; {why}" if why else "")
             )
@@ -759,9 +804,18 @@ def merge_message(m: merging.MergeReport, rev: str) -> str:
 
 
 def default_dir(url: str) -> str:
-    """The directory a clone of ``url`` goes to when none is given."""
-    name = url.rstrip("/").rsplit("/", 1)[-1].split("://")[-1]
-    return name or "dvfs-clone"
+    """The directory a clone of ``url`` goes to when none is given: the last part of
+    the remote's path as it resolves (``/srv/cats/.`` gives ``cats``, never the current
+    directory), else of the S3 prefix, else the bucket."""
+    try:
+        where = parse_url(url)
+    except UsageError:
+        return "dvfs-clone"  # (the clone itself says what is wrong with the URL)
+    if where.path is not None:
+        name = os.path.basename(os.path.abspath(where.path))
+    else:
+        name = where.prefix.rsplit("/", 1)[-1] or where.bucket
+    return name if name not in ("", ".", "..") else "dvfs-clone"
 
 
 def clone(
@@ -914,9 +968,22 @@ def _label(hist: History, oid: bytes) -> str:
     return f"{hist.label(oid)} ({oid.hex()[:10]})"
 
 
-def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
-    """Fetch metadata and return the remote-tracking ref to list for the current branch."""
+def log_remote(
+    repo: Repository, spec: RemoteSpec, branch: str | None = None, jobs: int = 8
+) -> tuple[str, list[str]]:
+    """Fetch metadata; return the remote-tracking ref to list, of the remote's ``branch``
+    (default: the current branch's, else the remote's main one), and the warnings to
+    show: the fetch's, and which branch is listed when it is not the current one."""
     got = fetch(repo, spec, jobs)
+    warnings = got.transfer.warnings
+    if branch is not None:
+        if branch not in got.heads:
+            have = ", ".join(quote_name(b) for b in sorted(got.heads)[:10]) or "none"
+            raise UsageError(
+                f"{quote_name(spec.name)} has no branch {quote_name(branch)} (its branches: "
+                f"{have}): `dvfs log --remote {shlex.quote(spec.name)} BRANCH` lists one"
+            )
+        return f"{spec.name}/{branch}", warnings
     branch = repo.history.head().branch
     if branch not in got.heads:
         if not got.heads and got.tags:
@@ -927,5 +994,10 @@ def log_remote(repo: Repository, spec: RemoteSpec, jobs: int = 8) -> str:
             )
         if not got.heads:
             raise UsageError(f"{spec.name} has no versions yet")
-        branch = preferred_branch(got.heads)
-    return f"{spec.name}/{branch}"
+        other = preferred_branch(got.heads)
+        warnings.append(
+            f"{quote_name(spec.name)} has no branch {quote_name(branch)}: listing its "
+            f"branch {quote_name(other)}"
+        )
+        branch = other
+    return f"{spec.name}/{branch}", warnings

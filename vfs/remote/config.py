@@ -27,7 +27,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,25 @@ def tracking_branches(repo: Repository, name: str) -> dict[str, bytes]:
     return out
 
 
+def owner(names: Iterable[str], copy: str) -> str | None:
+    """Which of the remotes ``names`` the copy ``copy`` (``NAME/BRANCH``, below
+    ``refs/remotes/``) is a branch of: the longest name it lies below; None if none."""
+    return max((n for n in names if copy.startswith(f"{n}/")), key=len, default=None)
+
+
+def unconfigured_copies(repo: Repository) -> dict[str, bytes]:
+    """This clone's copies of remote branches (``NAME/BRANCH``) that belong to no
+    configured remote: a remote that dvfs.toml or .dvfs/config no longer names (a
+    teammate removed it from dvfs.toml and ``git pull`` brought that). ``dvfs remote
+    remove NAME`` deletes them."""
+    known = remotes(repo)
+    out = {}
+    for copy in repo.refs.names("remotes"):
+        if owner(known, copy) is None and (oid := repo.refs.get(f"refs/remotes/{copy}")):
+            out[copy] = oid
+    return out
+
+
 def local_names(repo: Repository) -> set[str]:
     """Names of the remotes set in .dvfs/config (this clone's own)."""
     table = repo.config().get("remotes") or {}
@@ -235,6 +254,12 @@ def add_remote(
                     f"remote {spec.name} would share refs/remotes/{spec.name.split('/')[0]}/ "
                     f"with remote {other}: give it another name"
                 )
+        known = remotes(repo)
+        if spec.name not in known:  # what a remote once of that name left is not this one's
+            for branch, oid in tracking_branches(repo, spec.name).items():
+                if owner(known, f"{spec.name}/{branch}") is None:
+                    repo.refs.update(f"refs/remotes/{spec.name}/{branch}", None, oid)
+            _forget_kept(repo, spec.name)
         if shared:
             team.remotes[spec.name] = {k: v for k, v in spec.record().items() if v is not None}
             if make_default or team.default_remote is None:
@@ -261,11 +286,28 @@ def _forget_kept(repo: Repository, name: str) -> None:
         kept.rmdir()  # (unless another remote's lies below it)
 
 
-def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> list[str]:
-    """Forget a remote (``only``: "local" or "shared" for one place); where it was.
+@dataclass(frozen=True)
+class Removed:
+    """What :func:`remove_remote` did."""
+
+    places: list[str]  # where the remote was set; none: no settings named it any more
+    branches: list[str]  # this clone's copies of its branches deleted (NAME/BRANCH)
+
+
+def _kept(repo: Repository, name: str) -> bool:
+    """Whether this clone holds something of remote ``name`` that :func:`_forget_kept`
+    deletes."""
+    kept = repo.dir / "remotes" / name
+    return any(os.path.lexists(kept / leaf) for leaf in ("index", REMOTE_HEAD, VERIFIED))
+
+
+def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> Removed:
+    """Forget a remote (``only``: "local" or "shared" for one place).
 
     Its remote-tracking refs and ``.dvfs/remotes/NAME/`` (cached index segments, the
-    audit chain's end as last seen) go once no place defines it any more.
+    audit chain's end as last seen) go once no place defines it any more. A ``name``
+    no place defines any more (dvfs.toml changed under this clone) has only those to
+    delete, if this clone still holds some: as ``git remote remove`` does, they go.
     """
     with repo.locked():
         cfg = repo.config()
@@ -284,14 +326,27 @@ def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> li
                 team.default_remote = None
             save_shared(repo.root, team)
             places.append(SHARED_FILE)
+        known = remotes(repo)
+        where = {"local": f" in {LOCAL_PLACE}", "shared": f" in {SHARED_FILE}"}.get(only or "")
+        unknown = UsageError(f"unknown remote {name!r}{where or ''}")
         if not places:
-            where = {"local": f" in {LOCAL_PLACE}", "shared": f" in {SHARED_FILE}"}.get(only or "")
-            raise UsageError(f"unknown remote {name!r}{where or ''}")
-        if name not in remotes(repo):
-            for branch, oid in tracking_branches(repo, name).items():
-                repo.refs.update(f"refs/remotes/{name}/{branch}", None, oid)
-            _forget_kept(repo, name)
-        return places
+            try:  # (a name no settings hold: nothing of it is read before it is checked)
+                check_ref_name(name, "remote")
+            except UsageError:
+                raise unknown from None
+        if name in known:
+            if not places:
+                raise unknown
+            return Removed(places, [])
+        mine = tracking_branches(repo, name)
+        if not places:  # only the copies no configured remote owns (not team's a/main)
+            mine = {b: oid for b, oid in mine.items() if owner(known, f"{name}/{b}") is None}
+            if not mine and not _kept(repo, name):
+                raise unknown
+        for branch, oid in mine.items():
+            repo.refs.update(f"refs/remotes/{name}/{branch}", None, oid)
+        _forget_kept(repo, name)
+        return Removed(places, [f"{name}/{b}" for b in mine])
 
 
 def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
@@ -326,6 +381,11 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
                     f"{other}: choose another name"
                 )
         moving = tracking_branches(repo, old)
+        for branch, oid in tracking_branches(repo, new).items():
+            # copies a remote of that name once left (dvfs.toml no longer names it): not
+            # the renamed remote's, whose own take their place
+            if owner(known, f"{new}/{branch}") is None:
+                repo.refs.update(f"refs/remotes/{new}/{branch}", None, oid)
         for branch, oid in moving.items():
             ref = f"refs/remotes/{new}/{branch}"
             repo.refs.update(ref, oid, repo.refs.get(ref))
@@ -363,6 +423,12 @@ def set_default(repo: Repository, name: str, *, shared: bool = False) -> None:
     with repo.locked():
         if shared:
             team = load_shared(repo.root)
+            if name not in team.remotes:  # (teammates would have a default they lack)
+                raise UsageError(
+                    f"remote {name} is set in {LOCAL_PLACE} only, not in {SHARED_FILE}, so "
+                    f"clones of the git repository do not have it: `dvfs remote default "
+                    f"{name} --local` makes it this clone's default; nothing was changed"
+                )
             team.default_remote = name
             save_shared(repo.root, team)
             return

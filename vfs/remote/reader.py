@@ -16,18 +16,22 @@ is read from one is bounded before it is read and checked before it is used
 A segment listed but gone when read was replaced by a remote gc: the listing is read
 again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
 ``.dvfs/remotes/<name>/index/<id>`` (they never change); a cached copy whose bytes are not
-its id is dropped and read again from the remote.
+its id, or that is not a regular file at all (a link, a FIFO: never read through nor
+waited on), is dropped and read again from the remote.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from vfs.errors import (
+    DvfsError,
     FormatError,
     ObjectCorrupt,
     PreconditionFailed,
@@ -37,7 +41,7 @@ from vfs.errors import (
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter
+from vfs.remote.config import Meter, remotes
 from vfs.remote.layout import (
     FORMAT_KEY,
     FORMAT_LIMIT,
@@ -57,27 +61,62 @@ from vfs.remote.layout import (
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository, format_record, parse_format
 from vfs.store.compression import decode_payload
+from vfs.store.durable import write_atomic
 from vfs.store.packs import PackedObject
 
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 
 
 def cached_remote_ids(repo: Repository) -> set[bytes]:
-    """Ids of objects the remotes hold, as far as the cached index segments tell."""
+    """Ids of objects the configured remotes hold, as far as their cached index
+    segments tell (not a remote no settings name any more: no command fetches from it)."""
     out: set[bytes] = set()
-    base = repo.dir / "remotes"
-    if not base.is_dir():
-        return out
-    for seg in base.glob("*/index/*"):
-        if not seg.name.startswith("."):
-            data = seg.read_bytes()
-            if hash_bytes(data).hex() != seg.name:
+    try:
+        names = list(remotes(repo))
+    except DvfsError:
+        # a dvfs.toml that does not parse stops remote commands until it is fixed; till
+        # then every cache counts (the file fixed most likely names them again)
+        names = [p.name for p in (repo.dir / "remotes").glob("*")]
+    for name in names:
+        cache = repo.dir / "remotes" / name / "index"
+        try:
+            segs = [cache / n for n in os.listdir(cache)]
+        except OSError:
+            continue
+        for seg in segs:
+            if seg.name.startswith("."):
+                continue
+            data = read_cached(seg)
+            if data is None or hash_bytes(data).hex() != seg.name:
                 continue  # damaged: it tells nothing (the next fetch reads it again)
             try:
                 out.update(obj.oid for _, obj in decode_segment(data, seg.name))
             except FormatError:
                 continue
     return out
+
+
+_CACHED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def read_cached(path: Path) -> bytes | None:
+    """The bytes of a cached index segment; None if there is none, or if what is there
+    is not a regular file of at most ``SEGMENT_LIMIT`` bytes (a link is never read
+    through, a FIFO never waited on: a damaged cache entry, which tells nothing)."""
+    try:
+        fd = os.open(path, _CACHED)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > SEGMENT_LIMIT:
+            return None
+        data = os.read(fd, SEGMENT_LIMIT + 1)
+        return data if len(data) <= SEGMENT_LIMIT else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _named(name: str) -> str:
@@ -264,13 +303,14 @@ class RemoteRepo:
 
     def _segment(self, seg_id: str) -> bytes:
         cached = self.cache / seg_id if self.cache else None
-        if cached is not None and cached.exists():
-            data = cached.read_bytes()
-            if hash_bytes(data).hex() == seg_id:
+        if cached is not None and os.path.lexists(cached):
+            data = read_cached(cached)
+            if data is not None and hash_bytes(data).hex() == seg_id:
                 return data
-            # damaged here (a crash after the cache was written, say), not on the
-            # remote: dropped, and read again from the remote
-            cached.unlink(missing_ok=True)
+            # damaged here (a crash after the cache was written, something put in its
+            # place), not on the remote: dropped, and read again from the remote
+            with contextlib.suppress(OSError):
+                cached.unlink()
         data = self.backend.get_small(segment_key(seg_id), SEGMENT_LIMIT)
         if hash_bytes(data).hex() != seg_id:
             raise RemoteError(
@@ -279,9 +319,8 @@ class RemoteRepo:
             )
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".tmp-{seg_id}")
-            tmp.write_bytes(data)
-            os.replace(tmp, cached)
+            with contextlib.suppress(OSError):  # (a directory in its place: not cached)
+                write_atomic(cached, data, sync=False)
         return data
 
     def ranges(
