@@ -171,6 +171,10 @@ def test_remotes_go_to_dvfs_toml_in_git_and_local_ones_override_them(
     assert shared_file(repo)["remotes"]["nas"] == {"url": "../store"}  # type: ignore[index]
 
     # This clone's own settings: a mirror for origin, and another default.
+    for both in (("--shared", "--local"), ("--local", "--shared")):  # the last one won
+        repo.fail("remote", "add", "origin", str(tmp_path / "mirror"), *both, code=2,
+                  fragments=("--shared and --local are mutually exclusive",))  # fmt: skip
+        repo.fail("remote", "remove", "origin", *both, code=2, fragments=("exclusive",))
     repo.ok("remote", "add", "origin", str(tmp_path / "mirror"), "--local")
     repo.ok("remote", "default", "nas", "--local")
     listed = {r["name"]: r for r in repo.json("remote", "list", "--json")}

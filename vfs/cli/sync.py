@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from vfs.ops import sync
 
 from vfs._os.malloc import large_buffers_to_os
-from vfs.cli.options import AS_JSON, JOBS, REMOTE, YES, DvfsCommand, DvfsGroup, Token
+from vfs.cli.options import AS_JSON, JOBS, REMOTE, YES, DvfsCommand, DvfsGroup, OnOff, Token
 from vfs.cli.output import emit_json, human, quoted, repo_here, warn, workers
 from vfs.cli.store import keep_within_max_size
 
@@ -77,7 +77,7 @@ def remote(ctx: click.Context, verbose: bool) -> None:
 
 
 SCOPE = click.option(
-    "--shared/--local", "shared", default=None,
+    "--shared/--local", "shared", cls=OnOff, default=None,
     help="In dvfs.toml, committed to git (default inside a git work tree), or in this clone only.",
 )  # fmt: skip
 
@@ -161,7 +161,7 @@ def remote_list(as_json: bool) -> None:
 @remote.command(name="remove")
 @click.argument("name")
 @click.option(
-    "--shared/--local", "shared", default=None,
+    "--shared/--local", "shared", cls=OnOff, default=None,
     help="Only from dvfs.toml, or only from this clone (default: from both).",
 )  # fmt: skip
 def remote_remove(name: str, shared: bool | None) -> None:
