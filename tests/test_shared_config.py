@@ -261,6 +261,22 @@ def test_a_bad_dvfs_toml_stops_remote_commands_only(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_directory_remote_inside_the_repository_is_refused(repo: Repo) -> None:
+    # `remote add origin .dvfs` took the repository for its own remote ("Up to date
+    # with origin/main"), and a dvfs.toml from git naming ./data had pushes write the
+    # remote's packs and refs into the working tree, for `dvfs add .` to take in
+    repo.write("data/a", "a")
+    repo.ok("add", "data")
+    repo.ok("commit", "-m", "one")
+    for url in (".dvfs", ".", "data/remote", f"file://{repo.root / 'x'}"):
+        repo.fail("remote", "add", "origin", url, code=2, fragments=("inside the repository",))
+    (repo.root / "dvfs.toml").write_text('[remotes.origin]\nurl = "data/remote"\n')
+    for args in (("push",), ("fetch",), ("pull",)):
+        repo.fail(*args, code=2, fragments=("remote origin is the directory", "data/remote"))
+    assert sorted(p.name for p in (repo.root / "data").iterdir()) == ["a"]
+    repo.fsck_clean()
+
+
 # ------------------------------------------------------------------------- a teammate's clone
 
 

@@ -633,7 +633,11 @@ def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(
     assert repo.json("remote", "list", "--json") == []
     repo.fail("push", fragments=("no remote is configured",))
     assert sorted(p.name for p in repo.root.iterdir()) == [".dvfs", "d"]
-    # A directory whose name really starts so is still a remote, written as a path.
-    repo.ok("remote", "add", "origin", "./s3:/bucket")
+    # A directory whose name really starts so is still a remote, written as a path
+    # (outside the repository: one inside it is refused, its files would mix in).
+    repo.fail("remote", "add", "origin", "./s3:/bucket", fragments=("inside the repository",))
+    repo.ok("remote", "add", "origin", "../s3:/bucket")
     repo.ok("push")
-    assert (repo.root / "s3:" / "bucket" / "format").is_file()
+    assert (tmp_path / "s3:" / "bucket" / "format").is_file()
+    assert_ok(run(tmp_path, "clone", "./s3:/bucket", "c"))
+    assert (tmp_path / "c" / "d" / "x").read_bytes() == b"x"

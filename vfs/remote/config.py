@@ -41,6 +41,7 @@ from vfs.backends import (
     refuse_credentials,
 )
 from vfs.errors import FormatError, UsageError
+from vfs.quoting import quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.repo.gitlink import SHARED_FILE, in_git
 from vfs.repo.refs import check_ref_name
@@ -206,7 +207,26 @@ def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
     if spec is None:
         have = ", ".join(sorted(known)) or "none"
         raise UsageError(f"unknown remote {name!r} (remotes: {have}): `dvfs remote add`")
+    refuse_inside(repo.root, spec)
     return spec
+
+
+def refuse_inside(root: Path, spec: RemoteSpec) -> None:
+    """UsageError if ``spec`` is a directory remote at or inside the repository at
+    ``root`` (its .dvfs too): the remote's packs and refs would mix with the
+    repository's own files, and ``dvfs add .`` would take them in. A dvfs.toml that
+    came from git may name any directory."""
+    where = parse_url(spec.url).path
+    if where is None:
+        return
+    inside, top = os.path.realpath(root / where), os.path.realpath(root)  # (from the root)
+    if inside == top or inside.startswith(top.rstrip("/") + "/"):
+        raise UsageError(
+            f"remote {quote_name(spec.name)} is the directory {quote_name(str(where))}, "
+            f"inside the repository {quote_name(top)}: its files would mix with the "
+            "repository's: name a directory outside it (`dvfs remote remove NAME`, then "
+            "`dvfs remote add NAME DIR`)"
+        )
 
 
 def _refs_under(repo: Repository, name: str) -> str | None:
@@ -231,9 +251,12 @@ def add_remote(
     parse_url(spec.url)
     if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
         path = os.path.abspath(spec.url)
+        refuse_inside(repo.root, replace(spec, url=path))
         if shared and not os.path.isabs(spec.url):
             path = os.path.relpath(path, repo.root)
         spec = replace(spec, url=path)
+    else:
+        refuse_inside(repo.root, spec)
     if spec.endpoint_url is not None:
         refuse_credentials(spec.endpoint_url, "the endpoint URL")
     with repo.locked():
