@@ -15,7 +15,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import blake3
@@ -287,6 +287,42 @@ def test_a_store_this_user_may_not_write_says_so(repo: Repo) -> None:
     assert repo.status()["staged"] == []
     repo.ok("add", "d")
     repo.ok("commit", "-m", "two")
+    repo.fsck_clean()
+
+
+@contextlib.contextmanager
+def read_only(top: Path) -> Iterator[None]:
+    """Every directory and file at or below ``top`` without write permission."""
+    modes = {p: p.stat().st_mode for p in [top, *top.rglob("*")]}
+    for p, mode in modes.items():
+        p.chmod(stat.S_IMODE(mode) & ~0o222)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(stat.S_IMODE(mode))
+
+
+def test_a_repository_this_user_may_not_write_is_checked_and_named(repo: Repo) -> None:
+    """Another user's repository (or one on a read-only filesystem): fsck checks it,
+    and a command that writes names the directory it cannot write in, not the lock
+    file it did not need to write."""
+    v1 = committed(repo, {"d/a.txt": "a", "d/b.bin": rand(100 * KiB, seed=6)})
+    dvfs = repo.root / ".dvfs"
+    repo.write("d/a.txt", "a2")
+    with read_only(dvfs):
+        r = assert_ok(repo.run("fsck", unprivileged=True))  # as root, anything is writable
+        assert "no problems" in r.out
+        for args, where in (
+            (("tag", "t1"), dvfs / "refs" / "tags"),
+            (("branch", "b"), dvfs / "refs" / "heads"),
+            (("commit", "-a", "-m", "two"), dvfs / "objects"),
+        ):
+            r = repo.run(*args, unprivileged=True)
+            assert_error(r, "cannot write in", str(where), "Permission denied", "user")
+        r = repo.run("gc", unprivileged=True)
+        assert_error(r, "Permission denied", str(dvfs / "audit.log"))
+    assert repo.head_id() == v1
     repo.fsck_clean()
 
 
