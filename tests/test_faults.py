@@ -291,9 +291,9 @@ def test_a_store_this_user_may_not_write_says_so(repo: Repo) -> None:
 
 
 @contextlib.contextmanager
-def read_only(top: Path) -> Iterator[None]:
-    """Every directory and file at or below ``top`` without write permission."""
-    modes = {p: p.stat().st_mode for p in [top, *top.rglob("*")]}
+def read_only(top: Path, below: bool = True) -> Iterator[None]:
+    """``top``, and unless not ``below`` everything below it, without write permission."""
+    modes = {p: p.stat().st_mode for p in [top, *(top.rglob("*") if below else ())]}
     for p, mode in modes.items():
         p.chmod(stat.S_IMODE(mode) & ~0o222)
     try:
@@ -323,6 +323,30 @@ def test_a_repository_this_user_may_not_write_is_checked_and_named(repo: Repo) -
         r = repo.run("gc", unprivileged=True)
         assert_error(r, "Permission denied", str(dvfs / "audit.log"))
     assert repo.head_id() == v1
+    repo.fsck_clean()
+
+
+def test_a_working_directory_this_user_may_not_write_is_named(repo: Repo) -> None:
+    """A checkout or restore that may not write, or delete, in a directory of the
+    working tree names the path and the directory, not "." or a link's target."""
+    committed(repo, {"d/sub/a.txt": "a", "d/b.txt": "b"})
+    repo.write("d/sub/n.txt", "n")
+    os.symlink("a.txt", repo.root / "d" / "sub" / "l")
+    repo.ok("add", "d")
+    repo.commit("two")
+    sub = repo.root / "d" / "sub"
+    with read_only(sub, below=False):
+        r = repo.run("checkout", "v1", unprivileged=True)
+        assert_error(r, "cannot delete d/sub/", "Permission denied", "write in d/sub ")
+    repo.ok("checkout", "v1")
+    with read_only(sub, below=False):
+        r = repo.run("checkout", "v2", unprivileged=True)
+        assert_error(r, "cannot write d/sub/", "Permission denied", "write in d/sub ")
+        for name in ("l", "n.txt"):
+            r = repo.run("restore", "--source", "v2", f"d/sub/{name}", unprivileged=True)
+            assert_error(r, f"cannot write d/sub/{name}:", "write in d/sub ")
+    repo.ok("switch", "main")
+    assert repo.status()["modified"] == [] and (sub / "l").readlink() == Path("a.txt")
     repo.fsck_clean()
 
 
