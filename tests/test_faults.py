@@ -11,8 +11,11 @@ import contextlib
 import ctypes
 import os
 import random
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +29,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    cli_env,
     finish,
     git,
     go,
@@ -38,6 +42,7 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.data import rand
+from tests.test_sync_faults import KILLED_AT_INDEX_SAVE
 from vfs.ops.fsck import fsck
 from vfs.ops.workflow import add
 from vfs.repo.gitlink import read_lock
@@ -634,6 +639,39 @@ def test_ctrl_c_in_any_command_says_a_rerun_finishes_it(repo: Repo, tmp_path: Pa
     assert repo.status()["staged"] == []
     repo.ok("add", "d")
     assert [c["path"] for c in repo.status()["staged"]] == ["d/b.txt"]
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize("command", [("switch", "other"), ("checkout", "other")])
+def test_a_switch_killed_before_head_moved_stages_nothing(
+    repo: Repo, command: tuple[str, ...]
+) -> None:
+    """A switch killed once it had saved the index, before HEAD moved: the working
+    tree and the index hold the other branch's version. Status lists none of it as
+    staged (a commit would have recorded the other branch's files on this one), and
+    running the switch again finishes it."""
+    committed(repo, {"d/a.txt": "a"})
+    repo.ok("switch", "-c", "other")
+    repo.write("d/o.txt", "o")
+    repo.ok("add", "d")
+    other = repo.commit("other")
+    repo.ok("switch", "main")
+    repo.write("d/m.txt", "m")
+    repo.ok("add", "d")
+    main = repo.commit("main two")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AT_INDEX_SAVE, "after", *command],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    st = repo.status()
+    assert (st["branch"], st["staged"], st["modified"]) == ("main", [], []), st
+    assert repo.run("commit", "-a", "-m", "mine").code != 0
+    assert repo.head_id() == main
+    repo.ok(*command)
+    st = repo.status()
+    assert (st["branch"], st["staged"], st["behind"]) == ("other", [], None), st
+    assert repo.head_id() == other and not (repo.root / "d" / "m.txt").exists()
     repo.fsck_clean()
 
 
