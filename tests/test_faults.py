@@ -331,6 +331,23 @@ def test_a_repository_this_user_may_not_write_is_checked_and_named(repo: Repo) -
     repo.fsck_clean()
 
 
+def test_a_read_only_store_without_index_files_is_read(repo: Repo) -> None:
+    """Packs without their index files (copied without them, say) in a store this
+    user may not write: the index is rebuilt from each header in memory, and the
+    versions read, rather than every command failing to write the index file."""
+    v1 = committed(repo, {"d/a.txt": "a", "d/b.bin": rand(100 * KiB, seed=7)})
+    dvfs = repo.root / ".dvfs"
+    for idx in (dvfs / "objects").glob("*.idx"):
+        idx.unlink()
+    with read_only(dvfs):
+        log = assert_ok(repo.run("log", "--json", unprivileged=True)).json()
+        assert [v["id"] for v in log] == [v1]
+        r = assert_ok(repo.run("cat", "HEAD:d/b.bin", unprivileged=True))
+        assert r.raw == rand(100 * KiB, seed=7)
+        assert "no problems" in assert_ok(repo.run("fsck", unprivileged=True)).out
+    repo.fsck_clean()
+
+
 def test_a_working_directory_this_user_may_not_write_is_named(repo: Repo) -> None:
     """A checkout or restore that may not write, or delete, in a directory of the
     working tree names the path and the directory, not "." or a link's target."""

@@ -70,7 +70,7 @@ from vfs._os.direct_io import (
     settled,
 )
 from vfs._os.page_cache import cached, read_cached
-from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
+from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing, StorageFull
 from vfs.model.ids import hash_bytes
 from vfs.store.compression import Compression, compress, compress_many, decode_payload
 from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
@@ -243,7 +243,11 @@ class ObjectStore:
             objs = read_pack_header(fd, st.st_size, str(pack))
         finally:
             os.close(fd)
-        write_atomic(pack.with_suffix(".idx"), encode_index(objs), sync=False)
+        # The index file only saves reading the header next time: a store this user may
+        # not write (a read-only filesystem, another user's) or a full disk goes on
+        # without it.
+        with contextlib.suppress(OSError, StorageFull):
+            write_atomic(pack.with_suffix(".idx"), encode_index(objs), sync=False)
         return objs
 
     def _lookup(self, oid: bytes) -> tuple[int, PackedObject] | None:
