@@ -12,11 +12,14 @@ import ctypes
 import os
 import random
 import shutil
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import blake3
@@ -27,6 +30,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    cli_env,
     finish,
     git,
     go,
@@ -39,6 +43,7 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.data import rand
+from tests.test_sync_faults import KILLED_AT_INDEX_SAVE
 from vfs.ops.fsck import fsck
 from vfs.ops.workflow import add
 from vfs.repo.gitlink import read_lock
@@ -288,6 +293,83 @@ def test_a_store_this_user_may_not_write_says_so(repo: Repo) -> None:
     assert repo.status()["staged"] == []
     repo.ok("add", "d")
     repo.ok("commit", "-m", "two")
+    repo.fsck_clean()
+
+
+@contextlib.contextmanager
+def read_only(top: Path, below: bool = True) -> Iterator[None]:
+    """``top``, and unless not ``below`` everything below it, without write permission."""
+    modes = {p: p.stat().st_mode for p in [top, *(top.rglob("*") if below else ())]}
+    for p, mode in modes.items():
+        p.chmod(stat.S_IMODE(mode) & ~0o222)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(stat.S_IMODE(mode))
+
+
+def test_a_repository_this_user_may_not_write_is_checked_and_named(repo: Repo) -> None:
+    """Another user's repository (or one on a read-only filesystem): fsck checks it,
+    and a command that writes names the directory it cannot write in, not the lock
+    file it did not need to write."""
+    v1 = committed(repo, {"d/a.txt": "a", "d/b.bin": rand(100 * KiB, seed=6)})
+    dvfs = repo.root / ".dvfs"
+    repo.write("d/a.txt", "a2")
+    with read_only(dvfs):
+        r = assert_ok(repo.run("fsck", unprivileged=True))  # as root, anything is writable
+        assert "no problems" in r.out
+        for args, where in (
+            (("tag", "t1"), dvfs / "refs" / "tags"),
+            (("branch", "b"), dvfs / "refs" / "heads"),
+            (("commit", "-a", "-m", "two"), dvfs / "objects"),
+        ):
+            r = repo.run(*args, unprivileged=True)
+            assert_error(r, "cannot write in", str(where), "Permission denied", "user")
+        r = repo.run("gc", unprivileged=True)
+        assert_error(r, "Permission denied", str(dvfs / "audit.log"))
+    assert repo.head_id() == v1
+    repo.fsck_clean()
+
+
+def test_a_read_only_store_without_index_files_is_read(repo: Repo) -> None:
+    """Packs without their index files (copied without them, say) in a store this
+    user may not write: the index is rebuilt from each header in memory, and the
+    versions read, rather than every command failing to write the index file."""
+    v1 = committed(repo, {"d/a.txt": "a", "d/b.bin": rand(100 * KiB, seed=7)})
+    dvfs = repo.root / ".dvfs"
+    for idx in (dvfs / "objects").glob("*.idx"):
+        idx.unlink()
+    with read_only(dvfs):
+        log = assert_ok(repo.run("log", "--json", unprivileged=True)).json()
+        assert [v["id"] for v in log] == [v1]
+        r = assert_ok(repo.run("cat", "HEAD:d/b.bin", unprivileged=True))
+        assert r.raw == rand(100 * KiB, seed=7)
+        assert "no problems" in assert_ok(repo.run("fsck", unprivileged=True)).out
+    repo.fsck_clean()
+
+
+def test_a_working_directory_this_user_may_not_write_is_named(repo: Repo) -> None:
+    """A checkout or restore that may not write, or delete, in a directory of the
+    working tree names the path and the directory, not "." or a link's target."""
+    committed(repo, {"d/sub/a.txt": "a", "d/b.txt": "b"})
+    repo.write("d/sub/n.txt", "n")
+    os.symlink("a.txt", repo.root / "d" / "sub" / "l")
+    repo.ok("add", "d")
+    repo.commit("two")
+    sub = repo.root / "d" / "sub"
+    with read_only(sub, below=False):
+        r = repo.run("checkout", "v1", unprivileged=True)
+        assert_error(r, "cannot delete d/sub/", "Permission denied", "write in d/sub ")
+    repo.ok("checkout", "v1")
+    with read_only(sub, below=False):
+        r = repo.run("checkout", "v2", unprivileged=True)
+        assert_error(r, "cannot write d/sub/", "Permission denied", "write in d/sub ")
+        for name in ("l", "n.txt"):
+            r = repo.run("restore", "--source", "v2", f"d/sub/{name}", unprivileged=True)
+            assert_error(r, f"cannot write d/sub/{name}:", "write in d/sub ")
+    repo.ok("switch", "main")
+    assert repo.status()["modified"] == [] and (sub / "l").readlink() == Path("a.txt")
     repo.fsck_clean()
 
 
@@ -575,6 +657,39 @@ def test_ctrl_c_in_any_command_says_a_rerun_finishes_it(repo: Repo, tmp_path: Pa
     assert repo.status()["staged"] == []
     repo.ok("add", "d")
     assert [c["path"] for c in repo.status()["staged"]] == ["d/b.txt"]
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize("command", [("switch", "other"), ("checkout", "other")])
+def test_a_switch_killed_before_head_moved_stages_nothing(
+    repo: Repo, command: tuple[str, ...]
+) -> None:
+    """A switch killed once it had saved the index, before HEAD moved: the working
+    tree and the index hold the other branch's version. Status lists none of it as
+    staged (a commit would have recorded the other branch's files on this one), and
+    running the switch again finishes it."""
+    committed(repo, {"d/a.txt": "a"})
+    repo.ok("switch", "-c", "other")
+    repo.write("d/o.txt", "o")
+    repo.ok("add", "d")
+    other = repo.commit("other")
+    repo.ok("switch", "main")
+    repo.write("d/m.txt", "m")
+    repo.ok("add", "d")
+    main = repo.commit("main two")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AT_INDEX_SAVE, "after", *command],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    st = repo.status()
+    assert (st["branch"], st["staged"], st["modified"]) == ("main", [], []), st
+    assert repo.run("commit", "-a", "-m", "mine").code != 0
+    assert repo.head_id() == main
+    repo.ok(*command)
+    st = repo.status()
+    assert (st["branch"], st["staged"], st["behind"]) == ("other", [], None), st
+    assert repo.head_id() == other and not (repo.root / "d" / "m.txt").exists()
     repo.fsck_clean()
 
 

@@ -97,6 +97,31 @@ def test_fsck_reports_a_pack_under_a_wrong_name(repo: Repo) -> None:
     assert r.code != 0 and "Traceback" not in r.err
 
 
+@pytest.mark.parametrize("left", [b"", PACK_MAGIC + bytes(200)], ids=["empty", "cut"])
+def test_a_pack_cut_short_stops_nothing_and_repair_puts_it_aside(repo: Repo, left: bytes) -> None:
+    """A pack renamed into place but not written back before a power cut (§11): with
+    no index file beside it nothing in it can be found, and no ref names what it
+    held. Commands carry on without it, fsck names it, --repair puts it aside."""
+    repo.write("a.bin", os.urandom(300 * KiB))
+    repo.ok("add", "a.bin")
+    repo.commit("one")
+    cut = objects_dir(repo) / f"pack-{'ab' * 32}.pack"
+    cut.write_bytes(left)
+    assert repo.cat("HEAD:a.bin") == (repo.root / "a.bin").read_bytes()
+    repo.write("b.bin", os.urandom(10 * KiB))
+    repo.ok("add", "b.bin")
+    repo.commit("two")
+    problems = fsck_problems(repo)
+    assert len(problems) == 1 and cut.name in problems[0], problems
+    r = assert_ok(run(repo.root, "fsck", "--repair"))
+    aside = cut.with_name(f"damaged-{cut.name}")
+    assert not cut.exists() and aside.read_bytes() == left
+    assert aside.name in r.out
+    assert fsck_problems(repo) == []
+    repo.ok("gc")
+    assert repo.cat("HEAD:b.bin") == (repo.root / "b.bin").read_bytes()
+
+
 def test_fsck_reports_an_index_that_disagrees_with_the_header(repo: Repo) -> None:
     repo.write("a.bin", os.urandom(300 * KiB))
     repo.write("b.bin", os.urandom(300 * KiB))

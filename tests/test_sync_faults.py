@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -470,6 +471,56 @@ def test_a_killed_clone_or_init_is_finished_or_cleared_by_the_next_command(
     assert_ok(run(tmp_path / "k", "pull"))
     assert (tmp_path / "k" / "d" / "x").read_bytes() == b"x\n"
     Repo(tmp_path / "k").fsck_clean()
+
+
+# ``dvfs ARGS`` that kill -9s itself when the staging index is saved, before or after
+# writing it (a kill at the instant a user could hit, made exact).
+KILLED_AT_INDEX_SAVE = """
+import os, signal, sys
+from vfs.cli import main
+from vfs.repo import stage
+saving, when = stage.Index.save, sys.argv[1]
+def save(self):
+    if when == "after":
+        saving(self)
+    os.kill(os.getpid(), signal.SIGKILL)
+stage.Index.save = save
+sys.argv = ["dvfs", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_pull_killed_as_it_saves_the_index_stages_nothing_and_a_pull_finishes(
+    make_repo: RepoFactory, tmp_path: Path, when: str
+) -> None:
+    """A fast-forward moves the branch before the index says the working tree holds
+    the new version: a kill between them never leaves the remote's changes listed as
+    staged (a commit would have made them a version of its own, diverged from the
+    remote's)."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x1\n", "d/y": b"y\n"}, "one")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    assert_ok(run(tmp_path, "clone", remote.as_uri(), "b"))
+    b = Repo(tmp_path / "b")
+    v2 = commit_files(a, {"d/x": b"x2\n", "d/z": b"z\n"}, "two")
+    a.ok("push")
+
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AT_INDEX_SAVE, when, "pull"],
+        cwd=b.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    st = b.status()
+    assert st["staged"] == [], st
+    assert b.run("commit", "-a", "-m", "mine").code != 0  # no version of the remote's bytes
+    assert_ok(b.run("pull"))
+    st = b.status()
+    assert (st["staged"], st["modified"], st["untracked"], st["behind"]) == ([], [], [], None)
+    assert b.head_id() == v2 and (b.root / "d" / "z").read_bytes() == b"z\n"
+    b.fsck_clean()
 
 
 def test_a_remote_branch_naming_a_version_the_remote_lacks_is_named_as_damage(

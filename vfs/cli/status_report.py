@@ -160,7 +160,8 @@ def show_status(
     if st.behind:
         echo(
             f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
-            f"snapshot of a mount, or a pull elsewhere): run `dvfs switch {branch}` to update it."
+            "snapshot of a mount, a pull elsewhere or one cut short): run "
+            f"`dvfs switch {branch}` to update it."
         )
     if st.lock is not None:
         holds = st.behind or st.detached or st.head

@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as statmod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -100,12 +100,18 @@ def restore_version(
     yes: bool = False,
     rebuild_index: bool = False,
     detached_on: str | None = None,
+    move_branch: Callable[[], None] | None = None,
 ) -> CheckoutReport:
     """The shared body of checkout, switch and pull (caller holds the lock).
 
     A whole checkout puts HEAD on ``attach``, else detaches it at ``target``, on the
     branch ``detached_on`` (default: HEAD's), once the working tree holds the version:
-    a checkout that stops moves nothing.
+    a checkout that stops moves nothing. ``move_branch`` (pull's fast-forward moves
+    the branch to ``target``) is called once the files are written, before the index
+    is saved: a kill in between leaves a branch that moved past the working tree
+    (``status`` says so; ``switch`` or ``pull`` finishes), never an index that holds
+    a version its branch does not, which ``status`` would show as changes staged and
+    ``commit`` would record as a version of its own.
 
     ``action`` is the command as messages name it; ``source`` the revision as the user
     wrote it, for hints (default: vN). ``rebuild_index``: a damaged index is read as
@@ -310,6 +316,8 @@ def restore_version(
         index.numbers[target] = version.number  # (status names it without reading it)
     else:
         index.head = None  # (a path not restored keeps its entry, and its file, as they were)
+    if move_branch is not None:
+        move_branch()
     index.save()
     if not paths:
         branch = attach or detached_on or hist.head().branch
@@ -548,11 +556,11 @@ def fast_forward(
     """Move ``branch`` from ``old`` to its descendant ``new`` and restore ``new``.
 
     The working tree is checked for conflicts first; the branch moves only after the
-    files are restored, by compare-and-swap.
+    files are restored, by compare-and-swap, and before the index says the working
+    tree holds ``new`` (``restore_version``'s ``move_branch``).
     """
     with repo.locked():
-        report = restore_version(
-            repo, new, workers, attach=branch, force=force, warn=quiet, action="pull"
-        )
-        repo.refs.update(f"refs/heads/{branch}", new, old)
-        return report
+        return restore_version(
+            repo, new, workers, attach=branch, force=force, warn=quiet, action="pull",
+            move_branch=lambda: repo.refs.update(f"refs/heads/{branch}", new, old),
+        )  # fmt: skip

@@ -321,8 +321,8 @@ def commit_locked(
     if behind is not None:
         raise UsageError(
             f"{head.branch} moved to {hist.label(parent) if parent else '?'} since this "
-            f"working tree was at {behind} (a snapshot of a mount, or a pull elsewhere): "
-            f"run `dvfs switch {head.branch}` to bring it up to date, then commit"
+            f"working tree was at {behind} (a snapshot of a mount, a pull elsewhere or one "
+            f"cut short): run `dvfs switch {head.branch}` to bring it up to date, then commit"
         )
     if index.count() == 0 and parent is None:
         raise UsageError("nothing to commit: run `dvfs add PATH` first")

@@ -47,7 +47,7 @@ from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import both_message, index_tree_ids
-from vfs.ops.gc import salvage
+from vfs.ops.gc import aside, salvage
 from vfs.quoting import quote_name
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
@@ -422,7 +422,12 @@ def _repair(
         dropped, kept = salvage(repo, corrupt, [pack for pack, _ in packs])
         report.problems += kept
         for pack, wrong in packs:
-            if not pack.exists():
+            if aside(pack).exists() and not pack.exists():
+                report.repaired.append(
+                    f"pack {pack.name}: {wrong}; nothing in it could be found: renamed "
+                    f"{aside(pack).name} (delete it at will)"
+                )
+            elif not pack.exists():
                 report.repaired.append(
                     f"pack {pack.name}: {wrong}; rewritten with the objects that verify"
                 )

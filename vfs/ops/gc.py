@@ -478,8 +478,10 @@ def salvage(
     good copy of its bytes is never stored again (``ObjectStore.put`` skips an id it
     holds): dropping it is what lets a good copy repair the store. Written and
     deleted as step 3 and 4 of gc write and delete, so a kill at any moment loses
-    nothing that verified. Returns the ids dropped and what could not be done (a pack
-    neither whose index nor whose header reads is kept).
+    nothing that verified. A pack of ``packs`` neither whose index nor whose header
+    reads holds nothing that can be found: it is renamed ``damaged-pack-<id>.pack``
+    (:func:`aside`), out of every reader's way. Returns the ids dropped and what could
+    not be done.
     """
     report = GcReport(dry_run=False)
     root = repo.store.root
@@ -489,6 +491,8 @@ def salvage(
         if not (name.startswith("pack-") and name.endswith(".pack")):
             continue
         objs = _pack_objects(root / name, report)
+        if objs is None and name in wanted and _put_aside(root / name):
+            report.problems.pop()  # (nothing in it could be found: it is out of the way)
         if objs is not None and (name in wanted or any(o.oid in damaged for o in objs)):
             plans.append(PackPlan(root / name, 0, objs, list(objs), "rewrite"))
     dropped: set[bytes] = set()
@@ -499,6 +503,25 @@ def salvage(
             p.path.with_suffix(".idx").unlink(missing_ok=True)
     fsync_dir(root)
     return dropped, report.problems
+
+
+def aside(pack: Path) -> Path:
+    """Where :func:`salvage` puts a pack nothing in which can be found."""
+    return pack.with_name(f"damaged-{pack.name}")
+
+
+def _put_aside(pack: Path) -> bool:
+    """Rename a regular file ``pack`` to ``damaged-pack-<id>.pack`` (no reader lists
+    it, its bytes are kept for whoever wants them), with its index file, if any;
+    whether it was."""
+    try:
+        if not stat.S_ISREG(os.lstat(pack).st_mode):
+            return False
+        os.rename(pack, aside(pack))
+    except OSError:
+        return False
+    pack.with_suffix(".idx").unlink(missing_ok=True)
+    return True
 
 
 # the whole gc -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ them, and importing them was a few per cent of its time.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import stat as statmod
 from dataclasses import dataclass, field, replace
 from itertools import chain
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import DvfsError, FormatError, UsageError
 from vfs.ops import merging
 from vfs.repo.gitlink import LockPointer, read_lock
 from vfs.repo.refs import Head
@@ -189,8 +190,8 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
     if not may_be_behind(head, tip, index):
         return None
     assert tip is not None and base is not None  # (may_be_behind says so)
-    if not hist.on_chain(tip, base):  # a commit killed before its branch moved
-        return None
+    if not hist.on_chain(tip, base) and _unnamed_child(hist, tip, base):
+        return None  # a commit killed before its branch moved: its changes are staged
     old = hist.flatten(hist.version(base).tree)
     new = hist.flatten(hist.version(tip).tree)
     for p in old.keys() | new.keys():
@@ -203,6 +204,22 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
         ):
             return base, old
     return None
+
+
+def _unnamed_child(hist: History, tip: bytes, base: bytes) -> bool:
+    """True if version ``base`` was made on ``tip`` and no ref names it: a commit (or
+    merge) killed before it moved its branch. Any other version off the branch's
+    chain was brought into the working tree by a switch or checkout killed before
+    HEAD moved, whose files are not changes of this branch's."""
+    if hist.version(base).parents[:1] != (tip,):
+        return False
+    refs = hist.refs
+    for kind in ("heads", "tags", "remotes"):
+        for name in refs.names(kind):
+            with contextlib.suppress(FormatError):  # (a damaged ref is fsck's to name)
+                if refs.get(f"refs/{kind}/{name}") == base:
+                    return False
+    return True
 
 
 def may_be_behind(head: Head, tip: bytes | None, index: Index) -> bool:
@@ -238,9 +255,14 @@ def base_files(hist: History, index: Index, known: Flat | None = None) -> dict[b
 
 
 def moved_past(hist: History, index: Index) -> str | None:
-    """The label of the working tree's version if the branch has moved past it."""
+    """The label of the working tree's version if the branch has moved past it (with
+    its id when it is not on the branch: its number is another chain's)."""
     behind = _behind(hist, index)
-    return None if behind is None else hist.label(behind[0])
+    if behind is None:
+        return None
+    oid = behind[0]
+    label = hist.label(oid)
+    return label if hist.on_chain(hist.head_id(), oid) else f"{label} {oid.hex()[:10]}"
 
 
 @dataclass

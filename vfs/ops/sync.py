@@ -51,6 +51,7 @@ from vfs.ops import branches
 from vfs.ops import checkout as co
 from vfs.ops import merge as merging
 from vfs.ops.restore import restore_not_checked_out
+from vfs.ops.status import moved_past, quiet
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
 from vfs.remote.config import (
@@ -727,6 +728,13 @@ def pull(
     local = repo.refs.get(f"refs/heads/{branch}")
     if local == target:
         with repo.locked():  # a partial working tree (clone --no-checkout, or killed) is filled
+            # The branch moved past the working tree (a pull killed once it had moved the
+            # branch, a mount's snapshot): the working tree is brought there, as by switch.
+            if moved_past(hist, repo.index()) is not None:
+                report = co.restore_version(
+                    repo, target, workers, attach=branch, force=force, warn=quiet, action="pull"
+                )
+                return PullResult(got.transfer, report, "")
             brought = restore_not_checked_out(repo, workers, warn=got.transfer.warnings.append)
         if not brought.written and not brought.failed:
             return PullResult(got.transfer, None, f"{branch} is up to date")

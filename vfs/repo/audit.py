@@ -315,7 +315,7 @@ def _open(dvfs_dir: Path, name: str, flags: int, mode: int = 0o644) -> int:
             raise _not_a_file(dvfs_dir / name, "a symbolic link") from None
         if exc.errno in (errno.EISDIR, errno.ENXIO):
             raise _not_a_file(dvfs_dir / name, "not a regular file") from None
-        raise
+        raise type(exc)(exc.errno, exc.strerror, str(dvfs_dir / name)) from None  # (the whole path)
     finally:
         os.close(dfd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):

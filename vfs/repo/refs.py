@@ -37,6 +37,7 @@ from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
 from vfs.quoting import quote_name
 from vfs.store.durable import put_in_place, write_atomic, write_beside
+from vfs.store.lock import open_lock_file
 
 # Matched whole (fullmatch): "$" would also match before a final newline, which let
 # "t\n" name a tag.
@@ -323,7 +324,7 @@ class Refs:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_lock_file(self._lock_path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -2,12 +2,14 @@
 
 ``.dvfs/lock`` is locked with ``flock`` (released by the kernel if the process dies,
 so a kill -9 never leaves a stale lock). The holder writes its pid and command line
-into the file so that a waiting command can say who it waits for.
+into the file so that a waiting command can say who it waits for. A lock file this user
+may not write is locked through a read-only descriptor (``open_lock_file``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sys
@@ -66,6 +68,25 @@ def share_for_life(path: Path, mode: int = 0o600) -> int:
         os.close(fd)
 
 
+def open_lock_file(path: Path) -> int:
+    """A descriptor of the lock file ``path`` (made if missing) to ``flock``.
+
+    In a repository this user may not write (another user's, on a read-only
+    filesystem) the file is opened read-only: ``flock`` needs no more, so a command
+    that only reads under the lock (``fsck``) runs, and one that writes fails where
+    it writes, with a line naming the directory.
+    """
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            raise exc from None
+
+
 @contextmanager
 def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
     """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder.
@@ -77,7 +98,7 @@ def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
     if wait is None:
         wait = settings.lock_timeout()
         hint = " (or raise DVFS_LOCK_TIMEOUT)"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_lock_file(path)
     try:
         deadline = time.monotonic() + wait
         while True:

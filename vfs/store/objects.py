@@ -70,7 +70,7 @@ from vfs._os.direct_io import (
     settled,
 )
 from vfs._os.page_cache import cached, read_cached
-from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing
+from vfs.errors import FormatError, ObjectCorrupt, ObjectMissing, StorageFull
 from vfs.model.ids import hash_bytes
 from vfs.store.compression import Compression, compress, compress_many, decode_payload
 from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
@@ -131,6 +131,7 @@ class ObjectStore:
         self._entries: dict[bytes, tuple[int, PackedObject]] = {}
         self._packs: list[Path] = []
         self._known: set[str] = set()
+        self._unreadable: list[Path] = []  # packs neither whose index nor header reads
         self._fds = Descriptors()  # (slot, direct) -> descriptor; -1: O_DIRECT refused
         self._writer: PackWriter | None = None
         self._writing: ThreadPoolExecutor | None = None  # writes the open pack's blocks
@@ -201,7 +202,16 @@ class ObjectStore:
                     data = read_index_file(idx)
                     count = check_index(data, str(idx))
                 except (FileNotFoundError, FormatError):
-                    self._add_pack(pack, self._rebuild_index(pack))
+                    try:
+                        objs = self._rebuild_index(pack)
+                    except FormatError:
+                        # Neither its index nor its header reads (cut short by a power
+                        # loss, not a regular file): nothing in it can be found, so it
+                        # holds nothing here; fsck names it, and --repair puts it aside.
+                        self._known.add(pack.name)
+                        self._unreadable.append(pack)
+                        continue
+                    self._add_pack(pack, objs)
                     continue
                 if self._merged:
                     self._add_pack(pack, decode_index(data, str(idx)))
@@ -233,7 +243,11 @@ class ObjectStore:
             objs = read_pack_header(fd, st.st_size, str(pack))
         finally:
             os.close(fd)
-        write_atomic(pack.with_suffix(".idx"), encode_index(objs), sync=False)
+        # The index file only saves reading the header next time: a store this user may
+        # not write (a read-only filesystem, another user's) or a full disk goes on
+        # without it.
+        with contextlib.suppress(OSError, StorageFull):
+            write_atomic(pack.with_suffix(".idx"), encode_index(objs), sync=False)
         return objs
 
     def _lookup(self, oid: bytes) -> tuple[int, PackedObject] | None:
@@ -882,10 +896,11 @@ class ObjectStore:
         return found
 
     def pack_paths(self) -> list[Path]:
-        """Every complete pack file."""
+        """Every complete pack file (those that cannot be read too)."""
         self._await_finishing()
         self._scan()
-        return [p for p in self._packs if p.name.endswith(".pack")]
+        unreadable = [p for p in self._unreadable if os.path.lexists(p)]  # (not put aside)
+        return [p for p in self._packs if p.name.endswith(".pack")] + unreadable
 
     def remove_temporaries(self) -> int:
         """Delete temporary files left by an interrupted write; return how many.

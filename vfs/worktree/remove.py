@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import ABSENT, LIST, Walker, listing
+from vfs.errors import DvfsError
 from vfs.model.names import MAX_DEPTH
 from vfs.store.durable import TMP_PREFIX, is_tmp_leaf
 from vfs.worktree.pools import DELETE_THREADS, Workers
-from vfs.worktree.scan import SKIP_DIRS, scan
+from vfs.worktree.scan import SKIP_DIRS, scan, show
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
     from concurrent.futures import Future
@@ -22,6 +23,24 @@ if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes 
 
 _TMP_PREFIX = TMP_PREFIX.encode()
 _OTHERS_TMP = _TMP_PREFIX + b"dvfs-"  # temporaries with owners of their own (remove_temporaries)
+
+
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)  # this user may not write there
+
+
+def not_writable(exc: BaseException, rel: bytes, verb: str) -> BaseException:
+    """``exc``, if it says that working-tree path ``rel`` could not be changed (a
+    directory this user may not write, a read-only filesystem), as one line naming
+    the path and its directory; any other error as it is. ``verb``: what was tried
+    (``write``, ``delete``, ``make the directory``)."""
+    if not isinstance(exc, OSError) or isinstance(exc, DvfsError) or exc.errno not in DENIED:
+        return exc
+    parent = rel.rpartition(b"/")[0]
+    where = show(parent) if parent else "the top directory of the working tree"
+    return DvfsError(
+        f"cannot {verb} {show(rel)}: {exc.strerror}: let this user write in {where} "
+        "(or mount it read-write) and run the command again"
+    )
 
 
 def tracked_dir_only(root: Path, rel: bytes, tracked: Callable[[bytes], bool]) -> bool:
@@ -165,7 +184,12 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
                     batch = leaves[at : at + DELETE_BATCH]
                     fd = os.dup(dir_fd)  # the task's own: the walker may close its one
                     pending.append(
-                        (head, fd, len(batch), workers.deletes.submit(_unlink_all, fd, batch))
+                        (
+                            head,
+                            fd,
+                            len(batch),
+                            workers.deletes.submit(_unlink_all, fd, head, batch),
+                        )
                     )
                     while len(pending) >= 2 * DELETE_THREADS:
                         settle()
@@ -189,8 +213,8 @@ def remove_many(root: Path, paths: Iterable[bytes], workers: Workers) -> int:
     return removed
 
 
-def _unlink_all(dir_fd: int, leaves: list[bytes]) -> int:
-    """Unlink ``leaves`` in the directory open as ``dir_fd``, then close it; how many.
+def _unlink_all(dir_fd: int, head: bytes, leaves: list[bytes]) -> int:
+    """Unlink ``leaves`` in directory ``head``, open as ``dir_fd``, then close it; how many.
 
     A name that is gone, or is a directory, is left (as :func:`remove_path` does).
     """
@@ -203,7 +227,7 @@ def _unlink_all(dir_fd: int, leaves: list[bytes]) -> int:
                 continue
             except OSError as exc:
                 if exc.errno not in ABSENT:
-                    raise
+                    raise not_writable(exc, head + b"/" + leaf if head else leaf, "delete") from exc
                 continue
             n += 1
     finally:

@@ -22,7 +22,7 @@ from vfs.repo.stage import Staged, staged_from_entry, staged_with_stat
 from vfs.store.durable import storage_error, tmp_leaf
 from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import remove_tree
+from vfs.worktree.remove import not_writable, remove_tree
 from vfs.worktree.scan import show
 
 if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes none
@@ -73,8 +73,12 @@ def ensure_dir(walker: Walker, rel_dir: bytes, replace: Replace) -> int:
             # Several restore threads or processes may get here for the same one at once.
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(part, dir_fd=walker.dir(cur.rpartition(b"/")[0]))
-        with contextlib.suppress(FileExistsError):
+        try:
             os.mkdir(part, dir_fd=walker.dir(cur.rpartition(b"/")[0]))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise not_writable(exc, cur, "make the directory") from exc
         try:
             walker.dir(cur)
         except OSError as exc:
@@ -183,7 +187,7 @@ def write_entry(
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=walker.dir(parent))
         if isinstance(exc, OSError) and not isinstance(exc, DvfsError):
-            raise storage_error(exc, show(rel)) from exc
+            raise not_writable(storage_error(exc, show(rel)), rel, "write") from exc
         raise
     finally:
         if fd >= 0:
