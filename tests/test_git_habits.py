@@ -512,6 +512,28 @@ def test_a_branch_or_tag_cannot_take_a_remote_branch_name(repo: Repo, tmp_path: 
     repo.fsck_clean()
 
 
+def test_a_ref_naming_a_version_not_stored_is_listed_with_the_rest(repo: Repo) -> None:
+    # one remote copy (or tag) naming an id the store lacks made `branch -r` (and
+    # `branch -a`, `tag`) fail whole, with a line naming the object, not the ref
+    two_files(repo)
+    remotes = repo.root / ".dvfs" / "refs" / "remotes" / "origin"
+    remotes.mkdir(parents=True)
+    (remotes / "lost").write_text(f"{5:064x}\n")
+    (repo.root / ".dvfs" / "refs" / "tags" / "gone").write_text(f"{6:064x}\n")
+    r = repo.run("branch", "-a")
+    assert r.code == 1 and r.out.splitlines()[0].startswith("* main  v1  ")
+    assert r.out.splitlines()[1].startswith(
+        "  origin/lost  (version 0000000000 is not stored here: `dvfs fsck`)"
+    )
+    rows = repo.run("branch", "-r", "--json")
+    assert rows.code == 1 and [b["version"] for b in rows.json()] == [None]
+    tags = repo.run("tag")
+    assert tags.code == 1 and "gone  (version 0000000000 is not stored here" in tags.out
+    for p in (remotes / "lost", repo.root / ".dvfs" / "refs" / "tags" / "gone"):
+        p.unlink()
+    repo.fsck_clean()
+
+
 def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) -> None:
     """A tag file that held no id stopped `log`, `tag` and `fsck` with "ref refs/tags/t
     is unreadable: run `dvfs fsck`", which said the same, and `dvfs tag -d t` failed

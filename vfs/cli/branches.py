@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from typing import Any
 
 import click
 
 from vfs.cli.options import AS_JSON, DvfsCommand
 from vfs.cli.output import emit_json, quoted, repo_here
-from vfs.errors import FormatError, UsageError
+from vfs.errors import FormatError, ObjectError, UsageError
 from vfs.ops.branches import (
     create_branch,
     create_tag,
@@ -148,17 +149,20 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
             for n, oid in theirs.items()
         ]  # fmt: skip
         emit_json(rows)
+        if any(r["version"] is None for r in rows):
+            sys.exit(1)  # (as the listing does)
         return
     if local and head.detached is not None:
         label = quoted(repo.history.label(head.detached))
         click.echo(f"* (HEAD detached at {label} {head.detached.hex()[:10]})")
     elif local and head.branch not in branches:
         click.echo(f"* {quoted(head.branch)} (no versions yet)")
+    lost: list[str] = []
     for n, oid in branches.items():
         mark = "*" if n == current else " "
-        click.echo(f"{mark} {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
+        click.echo(f"{mark} {_listed(repo, n, oid, lost)}")
     for n, oid in theirs.items():
-        line = f"  {quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}"
+        line = f"  {_listed(repo, n, oid, lost)}"
         if n in orphans:
             gone = n.partition("/")[0]
             line += (
@@ -166,6 +170,8 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
                 f"{shlex.quote(gone)}` deletes it here)"
             )
         click.echo(line)
+    if lost:
+        sys.exit(1)
 
 
 def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str) -> set[str]:
@@ -186,8 +192,27 @@ def missing_refs(repo: Repository, kind: str, names: tuple[str, ...], what: str)
 
 
 def ref_json(repo: Repository, name: str, oid: bytes) -> dict[str, Any]:
-    """A branch or tag as JSON: its name, and the number and id of its version."""
-    return {"name": name, "version": repo.history.label(oid), "id": oid.hex()}
+    """A branch or tag as JSON: its name, and the number (None if the version is not
+    stored here) and id of its version."""
+    return {"name": name, "version": label_of(repo, oid), "id": oid.hex()}
+
+
+def label_of(repo: Repository, oid: bytes) -> str | None:
+    """``vN`` of a version, or None if it is not stored here (damage: fsck names it)."""
+    try:
+        return repo.history.label(oid)
+    except ObjectError:
+        return None
+
+
+def _listed(repo: Repository, name: str, oid: bytes, lost: list[str]) -> str:
+    """``NAME  vN  ID`` of a branch or tag in a listing; one whose version is not stored
+    here is listed so, and added to ``lost`` (the listing then exits 1)."""
+    label = label_of(repo, oid)
+    if label is None:
+        lost.append(name)
+        return f"{quoted(name)}  (version {oid.hex()[:10]} is not stored here: `dvfs fsck`)"
+    return f"{quoted(name)}  {quoted(label)}  {oid.hex()[:10]}"
 
 
 def unreadable_json(name: str) -> dict[str, Any]:
@@ -241,7 +266,13 @@ def tag(names: tuple[str, ...], delete: bool, as_json: bool) -> None:
         return
     tags = repo.refs.tags()
     if as_json:
-        emit_json([ref_json(repo, n, oid) for n, oid in tags.items()])
+        rows = [ref_json(repo, n, oid) for n, oid in tags.items()]
+        emit_json(rows)
+        if any(r["version"] is None for r in rows):
+            sys.exit(1)  # (as the listing does)
         return
+    lost: list[str] = []
     for n, oid in tags.items():
-        click.echo(f"{quoted(n)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
+        click.echo(_listed(repo, n, oid, lost))
+    if lost:
+        sys.exit(1)
