@@ -708,6 +708,11 @@ def test_a_clone_without_a_directory_is_named_after_the_remote_however_spelled(
     assert sorted(os.listdir(there)) == ["cats"]
     Repo(here / "cats").fsck_clean()
     Repo(there / "cats").fsck_clean()
+    # below a file: it said "Not a directory: .../afile/sub", naming no way out
+    (there / "afile").write_text("x")
+    r = run(there, "clone", str(tmp_path / "srv" / "cats"), "afile/sub/c")
+    assert_error(r, f"{there / 'afile'} is not a directory: clone into a directory below one")
+    assert sorted(os.listdir(there)) == ["afile", "cats"]
 
 
 def test_a_remote_tag_named_like_a_remote_branch_here_is_not_copied(

@@ -850,6 +850,9 @@ def clone(
     spec = RemoteSpec("origin", url, endpoint_url)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a directory: clone into another one")
+    above = next((p for p in directory.absolute().parents if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():  # (mkdir would say "Not a directory")
+        raise UsageError(f"{above} is not a directory: clone into a directory below one")
     if directory.is_dir() and set(directory.iterdir()) - set(init_leftovers(directory)):
         if (directory / DVFS_DIR).is_dir():
             raise UsageError(
