@@ -170,6 +170,31 @@ def test_pull_path_then_commit_and_push_keeps_every_file(origin: Origin, tmp_pat
     b.fsck_clean()
 
 
+def test_pull_path_ahead_of_the_remote_or_diverged_never_reverts_the_branch(
+    origin: Origin, tmp_path: Path
+) -> None:
+    # ahead of the remote, `dvfs pull data` wrote the remote's older data/x/a.bin over
+    # the branch's committed one and staged it: the next commit reverted the branch's
+    # own version; diverged, it took the remote's files at PATH the same way
+    b = origin.clone(tmp_path, "b", "--no-checkout")
+    b.ok("pull", "data/x")
+    b.write("data/x/a.bin", b"changed here\n")
+    b.ok("commit", "-am", "change a")
+    b.ok("pull", "data")  # ahead: the branch's own version of data, the rest downloaded
+    assert b.read("data/x/a.bin") == b"changed here\n"
+    assert b.read("data/y/c.bin") == FILES["data/y/c.bin"]
+    assert not_checked_out(b) == ["top.txt"]
+    c = origin.clone(tmp_path, "c")
+    c.write("data/z.txt", b"z from c\n")
+    c.ok("commit", "-am", "c")
+    c.ok("push")
+    b.fail("pull", "data", fragments=("have diverged", "left as it is", "`dvfs pull HEAD PATH`"))
+    assert b.read("data/x/a.bin") == b"changed here\n" and b.read("data/z.txt") == V2["data/z.txt"]
+    b.ok("pull", "HEAD", "top.txt")
+    assert not_checked_out(b) == []
+    b.fsck_clean()
+
+
 def test_checkout_of_a_subset_from_another_version_keeps_the_rest(
     origin: Origin, tmp_path: Path
 ) -> None:

@@ -717,6 +717,8 @@ def pull(
             )
         else:
             target = remote_tip
+        if paths and rev is None and target == remote_tip:
+            target = _path_target(repo, spec, branch, target)
         prefixes = [repo.rel(p) for p in paths]
         if not yes:
             check_expansion(hist, target, prefixes, _label(hist, target))
@@ -762,6 +764,27 @@ def pull(
         )
     report = co.fast_forward(repo, branch, local, target, workers, force=force)
     return PullResult(got.transfer, report, "")
+
+
+def _path_target(repo: Repository, spec: RemoteSpec, branch: str, theirs: bytes) -> bytes:
+    """The version ``dvfs pull PATH`` takes PATH from: the remote's branch ``theirs``
+    when it is the branch's or ahead of it (the branch behind: as documented, its
+    files at PATH are the remote's); the branch's own when it is ahead, for the
+    remote holds nothing newer (its files were once replaced by the remote's older
+    ones, staged, reverting the branch's own versions); refused when they diverged,
+    as a pull of the whole branch is."""
+    hist = repo.history
+    local = repo.refs.get(f"refs/heads/{branch}")
+    if local is None or local == theirs or hist.is_ancestor(local, theirs):
+        return theirs
+    if hist.is_ancestor(theirs, local):
+        return local
+    raise UsageError(
+        f"{branch} and {spec.name}/{branch} have diverged ({hist.label(local)} "
+        f"{local.hex()[:10]} here, {hist.label(theirs)} {theirs.hex()[:10]} there): the "
+        f"working tree was left as it is; `dvfs pull HEAD PATH` brings PATH of {branch}'s "
+        f"version, `dvfs pull --merge` merges {spec.name}/{branch} into it"
+    )
 
 
 def _no_branch(repo: Repository, name: str) -> str:
