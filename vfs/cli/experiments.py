@@ -291,9 +291,10 @@ def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
 
         def text(v: str) -> str:
             """Escaped as the table has it (it may be anyone's), and never read as a
-            formula by a spreadsheet: text it would take for one gets a leading '."""
+            formula by a spreadsheet: text it would take for one gets a leading ' (but
+            -.inf, dvfs's spelling of a number, as every output spells it)."""
             v = escape_text(v)
-            return "'" + v if v[:1] in FORMULA_FIRST else v
+            return "'" + v if v[:1] in FORMULA_FIRST and v != "-.inf" else v
 
         def cell(v: Any) -> Any:
             if v is report.MISSING:
