@@ -173,6 +173,21 @@ def test_restoring_a_directory_where_a_file_is_staged_unstages_the_file(repo: Re
     repo.fsck_clean()
 
 
+def test_restore_never_replaces_an_edited_file_where_a_directory_goes(repo: Repo) -> None:
+    # `dvfs restore --source v1 d`, with the tracked file d edited and v1's d a
+    # directory, deleted the edit and wrote the directory, without a word
+    committed(repo, {"d/x": b"x\n"}, "v1")
+    shutil.rmtree(repo.root / "d")
+    committed(repo, {"d": b"file\n"}, "v2")
+    repo.write("d", "edited\n")
+    repo.fail("restore", "--source", "v1", "d", fragments=("d changed since staged",))
+    assert repo.read("d") == b"edited\n"
+    repo.write("d", "file\n")  # as committed: its content is in the store, replaced
+    repo.ok("restore", "--source", "v1", "d")
+    assert repo.read("d/x") == b"x\n"
+    repo.fsck_clean()
+
+
 def test_checking_out_a_path_where_a_file_is_staged_replaces_the_file(repo: Repo) -> None:
     # `dvfs checkout v1 d/x/y` over the file d/x left d/x staged beside d/x/y, as
     # restore did (a tree holding x twice); the file is now replaced, unless changed

@@ -137,6 +137,8 @@ def restore(
                         assert s is not None
                         want[p] = s.to_entry(p.rpartition(b"/")[2])
             _refuse_edited_in_way(edited, want)
+            if not staged:  # (staged: a file above was unstaged with them, and checked)
+                _refuse_changed_above(repo, index, want, workers, warn)
             _restore_files(
                 repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
                 unstaged=unstaged,
@@ -162,6 +164,24 @@ def _refuse_edited_in_way(edited: list[bytes], want: dict[bytes, Entry]) -> None
             "has a directory or a file: `dvfs add` them or move them away first; nothing was "
             "restored"
         )
+
+
+def _refuse_changed_above(
+    repo: Repository, index: Index, want: dict[bytes, Entry], workers: Workers, warn: Warn
+) -> None:
+    """UsageError if a tracked file with changes not staged stands where ``want`` needs
+    a directory (the file ``d``, restoring ``d/x``): the directory would replace it,
+    and the changes would be lost. One that holds what is staged (its content is in
+    the store) or is not there is replaced."""
+    above = {d for p in want for d in _folders(p)}
+    tracked = [d for d in sorted(above) if (s := index.get(d)) is not None and s.checked_out]
+    if not tracked:
+        return
+    sub = Index(index.path)
+    sub.written_ns = index.written_ns
+    sub.entries = {d: s for d in tracked if (s := index.get(d)) is not None}
+    state = work_state(repo, sub, workers, warn)
+    _refuse_edited_in_way(sorted({*state.modified, *state.unreadable, *state.special}), want)
 
 
 def _unchanged(
