@@ -303,6 +303,28 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     repo.fsck_clean()
 
 
+def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Repo) -> None:
+    repo.write("run.sh", "echo 1\n")
+    repo.write("tool.sh", "echo t\n")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "run.sh").chmod(0o755)
+    repo.write("tool.sh", "echo t2\n")
+    repo.ok("commit", "-a", "-m", "other")
+    repo.ok("switch", "main")
+    repo.write("run.sh", "echo 2\n")
+    (repo.root / "tool.sh").chmod(0o755)
+    repo.ok("commit", "-a", "-m", "main")
+    out = repo.json("merge", "other", "--json")
+    assert out["outcome"] == "merged", out
+    for name, data in (("run.sh", b"echo 2\n"), ("tool.sh", b"echo t2\n")):
+        assert repo.read(name) == data and os.access(repo.root / name, os.X_OK), name
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["merging"] is None
+    repo.fsck_clean()
+
+
 def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_clean(
     repo: Repo,
 ) -> None:

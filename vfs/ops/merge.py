@@ -7,6 +7,8 @@ parent; in a criss-cross history, its several bases merged together:
 
 - the same on both sides: kept;
 - changed on one side only (added, modified, deleted): that side's;
+- one side changed a file's mode only (the executable bit) and the other its
+  content: both changes, as git merges them;
 - changed on both sides, differently: a **conflict** (with ``--ours`` or ``--theirs``
   that side wins at once). So is a file on one side where the other has a directory
   (the file's path and the paths below it on the other side). ``dvfs.yaml`` and
@@ -106,6 +108,18 @@ def _above(path: bytes) -> list[bytes]:
     return out
 
 
+def _mode_and_content(b: Entry | None, o: Entry | None, t: Entry | None) -> Entry | None:
+    """A file whose mode one side changed and whose content the other did: both changes
+    (as git merges them), or None when the two sides' changes overlap."""
+    if b is None or o is None or t is None or not b.kind == o.kind == t.kind == Kind.FILE:
+        return None
+    if t.mode == b.mode and _same(b, dataclasses.replace(o, mode=b.mode)):
+        return dataclasses.replace(t, mode=o.mode)  # ours: mode only; theirs: content
+    if o.mode == b.mode and _same(b, dataclasses.replace(t, mode=b.mode)):
+        return dataclasses.replace(o, mode=t.mode)  # theirs: mode only; ours: content
+    return None
+
+
 def three_way(
     base: dict[bytes, Entry], ours: dict[bytes, Entry], theirs: dict[bytes, Entry]
 ) -> tuple[dict[bytes, Entry], list[bytes]]:
@@ -118,6 +132,8 @@ def three_way(
             chosen = o
         elif _same(b, o):
             chosen = t
+        elif (both := _mode_and_content(b, o, t)) is not None:
+            chosen = both
         else:
             conflicts.add(p)
             chosen = o
