@@ -325,6 +325,34 @@ def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Rep
     repo.fsck_clean()
 
 
+def test_theirs_on_a_directory_settles_its_conflicts_and_keeps_what_merged(repo: Repo) -> None:
+    """`restore --theirs d` took theirs' whole d: a file only ours had changed went back
+    to its old content and a file only ours had added was unstaged, in the merge."""
+    for name in ("x", "k"):
+        repo.write(f"d/{name}", name)
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/x", "x from other")
+    repo.ok("commit", "-a", "-m", "other")
+    repo.ok("switch", "main")
+    repo.write("d/x", "x from main")
+    repo.write("d/k", "k from main")
+    repo.write("d/new", "new in main")
+    repo.ok("add", "d")
+    repo.commit("main")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "d")
+    assert repo.read("d/x") == b"x from other"
+    assert repo.read("d/k") == b"k from main" and repo.read("d/new") == b"new in main"
+    merged = repo.commit("merged")
+    assert repo.cat(f"{merged}:d/k") == b"k from main"
+    assert repo.cat(f"{merged}:d/new") == b"new in main"
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["merging"] is None
+    repo.fsck_clean()
+
+
 def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_clean(
     repo: Repo,
 ) -> None:

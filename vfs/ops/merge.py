@@ -558,16 +558,27 @@ def resolve(
     offline: bool = False,
     yes: bool = False,
 ) -> rs.RestoreReport:
-    """Settle conflicts of the merge in progress: PATHs take ``source``'s content in
-    the index and the working tree ("ours", "theirs", or any revision); a path the
-    source lacks is deleted. The conflicts at or below PATHs are marked resolved."""
+    """Settle conflicts of the merge in progress: the conflicts at or below PATHs take
+    ``source``'s content in the index and the working tree ("ours", "theirs", or any
+    revision), and are marked resolved; a path the source lacks is deleted (and so are
+    the paths below a conflict the source has a file at). The paths merged without
+    conflict stay as merged (a PATH with no conflict at or below it
+    takes the source's content whole, as named)."""
     state = merging.live(repo.dir, repo.refs)
     if state is None:
         raise UsageError("--ours and --theirs choose a side of a merge, and none is in progress")
     rev = {"ours": state.ours.hex(), "theirs": state.theirs.hex()}.get(source, source)
+    clashing = [c.path for c in state.conflicts]
+    named = [repo.rel(p) for p in paths]
+    settled = [r for r in named if any(co.under_any(c, [r]) for c in clashing)]
+
+    def only(p: bytes) -> bool:  # at or below a conflict, or below a PATH that holds none
+        return any(q in conflicting for q in (p, *_above(p))) or not co.under_any(p, settled)
+
+    conflicting = set(clashing)
     report = rs.restore(
         repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
-        yes=yes, warn=warn,
+        yes=yes, warn=warn, only=only,
     )  # fmt: skip
     if source in ("ours", "theirs"):
         report.source = source
