@@ -303,6 +303,56 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     repo.fsck_clean()
 
 
+def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Repo) -> None:
+    repo.write("run.sh", "echo 1\n")
+    repo.write("tool.sh", "echo t\n")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "run.sh").chmod(0o755)
+    repo.write("tool.sh", "echo t2\n")
+    repo.ok("commit", "-a", "-m", "other")
+    repo.ok("switch", "main")
+    repo.write("run.sh", "echo 2\n")
+    (repo.root / "tool.sh").chmod(0o755)
+    repo.ok("commit", "-a", "-m", "main")
+    out = repo.json("merge", "other", "--json")
+    assert out["outcome"] == "merged", out
+    for name, data in (("run.sh", b"echo 2\n"), ("tool.sh", b"echo t2\n")):
+        assert repo.read(name) == data and os.access(repo.root / name, os.X_OK), name
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["merging"] is None
+    repo.fsck_clean()
+
+
+def test_theirs_on_a_directory_settles_its_conflicts_and_keeps_what_merged(repo: Repo) -> None:
+    """`restore --theirs d` took theirs' whole d: a file only ours had changed went back
+    to its old content and a file only ours had added was unstaged, in the merge."""
+    for name in ("x", "k"):
+        repo.write(f"d/{name}", name)
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/x", "x from other")
+    repo.ok("commit", "-a", "-m", "other")
+    repo.ok("switch", "main")
+    repo.write("d/x", "x from main")
+    repo.write("d/k", "k from main")
+    repo.write("d/new", "new in main")
+    repo.ok("add", "d")
+    repo.commit("main")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--theirs", "d")
+    assert repo.read("d/x") == b"x from other"
+    assert repo.read("d/k") == b"k from main" and repo.read("d/new") == b"new in main"
+    merged = repo.commit("merged")
+    assert repo.cat(f"{merged}:d/k") == b"k from main"
+    assert repo.cat(f"{merged}:d/new") == b"new in main"
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == [] and st["merging"] is None
+    repo.fsck_clean()
+
+
 def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_clean(
     repo: Repo,
 ) -> None:

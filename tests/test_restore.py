@@ -307,3 +307,23 @@ def test_the_hint_of_a_working_tree_the_branch_moved_past(repo: Repo) -> None:
     assert repo.read("d/a.txt") == b"a2\n"
     clean(repo)
     repo.fsck_clean()
+
+
+def test_restore_of_a_file_below_a_link_says_what_to_do(repo: Repo, tmp_path: Path) -> None:
+    """A tracked directory replaced by a link: `status` says `dvfs restore PATH` for the
+    file below it, which was refused with no word of how to get the file back."""
+    committed(repo, {"d/x": b"x\n"}, "v1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.rmtree(repo.root / "d")
+    (repo.root / "d").symlink_to(outside)
+    assert "dvfs restore PATH" in repo.ok("status").out
+    repo.fail(
+        "restore", "d/x", fragments=("goes through the symbolic link d", "move the link away")
+    )
+    assert list(outside.iterdir()) == []
+    (repo.root / "d").unlink()  # as the message says
+    repo.ok("restore", "d/x")
+    assert repo.read("d/x") == b"x\n"
+    clean(repo)
+    repo.fsck_clean()

@@ -321,6 +321,29 @@ def test_diff_names_a_change_of_permission_bits(repo: Repo) -> None:
     assert "renamed:  d/data.txt -> d/data2.txt" in lines
 
 
+def test_a_file_that_became_a_link_is_named_so_not_as_a_mode_change(repo: Repo) -> None:
+    """A file replaced by a link showed as "modified: a (2 B -> 1 B, mode 644 -> 777)":
+    no word that it was a link now, and a mode a link does not have."""
+    repo.write("a", "a\n")
+    repo.write("b", "b\n")
+    (repo.root / "a").chmod(0o644)
+    repo.ok("add", ".")
+    repo.ok("commit", "-m", "one")
+    (repo.root / "a").unlink()
+    (repo.root / "a").symlink_to("b")
+    assert repo.ok("diff").out.splitlines()[0] == "modified: a (file -> link, 2 B -> 1 B)"
+    repo.ok("add", "a")
+    assert "  modified: a (file -> link, 2 B -> 1 B)" in repo.ok("status").out.splitlines()
+    repo.ok("commit", "-m", "two")
+    assert repo.json("diff", "v1", "v2", "--json")["changes"] == [
+        {"status": "modified", "path": "a", "kind": "link", "old_size": 2, "new_size": 1,
+         "old_kind": "file"},
+    ]  # fmt: skip
+    back = repo.ok("diff", "v2", "v1").out.splitlines()[0]
+    assert back == "modified: a (link -> file, 1 B -> 2 B)"
+    repo.fsck_clean()
+
+
 def test_diff_added_removed_modified_renamed(repo: Repo) -> None:
     repo.write("d/keep.txt", "k")
     repo.write("d/mod.txt", "old")

@@ -59,6 +59,8 @@ def change_line(c: Change, at: Callable[[bytes], bytes] = as_given) -> str:
         if c.mode_only:
             return f"modified: {path} ({mode})"
         sizes = f"{human(c.old_size)} -> {human(c.new_size)}"
+        if c.old_kind is not None:  # a file that became a link, or the reverse
+            sizes = f"{c.old_kind} -> {c.kind}, {sizes}"
         return f"modified: {path} ({sizes}{', ' + mode if mode else ''})"
     if c.status == "added":
         return f"added:    {path} ({'empty directory' if tail else human(c.new_size)})"

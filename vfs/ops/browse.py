@@ -378,6 +378,8 @@ def change_json(c: Change) -> dict[str, Any]:
         out["old_path"] = show_path(c.old_path)
     out["old_size"] = c.old_size
     out["new_size"] = c.new_size
+    if c.old_kind is not None:  # a file that became a link, or the reverse
+        out["old_kind"] = c.old_kind
     if c.mode_changed:  # as `ls --json` writes a mode
         out["old_mode"] = oct(c.old_mode or 0)
         out["new_mode"] = oct(c.new_mode or 0)

@@ -40,6 +40,8 @@ class Change:
 
     ``old_mode``/``new_mode``: the permission bits of both sides of a modified or
     renamed path whose bits changed (``chmod +x`` alone is a change); None otherwise.
+    ``old_kind``: what a modified path was when it was another kind (a file that became
+    a link, or the reverse); its permission bits are then not compared (a link has none).
     """
 
     status: str  # "added" | "removed" | "modified" | "renamed"
@@ -51,6 +53,7 @@ class Change:
     old_mode: int | None = None
     new_mode: int | None = None
     mode_only: bool = False  # modified: the same bytes, other permission bits
+    old_kind: str | None = None  # modified: the kind it was, if another
 
     @property
     def mode_changed(self) -> bool:
@@ -117,7 +120,9 @@ def _kind(e: Entry | Staged) -> str:
 
 def _modes(a: Entry | Staged, b: Entry | Staged) -> dict[str, Any]:
     """``old_mode``/``new_mode`` of a :class:`Change` from ``a`` to ``b``, if they differ
-    (and ``mode_only`` if nothing else does)."""
+    (and ``mode_only`` if nothing else does); ``old_kind`` instead if the kind changed."""
+    if a.kind != b.kind:
+        return {"old_kind": _kind(a)}
     if a.mode == b.mode:
         return {}
     same = _content(a) == _content(b) and a.size == b.size

@@ -7,6 +7,8 @@ parent; in a criss-cross history, its several bases merged together:
 
 - the same on both sides: kept;
 - changed on one side only (added, modified, deleted): that side's;
+- one side changed a file's mode only (the executable bit) and the other its
+  content: both changes, as git merges them;
 - changed on both sides, differently: a **conflict** (with ``--ours`` or ``--theirs``
   that side wins at once). So is a file on one side where the other has a directory
   (the file's path and the paths below it on the other side). ``dvfs.yaml`` and
@@ -106,6 +108,18 @@ def _above(path: bytes) -> list[bytes]:
     return out
 
 
+def _mode_and_content(b: Entry | None, o: Entry | None, t: Entry | None) -> Entry | None:
+    """A file whose mode one side changed and whose content the other did: both changes
+    (as git merges them), or None when the two sides' changes overlap."""
+    if b is None or o is None or t is None or not b.kind == o.kind == t.kind == Kind.FILE:
+        return None
+    if t.mode == b.mode and _same(b, dataclasses.replace(o, mode=b.mode)):
+        return dataclasses.replace(t, mode=o.mode)  # ours: mode only; theirs: content
+    if o.mode == b.mode and _same(b, dataclasses.replace(t, mode=b.mode)):
+        return dataclasses.replace(o, mode=t.mode)  # theirs: mode only; ours: content
+    return None
+
+
 def three_way(
     base: dict[bytes, Entry], ours: dict[bytes, Entry], theirs: dict[bytes, Entry]
 ) -> tuple[dict[bytes, Entry], list[bytes]]:
@@ -118,6 +132,8 @@ def three_way(
             chosen = o
         elif _same(b, o):
             chosen = t
+        elif (both := _mode_and_content(b, o, t)) is not None:
+            chosen = both
         else:
             conflicts.add(p)
             chosen = o
@@ -542,16 +558,27 @@ def resolve(
     offline: bool = False,
     yes: bool = False,
 ) -> rs.RestoreReport:
-    """Settle conflicts of the merge in progress: PATHs take ``source``'s content in
-    the index and the working tree ("ours", "theirs", or any revision); a path the
-    source lacks is deleted. The conflicts at or below PATHs are marked resolved."""
+    """Settle conflicts of the merge in progress: the conflicts at or below PATHs take
+    ``source``'s content in the index and the working tree ("ours", "theirs", or any
+    revision), and are marked resolved; a path the source lacks is deleted (and so are
+    the paths below a conflict the source has a file at). The paths merged without
+    conflict stay as merged (a PATH with no conflict at or below it
+    takes the source's content whole, as named)."""
     state = merging.live(repo.dir, repo.refs)
     if state is None:
         raise UsageError("--ours and --theirs choose a side of a merge, and none is in progress")
     rev = {"ours": state.ours.hex(), "theirs": state.theirs.hex()}.get(source, source)
+    clashing = [c.path for c in state.conflicts]
+    named = [repo.rel(p) for p in paths]
+    settled = [r for r in named if any(co.under_any(c, [r]) for c in clashing)]
+
+    def only(p: bytes) -> bool:  # at or below a conflict, or below a PATH that holds none
+        return any(q in conflicting for q in (p, *_above(p))) or not co.under_any(p, settled)
+
+    conflicting = set(clashing)
     report = rs.restore(
         repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
-        yes=yes, warn=warn,
+        yes=yes, warn=warn, only=only,
     )  # fmt: skip
     if source in ("ours", "theirs"):
         report.source = source

@@ -55,6 +55,7 @@ def restore(
     offline: bool = False,
     yes: bool = False,
     warn: Warn = quiet,
+    only: Callable[[bytes], bool] | None = None,
 ) -> RestoreReport:
     """``dvfs restore``: git's verbs to undo a change to PATHs.
 
@@ -64,6 +65,9 @@ def restore(
       unstaged, a staged deletion undone); the working files are not touched;
     - ``--source REV``: REV's content instead of the index's (or HEAD's);
     - ``--staged --worktree``: both, the working files from the same source.
+
+    ``only``: of the paths at or below PATHs, those it is true for are restored, the
+    others left as they are (a merge's conflicts: ``vfs.ops.merge.resolve``).
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content. Data only on the
@@ -79,6 +83,10 @@ def restore(
         # working files left as they are (what the damaged-index message says to run).
         index = repo.index(rebuild=staged and b"" in rels)
         rels = [repo.rel(p, index) for p in paths]  # (d/a/ is no tracked file d/a)
+
+        def chosen(p: bytes) -> bool:
+            return under_any(p, rels) and (only is None or only(p))
+
         src: dict[bytes, Entry] | None = None
         label = "the index"
         if source is not None:
@@ -104,10 +112,10 @@ def restore(
         if staged:
             assert src is not None
             dropped = [p for p in dict.fromkeys(q for r in rels for q in index.under(r))]
-            dropped = [p for p in dropped if p not in src]
+            dropped = [p for p in dropped if p not in src and (only is None or only(p))]
             # a file staged where the source has a directory above PATHs (d/x staged,
             # d/x/y restored): the index holds one or the other, never both
-            above = {d for p in src if under_any(p, rels) for d in _folders(p)}
+            above = {d for p in src if chosen(p) for d in _folders(p)}
             listed = set(dropped)
             dropped += sorted(d for d in above if d not in listed and index.get(d) is not None)
             if write and dropped:
@@ -117,7 +125,7 @@ def restore(
                 index.remove(p)  # an addition unstaged: the file stays, untracked
                 report.unstaged += 1
             for p, e in src.items():
-                if not under_any(p, rels):
+                if not chosen(p):
                     continue
                 cur = index.get(p)
                 if cur is None or not cur.same_content(e):
@@ -128,7 +136,7 @@ def restore(
         if write:
             if source is not None:
                 assert src is not None
-                want = {p: e for p, e in src.items() if under_any(p, rels)}
+                want = {p: e for p, e in src.items() if chosen(p)}
             else:
                 want = {}
                 for rel in rels:

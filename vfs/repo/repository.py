@@ -408,9 +408,11 @@ class Repository:
         for part in parts[:-1]:
             cur = cur / part
             if _is_link(cur):
+                link = cur.relative_to(self.root)
                 raise UsageError(
-                    f"{arg} goes through the symbolic link {cur.relative_to(self.root)}: "
-                    "dvfs stores links, it does not follow them"
+                    f"{arg} goes through the symbolic link {link}: dvfs "
+                    f"stores links, it does not follow them; name {link} itself, or move the "
+                    "link away first"
                 )
         if index is not None and arg.endswith(("/", "/.")):
             _refuse_non_directory(self.root, rel, index)
