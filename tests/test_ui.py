@@ -8,6 +8,7 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -449,3 +450,30 @@ def test_a_remote_view_follows_new_pushes(tmp_path: Path, monkeypatch: pytest.Mo
         assert gone["refresh_error"] and gone["as_of"] == after["as_of"]
     (tmp_path / "moved").rename(where)
     fsck_clean(src)
+
+
+def test_a_name_that_is_not_utf8_is_previewed_and_downloaded(tmp_path: Path) -> None:
+    """The listing gives such a name as ``--json`` does (a byte as a lone surrogate);
+    the page sends the byte back as %XX, which must name the file, not U+FFFD."""
+    root = tmp_path / "latin"
+    Repository.init(root)
+    (root / os.fsdecode(b"caf\xe9")).mkdir()
+    (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
+    r = Repo(root)
+    r.ok("add", ".")
+    r.commit("latin-1 names")
+    with serving(root) as s:
+        listing = get(f"{s.base}api/files?rev=v1&dir=caf%E9").json()
+        assert [e["path"] for e in listing["entries"]] == [os.fsdecode(b"caf\xe9/cr\xe8me.txt")]
+        shown = get(f"{s.base}api/preview?rev=v1&path=caf%E9/cr%E8me.txt")
+        assert shown.status == 200 and shown.json()["text"] == "bonjour\n"
+        raw = get(f"{s.base}api/raw?rev=v1&path=caf%E9/cr%E8me.txt")
+        assert raw.status == 200 and raw.body == b"bonjour\n"
+        assert raw.headers["content-disposition"] == (
+            "attachment; filename*=UTF-8''cr%EF%BF%BDme.txt"
+        )
+        # U+FFFD is a name of its own, not the byte
+        assert get(f"{s.base}api/preview?rev=v1&path=caf%EF%BF%BD/cr%E8me.txt").status == 404
+        changed = get(f"{s.base}api/versions?path=caf%E9").json()
+        assert [v["version"] for v in changed["versions"]] == ["v1"]
+    r.fsck_clean()

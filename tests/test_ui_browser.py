@@ -420,3 +420,23 @@ def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path
     names = [b"f00000.txt", b"f00001.txt"]
     assert browse.added_in_dir_until(repo.history, oid, b"d", names, 0.0) == ({}, "v2")
     fsck_clean(root)
+
+
+def test_a_file_whose_name_is_not_utf8_opens(page: Page, tmp_path: Path) -> None:
+    root = tmp_path / "latin"
+    Repository.init(root)
+    (root / os.fsdecode(b"caf\xe9")).mkdir()
+    (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
+    r = Repo(root)
+    r.ok("add", ".")
+    r.commit("latin-1 names")
+    with serving(root) as s:
+        page.goto(s.url + "#/version?rev=v1")
+        page.locator("a.entry.dir").click()
+        expect(page.locator(".crumbs")).to_contain_text("v1 / caf")
+        page.locator("a.entry", has_text="me.txt").click()
+        expect(page.locator("pre.text")).to_have_text("bonjour\n")
+        href = page.locator("a.download").get_attribute("href") or ""
+        assert "path=caf%E9%2Fcr%E8me.txt" in href
+        assert get(s.base + href.lstrip("/")).body == b"bonjour\n"
+    r.fsck_clean()

@@ -246,7 +246,7 @@ class Api:
             )
 
     def path(self, request: Request, name: str = "path") -> bytes:
-        return arguments.check_path(request.query_params.get(name, ""))
+        return arguments.check_path(arguments.query_value(request.scope["query_string"], name))
 
     # routes ------------------------------------------------------------------
 

@@ -25,30 +25,82 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-export async function api(route, params = {}) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
+// A name that is not UTF-8 comes in the API's JSON as the CLI's --json writes it: each
+// byte that does not decode comes as a lone surrogate U+DC80..U+DCFF. A query sends that
+// byte back as %XX (URLSearchParams would send U+FFFD, naming no file), and
+// queryParams reads %XX that is not UTF-8 back into the same surrogate.
+function encodeValue(s) {
+  let out = "";
+  for (const ch of String(s)) {
+    const c = ch.codePointAt(0);
+    if (c >= 0xdc80 && c <= 0xdcff) out += "%" + (c - 0xdc00).toString(16).toUpperCase();
+    else if (c >= 0xd800 && c <= 0xdfff) out += "%EF%BF%BD"; // any other lone surrogate
+    else out += encodeURIComponent(ch);
   }
-  const res = await fetch(`/api/${route}?${q}`, { credentials: "same-origin" });
+  return out;
+}
+
+// "k=v&…" of the params that have a value (see encodeValue).
+export function query(params) {
+  return Object.entries(params)
+    .filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => `${encodeValue(k)}=${encodeValue(v)}`)
+    .join("&");
+}
+
+// Bytes as UTF-8, each byte that does not decode as U+DC80 + byte (Python's surrogateescape).
+function decodeBytes(b) {
+  let out = "";
+  for (let i = 0; i < b.length;) {
+    const x = b[i];
+    const n = x < 0x80 ? 1 : x >= 0xc2 && x < 0xe0 ? 2 : x >= 0xe0 && x < 0xf0 ? 3 : x >= 0xf0 && x < 0xf5 ? 4 : 0;
+    let c = n === 1 ? x : n ? x & (0xff >> (n + 1)) : -1;
+    for (let j = 1; j < n && c >= 0; j++) {
+      const y = b[i + j];
+      c = y !== undefined && (y & 0xc0) === 0x80 ? (c << 6) | (y & 0x3f) : -1;
+    }
+    const ok = c >= 0 && c >= [0, 0, 0x80, 0x800, 0x10000][n] && c <= 0x10ffff && !(c >= 0xd800 && c <= 0xdfff);
+    out += ok ? String.fromCodePoint(c) : String.fromCharCode(0xdc00 + x);
+    i += ok ? n : 1;
+  }
+  return out;
+}
+
+function decodeValue(s) {
+  const bytes = [];
+  const text = new TextEncoder();
+  for (const piece of s.replace(/\+/g, " ").split(/(%[0-9a-fA-F]{2})/)) {
+    if (/^%[0-9a-fA-F]{2}$/.test(piece)) bytes.push(parseInt(piece.slice(1), 16));
+    else bytes.push(...text.encode(piece));
+  }
+  return decodeBytes(bytes);
+}
+
+// The params of a query "k=v&…" (the last of a name wins), as `query` writes them.
+export function queryParams(q) {
+  const out = {};
+  for (const part of (q || "").split("&")) {
+    if (!part) continue;
+    const at = part.indexOf("=");
+    out[decodeValue(at < 0 ? part : part.slice(0, at))] = at < 0 ? "" : decodeValue(part.slice(at + 1));
+  }
+  return out;
+}
+
+export async function api(route, params = {}) {
+  const res = await fetch(`/api/${route}?${query(params)}`, { credentials: "same-origin" });
   const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
 }
 
 export function rawUrl(rev, path, inline = false) {
-  const q = new URLSearchParams({ rev, path });
-  if (inline) q.set("inline", "1");
-  return `/api/raw?${q}`;
+  return `/api/raw?${query({ rev, path, inline: inline ? "1" : null })}`;
 }
 
 // A link to a page of this app: route ("version") and its query.
 export function link(route, params = {}) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
-  }
-  const s = q.toString();
+  const s = query(params);
   return `#/${route}${s ? "?" + s : ""}`;
 }
 
