@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Repo, assert_error, fsck_clean, run
+from tests.support.cli import Repo, assert_error, assert_ok, fsck_clean, run
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
@@ -477,3 +477,17 @@ def test_a_name_that_is_not_utf8_is_previewed_and_downloaded(tmp_path: Path) -> 
         changed = get(f"{s.base}api/versions?path=caf%E9").json()
         assert [v["version"] for v in changed["versions"]] == ["v1"]
     r.fsck_clean()
+
+
+def test_a_download_of_data_not_pulled_says_so(repo: Repo, tmp_path: Path) -> None:
+    """A partial clone: a version's file whose chunks are not in the local store is
+    refused with the reason before the download begins, not cut short after a 200."""
+    where = tmp_path / "remote"
+    push_to(Repository(repo.root), str(where), "partial")
+    assert_ok(run(tmp_path, "clone", "--no-checkout", str(where), "clone"))
+    with serving(tmp_path / "clone") as s:
+        a = get(f"{s.base}api/raw?rev=v1&path=data/huge.bin")
+        assert a.status == 500, a.status
+        assert "is not in the local store (needed by data/huge.bin of v1)" in a.json()["error"]
+        assert "`dvfs pull`" in a.json()["error"]
+    fsck_clean(tmp_path / "clone")

@@ -307,7 +307,8 @@ class Api:
             "content-length": str(len(f.entry.target) if f.entry.target else f.entry.size),
             "cache-control": "no-store",
         }
-        body = files.chunks(self.source.get, f)
+        store = self.repo.store if self.source.remote is None else None
+        body = await self.run(files.opened, self.source.get, f, store)
         return StreamingResponse(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:

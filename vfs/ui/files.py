@@ -9,15 +9,17 @@ table engine's copy kept by ``vfs.ui.previews``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile
+from vfs.errors import NotAFile, ObjectMissing
 from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjectStore
 from vfs.ui.arguments import page
 from vfs.worktree.scan import show
 
@@ -73,6 +75,21 @@ def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
         return
     for c in f.entry.chunks:
         yield get(c.oid)
+
+
+def opened(get: Getter, f: FileRef, store: ObjectStore | None = None) -> Iterator[bytes]:
+    """:func:`chunks`, checked before a download's response begins: with ``store`` (a
+    repository's own), every chunk is there (ObjectMissing names the file, not: a
+    version a partial clone has not pulled); the first chunk is read already (a
+    remote gone fails here). Past the headers, a failure could only cut the
+    download short, with no word of why."""
+    if store is not None and f.entry.kind != Kind.SYMLINK:
+        gone = store.missing([c.oid for c in f.entry.chunks])
+        if gone:
+            raise ObjectMissing(gone[0].hex(), f"{show(f.path)} of {f.version}")
+    pieces = chunks(get, f)
+    first = next(pieces, None)
+    return iter(()) if first is None else itertools.chain([first], pieces)
 
 
 def head(get: Getter, f: FileRef, n: int) -> bytes:
