@@ -440,3 +440,26 @@ def test_a_file_whose_name_is_not_utf8_opens(page: Page, tmp_path: Path) -> None
         assert "path=caf%E9%2Fcr%E8me.txt" in href
         assert get(s.base + href.lstrip("/")).body == b"bonjour\n"
     r.fsck_clean()
+
+
+def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
+    page: Page, tmp_path: Path
+) -> None:
+    """A bidirectional override would make ``evil\\u202etxt.exe`` read ``evilexe.txt``;
+    the page shows such code points as ``dvfs ls`` and ``dvfs log`` escape them."""
+    repo = init_repo(tmp_path / "bidi")
+    repo.write("evil\u202etxt.exe", "x\n")
+    repo.write("zero\u200bwidth.txt", "y\n")
+    repo.ok("add", ".")
+    repo.commit("looks \u202eharmless\x1b[2J")
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/version?rev=v1")
+        expect(page.locator("a.entry")).to_have_text(
+            ["evil\\342\\200\\256txt.exe", "zero\\342\\200\\213width.txt"]
+        )
+        expect(page.locator("dl.fields")).to_contain_text("looks \\342\\200\\256harmless\\033[2J")
+        page.goto(s.url)
+        expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
+        page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
+        expect(page.locator("pre.text")).to_have_text("x\n")
+    repo.fsck_clean()

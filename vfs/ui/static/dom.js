@@ -9,7 +9,25 @@ export class ApiError extends Error {
   }
 }
 
-// h("a", {href: "#/x", class: "c"}, "text", child...): an element; strings become text.
+// Text from the repository as the page shows it, escaped as the CLI prints it
+// (vfs/quoting.py escape_text): a bidirectional override would make a name read
+// backwards (`evil\u202etxt.exe` as `evilexe.txt`), an invisible character would make
+// two names look alike, a byte that is not UTF-8 (U+DC80..U+DCFF, see encodeValue)
+// would show as U+FFFD. Each such code point is shown as the octal escapes of its
+// UTF-8 bytes (`\342\200\256`); tab, newline and carriage return stay (text previews).
+const UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const octal = (b) => "\\" + b.toString(8).padStart(3, "0");
+export function visible(text) {
+  return String(text).replace(UNSAFE, (ch) => {
+    const c = ch.charCodeAt(0);
+    if (c >= 0xdc80 && c <= 0xdcff) return octal(c - 0xdc00);
+    if (c >= 0xd800 && c <= 0xdfff) return "\\ufffd";
+    return Array.from(new TextEncoder().encode(ch), octal).join("");
+  });
+}
+
+// h("a", {href: "#/x", class: "c"}, "text", child...): an element; strings become text
+// (shown by `visible`).
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -20,7 +38,7 @@ export function h(tag, attrs = {}, ...children) {
   }
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    el.append(c instanceof Node ? c : document.createTextNode(visible(c)));
   }
   return el;
 }
@@ -157,7 +175,8 @@ export function badges(row) {
 
 // el.append and el.replaceChildren with nested arrays and nulls allowed, as h() takes.
 export function put(el, ...children) {
-  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : visible(c))));
   return el;
 }
 
