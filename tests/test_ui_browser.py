@@ -463,3 +463,24 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
         page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
         expect(page.locator("pre.text")).to_have_text("x\n")
     repo.fsck_clean()
+
+
+def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path) -> None:
+    """Text without a space (a name of 250 characters, a message of 3,000) wraps: the
+    page keeps its width, and the listing's columns stay in view."""
+    repo = init_repo(tmp_path / "long")
+    repo.write("n" * 250 + ".txt", "x\n")
+    repo.ok("add", ".")
+    repo.commit("m" * 3000)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    with serving(repo.root) as s:
+        page.goto(s.url)
+        expect(page.locator(".timeline")).to_contain_text("mmmm")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.goto(s.url + "#/version?rev=v1")
+        size = page.locator("table.listing tr", has_text="nnnn").locator("td.num").first
+        expect(size).to_have_text("2 B")
+        box = size.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    repo.fsck_clean()
