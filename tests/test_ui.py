@@ -418,6 +418,11 @@ def test_a_directory_remote(repo: Repo, tmp_path: Path, monkeypatch: pytest.Monk
         assert [v["id"] for v in log["versions"]] == [v["id"] for v in repo.json("log", "--json")]
         text = api(s, "preview", rev="v2", path="data/notes.txt")
         assert text["text"] == "hello\nworld\nmore\n"
+        status, body = status_of(s, "audit")
+        assert status == 400 and body["error"] == (
+            f"a view of the remote {where} shows no audit log: `dvfs clone` it and run "
+            "`dvfs ui` in the clone"
+        )
     assert not (where / ".dvfs").exists()  # the remote's directory is not made a repository
 
 

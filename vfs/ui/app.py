@@ -241,8 +241,8 @@ class Api:
         """UsageError on a remote's view for what reads a repository's own store."""
         if self.source.remote is not None:
             raise UsageError(
-                f"{what} need a repository: this is a view of {self.source.remote}; "
-                "`dvfs clone` it and run `dvfs ui` in the clone"
+                f"a view of the remote {self.source.remote} shows no {what}: `dvfs clone` "
+                "it and run `dvfs ui` in the clone"
             )
 
     def path(self, request: Request, name: str = "path") -> bytes:
@@ -331,12 +331,12 @@ class Api:
         return json_response(await self.run(data.experiments, self.repo, sort))
 
     async def store(self, request: Request) -> Response:
-        self.local_only("the store's figures")
+        self.local_only("store figures")
         return json_response(await self.run(data.store, self.repo))
 
     async def audit(self, request: Request) -> Response:
         args = (self.number(request, "offset", 0), self.number(request, "limit", 100))
-        self.local_only("the audit log")
+        self.local_only("audit log")
         return json_response(await self.run(data.audit_log, self.repo, *args))
 
     def _same_site(self, request: Request) -> bool:
