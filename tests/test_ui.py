@@ -343,6 +343,13 @@ def test_actions_need_the_pages_csrf_token(writable: tuple[Server, Repo]) -> Non
     bad = post(url, {"name": "../heads/x", "rev": "v2"}, ours)
     assert bad.status == 400 and "not a valid tag name" in bad.json()["error"]
     assert post(url, {"name": "gold", "rev": "v9"}, ours).status == 404
+    # a tag beside its own folder is refused as `dvfs tag` refuses it, not a server fault
+    beside = post(url, {"name": "base/x", "rev": "v2"}, ours)
+    assert beside.status == 409
+    assert beside.json()["error"] == (
+        "base/x cannot be made: base exists, and a name cannot be both a ref and the "
+        "folder of others"
+    )
     assert post(url, [1, 2], ours).status == 400
     assert post(f"{server.base}api/actions/rm", {}, ours).status == 404
     fsck_clean(repo.root)

@@ -40,8 +40,10 @@ forbids sniffing, framing and any script or style not served here (CSP).
 Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
 argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 400,
-any other ``DvfsError`` 500, anything else 500 too (and a traceback in the server's
-log); the body is ``{"error": MSG}``.
+``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile) and
+``LockBusy`` (another command holds the repository) 409, any other ``DvfsError`` 500,
+anything else 500 too (and a traceback in the server's log); the body is
+``{"error": MSG}``.
 
 Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
 ``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
@@ -70,7 +72,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
+from vfs.errors import (
+    DvfsError,
+    LockBusy,
+    PathNotFound,
+    RefConflict,
+    RevisionNotFound,
+    UsageError,
+)
 from vfs.quoting import safe_json
 from vfs.tables.result import KeyNotUnique
 from vfs.ui import actions, arguments, data, files
@@ -179,6 +188,8 @@ def error_response(request: Request, exc: Exception) -> Response:
         return json_response(body, 404)
     if isinstance(exc, (UsageError, KeyNotUnique)):  # (the key the page was given)
         return json_response(body, 400)
+    if isinstance(exc, (RefConflict, LockBusy)):  # refs as they stand, another command
+        return json_response(body, 409)
     return json_response(body, 500)
 
 
