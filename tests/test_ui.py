@@ -502,4 +502,7 @@ def test_a_download_of_data_not_pulled_says_so(repo: Repo, tmp_path: Path) -> No
         assert a.status == 500, a.status
         assert "is not in the local store (needed by data/huge.bin of v1)" in a.json()["error"]
         assert "`dvfs pull`" in a.json()["error"]
+        shown = get(f"{s.base}api/preview?rev=v2&path=data/train.csv")
+        assert shown.status == 500
+        assert "(needed by data/train.csv of v2)" in shown.json()["error"]
     fsck_clean(tmp_path / "clone")

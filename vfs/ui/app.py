@@ -301,7 +301,10 @@ class Api:
     async def preview(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
-        answer = await self.run(files.preview, self.repo, *args, self.tables, self.source.get)
+        local = self.repo.store if self.source.remote is None else None
+        answer = await self.run(
+            files.preview, self.repo, *args, self.tables, self.source.get, local
+        )
         return json_response(answer)
 
     async def raw(self, request: Request) -> Response:
