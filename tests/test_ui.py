@@ -425,6 +425,8 @@ def test_a_directory_remote(repo: Repo, tmp_path: Path, monkeypatch: pytest.Monk
         assert [v["id"] for v in log["versions"]] == [v["id"] for v in repo.json("log", "--json")]
         text = api(s, "preview", rev="v2", path="data/notes.txt")
         assert text["text"] == "hello\nworld\nmore\n"
+        # metrics files are read from the remote, as the previews are
+        assert api(s, "experiments")["rows"] == repo.json("compare", "--json")
         status, body = status_of(s, "audit")
         assert status == 400 and body["error"] == (
             f"a view of the remote {where} shows no audit log: `dvfs clone` it and run "

@@ -342,7 +342,8 @@ class Api:
 
     async def experiments(self, request: Request) -> Response:
         sort = self.text(request, "sort")
-        return json_response(await self.run(data.experiments, self.repo, sort))
+        answer = await self.run(data.experiments, self.repo, sort, self.source.get)
+        return json_response(answer)
 
     async def store(self, request: Request) -> Response:
         self.local_only("store figures")
