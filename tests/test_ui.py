@@ -8,6 +8,7 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Repo, assert_error, fsck_clean, run
+from tests.support.cli import Repo, assert_error, assert_ok, fsck_clean, run
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
@@ -342,6 +343,13 @@ def test_actions_need_the_pages_csrf_token(writable: tuple[Server, Repo]) -> Non
     bad = post(url, {"name": "../heads/x", "rev": "v2"}, ours)
     assert bad.status == 400 and "not a valid tag name" in bad.json()["error"]
     assert post(url, {"name": "gold", "rev": "v9"}, ours).status == 404
+    # a tag beside its own folder is refused as `dvfs tag` refuses it, not a server fault
+    beside = post(url, {"name": "base/x", "rev": "v2"}, ours)
+    assert beside.status == 409
+    assert beside.json()["error"] == (
+        "base/x cannot be made: base exists, and a name cannot be both a ref and the "
+        "folder of others"
+    )
     assert post(url, [1, 2], ours).status == 400
     assert post(f"{server.base}api/actions/rm", {}, ours).status == 404
     fsck_clean(repo.root)
@@ -417,6 +425,13 @@ def test_a_directory_remote(repo: Repo, tmp_path: Path, monkeypatch: pytest.Monk
         assert [v["id"] for v in log["versions"]] == [v["id"] for v in repo.json("log", "--json")]
         text = api(s, "preview", rev="v2", path="data/notes.txt")
         assert text["text"] == "hello\nworld\nmore\n"
+        # metrics files are read from the remote, as the previews are
+        assert api(s, "experiments")["rows"] == repo.json("compare", "--json")
+        status, body = status_of(s, "audit")
+        assert status == 400 and body["error"] == (
+            f"a view of the remote {where} shows no audit log: `dvfs clone` it and run "
+            "`dvfs ui` in the clone"
+        )
     assert not (where / ".dvfs").exists()  # the remote's directory is not made a repository
 
 
@@ -449,3 +464,47 @@ def test_a_remote_view_follows_new_pushes(tmp_path: Path, monkeypatch: pytest.Mo
         assert gone["refresh_error"] and gone["as_of"] == after["as_of"]
     (tmp_path / "moved").rename(where)
     fsck_clean(src)
+
+
+def test_a_name_that_is_not_utf8_is_previewed_and_downloaded(tmp_path: Path) -> None:
+    """The listing gives such a name as ``--json`` does (a byte as a lone surrogate);
+    the page sends the byte back as %XX, which must name the file, not U+FFFD."""
+    root = tmp_path / "latin"
+    Repository.init(root)
+    (root / os.fsdecode(b"caf\xe9")).mkdir()
+    (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
+    r = Repo(root)
+    r.ok("add", ".")
+    r.commit("latin-1 names")
+    with serving(root) as s:
+        listing = get(f"{s.base}api/files?rev=v1&dir=caf%E9").json()
+        assert [e["path"] for e in listing["entries"]] == [os.fsdecode(b"caf\xe9/cr\xe8me.txt")]
+        shown = get(f"{s.base}api/preview?rev=v1&path=caf%E9/cr%E8me.txt")
+        assert shown.status == 200 and shown.json()["text"] == "bonjour\n"
+        raw = get(f"{s.base}api/raw?rev=v1&path=caf%E9/cr%E8me.txt")
+        assert raw.status == 200 and raw.body == b"bonjour\n"
+        assert raw.headers["content-disposition"] == (
+            "attachment; filename*=UTF-8''cr%EF%BF%BDme.txt"
+        )
+        # U+FFFD is a name of its own, not the byte
+        assert get(f"{s.base}api/preview?rev=v1&path=caf%EF%BF%BD/cr%E8me.txt").status == 404
+        changed = get(f"{s.base}api/versions?path=caf%E9").json()
+        assert [v["version"] for v in changed["versions"]] == ["v1"]
+    r.fsck_clean()
+
+
+def test_a_download_of_data_not_pulled_says_so(repo: Repo, tmp_path: Path) -> None:
+    """A partial clone: a version's file whose chunks are not in the local store is
+    refused with the reason before the download begins, not cut short after a 200."""
+    where = tmp_path / "remote"
+    push_to(Repository(repo.root), str(where), "partial")
+    assert_ok(run(tmp_path, "clone", "--no-checkout", str(where), "clone"))
+    with serving(tmp_path / "clone") as s:
+        a = get(f"{s.base}api/raw?rev=v1&path=data/huge.bin")
+        assert a.status == 500, a.status
+        assert "is not in the local store (needed by data/huge.bin of v1)" in a.json()["error"]
+        assert "`dvfs pull`" in a.json()["error"]
+        shown = get(f"{s.base}api/preview?rev=v2&path=data/train.csv")
+        assert shown.status == 500
+        assert "(needed by data/train.csv of v2)" in shown.json()["error"]
+    fsck_clean(tmp_path / "clone")

@@ -420,3 +420,67 @@ def test_added_in_of_a_large_directory_comes_after_the_page(page: Page, tmp_path
     names = [b"f00000.txt", b"f00001.txt"]
     assert browse.added_in_dir_until(repo.history, oid, b"d", names, 0.0) == ({}, "v2")
     fsck_clean(root)
+
+
+def test_a_file_whose_name_is_not_utf8_opens(page: Page, tmp_path: Path) -> None:
+    root = tmp_path / "latin"
+    Repository.init(root)
+    (root / os.fsdecode(b"caf\xe9")).mkdir()
+    (root / os.fsdecode(b"caf\xe9/cr\xe8me.txt")).write_bytes(b"bonjour\n")
+    r = Repo(root)
+    r.ok("add", ".")
+    r.commit("latin-1 names")
+    with serving(root) as s:
+        page.goto(s.url + "#/version?rev=v1")
+        page.locator("a.entry.dir").click()
+        expect(page.locator(".crumbs")).to_contain_text("v1 / caf")
+        page.locator("a.entry", has_text="me.txt").click()
+        expect(page.locator("pre.text")).to_have_text("bonjour\n")
+        href = page.locator("a.download").get_attribute("href") or ""
+        assert "path=caf%E9%2Fcr%E8me.txt" in href
+        assert get(s.base + href.lstrip("/")).body == b"bonjour\n"
+    r.fsck_clean()
+
+
+def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
+    page: Page, tmp_path: Path
+) -> None:
+    """A bidirectional override would make ``evil\\u202etxt.exe`` read ``evilexe.txt``;
+    the page shows such code points as ``dvfs ls`` and ``dvfs log`` escape them."""
+    repo = init_repo(tmp_path / "bidi")
+    repo.write("evil\u202etxt.exe", "x\n")
+    repo.write("zero\u200bwidth.txt", "y\n")
+    repo.ok("add", ".")
+    repo.commit("looks \u202eharmless\x1b[2J")
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/version?rev=v1")
+        expect(page.locator("a.entry")).to_have_text(
+            ["evil\\342\\200\\256txt.exe", "zero\\342\\200\\213width.txt"]
+        )
+        expect(page.locator("dl.fields")).to_contain_text("looks \\342\\200\\256harmless\\033[2J")
+        page.goto(s.url)
+        expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
+        page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
+        expect(page.locator("pre.text")).to_have_text("x\n")
+    repo.fsck_clean()
+
+
+def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path) -> None:
+    """Text without a space (a name of 250 characters, a message of 3,000) wraps: the
+    page keeps its width, and the listing's columns stay in view."""
+    repo = init_repo(tmp_path / "long")
+    repo.write("n" * 250 + ".txt", "x\n")
+    repo.ok("add", ".")
+    repo.commit("m" * 3000)
+    width = page.viewport_size["width"] if page.viewport_size else 0
+    with serving(repo.root) as s:
+        page.goto(s.url)
+        expect(page.locator(".timeline")).to_contain_text("mmmm")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.goto(s.url + "#/version?rev=v1")
+        size = page.locator("table.listing tr", has_text="nnnn").locator("td.num").first
+        expect(size).to_have_text("2 B")
+        box = size.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+    repo.fsck_clean()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -168,9 +168,12 @@ def param_file_gaps(
     return out
 
 
-def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
-    """The bytes of file ``path`` of a version's tree (None if absent); DvfsError, said
-    as the working tree's would be, if it is not a file or is too large to be read."""
+def _read_tree_file(
+    hist: History, tree: bytes, path: bytes, get: Callable[[bytes], bytes] | None = None
+) -> bytes | None:
+    """The bytes of file ``path`` of a version's tree (None if absent), its chunks read
+    by ``get`` (default: the history's store); DvfsError, said as the working tree's
+    would be, if it is not a file or is too large to be read."""
     e = hist.lookup(tree, path)
     if e is None:
         return None
@@ -179,12 +182,14 @@ def _read_tree_file(hist: History, tree: bytes, path: bytes) -> bytes | None:
         raise DvfsError(f"{quote_name(path)} cannot be read ({what})")
     if e.size > values.MAX_FILE:
         raise DvfsError(f"{quote_name(path)} cannot be read (larger than {values.MAX_FILE} bytes)")
-    return b"".join(hist.store.get(c.oid) for c in e.chunks)
+    get = hist.store.get if get is None else get
+    return b"".join(get(c.oid) for c in e.chunks)
 
 
 def version_metrics(
-    hist: History, v: Version, unreadable: list[bytes] | None = None, label: str | None = None
-) -> tuple[dict[bytes, dict[str, Any]], list[str]]:
+    hist: History, v: Version, unreadable: list[bytes] | None = None, label: str | None = None,
+    get: Callable[[bytes], bytes] | None = None,
+) -> tuple[dict[bytes, dict[str, Any]], list[str]]:  # fmt: skip
     """Each metrics file of a version's pipeline, flattened; and notes, each starting
     with ``label`` (default ``vN``; an experiment's is its branch, as its ``vN`` is
     also a version of the branch it started from): on what a file read leaves out,
@@ -195,7 +200,7 @@ def version_metrics(
     for s in v.pipeline:
         for m in s.metrics:
             try:
-                data = _read_tree_file(hist, v.tree, m)
+                data = _read_tree_file(hist, v.tree, m, get)
                 if data is None:
                     raise DvfsError(
                         f"{quote_name(m)}, a metrics file of stage {s.name}, is not in the version"
@@ -325,12 +330,12 @@ def experiments(hist: History, branches: Mapping[str, bytes]) -> list[tuple[str,
 
 def row_of(
     hist: History, label: str, oid: bytes, notes: list[str], taken: Iterable[str] = (),
-    unreadable: list[bytes] | None = None,
+    unreadable: list[bytes] | None = None, get: Callable[[bytes], bytes] | None = None,
 ) -> Row:  # fmt: skip
     """The compare row of version ``oid`` (``taken``: see :func:`commit_names`; each
     metrics file that cannot be read is named in ``notes`` and added to ``unreadable``)."""
     v = hist.version(oid)
-    m, why = version_metrics(hist, v, unreadable, escape_text(label))
+    m, why = version_metrics(hist, v, unreadable, escape_text(label), get)
     notes += why
     return Row(label, oid.hex(), iso_time(v.time_ns), v.message, version_params(v, taken), m)
 
@@ -378,17 +383,18 @@ def default_choice(hist: History, refs: Refs) -> list[tuple[str, bytes]]:
 def compare(
     hist: History, chosen: list[tuple[str, bytes]], only_params: bool = False,
     only_metrics: bool = False, sort_by: str | None = None, notes: list[str] | None = None,
-    unreadable: list[bytes] | None = None,
+    unreadable: list[bytes] | None = None, get: Callable[[bytes], bytes] | None = None,
 ) -> Compared:  # fmt: skip
     """The compare table of the versions ``chosen`` (label, id), sorted by a metric or
     parameter if ``sort_by`` names one (``-NAME``: descending; UsageError otherwise).
 
     Why a metrics file could not be read is added to ``notes``, and the file to
-    ``unreadable`` (once for each version it cannot be read in).
+    ``unreadable`` (once for each version it cannot be read in). ``get`` reads the
+    files' chunks (default: the history's store; a remote's view reads its remote).
     """
     why: list[str] = [] if notes is None else notes
     taken = commit_names(hist.version(oid) for _, oid in chosen)
-    rows = [row_of(hist, label, oid, why, taken, unreadable) for label, oid in chosen]
+    rows = [row_of(hist, label, oid, why, taken, unreadable, get) for label, oid in chosen]
     # Metrics by key alone if they come from one file, unless a key is also a
     # parameter's name: two columns, or a --sort, would not tell which is which.
     pnames = {k for r in rows for k in r.params}

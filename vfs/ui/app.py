@@ -40,8 +40,10 @@ forbids sniffing, framing and any script or style not served here (CSP).
 Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
 argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 400,
-any other ``DvfsError`` 500, anything else 500 too (and a traceback in the server's
-log); the body is ``{"error": MSG}``.
+``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile) and
+``LockBusy`` (another command holds the repository) 409, any other ``DvfsError`` 500,
+anything else 500 too (and a traceback in the server's log); the body is
+``{"error": MSG}``.
 
 Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
 ``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
@@ -70,7 +72,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vfs.errors import DvfsError, PathNotFound, RevisionNotFound, UsageError
+from vfs.errors import (
+    DvfsError,
+    LockBusy,
+    PathNotFound,
+    RefConflict,
+    RevisionNotFound,
+    UsageError,
+)
 from vfs.quoting import safe_json
 from vfs.tables.result import KeyNotUnique
 from vfs.ui import actions, arguments, data, files
@@ -179,6 +188,8 @@ def error_response(request: Request, exc: Exception) -> Response:
         return json_response(body, 404)
     if isinstance(exc, (UsageError, KeyNotUnique)):  # (the key the page was given)
         return json_response(body, 400)
+    if isinstance(exc, (RefConflict, LockBusy)):  # refs as they stand, another command
+        return json_response(body, 409)
     return json_response(body, 500)
 
 
@@ -241,12 +252,12 @@ class Api:
         """UsageError on a remote's view for what reads a repository's own store."""
         if self.source.remote is not None:
             raise UsageError(
-                f"{what} need a repository: this is a view of {self.source.remote}; "
-                "`dvfs clone` it and run `dvfs ui` in the clone"
+                f"a view of the remote {self.source.remote} shows no {what}: `dvfs clone` "
+                "it and run `dvfs ui` in the clone"
             )
 
     def path(self, request: Request, name: str = "path") -> bytes:
-        return arguments.check_path(request.query_params.get(name, ""))
+        return arguments.check_path(arguments.query_value(request.scope["query_string"], name))
 
     # routes ------------------------------------------------------------------
 
@@ -290,7 +301,10 @@ class Api:
     async def preview(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
-        answer = await self.run(files.preview, self.repo, *args, self.tables, self.source.get)
+        local = self.repo.store if self.source.remote is None else None
+        answer = await self.run(
+            files.preview, self.repo, *args, self.tables, self.source.get, local
+        )
         return json_response(answer)
 
     async def raw(self, request: Request) -> Response:
@@ -307,7 +321,8 @@ class Api:
             "content-length": str(len(f.entry.target) if f.entry.target else f.entry.size),
             "cache-control": "no-store",
         }
-        body = files.chunks(self.source.get, f)
+        store = self.repo.store if self.source.remote is None else None
+        body = await self.run(files.opened, self.source.get, f, store)
         return StreamingResponse(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:
@@ -327,15 +342,16 @@ class Api:
 
     async def experiments(self, request: Request) -> Response:
         sort = self.text(request, "sort")
-        return json_response(await self.run(data.experiments, self.repo, sort))
+        answer = await self.run(data.experiments, self.repo, sort, self.source.get)
+        return json_response(answer)
 
     async def store(self, request: Request) -> Response:
-        self.local_only("the store's figures")
+        self.local_only("store figures")
         return json_response(await self.run(data.store, self.repo))
 
     async def audit(self, request: Request) -> Response:
         args = (self.number(request, "offset", 0), self.number(request, "limit", 100))
-        self.local_only("the audit log")
+        self.local_only("audit log")
         return json_response(await self.run(data.audit_log, self.repo, *args))
 
     def _same_site(self, request: Request) -> bool:

@@ -8,6 +8,7 @@ bounded (``MAX_PAGE`` rows at most).
 from __future__ import annotations
 
 import os
+import urllib.parse
 
 from vfs.errors import UsageError
 
@@ -37,6 +38,17 @@ def check_path(text: str) -> bytes:
     if any(part in ("", ".", "..") for part in text.split("/")):
         raise BadPath("a path may not hold an empty, '.' or '..' component")
     return os.fsencode(text)
+
+
+def query_value(query_string: bytes, name: str) -> str:
+    """The value of ``name`` in a request's query string (``""`` if absent), decoded as
+    the CLI's ``--json`` writes a name that is not UTF-8: each undecodable byte as a
+    lone surrogate (``surrogateescape``), so that :func:`check_path` gives back the
+    name's bytes (decoded with replacement, ``%FF`` would name no file at all)."""
+    pairs = urllib.parse.parse_qsl(
+        query_string.decode("latin-1"), keep_blank_values=True, errors="surrogateescape"
+    )
+    return dict(pairs).get(name, "")  # the last one, as Starlette's query_params
 
 
 def page(offset: int, limit: int) -> tuple[int, int]:

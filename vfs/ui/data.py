@@ -316,13 +316,16 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------ experiments
 
 
-def experiments(repo: Repository, sort_by: str | None = None) -> dict[str, Any]:
+def experiments(
+    repo: Repository, sort_by: str | None = None, get: Getter | None = None
+) -> dict[str, Any]:
     """``dvfs compare --json`` without REVs: the current branch's versions and every
-    experiment, with the column names and the notes about unreadable metrics."""
+    experiment, with the column names and the notes about unreadable metrics; ``get``
+    reads the metrics files (a remote's view: from its remote)."""
     hist = repo.history
     notes: list[str] = []
     done = report.compare(hist, report.default_choice(hist, repo.refs), sort_by=sort_by,
-                          notes=notes)  # fmt: skip
+                          notes=notes, get=get)  # fmt: skip
     return {"params": done.params, "metrics": done.metrics, "rows": report.compare_json(done),
             "notes": notes}  # fmt: skip
 

@@ -9,15 +9,17 @@ table engine's copy kept by ``vfs.ui.previews``.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile
+from vfs.errors import NotAFile, ObjectMissing
 from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.repo.repository import Repository
+from vfs.store.objects import ObjectStore
 from vfs.ui.arguments import page
 from vfs.worktree.scan import show
 
@@ -75,6 +77,28 @@ def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
         yield get(c.oid)
 
 
+def require_local(store: ObjectStore, f: FileRef) -> None:
+    """ObjectMissing naming the file if a chunk of it is not in ``store`` (a version a
+    partial clone has not pulled)."""
+    if f.entry.kind != Kind.SYMLINK:
+        gone = store.missing([c.oid for c in f.entry.chunks])
+        if gone:
+            raise ObjectMissing(gone[0].hex(), f"{show(f.path)} of {f.version}")
+
+
+def opened(get: Getter, f: FileRef, store: ObjectStore | None = None) -> Iterator[bytes]:
+    """:func:`chunks`, checked before a download's response begins: with ``store`` (a
+    repository's own), every chunk is there (ObjectMissing names the file, not: a
+    version a partial clone has not pulled); the first chunk is read already (a
+    remote gone fails here). Past the headers, a failure could only cut the
+    download short, with no word of why."""
+    if store is not None:
+        require_local(store, f)
+    pieces = chunks(get, f)
+    first = next(pieces, None)
+    return iter(()) if first is None else itertools.chain([first], pieces)
+
+
 def head(get: Getter, f: FileRef, n: int) -> bytes:
     """At most the first ``n`` bytes of a file (only the chunks holding them are read)."""
     out = bytearray()
@@ -121,6 +145,7 @@ def _text(data: bytes, size: int) -> str | None:
 def preview(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
     tables: TablePreviews | None = None, get: Getter | None = None,
+    local: ObjectStore | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
@@ -133,10 +158,14 @@ def preview(
     ``tables`` keeps the tables it has read, so that the next page of one is a query
     (the server holds one); without it, the file is read for this page alone. ``get``
     reads chunks (default: the repository's store; a remote's view reads its remote).
+    With ``local`` (the repository's own store), a file whose data it lacks is
+    refused naming the file (ObjectMissing).
     """
     offset, limit = page(offset, limit)
     get = repo.store.get if get is None else get
     f = file_of(repo, rev, path)
+    if local is not None:
+        require_local(local, f)
     e = f.entry
     base: dict[str, Any] = {"version": f.version, "id": f.id.hex(), "path": show(path),
                             "size": e.size}  # fmt: skip

@@ -1,5 +1,5 @@
 // The dashboard: a hash router (#/route?query) over the pages, each a module.
-import { h } from "./dom.js";
+import { h, queryParams } from "./dom.js";
 // Each page's module is loaded when first shown (the versions page needs no chart code).
 const PAGES = {
   versions: () => import("./versions.js").then((m) => m.versionsPage),
@@ -16,7 +16,7 @@ let shown = 0; // the newest navigation: an older page finishing late is dropped
 async function route() {
   const hash = location.hash.replace(/^#\/?/, "") || "versions";
   const [name, query] = hash.split("?", 2);
-  const params = Object.fromEntries(new URLSearchParams(query || ""));
+  const params = queryParams(query);
   const load = Object.hasOwn(PAGES, name) ? PAGES[name] : null;
   for (const a of document.querySelectorAll("nav a")) {
     a.classList.toggle("active", a.dataset.nav === name);

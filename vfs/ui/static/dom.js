@@ -9,7 +9,25 @@ export class ApiError extends Error {
   }
 }
 
-// h("a", {href: "#/x", class: "c"}, "text", child...): an element; strings become text.
+// Text from the repository as the page shows it, escaped as the CLI prints it
+// (vfs/quoting.py escape_text): a bidirectional override would make a name read
+// backwards (`evil\u202etxt.exe` as `evilexe.txt`), an invisible character would make
+// two names look alike, a byte that is not UTF-8 (U+DC80..U+DCFF, see encodeValue)
+// would show as U+FFFD. Each such code point is shown as the octal escapes of its
+// UTF-8 bytes (`\342\200\256`); tab, newline and carriage return stay (text previews).
+const UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const octal = (b) => "\\" + b.toString(8).padStart(3, "0");
+export function visible(text) {
+  return String(text).replace(UNSAFE, (ch) => {
+    const c = ch.charCodeAt(0);
+    if (c >= 0xdc80 && c <= 0xdcff) return octal(c - 0xdc00);
+    if (c >= 0xd800 && c <= 0xdfff) return "\\ufffd";
+    return Array.from(new TextEncoder().encode(ch), octal).join("");
+  });
+}
+
+// h("a", {href: "#/x", class: "c"}, "text", child...): an element; strings become text
+// (shown by `visible`).
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -20,35 +38,87 @@ export function h(tag, attrs = {}, ...children) {
   }
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    el.append(c instanceof Node ? c : document.createTextNode(visible(c)));
   }
   return el;
 }
 
-export async function api(route, params = {}) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
+// A name that is not UTF-8 comes in the API's JSON as the CLI's --json writes it: each
+// byte that does not decode comes as a lone surrogate U+DC80..U+DCFF. A query sends that
+// byte back as %XX (URLSearchParams would send U+FFFD, naming no file), and
+// queryParams reads %XX that is not UTF-8 back into the same surrogate.
+function encodeValue(s) {
+  let out = "";
+  for (const ch of String(s)) {
+    const c = ch.codePointAt(0);
+    if (c >= 0xdc80 && c <= 0xdcff) out += "%" + (c - 0xdc00).toString(16).toUpperCase();
+    else if (c >= 0xd800 && c <= 0xdfff) out += "%EF%BF%BD"; // any other lone surrogate
+    else out += encodeURIComponent(ch);
   }
-  const res = await fetch(`/api/${route}?${q}`, { credentials: "same-origin" });
+  return out;
+}
+
+// "k=v&…" of the params that have a value (see encodeValue).
+export function query(params) {
+  return Object.entries(params)
+    .filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => `${encodeValue(k)}=${encodeValue(v)}`)
+    .join("&");
+}
+
+// Bytes as UTF-8, each byte that does not decode as U+DC80 + byte (Python's surrogateescape).
+function decodeBytes(b) {
+  let out = "";
+  for (let i = 0; i < b.length;) {
+    const x = b[i];
+    const n = x < 0x80 ? 1 : x >= 0xc2 && x < 0xe0 ? 2 : x >= 0xe0 && x < 0xf0 ? 3 : x >= 0xf0 && x < 0xf5 ? 4 : 0;
+    let c = n === 1 ? x : n ? x & (0xff >> (n + 1)) : -1;
+    for (let j = 1; j < n && c >= 0; j++) {
+      const y = b[i + j];
+      c = y !== undefined && (y & 0xc0) === 0x80 ? (c << 6) | (y & 0x3f) : -1;
+    }
+    const ok = c >= 0 && c >= [0, 0, 0x80, 0x800, 0x10000][n] && c <= 0x10ffff && !(c >= 0xd800 && c <= 0xdfff);
+    out += ok ? String.fromCodePoint(c) : String.fromCharCode(0xdc00 + x);
+    i += ok ? n : 1;
+  }
+  return out;
+}
+
+function decodeValue(s) {
+  const bytes = [];
+  const text = new TextEncoder();
+  for (const piece of s.replace(/\+/g, " ").split(/(%[0-9a-fA-F]{2})/)) {
+    if (/^%[0-9a-fA-F]{2}$/.test(piece)) bytes.push(parseInt(piece.slice(1), 16));
+    else bytes.push(...text.encode(piece));
+  }
+  return decodeBytes(bytes);
+}
+
+// The params of a query "k=v&…" (the last of a name wins), as `query` writes them.
+export function queryParams(q) {
+  const out = {};
+  for (const part of (q || "").split("&")) {
+    if (!part) continue;
+    const at = part.indexOf("=");
+    out[decodeValue(at < 0 ? part : part.slice(0, at))] = at < 0 ? "" : decodeValue(part.slice(at + 1));
+  }
+  return out;
+}
+
+export async function api(route, params = {}) {
+  const res = await fetch(`/api/${route}?${query(params)}`, { credentials: "same-origin" });
   const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
 }
 
 export function rawUrl(rev, path, inline = false) {
-  const q = new URLSearchParams({ rev, path });
-  if (inline) q.set("inline", "1");
-  return `/api/raw?${q}`;
+  return `/api/raw?${query({ rev, path, inline: inline ? "1" : null })}`;
 }
 
 // A link to a page of this app: route ("version") and its query.
 export function link(route, params = {}) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) {
-    if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
-  }
-  const s = q.toString();
+  const s = query(params);
   return `#/${route}${s ? "?" + s : ""}`;
 }
 
@@ -105,7 +175,8 @@ export function badges(row) {
 
 // el.append and el.replaceChildren with nested arrays and nulls allowed, as h() takes.
 export function put(el, ...children) {
-  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : visible(c))));
   return el;
 }
 

@@ -12,7 +12,7 @@ function s(tag, attrs = {}, ...children) {
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, String(v));
   }
-  for (const c of children) put(el, c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children) put(el, c);
   return el;
 }
 
