@@ -91,3 +91,14 @@ def reserved_path(paths: Iterable[bytes]) -> bytes | None:
         if is_reserved_at_root(parts[0]) or any(is_reserved(n) for n in parts[1:]):
             return p
     return None
+
+
+def directories_above(paths: Iterable[bytes]) -> set[bytes]:
+    """Every directory above ``paths`` (``a`` and ``a/b`` for ``a/b/c``), each once."""
+    out: set[bytes] = set()
+    for p in paths:
+        d = p.rpartition(b"/")[0]
+        while d and d not in out:
+            out.add(d)
+            d = d.rpartition(b"/")[0]
+    return out

@@ -49,7 +49,7 @@ from vfs.errors import (
     UsageError,
 )
 from vfs.model.codec import Entry
-from vfs.model.names import MAX_DEPTH, reserved_path
+from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import base_files, quiet, same_entry, work_state
 from vfs.repo.gitlink import LockPointer, read_lock, write_lock
@@ -416,12 +416,7 @@ def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) 
 
 def _directories(wanted: dict[bytes, Entry], empty: list[bytes]) -> set[bytes]:
     """Every directory the version needs: above its files and links, and its empty ones."""
-    out: set[bytes] = set()
-    for d in {p.rpartition(b"/")[0] for p in wanted}.union(empty):
-        while d and d not in out:
-            out.add(d)
-            d = d.rpartition(b"/")[0]
-    return out
+    return directories_above(chain(wanted, empty)) | set(empty)
 
 
 def _same(a: Entry | None, b: Entry | None) -> bool:

@@ -56,6 +56,7 @@ import msgpack
 
 from vfs.errors import FormatError
 from vfs.model.codec import Entry
+from vfs.model.names import directories_above
 from vfs.repo.refs import Refs
 from vfs.store.durable import write_atomic
 
@@ -252,7 +253,7 @@ def renamed(
         absent = [c.path for c in conflicts if getattr(c, side) is None]
         if not absent:
             continue
-        dirs = _directories(tree)
+        dirs = directories_above(tree)
         for p in absent:
             if p in dirs:
                 out[(p, side)] = Instead("directory", p)
@@ -271,17 +272,6 @@ def renamed(
         for p in gone:
             if (hit := new.get(_content(base[p]))) is not None:
                 out[(p, side)] = Instead("renamed", hit)
-    return out
-
-
-def _directories(tree: Iterable[bytes]) -> set[bytes]:
-    """Every directory above the paths of ``tree``."""
-    out: set[bytes] = set()
-    for p in tree:
-        d = p.rpartition(b"/")[0]
-        while d and d not in out:
-            out.add(d)
-            d = d.rpartition(b"/")[0]
     return out
 
 

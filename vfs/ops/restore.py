@@ -22,7 +22,7 @@ from vfs.ops.checkout import (
     restoring,
     under_any,
 )
-from vfs.ops.status import head_files, quiet, work_state
+from vfs.ops.status import WorkState, head_files, quiet, work_state
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher
@@ -181,27 +181,30 @@ def _refuse_changed_above(
     a directory (the file ``d``, restoring ``d/x``): the directory would replace it,
     and the changes would be lost. One that holds what is staged (its content is in
     the store) or is not there is replaced."""
-    above = {d for p in want for d in _folders(p)}
-    tracked = [d for d in sorted(above) if (s := index.get(d)) is not None and s.checked_out]
-    if not tracked:
-        return
-    sub = Index(index.path)
-    sub.written_ns = index.written_ns
-    sub.entries = {d: s for d in tracked if (s := index.get(d)) is not None}
-    state = work_state(repo, sub, workers, warn)
-    _refuse_edited_in_way(sorted({*state.modified, *state.unreadable, *state.special}), want)
+    above = sorted({d for p in want for d in _folders(p)})
+    sub, state = _state_of(repo, index, above, workers, warn)
+    if sub.entries:
+        _refuse_edited_in_way(sorted({*state.modified, *state.unreadable, *state.special}), want)
 
 
 def _unchanged(
     repo: Repository, index: Index, paths: list[bytes], workers: Workers, warn: Warn
 ) -> set[bytes]:
     """Those of ``paths`` whose working file holds what the index has staged."""
+    sub, state = _state_of(repo, index, paths, workers, warn)
+    changed = set(state.modified) | set(state.deleted) | set(state.unreadable)
+    return {p for p in sub.entries if p not in changed and p not in state.not_checked_out}
+
+
+def _state_of(
+    repo: Repository, index: Index, paths: list[bytes], workers: Workers, warn: Warn
+) -> tuple[Index, WorkState]:
+    """The tracked and checked-out ones of ``paths`` (as an index of their own) and how
+    their working files stand against it (nothing is hashed when there are none)."""
     sub = Index(index.path)
     sub.written_ns = index.written_ns
     sub.entries = {p: s for p in paths if (s := index.get(p)) is not None and s.checked_out}
-    state = work_state(repo, sub, workers, warn)
-    changed = set(state.modified) | set(state.deleted) | set(state.unreadable)
-    return {p for p in sub.entries if p not in changed and p not in state.not_checked_out}
+    return sub, work_state(repo, sub, workers, warn) if sub.entries else WorkState()
 
 
 def restore_not_checked_out(

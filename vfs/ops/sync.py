@@ -757,10 +757,8 @@ def pull(
             said = merge_message(done, f"{spec.name}/{branch}")
             return PullResult(got.transfer, None, said, len(done.conflicts))
         raise UsageError(
-            f"{branch} and {spec.name}/{branch} have diverged ({hist.label(local)} "
-            f"{local.hex()[:10]} here, {hist.label(target)} {target.hex()[:10]} there): "
-            f"{branch} was left as it is; `dvfs pull --merge` merges {spec.name}/{branch} "
-            "into it"
+            f"{_diverged(hist, spec, branch, local, target)}: {branch} was left as it is; "
+            f"`dvfs pull --merge` merges {spec.name}/{branch} into it"
         )
     report = co.fast_forward(repo, branch, local, target, workers, force=force)
     return PullResult(got.transfer, report, "")
@@ -780,10 +778,17 @@ def _path_target(repo: Repository, spec: RemoteSpec, branch: str, theirs: bytes)
     if hist.is_ancestor(theirs, local):
         return local
     raise UsageError(
+        f"{_diverged(hist, spec, branch, local, theirs)}: the working tree was left as it "
+        f"is; `dvfs pull HEAD PATH` brings PATH of {branch}'s version, `dvfs pull --merge` "
+        f"merges {spec.name}/{branch} into it"
+    )
+
+
+def _diverged(hist: History, spec: RemoteSpec, branch: str, local: bytes, theirs: bytes) -> str:
+    """How a pull names a branch and the remote's that diverged, with both versions."""
+    return (
         f"{branch} and {spec.name}/{branch} have diverged ({hist.label(local)} "
-        f"{local.hex()[:10]} here, {hist.label(theirs)} {theirs.hex()[:10]} there): the "
-        f"working tree was left as it is; `dvfs pull HEAD PATH` brings PATH of {branch}'s "
-        f"version, `dvfs pull --merge` merges {spec.name}/{branch} into it"
+        f"{local.hex()[:10]} here, {hist.label(theirs)} {theirs.hex()[:10]} there)"
     )
 
 
