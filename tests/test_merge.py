@@ -406,11 +406,8 @@ def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) -> None:
-    """`restore --theirs x`, where ours has a file x and theirs a directory x, used to
-    stop: "x is an untracked file where the version has a directory" (x was tracked,
-    and restore has no --force); the reverse stopped on "a directory with untracked
-    files"."""
+def file_against_directory(repo: Repo) -> None:
+    """main holds a file x (changed since the base), branch other a directory x/f."""
     repo.write("x", "x")
     repo.write("k", "k")
     repo.ok("add", ".")
@@ -424,6 +421,14 @@ def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) 
     repo.write("x", "x from main")
     repo.ok("add", "x")
     repo.commit("a file")
+
+
+def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) -> None:
+    """`restore --theirs x`, where ours has a file x and theirs a directory x, used to
+    stop: "x is an untracked file where the version has a directory" (x was tracked,
+    and restore has no --force); the reverse stopped on "a directory with untracked
+    files"."""
+    file_against_directory(repo)
     assert repo.run("merge", "other").code == 1
     st = repo.status()
     assert [c["path"] for c in st["merging"]["conflicts"]] == ["x", "x/f"]
@@ -459,19 +464,7 @@ def test_a_file_against_a_directory_is_settled_path_by_path_from_below(repo: Rep
     """`restore --theirs x/f` first (ours a file x, theirs a directory x) staged x/f
     beside the file x; `restore --theirs x` was then refused ("x changed since
     staged"), and a commit would have recorded a tree holding x twice."""
-    repo.write("x", "x")
-    repo.write("k", "k")
-    repo.ok("add", ".")
-    repo.commit("base")
-    repo.ok("switch", "-c", "other")
-    (repo.root / "x").unlink()
-    repo.write("x/f", "in a directory")
-    repo.ok("add", ".")
-    repo.commit("a directory")
-    repo.ok("switch", "main")
-    repo.write("x", "x from main")
-    repo.ok("add", "x")
-    repo.commit("a file")
+    file_against_directory(repo)
     r = repo.run("merge", "other")
     assert r.code == 1  # each side says what it holds there (it said "theirs: deleted")
     assert "theirs: a directory" in r.out and "ours: a file at x" in r.out
