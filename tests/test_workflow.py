@@ -597,6 +597,34 @@ def test_rm_and_rm_cached(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_status_lists_files_staged_for_removal_that_are_still_on_disk(repo: Repo) -> None:
+    """`rm --cached` of a whole directory (or a top-level file) left status saying
+    "removed" and nothing more: its files were listed nowhere, as if gone from disk."""
+    repo.write("d/a.txt", "a")
+    repo.write("d/e/b.txt", "b")
+    repo.write("top.txt", "t")
+    repo.write("keep/k.txt", "k")
+    repo.ok("add", "d", "top.txt", "keep")
+    repo.ok("commit", "-m", "one")
+    repo.ok("rm", "--cached", "d", "top.txt")
+    repo.write(".dvfsignore", "*.tmp\n")
+    repo.write("d/x.tmp", "ignored")
+    st = repo.status()
+    assert [(c["status"], c["path"]) for c in st["staged"]] == [
+        ("removed", "d/a.txt"),
+        ("removed", "d/e/b.txt"),
+        ("removed", "top.txt"),
+    ]
+    assert st["untracked"] == ["d/a.txt", "d/e/b.txt", "top.txt"]
+    out = repo.ok("status").out
+    assert "Untracked" in out and "  d/e/b.txt" in out and "  top.txt" in out, out
+    (repo.root / "top.txt").unlink()  # deleted from disk too: removed, not untracked
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt"]
+    repo.ok("commit", "-m", "two")
+    assert set(repo.show()["files"]) == {"keep/k.txt"}
+    repo.fsck_clean()
+
+
 def test_rm_refuses_to_delete_a_staged_change_that_no_version_holds(repo: Repo) -> None:
     """A file added (or changed and added) since HEAD was deleted by `dvfs rm` with its
     entry: no version held its bytes, and they were lost. git refuses too."""

@@ -314,6 +314,8 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
 
         staged = diff_maps(base_files(repo.history, index), index.entries)
     work = work_state(repo, index, workers, warn)
+    if staged:
+        _untracked_unstaged(repo, index, staged, work, warn)
     if work.refreshed or (index.version != INDEX_FORMAT and index.on_disk and not work.unreadable):
         try:  # (an index of an older format is rewritten: the next status reads it faster)
             with repo.locked(wait=0):
@@ -333,6 +335,39 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         index=index,
         lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
     )
+
+
+def _untracked_unstaged(
+    repo: Repository, index: Index, staged: list[Change], work: WorkState, warn: Warn
+) -> None:
+    """Add to ``work.untracked`` the files staged for removal that are still on disk.
+
+    ``dvfs rm --cached`` (or a rename staged from a copy) leaves the old file in place;
+    :func:`work_state` looks for untracked files only in the directories the index
+    names, so a whole directory or a top-level file staged for removal would otherwise
+    be reported as "removed" and nothing more, as if it were gone from the disk.
+    """
+    gone = [c.path for c in staged if c.status == "removed"]
+    gone += [c.old_path for c in staged if c.status == "renamed" and c.old_path is not None]
+    gone = [p for p in gone if index.get(p) is None]
+    if not gone:
+        return
+    seen = set(work.untracked)
+    found: list[bytes] = []
+    with Walker(repo.root) as walker:
+        for p in gone:
+            s = walker.lstat(p)
+            if (
+                s is not None
+                and p not in seen
+                and (statmod.S_ISREG(s.st_mode) or statmod.S_ISLNK(s.st_mode))
+            ):
+                found.append(p)
+    if found:
+        from vfs.worktree.ignore import Ignores
+
+        with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+            work.untracked = sorted(work.untracked + ign.keep(found))
 
 
 def _renamed(repo: Repository, m: merging.MergeState) -> merging.Renames:
