@@ -828,3 +828,15 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     copy.fail("repro", fragments=("stage t: params.yaml, which it reads parameters from, is "
               "tracked but not checked out: `dvfs pull params.yaml`",), code=2)  # fmt: skip
     copy.fsck_clean()
+
+
+def test_a_stage_name_asked_for_with_a_control_character_is_quoted(repo: Repo) -> None:
+    repo.ok("run", "-n", "one", "--no-exec", "--", "true")
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a stage")
+    name = "a\tb\x1b[31m"
+    shown = '"a\\tb\\033[31m"'
+    for args in (("repro", name), ("exp", "run", name), ("dag", name), ("stage", "remove", name)):
+        line = assert_error(repo.run(*args), f"no stage {shown} in dvfs.yaml")
+        assert "\x1b" not in line and "\t" not in line
+    repo.fsck_clean()

@@ -353,7 +353,9 @@ def stage_remove(names: tuple[str, ...]) -> None:
         p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
         missing = [n for n in names if n not in p.stages]
         if missing:
-            raise UsageError(f"no stage {missing[0]} in {PIPELINE_FILE}: nothing was removed")
+            raise UsageError(
+                f"no stage {quote_name(missing[0])} in {PIPELINE_FILE}: nothing was removed"
+            )
         text = p.text
         for n in names:
             text = spec.without_stage(spec.parse(text), n)
@@ -392,7 +394,7 @@ def dag(stage: str | None, fmt: str, outs: bool) -> None:
 
     g = pipeline_here()[2]
     if stage is not None and stage not in g.stages:
-        raise UsageError(f"no stage {stage} in dvfs.yaml: `dvfs stage list` shows them")
+        raise UsageError(f"no stage {quote_name(stage)} in dvfs.yaml: `dvfs stage list` shows them")
     names = g.closure([stage], down=False) if stage else list(g.stages)
     if fmt == "json":
         click.echo(graph.to_json(g, names, outs), nl=False)
