@@ -66,11 +66,20 @@ def slow_fixture(slow_template: tuple[Repo, Path], tmp_path: Path) -> tuple[Repo
     return Repo(tmp_path / "repo"), marker
 
 
-def start_repro(repo: Repo, marker: Path) -> subprocess.Popen[bytes]:
-    """``dvfs repro`` running, with ``slow`` started (its marker written)."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_repro(
+    repo: Repo, marker: Path, *args: str, sigint_ignored: bool = False
+) -> subprocess.Popen[bytes]:
+    """``dvfs repro`` (or ``dvfs ARGS``) running, with ``slow`` started (its marker
+    written); ``sigint_ignored``: started as a script's background command is, with
+    SIGINT ignored."""
     proc = subprocess.Popen(
-        cli_command("repro"), cwd=repo.root, env=cli_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        cli_command(*(args or ("repro",))), cwd=repo.root, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not marker.exists() or not marker.read_text():
@@ -133,4 +142,32 @@ def test_kill_9_never_records_the_running_stage_and_the_next_repro_recovers(
     repo.commit("recovered")
     shown = repo.show()
     assert sorted(s["stage"] for s in shown["pipeline"]) == ["first", "slow"]
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize("command", [("repro",), ("exp", "run", "-n", "e1")])
+def test_sigint_to_dvfs_alone_stops_the_running_stage_though_started_ignoring_it(
+    slow: tuple[Repo, Path], command: tuple[str, ...]
+) -> None:
+    repo, marker = slow
+    before = repo.read("dvfs.runs")
+    proc = start_repro(repo, marker, *command, sigint_ignored=True)
+    stage = int(marker.read_text())
+    os.kill(proc.pid, signal.SIGINT)  # to dvfs alone, not to its process group
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert len(err.decode().splitlines()) == 1 and err.startswith(ERROR_PREFIX.encode()), err
+    assert b"interrupted" in err and b"Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # the stage was stopped, not left running
+        os.kill(stage, 0)
+    assert repo.read("slow.out") == b"slow made one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    if command[0] == "exp":
+        assert repo.read("dvfs.runs") == before
+        assert "exp/e1" not in repo.ok("branch").out
+        assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
+    else:
+        assert b"stage slow was stopped: it recorded nothing" in err
+        runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+        assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
     repo.fsck_clean()

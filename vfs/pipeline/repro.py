@@ -25,8 +25,9 @@ that finished is recorded; the outputs of the runs that finished, ``dvfs.runs`` 
 ``dvfs.yaml`` are staged in the repository's index (``vfs.pipeline.staging``; so
 ``dvfs commit`` records them; a mount's snapshot takes them as they are), and the
 run cache entries are written after the store is flushed. A stage stopped by Ctrl-C
-is stopped (SIGINT, then harder), its partial outputs removed and its previous ones
-moved back. After a kill -9, the partial outputs of the stage that was running stay
+(or SIGINT or SIGTERM sent to dvfs alone, see :func:`_signals_interrupt`) is stopped
+(SIGINT to its process group, then harder), its partial outputs removed and its
+previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
 removes what was moved aside), and also stages the outputs of runs recorded but not
 yet staged.
@@ -415,7 +416,7 @@ class Repro:
             return self._dry(names, opts)
         repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
         writing = contextlib.nullcontext() if repo is None else pinned(repo.dir, writing=True)
-        with _sigterm_interrupts(), writing:
+        with _signals_interrupt(), writing:
             try:
                 self._schedule(names, opts)
             except KeyboardInterrupt:
@@ -616,18 +617,31 @@ def _once(warn: Warn) -> Warn:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the pipeline runs, SIGTERM stops it as Ctrl-C does (what finished is kept)."""
+def _signals_interrupt() -> Iterator[None]:
+    """While the pipeline runs, SIGINT and SIGTERM stop it as Ctrl-C does (what finished
+    is kept), also when dvfs was started with SIGINT ignored (in the background of a
+    script, where a shell ignores it for its commands) and the signal is sent to dvfs
+    alone: the running stage is stopped, never left running. The first signal stops
+    the pipeline; those that follow while its commands are stopped and their outputs
+    put back are let pass (a second Ctrl-C would leave outputs moved aside). A stage's
+    command starts while the handler is set, so it gets SIGINT's default action, not
+    an ignored SIGINT it would have inherited."""
+    stopping = False
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
 
+    sigs = (signal.SIGINT, signal.SIGTERM)
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {sig: signal.signal(sig, handler) for sig in sigs}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, was in old.items():
+            signal.signal(sig, was)
