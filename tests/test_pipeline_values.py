@@ -301,3 +301,18 @@ def test_a_value_of_another_type_inside_a_list_or_mapping_is_a_change(repo: Repo
     assert "Stage s is fresh" in repo.ok("repro", "--dry-run").out
     assert values.same([1, {"a": (2.5, "x")}], (1, {"a": [2.5, "x"]}))
     assert not values.same({"a": 1}, {"a": 1, "b": 2})
+
+
+def test_minus_zero_is_zero_to_metrics_diff_and_compare_alike(repo: Repo) -> None:
+    """-0.0 and 0.0 were one value to `metrics diff` and two to `compare` (-0.0, 0.0)."""
+    assert values.flatten({"loss": -0.0, "l": [-0.0]}) == {"l.0": 0.0, "loss": 0.0}
+    repo.ok("run", "-n", "s", "-m", "m.json", "--", "echo '{\"loss\": -0.0}' > m.json")
+    repo.commit("one")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.json", "--", "echo '{\"loss\": 0.0}' > m.json")
+    repo.commit("two")
+    assert repo.json("metrics", "diff", "v1", "v2", "--json")["metrics"] == []
+    rows = repo.json("compare", "--json")
+    assert [r["metrics"] for r in rows] == [{"loss": 0.0}, {"loss": 0.0}]
+    assert "-0.0" not in repo.ok("compare").out + repo.ok("compare", "--csv").out
+    assert "-0.0" not in repo.ok("metrics", "show", "v1").out
+    repo.fsck_clean()

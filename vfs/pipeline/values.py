@@ -9,7 +9,8 @@ be recorded exactly and compared with what it reads next time.
 
 Metrics are flattened the same way: every number, boolean or short text in a
 metrics file, under its dotted key; NaN and the infinities become the text
-``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them. At most
+``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them, and
+``-0.0`` is ``0.0`` (equal as numbers: ``metrics diff`` and ``compare`` show one value). At most
 ``MAX_METRICS`` values of a file are shown, and a note says when more were left out.
 
 A TOML date, time or date-time is read as its text (``2024-01-02``,
@@ -211,7 +212,7 @@ def flatten(
         if isinstance(cur, bool) or cur is None or isinstance(cur, int):
             value = cur
         elif isinstance(cur, float):
-            value = finite(cur)
+            value = finite(cur) if cur != 0 else 0.0  # -0.0 is 0.0: one value, shown so
         elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
             value = cur
         else:
