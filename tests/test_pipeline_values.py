@@ -316,3 +316,22 @@ def test_minus_zero_is_zero_to_metrics_diff_and_compare_alike(repo: Repo) -> Non
     assert "-0.0" not in repo.ok("compare").out + repo.ok("compare", "--csv").out
     assert "-0.0" not in repo.ok("metrics", "show", "v1").out
     repo.fsck_clean()
+
+
+def test_a_json_key_given_twice_is_named_with_its_file(repo: Repo) -> None:
+    """The last of the two values was shown as the metric, without a word."""
+    with pytest.raises(ValuesError, match=re.escape('c.json is not valid JSON: the key "a\\tb"')):
+        values.load(b'{"x": {"a\\tb": 1, "a\\tb": 2}}', b"c.json", "c.json")
+    repo.ok("run", "-n", "s", "-m", "m.json", "--", 'echo \'{"acc": 0.5, "acc": 0.9}\' > m.json')
+    repo.commit("one")
+    for args in (("metrics", "show"), ("metrics", "diff"), ("compare",)):
+        r = repo.run(*args)
+        assert r.code == 1, r
+        assert any(
+            "m.json is not valid JSON: the key acc is given twice" in w for w in warnings_of(r)
+        ), r
+        assert "0.9" not in r.out, r
+    repo.write("config.json", '{"lr": 0.1, "lr": 0.2}')
+    r = repo.run("run", "-n", "t", "-p", "config.json:lr", "-o", "o.txt", "--", "echo > o.txt")
+    assert_error(r, "config.json is not valid JSON: the key lr is given twice")
+    repo.fsck_clean()

@@ -1,7 +1,9 @@
 """Parameter and metric files: reading values by dotted key, and setting one.
 
 A file is read by its name: ``.json`` as JSON, ``.toml`` as TOML, anything else as
-YAML 1.2 (``vfs.model.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key is dotted:
+YAML 1.2 (``vfs.model.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key written
+twice in one mapping makes the file invalid in all three (JSON readers differ on which
+value they keep: the file is named, with the key, as one that cannot be read). A key is dotted:
 ``train.lr`` is ``lr`` inside ``train``; a list is indexed by number
 (``layers.0.width``). Values are checked and bounded as a version's parameters are
 (``vfs.model.params``: NaN and the infinities become text), so that what a stage read can
@@ -72,7 +74,7 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
     kind = kind_of(name)
     try:
         if kind == "json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
         if kind == "toml":
             return tomllib.loads(text)
         return yaml12.load(text)
@@ -85,6 +87,17 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
         raise ValuesError(f"{shown} nests too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; ValueError for a key written twice in it (JSON readers differ on
+    which value they keep, and YAML 1.2 and TOML refuse it: so does dvfs)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {quote_name(k)} is given twice in one object")
+        out[k] = v
+    return out
 
 
 _MISSING = object()
