@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cli import ERROR_PREFIX, Repo, cli_command, cli_env, init_repo
+from tests.support.cli import ERROR_PREFIX, Repo, assert_error, cli_command, cli_env, init_repo
 from tests.support.pipeline import PY, staged_paths
 
 # Writes a partial output, says it started (with its pid), then waits for a file
@@ -170,4 +170,28 @@ def test_sigint_to_dvfs_alone_stops_the_running_stage_though_started_ignoring_it
         assert b"stage slow was stopped: it recorded nothing" in err
         runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
         assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
+    repo.fsck_clean()
+
+
+def test_add_refuses_an_output_a_running_stage_is_writing_until_its_repro_is_gone(
+    slow: tuple[Repo, Path],
+) -> None:
+    repo, marker = slow
+    proc = start_repro(repo, marker)
+    try:
+        assert repo.read("slow.out") == b"partial"
+        for args in (("add", "slow.out"), ("add", "."), ("commit", "-a", "-m", "partial")):
+            line = assert_error(repo.run(*args), "is writing slow.out, an output of stage slow")
+            assert f"(pid {proc.pid})" in line and f"kill -INT {proc.pid}" in line, line
+            assert "nothing was staged" in line
+        assert "slow.out" not in staged_paths(repo)
+        repo.write("other.txt", "mine\n")
+        repo.ok("add", "other.txt")  # what no stage writes is staged as ever
+    finally:
+        proc.kill()  # a list left by a repro killed -9 blocks nothing
+        proc.communicate(timeout=60)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+    assert (repo.root / ".dvfs" / "pipeline.writing").exists()
+    repo.ok("add", "slow.out")
+    assert "slow.out" in staged_paths(repo)
     repo.fsck_clean()

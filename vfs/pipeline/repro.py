@@ -61,6 +61,7 @@ from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
+from vfs.pipeline.writing import Writing
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
@@ -173,6 +174,9 @@ class Repro:
         self.fresh_outs: dict[bytes, bytes] = {}  # a fresh stage's outputs: their run's ids
         self.recorded = False
         self.out = Outcome()
+        # what add must not stage meanwhile (vfs.pipeline.writing): in the repository's
+        # own working tree, the only one add stages from
+        self.writing = Writing(ws.repo.dir) if ws.repo is not None and ws.own_index else None
 
     # reading ---------------------------------------------------------------------
 
@@ -373,6 +377,7 @@ class Repro:
         """Put a run cache hit's outputs in place and record the run (as it was made)."""
         assert d.hit is not None and self.ws.repo is not None
         stage = d.stage
+        self._writing(stage)
         moved = backups.move_aside(self.ws, stage)
         try:
             done, failed = restore_many(
@@ -404,7 +409,14 @@ class Repro:
         self.to_stage.update(done)
         self.stage_roots += list(stage.outs)
         backups.drop_backups(self.ws, moved)
+        if self.writing is not None:
+            self.writing.done(stage.name)
         return record
+
+    def _writing(self, stage: Stage) -> None:
+        """List ``stage``'s outputs as being written (``vfs.pipeline.writing``)."""
+        if self.writing is not None:
+            self.writing.start(stage.name, stage.outs)
 
     # the whole run -------------------------------------------------------------------------
 
@@ -422,6 +434,8 @@ class Repro:
             except KeyboardInterrupt:
                 self.out.interrupted = True
             finally:
+                if self.writing is not None:
+                    self.writing.close()
                 self._finish_up()
         return self.out
 
@@ -505,6 +519,7 @@ class Repro:
                             continue
                         try:
                             self._say_start(d)
+                            self._writing(d.stage)
                             moved = backups.move_aside(self.ws, d.stage)
                             r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
                         finally:
@@ -531,6 +546,8 @@ class Repro:
                 else:
                     ok.add(name)
                     self.out.ran.append(name)
+                if self.writing is not None:
+                    self.writing.done(name)
             for n in waiting:
                 if n not in ok and n not in bad and stopping:
                     self.out.skipped.append((n, "the pipeline stopped at a failure"))
