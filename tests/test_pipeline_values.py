@@ -17,6 +17,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
+from vfs.model.params import TomlDate
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -158,13 +159,15 @@ def test_setting_a_date_keeps_it_a_date() -> None:
     out = values.set_value(toml, b"c.toml", "start", "2024-02-02", "c.toml")
     assert out == toml.replace(b"2024-01-02 # day", b"2024-02-02 # day")
     out = values.set_value(toml, b"c.toml", "at", "2024-02-02T11:00:00+01:00", "c.toml")
-    assert values.load(out, b"c.toml", "c.toml")["at"] == dt.datetime.fromisoformat(
+    at = values.load(out, b"c.toml", "c.toml")["at"]  # a date, read as its text
+    assert isinstance(at, TomlDate) and at == str(dt.datetime.fromisoformat(
         "2024-02-02T11:00:00+01:00"
-    )
+    ))  # fmt: skip
     out = values.set_value(toml, b"c.toml", "t", "08:00:00", "c.toml")
-    assert values.load(out, b"c.toml", "c.toml")["t"] == dt.time(8)
+    t = values.load(out, b"c.toml", "c.toml")["t"]
+    assert isinstance(t, TomlDate) and t == str(dt.time(8))
     out = values.set_value(toml, b"c.toml", "name", "2024-02-02", "c.toml")  # text stays text
-    assert values.load(out, b"c.toml", "c.toml")["name"] == "2024-02-02"
+    assert type(values.load(out, b"c.toml", "c.toml")["name"]) is str
     for wrong in ("tomorrow", 3):
         with pytest.raises(ValuesError, match=re.escape("start in c.toml is a TOML date or time")):
             values.set_value(toml, b"c.toml", "start", wrong, "c.toml")
@@ -334,4 +337,37 @@ def test_a_json_key_given_twice_is_named_with_its_file(repo: Repo) -> None:
     repo.write("config.json", '{"lr": 0.1, "lr": 0.2}')
     r = repo.run("run", "-n", "t", "-p", "config.json:lr", "-o", "o.txt", "--", "echo > o.txt")
     assert_error(r, "config.json is not valid JSON: the key lr is given twice")
+    repo.fsck_clean()
+
+
+def test_a_toml_date_changed_to_a_string_of_the_same_text_makes_its_stage_stale(
+    repo: Repo,
+) -> None:
+    """The run recorded the date as its text, so the string "2024-01-02" read as the
+    same value: the stage stayed fresh though its program now read a str."""
+    script = (
+        "import tomllib; c = tomllib.load(open('c.toml', 'rb')); "
+        "open('o', 'w').write(type(c['start']).__name__)"
+    )
+    repo.write("c.toml", "start = 2024-01-02\n")
+    repo.ok("run", "-n", "s", "-p", "c.toml:start", "-o", "o", "--", sys.executable, "-c",
+            script)  # fmt: skip
+    repo.ok("add", "c.toml")
+    repo.commit("a date")
+    assert "'!toml-date': '2024-01-02'" in repo.read("dvfs.runs").decode()
+    repo.write("c.toml", 'start = "2024-01-02"\n')
+    r = repo.ok("repro", "--dry-run")
+    assert "Would run stage s: param c.toml:start 2024-01-02 (a TOML date) -> 2024-01-02" in r.out
+    repo.ok("repro")
+    assert repo.read("o") == b"str"
+    repo.ok("add", "c.toml")
+    repo.commit("a string")
+    diff = repo.json("params", "diff", "v1", "v2", "--json")["params"]
+    assert diff == [
+        {"name": "c.toml:start", "old": "2024-01-02", "new": "2024-01-02", "changed": True}
+    ]
+    assert "start: '2024-01-02'" in repo.ok("show", "v1", "--format", "yaml").out
+    repo.write("c.toml", "start = 2024-01-02\n")  # the date again: its run, from the cache
+    assert "Restoring stage s from" in repo.ok("repro").out
+    assert repo.read("o") == b"date"
     repo.fsck_clean()

@@ -279,3 +279,48 @@ def _one_name_each(params: dict[str, Any]) -> None:
                 )
             else:
                 seen[name] = where
+
+
+class TomlDate(str):
+    """A TOML date, time or date-time a stage read, as its text (``2024-01-02``,
+    ``2024-01-02 10:00:00+00:00``): shown as that text, but another value than a
+    string of the same characters (a program reading the file gets a date, not a
+    string), so a date changed to such a string is a change.
+
+    Records keep the type as a mapping of one key, :data:`DATE_KEY` (``{"!toml-date":
+    "2024-01-02"}``): :func:`to_record` before a value is encoded (a version's pipeline,
+    ``dvfs.runs``, a run cache key), :func:`from_record` when it is decoded. A dvfs that
+    predates it shows that mapping.
+    """
+
+    __slots__ = ()
+
+
+DATE_KEY = "!toml-date"
+_RECORD_DEPTH = 64  # (values nest at most MAX_DEPTH levels; records are checked for it)
+
+
+def to_record(value: Any, depth: int = 0) -> Any:
+    """``value`` with each :class:`TomlDate` as its record form (see the class)."""
+    if isinstance(value, TomlDate):
+        return {DATE_KEY: str(value)}
+    if depth > _RECORD_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: to_record(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_record(v, depth + 1) for v in value]
+    return value
+
+
+def from_record(value: Any, depth: int = 0) -> Any:
+    """``value`` with each record form of a date a :class:`TomlDate` again."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(DATE_KEY), str):
+            return TomlDate(value[DATE_KEY])
+        if depth > _RECORD_DEPTH:
+            return value
+        return {k: from_record(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list) and depth <= _RECORD_DEPTH:
+        return [from_record(v, depth + 1) for v in value]
+    return value

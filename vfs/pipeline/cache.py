@@ -39,6 +39,7 @@ import msgpack
 from vfs.errors import DvfsError
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
+from vfs.model.params import to_record
 from vfs.model.version_codec import StageRecord, decode_pipeline, encode_pipeline
 from vfs.ops.commit import build_tree_rows
 from vfs.repo.repository import Repository
@@ -63,7 +64,7 @@ def key_of(
         cmd if isinstance(cmd, str) else list(cmd),
         wdir,
         [[p, i] for p, i in sorted(deps)],
-        [[f, k, v] for f, k, v in sorted(params, key=lambda x: (x[0], x[1]))],
+        [[f, k, to_record(v)] for f, k, v in sorted(params, key=lambda x: (x[0], x[1]))],
         sorted(outs),
     ]
     return hash_bytes(b"run\0" + msgpack.packb(body, use_bin_type=True))

@@ -16,8 +16,10 @@ metrics file, under its dotted key; NaN and the infinities become the text
 ``MAX_METRICS`` values of a file are shown, and a note says when more were left out.
 
 A TOML date, time or date-time is read as its text (``2024-01-02``,
-``2024-01-02 10:00:00+00:00``), as YAML 1.2 reads a date: that text is what a run
-records and what ``params diff`` and ``compare`` show.
+``2024-01-02 10:00:00+00:00``), as YAML 1.2 reads a date: that text is what
+``params diff`` and ``compare`` show. It is a ``TomlDate`` (``vfs.model.params``),
+though, which a run records as a date: a date changed to a string of the same text
+(``d = "2024-01-02"``) is a change, as the program reading the file sees one.
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML or TOML file, so comments and layout stay; a JSON file is
@@ -76,7 +78,7 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         if kind == "json":
             return json.loads(text, object_pairs_hook=_unique_keys)
         if kind == "toml":
-            return tomllib.loads(text)
+            return _dates_typed(tomllib.loads(text))
         return yaml12.load(text)
     except yaml.YAMLError as exc:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
@@ -98,6 +100,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"the key {quote_name(k)} is given twice in one object")
         out[k] = v
     return out
+
+
+def _dates_typed(value: Any) -> Any:
+    """A TOML document with each date, time or date-time as a ``TomlDate``: its text,
+    and a value of its own type (``same`` tells it from a string)."""
+    if isinstance(value, (dt.date, dt.time)):  # (a datetime is a date)
+        return version_params.TomlDate(value)
+    if isinstance(value, dict):
+        return {k: _dates_typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_typed(v) for v in value]
+    return value
 
 
 _MISSING = object()
@@ -226,7 +240,7 @@ def flatten(
             value = cur
         elif isinstance(cur, float):
             value = finite(cur) if cur != 0 else 0.0  # -0.0 is 0.0: one value, shown so
-        elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
+        elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT and type(cur) is str:
             value = cur
         else:
             if unshown is not None and pre[:-1]:
@@ -377,7 +391,7 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValuesError(f"{shown} has no parameter {key}{hint}")
     kind = kind_of(name)
-    if kind == "toml" and isinstance(lookup(doc, key), (dt.date, dt.time)):
+    if kind == "toml" and isinstance(lookup(doc, key), version_params.TomlDate):
         value = _toml_date(key, value, shown)
     text = data.decode("utf-8")
     if kind == "json":
