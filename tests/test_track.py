@@ -517,3 +517,23 @@ def test_a_long_run_logging_every_step_is_recorded_with_a_bounded_history(
     assert len(steps) <= 101 and steps[0] == 0 and steps[-1] == 1000  # the whole run, bounded
     assert len({b - a for a, b in itertools.pairwise(steps[:-1])}) == 1  # evenly spread
     fsck_clean(root)
+
+
+def test_add_refuses_an_output_of_a_run_in_its_block(repo: vfs.Repo) -> None:
+    """`dvfs add` of what a run was still writing staged half a model."""
+    root = repo.root
+    assert root is not None
+    with vfs.track(repo, message="train", name="fit") as r:
+        r.output("models/m.bin").parent.mkdir()
+        (root / "models" / "m.bin").write_bytes(b"half")
+        for args in (("add", "models/m.bin"), ("add", "models")):
+            got = run(root, *args)
+            assert got.code != 0 and "Traceback" not in got.err, got
+            assert "vfs.track (pid " in got.err, got
+            assert "is writing models/m.bin, an output of run fit" in got.err, got
+        (root / "models" / "m.bin").write_bytes(b"whole")
+    assert r.version is not None and r.version.number == 2
+    assert repo.read_bytes("models/m.bin") == b"whole"
+    assert not (root / ".dvfs" / "pipeline.writing").exists()
+    assert_ok(run(root, "add", "models"))
+    fsck_clean(root)

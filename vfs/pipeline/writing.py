@@ -14,8 +14,13 @@ killed ``repro`` left behind is told by its lock being free and counts for nothi
 locked, then renamed into place, so the file at the name is never seen unlocked while
 its process lives; it is removed when no stage writes.
 
-Format version 1, msgpack: ``{"v": 1, "pid": <int>, "stages": {name: [out, ...]}}``,
-outs as repository paths (bytes); at most ``MAX_FILE`` bytes. A live list that does not
+``vfs.track`` lists a run's outputs the same way while its block runs (and lets go
+before it stages them itself).
+
+Format version 1, msgpack: ``{"v": 1, "pid": <int>, "by": <text>, "unit": <text>,
+"stages": {name: [out, ...]}}``: who writes (``dvfs repro``, ``vfs.track``), what its
+names name (``stage``, ``run``), and outs as repository paths (bytes); at most
+``MAX_FILE`` bytes. A live list that does not
 decode counts as naming the whole working tree (``add`` refuses everything until that
 ``repro`` ends).
 """
@@ -31,7 +36,7 @@ from pathlib import Path
 
 from vfs.errors import FormatError, LockBusy
 from vfs.model.codec import pack, unpack
-from vfs.quoting import quote_name
+from vfs.quoting import escape_text, quote_name
 from vfs.store.durable import TMP_PREFIX, storage_error
 
 FILE_NAME = "pipeline.writing"
@@ -47,13 +52,16 @@ class Writer:
     stage: str
     out: bytes
     pid: int
+    by: str = "`dvfs repro`"
+    unit: str = "stage"
 
 
 class Writing:
     """The list of one ``repro``: :meth:`start` before a stage writes, :meth:`done` after."""
 
-    def __init__(self, dvfs_dir: Path) -> None:
+    def __init__(self, dvfs_dir: Path, by: str = "`dvfs repro`", unit: str = "stage") -> None:
         self.path = dvfs_dir / FILE_NAME
+        self.by, self.unit = by, unit
         self.stages: dict[str, tuple[bytes, ...]] = {}
         self.fd = -1
 
@@ -81,7 +89,7 @@ class Writing:
                 os.close(self.fd)
                 self.fd = -1
             return
-        data = pack({"v": FORMAT, "pid": os.getpid(), "stages": {
+        data = pack({"v": FORMAT, "pid": os.getpid(), "by": self.by, "unit": self.unit, "stages": {
             k: list(v) for k, v in sorted(self.stages.items())
         }})  # fmt: skip
         tmp = self.path.with_name(f"{TMP_PREFIX}{FILE_NAME}.{os.getpid()}")
@@ -138,7 +146,8 @@ def _decode(data: bytes) -> list[Writer]:
         return damaged
     if not (
         isinstance(rec, dict) and rec.get("v") == FORMAT and isinstance(rec.get("pid"), int)
-        and isinstance(rec.get("stages"), dict)
+        and isinstance(rec.get("stages"), dict) and isinstance(rec.get("by"), str)
+        and isinstance(rec.get("unit"), str)
     ):  # fmt: skip
         return damaged
     out = []
@@ -147,7 +156,7 @@ def _decode(data: bytes) -> list[Writer]:
             return damaged
         if not all(isinstance(o, bytes) for o in outs):
             return damaged
-        out += [Writer(name, o, rec["pid"]) for o in outs]
+        out += [Writer(name, o, rec["pid"], rec["by"], rec["unit"]) for o in outs]
     return out
 
 
@@ -169,10 +178,13 @@ def refuse_partial(dvfs_dir: Path, paths: Iterable[bytes]) -> None:
             if _overlaps(p, w.out):
                 what = "the working tree"
                 if w.out:
-                    what = f"{quote_name(w.out)}, an output of stage {quote_name(w.stage)}"
-                who = f"`dvfs repro` (pid {w.pid})" if w.pid else "`dvfs repro`"
+                    what = (
+                        f"{quote_name(w.out)}, an output of {escape_text(w.unit)} "
+                        f"{quote_name(w.stage)}"
+                    )
+                who = escape_text(w.by) + (f" (pid {w.pid})" if w.pid else "")
                 stop = f"stop it (kill -INT {w.pid})" if w.pid else "stop it"
                 raise LockBusy(
                     f"{who} is writing {what}: staged now it would be partial; wait for "
-                    f"the stage to finish, or {stop}, then add again; nothing was staged"
+                    f"it to finish, or {stop}, then add again; nothing was staged"
                 )
