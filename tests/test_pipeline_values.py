@@ -371,3 +371,16 @@ def test_a_toml_date_changed_to_a_string_of_the_same_text_makes_its_stage_stale(
     assert "Restoring stage s from" in repo.ok("repro").out
     assert repo.read("o") == b"date"
     repo.fsck_clean()
+
+
+def test_compare_quotes_a_name_with_a_control_character_as_metrics_show_does(
+    repo: Repo,
+) -> None:
+    repo.write("src.json", '{"a\\tb": 1, "c": 2}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit("one")
+    assert '"a\\tb"' in repo.ok("metrics", "show").out
+    header = repo.ok("compare").out.splitlines()[0]
+    assert '"a\\tb"' in header and "\t" not in header, header  # it was a\tb, unquoted
+    assert_error(repo.run("compare", "--sort", "x\ty"), 'no metric or parameter "x\\ty"')
+    repo.fsck_clean()
