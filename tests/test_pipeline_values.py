@@ -384,3 +384,15 @@ def test_compare_quotes_a_name_with_a_control_character_as_metrics_show_does(
     assert '"a\\tb"' in header and "\t" not in header, header  # it was a\tb, unquoted
     assert_error(repo.run("compare", "--sort", "x\ty"), 'no metric or parameter "x\\ty"')
     repo.fsck_clean()
+
+
+def test_exp_run_and_lineage_quote_what_they_refuse(repo: Repo) -> None:
+    repo.write("params.yaml", 'lr: 1\n"o\\tp": 2\n')
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    line = assert_error(repo.run("exp", "run", "-S", "o\tp=3"), '-S "o\\tp=3": no stage reads')
+    assert 'params.yaml:"o\\tp"' in line
+    assert_error(repo.run("exp", "run", "-S", "x\ty=3"), 'has no parameter "x\\ty"')
+    assert_error(repo.run("lineage", "../a\tb"), '"../a\\tb" is not a path inside')
+    repo.fsck_clean()

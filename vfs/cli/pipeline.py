@@ -453,7 +453,9 @@ def path_arg(ws: Any, arg: str) -> bytes:
     absolute = os.path.abspath(arg)
     rel = os.path.relpath(absolute, ws.root)
     if rel == "." or outside(rel):
-        raise UsageError(f"{arg} is not a path inside the working tree {ws.root}")
+        raise UsageError(
+            f"{quote_name(arg)} is not a path inside the working tree {quote_name(str(ws.root))}"
+        )
     return os.fsencode(rel)
 
 

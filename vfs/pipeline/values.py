@@ -181,8 +181,8 @@ def get(doc: Any, key: str, shown: str) -> Any:
     value = lookup(doc, key)
     if value is _MISSING:
         close = close_keys(doc, key)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValuesError(f"{shown} has no parameter {key}{hint}")
+        hint = f"; did you mean {', '.join(quote_name(c) for c in close)}?" if close else ""
+        raise ValuesError(f"{shown} has no parameter {quote_name(key)}{hint}")
     return plain(value)
 
 
@@ -329,7 +329,7 @@ def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
         if node is None:
             break
     if node is None:
-        raise ValuesError(f"{shown} has no parameter {key}: add it to the file first")
+        raise ValuesError(f"{shown} has no parameter {quote_name(key)}: add it to the file first")
     lo, hi = node.start_mark.index, node.end_mark.index
     plain_date = isinstance(node, yaml.ScalarNode) and not node.style  # unquoted
     if plain_date and _yaml11_date(node.value) and isinstance(value, str) and _yaml11_date(value):
@@ -379,7 +379,8 @@ def _set_toml(text: str, key: str, value: Any, shown: str) -> str:
                 lines[i] = mk.group(1) + _toml_value(value) + mk.group(2) + end
                 return "".join(lines)
     raise ValuesError(
-        f"{shown} has no parameter {key} written as `key = value` under its table: edit it by hand"
+        f"{shown} has no parameter {quote_name(key)} written as `key = value` under its "
+        "table: edit it by hand"
     )
 
 
@@ -388,8 +389,8 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
     doc = load(data, name, shown)
     if is_missing(lookup(doc, key)):
         close = close_keys(doc, key)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValuesError(f"{shown} has no parameter {key}{hint}")
+        hint = f"; did you mean {', '.join(quote_name(c) for c in close)}?" if close else ""
+        raise ValuesError(f"{shown} has no parameter {quote_name(key)}{hint}")
     kind = kind_of(name)
     if kind == "toml" and isinstance(lookup(doc, key), version_params.TomlDate):
         value = _toml_date(key, value, shown)
@@ -407,8 +408,10 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
     except ValuesError:
         again = _MISSING
     if again is _MISSING or plain(again) != plain(value):
-        raise ValuesError(f"could not set {key} in {shown} to {quote_name(str(value))}: "
-                          "edit the file by hand")  # fmt: skip
+        raise ValuesError(
+            f"could not set {quote_name(key)} in {shown} to {quote_name(str(value))}: "
+            "edit the file by hand"
+        )
     return out
 
 
@@ -422,8 +425,8 @@ def _toml_date(key: str, value: Any, shown: str) -> dt.date | dt.time:
         parsed = None
     if not isinstance(parsed, (dt.date, dt.time)):
         raise ValuesError(
-            f"{key} in {shown} is a TOML date or time, and {quote_name(str(value))} is none: "
-            "give one as TOML writes it (2024-01-02, 2024-01-02T10:00:00Z, 10:00:00)"
+            f"{quote_name(key)} in {shown} is a TOML date or time, and {quote_name(str(value))} "
+            "is none: give one as TOML writes it (2024-01-02, 2024-01-02T10:00:00Z, 10:00:00)"
         )
     return parsed
 
