@@ -16,6 +16,8 @@ import yaml
 
 from tests.support.cli import ERROR_PREFIX, Repo, assert_error, cli_command, cli_env, init_repo
 from tests.support.pipeline import PY, staged_paths
+from vfs.pipeline import runner
+from vfs.pipeline.runner import Finished
 
 # Writes a partial output, says it started (with its pid), then waits for a file
 # that the test never makes, unless `fast` exists.
@@ -195,3 +197,32 @@ def test_add_refuses_an_output_a_running_stage_is_writing_until_its_repro_is_gon
     repo.ok("add", "slow.out")
     assert "slow.out" in staged_paths(repo)
     repo.fsck_clean()
+
+
+def test_ctrl_c_stops_parallel_stages_at_once_not_one_after_another() -> None:
+    """Each stage got SIGINT only once the one before had stopped: with --jobs 4 and
+    commands that take SIGINT slowly, Ctrl-C took up to 4 x 6 s."""
+    calls: list[tuple[str, int, int]] = []
+
+    class Command:
+        def __init__(self, i: int, stops_on: int) -> None:
+            self.i, self.stops_on, self.got = i, stops_on, 0
+
+        def signal(self, sig: int) -> None:
+            calls.append(("signal", self.i, sig))
+            self.got = sig
+
+        def wait(self, timeout: float | None = None) -> Finished:
+            calls.append(("wait", self.i, self.got))
+            if self.got != self.stops_on:
+                raise subprocess.TimeoutExpired("cmd", timeout or 0)
+            return Finished(-self.got, [], 0, 0)
+
+    commands = [Command(0, signal.SIGTERM), Command(1, signal.SIGINT), Command(2, signal.SIGTERM)]
+    done = runner.stop_all(commands)  # type: ignore[arg-type]
+    assert [f.code for f in done] == [-signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM]
+    first_wait = calls.index(("wait", 0, signal.SIGINT))
+    assert {c[1] for c in calls[:first_wait] if c[0] == "signal"} == {0, 1, 2}  # all at once
+    terms = [c for c in calls if c[0] == "signal" and c[2] == signal.SIGTERM]
+    assert [c[1] for c in terms] == [0, 2]  # only those still running
+    assert not any(c[2] == signal.SIGKILL for c in calls)

@@ -56,7 +56,7 @@ from vfs.pipeline.cache import Hit, RunCache, key_of
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
 from vfs.pipeline.plan import Options, Outcome, check_inputs, not_checked_out, selection
-from vfs.pipeline.runner import Finished, Output, Running
+from vfs.pipeline.runner import Finished, Output, Running, stop_all
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
@@ -552,8 +552,8 @@ class Repro:
                 if n not in ok and n not in bad and stopping:
                     self.out.skipped.append((n, "the pipeline stopped at a failure"))
         except BaseException:
-            for s in running.values():  # Ctrl-C: stop each command, put its outputs back
-                s.running.stop()
+            stop_all([s.running for s in running.values()])  # Ctrl-C: stop them all at once
+            for s in running.values():  # and put their outputs back
                 self.cleanup_failed(s.decided.stage, s.backups)
                 self.out.skipped.append((s.decided.stage.name, "interrupted while it ran"))
             raise
