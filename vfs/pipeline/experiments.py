@@ -195,6 +195,11 @@ def run(
     names = plan.selection(dag, plan.Options(targets=targets))
     wanted = _inputs(dag, names, settings)
     base = repo.dir / EXP_DIR
+    if base.is_symlink():  # (stale trees are deleted there: never through a link)
+        raise UsageError(
+            f"{quote_name(str(base))} is a symbolic link: dvfs follows no link out of the "
+            "repository; remove it (it is made again) and run the experiment again"
+        )
     base.mkdir(exist_ok=True)
     _stale_trees(base)
     tree = base / f"{name.replace('/', '_')}.tmp-{os.getpid()}"
