@@ -762,3 +762,15 @@ def test_an_experiment_never_deletes_through_a_link_in_place_of_its_directory(
     (repo.root / ".dvfs" / "exp").unlink()
     repo.ok("exp", "run", "-S", "lr=2", "-n", "e1")
     repo.fsck_clean()
+
+
+def test_the_run_cache_is_never_written_through_a_link(repo: Repo, tmp_path: Path) -> None:
+    """.dvfs/runcache made a link: repro wrote its entries wherever it pointed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo.root / ".dvfs" / "runcache").symlink_to(elsewhere)
+    r = repo.ok("run", "-n", "s", "-o", "o", "--", "echo x > o")
+    assert any("runcache" in w and "is a symbolic link" in w for w in warnings_of(r)), r
+    assert list(elsewhere.iterdir()) == []
+    assert repo.read("o") == b"x\n" and "o" in staged_paths(repo)
+    repo.fsck_clean()
