@@ -396,3 +396,20 @@ def test_exp_run_and_lineage_quote_what_they_refuse(repo: Repo) -> None:
     assert_error(repo.run("exp", "run", "-S", "x\ty=3"), 'has no parameter "x\\ty"')
     assert_error(repo.run("lineage", "../a\tb"), '"../a\\tb" is not a path inside')
     repo.fsck_clean()
+
+
+def test_a_param_of_minus_zero_is_zero_in_compare_as_in_params_diff(repo: Repo) -> None:
+    """params diff found -0.0 and 0.0 equal (the stage stayed fresh); compare showed both."""
+    assert values.plain(-0.0) == 0.0 and str(values.plain(-0.0)) == "0.0"
+    repo.write("params.yaml", "lr: -0.0\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("a", "--param", "w=-0.0")
+    repo.write("params.yaml", "lr: 0.0\n")
+    assert "Stage s is fresh" in repo.ok("repro").out
+    repo.ok("add", "params.yaml")
+    repo.commit("b", "--param", "w=0.0")
+    assert repo.json("params", "diff", "v1", "v2", "--json")["params"] == []
+    assert "-0.0" not in repo.ok("compare").out
+    assert [r["params"] for r in repo.json("compare", "--json")] == [{"lr": 0.0, "w": 0.0}] * 2
+    repo.fsck_clean()

@@ -22,7 +22,8 @@ Values are typed as YAML 1.2 (:mod:`vfs.model.yaml12`): ``lr=3e-4`` is a number,
 ``net={depth: 18}`` a mapping. A ``--param`` value is a list or a mapping only when
 written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: b``, and
 so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
-exactly, or JSON cannot show, are kept as text: integers outside 64 bits, NaN and the
+exactly, or JSON cannot show, are kept as text (and ``-0.0`` as ``0.0``, the value it
+equals): integers outside 64 bits, NaN and the
 infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
 values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
 prints them). NumPy (and PyTorch) scalars and arrays given from Python are kept as
@@ -227,7 +228,7 @@ def _plain(value: Any, depth: int, budget: _Budget) -> Any:
         return value if _INT64[0] <= value <= _INT64[1] else _text(str(value), "", budget)
     if isinstance(value, float):
         budget.spend(_OTHER)
-        return finite(value)
+        return finite(value) if value != 0 else 0.0  # (-0.0 is 0.0: one value, shown so)
     if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
         return _plain(value.tolist(), depth, budget)
     return _text(str(value), "parameter value", budget)  # dates, timestamps, !!binary

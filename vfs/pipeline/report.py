@@ -352,7 +352,7 @@ def shown(value: Any) -> str:
     if isinstance(value, str):
         return quote_name(value) if value else '""'
     if isinstance(value, float):
-        value = finite(value)
+        value = finite(value) if value != 0 else 0.0  # (-0.0 recorded before: as 0.0)
         if isinstance(value, str):
             return value
         text = f"{value:.6g}"
