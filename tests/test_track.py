@@ -537,3 +537,21 @@ def test_add_refuses_an_output_of_a_run_in_its_block(repo: vfs.Repo) -> None:
     assert not (root / ".dvfs" / "pipeline.writing").exists()
     assert_ok(run(root, "add", "models"))
     fsck_clean(root)
+
+
+def test_dvfs_own_files_are_refused_as_what_a_run_writes(repo: vfs.Repo) -> None:
+    """metrics="dvfs.yaml" wrote the metrics over the pipeline, and output("dvfs.yaml")
+    was taken: `dvfs run -o dvfs.yaml` is refused."""
+    root = repo.root
+    assert root is not None
+    pipeline = 'stages:\n  a:\n    cmd: "true"\n'
+    (root / "dvfs.yaml").write_text(pipeline)
+    for name in ("dvfs.yaml", "dvfs.runs", "dvfs.lock", "dvfs.toml"):
+        with pytest.raises(vfs.errors.UsageError, match=re.escape(f"{name} is dvfs's own file")):
+            vfs.track(repo, message="t", metrics=name)
+    own = re.escape("dvfs.yaml is dvfs's own file")
+    with pytest.raises(vfs.errors.UsageError, match=own), vfs.track(repo, message="t") as r:
+        r.output("dvfs.yaml")
+    assert (root / "dvfs.yaml").read_text() == pipeline
+    assert [v.number for v in repo.versions()] == [1]
+    fsck_clean(root)

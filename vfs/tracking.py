@@ -96,6 +96,7 @@ from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
+from vfs.pipeline.spec import OWN_FILES
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
@@ -145,6 +146,8 @@ class Run:
         if not self.metrics_path:
             raise UsageError("metrics= names a file, not the root")
         self.history_path = history_name(self.metrics_path)
+        for rel in (self.metrics_path, self.history_path):
+            _not_own_file(rel, "metrics=")
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}
@@ -274,6 +277,7 @@ class Run:
         rel = self._own(path)
         if rel in (self.metrics_path, self.history_path, RUNS_FILE.encode()):
             raise UsageError(f"{quote_name(rel)} is written by the run itself")
+        _not_own_file(rel, "run.output()")
         clash = next((i for i in self.inputs if _overlap(i, rel)), None)
         if clash is not None:
             raise UsageError(
@@ -526,6 +530,16 @@ class Run:
         result = commit.commit(repo, self.message, self.params, self.tag, _warn)
         keep_within_max_size(repo, _warn)  # as after `dvfs commit`
         self.version = self.repo.versions(result.oid.hex(), limit=1)[0]
+
+
+def _not_own_file(rel: bytes, what: str) -> None:
+    """UsageError for ``dvfs.yaml``, ``dvfs.runs``, ``dvfs.lock`` or ``dvfs.toml`` given
+    as a file the run writes (as ``dvfs run -o`` refuses them): written, the
+    pipeline, its runs or the settings would be lost."""
+    if rel in OWN_FILES:
+        raise UsageError(
+            f"{quote_name(rel)} is dvfs's own file: a run cannot write it; give {what} another file"
+        )
 
 
 def track(
