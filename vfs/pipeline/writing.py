@@ -37,7 +37,7 @@ from pathlib import Path
 from vfs.errors import FormatError, LockBusy
 from vfs.model.codec import pack, unpack
 from vfs.quoting import escape_text, quote_name
-from vfs.store.durable import TMP_PREFIX, storage_error
+from vfs.store.durable import storage_error, tmp_name
 
 FILE_NAME = "pipeline.writing"
 FORMAT = 1
@@ -92,9 +92,10 @@ class Writing:
         data = pack({"v": FORMAT, "pid": os.getpid(), "by": self.by, "unit": self.unit, "stages": {
             k: list(v) for k, v in sorted(self.stages.items())
         }})  # fmt: skip
-        tmp = self.path.with_name(f"{TMP_PREFIX}{FILE_NAME}.{os.getpid()}")
+        tmp = tmp_name(self.path)  # (one fsck removes if a kill leaves it)
+        new = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(tmp, new, 0o644)
         except OSError as exc:
             raise storage_error(exc, str(self.path)) from exc
         try:
