@@ -48,6 +48,7 @@ LAYERS = [
         "ops.graph",
         "pipeline.content",
         "pipeline.runs",
+        "pipeline.writing",
         "pipeline.record",
         "pipeline.spec",
         "pipeline.graph",

@@ -828,3 +828,32 @@ def test_a_dep_not_checked_out_is_named_so_with_what_brings_it(repo: Repo, tmp_p
     copy.fail("repro", fragments=("stage t: params.yaml, which it reads parameters from, is "
               "tracked but not checked out: `dvfs pull params.yaml`",), code=2)  # fmt: skip
     copy.fsck_clean()
+
+
+def test_a_stage_name_asked_for_with_a_control_character_is_quoted(repo: Repo) -> None:
+    repo.ok("run", "-n", "one", "--no-exec", "--", "true")
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a stage")
+    name = "a\tb\x1b[31m"
+    shown = '"a\\tb\\033[31m"'
+    for args in (("repro", name), ("exp", "run", name), ("dag", name), ("stage", "remove", name)):
+        line = assert_error(repo.run(*args), f"no stage {shown} in dvfs.yaml")
+        assert "\x1b" not in line and "\t" not in line
+    repo.fsck_clean()
+
+
+def test_a_lock_file_that_is_a_link_is_refused_not_truncated(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs run` truncated the file .dvfs/pipeline.lock linked to (and add, .dvfs/lock's)."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    for name, args in (("pipeline.lock", ("run", "-n", "s", "-o", "o", "--", "echo > o")),
+                       ("lock", ("add", "dvfs.yaml"))):  # fmt: skip
+        link = repo.root / ".dvfs" / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(outside)
+        line = assert_error(repo.run(*args), f".dvfs/{name} is a symbolic link")
+        assert "remove it" in line
+        assert outside.read_text() == "precious\n"
+        link.unlink()
+    repo.ok("run", "-n", "s", "-o", "o", "--", "echo > o")
+    repo.fsck_clean()

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cli import ERROR_PREFIX, Repo, cli_command, cli_env, init_repo
+from tests.support.cli import ERROR_PREFIX, Repo, assert_error, cli_command, cli_env, init_repo
 from tests.support.pipeline import PY, staged_paths
+from vfs.pipeline import runner
+from vfs.pipeline.runner import Finished
 
 # Writes a partial output, says it started (with its pid), then waits for a file
 # that the test never makes, unless `fast` exists.
@@ -66,11 +68,20 @@ def slow_fixture(slow_template: tuple[Repo, Path], tmp_path: Path) -> tuple[Repo
     return Repo(tmp_path / "repo"), marker
 
 
-def start_repro(repo: Repo, marker: Path) -> subprocess.Popen[bytes]:
-    """``dvfs repro`` running, with ``slow`` started (its marker written)."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_repro(
+    repo: Repo, marker: Path, *args: str, sigint_ignored: bool = False
+) -> subprocess.Popen[bytes]:
+    """``dvfs repro`` (or ``dvfs ARGS``) running, with ``slow`` started (its marker
+    written); ``sigint_ignored``: started as a script's background command is, with
+    SIGINT ignored."""
     proc = subprocess.Popen(
-        cli_command("repro"), cwd=repo.root, env=cli_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        cli_command(*(args or ("repro",))), cwd=repo.root, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not marker.exists() or not marker.read_text():
@@ -134,3 +145,84 @@ def test_kill_9_never_records_the_running_stage_and_the_next_repro_recovers(
     shown = repo.show()
     assert sorted(s["stage"] for s in shown["pipeline"]) == ["first", "slow"]
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize("command", [("repro",), ("exp", "run", "-n", "e1")])
+def test_sigint_to_dvfs_alone_stops_the_running_stage_though_started_ignoring_it(
+    slow: tuple[Repo, Path], command: tuple[str, ...]
+) -> None:
+    repo, marker = slow
+    before = repo.read("dvfs.runs")
+    proc = start_repro(repo, marker, *command, sigint_ignored=True)
+    stage = int(marker.read_text())
+    os.kill(proc.pid, signal.SIGINT)  # to dvfs alone, not to its process group
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert len(err.decode().splitlines()) == 1 and err.startswith(ERROR_PREFIX.encode()), err
+    assert b"interrupted" in err and b"Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # the stage was stopped, not left running
+        os.kill(stage, 0)
+    assert repo.read("slow.out") == b"slow made one\n"  # the previous output is back
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    if command[0] == "exp":
+        assert repo.read("dvfs.runs") == before
+        assert "exp/e1" not in repo.ok("branch").out
+        assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
+    else:
+        assert b"stage slow was stopped: it recorded nothing" in err
+        runs = yaml.safe_load(repo.read("dvfs.runs"))["stages"]
+        assert runs["slow"] == yaml.safe_load(before)["stages"]["slow"]
+    repo.fsck_clean()
+
+
+def test_add_refuses_an_output_a_running_stage_is_writing_until_its_repro_is_gone(
+    slow: tuple[Repo, Path],
+) -> None:
+    repo, marker = slow
+    proc = start_repro(repo, marker)
+    try:
+        assert repo.read("slow.out") == b"partial"
+        for args in (("add", "slow.out"), ("add", "."), ("commit", "-a", "-m", "partial")):
+            line = assert_error(repo.run(*args), "is writing slow.out, an output of stage slow")
+            assert f"(pid {proc.pid})" in line and f"kill -INT {proc.pid}" in line, line
+            assert "nothing was staged" in line
+        assert "slow.out" not in staged_paths(repo)
+        repo.write("other.txt", "mine\n")
+        repo.ok("add", "other.txt")  # what no stage writes is staged as ever
+    finally:
+        proc.kill()  # a list left by a repro killed -9 blocks nothing
+        proc.communicate(timeout=60)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+    assert (repo.root / ".dvfs" / "pipeline.writing").exists()
+    repo.ok("add", "slow.out")
+    assert "slow.out" in staged_paths(repo)
+    repo.fsck_clean()
+
+
+def test_ctrl_c_stops_parallel_stages_at_once_not_one_after_another() -> None:
+    """Each stage got SIGINT only once the one before had stopped: with --jobs 4 and
+    commands that take SIGINT slowly, Ctrl-C took up to 4 x 6 s."""
+    calls: list[tuple[str, int, int]] = []
+
+    class Command:
+        def __init__(self, i: int, stops_on: int) -> None:
+            self.i, self.stops_on, self.got = i, stops_on, 0
+
+        def signal(self, sig: int) -> None:
+            calls.append(("signal", self.i, sig))
+            self.got = sig
+
+        def wait(self, timeout: float | None = None) -> Finished:
+            calls.append(("wait", self.i, self.got))
+            if self.got != self.stops_on:
+                raise subprocess.TimeoutExpired("cmd", timeout or 0)
+            return Finished(-self.got, [], 0, 0)
+
+    commands = [Command(0, signal.SIGTERM), Command(1, signal.SIGINT), Command(2, signal.SIGTERM)]
+    done = runner.stop_all(commands)  # type: ignore[arg-type]
+    assert [f.code for f in done] == [-signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM]
+    first_wait = calls.index(("wait", 0, signal.SIGINT))
+    assert {c[1] for c in calls[:first_wait] if c[0] == "signal"} == {0, 1, 2}  # all at once
+    terms = [c for c in calls if c[0] == "signal" and c[2] == signal.SIGTERM]
+    assert [c[1] for c in terms] == [0, 2]  # only those still running
+    assert not any(c[2] == signal.SIGKILL for c in calls)

@@ -741,3 +741,36 @@ def test_params_diff_shows_two_values_that_differ_as_different(repo: Repo) -> No
     repo.write("params.yaml", "lr: 0.25\n")
     assert repo.ok("params", "diff").out.split()[3:] == ["lr", "1", "0.25"]
     repo.fsck_clean()
+
+
+def test_an_experiment_never_deletes_through_a_link_in_place_of_its_directory(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """.dvfs/exp made a link led exp run to delete what looked like its stale trees there."""
+    victim = tmp_path / "elsewhere"
+    (victim / "keep.tmp-999999").mkdir(parents=True)
+    (victim / "keep.tmp-999999" / "f").write_text("precious")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo x > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    (repo.root / ".dvfs" / "exp").symlink_to(victim)
+    line = assert_error(repo.run("exp", "run", "-S", "lr=2", "-n", "e1"), "is a symbolic link")
+    assert "remove it" in line
+    assert (victim / "keep.tmp-999999" / "f").read_text() == "precious"
+    assert "exp/e1" not in repo.ok("branch").out
+    (repo.root / ".dvfs" / "exp").unlink()
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "e1")
+    repo.fsck_clean()
+
+
+def test_the_run_cache_is_never_written_through_a_link(repo: Repo, tmp_path: Path) -> None:
+    """.dvfs/runcache made a link: repro wrote its entries wherever it pointed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo.root / ".dvfs" / "runcache").symlink_to(elsewhere)
+    r = repo.ok("run", "-n", "s", "-o", "o", "--", "echo x > o")
+    assert any("runcache" in w and "is a symbolic link" in w for w in warnings_of(r)), r
+    assert list(elsewhere.iterdir()) == []
+    assert repo.read("o") == b"x\n" and "o" in staged_paths(repo)
+    repo.fsck_clean()

@@ -17,6 +17,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
+from vfs.model.params import TomlDate
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -158,13 +159,15 @@ def test_setting_a_date_keeps_it_a_date() -> None:
     out = values.set_value(toml, b"c.toml", "start", "2024-02-02", "c.toml")
     assert out == toml.replace(b"2024-01-02 # day", b"2024-02-02 # day")
     out = values.set_value(toml, b"c.toml", "at", "2024-02-02T11:00:00+01:00", "c.toml")
-    assert values.load(out, b"c.toml", "c.toml")["at"] == dt.datetime.fromisoformat(
+    at = values.load(out, b"c.toml", "c.toml")["at"]  # a date, read as its text
+    assert isinstance(at, TomlDate) and at == str(dt.datetime.fromisoformat(
         "2024-02-02T11:00:00+01:00"
-    )
+    ))  # fmt: skip
     out = values.set_value(toml, b"c.toml", "t", "08:00:00", "c.toml")
-    assert values.load(out, b"c.toml", "c.toml")["t"] == dt.time(8)
+    t = values.load(out, b"c.toml", "c.toml")["t"]
+    assert isinstance(t, TomlDate) and t == str(dt.time(8))
     out = values.set_value(toml, b"c.toml", "name", "2024-02-02", "c.toml")  # text stays text
-    assert values.load(out, b"c.toml", "c.toml")["name"] == "2024-02-02"
+    assert type(values.load(out, b"c.toml", "c.toml")["name"]) is str
     for wrong in ("tomorrow", 3):
         with pytest.raises(ValuesError, match=re.escape("start in c.toml is a TOML date or time")):
             values.set_value(toml, b"c.toml", "start", wrong, "c.toml")
@@ -301,3 +304,112 @@ def test_a_value_of_another_type_inside_a_list_or_mapping_is_a_change(repo: Repo
     assert "Stage s is fresh" in repo.ok("repro", "--dry-run").out
     assert values.same([1, {"a": (2.5, "x")}], (1, {"a": [2.5, "x"]}))
     assert not values.same({"a": 1}, {"a": 1, "b": 2})
+
+
+def test_minus_zero_is_zero_to_metrics_diff_and_compare_alike(repo: Repo) -> None:
+    """-0.0 and 0.0 were one value to `metrics diff` and two to `compare` (-0.0, 0.0)."""
+    assert values.flatten({"loss": -0.0, "l": [-0.0]}) == {"l.0": 0.0, "loss": 0.0}
+    repo.ok("run", "-n", "s", "-m", "m.json", "--", "echo '{\"loss\": -0.0}' > m.json")
+    repo.commit("one")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.json", "--", "echo '{\"loss\": 0.0}' > m.json")
+    repo.commit("two")
+    assert repo.json("metrics", "diff", "v1", "v2", "--json")["metrics"] == []
+    rows = repo.json("compare", "--json")
+    assert [r["metrics"] for r in rows] == [{"loss": 0.0}, {"loss": 0.0}]
+    assert "-0.0" not in repo.ok("compare").out + repo.ok("compare", "--csv").out
+    assert "-0.0" not in repo.ok("metrics", "show", "v1").out
+    repo.fsck_clean()
+
+
+def test_a_json_key_given_twice_is_named_with_its_file(repo: Repo) -> None:
+    """The last of the two values was shown as the metric, without a word."""
+    with pytest.raises(ValuesError, match=re.escape('c.json is not valid JSON: the key "a\\tb"')):
+        values.load(b'{"x": {"a\\tb": 1, "a\\tb": 2}}', b"c.json", "c.json")
+    repo.ok("run", "-n", "s", "-m", "m.json", "--", 'echo \'{"acc": 0.5, "acc": 0.9}\' > m.json')
+    repo.commit("one")
+    for args in (("metrics", "show"), ("metrics", "diff"), ("compare",)):
+        r = repo.run(*args)
+        assert r.code == 1, r
+        assert any(
+            "m.json is not valid JSON: the key acc is given twice" in w for w in warnings_of(r)
+        ), r
+        assert "0.9" not in r.out, r
+    repo.write("config.json", '{"lr": 0.1, "lr": 0.2}')
+    r = repo.run("run", "-n", "t", "-p", "config.json:lr", "-o", "o.txt", "--", "echo > o.txt")
+    assert_error(r, "config.json is not valid JSON: the key lr is given twice")
+    repo.fsck_clean()
+
+
+def test_a_toml_date_changed_to_a_string_of_the_same_text_makes_its_stage_stale(
+    repo: Repo,
+) -> None:
+    """The run recorded the date as its text, so the string "2024-01-02" read as the
+    same value: the stage stayed fresh though its program now read a str."""
+    script = (
+        "import tomllib; c = tomllib.load(open('c.toml', 'rb')); "
+        "open('o', 'w').write(type(c['start']).__name__)"
+    )
+    repo.write("c.toml", "start = 2024-01-02\n")
+    repo.ok("run", "-n", "s", "-p", "c.toml:start", "-o", "o", "--", sys.executable, "-c",
+            script)  # fmt: skip
+    repo.ok("add", "c.toml")
+    repo.commit("a date")
+    assert "'!toml-date': '2024-01-02'" in repo.read("dvfs.runs").decode()
+    repo.write("c.toml", 'start = "2024-01-02"\n')
+    r = repo.ok("repro", "--dry-run")
+    assert "Would run stage s: param c.toml:start 2024-01-02 (a TOML date) -> 2024-01-02" in r.out
+    repo.ok("repro")
+    assert repo.read("o") == b"str"
+    repo.ok("add", "c.toml")
+    repo.commit("a string")
+    diff = repo.json("params", "diff", "v1", "v2", "--json")["params"]
+    assert diff == [
+        {"name": "c.toml:start", "old": "2024-01-02", "new": "2024-01-02", "changed": True}
+    ]
+    assert "start: '2024-01-02'" in repo.ok("show", "v1", "--format", "yaml").out
+    repo.write("c.toml", "start = 2024-01-02\n")  # the date again: its run, from the cache
+    assert "Restoring stage s from" in repo.ok("repro").out
+    assert repo.read("o") == b"date"
+    repo.fsck_clean()
+
+
+def test_compare_quotes_a_name_with_a_control_character_as_metrics_show_does(
+    repo: Repo,
+) -> None:
+    repo.write("src.json", '{"a\\tb": 1, "c": 2}')
+    repo.ok("run", "-n", "s", "-d", "src.json", "-m", "m.json", "--", "cp src.json m.json")
+    repo.commit("one")
+    assert '"a\\tb"' in repo.ok("metrics", "show").out
+    header = repo.ok("compare").out.splitlines()[0]
+    assert '"a\\tb"' in header and "\t" not in header, header  # it was a\tb, unquoted
+    assert_error(repo.run("compare", "--sort", "x\ty"), 'no metric or parameter "x\\ty"')
+    repo.fsck_clean()
+
+
+def test_exp_run_and_lineage_quote_what_they_refuse(repo: Repo) -> None:
+    repo.write("params.yaml", 'lr: 1\n"o\\tp": 2\n')
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    line = assert_error(repo.run("exp", "run", "-S", "o\tp=3"), '-S "o\\tp=3": no stage reads')
+    assert 'params.yaml:"o\\tp"' in line
+    assert_error(repo.run("exp", "run", "-S", "x\ty=3"), 'has no parameter "x\\ty"')
+    assert_error(repo.run("lineage", "../a\tb"), '"../a\\tb" is not a path inside')
+    repo.fsck_clean()
+
+
+def test_a_param_of_minus_zero_is_zero_in_compare_as_in_params_diff(repo: Repo) -> None:
+    """params diff found -0.0 and 0.0 equal (the stage stayed fresh); compare showed both."""
+    assert values.plain(-0.0) == 0.0 and str(values.plain(-0.0)) == "0.0"
+    repo.write("params.yaml", "lr: -0.0\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("a", "--param", "w=-0.0")
+    repo.write("params.yaml", "lr: 0.0\n")
+    assert "Stage s is fresh" in repo.ok("repro").out
+    repo.ok("add", "params.yaml")
+    repo.commit("b", "--param", "w=0.0")
+    assert repo.json("params", "diff", "v1", "v2", "--json")["params"] == []
+    assert "-0.0" not in repo.ok("compare").out
+    assert [r["params"] for r in repo.json("compare", "--json")] == [{"lr": 0.0, "w": 0.0}] * 2
+    repo.fsck_clean()

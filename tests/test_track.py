@@ -517,3 +517,41 @@ def test_a_long_run_logging_every_step_is_recorded_with_a_bounded_history(
     assert len(steps) <= 101 and steps[0] == 0 and steps[-1] == 1000  # the whole run, bounded
     assert len({b - a for a, b in itertools.pairwise(steps[:-1])}) == 1  # evenly spread
     fsck_clean(root)
+
+
+def test_add_refuses_an_output_of_a_run_in_its_block(repo: vfs.Repo) -> None:
+    """`dvfs add` of what a run was still writing staged half a model."""
+    root = repo.root
+    assert root is not None
+    with vfs.track(repo, message="train", name="fit") as r:
+        r.output("models/m.bin").parent.mkdir()
+        (root / "models" / "m.bin").write_bytes(b"half")
+        for args in (("add", "models/m.bin"), ("add", "models")):
+            got = run(root, *args)
+            assert got.code != 0 and "Traceback" not in got.err, got
+            assert "vfs.track (pid " in got.err, got
+            assert "is writing models/m.bin, an output of run fit" in got.err, got
+        (root / "models" / "m.bin").write_bytes(b"whole")
+    assert r.version is not None and r.version.number == 2
+    assert repo.read_bytes("models/m.bin") == b"whole"
+    assert not (root / ".dvfs" / "pipeline.writing").exists()
+    assert_ok(run(root, "add", "models"))
+    fsck_clean(root)
+
+
+def test_dvfs_own_files_are_refused_as_what_a_run_writes(repo: vfs.Repo) -> None:
+    """metrics="dvfs.yaml" wrote the metrics over the pipeline, and output("dvfs.yaml")
+    was taken: `dvfs run -o dvfs.yaml` is refused."""
+    root = repo.root
+    assert root is not None
+    pipeline = 'stages:\n  a:\n    cmd: "true"\n'
+    (root / "dvfs.yaml").write_text(pipeline)
+    for name in ("dvfs.yaml", "dvfs.runs", "dvfs.lock", "dvfs.toml"):
+        with pytest.raises(vfs.errors.UsageError, match=re.escape(f"{name} is dvfs's own file")):
+            vfs.track(repo, message="t", metrics=name)
+    own = re.escape("dvfs.yaml is dvfs's own file")
+    with pytest.raises(vfs.errors.UsageError, match=own), vfs.track(repo, message="t") as r:
+        r.output("dvfs.yaml")
+    assert (root / "dvfs.yaml").read_text() == pipeline
+    assert [v.number for v in repo.versions()] == [1]
+    fsck_clean(root)

@@ -49,7 +49,9 @@ made meanwhile stops the recording before anything is written. A metrics file th
 ignore rules keep out is refused when the first metrics are logged. While the block runs
 the working tree's pipeline lock is held (as by ``dvfs repro``: another ``repro`` or
 ``track`` waits for nothing and is refused; a ``track`` nested in the block is told
-so). ``input``, ``output`` and ``log_metrics`` work inside the block only: after
+so), and the outputs declared are listed as being written (``vfs.pipeline.writing``:
+``dvfs add`` refuses them until the run stages them). ``input``, ``output`` and
+``log_metrics`` work inside the block only: after
 it, what they would add could no longer be recorded, so they raise ``UsageError``
 rather than drop it. A Run is used once.
 
@@ -94,6 +96,8 @@ from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
+from vfs.pipeline.spec import OWN_FILES
+from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
@@ -142,6 +146,8 @@ class Run:
         if not self.metrics_path:
             raise UsageError("metrics= names a file, not the root")
         self.history_path = history_name(self.metrics_path)
+        for rel in (self.metrics_path, self.history_path):
+            _not_own_file(rel, "metrics=")
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}
@@ -192,6 +198,9 @@ class Run:
         self.workers = self._stack.enter_context(Workers(settings.threads()))
         try:
             self._stack.enter_context(ws.exclusive())
+            assert ws.repo is not None
+            self.writing = Writing(ws.repo.dir, "vfs.track", "run")  # (vfs.pipeline.writing)
+            self._stack.callback(self.writing.close)
             if self.name in _stages(ws):
                 raise UsageError(
                     f"stage {self.name} is defined in {PIPELINE_FILE}: this run would "
@@ -268,6 +277,7 @@ class Run:
         rel = self._own(path)
         if rel in (self.metrics_path, self.history_path, RUNS_FILE.encode()):
             raise UsageError(f"{quote_name(rel)} is written by the run itself")
+        _not_own_file(rel, "run.output()")
         clash = next((i for i in self.inputs if _overlap(i, rel)), None)
         if clash is not None:
             raise UsageError(
@@ -277,6 +287,7 @@ class Run:
         self._refuse_ignored([rel], is_dir=names_dir(path))
         if rel not in self.outputs:
             self.outputs.append(rel)
+            self.writing.start(self.name, self.outputs)  # `dvfs add` refuses it meanwhile
         return self.root / os.fsdecode(rel)
 
     def log_metrics(self, values: Mapping[str, Any], step: SupportsIndex | None = None) -> None:
@@ -512,12 +523,23 @@ class Run:
             del runs[other]  # a run elsewhere that claimed these outputs
         runs[self.name] = record
         repo = self.repo.repository
+        self.writing.close()  # (written: staged now, by this run)
         workflow.add(repo, [str(self.root / os.fsdecode(o)) for o in outs], self.workers, _warn)
         self.ws.write(RUNS_FILE.encode(), runs_file.dump(runs))
         workflow.add(repo, [str(self.root / RUNS_FILE)], self.workers, _warn)
         result = commit.commit(repo, self.message, self.params, self.tag, _warn)
         keep_within_max_size(repo, _warn)  # as after `dvfs commit`
         self.version = self.repo.versions(result.oid.hex(), limit=1)[0]
+
+
+def _not_own_file(rel: bytes, what: str) -> None:
+    """UsageError for ``dvfs.yaml``, ``dvfs.runs``, ``dvfs.lock`` or ``dvfs.toml`` given
+    as a file the run writes (as ``dvfs run -o`` refuses them): written, the
+    pipeline, its runs or the settings would be lost."""
+    if rel in OWN_FILES:
+        raise UsageError(
+            f"{quote_name(rel)} is dvfs's own file: a run cannot write it; give {what} another file"
+        )
 
 
 def track(

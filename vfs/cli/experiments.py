@@ -318,10 +318,10 @@ def _show_compared(done: Compared, as_csv: bool, as_json: bool) -> None:
     t = Table(show_edge=False, pad_edge=False, header_style="bold")
     for h in ["rev", "created", "message"]:
         t.add_column(h, no_wrap=True, overflow="ellipsis", max_width=40 if h == "message" else None)
-    for k in pcols:
-        t.add_column(escape_text(k), no_wrap=True, justify="right", style="cyan")
+    for k in pcols:  # (names quoted as `params diff` and `metrics show` quote them)
+        t.add_column(quote_name(k), no_wrap=True, justify="right", style="cyan")
     for k in mcols:
-        t.add_column(escape_text(k), no_wrap=True, justify="right", style="green")
+        t.add_column(quote_name(k), no_wrap=True, justify="right", style="green")
     for r, cells in table:
         t.add_row(
             Text(escape_text(r.label)), Text(r.created), Text(escape_text(r.message)),

@@ -49,6 +49,8 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
     with workers() as w, ws.exclusive():
         job = repro.Repro(ws, dag, w, say_to(output, as_json), warn, output)
         out = job.run(opts)
+    if out.interrupted and not as_json:
+        raise repro.Interrupted(interrupted_line(out))
     if as_json:
         emit_json(out.as_json())
     elif opts.dry_run:
@@ -96,11 +98,7 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
     for name, reason in out.skipped if not as_json and not opts.dry_run else ():
         click.echo(f"dvfs: stage {name} not run: {escape_text(reason)}", err=True)
     if out.interrupted:
-        done = len(out.ran) + len(out.restored)
-        raise repro.Interrupted(
-            f"interrupted: {count(done, 'stage')} finished and recorded; the stage that was "
-            "running recorded nothing and its previous outputs are back"
-        )
+        raise repro.Interrupted(interrupted_line(out))
     if out.failed:
         for name, _, tail in out.failed:
             if tail and not as_json:
@@ -113,6 +111,21 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
             click.echo(f"dvfs: {escape_text(message)}", err=True)
         names = ", ".join(n for n, _, _ in out.failed)
         raise repro.StageFailed(f"{len(out.failed)} stages failed: {names} (see above)")
+
+
+def interrupted_line(out: Any) -> str:
+    """The one line of a pipeline stopped by Ctrl-C, SIGINT or SIGTERM."""
+    done = len(out.ran) + len(out.restored)
+    stopped = [n for n, why in out.skipped if why == "interrupted while it ran"]
+    if not stopped:
+        return f"interrupted: {count(done, 'stage')} finished and recorded; no stage was running"
+    one = len(stopped) == 1
+    return (
+        f"interrupted: {count(done, 'stage')} finished and recorded; "
+        f"{'stage' if one else 'stages'} {', '.join(stopped)} {'was' if one else 'were'} "
+        f"stopped: {'it' if one else 'they'} recorded nothing and the previous outputs are "
+        f"back (`dvfs repro` runs {'it' if one else 'them'} again)"
+    )
 
 
 CMD_SETTINGS = {"ignore_unknown_options": True, "allow_interspersed_args": False}
@@ -353,7 +366,9 @@ def stage_remove(names: tuple[str, ...]) -> None:
         p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
         missing = [n for n in names if n not in p.stages]
         if missing:
-            raise UsageError(f"no stage {missing[0]} in {PIPELINE_FILE}: nothing was removed")
+            raise UsageError(
+                f"no stage {quote_name(missing[0])} in {PIPELINE_FILE}: nothing was removed"
+            )
         text = p.text
         for n in names:
             text = spec.without_stage(spec.parse(text), n)
@@ -392,7 +407,7 @@ def dag(stage: str | None, fmt: str, outs: bool) -> None:
 
     g = pipeline_here()[2]
     if stage is not None and stage not in g.stages:
-        raise UsageError(f"no stage {stage} in dvfs.yaml: `dvfs stage list` shows them")
+        raise UsageError(f"no stage {quote_name(stage)} in dvfs.yaml: `dvfs stage list` shows them")
     names = g.closure([stage], down=False) if stage else list(g.stages)
     if fmt == "json":
         click.echo(graph.to_json(g, names, outs), nl=False)
@@ -438,7 +453,9 @@ def path_arg(ws: Any, arg: str) -> bytes:
     absolute = os.path.abspath(arg)
     rel = os.path.relpath(absolute, ws.root)
     if rel == "." or outside(rel):
-        raise UsageError(f"{arg} is not a path inside the working tree {ws.root}")
+        raise UsageError(
+            f"{quote_name(arg)} is not a path inside the working tree {quote_name(str(ws.root))}"
+        )
     return os.fsencode(rel)
 
 

@@ -22,7 +22,8 @@ Values are typed as YAML 1.2 (:mod:`vfs.model.yaml12`): ``lr=3e-4`` is a number,
 ``net={depth: 18}`` a mapping. A ``--param`` value is a list or a mapping only when
 written in flow style (``[...]``, ``{...}``): ``note=a: b`` stays the text ``a: b``, and
 so does a value that is not valid YAML (``x=[1``). Values msgpack cannot hold
-exactly, or JSON cannot show, are kept as text: integers outside 64 bits, NaN and the
+exactly, or JSON cannot show, are kept as text (and ``-0.0`` as ``0.0``, the value it
+equals): integers outside 64 bits, NaN and the
 infinities (``.nan``, ``.inf``, ``-.inf``; a ``--param`` keeps the text as given), and
 values with explicit YAML tags such as ``!!timestamp`` or ``!!binary`` (as Python
 prints them). NumPy (and PyTorch) scalars and arrays given from Python are kept as
@@ -227,7 +228,7 @@ def _plain(value: Any, depth: int, budget: _Budget) -> Any:
         return value if _INT64[0] <= value <= _INT64[1] else _text(str(value), "", budget)
     if isinstance(value, float):
         budget.spend(_OTHER)
-        return finite(value)
+        return finite(value) if value != 0 else 0.0  # (-0.0 is 0.0: one value, shown so)
     if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy and torch values
         return _plain(value.tolist(), depth, budget)
     return _text(str(value), "parameter value", budget)  # dates, timestamps, !!binary
@@ -279,3 +280,48 @@ def _one_name_each(params: dict[str, Any]) -> None:
                 )
             else:
                 seen[name] = where
+
+
+class TomlDate(str):
+    """A TOML date, time or date-time a stage read, as its text (``2024-01-02``,
+    ``2024-01-02 10:00:00+00:00``): shown as that text, but another value than a
+    string of the same characters (a program reading the file gets a date, not a
+    string), so a date changed to such a string is a change.
+
+    Records keep the type as a mapping of one key, :data:`DATE_KEY` (``{"!toml-date":
+    "2024-01-02"}``): :func:`to_record` before a value is encoded (a version's pipeline,
+    ``dvfs.runs``, a run cache key), :func:`from_record` when it is decoded. A dvfs that
+    predates it shows that mapping.
+    """
+
+    __slots__ = ()
+
+
+DATE_KEY = "!toml-date"
+_RECORD_DEPTH = 64  # (values nest at most MAX_DEPTH levels; records are checked for it)
+
+
+def to_record(value: Any, depth: int = 0) -> Any:
+    """``value`` with each :class:`TomlDate` as its record form (see the class)."""
+    if isinstance(value, TomlDate):
+        return {DATE_KEY: str(value)}
+    if depth > _RECORD_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {k: to_record(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_record(v, depth + 1) for v in value]
+    return value
+
+
+def from_record(value: Any, depth: int = 0) -> Any:
+    """``value`` with each record form of a date a :class:`TomlDate` again."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(DATE_KEY), str):
+            return TomlDate(value[DATE_KEY])
+        if depth > _RECORD_DEPTH:
+            return value
+        return {k: from_record(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list) and depth <= _RECORD_DEPTH:
+        return [from_record(v, depth + 1) for v in value]
+    return value

@@ -28,7 +28,9 @@ stage whose outputs the version holds as its last run made them, sorted by name:
     refused); ids are content ids (``vfs.pipeline.content``: a file's digest, or a
     digest of a directory's listing); deps, outs and metrics are sorted by path
     without repeats, params by (file, key); metrics are paths among the outs; value
-    is any parameter value (as in ``params``); run is the run that made the outs:
+    is any parameter value (as in ``params``; a TOML date a stage read is the map
+    ``{"!toml-date": TEXT}``, decoded as ``vfs.model.params.TomlDate``); run is the
+    run that made the outs:
     exit status, start time, duration (ns), host, dvfs and Python versions, and the
     git commit around the working tree, if any. At most ``MAX_STAGES`` stages, each
     with at most ``MAX_PATHS`` deps, outs, params and metrics; a cmd of at most
@@ -52,6 +54,7 @@ from typing import Any
 from vfs.errors import FormatError, ReservedName
 from vfs.model.codec import DIR_MODE, Entry, Kind, check_name, is_id, is_int, pack, unpack
 from vfs.model.names import is_reserved_at_root
+from vfs.model.params import from_record, to_record
 
 VERSION_FORMAT = 1
 # How deeply a version's parameters and pipeline may nest lists and maps: printing
@@ -138,7 +141,9 @@ def _stage_row(s: StageRecord) -> dict[str, Any]:
         "wdir": s.wdir,
         "deps": [[p, i] for p, i in sorted(s.deps)],
         "outs": [[p, i] for p, i in sorted(s.outs)],
-        "params": [[f, k, v] for f, k, v in sorted(s.params, key=lambda x: (x[0], x[1]))],
+        "params": [
+            [f, k, to_record(v)] for f, k, v in sorted(s.params, key=lambda x: (x[0], x[1]))
+        ],
         "metrics": sorted(s.metrics),
         "run": {
             "exit": r.exit, "started_ns": r.started_ns, "ns": r.duration_ns, "host": r.host,
@@ -331,7 +336,7 @@ def _decode_stage(rec: object) -> StageRecord:
             raise _bad_stage("bad param")
         if plist and not (plist[-1][0], plist[-1][1]) < (row[0], row[1]):
             raise _bad_stage("params unsorted or repeated")
-        plist.append((row[0], row[1], row[2]))
+        plist.append((row[0], row[1], from_record(row[2])))
     metrics = rec["metrics"]
     out_paths = {p for p, _ in outs}
     if (

@@ -113,12 +113,14 @@ class Dumper(_SafeDumper):  # type: ignore[misc]
         PyYAML writes NEL (U+0085) and the Unicode line and paragraph separators raw
         inside plain or single-quoted text, where a reader folds them into spaces.
         """
+        data = str(data)  # (a str subclass, such as a TOML date's text: libyaml wants a str)
         style = '"' if _ODD_BREAKS.search(data) else None
         node: yaml.ScalarNode = self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
         return node
 
 
 Dumper.add_representer(str, Dumper.represent_str)
+Dumper.add_multi_representer(str, Dumper.represent_str)  # (a TOML date's text: as text)
 
 
 for _tag, _regexp, _first in CORE:
@@ -144,6 +146,7 @@ if _CDumper is not None:
         """
 
     FastDumper.add_representer(str, Dumper.represent_str)
+    FastDumper.add_multi_representer(str, Dumper.represent_str)
     for _tag, _regexp, _first in CORE:
         if _tag != _MERGE:
             FastDumper.add_implicit_resolver(_tag, _regexp, _first)

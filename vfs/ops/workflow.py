@@ -28,6 +28,7 @@ from vfs.model.names import (
 from vfs.ops import merging
 from vfs.ops.diff import outermost
 from vfs.ops.status import quiet, status, work_state
+from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
 from vfs.repo.repository import Repository
@@ -178,6 +179,7 @@ def add(
                 )
                 name = b"/".join(parts[: at + 1])
                 raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
+        refuse_partial(repo.dir, rels)  # a stage's output being written (and once hashed)
         for a, rel in zip(args, rels, strict=True):
             st = lstat_or_none(repo.root, rel)
             if index.under(rel):
@@ -245,6 +247,11 @@ def add(
             repo.store.discard()
             if isinstance(exc, FileUnreadable):
                 raise FileUnreadable(f"{exc}; {UNREADABLE}") from None
+            raise
+        try:
+            refuse_partial(repo.dir, rels)  # a stage started while they were read
+        except BaseException:
+            repo.store.discard()
             raise
         if let_go:
             index = repo.index()  # (unchanged: the lock is held)

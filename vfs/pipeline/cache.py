@@ -18,7 +18,8 @@ Key (32 bytes, the entry's file name in hex)::
                                [out, ...]]))   # lists sorted, as in vfs.model.version_codec
 
 Entry ``.dvfs/runcache/<2 hex>/<62 hex>`` (msgpack, written atomically once the
-objects it names are on disk)::
+objects it names are on disk; never read or written through a symbolic link: a
+``runcache`` that is one is left alone, with a warning)::
 
     {"v": 1, "tree": <id of a tree holding the outputs at their paths>,
      "stage": <the run, as one stage of a version's pipeline (vfs.model.version_codec)>}
@@ -36,11 +37,13 @@ from typing import Any
 
 import msgpack
 
-from vfs.errors import DvfsError
+from vfs.errors import DvfsError, FormatError
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
+from vfs.model.params import to_record
 from vfs.model.version_codec import StageRecord, decode_pipeline, encode_pipeline
 from vfs.ops.commit import build_tree_rows
+from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Staged, as_row
 from vfs.store.durable import write_atomic
@@ -63,7 +66,7 @@ def key_of(
         cmd if isinstance(cmd, str) else list(cmd),
         wdir,
         [[p, i] for p, i in sorted(deps)],
-        [[f, k, v] for f, k, v in sorted(params, key=lambda x: (x[0], x[1]))],
+        [[f, k, to_record(v)] for f, k, v in sorted(params, key=lambda x: (x[0], x[1]))],
         sorted(outs),
     ]
     return hash_bytes(b"run\0" + msgpack.packb(body, use_bin_type=True))
@@ -96,6 +99,11 @@ class RunCache:
         h = key.hex()
         return self.dir / h[:2] / h[2:]
 
+    def _linked(self, path: Any) -> bool:
+        """True if the run cache, or the directory of entry ``path``, is a symbolic link:
+        an entry is then neither read nor written (it would be outside the repository)."""
+        return bool(self.dir.is_symlink() or path.parent.is_symlink())
+
     def find(self, key: bytes) -> Hit | None:
         """A run with this key whose outputs can all be restored from the store, or None."""
         hit = self._local(key)
@@ -104,8 +112,11 @@ class RunCache:
         return self._in_versions(key)
 
     def _local(self, key: bytes) -> Hit | None:
+        path = self._path(key)
+        if self._linked(path):
+            return None
         try:
-            raw = self._path(key).read_bytes()
+            raw = path.read_bytes()
         except OSError:
             return None
         try:
@@ -124,7 +135,9 @@ class RunCache:
 
     def trees(self) -> Iterator[bytes]:
         """The output tree named by each entry (what ``dvfs gc`` keeps); entries that do
-        not decode are skipped (they are misses)."""
+        not decode are skipped (they are misses; so is a cache that is a link)."""
+        if self.dir.is_symlink():
+            return
         with contextlib.suppress(FileNotFoundError):
             for sub in sorted(os.listdir(self.dir)):
                 with contextlib.suppress(NotADirectoryError, FileNotFoundError):
@@ -205,8 +218,16 @@ class RunCache:
             return 0
         self.repo.store.sync()
         done = 0
+        if self.dir.is_symlink():
+            self._pending.clear()
+            raise FormatError(
+                f"{quote_name(str(self.dir))} is a symbolic link: dvfs writes nothing out of "
+                "the repository; remove it (the run cache is made again)"
+            )
         for key, entry in self._pending:
             path = self._path(key)
+            if self._linked(path):
+                continue
             with contextlib.suppress(OSError):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, entry, sync=False)

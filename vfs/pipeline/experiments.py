@@ -195,6 +195,11 @@ def run(
     names = plan.selection(dag, plan.Options(targets=targets))
     wanted = _inputs(dag, names, settings)
     base = repo.dir / EXP_DIR
+    if base.is_symlink():  # (stale trees are deleted there: never through a link)
+        raise UsageError(
+            f"{quote_name(str(base))} is a symbolic link: dvfs follows no link out of the "
+            "repository; remove it (it is made again) and run the experiment again"
+        )
     base.mkdir(exist_ok=True)
     _stale_trees(base)
     tree = base / f"{name.replace('/', '_')}.tmp-{os.getpid()}"
@@ -206,7 +211,7 @@ def run(
         for s in settings:
             data = exp_ws.read(s.file, values.MAX_FILE)
             if data is None:
-                raise UsageError(f"-S {s.text}: {show(s.file)} does not exist")
+                raise UsageError(f"-S {quote_name(s.text)}: {show(s.file)} does not exist")
             exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
         _check_read(dag, names, settings)
         _, exp_dag = load_pipeline(exp_ws)
@@ -237,8 +242,9 @@ def _check_read(dag: Dag, names: list[str], settings: list[Setting]) -> None:
             continue
         shown = ", ".join(dict.fromkeys(f"{show(f)}:{k}" for f, k in read)) or "none"
         raise UsageError(
-            f"-S {s.text}: no stage reads {show(s.file)}:{s.key}, so the experiment would not "
-            f"use it (the stages read {shown}; -S FILE:KEY=VALUE names another file)"
+            f"-S {quote_name(s.text)}: no stage reads {show(s.file)}:{quote_name(s.key)}, so the "
+            f"experiment would not use it (the stages read {shown}; -S FILE:KEY=VALUE names "
+            "another file)"
         )
 
 

@@ -13,7 +13,7 @@ from vfs.errors import UsageError
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.workspace import Workspace, ignored_outs
-from vfs.quoting import shell_word
+from vfs.quoting import quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE
 from vfs.worktree.scan import show
 
@@ -68,7 +68,7 @@ def selection(dag: Dag, opts: Options) -> list[str]:
 
             close = difflib.get_close_matches(t, list(dag.stages), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UsageError(f"no stage {t} in {PIPELINE_FILE}{hint}")
+            raise UsageError(f"no stage {quote_name(t)} in {PIPELINE_FILE}{hint}")
     if not opts.targets:
         names = list(dag.stages)
     elif opts.single:

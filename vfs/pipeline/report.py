@@ -352,7 +352,7 @@ def shown(value: Any) -> str:
     if isinstance(value, str):
         return quote_name(value) if value else '""'
     if isinstance(value, float):
-        value = finite(value)
+        value = finite(value) if value != 0 else 0.0  # (-0.0 recorded before: as 0.0)
         if isinstance(value, str):
             return value
         text = f"{value:.6g}"
@@ -419,7 +419,8 @@ def compare(
         if col is None and sort_by.startswith("-"):
             col, desc = column(sort_by[1:]), True
         if col is None:
-            raise UsageError(f"no metric or parameter {sort_by.removeprefix('-')} to sort by")
+            name = quote_name(sort_by.removeprefix("-"))
+            raise UsageError(f"no metric or parameter {name} to sort by")
 
         # Numbers, then text (anything else as it is shown), then rows without a value
         # (a null one, then none); each group in the order asked, ties in the order chosen.

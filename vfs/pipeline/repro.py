@@ -25,8 +25,9 @@ that finished is recorded; the outputs of the runs that finished, ``dvfs.runs`` 
 ``dvfs.yaml`` are staged in the repository's index (``vfs.pipeline.staging``; so
 ``dvfs commit`` records them; a mount's snapshot takes them as they are), and the
 run cache entries are written after the store is flushed. A stage stopped by Ctrl-C
-is stopped (SIGINT, then harder), its partial outputs removed and its previous ones
-moved back. After a kill -9, the partial outputs of the stage that was running stay
+(or SIGINT or SIGTERM sent to dvfs alone, see :func:`_signals_interrupt`) is stopped
+(SIGINT to its process group, then harder), its partial outputs removed and its
+previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
 removes what was moved aside), and also stages the outputs of runs recorded but not
 yet staged.
@@ -55,11 +56,12 @@ from vfs.pipeline.cache import Hit, RunCache, key_of
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
 from vfs.pipeline.plan import Options, Outcome, check_inputs, not_checked_out, selection
-from vfs.pipeline.runner import Finished, Output, Running
+from vfs.pipeline.runner import Finished, Output, Running, stop_all
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.staging import stage_outputs
 from vfs.pipeline.stale import reasons
 from vfs.pipeline.workspace import TreeState, Workspace, ids_of_records, load_runs
+from vfs.pipeline.writing import Writing
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import RUNS_FILE, git_output
 from vfs.repo.stage import Staged
@@ -172,6 +174,9 @@ class Repro:
         self.fresh_outs: dict[bytes, bytes] = {}  # a fresh stage's outputs: their run's ids
         self.recorded = False
         self.out = Outcome()
+        # what add must not stage meanwhile (vfs.pipeline.writing): in the repository's
+        # own working tree, the only one add stages from
+        self.writing = Writing(ws.repo.dir) if ws.repo is not None and ws.own_index else None
 
     # reading ---------------------------------------------------------------------
 
@@ -372,6 +377,7 @@ class Repro:
         """Put a run cache hit's outputs in place and record the run (as it was made)."""
         assert d.hit is not None and self.ws.repo is not None
         stage = d.stage
+        self._writing(stage)
         moved = backups.move_aside(self.ws, stage)
         try:
             done, failed = restore_many(
@@ -403,7 +409,14 @@ class Repro:
         self.to_stage.update(done)
         self.stage_roots += list(stage.outs)
         backups.drop_backups(self.ws, moved)
+        if self.writing is not None:
+            self.writing.done(stage.name)
         return record
+
+    def _writing(self, stage: Stage) -> None:
+        """List ``stage``'s outputs as being written (``vfs.pipeline.writing``)."""
+        if self.writing is not None:
+            self.writing.start(stage.name, stage.outs)
 
     # the whole run -------------------------------------------------------------------------
 
@@ -415,12 +428,14 @@ class Repro:
             return self._dry(names, opts)
         repo = self.ws.repo  # outputs are stored before the lock is taken: no gc meanwhile
         writing = contextlib.nullcontext() if repo is None else pinned(repo.dir, writing=True)
-        with _sigterm_interrupts(), writing:
+        with _signals_interrupt(), writing:
             try:
                 self._schedule(names, opts)
             except KeyboardInterrupt:
                 self.out.interrupted = True
             finally:
+                if self.writing is not None:
+                    self.writing.close()
                 self._finish_up()
         return self.out
 
@@ -504,6 +519,7 @@ class Repro:
                             continue
                         try:
                             self._say_start(d)
+                            self._writing(d.stage)
                             moved = backups.move_aside(self.ws, d.stage)
                             r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
                         finally:
@@ -530,12 +546,14 @@ class Repro:
                 else:
                     ok.add(name)
                     self.out.ran.append(name)
+                if self.writing is not None:
+                    self.writing.done(name)
             for n in waiting:
                 if n not in ok and n not in bad and stopping:
                     self.out.skipped.append((n, "the pipeline stopped at a failure"))
         except BaseException:
-            for s in running.values():  # Ctrl-C: stop each command, put its outputs back
-                s.running.stop()
+            stop_all([s.running for s in running.values()])  # Ctrl-C: stop them all at once
+            for s in running.values():  # and put their outputs back
                 self.cleanup_failed(s.decided.stage, s.backups)
                 self.out.skipped.append((s.decided.stage.name, "interrupted while it ran"))
             raise
@@ -616,18 +634,31 @@ def _once(warn: Warn) -> Warn:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the pipeline runs, SIGTERM stops it as Ctrl-C does (what finished is kept)."""
+def _signals_interrupt() -> Iterator[None]:
+    """While the pipeline runs, SIGINT and SIGTERM stop it as Ctrl-C does (what finished
+    is kept), also when dvfs was started with SIGINT ignored (in the background of a
+    script, where a shell ignores it for its commands) and the signal is sent to dvfs
+    alone: the running stage is stopped, never left running. The first signal stops
+    the pipeline; those that follow while its commands are stopped and their outputs
+    put back are let pass (a second Ctrl-C would leave outputs moved aside). A stage's
+    command starts while the handler is set, so it gets SIGINT's default action, not
+    an ignored SIGINT it would have inherited."""
+    stopping = False
 
     def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
 
+    sigs = (signal.SIGINT, signal.SIGTERM)
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {sig: signal.signal(sig, handler) for sig in sigs}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, was in old.items():
+            signal.signal(sig, was)

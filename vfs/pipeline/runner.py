@@ -22,7 +22,8 @@
   process writes later is not shown (it gets EPIPE or SIGPIPE: redirect its output).
 - **Signals**: each command runs in a session of its own (so a Ctrl-C reaches dvfs,
   not every command at once); :meth:`Running.stop` sends it SIGINT, then SIGTERM
-  after ``GRACE`` seconds, then SIGKILL, to its whole process group.
+  after ``GRACE`` seconds, then SIGKILL, to its whole process group (:func:`stop_all`
+  does so for several commands at once).
 """
 
 from __future__ import annotations
@@ -269,10 +270,24 @@ class Running:
 
     def stop(self) -> Finished:
         """End the command: SIGINT, then SIGTERM and SIGKILL if it does not stop."""
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            self.signal(sig)
+        return stop_all([self])[0]
+
+
+def stop_all(commands: list[Running]) -> list[Finished]:
+    """End every command at once: SIGINT to all, then SIGTERM and SIGKILL to those
+    still running ``GRACE`` seconds later (so stopping N stages takes at most twice
+    ``GRACE``, not N times)."""
+    done: dict[int, Finished] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        left = [i for i in range(len(commands)) if i not in done]
+        for i in left:
+            commands[i].signal(sig)
+        deadline = time.monotonic() + GRACE
+        for i in left:
             try:
-                return self.wait(GRACE)
+                done[i] = commands[i].wait(
+                    None if sig == signal.SIGKILL else max(0.0, deadline - time.monotonic())
+                )
             except subprocess.TimeoutExpired:
                 continue
-        return self.wait()
+    return [done[i] for i in range(len(commands))]

@@ -19,7 +19,7 @@ Format, version 1 (YAML, written by dvfs; do not edit)::
         wdir: .                         # or a repository path
         deps: {data/prepared: <64 hex>, train.py: <64 hex>}
         outs: {models/model.pt: <64 hex>, metrics.json: <64 hex>}
-        params: {params.yaml: {train.lr: 0.01}}
+        params: {params.yaml: {train.lr: 0.01}}   # a TOML date: {"!toml-date": TEXT}
         metrics: [metrics.json]
         run: {exit: 0, started_ns: <int>, ns: <int>, host: <text>, dvfs: <text>,
               python: <text>, git: <commit> | null}
@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vfs.errors import FormatError
-from vfs.model.params import yaml_error
+from vfs.model.params import to_record, yaml_error
 from vfs.model.version_codec import (
     MAX_PATHS,
     MAX_STAGES,
@@ -68,7 +68,7 @@ def _plain(s: StageRecord) -> dict[str, Any]:
     """One stage as the YAML of the format above."""
     params: dict[str, dict[str, Any]] = {}
     for f, k, v in s.params:
-        params.setdefault(_path(f), {})[k] = v
+        params.setdefault(_path(f), {})[k] = to_record(v)  # (a TOML date: {"!toml-date": TEXT})
     r = s.run
     return {
         "cmd": s.cmd if isinstance(s.cmd, str) else list(s.cmd),

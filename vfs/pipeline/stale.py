@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+from vfs.model.params import TomlDate
 from vfs.model.version_codec import StageRecord
 from vfs.pipeline import values
 from vfs.pipeline.spec import DEFAULT_PARAMS, Stage
@@ -20,7 +21,10 @@ from vfs.worktree.scan import show
 
 
 def value_text(v: Any) -> str:
-    """A parameter value in a message: text as it is, anything else as JSON."""
+    """A parameter value in a message: text as it is, a TOML date as its text and
+    what it is, anything else as JSON."""
+    if isinstance(v, TomlDate):
+        return f"{v} (a TOML date)"
     if isinstance(v, str):
         return v
     return json.dumps(v, ensure_ascii=False, sort_keys=True)

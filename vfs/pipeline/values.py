@@ -1,7 +1,9 @@
 """Parameter and metric files: reading values by dotted key, and setting one.
 
 A file is read by its name: ``.json`` as JSON, ``.toml`` as TOML, anything else as
-YAML 1.2 (``vfs.model.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key is dotted:
+YAML 1.2 (``vfs.model.yaml12``: ``1e-3`` is a number, ``yes`` is text). A key written
+twice in one mapping makes the file invalid in all three (JSON readers differ on which
+value they keep: the file is named, with the key, as one that cannot be read). A key is dotted:
 ``train.lr`` is ``lr`` inside ``train``; a list is indexed by number
 (``layers.0.width``). Values are checked and bounded as a version's parameters are
 (``vfs.model.params``: NaN and the infinities become text), so that what a stage read can
@@ -9,12 +11,15 @@ be recorded exactly and compared with what it reads next time.
 
 Metrics are flattened the same way: every number, boolean or short text in a
 metrics file, under its dotted key; NaN and the infinities become the text
-``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them. At most
+``.nan``, ``.inf`` and ``-.inf``, as parameters and JSON output spell them, and
+``-0.0`` is ``0.0`` (equal as numbers: ``metrics diff`` and ``compare`` show one value). At most
 ``MAX_METRICS`` values of a file are shown, and a note says when more were left out.
 
 A TOML date, time or date-time is read as its text (``2024-01-02``,
-``2024-01-02 10:00:00+00:00``), as YAML 1.2 reads a date: that text is what a run
-records and what ``params diff`` and ``compare`` show.
+``2024-01-02 10:00:00+00:00``), as YAML 1.2 reads a date: that text is what
+``params diff`` and ``compare`` show. It is a ``TomlDate`` (``vfs.model.params``),
+though, which a run records as a date: a date changed to a string of the same text
+(``d = "2024-01-02"``) is a change, as the program reading the file sees one.
 
 Setting a value (``dvfs exp run -S train.lr=0.02``) rewrites only that value's
 characters in a YAML or TOML file, so comments and layout stay; a JSON file is
@@ -71,9 +76,9 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
     kind = kind_of(name)
     try:
         if kind == "json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
         if kind == "toml":
-            return tomllib.loads(text)
+            return _dates_typed(tomllib.loads(text))
         return yaml12.load(text)
     except yaml.YAMLError as exc:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
@@ -84,6 +89,29 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
         raise ValuesError(f"{shown} nests too deeply") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; ValueError for a key written twice in it (JSON readers differ on
+    which value they keep, and YAML 1.2 and TOML refuse it: so does dvfs)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {quote_name(k)} is given twice in one object")
+        out[k] = v
+    return out
+
+
+def _dates_typed(value: Any) -> Any:
+    """A TOML document with each date, time or date-time as a ``TomlDate``: its text,
+    and a value of its own type (``same`` tells it from a string)."""
+    if isinstance(value, (dt.date, dt.time)):  # (a datetime is a date)
+        return version_params.TomlDate(value)
+    if isinstance(value, dict):
+        return {k: _dates_typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates_typed(v) for v in value]
+    return value
 
 
 _MISSING = object()
@@ -153,8 +181,8 @@ def get(doc: Any, key: str, shown: str) -> Any:
     value = lookup(doc, key)
     if value is _MISSING:
         close = close_keys(doc, key)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValuesError(f"{shown} has no parameter {key}{hint}")
+        hint = f"; did you mean {', '.join(quote_name(c) for c in close)}?" if close else ""
+        raise ValuesError(f"{shown} has no parameter {quote_name(key)}{hint}")
     return plain(value)
 
 
@@ -211,8 +239,8 @@ def flatten(
         if isinstance(cur, bool) or cur is None or isinstance(cur, int):
             value = cur
         elif isinstance(cur, float):
-            value = finite(cur)
-        elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT:
+            value = finite(cur) if cur != 0 else 0.0  # -0.0 is 0.0: one value, shown so
+        elif isinstance(cur, str) and len(cur) <= MAX_METRIC_TEXT and type(cur) is str:
             value = cur
         else:
             if unshown is not None and pre[:-1]:
@@ -301,7 +329,7 @@ def _set_yaml(text: str, key: str, value: Any, shown: str) -> str:
         if node is None:
             break
     if node is None:
-        raise ValuesError(f"{shown} has no parameter {key}: add it to the file first")
+        raise ValuesError(f"{shown} has no parameter {quote_name(key)}: add it to the file first")
     lo, hi = node.start_mark.index, node.end_mark.index
     plain_date = isinstance(node, yaml.ScalarNode) and not node.style  # unquoted
     if plain_date and _yaml11_date(node.value) and isinstance(value, str) and _yaml11_date(value):
@@ -351,7 +379,8 @@ def _set_toml(text: str, key: str, value: Any, shown: str) -> str:
                 lines[i] = mk.group(1) + _toml_value(value) + mk.group(2) + end
                 return "".join(lines)
     raise ValuesError(
-        f"{shown} has no parameter {key} written as `key = value` under its table: edit it by hand"
+        f"{shown} has no parameter {quote_name(key)} written as `key = value` under its "
+        "table: edit it by hand"
     )
 
 
@@ -360,10 +389,10 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
     doc = load(data, name, shown)
     if is_missing(lookup(doc, key)):
         close = close_keys(doc, key)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValuesError(f"{shown} has no parameter {key}{hint}")
+        hint = f"; did you mean {', '.join(quote_name(c) for c in close)}?" if close else ""
+        raise ValuesError(f"{shown} has no parameter {quote_name(key)}{hint}")
     kind = kind_of(name)
-    if kind == "toml" and isinstance(lookup(doc, key), (dt.date, dt.time)):
+    if kind == "toml" and isinstance(lookup(doc, key), version_params.TomlDate):
         value = _toml_date(key, value, shown)
     text = data.decode("utf-8")
     if kind == "json":
@@ -379,8 +408,10 @@ def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> byt
     except ValuesError:
         again = _MISSING
     if again is _MISSING or plain(again) != plain(value):
-        raise ValuesError(f"could not set {key} in {shown} to {quote_name(str(value))}: "
-                          "edit the file by hand")  # fmt: skip
+        raise ValuesError(
+            f"could not set {quote_name(key)} in {shown} to {quote_name(str(value))}: "
+            "edit the file by hand"
+        )
     return out
 
 
@@ -394,8 +425,8 @@ def _toml_date(key: str, value: Any, shown: str) -> dt.date | dt.time:
         parsed = None
     if not isinstance(parsed, (dt.date, dt.time)):
         raise ValuesError(
-            f"{key} in {shown} is a TOML date or time, and {quote_name(str(value))} is none: "
-            "give one as TOML writes it (2024-01-02, 2024-01-02T10:00:00Z, 10:00:00)"
+            f"{quote_name(key)} in {shown} is a TOML date or time, and {quote_name(str(value))} "
+            "is none: give one as TOML writes it (2024-01-02, 2024-01-02T10:00:00Z, 10:00:00)"
         )
     return parsed
 

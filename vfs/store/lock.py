@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vfs import settings
-from vfs.errors import LockBusy
+from vfs.errors import FormatError, LockBusy
+from vfs.quoting import quote_name
 
 
 def claim_for_life(path: Path, mode: int = 0o644) -> int | str:
@@ -74,15 +75,22 @@ def open_lock_file(path: Path) -> int:
     In a repository this user may not write (another user's, on a read-only
     filesystem) the file is opened read-only: ``flock`` needs no more, so a command
     that only reads under the lock (``fsck``) runs, and one that writes fails where
-    it writes, with a line naming the directory.
+    it writes, with a line naming the directory. A lock file that is a symbolic link
+    is refused (FormatError): its holder would truncate wherever it points.
     """
+    nofollow = os.O_CLOEXEC | os.O_NOFOLLOW  # (the holder truncates and writes it)
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FormatError(
+                f"{quote_name(str(path))} is a symbolic link: dvfs follows no link out of the "
+                "repository; remove it (it is made again)"
+            ) from None
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return os.open(path, os.O_RDONLY | nofollow)
         except OSError:
             raise exc from None
 

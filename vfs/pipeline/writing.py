@@ -1,0 +1,191 @@
+"""The outputs ``dvfs repro`` is writing now, which ``dvfs add`` refuses to stage.
+
+While a stage runs (or its outputs are restored from the run cache), its outputs are
+partial: ``dvfs add`` of one of them, or of a directory above one (``dvfs add .``,
+``commit -a``), would stage half a file. So ``repro`` in a repository's working tree
+lists the stages writing, with their outputs, in ``.dvfs/pipeline.writing``, and
+``add`` (``vfs.ops.workflow``) refuses a path at, above or below one of those outputs,
+naming the stage and what to do.
+
+The list is live while its process holds an exclusive ``flock`` on it, as a pin is
+(``vfs.store.pins``): the kernel drops the lock when the process dies, so a list a
+killed ``repro`` left behind is told by its lock being free and counts for nothing
+(the next ``repro`` replaces it). Each new list is written under a temporary name,
+locked, then renamed into place, so the file at the name is never seen unlocked while
+its process lives; it is removed when no stage writes.
+
+``vfs.track`` lists a run's outputs the same way while its block runs (and lets go
+before it stages them itself).
+
+Format version 1, msgpack: ``{"v": 1, "pid": <int>, "by": <text>, "unit": <text>,
+"stages": {name: [out, ...]}}``: who writes (``dvfs repro``, ``vfs.track``), what its
+names name (``stage``, ``run``), and outs as repository paths (bytes); at most
+``MAX_FILE`` bytes. A live list that does not
+decode counts as naming the whole working tree (``add`` refuses everything until that
+``repro`` ends).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vfs.errors import FormatError, LockBusy
+from vfs.model.codec import pack, unpack
+from vfs.quoting import escape_text, quote_name
+from vfs.store.durable import storage_error, tmp_name
+
+FILE_NAME = "pipeline.writing"
+FORMAT = 1
+MAX_FILE = 16 << 20
+_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A stage writing an output, in process ``pid`` (0 when the list does not decode)."""
+
+    stage: str
+    out: bytes
+    pid: int
+    by: str = "`dvfs repro`"
+    unit: str = "stage"
+
+
+class Writing:
+    """The list of one ``repro``: :meth:`start` before a stage writes, :meth:`done` after."""
+
+    def __init__(self, dvfs_dir: Path, by: str = "`dvfs repro`", unit: str = "stage") -> None:
+        self.path = dvfs_dir / FILE_NAME
+        self.by, self.unit = by, unit
+        self.stages: dict[str, tuple[bytes, ...]] = {}
+        self.fd = -1
+
+    def start(self, stage: str, outs: Iterable[bytes]) -> None:
+        """List ``stage`` as writing ``outs`` (StorageFull if the disk is full)."""
+        self.stages[stage] = tuple(outs)
+        self._save()
+
+    def done(self, stage: str) -> None:
+        """``stage`` writes no more (the list is then only as up to date as it can be)."""
+        if self.stages.pop(stage, None) is not None:
+            with contextlib.suppress(OSError, LockBusy):  # (a stale entry only refuses more)
+                self._save()
+
+    def close(self) -> None:
+        """No stage writes: the list is removed."""
+        self.stages.clear()
+        self._save()
+
+    def _save(self) -> None:
+        if not self.stages:
+            if self.fd >= 0:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                os.close(self.fd)
+                self.fd = -1
+            return
+        data = pack({"v": FORMAT, "pid": os.getpid(), "by": self.by, "unit": self.unit, "stages": {
+            k: list(v) for k, v in sorted(self.stages.items())
+        }})  # fmt: skip
+        tmp = tmp_name(self.path)  # (one fsck removes if a kill leaves it)
+        new = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(tmp, new, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, str(self.path)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.rename(tmp, self.path)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise storage_error(exc, str(self.path)) from exc
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = fd
+
+
+def writers(dvfs_dir: Path) -> list[Writer]:
+    """What a live ``repro`` is writing now (none if no list, or if its process is gone)."""
+    path = dvfs_dir / FILE_NAME
+    for _ in range(3):  # (the list may be replaced between open and flock: look again)
+        try:
+            fd = os.open(path, _OPEN)
+        except OSError:
+            return []
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # held: its process lives
+                return _decode(os.pread(fd, MAX_FILE + 1, 0))
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path, follow_symlinks=False)
+            except FileNotFoundError:
+                return []
+            if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+                return []  # left by a process that is gone
+        finally:
+            os.close(fd)
+    return []
+
+
+def _decode(data: bytes) -> list[Writer]:
+    damaged = [Writer("?", b"", 0)]  # (any damage: the whole tree counts as being written)
+    try:
+        rec = unpack(data, FILE_NAME) if len(data) <= MAX_FILE else None
+    except FormatError:
+        return damaged
+    if not (
+        isinstance(rec, dict) and rec.get("v") == FORMAT and isinstance(rec.get("pid"), int)
+        and isinstance(rec.get("stages"), dict) and isinstance(rec.get("by"), str)
+        and isinstance(rec.get("unit"), str)
+    ):  # fmt: skip
+        return damaged
+    out = []
+    for name, outs in rec["stages"].items():
+        if not isinstance(name, str) or not isinstance(outs, list):
+            return damaged
+        if not all(isinstance(o, bytes) for o in outs):
+            return damaged
+        out += [Writer(name, o, rec["pid"], rec["by"], rec["unit"]) for o in outs]
+    return out
+
+
+def _overlaps(path: bytes, out: bytes) -> bool:
+    """True if ``path`` is ``out``, above it or below it (``b""``: the root)."""
+    if not path or not out or path == out:
+        return True
+    return out.startswith(path + b"/") or path.startswith(out + b"/")
+
+
+def refuse_partial(dvfs_dir: Path, paths: Iterable[bytes]) -> None:
+    """LockBusy if one of ``paths`` is at, above or below an output a live ``repro`` is
+    writing: staged now, it would be a partial output."""
+    found = writers(dvfs_dir)
+    if not found:
+        return
+    for p in paths:
+        for w in found:
+            if _overlaps(p, w.out):
+                what = "the working tree"
+                if w.out:
+                    what = (
+                        f"{quote_name(w.out)}, an output of {escape_text(w.unit)} "
+                        f"{quote_name(w.stage)}"
+                    )
+                who = escape_text(w.by) + (f" (pid {w.pid})" if w.pid else "")
+                stop = f"stop it (kill -INT {w.pid})" if w.pid else "stop it"
+                raise LockBusy(
+                    f"{who} is writing {what}: staged now it would be partial; wait for "
+                    f"it to finish, or {stop}, then add again; nothing was staged"
+                )
