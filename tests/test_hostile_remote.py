@@ -161,6 +161,30 @@ def test_more_refs_than_any_remote_holds_are_refused_in_plain_words(
         assert f"more than 3 {what}" in line and f"refs/{kind}/" in line, line
 
 
+def test_index_segments_past_their_total_bound_are_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each segment under its own bound, together past the total (lowered here: a
+    gibibyte of segments takes long to write): one line, and no more than the bound is
+    read from the remote, with or without the first segments cached."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for n in range(3):
+        forge.chunk(bytes([n]) * 100)
+        forge.publish(good_v1(forge))
+    sizes = [p.stat().st_size for p in (forge.root / "index").iterdir()]
+    bound = sum(sizes) - 20
+    monkeypatch.setattr("vfs.remote.reader.SEGMENTS_TOTAL_LIMIT", bound)
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):
+        meter = connect(RemoteSpec("origin", forge.url), 2)
+        with pytest.raises(RemoteError) as caught:
+            RemoteRepo(meter, cache).index()
+        line = str(caught.value)
+        assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
+        assert "\n" not in line
+        assert meter.received <= bound + 1
+
+
 def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:
     forge = Forge(tmp_path / "evil")
     v1 = good_v1(forge)
