@@ -248,6 +248,43 @@ def test_fsck_leaves_the_packs_a_pipeline_run_is_writing(template: Repo, tmp_pat
     assert not tmp.exists() and not runs.exists()
 
 
+def test_gc_deletes_nothing_through_a_link_in_the_store(template: Repo, tmp_path: Path) -> None:
+    """A ``.dvfs/objects`` that is a link (made by hand, or in a repository unpacked from
+    someone else) is refused by gc before it deletes anything, and named by fsck; in
+    the store, a ``.tmp-*`` link is removed without following it and a ``.tmp-*``
+    folder (dvfs makes none) is left as it is."""
+    repo = copy_of(template, tmp_path, "linked")
+    objects = repo.root / ".dvfs" / "objects"
+    outside = tmp_path / "outside"
+    objects.rename(outside)
+    objects.symlink_to(outside)
+    (outside / ".tmp-notes").write_bytes(b"someone else's")
+    (outside / "pack-0123.idx").write_bytes(b"someone else's")
+    before = {p.name: p.read_bytes() for p in outside.iterdir()}
+    for args in (("gc",), ("gc", "--dry-run")):
+        repo.fail(*args, fragments=(f"{objects} is a symbolic link", "move the folder"))
+    r = run(repo.root, "fsck", "--json")
+    assert r.code == 1 and any("symbolic link" in p for p in r.json()["problems"]), str(r)
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
+
+    objects.unlink()
+    outside.rename(objects)
+    (objects / "pack-0123.idx").unlink()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "f").write_bytes(b"kept")
+    (objects / ".tmp-link").symlink_to(kept)
+    (objects / ".tmp-folder").mkdir()
+    (objects / ".tmp-folder" / "f").write_bytes(b"kept")
+    r = repo.json("gc", "--json")
+    assert r["bytes_freed"] >= len(JUNK) and r["temporaries_removed"] == 2, r
+    assert not (objects / ".tmp-notes").exists() and not (objects / ".tmp-link").exists()
+    assert (kept / "f").read_bytes() == b"kept"
+    assert (objects / ".tmp-folder" / "f").read_bytes() == b"kept"
+    assert repo.cat("main:keep.bin") == KEEP
+    fsck_clean(repo.root)
+
+
 def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:
     """.dvfs/rowcache grows with every row diff: gc keeps its newest ROW_CACHE_KEEP
     entries, removes a temporary a crash left there, and deletes every whole-file

@@ -112,6 +112,7 @@ RELIED_IDS = 1024
 # read_many: bytes of a pack read at most with one pread, and gaps read through.
 READ_RUN = 2 << 20
 RUN_GAP = 64 << 10
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # the store's, listed
 
 
 class ObjKind(enum.IntEnum):
@@ -902,17 +903,46 @@ class ObjectStore:
         unreadable = [p for p in self._unreadable if os.path.lexists(p)]  # (not put aside)
         return [p for p in self._packs if p.name.endswith(".pack")] + unreadable
 
+    def open_folder(self) -> int:
+        """A descriptor of the store's folder, for listing, opened without following a
+        link; the caller closes it. Whatever deletes in the store deletes through it
+        (``unlinkat``), so that a folder that is a symbolic link (``.dvfs/objects ->
+        /elsewhere``, made by hand or found in a repository from someone else) never
+        makes dvfs delete outside the repository. FormatError if it is a link."""
+        parent = os.open(self.root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return os.open(self.root.name, _FOLDER, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise FormatError(
+                f"{self.root} is a symbolic link or not a folder: dvfs deletes nothing "
+                "through a link out of the repository; move the folder it points to into "
+                "its place, then run the command again"
+            ) from None
+        finally:
+            os.close(parent)
+
     def remove_temporaries(self) -> int:
         """Delete temporary files left by an interrupted write; return how many.
 
-        Call only under the repository lock, so no live writer's file is removed.
+        Call only under the repository lock, so no live writer's file is removed. A
+        folder of that name is left alone (dvfs makes none); a link is removed, never
+        followed; FormatError if the store's folder itself is a link (:meth:`open_folder`).
         """
         self._await_finishing()
-        n = 0
-        for f in os.scandir(self.root):
-            if f.name.startswith(TMP_PREFIX) and (
-                self._writer is None or Path(f.path) != self._writer.tmp
-            ):
-                os.unlink(f.path)
+        mine = self._writer.tmp.name if self._writer is not None else None
+        fd = self.open_folder()
+        try:
+            with os.scandir(fd) as it:
+                names = [e.name for e in it if e.name.startswith(TMP_PREFIX) and e.name != mine]
+            n = 0
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except (FileNotFoundError, IsADirectoryError):
+                    continue
                 n += 1
-        return n
+            return n
+        finally:
+            os.close(fd)
