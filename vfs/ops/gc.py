@@ -544,6 +544,8 @@ def refuse_while_writing(repo: Repository, dry_run: bool, command: str) -> None:
 def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
     """Collect the garbage of the local store (see the module docstring)."""
     report = GcReport(dry_run)
+    if not dry_run:
+        repo.check_writable("dvfs gc")  # (its audit entry is written last)
     with repo.locked():
         refuse_while_writing(repo, dry_run, "dvfs gc")
         repo.store.flush()

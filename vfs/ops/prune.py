@@ -238,6 +238,8 @@ def prune(
             "--keep-last must be at least 1: the version checked out keeps its data "
             "(older versions are dropped with --keep-last 1)"
         )
+    if not dry_run:
+        repo.check_writable("dvfs store prune")
     report = PruneReport(spec.name, dry_run, gc=GcReport(dry_run))
     remote_tips, held = _remote_view(repo, spec, jobs)
     with repo.locked():

@@ -355,6 +355,8 @@ def gc_remote(
     """Condemn and sweep the remote's dead packs (see the module docstring)."""
     if grace < 0:
         raise UsageError("--grace cannot be negative")
+    if not dry_run:  # (the remote is changed before the local audit entry is written)
+        repo.check_writable(f"dvfs gc --remote {spec.name}")
     report = RemoteGcReport(spec.name, dry_run, grace)
     meter = connect(spec, jobs)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))

@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 from vfs import settings
 from vfs._os.helper_process import alive
-from vfs.errors import FormatError, NotARepository, UsageError
+from vfs.errors import DvfsError, FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.quoting import quote_name
 from vfs.repo.refs import Refs, check_ref_name
 from vfs.repo.stage import Index, not_checked_out
 from vfs.store.durable import write_atomic
@@ -303,6 +304,28 @@ class Repository:
         raise NotARepository()
 
     # state -------------------------------------------------------------------------
+
+    def check_writable(self, command: str) -> None:
+        """DvfsError unless this user may write ``.dvfs``, its store's folder and its
+        audit log, as the kernel would judge a write (another user's repository, a
+        read-only filesystem). For a command whose first write would come after part
+        of its work (``gc`` deletes packs, then writes its audit entry), called before
+        that work."""
+        from vfs.repo.audit import LOG  # (see Refs: loaded by the commands that change)
+
+        for path in (self.dir, self.dir / "objects", self.dir / LOG):
+            if not os.path.lexists(path) or os.access(path, os.W_OK, effective_ids=True):
+                continue
+            try:
+                why = "a read-only filesystem" if os.statvfs(path).f_flag & os.ST_RDONLY else ""
+            except OSError:
+                why = ""
+            raise DvfsError(
+                f"this repository cannot be written here ({quote_name(str(path))}: "
+                f"{why or 'permission denied'}): `{command}` changed nothing; run it as a "
+                "user who may write in the repository, or where its filesystem is mounted "
+                "writable"
+            )
 
     @contextmanager
     def locked(self, wait: float | None = None) -> Iterator[None]:
