@@ -39,6 +39,7 @@ from vfs.errors import (
     PreconditionFailed,
     RemoteError,
     RemoteNotFound,
+    StorageFull,
     UsageError,
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
@@ -340,8 +341,9 @@ class RemoteRepo:
                 "it; " + mend_hint(key)
             )
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):  # (a directory in its place: not cached)
+            # (a directory in its place, a full disk: not cached, read again next time)
+            with contextlib.suppress(OSError, StorageFull):
+                cached.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(cached, data, sync=False)
         return data
 
