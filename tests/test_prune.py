@@ -174,3 +174,36 @@ def test_a_full_disk_does_not_stop_a_remote_index_being_read(
         assert repo.json("store", "prune", "--json")["chunks_dropped"] == 1
         assert repo.cat("v1:data.bin") == DATA[0]
         repo.fsck_clean()
+
+
+def test_prune_on_a_full_disk_says_what_it_kept(tmp_path: Path, dir_remote: Remote) -> None:
+    """A pack holding a chunk to drop beside one to keep is rewritten, which takes room:
+    on a full disk it is kept, and prune says so, counts nothing dropped and fails,
+    rather than report the chunk dropped and succeed."""
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        repo = init_repo(disk / "repo")
+        dir_remote.add_to(repo)
+        repo.write("old.bin", DATA[0])
+        repo.write("keep.bin", DATA[1])
+        repo.ok("add", "old.bin", "keep.bin")  # one pack
+        repo.commit("v1")
+        repo.ok("rm", "old.bin")
+        repo.commit("v2")
+        repo.ok("push")
+        fill(disk / "fill")
+        r = repo.run("store", "prune", "--json")
+        assert r.code == 1 and r.raw, str(r)
+        got = r.json()
+        assert got["chunks_dropped"] == 0 and got["pruned_versions"] == 0, got
+        assert any("disk is full" in p for p in got["problems"]), got
+        r = repo.run("store", "prune")
+        assert r.code == 1 and "problem: the disk is full" in r.out, str(r)
+        assert "dropped 0 chunk(s)" in r.out, str(r)
+        assert repo.cat("v1:old.bin") == DATA[0]
+        repo.fsck_clean()
+
+        (disk / "fill").unlink()
+        got = repo.json("store", "prune", "--json")
+        assert got["chunks_dropped"] == 1 and got["problems"] == [], got
+        assert repo.cat("v1:old.bin") == DATA[0]  # (from the remote)
+        repo.fsck_clean()

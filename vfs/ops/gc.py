@@ -655,10 +655,12 @@ def _collect(
 
 def collect(
     repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
-) -> None:
+) -> set[bytes]:
     """Plan, copy and delete (steps 2-4) keeping ``live``; the caller holds the lock.
 
-    ``repack_below`` 1.0 rewrites every pack that holds anything not live.
+    ``repack_below`` 1.0 rewrites every pack that holds anything not live. Returns the
+    ids of every object of the packs kept as they are (kept on purpose, damaged, or
+    not rewritten for want of room), dead ones too: they are still stored.
     """
     dry_run = report.dry_run
     # Deletions go through a descriptor of the store's folder: a folder that is a link
@@ -682,3 +684,4 @@ def collect(
         report.packs_after = len(kept) + (1 if moved else 0)
     report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
     report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")
+    return {o.oid for p in plans if p.action in ("keep", "damaged") for o in p.objects}
