@@ -21,6 +21,7 @@ from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP
 from vfs.repo.repository import Repository
 from vfs.store.durable import tmp_leaf
 from vfs.store.lock import repository_lock
+from vfs.store.objects import ObjKind
 from vfs.store.pins import pinned
 
 KiB = 1024
@@ -282,6 +283,27 @@ def test_gc_deletes_nothing_through_a_link_in_the_store(template: Repo, tmp_path
     assert (kept / "f").read_bytes() == b"kept"
     assert (objects / ".tmp-folder" / "f").read_bytes() == b"kept"
     assert repo.cat("main:keep.bin") == KEEP
+    fsck_clean(repo.root)
+
+
+def test_gc_and_fsck_leave_the_pack_another_command_is_writing(
+    template: Repo, tmp_path: Path
+) -> None:
+    """`dvfs cat` and `diff` store the data they download without the repository lock:
+    a gc or fsck meanwhile removed the pack they were writing (a temporary file), and
+    they failed on "No such file or directory" when they closed it."""
+    repo = copy_of(template, tmp_path, "writing-elsewhere")
+    writer = Repository(repo.root)
+    data = os.urandom(100 * KiB)
+    oid, _ = writer.store.put(ObjKind.CHUNK, data)
+    (tmp,) = (repo.root / ".dvfs" / "objects").glob(".tmp-pack-*")
+    (repo.root / ".dvfs" / "objects" / ".tmp-pack-0123456789abcdef").write_bytes(b"DVP1")
+    assert repo.json("gc", "--json")["temporaries_removed"] == 1  # the one nobody writes
+    assert fsck_clean(repo.root)["temporaries_removed"] == 0
+    assert tmp.exists()
+    writer.store.flush()
+    assert writer.store.get(oid) == data
+    writer.store.close()
     fsck_clean(repo.root)
 
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import fcntl
 import os
 import stat
 import threading
@@ -112,6 +113,7 @@ RELIED_IDS = 1024
 # read_many: bytes of a pack read at most with one pread, and gaps read through.
 READ_RUN = 2 << 20
 RUN_GAP = 64 << 10
+_PEEK = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # the store's, listed
 
 
@@ -926,9 +928,11 @@ class ObjectStore:
     def remove_temporaries(self) -> int:
         """Delete temporary files left by an interrupted write; return how many.
 
-        Call only under the repository lock, so no live writer's file is removed. A
-        folder of that name is left alone (dvfs makes none); a link is removed, never
-        followed; FormatError if the store's folder itself is a link (:meth:`open_folder`).
+        Call only under the repository lock. A pack another process is writing without
+        it (``cat`` and ``diff`` store what they download) is locked by its writer
+        (``PackWriter``) and left. A folder of that name is left alone (dvfs makes none);
+        a link is removed, never followed; FormatError if the store's folder itself is
+        a link (:meth:`open_folder`).
         """
         self._await_finishing()
         mine = self._writer.tmp.name if self._writer is not None else None
@@ -938,6 +942,8 @@ class ObjectStore:
                 names = [e.name for e in it if e.name.startswith(TMP_PREFIX) and e.name != mine]
             n = 0
             for name in names:
+                if _being_written(fd, name):
+                    continue
                 try:
                     os.unlink(name, dir_fd=fd)
                 except (FileNotFoundError, IsADirectoryError):
@@ -946,3 +952,20 @@ class ObjectStore:
             return n
         finally:
             os.close(fd)
+
+
+def _being_written(folder: int, name: str) -> bool:
+    """Whether file ``name`` of ``folder`` is locked by a live writer (``PackWriter``)."""
+    try:
+        fd = os.open(name, _PEEK, dir_fd=folder)
+    except OSError:  # gone, a link, unreadable: nobody writes it through the store
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
