@@ -553,6 +553,8 @@ def test_a_remote_branch_naming_a_version_the_remote_lacks_is_named_as_damage(
         (b'{"format": "2"}', "is damaged: it is not a dvfs format record"),
         (b'{"format": 0}', "is damaged: format 0 never existed"),
         (b'{"format": 3}', "format 3 is not one this dvfs knows: upgrade dvfs"),
+        (b'{"format": 2}', "is damaged: it names no object hash"),
+        (b'{"format": 2, "hash": ["blake3-256"]}', "is damaged: it names no object hash"),
     ],
 )
 def test_a_damaged_format_record_is_not_taken_for_a_newer_one(

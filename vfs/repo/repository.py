@@ -177,8 +177,10 @@ def parse_format(text: str, where: str) -> ChunkerParams:
         raise FormatError(
             f"{where}: format {rec['format']} is not one this dvfs knows: upgrade dvfs"
         )
-    if rec.get("hash") != "blake3-256":
-        raise FormatError(f"{where}: unknown object hash {rec.get('hash')!r}: upgrade dvfs")
+    if not isinstance(rec.get("hash"), str):
+        raise FormatError(f"{where} is damaged: it names no object hash; refusing it")
+    if rec["hash"] != "blake3-256":
+        raise FormatError(f"{where}: unknown object hash {rec['hash']!r}: upgrade dvfs")
     try:
         return ChunkerParams.from_record(rec.get("chunker"))
     except (ValueError, KeyError, TypeError) as exc:
