@@ -36,6 +36,7 @@ from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.remote.config import RemoteSpec, connect
+from vfs.remote.manifests import encode_manifest, shunned
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository
 
@@ -183,6 +184,27 @@ def test_index_segments_past_their_total_bound_are_refused_unread(
         assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
         assert "\n" not in line
         assert meter.received <= bound + 1
+
+
+def test_gc_manifests_past_their_total_bound_are_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As index segments: each manifest under its own bound, together past the total
+    (lowered here), is one line for every reader (a push, a prune, a remote gc), and
+    no more than the bound is read."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for n in range(3):
+        packs = {os.urandom(32).hex() for _ in range(50)}
+        forge.raw(f"gc/condemned-{n:016x}", encode_manifest(packs, set()))
+    bound = sum(p.stat().st_size for p in (forge.root / "gc").iterdir()) - 20
+    monkeypatch.setattr("vfs.remote.manifests.MANIFESTS_TOTAL_LIMIT", bound)
+    meter = connect(RemoteSpec("origin", forge.url), 2)
+    with pytest.raises(RemoteError) as caught:
+        shunned(meter)
+    line = str(caught.value)
+    assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
+    assert meter.received <= bound + 1
 
 
 def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:
