@@ -264,6 +264,12 @@ class Repository:
         root = root.absolute()
         if (root / DVFS_DIR).exists():
             raise UsageError(f"{root} is already a dvfs repository")
+        if _is_link(root) and not root.exists():  # (mkdir would say "File exists")
+            raise UsageError(
+                f"{quote_name(str(root))} is a symbolic link to "
+                f"{quote_name(os.readlink(root))}, which does not exist: make that "
+                "directory first, or name another"
+            )
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} exists and is not a directory")
         root.mkdir(parents=True, exist_ok=True)
