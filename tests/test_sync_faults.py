@@ -439,6 +439,19 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
     (tmp_path / "full" / "keep.txt").write_text("mine")
     assert_error(run(tmp_path, "clone", remote.as_uri(), "full"), "not an empty directory")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    # a file where the remote's directory belongs: it said "does not exist", and below
+    # one that "a key and a folder of the same name clash"
+    afile = tmp_path / "full" / "keep.txt"
+    for where, shown in (
+        (afile, f"{afile} is"),
+        (afile / "sub", f"{afile} (above {afile / 'sub'}) is"),
+    ):
+        a.ok("remote", "add", "file", str(where))
+        for cmd in (("push", "--remote", "file"), ("fetch", "--remote", "file")):
+            a.fail(*cmd, fragments=(f"{shown} not a directory", "check the remote URL"))
+        assert_error(run(tmp_path, "clone", str(where), "c"), f"{shown} not a directory")
+        a.ok("remote", "remove", "file")
+    assert afile.read_text() == "mine"
     a.fsck_clean()
 
 
