@@ -416,7 +416,8 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
         a.fail(*cmd, fragments=("unknown remote 'nope'", "origin"))
     a.fail("remote", "add", "origin", remote.as_uri(), fragments=("already exists",))
     a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
-    for url in ("ftp://host/x", "s3://", "file://relative/path", "http://example.org/x", ""):
+    for url in ("ftp://host/x", "s3://", "file://relative/path", "http://example.org/x", "",
+                "s3://bucket/../x", "s3://bucket/a//b"):  # fmt: skip
         a.fail("remote", "add", "bad", url, fragments=("url",))
     assert [r["name"] for r in a.json("remote", "list", "--json")] == ["origin"]
 
