@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -205,6 +206,21 @@ def test_gc_manifests_past_their_total_bound_are_refused_unread(
     line = str(caught.value)
     assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
     assert meter.received <= bound + 1
+
+
+def test_a_gc_lock_naming_an_impossible_pid_here_is_taken_over(tmp_path: Path) -> None:
+    """A gc/lock claiming this host and a pid no process can have (the remote is
+    damaged or hostile) ended a remote gc on "internal error (OverflowError ...)": its
+    holder cannot be running, so the lock is stale and taken over."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    holder = {"host": socket.gethostname(), "pid": 2**64, "started": 0}
+    forge.raw("gc/lock", json.dumps(holder).encode())
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    assert b.json("gc", "--remote", "origin", "--json")["dead_packs"] == 0
+    assert not (forge.root / "gc" / "lock").exists()
+    b.fsck_clean()
 
 
 def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def _lock_is_stale(backend: Backend) -> tuple[bool, str]:
     if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # (no process has a pid that large)
             return True, who
         except PermissionError:
             pass
