@@ -915,8 +915,8 @@ class ObjectStore:
         try:
             return os.open(self.root.name, _FOLDER, dir_fd=parent)
         except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # (named in full, as by path)
+                raise OSError(exc.errno, exc.strerror, str(self.root)) from None
             raise FormatError(
                 f"{self.root} is a symbolic link or not a folder: dvfs deletes nothing "
                 "through a link out of the repository; move the folder it points to into "
