@@ -326,9 +326,31 @@ def test_a_repository_this_user_may_not_write_is_checked_and_named(repo: Repo) -
         ):
             r = repo.run(*args, unprivileged=True)
             assert_error(r, "cannot write in", str(where), "Permission denied", "user")
-        r = repo.run("gc", unprivileged=True)
-        assert_error(r, "Permission denied", str(dvfs / "audit.log"))
     assert repo.head_id() == v1
+    repo.fsck_clean()
+
+
+def test_gc_in_a_repository_this_user_may_not_write_changes_nothing(repo: Repo) -> None:
+    """gc deletes packs before it writes its audit entry: where it may not write that
+    entry (``.dvfs`` read-only, its store writable), or anything at all, it says so in
+    one line before it deletes anything."""
+    committed(repo, {"d/a.txt": "a"})
+    repo.write("junk.bin", rand(300 * KiB, seed=8))
+    repo.ok("add", "junk.bin")
+    repo.ok("rm", "--cached", "junk.bin")
+    repo.ok("remote", "add", "origin", str(repo.root.parent / "remote"))
+    repo.ok("push")
+    dvfs = repo.root / ".dvfs"
+    packs = sorted((dvfs / "objects").glob("pack-*"))
+    for below in (False, True):
+        with read_only(dvfs, below=below):
+            for args in (("gc",), ("gc", "--remote", "origin")):
+                r = repo.run(*args, unprivileged=True)
+                assert_error(r, "repository cannot be written here", str(dvfs), "changed nothing")
+            dry = assert_ok(repo.run("gc", "--dry-run", "--json", unprivileged=True)).json()
+            assert dry["bytes_freed"] > 0
+        assert sorted((dvfs / "objects").glob("pack-*")) == packs
+    assert repo.json("gc", "--json")["bytes_freed"] > 0
     repo.fsck_clean()
 
 

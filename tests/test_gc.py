@@ -21,6 +21,7 @@ from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP
 from vfs.repo.repository import Repository
 from vfs.store.durable import tmp_leaf
 from vfs.store.lock import repository_lock
+from vfs.store.objects import ObjKind
 from vfs.store.pins import pinned
 
 KiB = 1024
@@ -246,6 +247,64 @@ def test_fsck_leaves_the_packs_a_pipeline_run_is_writing(template: Repo, tmp_pat
         assert tmp.exists() and runs.exists()
     assert fsck_clean(repo.root)["temporaries_removed"] == 2
     assert not tmp.exists() and not runs.exists()
+
+
+def test_gc_deletes_nothing_through_a_link_in_the_store(template: Repo, tmp_path: Path) -> None:
+    """A ``.dvfs/objects`` that is a link (made by hand, or in a repository unpacked from
+    someone else) is refused by gc before it deletes anything, and named by fsck; in
+    the store, a ``.tmp-*`` link is removed without following it and a ``.tmp-*``
+    folder (dvfs makes none) is left as it is."""
+    repo = copy_of(template, tmp_path, "linked")
+    objects = repo.root / ".dvfs" / "objects"
+    outside = tmp_path / "outside"
+    objects.rename(outside)
+    objects.symlink_to(outside)
+    (outside / ".tmp-notes").write_bytes(b"someone else's")
+    (outside / "pack-0123.idx").write_bytes(b"someone else's")
+    before = {p.name: p.read_bytes() for p in outside.iterdir()}
+    for args in (("gc",), ("gc", "--dry-run")):
+        repo.fail(*args, fragments=(f"{objects} is a symbolic link", "move the folder"))
+    r = run(repo.root, "fsck", "--json")
+    assert r.code == 1 and any("symbolic link" in p for p in r.json()["problems"]), str(r)
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == before
+
+    objects.unlink()
+    outside.rename(objects)
+    (objects / "pack-0123.idx").unlink()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "f").write_bytes(b"kept")
+    (objects / ".tmp-link").symlink_to(kept)
+    (objects / ".tmp-folder").mkdir()
+    (objects / ".tmp-folder" / "f").write_bytes(b"kept")
+    r = repo.json("gc", "--json")
+    assert r["bytes_freed"] >= len(JUNK) and r["temporaries_removed"] == 2, r
+    assert not (objects / ".tmp-notes").exists() and not (objects / ".tmp-link").exists()
+    assert (kept / "f").read_bytes() == b"kept"
+    assert (objects / ".tmp-folder" / "f").read_bytes() == b"kept"
+    assert repo.cat("main:keep.bin") == KEEP
+    fsck_clean(repo.root)
+
+
+def test_gc_and_fsck_leave_the_pack_another_command_is_writing(
+    template: Repo, tmp_path: Path
+) -> None:
+    """`dvfs cat` and `diff` store the data they download without the repository lock:
+    a gc or fsck meanwhile removed the pack they were writing (a temporary file), and
+    they failed on "No such file or directory" when they closed it."""
+    repo = copy_of(template, tmp_path, "writing-elsewhere")
+    writer = Repository(repo.root)
+    data = os.urandom(100 * KiB)
+    oid, _ = writer.store.put(ObjKind.CHUNK, data)
+    (tmp,) = (repo.root / ".dvfs" / "objects").glob(".tmp-pack-*")
+    (repo.root / ".dvfs" / "objects" / ".tmp-pack-0123456789abcdef").write_bytes(b"DVP1")
+    assert repo.json("gc", "--json")["temporaries_removed"] == 1  # the one nobody writes
+    assert fsck_clean(repo.root)["temporaries_removed"] == 0
+    assert tmp.exists()
+    writer.store.flush()
+    assert writer.store.get(oid) == data
+    writer.store.close()
+    fsck_clean(repo.root)
 
 
 def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -36,6 +37,7 @@ from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.remote.config import RemoteSpec, connect
+from vfs.remote.manifests import encode_manifest, shunned
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository
 
@@ -159,6 +161,66 @@ def test_more_refs_than_any_remote_holds_are_refused_in_plain_words(
             remote.refs(kind)
         line = str(caught.value)
         assert f"more than 3 {what}" in line and f"refs/{kind}/" in line, line
+
+
+def test_index_segments_past_their_total_bound_are_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each segment under its own bound, together past the total (lowered here: a
+    gibibyte of segments takes long to write): one line, and no more than the bound is
+    read from the remote, with or without the first segments cached."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for n in range(3):
+        forge.chunk(bytes([n]) * 100)
+        forge.publish(good_v1(forge))
+    sizes = [p.stat().st_size for p in (forge.root / "index").iterdir()]
+    bound = sum(sizes) - 20
+    monkeypatch.setattr("vfs.remote.reader.SEGMENTS_TOTAL_LIMIT", bound)
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):
+        meter = connect(RemoteSpec("origin", forge.url), 2)
+        with pytest.raises(RemoteError) as caught:
+            RemoteRepo(meter, cache).index()
+        line = str(caught.value)
+        assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
+        assert "\n" not in line
+        assert meter.received <= bound + 1
+
+
+def test_gc_manifests_past_their_total_bound_are_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As index segments: each manifest under its own bound, together past the total
+    (lowered here), is one line for every reader (a push, a prune, a remote gc), and
+    no more than the bound is read."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for n in range(3):
+        packs = {os.urandom(32).hex() for _ in range(50)}
+        forge.raw(f"gc/condemned-{n:016x}", encode_manifest(packs, set()))
+    bound = sum(p.stat().st_size for p in (forge.root / "gc").iterdir()) - 20
+    monkeypatch.setattr("vfs.remote.manifests.MANIFESTS_TOTAL_LIMIT", bound)
+    meter = connect(RemoteSpec("origin", forge.url), 2)
+    with pytest.raises(RemoteError) as caught:
+        shunned(meter)
+    line = str(caught.value)
+    assert f"more than {bound:,} bytes in all" in line and forge.url in line, line
+    assert meter.received <= bound + 1
+
+
+def test_a_gc_lock_naming_an_impossible_pid_here_is_taken_over(tmp_path: Path) -> None:
+    """A gc/lock claiming this host and a pid no process can have (the remote is
+    damaged or hostile) ended a remote gc on "internal error (OverflowError ...)": its
+    holder cannot be running, so the lock is stale and taken over."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    holder = {"host": socket.gethostname(), "pid": 2**64, "started": 0}
+    forge.raw("gc/lock", json.dumps(holder).encode())
+    assert_ok(run(tmp_path, "clone", forge.url, "b"))
+    b = Repo(tmp_path / "b")
+    assert b.json("gc", "--remote", "origin", "--json")["dead_packs"] == 0
+    assert not (forge.root / "gc" / "lock").exists()
+    b.fsck_clean()
 
 
 def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:

@@ -10,15 +10,18 @@ record (``log``, ``show``), and the files come back on demand. Each test ends wi
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import pytest
 
 import vfs
-from tests.support.cli import Repo, RepoFactory, assert_error, run
+from tests.conftest import tmpfs
+from tests.support.cli import Repo, RepoFactory, assert_error, init_repo, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.remote import Remote
 from tests.support.remote import dir_remote_fixture as dir_remote_fixture
+from tests.test_faults import fill
 
 KiB = 1024
 DATA = [random.Random(i).randbytes(300 * KiB) for i in range(5)]
@@ -146,3 +149,61 @@ def test_max_size_holds_for_the_python_api_and_track_too(
     assert repo.objects_size() <= limit
     assert repo.cat("v1:data.bin") == DATA[0]  # what went comes back from the remote
     repo.fsck_clean()
+
+
+def test_a_full_disk_does_not_stop_a_remote_index_being_read(
+    tmp_path: Path, dir_remote: Remote
+) -> None:
+    """The copies of a remote's index segments kept in .dvfs/remotes/ only save reading
+    them again: on a full disk they are not kept, and the command goes on (a prune,
+    which is what a full disk calls for, failed on "the disk is full")."""
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        repo = init_repo(disk / "repo")
+        dir_remote.add_to(repo)
+        for i in range(2):
+            repo.write("data.bin", DATA[i])
+            repo.ok("add", "data.bin")
+            repo.commit(f"v{i + 1}")
+        repo.ok("push")
+        cache = repo.root / ".dvfs" / "remotes" / "origin" / "index"
+        shutil.rmtree(cache, ignore_errors=True)
+        fill(disk / "fill")
+        assert repo.json("store", "prune", "--dry-run", "--json")["chunks_dropped"] == 1
+        assert not any(cache.glob("*"))
+        (disk / "fill").unlink()
+        assert repo.json("store", "prune", "--json")["chunks_dropped"] == 1
+        assert repo.cat("v1:data.bin") == DATA[0]
+        repo.fsck_clean()
+
+
+def test_prune_on_a_full_disk_says_what_it_kept(tmp_path: Path, dir_remote: Remote) -> None:
+    """A pack holding a chunk to drop beside one to keep is rewritten, which takes room:
+    on a full disk it is kept, and prune says so, counts nothing dropped and fails,
+    rather than report the chunk dropped and succeed."""
+    with tmpfs(tmp_path / "disk", "16m") as disk:
+        repo = init_repo(disk / "repo")
+        dir_remote.add_to(repo)
+        repo.write("old.bin", DATA[0])
+        repo.write("keep.bin", DATA[1])
+        repo.ok("add", "old.bin", "keep.bin")  # one pack
+        repo.commit("v1")
+        repo.ok("rm", "old.bin")
+        repo.commit("v2")
+        repo.ok("push")
+        fill(disk / "fill")
+        r = repo.run("store", "prune", "--json")
+        assert r.code == 1 and r.raw, str(r)
+        got = r.json()
+        assert got["chunks_dropped"] == 0 and got["pruned_versions"] == 0, got
+        assert any("disk is full" in p for p in got["problems"]), got
+        r = repo.run("store", "prune")
+        assert r.code == 1 and "problem: the disk is full" in r.out, str(r)
+        assert "dropped 0 chunk(s)" in r.out, str(r)
+        assert repo.cat("v1:old.bin") == DATA[0]
+        repo.fsck_clean()
+
+        (disk / "fill").unlink()
+        got = repo.json("store", "prune", "--json")
+        assert got["chunks_dropped"] == 1 and got["problems"] == [], got
+        assert repo.cat("v1:old.bin") == DATA[0]  # (from the remote)
+        repo.fsck_clean()

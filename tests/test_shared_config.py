@@ -60,7 +60,11 @@ VALUES = st.text(
     st.dictionaries(
         NAMES.filter(valid_name),
         st.fixed_dictionaries(
-            {"url": st.from_regex(r"s3://[a-z0-9]{3,10}(/[a-z0-9._-]{1,8}){0,3}", fullmatch=True)},
+            {
+                "url": st.from_regex(
+                    r"s3://[a-z0-9]{3,10}(/[a-z0-9_-][a-z0-9._-]{0,7}){0,3}", fullmatch=True
+                )
+            },
             optional={"endpoint_url": VALUES, "region": VALUES, "profile": VALUES},
         ),
         max_size=4,

@@ -416,7 +416,8 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
         a.fail(*cmd, fragments=("unknown remote 'nope'", "origin"))
     a.fail("remote", "add", "origin", remote.as_uri(), fragments=("already exists",))
     a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
-    for url in ("ftp://host/x", "s3://", "file://relative/path", "http://example.org/x", ""):
+    for url in ("ftp://host/x", "s3://", "file://relative/path", "http://example.org/x", "",
+                "s3://bucket/../x", "s3://bucket/a//b"):  # fmt: skip
         a.fail("remote", "add", "bad", url, fragments=("url",))
     assert [r["name"] for r in a.json("remote", "list", "--json")] == ["origin"]
 
@@ -439,6 +440,19 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
     (tmp_path / "full" / "keep.txt").write_text("mine")
     assert_error(run(tmp_path, "clone", remote.as_uri(), "full"), "not an empty directory")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    # a file where the remote's directory belongs: it said "does not exist", and below
+    # one that "a key and a folder of the same name clash"
+    afile = tmp_path / "full" / "keep.txt"
+    for where, shown in (
+        (afile, f"{afile} is"),
+        (afile / "sub", f"{afile} (above {afile / 'sub'}) is"),
+    ):
+        a.ok("remote", "add", "file", str(where))
+        for cmd in (("push", "--remote", "file"), ("fetch", "--remote", "file")):
+            a.fail(*cmd, fragments=(f"{shown} not a directory", "check the remote URL"))
+        assert_error(run(tmp_path, "clone", str(where), "c"), f"{shown} not a directory")
+        a.ok("remote", "remove", "file")
+    assert afile.read_text() == "mine"
     a.fsck_clean()
 
 
@@ -553,6 +567,8 @@ def test_a_remote_branch_naming_a_version_the_remote_lacks_is_named_as_damage(
         (b'{"format": "2"}', "is damaged: it is not a dvfs format record"),
         (b'{"format": 0}', "is damaged: format 0 never existed"),
         (b'{"format": 3}', "format 3 is not one this dvfs knows: upgrade dvfs"),
+        (b'{"format": 2}', "is damaged: it names no object hash"),
+        (b'{"format": 2, "hash": ["blake3-256"]}', "is damaged: it names no object hash"),
     ],
 )
 def test_a_damaged_format_record_is_not_taken_for_a_newer_one(

@@ -713,6 +713,12 @@ def test_a_clone_without_a_directory_is_named_after_the_remote_however_spelled(
     r = run(there, "clone", str(tmp_path / "srv" / "cats"), "afile/sub/c")
     assert_error(r, f"{there / 'afile'} is not a directory: clone into a directory below one")
     assert sorted(os.listdir(there)) == ["afile", "cats"]
+    # a link to a directory not made yet: it said "File exists: .../link"
+    (there / "link").symlink_to(tmp_path / "later")
+    for args in (("clone", str(tmp_path / "srv" / "cats"), "link"), ("init", "link")):
+        r = run(there, *args)
+        assert_error(r, f"{there / 'link'} is a symbolic link to {tmp_path / 'later'}, which")
+        assert (there / "link").is_symlink() and not (tmp_path / "later").exists()
 
 
 def test_a_remote_tag_named_like_a_remote_branch_here_is_not_copied(

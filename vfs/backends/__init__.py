@@ -98,7 +98,15 @@ def parse_url(url: str) -> RemoteUrl:
         bucket, _, prefix = rest.partition("/")
         if not valid_bucket(bucket):
             raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_FORMS}")
-        return RemoteUrl(bucket=bucket, prefix=prefix.strip("/"))
+        prefix = prefix.strip("/")
+        try:  # the prefix as a key
+            validate_prefix(prefix)
+        except UsageError:
+            raise UsageError(
+                f"bad prefix {prefix!r} in the remote URL {url!r}: use names of letters, "
+                "digits, '.', '_' and '-' joined by single '/'"
+            ) from None
+        return RemoteUrl(bucket=bucket, prefix=prefix)
     raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
 
 
@@ -135,13 +143,6 @@ def open_backend(
     where = parse_url(url)
     if where.path is not None:
         return _limited(LocalBackend(where.path, create=create), jobs)
-    try:  # the prefix as a key (the URL's form allows more)
-        validate_prefix(where.prefix)
-    except UsageError as exc:
-        raise UsageError(
-            f"bad prefix {where.prefix!r} in {url!r}: use names of letters, digits, '.', '_' "
-            "and '-' joined by single '/'"
-        ) from exc
     backend = _early_s3(where.bucket, where.prefix, endpoint_url, region, profile)
     if backend is None:
         # Deferred: importing boto3 takes ~140 ms, which commands that never talk

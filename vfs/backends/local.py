@@ -71,6 +71,7 @@ from vfs.errors import (
     RemoteNotFound,
     StorageFull,
 )
+from vfs.quoting import quote_name
 from vfs.store.durable import fsync_dir, storage_error, tmp_leaf
 
 _LOCK_NAME = ".cas.lock"
@@ -86,6 +87,13 @@ class LocalBackend(Backend):
     def __init__(self, root: Path, *, create: bool = False) -> None:
         self.root = root.absolute()
         self.url = self.root.as_uri()
+        above = next((p for p in (self.root, *self.root.parents) if os.path.lexists(p)), None)
+        if above is not None and not above.is_dir():  # (a file: not "does not exist")
+            where = "" if above == self.root else f" (above {self.root})"
+            raise RemoteNotFound(
+                f"{quote_name(str(above))}{where} is not a directory: a directory remote "
+                "needs one there; check the remote URL"
+            )
         if create:
             with self._mapped("the directory", writing=True):
                 _make_dirs(self.root)

@@ -235,13 +235,17 @@ def store_prune(
     )  # fmt: skip
     if as_json:
         emit_json(r.as_json())
-        return
+        sys.exit(1 if r.problems else 0)
+    for p in r.problems:
+        click.echo(f"problem: {escape_text(p)}")
     verb = "would drop" if dry_run else "dropped"
     click.echo(
         f"{verb} {r.chunks} chunk(s) ({human(r.bytes)}) of {r.pruned_versions} version(s) "
         f"that {spec.name} holds; kept the data of {r.kept_versions} version(s); store "
         f"{human(r.gc.bytes_before)} -> {human(r.gc.bytes_after)}"
     )
+    if r.problems:
+        sys.exit(1)
 
 
 CONFIG_KEYS = ("store.max-size",)

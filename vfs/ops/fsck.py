@@ -328,7 +328,10 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         else:
             _check_cache_tree(repo, report, drop=not writing)
         if not writing:
-            report.temporaries = repo.store.remove_temporaries()
+            try:
+                report.temporaries = repo.store.remove_temporaries()
+            except FormatError as exc:  # (its folder is a link: nothing deleted there)
+                report.problems.append(str(exc))
             index = repo.index()
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
             (repo.dir / RESTORING).unlink(missing_ok=True)

@@ -487,21 +487,24 @@ def salvage(
     root = repo.store.root
     wanted = {p.name for p in packs}
     plans = []
-    for name in sorted(os.listdir(root)):
-        if not (name.startswith("pack-") and name.endswith(".pack")):
-            continue
-        objs = _pack_objects(root / name, report)
-        if objs is None and name in wanted and _put_aside(root / name):
-            report.problems.pop()  # (nothing in it could be found: it is out of the way)
-        if objs is not None and (name in wanted or any(o.oid in damaged for o in objs)):
-            plans.append(PackPlan(root / name, 0, objs, list(objs), "rewrite"))
-    dropped: set[bytes] = set()
-    written = {w.name for w in _copy_live(repo, plans, report, dropped)}
-    for p in plans:
-        if p.path.name not in written:
-            p.path.unlink(missing_ok=True)
-            p.path.with_suffix(".idx").unlink(missing_ok=True)
-    fsync_dir(root)
+    folder = repo.store.open_folder()  # (as in collect: nothing deleted through a link)
+    try:
+        for name in sorted(os.listdir(folder)):
+            if not (name.startswith("pack-") and name.endswith(".pack")):
+                continue
+            objs = _pack_objects(root / name, report)
+            if objs is None and name in wanted and _put_aside(folder, name):
+                report.problems.pop()  # (nothing in it could be found: it is out of the way)
+            if objs is not None and (name in wanted or any(o.oid in damaged for o in objs)):
+                plans.append(PackPlan(root / name, 0, objs, list(objs), "rewrite"))
+        dropped: set[bytes] = set()
+        written = {w.name for w in _copy_live(repo, plans, report, dropped)}
+        for p in plans:
+            if p.path.name not in written:
+                _delete_pack(folder, p.path)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return dropped, report.problems
 
 
@@ -510,17 +513,17 @@ def aside(pack: Path) -> Path:
     return pack.with_name(f"damaged-{pack.name}")
 
 
-def _put_aside(pack: Path) -> bool:
-    """Rename a regular file ``pack`` to ``damaged-pack-<id>.pack`` (no reader lists
-    it, its bytes are kept for whoever wants them), with its index file, if any;
-    whether it was."""
+def _put_aside(folder: int, name: str) -> bool:
+    """Rename a regular file ``name`` of the store's ``folder`` to
+    ``damaged-pack-<id>.pack`` (no reader lists it, its bytes are kept for whoever wants
+    them), removing its index file, if any; whether it was."""
     try:
-        if not stat.S_ISREG(os.lstat(pack).st_mode):
+        if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
             return False
-        os.rename(pack, aside(pack))
+        os.rename(name, f"damaged-{name}", src_dir_fd=folder, dst_dir_fd=folder)
     except OSError:
         return False
-    pack.with_suffix(".idx").unlink(missing_ok=True)
+    _unlink(folder, name.removesuffix(".pack") + ".idx")
     return True
 
 
@@ -541,6 +544,8 @@ def refuse_while_writing(repo: Repository, dry_run: bool, command: str) -> None:
 def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
     """Collect the garbage of the local store (see the module docstring)."""
     report = GcReport(dry_run)
+    if not dry_run:
+        repo.check_writable("dvfs gc")  # (its audit entry is written last)
     with repo.locked():
         refuse_while_writing(repo, dry_run, "dvfs gc")
         repo.store.flush()
@@ -591,59 +596,84 @@ def drop_copies(cache: Path) -> int:
     return len(names)
 
 
+def _unlink(folder: int, name: str) -> None:
+    """Delete ``name`` in the store's folder (a descriptor: see ``collect``)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+
+
+def _delete_pack(folder: int, pack: Path) -> None:
+    """Delete a pack, then its index file (a reader lists ``.pack`` names)."""
+    _unlink(folder, pack.name)
+    _reached("deleted")
+    _unlink(folder, pack.with_suffix(".idx").name)
+
+
+def _collect(
+    repo: Repository, plans: list[PackPlan], live: set[bytes], report: GcReport, folder: int
+) -> None:
+    """Steps 3 and 4 of ``collect``, deleting in ``folder`` (the store's, a descriptor)."""
+    root = repo.store.root
+    for p in plans:  # first: they free space without taking any (a disk full)
+        if p.action == "delete":
+            _delete_pack(folder, p.path)
+    try:
+        written = _copy_live(repo, plans, report)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        moved = [p for p in plans if p.action == "rewrite"]
+        for p in moved:
+            p.action = "keep"
+        written = []
+        report.problems.append(
+            f"the disk is full: {len(moved)} pack(s) to rewrite were kept as they are "
+            "(their live objects need room first); run `dvfs gc` again once there is "
+            "some"
+        )
+    _reached("synced")
+    report.packs_written = len(written)
+    keep = {w.name for w in written}
+    for p in plans:
+        if p.action == "rewrite" and p.path.name not in keep:
+            _delete_pack(folder, p.path)
+    names = set(os.listdir(folder))
+    for name in names:
+        orphan = name.removesuffix(".idx") + ".pack" not in names
+        if name.startswith("pack-") and name.endswith(".idx") and orphan:
+            _unlink(folder, name)
+    report.temporaries = repo.store.remove_temporaries()
+    changed.prune(repo.dir, live)
+    drop_copies(repo.dir / ROW_CACHE)
+    trim(repo.dir / ROW_CACHE, ROW_CACHE_KEEP)
+    os.fsync(folder)
+    report.bytes_after = sum(
+        _file_size(root / n) for n in os.listdir(folder) if n.startswith("pack-")
+    )
+    report.packs_after = sum(1 for n in os.listdir(folder) if n.endswith(".pack"))
+
+
 def collect(
     repo: Repository, live: set[bytes], report: GcReport, repack_below: float = REPACK_BELOW
-) -> None:
+) -> set[bytes]:
     """Plan, copy and delete (steps 2-4) keeping ``live``; the caller holds the lock.
 
-    ``repack_below`` 1.0 rewrites every pack that holds anything not live.
+    ``repack_below`` 1.0 rewrites every pack that holds anything not live. Returns the
+    ids of every object of the packs kept as they are (kept on purpose, damaged, or
+    not rewritten for want of room), dead ones too: they are still stored.
     """
     dry_run = report.dry_run
-    plans = plan(repo, live, report, repack_below)
-    _reached("marked")
-    if not dry_run:
-        root = repo.store.root
-        for p in plans:  # first: they free space without taking any (a disk full)
-            if p.action == "delete":
-                p.path.unlink(missing_ok=True)
-                _reached("deleted")
-                p.path.with_suffix(".idx").unlink(missing_ok=True)
-        try:
-            written = _copy_live(repo, plans, report)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            moved = [p for p in plans if p.action == "rewrite"]
-            for p in moved:
-                p.action = "keep"
-            written = []
-            report.problems.append(
-                f"the disk is full: {len(moved)} pack(s) to rewrite were kept as they are "
-                "(their live objects need room first); run `dvfs gc` again once there is "
-                "some"
-            )
-        _reached("synced")
-        report.packs_written = len(written)
-        keep = {w.name for w in written}
-        for p in plans:
-            if p.action == "rewrite" and p.path.name not in keep:
-                p.path.unlink(missing_ok=True)
-                _reached("deleted")
-                p.path.with_suffix(".idx").unlink(missing_ok=True)
-        for name in os.listdir(root):
-            orphan = not (root / name).with_suffix(".pack").exists()
-            if name.startswith("pack-") and name.endswith(".idx") and orphan:
-                (root / name).unlink(missing_ok=True)
-        report.temporaries = repo.store.remove_temporaries()
-        changed.prune(repo.dir, live)
-        drop_copies(repo.dir / ROW_CACHE)
-        trim(repo.dir / ROW_CACHE, ROW_CACHE_KEEP)
-        fsync_dir(root)
-        report.bytes_after = sum(
-            _file_size(root / n) for n in os.listdir(root) if n.startswith("pack-")
-        )
-        report.packs_after = sum(1 for n in os.listdir(root) if n.endswith(".pack"))
-    else:
+    # Deletions go through a descriptor of the store's folder: a folder that is a link
+    # is refused here, before anything is done, and nothing outside is ever deleted.
+    folder = repo.store.open_folder()
+    try:
+        plans = plan(repo, live, report, repack_below)
+        _reached("marked")
+        if not dry_run:
+            _collect(repo, plans, live, report, folder)
+    finally:
+        os.close(folder)
+    if dry_run:
         kept = [p for p in plans if p.action in ("keep", "damaged")]
         moved = [p for p in plans if p.action == "rewrite"]
         report.bytes_copied = sum(p.live_bytes for p in moved)
@@ -654,3 +684,4 @@ def collect(
         report.packs_after = len(kept) + (1 if moved else 0)
     report.packs_deleted = sum(1 for p in plans if p.action in ("delete", "rewrite"))
     report.packs_rewritten = sum(1 for p in plans if p.action == "rewrite")
+    return {o.oid for p in plans if p.action in ("keep", "damaged") for o in p.objects}

@@ -39,7 +39,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs.errors import DvfsError, RemoteError, UsageError
+from vfs.errors import DvfsError, RemoteError, StorageFull, UsageError
 from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
@@ -68,6 +68,11 @@ class PruneReport:
     bytes: int = 0  # their stored bytes
     gc: GcReport = field(default_factory=lambda: GcReport(False))
 
+    @property
+    def problems(self) -> list[str]:
+        """What kept chunks from being dropped (a full disk, a damaged pack)."""
+        return self.gc.problems
+
     def as_json(self) -> dict[str, Any]:
         """The report as ``dvfs store prune --json`` prints it."""
         return {
@@ -81,6 +86,7 @@ class PruneReport:
             "bytes_before": self.gc.bytes_before,
             "bytes_after": self.gc.bytes_after,
             "bytes_freed": self.gc.freed,
+            "problems": self.problems,
         }
 
 
@@ -207,18 +213,36 @@ def _plan(
 
 
 def _drop(
-    repo: Repository, report: PruneReport, live: set[bytes], drop: set[bytes], why: str
+    repo: Repository,
+    report: PruneReport,
+    live: set[bytes],
+    droppable: dict[bytes, set[bytes]],
+    why: str,
 ) -> None:
-    """Rewrite the store without ``drop``; audit entry unless a dry run."""
-    report.chunks = len(drop)
-    report.bytes = sum(repo.store.locate(c)[1].stored_len for c in drop)
-    collect(repo, live - drop, report.gc, repack_below=1.0)
+    """Rewrite the store without the chunks ``droppable`` gives each version; audit
+    entry unless a dry run. Only what went is counted: a pack that could not be
+    rewritten (a full disk, a damaged object) keeps its chunks, and says why in
+    ``report.problems``."""
+    drop: set[bytes] = set()
+    for chunks in droppable.values():
+        drop |= chunks
+    sizes = {c: repo.store.locate(c)[1].stored_len for c in drop}
+    stays = collect(repo, live - drop, report.gc, repack_below=1.0)
+    gone = drop - stays
+    report.chunks = len(gone)
+    report.bytes = sum(sizes[c] for c in gone)
+    report.pruned_versions = sum(1 for chunks in droppable.values() if chunks & gone)
     if not report.dry_run:
-        repo.refs.record(
-            "prune",
-            f"remote {report.remote}{why}: dropped {report.chunks} chunks of "
-            f"{report.pruned_versions} versions, freed {report.gc.freed} bytes",
-        )
+        try:
+            repo.refs.record(
+                "prune",
+                f"remote {report.remote}{why}: dropped {report.chunks} chunks of "
+                f"{report.pruned_versions} versions, freed {report.gc.freed} bytes",
+            )
+        except StorageFull:  # (what was freed is freed: say so, as gc does)
+            report.problems.append(
+                "the disk is full: the audit entry of this prune was not written"
+            )
 
 
 def prune(
@@ -238,6 +262,8 @@ def prune(
             "--keep-last must be at least 1: the version checked out keeps its data "
             "(older versions are dropped with --keep-last 1)"
         )
+    if not dry_run:
+        repo.check_writable("dvfs store prune")
     report = PruneReport(spec.name, dry_run, gc=GcReport(dry_run))
     remote_tips, held = _remote_view(repo, spec, jobs)
     with repo.locked():
@@ -248,11 +274,7 @@ def prune(
             keep_branches=keep_branches, pushed_only=pushed_only,
         )  # fmt: skip
         report.versions, report.kept_versions = plan.versions, plan.kept
-        report.pruned_versions = len(plan.droppable)
-        drop: set[bytes] = set()
-        for chunks in plan.droppable.values():
-            drop |= chunks
-        _drop(repo, report, plan.live, drop, "")
+        _drop(repo, report, plan.live, plan.droppable, "")
     return report
 
 
@@ -305,6 +327,7 @@ def shrink(repo: Repository, limit: int, *, jobs: int = 8) -> PruneReport | None
         used = _last_used(repo, list(plan.droppable))
         excess = size - limit
         drop: set[bytes] = set()
+        chosen: dict[bytes, set[bytes]] = {}
         freed = 0
         for oid in sorted(plan.droppable, key=lambda v: (used[v], v)):
             if freed >= excess:
@@ -312,6 +335,6 @@ def shrink(repo: Repository, limit: int, *, jobs: int = 8) -> PruneReport | None
             new = plan.droppable[oid] - drop
             drop |= new
             freed += sum(repo.store.locate(c)[1].stored_len for c in new)
-            report.pruned_versions += 1
-        _drop(repo, report, plan.live, drop, f" ({MAX_SIZE_KEY} {limit})")
+            chosen[oid] = plan.droppable[oid]
+        _drop(repo, report, plan.live, chosen, f" ({MAX_SIZE_KEY} {limit})")
     return report

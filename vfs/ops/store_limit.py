@@ -59,4 +59,8 @@ def keep_within_max_size(repo: Repository, warn: Callable[[str], None]) -> Trimm
     except DvfsError as exc:
         warn(f"{MAX_SIZE_KEY} {text}: nothing was pruned: {exc}")
         return None
-    return None if r is None else Trimmed(text, limit, r)
+    if r is None:
+        return None
+    for problem in r.problems:
+        warn(f"{MAX_SIZE_KEY} {text}: {problem}")
+    return Trimmed(text, limit, r)

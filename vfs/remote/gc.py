@@ -73,12 +73,11 @@ from vfs.remote.layout import (
     segment_key,
 )
 from vfs.remote.manifests import (
-    MANIFEST_LIMIT,
     PUSH_WINDOW,
     Manifest,
     decode_manifest,
     encode_manifest,
-    manifest_keys,
+    read_manifests,
 )
 from vfs.remote.ondemand import index_cache
 from vfs.remote.reader import Located, RemoteRepo
@@ -132,7 +131,7 @@ def _lock_is_stale(backend: Backend) -> tuple[bool, str]:
     if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # (no process has a pid that large)
             return True, who
         except PermissionError:
             pass
@@ -242,19 +241,14 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
     backend = remote.backend
     manifests: list[Manifest] = []
     bad: list[str] = []
-    for key in manifest_keys(backend):
-        try:
-            info = backend.head(key)
-            data = backend.get_small(key, MANIFEST_LIMIT)
-        except RemoteNotFound:
-            continue
+    for key, data, modified in read_manifests(backend, modified=True):
         try:
             packs, records = decode_manifest(data, key)
         except FormatError as exc:
             bad.append(key)
             report.warnings.append(f"{exc}: deleted (its packs are condemned again if dead)")
             continue
-        manifests.append(Manifest(key, info.modified, packs, records))
+        manifests.append(Manifest(key, modified, packs, records))
     tips = _ref_tips(remote, report)
     segments: dict[str, list[tuple[str, list[PackedObject]]]] = {}
     where: dict[bytes, list[str]] = {}
@@ -355,6 +349,8 @@ def gc_remote(
     """Condemn and sweep the remote's dead packs (see the module docstring)."""
     if grace < 0:
         raise UsageError("--grace cannot be negative")
+    if not dry_run:  # (the remote is changed before the local audit entry is written)
+        repo.check_writable(f"dvfs gc --remote {spec.name}")
     report = RemoteGcReport(spec.name, dry_run, grace)
     meter = connect(spec, jobs)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))

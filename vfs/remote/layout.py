@@ -28,9 +28,10 @@ few terabytes writes several and none nears ``SEGMENT_LIMIT``.
 Bounds on what is read from a remote (the readers are ``vfs.remote.reader``,
 ``vfs.remote.gc``, ``vfs.repo.audit``): the format record is at most ``FORMAT_LIMIT`` bytes,
 a ref ``REF_LIMIT``, an index segment ``SEGMENT_LIMIT`` (``Backend.get_small``: a
-larger object is refused from its size, not read); at most ``MAX_REFS`` branches or
-tags and ``MAX_SEGMENTS`` segments are listed; no object a segment describes may
-claim more than ``MAX_OBJECT`` bytes (:func:`decode_segment`).
+larger object is refused from its size, not read) and all segments together
+``SEGMENTS_TOTAL_LIMIT``; at most ``MAX_REFS`` branches or tags and ``MAX_SEGMENTS``
+segments are listed; no object a segment describes may claim more than ``MAX_OBJECT``
+bytes (:func:`decode_segment`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ FORMAT_LIMIT = 64 * 1024
 REF_LIMIT = 1024
 SEGMENT_LIMIT = 256 * 1024 * 1024
 SEGMENT_TARGET = 64 * 1024 * 1024
+# All segments of a remote together: 50 bytes per object, so about 21 million objects
+# (20 TiB of 1 MiB chunks), whose merged index (``RemoteRepo.index``, some 400 bytes per
+# object) already takes 9 GiB of memory. Without it, MAX_SEGMENTS segments of
+# SEGMENT_LIMIT bytes each could make a reader fetch and hold 256 TiB.
+SEGMENTS_TOTAL_LIMIT = 1024 * 1024 * 1024
 # Listings longer than this are refused: a remote with more is damaged or hostile.
 MAX_REFS = 100_000  # branches, or tags
 MAX_SEGMENTS = 1_000_000  # one per push (or per SEGMENT_TARGET of one)

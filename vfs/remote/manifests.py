@@ -12,13 +12,15 @@ version 1::
 
 ``packs``: dead packs to delete; ``records``: dead versions and trees in packs that
 stay, to drop from the index. Its ``LastModified`` is when it was condemned. At most
-``MANIFEST_LIMIT`` bytes; at most ``MAX_MANIFESTS`` are listed. A manifest that does
+``MANIFEST_LIMIT`` bytes, and ``MANIFESTS_TOTAL_LIMIT`` all together
+(:func:`read_manifests`); at most ``MAX_MANIFESTS`` are listed. A manifest that does
 not decode makes a push stop (it cannot tell what is condemned) and is deleted by the
 next gc (its packs are condemned again if still dead).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import msgpack
@@ -31,6 +33,11 @@ from vfs.remote.reader import Located
 PUSH_WINDOW = 3600.0  # a push moves its refs within this many seconds of reading manifests
 MANIFEST_FORMAT = 1
 MANIFEST_LIMIT = 64 * 1024 * 1024
+# All of a remote's manifests together: 32 bytes per condemned pack or record, so some
+# 8 million ids. A remote rarely holds more than the one or two of the last gc runs
+# (each is swept once its grace is over); without it, MAX_MANIFESTS of MANIFEST_LIMIT
+# bytes each could make every push read and hold 6 TiB.
+MANIFESTS_TOTAL_LIMIT = 256 * 1024 * 1024
 MAX_MANIFESTS = 100_000
 
 
@@ -91,6 +98,35 @@ def manifest_keys(backend: Backend) -> list[str]:
     return sorted(keys)
 
 
+def read_manifests(
+    backend: Backend, *, modified: bool = False
+) -> Iterator[tuple[str, bytes, float]]:
+    """Each manifest's key, bytes and (with ``modified``) ``LastModified``, else 0.0;
+    one swept since it was listed is skipped. RemoteError once they hold more than
+    ``MANIFESTS_TOTAL_LIMIT`` bytes in all (the one that would pass it is read no
+    further than the bound)."""
+    total = 0
+    for key in manifest_keys(backend):
+        room = MANIFESTS_TOTAL_LIMIT - total
+        try:
+            when = backend.head(key).modified if modified else 0.0
+            if room >= MANIFEST_LIMIT:
+                data = backend.get_small(key, MANIFEST_LIMIT)
+            else:
+                data = backend.get(key, 0, room + 1)
+        except RemoteNotFound:
+            continue
+        if len(data) > room:
+            raise RemoteError(
+                f"the gc manifests of {backend.url} hold more than "
+                f"{MANIFESTS_TOTAL_LIMIT:,} bytes in all, far more than any gc writes: "
+                "refusing to read them (the remote is damaged or hostile); use another "
+                "remote, or ask its owner to check its gc/ folder"
+            )
+        total += len(data)
+        yield key, data, when
+
+
 @dataclass
 class Shunned:
     """What a pusher must not rely on: condemned packs and records (module docstring)."""
@@ -113,11 +149,7 @@ class Shunned:
 def shunned(backend: Backend) -> Shunned:
     """Every manifest's condemned packs and records; RemoteError if one cannot be read."""
     out = Shunned()
-    for key in manifest_keys(backend):
-        try:
-            data = backend.get_small(key, MANIFEST_LIMIT)
-        except RemoteNotFound:
-            continue  # swept since it was listed: its packs are gone from the index
+    for key, data, _ in read_manifests(backend):
         try:
             packs, records = decode_manifest(data, key)
         except FormatError as exc:

@@ -6,8 +6,10 @@ is read from one is bounded before it is read and checked before it is used
 
 - the format record is at most ``FORMAT_LIMIT`` bytes, a ref ``REF_LIMIT``, an index
   segment ``SEGMENT_LIMIT`` (``Backend.get_small``: a larger object is refused from its
-  size, not read); at most ``MAX_REFS`` branches or tags and ``MAX_SEGMENTS`` segments
-  are listed; no object a segment describes may claim more than ``MAX_OBJECT`` bytes;
+  size, not read) and all segments together ``SEGMENTS_TOTAL_LIMIT`` (the segment that
+  would pass it is read no further than the bound); at most ``MAX_REFS`` branches or
+  tags and ``MAX_SEGMENTS`` segments are listed; no object a segment describes may
+  claim more than ``MAX_OBJECT`` bytes;
 - a branch or tag name is used only if it is one a local ``dvfs branch``/``dvfs tag``
   would accept (``vfs.repo.refs.check_ref_name``) and no other remote name is its folder
   (``main`` beside ``main/x`` keeps ``main``); a ref that does not hold a version id
@@ -37,6 +39,7 @@ from vfs.errors import (
     PreconditionFailed,
     RemoteError,
     RemoteNotFound,
+    StorageFull,
     UsageError,
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
@@ -50,6 +53,7 @@ from vfs.remote.layout import (
     MAX_SEGMENTS,
     REF_LIMIT,
     SEGMENT_LIMIT,
+    SEGMENTS_TOTAL_LIMIT,
     decode_segment,
     pack_key,
     parse_ref,
@@ -289,7 +293,9 @@ class RemoteRepo:
                 (self.cache / name).unlink(missing_ok=True)
 
     def segments(self) -> Iterator[tuple[str, bytes]]:
-        """Every index segment (its id and bytes, verified), one at a time."""
+        """Every index segment (its id and bytes, verified), one at a time; RemoteError
+        once they hold more than ``SEGMENTS_TOTAL_LIMIT`` bytes in all."""
+        total = 0
         for n, key in enumerate(self.backend.list(INDEX), 1):
             if n > MAX_SEGMENTS:
                 raise RemoteError(
@@ -299,27 +305,45 @@ class RemoteRepo:
             seg_id = segment_of(key)
             if seg_id is None:
                 continue  # not a segment: segments are named by their hash
-            yield seg_id, self._segment(seg_id)
+            data = self._segment(seg_id, SEGMENTS_TOTAL_LIMIT - total)
+            if data is None:
+                raise RemoteError(
+                    f"the index segments of {self.url} hold more than "
+                    f"{SEGMENTS_TOTAL_LIMIT:,} bytes in all, far more than any repository "
+                    "needs: refusing to read them (the remote is damaged or hostile); use "
+                    "another remote, or ask its owner to check its index/ folder"
+                )
+            total += len(data)
+            yield seg_id, data
 
-    def _segment(self, seg_id: str) -> bytes:
+    def _segment(self, seg_id: str, room: int) -> bytes | None:
+        """The segment's bytes, verified; None if it holds more than ``room`` bytes (of
+        which at most ``room + 1`` are read from the remote)."""
         cached = self.cache / seg_id if self.cache else None
         if cached is not None and os.path.lexists(cached):
             data = read_cached(cached)
             if data is not None and hash_bytes(data).hex() == seg_id:
-                return data
+                return data if len(data) <= room else None
             # damaged here (a crash after the cache was written, something put in its
             # place), not on the remote: dropped, and read again from the remote
             with contextlib.suppress(OSError):
                 cached.unlink()
-        data = self.backend.get_small(segment_key(seg_id), SEGMENT_LIMIT)
+        key = segment_key(seg_id)
+        if room >= SEGMENT_LIMIT:
+            data = self.backend.get_small(key, SEGMENT_LIMIT)
+        else:
+            data = self.backend.get(key, 0, room + 1)
+            if len(data) > room:
+                return None
         if hash_bytes(data).hex() != seg_id:
             raise RemoteError(
                 f"index segment {seg_id} on {self.url} is corrupt (hash mismatch): refusing "
-                "it; " + mend_hint(segment_key(seg_id))
+                "it; " + mend_hint(key)
             )
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):  # (a directory in its place: not cached)
+            # (a directory in its place, a full disk: not cached, read again next time)
+            with contextlib.suppress(OSError, StorageFull):
+                cached.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(cached, data, sync=False)
         return data
 

@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING, Any
 
 from vfs import settings
 from vfs._os.helper_process import alive
-from vfs.errors import FormatError, NotARepository, UsageError
+from vfs.errors import DvfsError, FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.quoting import quote_name
 from vfs.repo.refs import Refs, check_ref_name
 from vfs.repo.stage import Index, not_checked_out
 from vfs.store.durable import write_atomic
@@ -176,8 +177,10 @@ def parse_format(text: str, where: str) -> ChunkerParams:
         raise FormatError(
             f"{where}: format {rec['format']} is not one this dvfs knows: upgrade dvfs"
         )
-    if rec.get("hash") != "blake3-256":
-        raise FormatError(f"{where}: unknown object hash {rec.get('hash')!r}: upgrade dvfs")
+    if not isinstance(rec.get("hash"), str):
+        raise FormatError(f"{where} is damaged: it names no object hash; refusing it")
+    if rec["hash"] != "blake3-256":
+        raise FormatError(f"{where}: unknown object hash {rec['hash']!r}: upgrade dvfs")
     try:
         return ChunkerParams.from_record(rec.get("chunker"))
     except (ValueError, KeyError, TypeError) as exc:
@@ -261,6 +264,12 @@ class Repository:
         root = root.absolute()
         if (root / DVFS_DIR).exists():
             raise UsageError(f"{root} is already a dvfs repository")
+        if _is_link(root) and not root.exists():  # (mkdir would say "File exists")
+            raise UsageError(
+                f"{quote_name(str(root))} is a symbolic link to "
+                f"{quote_name(os.readlink(root))}, which does not exist: make that "
+                "directory first, or name another"
+            )
         if root.exists() and not root.is_dir():
             raise UsageError(f"{root} exists and is not a directory")
         root.mkdir(parents=True, exist_ok=True)
@@ -303,6 +312,28 @@ class Repository:
         raise NotARepository()
 
     # state -------------------------------------------------------------------------
+
+    def check_writable(self, command: str) -> None:
+        """DvfsError unless this user may write ``.dvfs``, its store's folder and its
+        audit log, as the kernel would judge a write (another user's repository, a
+        read-only filesystem). For a command whose first write would come after part
+        of its work (``gc`` deletes packs, then writes its audit entry), called before
+        that work."""
+        from vfs.repo.audit import LOG  # (see Refs: loaded by the commands that change)
+
+        for path in (self.dir, self.dir / "objects", self.dir / LOG):
+            if not os.path.lexists(path) or os.access(path, os.W_OK, effective_ids=True):
+                continue
+            try:
+                why = "a read-only filesystem" if os.statvfs(path).f_flag & os.ST_RDONLY else ""
+            except OSError:
+                why = ""
+            raise DvfsError(
+                f"this repository cannot be written here ({quote_name(str(path))}: "
+                f"{why or 'permission denied'}): `{command}` changed nothing; run it as a "
+                "user who may write in the repository, or where its filesystem is mounted "
+                "writable"
+            )
 
     @contextmanager
     def locked(self, wait: float | None = None) -> Iterator[None]:

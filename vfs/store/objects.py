@@ -52,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import fcntl
 import os
 import stat
 import threading
@@ -112,6 +113,8 @@ RELIED_IDS = 1024
 # read_many: bytes of a pack read at most with one pread, and gaps read through.
 READ_RUN = 2 << 20
 RUN_GAP = 64 << 10
+_PEEK = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # the store's, listed
 
 
 class ObjKind(enum.IntEnum):
@@ -902,17 +905,67 @@ class ObjectStore:
         unreadable = [p for p in self._unreadable if os.path.lexists(p)]  # (not put aside)
         return [p for p in self._packs if p.name.endswith(".pack")] + unreadable
 
+    def open_folder(self) -> int:
+        """A descriptor of the store's folder, for listing, opened without following a
+        link; the caller closes it. Whatever deletes in the store deletes through it
+        (``unlinkat``), so that a folder that is a symbolic link (``.dvfs/objects ->
+        /elsewhere``, made by hand or found in a repository from someone else) never
+        makes dvfs delete outside the repository. FormatError if it is a link."""
+        parent = os.open(self.root.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return os.open(self.root.name, _FOLDER, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # (named in full, as by path)
+                raise OSError(exc.errno, exc.strerror, str(self.root)) from None
+            raise FormatError(
+                f"{self.root} is a symbolic link or not a folder: dvfs deletes nothing "
+                "through a link out of the repository; move the folder it points to into "
+                "its place, then run the command again"
+            ) from None
+        finally:
+            os.close(parent)
+
     def remove_temporaries(self) -> int:
         """Delete temporary files left by an interrupted write; return how many.
 
-        Call only under the repository lock, so no live writer's file is removed.
+        Call only under the repository lock. A pack another process is writing without
+        it (``cat`` and ``diff`` store what they download) is locked by its writer
+        (``PackWriter``) and left. A folder of that name is left alone (dvfs makes none);
+        a link is removed, never followed; FormatError if the store's folder itself is
+        a link (:meth:`open_folder`).
         """
         self._await_finishing()
-        n = 0
-        for f in os.scandir(self.root):
-            if f.name.startswith(TMP_PREFIX) and (
-                self._writer is None or Path(f.path) != self._writer.tmp
-            ):
-                os.unlink(f.path)
+        mine = self._writer.tmp.name if self._writer is not None else None
+        fd = self.open_folder()
+        try:
+            with os.scandir(fd) as it:
+                names = [e.name for e in it if e.name.startswith(TMP_PREFIX) and e.name != mine]
+            n = 0
+            for name in names:
+                if _being_written(fd, name):
+                    continue
+                try:
+                    os.unlink(name, dir_fd=fd)
+                except (FileNotFoundError, IsADirectoryError):
+                    continue
                 n += 1
-        return n
+            return n
+        finally:
+            os.close(fd)
+
+
+def _being_written(folder: int, name: str) -> bool:
+    """Whether file ``name`` of ``folder`` is locked by a live writer (``PackWriter``)."""
+    try:
+        fd = os.open(name, _PEEK, dir_fd=folder)
+    except OSError:  # gone, a link, unreadable: nobody writes it through the store
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False

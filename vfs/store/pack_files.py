@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
 import threading
@@ -135,6 +136,10 @@ class PackWriter:
         self.slot = slot
         self.tmp = root / f"{TMP_PREFIX}pack-{os.urandom(8).hex()}"
         self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        # Held until the descriptor closes: a command that stores without the repository
+        # lock (`cat`, `diff` downloading data) is writing it, and gc or fsck leaves it
+        # (``ObjectStore.remove_temporaries``).
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
         self.objs: list[PackedObject] = []
         self._trailer: bytes | None = None  # set by seal()
         self.out = DirectAppender(self.fd, writing, gather=GATHER)
