@@ -236,6 +236,41 @@ def test_a_conflict_with_a_path_the_other_side_renamed_says_where_it_went(repo: 
     repo.fsck_clean()
 
 
+def test_a_conflict_side_that_is_a_link_is_shown_as_a_link_with_its_target(
+    repo: Repo,
+) -> None:
+    """x edited on main and made a link on other: the link side read "7 B" and a time,
+    as a file's would, in merge's and status's lines and their JSON."""
+    repo.write("x", "a")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "x").unlink()
+    os.symlink("t\nrg", repo.root / "x")
+    repo.ok("add", ".")
+    repo.commit("link")
+    repo.ok("switch", "main")
+    repo.write("x", "a, edited")
+    repo.ok("add", ".")
+    repo.commit("edit")
+
+    r = repo.run("merge", "other")
+    assert r.code == 1, str(r)
+    line = next(ln for ln in r.out.splitlines() if ln.strip().startswith("x "))
+    assert line.endswith('theirs: link -> "t\\nrg"'), line
+    assert "ours: 9 B" in line
+    assert 'theirs: link -> "t\\nrg"' in repo.ok("status").out
+    (side,) = repo.status()["merging"]["conflicts"]
+    assert side["theirs"]["link"] == "t\nrg" and "link" not in side["ours"]
+    assert side["theirs_instead"] is None
+    repo.ok("merge", "--abort")
+    r = repo.run("merge", "other", "--json")
+    assert r.code == 1, str(r)
+    assert json.loads(r.out)["conflicts"][0]["theirs"]["link"] == "t\nrg"
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
 def test_a_criss_cross_history_merges_without_spurious_conflicts(repo: Repo) -> None:
     """x and y each merged the other, then changed f and g again: the nearest common
     versions are two (x's and y's first), and taking one of them made the other's

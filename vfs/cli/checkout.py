@@ -19,7 +19,7 @@ from vfs.cli.options import (
     RevsThenPaths,
 )
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
-from vfs.cli.status_report import conflict_side, instead_json, renamed_to
+from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.ops import branches, checkout, merging
@@ -328,8 +328,9 @@ def merge_cmd(
         emit_json(
             {"outcome": m.outcome, "version": m.label, "id": m.oid.hex(), "written": m.written,
              "deleted": m.deleted, "fetched": m.fetched,
-             "conflicts": [{"path": show(c.path), "ours": merge.describe_side(c.ours),
-                            "theirs": merge.describe_side(c.theirs),
+             "conflicts": [{"path": show(c.path),
+                            "ours": describe_side(c.ours, moved.get((c.path, "ours"))),
+                            "theirs": describe_side(c.theirs, moved.get((c.path, "theirs"))),
                             "ours_renamed_to": renamed_to(moved.get((c.path, "ours"))),
                             "theirs_renamed_to": renamed_to(moved.get((c.path, "theirs"))),
                             "ours_instead": instead_json(moved.get((c.path, "ours"))),

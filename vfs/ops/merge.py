@@ -596,8 +596,3 @@ def resolve(
         if now is not None:
             merging.save(repo.dir, now.resolving(rels))
     return report
-
-
-def describe_side(s: tuple[int, int] | None) -> dict[str, int] | None:
-    """A side of a conflict as ``--json`` shows it."""
-    return None if s is None else {"size": s[0], "mtime_ns": s[1]}
