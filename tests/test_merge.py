@@ -338,6 +338,22 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     repo.fsck_clean()
 
 
+def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo) -> None:
+    """b is edited on main and deleted on other: `restore --theirs b` deleted it and
+    said "0 written, 0 unchanged", as if nothing had happened."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    out = repo.ok("restore", "--theirs", "b").out
+    assert "1 deleted (as theirs has no such file)" in out, out
+    assert not (repo.root / "b").exists()
+    repo.ok("merge", "--abort")
+    assert repo.run("merge", "other").code == 1
+    got = json.loads(repo.ok("restore", "--theirs", ".", "--json").out)
+    assert (got["deleted"], got["written"]) == (1, 1), got  # b deleted, a written
+    repo.commit("merged")
+    repo.fsck_clean()
+
+
 def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Repo) -> None:
     repo.write("run.sh", "echo 1\n")
     repo.write("tool.sh", "echo t\n")

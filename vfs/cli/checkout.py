@@ -211,7 +211,7 @@ def restore(
     if as_json:
         emit_json(
             {"source": r.source, "unstaged": r.unstaged, "written": r.written,
-             "unchanged": r.unchanged, "fetched": r.fetched,
+             "deleted": r.deleted, "unchanged": r.unchanged, "fetched": r.fetched,
              "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())}}
         )  # fmt: skip
     else:
@@ -220,6 +220,9 @@ def restore(
             done.append(f"unstaged {count(r.unstaged, 'path')}")
         if not staged or worktree:
             done.append(f"{r.written} written, {r.unchanged} unchanged")
+        if r.deleted:
+            source = r.source if r.source in ("ours", "theirs") else quoted(r.source)
+            done.append(f"{r.deleted} deleted (as {source} has no such file)")
         if settling:
             done.append("staged, conflicts there settled")
         fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""

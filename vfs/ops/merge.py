@@ -591,7 +591,7 @@ def resolve(
             for c in state.conflicts:
                 hit = any(not r or c.path == r or c.path.startswith(r + b"/") for r in rels)
                 if hit and hist.lookup(tree, c.path) is None and index.get(c.path) is None:
-                    remove_path(walker, c.path)  # the chosen side deleted it
+                    report.deleted += remove_path(walker, c.path)  # the chosen side deleted it
         now = merging.live(repo.dir, repo.refs)
         if now is not None:
             merging.save(repo.dir, now.resolving(rels))

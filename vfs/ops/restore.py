@@ -39,6 +39,7 @@ class RestoreReport:
     source: str  # where the content came from: "the index", "HEAD", or a revision
     unstaged: int = 0  # index entries set back to the source (--staged)
     written: int = 0  # working files written
+    deleted: int = 0  # working files deleted: a merge's side settled on deleted them
     unchanged: int = 0  # working files that held the content already
     fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
