@@ -154,7 +154,7 @@ def test_push_and_pull_origin_main_name_the_option_that_takes_a_remote(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     """git's `push origin main`: push said "branch origin has no versions to push" and
-    pull "unknown revision 'origin'"; each now says origin is a remote and how to name it."""
+    pull "unknown revision origin"; each now says origin is a remote and how to name it."""
     a = make_repo("a")
     two_files(a)
     a.ok("remote", "add", "origin", str(tmp_path / "remote"))
@@ -427,7 +427,7 @@ def test_ls_and_cat_in_a_subdirectory_take_and_show_paths_from_there(repo: Repo)
 
 
 def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
-    """`dvfs ls data` said "unknown revision 'data'": a path alone is one of HEAD, as
+    """`dvfs ls data` said "unknown revision data": a path alone is one of HEAD, as
     `dvfs log data` and `dvfs diff data` take it; a revision still comes first."""
     repo.write("d/s/a.txt", "a")
     repo.write("d/top.txt", "t")
@@ -442,8 +442,8 @@ def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
     assert names(repo.ok("ls", "d/top.txt").out) == ["d/top.txt"]
     assert names(assert_ok(run(repo.root / "d", "ls", "s")).out) == ["a.txt"]
     assert repo.ok("cat", "d/top.txt").raw == b"t"
-    assert_error(repo.run("ls", "nope"), "unknown revision 'nope'")
-    assert_error(repo.run("ls", "v9"), "unknown revision 'v9'")
+    assert_error(repo.run("ls", "nope"), "unknown revision nope")
+    assert_error(repo.run("ls", "v9"), "unknown revision v9")
     repo.ok("branch", "d")  # a branch named as the directory: the revision wins
     assert names(repo.ok("ls", "d").out) == ["d/"]
 

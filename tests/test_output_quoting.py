@@ -246,3 +246,16 @@ def test_progress_labels_are_plain_text() -> None:
     drawn = buf.getvalue()
     assert "\x1b[2J" not in drawn
     assert "hashing d/\\033[2J[bold red]x[/bold red]\\n" in drawn
+
+
+def test_an_unknown_revision_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """It said "unknown revision 'nope'" (Python's repr: a name with a quote or a
+    backslash came out in a third form); it is quoted as names are everywhere else."""
+    repo.write("f", "1")
+    repo.ok("add", "f")
+    repo.commit("one")
+    assert_error(repo.run("show", "nope"), "unknown revision nope; run `dvfs log`", code=1)
+    assert_error(repo.run("show", "it's"), "unknown revision it's; run", code=1)
+    assert_error(repo.run("show", "a\nb"), 'unknown revision "a\\nb"; run', code=1)
+    repo.fsck_clean()
+

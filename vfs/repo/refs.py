@@ -35,7 +35,7 @@ from pathlib import Path
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given
 from vfs.store.durable import put_in_place, write_atomic, write_beside
 from vfs.store.lock import open_lock_file
 
@@ -65,7 +65,7 @@ def check_ref_name(name: str, what: str, *, existing: bool = False) -> str:
 
 def _shown(name: str) -> str:
     """A refused name as messages show names (``""`` when it is empty)."""
-    return quote_name(name) if name else '""'
+    return quote_given(name)
 
 
 def _unfit(name: str, existing: bool = False) -> str:
