@@ -259,3 +259,14 @@ def test_an_unknown_revision_is_named_as_every_other_name_is(repo: Repo) -> None
     assert_error(repo.run("show", "a\nb"), 'unknown revision "a\\nb"; run', code=1)
     repo.fsck_clean()
 
+
+def test_a_path_argument_refused_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """`dvfs cat 'v1:../x'` said "paths in 'v1:../x' cannot contain '..'" and `cat v1:f f`
+    "not both ('v1:f' and 'f')": Python's repr, not the product's quoting."""
+    repo.write("f", "1")
+    repo.ok("add", "f")
+    repo.commit("one")
+    assert_error(repo.run("cat", "v1:../x"), "paths in v1:../x cannot contain '..'", code=2)
+    assert_error(repo.run("cat", "v1:\x1b/../x"), 'paths in "v1:\\033/../x" cannot', code=2)
+    assert_error(repo.run("cat", "v1:f", "f"), "not both (v1:f and f)", code=2)
+    repo.fsck_clean()

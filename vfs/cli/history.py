@@ -20,7 +20,7 @@ from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, war
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.ops.diff import flat_params
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.history import NO_VERSIONS
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
@@ -386,7 +386,10 @@ def joined(target: str, path: str | None, what: str) -> str:
     if path is None:
         return target
     if ":" in target:
-        raise UsageError(f"give REV:{what} or REV {what}, not both ({target!r} and {path!r})")
+        raise UsageError(
+            f"give REV:{what} or REV {what}, not both ({quote_given(target)} and "
+            f"{quote_given(path)})"
+        )
     return f"{target}:{path}"
 
 
