@@ -110,12 +110,28 @@ def ignoring_rule(repo: Repository, ign: Ignores, rel: bytes, is_dir: bool = Fal
 def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> None:
     """UsageError if ``arg``, given by name, is untracked and ignored (as ``git add``)."""
     rule = ignoring_rule(repo, ign, rel)
+    st = lstat_or_none(repo.root, rel) if rule is not None else None
+    m = ign.match(rel, is_dir=st is not None and statmod.S_ISDIR(st.st_mode)) if rule else None
+    nested = m.repository if m is not None else None
+    if nested is not None:
+        where = (
+            nested_note(nested).partition(", ")[2] if nested == rel else f"in {nested_note(nested)}"
+        )
+        raise UsageError(
+            f"{arg} is {where}: `dvfs add --force {shell_word(arg)}` adds it here all the "
+            "same; nothing was staged"
+        )
     if rule is not None:
         raise UsageError(
             f"{arg} is ignored by {rule}: `dvfs add --force {shell_word(arg)}` adds it all the "
             "same; "
             "nothing was staged"
         )
+
+
+def nested_note(d: bytes) -> str:
+    """A directory that is a dvfs repository of its own, named for a message."""
+    return f"{show(d)}/, a dvfs repository of its own (`dvfs add` inside it tracks its files)"
 
 
 UNREADABLE = (
@@ -195,6 +211,9 @@ def add(
             def enter(d: bytes) -> bool:
                 if ign.ignored(d, is_dir=True):
                     report.ignored += 1
+                    m = ign.match(d, is_dir=True)
+                    if m is not None and m.repository == d:
+                        warn(f"skipping {nested_note(d)}")
                     return False
                 return True
 
