@@ -354,6 +354,21 @@ def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo
     repo.fsck_clean()
 
 
+def test_a_path_a_side_lacks_is_refused_naming_the_side(repo: Repo) -> None:
+    """`restore --theirs nope` said "nope is not tracked and not in 0b67...5d" (the
+    side's whole id), which no user typed."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    for side in ("ours", "theirs"):
+        assert_error(
+            repo.run("restore", f"--{side}", "nope"),
+            f"nope is not tracked and not in {side}: nothing was restored",
+            code=2,
+        )
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
 def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Repo) -> None:
     repo.write("run.sh", "echo 1\n")
     repo.write("tool.sh", "echo t\n")

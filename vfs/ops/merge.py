@@ -578,10 +578,8 @@ def resolve(
     conflicting = set(clashing)
     report = rs.restore(
         repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
-        yes=yes, warn=warn, only=only,
+        yes=yes, warn=warn, only=only, named=source,
     )  # fmt: skip
-    if source in ("ours", "theirs"):
-        report.source = source
     with repo.locked():
         hist = repo.history
         rels = [repo.rel(p) for p in paths]

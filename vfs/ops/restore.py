@@ -57,6 +57,7 @@ def restore(
     yes: bool = False,
     warn: Warn = quiet,
     only: Callable[[bytes], bool] | None = None,
+    named: str | None = None,
 ) -> RestoreReport:
     """``dvfs restore``: git's verbs to undo a change to PATHs.
 
@@ -68,7 +69,8 @@ def restore(
     - ``--staged --worktree``: both, the working files from the same source.
 
     ``only``: of the paths at or below PATHs, those it is true for are restored, the
-    others left as they are (a merge's conflicts: ``vfs.ops.merge.resolve``).
+    others left as they are (a merge's conflicts: ``vfs.ops.merge.resolve``). ``named``:
+    how the report and messages name ``source`` (a merge's side: "theirs").
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content. Data only on the
@@ -93,7 +95,7 @@ def restore(
         if source is not None:
             target = hist.resolve(source)
             src = hist.flatten(hist.version(target).tree)
-            label = source
+            label = named or source
         elif staged:
             src = head_files(hist)
             label = "HEAD"
