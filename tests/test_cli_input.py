@@ -392,7 +392,7 @@ def test_out_of_range_options_and_control_characters_are_one_line(
         (("log", "-n", "0"), "'-n': 0 is not in the range"),
         (("log", "-n", "-5"), "'-n': -5 is not in the range"),
         (("push", "--jobs", "100000"), "'--jobs'"),
-        (("mount", "--timeout", "nan", ".", str(mnt)), "'nan' is not a number of seconds"),
+        (("mount", "--timeout", "nan", ".", str(mnt)), "nan is not a number of seconds"),
         (("mount", "--refresh", "inf", ".", str(mnt)), "not in the range 0.1<=x<=86400"),
         (("mount", "--timeout", "0", ".", str(mnt)), "not in the range 0.1<=x<=86400"),
         (("remote", "add", "x", str(tmp_path / "a\nb")), '/a\\nb" holds a control character'),

@@ -270,3 +270,13 @@ def test_a_path_argument_refused_is_named_as_every_other_name_is(repo: Repo) -> 
     assert_error(repo.run("cat", "v1:\x1b/../x"), 'paths in "v1:\\033/../x" cannot', code=2)
     assert_error(repo.run("cat", "v1:f", "f"), "not both (v1:f and f)", code=2)
     repo.fsck_clean()
+
+
+def test_a_value_that_does_not_parse_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """`--since 'x'`, `store.max-size 'lots'`: the value typed came back in Python's
+    repr, where every other message shows what was given as vfs.quoting quotes it."""
+    since = repo.run("audit", "--since", "x\x1by")
+    assert_error(since, '--since "x\\033y" is not a date: write YYYY-MM-DD', code=2)
+    size = repo.run("config", "store.max-size", "lots")
+    assert_error(size, "store.max-size lots is not a size: write e.g. 50G", code=2)
+    repo.fsck_clean()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfs.errors import DvfsError, UsageError
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.repository import Repository
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Seconds(click.FloatRange):
         """The number, if it is finite and in range."""
         seconds = super().convert(value, param, ctx)
         if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+            self.fail(f"{quote_given(str(value))} is not a number of seconds", param, ctx)
         return seconds
 
 

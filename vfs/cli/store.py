@@ -12,7 +12,7 @@ from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, wor
 from vfs.errors import UsageError
 from vfs.ops import store_limit
 from vfs.ops.store_limit import MAX_SIZE_KEY, parse_store_size
-from vfs.quoting import escape_text
+from vfs.quoting import escape_text, quote_given
 from vfs.repo.repository import Repository
 
 
@@ -128,7 +128,9 @@ def parse_duration(text: str, what: str) -> float:
     """Seconds in ``90s``, ``30m``, ``24h``, ``7d`` or a plain number of seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if m is None:
-        raise UsageError(f"{what} {text!r} is not a duration: write e.g. 90s, 30m, 24h or 7d")
+        raise UsageError(
+            f"{what} {quote_given(text)} is not a duration: write e.g. 90s, 30m, 24h or 7d"
+        )
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
