@@ -158,6 +158,15 @@ def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) 
     repo.fsck_clean()
 
 
+def test_an_empty_argument_is_named_by_its_metavar_alone(repo: Repo) -> None:
+    """`dvfs config ""` said "empty KE argument", `config KEY ""` "empty VALUE]
+    argument", `du ""` "empty REV... argument": the brackets of the usage line cut."""
+    cases = [(("config", ""), "KEY"), (("config", "k", ""), "VALUE"), (("du", ""), "REV")]
+    for args, name in cases:
+        assert_error(repo.run(*args), f"dvfs: error: empty {name} argument (an unset", code=2)
+    repo.fsck_clean()
+
+
 def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     # `d/a/` names a directory (as git reads it): where d/a is a file, every command
     # refuses it with one line, rather than taking the file.

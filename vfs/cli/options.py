@@ -104,8 +104,7 @@ def empty_value(param: click.Parameter | None) -> str:
     if isinstance(param, click.Option):
         what = f"value for {param.opts[-1] if param.opts else name}"
     elif isinstance(param, click.Argument) and param.metavar and " " not in param.metavar:
-        bare = param.metavar[1:-1] if param.metavar.startswith("[") else param.metavar
-        what = f"{bare} argument"
+        what = f"{param.metavar.strip('[]').removesuffix('...')} argument"  # ([KEY, [REV...])
     else:
         what = f"{_ONE.get(name, name.upper())} argument"
     hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
