@@ -319,7 +319,7 @@ def test_push_fetch_and_pull_from_python_as_the_cli_does(data: Data, tmp_path: P
         b.push()
     with pytest.raises(TypeError, match="branches is a name or a list of names"):
         a.push(5)  # type: ignore[arg-type]
-    with pytest.raises(vfs.UsageError, match="unknown remote 'nope'"):
+    with pytest.raises(vfs.UsageError, match="unknown remote nope"):
         b.fetch("nope")
     fsck_clean(work)
     fsck_clean(tmp_path / "b")

@@ -280,3 +280,12 @@ def test_a_value_that_does_not_parse_is_named_as_every_other_name_is(repo: Repo)
     size = repo.run("config", "store.max-size", "lots")
     assert_error(size, "store.max-size lots is not a size: write e.g. 50G", code=2)
     repo.fsck_clean()
+
+
+def test_an_unknown_remote_or_setting_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """It said "unknown remote 'nope'" and "unknown setting 'k'", Python's repr, where every
+    other message quotes names as vfs.quoting does."""
+    assert_error(repo.run("remote", "remove", "nope"), "error: unknown remote nope")
+    assert_error(repo.run("remote", "remove", "a\tb"), 'error: unknown remote "a\\tb"')
+    assert_error(repo.run("config", "it's"), "unknown setting it's (known: store.max-size)")
+    repo.fsck_clean()

@@ -301,7 +301,7 @@ def config_cmd(key: str | None, value: str | None, unset: bool) -> None:
             click.echo(f"no setting is set (known: {', '.join(CONFIG_KEYS)})", err=True)
         return
     if key not in CONFIG_KEYS:
-        raise UsageError(f"unknown setting {key!r} (known: {', '.join(CONFIG_KEYS)})")
+        raise UsageError(f"unknown setting {quote_given(key)} (known: {', '.join(CONFIG_KEYS)})")
     repo = repo_here()
     if value is None and not unset:
         got = repo.config().get(key)
