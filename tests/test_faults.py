@@ -193,6 +193,27 @@ class OpenWatch:
         os.close(self.fd)
 
 
+def test_commit_all_stages_files_whose_directory_became_a_link_as_deleted(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """d/ replaced by a link to a directory outside: status said "deleted: d/a.txt",
+    but `commit -a` failed with "/abs/path/d/a.txt goes through the symbolic link d",
+    a path the user never typed. It stages the deletions (as git does), follows no
+    link, and leaves the link untracked."""
+    committed(repo, {"d/a.txt": "a", "top.txt": "t"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.txt").write_text("not ours")
+    shutil.rmtree(repo.root / "d")
+    os.symlink(outside, repo.root / "d")
+    repo.write("top.txt", "t2")
+    assert repo.status()["deleted"] == ["d/a.txt"]
+    repo.ok("commit", "-am", "two")
+    assert [f["name"] for f in repo.json("ls", "-r", "--json")] == ["top.txt"]
+    assert (outside / "a.txt").read_text() == "not ours"
+    repo.fsck_clean()
+
+
 def test_a_fifo_at_a_tracked_path_is_never_opened_nor_replaced_unasked(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "a", "d/b.txt": "b", "top.txt": "t"})
     repo.ok("tag", "one")

@@ -166,8 +166,13 @@ def add(
     warn: Warn = quiet,
     *,
     force: bool = False,
+    paths: Sequence[bytes] | None = None,
 ) -> AddReport:
     """Stage files, directories or links (or the deletion of vanished tracked paths).
+
+    ``paths``: the repository paths ``args`` name, as a scan found them (``commit -a``),
+    taken as they are: a tracked file whose directory became a link is then staged as
+    deleted, where an argument naming it is refused (the link is not followed).
 
     Untracked paths that ignore rules (``vfs.worktree.ignore``) match are left out of the
     directories given, and counted; one given by name is refused. ``force`` adds them
@@ -182,7 +187,7 @@ def add(
     args = list(args)
     with repo.locked(), paused_gc():  # (see the docstring)
         index = repo.index()
-        rels = [repo.rel(a, index) for a in args]
+        rels = [repo.rel(a, index) for a in args] if paths is None else list(paths)
         for rel in rels:
             bad = reserved_path([rel])
             if bad is not None:
@@ -303,8 +308,7 @@ def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet
     changed = [*work.modified, *work.deleted]
     if not changed:
         return AddReport()
-    root = os.fsencode(repo.root)
-    return add(repo, [os.fsdecode(os.path.join(root, p)) for p in changed], workers, warn)
+    return add(repo, [show(p) for p in changed], workers, warn, paths=changed)
 
 
 def rm(
