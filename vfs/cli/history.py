@@ -20,7 +20,7 @@ from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, war
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.ops.diff import flat_params
-from vfs.quoting import escape_text, quote_given, quote_name
+from vfs.quoting import escape_text, quote_given, quote_name, shell_word
 from vfs.repo.history import NO_VERSIONS
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
@@ -54,8 +54,9 @@ def revs_and_paths(
     while rest and len(revs) < most and is_revision(repo, rest[0]):
         if os.path.lexists(rest[0]):
             raise UsageError(
-                f"{quoted(rest[0])} is both a revision and a path: write `-- {rest[0]}` "
-                f"for the path, or `{rest[0]} --` for the revision"
+                f"{quoted(rest[0])} is both a revision and a path: write "
+                f"`-- {shell_word(rest[0])}` for the path, or `{shell_word(rest[0])} --` for the "
+                "revision"
             )
         revs.append(rest.pop(0))
     paths = []
@@ -73,7 +74,7 @@ def revs_and_paths(
             like = f"; did you mean: {', '.join(close)}" if close else ""
             raise UsageError(
                 f"{quoted(a)} is neither a revision nor a path of the working tree or HEAD"
-                f"{like} (a path that existed in an older version: write `-- {a}`)"
+                f"{like} (a path that existed in an older version: write `-- {shell_word(a)}`)"
             )
         paths.append(rel)
     return revs, paths
