@@ -559,3 +559,21 @@ def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) 
         ("branch delete", "refs/heads/b", None, "unreadable"),
     ]
     repo.fsck_clean()
+
+
+def test_a_range_of_versions_says_what_to_write_instead(repo: Repo) -> None:
+    """`dvfs diff v1..v2` (git's range) said "v1..v2 is neither a revision nor a path
+    ...; did you mean: v2, v1": it now says dvfs takes no range, and what to write."""
+    two_files(repo)
+    repo.write("a.txt", "changed")
+    repo.ok("commit", "-am", "two")
+    for arg in ("v1..v2", "v1...v2"):
+        assert_error(
+            repo.run("diff", arg),
+            f"{arg} is a range of versions, which dvfs does not take: "
+            "`dvfs diff v1 v2` compares the two",
+            code=2,
+        )
+    assert_error(repo.run("log", "v1..HEAD"), "`dvfs log HEAD` lists HEAD and the versions")
+    assert_error(repo.run("log", "x..y"), "x..y is neither a revision nor a path")
+    repo.fsck_clean()

@@ -26,6 +26,7 @@ from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 REVISION_LIKE = re.compile(r"^(v\d+|HEAD|.*~\d*)$")  # never taken for a path by mistake
+RANGE = re.compile(r"(.+?)\.\.\.?(.+)")  # git's A..B and A...B
 
 
 def revs_and_paths(
@@ -70,6 +71,7 @@ def revs_and_paths(
         if not known:
             if REVISION_LIKE.match(a):  # v9, HEAD~5: meant as a revision, whatever else
                 repo.history.resolve(a)  # RevisionNotFound, saying what exists
+            _refuse_range(repo, ctx, a, most)
             close = close_revisions(repo, a)
             like = f"; did you mean: {', '.join(close)}" if close else ""
             raise UsageError(
@@ -78,6 +80,20 @@ def revs_and_paths(
             )
         paths.append(rel)
     return revs, paths
+
+
+def _refuse_range(repo: Repository, ctx: click.Context, arg: str, most: int) -> None:
+    """UsageError saying what to write instead if ``arg`` is git's range ``A..B`` (or
+    ``A...B``) of two revisions, which dvfs does not take."""
+    m = RANGE.fullmatch(arg)
+    if m is None or not (is_revision(repo, m[1]) and is_revision(repo, m[2])):
+        return
+    a, b = shell_word(m[1]), shell_word(m[2])
+    if most >= 2:
+        instead = f"`{ctx.command_path} {a} {b}` compares the two"
+    else:
+        instead = f"`{ctx.command_path} {b}` lists {quoted(m[2])} and the versions before it"
+    raise UsageError(f"{quoted(arg)} is a range of versions, which dvfs does not take: {instead}")
 
 
 def close_revisions(repo: Repository, arg: str) -> list[str]:
