@@ -289,3 +289,12 @@ def test_an_unknown_remote_or_setting_is_named_as_every_other_name_is(repo: Repo
     assert_error(repo.run("remote", "remove", "a\tb"), 'error: unknown remote "a\\tb"')
     assert_error(repo.run("config", "it's"), "unknown setting it's (known: store.max-size)")
     repo.fsck_clean()
+
+
+def test_a_remote_url_refused_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """It said "bad remote URL 's3:/b'" and "written './s3:/b'", Python's repr; the
+    hint now works as typed in a shell."""
+    r = repo.run("remote", "add", "x", "s3:/my data")
+    assert_error(r, "bad remote URL s3:/my data: s3 needs '://'", "written './s3:/my data'")
+    assert_error(repo.run("remote", "add", "x", "ftp://h"), "unsupported remote URL ftp://h: use")
+    repo.fsck_clean()

@@ -164,7 +164,7 @@ def test_credentials_and_buckets_are_named(
     cases: list[tuple[tuple[str, str], str, str, tuple[str, ...]]] = [
         ((s3_server.access_key, "0" * 40), "origin", url, wrong),
         (("AKIANOSUCHKEY0000000", s3_server.secret_key), "origin", url, wrong),
-        (admin, "nowhere", missing, ("bucket 'no-such-bucket-here' does not exist",)),
+        (admin, "nowhere", missing, ("bucket no-such-bucket-here does not exist",)),
     ]
     for keys, name, where, fragments in cases:
         use_aws_keys(monkeypatch, *keys)
