@@ -298,3 +298,14 @@ def test_a_remote_url_refused_is_named_as_every_other_name_is(repo: Repo) -> Non
     assert_error(r, "bad remote URL s3:/my data: s3 needs '://'", "written './s3:/my data'")
     assert_error(repo.run("remote", "add", "x", "ftp://h"), "unsupported remote URL ftp://h: use")
     repo.fsck_clean()
+
+
+def test_a_damaged_head_is_shown_as_names_are(repo: Repo) -> None:
+    """ "HEAD is unreadable ('...')" showed HEAD's line in Python's repr."""
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    v1 = repo.commit("v1")
+    (repo.root / ".dvfs" / "HEAD").write_text(f"{v1} a\x1bb\n")
+    assert_error(repo.run("status"), f'HEAD is unreadable ("{v1} a\\033b"): run `dvfs fsck')
+    repo.ok("fsck", "--repair")
+    repo.fsck_clean()

@@ -211,7 +211,9 @@ class Refs:
         # A branch name no ref may have (``..`` in it, a control character) is damage
         # too: every command would go on to show it, or look for its ref.
         if head is None or _unfit(head.branch, existing=True):
-            raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck --repair`")
+            raise FormatError(
+                f"HEAD is unreadable ({quote_given(line[:80])}): run `dvfs fsck --repair`"
+            )
         return head
 
     def set_head(self, head: Head) -> None:

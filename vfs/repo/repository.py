@@ -50,6 +50,7 @@ from vfs import settings
 from vfs._os.helper_process import alive
 from vfs.errors import FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
+from vfs.quoting import quote_given
 from vfs.repo.refs import Refs, check_ref_name
 from vfs.repo.stage import Index, not_checked_out
 from vfs.store.durable import write_atomic
@@ -177,7 +178,9 @@ def parse_format(text: str, where: str) -> ChunkerParams:
             f"{where}: format {rec['format']} is not one this dvfs knows: upgrade dvfs"
         )
     if rec.get("hash") != "blake3-256":
-        raise FormatError(f"{where}: unknown object hash {rec.get('hash')!r}: upgrade dvfs")
+        raise FormatError(
+            f"{where}: unknown object hash {quote_given(str(rec.get('hash')))}: upgrade dvfs"
+        )
     try:
         return ChunkerParams.from_record(rec.get("chunker"))
     except (ValueError, KeyError, TypeError) as exc:
