@@ -577,3 +577,13 @@ def test_a_range_of_versions_says_what_to_write_instead(repo: Repo) -> None:
     assert_error(repo.run("log", "v1..HEAD"), "`dvfs log HEAD` lists HEAD and the versions")
     assert_error(repo.run("log", "x..y"), "x..y is neither a revision nor a path")
     repo.fsck_clean()
+
+
+def test_several_messages_are_paragraphs_of_one_as_git_joins_them(repo: Repo) -> None:
+    """`dvfs commit -m one -m two` recorded "two" alone: the first message was dropped
+    without a word. Several -m are joined as paragraphs, as git joins them."""
+    two_files(repo)
+    repo.write("a.txt", "changed")
+    repo.ok("commit", "-a", "-m", "subject", "-m", "body")
+    assert repo.json("log", "-n", "1", "--json")[0]["message"] == "subject\n\nbody"
+    repo.fsck_clean()

@@ -17,6 +17,7 @@ from vfs.cli.options import (
     DvfsCommand,
     FreeText,
     RevsThenPaths,
+    paragraphs,
 )
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
 from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
@@ -279,7 +280,10 @@ def one_side(ours: bool, theirs: bool) -> str | None:
 @click.argument("rev", required=False)
 @click.option("--ours", is_flag=True, help="Settle every conflict with this side.")
 @click.option("--theirs", is_flag=True, help="Settle every conflict with REV's.")
-@click.option("-m", "--message", type=FreeText(), help="Message of the merge version.")
+@click.option(
+    "-m", "--message", multiple=True, callback=paragraphs, type=FreeText(),
+    help="Message of the merge version (several: paragraphs of it).",
+)  # fmt: skip
 @click.option("--abort", is_flag=True, help="Give up the merge in progress.")
 @click.option(
     "-f", "--force", is_flag=True,

@@ -20,6 +20,7 @@ from vfs.cli.options import (
     OnOff,
     Seconds,
     Token,
+    paragraphs,
 )
 from vfs.cli.output import count, emit_json, human, quoted, warn
 from vfs.errors import UsageError
@@ -176,7 +177,10 @@ def mounts_cmd(as_json: bool) -> None:
 
 @click.command(cls=DvfsCommand)
 @click.argument("mountpoint", metavar="MNT")
-@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
+@click.option(
+    "-m", "--message", required=True, multiple=True, callback=paragraphs, type=FreeText(),
+    help="What this version is (several: paragraphs of it).",
+)  # fmt: skip
 @PARAM
 @PARAMS_FILE
 @click.option("--tag", help="Also tag the new version.")

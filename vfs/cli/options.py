@@ -26,6 +26,12 @@ MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
 ROWS_SHOWN = 20  # rows `dvfs diff --rows` shows unless --limit says otherwise
 
 
+def paragraphs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """The messages of several ``-m`` joined as paragraphs, as git joins them (an empty
+    one left out); None if none was given."""
+    return "\n\n".join(v for v in value if v) if value else None
+
+
 class FreeText(click.types.StringParamType):
     """Text that may be empty (a message); every other string parameter may not."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText
+from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText, paragraphs
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
 from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
@@ -194,7 +194,10 @@ def mv(paths: tuple[str, ...], as_json: bool) -> None:
 
 
 @click.command(cls=DvfsCommand)
-@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
+@click.option(
+    "-m", "--message", required=True, multiple=True, callback=paragraphs, type=FreeText(),
+    help="What this version is (several: paragraphs of it).",
+)  # fmt: skip
 @PARAM
 @PARAMS_FILE
 @click.option("--tag", help="Also tag the new version.")
