@@ -55,16 +55,17 @@ def change_line(c: Change, at: Callable[[bytes], bytes] = as_given) -> str:
     if c.status == "renamed":
         old = quoted(at(c.old_path) if c.old_path is not None else None)
         return f"renamed:  {old}{tail} -> {path}" + (f" ({mode})" if mode else "")
+    link = "link, " if c.kind == "link" else ""  # (its size is its target's length)
     if c.status == "modified":
         if c.mode_only:
             return f"modified: {path} ({mode})"
-        sizes = f"{human(c.old_size)} -> {human(c.new_size)}"
+        sizes = f"{link}{human(c.old_size)} -> {human(c.new_size)}"
         if c.old_kind is not None:  # a file that became a link, or the reverse
-            sizes = f"{c.old_kind} -> {c.kind}, {sizes}"
+            sizes = f"{c.old_kind} -> {c.kind}, {human(c.old_size)} -> {human(c.new_size)}"
         return f"modified: {path} ({sizes}{', ' + mode if mode else ''})"
     if c.status == "added":
-        return f"added:    {path} ({'empty directory' if tail else human(c.new_size)})"
-    return f"removed:  {path} ({'empty directory' if tail else human(c.old_size)})"
+        return f"added:    {path} ({'empty directory' if tail else link + human(c.new_size)})"
+    return f"removed:  {path} ({'empty directory' if tail else link + human(c.old_size)})"
 
 
 def mount_status(mountpoint: str, as_json: bool) -> None:
