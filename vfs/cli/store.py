@@ -12,7 +12,7 @@ from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, wor
 from vfs.errors import UsageError
 from vfs.ops import store_limit
 from vfs.ops.store_limit import MAX_SIZE_KEY, parse_store_size
-from vfs.quoting import escape_text, quote_given
+from vfs.quoting import escape_text, quote_given, shell_word
 from vfs.repo.repository import Repository
 
 
@@ -338,9 +338,17 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
       dvfs du
       dvfs du v3 v4 --json
     """
+    from vfs.cli.history import REVISION_LIKE, is_path, is_revision
     from vfs.ops.du import usage
 
-    u = usage(repo_here(), list(revs))
+    repo = repo_here()
+    for r in revs:  # `dvfs du data`, as Unix du is used: a path, not a revision
+        if not REVISION_LIKE.match(r) and not is_revision(repo, r) and is_path(repo, r):
+            raise UsageError(
+                f"{quoted(r)} is a path, and dvfs du sizes versions: "
+                f"`dvfs ls -r {shell_word(r)}` lists the files at or below it with their sizes"
+            )
+    u = usage(repo, list(revs))
     if as_json:
         emit_json(u.as_json())
         return
