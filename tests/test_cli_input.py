@@ -167,6 +167,21 @@ def test_an_empty_argument_is_named_by_its_metavar_alone(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_tag_given_twice_is_refused_not_the_first_dropped(repo: Repo) -> None:
+    """`dvfs commit -m x --tag a --tag b` tagged the version b alone: tag a was dropped
+    without a word. It is refused before anything is staged or recorded."""
+    repo.write("d/f", "1")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/f", "2")
+    line = "--tag was given 2 times (a, b): give it once"
+    assert_error(repo.run("commit", "-am", "two", "--tag", "a", "--tag", "b"), line, code=2)
+    assert repo.status()["modified"] == ["d/f"] and repo.json("tag", "--json") == []
+    repo.ok("commit", "-am", "two", "--tag", "a")
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["a"]
+    repo.fsck_clean()
+
+
 def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     # `d/a/` names a directory (as git reads it): where d/a is a file, every command
     # refuses it with one line, rather than taking the file.

@@ -20,6 +20,7 @@ from vfs.cli.options import (
     OnOff,
     Seconds,
     Token,
+    once,
     paragraphs,
 )
 from vfs.cli.output import count, emit_json, human, quoted, warn
@@ -183,7 +184,9 @@ def mounts_cmd(as_json: bool) -> None:
 )  # fmt: skip
 @PARAM
 @PARAMS_FILE
-@click.option("--tag", help="Also tag the new version.")
+@click.option(
+    "--tag", multiple=True, callback=once, help="Also tag the new version (`dvfs tag` adds more)."
+)  # fmt: skip
 @click.option("--branch", "new_branch", metavar="NEW", help="Record it on a new branch.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def snapshot(

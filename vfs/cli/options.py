@@ -32,6 +32,16 @@ def paragraphs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     return "\n\n".join(v for v in value if v) if value else None
 
 
+def once(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """The one value of an option that takes one (None if not given): given twice, it
+    is refused rather than the last one kept and the others dropped unsaid."""
+    if len(value) > 1:
+        name = param.opts[-1] if param.opts else param.name
+        shown = ", ".join(quote_given(v) for v in value)
+        raise UsageError(f"{name} was given {len(value)} times ({shown}): give it once")
+    return value[0] if value else None
+
+
 class FreeText(click.types.StringParamType):
     """Text that may be empty (a message); every other string parameter may not."""
 
