@@ -23,6 +23,7 @@ from vfs.ops.checkout import (
     under_any,
 )
 from vfs.ops.status import WorkState, head_files, quiet, work_state
+from vfs.quoting import shell_word
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher
@@ -106,9 +107,16 @@ def restore(
             )
             index.entries = {}  # (every path of the source is staged below, as unknown)
         for arg, rel in zip(paths, rels, strict=True):
-            if not index.under(rel) and not (src and any(under_any(q, [rel]) for q in src)):
+            in_src = src is not None and any(under_any(q, [rel]) for q in src)
+            if not index.under(rel) and not in_src:
                 where = "" if src is None else f" and not in {label}"
                 raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
+            if source is not None and not staged and not in_src:
+                # (restore never deletes a file: nothing would be written for it)
+                raise UsageError(
+                    f"{arg} is not in {label}: nothing was restored (restore never deletes "
+                    f"a file; `dvfs rm {shell_word(arg)}` does)"
+                )
         report = RestoreReport(label)
         unstaged: set[bytes] = set()  # unchanged tracked files unstaged: may be replaced
         edited: list[bytes] = []  # and those with changes (not replaced: refused)
