@@ -340,7 +340,7 @@ def test_missing_permission_is_an_auth_error(
 def test_missing_bucket_is_named(s3_env: S3Server) -> None:
     backend = open_backend("s3://dvfs-no-such-bucket/p", endpoint_url=s3_env.endpoint)
     for name, op in OPS.items():
-        wanted = "not found" if name == "head" else "bucket 'dvfs-no-such-bucket' does not exist"
+        wanted = "not found" if name == "head" else "bucket dvfs-no-such-bucket does not exist"
         with pytest.raises(RemoteNotFound, match=wanted):
             op(backend)
     assert "dvfs-no-such-bucket" not in [
@@ -358,7 +358,7 @@ def test_missing_bucket_is_named(s3_env: S3Server) -> None:
         ("get", "InternalError", 500, RemoteUnreachable, "try again later"),
         ("get", "ExpiredToken", 400, RemoteAuthError, "rejected the credentials"),
         ("get", "AccessDenied", 403, RemoteAuthError, "lack permission"),
-        ("get", "NoSuchBucket", 404, RemoteNotFound, "bucket 'bucket'"),
+        ("get", "NoSuchBucket", 404, RemoteNotFound, "bucket bucket does not exist"),
         ("cas", "PreconditionFailed", 412, PreconditionFailed, "changed by someone else"),
         ("cas", "ConditionalRequestConflict", 409, PreconditionFailed, "changed by someone"),
         ("cas", "NoSuchKey", 404, PreconditionFailed, "changed by someone else"),

@@ -158,6 +158,30 @@ def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) 
     repo.fsck_clean()
 
 
+def test_an_empty_argument_is_named_by_its_metavar_alone(repo: Repo) -> None:
+    """`dvfs config ""` said "empty KE argument", `config KEY ""` "empty VALUE]
+    argument", `du ""` "empty REV... argument": the brackets of the usage line cut."""
+    cases = [(("config", ""), "KEY"), (("config", "k", ""), "VALUE"), (("du", ""), "REV")]
+    for args, name in cases:
+        assert_error(repo.run(*args), f"dvfs: error: empty {name} argument (an unset", code=2)
+    repo.fsck_clean()
+
+
+def test_a_tag_given_twice_is_refused_not_the_first_dropped(repo: Repo) -> None:
+    """`dvfs commit -m x --tag a --tag b` tagged the version b alone: tag a was dropped
+    without a word. It is refused before anything is staged or recorded."""
+    repo.write("d/f", "1")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/f", "2")
+    line = "--tag was given 2 times (a, b): give it once"
+    assert_error(repo.run("commit", "-am", "two", "--tag", "a", "--tag", "b"), line, code=2)
+    assert repo.status()["modified"] == ["d/f"] and repo.json("tag", "--json") == []
+    repo.ok("commit", "-am", "two", "--tag", "a")
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["a"]
+    repo.fsck_clean()
+
+
 def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     # `d/a/` names a directory (as git reads it): where d/a is a file, every command
     # refuses it with one line, rather than taking the file.
@@ -392,7 +416,7 @@ def test_out_of_range_options_and_control_characters_are_one_line(
         (("log", "-n", "0"), "'-n': 0 is not in the range"),
         (("log", "-n", "-5"), "'-n': -5 is not in the range"),
         (("push", "--jobs", "100000"), "'--jobs'"),
-        (("mount", "--timeout", "nan", ".", str(mnt)), "'nan' is not a number of seconds"),
+        (("mount", "--timeout", "nan", ".", str(mnt)), "nan is not a number of seconds"),
         (("mount", "--refresh", "inf", ".", str(mnt)), "not in the range 0.1<=x<=86400"),
         (("mount", "--timeout", "0", ".", str(mnt)), "not in the range 0.1<=x<=86400"),
         (("remote", "add", "x", str(tmp_path / "a\nb")), '/a\\nb" holds a control character'),

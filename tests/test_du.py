@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.support.cli import Repo
+from tests.support.cli import Repo, assert_error
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 
@@ -55,4 +55,20 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
     ]
     human = repo.ok("du").out
     assert "unique to each version" in human and "sub/text.csv" in human
+    repo.fsck_clean()
+
+
+def test_du_of_a_path_says_it_sizes_versions_and_what_lists_files(repo: Repo) -> None:
+    """`dvfs du data`, as Unix du is used, said "unknown revision data; run `dvfs log`",
+    which does not say that du takes versions nor how to see a directory's sizes."""
+    repo.write("my data/a.csv", "1,2\n")
+    repo.ok("add", "my data")
+    repo.commit("one")
+    assert_error(
+        repo.run("du", "my data"),
+        "my data is a path, and dvfs du sizes versions: `dvfs ls -r 'my data'` lists",
+        code=2,
+    )
+    assert_error(repo.run("du", "nope"), "unknown revision nope", code=1)
+    assert "1 version" in repo.ok("du", "v1").out
     repo.fsck_clean()

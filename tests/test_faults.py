@@ -193,6 +193,27 @@ class OpenWatch:
         os.close(self.fd)
 
 
+def test_commit_all_stages_files_whose_directory_became_a_link_as_deleted(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """d/ replaced by a link to a directory outside: status said "deleted: d/a.txt",
+    but `commit -a` failed with "/abs/path/d/a.txt goes through the symbolic link d",
+    a path the user never typed. It stages the deletions (as git does), follows no
+    link, and leaves the link untracked."""
+    committed(repo, {"d/a.txt": "a", "top.txt": "t"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.txt").write_text("not ours")
+    shutil.rmtree(repo.root / "d")
+    os.symlink(outside, repo.root / "d")
+    repo.write("top.txt", "t2")
+    assert repo.status()["deleted"] == ["d/a.txt"]
+    repo.ok("commit", "-am", "two")
+    assert [f["name"] for f in repo.json("ls", "-r", "--json")] == ["top.txt"]
+    assert (outside / "a.txt").read_text() == "not ours"
+    repo.fsck_clean()
+
+
 def test_a_fifo_at_a_tracked_path_is_never_opened_nor_replaced_unasked(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "a", "d/b.txt": "b", "top.txt": "t"})
     repo.ok("tag", "one")
@@ -525,21 +546,21 @@ def test_an_unknown_revision_lists_the_closest_names(repo: Repo) -> None:
     repo.commit("two")
     repo.ok("branch", "feature")
     cases = [
-        (("show", "baselin"), ("unknown revision 'baselin'", "baseline")),
-        (("checkout", "featur"), ("unknown revision 'featur'", "feature")),
+        (("show", "baselin"), ("unknown revision baselin", "baseline")),
+        (("checkout", "featur"), ("unknown revision featur", "feature")),
         (("diff", "basline", "HEAD"), ("basline", "baseline")),
-        (("cat", "v9:f.txt"), ("'v9': main has v1 to v2",)),
-        (("ls", "HEAD~5"), ("HEAD~5': HEAD is v2 and v1 has no parent: go back at most 1",)),
+        (("cat", "v9:f.txt"), ("v9: main has v1 to v2",)),
+        (("ls", "HEAD~5"), ("HEAD~5: HEAD is v2 and v1 has no parent: go back at most 1",)),
         (("log", "HAED"), ("HAED", "HEAD")),
-        (("show", "dead"), ("unknown revision 'dead'",)),
-        (("tag", "t", "nowhere"), ("unknown revision 'nowhere'",)),
+        (("show", "dead"), ("unknown revision dead",)),
+        (("tag", "t", "nowhere"), ("unknown revision nowhere",)),
     ]
     for args, fragments in cases:
         repo.fail(*args, fragments=fragments)
     assert repo.status()["head"] == "v2"
     repo.ok("checkout", "v1")  # detached on main's chain: numbers still count along main
-    repo.fail("show", "v3", fragments=("'v3': main has v1 to v2",))
-    repo.fail("show", "HEAD~1", fragments=("'HEAD~1': HEAD is v1, which has no parent",))
+    repo.fail("show", "v3", fragments=("v3: main has v1 to v2",))
+    repo.fail("show", "HEAD~1", fragments=("HEAD~1: HEAD is v1, which has no parent",))
     repo.ok("switch", "main")
     repo.fsck_clean()
 

@@ -154,7 +154,7 @@ def test_push_and_pull_origin_main_name_the_option_that_takes_a_remote(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
     """git's `push origin main`: push said "branch origin has no versions to push" and
-    pull "unknown revision 'origin'"; each now says origin is a remote and how to name it."""
+    pull "unknown revision origin"; each now says origin is a remote and how to name it."""
     a = make_repo("a")
     two_files(a)
     a.ok("remote", "add", "origin", str(tmp_path / "remote"))
@@ -427,7 +427,7 @@ def test_ls_and_cat_in_a_subdirectory_take_and_show_paths_from_there(repo: Repo)
 
 
 def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
-    """`dvfs ls data` said "unknown revision 'data'": a path alone is one of HEAD, as
+    """`dvfs ls data` said "unknown revision data": a path alone is one of HEAD, as
     `dvfs log data` and `dvfs diff data` take it; a revision still comes first."""
     repo.write("d/s/a.txt", "a")
     repo.write("d/top.txt", "t")
@@ -442,8 +442,8 @@ def test_ls_and_cat_of_a_path_alone_read_it_in_head(repo: Repo) -> None:
     assert names(repo.ok("ls", "d/top.txt").out) == ["d/top.txt"]
     assert names(assert_ok(run(repo.root / "d", "ls", "s")).out) == ["a.txt"]
     assert repo.ok("cat", "d/top.txt").raw == b"t"
-    assert_error(repo.run("ls", "nope"), "unknown revision 'nope'")
-    assert_error(repo.run("ls", "v9"), "unknown revision 'v9'")
+    assert_error(repo.run("ls", "nope"), "unknown revision nope")
+    assert_error(repo.run("ls", "v9"), "unknown revision v9")
     repo.ok("branch", "d")  # a branch named as the directory: the revision wins
     assert names(repo.ok("ls", "d").out) == ["d/"]
 
@@ -558,4 +558,32 @@ def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) 
         ("tag delete", "refs/tags/t", None, "unreadable"),
         ("branch delete", "refs/heads/b", None, "unreadable"),
     ]
+    repo.fsck_clean()
+
+
+def test_a_range_of_versions_says_what_to_write_instead(repo: Repo) -> None:
+    """`dvfs diff v1..v2` (git's range) said "v1..v2 is neither a revision nor a path
+    ...; did you mean: v2, v1": it now says dvfs takes no range, and what to write."""
+    two_files(repo)
+    repo.write("a.txt", "changed")
+    repo.ok("commit", "-am", "two")
+    for arg in ("v1..v2", "v1...v2"):
+        assert_error(
+            repo.run("diff", arg),
+            f"{arg} is a range of versions, which dvfs does not take: "
+            "`dvfs diff v1 v2` compares the two",
+            code=2,
+        )
+    assert_error(repo.run("log", "v1..HEAD"), "`dvfs log HEAD` lists HEAD and the versions")
+    assert_error(repo.run("log", "x..y"), "x..y is neither a revision nor a path")
+    repo.fsck_clean()
+
+
+def test_several_messages_are_paragraphs_of_one_as_git_joins_them(repo: Repo) -> None:
+    """`dvfs commit -m one -m two` recorded "two" alone: the first message was dropped
+    without a word. Several -m are joined as paragraphs, as git joins them."""
+    two_files(repo)
+    repo.write("a.txt", "changed")
+    repo.ok("commit", "-a", "-m", "subject", "-m", "body")
+    assert repo.json("log", "-n", "1", "--json")[0]["message"] == "subject\n\nbody"
     repo.fsck_clean()

@@ -237,3 +237,17 @@ def test_an_ambiguous_id_prefix_is_named_so_by_log_and_diff(repo: Repo) -> None:
         assert_error(repo.run(*args), f"id prefix {prefix} is ambiguous", "give more characters")
     assert_error(repo.run("log", "nothing-here"), "neither a revision nor a path")
     repo.fsck_clean()
+
+
+def test_the_hint_for_a_path_only_history_has_works_as_typed(repo: Repo) -> None:
+    """`dvfs log 'my file'` (gone from the working tree and HEAD) said to write
+    `-- my file`, which the shell splits into two paths."""
+    repo.write("my file", "a")
+    repo.ok("add", "my file")
+    repo.commit("one")
+    repo.ok("rm", "my file")
+    repo.commit("two")
+    line = assert_error(repo.run("log", "my file"), "neither a revision nor a path", code=2)
+    assert line.endswith("write `-- 'my file'`)"), line
+    assert [v["version"] for v in repo.json("log", "--json", "--", "my file")] == ["v2", "v1"]
+    repo.fsck_clean()

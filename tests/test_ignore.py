@@ -17,6 +17,7 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    init_repo,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
@@ -225,6 +226,37 @@ def test_status_does_not_list_ignored_untracked_files(repo: Repo) -> None:
     assert "data/run.tmp" in untracked and "data/scratch/big.bin" in untracked
     assert "data/.DS_Store" not in untracked  # the built-in rules still apply
     repo.fsck_clean()
+
+
+def test_a_repository_inside_the_working_tree_is_left_to_itself(repo: Repo) -> None:
+    """data/inner holds a .dvfs of its own: `dvfs add data` took its files as plain
+    files of this repository, and status listed them as untracked here."""
+    repo.write("data/labels.csv", "id\n")
+    repo.ok("add", "data")
+    repo.commit("one")
+    inner = init_repo(repo.root / "data" / "inner")
+    inner.write("d/f.csv", "inner")
+    inner.ok("add", "d")
+    inner.commit("inner")
+    inner.write("d/new.csv", "new")
+    repo.write("data/more.csv", "more")
+    assert repo.status()["untracked"] == ["data/more.csv"]
+    r = repo.ok("add", "data")
+    assert warnings_of(r) == [
+        "dvfs: warning: skipping data/inner/, a dvfs repository of its own "
+        "(`dvfs add` inside it tracks its files)"
+    ]
+    assert [s["path"] for s in repo.status()["staged"]] == ["data/more.csv"]
+    repo.fail("add", "data/inner", fragments=("data/inner is a dvfs repository of its own",))
+    repo.fail("add", "data/inner/d/f.csv", fragments=("is in data/inner/, a dvfs repository",))
+    assert (
+        repo.ok("check-ignore", "-v", "data/inner").out
+        == "(built-in):0:data/inner/.dvfs\tdata/inner\n"
+    )
+    repo.commit("two")
+    assert inner.status()["untracked"] == ["d/new.csv"]  # the inner one is untouched
+    repo.fsck_clean()
+    inner.fsck_clean()
 
 
 def test_a_clean_status_reads_no_ignore_file(repo: Repo, tmp_path: Path) -> None:

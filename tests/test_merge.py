@@ -236,6 +236,41 @@ def test_a_conflict_with_a_path_the_other_side_renamed_says_where_it_went(repo: 
     repo.fsck_clean()
 
 
+def test_a_conflict_side_that_is_a_link_is_shown_as_a_link_with_its_target(
+    repo: Repo,
+) -> None:
+    """x edited on main and made a link on other: the link side read "7 B" and a time,
+    as a file's would, in merge's and status's lines and their JSON."""
+    repo.write("x", "a")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    (repo.root / "x").unlink()
+    os.symlink("t\nrg", repo.root / "x")
+    repo.ok("add", ".")
+    repo.commit("link")
+    repo.ok("switch", "main")
+    repo.write("x", "a, edited")
+    repo.ok("add", ".")
+    repo.commit("edit")
+
+    r = repo.run("merge", "other")
+    assert r.code == 1, str(r)
+    line = next(ln for ln in r.out.splitlines() if ln.strip().startswith("x "))
+    assert line.endswith('theirs: link -> "t\\nrg"'), line
+    assert "ours: 9 B" in line
+    assert 'theirs: link -> "t\\nrg"' in repo.ok("status").out
+    (side,) = repo.status()["merging"]["conflicts"]
+    assert side["theirs"]["link"] == "t\nrg" and "link" not in side["ours"]
+    assert side["theirs_instead"] is None
+    repo.ok("merge", "--abort")
+    r = repo.run("merge", "other", "--json")
+    assert r.code == 1, str(r)
+    assert json.loads(r.out)["conflicts"][0]["theirs"]["link"] == "t\nrg"
+    repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
 def test_a_criss_cross_history_merges_without_spurious_conflicts(repo: Repo) -> None:
     """x and y each merged the other, then changed f and g again: the nearest common
     versions are two (x's and y's first), and taking one of them made the other's
@@ -300,6 +335,37 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     assert parents(repo) == [ours, Repository(repo.root).history.resolve("other").hex()]
     assert repo.status()["merging"] is None
     assert repo.show(merged)["version"] == "v4"
+    repo.fsck_clean()
+
+
+def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo) -> None:
+    """b is edited on main and deleted on other: `restore --theirs b` deleted it and
+    said "0 written, 0 unchanged", as if nothing had happened."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    out = repo.ok("restore", "--theirs", "b").out
+    assert "1 deleted (as theirs has no such file)" in out, out
+    assert not (repo.root / "b").exists()
+    repo.ok("merge", "--abort")
+    assert repo.run("merge", "other").code == 1
+    got = json.loads(repo.ok("restore", "--theirs", ".", "--json").out)
+    assert (got["deleted"], got["written"]) == (1, 1), got  # b deleted, a written
+    repo.commit("merged")
+    repo.fsck_clean()
+
+
+def test_a_path_a_side_lacks_is_refused_naming_the_side(repo: Repo) -> None:
+    """`restore --theirs nope` said "nope is not tracked and not in 0b67...5d" (the
+    side's whole id), which no user typed."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    for side in ("ours", "theirs"):
+        assert_error(
+            repo.run("restore", f"--{side}", "nope"),
+            f"nope is not tracked and not in {side}: nothing was restored",
+            code=2,
+        )
+    repo.ok("merge", "--abort")
     repo.fsck_clean()
 
 
@@ -748,8 +814,8 @@ def test_parent_steps_read_as_git_reads_them(repo: Repo) -> None:
         ("HEAD~3", "HEAD is v3 and v1 has no parent: go back at most 2"),
         ("HEAD~" + "0" * 5000 + "4", "HEAD is v3 and v1 has no parent: go back at most 2"),
     ]:
-        assert_error(repo.run("show", rev), f"unknown revision '{rev}': {why}", code=1)
-    assert_error(repo.run("show", "HEAD^x"), "unknown revision 'HEAD^x'", code=1)
+        assert_error(repo.run("show", rev), f"unknown revision {rev}: {why}", code=1)
+    assert_error(repo.run("show", "HEAD^x"), "unknown revision HEAD^x", code=1)
     repo.fsck_clean()
 
 

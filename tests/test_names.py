@@ -70,3 +70,20 @@ def test_a_tree_record_holding_a_reserved_name_does_not_decode(name: bytes) -> N
     data = msgpack.packb({"v": 1, "entries": [row]}, use_bin_type=True)
     with pytest.raises(FormatError, match="reserved name"):
         decode_tree(data)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [(b"..", "invalid name .."), (b"", 'invalid name ""'), (b"a\0b", 'invalid name "a\\000b"'),
+     ("\u200d.git".encode(), 'reserved name "\\342\\200\\215.git"')],
+)  # fmt: skip
+def test_a_damaged_tree_record_names_the_name_as_messages_quote_names(
+    name: bytes, shown: str
+) -> None:
+    """It said "invalid name b'..'" (Python's bytes repr) where every other message
+    shows a name as vfs.quoting quotes it."""
+    row = [name, 1, 0o755, 0, 0, bytes(32)]
+    data = msgpack.packb({"v": 1, "entries": [row]}, use_bin_type=True)
+    with pytest.raises(FormatError) as got:
+        decode_tree(data)
+    assert str(got.value) == f"{shown} in a tree record"

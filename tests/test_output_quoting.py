@@ -246,3 +246,66 @@ def test_progress_labels_are_plain_text() -> None:
     drawn = buf.getvalue()
     assert "\x1b[2J" not in drawn
     assert "hashing d/\\033[2J[bold red]x[/bold red]\\n" in drawn
+
+
+def test_an_unknown_revision_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """It said "unknown revision 'nope'" (Python's repr: a name with a quote or a
+    backslash came out in a third form); it is quoted as names are everywhere else."""
+    repo.write("f", "1")
+    repo.ok("add", "f")
+    repo.commit("one")
+    assert_error(repo.run("show", "nope"), "unknown revision nope; run `dvfs log`", code=1)
+    assert_error(repo.run("show", "it's"), "unknown revision it's; run", code=1)
+    assert_error(repo.run("show", "a\nb"), 'unknown revision "a\\nb"; run', code=1)
+    repo.fsck_clean()
+
+
+def test_a_path_argument_refused_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """`dvfs cat 'v1:../x'` said "paths in 'v1:../x' cannot contain '..'" and `cat v1:f f`
+    "not both ('v1:f' and 'f')": Python's repr, not the product's quoting."""
+    repo.write("f", "1")
+    repo.ok("add", "f")
+    repo.commit("one")
+    assert_error(repo.run("cat", "v1:../x"), "paths in v1:../x cannot contain '..'", code=2)
+    assert_error(repo.run("cat", "v1:\x1b/../x"), 'paths in "v1:\\033/../x" cannot', code=2)
+    assert_error(repo.run("cat", "v1:f", "f"), "not both (v1:f and f)", code=2)
+    repo.fsck_clean()
+
+
+def test_a_value_that_does_not_parse_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """`--since 'x'`, `store.max-size 'lots'`: the value typed came back in Python's
+    repr, where every other message shows what was given as vfs.quoting quotes it."""
+    since = repo.run("audit", "--since", "x\x1by")
+    assert_error(since, '--since "x\\033y" is not a date: write YYYY-MM-DD', code=2)
+    size = repo.run("config", "store.max-size", "lots")
+    assert_error(size, "store.max-size lots is not a size: write e.g. 50G", code=2)
+    repo.fsck_clean()
+
+
+def test_an_unknown_remote_or_setting_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """It said "unknown remote 'nope'" and "unknown setting 'k'", Python's repr, where every
+    other message quotes names as vfs.quoting does."""
+    assert_error(repo.run("remote", "remove", "nope"), "error: unknown remote nope")
+    assert_error(repo.run("remote", "remove", "a\tb"), 'error: unknown remote "a\\tb"')
+    assert_error(repo.run("config", "it's"), "unknown setting it's (known: store.max-size)")
+    repo.fsck_clean()
+
+
+def test_a_remote_url_refused_is_named_as_every_other_name_is(repo: Repo) -> None:
+    """It said "bad remote URL 's3:/b'" and "written './s3:/b'", Python's repr; the
+    hint now works as typed in a shell."""
+    r = repo.run("remote", "add", "x", "s3:/my data")
+    assert_error(r, "bad remote URL s3:/my data: s3 needs '://'", "written './s3:/my data'")
+    assert_error(repo.run("remote", "add", "x", "ftp://h"), "unsupported remote URL ftp://h: use")
+    repo.fsck_clean()
+
+
+def test_a_damaged_head_is_shown_as_names_are(repo: Repo) -> None:
+    """ "HEAD is unreadable ('...')" showed HEAD's line in Python's repr."""
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    v1 = repo.commit("v1")
+    (repo.root / ".dvfs" / "HEAD").write_text(f"{v1} a\x1bb\n")
+    assert_error(repo.run("status"), f'HEAD is unreadable ("{v1} a\\033b"): run `dvfs fsck')
+    repo.ok("fsck", "--repair")
+    repo.fsck_clean()

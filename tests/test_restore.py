@@ -58,6 +58,23 @@ def test_restore_discards_working_changes(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_restore_source_of_a_path_the_version_lacks_says_so(repo: Repo) -> None:
+    """`dvfs restore --source v1 d/b.txt`, where d/b.txt came in v2, said "restored
+    from v1: 0 written, 0 unchanged" and exited 0: nothing said v1 has no such file."""
+    committed(repo, {"d/a.txt": b"a\n"}, "v1")
+    committed(repo, {"d/b.txt": b"b\n"}, "v2")
+    for args in (["d/b.txt"], ["d/a.txt", "d/b.txt"]):
+        repo.write("d/a.txt", b"edited\n")
+        repo.fail(
+            "restore", "--source", "v1", *args,
+            fragments=("d/b.txt is not in v1: nothing was restored", "`dvfs rm d/b.txt` does"),
+        )  # fmt: skip
+        assert repo.read("d/a.txt") == b"edited\n" and repo.read("d/b.txt") == b"b\n"
+    assert "1 written" in repo.ok("restore", "--source", "v1", "d").out  # d/b.txt stays
+    assert repo.read("d/a.txt") == b"a\n" and repo.read("d/b.txt") == b"b\n"
+    repo.fsck_clean()
+
+
 def test_git_checkout_dash_dash_path_says_what_does_it_here(repo: Repo) -> None:
     # it said "unknown revision 'd/a.txt'", as if the path were a version's name
     v1 = committed(repo, {"d/a.txt": b"a1\n"}, "v1")

@@ -332,8 +332,8 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     out = a.ok("fetch", "--prune").out
     assert "old/main  kept: no remote old is configured (`dvfs remote remove old`" in out
     assert a.json("fetch", "--prune", "--json")["unconfigured"] == ["old/main"]
-    a.fail("remote", "remove", "../old", fragments=("unknown remote '../old'",))
-    a.fail("remote", "remove", "nope", fragments=("unknown remote 'nope'",))
+    a.fail("remote", "remove", "../old", fragments=("unknown remote ../old",))
+    a.fail("remote", "remove", "nope", fragments=("unknown remote nope",))
     out = a.ok("remote", "remove", "old").out
     assert out.splitlines() == [
         "old/main  deleted",
@@ -341,7 +341,7 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     ]
     assert [r["name"] for r in a.json("branch", "-r", "--json")] == ["origin/main"]
     assert not (a.root / ".dvfs" / "remotes" / "old").exists()
-    a.fail("remote", "remove", "old", fragments=("unknown remote 'old'",))
+    a.fail("remote", "remove", "old", fragments=("unknown remote old",))
     assert "Up to date with origin/main." in a.ok("status").out
     a.fsck_clean()
 
@@ -402,7 +402,7 @@ def test_a_remote_renamed_keeps_its_branches_default_and_audit_check(
     b.ok("audit", "verify", "--remote", "origin")
     b.ok("remote", "add", "team", str(tmp_path / "team"))
 
-    b.fail("remote", "rename", "nope", "x", fragments=("unknown remote 'nope'",))
+    b.fail("remote", "rename", "nope", "x", fragments=("unknown remote nope",))
     b.fail("remote", "rename", "origin", "team", fragments=("remote team already exists",))
     b.fail("remote", "rename", "origin", "team/a", fragments=("would share refs/remotes/team/",))
     b.fail("remote", "rename", "origin", "../x", fragments=("not a valid remote name",))

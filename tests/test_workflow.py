@@ -344,6 +344,26 @@ def test_a_file_that_became_a_link_is_named_so_not_as_a_mode_change(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_link_added_removed_or_retargeted_is_named_a_link(repo: Repo) -> None:
+    """A link pointed elsewhere showed as "modified: l (1 B -> 2 B)", and one added as
+    "added: m (1 B)": read as a file's bytes, with no word that it was a link."""
+    repo.write("a", "a\n")
+    (repo.root / "l").symlink_to("a")
+    repo.ok("add", ".")
+    repo.ok("commit", "-m", "one")
+    (repo.root / "l").unlink()
+    (repo.root / "l").symlink_to("aa")
+    (repo.root / "m").symlink_to("a")
+    repo.ok("add", ".")
+    lines = repo.ok("status").out.splitlines()
+    assert "  modified: l (link, 1 B -> 2 B)" in lines and "  added:    m (link, 1 B)" in lines
+    repo.ok("commit", "-m", "two")
+    assert repo.ok("diff", "v2", "v1").out.splitlines()[:2] == [
+        "modified: l (link, 2 B -> 1 B)", "removed:  m (link, 1 B)",
+    ]  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_diff_added_removed_modified_renamed(repo: Repo) -> None:
     repo.write("d/keep.txt", "k")
     repo.write("d/mod.txt", "old")

@@ -16,6 +16,7 @@ from typing import Any
 from vfs.errors import UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.ops.diff import Change
+from vfs.quoting import quote_given
 
 PathArg = str | os.PathLike[str]
 
@@ -124,7 +125,7 @@ def repo_path(path: PathArg) -> bytes:
         raise TypeError("give paths as text (os.fsdecode), not bytes")
     parts = [p for p in text.replace(os.sep, "/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UsageError(f"{text!r}: paths of a version cannot contain '..'")
+        raise UsageError(f"{quote_given(text)}: paths of a version cannot contain '..'")
     return os.fsencode("/".join(parts))
 
 

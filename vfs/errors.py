@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vfs.quoting import quote_given
+
 
 class DvfsError(Exception):
     """Base of every deliberate dvfs error; the message is shown to the user as is."""
@@ -84,7 +86,7 @@ class RevisionNotFound(DvfsError):
         self.rev = rev
         self.candidates = list(candidates)
         self.hint = hint
-        msg = f"unknown revision {rev!r}"
+        msg = f"unknown revision {quote_given(rev)}"
         if hint:
             msg += f": {hint}"
         elif self.candidates:

@@ -22,7 +22,7 @@ and ``日本`` included, prints as it is.
   ``\\a \\b \\t \\n \\v \\f \\r``, ``\\"``, ``\\\\``, and every other unsafe byte of its
   UTF-8 form as a three-digit octal escape (``\\033``, ``\\302\\233``, ``\\377``). Any
   name can be recovered from its quoted form; a name that needs no quoting is shown
-  unchanged.
+  unchanged. :func:`quote_given` shows an empty one as ``""``.
 - :func:`escape_text` (messages, authors, parameter values, whole error lines): the
   same escapes in place, without surrounding quotes; ``"`` and ``\\`` stay as they are.
 """
@@ -73,6 +73,12 @@ def quote_name(name: str | bytes) -> str:
     if _NAME_UNSAFE.search(text) is None:
         return text
     return '"' + _NAME_UNSAFE.sub(_escape, text) + '"'
+
+
+def quote_given(text: str | bytes) -> str:
+    """A name or value as given by the user, for a message: :func:`quote_name`'s form,
+    and ``""`` when it is empty (so that the message still shows where it stands)."""
+    return quote_name(text) if text else '""'
 
 
 def shell_word(name: str | bytes) -> str:

@@ -25,6 +25,7 @@ from vfs.backends.base import (
 from vfs.backends.local import LocalBackend
 from vfs.backends.wrappers import LimitedBackend, RetryingBackend
 from vfs.errors import UsageError
+from vfs.quoting import quote_given, shell_word
 
 __all__ = [
     "Backend",
@@ -82,8 +83,9 @@ def parse_url(url: str) -> RemoteUrl:
         typo = _SCHEME_TYPO.match(url)
         if typo:
             raise UsageError(
-                f"bad remote URL {url!r}: {typo.group(1)} needs '://' (s3://bucket/prefix, "
-                f"file:///absolute/path); a directory of that name is written {'./' + url!r}"
+                f"bad remote URL {quote_given(url)}: {typo.group(1)} needs '://' "
+                "(s3://bucket/prefix, file:///absolute/path); a directory of that name is "
+                f"written {shell_word('./' + url)}"
             )
         return RemoteUrl(path=Path(url).expanduser())
     scheme = scheme.lower()
@@ -92,22 +94,25 @@ def parse_url(url: str) -> RemoteUrl:
         path = unquote(parts.path)
         extra = parts.query or parts.fragment
         if parts.netloc not in ("", "localhost") or not path.startswith("/") or extra:
-            raise UsageError(f"bad file URL {url!r}: use file:///absolute/path")
+            raise UsageError(f"bad file URL {quote_given(url)}: use file:///absolute/path")
         return RemoteUrl(path=Path(path))
     if scheme == "s3":
         bucket, _, prefix = rest.partition("/")
         if not valid_bucket(bucket):
-            raise UsageError(f"bad bucket name {bucket!r} in the remote URL {url!r}: {_FORMS}")
+            raise UsageError(
+                f"bad bucket name {quote_given(bucket)} in the remote URL "
+                f"{quote_given(url)}: {_FORMS}"
+            )
         prefix = prefix.strip("/")
         try:  # the prefix as a key
             validate_prefix(prefix)
         except UsageError:
             raise UsageError(
-                f"bad prefix {prefix!r} in the remote URL {url!r}: use names of letters, "
-                "digits, '.', '_' and '-' joined by single '/'"
+                f"bad prefix {quote_given(prefix)} in the remote URL {quote_given(url)}: use "
+                "names of letters, digits, '.', '_' and '-' joined by single '/'"
             ) from None
         return RemoteUrl(bucket=bucket, prefix=prefix)
-    raise UsageError(f"unsupported remote URL {url!r}: {_FORMS}")
+    raise UsageError(f"unsupported remote URL {quote_given(url)}: {_FORMS}")
 
 
 def same_location(a: str, b: str) -> bool:

@@ -64,6 +64,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from vfs.errors import RemoteError, RemoteNotFound, UsageError
+from vfs.quoting import quote_given
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
@@ -108,8 +109,8 @@ def validate_key(key: str) -> str:
     """Return ``key`` if it is a clean relative key (see the module docstring), else raise."""
     if not key or not all(_SEGMENT.fullmatch(seg) for seg in key.split("/")):
         raise UsageError(
-            f"invalid storage key {key!r}: use names of letters, digits, '.', '_' and '-' "
-            "joined by single '/', not starting with '.' or '/'"
+            f"invalid storage key {quote_given(key)}: use names of letters, digits, '.', '_' "
+            "and '-' joined by single '/', not starting with '.' or '/'"
         )
     return key
 

@@ -83,6 +83,7 @@ from vfs.errors import (
     RemoteUnreachable,
     UsageError,
 )
+from vfs.quoting import quote_given
 
 _WRONG_CREDENTIALS = {
     "InvalidAccessKeyId",
@@ -160,8 +161,8 @@ class S3Backend(Backend):
             events.register_first("before-parse.s3.*", _before_parse)
         except ProfileNotFound as exc:
             raise UsageError(
-                f"AWS profile {profile!r} is not configured: check ~/.aws/config or the "
-                "profile name"
+                f"AWS profile {quote_given(profile or '')} is not configured: check "
+                "~/.aws/config or the profile name"
             ) from exc
         except ValueError as exc:
             raise UsageError(f"bad S3 endpoint or region for {self.url}: {exc}") from exc
@@ -391,7 +392,7 @@ class S3Backend(Backend):
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if code == "NoSuchBucket":
             return RemoteNotFound(
-                f"bucket {self.bucket!r} does not exist at {self._server}: create it or "
+                f"bucket {quote_given(self.bucket)} does not exist at {self._server}: create it or "
                 "check the remote URL"
             )
         if lost is not None and (

@@ -13,7 +13,7 @@ import click
 from vfs.cli.options import DvfsGroup
 from vfs.cli.output import emit_json, repo_here, warn
 from vfs.errors import UsageError
-from vfs.quoting import escape_text
+from vfs.quoting import escape_text, quote_given
 from vfs.remote import audit as remote_audit
 from vfs.repo import audit
 from vfs.repo.repository import Repository
@@ -60,7 +60,9 @@ def audit_cmd(
         try:
             when = datetime.datetime.fromisoformat(since)
         except ValueError:
-            raise UsageError(f"--since {since!r} is not a date: write YYYY-MM-DD") from None
+            raise UsageError(
+                f"--since {quote_given(since)} is not a date: write YYYY-MM-DD"
+            ) from None
         if when.tzinfo is None:
             when = when.astimezone()
         start = int(when.timestamp() * 1e9)

@@ -17,9 +17,10 @@ from vfs.cli.options import (
     DvfsCommand,
     FreeText,
     RevsThenPaths,
+    paragraphs,
 )
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
-from vfs.cli.status_report import conflict_side, instead_json, renamed_to
+from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
 from vfs.errors import UsageError
 from vfs.model import params as version_params
 from vfs.ops import branches, checkout, merging
@@ -211,7 +212,7 @@ def restore(
     if as_json:
         emit_json(
             {"source": r.source, "unstaged": r.unstaged, "written": r.written,
-             "unchanged": r.unchanged, "fetched": r.fetched,
+             "deleted": r.deleted, "unchanged": r.unchanged, "fetched": r.fetched,
              "failed": {show(p): str(exc) for p, exc in sorted(r.failed.items())}}
         )  # fmt: skip
     else:
@@ -220,6 +221,9 @@ def restore(
             done.append(f"unstaged {count(r.unstaged, 'path')}")
         if not staged or worktree:
             done.append(f"{r.written} written, {r.unchanged} unchanged")
+        if r.deleted:
+            source = r.source if r.source in ("ours", "theirs") else quoted(r.source)
+            done.append(f"{r.deleted} deleted (as {source} has no such file)")
         if settling:
             done.append("staged, conflicts there settled")
         fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
@@ -276,7 +280,10 @@ def one_side(ours: bool, theirs: bool) -> str | None:
 @click.argument("rev", required=False)
 @click.option("--ours", is_flag=True, help="Settle every conflict with this side.")
 @click.option("--theirs", is_flag=True, help="Settle every conflict with REV's.")
-@click.option("-m", "--message", type=FreeText(), help="Message of the merge version.")
+@click.option(
+    "-m", "--message", multiple=True, callback=paragraphs, type=FreeText(),
+    help="Message of the merge version (several: paragraphs of it).",
+)  # fmt: skip
 @click.option("--abort", is_flag=True, help="Give up the merge in progress.")
 @click.option(
     "-f", "--force", is_flag=True,
@@ -328,8 +335,9 @@ def merge_cmd(
         emit_json(
             {"outcome": m.outcome, "version": m.label, "id": m.oid.hex(), "written": m.written,
              "deleted": m.deleted, "fetched": m.fetched,
-             "conflicts": [{"path": show(c.path), "ours": merge.describe_side(c.ours),
-                            "theirs": merge.describe_side(c.theirs),
+             "conflicts": [{"path": show(c.path),
+                            "ours": describe_side(c.ours, moved.get((c.path, "ours"))),
+                            "theirs": describe_side(c.theirs, moved.get((c.path, "theirs"))),
                             "ours_renamed_to": renamed_to(moved.get((c.path, "ours"))),
                             "theirs_renamed_to": renamed_to(moved.get((c.path, "theirs"))),
                             "ours_instead": instead_json(moved.get((c.path, "ours"))),

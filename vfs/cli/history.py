@@ -20,12 +20,13 @@ from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, war
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.ops.diff import flat_params
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_given, quote_name, shell_word
 from vfs.repo.history import NO_VERSIONS
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
 REVISION_LIKE = re.compile(r"^(v\d+|HEAD|.*~\d*)$")  # never taken for a path by mistake
+RANGE = re.compile(r"(.+?)\.\.\.?(.+)")  # git's A..B and A...B
 
 
 def revs_and_paths(
@@ -54,8 +55,9 @@ def revs_and_paths(
     while rest and len(revs) < most and is_revision(repo, rest[0]):
         if os.path.lexists(rest[0]):
             raise UsageError(
-                f"{quoted(rest[0])} is both a revision and a path: write `-- {rest[0]}` "
-                f"for the path, or `{rest[0]} --` for the revision"
+                f"{quoted(rest[0])} is both a revision and a path: write "
+                f"`-- {shell_word(rest[0])}` for the path, or `{shell_word(rest[0])} --` for the "
+                "revision"
             )
         revs.append(rest.pop(0))
     paths = []
@@ -69,14 +71,29 @@ def revs_and_paths(
         if not known:
             if REVISION_LIKE.match(a):  # v9, HEAD~5: meant as a revision, whatever else
                 repo.history.resolve(a)  # RevisionNotFound, saying what exists
+            _refuse_range(repo, ctx, a, most)
             close = close_revisions(repo, a)
             like = f"; did you mean: {', '.join(close)}" if close else ""
             raise UsageError(
                 f"{quoted(a)} is neither a revision nor a path of the working tree or HEAD"
-                f"{like} (a path that existed in an older version: write `-- {a}`)"
+                f"{like} (a path that existed in an older version: write `-- {shell_word(a)}`)"
             )
         paths.append(rel)
     return revs, paths
+
+
+def _refuse_range(repo: Repository, ctx: click.Context, arg: str, most: int) -> None:
+    """UsageError saying what to write instead if ``arg`` is git's range ``A..B`` (or
+    ``A...B``) of two revisions, which dvfs does not take."""
+    m = RANGE.fullmatch(arg)
+    if m is None or not (is_revision(repo, m[1]) and is_revision(repo, m[2])):
+        return
+    a, b = shell_word(m[1]), shell_word(m[2])
+    if most >= 2:
+        instead = f"`{ctx.command_path} {a} {b}` compares the two"
+    else:
+        instead = f"`{ctx.command_path} {b}` lists {quoted(m[2])} and the versions before it"
+    raise UsageError(f"{quoted(arg)} is a range of versions, which dvfs does not take: {instead}")
 
 
 def close_revisions(repo: Repository, arg: str) -> list[str]:
@@ -386,7 +403,10 @@ def joined(target: str, path: str | None, what: str) -> str:
     if path is None:
         return target
     if ":" in target:
-        raise UsageError(f"give REV:{what} or REV {what}, not both ({target!r} and {path!r})")
+        raise UsageError(
+            f"give REV:{what} or REV {what}, not both ({quote_given(target)} and "
+            f"{quote_given(path)})"
+        )
     return f"{target}:{path}"
 
 

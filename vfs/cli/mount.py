@@ -20,6 +20,8 @@ from vfs.cli.options import (
     OnOff,
     Seconds,
     Token,
+    once,
+    paragraphs,
 )
 from vfs.cli.output import count, emit_json, human, quoted, warn
 from vfs.errors import UsageError
@@ -176,10 +178,15 @@ def mounts_cmd(as_json: bool) -> None:
 
 @click.command(cls=DvfsCommand)
 @click.argument("mountpoint", metavar="MNT")
-@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
+@click.option(
+    "-m", "--message", required=True, multiple=True, callback=paragraphs, type=FreeText(),
+    help="What this version is (several: paragraphs of it).",
+)  # fmt: skip
 @PARAM
 @PARAMS_FILE
-@click.option("--tag", help="Also tag the new version.")
+@click.option(
+    "--tag", multiple=True, callback=once, help="Also tag the new version (`dvfs tag` adds more)."
+)  # fmt: skip
 @click.option("--branch", "new_branch", metavar="NEW", help="Record it on a new branch.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def snapshot(

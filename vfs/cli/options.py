@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from vfs.errors import DvfsError, UsageError
-from vfs.quoting import escape_text, quote_name
+from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.repository import Repository
 
 if TYPE_CHECKING:
@@ -24,6 +24,22 @@ DEFAULT_CACHE_SIZE = "10G"  # `dvfs mount --cache-size` (vfs.mount.launch has th
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 MAX_SECONDS = 86400.0  # --refresh and --timeout: at most a day
 ROWS_SHOWN = 20  # rows `dvfs diff --rows` shows unless --limit says otherwise
+
+
+def paragraphs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """The messages of several ``-m`` joined as paragraphs, as git joins them (an empty
+    one left out); None if none was given."""
+    return "\n\n".join(v for v in value if v) if value else None
+
+
+def once(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> str | None:
+    """The one value of an option that takes one (None if not given): given twice, it
+    is refused rather than the last one kept and the others dropped unsaid."""
+    if len(value) > 1:
+        name = param.opts[-1] if param.opts else param.name
+        shown = ", ".join(quote_given(v) for v in value)
+        raise UsageError(f"{name} was given {len(value)} times ({shown}): give it once")
+    return value[0] if value else None
 
 
 class FreeText(click.types.StringParamType):
@@ -104,8 +120,7 @@ def empty_value(param: click.Parameter | None) -> str:
     if isinstance(param, click.Option):
         what = f"value for {param.opts[-1] if param.opts else name}"
     elif isinstance(param, click.Argument) and param.metavar and " " not in param.metavar:
-        bare = param.metavar[1:-1] if param.metavar.startswith("[") else param.metavar
-        what = f"{bare} argument"
+        what = f"{param.metavar.strip('[]').removesuffix('...')} argument"  # ([KEY, [REV...])
     else:
         what = f"{_ONE.get(name, name.upper())} argument"
     hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
@@ -140,7 +155,7 @@ class Seconds(click.FloatRange):
         """The number, if it is finite and in range."""
         seconds = super().convert(value, param, ctx)
         if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+            self.fail(f"{quote_given(str(value))} is not a number of seconds", param, ctx)
         return seconds
 
 

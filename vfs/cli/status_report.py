@@ -55,16 +55,17 @@ def change_line(c: Change, at: Callable[[bytes], bytes] = as_given) -> str:
     if c.status == "renamed":
         old = quoted(at(c.old_path) if c.old_path is not None else None)
         return f"renamed:  {old}{tail} -> {path}" + (f" ({mode})" if mode else "")
+    link = "link, " if c.kind == "link" else ""  # (its size is its target's length)
     if c.status == "modified":
         if c.mode_only:
             return f"modified: {path} ({mode})"
-        sizes = f"{human(c.old_size)} -> {human(c.new_size)}"
+        sizes = f"{link}{human(c.old_size)} -> {human(c.new_size)}"
         if c.old_kind is not None:  # a file that became a link, or the reverse
-            sizes = f"{c.old_kind} -> {c.kind}, {sizes}"
+            sizes = f"{c.old_kind} -> {c.kind}, {human(c.old_size)} -> {human(c.new_size)}"
         return f"modified: {path} ({sizes}{', ' + mode if mode else ''})"
     if c.status == "added":
-        return f"added:    {path} ({'empty directory' if tail else human(c.new_size)})"
-    return f"removed:  {path} ({'empty directory' if tail else human(c.old_size)})"
+        return f"added:    {path} ({'empty directory' if tail else link + human(c.new_size)})"
+    return f"removed:  {path} ({'empty directory' if tail else link + human(c.old_size)})"
 
 
 def mount_status(mountpoint: str, as_json: bool) -> None:
@@ -259,13 +260,12 @@ def merge_json(
         return None
     moved = renamed or {}
 
-    def side(s: tuple[int, int] | None) -> dict[str, int] | None:
-        return None if s is None else {"size": s[0], "mtime_ns": s[1]}
-
     return {
         "rev": m.rev, "theirs": m.theirs.hex(), "base": m.base.hex(), "message": m.message,
         "complete": m.ready,
-        "conflicts": [{"path": show(c.path), "ours": side(c.ours), "theirs": side(c.theirs),
+        "conflicts": [{"path": show(c.path),
+                       "ours": describe_side(c.ours, moved.get((c.path, "ours"))),
+                       "theirs": describe_side(c.theirs, moved.get((c.path, "theirs"))),
                        "ours_renamed_to": renamed_to(moved.get((c.path, "ours"))),
                        "theirs_renamed_to": renamed_to(moved.get((c.path, "theirs"))),
                        "ours_instead": instead_json(moved.get((c.path, "ours"))),
@@ -404,11 +404,13 @@ def group_line(state: str, g: Group, changes: list[Change], at: Callable[[bytes]
 
 
 def conflict_side(s: tuple[int, int] | None, instead: merging.Instead | None = None) -> str:
-    """One side of a merge conflict: its size and time, or that it deleted the path, or
-    what it holds instead (``merging.renamed``): renamed to another path, a directory
-    there, or a file at a directory above it."""
+    """One side of a merge conflict: its size and time (a link: its target), or that it
+    deleted the path, or what it holds instead (``merging.renamed``): renamed to another
+    path, a directory there, or a file at a directory above it."""
     from vfs.ops import browse  # only while a merge is in progress
 
+    if s is not None and instead is not None and instead.kind == "link":
+        return f"link -> {quoted(instead.path)}"
     if s is not None:
         return f"{human(s[0])} {browse.iso_time(s[1])}"
     if instead is None:
@@ -420,9 +422,22 @@ def conflict_side(s: tuple[int, int] | None, instead: merging.Instead | None = N
     return f"renamed to {quoted(instead.path)}"
 
 
+def describe_side(
+    s: tuple[int, int] | None, instead: merging.Instead | None = None
+) -> dict[str, int | str] | None:
+    """A side of a conflict as ``--json`` shows it; a link's with its ``link`` target."""
+    if s is None:
+        return None
+    link = {"link": show(instead.path)} if instead is not None and instead.kind == "link" else {}
+    return {"size": s[0], "mtime_ns": s[1], **link}
+
+
 def instead_json(instead: merging.Instead | None) -> dict[str, str] | None:
-    """What a side holds instead of a conflict's path, as ``--json`` shows it."""
-    return None if instead is None else {"kind": instead.kind, "path": show(instead.path)}
+    """What a side holds instead of a conflict's path, as ``--json`` shows it (a link
+    at the path is in the side itself: ``describe_side``)."""
+    if instead is None or instead.kind == "link":
+        return None
+    return {"kind": instead.kind, "path": show(instead.path)}
 
 
 def renamed_to(instead: merging.Instead | None) -> str | None:

@@ -12,7 +12,7 @@ from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, wor
 from vfs.errors import UsageError
 from vfs.ops import store_limit
 from vfs.ops.store_limit import MAX_SIZE_KEY, parse_store_size
-from vfs.quoting import escape_text
+from vfs.quoting import escape_text, quote_given, shell_word
 from vfs.repo.repository import Repository
 
 
@@ -128,7 +128,9 @@ def parse_duration(text: str, what: str) -> float:
     """Seconds in ``90s``, ``30m``, ``24h``, ``7d`` or a plain number of seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if m is None:
-        raise UsageError(f"{what} {text!r} is not a duration: write e.g. 90s, 30m, 24h or 7d")
+        raise UsageError(
+            f"{what} {quote_given(text)} is not a duration: write e.g. 90s, 30m, 24h or 7d"
+        )
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
@@ -303,7 +305,7 @@ def config_cmd(key: str | None, value: str | None, unset: bool) -> None:
             click.echo(f"no setting is set (known: {', '.join(CONFIG_KEYS)})", err=True)
         return
     if key not in CONFIG_KEYS:
-        raise UsageError(f"unknown setting {key!r} (known: {', '.join(CONFIG_KEYS)})")
+        raise UsageError(f"unknown setting {quote_given(key)} (known: {', '.join(CONFIG_KEYS)})")
     repo = repo_here()
     if value is None and not unset:
         got = repo.config().get(key)
@@ -340,9 +342,17 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
       dvfs du
       dvfs du v3 v4 --json
     """
+    from vfs.cli.history import REVISION_LIKE, is_path, is_revision
     from vfs.ops.du import usage
 
-    u = usage(repo_here(), list(revs))
+    repo = repo_here()
+    for r in revs:  # `dvfs du data`, as Unix du is used: a path, not a revision
+        if not REVISION_LIKE.match(r) and not is_revision(repo, r) and is_path(repo, r):
+            raise UsageError(
+                f"{quoted(r)} is a path, and dvfs du sizes versions: "
+                f"`dvfs ls -r {shell_word(r)}` lists the files at or below it with their sizes"
+            )
+    u = usage(repo, list(revs))
     if as_json:
         emit_json(u.as_json())
         return

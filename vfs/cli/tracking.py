@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText
+from vfs.cli.options import AS_JSON, PARAM, PARAMS_FILE, DvfsCommand, FreeText, once, paragraphs
 from vfs.cli.output import count, emit_json, human, quoted, repo_here, warn, workers
 from vfs.cli.store import keep_within_max_size
 from vfs.errors import UsageError
@@ -194,10 +194,15 @@ def mv(paths: tuple[str, ...], as_json: bool) -> None:
 
 
 @click.command(cls=DvfsCommand)
-@click.option("-m", "--message", required=True, type=FreeText(), help="What this version is.")
+@click.option(
+    "-m", "--message", required=True, multiple=True, callback=paragraphs, type=FreeText(),
+    help="What this version is (several: paragraphs of it).",
+)  # fmt: skip
 @PARAM
 @PARAMS_FILE
-@click.option("--tag", help="Also tag the new version.")
+@click.option(
+    "--tag", multiple=True, callback=once, help="Also tag the new version (`dvfs tag` adds more)."
+)  # fmt: skip
 @click.option(
     "-a", "--all", "stage_all", is_flag=True,
     help="First stage every modified or deleted tracked file (not untracked ones).",

@@ -38,6 +38,7 @@ import msgpack
 from vfs.errors import FormatError, ReservedName
 from vfs.model.ids import ID_BYTES
 from vfs.model.names import any_reserved, is_reserved, is_reserved_at_root
+from vfs.quoting import quote_given
 
 TREE_FORMAT = 1
 MODE_MASK = 0o7777  # the modes a record may hold
@@ -127,11 +128,13 @@ def dir_row(
 def check_name(name: bytes) -> bytes:
     """Return ``name`` if it is a valid single path component, else FormatError."""
     if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
-        raise FormatError(f"invalid name {name!r} in a tree record")
+        raise FormatError(f"invalid name {quote_given(name)} in a tree record")
     if len(name) > 255:
-        raise FormatError(f"name longer than 255 bytes in a tree record: {name[:40]!r}...")
+        raise FormatError(
+            f"name longer than 255 bytes in a tree record: {quote_given(name[:40])}..."
+        )
     if is_reserved(name):
-        raise ReservedName(f"reserved name {name!r} in a tree record", name)
+        raise ReservedName(f"reserved name {quote_given(name)} in a tree record", name)
     return name
 
 

@@ -55,6 +55,7 @@ from vfs.errors import FormatError, ReservedName
 from vfs.model.codec import DIR_MODE, Entry, Kind, check_name, is_id, is_int, pack, unpack
 from vfs.model.names import is_reserved_at_root
 from vfs.model.params import from_record, to_record
+from vfs.quoting import quote_given
 
 VERSION_FORMAT = 1
 # How deeply a version's parameters and pipeline may nest lists and maps: printing
@@ -272,7 +273,9 @@ def _path_ok(x: object, *, root: bool = False) -> bool:
     for part in parts:
         check_name(part)  # FormatError, or ReservedName naming it
     if is_reserved_at_root(parts[0]):
-        raise ReservedName(f"reserved name {parts[0]!r} at the top of a pipeline path", parts[0])
+        raise ReservedName(
+            f"reserved name {quote_given(parts[0])} at the top of a pipeline path", parts[0]
+        )
     return True
 
 

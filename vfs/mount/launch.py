@@ -68,7 +68,7 @@ from typing import BinaryIO
 from vfs.backends import parse_url, refuse_credentials
 from vfs.errors import MountError, UsageError
 from vfs.mount.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given, quote_name
 from vfs.remote.layout import FORMAT_KEY
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.lock import claim_for_life, share_for_life
@@ -93,7 +93,9 @@ def parse_size(text: str) -> int:
     """Bytes from ``10G``, ``512M``, ``1.5T`` or a plain number; MountError otherwise."""
     m = _SIZE.match(text)
     if not m:
-        raise MountError(f"--cache-size {text!r} is not a size: use e.g. 10G, 512M or 1T")
+        raise MountError(
+            f"--cache-size {quote_given(text)} is not a size: use e.g. 10G, 512M or 1T"
+        )
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 

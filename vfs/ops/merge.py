@@ -578,10 +578,8 @@ def resolve(
     conflicting = set(clashing)
     report = rs.restore(
         repo, paths, workers, staged=True, worktree=True, source=rev, offline=offline,
-        yes=yes, warn=warn, only=only,
+        yes=yes, warn=warn, only=only, named=source,
     )  # fmt: skip
-    if source in ("ours", "theirs"):
-        report.source = source
     with repo.locked():
         hist = repo.history
         rels = [repo.rel(p) for p in paths]
@@ -591,13 +589,8 @@ def resolve(
             for c in state.conflicts:
                 hit = any(not r or c.path == r or c.path.startswith(r + b"/") for r in rels)
                 if hit and hist.lookup(tree, c.path) is None and index.get(c.path) is None:
-                    remove_path(walker, c.path)  # the chosen side deleted it
+                    report.deleted += remove_path(walker, c.path)  # the chosen side deleted it
         now = merging.live(repo.dir, repo.refs)
         if now is not None:
             merging.save(repo.dir, now.resolving(rels))
     return report
-
-
-def describe_side(s: tuple[int, int] | None) -> dict[str, int] | None:
-    """A side of a conflict as ``--json`` shows it."""
-    return None if s is None else {"size": s[0], "mtime_ns": s[1]}

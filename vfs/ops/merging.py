@@ -55,7 +55,7 @@ from pathlib import Path
 import msgpack
 
 from vfs.errors import FormatError
-from vfs.model.codec import Entry
+from vfs.model.codec import Entry, Kind
 from vfs.model.names import directories_above
 from vfs.repo.refs import Refs
 from vfs.store.durable import write_atomic
@@ -225,7 +225,8 @@ def live(dvfs_dir: Path, refs: Refs) -> MergeState | None:
 class Instead:
     """What a side of a conflict holds instead of its path: ``renamed`` (the base's
     content, now at ``path``), ``directory`` (files below the path) or ``file`` (a
-    file at ``path``, a directory above the conflict's path)."""
+    file at ``path``, a directory above the conflict's path); or, where the side has
+    the path, what is not a file there: ``link`` (a symbolic link to ``path``)."""
 
     kind: str
     path: bytes
@@ -247,9 +248,15 @@ def renamed(
     a path the base lacks, as far as contents tell: "theirs: renamed to b", where the
     other side's change may belong), made it a directory ("theirs: a directory"), or
     have a file where the path needs a directory ("ours: a file at d", for ``d/x``).
+    A side that has the path as a symbolic link is named so, with its target: its
+    size alone would read as a file's.
     """
     out: Renames = {}
     for side, tree in (("ours", ours), ("theirs", theirs)):
+        for c in conflicts:
+            e = tree.get(c.path) if getattr(c, side) is not None else None
+            if e is not None and e.kind == Kind.SYMLINK:
+                out[(c.path, side)] = Instead("link", e.target)
         absent = [c.path for c in conflicts if getattr(c, side) is None]
         if not absent:
             continue

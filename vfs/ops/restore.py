@@ -23,6 +23,7 @@ from vfs.ops.checkout import (
     under_any,
 )
 from vfs.ops.status import WorkState, head_files, quiet, work_state
+from vfs.quoting import shell_word
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher
@@ -39,6 +40,7 @@ class RestoreReport:
     source: str  # where the content came from: "the index", "HEAD", or a revision
     unstaged: int = 0  # index entries set back to the source (--staged)
     written: int = 0  # working files written
+    deleted: int = 0  # working files deleted: a merge's side settled on deleted them
     unchanged: int = 0  # working files that held the content already
     fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
@@ -56,6 +58,7 @@ def restore(
     yes: bool = False,
     warn: Warn = quiet,
     only: Callable[[bytes], bool] | None = None,
+    named: str | None = None,
 ) -> RestoreReport:
     """``dvfs restore``: git's verbs to undo a change to PATHs.
 
@@ -67,7 +70,8 @@ def restore(
     - ``--staged --worktree``: both, the working files from the same source.
 
     ``only``: of the paths at or below PATHs, those it is true for are restored, the
-    others left as they are (a merge's conflicts: ``vfs.ops.merge.resolve``).
+    others left as they are (a merge's conflicts: ``vfs.ops.merge.resolve``). ``named``:
+    how the report and messages name ``source`` (a merge's side: "theirs").
 
     Restore never deletes a working file (a path the source lacks is left as it is)
     and never overwrites an untracked file with other content. Data only on the
@@ -92,7 +96,7 @@ def restore(
         if source is not None:
             target = hist.resolve(source)
             src = hist.flatten(hist.version(target).tree)
-            label = source
+            label = named or source
         elif staged:
             src = head_files(hist)
             label = "HEAD"
@@ -103,9 +107,16 @@ def restore(
             )
             index.entries = {}  # (every path of the source is staged below, as unknown)
         for arg, rel in zip(paths, rels, strict=True):
-            if not index.under(rel) and not (src and any(under_any(q, [rel]) for q in src)):
+            in_src = src is not None and any(under_any(q, [rel]) for q in src)
+            if not index.under(rel) and not in_src:
                 where = "" if src is None else f" and not in {label}"
                 raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
+            if source is not None and not staged and not in_src:
+                # (restore never deletes a file: nothing would be written for it)
+                raise UsageError(
+                    f"{arg} is not in {label}: nothing was restored (restore never deletes "
+                    f"a file; `dvfs rm {shell_word(arg)}` does)"
+                )
         report = RestoreReport(label)
         unstaged: set[bytes] = set()  # unchanged tracked files unstaged: may be replaced
         edited: list[bytes] = []  # and those with changes (not replaced: refused)

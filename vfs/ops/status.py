@@ -371,9 +371,8 @@ def _untracked_unstaged(
 
 
 def _renamed(repo: Repository, m: merging.MergeState) -> merging.Renames:
-    """``merging.renamed`` of the conflicts left where a side deleted the path (the
-    three versions read only then)."""
-    left = [c for c in m.conflicts if not c.resolved and (c.ours is None or c.theirs is None)]
+    """``merging.renamed`` of the conflicts left (the three versions read only then)."""
+    left = [c for c in m.conflicts if not c.resolved]
     if not left:
         return {}
     hist = repo.history

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from vfs.errors import DvfsError, UsageError
+from vfs.quoting import quote_given
 
 if TYPE_CHECKING:
     from vfs.ops.prune import PruneReport
@@ -28,7 +29,7 @@ def parse_store_size(text: str, what: str) -> int:
     """Bytes in ``50G``, ``512M``, ``1.5T`` or a plain number."""
     m = _STORE_SIZE.fullmatch(text)
     if m is None:
-        raise UsageError(f"{what} {text!r} is not a size: write e.g. 50G, 512M or 1T")
+        raise UsageError(f"{what} {quote_given(text)} is not a size: write e.g. 50G, 512M or 1T")
     unit = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
     return int(float(m.group(1)) * unit)
 

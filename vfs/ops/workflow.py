@@ -111,12 +111,28 @@ def ignoring_rule(repo: Repository, ign: Ignores, rel: bytes, is_dir: bool = Fal
 def _refuse_ignored(repo: Repository, ign: Ignores, arg: str, rel: bytes) -> None:
     """UsageError if ``arg``, given by name, is untracked and ignored (as ``git add``)."""
     rule = ignoring_rule(repo, ign, rel)
+    st = lstat_or_none(repo.root, rel) if rule is not None else None
+    m = ign.match(rel, is_dir=st is not None and statmod.S_ISDIR(st.st_mode)) if rule else None
+    nested = m.repository if m is not None else None
+    if nested is not None:
+        where = (
+            nested_note(nested).partition(", ")[2] if nested == rel else f"in {nested_note(nested)}"
+        )
+        raise UsageError(
+            f"{arg} is {where}: `dvfs add --force {shell_word(arg)}` adds it here all the "
+            "same; nothing was staged"
+        )
     if rule is not None:
         raise UsageError(
             f"{arg} is ignored by {rule}: `dvfs add --force {shell_word(arg)}` adds it all the "
             "same; "
             "nothing was staged"
         )
+
+
+def nested_note(d: bytes) -> str:
+    """A directory that is a dvfs repository of its own, named for a message."""
+    return f"{show(d)}/, a dvfs repository of its own (`dvfs add` inside it tracks its files)"
 
 
 UNREADABLE = (
@@ -151,8 +167,13 @@ def add(
     warn: Warn = quiet,
     *,
     force: bool = False,
+    paths: Sequence[bytes] | None = None,
 ) -> AddReport:
     """Stage files, directories or links (or the deletion of vanished tracked paths).
+
+    ``paths``: the repository paths ``args`` name, as a scan found them (``commit -a``),
+    taken as they are: a tracked file whose directory became a link is then staged as
+    deleted, where an argument naming it is refused (the link is not followed).
 
     Untracked paths that ignore rules (``vfs.worktree.ignore``) match are left out of the
     directories given, and counted; one given by name is refused. ``force`` adds them
@@ -167,7 +188,7 @@ def add(
     args = list(args)
     with repo.locked(), paused_gc():  # (see the docstring)
         index = repo.index()
-        rels = [repo.rel(a, index) for a in args]
+        rels = [repo.rel(a, index) for a in args] if paths is None else list(paths)
         for rel in rels:
             bad = reserved_path([rel])
             if bad is not None:
@@ -197,6 +218,9 @@ def add(
             def enter(d: bytes) -> bool:
                 if ign.ignored(d, is_dir=True):
                     report.ignored += 1
+                    m = ign.match(d, is_dir=True)
+                    if m is not None and m.repository == d:
+                        warn(f"skipping {nested_note(d)}")
                     return False
                 return True
 
@@ -291,8 +315,7 @@ def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet
     changed = [*work.modified, *work.deleted]
     if not changed:
         return AddReport()
-    root = os.fsencode(repo.root)
-    return add(repo, [os.fsdecode(os.path.join(root, p)) for p in changed], workers, warn)
+    return add(repo, [show(p) for p in changed], workers, warn, paths=changed)
 
 
 def rm(

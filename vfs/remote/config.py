@@ -41,7 +41,7 @@ from vfs.backends import (
     refuse_credentials,
 )
 from vfs.errors import FormatError, UsageError
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given, quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.repo.gitlink import SHARED_FILE, in_git
 from vfs.repo.refs import check_ref_name
@@ -111,7 +111,7 @@ def shared_remote(root: Path, name: str | None) -> RemoteSpec:
             raise UsageError(f"{SHARED_FILE} names several remotes and no default: pass --remote")
     if name not in known:
         have = ", ".join(sorted(known))
-        raise UsageError(f"unknown remote {name!r} (in {SHARED_FILE}: {have})")
+        raise UsageError(f"unknown remote {quote_given(name)} (in {SHARED_FILE}: {have})")
     return known[name]
 
 
@@ -126,8 +126,8 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
             extra = [rec.get(k) for k in ("endpoint_url", "region", "profile")]
             if not all(x is None or isinstance(x, str) for x in extra):
                 raise FormatError(
-                    f"{repo.dir / 'config'}: remote {name!r} has a setting that is not text: "
-                    "fix it, or remove and add the remote again"
+                    f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
+                    "text: fix it, or remove and add the remote again"
                 )
             out[name] = RemoteSpec(name, rec["url"], *extra)
     return out
@@ -206,7 +206,7 @@ def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
     spec = known.get(name)
     if spec is None:
         have = ", ".join(sorted(known)) or "none"
-        raise UsageError(f"unknown remote {name!r} (remotes: {have}): `dvfs remote add`")
+        raise UsageError(f"unknown remote {quote_given(name)} (remotes: {have}): `dvfs remote add`")
     refuse_inside(repo.root, spec)
     return spec
 
@@ -351,7 +351,7 @@ def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> Re
             places.append(SHARED_FILE)
         known = remotes(repo)
         where = {"local": f" in {LOCAL_PLACE}", "shared": f" in {SHARED_FILE}"}.get(only or "")
-        unknown = UsageError(f"unknown remote {name!r}{where or ''}")
+        unknown = UsageError(f"unknown remote {quote_given(name)}{where or ''}")
         if not places:
             try:  # (a name no settings hold: nothing of it is read before it is checked)
                 check_ref_name(name, "remote")
@@ -389,7 +389,7 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
         known = remotes(repo)
         if old not in known:
             have = ", ".join(sorted(known)) or "none"
-            raise UsageError(f"unknown remote {old!r} (remotes: {have})")
+            raise UsageError(f"unknown remote {quote_given(old)} (remotes: {have})")
         if new in known:
             raise UsageError(f"remote {new} already exists: choose another name")
         if (under := _refs_under(repo, new)) is not None:

@@ -35,7 +35,7 @@ from typing import Protocol
 from vfs.errors import FormatError, ReservedName, UsageError
 from vfs.model.codec import Kind, Tree, decode_tree, root_refusal
 from vfs.model.version_codec import decode_version
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given, quote_name
 from vfs.remote.reader import Located, RemoteRepo
 from vfs.repo.history import Extent, History
 from vfs.store.compression import decode_payload
@@ -259,7 +259,7 @@ def _check_chunk_sizes(tree: Tree, index: dict[bytes, Located]) -> None:
             hit = index.get(c.oid)
             if hit is not None and hit[1].raw_len != c.size:
                 raise FormatError(
-                    f"{e.name!r} claims chunk {c.oid.hex()} holds {c.size} bytes, "
+                    f"{quote_given(e.name)} claims chunk {c.oid.hex()} holds {c.size} bytes, "
                     f"but it holds {hit[1].raw_len}"
                 )
 

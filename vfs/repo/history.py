@@ -38,6 +38,7 @@ from vfs.errors import FormatError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind, Tree, decode_tree
 from vfs.model.ids import is_hex_prefix
 from vfs.model.version_codec import Version, decode_version
+from vfs.quoting import quote_given
 from vfs.repo.refs import Head, Refs, is_ref_like
 from vfs.store.objects import ObjectStore, ObjKind
 
@@ -463,5 +464,5 @@ def split_rev_path(arg: str) -> RevPath:
     clean = path.strip("/")
     parts = [p for p in clean.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise UsageError(f"paths in {arg!r} cannot contain '..'")
+        raise UsageError(f"paths in {quote_given(arg)} cannot contain '..'")
     return RevPath(rev or "HEAD", os.fsencode("/".join(parts)))

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given
 from vfs.store.durable import put_in_place, write_atomic, write_beside
 from vfs.store.lock import open_lock_file
 
@@ -65,7 +65,7 @@ def check_ref_name(name: str, what: str, *, existing: bool = False) -> str:
 
 def _shown(name: str) -> str:
     """A refused name as messages show names (``""`` when it is empty)."""
-    return quote_name(name) if name else '""'
+    return quote_given(name)
 
 
 def _unfit(name: str, existing: bool = False) -> str:
@@ -211,7 +211,9 @@ class Refs:
         # A branch name no ref may have (``..`` in it, a control character) is damage
         # too: every command would go on to show it, or look for its ref.
         if head is None or _unfit(head.branch, existing=True):
-            raise FormatError(f"HEAD is unreadable ({line[:80]!r}): run `dvfs fsck --repair`")
+            raise FormatError(
+                f"HEAD is unreadable ({quote_given(line[:80])}): run `dvfs fsck --repair`"
+            )
         return head
 
     def set_head(self, head: Head) -> None:

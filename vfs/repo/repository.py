@@ -50,7 +50,7 @@ from vfs import settings
 from vfs._os.helper_process import alive
 from vfs.errors import DvfsError, FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given, quote_name
 from vfs.repo.refs import Refs, check_ref_name
 from vfs.repo.stage import Index, not_checked_out
 from vfs.store.durable import write_atomic
@@ -180,7 +180,7 @@ def parse_format(text: str, where: str) -> ChunkerParams:
     if not isinstance(rec.get("hash"), str):
         raise FormatError(f"{where} is damaged: it names no object hash; refusing it")
     if rec["hash"] != "blake3-256":
-        raise FormatError(f"{where}: unknown object hash {rec['hash']!r}: upgrade dvfs")
+        raise FormatError(f"{where}: unknown object hash {quote_given(rec['hash'])}: upgrade dvfs")
     try:
         return ChunkerParams.from_record(rec.get("chunker"))
     except (ValueError, KeyError, TypeError) as exc:

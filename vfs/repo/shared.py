@@ -46,6 +46,7 @@ from typing import Any
 
 from vfs._os.beneath import read_regular
 from vfs.errors import FormatError, UsageError
+from vfs.quoting import quote_given
 from vfs.repo.gitlink import SHARED_FILE
 from vfs.repo.refs import check_ref_name
 from vfs.store.durable import write_atomic
@@ -88,8 +89,8 @@ def _text(where: str, key: str, value: Any) -> str:
 def _no_secret(where: str, key: str) -> None:
     if any(word in key.lower().replace("-", "_") for word in _SECRET_WORDS):
         raise FormatError(
-            f"{where}: {key!r} would hold a credential, which dvfs never takes from a shared "
-            "file: remove it, and give keys through the environment (AWS_ACCESS_KEY_ID, "
+            f"{where}: {quote_given(key)} would hold a credential, which dvfs never takes from "
+            "a shared file: remove it, and give keys through the environment (AWS_ACCESS_KEY_ID, "
             "AWS_SECRET_ACCESS_KEY) or an AWS profile"
         )
 
@@ -104,7 +105,9 @@ def parse(text: str, where: str = SHARED_FILE) -> SharedConfig:
     for key in rec:
         _no_secret(where, key)
         if key not in ("remotes", "default_remote"):
-            raise _refuse(where, f"unknown setting {key!r} (dvfs knows default_remote, remotes)")
+            raise _refuse(
+                where, f"unknown setting {quote_given(key)} (dvfs knows default_remote, remotes)"
+            )
     if "default_remote" in rec:
         name = _text(where, "default_remote", rec["default_remote"])
         try:

@@ -94,6 +94,7 @@ from vfs._os.gc_pause import paused_gc
 from vfs.errors import FormatError
 from vfs.model.codec import PERM_BITS, ChunkRef, Entry, Kind, check_name
 from vfs.model.ids import ID_BYTES, hasher
+from vfs.quoting import quote_given
 from vfs.store.durable import write_atomic
 
 INDEX_FORMAT = 4
@@ -674,7 +675,9 @@ class Index:
             try:
                 check_path(path)
             except FormatError:
-                raise self._damaged(f"it holds {path!r}, a path no tree may hold") from None
+                raise self._damaged(
+                    f"it holds {quote_given(path)}, a path no tree may hold"
+                ) from None
 
     @property
     def entries(self) -> dict[bytes, Staged]:

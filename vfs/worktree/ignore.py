@@ -12,7 +12,10 @@ the file's directory, ``**``). As with git:
 - the built-in rules (``BUILTIN``: files nobody wants versioned) come first, so any
   ``.dvfsignore`` can re-include one with ``!``;
 - a tracked path is never ignored: rules only keep untracked paths out of
-  ``dvfs add`` (of a directory) and ``dvfs status``.
+  ``dvfs add`` (of a directory) and ``dvfs status``;
+- a directory holding a ``.dvfs`` directory, a dvfs repository of its own, is ignored
+  before any pattern is read (``!`` cannot bring it back), as git leaves an embedded
+  repository's files to it: its :class:`Match` names it in ``repository``.
 
 Only untracked paths are ever matched, and each directory's verdict and each ignore
 file are worked out once per command, so a clean ``status`` matches nothing and reads
@@ -34,6 +37,7 @@ import bisect
 import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +49,7 @@ if TYPE_CHECKING:  # imported when an ignore file is first compiled: a clean `st
     import pathspec
 
 IGNORE_FILE = ".dvfsignore"
+DVFS_DIR = ".dvfs"  # (a directory holding one is a repository of its own)
 BUILTIN_SOURCE = "(built-in)"
 # Files nobody wants versioned, and dvfs's own files at the root (``dvfs.lock``,
 # ``dvfs.toml``: they go in git, beside the data).
@@ -73,6 +78,7 @@ class Match:
     source: str  # the ignore file, as a repository path, or BUILTIN_SOURCE
     line: int
     pattern: str
+    repository: bytes | None = None  # a repository of its own there (line 0, no pattern)
 
     def rule(self) -> str:
         """``source:line:pattern``, as ``git check-ignore -v`` shows a rule."""
@@ -270,7 +276,10 @@ class Ignores:
         return chain
 
     def _decide(self, rel: bytes, is_dir: bool) -> Match | None:
-        """The last rule matching ``rel`` itself, ancestors left aside."""
+        """The last rule matching ``rel`` itself, ancestors left aside (a directory that
+        is a repository of its own: that, whatever the rules say)."""
+        if is_dir and self._is_repository(rel):
+            return Match(True, BUILTIN_SOURCE, 0, f"{os.fsdecode(rel)}/{DVFS_DIR}", rel)
         parent = rel.rpartition(b"/")[0]
         text = os.fsdecode(rel) + ("/" if is_dir else "")
         found = None
@@ -279,6 +288,16 @@ class Ignores:
             if m is not None:
                 found = m
         return found
+
+    def _is_repository(self, d: bytes) -> bool:
+        """True if directory ``d`` holds a ``.dvfs`` directory (not through a link)."""
+        if self._walker is None:
+            self._walker = Walker(self.root)
+        try:
+            st = self._walker.lstat(d + b"/" + DVFS_DIR.encode())
+        except OSError:  # (unreadable: the scan says so where it matters)
+            return False
+        return st is not None and stat.S_ISDIR(st.st_mode)
 
     def _dir_match(self, d: bytes) -> Match | None:
         """The rule that ignores directory ``d`` or one above it (or a last negation)."""
