@@ -559,3 +559,39 @@ def test_a_damaged_branch_or_tag_can_be_deleted_as_its_message_says(repo: Repo) 
         ("branch delete", "refs/heads/b", None, "unreadable"),
     ]
     repo.fsck_clean()
+
+
+def test_branch_d_keeps_a_branch_whose_versions_nothing_else_holds(repo: Repo) -> None:
+    """`dvfs branch -d` of a branch with versions of its own deleted it without a word,
+    leaving them to gc; as git's, it is refused, naming them, and -D deletes it."""
+    two_files(repo)
+    repo.ok("switch", "-c", "spike")
+    repo.write("a.txt", "s1")
+    two = repo.commit("s1", "-a")
+    repo.write("a.txt", "s2")
+    three = repo.commit("s2", "-a")
+    repo.ok("switch", "main")
+    line = repo.fail("branch", "-d", "spike", code=2)
+    assert line == (
+        f"dvfs: error: branch spike holds 2 versions (v3 {three[:10]}, v2 {two[:10]}) that no "
+        "other branch, tag or remote copy holds: merge or tag it to keep them, or `dvfs "
+        "branch -D spike` deletes it anyway (gc may then drop them); nothing was deleted"
+    )
+    assert repo.show("spike")["id"] == three
+    repo.ok("branch", "keep", "spike")  # another branch holds them: -d deletes it
+    repo.ok("branch", "-d", "spike")
+    repo.fail("branch", "-d", "keep", fragments=("branch keep holds 2 versions",))
+    repo.ok("tag", "t", "keep~1")  # a tag holds one of them: the other is named
+    repo.fail("branch", "-d", "keep", fragments=(f"holds a version (v3 {three[:10]})",))
+    repo.ok("branch", "again", "keep")  # both at once: refused, both kept
+    line = repo.fail("branch", "-d", "keep", "again", fragments=("no remaining branch",))
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["again", "keep", "main"]
+    repo.ok("checkout", three)  # a detached HEAD holds what it is at
+    repo.ok("branch", "-d", "keep")
+    out = repo.ok("branch", "-D", "again").out
+    assert out == f"deleted branch again (was v3 {three[:10]})\n"
+    repo.ok("switch", "main")
+    repo.ok("branch", "x", three)
+    repo.ok("branch", "-d", "-f", "x")  # as git's: -d --force is -D
+    assert "x" not in repo.ok("branch").out
+    repo.fsck_clean()
