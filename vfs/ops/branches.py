@@ -16,7 +16,7 @@ from vfs.ops.status import quiet
 from vfs.remote.config import remotes
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.history import History
-from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.refs import Head, check_ref_name, twin_refused
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Warn
@@ -134,6 +134,8 @@ def _unborn(repo: Repository, name: str) -> CheckoutReport | None:
         check_ref_name(name, "branch")
         if repo.refs.get(f"refs/heads/{name}") is not None:
             raise UsageError(f"branch {name} already exists: `dvfs switch {name}` goes there")
+        if why := twin_refused(repo.refs, "branch", name):
+            raise UsageError(why)
         repo.refs.set_head(Head(name))
         return CheckoutReport("", name, unchanged=repo.index().count())
 
@@ -324,6 +326,8 @@ def _create_ref(
     with repo.locked():
         if repo.refs.get(ref) is not None:
             raise UsageError(f"{kind} {name} already exists{hint}")
+        if why := twin_refused(repo.refs, kind, name):
+            raise UsageError(why)
         target = repo.history.resolve(rev or "HEAD")
         repo.refs.update(ref, target, None)
         return target
