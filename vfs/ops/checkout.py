@@ -228,7 +228,9 @@ def restore_version(
             )
         if conflicts:
             loose = [show(p) for p in conflicts if p in on_disk]  # untracked
-            raise UncommittedChanges(action, sorted({show(p) for p in conflicts}), loose)
+            raise UncommittedChanges(
+                action, sorted({show(p) for p in conflicts}), loose, what=_in_merge(repo)
+            )
     report = CheckoutReport(label, None if paths else attach, bool(paths))
     # What to do, decided before anything changes: files to delete, files that hold
     # the version's bytes already (recorded in the index, which is saved only at the
@@ -391,6 +393,24 @@ def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
             f"removed {removed:,} temporary files an interrupted checkout left in the working tree"
         )
     return removed
+
+
+def _in_merge(repo: Repository) -> str | None:
+    """What keeps changes a checkout would overwrite while a merge with conflicts is in
+    progress (no commit is taken until they are settled), or None if there is none."""
+    merge = merging.live(repo.dir, repo.refs)
+    left = [] if merge is None else merge.unresolved()
+    if not left:
+        return None
+    shown = ", ".join(show(p) for p in left[:5]) + (
+        f" and {len(left) - 5} more" if len(left) > 5 else ""
+    )
+    return (
+        f"the merge in progress has conflicts left ({shown}), so no commit can keep them "
+        "yet: settle each conflict (`dvfs restore --ours|--theirs PATH`, or edit it and "
+        "`dvfs add PATH`) and `dvfs commit`, or give the merge up with `dvfs merge --abort`; "
+        "or use --force to discard them"
+    )
 
 
 def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) -> None:
