@@ -551,6 +551,32 @@ def test_switch_over_edits_during_a_conflicted_merge_says_what_keeps_them(repo: 
     repo.fsck_clean()
 
 
+def test_switch_away_from_a_merge_says_it_is_given_up(repo: Repo) -> None:
+    """`dvfs switch -c NAME` warned that a merge in progress is given up; `dvfs switch`
+    and `dvfs checkout` elsewhere gave it up without a word, carrying what it staged to
+    the other branch, where a commit recorded it as a version of its own."""
+    conflicting(repo)
+    repo.ok("branch", "older", "v1")
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("switch", "older")
+    assert warnings_of(r) == [
+        "dvfs: warning: the merge of other into main in progress is given up: changes to "
+        "d/e stay, and a commit here records no merge"
+    ]
+    st = repo.status()
+    assert st["merging"] is None and [c["path"] for c in st["staged"]] == ["d/e"]
+    repo.ok("switch", "--force", "main")
+    assert repo.run("merge", "other").code == 1
+    assert warnings_of(repo.ok("merge", "--abort")) == []  # back where it began: no warning
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("checkout", "--force", "v1")
+    assert warnings_of(r) == [
+        "dvfs: warning: the merge of other into main in progress is given up, and a commit "
+        "here records no merge"
+    ]
+    repo.fsck_clean()
+
+
 def test_abort_never_drops_a_file_edited_since_the_merge_unless_forced(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()

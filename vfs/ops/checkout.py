@@ -323,9 +323,18 @@ def restore_version(
     index.save()
     if not paths:
         branch = attach or detached_on or hist.head().branch
+        left = None
+        with contextlib.suppress(FormatError):  # (a damaged record: merge --abort's to say)
+            left = merging.live(repo.dir, repo.refs)
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.ops.merging)
         write_lock(repo.root, LockPointer(branch, version.number, target))
+        if left is not None and (attach != left.branch or target != left.ours):
+            kept = f": changes to {names_of(sorted(carry))} stay" if carry else ""
+            warn(  # (as `switch -c` says it; HEAD back at the merge's start is an abort)
+                f"the merge of {left.rev} into {left.branch} in progress is given up{kept}, "
+                "and a commit here records no merge"
+            )
     return report
 
 
