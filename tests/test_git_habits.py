@@ -81,6 +81,22 @@ def test_switch_create(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_making_a_branch_that_exists_says_how_to_go_there_or_move_it(repo: Repo) -> None:
+    """`dvfs switch -c main` and `dvfs branch main` said only "branch main already
+    exists"."""
+    two_files(repo)
+    repo.ok("branch", "side")
+    for args in (("branch", "side"), ("switch", "-c", "side", "v1"), ("checkout", "-b", "side")):
+        line = repo.fail(*args, code=2)
+        assert line == (
+            "dvfs: error: branch side already exists: `dvfs switch side` goes there, `dvfs "
+            "branch -f side REV` moves it"
+        ), line
+    line = repo.fail("switch", "-c", "main", code=2)
+    assert line == "dvfs: error: branch main already exists: it is the current branch"
+    repo.fsck_clean()
+
+
 def test_switch_create_before_the_first_commit_names_the_branch_it_makes(repo: Repo) -> None:
     """As git's switch -c on a branch with no commits: it said "unknown revision
     'HEAD'". The staged files stay staged and the first commit makes the branch."""

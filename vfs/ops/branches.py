@@ -142,7 +142,11 @@ def _unborn(repo: Repository, name: str) -> CheckoutReport | None:
 
 def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
     """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
-    return _create_ref(repo, "branch", f"refs/heads/{name}", name, rev, "")
+    head = repo.refs.head()
+    hint = f": `dvfs switch {name}` goes there, `dvfs branch -f {name} REV` moves it"
+    if head.detached is None and head.branch == name:
+        hint = ": it is the current branch"
+    return _create_ref(repo, "branch", f"refs/heads/{name}", name, rev, hint)
 
 
 def move_branch(repo: Repository, name: str, rev: str) -> tuple[bytes, bytes]:
