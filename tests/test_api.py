@@ -173,6 +173,24 @@ def test_add_commit_and_diff_on_a_copy(data: Data, tmp_path: Path) -> None:
     fsck_clean(root)
 
 
+def test_a_branch_hiding_a_tag_of_its_name_warns(data: Data, tmp_path: Path) -> None:
+    """A tag and a branch of one name (made before that was refused): the API read the
+    branch without a word, where the CLI warns; it warns too, and a tag is refused."""
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    repo = vfs.Repo(root)
+    write(root, {"data/new.txt": b"new\n"})
+    repo.add("data/new.txt")
+    with pytest.raises(vfs.UsageError, match="tag main would share its name with branch main"):
+        repo.commit("three", tag="main")
+    v3 = repo.commit("three")
+    v1 = repo.versions()[-1]
+    (root / ".dvfs" / "refs" / "tags" / "main").write_text(v1.id + "\n")
+    with pytest.warns(vfs.DvfsWarning, match="main names both a branch and a tag"):
+        assert repo.show("main").id == v3.id
+    fsck_clean(root)
+
+
 def test_a_remote_is_read_in_place_one_chunk_a_read(
     data: Data, pushed: str, s3_env: S3Server, tmp_path: Path
 ) -> None:

@@ -268,7 +268,7 @@ def test_gc_drops_the_records_of_the_versions_it_deletes(tmp_path: Path) -> None
     (kept / "ab").mkdir(exist_ok=True)
     (kept / "ab" / ".tmp-left-by-a-crash").write_bytes(b"x")
     run(root, "switch", "main")
-    run(root, "branch", "-d", "side")
+    run(root, "branch", "-D", "side")
     run(root, "gc")
     assert sorted(kept.glob("*/*")) == [changed.record_path(kept, chain[2])]  # v2's alone
     fsck_clean(root)

@@ -190,7 +190,7 @@ def test_a_detached_commit_suggests_no_branch_that_was_deleted(repo: Repo) -> No
     repo.write("f.txt", "3")
     repo.ok("add", "f.txt")
     assert "`dvfs switch gone`" in repo.fail("commit", "-m", "x", code=2)
-    repo.ok("branch", "-d", "gone")
+    repo.ok("branch", "-D", "gone")
     line = repo.fail("commit", "-m", "x", code=2)
     assert "dvfs switch -c NAME" in line and "gone" not in line
     repo.ok("switch", "-c", "kept")

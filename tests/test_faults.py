@@ -736,6 +736,57 @@ def test_a_switch_killed_before_head_moved_stages_nothing(
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize("again", [True, False])
+@pytest.mark.parametrize("command", [("switch", "other"), ("checkout", "other")])
+def test_a_checkout_killed_on_a_detached_head_stages_nothing(
+    repo: Repo, command: tuple[str, ...], again: bool
+) -> None:
+    """As above, from a detached HEAD: status listed the other branch's files as
+    staged. It says now that the working tree is at that version, not HEAD's, and
+    how to finish or go back; each works."""
+    committed(repo, {"d/a.txt": "a"})
+    repo.ok("switch", "-c", "other")
+    repo.write("d/o.txt", "o")
+    repo.ok("add", "d")
+    other = repo.commit("other")
+    repo.ok("switch", "main")
+    v1 = repo.head_id()
+    repo.write("d/m.txt", "m")
+    repo.ok("add", "d")
+    repo.commit("main two")
+    repo.ok("checkout", "v1")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AT_INDEX_SAVE, "after", *command],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    st = repo.status()
+    assert (st["detached"], st["staged"], st["modified"]) == ("v1", [], []), st
+    assert st["behind"] == f"v2 {other[:10]}"
+    assert repo.ok("status").out.splitlines()[1] == (
+        f"This working tree is at v2 {other[:10]}, not at HEAD's version (a checkout or "
+        f"switch cut short): run it again to finish it, or `dvfs checkout {v1[:12]}` to go "
+        "back."
+    )
+    repo.fsck_clean()
+    if again:
+        repo.ok(*command)
+        st = repo.status()
+        assert (st["branch"], st["detached"], st["staged"], st["behind"]) == (
+            "other",
+            None,
+            [],
+            None,
+        ), st
+        assert repo.head_id() == other and repo.read("d/o.txt") == b"o"
+    else:
+        repo.ok("checkout", v1[:12])
+        st = repo.status()
+        assert (st["detached"], st["staged"], st["behind"]) == ("v1", [], None), st
+        assert not (repo.root / "d" / "o.txt").exists()
+    repo.fsck_clean()
+
+
 def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main", "d/keep.txt": "k1", "d/gone.txt": "g1"})
     feature_changes_a(repo)

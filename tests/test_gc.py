@@ -154,7 +154,7 @@ def test_gc_keeps_what_a_running_process_pinned(template: Repo, tmp_path: Path) 
     repo.ok("add", "side.bin")
     side = bytes.fromhex(repo.commit("side"))
     repo.ok("checkout", "main")
-    repo.ok("branch", "-d", "side")
+    repo.ok("branch", "-D", "side")
     with pinned(repo.root / ".dvfs", [side]):
         repo.ok("gc")
         assert repo.cat(f"{side.hex()}:side.bin") == data
@@ -181,7 +181,7 @@ def test_gc_keeps_what_a_merge_in_progress_merges(template: Repo, tmp_path: Path
     repo.ok("add", "c.bin")
     repo.commit("ours")
     assert repo.run("merge", "side").code == 1  # a conflict at c.bin
-    repo.ok("branch", "-d", "side")
+    repo.ok("branch", "-D", "side")
     repo.ok("gc")
     repo.ok("restore", "--theirs", "c.bin")
     assert repo.read("c.bin") == theirs
@@ -224,7 +224,7 @@ def test_gc_keeps_what_a_mount_shows_and_a_working_tree_is_based_on(
     with mounted(str(repo.root), mnt / "w", home, "--branch", "based"):
         pass  # leaves .dvfs/worktrees/based, its base the branch's head
     with mounted(str(repo.root), mnt / "r", home, "--branch", "shown", "--read-only"):
-        repo.ok("branch", "-d", "shown", "based")
+        repo.ok("branch", "-D", "shown", "based")
         r = repo.json("gc", "--json")
         assert r["problems"] == []
         assert (mnt / "r" / "shown.bin").read_bytes() == shown  # pinned by the daemon

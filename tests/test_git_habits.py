@@ -81,6 +81,22 @@ def test_switch_create(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_making_a_branch_that_exists_says_how_to_go_there_or_move_it(repo: Repo) -> None:
+    """`dvfs switch -c main` and `dvfs branch main` said only "branch main already
+    exists"."""
+    two_files(repo)
+    repo.ok("branch", "side")
+    for args in (("branch", "side"), ("switch", "-c", "side", "v1"), ("checkout", "-b", "side")):
+        line = repo.fail(*args, code=2)
+        assert line == (
+            "dvfs: error: branch side already exists: `dvfs switch side` goes there, `dvfs "
+            "branch -f side REV` moves it"
+        ), line
+    line = repo.fail("switch", "-c", "main", code=2)
+    assert line == "dvfs: error: branch main already exists: it is the current branch"
+    repo.fsck_clean()
+
+
 def test_switch_create_before_the_first_commit_names_the_branch_it_makes(repo: Repo) -> None:
     """As git's switch -c on a branch with no commits: it said "unknown revision
     'HEAD'". The staged files stay staged and the first commit makes the branch."""
@@ -475,17 +491,17 @@ def test_a_deleted_branch_or_tag_leaves_no_folder_that_blocks_its_name(repo: Rep
     was refused forever after: "x/... exists, and a name cannot be both a ref and the
     folder of others", though no ref was there (the same for tags)."""
     two_files(repo)
-    for kind in ("branch", "tag"):
-        repo.ok(kind, "x/y/z")
-        repo.ok(kind, "x/w")
-        repo.fail(kind, "x", fragments=("x/... exists",), code=1)
-        repo.ok(kind, "-d", "x/y/z")
-        repo.fail(kind, "x", fragments=("x/... exists",), code=1)  # x/w is still there
-        repo.ok(kind, "x/y")
-        repo.ok(kind, "-d", "x/w", "x/y")
-        repo.ok(kind, "x")
+    for kind, x in (("branch", "x"), ("tag", "q")):  # (a tag and a branch never share a name)
+        repo.ok(kind, f"{x}/y/z")
+        repo.ok(kind, f"{x}/w")
+        repo.fail(kind, x, fragments=(f"{x}/... exists",), code=1)
+        repo.ok(kind, "-d", f"{x}/y/z")
+        repo.fail(kind, x, fragments=(f"{x}/... exists",), code=1)  # x/w is still there
+        repo.ok(kind, f"{x}/y")
+        repo.ok(kind, "-d", f"{x}/w", f"{x}/y")
+        repo.ok(kind, x)
     assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "x"]
-    assert [t["name"] for t in repo.json("tag", "--json")] == ["x"]
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["q"]
     # A folder an earlier deletion left empty does not block the name either.
     (repo.root / ".dvfs" / "refs" / "heads" / "e" / "f").mkdir(parents=True)
     repo.ok("branch", "e")
@@ -510,6 +526,54 @@ def test_a_branch_or_tag_cannot_take_a_remote_branch_name(repo: Repo, tmp_path: 
     assert repo.json("tag", "--json") == []
     repo.ok("branch", "originals/main")  # another first part is no remote's
     repo.fsck_clean()
+
+
+def test_a_tag_and_a_branch_cannot_share_a_name(make_repo: RepoFactory, tmp_path: Path) -> None:
+    """`dvfs tag main` was made beside branch main (and a branch beside a tag), and
+    `main` then silently read the branch: each is refused, wherever a ref is made; a
+    pair made before is read as it was, the branch, with a warning saying so."""
+    repo = make_repo("a")
+    two_files(repo)
+    repo.ok("tag", "t1")
+    repo.write("a.txt", "a2")
+    repo.write("b.txt", "b")
+    repo.ok("add", "b.txt")
+    for args, kind in (
+        (["tag", "main", "v1"], "tag main would share its name with branch main"),
+        (["branch", "t1"], "branch t1 would share its name with tag t1"),
+        (["switch", "-c", "t1"], "branch t1 would share its name with tag t1"),
+        (["commit", "-a", "-m", "two", "--tag", "main"], "tag main would share its name"),
+    ):
+        line = assert_error(repo.run(*args), kind, code=2)
+        assert line.endswith("otherwise"), line
+    assert repo.status()["staged"] != []  # the commit was refused before anything
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main"]
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["t1"]
+    repo.commit("two", "-a")
+    # A pair an older dvfs made: the branch is read, and the warning says so.
+    v1 = repo.show("v1")["id"]
+    (repo.root / ".dvfs" / "refs" / "tags" / "main").write_text(v1 + "\n")
+    r = assert_ok(repo.run("show", "main", "--json"))
+    assert r.json()["id"] == repo.head_id()
+    assert r.err == (
+        "dvfs: warning: main names both a branch and a tag: the branch's version is read; "
+        f"`dvfs tag main-tag {v1[:12]}` and `dvfs tag -d main` rename the tag\n"
+    )
+    assert repo.run("show", "t1").err == ""
+    # A remote's tag named as a branch here is not copied, and the fetch says why.
+    b = make_repo("b")
+    b.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    b.write("x", "x")
+    b.ok("add", "x")
+    b.commit("b's")
+    b.ok("branch", "t1")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push", "--tags")
+    r = assert_ok(b.run("fetch"))
+    assert "remote tag t1 not copied here: branch t1 here would hide it" in r.err, r.err
+    assert b.json("tag", "--json") == []
+    repo.fsck_clean()
+    b.fsck_clean()
 
 
 def test_a_ref_naming_a_version_not_stored_is_listed_with_the_rest(repo: Repo) -> None:
@@ -586,4 +650,40 @@ def test_several_messages_are_paragraphs_of_one_as_git_joins_them(repo: Repo) ->
     repo.write("a.txt", "changed")
     repo.ok("commit", "-a", "-m", "subject", "-m", "body")
     assert repo.json("log", "-n", "1", "--json")[0]["message"] == "subject\n\nbody"
+    repo.fsck_clean()
+
+
+def test_branch_d_keeps_a_branch_whose_versions_nothing_else_holds(repo: Repo) -> None:
+    """`dvfs branch -d` of a branch with versions of its own deleted it without a word,
+    leaving them to gc; as git's, it is refused, naming them, and -D deletes it."""
+    two_files(repo)
+    repo.ok("switch", "-c", "spike")
+    repo.write("a.txt", "s1")
+    two = repo.commit("s1", "-a")
+    repo.write("a.txt", "s2")
+    three = repo.commit("s2", "-a")
+    repo.ok("switch", "main")
+    line = repo.fail("branch", "-d", "spike", code=2)
+    assert line == (
+        f"dvfs: error: branch spike holds 2 versions (v3 {three[:10]}, v2 {two[:10]}) that no "
+        "other branch, tag or remote copy holds: merge or tag it to keep them, or `dvfs "
+        "branch -D spike` deletes it anyway (gc may then drop them); nothing was deleted"
+    )
+    assert repo.show("spike")["id"] == three
+    repo.ok("branch", "keep", "spike")  # another branch holds them: -d deletes it
+    repo.ok("branch", "-d", "spike")
+    repo.fail("branch", "-d", "keep", fragments=("branch keep holds 2 versions",))
+    repo.ok("tag", "t", "keep~1")  # a tag holds one of them: the other is named
+    repo.fail("branch", "-d", "keep", fragments=(f"holds a version (v3 {three[:10]})",))
+    repo.ok("branch", "again", "keep")  # both at once: refused, both kept
+    line = repo.fail("branch", "-d", "keep", "again", fragments=("no remaining branch",))
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["again", "keep", "main"]
+    repo.ok("checkout", three)  # a detached HEAD holds what it is at
+    repo.ok("branch", "-d", "keep")
+    out = repo.ok("branch", "-D", "again").out
+    assert out == f"deleted branch again (was v3 {three[:10]})\n"
+    repo.ok("switch", "main")
+    repo.ok("branch", "x", three)
+    repo.ok("branch", "-d", "-f", "x")  # as git's: -d --force is -D
+    assert "x" not in repo.ok("branch").out
     repo.fsck_clean()

@@ -594,6 +594,55 @@ def test_abort_after_switch_c_says_the_merge_was_given_up_and_where_head_is(repo
     repo.fsck_clean()
 
 
+def test_switch_over_edits_during_a_conflicted_merge_says_what_keeps_them(repo: Repo) -> None:
+    """With conflicts left and a file edited, `dvfs switch` said "commit them", which
+    the commit refuses until the conflicts are settled: it names what works."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.write("a", "edited during the merge")
+    for args in (("switch", "other"), ("checkout", "v1")):
+        line = repo.fail(*args, code=1)
+        assert line == (
+            f"dvfs: error: {args[0]} would overwrite uncommitted changes in a: the merge in "
+            "progress has conflicts left (a, b), so no commit can keep them yet: settle each "
+            "conflict (`dvfs restore --ours|--theirs PATH`, or edit it and `dvfs add PATH`) "
+            "and `dvfs commit`, or give the merge up with `dvfs merge --abort`; or use "
+            "--force to discard them"
+        )
+    repo.fail("commit", "-a", "-m", "as told before", fragments=("still in conflict",))
+    repo.ok("add", "a")  # as it says: settled, then committed
+    repo.ok("restore", "--ours", "b")
+    repo.commit("merged")
+    repo.ok("switch", "other")
+    repo.fsck_clean()
+
+
+def test_switch_away_from_a_merge_says_it_is_given_up(repo: Repo) -> None:
+    """`dvfs switch -c NAME` warned that a merge in progress is given up; `dvfs switch`
+    and `dvfs checkout` elsewhere gave it up without a word, carrying what it staged to
+    the other branch, where a commit recorded it as a version of its own."""
+    conflicting(repo)
+    repo.ok("branch", "older", "v1")
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("switch", "older")
+    assert warnings_of(r) == [
+        "dvfs: warning: the merge of other into main in progress is given up: changes to "
+        "d/e stay, and a commit here records no merge"
+    ]
+    st = repo.status()
+    assert st["merging"] is None and [c["path"] for c in st["staged"]] == ["d/e"]
+    repo.ok("switch", "--force", "main")
+    assert repo.run("merge", "other").code == 1
+    assert warnings_of(repo.ok("merge", "--abort")) == []  # back where it began: no warning
+    assert repo.run("merge", "other").code == 1
+    r = repo.ok("checkout", "--force", "v1")
+    assert warnings_of(r) == [
+        "dvfs: warning: the merge of other into main in progress is given up, and a commit "
+        "here records no merge"
+    ]
+    repo.fsck_clean()
+
+
 def test_abort_never_drops_a_file_edited_since_the_merge_unless_forced(repo: Repo) -> None:
     conflicting(repo)
     before = repo.head_id()

@@ -239,7 +239,7 @@ def test_diverged_local_branch_dropped_for_the_remote_one(
     vb = commit_files(b, {"data/b.txt": b"from b\n"}, "b's work")
     b.fail("pull", fragments=("diverged",))
     b.ok("checkout", "origin/main", "--force")
-    r = b.ok("branch", "-d", "main")  # HEAD is detached: no branch is current
+    r = b.ok("branch", "-D", "main")  # HEAD is detached: no branch is current
     assert r.out.strip() == f"deleted branch main (was v2 {vb[:10]})"
     assert b.show(vb[:12])["message"] == "b's work"  # nothing lost: reachable by id
     b.ok("switch", "-c", "main")

@@ -385,6 +385,35 @@ def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo])
     fsck_clean(repo.root)
 
 
+def test_delete_branch_refuses_a_branch_holding_versions_of_its_own(
+    writable: tuple[Server, Repo],
+) -> None:
+    """The dashboard deleted a branch whose versions nothing else held, as `dvfs
+    branch -d` did; both refuse it now, and ``force`` deletes it as `-D` does."""
+    server, repo = writable
+    ours = {"X-DVFS-CSRF": csrf_of(server) or ""}
+    repo.ok("branch", "spike", "v2")
+    repo.ok("checkout", "spike")
+    repo.write("spike.txt", "s")
+    repo.ok("add", "spike.txt")
+    repo.ok("switch", "-c", "spike-tmp")
+    spike = repo.commit("spike")
+    repo.ok("branch", "-f", "spike", spike)
+    repo.ok("switch", "main")
+    repo.ok("branch", "-d", "spike-tmp")
+    url = f"{server.base}api/actions/delete-branch"
+    refused = post(url, {"name": "spike"}, ours)
+    assert refused.status == 400, refused.body
+    assert refused.json()["error"].startswith(f"branch spike holds a version (v3 {spike[:10]})")
+    assert post(url, {"name": "spike", "force": "yes"}, ours).status == 400
+    assert repo.show("spike")["id"] == spike
+    gone = post(url, {"name": "spike", "force": True}, ours)
+    assert gone.status == 200 and gone.json()["deleted"]["id"] == spike
+    entry = repo.json("audit", "--json")[-1]
+    assert (entry["op"], entry["cmd"]) == ("branch delete", ["dvfs", "ui", "branch", "-D", "spike"])
+    fsck_clean(repo.root)
+
+
 def test_a_remote_read_without_cloning_it(
     repo: Repo, s3_env: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -155,6 +155,7 @@ class Repo:
                     "or clone it"
                 ) from None
             raise
+        self._repo.refs.warn = _warn  # (a branch that hides a tag of its name, say)
         self._spec: RemoteSpec | None = None  # set for Repo.remote
         self._meter: Meter | None = None
         self._chunks: RemoteChunks | None = None

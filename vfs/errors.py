@@ -104,8 +104,8 @@ class UncommittedChanges(DvfsError):
     """An operation would overwrite uncommitted work; ``paths`` lists it, and
     ``untracked`` those of them that are not tracked (named so: "commit them" is not
     how to keep an untracked file). ``action`` is the command the user ran, ``verb``
-    what it would do to the changes, ``what`` what to do instead (when none of the
-    paths is untracked)."""
+    what it would do to the changes, ``what`` what to do instead (by default, commit
+    them, or move the untracked away; given, it stands for all of them)."""
 
     def __init__(
         self,
@@ -114,7 +114,7 @@ class UncommittedChanges(DvfsError):
         untracked: Sequence[str] = (),
         *,
         verb: str = "overwrite",
-        what: str = "commit them, or use --force to discard them",
+        what: str | None = None,
     ) -> None:
         self.paths = list(paths)
         apart = set(untracked)
@@ -125,6 +125,9 @@ class UncommittedChanges(DvfsError):
             parts.append(f"uncommitted changes in {_first(changed)}")
         if loose:
             parts.append(f"untracked {_first(loose)}")
+        if what is None and not loose:
+            what = "commit them, or use --force to discard them"
+        elif what is None:
             what = (
                 "move the untracked files away (or `dvfs add` and commit them)"
                 + (", and commit the changes" if changed else "")

@@ -14,7 +14,7 @@ from vfs.errors import FormatError, ObjectError, UsageError
 from vfs.ops.branches import (
     create_branch,
     create_tag,
-    delete_branch,
+    delete_branches,
     delete_tag,
     delete_unreadable,
     move_branch,
@@ -33,10 +33,18 @@ def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | N
 
 @click.command(cls=DvfsCommand)
 @click.argument("names", nargs=-1, metavar="[NAME [REV]]")
-@click.option("-d", "--delete", is_flag=True, help="Delete the branches named.")
 @click.option(
-    "-f", "--force", is_flag=True, help="Move the existing branch NAME to REV (not the current)."
-)
+    "-d", "--delete", is_flag=True,
+    help="Delete the branches named, if no version would be left that only they hold.",
+)  # fmt: skip
+@click.option(
+    "-D", "force_delete", is_flag=True,
+    help="Delete the branches named, even with versions only they hold (-d --force).",
+)  # fmt: skip
+@click.option(
+    "-f", "--force", is_flag=True,
+    help="Move the existing branch NAME to REV (not the current); with -d, as -D.",
+)  # fmt: skip
 @click.option(
     "-r", "--remotes", is_flag=True,
     help="List the remotes' branches as last fetched (REMOTE/BRANCH).",
@@ -44,25 +52,30 @@ def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | N
 @click.option("-a", "--all", "list_all", is_flag=True, help="List both kinds.")
 @AS_JSON
 def branch(
-    names: tuple[str, ...], delete: bool, force: bool, remotes: bool, list_all: bool,
-    as_json: bool,
+    names: tuple[str, ...], delete: bool, force_delete: bool, force: bool, remotes: bool,
+    list_all: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """List branches, or create NAME at REV (default HEAD).
 
-    With -d, delete the branches named (not the current one); with -f, move the
-    branch NAME to REV (not the current one: switch away first). With -r, list the
-    remotes' branches as the last push, fetch or pull saw them (`dvfs fetch` brings
-    them up to date; `dvfs push --delete` deletes one on its remote); -a lists both.
+    With -d, delete the branches named (not the current one), refused while one
+    holds versions no other branch, tag or remote copy holds (they would be left to
+    gc): -D (or -d -f) deletes them anyway. With -f, move the branch NAME to REV (not
+    the current one: switch away first). With -r, list the remotes' branches as the
+    last push, fetch or pull saw them (`dvfs fetch` brings them up to date; `dvfs push
+    --delete` deletes one on its remote); -a lists both.
 
     \b
     Examples:
       dvfs branch
       dvfs branch fix v1
       dvfs branch -d fix old
+      dvfs branch -D spike
       dvfs branch -f fix v2
       dvfs branch -a
     """
     repo = repo_here()
+    if force_delete or (delete and force):
+        delete, force_delete, force = True, True, False
     if force:
         if delete or remotes or list_all or len(names) != 2:
             raise UsageError("-f moves one branch: `dvfs branch -f NAME REV`")
@@ -95,6 +108,7 @@ def branch(
                 f"{quoted(head.branch)} is the current branch: switch to another one first; "
                 "nothing was deleted"
             )
+        tips = delete_branches(repo, [n for n in names if n not in damaged], force=force_delete)
         gone: list[dict[str, Any]] = []
         for n in names:
             if n in damaged and delete_unreadable(repo, "heads", n):
@@ -102,7 +116,9 @@ def branch(
                 if not as_json:
                     click.echo(f"deleted branch {quoted(n)} (was unreadable)")
                 continue
-            was = delete_branch(repo, n)
+            if n not in tips:  # (a damaged ref mended meanwhile: deleted as any other)
+                tips.update(delete_branches(repo, [n], force=force_delete))
+            was = tips[n]
             gone.append(ref_json(repo, n, was))
             if not as_json:
                 label = quoted(repo.history.label(was))

@@ -67,8 +67,10 @@ def workers() -> Iterator[Workers]:
 
 
 def repo_here() -> Repository:
-    """The repository around the current directory."""
-    return Repository.find()
+    """The repository around the current directory (its warnings printed: ``Refs.warn``)."""
+    repo = Repository.find()
+    repo.refs.warn = warn
+    return repo
 
 
 # Ctrl-C: every write is whole (temp + rename) and refs move last, so a rerun finishes

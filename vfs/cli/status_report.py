@@ -160,7 +160,15 @@ def show_status(
     branch = quoted(st.branch)
     where = f"HEAD detached at {quoted(st.detached)}" if st.detached else f"On branch {branch}"
     echo(where + (f" ({quoted(st.head)})" if st.head and not st.detached else ""))
-    if st.behind:
+    head = repo.refs.head()
+    if st.behind and head.detached is not None:
+        # (a checkout killed once it had saved the index, before HEAD moved)
+        echo(
+            f"This working tree is at {quoted(st.behind)}, not at HEAD's version (a checkout "
+            "or switch cut short): run it again to finish it, or `dvfs checkout "
+            f"{head.detached.hex()[:12]}` to go back."
+        )
+    elif st.behind:
         echo(
             f"The branch moved past this working tree, which is at {quoted(st.behind)} (a "
             "snapshot of a mount, a pull elsewhere or one cut short): run "

@@ -7,6 +7,7 @@ A switch restores the branch's latest version as a checkout does
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Sequence
 
 from vfs.errors import DvfsError, UsageError
 from vfs.ops import merging
@@ -14,7 +15,8 @@ from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
 from vfs.remote.config import remotes
 from vfs.repo.gitlink import LockPointer, write_lock
-from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.history import History
+from vfs.repo.refs import Head, check_ref_name, twin_refused
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Warn
@@ -119,7 +121,7 @@ def switch_create(
         return switch(repo, name, workers, force=force, warn=warn, offline=offline, yes=yes)
     except BaseException:
         with contextlib.suppress(DvfsError):
-            delete_branch(repo, name)
+            delete_branch(repo, name, force=True)  # (made here: it holds nothing of its own)
         raise
 
 
@@ -132,13 +134,19 @@ def _unborn(repo: Repository, name: str) -> CheckoutReport | None:
         check_ref_name(name, "branch")
         if repo.refs.get(f"refs/heads/{name}") is not None:
             raise UsageError(f"branch {name} already exists: `dvfs switch {name}` goes there")
+        if why := twin_refused(repo.refs, "branch", name):
+            raise UsageError(why)
         repo.refs.set_head(Head(name))
         return CheckoutReport("", name, unchanged=repo.index().count())
 
 
 def create_branch(repo: Repository, name: str, rev: str | None) -> bytes:
     """Create branch ``name`` at ``rev`` (default HEAD); refuse an existing name."""
-    return _create_ref(repo, "branch", f"refs/heads/{name}", name, rev, "")
+    head = repo.refs.head()
+    hint = f": `dvfs switch {name}` goes there, `dvfs branch -f {name} REV` moves it"
+    if head.detached is None and head.branch == name:
+        hint = ": it is the current branch"
+    return _create_ref(repo, "branch", f"refs/heads/{name}", name, rev, hint)
 
 
 def move_branch(repo: Repository, name: str, rev: str) -> tuple[bytes, bytes]:
@@ -165,23 +173,128 @@ def move_branch(repo: Repository, name: str, rev: str) -> tuple[bytes, bytes]:
         return cur, target
 
 
-def delete_branch(repo: Repository, name: str) -> bytes:
+def delete_branch(repo: Repository, name: str, *, force: bool = False) -> bytes:
     """Delete branch ``name`` (not the current one); return the version it named.
 
-    While HEAD is detached, no branch is current: HEAD still names the branch it
-    came from (to count ``vN`` along), but that branch may go, as in git. Its
-    versions stay in the store, reachable by id.
+    See :func:`delete_branches`.
     """
-    check_ref_name(name, "branch", existing=True)
+    return delete_branches(repo, [name], force=force)[name]
+
+
+def delete_branches(
+    repo: Repository, names: Sequence[str], *, force: bool = False
+) -> dict[str, bytes]:
+    """Delete the branches ``names`` (none current); return the version each named.
+
+    While HEAD is detached, no branch is current: HEAD still names the branch it
+    came from (to count ``vN`` along), but that branch may go, as in git. Unless
+    ``force`` (git's ``branch -D``), nothing is deleted while one of them holds
+    versions that no other branch, tag, remote copy nor a detached HEAD holds
+    (:func:`held_alone`): they would be reachable by id alone, and ``gc`` would
+    drop them. All is decided under the lock before the first ref goes.
+    """
+    for name in names:
+        check_ref_name(name, "branch", existing=True)
     with repo.locked():
-        cur = repo.refs.get(f"refs/heads/{name}")
-        if cur is None:
-            raise UsageError(f"no branch named {name}")
         head = repo.refs.head()
-        if head.branch == name and head.detached is None:
-            raise UsageError(f"{name} is the current branch: switch to another one first")
-        repo.refs.update(f"refs/heads/{name}", None, cur)
-        return cur
+        tips: dict[str, bytes] = {}
+        for name in names:
+            cur = repo.refs.get(f"refs/heads/{name}")
+            if cur is None:
+                raise UsageError(f"no branch named {name}: nothing was deleted")
+            if head.branch == name and head.detached is None:
+                raise UsageError(
+                    f"{name} is the current branch: switch to another one first; "
+                    "nothing was deleted"
+                )
+            tips[name] = cur
+        if not force and (alone := held_alone(repo, tips)):
+            name, versions = next(iter(alone.items()))
+            raise UsageError(_unmerged(repo, name, versions, len(tips) > 1))
+        for name, cur in tips.items():
+            repo.refs.update(f"refs/heads/{name}", None, cur)
+        return tips
+
+
+def held_alone(repo: Repository, tips: dict[str, bytes]) -> dict[str, list[bytes]]:
+    """The versions each branch of ``tips`` (name: its version) reaches that no ref
+    outside them reaches: no other branch, tag or remote copy, nor a detached HEAD.
+    Newest first; a branch whose versions are all held elsewhere is left out.
+
+    A version not stored here (a ref to one never fetched) is nothing to lose; a
+    version that cannot be read ends the walk below it.
+    """
+    hist = repo.history
+    refs = repo.refs
+    others: list[bytes] = []
+    head = refs.head()
+    if head.detached is not None:
+        others.append(head.detached)
+    for kind in ("heads", "tags", "remotes"):
+        for n in refs.names(kind):
+            if kind == "heads" and n in tips:
+                continue
+            with contextlib.suppress(DvfsError):  # (a damaged ref holds nothing to keep)
+                if (oid := refs.get(f"refs/{kind}/{n}")) is not None:
+                    others.append(oid)
+    # (missing, not has: packs another process wrote since this one looked count)
+    absent = set(repo.store.missing([*others, *tips.values()]))
+    held = {o for o in others if o not in absent}
+    todo = {n: t for n, t in tips.items() if t not in absent and t not in held}
+    # The first-parent chain of another ref is tried first: it costs the distance.
+    todo = {
+        n: t for n, t in todo.items()
+        if not any(_on_chain(hist, o, t) for o in held)
+    }  # fmt: skip
+    if not todo:
+        return {}
+    reached = _below(hist, held, set())
+    out: dict[str, list[bytes]] = {}
+    for name, tip in todo.items():
+        alone = _below(hist, [tip], reached) - reached
+        if alone:
+            out[name] = sorted(alone, key=lambda o: -hist.version(o).number)
+    return out
+
+
+def _on_chain(hist: History, tip: bytes, oid: bytes) -> bool:
+    """:meth:`History.on_chain`, False where a version cannot be read."""
+    try:
+        return hist.on_chain(tip, oid)
+    except DvfsError:
+        return False
+
+
+def _below(hist: History, starts: Iterable[bytes], stop: set[bytes]) -> set[bytes]:
+    """``starts`` and every version below them, through every parent, not entering
+    ``stop``; a version that cannot be read is in, its parents are not."""
+    seen: set[bytes] = set()
+    stack = [o for o in starts if o not in stop]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            parents = hist.version(oid).parents
+        except DvfsError:
+            continue
+        stack.extend(p for p in parents if p not in seen and p not in stop)
+    return seen
+
+
+def _unmerged(repo: Repository, name: str, alone: list[bytes], several: bool) -> str:
+    """Why branch ``name`` is not deleted: the versions ``alone`` only it holds (or
+    only it and the ``several`` branches deleted with it)."""
+    shown = [f"{repo.history.label(o)} {o.hex()[:10]}" for o in alone[:3]]
+    more = f" and {len(alone) - 3} more" if len(alone) > 3 else ""
+    which = "a version" if len(alone) == 1 else f"{len(alone)} versions"
+    return (
+        f"branch {name} holds {which} ({', '.join(shown)}{more}) that no "
+        f"{'remaining' if several else 'other'} branch, tag or remote copy holds: merge or "
+        f"tag it to keep them, or `dvfs branch -D {name}` deletes it anyway (gc may then "
+        "drop them); nothing was deleted"
+    )
 
 
 def delete_unreadable(repo: Repository, kind: str, name: str) -> bool:
@@ -217,6 +330,8 @@ def _create_ref(
     with repo.locked():
         if repo.refs.get(ref) is not None:
             raise UsageError(f"{kind} {name} already exists{hint}")
+        if why := twin_refused(repo.refs, kind, name):
+            raise UsageError(why)
         target = repo.history.resolve(rev or "HEAD")
         repo.refs.update(ref, target, None)
         return target

@@ -228,7 +228,9 @@ def restore_version(
             )
         if conflicts:
             loose = [show(p) for p in conflicts if p in on_disk]  # untracked
-            raise UncommittedChanges(action, sorted({show(p) for p in conflicts}), loose)
+            raise UncommittedChanges(
+                action, sorted({show(p) for p in conflicts}), loose, what=_in_merge(repo)
+            )
     report = CheckoutReport(label, None if paths else attach, bool(paths))
     # What to do, decided before anything changes: files to delete, files that hold
     # the version's bytes already (recorded in the index, which is saved only at the
@@ -321,9 +323,18 @@ def restore_version(
     index.save()
     if not paths:
         branch = attach or detached_on or hist.head().branch
+        left = None
+        with contextlib.suppress(FormatError):  # (a damaged record: merge --abort's to say)
+            left = merging.live(repo.dir, repo.refs)
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.ops.merging)
         write_lock(repo.root, LockPointer(branch, version.number, target))
+        if left is not None and (attach != left.branch or target != left.ours):
+            kept = f": changes to {names_of(sorted(carry))} stay" if carry else ""
+            warn(  # (as `switch -c` says it; HEAD back at the merge's start is an abort)
+                f"the merge of {left.rev} into {left.branch} in progress is given up{kept}, "
+                "and a commit here records no merge"
+            )
     return report
 
 
@@ -391,6 +402,24 @@ def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
             f"removed {removed:,} temporary files an interrupted checkout left in the working tree"
         )
     return removed
+
+
+def _in_merge(repo: Repository) -> str | None:
+    """What keeps changes a checkout would overwrite while a merge with conflicts is in
+    progress (no commit is taken until they are settled), or None if there is none."""
+    merge = merging.live(repo.dir, repo.refs)
+    left = [] if merge is None else merge.unresolved()
+    if not left:
+        return None
+    shown = ", ".join(show(p) for p in left[:5]) + (
+        f" and {len(left) - 5} more" if len(left) > 5 else ""
+    )
+    return (
+        f"the merge in progress has conflicts left ({shown}), so no commit can keep them "
+        "yet: settle each conflict (`dvfs restore --ours|--theirs PATH`, or edit it and "
+        "`dvfs add PATH`) and `dvfs commit`, or give the merge up with `dvfs merge --abort`; "
+        "or use --force to discard them"
+    )
 
 
 def _check_writable(label: str, wanted: dict[bytes, Entry], empty: list[bytes]) -> None:

@@ -183,14 +183,17 @@ def _behind(hist: History, index: Index) -> tuple[bytes, dict[bytes, Entry]] | N
     Moved past means: the branch changed a path after that version and the index
     does not hold the change, so committing the index would undo it. A branch that
     moved to exactly what the index holds (a commit whose index could not be saved)
-    is not behind.
+    is not behind. With HEAD detached it is HEAD's version the working tree is not
+    at: a checkout killed once it had saved the index, before HEAD moved (no commit
+    is made there).
     """
     head = hist.head()
     tip, base = hist.refs.head_id(head), index.base
     if not may_be_behind(head, tip, index):
         return None
     assert tip is not None and base is not None  # (may_be_behind says so)
-    if not hist.on_chain(tip, base) and _unnamed_child(hist, tip, base):
+    attached = head.detached is None
+    if attached and not hist.on_chain(tip, base) and _unnamed_child(hist, tip, base):
         return None  # a commit killed before its branch moved: its changes are staged
     old = hist.flatten(hist.version(base).tree)
     new = hist.flatten(hist.version(tip).tree)
@@ -223,14 +226,14 @@ def _unnamed_child(hist: History, tip: bytes, base: bytes) -> bool:
 
 
 def may_be_behind(head: Head, tip: bytes | None, index: Index) -> bool:
-    """False if the branch certainly has not moved past the working tree (:func:`_behind`):
-    the index names no base, or HEAD's version ``tip``, or HEAD is detached, or has no
-    version.
+    """False if the branch (or a detached HEAD) certainly has not moved past the working
+    tree (:func:`_behind`): the index names no base, or HEAD's version ``tip``, or HEAD
+    has no version.
 
     Answered from the refs alone, so that a clean ``status`` reads no version.
     """
     base = index.base
-    return base is not None and head.detached is None and tip is not None and tip != base
+    return base is not None and tip is not None and tip != base
 
 
 def same_entry(a: Entry, b: Entry) -> bool:

@@ -71,7 +71,7 @@ from vfs.remote.reader import Located, RemoteRepo
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History
-from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.refs import Head, check_ref_name, twin_refused
 from vfs.repo.repository import (
     DEFAULT_BRANCH,
     DVFS_DIR,
@@ -544,6 +544,13 @@ def fetch_locked(
             )
             continue
         mine = repo.refs.get(f"refs/tags/{t}")
+        if mine is None and twin_refused(repo.refs, "tag", t):
+            report.warnings.append(
+                f"{remote.url}: remote tag {quote_name(t)} not copied here: branch "
+                f"{quote_name(t)} here would hide it (`dvfs fetch` copies it once no branch "
+                "has that name)"
+            )
+            continue
         if mine is None:
             try:
                 repo.refs.update(f"refs/tags/{t}", oid, None)

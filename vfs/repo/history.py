@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,6 +63,7 @@ class History:
         self.version = lru_cache(maxsize=4096)(self._load_version)
         self.tree = lru_cache(maxsize=4096)(self.load_tree)
         self._memos: dict[str, object] = {}
+        self._warned: set[str] = set()  # names :meth:`_hidden_tag` warned of
 
     def memo(self, name: str, make: Callable[[History], M]) -> M:
         """The memory of derived data called ``name`` that lives as long as this history
@@ -259,10 +261,28 @@ class History:
             for ref in (f"refs/heads/{name}", f"refs/remotes/{name}", f"refs/tags/{name}"):
                 oid = self.refs.get(ref)
                 if oid is not None:
+                    if ref.startswith("refs/heads/"):
+                        self._hidden_tag(name, oid)
                     return oid
         if is_hex_prefix(name.lower()):
             return self._by_prefix(name.lower())
         return None
+
+    def _hidden_tag(self, name: str, oid: bytes) -> None:
+        """Warn (once) that branch ``name``, at ``oid``, hides a tag of that name at
+        another version: made before a tag and a branch could no longer share a name
+        (``vfs.repo.refs.twin_refused``), the branch is what ``name`` reads."""
+        if name in self._warned:
+            return
+        with suppress(FormatError):  # (a damaged tag: fsck names it)
+            tag = self.refs.get(f"refs/tags/{name}")
+            if tag is not None and tag != oid:
+                self._warned.add(name)
+                self.refs.warn(
+                    f"{name} names both a branch and a tag: the branch's version is read; "
+                    f"`dvfs tag {name}-tag {tag.hex()[:12]}` and `dvfs tag -d {name}` rename "
+                    "the tag"
+                )
 
     def resolve(self, rev: str) -> bytes:
         """The version id a revision names; RevisionNotFound with close names if none."""

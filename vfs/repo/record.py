@@ -45,6 +45,7 @@ from vfs.errors import DvfsError, StorageFull, UsageError
 from vfs.model.version_codec import Version, encode_version
 from vfs.pipeline.record import version_pipeline
 from vfs.repo.gitlink import LOCK_FILE, LockPointer, git_link, write_lock
+from vfs.repo.refs import twin_refused
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
@@ -68,9 +69,14 @@ class Made:
 
 
 def tag_free(repo: Repository, tag: str | None) -> None:
-    """UsageError if ``tag`` exists already (checked before anything is stored)."""
-    if tag is not None and repo.refs.get(f"refs/tags/{tag}") is not None:
+    """UsageError if ``tag`` exists already, or names a branch (checked before
+    anything is stored)."""
+    if tag is None:
+        return
+    if repo.refs.get(f"refs/tags/{tag}") is not None:
         raise UsageError(f"tag {tag} already exists: choose another name")
+    if why := twin_refused(repo.refs, "tag", tag):
+        raise UsageError(why)
 
 
 def record_version(

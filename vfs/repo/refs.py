@@ -167,6 +167,28 @@ def _way_out(ref: str) -> str:
     return f"delete .dvfs/{ref}: the next `dvfs fetch --remote {remote}` sets it again"
 
 
+def _drop(_: str) -> None:
+    """A warning no one asked for."""
+
+
+def twin_refused(refs: Refs, kind: str, name: str) -> str:
+    """Why a new branch (``kind`` "branch") or tag ``name`` cannot be made beside a tag
+    or branch of that name, or "" if there is none: a revision ``name`` reads the
+    branch (:meth:`vfs.repo.history.History.resolve`), and would silently hide the tag.
+    """
+    other = "tag" if kind == "branch" else "branch"
+    ref = f"refs/{'tags' if other == 'tag' else 'heads'}/{name}"
+    try:
+        if refs.get(ref) is None:
+            return ""
+    except FormatError:
+        pass  # (a damaged ref of that name is there all the same)
+    return (
+        f"{kind} {name} would share its name with {other} {name}, and `{name}` would read "
+        f"as the branch wherever a revision is read: name the {kind} otherwise"
+    )
+
+
 @dataclass(frozen=True)
 class Head:
     """Where HEAD points: a branch (maybe without versions yet) or a detached version."""
@@ -181,6 +203,9 @@ class Refs:
     def __init__(self, dvfs_dir: Path) -> None:
         self.dir = dvfs_dir
         self._lock_path = dvfs_dir / "refs.lock"
+        # Where a warning about what the refs hold goes (the CLI prints it); dropped
+        # unless set.
+        self.warn: Callable[[str], None] = _drop
 
     @staticmethod
     def create(dvfs_dir: Path, branch: str) -> Refs:

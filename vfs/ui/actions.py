@@ -53,12 +53,16 @@ def tag(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def delete_branch_action(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
-    """``dvfs branch -d NAME``: body ``{"name"}``; not the current branch."""
+    """``dvfs branch -d NAME``: body ``{"name"}``; not the current branch, nor one
+    holding versions no other ref holds (``"force": true``: as ``dvfs branch -D``)."""
     name = check_ref_name(text_arg(body, "name"), "branch", existing=True)
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise UsageError("force: give true or false")
     if repo.refs.get(f"refs/heads/{name}") is None:
         raise UsageError(f"no branch named {name}: nothing was deleted")
-    with audit.acting(["dvfs", "ui", "branch", "-d", name]):
-        was = delete_branch(repo, name)
+    with audit.acting(["dvfs", "ui", "branch", "-D" if force else "-d", name]):
+        was = delete_branch(repo, name, force=force)
     return {"deleted": ref_json(repo, name, was)}
 
 

@@ -20,8 +20,8 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/mounts                                                   (data.mounts)
     /api/steps           rev                                      (data.steps)
     /api/added           rev, dir, offset, limit                  (data.added)
-    POST /api/actions/A  tag {name, rev}, delete-branch {name},   (actions.ACTIONS)
-                         snapshot {mountpoint, message}
+    POST /api/actions/A  tag {name, rev}, delete-branch {name,    (actions.ACTIONS)
+                         force}, snapshot {mountpoint, message}
 
 Actions (``--allow-write`` only, else 403): a POST whose JSON body names the
 arguments, carrying the CSRF token the page holds (``<meta name="dvfs-csrf">``, a new
