@@ -145,6 +145,38 @@ def test_a_file_opened_for_writing_and_not_written_is_not_modified(
 
 
 @pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_file_holding_its_committed_bytes_is_not_modified(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``touch``, the same bytes written again, or an editor saving an unchanged file
+    by renaming a copy over it change no content: status lists nothing (as the
+    on-disk working tree's does), after a remount too; other bytes of the same size,
+    or other permission bits, are a change."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    none: dict[str, list[str]] = {"added": [], "modified": [], "deleted": [], "renamed": []}
+    a = mnt / "d" / "a"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        subprocess.run(["touch", a], check=True)
+        assert status(mnt, home) == none
+        a.write_bytes(b"a\n")
+        assert status(mnt, home) == none
+        (mnt / "d" / "a.tmp").write_bytes(b"a\n")
+        os.rename(mnt / "d" / "a.tmp", a)
+        assert status(mnt, home) == none
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        assert status(mnt, home) == none
+        a.write_bytes(b"A\n")
+        assert status(mnt, home) == {**none, "modified": ["d/a"]}
+        a.write_bytes(b"a\n")
+        assert status(mnt, home) == none
+        a.chmod(0o600)
+        assert status(mnt, home) == {**none, "modified": ["d/a"]}
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "private"))
+        assert changes(repo, home) == [("modified", "d/a")]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
 def test_status_after_a_directory_is_replaced_by_another(
     repo: Path, tmp_path: Path, overlay: str
 ) -> None:
