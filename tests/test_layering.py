@@ -73,6 +73,7 @@ LAYERS = [
         "ops.restore",
         "ops.browse",
         "mount.mounts",
+        "mount.work_dirs",
         "mount.launch",
         "mount.control",
         "ops.merge",

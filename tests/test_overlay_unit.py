@@ -19,6 +19,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pyfuse3
+import pytest
 import trio
 
 from daemon.data.fetcher import Fetcher
@@ -26,11 +27,12 @@ from daemon.data.record_cache import Records
 from daemon.fs import inodes
 from daemon.fs.namespace import Layout
 from daemon.fs.worktree import WorkingFs
-from daemon.overlay import COMPACT_ABOVE, Overlay, lock_work
+from daemon.overlay import COMPACT_ABOVE, Overlay, OverlayError, lock_work
 from daemon.overlay_snapshot import OverlaySnapshots
 from daemon.snapshot import Request
 from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
+from tests.support.cli import run as run_cli
 from tests.support.mount import commit, write
 from vfs.repo.repository import Repository
 
@@ -350,3 +352,53 @@ def test_status_names_every_kind_of_change(tmp_path: Path) -> None:
         "unversionable": ["data/fifo"],
     }
     overlay.close()  # its lock too
+
+
+def test_a_damaged_journal_keeps_every_file_of_the_working_tree(tmp_path: Path) -> None:
+    """A journal damaged inside (not a torn tail, which is cut) is not read as "no
+    changes": the working tree is refused with one line naming the journal and what to
+    do, no data file is deleted, and fsck names it until the work directory is moved."""
+    t = make_tree(tmp_path)
+    t = Tree(t.root, t.source, t.root / ".dvfs" / "worktrees" / "main")
+    fs, overlay, lock = t.open()
+
+    async def scenario(fs: WorkingFs) -> None:
+        for i in range(3):
+            await put(fs, f"data/new{i}", b"new %d\n" % i)
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    journal = overlay.journal.path
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + whole[:7])  # a record cut short: the tail is cut
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 3))
+    crash(overlay, lock)
+    assert journal.read_bytes() == whole
+    damaged = whole[:5] + b"\xc1" + whole[6:]
+    journal.write_bytes(damaged)
+    files = {p.name: p.read_bytes() for p in (t.work / "data").iterdir()}
+    assert sorted(files.values()) == [b"new 0\n", b"new 1\n", b"new 2\n"]
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError) as got:
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    said = str(got.value)
+    assert f"{journal} is damaged at byte 0 of {len(damaged)}" in said
+    assert f"move {t.work} elsewhere" in said and "\n" not in said
+    assert journal.read_bytes() == damaged
+    assert {p.name: p.read_bytes() for p in (t.work / "data").iterdir()} == files
+    r = run_cli(t.root, "fsck", "--json")
+    assert r.code == 1 and r.json()["problems"] == [said]
+    os.rename(t.work, tmp_path / "kept")
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 0))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+async def _expect_new_files(fs: WorkingFs, count: int) -> None:
+    got = await listing(fs, "data")
+    assert {k: v for k, v in got.items() if "new" in k} == {
+        f"data/new{i}": b"new %d\n" % i for i in range(count)
+    }

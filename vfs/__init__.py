@@ -119,6 +119,11 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         runtime_dir as runtime_dir,
         write_record as write_record,
     )
+    from vfs.mount.work_dirs import (
+        JournalRecords as JournalRecords,
+        journal_damage as journal_damage,
+        read_journal as read_journal,
+    )
     from vfs.model.names import (
         MAX_DEPTH as MAX_DEPTH,
         MAX_NAME as MAX_NAME,
@@ -298,6 +303,9 @@ PUBLIC: dict[str, str] = {
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
     "write_record": "vfs.mount.mounts",
+    "JournalRecords": "vfs.mount.work_dirs",
+    "journal_damage": "vfs.mount.work_dirs",
+    "read_journal": "vfs.mount.work_dirs",
 }
 __all__ = list(PUBLIC)
 

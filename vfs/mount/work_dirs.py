@@ -1,0 +1,116 @@
+"""Whether the journal of a writable mount's working tree can be read whole.
+
+The daemon's overlay (``daemon.overlay``) keeps each working tree in a work
+directory, ``<repo>/.dvfs/worktrees/<branch>/``: ``state`` names the journal,
+``journal.<gen>``, and ``data/`` holds the changed files' content; the records are
+defined in ``daemon.overlay.journal``. Here only their framing is read, by the daemon
+at every mount and by ``dvfs fsck``: a journal is msgpack arrays, each beginning with
+its tag (``N``, ``L``, ``U`` or ``S``), appended with one ``write`` each.
+
+A kill cannot tear a ``write``; a power cut or a full disk can leave a *torn tail*:
+the last record cut short (bytes that begin a record and end before it does), or
+zeros where the file's new size was made durable before its data. That tail is cut
+off: the change it recorded was never acknowledged. Anything else that does not read
+as records is *damage* (a record that is no array, or no known tag, or bytes that do
+not decode, with more than zeros after them): what the records past it said is
+unknown, so the daemon refuses the working tree rather than take the files named
+there for strays and delete them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from vfs.quoting import quote_name
+
+TAGS = ("N", "L", "U", "S")
+WORKTREES = "worktrees"
+MAX_STATE = 1 << 16  # bytes of a state record read at most
+
+
+@dataclass(frozen=True)
+class JournalRecords:
+    """The records of a journal as read (see the module docstring)."""
+
+    records: list[list[Any]]
+    whole: int  # bytes of the whole records at its start
+    damaged_at: int | None  # where damage begins (None: none, maybe a torn tail)
+
+
+def read_journal(data: bytes) -> JournalRecords:
+    """The records of journal bytes ``data``, and where damage begins if any."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    records: list[list[Any]] = []
+    whole = 0
+    stopped = False  # on something that is no record, rather than at the end of data
+    try:
+        for rec in unpacker:
+            if not (isinstance(rec, list) and rec and rec[0] in TAGS):
+                stopped = True
+                break
+            records.append(rec)
+            whole = unpacker.tell()
+    except (ValueError, msgpack.UnpackException):
+        stopped = True
+    torn = not stopped or not data[whole:].strip(b"\0")
+    return JournalRecords(records, whole, None if torn else whole)
+
+
+def journal_damage(path: Path, where: str) -> str:
+    """What to tell a user whose journal ``path`` is damaged (``where``: "at byte 5 of
+    90", say)."""
+    return (
+        f"the working tree journal {quote_name(str(path))} is damaged {where}, so its "
+        "changes cannot be read back: no mount uses it and nothing in it is deleted; "
+        f"move {quote_name(str(path.parent))} elsewhere (its data/ holds the changed files' "
+        "content) to mount the branch head"
+    )
+
+
+def check_work_dirs(dvfs_dir: Path) -> list[str]:
+    """Problems of the daemon overlays' journals under ``dvfs_dir/worktrees`` (fsck)."""
+    top = dvfs_dir / WORKTREES
+    try:
+        names = sorted(os.listdir(top))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out: list[str] = []
+    for name in names:
+        gen = _generation(top / name / "state")
+        if gen is None:
+            continue  # another kind of working tree, or its state is gc's and the daemon's to name
+        path = top / name / f"journal.{gen}"
+        try:
+            with open(path, "rb", opener=_no_follow) as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            out.append(f"cannot read the working tree journal {path} ({exc.strerror})")
+            continue
+        got = read_journal(data)
+        if got.damaged_at is not None:
+            out.append(journal_damage(path, f"at byte {got.damaged_at} of {len(data)}"))
+    return out
+
+
+def _generation(path: Path) -> int | None:
+    """The journal generation a ``state`` record names (None: none readable)."""
+    try:
+        with open(path, "rb", opener=_no_follow) as f:
+            raw = f.read(MAX_STATE + 1)
+        st = msgpack.unpackb(raw, raw=False)
+    except (OSError, ValueError, msgpack.UnpackException):
+        return None
+    gen = st.get("gen") if isinstance(st, dict) else None
+    return gen if isinstance(gen, int) and not isinstance(gen, bool) else None
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
