@@ -29,6 +29,7 @@ from daemon.fs.namespace import Layout
 from daemon.fs.worktree import WorkingFs
 from daemon.overlay import COMPACT_ABOVE, Overlay, OverlayError, lock_work
 from daemon.overlay_snapshot import OverlaySnapshots
+from daemon.service import choose_overlay
 from daemon.snapshot import Request
 from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
@@ -402,3 +403,32 @@ async def _expect_new_files(fs: WorkingFs, count: int) -> None:
     assert {k: v for k, v in got.items() if "new" in k} == {
         f"data/new{i}": b"new %d\n" % i for i in range(count)
     }
+
+
+def test_a_working_tree_without_its_state_keeps_every_file(tmp_path: Path) -> None:
+    """A work directory whose ``state`` record is gone, though its journal and data/
+    hold changes, is refused (whichever overlay a mount would choose), not started
+    afresh with its files taken for strays; fsck names it."""
+    t = make_tree(tmp_path)
+    t = Tree(t.root, t.source, t.root / ".dvfs" / "worktrees" / "main")
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: put(fs, "data/new0", b"new 0\n"))
+    crash(overlay, lock)
+    state = (t.work / "state").read_bytes()
+    (t.work / "state").unlink()
+    before = sorted(os.listdir(t.work)), sorted(os.listdir(t.work / "data"))
+    lock = lock_work(t.work)
+    assert choose_overlay("auto", t.work) == "daemon"
+    with pytest.raises(OverlayError) as got:
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    said = str(got.value)
+    assert said.startswith(f"the working tree {t.work} has no state record though it holds 1 ")
+    assert (sorted(os.listdir(t.work)), sorted(os.listdir(t.work / "data"))) == before
+    r = run_cli(t.root, "fsck", "--json")
+    assert r.code == 1 and r.json()["problems"] == [said]
+    (t.work / "state").write_bytes(state)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 1))
+    crash(overlay, lock)
+    fsck_clean(t.root)

@@ -122,6 +122,8 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.mount.work_dirs import (
         JournalRecords as JournalRecords,
         journal_damage as journal_damage,
+        missing_state_message as missing_state_message,
+        orphaned_changes as orphaned_changes,
         read_journal as read_journal,
     )
     from vfs.model.names import (
@@ -306,6 +308,8 @@ PUBLIC: dict[str, str] = {
     "JournalRecords": "vfs.mount.work_dirs",
     "journal_damage": "vfs.mount.work_dirs",
     "read_journal": "vfs.mount.work_dirs",
+    "missing_state_message": "vfs.mount.work_dirs",
+    "orphaned_changes": "vfs.mount.work_dirs",
 }
 __all__ = list(PUBLIC)
 

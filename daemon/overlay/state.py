@@ -35,7 +35,17 @@ from daemon.overlay.journal import (
 from daemon.overlay.node import WNode, attrs_of, join, versioned
 from daemon.overlay.spares import Spares
 from daemon.overlay.workdir import OverlayError, lock_work
-from vfs import VERSIONS_DIR, Entry, Kind, Tree, journal_damage, private_dir, write_atomic
+from vfs import (
+    VERSIONS_DIR,
+    Entry,
+    Kind,
+    Tree,
+    journal_damage,
+    missing_state_message,
+    orphaned_changes,
+    private_dir,
+    write_atomic,
+)
 
 log = logging.getLogger("daemon.overlay")
 
@@ -92,6 +102,9 @@ class OverlayState:
                 os.unlink(self.journal.path)
             self.gen += 1  # the snapshot was recorded: start clean over it
         else:
+            held = orphaned_changes(work)
+            if held is not None:  # (else its files would be taken for strays)
+                raise OverlayError(missing_state_message(work, held))
             self.gen, self.next = 1, inodes.UPPER_FIRST
         self.base = head
         self._write_state()

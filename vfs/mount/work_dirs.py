@@ -73,6 +73,32 @@ def journal_damage(path: Path, where: str) -> str:
     )
 
 
+def orphaned_changes(work: Path) -> str | None:
+    """What a work directory without its ``state`` record holds that only a mount
+    could have written (a journal with records, files in ``data/``), or None.
+
+    ``state`` is written before any of them (and removed after them), so they are
+    changes whose record of which version they were made over is lost.
+    """
+    journals = [p for p in work.glob("journal.*") if p.is_file() and p.stat().st_size]
+    try:
+        files = len(os.listdir(work / "data"))
+    except (FileNotFoundError, NotADirectoryError):
+        files = 0
+    if not (journals or files):
+        return None
+    return f"{files} file(s) in data/" if files else f"the journal {journals[0].name}"
+
+
+def missing_state_message(work: Path, held: str) -> str:
+    """What to tell a user whose work directory ``work`` lost its ``state`` record."""
+    return (
+        f"the working tree {quote_name(str(work))} has no state record though it holds "
+        f"{held}: no mount uses it and nothing in it is deleted; move it elsewhere (its "
+        "data/ holds the changed files' content) to mount the branch head"
+    )
+
+
 def check_work_dirs(dvfs_dir: Path) -> list[str]:
     """Problems of the daemon overlays' journals under ``dvfs_dir/worktrees`` (fsck)."""
     top = dvfs_dir / WORKTREES
@@ -82,9 +108,14 @@ def check_work_dirs(dvfs_dir: Path) -> list[str]:
         return []
     out: list[str] = []
     for name in names:
+        if not (top / name / "state").exists():
+            held = None if (top / name / "layers").exists() else orphaned_changes(top / name)
+            if held is not None:
+                out.append(missing_state_message(top / name, held))
+            continue
         gen = _generation(top / name / "state")
         if gen is None:
-            continue  # another kind of working tree, or its state is gc's and the daemon's to name
+            continue  # (a damaged state is gc's and the daemon's to name)
         path = top / name / f"journal.{gen}"
         try:
             with open(path, "rb", opener=_no_follow) as f:
