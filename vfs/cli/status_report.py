@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -84,7 +83,7 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     lines += [f"  added:    {quoted(p)}" for p in got["added"]]
     lines += [f"  modified: {quoted(p)}" for p in got["modified"]]
     lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
-    mnt = escape_text(shlex.quote(mountpoint))  # (as typed: a hint works when pasted)
+    mnt = shell_word(mountpoint)  # (as typed: a hint works when pasted)
     record = f"`dvfs snapshot {mnt} -m MSG`"
     if got.get("branch_deleted") or got.get("head"):  # gone, or moved on since it began
         record = f"`dvfs snapshot {mnt} -m MSG --branch NEW`"
