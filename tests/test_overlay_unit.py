@@ -359,17 +359,7 @@ def test_a_damaged_journal_keeps_every_file_of_the_working_tree(tmp_path: Path) 
     """A journal damaged inside (not a torn tail, which is cut) is not read as "no
     changes": the working tree is refused with one line naming the journal and what to
     do, no data file is deleted, and fsck names it until the work directory is moved."""
-    t = make_tree(tmp_path)
-    t = Tree(t.root, t.source, t.root / ".dvfs" / "worktrees" / "main")
-    fs, overlay, lock = t.open()
-
-    async def scenario(fs: WorkingFs) -> None:
-        for i in range(3):
-            await put(fs, f"data/new{i}", b"new %d\n" % i)
-
-    run(fs, scenario)
-    crash(overlay, lock)
-    journal = overlay.journal.path
+    t, journal = _three_new_files(tmp_path)
     whole = journal.read_bytes()
     journal.write_bytes(whole + whole[:7])  # a record cut short: the tail is cut
     fs, overlay, lock = t.open()
@@ -396,6 +386,40 @@ def test_a_damaged_journal_keeps_every_file_of_the_working_tree(tmp_path: Path) 
     run(fs, lambda fs: _expect_new_files(fs, 0))
     crash(overlay, lock)
     fsck_clean(t.root)
+
+
+def test_a_length_damaged_past_the_end_of_the_journal_is_no_torn_tail(tmp_path: Path) -> None:
+    """A record whose length was damaged to reach past the end of the journal stops
+    the reading as a torn tail does, but whole records follow it: the working tree is
+    refused and keeps its files, rather than be cut there and its files deleted."""
+    t, journal = _three_new_files(tmp_path)
+    whole = journal.read_bytes()
+    at = whole.index(b"\xc4\x04new0")  # the name of an L record, 4 bytes long
+    damaged = whole[:at] + b"\xc5" + len(whole).to_bytes(2, "big") + whole[at + 2 :]
+    journal.write_bytes(damaged)
+    files = sorted(os.listdir(t.work / "data"))
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError, match=f"{journal} is damaged at byte "):
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    assert journal.read_bytes() == damaged
+    assert sorted(os.listdir(t.work / "data")) == files and len(files) == 3
+
+
+def _three_new_files(tmp_path: Path) -> tuple[Tree, Path]:
+    """A working tree in the repository's .dvfs/worktrees holding data/new0..2, left
+    by a crash; and its journal."""
+    t = make_tree(tmp_path)
+    t = Tree(t.root, t.source, t.root / ".dvfs" / "worktrees" / "main")
+    fs, overlay, lock = t.open()
+
+    async def scenario(fs: WorkingFs) -> None:
+        for i in range(3):
+            await put(fs, f"data/new{i}", b"new %d\n" % i)
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    return t, overlay.journal.path
 
 
 async def _expect_new_files(fs: WorkingFs, count: int) -> None:

@@ -12,14 +12,16 @@ the last record cut short (bytes that begin a record and end before it does), or
 zeros where the file's new size was made durable before its data. That tail is cut
 off: the change it recorded was never acknowledged. Anything else that does not read
 as records is *damage* (a record that is no array, or no known tag, or bytes that do
-not decode, with more than zeros after them): what the records past it said is
-unknown, so the daemon refuses the working tree rather than take the files named
-there for strays and delete them.
+not decode, with more than zeros after them; or a length reaching past the end of the
+journal, which stops the reading as a cut does, with a whole record after it): what
+the records past it said is unknown, so the daemon refuses the working tree rather
+than take the files named there for strays and delete them.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ import msgpack
 from vfs.quoting import quote_name
 
 TAGS = ("N", "L", "U", "S")
+# How a record begins: an array of up to 15 items, then its tag as a 1-byte string.
+_RECORD_START = re.compile(rb"[\x92-\x9f]\xa1[NLUS]")
 WORKTREES = "worktrees"
 MAX_STATE = 1 << 16  # bytes of a state record read at most
 
@@ -43,23 +47,45 @@ class JournalRecords:
 
 
 def read_journal(data: bytes) -> JournalRecords:
-    """The records of journal bytes ``data``, and where damage begins if any."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    """The records of journal bytes ``data``, and where damage begins if any.
+
+    A record cut short is a torn tail only if no whole record follows it: a length
+    damaged to reach past the end of the data stops the reading as a cut does, and
+    what follows it is still there.
+    """
+    records, whole, stopped = _records(data)
+    if stopped:
+        torn = not data[whole:].strip(b"\0")
+    else:
+        torn = whole == len(data) or not _resumes(data, whole + 1)
+    return JournalRecords(records, whole, None if torn else whole)
+
+
+def _records(data: bytes) -> tuple[list[list[Any]], int, bool]:
+    """The records at the start of ``data``, the bytes they take, and whether the
+    reading stopped on something that is no record (else at the end of ``data``)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(data) or 1)
     unpacker.feed(data)
     records: list[list[Any]] = []
     whole = 0
-    stopped = False  # on something that is no record, rather than at the end of data
     try:
         for rec in unpacker:
             if not (isinstance(rec, list) and rec and rec[0] in TAGS):
-                stopped = True
-                break
+                return records, whole, True
             records.append(rec)
             whole = unpacker.tell()
     except (ValueError, msgpack.UnpackException):
-        stopped = True
-    torn = not stopped or not data[whole:].strip(b"\0")
-    return JournalRecords(records, whole, None if torn else whole)
+        return records, whole, True
+    return records, whole, False
+
+
+def _resumes(data: bytes, start: int) -> bool:
+    """True if a whole record begins somewhere at or after ``start``."""
+    for m in _RECORD_START.finditer(data, start):
+        got, _, _ = _records(data[m.start() :])
+        if got:
+            return True
+    return False
 
 
 def journal_damage(path: Path, where: str) -> str:
