@@ -456,3 +456,43 @@ def test_a_working_tree_without_its_state_keeps_every_file(tmp_path: Path) -> No
     run(fs, lambda fs: _expect_new_files(fs, 1))
     crash(overlay, lock)
     fsck_clean(t.root)
+
+
+def test_a_file_unlinked_while_open_can_be_opened_again_for_writing(tmp_path: Path) -> None:
+    """A file of the version, opened to read and then unlinked, opened again for
+    writing through its inode (``/proc/self/fd/N``) or truncated: its copy-up found no
+    name to record and failed (EIO, an assertion in the log). It works as on a disk,
+    and its data goes at the last close."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+
+    async def scenario(fs: WorkingFs) -> None:
+        ino = await ino_of(fs, "data/a.txt")
+        reader = await fs.open(ino, os.O_RDONLY, CTX)
+        await fs.unlink(await ino_of(fs, "data"), b"a.txt", CTX)
+        writer = await fs.open(ino, os.O_WRONLY, CTX)
+        assert await fs.write(writer.fh, 0, b"ALPHA") == 5
+        assert await fs.read(reader.fh, 0, 100) == b"ALPHA\n"
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_size = 2
+        only_size = {**dict.fromkeys(FIELDS, False), "update_size": True}
+        fields = cast(pyfuse3.SetattrFields, SimpleNamespace(**only_size))
+        await fs.setattr(ino, attrs, fields, None, CTX)
+        assert await fs.read(reader.fh, 0, 100) == b"AL"
+        await fs.release(writer.fh)
+        await fs.release(reader.fh)
+        assert os.listdir(t.work / "data") == []
+        assert (await pending(fs))["deleted"] == ["data/a.txt"]
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_gone(fs, "a.txt"))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+async def _expect_gone(fs: WorkingFs, name: str) -> None:
+    assert name not in {
+        os.fsdecode(n) for n in await fs.kids(fs.overlay.nodes[await ino_of(fs, "data")])
+    }

@@ -70,7 +70,8 @@ class CopyUp(Changes):
         if n.entry is not None and size == n.entry.size:  # its chunks, copied: its content
             n.hashed = (n.wrote, n.entry.digest)
         try:
-            self.record_node(n)
+            if n.parent is not None:  # (unlinked while open: no name to record)
+                self.record_node(n)
         except BaseException:
             n.upper, n.fd = False, -1
             os.close(fd)
