@@ -213,6 +213,7 @@ class OverlaySnapshots(Snapshots):
                 break
             for oid in missing:
                 trees[oid] = await self.fs.layout.records.tree(oid)
+        out["kept"] = self.overlay.root.dirty  # (then it does not follow its branch)
         return await self._base_fields(out)
 
     async def _hash_content(self, files: list[WNode]) -> None:

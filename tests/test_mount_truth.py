@@ -177,6 +177,31 @@ def test_a_file_holding_its_committed_bytes_is_not_modified(
 
 
 @pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_touched_working_tree_says_it_stays_when_the_branch_moves(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """A working tree whose only change is a new mtime lists nothing, yet keeps that
+    change and so stays over its version when the branch moves: status says so and
+    how to save it, never that a remount shows the new version (it does not)."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        subprocess.run(["touch", mnt / "d" / "a"], check=True)
+        write(repo, "d/b", b"b\n")
+        assert_ok(dvfs(repo, home, "add", "d/b"))
+        assert_ok(dvfs(repo, home, "commit", "-m", "two"))
+        got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert (got["modified"], got["kept"], got["head_version"]) == ([], True, 2)
+        out = assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+        assert "again to show it" not in out and "Nothing to snapshot" not in out, out
+        assert "so it stays over its version; `dvfs snapshot" in out, out
+        assert "--branch NEW` saves them on a new branch" in out, out
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        assert not (mnt / "d" / "b").exists()
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "t", "--branch", "touched"))
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
 def test_status_after_a_directory_is_replaced_by_another(
     repo: Path, tmp_path: Path, overlay: str
 ) -> None:

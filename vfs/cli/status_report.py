@@ -95,6 +95,11 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
         at = f"v{escape_text(str(now))}" if now else escape_text(str(got["head"])[:10])
         if lines:
             what = f"{record} records these changes on a new branch"
+        elif got.get("kept"):  # (changes no list shows: times, owners, links, special files)
+            what = (
+                "this working tree keeps changes no version diff shows (times, owners, "
+                f"links), so it stays over its version; {record} saves them on a new branch"
+            )
         else:
             what = f"mount {mnt} again to show it (a working tree without changes follows"
             what += " its branch)"
@@ -102,6 +107,11 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     if lines:
         echo(f"Changes (use {record} to record them):")
         echo("\n".join(lines))
+    elif got.get("kept"):
+        echo(
+            "No content, link target or permission bits changed; the working tree keeps "
+            "changes no version diff shows (times, owners, links, special files)."
+        )
     else:
         echo("Nothing to snapshot, working tree clean.")
     odd = got.get("unversionable") or []
