@@ -18,6 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgpack
 import pyfuse3
 import pytest
 import trio
@@ -496,3 +497,28 @@ async def _expect_gone(fs: WorkingFs, name: str) -> None:
     assert name not in {
         os.fsdecode(n) for n in await fs.kids(fs.overlay.nodes[await ino_of(fs, "data")])
     }
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [["N", 99, 7, 0o644, 0, None, None, True, None]],  # a kind no node has
+        [["N", 99, 0, 0o644, 0, b"x", b"\x01\x02", False, None], ["L", 1, b"x", 99]],
+        [["L", [1], b"x", 99]],  # a directory number that is no number
+        [["U", 1, "x"]],  # a name that is no bytes
+    ],
+)
+def test_a_journal_record_of_the_wrong_types_is_damage(
+    tmp_path: Path, records: list[list[Any]]
+) -> None:
+    """A record whose fields do not have their types (read from a damaged journal; the
+    second holds a base entry that does not decode) refused the mount with an internal
+    error; it is damage, named as such, and the working tree's files are kept."""
+    t, journal = _three_new_files(tmp_path)
+    with open(journal, "ab") as f:
+        f.write(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError, match=f"{journal} is damaged "):
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    assert len(os.listdir(t.work / "data")) == 3

@@ -65,16 +65,31 @@ def fold(records: list[list[Any]]) -> tuple[Defs, Names] | None:
     over: Names = {inodes.ROOT: {}}
     for rec in records:
         tag = rec[0]
-        if tag == "N" and len(rec) in (9, N_FIELDS):
+        if not all(type(x) is int for x in rec[1:2]):  # (a node or directory number)
+            return None
+        if tag == "N" and len(rec) in (9, N_FIELDS) and _defines_node(rec):
             defs[rec[1]] = rec
             over.setdefault(rec[1], {})
-        elif tag == "L" and len(rec) == 4:
+        elif tag == "L" and len(rec) == 4 and type(rec[2]) is bytes and type(rec[3]) is int:
             over.setdefault(rec[1], {})[rec[2]] = rec[3]
-        elif tag == "U" and len(rec) == 3:
+        elif tag == "U" and len(rec) == 3 and type(rec[2]) is bytes:
             over.setdefault(rec[1], {})[rec[2]] = None
         elif not (tag == "S" and len(rec) == 2):  # S: read by the Overlay constructor
             return None
     return defs, over
+
+
+def _defines_node(rec: list[Any]) -> bool:
+    """True if an ``N`` record's fields have their types (kind, mode, mtime, origin,
+    entry, upper, target; the attributes of format 2 are checked at replay)."""
+    _, _, kind, mode, mtime, origin, entry, upper, target = rec[:9]
+    return (
+        kind in (0, 1, 2)
+        and type(mode) is int
+        and type(mtime) is int
+        and all(x is None or type(x) is bytes for x in (origin, entry, target))
+        and isinstance(upper, int)
+    )
 
 
 class Journal:

@@ -38,6 +38,7 @@ from daemon.overlay.workdir import OverlayError, lock_work
 from vfs import (
     VERSIONS_DIR,
     Entry,
+    FormatError,
     Kind,
     Tree,
     journal_damage,
@@ -245,8 +246,12 @@ class OverlayState:
 
     def _node_of(self, rec: list[Any]) -> WNode | None:
         _, nid, kind, mode, mtime, origin, entry, upper, target = rec[:9]
+        try:
+            base = decode_entry(entry)
+        except (FormatError, IndexError):
+            self._damaged(f"(node {nid} has a base entry that does not decode)")
         node = WNode(
-            nid, Kind(kind), mode & MODE_BITS, mtime, entry=decode_entry(entry),
+            nid, Kind(kind), mode & MODE_BITS, mtime, entry=base,
             origin=origin, upper=bool(upper), target=target or b"", recorded=True,
         )  # fmt: skip
         if len(rec) == N_FIELDS:
