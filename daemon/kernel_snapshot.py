@@ -114,9 +114,7 @@ class UpperSnapshots(Snapshots):
                 self._same,
             )
         )
-        out: dict[str, Any] = dict(got)
-        out["kept"] = not await trio.to_thread.run_sync(self.layers.upper_empty)
-        return await self._base_fields(out)
+        return await self._base_fields(dict(got))
 
     def _same(self, maybe: list[upper.Candidate]) -> set[bytes]:
         """The upper files of ``maybe`` that hold their entry's bytes (blocking).

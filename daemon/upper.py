@@ -409,7 +409,7 @@ def status(
     head: Entry | None,
     recorded: Recorded,
     same: Callable[[list[Candidate]], set[bytes]] = lambda maybe: set(),
-) -> dict[str, list[Any]]:
+) -> dict[str, Any]:
     """Pending changes against ``head``: added, modified, deleted, and what is not
     versionable (renames show as a deletion and an addition: the upper layer does not
     say where a name came from). A directory added or deleted is one line ending in /.
@@ -418,7 +418,9 @@ def status(
     entry (a new mtime alone is no change, as in the on-disk working tree's status):
     one not recorded as the last snapshot found it, with the entry's size and bits, is
     compared by content: ``same`` gets these and returns the paths of those that
-    hold the entry's bytes.
+    hold the entry's bytes. ``kept`` is true if a file or link is not as the last
+    snapshot recorded it (a new mtime too), or a special file is there: changes that
+    keep the working tree over its version when the branch moves.
     """
     added: list[str] = []
     modified: list[str] = []
@@ -426,6 +428,7 @@ def status(
     deleted: list[str] = []
     odd: list[str] = []
     new_dirs: set[bytes] = set()  # added directories: their contents are not listed
+    unrecorded = False  # a file or link not as recorded, or a special file
 
     def enter(d: Dir, name: bytes) -> bool:
         p = _join(d.rel, name)
@@ -442,6 +445,8 @@ def status(
             if unversionable(d, name):
                 odd.append(os.fsdecode(p))
                 continue
+            if not statmod.S_ISDIR(st.st_mode) and recorded.get(p) != stamp(st):
+                unrecorded = True
             if inside_new:
                 continue
             kind = kind_of(st)
@@ -464,14 +469,15 @@ def status(
             for e in d.shown_lower():  # a lower entry the head lacks: cannot be, but say so
                 if e.name not in theirs:
                     added.append(_show(_join(d.rel, e.name), e.kind))
-    kept = same(maybe) if maybe else set()
-    modified += [_show(p, Kind.FILE) for p, _, _ in maybe if p not in kept]
+    proved = same(maybe) if maybe else set()
+    modified += [_show(p, Kind.FILE) for p, _, _ in maybe if p not in proved]
     return {
         "added": sorted(added),
         "modified": sorted(modified),
         "deleted": sorted(deleted),
         "renamed": [],
         "unversionable": sorted(odd),
+        "kept": unrecorded or bool(odd or added or modified or deleted),
     }
 
 

@@ -185,12 +185,17 @@ def test_a_touched_working_tree_says_it_stays_when_the_branch_moves(
     how to save it, never that a remount shows the new version (it does not)."""
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     with mounted(str(repo), mnt, home, overlay=overlay):
+        (mnt / "d" / "c").write_bytes(b"c\n")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "c"))
+        out = assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+        assert out.endswith("Nothing to snapshot, working tree clean.\n"), out
         subprocess.run(["touch", mnt / "d" / "a"], check=True)
+        assert_ok(dvfs(repo, home, "switch", "main"))
         write(repo, "d/b", b"b\n")
         assert_ok(dvfs(repo, home, "add", "d/b"))
         assert_ok(dvfs(repo, home, "commit", "-m", "two"))
         got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
-        assert (got["modified"], got["kept"], got["head_version"]) == ([], True, 2)
+        assert (got["modified"], got["kept"], got["head_version"]) == ([], True, 3)
         out = assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
         assert "again to show it" not in out and "Nothing to snapshot" not in out, out
         assert "so it stays over its version; `dvfs snapshot" in out, out
