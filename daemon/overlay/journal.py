@@ -65,7 +65,7 @@ def fold(records: list[list[Any]]) -> tuple[Defs, Names] | None:
     over: Names = {inodes.ROOT: {}}
     for rec in records:
         tag = rec[0]
-        if not all(type(x) is int for x in rec[1:2]):  # (a node or directory number)
+        if tag != "S" and not all(type(x) is int for x in rec[1:2]):  # (a node or directory)
             return None
         if tag == "N" and len(rec) in (9, N_FIELDS) and _defines_node(rec):
             defs[rec[1]] = rec
