@@ -252,8 +252,8 @@ async def refresh_loop(fs: VersionsFs, source: Source, every: float) -> None:
             continue
         gone_said = fs.layout.branch_deleted = False
         if changed(old, new):
+            log.info("refreshed: %s is at v%d", new.branch, new.latest)  # (before MNT shows it)
             await fs.set_catalog(new)
-            log.info("refreshed: %s is at v%d", new.branch, new.latest)
 
 
 async def watch_signals() -> None:
