@@ -141,7 +141,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.store.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
     from vfs.progress_bar import human_size as human_size
-    from vfs.quoting import quote_name as quote_name
+    from vfs.quoting import quote_name as quote_name, shell_word as shell_word
     from vfs.repo.refs import check_ref_name as check_ref_name
     from vfs.remote.config import (
         RemoteSpec as RemoteSpec,
@@ -285,6 +285,7 @@ PUBLIC: dict[str, str] = {
     "private_dir": "vfs.mount.mounts",
     "push": "vfs.ops.sync",
     "quote_name": "vfs.quoting",
+    "shell_word": "vfs.quoting",
     "read_range": "vfs._os.direct_io",
     "record_version": "vfs.repo.record",
     "release_pins": "vfs.store.pins:release",
