@@ -522,3 +522,18 @@ def test_a_journal_record_of_the_wrong_types_is_damage(
         Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
     os.close(lock)
     assert len(os.listdir(t.work / "data")) == 3
+
+
+def test_fsck_follows_no_link_out_of_the_working_trees(tmp_path: Path) -> None:
+    """fsck reads the working trees in .dvfs/worktrees, but never through a link
+    there (no mount uses one): what it points to is not the repository's."""
+    t, journal = _three_new_files(tmp_path)
+    os.rename(t.work, tmp_path / "outside")
+    (tmp_path / "outside" / journal.name).write_bytes(b"\xc1" * 40)
+    os.symlink(tmp_path / "outside", t.work)
+    fsck_clean(t.root)
+    os.unlink(t.work)
+    os.rename(t.root / ".dvfs" / "worktrees", tmp_path / "trees")
+    os.symlink(tmp_path / "trees", t.root / ".dvfs" / "worktrees")
+    os.symlink(tmp_path / "outside", tmp_path / "trees" / "main")
+    fsck_clean(t.root)

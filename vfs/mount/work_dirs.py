@@ -128,12 +128,16 @@ def missing_state_message(work: Path, held: str) -> str:
 def check_work_dirs(dvfs_dir: Path) -> list[str]:
     """Problems of the daemon overlays' journals under ``dvfs_dir/worktrees`` (fsck)."""
     top = dvfs_dir / WORKTREES
+    if top.is_symlink():  # (no mount uses one: service.work_dir refuses a link out)
+        return []
     try:
         names = sorted(os.listdir(top))
     except (FileNotFoundError, NotADirectoryError):
         return []
     out: list[str] = []
     for name in names:
+        if (top / name).is_symlink():
+            continue
         if not (top / name / "state").exists():
             held = None if (top / name / "layers").exists() else orphaned_changes(top / name)
             if held is not None:
