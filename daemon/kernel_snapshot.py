@@ -26,7 +26,7 @@ from daemon.fs.versions import VersionsFs
 from daemon.snapshot import Built, FileCounts, Recorded, Snapshots
 from daemon.source import Source
 from daemon.upper import Layers
-from vfs import Entry, Hasher, UsageError, Workers
+from vfs import DvfsError, Entry, Found, Hasher, UsageError, Workers
 
 
 class UpperSnapshots(Snapshots):
@@ -43,6 +43,8 @@ class UpperSnapshots(Snapshots):
         self.layers = layers
         self._one = trio.Lock()
         self._built: upper_build.Built | None = None
+        # Upper files found to hold the head's bytes: path -> (stamp then, digest).
+        self._proved: dict[bytes, tuple[upper.Stamp, bytes]] = {}
 
     @contextlib.asynccontextmanager
     async def _held(self) -> AsyncIterator[None]:
@@ -104,10 +106,48 @@ class UpperSnapshots(Snapshots):
         base, head = await trio.to_thread.run_sync(self._roots)
         got = await trio.to_thread.run_sync(
             lambda: upper.status(
-                self.layers.upper, self.source.history.tree, base, head, self.layers.recorded
+                self.layers.upper,
+                self.source.history.tree,
+                base,
+                head,
+                self.layers.recorded,
+                self._same,
             )
         )
         return await self._base_fields(dict(got))
+
+    def _same(self, maybe: list[upper.Candidate]) -> set[bytes]:
+        """The upper files of ``maybe`` that hold their entry's bytes (blocking).
+
+        Each is hashed as the on-disk working tree's status hashes a file whose stat
+        changed, storing nothing, unless proved so at its present stamp before. A proof
+        is kept only for a stamp older than the filesystem's clock when hashing began
+        (``upper_build.fs_clock``): a change within the same tick would not move it.
+        """
+        proved, out = self._proved, set()
+        todo: dict[bytes, tuple[upper.Stamp, bytes]] = {}
+        for p, st, e in maybe:
+            got = proved.get(p)
+            if got is not None and got == (upper.stamp(st), e.digest):
+                out.add(p)
+            else:
+                todo[p] = (upper.stamp(st), e.digest)
+        if not todo:
+            return out
+        since = upper_build.fs_clock(self.layers.work)
+        found = [Found(p, st) for p, st, _ in maybe if p in todo]
+        failed: dict[bytes, DvfsError] = {}  # (kept changing: modified as it is)
+        with Workers() as w:
+            hasher = Hasher(self.layers.upper, self.source.repo.chunker, None, w)
+            for p, staged in hasher.stage_many(found, failed):
+                was, digest = todo[p]
+                now = (staged.ino, staged.size, staged.mtime_ns, staged.ctime_ns)
+                if now != was or staged.digest != digest:
+                    continue
+                out.add(p)
+                if max(staged.mtime_ns, staged.ctime_ns) < since:
+                    proved[p] = (now, digest)
+        return out
 
     def stats(self) -> dict[str, Any]:
         return {"recorded": len(self.layers.recorded), "kind": "kernel"}

@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from daemon.fs.worktree import WorkingFs
 from daemon.overlay import Overlay, WNode
 from daemon.snapshot import Built, FileCounts, Recorded, Snapshots, reached
 from daemon.source import Source
 from vfs import (
     PERM_BITS,
+    DvfsError,
     Entry,
     Found,
     Hasher,
@@ -32,6 +35,8 @@ from vfs import (
     encode_tree,
     quote_name,
 )
+
+HASH_ROUNDS = 3  # a status hashes the files written since their last hashing this often at most
 
 
 class Builder:
@@ -196,14 +201,43 @@ class OverlaySnapshots(Snapshots):
             for d in todo:
                 await self.wfs.kids(d)
         trees: dict[bytes, Tree] = {}  # of directories of the base replaced by new ones
+        hashes = 0
         while True:
             missing: set[bytes] = set()
-            out: dict[str, Any] = dict(self.overlay.status(trees, missing))
-            if not missing:
+            unhashed: dict[int, WNode] = {}
+            out: dict[str, Any] = dict(self.overlay.status(trees, missing, unhashed))
+            if unhashed and hashes < HASH_ROUNDS:  # (a file written on meanwhile stays modified)
+                hashes += 1
+                await self._hash_content(list(unhashed.values()))
+            elif not missing:
                 break
             for oid in missing:
                 trees[oid] = await self.fs.layout.records.tree(oid)
+        out["kept"] = self.overlay.root.dirty  # (then it does not follow its branch)
         return await self._base_fields(out)
+
+    async def _hash_content(self, files: list[WNode]) -> None:
+        """Hash upper files (in a thread, storing nothing), as the on-disk working
+        tree's status hashes a file whose stat changed; each digest is kept with the
+        count of writes it was read after, so a file written meanwhile is not taken
+        for clean."""
+        wrote = {n.nid: n.wrote for n in files}
+        got = await trio.to_thread.run_sync(self._digests, files)
+        for n in files:
+            if (digest := got.get(n.nid)) is not None:
+                n.hashed = (wrote[n.nid], digest)
+
+    def _digests(self, files: list[WNode]) -> dict[int, bytes]:
+        """The digests of upper files that could be read (blocking)."""
+        data, repo = self.overlay.data, self.source.repo
+        found: list[Found] = []
+        for n in files:
+            with contextlib.suppress(OSError):  # (unlinked meanwhile: modified as it was)
+                found.append(Found(str(n.nid).encode(), os.lstat(data / str(n.nid))))
+        failed: dict[bytes, DvfsError] = {}  # (kept changing: modified as it is)
+        with Workers() as w:
+            hashed = Hasher(data, repo.chunker, None, w).stage_many(found, failed)
+            return {int(rel): staged.digest for rel, staged in hashed}
 
     def stats(self) -> dict[str, Any]:
         return {"nodes": len(self.overlay.nodes), "journal_bytes": self.overlay.journal.size}

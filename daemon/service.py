@@ -252,8 +252,8 @@ async def refresh_loop(fs: VersionsFs, source: Source, every: float) -> None:
             continue
         gone_said = fs.layout.branch_deleted = False
         if changed(old, new):
+            log.info("refreshed: %s is at v%d", new.branch, new.latest)  # (before MNT shows it)
             await fs.set_catalog(new)
-            log.info("refreshed: %s is at v%d", new.branch, new.latest)
 
 
 async def watch_signals() -> None:
@@ -385,7 +385,7 @@ def choose_overlay(asked: str, work: Path) -> str:
     why = kernel_usable()
     upper = work / UPPER  # (removed by hand: nothing changed; Layers makes it again)
     kernel_dirty = Layers.exists(work) and upper.is_dir() and any(upper.iterdir())
-    daemon_dirty = (work / "state").exists() and _daemon_changes(work)
+    daemon_dirty = _daemon_changes(work)  # (without its state too: the overlay names that)
     if asked == "kernel" and why is not None:
         raise MountError(f"--overlay kernel: {why}; mount with --overlay daemon")
     if asked == "auto":

@@ -47,7 +47,6 @@ import contextlib
 import errno
 import logging
 import os
-import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -73,6 +72,7 @@ from vfs import (
     audit_acting,
     check_ref_name,
     record_version,
+    shell_word,
     tag_free,
 )
 
@@ -400,7 +400,7 @@ class Snapshots(abc.ABC):
                     else f"{branch} moved to {self._label(head)}"
                 )
                 again = (
-                    shlex.join([*req.cmd, "--branch", "NEW"])
+                    " ".join(shell_word(a) for a in [*req.cmd, "--branch", "NEW"])
                     if req.cmd[:2] == ["dvfs", "snapshot"] and len(req.cmd) > 2
                     else "dvfs snapshot MNT -m MSG --branch NEW"
                 )

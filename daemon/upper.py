@@ -399,18 +399,36 @@ def unversionable(d: Dir, name: bytes) -> bool:
     return reserved or is_special(d.names[name])
 
 
+Candidate = tuple[bytes, os.stat_result, Entry]  # an upper file, its lstat, the head's entry
+
+
 def status(
-    upper: Path, trees: Trees, base: Entry | None, head: Entry | None, recorded: Recorded
-) -> dict[str, list[Any]]:
+    upper: Path,
+    trees: Trees,
+    base: Entry | None,
+    head: Entry | None,
+    recorded: Recorded,
+    same: Callable[[list[Candidate]], set[bytes]] = lambda maybe: set(),
+) -> dict[str, Any]:
     """Pending changes against ``head``: added, modified, deleted, and what is not
     versionable (renames show as a deletion and an addition: the upper layer does not
     say where a name came from). A directory added or deleted is one line ending in /.
+
+    A file is modified if it holds other bytes or permission bits than the head's
+    entry (a new mtime alone is no change, as in the on-disk working tree's status):
+    one not recorded as the last snapshot found it, with the entry's size and bits, is
+    compared by content: ``same`` gets these and returns the paths of those that
+    hold the entry's bytes. ``kept`` is true if a file or link is not as the last
+    snapshot recorded it (a new mtime too), or a special file is there: changes that
+    keep the working tree over its version when the branch moves.
     """
     added: list[str] = []
     modified: list[str] = []
+    maybe: list[Candidate] = []
     deleted: list[str] = []
     odd: list[str] = []
     new_dirs: set[bytes] = set()  # added directories: their contents are not listed
+    unrecorded = False  # a file or link not as recorded, or a special file
 
     def enter(d: Dir, name: bytes) -> bool:
         p = _join(d.rel, name)
@@ -427,6 +445,8 @@ def status(
             if unversionable(d, name):
                 odd.append(os.fsdecode(p))
                 continue
+            if not statmod.S_ISDIR(st.st_mode) and recorded.get(p) != stamp(st):
+                unrecorded = True
             if inside_new:
                 continue
             kind = kind_of(st)
@@ -435,9 +455,11 @@ def status(
                 if h is not None:
                     deleted.append(_show(p, h.kind))
                 added.append(_show(p, kind))
-            elif kind == Kind.FILE:
-                if recorded.get(p) != stamp(st) and not _shows_entry(st, h):
+            elif kind == Kind.FILE and recorded.get(p) != stamp(st):
+                if (st.st_size, st.st_mode & PERM_BITS) != (h.size, h.mode):
                     modified.append(_show(p, kind))
+                else:
+                    maybe.append((p, st, h))
             elif kind == Kind.SYMLINK and d.targets.get(name) != h.target:
                 modified.append(_show(p, kind))
         if not inside_new and d.head is not None:
@@ -447,19 +469,16 @@ def status(
             for e in d.shown_lower():  # a lower entry the head lacks: cannot be, but say so
                 if e.name not in theirs:
                     added.append(_show(_join(d.rel, e.name), e.kind))
+    proved = same(maybe) if maybe else set()
+    modified += [_show(p, Kind.FILE) for p, _, _ in maybe if p not in proved]
     return {
         "added": sorted(added),
         "modified": sorted(modified),
         "deleted": sorted(deleted),
         "renamed": [],
         "unversionable": sorted(odd),
+        "kept": unrecorded or bool(odd or added or modified or deleted),
     }
-
-
-def _shows_entry(st: os.stat_result, e: Entry) -> bool:
-    """True if an upper file has a version entry's size, mtime and permission bits
-    (copied up by a chown or an atime change, say: not a change a version records)."""
-    return (st.st_size, st.st_mtime_ns, st.st_mode & PERM_BITS) == (e.size, e.mtime_ns, e.mode)
 
 
 # making a version (``daemon.upper_build``) ------------------------------------------

@@ -74,6 +74,7 @@ LAYERS = [
         "ops.restore",
         "ops.browse",
         "mount.mounts",
+        "mount.work_dirs",
         "mount.launch",
         "mount.control",
         "ops.merge",

@@ -113,6 +113,26 @@ def test_a_mount_point_with_a_control_character_is_quoted_in_every_line(
             assert f'"{tmp_path}/x\\ny" is a read-only dvfs mount' in line, line
 
 
+def test_a_status_hint_names_a_mount_point_with_a_control_character_as_quoted(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The hints of `dvfs status MNT`, and of a snapshot refused because the branch
+    moved, put the mount point in single quotes with its newline escaped
+    (`'/tmp/x\\ny'`): pasted, that names a path with a backslash. They quote it as
+    every other line quotes it."""
+    home = tmp_path / "home"
+    mnt = tmp_path / "x\ny"
+    with mounted(str(repo), mnt, home):
+        (mnt / "new").write_bytes(b"new\n")
+        out = assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+        assert f'use `dvfs snapshot "{tmp_path}/x\\ny" -m MSG` to record them' in out, out
+        write(repo, "data/moved.txt", b"moved\n")
+        commit(Repository(repo), "moved")
+        said = assert_error(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "m"), "moved to v3")
+        assert f'run `dvfs snapshot "{tmp_path}/x\\ny" -m m --branch NEW`' in said, said
+    fsck_clean(repo)
+
+
 def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     full = tmp_path / "full"

@@ -145,6 +145,68 @@ def test_a_file_opened_for_writing_and_not_written_is_not_modified(
 
 
 @pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_file_holding_its_committed_bytes_is_not_modified(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """``touch``, the same bytes written again, or an editor saving an unchanged file
+    by renaming a copy over it change no content: status lists nothing (as the
+    on-disk working tree's does), after a remount too; other bytes of the same size,
+    or other permission bits, are a change."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    none: dict[str, list[str]] = {"added": [], "modified": [], "deleted": [], "renamed": []}
+    a = mnt / "d" / "a"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        subprocess.run(["touch", a], check=True)
+        assert status(mnt, home) == none
+        a.write_bytes(b"a\n")
+        assert status(mnt, home) == none
+        (mnt / "d" / "a.tmp").write_bytes(b"a\n")
+        os.rename(mnt / "d" / "a.tmp", a)
+        assert status(mnt, home) == none
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        assert status(mnt, home) == none
+        a.write_bytes(b"A\n")
+        assert status(mnt, home) == {**none, "modified": ["d/a"]}
+        a.write_bytes(b"a\n")
+        assert status(mnt, home) == none
+        a.chmod(0o600)
+        assert status(mnt, home) == {**none, "modified": ["d/a"]}
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "private"))
+        assert changes(repo, home) == [("modified", "d/a")]
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_touched_working_tree_says_it_stays_when_the_branch_moves(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """A working tree whose only change is a new mtime lists nothing, yet keeps that
+    change and so stays over its version when the branch moves: status says so and
+    how to save it, never that a remount shows the new version (it does not)."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        (mnt / "d" / "c").write_bytes(b"c\n")
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "c"))
+        out = assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+        assert out.endswith("Nothing to snapshot, working tree clean.\n"), out
+        subprocess.run(["touch", mnt / "d" / "a"], check=True)
+        assert_ok(dvfs(repo, home, "switch", "main"))
+        write(repo, "d/b", b"b\n")
+        assert_ok(dvfs(repo, home, "add", "d/b"))
+        assert_ok(dvfs(repo, home, "commit", "-m", "two"))
+        got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert (got["modified"], got["kept"], got["head_version"]) == ([], True, 3)
+        out = assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+        assert "again to show it" not in out and "Nothing to snapshot" not in out, out
+        assert "so it stays over its version; `dvfs snapshot" in out, out
+        assert "--branch NEW` saves them on a new branch" in out, out
+    with mounted(str(repo), mnt, home, overlay=overlay):
+        assert not (mnt / "d" / "b").exists()
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "t", "--branch", "touched"))
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
 def test_status_after_a_directory_is_replaced_by_another(
     repo: Path, tmp_path: Path, overlay: str
 ) -> None:

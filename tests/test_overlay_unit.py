@@ -18,7 +18,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import msgpack
 import pyfuse3
+import pytest
 import trio
 
 from daemon.data.fetcher import Fetcher
@@ -26,11 +28,13 @@ from daemon.data.record_cache import Records
 from daemon.fs import inodes
 from daemon.fs.namespace import Layout
 from daemon.fs.worktree import WorkingFs
-from daemon.overlay import COMPACT_ABOVE, Overlay, lock_work
+from daemon.overlay import COMPACT_ABOVE, Overlay, OverlayError, lock_work
 from daemon.overlay_snapshot import OverlaySnapshots
+from daemon.service import choose_overlay
 from daemon.snapshot import Request
 from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
+from tests.support.cli import run as run_cli
 from tests.support.mount import commit, write
 from vfs.repo.repository import Repository
 
@@ -350,3 +354,186 @@ def test_status_names_every_kind_of_change(tmp_path: Path) -> None:
         "unversionable": ["data/fifo"],
     }
     overlay.close()  # its lock too
+
+
+def test_a_damaged_journal_keeps_every_file_of_the_working_tree(tmp_path: Path) -> None:
+    """A journal damaged inside (not a torn tail, which is cut) is not read as "no
+    changes": the working tree is refused with one line naming the journal and what to
+    do, no data file is deleted, and fsck names it until the work directory is moved."""
+    t, journal = _three_new_files(tmp_path)
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + whole[:7])  # a record cut short: the tail is cut
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 3))
+    crash(overlay, lock)
+    assert journal.read_bytes() == whole
+    damaged = whole[:5] + b"\xc1" + whole[6:]
+    journal.write_bytes(damaged)
+    files = {p.name: p.read_bytes() for p in (t.work / "data").iterdir()}
+    assert sorted(files.values()) == [b"new 0\n", b"new 1\n", b"new 2\n"]
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError) as got:
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    said = str(got.value)
+    assert f"{journal} is damaged at byte 0 of {len(damaged)}" in said
+    assert f"move {t.work} elsewhere" in said and "\n" not in said
+    assert journal.read_bytes() == damaged
+    assert {p.name: p.read_bytes() for p in (t.work / "data").iterdir()} == files
+    r = run_cli(t.root, "fsck", "--json")
+    assert r.code == 1 and r.json()["problems"] == [said]
+    os.rename(t.work, tmp_path / "kept")
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 0))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+def test_a_length_damaged_past_the_end_of_the_journal_is_no_torn_tail(tmp_path: Path) -> None:
+    """A record whose length was damaged to reach past the end of the journal stops
+    the reading as a torn tail does, but whole records follow it: the working tree is
+    refused and keeps its files, rather than be cut there and its files deleted."""
+    t, journal = _three_new_files(tmp_path)
+    whole = journal.read_bytes()
+    at = whole.index(b"\xc4\x04new0")  # the name of an L record, 4 bytes long
+    damaged = whole[:at] + b"\xc5" + len(whole).to_bytes(2, "big") + whole[at + 2 :]
+    journal.write_bytes(damaged)
+    files = sorted(os.listdir(t.work / "data"))
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError, match=f"{journal} is damaged at byte "):
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    assert journal.read_bytes() == damaged
+    assert sorted(os.listdir(t.work / "data")) == files and len(files) == 3
+
+
+def _three_new_files(tmp_path: Path) -> tuple[Tree, Path]:
+    """A working tree in the repository's .dvfs/worktrees holding data/new0..2, left
+    by a crash; and its journal."""
+    t = make_tree(tmp_path)
+    t = Tree(t.root, t.source, t.root / ".dvfs" / "worktrees" / "main")
+    fs, overlay, lock = t.open()
+
+    async def scenario(fs: WorkingFs) -> None:
+        for i in range(3):
+            await put(fs, f"data/new{i}", b"new %d\n" % i)
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    return t, overlay.journal.path
+
+
+async def _expect_new_files(fs: WorkingFs, count: int) -> None:
+    got = await listing(fs, "data")
+    assert {k: v for k, v in got.items() if "new" in k} == {
+        f"data/new{i}": b"new %d\n" % i for i in range(count)
+    }
+
+
+def test_a_working_tree_without_its_state_keeps_every_file(tmp_path: Path) -> None:
+    """A work directory whose ``state`` record is gone, though its journal and data/
+    hold changes, is refused (whichever overlay a mount would choose), not started
+    afresh with its files taken for strays; fsck names it."""
+    t = make_tree(tmp_path)
+    t = Tree(t.root, t.source, t.root / ".dvfs" / "worktrees" / "main")
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: put(fs, "data/new0", b"new 0\n"))
+    crash(overlay, lock)
+    state = (t.work / "state").read_bytes()
+    (t.work / "state").unlink()
+    before = sorted(os.listdir(t.work)), sorted(os.listdir(t.work / "data"))
+    lock = lock_work(t.work)
+    assert choose_overlay("auto", t.work) == "daemon"
+    with pytest.raises(OverlayError) as got:
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    said = str(got.value)
+    assert said.startswith(f"the working tree {t.work} has no state record though it holds 1 ")
+    assert (sorted(os.listdir(t.work)), sorted(os.listdir(t.work / "data"))) == before
+    r = run_cli(t.root, "fsck", "--json")
+    assert r.code == 1 and r.json()["problems"] == [said]
+    (t.work / "state").write_bytes(state)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 1))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+def test_a_file_unlinked_while_open_can_be_opened_again_for_writing(tmp_path: Path) -> None:
+    """A file of the version, opened to read and then unlinked, opened again for
+    writing through its inode (``/proc/self/fd/N``) or truncated: its copy-up found no
+    name to record and failed (EIO, an assertion in the log). It works as on a disk,
+    and its data goes at the last close."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+
+    async def scenario(fs: WorkingFs) -> None:
+        ino = await ino_of(fs, "data/a.txt")
+        reader = await fs.open(ino, os.O_RDONLY, CTX)
+        await fs.unlink(await ino_of(fs, "data"), b"a.txt", CTX)
+        writer = await fs.open(ino, os.O_WRONLY, CTX)
+        assert await fs.write(writer.fh, 0, b"ALPHA") == 5
+        assert await fs.read(reader.fh, 0, 100) == b"ALPHA\n"
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_size = 2
+        only_size = {**dict.fromkeys(FIELDS, False), "update_size": True}
+        fields = cast(pyfuse3.SetattrFields, SimpleNamespace(**only_size))
+        await fs.setattr(ino, attrs, fields, None, CTX)
+        assert await fs.read(reader.fh, 0, 100) == b"AL"
+        await fs.release(writer.fh)
+        await fs.release(reader.fh)
+        assert os.listdir(t.work / "data") == []
+        assert (await pending(fs))["deleted"] == ["data/a.txt"]
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_gone(fs, "a.txt"))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+async def _expect_gone(fs: WorkingFs, name: str) -> None:
+    assert name not in {
+        os.fsdecode(n) for n in await fs.kids(fs.overlay.nodes[await ino_of(fs, "data")])
+    }
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [["N", 99, 7, 0o644, 0, None, None, True, None]],  # a kind no node has
+        [["N", 99, 0, 0o644, 0, b"x", b"\x01\x02", False, None], ["L", 1, b"x", 99]],
+        [["L", [1], b"x", 99]],  # a directory number that is no number
+        [["U", 1, "x"]],  # a name that is no bytes
+    ],
+)
+def test_a_journal_record_of_the_wrong_types_is_damage(
+    tmp_path: Path, records: list[list[Any]]
+) -> None:
+    """A record whose fields do not have their types (read from a damaged journal; the
+    second holds a base entry that does not decode) refused the mount with an internal
+    error; it is damage, named as such, and the working tree's files are kept."""
+    t, journal = _three_new_files(tmp_path)
+    with open(journal, "ab") as f:
+        f.write(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError, match=f"{journal} is damaged "):
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    assert len(os.listdir(t.work / "data")) == 3
+
+
+def test_fsck_follows_no_link_out_of_the_working_trees(tmp_path: Path) -> None:
+    """fsck reads the working trees in .dvfs/worktrees, but never through a link
+    there (no mount uses one): what it points to is not the repository's."""
+    t, journal = _three_new_files(tmp_path)
+    os.rename(t.work, tmp_path / "outside")
+    (tmp_path / "outside" / journal.name).write_bytes(b"\xc1" * 40)
+    os.symlink(tmp_path / "outside", t.work)
+    fsck_clean(t.root)
+    os.unlink(t.work)
+    os.rename(t.root / ".dvfs" / "worktrees", tmp_path / "trees")
+    os.symlink(tmp_path / "trees", t.root / ".dvfs" / "worktrees")
+    os.symlink(tmp_path / "outside", tmp_path / "trees" / "main")
+    fsck_clean(t.root)

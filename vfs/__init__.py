@@ -119,6 +119,13 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         runtime_dir as runtime_dir,
         write_record as write_record,
     )
+    from vfs.mount.work_dirs import (
+        JournalRecords as JournalRecords,
+        journal_damage as journal_damage,
+        missing_state_message as missing_state_message,
+        orphaned_changes as orphaned_changes,
+        read_journal as read_journal,
+    )
     from vfs.model.names import (
         MAX_DEPTH as MAX_DEPTH,
         MAX_NAME as MAX_NAME,
@@ -134,7 +141,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.store.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
     from vfs.progress_bar import human_size as human_size
-    from vfs.quoting import quote_name as quote_name
+    from vfs.quoting import quote_name as quote_name, shell_word as shell_word
     from vfs.repo.refs import check_ref_name as check_ref_name
     from vfs.remote.config import (
         RemoteSpec as RemoteSpec,
@@ -278,6 +285,7 @@ PUBLIC: dict[str, str] = {
     "private_dir": "vfs.mount.mounts",
     "push": "vfs.ops.sync",
     "quote_name": "vfs.quoting",
+    "shell_word": "vfs.quoting",
     "read_range": "vfs._os.direct_io",
     "record_version": "vfs.repo.record",
     "release_pins": "vfs.store.pins:release",
@@ -298,6 +306,11 @@ PUBLIC: dict[str, str] = {
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
     "write_record": "vfs.mount.mounts",
+    "JournalRecords": "vfs.mount.work_dirs",
+    "journal_damage": "vfs.mount.work_dirs",
+    "read_journal": "vfs.mount.work_dirs",
+    "missing_state_message": "vfs.mount.work_dirs",
+    "orphaned_changes": "vfs.mount.work_dirs",
 }
 __all__ = list(PUBLIC)
 

@@ -172,6 +172,7 @@ class WorkingFiles(WorkingNodes):
         """After a write or truncate: mtime and ctime are the data file's, which a
         remount reads."""
         n.size = size
+        n.wrote += 1
         st = os.fstat(self.overlay.open_data(n))
         n.mtime_ns, n.ctime_ns = st.st_mtime_ns, st.st_ctime_ns
 

@@ -66,8 +66,12 @@ class CopyUp(Changes):
         os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
         os.rename(self.data / f"{n.nid}.tmp", self.data_path(n))
         n.upper, n.fd, n.size = True, fd, size
+        n.wrote += 1
+        if n.entry is not None and size == n.entry.size:  # its chunks, copied: its content
+            n.hashed = (n.wrote, n.entry.digest)
         try:
-            self.record_node(n)
+            if n.parent is not None:  # (unlinked while open: no name to record)
+                self.record_node(n)
         except BaseException:
             n.upper, n.fd = False, -1
             os.close(fd)

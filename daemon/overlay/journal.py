@@ -25,7 +25,8 @@ file's size and mtime (and its ctime, if later than the recorded one) are read b
 from it on replay. Records are appended with one
 ``write`` each, so a killed daemon loses nothing it acknowledged; ``fsync`` of any
 file also syncs the journal, so what was fsynced survives a power cut too. A torn
-last record (a crash mid-append, a full disk) is cut off.
+last record (a crash mid-append, a full disk) is cut off; damage anywhere else
+(``vfs.mount.work_dirs``) keeps the working tree from being mounted, and deletes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import Any
 import msgpack
 
 from daemon.fs import inodes
-from vfs import Entry, decode_tree, encode_tree
+from vfs import Entry, JournalRecords, decode_tree, encode_tree, read_journal
 
 FORMAT = 2  # of state and journal; format 1 is still read
 READ_FORMATS = (1, 2)
@@ -64,16 +65,31 @@ def fold(records: list[list[Any]]) -> tuple[Defs, Names] | None:
     over: Names = {inodes.ROOT: {}}
     for rec in records:
         tag = rec[0]
-        if tag == "N" and len(rec) in (9, N_FIELDS):
+        if tag != "S" and not all(type(x) is int for x in rec[1:2]):  # (a node or directory)
+            return None
+        if tag == "N" and len(rec) in (9, N_FIELDS) and _defines_node(rec):
             defs[rec[1]] = rec
             over.setdefault(rec[1], {})
-        elif tag == "L" and len(rec) == 4:
+        elif tag == "L" and len(rec) == 4 and type(rec[2]) is bytes and type(rec[3]) is int:
             over.setdefault(rec[1], {})[rec[2]] = rec[3]
-        elif tag == "U" and len(rec) == 3:
+        elif tag == "U" and len(rec) == 3 and type(rec[2]) is bytes:
             over.setdefault(rec[1], {})[rec[2]] = None
         elif not (tag == "S" and len(rec) == 2):  # S: read by the Overlay constructor
             return None
     return defs, over
+
+
+def _defines_node(rec: list[Any]) -> bool:
+    """True if an ``N`` record's fields have their types (kind, mode, mtime, origin,
+    entry, upper, target; the attributes of format 2 are checked at replay)."""
+    _, _, kind, mode, mtime, origin, entry, upper, target = rec[:9]
+    return (
+        kind in (0, 1, 2)
+        and type(mode) is int
+        and type(mtime) is int
+        and all(x is None or type(x) is bytes for x in (origin, entry, target))
+        and isinstance(upper, int)
+    )
 
 
 class Journal:
@@ -87,26 +103,16 @@ class Journal:
         self.size = os.fstat(self.fd).st_size
         self.unsynced = False
 
-    def read(self) -> list[list[Any]]:
-        """Every whole record; a torn tail is cut off the file."""
+    def read(self) -> JournalRecords:
+        """Every whole record (``vfs.mount.work_dirs``); a torn tail is cut off the
+        file, damage is left as it is (the caller refuses the working tree)."""
         with open(self.path, "rb") as f:
             data = f.read()
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        unpacker.feed(data)
-        out: list[list[Any]] = []
-        good = 0
-        try:
-            for rec in unpacker:
-                if not isinstance(rec, list) or not rec:
-                    break
-                out.append(rec)
-                good = unpacker.tell()
-        except (ValueError, msgpack.UnpackException):
-            pass
-        if good != len(data):
-            os.ftruncate(self.fd, good)
-            self.size = good
-        return out
+        got = read_journal(data)
+        if got.damaged_at is None and got.whole != len(data):
+            os.ftruncate(self.fd, got.whole)
+            self.size = got.whole
+        return got
 
     def append(self, *records: list[Any]) -> None:
         """Append records in one write; on failure the journal is as it was."""

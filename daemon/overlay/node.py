@@ -59,6 +59,8 @@ class WNode:
     special: int = 0  # stat.S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK (daemon.fs.attrs.SPECIAL)
     rdev: int = 0
     links: list[tuple[WNode, bytes]] | None = None  # its other (directory, name)s
+    wrote: int = 0
+    hashed: tuple[int, bytes] | None = None
 
     @property
     def nlink(self) -> int:
@@ -122,8 +124,3 @@ def versioned(n: WNode) -> tuple[int, int]:
 def attrs_of(e: Entry) -> tuple[int, int]:
     """(mode, mtime) a base entry shows in the working tree."""
     return (e.mode & PERM if e.kind != Kind.SYMLINK else 0o777), e.mtime_ns
-
-
-def differs(a: Entry, b: Entry) -> bool:
-    """True if two file entries do not record the same content and attributes."""
-    return (a.digest, a.mode, a.mtime_ns, a.size) != (b.digest, b.mode, b.mtime_ns, b.size)

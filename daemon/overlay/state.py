@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 
@@ -35,7 +35,18 @@ from daemon.overlay.journal import (
 from daemon.overlay.node import WNode, attrs_of, join, versioned
 from daemon.overlay.spares import Spares
 from daemon.overlay.workdir import OverlayError, lock_work
-from vfs import VERSIONS_DIR, Entry, Kind, Tree, private_dir, write_atomic
+from vfs import (
+    VERSIONS_DIR,
+    Entry,
+    FormatError,
+    Kind,
+    Tree,
+    journal_damage,
+    missing_state_message,
+    orphaned_changes,
+    private_dir,
+    write_atomic,
+)
 
 log = logging.getLogger("daemon.overlay")
 
@@ -78,7 +89,10 @@ class OverlayState:
         if state is not None:
             self.base, self.gen, self.next = state["base"], state["gen"], state["next"]
             self.journal = Journal(self._journal_path())
-            records = self.journal.read()
+            got = self.journal.read()
+            if got.damaged_at is not None:
+                self._damaged(f"at byte {got.damaged_at} of {self.journal.size}")
+            records = got.records
             done = [r for r in records if r[:1] == ["S"] and len(r) == 2 and r[1] == head]
             clean = not any(r[:1] != ["S"] for r in records)
             if not (done or clean):
@@ -89,6 +103,9 @@ class OverlayState:
                 os.unlink(self.journal.path)
             self.gen += 1  # the snapshot was recorded: start clean over it
         else:
+            held = orphaned_changes(work)
+            if held is not None:  # (else its files would be taken for strays)
+                raise OverlayError(missing_state_message(work, held))
             self.gen, self.next = 1, inodes.UPPER_FIRST
         self.base = head
         self._write_state()
@@ -121,6 +138,12 @@ class OverlayState:
                 "aside to start from the branch head (its data/ holds the changed files)"
             )
         return st  # type: ignore[no-any-return]
+
+    def _damaged(self, where: str) -> NoReturn:
+        """Refuse a working tree whose journal cannot be read back: nothing is
+        deleted, since the files its lost records named would be taken for strays."""
+        self.journal.close()
+        raise OverlayError(journal_damage(self.journal.path, where))
 
     def _write_state(self) -> None:
         record = {"format": FORMAT, "base": self.base, "gen": self.gen, "next": self.next}
@@ -173,7 +196,7 @@ class OverlayState:
         self._make_root(base_root)
         folded = fold(records)
         if folded is None:
-            raise OverlayError(f"the journal {self.journal.path} holds a bad record")
+            self._damaged("(a record of an unknown form)")
         defs, over = folded
         self.next = max([self.next, *(nid + 1 for nid in defs)])
         if inodes.ROOT in defs:  # MNT's own attributes were changed
@@ -223,15 +246,18 @@ class OverlayState:
 
     def _node_of(self, rec: list[Any]) -> WNode | None:
         _, nid, kind, mode, mtime, origin, entry, upper, target = rec[:9]
+        try:
+            base = decode_entry(entry)
+        except (FormatError, IndexError):
+            self._damaged(f"(node {nid} has a base entry that does not decode)")
         node = WNode(
-            nid, Kind(kind), mode & MODE_BITS, mtime, entry=decode_entry(entry),
+            nid, Kind(kind), mode & MODE_BITS, mtime, entry=base,
             origin=origin, upper=bool(upper), target=target or b"", recorded=True,
         )  # fmt: skip
         if len(rec) == N_FIELDS:
             extra = rec[9:]
             if not all(isinstance(x, int) for x in extra) or extra[4] not in (0, *SPECIAL):
-                log.error("node %d of the journal has bad attributes: dropped", nid)
-                return None
+                self._damaged(f"(node {nid} has attributes of no file)")
             node.uid, node.gid, node.atime_ns, node.ctime_ns, node.special, node.rdev = extra
         else:  # format 1: the daemon's owner, times as the mtime
             node.uid, node.gid = self.uid, self.gid

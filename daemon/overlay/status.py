@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from daemon.overlay.node import PERM, WNode, differs, join
+from daemon.overlay.node import PERM, WNode, join
 from daemon.overlay.rebase import Rebase
 from vfs import MAX_NAME, VERSIONS_DIR, Entry, Kind, Tree, any_reserved, is_reserved
 
@@ -64,7 +64,10 @@ class Status(Rebase):
         return out
 
     def status(
-        self, trees: Mapping[bytes, Tree] | None = None, missing: set[bytes] | None = None
+        self,
+        trees: Mapping[bytes, Tree] | None = None,
+        missing: set[bytes] | None = None,
+        unhashed: dict[int, WNode] | None = None,
     ) -> dict[str, list[Any]]:
         """Pending changes: added, modified, deleted and renamed paths, and what no
         version may hold (FIFOs, sockets, devices, reserved names: ``unversionable``).
@@ -79,22 +82,32 @@ class Status(Rebase):
         version has both; a hard link's other names are added files. A directory
         made where the base version had one is compared with that one's tree, taken
         from ``trees``; the ids of those not there are added to ``missing`` (then call
-        again with them). A directory renamed away from a path that a new directory
-        took again (``mv d d2 && mkdir d``) is added under its new name, with what
-        was moved along with it renamed, as the next version holds both.
+        again with them). A file is modified if it holds other bytes, another link
+        target or other permission bits than the version's (a new mtime alone is no
+        change, as in the on-disk working tree's status): an upper file of the same
+        size is compared by its digest, known once hashed (``WNode.hashed``); one not
+        hashed since it was last written is listed modified and added to
+        ``unhashed`` (then hash it and call again). A directory renamed away from a
+        path that a new directory took again (``mv d d2 && mkdir d``) is added under
+        its new name, with what was moved along with it renamed, as the next version
+        holds both.
         """
         # Which paths are taken again is known once the walk is over: walk again, told
         # the last walk's, until they agree (a second walk, where a directory is added).
         retaken: set[bytes] = set()
         for _ in range(WALKS):
-            out, again = self._changes(trees or {}, missing, retaken)
+            out, again = self._changes(trees or {}, missing, retaken, unhashed)
             if again <= retaken:
                 break
             retaken |= again
         return out
 
     def _changes(
-        self, trees: Mapping[bytes, Tree], missing: set[bytes] | None, retaken: set[bytes]
+        self,
+        trees: Mapping[bytes, Tree],
+        missing: set[bytes] | None,
+        retaken: set[bytes],
+        unhashed: dict[int, WNode] | None,
     ) -> tuple[dict[str, list[Any]], set[bytes]]:
         """One walk of :meth:`status`, given the base paths a new directory took again
         (``retaken``); also returns the ones it found that renamed directories left."""
@@ -140,7 +153,6 @@ class Status(Rebase):
                 odd.append(os.fsdecode(p))
                 continue
             here = None if origin is None else join(origin, name)
-            changed = kid.changed or (kid.upper and not _as_copied(kid))
             first = kid.parent is d and kid.name == name  # not a hard link's other name
             came_from = kid.origin if first else None
             if came_from is None:
@@ -149,14 +161,14 @@ class Status(Rebase):
                     seen.add(here)
                     taken.add(here)
                     if not first:  # another name of a file: changed if it shows another
-                        if changed or kid.entry is None or differs(kid.entry, prior):
+                        if _modified(kid, prior, unhashed):
                             modified.append(show(p, kid))
                     elif kid.is_dir:
                         sub = trees.get(prior.subtree) if prior.subtree else None
                         if prior.subtree and sub is None and missing is not None:
                             missing.add(prior.subtree)
                         enter(kid, p, sub, here, False)
-                    else:
+                    elif _modified(kid, prior, unhashed):
                         modified.append(show(p, kid))
                 elif kid.is_dir:
                     if not in_added:
@@ -184,7 +196,7 @@ class Status(Rebase):
                         if prior.subtree and sub is None and missing is not None:
                             missing.add(prior.subtree)
                         enter(kid, p, sub, here, False)
-                    elif changed or kid.entry is None or differs(kid.entry, prior):
+                    elif _modified(kid, prior, unhashed):
                         modified.append(show(p, kid))
                     continue
             if (
@@ -203,7 +215,7 @@ class Status(Rebase):
             if kid.is_dir:
                 if kid.dirty and kid.kids is not None:
                     enter(kid, p, kid.base, kid.origin, False)
-            elif changed:
+            elif kid.entry is None or _modified(kid, kid.entry, unhashed):
                 modified.append(show(p, kid))
         deleted = sorted(show(p, e) for p, e in gone if p not in seen)
         left = {old for old, _, kid in renamed if kid.is_dir and old in taken}
@@ -242,16 +254,26 @@ class Status(Rebase):
         return False
 
 
-def _as_copied(n: WNode) -> bool:
-    """True for an upper file with its base entry's size, mtime and permission bits:
-    copied up by an open for writing (``touch -a``, a program opening a file read-write
-    to read it) and never written, since a write or truncation sets the mtime."""
-    e = n.entry
-    return e is not None and (n.size, n.mtime_ns, n.mode & PERM) == (
-        e.size,
-        e.mtime_ns,
-        e.mode & PERM,
-    )
+def _modified(n: WNode, e: Entry, unhashed: dict[int, WNode] | None) -> bool:
+    """True if file or link ``n`` does not hold what base entry ``e`` (of its kind)
+    records: other bytes, target or permission bits; its mtime plays no part.
+
+    An upper file of ``e``'s size not hashed since it was last written counts as
+    modified and is added to ``unhashed``.
+    """
+    if n.kind == Kind.SYMLINK:
+        return n.target != e.target
+    if n.mode & PERM != e.mode & PERM:
+        return True
+    if not n.upper:
+        return n.entry is None or (n.entry.digest, n.entry.size) != (e.digest, e.size)
+    if n.size != e.size:
+        return True
+    if n.hashed is not None and n.hashed[0] == n.wrote:
+        return n.hashed[1] != e.digest
+    if unhashed is not None:
+        unhashed[n.nid] = n
+    return True
 
 
 def _outermost(paths: list[str]) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shlex
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -85,7 +84,7 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     lines += [f"  added:    {quoted(p)}" for p in got["added"]]
     lines += [f"  modified: {quoted(p)}" for p in got["modified"]]
     lines += [f"  deleted:  {quoted(p)}" for p in got["deleted"]]
-    mnt = escape_text(shlex.quote(mountpoint))  # (as typed: a hint works when pasted)
+    mnt = shell_word(mountpoint)  # (as typed: a hint works when pasted)
     record = f"`dvfs snapshot {mnt} -m MSG`"
     if got.get("branch_deleted") or got.get("head"):  # gone, or moved on since it began
         record = f"`dvfs snapshot {mnt} -m MSG --branch NEW`"
@@ -97,6 +96,11 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
         at = f"v{escape_text(str(now))}" if now else escape_text(str(got["head"])[:10])
         if lines:
             what = f"{record} records these changes on a new branch"
+        elif got.get("kept"):  # (changes no list shows: times, owners, links, special files)
+            what = (
+                "this working tree keeps changes no version diff shows (times, owners, "
+                f"links), so it stays over its version; {record} saves them on a new branch"
+            )
         else:
             what = f"mount {mnt} again to show it (a working tree without changes follows"
             what += " its branch)"
@@ -104,6 +108,11 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     if lines:
         echo(f"Changes (use {record} to record them):")
         echo("\n".join(lines))
+    elif got.get("kept"):
+        echo(
+            "No content, link target or permission bits changed; the working tree keeps "
+            "changes no version diff shows (times, owners, links, special files)."
+        )
     else:
         echo("Nothing to snapshot, working tree clean.")
     odd = got.get("unversionable") or []

@@ -45,6 +45,7 @@ from pathlib import Path
 from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, UsageError
 from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
+from vfs.mount.work_dirs import check_work_dirs
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import aside, salvage
@@ -341,6 +342,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         wrong = check_pack(pack)
         if wrong is not None:
             damaged_packs.append((pack, wrong))
+    report.problems += check_work_dirs(repo.dir)  # (repair leaves them: see work_dirs)
     found = len(report.problems)  # (then the refs that cannot be read)
     got = reach(
         _roots(repo, report, kept).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
