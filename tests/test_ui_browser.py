@@ -484,3 +484,32 @@ def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path
         assert box is not None and box["x"] + box["width"] <= width
         assert page.evaluate("document.documentElement.scrollWidth") <= width
     repo.fsck_clean()
+
+
+def test_metrics_per_step_come_a_page_at_a_time(page: Page, tmp_path: Path) -> None:
+    """A run of 2,500 steps: the route answers a bounded page, the latest steps unless
+    asked for others, and the experiments page plots those with a way to the others."""
+    root = tmp_path / "long"
+    Repository.init(root)
+    with vfs.track(repo=root, message="train") as run:
+        for step in range(2500):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+    with serving(root) as s:
+        [f] = get(f"{s.base}api/steps?rev=v1").json()["files"]
+        assert (f["total"], f["offset"], f["limit"]) == (2500, 1500, data.STEPS_PAGE)
+        assert [r["step"] for r in f["rows"]] == list(range(1500, 2500))
+        [f] = get(f"{s.base}api/steps?rev=v1&path=metrics.steps.jsonl&offset=0&limit=3").json()[
+            "files"
+        ]
+        assert [r["step"] for r in f["rows"]] == [0, 1, 2] and f["metrics"] == ["loss"]
+        [f] = get(f"{s.base}api/steps?rev=v1&limit=99999999").json()["files"]
+        assert f["limit"] == data.STEPS_PAGE_MAX and len(f["rows"]) == 2500
+        gone = get(f"{s.base}api/steps?rev=v1&path=other.steps.jsonl")
+        assert gone.status == 404 and "other.steps.jsonl" in gone.json()["error"]
+        page.goto(s.url + "#/experiments")
+        pages = page.locator(".steps-file .pager")
+        expect(pages).to_contain_text(re.compile(r"1501\W2500 of 2500"))
+        pages.get_by_role("button", name=re.compile("Prev")).click()
+        expect(pages).to_contain_text(re.compile(r" 501\W1500 of 2500"))
+        expect(page.locator(".steps-chart canvas")).to_have_count(1)
+    fsck_clean(root)

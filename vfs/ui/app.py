@@ -18,7 +18,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
-    /api/steps           rev                                      (data.steps)
+    /api/steps           rev, path, offset, limit                 (data.steps)
     /api/added           rev, dir, offset, limit                  (data.added)
     POST /api/actions/A  tag {name, rev}, delete-branch {name},   (actions.ACTIONS)
                          snapshot {mountpoint, message}
@@ -398,8 +398,11 @@ class Api:
         return json_response(await self.run(data.added, self.repo, *args))
 
     async def steps(self, request: Request) -> Response:
-        answer = await self.run(data.steps, self.repo, self.source.get, self.rev(request))
-        return json_response(answer)
+        given = self.text(request, "offset")
+        offset = None if given is None else self.number(request, "offset", 0)
+        args = (self.rev(request), self.path(request), offset,
+                self.number(request, "limit", data.STEPS_PAGE))  # fmt: skip
+        return json_response(await self.run(data.steps, self.repo, self.source.get, *args))
 
     async def mounts(self, request: Request) -> Response:
         return json_response(await self.run(data.mounts, self.source.description))

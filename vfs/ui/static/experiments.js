@@ -1,6 +1,6 @@
 // Experiments: `dvfs compare` (params and metrics per version and experiment), sortable,
 // and a chart of one metric over the versions (uPlot, vendored).
-import { api, errorBox, h, link, put, swap, valueCell } from "./dom.js";
+import { api, errorBox, h, link, pager, put, swap, valueCell } from "./dom.js";
 import uPlot from "./vendor/uPlot.esm.js";
 
 export async function experimentsPage(el, params) {
@@ -78,16 +78,36 @@ function stepsSection(rows, params) {
       return;
     }
     for (const f of s.files) {
-      const chartBox = h("div", { class: "chart steps-chart", "data-path": f.path });
-      put(box, chartBox, f.note ? h("p", { class: "note" }, f.note) : null,
-        f.skipped ? h("p", { class: "note" }, `${f.skipped} lines that are not JSON objects left out`) : null);
-      if (f.metrics.length) stepChart(chartBox, s.version, f);
+      const fileBox = h("div", { class: "steps-file", "data-path": f.path });
+      put(box, fileBox);
+      stepsFile(fileBox, s, f);
     }
   };
   pick.addEventListener("change", show);
   show();
   return h("section", { class: "per-step" }, h("h2", {}, "Metrics per step"),
     h("label", { class: "filters" }, "version ", pick), box);
+}
+
+// One history file's chart: a page of its steps (the latest, at first), and buttons for
+// the pages before and after it when it has more steps than one page holds.
+function stepsFile(el, s, f) {
+  const chartBox = h("div", { class: "chart steps-chart", "data-path": f.path });
+  const go = async (offset) => {
+    let g;
+    try {
+      g = await api("steps", { rev: s.id, path: f.path, offset, limit: f.limit });
+    } catch (err) {
+      swap(el, errorBox(err));
+      return;
+    }
+    stepsFile(el, g, g.files[0]);
+  };
+  swap(el, chartBox,
+    f.total > f.rows.length ? pager(f.total, f.offset, f.limit, go) : null,
+    f.note ? h("p", { class: "note" }, f.note) : null,
+    f.skipped ? h("p", { class: "note" }, `${f.skipped} lines that are not JSON objects left out`) : null);
+  if (f.metrics.length) stepChart(chartBox, s.version, f);
 }
 
 const COLOURS = ["#2f5fd0", "#d0542f", "#2f9d4f", "#8a4fc4", "#c49a1f", "#1f9dc4"];
