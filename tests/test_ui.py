@@ -508,3 +508,24 @@ def test_a_download_of_data_not_pulled_says_so(repo: Repo, tmp_path: Path) -> No
         assert shown.status == 500
         assert "(needed by data/train.csv of v2)" in shown.json()["error"]
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> None:
+    """A pack of the repository's own store gone while the server runs: the preview
+    names the file and its version, and says what to do."""
+    root = tmp_path / "lost"
+    Repository.init(root)
+    (root / "a.txt").write_text("hello\n")
+    r = Repo(root)
+    r.ok("add", "a.txt")
+    r.commit("first")
+    with serving(root) as s:
+        packs = sorted((root / ".dvfs" / "objects").glob("*.pack"))
+        for p in packs:
+            p.rename(p.with_suffix(".away"))
+        status, body = status_of(s, "preview", rev="v1", path="a.txt")
+        assert status == 500
+        assert "is not in the local store (needed by a.txt of v1): `dvfs pull`" in body["error"]
+        for p in packs:
+            p.with_suffix(".away").rename(p)
+    r.fsck_clean()

@@ -513,3 +513,37 @@ def test_metrics_per_step_come_a_page_at_a_time(page: Page, tmp_path: Path) -> N
         expect(pages).to_contain_text(re.compile(r" 501\W1500 of 2500"))
         expect(page.locator(".steps-chart canvas")).to_have_count(1)
     fsck_clean(root)
+
+
+def test_a_remote_that_lost_a_pack_or_went_away_is_named_with_the_file(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote's view whose remote loses a pack, then is moved away: a preview and a
+    download answer 502 naming the file, its version and the remote, and the file page
+    shows that, not an internal "packs/ID not found"."""
+    src = init_repo(tmp_path / "src")
+    (src.root / "a.txt").write_text("hello\n")
+    src.ok("add", "a.txt")
+    src.commit("first")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        [pack] = (where / "packs").iterdir()
+        pack.rename(tmp_path / "lost")
+        for route in ("preview", "raw"):
+            a = get(f"{s.base}api/{route}?rev=v1&path=a.txt")
+            assert a.status == 502, (route, a.status)
+            said = a.json()["error"]
+            assert said.startswith("a.txt of v1 cannot be read from the remote (packs/"), said
+            assert f"not found in file://{where}" in said and "check that the remote" in said
+        page.goto(s.url + "#/version?rev=v1&file=a.txt")
+        box = page.locator("section.preview .error")
+        expect(box).to_contain_text("a.txt of v1 cannot be read from the remote")
+        expect(page.locator("section.preview a.download")).to_have_count(0)
+        (tmp_path / "lost").rename(pack)
+        where.rename(tmp_path / "moved")
+        a = get(f"{s.base}api/preview?rev=v1&path=a.txt")
+        assert a.status == 502 and a.json()["error"].startswith("a.txt of v1 cannot be read")
+    (tmp_path / "moved").rename(where)
+    src.fsck_clean()

@@ -41,7 +41,9 @@ Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFou
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
 argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 400,
 ``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile) and
-``LockBusy`` (another command holds the repository) 409, any other ``DvfsError`` 500,
+``LockBusy`` (another command holds the repository) 409, ``RemoteUnreachable`` (a
+remote's view whose remote does not answer) 503 and any other ``RemoteError`` (a remote
+gone, or lacking a pack) 502, any other ``DvfsError`` 500,
 anything else 500 too (and a traceback in the server's log); the body is
 ``{"error": MSG}``.
 
@@ -77,6 +79,8 @@ from vfs.errors import (
     LockBusy,
     PathNotFound,
     RefConflict,
+    RemoteError,
+    RemoteUnreachable,
     RevisionNotFound,
     UsageError,
 )
@@ -190,6 +194,10 @@ def error_response(request: Request, exc: Exception) -> Response:
         return json_response(body, 400)
     if isinstance(exc, (RefConflict, LockBusy)):  # refs as they stand, another command
         return json_response(body, 409)
+    if isinstance(exc, RemoteUnreachable):  # a remote's view: the remote did not answer
+        return json_response(body, 503)
+    if isinstance(exc, RemoteError):  # ... answered without what it should hold
+        return json_response(body, 502)
     return json_response(body, 500)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile, ObjectMissing
+from vfs.errors import NotAFile, ObjectMissing, RemoteError
 from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.repo.repository import Repository
@@ -69,12 +69,26 @@ Getter = Callable[[bytes], bytes]  # a chunk's verified bytes by id (a store's, 
 
 
 def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
-    """The content of a file, chunk by chunk, each verified (``dvfs cat``)."""
+    """The content of a file, chunk by chunk, each verified (``dvfs cat``).
+
+    A chunk that cannot be had names the file and its version, and what to do: an
+    ObjectMissing of the repository's store (a lost pack: ``dvfs pull``, ``dvfs
+    fsck``), or a RemoteError of the same kind for a remote's view (the remote gone,
+    a pack it lost: check the remote)."""
     if f.entry.kind == Kind.SYMLINK:
         yield f.entry.target
         return
     for c in f.entry.chunks:
-        yield get(c.oid)
+        try:
+            piece = get(c.oid)
+        except ObjectMissing as exc:
+            raise ObjectMissing(exc.oid, f"{show(f.path)} of {f.version}") from None
+        except RemoteError as exc:
+            raise type(exc)(
+                f"{show(f.path)} of {f.version} cannot be read from the remote ({exc}): "
+                "check that the remote is reachable and still holds this version, then reload"
+            ) from None
+        yield piece
 
 
 def require_local(store: ObjectStore, f: FileRef) -> None:

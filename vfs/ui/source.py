@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import DvfsError, ObjectMissing, RemoteNotFound, UsageError
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops.sync import mirror_locked
 from vfs.remote.config import Meter, RemoteSpec, connect
@@ -136,4 +136,19 @@ def open_source(
     chunks.set_index(got.index)
     refresher = Refresher(meta, spec, meter, remote, chunks, refresh)
     warned = tuple(got.transfer.warnings)
-    return Source(meta, chunks.fetch, source, warned, refresher, held)
+    return Source(meta, remote_getter(chunks, source), source, warned, refresher, held)
+
+
+def remote_getter(chunks: RemoteChunks, url: str) -> Getter:
+    """``chunks.fetch``, where a chunk the remote's index does not list (the remote lost
+    it, or a gc removed it since) is a RemoteNotFound naming the remote, as a lost pack
+    is: not an ObjectMissing, whose "not in the local store: `dvfs pull` it" says
+    nothing true of a remote's view."""
+
+    def get(oid: bytes) -> bytes:
+        try:
+            return chunks.fetch(oid)
+        except ObjectMissing:
+            raise RemoteNotFound(f"chunk {oid.hex()} is not listed in {url}") from None
+
+    return get
