@@ -176,10 +176,12 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     g = api(server, "lineage", rev="v3")
     assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
     assert g["edges"] == [["prep", "train"]]
+    ids = {v["version"]: v["id"] for v in repo.json("log", "--json")}
     inputs = {i["path"]: i.pop("since") for i in g["stages"][0]["input"]}
     assert all(i.pop("in_version") for i in g["stages"][0]["input"])
+    assert all(i.pop("since_id") == ids["v2"] for i in g["stages"][0]["input"])
     for i in g["stages"][1]["input"]:
-        del i["since"], i["in_version"]
+        del i["since"], i["since_id"], i["in_version"]
     assert g["stages"] == repo.json("show", "v3", "--json")["pipeline"]
     assert inputs == {"data/notes.txt": "v2", "prep.py": "v2"}
     assert api(server, "lineage", rev="v1")["stages"] == []
@@ -214,6 +216,8 @@ def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     assert [(i["path"], i["id"], i["since"], i["in_version"]) for i in stage["input"]] == [
         (i["path"], i["id"], i["since"], i["in_version"]) for i in cli
     ]
+    v1 = repo.json("log", "--json")[-1]["id"]
+    assert [i["since_id"] for i in stage["input"]] == [v1]  # what the page links to
     repo.fsck_clean()
 
 

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import vfs
-from tests.support.cli import Repo, fsck_clean, init_repo
+from tests.support.cli import Repo, commit_files, fsck_clean, init_repo
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
@@ -81,7 +81,8 @@ def page(
     assert errors == []
 
 
-def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> None:
+def test_versions_then_a_file_and_its_preview(page: Page, server: Server, repo: Repo) -> None:
+    ids = {v["version"]: v["id"] for v in repo.json("log", "--json")}
     page.goto(server.url)
     timeline = page.locator(".timeline")
     expect(timeline).to_contain_text("a smaller rate")
@@ -94,7 +95,7 @@ def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> Non
     changes = page.locator("dl.fields dd.changes")
     expect(changes).to_have_text("since v1: 7 added, 3 modified, 0 removed, 0 renamed")
     expect(changes.get_by_role("link", name="since v1")).to_have_attribute(
-        "href", re.compile(r"^#/diff\?old=v1&new=v2$")
+        "href", f"#/diff?old={ids['v1']}&new={ids['v2']}"
     )
     page.locator("a.entry.dir", has_text="data/").click()
     expect(page.locator(".crumbs")).to_have_text("v2 / data")
@@ -547,3 +548,31 @@ def test_a_remote_that_lost_a_pack_or_went_away_is_named_with_the_file(
         assert a.status == 502 and a.json()["error"].startswith("a.txt of v1 cannot be read")
     (tmp_path / "moved").rename(where)
     src.fsck_clean()
+
+
+def test_a_version_of_another_branch_opens_as_itself(page: Page, tmp_path: Path) -> None:
+    """On the versions page of a branch other than the current one, its v2 is not the
+    current branch's v2: the links, the diff of two ticked versions and a version's
+    "since" link all open that branch's versions, as `dvfs show ID` does."""
+    r = init_repo(tmp_path / "two")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    commit_files(r, {"main.txt": b"main\n"}, "on main")
+    r.ok("branch", "exp", "v1")
+    r.ok("switch", "exp")
+    commit_files(r, {"exp.txt": b"exp\n"}, "on exp")
+    r.ok("switch", "main")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/versions?branch=exp")
+        expect(page.locator(".timeline .message")).to_have_text(["on exp", "first"])
+        page.locator('input[data-version="v1"]').check()
+        page.locator('input[data-version="v2"]').check()
+        page.get_by_role("button", name="Diff selected").click()
+        expect(page.locator("table.changes tbody tr")).to_have_count(1)
+        expect(page.locator("table.changes")).to_contain_text("exp.txt")
+        page.goto(s.url + "#/versions?branch=exp")
+        page.locator(".timeline").get_by_role("link", name="v2", exact=True).click()
+        expect(page.locator("dl.fields dd.message")).to_have_text("on exp")
+        page.locator("dl.fields dd.changes").get_by_role("link", name="since v1").click()
+        expect(page.locator("table.changes")).to_contain_text("exp.txt")
+        expect(page.locator("table.changes")).not_to_contain_text("main.txt")
+    r.fsck_clean()

@@ -288,7 +288,9 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     made (a dep, or a file it reads params from), as ``dvfs dag --format json`` draws
     a pipeline. Each input also names the
     version that introduced the bytes the run read (``since``) and whether this version
-    holds them (``in_version``), as ``dvfs lineage --json`` does."""
+    holds them (``in_version``), as ``dvfs lineage --json`` does, and that version's id
+    (``since_id``: a label is a number along a first-parent chain, which another
+    branch's page would resolve along its own)."""
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
@@ -303,11 +305,15 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     ]
     memo: dict[bytes, bytes] = {}
     since: dict[tuple[bytes, bytes], str | None] = {}
+    ids: dict[str, str] = {}  # the labels of oid's first-parent chain, as since names them
     for st, rec in zip(stages, v.pipeline, strict=True):
         for item, (p, did) in zip(st["input"], rec.deps, strict=True):
             if (p, did) not in since:
                 since[(p, did)] = introduced(hist, oid, p, did, memo)
-            item["since"] = since[(p, did)]
+            item["since"] = label = since[(p, did)]
+            if label is not None and not ids:
+                ids.update((f"v{w.number}", o.hex()) for o, w in hist.chain(oid))
+            item["since_id"] = ids.get(label) if label is not None else None
             try:
                 item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
             except DvfsError:

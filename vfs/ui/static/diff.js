@@ -28,8 +28,8 @@ export async function diffPage(el, params) {
   }
   const s = d.summary;
   put(el, h("p", { class: "summary" },
-    h("a", { href: link("version", { rev: d.old.version }) }, d.old.version), " → ",
-    h("a", { href: link("version", { rev: d.new.version }) }, d.new.version), ": ",
+    h("a", { href: link("version", { rev: d.old.id }) }, d.old.version), " → ",
+    h("a", { href: link("version", { rev: d.new.id }) }, d.new.version), ": ",
     `${s.added} added, ${s.removed} removed, ${s.modified} modified, ${s.renamed} renamed `,
     `(+${human(s.bytes_added)}, -${human(s.bytes_removed)})`,
     s.parameters ? `, ${s.parameters} parameters changed` : ""));

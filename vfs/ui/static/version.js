@@ -36,7 +36,7 @@ export async function versionPage(el, params) {
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
         params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, valueCell(val))))))] : null,
       v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
-        h("a", { href: link("lineage", { rev: v.version }) }, `${v.pipeline.length} stages`))] : null,
+        h("a", { href: link("lineage", { rev: v.id }) }, `${v.pipeline.length} stages`))] : null,
     ),
   );
 
@@ -103,7 +103,7 @@ async function fillChanges(dd, v) {
     return;
   }
   swap(dd,
-    c.since ? h("a", { href: link("diff", { old: c.since, new: v.version }) }, `since ${c.since}`) : "first version",
+    c.since ? h("a", { href: link("diff", { old: v.parents[0], new: v.id }) }, `since ${c.since}`) : "first version",
     `: ${c.added} added, ${c.modified} modified, ${c.removed} removed, ${c.renamed} renamed`);
 }
 
