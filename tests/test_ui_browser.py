@@ -576,3 +576,32 @@ def test_a_version_of_another_branch_opens_as_itself(page: Page, tmp_path: Path)
         expect(page.locator("table.changes")).to_contain_text("exp.txt")
         expect(page.locator("table.changes")).not_to_contain_text("main.txt")
     r.fsck_clean()
+
+
+def test_a_wide_table_is_previewed_a_hundred_columns_at_a_time(page: Page, tmp_path: Path) -> None:
+    """A CSV of 250 columns: the preview answers 100 of them, says how many there are,
+    and the page pages through them as it pages through rows."""
+    r = init_repo(tmp_path / "wide")
+    head = ",".join(f"c{i}" for i in range(250))
+    rows = "\n".join(",".join(str(n * 1000 + i) for i in range(250)) for n in range(60))
+    commit_files(r, {"wide.csv": f"{head}\n{rows}\n".encode()}, "wide")
+    with serving(r.root) as s:
+        p = get(f"{s.base}api/preview?rev=v1&path=wide.csv&coffset=200&offset=1&limit=1").json()
+        assert (p["total_columns"], p["column_offset"], p["total"]) == (250, 200, 60)
+        assert [c["name"] for c in p["columns"]] == [f"c{i}" for i in range(200, 250)]
+        assert p["rows"] == [[1000 + i for i in range(200, 250)]]
+        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
+        preview = page.locator("section.preview")
+        expect(preview).to_contain_text("CSV · 60 rows · 250 columns")
+        headers = preview.locator("table.data th")
+        expect(headers).to_have_count(100)
+        columns = preview.locator(".columns-pager")
+        expect(columns).to_contain_text(re.compile(r"1\W100 of 250"))
+        columns.get_by_role("button", name=re.compile("^Next")).click()
+        expect(headers.first).to_have_text("c100")
+        preview.locator(".pager").last.get_by_role("button", name=re.compile("^Next")).click()
+        expect(preview.locator("table.data tbody tr").first.locator("td").first).to_have_text(
+            "50100"
+        )
+        expect(headers.first).to_have_text("c100")  # the rows' pages keep the columns'
+    r.fsck_clean()

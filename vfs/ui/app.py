@@ -9,7 +9,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/version         rev                                      (data.version)
     /api/version/changes rev                                      (data.version_changes)
     /api/files           rev, dir, offset, limit                  (data.files)
-    /api/preview         rev, path, offset, limit                 (files.preview)
+    /api/preview         rev, path, offset, limit, coffset        (files.preview)
     /api/raw             rev, path, inline                        the file's bytes
     /api/diff            old, new, offset, limit                  (data.diff)
     /api/rows            old, new, path, key, limit               (data.row_diff)
@@ -310,8 +310,9 @@ class Api:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
         local = self.repo.store if self.source.remote is None else None
+        columns = self.number(request, "coffset", 0)
         answer = await self.run(
-            files.preview, self.repo, *args, self.tables, self.source.get, local
+            files.preview, self.repo, *args, self.tables, self.source.get, local, columns
         )
         return json_response(answer)
 

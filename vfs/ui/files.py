@@ -159,12 +159,13 @@ def _text(data: bytes, size: int) -> str | None:
 def preview(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
     tables: TablePreviews | None = None, get: Getter | None = None,
-    local: ObjectStore | None = None,
+    local: ObjectStore | None = None, column_offset: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
     ``kind`` says which: ``table`` (a page of rows of a CSV, TSV, JSON Lines or Parquet
-    file read by the table engine, when installed, up to ``TABLE_MAX`` bytes),
+    file read by the table engine, when installed, up to ``TABLE_MAX`` bytes: of
+    ``vfs.ui.previews.COLUMNS_SHOWN`` of its columns from ``column_offset``),
     ``image`` (PNG, JPEG, GIF, WebP: the page loads it from the raw route), ``text``
     (the first ``TEXT_HEAD`` bytes), ``binary`` (a hex dump of the first ``HEX_HEAD``
     bytes), ``link`` (its target).
@@ -191,7 +192,7 @@ def preview(
             note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
         else:
             try:
-                return {**base, **_table(repo, get, f, offset, limit, tables)}
+                return {**base, **_table(repo, get, f, offset, limit, tables, column_offset)}
             except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
                 note = f"not readable as a table ({exc}): its first bytes"
     first = head(get, f, max(TEXT_HEAD, HEX_HEAD))
@@ -208,7 +209,7 @@ def preview(
 
 def _table(
     repo: Repository, get: Getter, f: FileRef, offset: int, limit: int,
-    tables: TablePreviews | None,
+    tables: TablePreviews | None, column_offset: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
     fmt = format_of(f.path)
@@ -217,7 +218,8 @@ def _table(
     own = tables is None
     use = TablePreviews(repo.dir) if tables is None else tables
     try:
-        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit)
+        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit,
+                        column_offset)  # fmt: skip
     finally:
         if own:
             use.close()

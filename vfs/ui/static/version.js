@@ -4,6 +4,7 @@ import { highlight } from "./highlight.js";
 
 const FILES = 200;
 const ROWS = 50;
+const COLUMNS = 100; // of a table, as the server shows them (vfs.ui.previews.COLUMNS_SHOWN)
 
 export async function versionPage(el, params) {
   const rev = params.rev || "HEAD";
@@ -138,9 +139,10 @@ function flat(obj, prefix = "", out = {}) {
 async function showPreview(el, rev, params, go) {
   const path = params.file;
   const offset = params.roffset || 0; // as given: the server refuses, by name, what is no number
+  const coffset = params.coffset || 0;
   let p;
   try {
-    p = await api("preview", { rev, path, offset, limit: ROWS });
+    p = await api("preview", { rev, path, offset, limit: ROWS, coffset });
   } catch (err) {
     put(el, errorBox(err));
     return;
@@ -150,12 +152,15 @@ async function showPreview(el, rev, params, go) {
     h("span", { class: "muted" }, ` ${human(p.size)}`)));
   if (p.note) put(el, h("p", { class: "note" }, p.note));
   if (p.kind === "table") {
+    const at = { dir: params.dir, file: path, roffset: p.offset, coffset: p.column_offset };
     put(el, 
-      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total.toLocaleString()} rows · ${p.columns.length} columns`),
+      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total.toLocaleString()} rows · ${p.total_columns.toLocaleString()} columns`),
+      p.total_columns > p.columns.length ? h("div", { class: "columns-pager" }, "columns ",
+        pager(p.total_columns, p.column_offset, COLUMNS, (o) => go({ ...at, coffset: o }))) : null,
       h("div", { class: "scroll" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", { title: c.type }, c.name)))),
         h("tbody", {}, p.rows.map((r) => h("tr", {}, r.map((x) => h("td", {}, cell(x)))))))),
-      pager(p.total, p.offset, p.limit, (o) => go({ dir: params.dir, file: path, roffset: o })));
+      pager(p.total, p.offset, p.limit, (o) => go({ ...at, roffset: o })));
   } else if (p.kind === "image") {
     put(el, h("img", { class: "image", src: rawUrl(p.id, p.path, true), alt: p.path }));
   } else if (p.kind === "text") {
