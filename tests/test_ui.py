@@ -9,6 +9,7 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 from __future__ import annotations
 
 import os
+import socket
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -532,4 +533,28 @@ def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> No
         assert "is not in the local store (needed by a.txt of v1): `dvfs pull`" in body["error"]
         for p in packs:
             p.with_suffix(".away").rename(p)
+    r.fsck_clean()
+
+
+def test_a_stop_cuts_a_download_under_way(tmp_path: Path) -> None:
+    """SIGTERM (as Ctrl-C) while a download is under way whose client reads nothing
+    more: the server cuts it and exits 0, instead of waiting for it without a word."""
+    root = tmp_path / "big"
+    Repository.init(root)
+    (root / "zeros.bin").write_bytes(bytes(32 << 20))  # more than the sockets' buffers
+    r = Repo(root)
+    r.ok("add", "zeros.bin")
+    r.commit("zeros")
+    client = socket.socket()
+    try:
+        with serving(root) as s:
+            where = urllib.parse.urlsplit(s.base)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect((where.hostname, where.port))
+            request = b"GET /api/raw?rev=v1&path=zeros.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            client.sendall(request)
+            assert client.recv(12) == b"HTTP/1.1 200"
+        # (leaving `serving` stopped the server, which exited 0 with nothing on stderr)
+    finally:
+        client.close()
     r.fsck_clean()
