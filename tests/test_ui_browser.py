@@ -605,3 +605,17 @@ def test_a_wide_table_is_previewed_a_hundred_columns_at_a_time(page: Page, tmp_p
         )
         expect(headers.first).to_have_text("c100")  # the rows' pages keep the columns'
     r.fsck_clean()
+
+
+def test_an_empty_repository_says_there_is_no_version_yet(page: Page, tmp_path: Path) -> None:
+    """A new repository's versions page says what `dvfs log` says, not that no version
+    matches a filter nobody gave."""
+    r = init_repo(tmp_path / "new")
+    with serving(r.root) as s:
+        page.goto(s.url)
+        expect(page.locator(".empty")).to_have_text(
+            "No versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`."
+        )
+        page.goto(s.url + "#/versions?q=nothing")
+        expect(page.locator(".empty")).to_have_text("No version matches.")
+    r.fsck_clean()

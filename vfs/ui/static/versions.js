@@ -75,7 +75,8 @@ export async function versionsPage(el, params) {
     form, CSRF ? deleteBranchForm(data) : null,
     h("div", { class: "toolbar" }, diffBtn,
       pager(data.total, data.offset, data.limit, (o) => go({ offset: o }))),
-    data.versions.length ? list : h("p", { class: "muted empty" }, "No version matches."),
+    data.versions.length ? list : h("p", { class: "muted empty" }, data.total || params.tag || params.author || params.q || params.path
+      ? "No version matches." : "No versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`."),
   );
 }
 
