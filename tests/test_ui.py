@@ -558,3 +558,20 @@ def test_a_stop_cuts_a_download_under_way(tmp_path: Path) -> None:
     finally:
         client.close()
     r.fsck_clean()
+
+
+def test_an_actions_bad_argument_is_named_with_what_is_wrong(
+    writable: tuple[Server, Repo],
+) -> None:
+    server, repo = writable
+    ours = {"X-DVFS-CSRF": csrf_of(server) or ""}
+    for body, said in [
+        ({"rev": "v1"}, "name is missing: give it in the action's JSON body"),
+        ({"name": 5}, "name must be text, not 5"),
+        ({"name": "x", "rev": "v1\0"}, "rev may not hold a NUL character"),
+        ({"name": "x", "rev": "v" * 2000}, "rev is longer than 1024 characters"),
+    ]:
+        a = post(f"{server.base}api/actions/tag", body, ours)
+        assert (a.status, a.json()["error"]) == (400, said)
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["base"]
+    fsck_clean(repo.root)

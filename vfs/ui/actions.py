@@ -16,6 +16,7 @@ first: ``--allow-write`` given, a POST with the page's CSRF token (see there).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vfs.errors import UsageError
@@ -30,11 +31,17 @@ MAX_ARG = 1024  # characters of one argument, at most
 
 
 def text_arg(body: dict[str, Any], name: str, default: str | None = None) -> str:
-    """The string argument ``name`` of an action's JSON body (UsageError if missing or
-    not a short string without NUL)."""
+    """The string argument ``name`` of an action's JSON body (UsageError, saying which
+    and why, if missing or not a short string without NUL)."""
     value = body.get(name, default)
-    if not isinstance(value, str) or not value or "\0" in value or len(value) > MAX_ARG:
-        raise UsageError(f"{name}: give a name of at most {MAX_ARG} characters")
+    if value is None or value == "":
+        raise UsageError(f"{name} is missing: give it in the action's JSON body")
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be text, not {json.dumps(value)[:40]}")
+    if "\0" in value:
+        raise UsageError(f"{name} may not hold a NUL character")
+    if len(value) > MAX_ARG:
+        raise UsageError(f"{name} is longer than {MAX_ARG} characters")
     return value
 
 
