@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Repo, assert_error, assert_ok, fsck_clean, run
+from tests.support.cli import (
+    Repo,
+    assert_error,
+    assert_ok,
+    commit_files,
+    fsck_clean,
+    init_repo,
+    run,
+)
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
@@ -575,3 +583,24 @@ def test_an_actions_bad_argument_is_named_with_what_is_wrong(
         assert (a.status, a.json()["error"]) == (400, said)
     assert [t["name"] for t in repo.json("tag", "--json")] == ["base"]
     fsck_clean(repo.root)
+
+
+def test_a_version_gc_deleted_while_its_page_is_open_is_not_tagged(tmp_path: Path) -> None:
+    """A version's page open, its branch deleted and `dvfs gc` run meanwhile: "Tag this
+    version" is refused as `dvfs tag` would refuse it, not a tag of a version no
+    longer stored (which `dvfs fsck` would find)."""
+    r = init_repo(tmp_path / "gc")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    r.ok("branch", "exp")
+    r.ok("switch", "exp")
+    exp = commit_files(r, {"b.txt": b"exp\n"}, "on exp")
+    r.ok("switch", "main")
+    with serving(r.root, "--allow-write") as s:
+        assert api(s, "version", rev=exp)["message"] == "on exp"
+        r.ok("branch", "-d", "exp")
+        r.ok("gc")
+        a = post(f"{s.base}api/actions/tag", {"name": "keep", "rev": exp},
+                 {"X-DVFS-CSRF": csrf_of(s) or ""})  # fmt: skip
+        assert a.status == 404 and a.json()["error"].startswith(f"unknown revision '{exp}'")
+    assert r.json("tag", "--json") == []
+    r.fsck_clean()

@@ -399,7 +399,7 @@ class Api:
             raise UsageError("an action's body is a JSON object") from None
         if not isinstance(args, dict):
             raise UsageError("an action's body is a JSON object")
-        return json_response(await self.run(fn, self.repo, args))
+        return json_response(await self.run(actions.run, self.repo.root, fn, args))
 
     async def added(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request, "dir"),
