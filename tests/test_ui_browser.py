@@ -352,16 +352,17 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
 def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path: Path) -> None:
     root = tmp_path / "nulls"
     Repository.init(root)
-    for metrics in ({"acc": None}, {"acc": 0.5, "loss": 1}):
+    for metrics in ({"acc": None}, {"acc": 0.5, "loss": 1, "constructor": 2}):
         with vfs.track(repo=root, message="train", params={"b": None, "c": 1}) as run:
             run.log_metrics(metrics)
     with serving(root) as s:
         page.goto(s.url + "#/experiments")
         rows = page.locator("table.experiments tbody tr")
         expect(rows).to_have_count(2)
-        # v1's acc is null and it has no loss: both were "-"
-        expect(rows.nth(1).locator("td.metric")).to_have_text(["null", "-"])
-        expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "1"])
+        # v1's acc is null and it has no loss: both were "-"; nor a metric named like
+        # a property every object has (which was left blank)
+        expect(rows.nth(1).locator("td.metric")).to_have_text(["null", "-", "-"])
+        expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "2", "1"])
         page.goto(s.url + "#/version?rev=v1")  # a null parameter: "-" there too
         expect(page.locator("table.params tr")).to_have_text(["bnull", "c1"])
     fsck_clean(root)

@@ -3,6 +3,10 @@
 import { api, errorBox, h, link, pager, put, swap, valueCell } from "./dom.js";
 import uPlot from "./vendor/uPlot.esm.js";
 
+// A row's value of a parameter or metric it has, else undefined (a name such as
+// "constructor" is no row's unless the row has it).
+const own = (values, name) => (Object.hasOwn(values, name) ? values[name] : undefined);
+
 export async function experimentsPage(el, params) {
   let d;
   try {
@@ -15,8 +19,8 @@ export async function experimentsPage(el, params) {
     { key: "rev", label: "rev", get: (r) => r.rev },
     { key: "created", label: "created", get: (r) => r.created },
     { key: "message", label: "message", get: (r) => r.message },
-    ...d.params.map((p) => ({ key: `param:${p}`, label: p, cls: "param", get: (r) => r.params[p] })),
-    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => r.metrics[m] })),
+    ...d.params.map((p) => ({ key: `param:${p}`, label: p, cls: "param", get: (r) => own(r.params, p) })),
+    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => own(r.metrics, m) })),
   ];
   let sortKey = params.sort || null;
   let desc = params.desc === "1";
@@ -44,7 +48,7 @@ export async function experimentsPage(el, params) {
   };
   render();
   const plot = h("div", { class: "chart" });
-  const numeric = d.metrics.filter((m) => d.rows.some((r) => typeof r.metrics[m] === "number"));
+  const numeric = d.metrics.filter((m) => d.rows.some((r) => typeof own(r.metrics, m) === "number"));
   const pickMetric = numeric.length ? h("select", {
     name: "metric", onchange: () => chart(plot, d.rows, pickMetric.value),
   }, numeric.map((m) => h("option", { value: m }, m))) : null;
@@ -132,7 +136,7 @@ function stepChart(box, version, f) {
 function chart(box, rows, metric) {
   const ordered = [...rows].sort((a, b) => a.created.localeCompare(b.created));
   const xs = ordered.map((_, i) => i);
-  const ys = ordered.map((r) => (typeof r.metrics[metric] === "number" ? r.metrics[metric] : null));
+  const ys = ordered.map((r) => (typeof own(r.metrics, metric) === "number" ? r.metrics[metric] : null));
   swap(box);
   new uPlot({
     title: `${metric} over versions`,
