@@ -620,3 +620,22 @@ def test_an_empty_repository_says_there_is_no_version_yet(page: Page, tmp_path: 
         page.goto(s.url + "#/versions?q=nothing")
         expect(page.locator(".empty")).to_have_text("No version matches.")
     r.fsck_clean()
+
+
+def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path: Path) -> None:
+    """A table whose columns are named constructor and toString: a changed row marks
+    the cell that changed only, and an added row shows its own values."""
+    r = init_repo(tmp_path / "props")
+    commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,x\n2,b,y\n"}, "first")
+    commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,z\n2,b,y\n3,c,w\n"}, "second")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.csv")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill("id")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 1 unchanged")
+        expect(rows.locator("td.cell-changed")).to_have_count(1)
+        # (columns in the order the rows name them: id, toString, constructor)
+        expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "x z", ""])
+        expect(rows.locator("tr.row.added td")).to_have_text(["+", "3", "w", "c"])
+    r.fsck_clean()

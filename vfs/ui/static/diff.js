@@ -118,12 +118,15 @@ async function showRows(box, d, path, key = "") {
       h("tbody", {}, r.rows.map((row) => h("tr", { class: `row ${row.status}` },
         h("td", { class: "status" }, row.status === "added" ? "+" : row.status === "removed" ? "−" : "~"),
         cols.map((c) => {
+          // (own values only: a column may be named "constructor")
           if (row.status === "changed") {
-            const ch = row.changes[c];
-            if (ch) return h("td", { class: "cell-changed" }, h("del", {}, cell(ch.old)), " ", h("ins", {}, cell(ch.new)));
-            return h("td", {}, cell(row.key && c in row.key ? row.key[c] : ""));
+            if (Object.hasOwn(row.changes, c)) {
+              const ch = row.changes[c];
+              return h("td", { class: "cell-changed" }, h("del", {}, cell(ch.old)), " ", h("ins", {}, cell(ch.new)));
+            }
+            return h("td", {}, cell(row.key && Object.hasOwn(row.key, c) ? row.key[c] : ""));
           }
-          return h("td", {}, cell(row.values ? row.values[c] : ""));
+          return h("td", {}, cell(row.values && Object.hasOwn(row.values, c) ? row.values[c] : ""));
         })))))),
     r.more ? h("p", { class: "muted" }, `… and ${r.more} more rows`) : null,
   );
