@@ -120,7 +120,7 @@ function stepChart(box, version, f) {
   // uPlot wants x ascending: lines by step (a line without one: by its place)
   const rows = f.rows.map((r, i) => [r.step === null ? i : r.step, r]).sort((a, b) => a[0] - b[0]);
   const xs = rows.map(([x]) => x);
-  const series = f.metrics.map((m) => rows.map(([, r]) => (m in r ? r[m] : null)));
+  const series = f.metrics.map((m) => rows.map(([, r]) => own(r, m) ?? null));
   new uPlot({
     title: `${f.path} of ${version}`,
     width: Math.min(900, Math.max(360, box.clientWidth || 720)),
