@@ -639,3 +639,24 @@ def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path
         expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "x z", ""])
         expect(rows.locator("tr.row.added td")).to_have_text(["+", "3", "w", "c"])
     r.fsck_clean()
+
+
+def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_path: Path) -> None:
+    """60 rows changed: the page shows 50 and says how many more, and a button shows
+    them (up to the route's 500), where it only said "… and 10 more rows"."""
+    r = init_repo(tmp_path / "many")
+    head = b"id,v\n"
+    commit_files(r, {"t.csv": head + b"".join(b"%d,0\n" % i for i in range(60))}, "first")
+    commit_files(r, {"t.csv": head + b"".join(b"%d,1\n" % i for i in range(60))}, "second")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.csv")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill("id")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows.locator("tr.row")).to_have_count(50)
+        expect(rows.locator(".more")).to_contain_text("… and 10 more rows")
+        rows.get_by_role("button", name="Show up to 500").click()
+        expect(rows.locator("tr.row")).to_have_count(60)
+        expect(rows.locator(".more")).to_have_count(0)
+        expect(rows).to_contain_text("0 added, 0 removed, 60 changed")  # the key is kept
+    r.fsck_clean()

@@ -87,11 +87,14 @@ function parentDir(path) {
   return i < 0 ? "" : path.slice(0, i);
 }
 
-async function showRows(box, d, path, key = "") {
+const ROWS = 50; // rows of a row diff shown first
+const ROWS_MAX = 500; // ... and at most, on asking for more (the route's page limit)
+
+async function showRows(box, d, path, key = "", limit = ROWS) {
   swap(box, h("p", { class: "muted" }, `Comparing the rows of ${path}…`));
   let r;
   try {
-    r = await api("rows", { old: d.old.id, new: d.new.id, path, key });
+    r = await api("rows", { old: d.old.id, new: d.new.id, path, key, limit });
   } catch (err) {
     swap(box, h("h2", {}, `Rows of ${path}`), errorBox(err));
     return;
@@ -128,6 +131,8 @@ async function showRows(box, d, path, key = "") {
           }
           return h("td", {}, cell(row.values && Object.hasOwn(row.values, c) ? row.values[c] : ""));
         })))))),
-    r.more ? h("p", { class: "muted" }, `… and ${r.more} more rows`) : null,
+    r.more ? h("p", { class: "muted more" }, `… and ${r.more.toLocaleString()} more rows `,
+      limit < ROWS_MAX ? h("button", { onclick: () => showRows(box, d, path, key, ROWS_MAX) }, `Show up to ${ROWS_MAX}`)
+        : "(`dvfs diff OLD NEW PATH --rows --limit N` shows them)") : null,
   );
 }
