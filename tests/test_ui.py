@@ -604,3 +604,39 @@ def test_a_version_gc_deleted_while_its_page_is_open_is_not_tagged(tmp_path: Pat
         assert a.status == 404 and a.json()["error"].startswith(f"unknown revision '{exp}'")
     assert r.json("tag", "--json") == []
     r.fsck_clean()
+
+
+def _flip_middle(pack: Path) -> None:
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+
+
+def test_a_damaged_chunk_is_named_with_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte flipped in the data of a file, in a remote (its view) and in the
+    repository's own store: the download names the file and its version; the
+    remote's is a 502 that does not send the user to `dvfs fsck`, which has no
+    repository to check there."""
+    r = init_repo(tmp_path / "src")
+    commit_files(r, {"b.bin": os.urandom(300_000)}, "random")
+    where = tmp_path / "remote"
+    push_to(Repository(r.root), str(where), "dir")
+    [pack] = (where / "packs").iterdir()
+    _flip_middle(pack)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        a = get(f"{s.base}api/raw?rev=v1&path=b.bin")
+        said = a.json()["error"]
+        assert a.status == 502, said
+        assert said.startswith("b.bin of v1 cannot be read from the remote (the copy of chunk ")
+        assert f"in {where} is damaged (" in said and "fsck" not in said, said
+    [own] = [p for p in (r.root / ".dvfs" / "objects").glob("*.pack") if p.stat().st_size > 1000]
+    _flip_middle(own)
+    with serving(r.root) as s:
+        a = get(f"{s.base}api/raw?rev=v1&path=b.bin")
+        said = a.json()["error"]
+        assert a.status == 500 and ", needed by b.bin of v1): run `dvfs fsck`" in said, said
+    _flip_middle(own)  # back as it was
+    r.fsck_clean()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile, ObjectMissing, RemoteError
+from vfs.errors import NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
 from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.repo.repository import Repository
@@ -72,9 +72,9 @@ def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
     """The content of a file, chunk by chunk, each verified (``dvfs cat``).
 
     A chunk that cannot be had names the file and its version, and what to do: an
-    ObjectMissing of the repository's store (a lost pack: ``dvfs pull``, ``dvfs
-    fsck``), or a RemoteError of the same kind for a remote's view (the remote gone,
-    a pack it lost: check the remote)."""
+    ObjectMissing or ObjectCorrupt of the repository's store (a lost pack: ``dvfs
+    pull``; damage: ``dvfs fsck``), or a RemoteError of the same kind for a remote's
+    view (the remote gone, a pack it lost or holds damaged: check the remote)."""
     if f.entry.kind == Kind.SYMLINK:
         yield f.entry.target
         return
@@ -83,10 +83,12 @@ def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
             piece = get(c.oid)
         except ObjectMissing as exc:
             raise ObjectMissing(exc.oid, f"{show(f.path)} of {f.version}") from None
+        except ObjectCorrupt as exc:
+            raise ObjectCorrupt(exc.oid, exc.detail, f"{show(f.path)} of {f.version}") from None
         except RemoteError as exc:
             raise type(exc)(
                 f"{show(f.path)} of {f.version} cannot be read from the remote ({exc}): "
-                "check that the remote is reachable and still holds this version, then reload"
+                "check that the remote is reachable and holds this version intact, then reload"
             ) from None
         yield piece
 

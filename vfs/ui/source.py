@@ -24,7 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfs.errors import DvfsError, ObjectMissing, RemoteNotFound, UsageError
+from vfs.errors import (
+    DvfsError,
+    ObjectCorrupt,
+    ObjectMissing,
+    RemoteError,
+    RemoteNotFound,
+    UsageError,
+)
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops.sync import mirror_locked
 from vfs.remote.config import Meter, RemoteSpec, connect
@@ -142,13 +149,17 @@ def open_source(
 def remote_getter(chunks: RemoteChunks, url: str) -> Getter:
     """``chunks.fetch``, where a chunk the remote's index does not list (the remote lost
     it, or a gc removed it since) is a RemoteNotFound naming the remote, as a lost pack
-    is: not an ObjectMissing, whose "not in the local store: `dvfs pull` it" says
-    nothing true of a remote's view."""
+    is, and a damaged copy a RemoteError: not an ObjectMissing or ObjectCorrupt, whose
+    "`dvfs pull` it" and "run `dvfs fsck`" say nothing true of a remote's view."""
 
     def get(oid: bytes) -> bytes:
         try:
             return chunks.fetch(oid)
         except ObjectMissing:
             raise RemoteNotFound(f"chunk {oid.hex()} is not listed in {url}") from None
+        except ObjectCorrupt as exc:
+            raise RemoteError(
+                f"the copy of chunk {oid.hex()} in {url} is damaged ({exc.detail})"
+            ) from None
 
     return get
