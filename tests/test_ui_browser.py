@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -659,4 +660,22 @@ def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_pat
         expect(rows.locator("tr.row")).to_have_count(60)
         expect(rows.locator(".more")).to_have_count(0)
         expect(rows).to_contain_text("0 added, 0 removed, 60 changed")  # the key is kept
+    r.fsck_clean()
+
+
+def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_path: Path) -> None:
+    """A command whose argument holds spaces and a quote reads as `dvfs audit` prints
+    it, not as more arguments than were given."""
+    r = init_repo(tmp_path / "quoted")
+    r.write("a.txt", b"one\n")
+    r.ok("add", "a.txt")
+    r.ok("commit", "-m", "it's two words")
+    [entry] = [e for e in r.json("audit", "--json") if e["op"] == "branch create"]
+    shown = shlex.join(entry["cmd"])
+    assert shown.endswith("commit -m 'it'\"'\"'s two words'")
+    assert f"({shown})" in r.ok("audit").out
+    with serving(r.root) as s:
+        page.goto(s.url + "#/store")
+        row = page.locator("table.audit tbody tr").filter(has_text="branch create")
+        expect(row.locator("td code")).to_have_text(shown)
     r.fsck_clean()
