@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -679,3 +680,33 @@ def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_
         row = page.locator("table.audit tbody tr").filter(has_text="branch create")
         expect(row.locator("td code")).to_have_text(shown)
     r.fsck_clean()
+
+
+def test_a_download_the_remote_cannot_give_says_why_on_the_page(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file page shown, then the remote loses its pack: "download" says on the page
+    what went wrong (it was a failed download with no reason); while the remote holds
+    it, the download is the file."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"hello\n"}, "first")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        head = urllib.request.Request(f"{s.base}api/raw?rev=v1&path=a.txt", method="HEAD")
+        with urllib.request.urlopen(head, timeout=60) as answer:
+            assert answer.headers["content-length"] == "6" and answer.read() == b""
+        page.goto(s.url + "#/version?rev=v1&file=a.txt")
+        link = page.locator("section.preview a.download")
+        with page.expect_download() as got:
+            link.click()
+        assert Path(got.value.path()).read_bytes() == b"hello\n"
+        [pack] = (where / "packs").iterdir()
+        pack.rename(tmp_path / "lost")
+        link.click()
+        expect(page.locator("section.preview .download-said .error")).to_contain_text(
+            "a.txt of v1 cannot be read from the remote (packs/"
+        )
+        (tmp_path / "lost").rename(pack)
+    src.fsck_clean()

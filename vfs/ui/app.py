@@ -10,7 +10,8 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/version/changes rev                                      (data.version_changes)
     /api/files           rev, dir, offset, limit                  (data.files)
     /api/preview         rev, path, offset, limit, coffset        (files.preview)
-    /api/raw             rev, path, inline                        the file's bytes
+    /api/raw             rev, path, inline                        the file's bytes (HEAD: the
+                                                                  check alone, no bytes)
     /api/diff            old, new, offset, limit                  (data.diff)
     /api/rows            old, new, path, key, limit               (data.row_diff)
     /api/lineage         rev                                      (data.lineage)
@@ -332,6 +333,8 @@ class Api:
         }
         store = self.repo.store if self.source.remote is None else None
         body = await self.run(files.opened, self.source.get, f, store)
+        if request.method == "HEAD":  # the page's check before a download: read no further
+            return Response(None, media_type=media, headers=headers)
         return StreamingResponse(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:

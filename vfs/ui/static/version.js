@@ -1,5 +1,5 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
-import { act, api, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap, valueCell } from "./dom.js";
+import { act, api, ApiError, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap, valueCell } from "./dom.js";
 import { highlight } from "./highlight.js";
 
 const FILES = 200;
@@ -147,9 +147,10 @@ async function showPreview(el, rev, params, go) {
     put(el, errorBox(err));
     return;
   }
+  const said = h("div", { class: "download-said" });
   put(el, h("h2", {}, p.path, " ",
-    h("a", { class: "download", href: rawUrl(p.id, p.path), download: "" }, "download"),
-    h("span", { class: "muted" }, ` ${human(p.size)}`)));
+    h("a", { class: "download", href: rawUrl(p.id, p.path), download: "", onclick: (e) => download(e, said) }, "download"),
+    h("span", { class: "muted" }, ` ${human(p.size)}`)), said);
   if (p.note) put(el, h("p", { class: "note" }, p.note));
   if (p.kind === "table") {
     const at = { dir: params.dir, file: path, roffset: p.offset, coffset: p.column_offset };
@@ -174,4 +175,29 @@ async function showPreview(el, rev, params, go) {
   } else if (p.kind === "link") {
     put(el, h("p", {}, "symbolic link to ", h("code", {}, p.target)));
   }
+}
+
+// A download asked of the server first (HEAD: it reads the file's first chunk and
+// answers before any byte is sent), so that a file it cannot give (a remote gone, a
+// pack lost) says why on the page rather than as a failed download with no reason.
+async function download(e, said) {
+  const a = e.currentTarget;
+  if (a.dataset.checked === "1") { a.dataset.checked = ""; return; } // checked: go on
+  e.preventDefault();
+  swap(said);
+  let res;
+  try {
+    res = await fetch(a.href, { method: "HEAD", credentials: "same-origin" });
+  } catch (err) {
+    swap(said, errorBox(err));
+    return;
+  }
+  if (!res.ok) {
+    const got = await fetch(a.href, { credentials: "same-origin" });
+    const body = await got.json().catch(() => ({ error: `HTTP ${got.status}` }));
+    swap(said, errorBox(got.ok ? new ApiError(res.status, {}) : new ApiError(got.status, body)));
+    return;
+  }
+  a.dataset.checked = "1";
+  a.click();
 }
