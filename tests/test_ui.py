@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,10 @@ from tests.support.cli import (
     Repo,
     assert_error,
     assert_ok,
+    cli_command,
+    cli_env,
     commit_files,
+    drop_file_override,
     fsck_clean,
     init_repo,
     run,
@@ -639,4 +643,31 @@ def test_a_damaged_chunk_is_named_with_the_file(
         said = a.json()["error"]
         assert a.status == 500 and ", needed by b.bin of v1): run `dvfs fsck`" in said, said
     _flip_middle(own)  # back as it was
+    r.fsck_clean()
+
+
+def test_a_repository_this_user_may_only_read_previews_its_tables(tmp_path: Path) -> None:
+    """A repository whose files are not writable by the user running `dvfs ui` (or
+    `dvfs diff --rows`): a table's preview and row diff need no write to it. It was a
+    500 "internal error (PermissionError ...)" with a traceback in the server's log."""
+    r = init_repo(tmp_path / "theirs")
+    commit_files(r, {"t.csv": b"id,v\n1,a\n2,b\n"}, "first")
+    commit_files(r, {"t.csv": b"id,v\n1,a\n2,c\n"}, "second")
+    modes = {p: p.stat().st_mode for p in [r.root, *r.root.rglob("*")] if not p.is_symlink()}
+    for p, mode in modes.items():
+        p.chmod(mode & ~0o222)
+    try:
+        with serving(r.root, unprivileged=True) as s:
+            t = api(s, "preview", rev="v2", path="t.csv")
+            assert t["rows"] == [[1, "a"], [2, "c"]] and t["total"] == 2
+        rows = subprocess.run(
+            cli_command("diff", "v1", "v2", "t.csv", "--rows", "--key", "id"), cwd=r.root,
+            env=cli_env(), capture_output=True, text=True, check=False,
+            preexec_fn=drop_file_override,
+        )  # fmt: skip
+        assert rows.returncode == 0 and "1 changed" in rows.stdout, rows.stderr
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert not [p for p in (r.root / ".dvfs").iterdir() if p.name.startswith("rows-")]
     r.fsck_clean()
