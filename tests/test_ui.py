@@ -671,3 +671,22 @@ def test_a_repository_this_user_may_only_read_previews_its_tables(tmp_path: Path
             p.chmod(mode)
     assert not [p for p in (r.root / ".dvfs").iterdir() if p.name.startswith("rows-")]
     r.fsck_clean()
+
+
+def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path: Path) -> None:
+    """A line of a per-step history nested 100,000 deep (RecursionError in the JSON
+    parser) was an "internal error"; it is counted in skipped as any unreadable line."""
+    r = init_repo(tmp_path / "deep")
+    deep = "[" * 100_000 + "]" * 100_000
+    script = (
+        "import json; json.dump({'acc': 1}, open('metrics.json', 'w')); "
+        f"open('metrics.steps.jsonl', 'w').write('{{\"step\": 0, \"acc\": 0.5}}\\n' + '{deep}\\n')"
+    )
+    r.write("make.py", script)
+    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit("deep")
+    with serving(r.root) as s:
+        [f] = api(s, "steps", rev="v1")["files"]
+        assert (f["rows"], f["skipped"]) == ([{"step": 0, "acc": 0.5}], 1)
+    r.fsck_clean()

@@ -398,7 +398,7 @@ def _step_rows(text: bytes) -> dict[str, Any]:
     for line in text.splitlines():
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # (a line nested past what the parser takes)
             obj = None
         if not isinstance(obj, dict):
             skipped += 1 if line.strip() else 0
