@@ -690,3 +690,25 @@ def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path:
         [f] = api(s, "steps", rev="v1")["files"]
         assert (f["rows"], f["skipped"]) == ([{"step": 0, "acc": 0.5}], 1)
     r.fsck_clean()
+
+
+def test_a_link_to_a_version_pushed_since_opens_in_a_remotes_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote's view looks for new pushes when its versions page is older than
+    --refresh (30 s); a link to a version pushed since (sent by whoever pushed it)
+    answered "unknown revision" meanwhile. It now looks again and shows it."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"one\n"}, "first")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        assert [v["message"] for v in api(s, "versions")["versions"]] == ["first"]
+        second = commit_files(src, {"a.txt": b"two\n"}, "second")
+        push_to(Repository(src.root), str(where), "dir")
+        assert api(s, "version", rev=second)["message"] == "second"
+        assert api(s, "preview", rev=second, path="a.txt")["text"] == "two\n"
+        status, body = status_of(s, "version", rev="f" * 64)
+        assert status == 404 and body["error"].startswith("unknown revision")
+    src.fsck_clean()

@@ -96,6 +96,7 @@ CSRF_HEADER = "x-dvfs-csrf"
 SESSION_MARK = "<!-- dvfs:session -->"  # where index.html gets the page's CSRF token
 MAX_ACTION_BODY = 64 * 1024  # bytes of an action's JSON body, at most
 WORKERS = 4
+UNKNOWN_LOOK = 1.0  # seconds between a remote view's looks for an unknown revision, at least
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -227,9 +228,21 @@ class Api:
             self.tables.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once)."""
+        """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once). In a remote's
+        view, a revision it does not know (a link to a version pushed since it last
+        looked) makes it look for new pushes, at most every ``UNKNOWN_LOOK`` seconds,
+        and ``fn`` is run again if it did."""
         if self._limiter is None:  # made in the event loop, on first use
             self._limiter = anyio.CapacityLimiter(WORKERS)
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except RevisionNotFound:
+            fresh = self.source.refresher
+            looked = fresh is not None and await anyio.to_thread.run_sync(
+                fresh.maybe, UNKNOWN_LOOK, limiter=self._limiter
+            )
+            if not looked:
+                raise
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     # arguments ---------------------------------------------------------------

@@ -71,9 +71,12 @@ class Refresher:
         self._looked = time.monotonic()
         self._lock = threading.Lock()
 
-    def maybe(self) -> None:
-        if time.monotonic() - self._looked < self.every or not self._lock.acquire(False):
-            return
+    def maybe(self, every: float | None = None) -> bool:
+        """Look again if the last look is older than ``every`` seconds (default: the
+        server's ``--refresh``); True if this call looked and the view is current."""
+        age = self.every if every is None else every
+        if time.monotonic() - self._looked < age or not self._lock.acquire(False):
+            return False
         try:
             # A remote gone (a directory moved away, a prefix deleted) lists no branches:
             # it must not pass for one whose branches were all deleted.
@@ -83,8 +86,10 @@ class Refresher:
                 got = mirror_locked(self.meta, self.spec, self.meter, JOBS)
             self.chunks.set_index(got.index)
             self.as_of, self.error = _now(), None
+            return True
         except (DvfsError, OSError) as exc:
             self.error = str(exc)
+            return False
         finally:
             self._looked = time.monotonic()
             self._lock.release()
