@@ -713,3 +713,11 @@ def test_a_link_to_a_version_pushed_since_opens_in_a_remotes_view(
         status, body = status_of(s, "version", rev="f" * 64)
         assert status == 404 and body["error"].startswith("unknown revision")
     src.fsck_clean()
+
+
+def test_help_names_every_page_and_action(tmp_path: Path) -> None:
+    """`dvfs ui --help` left out the Mounts page and its Snapshot action, which
+    docs/ui.md lists with the rest."""
+    said = " ".join(assert_ok(run(tmp_path, "ui", "--help")).out.split())
+    assert "the store and the repository's mounts" in said
+    assert "tag versions, delete branches and snapshot mounts" in said
