@@ -305,19 +305,27 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     ]
     memo: dict[bytes, bytes] = {}
     since: dict[tuple[bytes, bytes], str | None] = {}
-    ids: dict[str, str] = {}  # the labels of oid's first-parent chain, as since names them
     for st, rec in zip(stages, v.pipeline, strict=True):
         for item, (p, did) in zip(st["input"], rec.deps, strict=True):
             if (p, did) not in since:
                 since[(p, did)] = introduced(hist, oid, p, did, memo)
-            item["since"] = label = since[(p, did)]
-            if label is not None and not ids:
-                ids.update((f"v{w.number}", o.hex()) for o, w in hist.chain(oid))
-            item["since_id"] = ids.get(label) if label is not None else None
+            item["since"] = since[(p, did)]
             try:
                 item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
             except DvfsError:
                 item["in_version"] = False
+    # since names a version by its number on oid's first-parent chain: its id, walking
+    # the chain down to the oldest of them only
+    wanted = {int(label[1:]) for label in since.values() if label is not None}
+    ids: dict[str, str] = {}
+    for o, w in hist.chain(oid) if wanted else ():
+        if w.number in wanted:
+            ids[f"v{w.number}"] = o.hex()
+        if w.number <= min(wanted):
+            break
+    for st in stages:
+        for item in st["input"]:
+            item["since_id"] = ids.get(item["since"]) if item["since"] is not None else None
     return {"version": f"v{v.number}", "id": oid.hex(), "stages": stages, "edges": edges}
 
 
