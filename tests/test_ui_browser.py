@@ -710,3 +710,24 @@ def test_a_download_the_remote_cannot_give_says_why_on_the_page(
         )
         (tmp_path / "lost").rename(pack)
     src.fsck_clean()
+
+
+def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(page: Page, tmp_path: Path) -> None:
+    """100 columns of a preview: each value on one line and the table scrolling sideways,
+    where every column was squeezed into the page a character or two a line."""
+    r = init_repo(tmp_path / "wide")
+    head = ",".join(f"column{i}" for i in range(100))
+    rows = "\n".join(",".join(str(123456 + n + i) for i in range(100)) for n in range(3))
+    commit_files(r, {"wide.csv": f"{head}\n{rows}\n".encode()}, "wide")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
+        box = page.locator("section.preview .scroll")
+        expect(box.locator("th")).to_have_count(100)
+        assert box.evaluate("b => b.scrollWidth > b.clientWidth")
+        one_line = box.locator("td").first.evaluate("c => c.getClientRects().length")
+        heights = box.locator("tbody tr").first.evaluate(
+            "r => [...r.cells].map(c => c.offsetHeight)"
+        )
+        header = box.locator("thead tr").evaluate("r => [...r.cells].map(c => c.offsetHeight)")
+        assert one_line == 1 and max(heights) < 2 * min(heights) and max(header) < 2 * min(heights)
+    r.fsck_clean()
