@@ -721,3 +721,28 @@ def test_help_names_every_page_and_action(tmp_path: Path) -> None:
     said = " ".join(assert_ok(run(tmp_path, "ui", "--help")).out.split())
     assert "the store and the repository's mounts" in said
     assert "tag versions, delete branches and snapshot mounts" in said
+
+
+def test_a_link_asked_for_as_a_directory_is_named_a_link(tmp_path: Path) -> None:
+    """dir=LINK (a link to a directory, or out of the repository): refused as a link,
+    not followed, where it said "LINK is a file"."""
+    r = init_repo(tmp_path / "links")
+    (r.root / "d").mkdir()
+    (r.root / "d" / "f").write_text("x\n")
+    os.symlink("d", r.root / "dl")
+    os.symlink("/etc", r.root / "etc")
+    r.ok("add", ".")
+    r.commit("links")
+    with serving(r.root) as s:
+        for name, target in (("dl", "d"), ("etc", "/etc")):
+            status, body = status_of(s, "files", rev="v1", dir=name)
+            assert (status, body["error"]) == (
+                400,
+                f"{name} is a link to {target}, not a directory (links are not followed): "
+                "preview it instead",
+            )
+        status, body = status_of(s, "files", rev="v1", dir="d/f")
+        assert (status, body["error"]) == (
+            400, "d/f is a file, not a directory: preview it instead"
+        )  # fmt: skip
+    r.fsck_clean()

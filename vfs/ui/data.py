@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from vfs.errors import DvfsError, NotAFile, PathNotFound, UsageError
+from vfs.errors import DvfsError, NotADirectory, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.model.version_codec import Version
 from vfs.mount import control
@@ -184,7 +184,7 @@ def files(
     hist = repo.history
     oid, e = browse.lookup(repo, rev, path)
     if e.kind != Kind.DIR:
-        raise NotAFile(f"{show(path)} is a file, not a directory: preview it instead")
+        raise NotADirectory(_not_a_dir(path, e) + ": preview it instead")
     entries = _listing(hist, e.subtree)
     chosen = entries[offset : offset + limit]
 
@@ -212,6 +212,16 @@ def files(
     }  # fmt: skip
 
 
+def _not_a_dir(path: bytes, e: Entry) -> str:
+    """What ``path`` is, asked for as a directory: a file, or a link (never followed:
+    its target is only a name, as ``dvfs ls`` lists it)."""
+    if e.kind == Kind.SYMLINK:
+        return (
+            f"{show(path)} is a link to {show(e.target)}, not a directory (links are not followed)"
+        )
+    return f"{show(path)} is a file, not a directory"
+
+
 def added(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 200
 ) -> dict[str, Any]:
@@ -226,7 +236,7 @@ def added(
     hist = repo.history
     oid, e = browse.lookup(repo, rev, path)
     if e.kind != Kind.DIR:
-        raise NotAFile(f"{show(path)} is a file, not a directory")
+        raise NotADirectory(_not_a_dir(path, e))
     chosen = _listing(hist, e.subtree)[offset : offset + limit]
     names = [x.name for x in chosen if x.kind != Kind.DIR]
     found, bound = browse.added_in_dir_until(
