@@ -96,7 +96,6 @@ CSRF_HEADER = "x-dvfs-csrf"
 SESSION_MARK = "<!-- dvfs:session -->"  # where index.html gets the page's CSRF token
 MAX_ACTION_BODY = 64 * 1024  # bytes of an action's JSON body, at most
 WORKERS = 4
-UNKNOWN_LOOK = 1.0  # seconds between a remote view's looks for an unknown revision, at least
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -230,7 +229,7 @@ class Api:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once). In a remote's
         view, a revision it does not know (a link to a version pushed since it last
-        looked) makes it look for new pushes, at most every ``UNKNOWN_LOOK`` seconds,
+        looked) makes it look for new pushes first (unless another request is looking),
         and ``fn`` is run again if it did."""
         if self._limiter is None:  # made in the event loop, on first use
             self._limiter = anyio.CapacityLimiter(WORKERS)
@@ -239,7 +238,7 @@ class Api:
         except RevisionNotFound:
             fresh = self.source.refresher
             looked = fresh is not None and await anyio.to_thread.run_sync(
-                fresh.maybe, UNKNOWN_LOOK, limiter=self._limiter
+                fresh.maybe, 0.0, limiter=self._limiter
             )
             if not looked:
                 raise
