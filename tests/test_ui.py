@@ -9,6 +9,8 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,18 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Repo, assert_error, assert_ok, fsck_clean, run
+from tests.support.cli import (
+    Repo,
+    assert_error,
+    assert_ok,
+    cli_command,
+    cli_env,
+    commit_files,
+    drop_file_override,
+    fsck_clean,
+    init_repo,
+    run,
+)
 from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
@@ -176,10 +189,12 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     g = api(server, "lineage", rev="v3")
     assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
     assert g["edges"] == [["prep", "train"]]
+    ids = {v["version"]: v["id"] for v in repo.json("log", "--json")}
     inputs = {i["path"]: i.pop("since") for i in g["stages"][0]["input"]}
     assert all(i.pop("in_version") for i in g["stages"][0]["input"])
+    assert all(i.pop("since_id") == ids["v2"] for i in g["stages"][0]["input"])
     for i in g["stages"][1]["input"]:
-        del i["since"], i["in_version"]
+        del i["since"], i["since_id"], i["in_version"]
     assert g["stages"] == repo.json("show", "v3", "--json")["pipeline"]
     assert inputs == {"data/notes.txt": "v2", "prep.py": "v2"}
     assert api(server, "lineage", rev="v1")["stages"] == []
@@ -214,6 +229,8 @@ def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     assert [(i["path"], i["id"], i["since"], i["in_version"]) for i in stage["input"]] == [
         (i["path"], i["id"], i["since"], i["in_version"]) for i in cli
     ]
+    v1 = repo.json("log", "--json")[-1]["id"]
+    assert [i["since_id"] for i in stage["input"]] == [v1]  # what the page links to
     repo.fsck_clean()
 
 
@@ -368,7 +385,8 @@ def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo])
     assert a.json()["tagged"] == {"name": "gold", **_ref(repo, "v2")}
     assert {"name": "gold", **_ref(repo, "v2")} in repo.json("tag", "--json")
     again = post(f"{server.base}api/actions/tag", {"name": "gold", "rev": "v1"}, ours)
-    assert again.status == 400 and "already exists" in again.json()["error"]
+    assert again.status == 400  # (it said "with --delete", a flag the page does not have)
+    assert again.json()["error"] == "tag gold already exists: delete it first (`dvfs tag -d gold`)"
     current = post(f"{server.base}api/actions/delete-branch", {"name": "main"}, ours)
     assert current.status == 400 and "current branch" in current.json()["error"]
     gone = post(f"{server.base}api/actions/delete-branch", {"name": "side"}, ours)
@@ -537,3 +555,223 @@ def test_a_download_of_data_not_pulled_says_so(repo: Repo, tmp_path: Path) -> No
         assert shown.status == 500
         assert "(needed by data/train.csv of v2)" in shown.json()["error"]
     fsck_clean(tmp_path / "clone")
+
+
+def test_a_pack_lost_from_the_store_is_named_with_the_file(tmp_path: Path) -> None:
+    """A pack of the repository's own store gone while the server runs: the preview
+    names the file and its version, and says what to do."""
+    root = tmp_path / "lost"
+    Repository.init(root)
+    (root / "a.txt").write_text("hello\n")
+    r = Repo(root)
+    r.ok("add", "a.txt")
+    r.commit("first")
+    with serving(root) as s:
+        packs = sorted((root / ".dvfs" / "objects").glob("*.pack"))
+        for p in packs:
+            p.rename(p.with_suffix(".away"))
+        status, body = status_of(s, "preview", rev="v1", path="a.txt")
+        assert status == 500
+        assert "is not in the local store (needed by a.txt of v1): `dvfs pull`" in body["error"]
+        for p in packs:
+            p.with_suffix(".away").rename(p)
+    r.fsck_clean()
+
+
+def test_a_stop_cuts_a_download_under_way(tmp_path: Path) -> None:
+    """SIGTERM (as Ctrl-C) while a download is under way whose client reads nothing
+    more: the server cuts it and exits 0, instead of waiting for it without a word."""
+    root = tmp_path / "big"
+    Repository.init(root)
+    (root / "zeros.bin").write_bytes(bytes(32 << 20))  # more than the sockets' buffers
+    r = Repo(root)
+    r.ok("add", "zeros.bin")
+    r.commit("zeros")
+    client = socket.socket()
+    try:
+        with serving(root) as s:
+            where = urllib.parse.urlsplit(s.base)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect((where.hostname, where.port))
+            request = b"GET /api/raw?rev=v1&path=zeros.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            client.sendall(request)
+            assert client.recv(12) == b"HTTP/1.1 200"
+        # (leaving `serving` stopped the server, which exited 0 with nothing on stderr)
+    finally:
+        client.close()
+    r.fsck_clean()
+
+
+def test_an_actions_bad_argument_is_named_with_what_is_wrong(
+    writable: tuple[Server, Repo],
+) -> None:
+    server, repo = writable
+    ours = {"X-DVFS-CSRF": csrf_of(server) or ""}
+    for body, said in [
+        ({"rev": "v1"}, "name is missing: give it in the action's JSON body"),
+        ({"name": 5}, "name must be text, not 5"),
+        ({"name": "x", "rev": "v1\0"}, "rev may not hold a NUL character"),
+        ({"name": "x", "rev": "v" * 2000}, "rev is longer than 1024 characters"),
+    ]:
+        a = post(f"{server.base}api/actions/tag", body, ours)
+        assert (a.status, a.json()["error"]) == (400, said)
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["base"]
+    fsck_clean(repo.root)
+
+
+def test_a_version_gc_deleted_while_its_page_is_open_is_not_tagged(tmp_path: Path) -> None:
+    """A version's page open, its branch deleted and `dvfs gc` run meanwhile: "Tag this
+    version" is refused as `dvfs tag` would refuse it, not a tag of a version no
+    longer stored (which `dvfs fsck` would find)."""
+    r = init_repo(tmp_path / "gc")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    r.ok("branch", "exp")
+    r.ok("switch", "exp")
+    exp = commit_files(r, {"b.txt": b"exp\n"}, "on exp")
+    r.ok("switch", "main")
+    with serving(r.root, "--allow-write") as s:
+        assert api(s, "version", rev=exp)["message"] == "on exp"
+        r.ok("branch", "-d", "exp")
+        r.ok("gc")
+        a = post(f"{s.base}api/actions/tag", {"name": "keep", "rev": exp},
+                 {"X-DVFS-CSRF": csrf_of(s) or ""})  # fmt: skip
+        assert a.status == 404 and a.json()["error"].startswith(f"unknown revision '{exp}'")
+    assert r.json("tag", "--json") == []
+    r.fsck_clean()
+
+
+def _flip_middle(pack: Path) -> None:
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+
+
+def test_a_damaged_chunk_is_named_with_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte flipped in the data of a file, in a remote (its view) and in the
+    repository's own store: the download names the file and its version; the
+    remote's is a 502 that does not send the user to `dvfs fsck`, which has no
+    repository to check there."""
+    r = init_repo(tmp_path / "src")
+    commit_files(r, {"b.bin": os.urandom(300_000)}, "random")
+    where = tmp_path / "remote"
+    push_to(Repository(r.root), str(where), "dir")
+    [pack] = (where / "packs").iterdir()
+    _flip_middle(pack)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        a = get(f"{s.base}api/raw?rev=v1&path=b.bin")
+        said = a.json()["error"]
+        assert a.status == 502, said
+        assert said.startswith("b.bin of v1 cannot be read from the remote (the copy of chunk ")
+        assert f"in {where} is damaged (" in said and "fsck" not in said, said
+    [own] = [p for p in (r.root / ".dvfs" / "objects").glob("*.pack") if p.stat().st_size > 1000]
+    _flip_middle(own)
+    with serving(r.root) as s:
+        a = get(f"{s.base}api/raw?rev=v1&path=b.bin")
+        said = a.json()["error"]
+        assert a.status == 500 and ", needed by b.bin of v1): run `dvfs fsck`" in said, said
+    _flip_middle(own)  # back as it was
+    r.fsck_clean()
+
+
+def test_a_repository_this_user_may_only_read_previews_its_tables(tmp_path: Path) -> None:
+    """A repository whose files are not writable by the user running `dvfs ui` (or
+    `dvfs diff --rows`): a table's preview and row diff need no write to it. It was a
+    500 "internal error (PermissionError ...)" with a traceback in the server's log."""
+    r = init_repo(tmp_path / "theirs")
+    commit_files(r, {"t.csv": b"id,v\n1,a\n2,b\n"}, "first")
+    commit_files(r, {"t.csv": b"id,v\n1,a\n2,c\n"}, "second")
+    modes = {p: p.stat().st_mode for p in [r.root, *r.root.rglob("*")] if not p.is_symlink()}
+    for p, mode in modes.items():
+        p.chmod(mode & ~0o222)
+    try:
+        with serving(r.root, unprivileged=True) as s:
+            t = api(s, "preview", rev="v2", path="t.csv")
+            assert t["rows"] == [[1, "a"], [2, "c"]] and t["total"] == 2
+        rows = subprocess.run(
+            cli_command("diff", "v1", "v2", "t.csv", "--rows", "--key", "id"), cwd=r.root,
+            env=cli_env(), capture_output=True, text=True, check=False,
+            preexec_fn=drop_file_override,
+        )  # fmt: skip
+        assert rows.returncode == 0 and "1 changed" in rows.stdout, rows.stderr
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert not [p for p in (r.root / ".dvfs").iterdir() if p.name.startswith("rows-")]
+    r.fsck_clean()
+
+
+def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path: Path) -> None:
+    """A line of a per-step history nested 100,000 deep (RecursionError in the JSON
+    parser) was an "internal error"; it is counted in skipped as any unreadable line."""
+    r = init_repo(tmp_path / "deep")
+    deep = "[" * 100_000 + "]" * 100_000
+    script = (
+        "import json; json.dump({'acc': 1}, open('metrics.json', 'w')); "
+        f"open('metrics.steps.jsonl', 'w').write('{{\"step\": 0, \"acc\": 0.5}}\\n' + '{deep}\\n')"
+    )
+    r.write("make.py", script)
+    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit("deep")
+    with serving(r.root) as s:
+        [f] = api(s, "steps", rev="v1")["files"]
+        assert (f["rows"], f["skipped"]) == ([{"step": 0, "acc": 0.5}], 1)
+    r.fsck_clean()
+
+
+def test_a_link_to_a_version_pushed_since_opens_in_a_remotes_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote's view looks for new pushes when its versions page is older than
+    --refresh (30 s); a link to a version pushed since (sent by whoever pushed it)
+    answered "unknown revision" meanwhile. It now looks again and shows it."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"one\n"}, "first")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        assert [v["message"] for v in api(s, "versions")["versions"]] == ["first"]
+        second = commit_files(src, {"a.txt": b"two\n"}, "second")
+        push_to(Repository(src.root), str(where), "dir")
+        assert api(s, "version", rev=second)["message"] == "second"
+        assert api(s, "preview", rev=second, path="a.txt")["text"] == "two\n"
+        status, body = status_of(s, "version", rev="f" * 64)
+        assert status == 404 and body["error"].startswith("unknown revision")
+    src.fsck_clean()
+
+
+def test_help_names_every_page_and_action(tmp_path: Path) -> None:
+    """`dvfs ui --help` left out the Mounts page and its Snapshot action, which
+    docs/ui.md lists with the rest."""
+    said = " ".join(assert_ok(run(tmp_path, "ui", "--help")).out.split())
+    assert "the store and the repository's mounts" in said
+    assert "tag versions, delete branches and snapshot mounts" in said
+
+
+def test_a_link_asked_for_as_a_directory_is_named_a_link(tmp_path: Path) -> None:
+    """dir=LINK (a link to a directory, or out of the repository): refused as a link,
+    not followed, where it said "LINK is a file"."""
+    r = init_repo(tmp_path / "links")
+    (r.root / "d").mkdir()
+    (r.root / "d" / "f").write_text("x\n")
+    os.symlink("d", r.root / "dl")
+    os.symlink("/etc", r.root / "etc")
+    r.ok("add", ".")
+    r.commit("links")
+    with serving(r.root) as s:
+        for name, target in (("dl", "d"), ("etc", "/etc")):
+            status, body = status_of(s, "files", rev="v1", dir=name)
+            assert (status, body["error"]) == (
+                400,
+                f"{name} is a link to {target}, not a directory (links are not followed): "
+                "preview it instead",
+            )
+        status, body = status_of(s, "files", rev="v1", dir="d/f")
+        assert (status, body["error"]) == (
+            400, "d/f is a file, not a directory: preview it instead"
+        )  # fmt: skip
+    r.fsck_clean()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import vfs
-from tests.support.cli import Repo, fsck_clean, init_repo
+from tests.support.cli import Repo, commit_files, fsck_clean, init_repo
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
@@ -81,7 +83,8 @@ def page(
     assert errors == []
 
 
-def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> None:
+def test_versions_then_a_file_and_its_preview(page: Page, server: Server, repo: Repo) -> None:
+    ids = {v["version"]: v["id"] for v in repo.json("log", "--json")}
     page.goto(server.url)
     timeline = page.locator(".timeline")
     expect(timeline).to_contain_text("a smaller rate")
@@ -94,7 +97,7 @@ def test_versions_then_a_file_and_its_preview(page: Page, server: Server) -> Non
     changes = page.locator("dl.fields dd.changes")
     expect(changes).to_have_text("since v1: 7 added, 3 modified, 0 removed, 0 renamed")
     expect(changes.get_by_role("link", name="since v1")).to_have_attribute(
-        "href", re.compile(r"^#/diff\?old=v1&new=v2$")
+        "href", f"#/diff?old={ids['v1']}&new={ids['v2']}"
     )
     page.locator("a.entry.dir", has_text="data/").click()
     expect(page.locator(".crumbs")).to_have_text("v2 / data")
@@ -351,16 +354,17 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
 def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path: Path) -> None:
     root = tmp_path / "nulls"
     Repository.init(root)
-    for metrics in ({"acc": None}, {"acc": 0.5, "loss": 1}):
+    for metrics in ({"acc": None}, {"acc": 0.5, "loss": 1, "constructor": 2}):
         with vfs.track(repo=root, message="train", params={"b": None, "c": 1}) as run:
             run.log_metrics(metrics)
     with serving(root) as s:
         page.goto(s.url + "#/experiments")
         rows = page.locator("table.experiments tbody tr")
         expect(rows).to_have_count(2)
-        # v1's acc is null and it has no loss: both were "-"
-        expect(rows.nth(1).locator("td.metric")).to_have_text(["null", "-"])
-        expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "1"])
+        # v1's acc is null and it has no loss: both were "-"; nor a metric named like
+        # a property every object has (which was left blank)
+        expect(rows.nth(1).locator("td.metric")).to_have_text(["null", "-", "-"])
+        expect(rows.nth(0).locator("td.metric")).to_have_text(["0.5", "2", "1"])
         page.goto(s.url + "#/version?rev=v1")  # a null parameter: "-" there too
         expect(page.locator("table.params tr")).to_have_text(["bnull", "c1"])
     fsck_clean(root)
@@ -484,3 +488,246 @@ def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path
         assert box is not None and box["x"] + box["width"] <= width
         assert page.evaluate("document.documentElement.scrollWidth") <= width
     repo.fsck_clean()
+
+
+def test_metrics_per_step_come_a_page_at_a_time(page: Page, tmp_path: Path) -> None:
+    """A run of 2,500 steps: the route answers a bounded page, the latest steps unless
+    asked for others, and the experiments page plots those with a way to the others."""
+    root = tmp_path / "long"
+    Repository.init(root)
+    with vfs.track(repo=root, message="train") as run:
+        for step in range(2500):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+    with serving(root) as s:
+        [f] = get(f"{s.base}api/steps?rev=v1").json()["files"]
+        assert (f["total"], f["offset"], f["limit"]) == (2500, 1500, data.STEPS_PAGE)
+        assert [r["step"] for r in f["rows"]] == list(range(1500, 2500))
+        [f] = get(f"{s.base}api/steps?rev=v1&path=metrics.steps.jsonl&offset=0&limit=3").json()[
+            "files"
+        ]
+        assert [r["step"] for r in f["rows"]] == [0, 1, 2] and f["metrics"] == ["loss"]
+        [f] = get(f"{s.base}api/steps?rev=v1&limit=99999999").json()["files"]
+        assert f["limit"] == data.STEPS_PAGE_MAX and len(f["rows"]) == 2500
+        gone = get(f"{s.base}api/steps?rev=v1&path=other.steps.jsonl")
+        assert gone.status == 404 and "other.steps.jsonl" in gone.json()["error"]
+        page.goto(s.url + "#/experiments")
+        pages = page.locator(".steps-file .pager")
+        expect(pages).to_contain_text(re.compile(r"1501\W2500 of 2500"))
+        pages.get_by_role("button", name=re.compile("Prev")).click()
+        expect(pages).to_contain_text(re.compile(r" 501\W1500 of 2500"))
+        expect(page.locator(".steps-chart canvas")).to_have_count(1)
+    fsck_clean(root)
+
+
+def test_a_remote_that_lost_a_pack_or_went_away_is_named_with_the_file(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote's view whose remote loses a pack, then is moved away: a preview and a
+    download answer 502 naming the file, its version and the remote, and the file page
+    shows that, not an internal "packs/ID not found"."""
+    src = init_repo(tmp_path / "src")
+    (src.root / "a.txt").write_text("hello\n")
+    src.ok("add", "a.txt")
+    src.commit("first")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        [pack] = (where / "packs").iterdir()
+        pack.rename(tmp_path / "lost")
+        for route in ("preview", "raw"):
+            a = get(f"{s.base}api/{route}?rev=v1&path=a.txt")
+            assert a.status == 502, (route, a.status)
+            said = a.json()["error"]
+            assert said.startswith("a.txt of v1 cannot be read from the remote (packs/"), said
+            assert f"not found in file://{where}" in said and "check that the remote" in said
+        page.goto(s.url + "#/version?rev=v1&file=a.txt")
+        box = page.locator("section.preview .error")
+        expect(box).to_contain_text("a.txt of v1 cannot be read from the remote")
+        expect(page.locator("section.preview a.download")).to_have_count(0)
+        (tmp_path / "lost").rename(pack)
+        where.rename(tmp_path / "moved")
+        a = get(f"{s.base}api/preview?rev=v1&path=a.txt")
+        assert a.status == 502 and a.json()["error"].startswith("a.txt of v1 cannot be read")
+    (tmp_path / "moved").rename(where)
+    src.fsck_clean()
+
+
+def test_a_version_of_another_branch_opens_as_itself(page: Page, tmp_path: Path) -> None:
+    """On the versions page of a branch other than the current one, its v2 is not the
+    current branch's v2: the links, the diff of two ticked versions and a version's
+    "since" link all open that branch's versions, as `dvfs show ID` does."""
+    r = init_repo(tmp_path / "two")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    commit_files(r, {"main.txt": b"main\n"}, "on main")
+    r.ok("branch", "exp", "v1")
+    r.ok("switch", "exp")
+    commit_files(r, {"exp.txt": b"exp\n"}, "on exp")
+    r.ok("switch", "main")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/versions?branch=exp")
+        expect(page.locator(".timeline .message")).to_have_text(["on exp", "first"])
+        page.locator('input[data-version="v1"]').check()
+        page.locator('input[data-version="v2"]').check()
+        page.get_by_role("button", name="Diff selected").click()
+        expect(page.locator("table.changes tbody tr")).to_have_count(1)
+        expect(page.locator("table.changes")).to_contain_text("exp.txt")
+        page.goto(s.url + "#/versions?branch=exp")
+        page.locator(".timeline").get_by_role("link", name="v2", exact=True).click()
+        expect(page.locator("dl.fields dd.message")).to_have_text("on exp")
+        page.locator("dl.fields dd.changes").get_by_role("link", name="since v1").click()
+        expect(page.locator("table.changes")).to_contain_text("exp.txt")
+        expect(page.locator("table.changes")).not_to_contain_text("main.txt")
+    r.fsck_clean()
+
+
+def test_a_wide_table_is_previewed_a_hundred_columns_at_a_time(page: Page, tmp_path: Path) -> None:
+    """A CSV of 250 columns: the preview answers 100 of them, says how many there are,
+    and the page pages through them as it pages through rows."""
+    r = init_repo(tmp_path / "wide")
+    head = ",".join(f"c{i}" for i in range(250))
+    rows = "\n".join(",".join(str(n * 1000 + i) for i in range(250)) for n in range(60))
+    commit_files(r, {"wide.csv": f"{head}\n{rows}\n".encode()}, "wide")
+    with serving(r.root) as s:
+        p = get(f"{s.base}api/preview?rev=v1&path=wide.csv&coffset=200&offset=1&limit=1").json()
+        assert (p["total_columns"], p["column_offset"], p["total"]) == (250, 200, 60)
+        assert [c["name"] for c in p["columns"]] == [f"c{i}" for i in range(200, 250)]
+        assert p["rows"] == [[1000 + i for i in range(200, 250)]]
+        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
+        preview = page.locator("section.preview")
+        expect(preview).to_contain_text("CSV · 60 rows · 250 columns")
+        headers = preview.locator("table.data th")
+        expect(headers).to_have_count(100)
+        columns = preview.locator(".columns-pager")
+        expect(columns).to_contain_text(re.compile(r"1\W100 of 250"))
+        columns.get_by_role("button", name=re.compile("^Next")).click()
+        expect(headers.first).to_have_text("c100")
+        preview.locator(".pager").last.get_by_role("button", name=re.compile("^Next")).click()
+        expect(preview.locator("table.data tbody tr").first.locator("td").first).to_have_text(
+            "50100"
+        )
+        expect(headers.first).to_have_text("c100")  # the rows' pages keep the columns'
+    r.fsck_clean()
+
+
+def test_an_empty_repository_says_there_is_no_version_yet(page: Page, tmp_path: Path) -> None:
+    """A new repository's versions page says what `dvfs log` says, not that no version
+    matches a filter nobody gave."""
+    r = init_repo(tmp_path / "new")
+    with serving(r.root) as s:
+        page.goto(s.url)
+        expect(page.locator(".empty")).to_have_text(
+            "No versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`."
+        )
+        page.goto(s.url + "#/versions?q=nothing")
+        expect(page.locator(".empty")).to_have_text("No version matches.")
+    r.fsck_clean()
+
+
+def test_a_row_diff_of_columns_named_like_object_properties(page: Page, tmp_path: Path) -> None:
+    """A table whose columns are named constructor and toString: a changed row marks
+    the cell that changed only, and an added row shows its own values."""
+    r = init_repo(tmp_path / "props")
+    commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,x\n2,b,y\n"}, "first")
+    commit_files(r, {"t.csv": b"id,constructor,toString\n1,a,z\n2,b,y\n3,c,w\n"}, "second")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.csv")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill("id")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 1 unchanged")
+        expect(rows.locator("td.cell-changed")).to_have_count(1)
+        # (columns in the order the rows name them: id, toString, constructor)
+        expect(rows.locator("tr.row.changed td")).to_have_text(["~", "1", "x z", ""])
+        expect(rows.locator("tr.row.added td")).to_have_text(["+", "3", "w", "c"])
+    r.fsck_clean()
+
+
+def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_path: Path) -> None:
+    """60 rows changed: the page shows 50 and says how many more, and a button shows
+    them (up to the route's 500), where it only said "… and 10 more rows"."""
+    r = init_repo(tmp_path / "many")
+    head = b"id,v\n"
+    commit_files(r, {"t.csv": head + b"".join(b"%d,0\n" % i for i in range(60))}, "first")
+    commit_files(r, {"t.csv": head + b"".join(b"%d,1\n" % i for i in range(60))}, "second")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.csv")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill("id")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows.locator("tr.row")).to_have_count(50)
+        expect(rows.locator(".more")).to_contain_text("… and 10 more rows")
+        rows.get_by_role("button", name="Show up to 500").click()
+        expect(rows.locator("tr.row")).to_have_count(60)
+        expect(rows.locator(".more")).to_have_count(0)
+        expect(rows).to_contain_text("0 added, 0 removed, 60 changed")  # the key is kept
+    r.fsck_clean()
+
+
+def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_path: Path) -> None:
+    """A command whose argument holds spaces and a quote reads as `dvfs audit` prints
+    it, not as more arguments than were given."""
+    r = init_repo(tmp_path / "quoted")
+    r.write("a.txt", b"one\n")
+    r.ok("add", "a.txt")
+    r.ok("commit", "-m", "it's two words")
+    [entry] = [e for e in r.json("audit", "--json") if e["op"] == "branch create"]
+    shown = shlex.join(entry["cmd"])
+    assert shown.endswith("commit -m 'it'\"'\"'s two words'")
+    assert f"({shown})" in r.ok("audit").out
+    with serving(r.root) as s:
+        page.goto(s.url + "#/store")
+        row = page.locator("table.audit tbody tr").filter(has_text="branch create")
+        expect(row.locator("td code")).to_have_text(shown)
+    r.fsck_clean()
+
+
+def test_a_download_the_remote_cannot_give_says_why_on_the_page(
+    page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file page shown, then the remote loses its pack: "download" says on the page
+    what went wrong (it was a failed download with no reason); while the remote holds
+    it, the download is the file."""
+    src = init_repo(tmp_path / "src")
+    commit_files(src, {"a.txt": b"hello\n"}, "first")
+    where = tmp_path / "remote"
+    push_to(Repository(src.root), str(where), "dir")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serving(where) as s:
+        head = urllib.request.Request(f"{s.base}api/raw?rev=v1&path=a.txt", method="HEAD")
+        with urllib.request.urlopen(head, timeout=60) as answer:
+            assert answer.headers["content-length"] == "6" and answer.read() == b""
+        page.goto(s.url + "#/version?rev=v1&file=a.txt")
+        link = page.locator("section.preview a.download")
+        with page.expect_download() as got:
+            link.click()
+        assert Path(got.value.path()).read_bytes() == b"hello\n"
+        [pack] = (where / "packs").iterdir()
+        pack.rename(tmp_path / "lost")
+        link.click()
+        expect(page.locator("section.preview .download-said .error")).to_contain_text(
+            "a.txt of v1 cannot be read from the remote (packs/"
+        )
+        (tmp_path / "lost").rename(pack)
+    src.fsck_clean()
+
+
+def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(page: Page, tmp_path: Path) -> None:
+    """100 columns of a preview: each value on one line and the table scrolling sideways,
+    where every column was squeezed into the page a character or two a line."""
+    r = init_repo(tmp_path / "wide")
+    head = ",".join(f"column{i}" for i in range(100))
+    rows = "\n".join(",".join(str(123456 + n + i) for i in range(100)) for n in range(3))
+    commit_files(r, {"wide.csv": f"{head}\n{rows}\n".encode()}, "wide")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
+        box = page.locator("section.preview .scroll")
+        expect(box.locator("th")).to_have_count(100)
+        assert box.evaluate("b => b.scrollWidth > b.clientWidth")
+        one_line = box.locator("td").first.evaluate("c => c.getClientRects().length")
+        heights = box.locator("tbody tr").first.evaluate(
+            "r => [...r.cells].map(c => c.offsetHeight)"
+        )
+        header = box.locator("thead tr").evaluate("r => [...r.cells].map(c => c.offsetHeight)")
+        assert one_line == 1 and max(heights) < 2 * min(heights) and max(header) < 2 * min(heights)
+    r.fsck_clean()

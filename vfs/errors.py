@@ -162,11 +162,16 @@ class ObjectMissing(ObjectError):
 
 
 class ObjectCorrupt(ObjectError):
-    """Stored bytes do not match their id or cannot be decoded."""
+    """Stored bytes do not match their id or cannot be decoded; ``what`` names the
+    file that needs them, when known."""
 
-    def __init__(self, oid: str, detail: str = "hash mismatch") -> None:
+    detail = "hash mismatch"  # (what ``from_kind`` gives: the message alone crosses)
+
+    def __init__(self, oid: str, detail: str = "hash mismatch", what: str = "") -> None:
         self.oid = oid
-        super().__init__(f"object {oid} is corrupt ({detail}): run `dvfs fsck`")
+        self.detail = detail
+        where = f", needed by {what}" if what else ""
+        super().__init__(f"object {oid} is corrupt ({detail}{where}): run `dvfs fsck`")
 
 
 class FormatError(ObjectError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import vfs
-from tests.support.cli import assert_ok, cli_command, cli_env, run
+from tests.support.cli import assert_ok, cli_command, cli_env, drop_file_override, run
 from vfs.repo.repository import Repository
 
 
@@ -117,12 +117,16 @@ class Server:
 
 
 @contextmanager
-def serving(root: Path | str, *args: str, cwd: Path | None = None) -> Iterator[Server]:
+def serving(
+    root: Path | str, *args: str, cwd: Path | None = None, unprivileged: bool = False
+) -> Iterator[Server]:
     """``dvfs ui ROOT ARGS`` (ROOT: a repository, or a remote's URL run in ``cwd``)
-    until the block ends (then SIGTERM, and it must exit 0)."""
+    until the block ends (then SIGTERM, and it must exit 0); ``unprivileged``: refused
+    what file modes refuse, as any user but root is."""
     proc = subprocess.Popen(
         cli_command("ui", str(root), *args), cwd=cwd or root, env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=drop_file_override if unprivileged else None,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None
     line = proc.stdout.readline().decode()

@@ -30,7 +30,8 @@ from vfs.errors import UsageError
 )  # fmt: skip
 @click.option(
     "--allow-write", is_flag=True,
-    help="Let the pages tag versions and delete branches (each an audited dvfs command).",
+    help="Let the pages tag versions, delete branches and snapshot mounts (each an "
+    "audited dvfs command).",
 )  # fmt: skip
 def ui_cmd(
     source: str, host: str, port: int, open_browser: bool, token: str | None,
@@ -43,8 +44,9 @@ def ui_cmd(
     when the view is older than --refresh seconds.
 
     Versions, a version's files with previews, diffs (rows of tables too), lineage,
-    experiments and the store. It listens on 127.0.0.1 unless --host says otherwise,
-    which needs --token; it prints the URL to open and runs until Ctrl-C.
+    experiments, the store and the repository's mounts. It listens on 127.0.0.1
+    unless --host says otherwise, which needs --token; it prints the URL to open
+    and runs until Ctrl-C.
 
     \b
     Examples:

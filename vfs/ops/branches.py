@@ -312,7 +312,7 @@ def delete_unreadable(repo: Repository, kind: str, name: str) -> bool:
 def create_tag(repo: Repository, name: str, rev: str | None) -> bytes:
     """Tag ``rev`` (default HEAD) as ``name``; refuse an existing tag."""
     return _create_ref(
-        repo, "tag", f"refs/tags/{name}", name, rev, ": delete it first with --delete"
+        repo, "tag", f"refs/tags/{name}", name, rev, f": delete it first (`dvfs tag -d {name}`)"
     )
 
 

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -326,14 +327,22 @@ class Side:
 def scratch(parent: Path) -> Iterator[Path]:
     """A fresh scratch directory below ``parent`` (``.dvfs``), removed afterwards.
 
-    Directories that dead processes left behind are removed first.
+    Directories that dead processes left behind are removed first. In a repository
+    this user may only read (``.dvfs`` not writable, or on a read-only filesystem),
+    it is made in the system's temporary directory instead: reading rows writes
+    nothing of the repository's.
     """
     with contextlib.suppress(OSError):
         for name in os.listdir(parent):
             m = _SCRATCH.match(name)
             if m and not alive(int(m.group(1))):
                 shutil.rmtree(parent / name, ignore_errors=True)
-    path = Path(tempfile.mkdtemp(prefix=f"rows-{os.getpid()}-", dir=parent))
+    try:
+        path = Path(tempfile.mkdtemp(prefix=f"rows-{os.getpid()}-", dir=parent))
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        path = Path(tempfile.mkdtemp(prefix=f"dvfs-rows-{os.getpid()}-"))
     try:
         yield path
     finally:

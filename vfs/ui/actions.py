@@ -11,11 +11,15 @@ repository's lock, by compare-and-swap, with an audit entry written first. The e
 Arguments come from a request: names are checked as ref names before any ref is
 looked up (so ``../`` can never name a file outside ``refs/``), revisions go through
 ``History.resolve``. The routes that call these (``vfs.ui.app``) check the request
-first: ``--allow-write`` given, a POST with the page's CSRF token (see there).
+first: ``--allow-write`` given, a POST with the page's CSRF token (see there); each
+action runs on a repository handle of its own (:func:`run`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vfs.errors import UsageError
@@ -27,14 +31,21 @@ from vfs.repo.repository import Repository
 from vfs.ui import data
 
 MAX_ARG = 1024  # characters of one argument, at most
+Action = Callable[[Repository, dict[str, Any]], dict[str, Any]]
 
 
 def text_arg(body: dict[str, Any], name: str, default: str | None = None) -> str:
-    """The string argument ``name`` of an action's JSON body (UsageError if missing or
-    not a short string without NUL)."""
+    """The string argument ``name`` of an action's JSON body (UsageError, saying which
+    and why, if missing or not a short string without NUL)."""
     value = body.get(name, default)
-    if not isinstance(value, str) or not value or "\0" in value or len(value) > MAX_ARG:
-        raise UsageError(f"{name}: give a name of at most {MAX_ARG} characters")
+    if value is None or value == "":
+        raise UsageError(f"{name} is missing: give it in the action's JSON body")
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be text, not {json.dumps(value)[:40]}")
+    if "\0" in value:
+        raise UsageError(f"{name} may not hold a NUL character")
+    if len(value) > MAX_ARG:
+        raise UsageError(f"{name} is longer than {MAX_ARG} characters")
     return value
 
 
@@ -82,4 +93,20 @@ def snapshot(repo: Repository, body: dict[str, Any]) -> dict[str, Any]:
     return {"snapshot": got}
 
 
-ACTIONS = {"tag": tag, "delete-branch": delete_branch_action, "snapshot": snapshot}
+ACTIONS: dict[str, Action] = {
+    "tag": tag,
+    "delete-branch": delete_branch_action,
+    "snapshot": snapshot,
+}
+
+
+def run(root: Path, action: Action, body: dict[str, Any]) -> dict[str, Any]:
+    """``action`` on a handle of the repository at ``root`` opened for it, as the
+    command it stands for opens one. The server's own handle keeps what its store has
+    read: a version a ``dvfs gc`` deleted since (its branch deleted meanwhile) still
+    resolves there, and a tag of it would name a version no longer stored."""
+    repo = Repository(root)
+    try:
+        return action(repo, body)
+    finally:
+        repo.store.close()

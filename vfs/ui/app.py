@@ -9,8 +9,9 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/version         rev                                      (data.version)
     /api/version/changes rev                                      (data.version_changes)
     /api/files           rev, dir, offset, limit                  (data.files)
-    /api/preview         rev, path, offset, limit                 (files.preview)
-    /api/raw             rev, path, inline                        the file's bytes
+    /api/preview         rev, path, offset, limit, coffset        (files.preview)
+    /api/raw             rev, path, inline                        the file's bytes (HEAD: the
+                                                                  check alone, no bytes)
     /api/diff            old, new, offset, limit                  (data.diff)
     /api/rows            old, new, path, key, limit               (data.row_diff)
     /api/lineage         rev                                      (data.lineage)
@@ -18,7 +19,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
-    /api/steps           rev                                      (data.steps)
+    /api/steps           rev, path, offset, limit                 (data.steps)
     /api/added           rev, dir, offset, limit                  (data.added)
     POST /api/actions/A  tag {name, rev}, delete-branch {name,    (actions.ACTIONS)
                          force}, snapshot {mountpoint, message}
@@ -41,7 +42,9 @@ Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFou
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
 argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 400,
 ``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile) and
-``LockBusy`` (another command holds the repository) 409, any other ``DvfsError`` 500,
+``LockBusy`` (another command holds the repository) 409, ``RemoteUnreachable`` (a
+remote's view whose remote does not answer) 503 and any other ``RemoteError`` (a remote
+gone, or lacking a pack) 502, any other ``DvfsError`` 500,
 anything else 500 too (and a traceback in the server's log); the body is
 ``{"error": MSG}``.
 
@@ -77,6 +80,8 @@ from vfs.errors import (
     LockBusy,
     PathNotFound,
     RefConflict,
+    RemoteError,
+    RemoteUnreachable,
     RevisionNotFound,
     UsageError,
 )
@@ -190,6 +195,10 @@ def error_response(request: Request, exc: Exception) -> Response:
         return json_response(body, 400)
     if isinstance(exc, (RefConflict, LockBusy)):  # refs as they stand, another command
         return json_response(body, 409)
+    if isinstance(exc, RemoteUnreachable):  # a remote's view: the remote did not answer
+        return json_response(body, 503)
+    if isinstance(exc, RemoteError):  # ... answered without what it should hold
+        return json_response(body, 502)
     return json_response(body, 500)
 
 
@@ -218,9 +227,21 @@ class Api:
             self.tables.close()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once)."""
+        """``fn(*args)`` in a worker thread (at most ``WORKERS`` at once). In a remote's
+        view, a revision it does not know (a link to a version pushed since it last
+        looked) makes it look for new pushes first (unless another request is looking),
+        and ``fn`` is run again if it did."""
         if self._limiter is None:  # made in the event loop, on first use
             self._limiter = anyio.CapacityLimiter(WORKERS)
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except RevisionNotFound:
+            fresh = self.source.refresher
+            looked = fresh is not None and await anyio.to_thread.run_sync(
+                fresh.maybe, 0.0, limiter=self._limiter
+            )
+            if not looked:
+                raise
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     # arguments ---------------------------------------------------------------
@@ -302,8 +323,9 @@ class Api:
         args = (self.rev(request), self.path(request),
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
         local = self.repo.store if self.source.remote is None else None
+        columns = self.number(request, "coffset", 0)
         answer = await self.run(
-            files.preview, self.repo, *args, self.tables, self.source.get, local
+            files.preview, self.repo, *args, self.tables, self.source.get, local, columns
         )
         return json_response(answer)
 
@@ -323,6 +345,8 @@ class Api:
         }
         store = self.repo.store if self.source.remote is None else None
         body = await self.run(files.opened, self.source.get, f, store)
+        if request.method == "HEAD":  # the page's check before a download: read no further
+            return Response(None, media_type=media, headers=headers)
         return StreamingResponse(body, media_type=media, headers=headers)
 
     async def diff(self, request: Request) -> Response:
@@ -390,7 +414,7 @@ class Api:
             raise UsageError("an action's body is a JSON object") from None
         if not isinstance(args, dict):
             raise UsageError("an action's body is a JSON object")
-        return json_response(await self.run(fn, self.repo, args))
+        return json_response(await self.run(actions.run, self.repo.root, fn, args))
 
     async def added(self, request: Request) -> Response:
         args = (self.rev(request), self.path(request, "dir"),
@@ -398,8 +422,11 @@ class Api:
         return json_response(await self.run(data.added, self.repo, *args))
 
     async def steps(self, request: Request) -> Response:
-        answer = await self.run(data.steps, self.repo, self.source.get, self.rev(request))
-        return json_response(answer)
+        given = self.text(request, "offset")
+        offset = None if given is None else self.number(request, "offset", 0)
+        args = (self.rev(request), self.path(request), offset,
+                self.number(request, "limit", data.STEPS_PAGE))  # fmt: skip
+        return json_response(await self.run(data.steps, self.repo, self.source.get, *args))
 
     async def mounts(self, request: Request) -> Response:
         return json_response(await self.run(data.mounts, self.source.description))

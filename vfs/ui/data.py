@@ -23,7 +23,7 @@ import os
 import time
 from typing import Any
 
-from vfs.errors import DvfsError, NotAFile, UsageError
+from vfs.errors import DvfsError, NotADirectory, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.model.version_codec import Version
 from vfs.mount import control
@@ -58,6 +58,8 @@ ADDED_BUDGET = 0.5  # seconds the added route looks back in a larger directory
 ROWS_SHOWN = 50  # row-diff rows unless asked for fewer
 PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
 STEPS_MAX = 16 * 1024 * 1024  # bytes of a per-step history file plotted, at most
+STEPS_PAGE = 1000  # rows of a per-step history in one answer unless asked for fewer or more
+STEPS_PAGE_MAX = 10_000  # rows of a per-step history in one answer, at most
 STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 
 
@@ -182,7 +184,7 @@ def files(
     hist = repo.history
     oid, e = browse.lookup(repo, rev, path)
     if e.kind != Kind.DIR:
-        raise NotAFile(f"{show(path)} is a file, not a directory: preview it instead")
+        raise NotADirectory(_not_a_dir(path, e) + ": preview it instead")
     entries = _listing(hist, e.subtree)
     chosen = entries[offset : offset + limit]
 
@@ -210,6 +212,16 @@ def files(
     }  # fmt: skip
 
 
+def _not_a_dir(path: bytes, e: Entry) -> str:
+    """What ``path`` is, asked for as a directory: a file, or a link (never followed:
+    its target is only a name, as ``dvfs ls`` lists it)."""
+    if e.kind == Kind.SYMLINK:
+        return (
+            f"{show(path)} is a link to {show(e.target)}, not a directory (links are not followed)"
+        )
+    return f"{show(path)} is a file, not a directory"
+
+
 def added(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 200
 ) -> dict[str, Any]:
@@ -224,7 +236,7 @@ def added(
     hist = repo.history
     oid, e = browse.lookup(repo, rev, path)
     if e.kind != Kind.DIR:
-        raise NotAFile(f"{show(path)} is a file, not a directory")
+        raise NotADirectory(_not_a_dir(path, e))
     chosen = _listing(hist, e.subtree)[offset : offset + limit]
     names = [x.name for x in chosen if x.kind != Kind.DIR]
     found, bound = browse.added_in_dir_until(
@@ -286,7 +298,9 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
     made (a dep, or a file it reads params from), as ``dvfs dag --format json`` draws
     a pipeline. Each input also names the
     version that introduced the bytes the run read (``since``) and whether this version
-    holds them (``in_version``), as ``dvfs lineage --json`` does."""
+    holds them (``in_version``), as ``dvfs lineage --json`` does, and that version's id
+    (``since_id``: a label is a number along a first-parent chain, which another
+    branch's page would resolve along its own)."""
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
@@ -310,6 +324,18 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
                 item["in_version"] = tree_path_id(hist, v.tree, p, memo) == did
             except DvfsError:
                 item["in_version"] = False
+    # since names a version by its number on oid's first-parent chain: its id, walking
+    # the chain down to the oldest of them only
+    wanted = {int(label[1:]) for label in since.values() if label is not None}
+    ids: dict[str, str] = {}
+    for o, w in hist.chain(oid) if wanted else ():
+        if w.number in wanted:
+            ids[f"v{w.number}"] = o.hex()
+        if w.number <= min(wanted):
+            break
+    for st in stages:
+        for item in st["input"]:
+            item["since_id"] = ids.get(item["since"]) if item["since"] is not None else None
     return {"version": f"v{v.number}", "id": oid.hex(), "stages": stages, "edges": edges}
 
 
@@ -330,13 +356,24 @@ def experiments(
             "notes": notes}  # fmt: skip
 
 
-def steps(repo: Repository, get: Getter, rev: str) -> dict[str, Any]:
+def steps(
+    repo: Repository, get: Getter, rev: str, path: bytes = b"", offset: int | None = None,
+    limit: int = STEPS_PAGE,
+) -> dict[str, Any]:  # fmt: skip
     """The per-step metrics of version ``rev``: for each metrics file its pipeline
     records whose history file (``vfs.tracking.history_name``: ``metrics.json`` ->
     ``metrics.steps.jsonl``, one JSON object per ``log_metrics`` call) the version
-    holds, its ``rows`` (``step`` and the numeric metrics of each line, in order) and
-    the names of those ``metrics``. Lines that are not JSON objects are counted in
+    holds (with ``path``, that history file alone), a page of its ``rows`` (``step``
+    and the numeric metrics of each line, in order), the names of those ``metrics``
+    (of every row, not of the page alone) and ``total``, ``offset`` and ``limit``.
+
+    A page is ``limit`` rows (at most ``STEPS_PAGE_MAX``) from ``offset``; without
+    ``offset``, the last ``limit`` rows (the latest steps), so that a history of
+    100,000 steps is not one answer. Lines that are not JSON objects are counted in
     ``skipped``; a file over ``STEPS_MAX`` bytes is named with a ``note`` only."""
+    if (offset is not None and offset < 0) or limit < 1:
+        raise UsageError("offset must be 0 or more and limit 1 or more")
+    limit = min(limit, STEPS_PAGE_MAX)
     hist = repo.history
     oid = hist.resolve(rev)
     v = hist.version(oid)
@@ -344,17 +381,30 @@ def steps(repo: Repository, get: Getter, rev: str) -> dict[str, Any]:
     done: set[bytes] = set()
     for stage in v.pipeline:
         for metrics_path in stage.metrics:
-            path = history_name(metrics_path)
-            e = hist.lookup(v.tree, path)
-            if path in done or e is None or e.kind != Kind.FILE:
+            steps_path = history_name(metrics_path)
+            if path and steps_path != path:
                 continue
-            done.add(path)
+            e = hist.lookup(v.tree, steps_path)
+            if steps_path in done or e is None or e.kind != Kind.FILE:
+                continue
+            done.add(steps_path)
             if e.size > STEPS_MAX:
                 note = f"larger than {STEPS_MAX >> 20} MiB: not plotted"
-                out.append({"path": show(path), "metrics": [], "rows": [], "note": note})
+                out.append({"path": show(steps_path), "metrics": [], "rows": [], "total": 0,
+                            "offset": 0, "limit": limit, "skipped": 0, "note": note})  # fmt: skip
                 continue
-            text = b"".join(chunks(get, FileRef(hist.label(oid), oid, path, e)))
-            out.append({"path": show(path), **_step_rows(text)})
+            text = b"".join(chunks(get, FileRef(hist.label(oid), oid, steps_path, e)))
+            got = _step_rows(text)
+            total = len(got["rows"])
+            start = max(0, total - limit) if offset is None else offset
+            got["rows"] = got["rows"][start : start + limit]
+            out.append({"path": show(steps_path), **got, "total": total, "offset": start,
+                        "limit": limit})  # fmt: skip
+    if path and not done:
+        raise PathNotFound(
+            f"{show(path)} is no per-step history of a metrics file {hist.label(oid)}'s "
+            "pipeline records"
+        )
     return {"version": hist.label(oid), "id": oid.hex(), "files": out}
 
 
@@ -366,7 +416,7 @@ def _step_rows(text: bytes) -> dict[str, Any]:
     for line in text.splitlines():
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # (a line nested past what the parser takes)
             obj = None
         if not isinstance(obj, dict):
             skipped += 1 if line.strip() else 0

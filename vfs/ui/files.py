@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from vfs.errors import NotAFile, ObjectMissing
+from vfs.errors import NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
 from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
 from vfs.repo.repository import Repository
@@ -69,12 +69,28 @@ Getter = Callable[[bytes], bytes]  # a chunk's verified bytes by id (a store's, 
 
 
 def chunks(get: Getter, f: FileRef) -> Iterator[bytes]:
-    """The content of a file, chunk by chunk, each verified (``dvfs cat``)."""
+    """The content of a file, chunk by chunk, each verified (``dvfs cat``).
+
+    A chunk that cannot be had names the file and its version, and what to do: an
+    ObjectMissing or ObjectCorrupt of the repository's store (a lost pack: ``dvfs
+    pull``; damage: ``dvfs fsck``), or a RemoteError of the same kind for a remote's
+    view (the remote gone, a pack it lost or holds damaged: check the remote)."""
     if f.entry.kind == Kind.SYMLINK:
         yield f.entry.target
         return
     for c in f.entry.chunks:
-        yield get(c.oid)
+        try:
+            piece = get(c.oid)
+        except ObjectMissing as exc:
+            raise ObjectMissing(exc.oid, f"{show(f.path)} of {f.version}") from None
+        except ObjectCorrupt as exc:
+            raise ObjectCorrupt(exc.oid, exc.detail, f"{show(f.path)} of {f.version}") from None
+        except RemoteError as exc:
+            raise type(exc)(
+                f"{show(f.path)} of {f.version} cannot be read from the remote ({exc}): "
+                "check that the remote is reachable and holds this version intact, then reload"
+            ) from None
+        yield piece
 
 
 def require_local(store: ObjectStore, f: FileRef) -> None:
@@ -145,12 +161,13 @@ def _text(data: bytes, size: int) -> str | None:
 def preview(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
     tables: TablePreviews | None = None, get: Getter | None = None,
-    local: ObjectStore | None = None,
+    local: ObjectStore | None = None, column_offset: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
     ``kind`` says which: ``table`` (a page of rows of a CSV, TSV, JSON Lines or Parquet
-    file read by the table engine, when installed, up to ``TABLE_MAX`` bytes),
+    file read by the table engine, when installed, up to ``TABLE_MAX`` bytes: of
+    ``vfs.ui.previews.COLUMNS_SHOWN`` of its columns from ``column_offset``),
     ``image`` (PNG, JPEG, GIF, WebP: the page loads it from the raw route), ``text``
     (the first ``TEXT_HEAD`` bytes), ``binary`` (a hex dump of the first ``HEX_HEAD``
     bytes), ``link`` (its target).
@@ -177,7 +194,7 @@ def preview(
             note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
         else:
             try:
-                return {**base, **_table(repo, get, f, offset, limit, tables)}
+                return {**base, **_table(repo, get, f, offset, limit, tables, column_offset)}
             except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
                 note = f"not readable as a table ({exc}): its first bytes"
     first = head(get, f, max(TEXT_HEAD, HEX_HEAD))
@@ -194,7 +211,7 @@ def preview(
 
 def _table(
     repo: Repository, get: Getter, f: FileRef, offset: int, limit: int,
-    tables: TablePreviews | None,
+    tables: TablePreviews | None, column_offset: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
     fmt = format_of(f.path)
@@ -203,7 +220,8 @@ def _table(
     own = tables is None
     use = TablePreviews(repo.dir) if tables is None else tables
     try:
-        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit)
+        rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit,
+                        column_offset)  # fmt: skip
     finally:
         if own:
             use.close()

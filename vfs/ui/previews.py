@@ -32,6 +32,7 @@ from vfs.tables.formats import Format
 from vfs.tables.source import scratch
 
 KEEP_BYTES = 256 << 20  # bytes of kept copies, at most (the newest is kept whatever its size)
+COLUMNS_SHOWN = 100  # columns of a table in one page of its preview
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,13 @@ class TablePreviews:
 
     def page(
         self, fmt: Format, digest: bytes, size: int, suffix: str, content: Iterable[bytes],
-        offset: int, limit: int,
+        offset: int, limit: int, column_offset: int = 0, column_limit: int = COLUMNS_SHOWN,
     ) -> dict[str, Any]:  # fmt: skip
         """Rows ``offset`` to ``offset + limit`` of a file in format ``fmt`` whose bytes
-        (BLAKE3 ``digest``, ``size`` of them) ``content`` yields when not kept already:
-        ``{columns, rows, total}``. NotTabular or TypeMismatch if the engine cannot."""
+        (BLAKE3 ``digest``, ``size`` of them) ``content`` yields when not kept already,
+        of its columns ``column_offset`` to ``column_offset + column_limit`` (a table of
+        20,000 columns is not one answer): ``{columns, rows, total, total_columns,
+        column_offset}``. NotTabular or TypeMismatch if the engine cannot."""
         with self._lock:
             where, eng = self._start()
             key = (fmt, digest)
@@ -91,15 +94,19 @@ class TablePreviews:
                 self._kept[key] = read
                 self._trim()
             self._kept.move_to_end(key)
+            shown = read.columns[column_offset : column_offset + column_limit]
+            picked = ", ".join(table_engine.ident(n) for n, _ in shown)
             rows = (
-                eng.run(f"SELECT * FROM {read.relation} LIMIT {limit} OFFSET {offset}")
-                if read.total and offset < read.total
+                eng.run(f"SELECT {picked} FROM {read.relation} LIMIT {limit} OFFSET {offset}")
+                if read.total and offset < read.total and shown
                 else []
             )
         return {
-            "columns": [{"name": n, "type": t} for n, t in read.columns],
+            "columns": [{"name": n, "type": t} for n, t in shown],
             "rows": [[table_engine.plain_value(v) for v in r] for r in rows],
             "total": read.total,
+            "total_columns": len(read.columns),
+            "column_offset": column_offset,
         }
 
     def _read(

@@ -11,6 +11,7 @@ request (``vfs.ui.app.Guard``); tokens are URL-safe and long enough not to guess
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import signal
@@ -30,14 +31,32 @@ from vfs.ui.source import Source
 MIN_TOKEN = 16
 _TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")
 MAKE_TOKEN = "openssl rand -hex 24"
+STOP_WAIT = 2.0  # seconds a stop waits for answers under way (a download) before cutting them
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server, stopping on SIGINT or SIGTERM and then returning.
+    """uvicorn's server, stopping on SIGINT or SIGTERM and then returning, within
+    ``STOP_WAIT`` seconds whatever it is answering.
 
     (uvicorn itself raises the signal again once stopped, so that Ctrl-C would end
     ``dvfs ui`` with an "interrupted" error and SIGTERM would kill it.)
     """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's, cutting the connections still answering after ``STOP_WAIT``
+        seconds (uvicorn would wait for a download under way for as long as it takes,
+        with not a word, or cancel it with a traceback)."""
+        cut = asyncio.get_running_loop().call_later(STOP_WAIT, self._cut)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            cut.cancel()
+
+    def _cut(self) -> None:
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()  # its answer ends as a client gone away would end it
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -24,7 +24,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import (
+    DvfsError,
+    ObjectCorrupt,
+    ObjectMissing,
+    RemoteError,
+    RemoteNotFound,
+    UsageError,
+)
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops.sync import mirror_locked
 from vfs.remote.config import Meter, RemoteSpec, connect
@@ -64,9 +71,12 @@ class Refresher:
         self._looked = time.monotonic()
         self._lock = threading.Lock()
 
-    def maybe(self) -> None:
-        if time.monotonic() - self._looked < self.every or not self._lock.acquire(False):
-            return
+    def maybe(self, every: float | None = None) -> bool:
+        """Look again if the last look is older than ``every`` seconds (default: the
+        server's ``--refresh``); True if this call looked and the view is current."""
+        age = self.every if every is None else every
+        if time.monotonic() - self._looked < age or not self._lock.acquire(False):
+            return False
         try:
             # A remote gone (a directory moved away, a prefix deleted) lists no branches:
             # it must not pass for one whose branches were all deleted.
@@ -76,8 +86,10 @@ class Refresher:
                 got = mirror_locked(self.meta, self.spec, self.meter, JOBS)
             self.chunks.set_index(got.index)
             self.as_of, self.error = _now(), None
+            return True
         except (DvfsError, OSError) as exc:
             self.error = str(exc)
+            return False
         finally:
             self._looked = time.monotonic()
             self._lock.release()
@@ -136,4 +148,23 @@ def open_source(
     chunks.set_index(got.index)
     refresher = Refresher(meta, spec, meter, remote, chunks, refresh)
     warned = tuple(got.transfer.warnings)
-    return Source(meta, chunks.fetch, source, warned, refresher, held)
+    return Source(meta, remote_getter(chunks, source), source, warned, refresher, held)
+
+
+def remote_getter(chunks: RemoteChunks, url: str) -> Getter:
+    """``chunks.fetch``, where a chunk the remote's index does not list (the remote lost
+    it, or a gc removed it since) is a RemoteNotFound naming the remote, as a lost pack
+    is, and a damaged copy a RemoteError: not an ObjectMissing or ObjectCorrupt, whose
+    "`dvfs pull` it" and "run `dvfs fsck`" say nothing true of a remote's view."""
+
+    def get(oid: bytes) -> bytes:
+        try:
+            return chunks.fetch(oid)
+        except ObjectMissing:
+            raise RemoteNotFound(f"chunk {oid.hex()} is not listed in {url}") from None
+        except ObjectCorrupt as exc:
+            raise RemoteError(
+                f"the copy of chunk {oid.hex()} in {url} is damaged ({exc.detail})"
+            ) from None
+
+    return get

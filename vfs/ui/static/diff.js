@@ -28,8 +28,8 @@ export async function diffPage(el, params) {
   }
   const s = d.summary;
   put(el, h("p", { class: "summary" },
-    h("a", { href: link("version", { rev: d.old.version }) }, d.old.version), " → ",
-    h("a", { href: link("version", { rev: d.new.version }) }, d.new.version), ": ",
+    h("a", { href: link("version", { rev: d.old.id }) }, d.old.version), " → ",
+    h("a", { href: link("version", { rev: d.new.id }) }, d.new.version), ": ",
     `${s.added} added, ${s.removed} removed, ${s.modified} modified, ${s.renamed} renamed `,
     `(+${human(s.bytes_added)}, -${human(s.bytes_removed)})`,
     s.parameters ? `, ${s.parameters} parameters changed` : ""));
@@ -87,11 +87,14 @@ function parentDir(path) {
   return i < 0 ? "" : path.slice(0, i);
 }
 
-async function showRows(box, d, path, key = "") {
+const ROWS = 50; // rows of a row diff shown first
+const ROWS_MAX = 500; // ... and at most, on asking for more (the route's page limit)
+
+async function showRows(box, d, path, key = "", limit = ROWS) {
   swap(box, h("p", { class: "muted" }, `Comparing the rows of ${path}…`));
   let r;
   try {
-    r = await api("rows", { old: d.old.id, new: d.new.id, path, key });
+    r = await api("rows", { old: d.old.id, new: d.new.id, path, key, limit });
   } catch (err) {
     swap(box, h("h2", {}, `Rows of ${path}`), errorBox(err));
     return;
@@ -118,13 +121,18 @@ async function showRows(box, d, path, key = "") {
       h("tbody", {}, r.rows.map((row) => h("tr", { class: `row ${row.status}` },
         h("td", { class: "status" }, row.status === "added" ? "+" : row.status === "removed" ? "−" : "~"),
         cols.map((c) => {
+          // (own values only: a column may be named "constructor")
           if (row.status === "changed") {
-            const ch = row.changes[c];
-            if (ch) return h("td", { class: "cell-changed" }, h("del", {}, cell(ch.old)), " ", h("ins", {}, cell(ch.new)));
-            return h("td", {}, cell(row.key && c in row.key ? row.key[c] : ""));
+            if (Object.hasOwn(row.changes, c)) {
+              const ch = row.changes[c];
+              return h("td", { class: "cell-changed" }, h("del", {}, cell(ch.old)), " ", h("ins", {}, cell(ch.new)));
+            }
+            return h("td", {}, cell(row.key && Object.hasOwn(row.key, c) ? row.key[c] : ""));
           }
-          return h("td", {}, cell(row.values ? row.values[c] : ""));
+          return h("td", {}, cell(row.values && Object.hasOwn(row.values, c) ? row.values[c] : ""));
         })))))),
-    r.more ? h("p", { class: "muted" }, `… and ${r.more} more rows`) : null,
+    r.more ? h("p", { class: "muted more" }, `… and ${r.more.toLocaleString()} more rows `,
+      limit < ROWS_MAX ? h("button", { onclick: () => showRows(box, d, path, key, ROWS_MAX) }, `Show up to ${ROWS_MAX}`)
+        : "(`dvfs diff OLD NEW PATH --rows --limit N` shows them)") : null,
   );
 }

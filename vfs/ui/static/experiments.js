@@ -1,7 +1,11 @@
 // Experiments: `dvfs compare` (params and metrics per version and experiment), sortable,
 // and a chart of one metric over the versions (uPlot, vendored).
-import { api, errorBox, h, link, put, swap, valueCell } from "./dom.js";
+import { api, errorBox, h, link, pager, put, swap, valueCell } from "./dom.js";
 import uPlot from "./vendor/uPlot.esm.js";
+
+// A row's value of a parameter or metric it has, else undefined (a name such as
+// "constructor" is no row's unless the row has it).
+const own = (values, name) => (Object.hasOwn(values, name) ? values[name] : undefined);
 
 export async function experimentsPage(el, params) {
   let d;
@@ -15,8 +19,8 @@ export async function experimentsPage(el, params) {
     { key: "rev", label: "rev", get: (r) => r.rev },
     { key: "created", label: "created", get: (r) => r.created },
     { key: "message", label: "message", get: (r) => r.message },
-    ...d.params.map((p) => ({ key: `param:${p}`, label: p, cls: "param", get: (r) => r.params[p] })),
-    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => r.metrics[m] })),
+    ...d.params.map((p) => ({ key: `param:${p}`, label: p, cls: "param", get: (r) => own(r.params, p) })),
+    ...d.metrics.map((m) => ({ key: `metric:${m}`, label: m, cls: "metric", get: (r) => own(r.metrics, m) })),
   ];
   let sortKey = params.sort || null;
   let desc = params.desc === "1";
@@ -44,7 +48,7 @@ export async function experimentsPage(el, params) {
   };
   render();
   const plot = h("div", { class: "chart" });
-  const numeric = d.metrics.filter((m) => d.rows.some((r) => typeof r.metrics[m] === "number"));
+  const numeric = d.metrics.filter((m) => d.rows.some((r) => typeof own(r.metrics, m) === "number"));
   const pickMetric = numeric.length ? h("select", {
     name: "metric", onchange: () => chart(plot, d.rows, pickMetric.value),
   }, numeric.map((m) => h("option", { value: m }, m))) : null;
@@ -78,10 +82,9 @@ function stepsSection(rows, params) {
       return;
     }
     for (const f of s.files) {
-      const chartBox = h("div", { class: "chart steps-chart", "data-path": f.path });
-      put(box, chartBox, f.note ? h("p", { class: "note" }, f.note) : null,
-        f.skipped ? h("p", { class: "note" }, `${f.skipped} lines that are not JSON objects left out`) : null);
-      if (f.metrics.length) stepChart(chartBox, s.version, f);
+      const fileBox = h("div", { class: "steps-file", "data-path": f.path });
+      put(box, fileBox);
+      stepsFile(fileBox, s, f);
     }
   };
   pick.addEventListener("change", show);
@@ -90,13 +93,34 @@ function stepsSection(rows, params) {
     h("label", { class: "filters" }, "version ", pick), box);
 }
 
+// One history file's chart: a page of its steps (the latest, at first), and buttons for
+// the pages before and after it when it has more steps than one page holds.
+function stepsFile(el, s, f) {
+  const chartBox = h("div", { class: "chart steps-chart", "data-path": f.path });
+  const go = async (offset) => {
+    let g;
+    try {
+      g = await api("steps", { rev: s.id, path: f.path, offset, limit: f.limit });
+    } catch (err) {
+      swap(el, errorBox(err));
+      return;
+    }
+    stepsFile(el, g, g.files[0]);
+  };
+  swap(el, chartBox,
+    f.total > f.rows.length ? pager(f.total, f.offset, f.limit, go) : null,
+    f.note ? h("p", { class: "note" }, f.note) : null,
+    f.skipped ? h("p", { class: "note" }, `${f.skipped} lines that are not JSON objects left out`) : null);
+  if (f.metrics.length) stepChart(chartBox, s.version, f);
+}
+
 const COLOURS = ["#2f5fd0", "#d0542f", "#2f9d4f", "#8a4fc4", "#c49a1f", "#1f9dc4"];
 
 function stepChart(box, version, f) {
   // uPlot wants x ascending: lines by step (a line without one: by its place)
   const rows = f.rows.map((r, i) => [r.step === null ? i : r.step, r]).sort((a, b) => a[0] - b[0]);
   const xs = rows.map(([x]) => x);
-  const series = f.metrics.map((m) => rows.map(([, r]) => (m in r ? r[m] : null)));
+  const series = f.metrics.map((m) => rows.map(([, r]) => own(r, m) ?? null));
   new uPlot({
     title: `${f.path} of ${version}`,
     width: Math.min(900, Math.max(360, box.clientWidth || 720)),
@@ -112,7 +136,7 @@ function stepChart(box, version, f) {
 function chart(box, rows, metric) {
   const ordered = [...rows].sort((a, b) => a.created.localeCompare(b.created));
   const xs = ordered.map((_, i) => i);
-  const ys = ordered.map((r) => (typeof r.metrics[metric] === "number" ? r.metrics[metric] : null));
+  const ys = ordered.map((r) => (typeof own(r.metrics, metric) === "number" ? r.metrics[metric] : null));
   swap(box);
   new uPlot({
     title: `${metric} over versions`,

@@ -32,7 +32,15 @@ export async function storePage(el, params) {
       h("tbody", {}, log.entries.map((e) => h("tr", {},
         h("td", {}, e.seq), h("td", {}, e.time_ns ? new Date(e.time_ns / 1e6).toISOString().slice(0, 19) + "Z" : ""), h("td", {}, `${e.user}@${e.host}`), h("td", {}, e.op), h("td", {}, e.ref),
         h("td", {}, `${(e.old || "-").slice(0, 10)} → ${(e.new || "-").slice(0, 10)}`),
-        h("td", {}, h("code", {}, (e.cmd || []).join(" "))))))),
+        h("td", {}, h("code", {}, (e.cmd || []).map(shellQuote).join(" "))))))),
     pager(log.total, log.offset, log.limit, (o) => { location.hash = link("store", { offset: o }); }),
   );
+}
+
+// An argument as a shell would need it, as `dvfs audit` shows commands (Python's
+// shlex.quote): a message of two words reads as one argument, not two.
+function shellQuote(arg) {
+  const s = String(arg);
+  if (!s) return "''";
+  return /[^\w@%+=:,./-]/.test(s) ? `'${s.replaceAll("'", "'\"'\"'")}'` : s;
 }

@@ -1,9 +1,10 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
-import { act, api, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap, valueCell } from "./dom.js";
+import { act, api, ApiError, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap, valueCell } from "./dom.js";
 import { highlight } from "./highlight.js";
 
 const FILES = 200;
 const ROWS = 50;
+const COLUMNS = 100; // of a table, as the server shows them (vfs.ui.previews.COLUMNS_SHOWN)
 
 export async function versionPage(el, params) {
   const rev = params.rev || "HEAD";
@@ -36,7 +37,7 @@ export async function versionPage(el, params) {
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
         params_.map(([k, val]) => h("tr", {}, h("td", {}, k), h("td", {}, valueCell(val))))))] : null,
       v.pipeline.length ? [h("dt", {}, "pipeline"), h("dd", {},
-        h("a", { href: link("lineage", { rev: v.version }) }, `${v.pipeline.length} stages`))] : null,
+        h("a", { href: link("lineage", { rev: v.id }) }, `${v.pipeline.length} stages`))] : null,
     ),
   );
 
@@ -103,7 +104,7 @@ async function fillChanges(dd, v) {
     return;
   }
   swap(dd,
-    c.since ? h("a", { href: link("diff", { old: c.since, new: v.version }) }, `since ${c.since}`) : "first version",
+    c.since ? h("a", { href: link("diff", { old: v.parents[0], new: v.id }) }, `since ${c.since}`) : "first version",
     `: ${c.added} added, ${c.modified} modified, ${c.removed} removed, ${c.renamed} renamed`);
 }
 
@@ -138,24 +139,29 @@ function flat(obj, prefix = "", out = {}) {
 async function showPreview(el, rev, params, go) {
   const path = params.file;
   const offset = params.roffset || 0; // as given: the server refuses, by name, what is no number
+  const coffset = params.coffset || 0;
   let p;
   try {
-    p = await api("preview", { rev, path, offset, limit: ROWS });
+    p = await api("preview", { rev, path, offset, limit: ROWS, coffset });
   } catch (err) {
     put(el, errorBox(err));
     return;
   }
+  const said = h("div", { class: "download-said" });
   put(el, h("h2", {}, p.path, " ",
-    h("a", { class: "download", href: rawUrl(p.id, p.path), download: "" }, "download"),
-    h("span", { class: "muted" }, ` ${human(p.size)}`)));
+    h("a", { class: "download", href: rawUrl(p.id, p.path), download: "", onclick: (e) => download(e, said) }, "download"),
+    h("span", { class: "muted" }, ` ${human(p.size)}`)), said);
   if (p.note) put(el, h("p", { class: "note" }, p.note));
   if (p.kind === "table") {
+    const at = { dir: params.dir, file: path, roffset: p.offset, coffset: p.column_offset };
     put(el, 
-      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total.toLocaleString()} rows · ${p.columns.length} columns`),
+      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total.toLocaleString()} rows · ${p.total_columns.toLocaleString()} columns`),
+      p.total_columns > p.columns.length ? h("div", { class: "columns-pager" }, "columns ",
+        pager(p.total_columns, p.column_offset, COLUMNS, (o) => go({ ...at, coffset: o }))) : null,
       h("div", { class: "scroll" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", { title: c.type }, c.name)))),
         h("tbody", {}, p.rows.map((r) => h("tr", {}, r.map((x) => h("td", {}, cell(x)))))))),
-      pager(p.total, p.offset, p.limit, (o) => go({ dir: params.dir, file: path, roffset: o })));
+      pager(p.total, p.offset, p.limit, (o) => go({ ...at, roffset: o })));
   } else if (p.kind === "image") {
     put(el, h("img", { class: "image", src: rawUrl(p.id, p.path, true), alt: p.path }));
   } else if (p.kind === "text") {
@@ -169,4 +175,29 @@ async function showPreview(el, rev, params, go) {
   } else if (p.kind === "link") {
     put(el, h("p", {}, "symbolic link to ", h("code", {}, p.target)));
   }
+}
+
+// A download asked of the server first (HEAD: it reads the file's first chunk and
+// answers before any byte is sent), so that a file it cannot give (a remote gone, a
+// pack lost) says why on the page rather than as a failed download with no reason.
+async function download(e, said) {
+  const a = e.currentTarget;
+  if (a.dataset.checked === "1") { a.dataset.checked = ""; return; } // checked: go on
+  e.preventDefault();
+  swap(said);
+  let res;
+  try {
+    res = await fetch(a.href, { method: "HEAD", credentials: "same-origin" });
+  } catch (err) {
+    swap(said, errorBox(err));
+    return;
+  }
+  if (!res.ok) {
+    const got = await fetch(a.href, { credentials: "same-origin" });
+    const body = await got.json().catch(() => ({ error: `HTTP ${got.status}` }));
+    swap(said, errorBox(got.ok ? new ApiError(res.status, {}) : new ApiError(got.status, body)));
+    return;
+  }
+  a.dataset.checked = "1";
+  a.click();
 }

@@ -36,13 +36,13 @@ export async function versionsPage(el, params) {
     class: "diff-selected", disabled: true,
     onclick: () => {
       const [a, b] = picked.slice(-2).sort((x, y) => x.n - y.n);
-      location.hash = link("diff", { old: a.v, new: b.v });
+      location.hash = link("diff", { old: a.id, new: b.id });
     },
   }, "Diff selected");
   const pick = (row, box) => {
     const n = Number(row.version.slice(1));
     const i = picked.findIndex((p) => p.v === row.version);
-    if (box.checked && i < 0) picked.push({ v: row.version, n });
+    if (box.checked && i < 0) picked.push({ v: row.version, id: row.id, n });
     if (!box.checked && i >= 0) picked.splice(i, 1);
     while (picked.length > 2) {
       const old = picked.shift();
@@ -60,14 +60,14 @@ export async function versionsPage(el, params) {
       h("div", { class: "dot" }),
       h("div", { class: "body" },
         h("div", { class: "line1" }, box,
-          h("a", { class: "vlabel", href: link("version", { rev: row.version }) }, row.version),
+          h("a", { class: "vlabel", href: link("version", { rev: row.id }) }, row.version),
           h("code", { class: "id" }, row.id.slice(0, 10)), badges(row),
           row.parents.length > 1 ? [h("span", { class: "badge merge" }, "merge"), " of ",
             row.parents.slice(1).map((p) => h("a", { class: "id", href: link("version", { rev: p }) }, p.slice(0, 10)))] : null),
         h("div", { class: "message" }, row.message),
         h("div", { class: "meta muted" },
           `${row.author} · ${row.created} · ${row.files.toLocaleString()} files · ${human(row.bytes)}`,
-          parent ? [" · ", h("a", { href: link("diff", { old: parent.slice(0, 12), new: row.version }) }, "changes")] : null)));
+          parent ? [" · ", h("a", { href: link("diff", { old: parent, new: row.id }) }, "changes")] : null)));
   }));
   put(el, 
     h("h1", {}, "Versions", data.remote ? h("span", { class: "muted source" }, ` of ${data.source} (a remote, read-only, as of ${data.as_of})`) : null),
@@ -75,7 +75,8 @@ export async function versionsPage(el, params) {
     form, CSRF ? deleteBranchForm(data) : null,
     h("div", { class: "toolbar" }, diffBtn,
       pager(data.total, data.offset, data.limit, (o) => go({ offset: o }))),
-    data.versions.length ? list : h("p", { class: "muted empty" }, "No version matches."),
+    data.versions.length ? list : h("p", { class: "muted empty" }, data.total || params.tag || params.author || params.q || params.path
+      ? "No version matches." : "No versions yet: run `dvfs add PATH` and `dvfs commit -m MSG`."),
   );
 }
 
