@@ -14,7 +14,7 @@ from vfs.quoting import escape_text, quote_name, safe_json
 
 # What a terminal could act on: C0, DEL, C1, line separators, bidi controls, surrogates.
 DANGEROUS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-INVISIBLE = "\xad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2064\ufeff"
+INVISIBLE = "\xad\u061c\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2064\ufeff"
 # What human output escapes besides: characters that make one name look like another.
 HIDDEN = re.compile(f"{DANGEROUS.pattern}|[{INVISIBLE}]")
 _C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}

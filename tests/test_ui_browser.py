@@ -454,12 +454,17 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
     repo = init_repo(tmp_path / "bidi")
     repo.write("evil\u202etxt.exe", "x\n")
     repo.write("zero\u200bwidth.txt", "y\n")
+    repo.write("mark\u061cx.txt", "z\n")  # the Arabic letter mark: a bidi mark too
     repo.ok("add", ".")
     repo.commit("looks \u202eharmless\x1b[2J")
     with serving(repo.root) as s:
         page.goto(s.url + "#/version?rev=v1")
         expect(page.locator("a.entry")).to_have_text(
-            ["evil\\342\\200\\256txt.exe", "zero\\342\\200\\213width.txt"]
+            [
+                "evil\\342\\200\\256txt.exe",
+                "mark\\330\\234x.txt",
+                "zero\\342\\200\\213width.txt",
+            ]
         )
         expect(page.locator("dl.fields")).to_contain_text("looks \\342\\200\\256harmless\\033[2J")
         page.goto(s.url)

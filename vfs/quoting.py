@@ -35,7 +35,7 @@ import re
 from typing import Any
 
 _UNSAFE = (
-    r"\x00-\x1f\x7f-\x9f\xad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
+    r"\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064"
     r"\u2066-\u2069\ufeff\ud800-\udfff"
 )
 _TEXT_UNSAFE = re.compile(f"[{_UNSAFE}]")

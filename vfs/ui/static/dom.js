@@ -15,7 +15,7 @@ export class ApiError extends Error {
 // two names look alike, a byte that is not UTF-8 (U+DC80..U+DCFF, see encodeValue)
 // would show as U+FFFD. Each such code point is shown as the octal escapes of its
 // UTF-8 bytes (`\342\200\256`); tab, newline and carriage return stay (text previews).
-const UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 const octal = (b) => "\\" + b.toString(8).padStart(3, "0");
 export function visible(text) {
   return String(text).replace(UNSAFE, (ch) => {
