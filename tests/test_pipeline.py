@@ -857,3 +857,23 @@ def test_a_lock_file_that_is_a_link_is_refused_not_truncated(repo: Repo, tmp_pat
         link.unlink()
     repo.ok("run", "-n", "s", "-o", "o", "--", "echo > o")
     repo.fsck_clean()
+
+
+def test_run_takes_an_absolute_path_inside_the_repository(repo: Repo, tmp_path: Path) -> None:
+    # `dvfs run -d $PWD/file` was refused: "dep ... is absolute"
+    repo.write("file", "x\n")
+    repo.write("sub/keep", "")
+    root = str(repo.root)
+    repo.ok("run", "-n", "s", "-d", f"{root}/file", "-o", f"{root}/sub/out", "--",
+            "cp file sub/out")  # fmt: skip
+    assert yaml.safe_load(repo.read("dvfs.yaml"))["stages"]["s"] == {
+        "cmd": "cp file sub/out", "deps": ["file"], "outs": ["sub/out"]}  # fmt: skip
+    assert repo.read("sub/out") == b"x\n"
+    (tmp_path / "outside").write_text("y\n")
+    os.symlink(tmp_path, repo.root / "lnk")
+    repo.fail("run", "-n", "t", "-d", str(tmp_path / "outside"), "-o", "o2", "--", "true",
+              fragments=("is outside the repository",), code=2)  # fmt: skip
+    repo.fail("run", "-n", "t", "-d", f"{root}/lnk/outside", "-o", "o2", "--", "true",
+              fragments=("goes through the symbolic link lnk",), code=2)  # fmt: skip
+    assert "t" not in yaml.safe_load(repo.read("dvfs.yaml"))["stages"]
+    repo.fsck_clean()

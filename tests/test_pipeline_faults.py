@@ -226,3 +226,25 @@ def test_ctrl_c_stops_parallel_stages_at_once_not_one_after_another() -> None:
     terms = [c for c in calls if c[0] == "signal" and c[2] == signal.SIGTERM]
     assert [c[1] for c in terms] == [0, 2]  # only those still running
     assert not any(c[2] == signal.SIGKILL for c in calls)
+
+
+def test_a_previous_output_that_cannot_be_put_back_is_kept_and_said(tmp_path: Path) -> None:
+    # the failed command leaves a mount point in its out, which cannot be removed: the
+    # previous out stayed at .tmp-dvfs-prev-*, the message said "previous outputs are
+    # back", and the next repro deleted it
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "mkdir out && echo one > out/a\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--", "sh step.sh")
+    repo.write("step.sh", "mkdir -p out/m && mount -t tmpfs dvfs-test out/m && exit 1\n")
+    try:
+        repo.fail("repro", fragments=(
+            "stage s failed", "the previous outputs could not be put back",
+            "they are kept (out as out.dvfs-previous)"))  # fmt: skip
+    finally:
+        subprocess.run(["umount", str(repo.root / "out" / "m")], check=True)
+    assert repo.read("out.dvfs-previous/a") == b"one\n"
+    repo.write("step.sh", "rm -r out; mkdir out && echo three > out/a\n")
+    repo.ok("repro")
+    assert repo.read("out/a") == b"three\n"
+    assert repo.read("out.dvfs-previous/a") == b"one\n"
+    repo.fsck_clean()

@@ -158,6 +158,9 @@ def test_runs_file_round_trips_and_is_strict() -> None:
         (b"version: 2\nstages: {}\n", "unknown version"),
         (b"version: 1\nstages: [1]\n", "not a mapping"),
         (b"version: 1\nstages:\n  t: {cmd: x}\n", "needs exactly the keys"),
+        # a stage name was shown in Python's repr style ("it's", 'a\nb')
+        (b"version: 1\nstages:\n  it's: {cmd: x}\n", "stage it's needs exactly the keys cmd, "),
+        (b'version: 1\nstages:\n  "a\\nb": {cmd: x}\n', r'stage "a\\nb" needs'),
         (b"[unclosed", "not valid YAML"),
         (data.replace(b"data/prepared", b"../../etc"), "invalid name"),
         (data.replace(ID.hex().encode(), b"zz" * 32), "64 hex"),

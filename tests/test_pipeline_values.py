@@ -62,7 +62,7 @@ def test_a_broken_yaml_params_file_is_named_with_its_problem_and_line(repo: Repo
     repo.write("params.yaml", "train:\n  lr: 0.01\n  lr: 0.02\n")
     repo.write("dvfs.yaml", "stages:\n  t:\n    cmd: echo > o\n    params: [train.lr]\n"
                "    outs: [o]\n")  # fmt: skip
-    repo.fail("repro", fragments=("stage t: params.yaml is not valid YAML: found the key 'lr' "
+    repo.fail("repro", fragments=("stage t: params.yaml is not valid YAML: found the key lr "
               "twice (line 3, column 3)",))  # fmt: skip
     repo.write("params.yaml", "train:\n  lr: [0.01\n")
     repo.fail("repro", fragments=("params.yaml is not valid YAML: did not find expected ',' "

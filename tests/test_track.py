@@ -156,8 +156,11 @@ def test_numpy_numbers_are_steps_metrics_and_params(repo: vfs.Repo) -> None:
             r.log_metrics({"loss": np.float32(1.5) / (step + 1), "n": np.int64(7)}, step=step)
         with pytest.raises(vfs.UsageError, match="metric acc is a ndarray of several values"):
             r.log_metrics({"acc": np.array([0.5, 0.6])})
-        with pytest.raises(vfs.UsageError, match="step must be a whole number"):
+        # (a step given as text was shown in Python's repr style: not '3')
+        with pytest.raises(vfs.UsageError, match=r"step must be a whole number, not 2\.0$"):
             r.log_metrics({"loss": 1.0}, step=np.float64(2.0))  # type: ignore[arg-type]
+        with pytest.raises(vfs.UsageError, match=r"whole number, not the text 3$"):
+            r.log_metrics({"loss": 1.0}, step="3")  # type: ignore[arg-type]
     v = r.version
     assert v is not None and v.params == {"epochs": 3, "lr": 0.5, "sizes": [64, 32]}
     assert json.loads(repo.read_text("metrics.json", v.version)) == {

@@ -87,8 +87,11 @@ def test_nan_collections_merges_and_tags() -> None:
 
 
 def test_a_key_given_twice_is_an_error() -> None:
-    with pytest.raises(yaml.YAMLError, match="found the key 'lr' twice"):
+    # the key was shown in Python's repr style: 'lr', "it's", 'a\\nb'
+    with pytest.raises(yaml.YAMLError, match="found the key lr twice"):
         yaml12.load("lr: 0.1\nepochs: 3\nlr: 0.2\n")
+    with pytest.raises(yaml.YAMLError, match=r'found the key "a\\nb" twice'):
+        yaml12.load('"a\\nb": 1\n"a\\nb": 2\n')
     with pytest.raises(yaml.YAMLError, match="twice"):
         yaml12.load("outer: {a: 1, a: 2}\n")
 

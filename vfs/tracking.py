@@ -98,7 +98,7 @@ from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.pipeline.spec import OWN_FILES
 from vfs.pipeline.writing import Writing
-from vfs.quoting import escape_text, finite, quote_name
+from vfs.quoting import escape_text, finite, quote_given, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
@@ -567,7 +567,8 @@ def _step(step: Any) -> int:
             return operator.index(step)
         except TypeError:
             pass
-    raise UsageError(f"step must be a whole number, not {step!r}")
+    shown = f"the text {quote_given(step)}" if isinstance(step, str) else quote_given(str(step))
+    raise UsageError(f"step must be a whole number, not {shown}")
 
 
 def _stages(ws: workspace.Workspace) -> set[str]:

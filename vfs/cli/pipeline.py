@@ -186,6 +186,7 @@ def run_cmd(
     from vfs.model.version_codec import STAGE_NAME
     from vfs.pipeline import graph, plan, repro, spec, workspace
     from vfs.repo.gitlink import PIPELINE_FILE
+    from vfs.repo.repository import user_path
 
     if not "".join(command).strip():
         raise UsageError("the command is empty: give what to run after --")
@@ -206,6 +207,8 @@ def run_cmd(
     wdir = b"" if here == "." else os.fsencode(here)
 
     def rel(arg: str, what: str = "path") -> bytes:
+        if os.path.isabs(arg):  # taken as add takes it: inside the working tree, no link
+            return spec.repo_path(os.fsdecode(user_path(ws.root, arg)), b"", None, what, what)
         return spec.repo_path(os.path.normpath(arg), wdir, None, what, what)
 
     stage = spec.Stage(

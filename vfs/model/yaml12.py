@@ -34,6 +34,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from vfs.quoting import quote_given
+
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Python's emitter, not libyaml's: it escapes the surrogates that stand for bytes of a
 # name that are not UTF-8 ("\udcff"), where libyaml's fails on them.
@@ -93,7 +95,7 @@ class Loader(_SafeLoader):  # type: ignore[misc]
             if again:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
-                    f"found the key {key!r} twice", key_node.start_mark,
+                    f"found the key {quote_given(str(key))} twice", key_node.start_mark,
                 )  # fmt: skip
         result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return result

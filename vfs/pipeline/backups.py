@@ -3,7 +3,11 @@
 Before a command runs, each of its outputs is renamed in its directory to
 ``.tmp-dvfs-prev-*`` (which ``status`` does not list), so the command starts without
 them and an output it does not make is noticed; after a failure what it wrote is
-removed and the previous outputs moved back, after a success they are deleted.
+removed and the previous outputs moved back, after a success they are deleted. A
+previous output that cannot be moved back (what the command wrote there cannot be
+removed: a mount point, an immutable file) is renamed ``OUT.dvfs-previous`` (numbered
+if taken), a name ``status`` lists and no run replaces, since the next run deletes
+what it finds at ``.tmp-dvfs-prev-*`` (what a run killed with -9 left).
 Every path is reached through the workspace's walker (no link followed).
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat as statmod
+from dataclasses import dataclass
 
 from vfs.model.ids import hash_bytes
 from vfs.pipeline.spec import Stage
@@ -20,6 +25,7 @@ from vfs.worktree.remove import remove_path, remove_tree
 from vfs.worktree.restore import ensure_dir
 
 BACKUP_PREFIX = b".tmp-dvfs-prev-"
+KEPT_SUFFIX = b".dvfs-previous"
 
 
 def backup_name(out: bytes) -> bytes:
@@ -76,12 +82,42 @@ def move_aside(ws: Workspace, stage: Stage) -> dict[bytes, bytes]:
     return moved
 
 
-def move_back(ws: Workspace, moved: dict[bytes, bytes]) -> None:
-    """Remove what a failed command wrote, and put the previous outputs back."""
+@dataclass(frozen=True)
+class Kept:
+    """A previous output that could not be put back: where it is, and why."""
+
+    at: bytes
+    why: str
+
+
+def move_back(ws: Workspace, moved: dict[bytes, bytes]) -> dict[bytes, Kept]:
+    """Remove what a failed command wrote, and put the previous outputs back; the
+    outputs whose previous one could not be put back, and where each is kept."""
+    kept: dict[bytes, Kept] = {}
     for o, backup in moved.items():
-        with contextlib.suppress(OSError):
+        try:
             remove(ws, o)
             rename(ws, backup, o)
+        except OSError as exc:
+            kept[o] = Kept(keep(ws, o, backup), exc.strerror or str(exc))
+    return kept
+
+
+def keep(ws: Workspace, out: bytes, backup: bytes) -> bytes:
+    """Rename ``backup`` beside ``out`` to ``OUT.dvfs-previous`` (numbered if taken), out
+    of the next run's way; where it is then (still ``backup`` if it cannot be renamed)."""
+    parent, _, leaf = out.rpartition(b"/")
+    for n in range(1, 100):
+        name = leaf[:200] + KEPT_SUFFIX + (b"-%d" % n if n > 1 else b"")
+        dst = parent + b"/" + name if parent else name
+        if ws.lstat(dst) is not None:
+            continue
+        try:
+            rename(ws, backup, dst)
+        except OSError:
+            return backup
+        return dst
+    return backup
 
 
 def drop_backups(ws: Workspace, moved: dict[bytes, bytes]) -> None:

@@ -16,7 +16,9 @@ Running a stage (``vfs.pipeline.runner``):
 2. the command runs (``--jobs N``: up to N independent stages at once);
 3. it failed (non-zero exit, killed, not started), did not make an output, made an
    output directory that ignore rules keep out whole, or changed one of its own deps:
-   what it wrote is removed and the previous outputs moved back; nothing is recorded;
+   what it wrote is removed and the previous outputs moved back (one that cannot be,
+   as what the command left cannot be removed, is kept as ``OUT.dvfs-previous`` and
+   the message says so); nothing is recorded;
 4. it succeeded: the outputs are hashed (their chunks stored), ``dvfs.runs`` is
    rewritten with the run, and the run is added to the run cache.
 
@@ -52,6 +54,7 @@ from vfs.errors import DvfsError, FormatError, UsageError
 from vfs.model.version_codec import StageRecord, StageRun
 from vfs.pipeline import backups, values
 from vfs.pipeline import runs as runs_file
+from vfs.pipeline.backups import Kept
 from vfs.pipeline.cache import Hit, RunCache, key_of
 from vfs.pipeline.content import EMPTY_DIR_ID, tree_path_id
 from vfs.pipeline.graph import Dag
@@ -76,6 +79,26 @@ Say = Callable[[str], None]
 _ODD = (
     "which is not a file, a directory or a link (a FIFO, socket or device): dvfs cannot version it"
 )
+
+
+def _previous(kept: dict[bytes, Kept]) -> str:
+    """The end of a failed run's message: its previous outputs are back, or where not."""
+    return "its previous outputs are back" if not kept else _not_kept(kept)
+
+
+def _not_back(kept: dict[bytes, Kept]) -> str:
+    """What a failed run's message adds when a previous output could not be put back."""
+    return "" if not kept else "; " + _not_kept(kept)
+
+
+def _not_kept(kept: dict[bytes, Kept]) -> str:
+    """Where the previous outputs that could not be put back are, and what to do."""
+    where = ", ".join(f"{show(o)} as {show(k.at)}" for o, k in kept.items())
+    why = next(iter(kept.values())).why
+    return (
+        f"the previous outputs could not be put back, as what the command left there cannot "
+        f"be removed ({why}): they are kept ({where}); remove what is left and move them back"
+    )
 
 
 class StageFailed(DvfsError):
@@ -273,60 +296,63 @@ class Repro:
                 "a wdir is a directory inside the working tree, reached without a link"
             ) from None
 
-    def cleanup_failed(self, stage: Stage, moved: dict[bytes, bytes]) -> None:
-        """After a failed run: its outputs gone, the previous ones back."""
+    def cleanup_failed(self, stage: Stage, moved: dict[bytes, bytes]) -> dict[bytes, Kept]:
+        """After a failed run: its outputs gone, the previous ones back; those that could
+        not be put back, and where they are kept (``backups.move_back``)."""
         for o in stage.outs:
             if o not in moved:
                 with contextlib.suppress(OSError):
                     backups.remove(self.ws, o)
-        backups.move_back(self.ws, moved)
-        self.state.forget(stage.outs)
+        kept = backups.move_back(self.ws, moved)
+        self.state.forget([*stage.outs, *(k.at for k in kept.values())])
+        return kept
 
     def finish_run(self, started: _Started, fin: Finished) -> StageRecord:
         """Check a finished command and record its run; StageFailed (cleaned up) if bad."""
         d = started.decided
         stage = d.stage
         if fin.error is not None or fin.code != 0:
-            self.cleanup_failed(stage, started.backups)
+            kept = self.cleanup_failed(stage, started.backups)
             cmd = stage.shown_cmd()
             raise StageFailed(
                 f"stage {stage.name} failed: `{cmd[:200]}` {fin.why()}; nothing of it was "
-                "recorded and its previous outputs are back"
+                f"recorded and {_previous(kept)}"
             )
         self.state.forget([*stage.outs, *stage.deps])
         ids = self.state.ids([*stage.outs, *stage.deps])
         missing = [o for o in stage.outs if ids[o] is None]
         odd = [o for o in missing if self.ws.lstat(o) is not None]
         if odd:
-            self.cleanup_failed(stage, started.backups)
+            kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} made {show(odd[0])}, {_ODD}: nothing of it was recorded "
-                "and its previous outputs are back"
+                f"and {_previous(kept)}"
             )
         if missing:
-            self.cleanup_failed(stage, started.backups)
+            kept = self.cleanup_failed(stage, started.backups)
             names = ", ".join(show(o) for o in missing)
             raise StageFailed(
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
-                "of it was recorded and its previous outputs are back"
+                f"of it was recorded and {_previous(kept)}"
             )
         ignored = self.state.ignored_outs(stage.outs)
         if ignored:
             out, rule = ignored[0]
             st = self.ws.lstat(out)
             made = "a directory" if st is not None and stat.S_ISDIR(st.st_mode) else "a file"
-            self.cleanup_failed(stage, started.backups)
+            kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} made {show(out)}, {made} the ignore rule {rule} "
                 "keeps out, so it would not be versioned: nothing of it was "
-                "recorded; remove that rule, or undo it with a ! pattern"
+                f"recorded{_not_back(kept)}; remove that rule, or undo it with a ! pattern"
             )
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
         if changed:
-            self.cleanup_failed(stage, started.backups)
+            kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
-                "a stage may only read its deps; nothing of it was recorded (fix the command, "
+                f"a stage may only read its deps; nothing of it was recorded{_not_back(kept)} "
+                "(fix the command, "
                 f"and restore the dep: `dvfs restore {shell_word(changed[0])}` if it is tracked)"
             )
         records = self.state.stage_records(stage.outs, store=True)

@@ -48,6 +48,7 @@ from vfs.model.version_codec import (
     decode_pipeline,
     encode_pipeline,
 )
+from vfs.quoting import quote_given
 from vfs.repo.gitlink import RUNS_FILE
 
 RUNS_FORMAT = 1
@@ -119,16 +120,19 @@ def _sizes(name: Any, rec: Any, where: str) -> int:
     """How many entries stage ``rec`` holds, its shape checked (nothing built yet)."""
     _need(isinstance(name, str) and isinstance(rec, dict), where, "a stage is not a mapping")
     keys = {"cmd", "wdir", "deps", "outs", "params", "metrics", "run"}
-    _need(set(rec) == keys, where, f"stage {name!r} needs exactly the keys {sorted(keys)}")
+    stage = quote_given(name)
+    _need(
+        set(rec) == keys, where, f"stage {stage} needs exactly the keys {', '.join(sorted(keys))}"
+    )
     for k in ("deps", "outs", "params"):
-        _need(isinstance(rec[k], dict), where, f"{k} of stage {name!r} is not a mapping")
-    _need(isinstance(rec["metrics"], list), where, f"metrics of stage {name!r} is not a list")
+        _need(isinstance(rec[k], dict), where, f"{k} of stage {stage} is not a mapping")
+    _need(isinstance(rec["metrics"], list), where, f"metrics of stage {stage} is not a list")
     total = 0
     for k in ("deps", "outs", "params", "metrics"):
-        _need(len(rec[k]) <= MAX_PATHS, where, f"{k} of stage {name!r}: more than {MAX_PATHS:,}")
+        _need(len(rec[k]) <= MAX_PATHS, where, f"{k} of stage {stage}: more than {MAX_PATHS:,}")
         total += len(rec[k])
     for kv in rec["params"].values():
-        _need(isinstance(kv, dict), where, f"params of stage {name!r} are not a mapping")
+        _need(isinstance(kv, dict), where, f"params of stage {stage} are not a mapping")
         total += len(kv)
     return total
 

@@ -126,6 +126,50 @@ def _entering(absolute: str, root: str) -> str | None:
     return None
 
 
+def user_path(root_path: Path, arg: str, index: Index | None = None) -> bytes:
+    """A user-given path as a path beneath ``root_path`` (a repository's or a mount's
+    root); UsageError if it leaves it.
+
+    The path is taken lexically (``..`` folded, links not resolved); every
+    directory between the root and the path must be a real directory, so nothing
+    is ever reached through a symbolic link. An empty path (an unset shell
+    variable) is refused rather than taken as the current directory.
+
+    With ``index`` (a command acting on the working tree: add, rm, mv, restore,
+    checkout), a path written as a directory (``d/a/``, ``d/a/.``) must be one, as
+    git has it: not anything else in the working tree, nor, missing there, a file
+    ``index`` tracks. Commands that read versions (log, diff) give none: the
+    working tree says nothing about a path of a version.
+    """
+    if not arg:
+        raise UsageError("an empty path names nothing: write '.' for the current directory")
+    absolute = os.path.abspath(arg)
+    root = str(root_path)
+    if not _within(absolute, root):
+        absolute = _entering(absolute, root) or absolute
+    if not _within(absolute, root):
+        raise UsageError(f"{arg} is outside the repository {root}")
+    rel = os.path.relpath(absolute, root)
+    if rel == ".":
+        return b""
+    parts = rel.split("/")
+    if parts[0] == DVFS_DIR:
+        raise UsageError(f"{arg} is inside dvfs's own directory {DVFS_DIR}")
+    cur = root_path
+    for part in parts[:-1]:
+        cur = cur / part
+        if _is_link(cur):
+            link = cur.relative_to(root_path)
+            raise UsageError(
+                f"{arg} goes through the symbolic link {link}: dvfs "
+                f"stores links, it does not follow them; name {link} itself, or move the "
+                "link away first"
+            )
+    if index is not None and arg.endswith(("/", "/.")):
+        _refuse_non_directory(root_path, rel, index)
+    return os.fsencode(rel)
+
+
 def preferred_branch(names: Collection[str]) -> str:
     """The branch to take when none is named: ``main`` if there, else the first by name.
 
@@ -408,43 +452,5 @@ class Repository:
         return f"{user}@{os.uname().nodename}"
 
     def rel(self, arg: str, index: Index | None = None) -> bytes:
-        """A user-given path as a repository path; UsageError if it leaves the repository.
-
-        The path is taken lexically (``..`` folded, links not resolved); every
-        directory between the root and the path must be a real directory, so nothing
-        is ever reached through a symbolic link. An empty path (an unset shell
-        variable) is refused rather than taken as the current directory.
-
-        With ``index`` (a command acting on the working tree: add, rm, mv, restore,
-        checkout), a path written as a directory (``d/a/``, ``d/a/.``) must be one, as
-        git has it: not anything else in the working tree, nor, missing there, a file
-        ``index`` tracks. Commands that read versions (log, diff) give none: the
-        working tree says nothing about a path of a version.
-        """
-        if not arg:
-            raise UsageError("an empty path names nothing: write '.' for the current directory")
-        absolute = os.path.abspath(arg)
-        root = str(self.root)
-        if not _within(absolute, root):
-            absolute = _entering(absolute, root) or absolute
-        if not _within(absolute, root):
-            raise UsageError(f"{arg} is outside the repository {root}")
-        rel = os.path.relpath(absolute, root)
-        if rel == ".":
-            return b""
-        parts = rel.split("/")
-        if parts[0] == DVFS_DIR:
-            raise UsageError(f"{arg} is inside dvfs's own directory {DVFS_DIR}")
-        cur = self.root
-        for part in parts[:-1]:
-            cur = cur / part
-            if _is_link(cur):
-                link = cur.relative_to(self.root)
-                raise UsageError(
-                    f"{arg} goes through the symbolic link {link}: dvfs "
-                    f"stores links, it does not follow them; name {link} itself, or move the "
-                    "link away first"
-                )
-        if index is not None and arg.endswith(("/", "/.")):
-            _refuse_non_directory(self.root, rel, index)
-        return os.fsencode(rel)
+        """A user-given path as a repository path (:func:`user_path` beneath the root)."""
+        return user_path(self.root, arg, index)
