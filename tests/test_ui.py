@@ -631,11 +631,11 @@ def test_a_version_gc_deleted_while_its_page_is_open_is_not_tagged(tmp_path: Pat
     r.ok("switch", "main")
     with serving(r.root, "--allow-write") as s:
         assert api(s, "version", rev=exp)["message"] == "on exp"
-        r.ok("branch", "-d", "exp")
+        r.ok("branch", "-D", "exp")
         r.ok("gc")
         a = post(f"{s.base}api/actions/tag", {"name": "keep", "rev": exp},
                  {"X-DVFS-CSRF": csrf_of(s) or ""})  # fmt: skip
-        assert a.status == 404 and a.json()["error"].startswith(f"unknown revision '{exp}'")
+        assert a.status == 404 and a.json()["error"].startswith(f"unknown revision {exp}")
     assert r.json("tag", "--json") == []
     r.fsck_clean()
 
@@ -774,4 +774,28 @@ def test_a_link_asked_for_as_a_directory_is_named_a_link(tmp_path: Path) -> None
         assert (status, body["error"]) == (
             400, "d/f is a file, not a directory: preview it instead"
         )  # fmt: skip
+    r.fsck_clean()
+
+
+def test_a_version_gc_deleted_while_the_server_runs_is_unknown_to_its_pages(
+    tmp_path: Path,
+) -> None:
+    """A version shown, its branch deleted and `dvfs gc` run meanwhile: the running
+    dashboard says it is unknown (404), as `dvfs show` does, not the deleted version."""
+    r = init_repo(tmp_path / "gone")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    r.ok("branch", "exp")
+    r.ok("switch", "exp")
+    exp = commit_files(r, {"b.txt": b"exp\n"}, "on exp")
+    r.ok("switch", "main")
+    with serving(r.root) as s:
+        assert api(s, "version", rev=exp)["message"] == "on exp"
+        assert api(s, "files", rev=exp)["total"] == 2
+        r.ok("branch", "-D", "exp")
+        r.ok("gc")
+        assert_error(r.run("show", exp), "unknown revision")
+        status, body = status_of(s, "version", rev=exp)
+        assert status == 404 and body["error"].startswith(f"unknown revision {exp}")
+        assert status_of(s, "files", rev=exp)[0] == 404
+        assert api(s, "version", rev="main")["message"] == "first"
     r.fsck_clean()

@@ -50,7 +50,9 @@ anything else 500 too (and a traceback in the server's log); the body is
 
 Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
 ``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
-``lru_cache``s, the store locks itself).
+``lru_cache``s, the store locks itself), its store first taking note of packs
+written or deleted since (``ObjectStore.refresh``: a version ``dvfs gc`` deleted is
+then unknown, as to the CLI).
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ class Api:
         if self._limiter is None:  # made in the event loop, on first use
             self._limiter = anyio.CapacityLimiter(WORKERS)
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(self._fresh, fn, *args, limiter=self._limiter)
         except RevisionNotFound:
             fresh = self.source.refresher
             looked = fresh is not None and await anyio.to_thread.run_sync(
@@ -243,6 +245,13 @@ class Api:
             if not looked:
                 raise
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def _fresh(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` once the store has taken note of packs written or deleted since
+        the last request (one ``stat`` when there are none): a version a ``dvfs gc``
+        deleted meanwhile is unknown here as it is to ``dvfs show``."""
+        self.repo.store.refresh()
+        return fn(*args)
 
     # arguments ---------------------------------------------------------------
 
