@@ -199,7 +199,8 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     assert inputs == {"data/notes.txt": "v2", "prep.py": "v2"}
     assert api(server, "lineage", rev="v1")["stages"] == []
     ex = api(server, "experiments")
-    assert ex["rows"] == repo.json("compare", "--json")
+    compared = repo.json("compare", "--json")
+    assert ex["rows"] == compared and (ex["total"], ex["offset"], ex["limit"]) == (3, 0, 200)
     assert ex["metrics"] == ["acc", "loss"] and "train.lr" in ex["params"]
     st = api(server, "store")
     assert st["du"] == repo.json("du", "--json") and st["verify"]["intact"]
@@ -798,4 +799,31 @@ def test_a_version_gc_deleted_while_the_server_runs_is_unknown_to_its_pages(
         assert status == 404 and body["error"].startswith(f"unknown revision {exp}")
         assert status_of(s, "files", rev=exp)[0] == 404
         assert api(s, "version", rev="main")["message"] == "first"
+    r.fsck_clean()
+
+
+def test_experiments_and_the_names_of_refs_come_in_pages(repo: Repo, tmp_path: Path) -> None:
+    """The experiments table is a page of `dvfs compare`'s rows (offset, limit, as
+    /api/steps), and a versions page names at most 200 branches and 200 tags, the
+    current and the asked-for one among them, with how many there are."""
+    with serving(repo.root) as s:
+        first = api(s, "experiments", limit=2)
+        compared = repo.json("compare", "--json")
+        assert first["rows"] == compared[:2] and first["total"] == 3
+        assert api(s, "experiments", offset=2, limit=2)["rows"] == compared[2:]
+        assert api(s, "experiments", limit=50_000)["limit"] == 1000
+        assert status_of(s, "experiments", limit=0)[0] == 400
+    r = init_repo(tmp_path / "many")
+    tip = bytes.fromhex(commit_files(r, {"a.txt": b"one\n"}, "first"))
+    handle = Repository(r.root)
+    for i in range(250):
+        handle.refs.update(f"refs/heads/x{i:03}", tip, None)
+        handle.refs.update(f"refs/tags/t{i:03}", tip, None)
+    handle.store.close()
+    with serving(r.root) as s:
+        page = api(s, "versions", branch="x249", tag="t249")
+        assert (page["branches_total"], page["tags_total"]) == (251, 250)
+        assert len(page["branches"]) == 201 and {"main", "x249"} <= set(page["branches"])
+        assert len(page["tags"]) == 201 and page["tags"][-1] == "t249"
+        assert [v["version"] for v in page["versions"]] == ["v1"]
     r.fsck_clean()

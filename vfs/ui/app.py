@@ -15,7 +15,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/diff            old, new, offset, limit                  (data.diff)
     /api/rows            old, new, path, key, limit               (data.row_diff)
     /api/lineage         rev                                      (data.lineage)
-    /api/experiments     sort                                     (data.experiments)
+    /api/experiments     sort, offset, limit                      (data.experiments)
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
@@ -374,8 +374,9 @@ class Api:
         return json_response(await self.run(data.lineage, self.repo, self.rev(request)))
 
     async def experiments(self, request: Request) -> Response:
-        sort = self.text(request, "sort")
-        answer = await self.run(data.experiments, self.repo, sort, self.source.get)
+        args = (self.text(request, "sort"), self.source.get, self.number(request, "offset", 0),
+                self.number(request, "limit", data.EXPERIMENTS_PAGE))  # fmt: skip
+        answer = await self.run(data.experiments, self.repo, *args)
         return json_response(answer)
 
     async def store(self, request: Request) -> Response:
