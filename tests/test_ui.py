@@ -386,8 +386,10 @@ def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo])
     assert a.json()["tagged"] == {"name": "gold", **_ref(repo, "v2")}
     assert {"name": "gold", **_ref(repo, "v2")} in repo.json("tag", "--json")
     again = post(f"{server.base}api/actions/tag", {"name": "gold", "rev": "v1"}, ours)
-    assert again.status == 400  # (it said "with --delete", a flag the page does not have)
+    assert again.status == 409  # (it said "with --delete", a flag the page does not have)
     assert again.json()["error"] == "tag gold already exists: delete it first (`dvfs tag -d gold`)"
+    twin = post(f"{server.base}api/actions/tag", {"name": "other", "rev": "v1"}, ours)
+    assert twin.status == 409 and "would share its name with branch other" in twin.json()["error"]
     current = post(f"{server.base}api/actions/delete-branch", {"name": "main"}, ours)
     assert current.status == 400 and "current branch" in current.json()["error"]
     gone = post(f"{server.base}api/actions/delete-branch", {"name": "side"}, ours)

@@ -41,8 +41,9 @@ forbids sniffing, framing and any script or style not served here (CSP).
 Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
 argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 400,
-``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile) and
-``LockBusy`` (another command holds the repository) 409, ``RemoteUnreachable`` (a
+``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile),
+``NameInUse`` (a tag named as a tag or branch there is) and ``LockBusy`` (another
+command holds the repository) 409, ``RemoteUnreachable`` (a
 remote's view whose remote does not answer) 503 and any other ``RemoteError`` (a remote
 gone, or lacking a pack) 502, any other ``DvfsError`` 500,
 anything else 500 too (and a traceback in the server's log); the body is
@@ -80,6 +81,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vfs.errors import (
     DvfsError,
     LockBusy,
+    NameInUse,
     PathNotFound,
     RefConflict,
     RemoteError,
@@ -193,10 +195,10 @@ def error_response(request: Request, exc: Exception) -> Response:
         return json_response(body, 404)
     if isinstance(exc, PathNotFound):
         return json_response(body, 404)
+    if isinstance(exc, (RefConflict, NameInUse, LockBusy)):  # refs as they stand, another
+        return json_response(body, 409)  # command
     if isinstance(exc, (UsageError, KeyNotUnique)):  # (the key the page was given)
         return json_response(body, 400)
-    if isinstance(exc, (RefConflict, LockBusy)):  # refs as they stand, another command
-        return json_response(body, 409)
     if isinstance(exc, RemoteUnreachable):  # a remote's view: the remote did not answer
         return json_response(body, 503)
     if isinstance(exc, RemoteError):  # ... answered without what it should hold
