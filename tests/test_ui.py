@@ -199,7 +199,8 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     assert inputs == {"data/notes.txt": "v2", "prep.py": "v2"}
     assert api(server, "lineage", rev="v1")["stages"] == []
     ex = api(server, "experiments")
-    assert ex["rows"] == repo.json("compare", "--json")
+    compared = repo.json("compare", "--json")
+    assert ex["rows"] == compared and (ex["total"], ex["offset"], ex["limit"]) == (3, 0, 200)
     assert ex["metrics"] == ["acc", "loss"] and "train.lr" in ex["params"]
     st = api(server, "store")
     assert st["du"] == repo.json("du", "--json") and st["verify"]["intact"]
@@ -385,8 +386,10 @@ def test_actions_are_the_cli_commands_and_audited(writable: tuple[Server, Repo])
     assert a.json()["tagged"] == {"name": "gold", **_ref(repo, "v2")}
     assert {"name": "gold", **_ref(repo, "v2")} in repo.json("tag", "--json")
     again = post(f"{server.base}api/actions/tag", {"name": "gold", "rev": "v1"}, ours)
-    assert again.status == 400  # (it said "with --delete", a flag the page does not have)
+    assert again.status == 409  # (it said "with --delete", a flag the page does not have)
     assert again.json()["error"] == "tag gold already exists: delete it first (`dvfs tag -d gold`)"
+    twin = post(f"{server.base}api/actions/tag", {"name": "other", "rev": "v1"}, ours)
+    assert twin.status == 409 and "would share its name with branch other" in twin.json()["error"]
     current = post(f"{server.base}api/actions/delete-branch", {"name": "main"}, ours)
     assert current.status == 400 and "current branch" in current.json()["error"]
     gone = post(f"{server.base}api/actions/delete-branch", {"name": "side"}, ours)
@@ -631,11 +634,11 @@ def test_a_version_gc_deleted_while_its_page_is_open_is_not_tagged(tmp_path: Pat
     r.ok("switch", "main")
     with serving(r.root, "--allow-write") as s:
         assert api(s, "version", rev=exp)["message"] == "on exp"
-        r.ok("branch", "-d", "exp")
+        r.ok("branch", "-D", "exp")
         r.ok("gc")
         a = post(f"{s.base}api/actions/tag", {"name": "keep", "rev": exp},
                  {"X-DVFS-CSRF": csrf_of(s) or ""})  # fmt: skip
-        assert a.status == 404 and a.json()["error"].startswith(f"unknown revision '{exp}'")
+        assert a.status == 404 and a.json()["error"].startswith(f"unknown revision {exp}")
     assert r.json("tag", "--json") == []
     r.fsck_clean()
 
@@ -774,4 +777,55 @@ def test_a_link_asked_for_as_a_directory_is_named_a_link(tmp_path: Path) -> None
         assert (status, body["error"]) == (
             400, "d/f is a file, not a directory: preview it instead"
         )  # fmt: skip
+    r.fsck_clean()
+
+
+def test_a_version_gc_deleted_while_the_server_runs_is_unknown_to_its_pages(
+    tmp_path: Path,
+) -> None:
+    """A version shown, its branch deleted and `dvfs gc` run meanwhile: the running
+    dashboard says it is unknown (404), as `dvfs show` does, not the deleted version."""
+    r = init_repo(tmp_path / "gone")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    r.ok("branch", "exp")
+    r.ok("switch", "exp")
+    exp = commit_files(r, {"b.txt": b"exp\n"}, "on exp")
+    r.ok("switch", "main")
+    with serving(r.root) as s:
+        assert api(s, "version", rev=exp)["message"] == "on exp"
+        assert api(s, "files", rev=exp)["total"] == 2
+        r.ok("branch", "-D", "exp")
+        r.ok("gc")
+        assert_error(r.run("show", exp), "unknown revision")
+        status, body = status_of(s, "version", rev=exp)
+        assert status == 404 and body["error"].startswith(f"unknown revision {exp}")
+        assert status_of(s, "files", rev=exp)[0] == 404
+        assert api(s, "version", rev="main")["message"] == "first"
+    r.fsck_clean()
+
+
+def test_experiments_and_the_names_of_refs_come_in_pages(repo: Repo, tmp_path: Path) -> None:
+    """The experiments table is a page of `dvfs compare`'s rows (offset, limit, as
+    /api/steps), and a versions page names at most 200 branches and 200 tags, the
+    current and the asked-for one among them, with how many there are."""
+    with serving(repo.root) as s:
+        first = api(s, "experiments", limit=2)
+        compared = repo.json("compare", "--json")
+        assert first["rows"] == compared[:2] and first["total"] == 3
+        assert api(s, "experiments", offset=2, limit=2)["rows"] == compared[2:]
+        assert api(s, "experiments", limit=50_000)["limit"] == 1000
+        assert status_of(s, "experiments", limit=0)[0] == 400
+    r = init_repo(tmp_path / "many")
+    tip = bytes.fromhex(commit_files(r, {"a.txt": b"one\n"}, "first"))
+    handle = Repository(r.root)
+    for i in range(250):
+        handle.refs.update(f"refs/heads/x{i:03}", tip, None)
+        handle.refs.update(f"refs/tags/t{i:03}", tip, None)
+    handle.store.close()
+    with serving(r.root) as s:
+        page = api(s, "versions", branch="x249", tag="t249")
+        assert (page["branches_total"], page["tags_total"]) == (251, 250)
+        assert len(page["branches"]) == 201 and {"main", "x249"} <= set(page["branches"])
+        assert len(page["tags"]) == 201 and page["tags"][-1] == "t249"
+        assert [v["version"] for v in page["versions"]] == ["v1"]
     r.fsck_clean()

@@ -736,3 +736,37 @@ def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(page: Page, tmp_p
         header = box.locator("thead tr").evaluate("r => [...r.cells].map(c => c.offsetHeight)")
         assert one_line == 1 and max(heights) < 2 * min(heights) and max(header) < 2 * min(heights)
     r.fsck_clean()
+
+
+def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
+    page: Page, tmp_path: Path
+) -> None:
+    """Past the 200 names a versions page lists, the branch and tag filters and the
+    branch to delete are fields offering those names, and any other can be typed."""
+    r = init_repo(tmp_path / "many")
+    commit_files(r, {"a.txt": b"one\n"}, "first")
+    r.ok("branch", "side")
+    r.ok("switch", "side")
+    tip = bytes.fromhex(commit_files(r, {"b.txt": b"two\n"}, "on side"))
+    r.ok("switch", "main")
+    handle = Repository(r.root)
+    for i in range(250):
+        handle.refs.update(f"refs/heads/x{i:03}", tip, None)
+        handle.refs.update(f"refs/tags/t{i:03}", tip, None)
+    handle.store.close()
+    with serving(r.root, "--allow-write") as s:
+        page.goto(s.url + "#/versions")
+        expect(page.locator(".timeline li")).to_have_count(1)
+        expect(page.locator("datalist#branch-names option")).to_have_count(200)
+        form = page.locator("form.filters")
+        form.locator('input[name="branch"]').fill("x249")
+        form.locator('input[name="tag"]').fill("t249")
+        form.get_by_role("button", name="Filter").click()
+        expect(page.locator(".timeline li").first).to_contain_text("on side")
+        deleting = page.locator("form.delete-branch-form")
+        deleting.locator('input[name="delete-branch"]').fill("x248")
+        deleting.get_by_role("button", name="Delete branch").click()
+        deleting.get_by_role("button", name="Really delete x248?").click()
+        expect(deleting.locator(".said")).to_contain_text("deleted branch x248")
+    assert "x248" not in [b["name"] for b in r.json("branch", "--json")]
+    fsck_clean(r.root)

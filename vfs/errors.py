@@ -58,6 +58,11 @@ class UsageError(DvfsError):
     exit_code = 2
 
 
+class NameInUse(UsageError):
+    """A new branch or tag named as one there is already (a usage error to the CLI; a
+    conflict with the refs as they stand to the dashboard, 409)."""
+
+
 class PathNotFound(UsageError, FileNotFoundError):
     """A path a version does not hold (a FileNotFoundError too, for Python callers)."""
 

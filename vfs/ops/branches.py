@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 
-from vfs.errors import DvfsError, UsageError
+from vfs.errors import DvfsError, NameInUse, UsageError
 from vfs.ops import merging
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
@@ -133,9 +133,9 @@ def _unborn(repo: Repository, name: str) -> CheckoutReport | None:
             return None
         check_ref_name(name, "branch")
         if repo.refs.get(f"refs/heads/{name}") is not None:
-            raise UsageError(f"branch {name} already exists: `dvfs switch {name}` goes there")
+            raise NameInUse(f"branch {name} already exists: `dvfs switch {name}` goes there")
         if why := twin_refused(repo.refs, "branch", name):
-            raise UsageError(why)
+            raise NameInUse(why)
         repo.refs.set_head(Head(name))
         return CheckoutReport("", name, unchanged=repo.index().count())
 
@@ -329,9 +329,9 @@ def _create_ref(
         )
     with repo.locked():
         if repo.refs.get(ref) is not None:
-            raise UsageError(f"{kind} {name} already exists{hint}")
+            raise NameInUse(f"{kind} {name} already exists{hint}")
         if why := twin_refused(repo.refs, kind, name):
-            raise UsageError(why)
+            raise NameInUse(why)
         target = repo.history.resolve(rev or "HEAD")
         repo.refs.update(ref, target, None)
         return target

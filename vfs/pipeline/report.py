@@ -384,16 +384,19 @@ def compare(
     hist: History, chosen: list[tuple[str, bytes]], only_params: bool = False,
     only_metrics: bool = False, sort_by: str | None = None, notes: list[str] | None = None,
     unreadable: list[bytes] | None = None, get: Callable[[bytes], bytes] | None = None,
+    among: list[tuple[str, bytes]] | None = None,
 ) -> Compared:  # fmt: skip
     """The compare table of the versions ``chosen`` (label, id), sorted by a metric or
     parameter if ``sort_by`` names one (``-NAME``: descending; UsageError otherwise).
+    ``among``: the versions ``chosen`` is a page of (default: ``chosen``), whose
+    parameters' names name each row's as in the whole table (:func:`commit_names`).
 
     Why a metrics file could not be read is added to ``notes``, and the file to
     ``unreadable`` (once for each version it cannot be read in). ``get`` reads the
     files' chunks (default: the history's store; a remote's view reads its remote).
     """
     why: list[str] = [] if notes is None else notes
-    taken = commit_names(hist.version(oid) for _, oid in chosen)
+    taken = commit_names(hist.version(oid) for _, oid in (chosen if among is None else among))
     rows = [row_of(hist, label, oid, why, taken, unreadable, get) for label, oid in chosen]
     # Metrics by key alone if they come from one file, unless a key is also a
     # parameter's name: two columns, or a --sort, would not tell which is which.

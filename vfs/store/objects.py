@@ -175,8 +175,16 @@ class ObjectStore:
         for o in objs:
             self._entries.setdefault(o.oid, (slot, o))
 
+    def refresh(self) -> None:
+        """Take note of the packs other processes wrote or deleted since this store last
+        looked (one ``stat`` of the folder when nothing changed): for a reader that lives
+        long (``dvfs ui``), so that what a ``dvfs gc`` deleted meanwhile is no longer
+        found, as a command run now would not find it."""
+        self._scan()
+
     def _scan(self) -> None:
-        """Take note of every pack not seen yet (rebuilding missing indexes).
+        """Take note of every pack not seen yet (rebuilding missing indexes), and forget
+        the objects of packs deleted since (by ``dvfs gc``: see :meth:`_forget`).
 
         Until enough lookups have been made to pay for it, index files are kept as
         they are and searched by bisection; then they are merged into one dict.
@@ -194,6 +202,14 @@ class ObjectStore:
                 names = sorted(os.listdir(self.root))
             except FileNotFoundError:
                 return
+            listed = set(names)
+            gone = {
+                s for s, path in enumerate(self._packs)
+                if s not in self._dead and path.name.endswith(".pack") and path.name not in listed
+                and not os.path.lexists(path)  # (finished by another thread since the listing)
+            }  # fmt: skip
+            if gone:
+                self._forget(gone)
             for name in names:
                 if not (name.startswith("pack-") and name.endswith(".pack")):
                     continue
@@ -519,25 +535,33 @@ class ObjectStore:
         with self._lock:
             if slot in self._dead:
                 raise FileNotFoundError(errno.ENOENT, "pack vanished", str(self._packs[slot]))
-            self._merge()
-            self._dead.add(slot)
-            self._known.discard(self._packs[slot].name)
-            gone = {oid for oid, (s, _) in self._entries.items() if s == slot}
-            for oid in gone:
-                del self._entries[oid]
-            for s, path in enumerate(self._packs):  # copies of them in packs known already
-                if s in self._dead or not path.name.endswith(".pack"):
-                    continue
-                idx = path.with_suffix(".idx")
-                try:
-                    objs = decode_index(read_index_file(idx), str(idx))
-                except (OSError, FormatError):
-                    continue
-                for o in objs:
-                    if o.oid in gone:
-                        self._entries.setdefault(o.oid, (s, o))
+            self._forget({slot})
             self._scanned_at = -1
             self._scan()
+
+    def _forget(self, slots: set[int]) -> None:
+        """Packs ``slots`` are deleted: drop their objects (and close their descriptors),
+        keeping those that other packs known already hold copies of. (Under the lock;
+        packs new since are added by the listing that follows.)"""
+        self._merge()
+        self._dead |= slots
+        for slot in slots:
+            self._known.discard(self._packs[slot].name)
+            self._fds.drop(slot)
+        gone = {oid for oid, (s, _) in self._entries.items() if s in slots}
+        for oid in gone:
+            del self._entries[oid]
+        for s, path in enumerate(self._packs):  # copies of them in packs known already
+            if s in self._dead or not path.name.endswith(".pack"):
+                continue
+            idx = path.with_suffix(".idx")
+            try:
+                objs = decode_index(read_index_file(idx), str(idx))
+            except (OSError, FormatError):
+                continue
+            for o in objs:
+                if o.oid in gone:
+                    self._entries.setdefault(o.oid, (s, o))
 
     def read_into(self, oid: bytes, buf: mmap.mmap) -> bytes | memoryview:
         """The object's bytes, verified, read into ``buf`` where that saves a copy.

@@ -367,11 +367,21 @@ class Descriptors:
                 left = self._users.pop(key) - 1
                 if left:
                     self._users[key] = left
+                elif self._open.get(key) != fd:  # dropped meanwhile: its last reader closes it
+                    close_fd(fd)
                 if len(self._open) > self.limit:
                     for old in [k for k in self._open if k not in self._users]:
                         close_fd(self._open.pop(old))
                         if len(self._open) <= self.limit:
                             break
+
+    def drop(self, slot: int) -> None:
+        """Close the descriptors of pack ``slot`` (deleted), once no read holds them."""
+        with self._lock:
+            for key in [(slot, False), (slot, True)]:
+                fd = self._open.pop(key, None)
+                if fd is not None and key not in self._users:
+                    close_fd(fd)
 
     def close(self) -> None:
         """Close every descriptor (no read may be running)."""

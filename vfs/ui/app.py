@@ -15,7 +15,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/diff            old, new, offset, limit                  (data.diff)
     /api/rows            old, new, path, key, limit               (data.row_diff)
     /api/lineage         rev                                      (data.lineage)
-    /api/experiments     sort                                     (data.experiments)
+    /api/experiments     sort, offset, limit                      (data.experiments)
     /api/store                                                    (data.store)
     /api/audit           offset, limit                            (data.audit_log)
     /api/mounts                                                   (data.mounts)
@@ -41,8 +41,9 @@ forbids sniffing, framing and any script or style not served here (CSP).
 Errors become statuses here and only here: ``RevisionNotFound`` and ``PathNotFound``
 404 (the first with ``candidates``, the closest revisions), ``UsageError`` (a bad
 argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 400,
-``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile) and
-``LockBusy`` (another command holds the repository) 409, ``RemoteUnreachable`` (a
+``RefConflict`` (a tag ``a/b`` beside a tag ``a``, a ref moved meanwhile),
+``NameInUse`` (a tag named as a tag or branch there is) and ``LockBusy`` (another
+command holds the repository) 409, ``RemoteUnreachable`` (a
 remote's view whose remote does not answer) 503 and any other ``RemoteError`` (a remote
 gone, or lacking a pack) 502, any other ``DvfsError`` 500,
 anything else 500 too (and a traceback in the server's log); the body is
@@ -50,7 +51,9 @@ anything else 500 too (and a traceback in the server's log); the body is
 
 Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
 ``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
-``lru_cache``s, the store locks itself).
+``lru_cache``s, the store locks itself), its store first taking note of packs
+written or deleted since (``ObjectStore.refresh``: a version ``dvfs gc`` deleted is
+then unknown, as to the CLI).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vfs.errors import (
     DvfsError,
     LockBusy,
+    NameInUse,
     PathNotFound,
     RefConflict,
     RemoteError,
@@ -191,10 +195,10 @@ def error_response(request: Request, exc: Exception) -> Response:
         return json_response(body, 404)
     if isinstance(exc, PathNotFound):
         return json_response(body, 404)
+    if isinstance(exc, (RefConflict, NameInUse, LockBusy)):  # refs as they stand, another
+        return json_response(body, 409)  # command
     if isinstance(exc, (UsageError, KeyNotUnique)):  # (the key the page was given)
         return json_response(body, 400)
-    if isinstance(exc, (RefConflict, LockBusy)):  # refs as they stand, another command
-        return json_response(body, 409)
     if isinstance(exc, RemoteUnreachable):  # a remote's view: the remote did not answer
         return json_response(body, 503)
     if isinstance(exc, RemoteError):  # ... answered without what it should hold
@@ -234,7 +238,7 @@ class Api:
         if self._limiter is None:  # made in the event loop, on first use
             self._limiter = anyio.CapacityLimiter(WORKERS)
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(self._fresh, fn, *args, limiter=self._limiter)
         except RevisionNotFound:
             fresh = self.source.refresher
             looked = fresh is not None and await anyio.to_thread.run_sync(
@@ -243,6 +247,13 @@ class Api:
             if not looked:
                 raise
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def _fresh(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` once the store has taken note of packs written or deleted since
+        the last request (one ``stat`` when there are none): a version a ``dvfs gc``
+        deleted meanwhile is unknown here as it is to ``dvfs show``."""
+        self.repo.store.refresh()
+        return fn(*args)
 
     # arguments ---------------------------------------------------------------
 
@@ -365,8 +376,9 @@ class Api:
         return json_response(await self.run(data.lineage, self.repo, self.rev(request)))
 
     async def experiments(self, request: Request) -> Response:
-        sort = self.text(request, "sort")
-        answer = await self.run(data.experiments, self.repo, sort, self.source.get)
+        args = (self.text(request, "sort"), self.source.get, self.number(request, "offset", 0),
+                self.number(request, "limit", data.EXPERIMENTS_PAGE))  # fmt: skip
+        answer = await self.run(data.experiments, self.repo, *args)
         return json_response(answer)
 
     async def store(self, request: Request) -> Response:

@@ -60,6 +60,9 @@ PENDING_PATHS = 20  # paths of a mount's pending changes listed, of each kind
 STEPS_MAX = 16 * 1024 * 1024  # bytes of a per-step history file plotted, at most
 STEPS_PAGE = 1000  # rows of a per-step history in one answer unless asked for fewer or more
 STEPS_PAGE_MAX = 10_000  # rows of a per-step history in one answer, at most
+EXPERIMENTS_PAGE = 200  # rows of the experiments table in one answer unless asked for others
+EXPERIMENTS_PAGE_MAX = 1000  # rows of the experiments table in one answer, at most
+REFS_SHOWN = 200  # branch names, and tag names, a versions page names at most
 STATUS_WAIT = 10.0  # seconds a mount's daemon has to say what is pending
 
 
@@ -115,11 +118,21 @@ def versions(
                 rows.append(browse.log_row(hist, refs, oid, v))
             total += 1
     head = hist.head()
+    branches, tags = sorted(repo.refs.branches()), sorted(repo.refs.tags())
     return {
         "total": total, "offset": offset, "limit": limit, "versions": rows,
-        "branches": sorted(repo.refs.branches()), "tags": sorted(repo.refs.tags()),
-        "current_branch": head.branch,
+        "branches": _some(branches, head.branch, branch), "branches_total": len(branches),
+        "tags": _some(tags, tag), "tags_total": len(tags), "current_branch": head.branch,
     }  # fmt: skip
+
+
+def _some(names: list[str], *wanted: str | None) -> list[str]:
+    """The first ``REFS_SHOWN`` of ``names`` (sorted), with those of ``wanted`` it holds
+    (the current branch, the one asked for), so that a page names what it shows."""
+    if len(names) <= REFS_SHOWN:
+        return names
+    held = set(names)
+    return sorted({*names[:REFS_SHOWN], *(w for w in wanted if w is not None and w in held)})
 
 
 @functools.lru_cache(maxsize=256)
@@ -343,17 +356,32 @@ def lineage(repo: Repository, rev: str) -> dict[str, Any]:
 
 
 def experiments(
-    repo: Repository, sort_by: str | None = None, get: Getter | None = None
-) -> dict[str, Any]:
-    """``dvfs compare --json`` without REVs: the current branch's versions and every
-    experiment, with the column names and the notes about unreadable metrics; ``get``
-    reads the metrics files (a remote's view: from its remote)."""
+    repo: Repository, sort_by: str | None = None, get: Getter | None = None,
+    offset: int = 0, limit: int = EXPERIMENTS_PAGE,
+) -> dict[str, Any]:  # fmt: skip
+    """A page of ``dvfs compare --json`` without REVs (the current branch's versions,
+    newest first, then every experiment): ``limit`` rows (at most
+    ``EXPERIMENTS_PAGE_MAX``) from ``offset``, with ``total``, ``offset`` and
+    ``limit``, the column names of the page's rows and the notes about unreadable
+    metrics; ``get`` reads the metrics files (a remote's view: from its remote). Only
+    the page's metrics files are read, unless ``sort_by`` sorts the whole table."""
+    if offset < 0 or limit < 1:
+        raise UsageError("offset must be 0 or more and limit 1 or more")
+    limit = min(limit, EXPERIMENTS_PAGE_MAX)
     hist = repo.history
     notes: list[str] = []
-    done = report.compare(hist, report.default_choice(hist, repo.refs), sort_by=sort_by,
-                          notes=notes, get=get)  # fmt: skip
-    return {"params": done.params, "metrics": done.metrics, "rows": report.compare_json(done),
-            "notes": notes}  # fmt: skip
+    chosen = report.default_choice(hist, repo.refs)
+    window = chosen if sort_by else chosen[offset : offset + limit]
+    done = report.compare(hist, window, sort_by=sort_by, notes=notes, get=get,
+                          among=chosen)  # fmt: skip
+    rows = report.compare_json(done)
+    if sort_by:
+        rows = rows[offset : offset + limit]
+    params = sorted({k for r in rows for k in r["params"]})
+    metrics = sorted({k for r in rows for k in r["metrics"]})
+    return {"params": [k for k in done.params if k in params],
+            "metrics": [k for k in done.metrics if k in metrics], "rows": rows,
+            "total": len(chosen), "offset": offset, "limit": limit, "notes": notes}  # fmt: skip
 
 
 def steps(

@@ -10,7 +10,7 @@ const own = (values, name) => (Object.hasOwn(values, name) ? values[name] : unde
 export async function experimentsPage(el, params) {
   let d;
   try {
-    d = await api("experiments", {});
+    d = await api("experiments", { offset: params.offset || 0 });
   } catch (err) {
     put(el, h("h1", {}, "Experiments"), errorBox(err));
     return;
@@ -57,7 +57,10 @@ export async function experimentsPage(el, params) {
     d.rows.length ? h("div", { class: "scroll" }, h("table", { class: "data experiments" }, h("thead", {}, head), tbody))
       : h("p", { class: "muted empty" }, "No versions yet."),
     d.notes.map((n) => h("p", { class: "note" }, n)),
-    h("p", { class: "muted" }, "Click a column to sort; again to reverse."));
+    h("div", { class: "toolbar" },
+      pager(d.total, d.offset, d.limit, (o) => { location.hash = link("experiments", { ...params, offset: o }); })),
+    h("p", { class: "muted" }, d.total > d.rows.length
+      ? "Click a column to sort these rows; again to reverse." : "Click a column to sort; again to reverse."));
   if (pickMetric) chart(plot, d.rows, pickMetric.value);
   if (d.rows.length) put(el, stepsSection(d.rows, params));
 }

@@ -13,12 +13,17 @@ export async function versionsPage(el, params) {
     return;
   }
   const go = (p) => { location.hash = link("versions", { ...params, ...p }); };
-  const field = (name, label, input) => h("label", {}, label, input);
-  const branch = h("select", { name: "branch" },
-    h("option", { value: "" }, `current (${data.current_branch || "detached"})`),
-    data.branches.map((b) => h("option", { value: b, selected: b === params.branch }, b)));
-  const tag = h("select", { name: "tag" }, h("option", { value: "" }, "any"),
-    data.tags.map((t) => h("option", { value: t, selected: t === params.tag }, t)));
+  const field = (name, label, input) => h("label", {}, label, input, input.names);
+  // Past the names the server lists, a field to type any name in, offering those listed.
+  const branch = data.branches_total > data.branches.length
+    ? named("branch", data.branches, params.branch, `current (${data.current_branch || "detached"})`)
+    : h("select", { name: "branch" },
+      h("option", { value: "" }, `current (${data.current_branch || "detached"})`),
+      data.branches.map((b) => h("option", { value: b, selected: b === params.branch }, b)));
+  const tag = data.tags_total > data.tags.length
+    ? named("tag", data.tags, params.tag, "any")
+    : h("select", { name: "tag" }, h("option", { value: "" }, "any"),
+      data.tags.map((t) => h("option", { value: t, selected: t === params.tag }, t)));
   const author = h("input", { name: "author", value: params.author || "", placeholder: "author" });
   const q = h("input", { name: "q", value: params.q || "", placeholder: "message, id or vN" });
   const path = h("input", { name: "path", value: params.path || "", placeholder: "changed path" });
@@ -80,12 +85,22 @@ export async function versionsPage(el, params) {
   );
 }
 
+// A text field for a branch or tag name, offering `names` (some of them: the server
+// lists at most data.REFS_SHOWN) in its `names` datalist, to place beside it.
+function named(name, names, value, placeholder) {
+  const input = h("input", { name, value: value || "", placeholder, list: `${name}-names` });
+  input.names = h("datalist", { id: `${name}-names` }, names.map((n) => h("option", { value: n })));
+  return input;
+}
+
 // "Delete a branch" (`dvfs branch -d NAME`, never the current one), offered when the
 // server allows writes; a second click confirms.
 function deleteBranchForm(data) {
   const others = data.branches.filter((b) => b !== data.current_branch);
-  const which = h("select", { name: "delete-branch" }, h("option", { value: "" }, "branch…"),
-    others.map((b) => h("option", { value: b }, b)));
+  const which = data.branches_total > data.branches.length
+    ? named("delete-branch", others, "", "branch…")
+    : h("select", { name: "delete-branch" }, h("option", { value: "" }, "branch…"),
+      others.map((b) => h("option", { value: b }, b)));
   const button = h("button", { type: "submit", disabled: !others.length }, "Delete branch");
   const said = h("span", { class: "said", role: "status" });
   let armed = null;
@@ -109,5 +124,5 @@ function deleteBranchForm(data) {
         swap(said, errorBox(err, "versions", "branch"));
       }
     },
-  }, which, button, said);
+  }, which, which.names, button, said);
 }
