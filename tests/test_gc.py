@@ -330,3 +330,25 @@ def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:
     kept = sorted(p.name for p in cache.iterdir())
     assert kept == [f"{i:064x}" for i in range(extra, ROW_CACHE_KEEP + extra)]
     fsck_clean(root)
+
+
+def test_gc_reads_no_working_tree_through_a_link(template: Repo, tmp_path: Path) -> None:
+    """gc read ``.dvfs/worktrees/NAME/state`` through a symbolic link there (or through
+    ``worktrees`` being one), and stopped on whatever record it found outside; no mount
+    uses such a link, so gc skips it, as fsck does."""
+    repo = copy_of(template, tmp_path, "linked-trees")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "state").write_bytes(b"\x81\xa4base\xa3bad")  # msgpack {"base": "bad"}
+    trees = repo.root / ".dvfs" / "worktrees"
+    trees.mkdir(exist_ok=True)
+    (trees / "main").symlink_to(outside)
+    assert repo.json("gc", "--json")["problems"] == []
+    fsck_clean(repo.root)
+    (trees / "main").unlink()
+    trees.rmdir()
+    trees.symlink_to(tmp_path)
+    (tmp_path / "main").symlink_to(outside)
+    assert repo.json("gc", "--json")["problems"] == []
+    assert (outside / "state").read_bytes() == b"\x81\xa4base\xa3bad"
+    fsck_clean(repo.root)
