@@ -66,8 +66,8 @@ from vfs.remote.config import (
 )
 from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
-from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
-from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.ondemand import download_chunks, missing_chunks
+from vfs.remote.reader import Located, RemoteRepo, index_cache
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History

@@ -79,8 +79,7 @@ from vfs.remote.manifests import (
     encode_manifest,
     read_manifests,
 )
-from vfs.remote.ondemand import index_cache
-from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.reader import Located, RemoteRepo, index_cache
 from vfs.remote.receive import fetch_records
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
