@@ -736,3 +736,28 @@ def test_a_linked_index_cache_is_not_written_through(
     assert (b.root / "d" / "two.txt").read_bytes() == b"two\n"
     assert sorted(outside.iterdir()) == [stale] and stale.read_bytes() == b"precious\n"
     b.fsck_clean()
+
+
+def test_a_linked_remote_folder_is_not_written_nor_deleted_through(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """With ``.dvfs/remotes/NAME`` a symbolic link, a push wrote the audit chain's end
+    (``audit.head``) where it pointed, and `dvfs remote remove` deleted the ``index``
+    folder there, whatever it held; now nothing is written or deleted through it."""
+    a = make_repo("a")
+    commit_files(a, {"d/one.txt": b"one\n"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    outside = tmp_path / "outside"
+    (outside / "index").mkdir(parents=True)
+    (outside / "index" / "notes.txt").write_text("precious\n")
+    kept = a.root / ".dvfs" / "remotes"
+    kept.mkdir(exist_ok=True)
+    (kept / "origin").symlink_to(outside)
+    a.ok("push")
+    a.ok("remote", "remove", "origin")
+    assert sorted(p.relative_to(outside).as_posix() for p in outside.rglob("*")) == [
+        "index",
+        "index/notes.txt",
+    ]
+    assert (outside / "index" / "notes.txt").read_text() == "precious\n"
+    a.fsck_clean()

@@ -58,6 +58,7 @@ from vfs.remote.config import (
     Meter,
     RemoteSpec,
     add_remote,
+    chain_head,
     connect,
     default_remote,
     get_remote,
@@ -241,7 +242,7 @@ def push(
                 f"the push took over {PUSH_WINDOW / 3600:.0f} h and a remote gc ran meanwhile: "
                 "no branch was moved; run `dvfs push` again (what was uploaded is reused)"
             )
-        chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+        chain = chain_head(repo, spec.name)
         for b, tip, theirs, etag in plan:
             data = encode_ref(tip)
             key = ref_key("heads", b)
@@ -370,7 +371,7 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
         plan.append((kind, name, oid, etag))
     report = Transfer()
     deleted: list[str] = []
-    chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+    chain = chain_head(repo, spec.name)
     with repo.locked():
         for kind, name, oid, etag in plan:
             key, what = ref_key(kind, name), _WHAT[kind]

@@ -47,7 +47,7 @@ from vfs.errors import (
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, remotes
+from vfs.remote.config import Meter, kept_dir, remotes
 from vfs.remote.layout import (
     FORMAT_KEY,
     FORMAT_LIMIT,
@@ -78,12 +78,10 @@ def index_cache(repo: Repository, name: str) -> Path | None:
     """Where the index segments of remote ``name`` are cached (``vfs.remote.config``);
     None (no cache) if a symbolic link is on the way there, from ``.dvfs/remotes`` to
     ``index``: dvfs writes and deletes nothing through one."""
-    path = repo.dir
-    for part in ("remotes", *name.split("/"), "index"):
-        path = path / part
-        if path.is_symlink():
-            return None
-    return path
+    kept = kept_dir(repo, name)
+    if kept is None or (kept / "index").is_symlink():
+        return None
+    return kept / "index"
 
 
 def cached_remote_ids(repo: Repository) -> set[bytes]:
