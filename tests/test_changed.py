@@ -212,6 +212,32 @@ def test_records_that_cannot_be_trusted_are_worked_out_again(tmp_path: Path) -> 
     fsck_clean(root)
 
 
+def test_no_record_is_kept_through_a_link(tmp_path: Path) -> None:
+    """With ``.dvfs/changes`` (or a shard of it) a symbolic link, the records were
+    written where it pointed; gc already deleted nothing there, and now nothing is
+    written there either: the answer comes from memory."""
+    root = tmp_path / "r"
+    (root / "d").mkdir(parents=True)
+    Repository.init(root)
+    repo = vfs.Repo(root)
+    for n in range(2):
+        (root / "d" / "a").write_text(str(n))
+        repo.add(["d"])
+        repo.commit(f"v{n + 1}")
+    head = Repository(root).history.resolve("HEAD")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    changes = root / ".dvfs" / "changes"
+    changes.symlink_to(outside)
+    assert changed.changed_paths(Repository(root).history, head) == frozenset({b"d/a"})
+    changes.unlink()
+    changes.mkdir()
+    (changes / head.hex()[:2]).symlink_to(outside)
+    assert changed.changed_paths(Repository(root).history, head) == frozenset({b"d/a"})
+    assert list(outside.iterdir()) == []
+    fsck_clean(root)
+
+
 def test_a_search_cut_short_gets_further_each_time(tmp_path: Path) -> None:
     root = tmp_path / "r"
     (root / "d").mkdir(parents=True)

@@ -330,3 +330,43 @@ def test_gc_keeps_the_newest_of_what_row_diffs_proved(tmp_path: Path) -> None:
     kept = sorted(p.name for p in cache.iterdir())
     assert kept == [f"{i:064x}" for i in range(extra, ROW_CACHE_KEEP + extra)]
     fsck_clean(root)
+
+
+def test_gc_reads_no_working_tree_through_a_link(template: Repo, tmp_path: Path) -> None:
+    """gc read ``.dvfs/worktrees/NAME/state`` through a symbolic link there (or through
+    ``worktrees`` being one), and stopped on whatever record it found outside; no mount
+    uses such a link, so gc skips it, as fsck does."""
+    repo = copy_of(template, tmp_path, "linked-trees")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "state").write_bytes(b"\x81\xa4base\xa3bad")  # msgpack {"base": "bad"}
+    trees = repo.root / ".dvfs" / "worktrees"
+    trees.mkdir(exist_ok=True)
+    (trees / "main").symlink_to(outside)
+    assert repo.json("gc", "--json")["problems"] == []
+    fsck_clean(repo.root)
+    (trees / "main").unlink()
+    trees.rmdir()
+    trees.symlink_to(tmp_path)
+    (tmp_path / "main").symlink_to(outside)
+    assert repo.json("gc", "--json")["problems"] == []
+    assert (outside / "state").read_bytes() == b"\x81\xa4base\xa3bad"
+    fsck_clean(repo.root)
+
+
+def test_fsck_removes_the_temporaries_at_the_top_of_dvfs(template: Repo, tmp_path: Path) -> None:
+    """A write of HEAD, the index or the settings killed before its rename leaves a
+    ``.tmp-*`` file at the top of .dvfs: fsck left it, though the README says it removes
+    them all. It removes the regular files named as dvfs names its temporaries, never a
+    link (nor what it points to) or a name of another form."""
+    repo = copy_of(template, tmp_path, "top-temporaries")
+    dvfs = repo.root / ".dvfs"
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    (dvfs / ".tmp-HEAD.abcdef0112").write_text("ref: refs/heads/main\n")
+    (dvfs / ".tmp-index.abcdef013").write_bytes(b"half an index")
+    (dvfs / ".tmp-config.abcdef0114").symlink_to(outside)
+    (dvfs / ".tmp-notes").write_text("not ours\n")
+    assert fsck_clean(repo.root)["temporaries_removed"] == 2
+    assert sorted(p.name for p in dvfs.glob(".tmp-*")) == [".tmp-config.abcdef0114", ".tmp-notes"]
+    assert outside.read_text() == "precious\n"

@@ -36,7 +36,9 @@ from vfs import fetch_locked
 from vfs.backends import LocalBackend, open_backend
 from vfs.errors import RemoteError
 from vfs.model.codec import ChunkRef, Entry, Kind
+from vfs.remote import audit as remote_audit
 from vfs.remote.config import RemoteSpec, connect
+from vfs.remote.layout import audit_key
 from vfs.remote.manifests import encode_manifest, shunned
 from vfs.remote.reader import RemoteRepo
 from vfs.repo.repository import Repository
@@ -221,6 +223,32 @@ def test_a_gc_lock_naming_an_impossible_pid_here_is_taken_over(tmp_path: Path) -
     assert b.json("gc", "--remote", "origin", "--json")["dead_packs"] == 0
     assert not (forge.root / "gc" / "lock").exists()
     b.fsck_clean()
+
+
+def test_an_audit_listing_past_its_bound_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As refs, segments and manifests: a remote listing more audit objects than the
+    bound (lowered here) is one line for `dvfs audit --remote` and its verify, and for
+    a push appending to the chain, not a listing held whole however long."""
+    forge = Forge(tmp_path / "evil")
+    forge.publish(good_v1(forge))
+    for n in range(1, 5):
+        forge.raw(audit_key(n), b"{}\n")
+    monkeypatch.setattr("vfs.remote.audit.MAX_AUDIT_ENTRIES", 3)
+    meter = connect(RemoteSpec("origin", forge.url), 2)
+    for read in (
+        lambda: remote_audit.remote_entries(meter),
+        lambda: remote_audit.verify_remote(meter, None),
+        lambda: remote_audit.append_remote(meter, None, "push", "refs/heads/x", None, None),
+    ):
+        with pytest.raises(RemoteError) as caught:
+            read()
+        line = str(caught.value)
+        assert "lists more than 3 objects under audit/" in line and forge.url in line, line
+    assert sorted(p.name for p in (forge.root / "audit").iterdir()) == [
+        audit_key(n).split("/")[1] for n in range(1, 5)
+    ]
 
 
 def test_remote_tags_cannot_hijack_branches_versions_or_ids(tmp_path: Path) -> None:

@@ -359,3 +359,20 @@ def test_a_reader_waiting_while_its_mirror_is_removed_makes_it_again(tmp_path: P
     assert (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
     assert isinstance(launch.claim(base), str)  # held shared: a cleaner cannot take it
     os.close(got[0])
+
+
+def test_a_cache_lock_that_is_a_link_is_refused_not_truncated(tmp_path: Path) -> None:
+    """A cache directory's lock (claim_for_life) was opened through a symbolic link
+    and truncated: the file it pointed to lost its content."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    (cache / "lock").symlink_to(outside)
+    with pytest.raises(vfs.FormatError, match=r"lock is a symbolic link: .* remove it"):
+        launch.claim(cache)
+    assert outside.read_text() == "precious\n"
+    (cache / "lock").unlink()
+    fd = launch.claim(cache)
+    assert isinstance(fd, int)
+    os.close(fd)

@@ -28,8 +28,8 @@ from vfs.model.codec import ChunkRef
 from vfs.model.ids import hash_bytes
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
+from vfs.tables import checks, rowdiff, source
 from vfs.tables import engine as engine_module
-from vfs.tables import rowdiff, source
 from vfs.tables.engine import Engine, NotTabular
 from vfs.tables.formats import Format
 from vfs.tables.result import KeyNotUnique, RowDiff
@@ -887,3 +887,24 @@ def test_files_of_several_mib_read_in_pieces_give_the_whole_files_answer(
             finally:
                 engine.close()
     assert results[0] == results[1] and results[0][1:5] == (0, 1, 0, 499)
+
+
+def test_a_linked_row_cache_is_neither_written_nor_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``.dvfs/rowcache`` a symbolic link, row diffs kept their facts where it
+    pointed and, keeping a whole copy, deleted the ``*.copy`` files there; now no
+    cache is kept through it."""
+    dvfs = tmp_path / ".dvfs"
+    dvfs.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "mine.copy").write_bytes(b"precious\n")
+    (dvfs / "rowcache").symlink_to(outside)
+    checks.write_entry(dvfs, "ab" * 32, b"facts")
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"\0" * source.COPY_MIN)
+    monkeypatch.setattr(source, "COPIES", 1 << 62)  # no room: every kept copy goes
+    source.keep_copy(dvfs, [ChunkRef(b"\1" * 32, source.COPY_MIN)], copy)
+    assert [p.name for p in outside.iterdir()] == ["mine.copy"]
+    assert (outside / "mine.copy").read_bytes() == b"precious\n"

@@ -708,3 +708,56 @@ def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(
     assert (tmp_path / "s3:" / "bucket" / "format").is_file()
     assert_ok(run(tmp_path, "clone", "./s3:/bucket", "c"))
     assert (tmp_path / "c" / "d" / "x").read_bytes() == b"x"
+
+
+def test_a_linked_index_cache_is_not_written_through(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """With ``.dvfs/remotes/NAME/index`` a symbolic link (a repository unpacked from
+    someone else), a fetch wrote the remote's index segments where it pointed and
+    deleted the files there named like segments; now no cache is used."""
+    a = make_repo("a")
+    remote = tmp_path / "remote"
+    commit_files(a, {"d/one.txt": b"one\n"}, "one")
+    a.ok("remote", "add", "origin", str(remote))
+    a.ok("push")
+    assert_ok(run(tmp_path, "clone", str(remote), "b"))
+    b = Repo(tmp_path / "b")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    stale = outside / ("ab" * 32)
+    stale.write_bytes(b"precious\n")
+    cache = b.root / ".dvfs" / "remotes" / "origin" / "index"
+    shutil.rmtree(cache)
+    cache.symlink_to(outside)
+    commit_files(a, {"d/two.txt": b"two\n"}, "two")
+    a.ok("push")
+    b.ok("pull")
+    assert (b.root / "d" / "two.txt").read_bytes() == b"two\n"
+    assert sorted(outside.iterdir()) == [stale] and stale.read_bytes() == b"precious\n"
+    b.fsck_clean()
+
+
+def test_a_linked_remote_folder_is_not_written_nor_deleted_through(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """With ``.dvfs/remotes/NAME`` a symbolic link, a push wrote the audit chain's end
+    (``audit.head``) where it pointed, and `dvfs remote remove` deleted the ``index``
+    folder there, whatever it held; now nothing is written or deleted through it."""
+    a = make_repo("a")
+    commit_files(a, {"d/one.txt": b"one\n"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    outside = tmp_path / "outside"
+    (outside / "index").mkdir(parents=True)
+    (outside / "index" / "notes.txt").write_text("precious\n")
+    kept = a.root / ".dvfs" / "remotes"
+    kept.mkdir(exist_ok=True)
+    (kept / "origin").symlink_to(outside)
+    a.ok("push")
+    a.ok("remote", "remove", "origin")
+    assert sorted(p.relative_to(outside).as_posix() for p in outside.rglob("*")) == [
+        "index",
+        "index/notes.txt",
+    ]
+    assert (outside / "index" / "notes.txt").read_text() == "precious\n"
+    a.fsck_clean()

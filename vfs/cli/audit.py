@@ -19,12 +19,12 @@ from vfs.repo import audit
 from vfs.repo.repository import Repository
 
 
-def remote_chain(repo: Repository, name: str) -> tuple[Any, Path]:
+def remote_chain(repo: Repository, name: str) -> tuple[Any, Path | None]:
     """A remote's backend and this clone's record of where its audit chain ended."""
     from vfs.remote import config as remotes
 
     spec = remotes.get_remote(repo, name)
-    return remotes.connect(spec, 16), repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+    return remotes.connect(spec, 16), remotes.chain_head(repo, spec.name)
 
 
 @click.group(cls=DvfsGroup, name="audit", invoke_without_command=True)

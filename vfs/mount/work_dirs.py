@@ -125,19 +125,28 @@ def missing_state_message(work: Path, held: str) -> str:
     )
 
 
-def check_work_dirs(dvfs_dir: Path) -> list[str]:
-    """Problems of the daemon overlays' journals under ``dvfs_dir/worktrees`` (fsck)."""
+def work_dir_names(dvfs_dir: Path) -> list[str]:
+    """The names of the work directories in ``dvfs_dir/worktrees``, sorted (fsck, gc).
+
+    A symbolic link, there or as ``worktrees`` itself, is left out: no mount uses one
+    (``service.work_dir`` refuses a link out), and what it points to is not the
+    repository's to read.
+    """
     top = dvfs_dir / WORKTREES
-    if top.is_symlink():  # (no mount uses one: service.work_dir refuses a link out)
+    if top.is_symlink():
         return []
     try:
         names = sorted(os.listdir(top))
     except (FileNotFoundError, NotADirectoryError):
         return []
+    return [name for name in names if not (top / name).is_symlink()]
+
+
+def check_work_dirs(dvfs_dir: Path) -> list[str]:
+    """Problems of the daemon overlays' journals under ``dvfs_dir/worktrees`` (fsck)."""
+    top = dvfs_dir / WORKTREES
     out: list[str] = []
-    for name in names:
-        if (top / name).is_symlink():
-            continue
+    for name in work_dir_names(dvfs_dir):
         if not (top / name / "state").exists():
             held = None if (top / name / "layers").exists() else orphaned_changes(top / name)
             if held is not None:

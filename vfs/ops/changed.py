@@ -167,6 +167,8 @@ def _write(where: Path, parent: bytes, paths: frozenset[bytes]) -> None:
     data = msgpack.packb(
         {"v": RECORD_FORMAT, "parent": parent, "paths": sorted(paths)}, use_bin_type=True
     )
+    if where.parent.is_symlink() or where.parent.parent.is_symlink():
+        return  # (nothing is kept where a link points: see prune)
     with contextlib.suppress(OSError, DvfsError):
         where.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(where, data, sync=False)

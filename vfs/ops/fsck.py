@@ -6,7 +6,8 @@ name is its header's hash, its index lists what its header does) and every reach
 object is read back and hashed once (chunks in parallel). When a
 chunk is missing or damaged, a second walk names the paths that use it, so the user
 knows which files are affected. Temporary files left by an interrupted write are
-harmless; they are counted and removed (under the repository lock), in the store and
+harmless; they are counted and removed (under the repository lock), in the store, at
+the top of ``.dvfs`` (``vfs.store.durable.remove_tmp_files``, under ``refs.lock`` too) and
 in the working tree (``vfs.worktree.remove.remove_temporaries``: only names of dvfs's own
 temporary form, never through a link), unless a pipeline run is writing (a writing
 pin, ``vfs.store.pins``: it writes without the lock). Chunks that were never downloaded (a clone or
@@ -56,6 +57,7 @@ from vfs.repo.history import History
 from vfs.repo.reach import reach
 from vfs.repo.refs import Head, check_ref_name
 from vfs.repo.repository import Repository, preferred_branch
+from vfs.store.durable import remove_tmp_files
 from vfs.store.objects import ObjectStore
 from vfs.store.pack_files import check_pack
 from vfs.store.pins import live_pins
@@ -335,6 +337,8 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
                 report.problems.append(str(exc))
             index = repo.index()
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
+            with repo.refs.locked():  # (HEAD is written under it alone)
+                report.temporaries += remove_tmp_files(repo.dir)
             (repo.dir / RESTORING).unlink(missing_ok=True)
     damaged_packs = []
     for pack in repo.store.pack_paths():

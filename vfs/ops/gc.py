@@ -80,6 +80,7 @@ import msgpack
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt, StorageFull
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
+from vfs.mount.work_dirs import WORKTREES, work_dir_names
 from vfs.ops import changed, merging
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
@@ -102,7 +103,6 @@ from vfs.store.pins import live_pins
 
 REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rewritten
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"
-WORKTREES = "worktrees"
 MAX_STATE = 1 << 16
 MAX_PROBLEMS_SHOWN = 10
 ROW_CACHE = "rowcache"  # what row diffs proved of files (vfs.tables.checks, .source)
@@ -189,11 +189,7 @@ def _worktree_bases(repo: Repository) -> dict[str, bytes]:
     """
     out: dict[str, bytes] = {}
     top = repo.dir / WORKTREES
-    try:
-        names = sorted(os.listdir(top))
-    except FileNotFoundError:
-        return out
-    for name in names:
+    for name in work_dir_names(repo.dir):  # (no symbolic link: no mount uses one)
         for record, keys in (("state", ("base",)), ("layers", ("base", "head"))):
             rec = _read_record(top / name / record)
             if rec is _ABSENT:

@@ -46,8 +46,7 @@ from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.ops.store_limit import MAX_SIZE_KEY
 from vfs.remote.config import RemoteSpec, connect, get_remote
 from vfs.remote.manifests import shunned
-from vfs.remote.ondemand import index_cache
-from vfs.remote.reader import RemoteRepo
+from vfs.remote.reader import RemoteRepo, index_cache
 from vfs.repo import audit
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore

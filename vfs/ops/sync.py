@@ -58,6 +58,7 @@ from vfs.remote.config import (
     Meter,
     RemoteSpec,
     add_remote,
+    chain_head,
     connect,
     default_remote,
     get_remote,
@@ -66,8 +67,8 @@ from vfs.remote.config import (
 )
 from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
-from vfs.remote.ondemand import download_chunks, index_cache, missing_chunks
-from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.ondemand import download_chunks, missing_chunks
+from vfs.remote.reader import Located, RemoteRepo, index_cache
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History
@@ -241,7 +242,7 @@ def push(
                 f"the push took over {PUSH_WINDOW / 3600:.0f} h and a remote gc ran meanwhile: "
                 "no branch was moved; run `dvfs push` again (what was uploaded is reused)"
             )
-        chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+        chain = chain_head(repo, spec.name)
         for b, tip, theirs, etag in plan:
             data = encode_ref(tip)
             key = ref_key("heads", b)
@@ -370,7 +371,7 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
         plan.append((kind, name, oid, etag))
     report = Transfer()
     deleted: list[str] = []
-    chain = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+    chain = chain_head(repo, spec.name)
     with repo.locked():
         for kind, name, oid, etag in plan:
             key, what = ref_key(kind, name), _WHAT[kind]

@@ -5,20 +5,24 @@ way, by the BLAKE3 of the entry before. An entry is created with If-None-Match, 
 writers racing for a number never fork the chain: the loser links to the winner's
 entry and takes the next number. ``.dvfs/remotes/<name>/audit.head`` remembers where
 the chain ended for this clone, so that a chain cut or edited at its end shows at the
-next :func:`verify_remote`. The key names are :mod:`vfs.remote.layout`'s.
+next :func:`verify_remote`. The key names are :mod:`vfs.remote.layout`'s. A listing of
+more than ``MAX_AUDIT_ENTRIES`` keys under ``audit/`` is refused (RemoteError), as
+one of too many refs or segments is: each entry is read at most ``MAX_LINE`` bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from vfs.backends.base import Backend
-from vfs.errors import FormatError, PreconditionFailed, RemoteNotFound
+from vfs.errors import FormatError, PreconditionFailed, RemoteError, RemoteNotFound
 from vfs.model.ids import hash_bytes
-from vfs.remote.layout import AUDIT, audit_key, audit_seq
+from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq
 from vfs.repo.audit import (
     MAX_LINE,
     ZERO,
@@ -37,11 +41,26 @@ MAX_CHECKED = 1 << 30  # bytes of that record read at most (some 5 million entri
 APPEND_TRIES = 1000  # entries other writers may add while one append goes on
 
 
+_Listed = TypeVar("_Listed")
+
+
+def _bounded(backend: Backend, listed: Iterable[_Listed]) -> Iterator[_Listed]:
+    """``listed`` (a listing of ``audit/``); RemoteError past ``MAX_AUDIT_ENTRIES``."""
+    for n, item in enumerate(listed, 1):
+        if n > MAX_AUDIT_ENTRIES:
+            raise RemoteError(
+                f"{backend.url} lists more than {MAX_AUDIT_ENTRIES:,} objects under {AUDIT}: "
+                "refusing to read them (the remote is damaged or hostile); use another "
+                "remote, or ask its owner to check its audit/ folder"
+            )
+        yield item
+
+
 def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:
     """The entry numbers under ``audit/`` (sorted), and the keys that are not entries."""
     seqs: list[int] = []
     odd: list[str] = []
-    for key in backend.list(AUDIT):
+    for key in _bounded(backend, backend.list(AUDIT)):
         seq = audit_seq(key)
         if seq is not None:
             seqs.append(seq)
@@ -166,7 +185,7 @@ def _listing(backend: Backend) -> tuple[dict[int, tuple[str, float]], list[str]]
     """Each entry's number -> (ETag, LastModified), from one listing; the odd keys."""
     seqs: dict[int, tuple[str, float]] = {}
     odd: list[str] = []
-    for key, info in backend.list_info(AUDIT):
+    for key, info in _bounded(backend, backend.list_info(AUDIT)):
         seq = audit_seq(key)
         if seq is not None:
             seqs[seq] = (info.etag, info.modified)

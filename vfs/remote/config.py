@@ -295,13 +295,35 @@ def add_remote(
         repo.save_config(cfg)
 
 
+def kept_dir(repo: Repository, name: str) -> Path | None:
+    """``.dvfs/remotes/NAME``, where this clone keeps what it knows of remote ``name``
+    (its cached index segments, where its audit chain ended); None if a symbolic link
+    is on the way there (a repository unpacked from someone else): dvfs writes, moves
+    and deletes nothing through one."""
+    path = repo.dir
+    for part in ("remotes", *name.split("/")):
+        path = path / part
+        if path.is_symlink():
+            return None
+    return path
+
+
+def chain_head(repo: Repository, name: str) -> Path | None:
+    """Where this clone records the end of remote ``name``'s audit chain
+    (``vfs.remote.audit``); None (no record kept) if a link is on the way there."""
+    kept = kept_dir(repo, name)
+    return None if kept is None else kept / REMOTE_HEAD
+
+
 def _forget_kept(repo: Repository, name: str) -> None:
     """Delete what this clone kept of remote ``name`` in ``.dvfs/remotes/NAME/``: its
     cached index segments, which fsck counts as data a remote holds, and where its
     audit chain was last seen to end (``audit.head``, ``audit.verified``), which a
     remote added again under that name would be checked against. Only those: remote
-    ``team/a`` keeps its own below ``remotes/team/``."""
-    kept = repo.dir / "remotes" / name
+    ``team/a`` keeps its own below ``remotes/team/``. Nothing through a link."""
+    kept = kept_dir(repo, name)
+    if kept is None:
+        return
     shutil.rmtree(kept / "index", ignore_errors=True)
     for leaf in (REMOTE_HEAD, VERIFIED):
         (kept / leaf).unlink(missing_ok=True)
@@ -413,9 +435,9 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
             ref = f"refs/remotes/{new}/{branch}"
             repo.refs.update(ref, oid, repo.refs.get(ref))
         _forget_kept(repo, new)  # (what a remote of that name once left: none is now)
-        kept, to = repo.dir / "remotes" / old, repo.dir / "remotes" / new
+        kept, to = kept_dir(repo, old), kept_dir(repo, new)
         for leaf in ("index", REMOTE_HEAD, VERIFIED):  # only OLD's own: team/a's stays
-            if (kept / leaf).exists():
+            if kept is not None and to is not None and (kept / leaf).exists():
                 to.mkdir(parents=True, exist_ok=True)
                 os.replace(kept / leaf, to / leaf)
         places = []

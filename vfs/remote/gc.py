@@ -56,7 +56,7 @@ from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
-from vfs.remote.config import Meter, RemoteSpec, connect
+from vfs.remote.config import Meter, RemoteSpec, chain_head, connect
 from vfs.remote.layout import (
     GC_LOCK,
     MAX_REFS,
@@ -79,8 +79,7 @@ from vfs.remote.manifests import (
     encode_manifest,
     read_manifests,
 )
-from vfs.remote.ondemand import index_cache
-from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.reader import Located, RemoteRepo, index_cache
 from vfs.remote.receive import fetch_records
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -376,7 +375,7 @@ def gc_remote(
             )
             repo.refs.record("gc", f"remote {spec.name}: {note}")
             if report.deleted_packs or report.condemned_packs or report.dropped_records:
-                head = repo.dir / "remotes" / spec.name / remote_audit.REMOTE_HEAD
+                head = chain_head(repo, spec.name)
                 try:
                     remote_audit.append_remote(meter, head, "gc", "", None, None, note)
                 except DvfsError as exc:

@@ -76,6 +76,7 @@ SEGMENTS_TOTAL_LIMIT = 1024 * 1024 * 1024
 # Listings longer than this are refused: a remote with more is damaged or hostile.
 MAX_REFS = 100_000  # branches, or tags
 MAX_SEGMENTS = 1_000_000  # one per push (or per SEGMENT_TARGET of one)
+MAX_AUDIT_ENTRIES = 10_000_000  # one per ref a push moves, and per remote gc
 
 _PACK_KEY = re.compile(r"packs/([0-9a-f]{64})")
 _AUDIT_KEY = re.compile(r"audit/([0-9]{12})")  # AUDIT_DIGITS digits

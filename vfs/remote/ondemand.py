@@ -24,14 +24,13 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vfs.errors import RemoteError, UsageError
 from vfs.model.codec import Entry
 from vfs.quoting import quote_name
 from vfs.remote.config import Meter, connect, default_remote, get_remote
 from vfs.remote.config import remotes as configured_remotes
-from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.reader import Located, RemoteRepo, index_cache
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
@@ -39,11 +38,6 @@ from vfs.worktree.pools import Workers
 
 FILES_NAMED = 5  # files an error names before "and N more"
 JOBS = 8  # ranged GETs in flight
-
-
-def index_cache(repo: Repository, name: str) -> Path:
-    """Where the index segments of remote ``name`` are cached (``vfs.remote.config``)."""
-    return repo.dir / "remotes" / name / "index"
 
 
 @dataclass

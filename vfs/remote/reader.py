@@ -19,7 +19,10 @@ A segment listed but gone when read was replaced by a remote gc: the listing is 
 again (at most ``SEGMENT_RELISTS`` times). Segments are cached under
 ``.dvfs/remotes/<name>/index/<id>`` (they never change); a cached copy whose bytes are not
 its id, or that is not a regular file at all (a link, a FIFO: never read through nor
-waited on), is dropped and read again from the remote.
+waited on), is dropped and read again from the remote. If ``remotes``, a folder of the
+remote's name or ``index`` there is a symbolic link, no cache is used: segments are
+read from the remote alone, and nothing is written or deleted where the link points
+(``index_cache``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from vfs.errors import (
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, remotes
+from vfs.remote.config import Meter, kept_dir, remotes
 from vfs.remote.layout import (
     FORMAT_KEY,
     FORMAT_LIMIT,
@@ -71,6 +74,16 @@ from vfs.store.packs import PackedObject
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 
 
+def index_cache(repo: Repository, name: str) -> Path | None:
+    """Where the index segments of remote ``name`` are cached (``vfs.remote.config``);
+    None (no cache) if a symbolic link is on the way there, from ``.dvfs/remotes`` to
+    ``index``: dvfs writes and deletes nothing through one."""
+    kept = kept_dir(repo, name)
+    if kept is None or (kept / "index").is_symlink():
+        return None
+    return kept / "index"
+
+
 def cached_remote_ids(repo: Repository) -> set[bytes]:
     """Ids of objects the configured remotes hold, as far as their cached index
     segments tell (not a remote no settings name any more: no command fetches from it)."""
@@ -82,7 +95,9 @@ def cached_remote_ids(repo: Repository) -> set[bytes]:
         # then every cache counts (the file fixed most likely names them again)
         names = [p.name for p in (repo.dir / "remotes").glob("*")]
     for name in names:
-        cache = repo.dir / "remotes" / name / "index"
+        cache = index_cache(repo, name)
+        if cache is None:
+            continue
         try:
             segs = [cache / n for n in os.listdir(cache)]
         except OSError:

@@ -350,6 +350,12 @@ class Refs:
             raise FormatError(f"ref {ref} is unreadable: {_way_out(ref)}") from None
 
     @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``refs.lock``: no ref, nor HEAD, is written meanwhile."""
+        with self._locked():
+            yield
+
+    @contextmanager
     def _locked(self) -> Iterator[None]:
         fd = open_lock_file(self._lock_path)
         try:

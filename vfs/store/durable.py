@@ -57,6 +57,34 @@ def is_tmp_leaf(name: bytes) -> bool:
     return _TMP_LEAF.fullmatch(name) is not None
 
 
+def remove_tmp_files(folder: Path) -> int:
+    """Delete the regular files directly in ``folder`` named as :func:`tmp_leaf` names
+    them (a write killed before its rename); how many. The caller makes sure nobody
+    writes there meanwhile. No link is followed: a ``folder`` that is one is left as it
+    is, and so is a link (or anything else not a regular file) with such a name."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        with os.scandir(fd) as it:
+            names = [
+                e.name
+                for e in it
+                if e.name.startswith(TMP_PREFIX)
+                and is_tmp_leaf(os.fsencode(e.name))
+                and e.is_file(follow_symlinks=False)
+            ]
+        removed = 0
+        for name in names:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=fd)
+                removed += 1
+        return removed
+    finally:
+        os.close(fd)
+
+
 def storage_error(exc: OSError, what: str) -> Exception:
     """Turn ENOSPC/EDQUOT into StorageFull; leave other errors as they are."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):

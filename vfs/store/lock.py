@@ -27,9 +27,10 @@ def claim_for_life(path: Path, mode: int = 0o644) -> int | str:
     """Lock ``path`` for as long as this process lives, writing our pid into it.
 
     Returns the open descriptor (keep it open), or, if another process holds the
-    lock, that process's pid as it wrote it ("?" if unknown).
+    lock, that process's pid as it wrote it ("?" if unknown). A ``path`` that is a
+    symbolic link is refused (FormatError), as by :func:`open_lock_file`.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    fd = _open_unlinked(path, os.O_RDWR | os.O_CREAT, mode)  # (we truncate and write it)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -78,21 +79,29 @@ def open_lock_file(path: Path) -> int:
     it writes, with a line naming the directory. A lock file that is a symbolic link
     is refused (FormatError): its holder would truncate wherever it points.
     """
-    nofollow = os.O_CLOEXEC | os.O_NOFOLLOW  # (the holder truncates and writes it)
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
+        return _open_unlinked(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise FormatError(
-                f"{quote_name(str(path))} is a symbolic link: dvfs follows no link out of the "
-                "repository; remove it (it is made again)"
-            ) from None
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         try:
-            return os.open(path, os.O_RDONLY | nofollow)
+            return _open_unlinked(path, os.O_RDONLY)
         except OSError:
             raise exc from None
+
+
+def _open_unlinked(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` of a lock file that is no symbolic link (its holder truncates and
+    writes it): FormatError, one line saying so, if it is one."""
+    try:
+        return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FormatError(
+                f"{quote_name(str(path))} is a symbolic link: dvfs writes no lock file through a "
+                "link; remove it (it is made again)"
+            ) from None
+        raise
 
 
 @contextmanager

@@ -140,10 +140,20 @@ def write_entry(dvfs_dir: Path | None, entry: str, data: bytes) -> None:
     _store(dvfs_dir, entry, data)
 
 
+def cache_dir(dvfs_dir: Path) -> Path | None:
+    """``dvfs_dir/rowcache``, or None if it is a symbolic link: nothing is kept, nor
+    deleted, where one points (a repository unpacked from someone else)."""
+    where = dvfs_dir / DIR
+    return None if where.is_symlink() else where
+
+
 def _store(dvfs_dir: Path, entry: str, data: bytes) -> None:
+    where = cache_dir(dvfs_dir)
+    if where is None:
+        return
     with contextlib.suppress(OSError, DvfsError):
-        (dvfs_dir / DIR).mkdir(exist_ok=True)
-        write_atomic(dvfs_dir / DIR / entry, data, sync=False)
+        where.mkdir(exist_ok=True)
+        write_atomic(where / entry, data, sync=False)
 
 
 class Held:

@@ -428,10 +428,10 @@ def keep_copy(cache: Path | None, chunks: Sequence[ChunkRef], copy: Path) -> Non
     remove the least recently used copies beyond ``COPIES`` bytes. With less than
     ``COPIES`` bytes free on the disk, keep none and remove those kept (best effort)."""
     size = sum(c.size for c in chunks)
-    if cache is None or not COPY_MIN <= size <= COPY_MAX:
+    where = None if cache is None else checks.cache_dir(cache)
+    if where is None or not COPY_MIN <= size <= COPY_MAX:
         return
     with contextlib.suppress(OSError):
-        where = cache / checks.DIR
         where.mkdir(exist_ok=True)
         name = where / _copy_name(chunks)
         with contextlib.suppress(FileNotFoundError):
