@@ -482,7 +482,10 @@ def test_branch_lists_a_detached_head_as_such(repo: Repo) -> None:
         f"* (HEAD detached at v1 {v1[:10]})",
         f"  side  v2  {repo.show('side')['id'][:10]}",
     ]
-    assert [b["current"] for b in repo.json("branch", "--json")] == [False]
+    assert [(b["name"], b["current"]) for b in repo.json("branch", "--json")] == [
+        ("side", False),
+        ("HEAD", False),
+    ]
     repo.fsck_clean()
 
 
@@ -650,6 +653,27 @@ def test_several_messages_are_paragraphs_of_one_as_git_joins_them(repo: Repo) ->
     repo.write("a.txt", "changed")
     repo.ok("commit", "-a", "-m", "subject", "-m", "body")
     assert repo.json("log", "-n", "1", "--json")[0]["message"] == "subject\n\nbody"
+    repo.fsck_clean()
+
+
+def test_branch_json_says_head_is_detached_as_the_listing_does(repo: Repo) -> None:
+    """`dvfs branch` leads with `* (HEAD detached at v1 ID)`, but `branch --json` listed
+    the branches alone, none current: nothing said where HEAD was. An entry named HEAD,
+    `detached` true, ends the list then (after the branches, which scripts read as
+    before; `current` marks a branch, and none is)."""
+    two_files(repo)
+    one = repo.head_id()
+    repo.write("a.txt", "a2")
+    repo.ok("commit", "-am", "two")
+    repo.ok("checkout", "v1")
+    assert repo.ok("branch").out.splitlines()[0] == f"* (HEAD detached at v1 {one[:10]})"
+    rows = repo.json("branch", "--json")
+    assert rows[-1] == {"name": "HEAD", "version": "v1", "id": one, "current": False,
+                        "detached": True}  # fmt: skip
+    assert [(r["name"], r["current"]) for r in rows[:-1]] == [("main", False)]
+    assert repo.json("branch", "-a", "--json")[-1]["detached"] is True
+    repo.ok("switch", "main")
+    assert [r["name"] for r in repo.json("branch", "--json")] == ["main"]
     repo.fsck_clean()
 
 
