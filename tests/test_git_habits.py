@@ -711,3 +711,32 @@ def test_branch_d_keeps_a_branch_whose_versions_nothing_else_holds(repo: Repo) -
     repo.ok("branch", "-d", "-f", "x")  # as git's: -d --force is -D
     assert "x" not in repo.ok("branch").out
     repo.fsck_clean()
+
+
+def test_ls_and_cat_refuse_a_file_named_with_a_trailing_slash(repo: Repo) -> None:
+    """`dvfs ls HEAD:d/b.txt/` listed the file, and `cat` showed it, though a trailing
+    '/' names a directory: every working-tree command refuses it on a file (as the
+    kernel does), and so do these now, naming the file and what to write instead."""
+    two_files(repo)
+    os.symlink("a.txt", repo.root / "ln")
+    repo.ok("add", "ln")
+    repo.ok("commit", "-m", "two")
+    given = [
+        ("ls", "HEAD:d/b.txt/"),
+        ("ls", "HEAD:d/b.txt/."),
+        ("ls", "v2", "d/b.txt/"),
+        ("ls", "d/b.txt/"),
+        ("ls", "-r", "HEAD:d/b.txt/"),
+        ("cat", "v2:d/b.txt/"),
+    ]
+    for args in given:
+        named = "v2" if "v2" in args[-2:] or args[-1].startswith("v2:") else "v2 (HEAD)"
+        assert repo.fail(*args, code=2) == (
+            f"dvfs: error: d/b.txt is a file in {named}, not a directory: name it without "
+            "the trailing '/'"
+        ), args
+    repo.fail("ls", "HEAD:ln/", fragments=("ln is a symbolic link in v2 (HEAD), not a dir",))
+    assert repo.ok("ls", "HEAD:d/b.txt").out.endswith("  d/b.txt\n")
+    assert [e["name"] for e in repo.json("ls", "HEAD:d/", "--json")] == ["b.txt"]
+    assert repo.cat("v2:d/b.txt") == b"b"
+    repo.fsck_clean()
