@@ -1351,6 +1351,23 @@ def test_ref_changes_a_full_disk_stops_leave_the_audit_log_true(small_disk: Path
     repo.fsck_clean()
 
 
+def test_a_fetch_with_nothing_new_needs_no_room(small_disk: Path, tmp_path: Path) -> None:
+    """`dvfs fetch` rewrote each remote branch's copy even when it had not moved, so a
+    fetch with nothing new failed on a full disk ("disk is full while writing
+    .dvfs/refs/remotes/origin/main"). A copy that stays put is not written again."""
+    repo = init_repo(small_disk / "repo")
+    committed(repo, {"a.txt": "a"})
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    made = len(repo.json("audit", "--json"))
+    fill(small_disk / "fill")
+    got = repo.json("fetch", "--json")
+    assert [b["name"] for b in got["branches"]] == ["origin/main"]
+    (small_disk / "fill").unlink()
+    assert len(repo.json("audit", "--json")) == made
+    repo.fsck_clean()
+
+
 def test_disk_full_during_init_leaves_nothing(small_disk: Path) -> None:
     """init failed on a full disk with one line but left its half-made .dvfs.init-PID."""
     with open(small_disk / "fill", "wb") as f, contextlib.suppress(OSError):

@@ -482,7 +482,10 @@ def test_branch_lists_a_detached_head_as_such(repo: Repo) -> None:
         f"* (HEAD detached at v1 {v1[:10]})",
         f"  side  v2  {repo.show('side')['id'][:10]}",
     ]
-    assert [b["current"] for b in repo.json("branch", "--json")] == [False]
+    assert [(b["name"], b["current"]) for b in repo.json("branch", "--json")] == [
+        ("side", False),
+        ("HEAD", False),
+    ]
     repo.fsck_clean()
 
 
@@ -653,6 +656,27 @@ def test_several_messages_are_paragraphs_of_one_as_git_joins_them(repo: Repo) ->
     repo.fsck_clean()
 
 
+def test_branch_json_says_head_is_detached_as_the_listing_does(repo: Repo) -> None:
+    """`dvfs branch` leads with `* (HEAD detached at v1 ID)`, but `branch --json` listed
+    the branches alone, none current: nothing said where HEAD was. An entry named HEAD,
+    `detached` true, ends the list then (after the branches, which scripts read as
+    before; `current` marks a branch, and none is)."""
+    two_files(repo)
+    one = repo.head_id()
+    repo.write("a.txt", "a2")
+    repo.ok("commit", "-am", "two")
+    repo.ok("checkout", "v1")
+    assert repo.ok("branch").out.splitlines()[0] == f"* (HEAD detached at v1 {one[:10]})"
+    rows = repo.json("branch", "--json")
+    assert rows[-1] == {"name": "HEAD", "version": "v1", "id": one, "current": False,
+                        "detached": True}  # fmt: skip
+    assert [(r["name"], r["current"]) for r in rows[:-1]] == [("main", False)]
+    assert repo.json("branch", "-a", "--json")[-1]["detached"] is True
+    repo.ok("switch", "main")
+    assert [r["name"] for r in repo.json("branch", "--json")] == ["main"]
+    repo.fsck_clean()
+
+
 def test_branch_d_keeps_a_branch_whose_versions_nothing_else_holds(repo: Repo) -> None:
     """`dvfs branch -d` of a branch with versions of its own deleted it without a word,
     leaving them to gc; as git's, it is refused, naming them, and -D deletes it."""
@@ -686,4 +710,33 @@ def test_branch_d_keeps_a_branch_whose_versions_nothing_else_holds(repo: Repo) -
     repo.ok("branch", "x", three)
     repo.ok("branch", "-d", "-f", "x")  # as git's: -d --force is -D
     assert "x" not in repo.ok("branch").out
+    repo.fsck_clean()
+
+
+def test_ls_and_cat_refuse_a_file_named_with_a_trailing_slash(repo: Repo) -> None:
+    """`dvfs ls HEAD:d/b.txt/` listed the file, and `cat` showed it, though a trailing
+    '/' names a directory: every working-tree command refuses it on a file (as the
+    kernel does), and so do these now, naming the file and what to write instead."""
+    two_files(repo)
+    os.symlink("a.txt", repo.root / "ln")
+    repo.ok("add", "ln")
+    repo.ok("commit", "-m", "two")
+    given = [
+        ("ls", "HEAD:d/b.txt/"),
+        ("ls", "HEAD:d/b.txt/."),
+        ("ls", "v2", "d/b.txt/"),
+        ("ls", "d/b.txt/"),
+        ("ls", "-r", "HEAD:d/b.txt/"),
+        ("cat", "v2:d/b.txt/"),
+    ]
+    for args in given:
+        named = "v2" if "v2" in args[-2:] or args[-1].startswith("v2:") else "v2 (HEAD)"
+        assert repo.fail(*args, code=2) == (
+            f"dvfs: error: d/b.txt is a file in {named}, not a directory: name it without "
+            "the trailing '/'"
+        ), args
+    repo.fail("ls", "HEAD:ln/", fragments=("ln is a symbolic link in v2 (HEAD), not a dir",))
+    assert repo.ok("ls", "HEAD:d/b.txt").out.endswith("  d/b.txt\n")
+    assert [e["name"] for e in repo.json("ls", "HEAD:d/", "--json")] == ["b.txt"]
+    assert repo.cat("v2:d/b.txt") == b"b"
     repo.fsck_clean()

@@ -344,3 +344,25 @@ def test_restore_of_a_file_below_a_link_says_what_to_do(repo: Repo, tmp_path: Pa
     assert repo.read("d/x") == b"x\n"
     clean(repo)
     repo.fsck_clean()
+
+
+def test_unstaging_before_the_first_commit_says_no_version_was_taken(repo: Repo) -> None:
+    """`dvfs restore --staged PATH` before the first commit said "restored from HEAD"
+    (and `--json` "source": "HEAD"), though no version exists to restore from: the
+    paths were unstaged and nothing more. It says so now."""
+    repo.write("a.txt", "a")
+    repo.write("d/b.txt", "b")
+    repo.ok("add", "a.txt", "d")
+    out = repo.ok("restore", "--staged", "a.txt").out
+    assert out == (
+        "unstaged 1 path: nothing is committed yet, so nothing was restored; the files "
+        "stay as they are, untracked\n"
+    )
+    got = repo.json("restore", "--staged", "d", "--json")
+    assert got["source"] is None and got["unstaged"] == 1
+    assert repo.read("a.txt") == b"a" and repo.read("d/b.txt") == b"b"
+    repo.fail("restore", "--staged", "a.txt", fragments=("a.txt is not tracked: nothing",))
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "one")
+    assert repo.ok("restore", "--staged", "a.txt").out.startswith("restored from HEAD: ")
+    repo.fsck_clean()

@@ -346,6 +346,33 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     a.fsck_clean()
 
 
+def test_branch_d_does_not_count_on_a_copy_of_a_remote_no_settings_name(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`branch -d` of a branch pushed to a remote since dropped from the settings
+    was accepted: the copy old/spike was counted as holding its versions, though
+    `branch -r` calls it one to delete and `remote remove old` deletes it, after
+    which gc drops the versions. It is refused as for any branch held alone."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("switch", "-c", "spike")
+    spike = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push", "--remote", "old")
+    a.ok("switch", "main")
+    config = json.loads((a.root / ".dvfs" / "config").read_text())
+    del config["remotes"]["old"]
+    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+    assert a.json("branch", "-r", "--json")[0]["configured"] is False
+    a.fail("branch", "-d", "spike", fragments=(f"holds a version (v2 {spike[:10]})",), code=2)
+    assert a.show("spike")["id"] == spike
+    a.ok("remote", "remove", "old")
+    a.ok("gc")
+    assert a.show("spike")["id"] == spike
+    a.ok("branch", "-D", "spike")
+    a.fsck_clean()
+
+
 def test_a_remote_added_under_the_name_of_one_dvfs_toml_dropped_starts_afresh(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -164,6 +164,12 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
              "configured": n not in orphans}
             for n, oid in theirs.items()
         ]  # fmt: skip
+        if local and head.detached is not None:  # (the text's `* (HEAD detached at vN ID)`,
+            # last and not `current`, a branch's mark: scripts find the branches as before)
+            rows.append(
+                {**ref_json(repo, "HEAD", head.detached), "current": False, **kind,
+                 "detached": True}
+            )  # fmt: skip
         emit_json(rows)
         if any(r["version"] is None for r in rows):
             sys.exit(1)  # (as the listing does)

@@ -227,10 +227,16 @@ def restore(
         if settling:
             done.append("staged, conflicts there settled")
         fetched = f"; {count(r.fetched, 'chunk')} downloaded first" if r.fetched else ""
-        source = r.source if r.source == "the index" else quoted(r.source)
-        click.echo(f"restored from {source}: {', '.join(done)}{fetched}")
+        if r.source is None:  # (--staged before the first commit: no version to take)
+            click.echo(
+                f"{', '.join(done)}: nothing is committed yet, so nothing was restored; "
+                "the files stay as they are, untracked"
+            )
+        else:
+            source = r.source if r.source == "the index" else quoted(r.source)
+            click.echo(f"restored from {source}: {', '.join(done)}{fetched}")
     if r.failed:
-        report = checkout.CheckoutReport(r.source, None, paths=True, failed=r.failed)
+        report = checkout.CheckoutReport(r.source or "", None, paths=True, failed=r.failed)
         checkout_failures(report)
 
 

@@ -375,8 +375,8 @@ def ls_cmd(target: str, path: str | None, recursive: bool, as_json: bool) -> Non
     from vfs.ops import browse
 
     repo = repo_here()
-    rev, where = located(repo, target, path, "DIR")
-    _, entry = browse.lookup(repo, rev, where)
+    rev, where, directory = located(repo, target, path, "DIR")
+    _, entry = browse.lookup(repo, rev, where, directory=directory)
     rows = browse.ls_entries(repo, rev, where, recursive)
     if as_json:
         emit_json(
@@ -410,22 +410,23 @@ def joined(target: str, path: str | None, what: str) -> str:
     return f"{target}:{path}"
 
 
-def located(repo: Repository, target: str, path: str | None, what: str) -> tuple[str, bytes]:
-    """The revision and repository path that ``REV[:PATH] [PATH]`` name.
+def located(repo: Repository, target: str, path: str | None, what: str) -> tuple[str, bytes, bool]:
+    """The revision and repository path that ``REV[:PATH] [PATH]`` name, and whether
+    the path was written as a directory's (``d/a/``: a file there is refused).
 
     After a colon the path is from the root, as git reads ``REV:PATH``; given apart it
     is from the current directory, as every other path argument is; with neither, the
     current directory (the root if the current directory is not below it).
     """
-    from vfs.repo.history import split_rev_path
+    from vfs.repo.history import names_directory, split_rev_path
 
     if path is not None:
         joined(target, path, what)  # REV:PATH and PATH: refused
         rev = target or "HEAD"
-        return rev, repo.rel(path)
+        return rev, repo.rel(path), names_directory(path)
     if ":" in target:
         rp = split_rev_path(target)
-        return rp.rev, rp.path
+        return rp.rev, rp.path, rp.directory
     rev = target or "HEAD"
     try:
         repo.history.resolve(rev)
@@ -433,12 +434,12 @@ def located(repo: Repository, target: str, path: str | None, what: str) -> tuple
         # `dvfs ls data`: a path of the working tree or HEAD, not a revision.
         if REVISION_LIKE.match(rev) or not is_path(repo, rev):
             raise
-        return "HEAD", repo.rel(rev)
+        return "HEAD", repo.rel(rev), names_directory(rev)
     try:
         here = repo.rel(".")
     except (UsageError, FileNotFoundError):  # (not below the root: a DVFS_DIR, say)
         here = b""
-    return rev, here
+    return rev, here, False
 
 
 def is_path(repo: Repository, arg: str) -> bool:
@@ -474,8 +475,8 @@ def cat(target: str, path: str | None, offline: bool) -> None:
     from vfs.remote import ondemand
 
     repo = repo_here()
-    rev, where = located(repo, target, path, "PATH")
-    target = f"{rev}:{os.fsdecode(where)}"
+    rev, where, directory = located(repo, target, path, "PATH")
+    target = f"{rev}:{os.fsdecode(where)}{'/' if directory and where else ''}"
 
     def fetch(path: bytes, e: Entry) -> None:
         with workers() as w:

@@ -13,7 +13,7 @@ from vfs.errors import DvfsError, NameInUse, UsageError
 from vfs.ops import merging
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
-from vfs.remote.config import remotes
+from vfs.remote.config import remotes, unconfigured_copies
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.history import History
 from vfs.repo.refs import Head, check_ref_name, twin_refused
@@ -221,6 +221,10 @@ def held_alone(repo: Repository, tips: dict[str, bytes]) -> dict[str, list[bytes
     outside them reaches: no other branch, tag or remote copy, nor a detached HEAD.
     Newest first; a branch whose versions are all held elsewhere is left out.
 
+    A copy of a remote no settings name any more holds nothing: it is listed as one
+    to delete (``dvfs remote remove NAME`` does), and then gc would drop what only
+    it held.
+
     A version not stored here (a ref to one never fetched) is nothing to lose; a
     version that cannot be read ends the walk below it.
     """
@@ -230,9 +234,10 @@ def held_alone(repo: Repository, tips: dict[str, bytes]) -> dict[str, list[bytes
     head = refs.head()
     if head.detached is not None:
         others.append(head.detached)
+    stray = set(unconfigured_copies(repo)) if refs.names("remotes") else set()
     for kind in ("heads", "tags", "remotes"):
         for n in refs.names(kind):
-            if kind == "heads" and n in tips:
+            if (kind == "heads" and n in tips) or (kind == "remotes" and n in stray):
                 continue
             with contextlib.suppress(DvfsError):  # (a damaged ref holds nothing to keep)
                 if (oid := refs.get(f"refs/{kind}/{n}")) is not None:

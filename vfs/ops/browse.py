@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from vfs.errors import NotAFile, PathNotFound, UsageError
+from vfs.errors import NotADirectory, NotAFile, PathNotFound, UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.model.version_codec import Version
 from vfs.ops.changed import first_seen
@@ -245,10 +245,14 @@ def top_directories(hist: History, tree: bytes, limit: int = TOP_DIRECTORIES) ->
     }
 
 
-def lookup(repo: Repository, rev: str, path: bytes) -> tuple[bytes, Entry]:
+def lookup(
+    repo: Repository, rev: str, path: bytes, *, directory: bool = False
+) -> tuple[bytes, Entry]:
     """The version ``rev`` names and its entry at ``path`` (the root: ``b""``).
 
-    PathNotFound, naming both, if the version holds nothing there.
+    PathNotFound, naming both, if the version holds nothing there; NotADirectory if
+    ``path`` was written as a directory's (``d/a/``: ``directory``) and is a file or
+    a link there, as the working tree's paths (``Repository.rel``) and the kernel's.
     """
     hist = repo.history
     oid = hist.resolve(rev)
@@ -256,9 +260,15 @@ def lookup(repo: Repository, rev: str, path: bytes) -> tuple[bytes, Entry]:
     if not path:
         return oid, v.root_entry()
     e = hist.lookup(v.tree, path)
+    named = f"v{v.number}" if rev.strip() == f"v{v.number}" else f"v{v.number} ({rev})"
     if e is None:
-        named = f"v{v.number}" if rev.strip() == f"v{v.number}" else f"v{v.number} ({rev})"
         raise PathNotFound(f"{quote_name(path)} does not exist in {named}")
+    if directory and e.kind != Kind.DIR:
+        what = "a symbolic link" if e.kind == Kind.SYMLINK else "a file"
+        raise NotADirectory(
+            f"{quote_name(path)} is {what} in {named}, not a directory: name it without "
+            "the trailing '/'"
+        )
     return oid, e
 
 
@@ -269,14 +279,15 @@ def ls(repo: Repository, arg: str, recursive: bool = False) -> Iterable[tuple[by
     walked as it is listed (the tree is never held whole).
     """
     rp = split_rev_path(arg)
-    return ls_entries(repo, rp.rev, rp.path, recursive)
+    return ls_entries(repo, rp.rev, rp.path, recursive, directory=rp.directory)
 
 
 def ls_entries(
-    repo: Repository, rev: str, path: bytes, recursive: bool = False
+    repo: Repository, rev: str, path: bytes, recursive: bool = False, *, directory: bool = False
 ) -> Iterable[tuple[bytes, Entry]]:
-    """:func:`ls` of ``path`` in ``rev``: (name, entry) rows, or (path, entry) if recursive."""
-    _, e = lookup(repo, rev, path)
+    """:func:`ls` of ``path`` in ``rev``: (name, entry) rows, or (path, entry) if recursive;
+    ``directory``: ``path`` was written as a directory's (see :func:`lookup`)."""
+    _, e = lookup(repo, rev, path, directory=directory)
     if e.kind != Kind.DIR:
         return [(path, e)]
     if recursive:
@@ -293,7 +304,7 @@ def cat(
     read (the CLI downloads those the local store lacks: ``vfs.remote.ondemand``).
     """
     rp = split_rev_path(arg)
-    _, e = lookup(repo, rp.rev, rp.path)
+    _, e = lookup(repo, rp.rev, rp.path, directory=rp.directory)
     if e.kind == Kind.DIR:
         raise NotAFile(f"{quote_name(rp.path) if rp.path else '.'} is a directory: use `dvfs ls`")
     if e.kind == Kind.SYMLINK:

@@ -37,7 +37,9 @@ from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
 class RestoreReport:
     """What ``dvfs restore`` did."""
 
-    source: str  # where the content came from: "the index", "HEAD", or a revision
+    # where the content came from: "the index", "HEAD", a revision, or None (--staged
+    # before the first commit: nothing, the paths are unstaged and stay untracked)
+    source: str | None
     unstaged: int = 0  # index entries set back to the source (--staged)
     written: int = 0  # working files written
     deleted: int = 0  # working files deleted: a merge's side settled on deleted them
@@ -99,17 +101,17 @@ def restore(
             label = named or source
         elif staged:
             src = head_files(hist)
-            label = "HEAD"
+            label = "HEAD" if hist.head_id() is not None else ""
         if index.damaged is not None:
             warn(
-                f"the staging index was not readable: it is rebuilt from {label}; "
+                f"the staging index was not readable: it is rebuilt from {label or 'nothing'}; "
                 "the working files are kept and compared with it"
             )
             index.entries = {}  # (every path of the source is staged below, as unknown)
         for arg, rel in zip(paths, rels, strict=True):
             in_src = src is not None and any(under_any(q, [rel]) for q in src)
             if not index.under(rel) and not in_src:
-                where = "" if src is None else f" and not in {label}"
+                where = "" if src is None or not label else f" and not in {label}"
                 raise UsageError(f"{arg} is not tracked{where}: nothing was restored")
             if source is not None and not staged and not in_src:
                 # (restore never deletes a file: nothing would be written for it)
@@ -117,7 +119,7 @@ def restore(
                     f"{arg} is not in {label}: nothing was restored (restore never deletes "
                     f"a file; `dvfs rm {shell_word(arg)}` does)"
                 )
-        report = RestoreReport(label)
+        report = RestoreReport(label or None)
         unstaged: set[bytes] = set()  # unchanged tracked files unstaged: may be replaced
         edited: list[bytes] = []  # and those with changes (not replaced: refused)
         if staged:

@@ -476,6 +476,14 @@ class RevPath:
 
     rev: str
     path: bytes
+    directory: bool = False  # PATH was written as a directory's (``d/a/``, ``d/a/.``)
+
+
+def names_directory(path: str) -> bool:
+    """True if ``path`` ends with ``/`` (or ``/.``) after a name: written as a
+    directory's path, which a file's is not (as the kernel has it)."""
+    parts = path.split("/")
+    return len(parts) > 1 and parts[-1] in ("", ".") and any(p not in ("", ".") for p in parts)
 
 
 def split_rev_path(arg: str) -> RevPath:
@@ -485,4 +493,4 @@ def split_rev_path(arg: str) -> RevPath:
     parts = [p for p in clean.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise UsageError(f"paths in {quote_given(arg)} cannot contain '..'")
-    return RevPath(rev or "HEAD", os.fsencode("/".join(parts)))
+    return RevPath(rev or "HEAD", os.fsencode("/".join(parts)), names_directory(path))

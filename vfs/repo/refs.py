@@ -365,13 +365,16 @@ class Refs:
             os.close(fd)
 
     def update(self, ref: str, new: bytes | None, expected: bytes | None) -> None:
-        """Set ``ref`` to ``new`` (None deletes) if it still holds ``expected``."""
+        """Set ``ref`` to ``new`` (None deletes) if it still holds ``expected``;
+        a ref that already holds ``new`` is not written again, nor audited."""
         with self._locked():
             current = self.get(ref)
             if current != expected:
                 raise RefConflict(
                     f"{ref.split('/', 2)[-1]} moved while this command ran: run it again"
                 )
+            if new == current:
+                return  # (nothing to write: a full disk does not stop a ref staying put)
             path = self._path(ref)
             if new is None:
                 if current is not None:
@@ -386,9 +389,6 @@ class Refs:
                     "exists, and a name cannot be both a ref and the folder of others"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
-            if new == current:
-                write_atomic(path, (new.hex() + "\n").encode())
-                return
             self._write_audited(
                 path, (new.hex() + "\n").encode(),
                 lambda: _audit(self.dir, _op(ref, current, new), ref, current, new),
