@@ -76,6 +76,34 @@ def test_ls_walk_and_info(data: Data) -> None:
     assert info.size == len(data.v2["data/train.csv"]) and info.hash is not None
 
 
+def test_a_repo_dropped_without_close_leaves_no_pack_open(data: Data) -> None:
+    """A ``vfs.Repo`` that read files kept its packs' descriptors open for the life of
+    the process when dropped without ``close()``: a program opening a repository per
+    request or per epoch ran out of descriptors. They are closed with the object."""
+    import gc
+
+    objects = str(data.root / ".dvfs" / "objects")
+
+    def packs_open() -> int:
+        held = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                held += os.readlink(f"/proc/self/fd/{fd}").startswith(objects)
+            except OSError:
+                continue
+        return held
+
+    gc.collect()
+    before = packs_open()
+    for _ in range(3):
+        repo = vfs.Repo(data.root)
+        assert repo.read_bytes("data/train.csv", rev="v2") == data.v2["data/train.csv"]
+        assert packs_open() > before  # (read from packs: there was something to close)
+        del repo
+    gc.collect()
+    assert packs_open() == before
+
+
 def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
     want = data.v2["data/train.csv"]
     rng = random.Random(5)

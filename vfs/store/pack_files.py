@@ -15,6 +15,7 @@ import os
 import stat
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -342,6 +343,9 @@ class Descriptors:
     A store of a few terabytes holds hundreds of thousands of packs: one descriptor
     kept per pack ever read would run into the process's file limit (often 1024). A
     descriptor is borrowed for each read and closed only when no read holds it.
+    Those still open when the object is dropped unclosed (a store its user never
+    closed: ``vfs.Repo`` without ``close``) are closed then, as a file object's are,
+    so that a process opening repositories again and again does not run out.
     """
 
     def __init__(self, limit: int = OPEN_PACKS) -> None:
@@ -349,6 +353,7 @@ class Descriptors:
         self._open: OrderedDict[tuple[int, bool], int] = OrderedDict()
         self._users: dict[tuple[int, bool], int] = {}
         self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._open)
 
     @contextlib.contextmanager
     def borrow(self, key: tuple[int, bool], opener: Callable[[], int]) -> Iterator[int]:
@@ -389,6 +394,13 @@ class Descriptors:
             for fd in self._open.values():
                 close_fd(fd)
             self._open.clear()
+
+
+def _close_all(fds: OrderedDict[tuple[int, bool], int]) -> None:
+    """Close the descriptors of a :class:`Descriptors` nothing refers to any more."""
+    for fd in fds.values():
+        close_fd(fd)
+    fds.clear()
 
 
 def close_fd(fd: int) -> None:
