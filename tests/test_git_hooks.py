@@ -197,9 +197,10 @@ def push_at_a_terminal(cwd: Path, answer: bytes) -> tuple[int, str]:
     shown = b""
     asked = False
     deadline = time.monotonic() + 120
+    poller = select.poll()  # (not select(): a descriptor past 1023 is out of its range)
+    poller.register(master, select.POLLIN)
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
+        if poller.poll(200):
             try:
                 chunk = os.read(master, 4096)
             except OSError:  # the last writer closed the terminal
