@@ -703,14 +703,9 @@ def test_ctrl_c_in_any_command_says_a_rerun_finishes_it(repo: Repo, tmp_path: Pa
     repo.fsck_clean()
 
 
-@pytest.mark.parametrize("command", [("switch", "other"), ("checkout", "other")])
-def test_a_switch_killed_before_head_moved_stages_nothing(
-    repo: Repo, command: tuple[str, ...]
-) -> None:
-    """A switch killed once it had saved the index, before HEAD moved: the working
-    tree and the index hold the other branch's version. Status lists none of it as
-    staged (a commit would have recorded the other branch's files on this one), and
-    running the switch again finishes it."""
+def two_branches(repo: Repo) -> str:
+    """main at v1 (d/a.txt) then v3 (d/m.txt added), other at v2 (d/o.txt added), on
+    main; returns other's version id."""
     committed(repo, {"d/a.txt": "a"})
     repo.ok("switch", "-c", "other")
     repo.write("d/o.txt", "o")
@@ -719,12 +714,30 @@ def test_a_switch_killed_before_head_moved_stages_nothing(
     repo.ok("switch", "main")
     repo.write("d/m.txt", "m")
     repo.ok("add", "d")
-    main = repo.commit("main two")
+    repo.commit("main two")
+    return other
+
+
+def kill_at_index_save(repo: Repo, command: tuple[str, ...]) -> None:
+    """Run ``dvfs COMMAND``, killed with SIGKILL right after it saved the index."""
     killed = subprocess.run(
         [sys.executable, "-P", "-c", KILLED_AT_INDEX_SAVE, "after", *command],
         cwd=repo.root, env=cli_env(), capture_output=True, check=False,
     )  # fmt: skip
     assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
+@pytest.mark.parametrize("command", [("switch", "other"), ("checkout", "other")])
+def test_a_switch_killed_before_head_moved_stages_nothing(
+    repo: Repo, command: tuple[str, ...]
+) -> None:
+    """A switch killed once it had saved the index, before HEAD moved: the working
+    tree and the index hold the other branch's version. Status lists none of it as
+    staged (a commit would have recorded the other branch's files on this one), and
+    running the switch again finishes it."""
+    other = two_branches(repo)
+    main = repo.head_id()
+    kill_at_index_save(repo, command)
     st = repo.status()
     assert (st["branch"], st["staged"], st["modified"]) == ("main", [], []), st
     assert repo.run("commit", "-a", "-m", "mine").code != 0
@@ -744,22 +757,10 @@ def test_a_checkout_killed_on_a_detached_head_stages_nothing(
     """As above, from a detached HEAD: status listed the other branch's files as
     staged. It says now that the working tree is at that version, not HEAD's, and
     how to finish or go back; each works."""
-    committed(repo, {"d/a.txt": "a"})
-    repo.ok("switch", "-c", "other")
-    repo.write("d/o.txt", "o")
-    repo.ok("add", "d")
-    other = repo.commit("other")
-    repo.ok("switch", "main")
-    v1 = repo.head_id()
-    repo.write("d/m.txt", "m")
-    repo.ok("add", "d")
-    repo.commit("main two")
+    other = two_branches(repo)
+    v1 = repo.json("log", "v1", "-n", "1", "--json")[0]["id"]
     repo.ok("checkout", "v1")
-    killed = subprocess.run(
-        [sys.executable, "-P", "-c", KILLED_AT_INDEX_SAVE, "after", *command],
-        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
-    )  # fmt: skip
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_at_index_save(repo, command)
     st = repo.status()
     assert (st["detached"], st["staged"], st["modified"]) == ("v1", [], []), st
     assert st["behind"] == f"v2 {other[:10]}"
