@@ -93,6 +93,10 @@ function named(name, names, value, placeholder) {
   return input;
 }
 
+// What the last deletion said: the page is drawn again once a branch goes, and the
+// form drawn then shows it, once.
+let deletedSaid = null;
+
 // "Delete a branch" (`dvfs branch -d NAME`, never the current one), offered when the
 // server allows writes; a second click confirms.
 function deleteBranchForm(data) {
@@ -102,7 +106,8 @@ function deleteBranchForm(data) {
     : h("select", { name: "delete-branch" }, h("option", { value: "" }, "branch…"),
       others.map((b) => h("option", { value: b }, b)));
   const button = h("button", { type: "submit", disabled: !others.length }, "Delete branch");
-  const said = h("span", { class: "said", role: "status" });
+  const said = h("span", { class: "said", role: "status" }, deletedSaid);
+  deletedSaid = null;
   let armed = null;
   which.addEventListener("change", () => { armed = null; button.textContent = "Delete branch"; });
   return h("form", {
@@ -118,7 +123,8 @@ function deleteBranchForm(data) {
       }
       try {
         const done = await act("delete-branch", { name: which.value });
-        swap(said, `deleted branch ${done.deleted.name} (was ${done.deleted.version})`);
+        deletedSaid = `deleted branch ${done.deleted.name} (was ${done.deleted.version})`;
+        swap(said, deletedSaid);
         reload();
       } catch (err) {
         swap(said, errorBox(err, "versions", "branch"));
