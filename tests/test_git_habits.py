@@ -740,3 +740,71 @@ def test_ls_and_cat_refuse_a_file_named_with_a_trailing_slash(repo: Repo) -> Non
     assert [e["name"] for e in repo.json("ls", "HEAD:d/", "--json")] == ["b.txt"]
     assert repo.cat("v2:d/b.txt") == b"b"
     repo.fsck_clean()
+
+
+def test_branch_m_renames_a_branch_and_head_follows(make_repo: RepoFactory) -> None:
+    """`dvfs branch -m [OLD] NEW` as git's: there was no way to rename a branch but to
+    make a new one and delete the old, with HEAD, dvfs.lock and a detached HEAD's
+    branch left naming the old one."""
+    repo = make_repo(git_repo=True)
+    r = repo.json("branch", "-m", "trunk", "--json")  # no versions yet: HEAD alone moves
+    assert r == {"name": "trunk", "version": None, "id": None, "was": "main"}
+    two_files(repo)
+    v1 = repo.show()["id"]
+    assert repo.status()["branch"] == "trunk"
+    assert "branch: trunk\n" in (repo.root / "dvfs.lock").read_text()
+    out = repo.ok("branch", "-m", "dev").out  # the current branch
+    assert out == f"renamed branch trunk to dev (v1 {v1[:10]})\n"
+    assert repo.status()["branch"] == "dev" and repo.status()["detached"] is None
+    assert "branch: dev\n" in (repo.root / "dvfs.lock").read_text()
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["dev"]
+    repo.ok("branch", "side")
+    r = repo.json("branch", "-m", "side", "feat/side", "--json")
+    assert r == {"name": "feat/side", "version": "v1", "id": v1, "was": "side"}
+    repo.ok("tag", "t1")
+    for args, said in (
+        (("-m", "feat/side", "dev"), "branch dev already exists"),
+        (("-m", "feat/side", "t1"), "would share its name with tag t1"),
+        (("-m", "feat/side", "v7"), "cannot be a branch name"),
+        (("-m", "feat/side", "a..b"), "is not a valid branch name"),
+        (("-m", "nosuch", "x"), "no branch named nosuch: nothing was renamed"),
+        (("-m", "dev", "dev"), "branch dev already has that name"),
+        (("-m", "feat"), "feat/... exists"),
+        (("-m", "a", "b", "c"), "-m renames one branch"),
+        (("-m", "-d", "x"), "-m renames one branch"),
+    ):
+        repo.fail("branch", *args, fragments=(said,), code=2)
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["dev", "feat/side"]
+    repo.write("a.txt", "a2")
+    repo.commit("two", "-a")
+    repo.ok("checkout", "v1")  # detached from dev: HEAD's branch follows the rename
+    repo.ok("branch", "-m", "dev", "main")
+    st = repo.status()
+    assert (st["branch"], st["detached"]) == ("main", "v1")
+    repo.fail("branch", "-m", "x", fragments=("HEAD is detached",), code=2)
+    repo.ok("switch", "main")
+    assert repo.status()["branch"] == "main" and repo.status()["detached"] is None
+    audit = repo.ok("audit").out
+    assert "branch create: refs/heads/main - -> " in audit
+    assert "branch delete: refs/heads/dev " in audit
+    repo.fsck_clean()
+
+
+def test_branch_m_waits_for_a_merge_in_progress(repo: Repo) -> None:
+    """A merge's record names the branch it is made on: renaming that branch under it
+    would give the merge up without a word."""
+    two_files(repo)
+    repo.ok("switch", "-c", "other")
+    repo.write("a.txt", "theirs")
+    repo.commit("theirs", "-a")
+    repo.ok("switch", "main")
+    repo.write("a.txt", "ours")
+    repo.commit("ours", "-a")
+    assert repo.run("merge", "other").code == 1  # a conflict in a.txt
+    repo.fail("branch", "-m", "main2", fragments=("a merge of other into main",), code=2)
+    repo.ok("branch", "-m", "other", "theirs")  # another branch may go by another name
+    repo.ok("restore", "--theirs", "a.txt")
+    repo.ok("commit", "-m", "merged")
+    repo.ok("branch", "-m", "main2")
+    assert repo.status()["branch"] == "main2" and repo.read("a.txt") == b"theirs"
+    repo.fsck_clean()

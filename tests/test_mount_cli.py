@@ -425,3 +425,50 @@ def test_errors_cross_the_control_socket_as_their_own_class() -> None:
         pass
 
     assert error_kind(Local("switch", ["a"])) == "UncommittedChanges"
+
+
+@pytest.mark.parametrize("overlay", ["daemon", "kernel"])
+def test_a_branch_takes_its_mount_working_tree_along_when_renamed(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """A mount's working tree is found by its branch's name: `branch -m` left it behind
+    (there was no rename), and `branch -d` deleted a branch whose mount held changes
+    no version records without a word, leaving them under a name nothing showed. Now
+    a rename takes the working tree along, neither happens while a mount serves the
+    branch, and -d is refused while the changes are there (-D keeps them, and says
+    where)."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    assert_ok(dvfs(repo, home, "branch", "side"))
+    with mounted(str(repo), mnt, home, "--branch", "side", overlay=overlay):
+        (mnt / "data" / "new.txt").write_bytes(b"new\n")
+        for args, done in ((("-m", "side", "s2"), "renamed"), (("-D", "side"), "deleted")):
+            line = assert_error(dvfs(repo, home, "branch", *args), "is mounted", code=2)
+            assert line == (
+                f"dvfs: error: branch side is mounted as a working tree (daemon pid "
+                f"{m_pid(repo, 'side')}): unmount it first (`dvfs umount MNT`); nothing was {done}"
+            )
+    assert_ok(dvfs(repo, home, "branch", "-m", "side", "s2"))
+    assert not (repo / ".dvfs/worktrees/side").exists()
+    with mounted(str(repo), mnt, home, "--branch", "s2", overlay=overlay):
+        got = assert_ok(dvfs(tmp_path, home, "status", str(mnt), "--json")).json()
+        assert (got["branch"], got["added"]) == ("s2", ["data/new.txt"])
+    line = assert_error(dvfs(repo, home, "branch", "-d", "s2"), "holding changes", code=2)
+    held = "1 file(s) in data/" if overlay == "daemon" else "files in upper/"
+    assert line == (
+        f"dvfs: error: branch s2 has a mount's working tree ({repo}/.dvfs/worktrees/s2) "
+        f"holding changes no version records ({held}): mount the branch and `dvfs snapshot` "
+        "them, or `dvfs branch -D s2` deletes the branch and keeps them there; nothing was "
+        "deleted"
+    )
+    r = assert_ok(dvfs(repo, home, "branch", "-D", "s2"))
+    assert "stays in" in r.err and "a mount of it show them again" in r.err
+    assert (repo / ".dvfs/worktrees/s2").is_dir()
+    assert_ok(dvfs(repo, home, "branch", "s2", "main"))  # as the warning says
+    with mounted(str(repo), mnt, home, "--branch", "s2", overlay=overlay):
+        assert (mnt / "data" / "new.txt").read_bytes() == b"new\n"
+    fsck_clean(repo)
+
+
+def m_pid(repo: Path, branch: str) -> str:
+    """The pid the daemon serving ``branch``'s working tree wrote into its lock."""
+    return (repo / ".dvfs/worktrees" / branch / "lock").read_text().strip()

@@ -125,6 +125,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         missing_state_message as missing_state_message,
         orphaned_changes as orphaned_changes,
         read_journal as read_journal,
+        work_dir_name as work_dir_name,
     )
     from vfs.model.names import (
         MAX_DEPTH as MAX_DEPTH,
@@ -311,6 +312,7 @@ PUBLIC: dict[str, str] = {
     "read_journal": "vfs.mount.work_dirs",
     "missing_state_message": "vfs.mount.work_dirs",
     "orphaned_changes": "vfs.mount.work_dirs",
+    "work_dir_name": "vfs.mount.work_dirs",
 }
 __all__ = list(PUBLIC)
 

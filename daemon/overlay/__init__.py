@@ -43,7 +43,8 @@ The overlay in modules, each building on the one before:
 from daemon.overlay.compaction import COMPACT_ABOVE
 from daemon.overlay.node import WNode, mode_bits
 from daemon.overlay.tree import Overlay
-from daemon.overlay.workdir import OverlayError, lock_work, work_dir_name
+from daemon.overlay.workdir import OverlayError, lock_work
+from vfs import work_dir_name
 
 __all__ = [
     "COMPACT_ABOVE",

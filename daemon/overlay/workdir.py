@@ -1,4 +1,5 @@
-"""A working tree's work directory: its name, its lock, and the error when it is unusable."""
+"""A working tree's work directory: its lock, and the error when it is unusable (its name:
+``vfs.mount.work_dirs.work_dir_name``, which the repository's side uses too)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,6 @@ from vfs import DvfsError, MountError, claim_for_life, private_dir, quote_name
 
 class OverlayError(DvfsError):
     """The work directory cannot be used (damaged state, held by another daemon)."""
-
-
-def work_dir_name(branch: str) -> str:
-    """A file name for a branch's work directory (branch names may hold "/")."""
-    return branch.replace("%", "%25").replace("/", "%2F")
 
 
 def lock_work(work: Path) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from vfs.cli.options import AS_JSON, DvfsCommand
-from vfs.cli.output import emit_json, quoted, repo_here
+from vfs.cli.output import emit_json, quoted, repo_here, warn
 from vfs.errors import FormatError, ObjectError, UsageError
 from vfs.ops.branches import (
     create_branch,
@@ -18,6 +18,7 @@ from vfs.ops.branches import (
     delete_tag,
     delete_unreadable,
     move_branch,
+    rename_branch,
 )
 from vfs.repo.repository import Repository
 
@@ -46,21 +47,26 @@ def name_and_rev(names: tuple[str, ...], what: str) -> tuple[str | None, str | N
     help="Move the existing branch NAME to REV (not the current); with -d, as -D.",
 )  # fmt: skip
 @click.option(
+    "-m", "--move", "rename", is_flag=True,
+    help="Rename branch OLD (default: the current one) to NEW: -m [OLD] NEW.",
+)  # fmt: skip
+@click.option(
     "-r", "--remotes", is_flag=True,
     help="List the remotes' branches as last fetched (REMOTE/BRANCH).",
 )  # fmt: skip
 @click.option("-a", "--all", "list_all", is_flag=True, help="List both kinds.")
 @AS_JSON
 def branch(
-    names: tuple[str, ...], delete: bool, force_delete: bool, force: bool, remotes: bool,
-    list_all: bool, as_json: bool,
+    names: tuple[str, ...], delete: bool, force_delete: bool, force: bool, rename: bool,
+    remotes: bool, list_all: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """List branches, or create NAME at REV (default HEAD).
 
     With -d, delete the branches named (not the current one), refused while one
     holds versions no other branch, tag or remote copy holds (they would be left to
     gc): -D (or -d -f) deletes them anyway. With -f, move the branch NAME to REV (not
-    the current one: switch away first). With -r, list the remotes' branches as the
+    the current one: switch away first). With -m, rename a branch: HEAD, and the
+    branch's mount working tree if it has one, follow. With -r, list the remotes' branches as the
     last push, fetch or pull saw them (`dvfs fetch` brings them up to date; `dvfs push
     --delete` deletes one on its remote); -a lists both.
 
@@ -71,11 +77,17 @@ def branch(
       dvfs branch -d fix old
       dvfs branch -D spike
       dvfs branch -f fix v2
+      dvfs branch -m fix fix-old
       dvfs branch -a
     """
     repo = repo_here()
     if force_delete or (delete and force):
         delete, force_delete, force = True, True, False
+    if rename:
+        if delete or force_delete or force or remotes or list_all or len(names) not in (1, 2):
+            raise UsageError("-m renames one branch: `dvfs branch -m [OLD] NEW`")
+        _rename(repo, names, as_json)
+        return
     if force:
         if delete or remotes or list_all or len(names) != 2:
             raise UsageError("-f moves one branch: `dvfs branch -f NAME REV`")
@@ -108,7 +120,9 @@ def branch(
                 f"{quoted(head.branch)} is the current branch: switch to another one first; "
                 "nothing was deleted"
             )
-        tips = delete_branches(repo, [n for n in names if n not in damaged], force=force_delete)
+        tips = delete_branches(
+            repo, [n for n in names if n not in damaged], force=force_delete, warn=warn
+        )
         gone: list[dict[str, Any]] = []
         for n in names:
             if n in damaged and delete_unreadable(repo, "heads", n):
@@ -117,7 +131,7 @@ def branch(
                     click.echo(f"deleted branch {quoted(n)} (was unreadable)")
                 continue
             if n not in tips:  # (a damaged ref mended meanwhile: deleted as any other)
-                tips.update(delete_branches(repo, [n], force=force_delete))
+                tips.update(delete_branches(repo, [n], force=force_delete, warn=warn))
             was = tips[n]
             gone.append(ref_json(repo, n, was))
             if not as_json:
@@ -135,6 +149,33 @@ def branch(
         click.echo(f"branch {quoted(name)} at {quoted(repo.history.label(oid))} {oid.hex()[:10]}")
         return
     _list(repo, as_json, local=True, remote=False)
+
+
+def _rename(repo: Repository, names: tuple[str, ...], as_json: bool) -> None:
+    """``dvfs branch -m [OLD] NEW``: OLD defaults to the current branch."""
+    if len(names) == 1:
+        head = repo.refs.head()
+        if head.detached is not None:
+            raise UsageError(
+                "HEAD is detached, so no branch is current: `dvfs branch -m OLD NEW` "
+                "names the branch to rename"
+            )
+        names = (head.branch, names[0])
+    old, new = names
+    oid = rename_branch(repo, old, new)
+    if oid is None:  # (no versions yet)
+        if as_json:
+            emit_json({"name": new, "version": None, "id": None, "was": old})
+        else:
+            click.echo(f"renamed branch {quoted(old)} to {quoted(new)} (no versions yet)")
+        return
+    if as_json:
+        emit_json({**ref_json(repo, new, oid), "was": old})
+        return
+    click.echo(
+        f"renamed branch {quoted(old)} to {quoted(new)} "
+        f"({quoted(repo.history.label(oid))} {oid.hex()[:10]})"
+    )
 
 
 def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) -> None:

@@ -182,5 +182,27 @@ def _generation(path: Path) -> int | None:
     return gen if isinstance(gen, int) and not isinstance(gen, bool) else None
 
 
+def work_dir_name(branch: str) -> str:
+    """A file name for a branch's work directory (branch names may hold "/")."""
+    return branch.replace("%", "%25").replace("/", "%2F")
+
+
+def held_changes(work: Path) -> str | None:
+    """What the work directory ``work`` holds that a mount wrote and no version may
+    record yet, or None: a journal with records or files in ``data/`` (the daemon's
+    overlay), or names in ``upper/`` (the kernel's, whose upper layer keeps what a
+    snapshot recorded until the next mount rebases it: "may")."""
+    held = orphaned_changes(work)
+    if held is not None:
+        return held
+    try:
+        with os.scandir(work / "upper") as it:
+            if any(True for _ in it):
+                return "files in upper/"
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return None
+
+
 def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -1,23 +1,33 @@
-"""Branches and tags: ``switch``, ``switch -c``, and creating and deleting branches and tags.
+"""Branches and tags: ``switch``, ``switch -c``, and creating, renaming and deleting
+branches and tags.
 
 A switch restores the branch's latest version as a checkout does
 (:func:`vfs.ops.checkout.restore_version`); the refs move by compare-and-swap.
+
+A branch may also have a mount's working tree, ``.dvfs/worktrees/<branch>/``
+(``daemon.overlay``), found by the branch's name: a rename takes it along, and
+neither a rename nor a deletion happens while a mount serves it (:func:`_work_tree`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
-from vfs.errors import DvfsError, NameInUse, UsageError
+from vfs.errors import DvfsError, NameInUse, RefConflict, UsageError
+from vfs.mount.work_dirs import WORKTREES, held_changes, work_dir_name
 from vfs.ops import merging
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
+from vfs.quoting import quote_name
 from vfs.remote.config import remotes, unconfigured_copies
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.history import History
 from vfs.repo.refs import Head, check_ref_name, twin_refused
 from vfs.repo.repository import Repository
+from vfs.store.lock import claim_for_life
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import Warn
 
@@ -173,6 +183,92 @@ def move_branch(repo: Repository, name: str, rev: str) -> tuple[bytes, bytes]:
         return cur, target
 
 
+def rename_branch(repo: Repository, old: str, new: str) -> bytes | None:
+    """Rename branch ``old`` to ``new`` (git's ``branch -m``); return the version it names
+    (None: the current branch, with no versions yet, which HEAD alone names).
+
+    HEAD follows if it is on ``old`` (attached, or detached from it), so does
+    ``dvfs.lock``, and so does the branch's mount working tree, if it has one (refused
+    while a mount serves it, or while ``new`` has one of its own). Refused during a
+    merge on ``old``: its record names the branch. Crash-safe in this order: ``new`` is
+    made, the working tree moved, HEAD moved, ``old`` deleted; a kill between leaves
+    both names on the version, and nothing lost.
+    """
+    check_ref_name(old, "branch", existing=True)
+    if new == old:
+        raise UsageError(f"branch {old} already has that name: nothing was renamed")
+    _check_new_name(repo, "branch", new)
+    with repo.locked():
+        cur = repo.refs.get(f"refs/heads/{old}")
+        head = repo.refs.head()
+        if cur is None and head == Head(old) and repo.refs.get(f"refs/heads/{new}") is None:
+            if why := twin_refused(repo.refs, "branch", new):
+                raise NameInUse(why)
+            repo.refs.set_head(Head(new))  # (no versions yet: the first commit makes it)
+            return None
+        if cur is None:
+            raise UsageError(f"no branch named {old}: nothing was renamed")
+        if repo.refs.get(f"refs/heads/{new}") is not None:
+            raise NameInUse(
+                f"branch {new} already exists: delete it first (`dvfs branch -d {new}`) "
+                "or pick another name; nothing was renamed"
+            )
+        if why := twin_refused(repo.refs, "branch", new):
+            raise NameInUse(why)
+        if (left := merging.live(repo.dir, repo.refs)) is not None and left.branch == old:
+            raise UsageError(
+                f"a merge of {left.rev} into {old} is in progress: commit it or give it up "
+                "(`dvfs merge --abort`) first; nothing was renamed"
+            )
+        with _work_tree(repo, old, "renamed") as work:
+            dest = repo.dir / WORKTREES / work_dir_name(new) if work is not None else None
+            if dest is not None and (dest.exists() or dest.is_symlink()):
+                raise UsageError(
+                    f"{quote_name(str(dest))} holds a mount's working tree left by an earlier "
+                    f"branch {new}: move it aside, or pick another name; nothing was renamed"
+                )
+            try:
+                repo.refs.update(f"refs/heads/{new}", cur, None)
+            except RefConflict as exc:
+                raise UsageError(f"{exc}; nothing was renamed") from None
+            if work is not None and dest is not None:
+                os.rename(work, dest)
+        if head.branch == old:
+            repo.refs.set_head(Head(new, head.detached))
+            if head.detached is None:
+                write_lock(repo.root, LockPointer(new, repo.history.version(cur).number, cur))
+        repo.refs.update(f"refs/heads/{old}", None, cur)
+        return cur
+
+
+@contextlib.contextmanager
+def _work_tree(repo: Repository, name: str, done: str) -> Iterator[Path | None]:
+    """Branch ``name``'s mount working tree (None if it has none), held so that no
+    mount starts on it meanwhile; UsageError (nothing ``done``) if a mount serves it,
+    or if it is a symbolic link (dvfs follows none out of the repository)."""
+    top = repo.dir / WORKTREES
+    work = top / work_dir_name(name)
+    for p in (top, work):
+        if p.is_symlink():
+            raise UsageError(
+                f"{quote_name(str(p))} is a symbolic link, and a mount's working tree is kept "
+                f"inside the repository: remove the link; nothing was {done}"
+            )
+    if not work.is_dir():
+        yield None
+        return
+    got = claim_for_life(work / "lock", 0o600)
+    if isinstance(got, str):
+        raise UsageError(
+            f"branch {name} is mounted as a working tree (daemon pid {got}): unmount it "
+            f"first (`dvfs umount MNT`); nothing was {done}"
+        )
+    try:
+        yield work
+    finally:
+        os.close(got)
+
+
 def delete_branch(repo: Repository, name: str, *, force: bool = False) -> bytes:
     """Delete branch ``name`` (not the current one); return the version it named.
 
@@ -182,7 +278,7 @@ def delete_branch(repo: Repository, name: str, *, force: bool = False) -> bytes:
 
 
 def delete_branches(
-    repo: Repository, names: Sequence[str], *, force: bool = False
+    repo: Repository, names: Sequence[str], *, force: bool = False, warn: Warn = quiet
 ) -> dict[str, bytes]:
     """Delete the branches ``names`` (none current); return the version each named.
 
@@ -192,6 +288,12 @@ def delete_branches(
     versions that no other branch, tag, remote copy nor a detached HEAD holds
     (:func:`held_alone`): they would be reachable by id alone, and ``gc`` would
     drop them. All is decided under the lock before the first ref goes.
+
+    A branch a mount serves as its working tree is not deleted, even with ``force``
+    (git keeps a branch a worktree has checked out). One whose mount working tree holds
+    changes (:func:`vfs.mount.work_dirs.held_changes`) is deleted only with ``force``,
+    and the working tree stays, with a warning: a branch of that name mounted again
+    shows them.
     """
     for name in names:
         check_ref_name(name, "branch", existing=True)
@@ -211,8 +313,30 @@ def delete_branches(
         if not force and (alone := held_alone(repo, tips)):
             name, versions = next(iter(alone.items()))
             raise UsageError(_unmerged(repo, name, versions, len(tips) > 1))
-        for name, cur in tips.items():
-            repo.refs.update(f"refs/heads/{name}", None, cur)
+        with contextlib.ExitStack() as held:
+            kept: dict[str, tuple[Path, str]] = {}
+            for name in tips:
+                work = held.enter_context(_work_tree(repo, name, "deleted"))
+                changes = held_changes(work) if work is not None else None
+                if work is not None and changes is not None:
+                    kept[name] = (work, changes)
+            if kept and not force:
+                name, (work, changes) = next(iter(kept.items()))
+                raise UsageError(
+                    f"branch {name} has a mount's working tree ({quote_name(str(work))}) "
+                    f"holding changes no version records ({changes}): mount the branch and "
+                    f"`dvfs snapshot` them, or `dvfs branch -D {name}` deletes the branch and "
+                    "keeps them there; nothing was deleted"
+                )
+            for name, cur in tips.items():
+                repo.refs.update(f"refs/heads/{name}", None, cur)
+            for name, (work, changes) in kept.items():
+                warn(
+                    f"the working tree of branch {name}'s mount stays in "
+                    f"{quote_name(str(work))} with its changes ({changes}): "
+                    f"`dvfs branch {name} {tips[name].hex()[:10]}` and a mount of it show "
+                    "them again"
+                )
         return tips
 
 
@@ -325,13 +449,7 @@ def _create_ref(
     repo: Repository, kind: str, ref: str, name: str, rev: str | None, hint: str
 ) -> bytes:
     """Point the new ref ``ref`` at ``rev`` (default HEAD); refuse a name in use."""
-    check_ref_name(name, kind)
-    top, slash, rest = name.partition("/")
-    if slash and top in remotes(repo):
-        raise UsageError(
-            f"{kind} {name} would share its name with remote {top}'s branch {rest}, and "
-            f"one would hide the other wherever a revision is read: name the {kind} otherwise"
-        )
+    _check_new_name(repo, kind, name)
     with repo.locked():
         if repo.refs.get(ref) is not None:
             raise NameInUse(f"{kind} {name} already exists{hint}")
@@ -340,6 +458,18 @@ def _create_ref(
         target = repo.history.resolve(rev or "HEAD")
         repo.refs.update(ref, target, None)
         return target
+
+
+def _check_new_name(repo: Repository, kind: str, name: str) -> None:
+    """UsageError if ``name`` cannot be a new branch or tag (``kind``): not a valid ref
+    name, or one that reads as a remote's branch."""
+    check_ref_name(name, kind)
+    top, slash, rest = name.partition("/")
+    if slash and top in remotes(repo):
+        raise UsageError(
+            f"{kind} {name} would share its name with remote {top}'s branch {rest}, and "
+            f"one would hide the other wherever a revision is read: name the {kind} otherwise"
+        )
 
 
 def delete_tag(repo: Repository, name: str) -> bytes:
