@@ -17,7 +17,7 @@ import pytest
 from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
-from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP
+from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP, SMALL_PACK, SMALL_PACKS_MERGE
 from vfs.repo.repository import Repository
 from vfs.store.durable import tmp_leaf
 from vfs.store.lock import repository_lock
@@ -370,3 +370,46 @@ def test_fsck_removes_the_temporaries_at_the_top_of_dvfs(template: Repo, tmp_pat
     assert fsck_clean(repo.root)["temporaries_removed"] == 2
     assert sorted(p.name for p in dvfs.glob(".tmp-*")) == [".tmp-config.abcdef0114", ".tmp-notes"]
     assert outside.read_text() == "precious\n"
+
+
+def test_gc_merges_the_small_packs_small_commits_leave(tmp_path: Path) -> None:
+    """Each commit of a few small files leaves a pack or two, and every command looks in
+    each pack's index: 1,500 commits of one small file cost 0.13 s per command in
+    opening 3,000 indexes. gc merged none of them (they hold nothing dead). Now
+    SMALL_PACKS_MERGE or more small packs are merged, keeping every object; fewer, and
+    large packs, stay as they are."""
+    repo = init_repo(tmp_path / "r")
+    store = repo.root / ".dvfs" / "objects"
+
+    def commits(first: int, last: int) -> None:
+        for i in range(first, last):  # a commit of one file: two packs
+            repo.write(f"f{i}.txt", f"file {i}")
+            repo.ok("add", f"f{i}.txt")
+            repo.commit(f"c{i}")
+
+    repo.write("big.bin", os.urandom(2 * MiB))  # a pack over SMALL_PACK: kept as it is
+    repo.ok("add", "big.bin")
+    repo.commit("big")
+    big = [name for name, data in packs(repo).items() if len(data) > SMALL_PACK]
+    assert len(big) == 1
+    half = SMALL_PACKS_MERGE // 2
+    commits(0, half - 1)
+    before = set(packs(repo))
+    assert len(before) == 1 + 2 * (half - 1) + 1  # (the first commit's records: one more)
+    repo.ok("gc")
+    assert set(packs(repo)) == before  # too few to merge: nothing moves
+    commits(half - 1, half + 1)
+    assert len(packs(repo)) == len(before) + 4
+    r = repo.json("gc", "--dry-run", "--json")
+    assert (r["packs_rewritten"], r["dead_objects"]) == (len(before) + 3, 0)
+    r = repo.json("gc", "--json")
+    assert (r["packs_rewritten"], r["packs_written"], r["packs_after"]) == (len(before) + 3, 1, 2)
+    assert set(big) < set(packs(repo))
+    assert sorted(p.name for p in store.iterdir() if p.name.endswith(".idx")) == sorted(
+        name.removesuffix(".pack") + ".idx" for name in packs(repo)
+    )
+    assert repo.cat("v1:big.bin") == (repo.root / "big.bin").read_bytes()
+    for i in range(half + 1):
+        assert repo.cat(f"v{i + 2}:f{i}.txt") == f"file {i}".encode()
+    assert repo.json("gc", "--json")["packs_rewritten"] == 0  # merged once, then kept
+    repo.fsck_clean()

@@ -85,8 +85,9 @@ def fsck_cmd(repair: bool, as_json: bool) -> None:
 def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | None) -> None:
     """Free the space of objects no branch, tag, mount or run cache entry reaches.
 
-    Packs with under half of their bytes alive are rewritten. Waits for the
-    repository lock; safe to interrupt at any moment.
+    Packs with under half of their bytes alive are rewritten, and small packs
+    (under 1 MiB, once there are 16) merged. Waits for the repository lock; safe
+    to interrupt at any moment.
 
     With --remote NAME: packs of the remote that no remote branch or tag reaches are
     condemned, and deleted by a later run once --grace has passed (safe while others

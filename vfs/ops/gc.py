@@ -30,7 +30,10 @@ objects or moves refs meanwhile. In order:
    header if the index is unusable; a pack whose header is damaged too is reported
    and kept). A live object found in several packs counts in the first only. A pack
    with no live object is *dead*; one whose live payload bytes are under
-   ``REPACK_BELOW`` (half) of its payload bytes is *rewritten*; the rest are kept.
+   ``REPACK_BELOW`` (half) of its payload bytes is *rewritten*; so are the packs
+   under ``SMALL_PACK`` once there are ``SMALL_PACKS_MERGE`` of them to be kept (a
+   commit of a few small files makes one pack each: merged, they are few packs to
+   look in); the rest are kept.
 3. **Copy.** The live objects of the rewritten packs are read, verified against
    their ids and appended, as stored (no recompression), to new packs of up to
    ``LOCAL_PACK_SIZE``, written under temporary names (``.tmp-pack-*``), fsynced,
@@ -102,6 +105,11 @@ from vfs.store.packs import (
 from vfs.store.pins import live_pins
 
 REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rewritten
+# Packs under SMALL_PACK bytes are merged once there are SMALL_PACKS_MERGE of them: every
+# command reads each pack's index once (an open and a read, ~40 us), so a store of one
+# pack per small commit costs 0.13 s at 1,500 commits (3,000 packs) before any work.
+SMALL_PACK = 1 << 20
+SMALL_PACKS_MERGE = 16
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"
 MAX_STATE = 1 << 16
 MAX_PROBLEMS_SHOWN = 10
@@ -356,6 +364,10 @@ def plan(
         elif p.live_bytes < repack_below * p.payload or (
             repack_below >= 1 and len(p.live) < len(p.objects)
         ):
+            p.action = "rewrite"
+    small = [p for p in out if p.action == "keep" and p.size < SMALL_PACK]
+    if len(small) >= SMALL_PACKS_MERGE:
+        for p in small:
             p.action = "rewrite"
     report.packs_before = len(out)
     report.live_objects = len(counted)
