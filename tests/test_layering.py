@@ -40,6 +40,7 @@ LAYERS = [
     },
     # reach: the walk of what versions reach (gc, remote gc, fsck); rows: which entries of
     # two directories differ, from their records' bytes
+    {"repo.numbers"},  # the ids of one first-parent chain, kept (vN found at once)
     {"repo.history", "repo.reach", "ops.rows"},
     {
         "worktree",

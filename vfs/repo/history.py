@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from vfs._os.gc_pause import paused_gc
-from vfs.errors import FormatError, RevisionNotFound, UsageError
+from vfs.errors import DvfsError, FormatError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind, Tree, decode_tree
 from vfs.model.ids import is_hex_prefix
 from vfs.model.version_codec import Version, decode_version
 from vfs.quoting import quote_given
+from vfs.repo.numbers import REWRITE_AFTER, Numbers
 from vfs.repo.refs import Head, Refs, is_ref_like
 from vfs.store.objects import ObjectStore, ObjKind
 
@@ -125,24 +126,80 @@ class History:
         return tip, h.branch
 
     def _vn(self, n: int) -> bytes | None:
+        """The version ``vN`` names: down the first-parent chain from the branch's tip,
+        only until the kept chain is met (:mod:`vfs.repo.numbers`)."""
         tip = self._numbered()[0]
         if tip is None or n < 1:
             return None
+        kept = self._kept_numbers()
+        walked: list[bytes] = []  # ids passed on the way down, newest first
+        found: bytes | None = None
+        met = 0  # where the walk met the kept chain (0: not yet; -1: it did not check)
         for oid, v in self.chain(tip):
             if v.number == n:
-                return oid
-            if v.number < n:
+                found = oid
+            elif v.number < n:
                 return None
+            elif kept is not None and not met and kept.get(v.number) == oid:
+                got = kept.get(n)
+                if got is not None and self._numbered_as(got, n):
+                    found, met = got, v.number
+                else:
+                    met = -1  # (it does not check: walked as without it, then kept anew)
+            if found is not None:
+                if kept is not None and len(walked) >= REWRITE_AFTER:
+                    low, low_id = (met, None) if met > 0 else (v.number, found)
+                    self._keep_chain(kept, walked, low, low_id)
+                return found
+            walked.append(oid)
         return None
+
+    def _kept_numbers(self) -> Numbers | None:
+        if self.derived is None:
+            return None
+        got = self._memos.get("numbers")
+        if got is None:
+            got = self._memos.setdefault("numbers", Numbers(self.derived))
+        return got  # type: ignore[return-value]
+
+    def _numbered_as(self, oid: bytes, n: int) -> bool:
+        """True if ``oid`` is a stored version numbered ``n`` (a kept id is checked)."""
+        try:
+            return self.version(oid).number == n
+        except DvfsError:
+            return False
+
+    def _keep_chain(
+        self, kept: Numbers, walked: list[bytes], low: int, low_id: bytes | None
+    ) -> None:
+        """Keep the chain the walk went down: ``walked`` (newest first) ends just above
+        ``low``, which is where it met the kept chain (``low_id`` None), or the version
+        ``low_id`` it stopped at, the kept chain not met: then the walk goes on to v1."""
+        if low_id is None:
+            below = kept.below(low)
+        else:
+            rest = [oid for oid, _ in self.chain(low_id)]
+            below = rest[::-1]
+            if len(below) != low:
+                return
+        if below is None:
+            return
+        kept.save(below + walked[::-1])
 
     def on_chain(self, tip: bytes | None, oid: bytes) -> bool:
         """True if ``oid`` is on the first-parent chain ending at ``tip``."""
         if tip is None:
             return False
         n = self.version(oid).number
+        kept = self._kept_numbers()
         for cur, v in self.chain(tip):
             if v.number <= n:
                 return cur == oid
+            if kept is not None and kept.get(v.number) == cur:  # the kept chain, met
+                got = kept.get(n)
+                if got is not None and self._numbered_as(got, n):
+                    return got == oid
+                kept = None  # (it does not check: walked as without it)
         return False
 
     def ahead_behind(self, ours: bytes, theirs: bytes) -> tuple[int, int]:

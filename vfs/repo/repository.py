@@ -15,6 +15,7 @@ Layout::
     <root>/.dvfs/remotes/   cached index segments of remotes, see vfs.remote.config
     <root>/.dvfs/worktrees/ working trees of writable mounts, see daemon.overlay
     <root>/.dvfs/pins/      what running processes ask gc to keep, see vfs.store.pins
+    <root>/.dvfs/numbers    the ids of one first-parent chain, see vfs.repo.numbers
 
 Format record, version 2::
 
