@@ -17,7 +17,9 @@ import pytest
 from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
-from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP, SMALL_PACK, SMALL_PACKS_MERGE
+from vfs.ops import store_limit
+from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP, SMALL_PACKS_MERGE, merge_small_packs
+from vfs.ops.store_limit import SMALL_PACK
 from vfs.repo.repository import Repository
 from vfs.store.durable import tmp_leaf
 from vfs.store.lock import repository_lock
@@ -412,4 +414,49 @@ def test_gc_merges_the_small_packs_small_commits_leave(tmp_path: Path) -> None:
     for i in range(half + 1):
         assert repo.cat(f"v{i + 2}:f{i}.txt") == f"file {i}".encode()
     assert repo.json("gc", "--json")["packs_rewritten"] == 0  # merged once, then kept
+    repo.fsck_clean()
+
+
+def test_many_small_commits_merge_their_packs_without_a_gc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a gc, 1,500 commits of one small file left 3,000 packs, and every
+    command opened each one's index (0.13 s). What grows the store now merges the
+    small packs once there are AUTO_MERGE_AT (here made 6), keeping every object; not
+    while another command holds the lock, nor while a pipeline run stores objects."""
+    import vfs
+
+    monkeypatch.setattr(store_limit, "AUTO_MERGE_AT", 6)
+    repo = init_repo(tmp_path / "r")
+    api = vfs.Repo(repo.root)
+    made = 0
+
+    def one_more(commit: bool = False) -> None:  # a small file added (and committed)
+        nonlocal made
+        repo.write(f"f{made}.txt", f"file {made}")
+        api.add([f"f{made}.txt"])
+        if commit:
+            api.commit(f"c{made}")
+        made += 1
+
+    try:
+        while len(packs(repo)) < 5:
+            one_more(commit=made % 2 == 1)
+        assert len(packs(repo)) == 5
+        with repository_lock(repo.root / ".dvfs" / "lock"):  # busy: left for later
+            assert merge_small_packs(api._repo, 6) == 0
+        assert len(packs(repo)) == 5
+        one_more()  # the sixth pack: merged
+        assert len(packs(repo)) == 1
+        with pinned(api._repo.dir, writing=True):  # a pipeline run storing: left
+            for _ in range(6):
+                one_more()
+            assert len(packs(repo)) == 7
+        one_more(commit=True)  # merged after the add; the commit's records: one more
+        assert len(packs(repo)) == 2
+    finally:
+        api.close()
+    for i in range(made):
+        assert repo.cat(f"HEAD:f{i}.txt") == f"file {i}".encode()
+    assert repo.cat("v1:f0.txt") == b"file 0"
     repo.fsck_clean()

@@ -85,6 +85,7 @@ from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.mount.work_dirs import WORKTREES, work_dir_names
 from vfs.ops import changed, merging
+from vfs.ops.store_limit import AUTO_MERGE_AT, SMALL_PACK, small_packs
 from vfs.pipeline.cache import RunCache
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -108,8 +109,7 @@ REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rew
 # Packs under SMALL_PACK bytes are merged once there are SMALL_PACKS_MERGE of them: every
 # command reads each pack's index once (an open and a read, ~40 us), so a store of one
 # pack per small commit costs 0.13 s at 1,500 commits (3,000 packs) before any work.
-SMALL_PACK = 1 << 20
-SMALL_PACKS_MERGE = 16
+SMALL_PACKS_MERGE = 16  # (SMALL_PACK: vfs.ops.store_limit)
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"
 MAX_STATE = 1 << 16
 MAX_PROBLEMS_SHOWN = 10
@@ -533,6 +533,58 @@ def _put_aside(folder: int, name: str) -> bool:
         return False
     _unlink(folder, name.removesuffix(".pack") + ".idx")
     return True
+
+
+def merge_small_packs(repo: Repository, at: int = AUTO_MERGE_AT) -> int:
+    """Once the store holds ``at`` packs under ``SMALL_PACK``, merge them into few (every
+    object kept: nothing is judged dead, so no mark is needed); how many were merged.
+    For after a command that grew the store (a commit of a few small files leaves one
+    or two packs of its own), so that a history of many small commits does not slow
+    every command without a gc.
+
+    Done only if the repository lock is free at once and no pipeline run is storing
+    objects (as gc); otherwise, and on any failure, nothing is merged (0): what grew
+    the store has succeeded, and the next one tries again.
+    """
+    root = repo.store.root
+    if len(small_packs(root)) < at:
+        return 0
+    try:
+        with repo.locked(wait=0):
+            if any(p.writing for p in live_pins(repo.dir, clean=False)):
+                return 0
+            repo.store.flush()
+            packs = small_packs(root)
+            if len(packs) < at:
+                return 0
+            return _merge(repo, packs)
+    except (DvfsError, OSError):
+        return 0
+
+
+def _merge(repo: Repository, packs: list[Path]) -> int:
+    """Copy every object of ``packs`` (once) into new packs, then delete them; how many
+    went. A pack that cannot be read, or holds an object that does not verify, is kept
+    as it is (fsck names it), as gc keeps such a pack."""
+    report = GcReport(dry_run=False)
+    plans: list[PackPlan] = []
+    seen: set[bytes] = set()
+    for path in packs:
+        objs = _pack_objects(path, report)
+        if objs is None:
+            continue
+        plans.append(PackPlan(path, 0, objs, [o for o in objs if o.oid not in seen], "rewrite"))
+        seen.update(o.oid for o in objs)
+    folder = repo.store.open_folder()
+    try:
+        written = {w.name for w in _copy_live(repo, plans, report)}
+        gone = [p for p in plans if p.action == "rewrite" and p.path.name not in written]
+        for p in gone:
+            _delete_pack(folder, p.path)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+    return len(gone)
 
 
 # the whole gc -----------------------------------------------------------------------

@@ -5,13 +5,20 @@ Python API's ``Repo.add`` and ``Repo.commit``, and ``vfs.track``), the least rec
 used data the remote holds is dropped until the store fits (``vfs.ops.prune.shrink``).
 While the setting is unset only this module is loaded: ``vfs.ops.prune`` (remotes,
 gc) is imported once there is a limit to keep.
+
+Before that, whatever the setting, the small packs many small commits leave are
+merged once there are ``vfs.ops.gc.AUTO_MERGE_AT`` of them (a directory listing
+finds fewer, and nothing more is done).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs.errors import DvfsError, UsageError
@@ -22,6 +29,11 @@ if TYPE_CHECKING:
     from vfs.repo.repository import Repository
 
 MAX_SIZE_KEY = "store.max-size"
+# A pack under this many bytes is small: ``dvfs gc`` merges such packs once there are 16
+# (``vfs.ops.gc``), and what grows the store merges them once there are AUTO_MERGE_AT
+# (256 indexes cost every command ~10 ms).
+SMALL_PACK = 1 << 20
+AUTO_MERGE_AT = 256
 _STORE_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 
 
@@ -43,12 +55,40 @@ class Trimmed:
     report: PruneReport
 
 
+def small_packs(root: Path) -> list[Path]:
+    """The complete packs of the store at ``root`` under ``SMALL_PACK`` bytes."""
+    out: list[Path] = []
+    try:
+        with os.scandir(root) as it:
+            for e in it:
+                if e.name.startswith("pack-") and e.name.endswith(".pack"):
+                    with contextlib.suppress(OSError):
+                        if e.stat(follow_symlinks=False).st_size < SMALL_PACK:
+                            out.append(root / e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return sorted(out)
+
+
+def merged_small_packs(repo: Repository) -> int:
+    """``vfs.ops.gc.merge_small_packs`` if the store holds AUTO_MERGE_AT small packs (a
+    directory listing tells, without importing gc); how many were merged."""
+    if len(small_packs(repo.store.root)) < AUTO_MERGE_AT:
+        return 0
+    from vfs.ops.gc import merge_small_packs
+
+    return merge_small_packs(repo, AUTO_MERGE_AT)
+
+
 def keep_within_max_size(repo: Repository, warn: Callable[[str], None]) -> Trimmed | None:
     """With ``store.max-size`` set and the store above it, drop the least recently used
     data the default remote holds; what was dropped, or None (no limit, the store
     fits, or nothing could be done). Never an error: what grew the store has
     succeeded, so a failure (a remote that cannot be checked, a setting edited into
-    something that is not a size) is a warning, and nothing is dropped."""
+    something that is not a size) is a warning, and nothing is dropped.
+
+    First, the small packs are merged if there are many (:func:`merged_small_packs`)."""
+    merged_small_packs(repo)
     text = repo.config().get(MAX_SIZE_KEY)
     if not isinstance(text, str):
         return None
