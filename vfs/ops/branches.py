@@ -257,7 +257,13 @@ def _work_tree(repo: Repository, name: str, done: str) -> Iterator[Path | None]:
     if not work.is_dir():
         yield None
         return
-    got = claim_for_life(work / "lock", 0o600)
+    try:
+        got = claim_for_life(work / "lock", 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot tell whether a mount serves branch {name}'s working tree "
+            f"{quote_name(str(work))} ({exc.strerror}); nothing was {done}"
+        ) from None
     if isinstance(got, str):
         raise UsageError(
             f"branch {name} is mounted as a working tree (daemon pid {got}): unmount it "
