@@ -27,6 +27,7 @@ from tests.support.cli import (
 )
 from vfs.errors import UsageError
 from vfs.repo.gitlink import LockPointer, parse_lock
+from vfs.repo.repository import Repository
 
 
 def two_files(repo: Repo) -> None:
@@ -807,4 +808,36 @@ def test_branch_m_waits_for_a_merge_in_progress(repo: Repo) -> None:
     repo.ok("commit", "-m", "merged")
     repo.ok("branch", "-m", "main2")
     assert repo.status()["branch"] == "main2" and repo.read("a.txt") == b"theirs"
+    repo.fsck_clean()
+
+
+def test_a_mount_working_tree_that_cannot_be_locked_stops_a_rename(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a mount serves a branch is told by locking its working tree: a lock that
+    cannot be taken (another user's repository) was an OSError; now it is one line, and
+    nothing is renamed or deleted."""
+    from vfs.ops import branches
+
+    two_files(repo)
+    repo.ok("branch", "side")
+    (repo.root / ".dvfs" / "worktrees" / "side").mkdir(parents=True)
+
+    def refused(path: Path, mode: int = 0o644) -> int:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(branches, "claim_for_life", refused)
+    r = Repository(repo.root)
+    try:
+        for act, done in ((lambda: branches.rename_branch(r, "side", "s2"), "renamed"),
+                          (lambda: branches.delete_branches(r, ["side"]), "deleted")):  # fmt: skip
+            with pytest.raises(UsageError) as info:
+                act()
+            assert str(info.value) == (
+                "cannot tell whether a mount serves branch side's working tree "
+                f"{repo.root}/.dvfs/worktrees/side (Permission denied); nothing was {done}"
+            )
+    finally:
+        r.store.close()
+    assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "side"]
     repo.fsck_clean()
