@@ -841,3 +841,60 @@ def test_a_mount_working_tree_that_cannot_be_locked_stops_a_rename(
         r.store.close()
     assert [b["name"] for b in repo.json("branch", "--json")] == ["main", "side"]
     repo.fsck_clean()
+
+
+def test_commit_amend_replaces_the_latest_version(repo: Repo, tmp_path: Path) -> None:
+    """A commit with the wrong message or a file forgotten could only be followed by
+    another version: `dvfs commit --amend` replaces it, as git's does, keeping its
+    parents and number, its message unless -m, its parameters updated with --param."""
+    repo.fail("commit", "--amend", fragments=("nothing to amend: main has no versions",))
+    two_files(repo)
+    v1 = repo.show()["id"]
+    repo.write("c.txt", "c")
+    repo.ok("add", "c.txt")
+    repo.ok("commit", "-m", "two", "--param", "lr=1", "--tag", "t2")
+    two = repo.show()["id"]
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    repo.fail("commit", "--amend", fragments=("nothing to amend: the staged data, message",))
+    r = repo.run("commit", "--amend", "--param", "bs=8")
+    assert r.code == 0, str(r)
+    assert r.out.startswith("v2 ") and r.out.endswith(": 3 files, 3 B - two (amended)\n")
+    assert r.err == (
+        f"dvfs: warning: tag t2 still names the amended version {two[:10]}: `dvfs tag -d t2` "
+        "and `dvfs tag t2` move it to the new one\n"
+        "dvfs: warning: origin/main has the amended version: `dvfs push --force` replaces it "
+        "there (refused if someone pushed since)\n"
+    )
+    shown = repo.show()
+    assert (shown["version"], shown["message"], shown["parameters"]) == (
+        "v2",
+        "two",
+        {"bs": 8, "lr": 1},
+    )
+    assert shown["parents"] == [v1] and shown["id"] != two
+    repo.write("d.txt", "forgotten")
+    repo.ok("add", "d.txt")
+    r2 = repo.json("commit", "--amend", "-m", "two, with d", "--json")
+    assert (r2["version"], r2["amended"], r2["files"]) == ("v2", shown["id"], 4)
+    assert [v["version"] for v in repo.json("log", "--json")] == ["v2", "v1"]
+    assert repo.cat("v2:d.txt") == b"forgotten" and repo.show("t2")["id"] == two
+    st = repo.status()
+    assert (st["staged"], st["modified"], st["untracked"]) == ([], [], [])
+    line = repo.fail("push", code=1)
+    assert line == (
+        f"dvfs: error: remote main is at v2 {two[:10]}, which main here no longer follows (a "
+        "`commit --amend` or `branch -f`): `dvfs push --force` replaces it there, `dvfs pull` "
+        "merges it (nothing was changed on the remote)"
+    )
+    repo.ok("push", "--force")
+    # a merge in progress is committed as a merge, not amended into the version before
+    repo.ok("switch", "-c", "other", "v1")
+    repo.write("a.txt", "theirs")
+    repo.commit("theirs", "-a")
+    repo.ok("switch", "main")
+    repo.write("a.txt", "ours")
+    repo.commit("ours", "-a")
+    assert repo.run("merge", "other").code == 1  # a conflict in a.txt
+    repo.fail("commit", "--amend", "-m", "x", fragments=("a merge of other is in progress",))
+    repo.fsck_clean()

@@ -195,8 +195,8 @@ def mv(paths: tuple[str, ...], as_json: bool) -> None:
 
 @click.command(cls=DvfsCommand)
 @click.option(
-    "-m", "--message", required=True, multiple=True, callback=paragraphs, type=FreeText(),
-    help="What this version is (several: paragraphs of it).",
+    "-m", "--message", multiple=True, callback=paragraphs, type=FreeText(),
+    help="What this version is (several: paragraphs of it); required but with --amend.",
 )  # fmt: skip
 @PARAM
 @PARAMS_FILE
@@ -207,12 +207,21 @@ def mv(paths: tuple[str, ...], as_json: bool) -> None:
     "-a", "--all", "stage_all", is_flag=True,
     help="First stage every modified or deleted tracked file (not untracked ones).",
 )  # fmt: skip
+@click.option(
+    "--amend", is_flag=True,
+    help="Replace the branch's latest version: its message unless -m, its parameters "
+    "updated with --param.",
+)  # fmt: skip
 @AS_JSON
 def commit(
-    message: str, params: tuple[str, ...], params_file: Path | None, tag: str | None,
-    stage_all: bool, as_json: bool,
+    message: str | None, params: tuple[str, ...], params_file: Path | None, tag: str | None,
+    stage_all: bool, amend: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Record the staged data as a new version.
+
+    With --amend, the new version replaces the branch's latest one, as git's
+    `commit --amend`: the same parents and number, with what is staged now. Its tags
+    stay on the version replaced, and a remote that has it needs `dvfs push --force`.
 
     \b
     Examples:
@@ -220,8 +229,14 @@ def commit(
       dvfs commit -am "cleaned"        # stage the changed tracked files first
       dvfs commit -m "run 7" --param lr=3e-4 --param "layers=[64, 64]"
       dvfs commit -m "tuned" --params-file params.yaml
+      dvfs commit --amend -m "raw data, fixed"
     """
-    version_params.message(message)
+    if message is None and not amend:
+        raise UsageError(
+            "missing option '-m' / '--message': say what this version is (see `dvfs commit --help`)"
+        )
+    if message is not None:
+        version_params.message(message)
     recorded = version_params.collect(params, params_file)
     repo = repo_here()
     if stage_all:
@@ -237,16 +252,19 @@ def commit(
             workflow.stage_tracked_changes(repo, w, warn)
     from vfs.ops.commit import commit as commit_staged
 
-    r = commit_staged(repo, message, recorded, tag, warn)
+    old = repo.history.head_id() if amend else None
+    r = commit_staged(repo, message, recorded, tag, warn, amend=amend)
     keep_within_max_size(repo)
     if as_json:
         emit_json(
             {"version": f"v{r.number}", "id": r.oid.hex(), "branch": repo.refs.head().branch,
              "tag": tag, "files": r.files, "bytes": r.bytes}
+            | ({"amended": old.hex()} if old is not None else {})
         )  # fmt: skip
         return
     tagged = f" (tag {quote_name(tag)})" if tag else ""
+    said = message if message is not None else repo.history.version(r.oid).message
     click.echo(
         f"v{r.number} {r.oid.hex()[:10]}{tagged}: {count(r.files, 'file')}, {human(r.bytes)} - "
-        f"{escape_text(message)}"
+        f"{escape_text(said)}{' (amended)' if amend else ''}"
     )

@@ -11,6 +11,7 @@ before the index named them).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 from bisect import bisect_left
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vfs._os.gc_pause import paused_gc
-from vfs.errors import StorageFull, UsageError
+from vfs.errors import DvfsError, StorageFull, UsageError
 from vfs.model import params as version_params
 from vfs.model.codec import (
     DIR_MODE,
@@ -257,10 +258,12 @@ class CommitResult:
 
 def commit(
     repo: Repository,
-    message: str,
+    message: str | None,
     params: dict[str, Any],
     tag: str | None = None,
     warn: Warn = quiet,
+    *,
+    amend: bool = False,
 ) -> CommitResult:
     """Record the staged data as a new version on the current branch.
 
@@ -268,16 +271,25 @@ def commit(
     then fails (the tag, ``dvfs.lock``, the index: say the disk just filled up), that
     is a warning saying what to run, not an error claiming nothing was committed.
     ``message`` and ``params`` are checked against the bounds of :mod:`vfs.model.params`.
+
+    With ``amend`` (git's ``commit --amend``) the new version replaces the branch's
+    latest one: it gets that version's parents (so its number), its message unless
+    ``message`` is given, and its parameters updated with ``params``.
     """
-    if not message.strip():
-        raise UsageError("the commit message is empty: pass -m MESSAGE")
-    version_params.message(message)
+    if message is None and not amend:
+        raise UsageError(
+            "missing option '-m' / '--message': say what this version is (see `dvfs commit --help`)"
+        )
+    if message is not None:
+        if not message.strip():
+            raise UsageError("the commit message is empty: pass -m MESSAGE")
+        version_params.message(message)
     params = version_params.check(params)
     if tag is not None:
         check_ref_name(tag, "tag")
     with repo.locked():
         try:
-            return commit_locked(repo, message, params, tag, warn)
+            return commit_locked(repo, message, params, tag, warn, amend=amend)
         except StorageFull as exc:  # (raised before the branch moved: see above)
             raise StorageFull(f"{NOT_COMMITTED}: {exc}") from exc
         except OSError as exc:
@@ -291,16 +303,19 @@ def commit(
 
 def commit_locked(
     repo: Repository,
-    message: str,
+    message: str | None,
     params: dict[str, Any],
     tag: str | None = None,
     warn: Warn = quiet,
+    *,
+    amend: bool = False,
 ) -> CommitResult:
     """:func:`commit` for a caller that holds the repository lock and checked its input.
 
     While a merge is in progress (``vfs.ops.merging``), the version gets the merged
     version as its second parent, and is refused while a conflict is unresolved;
-    the merge record is removed once the branch has moved.
+    the merge record is removed once the branch has moved. ``message`` None: the
+    amended version's (``amend`` only).
     """
     hist = repo.history
     head = hist.head()
@@ -315,6 +330,8 @@ def commit_locked(
             f"to commit on a new branch from here (your changes stay){back}"
         )
     parent = repo.refs.get(f"refs/heads/{head.branch}")
+    if amend and parent is None:
+        raise UsageError(f"nothing to amend: {head.branch} has no versions yet; commit first")
     tag_free(repo, tag)
     index = repo.index()
     behind = moved_past(hist, index)
@@ -327,6 +344,11 @@ def commit_locked(
     if index.count() == 0 and parent is None:
         raise UsageError("nothing to commit: run `dvfs add PATH` first")
     merge = merging.live(repo.dir, repo.refs)
+    if merge is not None and amend:
+        raise UsageError(
+            f"a merge of {merge.rev} is in progress: commit it (without --amend) or give it "
+            "up (`dvfs merge --abort`) first"
+        )
     if merge is not None and not merge.ready:
         raise UsageError(
             f"the merge of {merge.rev} stopped before it had written its files, so the index "
@@ -344,11 +366,25 @@ def commit_locked(
         )
     tree, files, total = build_index_trees(repo.store, index)
     parent_v = hist.version(parent) if parent is not None else None
-    if parent_v is not None and parent_v.tree == tree and merge is None:
+    parents: tuple[bytes, ...] = (
+        () if parent is None else (parent,) if merge is None else (parent, merge.theirs)
+    )
+    if amend and parent_v is not None:
+        message = parent_v.message if message is None else message
+        params = {**parent_v.params, **params}
+        parents = parent_v.parents
+        if (tree, message, params) == (parent_v.tree, parent_v.message, parent_v.params):
+            raise UsageError(
+                f"nothing to amend: the staged data, message and parameters equal "
+                f"v{parent_v.number}'s; run `dvfs add PATH` to stage changes, or give -m"
+            )
+    elif parent_v is not None and parent_v.tree == tree and merge is None:
         raise UsageError(
             f"nothing to commit: the staged data equals v{parent_v.number}; "
             "run `dvfs add PATH` to stage changes"
         )
+    if message is None:  # (only an amend takes the version's own)
+        raise UsageError("the commit message is missing: pass -m MESSAGE")
 
     # The index names the new version before the branch does: killed in between,
     # it names a version the branch never got, which is ignored (``vfs.ops.status``);
@@ -359,11 +395,31 @@ def commit_locked(
         index.save()
 
     made = record_version(
-        repo, tree, message, params, branch=head.branch,
-        parents=() if parent is None else (parent,) if merge is None else (parent, merge.theirs),
+        repo, tree, message, params, branch=head.branch, parents=parents,
         expect=parent, files=files, size=total, tag=tag, noted=noted, warn=warn,
     )  # fmt: skip
+    if amend and parent is not None:
+        _amended(repo, head.branch, parent, warn)
     if merge is not None:
         merging.reached("moved")
         merging.remove(repo.dir)  # (killed before this, the record is stale: ignored)
     return CommitResult(made.oid, made.version.number, files, total)
+
+
+def _amended(repo: Repository, branch: str, old: bytes, warn: Warn) -> None:
+    """Say what still names the version an amend replaced: its tags stay on it (as
+    git's), and a remote that has it needs ``push --force`` to take the new one."""
+    tags = sorted(n for n, oid in repo.refs.tags().items() if oid == old)
+    if tags:
+        warn(
+            f"tag {tags[0]}{f' (and {len(tags) - 1} more)' if len(tags) > 1 else ''} still "
+            f"names the amended version {old.hex()[:10]}: `dvfs tag -d {tags[0]}` and "
+            f"`dvfs tag {tags[0]}` move it to the new one"
+        )
+    with contextlib.suppress(DvfsError):
+        for name in repo.refs.names("remotes"):
+            if name.partition("/")[2] == branch and repo.refs.get(f"refs/remotes/{name}") == old:
+                warn(
+                    f"{name} has the amended version: `dvfs push --force` replaces it "
+                    "there (refused if someone pushed since)"
+                )

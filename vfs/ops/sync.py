@@ -207,6 +207,13 @@ def push(
                         f"nothing was changed on the remote; point its refs/heads/{b} back at "
                         "a version it holds, or push another branch"
                     )
+                elif theirs == known and repo.store.has(theirs):
+                    raise RefConflict(
+                        f"remote {b} is at {_version_label(repo, theirs)}, which {b} here no "
+                        "longer follows (a `commit --amend` or `branch -f`): `dvfs push "
+                        "--force` replaces it there, `dvfs pull` merges it (nothing was "
+                        "changed on the remote)"
+                    )
                 else:
                     raise RefConflict(
                         f"remote {b} has versions you don't have: run `dvfs pull` "
