@@ -3,6 +3,7 @@ recorded, the repository consistent (``fsck``) and ``status`` truthful."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -14,10 +15,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cli import ERROR_PREFIX, Repo, assert_error, cli_command, cli_env, init_repo
+from tests.support.cli import (
+    ERROR_PREFIX,
+    Repo,
+    assert_error,
+    cli_command,
+    cli_env,
+    init_repo,
+)
 from tests.support.pipeline import PY, staged_paths
-from vfs.pipeline import runner
-from vfs.pipeline.runner import Finished
+from vfs.cli.pipeline import pipeline_here
+from vfs.pipeline import backups, runner
+from vfs.pipeline.plan import Options
+from vfs.pipeline.repro import Repro
+from vfs.pipeline.runner import Finished, Output
+from vfs.pipeline.workspace import Workspace
+from vfs.worktree.pools import Workers
 
 # Writes a partial output, says it started (with its pid), then waits for a file
 # that the test never makes, unless `fast` exists.
@@ -247,4 +260,105 @@ def test_a_previous_output_that_cannot_be_put_back_is_kept_and_said(tmp_path: Pa
     repo.ok("repro")
     assert repo.read("out/a") == b"three\n"
     assert repo.read("out.dvfs-previous/a") == b"one\n"
+    repo.fsck_clean()
+
+
+# Makes its out with a mount point inside (which cannot be removed), says it started,
+# then waits to be stopped.
+MOUNTS = """
+import os, subprocess, sys, time
+os.makedirs("out/m")
+subprocess.run(["mount", "-t", "tmpfs", "dvfs-test", "out/m"], check=True)
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_ctrl_c_names_a_previous_output_that_could_not_be_put_back(tmp_path: Path) -> None:
+    # Ctrl-C while the stage ran: the previous out could not be put back and was kept as
+    # out.dvfs-previous, but the line said "the previous outputs are back"
+    repo, marker = init_repo(tmp_path / "repo"), tmp_path / "started"
+    repo.write("step.py", "import os; os.mkdir('out'); open('out/a', 'w').write('one')\n")
+    repo.ok("run", "-n", "s", "-d", "step.py", "-o", "out", "--", PY, "step.py", str(marker))
+    repo.write("step.py", MOUNTS)
+    proc = start_repro(repo, marker)
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        subprocess.run(["umount", str(repo.root / "out" / "m")], check=True)
+    assert proc.returncode == 130, err
+    errors = [ln for ln in err.decode().splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1, err
+    assert "stage s was stopped: it recorded nothing" in errors[0]
+    assert "they are kept (out as out.dvfs-previous)" in errors[0], errors[0]
+    assert "are back" not in errors[0]
+    assert repo.read("out.dvfs-previous/a") == b"one"
+    repo.fsck_clean()
+
+
+def _cached_run(repo: Repo) -> bytes:
+    """Stage s run with in = 1, then 2: a restore of in = 1 from the run cache is next;
+    the pack bytes holding the first run's out/b."""
+    repo.write("in", "1\n")
+    cmd = "mkdir -p out; cat in > out/a; echo only-in-the-first-run > out/b"
+    repo.ok("run", "-n", "s", "-d", "in", "-o", "out", "--", cmd)
+    repo.write("in", "2\n")
+    repo.ok("repro")
+    repo.write("in", "1\n")
+    return b"only-in-the-first-run"
+
+
+def test_a_failed_restore_from_the_run_cache_says_where_the_previous_outputs_are(
+    tmp_path: Path,
+) -> None:
+    # a damaged object failed the restore: the one line named the object alone, not the
+    # stage nor that its previous outputs were put back
+    repo = init_repo(tmp_path / "repo")
+    marker = _cached_run(repo)
+    packs = [p for p in (repo.root / ".dvfs/objects").glob("*.pack") if marker in p.read_bytes()]
+    assert len(packs) == 1
+    good = packs[0].read_bytes()
+    packs[0].write_bytes(good.replace(marker, marker.upper()))
+    try:
+        repo.fail("repro", fragments=(
+            "stage s could not be restored from the run cache", "is corrupt",
+            "nothing of it was recorded and its previous outputs are back",
+            "`dvfs repro --force` runs its command instead"))  # fmt: skip
+    finally:
+        packs[0].write_bytes(good)
+    assert repo.read("out/a") == b"2\n"
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    repo.fsck_clean()
+
+
+def test_a_failed_restore_names_a_previous_output_it_could_not_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the previous out kept as out.dvfs-previous after a failed restore went unsaid
+    repo = init_repo(tmp_path / "repo")
+    marker = _cached_run(repo)
+    packs = [p for p in (repo.root / ".dvfs/objects").glob("*.pack") if marker in p.read_bytes()]
+    good = packs[0].read_bytes()
+    packs[0].write_bytes(good.replace(marker, marker.upper()))
+    real = backups.rename
+
+    def rename(ws: Workspace, src: bytes, dst: bytes) -> None:
+        if dst == b"out" and src == backups.backup_name(b"out"):  # what is left cannot go
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        real(ws, src, dst)
+
+    monkeypatch.setattr(backups, "rename", rename)
+    monkeypatch.chdir(repo.root)
+    ws, _, dag = pipeline_here()
+    with Workers(2) as w:
+        out = Repro(ws, dag, w, lambda _: None, lambda _: None, Output()).run(Options())
+    ws.close()
+    packs[0].write_bytes(good)
+    assert [n for n, _, _ in out.failed] == ["s"]
+    message = out.failed[0][1]
+    assert "stage s could not be restored from the run cache" in message
+    assert "they are kept (out as out.dvfs-previous)" in message, message
+    assert out.kept == [(b"out", b"out.dvfs-previous", os.strerror(errno.EBUSY))]
+    assert repo.read("out.dvfs-previous/a") == b"2\n"
     repo.fsck_clean()

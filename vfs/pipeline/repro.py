@@ -32,7 +32,9 @@ run cache entries are written after the store is flushed. A stage stopped by Ctr
 previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
 removes what was moved aside), and also stages the outputs of runs recorded but not
-yet staged.
+yet staged. A previous output that could not be put back is
+named in the message, whatever stopped the stage (a failure, Ctrl-C, a failed restore
+from the run cache).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import queue
 import signal
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,9 +94,14 @@ def _not_back(kept: dict[bytes, Kept]) -> str:
 
 
 def _not_kept(kept: dict[bytes, Kept]) -> str:
-    """Where the previous outputs that could not be put back are, and what to do."""
-    where = ", ".join(f"{show(o)} as {show(k.at)}" for o, k in kept.items())
-    why = next(iter(kept.values())).why
+    return not_kept([(o, k.at, k.why) for o, k in kept.items()])
+
+
+def not_kept(kept: Sequence[tuple[bytes, bytes, str]]) -> str:
+    """Where the previous outputs that could not be put back are (out, where, why), and
+    what to do."""
+    where = ", ".join(f"{show(o)} as {show(at)}" for o, at, _ in kept)
+    why = kept[0][2]
     return (
         f"the previous outputs could not be put back, as what the command left there cannot "
         f"be removed ({why}): they are kept ({where}); remove what is left and move them back"
@@ -305,6 +312,7 @@ class Repro:
                     backups.remove(self.ws, o)
         kept = backups.move_back(self.ws, moved)
         self.state.forget([*stage.outs, *(k.at for k in kept.values())])
+        self.out.kept += [(o, k.at, k.why) for o, k in kept.items()]
         return kept
 
     def finish_run(self, started: _Started, fin: Finished) -> StageRecord:
@@ -416,8 +424,18 @@ class Repro:
             for o, oid in d.hit.record.outs:  # a directory without files: made again
                 if oid == EMPTY_DIR_ID and w.lstat(o) is None:
                     ensure_dir(w, o, lambda _: False)
+        except (DvfsError, OSError) as exc:
+            kept = self.cleanup_failed(stage, moved)
+            if self.writing is not None:
+                self.writing.done(stage.name)
+            raise StageFailed(
+                f"stage {stage.name} could not be restored from {d.hit.where} ({exc}): nothing "
+                f"of it was recorded and {_previous(kept)}; `dvfs repro --force` runs its command "
+                "instead"
+            ) from None
         except BaseException:
             self.cleanup_failed(stage, moved)
+            self.out.skipped.append((stage.name, "interrupted while it ran"))
             raise
         self.ws.walker().forget(b"")
         self.state.forget(stage.outs)
@@ -529,7 +547,13 @@ class Repro:
                             self.say(f"Stage {n} is fresh")
                             self._stage_fresh_outputs(d.stage)
                         elif d.hit is not None:
-                            self._restore_one(d)
+                            try:
+                                self._restore_one(d)
+                            except StageFailed as exc:
+                                bad.add(n)
+                                self.out.failed.append((n, str(exc), []))
+                                stopping = not opts.keep_going
+                                break
                             ok.add(n)
                         else:
                             to_start.append(d)
