@@ -22,6 +22,7 @@ from tests.support.cli import (
     cli_command,
     cli_env,
     init_repo,
+    warnings_of,
 )
 from tests.support.pipeline import PY, staged_paths
 from vfs.cli.pipeline import pipeline_here
@@ -294,6 +295,55 @@ def test_ctrl_c_names_a_previous_output_that_could_not_be_put_back(tmp_path: Pat
     assert "they are kept (out as out.dvfs-previous)" in errors[0], errors[0]
     assert "are back" not in errors[0]
     assert repo.read("out.dvfs-previous/a") == b"one"
+    repo.fsck_clean()
+
+
+def _leftover(repo: Repo, data: str) -> Path:
+    """A previous output of ``out`` as a run killed with -9 leaves it, beside ``out``."""
+    path = repo.root / os.fsdecode(backups.backup_name(b"out"))
+    path.write_text(data)
+    return path
+
+
+def test_a_previous_output_left_by_a_killed_run_and_held_nowhere_else_is_kept(
+    tmp_path: Path,
+) -> None:
+    # the next repro deleted what it found at .tmp-dvfs-prev-*: an out made by hand
+    # (neither staged nor committed) moved aside by a run killed with -9 was lost
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "echo made > out\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--no-exec", "--", "sh step.sh")
+    leftover = _leftover(repo, "made by hand\n")
+    repo.write("out", "partial")
+    r = repo.ok("repro")
+    assert any(
+        "a previous output of out that an earlier run left" in w
+        and "kept as out.dvfs-previous" in w
+        for w in warnings_of(r)
+    ), r.err
+    assert not leftover.exists()
+    assert repo.read("out.dvfs-previous") == b"made by hand\n"
+    assert repo.read("out") == b"made\n"
+    repo.fsck_clean()
+
+
+def test_a_previous_output_that_cannot_be_kept_aside_stops_the_stage(tmp_path: Path) -> None:
+    # when even the rename to out.dvfs-previous failed, the previous output stayed at
+    # .tmp-dvfs-prev-* (the message named it), and the next repro deleted it
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "echo made > out\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--no-exec", "--", "sh step.sh")
+    leftover = _leftover(repo, "the only copy\n")
+    for n in range(1, 100):  # every name it could be kept as is taken
+        repo.write("out.dvfs-previous" + (f"-{n}" if n > 1 else ""), "")
+    repo.fail("repro", fragments=(
+        f"stage s did not run: {leftover.name} holds a previous output of out",
+        "move it away (or back in place) and run again"))  # fmt: skip
+    assert leftover.read_text() == "the only copy\n"
+    assert not (repo.root / "out").exists()
+    leftover.rename(repo.root / "mine")
+    repo.ok("repro")
+    assert repo.read("out") == b"made\n"
     repo.fsck_clean()
 
 

@@ -31,8 +31,9 @@ run cache entries are written after the store is flushed. A stage stopped by Ctr
 (SIGINT to its process group, then harder), its partial outputs removed and its
 previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
-removes what was moved aside), and also stages the outputs of runs recorded but not
-yet staged. A previous output that could not be put back is
+removes what was moved aside if the index or the last version holds it, else keeps it
+as ``OUT.dvfs-previous``: :meth:`Repro.clear_leftovers`), and also stages the outputs
+of runs recorded but not yet staged. A previous output that could not be put back is
 named in the message, whatever stopped the stage (a failure, Ctrl-C, a failed restore
 from the run cache).
 """
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import importlib.metadata
 import os
 import platform
@@ -315,6 +317,50 @@ class Repro:
         self.out.kept += [(o, k.at, k.why) for o, k in kept.items()]
         return kept
 
+    def clear_leftovers(self, stage: Stage) -> None:
+        """Before ``stage``'s outputs are moved aside: what an earlier run left at their
+        backup names (killed with -9, or a previous output that could not be renamed) is
+        deleted if the index or the last version holds it as it is, else kept as
+        ``OUT.dvfs-previous`` (said); StageFailed if it can be neither."""
+        for o in stage.outs:
+            backup = backups.backup_name(o)
+            at = backups.clear_leftover(self.ws, o, functools.partial(self._saved, o))
+            self.state.forget([backup])
+            if at == backup:
+                raise StageFailed(
+                    f"stage {stage.name} did not run: {show(backup)} holds a previous output "
+                    f"of {show(o)} that neither the index nor the last version holds, and it "
+                    f"cannot be renamed to {show(o + backups.KEPT_SUFFIX)}: move it away (or "
+                    "back in place) and run again"
+                )
+            if at is not None:
+                self.state.forget([at])
+                self.warn(
+                    f"{show(backup)}, a previous output of {show(o)} that an earlier run left "
+                    f"and neither the index nor the last version holds, is kept as {show(at)}"
+                )
+
+    def _saved(self, out: bytes, backup: bytes) -> bool:
+        """True if what is at ``backup`` is held elsewhere as ``out``: in the index or
+        the last version (the run's record in a working tree without an index, whose
+        outputs the run cache holds)."""
+        try:
+            now = self.state.ids([backup])[backup]
+        except DvfsError:
+            return False
+        if now is None:
+            return False
+        repo, index = self.ws.repo, self.state.index
+        if repo is None or index is None or not self.ws.own_index:
+            made = {p: i for r in self.runs.values() for p, i in r.outs}
+            return made.get(out) == now
+        below = {p: x for p in index.under(out) if (x := index.get(p)) is not None}
+        if below and ids_of_records([out], below)[out] == now:
+            return True
+        hist = repo.history
+        head = hist.head_id()
+        return head is not None and tree_path_id(hist, hist.version(head).tree, out) == now
+
     def finish_run(self, started: _Started, fin: Finished) -> StageRecord:
         """Check a finished command and record its run; StageFailed (cleaned up) if bad."""
         d = started.decided
@@ -411,6 +457,7 @@ class Repro:
         """Put a run cache hit's outputs in place and record the run (as it was made)."""
         assert d.hit is not None and self.ws.repo is not None
         stage = d.stage
+        self.clear_leftovers(stage)
         self._writing(stage)
         moved = backups.move_aside(self.ws, stage)
         try:
@@ -560,6 +607,7 @@ class Repro:
                     while to_start and len(running) < opts.jobs and not stopping:
                         d = to_start.pop(0)
                         try:
+                            self.clear_leftovers(d.stage)
                             wdir_fd = self.open_wdir(d.stage)
                         except StageFailed as exc:
                             bad.add(d.stage.name)
