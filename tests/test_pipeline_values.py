@@ -17,7 +17,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from vfs.model.params import TomlDate
+from vfs.model.params import TomlDate, from_record, to_record
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -371,6 +371,41 @@ def test_a_toml_date_changed_to_a_string_of_the_same_text_makes_its_stage_stale(
     assert "Restoring stage s from" in repo.ok("repro").out
     assert repo.read("o") == b"date"
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize("source", ["yaml", "json"])
+def test_a_mapping_shaped_like_a_recorded_date_stays_a_mapping(repo: Repo, source: str) -> None:
+    """A param whose value was the mapping {"!toml-date": X} was recorded as a date is,
+    read back as a date, and its stage was stale at every repro (and shared its run
+    cache key with the date X)."""
+    start = {"!toml-date": "2024-01-02"}
+    other = {"!!x": 1, "y": {"!k": [2]}}
+    if source == "yaml":
+        repo.write("p.yaml", '{start: {"!toml-date": "2024-01-02"}, b: {"!!x": 1, y: {"!k": [2]}}}')
+    else:
+        repo.write("p.yaml", json.dumps({"start": start, "b": other}))
+    repo.ok("run", "-n", "s", "-p", "p.yaml:start,b", "-o", "o", "--", "echo > o")
+    assert repo.ok("repro").out.startswith("Stage s is fresh")
+    repo.ok("add", "p.yaml")
+    repo.commit("a mapping")
+    shown = repo.show()["pipeline"][0]["params"]["p.yaml"]
+    assert shown == {"start": start, "b": other}
+    repo.write("p.yaml", "{start: 2024-01-02, b: 0}")  # YAML 1.2: the text 2024-01-02
+    assert "param p.yaml:start {" in repo.ok("repro", "--dry-run").out
+    repo.fsck_clean()
+
+
+def test_params_records_escape_one_key_mappings_and_read_old_records_as_before() -> None:
+    date = TomlDate("2024-01-02")
+    tricky = [date, {"!toml-date": "2024-01-02"}, {"!!toml-date": date}, {"!": {"!a": 1}},
+              [{"!x": [date]}], {"!toml-date": "x", "b": 1}, {"a": {"!toml-date": 3}}]  # fmt: skip
+    for value in tricky:
+        back = from_record(to_record(value))
+        assert back == value and type(back) is type(value)
+    assert to_record({"!toml-date": "2024-01-02"}) == {"!!toml-date": "2024-01-02"}
+    assert to_record(date) == {"!toml-date": "2024-01-02"}
+    assert isinstance(from_record({"!toml-date": "2024-01-02"}), TomlDate)  # old and new
+    assert from_record({"!x": 1}) == {"!x": 1}  # recorded before the escape: as it was
 
 
 def test_compare_quotes_a_name_with_a_control_character_as_metrics_show_does(
