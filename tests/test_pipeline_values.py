@@ -448,3 +448,23 @@ def test_a_param_of_minus_zero_is_zero_in_compare_as_in_params_diff(repo: Repo) 
     assert "-0.0" not in repo.ok("compare").out
     assert [r["params"] for r in repo.json("compare", "--json")] == [{"lr": 0.0, "w": 0.0}] * 2
     repo.fsck_clean()
+
+
+def test_a_param_key_holding_a_dot_is_said_so_and_two_readings_are_refused(repo: Repo) -> None:
+    # {"a.b": 2} gave "p.json has no parameter a.b; did you mean a.b?"; with {"a": {"b": 1}}
+    # beside it the stage recorded 1 while its program may read 2
+    repo.write("p.json", '{"a.b": 2}')
+    args = ("run", "-n", "s", "-p", "p.json:a.b", "-o", "o", "--", "echo > o")
+    line = repo.fail(*args, fragments=(
+        "p.json has no parameter a.b as nested keys, only a key holding a dot",
+        "rename that key"))  # fmt: skip
+    assert "did you mean" not in line
+    repo.write("p.json", '{"a": {"b": 1}, "a.b": 2}')
+    repo.fail(*args, fragments=("p.json has two values named a.b", "rename one"))
+    repo.write("p.json", '{"a": {"b": 1}}')
+    repo.ok(*args)
+    repo.ok("add", "p.json")
+    repo.commit("one reading")
+    repo.write("p.json", '{"a": {"b": 1}, "a.b": 2}')
+    repo.fail("exp", "run", "-S", "p.json:a.b=3", fragments=("has two values named a.b",))
+    repo.fsck_clean()
