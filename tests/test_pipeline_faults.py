@@ -412,3 +412,28 @@ def test_a_failed_restore_names_a_previous_output_it_could_not_put_back(
     assert out.kept == [(b"out", b"out.dvfs-previous", os.strerror(errno.EBUSY))]
     assert repo.read("out.dvfs-previous/a") == b"2\n"
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize(
+    "cmd", ["rm -r d; mkdir d; exit 1", "mv d d.old; mkdir d; echo two > d/o; exit 1"]
+)
+def test_a_previous_output_the_command_took_away_with_its_directory_is_said_gone(
+    tmp_path: Path, cmd: str
+) -> None:
+    # the previous d/o, moved aside in d, went with d: the line said it was kept at
+    # d/.tmp-dvfs-prev-* (it was not), or "the previous outputs are back" (they were
+    # not: the name was put back inside d.old, through a descriptor of the old d)
+    repo = init_repo(tmp_path / "repo")
+    repo.ok("run", "-n", "s", "-o", "d/o", "--", "mkdir -p d; echo one > d/o")
+    repo.write("dvfs.yaml", json.dumps({"stages": {"s": {"cmd": cmd, "outs": ["d/o"]}}}))
+    line = repo.fail("repro", fragments=(
+        "stage s failed", "nothing of it was recorded and the previous outputs d/o (moved "
+        f"aside to d/{os.fsdecode(backups.backup_name(b'o'))}) are no longer there: the "
+        "command moved or removed them, or the directory they were in"))  # fmt: skip
+    assert "are back" not in line and "kept" not in line
+    assert not (repo.root / "d" / "o").exists()
+    if cmd.startswith("mv"):
+        assert [p.name for p in (repo.root / "d.old").iterdir()] == [
+            os.fsdecode(backups.backup_name(b"o"))
+        ]
+    repo.fsck_clean()

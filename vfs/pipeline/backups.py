@@ -90,7 +90,8 @@ def move_aside(ws: Workspace, stage: Stage) -> dict[bytes, bytes]:
 
 @dataclass(frozen=True)
 class Kept:
-    """A previous output that could not be put back: where it is, and why."""
+    """A previous output that could not be put back: where it is (empty: no longer
+    there, the command moved or removed it), and why."""
 
     at: bytes
     why: str
@@ -105,6 +106,9 @@ def move_back(ws: Workspace, moved: dict[bytes, bytes]) -> dict[bytes, Kept]:
             remove(ws, o)
             rename(ws, backup, o)
         except OSError as exc:
+            if ws.lstat(backup) is None:  # the command moved or removed it (or its directory)
+                kept[o] = Kept(b"", "gone")
+                continue
             kept[o] = Kept(keep(ws, o, backup), exc.strerror or str(exc))
     return kept
 

@@ -60,7 +60,7 @@ class Outcome:
             "interrupted": self.interrupted,
             "unstaged_inputs": [os.fsdecode(p) for p in self.unstaged],
             "kept_previous": [
-                {"out": os.fsdecode(o), "kept_as": os.fsdecode(at), "why": why}
+                {"out": os.fsdecode(o), "kept_as": os.fsdecode(at) if at else None, "why": why}
                 for o, at, why in self.kept
             ],
         }

@@ -100,14 +100,27 @@ def _not_kept(kept: dict[bytes, Kept]) -> str:
 
 
 def not_kept(kept: Sequence[tuple[bytes, bytes, str]]) -> str:
-    """Where the previous outputs that could not be put back are (out, where, why), and
-    what to do."""
-    where = ", ".join(f"{show(o)} as {show(at)}" for o, at, _ in kept)
-    why = kept[0][2]
-    return (
-        f"the previous outputs could not be put back, as what the command left there cannot "
-        f"be removed ({why}): they are kept ({where}); remove what is left and move them back"
-    )
+    """Where the previous outputs that could not be put back are (out, where, why; where
+    empty: gone), and what to do."""
+    said = []
+    held = [(o, at, why) for o, at, why in kept if at]
+    if held:
+        where = ", ".join(f"{show(o)} as {show(at)}" for o, at, _ in held)
+        said.append(
+            "the previous outputs could not be put back, as what the command left there "
+            f"cannot be removed ({held[0][2]}): they are kept ({where}); remove what is left "
+            "and move them back"
+        )
+    gone = [o for o, at, _ in kept if not at]
+    if gone:
+        names = ", ".join(
+            f"{show(o)} (moved aside to {show(backups.backup_name(o))})" for o in gone
+        )
+        said.append(
+            f"the previous outputs {names} are no longer there: the command moved or removed "
+            "them, or the directory they were in"
+        )
+    return "; ".join(said)
 
 
 class StageFailed(DvfsError):
@@ -632,6 +645,7 @@ class Repro:
                     break
                 name, fin = done_q.get()
                 started = running.pop(name)
+                self.ws.walker().forget(b"")  # (a command may have replaced directories)
                 try:
                     self.finish_run(started, fin)
                 except StageFailed as exc:
@@ -651,6 +665,7 @@ class Repro:
                     self.out.skipped.append((n, "the pipeline stopped at a failure"))
         except BaseException:
             stop_all([s.running for s in running.values()])  # Ctrl-C: stop them all at once
+            self.ws.walker().forget(b"")
             for s in running.values():  # and put their outputs back
                 self.cleanup_failed(s.decided.stage, s.backups)
                 self.out.skipped.append((s.decided.stage.name, "interrupted while it ran"))
