@@ -877,3 +877,20 @@ def test_run_takes_an_absolute_path_inside_the_repository(repo: Repo, tmp_path: 
               fragments=("goes through the symbolic link lnk",), code=2)  # fmt: skip
     assert "t" not in yaml.safe_load(repo.read("dvfs.yaml"))["stages"]
     repo.fsck_clean()
+
+
+def test_pipeline_files_that_are_links_are_refused_saying_what_to_do(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # the line said only "dvfs.runs cannot be read (a symbolic link)"
+    repo.ok("run", "-n", "s", "-o", "o", "--", "echo > o")
+    for name in ("dvfs.runs", "dvfs.yaml"):
+        kept = tmp_path / name
+        (repo.root / name).rename(kept)
+        (repo.root / name).symlink_to(kept)
+        fix = "delete dvfs.runs" if name == "dvfs.runs" else "make dvfs.yaml a regular file"
+        repo.fail("repro", fragments=(f"{name} cannot be read (a symbolic link)", fix))
+        (repo.root / name).unlink()
+        kept.rename(repo.root / name)
+    repo.ok("repro")
+    repo.fsck_clean()

@@ -3,6 +3,7 @@ recorded, the repository consistent (``fsck``) and ``status`` truthful."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -14,10 +15,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cli import ERROR_PREFIX, Repo, assert_error, cli_command, cli_env, init_repo
+from tests.support.cli import (
+    ERROR_PREFIX,
+    Repo,
+    assert_error,
+    cli_command,
+    cli_env,
+    init_repo,
+    warnings_of,
+)
 from tests.support.pipeline import PY, staged_paths
-from vfs.pipeline import runner
-from vfs.pipeline.runner import Finished
+from vfs.cli.pipeline import pipeline_here
+from vfs.pipeline import backups, runner
+from vfs.pipeline.plan import Options
+from vfs.pipeline.repro import Repro
+from vfs.pipeline.runner import Finished, Output
+from vfs.pipeline.workspace import Workspace
+from vfs.worktree.pools import Workers
 
 # Writes a partial output, says it started (with its pid), then waits for a file
 # that the test never makes, unless `fast` exists.
@@ -247,4 +261,179 @@ def test_a_previous_output_that_cannot_be_put_back_is_kept_and_said(tmp_path: Pa
     repo.ok("repro")
     assert repo.read("out/a") == b"three\n"
     assert repo.read("out.dvfs-previous/a") == b"one\n"
+    repo.fsck_clean()
+
+
+# Makes its out with a mount point inside (which cannot be removed), says it started,
+# then waits to be stopped.
+MOUNTS = """
+import os, subprocess, sys, time
+os.makedirs("out/m")
+subprocess.run(["mount", "-t", "tmpfs", "dvfs-test", "out/m"], check=True)
+open(sys.argv[1], "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_ctrl_c_names_a_previous_output_that_could_not_be_put_back(tmp_path: Path) -> None:
+    # Ctrl-C while the stage ran: the previous out could not be put back and was kept as
+    # out.dvfs-previous, but the line said "the previous outputs are back"
+    repo, marker = init_repo(tmp_path / "repo"), tmp_path / "started"
+    repo.write("step.py", "import os; os.mkdir('out'); open('out/a', 'w').write('one')\n")
+    repo.ok("run", "-n", "s", "-d", "step.py", "-o", "out", "--", PY, "step.py", str(marker))
+    repo.write("step.py", MOUNTS)
+    proc = start_repro(repo, marker)
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        subprocess.run(["umount", str(repo.root / "out" / "m")], check=True)
+    assert proc.returncode == 130, err
+    errors = [ln for ln in err.decode().splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1, err
+    assert "stage s was stopped: it recorded nothing" in errors[0]
+    assert "they are kept (out as out.dvfs-previous)" in errors[0], errors[0]
+    assert "are back" not in errors[0]
+    assert repo.read("out.dvfs-previous/a") == b"one"
+    repo.fsck_clean()
+
+
+def _leftover(repo: Repo, data: str) -> Path:
+    """A previous output of ``out`` as a run killed with -9 leaves it, beside ``out``."""
+    path = repo.root / os.fsdecode(backups.backup_name(b"out"))
+    path.write_text(data)
+    return path
+
+
+def test_a_previous_output_left_by_a_killed_run_and_held_nowhere_else_is_kept(
+    tmp_path: Path,
+) -> None:
+    # the next repro deleted what it found at .tmp-dvfs-prev-*: an out made by hand
+    # (neither staged nor committed) moved aside by a run killed with -9 was lost
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "echo made > out\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--no-exec", "--", "sh step.sh")
+    leftover = _leftover(repo, "made by hand\n")
+    repo.write("out", "partial")
+    r = repo.ok("repro")
+    assert any(
+        "a previous output of out that an earlier run left" in w
+        and "kept as out.dvfs-previous" in w
+        for w in warnings_of(r)
+    ), r.err
+    assert not leftover.exists()
+    assert repo.read("out.dvfs-previous") == b"made by hand\n"
+    assert repo.read("out") == b"made\n"
+    repo.fsck_clean()
+
+
+def test_a_previous_output_that_cannot_be_kept_aside_stops_the_stage(tmp_path: Path) -> None:
+    # when even the rename to out.dvfs-previous failed, the previous output stayed at
+    # .tmp-dvfs-prev-* (the message named it), and the next repro deleted it
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "echo made > out\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--no-exec", "--", "sh step.sh")
+    leftover = _leftover(repo, "the only copy\n")
+    for n in range(1, 100):  # every name it could be kept as is taken
+        repo.write("out.dvfs-previous" + (f"-{n}" if n > 1 else ""), "")
+    repo.fail("repro", fragments=(
+        f"stage s did not run: {leftover.name} holds a previous output of out",
+        "move it away (or back in place) and run again"))  # fmt: skip
+    assert leftover.read_text() == "the only copy\n"
+    assert not (repo.root / "out").exists()
+    leftover.rename(repo.root / "mine")
+    repo.ok("repro")
+    assert repo.read("out") == b"made\n"
+    repo.fsck_clean()
+
+
+def _cached_run(repo: Repo) -> bytes:
+    """Stage s run with in = 1, then 2: a restore of in = 1 from the run cache is next;
+    the pack bytes holding the first run's out/b."""
+    repo.write("in", "1\n")
+    cmd = "mkdir -p out; cat in > out/a; echo only-in-the-first-run > out/b"
+    repo.ok("run", "-n", "s", "-d", "in", "-o", "out", "--", cmd)
+    repo.write("in", "2\n")
+    repo.ok("repro")
+    repo.write("in", "1\n")
+    return b"only-in-the-first-run"
+
+
+def test_a_failed_restore_from_the_run_cache_says_where_the_previous_outputs_are(
+    tmp_path: Path,
+) -> None:
+    # a damaged object failed the restore: the one line named the object alone, not the
+    # stage nor that its previous outputs were put back
+    repo = init_repo(tmp_path / "repo")
+    marker = _cached_run(repo)
+    packs = [p for p in (repo.root / ".dvfs/objects").glob("*.pack") if marker in p.read_bytes()]
+    assert len(packs) == 1
+    good = packs[0].read_bytes()
+    packs[0].write_bytes(good.replace(marker, marker.upper()))
+    try:
+        repo.fail("repro", fragments=(
+            "stage s could not be restored from the run cache", "is corrupt",
+            "nothing of it was recorded and its previous outputs are back",
+            "`dvfs repro --force` runs its command instead"))  # fmt: skip
+    finally:
+        packs[0].write_bytes(good)
+    assert repo.read("out/a") == b"2\n"
+    assert not any(p.name.startswith(".tmp-") for p in repo.root.iterdir())
+    repo.fsck_clean()
+
+
+def test_a_failed_restore_names_a_previous_output_it_could_not_put_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the previous out kept as out.dvfs-previous after a failed restore went unsaid
+    repo = init_repo(tmp_path / "repo")
+    marker = _cached_run(repo)
+    packs = [p for p in (repo.root / ".dvfs/objects").glob("*.pack") if marker in p.read_bytes()]
+    good = packs[0].read_bytes()
+    packs[0].write_bytes(good.replace(marker, marker.upper()))
+    real = backups.rename
+
+    def rename(ws: Workspace, src: bytes, dst: bytes) -> None:
+        if dst == b"out" and src == backups.backup_name(b"out"):  # what is left cannot go
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        real(ws, src, dst)
+
+    monkeypatch.setattr(backups, "rename", rename)
+    monkeypatch.chdir(repo.root)
+    ws, _, dag = pipeline_here()
+    with Workers(2) as w:
+        out = Repro(ws, dag, w, lambda _: None, lambda _: None, Output()).run(Options())
+    ws.close()
+    packs[0].write_bytes(good)
+    assert [n for n, _, _ in out.failed] == ["s"]
+    message = out.failed[0][1]
+    assert "stage s could not be restored from the run cache" in message
+    assert "they are kept (out as out.dvfs-previous)" in message, message
+    assert out.kept == [(b"out", b"out.dvfs-previous", os.strerror(errno.EBUSY))]
+    assert repo.read("out.dvfs-previous/a") == b"2\n"
+    repo.fsck_clean()
+
+
+@pytest.mark.parametrize(
+    "cmd", ["rm -r d; mkdir d; exit 1", "mv d d.old; mkdir d; echo two > d/o; exit 1"]
+)
+def test_a_previous_output_the_command_took_away_with_its_directory_is_said_gone(
+    tmp_path: Path, cmd: str
+) -> None:
+    # the previous d/o, moved aside in d, went with d: the line said it was kept at
+    # d/.tmp-dvfs-prev-* (it was not), or "the previous outputs are back" (they were
+    # not: the name was put back inside d.old, through a descriptor of the old d)
+    repo = init_repo(tmp_path / "repo")
+    repo.ok("run", "-n", "s", "-o", "d/o", "--", "mkdir -p d; echo one > d/o")
+    repo.write("dvfs.yaml", json.dumps({"stages": {"s": {"cmd": cmd, "outs": ["d/o"]}}}))
+    line = repo.fail("repro", fragments=(
+        "stage s failed", "nothing of it was recorded and the previous outputs d/o (moved "
+        f"aside to d/{os.fsdecode(backups.backup_name(b'o'))}) are no longer there: the "
+        "command moved or removed them, or the directory they were in"))  # fmt: skip
+    assert "are back" not in line and "kept" not in line
+    assert not (repo.root / "d" / "o").exists()
+    if cmd.startswith("mv"):
+        assert [p.name for p in (repo.root / "d.old").iterdir()] == [
+            os.fsdecode(backups.backup_name(b"o"))
+        ]
     repo.fsck_clean()

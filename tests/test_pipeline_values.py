@@ -17,7 +17,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
     warnings_of,
 )
-from vfs.model.params import TomlDate
+from vfs.model.params import TomlDate, from_record, to_record
 from vfs.pipeline import values
 from vfs.pipeline.values import ValuesError
 
@@ -373,6 +373,41 @@ def test_a_toml_date_changed_to_a_string_of_the_same_text_makes_its_stage_stale(
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize("source", ["yaml", "json"])
+def test_a_mapping_shaped_like_a_recorded_date_stays_a_mapping(repo: Repo, source: str) -> None:
+    """A param whose value was the mapping {"!toml-date": X} was recorded as a date is,
+    read back as a date, and its stage was stale at every repro (and shared its run
+    cache key with the date X)."""
+    start = {"!toml-date": "2024-01-02"}
+    other = {"!!x": 1, "y": {"!k": [2]}}
+    if source == "yaml":
+        repo.write("p.yaml", '{start: {"!toml-date": "2024-01-02"}, b: {"!!x": 1, y: {"!k": [2]}}}')
+    else:
+        repo.write("p.yaml", json.dumps({"start": start, "b": other}))
+    repo.ok("run", "-n", "s", "-p", "p.yaml:start,b", "-o", "o", "--", "echo > o")
+    assert repo.ok("repro").out.startswith("Stage s is fresh")
+    repo.ok("add", "p.yaml")
+    repo.commit("a mapping")
+    shown = repo.show()["pipeline"][0]["params"]["p.yaml"]
+    assert shown == {"start": start, "b": other}
+    repo.write("p.yaml", "{start: 2024-01-02, b: 0}")  # YAML 1.2: the text 2024-01-02
+    assert "param p.yaml:start {" in repo.ok("repro", "--dry-run").out
+    repo.fsck_clean()
+
+
+def test_params_records_escape_one_key_mappings_and_read_old_records_as_before() -> None:
+    date = TomlDate("2024-01-02")
+    tricky = [date, {"!toml-date": "2024-01-02"}, {"!!toml-date": date}, {"!": {"!a": 1}},
+              [{"!x": [date]}], {"!toml-date": "x", "b": 1}, {"a": {"!toml-date": 3}}]  # fmt: skip
+    for value in tricky:
+        back = from_record(to_record(value))
+        assert back == value and type(back) is type(value)
+    assert to_record({"!toml-date": "2024-01-02"}) == {"!!toml-date": "2024-01-02"}
+    assert to_record(date) == {"!toml-date": "2024-01-02"}
+    assert isinstance(from_record({"!toml-date": "2024-01-02"}), TomlDate)  # old and new
+    assert from_record({"!x": 1}) == {"!x": 1}  # recorded before the escape: as it was
+
+
 def test_compare_quotes_a_name_with_a_control_character_as_metrics_show_does(
     repo: Repo,
 ) -> None:
@@ -412,4 +447,24 @@ def test_a_param_of_minus_zero_is_zero_in_compare_as_in_params_diff(repo: Repo) 
     assert repo.json("params", "diff", "v1", "v2", "--json")["params"] == []
     assert "-0.0" not in repo.ok("compare").out
     assert [r["params"] for r in repo.json("compare", "--json")] == [{"lr": 0.0, "w": 0.0}] * 2
+    repo.fsck_clean()
+
+
+def test_a_param_key_holding_a_dot_is_said_so_and_two_readings_are_refused(repo: Repo) -> None:
+    # {"a.b": 2} gave "p.json has no parameter a.b; did you mean a.b?"; with {"a": {"b": 1}}
+    # beside it the stage recorded 1 while its program may read 2
+    repo.write("p.json", '{"a.b": 2}')
+    args = ("run", "-n", "s", "-p", "p.json:a.b", "-o", "o", "--", "echo > o")
+    line = repo.fail(*args, fragments=(
+        "p.json has no parameter a.b as nested keys, only a key holding a dot",
+        "rename that key"))  # fmt: skip
+    assert "did you mean" not in line
+    repo.write("p.json", '{"a": {"b": 1}, "a.b": 2}')
+    repo.fail(*args, fragments=("p.json has two values named a.b", "rename one"))
+    repo.write("p.json", '{"a": {"b": 1}}')
+    repo.ok(*args)
+    repo.ok("add", "p.json")
+    repo.commit("one reading")
+    repo.write("p.json", '{"a": {"b": 1}, "a.b": 2}')
+    repo.fail("exp", "run", "-S", "p.json:a.b=3", fragments=("has two values named a.b",))
     repo.fsck_clean()

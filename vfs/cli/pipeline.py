@@ -115,16 +115,19 @@ def run_pipeline(ws: Any, dag: Any, opts: Any, as_json: bool) -> None:
 
 def interrupted_line(out: Any) -> str:
     """The one line of a pipeline stopped by Ctrl-C, SIGINT or SIGTERM."""
+    from vfs.pipeline import repro
+
     done = len(out.ran) + len(out.restored)
     stopped = [n for n, why in out.skipped if why == "interrupted while it ran"]
     if not stopped:
         return f"interrupted: {count(done, 'stage')} finished and recorded; no stage was running"
     one = len(stopped) == 1
+    back = "the previous outputs are back" if not out.kept else repro.not_kept(out.kept)
     return (
         f"interrupted: {count(done, 'stage')} finished and recorded; "
         f"{'stage' if one else 'stages'} {', '.join(stopped)} {'was' if one else 'were'} "
-        f"stopped: {'it' if one else 'they'} recorded nothing and the previous outputs are "
-        f"back (`dvfs repro` runs {'it' if one else 'them'} again)"
+        f"stopped: {'it' if one else 'they'} recorded nothing and {back} (`dvfs repro` runs "
+        f"{'it' if one else 'them'} again)"
     )
 
 

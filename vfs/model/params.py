@@ -291,7 +291,13 @@ class TomlDate(str):
     Records keep the type as a mapping of one key, :data:`DATE_KEY` (``{"!toml-date":
     "2024-01-02"}``): :func:`to_record` before a value is encoded (a version's pipeline,
     ``dvfs.runs``, a run cache key), :func:`from_record` when it is decoded. A dvfs that
-    predates it shows that mapping.
+    predates it shows that mapping. So that a parameter's own mapping of one key
+    starting with ``!`` (``{"!toml-date": "2024-01-02"}`` in a YAML or JSON file) is
+    never read back as a date, the record adds a ``!`` to that key (``{"!!toml-date":
+    ...}``, adding no nesting) and decoding removes it: in a record a mapping of one
+    key is a date if the key is :data:`DATE_KEY`, the user's mapping with one ``!``
+    less if it starts with ``!!``, else the user's as it is (records made before the
+    escape: only their date form was ever read as a date).
     """
 
     __slots__ = ()
@@ -301,13 +307,21 @@ DATE_KEY = "!toml-date"
 _RECORD_DEPTH = 64  # (values nest at most MAX_DEPTH levels; records are checked for it)
 
 
+def _escaped(value: dict[Any, Any]) -> bool:
+    """True if ``value`` is a mapping of one key starting with ``!`` (see TomlDate)."""
+    return len(value) == 1 and isinstance(k := next(iter(value)), str) and k.startswith("!")
+
+
 def to_record(value: Any, depth: int = 0) -> Any:
-    """``value`` with each :class:`TomlDate` as its record form (see the class)."""
+    """``value`` with each :class:`TomlDate` as its record form, and each mapping of
+    one key starting with ``!`` escaped (see the class)."""
     if isinstance(value, TomlDate):
         return {DATE_KEY: str(value)}
     if depth > _RECORD_DEPTH:
         return value
     if isinstance(value, dict):
+        if _escaped(value):
+            return {"!" + k: to_record(v, depth + 1) for k, v in value.items()}
         return {k: to_record(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_record(v, depth + 1) for v in value]
@@ -321,6 +335,8 @@ def from_record(value: Any, depth: int = 0) -> Any:
             return TomlDate(value[DATE_KEY])
         if depth > _RECORD_DEPTH:
             return value
+        if _escaped(value) and next(iter(value)).startswith("!!"):
+            return {k[1:]: from_record(v, depth + 1) for k, v in value.items()}
         return {k: from_record(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list) and depth <= _RECORD_DEPTH:
         return [from_record(v, depth + 1) for v in value]

@@ -6,16 +6,21 @@ them and an output it does not make is noticed; after a failure what it wrote is
 removed and the previous outputs moved back, after a success they are deleted. A
 previous output that cannot be moved back (what the command wrote there cannot be
 removed: a mount point, an immutable file) is renamed ``OUT.dvfs-previous`` (numbered
-if taken), a name ``status`` lists and no run replaces, since the next run deletes
-what it finds at ``.tmp-dvfs-prev-*`` (what a run killed with -9 left).
+if taken), a name ``status`` lists and no run replaces. What the next run finds at
+``.tmp-dvfs-prev-*`` (a run killed with -9 left it, or it could not even be renamed)
+is deleted only if its content is held elsewhere (the caller says: the index or the
+last version); else it is renamed ``OUT.dvfs-previous`` too, and if that fails the
+stage does not run. Nothing here deletes a previous output kept nowhere else.
 Every path is reached through the workspace's walker (no link followed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat as statmod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vfs.model.ids import hash_bytes
@@ -72,7 +77,8 @@ def move_aside(ws: Workspace, stage: Stage) -> dict[bytes, bytes]:
             if parent:
                 ensure_dir(w, parent, lambda _: False)
             backup = backup_name(o)
-            remove(ws, backup)  # one left by a run killed before it could move it back
+            if w.lstat(backup) is not None:  # (never replaced: see clear_leftover)
+                raise OSError(errno.EEXIST, "a previous output is still kept there", backup)
             if w.lstat(o) is not None:
                 rename(ws, o, backup)
                 moved[o] = backup
@@ -84,7 +90,8 @@ def move_aside(ws: Workspace, stage: Stage) -> dict[bytes, bytes]:
 
 @dataclass(frozen=True)
 class Kept:
-    """A previous output that could not be put back: where it is, and why."""
+    """A previous output that could not be put back: where it is (empty: no longer
+    there, the command moved or removed it), and why."""
 
     at: bytes
     why: str
@@ -99,6 +106,9 @@ def move_back(ws: Workspace, moved: dict[bytes, bytes]) -> dict[bytes, Kept]:
             remove(ws, o)
             rename(ws, backup, o)
         except OSError as exc:
+            if ws.lstat(backup) is None:  # the command moved or removed it (or its directory)
+                kept[o] = Kept(b"", "gone")
+                continue
             kept[o] = Kept(keep(ws, o, backup), exc.strerror or str(exc))
     return kept
 
@@ -118,6 +128,19 @@ def keep(ws: Workspace, out: bytes, backup: bytes) -> bytes:
             return backup
         return dst
     return backup
+
+
+def clear_leftover(ws: Workspace, out: bytes, saved: Callable[[bytes], bool]) -> bytes | None:
+    """What an earlier run left at ``out``'s backup name: deleted if ``saved(backup)``
+    (its content is held elsewhere), else renamed ``OUT.dvfs-previous``; where it is
+    kept (None: nothing is left there; the backup name itself if it cannot be renamed)."""
+    backup = backup_name(out)
+    if ws.lstat(backup) is None:
+        return None
+    if saved(backup):
+        remove(ws, backup)
+        return None
+    return keep(ws, out, backup)
 
 
 def drop_backups(ws: Workspace, moved: dict[bytes, bytes]) -> None:

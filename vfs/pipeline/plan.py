@@ -44,6 +44,8 @@ class Outcome:
     staged: int = 0
     interrupted: bool = False
     unstaged: list[bytes] = field(default_factory=list)  # inputs of the runs, not staged
+    # previous outputs that could not be put back: (out, where it is kept, why)
+    kept: list[tuple[bytes, bytes, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -57,6 +59,10 @@ class Outcome:
             "staged": self.staged,
             "interrupted": self.interrupted,
             "unstaged_inputs": [os.fsdecode(p) for p in self.unstaged],
+            "kept_previous": [
+                {"out": os.fsdecode(o), "kept_as": os.fsdecode(at) if at else None, "why": why}
+                for o, at, why in self.kept
+            ],
         }
 
 

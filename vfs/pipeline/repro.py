@@ -31,14 +31,18 @@ run cache entries are written after the store is flushed. A stage stopped by Ctr
 (SIGINT to its process group, then harder), its partial outputs removed and its
 previous ones moved back. After a kill -9, the partial outputs of the stage that was running stay
 where they are, never recorded: the next ``repro`` finds the stage stale (and
-removes what was moved aside), and also stages the outputs of runs recorded but not
-yet staged.
+removes what was moved aside if the index or the last version holds it, else keeps it
+as ``OUT.dvfs-previous``: :meth:`Repro.clear_leftovers`), and also stages the outputs
+of runs recorded but not yet staged. A previous output that could not be put back is
+named in the message, whatever stopped the stage (a failure, Ctrl-C, a failed restore
+from the run cache).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import importlib.metadata
 import os
 import platform
@@ -46,7 +50,7 @@ import queue
 import signal
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,13 +96,31 @@ def _not_back(kept: dict[bytes, Kept]) -> str:
 
 
 def _not_kept(kept: dict[bytes, Kept]) -> str:
-    """Where the previous outputs that could not be put back are, and what to do."""
-    where = ", ".join(f"{show(o)} as {show(k.at)}" for o, k in kept.items())
-    why = next(iter(kept.values())).why
-    return (
-        f"the previous outputs could not be put back, as what the command left there cannot "
-        f"be removed ({why}): they are kept ({where}); remove what is left and move them back"
-    )
+    return not_kept([(o, k.at, k.why) for o, k in kept.items()])
+
+
+def not_kept(kept: Sequence[tuple[bytes, bytes, str]]) -> str:
+    """Where the previous outputs that could not be put back are (out, where, why; where
+    empty: gone), and what to do."""
+    said = []
+    held = [(o, at, why) for o, at, why in kept if at]
+    if held:
+        where = ", ".join(f"{show(o)} as {show(at)}" for o, at, _ in held)
+        said.append(
+            "the previous outputs could not be put back, as what the command left there "
+            f"cannot be removed ({held[0][2]}): they are kept ({where}); remove what is left "
+            "and move them back"
+        )
+    gone = [o for o, at, _ in kept if not at]
+    if gone:
+        names = ", ".join(
+            f"{show(o)} (moved aside to {show(backups.backup_name(o))})" for o in gone
+        )
+        said.append(
+            f"the previous outputs {names} are no longer there: the command moved or removed "
+            "them, or the directory they were in"
+        )
+    return "; ".join(said)
 
 
 class StageFailed(DvfsError):
@@ -305,7 +327,52 @@ class Repro:
                     backups.remove(self.ws, o)
         kept = backups.move_back(self.ws, moved)
         self.state.forget([*stage.outs, *(k.at for k in kept.values())])
+        self.out.kept += [(o, k.at, k.why) for o, k in kept.items()]
         return kept
+
+    def clear_leftovers(self, stage: Stage) -> None:
+        """Before ``stage``'s outputs are moved aside: what an earlier run left at their
+        backup names (killed with -9, or a previous output that could not be renamed) is
+        deleted if the index or the last version holds it as it is, else kept as
+        ``OUT.dvfs-previous`` (said); StageFailed if it can be neither."""
+        for o in stage.outs:
+            backup = backups.backup_name(o)
+            at = backups.clear_leftover(self.ws, o, functools.partial(self._saved, o))
+            self.state.forget([backup])
+            if at == backup:
+                raise StageFailed(
+                    f"stage {stage.name} did not run: {show(backup)} holds a previous output "
+                    f"of {show(o)} that neither the index nor the last version holds, and it "
+                    f"cannot be renamed to {show(o + backups.KEPT_SUFFIX)}: move it away (or "
+                    "back in place) and run again"
+                )
+            if at is not None:
+                self.state.forget([at])
+                self.warn(
+                    f"{show(backup)}, a previous output of {show(o)} that an earlier run left "
+                    f"and neither the index nor the last version holds, is kept as {show(at)}"
+                )
+
+    def _saved(self, out: bytes, backup: bytes) -> bool:
+        """True if what is at ``backup`` is held elsewhere as ``out``: in the index or
+        the last version (the run's record in a working tree without an index, whose
+        outputs the run cache holds)."""
+        try:
+            now = self.state.ids([backup])[backup]
+        except DvfsError:
+            return False
+        if now is None:
+            return False
+        repo, index = self.ws.repo, self.state.index
+        if repo is None or index is None or not self.ws.own_index:
+            made = {p: i for r in self.runs.values() for p, i in r.outs}
+            return made.get(out) == now
+        below = {p: x for p in index.under(out) if (x := index.get(p)) is not None}
+        if below and ids_of_records([out], below)[out] == now:
+            return True
+        hist = repo.history
+        head = hist.head_id()
+        return head is not None and tree_path_id(hist, hist.version(head).tree, out) == now
 
     def finish_run(self, started: _Started, fin: Finished) -> StageRecord:
         """Check a finished command and record its run; StageFailed (cleaned up) if bad."""
@@ -403,6 +470,7 @@ class Repro:
         """Put a run cache hit's outputs in place and record the run (as it was made)."""
         assert d.hit is not None and self.ws.repo is not None
         stage = d.stage
+        self.clear_leftovers(stage)
         self._writing(stage)
         moved = backups.move_aside(self.ws, stage)
         try:
@@ -416,8 +484,18 @@ class Repro:
             for o, oid in d.hit.record.outs:  # a directory without files: made again
                 if oid == EMPTY_DIR_ID and w.lstat(o) is None:
                     ensure_dir(w, o, lambda _: False)
+        except (DvfsError, OSError) as exc:
+            kept = self.cleanup_failed(stage, moved)
+            if self.writing is not None:
+                self.writing.done(stage.name)
+            raise StageFailed(
+                f"stage {stage.name} could not be restored from {d.hit.where} ({exc}): nothing "
+                f"of it was recorded and {_previous(kept)}; `dvfs repro --force` runs its command "
+                "instead"
+            ) from None
         except BaseException:
             self.cleanup_failed(stage, moved)
+            self.out.skipped.append((stage.name, "interrupted while it ran"))
             raise
         self.ws.walker().forget(b"")
         self.state.forget(stage.outs)
@@ -529,13 +607,20 @@ class Repro:
                             self.say(f"Stage {n} is fresh")
                             self._stage_fresh_outputs(d.stage)
                         elif d.hit is not None:
-                            self._restore_one(d)
+                            try:
+                                self._restore_one(d)
+                            except StageFailed as exc:
+                                bad.add(n)
+                                self.out.failed.append((n, str(exc), []))
+                                stopping = not opts.keep_going
+                                break
                             ok.add(n)
                         else:
                             to_start.append(d)
                     while to_start and len(running) < opts.jobs and not stopping:
                         d = to_start.pop(0)
                         try:
+                            self.clear_leftovers(d.stage)
                             wdir_fd = self.open_wdir(d.stage)
                         except StageFailed as exc:
                             bad.add(d.stage.name)
@@ -560,6 +645,7 @@ class Repro:
                     break
                 name, fin = done_q.get()
                 started = running.pop(name)
+                self.ws.walker().forget(b"")  # (a command may have replaced directories)
                 try:
                     self.finish_run(started, fin)
                 except StageFailed as exc:
@@ -579,6 +665,7 @@ class Repro:
                     self.out.skipped.append((n, "the pipeline stopped at a failure"))
         except BaseException:
             stop_all([s.running for s in running.values()])  # Ctrl-C: stop them all at once
+            self.ws.walker().forget(b"")
             for s in running.values():  # and put their outputs back
                 self.cleanup_failed(s.decided.stage, s.backups)
                 self.out.skipped.append((s.decided.stage.name, "interrupted while it ran"))

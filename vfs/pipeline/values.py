@@ -177,13 +177,58 @@ def same(a: Any, b: Any) -> bool:
 
 
 def get(doc: Any, key: str, shown: str) -> Any:
-    """The recorded form of ``key``'s value in ``doc``; ValuesError naming close keys."""
+    """The recorded form of ``key``'s value in ``doc``; ValuesError naming close keys,
+    or if ``key`` names two values (see :func:`_one_value`)."""
+    return plain(_one_value(doc, key, shown))
+
+
+def _one_value(doc: Any, key: str, shown: str) -> Any:
+    """The value at dotted ``key``; ValuesError if there is none, or if a key holding a
+    dot names another value too (``{"a": {"b": 1}, "a.b": 2}``: the program may read
+    either). A key holding a dot is never read by a dotted name: it is said so."""
     value = lookup(doc, key)
+    readings = _readings(doc, key.split("."))
+    if value is _MISSING and readings:
+        raise ValuesError(
+            f"{shown} has no parameter {quote_name(key)} as nested keys, only a key holding "
+            "a dot, which a dotted name cannot name (it reads nested keys): rename that key"
+        )
     if value is _MISSING:
-        close = close_keys(doc, key)
+        close = [c for c in close_keys(doc, key) if c != key]
         hint = f"; did you mean {', '.join(quote_name(c) for c in close)}?" if close else ""
         raise ValuesError(f"{shown} has no parameter {quote_name(key)}{hint}")
-    return plain(value)
+    if readings > 1:
+        raise ValuesError(
+            f"{shown} has two values named {quote_name(key)}, a key holding a dot and keys "
+            "nested: rename one, so that the name reads one value"
+        )
+    return value
+
+
+def _readings(doc: Any, parts: list[str]) -> int:
+    """How many values the dotted ``parts`` name in ``doc`` when a key may hold dots (0,
+    1, or 2 for more)."""
+    memo: dict[tuple[int, int], int] = {}
+
+    def ways(cur: Any, i: int) -> int:
+        if i == len(parts):
+            return 1
+        if (id(cur), i) in memo:
+            return memo[(id(cur), i)]
+        n = 0
+        if isinstance(cur, dict):
+            for j in range(i + 1, len(parts) + 1):
+                child = _child(cur, ".".join(parts[i:j]))
+                if child is not _MISSING:
+                    n += ways(child, j)
+                if n > 1:
+                    break
+        elif isinstance(cur, list) and parts[i].isdigit() and int(parts[i]) < len(cur):
+            n = ways(cur[int(parts[i])], i + 1)
+        memo[(id(cur), i)] = min(n, 2)
+        return memo[(id(cur), i)]
+
+    return ways(doc, 0)
 
 
 def _keys(doc: Any, prefix: str = "", limit: int = 10_000) -> list[str]:
@@ -387,10 +432,7 @@ def _set_toml(text: str, key: str, value: Any, shown: str) -> str:
 def set_value(data: bytes, name: bytes, key: str, value: Any, shown: str) -> bytes:
     """The bytes of a parameters file with ``key`` set to ``value`` (see the module doc)."""
     doc = load(data, name, shown)
-    if is_missing(lookup(doc, key)):
-        close = close_keys(doc, key)
-        hint = f"; did you mean {', '.join(quote_name(c) for c in close)}?" if close else ""
-        raise ValuesError(f"{shown} has no parameter {quote_name(key)}{hint}")
+    _one_value(doc, key, shown)
     kind = kind_of(name)
     if kind == "toml" and isinstance(lookup(doc, key), version_params.TomlDate):
         value = _toml_date(key, value, shown)

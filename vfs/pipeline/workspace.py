@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vfs._os.beneath import Walker, read_regular
-from vfs.errors import FileChanged, FileUnreadable, NotARepository, UsageError
+from vfs.errors import FileChanged, FileUnreadable, FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.model.codec import Kind
 from vfs.model.names import VERSIONS_DIR
@@ -373,11 +373,20 @@ def load_runs(ws: Workspace) -> dict[str, StageRecord]:
     it is not valid."""
     from vfs.pipeline import runs  # (only when runs are read)
 
-    data = ws.read(RUNS_FILE.encode(), runs.MAX_FILE)
+    try:
+        data = ws.read(RUNS_FILE.encode(), runs.MAX_FILE)
+    except UsageError as exc:  # a link, a directory: not a runs file either
+        raise FormatError(str(exc)) from None
     return {} if data is None else runs.parse(data)
 
 
 def load_pipeline(ws: Workspace) -> tuple[Pipeline, Dag]:
     """The working tree's ``dvfs.yaml`` and its graph, checked (no file: no stages)."""
-    p = spec.read(ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE))
+    try:
+        data = ws.read(PIPELINE_FILE.encode(), spec.MAX_FILE)
+    except UsageError as exc:
+        raise UsageError(
+            f"{exc}: make {PIPELINE_FILE} a regular file of the working tree (dvfs follows no link)"
+        ) from None
+    p = spec.read(data)
     return p, graph.build(p)
