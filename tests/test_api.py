@@ -653,3 +653,23 @@ def test_a_commit_refused_for_its_tag_or_params_stages_nothing_first(
         assert dict(repo.repository.index().entries) == staged
     assert repo.commit("x", all=True, tag="second").tags == ("second",)
     fsck_clean(root)
+
+
+def test_commit_amend_from_python_as_from_the_command_line(tmp_path: Path) -> None:
+    """`Repo.commit(..., amend=True)` is `dvfs commit --amend`: the latest version
+    replaced, its message kept when none is given, its parameters updated."""
+    root = tmp_path / "r"
+    assert_ok(run(tmp_path, "init", str(root)))
+    write(root, {"a.txt": b"a"})
+    with vfs.Repo(root) as repo:
+        repo.add(["a.txt"])
+        first = repo.commit("one", params={"lr": 1})
+        write(root, {"b.txt": b"b"})
+        repo.add(["b.txt"])
+        amended = repo.commit(None, params={"bs": 8}, amend=True)
+        assert (amended.number, amended.message, amended.params) == (1, "one", {"bs": 8, "lr": 1})
+        assert amended.id != first.id and [v.number for v in repo.versions()] == [1]
+        assert repo.read_bytes("b.txt", rev="v1") == b"b"
+        with pytest.raises(TypeError, match="the message is text, not NoneType"):
+            repo.commit(None)
+    fsck_clean(root)

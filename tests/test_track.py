@@ -276,7 +276,7 @@ def test_arguments_of_the_wrong_type_are_named_not_internal_errors(repo: vfs.Rep
     # a list of params an AssertionError (commit) or a TypeError about dict updates
     for call in (
         lambda: vfs.track(repo, message=None),  # type: ignore[arg-type]
-        lambda: repo.commit(None),  # type: ignore[arg-type]
+        lambda: repo.commit(None),  # (None is for amend=True alone)
         lambda: repo.commit(3),  # type: ignore[arg-type]
     ):
         with pytest.raises(TypeError, match=r"^the message is text, not (NoneType|int)$"):

@@ -756,22 +756,26 @@ class Repo:
         return report
 
     def commit(
-        self, message: str, *, params: dict[str, Any] | None = None, tag: str | None = None,
-        all: bool = False,
+        self, message: str | None, *, params: dict[str, Any] | None = None,
+        tag: str | None = None, all: bool = False, amend: bool = False,
     ) -> VersionInfo:  # fmt: skip
         """Record the staged data as a new version, as ``dvfs commit`` (``all``: first
-        stage every modified or deleted tracked file, as ``-a``).
+        stage every modified or deleted tracked file, as ``-a``; ``amend``: replace the
+        branch's latest version, as ``--amend``, keeping its message if ``message`` is
+        None and updating its parameters with ``params``).
 
         Example::
 
             v = repo.commit("run 7", params={"lr": 3e-4, "layers": [64, 64]}, tag="run7")
+            v = repo.commit(None, params={"note": "rerun"}, amend=True)
         """
         self._writable()
-        if not message_arg(message).strip():
+        if (message is not None or not amend) and not message_arg(message).strip():
             raise UsageError("the commit message is empty: repo.commit(message) says what changed")
         recorded = params_arg(params)
         # what the commit would refuse, refused before `all` stages anything
-        version_params.message(message)
+        if message is not None:
+            version_params.message(message)
         version_params.check(recorded)
         if tag is not None:
             check_ref_name(text_arg(tag, "tag"), "tag")
@@ -779,7 +783,7 @@ class Repo:
         if all:
             with Workers(settings.threads()) as w:
                 workflow.stage_tracked_changes(self._repo, w, _warn)
-        made = commit_staged(self._repo, message, recorded, tag, _warn)
+        made = commit_staged(self._repo, message, recorded, tag, _warn, amend=amend)
         keep_within_max_size(self._repo, _warn)  # as after `dvfs commit`
         return self.versions(made.oid.hex(), limit=1)[0]
 
