@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs._os.direct_io import (
         open_direct as open_direct,
         read_range as read_range,
+        reserve_blocks as reserve_blocks,
         set_direct as set_direct,
         write_at as write_at,
         write_new as write_new,
@@ -120,7 +121,9 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         write_record as write_record,
     )
     from vfs.mount.work_dirs import (
+        JOURNAL_FRAMED as JOURNAL_FRAMED,
         JournalRecords as JournalRecords,
+        journal_frame as journal_frame,
         journal_damage as journal_damage,
         missing_state_message as missing_state_message,
         orphaned_changes as orphaned_changes,
@@ -277,6 +280,7 @@ PUBLIC: dict[str, str] = {
     "listing": "vfs._os.beneath",
     "move_mount": "vfs._os.mount_api",
     "open_direct": "vfs._os.direct_io",
+    "reserve_blocks": "vfs._os.direct_io",
     "open_meta": "vfs.remote.read",
     "open_tree_clone": "vfs._os.mount_api",
     "parse_format": "vfs.repo.repository",
@@ -306,6 +310,8 @@ PUBLIC: dict[str, str] = {
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
     "write_record": "vfs.mount.mounts",
+    "JOURNAL_FRAMED": "vfs.mount.work_dirs",
+    "journal_frame": "vfs.mount.work_dirs",
     "JournalRecords": "vfs.mount.work_dirs",
     "journal_damage": "vfs.mount.work_dirs",
     "read_journal": "vfs.mount.work_dirs",
