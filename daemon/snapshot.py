@@ -2,7 +2,9 @@
 
 In order:
 
-1. The write gate closes: writers wait, changes in progress finish.
+1. The write gate closes: writers wait, changes in progress finish. A snapshot is
+   refused while ``dvfs repro`` in MNT lists a stage writing its outputs
+   (``vfs.pipeline.writing``): the version would record them half-written.
 2. Directories whose replayed changes are not loaded yet are loaded, so that the
    tree in memory is complete.
 3. In a worker thread, under the repository lock: the branch must still be at the
@@ -72,6 +74,7 @@ from vfs import (
     audit_acting,
     check_ref_name,
     record_version,
+    refuse_snapshot,
     shell_word,
     tag_free,
 )
@@ -223,6 +226,7 @@ class Snapshots(abc.ABC):
         self.fs = fs
         self.source = source
         self.on_branch = on_branch  # told the branch served after --branch NEW
+        self.writing: Path | None = None  # where `dvfs repro` in MNT lists what it writes
         self.counts: dict[bytes, int] = {}  # files below trees, kept (see FileCounts)
         self.depths: dict[bytes, int] = {}  # how deep paths below trees go (see Depths)
 
@@ -236,6 +240,8 @@ class Snapshots(abc.ABC):
             check_ref_name(req.branch, "branch")
         started = time.perf_counter()
         async with self._held():
+            if self.writing is not None:  # (a stage starting from now on waits: step 1)
+                await trio.to_thread.run_sync(refuse_snapshot, self.writing)
             rec = await self._record_with_room(req)
             self._settle(rec)
             if rec.branch != self.source.branch:

@@ -118,6 +118,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         private_dir as private_dir,
         remove_record as remove_record,
         runtime_dir as runtime_dir,
+        pipeline_file as pipeline_file,
         write_record as write_record,
     )
     from vfs.mount.work_dirs import (
@@ -143,6 +144,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.store.pins import release as _release_pins
     from vfs.store.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
+    from vfs.pipeline.writing import refuse_snapshot as refuse_snapshot
     from vfs.progress_bar import human_size as human_size
     from vfs.quoting import quote_name as quote_name, shell_word as shell_word
     from vfs.repo.refs import check_ref_name as check_ref_name
@@ -306,6 +308,8 @@ PUBLIC: dict[str, str] = {
     "umount2": "vfs._os.mount_api",
     "unnamed_file": "vfs._os.tmpfile",
     "version_pipeline": "vfs.pipeline.record",
+    "refuse_snapshot": "vfs.pipeline.writing",
+    "pipeline_file": "vfs.mount.mounts",
     "version_yaml": "vfs.ops.browse",
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
