@@ -581,7 +581,8 @@ async def _expect_mode(fs: WorkingFs, path: str, mode: int) -> None:
 
 def test_damage_before_whole_appends_is_refused_even_as_zeros(tmp_path: Path) -> None:
     """Bytes changed, or zeroed, in an append that whole ones follow are damage, not a
-    torn tail: the working tree is refused at that append, and keeps its files."""
+    torn tail, and so are bytes past the length of the last append's header, or that
+    begin no record: the working tree is refused at that append, and keeps its files."""
     t, journal = _three_new_files(tmp_path)
     whole = journal.read_bytes()
     second = 8 + int.from_bytes(whole[:4], "little")  # where the second append begins
@@ -589,6 +590,8 @@ def test_damage_before_whole_appends_is_refused_even_as_zeros(tmp_path: Path) ->
     for damaged in (
         whole[: second + 12] + bytes([whole[second + 12] ^ 1]) + whole[second + 13 :],
         whole[:second] + b"\0" * size + whole[second + size :],
+        whole[: second + 12] + b"\xc1" * size,  # more than its header's length; no frame after
+        whole[:second] + b"\x07" * 64,  # no frame, nor record, begins there
     ):
         journal.write_bytes(damaged)
         lock = lock_work(t.work)

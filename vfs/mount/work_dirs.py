@@ -16,12 +16,15 @@ Framing of format 3 (``JOURNAL_FRAMED``): each append is one *frame*, written wi
 A kill cannot tear a ``write``; a power cut or a full disk can leave a *torn tail*:
 the last frame cut short, or zeros where the file's new size was made durable
 before its data (ext4 does this), or both. No such tail passes its checksum (a
-length of 0 never does), and none is followed by a frame that does: it is cut
-off, since the change it recorded was never acknowledged, and so is every record of
-an append cut short (one append is one change). A frame that fails its checksum
-with a whole frame after it, or one that passes it and holds no records, is
-*damage*: what the records past it said is unknown, so the daemon refuses the
-working tree rather than take the files named there for strays and delete them.
+length of 0 never does), none is followed by a frame that does, its payload, as
+far as it is there and not zeros, begins as a record does, and only zeros follow
+the length its header gives: it is cut off, since the change it recorded was never
+acknowledged, and so is every record of an append cut short (one append is one
+change). A frame that fails its checksum with a whole frame after it, or with a
+payload that begins as no record does, or with more than zeros past its length, or
+one that passes it and holds no whole records, is *damage*: what the records past
+it said is unknown, so the daemon refuses the working tree rather than take the
+files named there for strays and delete them.
 
 Formats 1 and 2 wrote the msgpack arrays bare, concatenated. They are still read
 (the daemon rewrites such a journal framed at its next mount): a torn tail there is
@@ -35,6 +38,7 @@ is what tells them apart now.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -50,7 +54,6 @@ from vfs.quoting import quote_name
 TAGS = ("N", "L", "U", "S")
 JOURNAL_FRAMED = 3  # the first format (of ``state``) whose journal is framed
 FRAME = struct.Struct("<II")  # a frame's length and checksum
-_NONZERO = re.compile(rb"[^\0]")
 # How a record begins: an array of up to 15 items, then its tag as a 1-byte string.
 _RECORD_START = re.compile(rb"[\x92-\x9f]\xa1[NLUS]")
 WORKTREES = "worktrees"
@@ -80,16 +83,47 @@ def read_journal(data: bytes, framed: bool) -> JournalRecords:
 
 
 def _read_framed(data: bytes) -> JournalRecords:
-    records: list[list[Any]] = []
+    starts: list[int] = []  # of the frames that pass their checksums, in order
+    payloads: list[bytes] = []
     at = 0
     while (payload := _frame_at(data, at)) is not None:
-        got, whole, stopped = _records(payload)
-        if stopped or whole != len(payload) or not got:
-            return JournalRecords(records, at, at)  # checksummed, yet no records
-        records += got
+        starts.append(at)
+        payloads.append(payload)
         at += FRAME.size + len(payload)
-    torn = at == len(data) or not _frame_resumes(data, at + 1)
+    joined = b"".join(payloads)  # decoded at once: a frame must hold whole records
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=len(joined) or 1)
+    unpacker.feed(joined)
+    records: list[list[Any]] = []
+    ends = {0: 0}  # offset in joined where a record ends -> records before it
+    with contextlib.suppress(ValueError, msgpack.UnpackException):
+        for rec in unpacker:
+            if not (isinstance(rec, list) and rec and rec[0] in TAGS):
+                break
+            records.append(rec)
+            ends[unpacker.tell()] = len(records)
+    end = 0
+    for i, payload in enumerate(payloads):
+        end += len(payload)
+        if end not in ends:  # checksummed, yet no whole records
+            kept = ends[end - len(payload)]
+            return JournalRecords(records[:kept], starts[i], starts[i])
+    torn = at == len(data) or (_torn_shape(data[at:]) and not _frame_resumes(data, at + 1))
     return JournalRecords(records, at, None if torn else at)
+
+
+def _torn_shape(tail: bytes) -> bool:
+    """True if ``tail``, what follows the whole frames, can be one append cut short or
+    zero-filled: its payload, as far as it is there and not zeros, begins as a record
+    does, and only zeros follow the length its header gives. (Bytes that do not are
+    damage, not a tail to cut: cutting them would take the files their records named
+    for strays.)"""
+    start = tail[FRAME.size : FRAME.size + 3].rstrip(b"\0")
+    if _RECORD_START.match(start + b"\x92\xa1N"[len(start) :]) is None:
+        return False
+    if len(tail) < FRAME.size:
+        return True
+    n, _ = FRAME.unpack_from(tail)
+    return not tail[FRAME.size + n :].strip(b"\0")
 
 
 def _frame_at(data: bytes, at: int) -> bytes | None:
@@ -106,16 +140,15 @@ def _frame_at(data: bytes, at: int) -> bytes | None:
 
 
 def _frame_resumes(data: bytes, start: int) -> bool:
-    """True if a whole frame begins somewhere at or after ``start`` (its length has a
-    byte other than zero, so runs of zeros are skipped)."""
-    at = start
-    while (m := _NONZERO.search(data, at)) is not None:
-        at = max(at, m.start() - 3)
-        if at > len(data) - FRAME.size:
-            return False
-        if _frame_at(data, at) is not None:
+    """True if a whole frame begins somewhere at or after ``start``.
+
+    Only where a record begins 8 bytes on (``_RECORD_START``) is a frame looked
+    for: every payload begins with one, and so the checksums read add up to about
+    the journal's size, however damaged it is.
+    """
+    for m in _RECORD_START.finditer(data, start + FRAME.size):
+        if _frame_at(data, m.start() - FRAME.size) is not None:
             return True
-        at += 1
     return False
 
 
