@@ -10,6 +10,7 @@ directory replays the journal.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import stat
@@ -628,4 +629,54 @@ def test_a_journal_of_format_2_is_read_and_written_again_framed(tmp_path: Path) 
     fs, overlay, lock = t.open()
     run(fs, lambda fs: _expect_new_files(fs, 4))
     crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+def test_a_rebase_that_fails_after_the_branch_moved_takes_no_more_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version is recorded and the branch moved, but the working tree's new state
+    cannot be written (a full disk): the snapshot said it failed, and changes made
+    after it went into the journal that already says the snapshot was recorded, so
+    the next mount started clean over the version and dropped them. The answer now
+    names the version and says to remount; the working tree takes no more changes,
+    and the next mount shows the version."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    seen: dict[str, Any] = {}
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def snapshot(fs: WorkingFs) -> None:
+        await put(fs, "data/a.txt", b"alpha 2\n")
+        seen["tree"] = await listing(fs)
+        monkeypatch.setattr(overlay, "_write_state", full)  # (only the rebase writes it)
+        got = await OverlaySnapshots(fs, t.source, overlay).take(Request("two"))
+        monkeypatch.undo()
+        seen["version"] = got["version"]
+        seen["warnings"] = got["warnings"]
+        with pytest.raises(pyfuse3.FUSEError) as refused:
+            await put(fs, "data/later.txt", b"made after\n")
+        seen["errno"] = refused.value.errno
+
+    run(fs, snapshot)
+    assert seen["version"] == "v2"
+    (warning,) = seen["warnings"]
+    assert "v2 is recorded, but the working tree could not be made clean over it" in warning
+    assert "No space left on device" in warning and "unmount it and mount it again" in warning
+    assert seen["errno"] == errno.EROFS
+    crash(overlay, lock)
+
+    fs, overlay, lock = t.open()
+    assert overlay.base == t.source.catalog().head
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["tree"] = await listing(fs)
+        again["status"] = await pending(fs)
+
+    run(fs, look)
+    assert again == {"tree": seen["tree"], "status": NO_CHANGES}
+    overlay.close()  # its lock too
     fsck_clean(t.root)
