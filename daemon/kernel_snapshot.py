@@ -90,6 +90,10 @@ class UpperSnapshots(Snapshots):
         self.layers.finish(rec.oid, self.layers.gen + 1, self._built.recorded)
         self._built = None
 
+    def _take_no_changes(self) -> None:
+        """Writes reach the upper layer through the kernel's overlay, not through this
+        daemon: nothing here can hold them."""
+
     def _move_to(self, work: Path) -> None:
         self.layers.move_to(work)
 

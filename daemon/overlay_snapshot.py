@@ -189,6 +189,9 @@ class OverlaySnapshots(Snapshots):
         )
         self._builder = None
 
+    def _take_no_changes(self) -> None:
+        self.wfs.writable = False  # (changes get EROFS until the next mount)
+
     def _move_to(self, work: Path) -> None:
         self.overlay.move_to(work)
 

@@ -78,6 +78,7 @@ from vfs import (
     human_size,
     identity,
     is_mounted,
+    pipeline_file,
     private_dir,
     quote_name,
     remove_record,
@@ -521,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if served.snapshots is not None:
         served.snapshots.on_branch = on_branch
+        served.snapshots.writing = pipeline_file(mountpoint, "writing")  # (see take)
     try:
         trio.run(serve, served, opts.refresh, announce, ready, mnt)
     except (SystemExit, KeyboardInterrupt):

@@ -2,7 +2,9 @@
 
 In order:
 
-1. The write gate closes: writers wait, changes in progress finish.
+1. The write gate closes: writers wait, changes in progress finish. A snapshot is
+   refused while ``dvfs repro`` in MNT lists a stage writing its outputs
+   (``vfs.pipeline.writing``): the version would record them half-written.
 2. Directories whose replayed changes are not loaded yet are loaded, so that the
    tree in memory is complete.
 3. In a worker thread, under the repository lock: the branch must still be at the
@@ -17,10 +19,13 @@ In order:
    rewritten if the branch is the one checked out there. A URL mount pushes the
    version and moves the remote's branch with a conditional write.
 4. The overlay becomes clean over the new version (its state is written before any
-   upper file is removed), the gate reopens and the catalog is rebuilt, so
-   ``.versions/vN`` is there when the command returns (if that fails, a full disk
-   say, the answer is still the version, with a warning that ``.versions`` shows it
-   later). After ``--branch NEW`` the
+   upper file is removed; if that fails, a full disk say, the answer is the version
+   with a warning, and the working tree takes no more change until it is mounted
+   again: its records still say the snapshot is being made, and the next mount
+   starts clean over the version, so a change made meanwhile would be dropped), the
+   gate reopens and the catalog is rebuilt, so ``.versions/vN`` is there when the
+   command returns (if that fails, a full disk say, the answer is still the version,
+   with a warning that ``.versions`` shows it later). After ``--branch NEW`` the
    mount serves NEW, and its work directory is renamed to NEW's, so that changes
    made from then on are found by the next mount of NEW.
 
@@ -72,6 +77,7 @@ from vfs import (
     audit_acting,
     check_ref_name,
     record_version,
+    refuse_snapshot,
     shell_word,
     tag_free,
 )
@@ -223,6 +229,7 @@ class Snapshots(abc.ABC):
         self.fs = fs
         self.source = source
         self.on_branch = on_branch  # told the branch served after --branch NEW
+        self.writing: Path | None = None  # where `dvfs repro` in MNT lists what it writes
         self.counts: dict[bytes, int] = {}  # files below trees, kept (see FileCounts)
         self.depths: dict[bytes, int] = {}  # how deep paths below trees go (see Depths)
 
@@ -236,8 +243,22 @@ class Snapshots(abc.ABC):
             check_ref_name(req.branch, "branch")
         started = time.perf_counter()
         async with self._held():
+            if self.writing is not None:  # (a stage starting from now on waits: step 1)
+                await trio.to_thread.run_sync(refuse_snapshot, self.writing)
             rec = await self._record_with_room(req)
-            self._settle(rec)
+            try:
+                self._settle(rec)
+            except OSError as exc:  # the version is recorded: the answer must say so
+                log.error(
+                    "v%d is recorded, but the working tree was not rebased: %s", rec.number, exc
+                )
+                self._take_no_changes()
+                rec.warnings.append(
+                    f"v{rec.number} is recorded, but the working tree could not be made clean "
+                    f"over it ({exc.strerror or exc}): it takes no more changes; unmount it and "
+                    "mount it again"
+                )
+                return self._answer(req, rec, started)
             if rec.branch != self.source.branch:
                 self._move_to(self._work_of(rec.branch))
                 self.source.branch = rec.branch
@@ -252,6 +273,10 @@ class Snapshots(abc.ABC):
             )
         else:
             await self.fs.set_catalog(catalog)
+        return self._answer(req, rec, started)
+
+    def _answer(self, req: Request, rec: Recorded, started: float) -> dict[str, Any]:
+        """What the CLI prints of a recorded version."""
         rec.seconds = time.perf_counter() - started
         return {
             "version": f"v{rec.number}",
@@ -293,6 +318,12 @@ class Snapshots(abc.ABC):
     @abc.abstractmethod
     def _settle(self, rec: Recorded) -> None:
         """The branch is at ``rec.oid``: the working tree is clean over it."""
+
+    @abc.abstractmethod
+    def _take_no_changes(self) -> None:
+        """The working tree could not be settled over the version recorded from it: its
+        records on disk still say the snapshot is being made, and the next mount starts
+        clean over the version, so it must take no change until then."""
 
     @abc.abstractmethod
     def _move_to(self, work: Path) -> None:

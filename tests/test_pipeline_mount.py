@@ -4,12 +4,14 @@ version's metadata as a file under ``.versions/meta``."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import yaml
 
-from tests.support.cli import assert_ok, fsck_clean
-from tests.support.mount import commit, dvfs, mounted, write
+from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean
+from tests.support.mount import commit, dvfs, env_for, mounted, write
 from tests.support.pipeline import PREPARE, PY, TRAIN
 from vfs.repo.repository import Repository
 
@@ -102,4 +104,55 @@ def test_an_output_directory_holding_ignored_files_keeps_its_lineage_in_a_mount(
     shown = assert_ok(dvfs(repo.root, home, "show", "--format", "json")).json()
     assert [s["stage"] for s in shown["pipeline"]] == ["s"]
     assert assert_ok(dvfs(repo.root, home, "cat", "HEAD:out/run.log")).out == "l\n"
+    fsck_clean(repo.root)
+
+
+HALF = """
+import os, sys
+open("out.bin", "w").write("half")
+with open(sys.argv[1], "w") as started:  # (a FIFO: the test reads it)
+    started.write(str(os.getpid()))
+open(sys.argv[2]).close()  # (a FIFO: waits for the test to open it)
+open("out.bin", "w").write("whole")
+"""
+
+
+def test_snapshot_refuses_while_repro_writes_an_output_in_the_mount(tmp_path: Path) -> None:
+    """A snapshot taken while a stage of `dvfs repro` in the mount was writing its
+    output recorded it half-written; it is refused, naming the stage, its pid and
+    what to do, and recorded whole once the repro is done."""
+    repo = Repository.init(tmp_path / "repo")
+    write(repo.root, "data/a.txt", b"a\n")
+    commit(repo, "raw data")
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    started, go = tmp_path / "started", tmp_path / "go"
+    os.mkfifo(started)
+    os.mkfifo(go)
+    with mounted(str(repo.root), mnt, home, overlay="daemon"):
+        (mnt / "half.py").write_text(HALF)
+        (mnt / "dvfs.yaml").write_text(json.dumps({"stages": {"half": {
+            "cmd": [PY, "half.py", str(started), str(go)], "deps": ["half.py"],
+            "outs": ["out.bin"],
+        }}}))  # fmt: skip
+        proc = subprocess.Popen(
+            cli_command("repro"), cwd=mnt, env=env_for(home),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            with open(started) as f:
+                pid = int(f.read())
+            assert (mnt / "out.bin").read_text() == "half"
+            r = dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "half")
+            line = assert_error(r, "is writing out.bin, an output of stage half")
+            assert f"`dvfs repro` (pid {proc.pid})" in line and f"kill -INT {proc.pid}" in line
+            assert "then snapshot again; nothing was recorded" in line, line
+            assert pid != proc.pid
+        finally:
+            with open(go, "w"):
+                pass
+            _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "whole"))
+    assert assert_ok(dvfs(repo.root, home, "cat", "HEAD:out.bin")).out == "whole"
+    assert assert_ok(dvfs(repo.root, home, "show", "--format", "json")).json()["message"] == "whole"
     fsck_clean(repo.root)

@@ -430,8 +430,9 @@ def test_an_ordinary_user_meets_the_permission_checks_of_a_disk(px: Posix) -> No
 
 def test_a_journal_of_format_1_is_replayed_and_extended(tmp_path: Path) -> None:
     """A work directory written before owners and times were journaled (format 1: nine
-    fields to a node) mounts with the daemon's owner and every time the mtime; new
-    records (format 2) go after the old ones, and both replay together."""
+    fields to a node) mounts with the daemon's owner and every time the mtime; its
+    records are written again framed (format 3), new ones go after them, and both
+    replay together."""
     work = tmp_path / "work"
     (work / "data").mkdir(parents=True)
     mtime = MTIME * 10**9
@@ -454,6 +455,7 @@ def test_a_journal_of_format_1_is_replayed_and_extended(tmp_path: Path) -> None:
     f, d = ov.root.kids[b"old.txt"], ov.root.kids[b"dir"]  # type: ignore[index]
     assert (f.mode, f.uid, f.gid, f.size, f.mtime_ns) == (0o640, os.getuid(), os.getgid(), 4, mtime)
     assert (d.mode, d.uid) == (0o750, os.getuid())
+    assert sorted(p.name for p in work.glob("journal.*")) == ["journal.2"]
     ov.set_attrs(f, owner=(1000, 1001), atime_ns=mtime + 5)
     ov.link(f, d, b"again")
     ov.close()

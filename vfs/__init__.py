@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs._os.direct_io import (
         open_direct as open_direct,
         read_range as read_range,
+        reserve_blocks as reserve_blocks,
         set_direct as set_direct,
         write_at as write_at,
         write_new as write_new,
@@ -117,10 +118,13 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         private_dir as private_dir,
         remove_record as remove_record,
         runtime_dir as runtime_dir,
+        pipeline_file as pipeline_file,
         write_record as write_record,
     )
     from vfs.mount.work_dirs import (
+        JOURNAL_FRAMED as JOURNAL_FRAMED,
         JournalRecords as JournalRecords,
+        journal_frame as journal_frame,
         journal_damage as journal_damage,
         missing_state_message as missing_state_message,
         orphaned_changes as orphaned_changes,
@@ -141,6 +145,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
     from vfs.store.pins import release as _release_pins
     from vfs.store.pins import take as _take_pins
     from vfs.pipeline.record import version_pipeline as version_pipeline
+    from vfs.pipeline.writing import refuse_snapshot as refuse_snapshot
     from vfs.progress_bar import human_size as human_size
     from vfs.quoting import quote_name as quote_name, shell_word as shell_word
     from vfs.repo.refs import check_ref_name as check_ref_name
@@ -278,6 +283,7 @@ PUBLIC: dict[str, str] = {
     "listing": "vfs._os.beneath",
     "move_mount": "vfs._os.mount_api",
     "open_direct": "vfs._os.direct_io",
+    "reserve_blocks": "vfs._os.direct_io",
     "open_meta": "vfs.remote.read",
     "open_tree_clone": "vfs._os.mount_api",
     "parse_format": "vfs.repo.repository",
@@ -303,10 +309,14 @@ PUBLIC: dict[str, str] = {
     "umount2": "vfs._os.mount_api",
     "unnamed_file": "vfs._os.tmpfile",
     "version_pipeline": "vfs.pipeline.record",
+    "refuse_snapshot": "vfs.pipeline.writing",
+    "pipeline_file": "vfs.mount.mounts",
     "version_yaml": "vfs.ops.browse",
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
     "write_record": "vfs.mount.mounts",
+    "JOURNAL_FRAMED": "vfs.mount.work_dirs",
+    "journal_frame": "vfs.mount.work_dirs",
     "JournalRecords": "vfs.mount.work_dirs",
     "journal_damage": "vfs.mount.work_dirs",
     "read_journal": "vfs.mount.work_dirs",

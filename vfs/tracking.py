@@ -97,6 +97,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.pipeline.spec import OWN_FILES
+from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_given, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
@@ -199,7 +200,7 @@ class Run:
         try:
             self._stack.enter_context(ws.exclusive())
             assert ws.repo is not None
-            self.writing = Writing(ws.repo.dir, "vfs.track", "run")  # (vfs.pipeline.writing)
+            self.writing = Writing(ws.repo.dir / WRITING_FILE, "vfs.track", "run")
             self._stack.callback(self.writing.close)
             if self.name in _stages(ws):
                 raise UsageError(

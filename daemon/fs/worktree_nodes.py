@@ -167,6 +167,9 @@ class WorkingNodes(VersionsFs):
         if not self.writable:
             raise fuse_error(errno.EROFS)
         await self.gate.enter()
+        if not self.writable:  # (a snapshot that could not settle: Snapshots.take)
+            self.gate.leave()
+            raise fuse_error(errno.EROFS)
 
     @staticmethod
     def _reserved(d: WNode, name: bytes) -> bool:

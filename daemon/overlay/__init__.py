@@ -8,7 +8,8 @@ are picked up by the next mount. It is the daemon user's alone (0700, its files 
 
     lock            flock held by the daemon serving this working tree
     state           msgpack: format, base version id, journal generation, next node id
-    journal.<gen>   msgpack records appended as the namespace changes (below)
+    journal.<gen>   msgpack records appended as the namespace changes, each append one
+                    frame with its length and CRC-32 (below)
     data/<nid>      the content of a file copied up or created through the mount
     trash.<gen>     the data/ a snapshot emptied, being removed by a thread
 

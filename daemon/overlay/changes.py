@@ -58,20 +58,21 @@ class Changes(OverlayState):
             out.append(["L", n.parent.nid, n.name, n.nid])
         return out
 
-    def _commit(self, records: list[list[Any]], touched: list[WNode]) -> None:
+    def _commit(self, records: list[list[Any]], touched: list[WNode], new: bool = False) -> None:
         """Append ``records``; then mark what they recorded.
 
         On a full disk the records that only give a recorded directory its new times
         are left out, so that unlinking still frees room (the times are then lost at
-        the next mount, not the change).
+        the next mount, not the change). ``new``: they make or link a name, which a
+        full disk refuses first (``Journal.append``).
         """
         try:
-            self.journal.append(*records)
+            self.journal.append(*records, new=new)
         except OSError as exc:
             needed = [r for r in records if not self._times_only(r)]
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or len(needed) == len(records):
                 raise
-            self.journal.append(*needed)
+            self.journal.append(*needed, new=new)
         for rec in records:
             if rec[0] == "N":
                 self.nodes[rec[1]].recorded = True
@@ -101,7 +102,7 @@ class Changes(OverlayState):
         recs.append(["L", d.nid, name, n.nid])
         self.nodes[n.nid] = n
         try:
-            self._commit(recs, [d])
+            self._commit(recs, [d], new=True)
         except BaseException:
             del self.nodes[n.nid]
             raise
@@ -121,7 +122,7 @@ class Changes(OverlayState):
         if not n.recorded:  # its first name, made known with the node
             recs.append(["L", n.parent.nid, n.name, n.nid])
         recs.append(["L", d.nid, name, n.nid])
-        self._commit(recs, [n.parent, d])
+        self._commit(recs, [n.parent, d], new=True)
         d.kids[name] = n
         n.links = [*(n.links or ()), (d, name)]
         self.on_change(n)

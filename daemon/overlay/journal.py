@@ -1,9 +1,11 @@
 """The journal of a working tree: its record format, appends, and what replay keeps.
 
 Journal records (msgpack arrays; each is an assignment, so replaying one already
-applied changes nothing). Format 2 (``state`` says which; format 1 journals, whose
-``N`` records end at ``target``, are replayed with the daemon's owner and times equal
-to the mtime)::
+applied changes nothing). Each append's records are one frame, with their length and
+a CRC-32 (``vfs.mount.work_dirs``). Format 3 (``state`` says which; formats 1 and 2
+wrote the records bare, unframed, and are rewritten framed at the next mount; format
+1 journals, whose ``N`` records end at ``target``, are replayed with the daemon's
+owner and times equal to the mtime)::
 
     ["N", nid, kind, mode, mtime_ns, origin|nil, entry|nil, upper, target|nil,
      uid, gid, atime_ns, ctime_ns, special, rdev]
@@ -22,10 +24,10 @@ A change touches only the nodes on the path to it: before a name changes in a
 directory, that directory and its ancestors are recorded (``N`` and ``L``) once.
 Data is never journaled: a write goes straight to ``data/<nid>``, and an upper
 file's size and mtime (and its ctime, if later than the recorded one) are read back
-from it on replay. Records are appended with one
-``write`` each, so a killed daemon loses nothing it acknowledged; ``fsync`` of any
-file also syncs the journal, so what was fsynced survives a power cut too. A torn
-last record (a crash mid-append, a full disk) is cut off; damage anywhere else
+from it on replay. Each append is one ``write``, so a killed daemon loses nothing it
+acknowledged; ``fsync`` of any file also syncs the journal, so what was fsynced
+survives a power cut too. A torn last append (a crash mid-append, a full disk, zeros
+a power cut left) fails its checksum and is cut off whole; damage anywhere else
 (``vfs.mount.work_dirs``) keeps the working tree from being mounted, and deletes nothing.
 """
 
@@ -40,10 +42,20 @@ from typing import Any
 import msgpack
 
 from daemon.fs import inodes
-from vfs import Entry, JournalRecords, decode_tree, encode_tree, read_journal
+from vfs import (
+    JOURNAL_FRAMED,
+    Entry,
+    JournalRecords,
+    decode_tree,
+    encode_tree,
+    journal_frame,
+    read_journal,
+    reserve_blocks,
+)
 
-FORMAT = 2  # of state and journal; format 1 is still read
-READ_FORMATS = (1, 2)
+RESERVE = 64 << 10  # bytes kept allocated past the journal's end (see Journal.append)
+FORMAT = 3  # of state and journal; formats 1 and 2 are still read
+READ_FORMATS = (1, 2, 3)
 Defs = dict[int, list[Any]]  # node id -> its last N record
 N_FIELDS = 15  # of a format 2 N record (format 1: 9)
 Names = dict[int, dict[bytes, int | None]]  # dir id -> name -> node id (None: removed)
@@ -92,31 +104,56 @@ def _defines_node(rec: list[Any]) -> bool:
     )
 
 
-class Journal:
-    """The append-only record of namespace changes (see the module docstring)."""
+def pack(records: list[list[Any]]) -> bytes:
+    """``records`` as one frame of a journal of format ``FORMAT``."""
+    return journal_frame(b"".join(msgpack.packb(r, use_bin_type=True) for r in records))
 
-    def __init__(self, path: Path) -> None:
+
+class Journal:
+    """The append-only record of namespace changes (see the module docstring).
+
+    ``fmt``: the format of ``state`` naming it; one of an older format is only read.
+
+    ``RESERVE`` bytes past its end are kept allocated (``fallocate``, its size
+    unchanged), so that on a full disk removing a file can still be recorded, and so
+    free room. Once the disk has no room for that reserve, an append that records
+    something new (a name made or linked) fails with ENOSPC, leaving the reserve to
+    the others, until the reserve can be made again.
+    """
+
+    def __init__(self, path: Path, fmt: int = FORMAT) -> None:
         self.path = path
+        self.framed = fmt >= JOURNAL_FRAMED
         self.fd = os.open(
             path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
         )
         self.size = os.fstat(self.fd).st_size
         self.unsynced = False
+        self.reserved = 0  # the offset up to which blocks are allocated, as far as known
+        self.short = False  # the reserve could not be made (the disk is full)
 
     def read(self) -> JournalRecords:
         """Every whole record (``vfs.mount.work_dirs``); a torn tail is cut off the
         file, damage is left as it is (the caller refuses the working tree)."""
         with open(self.path, "rb") as f:
             data = f.read()
-        got = read_journal(data)
+        got = read_journal(data, self.framed)
         if got.damaged_at is None and got.whole != len(data):
             os.ftruncate(self.fd, got.whole)
             self.size = got.whole
         return got
 
-    def append(self, *records: list[Any]) -> None:
-        """Append records in one write; on failure the journal is as it was."""
-        data = b"".join(msgpack.packb(r, use_bin_type=True) for r in records)
+    def append(self, *records: list[Any], new: bool = False) -> None:
+        """Append records in one write; on failure the journal is as it was.
+
+        ``new``: they record a name made or linked, refused while the disk has no room
+        for the reserve (see the class docstring)."""
+        assert self.framed, "a journal of an older format is rewritten before use"
+        data = pack(list(records))
+        if new and self.short:
+            self._reserve()
+            if self.short:
+                raise OSError(errno.ENOSPC, "no room left for the journal's reserve")
         try:
             n = os.write(self.fd, data)
             if n != len(data):
@@ -127,6 +164,21 @@ class Journal:
             raise
         self.size += len(data)
         self.unsynced = True
+        if self.size + RESERVE > self.reserved:
+            self._reserve()
+
+    def _reserve(self) -> None:
+        """Allocate ``RESERVE`` bytes past the end, and as many more (one call per that
+        much growth); ``short`` says whether it failed for want of room."""
+        try:
+            done = reserve_blocks(self.fd, self.size, 2 * RESERVE)
+        except OSError as exc:  # (never raised: the append it follows is made)
+            self.short = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            if not self.short:
+                self.reserved = 1 << 62  # not to be had here: never tried again
+            return
+        self.short = False
+        self.reserved = self.size + 2 * RESERVE if done else 1 << 62
 
     def sync(self) -> None:
         """Make the appended records durable."""

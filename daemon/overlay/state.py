@@ -31,6 +31,7 @@ from daemon.overlay.journal import (
     Journal,
     decode_entry,
     fold,
+    pack,
 )
 from daemon.overlay.node import WNode, attrs_of, join, versioned
 from daemon.overlay.spares import Spares
@@ -88,7 +89,7 @@ class OverlayState:
         state = self._read_state()
         if state is not None:
             self.base, self.gen, self.next = state["base"], state["gen"], state["next"]
-            self.journal = Journal(self._journal_path())
+            self.journal = Journal(self._journal_path(), state["format"])
             got = self.journal.read()
             if got.damaged_at is not None:
                 self._damaged(f"at byte {got.damaged_at} of {self.journal.size}")
@@ -161,22 +162,27 @@ class OverlayState:
         self.nodes = {inodes.ROOT: root}
 
     def _compact(self, records: list[list[Any]]) -> list[list[Any]]:
-        """Rewrite a long journal as the few records that rebuild the same tree.
+        """Rewrite a long journal as the few records that rebuild the same tree, and
+        one of an older format framed (its records as they are, unless long).
 
         A long-lived mount only appends (a file made and deleted leaves three
         records), and replay reads all of it at every mount. The new journal is
         written whole under the next generation, then ``state`` names it, then the
         old one goes: a crash at any point leaves one of the two complete journals.
         """
-        if self.journal.size < COMPACT_ABOVE or any(r[:1] == ["S"] for r in records):
+        old_format = not self.journal.framed
+        long = self.journal.size >= COMPACT_ABOVE and not any(r[:1] == ["S"] for r in records)
+        if not (long or old_format):
             return records
         folded = fold(records)
         if folded is None:
             return records  # for replay to refuse
-        kept = compacted(*folded)
-        data = b"".join(msgpack.packb(r, use_bin_type=True) for r in kept)
-        if len(data) * 2 > self.journal.size:
-            return records
+        kept = compacted(*folded) if long else records
+        data = b"".join(pack([r]) for r in kept)
+        if long and len(data) * 2 > self.journal.size:
+            if not old_format:
+                return records
+            kept, data = records, b"".join(pack([r]) for r in records)
         old = self.journal
         self.next = max([self.next, *(nid + 1 for nid in folded[0])])  # dropped ones too
         self.gen += 1
@@ -186,7 +192,7 @@ class OverlayState:
         old.close()
         with contextlib.suppress(OSError):
             os.unlink(old.path)
-        log.info("journal compacted from %d to %d bytes", old.size, len(data))
+        log.info("journal rewritten from %d to %d bytes", old.size, len(data))
         return kept
 
     def _replay(self, records: list[list[Any]], base_root: Entry | None) -> None:

@@ -135,6 +135,48 @@ def open_direct(path: str | bytes | os.PathLike[str], flags: int, mode: int = 0o
 _FALLOCATE: list[Callable[[int, int, int, int], int] | None] = []  # libc's, once looked up
 
 
+FALLOC_FL_KEEP_SIZE = 1
+
+
+def _fallocate() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``fallocate`` (None where there is none), looked up once."""
+    if not _FALLOCATE:
+        import ctypes
+
+        try:
+            libc_fn = ctypes.CDLL(None, use_errno=True).fallocate
+            libc_fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            libc_fn.restype = ctypes.c_int
+            _FALLOCATE.append(libc_fn)
+        except (OSError, AttributeError):
+            _FALLOCATE.append(None)
+    return _FALLOCATE[0]
+
+
+def _call_fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
+    """``fallocate``; False where the filesystem or C library has none, OSError else."""
+    fn = _fallocate()
+    if fn is None:
+        return False
+    import ctypes
+
+    while fn(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return False
+        if err != errno.EINTR:
+            raise OSError(err, os.strerror(err))
+    return True
+
+
+def reserve_blocks(fd: int, offset: int, length: int) -> bool:
+    """Give the file at ``fd`` the blocks of ``length`` bytes at ``offset`` now, its size
+    unchanged (``fallocate`` with ``FALLOC_FL_KEEP_SIZE``): appends there then need no
+    new block. OSError ENOSPC if the disk has not that room; False, having done
+    nothing, where the filesystem has no such ``fallocate``."""
+    return length > 0 and _call_fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length)
+
+
 def preallocate(fd: int, size: int) -> bool:
     """Give the empty file at ``fd`` its ``size`` and its blocks now (``fallocate``, mode 0).
 
@@ -150,28 +192,7 @@ def preallocate(fd: int, size: int) -> bool:
     ``fallocate``: glibc's ``posix_fallocate`` is not used, as it would write a byte
     into every block instead. The caller writes exactly ``size`` bytes afterwards.
     """
-    if not _FALLOCATE:
-        import ctypes
-
-        try:
-            libc_fn = ctypes.CDLL(None, use_errno=True).fallocate
-            libc_fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-            libc_fn.restype = ctypes.c_int
-            _FALLOCATE.append(libc_fn)
-        except (OSError, AttributeError):
-            _FALLOCATE.append(None)
-    fn = _FALLOCATE[0]
-    if fn is None or size <= 0:
-        return False
-    import ctypes
-
-    while fn(fd, 0, 0, size) != 0:
-        err = ctypes.get_errno()
-        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            return False
-        if err != errno.EINTR:
-            raise OSError(err, os.strerror(err))
-    return True
+    return size > 0 and _call_fallocate(fd, 0, 0, size)
 
 
 def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:

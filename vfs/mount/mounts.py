@@ -276,6 +276,15 @@ def record_path(mountpoint: Path) -> Path:
     return records_dir() / f"{digest}.json"
 
 
+def pipeline_file(mountpoint: Path, suffix: str) -> Path:
+    """A file of the pipeline runs in a mount (``vfs.pipeline``), in the runtime
+    directory: ``pipeline-<sha256(mount point)[:16]>.lock``, held while one runs, and
+    ``.writing``, the outputs being written (``vfs.pipeline.writing``), which the
+    mount's daemon reads before a snapshot."""
+    digest = hashlib.sha256(os.fsencode(str(mountpoint))).hexdigest()[:16]
+    return runtime_dir() / f"pipeline-{digest}.{suffix}"
+
+
 def write_record(rec: MountRecord) -> None:
     """Record a mount (atomically: readers never see half a record)."""
     path = record_path(Path(rec.mountpoint))

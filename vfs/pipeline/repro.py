@@ -219,9 +219,9 @@ class Repro:
         self.fresh_outs: dict[bytes, bytes] = {}  # a fresh stage's outputs: their run's ids
         self.recorded = False
         self.out = Outcome()
-        # what add must not stage meanwhile (vfs.pipeline.writing): in the repository's
-        # own working tree, the only one add stages from
-        self.writing = Writing(ws.repo.dir) if ws.repo is not None and ws.own_index else None
+        # what add must not stage meanwhile, or a mount's snapshot record (vfs.pipeline.writing)
+        listed = ws.writing_list()
+        self.writing = Writing(listed) if listed is not None else None
 
     # reading ---------------------------------------------------------------------
 

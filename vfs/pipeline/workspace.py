@@ -35,6 +35,7 @@ from vfs.pipeline import graph, spec
 from vfs.pipeline.content import dir_id, leaf_id
 from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.spec import Pipeline
+from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.quoting import quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.repository import DVFS_DIR, Repository
@@ -126,17 +127,25 @@ class Workspace:
         if self.repo is not None and self.own_index:
             path = self.repo.dir / "pipeline.lock"
         elif self.mount is not None:
-            import hashlib  # (only for a mount's lock name)
+            from vfs.mount.mounts import pipeline_file  # (only for a mount)
 
-            digest = hashlib.sha256(os.fsencode(str(self.mount))).hexdigest()[:16]
-            from vfs.mount.mounts import runtime_dir
-
-            path = runtime_dir() / f"pipeline-{digest}.lock"
+            path = pipeline_file(self.mount, "lock")
         else:
             yield
             return
         with repository_lock(path, wait=0):
             yield
+
+    def writing_list(self) -> Path | None:
+        """Where a run lists the outputs being written (``vfs.pipeline.writing``): what
+        ``add`` refuses in a repository, and a snapshot in a mount (None: neither)."""
+        if self.repo is not None and self.own_index:
+            return self.repo.dir / WRITING_FILE
+        if self.mount is not None:
+            from vfs.mount.mounts import pipeline_file  # (only for a mount)
+
+            return pipeline_file(self.mount, "writing")
+        return None
 
     def chunker(self) -> Chunker:
         """The repository's chunker (content ids do not depend on it: digests are whole)."""

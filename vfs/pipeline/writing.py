@@ -5,7 +5,10 @@ partial: ``dvfs add`` of one of them, or of a directory above one (``dvfs add .`
 ``commit -a``), would stage half a file. So ``repro`` in a repository's working tree
 lists the stages writing, with their outputs, in ``.dvfs/pipeline.writing``, and
 ``add`` (``vfs.ops.workflow``) refuses a path at, above or below one of those outputs,
-naming the stage and what to do.
+naming the stage and what to do. In a mount the list is
+``<runtime dir>/pipeline-<sha256(MNT)[:16]>.writing`` (``vfs.mount.mounts.pipeline_file``),
+and ``dvfs snapshot MNT`` (its daemon, once writers wait) is refused while a stage
+writes there: the version would record half a file.
 
 The list is live while its process holds an exclusive ``flock`` on it, as a pin is
 (``vfs.store.pins``): the kernel drops the lock when the process dies, so a list a
@@ -59,8 +62,9 @@ class Writer:
 class Writing:
     """The list of one ``repro``: :meth:`start` before a stage writes, :meth:`done` after."""
 
-    def __init__(self, dvfs_dir: Path, by: str = "`dvfs repro`", unit: str = "stage") -> None:
-        self.path = dvfs_dir / FILE_NAME
+    def __init__(self, path: Path, by: str = "`dvfs repro`", unit: str = "stage") -> None:
+        """``path``: where the list is (``.dvfs/pipeline.writing`` in a repository)."""
+        self.path = path
         self.by, self.unit = by, unit
         self.stages: dict[str, tuple[bytes, ...]] = {}
         self.fd = -1
@@ -114,9 +118,9 @@ class Writing:
         self.fd = fd
 
 
-def writers(dvfs_dir: Path) -> list[Writer]:
-    """What a live ``repro`` is writing now (none if no list, or if its process is gone)."""
-    path = dvfs_dir / FILE_NAME
+def writers(path: Path) -> list[Writer]:
+    """What a live ``repro`` is writing now, as the list at ``path`` says (none if no
+    list, or if its process is gone)."""
     for _ in range(3):  # (the list may be replaced between open and flock: look again)
         try:
             fd = os.open(path, _OPEN)
@@ -171,21 +175,28 @@ def _overlaps(path: bytes, out: bytes) -> bool:
 def refuse_partial(dvfs_dir: Path, paths: Iterable[bytes]) -> None:
     """LockBusy if one of ``paths`` is at, above or below an output a live ``repro`` is
     writing: staged now, it would be a partial output."""
-    found = writers(dvfs_dir)
-    if not found:
-        return
+    found = writers(dvfs_dir / FILE_NAME)
     for p in paths:
         for w in found:
             if _overlaps(p, w.out):
-                what = "the working tree"
-                if w.out:
-                    what = (
-                        f"{quote_name(w.out)}, an output of {escape_text(w.unit)} "
-                        f"{quote_name(w.stage)}"
-                    )
-                who = escape_text(w.by) + (f" (pid {w.pid})" if w.pid else "")
-                stop = f"stop it (kill -INT {w.pid})" if w.pid else "stop it"
-                raise LockBusy(
-                    f"{who} is writing {what}: staged now it would be partial; wait for "
-                    f"it to finish, or {stop}, then add again; nothing was staged"
-                )
+                raise LockBusy(_busy(w, "staged", "add again; nothing was staged"))
+
+
+def refuse_snapshot(path: Path) -> None:
+    """LockBusy if a live ``repro`` in a mount, whose list is at ``path``, is writing
+    an output: a snapshot now would record it partial."""
+    for w in writers(path):
+        raise LockBusy(_busy(w, "recorded", "snapshot again; nothing was recorded"))
+
+
+def _busy(w: Writer, done: str, then: str) -> str:
+    """What to tell a user whose command would have ``done`` ``w``'s output partial."""
+    what = "the working tree"
+    if w.out:
+        what = f"{quote_name(w.out)}, an output of {escape_text(w.unit)} {quote_name(w.stage)}"
+    who = escape_text(w.by) + (f" (pid {w.pid})" if w.pid else "")
+    stop = f"stop it (kill -INT {w.pid})" if w.pid else "stop it"
+    return (
+        f"{who} is writing {what}: {done} now it would be partial; wait for it to finish, "
+        f"or {stop}, then {then}"
+    )
