@@ -373,6 +373,39 @@ def test_branch_d_does_not_count_on_a_copy_of_a_remote_no_settings_name(
     a.fsck_clean()
 
 
+def test_branch_d_names_the_copy_of_a_dropped_remote_that_alone_holds_its_versions(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The branch was pushed to remote old, since dropped from the settings: `branch
+    -d` is refused, and said that no other branch, tag or remote copy held its
+    versions, though old/spike does. The refusal names that copy and the command
+    that deletes it; a branch no copy holds keeps the plain message."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("switch", "-c", "spike")
+    spike = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push", "--remote", "old")
+    a.ok("switch", "main")
+    a.ok("switch", "-c", "solo")
+    commit_files(a, {"d/x": b"3"}, "three")
+    a.ok("switch", "main")
+    config = json.loads((a.root / ".dvfs" / "config").read_text())
+    del config["remotes"]["old"]
+    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+
+    line = a.fail("branch", "-d", "spike", code=2)
+    assert f"holds a version (v2 {spike[:10]}) that no other branch, tag or copy of a " in line
+    assert "configured remote holds, only old/spike, a copy of remote old, which no " in line
+    assert "`dvfs remote remove old` deletes it, and gc then drops what only it " in line
+    assert "nothing was deleted" in line
+    line = a.fail("branch", "-d", "solo", code=2)
+    assert "that no other branch, tag or remote copy holds: merge or tag" in line
+    assert "old/" not in line
+    assert a.show("spike")["id"] == spike
+    a.fsck_clean()
+
+
 def test_a_remote_added_under_the_name_of_one_dvfs_toml_dropped_starts_afresh(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
