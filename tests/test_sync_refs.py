@@ -406,6 +406,47 @@ def test_branch_d_names_the_copy_of_a_dropped_remote_that_alone_holds_its_versio
     a.fsck_clean()
 
 
+def test_gc_says_what_it_keeps_for_copies_of_a_dropped_remote(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """Copies of a remote the settings no longer name (old/spike) are kept by gc, as
+    git keeps them until `git remote remove`; gc said nothing of it, so a user who
+    deleted the branch saw nothing freed and no reason. gc now counts the versions
+    only such copies hold and names the command that lets it free them; after
+    `remote remove old` it does. A remote renamed by `remote rename` is no such one."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "keep", str(tmp_path / "keep"))
+    a.ok("remote", "rename", "keep", "kept")
+    a.ok("switch", "-c", "spike")
+    spike = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push", "--remote", "old")
+    a.ok("push", "--remote", "kept", "main")
+    a.ok("switch", "main")
+    a.ok("branch", "-D", "spike")
+    assert "kept 1 version(s)" not in a.ok("gc").out  # old is still configured
+    config = json.loads((a.root / ".dvfs" / "config").read_text())
+    del config["remotes"]["old"]
+    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+
+    lines = a.ok("gc").out.splitlines()
+    assert lines[-1] == (
+        "kept 1 version(s) that only copies of remote(s) old hold, which no settings name "
+        "any more (`dvfs remote remove old` deletes those copies, and the next gc frees "
+        "what only they held)"
+    )
+    got = a.json("gc", "--json")
+    assert (got["unconfigured"], got["unconfigured_versions"]) == (["old/spike"], 1)
+    assert a.json("log", "-n", "1", "--json", spike)[0]["id"] == spike
+    a.ok("remote", "remove", "old")
+    out = a.ok("gc").out
+    assert "kept" not in out.splitlines()[-1].split(";")[0] and "settings" not in out
+    assert a.json("gc", "--json")["unconfigured"] == []
+    a.fail("log", "-n", "1", spike)
+    a.fsck_clean()
+
+
 def test_a_remote_added_under_the_name_of_one_dvfs_toml_dropped_starts_afresh(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
