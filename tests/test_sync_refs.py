@@ -101,6 +101,27 @@ def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) ->
         assert not (tmp_path / "b").exists()
 
 
+def test_the_hint_of_a_clone_of_an_empty_relative_directory_works_as_given(
+    tmp_path: Path,
+) -> None:
+    """`dvfs clone empty b` of an empty directory named relative to here told to run
+    `dvfs remote add origin empty` in b, where empty names b/empty, inside the
+    repository, which add refuses. The hint names the directory from the root, and
+    doing as it says starts the remote there."""
+    (tmp_path / "empty").mkdir()
+    line = assert_error(run(tmp_path, "clone", "empty", "b"), "nothing to clone")
+    assert f"`dvfs remote add origin {tmp_path / 'empty'}`" in line, line
+    assert_ok(run(tmp_path, "init", "b"))
+    b = Repo(tmp_path / "b")
+    b.ok("remote", "add", "origin", str(tmp_path / "empty"))
+    commit_files(b, {"d/x": b"x"}, "x")
+    b.ok("push")
+    assert_ok(run(tmp_path, "clone", "empty", "c"))
+    c = Repo(tmp_path / "c")
+    assert c.read("d/x") == b"x"
+    c.fsck_clean()
+
+
 def test_a_pull_of_a_branch_deleted_on_the_remote_says_so(
     dir_remote: Remote, make_repo: RepoFactory
 ) -> None:

@@ -1002,11 +1002,14 @@ def _only_tags(spec: RemoteSpec, directory: Path, got: FetchResult) -> UsageErro
 def _nothing_to_clone(
     what: str, spec: RemoteSpec, directory: Path, skipped: str = ""
 ) -> UsageError:
-    """A clone of a remote nobody pushed to: how to start it instead."""
+    """A clone of a remote nobody pushed to: how to start it instead. A directory
+    given relative to here is named from the root (the hint's `remote add` runs in
+    the new repository, where the relative name would point inside it)."""
     endpoint = f" --endpoint-url {shlex.quote(spec.endpoint_url)}" if spec.endpoint_url else ""
+    url = spec.url if "://" in spec.url else os.path.abspath(os.path.expanduser(spec.url))
     return UsageError(
         f"{what}: nothing to clone; to start it, `dvfs init {shlex.quote(str(directory))}`, "
-        f"then in it `dvfs remote add origin {shlex.quote(spec.url)}{endpoint}`, commit and "
+        f"then in it `dvfs remote add origin {shlex.quote(url)}{endpoint}`, commit and "
         f"`dvfs push`{skipped}"
     )
 
