@@ -181,7 +181,8 @@ def test_fsck_after_a_remote_is_removed_no_longer_counts_on_it(
     a.ok("push")
     b, _ = dir_remote.clone(a.root.parent, "b")
     assert b.fsck_clean()["remote_only"] == 1  # v1's chunk, on the remote
-    b.ok("remote", "remove", "origin")
+    b.fail("remote", "remove", "origin", fragments=("alone holds the data of 1 chunk(s)",))
+    b.ok("remote", "remove", "origin", "--force")
     r = b.run("fsck", "--json")
     assert r.code != 0, r
     report = r.json()

@@ -19,19 +19,22 @@ temporary name in the store, which ``dvfs fsck`` removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from vfs.errors import RemoteError, UsageError
-from vfs.model.codec import Entry
+from vfs.errors import DvfsError, RemoteError, UsageError
+from vfs.model.codec import Entry, decode_tree
+from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, connect, default_remote, get_remote
+from vfs.remote.config import Meter, connect, default_remote, get_remote, tracking_branches
 from vfs.remote.config import remotes as configured_remotes
-from vfs.remote.reader import Located, RemoteRepo, index_cache
+from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids, index_cache
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
+from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
@@ -107,6 +110,37 @@ def download_chunks(
     finally:
         workers.progress.done()
     store.flush()
+
+
+def held_only_by(repo: Repository, name: str) -> tuple[int, int]:
+    """The chunks (how many, their bytes) that versions kept here use, that the local
+    store lacks (never downloaded, or dropped by ``dvfs store prune``) and that of the
+    configured remotes only ``name`` holds, as their cached index segments tell:
+    forgetting ``name`` leaves them unreadable from here. Kept here: every branch,
+    tag and other remote's copy, a detached HEAD and the staging index's versions."""
+    alone = cached_remote_ids(repo, [name])
+    if alone:
+        alone -= cached_remote_ids(repo, [n for n in configured_remotes(repo) if n != name])
+    if not alone:
+        return 0, 0
+    refs = repo.refs
+    own = {f"{name}/{b}" for b in tracking_branches(repo, name)}
+    roots = []
+    if (detached := refs.head().detached) is not None:
+        roots.append(("HEAD", detached))
+    for kind in ("heads", "tags", "remotes"):
+        for ref in refs.names(kind):
+            if not (kind == "remotes" and ref in own) and (oid := refs.get(f"refs/{kind}/{ref}")):
+                roots.append((ref, oid))
+    with contextlib.suppress(DvfsError):  # (a damaged index names nothing to keep)
+        index = repo.index()
+        roots += [("index", oid) for oid in (index.head, index.base) if oid is not None]
+    store = repo.store
+    got = reach(
+        roots, lambda oid: decode_version(store.get(oid)), lambda tid: decode_tree(store.get(tid))
+    )
+    lacking = store.missing(c for c in got.chunks if c in alone)
+    return len(lacking), sum(got.chunks[c] for c in lacking)
 
 
 def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:

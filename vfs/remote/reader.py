@@ -84,16 +84,20 @@ def index_cache(repo: Repository, name: str) -> Path | None:
     return kept / "index"
 
 
-def cached_remote_ids(repo: Repository) -> set[bytes]:
-    """Ids of objects the configured remotes hold, as far as their cached index
-    segments tell (not a remote no settings name any more: no command fetches from it)."""
+def cached_remote_ids(repo: Repository, only: Iterable[str] | None = None) -> set[bytes]:
+    """Ids of objects the configured remotes (or the remotes ``only``) hold, as far as
+    their cached index segments tell (not a remote no settings name any more: no
+    command fetches from it)."""
     out: set[bytes] = set()
-    try:
-        names = list(remotes(repo))
-    except DvfsError:
-        # a dvfs.toml that does not parse stops remote commands until it is fixed; till
-        # then every cache counts (the file fixed most likely names them again)
-        names = [p.name for p in (repo.dir / "remotes").glob("*")]
+    if only is not None:
+        names = list(only)
+    else:
+        try:
+            names = list(remotes(repo))
+        except DvfsError:
+            # a dvfs.toml that does not parse stops remote commands until it is fixed;
+            # till then every cache counts (the file fixed most likely names them again)
+            names = [p.name for p in (repo.dir / "remotes").glob("*")]
     for name in names:
         cache = index_cache(repo, name)
         if cache is None:
