@@ -238,11 +238,17 @@ class RemoteRepo:
                 "clone it instead of adding it as a remote"
             )
 
-    def refs(self, kind: str, skipped: list[str] | None = None) -> dict[str, bytes]:
+    def refs(
+        self,
+        kind: str,
+        skipped: list[str] | None = None,
+        unreadable: dict[str, str] | None = None,
+    ) -> dict[str, bytes]:
         """Every usable ``heads`` or ``tags`` ref of the remote (see the module docstring).
 
         A ref that is not usable is left out, with one line saying why appended to
-        ``skipped``.
+        ``skipped``; one that is there but cannot be read (it holds no version id) is
+        put in ``unreadable`` too, by name, with why.
         """
         base = refs_prefix(kind)
         what = "branch" if kind == "heads" else "tag"
@@ -266,6 +272,8 @@ class RemoteRepo:
                 if isinstance(exc, RemoteNotFound):
                     continue  # deleted since it was listed
                 notes.append(f"remote {what} {_named(name)} skipped: {exc}")
+                if unreadable is not None:
+                    unreadable[name] = str(exc)
         if skipped is not None:
             skipped += [f"{self.url}: {note}" for note in notes]
         return out
