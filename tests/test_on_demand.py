@@ -167,7 +167,7 @@ def test_offline_refuses_and_data_no_remote_holds_is_not_checked_out(
 
     # Without a remote to fetch from, the files that need data are not checked out,
     # never left with v2's bytes under v1's name; status says so, and its hint works.
-    b.ok("remote", "remove", "origin")
+    b.ok("remote", "remove", "origin", "--force")
     r = b.run("checkout", "v1")
     assert_error(r, "could not restore 4 files", "data/f0.bin", "not checked out")
     assert "no remote" in r.err
@@ -184,6 +184,31 @@ def test_offline_refuses_and_data_no_remote_holds_is_not_checked_out(
     b.ok("pull", "v1")
     same_as(b, V1)
     clean_at(b, "v1", p.v1)
+    b.fsck_clean()
+
+
+def test_removing_the_remote_that_alone_holds_data_here_is_refused(
+    published: Published, s3_env: S3Server, tmp_path: Path
+) -> None:
+    """A clone holds v2's data, not v1's: `remote remove origin` went through, and the
+    clone could no longer read v1's files, which `dvfs fsck` then counted missing. It
+    is refused, naming what would become unreadable; once another remote holds that
+    data (a push to it downloads it first) the removal goes; --force removes it anyway."""
+    p = published
+    b, _ = p.clone(tmp_path, "b")
+    line = b.fail("remote", "remove", "origin", code=2)
+    assert "remote origin alone holds the data of 6 chunk(s)" in line, line
+    assert "nothing was removed" in line and "dvfs remote remove origin --force" in line
+    assert b.json("remote", "list", "--json")[0]["name"] == "origin"
+    b.fsck_clean()
+    c, _ = p.clone(tmp_path, "c")
+    c.ok("remote", "remove", "origin", "--force")
+    assert c.json("remote", "list", "--json") == []
+    b.ok("remote", "add", "backup", str(tmp_path / "backup"))
+    b.ok("push", "--remote", "backup")
+    b.ok("remote", "remove", "origin")
+    assert [r["name"] for r in b.json("remote", "list", "--json")] == ["backup"]
+    assert b.cat("v1:data/f0.bin") == V1["data/f0.bin"]
     b.fsck_clean()
 
 

@@ -80,6 +80,31 @@ def test_prune_never_drops_data_the_remote_lacks(
     repo.fsck_clean()
 
 
+def test_data_pruned_for_a_remote_other_than_the_default_comes_back_from_it(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """`store prune --remote backup` while origin, the default, lacks the data: `cat`
+    and `checkout` of an old version asked origin alone and failed ("which failed",
+    or "neither in the local store nor on remote origin"), while fsck said commands
+    fetch the data when needed. The remote the default lacks it on is asked next."""
+    repo = three_pushed(make_repo, dir_remote)
+    other = make_repo("other")
+    other.write("o.bin", DATA[4])
+    other.ok("add", "o.bin")
+    other.commit("other")
+    other.ok("remote", "add", "origin", str(tmp_path / "team"))
+    other.ok("push")
+    repo.ok("remote", "add", "team", str(tmp_path / "team"), "--default")  # lacks our data
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 0  # (team holds none)
+    assert repo.json("store", "prune", "--remote", "origin", "--json")["chunks_dropped"] == 2
+    assert repo.cat("v1:data.bin") == DATA[0]
+    shutil.rmtree(tmp_path / "team")  # the default fails: origin still answers
+    repo.ok("checkout", "v2")
+    assert repo.read("data.bin") == DATA[1]
+    repo.ok("checkout", "main")
+    repo.fsck_clean()
+
+
 def test_prune_refusals(make_repo: RepoFactory, dir_remote: Remote) -> None:
     repo = three_pushed(make_repo, dir_remote)
     assert_error(repo.run("store", "prune", "--keep-last", "0"), "--keep-last", code=2)

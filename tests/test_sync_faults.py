@@ -559,6 +559,35 @@ def test_a_remote_branch_naming_a_version_the_remote_lacks_is_named_as_damage(
     a.fsck_clean()
 
 
+def test_a_remote_branch_holding_no_version_id_is_named_with_its_mend(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote ref whose file holds no version id (a disk, a hand): pull said "it was
+    deleted there since origin/main here was fetched; `dvfs push` makes it again",
+    and push, which did not, said only "is not a version id: refusing it". Both now
+    say the branch cannot be used, nothing moved, and how it is mended; doing so
+    works."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"x\n"}, "x")
+    a.ok("remote", "add", "origin", str(remote))
+    a.ok("push")
+    ref = remote / "refs" / "heads" / "main"
+    ref.write_text("garbage\n")
+    line = a.fail("pull", code=2)
+    assert line.startswith("dvfs: error: origin's branch main cannot be used: nothing to pull")
+    assert "deleted" not in line and "is not a version id" in line, line
+    v2 = commit_files(a, {"d/y": b"y\n"}, "y")
+    line = a.fail("push")
+    assert "remote main cannot be used" in line and "nothing was pushed" in line, line
+    assert "`dvfs push --delete main`, then `dvfs push`" in line, line
+    assert ref.read_text() == "garbage\n" and a.head_id() == v2
+    a.ok("push", "--delete", "main")
+    a.ok("push")
+    assert ref.read_text().strip() == v2 != v1
+    a.fsck_clean()
+
+
 @pytest.mark.parametrize(
     ("record", "fragment"),
     [

@@ -101,6 +101,27 @@ def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) ->
         assert not (tmp_path / "b").exists()
 
 
+def test_the_hint_of_a_clone_of_an_empty_relative_directory_works_as_given(
+    tmp_path: Path,
+) -> None:
+    """`dvfs clone empty b` of an empty directory named relative to here told to run
+    `dvfs remote add origin empty` in b, where empty names b/empty, inside the
+    repository, which add refuses. The hint names the directory from the root, and
+    doing as it says starts the remote there."""
+    (tmp_path / "empty").mkdir()
+    line = assert_error(run(tmp_path, "clone", "empty", "b"), "nothing to clone")
+    assert f"`dvfs remote add origin {tmp_path / 'empty'}`" in line, line
+    assert_ok(run(tmp_path, "init", "b"))
+    b = Repo(tmp_path / "b")
+    b.ok("remote", "add", "origin", str(tmp_path / "empty"))
+    commit_files(b, {"d/x": b"x"}, "x")
+    b.ok("push")
+    assert_ok(run(tmp_path, "clone", "empty", "c"))
+    c = Repo(tmp_path / "c")
+    assert c.read("d/x") == b"x"
+    c.fsck_clean()
+
+
 def test_a_pull_of_a_branch_deleted_on_the_remote_says_so(
     dir_remote: Remote, make_repo: RepoFactory
 ) -> None:
@@ -160,7 +181,8 @@ def test_fsck_after_a_remote_is_removed_no_longer_counts_on_it(
     a.ok("push")
     b, _ = dir_remote.clone(a.root.parent, "b")
     assert b.fsck_clean()["remote_only"] == 1  # v1's chunk, on the remote
-    b.ok("remote", "remove", "origin")
+    b.fail("remote", "remove", "origin", fragments=("alone holds the data of 1 chunk(s)",))
+    b.ok("remote", "remove", "origin", "--force")
     r = b.run("fsck", "--json")
     assert r.code != 0, r
     report = r.json()
@@ -370,6 +392,80 @@ def test_branch_d_does_not_count_on_a_copy_of_a_remote_no_settings_name(
     a.ok("gc")
     assert a.show("spike")["id"] == spike
     a.ok("branch", "-D", "spike")
+    a.fsck_clean()
+
+
+def test_branch_d_names_the_copy_of_a_dropped_remote_that_alone_holds_its_versions(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The branch was pushed to remote old, since dropped from the settings: `branch
+    -d` is refused, and said that no other branch, tag or remote copy held its
+    versions, though old/spike does. The refusal names that copy and the command
+    that deletes it; a branch no copy holds keeps the plain message."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("switch", "-c", "spike")
+    spike = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push", "--remote", "old")
+    a.ok("switch", "main")
+    a.ok("switch", "-c", "solo")
+    commit_files(a, {"d/x": b"3"}, "three")
+    a.ok("switch", "main")
+    config = json.loads((a.root / ".dvfs" / "config").read_text())
+    del config["remotes"]["old"]
+    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+
+    line = a.fail("branch", "-d", "spike", code=2)
+    assert f"holds a version (v2 {spike[:10]}) that no other branch, tag or copy of a " in line
+    assert "configured remote holds, only old/spike, a copy of remote old, which no " in line
+    assert "`dvfs remote remove old` deletes it, and gc then drops what only it " in line
+    assert "nothing was deleted" in line
+    line = a.fail("branch", "-d", "solo", code=2)
+    assert "that no other branch, tag or remote copy holds: merge or tag" in line
+    assert "old/" not in line
+    assert a.show("spike")["id"] == spike
+    a.fsck_clean()
+
+
+def test_gc_says_what_it_keeps_for_copies_of_a_dropped_remote(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """Copies of a remote the settings no longer name (old/spike) are kept by gc, as
+    git keeps them until `git remote remove`; gc said nothing of it, so a user who
+    deleted the branch saw nothing freed and no reason. gc now counts the versions
+    only such copies hold and names the command that lets it free them; after
+    `remote remove old` it does. A remote renamed by `remote rename` is no such one."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("remote", "add", "keep", str(tmp_path / "keep"))
+    a.ok("remote", "rename", "keep", "kept")
+    a.ok("switch", "-c", "spike")
+    spike = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push", "--remote", "old")
+    a.ok("push", "--remote", "kept", "main")
+    a.ok("switch", "main")
+    a.ok("branch", "-D", "spike")
+    assert "kept 1 version(s)" not in a.ok("gc").out  # old is still configured
+    config = json.loads((a.root / ".dvfs" / "config").read_text())
+    del config["remotes"]["old"]
+    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+
+    lines = a.ok("gc").out.splitlines()
+    assert lines[-1] == (
+        "kept 1 version(s) that only copies of remote(s) old hold, which no settings name "
+        "any more (`dvfs remote remove old` deletes those copies, and the next gc frees "
+        "what only they held)"
+    )
+    got = a.json("gc", "--json")
+    assert (got["unconfigured"], got["unconfigured_versions"]) == (["old/spike"], 1)
+    assert a.json("log", "-n", "1", "--json", spike)[0]["id"] == spike
+    a.ok("remote", "remove", "old")
+    out = a.ok("gc").out
+    assert "kept" not in out.splitlines()[-1].split(";")[0] and "settings" not in out
+    assert a.json("gc", "--json")["unconfigured"] == []
+    a.fail("log", "-n", "1", spike)
     a.fsck_clean()
 
 

@@ -121,6 +121,14 @@ def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | N
         f"rewritten ({human(r.bytes_copied)} of live objects copied); kept {r.live_objects} "
         f"object(s) reachable from {r.roots} root(s)"
     )
+    if r.unconfigured_versions:
+        gone = sorted({copy.partition("/")[0] for copy in r.unconfigured})
+        click.echo(
+            f"kept {r.unconfigured_versions} version(s) that only copies of remote(s) "
+            f"{', '.join(quoted(g) for g in gone)} hold, which no settings name any more "
+            f"(`dvfs remote remove {shell_word(gone[0]) if len(gone) == 1 else 'NAME'}` "
+            "deletes those copies, and the next gc frees what only they held)"
+        )
     if r.problems:
         sys.exit(1)
 

@@ -164,12 +164,18 @@ def remote_list(as_json: bool) -> None:
     "--shared/--local", "shared", cls=OnOff, default=None,
     help="Only from dvfs.toml, or only from this clone (default: from both).",
 )  # fmt: skip
-def remote_remove(name: str, shared: bool | None) -> None:
+@click.option(
+    "--force", "-f", is_flag=True,
+    help="Remove it even if it alone holds data that versions here use.",
+)  # fmt: skip
+def remote_remove(name: str, shared: bool | None, force: bool) -> None:
     """Forget remote NAME (nothing on the remote is touched).
 
     Its branches here (NAME/BRANCH) go with it. A remote that no settings name any
     more (dvfs.toml changed by a `git pull`) but whose branches this clone still
-    holds, as `dvfs branch -r` shows, is removed the same way.
+    holds, as `dvfs branch -r` shows, is removed the same way. A remote that alone
+    holds data versions here use and the local store lacks (never downloaded, or
+    pruned) is kept unless --force.
 
     \b
     Examples:
@@ -177,9 +183,12 @@ def remote_remove(name: str, shared: bool | None) -> None:
       dvfs remote remove origin --local    # drop this clone's override of origin
     """
     from vfs.remote import config as remotes
+    from vfs.remote.ondemand import held_only_by
 
     only = None if shared is None else "shared" if shared else "local"
-    done = remotes.remove_remote(repo_here(), name, only=only)
+    done = remotes.remove_remote(
+        repo_here(), name, only=only, relied_on=None if force else held_only_by
+    )
     if done.places:
         click.echo(f"removed remote {quoted(name)} from {' and '.join(done.places)}")
         return

@@ -424,12 +424,40 @@ def _unmerged(repo: Repository, name: str, alone: list[bytes], several: bool) ->
     shown = [f"{repo.history.label(o)} {o.hex()[:10]}" for o in alone[:3]]
     more = f" and {len(alone) - 3} more" if len(alone) > 3 else ""
     which = "a version" if len(alone) == 1 else f"{len(alone)} versions"
+    holders = _stray_holders(repo, alone)
+    if not holders:
+        return (
+            f"branch {name} holds {which} ({', '.join(shown)}{more}) that no "
+            f"{'remaining' if several else 'other'} branch, tag or remote copy holds: merge "
+            f"or tag it to keep them, or `dvfs branch -D {name}` deletes it anyway (gc may "
+            "then drop them); nothing was deleted"
+        )
+    gone = sorted({copy.partition("/")[0] for copy in holders})
+    one = len(holders) == 1
     return (
         f"branch {name} holds {which} ({', '.join(shown)}{more}) that no "
-        f"{'remaining' if several else 'other'} branch, tag or remote copy holds: merge or "
-        f"tag it to keep them, or `dvfs branch -D {name}` deletes it anyway (gc may then "
-        "drop them); nothing was deleted"
+        f"{'remaining' if several else 'other'} branch, tag or copy of a configured remote "
+        "holds, only "
+        f"{' and '.join(quote_name(c) for c in holders)}, "
+        f"{'a copy' if one else 'copies'} of remote{'s' if len(gone) > 1 else ''} "
+        f"{' and '.join(quote_name(g) for g in gone)}, which no settings name any more "
+        f"(`dvfs remote remove {gone[0] if len(gone) == 1 else 'NAME'}` deletes "
+        f"{'it' if one else 'them'}, and gc then drops what only "
+        f"{'it holds' if one else 'they hold'}): merge or tag it to keep them, or "
+        f"`dvfs branch -D {name}` deletes it anyway; nothing was deleted"
     )
+
+
+def _stray_holders(repo: Repository, alone: list[bytes]) -> list[str]:
+    """The copies of remotes no settings name any more (``NAME/BRANCH``) that reach one
+    of the versions ``alone``: :func:`held_alone` does not count them as holders, and
+    the refusal says they are the only ones."""
+    want = set(alone)
+    return [
+        copy
+        for copy, oid in sorted(unconfigured_copies(repo).items())
+        if _below(repo.history, [oid], set()) & want
+    ]
 
 
 def delete_unreadable(repo: Repository, kind: str, name: str) -> bool:

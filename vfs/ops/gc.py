@@ -2,7 +2,11 @@
 
 Reachable (kept) is everything below:
 
-- every branch, tag and remote-tracking branch, and a detached HEAD;
+- every branch, tag and remote-tracking branch, and a detached HEAD; also the copies
+  of a remote no settings name any more (dropped from dvfs.toml or .dvfs/config by
+  hand or by a ``git pull``), as git keeps them until ``git remote remove``: the report
+  names them and counts the versions only they hold, which ``dvfs remote remove NAME``
+  lets the next gc free;
 - the staging index: its rows' chunks and the versions it names (``head``, ``base``);
 - a merge in progress (``vfs.ops.merging``): the version being merged and the merge
   base, which ``restore --theirs`` and the merge's commit still need when no branch
@@ -87,6 +91,7 @@ from vfs.mount.work_dirs import WORKTREES, work_dir_names
 from vfs.ops import changed, merging
 from vfs.ops.store_limit import AUTO_MERGE_AT, SMALL_PACK, small_packs
 from vfs.pipeline.cache import RunCache
+from vfs.remote.config import unconfigured_copies
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
 from vfs.store.compression import decode_payload
@@ -165,6 +170,8 @@ class GcReport:
     bytes_copied: int = 0
     temporaries: int = 0
     problems: list[str] = field(default_factory=list)
+    unconfigured: list[str] = field(default_factory=list)  # copies of dropped remotes, kept
+    unconfigured_versions: int = 0  # versions only they hold
 
     @property
     def freed(self) -> int:
@@ -182,6 +189,8 @@ class GcReport:
             "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
             "bytes_freed": self.freed, "bytes_copied": self.bytes_copied,
             "temporaries_removed": self.temporaries, "problems": self.problems,
+            "unconfigured": self.unconfigured,
+            "unconfigured_versions": self.unconfigured_versions,
         }  # fmt: skip
 
 
@@ -293,10 +302,36 @@ def mark(repo: Repository, report: GcReport) -> set[bytes]:
         )
     report.versions = len(got.versions)
     report.trees = len(got.trees)
+    _held_by_strays(repo, versions, got.versions, report)
     live.update(got.chunks)
     live.update(got.versions)
     live |= got.trees
     return live
+
+
+def _held_by_strays(
+    repo: Repository, versions: dict[str, bytes], reached: Iterable[bytes], report: GcReport
+) -> None:
+    """Note in ``report`` the copies of remotes no settings name any more and the
+    versions only they hold: gc keeps them (as git keeps a remote's copies until
+    ``git remote remove``: the settings may have changed under this clone, by a
+    ``git pull`` of dvfs.toml), and says that ``dvfs remote remove NAME`` lets it free
+    them. Settings that cannot be read count every copy as a configured remote's."""
+    try:
+        stray = unconfigured_copies(repo) if repo.refs.names("remotes") else {}
+    except DvfsError:
+        stray = {}
+    if not stray:
+        return
+    labels = {f"remote branch {copy}" for copy in stray}
+    store = repo.store
+    rest = reach(
+        [(label, oid) for label, oid in versions.items() if label not in labels],
+        lambda oid: decode_version(store.get(oid)),
+        lambda tid: decode_tree(store.get(tid)),
+    )
+    report.unconfigured = sorted(stray)
+    report.unconfigured_versions = sum(1 for oid in reached if oid not in rest.versions)
 
 
 # plan -------------------------------------------------------------------------------

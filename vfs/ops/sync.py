@@ -177,7 +177,13 @@ def push(
             tip = local.get(b)
             if tip is None:
                 raise UsageError(_no_branch(repo, b))
-            theirs, etag = remote.ref_with_etag("heads", b)
+            try:
+                theirs, etag = remote.ref_with_etag("heads", b)
+            except FormatError as exc:
+                raise RemoteError(
+                    f"remote {b} cannot be used ({exc}): nothing was pushed; "
+                    f"{_MEND_REF.format(b=shlex.quote(b))} (the versions stay on the remote)"
+                ) from None
             if theirs == tip:
                 # this clone's copy of it may be older (the version came through another
                 # remote, or a push was killed after the move): status reads that copy
@@ -487,6 +493,7 @@ class FetchResult:
     # this clone's NAME/BRANCH for branches deleted on the remote: pruned, or left
     gone: dict[str, bytes] = field(default_factory=dict)
     pruned: bool = False
+    damaged: set[str] = field(default_factory=set)  # remote branches holding no version id
 
 
 def fetch_locked(
@@ -514,10 +521,13 @@ def fetch_locked(
         repo, empty=f"{remote.url} holds no dvfs repository, {gone}" if seen else None
     )
     report = Transfer()
-    heads = remote.refs("heads", report.warnings)
+    damaged: dict[str, str] = {}
+    heads = remote.refs("heads", report.warnings, damaged)
     tags = remote.refs("tags", report.warnings)
     index = remote.index() if heads or tags else {}
-    skipped: dict[str, str] = {}
+    skipped = {
+        name: f"{why}; {_MEND_REF.format(b=shlex.quote(name))}" for name, why in damaged.items()
+    }
     for kind, refs in (("branch", heads), ("tag", tags)):
         for name, oid in list(refs.items()):
             if oid not in index and not repo.store.has(oid):
@@ -568,7 +578,10 @@ def fetch_locked(
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
     report.requests = meter.requests
-    return FetchResult(heads, tags, index, report, skipped, stale, prune)
+    return FetchResult(heads, tags, index, report, skipped, stale, prune, set(damaged))
+
+
+_MEND_REF = "the clone that pushed it last mends it: `dvfs push --delete {b}`, then `dvfs push`"
 
 
 def _gone_branches(
@@ -727,9 +740,10 @@ def pull(
                     f"{shlex.quote(other)} {shlex.quote(f'{spec.name}/{other}')}` makes one here, "
                     "which `dvfs pull` then follows"
                 )
-            raise UsageError(
-                f"{spec.name} has no branch {branch}: nothing to pull" + (f"; {why}" if why else "")
-            )
+            head = f"{spec.name} has no branch {branch}"
+            if branch in got.damaged:  # (there, but holding no version id)
+                head = f"{spec.name}'s branch {branch} cannot be used"
+            raise UsageError(f"{head}: nothing to pull" + (f"; {why}" if why else ""))
         else:
             target = remote_tip
         if paths and rev is None and target == remote_tip:
@@ -1009,11 +1023,14 @@ def _only_tags(spec: RemoteSpec, directory: Path, got: FetchResult) -> UsageErro
 def _nothing_to_clone(
     what: str, spec: RemoteSpec, directory: Path, skipped: str = ""
 ) -> UsageError:
-    """A clone of a remote nobody pushed to: how to start it instead."""
+    """A clone of a remote nobody pushed to: how to start it instead. A directory
+    given relative to here is named from the root (the hint's `remote add` runs in
+    the new repository, where the relative name would point inside it)."""
     endpoint = f" --endpoint-url {shlex.quote(spec.endpoint_url)}" if spec.endpoint_url else ""
+    url = spec.url if "://" in spec.url else os.path.abspath(os.path.expanduser(spec.url))
     return UsageError(
         f"{what}: nothing to clone; to start it, `dvfs init {shlex.quote(str(directory))}`, "
-        f"then in it `dvfs remote add origin {shlex.quote(spec.url)}{endpoint}`, commit and "
+        f"then in it `dvfs remote add origin {shlex.quote(url)}{endpoint}`, commit and "
         f"`dvfs push`{skipped}"
     )
 

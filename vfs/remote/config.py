@@ -27,7 +27,7 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -346,18 +346,40 @@ def _kept(repo: Repository, name: str) -> bool:
     return any(os.path.lexists(kept / leaf) for leaf in ("index", REMOTE_HEAD, VERIFIED))
 
 
-def remove_remote(repo: Repository, name: str, *, only: str | None = None) -> Removed:
+def remove_remote(
+    repo: Repository,
+    name: str,
+    *,
+    only: str | None = None,
+    relied_on: Callable[[Repository, str], tuple[int, int]] | None = None,
+) -> Removed:
     """Forget a remote (``only``: "local" or "shared" for one place).
 
     Its remote-tracking refs and ``.dvfs/remotes/NAME/`` (cached index segments, the
     audit chain's end as last seen) go once no place defines it any more. A ``name``
     no place defines any more (dvfs.toml changed under this clone) has only those to
     delete, if this clone still holds some: as ``git remote remove`` does, they go.
+
+    ``relied_on`` (``vfs.remote.ondemand.held_only_by``: the chunks, how many and
+    their bytes, that versions kept here need and only that remote holds) is asked
+    first, under the lock, when the remote is to go from every place: if it names
+    any, nothing is changed (UsageError); the caller passes None to force it.
     """
     with repo.locked():
         cfg = repo.config()
         table = cfg.get("remotes") or {}
         team = load_shared(repo.root)
+        stays = (only == "shared" and name in table) or (only == "local" and name in team.remotes)
+        if relied_on is not None and not stays and (name in table or name in team.remotes):
+            count, size = relied_on(repo, name)
+            if count:
+                raise UsageError(
+                    f"remote {quote_name(name)} alone holds the data of {count:,} chunk(s) "
+                    f"({size:,} bytes) that versions here use and the local store lacks "
+                    "(never downloaded, or dropped by `dvfs store prune`): without it they "
+                    "cannot be read from here; nothing was removed: `dvfs remote remove "
+                    f"{name} --force` removes it anyway (adding it again makes them readable)"
+                )
         places = []
         if only != "shared" and name in table:
             del table[name]

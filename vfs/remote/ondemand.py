@@ -1,5 +1,7 @@
 """File data fetched when a command needs it: the chunks a checkout, restore or cat
-reads that the local store lacks come from the default remote first.
+reads that the local store lacks come from the default remote first, then (what the
+default lacks, or all when it fails) from each other remote whose index, as last read,
+lists some of it: ``store prune --remote NAME`` may have dropped data only NAME holds.
 
 A clone or pull downloads only what its target needs (``--no-checkout``, ``pull
 PATH``), so the local store of a repository is often partial. Before a command writes
@@ -19,19 +21,22 @@ temporary name in the store, which ``dvfs fsck`` removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from vfs.errors import RemoteError, UsageError
-from vfs.model.codec import Entry
+from vfs.errors import DvfsError, RemoteError, UsageError
+from vfs.model.codec import Entry, decode_tree
+from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, connect, default_remote, get_remote
+from vfs.remote.config import Meter, connect, default_remote, get_remote, tracking_branches
 from vfs.remote.config import remotes as configured_remotes
-from vfs.remote.reader import Located, RemoteRepo, index_cache
+from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids, index_cache
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
+from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
 from vfs.worktree.pools import Workers
@@ -109,6 +114,37 @@ def download_chunks(
     store.flush()
 
 
+def held_only_by(repo: Repository, name: str) -> tuple[int, int]:
+    """The chunks (how many, their bytes) that versions kept here use, that the local
+    store lacks (never downloaded, or dropped by ``dvfs store prune``) and that of the
+    configured remotes only ``name`` holds, as their cached index segments tell:
+    forgetting ``name`` leaves them unreadable from here. Kept here: every branch,
+    tag and other remote's copy, a detached HEAD and the staging index's versions."""
+    alone = cached_remote_ids(repo, [name])
+    if alone:
+        alone -= cached_remote_ids(repo, [n for n in configured_remotes(repo) if n != name])
+    if not alone:
+        return 0, 0
+    refs = repo.refs
+    own = {f"{name}/{b}" for b in tracking_branches(repo, name)}
+    roots = []
+    if (detached := refs.head().detached) is not None:
+        roots.append(("HEAD", detached))
+    for kind in ("heads", "tags", "remotes"):
+        for ref in refs.names(kind):
+            if not (kind == "remotes" and ref in own) and (oid := refs.get(f"refs/{kind}/{ref}")):
+                roots.append((ref, oid))
+    with contextlib.suppress(DvfsError):  # (a damaged index names nothing to keep)
+        index = repo.index()
+        roots += [("index", oid) for oid in (index.head, index.base) if oid is not None]
+    store = repo.store
+    got = reach(
+        roots, lambda oid: decode_version(store.get(oid)), lambda tid: decode_tree(store.get(tid))
+    )
+    lacking = store.missing(c for c in got.chunks if c in alone)
+    return len(lacking), sum(got.chunks[c] for c in lacking)
+
+
 def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:
     """Some paths, quoted, and how many more there are."""
     shown = sorted(set(paths))
@@ -150,6 +186,10 @@ def ensure_local(
     once something is to be downloaded, before any request (the expansion check).
     A remote that fails raises RemoteError saying nothing was changed. Files whose
     data is neither here nor on the remote are returned in ``Fetched.unavailable``.
+
+    What the default remote lacks, or all of it when it fails, is then asked of each
+    other configured remote whose index, as last read, lists some of it; the
+    default's failure is raised only if some data is still missing then.
     """
     got = Fetched()
     need, users = missing_chunks(repo.store, items)
@@ -171,26 +211,46 @@ def ensure_local(
     got.remote = name
     if before is not None:
         before()
-    spec = get_remote(repo, name)
-    try:
-        meter = connect(spec, jobs)
-        index = RemoteRepo(meter, index_cache(repo, name)).index()
-        here = [oid for oid in need if oid in index]
-        download_chunks(repo.store, meter, index, here, workers, jobs, got)
-    except RemoteError as exc:
-        try:  # what arrived is verified: kept, so that running it again resumes
-            repo.store.flush()
-        except Exception:
-            repo.store.discard()
-        raise type(exc)(
-            f"{command} needs data for {names(files)} from remote {name}, which failed: "
-            f"{exc}; nothing was changed: run it again when the remote answers"
+    remaining = list(need)
+    failed: tuple[str, RemoteError] | None = None
+    tried: list[str] = []
+    order = [name]
+    while order and remaining:
+        here_name = order.pop(0)
+        tried.append(here_name)
+        try:
+            meter = connect(get_remote(repo, here_name), jobs)
+            index = RemoteRepo(meter, index_cache(repo, here_name)).index()
+            download_chunks(
+                repo.store, meter, index, [o for o in remaining if o in index], workers, jobs, got
+            )
+            remaining = [oid for oid in remaining if oid not in index]
+        except RemoteError as exc:
+            try:  # what arrived is verified: kept, so that running it again resumes
+                repo.store.flush()
+            except Exception:
+                repo.store.discard()
+            remaining = repo.store.missing(remaining)
+            failed = failed or (here_name, exc)
+        if remaining and here_name == name:
+            # Data the default remote lacks (``store prune --remote`` dropped it here, or
+            # the default changed since): each other remote whose index, as last read,
+            # lists some of what is left, in turn.
+            order = [
+                n for n in configured_remotes(repo)
+                if n != name and not set(remaining).isdisjoint(cached_remote_ids(repo, [n]))
+            ]  # fmt: skip
+    if remaining and failed is not None:
+        where, error = failed
+        raise type(error)(
+            f"{command} needs data for {names(files)} from remote {where}, which failed: "
+            f"{error}; nothing was changed: run it again when the remote answers"
         ) from None
-    for oid in need:
-        if oid not in index:
-            for p in users[oid]:
-                got.unavailable[p] = (
-                    f"its data is neither in the local store nor on remote {name}: "
-                    "push it from a repository that has it"
-                )
+    looked = " or ".join(f"remote {n}" for n in tried)
+    for oid in remaining:
+        for p in users[oid]:
+            got.unavailable[p] = (
+                f"its data is neither in the local store nor on {looked}: "
+                "push it from a repository that has it"
+            )
     return got

@@ -84,16 +84,20 @@ def index_cache(repo: Repository, name: str) -> Path | None:
     return kept / "index"
 
 
-def cached_remote_ids(repo: Repository) -> set[bytes]:
-    """Ids of objects the configured remotes hold, as far as their cached index
-    segments tell (not a remote no settings name any more: no command fetches from it)."""
+def cached_remote_ids(repo: Repository, only: Iterable[str] | None = None) -> set[bytes]:
+    """Ids of objects the configured remotes (or the remotes ``only``) hold, as far as
+    their cached index segments tell (not a remote no settings name any more: no
+    command fetches from it)."""
     out: set[bytes] = set()
-    try:
-        names = list(remotes(repo))
-    except DvfsError:
-        # a dvfs.toml that does not parse stops remote commands until it is fixed; till
-        # then every cache counts (the file fixed most likely names them again)
-        names = [p.name for p in (repo.dir / "remotes").glob("*")]
+    if only is not None:
+        names = list(only)
+    else:
+        try:
+            names = list(remotes(repo))
+        except DvfsError:
+            # a dvfs.toml that does not parse stops remote commands until it is fixed;
+            # till then every cache counts (the file fixed most likely names them again)
+            names = [p.name for p in (repo.dir / "remotes").glob("*")]
     for name in names:
         cache = index_cache(repo, name)
         if cache is None:
@@ -234,11 +238,17 @@ class RemoteRepo:
                 "clone it instead of adding it as a remote"
             )
 
-    def refs(self, kind: str, skipped: list[str] | None = None) -> dict[str, bytes]:
+    def refs(
+        self,
+        kind: str,
+        skipped: list[str] | None = None,
+        unreadable: dict[str, str] | None = None,
+    ) -> dict[str, bytes]:
         """Every usable ``heads`` or ``tags`` ref of the remote (see the module docstring).
 
         A ref that is not usable is left out, with one line saying why appended to
-        ``skipped``.
+        ``skipped``; one that is there but cannot be read (it holds no version id) is
+        put in ``unreadable`` too, by name, with why.
         """
         base = refs_prefix(kind)
         what = "branch" if kind == "heads" else "tag"
@@ -262,6 +272,8 @@ class RemoteRepo:
                 if isinstance(exc, RemoteNotFound):
                     continue  # deleted since it was listed
                 notes.append(f"remote {what} {_named(name)} skipped: {exc}")
+                if unreadable is not None:
+                    unreadable[name] = str(exc)
         if skipped is not None:
             skipped += [f"{self.url}: {note}" for note in notes]
         return out
