@@ -366,3 +366,35 @@ def test_unstaging_before_the_first_commit_says_no_version_was_taken(repo: Repo)
     repo.ok("commit", "-m", "one")
     assert repo.ok("restore", "--staged", "a.txt").out.startswith("restored from HEAD: ")
     repo.fsck_clean()
+
+
+def test_paths_unstaged_with_their_files_kept_are_listed_as_untracked(repo: Repo) -> None:
+    """`dvfs restore --staged PATH` before the first commit said the files stay
+    "untracked", then `status` said "working tree clean": it looks for untracked files
+    only where tracked ones are, and none were. `rm --cached` of an addition, or a
+    committed file once that removal was committed, vanished the same way. Such paths
+    are listed as untracked now, while they stay on disk."""
+    repo.write("top.txt", "t")
+    repo.write("d/a.txt", "a")
+    repo.write("d/e/b.txt", "b")
+    repo.write("d/x.tmp", "ignored")
+    repo.write(".dvfsignore", "*.tmp\n")
+    repo.write("other/c.txt", "never named")
+    repo.ok("add", "top.txt", "d")
+    repo.ok("restore", "--staged", "top.txt", "d")
+    st = repo.status()
+    assert st["staged"] == [] and st["untracked"] == ["d/a.txt", "d/e/b.txt", "top.txt"]
+    assert "  d/e/b.txt" in repo.ok("status").out
+    repo.ok("add", "d/a.txt")
+    repo.ok("commit", "-m", "one")
+    assert repo.status()["untracked"] == ["d/e/b.txt", "top.txt"]
+    repo.write("new/n.txt", "n")
+    repo.ok("add", "new")
+    repo.ok("rm", "--cached", "new", "d/a.txt")
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt", "new/n.txt", "top.txt"]
+    repo.ok("commit", "-m", "two")
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt", "new/n.txt", "top.txt"]
+    shutil.rmtree(repo.root / "new")
+    (repo.root / "top.txt").unlink()
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt"]
+    repo.fsck_clean()

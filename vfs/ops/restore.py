@@ -137,6 +137,7 @@ def restore(
             for p in dropped:
                 index.remove(p)  # an addition unstaged: the file stays, untracked
                 report.unstaged += 1
+            index.note_untracked(dropped)
             for p, e in src.items():
                 if not chosen(p):
                     continue

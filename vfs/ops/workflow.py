@@ -360,6 +360,8 @@ def rm(
                 index.remove(p)
                 if not cached:
                     remove_path(walker, p)
+        if cached:
+            index.note_untracked(targets)
         index.save()
         resolved(repo, targets)
     return targets
