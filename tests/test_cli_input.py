@@ -512,3 +512,32 @@ def test_deleting_a_ref_never_reaches_outside_its_kind(repo: Repo, args: tuple[s
     assert repo.ok("tag").out.startswith("keep ")
     assert repo.show()["version"] == "v1"
     repo.fsck_clean()
+
+
+def test_no_repository_is_made_inside_a_repositorys_own_data(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs clone URL repo/.dvfs/x` (or `dvfs init` there, or in a `.git`) made a
+    repository among another one's own files, where its gc and fsck manage them as
+    theirs. Each is refused with one line now, before the remote is asked anything."""
+    committed(repo)
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    before = sorted(p.name for p in (repo.root / ".dvfs").iterdir())
+    (repo.root / "meta").symlink_to(".dvfs")
+    (tmp_path / "g" / ".git").mkdir(parents=True)
+    url = str(tmp_path / "remote")
+    for args in (
+        ("clone", url, ".dvfs/x"),
+        ("clone", url, str(repo.root / ".dvfs" / "objects" / "y")),
+        ("clone", url, "meta/q"),
+        ("clone", "s3://bucket/nowhere", ".dvfs/x", "--endpoint-url", "http://127.0.0.1:9"),
+        ("init", ".dvfs/z"),
+        ("init", ".dvfs"),
+        ("init", str(tmp_path / "g" / ".git" / "d")),
+    ):
+        line = repo.fail(*args, fragments=("where a repository keeps its own data",))
+        assert "nothing was made" in line, line
+    assert sorted(p.name for p in (repo.root / ".dvfs").iterdir()) == before
+    assert list((tmp_path / "g" / ".git").iterdir()) == []
+    assert_ok(run(tmp_path, "clone", url, "copy"))
+    (repo.root / "meta").unlink()
+    repo.fsck_clean()
