@@ -182,6 +182,21 @@ def test_a_tag_given_twice_is_refused_not_the_first_dropped(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_blank_message_is_refused_before_commit_a_stages(repo: Repo) -> None:
+    """`dvfs commit -a -m "  "` staged every changed file, then said the message was
+    empty: the refused commit left them staged. Nothing is staged now."""
+    repo.write("d/f", "1")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/f", "2")
+    for blank in ("  ", "\n"):
+        assert_error(repo.run("commit", "-a", "-m", blank), "the commit message is empty", code=2)
+        st = repo.status()
+        assert st["staged"] == [] and st["modified"] == ["d/f"], st
+    repo.ok("commit", "-am", "two")
+    repo.fsck_clean()
+
+
 def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     # `d/a/` names a directory (as git reads it): where d/a is a file, every command
     # refuses it with one line, rather than taking the file.

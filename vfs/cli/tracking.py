@@ -221,7 +221,10 @@ def commit(
       dvfs commit -m "run 7" --param lr=3e-4 --param "layers=[64, 64]"
       dvfs commit -m "tuned" --params-file params.yaml
     """
-    version_params.message(message)
+    from vfs.ops.commit import check_message
+    from vfs.ops.commit import commit as commit_staged
+
+    check_message(message)  # (all is checked before -a stages anything)
     recorded = version_params.collect(params, params_file)
     repo = repo_here()
     if stage_all:
@@ -235,8 +238,6 @@ def commit(
 
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
-    from vfs.ops.commit import commit as commit_staged
-
     r = commit_staged(repo, message, recorded, tag, warn)
     keep_within_max_size(repo)
     if as_json:

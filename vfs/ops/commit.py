@@ -255,6 +255,13 @@ class CommitResult:
     bytes: int
 
 
+def check_message(message: str) -> None:
+    """UsageError unless ``message`` can be a version's: not blank, UTF-8, bounded."""
+    if not message.strip():
+        raise UsageError("the commit message is empty: pass -m MESSAGE")
+    version_params.message(message)
+
+
 def commit(
     repo: Repository,
     message: str,
@@ -269,9 +276,7 @@ def commit(
     is a warning saying what to run, not an error claiming nothing was committed.
     ``message`` and ``params`` are checked against the bounds of :mod:`vfs.model.params`.
     """
-    if not message.strip():
-        raise UsageError("the commit message is empty: pass -m MESSAGE")
-    version_params.message(message)
+    check_message(message)
     params = version_params.check(params)
     if tag is not None:
         check_ref_name(tag, "tag")
