@@ -361,6 +361,7 @@ def commit_locked(
     def noted(oid: bytes) -> None:
         index.head = index.base = oid
         index.numbers[oid] = hist.version(oid).number  # (status names it without reading it)
+        index.removed_absent.clear()  # (their removal is this version's)
         index.save()
 
     made = record_version(

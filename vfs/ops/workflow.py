@@ -353,6 +353,7 @@ def rm(
                 )  # fmt: skip
         targets = list(dict.fromkeys(targets))  # (paths named twice, or a file and its directory)
         index.head = None
+        index.removed_absent.update(p for p in targets if index.is_absent(p))
         with Walker(repo.root) as walker:
             # Unstaged one by one, not through ``entries``: the cache-tree of the other
             # directories stays, and the next commit builds only the trees above these.

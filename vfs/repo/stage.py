@@ -9,6 +9,7 @@ Record, format version 4 (written atomically and fsynced; integers little-endian
                       "numbers": [[id, int], ...] (optional),
                       "trees": [[dir, paths, bytes, mtime_ns, id], ...] (optional),
                       "untracked": [name, ...] (optional),
+                      "removed_absent": [path, ...] (optional),
                       "sum": BLAKE3 of the names, columns and content blocks}
     names    the N paths, sorted, unique, joined by NUL
     padding  zero bytes to a multiple of 8 from the start of the file
@@ -29,6 +30,11 @@ decoded, and where rows loaded unchanged are written again without being decoded
 ``status`` lists untracked files only where tracked ones are, and these, which ``add``
 once named, are listed too while they stay on disk (before the first commit nothing
 else would be). An index written without it lists none.
+
+``removed_absent`` lists the paths ``rm`` took out of the index while they were not
+checked out (below): ``restore --staged`` puts such a path back not checked out, as it
+was, not as a file deleted from the working tree. A commit or a full checkout, after
+which the paths are no longer the index's to undo, empties it.
 
 ``numbers`` gives the number (``vN``) of the versions ``head`` and ``base`` name, as
 far as the writer knew them (a version's number is part of it and never changes), so
@@ -594,6 +600,7 @@ class Index:
         self.base: bytes | None = None
         self.numbers: dict[bytes, int] = {}  # version id -> its number, for head and base
         self.untracked_tops: set[bytes] = set()  # top-level names unstaged (see the format)
+        self.removed_absent: set[bytes] = set()  # paths rm unstaged not checked out (same)
         self.on_disk = False  # read from a file (else: there was none)
         self.version: int | None = None  # the format of the file read
         self.damaged: str | None = None  # why the file was not read (Repository.index rebuild)
@@ -961,6 +968,10 @@ class Index:
         if not isinstance(tops, (list, tuple)) or not all(type(t) is bytes for t in tops):
             raise ValueError("malformed untracked names")
         self.untracked_tops = set(tops)
+        gone = rec.get("removed_absent", ())
+        if not isinstance(gone, (list, tuple)) or not all(type(p) is bytes for p in gone):
+            raise ValueError("malformed removed paths")
+        self.removed_absent = set(gone)
 
     def note_untracked(self, paths: Iterable[bytes]) -> None:
         """Note the top-level names of ``paths``, taken out of the index with their files
@@ -1028,6 +1039,8 @@ class Index:
             ids["numbers"] = numbers
         if self.untracked_tops:
             ids["untracked"] = sorted(self.untracked_tops)
+        if self.removed_absent:
+            ids["removed_absent"] = sorted(self.removed_absent)
         if (trees := self.trees()) and not self._exposed:
             ids["trees"] = [[d, *trees[d]] for d in sorted(trees)]
         write_atomic(self.path, _file(body, now, ids))
