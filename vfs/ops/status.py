@@ -109,7 +109,7 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     at_root = []
     # Top-level paths unstaged with their files kept (``Index.untracked_tops``): their
     # files are untracked, and listed as such even where no tracked file is.
-    named = sorted(index.untracked_tops - dirs - set(root_files))
+    named = sorted(index.untracked_tops - dirs - set(root_files)) if index.untracked_tops else []
     index.check_paths(named)
     for p in named:
         s = lstat_or_none(repo.root, p)
