@@ -268,6 +268,31 @@ def test_an_untracked_fifo_in_the_way_is_named_as_one(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_commit_all_commits_nothing_while_a_tracked_file_cannot_be_read(repo: Repo) -> None:
+    """`dvfs commit -a` with a changed tracked file it could not read warned, then
+    committed the other changes and exited 0: the version passed for one of every
+    change, and the unread edit stayed out of it (`add` of the directory is refused).
+    Nothing is staged nor committed now, and the line says what to do."""
+    committed(repo, {"d/a.txt": "a1", "d/b.txt": "b1", "e/c.txt": "c1"})
+    repo.write("d/a.txt", "a2")
+    repo.write("d/b.txt", "b2")
+    (repo.root / "d" / "b.txt").chmod(0)
+    (repo.root / "e").chmod(0)
+    try:
+        r = repo.run("commit", "-a", "-m", "two", unprivileged=True)
+    finally:
+        (repo.root / "d" / "b.txt").chmod(0o644)
+        (repo.root / "e").chmod(0o755)
+    line = assert_error(r, "cannot read d/b.txt, e/c.txt to stage their changes", code=2)
+    assert "nothing was staged or committed" in line and "without -a" in line, line
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == ["d/a.txt", "d/b.txt"], st
+    assert [v["message"] for v in repo.json("log", "--json")] == ["base"]
+    repo.ok("commit", "-a", "-m", "two", unprivileged=True)
+    assert repo.cat("HEAD:d/b.txt") == b"b2"
+    repo.fsck_clean()
+
+
 def test_an_unreadable_file_stages_nothing(repo: Repo) -> None:
     v1 = committed(repo, {"d/a.txt": "a1", "d/b.bin": rand(400 * KiB), "d/z.txt": "z1"})
     repo.write("d/a.txt", "a2")

@@ -310,8 +310,23 @@ def add(
 
 
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
-    """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay."""
+    """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay.
+
+    FileUnreadable, and nothing staged, if a tracked file cannot be read (status warned
+    why): whether it changed is unknown, and a commit without it would pass for one of
+    every change, as ``add`` of its directory is refused too.
+    """
     work = status(repo, workers, warn).work
+    if work.unreadable:
+        its, them = ("its", "it") if len(work.unreadable) == 1 else ("their", "them")
+        more = len(work.unreadable) - 5
+        shown = ", ".join(show(p) for p in work.unreadable[:5]) + (
+            f" and {more} more" if more > 0 else ""
+        )
+        raise FileUnreadable(
+            f"cannot read {shown} to stage {its} changes: nothing was staged or committed; make "
+            f"{them} readable, or `dvfs add` what to commit and commit without -a"
+        )
     changed = [*work.modified, *work.deleted]
     if not changed:
         return AddReport()
