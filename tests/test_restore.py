@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    assert_error,
     assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -94,6 +95,22 @@ def test_git_checkout_dash_dash_path_says_what_does_it_here(repo: Repo) -> None:
     assert repo.read("d/a.txt") == b"a1\n"
     repo.write("d/a.txt", b"edited\n")
     repo.ok("checkout", "--force", v1, "--", "d/a.txt")  # a REV before -- is one
+    assert repo.read("d/a.txt") == b"a1\n"
+    repo.fsck_clean()
+
+
+def test_git_checkout_path_without_a_revision_says_what_does_it_here(repo: Repo) -> None:
+    """`dvfs checkout d/a.txt` (git's way to discard a file's changes) said "unknown
+    revision d/a.txt; run `dvfs log`...", as if the path were a misspelt version. The
+    line says it is a path and what to run instead; nothing is done."""
+    committed(repo, {"d/a.txt": b"a1\n"}, "v1")
+    repo.write("d/a.txt", b"edited\n")
+    for cwd, arg in ((repo.root, "d/a.txt"), (repo.root / "d", "a.txt"), (repo.root, "d")):
+        line = assert_error(run(cwd, "checkout", arg), f"{arg} is a path, not a revision", code=2)
+        assert f"`dvfs restore {arg}`" in line and f"`dvfs checkout REV {arg}`" in line, line
+    assert repo.read("d/a.txt") == b"edited\n"
+    repo.fail("checkout", "nothing.txt", fragments=("unknown revision nothing.txt",), code=1)
+    assert_ok(run(repo.root / "d", "restore", "a.txt"))  # the hint works as typed
     assert repo.read("d/a.txt") == b"a1\n"
     repo.fsck_clean()
 
