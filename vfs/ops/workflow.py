@@ -446,7 +446,14 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
     deepest = max((p.count(b"/") - src.count(b"/") for p in index.under(src)), default=0)
     if dst.count(b"/") + deepest > MAX_DEPTH:
         raise UsageError(f"cannot move to {too_deep_message(dst)}; nothing was moved")
-    if walker.lstat(dst) is not None or index.under(dst):
+    if walker.lstat(dst) is None and index.under(dst):  # tracked, not in the working tree
+        how = "never checked out" if all(map(index.is_absent, index.under(dst))) else "deleted"
+        raise UsageError(
+            f"{show(dst)} is tracked, though not in the working tree ({how}): mv never "
+            f"replaces anything; `dvfs rm {shell_word(show(dst))}` first drops it; nothing "
+            "was moved"
+        )
+    if walker.lstat(dst) is not None:
         raise UsageError(
             f"{show(dst)} already exists{' (tracked)' if index.under(dst) else ''}: "
             "mv never replaces anything; nothing was moved"
