@@ -182,6 +182,21 @@ def test_a_tag_given_twice_is_refused_not_the_first_dropped(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_blank_message_is_refused_before_commit_a_stages(repo: Repo) -> None:
+    """`dvfs commit -a -m "  "` staged every changed file, then said the message was
+    empty: the refused commit left them staged. Nothing is staged now."""
+    repo.write("d/f", "1")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.write("d/f", "2")
+    for blank in ("  ", "\n"):
+        assert_error(repo.run("commit", "-a", "-m", blank), "the commit message is empty", code=2)
+        st = repo.status()
+        assert st["staged"] == [] and st["modified"] == ["d/f"], st
+    repo.ok("commit", "-am", "two")
+    repo.fsck_clean()
+
+
 def test_a_path_written_as_a_directory_must_be_one(repo: Repo) -> None:
     # `d/a/` names a directory (as git reads it): where d/a is a file, every command
     # refuses it with one line, rather than taking the file.
@@ -511,4 +526,33 @@ def test_deleting_a_ref_never_reaches_outside_its_kind(repo: Repo, args: tuple[s
     assert sorted(str(p.relative_to(repo.root)) for p in (repo.root / ".dvfs").rglob("*")) == refs
     assert repo.ok("tag").out.startswith("keep ")
     assert repo.show()["version"] == "v1"
+    repo.fsck_clean()
+
+
+def test_no_repository_is_made_inside_a_repositorys_own_data(repo: Repo, tmp_path: Path) -> None:
+    """`dvfs clone URL repo/.dvfs/x` (or `dvfs init` there, or in a `.git`) made a
+    repository among another one's own files, where its gc and fsck manage them as
+    theirs. Each is refused with one line now, before the remote is asked anything."""
+    committed(repo)
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    before = sorted(p.name for p in (repo.root / ".dvfs").iterdir())
+    (repo.root / "meta").symlink_to(".dvfs")
+    (tmp_path / "g" / ".git").mkdir(parents=True)
+    url = str(tmp_path / "remote")
+    for args in (
+        ("clone", url, ".dvfs/x"),
+        ("clone", url, str(repo.root / ".dvfs" / "objects" / "y")),
+        ("clone", url, "meta/q"),
+        ("clone", "s3://bucket/nowhere", ".dvfs/x", "--endpoint-url", "http://127.0.0.1:9"),
+        ("init", ".dvfs/z"),
+        ("init", ".dvfs"),
+        ("init", str(tmp_path / "g" / ".git" / "d")),
+    ):
+        line = repo.fail(*args, fragments=("where a repository keeps its own data",))
+        assert "nothing was made" in line, line
+    assert sorted(p.name for p in (repo.root / ".dvfs").iterdir()) == before
+    assert list((tmp_path / "g" / ".git").iterdir()) == []
+    assert_ok(run(tmp_path, "clone", url, "copy"))
+    (repo.root / "meta").unlink()
     repo.fsck_clean()

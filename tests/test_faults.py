@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -264,6 +265,31 @@ def test_an_untracked_fifo_in_the_way_is_named_as_one(repo: Repo) -> None:
     os.unlink(repo.root / "d")
     os.unlink(repo.root / "e/b.txt")
     repo.ok("checkout", "HEAD", "d", "e")
+    repo.fsck_clean()
+
+
+def test_commit_all_commits_nothing_while_a_tracked_file_cannot_be_read(repo: Repo) -> None:
+    """`dvfs commit -a` with a changed tracked file it could not read warned, then
+    committed the other changes and exited 0: the version passed for one of every
+    change, and the unread edit stayed out of it (`add` of the directory is refused).
+    Nothing is staged nor committed now, and the line says what to do."""
+    committed(repo, {"d/a.txt": "a1", "d/b.txt": "b1", "e/c.txt": "c1"})
+    repo.write("d/a.txt", "a2")
+    repo.write("d/b.txt", "b2")
+    (repo.root / "d" / "b.txt").chmod(0)
+    (repo.root / "e").chmod(0)
+    try:
+        r = repo.run("commit", "-a", "-m", "two", unprivileged=True)
+    finally:
+        (repo.root / "d" / "b.txt").chmod(0o644)
+        (repo.root / "e").chmod(0o755)
+    line = assert_error(r, "cannot read d/b.txt, e/c.txt to stage their changes", code=2)
+    assert "nothing was staged or committed" in line and "without -a" in line, line
+    st = repo.status()
+    assert st["staged"] == [] and st["modified"] == ["d/a.txt", "d/b.txt"], st
+    assert [v["message"] for v in repo.json("log", "--json")] == ["base"]
+    repo.ok("commit", "-a", "-m", "two", unprivileged=True)
+    assert repo.cat("HEAD:d/b.txt") == b"b2"
     repo.fsck_clean()
 
 
@@ -1193,6 +1219,70 @@ def test_a_restore_helper_that_dies_leaves_its_files_to_the_parent(repo: Repo) -
     assert _temporaries(repo) == []
     st = repo.status()
     assert st["modified"] == [] and st["deleted"] == [] and st["untracked"] == []
+    repo.fsck_clean()
+
+
+RESTORE_PARENT_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from vfs.ops.checkout import checkout
+from vfs._os.helper_process import Helper
+from vfs.repo.repository import Repository
+from vfs.worktree import restore
+from vfs.worktree.pools import Workers
+
+gate = int(sys.argv[2])
+real_share, real_start = restore._restore_share, Helper.start
+
+def share(*args):  # the helper waits for the test, then does its share
+    os.read(gate, 1)
+    real_share(*args)
+
+def start(work):  # the command is killed as soon as its helper runs
+    helper = real_start(work)
+    os.write(1, f"{helper.pid}\\n".encode())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+restore._restore_share = share
+Helper.start = start
+restore.spare_cpus = lambda limit: 1
+handle = Repository.find(Path(sys.argv[1]))
+with Workers() as workers:
+    checkout(handle, "HEAD", [], workers, force=True)
+"""
+
+
+def test_a_restore_helper_ends_with_its_killed_command(repo: Repo) -> None:
+    """A checkout killed with SIGKILL left its restore helper running: it went on
+    writing its share of the files into the working tree after the command was gone
+    (and `status` saw them change). It ends with the command now."""
+    files = _many_small(repo)
+    gate_r, gate_w = os.pipe()
+    out = repo.root.parent / "killed.out"  # (a file: a pipe would stay open in the helper)
+    try:
+        with out.open("wb") as fh:
+            proc = subprocess.run(
+                [sys.executable, "-P", "-c", RESTORE_PARENT_KILLED, str(repo.root), str(gate_r)],
+                pass_fds=(gate_r,), stdout=fh, stderr=fh, env=cli_env(), timeout=120,
+                check=False,
+            )  # fmt: skip
+        assert proc.returncode == -signal.SIGKILL, out.read_text()
+        try:
+            pidfd: int | None = os.pidfd_open(int(out.read_text()))
+        except ProcessLookupError:
+            pidfd = None
+        os.write(gate_w, b"go")  # a helper still running does its share now
+        if pidfd is not None:  # and then ends, its frames going nowhere
+            assert select.select([pidfd], [], [], 120)[0], "the helper did not end"
+            os.close(pidfd)
+    finally:
+        os.close(gate_r)
+        os.close(gate_w)
+    assert [rel for rel in files if (repo.root / rel).exists()] == []
+    assert _temporaries(repo) == []
+    assert sorted(repo.status()["deleted"]) == sorted(files)
+    repo.ok("checkout", "--force", "HEAD")
+    assert all(repo.read(rel) == data for rel, data in files.items())
     repo.fsck_clean()
 
 

@@ -112,7 +112,7 @@ def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
     cases = [
         (("data/labels.csv", "data/untracked.txt"), "already exists"),
         (("data/labels.csv", "data/raw/1.csv"), "already exists (tracked)"),
-        (("data/labels.csv", "gone.csv"), "already exists (tracked)"),  # deleted, still staged
+        (("data/labels.csv", "gone.csv"), "tracked, though not in the working tree (deleted)"),
         (("data/labels.csv", "data/.git"), "dvfs never stores the name .git"),
         (("data/labels.csv", ".DVFS"), "dvfs never stores the name .DVFS"),
         (("data/labels.csv", "x/.git./y"), "dvfs never stores"),
@@ -152,6 +152,26 @@ def test_what_mv_refuses_changes_nothing(repo: Repo, tmp_path: Path) -> None:
         assert wanted.lower() in line.lower(), (args, line)
     after = contents_of(repo.root)
     assert after == before and repo.status() == status
+    repo.fsck_clean()
+
+
+def test_a_destination_tracked_but_deleted_is_named_so(repo: Repo) -> None:
+    """`dvfs mv data/labels.csv data/raw/2.csv` with 2.csv deleted from the working tree
+    said "data/raw/2.csv already exists (tracked)", though nothing was there, and not
+    how to get past it. The line says it is tracked but deleted, and what to run."""
+    committed(repo)
+    (repo.root / "data/raw/2.csv").unlink()
+    line = repo.fail("mv", "data/labels.csv", "data/raw/2.csv", code=2)
+    assert "data/raw/2.csv is tracked, though not in the working tree (deleted)" in line, line
+    assert "`dvfs rm data/raw/2.csv` first drops it" in line and "already exists" not in line
+    assert staged(repo) == set() and repo.read("data/labels.csv") == b"labels"
+    repo.ok("rm", "data/raw/2.csv")  # what it says to run
+    repo.ok("mv", "data/labels.csv", "data/raw/2.csv")
+    assert staged(repo) == {
+        ("removed", None, "data/labels.csv"),
+        ("modified", None, "data/raw/2.csv"),
+    }
+    assert repo.read("data/raw/2.csv") == b"labels"
     repo.fsck_clean()
 
 

@@ -254,6 +254,30 @@ def test_a_file_that_appears_is_compared_and_rm_drops_the_others(
     b.fsck_clean()
 
 
+def test_an_rm_undone_with_restore_staged_leaves_the_files_not_checked_out(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """`dvfs rm PATH` of files never checked out, undone with `dvfs restore --staged
+    PATH` (as status says), put them back as files deleted from the working tree: status
+    listed them deleted, and `commit -a` (or `add DIR`) then dropped them from the
+    version. They are not checked out again now; a checked-out file rm deleted stays
+    deleted."""
+    b = origin.clone(tmp_path, "b", "--no-checkout")
+    b.ok("restore", "top.txt")
+    b.ok("rm", "data/y", "top.txt")
+    b.ok("rm", "--cached", "data/z.txt")
+    b.ok("restore", "--staged", "data", "top.txt")
+    st = b.status()
+    assert st["staged"] == [] and st["deleted"] == ["top.txt"], st
+    assert st["not_checked_out"] == [p for p in AT_V2 if p != "top.txt"]
+    b.ok("rm", "data/x/b.bin")
+    b.commit("drop b and top.txt", "-a")  # (top.txt: deleted in the working tree)
+    assert sorted(b.show()["files"]) == [p for p in AT_V2 if p not in ("data/x/b.bin", "top.txt")]
+    b.ok("restore", "--source", "v2", "--staged", "data/x/b.bin")  # (a commit ago: a file)
+    assert b.status()["deleted"] == ["data/x/b.bin"]
+    b.fsck_clean()
+
+
 def test_mv_of_a_file_not_checked_out_says_how_to_get_it(origin: Origin, tmp_path: Path) -> None:
     b = origin.clone(tmp_path, "b", "--no-checkout")
     for src in ("top.txt", "data/y"):

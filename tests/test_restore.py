@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    assert_error,
     assert_ok,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -94,6 +95,22 @@ def test_git_checkout_dash_dash_path_says_what_does_it_here(repo: Repo) -> None:
     assert repo.read("d/a.txt") == b"a1\n"
     repo.write("d/a.txt", b"edited\n")
     repo.ok("checkout", "--force", v1, "--", "d/a.txt")  # a REV before -- is one
+    assert repo.read("d/a.txt") == b"a1\n"
+    repo.fsck_clean()
+
+
+def test_git_checkout_path_without_a_revision_says_what_does_it_here(repo: Repo) -> None:
+    """`dvfs checkout d/a.txt` (git's way to discard a file's changes) said "unknown
+    revision d/a.txt; run `dvfs log`...", as if the path were a misspelt version. The
+    line says it is a path and what to run instead; nothing is done."""
+    committed(repo, {"d/a.txt": b"a1\n"}, "v1")
+    repo.write("d/a.txt", b"edited\n")
+    for cwd, arg in ((repo.root, "d/a.txt"), (repo.root / "d", "a.txt"), (repo.root, "d")):
+        line = assert_error(run(cwd, "checkout", arg), f"{arg} is a path, not a revision", code=2)
+        assert f"`dvfs restore {arg}`" in line and f"`dvfs checkout REV {arg}`" in line, line
+    assert repo.read("d/a.txt") == b"edited\n"
+    repo.fail("checkout", "nothing.txt", fragments=("unknown revision nothing.txt",), code=1)
+    assert_ok(run(repo.root / "d", "restore", "a.txt"))  # the hint works as typed
     assert repo.read("d/a.txt") == b"a1\n"
     repo.fsck_clean()
 
@@ -365,4 +382,36 @@ def test_unstaging_before_the_first_commit_says_no_version_was_taken(repo: Repo)
     repo.ok("add", "a.txt")
     repo.ok("commit", "-m", "one")
     assert repo.ok("restore", "--staged", "a.txt").out.startswith("restored from HEAD: ")
+    repo.fsck_clean()
+
+
+def test_paths_unstaged_with_their_files_kept_are_listed_as_untracked(repo: Repo) -> None:
+    """`dvfs restore --staged PATH` before the first commit said the files stay
+    "untracked", then `status` said "working tree clean": it looks for untracked files
+    only where tracked ones are, and none were. `rm --cached` of an addition, or a
+    committed file once that removal was committed, vanished the same way. Such paths
+    are listed as untracked now, while they stay on disk."""
+    repo.write("top.txt", "t")
+    repo.write("d/a.txt", "a")
+    repo.write("d/e/b.txt", "b")
+    repo.write("d/x.tmp", "ignored")
+    repo.write(".dvfsignore", "*.tmp\n")
+    repo.write("other/c.txt", "never named")
+    repo.ok("add", "top.txt", "d")
+    repo.ok("restore", "--staged", "top.txt", "d")
+    st = repo.status()
+    assert st["staged"] == [] and st["untracked"] == ["d/a.txt", "d/e/b.txt", "top.txt"]
+    assert "  d/e/b.txt" in repo.ok("status").out
+    repo.ok("add", "d/a.txt")
+    repo.ok("commit", "-m", "one")
+    assert repo.status()["untracked"] == ["d/e/b.txt", "top.txt"]
+    repo.write("new/n.txt", "n")
+    repo.ok("add", "new")
+    repo.ok("rm", "--cached", "new", "d/a.txt")
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt", "new/n.txt", "top.txt"]
+    repo.ok("commit", "-m", "two")
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt", "new/n.txt", "top.txt"]
+    shutil.rmtree(repo.root / "new")
+    (repo.root / "top.txt").unlink()
+    assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt"]
     repo.fsck_clean()

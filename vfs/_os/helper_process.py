@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 MAX_FRAME = 1 << 31
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 def alive(pid: int) -> bool:
@@ -93,6 +94,21 @@ class Channel:
         self.read_fd = self.write_fd = -1
 
 
+def _die_with(parent: int) -> None:
+    """In a helper: have the kernel kill it when ``parent`` ends, and end now if it has.
+
+    A command killed with SIGKILL cannot stop its helpers itself, and a helper left
+    running would carry on with its share: a restore's would go on writing files into
+    the working tree after the command was gone.
+    """
+    import ctypes  # (in the helper alone: a clean ``status`` never loads it)
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # (it ended before the request was made)
+        os._exit(1)
+
+
 class Helper(Channel):
     """The parent's handle on a forked helper."""
 
@@ -109,6 +125,7 @@ class Helper(Channel):
         """
         down_r, down_w = os.pipe()  # parent -> helper
         up_r, up_w = os.pipe()  # helper -> parent
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -118,6 +135,7 @@ class Helper(Channel):
         if pid == 0:  # the helper: never returns
             code = 1
             try:
+                _die_with(parent)
                 os.close(down_w)
                 os.close(up_r)
                 work(Channel(down_r, up_w))

@@ -21,7 +21,7 @@ from vfs.cli.options import (
 )
 from vfs.cli.output import count, emit_json, fail, quoted, repo_here, warn, workers
 from vfs.cli.status_report import conflict_side, describe_side, instead_json, renamed_to
-from vfs.errors import UsageError
+from vfs.errors import RevisionNotFound, UsageError
 from vfs.model import params as version_params
 from vfs.ops import branches, checkout, merging
 from vfs.ops.restore import restore as restore_paths
@@ -150,10 +150,20 @@ def checkout_cmd(
                 repo, new_branch, rev, w, force=force, warn=warn, offline=offline, yes=yes
             )
         else:
-            r = checkout.checkout(
-                repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn,
-                offline=offline, yes=yes,
-            )  # fmt: skip
+            try:
+                r = checkout.checkout(
+                    repo, rev, paths, w, force=force, from_lock=from_lock, warn=warn,
+                    offline=offline, yes=yes,
+                )  # fmt: skip
+            except RevisionNotFound:
+                if rev is None or paths or not os.path.lexists(rev):
+                    raise
+                # git's `checkout PATH` (no revision): a path, not an unknown revision
+                raise UsageError(
+                    f"{rev} is a path, not a revision: `dvfs restore {shlex.quote(rev)}` "
+                    f"discards your changes, `dvfs checkout REV {shlex.quote(rev)}` takes it "
+                    "from a version"
+                ) from None
     report_checkout(r, as_json)
 
 

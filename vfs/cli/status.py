@@ -22,7 +22,8 @@ def status(mountpoint: str | None, as_json: bool, verbose: bool) -> None:
     Untracked files are looked for inside each top-level directory that holds tracked
     files; an untracked file at the top level, or in a new top-level directory, is not
     listed (the rest of a project, its code, is git's): `dvfs add` names it first.
-    A file staged for removal (`dvfs rm --cached`) that is still on disk is listed.
+    Files `dvfs rm --cached` or `dvfs restore --staged` took out of the index are
+    listed while they are on disk.
     With MNT, the pending changes of that mount's working tree instead.
 
     \b

@@ -231,12 +231,10 @@ def commit(
       dvfs commit -m "tuned" --params-file params.yaml
       dvfs commit --amend -m "raw data, fixed"
     """
-    if message is None and not amend:
-        raise UsageError(
-            "missing option '-m' / '--message': say what this version is (see `dvfs commit --help`)"
-        )
-    if message is not None:
-        version_params.message(message)
+    from vfs.ops.commit import check_message
+    from vfs.ops.commit import commit as commit_staged
+
+    check_message(message, amend=amend)  # (all is checked before -a stages anything)
     recorded = version_params.collect(params, params_file)
     repo = repo_here()
     if stage_all:
@@ -250,8 +248,6 @@ def commit(
 
         with workers() as w:
             workflow.stage_tracked_changes(repo, w, warn)
-    from vfs.ops.commit import commit as commit_staged
-
     old = repo.history.head_id() if amend else None
     r = commit_staged(repo, message, recorded, tag, warn, amend=amend)
     keep_within_max_size(repo)

@@ -315,6 +315,7 @@ def restore_version(
                 del index.entries[p]
         index.head = None if carry else target
         index.base = target
+        index.removed_absent.clear()  # (the index is the version's now: see vfs.repo.stage)
         index.numbers[target] = version.number  # (status names it without reading it)
     else:
         index.head = None  # (a path not restored keeps its entry, and its file, as they were)

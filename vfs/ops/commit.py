@@ -256,6 +256,20 @@ class CommitResult:
     bytes: int
 
 
+def check_message(message: str | None, *, amend: bool = False) -> None:
+    """UsageError unless ``message`` can be a version's: not blank, UTF-8, bounded; None
+    only for an amend (which keeps the amended version's)."""
+    if message is None:
+        if amend:
+            return
+        raise UsageError(
+            "missing option '-m' / '--message': say what this version is (see `dvfs commit --help`)"
+        )
+    if not message.strip():
+        raise UsageError("the commit message is empty: pass -m MESSAGE")
+    version_params.message(message)
+
+
 def commit(
     repo: Repository,
     message: str | None,
@@ -276,14 +290,7 @@ def commit(
     latest one: it gets that version's parents (so its number), its message unless
     ``message`` is given, and its parameters updated with ``params``.
     """
-    if message is None and not amend:
-        raise UsageError(
-            "missing option '-m' / '--message': say what this version is (see `dvfs commit --help`)"
-        )
-    if message is not None:
-        if not message.strip():
-            raise UsageError("the commit message is empty: pass -m MESSAGE")
-        version_params.message(message)
+    check_message(message, amend=amend)
     params = version_params.check(params)
     if tag is not None:
         check_ref_name(tag, "tag")
@@ -392,6 +399,7 @@ def commit_locked(
     def noted(oid: bytes) -> None:
         index.head = index.base = oid
         index.numbers[oid] = hist.version(oid).number  # (status names it without reading it)
+        index.removed_absent.clear()  # (their removal is this version's)
         index.save()
 
     made = record_version(

@@ -137,14 +137,17 @@ def restore(
             for p in dropped:
                 index.remove(p)  # an addition unstaged: the file stays, untracked
                 report.unstaged += 1
+            index.note_untracked(dropped)
             for p, e in src.items():
                 if not chosen(p):
                     continue
                 cur = index.get(p)
                 if cur is None or not cur.same_content(e):
-                    keep_absent = cur is not None and not cur.checked_out
+                    # (not checked out before, or when `rm` took it out: so again)
+                    keep_absent = p in index.removed_absent if cur is None else not cur.checked_out
                     index.put(p, not_checked_out(e) if keep_absent else staged_from_entry(e, None))
                     report.unstaged += 1
+                index.removed_absent.discard(p)
             index.head = None
         if write:
             if source is not None:

@@ -107,6 +107,16 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
     index.check_paths(chain(dirs, root_files))  # looked up here: the index's own names
     tops = [top for top in sorted(dirs) if lstat_or_none(repo.root, top) is not None]
     at_root = []
+    # Top-level paths unstaged with their files kept (``Index.untracked_tops``): their
+    # files are untracked, and listed as such even where no tracked file is.
+    named = sorted(index.untracked_tops - dirs - set(root_files)) if index.untracked_tops else []
+    index.check_paths(named)
+    for p in named:
+        s = lstat_or_none(repo.root, p)
+        if s is not None and statmod.S_ISDIR(s.st_mode):
+            bisect.insort(tops, p)
+        elif s is not None and special_kind(s.st_mode) is None:
+            at_root.append(Found(p, s))
     for p in root_files:
         s = lstat_or_none(repo.root, p)
         # A directory where a file or link was tracked: that one is deleted (the

@@ -80,6 +80,7 @@ from vfs.repo.repository import (
     init_leftovers,
     parse_format,
     preferred_branch,
+    refuse_inside_metadata,
 )
 from vfs.worktree.pools import Workers
 
@@ -905,6 +906,7 @@ def clone(
     checked out (``vfs.remote.receive.check_expansion``), and the clone is removed.
     """
     spec = RemoteSpec("origin", url, endpoint_url)
+    refuse_inside_metadata(directory)  # (before the remote is asked anything)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{directory} exists and is not a directory: clone into another one")
     above = next((p for p in directory.absolute().parents if os.path.lexists(p)), None)

@@ -310,8 +310,23 @@ def add(
 
 
 def stage_tracked_changes(repo: Repository, workers: Workers, warn: Warn = quiet) -> AddReport:
-    """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay."""
+    """Stage every modified or deleted tracked file (``commit -a``); untracked ones stay.
+
+    FileUnreadable, and nothing staged, if a tracked file cannot be read (status warned
+    why): whether it changed is unknown, and a commit without it would pass for one of
+    every change, as ``add`` of its directory is refused too.
+    """
     work = status(repo, workers, warn).work
+    if work.unreadable:
+        its, them = ("its", "it") if len(work.unreadable) == 1 else ("their", "them")
+        more = len(work.unreadable) - 5
+        shown = ", ".join(show(p) for p in work.unreadable[:5]) + (
+            f" and {more} more" if more > 0 else ""
+        )
+        raise FileUnreadable(
+            f"cannot read {shown} to stage {its} changes: nothing was staged or committed; make "
+            f"{them} readable, or `dvfs add` what to commit and commit without -a"
+        )
     changed = [*work.modified, *work.deleted]
     if not changed:
         return AddReport()
@@ -353,6 +368,7 @@ def rm(
                 )  # fmt: skip
         targets = list(dict.fromkeys(targets))  # (paths named twice, or a file and its directory)
         index.head = None
+        index.removed_absent.update(p for p in targets if index.is_absent(p))
         with Walker(repo.root) as walker:
             # Unstaged one by one, not through ``entries``: the cache-tree of the other
             # directories stays, and the next commit builds only the trees above these.
@@ -360,6 +376,8 @@ def rm(
                 index.remove(p)
                 if not cached:
                     remove_path(walker, p)
+        if cached:
+            index.note_untracked(targets)
         index.save()
         resolved(repo, targets)
     return targets
@@ -428,7 +446,14 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
     deepest = max((p.count(b"/") - src.count(b"/") for p in index.under(src)), default=0)
     if dst.count(b"/") + deepest > MAX_DEPTH:
         raise UsageError(f"cannot move to {too_deep_message(dst)}; nothing was moved")
-    if walker.lstat(dst) is not None or index.under(dst):
+    if walker.lstat(dst) is None and index.under(dst):  # tracked, not in the working tree
+        how = "never checked out" if all(map(index.is_absent, index.under(dst))) else "deleted"
+        raise UsageError(
+            f"{show(dst)} is tracked, though not in the working tree ({how}): mv never "
+            f"replaces anything; `dvfs rm {shell_word(show(dst))}` first drops it; nothing "
+            "was moved"
+        )
+    if walker.lstat(dst) is not None:
         raise UsageError(
             f"{show(dst)} already exists{' (tracked)' if index.under(dst) else ''}: "
             "mv never replaces anything; nothing was moved"

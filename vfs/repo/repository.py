@@ -235,6 +235,20 @@ def parse_format(text: str, where: str) -> ChunkerParams:
 INIT_PREFIX = f"{DVFS_DIR}.init-"  # + pid: the store an init makes, until renamed to .dvfs
 
 
+def refuse_inside_metadata(root: Path) -> None:
+    """UsageError if ``root`` is (or lies below) a ``.dvfs`` or ``.git`` directory, its
+    links followed: a repository made there would live among another one's own files,
+    which that one's commands, gc and fsck manage as theirs."""
+    real = Path(os.path.realpath(root))
+    meta = next((p for p in (real, *real.parents) if p.name in (DVFS_DIR, ".git")), None)
+    if meta is not None:
+        where = "is" if meta == real else f"is inside {quote_name(str(meta))},"
+        raise UsageError(
+            f"{quote_name(str(root))} {where} where a repository keeps its own data: "
+            "nothing was made; name a directory outside it"
+        )
+
+
 def init_leftovers(root: Path) -> list[Path]:
     """The ``.dvfs.init-<pid>`` directories in ``root`` whose process is gone: what an
     ``init`` or ``clone`` killed before its store was renamed into place left."""
@@ -307,6 +321,7 @@ class Repository:
         """
         check_ref_name(branch, "branch")
         root = root.absolute()
+        refuse_inside_metadata(root)
         if (root / DVFS_DIR).exists():
             raise UsageError(f"{root} is already a dvfs repository")
         if _is_link(root) and not root.exists():  # (mkdir would say "File exists")

@@ -8,6 +8,8 @@ Record, format version 4 (written atomically and fsynced; integers little-endian
     meta     msgpack {"head": id | null, "base": id | null,
                       "numbers": [[id, int], ...] (optional),
                       "trees": [[dir, paths, bytes, mtime_ns, id], ...] (optional),
+                      "untracked": [name, ...] (optional),
+                      "removed_absent": [path, ...] (optional),
                       "sum": BLAKE3 of the names, columns and content blocks}
     names    the N paths, sorted, unique, joined by NUL
     padding  zero bytes to a multiple of 8 from the start of the file
@@ -22,6 +24,17 @@ mtime of the paths below it, so that the next commit builds only the others and
 decodes only their rows (``at``). Format 3 is the same without ``trees``, ``at``, ``sum``:
 it is read, and written again in format 4. ``sum`` is checked where every row is
 decoded, and where rows loaded unchanged are written again without being decoded.
+
+``untracked`` names the top-level files and directories whose paths ``restore
+--staged`` or ``rm --cached`` took out of the index (:meth:`Index.note_untracked`):
+``status`` lists untracked files only where tracked ones are, and these, which ``add``
+once named, are listed too while they stay on disk (before the first commit nothing
+else would be). An index written without it lists none.
+
+``removed_absent`` lists the paths ``rm`` took out of the index while they were not
+checked out (below): ``restore --staged`` puts such a path back not checked out, as it
+was, not as a file deleted from the working tree. A commit or a full checkout, after
+which the paths are no longer the index's to undo, empties it.
 
 ``numbers`` gives the number (``vN``) of the versions ``head`` and ``base`` name, as
 far as the writer knew them (a version's number is part of it and never changes), so
@@ -586,6 +599,8 @@ class Index:
         self.head: bytes | None = None
         self.base: bytes | None = None
         self.numbers: dict[bytes, int] = {}  # version id -> its number, for head and base
+        self.untracked_tops: set[bytes] = set()  # top-level names unstaged (see the format)
+        self.removed_absent: set[bytes] = set()  # paths rm unstaged not checked out (same)
         self.on_disk = False  # read from a file (else: there was none)
         self.version: int | None = None  # the format of the file read
         self.damaged: str | None = None  # why the file was not read (Repository.index rebuild)
@@ -949,6 +964,19 @@ class Index:
                 raise ValueError("malformed version number")
             if number > 0 and oid in (self.head, self.base):
                 self.numbers[oid] = number
+        tops = rec.get("untracked", ())
+        if not isinstance(tops, (list, tuple)) or not all(type(t) is bytes for t in tops):
+            raise ValueError("malformed untracked names")
+        self.untracked_tops = set(tops)
+        gone = rec.get("removed_absent", ())
+        if not isinstance(gone, (list, tuple)) or not all(type(p) is bytes for p in gone):
+            raise ValueError("malformed removed paths")
+        self.removed_absent = set(gone)
+
+    def note_untracked(self, paths: Iterable[bytes]) -> None:
+        """Note the top-level names of ``paths``, taken out of the index with their files
+        kept: ``status`` lists the untracked files there (see the format above)."""
+        self.untracked_tops.update(p.partition(b"/")[0] for p in paths)
 
     def number(self, oid: bytes | None) -> int | None:
         """The number of version ``oid`` if it is ``head`` or ``base`` and was noted."""
@@ -1009,6 +1037,10 @@ class Index:
         known = {oid: self.number(oid) for oid in (self.head, self.base) if oid is not None}
         if numbers := [[oid, n] for oid, n in known.items() if n is not None]:
             ids["numbers"] = numbers
+        if self.untracked_tops:
+            ids["untracked"] = sorted(self.untracked_tops)
+        if self.removed_absent:
+            ids["removed_absent"] = sorted(self.removed_absent)
         if (trees := self.trees()) and not self._exposed:
             ids["trees"] = [[d, *trees[d]] for d in sorted(trees)]
         write_atomic(self.path, _file(body, now, ids))
