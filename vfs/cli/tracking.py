@@ -74,13 +74,13 @@ def add(paths: tuple[str, ...], force: bool, as_json: bool) -> None:
     if as_json:
         emit_json(dataclasses.asdict(r))
         return
-    parts = [f"staged {r.files} file{'s' if r.files != 1 else ''}"]
+    parts = [f"staged {count(r.files, 'file')}"]
     if r.hashed:
-        parts.append(f"read {r.hashed} ({human(r.bytes_read)})")
+        parts.append(f"read {r.hashed:,} ({human(r.bytes_read)})")
     if r.removed:
-        parts.append(f"{r.removed} deletion{'s' if r.removed != 1 else ''}")
+        parts.append(count(r.removed, "deletion"))
     if r.ignored:
-        parts.append(f"skipped {r.ignored} ignored path{'s' if r.ignored != 1 else ''}")
+        parts.append(f"skipped {count(r.ignored, 'ignored path')}")
     click.echo(", ".join(parts))
 
 
@@ -159,7 +159,7 @@ def rm(paths: tuple[str, ...], cached: bool, force: bool, recursive: bool, as_js
         emit_json({"untracked" if cached else "removed": [show(p) for p in gone]})
         return
     verb = "untracked" if cached else "removed"
-    click.echo(f"{verb} {len(gone)} file{'s' if len(gone) != 1 else ''}")
+    click.echo(f"{verb} {count(len(gone), 'file')}")
 
 
 @click.command(cls=DvfsCommand)
