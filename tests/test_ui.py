@@ -829,3 +829,33 @@ def test_experiments_and_the_names_of_refs_come_in_pages(repo: Repo, tmp_path: P
         assert len(page["tags"]) == 201 and page["tags"][-1] == "t249"
         assert [v["version"] for v in page["versions"]] == ["v1"]
     r.fsck_clean()
+
+
+def test_a_wide_table_is_previewed_page_by_page_of_its_columns(tmp_path: Path) -> None:
+    """A CSV of 5,000 columns: the first, a middle and the last page of its columns
+    hold their own values (read as the first columns of each row, the rest skipped),
+    quoted fields included; one with a row a field short past the first MiBs the
+    dialect is detected on is still refused as a table."""
+    r = init_repo(tmp_path / "wide")
+    n = 5000
+    head = ",".join(f"c{i}" for i in range(n))
+    rows = "\n".join(",".join(str(k * 10_000 + i) for i in range(n)) for k in range(120))
+    quoted = ",".join(f'"v,{i}"' if i % 7 == 0 else str(i) for i in range(n))
+    short = ",".join(str(i) for i in range(n - 1))
+    commit_files(r, {
+        "wide.csv": f"{head}\n{rows}\n".encode(),
+        "quoted.csv": f"{head}\n{quoted}\n{quoted}\n".encode(),
+        "short.csv": f"{head}\n{rows}\n{short}\n".encode(),
+    }, "wide")  # fmt: skip
+    with serving(r.root) as s:
+        for at in (0, 2500, 4900, 4950):
+            p = api(s, "preview", rev="v1", path="wide.csv", coffset=at, offset=118, limit=5)
+            shown = list(range(at, min(at + 100, n)))
+            assert (p["kind"], p["total"], p["total_columns"]) == ("table", 120, n)
+            assert [c["name"] for c in p["columns"]] == [f"c{i}" for i in shown]
+            assert p["rows"] == [[k * 10_000 + i for i in shown] for k in (118, 119)]
+        q = api(s, "preview", rev="v1", path="quoted.csv", coffset=4900)
+        assert q["rows"][1] == [f"v,{i}" if i % 7 == 0 else i for i in range(4900, n)]
+        bad = api(s, "preview", rev="v1", path="short.csv", coffset=100)
+        assert bad["kind"] == "text" and "Expected Number of Columns" in bad["note"]
+    r.fsck_clean()
