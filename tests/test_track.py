@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def repo(template: Path, tmp_path: Path) -> vfs.Repo:
+def repo(template: Path, tmp_path: Path) -> Iterator[vfs.Repo]:
     shutil.copytree(template, tmp_path / "repo", symlinks=True)
-    return vfs.Repo(tmp_path / "repo")
+    with vfs.Repo(tmp_path / "repo") as r:
+        yield r
+
+
+def open_files() -> set[str]:
+    """What this process's descriptors name."""
+    named = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            named.add(f"{fd} {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:  # (the listing's own descriptor, closed by now)
+            continue
+    return named
 
 
 def test_a_run_is_one_version_with_params_metrics_and_lineage(repo: vfs.Repo) -> None:
@@ -557,4 +570,26 @@ def test_dvfs_own_files_are_refused_as_what_a_run_writes(repo: vfs.Repo) -> None
         r.output("dvfs.yaml")
     assert (root / "dvfs.yaml").read_text() == pipeline
     assert [v.number for v in repo.versions()] == [1]
+    fsck_clean(root)
+
+
+def test_a_run_and_a_closed_repo_leave_no_file_open(template: Path, tmp_path: Path) -> None:
+    """A run given a directory closes the Repo it opens for it when the block ends,
+    and a Repo closed (``with vfs.Repo(...)``) closes its store's packs: each left
+    three pack descriptors open for as long as the run or the Repo was referred to."""
+    root = tmp_path / "repo"
+    shutil.copytree(template, root, symlinks=True)
+    before = open_files()
+    with vfs.track(root, message="by path") as r:
+        r.output("a.txt").write_text("a\n")
+    assert r.version is not None and r.version.version == "v2"
+    assert open_files() == before
+    with vfs.Repo(root) as repo:
+        with vfs.track(repo, message="by repo") as r2:
+            r2.output("b.txt").write_text("b\n")
+        assert repo.read_text("a.txt", "v2") == "a\n"
+    assert r2.version is not None and r2.version.version == "v3"
+    assert open_files() == before
+    assert repo.read_text("b.txt") == "b\n"  # a closed local Repo opens its store again
+    repo.close()
     fsck_clean(root)

@@ -259,10 +259,15 @@ class Repo:
             _warn(line)
 
     def close(self) -> None:
-        """Let go of a remote's mirror, so that ``dvfs cache clean --all`` may remove it
-        (also done when the Repo is garbage collected); a local Repo holds nothing."""
-        if self._held is not None:
-            self._held()
+        """Close the files the Repo holds open (its store's packs: a program opening
+        repository after repository would run out of descriptors) and let go of a
+        remote's mirror, so that ``dvfs cache clean --all`` may remove it (also done
+        when the Repo is garbage collected). A local Repo used again opens them again."""
+        try:
+            self._repo.close()
+        finally:
+            if self._held is not None:
+                self._held()
 
     def __enter__(self) -> Repo:
         return self

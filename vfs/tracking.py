@@ -136,18 +136,25 @@ class Run:
         check_ref_name(text_arg(name, "name"), "stage")
         if tag is not None:
             check_ref_name(text_arg(tag, "tag"), "tag")
+        self._stack = ExitStack()
         self.repo = repo if isinstance(repo, Repo) else Repo(repo)
-        if self.repo.root is None:
-            raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
-        self.root: Path = self.repo.root
-        tag_free(self.repo.repository, tag)
-        self.message, self.name, self.tag = message, name, tag
-        self.metrics_path = repo_path(self._inside(metrics))
-        if not self.metrics_path:
-            raise UsageError("metrics= names a file, not the root")
-        self.history_path = history_name(self.metrics_path)
-        for rel in (self.metrics_path, self.history_path):
-            _not_own_file(rel, "metrics=")
+        if self.repo is not repo:  # opened for the run: closed when it ends
+            self._stack.callback(self.repo.close)
+        try:
+            if self.repo.root is None:
+                raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
+            self.root: Path = self.repo.root
+            tag_free(self.repo.repository, tag)
+            self.message, self.name, self.tag = message, name, tag
+            self.metrics_path = repo_path(self._inside(metrics))
+            if not self.metrics_path:
+                raise UsageError("metrics= names a file, not the root")
+            self.history_path = history_name(self.metrics_path)
+            for rel in (self.metrics_path, self.history_path):
+                _not_own_file(rel, "metrics=")
+        except BaseException:
+            self._stack.close()
+            raise
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}
@@ -157,7 +164,6 @@ class Run:
         self.stride = 1  # doubled each time the history passes MAX_STEPS rows
         self.last_row: dict[str, Any] | None = None  # the last call's, kept in the history
         self.version: VersionInfo | None = None  # set when the block has been recorded
-        self._stack = ExitStack()
         self._started = 0
         self._state = "new"  # "running" inside the block, "ended" after it
 
