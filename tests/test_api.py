@@ -104,6 +104,39 @@ def test_a_repo_dropped_without_close_leaves_no_pack_open(data: Data) -> None:
     assert packs_open() == before
 
 
+def test_reads_given_a_directory_close_the_repo_they_open(data: Data) -> None:
+    """``vfs.read_bytes``, ``read_text`` and ``open`` given a directory open a Repo for
+    the call: each left it, and three pack descriptors, to the garbage collector, so
+    that a loop of reads held dozens open. The Repo is closed when the read is done,
+    or when the file opened is closed."""
+    import gc
+
+    def held() -> set[str]:
+        named = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                named.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        return named
+
+    root = str(data.root)
+    want = data.v2["data/train.csv"]
+    gc.disable()  # what is closed is closed by the API, not by a collection
+    try:
+        before = held()
+        assert vfs.read_bytes("data/train.csv", repo=root) == want
+        assert vfs.read_text("data/train.csv", repo=root) == want.decode()
+        with vfs.open("data/train.csv", repo=root) as f:
+            assert f.read() == want
+            assert held() > before  # (it reads from packs: there was something to close)
+        with pytest.raises(FileNotFoundError):
+            vfs.open("data/none.csv", repo=root)
+        assert held() == before
+    finally:
+        gc.enable()
+
+
 def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
     want = data.v2["data/train.csv"]
     rng = random.Random(5)

@@ -43,7 +43,8 @@ class ChunkedFile(io.RawIOBase):
     """Raw, seekable, read-only access to the bytes of ``chunks``.
 
     ``get(oid)`` returns a chunk's verified bytes. ``name`` is what the object says it
-    reads (``repr``, error messages).
+    reads (``repr``, error messages). ``on_close`` is called once, when the file is
+    closed (or collected): to close what was opened for it alone.
     """
 
     def __init__(
@@ -52,9 +53,11 @@ class ChunkedFile(io.RawIOBase):
         chunks: Sequence[ChunkRef],
         get: Callable[[bytes], bytes],
         cache_bytes: int = CACHE_BYTES,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.name = name
+        self._on_close = on_close
         self._chunks = list(chunks)
         self._get = get
         self._starts: list[int] = []
@@ -139,7 +142,12 @@ class ChunkedFile(io.RawIOBase):
     def close(self) -> None:
         self._cache.clear()
         self._cached = 0
-        super().close()
+        then, self._on_close = self._on_close, None
+        try:
+            super().close()
+        finally:
+            if then is not None:
+                then()
 
     # ranges -----------------------------------------------------------------------
 
