@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -171,6 +172,25 @@ def fsspec_rev(data: Data, rev: int) -> bytes:
     fs = fsspec.filesystem("dvfs", repo=data.repo, rev=rev)
     head: bytes = fs.cat_file("/data/train.csv", 0, 10)
     return head
+
+
+def test_every_mode_open_reads_with_is_taken_and_others_named(data: Data) -> None:
+    """``br`` and ``tr`` read as ``rb`` and ``rt`` do with ``open()``: they were refused
+    as modes that write ("files of versions are read-only"), as was a mode that is no
+    mode at all."""
+    want = data.v2["data/train.csv"]
+    for mode in ("rb", "br"):
+        with data.repo.open("data/train.csv", mode=mode) as f:
+            assert f.read() == want
+    for mode in ("r", "rt", "tr"):
+        with data.repo.open("data/train.csv", mode=mode) as t:
+            assert t.read() == want.decode()
+    for mode in ("w", "r+", "rb+", "ab", "x"):
+        with pytest.raises(ValueError, match=f"^mode '{re.escape(mode)}': files of versions are"):
+            data.repo.open("data/train.csv", mode=mode)
+    for mode in ("q", "rbb", "bt", "", "U"):
+        with pytest.raises(ValueError, match=f"^mode '{mode}' is not a mode open.. takes"):
+            data.repo.open("data/train.csv", mode=mode)
 
 
 def test_bad_paths_revisions_and_modes_are_named(data: Data) -> None:

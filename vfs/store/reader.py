@@ -217,12 +217,22 @@ class TextReader(io.TextIOWrapper):
         return "r"
 
 
-def check_mode(mode: str) -> None:
-    """ValueError unless ``mode`` reads (``rb``, ``r``, ``rt``): versions are read-only."""
-    if mode not in ("r", "rb", "rt"):
+def check_mode(mode: str) -> str:
+    """``mode`` as ``rb`` or ``r`` if it reads as ``open()`` takes it (``rb``, ``br``,
+    ``r``, ``rt``, ``tr``); ValueError saying why not: a mode that writes (versions are
+    read-only) or no mode at all."""
+    chars = set(mode) if isinstance(mode, str) else set()
+    opens = chars & set("rwax")
+    if (
+        not isinstance(mode, str) or len(chars) != len(mode) or not chars <= set("rwaxbt+")
+        or len(opens) != 1 or {"b", "t"} <= chars
+    ):  # fmt: skip
+        raise ValueError(f"mode {mode!r} is not a mode open() takes: give 'rb' or 'r'")
+    if opens != {"r"} or "+" in chars:
         raise ValueError(
             f"mode {mode!r}: files of versions are read-only; open them with 'rb' or 'r'"
         )
+    return "rb" if "b" in chars else "r"
 
 
 def open_chunks(
@@ -234,9 +244,9 @@ def open_chunks(
 ) -> IO[Any]:
     """``raw`` as ``open(..., mode)`` gives a file: buffered binary (``rb``) or text (``r``).
 
-    ValueError for any other mode: versions are read-only.
+    ValueError for any other mode: versions are read-only (:func:`check_mode`).
     """
-    check_mode(mode)
+    mode = check_mode(mode)
     buffered = Reader(raw, BUFFER)
     if mode == "rb":
         if encoding is not None or errors is not None or newline is not None:
