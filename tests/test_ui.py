@@ -34,6 +34,7 @@ from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 from vfs.repo.repository import Repository
+from vfs.ui import files
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -858,4 +859,24 @@ def test_a_wide_table_is_previewed_page_by_page_of_its_columns(tmp_path: Path) -
         assert q["rows"][1] == [f"v,{i}" if i % 7 == 0 else i for i in range(4900, n)]
         bad = api(s, "preview", rev="v1", path="short.csv", coffset=100)
         assert bad["kind"] == "text" and "Expected Number of Columns" in bad["note"]
+    r.fsck_clean()
+
+
+def test_a_table_the_engine_cannot_read_is_named_as_the_user_knows_it(tmp_path: Path) -> None:
+    """The preview's note said why the engine could not read a table naming the copy
+    it read (``File '/…/.dvfs/rows-PID-…/preview-1.parquet' too small``), gone by
+    then; it names the file and its version."""
+    r = init_repo(tmp_path / "lies")
+    commit_files(r, {
+        "fake.parquet": b"id,v\n1,a\n", "bad.jsonl": b'{"a": 1}\n{bad json\n',
+    }, "lies")  # fmt: skip
+    repo = Repository(r.root)
+    try:
+        for path in ("fake.parquet", "bad.jsonl"):
+            p = files.preview(repo, "v1", path.encode())
+            assert p["kind"] == "text" and f"{path} in v1" in p["note"], p["note"]
+            for leak in (".dvfs", "rows-", "preview-"):
+                assert leak not in p["note"], p["note"]
+    finally:
+        repo.close()
     r.fsck_clean()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -86,18 +87,20 @@ class TablePreviews:
     def page(
         self, fmt: Format, digest: bytes, size: int, suffix: str, content: Iterable[bytes],
         offset: int, limit: int, column_offset: int = 0, column_limit: int = COLUMNS_SHOWN,
+        name: str = "the file",
     ) -> dict[str, Any]:  # fmt: skip
         """Rows ``offset`` to ``offset + limit`` of a file in format ``fmt`` whose bytes
         (BLAKE3 ``digest``, ``size`` of them) ``content`` yields when not kept already,
         of its columns ``column_offset`` to ``column_offset + column_limit`` (a table of
         20,000 columns is not one answer): ``{columns, rows, total, total_columns,
-        column_offset}``. NotTabular or TypeMismatch if the engine cannot."""
+        column_offset}``. NotTabular or TypeMismatch if the engine cannot, naming the
+        file ``name`` (as the user knows it: ``data/x.csv in v2``), not the copy read."""
         with self._lock:
             where, eng = self._start()
             key = (fmt, digest)
             read = self._kept.get(key)
             if read is None:
-                read = self._read(where, eng, fmt, size, suffix, content)
+                read = self._read(where, eng, fmt, size, suffix, content, name)
                 self._kept[key] = read
                 self._trim()
             self._kept.move_to_end(key)
@@ -120,7 +123,7 @@ class TablePreviews:
 
     def _read(
         self, where: Path, eng: table_engine.Engine, fmt: Format, size: int, suffix: str,
-        content: Iterable[bytes],
+        content: Iterable[bytes], name: str,
     ) -> _Read:  # fmt: skip
         self._serial += 1
         copy = where / f"preview-{self._serial}{suffix}"
@@ -130,6 +133,9 @@ class TablePreviews:
                     out.write(piece)
             t = eng.sniff(fmt, copy, size)
             total = eng.count(t.relation(copy)) if not t.empty else 0  # every row's width checked
+        except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
+            copy.unlink(missing_ok=True)
+            raise type(exc)(_named(str(exc), copy, name)) from None
         except BaseException:
             copy.unlink(missing_ok=True)
             raise
@@ -141,3 +147,9 @@ class TablePreviews:
             _, old = self._kept.popitem(last=False)
             with contextlib.suppress(OSError):
                 os.unlink(old.copy)
+
+
+def _named(text: str, copy: Path, name: str) -> str:
+    """An engine's message with the copy it read (or the sample of it it sniffed,
+    ``vfs.tables.engine``) named ``name``: the copy is gone by the time it is shown."""
+    return re.sub(f"([\"']?){re.escape(str(copy))}(?:\\.sniff)?\\1", lambda _: name, text)
