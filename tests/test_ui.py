@@ -186,6 +186,21 @@ def test_diff_is_the_cli_diff_paginated(server: Server, repo: Repo) -> None:
     assert rows["summary"]["changed"] == 1 and rows["summary"]["added"] == 1
 
 
+def test_a_row_diffs_key_is_taken_as_the_cli_takes_it(server: Server, repo: Repo) -> None:
+    """``key=id&key=city`` compared by city alone (the last given) and ``key=,`` by
+    whole rows, each silently; the key is now every column given, as ``--key id --key
+    city`` is, and one naming an empty column is refused, as ``--key ,`` is."""
+    base = f"{server.base}api/rows?old=v1&new=v2&path=data/train.csv"
+    both = get(f"{base}&key=id&key=city").json()
+    cli = repo.json("diff", "v1", "v2", "data/train.csv", "--rows", "--key", "id", "--key",
+                    "city", "--json", "--limit", "50")  # fmt: skip
+    assert both == cli and both["key"] == ["id", "city"]
+    for bad in (",", "id,", "id,,city"):
+        a = get(f"{base}&key={urllib.parse.quote(bad)}")
+        assert a.status == 400 and a.json()["error"].endswith("holds an empty column name")
+    assert get(f"{base}&key=").json()["key"] == []  # a blank field: whole rows
+
+
 def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     g = api(server, "lineage", rev="v3")
     assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
