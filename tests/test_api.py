@@ -372,6 +372,27 @@ def test_a_path_given_as_bytes_is_a_type_error_that_says_so(data: Data) -> None:
             call()
 
 
+def test_paths_in_a_list_are_checked_as_one_path_is(data: Data, tmp_path: Path) -> None:
+    """A path in a list given as bytes, as no path, or holding a NUL failed inside
+    (``unsupported operand type(s) for /: 'PosixPath' and 'bytes'``, ``stat: embedded
+    null character in path``); each is named as a path given alone is."""
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    with vfs.Repo(root) as repo:
+        tracked = set(repo.repository.index().paths())
+        for call in (lambda: repo.add([b"notes.txt"]), lambda: repo.pull(paths=[b"x"])):  # type: ignore[list-item]
+            with pytest.raises(
+                TypeError, match=r"^give paths as text \(os\.fsdecode\), not bytes$"
+            ):
+                call()
+        with pytest.raises(TypeError, match=r"^a path is text or a pathlib.Path, not NoneType$"):
+            repo.add(["notes.txt", None])  # type: ignore[list-item]
+        with pytest.raises(vfs.UsageError, match=r'^"a\\000b" holds a NUL character'):
+            repo.add(["a\0b"])
+        assert set(repo.repository.index().paths()) == tracked  # nothing staged
+    fsck_clean(root)
+
+
 def test_read_range_counts_negative_offsets_from_the_end_as_dvfs_does(data: Data) -> None:
     # a negative start was taken as 0: read_range(path, -20, size) gave the whole file
     want = data.v2["data/train.csv"]

@@ -920,11 +920,19 @@ def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
     elif not isinstance(paths, Iterable):
         raise TypeError(f"paths is a path or a list of paths, not {type(paths).__name__}")
     given = list(paths)
-    if any(isinstance(p, (str, os.PathLike)) and not os.fspath(p) for p in given):
-        raise UsageError(
-            "an empty path (an unset variable?): nothing was done; give '.' for the whole "
-            "repository"
-        )
+    for p in given:
+        if not isinstance(p, (str, bytes, os.PathLike)):
+            raise TypeError(f"a path is text or a pathlib.Path, not {type(p).__name__}")
+        text = os.fspath(p)
+        if not isinstance(text, str):  # bytes, or a PathLike giving bytes
+            raise TypeError("give paths as text (os.fsdecode), not bytes")
+        if not text:
+            raise UsageError(
+                "an empty path (an unset variable?): nothing was done; give '.' for the "
+                "whole repository"
+            )
+        if "\0" in text:
+            raise UsageError(f"{quote_name(text)} holds a NUL character, which no file name can")
     return given
 
 
