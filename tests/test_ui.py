@@ -895,3 +895,22 @@ def test_a_table_the_engine_cannot_read_is_named_as_the_user_knows_it(tmp_path: 
     finally:
         repo.close()
     r.fsck_clean()
+
+
+def test_a_detached_head_has_no_current_branch(tmp_path: Path) -> None:
+    """With HEAD detached at v1, the versions page said "current (main)" over v1's
+    history while main stood at v2, and left main out of the branches it offered to
+    delete, which `dvfs branch` shows as not current and `dvfs branch -d` deletes."""
+    r = init_repo(tmp_path / "detached")
+    commit_files(r, {"a.txt": b"1\n"}, "one")
+    commit_files(r, {"a.txt": b"2\n"}, "two")
+    r.ok("checkout", "v1")
+    assert not any(b["current"] for b in r.json("branch", "--json"))
+    with serving(r.root) as s:
+        v = api(s, "versions")
+        assert v["current_branch"] is None and [x["version"] for x in v["versions"]] == ["v1"]
+        assert "main" in v["branches"]
+    r.ok("switch", "main")
+    with serving(r.root) as s:
+        assert api(s, "versions")["current_branch"] == "main"
+    r.fsck_clean()
