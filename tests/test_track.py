@@ -280,6 +280,34 @@ def test_a_run_named_as_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> No
     assert r.version is not None and r.version.number == 2
 
 
+def test_an_output_of_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> None:
+    """A run writing out.txt, which stage prep of dvfs.yaml makes, or metrics.json,
+    which stage score makes, was recorded: its record claimed the output, and the next
+    `dvfs repro` made it again over the run's (`dvfs run` refuses a second stage
+    making an output). Both are refused when given, with nothing recorded."""
+    root = repo.root
+    assert root is not None
+    (root / "dvfs.yaml").write_text(
+        "stages:\n  prep:\n    cmd: [sh, -c, cat data/train/a.csv > out/a.txt]\n"
+        "    deps: [data/train]\n    outs: [out/a.txt]\n"
+        "  score:\n    cmd: [sh, -c, cat out/a.txt > metrics.json]\n    deps: [out/a.txt]\n"
+        "    metrics: [metrics.json]\n"
+    )
+    for path, shown in (("out/a.txt", "out/a.txt is"), ("out", "out overlaps out/a.txt,")):
+        refused = pytest.raises(vfs.UsageError, match=f"^{shown} an output of stage prep")
+        with refused, vfs.track(repo, message="x") as r:
+            r.output(path)
+    refused = pytest.raises(vfs.UsageError, match=r"^metrics.json is an output of stage score")
+    with refused, vfs.track(repo, message="x") as r:
+        r.log_metrics({"acc": 1.0})
+    with vfs.track(repo, message="x", metrics="run.json") as r:
+        r.log_metrics({"acc": 1.0})
+        r.output("model.txt").write_text("m")
+    assert r.version is not None and r.version.number == 2
+    assert not (root / "out").exists() and not (root / "metrics.json").exists()
+    fsck_clean(root)
+
+
 class Opaque:
     """A value whose text is its address: nothing a version could show."""
 
