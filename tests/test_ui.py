@@ -914,3 +914,22 @@ def test_a_detached_head_has_no_current_branch(tmp_path: Path) -> None:
     with serving(r.root) as s:
         assert api(s, "versions")["current_branch"] == "main"
     r.fsck_clean()
+
+
+def test_the_line_dvfs_ui_prints_quotes_the_repositorys_path(tmp_path: Path) -> None:
+    """The repository's path went to the terminal as it is: an escape sequence or a
+    bidirectional override in a directory's name acted on the terminal."""
+    r = init_repo(tmp_path / "evil\x1b[2Jred\u202e")
+    proc = subprocess.Popen(
+        cli_command("ui", str(r.root), "--port", "0"), cwd=r.root, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert '/evil\\033[2Jred\\342\\200\\256" at http://127.0.0.1:' in line, line
+    assert "\x1b" not in line and "\u202e" not in line
+    r.fsck_clean()
