@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,39 @@ def test_a_repo_dropped_without_close_leaves_no_pack_open(data: Data) -> None:
     assert packs_open() == before
 
 
+def test_reads_given_a_directory_close_the_repo_they_open(data: Data) -> None:
+    """``vfs.read_bytes``, ``read_text`` and ``open`` given a directory open a Repo for
+    the call: each left it, and three pack descriptors, to the garbage collector, so
+    that a loop of reads held dozens open. The Repo is closed when the read is done,
+    or when the file opened is closed."""
+    import gc
+
+    def held() -> set[str]:
+        named = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                named.add(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        return named
+
+    root = str(data.root)
+    want = data.v2["data/train.csv"]
+    gc.disable()  # what is closed is closed by the API, not by a collection
+    try:
+        before = held()
+        assert vfs.read_bytes("data/train.csv", repo=root) == want
+        assert vfs.read_text("data/train.csv", repo=root) == want.decode()
+        with vfs.open("data/train.csv", repo=root) as f:
+            assert f.read() == want
+            assert held() > before  # (it reads from packs: there was something to close)
+        with pytest.raises(FileNotFoundError):
+            vfs.open("data/none.csv", repo=root)
+        assert held() == before
+    finally:
+        gc.enable()
+
+
 def test_open_reads_and_seeks_like_a_file(data: Data) -> None:
     want = data.v2["data/train.csv"]
     rng = random.Random(5)
@@ -138,6 +172,25 @@ def fsspec_rev(data: Data, rev: int) -> bytes:
     fs = fsspec.filesystem("dvfs", repo=data.repo, rev=rev)
     head: bytes = fs.cat_file("/data/train.csv", 0, 10)
     return head
+
+
+def test_every_mode_open_reads_with_is_taken_and_others_named(data: Data) -> None:
+    """``br`` and ``tr`` read as ``rb`` and ``rt`` do with ``open()``: they were refused
+    as modes that write ("files of versions are read-only"), as was a mode that is no
+    mode at all."""
+    want = data.v2["data/train.csv"]
+    for mode in ("rb", "br"):
+        with data.repo.open("data/train.csv", mode=mode) as f:
+            assert f.read() == want
+    for mode in ("r", "rt", "tr"):
+        with data.repo.open("data/train.csv", mode=mode) as t:
+            assert t.read() == want.decode()
+    for mode in ("w", "r+", "rb+", "ab", "x"):
+        with pytest.raises(ValueError, match=f"^mode '{re.escape(mode)}': files of versions are"):
+            data.repo.open("data/train.csv", mode=mode)
+    for mode in ("q", "rbb", "bt", "", "U"):
+        with pytest.raises(ValueError, match=f"^mode '{mode}' is not a mode open.. takes"):
+            data.repo.open("data/train.csv", mode=mode)
 
 
 def test_bad_paths_revisions_and_modes_are_named(data: Data) -> None:
@@ -317,6 +370,27 @@ def test_a_path_given_as_bytes_is_a_type_error_that_says_so(data: Data) -> None:
     ):
         with pytest.raises(TypeError, match=r"^give paths as text \(os\.fsdecode\), not bytes$"):
             call()
+
+
+def test_paths_in_a_list_are_checked_as_one_path_is(data: Data, tmp_path: Path) -> None:
+    """A path in a list given as bytes, as no path, or holding a NUL failed inside
+    (``unsupported operand type(s) for /: 'PosixPath' and 'bytes'``, ``stat: embedded
+    null character in path``); each is named as a path given alone is."""
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    with vfs.Repo(root) as repo:
+        tracked = set(repo.repository.index().paths())
+        for call in (lambda: repo.add([b"notes.txt"]), lambda: repo.pull(paths=[b"x"])):  # type: ignore[list-item]
+            with pytest.raises(
+                TypeError, match=r"^give paths as text \(os\.fsdecode\), not bytes$"
+            ):
+                call()
+        with pytest.raises(TypeError, match=r"^a path is text or a pathlib.Path, not NoneType$"):
+            repo.add(["notes.txt", None])  # type: ignore[list-item]
+        with pytest.raises(vfs.UsageError, match=r'^"a\\000b" holds a NUL character'):
+            repo.add(["a\0b"])
+        assert set(repo.repository.index().paths()) == tracked  # nothing staged
+    fsck_clean(root)
 
 
 def test_read_range_counts_negative_offsets_from_the_end_as_dvfs_does(data: Data) -> None:

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.cli import Repo, assert_ok, init_repo
+from vfs.tables import engine
+from vfs.tables.formats import MAX_LINE
 
 
 def floats(kind: pa.DataType, values: list[float]) -> bytes:
@@ -248,3 +253,48 @@ def test_integer_columns_of_two_types_compare_exactly(data: Repo) -> None:
     got = rows_json(data, "ids.csv", "--key", "id")
     summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
     assert summary == {"added": 2, "removed": 0, "changed": 0, "unchanged": 2}
+
+
+UNQUOTED_VALUES = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: f"{f:.3f}"),
+    st.dates().map(str),
+    st.sampled_from(["", "oslo", "a b", "x;y", "p|q", "NULL", "true", "12:00:01", "#x"]),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    delim=st.sampled_from([",", ";", "|", "\t", " "]),
+    header=st.booleans(),
+    eol=st.sampled_from(["\n", "\r\n"]),
+    rows=st.lists(st.lists(UNQUOTED_VALUES, min_size=3, max_size=3), min_size=1, max_size=12),
+    width=st.integers(1, 3),
+)
+def test_a_sample_without_quotes_is_sniffed_as_duckdb_sniffs_it_on_its_own(
+    tmp_path: Path, delim: str, header: bool, eol: str, rows: list[list[str]], width: int
+) -> None:
+    """A sample holding no quote character is sniffed with no quote given (far less
+    work for a wide table): its Table is the one DuckDB's own search finds."""
+    lines = ([delim.join(f"h{i}" for i in range(width))] if header else []) + [
+        delim.join(r[:width]) for r in rows
+    ]
+    path = tmp_path / "t.csv"
+    path.write_bytes((eol.join(lines) + eol).encode())
+    eng = engine.Engine(tmp_path, threads=1)
+    try:
+        query = (
+            f"SELECT * FROM sniff_csv({engine.literal(str(path))}, "
+            f"sample_size={engine.SNIFF_ROWS}, max_line_size={MAX_LINE})"
+        )
+        try:
+            searched = eng._csv_table("csv", eng.run(query)[0])
+        except engine.NotTabular:
+            with pytest.raises(engine.NotTabular):
+                eng.sniff("csv", path, path.stat().st_size)
+            return
+        assert eng.sniff("csv", path, path.stat().st_size) == searched
+    finally:
+        eng.close()

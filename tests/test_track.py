@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,21 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def repo(template: Path, tmp_path: Path) -> vfs.Repo:
+def repo(template: Path, tmp_path: Path) -> Iterator[vfs.Repo]:
     shutil.copytree(template, tmp_path / "repo", symlinks=True)
-    return vfs.Repo(tmp_path / "repo")
+    with vfs.Repo(tmp_path / "repo") as r:
+        yield r
+
+
+def open_files() -> set[str]:
+    """What this process's descriptors name."""
+    named = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            named.add(f"{fd} {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:  # (the listing's own descriptor, closed by now)
+            continue
+    return named
 
 
 def test_a_run_is_one_version_with_params_metrics_and_lineage(repo: vfs.Repo) -> None:
@@ -265,6 +278,34 @@ def test_a_run_named_as_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> No
     with vfs.track(repo, message="x", name="py-train") as r:
         r.output("model.txt").write_text("m")
     assert r.version is not None and r.version.number == 2
+
+
+def test_an_output_of_a_stage_of_the_pipeline_is_refused(repo: vfs.Repo) -> None:
+    """A run writing out.txt, which stage prep of dvfs.yaml makes, or metrics.json,
+    which stage score makes, was recorded: its record claimed the output, and the next
+    `dvfs repro` made it again over the run's (`dvfs run` refuses a second stage
+    making an output). Both are refused when given, with nothing recorded."""
+    root = repo.root
+    assert root is not None
+    (root / "dvfs.yaml").write_text(
+        "stages:\n  prep:\n    cmd: [sh, -c, cat data/train/a.csv > out/a.txt]\n"
+        "    deps: [data/train]\n    outs: [out/a.txt]\n"
+        "  score:\n    cmd: [sh, -c, cat out/a.txt > metrics.json]\n    deps: [out/a.txt]\n"
+        "    metrics: [metrics.json]\n"
+    )
+    for path, shown in (("out/a.txt", "out/a.txt is"), ("out", "out overlaps out/a.txt,")):
+        refused = pytest.raises(vfs.UsageError, match=f"^{shown} an output of stage prep")
+        with refused, vfs.track(repo, message="x") as r:
+            r.output(path)
+    refused = pytest.raises(vfs.UsageError, match=r"^metrics.json is an output of stage score")
+    with refused, vfs.track(repo, message="x") as r:
+        r.log_metrics({"acc": 1.0})
+    with vfs.track(repo, message="x", metrics="run.json") as r:
+        r.log_metrics({"acc": 1.0})
+        r.output("model.txt").write_text("m")
+    assert r.version is not None and r.version.number == 2
+    assert not (root / "out").exists() and not (root / "metrics.json").exists()
+    fsck_clean(root)
 
 
 class Opaque:
@@ -557,4 +598,26 @@ def test_dvfs_own_files_are_refused_as_what_a_run_writes(repo: vfs.Repo) -> None
         r.output("dvfs.yaml")
     assert (root / "dvfs.yaml").read_text() == pipeline
     assert [v.number for v in repo.versions()] == [1]
+    fsck_clean(root)
+
+
+def test_a_run_and_a_closed_repo_leave_no_file_open(template: Path, tmp_path: Path) -> None:
+    """A run given a directory closes the Repo it opens for it when the block ends,
+    and a Repo closed (``with vfs.Repo(...)``) closes its store's packs: each left
+    three pack descriptors open for as long as the run or the Repo was referred to."""
+    root = tmp_path / "repo"
+    shutil.copytree(template, root, symlinks=True)
+    before = open_files()
+    with vfs.track(root, message="by path") as r:
+        r.output("a.txt").write_text("a\n")
+    assert r.version is not None and r.version.version == "v2"
+    assert open_files() == before
+    with vfs.Repo(root) as repo:
+        with vfs.track(repo, message="by repo") as r2:
+            r2.output("b.txt").write_text("b\n")
+        assert repo.read_text("a.txt", "v2") == "a\n"
+    assert r2.version is not None and r2.version.version == "v3"
+    assert open_files() == before
+    assert repo.read_text("b.txt") == "b\n"  # a closed local Repo opens its store again
+    repo.close()
     fsck_clean(root)

@@ -34,6 +34,7 @@ from tests.support.mount import push_to
 from tests.support.s3server import S3Server
 from tests.support.ui import Server, csrf_of, get, make_repo, post, serving
 from vfs.repo.repository import Repository
+from vfs.ui import files
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 
@@ -183,6 +184,21 @@ def test_diff_is_the_cli_diff_paginated(server: Server, repo: Repo) -> None:
     assert rows == repo.json("diff", "v1", "v2", "data/train.csv", "--rows", "--key", "id",
                              "--json", "--limit", "50")  # fmt: skip
     assert rows["summary"]["changed"] == 1 and rows["summary"]["added"] == 1
+
+
+def test_a_row_diffs_key_is_taken_as_the_cli_takes_it(server: Server, repo: Repo) -> None:
+    """``key=id&key=city`` compared by city alone (the last given) and ``key=,`` by
+    whole rows, each silently; the key is now every column given, as ``--key id --key
+    city`` is, and one naming an empty column is refused, as ``--key ,`` is."""
+    base = f"{server.base}api/rows?old=v1&new=v2&path=data/train.csv"
+    both = get(f"{base}&key=id&key=city").json()
+    cli = repo.json("diff", "v1", "v2", "data/train.csv", "--rows", "--key", "id", "--key",
+                    "city", "--json", "--limit", "50")  # fmt: skip
+    assert both == cli and both["key"] == ["id", "city"]
+    for bad in (",", "id,", "id,,city"):
+        a = get(f"{base}&key={urllib.parse.quote(bad)}")
+        assert a.status == 400 and a.json()["error"].endswith("holds an empty column name")
+    assert get(f"{base}&key=").json()["key"] == []  # a blank field: whole rows
 
 
 def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
@@ -828,4 +844,92 @@ def test_experiments_and_the_names_of_refs_come_in_pages(repo: Repo, tmp_path: P
         assert len(page["branches"]) == 201 and {"main", "x249"} <= set(page["branches"])
         assert len(page["tags"]) == 201 and page["tags"][-1] == "t249"
         assert [v["version"] for v in page["versions"]] == ["v1"]
+    r.fsck_clean()
+
+
+def test_a_wide_table_is_previewed_page_by_page_of_its_columns(tmp_path: Path) -> None:
+    """A CSV of 5,000 columns: the first, a middle and the last page of its columns
+    hold their own values (read as the first columns of each row, the rest skipped),
+    quoted fields included; one with a row a field short past the first MiBs the
+    dialect is detected on is still refused as a table."""
+    r = init_repo(tmp_path / "wide")
+    n = 5000
+    head = ",".join(f"c{i}" for i in range(n))
+    rows = "\n".join(",".join(str(k * 10_000 + i) for i in range(n)) for k in range(120))
+    quoted = ",".join(f'"v,{i}"' if i % 7 == 0 else str(i) for i in range(n))
+    short = ",".join(str(i) for i in range(n - 1))
+    commit_files(r, {
+        "wide.csv": f"{head}\n{rows}\n".encode(),
+        "quoted.csv": f"{head}\n{quoted}\n{quoted}\n".encode(),
+        "short.csv": f"{head}\n{rows}\n{short}\n".encode(),
+    }, "wide")  # fmt: skip
+    with serving(r.root) as s:
+        for at in (0, 2500, 4900, 4950):
+            p = api(s, "preview", rev="v1", path="wide.csv", coffset=at, offset=118, limit=5)
+            shown = list(range(at, min(at + 100, n)))
+            assert (p["kind"], p["total"], p["total_columns"]) == ("table", 120, n)
+            assert [c["name"] for c in p["columns"]] == [f"c{i}" for i in shown]
+            assert p["rows"] == [[k * 10_000 + i for i in shown] for k in (118, 119)]
+        q = api(s, "preview", rev="v1", path="quoted.csv", coffset=4900)
+        assert q["rows"][1] == [f"v,{i}" if i % 7 == 0 else i for i in range(4900, n)]
+        bad = api(s, "preview", rev="v1", path="short.csv", coffset=100)
+        assert bad["kind"] == "text" and "Expected Number of Columns" in bad["note"]
+    r.fsck_clean()
+
+
+def test_a_table_the_engine_cannot_read_is_named_as_the_user_knows_it(tmp_path: Path) -> None:
+    """The preview's note said why the engine could not read a table naming the copy
+    it read (``File '/…/.dvfs/rows-PID-…/preview-1.parquet' too small``), gone by
+    then; it names the file and its version."""
+    r = init_repo(tmp_path / "lies")
+    commit_files(r, {
+        "fake.parquet": b"id,v\n1,a\n", "bad.jsonl": b'{"a": 1}\n{bad json\n',
+    }, "lies")  # fmt: skip
+    repo = Repository(r.root)
+    try:
+        for path in ("fake.parquet", "bad.jsonl"):
+            p = files.preview(repo, "v1", path.encode())
+            assert p["kind"] == "text" and f"{path} in v1" in p["note"], p["note"]
+            for leak in (".dvfs", "rows-", "preview-"):
+                assert leak not in p["note"], p["note"]
+    finally:
+        repo.close()
+    r.fsck_clean()
+
+
+def test_a_detached_head_has_no_current_branch(tmp_path: Path) -> None:
+    """With HEAD detached at v1, the versions page said "current (main)" over v1's
+    history while main stood at v2, and left main out of the branches it offered to
+    delete, which `dvfs branch` shows as not current and `dvfs branch -d` deletes."""
+    r = init_repo(tmp_path / "detached")
+    commit_files(r, {"a.txt": b"1\n"}, "one")
+    commit_files(r, {"a.txt": b"2\n"}, "two")
+    r.ok("checkout", "v1")
+    assert not any(b["current"] for b in r.json("branch", "--json"))
+    with serving(r.root) as s:
+        v = api(s, "versions")
+        assert v["current_branch"] is None and [x["version"] for x in v["versions"]] == ["v1"]
+        assert "main" in v["branches"]
+    r.ok("switch", "main")
+    with serving(r.root) as s:
+        assert api(s, "versions")["current_branch"] == "main"
+    r.fsck_clean()
+
+
+def test_the_line_dvfs_ui_prints_quotes_the_repositorys_path(tmp_path: Path) -> None:
+    """The repository's path went to the terminal as it is: an escape sequence or a
+    bidirectional override in a directory's name acted on the terminal."""
+    r = init_repo(tmp_path / "evil\x1b[2Jred\u202e")
+    proc = subprocess.Popen(
+        cli_command("ui", str(r.root), "--port", "0"), cwd=r.root, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert '/evil\\033[2Jred\\342\\200\\256" at http://127.0.0.1:' in line, line
+    assert "\x1b" not in line and "\u202e" not in line
     r.fsck_clean()

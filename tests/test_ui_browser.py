@@ -474,6 +474,30 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
     repo.fsck_clean()
 
 
+def test_a_name_holding_a_newline_or_a_tab_is_not_shown_as_another(
+    page: Page, tmp_path: Path
+) -> None:
+    """``x\\ny.txt`` and ``x y.txt`` both read ``x y.txt`` on the page (a newline or a
+    tab in text shows as a space), as ``t\\tz.txt`` did ``t z.txt``: names show them
+    as ``dvfs ls`` does (``\\n``, ``\\t``, and ``\\a`` for BEL as there), while a
+    message and a text preview keep their lines."""
+    repo = init_repo(tmp_path / "spaces")
+    repo.write("x\ny.txt", "a\tb\nc\n")
+    repo.write("x y.txt", "b\n")
+    repo.write("t\tz\a.txt", "c\n")
+    repo.ok("add", ".")
+    repo.commit("line one\nline two")
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/version?rev=v1")
+        expect(page.locator("a.entry")).to_have_text(["t\\tz\\a.txt", "x\\ny.txt", "x y.txt"])
+        expect(page.locator("dd.message")).to_have_text("line one\nline two")
+        page.locator("a.entry").nth(1).click()
+        expect(page.locator("pre.text")).to_have_text("a\tb\nc\n")
+        page.goto(s.url)
+        expect(page.locator(".timeline .message")).to_have_text("line one\nline two")
+    repo.fsck_clean()
+
+
 def test_a_long_name_or_message_wraps_within_the_page(page: Page, tmp_path: Path) -> None:
     """Text without a space (a name of 250 characters, a message of 3,000) wraps: the
     page keeps its width, and the listing's columns stay in view."""

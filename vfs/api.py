@@ -58,7 +58,8 @@ import os
 import posixpath
 import re
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, SupportsIndex
 
@@ -259,10 +260,15 @@ class Repo:
             _warn(line)
 
     def close(self) -> None:
-        """Let go of a remote's mirror, so that ``dvfs cache clean --all`` may remove it
-        (also done when the Repo is garbage collected); a local Repo holds nothing."""
-        if self._held is not None:
-            self._held()
+        """Close the files the Repo holds open (its store's packs: a program opening
+        repository after repository would run out of descriptors) and let go of a
+        remote's mirror, so that ``dvfs cache clean --all`` may remove it (also done
+        when the Repo is garbage collected). A local Repo used again opens them again."""
+        try:
+            self._repo.close()
+        finally:
+            if self._held is not None:
+                self._held()
 
     def __enter__(self) -> Repo:
         return self
@@ -565,10 +571,17 @@ class Repo:
                 for line in f:
                     ...
         """
+        return self._open(path, rev, mode, encoding, errors, newline)
+
+    def _open(
+        self, path: PathArg, rev: RevArg, mode: str, encoding: str | None, errors: str | None,
+        newline: str | None, on_close: Callable[[], None] | None = None,
+    ) -> IO[Any]:  # fmt: skip
+        """:meth:`open`, calling ``on_close`` once the file is closed."""
         check_mode(mode)  # before anything is read
         rev = rev_text(rev)
         try:
-            raw = self._raw(path, rev)
+            raw = self._raw(path, rev, on_close)
         except RevisionNotFound as exc:
             if not _MODE_LIKE.fullmatch(rev):
                 raise
@@ -674,7 +687,9 @@ class Repo:
             raise PathNotFound(f"{quote_name(start)} in {label}: too many links")
         return rel, e
 
-    def _raw(self, path: PathArg, rev: RevArg) -> ChunkedFile:
+    def _raw(
+        self, path: PathArg, rev: RevArg, on_close: Callable[[], None] | None = None
+    ) -> ChunkedFile:
         oid, real, e = self._lookup(rev_text(rev), repo_path(path))
         rel, e = self._follow(oid, real, e)
         label = self._repo.history.label(oid)
@@ -686,7 +701,7 @@ class Repo:
                 "not a directory"
             )
         name = f"{label}:{os.fsdecode(rel)}"
-        return ChunkedFile(name, e.chunks, lambda oid: self._chunk_of(name, oid))
+        return ChunkedFile(name, e.chunks, lambda oid: self._chunk_of(name, oid), on_close=on_close)
 
     def _chunk_of(self, name: str, oid: bytes) -> bytes:
         """:meth:`_get`, a remote's failure saying which file needed the chunk; a chunk
@@ -909,11 +924,19 @@ def _each(paths: PathArg | Iterable[PathArg]) -> list[PathArg]:
     elif not isinstance(paths, Iterable):
         raise TypeError(f"paths is a path or a list of paths, not {type(paths).__name__}")
     given = list(paths)
-    if any(isinstance(p, (str, os.PathLike)) and not os.fspath(p) for p in given):
-        raise UsageError(
-            "an empty path (an unset variable?): nothing was done; give '.' for the whole "
-            "repository"
-        )
+    for p in given:
+        if not isinstance(p, (str, bytes, os.PathLike)):
+            raise TypeError(f"a path is text or a pathlib.Path, not {type(p).__name__}")
+        text = os.fspath(p)
+        if not isinstance(text, str):  # bytes, or a PathLike giving bytes
+            raise TypeError("give paths as text (os.fsdecode), not bytes")
+        if not text:
+            raise UsageError(
+                "an empty path (an unset variable?): nothing was done; give '.' for the "
+                "whole repository"
+            )
+        if "\0" in text:
+            raise UsageError(f"{quote_name(text)} holds a NUL character, which no file name can")
     return given
 
 
@@ -929,6 +952,18 @@ def _repo(repo: Repo | PathArg) -> Repo:
     return Repo.remote(text) if "://" in text else Repo(text)
 
 
+@contextmanager
+def _using(repo: Repo | PathArg) -> Iterator[Repo]:
+    """``repo`` as a Repo; one opened from a directory or a URL is closed afterwards (its
+    packs' descriptors, a remote's mirror lock), not left for the garbage collector."""
+    r = _repo(repo)
+    try:
+        yield r
+    finally:
+        if r is not repo:
+            r.close()
+
+
 def open(
     path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".", mode: str = "rb", *,
     encoding: str | None = None, errors: str | None = None, newline: str | None = None,
@@ -942,7 +977,14 @@ def open(
             f.seek(1 << 20)
             block = f.read(4096)
     """
-    return _repo(repo).open(path, rev, mode, encoding=encoding, errors=errors, newline=newline)
+    r = _repo(repo)
+    if r is repo:
+        return r.open(path, rev, mode, encoding=encoding, errors=errors, newline=newline)
+    try:  # the Repo opened for the file is closed with it
+        return r._open(path, rev, mode, encoding, errors, newline, on_close=r.close)
+    except BaseException:
+        r.close()
+        raise
 
 
 def read_bytes(path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".") -> bytes:
@@ -952,7 +994,8 @@ def read_bytes(path: PathArg, rev: RevArg = "HEAD", repo: Repo | PathArg = ".") 
 
         vfs.read_bytes("data/labels.csv", rev="v2", repo="s3://bucket/cats")
     """
-    return _repo(repo).read_bytes(path, rev)
+    with _using(repo) as r:
+        return r.read_bytes(path, rev)
 
 
 def read_text(
@@ -966,4 +1009,5 @@ def read_text(
 
         vfs.read_text("data/labels.csv", rev="main", repo=".")
     """
-    return _repo(repo).read_text(path, rev, encoding, errors, newline)
+    with _using(repo) as r:
+        return r.read_text(path, rev, encoding, errors, newline)

@@ -37,7 +37,9 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
    cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them
    (a name ``dvfs.yaml`` gives a stage is refused when the block starts: the run
-   would replace that stage's record).
+   would replace that stage's record; so is an output, or metrics file, that overlaps
+   an output of one of its stages, when given: an output belongs to one stage, and
+   ``dvfs repro`` would make it again over the run's).
    A run of another stage that claimed one of these outputs is dropped from it;
 4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.commit.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
@@ -96,7 +98,7 @@ from vfs.ops.store_limit import keep_within_max_size
 from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
-from vfs.pipeline.spec import OWN_FILES
+from vfs.pipeline.spec import OWN_FILES, Stage
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_given, quote_name
@@ -137,18 +139,25 @@ class Run:
         check_ref_name(text_arg(name, "name"), "stage")
         if tag is not None:
             check_ref_name(text_arg(tag, "tag"), "tag")
+        self._stack = ExitStack()
         self.repo = repo if isinstance(repo, Repo) else Repo(repo)
-        if self.repo.root is None:
-            raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
-        self.root: Path = self.repo.root
-        tag_free(self.repo.repository, tag)
-        self.message, self.name, self.tag = message, name, tag
-        self.metrics_path = repo_path(self._inside(metrics))
-        if not self.metrics_path:
-            raise UsageError("metrics= names a file, not the root")
-        self.history_path = history_name(self.metrics_path)
-        for rel in (self.metrics_path, self.history_path):
-            _not_own_file(rel, "metrics=")
+        if self.repo is not repo:  # opened for the run: closed when it ends
+            self._stack.callback(self.repo.close)
+        try:
+            if self.repo.root is None:
+                raise UsageError(f"{self.repo.url} is read in place: track a run in a clone")
+            self.root: Path = self.repo.root
+            tag_free(self.repo.repository, tag)
+            self.message, self.name, self.tag = message, name, tag
+            self.metrics_path = repo_path(self._inside(metrics))
+            if not self.metrics_path:
+                raise UsageError("metrics= names a file, not the root")
+            self.history_path = history_name(self.metrics_path)
+            for rel in (self.metrics_path, self.history_path):
+                _not_own_file(rel, "metrics=")
+        except BaseException:
+            self._stack.close()
+            raise
         self.inputs: dict[bytes, bytes] = {}
         self.outputs: list[bytes] = []
         self.latest: dict[str, Any] = {}
@@ -158,7 +167,7 @@ class Run:
         self.stride = 1  # doubled each time the history passes MAX_STEPS rows
         self.last_row: dict[str, Any] | None = None  # the last call's, kept in the history
         self.version: VersionInfo | None = None  # set when the block has been recorded
-        self._stack = ExitStack()
+        self.stage_outs: dict[bytes, str] = {}  # outputs of dvfs.yaml's stages (at the start)
         self._started = 0
         self._state = "new"  # "running" inside the block, "ended" after it
 
@@ -202,7 +211,10 @@ class Run:
             assert ws.repo is not None
             self.writing = Writing(ws.repo.dir / WRITING_FILE, "vfs.track", "run")
             self._stack.callback(self.writing.close)
-            if self.name in _stages(ws):
+            stages = _stages(ws)
+            # every output of a stage of dvfs.yaml, and the stage: an output is one stage's
+            self.stage_outs = {o: st.name for st in stages.values() for o in st.outs}
+            if self.name in stages:
                 raise UsageError(
                     f"stage {self.name} is defined in {PIPELINE_FILE}: this run would "
                     "replace the record of its last run (and its outputs' lineage); give the "
@@ -285,11 +297,25 @@ class Run:
                 f"{quote_name(rel)} overlaps input {quote_name(clash)} of run {self.name}: "
                 "an input the run writes would change under it (its lineage would be false)"
             )
+        self._refuse_stage_output(rel, "")
         self._refuse_ignored([rel], is_dir=names_dir(path))
         if rel not in self.outputs:
             self.outputs.append(rel)
             self.writing.start(self.name, self.outputs)  # `dvfs add` refuses it meanwhile
         return self.root / os.fsdecode(rel)
+
+    def _refuse_stage_output(self, rel: bytes, hint: str) -> None:
+        """UsageError if ``rel`` overlaps an output of a stage of ``dvfs.yaml``, as
+        ``dvfs run`` refuses a second stage making it: ``dvfs repro`` would make that
+        output again over the run's, and the run's record would claim it meanwhile."""
+        clash = next((o for o in self.stage_outs if _overlap(o, rel)), None)
+        if clash is not None:
+            what = "is" if clash == rel else f"overlaps {quote_name(clash)},"
+            raise UsageError(
+                f"{quote_name(rel)} {what} an output of stage {self.stage_outs[clash]} "
+                f"({PIPELINE_FILE}): an output belongs to one stage, and `dvfs repro` would "
+                f"make it again over the run's{hint}"
+            )
 
     def log_metrics(self, values: Mapping[str, Any], step: SupportsIndex | None = None) -> None:
         """Record metric values (numbers, booleans or short text), at ``step`` if given."""
@@ -312,6 +338,8 @@ class Run:
         if len(set(self.latest) | set(row)) > MAX_METRICS:
             raise UsageError(f"more than {MAX_METRICS} distinct metrics")
         if not self.steps:  # the first: the metrics files will be written, and staged
+            for mine in self._own_files():
+                self._refuse_stage_output(mine, "; give the run another metrics= file")
             self._refuse_ignored(list(self._own_files()), metrics=True)
         for mine in self._own_files():
             clash = next((i for i in self.inputs if _overlap(i, mine)), None)
@@ -572,14 +600,14 @@ def _step(step: Any) -> int:
     raise UsageError(f"step must be a whole number, not {shown}")
 
 
-def _stages(ws: workspace.Workspace) -> set[str]:
-    """The names of the stages the working tree's ``dvfs.yaml`` defines (none if it
-    cannot be read: ``dvfs repro`` says why)."""
+def _stages(ws: workspace.Workspace) -> dict[str, Stage]:
+    """The stages the working tree's ``dvfs.yaml`` defines, by name (none if it cannot
+    be read: ``dvfs repro`` says why)."""
     try:
         pipeline, _ = workspace.load_pipeline(ws)
     except DvfsError:
-        return set()
-    return set(pipeline.stages)
+        return {}
+    return pipeline.stages
 
 
 def _overlap(a: bytes, b: bytes) -> bool:

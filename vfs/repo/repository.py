@@ -309,6 +309,14 @@ class Repository:
                     self._history = History(self.store, self.refs, self.dir)
         return self._history
 
+    def close(self) -> None:
+        """Close the store if it was opened (its packs' descriptors, its threads); a
+        later use opens it again."""
+        with self._opening:
+            store, self._store, self._history = self._store, None, None
+        if store is not None:
+            store.close()
+
     # opening -------------------------------------------------------------------
 
     @staticmethod

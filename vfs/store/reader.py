@@ -43,7 +43,8 @@ class ChunkedFile(io.RawIOBase):
     """Raw, seekable, read-only access to the bytes of ``chunks``.
 
     ``get(oid)`` returns a chunk's verified bytes. ``name`` is what the object says it
-    reads (``repr``, error messages).
+    reads (``repr``, error messages). ``on_close`` is called once, when the file is
+    closed (or collected): to close what was opened for it alone.
     """
 
     def __init__(
@@ -52,9 +53,11 @@ class ChunkedFile(io.RawIOBase):
         chunks: Sequence[ChunkRef],
         get: Callable[[bytes], bytes],
         cache_bytes: int = CACHE_BYTES,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.name = name
+        self._on_close = on_close
         self._chunks = list(chunks)
         self._get = get
         self._starts: list[int] = []
@@ -139,7 +142,12 @@ class ChunkedFile(io.RawIOBase):
     def close(self) -> None:
         self._cache.clear()
         self._cached = 0
-        super().close()
+        then, self._on_close = self._on_close, None
+        try:
+            super().close()
+        finally:
+            if then is not None:
+                then()
 
     # ranges -----------------------------------------------------------------------
 
@@ -209,12 +217,22 @@ class TextReader(io.TextIOWrapper):
         return "r"
 
 
-def check_mode(mode: str) -> None:
-    """ValueError unless ``mode`` reads (``rb``, ``r``, ``rt``): versions are read-only."""
-    if mode not in ("r", "rb", "rt"):
+def check_mode(mode: str) -> str:
+    """``mode`` as ``rb`` or ``r`` if it reads as ``open()`` takes it (``rb``, ``br``,
+    ``r``, ``rt``, ``tr``); ValueError saying why not: a mode that writes (versions are
+    read-only) or no mode at all."""
+    chars = set(mode) if isinstance(mode, str) else set()
+    opens = chars & set("rwax")
+    if (
+        not isinstance(mode, str) or len(chars) != len(mode) or not chars <= set("rwaxbt+")
+        or len(opens) != 1 or {"b", "t"} <= chars
+    ):  # fmt: skip
+        raise ValueError(f"mode {mode!r} is not a mode open() takes: give 'rb' or 'r'")
+    if opens != {"r"} or "+" in chars:
         raise ValueError(
             f"mode {mode!r}: files of versions are read-only; open them with 'rb' or 'r'"
         )
+    return "rb" if "b" in chars else "r"
 
 
 def open_chunks(
@@ -226,9 +244,9 @@ def open_chunks(
 ) -> IO[Any]:
     """``raw`` as ``open(..., mode)`` gives a file: buffered binary (``rb``) or text (``r``).
 
-    ValueError for any other mode: versions are read-only.
+    ValueError for any other mode: versions are read-only (:func:`check_mode`).
     """
-    check_mode(mode)
+    mode = check_mode(mode)
     buffered = Reader(raw, BUFFER)
     if mode == "rb":
         if encoding is not None or errors is not None or newline is not None:

@@ -89,7 +89,7 @@ from vfs.errors import (
     RevisionNotFound,
     UsageError,
 )
-from vfs.quoting import safe_json
+from vfs.quoting import quote_name, safe_json
 from vfs.tables.result import KeyNotUnique
 from vfs.ui import actions, arguments, data, files
 from vfs.ui.source import Source
@@ -263,6 +263,18 @@ class Api:
         return default if value is None or value == "" else value
 
     @staticmethod
+    def key(request: Request) -> list[str]:
+        """The key columns of a row diff, as ``--key`` takes them: ``key=a,b`` or
+        ``key=a&key=b`` (both: a, b); none if every ``key`` is blank. UsageError for
+        a key naming an empty column (``key=,``, ``key=id,``), which the CLI refuses
+        too: it was dropped, and the rows compared by another key or by none."""
+        given = [k for k in request.query_params.getlist("key") if k.strip()]
+        for k in given:
+            if any(not c.strip() for c in k.split(",")):
+                raise UsageError(f"key {quote_name(k)} holds an empty column name")
+        return [c.strip() for k in given for c in k.split(",")]
+
+    @staticmethod
     def rev(request: Request, name: str = "rev") -> str:
         value = request.query_params.get(name, "HEAD") or "HEAD"
         if "\0" in value or len(value) > 1024:
@@ -366,8 +378,8 @@ class Api:
         return json_response(await self.run(data.diff, self.repo, *args))
 
     async def rows(self, request: Request) -> Response:
-        key = [k.strip() for k in (self.text(request, "key") or "").split(",") if k.strip()]
-        args = (self.rev(request, "old"), self.rev(request, "new"), self.path(request), key,
+        args = (self.rev(request, "old"), self.rev(request, "new"), self.path(request),
+                self.key(request),
                 self.number(request, "limit", data.ROWS_SHOWN))  # fmt: skip
         self.local_only("row diffs")
         return json_response(await self.run(data.row_diff, self.repo, *args))

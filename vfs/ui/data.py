@@ -122,7 +122,8 @@ def versions(
     return {
         "total": total, "offset": offset, "limit": limit, "versions": rows,
         "branches": _some(branches, head.branch, branch), "branches_total": len(branches),
-        "tags": _some(tags, tag), "tags_total": len(tags), "current_branch": head.branch,
+        "tags": _some(tags, tag), "tags_total": len(tags),
+        "current_branch": head.branch if head.detached is None else None,  # (as `dvfs branch`)
     }  # fmt: skip
 
 

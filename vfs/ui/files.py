@@ -18,6 +18,7 @@ from typing import Any
 from vfs.errors import NotAFile, ObjectCorrupt, ObjectMissing, RemoteError
 from vfs.model.codec import Entry, Kind
 from vfs.ops import browse
+from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
 from vfs.ui.arguments import page
@@ -221,7 +222,7 @@ def _table(
     use = TablePreviews(repo.dir) if tables is None else tables
     try:
         rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit,
-                        column_offset)  # fmt: skip
+                        column_offset, name=f"{quote_name(f.path)} in {f.version}")  # fmt: skip
     finally:
         if own:
             use.close()

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import uvicorn
 
 from vfs.errors import UsageError
+from vfs.quoting import quote_name
 from vfs.ui import background, data
 from vfs.ui.app import is_loopback, make_app
 from vfs.ui.source import Source
@@ -129,7 +130,7 @@ def serve(
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = Server(config)
     mode = "read-write" if allow_write else "read-only"
-    say(f"dvfs ui: {source.description} at {url}  ({mode}; Ctrl-C stops it)")
+    say(f"dvfs ui: {quote_name(source.description)} at {url}  ({mode}; Ctrl-C stops it)")
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     worker = background.start(source.repo.root)

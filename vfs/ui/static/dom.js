@@ -13,17 +13,29 @@ export class ApiError extends Error {
 // (vfs/quoting.py escape_text): a bidirectional override would make a name read
 // backwards (`evil\u202etxt.exe` as `evilexe.txt`), an invisible character would make
 // two names look alike, a byte that is not UTF-8 (U+DC80..U+DCFF, see encodeValue)
-// would show as U+FFFD. Each such code point is shown as the octal escapes of its
-// UTF-8 bytes (`\342\200\256`); tab, newline and carriage return stay (text previews).
-const UNSAFE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+// would show as U+FFFD, and a newline or a tab would show as a space (`x\ny.txt` as
+// `x y.txt`, another file's name). Tab, newline and carriage return are shown as
+// `\t`, `\n`, `\r` (and BEL, BS, VT, FF as `\a`, `\b`, `\v`, `\f`), every other such
+// code point as the octal escapes of its UTF-8 bytes (`\342\200\256`). Text read as
+// lines (a message, a text preview) keeps its tabs and line breaks: `lines`.
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\xad\u061c\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const NAMED = { 7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r" };
 const octal = (b) => "\\" + b.toString(8).padStart(3, "0");
 export function visible(text) {
   return String(text).replace(UNSAFE, (ch) => {
     const c = ch.charCodeAt(0);
+    if (Object.hasOwn(NAMED, c)) return NAMED[c];
     if (c >= 0xdc80 && c <= 0xdcff) return octal(c - 0xdc00);
     if (c >= 0xd800 && c <= 0xdfff) return "\\ufffd";
     return Array.from(new TextEncoder().encode(ch), octal).join("");
   });
+}
+
+// Text read as lines (a message, a text preview), as a text node: `visible`, but its
+// tabs, newlines and carriage returns kept.
+export function lines(text) {
+  return document.createTextNode(String(text).split(/([\t\n\r])/)
+    .map((part, i) => (i % 2 ? part : visible(part))).join(""));
 }
 
 // h("a", {href: "#/x", class: "c"}, "text", child...): an element; strings become text

@@ -1,5 +1,5 @@
 // One version: its metadata (as `dvfs show`), a file browser by directory, a preview.
-import { act, api, ApiError, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, put, reload, swap, valueCell } from "./dom.js";
+import { act, api, ApiError, badges, CSRF, errorBox, h, human, link, pager, rawUrl, cell, lines, put, reload, swap, valueCell } from "./dom.js";
 import { highlight } from "./highlight.js";
 
 const FILES = 200;
@@ -31,7 +31,7 @@ export async function versionPage(el, params) {
       h("dt", {}, "author"), h("dd", {}, v.author),
       h("dt", {}, "created"), h("dd", {}, v.created),
       v.git_commit ? [h("dt", {}, "git"), h("dd", {}, h("code", {}, v.git_commit), v.git_dirty ? " (dirty)" : "")] : null,
-      h("dt", {}, "message"), h("dd", { class: "message" }, v.message),
+      h("dt", {}, "message"), h("dd", { class: "message" }, lines(v.message)),
       h("dt", {}, "totals"), h("dd", {}, `${v.totals.files.toLocaleString()} files, ${human(v.totals.bytes)} in ${v.totals.directories.toLocaleString()} directories`),
       h("dt", {}, "changes"), changes,
       params_.length ? [h("dt", {}, "parameters"), h("dd", {}, h("table", { class: "params" },
@@ -165,12 +165,12 @@ async function showPreview(el, rev, params, go) {
   } else if (p.kind === "image") {
     put(el, h("img", { class: "image", src: rawUrl(p.id, p.path, true), alt: p.path }));
   } else if (p.kind === "text") {
-    const code = h("code", {}, p.text);
+    const code = h("code", {}, lines(p.text));
     put(el, h("pre", { class: "text" }, code));
     await highlight(code, p.path);
     if (p.truncated) put(el, h("p", { class: "muted" }, "… the first 64 KiB; download it for the rest"));
   } else if (p.kind === "binary") {
-    put(el, h("pre", { class: "hex" }, p.hex.join("\n")));
+    put(el, h("pre", { class: "hex" }, lines(p.hex.join("\n"))));
     if (p.truncated) put(el, h("p", { class: "muted" }, "… the first bytes only"));
   } else if (p.kind === "link") {
     put(el, h("p", {}, "symbolic link to ", h("code", {}, p.target)));

@@ -1,5 +1,5 @@
 // Versions: the first-parent timeline of a branch, filtered and paginated by the server.
-import { act, api, badges, CSRF, errorBox, h, human, link, pager, put, reload, swap } from "./dom.js";
+import { act, api, badges, CSRF, errorBox, h, human, lines, link, pager, put, reload, swap } from "./dom.js";
 
 const LIMIT = 50;
 
@@ -69,7 +69,7 @@ export async function versionsPage(el, params) {
           h("code", { class: "id" }, row.id.slice(0, 10)), badges(row),
           row.parents.length > 1 ? [h("span", { class: "badge merge" }, "merge"), " of ",
             row.parents.slice(1).map((p) => h("a", { class: "id", href: link("version", { rev: p }) }, p.slice(0, 10)))] : null),
-        h("div", { class: "message" }, row.message),
+        h("div", { class: "message" }, lines(row.message)),
         h("div", { class: "meta muted" },
           `${row.author} · ${row.created} · ${row.files.toLocaleString()} files · ${human(row.bytes)}`,
           parent ? [" · ", h("a", { href: link("diff", { old: parent, new: row.id }) }, "changes")] : null)));
