@@ -24,8 +24,10 @@ rest are opened again when needed. A walker belongs to one thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import stat as statmod
 from pathlib import Path
 from typing import Any
@@ -188,6 +190,54 @@ def read_regular(dir_fd: int, name: bytes | str, limit: int) -> bytes | None:
         return data
     finally:
         os.close(fd)
+
+
+def open_dir(root: Path | str | bytes | int, rel: str | bytes, *, make: bool = False) -> int:
+    """A descriptor (``LIST``) of directory ``rel`` below ``root``; the caller closes it.
+
+    For dvfs's own directories (``.dvfs/runcache``, ``.dvfs/remotes/NAME``, ...): each
+    component is opened relative to the one before with ``O_NOFOLLOW | O_DIRECTORY``,
+    so that a link on the way, made before the call or swapped in during it, fails the
+    open (ELOOP or ENOTDIR) instead of leading it out; what is then written or deleted
+    through the descriptor (``openat``, ``unlinkat``, ``renameat``) stays in the
+    directory that was opened, whatever is renamed meanwhile. ``root`` itself (a path
+    or a descriptor) is trusted: it is the repository or was opened so. ``make`` makes
+    missing directories on the way.
+    """
+    parts = [p for p in os.fsencode(rel).split(b"/") if p]
+    if isinstance(root, int):
+        fd = os.open(b".", LIST, dir_fd=root)
+    else:
+        fd = os.open(root, LIST & ~os.O_NOFOLLOW)
+    try:
+        for name in parts:
+            if name in _BAD:
+                raise OSError(errno.EINVAL, f"invalid path component {name!r}")
+            if make:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+            nxt = os.open(name, LIST, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_tree(dir_fd: int, name: str | bytes) -> None:
+    """Delete ``name`` in ``dir_fd`` and all below it, following no link (a link is
+    removed, not what it points to); errors are ignored, as nothing of it is needed."""
+    name = os.fsdecode(name)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return
+    if not statmod.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+        return
+    shutil.rmtree(name, ignore_errors=True, dir_fd=dir_fd)
 
 
 RENAME_NOREPLACE = 1  # renameat2(2): fail with EEXIST rather than replace the target

@@ -77,6 +77,7 @@ from typing import Any
 
 import msgpack
 
+from vfs._os.beneath import open_dir
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt, StorageFull
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
@@ -557,39 +558,51 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
     return report
 
 
+def _open_cache(cache: Path) -> int | None:
+    """A descriptor of cache directory ``cache``, every deletion there made through it;
+    None if it is missing or a symbolic link is on the way (made before or swapped in
+    meanwhile: nothing outside the repository is deleted)."""
+    try:
+        return open_dir(cache.parent, cache.name)
+    except OSError:
+        return None
+
+
 def trim(cache: Path, keep: int) -> int:
     """Delete all but the ``keep`` newest files (by mtime) of a cache directory, and any
     temporary left there by a crash; how many went. A cache that is a symbolic link is
     not followed (nothing outside the repository is deleted)."""
-    if cache.is_symlink():
+    fd = _open_cache(cache)
+    if fd is None:
         return 0
     try:
-        with os.scandir(cache) as it:
+        with os.scandir(fd) as it:
             found = [(e.stat(follow_symlinks=False).st_mtime_ns, e.name) for e in it]
-    except FileNotFoundError:
-        return 0
-    doomed = [n for _, n in found if is_tmp_leaf(os.fsencode(n))]
-    entries = sorted((f for f in found if not is_tmp_leaf(os.fsencode(f[1]))), reverse=True)
-    doomed += [n for _, n in entries[keep:]]
-    for name in doomed:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(cache / name)
-    return len(doomed)
+        doomed = [n for _, n in found if is_tmp_leaf(os.fsencode(n))]
+        entries = sorted((f for f in found if not is_tmp_leaf(os.fsencode(f[1]))), reverse=True)
+        doomed += [n for _, n in entries[keep:]]
+        for name in doomed:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=fd)
+        return len(doomed)
+    finally:
+        os.close(fd)
 
 
 def drop_copies(cache: Path) -> int:
     """Delete the whole-file copies row diffs keep in ``cache`` (``vfs.tables.source``);
     how many went (none through a symbolic link)."""
-    if cache.is_symlink():
+    fd = _open_cache(cache)
+    if fd is None:
         return 0
     try:
-        names = [n for n in os.listdir(cache) if n.endswith(COPY_SUFFIX)]
-    except FileNotFoundError:
-        return 0
-    for name in names:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(cache / name)
-    return len(names)
+        names = [n for n in os.listdir(fd) if n.endswith(COPY_SUFFIX)]
+        for name in names:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=fd)
+        return len(names)
+    finally:
+        os.close(fd)
 
 
 def _unlink(folder: int, name: str) -> None:

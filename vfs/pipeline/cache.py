@@ -30,6 +30,7 @@ An entry that does not decode, or names objects the store lacks, is a miss.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import Any
 
 import msgpack
 
+from vfs._os.beneath import open_dir
 from vfs.errors import DvfsError, FormatError
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
@@ -46,7 +48,7 @@ from vfs.ops.commit import build_tree_rows
 from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Staged, as_row
-from vfs.store.durable import write_atomic
+from vfs.store.durable import write_atomic_at
 
 CACHE_DIR = "runcache"
 ENTRY_FORMAT = 1
@@ -213,24 +215,35 @@ class RunCache:
         self._pending.append((key_of_record(record), entry))
 
     def flush(self) -> int:
-        """Make the stored objects durable, then write the pending entries; how many."""
+        """Make the stored objects durable, then write the pending entries; how many.
+
+        Written through descriptors of ``runcache`` and its shards opened without
+        following a link (``vfs._os.beneath.open_dir``): one swapped in at any moment
+        makes the write fail, never lands it elsewhere."""
         if not self._pending:
             return 0
         self.repo.store.sync()
-        done = 0
-        if self.dir.is_symlink():
-            self._pending.clear()
+        pending, self._pending = self._pending, []
+        try:
+            top = open_dir(self.repo.dir, CACHE_DIR, make=True)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                return 0  # (a read-only .dvfs keeps none)
             raise FormatError(
-                f"{quote_name(str(self.dir))} is a symbolic link: dvfs writes nothing out of "
-                "the repository; remove it (the run cache is made again)"
-            )
-        for key, entry in self._pending:
-            path = self._path(key)
-            if self._linked(path):
-                continue
-            with contextlib.suppress(OSError):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(path, entry, sync=False)
-                done += 1
-        self._pending.clear()
+                f"{quote_name(str(self.dir))} is a symbolic link or not a folder: dvfs writes "
+                "nothing out of the repository; remove it (the run cache is made again)"
+            ) from None
+        done = 0
+        try:
+            for key, entry in pending:
+                h = key.hex()
+                with contextlib.suppress(OSError):
+                    shard = open_dir(top, h[:2], make=True)
+                    try:
+                        write_atomic_at(shard, h[2:], entry, sync=False)
+                    finally:
+                        os.close(shard)
+                    done += 1
+        finally:
+            os.close(top)
         return done

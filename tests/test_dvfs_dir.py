@@ -1,0 +1,139 @@
+"""A ``.dvfs`` directory that cannot be trusted: a repository unpacked from someone
+else's archive, or one whose directories another process swaps for symbolic links
+while dvfs works in it. dvfs writes and deletes nothing outside the repository,
+whenever the link appears (``tests.support.swap``), and fsck tells the truth about
+what it finds.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import vfs
+from tests.support.cli import fsck_clean
+from tests.support.swap import Swap
+from vfs.errors import FormatError
+from vfs.model.codec import ChunkRef
+from vfs.ops import changed, gc
+from vfs.pipeline.cache import RunCache
+from vfs.repo.repository import Repository
+from vfs.tables import checks, source
+
+OUTSIDE = {
+    "keep": b"precious",
+    "old.copy": b"a copy",  # as the row cache's whole-file copies are named
+    "ab/cdef": b"as a record",  # as the records of .dvfs/changes are named
+    "ab/.tmp-x.0123456789": b"as a temporary",
+}
+
+
+def _outside(tmp_path: Path) -> Path:
+    """A directory outside the repository, holding files dvfs must leave alone."""
+    out = tmp_path / "outside"
+    for rel, data in OUTSIDE.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out
+
+
+def _untouched(outside: Path) -> None:
+    found = {str(p.relative_to(outside)): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    assert found == OUTSIDE
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Repository:
+    root = tmp_path / "r"
+    root.mkdir()
+    return Repository.init(root)
+
+
+def test_a_run_cache_swapped_for_a_link_while_written_takes_no_entry(
+    bare: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run cache was checked for a link, then written by path: a link swapped in
+    between took the entry wherever it pointed."""
+    outside = _outside(tmp_path)
+    cache = RunCache(bare)
+    cache._pending.append((bytes(range(32)), b"an entry"))
+    swap = Swap(monkeypatch, bare.dir / "runcache", outside)
+    with pytest.raises(FormatError, match="is a symbolic link"):
+        cache.flush()
+    monkeypatch.undo()
+    assert swap.done
+    _untouched(outside)
+    fsck_clean(bare.root)
+
+
+def test_a_row_cache_swapped_for_a_link_takes_no_entry_and_loses_nothing(
+    bare: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row cache was checked for a link, then written, trimmed and emptied of its
+    copies by path: a link swapped in between took entries and copies there and
+    deleted what it pointed to."""
+    outside = _outside(tmp_path)
+    cache = bare.dir / "rowcache"
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"a whole file")
+    chunks = [ChunkRef(bytes(32), source.COPY_MIN)]
+    acts: list[Callable[[], object]] = [
+        lambda: checks.write_entry(bare.dir, "e" * 64, b"dvfs-rows 1 3\n"),
+        lambda: source.keep_copy(bare.dir, chunks, copy),
+        lambda: gc.trim(cache, 0),
+        lambda: gc.drop_copies(cache),
+    ]
+    for act in acts:
+        cache.mkdir(exist_ok=True)
+        (cache / ("f" * 64)).write_bytes(b"dvfs-rows 1 3\n")
+        with monkeypatch.context() as m:
+            swap = Swap(m, cache, outside)
+            act()
+            assert swap.done
+        _untouched(outside)
+        cache.unlink()
+        shutil.rmtree(cache.with_name("rowcache.moved"))
+    fsck_clean(bare.root)
+
+
+def test_records_of_changes_swapped_for_a_link_are_neither_kept_nor_pruned_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.dvfs/changes`` (or a shard of it) was checked for a link, then written and
+    pruned by path: a link swapped in between took records there, and gc deleted
+    files where it pointed."""
+    root = tmp_path / "r"
+    (root / "d").mkdir(parents=True)
+    Repository.init(root)
+    api = vfs.Repo(root)
+    for n in range(2):
+        (root / "d" / "a").write_text(str(n))
+        api.add(["d"])
+        api.commit(f"v{n + 1}")
+    outside = _outside(tmp_path)
+    repo = Repository(root)
+    head = repo.history.resolve("HEAD")
+    top = repo.dir / "changes"
+    assert changed.changed_paths(repo.history, head) == frozenset({b"d/a"})
+    assert top.is_dir()  # (the record is kept: what is written below is made again)
+    for target in (top, top / head.hex()[:2]):
+        (top / head.hex()[:2] / head.hex()[2:]).unlink(missing_ok=True)  # (worked out again)
+        with monkeypatch.context() as m:
+            swap = Swap(m, target, outside)
+            assert changed._changed_paths(Repository(root).history, head) == frozenset({b"d/a"})
+            assert swap.done
+        _untouched(outside)
+        target.unlink()
+        target.with_name(target.name + ".moved").rename(target)
+    for target in (top, top / head.hex()[:2]):
+        with monkeypatch.context() as m:
+            swap = Swap(m, target, outside)
+            changed.prune(repo.dir, set())
+            assert swap.done
+        _untouched(outside)
+        target.unlink()
+        target.with_name(target.name + ".moved").rename(target)
+    fsck_clean(root)
