@@ -7,14 +7,25 @@ what it finds.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import vfs
-from tests.support.cli import fsck_clean
+from tests.support.cli import (
+    Repo,
+    Result,
+    assert_error,
+    cli_env,
+    fsck_clean,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    repo_fixture,  # noqa: F401  (a fixture)
+)
 from tests.support.swap import Swap
 from vfs.errors import FormatError
 from vfs.model.codec import ChunkRef
@@ -28,6 +39,7 @@ OUTSIDE = {
     "old.copy": b"a copy",  # as the row cache's whole-file copies are named
     "ab/cdef": b"as a record",  # as the records of .dvfs/changes are named
     "ab/.tmp-x.0123456789": b"as a temporary",
+    "gone.tmp-999999/f": b"as an experiment's tree",  # (999999: no process)
 }
 
 
@@ -43,6 +55,33 @@ def _outside(tmp_path: Path) -> Path:
 def _untouched(outside: Path) -> None:
     found = {str(p.relative_to(outside)): p.read_bytes() for p in outside.rglob("*") if p.is_file()}
     assert found == OUTSIDE
+
+
+_SWAPPED_CLI = """
+import sys
+from pathlib import Path
+
+import pytest
+
+import vfs.cli
+from tests.support.swap import Swap
+
+Swap(pytest.MonkeyPatch(), Path(sys.argv[1]), Path(sys.argv[2]))
+sys.argv = ["dvfs", *sys.argv[3:]]
+vfs.cli.main()
+"""
+
+
+def swapped_run(repo: Repo, target: Path, outside: Path, *args: str) -> Result:
+    """``dvfs ARGS`` in ``repo``, with ``target`` swapped for a link to ``outside``
+    right before the command first acts on it (``tests.support.swap``)."""
+    tests_root = str(Path(__file__).resolve().parents[1])
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [tests_root, os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", _SWAPPED_CLI, str(target), str(outside), *args],
+        cwd=repo.root, env=cli_env(env), capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    return Result(args, proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
 
 
 @pytest.fixture
@@ -137,3 +176,24 @@ def test_records_of_changes_swapped_for_a_link_are_neither_kept_nor_pruned_there
         target.unlink()
         target.with_name(target.name + ".moved").rename(target)
     fsck_clean(root)
+
+
+def test_an_experiment_area_swapped_for_a_link_loses_nothing_it_points_to(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """``.dvfs/exp`` was checked for a link, then made, cleared of stale trees and
+    finally of the experiment's own tree by path: a link swapped in between had
+    ``exp run`` delete the trees where it pointed."""
+    outside = _outside(tmp_path)
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "o", "--", "echo x > o")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    target = repo.root / ".dvfs" / "exp"
+    r = swapped_run(repo, target, outside, "exp", "run", "-S", "lr=2", "-n", "e1")
+    assert_error(r, "is a symbolic link", "remove it")
+    _untouched(outside)
+    target.unlink()
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "e1")
+    assert "exp/e1" in repo.ok("branch").out
+    repo.fsck_clean()
