@@ -31,6 +31,7 @@ from vfs.errors import FormatError
 from vfs.model.codec import ChunkRef
 from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
+from vfs.remote import config as remote_config
 from vfs.repo.repository import Repository
 from vfs.tables import checks, source
 
@@ -40,6 +41,8 @@ OUTSIDE = {
     "ab/cdef": b"as a record",  # as the records of .dvfs/changes are named
     "ab/.tmp-x.0123456789": b"as a temporary",
     "gone.tmp-999999/f": b"as an experiment's tree",  # (999999: no process)
+    "audit.head": b"as the end of a remote's chain",
+    "index/" + "0" * 64: b"as a cached index segment",
 }
 
 
@@ -197,3 +200,75 @@ def test_an_experiment_area_swapped_for_a_link_loses_nothing_it_points_to(
     repo.ok("exp", "run", "-S", "lr=2", "-n", "e1")
     assert "exp/e1" in repo.ok("branch").out
     repo.fsck_clean()
+
+
+@pytest.fixture
+def pushed(repo: Repo, tmp_path: Path) -> Repo:
+    """``repo`` with one version pushed to remote ``origin`` (a directory): what it
+    keeps of the remote (cached index segments, the chain's end) is in
+    ``.dvfs/remotes/origin``."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    repo.ok("fetch")
+    kept = repo.root / ".dvfs" / "remotes" / "origin"
+    assert (kept / "index").is_dir() and (kept / "audit.head").is_file()
+    return repo
+
+
+def test_what_is_kept_of_a_remote_is_not_deleted_nor_moved_through_a_swapped_link(
+    pushed: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.dvfs/remotes/NAME`` was checked for a link, then emptied (remote remove,
+    remote rename) by path: a link swapped in between had dvfs delete or move the
+    files where it pointed."""
+    outside = _outside(tmp_path)
+    repo = Repository(pushed.root)
+    target = repo.dir / "remotes" / "origin"
+    for act in (
+        lambda: remote_config.rename_remote(repo, "origin", "upstream"),
+        lambda: remote_config.remove_remote(repo, "origin"),
+    ):
+        with monkeypatch.context() as m:
+            swap = Swap(m, target, outside)
+            act()
+            assert swap.done
+        _untouched(outside)
+        target.unlink()
+        target.with_name("origin.moved").rename(target)
+        shutil.rmtree(repo.dir / "remotes" / "upstream", ignore_errors=True)
+    pushed.fsck_clean()
+
+
+def test_a_remote_cache_swapped_for_a_link_while_fetching_takes_nothing(
+    pushed: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index segments a fetch caches, and the end of the remote's chain a push
+    records, were written by path after a check: a link swapped in between had them
+    written (replacing what was there) where it pointed."""
+    outside = _outside(tmp_path)
+    kept = pushed.root / ".dvfs" / "remotes" / "origin"
+    api = vfs.Repo(pushed.root)
+    for target in (kept / "index", kept):
+        shutil.rmtree(kept / "index", ignore_errors=True)
+        with monkeypatch.context() as m:
+            swap = Swap(m, target, outside)
+            api.fetch()
+            assert swap.done
+        _untouched(outside)
+        target.unlink()
+        if target.with_name(target.name + ".moved").exists():
+            target.with_name(target.name + ".moved").rename(target)
+    pushed.write("d/a", "2")
+    pushed.ok("add", "d")
+    pushed.commit("two")
+    with monkeypatch.context() as m:
+        swap = Swap(m, kept, outside)
+        api.push()
+        assert swap.done
+    _untouched(outside)
+    kept.unlink()
+    kept.with_name("origin.moved").rename(kept)
+    pushed.fsck_clean()

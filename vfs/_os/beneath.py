@@ -36,6 +36,7 @@ WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a directory 
 LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a directory to list
 # A file to read: never a link, never a wait on a FIFO or device, never a controlling tty.
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+DVFS_DIR = ".dvfs"  # a repository's own directory (vfs.repo.repository)
 KEEP = 48  # directory descriptors a walker holds beside the root's
 # Errors that mean "not in the working tree": missing, or below a non-directory.
 ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
@@ -223,6 +224,21 @@ def open_dir(root: Path | str | bytes | int, rel: str | bytes, *, make: bool = F
         os.close(fd)
         raise
     return fd
+
+
+def open_kept(path: Path, *, make: bool = False) -> int:
+    """:func:`open_dir` of directory ``path``, a place dvfs keeps its own files in below
+    a repository's ``.dvfs`` (``.dvfs/remotes/NAME/index``, say): every component
+    after the last ``.dvfs`` of ``path`` is opened without following a link. A
+    ``path`` with no ``.dvfs`` on its way (a place a caller names) has only its last
+    component so opened (``make``: the directories above it are made as by path)."""
+    parts = path.parts
+    if DVFS_DIR in parts[:-1]:
+        i = len(parts) - 1 - parts[-2::-1].index(DVFS_DIR) - 1
+        return open_dir(Path(*parts[: i + 1]), "/".join(parts[i + 1 :]), make=make)
+    if make:
+        os.makedirs(path.parent, exist_ok=True)
+    return open_dir(path.parent, path.name, make=make)
 
 
 def remove_tree(dir_fd: int, name: str | bytes) -> None:
