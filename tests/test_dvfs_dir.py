@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import vfs
+from daemon.service import choose_overlay
 from tests.support.cli import (
     Repo,
     Result,
@@ -27,7 +28,7 @@ from tests.support.cli import (
     repo_fixture,  # noqa: F401  (a fixture)
 )
 from tests.support.swap import Swap
-from vfs.errors import FormatError
+from vfs.errors import FormatError, MountError
 from vfs.model.codec import ChunkRef
 from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
@@ -43,6 +44,7 @@ OUTSIDE = {
     "gone.tmp-999999/f": b"as an experiment's tree",  # (999999: no process)
     "audit.head": b"as the end of a remote's chain",
     "index/" + "0" * 64: b"as a cached index segment",
+    "main/upper/f": b"as a mount's working tree",
 }
 
 
@@ -272,3 +274,21 @@ def test_a_remote_cache_swapped_for_a_link_while_fetching_takes_nothing(
     kept.unlink()
     kept.with_name("origin.moved").rename(kept)
     pushed.fsck_clean()
+
+
+def test_a_mounts_working_tree_is_not_cleared_through_a_swapped_link(
+    bare: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.dvfs/worktrees`` was checked for a link when the mount started, then the
+    other overlay's files were cleared from the working tree by path: a link swapped
+    in between had the mount delete them where it pointed."""
+    outside = _outside(tmp_path)
+    work = bare.dir / "worktrees" / "main"
+    (work / "upper").mkdir(parents=True)
+    (work / "upper" / "f").write_text("the kernel overlay's, clean")
+    with monkeypatch.context() as m:
+        swap = Swap(m, bare.dir / "worktrees", outside)
+        with pytest.raises(MountError, match="remove the link, then mount again"):
+            choose_overlay("daemon", work)
+        assert swap.done
+    _untouched(outside)

@@ -241,19 +241,29 @@ def open_kept(path: Path, *, make: bool = False) -> int:
     return open_dir(path.parent, path.name, make=make)
 
 
-def remove_tree(dir_fd: int, name: str | bytes) -> None:
+def remove_tree(dir_fd: int, name: str | bytes, *, strict: bool = False) -> None:
     """Delete ``name`` in ``dir_fd`` and all below it, following no link (a link is
-    removed, not what it points to); errors are ignored, as nothing of it is needed."""
+    removed, not what it points to); nothing if it is missing. Other errors are
+    ignored (nothing of it is needed), or raised with ``strict``."""
     name = os.fsdecode(name)
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
     except OSError:
+        if strict:
+            raise
         return
     if not statmod.S_ISDIR(st.st_mode):
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            if strict:
+                raise
         return
-    shutil.rmtree(name, ignore_errors=True, dir_fd=dir_fd)
+    shutil.rmtree(name, ignore_errors=not strict, dir_fd=dir_fd)
 
 
 RENAME_NOREPLACE = 1  # renameat2(2): fail with EEXIST rather than replace the target
