@@ -7,6 +7,7 @@ what it finds.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -292,3 +293,31 @@ def test_a_mounts_working_tree_is_not_cleared_through_a_swapped_link(
             choose_overlay("daemon", work)
         assert swap.done
     _untouched(outside)
+
+
+def test_a_remote_named_out_of_the_repository_in_config_is_refused(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """``.dvfs/config`` came from someone else naming a remote ``../../../outside``:
+    its name was never checked (dvfs.toml's are), and push wrote the remote's cached
+    index and audit.head in ``outside``, next to the repository, before failing on
+    the ref name. A remote without a text url was left out silently: ``remote list``
+    showed none and push said no remote was configured."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    (tmp_path / "remote").mkdir()
+    outside = tmp_path / "outside"
+    config = repo.root / ".dvfs" / "config"
+    url = str(tmp_path / "remote")
+    config.write_text(json.dumps({"remotes": {"../../../outside": {"url": url}}}))
+    for args in (("push",), ("fetch",), ("remote", "list")):
+        assert_error(repo.run(*args), "../../../outside is not a valid remote name", "fix the file")
+    assert not outside.exists()
+    config.write_text(json.dumps({"remotes": {"origin": {"url": 7}}}))
+    for args in (("push",), ("remote", "list")):
+        assert_error(repo.run(*args), "remote origin has no url", "fix it")
+    repo.ok("remote", "remove", "origin")
+    repo.ok("remote", "add", "origin", url)
+    repo.ok("push")
+    repo.fsck_clean()

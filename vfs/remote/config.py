@@ -122,14 +122,22 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
     if not isinstance(table, dict):
         raise FormatError(f"{repo.dir / 'config'}: remotes must be a JSON object: fix it")
     for name, rec in table.items():
-        if isinstance(rec, dict) and isinstance(rec.get("url"), str):
-            extra = [rec.get(k) for k in ("endpoint_url", "region", "profile")]
-            if not all(x is None or isinstance(x, str) for x in extra):
-                raise FormatError(
-                    f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
-                    "text: fix it, or remove and add the remote again"
-                )
-            out[name] = RemoteSpec(name, rec["url"], *extra)
+        try:  # (a name is a folder of .dvfs/remotes and refs/remotes: no "..", no "/x")
+            check_ref_name(name, "remote")
+        except UsageError as exc:
+            raise FormatError(f"{repo.dir / 'config'}: {exc}; fix the file") from None
+        if not (isinstance(rec, dict) and isinstance(rec.get("url"), str)):
+            raise FormatError(
+                f"{repo.dir / 'config'}: remote {quote_given(name)} has no url (text): fix "
+                f"it, or remove the remote from the file and add it again"
+            )
+        extra = [rec.get(k) for k in ("endpoint_url", "region", "profile")]
+        if not all(x is None or isinstance(x, str) for x in extra):
+            raise FormatError(
+                f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
+                "text: fix it, or remove and add the remote again"
+            )
+        out[name] = RemoteSpec(name, rec["url"], *extra)
     return out
 
 
