@@ -321,3 +321,23 @@ def test_a_remote_named_out_of_the_repository_in_config_is_refused(
     repo.ok("remote", "add", "origin", url)
     repo.ok("push")
     repo.fsck_clean()
+
+
+def test_fsck_names_a_ref_whose_name_no_ref_can_have(repo: Repo) -> None:
+    """A ref file named with a control character (from an archive, or made by hand)
+    was listed as a branch that no command could name (``branch -d`` refused the
+    name), and fsck found the repository clean."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    heads = repo.root / ".dvfs" / "refs" / "heads"
+    odd = "ev\x1b[31mil"
+    shutil.copy(heads / "main", heads / odd)
+    r = repo.run("fsck")
+    assert r.code == 1
+    assert 'problem: branch "ev\\033[31mil" has a name no branch can have' in r.out
+    assert 'rename or delete ".dvfs/refs/heads/ev\\033[31mil"' in r.out
+    assert "\x1b" not in r.out
+    (heads / odd).rename(heads / "evil")
+    repo.ok("branch", "-d", "evil")
+    repo.fsck_clean()

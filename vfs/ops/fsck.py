@@ -50,12 +50,12 @@ from vfs.mount.work_dirs import check_work_dirs
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import aside, salvage
-from vfs.quoting import quote_name
+from vfs.quoting import quote_given, quote_name
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.reach import reach
-from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.refs import Head, check_ref_name, misnamed
 from vfs.repo.repository import Repository, preferred_branch
 from vfs.store.durable import remove_tmp_files
 from vfs.store.objects import ObjectStore
@@ -109,6 +109,13 @@ def _roots(repo: Repository, report: FsckReport, reported: set[str]) -> dict[str
                 report.problems.append(str(exc))
             continue
         for name in names:
+            why = misnamed(name)
+            if why:  # (still a root: what it names is kept until it is renamed or deleted)
+                report.problems.append(
+                    f"{label} {quote_given(name)} has a name no {label} can have ({why}), so "
+                    "no command can name it: rename or delete "
+                    f"{quote_name(f'.dvfs/refs/{kind}/{name}')}"
+                )
             try:
                 oid = repo.refs.get(f"refs/{kind}/{name}")
             except FormatError as exc:
