@@ -27,6 +27,7 @@ from tests.support.cli import (
     fsck_clean,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
+    run_python,
 )
 from tests.support.swap import Swap
 from vfs.errors import FormatError, MountError
@@ -340,4 +341,28 @@ def test_fsck_names_a_ref_whose_name_no_ref_can_have(repo: Repo) -> None:
     assert "\x1b" not in r.out
     (heads / odd).rename(heads / "evil")
     repo.ok("branch", "-d", "evil")
+    repo.fsck_clean()
+
+
+_PEAK = """
+import resource, subprocess, sys
+r = subprocess.run([sys.executable, "-P", "-m", "vfs.cli", "status"], capture_output=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+print(r.returncode, peak, r.stderr.decode().strip())
+"""
+
+
+def test_an_index_of_absurd_size_is_refused_without_being_read_into_memory(repo: Repo) -> None:
+    """A staging index grown to gigabytes (a sparse file, damage) was mapped with every
+    page populated before its header was looked at: status took its whole size in
+    memory (and minutes) before saying it was damaged."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    index = repo.root / ".dvfs" / "index"
+    os.truncate(index, 2 << 30)  # (sparse: no room taken on disk)
+    code, peak, line = run_python(_PEAK, cwd=repo.root).split(" ", 2)
+    assert code == "1" and "the staging index" in line and "is damaged" in line, line
+    assert int(peak) < 512, f"{peak} MiB in memory"  # (it was 2 GiB and more)
+    repo.ok("restore", "--staged", ".")
     repo.fsck_clean()
