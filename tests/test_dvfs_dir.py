@@ -366,3 +366,26 @@ def test_an_index_of_absurd_size_is_refused_without_being_read_into_memory(repo:
     assert int(peak) < 512, f"{peak} MiB in memory"  # (it was 2 GiB and more)
     repo.ok("restore", "--staged", ".")
     repo.fsck_clean()
+
+
+def test_fsck_repair_says_it_mended_a_pack_it_rewrote_under_its_own_name(repo: Repo) -> None:
+    """A pack with bytes appended (a copy that went on, an archive padded) reads no
+    longer as a whole pack. ``fsck --repair`` rewrote it with the objects that verify,
+    which gives the pack its own name again, and then reported it still damaged
+    ("1 problem", exit 1); the next fsck found nothing. The message also named the
+    pack twice."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    objects = repo.root / ".dvfs" / "objects"
+    for pack in sorted(objects.glob("pack-*.pack")):
+        with pack.open("ab") as f:
+            f.write(b"\0" * 4096)
+    r = repo.run("fsck")
+    assert r.code == 1 and r.out.count(": not a complete dvfs pack") == 2
+    assert all(line.count(".pack") == 1 for line in r.out.splitlines() if "pack-" in line)
+    r = repo.run("fsck", "--repair")
+    assert r.code == 0, r
+    assert r.out.count("rewritten with the objects that verify") == 2
+    assert "problem" not in r.out.replace("no problems", "")
+    repo.fsck_clean()

@@ -443,7 +443,7 @@ def _repair(
                     f"pack {pack.name}: {wrong}; nothing in it could be found: renamed "
                     f"{aside(pack).name} (delete it at will)"
                 )
-            elif not pack.exists():
+            elif not pack.exists() or check_pack(pack) is None:  # (a new name, or its own)
                 report.repaired.append(
                     f"pack {pack.name}: {wrong}; rewritten with the objects that verify"
                 )

@@ -119,7 +119,7 @@ def check_pack(path: Path) -> str | None:
         if data != encode_index(objs):
             return "its index file does not list what its header does"
     except FormatError as exc:
-        return str(exc)
+        return str(exc).removeprefix(f"{path.name}: ")  # (the caller names the pack)
     return None
 
 
