@@ -344,12 +344,12 @@ def test_fsck_names_a_ref_whose_name_no_ref_can_have(repo: Repo) -> None:
     repo.fsck_clean()
 
 
-_PEAK = """
+_PEAK_OF = """
 import resource, subprocess, sys
-r = subprocess.run([sys.executable, "-P", "-m", "vfs.cli", "status"], capture_output=True)
+r = subprocess.run([sys.executable, "-P", "-m", "vfs.cli", *sys.argv[1:]], capture_output=True)
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
-print(r.returncode, peak, r.stderr.decode().strip())
-"""
+print(r.returncode, peak, (r.stdout + r.stderr).decode().strip())
+"""  # dvfs ARGS: its exit code, its peak memory in MiB, what it printed
 
 
 def test_an_index_of_absurd_size_is_refused_without_being_read_into_memory(repo: Repo) -> None:
@@ -361,7 +361,7 @@ def test_an_index_of_absurd_size_is_refused_without_being_read_into_memory(repo:
     repo.commit("one")
     index = repo.root / ".dvfs" / "index"
     os.truncate(index, 2 << 30)  # (sparse: no room taken on disk)
-    code, peak, line = run_python(_PEAK, cwd=repo.root).split(" ", 2)
+    code, peak, line = run_python(_PEAK_OF, "status", cwd=repo.root).split(" ", 2)
     assert code == "1" and "the staging index" in line and "is damaged" in line, line
     assert int(peak) < 512, f"{peak} MiB in memory"  # (it was 2 GiB and more)
     repo.ok("restore", "--staged", ".")
@@ -388,4 +388,38 @@ def test_fsck_repair_says_it_mended_a_pack_it_rewrote_under_its_own_name(repo: R
     assert r.code == 0, r
     assert r.out.count("rewritten with the objects that verify") == 2
     assert "problem" not in r.out.replace("no problems", "")
+    repo.fsck_clean()
+
+
+def test_an_audit_log_no_ref_change_can_append_to_is_named_by_fsck_and_verify(
+    repo: Repo,
+) -> None:
+    """The audit log (or its head) a FIFO or a link, or ending in more junk than any
+    entry (an archive padded, a disk error), stops every change of a ref: tag and
+    commit refused, the latter saying to run ``audit verify``. But fsck found no
+    problem, ``audit verify`` called the chain intact (the junk "a crash while the
+    last line was written"), and both read the whole file into memory first."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / "audit.log"
+    whole = log.read_bytes()
+    log.unlink()
+    os.mkfifo(log)
+    assert_error(repo.run("tag", "t1"), "audit.log is not a regular file")
+    r = repo.run("fsck")
+    assert r.code == 1 and "problem: audit log: " in r.out and "is not a regular file" in r.out
+    log.unlink()
+    log.write_bytes(whole)
+    os.truncate(log, len(whole) + (1 << 30))  # (sparse: no room taken on disk)
+    assert_error(repo.run("tag", "t1"), "`dvfs audit verify` says what is wrong")
+    hint = f"`truncate -s {len(whole)} .dvfs/audit.log`"
+    for args in (("fsck",), ("audit", "verify")):
+        code, peak, out = run_python(_PEAK_OF, *args, cwd=repo.root).split(" ", 2)
+        assert code == "1" and "bytes that are no entry" in out and hint in out, out
+        assert "intact" not in out.replace("NOT intact", "")
+        assert int(peak) < 512, f"{args}: {peak} MiB in memory"  # (it was 2 GiB and more)
+    os.truncate(log, len(whole))
+    repo.ok("tag", "t1")
+    assert repo.ok("audit", "verify").out.endswith("intact\n")
     repo.fsck_clean()

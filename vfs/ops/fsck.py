@@ -330,6 +330,9 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             _missing_refs(repo, report, last, repair=True, every=unlinked)
     else:
         _missing_refs(repo, report, _last_recorded(repo), repair=False)
+    stuck = audit.blocked(repo.dir)  # (every change of a ref is refused until it is fixed)
+    if stuck is not None:
+        report.problems.append(f"audit log: {stuck}")
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         twice = _staged_twice(repo)
