@@ -423,3 +423,25 @@ def test_an_audit_log_no_ref_change_can_append_to_is_named_by_fsck_and_verify(
     repo.ok("tag", "t1")
     assert repo.ok("audit", "verify").out.endswith("intact\n")
     repo.fsck_clean()
+
+
+def test_a_lock_file_or_the_pins_of_the_wrong_kind_is_named_with_what_to_do(
+    repo: Repo,
+) -> None:
+    """``.dvfs/lock`` or ``.dvfs/refs.lock`` a directory, or ``.dvfs/pins`` a file
+    (an archive made oddly, a hand's mistake), stopped every command with the bare
+    system error ("Is a directory: /…/.dvfs/lock"), fsck included."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    dvfs = repo.root / ".dvfs"
+    for name, make in (("lock", Path.mkdir), ("refs.lock", Path.mkdir), ("pins", Path.touch)):
+        (dvfs / name).unlink(missing_ok=True)
+        shutil.rmtree(dvfs / name, ignore_errors=True)
+        make(dvfs / name)
+        for args in (("gc",), ("fsck",)):
+            assert_error(repo.run(*args), f".dvfs/{name} is ", "move it away")
+        os.rename(dvfs / name, repo.root / f"{name}.moved")
+        repo.ok("tag", "t1")
+        repo.ok("tag", "-d", "t1")
+    repo.fsck_clean()
