@@ -445,3 +445,22 @@ def test_a_lock_file_or_the_pins_of_the_wrong_kind_is_named_with_what_to_do(
         repo.ok("tag", "t1")
         repo.ok("tag", "-d", "t1")
     repo.fsck_clean()
+
+
+def test_a_merge_record_that_cannot_be_read_is_named_by_fsck_with_what_to_do(
+    repo: Repo,
+) -> None:
+    """``.dvfs/MERGE`` a FIFO (or too large) stopped status and commit with ".dvfs/MERGE
+    is not a merge record dvfs wrote", saying nothing of what to do, and fsck found no
+    problem."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    record = repo.root / ".dvfs" / "MERGE"
+    os.mkfifo(record)
+    assert_error(repo.run("status"), ".dvfs/MERGE is not a merge record", "dvfs merge --abort")
+    r = repo.run("fsck")
+    assert r.code == 1 and "problem: .dvfs/MERGE is not a merge record" in r.out, r
+    repo.ok("merge", "--abort")
+    assert not record.exists()
+    repo.fsck_clean()

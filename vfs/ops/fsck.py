@@ -47,6 +47,7 @@ from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, Usa
 from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
 from vfs.mount.work_dirs import check_work_dirs
+from vfs.ops import merging
 from vfs.ops.checkout import RESTORING
 from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import aside, salvage
@@ -333,6 +334,10 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     stuck = audit.blocked(repo.dir)  # (every change of a ref is refused until it is fixed)
     if stuck is not None:
         report.problems.append(f"audit log: {stuck}")
+    try:  # (status and commit refuse a merge record that cannot be read)
+        merging.load(repo.dir)
+    except FormatError as exc:
+        report.problems.append(str(exc))
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         twice = _staged_twice(repo)
