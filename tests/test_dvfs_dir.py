@@ -464,3 +464,23 @@ def test_a_merge_record_that_cannot_be_read_is_named_by_fsck_with_what_to_do(
     repo.ok("merge", "--abort")
     assert not record.exists()
     repo.fsck_clean()
+
+
+def test_merge_abort_with_a_damaged_record_keeps_edits_it_cannot_tell_apart(
+    repo: Repo,
+) -> None:
+    """With ``.dvfs/MERGE`` damaged (what status tells to run ``merge --abort`` for),
+    the abort went back to the branch's version with no look at the working tree:
+    an edit not staged was overwritten without a word, though a whole record's abort
+    refuses to. It is refused now, naming the file, unless --force."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    (repo.root / ".dvfs" / "MERGE").write_bytes(b"junk")
+    repo.write("d/a", "my edit")
+    assert_error(repo.run("merge", "--abort"), "would overwrite uncommitted changes in d/a",
+                 "copy them elsewhere first", "--force")  # fmt: skip
+    assert repo.read("d/a") == b"my edit"
+    repo.ok("merge", "--abort", "--force")
+    assert repo.read("d/a") == b"1"
+    repo.fsck_clean()
