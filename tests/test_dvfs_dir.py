@@ -484,3 +484,22 @@ def test_merge_abort_with_a_damaged_record_keeps_edits_it_cannot_tell_apart(
     repo.ok("merge", "--abort", "--force")
     assert repo.read("d/a") == b"1"
     repo.fsck_clean()
+
+
+def test_fsck_repair_writes_back_branches_whose_folder_is_gone(repo: Repo) -> None:
+    """``.dvfs/refs/heads`` deleted whole: fsck named the branch missing and said
+    ``--repair`` writes it back, and the repair failed with "No such file or
+    directory: …/refs/heads/.tmp-main…"."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.write("d/a", "2")
+    repo.ok("add", "d")
+    head = repo.commit("two")
+    shutil.rmtree(repo.root / ".dvfs" / "refs" / "heads")
+    r = repo.run("fsck")
+    assert r.code == 1 and "branch main is missing" in r.out
+    r = repo.run("fsck", "--repair")
+    assert r.code == 0 and "repaired: branch main was missing" in r.out, r
+    assert repo.head_id() == head
+    repo.fsck_clean()

@@ -420,6 +420,7 @@ class Refs:
         with ``note`` saying where ``new`` comes from)."""
         path = self._path(ref)
         with self._locked():
+            path.parent.mkdir(parents=True, exist_ok=True)  # (its folder may be gone too)
             self._write_audited(
                 path, (new.hex() + "\n").encode(),
                 lambda: _audit(self.dir, _op(ref, new, new), ref, None, new, note),
