@@ -503,3 +503,26 @@ def test_fsck_repair_writes_back_branches_whose_folder_is_gone(repo: Repo) -> No
     assert r.code == 0 and "repaired: branch main was missing" in r.out, r
     assert repo.head_id() == head
     repo.fsck_clean()
+
+
+def test_fsck_names_and_repairs_a_folder_of_refs_that_is_a_file(repo: Repo) -> None:
+    """``.dvfs/refs`` (or ``refs/tags``) a file: status said "No versions yet" and fsck
+    named the branch missing, but ``--repair`` failed with "Not a directory: …"."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    head = repo.head_id()
+    dvfs = repo.root / ".dvfs"
+    for rel in ("refs/tags", "refs"):
+        shutil.rmtree(dvfs / rel)
+        (dvfs / rel).write_text("not a folder")
+        r = repo.run("fsck")
+        assert r.code == 1 and f"problem: .dvfs/{rel} is not a directory" in r.out, r
+        r = repo.run("fsck", "--repair")
+        assert r.code == 0 and f"repaired: {rel} was not a directory" in r.out, r
+        assert "repaired: tag t1 was missing" in r.out
+        assert (dvfs / f"{rel}.not-a-folder").read_text() == "not a folder"
+        assert repo.head_id() == head
+        assert "t1" in repo.ok("tag").out
+    repo.fsck_clean()

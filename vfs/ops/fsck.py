@@ -263,7 +263,46 @@ def _unlink_ref_folders(repo: Repository, report: FsckReport) -> bool:
             f"{rel} was a symbolic link (to {quote_name(target)}): it is a directory again, its "
             "refs written back as the audit log last recorded them"
         )
-    return bool(found)
+    moved = False
+    for rel in _REF_FOLDERS:
+        path = repo.dir / rel
+        if _not_a_folder(path):
+            aside = path.with_name(f"{path.name}.not-a-folder")
+            os.replace(path, aside)
+            path.mkdir()
+            moved = True
+            report.repaired.append(
+                f"{rel} was not a directory: it was renamed {quote_name(aside.name)} (delete it "
+                "at will) and is a directory again, its refs written back as the audit log "
+                "last recorded them"
+            )
+    return bool(found) or moved
+
+
+_REF_FOLDERS = ("refs", "refs/heads", "refs/tags", "refs/remotes")
+
+
+def _not_a_folder(path: Path) -> bool:
+    """Whether something other than a directory or a link is at ``path`` (a file where
+    a folder of refs belongs, which every write of a ref there fails on)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
+def _ref_folders_named(repo: Repository, report: FsckReport) -> None:
+    """A folder of refs that is no directory, named as a problem (without ``repair``)."""
+    for rel in _REF_FOLDERS:
+        if _not_a_folder(repo.dir / rel):
+            report.problems.append(
+                f".dvfs/{rel} is not a directory, so none of its refs can be read or "
+                "written: `dvfs fsck --repair` renames it and writes them back as the audit "
+                "log last recorded them"
+            )
+            report.repairable = True
+            return
 
 
 def _missing_refs(
@@ -330,6 +369,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             kept = _mend_refs(repo, report, last)
             _missing_refs(repo, report, last, repair=True, every=unlinked)
     else:
+        _ref_folders_named(repo, report)
         _missing_refs(repo, report, _last_recorded(repo), repair=False)
     stuck = audit.blocked(repo.dir)  # (every change of a ref is refused until it is fixed)
     if stuck is not None:
