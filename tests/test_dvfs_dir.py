@@ -526,3 +526,24 @@ def test_fsck_names_and_repairs_a_folder_of_refs_that_is_a_file(repo: Repo) -> N
         assert repo.head_id() == head
         assert "t1" in repo.ok("tag").out
     repo.fsck_clean()
+
+
+def test_a_directory_where_checkout_marks_its_writes_is_named_with_what_to_do(
+    repo: Repo,
+) -> None:
+    """``.dvfs/restoring`` a directory stopped checkout, restore and fsck with the bare
+    "Is a directory: …/.dvfs/restoring"."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    marker = repo.root / ".dvfs" / "restoring"
+    marker.mkdir()
+    repo.write("d/a", "2")
+    assert_error(repo.run("restore", "d/a"), ".dvfs/restoring is a directory", "move it away")
+    assert repo.read("d/a") == b"2"
+    r = repo.run("fsck")
+    assert r.code == 1 and ".dvfs/restoring is a directory" in r.out, r
+    marker.rmdir()
+    repo.ok("restore", "d/a")
+    assert repo.read("d/a") == b"1"
+    repo.fsck_clean()

@@ -48,7 +48,7 @@ from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
 from vfs.mount.work_dirs import check_work_dirs
 from vfs.ops import merging
-from vfs.ops.checkout import RESTORING
+from vfs.ops.checkout import RESTORING, drop_marker
 from vfs.ops.commit import both_message, index_tree_ids
 from vfs.ops.gc import aside, salvage
 from vfs.quoting import quote_given, quote_name
@@ -394,7 +394,10 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
             with repo.refs.locked():  # (HEAD is written under it alone)
                 report.temporaries += remove_tmp_files(repo.dir)
-            (repo.dir / RESTORING).unlink(missing_ok=True)
+            try:
+                drop_marker(repo.dir / RESTORING)
+            except FormatError as exc:
+                report.problems.append(str(exc))
     damaged_packs = []
     for pack in repo.store.pack_paths():
         report.packs += 1
