@@ -547,3 +547,24 @@ def test_a_directory_where_checkout_marks_its_writes_is_named_with_what_to_do(
     repo.ok("restore", "d/a")
     assert repo.read("d/a") == b"1"
     repo.fsck_clean()
+
+
+def test_a_pack_that_is_a_link_is_named_as_one_by_fsck_and_gc(repo: Repo, tmp_path: Path) -> None:
+    """A pack in ``.dvfs/objects`` that is a symbolic link to a file elsewhere: fsck
+    read it through the link and called it a "truncated pack"; --repair and gc named
+    it twice, once with the bare "[Errno 40] Too many levels of symbolic links"."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    outside = _outside(tmp_path)
+    link = repo.root / ".dvfs" / "objects" / ("pack-" + "1" * 64 + ".pack")
+    link.symlink_to(outside / "keep")
+    r = repo.run("fsck")
+    assert r.code == 1 and "is a symbolic link" in r.out and "truncated" not in r.out, r
+    for args in (("fsck", "--repair"), ("gc",)):
+        r = repo.run(*args)
+        assert r.code == 1 and r.out.count(link.name) == 1, r
+        assert "is a symbolic link" in r.out and "Errno" not in r.out, r
+    _untouched(outside)
+    link.unlink()
+    repo.fsck_clean()

@@ -498,7 +498,7 @@ def _repair(
                 report.repaired.append(
                     f"pack {pack.name}: {wrong}; rewritten with the objects that verify"
                 )
-            else:
+            elif not any(f"pack {pack.name} " in line for line in kept):  # (named once)
                 report.problems.append(f"pack {pack.name}: {wrong}")
         store = ObjectStore(repo.store.root)
         try:

@@ -89,7 +89,7 @@ from vfs.repo.repository import Repository
 from vfs.store.compression import decode_payload
 from vfs.store.durable import TMP_PREFIX, fsync_dir, is_tmp_leaf, write_atomic
 from vfs.store.objects import LOCAL_PACK_SIZE
-from vfs.store.pack_files import read_pack_header
+from vfs.store.pack_files import AWAY, LINKED_PACK, read_pack_header
 from vfs.store.packs import (
     MAX_INDEX_BYTES,
     PACK_MAGIC,
@@ -313,11 +313,15 @@ def _pack_objects(path: Path, report: GcReport) -> list[PackedObject] | None:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise FormatError(f"{path.name} is not a regular file")
+                raise FormatError(f"{path.name} is not a regular file: {AWAY}")
             return read_pack_header(fd, st.st_size, path.name)
         finally:
             os.close(fd)
-    except (OSError, FormatError) as exc:
+    except OSError as exc:
+        why = LINKED_PACK if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
+        report.problems.append(f"pack {path.name} was kept: it {why}")
+        return None
+    except FormatError as exc:
         report.problems.append(f"pack {path.name} is damaged and was kept: {exc}")
         return None
 
