@@ -568,3 +568,24 @@ def test_a_pack_that_is_a_link_is_named_as_one_by_fsck_and_gc(repo: Repo, tmp_pa
     _untouched(outside)
     link.unlink()
     repo.fsck_clean()
+
+
+def test_fsck_names_an_object_store_that_is_gone(repo: Repo, tmp_path: Path) -> None:
+    """``.dvfs/objects`` deleted (or a file in its place): every version lost, and fsck
+    stopped with the bare "No such file or directory: …/.dvfs/objects" (or "Not a
+    directory") instead of saying what is lost and what to do."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    objects = repo.root / ".dvfs" / "objects"
+    objects.rename(tmp_path / "objects")
+    r = repo.run("fsck")
+    assert r.code == 1 and "problem: " in r.out and r.err == "", r
+    assert ".dvfs/objects is missing" in r.out and "put it back from a backup" in r.out
+    assert "version" in r.out  # (and what it held is named: the versions, the chunks)
+    objects.write_text("")
+    r = repo.run("fsck")
+    assert r.code == 1 and ".dvfs/objects is a symbolic link or not a folder" in r.out, r
+    objects.unlink()
+    (tmp_path / "objects").rename(objects)
+    repo.fsck_clean()
