@@ -589,3 +589,20 @@ def test_fsck_names_an_object_store_that_is_gone(repo: Repo, tmp_path: Path) -> 
     objects.unlink()
     (tmp_path / "objects").rename(objects)
     repo.fsck_clean()
+
+
+def test_fsck_names_a_working_tree_whose_base_gc_cannot_tell(repo: Repo, tmp_path: Path) -> None:
+    """A mount's working tree whose ``state`` is damaged stops gc ("cannot tell which
+    version the working tree … is based on"), but fsck said there was no problem."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    work = repo.root / ".dvfs" / "worktrees" / "main"
+    work.mkdir(parents=True)
+    (work / "state").write_bytes(b"\x81\xa4base\xa3bad")  # msgpack {"base": "bad"}
+    said = assert_error(repo.run("gc"), "cannot tell which version the working tree")
+    r = repo.run("fsck")
+    assert r.code == 1 and f"problem: {said.removeprefix('dvfs: error: ')}" in r.out, r
+    work.rename(tmp_path / "main")
+    repo.ok("gc")
+    repo.fsck_clean()

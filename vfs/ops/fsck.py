@@ -50,7 +50,7 @@ from vfs.mount.work_dirs import check_work_dirs
 from vfs.ops import merging
 from vfs.ops.checkout import RESTORING, drop_marker
 from vfs.ops.commit import both_message, index_tree_ids
-from vfs.ops.gc import aside, salvage
+from vfs.ops.gc import aside, salvage, worktree_bases
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
@@ -405,6 +405,10 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         if wrong is not None:
             damaged_packs.append((pack, wrong))
     report.problems += check_work_dirs(repo.dir)  # (repair leaves them: see work_dirs)
+    try:  # (gc refuses to run while a working tree's base cannot be told)
+        worktree_bases(repo)
+    except FormatError as exc:
+        report.problems.append(str(exc))
     found = len(report.problems)  # (then the refs that cannot be read)
     got = reach(
         _roots(repo, report, kept).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"

@@ -181,7 +181,7 @@ class GcReport:
 # roots ----------------------------------------------------------------------------
 
 
-def _worktree_bases(repo: Repository) -> dict[str, bytes]:
+def worktree_bases(repo: Repository) -> dict[str, bytes]:
     """The versions each writable mount's working tree is based on, by its directory.
 
     The daemon's own overlay names its base in ``state`` (``daemon.overlay``); the
@@ -202,8 +202,9 @@ def _worktree_bases(repo: Repository) -> dict[str, bytes]:
                 if not isinstance(base, bytes) or len(base) != 32:
                     raise FormatError(
                         f"cannot tell which version the working tree {top / name} is "
-                        "based on (its state is damaged): move it aside, then run "
-                        "`dvfs gc` again"
+                        "based on (its state is damaged), so gc cannot run: move it aside "
+                        "(its data/ holds the changed files' content), then run the "
+                        "command again"
                     )
                 out[f"working tree {name} ({record} {key})"] = base
     return out
@@ -251,7 +252,7 @@ def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
     if merge is not None:
         versions["merge in progress (theirs)"] = merge.theirs
         versions["merge in progress (base)"] = merge.base
-    versions.update(_worktree_bases(repo))
+    versions.update(worktree_bases(repo))
     for pin in live_pins(repo.dir):
         for i, oid in enumerate(pin.versions):
             versions[f"pin {pin.name}#{i}"] = oid
