@@ -346,7 +346,8 @@ def test_fsck_names_a_ref_whose_name_no_ref_can_have(repo: Repo) -> None:
 
 _PEAK_OF = """
 import resource, subprocess, sys
-r = subprocess.run([sys.executable, "-P", "-m", "vfs.cli", *sys.argv[1:]], capture_output=True)
+argv = [sys.executable, "-P", "-m", "vfs.cli", *sys.argv[1:]]
+r = subprocess.run(argv, capture_output=True, timeout=100)  # (killed, if it waits forever)
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
 print(r.returncode, peak, (r.stdout + r.stderr).decode().strip())
 """  # dvfs ARGS: its exit code, its peak memory in MiB, what it printed
@@ -605,4 +606,24 @@ def test_fsck_names_a_working_tree_whose_base_gc_cannot_tell(repo: Repo, tmp_pat
     assert r.code == 1 and f"problem: {said.removeprefix('dvfs: error: ')}" in r.out, r
     work.rename(tmp_path / "main")
     repo.ok("gc")
+    repo.fsck_clean()
+
+
+def test_gc_neither_waits_on_nor_reads_whole_a_run_cache_entry_of_the_wrong_kind(
+    repo: Repo,
+) -> None:
+    """A run cache entry that is a FIFO made gc (and repro's lookup) wait forever on
+    its open; one grown to gigabytes was read whole into memory."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    shard = repo.root / ".dvfs" / "runcache" / "ab"
+    shard.mkdir(parents=True)
+    os.mkfifo(shard / ("0" * 62))
+    big = shard / ("1" * 62)
+    big.write_bytes(b"")
+    os.truncate(big, 1 << 30)  # (sparse)
+    code, peak, out = run_python(_PEAK_OF, "gc", cwd=repo.root).split(" ", 2)
+    assert code == "0" and out.startswith("freed"), out
+    assert int(peak) < 512, f"{peak} MiB in memory"
     repo.fsck_clean()

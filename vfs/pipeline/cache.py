@@ -38,7 +38,7 @@ from typing import Any
 
 import msgpack
 
-from vfs._os.beneath import open_dir
+from vfs._os.beneath import open_dir, read_regular
 from vfs.errors import DvfsError, FormatError
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
@@ -88,6 +88,10 @@ class Hit:
     where: str  # "the run cache" or "vN"
 
 
+def _decode(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+
+
 class RunCache:
     """The run cache of one repository (see the module docstring)."""
 
@@ -97,15 +101,6 @@ class RunCache:
         self._pending: list[tuple[bytes, bytes]] = []  # (key, entry bytes) to write
         self._from_versions: dict[bytes, tuple[str, bytes, StageRecord]] | None = None
 
-    def _path(self, key: bytes) -> Any:
-        h = key.hex()
-        return self.dir / h[:2] / h[2:]
-
-    def _linked(self, path: Any) -> bool:
-        """True if the run cache, or the directory of entry ``path``, is a symbolic link:
-        an entry is then neither read nor written (it would be outside the repository)."""
-        return bool(self.dir.is_symlink() or path.parent.is_symlink())
-
     def find(self, key: bytes) -> Hit | None:
         """A run with this key whose outputs can all be restored from the store, or None."""
         hit = self._local(key)
@@ -113,16 +108,28 @@ class RunCache:
             return hit
         return self._in_versions(key)
 
-    def _local(self, key: bytes) -> Hit | None:
-        path = self._path(key)
-        if self._linked(path):
-            return None
+    def _read(self, shard: str, name: str) -> bytes | None:
+        """The bytes of entry ``shard/name``; None if there is none that can be one: a
+        link on the way or in its place, a FIFO (never waited on), more than
+        ``MAX_ENTRY`` bytes (never read whole)."""
         try:
-            raw = path.read_bytes()
+            fd = open_dir(self.repo.dir, f"{CACHE_DIR}/{shard}")
         except OSError:
             return None
         try:
-            rec = msgpack.unpackb(raw[:MAX_ENTRY], raw=False, strict_map_key=True)
+            return read_regular(fd, name, MAX_ENTRY)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def _local(self, key: bytes) -> Hit | None:
+        h = key.hex()
+        raw = self._read(h[:2], h[2:])
+        if raw is None:
+            return None
+        try:
+            rec = _decode(raw)
             if not (isinstance(rec, dict) and set(rec) == {"v", "tree", "stage"}):
                 return None
             if rec["v"] != ENTRY_FORMAT or not isinstance(rec["tree"], bytes):
@@ -138,17 +145,30 @@ class RunCache:
     def trees(self) -> Iterator[bytes]:
         """The output tree named by each entry (what ``dvfs gc`` keeps); entries that do
         not decode are skipped (they are misses; so is a cache that is a link)."""
-        if self.dir.is_symlink():
+        try:
+            top = open_dir(self.repo.dir, CACHE_DIR)
+        except OSError:
             return
-        with contextlib.suppress(FileNotFoundError):
-            for sub in sorted(os.listdir(self.dir)):
-                with contextlib.suppress(NotADirectoryError, FileNotFoundError):
-                    for name in sorted(os.listdir(self.dir / sub)):
-                        with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
-                            raw = (self.dir / sub / name).read_bytes()[:MAX_ENTRY]
-                            rec = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-                            if isinstance(rec, dict) and isinstance(rec.get("tree"), bytes):
-                                yield rec["tree"]
+        try:
+            subs = sorted(os.listdir(top))
+        finally:
+            os.close(top)
+        for sub in subs:
+            try:
+                fd = open_dir(self.repo.dir, f"{CACHE_DIR}/{sub}")
+            except OSError:
+                continue
+            try:
+                found = []
+                for name in sorted(os.listdir(fd)):
+                    with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
+                        raw = read_regular(fd, name, MAX_ENTRY)  # (no FIFO waited on)
+                        rec = None if raw is None else _decode(raw)
+                        if isinstance(rec, dict) and isinstance(rec.get("tree"), bytes):
+                            found.append(rec["tree"])
+            finally:
+                os.close(fd)
+            yield from found
 
     def _usable(
         self, record: StageRecord, entries: list[tuple[bytes, Entry]], where: str
