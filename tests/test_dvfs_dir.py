@@ -627,3 +627,21 @@ def test_gc_neither_waits_on_nor_reads_whole_a_run_cache_entry_of_the_wrong_kind
     assert code == "0" and out.startswith("freed"), out
     assert int(peak) < 512, f"{peak} MiB in memory"
     repo.fsck_clean()
+
+
+def test_a_change_record_that_is_a_fifo_is_worked_out_again_not_waited_on(repo: Repo) -> None:
+    """A record of ``.dvfs/changes`` that is a FIFO made ``show --files`` (and the
+    dashboard's "added in") wait forever on its open."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.write("d/b", "2")
+    repo.ok("add", "d")
+    head = repo.commit("two")
+    shard = repo.root / ".dvfs" / "changes" / head[:2]
+    shutil.rmtree(repo.root / ".dvfs" / "changes", ignore_errors=True)
+    shard.mkdir(parents=True)
+    os.mkfifo(shard / head[2:])
+    out = repo.ok("show", "--files").out
+    assert "v1" in out and "d/a" in out and "v2" in out and "d/b" in out
+    repo.fsck_clean()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Container, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -125,12 +126,13 @@ def compute(hist: History, a: bytes | None, b: bytes) -> frozenset[bytes]:
 def _read(where: Path, parent: bytes) -> frozenset[bytes] | None:
     """The record at ``where`` if it is whole, valid and about ``parent``; else None."""
     try:
-        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        if size > MAX_RECORD:
+        st = os.fstat(fd)
+        size = st.st_size
+        if size > MAX_RECORD or not stat.S_ISREG(st.st_mode):  # (a FIFO: never waited on)
             return None
         data = os.pread(fd, size + 1, 0)
     except OSError:
