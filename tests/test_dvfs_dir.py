@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import vfs
@@ -68,6 +69,7 @@ _SWAPPED_CLI = """
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import vfs.cli
@@ -644,4 +646,27 @@ def test_a_change_record_that_is_a_fifo_is_worked_out_again_not_waited_on(repo: 
     os.mkfifo(shard / head[2:])
     out = repo.ok("show", "--files").out
     assert "v1" in out and "d/a" in out and "v2" in out and "d/b" in out
+    repo.fsck_clean()
+
+
+def test_fsck_names_a_working_tree_record_that_is_a_fifo_without_waiting(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A mount's working tree whose ``state`` or journal is a FIFO (an archive from
+    someone else) made fsck wait forever on its open."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    work = repo.root / ".dvfs" / "worktrees" / "main"
+    work.mkdir(parents=True)
+    os.mkfifo(work / "state")
+    r = repo.run("fsck")
+    assert r.code == 1 and "(its state is damaged)" in r.out, r
+    (work / "state").unlink()
+    base = bytes.fromhex(repo.head_id())
+    (work / "state").write_bytes(msgpack.packb({"base": base, "gen": 1}))
+    os.mkfifo(work / "journal.1")
+    r = repo.run("fsck")
+    assert r.code == 1 and "journal.1 is damaged (it is not a regular file)" in r.out, r
+    work.rename(tmp_path / "main")
     repo.fsck_clean()

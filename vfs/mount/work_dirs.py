@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,9 @@ def check_work_dirs(dvfs_dir: Path) -> list[str]:
         path = top / name / f"journal.{gen}"
         try:
             with open(path, "rb", opener=_no_follow) as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # (a FIFO: not waited on)
+                    out.append(journal_damage(path, "(it is not a regular file)"))
+                    continue
                 data = f.read()
         except FileNotFoundError:
             continue
@@ -174,6 +178,8 @@ def _generation(path: Path) -> int | None:
     """The journal generation a ``state`` record names (None: none readable)."""
     try:
         with open(path, "rb", opener=_no_follow) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             raw = f.read(MAX_STATE + 1)
         st = msgpack.unpackb(raw, raw=False)
     except (OSError, ValueError, msgpack.UnpackException):
@@ -183,4 +189,4 @@ def _generation(path: Path) -> int | None:
 
 
 def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
