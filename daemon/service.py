@@ -35,7 +35,6 @@ import contextlib
 import datetime
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -78,10 +77,12 @@ from vfs import (
     human_size,
     identity,
     is_mounted,
+    open_kept,
     pipeline_file,
     private_dir,
     quote_name,
     remove_record,
+    remove_tree,
     resolve_source,
     runtime_dir,
     work_root,
@@ -402,20 +403,26 @@ def choose_overlay(asked: str, work: Path) -> str:
             "(hard links, owners, special files): mount without --overlay, snapshot what "
             "`dvfs status MNT` lists and undo the rest first"
         )
-    for name in ("layers", "pending", "upper", "scratch") if asked == "daemon" else ("state",):
-        clear = work / name
-        if clear.is_dir():
-            shutil.rmtree(clear)
-        elif clear.exists():
-            clear.unlink()
-    if asked == "kernel":  # the daemon's clean journal and empty data/
-        for f in work.glob("journal.*"):
-            f.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (work / "data").rmdir()
-    else:
-        for f in work.glob("recorded.*"):
-            f.unlink()
+    try:  # (cleared through a descriptor: a link swapped in on the way is never followed)
+        fd = open_kept(work)
+    except OSError as exc:
+        raise MountError(
+            f"the working tree {quote_name(str(work))} cannot be opened without following a "
+            f"symbolic link ({exc.strerror}): dvfs follows no link out of the repository; "
+            "remove the link, then mount again"
+        ) from None
+    try:
+        for name in ("layers", "pending", "upper", "scratch") if asked == "daemon" else ("state",):
+            remove_tree(fd, name, strict=True)
+        prefix = "journal." if asked == "kernel" else "recorded."
+        for name in os.listdir(fd):
+            if name.startswith(prefix):  # the daemon's clean journal, the kernel's records
+                os.unlink(name, dir_fd=fd)
+        if asked == "kernel":  # and the daemon's empty data/
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir("data", dir_fd=fd)
+    finally:
+        os.close(fd)
     return asked
 
 

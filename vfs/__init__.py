@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X)
     # isort: off
     from vfs._os.beneath import Walker as Walker, listing as listing
+    from vfs._os.beneath import open_kept as open_kept, remove_tree as remove_tree
     from vfs._os.beneath import ABSENT as _ABSENT_ERRNOS
     from vfs._os.beneath import READ as _READ_BENEATH
     from vfs._os.direct_io import (
@@ -284,6 +285,7 @@ PUBLIC: dict[str, str] = {
     "move_mount": "vfs._os.mount_api",
     "open_direct": "vfs._os.direct_io",
     "reserve_blocks": "vfs._os.direct_io",
+    "open_kept": "vfs._os.beneath",
     "open_meta": "vfs.remote.read",
     "open_tree_clone": "vfs._os.mount_api",
     "parse_format": "vfs.repo.repository",
@@ -296,6 +298,7 @@ PUBLIC: dict[str, str] = {
     "read_range": "vfs._os.direct_io",
     "record_version": "vfs.repo.record",
     "release_pins": "vfs.store.pins:release",
+    "remove_tree": "vfs._os.beneath",
     "remove_record": "vfs.mount.mounts",
     "resolve_source": "vfs.mount.launch",
     "runtime_dir": "vfs.mount.mounts",

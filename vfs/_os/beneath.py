@@ -24,8 +24,10 @@ rest are opened again when needed. A walker belongs to one thread.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import stat as statmod
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ WALK = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a directory 
 LIST = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a directory to list
 # A file to read: never a link, never a wait on a FIFO or device, never a controlling tty.
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+DVFS_DIR = ".dvfs"  # a repository's own directory (vfs.repo.repository)
 KEEP = 48  # directory descriptors a walker holds beside the root's
 # Errors that mean "not in the working tree": missing, or below a non-directory.
 ABSENT = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
@@ -188,6 +191,79 @@ def read_regular(dir_fd: int, name: bytes | str, limit: int) -> bytes | None:
         return data
     finally:
         os.close(fd)
+
+
+def open_dir(root: Path | str | bytes | int, rel: str | bytes, *, make: bool = False) -> int:
+    """A descriptor (``LIST``) of directory ``rel`` below ``root``; the caller closes it.
+
+    For dvfs's own directories (``.dvfs/runcache``, ``.dvfs/remotes/NAME``, ...): each
+    component is opened relative to the one before with ``O_NOFOLLOW | O_DIRECTORY``,
+    so that a link on the way, made before the call or swapped in during it, fails the
+    open (ELOOP or ENOTDIR) instead of leading it out; what is then written or deleted
+    through the descriptor (``openat``, ``unlinkat``, ``renameat``) stays in the
+    directory that was opened, whatever is renamed meanwhile. ``root`` itself (a path
+    or a descriptor) is trusted: it is the repository or was opened so. ``make`` makes
+    missing directories on the way.
+    """
+    parts = [p for p in os.fsencode(rel).split(b"/") if p]
+    if isinstance(root, int):
+        fd = os.open(b".", LIST, dir_fd=root)
+    else:
+        fd = os.open(root, LIST & ~os.O_NOFOLLOW)
+    try:
+        for name in parts:
+            if name in _BAD:
+                raise OSError(errno.EINVAL, f"invalid path component {name!r}")
+            if make:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+            nxt = os.open(name, LIST, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_kept(path: Path, *, make: bool = False) -> int:
+    """:func:`open_dir` of directory ``path``, a place dvfs keeps its own files in below
+    a repository's ``.dvfs`` (``.dvfs/remotes/NAME/index``, say): every component
+    after the last ``.dvfs`` of ``path`` is opened without following a link. A
+    ``path`` with no ``.dvfs`` on its way (a place a caller names) has only its last
+    component so opened (``make``: the directories above it are made as by path)."""
+    parts = path.parts
+    if DVFS_DIR in parts[:-1]:
+        i = len(parts) - 1 - parts[-2::-1].index(DVFS_DIR) - 1
+        return open_dir(Path(*parts[: i + 1]), "/".join(parts[i + 1 :]), make=make)
+    if make:
+        os.makedirs(path.parent, exist_ok=True)
+    return open_dir(path.parent, path.name, make=make)
+
+
+def remove_tree(dir_fd: int, name: str | bytes, *, strict: bool = False) -> None:
+    """Delete ``name`` in ``dir_fd`` and all below it, following no link (a link is
+    removed, not what it points to); nothing if it is missing. Other errors are
+    ignored (nothing of it is needed), or raised with ``strict``."""
+    name = os.fsdecode(name)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    except OSError:
+        if strict:
+            raise
+        return
+    if not statmod.S_ISDIR(st.st_mode):
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            if strict:
+                raise
+        return
+    shutil.rmtree(name, ignore_errors=not strict, dir_fd=dir_fd)
 
 
 RENAME_NOREPLACE = 1  # renameat2(2): fail with EEXIST rather than replace the target

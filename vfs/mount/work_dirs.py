@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -265,6 +266,9 @@ def check_work_dirs(dvfs_dir: Path) -> list[str]:
         path = top / name / f"journal.{gen}"
         try:
             with open(path, "rb", opener=_no_follow) as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # (a FIFO: not waited on)
+                    out.append(journal_damage(path, "(it is not a regular file)"))
+                    continue
                 data = f.read()
         except FileNotFoundError:
             continue
@@ -282,6 +286,8 @@ def _generation(path: Path) -> tuple[int, int] | None:
     readable)."""
     try:
         with open(path, "rb", opener=_no_follow) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
             raw = f.read(MAX_STATE + 1)
         st = msgpack.unpackb(raw, raw=False)
     except (OSError, ValueError, msgpack.UnpackException):
@@ -317,4 +323,4 @@ def held_changes(work: Path) -> str | None:
 
 
 def _no_follow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

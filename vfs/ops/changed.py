@@ -28,19 +28,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Container, Iterable
 from functools import lru_cache
 from pathlib import Path
 
 import msgpack
 
+from vfs._os.beneath import open_dir
 from vfs.errors import DvfsError
 from vfs.model.codec import Kind, check_name
 from vfs.model.ids import ID_BYTES
 from vfs.ops import rows
 from vfs.ops.diff import same_entry
 from vfs.repo.history import History
-from vfs.store.durable import write_atomic
+from vfs.store.durable import write_atomic_at
 
 CHANGES_DIR = "changes"
 RECORD_FORMAT = 1
@@ -124,12 +126,13 @@ def compute(hist: History, a: bytes | None, b: bytes) -> frozenset[bytes]:
 def _read(where: Path, parent: bytes) -> frozenset[bytes] | None:
     """The record at ``where`` if it is whole, valid and about ``parent``; else None."""
     try:
-        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        if size > MAX_RECORD:
+        st = os.fstat(fd)
+        size = st.st_size
+        if size > MAX_RECORD or not stat.S_ISREG(st.st_mode):  # (a FIFO: never waited on)
             return None
         data = os.pread(fd, size + 1, 0)
     except OSError:
@@ -167,11 +170,14 @@ def _write(where: Path, parent: bytes, paths: frozenset[bytes]) -> None:
     data = msgpack.packb(
         {"v": RECORD_FORMAT, "parent": parent, "paths": sorted(paths)}, use_bin_type=True
     )
-    if where.parent.is_symlink() or where.parent.parent.is_symlink():
-        return  # (nothing is kept where a link points: see prune)
+    # (nothing is kept where a link points, made before or swapped in: see prune)
     with contextlib.suppress(OSError, DvfsError):
-        where.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(where, data, sync=False)
+        top = where.parent.parent
+        fd = open_dir(top.parent, f"{top.name}/{where.parent.name}", make=True)
+        try:
+            write_atomic_at(fd, where.name, data, sync=False)
+        finally:
+            os.close(fd)
 
 
 def first_seen(
@@ -234,26 +240,30 @@ def prune(dvfs_dir: Path, live: Container[bytes]) -> int:
     outside the repository is deleted).
     """
     gone = 0
-    root = dvfs_dir / CHANGES_DIR
-    if root.is_symlink():
+    try:
+        root = open_dir(dvfs_dir, CHANGES_DIR)  # (deleted in by name: never through a link)
+    except OSError:
         return 0
     try:
-        shards = os.listdir(root)
-    except FileNotFoundError:
-        return 0
-    for shard in shards:
-        if (root / shard).is_symlink():
-            continue
-        with contextlib.suppress(NotADirectoryError, FileNotFoundError):
-            for name in os.listdir(root / shard):
-                try:
-                    oid = bytes.fromhex(shard + name)
-                except ValueError:
-                    oid = b""  # not a record (a temporary left by a crash): goes too
-                if len(oid) != ID_BYTES or oid not in live:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(root / shard / name)
-                        gone += 1
+        for shard in os.listdir(root):
+            try:
+                fd = open_dir(root, shard)
+            except OSError:
+                continue
+            try:
+                for name in os.listdir(fd):
+                    try:
+                        oid = bytes.fromhex(shard + name)
+                    except ValueError:
+                        oid = b""  # not a record (a temporary left by a crash): goes too
+                    if len(oid) != ID_BYTES or oid not in live:
+                        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                            os.unlink(name, dir_fd=fd)
+                            gone += 1
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root)
     return gone
 
 

@@ -37,6 +37,7 @@ import stat as statmod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 
 from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
@@ -379,9 +380,22 @@ def restoring(repo: Repository) -> Iterator[None]:
     :func:`remove_temporaries_after_crash`); it is removed once the writes are over.
     """
     marker = repo.dir / RESTORING
+    drop_marker(marker)  # (one of another kind fails here, before any file is written)
     write_atomic(marker, b"")
     yield
-    marker.unlink(missing_ok=True)
+    drop_marker(marker)
+
+
+def drop_marker(marker: Path) -> None:
+    """Remove ``.dvfs/restoring``; FormatError, saying what to do, if a directory is
+    there (an archive made oddly), which no checkout could mark or unmark."""
+    try:
+        marker.unlink(missing_ok=True)
+    except IsADirectoryError:
+        raise FormatError(
+            f"{marker} is a directory, where dvfs marks a checkout writing files: move it "
+            "away, then run the command again"
+        ) from None
 
 
 def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
@@ -397,7 +411,7 @@ def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
         return 0
     index = repo.index()
     removed = remove_temporaries(repo.root, lambda p: index.get(p) is not None)
-    marker.unlink(missing_ok=True)
+    drop_marker(marker)
     if removed:
         warn(
             f"removed {removed:,} temporary files an interrupted checkout left in the working tree"

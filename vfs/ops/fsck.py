@@ -47,15 +47,16 @@ from vfs.errors import DvfsError, FormatError, ObjectCorrupt, ObjectMissing, Usa
 from vfs.model.codec import Kind
 from vfs.model.ids import from_hex
 from vfs.mount.work_dirs import check_work_dirs
-from vfs.ops.checkout import RESTORING
+from vfs.ops import merging
+from vfs.ops.checkout import RESTORING, drop_marker
 from vfs.ops.commit import both_message, index_tree_ids
-from vfs.ops.gc import aside, salvage
-from vfs.quoting import quote_name
+from vfs.ops.gc import aside, salvage, worktree_bases
+from vfs.quoting import quote_given, quote_name
 from vfs.remote.reader import cached_remote_ids
 from vfs.repo import audit
 from vfs.repo.history import History
 from vfs.repo.reach import reach
-from vfs.repo.refs import Head, check_ref_name
+from vfs.repo.refs import Head, check_ref_name, misnamed
 from vfs.repo.repository import Repository, preferred_branch
 from vfs.store.durable import remove_tmp_files
 from vfs.store.objects import ObjectStore
@@ -109,6 +110,13 @@ def _roots(repo: Repository, report: FsckReport, reported: set[str]) -> dict[str
                 report.problems.append(str(exc))
             continue
         for name in names:
+            why = misnamed(name)
+            if why:  # (still a root: what it names is kept until it is renamed or deleted)
+                report.problems.append(
+                    f"{label} {quote_given(name)} has a name no {label} can have ({why}), so "
+                    "no command can name it: rename or delete "
+                    f"{quote_name(f'.dvfs/refs/{kind}/{name}')}"
+                )
             try:
                 oid = repo.refs.get(f"refs/{kind}/{name}")
             except FormatError as exc:
@@ -255,7 +263,46 @@ def _unlink_ref_folders(repo: Repository, report: FsckReport) -> bool:
             f"{rel} was a symbolic link (to {quote_name(target)}): it is a directory again, its "
             "refs written back as the audit log last recorded them"
         )
-    return bool(found)
+    moved = False
+    for rel in _REF_FOLDERS:
+        path = repo.dir / rel
+        if _not_a_folder(path):
+            aside = path.with_name(f"{path.name}.not-a-folder")
+            os.replace(path, aside)
+            path.mkdir()
+            moved = True
+            report.repaired.append(
+                f"{rel} was not a directory: it was renamed {quote_name(aside.name)} (delete it "
+                "at will) and is a directory again, its refs written back as the audit log "
+                "last recorded them"
+            )
+    return bool(found) or moved
+
+
+_REF_FOLDERS = ("refs", "refs/heads", "refs/tags", "refs/remotes")
+
+
+def _not_a_folder(path: Path) -> bool:
+    """Whether something other than a directory or a link is at ``path`` (a file where
+    a folder of refs belongs, which every write of a ref there fails on)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
+def _ref_folders_named(repo: Repository, report: FsckReport) -> None:
+    """A folder of refs that is no directory, named as a problem (without ``repair``)."""
+    for rel in _REF_FOLDERS:
+        if _not_a_folder(repo.dir / rel):
+            report.problems.append(
+                f".dvfs/{rel} is not a directory, so none of its refs can be read or "
+                "written: `dvfs fsck --repair` renames it and writes them back as the audit "
+                "log last recorded them"
+            )
+            report.repairable = True
+            return
 
 
 def _missing_refs(
@@ -322,7 +369,15 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             kept = _mend_refs(repo, report, last)
             _missing_refs(repo, report, last, repair=True, every=unlinked)
     else:
+        _ref_folders_named(repo, report)
         _missing_refs(repo, report, _last_recorded(repo), repair=False)
+    stuck = audit.blocked(repo.dir)  # (every change of a ref is refused until it is fixed)
+    if stuck is not None:
+        report.problems.append(f"audit log: {stuck}")
+    try:  # (status and commit refuse a merge record that cannot be read)
+        merging.load(repo.dir)
+    except FormatError as exc:
+        report.problems.append(str(exc))
     with repo.locked():  # a pipeline run writes without the lock: leave its files be
         writing = any(p.writing for p in live_pins(repo.dir))
         twice = _staged_twice(repo)
@@ -339,7 +394,10 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             report.temporaries += remove_temporaries(repo.root, lambda p: index.get(p) is not None)
             with repo.refs.locked():  # (HEAD is written under it alone)
                 report.temporaries += remove_tmp_files(repo.dir)
-            (repo.dir / RESTORING).unlink(missing_ok=True)
+            try:
+                drop_marker(repo.dir / RESTORING)
+            except FormatError as exc:
+                report.problems.append(str(exc))
     damaged_packs = []
     for pack in repo.store.pack_paths():
         report.packs += 1
@@ -347,6 +405,10 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         if wrong is not None:
             damaged_packs.append((pack, wrong))
     report.problems += check_work_dirs(repo.dir)  # (repair leaves them: see work_dirs)
+    try:  # (gc refuses to run while a working tree's base cannot be told)
+        worktree_bases(repo)
+    except FormatError as exc:
+        report.problems.append(str(exc))
     found = len(report.problems)  # (then the refs that cannot be read)
     got = reach(
         _roots(repo, report, kept).items(), hist.version, hist.tree, place=lambda v: f"v{v.number}:"
@@ -436,11 +498,11 @@ def _repair(
                     f"pack {pack.name}: {wrong}; nothing in it could be found: renamed "
                     f"{aside(pack).name} (delete it at will)"
                 )
-            elif not pack.exists():
+            elif not pack.exists() or check_pack(pack) is None:  # (a new name, or its own)
                 report.repaired.append(
                     f"pack {pack.name}: {wrong}; rewritten with the objects that verify"
                 )
-            else:
+            elif not any(f"pack {pack.name} " in line for line in kept):  # (named once)
                 report.problems.append(f"pack {pack.name}: {wrong}")
         store = ObjectStore(repo.store.root)
         try:

@@ -84,6 +84,7 @@ from typing import Any
 
 import msgpack
 
+from vfs._os.beneath import open_dir
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt, StorageFull
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
@@ -97,7 +98,7 @@ from vfs.repo.repository import Repository
 from vfs.store.compression import decode_payload
 from vfs.store.durable import TMP_PREFIX, fsync_dir, is_tmp_leaf, write_atomic
 from vfs.store.objects import LOCAL_PACK_SIZE
-from vfs.store.pack_files import read_pack_header
+from vfs.store.pack_files import AWAY, LINKED_PACK, read_pack_header
 from vfs.store.packs import (
     MAX_INDEX_BYTES,
     PACK_MAGIC,
@@ -197,7 +198,7 @@ class GcReport:
 # roots ----------------------------------------------------------------------------
 
 
-def _worktree_bases(repo: Repository) -> dict[str, bytes]:
+def worktree_bases(repo: Repository) -> dict[str, bytes]:
     """The versions each writable mount's working tree is based on, by its directory.
 
     The daemon's own overlay names its base in ``state`` (``daemon.overlay``); the
@@ -218,8 +219,9 @@ def _worktree_bases(repo: Repository) -> dict[str, bytes]:
                 if not isinstance(base, bytes) or len(base) != 32:
                     raise FormatError(
                         f"cannot tell which version the working tree {top / name} is "
-                        "based on (its state is damaged): move it aside, then run "
-                        "`dvfs gc` again"
+                        "based on (its state is damaged), so gc cannot run: move it aside "
+                        "(its data/ holds the changed files' content), then run the "
+                        "command again"
                     )
                 out[f"working tree {name} ({record} {key})"] = base
     return out
@@ -267,7 +269,7 @@ def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
     if merge is not None:
         versions["merge in progress (theirs)"] = merge.theirs
         versions["merge in progress (base)"] = merge.base
-    versions.update(_worktree_bases(repo))
+    versions.update(worktree_bases(repo))
     for pin in live_pins(repo.dir):
         for i, oid in enumerate(pin.versions):
             versions[f"pin {pin.name}#{i}"] = oid
@@ -355,11 +357,15 @@ def _pack_objects(path: Path, report: GcReport) -> list[PackedObject] | None:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise FormatError(f"{path.name} is not a regular file")
+                raise FormatError(f"{path.name} is not a regular file: {AWAY}")
             return read_pack_header(fd, st.st_size, path.name)
         finally:
             os.close(fd)
-    except (OSError, FormatError) as exc:
+    except OSError as exc:
+        why = LINKED_PACK if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror})"
+        report.problems.append(f"pack {path.name} was kept: it {why}")
+        return None
+    except FormatError as exc:
         report.problems.append(f"pack {path.name} is damaged and was kept: {exc}")
         return None
 
@@ -656,39 +662,51 @@ def gc(repo: Repository, *, dry_run: bool = False) -> GcReport:
     return report
 
 
+def _open_cache(cache: Path) -> int | None:
+    """A descriptor of cache directory ``cache``, every deletion there made through it;
+    None if it is missing or a symbolic link is on the way (made before or swapped in
+    meanwhile: nothing outside the repository is deleted)."""
+    try:
+        return open_dir(cache.parent, cache.name)
+    except OSError:
+        return None
+
+
 def trim(cache: Path, keep: int) -> int:
     """Delete all but the ``keep`` newest files (by mtime) of a cache directory, and any
     temporary left there by a crash; how many went. A cache that is a symbolic link is
     not followed (nothing outside the repository is deleted)."""
-    if cache.is_symlink():
+    fd = _open_cache(cache)
+    if fd is None:
         return 0
     try:
-        with os.scandir(cache) as it:
+        with os.scandir(fd) as it:
             found = [(e.stat(follow_symlinks=False).st_mtime_ns, e.name) for e in it]
-    except FileNotFoundError:
-        return 0
-    doomed = [n for _, n in found if is_tmp_leaf(os.fsencode(n))]
-    entries = sorted((f for f in found if not is_tmp_leaf(os.fsencode(f[1]))), reverse=True)
-    doomed += [n for _, n in entries[keep:]]
-    for name in doomed:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(cache / name)
-    return len(doomed)
+        doomed = [n for _, n in found if is_tmp_leaf(os.fsencode(n))]
+        entries = sorted((f for f in found if not is_tmp_leaf(os.fsencode(f[1]))), reverse=True)
+        doomed += [n for _, n in entries[keep:]]
+        for name in doomed:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=fd)
+        return len(doomed)
+    finally:
+        os.close(fd)
 
 
 def drop_copies(cache: Path) -> int:
     """Delete the whole-file copies row diffs keep in ``cache`` (``vfs.tables.source``);
     how many went (none through a symbolic link)."""
-    if cache.is_symlink():
+    fd = _open_cache(cache)
+    if fd is None:
         return 0
     try:
-        names = [n for n in os.listdir(cache) if n.endswith(COPY_SUFFIX)]
-    except FileNotFoundError:
-        return 0
-    for name in names:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(cache / name)
-    return len(names)
+        names = [n for n in os.listdir(fd) if n.endswith(COPY_SUFFIX)]
+        for name in names:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(name, dir_fd=fd)
+        return len(names)
+    finally:
+        os.close(fd)
 
 
 def _unlink(folder: int, name: str) -> None:

@@ -464,6 +464,15 @@ def abort(
         try:
             state = merging.load(repo.dir)
         except FormatError:  # what its message says to run: leave it all the same
+            if not force:  # (which files the merge wrote is lost: no edit is taken for one)
+                work = work_state(repo, repo.index(), workers, warn)
+                if work.modified or work.unreadable:
+                    paths = sorted(work.modified + work.unreadable)
+                    raise UncommittedChanges(
+                        "merge --abort", [show(p) for p in paths],
+                        what="copy them elsewhere first (no commit is made while the merge "
+                        "record is damaged), or use --force to discard them",
+                    ) from None  # fmt: skip
             warn(
                 f".dvfs/{merging.MERGE} was damaged: going back to the branch's version; "
                 "files the merge added and no version records stay, untracked"

@@ -185,6 +185,9 @@ def decode(data: bytes) -> MergeState:
         ) from None
 
 
+_LEAVE = ": run `dvfs merge --abort` to leave the merge"
+
+
 def load(dvfs_dir: Path) -> MergeState | None:
     """The record as written, live or not; None if there is none."""
     path = dvfs_dir / MERGE
@@ -193,16 +196,18 @@ def load(dvfs_dir: Path) -> MergeState | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise FormatError(f".dvfs/{MERGE} cannot be read ({exc.strerror})") from None
+        raise FormatError(f".dvfs/{MERGE} cannot be read ({exc.strerror}){_LEAVE}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > LIMIT:
-            raise FormatError(f".dvfs/{MERGE} is not a merge record dvfs wrote")
+            raise FormatError(f".dvfs/{MERGE} is not a merge record dvfs wrote{_LEAVE}")
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
             if sum(map(len, chunks)) > LIMIT:
-                raise FormatError(f".dvfs/{MERGE} is larger than any merge record dvfs writes")
+                raise FormatError(
+                    f".dvfs/{MERGE} is larger than any merge record dvfs writes{_LEAVE}"
+                )
     finally:
         os.close(fd)
     return decode(b"".join(chunks))

@@ -30,6 +30,7 @@ An entry that does not decode, or names objects the store lacks, is a miss.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import Any
 
 import msgpack
 
+from vfs._os.beneath import open_dir, read_regular
 from vfs.errors import DvfsError, FormatError
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
@@ -46,7 +48,7 @@ from vfs.ops.commit import build_tree_rows
 from vfs.quoting import quote_name
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Staged, as_row
-from vfs.store.durable import write_atomic
+from vfs.store.durable import write_atomic_at
 
 CACHE_DIR = "runcache"
 ENTRY_FORMAT = 1
@@ -86,6 +88,10 @@ class Hit:
     where: str  # "the run cache" or "vN"
 
 
+def _decode(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+
+
 class RunCache:
     """The run cache of one repository (see the module docstring)."""
 
@@ -95,15 +101,6 @@ class RunCache:
         self._pending: list[tuple[bytes, bytes]] = []  # (key, entry bytes) to write
         self._from_versions: dict[bytes, tuple[str, bytes, StageRecord]] | None = None
 
-    def _path(self, key: bytes) -> Any:
-        h = key.hex()
-        return self.dir / h[:2] / h[2:]
-
-    def _linked(self, path: Any) -> bool:
-        """True if the run cache, or the directory of entry ``path``, is a symbolic link:
-        an entry is then neither read nor written (it would be outside the repository)."""
-        return bool(self.dir.is_symlink() or path.parent.is_symlink())
-
     def find(self, key: bytes) -> Hit | None:
         """A run with this key whose outputs can all be restored from the store, or None."""
         hit = self._local(key)
@@ -111,16 +108,28 @@ class RunCache:
             return hit
         return self._in_versions(key)
 
-    def _local(self, key: bytes) -> Hit | None:
-        path = self._path(key)
-        if self._linked(path):
-            return None
+    def _read(self, shard: str, name: str) -> bytes | None:
+        """The bytes of entry ``shard/name``; None if there is none that can be one: a
+        link on the way or in its place, a FIFO (never waited on), more than
+        ``MAX_ENTRY`` bytes (never read whole)."""
         try:
-            raw = path.read_bytes()
+            fd = open_dir(self.repo.dir, f"{CACHE_DIR}/{shard}")
         except OSError:
             return None
         try:
-            rec = msgpack.unpackb(raw[:MAX_ENTRY], raw=False, strict_map_key=True)
+            return read_regular(fd, name, MAX_ENTRY)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def _local(self, key: bytes) -> Hit | None:
+        h = key.hex()
+        raw = self._read(h[:2], h[2:])
+        if raw is None:
+            return None
+        try:
+            rec = _decode(raw)
             if not (isinstance(rec, dict) and set(rec) == {"v", "tree", "stage"}):
                 return None
             if rec["v"] != ENTRY_FORMAT or not isinstance(rec["tree"], bytes):
@@ -136,17 +145,30 @@ class RunCache:
     def trees(self) -> Iterator[bytes]:
         """The output tree named by each entry (what ``dvfs gc`` keeps); entries that do
         not decode are skipped (they are misses; so is a cache that is a link)."""
-        if self.dir.is_symlink():
+        try:
+            top = open_dir(self.repo.dir, CACHE_DIR)
+        except OSError:
             return
-        with contextlib.suppress(FileNotFoundError):
-            for sub in sorted(os.listdir(self.dir)):
-                with contextlib.suppress(NotADirectoryError, FileNotFoundError):
-                    for name in sorted(os.listdir(self.dir / sub)):
-                        with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
-                            raw = (self.dir / sub / name).read_bytes()[:MAX_ENTRY]
-                            rec = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-                            if isinstance(rec, dict) and isinstance(rec.get("tree"), bytes):
-                                yield rec["tree"]
+        try:
+            subs = sorted(os.listdir(top))
+        finally:
+            os.close(top)
+        for sub in subs:
+            try:
+                fd = open_dir(self.repo.dir, f"{CACHE_DIR}/{sub}")
+            except OSError:
+                continue
+            try:
+                found = []
+                for name in sorted(os.listdir(fd)):
+                    with contextlib.suppress(OSError, ValueError, msgpack.UnpackException):
+                        raw = read_regular(fd, name, MAX_ENTRY)  # (no FIFO waited on)
+                        rec = None if raw is None else _decode(raw)
+                        if isinstance(rec, dict) and isinstance(rec.get("tree"), bytes):
+                            found.append(rec["tree"])
+            finally:
+                os.close(fd)
+            yield from found
 
     def _usable(
         self, record: StageRecord, entries: list[tuple[bytes, Entry]], where: str
@@ -213,24 +235,35 @@ class RunCache:
         self._pending.append((key_of_record(record), entry))
 
     def flush(self) -> int:
-        """Make the stored objects durable, then write the pending entries; how many."""
+        """Make the stored objects durable, then write the pending entries; how many.
+
+        Written through descriptors of ``runcache`` and its shards opened without
+        following a link (``vfs._os.beneath.open_dir``): one swapped in at any moment
+        makes the write fail, never lands it elsewhere."""
         if not self._pending:
             return 0
         self.repo.store.sync()
-        done = 0
-        if self.dir.is_symlink():
-            self._pending.clear()
+        pending, self._pending = self._pending, []
+        try:
+            top = open_dir(self.repo.dir, CACHE_DIR, make=True)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                return 0  # (a read-only .dvfs keeps none)
             raise FormatError(
-                f"{quote_name(str(self.dir))} is a symbolic link: dvfs writes nothing out of "
-                "the repository; remove it (the run cache is made again)"
-            )
-        for key, entry in self._pending:
-            path = self._path(key)
-            if self._linked(path):
-                continue
-            with contextlib.suppress(OSError):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(path, entry, sync=False)
-                done += 1
-        self._pending.clear()
+                f"{quote_name(str(self.dir))} is a symbolic link or not a folder: dvfs writes "
+                "nothing out of the repository; remove it (the run cache is made again)"
+            ) from None
+        done = 0
+        try:
+            for key, entry in pending:
+                h = key.hex()
+                with contextlib.suppress(OSError):
+                    shard = open_dir(top, h[:2], make=True)
+                    try:
+                        write_atomic_at(shard, h[2:], entry, sync=False)
+                    finally:
+                        os.close(shard)
+                    done += 1
+        finally:
+            os.close(top)
         return done

@@ -30,14 +30,14 @@ tree and the staging index as they are:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import shutil
 import stat as statmod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vfs._os.beneath import READ, Walker
+from vfs._os.beneath import READ, Walker, open_dir, remove_tree
 from vfs._os.helper_process import alive
 from vfs.errors import DvfsError, UsageError
 from vfs.model import params as version_params
@@ -52,6 +52,7 @@ from vfs.quoting import escape_text, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
 from vfs.repo.refs import check_ref_name
+from vfs.repo.repository import Repository
 from vfs.repo.stage import as_row
 from vfs.store.pins import release, take
 from vfs.worktree.ignore import Ignores
@@ -139,14 +140,28 @@ def _populate(ws: Workspace, tree: Path, paths: list[bytes], workers: Workers, w
                     _copy(src, dst, f.rel, f.st)
 
 
-def _stale_trees(base: Path) -> None:
-    """Remove experiment trees left by processes that no longer run (a kill -9)."""
-    if not base.is_dir():
-        return
-    for d in base.iterdir():
-        pid = d.name.rpartition(".tmp-")[2]
+def _stale_trees(base: int) -> None:
+    """Remove experiment trees left by processes that no longer run (a kill -9), in
+    ``.dvfs/exp`` open at ``base``."""
+    for name in os.listdir(base):
+        pid = name.rpartition(".tmp-")[2]
         if pid.isdigit() and not alive(int(pid)):
-            shutil.rmtree(d, ignore_errors=True)
+            remove_tree(base, name)
+
+
+def _open_base(repo: Repository) -> int:
+    """A descriptor of ``.dvfs/exp`` (made if missing), through which the trees there
+    are deleted by name: never through a link, made before or swapped in meanwhile
+    (UsageError if one is there now)."""
+    try:
+        return open_dir(repo.dir, EXP_DIR, make=True)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        raise UsageError(
+            f"{quote_name(str(repo.dir / EXP_DIR))} is a symbolic link: dvfs follows no link "
+            "out of the repository; remove it (it is made again) and run the experiment again"
+        ) from None
 
 
 def free_name(ws: Workspace) -> str:
@@ -194,39 +209,37 @@ def run(
         raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")
     names = plan.selection(dag, plan.Options(targets=targets))
     wanted = _inputs(dag, names, settings)
-    base = repo.dir / EXP_DIR
-    if base.is_symlink():  # (stale trees are deleted there: never through a link)
-        raise UsageError(
-            f"{quote_name(str(base))} is a symbolic link: dvfs follows no link out of the "
-            "repository; remove it (it is made again) and run the experiment again"
-        )
-    base.mkdir(exist_ok=True)
-    _stale_trees(base)
-    tree = base / f"{name.replace('/', '_')}.tmp-{os.getpid()}"
-    tree.mkdir()
-    writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
+    base = _open_base(repo)
     try:
-        _populate(ws, tree, wanted, workers, warn)
-        exp_ws = Workspace(tree, repo, own_index=False)
-        for s in settings:
-            data = exp_ws.read(s.file, values.MAX_FILE)
-            if data is None:
-                raise UsageError(f"-S {quote_name(s.text)}: {show(s.file)} does not exist")
-            exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
-        _check_read(dag, names, settings)
-        _, exp_dag = load_pipeline(exp_ws)
-        runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
-        outcome = runner.run(plan.Options(targets=targets))
-        if outcome.interrupted:
-            raise repro.Interrupted("interrupted: the experiment recorded nothing")
-        if outcome.failed:
-            first = outcome.failed[0]
-            raise repro.StageFailed(f"{first[1]} (the experiment recorded nothing)")
-        oid, number = _record(ws, exp_ws, exp_dag, names, wanted, branch, name, settings, warn)
-        exp_ws.close()
+        _stale_trees(base)
+        leaf = f"{name.replace('/', '_')}.tmp-{os.getpid()}"
+        os.mkdir(leaf, dir_fd=base)
+        tree = repo.dir / EXP_DIR / leaf
+        writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
+        try:
+            _populate(ws, tree, wanted, workers, warn)
+            exp_ws = Workspace(tree, repo, own_index=False)
+            for s in settings:
+                data = exp_ws.read(s.file, values.MAX_FILE)
+                if data is None:
+                    raise UsageError(f"-S {quote_name(s.text)}: {show(s.file)} does not exist")
+                exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
+            _check_read(dag, names, settings)
+            _, exp_dag = load_pipeline(exp_ws)
+            runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
+            outcome = runner.run(plan.Options(targets=targets))
+            if outcome.interrupted:
+                raise repro.Interrupted("interrupted: the experiment recorded nothing")
+            if outcome.failed:
+                first = outcome.failed[0]
+                raise repro.StageFailed(f"{first[1]} (the experiment recorded nothing)")
+            oid, number = _record(ws, exp_ws, exp_dag, names, wanted, branch, name, settings, warn)
+            exp_ws.close()
+        finally:
+            release(writing)
+            remove_tree(base, leaf)
     finally:
-        release(writing)
-        shutil.rmtree(tree, ignore_errors=True)
+        os.close(base)
     return Result(name, branch, oid, number, outcome, settings)
 
 

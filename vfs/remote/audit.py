@@ -13,12 +13,15 @@ one of too many refs or segments is: each entry is read at most ``MAX_LINE`` byt
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from vfs._os.beneath import open_kept
 from vfs.backends.base import Backend
 from vfs.errors import FormatError, PreconditionFailed, RemoteError, RemoteNotFound
 from vfs.model.ids import hash_bytes
@@ -33,7 +36,7 @@ from vfs.repo.audit import (
     parse_entry,
     read_file,
 )
-from vfs.store.durable import write_atomic
+from vfs.store.durable import write_atomic_at
 
 REMOTE_HEAD = "audit.head"  # in .dvfs/remotes/<name>/
 VERIFIED = "audit.verified"  # beside it: the entries already checked, by ETag (verify_remote)
@@ -90,8 +93,23 @@ def _read_head(path: Path | None) -> tuple[int, str] | None:
 
 def _write_head(path: Path | None, seq: int, digest: str) -> None:
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, f"{seq} {digest}\n".encode())
+        _write_beneath(path, f"{seq} {digest}\n".encode())
+
+
+def _write_beneath(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically through a descriptor of its directory, opened from
+    ``.dvfs`` without following a link (made before or swapped in meanwhile: the
+    write is left out, as when the link was there first: see ``config.kept_dir``)."""
+    try:
+        fd = open_kept(path.parent, make=True)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return
+        raise
+    try:
+        write_atomic_at(fd, path.name, data)
+    finally:
+        os.close(fd)
 
 
 def _last_seq(backend: Backend, hint: tuple[int, str] | None) -> int:
@@ -232,8 +250,7 @@ def _write_checked(path: Path | None, checked: dict[int, _Checked]) -> None:
     lines = [f"{n} {c.etag} {c.modified!r} {c.digest} {c.prev}\n" for n, c in checked.items()]
     if any(len(line.split(" ")) != 5 for line in lines):
         return  # an ETag with a space: keep no record (the next verify reads every entry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "".join(lines).encode())
+    _write_beneath(path, "".join(lines).encode())
 
 
 def verify_remote(

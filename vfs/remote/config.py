@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vfs._os.beneath import open_dir, remove_tree
 from vfs.backends import (
     Backend,
     ObjectInfo,
@@ -122,14 +122,22 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
     if not isinstance(table, dict):
         raise FormatError(f"{repo.dir / 'config'}: remotes must be a JSON object: fix it")
     for name, rec in table.items():
-        if isinstance(rec, dict) and isinstance(rec.get("url"), str):
-            extra = [rec.get(k) for k in ("endpoint_url", "region", "profile")]
-            if not all(x is None or isinstance(x, str) for x in extra):
-                raise FormatError(
-                    f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
-                    "text: fix it, or remove and add the remote again"
-                )
-            out[name] = RemoteSpec(name, rec["url"], *extra)
+        try:  # (a name is a folder of .dvfs/remotes and refs/remotes: no "..", no "/x")
+            check_ref_name(name, "remote")
+        except UsageError as exc:
+            raise FormatError(f"{repo.dir / 'config'}: {exc}; fix the file") from None
+        if not (isinstance(rec, dict) and isinstance(rec.get("url"), str)):
+            raise FormatError(
+                f"{repo.dir / 'config'}: remote {quote_given(name)} has no url (text): fix "
+                f"it, or remove the remote from the file and add it again"
+            )
+        extra = [rec.get(k) for k in ("endpoint_url", "region", "profile")]
+        if not all(x is None or isinstance(x, str) for x in extra):
+            raise FormatError(
+                f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
+                "text: fix it, or remove and add the remote again"
+            )
+        out[name] = RemoteSpec(name, rec["url"], *extra)
     return out
 
 
@@ -321,14 +329,55 @@ def _forget_kept(repo: Repository, name: str) -> None:
     audit chain was last seen to end (``audit.head``, ``audit.verified``), which a
     remote added again under that name would be checked against. Only those: remote
     ``team/a`` keeps its own below ``remotes/team/``. Nothing through a link."""
-    kept = kept_dir(repo, name)
-    if kept is None:
+    try:  # (deleted in by name, through a descriptor: never through a link)
+        fd = open_dir(repo.dir, f"remotes/{name}")
+    except OSError:
         return
-    shutil.rmtree(kept / "index", ignore_errors=True)
-    for leaf in (REMOTE_HEAD, VERIFIED):
-        (kept / leaf).unlink(missing_ok=True)
+    try:
+        remove_tree(fd, "index")
+        for leaf in (REMOTE_HEAD, VERIFIED):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(leaf, dir_fd=fd)
+    finally:
+        os.close(fd)
     with contextlib.suppress(OSError):
-        kept.rmdir()  # (unless another remote's lies below it)
+        parent = open_dir(repo.dir, f"remotes/{name}".rpartition("/")[0])
+        try:
+            os.rmdir(name.rpartition("/")[2], dir_fd=parent)  # (unless another's lies below)
+        finally:
+            os.close(parent)
+
+
+def _move_kept(repo: Repository, old: str, new: str) -> None:
+    """Move what this clone kept of remote ``old`` to where remote ``new``'s goes: only
+    ``old``'s own (``team/a``'s stays); through descriptors, never through a link."""
+    try:
+        src = open_dir(repo.dir, f"remotes/{old}")
+    except OSError:
+        return
+    try:
+        leaves = [n for n in ("index", REMOTE_HEAD, VERIFIED) if _present(src, n)]
+        if not leaves:
+            return
+        try:
+            dst = open_dir(repo.dir, f"remotes/{new}", make=True)
+        except OSError:
+            return
+        try:
+            for leaf in leaves:
+                os.rename(leaf, leaf, src_dir_fd=src, dst_dir_fd=dst)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _present(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -457,11 +506,7 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
             ref = f"refs/remotes/{new}/{branch}"
             repo.refs.update(ref, oid, repo.refs.get(ref))
         _forget_kept(repo, new)  # (what a remote of that name once left: none is now)
-        kept, to = kept_dir(repo, old), kept_dir(repo, new)
-        for leaf in ("index", REMOTE_HEAD, VERIFIED):  # only OLD's own: team/a's stays
-            if kept is not None and to is not None and (kept / leaf).exists():
-                to.mkdir(parents=True, exist_ok=True)
-                os.replace(kept / leaf, to / leaf)
+        _move_kept(repo, old, new)
         places = []
         cfg = repo.config()
         table = cfg.get("remotes") or {}

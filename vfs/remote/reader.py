@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from vfs._os.beneath import open_kept
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -68,7 +69,7 @@ from vfs.remote.layout import (
 from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import Repository, format_record, parse_format
 from vfs.store.compression import decode_payload
-from vfs.store.durable import write_atomic
+from vfs.store.durable import write_atomic_at
 from vfs.store.packs import PackedObject
 
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
@@ -313,11 +314,19 @@ class RemoteRepo:
     def _forget_unlisted(self, listed: set[str]) -> None:
         """Remove cached segments the remote no longer lists (a remote gc replaced them),
         so that the cache tells what the remote held when last read (``dvfs fsck``)."""
-        if self.cache is None or not self.cache.is_dir():
+        if self.cache is None:
             return
-        for name in os.listdir(self.cache):
-            if len(name) == 64 and is_hex_prefix(name) and name not in listed:
-                (self.cache / name).unlink(missing_ok=True)
+        try:
+            fd = open_kept(self.cache)  # (deleted in by name: never through a link)
+        except OSError:
+            return
+        try:
+            for name in os.listdir(fd):
+                if len(name) == 64 and is_hex_prefix(name) and name not in listed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def segments(self) -> Iterator[tuple[str, bytes]]:
         """Every index segment (its id and bytes, verified), one at a time; RemoteError
@@ -352,9 +361,7 @@ class RemoteRepo:
             if data is not None and hash_bytes(data).hex() == seg_id:
                 return data if len(data) <= room else None
             # damaged here (a crash after the cache was written, something put in its
-            # place), not on the remote: dropped, and read again from the remote
-            with contextlib.suppress(OSError):
-                cached.unlink()
+            # place), not on the remote: dropped (replaced below), read again from the remote
         key = segment_key(seg_id)
         if room >= SEGMENT_LIMIT:
             data = self.backend.get_small(key, SEGMENT_LIMIT)
@@ -368,10 +375,14 @@ class RemoteRepo:
                 "it; " + mend_hint(key)
             )
         if cached is not None:
-            # (a directory in its place, a full disk: not cached, read again next time)
+            # (a directory in its place, a full disk, a link on the way: not cached, read
+            # again next time; written through a descriptor, never through a link)
             with contextlib.suppress(OSError, StorageFull):
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(cached, data, sync=False)
+                fd = open_kept(cached.parent, make=True)
+                try:
+                    write_atomic_at(fd, seg_id, data, sync=False)
+                finally:
+                    os.close(fd)
         return data
 
     def ranges(

@@ -19,7 +19,9 @@ someone's behalf (:func:`acting`: ``["dvfs", "ui", "tag", NAME, REV]`` for the
 dashboard's actions; a mount's daemon records the ``dvfs snapshot`` command line its
 client sent). A line is written with one ``write``
 to a file opened ``O_APPEND`` and fsynced; a last line without its newline (a crash
-mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it.
+mid-write) was never an entry: the next append cuts it off, ``verify`` mentions it;
+more bytes after the last line than an entry takes are damage, which appends refuse
+and ``verify`` and :func:`blocked` (``dvfs fsck``) name.
 Both files are read and written only as regular files opened from the directory's
 descriptor with ``O_NOFOLLOW`` (:func:`_open`): a link there is refused, never followed.
 
@@ -340,14 +342,41 @@ def read_file(dvfs_dir: Path, name: str) -> bytes | None:
         os.close(fd)
 
 
-def _lines(dvfs_dir: Path) -> tuple[list[bytes], bool]:
-    """The complete lines of the log, and whether a torn last line follows them."""
-    data = read_file(dvfs_dir, LOG)
-    if data is None:
-        return [], False
+def _end(fd: int, size: int) -> int:
+    """Where the complete lines of the log open at ``fd`` end (after the last newline),
+    found back from its end a block at a time."""
+    end = size
+    while end > 0:
+        start = max(0, end - (1 << 20))
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
+
+
+def _lines(dvfs_dir: Path) -> tuple[list[bytes], int]:
+    """The complete lines of the log, and how many bytes follow them (a torn last
+    line; more than ``MAX_LINE`` is no torn entry, but damage). Only the complete
+    lines are read into memory: a log grown by gigabytes of junk is not."""
+    try:
+        fd = _open(dvfs_dir, LOG, os.O_RDONLY)
+    except FileNotFoundError:
+        return [], 0
+    try:
+        size = os.fstat(fd).st_size
+        end = _end(fd, size)
+        parts = []
+        at = 0
+        while at < end and (chunk := os.pread(fd, min(1 << 20, end - at), at)):
+            parts.append(chunk)
+            at += len(chunk)
+        data = b"".join(parts)
+    finally:
+        os.close(fd)
     lines = data.split(b"\n")
-    torn = lines.pop() != b""
-    return lines, torn
+    lines.pop()  # (after the last newline: nothing)
+    return lines, size - end
 
 
 def entries(dvfs_dir: Path) -> Iterator[Entry]:
@@ -376,14 +405,17 @@ class Verdict:
 
 def verify(dvfs_dir: Path) -> Verdict:
     """Check the chain: sequence, links and head; name the first thing changed."""
-    lines, torn = _lines(dvfs_dir)
+    lines, tail = _lines(dvfs_dir)
+    torn = 0 < tail <= MAX_LINE
     problems: list[str] = []
+    if tail > MAX_LINE:  # (no entry is that long: no crash while one was written)
+        problems.append(_junk(tail, sum(len(line) + 1 for line in lines)))
     parsed: list[tuple[Entry, str, str]] = []  # entry, its prev, its own hash
     for i, line in enumerate(lines, 1):
         try:
             e, prev = parse_entry(line, i)
         except FormatError as exc:
-            return Verdict(len(lines), [f"{exc}: it was edited"], torn)
+            return Verdict(len(lines), [*problems, f"{exc}: it was edited"], torn)
         parsed.append((e, prev, hash_bytes(line).hex()))
     seqs = [e.seq for e, _, _ in parsed]
     n = len(parsed)
@@ -440,6 +472,42 @@ def verify(dvfs_dir: Path) -> Verdict:
     elif n:
         problems.append(f"{HEAD} is missing: the last entries cannot be checked")
     return Verdict(n, problems, torn)
+
+
+def _junk(tail: int, end: int) -> str:
+    """What to tell a user whose log ends with ``tail`` bytes of damage after ``end``."""
+    return (
+        f"the log ends with {tail:,} bytes that are no entry (longer than any entry dvfs "
+        f"writes, so not one cut short by a crash): it was damaged, and no ref can change "
+        f"until they are gone; cut them off after its last complete line "
+        f"(`truncate -s {end} .dvfs/{LOG}`)"
+    )
+
+
+def blocked(dvfs_dir: Path) -> str | None:
+    """Why no ref can change now, as the log or its head stand (``dvfs fsck``): one of
+    them a link or no regular file, or the log ending in more than a torn entry (what
+    :func:`record` refuses); None if nothing stops an append."""
+    try:
+        fd = _open(dvfs_dir, LOG, os.O_RDONLY)
+    except FileNotFoundError:
+        fd = -1
+    except FormatError as exc:
+        return str(exc)
+    if fd >= 0:
+        try:
+            _last_line(fd)
+        except FormatError:
+            size = os.fstat(fd).st_size
+            end = _end(fd, size)
+            return _junk(size - end, end)
+        finally:
+            os.close(fd)
+    try:
+        read_file(dvfs_dir, HEAD)
+    except FormatError as exc:
+        return str(exc)
+    return None
 
 
 def _head(dvfs_dir: Path) -> tuple[int, str] | None:

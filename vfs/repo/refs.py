@@ -91,6 +91,13 @@ def _unfit(name: str, existing: bool = False) -> str:
     return ""
 
 
+def misnamed(name: str) -> str:
+    """Why ``name``, found on disk as a ref's (an archive from someone else, a file
+    made by hand), is one no ref can have, or "" if it can (a part ending in ``.lock``
+    made before that was refused is accepted)."""
+    return _unfit(name, existing=True)
+
+
 def is_ref_like(name: str) -> bool:
     """True if ``name`` could name a ref at all (so it is safe to look it up as a path)."""
     return bool(_NAME_RE.fullmatch(name)) and ".." not in name and len(name) <= 300
@@ -413,6 +420,7 @@ class Refs:
         with ``note`` saying where ``new`` comes from)."""
         path = self._path(ref)
         with self._locked():
+            path.parent.mkdir(parents=True, exist_ok=True)  # (its folder may be gone too)
             self._write_audited(
                 path, (new.hex() + "\n").encode(),
                 lambda: _audit(self.dir, _op(ref, new, new), ref, None, new, note),

@@ -332,11 +332,16 @@ def _mapped(fd: int) -> Iterator[bytes | mmap.mmap]:
     if st.st_size == 0:  # (nothing to map)
         yield b""
         return
-    with mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE | _POPULATE, prot=mmap.PROT_READ) as m:
+    # A file far larger than any index (damage: a sparse file of 50 GB) is mapped page
+    # by page as it is decoded, which stops at its first bad bytes: populated whole, it
+    # was read into memory before anything could be said.
+    populate = _POPULATE if st.st_size <= POPULATE_MAX else 0
+    with mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE | populate, prot=mmap.PROT_READ) as m:
         yield m
 
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # every page mapped at once, not one fault each
+POPULATE_MAX = 1 << 30  # bytes: an index of some 8 million paths
 
 
 _I64, _U64, _U32 = "q", "Q", "I"  # the array typecodes of the columns (8, 8 and 4 bytes)

@@ -147,6 +147,33 @@ def put_in_place(tmp: Path, path: Path, *, sync: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def write_atomic_at(
+    dir_fd: int, name: str, data: bytes, *, sync: bool = True, mode: int = 0o644
+) -> None:
+    """:func:`write_atomic` of file ``name`` in the directory open at ``dir_fd``
+    (``vfs._os.beneath.open_dir``): the temporary file is made and renamed there, so
+    that a link swapped in above it meanwhile leads nothing elsewhere."""
+    tmp = os.fsdecode(tmp_leaf(os.fsencode(name)))
+    try:
+        fd = os.open(tmp, _CREATE_NEW, mode, dir_fd=dir_fd)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise storage_error(exc, name) from exc
+    if sync:
+        os.fsync(dir_fd)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or create in directory ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

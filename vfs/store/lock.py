@@ -101,6 +101,11 @@ def _open_unlinked(path: Path, flags: int, mode: int = 0o644) -> int:
                 f"{quote_name(str(path))} is a symbolic link: dvfs writes no lock file through a "
                 "link; remove it (it is made again)"
             ) from None
+        if exc.errno == errno.EISDIR:
+            raise FormatError(
+                f"{quote_name(str(path))} is a directory, where dvfs keeps a lock file: move it "
+                "away (the file is made again)"
+            ) from None
         raise
 
 

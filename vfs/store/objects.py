@@ -200,7 +200,7 @@ class ObjectStore:
                     return
                 self._scanned_at = stamp if stamp < time.time_ns() - 1_000_000_000 else -1
                 names = sorted(os.listdir(self.root))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # (fsck names it: open_folder)
                 return
             listed = set(names)
             gone = {
@@ -939,6 +939,11 @@ class ObjectStore:
         try:
             return os.open(self.root.name, _FOLDER, dir_fd=parent)
         except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                raise FormatError(
+                    f"{self.root} is missing: every object stored in this repository is "
+                    "gone with it; put it back from a backup, or clone the repository again"
+                ) from None
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # (named in full, as by path)
                 raise OSError(exc.errno, exc.strerror, str(self.root)) from None
             raise FormatError(

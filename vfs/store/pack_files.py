@@ -49,6 +49,11 @@ RECENT_PACKS = 300  # s: another process's pack younger may still wait to be wri
 # Packs are opened non-blocking: a FIFO in a pack's place fails a read instead of
 # hanging the command (reads of regular files ignore the flag).
 READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+AWAY = "move it out of .dvfs/objects"
+LINKED_PACK = (
+    "is a symbolic link, which dvfs checks and rewrites no pack through: put the pack "
+    f"itself in its place, or {AWAY}"
+)
 
 
 def read_index_file(path: Path) -> bytes:
@@ -92,11 +97,16 @@ def check_pack(path: Path) -> str | None:
     """
     name = path.name.removeprefix("pack-").removesuffix(".pack")
     try:
-        fd = os.open(path, READ_FLAGS)
+        try:
+            fd = os.open(path, READ_FLAGS | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            return LINKED_PACK
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                return "is not a regular file"
+                return f"is not a regular file: {AWAY}"
             objs, header_hash = read_pack_records(fd, st.st_size, path.name)
 
             def whole() -> bytes:
@@ -119,7 +129,7 @@ def check_pack(path: Path) -> str | None:
         if data != encode_index(objs):
             return "its index file does not list what its header does"
     except FormatError as exc:
-        return str(exc)
+        return str(exc).removeprefix(f"{path.name}: ")  # (the caller names the pack)
     return None
 
 

@@ -54,6 +54,11 @@ def _pins_dir(dvfs_dir: Path) -> Path:
             f"{d} is a symbolic link: dvfs follows no link out of the repository; "
             "remove it (the pins are made again)"
         )
+    if d.exists() and not d.is_dir():
+        raise FormatError(
+            f"{d} is not a directory, where dvfs keeps the pins of running commands: move it "
+            "away (the directory is made again)"
+        )
     return d
 
 

@@ -52,10 +52,11 @@ from typing import Any
 import _duckdb as duckdb
 import msgpack
 
+from vfs._os.beneath import open_dir
 from vfs.errors import DvfsError
 from vfs.model.codec import ChunkRef
 from vfs.model.ids import hasher
-from vfs.store.durable import write_atomic
+from vfs.store.durable import write_atomic_at
 from vfs.tables import engine
 from vfs.tables.engine import Table
 from vfs.tables.formats import MAX_LINE, Format
@@ -140,20 +141,26 @@ def write_entry(dvfs_dir: Path | None, entry: str, data: bytes) -> None:
     _store(dvfs_dir, entry, data)
 
 
-def cache_dir(dvfs_dir: Path) -> Path | None:
-    """``dvfs_dir/rowcache``, or None if it is a symbolic link: nothing is kept, nor
-    deleted, where one points (a repository unpacked from someone else)."""
-    where = dvfs_dir / DIR
-    return None if where.is_symlink() else where
+def open_cache(dvfs_dir: Path) -> int | None:
+    """A descriptor of ``dvfs_dir/rowcache`` (made if missing), for writing and deleting
+    there by name; None if it cannot be had: a symbolic link on the way (a repository
+    unpacked from someone else, one swapped in at any moment) is never followed, so
+    nothing is kept, nor deleted, where one points. The caller closes it."""
+    try:
+        return open_dir(dvfs_dir, DIR, make=True)
+    except OSError:
+        return None
 
 
 def _store(dvfs_dir: Path, entry: str, data: bytes) -> None:
-    where = cache_dir(dvfs_dir)
-    if where is None:
+    fd = open_cache(dvfs_dir)
+    if fd is None:
         return
-    with contextlib.suppress(OSError, DvfsError):
-        where.mkdir(exist_ok=True)
-        write_atomic(where / entry, data, sync=False)
+    try:
+        with contextlib.suppress(OSError, DvfsError):
+            write_atomic_at(fd, entry, data, sync=False)
+    finally:
+        os.close(fd)
 
 
 class Held:

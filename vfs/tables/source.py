@@ -428,29 +428,37 @@ def keep_copy(cache: Path | None, chunks: Sequence[ChunkRef], copy: Path) -> Non
     remove the least recently used copies beyond ``COPIES`` bytes. With less than
     ``COPIES`` bytes free on the disk, keep none and remove those kept (best effort)."""
     size = sum(c.size for c in chunks)
-    where = None if cache is None else checks.cache_dir(cache)
-    if where is None or not COPY_MIN <= size <= COPY_MAX:
+    if cache is None or not COPY_MIN <= size <= COPY_MAX:
         return
-    with contextlib.suppress(OSError):
-        where.mkdir(exist_ok=True)
-        name = where / _copy_name(chunks)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)  # one that was kept could not be used: damaged
-        disk = os.statvfs(where)
-        room = disk.f_bavail * disk.f_frsize >= COPIES
-        if room:
-            os.link(copy, name)
-        kept = []
-        for e in os.scandir(where):
-            if e.name.endswith(".copy") and e.is_file(follow_symlinks=False):
-                st = e.stat(follow_symlinks=False)
-                kept.append((e.name == name.name, st.st_mtime_ns, st.st_size, e.path))
-        total = 0
-        for mine, _, n, path in sorted(kept, reverse=True):
-            total += n
-            if not room or (total > COPIES and not mine):
-                with contextlib.suppress(FileNotFoundError):  # another diff removed it
-                    os.unlink(path)
+    where = checks.open_cache(cache)  # (deleted in by name: never through a link)
+    if where is None:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            _keep_copy(where, _copy_name(chunks), copy)
+    finally:
+        os.close(where)
+
+
+def _keep_copy(where: int, name: str, copy: Path) -> None:
+    """:func:`keep_copy` in the row cache open at ``where``."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=where)  # one that was kept could not be used: damaged
+    disk = os.statvfs(where)
+    room = disk.f_bavail * disk.f_frsize >= COPIES
+    if room:
+        os.link(copy, name, dst_dir_fd=where)
+    kept = []
+    for e in os.scandir(where):
+        if e.name.endswith(".copy") and e.is_file(follow_symlinks=False):
+            st = e.stat(follow_symlinks=False)
+            kept.append((e.name == name, st.st_mtime_ns, st.st_size, e.name))
+    total = 0
+    for mine, _, n, leaf in sorted(kept, reverse=True):
+        total += n
+        if not room or (total > COPIES and not mine):
+            with contextlib.suppress(FileNotFoundError):  # another diff removed it
+                os.unlink(leaf, dir_fd=where)
 
 
 def from_version(
