@@ -437,3 +437,40 @@ def test_a_previous_output_the_command_took_away_with_its_directory_is_said_gone
             os.fsdecode(backups.backup_name(b"o"))
         ]
     repo.fsck_clean()
+
+
+def test_a_stage_failing_on_its_first_run_says_it_had_no_previous_outputs(
+    tmp_path: Path,
+) -> None:
+    # the line said "its previous outputs are back", though the stage never had any
+    repo = init_repo(tmp_path / "repo")
+    line = assert_error(
+        repo.run("run", "-n", "a", "-o", "x", "--", "echo part > x; kill -SEGV $$"),
+        "stage a failed", "killed by SIGSEGV", "is removed (it had none before)",
+    )  # fmt: skip
+    assert "are back" not in line
+    assert not (repo.root / "x").exists()
+    line = assert_error(repo.run("run", "-f", "-n", "a", "-o", "x", "--", "true"), "did not make x")
+    assert "is removed (it had none before)" in line and "are back" not in line
+    repo.write("x", "kept\n")
+    assert_error(repo.run("run", "-f", "-n", "a", "-o", "x", "--", "exit 3"), "are back")
+    assert repo.read("x") == b"kept\n"
+    repo.fsck_clean()
+
+
+def test_ctrl_c_on_a_stage_without_previous_outputs_says_there_were_none(
+    slow: tuple[Repo, Path],
+) -> None:
+    repo, marker = slow
+    (repo.root / "slow.out").unlink()
+    proc = start_repro(repo, marker)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    errors = [ln for ln in err.decode().splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1, err
+    assert "stage slow was stopped: it recorded nothing" in errors[0]
+    assert "is removed (there were none before)" in errors[0], errors[0]
+    assert "are back" not in errors[0]
+    assert not (repo.root / "slow.out").exists()
+    repo.fsck_clean()

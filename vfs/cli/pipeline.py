@@ -122,7 +122,12 @@ def interrupted_line(out: Any) -> str:
     if not stopped:
         return f"interrupted: {count(done, 'stage')} finished and recorded; no stage was running"
     one = len(stopped) == 1
-    back = "the previous outputs are back" if not out.kept else repro.not_kept(out.kept)
+    if out.kept:
+        back = repro.not_kept(out.kept)
+    elif out.back:
+        back = "the previous outputs are back"
+    else:
+        back = "what was written of the outputs is removed (there were none before)"
     return (
         f"interrupted: {count(done, 'stage')} finished and recorded; "
         f"{'stage' if one else 'stages'} {', '.join(stopped)} {'was' if one else 'were'} "

@@ -85,9 +85,14 @@ _ODD = (
 )
 
 
-def _previous(kept: dict[bytes, Kept]) -> str:
-    """The end of a failed run's message: its previous outputs are back, or where not."""
-    return "its previous outputs are back" if not kept else _not_kept(kept)
+def _previous(moved: dict[bytes, bytes], kept: dict[bytes, Kept]) -> str:
+    """The end of a failed run's message: its previous outputs are back, or where not,
+    or there were none (``moved``: the outputs moved aside before it ran)."""
+    if kept:
+        return _not_kept(kept)
+    if not moved:
+        return "what it wrote of its outputs is removed (it had none before)"
+    return "its previous outputs are back"
 
 
 def _not_back(kept: dict[bytes, Kept]) -> str:
@@ -328,6 +333,7 @@ class Repro:
         kept = backups.move_back(self.ws, moved)
         self.state.forget([*stage.outs, *(k.at for k in kept.values())])
         self.out.kept += [(o, k.at, k.why) for o, k in kept.items()]
+        self.out.back += [o for o in moved if o not in kept]
         return kept
 
     def clear_leftovers(self, stage: Stage) -> None:
@@ -383,7 +389,7 @@ class Repro:
             cmd = stage.shown_cmd()
             raise StageFailed(
                 f"stage {stage.name} failed: `{cmd[:200]}` {fin.why()}; nothing of it was "
-                f"recorded and {_previous(kept)}"
+                f"recorded and {_previous(started.backups, kept)}"
             )
         self.state.forget([*stage.outs, *stage.deps])
         ids = self.state.ids([*stage.outs, *stage.deps])
@@ -393,14 +399,14 @@ class Repro:
             kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} made {show(odd[0])}, {_ODD}: nothing of it was recorded "
-                f"and {_previous(kept)}"
+                f"and {_previous(started.backups, kept)}"
             )
         if missing:
             kept = self.cleanup_failed(stage, started.backups)
             names = ", ".join(show(o) for o in missing)
             raise StageFailed(
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
-                f"of it was recorded and {_previous(kept)}"
+                f"of it was recorded and {_previous(started.backups, kept)}"
             )
         ignored = self.state.ignored_outs(stage.outs)
         if ignored:
@@ -490,8 +496,8 @@ class Repro:
                 self.writing.done(stage.name)
             raise StageFailed(
                 f"stage {stage.name} could not be restored from {d.hit.where} ({exc}): nothing "
-                f"of it was recorded and {_previous(kept)}; `dvfs repro --force` runs its command "
-                "instead"
+                f"of it was recorded and {_previous(moved, kept)}; `dvfs repro --force` runs its "
+                "command instead"
             ) from None
         except BaseException:
             self.cleanup_failed(stage, moved)
