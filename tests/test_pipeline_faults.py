@@ -474,3 +474,45 @@ def test_ctrl_c_on_a_stage_without_previous_outputs_says_there_were_none(
     assert "are back" not in errors[0]
     assert not (repo.root / "slow.out").exists()
     repo.fsck_clean()
+
+
+# Says it started (a file named after its pid in argv[1]), then waits for argv[1]/go.
+WAITS = """
+import os, sys, time
+open(os.path.join(sys.argv[1], str(os.getpid())), "w").write("")
+deadline = time.monotonic() + 120
+while not os.path.exists(os.path.join(sys.argv[1], "go")) and time.monotonic() < deadline:
+    time.sleep(0.02)
+open("out", "w").write("made")
+"""
+
+
+def test_two_experiments_run_at_once_without_a_name_take_two_names(tmp_path: Path) -> None:
+    # both took exp-1; the second was refused once its stages had run, with a hint to
+    # change the -n NAME it was never given
+    repo, started = init_repo(tmp_path / "repo"), tmp_path / "started"
+    started.mkdir()
+    repo.write("waits.py", WAITS)
+    repo.ok("add", "waits.py")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "waits.py", "-o", "out", "--",
+            PY, "waits.py", str(started))  # fmt: skip
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a stage")
+    procs = []
+    for n in (1, 2):
+        procs.append(subprocess.Popen(
+            cli_command("exp", "run"), cwd=repo.root, env=cli_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(list(started.iterdir())) < n:
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            assert time.monotonic() < deadline, "an experiment's stage never started"
+            time.sleep(0.02)
+    (started / "go").write_text("")
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert b"experiment exp-1:" in outs[0][0] and b"experiment exp-2:" in outs[1][0], outs
+    assert {e["name"] for e in repo.json("exp", "list", "--json")} == {"exp-1", "exp-2"}
+    assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
+    repo.fsck_clean()
