@@ -894,3 +894,21 @@ def test_pipeline_files_that_are_links_are_refused_saying_what_to_do(
         kept.rename(repo.root / name)
     repo.ok("repro")
     repo.fsck_clean()
+
+
+def test_dag_of_a_deep_chain_bounds_its_indentation_and_numbers_the_levels(repo: Repo) -> None:
+    # each level was indented by 4 more: the last lines of a chain 1023 stages deep
+    # were some 4,000 spaces wide
+    stages = {
+        f"s{i}": {"cmd": "true", "deps": [f"o{i - 1}"] if i else [], "outs": [f"o{i}"]}
+        for i in range(1023)
+    }
+    stages["side"] = {"cmd": "true", "deps": ["o20"], "outs": ["side.out"]}
+    repo.write("dvfs.yaml", json.dumps({"stages": stages}))
+    lines = repo.ok("dag").out.splitlines()
+    assert len(lines) == 1024 and max(len(ln) for ln in lines) < 100
+    depth = graph.TEXT_DEPTH
+    assert lines[depth] == " " * 4 * (depth - 1) + f"└── s{depth}"
+    assert lines[depth + 1] == " " * 4 * (depth - 1) + f"└── [{depth + 1}] s{depth + 1}"
+    assert lines[-2].endswith("└── [1022] s1022") and lines[-1].endswith("└── [21] side")
+    assert lines[21].endswith("├── [21] s21")

@@ -407,6 +407,9 @@ def stage_remove(names: tuple[str, ...]) -> None:
 def dag(stage: str | None, fmt: str, outs: bool) -> None:
     """Draw the pipeline: each stage after the stages it needs (STAGE: it and those).
 
+    As text, a stage deeper than 16 levels is indented no further and its line starts
+    with its level ([17]): its parent is the nearest line above of the level before.
+
     \b
     Examples:
       dvfs dag
