@@ -516,3 +516,33 @@ def test_two_experiments_run_at_once_without_a_name_take_two_names(tmp_path: Pat
     assert {e["name"] for e in repo.json("exp", "list", "--json")} == {"exp-1", "exp-2"}
     assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
     repo.fsck_clean()
+
+
+def test_a_failed_experiment_names_no_kept_output_in_its_deleted_tree(tmp_path: Path) -> None:
+    # the line said the previous output was "kept (out as out.dvfs-previous)", a path in
+    # the experiment's working tree, which was then deleted; the working tree's out was
+    # as it was all along
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "mkdir -p out && echo one > out/a\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--", "sh", "step.sh")
+    repo.ok("add", "step.sh")
+    repo.commit("one")
+    repo.write("step.sh", "rm -r out; mkdir -p out/m; mount -t tmpfs dvfs-test out/m; exit 1\n")
+    repo.ok("add", "step.sh")
+    repo.commit("mounts")
+    r = repo.run("exp", "run")
+    exp = repo.root / ".dvfs" / "exp"
+    for m in exp.glob("*/out/m"):
+        subprocess.run(["umount", str(m)], check=True)
+    line = assert_error(r, "stage s failed", "the working tree's outputs are as they were")
+    assert "dvfs-previous" not in line and "the experiment recorded nothing" in line
+    left = warnings_of(r)
+    assert len(left) == 1 and "could not be removed entirely" in left[0], r.err
+    assert repo.read("out/a") == b"one\n"
+    assert not list(repo.root.glob("*.dvfs-previous"))
+    repo.write("step.sh", "mkdir -p out && echo two > out/a\n")
+    repo.ok("add", "step.sh")
+    repo.commit("two")
+    repo.ok("exp", "run")  # the tree left is removed now its command is gone
+    assert list(exp.iterdir()) == []
+    repo.fsck_clean()

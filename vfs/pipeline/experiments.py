@@ -22,7 +22,10 @@ tree and the staging index as they are:
    in the version's runs, and ``dvfs switch`` to the experiment and back leaves the
    user's untracked file alone;
 5. the experiment's working tree is removed (also when a stage fails; nothing is
-   recorded then).
+   recorded then, and the working tree's own outputs are as they were: a previous
+   output the stage could not have back in the copy is not kept); one that cannot be
+   removed entirely (a stage left a mount point in it) is named in a warning, and
+   removed by the next experiment once its command is gone.
 
 ``dvfs switch exp/<name>`` brings an experiment into the working tree;
 ``dvfs compare`` and ``dvfs exp list`` show experiments beside versions.
@@ -235,7 +238,7 @@ def run(
             exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
         _check_read(dag, names, settings)
         _, exp_dag = load_pipeline(exp_ws)
-        runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
+        runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output, copy=True)
         outcome = runner.run(plan.Options(targets=targets))
         if outcome.interrupted:
             raise repro.Interrupted("interrupted: the experiment recorded nothing")
@@ -247,6 +250,11 @@ def run(
     finally:
         release(writing)
         shutil.rmtree(tree, ignore_errors=True)
+        if os.path.lexists(tree):  # (a stage left a mount point, an immutable file)
+            warn(
+                f"the experiment's working tree {quote_name(str(tree))} could not be removed "
+                "entirely (a stage left what cannot be deleted there): remove it by hand"
+            )
     return Result(name, branch, oid, number, outcome, settings)
 
 
