@@ -912,3 +912,21 @@ def test_dag_of_a_deep_chain_bounds_its_indentation_and_numbers_the_levels(repo:
     assert lines[depth + 1] == " " * 4 * (depth - 1) + f"└── [{depth + 1}] s{depth + 1}"
     assert lines[-2].endswith("└── [1022] s1022") and lines[-1].endswith("└── [21] side")
     assert lines[21].endswith("├── [21] s21")
+
+
+def test_lineage_downstream_of_a_deep_chain_bounds_its_indentation(repo: Repo) -> None:
+    # each level was indented by 2 more, without bound
+    stages = {
+        f"s{i}": {"cmd": f"cp o{i - 1} o{i}", "deps": [f"o{i - 1}"], "outs": [f"o{i}"]}
+        for i in range(20)
+    }
+    repo.write("o-1", "data\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": stages}))
+    repo.ok("add", "o-1")
+    repo.ok("repro")
+    repo.commit("a chain")
+    lines = repo.ok("lineage", "o-1", "--downstream").out.splitlines()[1:]
+    assert len(lines) == 20
+    assert lines[16] == " " * 34 + "stage s16 (reads o15) -> o16"  # 16 levels deep: indented
+    assert lines[19] == " " * 34 + "[19] stage s19 (reads o18) -> o19"  # deeper: numbered
+    repo.fsck_clean()

@@ -483,7 +483,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
 
     Each input is shown with its id as the run saw it and the version that
     introduced those bytes; inputs made by another stage are followed upstream.
-    --downstream lists the stages that read PATH, and what reads their outputs.
+    --downstream lists the stages that read PATH, and what reads their outputs, each
+    indented by its depth (past 16, indented no further and its depth said: [17]).
 
     \b
     Examples:
@@ -492,8 +493,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
       dvfs lineage data/raw --downstream
     """
 
+    from vfs.pipeline import graph, workspace
     from vfs.pipeline import lineage as lin
-    from vfs.pipeline import workspace
     from vfs.pipeline.record import describe, iso_ns
     from vfs.pipeline.stale import param_name
 
@@ -522,9 +523,14 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             click.echo(f"no stage of {label}'s pipeline reads {quoted(rel)}")
             return
         click.echo(f"{quoted(rel)} in {label} is read by:")
-        for s, d, depth in found:
+        deepest = graph.TEXT_DEPTH
+        for s, d, depth in found:  # (past TEXT_DEPTH levels: no deeper, its level said)
             outs = ", ".join(quoted(o) for o, _ in s.outs)
-            click.echo(f"{'  ' * (depth + 1)}stage {s.name} (reads {quoted(d)}) -> {outs}")
+            level = f"[{depth}] " if depth > deepest else ""
+            click.echo(
+                f"{'  ' * (min(depth, deepest) + 1)}{level}stage {s.name} (reads {quoted(d)}) "
+                f"-> {outs}"
+            )
         return
     steps = lin.upstream(hist, oid, rel)
     if as_json:
