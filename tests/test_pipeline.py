@@ -930,3 +930,18 @@ def test_lineage_downstream_of_a_deep_chain_bounds_its_indentation(repo: Repo) -
     assert lines[16] == " " * 34 + "stage s16 (reads o15) -> o16"  # 16 levels deep: indented
     assert lines[19] == " " * 34 + "[19] stage s19 (reads o18) -> o19"  # deeper: numbered
     repo.fsck_clean()
+
+
+def test_run_refusing_a_stage_says_the_line_is_of_the_file_it_did_not_write(repo: Repo) -> None:
+    # "stage i (dvfs.yaml:3): output i.dat is also its dep i.dat" named a line of a
+    # dvfs.yaml that was never written (it had no line 3, or another stage there)
+    repo.ok("run", "--no-exec", "-n", "a", "-o", "a.out", "--", "touch", "a.out")
+    before = repo.read("dvfs.yaml")
+    line = assert_error(
+        repo.run("run", "-n", "i", "-d", "i.dat", "-o", "i.dat", "--", "true"),
+        "stage i (dvfs.yaml:", "a stage may not write what it reads",
+        "(in dvfs.yaml as it would be with stage i: it is left as it was)",
+    )  # fmt: skip
+    assert line.count("dvfs.yaml:") == 1
+    assert repo.read("dvfs.yaml") == before
+    repo.fsck_clean()

@@ -242,7 +242,12 @@ def run_cmd(
             )
         text = spec.with_stage(p, stage)
         new = spec.parse(text)  # the file as it will be: valid, and its graph too
-        dag = graph.build(new)
+        try:
+            dag = graph.build(new)
+        except UsageError as exc:  # (its line numbers are those of the file not written)
+            raise UsageError(
+                f"{exc} (in {PIPELINE_FILE} as it would be with stage {name}: it is left as it was)"
+            ) from None
         plan.check_outs(ws, [dag.stages[name]])  # an out it could not make or version
         if not no_exec and not dag.upstream[name]:
             # A dep or param missing (a typo) is refused before the file changes; one that
