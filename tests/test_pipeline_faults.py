@@ -509,6 +509,8 @@ def test_two_experiments_run_at_once_without_a_name_take_two_names(tmp_path: Pat
             assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
             assert time.monotonic() < deadline, "an experiment's stage never started"
             time.sleep(0.02)
+    line = assert_error(repo.run("exp", "run", "-n", "exp-2"), "experiment exp-2 is being run")
+    assert "choose another -n NAME" in line and len(list(started.iterdir())) == 2  # ran nothing
     (started / "go").write_text("")
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
