@@ -894,3 +894,54 @@ def test_pipeline_files_that_are_links_are_refused_saying_what_to_do(
         kept.rename(repo.root / name)
     repo.ok("repro")
     repo.fsck_clean()
+
+
+def test_dag_of_a_deep_chain_bounds_its_indentation_and_numbers_the_levels(repo: Repo) -> None:
+    # each level was indented by 4 more: the last lines of a chain 1023 stages deep
+    # were some 4,000 spaces wide
+    stages = {
+        f"s{i}": {"cmd": "true", "deps": [f"o{i - 1}"] if i else [], "outs": [f"o{i}"]}
+        for i in range(1023)
+    }
+    stages["side"] = {"cmd": "true", "deps": ["o20"], "outs": ["side.out"]}
+    repo.write("dvfs.yaml", json.dumps({"stages": stages}))
+    lines = repo.ok("dag").out.splitlines()
+    assert len(lines) == 1024 and max(len(ln) for ln in lines) < 100
+    depth = graph.TEXT_DEPTH
+    assert lines[depth] == " " * 4 * (depth - 1) + f"└── s{depth}"
+    assert lines[depth + 1] == " " * 4 * (depth - 1) + f"└── [{depth + 1}] s{depth + 1}"
+    assert lines[-2].endswith("└── [1022] s1022") and lines[-1].endswith("└── [21] side")
+    assert lines[21].endswith("├── [21] s21")
+
+
+def test_lineage_downstream_of_a_deep_chain_bounds_its_indentation(repo: Repo) -> None:
+    # each level was indented by 2 more, without bound
+    stages = {
+        f"s{i}": {"cmd": f"cp o{i - 1} o{i}", "deps": [f"o{i - 1}"], "outs": [f"o{i}"]}
+        for i in range(20)
+    }
+    repo.write("o-1", "data\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": stages}))
+    repo.ok("add", "o-1")
+    repo.ok("repro")
+    repo.commit("a chain")
+    lines = repo.ok("lineage", "o-1", "--downstream").out.splitlines()[1:]
+    assert len(lines) == 20
+    assert lines[16] == " " * 34 + "stage s16 (reads o15) -> o16"  # 16 levels deep: indented
+    assert lines[19] == " " * 34 + "[19] stage s19 (reads o18) -> o19"  # deeper: numbered
+    repo.fsck_clean()
+
+
+def test_run_refusing_a_stage_says_the_line_is_of_the_file_it_did_not_write(repo: Repo) -> None:
+    # "stage i (dvfs.yaml:3): output i.dat is also its dep i.dat" named a line of a
+    # dvfs.yaml that was never written (it had no line 3, or another stage there)
+    repo.ok("run", "--no-exec", "-n", "a", "-o", "a.out", "--", "touch", "a.out")
+    before = repo.read("dvfs.yaml")
+    line = assert_error(
+        repo.run("run", "-n", "i", "-d", "i.dat", "-o", "i.dat", "--", "true"),
+        "stage i (dvfs.yaml:", "a stage may not write what it reads",
+        "(in dvfs.yaml as it would be with stage i: it is left as it was)",
+    )  # fmt: skip
+    assert line.count("dvfs.yaml:") == 1
+    assert repo.read("dvfs.yaml") == before
+    repo.fsck_clean()

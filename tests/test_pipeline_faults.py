@@ -437,3 +437,114 @@ def test_a_previous_output_the_command_took_away_with_its_directory_is_said_gone
             os.fsdecode(backups.backup_name(b"o"))
         ]
     repo.fsck_clean()
+
+
+def test_a_stage_failing_on_its_first_run_says_it_had_no_previous_outputs(
+    tmp_path: Path,
+) -> None:
+    # the line said "its previous outputs are back", though the stage never had any
+    repo = init_repo(tmp_path / "repo")
+    line = assert_error(
+        repo.run("run", "-n", "a", "-o", "x", "--", "echo part > x; kill -SEGV $$"),
+        "stage a failed", "killed by SIGSEGV", "is removed (it had none before)",
+    )  # fmt: skip
+    assert "are back" not in line
+    assert not (repo.root / "x").exists()
+    line = assert_error(repo.run("run", "-f", "-n", "a", "-o", "x", "--", "true"), "did not make x")
+    assert "is removed (it had none before)" in line and "are back" not in line
+    repo.write("x", "kept\n")
+    assert_error(repo.run("run", "-f", "-n", "a", "-o", "x", "--", "exit 3"), "are back")
+    assert repo.read("x") == b"kept\n"
+    repo.fsck_clean()
+
+
+def test_ctrl_c_on_a_stage_without_previous_outputs_says_there_were_none(
+    slow: tuple[Repo, Path],
+) -> None:
+    repo, marker = slow
+    (repo.root / "slow.out").unlink()
+    proc = start_repro(repo, marker)
+    os.kill(proc.pid, signal.SIGINT)  # to dvfs alone: it stops the stage
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    errors = [ln for ln in err.decode().splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1, err
+    assert "stage slow was stopped: it recorded nothing" in errors[0]
+    assert "is removed (there were none before)" in errors[0], errors[0]
+    assert "are back" not in errors[0]
+    assert not (repo.root / "slow.out").exists()
+    repo.fsck_clean()
+
+
+# Says it started (a file named after its pid in argv[1]), then waits for argv[1]/go.
+WAITS = """
+import os, sys, time
+open(os.path.join(sys.argv[1], str(os.getpid())), "w").write("")
+deadline = time.monotonic() + 120
+while not os.path.exists(os.path.join(sys.argv[1], "go")) and time.monotonic() < deadline:
+    time.sleep(0.02)
+open("out", "w").write("made")
+"""
+
+
+def test_two_experiments_run_at_once_without_a_name_take_two_names(tmp_path: Path) -> None:
+    # both took exp-1; the second was refused once its stages had run, with a hint to
+    # change the -n NAME it was never given
+    repo, started = init_repo(tmp_path / "repo"), tmp_path / "started"
+    started.mkdir()
+    repo.write("waits.py", WAITS)
+    repo.ok("add", "waits.py")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "waits.py", "-o", "out", "--",
+            PY, "waits.py", str(started))  # fmt: skip
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a stage")
+    procs = []
+    for n in (1, 2):
+        procs.append(subprocess.Popen(
+            cli_command("exp", "run"), cwd=repo.root, env=cli_env(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ))  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(list(started.iterdir())) < n:
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            assert time.monotonic() < deadline, "an experiment's stage never started"
+            time.sleep(0.02)
+    line = assert_error(repo.run("exp", "run", "-n", "exp-2"), "experiment exp-2 is being run")
+    assert "choose another -n NAME" in line and len(list(started.iterdir())) == 2  # ran nothing
+    (started / "go").write_text("")
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert b"experiment exp-1:" in outs[0][0] and b"experiment exp-2:" in outs[1][0], outs
+    assert {e["name"] for e in repo.json("exp", "list", "--json")} == {"exp-1", "exp-2"}
+    assert list((repo.root / ".dvfs" / "exp").iterdir()) == []
+    repo.fsck_clean()
+
+
+def test_a_failed_experiment_names_no_kept_output_in_its_deleted_tree(tmp_path: Path) -> None:
+    # the line said the previous output was "kept (out as out.dvfs-previous)", a path in
+    # the experiment's working tree, which was then deleted; the working tree's out was
+    # as it was all along
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "mkdir -p out && echo one > out/a\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--", "sh", "step.sh")
+    repo.ok("add", "step.sh")
+    repo.commit("one")
+    repo.write("step.sh", "rm -r out; mkdir -p out/m; mount -t tmpfs dvfs-test out/m; exit 1\n")
+    repo.ok("add", "step.sh")
+    repo.commit("mounts")
+    r = repo.run("exp", "run")
+    exp = repo.root / ".dvfs" / "exp"
+    for m in exp.glob("*/out/m"):
+        subprocess.run(["umount", str(m)], check=True)
+    line = assert_error(r, "stage s failed", "the working tree's outputs are as they were")
+    assert "dvfs-previous" not in line and "the experiment recorded nothing" in line
+    left = warnings_of(r)
+    assert len(left) == 1 and "could not be removed entirely" in left[0], r.err
+    assert repo.read("out/a") == b"one\n"
+    assert not list(repo.root.glob("*.dvfs-previous"))
+    repo.write("step.sh", "mkdir -p out && echo two > out/a\n")
+    repo.ok("add", "step.sh")
+    repo.commit("two")
+    repo.ok("exp", "run")  # the tree left is removed now its command is gone
+    assert list(exp.iterdir()) == []
+    repo.fsck_clean()

@@ -122,7 +122,12 @@ def interrupted_line(out: Any) -> str:
     if not stopped:
         return f"interrupted: {count(done, 'stage')} finished and recorded; no stage was running"
     one = len(stopped) == 1
-    back = "the previous outputs are back" if not out.kept else repro.not_kept(out.kept)
+    if out.kept:
+        back = repro.not_kept(out.kept)
+    elif out.back:
+        back = "the previous outputs are back"
+    else:
+        back = "what was written of the outputs is removed (there were none before)"
     return (
         f"interrupted: {count(done, 'stage')} finished and recorded; "
         f"{'stage' if one else 'stages'} {', '.join(stopped)} {'was' if one else 'were'} "
@@ -237,7 +242,12 @@ def run_cmd(
             )
         text = spec.with_stage(p, stage)
         new = spec.parse(text)  # the file as it will be: valid, and its graph too
-        dag = graph.build(new)
+        try:
+            dag = graph.build(new)
+        except UsageError as exc:  # (its line numbers are those of the file not written)
+            raise UsageError(
+                f"{exc} (in {PIPELINE_FILE} as it would be with stage {name}: it is left as it was)"
+            ) from None
         plan.check_outs(ws, [dag.stages[name]])  # an out it could not make or version
         if not no_exec and not dag.upstream[name]:
             # A dep or param missing (a typo) is refused before the file changes; one that
@@ -402,6 +412,9 @@ def stage_remove(names: tuple[str, ...]) -> None:
 def dag(stage: str | None, fmt: str, outs: bool) -> None:
     """Draw the pipeline: each stage after the stages it needs (STAGE: it and those).
 
+    As text, a stage deeper than 16 levels is indented no further and its line starts
+    with its level ([17]): its parent is the nearest line above of the level before.
+
     \b
     Examples:
       dvfs dag
@@ -475,7 +488,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
 
     Each input is shown with its id as the run saw it and the version that
     introduced those bytes; inputs made by another stage are followed upstream.
-    --downstream lists the stages that read PATH, and what reads their outputs.
+    --downstream lists the stages that read PATH, and what reads their outputs, each
+    indented by its depth (past 16, indented no further and its depth said: [17]).
 
     \b
     Examples:
@@ -484,8 +498,8 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
       dvfs lineage data/raw --downstream
     """
 
+    from vfs.pipeline import graph, workspace
     from vfs.pipeline import lineage as lin
-    from vfs.pipeline import workspace
     from vfs.pipeline.record import describe, iso_ns
     from vfs.pipeline.stale import param_name
 
@@ -514,9 +528,14 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             click.echo(f"no stage of {label}'s pipeline reads {quoted(rel)}")
             return
         click.echo(f"{quoted(rel)} in {label} is read by:")
-        for s, d, depth in found:
+        deepest = graph.TEXT_DEPTH
+        for s, d, depth in found:  # (past TEXT_DEPTH levels: no deeper, its level said)
             outs = ", ".join(quoted(o) for o, _ in s.outs)
-            click.echo(f"{'  ' * (depth + 1)}stage {s.name} (reads {quoted(d)}) -> {outs}")
+            level = f"[{depth}] " if depth > deepest else ""
+            click.echo(
+                f"{'  ' * (min(depth, deepest) + 1)}{level}stage {s.name} (reads {quoted(d)}) "
+                f"-> {outs}"
+            )
         return
     steps = lin.upstream(hist, oid, rel)
     if as_json:

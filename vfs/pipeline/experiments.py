@@ -4,9 +4,10 @@
 tree and the staging index as they are:
 
 1. a working tree of the experiment's own is made in ``.dvfs/exp/<name>.tmp-<pid>``
-   holding copies of what the selected stages read and make as the working tree
-   holds them now: ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and
-   outputs;
+   (under the repository lock, which claims the name: without ``-n``, the first
+   ``exp-N`` that neither a branch nor a running experiment has), holding copies of
+   what the selected stages read and make as the working tree holds them now:
+   ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs;
 2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
    ``params.yaml`` of the current directory, as for ``dvfs run -p``; the value typed
    as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads is
@@ -21,7 +22,10 @@ tree and the staging index as they are:
    in the version's runs, and ``dvfs switch`` to the experiment and back leaves the
    user's untracked file alone;
 5. the experiment's working tree is removed (also when a stage fails; nothing is
-   recorded then).
+   recorded then, and the working tree's own outputs are as they were: a previous
+   output the stage could not have back in the copy is not kept); one that cannot be
+   removed entirely (a stage left a mount point in it) is named in a warning, and
+   removed by the next experiment once its command is gone.
 
 ``dvfs switch exp/<name>`` brings an experiment into the working tree;
 ``dvfs compare`` and ``dvfs exp list`` show experiments beside versions.
@@ -33,6 +37,7 @@ import contextlib
 import errno
 import os
 import stat as statmod
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,12 +169,29 @@ def _open_base(repo: Repository) -> int:
         ) from None
 
 
-def free_name(ws: Workspace) -> str:
-    """``exp-N``, the first N not taken by an experiment branch."""
+def _tree_name(name: str) -> str:
+    """The start of the name of experiment ``name``'s working tree in ``.dvfs/exp``."""
+    return name.replace("/", "_")
+
+
+def _running(base: int) -> set[str]:
+    """The tree names of the experiments other live commands run now (their trees in
+    ``.dvfs/exp``, open at ``base``)."""
+    out = set()
+    for leaf in os.listdir(base):
+        tree, _, pid = leaf.rpartition(".tmp-")
+        if pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
+            out.add(tree)
+    return out
+
+
+def free_name(ws: Workspace, running: Collection[str] = ()) -> str:
+    """``exp-N``, the first N not taken by an experiment branch nor by an experiment
+    that runs now (``running``: their tree names)."""
     assert ws.repo is not None
     taken = set(ws.repo.refs.branches())
     n = 1
-    while f"{EXP_PREFIX}exp-{n}" in taken:
+    while f"{EXP_PREFIX}exp-{n}" in taken or f"exp-{n}" in running:
         n += 1
     return f"exp-{n}"
 
@@ -194,16 +216,8 @@ def run(
     head = hist.head_id()
     if head is None:
         raise UsageError("no version yet: commit one first (an experiment is made on top of it)")
-    name = name or free_name(ws)
-    branch = check_ref_name(f"{EXP_PREFIX}{name}", "experiment")
-    if repo.refs.get(f"refs/heads/{branch}") is not None:
-        raise UsageError(f"experiment {name} exists (branch {branch}): choose another -n NAME")
-    clash = repo.refs.clash(f"refs/heads/{branch}")
-    if clash is not None:  # known now, not once the stages have run
-        raise UsageError(
-            f"experiment {name} cannot be made: {clash.split('/', 2)[-1]} exists, and a name "
-            "cannot be both a branch and the folder of others: choose another -n NAME"
-        )
+    if name is not None:
+        _check_name(repo, name)
     p, dag = load_pipeline(ws)
     if not p.stages:
         raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")
@@ -211,9 +225,19 @@ def run(
     wanted = _inputs(dag, names, settings)
     base = _open_base(repo)
     try:
-        _stale_trees(base)
-        leaf = f"{name.replace('/', '_')}.tmp-{os.getpid()}"
-        os.mkdir(leaf, dir_fd=base)
+        with repo.locked():  # the name is claimed (its tree made) before the stages run
+            _stale_trees(base)
+            running = _running(base)
+            given = name is not None
+            name = name if name is not None else free_name(ws, running)
+            branch = _check_name(repo, name)
+            if _tree_name(name) in running:
+                raise UsageError(
+                    f"experiment {name} is being run by another command now: "
+                    + ("choose another -n NAME" if given else "run this one again")
+                )
+            leaf = f"{_tree_name(name)}.tmp-{os.getpid()}"
+            os.mkdir(leaf, dir_fd=base)
         tree = repo.dir / EXP_DIR / leaf
         writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
         try:
@@ -226,7 +250,7 @@ def run(
                 exp_ws.write(s.file, values.set_value(data, s.file, s.key, s.value, show(s.file)))
             _check_read(dag, names, settings)
             _, exp_dag = load_pipeline(exp_ws)
-            runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output)
+            runner = repro.Repro(exp_ws, exp_dag, workers, say, warn, output, copy=True)
             outcome = runner.run(plan.Options(targets=targets))
             if outcome.interrupted:
                 raise repro.Interrupted("interrupted: the experiment recorded nothing")
@@ -238,9 +262,30 @@ def run(
         finally:
             release(writing)
             remove_tree(base, leaf)
+            with contextlib.suppress(FileNotFoundError):  # (a mount point, an immutable file)
+                os.stat(leaf, dir_fd=base, follow_symlinks=False)
+                warn(
+                    f"the experiment's working tree {quote_name(str(tree))} could not be "
+                    "removed entirely (a stage left what cannot be deleted there): remove it "
+                    "by hand"
+                )
     finally:
         os.close(base)
     return Result(name, branch, oid, number, outcome, settings)
+
+
+def _check_name(repo: Any, name: str) -> str:
+    """The branch of experiment ``name``; UsageError if it cannot be made."""
+    branch = check_ref_name(f"{EXP_PREFIX}{name}", "experiment")
+    if repo.refs.get(f"refs/heads/{branch}") is not None:
+        raise UsageError(f"experiment {name} exists (branch {branch}): choose another -n NAME")
+    clash = repo.refs.clash(f"refs/heads/{branch}")
+    if clash is not None:  # known now, not once the stages have run
+        raise UsageError(
+            f"experiment {name} cannot be made: {clash.split('/', 2)[-1]} exists, and a name "
+            "cannot be both a branch and the folder of others: choose another -n NAME"
+        )
+    return branch
 
 
 def _check_read(dag: Dag, names: list[str], settings: list[Setting]) -> None:

@@ -281,9 +281,15 @@ def to_json(dag: Dag, names: list[str], outs: bool) -> str:
     return safe_json(data) + "\n"
 
 
+TEXT_DEPTH = 16  # levels drawn indented; deeper lines say their level instead
+
+
 def to_text(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
     """The graph as a tree from each node needing nothing; a node met again says so.
 
+    A line deeper than ``TEXT_DEPTH`` levels is indented no further and starts with
+    its level (``[17]``; the roots are level 0): its parent is the nearest line above
+    of the level before, so a chain of a thousand stages stays readable.
     Names are drawn as they are given: the caller passes them quoted for the terminal.
     """
     kids: dict[str, list[str]] = {n: [] for n in nodes}
@@ -294,17 +300,21 @@ def to_text(nodes: list[str], edges: list[tuple[str, str]]) -> list[str]:
     lines: list[str] = []
     shown: set[str] = set()
     for root in [n for n in nodes if n not in has_parent]:
-        stack: list[tuple[str, str, bool, bool]] = [(root, "", True, True)]
+        stack: list[tuple[str, str, bool, int]] = [(root, "", True, 0)]
         while stack:
-            name, prefix, last, top = stack.pop()
-            branch = "" if top else ("└── " if last else "├── ")
+            name, prefix, last, level = stack.pop()
+            branch = "" if level == 0 else ("└── " if last else "├── ")
+            if level > TEXT_DEPTH:
+                branch += f"[{level}] "
             again = name in shown and bool(kids[name])
             lines.append(prefix + branch + name + ("  (see above)" if again else ""))
             if again:
                 continue
             shown.add(name)
-            below = prefix + ("" if top else ("    " if last else "│   "))
+            below = prefix
+            if 0 < level < TEXT_DEPTH:
+                below += "    " if last else "│   "
             children = kids[name]
             for i in range(len(children) - 1, -1, -1):
-                stack.append((children[i], below, i == len(children) - 1, False))
+                stack.append((children[i], below, i == len(children) - 1, level + 1))
     return lines

@@ -46,6 +46,7 @@ class Outcome:
     unstaged: list[bytes] = field(default_factory=list)  # inputs of the runs, not staged
     # previous outputs that could not be put back: (out, where it is kept, why)
     kept: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    back: list[bytes] = field(default_factory=list)  # previous outputs put back
 
     def as_json(self) -> dict[str, Any]:
         """For ``--json``."""

@@ -85,14 +85,7 @@ _ODD = (
 )
 
 
-def _previous(kept: dict[bytes, Kept]) -> str:
-    """The end of a failed run's message: its previous outputs are back, or where not."""
-    return "its previous outputs are back" if not kept else _not_kept(kept)
-
-
-def _not_back(kept: dict[bytes, Kept]) -> str:
-    """What a failed run's message adds when a previous output could not be put back."""
-    return "" if not kept else "; " + _not_kept(kept)
+_UNTOUCHED = "the working tree's outputs are as they were (the stage ran in a copy)"
 
 
 def _not_kept(kept: dict[bytes, Kept]) -> str:
@@ -202,8 +195,13 @@ class Repro:
         say: Say,
         warn: Warn,
         output: Output,
+        copy: bool = False,
     ) -> None:
+        """``copy``: ``ws`` is a copy of the working tree, deleted after (an
+        experiment's): a failure's message speaks of the working tree's outputs, which
+        no stage touched, not of the copy's."""
         self.ws = ws
+        self.copy = copy
         self.dag = dag
         self.workers = workers
         self.say = say
@@ -318,6 +316,23 @@ class Repro:
                 "a wdir is a directory inside the working tree, reached without a link"
             ) from None
 
+    def _previous(self, moved: dict[bytes, bytes], kept: dict[bytes, Kept]) -> str:
+        """The end of a failed run's message: its previous outputs are back, or where
+        not, or there were none (``moved``: the outputs moved aside before it ran)."""
+        if self.copy:
+            return _UNTOUCHED
+        if kept:
+            return _not_kept(kept)
+        if not moved:
+            return "what it wrote of its outputs is removed (it had none before)"
+        return "its previous outputs are back"
+
+    def _not_back(self, kept: dict[bytes, Kept]) -> str:
+        """What a failed run's message adds when a previous output could not be put back."""
+        if self.copy:
+            return "; " + _UNTOUCHED
+        return "" if not kept else "; " + _not_kept(kept)
+
     def cleanup_failed(self, stage: Stage, moved: dict[bytes, bytes]) -> dict[bytes, Kept]:
         """After a failed run: its outputs gone, the previous ones back; those that could
         not be put back, and where they are kept (``backups.move_back``)."""
@@ -328,6 +343,7 @@ class Repro:
         kept = backups.move_back(self.ws, moved)
         self.state.forget([*stage.outs, *(k.at for k in kept.values())])
         self.out.kept += [(o, k.at, k.why) for o, k in kept.items()]
+        self.out.back += [o for o in moved if o not in kept]
         return kept
 
     def clear_leftovers(self, stage: Stage) -> None:
@@ -383,7 +399,7 @@ class Repro:
             cmd = stage.shown_cmd()
             raise StageFailed(
                 f"stage {stage.name} failed: `{cmd[:200]}` {fin.why()}; nothing of it was "
-                f"recorded and {_previous(kept)}"
+                f"recorded and {self._previous(started.backups, kept)}"
             )
         self.state.forget([*stage.outs, *stage.deps])
         ids = self.state.ids([*stage.outs, *stage.deps])
@@ -393,14 +409,14 @@ class Repro:
             kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} made {show(odd[0])}, {_ODD}: nothing of it was recorded "
-                f"and {_previous(kept)}"
+                f"and {self._previous(started.backups, kept)}"
             )
         if missing:
             kept = self.cleanup_failed(stage, started.backups)
             names = ", ".join(show(o) for o in missing)
             raise StageFailed(
                 f"stage {stage.name} did not make {names} (listed among its outs): nothing "
-                f"of it was recorded and {_previous(kept)}"
+                f"of it was recorded and {self._previous(started.backups, kept)}"
             )
         ignored = self.state.ignored_outs(stage.outs)
         if ignored:
@@ -411,15 +427,15 @@ class Repro:
             raise StageFailed(
                 f"stage {stage.name} made {show(out)}, {made} the ignore rule {rule} "
                 "keeps out, so it would not be versioned: nothing of it was "
-                f"recorded{_not_back(kept)}; remove that rule, or undo it with a ! pattern"
+                f"recorded{self._not_back(kept)}; remove that rule, or undo it with a ! pattern"
             )
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
         if changed:
             kept = self.cleanup_failed(stage, started.backups)
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
-                f"a stage may only read its deps; nothing of it was recorded{_not_back(kept)} "
-                "(fix the command, "
+                "a stage may only read its deps; nothing of it was recorded"
+                f"{self._not_back(kept)} (fix the command, "
                 f"and restore the dep: `dvfs restore {shell_word(changed[0])}` if it is tracked)"
             )
         records = self.state.stage_records(stage.outs, store=True)
@@ -490,8 +506,8 @@ class Repro:
                 self.writing.done(stage.name)
             raise StageFailed(
                 f"stage {stage.name} could not be restored from {d.hit.where} ({exc}): nothing "
-                f"of it was recorded and {_previous(kept)}; `dvfs repro --force` runs its command "
-                "instead"
+                f"of it was recorded and {self._previous(moved, kept)}; `dvfs repro --force` "
+                "runs its command instead"
             ) from None
         except BaseException:
             self.cleanup_failed(stage, moved)
