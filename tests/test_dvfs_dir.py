@@ -664,7 +664,7 @@ def test_fsck_names_a_working_tree_record_that_is_a_fifo_without_waiting(
     assert r.code == 1 and "(its state is damaged)" in r.out, r
     (work / "state").unlink()
     base = bytes.fromhex(repo.head_id())
-    (work / "state").write_bytes(msgpack.packb({"base": base, "gen": 1}))
+    (work / "state").write_bytes(msgpack.packb({"format": 3, "base": base, "gen": 1}))
     os.mkfifo(work / "journal.1")
     r = repo.run("fsck")
     assert r.code == 1 and "journal.1 is damaged (it is not a regular file)" in r.out, r
