@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean
+from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean, run
 from tests.support.mount import (
     commit,
     dvfs,
     env_for,
     force_unmount,
+    home_env,
     in_mount_table,
     mounted,
     stop,
@@ -37,6 +38,7 @@ from vfs import ChunkRef, Entry, Kind
 from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
+from vfs.mount import control
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
@@ -317,6 +319,26 @@ def test_umount_of_a_busy_mount_needs_force(repo: Path, tmp_path: Path) -> None:
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def test_a_stopped_daemon_is_named_by_status_and_snapshot(repo: Path, tmp_path: Path) -> None:
+    """A look into a mount whose daemon is stopped waits in the kernel for ever:
+    `dvfs status MNT` and `dvfs snapshot MNT` give up and say what to do."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
+    with mounted(str(repo), mnt, home, "--writable") as m:
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            for args in (("status", str(mnt)), ("snapshot", str(mnt), "-m", "b")):
+                r = run(tmp_path, *args, env=env, timeout=30)
+                assert_error(
+                    r, f"(pid {m.proc.pid}) does not answer", f"dvfs umount --force {mnt}", code=1
+                )
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        assert "added:    data/b.txt" in assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+    fsck_clean(repo)
 
 
 def test_names_not_valid_on_linux_are_refused(repo: Path, tmp_path: Path) -> None:
