@@ -341,6 +341,22 @@ def test_a_stopped_daemon_is_named_by_status_and_snapshot(repo: Path, tmp_path: 
     fsck_clean(repo)
 
 
+def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
+    with mounted(str(repo), mnt, home) as m:
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            assert_ok(run(tmp_path, "umount", "--force", str(mnt), env=env, timeout=60))
+            assert not in_mount_table(mnt)
+            assert m.proc.wait(timeout=30) == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(m.proc.pid, signal.SIGCONT)
+        assert mounts_under(tmp_path, home) == []
+    fsck_clean(repo)
+
+
 def test_names_not_valid_on_linux_are_refused(repo: Path, tmp_path: Path) -> None:
     """A tree naming "evil/name" (written past the codec's checks) fails to list: EIO."""
     r = Repository(repo)

@@ -378,7 +378,8 @@ def _pidfd(rec: MountRecord) -> int | None:
 
 
 def stop_daemon(rec: MountRecord, wait: float) -> bool:
-    """SIGTERM the record's daemon, if it still runs; True once it is gone in ``wait`` s.
+    """SIGTERM the record's daemon, if it still runs (and SIGCONT, should it be stopped);
+    True once it is gone in ``wait`` s.
 
     Nothing is signalled unless the process is the one that wrote the record.
     """
@@ -388,6 +389,7 @@ def stop_daemon(rec: MountRecord, wait: float) -> bool:
     try:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(fd, signal.SIGTERM)
+            signal.pidfd_send_signal(fd, signal.SIGCONT)  # (a stopped one takes it then)
         return _exited(fd, rec.pid, wait)
     finally:
         os.close(fd)
@@ -547,9 +549,13 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
     if fstype == OVERLAY_TYPE and rec is not None and daemon_alive(rec):
         try:
             control.call(str(path), {"op": "unmount", "force": force}, wait=STOP_WAIT)
+            why = None
+        except control.DaemonSilent:
+            if not force:
+                raise
+            why = _release(path, lazy=True)  # (a stopped daemon can put nothing back)
         except DvfsError as exc:
             raise MountError(str(exc)) from None
-        why = None
     else:
         why = _release(path, lazy=force or fstype == OVERLAY_TYPE)
     if why is not None:
