@@ -146,18 +146,23 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
     empty.mkdir()
     inner = repo / "inner"  # `dvfs add inner` would copy the repository into itself
     inner.mkdir()
-    cases = [
+    # a mount point or an option to change is a usage error (exit 2), as everywhere
+    usage = [
         ((str(repo), str(inner), "--read-only"), ("inside the repository",)),
         ((str(repo), str(tmp_path / "missing")), ("does not exist",)),
         ((str(repo), str(full)), ("is not empty",)),
         ((str(repo), str(full / "x")), ("is not a directory",)),
+        ((str(repo), str(empty), "--cache-size", "lots"), ("is not a size",)),
+    ]
+    for args, fragments in usage:
+        assert_error(dvfs(tmp_path, home, "mount", *args), *fragments, code=2)
+    cases = [
         ((str(plain), str(empty)), ("neither a dvfs repository nor a dvfs remote",)),
         ((str(tmp_path / "nowhere"), str(empty)), ("does not exist",)),
         (("file://" + str(plain), str(empty)), ("holds no dvfs repository",)),
         (("file://" + str(tmp_path / "gone"), str(empty)), ("does not exist",)),
         (("ftp://x/y", str(empty)), ("unsupported remote url",)),
         ((str(repo), str(empty), "--branch", "nope"), ("has no branch nope",)),
-        ((str(repo), str(empty), "--cache-size", "lots"), ("is not a size",)),
     ]
     for args, fragments in cases:
         assert_error(dvfs(tmp_path, home, "mount", *args), *fragments)

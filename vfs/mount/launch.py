@@ -90,10 +90,10 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``10G``, ``512M``, ``1.5T`` or a plain number; MountError otherwise."""
+    """Bytes from ``10G``, ``512M``, ``1.5T`` or a plain number; UsageError otherwise."""
     m = _SIZE.match(text)
     if not m:
-        raise MountError(
+        raise UsageError(
             f"--cache-size {quote_given(text)} is not a size: use e.g. 10G, 512M or 1T"
         )
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])

@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vfs.errors import DvfsError, MountError
+from vfs.errors import DvfsError, MountError, UsageError
 from vfs.mount import control
 from vfs.store.durable import write_atomic
 
@@ -480,8 +480,8 @@ def mount_path(arg: str) -> Path:
 
 
 def check_mountpoint(arg: str) -> Path:
-    """The mount point ``arg`` names (:func:`mount_path`); MountError unless it is an
-    empty directory."""
+    """The mount point ``arg`` names (:func:`mount_path`); UsageError unless it is an
+    empty directory (MountError if it is mounted already, or cannot be read)."""
     path = mount_path(arg)
     if is_mounted(path):
         rec = read_record(path)
@@ -495,13 +495,13 @@ def check_mountpoint(arg: str) -> Path:
         with os.scandir(path) as it:
             busy = next(it, None) is not None
     except FileNotFoundError:
-        raise MountError(f"{path} does not exist: create an empty directory to mount on") from None
+        raise UsageError(f"{path} does not exist: create an empty directory to mount on") from None
     except NotADirectoryError:
-        raise MountError(f"{path} is not a directory: mount on an empty directory") from None
+        raise UsageError(f"{path} is not a directory: mount on an empty directory") from None
     except OSError as exc:
         raise MountError(f"cannot use {path} as a mount point: {exc.strerror}") from None
     if busy:
-        raise MountError(f"{path} is not empty: mount on an empty directory")
+        raise UsageError(f"{path} is not empty: mount on an empty directory")
     return path
 
 
