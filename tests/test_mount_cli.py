@@ -153,6 +153,9 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
         ((str(repo), str(full)), ("is not empty",)),
         ((str(repo), str(full / "x")), ("is not a directory",)),
         ((str(repo), str(empty), "--cache-size", "lots"), ("is not a size",)),
+        # the repository's own lock would be the cache's, held while mounted
+        ((str(repo), str(empty), "--cache-dir", str(repo / ".dvfs")), ("inside the repository",)),
+        ((str(repo), str(empty), "--cache-dir", str(repo / "cache")), ("inside the repository",)),
     ]
     for args, fragments in usage:
         assert_error(dvfs(tmp_path, home, "mount", *args), *fragments, code=2)
