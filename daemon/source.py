@@ -35,14 +35,13 @@ from vfs import (
     Repository,
     UsageError,
     Workers,
-    configured_remotes,
     connect,
-    default_remote,
     fetch_locked,
     open_meta,
     preferred_branch,
     push,
     release_pins,
+    repository_chunks,
     take_pins,
 )
 
@@ -72,7 +71,8 @@ class Source(abc.ABC):
 
 
 class RepositorySource(Source):
-    """A repository directory; chunks from its store, else from its default remote."""
+    """A repository directory; chunks from its store, else from its remotes (the
+    default first: ``vfs.remote.read.repository_chunks``)."""
 
     def __init__(self, root: Path, branch: str | None, jobs: int) -> None:
         self.repo = Repository(root)
@@ -85,11 +85,7 @@ class RepositorySource(Source):
         if branch is not None and self.repo.refs.get(f"refs/heads/{branch}") is None:
             have = ", ".join(sorted(self.repo.refs.branches())) or "none yet"
             raise MountError(f"{root} has no branch {branch} (branches: {have})")
-        name = default_remote(self.repo)
-        self.remote = None
-        if name is not None:
-            spec = configured_remotes(self.repo)[name]
-            self.remote = RemoteChunks(lambda: RemoteRepo(connect(spec, jobs), None))
+        self.remote = repository_chunks(self.repo, jobs)
 
     def catalog(self) -> Catalog:
         refs = self.repo.refs

@@ -431,9 +431,11 @@ def status(
     unrecorded = False  # a file or link not as recorded, or a special file
 
     def enter(d: Dir, name: bytes) -> bool:
+        if unversionable(d, name):
+            return False  # (listed whole: nothing in it can be recorded)
         p = _join(d.rel, name)
         h = d.head.get(name) if d.head is not None else None
-        if (h is None or h.kind != Kind.DIR) and not unversionable(d, name):
+        if h is None or h.kind != Kind.DIR:
             new_dirs.add(p)  # walked for what is not versionable only
         return True
 

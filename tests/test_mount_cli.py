@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean
+from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean, run
 from tests.support.mount import (
     commit,
     dvfs,
     env_for,
     force_unmount,
+    home_env,
     in_mount_table,
     mounted,
     stop,
@@ -37,6 +38,7 @@ from vfs import ChunkRef, Entry, Kind
 from vfs.errors import DvfsError, UncommittedChanges, error_kind, from_kind
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
+from vfs.mount import control
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
@@ -144,18 +146,26 @@ def test_mount_failures_are_one_clear_line(repo: Path, tmp_path: Path) -> None:
     empty.mkdir()
     inner = repo / "inner"  # `dvfs add inner` would copy the repository into itself
     inner.mkdir()
-    cases = [
+    # a mount point or an option to change is a usage error (exit 2), as everywhere
+    usage = [
         ((str(repo), str(inner), "--read-only"), ("inside the repository",)),
         ((str(repo), str(tmp_path / "missing")), ("does not exist",)),
         ((str(repo), str(full)), ("is not empty",)),
         ((str(repo), str(full / "x")), ("is not a directory",)),
+        ((str(repo), str(empty), "--cache-size", "lots"), ("is not a size",)),
+        # the repository's own lock would be the cache's, held while mounted
+        ((str(repo), str(empty), "--cache-dir", str(repo / ".dvfs")), ("inside the repository",)),
+        ((str(repo), str(empty), "--cache-dir", str(repo / "cache")), ("inside the repository",)),
+    ]
+    for args, fragments in usage:
+        assert_error(dvfs(tmp_path, home, "mount", *args), *fragments, code=2)
+    cases = [
         ((str(plain), str(empty)), ("neither a dvfs repository nor a dvfs remote",)),
         ((str(tmp_path / "nowhere"), str(empty)), ("does not exist",)),
         (("file://" + str(plain), str(empty)), ("holds no dvfs repository",)),
         (("file://" + str(tmp_path / "gone"), str(empty)), ("does not exist",)),
         (("ftp://x/y", str(empty)), ("unsupported remote url",)),
         ((str(repo), str(empty), "--branch", "nope"), ("has no branch nope",)),
-        ((str(repo), str(empty), "--cache-size", "lots"), ("is not a size",)),
     ]
     for args, fragments in cases:
         assert_error(dvfs(tmp_path, home, "mount", *args), *fragments)
@@ -317,6 +327,42 @@ def test_umount_of_a_busy_mount_needs_force(repo: Path, tmp_path: Path) -> None:
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def test_a_stopped_daemon_is_named_by_status_and_snapshot(repo: Path, tmp_path: Path) -> None:
+    """A look into a mount whose daemon is stopped waits in the kernel for ever:
+    `dvfs status MNT` and `dvfs snapshot MNT` give up and say what to do."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
+    with mounted(str(repo), mnt, home, "--writable") as m:
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            for args in (("status", str(mnt)), ("snapshot", str(mnt), "-m", "b")):
+                r = run(tmp_path, *args, env=env, timeout=30)
+                assert_error(
+                    r, f"(pid {m.proc.pid}) does not answer", f"dvfs umount --force {mnt}", code=1
+                )
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        assert "added:    data/b.txt" in assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+    fsck_clean(repo)
+
+
+def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
+    with mounted(str(repo), mnt, home) as m:
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            assert_ok(run(tmp_path, "umount", "--force", str(mnt), env=env, timeout=60))
+            assert not in_mount_table(mnt)
+            assert m.proc.wait(timeout=30) == 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(m.proc.pid, signal.SIGCONT)
+        assert mounts_under(tmp_path, home) == []
+    fsck_clean(repo)
 
 
 def test_names_not_valid_on_linux_are_refused(repo: Path, tmp_path: Path) -> None:

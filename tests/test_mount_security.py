@@ -395,6 +395,38 @@ def test_a_working_tree_from_before_the_fix_holding_git_is_not_snapshot(wt: Work
         wt.check(wt.snapshot("hooks, not .git"))
 
 
+def test_status_of_a_kernel_working_tree_holding_reserved_names_says_snapshot_refuses(
+    tmp_path: Path,
+) -> None:
+    """The kernel's overlay cannot refuse .git or .dvfs: status listed the files in such
+    a directory as added, and every name not versionable as "kept in MNT only", as if
+    a snapshot would leave them out; snapshot refuses until they are gone."""
+    root, home, mnt = tmp_path / "repo", tmp_path / "home", tmp_path / "mnt"
+    repo = Repository.init(root)
+    write(root, "d/a", b"a\n")
+    commit(repo, "one", top="d")
+    with mounted(str(root), mnt, home, overlay="kernel"):
+        (mnt / "d" / ".git").mkdir()
+        (mnt / "d" / ".git" / "config").write_bytes(b"[core]\n")
+        (mnt / ".dvfs").mkdir()
+        os.mkfifo(mnt / "d" / "fifo")
+        (mnt / "d" / "b").write_bytes(b"b\n")
+        got = assert_ok(dvfs(root, home, "status", str(mnt), "--json")).json()
+        assert got["added"] == ["d/b"], got
+        assert got["unversionable"] == [".dvfs", "d/.git", "d/fifo"], got
+        shown = assert_ok(dvfs(root, home, "status", str(mnt))).out.splitlines()
+        fifo = shown.index("  not versionable: d/fifo")
+        assert "kept in MNT only" in shown[fifo - 1], shown
+        reserved = shown.index("  not versionable: .dvfs")
+        assert "a snapshot is refused until they are renamed" in shown[reserved - 1], shown
+        assert shown[reserved + 1] == "  not versionable: d/.git", shown
+        assert_error(dvfs(root, home, "snapshot", str(mnt), "-m", "x"), ".dvfs and 1 more")
+        shutil.rmtree(mnt / "d" / ".git")
+        (mnt / ".dvfs").rmdir()
+        assert_ok(dvfs(root, home, "snapshot", str(mnt), "-m", "b"))
+    fsck_clean(root)
+
+
 def _forge(repo: Repository, head: bytes, extra: dict[bytes, Entry]) -> bytes:
     """A version of ``head`` with root entries added, stored past the codec's checks."""
     hist, store = repo.history, repo.store

@@ -19,6 +19,7 @@ import vfs
 from tests.conftest import tmpfs
 from tests.support.cli import Repo, RepoFactory, assert_error, init_repo, run
 from tests.support.cli import make_repo_fixture as make_repo_fixture
+from tests.support.mount import mounted
 from tests.support.remote import Remote
 from tests.support.remote import dir_remote_fixture as dir_remote_fixture
 from tests.test_faults import fill
@@ -102,6 +103,28 @@ def test_data_pruned_for_a_remote_other_than_the_default_comes_back_from_it(
     repo.ok("checkout", "v2")
     assert repo.read("data.bin") == DATA[1]
     repo.ok("checkout", "main")
+    repo.fsck_clean()
+
+
+def test_a_repository_mount_reads_data_pruned_for_a_remote_other_than_the_default(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A mount's daemon asked the default remote alone for the data the local store
+    lacks: after `store prune --remote origin` while team, the default, lacks it, a
+    read of an old version failed (EIO) where `cat` gave it. origin is asked next."""
+    repo = three_pushed(make_repo, dir_remote)
+    other = make_repo("other")
+    other.write("o.bin", DATA[4])
+    other.ok("add", "o.bin")
+    other.commit("other")
+    other.ok("remote", "add", "origin", str(tmp_path / "team"))
+    other.ok("push")
+    repo.ok("remote", "add", "team", str(tmp_path / "team"), "--default")  # lacks our data
+    assert repo.json("store", "prune", "--remote", "origin", "--json")["chunks_dropped"] == 2
+    with mounted(str(repo.root), tmp_path / "mnt", tmp_path / "home", "--read-only") as m:
+        assert (m.versions / "v1" / "data.bin").read_bytes() == DATA[0]
+        assert (m.versions / "v2" / "data.bin").read_bytes() == DATA[1]
+        assert (m.versions / "v3" / "data.bin").read_bytes() == DATA[2]
     repo.fsck_clean()
 
 

@@ -161,6 +161,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         OtherSource as OtherSource,
         RemoteChunks as RemoteChunks,
         open_meta as open_meta,
+        repository_chunks as repository_chunks,
     )
     from vfs.remote.reader import Located as Located, RemoteRepo as RemoteRepo
     from vfs.ops.sync import (
@@ -299,6 +300,7 @@ PUBLIC: dict[str, str] = {
     "record_version": "vfs.repo.record",
     "release_pins": "vfs.store.pins:release",
     "remove_tree": "vfs._os.beneath",
+    "repository_chunks": "vfs.remote.read",
     "remove_record": "vfs.mount.mounts",
     "resolve_source": "vfs.mount.launch",
     "runtime_dir": "vfs.mount.mounts",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vfs.cli.output import count, echo, emit_json, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError
+from vfs.model.names import MAX_NAME, is_reserved, is_reserved_at_root
 from vfs.ops import merging
 from vfs.ops import status as ops_status
 from vfs.quoting import escape_text, shell_word
@@ -116,12 +117,25 @@ def mount_status(mountpoint: str, as_json: bool) -> None:
     else:
         echo("Nothing to snapshot, working tree clean.")
     odd = got.get("unversionable") or []
-    if odd:
+    refused = [p for p in odd if not_recordable(str(p))]
+    skipped = [p for p in odd if p not in refused]
+    if skipped:
+        echo("Not versionable (FIFOs, sockets, devices; kept in MNT only, a snapshot skips them):")
+        echo("\n".join(f"  not versionable: {quoted(p)}" for p in skipped))
+    if refused:
         echo(
-            "Not versionable (FIFOs, sockets, devices, reserved names, names longer than "
-            "255 bytes; kept in MNT only):"
+            "Not versionable (reserved names, names longer than 255 bytes; a snapshot is "
+            "refused until they are renamed or removed in MNT):"
         )
-        echo("\n".join(f"  not versionable: {quoted(p)}" for p in odd))
+        echo("\n".join(f"  not versionable: {quoted(p)}" for p in refused))
+
+
+def not_recordable(path: str) -> bool:
+    """Whether a path a mount's daemon lists as not versionable makes a snapshot fail
+    (a reserved name, a name too long) rather than be left out of it (a special file)."""
+    parent, _, name = path.rpartition("/")
+    raw = os.fsencode(name)
+    return len(raw) > MAX_NAME or (is_reserved(raw) if parent else is_reserved_at_root(raw))
 
 
 def show_status(

@@ -10,35 +10,96 @@ Whatever answers there is checked before a request is sent: the listening proces
 which the daemon checks is its own. So a ``.control`` link made by someone else
 leads nowhere: not to another user's process, not to a service's socket, not to
 another of this user's mounts.
+
+The link is read in a child process (``python -I -S``): a daemon that is stopped or
+hung leaves a reader of its mount waiting in the kernel for ever, and a child can be
+given up on after ``LOOK_WAIT`` seconds (and killed) where a thread would keep this
+process from ending. Test hook: ``DVFS_TEST_LOOK_WAIT=<seconds>`` shortens the wait.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shlex
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from vfs.errors import DvfsError, MountError, from_kind
 from vfs.model import params as version_params
-from vfs.quoting import quote_name
+from vfs.quoting import quote_name, shell_word
 from vfs.repo import audit
 
 CONTROL_LINK = ".versions/.control"
 # A snapshot hashes what changed, which may be gigabytes: wait long for the answer.
 ANSWER_WAIT = 3600.0
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# How long a look into the mount waits for its daemon: a healthy one answers at once.
+LOOK_WAIT = 10.0
+LOOK_WAIT_ENV = "DVFS_TEST_LOOK_WAIT"
+# The child that reads the link: "=" and the target, or "!" and readlink's errno.
+_READLINK = (
+    "import os, sys\n"
+    "try:\n    out = b'=' + os.readlink(os.fsencode(sys.argv[1]))\n"
+    "except OSError as exc:\n    out = b'!%d' % (exc.errno or 0)\n"
+    "sys.stdout.buffer.write(out)\n"
+)
+
+
+class DaemonSilent(MountError):
+    """A mount's daemon did not answer a look into its mount: it is stopped or hung."""
+
+
+def _readlink(link: Path, mnt: str) -> str:
+    """``os.readlink(link)``, given up on after ``LOOK_WAIT`` s (DaemonSilent)."""
+    wait = float(os.environ.get(LOOK_WAIT_ENV) or LOOK_WAIT)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _READLINK, os.fsencode(link)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a reader the daemon has not taken up ends at once; one it took
+        with contextlib.suppress(subprocess.TimeoutExpired):  # stays till the mount goes
+            proc.wait(timeout=1)
+        raise DaemonSilent(_silent(mnt, wait)) from None
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if out.startswith(b"="):
+        return os.fsdecode(out[1:])
+    code = int(out[1:]) if out[:1] == b"!" and out[1:].isdigit() else 0
+    raise OSError(code or errno.EIO, os.strerror(code or errno.EIO))
+
+
+def _silent(mnt: str, wait: float) -> str:
+    """What to say of a daemon that did not answer within ``wait`` s."""
+    from vfs.mount.mounts import enclosing, read_record  # (which import this module)
+
+    top = enclosing(mnt, at_top=True)
+    rec = read_record(top) if top is not None else None
+    pid = f" (pid {rec.pid})" if rec is not None else ""
+    where = str(top) if top is not None else os.path.abspath(mnt)
+    resume = f"`kill -CONT {rec.pid}` resumes a stopped one; " if rec is not None else ""
+    return (
+        f"the daemon of {quote_name(where)}{pid} does not answer (no reply in {wait:.0f} s: "
+        f"it is stopped or hung): {resume}`dvfs umount --force {shell_word(where)}` "
+        "unmounts it"
+    )
 
 
 def socket_of(mnt: str) -> str:
     """The control socket of the mount at ``mnt``; MountError saying why not."""
     path = Path(os.path.abspath(mnt))
     try:
-        return os.fsdecode(os.readlink(path / CONTROL_LINK))
+        return _readlink(path / CONTROL_LINK, mnt)
     except OSError as exc:
         if exc.errno == errno.ENOTCONN:
             raise MountError(

@@ -90,10 +90,10 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``10G``, ``512M``, ``1.5T`` or a plain number; MountError otherwise."""
+    """Bytes from ``10G``, ``512M``, ``1.5T`` or a plain number; UsageError otherwise."""
     m = _SIZE.match(text)
     if not m:
-        raise MountError(
+        raise UsageError(
             f"--cache-size {quote_given(text)} is not a size: use e.g. 10G, 512M or 1T"
         )
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
@@ -170,7 +170,10 @@ def claim_cache(
     ``given`` (``--cache-dir``) if it is free, else MountError; without it, the
     source's default directory or, if a daemon holds it, the next free sibling.
     A ``given`` at or below ``mountpoint`` is a UsageError, before anything is made:
-    the mount would hide it, and making it would leave the mount point not empty.
+    the mount would hide it, and making it would leave the mount point not empty. So
+    is one inside the repository served or any repository's ``.dvfs``: its ``lock``
+    would be the repository's own lock, held for the mount's life, and its files
+    would show in the working tree (``dvfs add .`` would take them).
     """
     if given is not None:
         if mountpoint is not None and _at_or_below(given, mountpoint):
@@ -178,6 +181,17 @@ def claim_cache(
                 f"the cache directory {quote_name(str(given))} is inside the mount point "
                 f"{quote_name(str(mountpoint))}, which the mount would hide: pass a "
                 "--cache-dir outside it"
+            )
+        if source.kind == "repository" and _at_or_below(given, Path(source.location)):
+            clash = f"inside the repository {quote_name(source.location)}"
+        elif DVFS_DIR in Path(os.path.realpath(given)).parts:
+            clash = f"inside a repository's {DVFS_DIR} directory"
+        else:
+            clash = None
+        if clash is not None:
+            raise UsageError(
+                f"the cache directory {quote_name(str(given))} is {clash}, whose lock and "
+                "files the mount's would mix with: pass a --cache-dir outside it"
             )
         got = claim(given)
         if isinstance(got, str):

@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vfs.errors import DvfsError, MountError
+from vfs.errors import DvfsError, MountError, UsageError
 from vfs.mount import control
 from vfs.store.durable import write_atomic
 
@@ -378,7 +378,8 @@ def _pidfd(rec: MountRecord) -> int | None:
 
 
 def stop_daemon(rec: MountRecord, wait: float) -> bool:
-    """SIGTERM the record's daemon, if it still runs; True once it is gone in ``wait`` s.
+    """SIGTERM the record's daemon, if it still runs (and SIGCONT, should it be stopped);
+    True once it is gone in ``wait`` s.
 
     Nothing is signalled unless the process is the one that wrote the record.
     """
@@ -388,6 +389,7 @@ def stop_daemon(rec: MountRecord, wait: float) -> bool:
     try:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(fd, signal.SIGTERM)
+            signal.pidfd_send_signal(fd, signal.SIGCONT)  # (a stopped one takes it then)
         return _exited(fd, rec.pid, wait)
     finally:
         os.close(fd)
@@ -478,8 +480,8 @@ def mount_path(arg: str) -> Path:
 
 
 def check_mountpoint(arg: str) -> Path:
-    """The mount point ``arg`` names (:func:`mount_path`); MountError unless it is an
-    empty directory."""
+    """The mount point ``arg`` names (:func:`mount_path`); UsageError unless it is an
+    empty directory (MountError if it is mounted already, or cannot be read)."""
     path = mount_path(arg)
     if is_mounted(path):
         rec = read_record(path)
@@ -493,13 +495,13 @@ def check_mountpoint(arg: str) -> Path:
         with os.scandir(path) as it:
             busy = next(it, None) is not None
     except FileNotFoundError:
-        raise MountError(f"{path} does not exist: create an empty directory to mount on") from None
+        raise UsageError(f"{path} does not exist: create an empty directory to mount on") from None
     except NotADirectoryError:
-        raise MountError(f"{path} is not a directory: mount on an empty directory") from None
+        raise UsageError(f"{path} is not a directory: mount on an empty directory") from None
     except OSError as exc:
         raise MountError(f"cannot use {path} as a mount point: {exc.strerror}") from None
     if busy:
-        raise MountError(f"{path} is not empty: mount on an empty directory")
+        raise UsageError(f"{path} is not empty: mount on an empty directory")
     return path
 
 
@@ -547,9 +549,13 @@ def unmount(arg: str, *, force: bool = False) -> MountRecord | None:
     if fstype == OVERLAY_TYPE and rec is not None and daemon_alive(rec):
         try:
             control.call(str(path), {"op": "unmount", "force": force}, wait=STOP_WAIT)
+            why = None
+        except control.DaemonSilent:
+            if not force:
+                raise
+            why = _release(path, lazy=True)  # (a stopped daemon can put nothing back)
         except DvfsError as exc:
             raise MountError(str(exc)) from None
-        why = None
     else:
         why = _release(path, lazy=force or fstype == OVERLAY_TYPE)
     if why is not None:

@@ -17,6 +17,10 @@ is checked.
   leaves this module. The remote is connected on first use. Its index (object id ->
   pack, offset, stored length) is merged from its index segments on first use, and
   again when a chunk is not in it (versions pushed since).
+- :func:`repository_chunks`: a repository's remotes as one :class:`RemoteChunks`, as
+  commands fetch (``vfs.remote.ondemand``): the default remote first, then, for a
+  chunk it lacks or cannot give, each other remote whose index, as last read, lists
+  it (``store prune --remote NAME`` may have dropped data only NAME holds).
 
 Threading: ``RemoteChunks.fetch`` and ``stream_run`` block (network)
 and may be called from several threads at once; the index is replaced whole under a
@@ -26,16 +30,17 @@ lock, never changed in place.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Collection, Generator, Sequence
 from pathlib import Path
 
 from vfs.backends import same_location
-from vfs.errors import ObjectCorrupt, ObjectMissing, UsageError
-from vfs.remote.config import RemoteSpec, add_remote, remotes
+from vfs.errors import ObjectCorrupt, ObjectMissing, RemoteError, UsageError
+from vfs.remote.config import RemoteSpec, add_remote, connect, default_remote, remotes
 from vfs.remote.layout import pack_key
-from vfs.remote.reader import Located, RemoteRepo
+from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids
 from vfs.repo.repository import DVFS_DIR, Repository, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.packs import PackedObject
@@ -80,13 +85,20 @@ def open_meta(path: Path, spec: RemoteSpec, remote: RemoteRepo) -> Repository:
 
 
 class RemoteChunks:
-    """Chunks of one remote, by id."""
+    """Chunks of one remote, by id; with ``also``, a chunk this remote lacks or cannot
+    give is fetched from the first other one whose ids (read on first need) list it."""
 
-    def __init__(self, opener: Callable[[], RemoteRepo]) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], RemoteRepo],
+        also: Sequence[tuple[Callable[[], Collection[bytes]], RemoteChunks]] = (),
+    ) -> None:
         self._opener = opener
         self._remote: RemoteRepo | None = None
         self._index: dict[bytes, Located] | None = None
         self._lock = threading.Lock()
+        self._also = also
+        self._listed: list[Collection[bytes]] | None = None
 
     def _open(self) -> RemoteRepo:
         """The remote, connected on first use (a repository mount may never need it)."""
@@ -114,7 +126,30 @@ class RemoteChunks:
         return hit
 
     def fetch(self, oid: bytes) -> bytes:
-        """The chunk's bytes: one ranged GET, decompressed and verified (ObjectCorrupt if not)."""
+        """The chunk's bytes: one ranged GET, decompressed and verified (ObjectCorrupt if
+        not); from another remote (``also``) if this one lacks it or fails."""
+        try:
+            return self._fetch_here(oid)
+        except (ObjectMissing, RemoteError):
+            other = self._other_for(oid)
+            if other is None:
+                raise
+            log.debug("chunk %s: from %s", oid.hex(), other._open().url)
+            return other.fetch(oid)
+
+    def _other_for(self, oid: bytes) -> RemoteChunks | None:
+        """The first remote of ``also`` whose ids list ``oid``, if any."""
+        with self._lock:
+            if self._listed is None:
+                self._listed = [ids() for ids, _ in self._also]
+            listed = self._listed
+        for ids, (_, other) in zip(listed, self._also, strict=True):
+            if oid in ids:
+                return other
+        return None
+
+    def _fetch_here(self, oid: bytes) -> bytes:
+        """The chunk's bytes from this remote alone."""
         pack_id, obj = self._locate(oid)
         payload = self._open().backend.get(pack_key(pack_id), obj.offset, obj.stored_len)
         log.debug("ranged GET of pack %s: 1 chunks, %d bytes", pack_id, len(payload))
@@ -172,3 +207,25 @@ class RemoteChunks:
                 yield good
         finally:
             pieces.close()
+
+
+def repository_chunks(repo: Repository, jobs: int) -> RemoteChunks | None:
+    """The chunks a repository's store lacks, from its remotes (see the module doc):
+    its default remote, then each other one whose cached index lists a chunk the
+    default lacks or cannot give; None if it has no default remote. Each is
+    connected on first use."""
+    name = default_remote(repo)
+    if name is None:
+        return None
+    specs = remotes(repo)
+    also = [
+        (functools.partial(cached_remote_ids, repo, [n]), RemoteChunks(_connector(spec, jobs)))
+        for n, spec in specs.items()
+        if n != name
+    ]
+    return RemoteChunks(_connector(specs[name], jobs), also)
+
+
+def _connector(spec: RemoteSpec, jobs: int) -> Callable[[], RemoteRepo]:
+    """What connects to the remote ``spec`` when first called."""
+    return lambda: RemoteRepo(connect(spec, jobs), None)
