@@ -80,10 +80,13 @@ LOCAL_PLACE = ".dvfs/config"
 
 
 def _shared_specs(root: Path, team: SharedConfig) -> dict[str, RemoteSpec]:
-    """The remotes of a dvfs.toml; relative directory paths are taken from ``root``."""
+    """The remotes of a dvfs.toml; relative directory paths are taken from ``root``,
+    and one starting with ``~`` from a home directory, as :func:`parse_url` takes it."""
     out = {}
     for name, rec in team.remotes.items():
         url = rec["url"]
+        if "://" not in url:
+            url = os.path.expanduser(url)  # (as parse_url reads it: ~ is a home)
         if "://" not in url and not os.path.isabs(url):
             url = os.path.normpath(root / url)
         out[name] = RemoteSpec(name, url, *(rec.get(k) for k in REMOTE_KEYS[1:]))
@@ -250,9 +253,10 @@ def add_remote(
     check_ref_name(spec.name, "remote")
     parse_url(spec.url)
     if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
-        path = os.path.abspath(spec.url)
+        given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
+        path = os.path.abspath(given)
         refuse_inside(repo.root, replace(spec, url=path))
-        if shared and not os.path.isabs(spec.url):
+        if shared and not os.path.isabs(given):
             path = os.path.relpath(path, repo.root)
         spec = replace(spec, url=path)
     else:
