@@ -62,6 +62,7 @@ from vfs.remote.config import (
     connect,
     default_remote,
     get_remote,
+    note_location,
     remotes,
     tracking_branches,
 )
@@ -515,6 +516,7 @@ def fetch_locked(
     their keys are gone), with ``look_gone`` or ``prune``; ``prune`` deletes them
     here, as git's ``fetch --prune`` does.
     """
+    note_location(repo, spec)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
     seen, gone = _had_versions(repo, spec) if known else ([], "")
     remote.check_format(
