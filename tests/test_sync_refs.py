@@ -936,3 +936,24 @@ def test_a_remote_whose_url_changed_takes_none_of_the_old_urls_copies(
     assert "main: v1" in a.ok("push").out
     assert (tmp_path / "B" / "refs" / "heads" / "main").is_file()
     a.fsck_clean()
+
+
+def test_a_first_push_makes_no_remote_among_someone_elses_files(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote URL naming a folder of files (a home directory, a typo) had the first
+    push write format, packs, index and refs among them; now it is refused, and the
+    remote is made in a new or empty directory only."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "notes.txt").write_text("mine\n")
+    a.ok("remote", "add", "o", str(docs))
+    a.fail("push", code=2, fragments=("holds files and no dvfs repository", "dvfs remote remove o"))
+    assert sorted(p.name for p in docs.iterdir()) == ["sub"]
+    (tmp_path / "empty").mkdir()
+    a.ok("remote", "add", "e", str(tmp_path / "empty"))
+    assert "main: v1" in a.ok("push", "--remote", "e").out
+    assert "already up to date" in a.ok("push", "--remote", "e").out
+    a.fsck_clean()

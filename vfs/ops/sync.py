@@ -172,7 +172,13 @@ def push(
         if seen:
             remote.check_format(repo, empty=f"{remote.url} holds no dvfs repository, {gone}")
         else:
-            remote.ensure_format(repo)
+            remote.ensure_format(
+                repo,
+                foreign=f"{quote_name(remote.url)} holds files and no dvfs repository: nothing "
+                "was pushed there; name a new or empty directory or prefix for the remote "
+                f"(`dvfs remote remove {shlex.quote(spec.name)}`, then `dvfs remote add "
+                f"{shlex.quote(spec.name)} URL`)",
+            )
         plan: list[tuple[str, bytes, bytes | None, str | None]] = []
         for b in branches:
             tip = local.get(b)
