@@ -7,6 +7,7 @@ both print the same report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import sys
@@ -359,7 +360,8 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     if names is not None:
         from vfs.remote.config import remotes  # (15 ms: only with copies of remote branches)
 
-        remotes(repo)  # (copies kept from where a remote no longer is are dropped first)
+        with contextlib.suppress(DvfsError):  # (the commands that use remotes say why)
+            remotes(repo)  # (copies kept from where a remote no longer is are dropped first)
         pairs = [
             (r, repo.refs.get(f"refs/remotes/{r}/{st.branch}"))
             for r in sorted(names)
