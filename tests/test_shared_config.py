@@ -280,6 +280,17 @@ def test_a_quoted_tilde_in_a_directory_remote_is_the_home(
     repo.fsck_clean()
 
 
+def test_an_endpoint_without_its_scheme_is_refused_when_added(repo: Repo) -> None:
+    # `--endpoint-url minio:9000` was recorded, and every fetch or push then failed
+    # with "Invalid endpoint" and no word of what to change
+    for bad in ("minio:9000", "notaurl", "ftp://minio:9000", "http://"):
+        repo.fail("remote", "add", "o", "s3://bucket/p", "--endpoint-url", bad, code=2,
+                  fragments=("bad endpoint URL", "http://host:port"))  # fmt: skip
+    assert repo.json("remote", "list", "--json") == []
+    repo.ok("remote", "add", "o", "s3://bucket/p", "--endpoint-url", "http://minio:9000")
+    repo.fsck_clean()
+
+
 def test_a_bad_dvfs_toml_stops_remote_commands_only(repo: Repo) -> None:
     repo.write("data/a", "a")
     repo.ok("add", "data")

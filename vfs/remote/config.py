@@ -32,6 +32,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vfs.backends import (
     Backend,
@@ -282,6 +283,12 @@ def add_remote(
         refuse_inside(repo.root, spec)
     if spec.endpoint_url is not None:
         refuse_credentials(spec.endpoint_url, "the endpoint URL")
+        parts = urlsplit(spec.endpoint_url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise UsageError(  # (S3 clients refuse one without; a fetch said it only then)
+                f"bad endpoint URL {quote_given(spec.endpoint_url)}: write it with its "
+                "scheme, as http://host:port or https://host; nothing was added"
+            )
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})
