@@ -957,3 +957,22 @@ def test_a_first_push_makes_no_remote_among_someone_elses_files(
     assert "main: v1" in a.ok("push", "--remote", "e").out
     assert "already up to date" in a.ok("push", "--remote", "e").out
     a.fsck_clean()
+
+
+def test_a_relative_directory_in_dvfs_config_is_taken_from_the_root(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote URL written by hand in .dvfs/config as ../store was taken from the
+    current directory: a push from d/ made a second remote at d/../store, inside the
+    repository. It is taken from the root, as a relative one in dvfs.toml is."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    cfg = a.root / ".dvfs" / "config"
+    data = json.loads(cfg.read_text()) if cfg.exists() else {}
+    data["remotes"] = {"origin": {"url": "../store"}}
+    cfg.write_text(json.dumps(data))
+    assert "main: v1" in assert_ok(run(a.root / "d", "push")).out
+    assert (tmp_path / "store" / "refs" / "heads" / "main").is_file()
+    assert sorted(p.name for p in (a.root / "d").iterdir()) == ["x"]
+    assert a.json("remote", "list", "--json")[0]["url"] == str(tmp_path / "store")
+    a.fsck_clean()

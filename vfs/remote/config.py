@@ -146,7 +146,11 @@ def _configured(repo: Repository) -> dict[str, RemoteSpec]:
                     f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
                     "text: fix it, or remove and add the remote again"
                 )
-            out[name] = RemoteSpec(name, rec["url"], *extra)
+            url = rec["url"]
+            if "://" not in url:  # (written by hand: relative to the root, as dvfs.toml's)
+                url = os.path.expanduser(url)
+                url = url if os.path.isabs(url) else os.path.normpath(repo.root / url)
+            out[name] = RemoteSpec(name, url, *extra)
     return out
 
 
