@@ -42,7 +42,7 @@ from vfs.backends import (
     redact_url,
     refuse_credentials,
 )
-from vfs.errors import FormatError, RefConflict, UsageError
+from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.repo.gitlink import SHARED_FILE, in_git
@@ -418,7 +418,12 @@ def note_location(repo: Repository, spec: RemoteSpec) -> None:
     its index segments, its audit chain's end) comes from where ``spec`` names; called
     by a push or fetch before it keeps any. What was kept from another location under
     that name goes first (:func:`forget_moved`). Nothing is written through a link."""
-    forget_moved(repo, {spec.name: spec})
+    try:
+        known = remotes(repo)  # (with its own: team/a's branches are not team's)
+    except DvfsError:
+        known = {}
+    if known.get(spec.name) != spec:  # (a URL read in place, a clone's URL as given)
+        forget_moved(repo, {spec.name: spec})
     kept = kept_dir(repo, spec.name)
     if kept is None or _recorded_location(repo, spec.name) == location(spec):
         return
