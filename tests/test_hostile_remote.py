@@ -41,7 +41,7 @@ from vfs.remote.config import RemoteSpec, connect
 from vfs.remote.layout import audit_key
 from vfs.remote.manifests import encode_manifest, shunned
 from vfs.remote.reader import RemoteRepo
-from vfs.repo.repository import Repository
+from vfs.repo.repository import Repository, format_record
 
 
 def good_v1(forge: Forge) -> bytes:
@@ -468,6 +468,9 @@ def test_a_directory_remote_with_linked_folders_gets_no_write_outside(
     a.ok("add", "d")
     a.commit("one")
     a.ok("remote", "add", "origin", remote.as_uri())
+    # (a remote made by a dvfs: a folder with no format record is never made one)
+    params = Repository(a.root).chunker.params
+    (remote / "format").write_text(format_record(params))
     a.fail("push", fragments=("packs", "is a symbolic link"))
     assert list(outside.iterdir()) == []
     assert not (remote / "refs" / "heads").exists()  # no ref moved

@@ -24,6 +24,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    commit_files,
     fsck_clean,
     git,
     make_repo_fixture,  # noqa: F401  (a fixture)
@@ -250,6 +251,43 @@ def test_outside_git_remotes_stay_local(repo: Repo, tmp_path: Path) -> None:
     repo.ok("remote", "add", "team", "s3://bucket/x", "--shared")
     assert shared_file(repo)["remotes"] == {"team": {"url": "s3://bucket/x"}}
     assert json.loads((repo.root / ".dvfs" / "config").read_text())["default_remote"] == "origin"
+    repo.fsck_clean()
+
+
+def test_a_quoted_tilde_in_a_directory_remote_is_the_home(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    # `remote add bk '~/bk'` was recorded as <cwd>/~/bk (a directory named ~ made
+    # beside the repository by the first push), while the URL read elsewhere took ~
+    # as the home: both now take it as the home, as a shell would have expanded it
+    home = tmp_path / "home"
+    home.mkdir()
+    repo = make_repo(git_repo=True)
+    commit_files(repo, {"d/x": b"1"}, "one")
+    env = {"HOME": str(home)}
+    repo.ok("remote", "add", "bk", "~/bk", "--local", env=env)
+    repo.ok("remote", "add", "team", "~/team", "--shared", env=env)
+    assert shared_file(repo)["remotes"] == {"team": {"url": str(home / "team")}}
+    listed = {r["name"]: r["url"] for r in repo.json("remote", "list", "--json")}
+    assert listed == {"bk": str(home / "bk"), "team": str(home / "team")}
+    repo.ok("push", "--remote", "bk", env=env)
+    assert (home / "bk" / "refs" / "heads" / "main").is_file()
+    assert not (repo.root.parent / "~").exists() and not (repo.root / "~").exists()
+    # a dvfs.toml written by hand with ~ means the home too, not <root>/~
+    (repo.root / "dvfs.toml").write_text('[remotes.team]\nurl = "~/team"\n')
+    repo.ok("push", "--remote", "team", env=env)
+    assert (home / "team" / "refs" / "heads" / "main").is_file()
+    repo.fsck_clean()
+
+
+def test_an_endpoint_without_its_scheme_is_refused_when_added(repo: Repo) -> None:
+    # `--endpoint-url minio:9000` was recorded, and every fetch or push then failed
+    # with "Invalid endpoint" and no word of what to change
+    for bad in ("minio:9000", "notaurl", "ftp://minio:9000", "http://"):
+        repo.fail("remote", "add", "o", "s3://bucket/p", "--endpoint-url", bad, code=2,
+                  fragments=("bad endpoint URL", "http://host:port"))  # fmt: skip
+    assert repo.json("remote", "list", "--json") == []
+    repo.ok("remote", "add", "o", "s3://bucket/p", "--endpoint-url", "http://minio:9000")
     repo.fsck_clean()
 
 

@@ -885,3 +885,94 @@ def test_a_pull_into_a_new_repository_of_a_remote_without_its_branch_says_what_t
     assert b.read("d/x") == b"1"
     assert "data is up to date" in b.ok("pull").out
     b.fsck_clean()
+
+
+def test_removing_a_local_override_drops_what_was_kept_from_its_url(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """origin was this clone's own at A, pushed to; dvfs.toml names origin at B.
+    `remote remove origin --local` left origin/main and A's audit chain end here, taken
+    then for B's: status said "Up to date with origin/main", a push to B was refused as
+    a remote gone missing. Now they go, said as a warning, and B starts afresh."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "A"), "--local")
+    a.ok("push")
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "B"}"\n')
+    r = a.ok("remote", "remove", "origin", "--local")
+    assert "what this clone kept of it from" in r.err and str(tmp_path / "A") in r.err
+    assert a.json("branch", "-r", "--json") == []
+    assert not (a.root / ".dvfs" / "remotes" / "origin").exists()
+    assert "origin/main" not in a.ok("status").out
+    assert "main: v1" in a.ok("push").out
+    assert [e["seq"] for e in a.json("audit", "--remote", "origin", "--json")] == [1]
+    assert "Up to date with origin/main." in a.ok("status").out
+    a.fsck_clean()
+
+
+def test_a_remote_whose_url_changed_takes_none_of_the_old_urls_copies(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A URL edited in dvfs.toml, or a local override added over it: the copies and
+    the cached index kept from the old URL are not the new one's, and go; going back
+    to the old URL, a fetch brings its own again."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "A"))
+    a.ok("push")
+    a.ok("fetch")
+    kept = a.root / ".dvfs" / "remotes" / "origin"
+    assert (kept / "index").is_dir()
+    shared = (a.root / "dvfs.toml").read_text()
+    (a.root / "dvfs.toml").write_text(shared.replace(str(tmp_path / "A"), str(tmp_path / "C")))
+    r = a.ok("status")
+    assert "origin/main" not in r.out and "was dropped" in r.err
+    assert not kept.exists() and a.json("branch", "-r", "--json") == []
+    (a.root / "dvfs.toml").write_text(shared)
+    a.ok("fetch")
+    assert [r["name"] for r in a.json("branch", "-r", "--json")] == ["origin/main"]
+    r = a.ok("remote", "add", "origin", str(tmp_path / "B"), "--local")
+    assert "was dropped" in r.err and a.json("branch", "-r", "--json") == []
+    assert "main: v1" in a.ok("push").out
+    assert (tmp_path / "B" / "refs" / "heads" / "main").is_file()
+    a.fsck_clean()
+
+
+def test_a_first_push_makes_no_remote_among_someone_elses_files(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote URL naming a folder of files (a home directory, a typo) had the first
+    push write format, packs, index and refs among them; now it is refused, and the
+    remote is made in a new or empty directory only."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "notes.txt").write_text("mine\n")
+    a.ok("remote", "add", "o", str(docs))
+    a.fail("push", code=2, fragments=("holds files and no dvfs repository", "dvfs remote remove o"))
+    assert sorted(p.name for p in docs.iterdir()) == ["sub"]
+    (tmp_path / "empty").mkdir()
+    a.ok("remote", "add", "e", str(tmp_path / "empty"))
+    assert "main: v1" in a.ok("push", "--remote", "e").out
+    assert "already up to date" in a.ok("push", "--remote", "e").out
+    a.fsck_clean()
+
+
+def test_a_relative_directory_in_dvfs_config_is_taken_from_the_root(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A remote URL written by hand in .dvfs/config as ../store was taken from the
+    current directory: a push from d/ made a second remote at d/../store, inside the
+    repository. It is taken from the root, as a relative one in dvfs.toml is."""
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"1"}, "one")
+    cfg = a.root / ".dvfs" / "config"
+    data = json.loads(cfg.read_text()) if cfg.exists() else {}
+    data["remotes"] = {"origin": {"url": "../store"}}
+    cfg.write_text(json.dumps(data))
+    assert "main: v1" in assert_ok(run(a.root / "d", "push")).out
+    assert (tmp_path / "store" / "refs" / "heads" / "main").is_file()
+    assert sorted(p.name for p in (a.root / "d").iterdir()) == ["x"]
+    assert a.json("remote", "list", "--json")[0]["url"] == str(tmp_path / "store")
+    a.fsck_clean()

@@ -7,6 +7,7 @@ both print the same report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import sys
@@ -359,7 +360,8 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
     (by a push, pull or fetch: no remote is asked).
 
     Only configured remotes count: a remote renamed in a dvfs.toml that came from git
-    leaves this clone's copies under the old name, which no command takes any more.
+    leaves this clone's copies under the old name, which no command takes any more;
+    and the copies of a remote whose URL changed since are not its (they are dropped).
     Where the remote settings do not read, every copy is shown (the commands that
     use remotes say what is wrong with them)."""
     if st.detached or st.head is None:
@@ -370,6 +372,10 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
         return []
     names = configured_remotes(repo)
     if names is not None:
+        from vfs.remote.config import remotes  # (15 ms: only with copies of remote branches)
+
+        with contextlib.suppress(DvfsError):  # (the commands that use remotes say why)
+            remotes(repo)  # (copies kept from where a remote no longer is are dropped first)
         pairs = [
             (r, repo.refs.get(f"refs/remotes/{r}/{st.branch}"))
             for r in sorted(names)

@@ -62,6 +62,7 @@ from vfs.remote.config import (
     connect,
     default_remote,
     get_remote,
+    note_location,
     remotes,
     tracking_branches,
 )
@@ -172,7 +173,13 @@ def push(
         if seen:
             remote.check_format(repo, empty=f"{remote.url} holds no dvfs repository, {gone}")
         else:
-            remote.ensure_format(repo)
+            remote.ensure_format(
+                repo,
+                foreign=f"{quote_name(remote.url)} holds files and no dvfs repository: nothing "
+                "was pushed there; name a new or empty directory or prefix for the remote "
+                f"(`dvfs remote remove {shlex.quote(spec.name)}`, then `dvfs remote add "
+                f"{shlex.quote(spec.name)} URL`)",
+            )
         plan: list[tuple[str, bytes, bytes | None, str | None]] = []
         for b in branches:
             tip = local.get(b)
@@ -516,6 +523,7 @@ def fetch_locked(
     their keys are gone), with ``look_gone`` or ``prune``; ``prune`` deletes them
     here, as git's ``fetch --prune`` does.
     """
+    note_location(repo, spec)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
     seen, gone = _had_versions(repo, spec) if known else ([], "")
     remote.check_format(

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vfs._os.beneath import open_dir, remove_tree
 from vfs.backends import (
@@ -40,7 +42,7 @@ from vfs.backends import (
     redact_url,
     refuse_credentials,
 )
-from vfs.errors import FormatError, UsageError
+from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.repo.gitlink import SHARED_FILE, in_git
@@ -49,6 +51,7 @@ from vfs.repo.repository import Repository
 from vfs.repo.shared import REMOTE_KEYS, SharedConfig
 from vfs.repo.shared import load as load_shared
 from vfs.repo.shared import save as save_shared
+from vfs.store.durable import write_atomic_at
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,13 @@ LOCAL_PLACE = ".dvfs/config"
 
 
 def _shared_specs(root: Path, team: SharedConfig) -> dict[str, RemoteSpec]:
-    """The remotes of a dvfs.toml; relative directory paths are taken from ``root``."""
+    """The remotes of a dvfs.toml; relative directory paths are taken from ``root``,
+    and one starting with ``~`` from a home directory, as :func:`parse_url` takes it."""
     out = {}
     for name, rec in team.remotes.items():
         url = rec["url"]
+        if "://" not in url:
+            url = os.path.expanduser(url)  # (as parse_url reads it: ~ is a home)
         if "://" not in url and not os.path.isabs(url):
             url = os.path.normpath(root / url)
         out[name] = RemoteSpec(name, url, *(rec.get(k) for k in REMOTE_KEYS[1:]))
@@ -116,7 +122,18 @@ def shared_remote(root: Path, name: str | None) -> RemoteSpec:
 
 
 def remotes(repo: Repository) -> dict[str, RemoteSpec]:
-    """Every configured remote by name: dvfs.toml's, then .dvfs/config's (which win)."""
+    """Every configured remote by name: dvfs.toml's, then .dvfs/config's (which win).
+
+    What this clone kept of a remote whose URL is no longer the one it came from (its
+    settings edited, a local override removed, dvfs.toml changed by a `git pull`) is
+    dropped first (:func:`forget_moved`): it is not the new location's."""
+    out = _configured(repo)
+    forget_moved(repo, out)
+    return out
+
+
+def _configured(repo: Repository) -> dict[str, RemoteSpec]:
+    """:func:`remotes`, as the settings name them."""
     out = _shared_specs(repo.root, load_shared(repo.root))
     table = repo.config().get("remotes") or {}
     if not isinstance(table, dict):
@@ -137,7 +154,11 @@ def remotes(repo: Repository) -> dict[str, RemoteSpec]:
                 f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
                 "text: fix it, or remove and add the remote again"
             )
-        out[name] = RemoteSpec(name, rec["url"], *extra)
+        url = rec["url"]
+        if "://" not in url:  # (written by hand: relative to the root, as dvfs.toml's)
+            url = os.path.expanduser(url)
+            url = url if os.path.isabs(url) else os.path.normpath(repo.root / url)
+        out[name] = RemoteSpec(name, url, *extra)
     return out
 
 
@@ -149,7 +170,12 @@ def tracking_branches(repo: Repository, name: str) -> dict[str, bytes]:
     ``team`` in dvfs.toml can still meet, and then removing or pruning ``team`` must
     leave ``team/a``'s branches alone.
     """
-    inner = [f"{o.removeprefix(name + '/')}/" for o in remotes(repo) if o.startswith(f"{name}/")]
+    return _tracking(repo, name, remotes(repo))
+
+
+def _tracking(repo: Repository, name: str, known: Iterable[str]) -> dict[str, bytes]:
+    """:func:`tracking_branches`, the configured remotes being ``known``."""
+    inner = [f"{o.removeprefix(name + '/')}/" for o in known if o.startswith(f"{name}/")]
     out = {}
     for branch in repo.refs.names(f"remotes/{name}"):
         if any(branch.startswith(p) for p in inner):
@@ -216,6 +242,7 @@ def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
         have = ", ".join(sorted(known)) or "none"
         raise UsageError(f"unknown remote {quote_given(name)} (remotes: {have}): `dvfs remote add`")
     refuse_inside(repo.root, spec)
+    note_location(repo, spec)
     return spec
 
 
@@ -258,15 +285,22 @@ def add_remote(
     check_ref_name(spec.name, "remote")
     parse_url(spec.url)
     if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
-        path = os.path.abspath(spec.url)
+        given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
+        path = os.path.abspath(given)
         refuse_inside(repo.root, replace(spec, url=path))
-        if shared and not os.path.isabs(spec.url):
+        if shared and not os.path.isabs(given):
             path = os.path.relpath(path, repo.root)
         spec = replace(spec, url=path)
     else:
         refuse_inside(repo.root, spec)
     if spec.endpoint_url is not None:
         refuse_credentials(spec.endpoint_url, "the endpoint URL")
+        parts = urlsplit(spec.endpoint_url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise UsageError(  # (S3 clients refuse one without; a fetch said it only then)
+                f"bad endpoint URL {quote_given(spec.endpoint_url)}: write it with its "
+                "scheme, as http://host:port or https://host; nothing was added"
+            )
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})
@@ -296,11 +330,12 @@ def add_remote(
             if make_default or team.default_remote is None:
                 team.default_remote = spec.name
             save_shared(repo.root, team)
-            return
-        table[spec.name] = spec.record()
-        if make_default or "default_remote" not in cfg:
-            cfg["default_remote"] = spec.name
-        repo.save_config(cfg)
+        else:
+            table[spec.name] = spec.record()
+            if make_default or "default_remote" not in cfg:
+                cfg["default_remote"] = spec.name
+            repo.save_config(cfg)
+        remotes(repo)  # (a local one over a shared one elsewhere: what was kept of it goes)
 
 
 def kept_dir(repo: Repository, name: str) -> Path | None:
@@ -323,6 +358,90 @@ def chain_head(repo: Repository, name: str) -> Path | None:
     return None if kept is None else kept / REMOTE_HEAD
 
 
+LOCATION = "location"  # in .dvfs/remotes/<name>/: where what this clone kept came from
+
+
+def location(spec: RemoteSpec) -> str:
+    """One line naming where remote ``spec``'s data is, however its URL is spelled:
+    ``file:///abs/path``, or ``s3://bucket/prefix`` and the endpoint, if any."""
+    try:
+        where = parse_url(spec.url)
+    except UsageError:
+        return spec.url
+    if where.path is not None:
+        return f"file://{os.path.abspath(where.path)}"
+    at = f" {spec.endpoint_url}" if spec.endpoint_url else ""
+    return f"s3://{where.bucket}/{where.prefix}{at}"
+
+
+def _recorded_location(repo: Repository, name: str) -> str | None:
+    """The location this clone's copies of remote ``name`` came from, as recorded
+    (:func:`note_location`); None if none is (kept by an older dvfs, or nothing kept),
+    or if what is there is no small regular file (never read through a link)."""
+    kept = kept_dir(repo, name)
+    if kept is None:
+        return None
+    try:
+        fd = os.open(kept / LOCATION, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, 64 * 1024).decode(errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
+    """Drop what this clone kept of each remote of ``known`` whose location is not the
+    one it was kept from: its copies of the remote's branches (``NAME/BRANCH``), its
+    cached index segments (which fsck counts as data the remote holds) and where its
+    audit chain was seen to end. They are the old location's, and would be taken for
+    the new one's (status comparing with them, a push refused for a remote "missing",
+    fsck counting chunks as held there); a fetch reads the new one's. Returns the
+    names of the remotes so dropped; each is said as a warning (``Refs.warn``)."""
+    dropped = []
+    for name, spec in known.items():
+        was = _recorded_location(repo, name)
+        if was is None or was == location(spec):
+            continue
+        for branch, oid in _tracking(repo, name, known).items():
+            with contextlib.suppress(RefConflict):  # (moved meanwhile: a fetch of it)
+                repo.refs.update(f"refs/remotes/{name}/{branch}", None, oid)
+        _forget_kept(repo, name)
+        dropped.append(name)
+        repo.refs.warn(
+            f"remote {quote_name(name)} is now {quote_name(redact_url(spec.url))}: what this "
+            f"clone kept of it from {quote_name(redact_url(was))} (its copies of the "
+            f"remote's branches) was dropped; `dvfs fetch --remote {name}` reads the new one's"
+        )
+    return dropped
+
+
+def note_location(repo: Repository, spec: RemoteSpec) -> None:
+    """Record that what this clone keeps of remote ``spec`` (copies of its branches,
+    its index segments, its audit chain's end) comes from where ``spec`` names; called
+    by a push or fetch before it keeps any. What was kept from another location under
+    that name goes first (:func:`forget_moved`). Nothing is written through a link."""
+    try:
+        known = remotes(repo)  # (with its own: team/a's branches are not team's)
+    except DvfsError:
+        known = {}
+    if known.get(spec.name) != spec:  # (a URL read in place, a clone's URL as given)
+        forget_moved(repo, {spec.name: spec})
+    if kept_dir(repo, spec.name) is None or _recorded_location(repo, spec.name) == location(spec):
+        return
+    with contextlib.suppress(OSError):  # (a read-only .dvfs: nothing recorded, as before)
+        fd = open_dir(repo.dir, f"remotes/{spec.name}", make=True)  # (never through a link)
+        try:
+            write_atomic_at(fd, LOCATION, (location(spec) + "\n").encode(), sync=False)
+        finally:
+            os.close(fd)
+
+
 def _forget_kept(repo: Repository, name: str) -> None:
     """Delete what this clone kept of remote ``name`` in ``.dvfs/remotes/NAME/``: its
     cached index segments, which fsck counts as data a remote holds, and where its
@@ -335,7 +454,7 @@ def _forget_kept(repo: Repository, name: str) -> None:
         return
     try:
         remove_tree(fd, "index")
-        for leaf in (REMOTE_HEAD, VERIFIED):
+        for leaf in (REMOTE_HEAD, VERIFIED, LOCATION):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(leaf, dir_fd=fd)
     finally:
@@ -356,7 +475,7 @@ def _move_kept(repo: Repository, old: str, new: str) -> None:
     except OSError:
         return
     try:
-        leaves = [n for n in ("index", REMOTE_HEAD, VERIFIED) if _present(src, n)]
+        leaves = [n for n in ("index", REMOTE_HEAD, VERIFIED, LOCATION) if _present(src, n)]
         if not leaves:
             return
         try:
@@ -392,7 +511,7 @@ def _kept(repo: Repository, name: str) -> bool:
     """Whether this clone holds something of remote ``name`` that :func:`_forget_kept`
     deletes."""
     kept = repo.dir / "remotes" / name
-    return any(os.path.lexists(kept / leaf) for leaf in ("index", REMOTE_HEAD, VERIFIED))
+    return any(os.path.lexists(kept / leaf) for leaf in ("index", REMOTE_HEAD, VERIFIED, LOCATION))
 
 
 def remove_remote(

@@ -214,9 +214,15 @@ class RemoteRepo:
                 break
             return None
 
-    def ensure_format(self, repo: Repository) -> None:
-        """Create the remote's format record, or check that it matches ours."""
+    def ensure_format(self, repo: Repository, *, foreign: str) -> None:
+        """Create the remote's format record, or check that it matches ours.
+
+        A remote with no format record that holds other keys already (a URL naming a
+        folder of someone's files: a home directory, a bucket's data) is not made
+        there: UsageError ``foreign``, and nothing is written among those files."""
         mine = format_record(repo.chunker.params)
+        if self.read_format() is None and next(iter(self.backend.list("")), None) is not None:
+            raise UsageError(foreign)
         try:
             self.backend.put_conditional(FORMAT_KEY, mine.encode(), if_none_match=True)
             return
