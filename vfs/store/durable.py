@@ -117,21 +117,26 @@ def write_beside(path: Path, data: bytes, *, sync: bool = True, mode: int = 0o64
     """
     tmp = tmp_name(path)
     try:
-        fd = os.open(tmp, _CREATE_NEW, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fill(os.open(tmp, _CREATE_NEW, mode), data, sync)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise storage_error(exc, str(path)) from exc
     return tmp
+
+
+def _fill(fd: int, data: bytes, sync: bool) -> None:
+    """Write all of ``data`` to the new file open at ``fd`` (fsynced if ``sync``), and
+    close it."""
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def put_in_place(tmp: Path, path: Path, *, sync: bool = True) -> None:
@@ -155,16 +160,7 @@ def write_atomic_at(
     that a link swapped in above it meanwhile leads nothing elsewhere."""
     tmp = os.fsdecode(tmp_leaf(os.fsencode(name)))
     try:
-        fd = os.open(tmp, _CREATE_NEW, mode, dir_fd=dir_fd)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fill(os.open(tmp, _CREATE_NEW, mode, dir_fd=dir_fd), data, sync)
         os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
