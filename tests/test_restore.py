@@ -415,3 +415,22 @@ def test_paths_unstaged_with_their_files_kept_are_listed_as_untracked(repo: Repo
     (repo.root / "top.txt").unlink()
     assert repo.status()["untracked"] == ["d/a.txt", "d/e/b.txt"]
     repo.fsck_clean()
+
+
+def test_an_index_that_is_a_directory_is_rebuilt_as_its_message_says(repo: Repo) -> None:
+    """A directory where the staging index goes is damage whose message says to run
+    `dvfs restore --staged .`; that command then failed with "Is a directory" (the new
+    index cannot be renamed over a directory). The directory is now set aside as
+    index.not-a-file and the index rebuilt."""
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    index = repo.root / ".dvfs" / "index"
+    index.unlink()
+    index.mkdir()
+    repo.fail("status", fragments=("is damaged (not a regular file)", "restore --staged ."))
+    repo.ok("restore", "--staged", ".")
+    assert index.is_file() and (repo.root / ".dvfs" / "index.not-a-file").is_dir()
+    st = repo.status()
+    assert (st["staged"], st["modified"], st["untracked"]) == ([], [], [])
+    repo.fsck_clean()

@@ -1048,6 +1048,8 @@ class Index:
             ids["removed_absent"] = sorted(self.removed_absent)
         if (trees := self.trees()) and not self._exposed:
             ids["trees"] = [[d, *trees[d]] for d in sorted(trees)]
+        if self.damaged is not None:
+            _set_aside(self.path)
         write_atomic(self.path, _file(body, now, ids))
         if self._entries is None:  # (records may be changed through ``entries`` unseen)
             self._loaded = body
@@ -1231,3 +1233,14 @@ def _col_fresh(cols: _Columns, i: int, st: os.stat_result, limit: int) -> bool:
         and ((m := st.st_mode & PERM_BITS) == cols.mode[i] or m == cols.mode[i] & _KEEP)
         and cols.mtime[i] < limit
     )
+
+
+def _set_aside(path: Path) -> None:
+    """Rename a directory found where a rebuilt index goes (a file is replaced by the
+    write, a link too) to ``index.not-a-file``, which nothing reads: the rename of the
+    new index over a directory would fail."""
+    try:
+        if statmod.S_ISDIR(os.lstat(path).st_mode):
+            os.replace(path, path.with_name(f"{path.name}.not-a-file"))
+    except OSError:
+        pass  # (the write that follows says what stands in its way)
