@@ -527,6 +527,9 @@ def test_a_remote_renamed_keeps_its_branches_default_and_audit_check(
 
     b.fail("remote", "rename", "nope", "x", fragments=("unknown remote nope",))
     b.fail("remote", "rename", "origin", "team", fragments=("remote team already exists",))
+    b.fail(
+        "remote", "rename", "origin", "origin", fragments=("remote origin already has that name",)
+    )
     b.fail("remote", "rename", "origin", "team/a", fragments=("would share refs/remotes/team/",))
     b.fail("remote", "rename", "origin", "../x", fragments=("not a valid remote name",))
     b.ok("branch", "mine/x")

@@ -602,6 +602,8 @@ def rename_remote(repo: Repository, old: str, new: str) -> list[str]:
         if old not in known:
             have = ", ".join(sorted(known)) or "none"
             raise UsageError(f"unknown remote {quote_given(old)} (remotes: {have})")
+        if new == old:
+            raise UsageError(f"remote {old} already has that name: nothing was renamed")
         if new in known:
             raise UsageError(f"remote {new} already exists: choose another name")
         if (under := _refs_under(repo, new)) is not None:
