@@ -587,9 +587,7 @@ def merge_small_packs(repo: Repository, at: int = AUTO_MERGE_AT) -> int:
     objects (as gc); otherwise, and on any failure, nothing is merged (0): what grew
     the store has succeeded, and the next one tries again.
     """
-    root = repo.store.root
-    if len(small_packs(root)) < at:
-        return 0
+    root = repo.store.root  # (counted under the lock: the caller's count was a guess)
     try:
         with repo.locked(wait=0):
             if any(p.writing for p in live_pins(repo.dir, clean=False)):
