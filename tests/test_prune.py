@@ -81,13 +81,11 @@ def test_prune_never_drops_data_the_remote_lacks(
     repo.fsck_clean()
 
 
-def test_data_pruned_for_a_remote_other_than_the_default_comes_back_from_it(
+def with_a_default_lacking_the_data(
     make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
-) -> None:
-    """`store prune --remote backup` while origin, the default, lacks the data: `cat`
-    and `checkout` of an old version asked origin alone and failed ("which failed",
-    or "neither in the local store nor on remote origin"), while fsck said commands
-    fetch the data when needed. The remote the default lacks it on is asked next."""
+) -> Repo:
+    """Three versions pushed to origin, then remote team (another repository's, which
+    lacks their data) added as the default."""
     repo = three_pushed(make_repo, dir_remote)
     other = make_repo("other")
     other.write("o.bin", DATA[4])
@@ -95,7 +93,18 @@ def test_data_pruned_for_a_remote_other_than_the_default_comes_back_from_it(
     other.commit("other")
     other.ok("remote", "add", "origin", str(tmp_path / "team"))
     other.ok("push")
-    repo.ok("remote", "add", "team", str(tmp_path / "team"), "--default")  # lacks our data
+    repo.ok("remote", "add", "team", str(tmp_path / "team"), "--default")
+    return repo
+
+
+def test_data_pruned_for_a_remote_other_than_the_default_comes_back_from_it(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """`store prune --remote backup` while origin, the default, lacks the data: `cat`
+    and `checkout` of an old version asked origin alone and failed ("which failed",
+    or "neither in the local store nor on remote origin"), while fsck said commands
+    fetch the data when needed. The remote the default lacks it on is asked next."""
+    repo = with_a_default_lacking_the_data(make_repo, dir_remote, tmp_path)
     assert repo.json("store", "prune", "--json")["chunks_dropped"] == 0  # (team holds none)
     assert repo.json("store", "prune", "--remote", "origin", "--json")["chunks_dropped"] == 2
     assert repo.cat("v1:data.bin") == DATA[0]
@@ -112,14 +121,7 @@ def test_a_repository_mount_reads_data_pruned_for_a_remote_other_than_the_defaul
     """A mount's daemon asked the default remote alone for the data the local store
     lacks: after `store prune --remote origin` while team, the default, lacks it, a
     read of an old version failed (EIO) where `cat` gave it. origin is asked next."""
-    repo = three_pushed(make_repo, dir_remote)
-    other = make_repo("other")
-    other.write("o.bin", DATA[4])
-    other.ok("add", "o.bin")
-    other.commit("other")
-    other.ok("remote", "add", "origin", str(tmp_path / "team"))
-    other.ok("push")
-    repo.ok("remote", "add", "team", str(tmp_path / "team"), "--default")  # lacks our data
+    repo = with_a_default_lacking_the_data(make_repo, dir_remote, tmp_path)
     assert repo.json("store", "prune", "--remote", "origin", "--json")["chunks_dropped"] == 2
     with mounted(str(repo.root), tmp_path / "mnt", tmp_path / "home", "--read-only") as m:
         assert (m.versions / "v1" / "data.bin").read_bytes() == DATA[0]

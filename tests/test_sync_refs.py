@@ -368,6 +368,26 @@ def test_branches_of_a_remote_dvfs_toml_no_longer_names_are_shown_and_removable(
     a.fsck_clean()
 
 
+def drop_from_config(repo: Repo, name: str) -> None:
+    """Remove remote ``name`` from .dvfs/config by hand, leaving its copies."""
+    config = json.loads((repo.root / ".dvfs" / "config").read_text())
+    del config["remotes"][name]
+    (repo.root / ".dvfs" / "config").write_text(json.dumps(config))
+
+
+def spike_pushed_to_a_dropped_remote(a: Repo, tmp_path: Path) -> str:
+    """v1 on main; branch spike's v2 pushed to remote old alone, which is then dropped
+    from the settings by hand; back on main. Returns spike's id."""
+    commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "old", str(tmp_path / "old"))
+    a.ok("switch", "-c", "spike")
+    spike = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("push", "--remote", "old")
+    a.ok("switch", "main")
+    drop_from_config(a, "old")
+    return spike
+
+
 def test_branch_d_does_not_count_on_a_copy_of_a_remote_no_settings_name(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -376,15 +396,7 @@ def test_branch_d_does_not_count_on_a_copy_of_a_remote_no_settings_name(
     `branch -r` calls it one to delete and `remote remove old` deletes it, after
     which gc drops the versions. It is refused as for any branch held alone."""
     a = make_repo("a")
-    commit_files(a, {"d/x": b"1"}, "one")
-    a.ok("remote", "add", "old", str(tmp_path / "old"))
-    a.ok("switch", "-c", "spike")
-    spike = commit_files(a, {"d/x": b"2"}, "two")
-    a.ok("push", "--remote", "old")
-    a.ok("switch", "main")
-    config = json.loads((a.root / ".dvfs" / "config").read_text())
-    del config["remotes"]["old"]
-    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+    spike = spike_pushed_to_a_dropped_remote(a, tmp_path)
     assert a.json("branch", "-r", "--json")[0]["configured"] is False
     a.fail("branch", "-d", "spike", fragments=(f"holds a version (v2 {spike[:10]})",), code=2)
     assert a.show("spike")["id"] == spike
@@ -403,18 +415,10 @@ def test_branch_d_names_the_copy_of_a_dropped_remote_that_alone_holds_its_versio
     versions, though old/spike does. The refusal names that copy and the command
     that deletes it; a branch no copy holds keeps the plain message."""
     a = make_repo("a")
-    commit_files(a, {"d/x": b"1"}, "one")
-    a.ok("remote", "add", "old", str(tmp_path / "old"))
-    a.ok("switch", "-c", "spike")
-    spike = commit_files(a, {"d/x": b"2"}, "two")
-    a.ok("push", "--remote", "old")
-    a.ok("switch", "main")
+    spike = spike_pushed_to_a_dropped_remote(a, tmp_path)
     a.ok("switch", "-c", "solo")
     commit_files(a, {"d/x": b"3"}, "three")
     a.ok("switch", "main")
-    config = json.loads((a.root / ".dvfs" / "config").read_text())
-    del config["remotes"]["old"]
-    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
 
     line = a.fail("branch", "-d", "spike", code=2)
     assert f"holds a version (v2 {spike[:10]}) that no other branch, tag or copy of a " in line
@@ -448,9 +452,7 @@ def test_gc_says_what_it_keeps_for_copies_of_a_dropped_remote(
     a.ok("switch", "main")
     a.ok("branch", "-D", "spike")
     assert "kept 1 version(s)" not in a.ok("gc").out  # old is still configured
-    config = json.loads((a.root / ".dvfs" / "config").read_text())
-    del config["remotes"]["old"]
-    (a.root / ".dvfs" / "config").write_text(json.dumps(config))
+    drop_from_config(a, "old")
 
     lines = a.ok("gc").out.splitlines()
     assert lines[-1] == (
