@@ -18,12 +18,12 @@ from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
 from vfs.ops import store_limit
-from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP, SMALL_PACKS_MERGE, merge_small_packs
-from vfs.ops.store_limit import SMALL_PACK
+from vfs.ops.gc import KILL_ENV, ROW_CACHE, ROW_CACHE_KEEP, merge_small_packs
 from vfs.repo.repository import Repository
 from vfs.store.durable import tmp_leaf
 from vfs.store.lock import repository_lock
 from vfs.store.objects import ObjKind
+from vfs.store.packs import SMALL_PACK, SMALL_PACKS_MERGE
 from vfs.store.pins import pinned
 
 KiB = 1024

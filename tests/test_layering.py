@@ -80,6 +80,7 @@ LAYERS = [
         "mount.control",
         "ops.merge",
         "remote.gc",
+        "remote.repack",
     },
     {"remote.upload", "ops.sync"},
     {"pipeline"},  # stages, repro (plan, stale, backups, staging), run cache, lineage, experiments

@@ -90,8 +90,10 @@ def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | N
     to interrupt at any moment.
 
     With --remote NAME: packs of the remote that no remote branch or tag reaches are
-    condemned, and deleted by a later run once --grace has passed (safe while others
-    push; see docs/architecture.md, "Remote gc").
+    condemned, and deleted by a later run once --grace has passed; the remote's small
+    packs (under 1 MiB, once there are 16: one a push of a few small files) are merged
+    into few, with one index segment, and deleted likewise (safe while others push or
+    clone; see docs/architecture.md, "Remote gc").
 
     \b
     Examples:
@@ -165,21 +167,34 @@ def _remote_gc(name: str, grace_text: str | None, dry_run: bool, as_json: bool) 
     for w in r.warnings:
         warn(w)
     verb, condemn = ("would delete", "would condemn") if dry_run else ("deleted", "condemned")
+    # with no grace, the merged small packs are deleted too (they are not dead packs)
+    gone = r.merged_packs if grace == 0 else 0
     click.echo(
         f"{name}: {verb} {r.deleted_packs} pack(s) ({human(r.deleted_bytes)}); "
         f"{condemn} {r.condemned_packs} pack(s) ({human(r.condemned_bytes)}), "
         f"{r.pending_packs} condemned earlier and not due yet, {r.pardoned_packs} pardoned; "
-        f"kept {r.packs - r.dead_packs} of {r.packs} pack(s), {r.live_objects} object(s) "
+        f"kept {r.packs - r.dead_packs - gone} of {r.packs} pack(s), {r.live_objects} object(s) "
         f"reachable from {r.refs} ref(s)"
     )
+    if r.merged_packs and dry_run:
+        click.echo(f"would merge {r.merged_packs} small pack(s) ({human(r.merged_bytes)})")
+    elif r.merged_packs:
+        click.echo(
+            f"merged {r.merged_packs} small pack(s) ({human(r.merged_bytes)}) into "
+            f"{r.merged_into} ({human(r.merged_into_bytes)}); index segments: "
+            f"{r.segments_replaced} -> {r.segments_written}"
+        )
+    elif r.segments_written and r.segments_replaced > r.segments_written:
+        click.echo(f"index segments: {r.segments_replaced} -> {r.segments_written}")
     if r.temporaries:
         click.echo(
             f"removed {r.temporaries} file(s) ({human(r.temporary_bytes)}) that interrupted "
             "pushes left half-written"
         )
-    if r.condemned_packs and grace > 0 and not dry_run:
+    if (r.condemned_packs or r.merged_packs) and grace > 0 and not dry_run:
+        which = ["condemned"] * bool(r.condemned_packs) + ["merged"] * bool(r.merged_packs)
         click.echo(
-            f"condemned packs are deleted by a `dvfs gc --remote {name}` run "
+            f"the {' and '.join(which)} packs are deleted by a `dvfs gc --remote {name}` run "
             f"{grace_text or '24h'} from now or later"
         )
 

@@ -90,7 +90,7 @@ from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.mount.work_dirs import WORKTREES, work_dir_names
 from vfs.ops import changed, merging
-from vfs.ops.store_limit import AUTO_MERGE_AT, SMALL_PACK, small_packs
+from vfs.ops.store_limit import AUTO_MERGE_AT, small_packs
 from vfs.pipeline.cache import RunCache
 from vfs.remote.config import unconfigured_copies
 from vfs.repo.reach import reach
@@ -102,6 +102,8 @@ from vfs.store.pack_files import AWAY, LINKED_PACK, read_pack_header
 from vfs.store.packs import (
     MAX_INDEX_BYTES,
     PACK_MAGIC,
+    SMALL_PACK,
+    SMALL_PACKS_MERGE,
     PackedObject,
     check_index,
     decode_index,
@@ -112,10 +114,10 @@ from vfs.store.packs import (
 from vfs.store.pins import live_pins
 
 REPACK_BELOW = 0.5  # a pack whose live payload is under this share of it is rewritten
-# Packs under SMALL_PACK bytes are merged once there are SMALL_PACKS_MERGE of them: every
-# command reads each pack's index once (an open and a read, ~40 us), so a store of one
-# pack per small commit costs 0.13 s at 1,500 commits (3,000 packs) before any work.
-SMALL_PACKS_MERGE = 16  # (SMALL_PACK: vfs.ops.store_limit)
+# Packs under SMALL_PACK bytes are merged once there are SMALL_PACKS_MERGE of them
+# (vfs.store.packs, shared with remote gc): every command reads each pack's index once
+# (an open and a read, ~40 us), so a store of one pack per small commit costs 0.13 s at
+# 1,500 commits (3,000 packs) before any work.
 KILL_ENV = "DVFS_TEST_GC_KILL_AT"
 MAX_STATE = 1 << 16
 MAX_PROBLEMS_SHOWN = 10

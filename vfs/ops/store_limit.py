@@ -23,16 +23,15 @@ from typing import TYPE_CHECKING
 
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import quote_given
+from vfs.store.packs import SMALL_PACK
 
 if TYPE_CHECKING:
     from vfs.ops.prune import PruneReport
     from vfs.repo.repository import Repository
 
 MAX_SIZE_KEY = "store.max-size"
-# A pack under this many bytes is small: ``dvfs gc`` merges such packs once there are 16
-# (``vfs.ops.gc``), and what grows the store merges them once there are AUTO_MERGE_AT
-# (256 indexes cost every command ~10 ms).
-SMALL_PACK = 1 << 20
+# What grows the store merges its packs under SMALL_PACK (``vfs.store.packs``) once there
+# are this many (256 indexes cost every command ~10 ms); ``dvfs gc`` merges them at 16.
 AUTO_MERGE_AT = 256
 _STORE_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", re.IGNORECASE)
 

@@ -11,6 +11,7 @@
 - ``vfs.remote.read``: reading a remote without cloning it (URL mounts, ``Repo.remote``).
 - ``vfs.remote.manifests``: remote gc's condemnation manifests (read by push and prune).
 - ``vfs.remote.gc``: ``dvfs gc --remote``, condemning and sweeping dead packs.
+- ``vfs.remote.repack``: the small packs of many small pushes merged by a remote gc.
 - ``vfs.ops.prune``: ``dvfs store prune``, the local store as a cache of a remote.
 
 This package imports nothing itself: import the module you need.

@@ -5,7 +5,10 @@ The protocol, and why a push racing a gc loses nothing, is in docs/architecture.
 later run, at least ``grace`` after the manifest was written (by the server's clock),
 *sweeps* them if they are still dead. Pushers read the manifests before the index,
 ignore condemned packs and records, and move their refs within ``PUSH_WINDOW`` of
-reading them.
+reading them. Once there are ``SMALL_PACKS_MERGE`` small packs, a run also merges them
+(``vfs.remote.repack``): it copies their live objects into new packs, indexes those
+first in the segment that replaces the small ones, and condemns the small packs, which
+a later run sweeps as any other.
 
 Records this module writes on the remote:
 
@@ -20,9 +23,10 @@ Everything read from the remote is bounded and checked as in ``vfs.remote.reader
 
 Test hooks: ``DVFS_TEST_GC_KILL_AT=<step>`` kills the gc (SIGKILL) at
 ``remote-marked`` (everything read, nothing written but the lock),
-``remote-condemned`` (its manifest written), ``remote-indexed`` (the new segments
-written, if the replaced ones keep anything), ``remote-unindexed`` (old segments
-deleted) or ``remote-deleted`` (the first pack deleted); ``DVFS_TEST_GC_CLOCK=<seconds>``
+``remote-repacked`` (the first merged pack written, not read back yet),
+``remote-indexed`` (the new segments written, if the replaced ones keep anything),
+``remote-condemned`` (its manifest written), ``remote-unindexed`` (the first old
+segment deleted) or ``remote-deleted`` (the first pack deleted); ``DVFS_TEST_GC_CLOCK=<seconds>``
 adds that much to the run's server time, so that a test can make a grace expire.
 
 A run that deleted, condemned or dropped anything appends a ``gc`` entry to the
@@ -56,6 +60,7 @@ from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
+from vfs.remote import repack
 from vfs.remote.config import Meter, RemoteSpec, chain_head, connect
 from vfs.remote.layout import (
     GC_LOCK,
@@ -189,6 +194,11 @@ class RemoteGcReport:
     dropped_records: int = 0
     pardoned_packs: int = 0
     segments_replaced: int = 0
+    segments_written: int = 0
+    merged_packs: int = 0  # small packs merged into new ones (condemned, or with grace 0 deleted)
+    merged_bytes: int = 0
+    merged_into: int = 0  # the new packs
+    merged_into_bytes: int = 0
     manifests_swept: int = 0
     temporaries: int = 0  # files of interrupted writes removed
     temporary_bytes: int = 0
@@ -207,6 +217,9 @@ class RemoteGcReport:
             "bytes_freed": self.deleted_bytes, "dropped_records": self.dropped_records,
             "pardoned_packs": self.pardoned_packs,
             "segments_replaced": self.segments_replaced,
+            "segments_written": self.segments_written,
+            "merged_packs": self.merged_packs, "merged_bytes": self.merged_bytes,
+            "merged_into": self.merged_into, "merged_into_bytes": self.merged_into_bytes,
             "manifests_swept": self.manifests_swept, "temporaries": self.temporaries,
             "temporary_bytes": self.temporary_bytes, "warnings": self.warnings,
         }  # fmt: skip
@@ -231,6 +244,7 @@ class _Remote:
     bad_manifests: list[str]
     tips: dict[str, bytes]
     segments: dict[str, list[tuple[str, list[PackedObject]]]]  # segment -> its packs
+    segment_sizes: dict[str, int]
     where: dict[bytes, list[str]]  # object -> packs listing it
     index: dict[bytes, Located]  # object -> first listing (as readers merge)
     packs: set[str]  # in the listing of packs/
@@ -250,6 +264,7 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
         manifests.append(Manifest(key, modified, packs, records))
     tips = _ref_tips(remote, report)
     segments: dict[str, list[tuple[str, list[PackedObject]]]] = {}
+    sizes: dict[str, int] = {}
     where: dict[bytes, list[str]] = {}
     index: dict[bytes, Located] = {}
     for seg_id, data in remote.segments():
@@ -259,12 +274,13 @@ def _read(remote: RemoteRepo, report: RemoteGcReport) -> _Remote:
             where.setdefault(obj.oid, []).append(pack_id)
             index.setdefault(obj.oid, (pack_id, obj))
         segments[seg_id] = list(rows.items())
+        sizes[seg_id] = len(data)
     listed = {
         pack_id
         for pack_id in map(pack_of, backend.list(PACKS))
         if pack_id is not None  # anything else there is not ours to delete
     }
-    return _Remote(manifests, bad, tips, segments, where, index, listed)
+    return _Remote(manifests, bad, tips, segments, sizes, where, index, listed)
 
 
 def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
@@ -302,8 +318,11 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
     return out
 
 
-def _mark(repo: Repository, got: _Remote, report: RemoteGcReport) -> set[bytes]:
-    """Every object the remote's refs reach; DvfsError if the remote lacks one."""
+def _mark(
+    repo: Repository, got: _Remote, report: RemoteGcReport
+) -> tuple[set[bytes], dict[bytes, int]]:
+    """Every object the remote's refs reach; DvfsError if the remote lacks one. Also
+    each version's place in the order the walk from the refs found them (newest first)."""
     store = repo.store
     reached = reach(
         got.tips.items(),
@@ -331,7 +350,7 @@ def _mark(repo: Repository, got: _Remote, report: RemoteGcReport) -> set[bytes]:
     report.versions = len(reached.versions)
     report.trees = len(reached.trees)
     report.live_objects = len(live)
-    return live
+    return live, {oid: n for n, oid in enumerate(reached.versions)}
 
 
 # the whole gc -----------------------------------------------------------------------
@@ -345,7 +364,8 @@ def gc_remote(
     dry_run: bool = False,
     jobs: int = 8,
 ) -> RemoteGcReport:
-    """Condemn and sweep the remote's dead packs (see the module docstring)."""
+    """Condemn and sweep the remote's dead packs, and merge its small ones (see the
+    module docstring)."""
     if grace < 0:
         raise UsageError("--grace cannot be negative")
     if not dry_run:  # (the remote is changed before the local audit entry is written)
@@ -373,8 +393,11 @@ def gc_remote(
                 f"deleted {report.deleted_packs} packs ({report.deleted_bytes} bytes), "
                 f"condemned {report.condemned_packs}"
             )
+            if report.merged_packs:
+                note += f", merged {report.merged_packs} small packs into {report.merged_into}"
             repo.refs.record("gc", f"remote {spec.name}: {note}")
-            if report.deleted_packs or report.condemned_packs or report.dropped_records:
+            changed = report.deleted_packs or report.condemned_packs or report.merged_packs
+            if changed or report.dropped_records:
                 head = chain_head(repo, spec.name)
                 try:
                     remote_audit.append_remote(meter, head, "gc", "", None, None, note)
@@ -423,7 +446,7 @@ def _run(
         )
     tips = list(dict.fromkeys(got.tips.values()))
     fetch_records(repo.store, remote, tips, got.index, jobs, _Fetched())
-    live = _mark(repo, got, report)
+    live, order = _mark(repo, got, report)
 
     # Each live object counts in one pack: one no manifest condemns if there is one,
     # else one condemned by a manifest not yet due, else any.
@@ -434,7 +457,8 @@ def _run(
     def rank(pack: str) -> int:
         return 2 if pack in due_packs else 1 if pack in pending_packs else 0
 
-    live_packs = {min(got.where[oid], key=rank) for oid in live}
+    homes = {oid: min(got.where[oid], key=rank) for oid in live}
+    live_packs = set(homes.values())
     missing = sorted(live_packs - got.packs)
     if missing:
         raise DvfsError(
@@ -480,26 +504,35 @@ def _run(
         drop_packs |= new_packs
         drop_records |= new_records
     drop_packs |= dead & indexed - got.packs  # listed but gone: entries to drop
+    merging = repack.plan(
+        got.segments, got.segment_sizes, live, homes, got.packs - named - drop_packs
+    )
     _reached("remote-marked")
     if report.dry_run:
         report.deleted_packs = len(drop_packs & got.packs)
         report.dropped_records = len(drop_records)
+        report.merged_packs = len(merging.packs)
+        report.merged_bytes = sum(merging.sizes.values())
         return
     if time.monotonic() - started > LOCK_STALE / 2:
         raise LockBusy(
             "remote gc took so long that its lock may be taken over: nothing was deleted; "
             "run it again"
         )
-    if grace > 0 and (new_packs or new_records):
-        key = new_manifest_key()
-        meter.put(key, encode_manifest(new_packs, new_records))
-        _reached("remote-condemned")
+    repack.copy(remote, merging, named | new_packs, order, report.warnings, _reached)
+    merged = set(merging.merged)
+    report.merged_packs, report.merged_bytes = len(merged), merging.merged_bytes
+    report.merged_into, report.merged_into_bytes = len(merging.new), merging.new_bytes
+    if grace == 0:
+        drop_packs |= merged
 
-    # drop: new segment(s) first, then the old ones, then the packs, then the manifests
+    # new segment(s) first (the new packs, then what the replaced ones keep), then the
+    # manifest, then the old segments, then the packs, then the swept manifests
     touched = [
         seg
         for seg, rows in got.segments.items()
-        if any(p in drop_packs or any(o.oid in drop_records for o in objs) for p, objs in rows)
+        if seg in merging.segments
+        or any(p in drop_packs or any(o.oid in drop_records for o in objs) for p, objs in rows)
     ]
     kept: dict[str, list[PackedObject]] = {}
     for seg in touched:
@@ -509,19 +542,32 @@ def _run(
             rest = [o for o in objs if o.oid not in drop_records]
             if rest:
                 kept.setdefault(p, rest)
-    for key, data in encode_segments(
-        (bytes.fromhex(p), encode_index(kept[p])) for p in sorted(kept)
-    ):
+    fresh = [(bytes.fromhex(p), encode_index(objs)) for p, objs, _ in merging.new]
+    made = {p for p, _, _ in merging.new}
+    rows = fresh + [
+        (bytes.fromhex(p), encode_index(kept[p])) for p in sorted(kept) if p not in made
+    ]
+    written = encode_segments(rows) if touched else []
+    for key, data in written:
         meter.put(key, data)
+    report.segments_written = len(written)
     if touched:
         _reached("remote-indexed")
+    condemn = new_packs | merged
+    if grace > 0 and (condemn or new_records):
+        key = new_manifest_key()
+        meter.put(key, encode_manifest(condemn, new_records))
+        _reached("remote-condemned")
     cache = remote.cache
-    for seg in touched:
+    # a segment written again with the same bytes (after a run killed before it deleted
+    # the ones it replaced) is its own replacement: it stays
+    replaced = [seg for seg in touched if segment_key(seg) not in dict(written)]
+    for seg in replaced:
         meter.delete(segment_key(seg))
         if cache is not None:
             (cache / seg).unlink(missing_ok=True)
         _reached("remote-unindexed")
-    report.segments_replaced = len(touched)
+    report.segments_replaced = len(replaced)
     sizes = _heads(meter, [pack_key(p) for p in sorted(drop_packs & got.packs)], jobs)
     for key, (size, _) in sorted(sizes.items()):
         meter.delete(key)

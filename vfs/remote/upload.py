@@ -3,7 +3,7 @@
 Packs are built here (``vfs.store.packs``'s format, ~16 MiB each, records before chunks) and
 uploaded ``PACKS_IN_FLIGHT`` at a time; a pack already on the remote (an interrupted
 push) is not sent again; a pack whose id a remote gc condemned is laid out again
-(:func:`relayout`). The index segments naming them come from ``vfs.remote.layout``;
+(``vfs.store.packs.relayout``). The index segments naming them come from ``vfs.remote.layout``;
 ``vfs.ops.sync.push`` writes them and moves the refs.
 """
 
@@ -26,6 +26,7 @@ from vfs.store.packs import (
     PackedObject,
     encode_index,
     pack_trailer,
+    relayout,
     trailer_id,
 )
 from vfs.worktree.pools import Workers
@@ -112,18 +113,6 @@ def _build_packs(repo: Repository, ids: list[bytes]) -> Iterator[tuple[bytes, li
         yield b"".join(parts), objs
 
 
-def relayout(data: bytes, objs: list[PackedObject], pad: int) -> tuple[bytes, list[PackedObject]]:
-    """Pack ``data`` (built without padding) with ``pad`` zero bytes after the magic.
-
-    The same objects in a pack with another id (the header lists other offsets, so it
-    hashes to another id); readers take offsets from the header
-    and the index, so the gap is never read.
-    """
-    end = len(data) - len(pack_trailer(objs))
-    moved = [o._replace(offset=o.offset + pad) for o in objs]
-    return PACK_MAGIC + bytes(pad) + data[len(PACK_MAGIC) : end] + pack_trailer(moved), moved
-
-
 def upload(
     repo: Repository,
     remote: RemoteRepo,
@@ -135,8 +124,8 @@ def upload(
 ) -> list[tuple[str, bytes]]:
     """Upload the objects in packs (skipping packs already there); the segments (key, bytes).
 
-    A pack whose id a remote gc condemned is laid out again (``relayout``) until its
-    id is a new one: the condemned pack may be deleted under the new ref.
+    A pack whose id a remote gc condemned is laid out again (``vfs.store.packs.relayout``)
+    until its id is a new one: the condemned pack may be deleted under the new ref.
 
     A segment is closed whenever its pack indexes reach ``SEGMENT_TARGET`` bytes, so
     that no segment nears the size readers accept (``vfs.remote.layout.SEGMENT_LIMIT``).

@@ -46,6 +46,13 @@ INDEX_MAGIC = b"DVI1"
 RECORD = struct.Struct("<32sBBQII")
 FOOTER = struct.Struct("<II32s4s")
 TARGET_PACK_SIZE = 16 * 1024 * 1024
+# A pack under SMALL_PACK bytes is small: `dvfs gc` merges a store's small packs, and
+# `dvfs gc --remote` a remote's, once there are SMALL_PACKS_MERGE of them (each small
+# commit or push leaves one or two; every command reads each local pack's index, every
+# clone each remote pack and segment). What grows the local store merges them once
+# there are ``vfs.ops.store_limit.AUTO_MERGE_AT``.
+SMALL_PACK = 1 << 20
+SMALL_PACKS_MERGE = 16
 # The most objects a pack or an index may list: a 64 MiB pack of 16-byte objects. A
 # header or index claiming more is refused before anything that size is read.
 MAX_PACK_OBJECTS = 1 << 22
@@ -97,6 +104,19 @@ def trailer_id(trailer: bytes) -> bytes:
 def pack_id(objs: list[PackedObject]) -> bytes:
     """The id of a pack whose header lists ``objs`` (in file order): BLAKE3 of the header."""
     return hash_bytes(encode_records(objs))
+
+
+def relayout(data: bytes, objs: list[PackedObject], pad: int) -> tuple[bytes, list[PackedObject]]:
+    """Pack ``data`` (built without padding) with ``pad`` zero bytes after the magic.
+
+    The same objects in a pack with another id (the header lists other offsets, so it
+    hashes to another id); readers take offsets from the header and the index, so the
+    gap is never read. For a pack that must not take an id already used (one a remote
+    gc condemned).
+    """
+    end = len(data) - len(pack_trailer(objs))
+    moved = [o._replace(offset=o.offset + pad) for o in objs]
+    return PACK_MAGIC + bytes(pad) + data[len(PACK_MAGIC) : end] + pack_trailer(moved), moved
 
 
 def name_matches(name: str, header_hash: bytes, whole: Callable[[], bytes]) -> bool:

@@ -1,0 +1,229 @@
+"""``dvfs gc --remote`` merges the small packs and segments that many small pushes leave.
+
+Each test pushes ``SMALL_PACKS_MERGE + 1`` versions of one small file each, one push per
+version (through the Python API, in this process: the CLI would take a second a push),
+so the remote holds that many small packs and segments. Every test reads the remote back
+through a fresh clone and ends with ``dvfs fsck``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import vfs
+from tests.support.cli import (
+    Repo,
+    RepoFactory,
+    Result,
+    assert_ok,
+    cli_command,
+    cli_env,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
+)
+from tests.support.remote import (  # noqa: F401  (fixtures)
+    Remote,
+    dir_remote_fixture,
+    remote_fixture,
+)
+from tests.test_remote_gc import (  # noqa: F401  (s3_remote_fixture: a fixture)
+    cloned_clean,
+    manifests,
+    resume,
+    s3_remote_fixture,
+    stopped_push,
+)
+from vfs.remote.gc import CLOCK_ENV, KILL_ENV
+from vfs.remote.ondemand import STOP_ENV as DOWNLOAD_STOP_ENV
+from vfs.store.packs import SMALL_PACKS_MERGE
+
+DAY = 24 * 3600
+PUSHES = SMALL_PACKS_MERGE + 1
+
+
+def small_pushes(repo: Repo, n: int = PUSHES) -> dict[str, bytes]:
+    """``n`` versions of one small file each, each pushed on its own; the files."""
+    files = {}
+    api = vfs.Repo(repo.root)
+    try:
+        for i in range(n):
+            name = f"small/{i:03d}.txt"
+            files[name] = f"row {i}\n".encode() * (40 + i)
+            repo.write(name, files[name])
+            api.add(name)
+            api.commit(f"small {i}")
+            api.push()
+    finally:
+        api.close()
+    return files
+
+
+def gc(repo: Repo, *args: str, clock: float = 0) -> dict[str, Any]:
+    r = assert_ok(
+        run(repo.root, "gc", "--remote", "origin", "--json", *args, env={CLOCK_ENV: str(clock)})
+    )
+    out: dict[str, Any] = r.json()
+    return out
+
+
+def requests(r: Result) -> int:
+    """The requests a clone or pull says it made."""
+    m = re.search(r"(\d+) requests", r.out)
+    assert m, r.out
+    return int(m.group(1))
+
+
+def test_remote_gc_merges_the_small_packs_of_many_small_pushes(
+    make_repo: RepoFactory, remote: Remote, tmp_path: Path
+) -> None:
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    files = small_pushes(repo)
+    small = set(remote.packs())
+    assert len(small) == PUSHES and len(remote.list_keys("index/")) == PUSHES
+    _, before = remote.clone(tmp_path, "before")
+
+    plan = gc(repo, "--dry-run")
+    assert plan["merged_packs"] == PUSHES and plan["merged_bytes"] > 0
+    assert set(remote.packs()) == small and len(remote.list_keys("index/")) == PUSHES
+
+    out = assert_ok(run(repo.root, "gc", "--remote", "origin")).out
+    assert f"merged {PUSHES} small pack(s)" in out, out
+    assert "into 1 (" in out and f"index segments: {PUSHES} -> 1" in out, out
+    assert "merged packs are deleted by a `dvfs gc --remote origin` run 24h from now" in out
+    # the new pack is there and indexed; the old ones stay, condemned, for the grace
+    assert len(remote.list_keys("index/")) == 1 and len(manifests(remote)) == 1
+    merged = set(remote.packs()) - small
+    assert len(merged) == 1 and small < set(remote.packs())
+    cloned_clean(remote, tmp_path, "during", files)
+    again = gc(repo)  # nothing more to merge while the old packs wait
+    assert again["merged_packs"] == 0 and again["pending_packs"] == PUSHES
+
+    swept = gc(repo, clock=DAY + 60)
+    assert swept["deleted_packs"] == PUSHES and swept["pardoned_packs"] == 0
+    assert set(remote.packs()) == merged and len(remote.list_keys("index/")) == 1
+    assert not manifests(remote)
+    cloned_clean(remote, tmp_path, "after", files)
+    _, after = remote.clone(tmp_path, "counted")
+    assert requests(after) < requests(before), (before.out, after.out)
+    notes = [e["note"] for e in repo.json("audit", "--remote", "origin", "--json")]
+    assert any(f"merged {PUSHES} small packs into 1" in n for n in notes), notes
+    repo.ok("audit", "verify", "--remote", "origin")
+    repo.fsck_clean()
+
+
+def test_remote_gc_merging_with_no_grace_deletes_the_small_packs_at_once(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    repo = make_repo("seed")
+    dir_remote.add_to(repo)
+    files = small_pushes(repo)
+    small = set(dir_remote.packs())
+    got = gc(repo, "--grace", "0")
+    assert got["merged_packs"] == PUSHES and got["deleted_packs"] == PUSHES
+    assert got["merged_into"] == 1 and got["merged_into_bytes"] < got["merged_bytes"]
+    packs = set(dir_remote.packs())
+    assert len(packs) == 1 and not packs & small and not manifests(dir_remote)
+    assert len(dir_remote.list_keys("index/")) == 1
+    cloned_clean(dir_remote, tmp_path, "clone", files)
+    repo.fsck_clean()
+
+
+REPACK_KILLS = ["remote-repacked", "remote-indexed", "remote-condemned", "remote-unindexed"]
+
+
+def test_remote_gc_killed_while_merging_leaves_a_remote_a_later_gc_finishes(
+    make_repo: RepoFactory, remote: Remote, tmp_path: Path
+) -> None:
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    files = small_pushes(repo)
+    for step in REPACK_KILLS:
+        r = run(repo.root, "gc", "--remote", "origin", env={KILL_ENV: step})
+        assert r.code == -signal.SIGKILL, (step, str(r))
+        cloned_clean(remote, tmp_path, f"after-{step}", files)
+    gc(repo)  # takes over the dead run's lock
+    gc(repo, clock=DAY + 60)
+    assert len(remote.packs()) == 1 and len(remote.list_keys("index/")) == 1
+    assert not manifests(remote) and "gc/lock" not in remote.list_keys("gc/")
+    cloned_clean(remote, tmp_path, "final", files)
+    repo.fsck_clean()
+
+
+def test_a_pack_that_does_not_verify_is_not_merged(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A small pack whose bytes were damaged on the remote stays as it is (the others
+    are merged), named in a warning."""
+    repo = make_repo("seed")
+    dir_remote.add_to(repo)
+    small_pushes(repo)
+    damaged = sorted(dir_remote.list_keys("packs/"))[0]
+    data = bytearray(dir_remote.backend.get(damaged))
+    data[4] ^= 0xFF  # the first object's first byte
+    dir_remote.backend.put(damaged, bytes(data))
+    got = gc(repo, "--grace", "0")
+    assert got["merged_packs"] == PUSHES - 1
+    assert any(damaged.removeprefix("packs/")[:12] in w for w in got["warnings"])
+    assert dir_remote.backend.get(damaged) == bytes(data)  # kept as it was
+    assert len(dir_remote.list_keys("packs/")) == 2
+    repo.fsck_clean()
+
+
+def test_readers_and_pushers_started_before_the_merge_lose_nothing(
+    make_repo: RepoFactory, s3_remote: Remote, tmp_path: Path
+) -> None:
+    """A clone that read the index before the merge downloads from the old packs during
+    the grace; a push that read the index before it relies on an old pack's chunk, and
+    the sweep finds that chunk in the new pack; a push whose segment the merge replaced
+    before its branch moved finds its pack indexed: the old packs go, nothing is lost."""
+    remote = s3_remote
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    files = small_pushes(repo)
+    other, _ = remote.clone(tmp_path, "other")
+    side, _ = remote.clone(tmp_path, "side")
+    side.ok("switch", "-c", "side")
+    side.write("side.txt", b"side data\n" * 50)
+    side.ok("add", "side.txt")
+    side.commit("side")
+    side_push = stopped_push(side, "uploaded")  # its pack and segment are up, not its ref
+    other.write("copy.txt", files["small/000.txt"])  # deduplicated against a small pack
+    other.ok("add", "copy.txt")
+    other.commit("copy")
+    push = stopped_push(other, "indexed")
+    reader = subprocess.Popen(
+        cli_command("clone", remote.url, "reader", "--jobs", "1", *remote.options),
+        cwd=tmp_path,
+        # it counts the records it fetched first (a version and two trees a push)
+        env=cli_env({DOWNLOAD_STOP_ENV: str(3 * PUSHES + 1)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, status = os.waitpid(reader.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the clone ended before its first chunk (status {status})"
+
+    merged = gc(repo)
+    assert merged["merged_packs"] == PUSHES and merged["segments_replaced"] == PUSHES + 1
+    resume(push)
+    resume(side_push)
+    resume(reader)
+    cloned = Repo(tmp_path / "reader")
+    for rel, data in files.items():
+        assert cloned.read(rel) == data, rel
+    cloned.fsck_clean()
+
+    swept = gc(repo, clock=DAY + 60)
+    assert swept["deleted_packs"] == PUSHES and swept["pardoned_packs"] == 0
+    cloned_clean(remote, tmp_path, "after", {**files, "copy.txt": files["small/000.txt"]})
+    clone, _ = remote.clone(tmp_path, "after-side", "--rev", "origin/side")
+    assert clone.read("side.txt") == b"side data\n" * 50
+    clone.fsck_clean()
+    side.fsck_clean()
+    other.fsck_clean()
+    repo.fsck_clean()
