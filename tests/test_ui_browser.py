@@ -22,7 +22,7 @@ import vfs
 from tests.support.cli import Repo, commit_files, fsck_clean, init_repo
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
-from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
+from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving
 from vfs.ops import browse
 from vfs.repo.repository import Repository
 from vfs.ui import data
@@ -471,6 +471,31 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
         expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
         page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
         expect(page.locator("pre.text")).to_have_text("x\n")
+    repo.fsck_clean()
+
+
+def test_an_images_alt_text_is_its_name_escaped_as_the_page_shows_it(
+    page: Page, tmp_path: Path
+) -> None:
+    """An image's ``alt`` (what a screen reader says, what shows when it cannot load)
+    held its raw name: ``red\u202egnp.png`` read backwards there, ``a\x1bb.png``
+    carried its escape. It is the name as the page shows it everywhere else."""
+    repo = init_repo(tmp_path / "alt")
+    repo.write("red\u202egnp.png", png(4, 2))
+    repo.write("a\x1bb.png", png(6, 2))
+    repo.ok("add", ".")
+    repo.commit("images")
+    repo.write("a\x1bb.png", png(8, 2))
+    repo.ok("add", ".")
+    repo.commit("wider")
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=red%E2%80%AEgnp.png")
+        expect(page.locator("img.image")).to_have_attribute("alt", "red\\342\\200\\256gnp.png")
+        page.goto(s.url + "#/diff?old=v1&new=v2")
+        page.locator("tr.change").get_by_role("button", name="images").click()
+        for i, version in enumerate(("v1", "v2")):
+            img = page.locator(".images img").nth(i)
+            expect(img).to_have_attribute("alt", f"a\\033b.png in {version}")
     repo.fsck_clean()
 
 
