@@ -253,6 +253,9 @@ def test_integer_columns_of_two_types_compare_exactly(data: Repo) -> None:
     got = rows_json(data, "ids.csv", "--key", "id")
     summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
     assert summary == {"added": 2, "removed": 0, "changed": 0, "unchanged": 2}
+    # compared as their text without a key, the rows shown held that text: "id": "5"
+    plain = rows_json(data, "ids.csv")
+    assert [r["values"]["id"] for r in plain["rows"]] == [18446744073709551617, 9007199254740992]
 
 
 UNQUOTED_VALUES = st.one_of(
