@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
 import pickle
 import shutil
 from collections.abc import Callable
@@ -372,3 +373,41 @@ def test_a_path_that_is_not_text_is_a_type_error_that_says_so(data: Data) -> Non
         with pytest.raises(TypeError, match=r"^a dvfs path is text \(/data/train\.csv\), not "):
             call()
     assert fs.cat_file(Path("/notes.txt")) == data.v2["notes.txt"]  # a path object is text
+
+
+def descriptors(under: Path) -> tuple[int, int]:
+    """(descriptors this process has open, those of files under ``under``)."""
+    total = inside = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        total += 1
+        inside += where.startswith(f"{under}/")
+    return total, inside
+
+
+def test_a_filesystem_holds_no_descriptor_between_reads(data: Data) -> None:
+    """A filesystem kept its repository's packs open as long as it lived, and one
+    made per ``fsspec.open`` until the garbage collector came: a program reading
+    file after file ran into its descriptor limit. Between calls it holds none."""
+    objects = data.root / ".dvfs" / "objects"
+    fs = fsspec.filesystem("dvfs", repo=str(data.root), rev="v1")
+    before = descriptors(objects)
+    assert before[1] == 0
+    with fs.open("/data/train.csv") as f:
+        assert f.read(3) == b"id,"
+        assert descriptors(objects)[1] > 0  # reading: the file's packs, within bounds
+    assert descriptors(objects) == before
+    for _ in range(50):
+        with fs.open("/data/labels.csv", block_size=64) as f:
+            assert f.read() == data.v1["data/labels.csv"]
+        assert fs.cat_file("/data/labels.csv", 0, 3) == data.v1["data/labels.csv"][:3]
+        assert fs.ls("/data", detail=False)
+        with fsspec.open("dvfs://v1@/data/labels.csv", repo=str(data.root)) as f:
+            assert f.read() == data.v1["data/labels.csv"]
+        pd.read_csv("dvfs://v1@/data/labels.csv", storage_options={"repo": str(data.root)})
+        with pytest.raises(FileNotFoundError):
+            fs.open("/data/nope.csv")
+        assert descriptors(objects) == before

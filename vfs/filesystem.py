@@ -73,6 +73,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -85,7 +86,7 @@ from fsspec.utils import stringify_path
 from vfs.api import Repo
 from vfs.api_types import FileInfo, RevArg, repo_path, rev_text
 from vfs.errors import PathNotFound
-from vfs.store.reader import ChunkedFile
+from vfs.store.reader import ChunkedFile, open_chunks
 
 PROTOCOL = "dvfs"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,6 +107,20 @@ def _as_asked(method: F) -> F:
             raise PathNotFound(text) from None
 
     return named  # type: ignore[return-value]
+
+
+def _then_idle(method: F) -> F:
+    """``method``, then the packs' descriptors closed if no file of the filesystem is
+    open (:meth:`DvfsFileSystem._idle`)."""
+
+    @functools.wraps(method)
+    def done(self: DvfsFileSystem, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._idle()
+
+    return done  # type: ignore[return-value]
 
 
 class ReadOnlyError(PermissionError):
@@ -213,6 +228,9 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 f"rev={rev!r} names another: give the revision one way"
             )
         self._at = self.version.hex()  # every read names the version, not the branch
+        self._files = 0  # files opened and not closed yet
+        self._files_lock = threading.Lock()
+        self._idle()
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled, the filesystem reads the same version of the same repository, even
@@ -295,6 +313,31 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     # reading -------------------------------------------------------------------------
 
+    def _idle(self) -> None:
+        """Close the repository's pack descriptors unless a file of this filesystem is
+        open. fsspec and the libraries over it keep a filesystem as long as they like
+        (an ``OpenFile``, a dataset, a DataFrame's ``attrs``); it holds no descriptor
+        between calls, and no more than the store's bound while its files are open."""
+        with self._files_lock:
+            if self._files == 0:
+                self.repo._close_idle()
+
+    def _opened(self) -> Callable[[], None]:
+        """Count a file opened; the function to call when it is closed (once counts)."""
+        with self._files_lock:
+            self._files += 1
+        done = threading.Event()
+
+        def closed() -> None:
+            with self._files_lock:
+                if done.is_set():
+                    return
+                done.set()
+                self._files -= 1
+            self._idle()
+
+        return closed
+
     def _entry(self, f: FileInfo, prefix: str) -> dict[str, Any]:
         name = prefix + _clean(f.path)
         link = f.target
@@ -334,6 +377,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 return None
         return repo.info(os.fsdecode(to), self._at)
 
+    @_then_idle
     @_as_asked
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Entries of a directory (or the file itself), named as the module docstring says."""
@@ -341,11 +385,13 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rel)]
         return rows if detail else [r["name"] for r in rows]
 
+    @_then_idle
     @_as_asked
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
         prefix, rel = self._named(path)
         return self._entry(self.repo.info(rel, self._at), prefix)
 
+    @_then_idle
     @_as_asked
     def _open(
         self, path: Any, mode: str = "rb", block_size: int | None = None,
@@ -353,15 +399,23 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> Any:  # fmt: skip
         if mode != "rb":
             raise ReadOnlyError(f"open({path!r}, {mode!r})")
-        if block_size is None and "cache_type" not in kwargs:
-            return self.repo.open(self._path(path), self._at, "rb")
-        _check_buffering(block_size, kwargs.get("cache_type"))
-        raw = self.repo.file(self._path(path), self._at)
+        buffered = block_size is not None or "cache_type" in kwargs
+        if buffered:
+            _check_buffering(block_size, kwargs.get("cache_type"))
+        closed = self._opened()
+        try:
+            raw = self.repo._raw(self._path(path), self._at, on_close=closed)
+        except BaseException:
+            closed()
+            raise
+        if not buffered:
+            return open_chunks(raw, "rb")
         return DvfsFile(
             self, self._strip_protocol(path), raw, block_size, kwargs.get("cache_type"),
             cache_options,
         )  # fmt: skip
 
+    @_then_idle
     @_as_asked
     def cat_file(
         self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -375,10 +429,12 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             hi = size if end is None else (max(0, size + end) if end < 0 else end)
             return f.pread(lo, hi)
 
+    @_then_idle
     @_as_asked
     def modified(self, path: Any) -> dt.datetime:
         return self.repo.info(self._path(path), self._at).mtime
 
+    @_then_idle
     @_as_asked
     def checksum(self, path: Any) -> int:
         """A file's content id (its first 64 bits); another entry's fields, hashed."""
