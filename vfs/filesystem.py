@@ -5,13 +5,23 @@ read a version without checking it out; reads fetch only the chunks they touch.
 Installed with ``pip install 'dvfs[fsspec]'``, found by fsspec through the
 ``fsspec.specs`` entry point; nothing else in dvfs imports this module.
 
-URL forms::
+URL forms (and the paths the filesystem's methods take, without ``dvfs://``)::
 
-    dvfs://data/train.csv             the file in HEAD of the repository around the
-    dvfs:///data/train.csv            current directory (both forms are the same)
+    dvfs:///data/train.csv            the file in HEAD (or ``rev=``) of the repository
+                                      around the current directory: after a third
+                                      ``/`` comes a path and nothing else
+    dvfs://data/train.csv             the same, for a path that holds no ``@/`` and
+                                      does not end in ``@``
     dvfs://v3@/data/train.csv         ... in version v3 (any revision: main, a tag,
                                       an id, HEAD~2), as dvfs's REV:PATH says
     dvfs://feature/x@/data/train.csv  ... in the tip of branch feature/x
+    dvfs://v3@                        the root of v3 (as ``dvfs://v3@/``)
+
+When what follows ``dvfs://`` does not start with ``/``, the revision is all that
+comes before its first ``@/``, or all but a final ``@`` (no revision holds an ``@``:
+:func:`split_rev`). So ``dvfs://x@/y.txt`` is ``y.txt`` of revision ``x``, always,
+and ``y.txt`` in a directory called ``x@`` is ``dvfs:///x@/y.txt``; an unknown
+revision says so.
 
 Storage options (``storage_options=`` in pandas, keywords of ``fsspec.filesystem``):
 
@@ -24,9 +34,7 @@ Storage options (``storage_options=`` in pandas, keywords of ``fsspec.filesystem
 - ``endpoint_url``: the S3 endpoint of a remote (MinIO, SeaweedFS, ...); ``cache_dir``:
   where a remote's versions are kept (see ``vfs.api``).
 
-A revision sits at the start of the path, before ``@/``; a path that starts with
-``/`` names none, so ``dvfs:///odd@/x.csv`` reaches a directory called ``odd@``. The
-repository is never part of the URL: a repository is a directory or a remote URL,
+The repository is never part of the URL: a repository is a directory or a remote URL,
 which a URL cannot hold unambiguously (fsspec's ``::`` chaining would hand the inner
 URL to a filesystem of its own, s3fs for ``s3://``). DVC's ``dvc://`` does the same
 (repository and revision as options); lakeFS puts both in the URL, its repositories
@@ -85,7 +93,8 @@ from fsspec.utils import stringify_path
 
 from vfs.api import Repo
 from vfs.api_types import FileInfo, RevArg, repo_path, rev_text
-from vfs.errors import PathNotFound
+from vfs.errors import PathNotFound, RevisionNotFound
+from vfs.quoting import quote_given
 from vfs.store.reader import ChunkedFile, open_chunks
 
 PROTOCOL = "dvfs"
@@ -135,15 +144,29 @@ class ReadOnlyError(PermissionError):
 
 
 def split_rev(path: str) -> tuple[str | None, str]:
-    """(revision or None, the rest) of a path without the protocol (module docstring)."""
+    """(revision or None, the path from the root) of a path without the protocol, as
+    the module docstring's grammar reads it: ``/PATH`` names no revision; else
+    ``REV@/PATH`` (REV: all before the first ``@/``) and ``REV@`` (the root of REV)
+    do, and anything else is a path. REV is never empty: ``@/x`` is a path."""
     if path.startswith("/"):
         return None, path
     at = path.find("@/")
     if at > 0:
         return path[:at], path[at + 1 :]
-    if path.endswith("@") and "/" not in path and len(path) > 1:
+    if at < 0 and len(path) > 1 and path.endswith("@"):
         return path[:-1], "/"
     return None, path
+
+
+def _unknown(rev: str, rest: str, exc: RevisionNotFound) -> RevisionNotFound:
+    """``exc`` for revision ``rev`` that a URL or path names (``REV@/`` then ``rest``),
+    its advice kept, also saying how to name a path whose directory ends in ``@``."""
+    said = str(exc).removeprefix(f"unknown revision {quote_given(rev)}").lstrip(":; ")
+    hint = (
+        f"{said}; dvfs://{rev}@/{rest} names revision {rev}, and a path holding '@/' is "
+        f"written after a third '/': dvfs:///{rev}@/{rest}"
+    )
+    return RevisionNotFound(rev, exc.candidates, hint=hint)
 
 
 def _clean(path: str) -> str:
@@ -221,7 +244,12 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self.repo = Repo(where)
         history = self.repo.repository.history
         self.rev = rev_text(rev) if rev not in (None, "") else (_url_rev or "HEAD")
-        self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
+        try:
+            self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
+        except RevisionNotFound as exc:
+            if _pinned or rev not in (None, "") or _url_rev is None:
+                raise
+            raise _unknown(_url_rev, "...", exc) from None
         if not _pinned and rev and _url_rev and history.resolve(_url_rev) != self.version:
             raise ValueError(
                 f"the URL names revision {_url_rev} (dvfs://{_url_rev}@/...) but "
@@ -300,11 +328,12 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """(``REV@`` as ``path`` names its revision, or nothing; the repository path),
         after checking that revision is this filesystem's version."""
         rev, rest = split_rev(self._strip_protocol(path))
-        if (
-            rev is not None
-            and rev != self.rev
-            and self.repo.repository.history.resolve(rev) != self.version
-        ):
+        if rev is not None and rev != self.rev:
+            try:
+                other = self.repo.repository.history.resolve(rev)
+            except RevisionNotFound as exc:
+                raise _unknown(rev, rest.lstrip("/"), exc) from None
+        if rev is not None and rev != self.rev and other != self.version:
             raise ValueError(
                 f"{path} is in revision {rev}, but this dvfs filesystem reads {self.rev}: "
                 f"make one with rev={rev!r}"
