@@ -766,6 +766,31 @@ def test_a_download_the_remote_cannot_give_says_why_on_the_page(
     src.fsck_clean()
 
 
+def test_a_tables_rows_are_counted_after_its_first_page_is_shown(
+    page: Page, tmp_path: Path
+) -> None:
+    """The page shows a table's first rows before they are counted, then the count: the
+    number of rows and the pager, or, for a row of another width further on, the note
+    saying the file is no table after all."""
+    r = init_repo(tmp_path / "later")
+    head = ",".join(f"c{i}" for i in range(300))
+    rows = [",".join(str(k * 1000 + i) for i in range(300)) for k in range(80)]
+    short = ",".join(str(i) for i in range(299))
+    commit_files(r, {
+        "wide.csv": "\n".join([head, *rows, ""]).encode(),
+        "late.csv": "\n".join([head, *rows * 40, short, ""]).encode(),  # past the 4 MiB sniffed
+    }, "wide")  # fmt: skip
+    with serving(r.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
+        preview = page.locator("section.preview")
+        expect(preview).to_contain_text("CSV · 80 rows · 300 columns")
+        expect(preview.locator(".pager").last).to_contain_text(re.compile(r"1\W50 of 80"))
+        page.goto(s.url + "#/version?rev=v1&file=late.csv")
+        expect(preview.locator("p.note")).to_contain_text("Expected Number of Columns")
+        expect(preview.locator("table.data")).to_have_count(0)
+    r.fsck_clean()
+
+
 def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(page: Page, tmp_path: Path) -> None:
     """100 columns of a preview: each value on one line and the table scrolling sideways,
     where every column was squeezed into the page a character or two a line."""
