@@ -351,6 +351,35 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
     fsck_clean(root)
 
 
+def test_chart_titles_and_legends_show_metric_names_escaped(page: Page, tmp_path: Path) -> None:
+    """The charts' titles and legends (drawn by uPlot, which sets their text as given)
+    showed a metric's name raw: ``lo\u202ess``, written by a stage's own script, read
+    backwards there while the table beside them escaped it. They show it as the rest of
+    the page does."""
+    root = tmp_path / "odd"
+    repo = init_repo(root)
+    script = (
+        "import json\n"
+        "json.dump({'lo\\u202ess': 0.5}, open('m.json', 'w'))\n"
+        "open('m.steps.jsonl', 'w').write(json.dumps({'step': 0, 'lo\\u202ess': 1.0}) + '\\n')\n"
+    )
+    repo.write("train.py", script)
+    repo.ok("run", "-n", "train", "-d", "train.py", "-m", "m.json", "-o", "m.steps.jsonl",
+            "--", "python3", "train.py")  # fmt: skip
+    repo.ok("add", ".")
+    repo.commit("odd metric")
+    with serving(root) as s:
+        page.goto(s.url + "#/experiments")
+        shown = "lo\\342\\200\\256ss"
+        expect(page.locator("table.experiments th.metric")).to_have_text([shown])
+        steps = page.locator(".steps-chart")
+        expect(steps.locator(".u-legend .u-series .u-label")).to_have_text(["step", shown])
+        over = page.locator(".chart").first
+        expect(over.locator(".u-title")).to_have_text(f"{shown} over versions")
+        expect(over.locator(".u-legend .u-series .u-label")).to_have_text(["version", shown])
+    repo.fsck_clean()
+
+
 def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path: Path) -> None:
     root = tmp_path / "nulls"
     Repository.init(root)
