@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import multiprocessing
+import os
 import pickle
 import shutil
 from collections.abc import Callable
@@ -23,10 +24,11 @@ import pytest
 
 import vfs
 from tests.support.api import Data, make_data, push_all
-from tests.support.cli import assert_ok, run
+from tests.support.cli import assert_ok, fsck_clean, run
 from tests.support.s3server import S3Server
 from tests.support.workers import cat_labels
 from vfs.filesystem import DvfsFileSystem, ReadOnlyError
+from vfs.repo.repository import Repository
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +374,87 @@ def test_a_path_that_is_not_text_is_a_type_error_that_says_so(data: Data) -> Non
         with pytest.raises(TypeError, match=r"^a dvfs path is text \(/data/train\.csv\), not "):
             call()
     assert fs.cat_file(Path("/notes.txt")) == data.v2["notes.txt"]  # a path object is text
+
+
+def descriptors(under: Path) -> tuple[int, int]:
+    """(descriptors this process has open, those of files under ``under``)."""
+    total = inside = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        total += 1
+        inside += where.startswith(f"{under}/")
+    return total, inside
+
+
+def test_a_filesystem_holds_no_descriptor_between_reads(data: Data) -> None:
+    """A filesystem kept its repository's packs open as long as it lived, and one
+    made per ``fsspec.open`` until the garbage collector came: a program reading
+    file after file ran into its descriptor limit. Between calls it holds none."""
+    objects = data.root / ".dvfs" / "objects"
+    fs = fsspec.filesystem("dvfs", repo=str(data.root), rev="v1")
+    before = descriptors(objects)
+    assert before[1] == 0
+    with fs.open("/data/train.csv") as f:
+        assert f.read(3) == b"id,"
+        assert descriptors(objects)[1] > 0  # reading: the file's packs, within bounds
+    assert descriptors(objects) == before
+    for _ in range(50):
+        with fs.open("/data/labels.csv", block_size=64) as f:
+            assert f.read() == data.v1["data/labels.csv"]
+        assert fs.cat_file("/data/labels.csv", 0, 3) == data.v1["data/labels.csv"][:3]
+        assert fs.ls("/data", detail=False)
+        with fsspec.open("dvfs://v1@/data/labels.csv", repo=str(data.root)) as f:
+            assert f.read() == data.v1["data/labels.csv"]
+        pd.read_csv("dvfs://v1@/data/labels.csv", storage_options={"repo": str(data.root)})
+        with pytest.raises(FileNotFoundError):
+            fs.open("/data/nope.csv")
+        assert descriptors(objects) == before
+
+
+def test_each_url_form_reads_what_the_grammar_says(tmp_path: Path) -> None:
+    """``dvfs:///PATH``, ``dvfs://REV@/PATH``, ``dvfs://REV@`` and ``dvfs://PATH`` (no
+    ``@/`` in PATH), as the README defines them. ``dvfs://feature/x@`` was a path while
+    ``dvfs://x@`` was a root, and a path at HEAD holding ``@/`` failed as an unknown
+    revision with no word of how to name it."""
+    root = tmp_path / "repo"
+    Repository.init(root)
+    repo = vfs.Repo(root)
+    (root / "x@").mkdir()
+    (root / "x@" / "y.txt").write_bytes(b"in x@\n")
+    (root / "y.txt").write_bytes(b"top, v1\n")
+    repo.add(["x@", "y.txt"])
+    repo.commit("one", tag="x")
+    assert_ok(run(root, "branch", "feature/x"))
+    (root / "y.txt").write_bytes(b"top, v2\n")
+    (root / "logs" / "ann@").mkdir(parents=True)
+    (root / "logs" / "ann@" / "run.csv").write_bytes(b"a\n1\n")
+    repo.add(["y.txt", "logs"])
+    repo.commit("two")
+
+    def cat(url: str) -> bytes:
+        with fsspec.open(url, repo=str(root)) as f:
+            data: bytes = f.read()
+        return data
+
+    assert cat("dvfs:///y.txt") == cat("dvfs://y.txt") == b"top, v2\n"  # HEAD
+    assert cat("dvfs:///x@/y.txt") == b"in x@\n"  # after ///, a path whatever it holds
+    assert cat("dvfs://x@/y.txt") == b"top, v1\n"  # REV@/PATH: tag x
+    assert cat("dvfs://feature/x@/y.txt") == b"top, v1\n"
+    assert cat("dvfs:///logs/ann@/run.csv") == b"a\n1\n"
+    with pytest.raises(vfs.RevisionNotFound, match="dvfs:///logs/ann@/"):
+        cat("dvfs://logs/ann@/run.csv")
+    fs = fsspec.filesystem("dvfs", repo=str(root), rev="feature/x")
+    assert fs.ls("feature/x@", detail=False) == fs.ls("feature/x@/", detail=False) == [
+        "feature/x@/x@", "feature/x@/y.txt",
+    ]  # fmt: skip
+    assert fs.ls("/", detail=False) == ["/x@", "/y.txt"]
+    tagged = fsspec.filesystem("dvfs", repo=str(root), rev="x")
+    assert tagged.ls("x@", detail=False) == ["x@/x@", "x@/y.txt"]  # REV@: the root of x
+    head = fsspec.filesystem("dvfs", repo=str(root))
+    with pytest.raises(vfs.RevisionNotFound, match=r"dvfs:///logs/ann@/run\.csv"):
+        head.cat_file("logs/ann@/run.csv")
+    assert head.cat_file("/logs/ann@/run.csv") == b"a\n1\n"
+    fsck_clean(root)

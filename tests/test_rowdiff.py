@@ -58,6 +58,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "renamed.csv": "a,b\n1,x\n",
         "mixed.jsonl": '{"id": 1, "v": "a"}\n{"id": 3, "v": {"x": [1, 2]}}\n',
         "keys.csv": "k\n1\n2\n",
+        "retyped.csv": "id,x\n1,3\n2,4\n",
     }
     v2: dict[str, bytes | str] = {
         "people.csv": PEOPLE_V2,
@@ -78,6 +79,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
         "mixed.jsonl": '{"id": 1, "v": "b"}\n{"id": "2", "v": [true]}\n'
         '{"id": 3, "v": {"x": [1, 3]}}\n',
         "keys.csv": "k\n2\n3\n",
+        "retyped.csv": "id,x\n1,3\n2,4.5\n3,6\n",
     }
     for version in (v1, v2):
         for name, content in version.items():
@@ -134,6 +136,30 @@ def test_without_a_key_rows_are_a_multiset(data: Repo) -> None:
         {"status": "removed", "key": {}, "values": {"a": 1, "b": "x"}, "count": 1},
         {"status": "added", "key": {}, "values": {"a": 2, "b": "y"}, "count": 1},
         {"status": "added", "key": {}, "values": {"a": 3, "b": "z"}, "count": 1},
+    ]
+
+
+def test_a_retyped_columns_values_are_each_sides_own_with_or_without_a_key(
+    data: Repo,
+) -> None:
+    """Integers that gained a ``4.5`` are compared as numbers; a removed row without
+    a key showed ``x=4.0``, the value it was compared as, where its file says ``4``
+    and the keyed diff shows ``4``. Each row now shows its own side's values."""
+    plain = rows_json(data, "retyped.csv")
+    assert plain["rows"] == [
+        {"status": "removed", "key": {}, "values": {"id": 2, "x": 4}, "count": 1},
+        {"status": "added", "key": {}, "values": {"id": 2, "x": 4.5}, "count": 1},
+        {"status": "added", "key": {}, "values": {"id": 3, "x": 6.0}, "count": 1},
+    ]
+    assert [type(r["values"]["x"]) for r in plain["rows"]] == [int, float, float]
+    keyed = rows_json(data, "retyped.csv", "--key", "id")
+    assert keyed["rows"][0]["changes"] == {"x": {"old": 4, "new": 4.5}}
+    assert keyed["rows"][1]["values"] == plain["rows"][2]["values"]
+    out = data.ok("diff", "v1", "v2", "retyped.csv", "--rows").out.splitlines()
+    assert out[-3:] == [
+        "removed  id=2, x=4",
+        "added    id=2, x=4.5",
+        "added    id=3, x=6.0",
     ]
 
 

@@ -44,6 +44,8 @@ V1: dict[str, str | bytes] = {
     "windows.csv": b"id,v\r\n1,a\r\n2,b\r\n",
     "floats.parquet": floats(pa.float32(), [0.1, 0.2, 0.3]),
     "ids.csv": "id,v\n9007199254740993,a\n5,b\n",  # 64-bit ids: BIGINT
+    "bad.jsonl": '{"id": 1}\n{"id": 2}\n',
+    "gaps.jsonl": '{"id": 1}\n',
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -65,6 +67,8 @@ V2: dict[str, str | bytes] = {
     "floats.parquet": floats(pa.float64(), [0.1, 0.2, 0.5]),  # written again as DOUBLE
     # an id past 2**64 makes the column HUGEINT; 2**53 + 1 and 2**53 are one DOUBLE
     "ids.csv": "id,v\n9007199254740993,a\n9007199254740992,c\n5,b\n18446744073709551617,z\n",
+    "bad.jsonl": '{"id": 1}\n{"id": 2\n{"id": 3}\n',  # line 2 is cut short
+    "gaps.jsonl": '{"id": 1}\n\n\n{id: 4}\n',  # after two blank lines, line 4
 }
 
 
@@ -116,6 +120,18 @@ def test_a_file_the_engine_cannot_read_is_named_as_the_user_knows_it(
         assert leak not in note, note
     out = data.ok("diff", "v1", "v2", path, "--rows").out
     assert out.startswith(f"note: {note}\n")
+
+
+@pytest.mark.parametrize(("path", "line"), [("bad.jsonl", 2), ("gaps.jsonl", 4)])
+def test_a_malformed_json_record_is_named_by_its_line_in_the_file(
+    data: Repo, path: str, line: int
+) -> None:
+    """The engine names the line after a malformed record, blank lines not counted:
+    the note sent the user to line 3 of bad.jsonl, its last line, and to line 3 of
+    gaps.jsonl, a blank one (and "at byte 10" of a line of 8). It names the record's
+    own line."""
+    [note] = rows_json(data, path)["notes"]
+    assert f"Malformed JSON in file {path} in v2, in line {line}: " in note, note
 
 
 def test_json_nested_in_an_object_is_its_json_values_not_their_text(data: Repo) -> None:
@@ -253,6 +269,9 @@ def test_integer_columns_of_two_types_compare_exactly(data: Repo) -> None:
     got = rows_json(data, "ids.csv", "--key", "id")
     summary = {k: got["summary"][k] for k in ("added", "removed", "changed", "unchanged")}
     assert summary == {"added": 2, "removed": 0, "changed": 0, "unchanged": 2}
+    # compared as their text without a key, the rows shown held that text: "id": "5"
+    plain = rows_json(data, "ids.csv")
+    assert [r["values"]["id"] for r in plain["rows"]] == [18446744073709551617, 9007199254740992]
 
 
 UNQUOTED_VALUES = st.one_of(

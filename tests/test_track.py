@@ -601,6 +601,22 @@ def test_dvfs_own_files_are_refused_as_what_a_run_writes(repo: vfs.Repo) -> None
     fsck_clean(root)
 
 
+def test_dvfs_own_directory_is_refused_as_an_input_or_an_output(repo: vfs.Repo) -> None:
+    """input(".dvfs/HEAD") failed with "reserved name .dvfs in a tree record", words of
+    the repository's format; output(".dvfs") was taken. Both are refused as the
+    commands and metrics= refuse a path there."""
+    root = repo.root
+    assert root is not None
+    inside = r"is inside dvfs's own directory \.dvfs: a run's inputs and outputs"
+    for path in (".dvfs/HEAD", ".dvfs", root / ".dvfs" / "objects"):
+        with pytest.raises(vfs.UsageError, match=inside), vfs.track(repo, message="t") as r:
+            r.input(path)
+        with pytest.raises(vfs.UsageError, match=inside), vfs.track(repo, message="t") as r:
+            r.output(path)
+    assert [v.number for v in repo.versions()] == [1]
+    fsck_clean(root)
+
+
 def test_a_run_and_a_closed_repo_leave_no_file_open(template: Path, tmp_path: Path) -> None:
     """A run given a directory closes the Repo it opens for it when the block ends,
     and a Repo closed (``with vfs.Repo(...)``) closes its store's packs: each left

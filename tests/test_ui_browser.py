@@ -22,7 +22,7 @@ import vfs
 from tests.support.cli import Repo, commit_files, fsck_clean, init_repo
 from tests.support.mount import RUNTIME, mounted, push_to
 from tests.support.s3server import S3Server
-from tests.support.ui import PREP, Server, csrf_of, get, make_repo, post, serving
+from tests.support.ui import PREP, Server, csrf_of, get, make_repo, png, post, serving
 from vfs.ops import browse
 from vfs.repo.repository import Repository
 from vfs.ui import data
@@ -351,6 +351,35 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
     fsck_clean(root)
 
 
+def test_chart_titles_and_legends_show_metric_names_escaped(page: Page, tmp_path: Path) -> None:
+    """The charts' titles and legends (drawn by uPlot, which sets their text as given)
+    showed a metric's name raw: ``lo\u202ess``, written by a stage's own script, read
+    backwards there while the table beside them escaped it. They show it as the rest of
+    the page does."""
+    root = tmp_path / "odd"
+    repo = init_repo(root)
+    script = (
+        "import json\n"
+        "json.dump({'lo\\u202ess': 0.5}, open('m.json', 'w'))\n"
+        "open('m.steps.jsonl', 'w').write(json.dumps({'step': 0, 'lo\\u202ess': 1.0}) + '\\n')\n"
+    )
+    repo.write("train.py", script)
+    repo.ok("run", "-n", "train", "-d", "train.py", "-m", "m.json", "-o", "m.steps.jsonl",
+            "--", "python3", "train.py")  # fmt: skip
+    repo.ok("add", ".")
+    repo.commit("odd metric")
+    with serving(root) as s:
+        page.goto(s.url + "#/experiments")
+        shown = "lo\\342\\200\\256ss"
+        expect(page.locator("table.experiments th.metric")).to_have_text([shown])
+        steps = page.locator(".steps-chart")
+        expect(steps.locator(".u-legend .u-series .u-label")).to_have_text(["step", shown])
+        over = page.locator(".chart").first
+        expect(over.locator(".u-title")).to_have_text(f"{shown} over versions")
+        expect(over.locator(".u-legend .u-series .u-label")).to_have_text(["version", shown])
+    repo.fsck_clean()
+
+
 def test_experiments_tell_a_null_metric_from_a_missing_one(page: Page, tmp_path: Path) -> None:
     root = tmp_path / "nulls"
     Repository.init(root)
@@ -471,6 +500,31 @@ def test_names_and_messages_are_shown_escaped_as_the_cli_prints_them(
         expect(page.locator(".timeline")).to_contain_text("looks \\342\\200\\256harmless")
         page.goto(s.url + "#/version?rev=v1&file=evil%E2%80%AEtxt.exe")
         expect(page.locator("pre.text")).to_have_text("x\n")
+    repo.fsck_clean()
+
+
+def test_an_images_alt_text_is_its_name_escaped_as_the_page_shows_it(
+    page: Page, tmp_path: Path
+) -> None:
+    """An image's ``alt`` (what a screen reader says, what shows when it cannot load)
+    held its raw name: ``red\u202egnp.png`` read backwards there, ``a\x1bb.png``
+    carried its escape. It is the name as the page shows it everywhere else."""
+    repo = init_repo(tmp_path / "alt")
+    repo.write("red\u202egnp.png", png(4, 2))
+    repo.write("a\x1bb.png", png(6, 2))
+    repo.ok("add", ".")
+    repo.commit("images")
+    repo.write("a\x1bb.png", png(8, 2))
+    repo.ok("add", ".")
+    repo.commit("wider")
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=red%E2%80%AEgnp.png")
+        expect(page.locator("img.image")).to_have_attribute("alt", "red\\342\\200\\256gnp.png")
+        page.goto(s.url + "#/diff?old=v1&new=v2")
+        page.locator("tr.change").get_by_role("button", name="images").click()
+        for i, version in enumerate(("v1", "v2")):
+            img = page.locator(".images img").nth(i)
+            expect(img).to_have_attribute("alt", f"a\\033b.png in {version}")
     repo.fsck_clean()
 
 
@@ -739,6 +793,31 @@ def test_a_download_the_remote_cannot_give_says_why_on_the_page(
         )
         (tmp_path / "lost").rename(pack)
     src.fsck_clean()
+
+
+def test_a_tables_rows_are_counted_after_its_first_page_is_shown(
+    page: Page, tmp_path: Path
+) -> None:
+    """The page shows a table's first rows before they are counted, then the count: the
+    number of rows and the pager, or, for a row of another width further on, the note
+    saying the file is no table after all."""
+    r = init_repo(tmp_path / "later")
+    head = ",".join(f"c{i}" for i in range(300))
+    rows = [",".join(str(k * 1000 + i) for i in range(300)) for k in range(80)]
+    short = ",".join(str(i) for i in range(299))
+    commit_files(r, {
+        "wide.csv": "\n".join([head, *rows, ""]).encode(),
+        "late.csv": "\n".join([head, *rows * 40, short, ""]).encode(),  # past the 4 MiB sniffed
+    }, "wide")  # fmt: skip
+    with serving(r.root) as s:
+        page.goto(s.url + "#/version?rev=v1&file=wide.csv")
+        preview = page.locator("section.preview")
+        expect(preview).to_contain_text("CSV · 80 rows · 300 columns")
+        expect(preview.locator(".pager").last).to_contain_text(re.compile(r"1\W50 of 80"))
+        page.goto(s.url + "#/version?rev=v1&file=late.csv")
+        expect(preview.locator("p.note")).to_contain_text("Expected Number of Columns")
+        expect(preview.locator("table.data")).to_have_count(0)
+    r.fsck_clean()
 
 
 def test_a_wide_tables_values_stay_whole_and_the_table_scrolls(page: Page, tmp_path: Path) -> None:

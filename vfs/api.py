@@ -270,6 +270,12 @@ class Repo:
             if self._held is not None:
                 self._held()
 
+    def _close_idle(self) -> None:
+        """Close the packs' descriptors no read holds now, keeping everything else
+        open (``vfs.filesystem``, whose filesystems live as long as their users keep
+        them, between reads)."""
+        self._repo.close_idle()
+
     def __enter__(self) -> Repo:
         return self
 

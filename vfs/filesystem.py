@@ -5,13 +5,23 @@ read a version without checking it out; reads fetch only the chunks they touch.
 Installed with ``pip install 'dvfs[fsspec]'``, found by fsspec through the
 ``fsspec.specs`` entry point; nothing else in dvfs imports this module.
 
-URL forms::
+URL forms (and the paths the filesystem's methods take, without ``dvfs://``)::
 
-    dvfs://data/train.csv             the file in HEAD of the repository around the
-    dvfs:///data/train.csv            current directory (both forms are the same)
+    dvfs:///data/train.csv            the file in HEAD (or ``rev=``) of the repository
+                                      around the current directory: after a third
+                                      ``/`` comes a path and nothing else
+    dvfs://data/train.csv             the same, for a path that holds no ``@/`` and
+                                      does not end in ``@``
     dvfs://v3@/data/train.csv         ... in version v3 (any revision: main, a tag,
                                       an id, HEAD~2), as dvfs's REV:PATH says
     dvfs://feature/x@/data/train.csv  ... in the tip of branch feature/x
+    dvfs://v3@                        the root of v3 (as ``dvfs://v3@/``)
+
+When what follows ``dvfs://`` does not start with ``/``, the revision is all that
+comes before its first ``@/``, or all but a final ``@`` (no revision holds an ``@``:
+:func:`split_rev`). So ``dvfs://x@/y.txt`` is ``y.txt`` of revision ``x``, always,
+and ``y.txt`` in a directory called ``x@`` is ``dvfs:///x@/y.txt``; an unknown
+revision says so.
 
 Storage options (``storage_options=`` in pandas, keywords of ``fsspec.filesystem``):
 
@@ -24,9 +34,7 @@ Storage options (``storage_options=`` in pandas, keywords of ``fsspec.filesystem
 - ``endpoint_url``: the S3 endpoint of a remote (MinIO, SeaweedFS, ...); ``cache_dir``:
   where a remote's versions are kept (see ``vfs.api``).
 
-A revision sits at the start of the path, before ``@/``; a path that starts with
-``/`` names none, so ``dvfs:///odd@/x.csv`` reaches a directory called ``odd@``. The
-repository is never part of the URL: a repository is a directory or a remote URL,
+The repository is never part of the URL: a repository is a directory or a remote URL,
 which a URL cannot hold unambiguously (fsspec's ``::`` chaining would hand the inner
 URL to a filesystem of its own, s3fs for ``s3://``). DVC's ``dvc://`` does the same
 (repository and revision as options); lakeFS puts both in the URL, its repositories
@@ -73,6 +81,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -84,8 +93,9 @@ from fsspec.utils import stringify_path
 
 from vfs.api import Repo
 from vfs.api_types import FileInfo, RevArg, repo_path, rev_text
-from vfs.errors import PathNotFound
-from vfs.store.reader import ChunkedFile
+from vfs.errors import PathNotFound, RevisionNotFound
+from vfs.quoting import quote_given
+from vfs.store.reader import ChunkedFile, open_chunks
 
 PROTOCOL = "dvfs"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,6 +118,20 @@ def _as_asked(method: F) -> F:
     return named  # type: ignore[return-value]
 
 
+def _then_idle(method: F) -> F:
+    """``method``, then the packs' descriptors closed if no file of the filesystem is
+    open (:meth:`DvfsFileSystem._idle`)."""
+
+    @functools.wraps(method)
+    def done(self: DvfsFileSystem, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._idle()
+
+    return done  # type: ignore[return-value]
+
+
 class ReadOnlyError(PermissionError):
     """A write through ``dvfs://``, which reads versions only."""
 
@@ -120,15 +144,29 @@ class ReadOnlyError(PermissionError):
 
 
 def split_rev(path: str) -> tuple[str | None, str]:
-    """(revision or None, the rest) of a path without the protocol (module docstring)."""
+    """(revision or None, the path from the root) of a path without the protocol, as
+    the module docstring's grammar reads it: ``/PATH`` names no revision; else
+    ``REV@/PATH`` (REV: all before the first ``@/``) and ``REV@`` (the root of REV)
+    do, and anything else is a path. REV is never empty: ``@/x`` is a path."""
     if path.startswith("/"):
         return None, path
     at = path.find("@/")
     if at > 0:
         return path[:at], path[at + 1 :]
-    if path.endswith("@") and "/" not in path and len(path) > 1:
+    if at < 0 and len(path) > 1 and path.endswith("@"):
         return path[:-1], "/"
     return None, path
+
+
+def _unknown(rev: str, rest: str, exc: RevisionNotFound) -> RevisionNotFound:
+    """``exc`` for revision ``rev`` that a URL or path names (``REV@/`` then ``rest``),
+    its advice kept, also saying how to name a path whose directory ends in ``@``."""
+    said = str(exc).removeprefix(f"unknown revision {quote_given(rev)}").lstrip(":; ")
+    hint = (
+        f"{said}; dvfs://{rev}@/{rest} names revision {rev}, and a path holding '@/' is "
+        f"written after a third '/': dvfs:///{rev}@/{rest}"
+    )
+    return RevisionNotFound(rev, exc.candidates, hint=hint)
 
 
 def _clean(path: str) -> str:
@@ -206,13 +244,21 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 self.repo = Repo(where)
         history = self.repo.repository.history
         self.rev = rev_text(rev) if rev not in (None, "") else (_url_rev or "HEAD")
-        self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
+        try:
+            self.version = history.resolve(_pinned or self.rev)  # _pinned: __reduce__
+        except RevisionNotFound as exc:
+            if _pinned or rev not in (None, "") or _url_rev is None:
+                raise
+            raise _unknown(_url_rev, "...", exc) from None
         if not _pinned and rev and _url_rev and history.resolve(_url_rev) != self.version:
             raise ValueError(
                 f"the URL names revision {_url_rev} (dvfs://{_url_rev}@/...) but "
                 f"rev={rev!r} names another: give the revision one way"
             )
         self._at = self.version.hex()  # every read names the version, not the branch
+        self._files = 0  # files opened and not closed yet
+        self._files_lock = threading.Lock()
+        self._idle()
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled, the filesystem reads the same version of the same repository, even
@@ -282,11 +328,12 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """(``REV@`` as ``path`` names its revision, or nothing; the repository path),
         after checking that revision is this filesystem's version."""
         rev, rest = split_rev(self._strip_protocol(path))
-        if (
-            rev is not None
-            and rev != self.rev
-            and self.repo.repository.history.resolve(rev) != self.version
-        ):
+        if rev is not None and rev != self.rev:
+            try:
+                other = self.repo.repository.history.resolve(rev)
+            except RevisionNotFound as exc:
+                raise _unknown(rev, rest.lstrip("/"), exc) from None
+        if rev is not None and rev != self.rev and other != self.version:
             raise ValueError(
                 f"{path} is in revision {rev}, but this dvfs filesystem reads {self.rev}: "
                 f"make one with rev={rev!r}"
@@ -294,6 +341,31 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return ("" if rev is None else f"{rev}@"), rest.lstrip("/")
 
     # reading -------------------------------------------------------------------------
+
+    def _idle(self) -> None:
+        """Close the repository's pack descriptors unless a file of this filesystem is
+        open. fsspec and the libraries over it keep a filesystem as long as they like
+        (an ``OpenFile``, a dataset, a DataFrame's ``attrs``); it holds no descriptor
+        between calls, and no more than the store's bound while its files are open."""
+        with self._files_lock:
+            if self._files == 0:
+                self.repo._close_idle()
+
+    def _opened(self) -> Callable[[], None]:
+        """Count a file opened; the function to call when it is closed (once counts)."""
+        with self._files_lock:
+            self._files += 1
+        done = threading.Event()
+
+        def closed() -> None:
+            with self._files_lock:
+                if done.is_set():
+                    return
+                done.set()
+                self._files -= 1
+            self._idle()
+
+        return closed
 
     def _entry(self, f: FileInfo, prefix: str) -> dict[str, Any]:
         name = prefix + _clean(f.path)
@@ -334,6 +406,7 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 return None
         return repo.info(os.fsdecode(to), self._at)
 
+    @_then_idle
     @_as_asked
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Entries of a directory (or the file itself), named as the module docstring says."""
@@ -341,11 +414,13 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
         rows = [self._entry(f, prefix) for f in self.repo.ls(self._at, rel)]
         return rows if detail else [r["name"] for r in rows]
 
+    @_then_idle
     @_as_asked
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
         prefix, rel = self._named(path)
         return self._entry(self.repo.info(rel, self._at), prefix)
 
+    @_then_idle
     @_as_asked
     def _open(
         self, path: Any, mode: str = "rb", block_size: int | None = None,
@@ -353,15 +428,23 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> Any:  # fmt: skip
         if mode != "rb":
             raise ReadOnlyError(f"open({path!r}, {mode!r})")
-        if block_size is None and "cache_type" not in kwargs:
-            return self.repo.open(self._path(path), self._at, "rb")
-        _check_buffering(block_size, kwargs.get("cache_type"))
-        raw = self.repo.file(self._path(path), self._at)
+        buffered = block_size is not None or "cache_type" in kwargs
+        if buffered:
+            _check_buffering(block_size, kwargs.get("cache_type"))
+        closed = self._opened()
+        try:
+            raw = self.repo._raw(self._path(path), self._at, on_close=closed)
+        except BaseException:
+            closed()
+            raise
+        if not buffered:
+            return open_chunks(raw, "rb")
         return DvfsFile(
             self, self._strip_protocol(path), raw, block_size, kwargs.get("cache_type"),
             cache_options,
         )  # fmt: skip
 
+    @_then_idle
     @_as_asked
     def cat_file(
         self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -375,10 +458,12 @@ class DvfsFileSystem(AbstractFileSystem):  # type: ignore[misc]
             hi = size if end is None else (max(0, size + end) if end < 0 else end)
             return f.pread(lo, hi)
 
+    @_then_idle
     @_as_asked
     def modified(self, path: Any) -> dt.datetime:
         return self.repo.info(self._path(path), self._at).mtime
 
+    @_then_idle
     @_as_asked
     def checksum(self, path: Any) -> int:
         """A file's content id (its first 64 bits); another entry's fields, hashed."""

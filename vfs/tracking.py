@@ -105,6 +105,7 @@ from vfs.quoting import escape_text, finite, quote_given, quote_name
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
+from vfs.repo.repository import DVFS_DIR
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.pools import Workers
 from vfs.worktree.scan import scan
@@ -459,6 +460,11 @@ class Run:
         rel = repo_path(self._inside(path))
         if not rel:
             raise UsageError("the root of the repository cannot be an input or an output")
+        if rel.split(b"/", 1)[0] == DVFS_DIR.encode():  # as the commands refuse it
+            raise UsageError(
+                f"{quote_name(rel)} is inside dvfs's own directory {DVFS_DIR}: a run's inputs "
+                "and outputs are files of the working tree"
+            )
         self._no_link_out(rel)
         return rel
 

@@ -309,6 +309,13 @@ class Repository:
                     self._history = History(self.store, self.refs, self.dir)
         return self._history
 
+    def close_idle(self) -> None:
+        """Close the descriptors of packs no read holds, if the store was opened (it
+        stays open, with what it learned: the next read opens the pack it needs)."""
+        store = self._store
+        if store is not None:
+            store.close_idle()
+
     def close(self) -> None:
         """Close the store if it was opened (its packs' descriptors, its threads); a
         later use opens it again."""

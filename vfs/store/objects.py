@@ -742,6 +742,11 @@ class ObjectStore:
         with self._lock:
             self._abandon()
 
+    def close_idle(self) -> None:
+        """Close the packs' descriptors no read holds (:meth:`Descriptors.close_idle`);
+        the store stays open, and a read opens a pack again."""
+        self._fds.close_idle()
+
     def close(self) -> None:
         """Flush and close every file descriptor."""
         with self._lock:  # held throughout: no new pack may start with the old threads

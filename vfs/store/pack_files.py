@@ -398,6 +398,14 @@ class Descriptors:
                 if fd is not None and key not in self._users:
                     close_fd(fd)
 
+    def close_idle(self) -> None:
+        """Close every descriptor no read holds now; a later read opens its pack again.
+        For a user that keeps a store long after its reads (a ``dvfs://`` filesystem,
+        which fsspec and the readers over it keep as long as they like)."""
+        with self._lock:
+            for key in [k for k in self._open if k not in self._users]:
+                close_fd(self._open.pop(key))
+
     def close(self) -> None:
         """Close every descriptor (no read may be running)."""
         with self._lock:

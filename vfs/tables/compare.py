@@ -282,19 +282,31 @@ def unkeyed(
                 out.rows.append(RowChange(status, values=dict(zip(names, r, strict=True))))
         return
 
-    def sel() -> str:
+    # A column the two sides read as different types is compared as one type
+    # (_retyped), but each row is shown as its own side reads it: a removed row of an
+    # integer column that gained a 4.5 shows 4, as its file says and as the keyed diff
+    # shows it, not the 4.0 it was compared as.
+    casts = [_retyped(ot, nt, n, text) for n in common]
+    moved = [i for i, cast in enumerate(casts) if cast is not None]
+
+    def sel(side: int) -> str:
+        own = [
+            f"{ident(common[i]) if s == side else 'NULL'} AS {'on'[s]}{i}"
+            for i in moved
+            for s in (0, 1)
+        ]
         return ", ".join(
-            f"{_expr('', ident(n), _retyped(ot, nt, n, text))} AS c{i}"
-            for i, n in enumerate(common)
+            [f"{_expr('', ident(n), casts[i])} AS c{i}" for i, n in enumerate(common)] + own
         )
 
     cs = ", ".join(f"c{i}" for i in range(len(common)))
+    shown = "".join(f", any_value({x}{i}) AS {x}{i}" for i in moved for x in "on")
     engine.run(
         "CREATE OR REPLACE TEMP TABLE d AS SELECT * FROM ("
-        f"SELECT {cs}, count(*) FILTER (WHERE __s = 0) AS __na, "
+        f"SELECT {cs}{shown}, count(*) FILTER (WHERE __s = 0) AS __na, "
         "count(*) FILTER (WHERE __s = 1) AS __nb FROM ("
-        f"SELECT 0 AS __s, {sel()} FROM {a_rel} UNION ALL "
-        f"SELECT 1 AS __s, {sel()} FROM {b_rel}) GROUP BY ALL) WHERE __na <> __nb"
+        f"SELECT 0 AS __s, {sel(0)} FROM {a_rel} UNION ALL "
+        f"SELECT 1 AS __s, {sel(1)} FROM {b_rel}) GROUP BY {cs}) WHERE __na <> __nb"
     )
     removed, added = engine.run(
         "SELECT coalesce(sum(__na - __nb) FILTER (WHERE __na > __nb), 0), "
@@ -308,9 +320,11 @@ def unkeyed(
     out.unchanged = total_a - out.removed
     if limit <= 0:
         return
-    for r in engine.run(f"SELECT * FROM d ORDER BY ALL LIMIT {int(limit)}"):
-        vals, na, nb = r[: len(common)], int(r[-2]), int(r[-1])
+    for r in engine.run(f"SELECT * FROM d ORDER BY {cs}, __na, __nb LIMIT {int(limit)}"):
+        vals, na, nb = list(r[: len(common)]), int(r[-2]), int(r[-1])
         st = "removed" if na > nb else "added"
+        for j, i in enumerate(moved):  # each side's own value (above)
+            vals[i] = r[len(common) + 2 * j + (st == "added")]
         out.rows.append(
             RowChange(st, values=dict(zip(common, vals, strict=True)), count=abs(na - nb))
         )

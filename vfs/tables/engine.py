@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import decimal
+import json
 import os
 import re
 import threading
@@ -294,7 +295,7 @@ class Engine:
         except duckdb.ConversionException as exc:
             raise TypeMismatch(first_line(exc, 2)) from None
         except duckdb.InvalidInputException as exc:
-            message = first_line(exc, 3)
+            message = first_line(_json_line(str(exc)), 3)
             if self.pieces and "Maximum line size" in message:
                 # the limit scan_options set from the chunk facts (a kept entry that
                 # lies about a line's length): read again without it
@@ -474,10 +475,56 @@ def _quotes(sample: bytes) -> str:
     return "" if b'"' in sample or b"'" in sample else UNQUOTED
 
 
+_MALFORMED_JSON = re.compile(
+    r'Malformed JSON in file "(?P<path>[^"\n]+)", at byte \d+ in line (?P<n>\d+)'
+)
+
+
+def _json_line(text: str) -> str:
+    """An engine's error with the line of a malformed JSON Lines record as the file
+    numbers it. DuckDB 2.0 says ``in line N`` for the (N-1)th record, blank lines not
+    counted: ``in line 3`` of a file of two lines, or of one whose bad record is on
+    line 4 after two blank lines. The line is found by reading the file up to that
+    record (the place the engine named, or the record after it), checking that the
+    record there does not parse, and named without the engine's byte offset, which
+    counts from elsewhere (``at byte 10`` of a line of 8); if neither record is
+    malformed, the engine's text is kept."""
+    m = _MALFORMED_JSON.search(text)
+    if m is None:
+        return text
+    said = int(m["n"])
+    candidates = {said - 1, said} - {0}
+    record = line = 0
+    try:
+        with open(m["path"], "rb") as f:
+            for raw in f:
+                line += 1
+                body = raw.rstrip(b"\r\n")
+                if not body:
+                    continue
+                record += 1
+                if record in candidates and not _parses(body):
+                    where = f'Malformed JSON in file "{m["path"]}", in line {line}'
+                    return text[: m.start()] + where + text[m.end() :]
+                if record >= said:
+                    break
+    except OSError:
+        pass
+    return text
+
+
+def _parses(record: bytes) -> bool:
+    try:
+        json.loads(record)
+    except ValueError:
+        return False
+    return True
+
+
 _QUERY_PART = re.compile(r"\s*(LINE \d+:|\^+\s*$)")  # the query an error quotes
 
 
-def first_line(exc: BaseException, lines: int = 1) -> str:
+def first_line(exc: BaseException | str, lines: int = 1) -> str:
     """The first ``lines`` lines of an error's text, joined on one line.
 
     The engine quotes the offending line of a file in its errors ("Original Line:

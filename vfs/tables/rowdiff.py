@@ -13,6 +13,9 @@ rows, in key order (or row order of their values without a key).
 - Without a key, the diff is the multiset difference of whole rows (over the columns
   both sides have): a row that one side holds more often than the other is removed
   or added that many times.
+- Either way, a row shows each value as its own side reads it (a removed row as the
+  old version's column types, an added one as the new version's), whatever type a
+  retyped column was compared as (``vfs.tables.compare``).
 - CSV values are compared as the types detected on the file's first rows
   (``vfs.tables.engine``); if a value elsewhere does not fit, the diff is made again
   with every value compared as text, and a note says so.

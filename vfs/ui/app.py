@@ -9,7 +9,7 @@ Routes (docs/ui.md documents each answer; all are GET but the actions, and witho
     /api/version         rev                                      (data.version)
     /api/version/changes rev                                      (data.version_changes)
     /api/files           rev, dir, offset, limit                  (data.files)
-    /api/preview         rev, path, offset, limit, coffset        (files.preview)
+    /api/preview         rev, path, offset, limit, coffset, count (files.preview)
     /api/raw             rev, path, inline                        the file's bytes (HEAD: the
                                                                   check alone, no bytes)
     /api/diff            old, new, offset, limit                  (data.diff)
@@ -347,8 +347,9 @@ class Api:
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
         local = self.repo.store if self.source.remote is None else None
         columns = self.number(request, "coffset", 0)
+        count = request.query_params.get("count") != "later"
         answer = await self.run(
-            files.preview, self.repo, *args, self.tables, self.source.get, local, columns
+            files.preview, self.repo, *args, self.tables, self.source.get, local, columns, count
         )
         return json_response(answer)
 

@@ -162,7 +162,7 @@ def _text(data: bytes, size: int) -> str | None:
 def preview(
     repo: Repository, rev: str, path: bytes, offset: int = 0, limit: int = 50,
     tables: TablePreviews | None = None, get: Getter | None = None,
-    local: ObjectStore | None = None, column_offset: int = 0,
+    local: ObjectStore | None = None, column_offset: int = 0, count: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """What the file page shows of ``REV:PATH``, bounded whatever the file's size.
 
@@ -177,7 +177,8 @@ def preview(
     (the server holds one); without it, the file is read for this page alone. ``get``
     reads chunks (default: the repository's store; a remote's view reads its remote).
     With ``local`` (the repository's own store), a file whose data it lacks is
-    refused naming the file (ObjectMissing).
+    refused naming the file (ObjectMissing). ``count=False``: a table's ``total`` may
+    be None, its rows not waiting on counting them (``vfs.ui.previews``).
     """
     offset, limit = page(offset, limit)
     get = repo.store.get if get is None else get
@@ -195,7 +196,7 @@ def preview(
             note = f"larger than {TABLE_MAX >> 20} MiB: its first bytes as text"
         else:
             try:
-                return {**base, **_table(repo, get, f, offset, limit, tables, column_offset)}
+                return {**base, **_table(repo, get, f, offset, limit, tables, column_offset, count)}
             except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
                 note = f"not readable as a table ({exc}): its first bytes"
     first = head(get, f, max(TEXT_HEAD, HEX_HEAD))
@@ -212,7 +213,7 @@ def preview(
 
 def _table(
     repo: Repository, get: Getter, f: FileRef, offset: int, limit: int,
-    tables: TablePreviews | None, column_offset: int = 0,
+    tables: TablePreviews | None, column_offset: int = 0, count: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """A page of rows of a tabular file, read by the table engine (``vfs.ui.previews``)."""
     fmt = format_of(f.path)
@@ -222,7 +223,8 @@ def _table(
     use = TablePreviews(repo.dir) if tables is None else tables
     try:
         rows = use.page(fmt, f.entry.digest, f.entry.size, suffix, chunks(get, f), offset, limit,
-                        column_offset, name=f"{quote_name(f.path)} in {f.version}")  # fmt: skip
+                        column_offset, name=f"{quote_name(f.path)} in {f.version}",
+                        count=count)  # fmt: skip
     finally:
         if own:
             use.close()

@@ -38,6 +38,10 @@ export function lines(text) {
     .map((part, i) => (i % 2 ? part : visible(part))).join(""));
 }
 
+// Attributes a person reads (an image's alt text, a tooltip): shown by `visible`, as text
+// is. Others (href, src, value, data-*) are data and stay as given.
+const READ = new Set(["alt", "title", "aria-label", "placeholder"]);
+
 // h("a", {href: "#/x", class: "c"}, "text", child...): an element; strings become text
 // (shown by `visible`).
 export function h(tag, attrs = {}, ...children) {
@@ -46,6 +50,7 @@ export function h(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
     else if (k === "class") el.className = v;
+    else if (READ.has(k) && v !== true) el.setAttribute(k, visible(v));
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat(Infinity)) {

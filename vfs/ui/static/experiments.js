@@ -1,6 +1,6 @@
 // Experiments: `dvfs compare` (params and metrics per version and experiment), sortable,
 // and a chart of one metric over the versions (uPlot, vendored).
-import { api, errorBox, h, link, pager, put, swap, valueCell } from "./dom.js";
+import { api, errorBox, h, link, pager, put, swap, valueCell, visible } from "./dom.js";
 import uPlot from "./vendor/uPlot.esm.js";
 
 // A row's value of a parameter or metric it has, else undefined (a name such as
@@ -125,12 +125,12 @@ function stepChart(box, version, f) {
   const xs = rows.map(([x]) => x);
   const series = f.metrics.map((m) => rows.map(([, r]) => own(r, m) ?? null));
   new uPlot({
-    title: `${f.path} of ${version}`,
+    title: visible(`${f.path} of ${version}`), // uPlot sets its text as given: escaped here
     width: Math.min(900, Math.max(360, box.clientWidth || 720)),
     height: 260,
     scales: { x: { time: false } },
     series: [{ label: "step" }, ...f.metrics.map((m, i) => ({
-      label: m, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: f.rows.length <= 200 },
+      label: visible(m), stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: f.rows.length <= 200 },
     }))],
   }, [xs, ...series], box);
 }
@@ -142,13 +142,13 @@ function chart(box, rows, metric) {
   const ys = ordered.map((r) => (typeof own(r.metrics, metric) === "number" ? r.metrics[metric] : null));
   swap(box);
   new uPlot({
-    title: `${metric} over versions`,
+    title: visible(`${metric} over versions`),
     width: Math.min(900, Math.max(360, box.clientWidth || 720)),
     height: 260,
     scales: { x: { time: false } },
     series: [
-      { label: "version", value: (u, i) => (i === null || !ordered[i] ? "-" : ordered[i].rev) },
-      { label: metric, stroke: "#2f5fd0", width: 2, points: { show: true, size: 7 } },
+      { label: "version", value: (u, i) => (i === null || !ordered[i] ? "-" : visible(ordered[i].rev)) },
+      { label: visible(metric), stroke: "#2f5fd0", width: 2, points: { show: true, size: 7 } },
     ],
     axes: [
       { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], values: (u, splits) => splits.map((i) => (Number.isInteger(i) && ordered[i] ? ordered[i].rev : "")) },

@@ -140,13 +140,30 @@ async function showPreview(el, rev, params, go) {
   const path = params.file;
   const offset = params.roffset || 0; // as given: the server refuses, by name, what is no number
   const coffset = params.coffset || 0;
+  // A table's rows come first, before its rows are counted (count=later: total null,
+  // when the server can prove their width without counting); then the count, asked for
+  // again, which may also find the file no table after all (a row of another width).
   let p;
   try {
-    p = await api("preview", { rev, path, offset, limit: ROWS, coffset });
+    p = await api("preview", { rev, path, offset, limit: ROWS, coffset, count: "later" });
   } catch (err) {
     put(el, errorBox(err));
     return;
   }
+  await renderPreview(el, p, params, go);
+  if (p.kind !== "table" || p.total !== null) return;
+  try {
+    p = await api("preview", { rev, path, offset, limit: ROWS, coffset });
+  } catch (err) {
+    swap(el, errorBox(err));
+    return;
+  }
+  el.replaceChildren();
+  await renderPreview(el, p, params, go);
+}
+
+async function renderPreview(el, p, params, go) {
+  const path = params.file;
   const said = h("div", { class: "download-said" });
   put(el, h("h2", {}, p.path, " ",
     h("a", { class: "download", href: rawUrl(p.id, p.path), download: "", onclick: (e) => download(e, said) }, "download"),
@@ -155,13 +172,13 @@ async function showPreview(el, rev, params, go) {
   if (p.kind === "table") {
     const at = { dir: params.dir, file: path, roffset: p.offset, coffset: p.column_offset };
     put(el, 
-      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total.toLocaleString()} rows · ${p.total_columns.toLocaleString()} columns`),
+      h("p", { class: "muted" }, `${p.format.toUpperCase()} · ${p.total === null ? "counting rows…" : `${p.total.toLocaleString()} rows`} · ${p.total_columns.toLocaleString()} columns`),
       p.total_columns > p.columns.length ? h("div", { class: "columns-pager" }, "columns ",
         pager(p.total_columns, p.column_offset, COLUMNS, (o) => go({ ...at, coffset: o }))) : null,
       h("div", { class: "scroll" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", { title: c.type }, c.name)))),
         h("tbody", {}, p.rows.map((r) => h("tr", {}, r.map((x) => h("td", {}, cell(x)))))))),
-      pager(p.total, p.offset, p.limit, (o) => go({ ...at, roffset: o })));
+      p.total === null ? null : pager(p.total, p.offset, p.limit, (o) => go({ ...at, roffset: o })));
   } else if (p.kind === "image") {
     put(el, h("img", { class: "image", src: rawUrl(p.id, p.path, true), alt: p.path }));
   } else if (p.kind === "text") {
