@@ -548,3 +548,40 @@ def test_a_failed_experiment_names_no_kept_output_in_its_deleted_tree(tmp_path: 
     repo.ok("exp", "run")  # the tree left is removed now its command is gone
     assert list(exp.iterdir()) == []
     repo.fsck_clean()
+
+
+def test_a_killed_experiment_s_tree_goes_once_another_process_has_its_pid(
+    tmp_path: Path,
+) -> None:
+    # the tree a killed `exp run` left was kept, and its name refused as "being run by
+    # another command now", for as long as any process had the dead command's pid
+    repo, started = init_repo(tmp_path / "repo"), tmp_path / "started"
+    started.mkdir()
+    repo.write("waits.py", WAITS)
+    repo.ok("add", "waits.py")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "waits.py", "-o", "out", "--",
+            PY, "waits.py", str(started))  # fmt: skip
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a stage")
+    proc = subprocess.Popen(
+        cli_command("exp", "run", "-n", "one"), cwd=repo.root, env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(started.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.02)
+    stage = int(next(started.iterdir()).name)
+    proc.kill()
+    proc.wait()
+    os.kill(stage, signal.SIGKILL)
+    exp = repo.root / ".dvfs" / "exp"
+    [left] = list(exp.iterdir())
+    tree, _, tag = left.name.rpartition(".tmp-")
+    dead, dash, rest = tag.partition("-")
+    assert tree == "one" and int(dead) == proc.pid
+    left.rename(exp / f"{tree}.tmp-{os.getpid()}{dash}{rest}")  # as if its pid were reused
+    (started / "go").write_text("")
+    assert "experiment one:" in repo.ok("exp", "run", "-n", "one").out
+    assert list(exp.iterdir()) == []
+    repo.fsck_clean()

@@ -3,9 +3,12 @@
 ``dvfs exp run -S train.lr=0.02 -n lr02`` leaves the current branch, the working
 tree and the staging index as they are:
 
-1. a working tree of the experiment's own is made in ``.dvfs/exp/<name>.tmp-<pid>``
-   (under the repository lock, which claims the name: without ``-n``, the first
-   ``exp-N`` that neither a branch nor a running experiment has), holding copies of
+1. a working tree of the experiment's own is made in
+   ``.dvfs/exp/<name>.tmp-<pid>-<start>`` (the pid and start time of the command
+   running it, so that a tree a killed command left is told from one in use, even once
+   another process has its pid; under the repository lock, which claims the name:
+   without ``-n``, the first ``exp-N`` that neither a branch nor a running experiment
+   has), holding copies of
    what the selected stages read and make as the working tree holds them now:
    ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs;
 2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs._os.beneath import READ, Walker, open_dir, remove_tree
-from vfs._os.helper_process import alive
+from vfs._os.helper_process import process_tag, tag_alive
 from vfs.errors import DvfsError, UsageError
 from vfs.model import params as version_params
 from vfs.ops.commit import build_tree_rows
@@ -149,8 +152,7 @@ def _stale_trees(base: int) -> None:
     """Remove experiment trees left by processes that no longer run (a kill -9), in
     ``.dvfs/exp`` open at ``base``."""
     for name in os.listdir(base):
-        pid = name.rpartition(".tmp-")[2]
-        if pid.isdigit() and not alive(int(pid)):
+        if tag_alive(name.rpartition(".tmp-")[2]) is False:
             remove_tree(base, name)
 
 
@@ -178,9 +180,10 @@ def _running(base: int) -> set[str]:
     """The tree names of the experiments other live commands run now (their trees in
     ``.dvfs/exp``, open at ``base``)."""
     out = set()
+    mine = process_tag()
     for leaf in os.listdir(base):
-        tree, _, pid = leaf.rpartition(".tmp-")
-        if pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
+        tree, _, tag = leaf.rpartition(".tmp-")
+        if tag != mine and tag_alive(tag):
             out.add(tree)
     return out
 
@@ -236,7 +239,7 @@ def run(
                     f"experiment {name} is being run by another command now: "
                     + ("choose another -n NAME" if given else "run this one again")
                 )
-            leaf = f"{_tree_name(name)}.tmp-{os.getpid()}"
+            leaf = f"{_tree_name(name)}.tmp-{process_tag()}"
             os.mkdir(leaf, dir_fd=base)
         tree = repo.dir / EXP_DIR / leaf
         writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
