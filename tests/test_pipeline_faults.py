@@ -458,6 +458,24 @@ def test_a_stage_failing_on_its_first_run_says_it_had_no_previous_outputs(
     repo.fsck_clean()
 
 
+def test_a_failed_stage_leaves_no_empty_directory_made_for_its_outputs(tmp_path: Path) -> None:
+    # models/deep/ and keep/sub/, made for the outputs before the command ran, stayed
+    # behind empty once it failed
+    repo = init_repo(tmp_path / "repo")
+    (repo.root / "keep").mkdir()
+    r = repo.run("run", "-n", "a", "-o", "models/deep/m", "-o", "keep/sub/x", "--", "exit 3")
+    assert_error(r, "stage a failed", "exited with 3")
+    assert sorted(p.name for p in repo.root.iterdir()) == [".dvfs", "dvfs.yaml", "keep"]
+    assert list((repo.root / "keep").iterdir()) == []
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "bad": {"cmd": "exit 3", "outs": ["both/bad/x"]},
+        "good": {"cmd": "echo fine > both/good", "outs": ["both/good"]},
+    }}))  # fmt: skip
+    assert_error(repo.run("repro", "--keep-going", "--jobs", "2"), "stage bad failed")
+    assert [p.name for p in (repo.root / "both").iterdir()] == ["good"]  # what a stage made
+    repo.fsck_clean()
+
+
 def test_ctrl_c_on_a_stage_without_previous_outputs_says_there_were_none(
     slow: tuple[Repo, Path],
 ) -> None:
