@@ -177,6 +177,28 @@ def test_an_experiment_named_over_a_folder_of_others_is_refused_before_it_runs(
     repo.fsck_clean()
 
 
+def test_an_experiment_s_stage_changing_its_dep_leaves_the_working_tree_s_alone(
+    repo: Repo,
+) -> None:
+    # the hint said to restore the working tree's d.txt (`dvfs restore d.txt`), which the
+    # stage never touched: it changed the experiment's copy, since deleted
+    repo.write("d.txt", "1\n")
+    repo.write("params.yaml", "a: 1\n")
+    repo.ok("add", "d.txt", "params.yaml")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "d.txt", "-p", "a", "-o", "o.txt", "--",
+            "echo x >> d.txt; cat d.txt > o.txt")  # fmt: skip
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("base")
+    line = assert_error(
+        repo.run("exp", "run", "-S", "a=2"), "stage s changed its own dep d.txt",
+        "the working tree's outputs and d.txt are as they were", "the experiment recorded nothing",
+    )  # fmt: skip
+    assert "dvfs restore" not in line
+    assert repo.read("d.txt") == b"1\n"
+    assert "dvfs restore d.txt" in assert_error(repo.run("repro"), "changed its own dep d.txt")
+    repo.fsck_clean()
+
+
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")

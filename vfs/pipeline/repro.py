@@ -434,11 +434,16 @@ class Repro:
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
         if changed:
             kept = self.cleanup_failed(stage, started.backups)
+            end = (  # (an experiment's copy: the working tree's dep was not touched)
+                f"; the working tree's outputs and {show(changed[0])} are as they were (the "
+                "stage ran in a copy): fix the command"
+                if self.copy
+                else f"{self._not_back(kept)} (fix the command, and restore the dep: "
+                f"`dvfs restore {shell_word(changed[0])}` if it is tracked)"
+            )
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
-                "a stage may only read its deps; nothing of it was recorded"
-                f"{self._not_back(kept)} (fix the command, "
-                f"and restore the dep: `dvfs restore {shell_word(changed[0])}` if it is tracked)"
+                f"a stage may only read its deps; nothing of it was recorded{end}"
             )
         records = self.state.stage_records(stage.outs, store=True)
         out_ids = ids_of_records(stage.outs, records)
