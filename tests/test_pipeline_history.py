@@ -199,6 +199,27 @@ def test_an_experiment_s_stage_changing_its_dep_leaves_the_working_tree_s_alone(
     repo.fsck_clean()
 
 
+def test_an_experiment_refuses_to_set_a_value_in_a_file_a_stage_makes(repo: Repo) -> None:
+    # stage gen wrote params.yaml again, so train ran with lr 2, and the experiment was
+    # recorded as "experiment five: lr=5" (exit 0)
+    repo.write("seed", "2\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "gen": {"cmd": 'echo "lr: $(cat seed)" > params.yaml', "deps": ["seed"],
+                "outs": ["params.yaml"]},
+        "train": {"cmd": "cat params.yaml > model", "params": ["lr"], "outs": ["model"]},
+    }}))  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "seed")
+    repo.commit("base")
+    for args in (["-S", "lr=5"], ["-S", "lr=5", "train"]):
+        r = repo.run("exp", "run", "-n", "five", *args)
+        assert_error(r, "-S lr=5: params.yaml is made by stage gen", "set what stage gen makes")
+        assert "Running stage" not in r.out
+    assert repo.json("exp", "list", "--json") == []
+    assert not list((repo.root / ".dvfs").glob("exp/*"))
+    repo.fsck_clean()
+
+
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")

@@ -13,8 +13,9 @@ tree and the staging index as they are:
    ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs;
 2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
    ``params.yaml`` of the current directory, as for ``dvfs run -p``; the value typed
-   as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads is
-   refused, as the experiment would be recorded with a value no command saw;
+   as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads, or
+   in a file a selected stage makes (it would write the file again), is refused, as
+   the experiment would be recorded with a value no command saw;
 3. the stages are reproduced there (``vfs.pipeline.repro``: stale ones run, with
    the run cache of the repository, which then also holds these runs);
 4. the experiment's version is what ``dvfs commit`` would record now (the staging
@@ -225,6 +226,7 @@ def run(
     if not p.stages:
         raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")
     names = plan.selection(dag, plan.Options(targets=targets))
+    _check_made(dag, names, settings)
     wanted = _inputs(dag, names, settings)
     base = _open_base(repo)
     try:
@@ -307,6 +309,21 @@ def _check_read(dag: Dag, names: list[str], settings: list[Setting]) -> None:
             f"experiment would not use it (the stages read {shown}; -S FILE:KEY=VALUE names "
             "another file)"
         )
+
+
+def _check_made(dag: Dag, names: list[str], settings: list[Setting]) -> None:
+    """UsageError for a setting in a file a selected stage makes: that stage runs (its
+    output no longer what its run made) and writes the file again, and the experiment
+    would be recorded as made with a value no command saw."""
+    for s in settings:
+        for n in names:
+            out = next((o for o in dag.stages[n].outs if inside(s.file, o)), None)
+            if out is not None:
+                within = f" (in its out {show(out)})" if out != s.file else ""
+                raise UsageError(
+                    f"-S {quote_name(s.text)}: {show(s.file)} is made by stage {n}{within}, "
+                    f"which would write it again: set what stage {n} makes it from instead"
+                )
 
 
 def _inputs(dag: Dag, names: list[str], settings: list[Setting]) -> list[bytes]:
