@@ -3,9 +3,11 @@ recorded, the repository consistent (``fsck``) and ``status`` truthful."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -602,4 +604,41 @@ def test_a_killed_experiment_s_tree_goes_once_another_process_has_its_pid(
     (started / "go").write_text("")
     assert "experiment one:" in repo.ok("exp", "run", "-n", "one").out
     assert list(exp.iterdir()) == []
+    repo.fsck_clean()
+
+
+def test_a_directory_output_moved_aside_is_neither_listed_nor_staged(tmp_path: Path) -> None:
+    # while a stage ran, and after its repro was killed -9, the previous output it had
+    # moved aside (out/.tmp-dvfs-prev-...-d/f) was listed as untracked, and `dvfs add
+    # out` staged it: the next commit recorded dvfs's backup in the version
+    repo, started = init_repo(tmp_path / "repo"), tmp_path / "started"
+    started.mkdir()
+    (started / "go").write_text("")
+    repo.write("waits.py", WAITS.replace('open("out", "w").write("made")\n', ""))
+    repo.write("in", "1\n")
+    repo.ok("add", "in", "waits.py")
+    hold = shlex.join([PY, "waits.py", str(started)])
+    repo.ok("run", "-n", "s", "-d", "in", "-o", "out/d", "--",
+            f"mkdir -p out/d && cp in out/d/f && {hold}")  # fmt: skip
+    repo.commit("one")
+    (started / "go").unlink()
+    repo.write("in", "2\n")
+    proc = subprocess.Popen(
+        cli_command("repro"), cwd=repo.root, env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    for pid in started.iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid.name), signal.SIGKILL)
+    [aside] = [p.name for p in (repo.root / "out").iterdir() if p.name != "d"]
+    assert aside.startswith(".tmp-dvfs-prev-")  # what the next repro deals with
+    assert ".tmp-" not in json.dumps(repo.status())
+    repo.ok("add", "out")
+    assert not any(".tmp-" in p for p in staged_paths(repo))
     repo.fsck_clean()
