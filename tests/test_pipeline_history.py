@@ -711,6 +711,26 @@ def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) 
     assert [line.split()[0] for line in cli[2:]] == order("--sort", "-a")
 
 
+def test_compare_sorts_the_infinities_among_the_numbers(repo: Repo) -> None:
+    # a loss of -.inf or .inf (a diverged run) sorted as text, after every number: -.inf
+    # came after 2 in `--sort loss`, and .inf last in `--sort -loss`
+    repo.write("src.json", "{}")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "src.json", "-m", "m.json", "--",
+            "cp src.json m.json")  # fmt: skip
+    for n, value in enumerate(("2", "Infinity", "0.5", "-Infinity", "NaN", '"x"'), 1):
+        repo.write("src.json", f'{{"loss": {value}}}')
+        repo.ok("repro")
+        repo.ok("add", "src.json")
+        assert repo.commit(f"loss {value}") and repo.show()["version"] == f"v{n}"
+
+    def order(*args: str) -> list[str]:
+        return [r["rev"] for r in repo.json("compare", "--json", *args)]
+
+    assert order("--sort", "loss") == ["v4", "v3", "v1", "v2", "v5", "v6"]
+    assert order("--sort", "-loss") == ["v2", "v1", "v3", "v4", "v6", "v5"]
+    repo.fsck_clean()
+
+
 def test_two_experiments_diffed_are_named_as_given(trained: PipelineRepo) -> None:
     repo = trained
     repo.ok("exp", "run", "-S", "train.lr=0.02", "-n", "a")
