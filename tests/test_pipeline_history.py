@@ -220,6 +220,34 @@ def test_an_experiment_refuses_to_set_a_value_in_a_file_a_stage_makes(repo: Repo
     repo.fsck_clean()
 
 
+def test_an_experiment_leaves_an_untracked_file_in_a_dep_directory_to_its_owner(
+    repo: Repo,
+) -> None:
+    # the experiment's version held data/notes.txt, which the index did not track: `dvfs
+    # switch exp/e` wrote it, and `dvfs switch main` then deleted the user's file
+    repo.write("data/raw.csv", "r\n")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("add", "data/raw.csv", "params.yaml")
+    repo.write("data/notes.txt", "mine\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "prep": {"cmd": "cp data/raw.csv data/processed", "deps": ["data/raw.csv"],
+                 "outs": ["data/processed"]},
+        "train": {"cmd": "ls data > model", "deps": ["data"], "params": ["lr"],
+                  "outs": ["model"]},
+    }}))  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("base")
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "e")
+    names = [e["name"] for e in repo.json("ls", "exp/e", "data", "--json")]
+    assert names == ["processed", "raw.csv"]
+    assert repo.cat("exp/e:model") == b"notes.txt\nprocessed\nraw.csv\n"  # it was read
+    repo.ok("switch", "exp/e")
+    repo.ok("switch", "main")
+    assert repo.read("data/notes.txt") == b"mine\n"
+    repo.fsck_clean()
+
+
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")

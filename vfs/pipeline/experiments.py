@@ -21,8 +21,9 @@ tree and the staging index as they are:
 4. the experiment's version is what ``dvfs commit`` would record now (the staging
    index), with the tracked files of step 1 and the outputs as the experiment left
    them, and with its lineage; it is recorded as the first version of branch
-   ``exp/<name>``, on top of HEAD. A params file (or dep) the index does not track
-   stays out of it, with a warning for a params file ``-S`` changed: the values are
+   ``exp/<name>``, on top of HEAD. A params file (or dep, or a file in a dep
+   directory) the index does not track stays out of it, with a warning for a params
+   file ``-S`` changed: the values are
    in the version's runs, and ``dvfs switch`` to the experiment and back leaves the
    user's untracked file alone;
 5. the experiment's working tree is removed (also when a stage fails; nothing is
@@ -356,10 +357,9 @@ def _record(
                 )
             index = repo.index()
             rows = dict(index.rows())
+            own = (PIPELINE_FILE.encode(), RUNS_FILE.encode())
             keep = [c for c in copied if any(inside(c, o) or inside(o, c) for o in outs)]
-            keep += [c for c in copied if index.under(c) or c in (
-                PIPELINE_FILE.encode(), RUNS_FILE.encode()
-            )]  # fmt: skip
+            keep += [c for c in copied if index.under(c) or c in own]
             # A params file this branch does not track stays out of the version, as an
             # untracked dep does: `dvfs switch` would refuse to overwrite the user's file,
             # and switching back would delete it. Its values are in the version's runs.
@@ -370,10 +370,18 @@ def _record(
                     f"`dvfs switch {branch}` bring it)"
                 )
             keep = sorted(set(keep))
+            # What the version takes from the experiment's tree: the outputs and the
+            # pipeline's own files whole, and of the other paths only what the index
+            # tracks (an untracked file in a dep directory stays the user's, as above).
+            roots: list[bytes] = []
             for k in keep:
+                if k in own or any(inside(k, o) for o in outs):
+                    roots.append(k)
+                else:
+                    roots += [o for o in outs if inside(o, k)] + list(index.under(k))
                 for path in index.under(k):
                     rows.pop(path, None)
-            for path, staged in state.stage_records(keep, store=True).items():
+            for path, staged in state.stage_records(sorted(set(roots)), store=True).items():
                 rows[path] = as_row(path, staged)
             tree, files, total = build_tree_rows(repo.store, rows.items())
             head = hist.head_id()
