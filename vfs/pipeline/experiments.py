@@ -10,7 +10,9 @@ tree and the staging index as they are:
    without ``-n``, the first ``exp-N`` that neither a branch nor a running experiment
    has), holding copies of
    what the selected stages read and make as the working tree holds them now:
-   ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs;
+   ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs (links as they
+   are: a dep that is, or holds, a relative link the copy would resolve elsewhere,
+   out of the working tree or to a path not copied, is refused);
 2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
    ``params.yaml`` of the current directory, as for ``dvfs run -p``; the value typed
    as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads, or
@@ -139,15 +141,44 @@ def _copy(src: Walker, dst: Walker, rel: bytes, st: os.stat_result) -> None:
         os.close(fin)
 
 
-def _populate(ws: Workspace, tree: Path, paths: list[bytes], workers: Workers, warn: Warn) -> None:
-    """Copy ``paths`` (files or directories, as ``add`` would see them) into ``tree``."""
+def _populate(
+    ws: Workspace, tree: Path, paths: list[bytes], deps: list[bytes], workers: Workers,
+    warn: Warn,
+) -> None:  # fmt: skip
+    """Copy ``paths`` (files or directories, as ``add`` would see them) into ``tree``;
+    UsageError for a link among ``deps`` that the copy would resolve elsewhere."""
     state = TreeState(ws, workers, warn)
     tracked = state.tracked
     with Walker(ws.root) as src, Walker(tree) as dst, Ignores(ws.root, tracked, warn) as ign:
         for p in paths:
             for f in state.files_below(p, ign)[1]:
+                if statmod.S_ISLNK(f.st.st_mode) and any(inside(f.rel, d) for d in deps):
+                    _check_link(ws, src, f.rel, paths)
                 with contextlib.suppress(FileExistsError):
                     _copy(src, dst, f.rel, f.st)
+
+
+def _check_link(ws: Workspace, src: Walker, rel: bytes, paths: list[bytes]) -> None:
+    """UsageError if link ``rel`` of a dep, copied as it is, would lead the stage to
+    something else in the experiment's copy than in the working tree: a relative target
+    out of the working tree, or to a path in it that is not copied (and exists)."""
+    sdir, leaf = src.parent(rel)
+    target = os.readlink(leaf, dir_fd=sdir)
+    if target.startswith(b"/"):
+        return  # (the same path from either tree)
+    where = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    out = where == b".." or where.startswith(b"../")
+    if not out and any(inside(where, p) for p in paths):
+        return
+    if not os.path.exists(ws.root / os.fsdecode(where)):
+        return  # (leading nowhere in the working tree too)
+    raise UsageError(
+        f"{show(rel)}, a dep, is a symbolic link to {quote_name(os.fsdecode(target))}, "
+        + ("outside the working tree" if out else "which no selected stage reads or makes")
+        + ": from the experiment's copy of the working tree it would lead elsewhere; make "
+        "the link absolute"
+        + ("" if out else f", or make {show(where)} a dep of the stage that reads it")
+    )
 
 
 def _stale_trees(base: int) -> None:
@@ -247,7 +278,8 @@ def run(
         tree = repo.dir / EXP_DIR / leaf
         writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
         try:
-            _populate(ws, tree, wanted, workers, warn)
+            deps = [d for n in names for d in dag.stages[n].deps]
+            _populate(ws, tree, wanted, deps, workers, warn)
             exp_ws = Workspace(tree, repo, own_index=False)
             for s in settings:
                 data = exp_ws.read(s.file, values.MAX_FILE)
