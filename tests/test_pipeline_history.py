@@ -281,6 +281,31 @@ def test_an_experiment_refuses_a_dep_link_its_copy_would_resolve_elsewhere(
     repo.fsck_clean()
 
 
+def test_an_experiment_in_a_partial_working_tree_keeps_what_is_not_checked_out(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # data/b.csv, not checked out in the clone, was recorded as removed in exp/e: merging
+    # the experiment would have deleted it
+    repo.write("data/a.csv", "a\n")
+    repo.write("data/b.csv", "b\n")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("add", "data", "params.yaml")
+    repo.ok("run", "-n", "s", "-d", "data", "-p", "lr", "-o", "out", "--",
+            "cat data/* params.yaml > out")  # fmt: skip
+    repo.commit("base")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("checkout", "HEAD", "dvfs.yaml", "dvfs.runs", "params.yaml", "data/a.csv", "out")
+    copy.ok("exp", "run", "-S", "lr=2", "-n", "e")
+    names = [e["name"] for e in copy.json("ls", "exp/e", "data", "--json")]
+    assert names == ["a.csv", "b.csv"]
+    assert copy.cat("exp/e:data/b.csv") == b"b\n"
+    assert not (copy.root / "data" / "b.csv").exists()  # still not checked out
+    copy.fsck_clean()
+
+
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")

@@ -22,12 +22,12 @@ tree and the staging index as they are:
    the run cache of the repository, which then also holds these runs);
 4. the experiment's version is what ``dvfs commit`` would record now (the staging
    index), with the tracked files of step 1 and the outputs as the experiment left
-   them, and with its lineage; it is recorded as the first version of branch
-   ``exp/<name>``, on top of HEAD. A params file (or dep, or a file in a dep
-   directory) the index does not track stays out of it, with a warning for a params
-   file ``-S`` changed: the values are
-   in the version's runs, and ``dvfs switch`` to the experiment and back leaves the
-   user's untracked file alone;
+   them (a file not checked out stays as the index has it), and with its lineage;
+   it is recorded as the first version of branch ``exp/<name>``, on top of HEAD. A
+   params file (or dep, or a file in a dep directory) the index does not track stays
+   out of it, with a warning for a params file ``-S`` changed: the values are in the
+   version's runs, and ``dvfs switch`` to the experiment and back leaves the user's
+   untracked file alone;
 5. the experiment's working tree is removed (also when a stage fails; nothing is
    recorded then, and the working tree's own outputs are as they were: a previous
    output the stage could not have back in the copy is not kept); one that cannot be
@@ -412,7 +412,9 @@ def _record(
                 else:
                     roots += [o for o in outs if inside(o, k)] + list(index.under(k))
                 for path in index.under(k):
-                    rows.pop(path, None)
+                    entry = index.get(path)
+                    if entry is None or entry.checked_out:  # (one not checked out stays,
+                        rows.pop(path, None)  # as a commit keeps it, unless copied over)
             for path, staged in state.stage_records(sorted(set(roots)), store=True).items():
                 rows[path] = as_row(path, staged)
             tree, files, total = build_tree_rows(repo.store, rows.items())
