@@ -358,6 +358,22 @@ def test_bad_pipelines_are_refused_with_file_line_and_what_to_fix() -> None:
         spec.read(b"#" * (spec.MAX_FILE + 1))
 
 
+def test_an_output_that_is_or_holds_the_stage_s_wdir_is_refused_before_it_runs(
+    repo: Repo,
+) -> None:
+    # `dvfs run -o .` in sub moved sub aside and ran the command there: it wrote
+    # out.txt into the previous output, which was put back with the failed run's file
+    # in it ("its previous outputs are back"); such a stage could never succeed
+    repo.write("sub/a/mine.txt", "mine\n")
+    for where, out in (("sub", "."), ("sub/a", "..")):
+        r = run(repo.root / where, "run", "-n", "s", "-o", out, "--", "echo made > out.txt")
+        assert_error(r, "stage s (dvfs.yaml:", f"its wdir {where}", "moved aside", code=2)
+        assert "Running stage" not in r.out
+    assert sorted(p.name for p in (repo.root / "sub" / "a").iterdir()) == ["mine.txt"]
+    assert not (repo.root / "dvfs.yaml").exists()
+    repo.fsck_clean()
+
+
 def test_aliases_cannot_expand_dvfs_yaml_beyond_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """A list written once and named by many stages counts every time it is named."""
     monkeypatch.setattr(spec, "MAX_NODES", 50_000)

@@ -3,9 +3,11 @@ recorded, the repository consistent (``fsck``) and ``status`` truthful."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -458,6 +460,24 @@ def test_a_stage_failing_on_its_first_run_says_it_had_no_previous_outputs(
     repo.fsck_clean()
 
 
+def test_a_failed_stage_leaves_no_empty_directory_made_for_its_outputs(tmp_path: Path) -> None:
+    # models/deep/ and keep/sub/, made for the outputs before the command ran, stayed
+    # behind empty once it failed
+    repo = init_repo(tmp_path / "repo")
+    (repo.root / "keep").mkdir()
+    r = repo.run("run", "-n", "a", "-o", "models/deep/m", "-o", "keep/sub/x", "--", "exit 3")
+    assert_error(r, "stage a failed", "exited with 3")
+    assert sorted(p.name for p in repo.root.iterdir()) == [".dvfs", "dvfs.yaml", "keep"]
+    assert list((repo.root / "keep").iterdir()) == []
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "bad": {"cmd": "exit 3", "outs": ["both/bad/x"]},
+        "good": {"cmd": "echo fine > both/good", "outs": ["both/good"]},
+    }}))  # fmt: skip
+    assert_error(repo.run("repro", "--keep-going", "--jobs", "2"), "stage bad failed")
+    assert [p.name for p in (repo.root / "both").iterdir()] == ["good"]  # what a stage made
+    repo.fsck_clean()
+
+
 def test_ctrl_c_on_a_stage_without_previous_outputs_says_there_were_none(
     slow: tuple[Repo, Path],
 ) -> None:
@@ -547,4 +567,78 @@ def test_a_failed_experiment_names_no_kept_output_in_its_deleted_tree(tmp_path: 
     repo.commit("two")
     repo.ok("exp", "run")  # the tree left is removed now its command is gone
     assert list(exp.iterdir()) == []
+    repo.fsck_clean()
+
+
+def test_a_killed_experiment_s_tree_goes_once_another_process_has_its_pid(
+    tmp_path: Path,
+) -> None:
+    # the tree a killed `exp run` left was kept, and its name refused as "being run by
+    # another command now", for as long as any process had the dead command's pid
+    repo, started = init_repo(tmp_path / "repo"), tmp_path / "started"
+    started.mkdir()
+    repo.write("waits.py", WAITS)
+    repo.ok("add", "waits.py")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "waits.py", "-o", "out", "--",
+            PY, "waits.py", str(started))  # fmt: skip
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("a stage")
+    proc = subprocess.Popen(
+        cli_command("exp", "run", "-n", "one"), cwd=repo.root, env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(started.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.02)
+    stage = int(next(started.iterdir()).name)
+    proc.kill()
+    proc.wait()
+    os.kill(stage, signal.SIGKILL)
+    exp = repo.root / ".dvfs" / "exp"
+    [left] = list(exp.iterdir())
+    tree, _, tag = left.name.rpartition(".tmp-")
+    dead, dash, rest = tag.partition("-")
+    assert tree == "one" and int(dead) == proc.pid
+    left.rename(exp / f"{tree}.tmp-{os.getpid()}{dash}{rest}")  # as if its pid were reused
+    (started / "go").write_text("")
+    assert "experiment one:" in repo.ok("exp", "run", "-n", "one").out
+    assert list(exp.iterdir()) == []
+    repo.fsck_clean()
+
+
+def test_a_directory_output_moved_aside_is_neither_listed_nor_staged(tmp_path: Path) -> None:
+    # while a stage ran, and after its repro was killed -9, the previous output it had
+    # moved aside (out/.tmp-dvfs-prev-...-d/f) was listed as untracked, and `dvfs add
+    # out` staged it: the next commit recorded dvfs's backup in the version
+    repo, started = init_repo(tmp_path / "repo"), tmp_path / "started"
+    started.mkdir()
+    (started / "go").write_text("")
+    repo.write("waits.py", WAITS.replace('open("out", "w").write("made")\n', ""))
+    repo.write("in", "1\n")
+    repo.ok("add", "in", "waits.py")
+    hold = shlex.join([PY, "waits.py", str(started)])
+    repo.ok("run", "-n", "s", "-d", "in", "-o", "out/d", "--",
+            f"mkdir -p out/d && cp in out/d/f && {hold}")  # fmt: skip
+    repo.commit("one")
+    (started / "go").unlink()
+    repo.write("in", "2\n")
+    proc = subprocess.Popen(
+        cli_command("repro"), cwd=repo.root, env=cli_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    for pid in started.iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid.name), signal.SIGKILL)
+    [aside] = [p.name for p in (repo.root / "out").iterdir() if p.name != "d"]
+    assert aside.startswith(".tmp-dvfs-prev-")  # what the next repro deals with
+    assert ".tmp-" not in json.dumps(repo.status())
+    repo.ok("add", "out")
+    assert not any(".tmp-" in p for p in staged_paths(repo))
     repo.fsck_clean()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,134 @@ def test_an_experiment_named_over_a_folder_of_others_is_refused_before_it_runs(
         assert "Running stage" not in r.out and repo.ran() == []
     assert not list((repo.root / ".dvfs" / "exp").iterdir())
     repo.fsck_clean()
+
+
+def test_an_experiment_s_stage_changing_its_dep_leaves_the_working_tree_s_alone(
+    repo: Repo,
+) -> None:
+    # the hint said to restore the working tree's d.txt (`dvfs restore d.txt`), which the
+    # stage never touched: it changed the experiment's copy, since deleted
+    repo.write("d.txt", "1\n")
+    repo.write("params.yaml", "a: 1\n")
+    repo.ok("add", "d.txt", "params.yaml")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "d.txt", "-p", "a", "-o", "o.txt", "--",
+            "echo x >> d.txt; cat d.txt > o.txt")  # fmt: skip
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("base")
+    line = assert_error(
+        repo.run("exp", "run", "-S", "a=2"), "stage s changed its own dep d.txt",
+        "the working tree's outputs and d.txt are as they were", "the experiment recorded nothing",
+    )  # fmt: skip
+    assert "dvfs restore" not in line
+    assert repo.read("d.txt") == b"1\n"
+    assert "dvfs restore d.txt" in assert_error(repo.run("repro"), "changed its own dep d.txt")
+    repo.fsck_clean()
+
+
+def test_an_experiment_refuses_to_set_a_value_in_a_file_a_stage_makes(repo: Repo) -> None:
+    # stage gen wrote params.yaml again, so train ran with lr 2, and the experiment was
+    # recorded as "experiment five: lr=5" (exit 0)
+    repo.write("seed", "2\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "gen": {"cmd": 'echo "lr: $(cat seed)" > params.yaml', "deps": ["seed"],
+                "outs": ["params.yaml"]},
+        "train": {"cmd": "cat params.yaml > model", "params": ["lr"], "outs": ["model"]},
+    }}))  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "seed")
+    repo.commit("base")
+    for args in (["-S", "lr=5"], ["-S", "lr=5", "train"]):
+        r = repo.run("exp", "run", "-n", "five", *args)
+        assert_error(r, "-S lr=5: params.yaml is made by stage gen", "set what stage gen makes")
+        assert "Running stage" not in r.out
+    assert repo.json("exp", "list", "--json") == []
+    assert not list((repo.root / ".dvfs").glob("exp/*"))
+    repo.fsck_clean()
+
+
+def test_an_experiment_leaves_an_untracked_file_in_a_dep_directory_to_its_owner(
+    repo: Repo,
+) -> None:
+    # the experiment's version held data/notes.txt, which the index did not track: `dvfs
+    # switch exp/e` wrote it, and `dvfs switch main` then deleted the user's file
+    repo.write("data/raw.csv", "r\n")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("add", "data/raw.csv", "params.yaml")
+    repo.write("data/notes.txt", "mine\n")
+    repo.write("dvfs.yaml", json.dumps({"stages": {
+        "prep": {"cmd": "cp data/raw.csv data/processed", "deps": ["data/raw.csv"],
+                 "outs": ["data/processed"]},
+        "train": {"cmd": "ls data > model", "deps": ["data"], "params": ["lr"],
+                  "outs": ["model"]},
+    }}))  # fmt: skip
+    repo.ok("repro")
+    repo.ok("add", "dvfs.yaml")
+    repo.commit("base")
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "e")
+    names = [e["name"] for e in repo.json("ls", "exp/e", "data", "--json")]
+    assert names == ["processed", "raw.csv"]
+    assert repo.cat("exp/e:model") == b"notes.txt\nprocessed\nraw.csv\n"  # it was read
+    repo.ok("switch", "exp/e")
+    repo.ok("switch", "main")
+    assert repo.read("data/notes.txt") == b"mine\n"
+    repo.fsck_clean()
+
+
+def test_an_experiment_refuses_a_dep_link_its_copy_would_resolve_elsewhere(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # data -> ../shared read a.jpg in the working tree, and nothing in the experiment's
+    # copy (.dvfs/exp/NAME/../shared): the stage "ran", and the experiment was recorded
+    # with an output made from nothing and the lineage of the working tree's data
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "a.jpg").write_text("img")
+    repo.write("params.yaml", "lr: 1\n")
+    (repo.root / "data").symlink_to(os.path.relpath(shared, repo.root))
+    repo.write("raw/v2/f", "x")
+    repo.ok("run", "-n", "s", "-d", "data", "-p", "lr", "-o", "o", "--",
+            "ls data/ > o; cat params.yaml >> o")  # fmt: skip
+    repo.ok("add", "data", "params.yaml", "raw")
+    repo.commit("base")
+    r = repo.run("exp", "run", "-S", "lr=2", "-n", "e")
+    assert_error(r, "data, a dep, is a symbolic link to ../shared, outside the working tree",
+                 "make the link absolute")  # fmt: skip
+    (repo.root / "data").unlink()
+    (repo.root / "data").symlink_to("raw/v2")  # in the tree, but not copied
+    r = repo.run("exp", "run", "-S", "lr=2", "-n", "e")
+    assert_error(r, "symbolic link to raw/v2, which no selected stage", "make raw/v2 a dep")
+    assert "Running stage" not in r.out and repo.json("exp", "list", "--json") == []
+    assert not list((repo.root / ".dvfs" / "exp").iterdir())
+    (repo.root / "data").unlink()
+    (repo.root / "data").symlink_to(shared)  # the same from either tree
+    repo.ok("exp", "run", "-S", "lr=2", "-n", "e")
+    assert repo.cat("exp/e:o") == b"a.jpg\nlr: 2\n"
+    repo.fsck_clean()
+
+
+def test_an_experiment_in_a_partial_working_tree_keeps_what_is_not_checked_out(
+    repo: Repo, tmp_path: Path
+) -> None:
+    # data/b.csv, not checked out in the clone, was recorded as removed in exp/e: merging
+    # the experiment would have deleted it
+    repo.write("data/a.csv", "a\n")
+    repo.write("data/b.csv", "b\n")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("add", "data", "params.yaml")
+    repo.ok("run", "-n", "s", "-d", "data", "-p", "lr", "-o", "out", "--",
+            "cat data/* params.yaml > out")  # fmt: skip
+    repo.commit("base")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    assert run(tmp_path, "clone", str(tmp_path / "remote"), "copy", "--no-checkout").code == 0
+    copy = Repo(tmp_path / "copy")
+    copy.ok("checkout", "HEAD", "dvfs.yaml", "dvfs.runs", "params.yaml", "data/a.csv", "out")
+    copy.ok("exp", "run", "-S", "lr=2", "-n", "e")
+    names = [e["name"] for e in copy.json("ls", "exp/e", "data", "--json")]
+    assert names == ["a.csv", "b.csv"]
+    assert copy.cat("exp/e:data/b.csv") == b"b\n"
+    assert not (copy.root / "data" / "b.csv").exists()  # still not checked out
+    copy.fsck_clean()
 
 
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
@@ -666,6 +795,26 @@ def test_compare_sorts_a_column_of_numbers_text_and_gaps_either_way(repo: Repo) 
     assert order("--sort", "-a") == ["v1", "v5", "v6", "v2", "v3", "v4"]  # text descends too
     cli = repo.ok("compare", "--sort", "-a").out.splitlines()
     assert [line.split()[0] for line in cli[2:]] == order("--sort", "-a")
+
+
+def test_compare_sorts_the_infinities_among_the_numbers(repo: Repo) -> None:
+    # a loss of -.inf or .inf (a diverged run) sorted as text, after every number: -.inf
+    # came after 2 in `--sort loss`, and .inf last in `--sort -loss`
+    repo.write("src.json", "{}")
+    repo.ok("run", "--no-exec", "-n", "s", "-d", "src.json", "-m", "m.json", "--",
+            "cp src.json m.json")  # fmt: skip
+    for n, value in enumerate(("2", "Infinity", "0.5", "-Infinity", "NaN", '"x"'), 1):
+        repo.write("src.json", f'{{"loss": {value}}}')
+        repo.ok("repro")
+        repo.ok("add", "src.json")
+        assert repo.commit(f"loss {value}") and repo.show()["version"] == f"v{n}"
+
+    def order(*args: str) -> list[str]:
+        return [r["rev"] for r in repo.json("compare", "--json", *args)]
+
+    assert order("--sort", "loss") == ["v4", "v3", "v1", "v2", "v5", "v6"]
+    assert order("--sort", "-loss") == ["v2", "v1", "v3", "v4", "v6", "v5"]
+    repo.fsck_clean()
 
 
 def test_two_experiments_diffed_are_named_as_given(trained: PipelineRepo) -> None:

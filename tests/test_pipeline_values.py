@@ -9,6 +9,9 @@ import re
 import sys
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.cli import (
     Repo,
@@ -402,10 +405,43 @@ def test_params_records_escape_one_key_mappings_and_read_old_records_as_before()
     for value in tricky:
         back = from_record(to_record(value))
         assert back == value and type(back) is type(value)
-    assert to_record({"!toml-date": "2024-01-02"}) == {"!!toml-date": "2024-01-02"}
+    assert to_record({"!toml-date": "2024-01-02"}) == {"\0!toml-date": "2024-01-02"}
     assert to_record(date) == {"!toml-date": "2024-01-02"}
     assert isinstance(from_record({"!toml-date": "2024-01-02"}), TomlDate)  # old and new
-    assert from_record({"!x": 1}) == {"!x": 1}  # recorded before the escape: as it was
+    for old in ({"!x": 1}, {"!!x": 1}, {"!!!toml-date": "x"}, {"!toml-date": 3}):
+        assert from_record(old) == old and to_record(old) == old  # recorded as always
+
+
+_KEYS = st.sampled_from(["a", "!", "!k", "!!k", "!toml-date", "!!toml-date", "\0k", "\0"])
+_VALUES = st.recursive(
+    st.none() | st.integers() | st.text(max_size=3) | st.just(TomlDate("2024-01-02")),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=2),
+    max_leaves=8,
+)
+
+
+@given(_VALUES)
+@settings(max_examples=300, deadline=None)
+def test_a_params_record_reads_back_exactly_what_was_recorded(value: object) -> None:
+    # a mapping of one key "!!k" was recorded as {"!!!k": v} and read back as it was
+    # given, but one recorded before that escape (as {"!!k": v}) read as {"!k": v}
+    back = from_record(to_record(value))
+    assert back == value and values.same(back, value)  # (same: a date stays a date)
+
+
+def test_a_runs_file_recorded_before_the_escape_keeps_a_double_bang_key(repo: Repo) -> None:
+    # dvfs.runs as an older dvfs wrote it for the value {"!!k": 1} read as {"!k": 1}:
+    # `repro` called the stage stale ("param p.yaml:b {'!k': 1} -> {'!!k': 1}") and ran it
+    repo.write("p.yaml", '{b: {"!!k": 1}}')
+    repo.ok("run", "-n", "s", "-p", "p.yaml:b", "-o", "o", "--", "echo > o")
+    runs = yaml.safe_load(repo.read("dvfs.runs"))
+    runs["stages"]["s"]["params"]["p.yaml"]["b"] = {"!!k": 1}  # what it held then
+    repo.write("dvfs.runs", yaml.safe_dump(runs))
+    assert repo.ok("repro").out.startswith("Stage s is fresh")
+    repo.ok("add", "p.yaml", "dvfs.runs")
+    repo.commit("old runs")
+    assert repo.show()["pipeline"][0]["params"]["p.yaml"] == {"b": {"!!k": 1}}
+    repo.fsck_clean()
 
 
 def test_compare_quotes_a_name_with_a_control_character_as_metrics_show_does(

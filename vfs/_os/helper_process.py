@@ -39,6 +39,45 @@ def alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, ``/proc/PID/stat`` field
+    22); None if it is gone. A zombie counts as gone: it has exited, only its parent
+    has not reaped it."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    fields = text.rpartition(b")")[2].split()  # the name, in (), may hold anything
+    if len(fields) < 20 or fields[0] == b"Z" or not fields[19].isdigit():
+        return None
+    return int(fields[19])
+
+
+def process_tag() -> str:
+    """This process as ``<pid>-<start time>``, for names of what it leaves while it
+    works: unlike a pid alone, no process started later has the same tag. The bare pid
+    where ``/proc`` cannot tell the start time."""
+    pid = os.getpid()
+    start = process_start(pid)
+    return f"{pid}" if start is None else f"{pid}-{start}"
+
+
+def tag_alive(tag: str) -> bool | None:
+    """Whether the process ``tag`` names still runs; None if ``tag`` names none.
+
+    A :func:`process_tag` is alive while its pid runs with its start time: a dead
+    process's pid, taken since by another process, does not keep it alive. A bare pid
+    (what older versions wrote) is alive while any process has that pid.
+    """
+    pid, dash, start = tag.partition("-")
+    if not pid.isdigit() or (dash and not start.isdigit()):
+        return None
+    if not dash:
+        return alive(int(pid))
+    return process_start(int(pid)) == int(start)
+
+
 def spare_cpus(limit: int) -> int:
     """How many helpers to fork now: the CPUs beyond this one, at most ``limit``.
 

@@ -291,37 +291,53 @@ class TomlDate(str):
     Records keep the type as a mapping of one key, :data:`DATE_KEY` (``{"!toml-date":
     "2024-01-02"}``): :func:`to_record` before a value is encoded (a version's pipeline,
     ``dvfs.runs``, a run cache key), :func:`from_record` when it is decoded. A dvfs that
-    predates it shows that mapping. So that a parameter's own mapping of one key
-    starting with ``!`` (``{"!toml-date": "2024-01-02"}`` in a YAML or JSON file) is
-    never read back as a date, the record adds a ``!`` to that key (``{"!!toml-date":
-    ...}``, adding no nesting) and decoding removes it: in a record a mapping of one
-    key is a date if the key is :data:`DATE_KEY`, the user's mapping with one ``!``
-    less if it starts with ``!!``, else the user's as it is (records made before the
-    escape: only their date form was ever read as a date).
+    predates it shows that mapping.
+
+    So that a parameter's own mapping of one key :data:`DATE_KEY` and a text value
+    (``{"!toml-date": "2024-01-02"}`` in a YAML or JSON file) is never read back as a
+    date, the record puts :data:`ESCAPE` (NUL) in front of that key (``{"\\0!toml-date":
+    ...}``, adding no nesting), as it does in front of the key of a mapping of one key
+    that starts with NUL, and decoding takes one NUL off. No parameter name holds a
+    control character (see the module doc), so no record written before this escape
+    holds such a key, and every other mapping is recorded as it is: old and new records
+    decode exactly, ``{"!!k": v}`` as itself. In a record a mapping of one key is thus
+    a date if that key is :data:`DATE_KEY` and its value text, the user's mapping with
+    one NUL less if the key starts with NUL, else the user's as it is.
     """
 
     __slots__ = ()
 
 
 DATE_KEY = "!toml-date"
+ESCAPE = "\0"  # (in front of a key of a mapping of one key: see TomlDate)
 _RECORD_DEPTH = 64  # (values nest at most MAX_DEPTH levels; records are checked for it)
 
 
 def _escaped(value: dict[Any, Any]) -> bool:
-    """True if ``value`` is a mapping of one key starting with ``!`` (see TomlDate)."""
-    return len(value) == 1 and isinstance(k := next(iter(value)), str) and k.startswith("!")
+    """True if ``value``, a record's mapping, is one of one escaped key (see TomlDate)."""
+    return len(value) == 1 and isinstance(k := next(iter(value)), str) and k.startswith(ESCAPE)
+
+
+def _to_escape(value: dict[Any, Any]) -> bool:
+    """True if the record of ``value``, a parameter's mapping, escapes its key: it would
+    read as a date, or as escaped (see TomlDate)."""
+    if len(value) != 1:
+        return False
+    k, v = next(iter(value.items()))
+    date = k == DATE_KEY and isinstance(v, str) and not isinstance(v, TomlDate)
+    return date or (isinstance(k, str) and k.startswith(ESCAPE))
 
 
 def to_record(value: Any, depth: int = 0) -> Any:
     """``value`` with each :class:`TomlDate` as its record form, and each mapping of
-    one key starting with ``!`` escaped (see the class)."""
+    one key that would read as one escaped (see the class)."""
     if isinstance(value, TomlDate):
         return {DATE_KEY: str(value)}
     if depth > _RECORD_DEPTH:
         return value
     if isinstance(value, dict):
-        if _escaped(value):
-            return {"!" + k: to_record(v, depth + 1) for k, v in value.items()}
+        if _to_escape(value):
+            return {ESCAPE + k: to_record(v, depth + 1) for k, v in value.items()}
         return {k: to_record(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_record(v, depth + 1) for v in value]
@@ -329,13 +345,14 @@ def to_record(value: Any, depth: int = 0) -> Any:
 
 
 def from_record(value: Any, depth: int = 0) -> Any:
-    """``value`` with each record form of a date a :class:`TomlDate` again."""
+    """``value`` with each record form of a date a :class:`TomlDate` again, and each
+    escaped key as it was (see the class)."""
     if isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get(DATE_KEY), str):
             return TomlDate(value[DATE_KEY])
         if depth > _RECORD_DEPTH:
             return value
-        if _escaped(value) and next(iter(value)).startswith("!!"):
+        if _escaped(value):
             return {k[1:]: from_record(v, depth + 1) for k, v in value.items()}
         return {k: from_record(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list) and depth <= _RECORD_DEPTH:

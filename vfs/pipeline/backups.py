@@ -11,6 +11,8 @@ if taken), a name ``status`` lists and no run replaces. What the next run finds 
 is deleted only if its content is held elsewhere (the caller says: the index or the
 last version); else it is renamed ``OUT.dvfs-previous`` too, and if that fails the
 stage does not run. Nothing here deletes a previous output kept nowhere else.
+The directories made for the outputs are removed at the end of the run if they are
+empty then (a failed command left nothing in them; no other stage wrote there).
 Every path is reached through the workspace's walker (no link followed).
 """
 
@@ -23,6 +25,7 @@ import stat as statmod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vfs._os.beneath import Walker
 from vfs.model.ids import hash_bytes
 from vfs.pipeline.spec import Stage
 from vfs.pipeline.workspace import Workspace
@@ -67,15 +70,18 @@ def rename(ws: Workspace, src: bytes, dst: bytes) -> None:
     w.forget(dst)
 
 
-def move_aside(ws: Workspace, stage: Stage) -> dict[bytes, bytes]:
-    """Move the stage's outputs aside; make the directories they go in."""
+def move_aside(ws: Workspace, stage: Stage, made: list[bytes]) -> dict[bytes, bytes]:
+    """Move the stage's outputs aside; make the directories they go in (those made are
+    added to ``made``, parents first, for :func:`remove_empty`)."""
     moved: dict[bytes, bytes] = {}
     w = ws.walker()
     try:
         for o in stage.outs:
             parent = o.rpartition(b"/")[0]
             if parent:
+                missing = _missing(w, parent)
                 ensure_dir(w, parent, lambda _: False)
+                made += missing
             backup = backup_name(o)
             if w.lstat(backup) is not None:  # (never replaced: see clear_leftover)
                 raise OSError(errno.EEXIST, "a previous output is still kept there", backup)
@@ -86,6 +92,28 @@ def move_aside(ws: Workspace, stage: Stage) -> dict[bytes, bytes]:
         move_back(ws, moved)
         raise
     return moved
+
+
+def _missing(w: Walker, rel_dir: bytes) -> list[bytes]:
+    """The directories ``rel_dir`` and its parents that are not there, parents first."""
+    parts = rel_dir.split(b"/")
+    paths = [b"/".join(parts[: i + 1]) for i in range(len(parts))]
+    for i, p in enumerate(paths):
+        if w.lstat(p) is None:
+            return paths[i:]
+    return []
+
+
+def remove_empty(ws: Workspace, dirs: list[bytes]) -> None:
+    """Remove those of ``dirs`` (made by :func:`move_aside`) that are empty now,
+    children first: what a failed command was to fill and did not."""
+    w = ws.walker()
+    w.forget(b"")
+    for d in sorted(set(dirs), key=lambda p: p.count(b"/"), reverse=True):
+        with contextlib.suppress(OSError):  # (not empty, gone, replaced: left as it is)
+            parent, leaf = w.parent(d)
+            os.rmdir(leaf, dir_fd=parent)
+        w.forget(d)
 
 
 @dataclass(frozen=True)

@@ -3,24 +3,31 @@
 ``dvfs exp run -S train.lr=0.02 -n lr02`` leaves the current branch, the working
 tree and the staging index as they are:
 
-1. a working tree of the experiment's own is made in ``.dvfs/exp/<name>.tmp-<pid>``
-   (under the repository lock, which claims the name: without ``-n``, the first
-   ``exp-N`` that neither a branch nor a running experiment has), holding copies of
+1. a working tree of the experiment's own is made in
+   ``.dvfs/exp/<name>.tmp-<pid>-<start>`` (the pid and start time of the command
+   running it, so that a tree a killed command left is told from one in use, even once
+   another process has its pid; under the repository lock, which claims the name:
+   without ``-n``, the first ``exp-N`` that neither a branch nor a running experiment
+   has), holding copies of
    what the selected stages read and make as the working tree holds them now:
-   ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs;
+   ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs (links as they
+   are: a dep that is, or holds, a relative link the copy would resolve elsewhere,
+   out of the working tree or to a path not copied, is refused);
 2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
    ``params.yaml`` of the current directory, as for ``dvfs run -p``; the value typed
-   as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads is
-   refused, as the experiment would be recorded with a value no command saw;
+   as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads, or
+   in a file a selected stage makes (it would write the file again), is refused, as
+   the experiment would be recorded with a value no command saw;
 3. the stages are reproduced there (``vfs.pipeline.repro``: stale ones run, with
    the run cache of the repository, which then also holds these runs);
 4. the experiment's version is what ``dvfs commit`` would record now (the staging
    index), with the tracked files of step 1 and the outputs as the experiment left
-   them, and with its lineage; it is recorded as the first version of branch
-   ``exp/<name>``, on top of HEAD. A params file (or dep) the index does not track
-   stays out of it, with a warning for a params file ``-S`` changed: the values are
-   in the version's runs, and ``dvfs switch`` to the experiment and back leaves the
-   user's untracked file alone;
+   them (a file not checked out stays as the index has it), and with its lineage;
+   it is recorded as the first version of branch ``exp/<name>``, on top of HEAD. A
+   params file (or dep, or a file in a dep directory) the index does not track stays
+   out of it, with a warning for a params file ``-S`` changed: the values are in the
+   version's runs, and ``dvfs switch`` to the experiment and back leaves the user's
+   untracked file alone;
 5. the experiment's working tree is removed (also when a stage fails; nothing is
    recorded then, and the working tree's own outputs are as they were: a previous
    output the stage could not have back in the copy is not kept); one that cannot be
@@ -43,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from vfs._os.beneath import READ, Walker, open_dir, remove_tree
-from vfs._os.helper_process import alive
+from vfs._os.helper_process import process_tag, tag_alive
 from vfs.errors import DvfsError, UsageError
 from vfs.model import params as version_params
 from vfs.ops.commit import build_tree_rows
@@ -134,23 +141,51 @@ def _copy(src: Walker, dst: Walker, rel: bytes, st: os.stat_result) -> None:
         os.close(fin)
 
 
-def _populate(ws: Workspace, tree: Path, paths: list[bytes], workers: Workers, warn: Warn) -> None:
-    """Copy ``paths`` (files or directories, as ``add`` would see them) into ``tree``."""
+def _populate(
+    ws: Workspace, tree: Path, paths: list[bytes], deps: list[bytes], workers: Workers,
+    warn: Warn,
+) -> None:  # fmt: skip
+    """Copy ``paths`` (files or directories, as ``add`` would see them) into ``tree``;
+    UsageError for a link among ``deps`` that the copy would resolve elsewhere."""
     state = TreeState(ws, workers, warn)
     tracked = state.tracked
     with Walker(ws.root) as src, Walker(tree) as dst, Ignores(ws.root, tracked, warn) as ign:
         for p in paths:
             for f in state.files_below(p, ign)[1]:
+                if statmod.S_ISLNK(f.st.st_mode) and any(inside(f.rel, d) for d in deps):
+                    _check_link(ws, src, f.rel, paths)
                 with contextlib.suppress(FileExistsError):
                     _copy(src, dst, f.rel, f.st)
+
+
+def _check_link(ws: Workspace, src: Walker, rel: bytes, paths: list[bytes]) -> None:
+    """UsageError if link ``rel`` of a dep, copied as it is, would lead the stage to
+    something else in the experiment's copy than in the working tree: a relative target
+    out of the working tree, or to a path in it that is not copied (and exists)."""
+    sdir, leaf = src.parent(rel)
+    target = os.readlink(leaf, dir_fd=sdir)
+    if target.startswith(b"/"):
+        return  # (the same path from either tree)
+    where = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+    out = where == b".." or where.startswith(b"../")
+    if not out and any(inside(where, p) for p in paths):
+        return
+    if not os.path.exists(ws.root / os.fsdecode(where)):
+        return  # (leading nowhere in the working tree too)
+    raise UsageError(
+        f"{show(rel)}, a dep, is a symbolic link to {quote_name(os.fsdecode(target))}, "
+        + ("outside the working tree" if out else "which no selected stage reads or makes")
+        + ": from the experiment's copy of the working tree it would lead elsewhere; make "
+        "the link absolute"
+        + ("" if out else f", or make {show(where)} a dep of the stage that reads it")
+    )
 
 
 def _stale_trees(base: int) -> None:
     """Remove experiment trees left by processes that no longer run (a kill -9), in
     ``.dvfs/exp`` open at ``base``."""
     for name in os.listdir(base):
-        pid = name.rpartition(".tmp-")[2]
-        if pid.isdigit() and not alive(int(pid)):
+        if tag_alive(name.rpartition(".tmp-")[2]) is False:
             remove_tree(base, name)
 
 
@@ -178,9 +213,10 @@ def _running(base: int) -> set[str]:
     """The tree names of the experiments other live commands run now (their trees in
     ``.dvfs/exp``, open at ``base``)."""
     out = set()
+    mine = process_tag()
     for leaf in os.listdir(base):
-        tree, _, pid = leaf.rpartition(".tmp-")
-        if pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
+        tree, _, tag = leaf.rpartition(".tmp-")
+        if tag != mine and tag_alive(tag):
             out.add(tree)
     return out
 
@@ -222,6 +258,7 @@ def run(
     if not p.stages:
         raise UsageError(f"no stages in {PIPELINE_FILE}: an experiment reproduces them")
     names = plan.selection(dag, plan.Options(targets=targets))
+    _check_made(dag, names, settings)
     wanted = _inputs(dag, names, settings)
     base = _open_base(repo)
     try:
@@ -236,12 +273,13 @@ def run(
                     f"experiment {name} is being run by another command now: "
                     + ("choose another -n NAME" if given else "run this one again")
                 )
-            leaf = f"{_tree_name(name)}.tmp-{os.getpid()}"
+            leaf = f"{_tree_name(name)}.tmp-{process_tag()}"
             os.mkdir(leaf, dir_fd=base)
         tree = repo.dir / EXP_DIR / leaf
         writing = take(repo.dir, writing=True)  # its outputs are stored before _record names them
         try:
-            _populate(ws, tree, wanted, workers, warn)
+            deps = [d for n in names for d in dag.stages[n].deps]
+            _populate(ws, tree, wanted, deps, workers, warn)
             exp_ws = Workspace(tree, repo, own_index=False)
             for s in settings:
                 data = exp_ws.read(s.file, values.MAX_FILE)
@@ -306,6 +344,21 @@ def _check_read(dag: Dag, names: list[str], settings: list[Setting]) -> None:
         )
 
 
+def _check_made(dag: Dag, names: list[str], settings: list[Setting]) -> None:
+    """UsageError for a setting in a file a selected stage makes: that stage runs (its
+    output no longer what its run made) and writes the file again, and the experiment
+    would be recorded as made with a value no command saw."""
+    for s in settings:
+        for n in names:
+            out = next((o for o in dag.stages[n].outs if inside(s.file, o)), None)
+            if out is not None:
+                within = f" (in its out {show(out)})" if out != s.file else ""
+                raise UsageError(
+                    f"-S {quote_name(s.text)}: {show(s.file)} is made by stage {n}{within}, "
+                    f"which would write it again: set what stage {n} makes it from instead"
+                )
+
+
 def _inputs(dag: Dag, names: list[str], settings: list[Setting]) -> list[bytes]:
     """What the experiment's working tree needs: pipeline files, deps, params, outputs."""
     paths: list[bytes] = [PIPELINE_FILE.encode(), RUNS_FILE.encode()]
@@ -336,10 +389,9 @@ def _record(
                 )
             index = repo.index()
             rows = dict(index.rows())
+            own = (PIPELINE_FILE.encode(), RUNS_FILE.encode())
             keep = [c for c in copied if any(inside(c, o) or inside(o, c) for o in outs)]
-            keep += [c for c in copied if index.under(c) or c in (
-                PIPELINE_FILE.encode(), RUNS_FILE.encode()
-            )]  # fmt: skip
+            keep += [c for c in copied if index.under(c) or c in own]
             # A params file this branch does not track stays out of the version, as an
             # untracked dep does: `dvfs switch` would refuse to overwrite the user's file,
             # and switching back would delete it. Its values are in the version's runs.
@@ -350,10 +402,20 @@ def _record(
                     f"`dvfs switch {branch}` bring it)"
                 )
             keep = sorted(set(keep))
+            # What the version takes from the experiment's tree: the outputs and the
+            # pipeline's own files whole, and of the other paths only what the index
+            # tracks (an untracked file in a dep directory stays the user's, as above).
+            roots: list[bytes] = []
             for k in keep:
+                if k in own or any(inside(k, o) for o in outs):
+                    roots.append(k)
+                else:
+                    roots += [o for o in outs if inside(o, k)] + list(index.under(k))
                 for path in index.under(k):
-                    rows.pop(path, None)
-            for path, staged in state.stage_records(keep, store=True).items():
+                    entry = index.get(path)
+                    if entry is None or entry.checked_out:  # (one not checked out stays,
+                        rows.pop(path, None)  # as a commit keeps it, unless copied over)
+            for path, staged in state.stage_records(sorted(set(roots)), store=True).items():
                 rows[path] = as_row(path, staged)
             tree, files, total = build_tree_rows(repo.store, rows.items())
             head = hist.head_id()

@@ -8,7 +8,9 @@ when:
 - it has a cycle (``a -> b -> a``);
 - two stages have the same output, or one's output lies inside another's;
 - a stage's output is also its dep (or a params file it reads), or lies inside or
-  holds one of its deps.
+  holds one of its deps;
+- a stage's output is its wdir or holds it (the output is moved aside before the
+  command runs, in the wdir).
 
 Orders follow the file where the graph leaves a choice, so output and runs are the
 same from one run to the next.
@@ -136,6 +138,14 @@ def build(p: Pipeline) -> Dag:
                     f"{_show(a)} of stage {x.name} ({_line(x)}): an output belongs to one stage"
                 )
     for s in stages.values():
+        held = next((o for o in s.outs if s.wdir and inside(s.wdir, o)), None)
+        if held is not None:
+            what = "is" if held == s.wdir else "holds"
+            raise UsageError(
+                f"stage {s.name} ({_line(s)}): output {_show(held)} {what} its wdir "
+                f"{_show(s.wdir)}, which would be moved aside before the command runs in it: "
+                "name what the command makes inside it as outputs"
+            )
         for d in reads(s):
             for o in s.outs:
                 if inside(d, o) or inside(o, d):

@@ -279,6 +279,16 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+_INFINITIES = {".inf": math.inf, "-.inf": -math.inf}  # as values record them (quoting.finite)
+
+
+def _sort_number(x: Any) -> float | int | None:
+    """``x`` as the number it sorts as (an infinity too); None if it is none."""
+    if _number(x):
+        return cast(float, x)
+    return _INFINITIES.get(x) if isinstance(x, str) else None
+
+
 def _delta(a: float, b: float) -> float | None:
     """``b - a``, exact between integers; None if it is no finite number (an integer
     too large for a float beside a float, two floats near the largest apart)."""
@@ -425,14 +435,15 @@ def compare(
             name = quote_name(sort_by.removeprefix("-"))
             raise UsageError(f"no metric or parameter {name} to sort by")
 
-        # Numbers, then text (anything else as it is shown), then rows without a value
-        # (a null one, then none); each group in the order asked, ties in the order chosen.
+        # Numbers (the infinities too, kept as their YAML text), then text (anything else
+        # as it is shown), then rows without a value (a null one, then none); each group
+        # in the order asked, ties in the order chosen.
         def gap(x: Any) -> bool:
             return x is None or x is MISSING
 
-        numbers = [t for t in table if _number(t[1][col])]
-        texts = [t for t in table if not gap(t[1][col]) and not _number(t[1][col])]
-        numbers.sort(key=lambda t: cast(float, t[1][col]), reverse=desc)
+        numbers = [t for t in table if _sort_number(t[1][col]) is not None]
+        texts = [t for t in table if not gap(t[1][col]) and _sort_number(t[1][col]) is None]
+        numbers.sort(key=lambda t: cast(float, _sort_number(t[1][col])), reverse=desc)
         texts.sort(key=lambda t: shown(t[1][col]), reverse=desc)
         nulls = [t for t in table if t[1][col] is None]
         table = numbers + texts + nulls + [t for t in table if t[1][col] is MISSING]

@@ -18,7 +18,8 @@ Running a stage (``vfs.pipeline.runner``):
    output directory that ignore rules keep out whole, or changed one of its own deps:
    what it wrote is removed and the previous outputs moved back (one that cannot be,
    as what the command left cannot be removed, is kept as ``OUT.dvfs-previous`` and
-   the message says so); nothing is recorded;
+   the message says so); nothing is recorded; the directories step 1 made for its
+   outputs are removed at the end if they are empty then;
 4. it succeeded: the outputs are hashed (their chunks stored), ``dvfs.runs`` is
    rewritten with the run, and the run is added to the run cache.
 
@@ -216,6 +217,7 @@ class Repro:
         self.stage_roots: list[bytes] = []  # the outputs themselves
         self.fresh_outs: dict[bytes, bytes] = {}  # a fresh stage's outputs: their run's ids
         self.recorded = False
+        self.made_dirs: list[bytes] = []  # made for outputs (removed at the end if empty)
         self.out = Outcome()
         # what add must not stage meanwhile, or a mount's snapshot record (vfs.pipeline.writing)
         listed = ws.writing_list()
@@ -432,11 +434,16 @@ class Repro:
         changed = [x for x in stage.deps if ids[x] != d.deps.get(x)]
         if changed:
             kept = self.cleanup_failed(stage, started.backups)
+            end = (  # (an experiment's copy: the working tree's dep was not touched)
+                f"; the working tree's outputs and {show(changed[0])} are as they were (the "
+                "stage ran in a copy): fix the command"
+                if self.copy
+                else f"{self._not_back(kept)} (fix the command, and restore the dep: "
+                f"`dvfs restore {shell_word(changed[0])}` if it is tracked)"
+            )
             raise StageFailed(
                 f"stage {stage.name} changed its own dep {show(changed[0])} while it ran: "
-                "a stage may only read its deps; nothing of it was recorded"
-                f"{self._not_back(kept)} (fix the command, "
-                f"and restore the dep: `dvfs restore {shell_word(changed[0])}` if it is tracked)"
+                f"a stage may only read its deps; nothing of it was recorded{end}"
             )
         records = self.state.stage_records(stage.outs, store=True)
         out_ids = ids_of_records(stage.outs, records)
@@ -488,7 +495,7 @@ class Repro:
         stage = d.stage
         self.clear_leftovers(stage)
         self._writing(stage)
-        moved = backups.move_aside(self.ws, stage)
+        moved = backups.move_aside(self.ws, stage, self.made_dirs)
         try:
             done, failed = restore_many(
                 self.ws.root, d.hit.entries, self.ws.repo.store, self.workers, lambda _: True
@@ -647,7 +654,7 @@ class Repro:
                         try:
                             self._say_start(d)
                             self._writing(d.stage)
-                            moved = backups.move_aside(self.ws, d.stage)
+                            moved = backups.move_aside(self.ws, d.stage, self.made_dirs)
                             r = Running(d.stage, self.ws.root, self.output, prefix, wdir_fd)
                         finally:
                             os.close(wdir_fd)
@@ -705,6 +712,7 @@ class Repro:
 
     def _finish_up(self) -> None:
         """Write the run cache and stage what was recorded (see the module docstring)."""
+        backups.remove_empty(self.ws, self.made_dirs)
         try:
             if self.cache is not None:
                 self.cache.flush()

@@ -20,7 +20,8 @@ Format, version 1 (YAML, written by dvfs; do not edit)::
         deps: {data/prepared: <64 hex>, train.py: <64 hex>}
         outs: {models/model.pt: <64 hex>, metrics.json: <64 hex>}
         params: {params.yaml: {train.lr: 0.01}}   # a TOML date: {"!toml-date": TEXT}
-                                                   # ({"!k": v} of the user's: {"!!k": v})
+                                                   # (the user's {"!toml-date": v}:
+                                                   # {"\\0!toml-date": v})
         metrics: [metrics.json]
         run: {exit: 0, started_ns: <int>, ns: <int>, host: <text>, dvfs: <text>,
               python: <text>, git: <commit> | null}

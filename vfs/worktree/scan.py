@@ -15,6 +15,9 @@ from vfs.store.durable import TMP_PREFIX
 
 _TMP_PREFIX = TMP_PREFIX.encode()
 SKIP_DIRS = frozenset({b".dvfs", b".git"})  # never listed nor entered, whatever they are
+# Directories dvfs sets aside for a while (a stage's previous output directory, moved
+# aside while its command runs, or left there by a run killed -9): never entered.
+_OWN_TMP_DIR = _TMP_PREFIX + b"dvfs-"
 
 Warn = Callable[[str], None]
 
@@ -44,7 +47,9 @@ def list_dir(walker: Walker, d: bytes) -> Listing:
     """One directory's entries, by kind; nothing if ``d`` is gone or not a directory now.
 
     ``.git`` and ``.dvfs`` themselves (git's and dvfs's own) are left out, whatever
-    they are; the other names dvfs never stores are listed apart, in ``reserved``.
+    they are, as are files named ``.tmp-*`` and directories named ``.tmp-dvfs-*``
+    (dvfs's own temporaries); the other names dvfs never stores are listed apart, in
+    ``reserved``.
     """
     try:
         fd = walker.dir(d, listable=True)  # (held by the walker)
@@ -69,7 +74,7 @@ def list_dir(walker: Walker, d: bytes) -> Listing:
             name = de.name if raw else encode(de.name)
             names.append(name)
             if de.is_dir(follow_symlinks=False):
-                if name not in SKIP_DIRS:
+                if name not in SKIP_DIRS and not name.startswith(_OWN_TMP_DIR):
                     subdirs.append(prefix + name)
                 continue
             if name.startswith(_TMP_PREFIX):
