@@ -532,6 +532,38 @@ def test_a_branch_or_tag_cannot_take_a_remote_branch_name(repo: Repo, tmp_path: 
     repo.fsck_clean()
 
 
+def test_full_ref_names_read_their_ref_and_name_no_new_branch_or_tag(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """`dvfs tag refs/heads/main v1` was made, and `dvfs show refs/heads/main` then
+    read that tag (v1), not branch main; and `refs/tags/t1` named nothing. A full name
+    now reads its own ref, as in git, and no branch or tag may start with `refs/`."""
+    two_files(repo)
+    repo.ok("tag", "t1")
+    repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    repo.ok("push")
+    repo.write("a.txt", "a2")
+    repo.commit("two", "-a")
+    v1, v2 = repo.show("v1")["id"], repo.show("v2")["id"]
+    for args in (["tag", "refs/heads/main", "v1"], ["branch", "refs/tags/t1"],
+                 ["switch", "-c", "refs/x"], ["commit", "--amend", "--tag", "refs/t"]):  # fmt: skip
+        assert_error(repo.run(*args), "is read as a ref's full name", code=2)
+    assert repo.show("refs/heads/main")["id"] == v2
+    assert repo.show("refs/tags/t1")["id"] == v1
+    assert repo.show("refs/remotes/origin/main")["id"] == v1
+    assert repo.show("refs/heads/main~1")["id"] == v1
+    for missing in ("refs/heads/nope", "refs/tags/main", "refs/other/main"):
+        assert_error(repo.run("show", missing), f"unknown revision {missing}", code=1)
+    # A tag an older dvfs let through is read by its own full name, and deleted.
+    (repo.root / ".dvfs" / "refs" / "tags" / "refs" / "heads").mkdir(parents=True)
+    (repo.root / ".dvfs" / "refs" / "tags" / "refs" / "heads" / "main").write_text(v1 + "\n")
+    assert repo.show("refs/heads/main")["id"] == v2
+    assert repo.show("refs/tags/refs/heads/main")["id"] == v1
+    repo.ok("tag", "-d", "refs/heads/main")
+    assert [t["name"] for t in repo.json("tag", "--json")] == ["t1"]
+    repo.fsck_clean()
+
+
 def test_a_tag_and_a_branch_cannot_share_a_name(make_repo: RepoFactory, tmp_path: Path) -> None:
     """`dvfs tag main` was made beside branch main (and a branch beside a tag), and
     `main` then silently read the branch: each is refused, wherever a ref is made; a

@@ -41,7 +41,7 @@ from vfs.model.ids import is_hex_prefix
 from vfs.model.version_codec import Version, decode_version
 from vfs.quoting import quote_given
 from vfs.repo.numbers import REWRITE_AFTER, Numbers
-from vfs.repo.refs import Head, Refs, is_ref_like
+from vfs.repo.refs import Head, Refs, full_ref, is_ref_like
 from vfs.store.objects import ObjectStore, ObjKind
 
 CLOSE_VERSIONS = 1000  # newest vN names offered as close to a mistyped revision
@@ -314,6 +314,9 @@ class History:
         m = _VN_RE.fullmatch(name)
         if m:
             return self._vn(int(m.group(1)))
+        full = full_ref(name)
+        if full is not None:  # refs/heads/main: that ref alone, as git reads it
+            return self.refs.get(full)
         if is_ref_like(name):
             for ref in (f"refs/heads/{name}", f"refs/remotes/{name}", f"refs/tags/{name}"):
                 oid = self.refs.get(ref)

@@ -60,6 +60,27 @@ def check_ref_name(name: str, what: str, *, existing: bool = False) -> str:
             f"{_shown(name)} cannot be a {what} name: it would read as a version number, HEAD "
             "or an id"
         )
+    if not existing and name.startswith(FULL_PREFIX):
+        raise UsageError(
+            f"{_shown(name)} cannot be a {what} name: a revision starting with 'refs/' is read "
+            "as a ref's full name (refs/heads/BRANCH, refs/tags/TAG); name it without 'refs/'"
+        )
+    return name
+
+
+FULL_PREFIX = "refs/"
+# The full names a revision may give (``refs/heads/main``), each as its ref's kind.
+FULL_KINDS = ("heads", "tags", "remotes")
+
+
+def full_ref(name: str) -> str | None:
+    """``name`` if it is the full name of a branch, tag or remote branch
+    (``refs/heads/main``, ``refs/tags/v1.0``, ``refs/remotes/origin/main``), else None."""
+    if not name.startswith(FULL_PREFIX):
+        return None
+    kind, slash, rest = name[len(FULL_PREFIX) :].partition("/")
+    if kind not in FULL_KINDS or not slash or _unfit(rest, existing=True):
+        return None
     return name
 
 
