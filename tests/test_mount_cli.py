@@ -15,14 +15,24 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean, run
+from tests.support.cli import (
+    Result,
+    assert_error,
+    assert_ok,
+    cli_command,
+    cli_env,
+    fsck_clean,
+    run,
+)
 from tests.support.mount import (
     commit,
     dvfs,
@@ -346,6 +356,51 @@ def test_a_stopped_daemon_is_named_by_status_and_snapshot(repo: Path, tmp_path: 
         finally:
             os.kill(m.proc.pid, signal.SIGCONT)
         assert "added:    data/b.txt" in assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+    fsck_clean(repo)
+
+
+# Waits for a byte on stdin, then runs the command in its arguments: a process whose
+# current directory was entered while the mount's daemon still answered.
+_WAIT_THEN_EXEC = "import os, sys\nsys.stdin.buffer.read(1)\nos.execv(sys.argv[1], sys.argv[1:])\n"
+
+
+def status_inside(where: Path, home: Path, then: Callable[[], None]) -> Result:
+    """``dvfs status`` run with its current directory ``where``, entered before ``then``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", _WAIT_THEN_EXEC, *cli_command("status")],
+        cwd=where, env=cli_env(home_env(home)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        then()
+        out, err = proc.communicate(b"go", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Result(("status",), proc.returncode, out, err.decode(errors="replace"))
+
+
+def test_status_inside_a_mount_whose_daemon_stopped_or_died(repo: Path, tmp_path: Path) -> None:
+    """`dvfs status` run in a mount's working tree looks for a repository without looking
+    into the mount: with the daemon stopped it waited for ever, with the daemon killed
+    it said "Transport endpoint is not connected" alone; now one line says what to run."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, "--writable") as m:
+        pid = m.proc.pid
+        try:
+            r = status_inside(mnt / "data", home, lambda: os.kill(pid, signal.SIGSTOP))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert_error(r, f"(pid {pid}) is stopped", f"kill -CONT {pid}", f"umount --force {mnt}")
+
+        def kill() -> None:
+            m.proc.kill()
+            m.proc.wait()
+
+        r = status_inside(mnt / "data", home, kill)
+        assert_error(r, f"(pid {pid}) is gone", f"dvfs umount --force {mnt}", code=1)
+        assert_ok(dvfs(tmp_path, home, "umount", "--force", str(mnt)))
     fsck_clean(repo)
 
 
