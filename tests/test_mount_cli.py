@@ -404,6 +404,32 @@ def test_status_inside_a_mount_whose_daemon_stopped_or_died(repo: Path, tmp_path
     fsck_clean(repo)
 
 
+@pytest.mark.parametrize("overlay", ["auto", "daemon"])
+def test_a_repository_moved_while_mounted_is_named(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """The daemon names its repository by path: renamed while mounted, `dvfs status MNT`
+    said "No such file or directory: REPO/.dvfs/worktrees/main/upper" (or, with the
+    daemon's overlay, that the branch was deleted), `dvfs snapshot MNT` the same of
+    REPO/.dvfs/lock. Both now say the repository moved and what to do."""
+    home, mnt, moved = tmp_path / "home", tmp_path / "mnt", tmp_path / "moved"
+    with mounted(str(repo), mnt, home, "--writable", overlay=overlay):
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        repo.rename(moved)
+        try:
+            for args in (("status", str(mnt)), ("snapshot", str(mnt), "-m", "b")):
+                assert_error(
+                    dvfs(tmp_path, home, *args),
+                    f"the repository {repo} was moved or removed while mounted: move it back",
+                    f"`dvfs umount {mnt}` and mount it from where it is now",
+                    code=1,
+                )
+        finally:
+            moved.rename(repo)
+        assert "added:    data/b.txt" in assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+    fsck_clean(repo)
+
+
 def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
