@@ -14,6 +14,7 @@ import errno
 import functools
 import os
 import stat
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,7 @@ from daemon.source import RepositorySource
 from tests.support.cli import fsck_clean
 from tests.support.cli import run as run_cli
 from tests.support.mount import commit, write
-from vfs import read_journal
+from vfs import DvfsError, read_journal
 from vfs.repo.repository import Repository
 
 CTX = cast(
@@ -679,4 +680,39 @@ def test_a_rebase_that_fails_after_the_branch_moved_takes_no_more_changes(
     run(fs, look)
     assert again == {"tree": seen["tree"], "status": NO_CHANGES}
     overlay.close()  # its lock too
+    fsck_clean(t.root)
+
+
+@pytest.mark.parametrize("name", ["journal", "state"])
+def test_a_journal_or_state_that_is_no_regular_file_is_refused(tmp_path: Path, name: str) -> None:
+    """A FIFO in place of the working tree's journal (or its state) held the daemon
+    for ever at mount (opened, then read, waiting for a writer): it is refused with
+    one line, and the working tree mounts once the file is put back."""
+    t, journal = _three_new_files(tmp_path)
+    target = journal if name == "journal" else t.work / "state"
+    kept = target.read_bytes()
+    target.unlink()
+    os.mkfifo(target, 0o600)
+    lock = lock_work(t.work)
+    said: list[str] = []
+
+    def open_overlay() -> None:
+        with pytest.raises(DvfsError) as got:
+            Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+        said.append(str(got.value))
+
+    opening = threading.Thread(target=open_overlay, daemon=True)
+    opening.start()
+    opening.join(30)  # (a guard: it hung here before)
+    os.close(lock)
+    assert not opening.is_alive(), "opening the overlay waits on the FIFO"
+    (line,) = said
+    assert f"{target}" in line and "not a regular file" in line and "\n" not in line
+    assert f"move {t.work}" in line
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)
+    target.unlink()
+    target.write_bytes(kept)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 3))
+    crash(overlay, lock)
     fsck_clean(t.root)

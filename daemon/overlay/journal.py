@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,10 @@ from vfs import (
     JOURNAL_FRAMED,
     Entry,
     JournalRecords,
+    MountError,
     decode_tree,
     encode_tree,
+    journal_damage,
     journal_frame,
     read_journal,
     reserve_blocks,
@@ -122,12 +125,20 @@ class Journal:
     """
 
     def __init__(self, path: Path, fmt: int = FORMAT) -> None:
+        """Open (or create) the journal ``path``: MountError if it is no regular file.
+
+        Opened without waiting (``O_NONBLOCK``: a FIFO there would otherwise hold the
+        daemon for ever, at this open or at the first read) and through no link.
+        """
         self.path = path
         self.framed = fmt >= JOURNAL_FRAMED
-        self.fd = os.open(
-            path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
-        self.size = os.fstat(self.fd).st_size
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        self.fd = os.open(path, flags, 0o600)
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(self.fd)
+            raise MountError(journal_damage(path, "(it is not a regular file)"))
+        self.size = st.st_size
         self.unsynced = False
         self.reserved = 0  # the offset up to which blocks are allocated, as far as known
         self.short = False  # the reserve could not be made (the disk is full)
@@ -135,9 +146,10 @@ class Journal:
     def read(self) -> JournalRecords:
         """Every whole record (``vfs.mount.work_dirs``); a torn tail is cut off the
         file, damage is left as it is (the caller refuses the working tree)."""
-        with open(self.path, "rb") as f:
-            data = f.read()
-        got = read_journal(data, self.framed)
+        data = bytearray()  # (read through the open journal, not its path again)
+        while piece := os.pread(self.fd, 1 << 20, len(data)):
+            data += piece
+        got = read_journal(bytes(data), self.framed)
         if got.damaged_at is None and got.whole != len(data):
             os.ftruncate(self.fd, got.whole)
             self.size = got.whole

@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -46,12 +47,25 @@ from vfs import (
     missing_state_message,
     orphaned_changes,
     private_dir,
+    quote_name,
     write_atomic,
 )
 
 log = logging.getLogger("daemon.overlay")
 
 TRASH_WAIT = 2.0  # seconds an unmount waits for trash removal (see OverlayState.close)
+
+
+MAX_STATE = 1 << 16  # bytes of a state record read at most (it holds four numbers)
+
+
+def _unreadable_state(work: Path, why: str | None) -> str:
+    """What to tell a user whose working tree ``state`` cannot be read (``why``)."""
+    return (
+        f"the working tree state {quote_name(str(work / 'state'))} cannot be read ({why}): "
+        f"move {quote_name(str(work))} aside to start from the branch head (its data/ holds "
+        "the changed files)"
+    )
 
 
 class OverlayState:
@@ -118,10 +132,19 @@ class OverlayState:
         return self.work / f"journal.{self.gen}"
 
     def _read_state(self) -> dict[str, Any] | None:
-        try:
-            raw = (self.work / "state").read_bytes()
+        path = self.work / "state"
+        try:  # (without waiting, through no link: a FIFO there must not hold the mount)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a link (ELOOP), a socket (ENXIO)
+            raise OverlayError(_unreadable_state(self.work, exc.strerror)) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OverlayError(_unreadable_state(self.work, "not a regular file"))
+            raw = os.read(fd, MAX_STATE + 1)
+        finally:
+            os.close(fd)
         try:
             st = msgpack.unpackb(raw, raw=False)
             ok = (
