@@ -68,6 +68,7 @@ import msgpack
 
 from daemon.overlay import lock_work
 from vfs import (
+    LAYERS_FORMAT,
     PERM_BITS,
     DvfsError,
     Entry,
@@ -78,12 +79,14 @@ from vfs import (
     is_reserved,
     is_reserved_at_root,
     listing,
+    newer_format,
+    newer_format_message,
     quote_name,
     write_atomic,
 )
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = LAYERS_FORMAT
 UPPER = "upper"
 SCRATCH = "scratch"
 OPAQUE = "trusted.overlay.opaque"
@@ -179,6 +182,9 @@ class Layers:
             return None
         try:
             st = msgpack.unpackb(raw, raw=False)
+            newer = newer_format(st, FORMAT)
+            if newer is not None:  # (not damage: refused, and left as it is)
+                raise LayersError(newer_format_message(self.work / "layers", newer, FORMAT))
             ok = (
                 isinstance(st, dict)
                 and st.get("format") == FORMAT

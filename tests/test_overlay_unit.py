@@ -37,6 +37,7 @@ from daemon.overlay_snapshot import OverlaySnapshots
 from daemon.service import choose_overlay
 from daemon.snapshot import Request
 from daemon.source import RepositorySource
+from daemon.upper import Layers, LayersError
 from tests.support.cli import fsck_clean
 from tests.support.cli import run as run_cli
 from tests.support.mount import commit, write
@@ -715,4 +716,39 @@ def test_a_journal_or_state_that_is_no_regular_file_is_refused(tmp_path: Path, n
     fs, overlay, lock = t.open()
     run(fs, lambda fs: _expect_new_files(fs, 3))
     crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+def test_a_state_of_a_newer_format_is_refused_as_a_newer_dvfs_s(tmp_path: Path) -> None:
+    """A working tree whose state a newer dvfs wrote (format 4, its other fields
+    changed) was refused as damaged, with the advice to move it aside; it is named
+    as a newer dvfs's and left as it is, and fsck calls it damaged nowhere (gc, which
+    cannot tell its base, says why it cannot run). So is a kernel overlay's
+    ``layers`` of a newer format."""
+    t, _ = _three_new_files(tmp_path)
+    state = t.work / "state"
+    kept = state.read_bytes()
+    newer = msgpack.packb({"format": 4, "generation": "x", "other": [1, 2]})
+    state.write_bytes(newer)
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError) as got:
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    said = str(got.value)
+    assert f"the working tree {t.work} was written by a newer dvfs (state format 4" in said
+    assert "upgrade dvfs" in said and "damaged" not in said
+    assert state.read_bytes() == newer and len(os.listdir(t.work / "data")) == 3
+    (problem,) = run_cli(t.root, "fsck", "--json").json()["problems"]  # (gc's roots)
+    assert "state is of format 4, written by a newer dvfs" in problem, problem
+    assert "damaged" not in problem
+    state.write_bytes(kept)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 3))
+    crash(overlay, lock)
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    (kernel / "layers").write_bytes(newer)
+    with pytest.raises(LayersError) as got_layers:
+        Layers(kernel, None)
+    assert "was written by a newer dvfs (layers format 4" in str(got_layers.value)
     fsck_clean(t.root)

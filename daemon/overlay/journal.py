@@ -45,6 +45,7 @@ import msgpack
 from daemon.fs import inodes
 from vfs import (
     JOURNAL_FRAMED,
+    STATE_FORMAT,
     Entry,
     JournalRecords,
     MountError,
@@ -57,7 +58,7 @@ from vfs import (
 )
 
 RESERVE = 64 << 10  # bytes kept allocated past the journal's end (see Journal.append)
-FORMAT = 3  # of state and journal; formats 1 and 2 are still read
+FORMAT = STATE_FORMAT  # of state and journal (3); formats 1 and 2 are still read
 READ_FORMATS = (1, 2, 3)
 Defs = dict[int, list[Any]]  # node id -> its last N record
 N_FIELDS = 15  # of a format 2 N record (format 1: 9)

@@ -45,6 +45,8 @@ from vfs import (
     Tree,
     journal_damage,
     missing_state_message,
+    newer_format,
+    newer_format_message,
     orphaned_changes,
     private_dir,
     quote_name,
@@ -147,6 +149,9 @@ class OverlayState:
             os.close(fd)
         try:
             st = msgpack.unpackb(raw, raw=False)
+            newer = newer_format(st, FORMAT)
+            if newer is not None:  # (not damage: refused, and left as it is)
+                raise OverlayError(newer_format_message(path, newer, FORMAT))
             ok = (
                 isinstance(st, dict)
                 and st.get("format") in READ_FORMATS
