@@ -752,3 +752,45 @@ def test_a_state_of_a_newer_format_is_refused_as_a_newer_dvfs_s(tmp_path: Path) 
         Layers(kernel, None)
     assert "was written by a newer dvfs (layers format 4" in str(got_layers.value)
     fsck_clean(t.root)
+
+
+def test_a_link_swapped_in_for_the_work_directory_leads_no_write_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """The daemon named its work directory by path for its whole life: a symbolic link
+    swapped in for it after the mount began took its new files, copied-up files,
+    state, journals and the snapshot's rebase elsewhere. The work directory is held
+    open from the start, so the working tree goes on in the directory it opened."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    aside, elsewhere = tmp_path / "aside", tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    os.rename(t.work, aside)
+    t.work.symlink_to(elsewhere)
+    seen: dict[str, Any] = {}
+
+    async def scenario(fs: WorkingFs) -> None:
+        await put(fs, "data/new.txt", b"new\n")
+        await put(fs, "data/a.txt", b"alpha 2\n")  # (copied up)
+        got = await OverlaySnapshots(fs, t.source, overlay).take(Request("two"))
+        seen["version"] = got["version"]
+        await put(fs, "data/b.txt", b"beta 2\n")
+        seen["tree"] = await listing(fs)
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    assert seen["version"] == "v2"
+    assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == ["data"]
+    t.work.unlink()
+    os.rename(aside, t.work)
+    fs, overlay, lock = t.open()
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["status"] = await pending(fs)
+        again["tree"] = await listing(fs)
+
+    run(fs, look)
+    assert again == {"status": {**NO_CHANGES, "modified": ["data/b.txt"]}, "tree": seen["tree"]}
+    overlay.close()
+    fsck_clean(t.root)

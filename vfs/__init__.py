@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         fsync_dir as fsync_dir,
         storage_error as storage_error,
         write_atomic as write_atomic,
+        write_atomic_at as write_atomic_at,
     )
     from vfs.errors import (
         DvfsError as DvfsError,
@@ -323,6 +324,7 @@ PUBLIC: dict[str, str] = {
     "version_yaml": "vfs.ops.browse",
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
+    "write_atomic_at": "vfs.store.durable",
     "write_record": "vfs.mount.mounts",
     "JOURNAL_FRAMED": "vfs.mount.work_dirs",
     "journal_frame": "vfs.mount.work_dirs",

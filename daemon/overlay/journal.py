@@ -125,16 +125,19 @@ class Journal:
     the others, until the reserve can be made again.
     """
 
-    def __init__(self, path: Path, fmt: int = FORMAT) -> None:
+    def __init__(self, dir_fd: int, path: Path, fmt: int = FORMAT) -> None:
         """Open (or create) the journal ``path``: MountError if it is no regular file.
 
-        Opened without waiting (``O_NONBLOCK``: a FIFO there would otherwise hold the
-        daemon for ever, at this open or at the first read) and through no link.
+        It is opened as its name in the work directory held open at ``dir_fd`` (the
+        path is what messages show), without waiting (``O_NONBLOCK``: a FIFO there
+        would otherwise hold the daemon for ever, at this open or at the first read)
+        and through no link.
         """
         self.path = path
+        self.dir_fd = dir_fd
         self.framed = fmt >= JOURNAL_FRAMED
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-        self.fd = os.open(path, flags, 0o600)
+        self.fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
         st = os.fstat(self.fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(self.fd)
@@ -202,3 +205,9 @@ class Journal:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+    def remove(self) -> None:
+        """Close the journal and delete it (one no longer named by ``state``)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path.name, dir_fd=self.dir_fd)
