@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -428,6 +431,47 @@ def test_a_repository_moved_while_mounted_is_named(
             moved.rename(repo)
         assert "added:    data/b.txt" in assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
     fsck_clean(repo)
+
+
+def test_a_snapshot_interrupted_once_sent_says_the_daemon_goes_on(tmp_path: Path) -> None:
+    """Ctrl-C while the daemon records a snapshot stops only the CLI: the daemon goes on
+    and records it. The CLI said "nothing half-written is visible, run the command
+    again", and running it again made a second version; it now says the daemon goes
+    on, and how to see whether it recorded the snapshot. (A listener of this process,
+    named as a daemon's socket, stands for the daemon: it takes the request and does
+    not answer.)"""
+    where = Path(tempfile.mkdtemp(dir="/tmp"))  # (a socket's path must fit 108 bytes)
+    try:
+        sock_path = where / f"ctl-{os.getpid()}.sock"
+        mnt = tmp_path / "mnt"
+        (mnt / ".versions").mkdir(parents=True)
+        (mnt / ".versions" / ".control").symlink_to(sock_path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(sock_path))
+            server.listen(1)
+            server.settimeout(60)
+            proc = subprocess.Popen(
+                cli_command("snapshot", str(mnt), "-m", "two"),
+                env=cli_env(home_env(tmp_path / "home")),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                conn, _ = server.accept()
+                with conn:
+                    request = b""
+                    while not request.endswith(b"\n"):
+                        request += conn.recv(65536)
+                    assert json.loads(request)["op"] == "snapshot"
+                    proc.send_signal(signal.SIGINT)
+                    out, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        shutil.rmtree(where)
+    r = Result(("snapshot",), proc.returncode, out, err.decode(errors="replace"))
+    assert_error(r, "daemon of", "goes on recording the snapshot", f"dvfs status {mnt}", code=130)
 
 
 def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
