@@ -10,6 +10,7 @@ directory replays the journal.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -794,3 +795,40 @@ def test_a_link_swapped_in_for_the_work_directory_leads_no_write_elsewhere(
     assert again == {"status": {**NO_CHANGES, "modified": ["data/b.txt"]}, "tree": seen["tree"]}
     overlay.close()
     fsck_clean(t.root)
+
+
+def test_a_kernel_overlay_record_that_is_no_regular_file_holds_no_mount(tmp_path: Path) -> None:
+    """A FIFO in place of a kernel overlay's ``layers`` held the daemon for ever at
+    mount, as one in place of ``recorded.<gen>`` or ``pending`` did: ``layers`` is
+    refused with one line, and the other two are read as damaged (every upper file
+    hashed again; no snapshot pending), as their damage is."""
+    work = tmp_path / "work"
+    Layers(work, None).close()
+    layers = (work / "layers").read_bytes()
+    said: list[str] = []
+
+    lock = lock_work(work)  # (each opening below is given a descriptor of it)
+
+    def open_layers() -> None:
+        try:
+            Layers(work, None, os.dup(lock)).close()
+        except LayersError as exc:
+            said.append(str(exc))
+        else:
+            said.append("opened")
+
+    for fifo in ("layers", "recorded.1", "pending"):
+        with contextlib.suppress(FileNotFoundError):
+            (work / fifo).unlink()
+        os.mkfifo(work / fifo, 0o600)
+        opening = threading.Thread(target=open_layers, daemon=True)
+        opening.start()
+        opening.join(30)  # (a guard: it hung here before)
+        assert not opening.is_alive(), f"opening the layers waits on the FIFO {fifo}"
+        (work / fifo).unlink()
+        if fifo == "layers":
+            (work / fifo).write_bytes(layers)
+    os.close(lock)
+    first, *rest = said
+    assert "layers cannot be read (not a regular file): move" in first and "\n" not in first
+    assert rest == ["opened", "opened"]
