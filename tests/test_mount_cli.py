@@ -474,6 +474,25 @@ def test_a_snapshot_interrupted_once_sent_says_the_daemon_goes_on(tmp_path: Path
     assert_error(r, "daemon of", "goes on recording the snapshot", f"dvfs status {mnt}", code=130)
 
 
+def test_mounts_names_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
+    """A daemon stopped (Ctrl-Z on `dvfs mount --foreground`, SIGSTOP) makes every look
+    into its mount wait; `dvfs mounts` listed it as mounted and well. It now says it
+    is stopped and what to run."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home) as m:
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            out = assert_ok(dvfs(tmp_path, home, "mounts")).out
+            (row,) = mounts_under(tmp_path, home)
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        assert f"(daemon stopped: `kill -CONT {m.proc.pid}` resumes it;" in out, out
+        assert f"`dvfs umount --force {mnt}` unmounts it)" in out, out
+        assert row["state"] == "stopped"
+        (row,) = mounts_under(tmp_path, home)
+        assert row["state"] == "mounted"
+
+
 def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}

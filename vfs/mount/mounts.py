@@ -569,7 +569,9 @@ class MountStatus:
     source: str
     branch: str
     pid: int | None
-    state: str  # "mounted", "dead" (daemon gone, mount left), "unrecorded"
+    # "mounted", "stopped" (daemon stopped by a signal: Ctrl-Z, SIGSTOP; every look
+    # into the mount waits), "dead" (daemon gone, mount left), "unrecorded"
+    state: str
     cache_dir: str | None
     cache_used: int | None  # bytes, as cache_size
     cache_size: int | None
@@ -594,10 +596,11 @@ def statuses() -> list[MountStatus]:
             continue
         seen.add(rec.mountpoint)
         cache = Path(rec.cache_dir)
+        state = "dead" if not alive else "stopped" if process_stopped(rec.pid) else "mounted"
         out.append(
             MountStatus(
                 rec.mountpoint, rec.source, rec.branch, rec.pid,
-                "mounted" if alive else "dead", rec.cache_dir,
+                state, rec.cache_dir,
                 disk_usage(cache / "chunks"), rec.cache_size, rec.work_dir,
             )
         )  # fmt: skip
