@@ -626,7 +626,7 @@ def test_a_branch_takes_its_mount_working_tree_along_when_renamed(
     no version records without a word, leaving them under a name nothing showed. Now
     a rename takes the working tree along, neither happens while a mount serves the
     branch, and -d is refused while the changes are there (-D keeps them, and says
-    where)."""
+    where). The refusal names the mount point to unmount (it said `dvfs umount MNT`)."""
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     assert_ok(dvfs(repo, home, "branch", "side"))
     with mounted(str(repo), mnt, home, "--branch", "side", overlay=overlay):
@@ -635,7 +635,8 @@ def test_a_branch_takes_its_mount_working_tree_along_when_renamed(
             line = assert_error(dvfs(repo, home, "branch", *args), "is mounted", code=2)
             assert line == (
                 f"dvfs: error: branch side is mounted as a working tree (daemon pid "
-                f"{m_pid(repo, 'side')}): unmount it first (`dvfs umount MNT`); nothing was {done}"
+                f"{m_pid(repo, 'side')}): unmount it first (`dvfs umount {mnt}`); "
+                f"nothing was {done}"
             )
     assert_ok(dvfs(repo, home, "branch", "-m", "side", "s2"))
     assert not (repo / ".dvfs/worktrees/side").exists()
