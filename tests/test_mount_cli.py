@@ -493,6 +493,41 @@ def test_mounts_names_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
         assert row["state"] == "mounted"
 
 
+def test_ctrl_c_while_the_daemon_starts_leaves_nothing_mounted(tmp_path: Path) -> None:
+    """`dvfs mount` waits for its daemon, which runs in a session of its own: Ctrl-C
+    ended the command with "nothing half-written is visible, run the command again"
+    while the daemon went on and mounted (running it again: "already mounted"). The
+    daemon is now stopped, and the line says nothing is mounted. (Its start is held
+    by a remote that takes the connection and never answers.)"""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.settimeout(60)
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        keys = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+        proc = subprocess.Popen(
+            cli_command("mount", "s3://bucket/data", str(mnt), "--endpoint-url", endpoint),
+            env=cli_env({**home_env(home), **keys}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            conn, _ = server.accept()  # the daemon asks the remote: it is starting
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    r = Result(("mount",), proc.returncode, out, err.decode(errors="replace"))
+    line = assert_error(r, "interrupted: the daemon (pid", f"nothing is mounted at {mnt}", code=130)
+    wait_gone(int(line.split("(pid ", 1)[1].split(")", 1)[0]))
+    assert not in_mount_table(mnt)
+    assert mounts_under(tmp_path, home) == []
+
+
 def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
