@@ -150,8 +150,8 @@ def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[s
         try:
             s.connect(path)
             _check_peer(s, path, mnt)
+            sent = True  # (from here on the daemon may have it: one small write)
             s.sendall(json.dumps(request).encode() + b"\n")
-            sent = True
             data = b""
             while b"\n" not in data:
                 piece = s.recv(65536)
