@@ -324,8 +324,8 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
             cwd="/",
             start_new_session=True,
         )
-    os.close(write_end)
     try:
+        os.close(write_end)
         line = _read_line(read_end, wait)
     except KeyboardInterrupt:
         raise _interrupted(proc, args.mountpoint) from None
