@@ -120,7 +120,7 @@ class Control:
         op = req.get("op")
         meant = req.get("mountpoint", self.mountpoint)
         if meant != self.mountpoint:
-            return _refused(f"this daemon serves {self.mountpoint}, not {meant}")
+            return _refused(_not_mine(self.mountpoint, str(meant)))
         try:
             if op == "ping":
                 return {"ok": True}
@@ -189,6 +189,18 @@ class Control:
             "mount it from where it is now (this working tree's changes go with it, in its "
             ".dvfs/worktrees)"
         )
+
+
+def _not_mine(mine: str, meant: str) -> str:
+    """Why a request naming another mount point is refused, and what to do if the
+    mount point was only moved (a directory above it renamed), which the kernel
+    allows and this daemon, serving the path it mounted, cannot follow."""
+    return (
+        f"this daemon serves {quote_name(mine)}, not {quote_name(meant)}: if that is its "
+        "mount moved (a directory above it renamed), rename it back, or run "
+        f"`dvfs umount --force {shell_word(meant)}` and mount again (the working tree's "
+        "changes are kept)"
+    )
 
 
 def _refused(why: str) -> dict[str, Any]:

@@ -528,6 +528,29 @@ def test_ctrl_c_while_the_daemon_starts_leaves_nothing_mounted(tmp_path: Path) -
     assert mounts_under(tmp_path, home) == []
 
 
+def test_a_mount_moved_with_its_parent_says_what_to_do(repo: Path, tmp_path: Path) -> None:
+    """A directory above a mount point renamed moves the mount with it; its daemon
+    serves the path it mounted and refused `dvfs status NEW` with "this daemon serves
+    OLD, not NEW" alone. The refusal now says what to do."""
+    home, top, moved = tmp_path / "home", tmp_path / "top", tmp_path / "moved"
+    with mounted(str(repo), top / "mnt", home, "--writable"):
+        (top / "mnt" / "data" / "b.txt").write_bytes(b"b\n")
+        top.rename(moved)
+        try:
+            r = dvfs(tmp_path, home, "status", str(moved / "mnt"))
+        finally:
+            moved.rename(top)
+        assert_error(
+            r, f"this daemon serves {top / 'mnt'}, not {moved / 'mnt'}: if that is its mount "
+            f"moved", "rename it back", f"`dvfs umount --force {moved / 'mnt'}`", code=2,
+        )  # fmt: skip
+        assert (
+            "added:    data/b.txt"
+            in assert_ok(dvfs(tmp_path, home, "status", str(top / "mnt"))).out
+        )
+    fsck_clean(repo)
+
+
 def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
