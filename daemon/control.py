@@ -44,7 +44,7 @@ import trio
 
 from daemon.kernel_overlay import KernelMount
 from daemon.snapshot import Request, Snapshots
-from vfs import DvfsError, error_kind, quote_name, runtime_dir, storage_error
+from vfs import DvfsError, error_kind, quote_name, runtime_dir, shell_word, storage_error
 
 log = logging.getLogger(__name__)
 MAX_REQUEST = 1 << 20
@@ -120,10 +120,14 @@ class Control:
         op = req.get("op")
         meant = req.get("mountpoint", self.mountpoint)
         if meant != self.mountpoint:
-            return _refused(f"this daemon serves {self.mountpoint}, not {meant}")
+            return _refused(_not_mine(self.mountpoint, str(meant)))
         try:
             if op == "ping":
                 return {"ok": True}
+            if op in ("status", "snapshot"):
+                moved = await self._moved()  # (a moved repository's branch reads as deleted)
+                if moved is not None:
+                    return {"ok": False, "error": moved, "kind": "DvfsError"}
             if op == "status":
                 return {"ok": True, **await self.snapshots.status()}
             if op == "stats":
@@ -152,9 +156,15 @@ class Control:
                 return {"ok": True, **got}
         except DvfsError as exc:
             log.warning("%s refused: %s", op, exc)
+            moved = await self._moved()
+            if moved is not None:
+                return {"ok": False, "error": moved, "kind": "DvfsError"}
             return {"ok": False, "error": str(exc), "kind": error_kind(exc)}
         except OSError as exc:
             log.error("%s failed: %s", op, exc)
+            moved = await self._moved()
+            if moved is not None:
+                return {"ok": False, "error": moved, "kind": "DvfsError", "errno": exc.errno}
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 full = storage_error(exc, f"the {op}")
                 return {"ok": False, "error": str(full), "kind": "StorageFull", "errno": exc.errno}
@@ -167,6 +177,30 @@ class Control:
             bug = f"internal error ({type(exc).__name__}: {exc})"
             return {"ok": False, "error": bug, "kind": "DvfsError"}
         return _refused(f"unknown request {op!r}")
+
+    async def _moved(self) -> str | None:
+        """For a failed request: what to do if the repository mounted was moved away."""
+        moved = await trio.to_thread.run_sync(self.snapshots.source.moved)
+        if moved is None:
+            return None
+        log.error("%s", moved)
+        return (
+            f"{moved}: move it back, or run `dvfs umount {shell_word(self.mountpoint)}` and "
+            "mount it from where it is now (this working tree's changes go with it, in its "
+            ".dvfs/worktrees)"
+        )
+
+
+def _not_mine(mine: str, meant: str) -> str:
+    """Why a request naming another mount point is refused, and what to do if the
+    mount point was only moved (a directory above it renamed), which the kernel
+    allows and this daemon, serving the path it mounted, cannot follow."""
+    return (
+        f"this daemon serves {quote_name(mine)}, not {quote_name(meant)}: if that is its "
+        "mount moved (a directory above it renamed), rename it back, or run "
+        f"`dvfs umount --force {shell_word(meant)}` and mount again (the working tree's "
+        "changes are kept)"
+    )
 
 
 def _refused(why: str) -> dict[str, Any]:

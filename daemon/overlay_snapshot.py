@@ -232,7 +232,7 @@ class OverlaySnapshots(Snapshots):
 
     def _digests(self, files: list[WNode]) -> dict[int, bytes]:
         """The digests of upper files that could be read (blocking)."""
-        data, repo = self.overlay.data, self.source.repo
+        data, repo = self.overlay.data_view, self.source.repo
         found: list[Found] = []
         for n in files:
             with contextlib.suppress(OSError):  # (unlinked meanwhile: modified as it was)
@@ -248,7 +248,7 @@ class OverlaySnapshots(Snapshots):
     def _hash(self, files: list[WNode]) -> dict[int, Staged]:
         """Hash the upper files in parallel, storing their chunks."""
         repo = self.source.repo
-        hasher_root = self.overlay.data
+        hasher_root = self.overlay.data_view
         by_rel = {str(n.nid).encode(): n for n in files}
         out: dict[int, Staged] = {}
         with Workers() as w:

@@ -19,6 +19,7 @@ never called twice at once (the refresh loop is the only caller after start-up).
 from __future__ import annotations
 
 import abc
+import os
 from pathlib import Path
 
 from daemon.fs.catalog import Catalog, build
@@ -40,6 +41,7 @@ from vfs import (
     open_meta,
     preferred_branch,
     push,
+    quote_name,
     release_pins,
     repository_chunks,
     take_pins,
@@ -61,6 +63,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def catalog(self) -> Catalog:
         """The names of versions as they are now (blocking)."""
+
+    def moved(self) -> str | None:
+        """What happened to the source, if it is no longer where the mount found it
+        (blocking); None while it is there (and always for a remote)."""
+        return None
 
     def root_entry(self, version: bytes | None) -> Entry | None:
         """An entry for a version's root tree, as the working tree's root (blocking)."""
@@ -86,6 +93,14 @@ class RepositorySource(Source):
             have = ", ".join(sorted(self.repo.refs.branches())) or "none yet"
             raise MountError(f"{root} has no branch {branch} (branches: {have})")
         self.remote = repository_chunks(self.repo, jobs)
+        self._found = _identity(self.repo.dir)
+
+    def moved(self) -> str | None:
+        """The repository is named by its path, which the daemon goes on using: renamed
+        or removed while mounted, its ``.dvfs`` is no longer there (or is another's)."""
+        if _identity(self.repo.dir) == self._found:
+            return None
+        return f"the repository {quote_name(self.description)} was moved or removed while mounted"
 
     def catalog(self) -> Catalog:
         refs = self.repo.refs
@@ -103,6 +118,15 @@ class RepositorySource(Source):
         old, self._pinned, self._tips = self._pinned, take_pins(self.repo.dir, tips), tips
         if old is not None:
             release_pins(old)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of ``path``; None if it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class RemoteSource(Source):

@@ -68,6 +68,7 @@ import msgpack
 
 from daemon.overlay import lock_work
 from vfs import (
+    LAYERS_FORMAT,
     PERM_BITS,
     DvfsError,
     Entry,
@@ -78,12 +79,14 @@ from vfs import (
     is_reserved,
     is_reserved_at_root,
     listing,
+    newer_format,
+    newer_format_message,
     quote_name,
     write_atomic,
 )
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = LAYERS_FORMAT
 UPPER = "upper"
 SCRATCH = "scratch"
 OPAQUE = "trusted.overlay.opaque"
@@ -172,13 +175,41 @@ class Layers:
         """True if ``work`` is a kernel-overlay work directory."""
         return (work / "layers").exists()
 
-    def _read(self) -> tuple[bytes | None, bytes | None, int] | None:
+    def _read_file(self, name: str) -> bytes | None:
+        """The bytes of record ``name`` of the work directory; None if it is missing.
+
+        Opened without waiting and through no link: OSError (EINVAL for a FIFO or
+        other file that is not regular, which would otherwise hold the mount for ever).
+        """
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
         try:
-            raw = (self.work / "layers").read_bytes()
+            fd = os.open(self.work / name, flags)
         except FileNotFoundError:
             return None
         try:
+            if not statmod.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", str(self.work / name))
+            with open(fd, "rb", closefd=False) as f:
+                return f.read()
+        finally:
+            os.close(fd)
+
+    def _read(self) -> tuple[bytes | None, bytes | None, int] | None:
+        try:
+            raw = self._read_file("layers")
+        except OSError as exc:
+            raise LayersError(
+                f"the working tree state {self.work / 'layers'} cannot be read "
+                f"({exc.strerror}): move {self.work} aside to start from the branch head "
+                "(its upper/ holds the changed files)"
+            ) from None
+        if raw is None:
+            return None
+        try:
             st = msgpack.unpackb(raw, raw=False)
+            newer = newer_format(st, FORMAT)
+            if newer is not None:  # (not damage: refused, and left as it is)
+                raise LayersError(newer_format_message(self.work / "layers", newer, FORMAT))
             ok = (
                 isinstance(st, dict)
                 and st.get("format") == FORMAT
@@ -200,10 +231,9 @@ class Layers:
 
     def _read_recorded(self, gen: int) -> Recorded:
         try:
-            raw = (self.work / f"recorded.{gen}").read_bytes()
-        except FileNotFoundError:
-            return {}
-        try:
+            raw = self._read_file(f"recorded.{gen}")
+            if raw is None:
+                return {}
             got = msgpack.unpackb(raw, raw=False, use_list=False)
             if isinstance(got, tuple):  # rows [path, ino, size, mtime_ns, ctime_ns] (before)
                 got = {r[0]: tuple(r[1:5]) for r in got}
@@ -214,7 +244,7 @@ class Layers:
             ):  # fmt: skip
                 raise ValueError("not a map of stamps")
             return got
-        except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
+        except (OSError, ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
             log.warning("recorded.%d is damaged: every upper file will be hashed again", gen)
             return {}
 
@@ -224,16 +254,15 @@ class Layers:
 
     def _read_pending(self) -> tuple[bytes, int] | None:
         try:
-            raw = (self.work / "pending").read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
+            raw = self._read_file("pending")
+            if raw is None:
+                return None
             p = msgpack.unpackb(raw, raw=False)
             ok = isinstance(p, dict) and isinstance(p.get("version"), bytes)
             if ok and isinstance(p.get("gen"), int):
                 return p["version"], p["gen"]
-        except (ValueError, msgpack.UnpackException):
-            pass
+        except (OSError, ValueError, msgpack.UnpackException):
+            pass  # (damaged: dropped, as the docstring of the module says)
         return None
 
     def begin(self, version: bytes, recorded: Recorded) -> None:

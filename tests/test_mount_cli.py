@@ -11,18 +11,31 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.cli import assert_error, assert_ok, cli_command, fsck_clean, run
+from tests.support.cli import (
+    Result,
+    assert_error,
+    assert_ok,
+    cli_command,
+    cli_env,
+    fsck_clean,
+    run,
+)
 from tests.support.mount import (
     commit,
     dvfs,
@@ -349,6 +362,195 @@ def test_a_stopped_daemon_is_named_by_status_and_snapshot(repo: Path, tmp_path: 
     fsck_clean(repo)
 
 
+# Waits for a byte on stdin, then runs the command in its arguments: a process whose
+# current directory was entered while the mount's daemon still answered.
+_WAIT_THEN_EXEC = "import os, sys\nsys.stdin.buffer.read(1)\nos.execv(sys.argv[1], sys.argv[1:])\n"
+
+
+def status_inside(where: Path, home: Path, then: Callable[[], None]) -> Result:
+    """``dvfs status`` run with its current directory ``where``, entered before ``then``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", _WAIT_THEN_EXEC, *cli_command("status")],
+        cwd=where, env=cli_env(home_env(home)),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        then()
+        out, err = proc.communicate(b"go", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return Result(("status",), proc.returncode, out, err.decode(errors="replace"))
+
+
+def test_status_inside_a_mount_whose_daemon_stopped_or_died(repo: Path, tmp_path: Path) -> None:
+    """`dvfs status` run in a mount's working tree looks for a repository without looking
+    into the mount: with the daemon stopped it waited for ever, with the daemon killed
+    it said "Transport endpoint is not connected" alone; now one line says what to run."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home, "--writable") as m:
+        pid = m.proc.pid
+        try:
+            r = status_inside(mnt / "data", home, lambda: os.kill(pid, signal.SIGSTOP))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert_error(r, f"(pid {pid}) is stopped", f"kill -CONT {pid}", f"umount --force {mnt}")
+
+        def kill() -> None:
+            m.proc.kill()
+            m.proc.wait()
+
+        r = status_inside(mnt / "data", home, kill)
+        assert_error(r, f"(pid {pid}) is gone", f"dvfs umount --force {mnt}", code=1)
+        assert_ok(dvfs(tmp_path, home, "umount", "--force", str(mnt)))
+    fsck_clean(repo)
+
+
+@pytest.mark.parametrize("overlay", ["auto", "daemon"])
+def test_a_repository_moved_while_mounted_is_named(
+    repo: Path, tmp_path: Path, overlay: str
+) -> None:
+    """The daemon names its repository by path: renamed while mounted, `dvfs status MNT`
+    said "No such file or directory: REPO/.dvfs/worktrees/main/upper" (or, with the
+    daemon's overlay, that the branch was deleted), `dvfs snapshot MNT` the same of
+    REPO/.dvfs/lock. Both now say the repository moved and what to do."""
+    home, mnt, moved = tmp_path / "home", tmp_path / "mnt", tmp_path / "moved"
+    with mounted(str(repo), mnt, home, "--writable", overlay=overlay):
+        (mnt / "data" / "b.txt").write_bytes(b"b\n")
+        repo.rename(moved)
+        try:
+            for args in (("status", str(mnt)), ("snapshot", str(mnt), "-m", "b")):
+                assert_error(
+                    dvfs(tmp_path, home, *args),
+                    f"the repository {repo} was moved or removed while mounted: move it back",
+                    f"`dvfs umount {mnt}` and mount it from where it is now",
+                    code=1,
+                )
+        finally:
+            moved.rename(repo)
+        assert "added:    data/b.txt" in assert_ok(dvfs(tmp_path, home, "status", str(mnt))).out
+    fsck_clean(repo)
+
+
+def test_a_snapshot_interrupted_once_sent_says_the_daemon_goes_on(tmp_path: Path) -> None:
+    """Ctrl-C while the daemon records a snapshot stops only the CLI: the daemon goes on
+    and records it. The CLI said "nothing half-written is visible, run the command
+    again", and running it again made a second version; it now says the daemon goes
+    on, and how to see whether it recorded the snapshot. (A listener of this process,
+    named as a daemon's socket, stands for the daemon: it takes the request and does
+    not answer.)"""
+    where = Path(tempfile.mkdtemp(dir="/tmp"))  # (a socket's path must fit 108 bytes)
+    try:
+        sock_path = where / f"ctl-{os.getpid()}.sock"
+        mnt = tmp_path / "mnt"
+        (mnt / ".versions").mkdir(parents=True)
+        (mnt / ".versions" / ".control").symlink_to(sock_path)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(str(sock_path))
+            server.listen(1)
+            server.settimeout(60)
+            proc = subprocess.Popen(
+                cli_command("snapshot", str(mnt), "-m", "two"),
+                env=cli_env(home_env(tmp_path / "home")),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                conn, _ = server.accept()
+                with conn:
+                    request = b""
+                    while not request.endswith(b"\n"):
+                        request += conn.recv(65536)
+                    assert json.loads(request)["op"] == "snapshot"
+                    proc.send_signal(signal.SIGINT)
+                    out, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        shutil.rmtree(where)
+    r = Result(("snapshot",), proc.returncode, out, err.decode(errors="replace"))
+    assert_error(r, "daemon of", "goes on recording the snapshot", f"dvfs status {mnt}", code=130)
+
+
+def test_mounts_names_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
+    """A daemon stopped (Ctrl-Z on `dvfs mount --foreground`, SIGSTOP) makes every look
+    into its mount wait; `dvfs mounts` listed it as mounted and well. It now says it
+    is stopped and what to run."""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    with mounted(str(repo), mnt, home) as m:
+        os.kill(m.proc.pid, signal.SIGSTOP)
+        try:
+            out = assert_ok(dvfs(tmp_path, home, "mounts")).out
+            (row,) = mounts_under(tmp_path, home)
+        finally:
+            os.kill(m.proc.pid, signal.SIGCONT)
+        assert f"(daemon stopped: `kill -CONT {m.proc.pid}` resumes it;" in out, out
+        assert f"`dvfs umount --force {mnt}` unmounts it)" in out, out
+        assert row["state"] == "stopped"
+        (row,) = mounts_under(tmp_path, home)
+        assert row["state"] == "mounted"
+
+
+def test_ctrl_c_while_the_daemon_starts_leaves_nothing_mounted(tmp_path: Path) -> None:
+    """`dvfs mount` waits for its daemon, which runs in a session of its own: Ctrl-C
+    ended the command with "nothing half-written is visible, run the command again"
+    while the daemon went on and mounted (running it again: "already mounted"). The
+    daemon is now stopped, and the line says nothing is mounted. (Its start is held
+    by a remote that takes the connection and never answers.)"""
+    home, mnt = tmp_path / "home", tmp_path / "mnt"
+    mnt.mkdir()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        server.settimeout(60)
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        keys = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+        proc = subprocess.Popen(
+            cli_command("mount", "s3://bucket/data", str(mnt), "--endpoint-url", endpoint),
+            env=cli_env({**home_env(home), **keys}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            conn, _ = server.accept()  # the daemon asks the remote: it is starting
+            with conn:
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    r = Result(("mount",), proc.returncode, out, err.decode(errors="replace"))
+    line = assert_error(r, "interrupted: the daemon (pid", f"nothing is mounted at {mnt}", code=130)
+    wait_gone(int(line.split("(pid ", 1)[1].split(")", 1)[0]))
+    assert not in_mount_table(mnt)
+    assert mounts_under(tmp_path, home) == []
+
+
+def test_a_mount_moved_with_its_parent_says_what_to_do(repo: Path, tmp_path: Path) -> None:
+    """A directory above a mount point renamed moves the mount with it; its daemon
+    serves the path it mounted and refused `dvfs status NEW` with "this daemon serves
+    OLD, not NEW" alone. The refusal now says what to do."""
+    home, top, moved = tmp_path / "home", tmp_path / "top", tmp_path / "moved"
+    with mounted(str(repo), top / "mnt", home, "--writable"):
+        (top / "mnt" / "data" / "b.txt").write_bytes(b"b\n")
+        top.rename(moved)
+        try:
+            r = dvfs(tmp_path, home, "status", str(moved / "mnt"))
+        finally:
+            moved.rename(top)
+        assert_error(
+            r, f"this daemon serves {top / 'mnt'}, not {moved / 'mnt'}: if that is its mount "
+            f"moved", "rename it back", f"`dvfs umount --force {moved / 'mnt'}`", code=2,
+        )  # fmt: skip
+        assert (
+            "added:    data/b.txt"
+            in assert_ok(dvfs(tmp_path, home, "status", str(top / "mnt"))).out
+        )
+    fsck_clean(repo)
+
+
 def test_umount_force_clears_the_mount_of_a_stopped_daemon(repo: Path, tmp_path: Path) -> None:
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     env = {**home_env(home), control.LOOK_WAIT_ENV: "1"}
@@ -482,7 +684,7 @@ def test_a_branch_takes_its_mount_working_tree_along_when_renamed(
     no version records without a word, leaving them under a name nothing showed. Now
     a rename takes the working tree along, neither happens while a mount serves the
     branch, and -d is refused while the changes are there (-D keeps them, and says
-    where)."""
+    where). The refusal names the mount point to unmount (it said `dvfs umount MNT`)."""
     home, mnt = tmp_path / "home", tmp_path / "mnt"
     assert_ok(dvfs(repo, home, "branch", "side"))
     with mounted(str(repo), mnt, home, "--branch", "side", overlay=overlay):
@@ -491,7 +693,8 @@ def test_a_branch_takes_its_mount_working_tree_along_when_renamed(
             line = assert_error(dvfs(repo, home, "branch", *args), "is mounted", code=2)
             assert line == (
                 f"dvfs: error: branch side is mounted as a working tree (daemon pid "
-                f"{m_pid(repo, 'side')}): unmount it first (`dvfs umount MNT`); nothing was {done}"
+                f"{m_pid(repo, 'side')}): unmount it first (`dvfs umount {mnt}`); "
+                f"nothing was {done}"
             )
     assert_ok(dvfs(repo, home, "branch", "-m", "side", "s2"))
     assert not (repo / ".dvfs/worktrees/side").exists()

@@ -407,5 +407,5 @@ def test_a_snapshot_that_fails_on_a_file_names_it(repo: Path, tmp_path: Path) ->
             line = assert_error(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b"), code=1)
         finally:
             os.rename(tmp_path / "moved", repo)
-        assert f"No such file or directory: {repo}/.dvfs/" in line, line
+        assert f"the repository {repo} was moved or removed while mounted: move it back" in line
         assert_ok(dvfs(tmp_path, home, "snapshot", str(mnt), "-m", "b"))

@@ -10,10 +10,12 @@ directory replays the journal.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import stat
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +38,11 @@ from daemon.overlay_snapshot import OverlaySnapshots
 from daemon.service import choose_overlay
 from daemon.snapshot import Request
 from daemon.source import RepositorySource
+from daemon.upper import Layers, LayersError
 from tests.support.cli import fsck_clean
 from tests.support.cli import run as run_cli
 from tests.support.mount import commit, write
-from vfs import read_journal
+from vfs import DvfsError, read_journal
 from vfs.repo.repository import Repository
 
 CTX = cast(
@@ -680,3 +683,152 @@ def test_a_rebase_that_fails_after_the_branch_moved_takes_no_more_changes(
     assert again == {"tree": seen["tree"], "status": NO_CHANGES}
     overlay.close()  # its lock too
     fsck_clean(t.root)
+
+
+@pytest.mark.parametrize("name", ["journal", "state"])
+def test_a_journal_or_state_that_is_no_regular_file_is_refused(tmp_path: Path, name: str) -> None:
+    """A FIFO in place of the working tree's journal (or its state) held the daemon
+    for ever at mount (opened, then read, waiting for a writer): it is refused with
+    one line, and the working tree mounts once the file is put back."""
+    t, journal = _three_new_files(tmp_path)
+    target = journal if name == "journal" else t.work / "state"
+    kept = target.read_bytes()
+    target.unlink()
+    os.mkfifo(target, 0o600)
+    lock = lock_work(t.work)
+    said: list[str] = []
+
+    def open_overlay() -> None:
+        with pytest.raises(DvfsError) as got:
+            Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+        said.append(str(got.value))
+
+    opening = threading.Thread(target=open_overlay, daemon=True)
+    opening.start()
+    opening.join(30)  # (a guard: it hung here before)
+    os.close(lock)
+    assert not opening.is_alive(), "opening the overlay waits on the FIFO"
+    (line,) = said
+    assert f"{target}" in line and "not a regular file" in line and "\n" not in line
+    assert f"move {t.work}" in line
+    assert stat.S_ISFIFO(os.lstat(target).st_mode)
+    target.unlink()
+    target.write_bytes(kept)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 3))
+    crash(overlay, lock)
+    fsck_clean(t.root)
+
+
+def test_a_state_of_a_newer_format_is_refused_as_a_newer_dvfs_s(tmp_path: Path) -> None:
+    """A working tree whose state a newer dvfs wrote (format 4, its other fields
+    changed) was refused as damaged, with the advice to move it aside; it is named
+    as a newer dvfs's and left as it is, and fsck calls it damaged nowhere (gc, which
+    cannot tell its base, says why it cannot run). So is a kernel overlay's
+    ``layers`` of a newer format."""
+    t, _ = _three_new_files(tmp_path)
+    state = t.work / "state"
+    kept = state.read_bytes()
+    newer = msgpack.packb({"format": 4, "generation": "x", "other": [1, 2]})
+    state.write_bytes(newer)
+    lock = lock_work(t.work)
+    with pytest.raises(OverlayError) as got:
+        Overlay(t.work, t.source.catalog().head, t.source.root_entry, lock)
+    os.close(lock)
+    said = str(got.value)
+    assert f"the working tree {t.work} was written by a newer dvfs (state format 4" in said
+    assert "upgrade dvfs" in said and "damaged" not in said
+    assert state.read_bytes() == newer and len(os.listdir(t.work / "data")) == 3
+    (problem,) = run_cli(t.root, "fsck", "--json").json()["problems"]  # (gc's roots)
+    assert "state is of format 4, written by a newer dvfs" in problem, problem
+    assert "damaged" not in problem
+    state.write_bytes(kept)
+    fs, overlay, lock = t.open()
+    run(fs, lambda fs: _expect_new_files(fs, 3))
+    crash(overlay, lock)
+    kernel = tmp_path / "kernel"
+    kernel.mkdir()
+    (kernel / "layers").write_bytes(newer)
+    with pytest.raises(LayersError) as got_layers:
+        Layers(kernel, None)
+    assert "was written by a newer dvfs (layers format 4" in str(got_layers.value)
+    fsck_clean(t.root)
+
+
+def test_a_link_swapped_in_for_the_work_directory_leads_no_write_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """The daemon named its work directory by path for its whole life: a symbolic link
+    swapped in for it after the mount began took its new files, copied-up files,
+    state, journals and the snapshot's rebase elsewhere. The work directory is held
+    open from the start, so the working tree goes on in the directory it opened."""
+    t = make_tree(tmp_path)
+    fs, overlay, lock = t.open()
+    aside, elsewhere = tmp_path / "aside", tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    os.rename(t.work, aside)
+    t.work.symlink_to(elsewhere)
+    seen: dict[str, Any] = {}
+
+    async def scenario(fs: WorkingFs) -> None:
+        await put(fs, "data/new.txt", b"new\n")
+        await put(fs, "data/a.txt", b"alpha 2\n")  # (copied up)
+        got = await OverlaySnapshots(fs, t.source, overlay).take(Request("two"))
+        seen["version"] = got["version"]
+        await put(fs, "data/b.txt", b"beta 2\n")
+        seen["tree"] = await listing(fs)
+
+    run(fs, scenario)
+    crash(overlay, lock)
+    assert seen["version"] == "v2"
+    assert sorted(str(p.relative_to(elsewhere)) for p in elsewhere.rglob("*")) == ["data"]
+    t.work.unlink()
+    os.rename(aside, t.work)
+    fs, overlay, lock = t.open()
+    again: dict[str, Any] = {}
+
+    async def look(fs: WorkingFs) -> None:
+        again["status"] = await pending(fs)
+        again["tree"] = await listing(fs)
+
+    run(fs, look)
+    assert again == {"status": {**NO_CHANGES, "modified": ["data/b.txt"]}, "tree": seen["tree"]}
+    overlay.close()
+    fsck_clean(t.root)
+
+
+def test_a_kernel_overlay_record_that_is_no_regular_file_holds_no_mount(tmp_path: Path) -> None:
+    """A FIFO in place of a kernel overlay's ``layers`` held the daemon for ever at
+    mount, as one in place of ``recorded.<gen>`` or ``pending`` did: ``layers`` is
+    refused with one line, and the other two are read as damaged (every upper file
+    hashed again; no snapshot pending), as their damage is."""
+    work = tmp_path / "work"
+    Layers(work, None).close()
+    layers = (work / "layers").read_bytes()
+    said: list[str] = []
+
+    lock = lock_work(work)  # (each opening below is given a descriptor of it)
+
+    def open_layers() -> None:
+        try:
+            Layers(work, None, os.dup(lock)).close()
+        except LayersError as exc:
+            said.append(str(exc))
+        else:
+            said.append("opened")
+
+    for fifo in ("layers", "recorded.1", "pending"):
+        with contextlib.suppress(FileNotFoundError):
+            (work / fifo).unlink()
+        os.mkfifo(work / fifo, 0o600)
+        opening = threading.Thread(target=open_layers, daemon=True)
+        opening.start()
+        opening.join(30)  # (a guard: it hung here before)
+        assert not opening.is_alive(), f"opening the layers waits on the FIFO {fifo}"
+        (work / fifo).unlink()
+        if fifo == "layers":
+            (work / fifo).write_bytes(layers)
+    os.close(lock)
+    first, *rest = said
+    assert "layers cannot be read (not a regular file): move" in first and "\n" not in first
+    assert rest == ["opened", "opened"]

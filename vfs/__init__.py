@@ -80,6 +80,7 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         fsync_dir as fsync_dir,
         storage_error as storage_error,
         write_atomic as write_atomic,
+        write_atomic_at as write_atomic_at,
     )
     from vfs.errors import (
         DvfsError as DvfsError,
@@ -128,6 +129,10 @@ if TYPE_CHECKING:  # the table again, for type checkers (``X as X`` re-exports X
         journal_frame as journal_frame,
         journal_damage as journal_damage,
         missing_state_message as missing_state_message,
+        newer_format as newer_format,
+        newer_format_message as newer_format_message,
+        STATE_FORMAT as STATE_FORMAT,
+        LAYERS_FORMAT as LAYERS_FORMAT,
         orphaned_changes as orphaned_changes,
         read_journal as read_journal,
         work_dir_name as work_dir_name,
@@ -319,6 +324,7 @@ PUBLIC: dict[str, str] = {
     "version_yaml": "vfs.ops.browse",
     "work_root": "vfs.mount.launch",
     "write_atomic": "vfs.store.durable",
+    "write_atomic_at": "vfs.store.durable",
     "write_record": "vfs.mount.mounts",
     "JOURNAL_FRAMED": "vfs.mount.work_dirs",
     "journal_frame": "vfs.mount.work_dirs",
@@ -326,6 +332,10 @@ PUBLIC: dict[str, str] = {
     "journal_damage": "vfs.mount.work_dirs",
     "read_journal": "vfs.mount.work_dirs",
     "missing_state_message": "vfs.mount.work_dirs",
+    "newer_format": "vfs.mount.work_dirs",
+    "newer_format_message": "vfs.mount.work_dirs",
+    "STATE_FORMAT": "vfs.mount.work_dirs",
+    "LAYERS_FORMAT": "vfs.mount.work_dirs",
     "orphaned_changes": "vfs.mount.work_dirs",
     "work_dir_name": "vfs.mount.work_dirs",
 }

@@ -268,7 +268,7 @@ class WorkingNodes(VersionsFs):
 
     @handler
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
-        st = os.statvfs(self.overlay.work)
+        st = os.statvfs(self.overlay.work_fd)
         s = pyfuse3.StatvfsData()
         s.f_bsize = st.f_bsize
         s.f_frsize = st.f_frsize

@@ -13,6 +13,10 @@ are picked up by the next mount. It is the daemon user's alone (0700, its files 
     data/<nid>      the content of a file copied up or created through the mount
     trash.<gen>     the data/ a snapshot emptied, being removed by a thread
 
+The work directory and its ``data/`` are held open from the start (``O_NOFOLLOW``) and
+every operation there is made relative to those descriptors, so that a link swapped
+in for either later leads no write elsewhere.
+
 In memory the working tree is a tree of :class:`WNode`. A directory loads its
 children from its base tree the first time it is looked into; a file keeps its base
 entry (chunks, read lazily like a version's) until its first write copies it up into

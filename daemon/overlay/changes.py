@@ -19,7 +19,7 @@ from daemon.overlay.journal import (
 )
 from daemon.overlay.node import WNode, as_in, attrs_of, versioned
 from daemon.overlay.state import OverlayState
-from vfs import Kind, fsync_dir
+from vfs import Kind
 
 
 class Changes(OverlayState):
@@ -192,7 +192,7 @@ class Changes(OverlayState):
             n.fd = -1
         if n.upper:
             with contextlib.suppress(OSError):
-                os.unlink(self.data / str(n.nid))
+                os.unlink(str(n.nid), dir_fd=self.data_fd)
         if n.lookups > 0:
             return
         self.nodes.pop(n.nid, None)
@@ -290,4 +290,4 @@ class Changes(OverlayState):
         if n is not None and n.upper and n.fd >= 0:
             (os.fdatasync if data_only else os.fsync)(n.fd)
         self.journal.sync()
-        fsync_dir(self.data)
+        os.fsync(self.data_fd)

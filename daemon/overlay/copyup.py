@@ -32,7 +32,7 @@ class CopyUp(Changes):
             os.close(fd)
             n.fd = -1
             with contextlib.suppress(OSError):
-                os.unlink(self.data_path(n))
+                os.unlink(str(n.nid), dir_fd=self.data_fd)
             raise
         return n
 
@@ -42,29 +42,27 @@ class CopyUp(Changes):
         Its mtime is set to the node's, which replay reads back.
         """
         if self._spares is None:
-            self._spares = Spares(self.work)
-        fd = self._spares.link(self.data_path(n))
+            self._spares = Spares(self.work_fd)
+        fd = self._spares.link(str(n.nid), self.data_fd)
         if fd is None:
-            fd = os.open(self.data_path(n), _NEW_FILE, 0o600)
+            fd = os.open(str(n.nid), _NEW_FILE, 0o600, dir_fd=self.data_fd)
         try:
             os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
         except BaseException:
             os.close(fd)
-            os.unlink(self.data_path(n))
+            os.unlink(str(n.nid), dir_fd=self.data_fd)
             raise
         return fd
 
     def start_copy(self, n: WNode) -> int:
         """Begin copying ``n`` up: a descriptor of its temporary data file."""
-        tmp = self.data / f"{n.nid}.tmp"
-        return os.open(
-            tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+        return os.open(f"{n.nid}.tmp", flags, 0o600, dir_fd=self.data_fd)
 
     def finish_copy(self, n: WNode, fd: int, size: int) -> None:
         """The copy holds ``size`` bytes: make it ``n``'s content and record that."""
         os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
-        os.rename(self.data / f"{n.nid}.tmp", self.data_path(n))
+        os.rename(f"{n.nid}.tmp", str(n.nid), src_dir_fd=self.data_fd, dst_dir_fd=self.data_fd)
         n.upper, n.fd, n.size = True, fd, size
         n.wrote += 1
         if n.entry is not None and size == n.entry.size:  # its chunks, copied: its content
@@ -76,7 +74,7 @@ class CopyUp(Changes):
             n.upper, n.fd = False, -1
             os.close(fd)
             with contextlib.suppress(OSError):
-                os.unlink(self.data_path(n))
+                os.unlink(str(n.nid), dir_fd=self.data_fd)
             raise
 
     def abort_copy(self, n: WNode, fd: int) -> None:
@@ -85,7 +83,7 @@ class CopyUp(Changes):
             with contextlib.suppress(OSError):
                 os.close(fd)
         with contextlib.suppress(OSError):
-            os.unlink(self.data / f"{n.nid}.tmp")
+            os.unlink(f"{n.nid}.tmp", dir_fd=self.data_fd)
 
     def release_fd(self, n: WNode) -> None:
         """Close an upper file's descriptor when no handle uses it."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,20 @@ import msgpack
 from daemon.fs import inodes
 from vfs import (
     JOURNAL_FRAMED,
+    STATE_FORMAT,
     Entry,
     JournalRecords,
+    MountError,
     decode_tree,
     encode_tree,
+    journal_damage,
     journal_frame,
     read_journal,
     reserve_blocks,
 )
 
 RESERVE = 64 << 10  # bytes kept allocated past the journal's end (see Journal.append)
-FORMAT = 3  # of state and journal; formats 1 and 2 are still read
+FORMAT = STATE_FORMAT  # of state and journal (3); formats 1 and 2 are still read
 READ_FORMATS = (1, 2, 3)
 Defs = dict[int, list[Any]]  # node id -> its last N record
 N_FIELDS = 15  # of a format 2 N record (format 1: 9)
@@ -121,13 +125,24 @@ class Journal:
     the others, until the reserve can be made again.
     """
 
-    def __init__(self, path: Path, fmt: int = FORMAT) -> None:
+    def __init__(self, dir_fd: int, path: Path, fmt: int = FORMAT) -> None:
+        """Open (or create) the journal ``path``: MountError if it is no regular file.
+
+        It is opened as its name in the work directory held open at ``dir_fd`` (the
+        path is what messages show), without waiting (``O_NONBLOCK``: a FIFO there
+        would otherwise hold the daemon for ever, at this open or at the first read)
+        and through no link.
+        """
         self.path = path
+        self.dir_fd = dir_fd
         self.framed = fmt >= JOURNAL_FRAMED
-        self.fd = os.open(
-            path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
-        )
-        self.size = os.fstat(self.fd).st_size
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        self.fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+        st = os.fstat(self.fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(self.fd)
+            raise MountError(journal_damage(path, "(it is not a regular file)"))
+        self.size = st.st_size
         self.unsynced = False
         self.reserved = 0  # the offset up to which blocks are allocated, as far as known
         self.short = False  # the reserve could not be made (the disk is full)
@@ -135,9 +150,10 @@ class Journal:
     def read(self) -> JournalRecords:
         """Every whole record (``vfs.mount.work_dirs``); a torn tail is cut off the
         file, damage is left as it is (the caller refuses the working tree)."""
-        with open(self.path, "rb") as f:
-            data = f.read()
-        got = read_journal(data, self.framed)
+        data = bytearray()  # (read through the open journal, not its path again)
+        while piece := os.pread(self.fd, 1 << 20, len(data)):
+            data += piece
+        got = read_journal(bytes(data), self.framed)
         if got.damaged_at is None and got.whole != len(data):
             os.ftruncate(self.fd, got.whole)
             self.size = got.whole
@@ -189,3 +205,9 @@ class Journal:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+    def remove(self) -> None:
+        """Close the journal and delete it (one no longer named by ``state``)."""
+        self.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path.name, dir_fd=self.dir_fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from daemon.overlay.journal import (
     Journal,
 )
 from daemon.overlay.node import WNode, attrs_of, join
+from daemon.overlay.state import DIR_FLAGS
 from vfs import Entry, Kind, Tree, fsync_dir
 
 
@@ -30,6 +32,9 @@ class Rebase(CopyUp):
         So that the next mount of that branch, not of the old one, finds the changes
         made from now on. ``work`` must not exist.
         """
+        st, own = os.lstat(self.work), os.fstat(self.work_fd)
+        if (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino):  # (a link swapped in)
+            raise OSError(errno.ESTALE, "the work directory was replaced", str(self.work))
         os.rename(self.work, work)
         fsync_dir(work.parent)
         self.work, self.data = work, work / "data"
@@ -73,10 +78,8 @@ class Rebase(CopyUp):
         self.gen += 1
         self._write_state()
         midway()
-        self.journal = Journal(self._journal_path())
-        old_journal.close()
-        with contextlib.suppress(OSError):
-            os.unlink(old_journal.path)
+        self.journal = Journal(self.work_fd, self._journal_path())
+        old_journal.remove()
         for n in list(self.nodes.values()):
             if n.upper and n.nid not in keep:
                 if n.fd >= 0:
@@ -131,19 +134,24 @@ class Rebase(CopyUp):
         is renamed to ``trash.<gen>``, the files of ``keep`` are moved back, and a
         thread removes the rest (after a crash, the next daemon does).
         """
-        trash = self.work / f"trash.{self.gen}"
+        trash, work = f"trash.{self.gen}", self.work_fd
         try:
-            os.rename(self.data, trash)
+            os.rename("data", trash, src_dir_fd=work, dst_dir_fd=work)
         except OSError:
-            for name in os.listdir(self.data):
+            for name in os.listdir(self.data_fd):
                 if not (name.isdigit() and int(name) in keep):
                     with contextlib.suppress(OSError):
-                        os.unlink(self.data / name)
+                        os.unlink(name, dir_fd=self.data_fd)
             return
-        os.mkdir(self.data, 0o700)
-        for nid in keep:
-            os.rename(trash / str(nid), self.data / str(nid))
-        fsync_dir(self.work)
+        old = self.data_fd  # (now the trash)
+        os.mkdir("data", 0o700, dir_fd=work)
+        self.data_fd = os.open("data", DIR_FLAGS, dir_fd=work)
+        try:
+            for nid in keep:
+                os.rename(str(nid), str(nid), src_dir_fd=old, dst_dir_fd=self.data_fd)
+        finally:
+            os.close(old)
+        os.fsync(work)
         self._remove_later(trash)
 
     def follow(self, head: bytes | None, root_entry: Entry | None) -> list[bytes] | None:
@@ -161,10 +169,8 @@ class Rebase(CopyUp):
         self.base = head
         self.gen += 1
         self._write_state()
-        self.journal = Journal(self._journal_path())
-        old_journal.close()
-        with contextlib.suppress(OSError):
-            os.unlink(old_journal.path)
+        self.journal = Journal(self.work_fd, self._journal_path())
+        old_journal.remove()
         root = self.root
         root.entry, root.base, root.pending = root_entry, None, {}
         root.kids = None if root_entry is not None else {}

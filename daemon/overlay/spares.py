@@ -7,7 +7,6 @@ import contextlib
 import errno
 import os
 import threading
-from pathlib import Path
 
 from vfs import link_unnamed, unnamed_file
 
@@ -23,17 +22,19 @@ class Spares:
     every file. A spare has no name: those a daemon did not use vanish with it.
     """
 
-    def __init__(self, where: Path, count: int = SPARES) -> None:
+    def __init__(self, where: int, count: int = SPARES) -> None:
+        """Spares made in the directory open at ``where`` (a descriptor of its own is kept)."""
         self.count = count
         self.ready: collections.deque[int] = collections.deque()
-        self._dir_fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._dir_fd = os.dup(where)
         self._want = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="dvfs-spares", daemon=True)
         self._thread.start()
 
-    def link(self, path: Path) -> int | None:
-        """A spare linked at ``path``, its read-write descriptor; None: make one yourself."""
+    def link(self, name: str, dir_fd: int) -> int | None:
+        """A spare linked as ``name`` in the directory open at ``dir_fd`` (on the same
+        filesystem), its read-write descriptor; None: make one yourself."""
         try:
             fd = self.ready.popleft()
         except IndexError:
@@ -41,7 +42,7 @@ class Spares:
         finally:
             self._want.set()
         try:
-            link_unnamed(fd, path, self._dir_fd)
+            link_unnamed(fd, name, dir_fd)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EEXIST):

@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -44,14 +45,41 @@ from vfs import (
     Tree,
     journal_damage,
     missing_state_message,
+    newer_format,
+    newer_format_message,
     orphaned_changes,
     private_dir,
-    write_atomic,
+    quote_name,
+    write_atomic_at,
 )
 
 log = logging.getLogger("daemon.overlay")
 
 TRASH_WAIT = 2.0  # seconds an unmount waits for trash removal (see OverlayState.close)
+
+
+# The work directory and its data/ are held open for the daemon's life and every
+# operation there goes through them: a link swapped in for either later leads nowhere.
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+MAX_STATE = 1 << 16  # bytes of a state record read at most (it holds four numbers)
+
+
+def _unreadable_state(work: Path, why: str | None) -> str:
+    """What to tell a user whose working tree ``state`` cannot be read (``why``)."""
+    return (
+        f"the working tree state {quote_name(str(work / 'state'))} cannot be read ({why}): "
+        f"move {quote_name(str(work))} aside to start from the branch head (its data/ holds "
+        "the changed files)"
+    )
+
+
+def _remove_tree(name: str, dir_fd: int) -> None:
+    """Remove the tree ``name`` of the directory open at ``dir_fd``, then close that."""
+    try:
+        shutil.rmtree(name, ignore_errors=True, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class OverlayState:
@@ -74,11 +102,13 @@ class OverlayState:
         journal says a snapshot was being made and the branch is at that snapshot:
         then the changes are in ``head`` already and the working tree starts clean.
         """
-        self.work = work
+        self.work = work  # (as messages show it; see work_fd)
         self.data = work / "data"
         private_dir(self.work, tighten=True)  # its journal names files that may be private
         private_dir(self.data, tighten=True)
         self._lock_fd = lock_work(work) if lock_fd is None else lock_fd
+        self.work_fd = os.open(work, DIR_FLAGS)
+        self.data_fd = os.open("data", DIR_FLAGS, dir_fd=self.work_fd)
         self.uid, self.gid = os.getuid(), os.getgid()  # who owns what versions hold
         self.nodes: dict[int, WNode] = {}
         self.on_change: Callable[[WNode], None] = lambda node: None
@@ -89,7 +119,7 @@ class OverlayState:
         state = self._read_state()
         if state is not None:
             self.base, self.gen, self.next = state["base"], state["gen"], state["next"]
-            self.journal = Journal(self._journal_path(), state["format"])
+            self.journal = Journal(self.work_fd, self._journal_path(), state["format"])
             got = self.journal.read()
             if got.damaged_at is not None:
                 self._damaged(f"at byte {got.damaged_at} of {self.journal.size}")
@@ -99,9 +129,7 @@ class OverlayState:
             if not (done or clean):
                 self._replay(self._compact(records), root_of(self.base))
                 return
-            self.journal.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.journal.path)
+            self.journal.remove()
             self.gen += 1  # the snapshot was recorded: start clean over it
         else:
             held = orphaned_changes(work)
@@ -111,19 +139,31 @@ class OverlayState:
         self.base = head
         self._write_state()
         self._make_root(root_of(head))
-        self.journal = Journal(self._journal_path())
+        self.journal = Journal(self.work_fd, self._journal_path())
         self._drop_strays({})
 
     def _journal_path(self) -> Path:
         return self.work / f"journal.{self.gen}"
 
     def _read_state(self) -> dict[str, Any] | None:
-        try:
-            raw = (self.work / "state").read_bytes()
+        path = self.work / "state"
+        try:  # (without waiting, through no link: a FIFO there must not hold the mount)
+            fd = os.open("state", READ_FLAGS, dir_fd=self.work_fd)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a link (ELOOP), a socket (ENXIO)
+            raise OverlayError(_unreadable_state(self.work, exc.strerror)) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OverlayError(_unreadable_state(self.work, "not a regular file"))
+            raw = os.read(fd, MAX_STATE + 1)
+        finally:
+            os.close(fd)
         try:
             st = msgpack.unpackb(raw, raw=False)
+            newer = newer_format(st, FORMAT)
+            if newer is not None:  # (not damage: refused, and left as it is)
+                raise OverlayError(newer_format_message(path, newer, FORMAT))
             ok = (
                 isinstance(st, dict)
                 and st.get("format") in READ_FORMATS
@@ -148,7 +188,7 @@ class OverlayState:
 
     def _write_state(self) -> None:
         record = {"format": FORMAT, "base": self.base, "gen": self.gen, "next": self.next}
-        write_atomic(self.work / "state", msgpack.packb(record, use_bin_type=True), mode=0o600)
+        write_atomic_at(self.work_fd, "state", msgpack.packb(record, use_bin_type=True), mode=0o600)
 
     def _make_root(self, base_root: Entry | None) -> None:
         mode = 0o755
@@ -186,12 +226,10 @@ class OverlayState:
         old = self.journal
         self.next = max([self.next, *(nid + 1 for nid in folded[0])])  # dropped ones too
         self.gen += 1
-        write_atomic(self._journal_path(), data, mode=0o600)
+        write_atomic_at(self.work_fd, self._journal_path().name, data, mode=0o600)
         self._write_state()
-        self.journal = Journal(self._journal_path())
-        old.close()
-        with contextlib.suppress(OSError):
-            os.unlink(old.path)
+        self.journal = Journal(self.work_fd, self._journal_path())
+        old.remove()
         log.info("journal rewritten from %d to %d bytes", old.size, len(data))
         return kept
 
@@ -273,7 +311,7 @@ class OverlayState:
             node.size = len(node.target)
         elif node.upper:
             try:
-                st = os.stat(self.data / str(nid))
+                st = os.stat(str(nid), dir_fd=self.data_fd, follow_symlinks=False)
             except FileNotFoundError:
                 log.error("%s is missing: file %d of the working tree is dropped", rec[1], nid)
                 return None
@@ -288,16 +326,16 @@ class OverlayState:
 
     def _drop_strays(self, live: dict[int, WNode]) -> None:
         """Delete data files no node uses and old journals (left by a crash between two steps)."""
-        for name in os.listdir(self.data):
+        for name in os.listdir(self.data_fd):
             if not (name.isdigit() and int(name) in live and live[int(name)].upper):
                 with contextlib.suppress(OSError):
-                    os.unlink(self.data / name)
-        for name in os.listdir(self.work):
-            if name.startswith("journal.") and self.work / name != self.journal.path:
+                    os.unlink(name, dir_fd=self.data_fd)
+        for name in os.listdir(self.work_fd):
+            if name.startswith("journal.") and name != self.journal.path.name:
                 with contextlib.suppress(OSError):
-                    os.unlink(self.work / name)
+                    os.unlink(name, dir_fd=self.work_fd)
             elif name.startswith("trash."):
-                self._remove_later(self.work / name)
+                self._remove_later(name)
 
     def close(self) -> None:
         """Close every file (the daemon is stopping).
@@ -316,18 +354,21 @@ class OverlayState:
                     os.close(node.fd)
                 node.fd = -1
         self.journal.close()
-        with contextlib.suppress(OSError):
-            os.close(self._lock_fd)
+        for fd in (self.data_fd, self.work_fd, self._lock_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _stop_spares(self) -> None:
         if self._spares is not None:
             self._spares.close()
             self._spares = None
 
-    def _remove_later(self, path: Path) -> None:
-        """Remove a directory tree in a thread, so that no request waits for it."""
+    def _remove_later(self, name: str) -> None:
+        """Remove the directory tree ``name`` of the work directory in a thread, so that
+        no request waits for it (the thread holds the work directory open itself)."""
         self._trash = [t for t in self._trash if t.is_alive()]
-        t = threading.Thread(target=shutil.rmtree, args=(path, True), name="dvfs-trash")
+        t = threading.Thread(target=_remove_tree, args=(name, os.dup(self.work_fd)))
+        t.name = "dvfs-trash"
         t.daemon = True
         t.start()
         self._trash.append(t)
@@ -371,14 +412,17 @@ class OverlayState:
         self.nodes[node.nid] = node
         return node
 
-    def data_path(self, n: WNode) -> Path:
-        """Where an upper file's content lives."""
-        return self.data / str(n.nid)
+    @property
+    def data_view(self) -> Path:
+        """A path to ``data/`` as held open (for code that takes a path: the hasher)."""
+        return Path(f"/proc/self/fd/{self.data_fd}")
 
     def open_data(self, n: WNode) -> int:
         """The read-write descriptor of an upper file's content (opened once)."""
         if n.fd < 0:
-            n.fd = os.open(self.data_path(n), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            n.fd = os.open(
+                str(n.nid), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=self.data_fd
+            )
         return n.fd
 
     def _mark_dirty(self, d: WNode | None) -> None:

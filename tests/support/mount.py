@@ -24,7 +24,8 @@ from pathlib import Path
 
 from daemon.overlay import work_dir_name
 from tests.support.cli import AUTHOR, Result, cli_command, cli_env, run
-from vfs.mount import launch, mounts
+from vfs._os.mount_table import mount_table
+from vfs.mount import launch
 from vfs.ops import branches, sync, workflow
 from vfs.ops.commit import commit as commit_staged
 from vfs.remote import config as remotes
@@ -70,7 +71,7 @@ def dvfs(cwd: Path, home: Path, *args: str, timeout: float = 60) -> Result:
 def in_mount_table(path: Path) -> bool:
     """True if ``path`` is a mount point (also a dead one, which ismount misses; the
     kernel's table writes a space in a path as ``\\040``: read as the CLI reads it)."""
-    return str(path) in mounts.mount_table()
+    return str(path) in mount_table()
 
 
 def force_unmount(path: Path) -> None:

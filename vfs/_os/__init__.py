@@ -24,6 +24,8 @@ each one, with the measurement that justified it, in one place:
 - ``tmpfile``: files made without a name (``O_TMPFILE``) and linked later;
 - ``mount_api``: the kernel's mount API (``fsopen``, ``fsmount``, ``move_mount``,
   ``open_tree``) and ``umount2``, by ctypes.
+- ``mount_table``: the kernel's mount table and the dvfs mounts in it, read without
+  looking into a mount (whose daemon may not answer).
 
 Which calls may block the mount daemon's trio thread, and which go to worker threads
 (as the daemon uses them today; none of these functions knows about trio):

@@ -16,10 +16,11 @@ def unnamed_file(dir_fd: int) -> int:
     return os.open(".", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
 
 
-def link_unnamed(fd: int, path: Path, dir_fd: int) -> None:
-    """Give the unnamed file open at ``fd`` the name ``path`` (relative to ``dir_fd``).
+def link_unnamed(fd: int, path: Path | str, dir_fd: int) -> None:
+    """Give the unnamed file open at ``fd`` the name ``path`` (relative to the directory
+    open at ``dir_fd``).
 
     ``linkat(AT_SYMLINK_FOLLOW)`` of ``/proc/self/fd/FD``: the file, not the link in
     ``/proc``. OSError if ``path`` exists (EEXIST) or ``/proc`` is missing.
     """
-    os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=dir_fd)
+    os.link(f"/proc/self/fd/{fd}", path, dst_dir_fd=dir_fd)

@@ -171,6 +171,11 @@ def mounts_cmd(as_json: bool) -> None:
         )
         if r.state == "dead":
             line += f"  (daemon died: run `dvfs umount {shell_word(str(r.mountpoint))}`)"
+        elif r.state == "stopped":
+            line += (
+                f"  (daemon stopped: `kill -CONT {r.pid}` resumes it; `dvfs umount --force "
+                f"{shell_word(str(r.mountpoint))}` unmounts it)"
+            )
         elif r.state == "unrecorded":
             line += "  (not started here: no record)"
         click.echo(line)

@@ -52,6 +52,22 @@ _READLINK = (
 )
 
 
+class SnapshotInterrupted(MountError):
+    """Ctrl-C while a mount's daemon was recording a snapshot, which it goes on with."""
+
+    exit_code = 130
+
+
+def _left_recording(mnt: str) -> str:
+    """What to say when ``dvfs snapshot MNT`` was interrupted once its request was sent."""
+    return (
+        f"interrupted, but the daemon of {quote_name(mnt)} goes on recording the snapshot "
+        f"(it cannot be called back): `dvfs status {shell_word(mnt)}` shows whether it is "
+        "recorded (the changes are gone from the list, and the branch moved) before you "
+        "run it again"
+    )
+
+
 class DaemonSilent(MountError):
     """A mount's daemon did not answer a look into its mount: it is stopped or hung."""
 
@@ -128,11 +144,13 @@ def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[s
     """Send one request to the daemon of ``mnt``; its answer, or DvfsError with its message."""
     path = socket_of(mnt)
     request = {**request, "mountpoint": os.path.realpath(mnt)}
+    sent = False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
         s.settimeout(wait)
         try:
             s.connect(path)
             _check_peer(s, path, mnt)
+            sent = True  # (from here on the daemon may have it: one small write)
             s.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while b"\n" not in data:
@@ -140,6 +158,10 @@ def call(mnt: str, request: dict[str, Any], wait: float = ANSWER_WAIT) -> dict[s
                 if not piece:
                     break
                 data += piece
+        except KeyboardInterrupt:
+            if sent and request.get("op") == "snapshot":  # (the daemon goes on with it)
+                raise SnapshotInterrupted(_left_recording(mnt)) from None
+            raise
         except TimeoutError:
             raise MountError(
                 f"the daemon of {quote_name(mnt)} did not answer within {wait:.0f} s: see its log"

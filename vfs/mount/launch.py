@@ -67,8 +67,15 @@ from typing import BinaryIO
 
 from vfs.backends import parse_url, refuse_credentials
 from vfs.errors import MountError, UsageError
-from vfs.mount.mounts import all_records, disk_usage, private_dir, user_cache_dir, user_data_dir
-from vfs.quoting import quote_given, quote_name
+from vfs.mount.mounts import (
+    STOP_WAIT,
+    all_records,
+    disk_usage,
+    private_dir,
+    user_cache_dir,
+    user_data_dir,
+)
+from vfs.quoting import quote_given, quote_name, shell_word
 from vfs.remote.layout import FORMAT_KEY
 from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.store.lock import claim_for_life, share_for_life
@@ -317,9 +324,11 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
             cwd="/",
             start_new_session=True,
         )
-    os.close(write_end)
     try:
+        os.close(write_end)
         line = _read_line(read_end, wait)
+    except KeyboardInterrupt:
+        raise _interrupted(proc, args.mountpoint) from None
     finally:
         os.close(read_end)
     if line.startswith("ready "):
@@ -337,6 +346,33 @@ def start(args: DaemonArgs, wait: float = READY_WAIT) -> tuple[int, str]:
         f"the daemon exited (code {proc.returncode}) before the mount was ready"
         + (f": {last}" if last else "")
         + f"; log: {args.log_path}"
+    )
+
+
+class MountInterrupted(MountError):
+    """Ctrl-C while ``dvfs mount`` waited for its daemon to mount."""
+
+    exit_code = 130
+
+
+def _interrupted(proc: subprocess.Popen[bytes], mountpoint: Path) -> MountInterrupted:
+    """Stop a daemon whose start Ctrl-C interrupted; what to say of it.
+
+    The daemon runs in a session of its own, which the terminal's Ctrl-C does not
+    reach: left alone, it would go on and mount after the command said it was
+    interrupted. SIGTERM stops it before its mount, or unmounts what it made.
+    """
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        return MountInterrupted(
+            f"interrupted; the daemon (pid {proc.pid}) was told to stop but still runs: "
+            f"`dvfs umount --force {shell_word(str(mountpoint))}` stops it if it mounts"
+        )
+    return MountInterrupted(
+        f"interrupted: the daemon (pid {proc.pid}) was stopped, and nothing is mounted at "
+        f"{quote_name(str(mountpoint))}; run the command again"
     )
 
 

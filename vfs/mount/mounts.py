@@ -45,7 +45,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -57,21 +56,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vfs._os.mount_table import FS_TYPES, OVERLAY_TYPE, mount_table
 from vfs.errors import DvfsError, MountError, UsageError
 from vfs.mount import control
+from vfs.quoting import shell_word
 from vfs.store.durable import write_atomic
 
 RECORD_FORMAT = 2
-FS_TYPE = "fuse.dvfs"
-OVERLAY_TYPE = "overlay.dvfs"  # how mount_table() shows an overlayfs whose source is dvfs
-FS_TYPES = frozenset({FS_TYPE, OVERLAY_TYPE})
-MOUNTINFO = Path("/proc/self/mountinfo")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 RUN_ROOT = Path("/run")
 # How long `dvfs umount` waits for a daemon to let go of its mount.
 STOP_WAIT = 10.0
 MAX_LINKS = 40  # symbolic links followed in a mount point's path, at most (as the kernel)
-_OCTAL = re.compile(r"\\([0-7]{3})")
 
 
 def private_dir(path: Path, *, tighten: bool = False) -> Path:
@@ -166,31 +162,6 @@ def user_data_dir() -> Path:
     return Path(base).absolute() / "dvfs"
 
 
-def _unescape(field: str) -> str:
-    """A mountinfo path field with its octal escapes (``\\040`` for space) decoded."""
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mount_table() -> dict[str, str]:
-    """Every mount point of this mount namespace with its filesystem type (a dvfs
-    overlay's: ``OVERLAY_TYPE``)."""
-    out: dict[str, str] = {}
-    try:
-        text = MOUNTINFO.read_text()
-    except OSError:
-        return out
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields = left.split(" ")
-        if not sep or len(fields) < 5:
-            continue
-        kind, _, rest = right.partition(" ")
-        if kind == "overlay" and rest.split(" ", 1)[0] == "dvfs":
-            kind = OVERLAY_TYPE
-        out[_unescape(fields[4])] = kind
-    return out
-
-
 def is_mounted(path: Path) -> bool:
     """True if ``path`` is a mount point (also when its daemon died: ``ismount`` says no)."""
     return str(path) in mount_table()
@@ -221,6 +192,18 @@ def not_a_repository(where: str) -> str | None:
     if top is None:
         return None
     rec = read_record(top)
+    mnt = shell_word(str(top))
+    if rec is not None and not daemon_alive(rec):
+        return (
+            f"{where} is in the dvfs mount {top}, whose daemon (pid {rec.pid}) is gone: run "
+            f"`dvfs umount --force {mnt}` and mount it again (the working tree's changes "
+            "are kept)"
+        )
+    if rec is not None and process_stopped(rec.pid):
+        return (
+            f"{where} is in the dvfs mount {top}, whose daemon (pid {rec.pid}) is stopped: "
+            f"`kill -CONT {rec.pid}` resumes it; `dvfs umount --force {mnt}` unmounts it"
+        )
     source = f" ({rec.source})" if rec is not None else ""
     return (
         f"{where} is in the dvfs mount {top}, a working tree, not a repository: run "
@@ -343,6 +326,16 @@ def process_start(pid: int) -> int | None:
     if len(fields) < 20 or fields[0] == "Z":
         return None
     return int(fields[19])
+
+
+def process_stopped(pid: int) -> bool:
+    """True if process ``pid`` is stopped (by a signal, or traced): it answers nothing."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = text.rpartition(")")[2].split()
+    return bool(fields) and fields[0] in ("T", "t")
 
 
 def identity(pid: int) -> tuple[int, str]:
@@ -576,7 +569,9 @@ class MountStatus:
     source: str
     branch: str
     pid: int | None
-    state: str  # "mounted", "dead" (daemon gone, mount left), "unrecorded"
+    # "mounted", "stopped" (daemon stopped by a signal: Ctrl-Z, SIGSTOP; every look
+    # into the mount waits), "dead" (daemon gone, mount left), "unrecorded"
+    state: str
     cache_dir: str | None
     cache_used: int | None  # bytes, as cache_size
     cache_size: int | None
@@ -601,10 +596,11 @@ def statuses() -> list[MountStatus]:
             continue
         seen.add(rec.mountpoint)
         cache = Path(rec.cache_dir)
+        state = "dead" if not alive else "stopped" if process_stopped(rec.pid) else "mounted"
         out.append(
             MountStatus(
                 rec.mountpoint, rec.source, rec.branch, rec.pid,
-                "mounted" if alive else "dead", rec.cache_dir,
+                state, rec.cache_dir,
                 disk_usage(cache / "chunks"), rec.cache_size, rec.work_dir,
             )
         )  # fmt: skip

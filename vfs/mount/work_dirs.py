@@ -54,6 +54,8 @@ from vfs.quoting import quote_name
 
 TAGS = ("N", "L", "U", "S")
 JOURNAL_FRAMED = 3  # the first format (of ``state``) whose journal is framed
+STATE_FORMAT = 3  # the newest format of ``state`` (and its journal) this dvfs knows
+LAYERS_FORMAT = 1  # the format of a kernel overlay's ``layers`` (``daemon.upper``)
 FRAME = struct.Struct("<II")  # a frame's length and checksum
 # How a record begins: an array of up to 15 items, then its tag as a 1-byte string.
 _RECORD_START = re.compile(rb"[\x92-\x9f]\xa1[NLUS]")
@@ -223,6 +225,33 @@ def orphaned_changes(work: Path) -> str | None:
     return f"{files} file(s) in data/" if files else f"the journal {journals[0].name}"
 
 
+def newer_format(record: object, known: int) -> int | None:
+    """The format of a decoded work-directory record (``state``, ``layers``) if it is
+    newer than ``known``, the newest this dvfs writes; else None.
+
+    Only the ``format`` field is looked at: a later format may change every other
+    field, and its record must be told from a damaged one by that number alone, so
+    that an older dvfs refuses it as a newer dvfs's (and leaves it as it is) rather
+    than as damage. (Formats up to 3 of ``state`` were only checked among the
+    others: a dvfs that old calls any newer one damaged.)
+    """
+    if not isinstance(record, dict):
+        return None
+    fmt = record.get("format")
+    return fmt if type(fmt) is int and fmt > known else None
+
+
+def newer_format_message(path: Path, fmt: int, known: int) -> str:
+    """What to tell a user whose work-directory record ``path`` is of format ``fmt``,
+    newer than this dvfs knows (``known``)."""
+    work = quote_name(str(path.parent))
+    return (
+        f"the working tree {work} was written by a newer dvfs ({path.name} format {fmt}; "
+        f"this one knows up to {known}): mount it with that dvfs, or upgrade dvfs; "
+        "nothing in it was changed"
+    )
+
+
 def missing_state_message(work: Path, held: str) -> str:
     """What to tell a user whose work directory ``work`` lost its ``state`` record."""
     return (
@@ -263,6 +292,8 @@ def check_work_dirs(dvfs_dir: Path) -> list[str]:
         if got_state is None:
             continue  # (a damaged state is gc's and the daemon's to name)
         gen, fmt = got_state
+        if fmt > STATE_FORMAT:
+            continue  # (a newer dvfs's journal: not read as damaged; the daemon names it)
         path = top / name / f"journal.{gen}"
         try:
             with open(path, "rb", opener=_no_follow) as f:

@@ -17,11 +17,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from vfs.errors import DvfsError, NameInUse, RefConflict, UsageError
+from vfs.mount.mounts import all_records
 from vfs.mount.work_dirs import WORKTREES, held_changes, work_dir_name
 from vfs.ops import merging
 from vfs.ops.checkout import CheckoutReport, restore_version
 from vfs.ops.status import quiet
-from vfs.quoting import quote_name
+from vfs.quoting import quote_name, shell_word
 from vfs.remote.config import remotes, unconfigured_copies
 from vfs.repo.gitlink import LockPointer, write_lock
 from vfs.repo.history import History
@@ -265,9 +266,10 @@ def _work_tree(repo: Repository, name: str, done: str) -> Iterator[Path | None]:
             f"{quote_name(str(work))} ({exc.strerror}); nothing was {done}"
         ) from None
     if isinstance(got, str):
+        mnt = next((r.mountpoint for r in all_records() if str(r.pid) == got), "MNT")
         raise UsageError(
             f"branch {name} is mounted as a working tree (daemon pid {got}): unmount it "
-            f"first (`dvfs umount MNT`); nothing was {done}"
+            f"first (`dvfs umount {shell_word(mnt)}`); nothing was {done}"
         )
     try:
         yield work

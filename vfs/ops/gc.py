@@ -88,7 +88,13 @@ from vfs._os.beneath import open_dir
 from vfs.errors import DvfsError, FormatError, LockBusy, ObjectCorrupt, StorageFull
 from vfs.model.codec import decode_tree
 from vfs.model.version_codec import decode_version
-from vfs.mount.work_dirs import WORKTREES, work_dir_names
+from vfs.mount.work_dirs import (
+    LAYERS_FORMAT,
+    STATE_FORMAT,
+    WORKTREES,
+    newer_format,
+    work_dir_names,
+)
 from vfs.ops import changed, merging
 from vfs.ops.store_limit import AUTO_MERGE_AT, small_packs
 from vfs.pipeline.cache import RunCache
@@ -214,6 +220,13 @@ def worktree_bases(repo: Repository) -> dict[str, bytes]:
             rec = _read_record(top / name / record)
             if rec is _ABSENT:
                 continue  # not started yet, or not this kind of working tree
+            newer = newer_format(rec, STATE_FORMAT if record == "state" else LAYERS_FORMAT)
+            if newer is not None:  # (its base may be kept in another field now)
+                raise FormatError(
+                    f"cannot tell which version the working tree {top / name} is based on: "
+                    f"{record} is of format {newer}, written by a newer dvfs, so gc cannot "
+                    "run: run it with that dvfs, or upgrade dvfs"
+                )
             for key in keys:
                 base = rec.get(key, b"") if isinstance(rec, dict) else b""
                 if base is None:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from vfs import settings
 from vfs._os.helper_process import alive
+from vfs._os.mount_table import outermost_dvfs_mount
 from vfs.errors import DvfsError, FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
 from vfs.quoting import quote_given, quote_name
@@ -366,19 +367,26 @@ class Repository:
 
     @staticmethod
     def find(start: Path | None = None) -> Repository:
-        """The repository containing ``start`` (default: the current directory)."""
+        """The repository containing ``start`` (default: the current directory).
+
+        Nothing at or below a dvfs mount is looked into (the mount is found in the
+        kernel's table): its daemon may be stopped, hung or killed, and a look would
+        wait for it, or fail, while a mount's working tree is no repository anyway
+        (its repository is the mount's source). The search goes on above the mount.
+        """
         try:
             here = (start or Path.cwd()).absolute()
         except FileNotFoundError:
             raise NotARepository(
                 "the current directory no longer exists: cd into a repository"
             ) from None
-        for d in (here, *here.parents):
+        mount = outermost_dvfs_mount(here)
+        for d in mount.parents if mount is not None else (here, *here.parents):
             if (d / DVFS_DIR).is_dir():
                 return Repository(d)
         from vfs.repo.gitlink import SHARED_FILE, find_shared_root  # (only when none is found)
 
-        shared = find_shared_root(here)
+        shared = find_shared_root(mount.parent if mount is not None else here)
         if shared is not None:
             raise NotARepository(
                 f"{shared} has dvfs settings ({SHARED_FILE}) but no store yet: "
