@@ -981,3 +981,28 @@ def test_a_relative_directory_in_dvfs_config_is_taken_from_the_root(
     assert sorted(p.name for p in (a.root / "d").iterdir()) == ["x"]
     assert a.json("remote", "list", "--json")[0]["url"] == str(tmp_path / "store")
     a.fsck_clean()
+
+
+def test_a_url_edited_by_hand_is_seen_by_revisions_at_once(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """origin's URL edited in .dvfs/config (not by `remote set-url`): `log origin/main`
+    read the old place's copy until a status or fetch dropped it. Now a revision naming
+    it is refused at once, saying where it came from and to fetch; `branch -r` lists it
+    no more, and the fetch brings the new place's."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "A"))
+    a.ok("push")
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("remote", "add", "backup", str(tmp_path / "B"))
+    a.ok("push", "--remote", "backup")
+    assert a.show("origin/main")["id"] == v1
+    config = a.root / ".dvfs" / "config"
+    config.write_text(config.read_text().replace(str(tmp_path / "A"), str(tmp_path / "B"), 1))
+    for args in (("log", "origin/main"), ("diff", "origin/main", "main"), ("show", "origin/main")):
+        a.fail(*args, fragments=("origin/main", "file://" + str(tmp_path / "A"), "dvfs fetch"))
+    assert [b["name"] for b in a.json("branch", "-r", "--json")] == ["backup/main"]
+    a.ok("fetch")
+    assert a.show("origin/main")["id"] == v2
+    a.fsck_clean()

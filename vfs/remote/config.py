@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -45,13 +44,14 @@ from vfs.backends import (
 from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
+from vfs.repo import remote_copies
 from vfs.repo.gitlink import SHARED_FILE, in_git
 from vfs.repo.refs import check_ref_name
+from vfs.repo.remote_copies import LOCATION, owner, recorded, settings_url
 from vfs.repo.repository import Repository
 from vfs.repo.shared import REMOTE_KEYS, SharedConfig
 from vfs.repo.shared import load as load_shared
 from vfs.repo.shared import save as save_shared
-from vfs.store.durable import write_atomic_at
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,7 @@ def _shared_specs(root: Path, team: SharedConfig) -> dict[str, RemoteSpec]:
     and one starting with ``~`` from a home directory, as :func:`parse_url` takes it."""
     out = {}
     for name, rec in team.remotes.items():
-        url = rec["url"]
-        if "://" not in url:
-            url = os.path.expanduser(url)  # (as parse_url reads it: ~ is a home)
-        if "://" not in url and not os.path.isabs(url):
-            url = os.path.normpath(root / url)
+        url = settings_url(root, rec["url"])
         out[name] = RemoteSpec(name, url, *(rec.get(k) for k in REMOTE_KEYS[1:]))
     return out
 
@@ -154,10 +150,7 @@ def _configured(repo: Repository) -> dict[str, RemoteSpec]:
                 f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
                 "text: fix it, or remove and add the remote again"
             )
-        url = rec["url"]
-        if "://" not in url:  # (written by hand: relative to the root, as dvfs.toml's)
-            url = os.path.expanduser(url)
-            url = url if os.path.isabs(url) else os.path.normpath(repo.root / url)
+        url = settings_url(repo.root, rec["url"])  # (by hand: from the root, as dvfs.toml's)
         out[name] = RemoteSpec(name, url, *extra)
     return out
 
@@ -184,12 +177,6 @@ def _tracking(repo: Repository, name: str, known: Iterable[str]) -> dict[str, by
         if oid is not None:
             out[branch] = oid
     return out
-
-
-def owner(names: Iterable[str], copy: str) -> str | None:
-    """Which of the remotes ``names`` the copy ``copy`` (``NAME/BRANCH``, below
-    ``refs/remotes/``) is a branch of: the longest name it lies below; None if none."""
-    return max((n for n in names if copy.startswith(f"{n}/")), key=len, default=None)
 
 
 def unconfigured_copies(repo: Repository) -> dict[str, bytes]:
@@ -343,12 +330,7 @@ def kept_dir(repo: Repository, name: str) -> Path | None:
     (its cached index segments, where its audit chain ended); None if a symbolic link
     is on the way there (a repository unpacked from someone else): dvfs writes, moves
     and deletes nothing through one."""
-    path = repo.dir
-    for part in ("remotes", *name.split("/")):
-        path = path / part
-        if path.is_symlink():
-            return None
-    return path
+    return remote_copies.kept_dir(repo.dir, name)
 
 
 def chain_head(repo: Repository, name: str) -> Path | None:
@@ -358,41 +340,10 @@ def chain_head(repo: Repository, name: str) -> Path | None:
     return None if kept is None else kept / REMOTE_HEAD
 
 
-LOCATION = "location"  # in .dvfs/remotes/<name>/: where what this clone kept came from
-
-
 def location(spec: RemoteSpec) -> str:
     """One line naming where remote ``spec``'s data is, however its URL is spelled:
     ``file:///abs/path``, or ``s3://bucket/prefix`` and the endpoint, if any."""
-    try:
-        where = parse_url(spec.url)
-    except UsageError:
-        return spec.url
-    if where.path is not None:
-        return f"file://{os.path.abspath(where.path)}"
-    at = f" {spec.endpoint_url}" if spec.endpoint_url else ""
-    return f"s3://{where.bucket}/{where.prefix}{at}"
-
-
-def _recorded_location(repo: Repository, name: str) -> str | None:
-    """The location this clone's copies of remote ``name`` came from, as recorded
-    (:func:`note_location`); None if none is (kept by an older dvfs, or nothing kept),
-    or if what is there is no small regular file (never read through a link)."""
-    kept = kept_dir(repo, name)
-    if kept is None:
-        return None
-    try:
-        fd = os.open(kept / LOCATION, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 64 * 1024).decode(errors="replace").strip()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return remote_copies.location(spec.url, spec.endpoint_url)
 
 
 def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
@@ -405,7 +356,7 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
     names of the remotes so dropped; each is said as a warning (``Refs.warn``)."""
     dropped = []
     for name, spec in known.items():
-        was = _recorded_location(repo, name)
+        was = recorded(repo.dir, name)
         if was is None or was == location(spec):
             continue
         for branch, oid in _tracking(repo, name, known).items():
@@ -432,14 +383,8 @@ def note_location(repo: Repository, spec: RemoteSpec) -> None:
         known = {}
     if known.get(spec.name) != spec:  # (a URL read in place, a clone's URL as given)
         forget_moved(repo, {spec.name: spec})
-    if kept_dir(repo, spec.name) is None or _recorded_location(repo, spec.name) == location(spec):
-        return
-    with contextlib.suppress(OSError):  # (a read-only .dvfs: nothing recorded, as before)
-        fd = open_dir(repo.dir, f"remotes/{spec.name}", make=True)  # (never through a link)
-        try:
-            write_atomic_at(fd, LOCATION, (location(spec) + "\n").encode(), sync=False)
-        finally:
-            os.close(fd)
+    if recorded(repo.dir, spec.name) != location(spec):
+        remote_copies.record(repo.dir, spec.name, location(spec))
 
 
 def _forget_kept(repo: Repository, name: str) -> None:
