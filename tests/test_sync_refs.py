@@ -1006,3 +1006,25 @@ def test_a_url_edited_by_hand_is_seen_by_revisions_at_once(
     a.ok("fetch")
     assert a.show("origin/main")["id"] == v2
     a.fsck_clean()
+
+
+def test_copies_an_older_dvfs_kept_without_their_place_are_taken_once_then_checked(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A clone of an older dvfs has origin/main and no record of where it came from:
+    the first command to read it takes it as the configured place's and records that,
+    so an edit of dvfs.toml afterwards is seen by revisions as for any clone."""
+    a = make_repo("a", git_repo=True)
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "A"))
+    a.ok("push")
+    kept = a.root / ".dvfs" / "remotes" / "origin" / "location"
+    kept.unlink()  # (as an older dvfs left it)
+    assert a.show("origin/main")["id"] == v1
+    assert kept.read_text() == f"file://{tmp_path / 'A'}\n"
+    shared = a.root / "dvfs.toml"
+    shared.write_text(shared.read_text().replace(str(tmp_path / "A"), str(tmp_path / "C")))
+    a.fail("log", "origin/main", fragments=("origin/main", str(tmp_path / "C"), "dvfs fetch"))
+    r = a.ok("status")
+    assert "origin/main" not in r.out and "was dropped" in r.err
+    a.fsck_clean()

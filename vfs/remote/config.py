@@ -353,10 +353,15 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
     audit chain was seen to end. They are the old location's, and would be taken for
     the new one's (status comparing with them, a push refused for a remote "missing",
     fsck counting chunks as held there); a fetch reads the new one's. Returns the
-    names of the remotes so dropped; each is said as a warning (``Refs.warn``)."""
+    names of the remotes so dropped; each is said as a warning (``Refs.warn``).
+
+    Copies with no record of where they came from (kept by an older dvfs) are taken
+    as the configured place's, and that is recorded (``vfs.repo.remote_copies``)."""
     dropped = []
     for name, spec in known.items():
         was = recorded(repo.dir, name)
+        if was is None and (_tracking(repo, name, known) or _kept(repo, name)):
+            remote_copies.record(repo.dir, name, location(spec))  # (trusted once)
         if was is None or was == location(spec):
             continue
         for branch, oid in _tracking(repo, name, known).items():

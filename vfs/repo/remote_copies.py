@@ -9,8 +9,11 @@ another place, what was kept is the old place's: ``vfs.remote.config.forget_move
 drops it, and until then a revision naming one of those copies (``origin/main``) is
 refused (:func:`moved`) rather than read as the new place's.
 
-Copies with no record (kept by an older dvfs) are taken as the configured place's.
-Nothing is written or read through a symbolic link on the way to
+A clone made by an older dvfs has copies and no record. The first command that
+meets them takes them as coming from where the remote is then configured, and
+records that (as a fetch would): a URL edited before that command, and after the last
+fetch of the older dvfs, cannot be told apart and is not noticed; a URL edited after it
+is. Nothing is written or read through a symbolic link on the way to
 ``.dvfs/remotes/NAME/`` (then no record is kept, and no move is noticed), and a
 ``.dvfs`` that cannot be written keeps no record either.
 
@@ -140,7 +143,9 @@ class Moved:
 def moved(dvfs_dir: Path, copy: str) -> Moved | None:
     """Whether copy ``copy`` (``NAME/BRANCH``, below ``refs/remotes/``) came from
     another place than where its remote's settings now put it; None if not, if no
-    configured remote owns it, if the settings do not read, or if no place is recorded."""
+    configured remote owns it, or if the settings do not read. A copy whose remote has
+    no record of where they came from (kept by an older dvfs) is taken as coming from
+    where the remote is now, and that is recorded (see the module docstring)."""
     root = dvfs_dir.parent
     try:
         local = _local_remotes(dvfs_dir)
@@ -162,7 +167,10 @@ def moved(dvfs_dir: Path, copy: str) -> Moved | None:
     url = settings_url(root, url)
     now = location(url, endpoint)
     was = recorded(dvfs_dir, name)
-    return None if was is None or was == now else Moved(name, was, url)
+    if was is None:
+        record(dvfs_dir, name, now)  # (trusted once: see the module docstring)
+        return None
+    return None if was == now else Moved(name, was, url)
 
 
 def _local_remotes(dvfs_dir: Path) -> dict[str, object]:
