@@ -1028,3 +1028,29 @@ def test_copies_an_older_dvfs_kept_without_their_place_are_taken_once_then_check
     r = a.ok("status")
     assert "origin/main" not in r.out and "was dropped" in r.err
     a.fsck_clean()
+
+
+def test_a_remote_whose_endpoint_changed_is_said_to_be_at_the_new_endpoint(
+    make_repo: RepoFactory,
+) -> None:
+    """Only the endpoint of an S3 remote edited: the warning and the refused revision
+    said the remote "is now s3://b/x", the very URL it was at; they name the endpoint."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "s", "s3://bkt/x", "--endpoint-url", "http://old.example:9000")
+    (a.root / ".dvfs" / "refs" / "remotes" / "s").mkdir(parents=True)
+    (a.root / ".dvfs" / "refs" / "remotes" / "s" / "main").write_text(v1 + "\n")
+    assert a.show("s/main")["id"] == v1  # (kept by an older dvfs: taken once, recorded)
+    config = a.root / ".dvfs" / "config"
+    config.write_text(config.read_text().replace("old.example", "new.example"))
+    a.fail(
+        "log",
+        "s/main",
+        fragments=(
+            "was at s3://bkt/x http://old.example:9000",
+            "is now s3://bkt/x http://new.example:9000",
+        ),
+    )
+    r = a.ok("status")
+    assert "is now s3://bkt/x http://new.example:9000" in r.err
+    a.fsck_clean()

@@ -370,7 +370,7 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
         _forget_kept(repo, name)
         dropped.append(name)
         repo.refs.warn(
-            f"remote {quote_name(name)} is now {quote_name(redact_url(spec.url))}: what this "
+            f"remote {quote_name(name)} is now {quote_name(redact_url(location(spec)))}: what this "
             f"clone kept of it from {quote_name(redact_url(was))} (its copies of the "
             f"remote's branches) was dropped; `dvfs fetch --remote {name}` reads the new one's"
         )

@@ -128,7 +128,7 @@ class Moved:
 
     remote: str
     was: str  # where the copies came from (a location)
-    now: str  # the remote's URL as set
+    now: str  # where the settings now put it (a location, with the endpoint)
 
     def hint(self, copy: str) -> str:
         """What to say of a revision naming ``copy`` (``NAME/BRANCH``)."""
@@ -170,7 +170,7 @@ def moved(dvfs_dir: Path, copy: str) -> Moved | None:
     if was is None:
         record(dvfs_dir, name, now)  # (trusted once: see the module docstring)
         return None
-    return None if was == now else Moved(name, was, url)
+    return None if was == now else Moved(name, was, now)
 
 
 def _local_remotes(dvfs_dir: Path) -> dict[str, object]:
