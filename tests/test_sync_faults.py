@@ -431,7 +431,7 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
         ("ftp://host/x", "unsupported remote URL"),
         ("s3://Bad_Bucket!/x", "bad bucket name"),
         ((tmp_path / "missing").as_uri(), "does not exist"),
-        (str(tmp_path / "a"), "no dvfs repository"),  # a directory that is no remote
+        (str(tmp_path / "a"), "is a dvfs repository, not a remote"),  # a repository
     ):
         r = run(tmp_path, "clone", url, "c")
         assert_error(r, fragment)

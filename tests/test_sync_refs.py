@@ -101,6 +101,25 @@ def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) ->
         assert not (tmp_path / "b").exists()
 
 
+def test_a_clone_of_a_repository_says_it_is_no_remote_and_how_to_make_one(
+    tmp_path: Path,
+) -> None:
+    """`dvfs clone a b`, a being a repository (as git clones one), said "a holds no dvfs
+    repository" and told to add it as a remote, which push then refuses (it holds
+    files). It says a is a repository, not a remote, and how to make one; doing as
+    it says makes a clone."""
+    a = init_repo(tmp_path / "a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    line = assert_error(run(tmp_path, "clone", "a", "b"), "a is a dvfs repository, not a remote")
+    assert "holds no" not in line and "`dvfs push --remote NAME`" in line, line
+    assert not (tmp_path / "b").exists()
+    a.ok("remote", "add", "share", str(tmp_path / "share"))
+    a.ok("push", "--remote", "share")
+    assert_ok(run(tmp_path, "clone", "share", "b"))
+    Repo(tmp_path / "b").fsck_clean()
+    a.fsck_clean()
+
+
 def test_the_hint_of_a_clone_of_an_empty_relative_directory_works_as_given(
     tmp_path: Path,
 ) -> None:

@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from vfs._os.beneath import open_kept
+from vfs.backends import parse_url
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -67,7 +68,7 @@ from vfs.remote.layout import (
     segment_of,
 )
 from vfs.repo.refs import check_ref_name
-from vfs.repo.repository import Repository, format_record, parse_format
+from vfs.repo.repository import DVFS_DIR, Repository, format_record, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.durable import write_atomic_at
 from vfs.store.packs import PackedObject
@@ -177,6 +178,19 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
         taken.add(name)
         kept.append(name)
     return kept, notes
+
+
+def repository_at(url: str) -> Path | None:
+    """The directory ``url`` names if it is a dvfs repository (a ``.dvfs`` there) and
+    not a remote (no ``format``): given to ``clone`` or ``vfs.Repo.remote`` by someone
+    who takes it for one, as git clones a repository. None for anything else."""
+    try:
+        where = parse_url(url).path
+    except DvfsError:
+        return None
+    if where is None or not (where / DVFS_DIR).is_dir() or (where / FORMAT_KEY).exists():
+        return None
+    return where
 
 
 def mend_hint(key: str) -> str:
