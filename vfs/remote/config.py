@@ -30,16 +30,15 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from vfs._os.beneath import open_dir, remove_tree
 from vfs.backends import (
     Backend,
     ObjectInfo,
+    check_endpoint,
     open_backend,
     parse_url,
     redact_url,
-    refuse_credentials,
 )
 from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
 from vfs.quoting import quote_given, quote_name
@@ -281,13 +280,10 @@ def add_remote(
     else:
         refuse_inside(repo.root, spec)
     if spec.endpoint_url is not None:
-        refuse_credentials(spec.endpoint_url, "the endpoint URL")
-        parts = urlsplit(spec.endpoint_url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise UsageError(  # (S3 clients refuse one without; a fetch said it only then)
-                f"bad endpoint URL {quote_given(spec.endpoint_url)}: write it with its "
-                "scheme, as http://host:port or https://host; nothing was added"
-            )
+        try:  # (S3 clients refuse one; a fetch said it only then)
+            check_endpoint(spec.endpoint_url)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; nothing was added") from None
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})
