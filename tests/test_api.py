@@ -775,3 +775,24 @@ def test_a_remote_whose_version_pack_was_deleted_is_said_damaged(tmp_path: Path)
     assert line.startswith(f"dvfs: error: pack {pack.name[:12]} is missing")
     assert not (tmp_path / "clone").exists()
     fsck_clean(root)
+
+
+def test_a_remote_read_in_place_takes_a_tilde_as_clone_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Repo.clone("~/rem", dir) read the home's rem, but Repo.remote("~/rem") looked for
+    # a directory named "~" in the current one: "directory .../~/rem does not exist"
+    root, home = tmp_path / "repo", tmp_path / "home"
+    Repository.init(root)
+    write(root, {"a.txt": b"a\n"})
+    repo = vfs.Repo(root)
+    repo.add("a.txt")
+    repo.commit("one")
+    assert_ok(run(root, "remote", "add", "origin", str(home / "rem")))
+    assert_ok(run(root, "push"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    there = vfs.Repo.remote("~/rem", cache_dir=tmp_path / "mirror")
+    assert there.read_bytes("a.txt") == b"a\n"
+    assert not (tmp_path / "~").exists()
+    fsck_clean(root)

@@ -211,8 +211,8 @@ class Repo:
             cats.versions()[0].message
         """
         url = url_arg(url)
-        if "://" not in url:
-            url = os.path.abspath(url)  # a directory remote, as `dvfs remote add` keeps it
+        if "://" not in url:  # a directory remote, as `dvfs remote add` keeps it (~: a home)
+            url = os.path.abspath(os.path.expanduser(url))
         where = repository_at(url)
         if where is not None:
             raise UsageError(
