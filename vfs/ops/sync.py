@@ -57,8 +57,8 @@ from vfs.remote import audit as remote_audit
 from vfs.remote.config import (
     Meter,
     RemoteSpec,
-    add_remote,
     chain_head,
+    checked_spec,
     connect,
     default_remote,
     get_remote,
@@ -943,9 +943,10 @@ def clone(
         raise _nothing_to_clone(f"{url} holds no dvfs repository", spec, directory)
     params = parse_format(text, f"{url}/format")
     made = not directory.exists()
-    try:
-        repo = Repository.init(directory, chunker=params)
-        add_remote(repo, spec, make_default=True)
+    kept = checked_spec(directory.absolute(), spec)  # (before anything is made)
+    try:  # (with its remote from the start: a clone killed at any time is finished by pull)
+        settings = {"remotes": {spec.name: kept.record()}, "default_remote": spec.name}
+        repo = Repository.init(directory, chunker=params, config=settings)
         with repo.locked():
             got = fetch_locked(repo, spec, meter, jobs)
             if not got.heads and (not got.tags or rev is None):

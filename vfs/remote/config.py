@@ -260,6 +260,29 @@ def _refs_under(repo: Repository, name: str) -> str | None:
     return None
 
 
+def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> RemoteSpec:
+    """``spec`` as a repository at ``root`` records it (a directory made absolute, or,
+    ``shared``, kept relative to the root if given so); UsageError if its name, URL or
+    endpoint is malformed or it lies inside the repository. Nothing is contacted."""
+    check_ref_name(spec.name, "remote")
+    parse_url(spec.url)
+    if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
+        given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
+        path = os.path.abspath(given)
+        refuse_inside(root, replace(spec, url=path))
+        if shared and not os.path.isabs(given):
+            path = os.path.relpath(path, root)
+        spec = replace(spec, url=path)
+    else:
+        refuse_inside(root, spec)
+    if spec.endpoint_url is not None:
+        try:  # (S3 clients refuse one; a fetch said it only then)
+            check_endpoint(spec.endpoint_url)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; nothing was added") from None
+    return spec
+
+
 def add_remote(
     repo: Repository, spec: RemoteSpec, make_default: bool = False, *, shared: bool = False
 ) -> None:
@@ -268,22 +291,7 @@ def add_remote(
     ``shared`` puts it in dvfs.toml, else in .dvfs/config. A local remote may take the
     name of a shared one (it overrides it here); no other name may be taken twice.
     """
-    check_ref_name(spec.name, "remote")
-    parse_url(spec.url)
-    if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
-        given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
-        path = os.path.abspath(given)
-        refuse_inside(repo.root, replace(spec, url=path))
-        if shared and not os.path.isabs(given):
-            path = os.path.relpath(path, repo.root)
-        spec = replace(spec, url=path)
-    else:
-        refuse_inside(repo.root, spec)
-    if spec.endpoint_url is not None:
-        try:  # (S3 clients refuse one; a fetch said it only then)
-            check_endpoint(spec.endpoint_url)
-        except UsageError as exc:
-            raise UsageError(f"{exc}; nothing was added") from None
+    spec = checked_spec(repo.root, spec, shared=shared)
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})
