@@ -30,6 +30,7 @@ import vfs
 from tests.support.api import Data, make_data, push_all, write
 from tests.support.cli import assert_error, assert_ok, fsck_clean, run
 from tests.support.s3server import S3Server
+from vfs.errors import RemoteNotFound
 from vfs.remote.config import default_remote
 from vfs.repo.repository import Repository
 
@@ -746,4 +747,52 @@ def test_commit_amend_from_python_as_from_the_command_line(tmp_path: Path) -> No
         assert repo.read_bytes("b.txt", rev="v1") == b"b"
         with pytest.raises(TypeError, match="the message is text, not NoneType"):
             repo.commit(None)
+    fsck_clean(root)
+
+
+def test_a_remote_whose_version_pack_was_deleted_is_said_damaged(tmp_path: Path) -> None:
+    # Repo.remote(url) raised RemoteNotFound("packs/<id> not found in <url>"), as for a
+    # remote that does not exist, and clone said the same line: nothing said that the
+    # remote's index lists a pack it lacks, nor what to do
+    root, remote = tmp_path / "repo", tmp_path / "remote"
+    Repository.init(root)
+    write(root, {"a.txt": b"a\n"})
+    repo = vfs.Repo(root)
+    repo.add("a.txt")
+    repo.commit("one")
+    assert_ok(run(root, "remote", "add", "origin", str(remote)))
+    assert_ok(run(root, "push"))
+    (pack,) = (remote / "packs").iterdir()
+    pack.unlink()
+    with pytest.raises(vfs.RemoteError) as caught:
+        vfs.Repo.remote(str(remote), cache_dir=tmp_path / "mirror")
+    said = str(caught.value)
+    assert not isinstance(caught.value, RemoteNotFound)
+    assert f"pack {pack.name[:12]} is missing from file://{remote}" in said
+    assert "the remote's index lists it: the remote is damaged" in said
+    assert f"restore packs/{pack.name} on the remote from a backup" in said
+    line = assert_error(run(tmp_path, "clone", str(remote), "clone"), "is damaged", code=1)
+    assert line.startswith(f"dvfs: error: pack {pack.name[:12]} is missing")
+    assert not (tmp_path / "clone").exists()
+    fsck_clean(root)
+
+
+def test_a_remote_read_in_place_takes_a_tilde_as_clone_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Repo.clone("~/rem", dir) read the home's rem, but Repo.remote("~/rem") looked for
+    # a directory named "~" in the current one: "directory .../~/rem does not exist"
+    root, home = tmp_path / "repo", tmp_path / "home"
+    Repository.init(root)
+    write(root, {"a.txt": b"a\n"})
+    repo = vfs.Repo(root)
+    repo.add("a.txt")
+    repo.commit("one")
+    assert_ok(run(root, "remote", "add", "origin", str(home / "rem")))
+    assert_ok(run(root, "push"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    there = vfs.Repo.remote("~/rem", cache_dir=tmp_path / "mirror")
+    assert there.read_bytes("a.txt") == b"a\n"
+    assert not (tmp_path / "~").exists()
     fsck_clean(root)

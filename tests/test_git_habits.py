@@ -186,6 +186,22 @@ def test_push_and_pull_origin_main_name_the_option_that_takes_a_remote(
     a.fsck_clean()
 
 
+def test_fetch_origin_names_the_option_that_takes_a_remote(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """git's `fetch origin`: fetch said only "got unexpected extra argument (origin)",
+    where push and pull say origin is a remote and how to name it; it says so too."""
+    a = make_repo("a")
+    two_files(a)
+    a.ok("remote", "add", "origin", str(tmp_path / "remote"))
+    a.ok("push")
+    a.fail("fetch", "origin", code=2, fragments=("origin is a remote",
+                                                 "`dvfs fetch --remote origin`"))  # fmt: skip
+    a.fail("fetch", "origin", "main", code=2, fragments=("takes no argument", "--remote NAME"))
+    assert "fetched" in a.ok("fetch", "--remote", "origin").out
+    a.fsck_clean()
+
+
 def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: Path) -> None:
     two_files(repo)
     repo.write("a.txt", "a2")

@@ -34,6 +34,7 @@ LAYERS = [
         "repo.stage",
         "repo.gitlink",
         "repo.shared",
+        "repo.remote_copies",
         "repo.audit",
         "remote.audit",
         "ops.merging",

@@ -291,6 +291,33 @@ def test_an_endpoint_without_its_scheme_is_refused_when_added(repo: Repo) -> Non
     repo.fsck_clean()
 
 
+def test_an_endpoint_with_a_bad_port_or_a_query_is_refused_and_never_an_internal_error(
+    repo: Repo,
+) -> None:
+    # `--endpoint-url http://minio:99999` (or :abc, or a ?query) was added, and every
+    # fetch, push or clone then ended in "internal error (EndpointResolutionError ...)";
+    # one in dvfs.toml, or in AWS_ENDPOINT_URL, did the same
+    env = {"AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S", "AWS_DEFAULT_REGION": "x"}
+    bad = ("http://minio:99999", "http://minio:abc", "http://minio:9000/?a=b", "http://m:0")
+    for endpoint in bad:
+        repo.fail("remote", "add", "o", "s3://bucket/p", "--endpoint-url", endpoint, code=2,
+                  fragments=("bad endpoint URL", "1 to 65535", "nothing was added"))  # fmt: skip
+    assert repo.json("remote", "list", "--json") == []
+    (repo.root / "dvfs.toml").write_text(
+        f'[remotes.o]\nurl = "s3://bucket/p"\nendpoint_url = "{bad[0]}"\n'
+    )
+    commit_files(repo, {"d/x": b"x"}, "x")
+    for args in (("fetch",), ("push",)):
+        repo.fail(*args, fragments=("bad endpoint URL", bad[0]), code=2)
+    up = repo.root.parent
+    for where, more in (("--endpoint-url", bad[2]), (None, bad[1])):
+        args = ("clone", "s3://bucket/p", "c", *((where, more) if where else ()))
+        extra = {} if where else {"AWS_ENDPOINT_URL": more}
+        assert_error(run(up, *args, env={**env, **extra}), "bad endpoint URL", more, code=2)
+        assert not (up / "c").exists()
+    repo.fsck_clean()
+
+
 def test_a_bad_dvfs_toml_stops_remote_commands_only(repo: Repo) -> None:
     repo.write("data/a", "a")
     repo.ok("add", "data")

@@ -431,7 +431,7 @@ def test_unknown_remote_bad_urls_and_nothing_to_push(
         ("ftp://host/x", "unsupported remote URL"),
         ("s3://Bad_Bucket!/x", "bad bucket name"),
         ((tmp_path / "missing").as_uri(), "does not exist"),
-        (str(tmp_path / "a"), "no dvfs repository"),  # a directory that is no remote
+        (str(tmp_path / "a"), "is a dvfs repository, not a remote"),  # a repository
     ):
         r = run(tmp_path, "clone", url, "c")
         assert_error(r, fragment)
@@ -485,6 +485,47 @@ def test_a_killed_clone_or_init_is_finished_or_cleared_by_the_next_command(
     assert_ok(run(tmp_path / "k", "pull"))
     assert (tmp_path / "k" / "d" / "x").read_bytes() == b"x\n"
     Repo(tmp_path / "k").fsck_clean()
+
+
+# ``dvfs ARGS`` that kill -9s itself as soon as a repository has been made.
+KILLED_AFTER_INIT = """
+import os, signal, sys
+from vfs.cli import main
+from vfs.repo.repository import Repository
+making = Repository.init
+def init(*args, **kwargs):
+    making(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+Repository.init = staticmethod(init)
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_clone_killed_as_soon_as_its_repository_is_made_is_finished_by_pull(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A clone killed after its repository appeared and before its remote was recorded
+    left a repository with no remote: a new clone said that `dvfs pull` in it finishes
+    it, and pull said "no remote is configured". The repository now appears with its
+    remote, and pull finishes the clone."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    commit_files(a, {"d/x": b"x\n"}, "x")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AFTER_INIT, "clone", remote.as_uri(), "k"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    r = run(tmp_path, "clone", remote.as_uri(), "k")
+    assert_error(r, "already a dvfs repository", "`dvfs pull` in it finishes it")
+    k = Repo(tmp_path / "k")
+    assert_ok(k.run("pull"))
+    assert k.read("d/x") == b"x\n"
+    assert [b["name"] for b in k.json("branch", "-r", "--json")] == ["origin/main"]
+    k.fsck_clean()
 
 
 # ``dvfs ARGS`` that kill -9s itself when the staging index is saved, before or after

@@ -101,6 +101,25 @@ def test_a_clone_of_a_remote_nobody_pushed_to_says_what_to_do(tmp_path: Path) ->
         assert not (tmp_path / "b").exists()
 
 
+def test_a_clone_of_a_repository_says_it_is_no_remote_and_how_to_make_one(
+    tmp_path: Path,
+) -> None:
+    """`dvfs clone a b`, a being a repository (as git clones one), said "a holds no dvfs
+    repository" and told to add it as a remote, which push then refuses (it holds
+    files). It says a is a repository, not a remote, and how to make one; doing as
+    it says makes a clone."""
+    a = init_repo(tmp_path / "a")
+    commit_files(a, {"d/x": b"x"}, "x")
+    line = assert_error(run(tmp_path, "clone", "a", "b"), "a is a dvfs repository, not a remote")
+    assert "holds no" not in line and "`dvfs push --remote NAME`" in line, line
+    assert not (tmp_path / "b").exists()
+    a.ok("remote", "add", "share", str(tmp_path / "share"))
+    a.ok("push", "--remote", "share")
+    assert_ok(run(tmp_path, "clone", "share", "b"))
+    Repo(tmp_path / "b").fsck_clean()
+    a.fsck_clean()
+
+
 def test_the_hint_of_a_clone_of_an_empty_relative_directory_works_as_given(
     tmp_path: Path,
 ) -> None:
@@ -980,4 +999,77 @@ def test_a_relative_directory_in_dvfs_config_is_taken_from_the_root(
     assert (tmp_path / "store" / "refs" / "heads" / "main").is_file()
     assert sorted(p.name for p in (a.root / "d").iterdir()) == ["x"]
     assert a.json("remote", "list", "--json")[0]["url"] == str(tmp_path / "store")
+    a.fsck_clean()
+
+
+def test_a_url_edited_by_hand_is_seen_by_revisions_at_once(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """origin's URL edited in .dvfs/config (not by `remote set-url`): `log origin/main`
+    read the old place's copy until a status or fetch dropped it. Now a revision naming
+    it is refused at once, saying where it came from and to fetch; `branch -r` lists it
+    no more, and the fetch brings the new place's."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "A"))
+    a.ok("push")
+    v2 = commit_files(a, {"d/x": b"2"}, "two")
+    a.ok("remote", "add", "backup", str(tmp_path / "B"))
+    a.ok("push", "--remote", "backup")
+    assert a.show("origin/main")["id"] == v1
+    config = a.root / ".dvfs" / "config"
+    config.write_text(config.read_text().replace(str(tmp_path / "A"), str(tmp_path / "B"), 1))
+    for args in (("log", "origin/main"), ("diff", "origin/main", "main"), ("show", "origin/main")):
+        a.fail(*args, fragments=("origin/main", "file://" + str(tmp_path / "A"), "dvfs fetch"))
+    assert [b["name"] for b in a.json("branch", "-r", "--json")] == ["backup/main"]
+    a.ok("fetch")
+    assert a.show("origin/main")["id"] == v2
+    a.fsck_clean()
+
+
+def test_copies_an_older_dvfs_kept_without_their_place_are_taken_once_then_checked(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A clone of an older dvfs has origin/main and no record of where it came from:
+    the first command to read it takes it as the configured place's and records that,
+    so an edit of dvfs.toml afterwards is seen by revisions as for any clone."""
+    a = make_repo("a", git_repo=True)
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "origin", str(tmp_path / "A"))
+    a.ok("push")
+    kept = a.root / ".dvfs" / "remotes" / "origin" / "location"
+    kept.unlink()  # (as an older dvfs left it)
+    assert a.show("origin/main")["id"] == v1
+    assert kept.read_text() == f"file://{tmp_path / 'A'}\n"
+    shared = a.root / "dvfs.toml"
+    shared.write_text(shared.read_text().replace(str(tmp_path / "A"), str(tmp_path / "C")))
+    a.fail("log", "origin/main", fragments=("origin/main", str(tmp_path / "C"), "dvfs fetch"))
+    r = a.ok("status")
+    assert "origin/main" not in r.out and "was dropped" in r.err
+    a.fsck_clean()
+
+
+def test_a_remote_whose_endpoint_changed_is_said_to_be_at_the_new_endpoint(
+    make_repo: RepoFactory,
+) -> None:
+    """Only the endpoint of an S3 remote edited: the warning and the refused revision
+    said the remote "is now s3://b/x", the very URL it was at; they name the endpoint."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "s", "s3://bkt/x", "--endpoint-url", "http://old.example:9000")
+    (a.root / ".dvfs" / "refs" / "remotes" / "s").mkdir(parents=True)
+    (a.root / ".dvfs" / "refs" / "remotes" / "s" / "main").write_text(v1 + "\n")
+    assert a.show("s/main")["id"] == v1  # (kept by an older dvfs: taken once, recorded)
+    config = a.root / ".dvfs" / "config"
+    config.write_text(config.read_text().replace("old.example", "new.example"))
+    a.fail(
+        "log",
+        "s/main",
+        fragments=(
+            "was at s3://bkt/x http://old.example:9000",
+            "is now s3://bkt/x http://new.example:9000",
+        ),
+    )
+    r = a.ok("status")
+    assert "is now s3://bkt/x http://new.example:9000" in r.err
     a.fsck_clean()

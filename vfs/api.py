@@ -81,7 +81,6 @@ from vfs.api_types import (
     time_of,
     url_arg,
 )
-from vfs.backends import parse_url
 from vfs.errors import (
     DvfsError,
     NotADirectory,
@@ -106,10 +105,10 @@ from vfs.quoting import quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, get_remote, remotes
 from vfs.remote.layout import FORMAT_KEY, PACKS, pack_key
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
-from vfs.remote.reader import RemoteRepo, mend_hint
+from vfs.remote.reader import RemoteRepo, mend_hint, repository_at
 from vfs.repo.record import tag_free
 from vfs.repo.refs import check_ref_name
-from vfs.repo.repository import DVFS_DIR, Repository
+from vfs.repo.repository import Repository
 from vfs.store.reader import ChunkedFile, check_mode, open_chunks
 from vfs.worktree.pools import Workers
 
@@ -212,10 +211,10 @@ class Repo:
             cats.versions()[0].message
         """
         url = url_arg(url)
-        if "://" not in url:
-            url = os.path.abspath(url)  # a directory remote, as `dvfs remote add` keeps it
-        where = parse_url(url).path
-        if where is not None and (where / DVFS_DIR).is_dir() and not (where / FORMAT_KEY).exists():
+        if "://" not in url:  # a directory remote, as `dvfs remote add` keeps it (~: a home)
+            url = os.path.abspath(os.path.expanduser(url))
+        where = repository_at(url)
+        if where is not None:
             raise UsageError(
                 f"{url} is a repository, not a remote (as `dvfs push` writes one): open it "
                 f"with vfs.Repo({str(where)!r})"

@@ -17,6 +17,7 @@ from vfs import settings
 from vfs.backends.base import (
     Backend,
     ObjectInfo,
+    check_endpoint,
     redact_url,
     refuse_credentials,
     validate_key,
@@ -34,6 +35,7 @@ __all__ = [
     "ObjectInfo",
     "RemoteUrl",
     "RetryingBackend",
+    "check_endpoint",
     "open_backend",
     "parse_url",
     "preconnect",

@@ -62,6 +62,7 @@ import abc
 import re
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from vfs.errors import RemoteError, RemoteNotFound, UsageError
 from vfs.quoting import quote_given
@@ -90,6 +91,25 @@ def refuse_credentials(url: str, what: str = "the URL") -> None:
             f"{what} {redact_url(url)} carries a user name or password, which dvfs never "
             f"stores or sends: remove the part before '@' and give the keys through "
             f"{CREDENTIAL_CHAIN}"
+        )
+
+
+def check_endpoint(endpoint: str, what: str = "the endpoint URL") -> None:
+    """UsageError unless ``endpoint`` is an S3 endpoint URL an S3 client takes:
+    ``http://`` or ``https://``, a host, a port (if any) from 1 to 65535, no query
+    or fragment, no user name or password (:func:`refuse_credentials`)."""
+    refuse_credentials(endpoint, what)
+    parts = urlsplit(endpoint)
+    try:
+        port = parts.port  # (ValueError: not a number, or out of range)
+    except ValueError:
+        port = 0
+    ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    if not ok or port == 0 or "?" in endpoint or "#" in endpoint:
+        raise UsageError(
+            f"bad endpoint URL {quote_given(endpoint)}: write it with its scheme, as "
+            "http://host:port or https://host (a port from 1 to 65535, nothing after "
+            "'?' or '#')"
         )
 
 

@@ -69,8 +69,8 @@ from vfs.backends.base import (
     Backend,
     ObjectInfo,
     check_conditions,
+    check_endpoint,
     check_range,
-    refuse_credentials,
     validate_key,
     validate_prefix,
 )
@@ -128,7 +128,7 @@ class S3Backend(Backend):
             or None
         )
         if endpoint:
-            refuse_credentials(endpoint, "the S3 endpoint")
+            check_endpoint(endpoint, "the S3 endpoint")
         self.bucket = bucket
         self.page_size = page_size
         self._base = f"{prefix}/" if prefix else ""

@@ -183,16 +183,17 @@ def _list(repo: Repository, as_json: bool, *, local: bool, remote: bool = True) 
     current one marked; with ``remote``, JSON entries say which kind each is."""
     head = repo.refs.head()
     branches = repo.refs.branches() if local else {}
+    # copies of a remote no settings name any more: listed, and said to be so; those
+    # of a remote whose URL changed since are dropped first (they are not its)
+    orphans: set[str] = set()
+    if remote and repo.refs.names("remotes"):
+        from vfs.remote.config import unconfigured_copies  # (15 ms: only with remote copies)
+
+        orphans = set(unconfigured_copies(repo))
     theirs = {}
     for n in repo.refs.names("remotes") if remote else ():
         if (oid := repo.refs.get(f"refs/remotes/{n}")) is not None:
             theirs[n] = oid
-    # copies of a remote no settings name any more: listed, and said to be so
-    orphans: set[str] = set()
-    if theirs:
-        from vfs.remote.config import unconfigured_copies  # (15 ms: only with remote copies)
-
-        orphans = set(unconfigured_copies(repo))
     current = head.branch if head.detached is None else None
     if as_json:
         kind: dict[str, Any] = {"remote": False} if remote else {}  # (-r and -a only)

@@ -71,6 +71,11 @@ def revs_and_paths(
         if not known:
             if REVISION_LIKE.match(a):  # v9, HEAD~5: meant as a revision, whatever else
                 repo.history.resolve(a)  # RevisionNotFound, saying what exists
+            try:  # (a remote's branch read before its URL changed: what to do about it)
+                repo.history.resolve(a)
+            except RevisionNotFound as exc:
+                if exc.hint:
+                    raise
             _refuse_range(repo, ctx, a, most)
             close = close_revisions(repo, a)
             like = f"; did you mean: {', '.join(close)}" if close else ""

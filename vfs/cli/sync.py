@@ -314,7 +314,7 @@ def push(
         raise sync.refused_tags_error(t.refused)
 
 
-@click.command(cls=DvfsCommand)
+@click.command(cls=DvfsCommand, context_settings={"allow_extra_args": True})
 @REMOTE
 @click.option(
     "--prune", "-p", is_flag=True,
@@ -322,7 +322,10 @@ def push(
 )  # fmt: skip
 @JOBS
 @AS_JSON
-def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> None:
+@click.pass_context
+def fetch(
+    ctx: click.Context, remote_name: str | None, prune: bool, jobs: int, as_json: bool
+) -> None:
     """Fetch refs, versions and trees from a remote (no file data).
 
     \b
@@ -335,6 +338,16 @@ def fetch(remote_name: str | None, prune: bool, jobs: int, as_json: bool) -> Non
     from vfs.remote import config as remotes
 
     repo = repo_here()
+    if ctx.args:  # (git's `fetch origin`: a remote is named with --remote here)
+        first = ctx.args[0]
+        if remote_name is None and len(ctx.args) == 1 and first in remotes.remotes(repo):
+            raise UsageError(
+                f"{quoted(first)} is a remote: `dvfs fetch --remote {first}` fetches from it"
+            )
+        raise UsageError(
+            f"`dvfs fetch` takes no argument ({quoted(first)}): name a remote with "
+            "`--remote NAME` (see `dvfs fetch --help`)"
+        )
     spec = remotes.get_remote(repo, remote_name)
     with resumable("fetch"):
         got = sync.fetch(repo, spec, jobs, prune=prune)

@@ -57,8 +57,8 @@ from vfs.remote import audit as remote_audit
 from vfs.remote.config import (
     Meter,
     RemoteSpec,
-    add_remote,
     chain_head,
+    checked_spec,
     connect,
     default_remote,
     get_remote,
@@ -69,7 +69,7 @@ from vfs.remote.config import (
 from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, missing_chunks
-from vfs.remote.reader import Located, RemoteRepo, index_cache
+from vfs.remote.reader import Located, RemoteRepo, index_cache, repository_at
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History
@@ -932,13 +932,21 @@ def clone(
     meter = connect(spec, jobs)
     probe = RemoteRepo(meter, None)
     text = probe.read_format()
+    if text is None and (there := repository_at(url)) is not None:
+        raise UsageError(
+            f"{quote_name(str(there))} is a dvfs repository, not a remote: dvfs clones a "
+            "remote, which `dvfs push` writes; in that repository, `dvfs remote add NAME "
+            f"DIR` (a new directory) and `dvfs push --remote NAME`, then `dvfs clone DIR "
+            f"{shlex.quote(str(directory))}`"
+        )
     if text is None:
         raise _nothing_to_clone(f"{url} holds no dvfs repository", spec, directory)
     params = parse_format(text, f"{url}/format")
     made = not directory.exists()
-    try:
-        repo = Repository.init(directory, chunker=params)
-        add_remote(repo, spec, make_default=True)
+    kept = checked_spec(directory.absolute(), spec)  # (before anything is made)
+    try:  # (with its remote from the start: a clone killed at any time is finished by pull)
+        settings = {"remotes": {spec.name: kept.record()}, "default_remote": spec.name}
+        repo = Repository.init(directory, chunker=params, config=settings)
         with repo.locked():
             got = fetch_locked(repo, spec, meter, jobs)
             if not got.heads and (not got.tags or rev is None):

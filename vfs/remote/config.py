@@ -25,33 +25,32 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from vfs._os.beneath import open_dir, remove_tree
 from vfs.backends import (
     Backend,
     ObjectInfo,
+    check_endpoint,
     open_backend,
     parse_url,
     redact_url,
-    refuse_credentials,
 )
 from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
+from vfs.repo import remote_copies
 from vfs.repo.gitlink import SHARED_FILE, in_git
 from vfs.repo.refs import check_ref_name
+from vfs.repo.remote_copies import LOCATION, owner, recorded, settings_url
 from vfs.repo.repository import Repository
 from vfs.repo.shared import REMOTE_KEYS, SharedConfig
 from vfs.repo.shared import load as load_shared
 from vfs.repo.shared import save as save_shared
-from vfs.store.durable import write_atomic_at
 
 
 @dataclass(frozen=True)
@@ -87,11 +86,7 @@ def _shared_specs(root: Path, team: SharedConfig) -> dict[str, RemoteSpec]:
     and one starting with ``~`` from a home directory, as :func:`parse_url` takes it."""
     out = {}
     for name, rec in team.remotes.items():
-        url = rec["url"]
-        if "://" not in url:
-            url = os.path.expanduser(url)  # (as parse_url reads it: ~ is a home)
-        if "://" not in url and not os.path.isabs(url):
-            url = os.path.normpath(root / url)
+        url = settings_url(root, rec["url"])
         out[name] = RemoteSpec(name, url, *(rec.get(k) for k in REMOTE_KEYS[1:]))
     return out
 
@@ -154,10 +149,7 @@ def _configured(repo: Repository) -> dict[str, RemoteSpec]:
                 f"{repo.dir / 'config'}: remote {quote_given(name)} has a setting that is not "
                 "text: fix it, or remove and add the remote again"
             )
-        url = rec["url"]
-        if "://" not in url:  # (written by hand: relative to the root, as dvfs.toml's)
-            url = os.path.expanduser(url)
-            url = url if os.path.isabs(url) else os.path.normpath(repo.root / url)
+        url = settings_url(repo.root, rec["url"])  # (by hand: from the root, as dvfs.toml's)
         out[name] = RemoteSpec(name, url, *extra)
     return out
 
@@ -184,12 +176,6 @@ def _tracking(repo: Repository, name: str, known: Iterable[str]) -> dict[str, by
         if oid is not None:
             out[branch] = oid
     return out
-
-
-def owner(names: Iterable[str], copy: str) -> str | None:
-    """Which of the remotes ``names`` the copy ``copy`` (``NAME/BRANCH``, below
-    ``refs/remotes/``) is a branch of: the longest name it lies below; None if none."""
-    return max((n for n in names if copy.startswith(f"{n}/")), key=len, default=None)
 
 
 def unconfigured_copies(repo: Repository) -> dict[str, bytes]:
@@ -274,6 +260,29 @@ def _refs_under(repo: Repository, name: str) -> str | None:
     return None
 
 
+def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> RemoteSpec:
+    """``spec`` as a repository at ``root`` records it (a directory made absolute, or,
+    ``shared``, kept relative to the root if given so); UsageError if its name, URL or
+    endpoint is malformed or it lies inside the repository. Nothing is contacted."""
+    check_ref_name(spec.name, "remote")
+    parse_url(spec.url)
+    if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
+        given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
+        path = os.path.abspath(given)
+        refuse_inside(root, replace(spec, url=path))
+        if shared and not os.path.isabs(given):
+            path = os.path.relpath(path, root)
+        spec = replace(spec, url=path)
+    else:
+        refuse_inside(root, spec)
+    if spec.endpoint_url is not None:
+        try:  # (S3 clients refuse one; a fetch said it only then)
+            check_endpoint(spec.endpoint_url)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; nothing was added") from None
+    return spec
+
+
 def add_remote(
     repo: Repository, spec: RemoteSpec, make_default: bool = False, *, shared: bool = False
 ) -> None:
@@ -282,25 +291,7 @@ def add_remote(
     ``shared`` puts it in dvfs.toml, else in .dvfs/config. A local remote may take the
     name of a shared one (it overrides it here); no other name may be taken twice.
     """
-    check_ref_name(spec.name, "remote")
-    parse_url(spec.url)
-    if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
-        given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
-        path = os.path.abspath(given)
-        refuse_inside(repo.root, replace(spec, url=path))
-        if shared and not os.path.isabs(given):
-            path = os.path.relpath(path, repo.root)
-        spec = replace(spec, url=path)
-    else:
-        refuse_inside(repo.root, spec)
-    if spec.endpoint_url is not None:
-        refuse_credentials(spec.endpoint_url, "the endpoint URL")
-        parts = urlsplit(spec.endpoint_url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise UsageError(  # (S3 clients refuse one without; a fetch said it only then)
-                f"bad endpoint URL {quote_given(spec.endpoint_url)}: write it with its "
-                "scheme, as http://host:port or https://host; nothing was added"
-            )
+    spec = checked_spec(repo.root, spec, shared=shared)
     with repo.locked():
         cfg = repo.config()
         table = cfg.setdefault("remotes", {})
@@ -343,12 +334,7 @@ def kept_dir(repo: Repository, name: str) -> Path | None:
     (its cached index segments, where its audit chain ended); None if a symbolic link
     is on the way there (a repository unpacked from someone else): dvfs writes, moves
     and deletes nothing through one."""
-    path = repo.dir
-    for part in ("remotes", *name.split("/")):
-        path = path / part
-        if path.is_symlink():
-            return None
-    return path
+    return remote_copies.kept_dir(repo.dir, name)
 
 
 def chain_head(repo: Repository, name: str) -> Path | None:
@@ -358,41 +344,10 @@ def chain_head(repo: Repository, name: str) -> Path | None:
     return None if kept is None else kept / REMOTE_HEAD
 
 
-LOCATION = "location"  # in .dvfs/remotes/<name>/: where what this clone kept came from
-
-
 def location(spec: RemoteSpec) -> str:
     """One line naming where remote ``spec``'s data is, however its URL is spelled:
     ``file:///abs/path``, or ``s3://bucket/prefix`` and the endpoint, if any."""
-    try:
-        where = parse_url(spec.url)
-    except UsageError:
-        return spec.url
-    if where.path is not None:
-        return f"file://{os.path.abspath(where.path)}"
-    at = f" {spec.endpoint_url}" if spec.endpoint_url else ""
-    return f"s3://{where.bucket}/{where.prefix}{at}"
-
-
-def _recorded_location(repo: Repository, name: str) -> str | None:
-    """The location this clone's copies of remote ``name`` came from, as recorded
-    (:func:`note_location`); None if none is (kept by an older dvfs, or nothing kept),
-    or if what is there is no small regular file (never read through a link)."""
-    kept = kept_dir(repo, name)
-    if kept is None:
-        return None
-    try:
-        fd = os.open(kept / LOCATION, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, 64 * 1024).decode(errors="replace").strip()
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return remote_copies.location(spec.url, spec.endpoint_url)
 
 
 def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
@@ -402,10 +357,15 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
     audit chain was seen to end. They are the old location's, and would be taken for
     the new one's (status comparing with them, a push refused for a remote "missing",
     fsck counting chunks as held there); a fetch reads the new one's. Returns the
-    names of the remotes so dropped; each is said as a warning (``Refs.warn``)."""
+    names of the remotes so dropped; each is said as a warning (``Refs.warn``).
+
+    Copies with no record of where they came from (kept by an older dvfs) are taken
+    as the configured place's, and that is recorded (``vfs.repo.remote_copies``)."""
     dropped = []
     for name, spec in known.items():
-        was = _recorded_location(repo, name)
+        was = recorded(repo.dir, name)
+        if was is None and (_tracking(repo, name, known) or _kept(repo, name)):
+            remote_copies.record(repo.dir, name, location(spec))  # (trusted once)
         if was is None or was == location(spec):
             continue
         for branch, oid in _tracking(repo, name, known).items():
@@ -414,7 +374,7 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
         _forget_kept(repo, name)
         dropped.append(name)
         repo.refs.warn(
-            f"remote {quote_name(name)} is now {quote_name(redact_url(spec.url))}: what this "
+            f"remote {quote_name(name)} is now {quote_name(redact_url(location(spec)))}: what this "
             f"clone kept of it from {quote_name(redact_url(was))} (its copies of the "
             f"remote's branches) was dropped; `dvfs fetch --remote {name}` reads the new one's"
         )
@@ -432,14 +392,8 @@ def note_location(repo: Repository, spec: RemoteSpec) -> None:
         known = {}
     if known.get(spec.name) != spec:  # (a URL read in place, a clone's URL as given)
         forget_moved(repo, {spec.name: spec})
-    if kept_dir(repo, spec.name) is None or _recorded_location(repo, spec.name) == location(spec):
-        return
-    with contextlib.suppress(OSError):  # (a read-only .dvfs: nothing recorded, as before)
-        fd = open_dir(repo.dir, f"remotes/{spec.name}", make=True)  # (never through a link)
-        try:
-            write_atomic_at(fd, LOCATION, (location(spec) + "\n").encode(), sync=False)
-        finally:
-            os.close(fd)
+    if recorded(repo.dir, spec.name) != location(spec):
+        remote_copies.record(repo.dir, spec.name, location(spec))
 
 
 def _forget_kept(repo: Repository, name: str) -> None:

@@ -39,7 +39,6 @@ from pathlib import Path
 from vfs.backends import same_location
 from vfs.errors import ObjectCorrupt, ObjectMissing, RemoteError, UsageError
 from vfs.remote.config import RemoteSpec, add_remote, connect, default_remote, remotes
-from vfs.remote.layout import pack_key
 from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids
 from vfs.repo.repository import DVFS_DIR, Repository, parse_format
 from vfs.store.compression import decode_payload
@@ -151,7 +150,7 @@ class RemoteChunks:
     def _fetch_here(self, oid: bytes) -> bytes:
         """The chunk's bytes from this remote alone."""
         pack_id, obj = self._locate(oid)
-        payload = self._open().backend.get(pack_key(pack_id), obj.offset, obj.stored_len)
+        payload = self._open().pack_bytes(pack_id, obj.offset, obj.stored_len)
         log.debug("ranged GET of pack %s: 1 chunks, %d bytes", pack_id, len(payload))
         log.debug("fetched chunk %s: %d bytes from pack %s", oid.hex(), len(payload), pack_id)
         return decode_payload(obj, payload)
@@ -189,7 +188,7 @@ class RemoteChunks:
             which.append(obj)
             at = obj.offset + obj.stored_len
         log.debug("ranged GET of pack %s: %d chunks, %d bytes", pack_id, len(objs), at - start)
-        pieces = self._open().backend.get_parts(pack_key(pack_id), start, lengths)
+        pieces = self._open().pack_parts(pack_id, start, lengths)
         try:
             for chunk, payload in zip(which, pieces, strict=True):
                 if chunk is None:

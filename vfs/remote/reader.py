@@ -31,11 +31,12 @@ import contextlib
 import os
 import stat
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from vfs._os.beneath import open_kept
+from vfs.backends import parse_url
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -67,7 +68,7 @@ from vfs.remote.layout import (
     segment_of,
 )
 from vfs.repo.refs import check_ref_name
-from vfs.repo.repository import Repository, format_record, parse_format
+from vfs.repo.repository import DVFS_DIR, Repository, format_record, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.durable import write_atomic_at
 from vfs.store.packs import PackedObject
@@ -177,6 +178,19 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
         taken.add(name)
         kept.append(name)
     return kept, notes
+
+
+def repository_at(url: str) -> Path | None:
+    """The directory ``url`` names if it is a dvfs repository (a ``.dvfs`` there) and
+    not a remote (no ``format``): given to ``clone`` or ``vfs.Repo.remote`` by someone
+    who takes it for one, as git clones a repository. None for anything else."""
+    try:
+        where = parse_url(url).path
+    except DvfsError:
+        return None
+    if where is None or not (where / DVFS_DIR).is_dir() or (where / FORMAT_KEY).exists():
+        return None
+    return where
 
 
 def mend_hint(key: str) -> str:
@@ -417,13 +431,40 @@ class RemoteRepo:
                 ranges.append((pack_id, group))
         return ranges
 
+    def pack_bytes(self, pack_id: str, start: int, length: int) -> bytes:
+        """Bytes of pack ``pack_id`` (one ranged GET); a pack the index lists and the
+        remote lacks is a damaged remote (:meth:`lost_pack`), not a missing one."""
+        try:
+            return self.backend.get(pack_key(pack_id), start, length)
+        except RemoteNotFound:
+            raise self.lost_pack(pack_id) from None
+
+    def pack_parts(
+        self, pack_id: str, start: int, lengths: Sequence[int]
+    ) -> Generator[bytes | memoryview, None, None]:
+        """:meth:`pack_bytes` in consecutive pieces of ``lengths``, as they arrive."""
+        try:
+            yield from self.backend.get_parts(pack_key(pack_id), start, lengths)
+        except RemoteNotFound:
+            raise self.lost_pack(pack_id) from None
+
+    def lost_pack(self, pack_id: str) -> RemoteError:
+        """What to say of pack ``pack_id``, listed by the remote's index and not there."""
+        return RemoteError(
+            f"pack {pack_id[:12]} is missing from {self.url}, though the remote's index "
+            "lists it: the remote is damaged (the pack was deleted or lost), nothing of it "
+            "was stored; if a `dvfs gc --remote` was running, run this again; else "
+            + mend_hint(pack_key(pack_id))
+        )
+
     def fetch_range(
         self, pack_id: str, group: list[PackedObject]
     ) -> list[tuple[PackedObject, bytes]]:
-        """One ranged GET for ``group``; each object verified (RemoteError if corrupt)."""
+        """One ranged GET for ``group``; each object verified (RemoteError if corrupt
+        or if the pack is missing)."""
         start = group[0].offset
         end = group[-1].offset + group[-1].stored_len
-        data = self.backend.get(pack_key(pack_id), start, end - start)
+        data = self.pack_bytes(pack_id, start, end - start)
         out = []
         for o in group:
             payload = data[o.offset - start : o.offset - start + o.stored_len]

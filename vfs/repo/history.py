@@ -323,10 +323,22 @@ class History:
                 if oid is not None:
                     if ref.startswith("refs/heads/"):
                         self._hidden_tag(name, oid)
+                    elif ref.startswith("refs/remotes/"):
+                        self._refuse_moved(name)
                     return oid
         if is_hex_prefix(name.lower()):
             return self._by_prefix(name.lower())
         return None
+
+    def _refuse_moved(self, copy: str) -> None:
+        """RevisionNotFound if ``copy`` (``origin/main``) came from another place than
+        where the settings now put its remote (a URL edited by hand since the last
+        fetch): it is not the new place's branch (``vfs.repo.remote_copies``)."""
+        from vfs.repo import remote_copies  # (the backends' URL forms: 14 ms of imports)
+
+        gone = remote_copies.moved(self.refs.dir, copy)
+        if gone is not None:
+            raise RevisionNotFound(copy, hint=gone.hint(copy))
 
     def _hidden_tag(self, name: str, oid: bytes) -> None:
         """Warn (once) that branch ``name``, at ``oid``, hides a tag of that name at

@@ -329,11 +329,15 @@ class Repository:
 
     @staticmethod
     def init(
-        root: Path, branch: str = DEFAULT_BRANCH, chunker: ChunkerParams | None = None
+        root: Path,
+        branch: str = DEFAULT_BRANCH,
+        chunker: ChunkerParams | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Repository:
         """Create a repository in ``root`` (made if missing); refuse an existing one.
 
-        ``chunker`` sets the chunking parameters (a clone takes its remote's).
+        ``chunker`` sets the chunking parameters (a clone takes its remote's); ``config``
+        is its ``.dvfs/config`` (a clone's remote), there as soon as the repository is.
         """
         check_ref_name(branch, "branch")
         root = root.absolute()
@@ -358,6 +362,8 @@ class Repository:
         try:
             ObjectStore.create(tmp / "objects")
             Refs.create(tmp, branch)
+            if config is not None:
+                (tmp / "config").write_text(json.dumps(config, indent=2) + "\n")
             (tmp / "format").write_text(format_record(chunker or ChunkerParams()))
             os.rename(tmp, root / DVFS_DIR)  # appears whole or not at all
         except BaseException:  # (a full disk, say): nothing of it is left
