@@ -1019,7 +1019,8 @@ def test_a_url_edited_by_hand_is_seen_by_revisions_at_once(
     assert a.show("origin/main")["id"] == v1
     config = a.root / ".dvfs" / "config"
     config.write_text(config.read_text().replace(str(tmp_path / "A"), str(tmp_path / "B"), 1))
-    for args in (("log", "origin/main"), ("diff", "origin/main", "main"), ("show", "origin/main")):
+    for args in (("log", "origin/main"), ("diff", "origin/main", "main"), ("show", "origin/main"),
+                 ("show", "refs/remotes/origin/main")):  # fmt: skip
         a.fail(*args, fragments=("origin/main", "file://" + str(tmp_path / "A"), "dvfs fetch"))
     assert [b["name"] for b in a.json("branch", "-r", "--json")] == ["backup/main"]
     a.ok("fetch")

@@ -316,7 +316,10 @@ class History:
             return self._vn(int(m.group(1)))
         full = full_ref(name)
         if full is not None:  # refs/heads/main: that ref alone, as git reads it
-            return self.refs.get(full)
+            oid = self.refs.get(full)
+            if oid is not None and full.startswith("refs/remotes/"):
+                self._refuse_moved(full.removeprefix("refs/remotes/"))
+            return oid
         if is_ref_like(name):
             for ref in (f"refs/heads/{name}", f"refs/remotes/{name}", f"refs/tags/{name}"):
                 oid = self.refs.get(ref)
