@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.cli import (
     Repo,
     RepoFactory,
@@ -25,7 +27,11 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
 )
 from tests.test_remote_gc import manifests
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
+from vfs.errors import RemoteNotFound
+from vfs.remote.check import find_remote, fsck_remote
+from vfs.remote.config import Meter
 from vfs.remote.layout import decode_segment
+from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
 
 
@@ -145,7 +151,33 @@ def test_fsck_remote_names_each_damage(make_repo: RepoFactory, remote: Remote) -
     lines = problems(check(repo))
     assert any(f"index segment {seg[6:18]} is corrupt" in x for x in lines), lines
     remote.backend.put(seg, data)
+
+    record = remote.backend.get("format")
+    remote.backend.delete("format")
+    (line,) = problems(check(repo))
+    assert "has an index but no format record: fetches refuse it" in line, line
+    remote.backend.put("format", record)
     repo.ok("fsck", "--remote", "origin", "--data")
+    repo.fsck_clean()
+
+
+def test_fsck_remote_reads_the_index_again_when_a_gc_replaces_a_segment(
+    make_repo: RepoFactory, dir_remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = seeded(make_repo, dir_remote)
+    gone: list[str] = []
+    real = Meter.get_small
+
+    def replaced_once(self: Meter, key: str, limit: int) -> bytes:
+        if key.startswith("index/") and not gone:
+            gone.append(key)
+            raise RemoteNotFound(f"{key} is gone")
+        return real(self, key, limit)
+
+    monkeypatch.setattr(Meter, "get_small", replaced_once)
+    here = Repository(repo.root)
+    got = fsck_remote(here, find_remote(here, None))
+    assert gone and got.clean and got.segments == 2 and got.versions == 2, got
     repo.fsck_clean()
 
 

@@ -48,6 +48,7 @@ from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, refuse_inside, remotes
 from vfs.remote.layout import (
+    FORMAT_KEY,
     INDEX,
     MAX_REFS,
     MAX_SEGMENTS,
@@ -63,7 +64,14 @@ from vfs.remote.layout import (
     segment_of,
 )
 from vfs.remote.manifests import decode_manifest, read_manifests
-from vfs.remote.reader import MAX_RANGE, Located, RemoteRepo, mend_hint, usable_ref_names
+from vfs.remote.reader import (
+    MAX_RANGE,
+    SEGMENT_RELISTS,
+    Located,
+    RemoteRepo,
+    mend_hint,
+    usable_ref_names,
+)
 from vfs.repo.repository import Repository, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.objects import ObjKind
@@ -149,8 +157,12 @@ class _Problems:
         self.lines: list[str] = []
         self.more: dict[str, tuple[int, str]] = {}
         self.shown: dict[str, int] = {}
+        self.kinds: list[tuple[str, str]] = []  # every problem, shown or not
+        self.summaries: dict[str, str] = {}
 
     def add(self, kind: str, line: str, summary: str) -> None:
+        self.kinds.append((kind, line))
+        self.summaries[kind] = summary
         n = self.shown.get(kind, 0)
         self.shown[kind] = n + 1
         if n < SHOWN:
@@ -158,6 +170,14 @@ class _Problems:
         else:
             extra, _ = self.more.get(kind, (0, summary))
             self.more[kind] = (extra + 1, summary)
+
+    def without(self, kind: str) -> _Problems:
+        """These problems but those of ``kind`` (read again)."""
+        out = _Problems()
+        for k, line in self.kinds:
+            if k != kind:
+                out.add(k, line, self.summaries[k])
+        return out
 
     def all(self) -> list[str]:
         return self.lines + [f"{n:,} more {summary}" for n, summary in self.more.values()]
@@ -176,14 +196,23 @@ def fsck_remote(
         "NAME URL && dvfs push --remote NAME --all --tags`) and use that one"
     )
     text = remote.read_format()
-    if text is None:
+    if text is None and next(iter(meter.list(INDEX)), None) is None:
         raise UsageError(
-            f"{remote.url} holds no dvfs repository (no format record): nothing to check"
+            f"{remote.url} holds no dvfs repository (no format record, no index): nothing "
+            "to check; a first `dvfs push` makes one"
         )
     try:
+        if text is None:
+            raise FormatError(f"{remote.url} has an index but no format record")
         parse_format(text, f"{remote.url}/format")
     except FormatError as exc:
-        problems.add("format", f"{exc}; restore it from a backup, or {fix_new}", "")
+        problems.add(
+            "format",
+            f"{exc}: fetches refuse it; put back the format record of a repository that "
+            f"shares this one's chunking (`{FORMAT_KEY}`, from a backup or a clone's "
+            f".dvfs/format), or {fix_new}",
+            "",
+        )
 
     condemned_packs: set[str] = set()
     condemned_records: set[bytes] = set()
@@ -201,7 +230,18 @@ def fsck_remote(
         condemned_records |= records
 
     tips = _refs(meter, spec.name, report, problems)
-    home, entries = _index(remote, report, problems, fix_new, condemned_packs, condemned_records)
+    for _ in range(SEGMENT_RELISTS + 1):
+        try:
+            home, entries = _index(meter, report, problems, condemned_packs, condemned_records)
+            break
+        except RemoteNotFound:  # a segment went while read: a gc replaced it, list again
+            report.segments = 0
+            problems = problems.without("segment")
+    else:
+        raise RemoteError(
+            f"the index segments of {remote.url} kept changing while they were read (a "
+            "remote gc running?): run the check again once it is over"
+        )
 
     walk = _Walk(remote, home, problems, fix_new)
     labels = {oid: label for label, (_, oid) in reversed(list(tips.items()))}
@@ -281,18 +321,17 @@ def _refs(
 
 
 def _index(
-    remote: RemoteRepo,
+    meter: Meter,
     report: RemoteFsckReport,
     problems: _Problems,
-    fix_new: str,
     condemned_packs: set[str],
     condemned_records: set[bytes],
 ) -> tuple[dict[bytes, Located], dict[str, dict[bytes, PackedObject]]]:
     """(object -> where readers find it, pack -> its entries) from every index segment.
 
     An object is found in the first segment that lists it in a pack no manifest
-    condemns; a condemned record is found nowhere (a pusher ignores both)."""
-    meter = remote.backend
+    condemns; a condemned record is found nowhere (a pusher ignores both).
+    RemoteNotFound if a listed segment is gone when read (a gc replaced it)."""
     home: dict[bytes, Located] = {}
     entries: dict[str, dict[bytes, PackedObject]] = {}
     total = 0
@@ -308,11 +347,7 @@ def _index(
         try:
             raw = meter.get_small(key, SEGMENT_LIMIT)
         except RemoteNotFound:
-            report.warnings.append(
-                f"index segment {seg_id[:12]} went while it was read (a remote gc replaced "
-                "it): run the check again once the gc is over"
-            )
-            continue
+            raise
         except RemoteError as exc:
             problems.add("segment", f"{exc}; " + mend_hint(key), "")
             continue
