@@ -196,6 +196,12 @@ def test_fsck_remote_ref_naming_a_missing_version_is_mended_by_a_pushed_tag(
     repo.ok("tag", "keep", lost)
     repo.ok("push", "--tags")
     repo.ok("fsck", "--remote", "origin", "--data")
+
+    # a ref under a name no dvfs reads (written by hand): skipped as clones skip it
+    hostile = Path(dir_remote.url.removeprefix("file://"), "refs/heads/a\x1b[31mb")
+    hostile.write_bytes(b"cd" * 32 + b"\n")
+    r = repo.ok("fsck", "--remote", "origin")
+    assert 'remote branch "a\\033[31mb" skipped' in r.err and "\x1b" not in r.err, r
     repo.fsck_clean()
 
 

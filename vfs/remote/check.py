@@ -34,6 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from vfs.backends.base import validate_key
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -296,6 +297,10 @@ def _refs(
         report.warnings += [f"{note} (clones and fetches skip it)" for note in notes]
         for ref in sorted(names):
             key = base + ref
+            try:
+                validate_key(key)
+            except UsageError:
+                continue  # no key dvfs reads or writes (clones skip it: warned above)
             label = f"{what} {_q(ref)}"
             shown = shlex.quote(f"{name}/{ref}" if kind == "heads" else ref)
             try:
