@@ -181,11 +181,11 @@ def test_fsck_remote_reads_the_index_again_when_a_gc_replaces_a_segment(
     repo.fsck_clean()
 
 
-def test_fsck_remote_ref_naming_a_missing_version_is_mended_by_a_pushed_tag(
+def test_fsck_remote_says_what_mends_a_missing_version_and_a_dead_pack(
     make_repo: RepoFactory, dir_remote: Remote
 ) -> None:
-    """What the problem line promises: a push of the branch at that version does not
-    upload it; a tag on it pushed does."""
+    """What the problem lines promise: a push of the branch at a missing version does
+    not upload it, a tag on it pushed does; a remote gc drops a lost dead pack."""
     repo = seeded(make_repo, dir_remote)
     lost = commit_files(repo, {"notes.txt": b"three\n"}, "three")
     dir_remote.backend.put("refs/heads/main", f"{lost}\n".encode())  # (a lost segment)
@@ -196,6 +196,19 @@ def test_fsck_remote_ref_naming_a_missing_version_is_mended_by_a_pushed_tag(
     repo.ok("tag", "keep", lost)
     repo.ok("push", "--tags")
     repo.ok("fsck", "--remote", "origin", "--data")
+
+    # a pack no ref reaches, lost: a remote gc drops its index entries, as said
+    before = set(dir_remote.list_keys("packs/"))
+    repo.ok("switch", "-c", "side")
+    commit_files(repo, {"side.txt": b"side\n"}, "side")
+    repo.ok("push")
+    repo.ok("push", "--delete", "side")
+    (dead,) = set(dir_remote.list_keys("packs/")) - before
+    dir_remote.backend.delete(dead)
+    (line,) = problems(check(repo))
+    assert f"pack {dead[6:18]} is missing" in line and "no ref reaches it: `dvfs gc" in line
+    repo.ok("gc", "--remote", "origin")
+    repo.ok("fsck", "--remote", "origin")
 
     # a ref under a name no dvfs reads (written by hand): skipped as clones skip it
     hostile = Path(dir_remote.url.removeprefix("file://"), "refs/heads/a\x1b[31mb")

@@ -532,7 +532,11 @@ class _Walk:
 def _pack_hint(name: str, pack_id: str, live: int, gone: bool) -> str:
     if live:
         return "the refs reach objects in it; " + mend_hint(pack_key(pack_id))
-    does = "drops its index entries" if gone else "frees it once it is older than the grace"
+    does = (
+        "drops its index entries"
+        if gone
+        else "condemns it once it is older than the grace, and deletes it a grace later"
+    )
     return f"no ref reaches it: `dvfs gc --remote {shlex.quote(name)}` {does}"
 
 
