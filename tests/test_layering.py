@@ -82,6 +82,7 @@ LAYERS = [
         "ops.merge",
         "remote.gc",
         "remote.repack",
+        "remote.check",
     },
     {"remote.upload", "ops.sync"},
     {"pipeline"},  # stages, repro (plan, stale, backups, staging), run cache, lineage, experiments

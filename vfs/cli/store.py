@@ -24,17 +24,46 @@ from vfs.repo.repository import Repository
     "objects (keeping what verifies) and store again what the working tree still holds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def fsck_cmd(repair: bool, as_json: bool) -> None:
+@click.option(
+    "--remote",
+    "remote_name",
+    metavar="[NAME]",
+    is_flag=False,
+    flag_value="\0",  # --remote alone (no argument holds a NUL): the default remote
+    help="Check a remote in place instead (default: the default remote); writes nothing.",
+)
+@click.option(
+    "--data",
+    is_flag=True,
+    help="With --remote: read back every pack and verify each object (downloads them all).",
+)
+def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -> None:
     """Verify every reachable object's hash and every reference.
+
+    With --remote: check that every branch and tag of the remote names a version its
+    index holds, with every version, tree and chunk below it, and that every pack the
+    index names is there and long enough; --data also reads every pack back and
+    verifies each object. Nothing is written, on the remote or here.
 
     \b
     Examples:
       dvfs fsck
       dvfs fsck --repair
       dvfs fsck --json
+      dvfs fsck --remote origin
+      dvfs fsck --remote origin --data
     """
     from vfs.ops.fsck import fsck as run_fsck
 
+    if remote_name is not None:
+        if repair:
+            raise UsageError(
+                "--repair mends this repository, not a remote: `dvfs fsck --remote` only checks"
+            )
+        _remote_fsck(None if remote_name == "\0" else remote_name, data, as_json)
+        return
+    if data:
+        raise UsageError("--data goes with --remote [NAME] (a local fsck always reads the data)")
     repo = repo_here()
     with workers() as w:
         r = run_fsck(repo, w, repair=repair)
@@ -68,6 +97,41 @@ def fsck_cmd(repair: bool, as_json: bool) -> None:
                 "recorded them, damaged copies dropped, data the working tree still holds "
                 "stored again"
             )
+    if not r.clean:
+        sys.exit(1)
+
+
+def _remote_fsck(name: str | None, data: bool, as_json: bool) -> None:
+    """``dvfs fsck --remote [NAME] [--data]``."""
+    from vfs.remote.check import find_remote, fsck_remote
+
+    repo = repo_here()
+    spec = find_remote(repo, name)
+    r = fsck_remote(repo, spec, data=data)
+    if as_json:
+        emit_json(r.as_json())
+        if not r.clean:
+            sys.exit(1)
+        return
+    for w in r.warnings:
+        warn(w)
+    for p in r.problems:
+        click.echo(f"problem: {escape_text(p)}")
+    state = "no problems" if r.clean else count(len(r.problems), "problem")
+    click.echo(
+        f"{quoted(spec.name)}: checked {r.branches:,} branch{'es' if r.branches != 1 else ''}, "
+        f"{count(r.tags, 'tag')}, {count(r.versions, 'version')}, {count(r.trees, 'tree')}, "
+        f"{count(r.chunks, 'chunk')}; {count(r.packs, 'pack')} ({human(r.pack_bytes)}) in "
+        f"{count(r.segments, 'index segment')}: {state}"
+    )
+    if data:
+        click.echo(f"read back {count(r.objects_verified, 'object')} ({human(r.bytes_verified)})")
+    if r.unindexed_packs:
+        click.echo(
+            f"{count(r.unindexed_packs, 'pack')} that no index segment names (interrupted "
+            f"pushes, or one under way): `dvfs gc --remote {shell_word(spec.name)}` frees "
+            "them once they are older than its grace"
+        )
     if not r.clean:
         sys.exit(1)
 

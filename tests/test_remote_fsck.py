@@ -1,0 +1,248 @@
+"""``dvfs fsck --remote [NAME] [--data]``: a remote checked in place, nothing written.
+
+Each test damages the remote through a backend of its own (as a disk, a hand or a
+half-done copy would) and reads what the check says: one line a problem, naming it,
+exit 1; a clean remote exits 0 with what was counted. ``--data`` alone reads packs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import (
+    Repo,
+    RepoFactory,
+    Result,
+    commit_files,
+    make_repo_fixture,  # noqa: F401  (a fixture)
+)
+from tests.support.remote import (  # noqa: F401  (fixtures)
+    Remote,
+    dir_remote_fixture,
+    remote_fixture,
+)
+from tests.test_remote_gc import manifests
+from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
+from vfs.errors import RemoteNotFound
+from vfs.remote.check import find_remote, fsck_remote
+from vfs.remote.config import Meter
+from vfs.remote.layout import decode_segment
+from vfs.repo.repository import Repository
+from vfs.store.objects import ObjKind
+
+
+def seeded(make_repo: RepoFactory, remote: Remote) -> Repo:
+    """Two versions in two pushes (two packs), a tag, all on the remote as ``origin``."""
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    commit_files(repo, {"data/a.csv": b"id,v\n" + b"1,2\n" * 500, "notes.txt": b"one\n"}, "one")
+    repo.ok("push")
+    commit_files(repo, {"data/b.csv": b"id,w\n" + b"3,4\n" * 700}, "two")
+    repo.ok("tag", "release")
+    repo.ok("push", "--tags")
+    return repo
+
+
+def check(repo: Repo, *args: str) -> Result:
+    return repo.run("fsck", "--remote", "origin", *args)
+
+
+def problems(r: Result) -> list[str]:
+    assert r.code == 1, r
+    lines = [line for line in r.out.splitlines() if line.startswith("problem: ")]
+    assert lines and "Traceback" not in r.err, r
+    return lines
+
+
+def objects(remote: Remote) -> dict[str, list[Any]]:
+    """Each indexed pack and the objects its entries list."""
+    out: dict[str, list[Any]] = {}
+    for key in remote.list_keys("index/"):
+        for pack_id, obj in decode_segment(remote.backend.get(key), key):
+            out.setdefault(pack_id, []).append(obj)
+    return out
+
+
+def local_state(repo: Repo) -> dict[str, bytes]:
+    """Every file under .dvfs and its bytes (the check must change none)."""
+    out = {}
+    for top, _, files in os.walk(repo.root / ".dvfs"):
+        for f in files:
+            p = Path(top, f)
+            out[str(p.relative_to(repo.root))] = p.read_bytes()
+    return out
+
+
+def remote_state(remote: Remote) -> dict[str, bytes]:
+    return {k: remote.backend.get(k) for k in remote.list_keys()}
+
+
+def test_fsck_remote_counts_a_clean_remote_and_writes_nothing(
+    make_repo: RepoFactory, remote: Remote
+) -> None:
+    repo = seeded(make_repo, remote)
+    here, there = local_state(repo), remote_state(remote)
+    r = repo.ok("fsck", "--remote")  # the default remote
+    assert (
+        "origin: checked 1 branch, 1 tag, 2 versions, 4 trees, 3 chunks; 2 packs" in r.out
+        and "in 2 index segments: no problems" in r.out
+    ), r
+    got = repo.json("fsck", "--remote", "origin", "--json")
+    assert got["clean"] and got["problems"] == [] and got["warnings"] == []
+    assert (got["branches"], got["tags"], got["versions"], got["trees"], got["chunks"]) == (
+        1, 1, 2, 4, 3,
+    )  # fmt: skip
+    assert got["packs"] == 2 and got["objects_verified"] == 0
+    full = repo.json("fsck", "--remote", "origin", "--data", "--json")
+    assert full["clean"] and full["objects_verified"] == full["objects_indexed"] == 9
+    assert "read back 9 objects" in check(repo, "--data").out
+    assert local_state(repo) == here and remote_state(remote) == there
+    repo.fsck_clean()
+
+
+def test_fsck_remote_names_each_damage(make_repo: RepoFactory, remote: Remote) -> None:
+    repo = seeded(make_repo, remote)
+    packs = objects(remote)
+    assert len(packs) == 2
+    # the second push's pack: a chunk, and the pack's key and bytes
+    second = next(p for p, objs in packs.items() if any(o.kind == ObjKind.VERSION and
+                  o.oid.hex() == repo.head_id() for o in objs))  # fmt: skip
+    chunk = next(o for o in packs[second] if o.kind == ObjKind.CHUNK)
+    key = f"packs/{second}"
+    good = remote.backend.get(key)
+    short = second[:12]
+
+    flipped = bytearray(good)
+    flipped[chunk.offset + chunk.stored_len // 2] ^= 0x40
+    remote.backend.put(key, bytes(flipped))
+    repo.ok("fsck", "--remote", "origin")  # the default reads no pack
+    (line,) = problems(check(repo, "--data"))
+    assert f"pack {short} is damaged: 1 object(s) do not verify (first: chunk " in line, line
+    assert f"restore {key} on the remote from a backup" in line, line
+
+    remote.backend.put(key, good[:-30])
+    lines = problems(check(repo))
+    assert any(f"pack {short} is truncated: {len(good) - 30:,} bytes" in x for x in lines), lines
+
+    remote.backend.delete(key)
+    got = repo.run("fsck", "--remote", "origin", "--json")
+    assert got.code == 1 and not got.json()["clean"], got
+    assert any(f"pack {short} is missing" in x for x in got.json()["problems"]), got.out
+    remote.backend.put(key, good)
+    repo.ok("fsck", "--remote", "origin", "--data")
+
+    missing = "ab" * 32
+    remote.backend.put("refs/heads/lost", f"{missing}\n".encode())
+    (line,) = problems(check(repo))
+    assert f"branch 'lost' names version {missing[:12]}, which the remote's index" in line
+    remote.backend.put("refs/tags/bad", b"not an id\n")
+    lines = problems(check(repo))
+    assert any("tag 'bad' cannot be read" in x and "--delete refs/tags/bad" in x for x in lines)
+    remote.backend.delete("refs/heads/lost")
+    remote.backend.delete("refs/tags/bad")
+
+    seg = next(iter(remote.list_keys("index/")))
+    data = remote.backend.get(seg)
+    remote.backend.put(seg, data[:-1] + bytes([data[-1] ^ 1]))
+    lines = problems(check(repo))
+    assert any(f"index segment {seg[6:18]} is corrupt" in x for x in lines), lines
+    remote.backend.put(seg, data)
+
+    record = remote.backend.get("format")
+    remote.backend.delete("format")
+    (line,) = problems(check(repo))
+    assert "has an index but no format record: fetches refuse it" in line, line
+    remote.backend.put("format", record)
+    repo.ok("fsck", "--remote", "origin", "--data")
+    repo.fsck_clean()
+
+
+def test_fsck_remote_reads_the_index_again_when_a_gc_replaces_a_segment(
+    make_repo: RepoFactory, dir_remote: Remote, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = seeded(make_repo, dir_remote)
+    gone: list[str] = []
+    real = Meter.get_small
+
+    def replaced_once(self: Meter, key: str, limit: int) -> bytes:
+        if key.startswith("index/") and not gone:
+            gone.append(key)
+            raise RemoteNotFound(f"{key} is gone")
+        return real(self, key, limit)
+
+    monkeypatch.setattr(Meter, "get_small", replaced_once)
+    here = Repository(repo.root)
+    got = fsck_remote(here, find_remote(here, None))
+    assert gone and got.clean and got.segments == 2 and got.versions == 2, got
+    repo.fsck_clean()
+
+
+def test_fsck_remote_says_what_mends_a_missing_version_and_a_dead_pack(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """What the problem lines promise: a push of the branch at a missing version does
+    not upload it, a tag on it pushed does; a remote gc drops a lost dead pack."""
+    repo = seeded(make_repo, dir_remote)
+    lost = commit_files(repo, {"notes.txt": b"three\n"}, "three")
+    dir_remote.backend.put("refs/heads/main", f"{lost}\n".encode())  # (a lost segment)
+    (line,) = problems(check(repo))
+    assert f"branch 'main' names version {lost[:12]}" in line and "--tags" in line, line
+    assert "already up to date" in repo.ok("push").out
+    problems(check(repo))
+    repo.ok("tag", "keep", lost)
+    repo.ok("push", "--tags")
+    repo.ok("fsck", "--remote", "origin", "--data")
+
+    # a pack no ref reaches, lost: a remote gc drops its index entries, as said
+    before = set(dir_remote.list_keys("packs/"))
+    repo.ok("switch", "-c", "side")
+    commit_files(repo, {"side.txt": b"side\n"}, "side")
+    repo.ok("push")
+    repo.ok("push", "--delete", "side")
+    (dead,) = set(dir_remote.list_keys("packs/")) - before
+    dir_remote.backend.delete(dead)
+    (line,) = problems(check(repo))
+    assert f"pack {dead[6:18]} is missing" in line and "no ref reaches it: `dvfs gc" in line
+    repo.ok("gc", "--remote", "origin")
+    repo.ok("fsck", "--remote", "origin")
+
+    # a ref under a name no dvfs reads (written by hand): skipped as clones skip it
+    hostile = Path(dir_remote.url.removeprefix("file://"), "refs/heads/a\x1b[31mb")
+    hostile.write_bytes(b"cd" * 32 + b"\n")
+    r = repo.ok("fsck", "--remote", "origin")
+    assert 'remote branch "a\\033[31mb" skipped' in r.err and "\x1b" not in r.err, r
+    repo.fsck_clean()
+
+
+def test_fsck_remote_is_clean_after_a_remote_gc_merges_small_packs(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    remote = dir_remote  # (gc's merging is the same above every backend)
+    repo = make_repo("seed")
+    remote.add_to(repo)
+    small_pushes(repo)
+    assert repo.json("fsck", "--remote", "--data", "--json")["packs"] == PUSHES
+    merged = gc(repo)
+    assert merged["merged_packs"] == PUSHES and len(manifests(remote)) == 1
+    got = repo.json("fsck", "--remote", "--data", "--json")
+    assert got["clean"] and got["packs"] == 1 and got["condemned_packs"] == PUSHES, got
+    assert got["versions"] == PUSHES and got["objects_verified"] > 0
+    swept = gc(repo, clock=DAY + 60)
+    assert swept["deleted_packs"] == PUSHES
+    got = repo.json("fsck", "--remote", "--data", "--json")
+    assert got["clean"] and got["packs"] == 1 and got["condemned_packs"] == 0, got
+    repo.fsck_clean()
+
+
+def test_fsck_remote_usage(make_repo: RepoFactory, dir_remote: Remote) -> None:
+    repo = make_repo()
+    repo.fail("fsck", "--remote", fragments=("no remote is configured",), code=2)
+    repo.fail("fsck", "--data", fragments=("--data goes with --remote",), code=2)
+    dir_remote.add_to(repo)
+    repo.fail("fsck", "--remote", "origin", "--repair", fragments=("--repair",), code=2)
+    repo.fail("fsck", "--remote", "nope", fragments=("unknown remote nope",), code=2)
+    repo.fail("fsck", "--remote", fragments=("holds no dvfs repository",), code=2)
