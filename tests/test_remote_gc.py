@@ -363,3 +363,28 @@ def test_a_ref_holding_no_version_id_stops_the_gc_before_anything_is_condemned(
     clone.ok("switch", "-c", "side", "origin/side")
     assert clone.read("side.bin") == MORE
     clone.fsck_clean()
+
+
+def test_a_lost_pack_stops_the_gc_with_advice_that_mends_it(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A pack the refs reach deleted from the remote: the gc stopped and said to push
+    those versions again, which sends nothing (the remote's index lists them). It now
+    names `dvfs fsck --remote` and a way that works: all of it pushed to a new remote."""
+    repo = seeded(make_repo, dir_remote)
+    packs = sorted(dir_remote.list_keys("packs/"))
+    dir_remote.backend.delete(packs[0])
+    line = assert_error(run(repo.root, "gc", "--remote", "origin"), "missing", "fsck --remote")
+    assert "push those versions again" not in line
+    pushed = repo.ok("push")
+    assert "up to date" in pushed.out + pushed.err  # (a push sends nothing)
+    checked = run(repo.root, "fsck", "--remote", "origin")
+    assert checked.code == 1 and packs[0] in checked.out, str(checked)
+    mended = tmp_path / "mended"
+    repo.ok("remote", "add", "mended", str(mended))
+    repo.ok("push", "--remote", "mended", "--all", "--tags")
+    assert_ok(run(tmp_path, "clone", str(mended), "clone"))
+    clone = Repo(tmp_path / "clone")
+    assert clone.read("keep.bin") == KEEP
+    clone.fsck_clean()
+    repo.fsck_clean()

@@ -100,6 +100,16 @@ CLOCK_ENV = "DVFS_TEST_GC_CLOCK"
 _RECORDS = (ObjKind.TREE, ObjKind.VERSION)
 
 
+# What remote gc says when the refs reach objects the remote lacks. A push cannot put
+# them back: it sends only what the remote's index does not list, and below a version
+# the remote lists it takes everything to be there.
+_UNMENDED = (
+    "`dvfs fsck --remote` lists every problem; a push cannot mend them in place: restore "
+    "the remote from a backup, or from a repository that has the data push it all to a new "
+    "remote (`dvfs remote add NAME URL && dvfs push --remote NAME --all --tags`) and use that one"
+)
+
+
 def _reached(step: str) -> None:
     if os.environ.get(KILL_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -344,8 +354,7 @@ def _mark(
         shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
         raise DvfsError(
             f"remote gc stopped before changing anything: the remote lacks objects its refs "
-            f"reach ({len(problems)} problem(s): {shown}); push those versions again from a "
-            "clone that has them"
+            f"reach ({len(problems)} problem(s): {shown}); {_UNMENDED}"
         )
     report.versions = len(reached.versions)
     report.trees = len(reached.trees)
@@ -463,8 +472,7 @@ def _run(
     if missing:
         raise DvfsError(
             f"remote gc stopped before changing anything: {len(missing)} pack(s) holding "
-            f"objects the refs reach are missing (packs/{missing[0]}); push those versions "
-            "again from a clone that has them"
+            f"objects the refs reach are missing (packs/{missing[0]}); {_UNMENDED}"
         )
     indexed = {p for rows in got.segments.values() for p, _ in rows}
     dead = (got.packs | indexed) - live_packs
