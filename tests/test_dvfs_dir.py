@@ -37,6 +37,7 @@ from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
 from vfs.remote import config as remote_config
 from vfs.repo.repository import Repository
+from vfs.store.pins import live_pins, take
 from vfs.tables import checks, source
 
 OUTSIDE = {
@@ -48,6 +49,7 @@ OUTSIDE = {
     "audit.head": b"as the end of a remote's chain",
     "index/" + "0" * 64: b"as a cached index segment",
     "main/upper/f": b"as a mount's working tree",
+    "4194999-0123456789abcdef": b"as a pin whose process is gone",
 }
 
 
@@ -144,6 +146,33 @@ def test_a_row_cache_swapped_for_a_link_takes_no_entry_and_loses_nothing(
         _untouched(outside)
         cache.unlink()
         shutil.rmtree(cache.with_name("rowcache.moved"))
+    fsck_clean(bare.root)
+
+
+def test_pins_swapped_for_a_link_are_neither_taken_nor_cleaned_there(
+    bare: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.dvfs/pins`` was checked for a link, then listed, written and cleaned by path:
+    a link swapped in between took the pin there and deleted, as stale, any file named
+    like a pin where it pointed."""
+    outside = _outside(tmp_path)
+    pins = bare.dir / "pins"
+    acts: list[Callable[[], object]] = [
+        lambda: live_pins(bare.dir, clean=True),
+        lambda: take(bare.dir, [bytes(32)]),
+    ]
+    for act in acts:
+        pins.mkdir()
+        with monkeypatch.context() as m:
+            swap = Swap(m, pins, outside)
+            with pytest.raises(FormatError, match="is a symbolic link"):
+                act()
+            assert swap.done
+        _untouched(outside)
+        pins.unlink()
+        os.rename(pins.with_name("pins.moved"), pins)
+        assert live_pins(bare.dir, clean=True) == []
+        pins.rmdir()
     fsck_clean(bare.root)
 
 
