@@ -216,6 +216,34 @@ def test_records_of_changes_swapped_for_a_link_are_neither_kept_nor_pruned_there
     fsck_clean(root)
 
 
+def test_records_of_changes_planted_behind_a_link_are_not_believed(tmp_path: Path) -> None:
+    """``.dvfs/changes`` a symbolic link (a repository from someone else's archive):
+    the records where it pointed were read and believed, so a planted record made
+    ``changed`` (and what relies on it) name paths a version never touched."""
+    root = tmp_path / "r"
+    (root / "d").mkdir(parents=True)
+    Repository.init(root)
+    api = vfs.Repo(root)
+    for n in range(2):
+        (root / "d" / "a").write_text(str(n))
+        api.add(["d"])
+        api.commit(f"v{n + 1}")
+    repo = Repository(root)
+    head = repo.history.resolve("HEAD")
+    parent = repo.history.version(head).parents[0]
+    top = repo.dir / "changes"
+    assert changed.changed_paths(repo.history, head) == frozenset({b"d/a"})
+    planted = tmp_path / "planted"
+    top.rename(planted)
+    lie = {"v": changed.RECORD_FORMAT, "parent": parent, "paths": [b"d/lie"]}
+    record = changed.record_path(planted, head)
+    record.write_bytes(msgpack.packb(lie, use_bin_type=True))
+    top.symlink_to(planted)
+    assert changed._changed_paths(Repository(root).history, head) == frozenset({b"d/a"})
+    top.unlink()
+    fsck_clean(root)
+
+
 def test_an_experiment_area_swapped_for_a_link_loses_nothing_it_points_to(
     repo: Repo, tmp_path: Path
 ) -> None:
