@@ -630,6 +630,22 @@ def test_a_pack_that_is_a_link_is_named_as_one_by_fsck_and_gc(repo: Repo, tmp_pa
     repo.fsck_clean()
 
 
+def test_a_pack_that_is_a_fifo_is_named_once_by_fsck_repair_and_gc(repo: Repo) -> None:
+    """A FIFO in a pack's place: fsck --repair and gc said "pack X is damaged and was
+    kept: X is not a regular file", naming it twice in one line."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    fifo = repo.root / ".dvfs" / "objects" / ("pack-" + "1" * 64 + ".pack")
+    os.mkfifo(fifo)
+    for args in (("fsck",), ("fsck", "--repair"), ("gc",)):
+        r = repo.run(*args)
+        assert r.code == 1 and r.out.count(fifo.name) == 1, r
+        assert "is not a regular file" in r.out and "move it out" in r.out, r
+    fifo.unlink()
+    repo.fsck_clean()
+
+
 def test_fsck_names_an_object_store_that_is_gone(repo: Repo, tmp_path: Path) -> None:
     """``.dvfs/objects`` deleted (or a file in its place): every version lost, and fsck
     stopped with the bare "No such file or directory: …/.dvfs/objects" (or "Not a
