@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from tests.support.cli import (
     Repo,
     assert_error,
+    cli_env,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -204,3 +208,45 @@ def test_rename_noreplace_never_replaces(tmp_path: Path) -> None:
         assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
     finally:
         os.close(fd)
+
+
+KILLED_AFTER_RENAME = """
+import os, signal, sys
+from vfs.cli import main
+from vfs.ops import workflow
+renaming = workflow.rename_noreplace
+def rename(*args):
+    renaming(*args)
+    os.kill(os.getpid(), signal.SIGKILL)
+workflow.rename_noreplace = rename
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(("src", "dst"), [("data", "newdata"), ("top.csv", "top2.csv")])
+def test_a_move_killed_before_the_index_is_saved_is_shown_by_status(
+    repo: Repo, src: str, dst: str
+) -> None:
+    """``dvfs mv`` killed between the rename on disk and the index save: status listed
+    the old paths as deleted but not the new ones at all (a new top-level name is not
+    looked in for untracked files), though mv's own doc says they show as untracked.
+    Now they do, and ``dvfs add`` of both records the move."""
+    committed(repo)
+    repo.write("top.csv", "top")
+    repo.ok("add", "top.csv")
+    repo.ok("commit", "-m", "two")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AFTER_RENAME, "mv", src, dst],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (repo.root / src).exists() and (repo.root / dst).exists()
+    st = repo.status()
+    moved = [p.replace(src, dst, 1) for p in st["deleted"]]
+    assert moved and st["untracked"] == moved, st
+    repo.ok("add", src, dst)
+    assert {s for s, _, _ in staged(repo)} == {"renamed"}
+    repo.ok("commit", "-m", "moved")
+    assert repo.status()["untracked"] == []
+    repo.fsck_clean()

@@ -497,7 +497,9 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
     new paths are git-ignored as ``add`` does. If a rename or writing the index
     fails, what was renamed is renamed back; a crash in between leaves the files
     moved and the index as it was (``status`` then shows the old paths deleted and
-    the new ones untracked, and ``dvfs add`` of both records the move).
+    the new ones untracked, and ``dvfs add`` of both records the move: a destination
+    whose top-level name holds no tracked file, where ``status`` would look for none,
+    is noted in the index (``Index.note_untracked``) before anything moves).
     """
     with repo.locked(), Walker(repo.root) as walker, Walker(repo.root) as other:
         index = repo.index()
@@ -541,6 +543,15 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 raise UsageError(f"two paths would move to {show(target)}: nothing was moved")
             _move_target(index, walker, src, target)
             plan.append(Move(src, target, len(tracked)))
+        # Where status would not look for untracked files (a new top-level name), the
+        # destinations are noted before anything moves: a crash after the renames then
+        # leaves them listed, as untracked, beside the sources listed as deleted.
+        tops = {m.dst.partition(b"/")[0] for m in plan} - index.untracked_tops
+        dsts = {m.dst for m in plan}
+        noted = {top for top in tops if top in dsts or not index.under(top)}
+        if noted:
+            index.note_untracked(noted)
+            index.save()
         done: list[Move] = []
         try:
             for m in plan:
@@ -551,6 +562,7 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 done.append(m)
                 walker.forget(m.src)
                 _restage(index, walker, m, before)
+            index.untracked_tops -= noted  # (tracked there now)
             index.head = None
             index.save()
             ignore_paths(repo.root, [m.dst for m in plan], warn)
