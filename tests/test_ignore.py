@@ -259,6 +259,31 @@ def test_a_repository_inside_the_working_tree_is_left_to_itself(repo: Repo) -> N
     inner.fsck_clean()
 
 
+def test_a_repository_of_its_own_holding_a_forced_file_is_skipped_with_a_warning(
+    repo: Repo,
+) -> None:
+    """data/inner, a repository of its own, holds a file added here with --force: `dvfs
+    add data` entered it for that file and skipped the rest of it silently ("skipped
+    2 ignored paths"), where the README promises a warning naming it."""
+    repo.write("data/labels.csv", "id\n")
+    inner = init_repo(repo.root / "data" / "inner")
+    inner.write("forced.csv", "1")
+    repo.ok("add", "data")
+    repo.ok("add", "--force", "data/inner/forced.csv")
+    repo.commit("one")
+    inner.write("forced.csv", "2")
+    inner.write("new.csv", "new")
+    inner.write("d/deep.csv", "deep")
+    r = repo.ok("add", "data")
+    assert warnings_of(r) == [
+        "dvfs: warning: skipping what is untracked in data/inner/, a dvfs repository of "
+        "its own (`dvfs add` inside it tracks its files)"
+    ]
+    assert [s["path"] for s in repo.status()["staged"]] == ["data/inner/forced.csv"]
+    repo.commit("two")
+    repo.fsck_clean()
+
+
 def test_a_clean_status_reads_no_ignore_file(repo: Repo, tmp_path: Path) -> None:
     (tmp_path / "rules").write_text("*\n")
     repo.write("data/labels.csv", "id\n")

@@ -214,13 +214,23 @@ def add(
                 )
         found: dict[bytes, Found] = {}
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+            nested: set[bytes] = set()  # repositories of their own warned about
+
+            def skipping(d: bytes) -> None:
+                """Warn, once, of the repository of its own that directory ``d`` is
+                in, if any, as something in it is skipped."""
+                m = ign.match(d, is_dir=True)
+                top = m.repository if m is not None and m.ignored else None
+                if top is None or top in nested:
+                    return
+                nested.add(top)
+                what = "what is untracked in " if ign.holds_tracked(top) else ""
+                warn(f"skipping {what}{nested_note(top)}")
 
             def enter(d: bytes) -> bool:
                 if ign.ignored(d, is_dir=True):
                     report.ignored += 1
-                    m = ign.match(d, is_dir=True)
-                    if m is not None and m.repository == d:
-                        warn(f"skipping {nested_note(d)}")
+                    skipping(d)
                     return False
                 return True
 
@@ -243,6 +253,8 @@ def add(
                     if not force:
                         kept = _not_ignored(ign, files)
                         report.ignored += len(files) - len(kept)
+                        if d and len(kept) < len(files):
+                            skipping(d)  # (tracked files in it, so it was entered)
                         files = kept
                     if not files:
                         continue
