@@ -176,6 +176,30 @@ def test_pins_swapped_for_a_link_are_neither_taken_nor_cleaned_there(
     fsck_clean(bare.root)
 
 
+def test_entries_of_the_pins_that_are_no_file_neither_stop_gc_nor_are_deleted(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A directory named like a pin in ``.dvfs/pins`` stopped gc with the bare "Is a
+    directory: 123-…", and a symbolic link so named stopped it with "cannot be read
+    (Too many levels of symbolic links)": neither can be a pin (only regular files are),
+    so both are now passed over and left as they are."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    outside = _outside(tmp_path)
+    pins = repo.root / ".dvfs" / "pins"
+    pins.mkdir(exist_ok=True)
+    (pins / "123-0123456789abcdef").mkdir()
+    (pins / "124-0123456789abcdef").symlink_to(outside / "keep")
+    repo.ok("gc")
+    assert sorted(p.name for p in pins.iterdir()) == [
+        "123-0123456789abcdef",
+        "124-0123456789abcdef",
+    ]
+    _untouched(outside)
+    repo.fsck_clean()
+
+
 def test_records_of_changes_swapped_for_a_link_are_neither_kept_nor_pruned_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

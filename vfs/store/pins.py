@@ -24,6 +24,8 @@ the process dies, so a stale pin is told by its lock being free. Format, text::
 
 A pin file is at most ``MAX_PIN`` bytes; a file that does not parse is reported by
 ``live_pins`` as damaged (gc then refuses to delete anything it cannot account for).
+Only regular files are pins (``take`` makes no other kind): a directory, a symbolic
+link or a FIFO there, whatever its name, pins nothing and is left as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -185,11 +188,13 @@ def _live(d: Path, dir_fd: int, clean: bool) -> list[Pin]:
         try:
             flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
             fd = os.open(name, flags, dir_fd=dir_fd)
-        except FileNotFoundError:
-            continue
         except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP):  # gone, or a link: no pin
+                continue
             raise FormatError(f"the pin {path} cannot be read ({exc.strerror})") from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory, a FIFO: no pin
+                continue
             if path in _held:  # ours: flock would be granted to our own other descriptor
                 data = os.pread(fd, MAX_PIN + 1, 0)
                 out.append(_decode(name, data))
