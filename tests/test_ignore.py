@@ -284,6 +284,25 @@ def test_a_repository_of_its_own_holding_a_forced_file_is_skipped_with_a_warning
     repo.fsck_clean()
 
 
+def test_a_name_dvfs_never_stores_kept_out_by_a_rule_does_not_stop_add(repo: Repo) -> None:
+    """A file named like git's or dvfs's own (``.GIT``, ``git~1``) in a directory
+    refused ``dvfs add DIR`` whole, saying only that dvfs never stores the name; a
+    ``.dvfsignore`` rule for it (check-ignore agreed) changed nothing. Now the rule
+    keeps it out, as any ignored path, and the refusal says what to do."""
+    repo.write("data/a.csv", "1")
+    repo.write("data/.GIT", "from a case-insensitive copy")
+    repo.fail(
+        "add", "data",
+        fragments=("cannot add data/.GIT", "rename it, or keep it out with a .dvfsignore rule"),
+    )  # fmt: skip
+    repo.write("data/.dvfsignore", ".GIT\n")
+    r = repo.ok("add", "data")
+    assert "skipped 1 ignored path" in r.out and warnings_of(r) == []
+    assert [s["path"] for s in repo.status()["staged"]] == ["data/.dvfsignore", "data/a.csv"]
+    repo.commit("one")
+    repo.fsck_clean()
+
+
 def test_a_clean_status_reads_no_ignore_file(repo: Repo, tmp_path: Path) -> None:
     (tmp_path / "rules").write_text("*\n")
     repo.write("data/labels.csv", "id\n")

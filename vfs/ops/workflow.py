@@ -227,6 +227,14 @@ def add(
                 what = "what is untracked in " if ign.holds_tracked(top) else ""
                 warn(f"skipping {what}{nested_note(top)}")
 
+            def passed_over(p: bytes) -> bool:
+                """Whether a name dvfs never stores is ignored (left out silently)."""
+                st = lstat_or_none(repo.root, p)
+                if not ign.ignored(p, is_dir=st is not None and statmod.S_ISDIR(st.st_mode)):
+                    return False
+                report.ignored += 1
+                return True
+
             def enter(d: bytes) -> bool:
                 if ign.ignored(d, is_dir=True):
                     report.ignored += 1
@@ -242,8 +250,10 @@ def add(
             for rel in rels:
                 # A directory's files at a time: its path checked once, the names of its
                 # files screened together, the ignore rules for them gathered once.
-                enter_dir = None if force else enter
-                listed = scan_lists(repo.root, rel, warn, strict=True, enter=enter_dir)
+                enter_dir, pass_over = (None, None) if force else (enter, passed_over)
+                listed = scan_lists(
+                    repo.root, rel, warn, strict=True, enter=enter_dir, passed_over=pass_over
+                )
                 for files in _unreadable_stages_nothing(listed):
                     if not files:
                         continue
