@@ -33,9 +33,11 @@ from tests.support.cli import (
 from tests.support.swap import Swap
 from vfs.errors import FormatError, MountError
 from vfs.model.codec import ChunkRef
+from vfs.model.ids import hash_bytes
 from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
 from vfs.remote import config as remote_config
+from vfs.remote.reader import read_cached
 from vfs.repo.repository import Repository
 from vfs.store.pins import live_pins, take
 from vfs.tables import checks, source
@@ -327,6 +329,23 @@ def test_what_is_kept_of_a_remote_is_not_deleted_nor_moved_through_a_swapped_lin
         target.with_name("origin.moved").rename(target)
         shutil.rmtree(repo.dir / "remotes" / "upstream", ignore_errors=True)
     pushed.fsck_clean()
+
+
+def test_a_remote_cache_that_is_a_link_is_not_read(bare: Repository, tmp_path: Path) -> None:
+    """Cached index segments were written through a descriptor but read by path: with
+    ``.dvfs/remotes/NAME`` a symbolic link, what it pointed to was read. Now a segment
+    behind a link is a miss (fetched again from the remote)."""
+    data = b"an index segment"
+    seg = hash_bytes(data).hex()
+    kept = bare.dir / "remotes" / "origin" / "index"
+    kept.mkdir(parents=True)
+    (kept / seg).write_bytes(data)
+    assert read_cached(kept / seg) == data
+    (bare.dir / "remotes" / "origin").rename(tmp_path / "elsewhere")
+    (bare.dir / "remotes" / "origin").symlink_to(tmp_path / "elsewhere")
+    assert read_cached(kept / seg) is None
+    (bare.dir / "remotes" / "origin").unlink()
+    fsck_clean(bare.root)
 
 
 def test_a_remote_cache_swapped_for_a_link_while_fetching_takes_nothing(
