@@ -250,3 +250,23 @@ def test_a_move_killed_before_the_index_is_saved_is_shown_by_status(
     repo.ok("commit", "-m", "moved")
     assert repo.status()["untracked"] == []
     repo.fsck_clean()
+
+
+def test_a_move_into_a_repository_of_its_own_is_refused(repo: Repo) -> None:
+    """``dvfs mv data/a.csv data/inner/a.csv``, data/inner holding a ``.dvfs`` of its
+    own: the outer repository silently took a file of the inner one, which ``dvfs add``
+    refuses without --force (the README: that repository tracks its files)."""
+    committed(repo)
+    (repo.root / "data" / "inner" / ".dvfs").mkdir(parents=True)
+    (repo.root / "data" / "inner" / "deep").mkdir()
+    before = contents_of(repo.root / "data")
+    for dst in ("data/inner/labels.csv", "data/inner/deep/", "data/inner"):
+        assert_error(
+            repo.run("mv", "data/labels.csv", dst),
+            "is in data/inner/, a dvfs repository of its own", "nothing was moved",
+        )  # fmt: skip
+    assert contents_of(repo.root / "data") == before
+    assert staged(repo) == set()
+    repo.ok("mv", "data/labels.csv", "data/raw/labels.csv")
+    repo.ok("commit", "-m", "moved")
+    repo.fsck_clean()

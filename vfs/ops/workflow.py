@@ -31,7 +31,7 @@ from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
-from vfs.repo.repository import Repository
+from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, check_path
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
@@ -487,6 +487,24 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
             f"{show(parent)} is not a directory of the working tree: create it first "
             "(`mkdir -p`); nothing was moved"
         )
+    nested = _repository_above(walker, parent)
+    if nested is not None:  # (whose files that one tracks: as add, which asks --force)
+        raise UsageError(
+            f"cannot move to {show(dst)}: it is in {nested_note(nested)}; nothing was "
+            "moved (to track it there all the same: mv it, then `dvfs add --force` both paths)"
+        )
+
+
+def _repository_above(walker: Walker, d: bytes) -> bytes | None:
+    """The outermost directory at or above ``d`` (the root aside) holding a ``.dvfs``
+    directory, a dvfs repository of its own; None if none does."""
+    parts = d.split(b"/") if d else []
+    for i in range(1, len(parts) + 1):
+        top = b"/".join(parts[:i])
+        st = walker.lstat(top + b"/" + DVFS_DIR.encode())
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return top
+    return None
 
 
 def _missing_source(arg: str, tracked: Sequence[bytes], index: Index) -> str:
