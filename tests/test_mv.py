@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.cli import (
     Repo,
+    Result,
     assert_error,
     cli_env,
     make_repo_fixture,  # noqa: F401  (a fixture)
@@ -269,4 +270,38 @@ def test_a_move_into_a_repository_of_its_own_is_refused(repo: Repo) -> None:
     assert staged(repo) == set()
     repo.ok("mv", "data/labels.csv", "data/raw/labels.csv")
     repo.ok("commit", "-m", "moved")
+    repo.fsck_clean()
+
+
+ACROSS_FILESYSTEMS = """
+import errno, sys
+from vfs.cli import main
+from vfs.ops import workflow
+renaming = workflow.rename_noreplace
+def rename(src_dir, src, dst_dir, dst):
+    if dst == b"raw":  # the second move: the first is put back
+        raise OSError(errno.EXDEV, "Invalid cross-device link", dst)
+    renaming(src_dir, src, dst_dir, dst)
+workflow.rename_noreplace = rename
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_move_to_another_filesystem_is_refused_in_one_line(repo: Repo) -> None:
+    """A destination on another filesystem (a mount point inside the working tree):
+    mv stopped with the bare "Invalid cross-device link: a". Now one line says why and
+    what to do, and what moved before it is put back."""
+    committed(repo)
+    repo.write("other/keep", "k")
+    before = contents_of(repo.root)
+    r = subprocess.run(
+        [sys.executable, "-P", "-c", ACROSS_FILESYSTEMS, "mv", "data/labels.csv", "data/raw",
+         "other/"],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    proc = Result(("mv",), r.returncode, r.stdout, r.stderr.decode(errors="replace"))
+    assert_error(proc, "different filesystems", "nothing was moved", "`dvfs add` both paths")
+    assert contents_of(repo.root) == before
+    assert staged(repo) == set()
     repo.fsck_clean()

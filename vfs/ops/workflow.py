@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 import shlex
 import stat as statmod
@@ -598,7 +599,16 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 old_dir, old_leaf = walker.parent(m.src)
                 new_dir, new_leaf = other.parent(m.dst)
                 before = os.stat(old_leaf, dir_fd=old_dir, follow_symlinks=False)
-                rename_noreplace(old_dir, old_leaf, new_dir, new_leaf)
+                try:
+                    rename_noreplace(old_dir, old_leaf, new_dir, new_leaf)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    raise UsageError(
+                        f"cannot move {show(m.src)} to {show(m.dst)}: they are on different "
+                        "filesystems (a mount point lies between), where mv only renames; "
+                        "nothing was moved (move it with mv, then `dvfs add` both paths)"
+                    ) from None
                 done.append(m)
                 walker.forget(m.src)
                 _restage(index, walker, m, before)
