@@ -305,3 +305,34 @@ def test_a_move_to_another_filesystem_is_refused_in_one_line(repo: Repo) -> None
     assert contents_of(repo.root) == before
     assert staged(repo) == set()
     repo.fsck_clean()
+
+
+GITIGNORE_FULL = """
+import sys
+from vfs.cli import main
+from vfs.errors import StorageFull
+from vfs.ops import workflow
+def full(*args, **kw):
+    raise StorageFull("the disk is full while writing .gitignore: free some space")
+workflow.ignore_paths = full
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_gitignore_that_cannot_be_written_leaves_the_move_as_recorded(repo: Repo) -> None:
+    """mv saved the index, then wrote .gitignore (inside git): when that failed (a full
+    disk) the files were renamed back while the saved index named them moved, so
+    status listed the new paths deleted and mv could not be run again."""
+    committed(repo)
+    r = subprocess.run(
+        [sys.executable, "-P", "-c", GITIGNORE_FULL, "mv", "data/labels.csv", "data/l.csv"],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert r.returncode != 0, r
+    assert (repo.root / "data/l.csv").exists() and not (repo.root / "data/labels.csv").exists()
+    st = repo.status()
+    assert (st["deleted"], st["untracked"]) == ([], []), st
+    assert staged(repo) == {("renamed", "data/labels.csv", "data/l.csv")}
+    repo.ok("commit", "-m", "moved")
+    repo.fsck_clean()

@@ -615,7 +615,6 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
             index.untracked_tops -= noted  # (tracked there now)
             index.head = None
             index.save()
-            ignore_paths(repo.root, [m.dst for m in plan], warn)
         except BaseException:
             for m in reversed(done):  # put back what moved: the index on disk is the old one
                 with contextlib.suppress(OSError):
@@ -623,6 +622,9 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                     old_dir, old_leaf = walker.parent(m.src)
                     rename_noreplace(new_dir, new_leaf, old_dir, old_leaf)
             raise
+        # Moved and recorded: a .gitignore that cannot be written now (a full disk) is
+        # said as it is by add, and never undoes the move the index names.
+        ignore_paths(repo.root, [m.dst for m in plan], warn)
     return plan
 
 
