@@ -33,10 +33,13 @@ from tests.support.cli import (
 from tests.support.swap import Swap
 from vfs.errors import FormatError, MountError
 from vfs.model.codec import ChunkRef
+from vfs.model.ids import hash_bytes
 from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
 from vfs.remote import config as remote_config
+from vfs.remote.reader import read_cached
 from vfs.repo.repository import Repository
+from vfs.store.pins import live_pins, take
 from vfs.tables import checks, source
 
 OUTSIDE = {
@@ -48,6 +51,7 @@ OUTSIDE = {
     "audit.head": b"as the end of a remote's chain",
     "index/" + "0" * 64: b"as a cached index segment",
     "main/upper/f": b"as a mount's working tree",
+    "4194999-0123456789abcdef": b"as a pin whose process is gone",
 }
 
 
@@ -147,6 +151,57 @@ def test_a_row_cache_swapped_for_a_link_takes_no_entry_and_loses_nothing(
     fsck_clean(bare.root)
 
 
+def test_pins_swapped_for_a_link_are_neither_taken_nor_cleaned_there(
+    bare: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.dvfs/pins`` was checked for a link, then listed, written and cleaned by path:
+    a link swapped in between took the pin there and deleted, as stale, any file named
+    like a pin where it pointed."""
+    outside = _outside(tmp_path)
+    pins = bare.dir / "pins"
+    acts: list[Callable[[], object]] = [
+        lambda: live_pins(bare.dir, clean=True),
+        lambda: take(bare.dir, [bytes(32)]),
+    ]
+    for act in acts:
+        pins.mkdir()
+        with monkeypatch.context() as m:
+            swap = Swap(m, pins, outside)
+            with pytest.raises(FormatError, match="is a symbolic link"):
+                act()
+            assert swap.done
+        _untouched(outside)
+        pins.unlink()
+        os.rename(pins.with_name("pins.moved"), pins)
+        assert live_pins(bare.dir, clean=True) == []
+        pins.rmdir()
+    fsck_clean(bare.root)
+
+
+def test_entries_of_the_pins_that_are_no_file_neither_stop_gc_nor_are_deleted(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A directory named like a pin in ``.dvfs/pins`` stopped gc with the bare "Is a
+    directory: 123-…", and a symbolic link so named stopped it with "cannot be read
+    (Too many levels of symbolic links)": neither can be a pin (only regular files are),
+    so both are now passed over and left as they are."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    outside = _outside(tmp_path)
+    pins = repo.root / ".dvfs" / "pins"
+    pins.mkdir(exist_ok=True)
+    (pins / "123-0123456789abcdef").mkdir()
+    (pins / "124-0123456789abcdef").symlink_to(outside / "keep")
+    repo.ok("gc")
+    assert sorted(p.name for p in pins.iterdir()) == [
+        "123-0123456789abcdef",
+        "124-0123456789abcdef",
+    ]
+    _untouched(outside)
+    repo.fsck_clean()
+
+
 def test_records_of_changes_swapped_for_a_link_are_neither_kept_nor_pruned_there(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,6 +239,34 @@ def test_records_of_changes_swapped_for_a_link_are_neither_kept_nor_pruned_there
         _untouched(outside)
         target.unlink()
         target.with_name(target.name + ".moved").rename(target)
+    fsck_clean(root)
+
+
+def test_records_of_changes_planted_behind_a_link_are_not_believed(tmp_path: Path) -> None:
+    """``.dvfs/changes`` a symbolic link (a repository from someone else's archive):
+    the records where it pointed were read and believed, so a planted record made
+    ``changed`` (and what relies on it) name paths a version never touched."""
+    root = tmp_path / "r"
+    (root / "d").mkdir(parents=True)
+    Repository.init(root)
+    api = vfs.Repo(root)
+    for n in range(2):
+        (root / "d" / "a").write_text(str(n))
+        api.add(["d"])
+        api.commit(f"v{n + 1}")
+    repo = Repository(root)
+    head = repo.history.resolve("HEAD")
+    parent = repo.history.version(head).parents[0]
+    top = repo.dir / "changes"
+    assert changed.changed_paths(repo.history, head) == frozenset({b"d/a"})
+    planted = tmp_path / "planted"
+    top.rename(planted)
+    lie = {"v": changed.RECORD_FORMAT, "parent": parent, "paths": [b"d/lie"]}
+    record = changed.record_path(planted, head)
+    record.write_bytes(msgpack.packb(lie, use_bin_type=True))
+    top.symlink_to(planted)
+    assert changed._changed_paths(Repository(root).history, head) == frozenset({b"d/a"})
+    top.unlink()
     fsck_clean(root)
 
 
@@ -246,6 +329,23 @@ def test_what_is_kept_of_a_remote_is_not_deleted_nor_moved_through_a_swapped_lin
         target.with_name("origin.moved").rename(target)
         shutil.rmtree(repo.dir / "remotes" / "upstream", ignore_errors=True)
     pushed.fsck_clean()
+
+
+def test_a_remote_cache_that_is_a_link_is_not_read(bare: Repository, tmp_path: Path) -> None:
+    """Cached index segments were written through a descriptor but read by path: with
+    ``.dvfs/remotes/NAME`` a symbolic link, what it pointed to was read. Now a segment
+    behind a link is a miss (fetched again from the remote)."""
+    data = b"an index segment"
+    seg = hash_bytes(data).hex()
+    kept = bare.dir / "remotes" / "origin" / "index"
+    kept.mkdir(parents=True)
+    (kept / seg).write_bytes(data)
+    assert read_cached(kept / seg) == data
+    (bare.dir / "remotes" / "origin").rename(tmp_path / "elsewhere")
+    (bare.dir / "remotes" / "origin").symlink_to(tmp_path / "elsewhere")
+    assert read_cached(kept / seg) is None
+    (bare.dir / "remotes" / "origin").unlink()
+    fsck_clean(bare.root)
 
 
 def test_a_remote_cache_swapped_for_a_link_while_fetching_takes_nothing(
@@ -570,6 +670,22 @@ def test_a_pack_that_is_a_link_is_named_as_one_by_fsck_and_gc(repo: Repo, tmp_pa
         assert "is a symbolic link" in r.out and "Errno" not in r.out, r
     _untouched(outside)
     link.unlink()
+    repo.fsck_clean()
+
+
+def test_a_pack_that_is_a_fifo_is_named_once_by_fsck_repair_and_gc(repo: Repo) -> None:
+    """A FIFO in a pack's place: fsck --repair and gc said "pack X is damaged and was
+    kept: X is not a regular file", naming it twice in one line."""
+    repo.write("d/a", "1")
+    repo.ok("add", "d")
+    repo.commit("one")
+    fifo = repo.root / ".dvfs" / "objects" / ("pack-" + "1" * 64 + ".pack")
+    os.mkfifo(fifo)
+    for args in (("fsck",), ("fsck", "--repair"), ("gc",)):
+        r = repo.run(*args)
+        assert r.code == 1 and r.out.count(fifo.name) == 1, r
+        assert "is not a regular file" in r.out and "move it out" in r.out, r
+    fifo.unlink()
     repo.fsck_clean()
 
 

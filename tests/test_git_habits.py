@@ -293,6 +293,26 @@ def test_add_of_many_paths_asks_git_which_it_tracks_once(
     repo.fsck_clean()
 
 
+def test_a_name_with_a_line_break_or_trailing_spaces_is_ignored_in_git_as_itself(
+    make_repo: RepoFactory,
+) -> None:
+    """``dvfs add`` of a file named "x<newline>README.md" wrote its pattern over two
+    lines of .gitignore: git then ignored every README.md (code files it should see)
+    and still listed the data file; a name ending in spaces lost them (git strips
+    them), so another path was ignored in its place."""
+    repo = make_repo(git_repo=True)
+    names = ["x\nREADME.md", "trail  "]
+    for name in names:
+        repo.write(name, "data")
+    repo.write("README.md", "code")
+    repo.ok("add", *names)
+    lines = (repo.root / ".gitignore").read_text().split("\n")
+    assert "README.md" not in lines and "/x" not in lines
+    untracked = git(repo.root, "status", "--porcelain", "-z", "--untracked-files=all")
+    assert sorted(p[3:] for p in untracked.split("\0") if p) == [".gitignore", "README.md"]
+    repo.fsck_clean()
+
+
 def test_a_lock_file_as_written_reads_as_yaml_reads_it() -> None:
     """The lock dvfs writes is read without YAML; anything else goes through YAML."""
     oid = "ab" * 32

@@ -259,6 +259,50 @@ def test_a_repository_inside_the_working_tree_is_left_to_itself(repo: Repo) -> N
     inner.fsck_clean()
 
 
+def test_a_repository_of_its_own_holding_a_forced_file_is_skipped_with_a_warning(
+    repo: Repo,
+) -> None:
+    """data/inner, a repository of its own, holds a file added here with --force: `dvfs
+    add data` entered it for that file and skipped the rest of it silently ("skipped
+    2 ignored paths"), where the README promises a warning naming it."""
+    repo.write("data/labels.csv", "id\n")
+    inner = init_repo(repo.root / "data" / "inner")
+    inner.write("forced.csv", "1")
+    repo.ok("add", "data")
+    repo.ok("add", "--force", "data/inner/forced.csv")
+    repo.commit("one")
+    inner.write("forced.csv", "2")
+    inner.write("new.csv", "new")
+    inner.write("d/deep.csv", "deep")
+    r = repo.ok("add", "data")
+    assert warnings_of(r) == [
+        "dvfs: warning: skipping what is untracked in data/inner/, a dvfs repository of "
+        "its own (`dvfs add` inside it tracks its files)"
+    ]
+    assert [s["path"] for s in repo.status()["staged"]] == ["data/inner/forced.csv"]
+    repo.commit("two")
+    repo.fsck_clean()
+
+
+def test_a_name_dvfs_never_stores_kept_out_by_a_rule_does_not_stop_add(repo: Repo) -> None:
+    """A file named like git's or dvfs's own (``.GIT``, ``git~1``) in a directory
+    refused ``dvfs add DIR`` whole, saying only that dvfs never stores the name; a
+    ``.dvfsignore`` rule for it (check-ignore agreed) changed nothing. Now the rule
+    keeps it out, as any ignored path, and the refusal says what to do."""
+    repo.write("data/a.csv", "1")
+    repo.write("data/.GIT", "from a case-insensitive copy")
+    repo.fail(
+        "add", "data",
+        fragments=("cannot add data/.GIT", "rename it, or keep it out with a .dvfsignore rule"),
+    )  # fmt: skip
+    repo.write("data/.dvfsignore", ".GIT\n")
+    r = repo.ok("add", "data")
+    assert "skipped 1 ignored path" in r.out and warnings_of(r) == []
+    assert [s["path"] for s in repo.status()["staged"]] == ["data/.dvfsignore", "data/a.csv"]
+    repo.commit("one")
+    repo.fsck_clean()
+
+
 def test_a_clean_status_reads_no_ignore_file(repo: Repo, tmp_path: Path) -> None:
     (tmp_path / "rules").write_text("*\n")
     repo.write("data/labels.csv", "id\n")

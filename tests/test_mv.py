@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import (
     Repo,
+    Result,
     assert_error,
+    cli_env,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -204,3 +209,130 @@ def test_rename_noreplace_never_replaces(tmp_path: Path) -> None:
         assert (tmp_path / "c").read_text() == "a" and not (tmp_path / "a").exists()
     finally:
         os.close(fd)
+
+
+KILLED_AFTER_RENAME = """
+import os, signal, sys
+from vfs.cli import main
+from vfs.ops import workflow
+renaming = workflow.rename_noreplace
+def rename(*args):
+    renaming(*args)
+    os.kill(os.getpid(), signal.SIGKILL)
+workflow.rename_noreplace = rename
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(("src", "dst"), [("data", "newdata"), ("top.csv", "top2.csv")])
+def test_a_move_killed_before_the_index_is_saved_is_shown_by_status(
+    repo: Repo, src: str, dst: str
+) -> None:
+    """``dvfs mv`` killed between the rename on disk and the index save: status listed
+    the old paths as deleted but not the new ones at all (a new top-level name is not
+    looked in for untracked files), though mv's own doc says they show as untracked.
+    Now they do, and ``dvfs add`` of both records the move."""
+    committed(repo)
+    repo.write("top.csv", "top")
+    repo.ok("add", "top.csv")
+    repo.ok("commit", "-m", "two")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AFTER_RENAME, "mv", src, dst],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (repo.root / src).exists() and (repo.root / dst).exists()
+    st = repo.status()
+    moved = [p.replace(src, dst, 1) for p in st["deleted"]]
+    assert moved and st["untracked"] == moved, st
+    repo.ok("add", src, dst)
+    assert {s for s, _, _ in staged(repo)} == {"renamed"}
+    repo.ok("commit", "-m", "moved")
+    assert repo.status()["untracked"] == []
+    repo.fsck_clean()
+
+
+def test_a_move_into_a_repository_of_its_own_is_refused(repo: Repo) -> None:
+    """``dvfs mv data/a.csv data/inner/a.csv``, data/inner holding a ``.dvfs`` of its
+    own: the outer repository silently took a file of the inner one, which ``dvfs add``
+    refuses without --force (the README: that repository tracks its files)."""
+    committed(repo)
+    (repo.root / "data" / "inner" / ".dvfs").mkdir(parents=True)
+    (repo.root / "data" / "inner" / "deep").mkdir()
+    before = contents_of(repo.root / "data")
+    for dst in ("data/inner/labels.csv", "data/inner/deep/", "data/inner"):
+        assert_error(
+            repo.run("mv", "data/labels.csv", dst),
+            "is in data/inner/, a dvfs repository of its own", "nothing was moved",
+        )  # fmt: skip
+    assert contents_of(repo.root / "data") == before
+    assert staged(repo) == set()
+    repo.ok("mv", "data/labels.csv", "data/raw/labels.csv")
+    repo.ok("commit", "-m", "moved")
+    repo.fsck_clean()
+
+
+ACROSS_FILESYSTEMS = """
+import errno, sys
+from vfs.cli import main
+from vfs.ops import workflow
+renaming = workflow.rename_noreplace
+def rename(src_dir, src, dst_dir, dst):
+    if dst == b"raw":  # the second move: the first is put back
+        raise OSError(errno.EXDEV, "Invalid cross-device link", dst)
+    renaming(src_dir, src, dst_dir, dst)
+workflow.rename_noreplace = rename
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_move_to_another_filesystem_is_refused_in_one_line(repo: Repo) -> None:
+    """A destination on another filesystem (a mount point inside the working tree):
+    mv stopped with the bare "Invalid cross-device link: a". Now one line says why and
+    what to do, and what moved before it is put back."""
+    committed(repo)
+    repo.write("other/keep", "k")
+    before = contents_of(repo.root)
+    r = subprocess.run(
+        [sys.executable, "-P", "-c", ACROSS_FILESYSTEMS, "mv", "data/labels.csv", "data/raw",
+         "other/"],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    proc = Result(("mv",), r.returncode, r.stdout, r.stderr.decode(errors="replace"))
+    assert_error(proc, "different filesystems", "nothing was moved", "`dvfs add` both paths")
+    assert contents_of(repo.root) == before
+    assert staged(repo) == set()
+    repo.fsck_clean()
+
+
+GITIGNORE_FULL = """
+import sys
+from vfs.cli import main
+from vfs.errors import StorageFull
+from vfs.ops import workflow
+def full(*args, **kw):
+    raise StorageFull("the disk is full while writing .gitignore: free some space")
+workflow.ignore_paths = full
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_gitignore_that_cannot_be_written_leaves_the_move_as_recorded(repo: Repo) -> None:
+    """mv saved the index, then wrote .gitignore (inside git): when that failed (a full
+    disk) the files were renamed back while the saved index named them moved, so
+    status listed the new paths deleted and mv could not be run again."""
+    committed(repo)
+    r = subprocess.run(
+        [sys.executable, "-P", "-c", GITIGNORE_FULL, "mv", "data/labels.csv", "data/l.csv"],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert r.returncode != 0, r
+    assert (repo.root / "data/l.csv").exists() and not (repo.root / "data/labels.csv").exists()
+    st = repo.status()
+    assert (st["deleted"], st["untracked"]) == ([], []), st
+    assert staged(repo) == {("renamed", "data/labels.csv", "data/l.csv")}
+    repo.ok("commit", "-m", "moved")
+    repo.fsck_clean()

@@ -122,6 +122,55 @@ def test_a_pack_cut_short_stops_nothing_and_repair_puts_it_aside(repo: Repo, lef
     assert repo.cat("HEAD:b.bin") == (repo.root / "b.bin").read_bytes()
 
 
+def test_a_pack_that_is_a_link_is_read_through_by_no_command(repo: Repo, tmp_path: Path) -> None:
+    """A pack (with its index file) replaced by a symbolic link to a copy elsewhere:
+    fsck named the link, but restore, cat and every other read went through it. Now
+    a link is a damaged pack: its objects are not in the store, and fsck says why."""
+    repo.write("a.bin", os.urandom(10 * KiB))
+    repo.ok("add", "a.bin")
+    repo.commit("one")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for pack in pack_files(repo):
+        pack.rename(elsewhere / pack.name)
+        pack.symlink_to(elsewhere / pack.name)
+    (repo.root / "a.bin").unlink()
+    assert_error(run(repo.root, "restore", "a.bin"), "not in the local store")
+    assert not (repo.root / "a.bin").exists()
+    problems = fsck_problems(repo)
+    assert any("is a symbolic link" in p for p in problems), problems
+    for pack in pack_files(repo):
+        pack.unlink()
+        (elsewhere / pack.name).rename(pack)
+    repo.ok("restore", "a.bin")
+    repo.fsck_clean()
+
+
+def test_a_pack_swapped_for_a_link_after_it_was_listed_is_named_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A pack swapped for a symbolic link once the store had listed the packs was
+    opened through the link; now the read fails with one line saying what is wrong."""
+    from vfs.errors import FormatError
+
+    root = tmp_path / "objects"
+    store = ObjectStore.create(root)
+    oid = store.put(ObjKind.CHUNK, os.urandom(5 * KiB))[0]
+    store.close()
+    fresh = ObjectStore(root)
+    assert fresh.has(oid)
+    (pack,) = root.glob("pack-*.pack")
+    pack.rename(tmp_path / pack.name)
+    pack.symlink_to(tmp_path / pack.name)
+    with pytest.raises(FormatError, match=r"is a symbolic link.*run `dvfs fsck`") as err:
+        fresh.get(oid)
+    assert "\n" not in str(err.value)
+    fresh.close()
+    pack.unlink()
+    (tmp_path / pack.name).rename(pack)
+    assert ObjectStore(root).get(oid)
+
+
 def test_fsck_reports_an_index_that_disagrees_with_the_header(repo: Repo) -> None:
     repo.write("a.bin", os.urandom(300 * KiB))
     repo.write("b.bin", os.urandom(300 * KiB))

@@ -908,3 +908,25 @@ def test_a_linked_row_cache_is_neither_written_nor_emptied(
     source.keep_copy(dvfs, [ChunkRef(b"\1" * 32, source.COPY_MIN)], copy)
     assert [p.name for p in outside.iterdir()] == ["mine.copy"]
     assert (outside / "mine.copy").read_bytes() == b"precious\n"
+
+
+def test_a_linked_row_cache_is_not_read(tmp_path: Path) -> None:
+    """With ``.dvfs/rowcache`` a symbolic link (planted in a repository from someone
+    else, or swapped in), row diffs read entries, facts and whole copies where it
+    pointed and trusted them; now a linked cache is a miss."""
+    dvfs = tmp_path / ".dvfs"
+    dvfs.mkdir()
+    chunks = [ChunkRef(hash_bytes(b"\0" * source.COPY_MIN), source.COPY_MIN)]
+    checks.write_entry(dvfs, "ab" * 32, b"facts")
+    source.keep_facts(dvfs, chunks, [Facts.of(b"\0" * source.COPY_MIN)])
+    copy = tmp_path / "copy"
+    copy.write_bytes(b"\0" * source.COPY_MIN)
+    source.keep_copy(dvfs, chunks, copy)
+    assert checks.read_entry(dvfs, "ab" * 32, 100) == b"facts"  # kept, while no link
+    assert source.kept_facts(dvfs, chunks) is not None
+    (dvfs / "rowcache").rename(tmp_path / "outside")
+    (dvfs / "rowcache").symlink_to(tmp_path / "outside")
+    assert checks.read_entry(dvfs, "ab" * 32, 100) is None
+    assert source.kept_facts(dvfs, chunks) is None
+    assert source.kept_copy(dvfs, chunks, tmp_path / "linked", None) is None
+    assert not (tmp_path / "linked").exists()

@@ -80,6 +80,24 @@ def test_init_in_a_new_directory_and_here(tmp_path: Path) -> None:
     fsck_clean(target)
 
 
+def test_init_where_dvfs_is_a_file_or_a_dangling_link_says_so(tmp_path: Path) -> None:
+    """A file named ``.dvfs`` made init say "already a dvfs repository" while every
+    other command said "not a dvfs repository: run `dvfs init`"; a dangling link so
+    named made it fail with the bare "Not a directory: …/.dvfs.init-PID"."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / ".dvfs").write_text("junk")
+    assert_error(run(here, "init"), ".dvfs is not a directory", "move it away")
+    assert (here / ".dvfs").read_text() == "junk"
+    (here / ".dvfs").unlink()
+    (here / ".dvfs").symlink_to(tmp_path / "nowhere")
+    assert_error(run(here, "init"), ".dvfs is a symbolic link to no directory", "move it away")
+    assert sorted(os.listdir(here)) == [".dvfs"] and not (tmp_path / "nowhere").exists()
+    (here / ".dvfs").unlink()
+    assert_ok(run(here, "init"))
+    fsck_clean(here)
+
+
 # --------------------------------------------------------------------- add / status / commit / log
 
 

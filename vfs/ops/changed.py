@@ -124,11 +124,21 @@ def compute(hist: History, a: bytes | None, b: bytes) -> frozenset[bytes]:
 
 
 def _read(where: Path, parent: bytes) -> frozenset[bytes] | None:
-    """The record at ``where`` if it is whole, valid and about ``parent``; else None."""
+    """The record at ``where`` if it is whole, valid and about ``parent``; else None
+    (also where a link is on the way: records are read, as written, in directories
+    opened without following one)."""
+    top = where.parent.parent
     try:
-        fd = os.open(where, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        shard = open_dir(top.parent, f"{top.name}/{where.parent.name}")
     except OSError:
         return None
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(where.name, flags, dir_fd=shard)
+    except OSError:
+        return None
+    finally:
+        os.close(shard)
     try:
         st = os.fstat(fd)
         size = st.st_size

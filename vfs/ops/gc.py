@@ -371,8 +371,11 @@ def _pack_objects(path: Path, report: GcReport) -> list[PackedObject] | None:
         fd = os.open(path, _READ_FLAGS)
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise FormatError(f"{path.name} is not a regular file: {AWAY}")
+            if not stat.S_ISREG(st.st_mode):  # (a FIFO, a device: named once, as a link is)
+                report.problems.append(
+                    f"pack {path.name} was kept: it is not a regular file: {AWAY}"
+                )
+                return None
             return read_pack_header(fd, st.st_size, path.name)
         finally:
             os.close(fd)
@@ -381,7 +384,8 @@ def _pack_objects(path: Path, report: GcReport) -> list[PackedObject] | None:
         report.problems.append(f"pack {path.name} was kept: it {why}")
         return None
     except FormatError as exc:
-        report.problems.append(f"pack {path.name} is damaged and was kept: {exc}")
+        why = str(exc).removeprefix(f"{path.name}: ")  # (the pack is named once)
+        report.problems.append(f"pack {path.name} is damaged and was kept: {why}")
         return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 import shlex
 import stat as statmod
@@ -31,7 +32,7 @@ from vfs.ops.status import quiet, status, work_state
 from vfs.pipeline.writing import refuse_partial
 from vfs.quoting import shell_word
 from vfs.repo.gitlink import LOCK_FILE, ignore_paths
-from vfs.repo.repository import Repository
+from vfs.repo.repository import DVFS_DIR, Repository
 from vfs.repo.stage import Index, check_path
 from vfs.worktree.ignore import Ignores
 from vfs.worktree.ingest import Hasher
@@ -214,13 +215,31 @@ def add(
                 )
         found: dict[bytes, Found] = {}
         with Ignores(repo.root, lambda: sorted(index.paths()), warn) as ign:
+            nested: set[bytes] = set()  # repositories of their own warned about
+
+            def skipping(d: bytes) -> None:
+                """Warn, once, of the repository of its own that directory ``d`` is
+                in, if any, as something in it is skipped."""
+                m = ign.match(d, is_dir=True)
+                top = m.repository if m is not None and m.ignored else None
+                if top is None or top in nested:
+                    return
+                nested.add(top)
+                what = "what is untracked in " if ign.holds_tracked(top) else ""
+                warn(f"skipping {what}{nested_note(top)}")
+
+            def passed_over(p: bytes) -> bool:
+                """Whether a name dvfs never stores is ignored (left out silently)."""
+                st = lstat_or_none(repo.root, p)
+                if not ign.ignored(p, is_dir=st is not None and statmod.S_ISDIR(st.st_mode)):
+                    return False
+                report.ignored += 1
+                return True
 
             def enter(d: bytes) -> bool:
                 if ign.ignored(d, is_dir=True):
                     report.ignored += 1
-                    m = ign.match(d, is_dir=True)
-                    if m is not None and m.repository == d:
-                        warn(f"skipping {nested_note(d)}")
+                    skipping(d)
                     return False
                 return True
 
@@ -232,8 +251,10 @@ def add(
             for rel in rels:
                 # A directory's files at a time: its path checked once, the names of its
                 # files screened together, the ignore rules for them gathered once.
-                enter_dir = None if force else enter
-                listed = scan_lists(repo.root, rel, warn, strict=True, enter=enter_dir)
+                enter_dir, pass_over = (None, None) if force else (enter, passed_over)
+                listed = scan_lists(
+                    repo.root, rel, warn, strict=True, enter=enter_dir, passed_over=pass_over
+                )
                 for files in _unreadable_stages_nothing(listed):
                     if not files:
                         continue
@@ -243,6 +264,8 @@ def add(
                     if not force:
                         kept = _not_ignored(ign, files)
                         report.ignored += len(files) - len(kept)
+                        if d and len(kept) < len(files):
+                            skipping(d)  # (tracked files in it, so it was entered)
                         files = kept
                     if not files:
                         continue
@@ -465,6 +488,24 @@ def _move_target(index: Index, walker: Walker, src: bytes, dst: bytes) -> None:
             f"{show(parent)} is not a directory of the working tree: create it first "
             "(`mkdir -p`); nothing was moved"
         )
+    nested = _repository_above(walker, parent)
+    if nested is not None:  # (whose files that one tracks: as add, which asks --force)
+        raise UsageError(
+            f"cannot move to {show(dst)}: it is in {nested_note(nested)}; nothing was "
+            "moved (to track it there all the same: mv it, then `dvfs add --force` both paths)"
+        )
+
+
+def _repository_above(walker: Walker, d: bytes) -> bytes | None:
+    """The outermost directory at or above ``d`` (the root aside) holding a ``.dvfs``
+    directory, a dvfs repository of its own; None if none does."""
+    parts = d.split(b"/") if d else []
+    for i in range(1, len(parts) + 1):
+        top = b"/".join(parts[:i])
+        st = walker.lstat(top + b"/" + DVFS_DIR.encode())
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            return top
+    return None
 
 
 def _missing_source(arg: str, tracked: Sequence[bytes], index: Index) -> str:
@@ -497,7 +538,9 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
     new paths are git-ignored as ``add`` does. If a rename or writing the index
     fails, what was renamed is renamed back; a crash in between leaves the files
     moved and the index as it was (``status`` then shows the old paths deleted and
-    the new ones untracked, and ``dvfs add`` of both records the move).
+    the new ones untracked, and ``dvfs add`` of both records the move: a destination
+    whose top-level name holds no tracked file, where ``status`` would look for none,
+    is noted in the index (``Index.note_untracked``) before anything moves).
     """
     with repo.locked(), Walker(repo.root) as walker, Walker(repo.root) as other:
         index = repo.index()
@@ -541,19 +584,37 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 raise UsageError(f"two paths would move to {show(target)}: nothing was moved")
             _move_target(index, walker, src, target)
             plan.append(Move(src, target, len(tracked)))
+        # Where status would not look for untracked files (a new top-level name), the
+        # destinations are noted before anything moves: a crash after the renames then
+        # leaves them listed, as untracked, beside the sources listed as deleted.
+        tops = {m.dst.partition(b"/")[0] for m in plan} - index.untracked_tops
+        dsts = {m.dst for m in plan}
+        noted = {top for top in tops if top in dsts or not index.under(top)}
+        if noted:
+            index.note_untracked(noted)
+            index.save()
         done: list[Move] = []
         try:
             for m in plan:
                 old_dir, old_leaf = walker.parent(m.src)
                 new_dir, new_leaf = other.parent(m.dst)
                 before = os.stat(old_leaf, dir_fd=old_dir, follow_symlinks=False)
-                rename_noreplace(old_dir, old_leaf, new_dir, new_leaf)
+                try:
+                    rename_noreplace(old_dir, old_leaf, new_dir, new_leaf)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    raise UsageError(
+                        f"cannot move {show(m.src)} to {show(m.dst)}: they are on different "
+                        "filesystems (a mount point lies between), where mv only renames; "
+                        "nothing was moved (move it with mv, then `dvfs add` both paths)"
+                    ) from None
                 done.append(m)
                 walker.forget(m.src)
                 _restage(index, walker, m, before)
+            index.untracked_tops -= noted  # (tracked there now)
             index.head = None
             index.save()
-            ignore_paths(repo.root, [m.dst for m in plan], warn)
         except BaseException:
             for m in reversed(done):  # put back what moved: the index on disk is the old one
                 with contextlib.suppress(OSError):
@@ -561,6 +622,9 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                     old_dir, old_leaf = walker.parent(m.src)
                     rename_noreplace(new_dir, new_leaf, old_dir, old_leaf)
             raise
+        # Moved and recorded: a .gitignore that cannot be written now (a full disk) is
+        # said as it is by add, and never undoes the move the index names.
+        ignore_paths(repo.root, [m.dst for m in plan], warn)
     return plan
 
 

@@ -127,11 +127,18 @@ _CACHED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEX
 def read_cached(path: Path) -> bytes | None:
     """The bytes of a cached index segment; None if there is none, or if what is there
     is not a regular file of at most ``SEGMENT_LIMIT`` bytes (a link is never read
-    through, a FIFO never waited on: a damaged cache entry, which tells nothing)."""
+    through, in its place nor on the way below ``.dvfs``: ``open_kept``; a FIFO never
+    waited on: a damaged cache entry, which tells nothing)."""
     try:
-        fd = os.open(path, _CACHED)
+        where = open_kept(path.parent)
     except OSError:
         return None
+    try:
+        fd = os.open(path.name, _CACHED, dir_fd=where)
+    except OSError:
+        return None
+    finally:
+        os.close(where)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > SEGMENT_LIMIT:

@@ -222,10 +222,7 @@ def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | No
     have = {line.strip() for line in text.splitlines()}
     wanted = ["/.dvfs/"]
     for rel in rels:
-        name = os.fsdecode(rel)
-        if any(ch in name for ch in "*?[]!#\\\n") or name.startswith(" "):
-            name = "".join("\\" + ch if ch in "*?[]!#\\" else ch for ch in name)
-        wanted.append("/" + name)
+        wanted.append("/" + _literal(os.fsdecode(rel)))
     new = []
     for pat in wanted:
         parts = pat.rstrip("/").split("/")
@@ -243,6 +240,16 @@ def ignore_paths(root: Path, rels: list[bytes], warn: Callable[[str], None] | No
         text += IGNORE_HEADER + "\n"
     write_atomic(path, (text + "\n".join(new) + "\n").encode("utf-8", "surrogateescape"))
     return True
+
+
+def _literal(name: str) -> str:
+    """A gitignore pattern for ``name`` itself: its glob characters escaped; a line
+    break, which no pattern can hold (it would end the line, and the rest would be a
+    pattern of its own: ``x\\nREADME.md`` ignored every README.md), matched by ``?``;
+    trailing spaces, which git strips, escaped."""
+    out = "".join("\\" + ch if ch in "*?[]!#\\" else "?" if ch in "\n\r" else ch for ch in name)
+    kept = out.rstrip(" ")
+    return kept + "\\ " * (len(out) - len(kept))
 
 
 @dataclass(frozen=True)

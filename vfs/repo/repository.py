@@ -342,8 +342,18 @@ class Repository:
         check_ref_name(branch, "branch")
         root = root.absolute()
         refuse_inside_metadata(root)
-        if (root / DVFS_DIR).exists():
+        if (root / DVFS_DIR).is_dir():  # (as find() tells a repository)
             raise UsageError(f"{root} is already a dvfs repository")
+        if os.path.lexists(root / DVFS_DIR):  # (a file, a link to none: find() passes it by)
+            what = (
+                "a symbolic link to no directory"
+                if _is_link(root / DVFS_DIR)
+                else "not a directory"
+            )
+            raise UsageError(
+                f"{quote_name(str(root / DVFS_DIR))} is {what}, where dvfs keeps a "
+                "repository: move it away, then run `dvfs init` again"
+            )
         if _is_link(root) and not root.exists():  # (mkdir would say "File exists")
             raise UsageError(
                 f"{quote_name(str(root))} is a symbolic link to "

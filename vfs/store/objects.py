@@ -76,6 +76,7 @@ from vfs.model.ids import hash_bytes
 from vfs.store.compression import Compression, compress, compress_many, decode_payload
 from vfs.store.durable import TMP_PREFIX, storage_error, write_atomic
 from vfs.store.pack_files import (
+    LINKED_PACK,
     READ_FLAGS,
     Descriptors,
     Durability,
@@ -217,6 +218,10 @@ class ObjectStore:
                     continue
                 pack = self.root / name
                 idx = pack.with_suffix(".idx")
+                if os.path.islink(pack):  # no pack is read through a link: damaged
+                    self._known.add(pack.name)
+                    self._unreadable.append(pack)
+                    continue
                 try:
                     data = read_index_file(idx)
                     count = check_index(data, str(idx))
@@ -254,7 +259,7 @@ class ObjectStore:
             self._merged = True
 
     def _rebuild_index(self, pack: Path) -> list[PackedObject]:
-        fd = os.open(pack, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = _open_pack(pack)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
@@ -605,7 +610,10 @@ class ObjectStore:
         """Opens pack ``slot`` for direct reads; -1 where the filesystem has no O_DIRECT."""
 
         def opener() -> int:
-            return open_direct(self._packs[slot], READ_FLAGS)
+            try:
+                return open_direct(self._packs[slot], READ_FLAGS)
+            except OSError as exc:
+                raise _linked(exc, self._packs[slot]) from None
 
         return opener
 
@@ -765,7 +773,7 @@ class ObjectStore:
     def _fd(self, slot: int) -> contextlib.AbstractContextManager[int]:
         """A descriptor of pack ``slot``, for the ``with`` block (see :class:`Descriptors`)."""
         path = self._packs[slot]
-        return self._fds.borrow((slot, False), lambda: os.open(path, READ_FLAGS))
+        return self._fds.borrow((slot, False), lambda: _open_pack(path))
 
     def locate(self, oid: bytes) -> tuple[Path, PackedObject]:
         """The pack holding an object and where it lies in it; ObjectMissing if absent."""
@@ -795,7 +803,7 @@ class ObjectStore:
         """
         for slot in {slot for slot, _ in where.values()}:
             self._ready(slot)
-            with contextlib.suppress(OSError), self._fd(slot) as fd:
+            with contextlib.suppress(OSError, FormatError), self._fd(slot) as fd:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
 
     def will_need(self, oids: Iterable[bytes]) -> None:
@@ -829,7 +837,7 @@ class ObjectStore:
                 stop = max(stop, found[at][2])
                 at += 1
             self._ready(slot)
-            with contextlib.suppress(OSError), self._fd(slot) as fd:
+            with contextlib.suppress(OSError, FormatError), self._fd(slot) as fd:
                 os.posix_fadvise(fd, start, stop - start, os.POSIX_FADV_WILLNEED)
 
     def read_many(self, oids: Iterable[bytes]) -> dict[bytes, bytes | memoryview]:
@@ -986,6 +994,22 @@ class ObjectStore:
             return n
         finally:
             os.close(fd)
+
+
+def _open_pack(path: Path) -> int:
+    """Pack ``path`` opened for reading (``READ_FLAGS``); FormatError if it is a link."""
+    try:
+        return os.open(path, READ_FLAGS)
+    except OSError as exc:
+        raise _linked(exc, path) from None
+
+
+def _linked(exc: OSError, path: Path) -> OSError | FormatError:
+    """``exc`` of opening pack ``path``, as FormatError if it is one of a symbolic link
+    (a damaged pack: one put in a pack's place after the store listed them)."""
+    if exc.errno != errno.ELOOP:
+        return exc
+    return FormatError(f"pack {path.name} {LINKED_PACK}; then run `dvfs fsck`")
 
 
 def _being_written(folder: int, name: str) -> bool:

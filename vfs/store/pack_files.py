@@ -47,8 +47,9 @@ OPEN_PACKS = 256  # pack descriptors kept open at most (see Descriptors)
 RECENT_PACKS = 300  # s: another process's pack younger may still wait to be written back
 
 # Packs are opened non-blocking: a FIFO in a pack's place fails a read instead of
-# hanging the command (reads of regular files ignore the flag).
-READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+# hanging the command (reads of regular files ignore the flag); and never through a
+# symbolic link (one in a pack's place is a damaged pack: ELOOP, LINKED_PACK).
+READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 AWAY = "move it out of .dvfs/objects"
 LINKED_PACK = (
     "is a symbolic link, which dvfs checks and rewrites no pack through: put the pack "
@@ -57,8 +58,14 @@ LINKED_PACK = (
 
 
 def read_index_file(path: Path) -> bytes:
-    """An index file's bytes; FormatError if it is no regular file or too large to be one."""
-    fd = os.open(path, READ_FLAGS)
+    """An index file's bytes; FormatError if it is no regular file (a link, say) or too
+    large to be one."""
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise FormatError(f"{path}: not a pack index (a symbolic link)") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INDEX_BYTES:
@@ -98,7 +105,7 @@ def check_pack(path: Path) -> str | None:
     name = path.name.removeprefix("pack-").removesuffix(".pack")
     try:
         try:
-            fd = os.open(path, READ_FLAGS | os.O_NOFOLLOW)
+            fd = os.open(path, READ_FLAGS)
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise

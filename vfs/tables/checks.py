@@ -91,15 +91,19 @@ def entry_name(header: bytes, chunks: Sequence[ChunkRef]) -> str:
 
 
 def read_entry(dvfs_dir: Path | None, entry: str, limit: int) -> bytes | None:
-    """The first ``limit`` bytes of cache entry ``entry`` (a link is not followed), or
-    None if there is none, it is not a regular file (a FIFO would block the open
-    without ``O_NONBLOCK``) or it cannot be read."""
-    if dvfs_dir is None:
+    """The first ``limit`` bytes of cache entry ``entry`` (a link is not followed, in
+    its place nor in the row cache's: :func:`open_read`), or None if there is none,
+    it is not a regular file (a FIFO would block the open without ``O_NONBLOCK``) or
+    it cannot be read."""
+    where = open_read(dvfs_dir)
+    if where is None:
         return None
     try:
-        fd = os.open(dvfs_dir / DIR / entry, READ_FLAGS)
+        fd = os.open(entry, READ_FLAGS, dir_fd=where)
     except OSError:
         return None
+    finally:
+        os.close(where)
     try:
         with os.fdopen(fd, "rb") as f:
             return f.read(limit) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
@@ -148,6 +152,19 @@ def open_cache(dvfs_dir: Path) -> int | None:
     nothing is kept, nor deleted, where one points. The caller closes it."""
     try:
         return open_dir(dvfs_dir, DIR, make=True)
+    except OSError:
+        return None
+
+
+def open_read(dvfs_dir: Path | None) -> int | None:
+    """A descriptor of ``dvfs_dir/rowcache`` to read entries in by name; None if there
+    is none or it is a symbolic link (one planted there, by whoever made the repository
+    or swapped in at any moment, is never read through: what is kept there is
+    trusted). The caller closes it."""
+    if dvfs_dir is None:
+        return None
+    try:
+        return open_dir(dvfs_dir, DIR)
     except OSError:
         return None
 

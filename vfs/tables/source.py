@@ -391,10 +391,15 @@ def kept_copy(
     size = sum(c.size for c in chunks)
     if cache is None or not COPY_MIN <= size <= COPY_MAX:
         return None
+    where = checks.open_read(cache)  # (never through a link)
+    if where is None:
+        return None
     try:
-        os.link(cache / checks.DIR / _copy_name(chunks), dest, follow_symlinks=False)
+        os.link(_copy_name(chunks), dest, src_dir_fd=where, follow_symlinks=False)
     except OSError:
         return None
+    finally:
+        os.close(where)
     facts: list[Facts] = []
     try:
         fd = os.open(dest, checks.READ_FLAGS)  # a link is refused, a FIFO does not block

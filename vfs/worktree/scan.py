@@ -129,6 +129,9 @@ def odd_warning(path: bytes) -> str:
     return f"skipping {show(path)}: not a regular file, directory or link"
 
 
+RESERVED_HINT = ": rename it, or keep it out with a .dvfsignore rule"
+
+
 def reserved_message(path: bytes) -> str:
     """Why a path with a reserved name is never stored."""
     name = path.rpartition(b"/")[2]
@@ -149,11 +152,13 @@ def scan(
     strict: bool = False,
     skipped: list[bytes] | None = None,
     enter: Callable[[bytes], bool] | None = None,
+    passed_over: Callable[[bytes], bool] | None = None,
 ) -> Iterator[Found]:
     """Every file and symlink at or below ``rel``, depth first (nothing if ``rel`` is gone).
 
     ``enter``, if given, says which subdirectories to go into (``vfs.worktree.ignore`` leaves
-    ignored ones out).
+    ignored ones out); ``passed_over``, which names dvfs never stores to leave out
+    without a word (ignored ones: see :func:`enterable`).
 
     FIFOs, sockets and devices are skipped with a warning; ``.dvfs`` and ``.git`` are
     never entered. Other names dvfs never stores (:func:`reserved_in`), and
@@ -163,7 +168,10 @@ def scan(
     cannot be read raises FileUnreadable; with ``skipped``, it gets a warning and is
     added there instead.
     """
-    for files in scan_lists(root, rel, warn, strict=strict, skipped=skipped, enter=enter):
+    lists = scan_lists(
+        root, rel, warn, strict=strict, skipped=skipped, enter=enter, passed_over=passed_over
+    )
+    for files in lists:
         yield from files
 
 
@@ -175,6 +183,7 @@ def scan_lists(
     strict: bool = False,
     skipped: list[bytes] | None = None,
     enter: Callable[[bytes], bool] | None = None,
+    passed_over: Callable[[bytes], bool] | None = None,
 ) -> Iterator[list[Found]]:
     """What :func:`scan` finds, a directory's files at a time (a file itself: alone).
 
@@ -195,7 +204,7 @@ def scan_lists(
         while stack:
             listing = list_dir_or_skip(walker, stack.pop(), warn, skipped)
             yield listing.files
-            subdirs = enterable(listing, warn, strict=strict)
+            subdirs = enterable(listing, warn, strict=strict, passed_over=passed_over)
             stack += subdirs if enter is None else [d for d in subdirs if enter(d)]
 
 
@@ -212,20 +221,28 @@ def list_dir_or_skip(walker: Walker, d: bytes, warn: Warn, skipped: list[bytes] 
         return Listing([], [], [], [])
 
 
-def enterable(listing: Listing, warn: Warn, *, strict: bool = False) -> list[bytes]:
+def enterable(
+    listing: Listing,
+    warn: Warn,
+    *,
+    strict: bool = False,
+    passed_over: Callable[[bytes], bool] | None = None,
+) -> list[bytes]:
     """The subdirectories of a listing to scan, after a warning for what is skipped.
 
     Reserved names and directories nested deeper than MAX_DEPTH are refused with a
-    UsageError instead if ``strict`` (see :func:`scan`).
+    UsageError instead if ``strict`` (see :func:`scan`). A reserved name for which
+    ``passed_over`` is true (the caller's ignore rules keep it out) is neither.
     """
 
-    def refuse(message: str) -> None:
+    def refuse(message: str, hint: str = "") -> None:
         if strict:
-            raise UsageError(f"cannot add {message}; nothing was staged")
+            raise UsageError(f"cannot add {message}{hint}; nothing was staged")
         warn(f"skipping {message}")
 
     for p in listing.reserved:
-        refuse(reserved_message(p))
+        if passed_over is None or not passed_over(p):
+            refuse(reserved_message(p), RESERVED_HINT)
     for p in listing.odd:
         warn(odd_warning(p))
     subdirs = listing.subdirs
