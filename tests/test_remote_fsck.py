@@ -28,8 +28,8 @@ from tests.support.remote import (  # noqa: F401  (fixtures)
 from tests.test_remote_gc import manifests
 from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
-from vfs.remote.check import find_remote, fsck_remote
-from vfs.remote.config import Meter
+from vfs.remote.check import fsck_remote
+from vfs.remote.config import Meter, get_remote
 from vfs.remote.layout import decode_segment
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
@@ -176,7 +176,7 @@ def test_fsck_remote_reads_the_index_again_when_a_gc_replaces_a_segment(
 
     monkeypatch.setattr(Meter, "get_small", replaced_once)
     here = Repository(repo.root)
-    got = fsck_remote(here, find_remote(here, None))
+    got = fsck_remote(here, get_remote(here, None, record=False))
     assert gone and got.clean and got.segments == 2 and got.versions == 2, got
     repo.fsck_clean()
 

@@ -103,10 +103,11 @@ def fsck_cmd(repair: bool, as_json: bool, remote_name: str | None, data: bool) -
 
 def _remote_fsck(name: str | None, data: bool, as_json: bool) -> None:
     """``dvfs fsck --remote [NAME] [--data]``."""
-    from vfs.remote.check import find_remote, fsck_remote
+    from vfs.remote.check import fsck_remote
+    from vfs.remote.config import get_remote
 
     repo = repo_here()
-    spec = find_remote(repo, name)
+    spec = get_remote(repo, name, record=False)
     r = fsck_remote(repo, spec, data=data)
     if as_json:
         emit_json(r.as_json())

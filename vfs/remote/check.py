@@ -46,8 +46,8 @@ from vfs.errors import (
 from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.ids import hash_bytes, hasher
 from vfs.model.version_codec import decode_version
-from vfs.quoting import quote_given, quote_name
-from vfs.remote.config import Meter, RemoteSpec, connect, default_remote, refuse_inside, remotes
+from vfs.quoting import quote_name
+from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import (
     FORMAT_KEY,
     INDEX,
@@ -128,27 +128,6 @@ def _q(name: str) -> str:
     """A name from the remote, quoted for a message (escaped if it holds controls)."""
     shown = quote_name(name)
     return shown if shown != name else f"'{name}'"
-
-
-def find_remote(repo: Repository, name: str | None) -> RemoteSpec:
-    """The remote called ``name`` (default: the default remote), as
-    ``vfs.remote.config.get_remote`` finds it, but recording nothing in the repository."""
-    known = remotes(repo)
-    if name is None:
-        name = default_remote(repo)
-        if name is None:
-            if not known:
-                raise UsageError("no remote is configured: run `dvfs remote add NAME URL`")
-            raise UsageError(
-                "several remotes and no default: pass --remote NAME or run "
-                "`dvfs remote default NAME`"
-            )
-    spec = known.get(name)
-    if spec is None:
-        have = ", ".join(sorted(known)) or "none"
-        raise UsageError(f"unknown remote {quote_given(name)} (remotes: {have}): `dvfs remote add`")
-    refuse_inside(repo.root, spec)
-    return spec
 
 
 class _Problems:

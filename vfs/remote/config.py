@@ -211,8 +211,12 @@ def shared_by_default(repo: Repository) -> bool:
     return in_git(repo.root)
 
 
-def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
-    """The remote called ``name`` (default: the default remote); UsageError if unknown."""
+def get_remote(repo: Repository, name: str | None, *, record: bool = True) -> RemoteSpec:
+    """The remote called ``name`` (default: the default remote); UsageError if unknown.
+
+    ``record``: note where the remote's copies come from (``note_location``); a
+    command that must write nothing in the repository (``fsck --remote``) passes False.
+    """
     known = remotes(repo)
     if name is None:
         name = default_remote(repo)
@@ -228,7 +232,8 @@ def get_remote(repo: Repository, name: str | None) -> RemoteSpec:
         have = ", ".join(sorted(known)) or "none"
         raise UsageError(f"unknown remote {quote_given(name)} (remotes: {have}): `dvfs remote add`")
     refuse_inside(repo.root, spec)
-    note_location(repo, spec)
+    if record:
+        note_location(repo, spec)
     return spec
 
 
