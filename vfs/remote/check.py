@@ -76,7 +76,7 @@ from vfs.remote.reader import (
 from vfs.repo.repository import Repository, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.objects import ObjKind
-from vfs.store.packs import FOOTER, PackedObject, name_matches, parse_footer, parse_header
+from vfs.store.packs import FOOTER, RECORD, PackedObject, name_matches, parse_footer, parse_header
 
 SHOWN = 20  # problems of one kind named one by one; the rest are counted in one line
 DATA_JOBS = 4  # packs read at a time with --data (each at most MAX_RANGE in memory)
@@ -523,7 +523,7 @@ def _min_size(objs: dict[bytes, PackedObject]) -> int:
     """The least a pack holding ``objs`` can measure: its last object, then a header
     record for each (a pack may hold more than its entries say) and the footer."""
     end = max((o.offset + o.stored_len for o in objs.values()), default=4)
-    return end + 50 * len(objs) + FOOTER.size
+    return end + RECORD.size * len(objs) + FOOTER.size
 
 
 def _packs(
