@@ -27,6 +27,7 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.pipeline import PY, staged_paths
+from vfs._os.helper_process import process_tag
 from vfs.cli.pipeline import pipeline_here
 from vfs.pipeline import backups, runner
 from vfs.pipeline.plan import Options
@@ -641,4 +642,25 @@ def test_a_directory_output_moved_aside_is_neither_listed_nor_staged(tmp_path: P
     assert ".tmp-" not in json.dumps(repo.status())
     repo.ok("add", "out")
     assert not any(".tmp-" in p for p in staged_paths(repo))
+    repo.fsck_clean()
+
+
+def test_experiments_a_slash_b_and_a_underscore_b_run_at_once(tmp_path: Path) -> None:
+    # `/` became `_` in the name of an experiment's working tree: while `exp run -n a_b`
+    # ran, `exp run -n a/b` was refused as "being run by another command now"
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "echo made > out\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--", "sh", "step.sh")
+    repo.ok("add", "step.sh")
+    repo.commit("a stage")
+    exp = repo.root / ".dvfs" / "exp"
+    busy = exp / f"a_b.tmp-{process_tag()}"  # what a command that runs `-n a_b` holds
+    busy.mkdir(parents=True)
+    repo.ok("exp", "run", "-n", "a/b")
+    assert_error(repo.run("exp", "run", "-n", "a_b"), "experiment a_b is being run")
+    busy.rmdir()
+    (exp / f"a%b.tmp-{process_tag()}").mkdir()  # and one that runs `-n a/b`
+    repo.ok("exp", "run", "-n", "a_b")
+    (exp / f"a%b.tmp-{process_tag()}").rmdir()
+    assert {e["name"] for e in repo.json("exp", "list", "--json")} == {"a/b", "a_b"}
     repo.fsck_clean()
