@@ -45,6 +45,7 @@ from tests.support.mount import (
 from tests.support.waiting import wait_for
 from tests.test_worktree import Worktree, errno_of, wt_fixture
 from vfs import ChunkRef, Entry, Kind, read_journal
+from vfs._os.helper_process import process_start
 from vfs.model.codec import encode_tree
 from vfs.model.version_codec import encode_version
 from vfs.mount import mounts
@@ -287,7 +288,7 @@ def test_umount_never_signals_a_process_that_took_a_dead_daemons_pid(
         assert Path(rec.cache_dir, "daemon.log").stat().st_mode & 0o777 == 0o600
         assert mounts.record_path(mnt).parent.stat().st_mode & 0o777 == 0o700
         os.kill(rec.pid, signal.SIGKILL)
-        while mounts.process_start(rec.pid) is not None:
+        while process_start(rec.pid) is not None:
             time.sleep(0.01)
         # the daemon's pid now names another process, as after pid reuse
         mounts.write_record(replace(rec, pid=sleeper.pid))
@@ -301,7 +302,7 @@ def test_umount_never_signals_a_process_that_took_a_dead_daemons_pid(
         assert mounts.read_record(mnt) is None
 
         # a record of another boot, naming a process that started at the same tick
-        start = mounts.process_start(sleeper.pid)
+        start = process_start(sleeper.pid)
         assert start is not None
         mounts.write_record(replace(rec, pid=sleeper.pid, start=start, boot="an-earlier-boot"))
         assert_error(dvfs(root, home, "umount", str(mnt)), "is not mounted")

@@ -27,8 +27,11 @@ from tests.support.cli import (
     warnings_of,
 )
 from tests.support.pipeline import PY, staged_paths
+from vfs._os.helper_process import process_tag
 from vfs.cli.pipeline import pipeline_here
+from vfs.model.version_codec import StageRecord
 from vfs.pipeline import backups, runner
+from vfs.pipeline import runs as runs_file
 from vfs.pipeline.plan import Options
 from vfs.pipeline.repro import Repro
 from vfs.pipeline.runner import Finished, Output
@@ -641,4 +644,65 @@ def test_a_directory_output_moved_aside_is_neither_listed_nor_staged(tmp_path: P
     assert ".tmp-" not in json.dumps(repo.status())
     repo.ok("add", "out")
     assert not any(".tmp-" in p for p in staged_paths(repo))
+    repo.fsck_clean()
+
+
+def test_experiments_a_slash_b_and_a_underscore_b_run_at_once(tmp_path: Path) -> None:
+    # `/` became `_` in the name of an experiment's working tree: while `exp run -n a_b`
+    # ran, `exp run -n a/b` was refused as "being run by another command now"
+    repo = init_repo(tmp_path / "repo")
+    repo.write("step.sh", "echo made > out\n")
+    repo.ok("run", "-n", "s", "-d", "step.sh", "-o", "out", "--", "sh", "step.sh")
+    repo.ok("add", "step.sh")
+    repo.commit("a stage")
+    exp = repo.root / ".dvfs" / "exp"
+    busy = exp / f"a_b.tmp-{process_tag()}"  # what a command that runs `-n a_b` holds
+    busy.mkdir(parents=True)
+    repo.ok("exp", "run", "-n", "a/b")
+    assert_error(repo.run("exp", "run", "-n", "a_b"), "experiment a_b is being run")
+    busy.rmdir()
+    (exp / f"a%b.tmp-{process_tag()}").mkdir()  # and one that runs `-n a/b`
+    repo.ok("exp", "run", "-n", "a_b")
+    (exp / f"a%b.tmp-{process_tag()}").rmdir()
+    assert {e["name"] for e in repo.json("exp", "list", "--json")} == {"a/b", "a_b"}
+    repo.fsck_clean()
+
+
+def test_repro_of_a_chain_makes_each_stage_s_runs_text_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dvfs.runs, written after each stage, was made anew from every stage's record each
+    # time: a chain of N stages made N * (N + 1) / 2 stage texts (a 1024-stage repro
+    # took minutes). Each stage's text is made once now; the file is still written
+    # whole after each stage (what a kill -9 leaves: test_kill_9_never_records_...)
+    repo = init_repo(tmp_path / "repo")
+    n = 20
+    repo.write("s0", "0\n")
+    repo.ok("add", "s0")
+    lines = ["stages:"]
+    for i in range(1, n + 1):
+        lines += [
+            f"  s{i}:",
+            f"    cmd: echo {i} > s{i}",
+            f"    deps: [s{i - 1}]",
+            f"    outs: [s{i}]",
+        ]
+    repo.write("dvfs.yaml", "\n".join(lines) + "\n")
+    made: list[str] = []
+    real = runs_file._plain
+
+    def plain(s: StageRecord) -> dict[str, object]:
+        made.append(s.name)
+        return real(s)
+
+    monkeypatch.setattr(runs_file, "_plain", plain)
+    monkeypatch.chdir(repo.root)
+    ws, _, dag = pipeline_here()
+    with Workers(2) as w:
+        out = Repro(ws, dag, w, lambda _: None, lambda _: None, Output()).run(Options())
+    ws.close()
+    assert not out.failed and sorted(made) == sorted(f"s{i}" for i in range(1, n + 1))
+    data = repo.read("dvfs.runs")
+    assert data == runs_file.dump(runs_file.parse(data))
+    assert repo.read(f"s{n}") == f"{n}\n".encode()
     repo.fsck_clean()

@@ -148,6 +148,37 @@ def test_garbage_never_decodes_to_anything_but_format_errors(data: bytes) -> Non
         decode_version(msgpack.packb(rec, use_bin_type=True))
 
 
+def test_runs_writer_writes_what_dump_writes() -> None:
+    """``dvfs repro`` writes ``dvfs.runs`` after each stage through a Writer, which makes
+    each stage's text once: the bytes are those of a full dump, also as stages come,
+    change and go, and what dump refuses it refuses."""
+    shared = {"layers": [64, 32], "opt": {"name": "adam"}}  # one object in two stages
+    odd = stage(
+        "odd",
+        cmd="python x.py " + "--flag value " * 20,  # folded over lines
+        deps=((os.fsencode("dat/é ü"), ID),),
+        outs=((b"odd.out", ID),),
+        params=((b"p.yaml", "model", shared), (b"q.yaml", "model", shared)),
+        metrics=(),
+    )
+    a = stage("a", outs=((b"a.out", ID),), metrics=())
+    w = runs.Writer()
+    states = [
+        {"train": stage()},
+        {"train": stage(), "odd": odd},
+        {"train": stage(cmd="python train.py --again"), "odd": odd, "a": a},
+        {"odd": odd},
+        {},
+    ]
+    for stages in states:
+        assert w.dump(stages) == runs.dump(stages)
+        assert runs.parse(w.dump(stages)) == stages
+    two = {"a": stage("a", metrics=()), "b": stage("b", metrics=())}  # an out of both
+    for write in (runs.dump, w.dump):
+        with pytest.raises(FormatError, match="two stages"):
+            write(two)
+
+
 def test_runs_file_round_trips_and_is_strict() -> None:
     s = stage(cmd=("python", "train.py"))
     data = runs.dump({"train": s})

@@ -8,6 +8,8 @@ command line.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.cli import Repo, assert_ok, init_repo
-from vfs.tables import engine
+from vfs._os.helper_process import process_start, process_tag
+from vfs.tables import engine, source
 from vfs.tables.formats import MAX_LINE
 
 
@@ -317,3 +320,23 @@ def test_a_sample_without_quotes_is_sniffed_as_duckdb_sniffs_it_on_its_own(
         assert eng.sniff("csv", path, path.stat().st_size) == searched
     finally:
         eng.close()
+
+
+def test_scratch_left_by_a_process_whose_pid_another_took_is_removed(tmp_path: Path) -> None:
+    """Row diff scratch directories were judged by their pid alone: one a killed diff
+    left stayed for ever once a process started later had its pid. They are named by
+    pid and start time now; what a process that runs left stays (also under the names
+    of older versions), what a gone one left goes."""
+    pid = os.getpid()
+    start = process_start(pid)
+    assert start is not None
+    dead = subprocess.Popen(["true"])  # (its pid: no process has it once it is waited for)
+    dead.wait()
+    stale = [f"rows-{pid}-{start + 1}-abc_1234", f"rows-{dead.pid}-abc_1234"]
+    kept = [f"rows-{pid}-{start}-abc_1234", f"rows-{pid}-abc_1234", "rows-x-1", "rows-notes"]
+    for name in stale + kept:
+        (tmp_path / name).mkdir()
+    with source.scratch(tmp_path) as mine:
+        assert mine.name.startswith(f"rows-{process_tag()}-")
+        assert sorted(os.listdir(tmp_path)) == sorted([*kept, mine.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)

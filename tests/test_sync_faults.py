@@ -50,6 +50,7 @@ from tests.support.loopback import free_ports
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server, use_aws_keys
 from tests.test_sync import transfer
+from vfs._os.helper_process import process_start
 from vfs.model.codec import Entry, Kind
 from vfs.model.ids import hash_bytes
 from vfs.ops.sync import STOP_ENV
@@ -526,6 +527,22 @@ def test_a_clone_killed_as_soon_as_its_repository_is_made_is_finished_by_pull(
     assert k.read("d/x") == b"x\n"
     assert [b["name"] for b in k.json("branch", "-r", "--json")] == ["origin/main"]
     k.fsck_clean()
+
+
+def test_an_init_leftover_whose_pid_another_process_took_is_removed(tmp_path: Path) -> None:
+    """``init`` judged a ``.dvfs.init-*`` leftover by its pid alone: once a process
+    started later had the dead process's pid, the leftover was kept for ever. It is
+    now named by pid and start time: a leftover whose pid runs with another start
+    time goes, the one of a process that still runs stays."""
+    pid = os.getpid()
+    start = process_start(pid)
+    assert start is not None
+    stale, live = f".dvfs.init-{pid}-{start + 1}", f".dvfs.init-{pid}-{start}"
+    for name in (stale, live):
+        (tmp_path / "i" / name / "objects").mkdir(parents=True)
+    assert_ok(run(tmp_path, "init", "i"))
+    assert sorted(os.listdir(tmp_path / "i")) == [".dvfs", live]
+    Repo(tmp_path / "i").fsck_clean()
 
 
 # ``dvfs ARGS`` that kill -9s itself when the staging index is saved, before or after

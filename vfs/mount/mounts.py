@@ -56,6 +56,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vfs._os.helper_process import process_start
 from vfs._os.mount_table import FS_TYPES, OVERLAY_TYPE, mount_table
 from vfs.errors import DvfsError, MountError, UsageError
 from vfs.mount import control
@@ -311,21 +312,6 @@ def boot_id() -> str:
         return BOOT_ID.read_text().strip()
     except OSError:
         return ""
-
-
-def process_start(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks after boot); None if it is gone.
-
-    A zombie counts as gone: it has exited, only its parent has not reaped it.
-    """
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text.rpartition(")")[2].split()  # the name, in (), may hold anything
-    if len(fields) < 20 or fields[0] == "Z":
-        return None
-    return int(fields[19])
 
 
 def process_stopped(pid: int) -> bool:

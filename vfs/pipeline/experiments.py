@@ -4,15 +4,16 @@
 tree and the staging index as they are:
 
 1. a working tree of the experiment's own is made in
-   ``.dvfs/exp/<name>.tmp-<pid>-<start>`` (the pid and start time of the command
-   running it, so that a tree a killed command left is told from one in use, even once
-   another process has its pid; under the repository lock, which claims the name:
-   without ``-n``, the first ``exp-N`` that neither a branch nor a running experiment
-   has), holding copies of
-   what the selected stages read and make as the working tree holds them now:
-   ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and outputs (links as they
-   are: a dep that is, or holds, a relative link the copy would resolve elsewhere,
-   out of the working tree or to a path not copied, is refused);
+   ``.dvfs/exp/<name>.tmp-<pid>-<start>`` (each ``/`` of the name as ``%``, so that
+   no two names share a tree; the pid and start time of the command running it, so
+   that a tree a killed command left is told from one in use, even once another
+   process has its pid; under the repository lock, which claims the name: without
+   ``-n``, the first ``exp-N`` that neither a branch nor a running experiment has),
+   holding copies of what the selected stages read and make as the working tree
+   holds them now: ``dvfs.yaml``, ``dvfs.runs``, their params files, deps and
+   outputs (links as they are: a dep that is, or holds, a relative link the copy
+   would resolve elsewhere, out of the working tree or to a path not copied, is
+   refused);
 2. each ``-S [FILE:]KEY=VALUE`` is set in its params file there (default the
    ``params.yaml`` of the current directory, as for ``dvfs run -p``; the value typed
    as YAML 1.2, as ``commit --param`` types it); a KEY no selected stage reads, or
@@ -205,8 +206,15 @@ def _open_base(repo: Repository) -> int:
 
 
 def _tree_name(name: str) -> str:
-    """The start of the name of experiment ``name``'s working tree in ``.dvfs/exp``."""
-    return name.replace("/", "_")
+    """The start of the name of experiment ``name``'s working tree in ``.dvfs/exp``:
+    ``name`` with each ``/`` as ``%``, which no name holds (``check_ref_name``), so that
+    no two names share a tree name (``a/b`` and ``a_b`` did, when ``/`` became ``_``).
+
+    Older versions wrote ``_`` for ``/``: while one of them runs an experiment whose
+    name holds a ``/``, this version does not see that name as taken; once that
+    command is gone, its tree is removed all the same (by its process tag).
+    """
+    return name.replace("/", "%")
 
 
 def _running(base: int) -> set[str]:

@@ -211,6 +211,7 @@ class Repro:
         self.state = TreeState(ws, workers, self.warn)
         self.cache = RunCache(ws.repo) if ws.repo is not None else None
         self.runs = self._load_runs()
+        self.runs_writer = runs_file.Writer()  # (dvfs.runs is written after each stage)
         self.facts: RunFacts | None = None
         self.params_docs: dict[bytes, Any] = {}
         self.to_stage: dict[bytes, Staged] = {}  # outputs of recorded runs
@@ -480,7 +481,7 @@ class Repro:
             if name != record.name and any(p in outs for p, _ in other.outs):
                 del self.runs[name]
         self.runs[record.name] = record
-        self.ws.write(RUNS_FILE.encode(), runs_file.dump(self.runs))
+        self.ws.write(RUNS_FILE.encode(), self.runs_writer.dump(self.runs))
         self.recorded = True
         self.state.forget([RUNS_FILE.encode()])
         self.state.memo.update({p: i for p, i in record.outs})
@@ -530,7 +531,7 @@ class Repro:
             hit.params, tuple(sorted(stage.metrics)), hit.run,
         )  # fmt: skip
         self.runs[stage.name] = record
-        self.ws.write(RUNS_FILE.encode(), runs_file.dump(self.runs))
+        self.ws.write(RUNS_FILE.encode(), self.runs_writer.dump(self.runs))
         self.recorded = True
         self.state.forget([RUNS_FILE.encode()])
         self.to_stage.update(done)

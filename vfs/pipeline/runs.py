@@ -97,6 +97,57 @@ def dump(stages: Mapping[str, StageRecord]) -> bytes:
     return (HEADER + yaml12.dump(body)).encode("utf-8", "surrogateescape")
 
 
+class Writer:
+    """Runs files for a command that writes one after each stage (``dvfs repro``).
+
+    :func:`dump` makes the YAML of every stage each time, so that a chain of N stages
+    cost N dumps of up to N stages: a 1024-stage repro spent minutes in it. Here the
+    text of each stage is made (and checked, as :func:`dump` checks it) once, when its
+    record changes; the file is the same bytes :func:`dump` makes, so it is still
+    written whole, atomically, after each stage. Texts made apart join into the text
+    of the whole, as the entries of a block mapping do not depend on one another, and
+    no two stages share an object (which YAML would write as an anchor and an alias):
+    ``_plain`` builds each afresh.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[str, tuple[StageRecord, str]] = {}
+
+    def dump(self, stages: Mapping[str, StageRecord]) -> bytes:
+        """What :func:`dump` returns for ``stages`` (FormatError where it raises one)."""
+        if not stages or len(stages) > MAX_STAGES:
+            return dump(stages)
+        parts = []
+        outs: set[bytes] = set()
+        for name in sorted(stages):
+            s = stages[name]
+            kept = self._texts.get(name)
+            if kept is None or kept[0] is not s:
+                kept = self._texts[name] = (s, _stage_text(s))
+            parts.append(kept[1])
+            for p, _ in s.outs:
+                if p in outs:
+                    return dump(stages)  # (an out of two stages: refused as dump refuses it)
+                outs.add(p)
+        for name in set(self._texts) - set(stages):
+            del self._texts[name]
+        text = f"{HEADER}version: {RUNS_FORMAT}\n{_STAGES}{''.join(parts)}"
+        return text.encode("utf-8", "surrogateescape")
+
+
+_STAGES = "stages:\n"
+
+
+def _stage_text(s: StageRecord) -> str:
+    """The lines of stage ``s`` in a runs file (checked as :func:`dump` checks it)."""
+    from vfs.model import yaml12
+
+    encode_pipeline([s])
+    text = yaml12.dump({"stages": {s.name: _plain(s)}})
+    assert text.startswith(_STAGES)
+    return text[len(_STAGES) :]
+
+
 def _need(cond: bool, where: str, what: str) -> None:
     if not cond:
         raise FormatError(f"{where}: {what}")

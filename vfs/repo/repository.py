@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vfs import settings
-from vfs._os.helper_process import alive
+from vfs._os.helper_process import process_tag, tag_alive
 from vfs._os.mount_table import outermost_dvfs_mount
 from vfs.errors import DvfsError, FormatError, NotARepository, UsageError
 from vfs.model.chunking import Chunker, ChunkerParams
@@ -233,7 +233,9 @@ def parse_format(text: str, where: str) -> ChunkerParams:
         raise FormatError(f"{where}: bad chunker settings: {exc}; refusing it") from None
 
 
-INIT_PREFIX = f"{DVFS_DIR}.init-"  # + pid: the store an init makes, until renamed to .dvfs
+# + process_tag() (older versions: the pid alone): the store an init makes, until it is
+# renamed to .dvfs
+INIT_PREFIX = f"{DVFS_DIR}.init-"
 
 
 def refuse_inside_metadata(root: Path) -> None:
@@ -251,16 +253,17 @@ def refuse_inside_metadata(root: Path) -> None:
 
 
 def init_leftovers(root: Path) -> list[Path]:
-    """The ``.dvfs.init-<pid>`` directories in ``root`` whose process is gone: what an
-    ``init`` or ``clone`` killed before its store was renamed into place left."""
+    """The ``.dvfs.init-<pid>-<start>`` directories in ``root`` whose process is gone:
+    what an ``init`` or ``clone`` killed before its store was renamed into place left.
+    A dead process's store stays gone once another process has its pid (and the
+    ``.dvfs.init-<pid>`` of older versions is judged by its pid alone, as they did)."""
     try:
         names = os.listdir(root)
     except (FileNotFoundError, NotADirectoryError):
         return []
     out = []
     for name in names:
-        pid = name[len(INIT_PREFIX) :] if name.startswith(INIT_PREFIX) else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+        if name.startswith(INIT_PREFIX) and tag_alive(name[len(INIT_PREFIX) :]) is False:
             out.append(root / name)
     return out
 
@@ -365,7 +368,7 @@ class Repository:
         root.mkdir(parents=True, exist_ok=True)
         for left in init_leftovers(root):  # (an init or clone killed before its rename)
             shutil.rmtree(left, ignore_errors=True)
-        tmp = root / f"{INIT_PREFIX}{os.getpid()}"
+        tmp = root / f"{INIT_PREFIX}{process_tag()}"
         tmp.mkdir()
         from vfs.store.objects import ObjectStore  # (see Repository.store)
 

@@ -56,8 +56,11 @@ cache entries learned from the file dropped (``vfs.tables.checks.held``). On the
 benchmark's 200,000-row cut the newer side is the working tree's file: its copy,
 10 MiB decompressed and written, is spared.
 
-Scratch directories are ``.dvfs/rows-<pid>-<random>``, removed when the diff ends;
-one left by a process that no longer runs (a kill -9) is removed by the next diff.
+Scratch directories are ``.dvfs/rows-<pid>-<start>-<random>`` (the pid and start time
+of the process, ``vfs._os.helper_process.process_tag``; ``<random>`` holds no ``-``),
+removed when the diff ends; one left by a process that no longer runs (a kill -9) is
+removed by the next diff, also once another process has its pid (the
+``rows-<pid>-<random>`` of older versions is judged by its pid alone, as they did).
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vfs._os.beneath import ABSENT, READ, Walker
-from vfs._os.helper_process import alive
+from vfs._os.helper_process import process_tag, tag_alive
 from vfs.errors import FileUnreadable, FormatError, UsageError
 from vfs.model.chunking import MAX_SIZE_RANGE, Chunker
 from vfs.model.codec import ChunkRef, Entry
@@ -92,7 +95,7 @@ MAX_CHUNK = MAX_SIZE_RANGE[1]  # no chunk dvfs makes is larger
 SPECIAL = (b'"', b"'")  # the quote characters, counted for the fast path (vfs.tables.regions)
 LOOK = 64 * 1024  # bytes of each end kept for the format check
 AHEAD = 4  # chunks fetched (decompressed, verified) ahead of the one being written
-_SCRATCH = re.compile(r"^rows-(\d+)-")
+_SCRATCH = re.compile(r"rows-([0-9-]+)-[^-]+")  # the process tag (module doc)
 _BLANK = re.compile(b"\n\n")
 MAX_KEPT = 100_000  # files of more chunks keep no facts (a 130 GiB file: 3 MB of them)
 COPY_MIN = 1 << 20  # files smaller than this keep no copy (copying them is cheap)
@@ -334,15 +337,15 @@ def scratch(parent: Path) -> Iterator[Path]:
     """
     with contextlib.suppress(OSError):
         for name in os.listdir(parent):
-            m = _SCRATCH.match(name)
-            if m and not alive(int(m.group(1))):
+            m = _SCRATCH.fullmatch(name)
+            if m and tag_alive(m.group(1)) is False:
                 shutil.rmtree(parent / name, ignore_errors=True)
     try:
-        path = Path(tempfile.mkdtemp(prefix=f"rows-{os.getpid()}-", dir=parent))
+        path = Path(tempfile.mkdtemp(prefix=f"rows-{process_tag()}-", dir=parent))
     except OSError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
-        path = Path(tempfile.mkdtemp(prefix=f"dvfs-rows-{os.getpid()}-"))
+        path = Path(tempfile.mkdtemp(prefix=f"dvfs-rows-{process_tag()}-"))
     try:
         yield path
     finally:
