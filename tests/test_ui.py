@@ -934,6 +934,24 @@ def test_a_table_the_engine_cannot_read_is_named_as_the_user_knows_it(tmp_path: 
     r.fsck_clean()
 
 
+def test_a_utf16_table_is_named_as_the_row_diff_names_it(tmp_path: Path) -> None:
+    """A UTF-16 CSV (Excel's "Unicode text") went to the engine, and the preview's note
+    was DuckDB's decoding error; ``dvfs diff --rows`` says it is UTF-16 and how to
+    convert it. The preview says so too, in the page's words."""
+    r = init_repo(tmp_path / "utf16")
+    commit_files(r, {"x.csv": "a,b\n1,2\n".encode("utf-16")}, "one")
+    commit_files(r, {"x.csv": "a,b\n1,3\n".encode("utf-16")}, "two")
+    cli = r.ok("diff", "v1", "v2", "x.csv", "--rows")
+    assert "it is UTF-16 text, not UTF-8 (convert it with iconv -f UTF-16 -t UTF-8" in cli.out
+    with serving(r.root) as s:
+        p = api(s, "preview", rev="v1", path="x.csv")
+    assert p["kind"] == "binary" and p["note"] == (
+        "x.csv in v1 is not CSV: it is UTF-16 text, not UTF-8 (convert it with iconv "
+        "-f UTF-16 -t UTF-8 to see its rows here): its first bytes"
+    )
+    r.fsck_clean()
+
+
 def test_a_detached_head_has_no_current_branch(tmp_path: Path) -> None:
     """With HEAD detached at v1, the versions page said "current (main)" over v1's
     history while main stood at v2, and left main out of the branches it offered to
