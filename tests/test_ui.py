@@ -201,6 +201,28 @@ def test_a_row_diffs_key_is_taken_as_the_cli_takes_it(server: Server, repo: Repo
     assert get(f"{base}&key=").json()["key"] == []  # a blank field: whole rows
 
 
+def test_a_row_diffs_refusals_speak_of_the_pages_controls(server: Server, repo: Repo) -> None:
+    """The page's row diff was refused in the CLI's words ("--key column nope is not
+    in ...", "leave --key out", "dvfs diff --rows reads ..."), options the page has
+    none of; it speaks of its key field, while the CLI keeps its options' names."""
+    said = {
+        "nope": "the key column nope is not in data/train.csv in v1 (its columns: id, city, score)",
+        "city": "the key city is not unique in data/train.csv in v1: city=oslo names 150 "
+        "rows; give the columns that together name one row (a,b), or empty the key field "
+        "to compare whole rows",
+        "id,id": "the key names a column twice",
+    }
+    for key, message in said.items():
+        status, body = status_of(server, "rows", old="v1", new="v2", path="data/train.csv",
+                                 key=key)  # fmt: skip
+        assert (status, body["error"]) == (400, message)
+        cli = repo.fail("diff", "v1", "v2", "data/train.csv", "--rows", "--key", key)
+        assert "--key" in cli and "the key" not in cli
+    status, body = status_of(server, "rows", old="v1", new="v2", path="data/notes.txt")
+    assert status == 400 and body["error"].startswith("a row diff reads CSV, TSV")
+    assert "--" not in body["error"]
+
+
 def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     g = api(server, "lineage", rev="v3")
     assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
@@ -288,7 +310,7 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status == 404 and "data/none.csv is neither in v1 nor in v2" in body["error"]  # was 400
     # a key naming several rows is the page's request to mend, not a fault of the server
     status, body = status_of(server, "rows", old="v1", new="v2", path="data/train.csv", key="city")
-    assert status == 400 and "--key city is not unique in data/train.csv" in body["error"]  # 500
+    assert status == 400 and "the key city is not unique in data/train.csv" in body["error"]  # 500
     assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
     assert status_of(server, "versions", offset="-1")[0] == 400

@@ -1,5 +1,6 @@
 """The answer of a row-level diff (``vfs.tables.rowdiff``): schema changes, counts,
-the rows shown, or a byte-level summary; and the error of a key naming several rows."""
+the rows shown, or a byte-level summary; the error of a key naming several rows; and
+the words a diff's messages name what the user gave with (``CLI``, ``PAGE``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vfs.errors import DvfsError
+from vfs.quoting import quote_name
 from vfs.tables.formats import Format
 
 
@@ -71,5 +73,38 @@ class RowDiff:
         return sum(r.count for r in self.rows)
 
 
+@dataclass(frozen=True)
+class Words:
+    """How a row diff's messages name what the user gave it and where: the CLI's
+    options, or the dashboard's controls. A message is built with the caller's words,
+    never rewritten after."""
+
+    key: str  # the key as given: "--key"
+    several: str  # a key of several columns, as given: "--key a,b"
+    no_key: str  # how to compare whole rows instead: "leave --key out"
+    rows: str  # a row diff, as asked for: "--rows"
+    reader: str  # what reads the files: "dvfs diff --rows"
+
+
+CLI = Words("--key", "--key a,b", "leave --key out", "--rows", "dvfs diff --rows")
+PAGE = Words("the key", "a,b", "empty the key field", "a row diff", "a row diff")
+
+
 class KeyNotUnique(DvfsError):
-    """A ``--key`` names several rows on one side."""
+    """A key names several rows on one side: ``key`` (columns) in ``where`` (the file
+    and its version, quoted), whose ``example`` (``id=7``) names ``rows`` rows; the
+    message in ``words`` (:meth:`worded` gives it in others)."""
+
+    def __init__(
+        self, key: tuple[str, ...], where: str, example: str, rows: int, words: Words = CLI
+    ) -> None:
+        self.key, self.where, self.example, self.rows = key, where, example, rows
+        super().__init__(
+            f"{words.key} {','.join(quote_name(k) for k in key)} is not unique in {where}: "
+            f"{example} names {rows:,} rows; give the columns that together name one row "
+            f"({words.several}), or {words.no_key} to compare whole rows"
+        )
+
+    def worded(self, words: Words) -> KeyNotUnique:
+        """The same error, its message in ``words``."""
+        return KeyNotUnique(self.key, self.where, self.example, self.rows, words)
