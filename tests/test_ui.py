@@ -8,6 +8,7 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -221,6 +222,42 @@ def test_a_row_diffs_refusals_speak_of_the_pages_controls(server: Server, repo: 
     status, body = status_of(server, "rows", old="v1", new="v2", path="data/notes.txt")
     assert status == 400 and body["error"].startswith("a row diff reads CSV, TSV")
     assert "--" not in body["error"]
+
+
+def test_a_key_column_named_with_spaces_or_a_comma_is_a_key(tmp_path: Path) -> None:
+    """``--key " v"`` and ``key= v`` were stripped to v, and ``--key "a,b"`` split, so
+    a column whose name starts or ends with a space (JSON Lines, Parquet keep them), or
+    holds a comma, could not be a key. A column of that exact name is the key now;
+    otherwise the parts between commas, each stripped, as before; CLI and page alike."""
+    r = init_repo(tmp_path / "spaced")
+
+    def lines(w: int) -> bytes:
+        return "".join(
+            json.dumps({"id": i, " v": f"v{i}", "a,b": i * 10, "w": w if i == 2 else 0}) + "\n"
+            for i in range(4)
+        ).encode()
+
+    commit_files(r, {"t.jsonl": lines(1)}, "one")
+    commit_files(r, {"t.jsonl": lines(2)}, "two")
+    named = {" v": [" v"], "id, v": ["id", " v"], "id , a,b": ["id", "a", "b"],
+             "a,b": ["a,b"], " id ": ["id"]}  # fmt: skip
+    with serving(r.root) as s:
+        for given, key in named.items():
+            if key == ["id", "a", "b"]:  # no column a: refused naming it, both alike
+                r.fail("diff", "v1", "v2", "t.jsonl", "--rows", "--key", given,
+                       fragments=("--key column a is not in t.jsonl in v1",))  # fmt: skip
+                status, body = status_of(s, "rows", old="v1", new="v2", path="t.jsonl",
+                                         key=given)  # fmt: skip
+                assert (status, body["error"].split(" (")[0]) == (
+                    400,
+                    "the key column a is not in t.jsonl in v1",
+                )
+                continue
+            cli = r.json("diff", "v1", "v2", "t.jsonl", "--rows", "--key", given, "--json")
+            page = api(s, "rows", old="v1", new="v2", path="t.jsonl", key=given)
+            assert cli == page and cli["key"] == key, given
+            assert cli["summary"]["changed"] == 1 and cli["summary"]["added"] == 0, given
+    r.fsck_clean()
 
 
 def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:

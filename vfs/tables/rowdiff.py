@@ -91,7 +91,7 @@ from vfs.quoting import quote_name
 from vfs.repo.history import History
 from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
-from vfs.tables import checks, regions
+from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
 from vfs.tables.compare import key_totals, keyed, unkeyed
 from vfs.tables.engine import (
@@ -139,9 +139,11 @@ def diff_rows(
     the ``.dvfs`` directory whose ``vfs.tables.checks`` entries a keyed diff reads and
     writes (None: none). Where the engine refuses to read a file in pieces
     (``engine.scan_options``), the diff is made again reading every file whole.
-    A ``limit`` past ``MAX_LIMIT`` shows every row, as ``MAX_LIMIT`` does. A key the
+    A ``limit`` past ``MAX_LIMIT`` shows every row, as ``MAX_LIMIT`` does. ``key`` is
+    as the user gave it (``vfs.tables.keys``: ``["id, v"]`` is id and v); a key the
     files refuse is named in ``words`` (the CLI's options, or a page's controls).
     """
+    keys.check(key, words)
     limit = min(limit, MAX_LIMIT)
     try:
         try:
@@ -159,7 +161,7 @@ def _diff_rows(
     engine: Engine, fmt: Format, old: Side, new: Side, key: Sequence[str], limit: int,
     fast_share: float | None, cache: Path | None, words: Words,
 ) -> RowDiff:  # fmt: skip
-    out = RowDiff(new.path, old.label, new.label, fmt, tuple(key))
+    out = RowDiff(new.path, old.label, new.label, fmt, tuple(keys.columns(key)))
     for side in (old, new):
         lines = side.longest_line if fmt in LINES else 0
         why = refusal(fmt, side.head, side.tail, side.size, lines)
@@ -173,6 +175,8 @@ def _diff_rows(
         )  # fmt: skip
     except NotTabular as exc:
         return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
+    key = keys.columns(key, {*ot.names, *nt.names})
+    out.key = tuple(key)
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
     out.notes += _renamed(old, ot, new, nt)
@@ -808,7 +812,8 @@ def diff_path(
     """The rows of ``path`` from ``revs[0]`` to ``revs[1]``; a refusal names what the
     user gave in ``words`` (the CLI's options, or a page's controls).
 
-    One revision: it against the working tree; none: HEAD against the working tree.
+    ``key`` is as the user gave it (``vfs.tables.keys``). One revision: it against the
+    working tree; none: HEAD against the working tree.
     A side where the file does not exist is an empty file (every row added or
     removed); the file must exist on one side at least.
 
@@ -818,6 +823,7 @@ def diff_path(
     store, and nothing learned from the working-tree file is kept in the row cache
     (``vfs.tables.checks.held``).
     """
+    keys.check(key, words)
     if not path:
         raise UsageError(
             f"{words.rows} compares one file, not the repository's root: give its path"

@@ -89,7 +89,7 @@ from vfs.errors import (
     RevisionNotFound,
     UsageError,
 )
-from vfs.quoting import quote_name, safe_json
+from vfs.quoting import safe_json
 from vfs.tables.result import KeyNotUnique
 from vfs.ui import actions, arguments, data, files
 from vfs.ui.source import Source
@@ -264,15 +264,12 @@ class Api:
 
     @staticmethod
     def key(request: Request) -> list[str]:
-        """The key columns of a row diff, as ``--key`` takes them: ``key=a,b`` or
-        ``key=a&key=b`` (both: a, b); none if every ``key`` is blank. UsageError for
-        a key naming an empty column (``key=,``, ``key=id,``), which the CLI refuses
-        too: it was dropped, and the rows compared by another key or by none."""
-        given = [k for k in request.query_params.getlist("key") if k.strip()]
-        for k in given:
-            if any(not c.strip() for c in k.split(",")):
-                raise UsageError(f"key {quote_name(k)} holds an empty column name")
-        return [c.strip() for k in given for c in k.split(",")]
+        """The key of a row diff as given, as ``--key`` takes it: ``key=a,b`` or
+        ``key=a&key=b`` (both: a, b; ``vfs.tables.keys``); none if every ``key`` is
+        blank. A key naming an empty column (``key=,``, ``key=id,``) is refused by the
+        diff, as the CLI's is: it was dropped, and the rows compared by another key or
+        by none."""
+        return [k for k in request.query_params.getlist("key") if k.strip()]
 
     @staticmethod
     def rev(request: Request, name: str = "rev") -> str:
