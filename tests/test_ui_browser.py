@@ -167,6 +167,23 @@ def test_diff_two_versions_and_the_rows_of_a_table(page: Page, server: Server) -
     assert widths == [20, 24]
 
 
+def test_a_key_the_rows_refuse_is_mended_in_place(page: Page, server: Server) -> None:
+    """A key the row diff refused (one naming several rows, a column the file lacks)
+    replaced the rows' section with the error alone, the key field gone: the error
+    said to change the key, and there was nowhere left to."""
+    page.goto(server.url + "#/diff?old=v1&new=v2&rows=data%2Ftrain.csv")
+    rows = page.locator("section.rowdiff")
+    expect(rows).to_contain_text("2 added, 1 removed")
+    rows.locator('input[name="key"]').fill("city")
+    rows.get_by_role("button", name="Diff rows").click()
+    expect(rows.get_by_role("alert")).to_contain_text("the key city is not unique")
+    key = rows.locator('input[name="key"]')
+    expect(key).to_have_value("city")
+    key.fill("id")
+    key.press("Enter")
+    expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 299 unchanged")
+
+
 def test_lineage_and_experiments(page: Page, server: Server) -> None:
     page.goto(server.url + "#/lineage?rev=v3")
     expect(page.locator("svg.dag .node")).to_have_count(2)
