@@ -764,6 +764,24 @@ def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_pat
     r.fsck_clean()
 
 
+def test_a_key_column_named_with_a_blank_is_told_from_another(page: Page, tmp_path: Path) -> None:
+    """The summary of a row diff keyed by the JSON Lines column `` v`` read "(key  v)",
+    as if by ``v``; it reads as ``dvfs diff --rows`` prints it: ``(key " v")``."""
+    r = init_repo(tmp_path / "blank")
+    line = '{{"id": {}, " v": "x{}", "w": {}}}\n'
+    commit_files(r, {"t.jsonl": "".join(line.format(i, i, 0) for i in range(3)).encode()}, "a")
+    commit_files(r, {"t.jsonl": "".join(line.format(i, i, i) for i in range(3)).encode()}, "b")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.jsonl")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill(" v")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows.locator("p.summary")).to_have_text(
+            '0 added, 0 removed, 2 changed, 1 unchanged (key " v")'
+        )
+    r.fsck_clean()
+
+
 def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_path: Path) -> None:
     """A command whose argument holds spaces and a quote reads as `dvfs audit` prints
     it, not as more arguments than were given."""

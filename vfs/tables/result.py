@@ -4,6 +4,7 @@ the words a diff's messages name what the user gave with (``CLI``, ``PAGE``)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,21 @@ class RowDiff:
         return sum(r.count for r in self.rows)
 
 
+# What a line puts between names and values ("id=1  a=x, b: y -> z"), and blanks at
+# either end, which cannot be seen: text holding them is shown quoted.
+_AMBIGUOUS = re.compile(r"^\s|\s$|, |=|: | -> |  ")
+
+
+def shown(text: str) -> str:
+    """``text`` (a column's name, a text value) quoted when it is unsafe
+    (``quote_name``) or would read as the separators of a line or a list: ``x, y=z``
+    is one value, not two; `` v`` is not ``v``."""
+    quoted = quote_name(text)
+    if quoted == text and _AMBIGUOUS.search(text):
+        return f'"{text}"'
+    return quoted
+
+
 @dataclass(frozen=True)
 class Words:
     """How a row diff's messages name what the user gave it and where: the CLI's
@@ -100,7 +116,7 @@ class KeyNotUnique(DvfsError):
     ) -> None:
         self.key, self.where, self.example, self.rows = key, where, example, rows
         super().__init__(
-            f"{words.key} {','.join(quote_name(k) for k in key)} is not unique in {where}: "
+            f"{words.key} {','.join(shown(k) for k in key)} is not unique in {where}: "
             f"{example} names {rows:,} rows; give the columns that together name one row "
             f"({words.several}), or {words.no_key} to compare whole rows"
         )

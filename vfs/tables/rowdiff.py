@@ -105,7 +105,15 @@ from vfs.tables.engine import (
     scan_options,
 )
 from vfs.tables.formats import MAX_LINE, NAMES, SUFFIXES, Format, format_of, refusal
-from vfs.tables.result import CLI, ByteSummary, KeyNotUnique, RowDiff, SchemaChange, Words
+from vfs.tables.result import (
+    CLI,
+    ByteSummary,
+    KeyNotUnique,
+    RowDiff,
+    SchemaChange,
+    Words,
+    shown,
+)
 from vfs.tables.source import (
     Side,
     empty_side,
@@ -488,21 +496,21 @@ def _check_key(
     for side, table in ((old, ot), (new, nt)):
         missing = [k for k in key if k not in table.names]
         if missing:
-            shown = ", ".join(quote_name(n) for n in table.names[:20])
+            listed = ", ".join(shown(n) for n in table.names[:20])
             more = f" and {len(table.names) - 20} more" if len(table.names) > 20 else ""
             if table.fmt in ("csv", "tsv") and len(table.names) == 1:
                 one = table.names[0]
                 if any(d in one for d in (",", ";", "\t", "|")):  # a header not split
                     raise UsageError(
-                        f"{words.key} column {quote_name(missing[0])} is not in "
+                        f"{words.key} column {shown(missing[0])} is not in "
                         f"{_where(side)}: it "
                         f"was read as one column named {json.dumps(one)}, as no delimiter is "
                         "on every one of its first lines (a line blank but for spaces, or "
                         "with fewer fields, hides it): mend that line"
                     )
             raise UsageError(
-                f"{words.key} column {quote_name(missing[0])} is not in {_where(side)} "
-                f"(its columns: {shown or 'none'}{more})"
+                f"{words.key} column {shown(missing[0])} is not in {_where(side)} "
+                f"(its columns: {listed or 'none'}{more})"
             )
     if len(set(key)) != len(key):
         raise UsageError(f"{words.key} names a column twice")

@@ -87,6 +87,10 @@ function parentDir(path) {
   return i < 0 ? "" : path.slice(0, i);
 }
 
+// A column's name in a list, quoted where blanks at either end or a ", " in it would
+// not tell it from another (` v` from `v`), as `dvfs diff --rows` shows it.
+const columnName = (n) => (/^\s|\s$|, /.test(n) ? `"${n}"` : n);
+
 const ROWS = 50; // rows of a row diff shown first
 const ROWS_MAX = 500; // ... and at most, on asking for more (the route's page limit)
 
@@ -114,7 +118,7 @@ async function showRows(box, d, path, key = "", limit = ROWS) {
     h("h2", {}, `Rows of ${path}`),
     keyForm,
     h("p", { class: "summary" }, `${s.added} added, ${s.removed} removed, ${s.changed ?? 0} changed, ${s.unchanged ?? "?"} unchanged`,
-      r.key.length ? ` (key ${r.key.join(", ")})` : ""),
+      r.key.length ? ` (key ${r.key.map(columnName).join(", ")})` : ""),
     r.schema.length ? h("ul", { class: "schema" }, r.schema.map((c) =>
       h("li", { class: `change ${c.status}` }, `${c.status}: ${c.column} ${c.old_type ?? ""} → ${c.new_type ?? ""}`))) : null,
     r.notes.map((n) => h("p", { class: "note" }, n)),
