@@ -218,6 +218,28 @@ def test_lineage_and_experiments(page: Page, server: Server) -> None:
     expect(page.locator("h2", has_text="Audit log")).to_contain_text("intact")
 
 
+def test_stages_and_sorted_columns_answer_the_keyboard(page: Page, server: Server) -> None:
+    """A lineage stage took the focus (Tab) but Enter did nothing, and the experiments'
+    columns sorted on a click only: nothing of either was open to the keyboard."""
+    page.goto(server.url + "#/lineage?rev=v3")
+    stage = page.get_by_role("button", name="stage train")
+    stage.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("section.stage-detail")).to_contain_text("python3 train.py")
+    page.get_by_role("button", name="stage prep").focus()
+    page.keyboard.press(" ")
+    expect(page.locator("section.stage-detail")).to_contain_text("Stage prep")
+    page.goto(server.url + "#/experiments")
+    table = page.locator("table.experiments")
+    expect(table.locator("tbody tr")).to_have_count(3)
+    table.get_by_role("button", name="acc").focus()
+    page.keyboard.press("Enter")
+    expect(table.locator("tbody tr td:first-child")).to_have_text(["v3", "v2", "v1"])
+    expect(table.locator('th[data-col="metric:acc"]')).to_have_attribute("aria-sort", "ascending")
+    page.keyboard.press("Enter")  # the focus stayed on the column just sorted
+    expect(table.locator("tbody tr td:first-child")).to_have_text(["v2", "v3", "v1"])
+
+
 def test_an_unknown_version_names_the_closest(page: Page, server: Server) -> None:
     page.goto(server.url + "#/version?rev=bsae")
     error = page.locator(".error")
