@@ -362,6 +362,21 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert get(f"{server.base}api/versions", {"Host": "evil.example:80"}).status == 400
 
 
+def test_a_method_a_route_does_not_take_is_refused_in_the_apis_form(server: Server) -> None:
+    """A POST to a reading route, or a GET to an action, was answered 405 with the
+    text "Method Not Allowed", where every other refusal is ``{"error": MSG}``; it is
+    that form now, naming what to send."""
+    a = post(f"{server.base}api/versions", {})
+    assert a.status == 405 and a.headers["content-type"] == "application/json"
+    assert a.json() == {"error": "/api/versions does not take 'POST': send GET, HEAD"}
+    assert sorted(a.headers["allow"].split(", ")) == ["GET", "HEAD"]
+    b = get(f"{server.base}api/actions/tag")
+    assert (b.status, b.json()) == (
+        405,
+        {"error": "/api/actions/tag does not take 'GET': send POST"},
+    )
+
+
 def test_a_token_guards_every_request(repo: Repo) -> None:
     with serving(repo.root, "--token", TOKEN) as s:
         assert s.url.endswith(f"?token={TOKEN}")
@@ -430,7 +445,7 @@ def test_actions_need_the_pages_csrf_token(writable: tuple[Server, Repo]) -> Non
              {"X-DVFS-CSRF": token, "Content-Type": "application/x-www-form-urlencoded"}),
     ]  # fmt: skip
     assert [a.status for a in refused] == [403] * 5
-    assert get(f"{url}?name=gold&rev=v2").status == 404  # a GET changes nothing
+    assert get(f"{url}?name=gold&rev=v2").status == 405  # a GET changes nothing
     assert repo.json("tag", "--json") == [{"name": "base", **_ref(repo, "v1")}]
     ours = {"X-DVFS-CSRF": token, "Origin": server.base.rstrip("/")}
     bad = post(url, {"name": "../heads/x", "rev": "v2"}, ours)
