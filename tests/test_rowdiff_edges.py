@@ -340,3 +340,22 @@ def test_scratch_left_by_a_process_whose_pid_another_took_is_removed(tmp_path: P
         assert mine.name.startswith(f"rows-{process_tag()}-")
         assert sorted(os.listdir(tmp_path)) == sorted([*kept, mine.name])
     assert sorted(os.listdir(tmp_path)) == sorted(kept)
+
+
+def test_a_column_named_with_blanks_is_shown_quoted_in_messages(tmp_path: Path) -> None:
+    """A JSON Lines column `` v`` was listed as ``id,  v, w`` when a key was missing,
+    and the key line read ``(key  v)``: nothing told it from ``v``. Such a name is
+    shown quoted, as the rows already showed it."""
+    r = init_repo(tmp_path / "blanks")
+    r.write("t.jsonl", '{"id": 1, " v": "a", "w": 1}\n{"id": 2, " v": "b", "w": 2}\n')
+    r.ok("add", "t.jsonl")
+    r.ok("commit", "-m", "one")
+    r.write("t.jsonl", '{"id": 1, " v": "a", "w": 1}\n{"id": 2, " v": "b", "w": 3}\n')
+    r.ok("add", "t.jsonl")
+    r.ok("commit", "-m", "two")
+    r.fail("diff", "v1", "v2", "t.jsonl", "--rows", "--key", "v", fragments=(
+        '--key column v is not in t.jsonl in v1 (its columns: id, " v", w)',
+    ))  # fmt: skip
+    out = r.ok("diff", "v1", "v2", "t.jsonl", "--rows", "--key", " v").out
+    assert out.splitlines()[0].startswith('rows of t.jsonl, v1 -> v2 (key " v"): '), out
+    r.fsck_clean()

@@ -8,6 +8,7 @@ the actions of ``--allow-write``, refused without it or without the page's CSRF 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -201,6 +202,64 @@ def test_a_row_diffs_key_is_taken_as_the_cli_takes_it(server: Server, repo: Repo
     assert get(f"{base}&key=").json()["key"] == []  # a blank field: whole rows
 
 
+def test_a_row_diffs_refusals_speak_of_the_pages_controls(server: Server, repo: Repo) -> None:
+    """The page's row diff was refused in the CLI's words ("--key column nope is not
+    in ...", "leave --key out", "dvfs diff --rows reads ..."), options the page has
+    none of; it speaks of its key field, while the CLI keeps its options' names."""
+    said = {
+        "nope": "the key column nope is not in data/train.csv in v1 (its columns: id, city, score)",
+        "city": "the key city is not unique in data/train.csv in v1: city=oslo names 150 "
+        "rows; give the columns that together name one row (a,b), or empty the key field "
+        "to compare whole rows",
+        "id,id": "the key names a column twice",
+    }
+    for key, message in said.items():
+        status, body = status_of(server, "rows", old="v1", new="v2", path="data/train.csv",
+                                 key=key)  # fmt: skip
+        assert (status, body["error"]) == (400, message)
+        cli = repo.fail("diff", "v1", "v2", "data/train.csv", "--rows", "--key", key)
+        assert "--key" in cli and "the key" not in cli
+    status, body = status_of(server, "rows", old="v1", new="v2", path="data/notes.txt")
+    assert status == 400 and body["error"].startswith("a row diff reads CSV, TSV")
+    assert "--" not in body["error"]
+
+
+def test_a_key_column_named_with_spaces_or_a_comma_is_a_key(tmp_path: Path) -> None:
+    """``--key " v"`` and ``key= v`` were stripped to v, and ``--key "a,b"`` split, so
+    a column whose name starts or ends with a space (JSON Lines, Parquet keep them), or
+    holds a comma, could not be a key. A column of that exact name is the key now;
+    otherwise the parts between commas, each stripped, as before; CLI and page alike."""
+    r = init_repo(tmp_path / "spaced")
+
+    def lines(w: int) -> bytes:
+        return "".join(
+            json.dumps({"id": i, " v": f"v{i}", "a,b": i * 10, "w": w if i == 2 else 0}) + "\n"
+            for i in range(4)
+        ).encode()
+
+    commit_files(r, {"t.jsonl": lines(1)}, "one")
+    commit_files(r, {"t.jsonl": lines(2)}, "two")
+    named = {" v": [" v"], "id, v": ["id", " v"], "id , a,b": ["id", "a", "b"],
+             "a,b": ["a,b"], " id ": ["id"]}  # fmt: skip
+    with serving(r.root) as s:
+        for given, key in named.items():
+            if key == ["id", "a", "b"]:  # no column a: refused naming it, both alike
+                r.fail("diff", "v1", "v2", "t.jsonl", "--rows", "--key", given,
+                       fragments=("--key column a is not in t.jsonl in v1",))  # fmt: skip
+                status, body = status_of(s, "rows", old="v1", new="v2", path="t.jsonl",
+                                         key=given)  # fmt: skip
+                assert (status, body["error"].split(" (")[0]) == (
+                    400,
+                    "the key column a is not in t.jsonl in v1",
+                )
+                continue
+            cli = r.json("diff", "v1", "v2", "t.jsonl", "--rows", "--key", given, "--json")
+            page = api(s, "rows", old="v1", new="v2", path="t.jsonl", key=given)
+            assert cli == page and cli["key"] == key, given
+            assert cli["summary"]["changed"] == 1 and cli["summary"]["added"] == 0, given
+    r.fsck_clean()
+
+
 def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     g = api(server, "lineage", rev="v3")
     assert [s["stage"] for s in g["stages"]] == ["prep", "train"]
@@ -288,7 +347,7 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status == 404 and "data/none.csv is neither in v1 nor in v2" in body["error"]  # was 400
     # a key naming several rows is the page's request to mend, not a fault of the server
     status, body = status_of(server, "rows", old="v1", new="v2", path="data/train.csv", key="city")
-    assert status == 400 and "--key city is not unique in data/train.csv" in body["error"]  # 500
+    assert status == 400 and "the key city is not unique in data/train.csv" in body["error"]  # 500
     assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
     assert status_of(server, "versions", offset="-1")[0] == 400
@@ -301,6 +360,21 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert get(f"{server.base}static/../../../etc/passwd").status == 404
     # a page elsewhere reaching the dashboard through DNS rebinding
     assert get(f"{server.base}api/versions", {"Host": "evil.example:80"}).status == 400
+
+
+def test_a_method_a_route_does_not_take_is_refused_in_the_apis_form(server: Server) -> None:
+    """A POST to a reading route, or a GET to an action, was answered 405 with the
+    text "Method Not Allowed", where every other refusal is ``{"error": MSG}``; it is
+    that form now, naming what to send."""
+    a = post(f"{server.base}api/versions", {})
+    assert a.status == 405 and a.headers["content-type"] == "application/json"
+    assert a.json() == {"error": "/api/versions does not take 'POST': send GET, HEAD"}
+    assert sorted(a.headers["allow"].split(", ")) == ["GET", "HEAD"]
+    b = get(f"{server.base}api/actions/tag")
+    assert (b.status, b.json()) == (
+        405,
+        {"error": "/api/actions/tag does not take 'GET': send POST"},
+    )
 
 
 def test_a_token_guards_every_request(repo: Repo) -> None:
@@ -371,7 +445,7 @@ def test_actions_need_the_pages_csrf_token(writable: tuple[Server, Repo]) -> Non
              {"X-DVFS-CSRF": token, "Content-Type": "application/x-www-form-urlencoded"}),
     ]  # fmt: skip
     assert [a.status for a in refused] == [403] * 5
-    assert get(f"{url}?name=gold&rev=v2").status == 404  # a GET changes nothing
+    assert get(f"{url}?name=gold&rev=v2").status == 405  # a GET changes nothing
     assert repo.json("tag", "--json") == [{"name": "base", **_ref(repo, "v1")}]
     ours = {"X-DVFS-CSRF": token, "Origin": server.base.rstrip("/")}
     bad = post(url, {"name": "../heads/x", "rev": "v2"}, ours)
@@ -931,6 +1005,24 @@ def test_a_table_the_engine_cannot_read_is_named_as_the_user_knows_it(tmp_path: 
                 assert leak not in p["note"], p["note"]
     finally:
         repo.close()
+    r.fsck_clean()
+
+
+def test_a_utf16_table_is_named_as_the_row_diff_names_it(tmp_path: Path) -> None:
+    """A UTF-16 CSV (Excel's "Unicode text") went to the engine, and the preview's note
+    was DuckDB's decoding error; ``dvfs diff --rows`` says it is UTF-16 and how to
+    convert it. The preview says so too, in the page's words."""
+    r = init_repo(tmp_path / "utf16")
+    commit_files(r, {"x.csv": "a,b\n1,2\n".encode("utf-16")}, "one")
+    commit_files(r, {"x.csv": "a,b\n1,3\n".encode("utf-16")}, "two")
+    cli = r.ok("diff", "v1", "v2", "x.csv", "--rows")
+    assert "it is UTF-16 text, not UTF-8 (convert it with iconv -f UTF-16 -t UTF-8" in cli.out
+    with serving(r.root) as s:
+        p = api(s, "preview", rev="v1", path="x.csv")
+    assert p["kind"] == "binary" and p["note"] == (
+        "x.csv in v1 is not CSV: it is UTF-16 text, not UTF-8 (convert it with iconv "
+        "-f UTF-16 -t UTF-8 to see its rows here): its first bytes"
+    )
     r.fsck_clean()
 
 

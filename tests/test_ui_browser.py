@@ -167,6 +167,23 @@ def test_diff_two_versions_and_the_rows_of_a_table(page: Page, server: Server) -
     assert widths == [20, 24]
 
 
+def test_a_key_the_rows_refuse_is_mended_in_place(page: Page, server: Server) -> None:
+    """A key the row diff refused (one naming several rows, a column the file lacks)
+    replaced the rows' section with the error alone, the key field gone: the error
+    said to change the key, and there was nowhere left to."""
+    page.goto(server.url + "#/diff?old=v1&new=v2&rows=data%2Ftrain.csv")
+    rows = page.locator("section.rowdiff")
+    expect(rows).to_contain_text("2 added, 1 removed")
+    rows.locator('input[name="key"]').fill("city")
+    rows.get_by_role("button", name="Diff rows").click()
+    expect(rows.get_by_role("alert")).to_contain_text("the key city is not unique")
+    key = rows.locator('input[name="key"]')
+    expect(key).to_have_value("city")
+    key.fill("id")
+    key.press("Enter")
+    expect(rows).to_contain_text("1 added, 0 removed, 1 changed, 299 unchanged")
+
+
 def test_lineage_and_experiments(page: Page, server: Server) -> None:
     page.goto(server.url + "#/lineage?rev=v3")
     expect(page.locator("svg.dag .node")).to_have_count(2)
@@ -199,6 +216,28 @@ def test_lineage_and_experiments(page: Page, server: Server) -> None:
     expect(chart.locator(".u-title")).to_have_text("loss over versions")
     page.get_by_role("link", name="Store").click()
     expect(page.locator("h2", has_text="Audit log")).to_contain_text("intact")
+
+
+def test_stages_and_sorted_columns_answer_the_keyboard(page: Page, server: Server) -> None:
+    """A lineage stage took the focus (Tab) but Enter did nothing, and the experiments'
+    columns sorted on a click only: nothing of either was open to the keyboard."""
+    page.goto(server.url + "#/lineage?rev=v3")
+    stage = page.get_by_role("button", name="stage train")
+    stage.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("section.stage-detail")).to_contain_text("python3 train.py")
+    page.get_by_role("button", name="stage prep").focus()
+    page.keyboard.press(" ")
+    expect(page.locator("section.stage-detail")).to_contain_text("Stage prep")
+    page.goto(server.url + "#/experiments")
+    table = page.locator("table.experiments")
+    expect(table.locator("tbody tr")).to_have_count(3)
+    table.get_by_role("button", name="acc").focus()
+    page.keyboard.press("Enter")
+    expect(table.locator("tbody tr td:first-child")).to_have_text(["v3", "v2", "v1"])
+    expect(table.locator('th[data-col="metric:acc"]')).to_have_attribute("aria-sort", "ascending")
+    page.keyboard.press("Enter")  # the focus stayed on the column just sorted
+    expect(table.locator("tbody tr td:first-child")).to_have_text(["v2", "v3", "v1"])
 
 
 def test_an_unknown_version_names_the_closest(page: Page, server: Server) -> None:
@@ -744,6 +783,24 @@ def test_a_row_diff_past_its_first_rows_shows_more_on_asking(page: Page, tmp_pat
         expect(rows.locator("tr.row")).to_have_count(60)
         expect(rows.locator(".more")).to_have_count(0)
         expect(rows).to_contain_text("0 added, 0 removed, 60 changed")  # the key is kept
+    r.fsck_clean()
+
+
+def test_a_key_column_named_with_a_blank_is_told_from_another(page: Page, tmp_path: Path) -> None:
+    """The summary of a row diff keyed by the JSON Lines column `` v`` read "(key  v)",
+    as if by ``v``; it reads as ``dvfs diff --rows`` prints it: ``(key " v")``."""
+    r = init_repo(tmp_path / "blank")
+    line = '{{"id": {}, " v": "x{}", "w": {}}}\n'
+    commit_files(r, {"t.jsonl": "".join(line.format(i, i, 0) for i in range(3)).encode()}, "a")
+    commit_files(r, {"t.jsonl": "".join(line.format(i, i, i) for i in range(3)).encode()}, "b")
+    with serving(r.root) as s:
+        page.goto(s.url + "#/diff?old=v1&new=v2&rows=t.jsonl")
+        rows = page.locator("section.rowdiff")
+        rows.locator('input[name="key"]').fill(" v")
+        rows.get_by_role("button", name="Diff rows").click()
+        expect(rows.locator("p.summary")).to_have_text(
+            '0 added, 0 removed, 2 changed, 1 unchanged (key " v")'
+        )
     r.fsck_clean()
 
 

@@ -29,7 +29,8 @@ from vfs.worktree.scan import show
 )  # fmt: skip
 @click.option(
     "--key", metavar="COL[,COL]", multiple=True,
-    help="With --rows: match rows by these columns (--key a,b or --key a --key b).",
+    help="With --rows: match rows by these columns (--key a,b or --key a --key b; a value "
+    "that is exactly a column's name is that column).",
 )  # fmt: skip
 @click.option(
     "--limit", type=click.IntRange(min=0), metavar="N",
@@ -106,10 +107,6 @@ def row_diff(
         raise UsageError("--rows shows rows: leave out --stat and --name-only")
     if len(paths) != 1:
         raise UsageError("--rows compares one file: give its PATH after the revisions")
-    columns = [c.strip() for k in key for c in k.split(",")]  # --key a,b --key c: a, b, c
-    for k in key:
-        if any(not c.strip() for c in k.split(",")):
-            raise UsageError(f"--key {quote_name(k)} holds an empty column name")
     try:  # the engine is an optional dependency: only --rows loads it
         from vfs.tables import render, rowdiff
     except ModuleNotFoundError as exc:
@@ -126,7 +123,7 @@ def row_diff(
     fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
-        columns, ROWS_SHOWN if limit is None else limit, settings.threads(),
+        key, ROWS_SHOWN if limit is None else limit, settings.threads(),
     )  # fmt: skip
     if as_json:
         emit_json(render.as_json(result))

@@ -14,6 +14,7 @@ that it changed. The modules, lowest first:
 - :mod:`vfs.tables.engine`: the query engine (DuckDB) reading the files and
   computing schema changes, counts and rows.
 - :mod:`vfs.tables.result`: the answer of a diff (``RowDiff``) and its parts.
+- :mod:`vfs.tables.keys`: which columns a key, as the user gave it, names.
 - :mod:`vfs.tables.compare`: the queries comparing two tables' rows, keyed or not.
 - :mod:`vfs.tables.rowdiff`: the diff itself, choosing the fast or the full path.
 

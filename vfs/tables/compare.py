@@ -134,11 +134,7 @@ def key_totals(
         shown = ", ".join(f"{quote_name(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
         label = out.old_label if dup["na"] > 1 else out.new_label
         n = dup["na"] if dup["na"] > 1 else dup["nb"]
-        raise KeyNotUnique(
-            f"--key {','.join(quote_name(k) for k in key)} is not unique in "
-            f"{quote_name(out.path)} in {label}: {shown} names {n:,} rows; give the columns "
-            "that together name one row (--key a,b), or leave --key out to compare whole rows"
-        )
+        raise KeyNotUnique(tuple(key), f"{quote_name(out.path)} in {label}", shown, n)
     return int(total_a), int(total_b)
 
 

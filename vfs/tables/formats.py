@@ -39,9 +39,14 @@ def format_of(path: bytes) -> Format | None:
     return _BY_SUFFIX.get(ext)
 
 
-def refusal(fmt: Format, head: bytes, tail: bytes, size: int, longest_line: int = 0) -> str | None:
+def refusal(
+    fmt: Format, head: bytes, tail: bytes, size: int, longest_line: int = 0,
+    purpose: str = "compare rows",
+) -> str | None:  # fmt: skip
     """Why a file of ``size`` bytes starting with ``head`` and ending with ``tail`` is
-    not ``fmt``, or None if it may well be (the engine has the last word)."""
+    not ``fmt``, or None if it may well be (the engine has the last word). ``purpose``
+    ends advice on what to do (``convert it … to PURPOSE``): what the caller would do
+    with the rows (``compare rows`` for the CLI's row diff)."""
     if size == 0:
         return None  # an empty file is an empty table in every format
     if fmt == "parquet":
@@ -55,8 +60,7 @@ def refusal(fmt: Format, head: bytes, tail: bytes, size: int, longest_line: int 
         )
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # as Excel's "Unicode text" is saved
         return (
-            "it is UTF-16 text, not UTF-8 (convert it with iconv -f UTF-16 -t UTF-8 to "
-            "compare rows)"
+            f"it is UTF-16 text, not UTF-8 (convert it with iconv -f UTF-16 -t UTF-8 to {purpose})"
         )
     if b"\0" in head:
         return "it holds NUL bytes, so it is binary, not text"

@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from vfs.quoting import escape_text, quote_name
 from vfs.tables.engine import plain_value
 from vfs.tables.formats import NAMES
-from vfs.tables.result import RowChange, RowDiff
+from vfs.tables.result import RowChange, RowDiff, shown
 
 MAX_VALUE = 200  # characters of one value shown in human output
 
@@ -54,25 +53,11 @@ def value(v: Any) -> str:
         return '"' + text + '"'
     if len(text) > MAX_VALUE:
         text = text[:MAX_VALUE] + "..."
-    return _shown(text) if isinstance(p, str) else quote_name(text)
-
-
-# What a line puts between names and values ("id=1  a=x, b: y -> z"), and blanks at
-# either end, which cannot be seen: text holding them is shown quoted.
-_AMBIGUOUS = re.compile(r"^\s|\s$|, |=|: | -> |  ")
-
-
-def _shown(text: str) -> str:
-    """``text`` (a name, a text value) quoted when it is unsafe (``quote_name``) or would
-    read as the line's separators: ``x, y=z`` is one value, not two."""
-    quoted = quote_name(text)
-    if quoted == text and _AMBIGUOUS.search(text):
-        return f'"{text}"'
-    return quoted
+    return shown(text) if isinstance(p, str) else quote_name(text)
 
 
 def _pairs(d: dict[str, Any]) -> str:
-    return ", ".join(f"{_shown(k)}={value(v)}" for k, v in d.items())
+    return ", ".join(f"{shown(k)}={value(v)}" for k, v in d.items())
 
 
 def _size(n: int) -> str:
@@ -100,7 +85,7 @@ def lines(d: RowDiff) -> Iterator[str]:
             yield f"column retyped:  {quote_name(s.name)}: {s.old_type} -> {s.new_type}"
         else:
             yield f"column {s.status + ':':<9} {quote_name(s.name)} ({s.old_type or s.new_type})"
-    key = f" (key {', '.join(quote_name(k) for k in d.key)})" if d.key else ""
+    key = f" (key {', '.join(shown(k) for k in d.key)})" if d.key else ""
     counts = f"{d.added:,} added, {d.removed:,} removed"
     if d.key:
         counts += f", {d.changed:,} changed"
@@ -125,7 +110,7 @@ def _row_line(r: RowChange) -> str:
     times = f" (x{r.count:,})" if r.count != 1 else ""
     if r.status == "changed":
         changes = ", ".join(
-            f"{_shown(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
+            f"{shown(n)}: {value(a)} -> {value(b)}" for n, (a, b) in r.changes.items()
         )
         return f"changed{key}  {changes}"
     rest = {k: v for k, v in r.values.items() if k not in r.key}

@@ -91,7 +91,7 @@ from vfs.quoting import quote_name
 from vfs.repo.history import History
 from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
-from vfs.tables import checks, regions
+from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
 from vfs.tables.compare import key_totals, keyed, unkeyed
 from vfs.tables.engine import (
@@ -105,7 +105,15 @@ from vfs.tables.engine import (
     scan_options,
 )
 from vfs.tables.formats import MAX_LINE, NAMES, SUFFIXES, Format, format_of, refusal
-from vfs.tables.result import ByteSummary, RowDiff, SchemaChange
+from vfs.tables.result import (
+    CLI,
+    ByteSummary,
+    KeyNotUnique,
+    RowDiff,
+    SchemaChange,
+    Words,
+    shown,
+)
 from vfs.tables.source import (
     Side,
     empty_side,
@@ -131,6 +139,7 @@ def diff_rows(
     limit: int = 20,
     fast_share: float | None = FAST_SHARE,
     cache: Path | None = None,
+    words: Words = CLI,
 ) -> RowDiff:
     """Compare the rows of two sides of one file (see the module doc).
 
@@ -138,23 +147,29 @@ def diff_rows(
     the ``.dvfs`` directory whose ``vfs.tables.checks`` entries a keyed diff reads and
     writes (None: none). Where the engine refuses to read a file in pieces
     (``engine.scan_options``), the diff is made again reading every file whole.
-    A ``limit`` past ``MAX_LIMIT`` shows every row, as ``MAX_LIMIT`` does.
+    A ``limit`` past ``MAX_LIMIT`` shows every row, as ``MAX_LIMIT`` does. ``key`` is
+    as the user gave it (``vfs.tables.keys``: ``["id, v"]`` is id and v); a key the
+    files refuse is named in ``words`` (the CLI's options, or a page's controls).
     """
+    keys.check(key, words)
     limit = min(limit, MAX_LIMIT)
     try:
-        return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache)
-    except PiecesRefused:
-        if not engine.pieces:
-            raise
-        engine.pieces = False
-        return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache)
+        try:
+            return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
+        except PiecesRefused:
+            if not engine.pieces:
+                raise
+            engine.pieces = False
+            return _diff_rows(engine, fmt, old, new, key, limit, fast_share, cache, words)
+    except KeyNotUnique as exc:
+        raise exc.worded(words) from None
 
 
 def _diff_rows(
     engine: Engine, fmt: Format, old: Side, new: Side, key: Sequence[str], limit: int,
-    fast_share: float | None, cache: Path | None,
+    fast_share: float | None, cache: Path | None, words: Words,
 ) -> RowDiff:  # fmt: skip
-    out = RowDiff(new.path, old.label, new.label, fmt, tuple(key))
+    out = RowDiff(new.path, old.label, new.label, fmt, tuple(keys.columns(key)))
     for side in (old, new):
         lines = side.longest_line if fmt in LINES else 0
         why = refusal(fmt, side.head, side.tail, side.size, lines)
@@ -168,6 +183,8 @@ def _diff_rows(
         )  # fmt: skip
     except NotTabular as exc:
         return _bytes_only(out, old, new, _unread(fmt, old, new, exc))
+    key = keys.columns(key, {*ot.names, *nt.names})
+    out.key = tuple(key)
     if ot.empty and nt.empty:
         return out  # no rows on either side: nothing to compare, no key to check
     out.notes += _renamed(old, ot, new, nt)
@@ -181,7 +198,7 @@ def _diff_rows(
         elif _header_only(new, nt) and not _header_only(old, ot):
             nt = _typed_as(nt, ot)
         out.schema = schema_changes(ot, nt)
-    _check_key(key, old, ot, new, nt)
+    _check_key(key, old, ot, new, nt, words)
     plan, parts = None, None
     if fast_share is not None:
         plan = fast_plan(old, new, ot, nt, fast_share)
@@ -473,27 +490,30 @@ def schema_changes(ot: Table, nt: Table) -> list[SchemaChange]:
     return out
 
 
-def _check_key(key: Sequence[str], old: Side, ot: Table, new: Side, nt: Table) -> None:
+def _check_key(
+    key: Sequence[str], old: Side, ot: Table, new: Side, nt: Table, words: Words
+) -> None:
     for side, table in ((old, ot), (new, nt)):
         missing = [k for k in key if k not in table.names]
         if missing:
-            shown = ", ".join(quote_name(n) for n in table.names[:20])
+            listed = ", ".join(shown(n) for n in table.names[:20])
             more = f" and {len(table.names) - 20} more" if len(table.names) > 20 else ""
             if table.fmt in ("csv", "tsv") and len(table.names) == 1:
                 one = table.names[0]
                 if any(d in one for d in (",", ";", "\t", "|")):  # a header not split
                     raise UsageError(
-                        f"--key column {quote_name(missing[0])} is not in {_where(side)}: it "
+                        f"{words.key} column {shown(missing[0])} is not in "
+                        f"{_where(side)}: it "
                         f"was read as one column named {json.dumps(one)}, as no delimiter is "
                         "on every one of its first lines (a line blank but for spaces, or "
                         "with fewer fields, hides it): mend that line"
                     )
             raise UsageError(
-                f"--key column {quote_name(missing[0])} is not in {_where(side)} "
-                f"(its columns: {shown or 'none'}{more})"
+                f"{words.key} column {shown(missing[0])} is not in {_where(side)} "
+                f"(its columns: {listed or 'none'}{more})"
             )
     if len(set(key)) != len(key):
-        raise UsageError("--key names a column twice")
+        raise UsageError(f"{words.key} names a column twice")
 
 
 def _lines_are_rows(old: Side, new: Side, ot: Table, nt: Table) -> bool:
@@ -795,11 +815,13 @@ def _apart(entries: Sequence[Entry | None]) -> bool:
 def diff_path(
     history: History, store: ObjectStore, chunker: Chunker, root: Path, dvfs_dir: Path,
     revs: Sequence[str], path: bytes, key: Sequence[str] = (), limit: int = 20,
-    threads: int | None = None, fast_share: float | None = FAST_SHARE,
+    threads: int | None = None, fast_share: float | None = FAST_SHARE, words: Words = CLI,
 ) -> RowDiff:  # fmt: skip
-    """The rows of ``path`` from ``revs[0]`` to ``revs[1]``.
+    """The rows of ``path`` from ``revs[0]`` to ``revs[1]``; a refusal names what the
+    user gave in ``words`` (the CLI's options, or a page's controls).
 
-    One revision: it against the working tree; none: HEAD against the working tree.
+    ``key`` is as the user gave it (``vfs.tables.keys``). One revision: it against the
+    working tree; none: HEAD against the working tree.
     A side where the file does not exist is an empty file (every row added or
     removed); the file must exist on one side at least.
 
@@ -809,12 +831,15 @@ def diff_path(
     store, and nothing learned from the working-tree file is kept in the row cache
     (``vfs.tables.checks.held``).
     """
+    keys.check(key, words)
     if not path:
-        raise UsageError("--rows compares one file, not the repository's root: give its path")
+        raise UsageError(
+            f"{words.rows} compares one file, not the repository's root: give its path"
+        )
     fmt = format_of(path)
     if fmt is None:
         raise UsageError(
-            f"dvfs diff --rows reads CSV, TSV, JSON Lines and Parquet files ({SUFFIXES}); "
+            f"{words.reader} reads CSV, TSV, JSON Lines and Parquet files ({SUFFIXES}); "
             f"{quote_name(path)} has none of these extensions"
         )
     ext = os.path.splitext(os.fsdecode(path))[1].lower()
@@ -825,7 +850,9 @@ def diff_path(
             entry = history.lookup(history.version(history.resolve(rev)).tree, path)
             if entry is not None and entry.kind != Kind.FILE:
                 what = "a directory" if entry.kind == Kind.DIR else "a symbolic link"
-                raise UsageError(f"{quote_name(path)} is {what} in {rev}: --rows compares files")
+                raise UsageError(
+                    f"{quote_name(path)} is {what} in {rev}: {words.rows} compares files"
+                )
             entries.append(entry)
         for vouched in (_Vouching(dvfs_dir, path), None):
             work = tmp / ("in-place" if vouched is not None else "copies")
@@ -839,7 +866,9 @@ def diff_path(
                             store, chunker, root, work, ext, names, entries, path, threads,
                             dvfs_dir, vouched,
                         )  # fmt: skip
-                        result = diff_rows(engine, fmt, *sides, key, limit, fast_share, dvfs_dir)
+                        result = diff_rows(
+                            engine, fmt, *sides, key, limit, fast_share, dvfs_dir, words
+                        )
                     except _Moved:
                         continue
                     except Exception:

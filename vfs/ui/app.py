@@ -46,8 +46,9 @@ argument or path) and ``KeyNotUnique`` (a row diff's key naming several rows) 40
 command holds the repository) 409, ``RemoteUnreachable`` (a
 remote's view whose remote does not answer) 503 and any other ``RemoteError`` (a remote
 gone, or lacking a pack) 502, any other ``DvfsError`` 500,
-anything else 500 too (and a traceback in the server's log); the body is
-``{"error": MSG}``.
+anything else 500 too (and a traceback in the server's log); the router's own
+refusals keep their status (405: a method a route does not take, with ``Allow``); the
+body is ``{"error": MSG}``.
 
 Threads: each request's work runs in a worker thread (``anyio.to_thread``), at most
 ``WORKERS`` at once; the repository handle is shared (its caches are thread-safe
@@ -72,6 +73,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -206,6 +208,25 @@ def error_response(request: Request, exc: Exception) -> Response:
     return json_response(body, 500)
 
 
+def http_error(request: Request, exc: Exception) -> Response:
+    """The router's own refusals (405: a method the route does not take; 404: no such
+    static file) in the API's form, ``{"error": MSG}``, saying what to send."""
+    assert isinstance(exc, HTTPException)
+    path = quote_name(request.url.path[:200])
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        given = headers.get("Allow", headers.get("allow", "GET"))
+        allowed = ", ".join(sorted(m.strip() for m in given.split(",")))  # (a set's order)
+        message = f"{path} does not take {request.method[:20]!r}: send {allowed}"
+    elif exc.status_code == 404:
+        message = f"no such page: {path}"
+    else:
+        message = f"{path}: {exc.detail}"
+    response = json_response({"error": message}, exc.status_code)
+    response.headers.update(headers)
+    return response
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: one line for the page (the server's log has the rest)."""
     return json_response({"error": f"internal error ({type(exc).__name__}: {exc})"[:500]}, 500)
@@ -264,15 +285,12 @@ class Api:
 
     @staticmethod
     def key(request: Request) -> list[str]:
-        """The key columns of a row diff, as ``--key`` takes them: ``key=a,b`` or
-        ``key=a&key=b`` (both: a, b); none if every ``key`` is blank. UsageError for
-        a key naming an empty column (``key=,``, ``key=id,``), which the CLI refuses
-        too: it was dropped, and the rows compared by another key or by none."""
-        given = [k for k in request.query_params.getlist("key") if k.strip()]
-        for k in given:
-            if any(not c.strip() for c in k.split(",")):
-                raise UsageError(f"key {quote_name(k)} holds an empty column name")
-        return [c.strip() for k in given for c in k.split(",")]
+        """The key of a row diff as given, as ``--key`` takes it: ``key=a,b`` or
+        ``key=a&key=b`` (both: a, b; ``vfs.tables.keys``); none if every ``key`` is
+        blank. A key naming an empty column (``key=,``, ``key=id,``) is refused by the
+        diff, as the CLI's is: it was dropped, and the rows compared by another key or
+        by none."""
+        return [k for k in request.query_params.getlist("key") if k.strip()]
 
     @staticmethod
     def rev(request: Request, name: str = "rev") -> str:
@@ -457,6 +475,8 @@ class Api:
         return json_response(await self.run(data.mounts, self.source.description))
 
     async def not_found(self, request: Request) -> Response:
+        if request.url.path.startswith("/api/actions/"):  # (this route takes the rest)
+            raise HTTPException(405, headers={"Allow": "POST"})
         return json_response({"error": f"no such page: {request.url.path[:200]}"}, 404)
 
 
@@ -492,7 +512,7 @@ def make_app(
         Route("/api/actions/{name}", api.action, methods=["POST"]),
         Route("/{rest:path}", api.not_found),
     ]
-    handlers = {DvfsError: error_response, Exception: internal_error}
+    handlers = {DvfsError: error_response, HTTPException: http_error, Exception: internal_error}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -48,6 +48,7 @@ try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
     from vfs.tables import engine as table_engine
     from vfs.tables import render, rowdiff
     from vfs.tables.formats import format_of
+    from vfs.tables.result import PAGE
 except ModuleNotFoundError as exc:  # pragma: no cover - tests install it
     if exc.name not in ("duckdb", "_duckdb"):
         raise
@@ -298,7 +299,7 @@ def row_diff(
     _, limit = page(0, limit)
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, [old, new], path,
-        key, limit, 1,
+        key, limit, 1, words=PAGE,
     )  # fmt: skip
     return render.as_json(result)
 

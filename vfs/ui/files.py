@@ -27,6 +27,7 @@ from vfs.worktree.scan import show
 try:  # the table engine (DuckDB) is the optional extra dvfs[tables]
     from vfs.tables import engine as table_engine
     from vfs.tables.formats import format_of
+    from vfs.ui.previews import Refused
     from vfs.ui.previews import TablePreviews as TablePreviews
 except ModuleNotFoundError as exc:  # pragma: no cover - tests install it
     if exc.name not in ("duckdb", "_duckdb"):
@@ -197,6 +198,8 @@ def preview(
         else:
             try:
                 return {**base, **_table(repo, get, f, offset, limit, tables, column_offset, count)}
+            except Refused as exc:
+                note = f"{exc}: its first bytes"
             except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
                 note = f"not readable as a table ({exc}): its first bytes"
     first = head(get, f, max(TEXT_HEAD, HEX_HEAD))

@@ -47,11 +47,17 @@ from pathlib import Path
 from typing import Any
 
 from vfs.tables import engine as table_engine
-from vfs.tables.formats import Format
+from vfs.tables.formats import LOOK, NAMES, Format, refusal
 from vfs.tables.source import scratch
 
 KEEP_BYTES = 256 << 20  # bytes of kept copies, at most (the newest is kept whatever its size)
 COLUMNS_SHOWN = 100  # columns of a table in one page of its preview
+
+
+class Refused(table_engine.NotTabular):
+    """A file whose bytes are not its format's (``vfs.tables.formats.refusal``), not
+    given to the engine: the message names the file and says why, and what to do, as
+    ``dvfs diff --rows`` does in the page's words."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,11 @@ class TablePreviews:
             with open(copy, "wb") as out:
                 for piece in content:
                     out.write(piece)
+            _refuse(fmt, copy, size, name)
             t = eng.sniff(fmt, copy, size)
+        except Refused:
+            copy.unlink(missing_ok=True)
+            raise
         except (table_engine.NotTabular, table_engine.TypeMismatch) as exc:
             copy.unlink(missing_ok=True)
             raise type(exc)(_named(str(exc), copy, name)) from None
@@ -182,6 +192,18 @@ class TablePreviews:
             _, old = self._kept.popitem(last=False)
             with contextlib.suppress(OSError):
                 os.unlink(old.copy)
+
+
+def _refuse(fmt: Format, copy: Path, size: int, name: str) -> None:
+    """Refused if the bytes of ``copy`` are not ``fmt``'s, as the row diff refuses them
+    (a UTF-16 CSV: how to convert it, not the engine's decoding error)."""
+    with open(copy, "rb") as f:
+        head = f.read(LOOK)
+        f.seek(max(0, size - LOOK))
+        tail = f.read(LOOK)
+    why = refusal(fmt, head, tail, size, purpose="see its rows here")
+    if why:
+        raise Refused(f"{name} is not {NAMES[fmt]}: {why}")
 
 
 def _as_wide(read: _Read, rows: int) -> bool:

@@ -87,19 +87,26 @@ function parentDir(path) {
   return i < 0 ? "" : path.slice(0, i);
 }
 
+// A column's name in a list, quoted where blanks at either end or a ", " in it would
+// not tell it from another (` v` from `v`), as `dvfs diff --rows` shows it.
+const columnName = (n) => (/^\s|\s$|, /.test(n) ? `"${n}"` : n);
+
 const ROWS = 50; // rows of a row diff shown first
 const ROWS_MAX = 500; // ... and at most, on asking for more (the route's page limit)
 
 async function showRows(box, d, path, key = "", limit = ROWS) {
   swap(box, h("p", { class: "muted" }, `Comparing the rows of ${path}…`));
+  // (kept with a refusal too: a key the files refuse is mended here)
+  const keyInput = h("input", { name: "key", value: key, placeholder: "key columns, e.g. id" });
+  const keyForm = h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); showRows(box, d, path, keyInput.value); } },
+    h("label", {}, "match rows by ", keyInput), h("button", { type: "submit" }, "Diff rows"));
   let r;
   try {
     r = await api("rows", { old: d.old.id, new: d.new.id, path, key, limit });
   } catch (err) {
-    swap(box, h("h2", {}, `Rows of ${path}`), errorBox(err));
+    swap(box, h("h2", {}, `Rows of ${path}`), keyForm, errorBox(err));
     return;
   }
-  const keyInput = h("input", { name: "key", value: key, placeholder: "key columns, e.g. id" });
   const s = r.summary;
   const cols = [];
   for (const row of r.rows) {
@@ -109,10 +116,9 @@ async function showRows(box, d, path, key = "", limit = ROWS) {
   }
   swap(box, 
     h("h2", {}, `Rows of ${path}`),
-    h("form", { class: "filters", onsubmit: (e) => { e.preventDefault(); showRows(box, d, path, keyInput.value); } },
-      h("label", {}, "match rows by ", keyInput), h("button", { type: "submit" }, "Diff rows")),
+    keyForm,
     h("p", { class: "summary" }, `${s.added} added, ${s.removed} removed, ${s.changed ?? 0} changed, ${s.unchanged ?? "?"} unchanged`,
-      r.key.length ? ` (key ${r.key.join(", ")})` : ""),
+      r.key.length ? ` (key ${r.key.map(columnName).join(", ")})` : ""),
     r.schema.length ? h("ul", { class: "schema" }, r.schema.map((c) =>
       h("li", { class: `change ${c.status}` }, `${c.status}: ${c.column} ${c.old_type ?? ""} → ${c.new_type ?? ""}`))) : null,
     r.notes.map((n) => h("p", { class: "note" }, n)),

@@ -38,11 +38,19 @@ export async function experimentsPage(el, params) {
         return desc ? -r : r;
       });
     }
+    // (the label is a button: a column is sorted from the keyboard too, Tab then Enter)
     head.replaceChildren(...cols.map((c) => h("th", {
       class: `${c.cls || ""} sortable ${c.key === sortKey ? (desc ? "desc" : "asc") : ""}`,
       "data-col": c.key,
-      onclick: () => { desc = c.key === sortKey ? !desc : false; sortKey = c.key; render(); },
-    }, c.label)));
+      "aria-sort": c.key === sortKey ? (desc ? "descending" : "ascending") : "none",
+      onclick: () => {
+        desc = c.key === sortKey ? !desc : false;
+        sortKey = c.key;
+        render();
+        // the header is drawn anew: the focus stays on the column just sorted
+        for (const b of head.querySelectorAll("th button.sort")) if (b.parentElement.dataset.col === c.key) b.focus();
+      },
+    }, h("button", { type: "button", class: "sort" }, c.label))));
     tbody.replaceChildren(...rows.map((r) => h("tr", { "data-rev": r.rev }, cols.map((c) =>
       h("td", { class: c.cls || "" }, c.key === "rev" ? h("a", { href: link("version", { rev: r.id }) }, r.rev) : valueCell(c.get(r)))))));
   };

@@ -1,7 +1,7 @@
 // Lineage: the pipeline a version records, drawn as a graph laid out by dagre (each
 // stage below the stages it reads from); clicking a stage shows its command, inputs (with
 // the version that introduced each) and outputs.
-import { api, errorBox, h, link, put, swap } from "./dom.js";
+import { api, errorBox, h, link, put, swap, visible } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const W = 170, HGT = 44, GAPX = 60, GAPY = 40;
@@ -93,8 +93,11 @@ export async function lineagePage(el, params) {
   }
   for (const [name, p] of pos) {
     const st = byName.get(name);
+    // (a stage is reached with Tab and opened with Enter or Space, as a button is)
+    const open = () => showStage(detail, g, st, svg, name);
     const node = s("g", { class: "node", "data-stage": name, transform: `translate(${p.x},${p.y})`, tabindex: 0,
-      onclick: () => showStage(detail, g, st, svg, name) },
+      role: "button", "aria-label": visible(`stage ${name}`), onclick: open,
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } } },
       s("rect", { width: W, height: HGT, rx: 6 }),
       s("text", { x: W / 2, y: 18, "text-anchor": "middle", class: "name" }, name),
       s("text", { x: W / 2, y: 34, "text-anchor": "middle", class: "sub" }, `${st.output.length} out · exit ${st.run.exit}`));
