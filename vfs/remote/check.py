@@ -71,6 +71,7 @@ from vfs.remote.reader import (
     Located,
     RemoteRepo,
     mend_hint,
+    unnamed_ref_hint,
     usable_ref_names,
 )
 from vfs.repo.repository import Repository, parse_format
@@ -308,12 +309,16 @@ def _refs(
             except RemoteNotFound:
                 continue  # deleted since it was listed
             except (FormatError, RemoteError) as exc:
+                by_hand = unnamed_ref_hint(ref, what)
                 problems.add(
                     "ref",
-                    f"{label} cannot be read ({exc}): write in {quote_name(key)} the id it "
-                    f"should hold (`dvfs log -n 1 {shown}` in a clone that fetched it shows it), "
-                    f"or delete it (`dvfs push --remote {shlex.quote(name)} --delete "
-                    f"{shlex.quote(key)}`)",
+                    f"{label} cannot be read ({exc}): "
+                    + (
+                        by_hand
+                        or f"write in {quote_name(key)} the id it should hold (`dvfs log -n 1 "
+                        f"{shown}` in a clone that fetched it shows it), or delete it (`dvfs "
+                        f"push --remote {shlex.quote(name)} --delete {shlex.quote(key)}`)"
+                    ),
                     "",
                 )
                 continue

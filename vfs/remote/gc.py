@@ -84,7 +84,7 @@ from vfs.remote.manifests import (
     encode_manifest,
     read_manifests,
 )
-from vfs.remote.reader import Located, RemoteRepo, index_cache
+from vfs.remote.reader import Located, RemoteRepo, index_cache, unnamed_ref_hint
 from vfs.remote.receive import fetch_records
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -311,22 +311,29 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
                     f"{remote.url} lists more than {MAX_REFS:,} refs under refs/{kind}: "
                     "refusing to read them (the remote is damaged or hostile)"
                 )
+            name = key[len(refs_prefix(kind)) :]
+            what = "branch" if kind == "heads" else "tag"
             try:
                 validate_key(key)
             except UsageError:
                 raise DvfsError(
                     f"remote gc stopped before changing anything: {quote_name(key)} is no "
                     "name dvfs can read (clones and fetches skip it), so what it reaches is "
-                    "unknown; nothing was changed; on the remote, rename that file to a "
-                    "valid name (letters, digits, '.', '_' and '-') or delete it if it is "
-                    "not wanted; then run the gc again"
+                    f"unknown; nothing was changed; {unnamed_ref_hint(name, what)}; then run "
+                    "the gc again"
                 ) from None
             try:
                 out[key] = parse_ref(backend.get_small(key, REF_LIMIT), key)
             except RemoteNotFound:
                 continue  # deleted since it was listed
             except (FormatError, RemoteError) as exc:
-                name = key[len(refs_prefix(kind)) :]
+                by_hand = unnamed_ref_hint(name, what)
+                if by_hand:
+                    raise DvfsError(
+                        f"remote gc stopped before changing anything: {quote_name(key)} "
+                        f"cannot be read ({exc}), so what it reaches is unknown; nothing was "
+                        f"changed; {by_hand}; then run the gc again"
+                    ) from None
                 shown = f"{report.remote}/{name}" if kind == "heads" else name
                 raise DvfsError(
                     f"remote gc stopped before changing anything: {quote_name(key)} holds no "

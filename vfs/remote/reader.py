@@ -187,6 +187,21 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
     return kept, notes
 
 
+def unnamed_ref_hint(name: str, what: str) -> str | None:
+    """How to mend a remote ref that ``dvfs push --delete`` cannot name (too long, a
+    control character, a folder deeper than any key): by hand on the remote. None for a
+    name dvfs can delete."""
+    try:
+        check_ref_name(name, what, existing=True)
+    except UsageError:
+        return (
+            "no dvfs command can name it: on the remote, rename it to a valid name "
+            "(letters, digits, '.', '_' and '-', at most 200 characters) or delete it if "
+            "it is not wanted"
+        )
+    return None
+
+
 def repository_at(url: str) -> Path | None:
     """The directory ``url`` names if it is a dvfs repository (a ``.dvfs`` there) and
     not a remote (no ``format``): given to ``clone`` or ``vfs.Repo.remote`` by someone
