@@ -289,11 +289,15 @@ def test_a_remote_branch_beside_its_own_folder(tmp_path: Path, s3_env: S3Server)
     b.fsck_clean()
 
 
-def test_refs_nested_beyond_any_name_are_refused(tmp_path: Path) -> None:
+def test_refs_nested_beyond_any_name_are_skipped(tmp_path: Path) -> None:
     forge = Forge(tmp_path / "evil")
     v1 = good_v1(forge)
     forge.publish({"main": v1, "/".join(["a"] * 300): v1})
-    refused_clone(tmp_path, forge, "deeper than 128 folders")
+    r = assert_ok(run(tmp_path, "clone", forge.url, "c"))
+    assert "remote branch 'a/a/" in r.err and "skipped" in r.err, r.err
+    c = Repo(tmp_path / "c")
+    assert [b["name"] for b in c.json("branch", "-r", "--json")] == ["origin/main"]
+    c.fsck_clean()
 
 
 def test_the_public_fetch_a_mount_uses_skips_odd_refs(tmp_path: Path) -> None:
@@ -514,6 +518,40 @@ def test_a_link_among_a_directory_remotes_refs_is_skipped_not_fatal(
     assert a.head_id() == v2 != v1
     assert (outside / "main").read_text() == "0" * 64 + "\n"
     assert (remote / "refs" / "heads" / "stable").is_symlink()
+    a.fsck_clean()
+    c.fsck_clean()
+
+
+def test_a_folder_too_deep_among_a_directory_remotes_refs_is_skipped_not_fatal(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """A folder 130 levels deep under refs/heads (no ref name is that long) stopped every
+    clone, fetch, `fsck --remote` and gc with "refusing to list it". It is now skipped
+    with a warning like any other bad ref; fsck names it with how to mend it by hand, and
+    gc stops before changing anything, as for any ref it cannot read."""
+    remote = tmp_path / "remote"
+    a = make_repo("a")
+    a.write("d/x", b"data\n")
+    a.ok("add", "d")
+    a.commit("one")
+    a.ok("remote", "add", "origin", remote.as_uri())
+    a.ok("push")
+    deep = remote.joinpath("refs", "heads", *["d"] * 130)
+    deep.mkdir(parents=True)
+    (deep / "x").write_text("0" * 64 + "\n")
+    r = assert_ok(run(tmp_path, "clone", remote.as_uri(), "c"))
+    assert "remote branch 'd/d/" in r.err and "skipped: not a valid branch name" in r.err
+    c = Repo(tmp_path / "c")
+    assert [b["name"] for b in c.json("branch", "-r", "--json")] == ["origin/main"]
+    v2 = commit_files(c, {"d/x": b"two\n"}, "two")
+    c.ok("push")
+    assert "skipped" in a.ok("pull").err
+    assert a.head_id() == v2
+    r = a.run("fsck", "--remote", "origin")
+    assert r.code == 1 and "1 problem" in r.out and "Traceback" not in r.err, str(r)
+    assert "deeper than 128 folders" in r.out and "rename it" in r.out, str(r)
+    assert_error(run(a.root, "gc", "--remote", "origin"), "nothing was changed", "rename it")
+    assert deep.joinpath("x").exists()
     a.fsck_clean()
     c.fsck_clean()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -907,6 +908,42 @@ def test_a_pull_merge_stopped_by_one_conflict_counts_it_and_says_how_to_give_up(
     assert r.out.splitlines()[-1].startswith("merging origin/main stopped")  # the last word
     b.ok("merge", "--abort")
     assert b.read("d/a") == b"from b, longer"
+
+
+def test_a_remote_made_anew_at_the_same_url_gets_a_way_out_not_a_circle(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The remote re-created at its URL by another repository: `pull` said to run
+    `pull --merge`, which said "no version in common ... nothing was merged", and `push`
+    said `dvfs pull` merges it. Each now says the histories are unrelated and gives the
+    two ways out, which work."""
+    a = make_repo("a")
+    a.write("mine", "a")
+    a.ok("add", "mine")
+    a.commit("a")
+    dir_remote.add_to(a)
+    a.ok("push")
+    shutil.rmtree(tmp_path / "remote")
+    b = make_repo("b")
+    b.write("theirs", "b")
+    b.ok("add", "theirs")
+    b.commit("b")
+    dir_remote.add_to(b)
+    b.ok("push")
+    force = "`dvfs push --remote origin --force main` replaces the remote's main"
+    switch = "`dvfs switch -c NAME origin/main` works on theirs"
+    for args in (("pull",), ("pull", "--merge"), ("push",)):
+        line = a.fail(*args, fragments=("no version in common", force, switch))
+        assert "`dvfs pull" not in line, line
+    a.fail("merge", "origin/main", fragments=("nothing was merged", "switch -c NAME origin/main"))
+    a.ok("switch", "-c", "other", "origin/main")
+    assert a.read("theirs") == b"b" and not (a.root / "mine").exists()
+    a.ok("switch", "main")
+    a.ok("push", "--remote", "origin", "--force", "main")
+    c, _ = dir_remote.clone(tmp_path, "c")
+    assert c.read("mine") == b"a"
+    a.fsck_clean()
+    c.fsck_clean()
 
 
 def test_merge_push_clone_and_pull_merge(

@@ -17,8 +17,10 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     Result,
+    assert_error,
     commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
+    run,
 )
 from tests.support.remote import (  # noqa: F401  (fixtures)
     Remote,
@@ -30,9 +32,10 @@ from tests.test_remote_repack import DAY, PUSHES, gc, small_pushes
 from vfs.errors import RemoteNotFound
 from vfs.remote.check import fsck_remote
 from vfs.remote.config import Meter, get_remote
-from vfs.remote.layout import decode_segment
+from vfs.remote.layout import decode_segment, encode_segments
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjKind
+from vfs.store.packs import encode_index
 
 
 def seeded(make_repo: RepoFactory, remote: Remote) -> Repo:
@@ -158,6 +161,42 @@ def test_fsck_remote_names_each_damage(make_repo: RepoFactory, remote: Remote) -
     assert "has an index but no format record: fetches refuse it" in line, line
     remote.backend.put("format", record)
     repo.ok("fsck", "--remote", "origin", "--data")
+    repo.fsck_clean()
+
+
+def test_an_index_entry_outside_its_pack_names_the_segment_not_the_pack(
+    make_repo: RepoFactory, remote: Remote, tmp_path: Path
+) -> None:
+    """An index segment placing a chunk past the end of its (whole) pack: fsck, its
+    --data and a clone called the pack damaged ("restore packs/X from a backup"), which
+    would mend nothing. They now name the segment, and restoring it mends the remote."""
+    repo = seeded(make_repo, remote)
+    seg = next(
+        k
+        for k in remote.list_keys("index/")
+        if any(o.kind == ObjKind.CHUNK for _, o in decode_segment(remote.backend.get(k), k))
+    )
+    good = remote.backend.get(seg)
+    rows = decode_segment(good, seg)
+    pack_id, chunk = next((p, o) for p, o in rows if o.kind == ObjKind.CHUNK)
+    objs = [o._replace(offset=o.offset + (1 << 20)) if o == chunk else o for _, o in rows]
+    ((bad_key, bad),) = encode_segments([(bytes.fromhex(pack_id), encode_index(objs))])
+    remote.backend.put(bad_key, bad)
+    remote.backend.delete(seg)
+    for args in ((), ("--data",)):
+        lines = problems(check(repo, *args))
+        (line,) = [x for x in lines if chunk.oid.hex()[:12] in x]
+        assert f"index segment {bad_key} on " in line and "past the end of pack" in line, line
+        assert f"restore {bad_key} on the remote from a backup" in line, line
+        assert "packs/" not in line, line
+    line = assert_error(
+        run(tmp_path, "clone", remote.url, "c", *remote.options), f"restore {bad_key} on"
+    )
+    assert "packs/" not in line, line
+    remote.backend.put(seg, good)
+    remote.backend.delete(bad_key)
+    repo.ok("fsck", "--remote", "origin", "--data")
+    remote.clone(tmp_path, "c2")[0].fsck_clean()
     repo.fsck_clean()
 
 

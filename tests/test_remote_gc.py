@@ -365,6 +365,42 @@ def test_a_ref_holding_no_version_id_stops_the_gc_before_anything_is_condemned(
     clone.fsck_clean()
 
 
+def test_a_ref_with_a_control_character_in_its_name_stops_the_gc_with_its_name_quoted(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A ref file named with an escape sequence: clones skip it with a warning, but the
+    gc stopped with "invalid storage key" and no word of what to do. No backend reads
+    such a key, so what it names is unknown and nothing is known to be garbage: the gc
+    (and its dry run) now stops before changing anything, naming the ref quoted and
+    how to mend it, and runs once the file is renamed."""
+    repo = seeded(make_repo, dir_remote)
+    repo.ok("switch", "-c", "side")
+    repo.write("side.bin", MORE)
+    repo.ok("add", "side.bin")
+    side = repo.commit("side")
+    repo.ok("push")
+    repo.ok("switch", "main")
+    repo.ok("branch", "-D", "side")
+    heads = Path(dir_remote.url.removeprefix("file://")) / "refs" / "heads"
+    (heads / "side").rename(heads / "s\x1b[31mide")
+    packs = dir_remote.list_keys("packs/")
+    for args, clock in ((("--dry-run",), 0), ((), 0), ((), 4 * DAY)):
+        r = run(repo.root, "gc", "--remote", "origin", *args, env={CLOCK_ENV: str(clock)})
+        line = assert_error(r, '"refs/heads/s\\033[31mide"', "nothing was changed", "rename")
+        assert "\x1b" not in line
+    assert dir_remote.list_keys("packs/") == packs
+    assert not manifests(dir_remote)
+    # mended as the message says: the gc runs, and side's data is there
+    (heads / "s\x1b[31mide").rename(heads / "side")
+    assert dir_remote.ref("side") == side
+    gc(repo, clock=6 * DAY)
+    gc(repo, clock=8 * DAY)
+    clone, _ = dir_remote.clone(tmp_path, "clone")
+    clone.ok("switch", "-c", "side", "origin/side")
+    assert clone.read("side.bin") == MORE
+    clone.fsck_clean()
+
+
 def test_a_lost_pack_stops_the_gc_with_advice_that_mends_it(
     make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
 ) -> None:

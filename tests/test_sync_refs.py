@@ -1074,3 +1074,31 @@ def test_a_remote_whose_endpoint_changed_is_said_to_be_at_the_new_endpoint(
     r = a.ok("status")
     assert "is now s3://bkt/x http://new.example:9000" in r.err
     a.fsck_clean()
+
+
+def test_a_remote_whose_endpoint_came_from_the_environment_is_moved_when_it_changes(
+    make_repo: RepoFactory,
+) -> None:
+    """An S3 remote with no endpoint of its own, reached through AWS_ENDPOINT_URL: set
+    to another server holding the same bucket name, the first server's copies were
+    taken for the second's (`s/main` read as its branch). The record names the endpoint
+    in effect, so the copies are refused and dropped as for an endpoint edited."""
+    a = make_repo("a")
+    v1 = commit_files(a, {"d/x": b"1"}, "one")
+    a.ok("remote", "add", "s", "s3://bkt/x")
+    (a.root / ".dvfs" / "refs" / "remotes" / "s").mkdir(parents=True)
+    (a.root / ".dvfs" / "refs" / "remotes" / "s" / "main").write_text(v1 + "\n")
+    old = {"AWS_ENDPOINT_URL": "http://old.example:9000"}
+    new = {"AWS_ENDPOINT_URL": "http://new.example:9000"}
+    shown = assert_ok(run(a.root, "show", "s/main", "--format", "json", env=old))
+    assert shown.json()["id"] == v1  # (kept by an older dvfs: taken once, recorded)
+    assert_ok(run(a.root, "show", "s/main", env=old))  # the same server: still its copy
+    assert_error(
+        run(a.root, "log", "s/main", env=new),
+        "was at s3://bkt/x http://old.example:9000",
+        "is now s3://bkt/x http://new.example:9000",
+    )
+    r = assert_ok(run(a.root, "status", env=new))
+    assert "is now s3://bkt/x http://new.example:9000" in r.err and "was dropped" in r.err
+    assert a.json("branch", "-r", "--json") == []
+    a.fsck_clean()

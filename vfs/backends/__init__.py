@@ -20,6 +20,7 @@ from vfs.backends.base import (
     check_endpoint,
     redact_url,
     refuse_credentials,
+    s3_endpoint,
     validate_key,
     validate_prefix,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "preconnect",
     "redact_url",
     "refuse_credentials",
+    "s3_endpoint",
     "same_location",
     "valid_bucket",
     "validate_key",

@@ -59,6 +59,7 @@ stored must be shown.
 from __future__ import annotations
 
 import abc
+import os
 import re
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,17 @@ def check_endpoint(endpoint: str, what: str = "the endpoint URL") -> None:
             "http://host:port or https://host (a port from 1 to 65535, nothing after "
             "'?' or '#')"
         )
+
+
+def s3_endpoint(endpoint_url: str | None) -> str | None:
+    """The S3 endpoint in effect: ``endpoint_url`` if given, else ``AWS_ENDPOINT_URL_S3``,
+    else ``AWS_ENDPOINT_URL`` (as the AWS tools read them); None for AWS itself."""
+    return (
+        endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
+    )
 
 
 @dataclass(frozen=True)

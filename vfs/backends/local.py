@@ -289,6 +289,11 @@ class LocalBackend(Backend):
             st = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
                 raise _link(key, self.url)
+            if stat.S_ISDIR(st.st_mode) and key.count("/") >= MAX_DEPTH:
+                raise RemoteError(
+                    f"{key} in {self.url} is a folder deeper than {MAX_DEPTH} folders, "
+                    "where no key lies: refusing to read it"
+                )
             if stat.S_ISDIR(st.st_mode):
                 raise FileNotFoundError(errno.ENOENT, "a directory is no object", key)
             if not stat.S_ISREG(st.st_mode):
@@ -317,8 +322,9 @@ class LocalBackend(Backend):
         """Yield ``base + name`` for what lies below directory ``fd`` (but directories),
         whose name starts with ``start``; a link is listed as a key, never entered.
 
-        A stack of open directories takes the place of recursion; folders nested deeper
-        than ``MAX_DEPTH`` (no key is) are refused.
+        A stack of open directories takes the place of recursion; a folder nested deeper
+        than ``MAX_DEPTH`` (no key is) is listed as a key, never entered, and refused
+        when read (:meth:`_object`).
         """
         stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []
         try:
@@ -333,10 +339,10 @@ class LocalBackend(Backend):
                         yield prefix + entry.name
                         continue
                     if len(stack) > MAX_DEPTH:
-                        raise RemoteError(
-                            f"{prefix}{entry.name} in {self.url} lies deeper than {MAX_DEPTH} "
-                            "folders, where no key does: refusing to list it"
-                        )
+                        # listed as a key, never entered, refused when read (as a link
+                        # is): a clone skips that one ref instead of failing
+                        yield prefix + entry.name
+                        continue
                     try:
                         sub = os.open(entry.name, _DIR, dir_fd=parent)
                     except OSError as exc:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import re
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
@@ -71,6 +70,7 @@ from vfs.backends.base import (
     check_conditions,
     check_endpoint,
     check_range,
+    s3_endpoint,
     validate_key,
     validate_prefix,
 )
@@ -121,12 +121,7 @@ class S3Backend(Backend):
         page_size: int = 1000,
     ) -> None:
         prefix = validate_prefix(prefix.strip("/"))
-        endpoint = (
-            endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
-        )
+        endpoint = s3_endpoint(endpoint_url)
         if endpoint:
             check_endpoint(endpoint, "the S3 endpoint")
         self.bucket = bucket

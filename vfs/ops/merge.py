@@ -284,7 +284,8 @@ def merge(
             if base is None:
                 raise UsageError(
                     f"{branch} and {rev} have no version in common (unrelated histories): "
-                    "nothing was merged"
+                    f"nothing was merged; dvfs merges related histories only: `dvfs switch -c "
+                    f"NAME {rev}` works on {rev}'s"
                 )
             return _merge_locked(
                 repo, branch, rev, ours, theirs, base, workers,

@@ -221,6 +221,15 @@ def push(
                         f"nothing was changed on the remote; point its refs/heads/{b} back at "
                         "a version it holds, or push another branch"
                     )
+                elif (
+                    theirs == known
+                    and repo.store.has(theirs)
+                    and hist.merge_base(theirs, tip) is None
+                ):
+                    raise RefConflict(
+                        f"{_unrelated(spec.name, b)}: nothing was changed on the remote; "
+                        + _unrelated_ways(spec.name, b)
+                    )
                 elif theirs == known and repo.store.has(theirs):
                     raise RefConflict(
                         f"remote {b} is at {_version_label(repo, theirs)}, which {b} here no "
@@ -790,6 +799,11 @@ def pull(
             got.transfer, None, f"{branch} is ahead of {spec.name}/{branch}: `dvfs push` it"
         )
     if local is not None and not hist.is_ancestor(local, target):
+        if hist.merge_base(local, target) is None:
+            raise UsageError(
+                f"{_unrelated(spec.name, branch)}: {branch} was left as it is; "
+                + _unrelated_ways(spec.name, branch)
+            )
         if merge:
             done = merging.merge(repo, f"{spec.name}/{branch}", workers)
             said = merge_message(done, f"{spec.name}/{branch}")
@@ -819,6 +833,23 @@ def _path_target(repo: Repository, spec: RemoteSpec, branch: str, theirs: bytes)
         f"{_diverged(hist, spec, branch, local, theirs)}: the working tree was left as it "
         f"is; `dvfs pull HEAD PATH` brings PATH of {branch}'s version, `dvfs pull --merge` "
         f"merges {spec.name}/{branch} into it"
+    )
+
+
+def _unrelated(remote: str, branch: str) -> str:
+    """How a pull or push names a branch and the remote's with no version in common."""
+    return (
+        f"{branch} and {remote}/{branch} have no version in common (the remote's history "
+        "was made anew at this URL, or is another project's), so they cannot be merged"
+    )
+
+
+def _unrelated_ways(remote: str, branch: str) -> str:
+    """The ways out of :func:`_unrelated` (dvfs merges related histories only)."""
+    return (
+        f"`dvfs push --remote {shlex.quote(remote)} --force {shlex.quote(branch)}` replaces "
+        f"the remote's {branch} with yours, or `dvfs switch -c NAME "
+        f"{shlex.quote(f'{remote}/{branch}')}` works on theirs"
     )
 
 

@@ -12,7 +12,9 @@ What a clone, fetch or push relies on is checked as they read it (``vfs.remote.r
 - every index segment is its id and decodes; every gc manifest decodes;
 - every pack the index names that no manifest condemns exists and is at least as long
   as its entries say (offset plus length of the last object, then a header record each
-  and the footer), from the listing of ``packs/`` (no download);
+  and the footer), from the listing of ``packs/`` (no download); one shorter is read
+  (footer and header) to tell a truncated pack from a whole one its index segment
+  misplaces objects in, which names the segment (``vfs.remote.reader.index_fault``);
 - with ``data``: each such pack's footer and header are read and checked (its checksum
   and name), and every object the index lists in it is read back with ranged GETs of
   at most ``MAX_RANGE`` bytes and verified against its id (``DATA_JOBS`` packs at a
@@ -29,7 +31,7 @@ remote has, and a damaged pack that a ref reaches, need a backup or a new remote
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +72,11 @@ from vfs.remote.reader import (
     SEGMENT_RELISTS,
     Located,
     RemoteRepo,
+    index_fault,
     mend_hint,
+    unnamed_ref_hint,
     usable_ref_names,
+    whole_pack,
 )
 from vfs.repo.repository import Repository, parse_format
 from vfs.store.compression import decode_payload
@@ -287,12 +292,16 @@ def _refs(
             except RemoteNotFound:
                 continue  # deleted since it was listed
             except (FormatError, RemoteError) as exc:
+                by_hand = unnamed_ref_hint(ref, what)
                 problems.add(
                     "ref",
-                    f"{label} cannot be read ({exc}): write in {quote_name(key)} the id it "
-                    f"should hold (`dvfs log -n 1 {shown}` in a clone that fetched it shows it), "
-                    f"or delete it (`dvfs push --remote {shlex.quote(name)} --delete "
-                    f"{shlex.quote(key)}`)",
+                    f"{label} cannot be read ({exc}): "
+                    + (
+                        by_hand
+                        or f"write in {quote_name(key)} the id it should hold (`dvfs log -n 1 "
+                        f"{shown}` in a clone that fetched it shows it), or delete it (`dvfs "
+                        f"push --remote {shlex.quote(name)} --delete {shlex.quote(key)}`)"
+                    ),
                     "",
                 )
                 continue
@@ -559,6 +568,10 @@ def _packs(
         report.pack_bytes += size
         need = _min_size(objs)
         if size < need:
+            faults = _index_faults(meter, pack_id, objs.values(), size)
+            if faults:
+                problems.add("segment", faults, "")
+                continue
             hint = _pack_hint(name, pack_id, walk.live(pack_id), False)
             problems.add(
                 "pack",
@@ -567,6 +580,19 @@ def _packs(
                 "packs are missing or truncated",
             )
     return sizes
+
+
+def _index_faults(
+    meter: Meter, pack_id: str, objs: Iterable[PackedObject], size: int
+) -> str | None:
+    """What to say if the index places some of ``objs`` where whole pack ``pack_id``
+    does not hold them: the first such entry's segment is named; None if none."""
+    listed = whole_pack(meter, pack_id, size)
+    wrong = [] if listed is None else [o for o in objs if o not in listed]
+    if not wrong:
+        return None
+    more = f" ({len(wrong):,} entries of it in all)" if len(wrong) > 1 else ""
+    return (index_fault(meter, pack_id, wrong[0], size) or "") + more
 
 
 def _verify(
@@ -590,6 +616,12 @@ def _verify(
             report.objects_verified += count
             report.bytes_verified += nbytes
             if bad:
+                faults = _index_faults(meter, pack_id, entries[pack_id].values(), sizes[pack_id])
+                if faults:
+                    # the pack is whole: what does not verify, the index misplaces
+                    if faults not in problems.lines:  # (told already from its size)
+                        problems.add("segment", faults, "")
+                    continue
                 hint = _pack_hint(name, pack_id, walk.live(pack_id), False)
                 problems.add(
                     "data",

@@ -46,7 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfs.backends import Backend
+from vfs.backends import Backend, validate_key
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -84,7 +84,7 @@ from vfs.remote.manifests import (
     encode_manifest,
     read_manifests,
 )
-from vfs.remote.reader import Located, RemoteRepo, index_cache
+from vfs.remote.reader import Located, RemoteRepo, index_cache, unnamed_ref_hint
 from vfs.remote.receive import fetch_records
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -298,8 +298,9 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
 
     Unlike a fetch, a name a local ref could not have (``main`` beside ``main/x``, odd
     characters) is no reason to skip a ref here: what it names stays live. A ref that
-    holds no id (damaged by hand or by a disk) stops the gc, as a bad ref stops git's:
-    what it named is unknown, so nothing can be called garbage.
+    holds no id (damaged by hand or by a disk), or whose key no backend reads (a
+    control character in its name), stops the gc, as a bad ref stops git's: what it
+    named is unknown, so nothing can be called garbage.
     """
     backend = remote.backend
     out: dict[str, bytes] = {}
@@ -310,12 +311,29 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
                     f"{remote.url} lists more than {MAX_REFS:,} refs under refs/{kind}: "
                     "refusing to read them (the remote is damaged or hostile)"
                 )
+            name = key[len(refs_prefix(kind)) :]
+            what = "branch" if kind == "heads" else "tag"
+            try:
+                validate_key(key)
+            except UsageError:
+                raise DvfsError(
+                    f"remote gc stopped before changing anything: {quote_name(key)} is no "
+                    "name dvfs can read (clones and fetches skip it), so what it reaches is "
+                    f"unknown; nothing was changed; {unnamed_ref_hint(name, what)}; then run "
+                    "the gc again"
+                ) from None
             try:
                 out[key] = parse_ref(backend.get_small(key, REF_LIMIT), key)
             except RemoteNotFound:
                 continue  # deleted since it was listed
             except (FormatError, RemoteError) as exc:
-                name = key[len(refs_prefix(kind)) :]
+                by_hand = unnamed_ref_hint(name, what)
+                if by_hand:
+                    raise DvfsError(
+                        f"remote gc stopped before changing anything: {quote_name(key)} "
+                        f"cannot be read ({exc}), so what it reaches is unknown; nothing was "
+                        f"changed; {by_hand}; then run the gc again"
+                    ) from None
                 shown = f"{report.remote}/{name}" if kind == "heads" else name
                 raise DvfsError(
                     f"remote gc stopped before changing anything: {quote_name(key)} holds no "

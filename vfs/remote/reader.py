@@ -36,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from vfs._os.beneath import open_kept
-from vfs.backends import parse_url
+from vfs.backends import Backend, parse_url
 from vfs.errors import (
     DvfsError,
     FormatError,
@@ -71,7 +71,7 @@ from vfs.repo.refs import check_ref_name
 from vfs.repo.repository import DVFS_DIR, Repository, format_record, parse_format
 from vfs.store.compression import decode_payload
 from vfs.store.durable import write_atomic_at
-from vfs.store.packs import PackedObject
+from vfs.store.packs import FOOTER, PackedObject, parse_footer, parse_header
 
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 
@@ -187,6 +187,21 @@ def usable_ref_names(names: Iterable[str], what: str) -> tuple[list[str], list[s
     return kept, notes
 
 
+def unnamed_ref_hint(name: str, what: str) -> str | None:
+    """How to mend a remote ref that ``dvfs push --delete`` cannot name (too long, a
+    control character, a folder deeper than any key): by hand on the remote. None for a
+    name dvfs can delete."""
+    try:
+        check_ref_name(name, what, existing=True)
+    except UsageError:
+        return (
+            "no dvfs command can name it: on the remote, rename it to a valid name "
+            "(letters, digits, '.', '_' and '-', at most 200 characters) or delete it if "
+            "it is not wanted"
+        )
+    return None
+
+
 def repository_at(url: str) -> Path | None:
     """The directory ``url`` names if it is a dvfs repository (a ``.dvfs`` there) and
     not a remote (no ``format``): given to ``clone`` or ``vfs.Repo.remote`` by someone
@@ -208,6 +223,56 @@ def mend_hint(key: str) -> str:
         "from a repository that has the data push it all to a new remote (`dvfs remote add "
         "NAME URL && dvfs push --remote NAME --all --tags`) and use that one"
     )
+
+
+def whole_pack(backend: Backend, pack_id: str, size: int) -> set[PackedObject] | None:
+    """What pack ``pack_id`` (``size`` bytes) lists in its own header, if it is whole: its
+    footer and checksummed header read, and its name is their hash. None if not (or a
+    format-1 pack, named by the hash of all its bytes): only asked when an object of it
+    does not read as the index says, to tell a damaged index entry from a damaged pack."""
+    key = pack_key(pack_id)
+    what = f"pack {pack_id[:12]}"
+    try:
+        if size < FOOTER.size:
+            return None
+        _, hlen, hhash = parse_footer(backend.get(key, size - FOOTER.size, FOOTER.size), size, what)
+        data_end = size - FOOTER.size - hlen
+        listed = parse_header(backend.get(key, data_end, hlen), hhash, data_end, what)
+    except DvfsError:
+        return None
+    return set(listed) if hhash.hex() == pack_id else None
+
+
+def index_fault(backend: Backend, pack_id: str, obj: PackedObject, size: int) -> str | None:
+    """What to say when the index places ``obj`` in pack ``pack_id`` where that whole
+    pack's own header does not (past its end, or at other bytes): the index segment
+    listing it is damaged, not the pack. None if the pack is not whole (or agrees)."""
+    listed = whole_pack(backend, pack_id, size)
+    if listed is None or obj in listed:
+        return None
+    where = "past the end" if obj.offset + obj.stored_len > size else "at bytes that do not hold it"
+    seg = next(_segments_listing(backend, pack_id, obj), None)
+    named = f"index segment {seg}" if seg else "the remote's index"
+    return (
+        f"{named} on {backend.url} places object {obj.oid.hex()[:12]} {where} of pack "
+        f"{pack_id[:12]} ({size:,} bytes), which is whole: the index segment is damaged, not "
+        "the pack; " + mend_hint(seg or INDEX)
+    )
+
+
+def _segments_listing(backend: Backend, pack_id: str, obj: PackedObject) -> Iterator[str]:
+    """The keys of the index segments that list ``obj`` in pack ``pack_id`` (read again)."""
+    for n, key in enumerate(backend.list(INDEX), 1):
+        if n > MAX_SEGMENTS:
+            return
+        if segment_of(key) is None:
+            continue
+        try:
+            rows = decode_segment(backend.get_small(key, SEGMENT_LIMIT), key)
+        except DvfsError:
+            continue
+        if (pack_id, obj) in rows:
+            yield key
 
 
 # Ranges of one pack closer than this are fetched with one GET.
@@ -482,8 +547,16 @@ class RemoteRepo:
                 except ObjectCorrupt:
                     how = "hash mismatch"
             if how:
+                try:
+                    size = self.backend.head(pack_key(pack_id)).size
+                except RemoteNotFound:
+                    raise self.lost_pack(pack_id) from None
+                fault = index_fault(self.backend, pack_id, o, size)
                 raise RemoteError(
-                    f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
+                    f"object {o.oid.hex()} does not read as the index says ({how}): "
+                    f"refused, nothing of it was stored; {fault}"
+                    if fault
+                    else f"object {o.oid.hex()} in pack {pack_id[:12]} on {self.url} is "
                     f"corrupt ({how}): refused, nothing of it was stored; "
                     + mend_hint(pack_key(pack_id))
                 )

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfs._os.beneath import open_dir, read_regular
-from vfs.backends import parse_url, redact_url
+from vfs.backends import parse_url, redact_url, s3_endpoint
 from vfs.errors import DvfsError
 from vfs.quoting import quote_name
 from vfs.repo.refs import check_ref_name
@@ -45,7 +45,8 @@ CONFIG_LIMIT = 1024 * 1024  # bytes of .dvfs/config read (vfs.repo.repository.RE
 
 def location(url: str, endpoint_url: str | None) -> str:
     """One line naming where a remote's data is, however its URL is spelled:
-    ``file:///abs/path``, or ``s3://bucket/prefix`` and the endpoint, if any. ``url``
+    ``file:///abs/path``, or ``s3://bucket/prefix`` and the endpoint in effect, if any
+    (``endpoint_url``, else the environment's: ``vfs.backends.s3_endpoint``). ``url``
     is as the settings are read (a relative directory already taken from the root)."""
     try:
         where = parse_url(url)
@@ -53,7 +54,8 @@ def location(url: str, endpoint_url: str | None) -> str:
         return url
     if where.path is not None:
         return f"file://{os.path.abspath(where.path)}"
-    at = f" {endpoint_url}" if endpoint_url else ""
+    endpoint = s3_endpoint(endpoint_url)  # (AWS_ENDPOINT_URL too: another server)
+    at = f" {endpoint}" if endpoint else ""
     return f"s3://{where.bucket}/{where.prefix}{at}"
 
 
