@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from vfs.model.codec import Entry
     from vfs.ops.diff import Change
     from vfs.repo.history import History
+    from vfs.worktree.ignore import Ignores
 
     Flat = tuple[bytes, dict[bytes, Entry]]  # a tree id and its files (History.flatten)
 
@@ -127,9 +128,23 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
             else:  # (as below the root: never opened, and deleted as far as dvfs can tell)
                 warn(odd_warning(p))
     skipped: list[bytes] = []  # directories that cannot be read
-    with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
+    with paused_gc(), contextlib.ExitStack() as opened:  # (paused: a tuple and a stat per file)
+        rules: list[Ignores] = []
+
+        def ignored_name(p: bytes) -> bool:
+            """Whether a name dvfs never stores is ignored (passed over without a
+            warning, as ``add`` leaves it out); the rules are read only if one is met."""
+            if not rules:
+                from vfs.worktree.ignore import Ignores  # (see the module doc)
+
+                rules.append(
+                    opened.enter_context(Ignores(repo.root, lambda: sorted(index.paths()), warn))
+                )
+            s = lstat_or_none(repo.root, p)
+            return rules[0].ignored(p, is_dir=s is not None and statmod.S_ISDIR(s.st_mode))
+
         st.untracked, to_hash, st.deleted = triage_tree(
-            repo.root, tops, at_root, index, warn, skipped
+            repo.root, tops, at_root, index, warn, skipped, ignored_name
         )
     if st.untracked:  # (a clean tree reads no ignore file and matches nothing)
         from vfs.worktree.ignore import Ignores  # (nor imports it: see the module doc)
