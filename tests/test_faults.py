@@ -1732,3 +1732,22 @@ def test_kill_9_at_any_moment_of_a_commit(make_repo: RepoFactory) -> None:
     assert read_lock(root).oid.hex() == last
     assert repo.status()["staged"] == []
     repo.fsck_clean()
+
+
+def test_rm_stopped_by_a_full_disk_deletes_nothing(small_disk: Path) -> None:
+    """`dvfs rm` deleted the files, then failed to save the index on a full disk:
+    status then listed every one as deleted, though the rm had "failed". The index is
+    saved first now: a failed rm leaves the files and the index as they were."""
+    repo = init_repo(small_disk / "repo")
+    files = {f"d/f{i}.txt": "" for i in range(20)}  # (empty: deleting them frees no room)
+    committed(repo, {**files, "keep.txt": "kept"})
+    fill(small_disk / "fill")
+    assert_error(repo.run("rm", "d"), "disk is full")
+    assert all(repo.read(name) == text.encode() for name, text in files.items())
+    (small_disk / "fill").unlink()
+    st = repo.status()
+    assert st["staged"] == [] and st["deleted"] == [] and st["untracked"] == [], st
+    repo.ok("rm", "d")
+    assert not (repo.root / "d").exists()
+    assert [c["path"] for c in repo.status()["staged"]] == sorted(files)
+    repo.fsck_clean()
