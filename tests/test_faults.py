@@ -1751,3 +1751,40 @@ def test_rm_stopped_by_a_full_disk_deletes_nothing(small_disk: Path) -> None:
     assert not (repo.root / "d").exists()
     assert [c["path"] for c in repo.status()["staged"]] == sorted(files)
     repo.fsck_clean()
+
+
+def test_a_killed_checkout_is_named_by_status_and_by_the_next_refusal(repo: Repo) -> None:
+    """After `kill -9` of `dvfs checkout v1` (files written, index and HEAD not yet),
+    `dvfs checkout main` was refused with "uncommitted changes ... commit them", though
+    the files were v1's committed content, and status said nothing of the checkout cut
+    short. Now status says so, and the refusal says to run it again or use --force."""
+    from vfs.ops.checkout import KILL_ENV
+
+    names = [f"d/f{i:03d}.txt" for i in range(60)]
+    committed(repo, {n: f"one {n}\n" for n in names})
+    committed(repo, {**{n: f"two {n}\n" for n in names}, "d/new.txt": "new\n"})
+    assert repo.run("checkout", "v1", env={KILL_ENV: "written"}).code == -9
+    st = repo.status()
+    assert st["head"] == "v2" and st["cut_short"] == {
+        "action": "checkout", "to": "v1", "again": "dvfs checkout v1"
+    }  # fmt: skip
+    human = repo.ok("status").out
+    assert "A checkout to v1 was cut short" in human and "`dvfs checkout v1`" in human, human
+    line = assert_error(
+        repo.run("checkout", "main"),
+        "they are files of v1 that a checkout cut short left",
+        "run `dvfs checkout v1` to finish it, or use --force",
+    )
+    assert "commit them" not in line
+    repo.ok("checkout", "v1")  # what the line says finishes it
+    st = repo.status()
+    assert st["cut_short"] is None and st["detached"] == "v1" and st["modified"] == []
+    assert all(repo.read(n) == f"one {n}\n".encode() for n in names)
+    assert "cut short" not in repo.ok("status").out
+
+    assert repo.run("switch", "main", env={KILL_ENV: "written"}).code == -9
+    assert repo.status()["cut_short"]["again"] == "dvfs switch main"
+    repo.ok("restore", ".")  # or go back: HEAD's files, and nothing cut short left
+    st = repo.status()
+    assert st["cut_short"] is None and st["modified"] == [] and st["detached"] == "v1"
+    repo.fsck_clean()

@@ -23,6 +23,8 @@ from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FormatError, UsageError
 from vfs.ops import merging
+from vfs.repo import cut_short
+from vfs.repo.cut_short import CutShort
 from vfs.repo.gitlink import LockPointer, read_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
@@ -307,6 +309,7 @@ class Status:
     renamed: merging.Renames = field(default_factory=dict)  # its conflicts' (merging.renamed)
     index: Index | None = field(default=None, repr=False, compare=False)  # as compared
     lock: LockPointer | None = None  # what dvfs.lock names, if not what the tree holds
+    cut_short: CutShort | None = None  # a whole checkout left unfinished (vfs.repo.cut_short)
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -362,6 +365,7 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         renamed=_renamed(repo, merge) if merge is not None else {},
         index=index,
         lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
+        cut_short=cut_short.read(repo.dir, index.base),
     )
 
 
