@@ -1788,3 +1788,32 @@ def test_a_killed_checkout_is_named_by_status_and_by_the_next_refusal(repo: Repo
     st = repo.status()
     assert st["cut_short"] is None and st["modified"] == [] and st["detached"] == "v1"
     repo.fsck_clean()
+
+
+def test_a_checkout_stopped_by_a_full_disk_says_what_it_did(small_disk: Path) -> None:
+    """A checkout stopped by a full disk once it had deleted the files the target
+    lacks said "nothing half-written was kept; free some space and run the command
+    again", as if nothing had changed, and status said nothing of it. Now the line
+    says what was done and what finishes it, and status says the checkout was cut short."""
+    repo = init_repo(small_disk / "repo")
+    committed(repo, {"d/big.bin": rand(3 * MiB, seed=41), "d/a.txt": "a\n"})
+    repo.ok("rm", "d/big.bin")
+    committed(repo, {f"d/only{i}.txt": f"{i}\n" for i in range(5)}, "two")
+    (small_disk / "room").write_bytes(b"\0" * MiB)  # (room for the records, not for big.bin)
+    fill(small_disk / "fill")
+    (small_disk / "room").unlink()
+    line = assert_error(
+        repo.run("checkout", "v1"),
+        "the disk is full while writing the files of v1: 5 files v1 does not have were deleted",
+        "free some space and run `dvfs checkout v1` again to finish",
+    )
+    assert "nothing half-written was kept" not in line
+    assert not (repo.root / "d" / "only0.txt").exists()
+    (small_disk / "fill").unlink()
+    st = repo.status()
+    assert st["head"] == "v2" and st["cut_short"]["again"] == "dvfs checkout v1", st
+    repo.ok("checkout", "v1")
+    st = repo.status()
+    assert st["cut_short"] is None and st["detached"] == "v1" and st["modified"] == []
+    assert repo.read("d/big.bin") == rand(3 * MiB, seed=41)
+    repo.fsck_clean()

@@ -47,6 +47,7 @@ from vfs.errors import (
     FormatError,
     ObjectError,
     ObjectMissing,
+    StorageFull,
     UncommittedChanges,
     UsageError,
 )
@@ -364,7 +365,8 @@ class CheckoutInterrupted(DvfsError):
 
 @contextlib.contextmanager
 def _interrupted(label: str, again: str, report: CheckoutReport) -> Iterator[None]:
-    """Turn Ctrl-C while the working tree changes into a line saying what it holds.
+    """Turn Ctrl-C, or a full disk, while the working tree changes into a line saying
+    what it holds.
 
     Each file is replaced whole (never half-written), but some of ``label``'s files
     are there and others not (files it does not have may be deleted already), and
@@ -384,6 +386,15 @@ def _interrupted(label: str, again: str, report: CheckoutReport) -> Iterator[Non
             f"interrupted while writing the files of {label}: some are written, and "
             f"{held} still describe what was there before, so status lists them as "
             f"changed; run `{again}` again to finish{back}"
+        ) from None
+    except StorageFull:
+        gone = f"{report.deleted:,} files {label} does not have were deleted and " if (
+            report.deleted
+        ) else ""  # fmt: skip
+        raise StorageFull(
+            f"the disk is full while writing the files of {label}: {gone}some of its "
+            f"files may be written, while {held} still describe what was there before "
+            f"(status says so); free some space and run `{again}` again to finish{back}"
         ) from None
 
 
