@@ -280,7 +280,8 @@ def restore_version(
     again = "dvfs pull" if action == "pull" else (
         f"dvfs {action} {source or label}{''.join(' ' + a for a in paths)}"
     )  # fmt: skip
-    if not paths:  # (recorded before the first file changes: see vfs.repo.cut_short)
+    if not paths and (doomed or retime or todo):  # (before the first file changes:
+        # see vfs.repo.cut_short; a switch that changes no file needs no room for it)
         cut_short.begin(repo.dir, cut_short.CutShort(action, target, label, index.base, again))
     with _interrupted(label, again, report):
         report.deleted = remove_many(repo.root, doomed, workers)
