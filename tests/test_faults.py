@@ -1732,3 +1732,88 @@ def test_kill_9_at_any_moment_of_a_commit(make_repo: RepoFactory) -> None:
     assert read_lock(root).oid.hex() == last
     assert repo.status()["staged"] == []
     repo.fsck_clean()
+
+
+def test_rm_stopped_by_a_full_disk_deletes_nothing(small_disk: Path) -> None:
+    """`dvfs rm` deleted the files, then failed to save the index on a full disk:
+    status then listed every one as deleted, though the rm had "failed". The index is
+    saved first now: a failed rm leaves the files and the index as they were."""
+    repo = init_repo(small_disk / "repo")
+    files = {f"d/f{i}.txt": "" for i in range(20)}  # (empty: deleting them frees no room)
+    committed(repo, {**files, "keep.txt": "kept"})
+    fill(small_disk / "fill")
+    assert_error(repo.run("rm", "d"), "disk is full")
+    assert all(repo.read(name) == text.encode() for name, text in files.items())
+    (small_disk / "fill").unlink()
+    st = repo.status()
+    assert st["staged"] == [] and st["deleted"] == [] and st["untracked"] == [], st
+    repo.ok("rm", "d")
+    assert not (repo.root / "d").exists()
+    assert [c["path"] for c in repo.status()["staged"]] == sorted(files)
+    repo.fsck_clean()
+
+
+def test_a_killed_checkout_is_named_by_status_and_by_the_next_refusal(repo: Repo) -> None:
+    """After `kill -9` of `dvfs checkout v1` (files written, index and HEAD not yet),
+    `dvfs checkout main` was refused with "uncommitted changes ... commit them", though
+    the files were v1's committed content, and status said nothing of the checkout cut
+    short. Now status says so, and the refusal says to run it again or use --force."""
+    from vfs.ops.checkout import KILL_ENV
+
+    names = [f"d/f{i:03d}.txt" for i in range(60)]
+    committed(repo, {n: f"one {n}\n" for n in names})
+    committed(repo, {**{n: f"two {n}\n" for n in names}, "d/new.txt": "new\n"})
+    assert repo.run("checkout", "v1", env={KILL_ENV: "written"}).code == -9
+    st = repo.status()
+    assert st["head"] == "v2" and st["cut_short"] == {
+        "action": "checkout", "to": "v1", "again": "dvfs checkout v1"
+    }  # fmt: skip
+    human = repo.ok("status").out
+    assert "A checkout to v1 was cut short" in human and "`dvfs checkout v1`" in human, human
+    line = assert_error(
+        repo.run("checkout", "main"),
+        "they are files of v1 that a checkout cut short left",
+        "run `dvfs checkout v1` to finish it, or use --force",
+    )
+    assert "commit them" not in line
+    repo.ok("checkout", "v1")  # what the line says finishes it
+    st = repo.status()
+    assert st["cut_short"] is None and st["detached"] == "v1" and st["modified"] == []
+    assert all(repo.read(n) == f"one {n}\n".encode() for n in names)
+    assert "cut short" not in repo.ok("status").out
+
+    assert repo.run("switch", "main", env={KILL_ENV: "written"}).code == -9
+    assert repo.status()["cut_short"]["again"] == "dvfs switch main"
+    repo.ok("restore", ".")  # or go back: HEAD's files, and nothing cut short left
+    st = repo.status()
+    assert st["cut_short"] is None and st["modified"] == [] and st["detached"] == "v1"
+    repo.fsck_clean()
+
+
+def test_a_checkout_stopped_by_a_full_disk_says_what_it_did(small_disk: Path) -> None:
+    """A checkout stopped by a full disk once it had deleted the files the target
+    lacks said "nothing half-written was kept; free some space and run the command
+    again", as if nothing had changed, and status said nothing of it. Now the line
+    says what was done and what finishes it, and status says the checkout was cut short."""
+    repo = init_repo(small_disk / "repo")
+    committed(repo, {"d/big.bin": rand(3 * MiB, seed=41), "d/a.txt": "a\n"})
+    repo.ok("rm", "d/big.bin")
+    committed(repo, {f"d/only{i}.txt": f"{i}\n" for i in range(5)}, "two")
+    (small_disk / "room").write_bytes(b"\0" * MiB)  # (room for the records, not for big.bin)
+    fill(small_disk / "fill")
+    (small_disk / "room").unlink()
+    line = assert_error(
+        repo.run("checkout", "v1"),
+        "the disk is full while writing the files of v1: 5 files v1 does not have were deleted",
+        "free some space and run `dvfs checkout v1` again to finish",
+    )
+    assert "nothing half-written was kept" not in line
+    assert not (repo.root / "d" / "only0.txt").exists()
+    (small_disk / "fill").unlink()
+    st = repo.status()
+    assert st["head"] == "v2" and st["cut_short"]["again"] == "dvfs checkout v1", st
+    repo.ok("checkout", "v1")
+    st = repo.status()
+    assert st["cut_short"] is None and st["detached"] == "v1" and st["modified"] == []
+    assert repo.read("d/big.bin") == rand(3 * MiB, seed=41)
+    repo.fsck_clean()

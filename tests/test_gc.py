@@ -460,3 +460,24 @@ def test_many_small_commits_merge_their_packs_without_a_gc(
         assert repo.cat(f"HEAD:f{i}.txt") == f"file {i}".encode()
     assert repo.cat("v1:f0.txt") == b"file 0"
     repo.fsck_clean()
+
+
+def test_gc_counts_no_directory_named_like_a_pack(template: Repo, tmp_path: Path) -> None:
+    """A directory named ``pack-*.pack`` in ``.dvfs/objects`` was counted as a pack
+    ("0 of 3 pack(s)" with two packs) and named as a pack that "was kept": only regular
+    files are packs, and it is named once, as what it is."""
+    repo = copy_of(template, tmp_path, "r")
+    objects = repo.root / ".dvfs" / "objects"
+    count = len([p for p in objects.glob("pack-*.pack") if p.is_file()])
+    odd = objects / ("pack-" + "2" * 64 + ".pack")
+    odd.mkdir()
+    (odd / "x").write_bytes(b"kept")
+    for args in (("gc", "--dry-run"), ("gc",)):
+        r = repo.run(*args)
+        assert r.code == 1 and r.out.count(odd.name) == 1, r
+        assert f"{odd.name} is not a regular file but a directory" in r.out, r
+        assert "move it out" in r.out, r
+        assert f"of {count} pack(s)" in r.out, r
+    assert (odd / "x").read_bytes() == b"kept"
+    shutil.rmtree(odd)
+    fsck_clean(repo.root)

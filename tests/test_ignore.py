@@ -284,6 +284,27 @@ def test_a_repository_of_its_own_holding_a_forced_file_is_skipped_with_a_warning
     repo.fsck_clean()
 
 
+def test_status_passes_over_an_ignored_name_dvfs_never_stores(repo: Repo) -> None:
+    """``dvfs status`` warned "skipping d/.DVFS: dvfs never stores the name" on every run
+    though a ``.dvfsignore`` rule ignores it (``add`` leaves it out without a word);
+    one no rule ignores is still named."""
+    repo.write("d/a", "1")
+    repo.write("d/.DVFS", "from a case-insensitive copy")
+    repo.write("d/.dvfsignore", ".DVFS\n")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.write("d/a", "2")  # (a tree with changes scans as a clean one does)
+    for args in (("status",), ("status", "--json")):
+        r = repo.ok(*args)
+        assert warnings_of(r) == [], r
+    repo.write("d/.GIT", "not ignored")
+    r = repo.ok("status")
+    assert [w for w in warnings_of(r) if "d/.GIT" in w and "skipping" in w] == warnings_of(r), r
+    assert len(warnings_of(r)) == 1, r
+    (repo.root / "d" / ".GIT").unlink()
+    repo.fsck_clean()
+
+
 def test_a_name_dvfs_never_stores_kept_out_by_a_rule_does_not_stop_add(repo: Repo) -> None:
     """A file named like git's or dvfs's own (``.GIT``, ``git~1``) in a directory
     refused ``dvfs add DIR`` whole, saying only that dvfs never stores the name; a

@@ -33,6 +33,7 @@ LAYERS = [
         "repo.refs",
         "repo.stage",
         "repo.gitlink",
+        "repo.cut_short",
         "repo.shared",
         "repo.remote_copies",
         "repo.audit",

@@ -1169,6 +1169,11 @@ def test_status_of_a_large_tree_split_across_processes(repo: Repo) -> None:
     for name in untracked:
         repo.write(name, "new")
     os.mkfifo(repo.root / "data" / "p3" / "q03" / "fifo")
+    # a name dvfs never stores, ignored by a rule: passed over without a word
+    repo.write("data/.dvfsignore", ".DVFS\n")
+    repo.ok("add", "data/.dvfsignore")
+    for i in range(7):
+        repo.write(f"data/p{i}/q{i + 9:02}/.DVFS", "ignored")
     r = repo.ok("status", "--json")
     st = json.loads(r.out)
     assert st["modified"] == sorted(modified)
@@ -1188,7 +1193,7 @@ from vfs.worktree.pools import Workers
 
 told_r, told_w = os.pipe()
 
-def broken(root, dirs, tickets, index, channel):
+def broken(root, dirs, tickets, index, channel, *rest):
     # Claims directories, says how many, and dies without a word on them.
     n = sum(len(tickets.claim() or ()) for _ in range(3))
     os.write(told_w, bytes([n]))

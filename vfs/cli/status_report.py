@@ -176,6 +176,13 @@ def show_status(
                 "remotes": tracking(repo, st),
                 "merging": merge_json(st.merge, st.renamed),
                 "lock": lock_json(st.lock),
+                "cut_short": None
+                if st.cut_short is None
+                else {
+                    "action": st.cut_short.action,
+                    "to": st.cut_short.label,
+                    "again": st.cut_short.again,
+                },
             }
         )
         if work.unreadable:
@@ -185,6 +192,13 @@ def show_status(
     where = f"HEAD detached at {quoted(st.detached)}" if st.detached else f"On branch {branch}"
     echo(where + (f" ({quoted(st.head)})" if st.head and not st.detached else ""))
     head = repo.refs.head()
+    if st.cut_short is not None:
+        cut = st.cut_short
+        echo(
+            f"A {cut.action} to {cut.label} was cut short: the working tree holds some of "
+            f"its files, while HEAD and the index still describe what was there before; run "
+            f"`{quoted(cut.again)}` to finish it, or `dvfs restore .` to put back HEAD's files."
+        )
     if st.behind and head.detached is not None:
         # (a checkout killed once it had saved the index, before HEAD moved)
         echo(

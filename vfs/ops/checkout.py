@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import stat as statmod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from vfs.errors import (
     FormatError,
     ObjectError,
     ObjectMissing,
+    StorageFull,
     UncommittedChanges,
     UsageError,
 )
@@ -53,6 +55,7 @@ from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import base_files, quiet, same_entry, work_state
+from vfs.repo import cut_short
 from vfs.repo.gitlink import LockPointer, read_lock, write_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
@@ -64,6 +67,15 @@ from vfs.worktree.pools import Workers
 from vfs.worktree.remove import remove_many, remove_path, remove_temporaries, tracked_dir_only
 from vfs.worktree.restore import ensure_dir, restore_many
 from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
+
+# Test hook: ``DVFS_TEST_CHECKOUT_KILL_AT=written`` kills the process (SIGKILL) once a
+# checkout has written its files, before the index and HEAD say so.
+KILL_ENV = "DVFS_TEST_CHECKOUT_KILL_AT"
+
+
+def _reached(step: str) -> None:
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -229,8 +241,9 @@ def restore_version(
             )
         if conflicts:
             loose = [show(p) for p in conflicts if p in on_disk]  # untracked
+            advice = _in_merge(repo) or _cut_short(repo, index.base)
             raise UncommittedChanges(
-                action, sorted({show(p) for p in conflicts}), loose, what=_in_merge(repo)
+                action, sorted({show(p) for p in conflicts}), loose, what=advice
             )
     report = CheckoutReport(label, None if paths else attach, bool(paths))
     # What to do, decided before anything changes: files to delete, files that hold
@@ -267,7 +280,10 @@ def restore_version(
     again = "dvfs pull" if action == "pull" else (
         f"dvfs {action} {source or label}{''.join(' ' + a for a in paths)}"
     )  # fmt: skip
-    with _interrupted(label, again, bool(paths)):
+    if not paths and (doomed or retime or todo):  # (before the first file changes:
+        # see vfs.repo.cut_short; a switch that changes no file needs no room for it)
+        cut_short.begin(repo.dir, cut_short.CutShort(action, target, label, index.base, again))
+    with _interrupted(label, again, report):
         report.deleted = remove_many(repo.root, doomed, workers)
         for p in doomed:
             index.entries.pop(p, None)
@@ -289,6 +305,7 @@ def restore_version(
 
         with restoring(repo) if todo else contextlib.nullcontext():
             stats, failed = restore_many(repo.root, todo, repo.store, workers, replace)
+        _reached("written")
         report.failed.update(failed)
         with Walker(repo.root) as walker:
             for p in empty:  # the version's empty directories (a snapshot of a mount records them)
@@ -331,6 +348,7 @@ def restore_version(
         repo.refs.set_head(Head(branch) if attach else Head(branch, target))
         merging.remove(repo.dir)  # a whole checkout leaves a merge in progress (vfs.ops.merging)
         write_lock(repo.root, LockPointer(branch, version.number, target))
+        cut_short.end(repo.dir)
         if left is not None and (attach != left.branch or target != left.ours):
             kept = f": changes to {names_of(sorted(carry))} stay" if carry else ""
             warn(  # (as `switch -c` says it; HEAD back at the merge's start is an abort)
@@ -347,24 +365,37 @@ class CheckoutInterrupted(DvfsError):
 
 
 @contextlib.contextmanager
-def _interrupted(label: str, again: str, paths: bool) -> Iterator[None]:
-    """Turn Ctrl-C while the working tree changes into a line saying what it holds.
+def _interrupted(label: str, again: str, report: CheckoutReport) -> Iterator[None]:
+    """Turn Ctrl-C, or a full disk, while the working tree changes into a line saying
+    what it holds.
 
     Each file is replaced whole (never half-written), but some of ``label``'s files
-    are there and others not, and the index and HEAD, written last, still describe
-    what was there before: so ``status`` lists the files written as changed, and the
-    next checkout refuses to overwrite them. The line says so, and what finishes
-    the checkout (``again``) or, for a whole checkout, what puts HEAD's files back.
+    are there and others not (files it does not have may be deleted already), and
+    the index and HEAD, written last, still describe what was there before: so
+    ``status`` lists the files written as changed (and, for a whole checkout, that
+    it was cut short: ``vfs.repo.cut_short``), and the next checkout refuses to
+    overwrite them. The line says so, and what finishes the checkout (``again``) or,
+    for a whole checkout, what puts HEAD's files back.
     """
+    paths = report.paths
+    back = "" if paths else ", or `dvfs restore .` to put back the files HEAD holds"
+    held = "the index" if paths else "HEAD and the index"
     try:
         yield
     except KeyboardInterrupt:
-        back = "" if paths else ", or `dvfs restore .` to put back the files HEAD holds"
         raise CheckoutInterrupted(
             f"interrupted while writing the files of {label}: some are written, and "
-            f"{'the index' if paths else 'HEAD and the index'} still describe what was "
-            f"there before, so status lists them as changed; run `{again}` again to "
-            f"finish{back}"
+            f"{held} still describe what was there before, so status lists them as "
+            f"changed; run `{again}` again to finish{back}"
+        ) from None
+    except StorageFull:
+        gone = f"{report.deleted:,} files {label} does not have were deleted and " if (
+            report.deleted
+        ) else ""  # fmt: skip
+        raise StorageFull(
+            f"the disk is full while writing the files of {label}: {gone}some of its "
+            f"files may be written, while {held} still describe what was there before "
+            f"(status says so); free some space and run `{again}` again to finish{back}"
         ) from None
 
 
@@ -417,6 +448,18 @@ def remove_temporaries_after_crash(repo: Repository, warn: Warn) -> int:
             f"removed {removed:,} temporary files an interrupted checkout left in the working tree"
         )
     return removed
+
+
+def _cut_short(repo: Repository, base: bytes | None) -> str | None:
+    """What to do about changes a whole checkout that was cut short left (its files,
+    not the user's work: ``vfs.repo.cut_short``), or None if none was."""
+    rec = cut_short.read(repo.dir, base)
+    if rec is None:
+        return None
+    return (
+        f"they are files of {rec.label} that a {rec.action} cut short left: run "
+        f"`{rec.again}` to finish it, or use --force to replace them"
+    )
 
 
 def _in_merge(repo: Repository) -> str | None:

@@ -389,6 +389,22 @@ def _pack_objects(path: Path, report: GcReport) -> list[PackedObject] | None:
         return None
 
 
+def _not_a_pack(path: Path) -> str | None:
+    """Why ``path`` (named ``pack-*.pack``) is no pack, said once, or None for a regular
+    file: a directory, link, FIFO or device so named is not counted as a pack."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None  # (gone meanwhile: reading it says so)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return f"{path.name} {LINKED_PACK}"
+    what = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else None
+    what = f" but {what}" if what else ""
+    return f"{path.name} is not a regular file{what}, so no pack, and was left as it is: {AWAY}"
+
+
 def _file_size(path: Path) -> int:
     try:
         return os.lstat(path).st_size
@@ -407,6 +423,9 @@ def plan(
         if not (name.startswith("pack-") and name.endswith(".pack")):
             continue
         path = root / name
+        if (why := _not_a_pack(path)) is not None:
+            report.problems.append(why)
+            continue
         size = _file_size(path) + _file_size(path.with_suffix(".idx"))
         report.bytes_before += size
         objs = _pack_objects(path, report)
@@ -777,10 +796,12 @@ def _collect(
     drop_copies(repo.dir / ROW_CACHE)
     trim(repo.dir / ROW_CACHE, ROW_CACHE_KEEP)
     os.fsync(folder)
+    names = set(os.listdir(folder))
+    packs = {n for n in names if n.endswith(".pack") and _not_a_pack(root / n) is None}
     report.bytes_after = sum(
-        _file_size(root / n) for n in os.listdir(folder) if n.startswith("pack-")
+        _file_size(root / n) for n in packs | {n.removesuffix(".pack") + ".idx" for n in packs}
     )
-    report.packs_after = sum(1 for n in os.listdir(folder) if n.endswith(".pack"))
+    report.packs_after = len(packs)
 
 
 def collect(

@@ -24,6 +24,7 @@ from vfs.ops.checkout import (
 )
 from vfs.ops.status import WorkState, head_files, quiet, work_state
 from vfs.quoting import shell_word
+from vfs.repo import cut_short
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher
@@ -168,6 +169,8 @@ def restore(
                 unstaged=unstaged,
             )  # fmt: skip
         index.save()
+        if write and source is None and only is None and b"" in rels and not report.failed:
+            cut_short.end(repo.dir)  # (HEAD's files are back: no checkout is left to finish)
     return report
 
 

@@ -23,6 +23,8 @@ from vfs._os.beneath import Walker
 from vfs._os.gc_pause import paused_gc
 from vfs.errors import DvfsError, FormatError, UsageError
 from vfs.ops import merging
+from vfs.repo import cut_short
+from vfs.repo.cut_short import CutShort
 from vfs.repo.gitlink import LockPointer, read_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from vfs.model.codec import Entry
     from vfs.ops.diff import Change
     from vfs.repo.history import History
+    from vfs.worktree.ignore import Ignores
 
     Flat = tuple[bytes, dict[bytes, Entry]]  # a tree id and its files (History.flatten)
 
@@ -127,9 +130,23 @@ def work_state(repo: Repository, index: Index, workers: Workers, warn: Warn = qu
             else:  # (as below the root: never opened, and deleted as far as dvfs can tell)
                 warn(odd_warning(p))
     skipped: list[bytes] = []  # directories that cannot be read
-    with paused_gc():  # a tuple and a stat result per file: see ``paused_gc``
+    with paused_gc(), contextlib.ExitStack() as opened:  # (paused: a tuple and a stat per file)
+        rules: list[Ignores] = []
+
+        def ignored_name(p: bytes) -> bool:
+            """Whether a name dvfs never stores is ignored (passed over without a
+            warning, as ``add`` leaves it out); the rules are read only if one is met."""
+            if not rules:
+                from vfs.worktree.ignore import Ignores  # (see the module doc)
+
+                rules.append(
+                    opened.enter_context(Ignores(repo.root, lambda: sorted(index.paths()), warn))
+                )
+            s = lstat_or_none(repo.root, p)
+            return rules[0].ignored(p, is_dir=s is not None and statmod.S_ISDIR(s.st_mode))
+
         st.untracked, to_hash, st.deleted = triage_tree(
-            repo.root, tops, at_root, index, warn, skipped
+            repo.root, tops, at_root, index, warn, skipped, ignored_name
         )
     if st.untracked:  # (a clean tree reads no ignore file and matches nothing)
         from vfs.worktree.ignore import Ignores  # (nor imports it: see the module doc)
@@ -292,6 +309,7 @@ class Status:
     renamed: merging.Renames = field(default_factory=dict)  # its conflicts' (merging.renamed)
     index: Index | None = field(default=None, repr=False, compare=False)  # as compared
     lock: LockPointer | None = None  # what dvfs.lock names, if not what the tree holds
+    cut_short: CutShort | None = None  # a whole checkout left unfinished (vfs.repo.cut_short)
 
 
 def status(repo: Repository, workers: Workers, warn: Warn = quiet) -> Status:
@@ -347,6 +365,7 @@ def _status(repo: Repository, workers: Workers, warn: Warn) -> Status:
         renamed=_renamed(repo, merge) if merge is not None else {},
         index=index,
         lock=lock_apart(repo, index.base or head_id, head_id if behind else None),
+        cut_short=cut_short.read(repo.dir, index.base),
     )
 
 

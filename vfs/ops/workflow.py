@@ -392,16 +392,19 @@ def rm(
         targets = list(dict.fromkeys(targets))  # (paths named twice, or a file and its directory)
         index.head = None
         index.removed_absent.update(p for p in targets if index.is_absent(p))
-        with Walker(repo.root) as walker:
-            # Unstaged one by one, not through ``entries``: the cache-tree of the other
-            # directories stays, and the next commit builds only the trees above these.
-            for p in targets:
-                index.remove(p)
-                if not cached:
-                    remove_path(walker, p)
+        # Unstaged one by one, not through ``entries``: the cache-tree of the other
+        # directories stays, and the next commit builds only the trees above these.
+        for p in targets:
+            index.remove(p)
         if cached:
             index.note_untracked(targets)
+        # The index first: one that cannot be saved (a full disk) leaves every file
+        # where it was, tracked as before; a file left after it is saved is untracked.
         index.save()
+        if not cached:
+            with Walker(repo.root) as walker:
+                for p in targets:
+                    remove_path(walker, p)
         resolved(repo, targets)
     return targets
 

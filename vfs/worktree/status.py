@@ -19,7 +19,7 @@ in any way) is scanned again here, where any error is raised as usual.
 from __future__ import annotations
 
 import stat as statmod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -34,6 +34,7 @@ HELPERS = 3  # at most this many helper processes
 PER_PART = 8  # directories listed until there are this many per process
 
 Triaged = tuple[list[bytes], list[Found], list[bytes]]
+PassedOver = Callable[[bytes], bool] | None  # (see triage_tree)
 
 
 def triage_tree(
@@ -43,30 +44,35 @@ def triage_tree(
     index: Index,
     warn: Warn,
     skipped: list[bytes] | None = None,
+    passed_over: PassedOver = None,
 ) -> Triaged:
     """Scan ``tops`` (which exist), add ``extra``, and sort the files against ``index``.
 
     Returns (untracked paths, files that may have changed, tracked paths not found).
     With ``skipped``, directories that cannot be read are added there (after a
     warning) rather than raise; the tracked paths below them count as not found.
+    ``passed_over`` says which names dvfs never stores go without a warning (the
+    ignored ones: ``vfs.worktree.scan.enterable``).
     """
     helpers = _helpers_for(index)
     if helpers == 0:
-        scanned = chain([list(extra)], _scanned(root, tops, warn, skipped))
+        scanned = chain([list(extra)], _scanned(root, tops, warn, skipped, passed_over))
         untracked, stale, tracked = _sorted(index, scanned)
         return untracked, stale, _deleted(index, tracked)
-    listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn, skipped)
+    listed, dirs = _frontier(root, tops, PER_PART * (helpers + 1), warn, skipped, passed_over)
     tickets = Tickets.share(len(dirs)) if dirs else None
     if tickets is None:  # (nothing left to share, or no pipe for it)
-        scanned = chain([list(extra), listed], _scanned(root, dirs, warn, skipped))
+        scanned = chain([list(extra), listed], _scanned(root, dirs, warn, skipped, passed_over))
         untracked, stale, tracked = _sorted(index, scanned)
         return untracked, stale, _deleted(index, tracked)
     children: list[_Helper] = []
     try:
         for _ in range(helpers):
-            if (c := _Helper.start(root, dirs, tickets, index)) is not None:
+            if (c := _Helper.start(root, dirs, tickets, index, passed_over)) is not None:
                 children.append(c)
-        return _shared(root, extra, listed, dirs, tickets, children, index, warn, skipped)
+        return _shared(
+            root, extra, listed, dirs, tickets, children, index, warn, skipped, passed_over
+        )
     finally:
         for c in children:
             c.close()
@@ -83,10 +89,11 @@ def _shared(
     index: Index,
     warn: Warn,
     skipped: list[bytes] | None,
+    passed_over: PassedOver,
 ) -> Triaged:
     """:func:`triage_tree` once the helpers run: this process's tickets, then their answers."""
     mine: list[int] = []
-    claimed = _scanned(root, _claimed(tickets, dirs, mine), warn, skipped)
+    claimed = _scanned(root, _claimed(tickets, dirs, mine), warn, skipped, passed_over)
     untracked, stale, tracked = _sorted(index, chain([list(extra), listed], claimed))
     answers = [(c, c.answer(len(dirs))) for c in children]
     done = set(mine)
@@ -97,7 +104,7 @@ def _shared(
             done.update(got.done)
     left = [d for i, d in enumerate(dirs) if i not in done]  # a helper failed: scanned here
     if left:
-        u, s, t = _sorted(index, _scanned(root, left, warn, skipped))
+        u, s, t = _sorted(index, _scanned(root, left, warn, skipped, passed_over))
         untracked += u
         stale += s
         tracked += t
@@ -110,7 +117,7 @@ def _shared(
             if skipped is not None:
                 skipped += got.skipped
             elif got.skipped:  # asked not to skip: here they raise (or are readable now)
-                u, s, t = _sorted(index, _scanned(root, got.skipped, warn))
+                u, s, t = _sorted(index, _scanned(root, got.skipped, warn, None, passed_over))
                 untracked += u
                 stale += s
                 tracked += t
@@ -156,12 +163,16 @@ def _helpers_for(index: Index) -> int:
 
 
 def _scanned(
-    root: Path, dirs: Iterable[bytes], warn: Warn, skipped: list[bytes] | None = None
+    root: Path,
+    dirs: Iterable[bytes],
+    warn: Warn,
+    skipped: list[bytes] | None = None,
+    passed_over: PassedOver = None,
 ) -> Iterator[list[Found]]:
     """Every file and link at or below each of ``dirs``, a directory at a time
     (see :func:`scan_lists`)."""
     for d in dirs:
-        yield from scan_lists(root, d, warn, skipped=skipped)
+        yield from scan_lists(root, d, warn, skipped=skipped, passed_over=passed_over)
 
 
 def _sorted(index: Index, found: Iterable[list[Found]]) -> Triaged:
@@ -188,7 +199,12 @@ def _deleted(index: Index, tracked: list[bytes]) -> list[bytes]:
 
 
 def _frontier(
-    root: Path, tops: Sequence[bytes], want: int, warn: Warn, skipped: list[bytes] | None
+    root: Path,
+    tops: Sequence[bytes],
+    want: int,
+    warn: Warn,
+    skipped: list[bytes] | None,
+    passed_over: PassedOver,
 ) -> tuple[list[Found], list[bytes]]:
     """List directories breadth first from ``tops`` until ``want`` are left to scan.
 
@@ -202,13 +218,13 @@ def _frontier(
             if st is not None and statmod.S_ISDIR(st.st_mode):
                 level.append(top)
             else:
-                listed.extend(scan(root, top, warn, skipped=skipped))
+                listed.extend(scan(root, top, warn, skipped=skipped, passed_over=passed_over))
         while level and len(level) < want:
             deeper: list[bytes] = []
             for d in level:
                 listing = list_dir_or_skip(walker, d, warn, skipped)
                 listed += listing.files
-                deeper += enterable(listing, warn)
+                deeper += enterable(listing, warn, passed_over=passed_over)
             level = deeper
     return listed, level
 
@@ -233,9 +249,13 @@ class _Helper:
         self.process = process
 
     @staticmethod
-    def start(root: Path, dirs: list[bytes], tickets: Tickets, index: Index) -> _Helper | None:
+    def start(
+        root: Path, dirs: list[bytes], tickets: Tickets, index: Index, passed_over: PassedOver
+    ) -> _Helper | None:
         """Fork a helper that claims ``tickets`` of ``dirs``; None if no process could be made."""
-        process = Helper.start(lambda channel: _serve(root, dirs, tickets, index, channel))
+        process = Helper.start(
+            lambda channel: _serve(root, dirs, tickets, index, channel, passed_over)
+        )
         return None if process is None else _Helper(process)
 
     def answer(self, dirs: int) -> _Answer | None:
@@ -268,13 +288,21 @@ class _Helper:
         self.process.close()
 
 
-def _serve(root: Path, dirs: list[bytes], tickets: Tickets, index: Index, channel: Channel) -> None:
+def _serve(
+    root: Path,
+    dirs: list[bytes],
+    tickets: Tickets,
+    index: Index,
+    channel: Channel,
+    passed_over: PassedOver,
+) -> None:
     """The helper's work: the directories of the tickets it claims."""
     notes: list[str] = []
     skipped: list[bytes] = []
     done: list[int] = []
     mine = _claimed(tickets, dirs, done)
-    untracked, stale, tracked = _sorted(index, _scanned(root, mine, notes.append, skipped))
+    scanned = _scanned(root, mine, notes.append, skipped, passed_over)
+    untracked, stale, tracked = _sorted(index, scanned)
     channel.send((untracked, [f.rel for f in stale], len(tracked), notes, skipped, done))
     ok, need = channel.receive()
     if ok and need:
