@@ -661,8 +661,9 @@ def test_a_remote_that_lost_a_pack_or_went_away_is_named_with_the_file(
             a = get(f"{s.base}api/{route}?rev=v1&path=a.txt")
             assert a.status == 502, (route, a.status)
             said = a.json()["error"]
-            assert said.startswith("a.txt of v1 cannot be read from the remote (packs/"), said
-            assert f"not found in file://{where}" in said and "check that the remote" in said
+            assert said.startswith("a.txt of v1 cannot be read from the remote (pack "), said
+            assert f"is missing from file://{where}" in said and "the remote is damaged" in said
+            assert "check that the remote" in said
         page.goto(s.url + "#/version?rev=v1&file=a.txt")
         box = page.locator("section.preview .error")
         expect(box).to_contain_text("a.txt of v1 cannot be read from the remote")
@@ -846,7 +847,7 @@ def test_a_download_the_remote_cannot_give_says_why_on_the_page(
         pack.rename(tmp_path / "lost")
         link.click()
         expect(page.locator("section.preview .download-said .error")).to_contain_text(
-            "a.txt of v1 cannot be read from the remote (packs/"
+            "a.txt of v1 cannot be read from the remote (pack "
         )
         (tmp_path / "lost").rename(pack)
     src.fsck_clean()
