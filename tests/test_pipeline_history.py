@@ -252,21 +252,21 @@ def test_an_experiment_leaves_an_untracked_file_in_a_dep_directory_to_its_owner(
 def test_an_experiment_refuses_a_dep_link_its_copy_would_resolve_elsewhere(
     repo: Repo, tmp_path: Path
 ) -> None:
-    # data -> ../shared read a.jpg in the working tree, and nothing in the experiment's
-    # copy (.dvfs/exp/NAME/../shared): the stage "ran", and the experiment was recorded
+    # data -> ../pool read a.jpg in the working tree, and nothing in the experiment's
+    # copy (.dvfs/exp/NAME/../pool): the stage "ran", and the experiment was recorded
     # with an output made from nothing and the lineage of the working tree's data
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    (shared / "a.jpg").write_text("img")
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "a.jpg").write_text("img")
     repo.write("params.yaml", "lr: 1\n")
-    (repo.root / "data").symlink_to(os.path.relpath(shared, repo.root))
+    (repo.root / "data").symlink_to(os.path.relpath(pool, repo.root))
     repo.write("raw/v2/f", "x")
     repo.ok("run", "-n", "s", "-d", "data", "-p", "lr", "-o", "o", "--",
             "ls data/ > o; cat params.yaml >> o")  # fmt: skip
     repo.ok("add", "data", "params.yaml", "raw")
     repo.commit("base")
     r = repo.run("exp", "run", "-S", "lr=2", "-n", "e")
-    assert_error(r, "data, a dep, is a symbolic link to ../shared, outside the working tree",
+    assert_error(r, "data, a dep, is a symbolic link to ../pool, outside the working tree",
                  "make the link absolute")  # fmt: skip
     (repo.root / "data").unlink()
     (repo.root / "data").symlink_to("raw/v2")  # in the tree, but not copied
@@ -275,7 +275,7 @@ def test_an_experiment_refuses_a_dep_link_its_copy_would_resolve_elsewhere(
     assert "Running stage" not in r.out and repo.json("exp", "list", "--json") == []
     assert not list((repo.root / ".dvfs" / "exp").iterdir())
     (repo.root / "data").unlink()
-    (repo.root / "data").symlink_to(shared)  # the same from either tree
+    (repo.root / "data").symlink_to(pool)  # the same from either tree
     repo.ok("exp", "run", "-S", "lr=2", "-n", "e")
     assert repo.cat("exp/e:o") == b"a.jpg\nlr: 2\n"
     repo.fsck_clean()
