@@ -33,6 +33,7 @@ from vfs.ops.commit import commit
 from vfs.pipeline import runs
 from vfs.pipeline.content import dir_id, leaf_id, link_id, tree_path_id
 from vfs.pipeline.record import describe, version_pipeline
+from vfs.pipeline.workspace import TreeState, Workspace
 from vfs.repo.repository import Repository
 from vfs.worktree.pools import Workers
 
@@ -271,3 +272,30 @@ def test_a_broken_runs_file_records_nothing_but_the_version(tmp_path: Path) -> N
     assert version_pipeline(repo.history, v.tree, None, warned.append) == ()
     assert warned and "no lineage recorded" in warned[0]
     assert os.path.exists(repo.root / "dvfs.runs")
+
+
+def test_tree_state_forgets_exactly_the_paths_at_above_and_below_a_change(
+    tmp_path: Path,
+) -> None:
+    repo = Repository.init(tmp_path / "r")
+    root = repo.root
+    for rel in ("d/x/y", "d/x/z", "d/w", "d-x", "d0/v", "dd", "e/f"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(rel.encode())
+    paths = [b"d", b"d/x", b"d/x/y", b"d/x/z", b"d/w", b"d-x", b"d0", b"d0/v", b"dd", b"e",
+             b"e/f", b"gone"]  # fmt: skip
+    with Workers() as workers:
+        ts = TreeState(Workspace(root, repo, own_index=True), workers)
+        before = ts.ids(paths)
+        assert before[b"gone"] is None and before[b"d"] is not None
+        ts.forget([b"d/x", b"e/f/deeper"])
+        # d/x itself, what lies below it and what holds it (d) go, and so do e/f and e,
+        # which would hold e/f/deeper; siblings and the names that sort around "d/"
+        # (d-x, d0, dd) stay.
+        assert sorted(ts.memo) == [b"d-x", b"d/w", b"d0", b"d0/v", b"dd", b"gone"]
+        (root / "d/x/y").write_bytes(b"changed")
+        after = ts.ids(paths)
+        assert after[b"d/x/y"] != before[b"d/x/y"] and after[b"d"] != before[b"d"]
+        assert after[b"d/w"] == before[b"d/w"] and after[b"e"] == before[b"e"]
+        ts.forget([b"d"])
+        assert sorted(ts.memo) == [b"d-x", b"d0", b"d0/v", b"dd", b"e", b"e/f", b"gone"]

@@ -484,7 +484,7 @@ class Repro:
         self.ws.write(RUNS_FILE.encode(), self.runs_writer.dump(self.runs))
         self.recorded = True
         self.state.forget([RUNS_FILE.encode()])
-        self.state.memo.update({p: i for p, i in record.outs})
+        self.state.remember(dict(record.outs))
         if self.cache is not None and self.ws.repo is not None:
             self.cache.add(record, records)
         self.to_stage.update(records)
@@ -524,7 +524,7 @@ class Repro:
         self.ws.walker().forget(b"")
         self.state.forget(stage.outs)
         out_ids = dict(d.hit.record.outs)
-        self.state.memo.update(out_ids)
+        self.state.remember(out_ids)
         hit = d.hit.record
         record = StageRecord(
             stage.name, stage.cmd, stage.wdir, tuple(sorted(d.deps.items())), hit.outs,
