@@ -19,6 +19,7 @@ same from one run to the next.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,6 +54,19 @@ class Dag:
             if p in self.producer:
                 return self.producer[p]
         return None
+
+    def makers_near(self, path: bytes) -> set[str]:
+        """Stages with an output at ``path``, holding it or inside it."""
+        out = {self.producer[p] for p in _ancestors_and_self(path) if p in self.producer}
+        outs = self._outs_sorted
+        i = bisect.bisect_left(outs, path + b"/")
+        j = bisect.bisect_left(outs, path + b"0", i)  # ("0" follows "/")
+        out.update(self.producer[o] for o in outs[i:j])
+        return out
+
+    @functools.cached_property
+    def _outs_sorted(self) -> list[bytes]:
+        return sorted(self.producer)
 
     def makers_within(self, path: bytes) -> list[str]:
         """Stages with an output at or below ``path``."""

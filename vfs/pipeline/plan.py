@@ -169,9 +169,9 @@ def check_inputs(
     check_outs(ws, [dag.stages[n] for n in names])
     for n in names:
         stage = dag.stages[n]
-        made_here = {o for m in names if m != n for o in dag.stages[m].outs}
+        others = chosen - {n}  # (what they make is there when this stage runs)
         for d in stage.deps:
-            if any(inside(d, o) or inside(o, d) for o in made_here):
+            if dag.makers_near(d) & others:
                 continue
             st = ws.lstat(d)
             if st is not None:
@@ -205,7 +205,7 @@ def check_inputs(
                     )
             raise UsageError(f"stage {n} needs {show(d)}, which does not exist; {hint}")
         for f, _ in stage.params:
-            if any(inside(f, o) for o in made_here):
+            if dag.maker_of(f) in others:
                 continue
             param_values(stage)
             break

@@ -7,9 +7,9 @@ filesystem synced: the index never names objects not on disk.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
-from vfs.pipeline.graph import inside
 from vfs.pipeline.workspace import TreeState, Workspace
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE, ignore_paths
 from vfs.repo.stage import Staged
@@ -31,7 +31,8 @@ def stage_outputs(
     roots = list(dict.fromkeys(stage_roots))
     if not roots and not recorded:
         return 0
-    done = {r for r in roots if any(inside(p, r) for p in to_stage)}
+    staged = sorted(to_stage)
+    done = {r for r in roots if _holds_any(staged, r)}
     records = dict(to_stage)
     records.update(state.stage_records([r for r in roots if r not in done], store=True))
     records.update(state.stage_records(own, store=True))
@@ -73,3 +74,12 @@ def _ancestors(path: bytes) -> Iterator[bytes]:
     while b"/" in path:
         path = path.rpartition(b"/")[0]
         yield path
+
+
+def _holds_any(paths: list[bytes], top: bytes) -> bool:
+    """True if one of the sorted ``paths`` is ``top`` or lies below it."""
+    i = bisect.bisect_left(paths, top)
+    if i < len(paths) and paths[i] == top:
+        return True
+    j = bisect.bisect_left(paths, top + b"/", i)
+    return j < len(paths) and paths[j].startswith(top + b"/")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import functools
 import os
 import re
 import stat
@@ -128,6 +129,13 @@ def _compile(source: str, lines: Sequence[str], warn: Warn) -> _Compiled:
     return _Compiled(spec, _any_of(spec), where, negates)
 
 
+@functools.cache
+def _builtin() -> _Compiled:
+    """The built-in rules, compiled once per process (a ``repro`` lists paths with new
+    rules after each stage)."""
+    return _compile(BUILTIN_SOURCE, BUILTIN, _quiet)
+
+
 class _Rules:
     """The patterns of one ignore file, for the paths below its directory."""
 
@@ -200,7 +208,7 @@ class Ignores:
         self._compiled: dict[str, _Compiled] = {}  # text of an ignore file -> its patterns
         self._chains: dict[bytes, list[_Rules]] = {}  # directory -> rules for its entries
         self._dirs: dict[bytes, Match | None] = {}  # directory -> the rule deciding it
-        self._builtin = _Rules(b"", BUILTIN_SOURCE, _compile(BUILTIN_SOURCE, BUILTIN, warn))
+        self._builtin = _Rules(b"", BUILTIN_SOURCE, _builtin())
 
     def __enter__(self) -> Ignores:
         return self
