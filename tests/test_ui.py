@@ -350,6 +350,8 @@ def test_bad_requests_get_one_message(server: Server) -> None:
     assert status == 400 and "the key city is not unique in data/train.csv" in body["error"]  # 500
     assert status_of(server, "files", rev="v1", dir="data/train.csv")[0] == 400
     assert status_of(server, "preview", rev="v1", path="data")[0] == 400
+    status, body = status_of(server, "preview", rev="v1", path="data/train.csv", count="bogus")
+    assert (status, body["error"]) == (400, "count may only be 'later', not 'bogus'")  # counted
     assert status_of(server, "versions", offset="-1")[0] == 400
     assert status_of(server, "versions", limit="lots")[0] == 400
     assert status_of(server, "versions", limit="\u00b2")[0] == 400  # a digit int() refuses

@@ -365,7 +365,10 @@ class Api:
                 self.number(request, "offset", 0), self.number(request, "limit", 50))  # fmt: skip
         local = self.repo.store if self.source.remote is None else None
         columns = self.number(request, "coffset", 0)
-        count = request.query_params.get("count") != "later"
+        when = request.query_params.get("count")
+        if when not in (None, "", "later"):
+            raise UsageError(f"count may only be 'later', not {when[:40]!r}")
+        count = when != "later"
         answer = await self.run(
             files.preview, self.repo, *args, self.tables, self.source.get, local, columns, count
         )
