@@ -33,6 +33,7 @@ def floats(kind: pa.DataType, values: list[float]) -> bytes:
     return out.getvalue()
 
 
+LONG = "x" * 3000  # a key's value
 V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
     "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
@@ -49,6 +50,7 @@ V1: dict[str, str | bytes] = {
     "ids.csv": "id,v\n9007199254740993,a\n5,b\n",  # 64-bit ids: BIGINT
     "bad.jsonl": '{"id": 1}\n{"id": 2}\n',
     "gaps.jsonl": '{"id": 1}\n',
+    "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "y", "v": 2}}\n',
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -72,6 +74,7 @@ V2: dict[str, str | bytes] = {
     "ids.csv": "id,v\n9007199254740993,a\n9007199254740992,c\n5,b\n18446744073709551617,z\n",
     "bad.jsonl": '{"id": 1}\n{"id": 2\n{"id": 3}\n',  # line 2 is cut short
     "gaps.jsonl": '{"id": 1}\n\n\n{id: 4}\n',  # after two blank lines, line 4
+    "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "{LONG}", "v": 2}}\n',
 }
 
 
@@ -185,6 +188,13 @@ def test_a_value_that_would_read_as_separators_or_blanks_is_quoted(data: Repo) -
     assert 'added    id=3, v="x, y=z"' in out.splitlines()
     d = rows_json(data, "spaces.csv", "--key", "id")  # JSON keeps the values as they are
     assert d["rows"][2]["changes"] == {"v": {"old": "x", "new": "x, y=z"}}
+
+
+def test_a_repeated_long_key_is_shown_cut_short(data: Repo) -> None:
+    # the key's 3,000 characters were repeated in full
+    line = data.fail("diff", "v1", "v2", "long_keys.jsonl", "--rows", "--key", "a,b")
+    assert f"--key a,b is not unique in long_keys.jsonl in v2: a,b={'x' * 80}... " in line
+    assert "(3,000 characters) names 2 rows" in line and len(line) < 400
 
 
 def test_key_given_twice_is_a_key_of_both_columns(data: Repo) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from vfs.quoting import quote_name
 from vfs.tables.engine import Engine, NotTabular, Table, ident, plain_value
-from vfs.tables.result import KeyNotUnique, RowChange, RowDiff
+from vfs.tables.result import KeyNotUnique, RowChange, RowDiff, shown
 
 # The engine's number types: a column that is one of them on each side is compared as
 # numbers even when they differ (BIGINT in one version, DOUBLE in the next).
@@ -131,10 +131,10 @@ def key_totals(
             for lo, hi in ((lo_a, hi_a), (lo_b, hi_b))
         ]
     if dup is not None:
-        shown = ", ".join(f"{quote_name(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
+        named = ", ".join(f"{shown(k)}={_show(dup[f'k{i}'])}" for i, k in enumerate(key))
         label = out.old_label if dup["na"] > 1 else out.new_label
         n = dup["na"] if dup["na"] > 1 else dup["nb"]
-        raise KeyNotUnique(tuple(key), f"{quote_name(out.path)} in {label}", shown, n)
+        raise KeyNotUnique(tuple(key), f"{quote_name(out.path)} in {label}", named, n)
     return int(total_a), int(total_b)
 
 
@@ -150,8 +150,17 @@ def _check_rows(counted: tuple[int | None, int | None], read: tuple[int, int]) -
             raise NotTabular(f"the engine read {m:,} rows of the {side} file, which has {n:,}")
 
 
+_EXAMPLE_CHARS = 80  # of a key's value in an error: the first, then "..."
+
+
 def _show(v: Any) -> str:
-    return "NULL" if v is None else quote_name(str(plain_value(v)))
+    """A key's value in an error: quoted, and cut short (a key may be a long text)."""
+    if v is None:
+        return "NULL"
+    text = str(plain_value(v))
+    if len(text) > _EXAMPLE_CHARS:
+        return f"{shown(text[:_EXAMPLE_CHARS])}... ({len(text):,} characters)"
+    return shown(text)
 
 
 def keyed(
