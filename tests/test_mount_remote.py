@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.chunk_cache import chunks_on_disk, disk_bytes, sealed
-from tests.support.cli import assert_ok, fsck_clean
+from tests.support.cli import assert_error, assert_ok, fsck_clean
 from tests.support.mount import Mount, commit, dvfs, in_mount_table, mounted, push_to, write
 from tests.support.relay import Proxy
 from tests.support.s3server import S3Server
@@ -137,6 +137,20 @@ def test_a_read_fetches_only_the_chunks_it_touches(pushed: Pushed, url_mount: Mo
     got = fetches(url_mount)
     assert sorted(got) == sorted({(c.oid.hex(), c.size) for c in pushed.big})  # each once
     assert (url_mount.versions / "tags" / "first" / "data" / "small.txt").read_bytes() == b"small\n"
+
+
+def test_a_command_inside_a_url_mount_is_sent_to_a_clone(
+    pushed: Pushed, url_mount: Mount, tmp_path: Path
+) -> None:
+    # it said "a working tree, not a repository: run `dvfs status MNT` or `dvfs
+    # snapshot MNT -m MSG`, and other commands in the repository (file:///...)": a
+    # read-only view has no working tree, and a URL is no repository to run them in
+    mnt = url_mount.path
+    for cwd in (mnt, mnt / "data"):
+        line = assert_error(dvfs(cwd, tmp_path / "home", "log"), code=1)
+        assert f"{cwd} is in the dvfs mount {mnt}, a read-only view, not a repository: " in line
+        assert f"read its versions in {mnt}/.versions" in line and "snapshot" not in line
+        assert f"a clone of {pushed.url} (`dvfs clone {pushed.url}`)" in line, line
 
 
 def test_the_cache_stays_within_its_size(pushed: Pushed, tmp_path: Path) -> None:

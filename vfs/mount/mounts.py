@@ -205,11 +205,19 @@ def not_a_repository(where: str) -> str | None:
             f"{where} is in the dvfs mount {top}, whose daemon (pid {rec.pid}) is stopped: "
             f"`kill -CONT {rec.pid}` resumes it; `dvfs umount --force {mnt}` unmounts it"
         )
-    source = f" ({rec.source})" if rec is not None else ""
+    if not os.path.lexists(top / control.CONTROL_LINK):  # a read-only mount: no tree
+        what, run = "a read-only view", f"read its versions in {top}/.versions"
+    else:
+        what, run = "a working tree", f"run `dvfs status {mnt}` or `dvfs snapshot {mnt} -m MSG`"
+    if rec is None:
+        elsewhere = "the repository"
+    elif "://" in rec.source:  # a remote's URL: no repository of its own
+        elsewhere = f"a clone of {rec.source} (`dvfs clone {shell_word(rec.source)}`)"
+    else:
+        elsewhere = f"the repository ({rec.source})"
     return (
-        f"{where} is in the dvfs mount {top}, a working tree, not a repository: run "
-        f"`dvfs status {top}` or `dvfs snapshot {top} -m MSG`, and other commands in "
-        f"the repository{source}"
+        f"{where} is in the dvfs mount {top}, {what}, not a repository: {run}, and other "
+        f"commands in {elsewhere}"
     )
 
 
