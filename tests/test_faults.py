@@ -1790,6 +1790,34 @@ def test_a_killed_checkout_is_named_by_status_and_by_the_next_refusal(repo: Repo
     repo.fsck_clean()
 
 
+def test_restore_after_a_killed_checkout_takes_back_the_files_it_wrote(repo: Repo) -> None:
+    """`dvfs restore .`, which status offers to go back after a checkout cut short,
+    put back HEAD's files but left those only the target has: d/new.txt stayed, an
+    untracked file nobody had made, and a top-level one was not even listed. They are
+    deleted when they hold the target's content; anything else stays."""
+    from vfs.ops.checkout import KILL_ENV
+
+    names = [f"d/f{i:03d}.txt" for i in range(20)]
+    committed(repo, {n: f"one {n}\n" for n in names})
+    committed(repo, {**{n: f"two {n}\n" for n in names}, "d/new.txt": "new\n", "top.txt": "t\n",
+                     "d/edited.txt": "theirs\n"})  # fmt: skip
+    repo.ok("checkout", "v1")
+    assert repo.run("switch", "main", env={KILL_ENV: "written"}).code == -9
+    assert repo.read("d/new.txt") == b"new\n" and repo.read("top.txt") == b"t\n"
+    repo.write("d/edited.txt", "changed by hand since\n")
+    repo.write("d/mine.txt", "the user's own\n")
+    out = repo.ok("restore", ".").out
+    assert "2 deleted (left by the switch to v2 cut short)" in out, out
+    assert not (repo.root / "d/new.txt").exists() and not (repo.root / "top.txt").exists()
+    assert repo.read("d/edited.txt") == b"changed by hand since\n"
+    assert repo.read("d/mine.txt") == b"the user's own\n"
+    assert all(repo.read(n) == f"one {n}\n".encode() for n in names)
+    st = repo.status()
+    assert st["cut_short"] is None and st["modified"] == [] and st["detached"] == "v1"
+    assert st["untracked"] == ["d/edited.txt", "d/mine.txt"]
+    repo.fsck_clean()
+
+
 def test_a_checkout_stopped_by_a_full_disk_says_what_it_did(small_disk: Path) -> None:
     """A checkout stopped by a full disk once it had deleted the files the target
     lacks said "nothing half-written was kept; free some space and run the command

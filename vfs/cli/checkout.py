@@ -231,7 +231,9 @@ def restore(
             done.append(f"unstaged {count(r.unstaged, 'path')}")
         if not staged or worktree:
             done.append(f"{r.written} written, {r.unchanged} unchanged")
-        if r.deleted:
+        if r.deleted and r.left_by is not None:
+            done.append(f"{r.deleted} deleted (left by the {quoted(r.left_by)} cut short)")
+        elif r.deleted:
             source = r.source if r.source in ("ours", "theirs") else quoted(r.source)
             done.append(f"{r.deleted} deleted (as {source} has no such file)")
         if settling:

@@ -25,11 +25,12 @@ from vfs.ops.checkout import (
 from vfs.ops.status import WorkState, head_files, quiet, work_state
 from vfs.quoting import shell_word
 from vfs.repo import cut_short
+from vfs.repo.cut_short import CutShort
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
 from vfs.worktree.ingest import Hasher
 from vfs.worktree.pools import Workers
-from vfs.worktree.remove import tracked_dir_only
+from vfs.worktree.remove import remove_path, tracked_dir_only
 from vfs.worktree.restore import restore_many
 from vfs.worktree.scan import Found, Warn, lstat_or_none, show, special_kind
 
@@ -44,6 +45,8 @@ class RestoreReport:
     unstaged: int = 0  # index entries set back to the source (--staged)
     written: int = 0  # working files written
     deleted: int = 0  # working files deleted: a merge's side settled on deleted them
+    # (or a whole checkout cut short wrote them: "checkout to v3", see restore)
+    left_by: str | None = None
     unchanged: int = 0  # working files that held the content already
     fetched: int = 0  # chunks downloaded first (vfs.remote.ondemand)
     failed: dict[bytes, DvfsError] = field(default_factory=dict)  # not restored, and why
@@ -77,7 +80,11 @@ def restore(
     how the report and messages name ``source`` (a merge's side: "theirs").
 
     Restore never deletes a working file (a path the source lacks is left as it is)
-    and never overwrites an untracked file with other content. Data only on the
+    and never overwrites an untracked file with other content, with one exception:
+    ``restore .`` after a whole checkout that was cut short (``vfs.repo.cut_short``)
+    also deletes the files that checkout wrote which the index does not track, where
+    they still hold its target's content exactly (that version keeps it), so that the
+    working tree is as it was before it. Data only on the
     default remote is downloaded first, unless ``offline`` (``vfs.remote.ondemand``).
     """
     if not paths:
@@ -168,10 +175,38 @@ def restore(
                 repo, index, want, report, workers, offline=offline, yes=yes, warn=warn,
                 unstaged=unstaged,
             )  # fmt: skip
+        whole = write and source is None and only is None and b"" in rels
+        if whole and not report.failed:
+            left = cut_short.read(repo.dir, index.base)
+            if left is not None:
+                report.deleted += _remove_left_by(repo, index, left, workers)
+                report.left_by = f"{left.action} to {left.label}"
         index.save()
-        if write and source is None and only is None and b"" in rels and not report.failed:
+        if whole and not report.failed:
             cut_short.end(repo.dir)  # (HEAD's files are back: no checkout is left to finish)
     return report
+
+
+def _remove_left_by(repo: Repository, index: Index, left: CutShort, workers: Workers) -> int:
+    """Delete the untracked files ``left``'s target holds that the cut-short checkout
+    wrote, those still holding the target's content (see :func:`restore`); how many."""
+    hist = repo.history
+    try:
+        files = hist.flatten(hist.version(left.to).tree)
+    except ObjectError:  # (the target is not all here: what it wrote cannot be told)
+        return 0
+    found: list[Found] = []
+    deleted = 0
+    with Walker(repo.root) as walker:
+        for p in files:
+            st = walker.lstat(p) if index.get(p) is None else None
+            if st is not None and (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+                found.append(Found(p, st))
+        hashed = Hasher(repo.root, repo.chunker, None, workers).stage_many(found)
+        for p, s in hashed:
+            if s.same_on_disk(files[p]) and remove_path(walker, p):
+                deleted += 1
+    return deleted
 
 
 def _folders(path: bytes) -> Iterator[bytes]:
