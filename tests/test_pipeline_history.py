@@ -306,6 +306,20 @@ def test_an_experiment_in_a_partial_working_tree_keeps_what_is_not_checked_out(
     copy.fsck_clean()
 
 
+def test_the_hint_for_an_ignored_params_file_is_one_add_accepts(repo: Repo) -> None:
+    # it said `dvfs add params.yaml`, which add refuses for an ignored file
+    repo.write(".dvfsignore", "params.yaml\n")
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")
+    repo.commit("base")
+    r = repo.ok("exp", "run", "-S", "lr=2", "-n", "two")
+    assert "(`dvfs add --force params.yaml` and commit it to have" in r.err, r.err
+    repo.ok("add", "--force", "params.yaml")  # as the line says
+    repo.commit("params tracked")
+    assert "not tracked" not in repo.ok("exp", "run", "-S", "lr=3", "-n", "three").err
+    repo.fsck_clean()
+
+
 def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) -> None:
     repo.write("params.yaml", "lr: 1  # mine, not tracked\n")
     repo.ok("run", "-n", "s", "-p", "lr", "-o", "out.txt", "--", "cat params.yaml > out.txt")

@@ -60,7 +60,7 @@ from vfs.pipeline.graph import Dag, inside
 from vfs.pipeline.report import EXP_PREFIX
 from vfs.pipeline.runner import Output
 from vfs.pipeline.spec import DEFAULT_PARAMS
-from vfs.pipeline.workspace import TreeState, Workspace, load_pipeline
+from vfs.pipeline.workspace import TreeState, Workspace, ignored_outs, load_pipeline
 from vfs.quoting import escape_text, quote_name, shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.record import record_version
@@ -403,11 +403,14 @@ def _record(
             # A params file this branch does not track stays out of the version, as an
             # untracked dep does: `dvfs switch` would refuse to overwrite the user's file,
             # and switching back would delete it. Its values are in the version's runs.
-            for f in sorted({s.file for s in settings if not index.under(s.file)}):
+            untracked = sorted({s.file for s in settings if not index.under(s.file)})
+            ignored = dict(ignored_outs(ws, untracked)) if untracked else {}
+            for f in untracked:
+                add = "dvfs add --force" if f in ignored else "dvfs add"  # (else refused)
                 warn(
                     f"{show(f)} is not tracked: experiment {name} records the values it set "
-                    f"in its runs, not the file (`dvfs add {shell_word(f)}` and commit it to have "
-                    f"`dvfs switch {branch}` bring it)"
+                    f"in its runs, not the file (`{add} {shell_word(f)}` and commit it to "
+                    f"have `dvfs switch {branch}` bring it)"
                 )
             keep = sorted(set(keep))
             # What the version takes from the experiment's tree: the outputs and the
