@@ -260,3 +260,22 @@ def test_a_remote_chains_head_is_never_read_through_a_link(repo: Repo, tmp_path:
     kept.rename(head)
     assert repo.ok("audit", "verify", "--remote", "origin").out.endswith(": intact\n")
     repo.fsck_clean()
+
+
+def test_an_exact_copy_of_an_entry_is_named_as_inserted(repo: Repo) -> None:
+    """A line copied whole next to its original stopped `dvfs audit verify` with
+    "internal error (IndexError ...)": both copies hash alike, so the next entry's
+    link named neither as the inserted one."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join([*lines[:2], lines[1], *lines[2:]]))
+    assert "entry 2 appears 2 times: the one at line 3 was inserted" in assert_error_out(repo)
+    log.write_bytes(b"".join([*lines, lines[-1]]))
+    assert "entry 3 appears 2 times: the one at line 4 was inserted" in assert_error_out(repo)
+    log.write_bytes(b"".join(lines))
+    assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
+    repo.fsck_clean()

@@ -428,7 +428,9 @@ def verify(dvfs_dir: Path) -> Verdict:
             s = twice[0]
             after = next((p for e, p, _ in parsed if e.seq == s + 1), None)
             ours = [(i, h) for i, (e, _, h) in enumerate(parsed, 1) if e.seq == s]
-            fake = [i for i, h in ours if h != after] if after else [ours[-1][0]]
+            # (an exact copy hashes as the entry it copies: the later line is the copy)
+            fake = [i for i, h in ours if h != after] if after else []
+            fake = fake or [ours[-1][0]]
             problems.append(
                 f"entry {s} appears {counts[s]} times: the one at line {fake[0]} was inserted"
             )
