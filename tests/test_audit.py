@@ -279,3 +279,30 @@ def test_an_exact_copy_of_an_entry_is_named_as_inserted(repo: Repo) -> None:
     log.write_bytes(b"".join(lines))
     assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
     repo.fsck_clean()
+
+
+def test_an_entry_numbered_far_ahead_is_named_at_once(repo: Repo) -> None:
+    """An entry whose `seq` was edited to a number of 16 digits made `dvfs audit
+    verify` list every number below it as missing, and run until its memory ran out;
+    a `seq` of 0 or below, or not a whole number, was taken as a number."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+
+    def numbered(seq: object) -> None:
+        rec = json.loads(lines[1])
+        rec["seq"] = seq
+        log.write_bytes(b"".join([lines[0], audit.encode_entry(rec) + b"\n", lines[2]]))
+
+    numbered(10**15)
+    out = assert_error_out(repo)
+    assert f"entry 2, 4, 5, 6, 7, 8 and {10**15 - 9:,} more are missing: deleted" in out
+    for seq in (0, -3, "2", 2.0, True):
+        numbered(seq)
+        assert "line 2 of the audit log is not an entry: it was edited" in assert_error_out(repo)
+    log.write_bytes(b"".join(lines))
+    assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
+    repo.fsck_clean()

@@ -285,6 +285,8 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
             raise ValueError("fields")
         if not (type(rec["time_ns"]) is int and 0 <= rec["time_ns"] < 1 << 63):
             raise ValueError("time")  # (a time no clock gives, nor a date can show)
+        if not (type(rec["seq"]) is int and rec["seq"] >= 1):
+            raise ValueError("seq")  # (entries are numbered from 1)
         e = Entry(
             int(rec["seq"]), int(rec["time_ns"]), str(rec["user"]), str(rec["host"]),
             tuple(str(c) for c in rec["cmd"]), str(rec["op"]), str(rec["ref"]),
@@ -440,11 +442,11 @@ def verify(dvfs_dir: Path) -> Verdict:
                 f"entries {', '.join(map(str, moved[:6]))} are out of order: the log was reordered"
             )
         else:
-            have = set(seqs)
-            top = max(seqs)
-            gone = [s for s in range(1, top + 1) if s not in have]
-            shown = ", ".join(map(str, gone[:6])) + (" ..." if len(gone) > 6 else "")
-            problems.append(f"entry {shown} {'is' if len(gone) == 1 else 'are'} missing: deleted")
+            gone, more = _missing(seqs, 6)
+            count = max(seqs) - len(set(seqs))  # (every number is from 1 to the largest)
+            shown = ", ".join(map(str, gone)) + (f" and {count - 6:,} more" if more else "")
+            are = "are" if more or len(gone) > 1 else "is"
+            problems.append(f"entry {shown} {are} missing: deleted")
         return Verdict(n, problems, torn)
     prev_hash = ZERO
     for e, prev, own in parsed:
@@ -474,6 +476,22 @@ def verify(dvfs_dir: Path) -> Verdict:
     elif n:
         problems.append(f"{HEAD} is missing: the last entries cannot be checked")
     return Verdict(n, problems, torn)
+
+
+def _missing(seqs: list[int], limit: int) -> tuple[list[int], bool]:
+    """The first ``limit`` numbers from 1 up to the largest of ``seqs`` that none of
+    them is, and whether there are more: counted up to the limit only, so an entry
+    edited to a number of 13 digits is named at once."""
+    gone: list[int] = []
+    expect = 1
+    for s in sorted(set(seqs)):
+        while expect < s:
+            if len(gone) == limit:
+                return gone, True
+            gone.append(expect)
+            expect += 1
+        expect = s + 1
+    return gone, False
 
 
 def _junk(tail: int, end: int) -> str:
