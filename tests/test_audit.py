@@ -306,3 +306,21 @@ def test_an_entry_numbered_far_ahead_is_named_at_once(repo: Repo) -> None:
     log.write_bytes(b"".join(lines))
     assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
     repo.fsck_clean()
+
+
+def test_a_last_entry_numbered_as_no_number_stops_no_ref_change(repo: Repo) -> None:
+    """A last entry whose `seq` was edited to 1e400 (JSON's infinity) stopped every
+    later change of a ref with "internal error (OverflowError ...)"."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    text = log.read_bytes()
+    assert text.count(b'"seq":2,') == 1
+    log.write_bytes(text.replace(b'"seq":2,', b'"seq":1e400,'))
+    repo.ok("tag", "t1")
+    assert "t1" in repo.ok("tag").out
+    out = assert_error_out(repo)
+    assert "line 2 of the audit log is not an entry: it was edited" in out
+    assert json.loads(log.read_bytes().splitlines()[-1])["seq"] == 3
+    repo.fsck_clean()

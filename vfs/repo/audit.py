@@ -167,8 +167,12 @@ def record(
         seq, prev = 1, ZERO
         if last is not None:
             try:
-                seq = int(json.loads(last)["seq"]) + 1
-            except (ValueError, KeyError, TypeError):  # edited: verify will say so
+                got = json.loads(last)["seq"]
+            except (ValueError, KeyError, TypeError):
+                got = None
+            if type(got) is int and got >= 1:
+                seq = got + 1
+            else:  # edited (no number, or 1e400 read as infinity): verify will say so
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
         head = _head(dvfs_dir)
