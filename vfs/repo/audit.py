@@ -71,13 +71,13 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vfs.errors import FormatError
-from vfs.model.ids import hash_bytes
+from vfs.model.ids import from_hex, hash_bytes
 from vfs.store.durable import put_in_place, storage_error, write_beside
 
 LOG = "audit.log"
@@ -393,6 +393,53 @@ def entries(dvfs_dir: Path) -> Iterator[Entry]:
             yield parse_entry(line, i)[0]
         except FormatError as exc:
             raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
+
+
+def last_entries(dvfs_dir: Path) -> dict[str, Entry]:
+    """The log's last entry for each ref (and HEAD), as far as it reads (up to a line
+    that is no entry, or all of it)."""
+    last: dict[str, Entry] = {}
+    with contextlib.suppress(FormatError, OSError):
+        for e in entries(dvfs_dir):
+            last[e.ref] = e
+    return last
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A branch or tag whose file is gone though the log's last word on it is a version."""
+
+    ref: str
+    oid: bytes
+    entry: Entry
+
+
+def lost_refs(
+    last: dict[str, Entry], get: Callable[[str], bytes | None], every: bool = False
+) -> list[Lost]:
+    """The branches and tags of ``last`` (:func:`last_entries`) whose file is gone
+    (``get``, ``Refs.get``, finds none) though the log's last word on them is a version:
+    a file deleted by hand or lost with a disk, which ``dvfs fsck --repair`` writes back
+    and ``dvfs gc`` keeps. Every change of a ref is logged just before it is made, so
+    the log's very last entry may name a change a crash cut short: a creation cut short
+    leaves no file, and is no evidence (a move or a deletion cut short leaves the file
+    as it was). ``every``: the refs' folder was emptied (``fsck --repair`` replaced a
+    link), so the last entry counts too."""
+    final = max((e.seq for e in last.values()), default=0)
+    out = []
+    for ref, e in sorted(last.items()):
+        kind = ref.removeprefix("refs/").partition("/")[0]
+        cut_short = e.seq == final and e.old is None and not every
+        if kind not in ("heads", "tags") or e.new is None or cut_short:
+            continue
+        try:
+            if get(ref) is not None:
+                continue
+            oid = from_hex(e.new)
+        except (FormatError, ValueError):
+            continue  # unreadable (fsck names it), or an edited entry (audit verify)
+        out.append(Lost(ref, oid, e))
+    return out
 
 
 @dataclass
