@@ -257,3 +257,39 @@ def test_prune_on_a_full_disk_says_what_it_kept(tmp_path: Path, dir_remote: Remo
         assert got["chunks_dropped"] == 1 and got["problems"] == [], got
         assert repo.cat("v1:old.bin") == DATA[0]  # (from the remote)
         repo.fsck_clean()
+
+
+def test_prune_keeps_what_lies_in_a_pack_the_remote_lacks(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """A pack deleted or cut short on the remote (by hand, by a disk) while its index
+    still lists it: prune dropped the objects placed there, their last copy, and exited
+    0; then `cat` found the data gone from both sides."""
+    repo = make_repo()
+    dir_remote.add_to(repo)
+    first: set[str] = set()
+    for i in range(3):
+        repo.write("data.bin", DATA[i])
+        repo.ok("add", "data.bin")
+        repo.commit(f"v{i + 1}")
+        repo.ok("push")
+        if i == 0:
+            first = dir_remote.list_keys("packs/")
+    (pack,) = first
+    saved = dir_remote.backend.get(pack)
+    dir_remote.backend.delete(pack)
+    r = repo.run("store", "prune", "--json")
+    assert r.code == 1, str(r)
+    got = r.json()
+    assert got["chunks_dropped"] == 1  # v2's; v1's lies in the pack the remote lacks
+    (problem,) = got["problems"]
+    assert f"lists 1 pack(s) it does not hold whole ({pack.rpartition('/')[2][:12]})" in problem
+    assert "`dvfs fsck --remote origin`" in problem
+    assert repo.cat("v1:data.bin") == DATA[0]
+    dir_remote.backend.put(pack, saved[: len(saved) // 2])  # cut short: the same
+    assert "does not hold whole" in repo.run("store", "prune").out
+    assert repo.cat("v1:data.bin") == DATA[0]
+    dir_remote.backend.put(pack, saved)
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 1  # v1's, now
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.fsck_clean()
