@@ -293,3 +293,35 @@ def test_prune_keeps_what_lies_in_a_pack_the_remote_lacks(
     assert repo.json("store", "prune", "--json")["chunks_dropped"] == 1  # v1's, now
     assert repo.cat("v1:data.bin") == DATA[0]
     repo.fsck_clean()
+
+
+def test_a_remote_branch_data_pruned_here_relies_on_is_not_deleted(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """Prune drops data the remote's refs reach. `dvfs push --delete` of such a ref
+    from this very clone went through, and the next `dvfs gc --remote` deleted the
+    last copy of data that a branch here still used."""
+    repo = make_repo()
+    dir_remote.add_to(repo)
+    repo.write("base.txt", "base\n")
+    repo.ok("add", "base.txt")
+    repo.commit("base")
+    repo.ok("push")
+    repo.ok("checkout", "-b", "exp")
+    for i in range(2):
+        repo.write("data.bin", DATA[i])
+        repo.ok("add", "data.bin")
+        repo.commit(f"exp {i}")
+    repo.ok("push", "exp")
+    repo.ok("checkout", "main")
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] >= 2
+    r = repo.run("push", "--delete", "exp")
+    assert_error(r, "deleting exp on origin would leave", "`dvfs branch -D NAME`", code=2)
+    assert "nothing was deleted" in r.err
+    assert dir_remote.ref("exp") is not None
+    repo.ok("gc", "--remote", "origin", "--grace", "0")
+    assert repo.cat("exp~1:data.bin") == DATA[0]
+    repo.ok("branch", "-D", "exp")
+    repo.ok("push", "--delete", "exp")  # nothing here uses its data any more
+    assert dir_remote.ref("exp") is None
+    repo.fsck_clean()
