@@ -260,3 +260,67 @@ def test_a_remote_chains_head_is_never_read_through_a_link(repo: Repo, tmp_path:
     kept.rename(head)
     assert repo.ok("audit", "verify", "--remote", "origin").out.endswith(": intact\n")
     repo.fsck_clean()
+
+
+def test_an_exact_copy_of_an_entry_is_named_as_inserted(repo: Repo) -> None:
+    """A line copied whole next to its original stopped `dvfs audit verify` with
+    "internal error (IndexError ...)": both copies hash alike, so the next entry's
+    link named neither as the inserted one."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join([*lines[:2], lines[1], *lines[2:]]))
+    assert "entry 2 appears 2 times: the one at line 3 was inserted" in assert_error_out(repo)
+    log.write_bytes(b"".join([*lines, lines[-1]]))
+    assert "entry 3 appears 2 times: the one at line 4 was inserted" in assert_error_out(repo)
+    log.write_bytes(b"".join(lines))
+    assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
+    repo.fsck_clean()
+
+
+def test_an_entry_numbered_far_ahead_is_named_at_once(repo: Repo) -> None:
+    """An entry whose `seq` was edited to a number of 16 digits made `dvfs audit
+    verify` list every number below it as missing, and run until its memory ran out;
+    a `seq` of 0 or below, or not a whole number, was taken as a number."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    log = repo.root / ".dvfs" / audit.LOG
+    lines = log.read_bytes().splitlines(keepends=True)
+
+    def numbered(seq: object) -> None:
+        rec = json.loads(lines[1])
+        rec["seq"] = seq
+        log.write_bytes(b"".join([lines[0], audit.encode_entry(rec) + b"\n", lines[2]]))
+
+    numbered(10**15)
+    out = assert_error_out(repo)
+    assert f"entry 2, 4, 5, 6, 7, 8 and {10**15 - 9:,} more are missing: deleted" in out
+    for seq in (0, -3, "2", 2.0, True):
+        numbered(seq)
+        assert "line 2 of the audit log is not an entry: it was edited" in assert_error_out(repo)
+    log.write_bytes(b"".join(lines))
+    assert repo.ok("audit", "verify").out.strip() == "3 entries: intact"
+    repo.fsck_clean()
+
+
+def test_a_last_entry_numbered_as_no_number_stops_no_ref_change(repo: Repo) -> None:
+    """A last entry whose `seq` was edited to 1e400 (JSON's infinity) stopped every
+    later change of a ref with "internal error (OverflowError ...)"."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    log = repo.root / ".dvfs" / audit.LOG
+    text = log.read_bytes()
+    assert text.count(b'"seq":2,') == 1
+    log.write_bytes(text.replace(b'"seq":2,', b'"seq":1e400,'))
+    repo.ok("tag", "t1")
+    assert "t1" in repo.ok("tag").out
+    out = assert_error_out(repo)
+    assert "line 2 of the audit log is not an entry: it was edited" in out
+    assert json.loads(log.read_bytes().splitlines()[-1])["seq"] == 3
+    repo.fsck_clean()

@@ -481,3 +481,31 @@ def test_gc_counts_no_directory_named_like_a_pack(template: Repo, tmp_path: Path
     assert (odd / "x").read_bytes() == b"kept"
     shutil.rmtree(odd)
     fsck_clean(repo.root)
+
+
+def test_gc_keeps_a_branch_whose_file_is_gone_for_fsck_to_write_back(
+    template: Repo, tmp_path: Path
+) -> None:
+    """A branch file deleted by hand (or lost with a disk) is named by fsck, whose
+    --repair writes it back as the audit log last recorded it; but gc deleted its
+    versions first, and then the branch could never come back."""
+    repo = copy_of(template, tmp_path, "lost-branch")
+    data = os.urandom(400 * KiB)
+    repo.ok("checkout", "-b", "side")
+    repo.write("side.bin", data)
+    repo.ok("add", "side.bin")
+    side = repo.commit("side")
+    repo.ok("checkout", "main")
+    (repo.root / ".dvfs" / "refs" / "heads" / "side").unlink()
+    out = repo.ok("gc").out
+    assert "kept what branch side holds: its file is gone" in out
+    assert "`dvfs fsck --repair` writes it back" in out
+    assert repo.json("gc", "--dry-run", "--json")["missing_refs"] == ["branch side"]
+    repo.ok("fsck", "--repair")
+    assert repo.cat(f"{side}:side.bin") == data
+    assert "side" in repo.ok("branch").out
+    repo.ok("branch", "-D", "side")
+    size = repo.objects_size()
+    assert "kept what" not in repo.ok("gc").out
+    assert repo.objects_size() <= size - len(data)
+    fsck_clean(repo.root)

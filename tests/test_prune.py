@@ -257,3 +257,71 @@ def test_prune_on_a_full_disk_says_what_it_kept(tmp_path: Path, dir_remote: Remo
         assert got["chunks_dropped"] == 1 and got["problems"] == [], got
         assert repo.cat("v1:old.bin") == DATA[0]  # (from the remote)
         repo.fsck_clean()
+
+
+def test_prune_keeps_what_lies_in_a_pack_the_remote_lacks(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """A pack deleted or cut short on the remote (by hand, by a disk) while its index
+    still lists it: prune dropped the objects placed there, their last copy, and exited
+    0; then `cat` found the data gone from both sides."""
+    repo = make_repo()
+    dir_remote.add_to(repo)
+    first: set[str] = set()
+    for i in range(3):
+        repo.write("data.bin", DATA[i])
+        repo.ok("add", "data.bin")
+        repo.commit(f"v{i + 1}")
+        repo.ok("push")
+        if i == 0:
+            first = dir_remote.list_keys("packs/")
+    (pack,) = first
+    saved = dir_remote.backend.get(pack)
+    dir_remote.backend.delete(pack)
+    r = repo.run("store", "prune", "--json")
+    assert r.code == 1, str(r)
+    got = r.json()
+    assert got["chunks_dropped"] == 1  # v2's; v1's lies in the pack the remote lacks
+    (problem,) = got["problems"]
+    assert f"lists 1 pack(s) it does not hold whole ({pack.rpartition('/')[2][:12]})" in problem
+    assert "`dvfs fsck --remote origin`" in problem
+    assert repo.cat("v1:data.bin") == DATA[0]
+    dir_remote.backend.put(pack, saved[: len(saved) // 2])  # cut short: the same
+    assert "does not hold whole" in repo.run("store", "prune").out
+    assert repo.cat("v1:data.bin") == DATA[0]
+    dir_remote.backend.put(pack, saved)
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] == 1  # v1's, now
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.fsck_clean()
+
+
+def test_a_remote_branch_data_pruned_here_relies_on_is_not_deleted(
+    make_repo: RepoFactory, dir_remote: Remote
+) -> None:
+    """Prune drops data the remote's refs reach. `dvfs push --delete` of such a ref
+    from this very clone went through, and the next `dvfs gc --remote` deleted the
+    last copy of data that a branch here still used."""
+    repo = make_repo()
+    dir_remote.add_to(repo)
+    repo.write("base.txt", "base\n")
+    repo.ok("add", "base.txt")
+    repo.commit("base")
+    repo.ok("push")
+    repo.ok("checkout", "-b", "exp")
+    for i in range(2):
+        repo.write("data.bin", DATA[i])
+        repo.ok("add", "data.bin")
+        repo.commit(f"exp {i}")
+    repo.ok("push", "exp")
+    repo.ok("checkout", "main")
+    assert repo.json("store", "prune", "--json")["chunks_dropped"] >= 2
+    r = repo.run("push", "--delete", "exp")
+    assert_error(r, "deleting exp on origin would leave", "`dvfs branch -D NAME`", code=2)
+    assert "nothing was deleted" in r.err
+    assert dir_remote.ref("exp") is not None
+    repo.ok("gc", "--remote", "origin", "--grace", "0")
+    assert repo.cat("exp~1:data.bin") == DATA[0]
+    repo.ok("branch", "-D", "exp")
+    repo.ok("push", "--delete", "exp")  # nothing here uses its data any more
+    assert dir_remote.ref("exp") is None
+    repo.fsck_clean()

@@ -684,6 +684,7 @@ def test_push_delete_refuses_what_this_clone_never_saw(
     a = make_repo("a")
     commit_files(a, {"d/x": b"1"}, "one")
     dir_remote.add_to(a)
+    a.ok("push")  # (main: what b checks out, so that b relies on nothing only exp reaches)
     a.ok("switch", "-c", "exp")
     commit_files(a, {"d/x": b"2"}, "two")
     a.ok("push")

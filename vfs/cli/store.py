@@ -196,6 +196,13 @@ def gc_cmd(dry_run: bool, as_json: bool, remote_name: str | None, grace: str | N
             f"(`dvfs remote remove {shell_word(gone[0]) if len(gone) == 1 else 'NAME'}` "
             "deletes those copies, and the next gc frees what only they held)"
         )
+    for name, seq in r.missing_refs:
+        click.echo(
+            f"kept what {quoted(name)} holds: its file is gone, though the audit log last "
+            f"recorded it (entry {seq}); `dvfs fsck --repair` writes it back (then `dvfs "
+            f"{name.partition(' ')[0]} -d {shell_word(name.partition(' ')[2])}` deletes it "
+            "for good, if that was meant)"
+        )
     if r.problems:
         sys.exit(1)
 

@@ -173,15 +173,6 @@ def _check_cache_tree(repo: Repository, report: FsckReport, drop: bool) -> None:
         index.save()
 
 
-def _last_recorded(repo: Repository) -> dict[str, audit.Entry]:
-    """The audit log's last entry for each ref (and HEAD), as far as it reads."""
-    last: dict[str, audit.Entry] = {}
-    with contextlib.suppress(FormatError, OSError):  # (a damaged line: what came before)
-        for e in audit.entries(repo.dir):
-            last[e.ref] = e
-    return last
-
-
 def _recorded_head(repo: Repository, entry: audit.Entry | None) -> Head | None:
     """HEAD as the audit entry of its last move left it, if that still makes sense;
     else the preferred branch, if there is one."""
@@ -313,25 +304,13 @@ def _missing_refs(
     every: bool = False,
 ) -> None:
     """Branches and tags whose file is gone though the audit log's last word on them is
-    a version (a file deleted by hand or lost with a disk): status would say "no
-    versions yet" of such a branch. Every change of a ref is logged just before it is
-    made, so the log's very last entry may name a change a crash cut short: a creation
-    cut short leaves no file, and is no evidence (a move or a deletion cut short
-    leaves the file as it was). With ``repair``, each is written back when that
-    version is stored. ``every``: the refs' folder was emptied by repair (a link
-    replaced), so the last entry counts too."""
-    final = max((e.seq for e in last.values()), default=0)
-    for ref, e in sorted(last.items()):
-        kind, _, name = ref.removeprefix("refs/").partition("/")
-        cut_short = e.seq == final and e.old is None and not every
-        if kind not in ("heads", "tags") or e.new is None or cut_short:
-            continue  # (a creation cut short by a crash leaves no file: no evidence)
-        try:
-            if repo.refs.get(ref) is not None:
-                continue
-            oid = from_hex(e.new)
-        except (FormatError, ValueError):
-            continue  # unreadable (named elsewhere), or an edited entry (audit verify)
+    a version (``audit.lost_refs``): status would say "no versions yet" of such a
+    branch. With ``repair``, each is written back when that version is stored.
+    ``every``: the refs' folder was emptied by repair (a link replaced), so the last
+    entry counts too."""
+    for lost in audit.lost_refs(last, repo.refs.get, every):
+        kind, _, name = lost.ref.removeprefix("refs/").partition("/")
+        oid, e = lost.oid, lost.entry
         what = "branch" if kind == "heads" else "tag"
         try:
             label = f"v{repo.history.version(oid).number} {oid.hex()[:10]}"
@@ -342,7 +321,7 @@ def _missing_refs(
             )
             continue
         if repair:
-            repo.refs.mend(ref, oid, f"fsck --repair: as audit entry {e.seq} left it")
+            repo.refs.mend(lost.ref, oid, f"fsck --repair: as audit entry {e.seq} left it")
             report.repaired.append(
                 f"{what} {name} was missing: it names {label} again, as the audit log last "
                 f"recorded it (entry {e.seq})"
@@ -364,13 +343,13 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
     kept: set[str] = set()  # refs repair could not mend (reported)
     if repair:
         with repo.locked():
-            last = _last_recorded(repo)  # (the whole log, read once)
+            last = audit.last_entries(repo.dir)  # (the whole log, read once)
             unlinked = _unlink_ref_folders(repo, report)
             kept = _mend_refs(repo, report, last)
             _missing_refs(repo, report, last, repair=True, every=unlinked)
     else:
         _ref_folders_named(repo, report)
-        _missing_refs(repo, report, _last_recorded(repo), repair=False)
+        _missing_refs(repo, report, audit.last_entries(repo.dir), repair=False)
     stuck = audit.blocked(repo.dir)  # (every change of a ref is refused until it is fixed)
     if stuck is not None:
         report.problems.append(f"audit log: {stuck}")

@@ -2,7 +2,9 @@
 
 Reachable (kept) is everything below:
 
-- every branch, tag and remote-tracking branch, and a detached HEAD; also the copies
+- every branch, tag and remote-tracking branch, and a detached HEAD; a branch or tag
+  whose file is gone though the audit log last recorded it at a version still stored
+  (``audit.lost_refs``), which ``dvfs fsck --repair`` writes back; also the copies
   of a remote no settings name any more (dropped from dvfs.toml or .dvfs/config by
   hand or by a ``git pull``), as git keeps them until ``git remote remove``: the report
   names them and counts the versions only they hold, which ``dvfs remote remove NAME``
@@ -99,6 +101,7 @@ from vfs.ops import changed, merging
 from vfs.ops.store_limit import AUTO_MERGE_AT, small_packs
 from vfs.pipeline.cache import RunCache
 from vfs.remote.config import unconfigured_copies
+from vfs.repo import audit
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
 from vfs.store.compression import decode_payload
@@ -130,6 +133,7 @@ MAX_PROBLEMS_SHOWN = 10
 ROW_CACHE = "rowcache"  # what row diffs proved of files (vfs.tables.checks, .source)
 ROW_CACHE_KEEP = 10_000  # entries of it gc keeps, the newest
 COPY_SUFFIX = ".copy"  # whole-file copies kept there, all of which gc deletes
+MISSING = "missing "  # the label of a root that is a ref whose file is gone (roots)
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW
 
 
@@ -181,6 +185,9 @@ class GcReport:
     problems: list[str] = field(default_factory=list)
     unconfigured: list[str] = field(default_factory=list)  # copies of dropped remotes, kept
     unconfigured_versions: int = 0  # versions only they hold
+    # branches and tags whose file is gone though the audit log last recorded them at a
+    # version that is still stored ("branch side", ...), and that entry: kept
+    missing_refs: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def freed(self) -> int:
@@ -200,6 +207,7 @@ class GcReport:
             "temporaries_removed": self.temporaries, "problems": self.problems,
             "unconfigured": self.unconfigured,
             "unconfigured_versions": self.unconfigured_versions,
+            "missing_refs": [name for name, _ in self.missing_refs],
         }  # fmt: skip
 
 
@@ -275,6 +283,11 @@ def roots(repo: Repository) -> tuple[dict[str, bytes], list[bytes], set[bytes]]:
             oid = refs.get(f"refs/{kind}/{name}")
             if oid is not None:
                 versions[f"{label} {name}"] = oid
+    for lost in audit.lost_refs(audit.last_entries(repo.dir), refs.get):
+        if repo.store.has(lost.oid):  # (fsck --repair writes it back: it must still be there)
+            kind, _, name = lost.ref.removeprefix("refs/").partition("/")
+            what = "branch" if kind == "heads" else "tag"
+            versions[f"{MISSING}{what} {name} (audit entry {lost.entry.seq})"] = lost.oid
     index = repo.index()
     for what, oid in (("index head", index.head), ("index base", index.base)):
         if oid is not None:
@@ -299,6 +312,10 @@ def mark(repo: Repository, report: GcReport) -> set[bytes]:
     store = repo.store
     versions, optional_trees, live = roots(repo)
     report.roots = len(versions)
+    for label in versions:
+        if label.startswith(MISSING):
+            name, _, entry = label.removeprefix(MISSING).rpartition(" (audit entry ")
+            report.missing_refs.append((name, int(entry.rstrip(")"))))
     got = reach(
         versions.items(),
         lambda oid: decode_version(store.get(oid)),

@@ -15,7 +15,8 @@ refs, its gc's condemnation manifests and its index segments (``vfs.remote.confi
   the staging index, every mount's working tree, every pinned version and every run
   cache entry's outputs;
 - it belongs to a version the remote's refs reach (a remote gc never deletes it) and
-  the remote's index lists it in a pack no gc condemned;
+  the remote's index lists it in a pack no gc condemned, which the remote lists, long
+  enough to hold it (a pack its index names and it lacks is named as a problem);
 - with ``pushed_only``, the version it is dropped for is itself on the remote's
   history (without it, any old version's chunks qualify, under the rule above).
 
@@ -45,6 +46,7 @@ from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.ops.store_limit import MAX_SIZE_KEY
 from vfs.remote.config import RemoteSpec, connect, get_remote
+from vfs.remote.layout import PACKS, pack_of
 from vfs.remote.manifests import shunned
 from vfs.remote.reader import RemoteRepo, index_cache
 from vfs.repo import audit
@@ -131,19 +133,58 @@ def _tree_chunks(store: ObjectStore, root: bytes, memo: dict[bytes, set[bytes]])
     return memo[root]
 
 
-def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> tuple[list[bytes], set[bytes]]:
-    """The remote's ref tips, and the ids its index lists in packs no gc condemned."""
+@dataclass
+class _RemoteView:
+    """What the remote holds, as read at the moment of the prune."""
+
+    tips: list[bytes]  # its branches' and tags' versions
+    held: set[bytes]  # ids its index lists in packs no gc condemned, there and long enough
+    lacking: list[str]  # packs its index lists that it does not hold whole
+
+
+def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
+    """The remote's ref tips, the ids it holds and the packs its index names in vain.
+
+    An id counts as held only if the pack the index places it in is listed, no gc
+    condemned it, and it is long enough to hold the id's bytes (sizes from the listing,
+    as ``dvfs fsck --remote`` checks them): a pack deleted or cut short on the remote
+    by hand or by a disk would otherwise have its objects' last copy dropped here."""
     meter = connect(spec, jobs)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
     try:
         remote.check_format(repo)
         tips = [*remote.refs("heads").values(), *remote.refs("tags").values()]
         shun = shunned(meter)
-        return tips, set(shun.visible(remote.index()))
+        visible = shun.visible(remote.index())
+        sizes = {
+            pack_id: info.size
+            for key, info in meter.list_info(PACKS)
+            if (pack_id := pack_of(key)) is not None
+        }
     except RemoteError as exc:
         raise RemoteError(
             f"cannot verify what remote {spec.name} holds, so nothing was pruned: {exc}"
         ) from None
+    held: set[bytes] = set()
+    lacking: set[str] = set()
+    for oid, (pack_id, obj) in visible.items():
+        if obj.offset + obj.stored_len <= sizes.get(pack_id, -1):
+            held.add(oid)
+        else:
+            lacking.add(pack_id)
+    return _RemoteView(tips, held, sorted(lacking))
+
+
+def _lacking(report: PruneReport, view: _RemoteView) -> None:
+    """Name, as a problem, the packs the remote's index lists and it lacks."""
+    if view.lacking:
+        shown = ", ".join(p[:12] for p in view.lacking[:3])
+        more = f" and {len(view.lacking) - 3:,} more" if len(view.lacking) > 3 else ""
+        report.problems.append(
+            f"remote {report.remote}'s index lists {len(view.lacking):,} pack(s) it does not "
+            f"hold whole ({shown}{more}): what they hold was kept here; `dvfs fsck --remote "
+            f"{report.remote}` says what to do"
+        )
 
 
 @dataclass
@@ -264,16 +305,17 @@ def prune(
     if not dry_run:
         repo.check_writable("dvfs store prune")
     report = PruneReport(spec.name, dry_run, gc=GcReport(dry_run))
-    remote_tips, held = _remote_view(repo, spec, jobs)
+    view = _remote_view(repo, spec, jobs)
     with repo.locked():
         refuse_while_writing(repo, dry_run, "dvfs store prune")
         repo.store.flush()
         plan = _plan(
-            repo, report, remote_tips, held, keep_last=keep_last, keep_tags=keep_tags,
+            repo, report, view.tips, view.held, keep_last=keep_last, keep_tags=keep_tags,
             keep_branches=keep_branches, pushed_only=pushed_only,
         )  # fmt: skip
         report.versions, report.kept_versions = plan.versions, plan.kept
         _drop(repo, report, plan.live, plan.droppable, "")
+    _lacking(report, view)
     return report
 
 
@@ -313,13 +355,14 @@ def shrink(repo: Repository, limit: int, *, jobs: int = 8) -> PruneReport | None
     if size <= limit:
         return None
     spec = get_remote(repo, None)
-    remote_tips, held = _remote_view(repo, spec, jobs)
+    view = _remote_view(repo, spec, jobs)
     report = PruneReport(spec.name, False, gc=GcReport(False))
+    _lacking(report, view)
     with repo.locked():
         refuse_while_writing(repo, False, "dvfs store prune")
         repo.store.flush()
         plan = _plan(
-            repo, report, remote_tips, held, keep_last=1, keep_tags=False,
+            repo, report, view.tips, view.held, keep_last=1, keep_tags=False,
             keep_branches=False, pushed_only=False,
         )  # fmt: skip
         report.versions, report.kept_versions = plan.versions, plan.kept

@@ -68,7 +68,7 @@ from vfs.remote.config import (
 )
 from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
-from vfs.remote.ondemand import download_chunks, missing_chunks
+from vfs.remote.ondemand import download_chunks, left_unreached, missing_chunks
 from vfs.remote.reader import Located, RemoteRepo, index_cache, repository_at
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
@@ -399,6 +399,7 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
                 "was deleted; `dvfs fetch` and look at it first"
             )
         plan.append((kind, name, oid, etag))
+    _refuse_leaving_data_unreached(repo, spec, remote, plan)
     report = Transfer()
     deleted: list[str] = []
     chain = chain_head(repo, spec.name)
@@ -424,6 +425,35 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
                     repo.refs.update(ref, None, mine)
     report.requests = meter.requests
     return report
+
+
+def _refuse_leaving_data_unreached(
+    repo: Repository,
+    spec: RemoteSpec,
+    remote: RemoteRepo,
+    plan: list[tuple[str, str, bytes | None, str]],
+) -> None:
+    """UsageError if deleting the refs of ``plan`` leaves data that versions here use,
+    and that only this remote holds (pruned here: ``dvfs store prune`` relies on the
+    remote's refs reaching it), reached by nothing on the remote: its next gc would
+    delete the last copy."""
+    going = {(kind, name) for kind, name, _, _ in plan}
+    kept = [
+        oid
+        for kind in ("heads", "tags")
+        for name, oid in remote.refs(kind).items()
+        if (kind, name) not in going
+    ]
+    count, size = left_unreached(repo, spec.name, kept)
+    if count:
+        names = ", ".join(quote_name(name) for _, name, _, _ in plan)
+        raise UsageError(
+            f"deleting {names} on {quote_name(spec.name)} would leave {count:,} chunk(s) "
+            f"({size:,} bytes) that versions here use, and that the local store lacks "
+            "(dropped by `dvfs store prune`, or never downloaded), reached by nothing there: "
+            "its next `dvfs gc --remote` would delete them; nothing was deleted: delete "
+            "here first what uses them (`dvfs branch -D NAME`), or push it to another remote"
+        )
 
 
 def _fetch_missing_first(

@@ -120,11 +120,46 @@ def held_only_by(repo: Repository, name: str) -> tuple[int, int]:
     configured remotes only ``name`` holds, as their cached index segments tell:
     forgetting ``name`` leaves them unreadable from here. Kept here: every branch,
     tag and other remote's copy, a detached HEAD and the staging index's versions."""
+    used, lacking = _lacking_here(repo, name)
+    return len(lacking), sum(used[c] for c in lacking)
+
+
+def _lacking_here(repo: Repository, name: str) -> tuple[dict[bytes, int], list[bytes]]:
+    """The chunks versions kept here use (:func:`_used_here`; empty when ``name``
+    alone holds nothing), and those of them the local store lacks and that of the
+    configured remotes only ``name`` holds."""
     alone = cached_remote_ids(repo, [name])
     if alone:
         alone -= cached_remote_ids(repo, [n for n in configured_remotes(repo) if n != name])
     if not alone:
+        return {}, []
+    used = _used_here(repo, name)
+    return used, repo.store.missing(c for c in used if c in alone)
+
+
+def left_unreached(repo: Repository, name: str, kept: Iterable[bytes]) -> tuple[int, int]:
+    """The chunks (how many, their bytes) of :func:`held_only_by` that none of the
+    versions ``kept`` reaches: the refs remote ``name`` keeps after some are deleted
+    (``dvfs push --delete``). Its next ``dvfs gc --remote`` deletes them, the last
+    copy a version here relies on (its data pruned here because the remote held it).
+    A kept version this clone does not store is taken to reach none of them."""
+    used, lacking = _lacking_here(repo, name)
+    if not lacking:
         return 0, 0
+    store = repo.store
+    there = reach(
+        [("kept", oid) for oid in kept if store.has(oid)],
+        lambda oid: decode_version(store.get(oid)),
+        lambda tid: decode_tree(store.get(tid)),
+    )
+    lost = [c for c in lacking if c not in there.chunks]
+    return len(lost), sum(used[c] for c in lost)
+
+
+def _used_here(repo: Repository, name: str) -> dict[bytes, int]:
+    """Every chunk (and its size) that versions kept here use: every branch, tag and
+    copy of another remote's branch, a detached HEAD and the staging index's versions
+    (not ``name``'s copies, which go with it)."""
     refs = repo.refs
     own = {f"{name}/{b}" for b in tracking_branches(repo, name)}
     roots = []
@@ -141,8 +176,7 @@ def held_only_by(repo: Repository, name: str) -> tuple[int, int]:
     got = reach(
         roots, lambda oid: decode_version(store.get(oid)), lambda tid: decode_tree(store.get(tid))
     )
-    lacking = store.missing(c for c in got.chunks if c in alone)
-    return len(lacking), sum(got.chunks[c] for c in lacking)
+    return got.chunks
 
 
 def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:

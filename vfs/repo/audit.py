@@ -71,13 +71,13 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vfs.errors import FormatError
-from vfs.model.ids import hash_bytes
+from vfs.model.ids import from_hex, hash_bytes
 from vfs.store.durable import put_in_place, storage_error, write_beside
 
 LOG = "audit.log"
@@ -167,8 +167,12 @@ def record(
         seq, prev = 1, ZERO
         if last is not None:
             try:
-                seq = int(json.loads(last)["seq"]) + 1
-            except (ValueError, KeyError, TypeError):  # edited: verify will say so
+                got = json.loads(last)["seq"]
+            except (ValueError, KeyError, TypeError):
+                got = None
+            if type(got) is int and got >= 1:
+                seq = got + 1
+            else:  # edited (no number, or 1e400 read as infinity): verify will say so
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
         head = _head(dvfs_dir)
@@ -285,6 +289,8 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
             raise ValueError("fields")
         if not (type(rec["time_ns"]) is int and 0 <= rec["time_ns"] < 1 << 63):
             raise ValueError("time")  # (a time no clock gives, nor a date can show)
+        if not (type(rec["seq"]) is int and rec["seq"] >= 1):
+            raise ValueError("seq")  # (entries are numbered from 1)
         e = Entry(
             int(rec["seq"]), int(rec["time_ns"]), str(rec["user"]), str(rec["host"]),
             tuple(str(c) for c in rec["cmd"]), str(rec["op"]), str(rec["ref"]),
@@ -389,6 +395,53 @@ def entries(dvfs_dir: Path) -> Iterator[Entry]:
             raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
 
 
+def last_entries(dvfs_dir: Path) -> dict[str, Entry]:
+    """The log's last entry for each ref (and HEAD), as far as it reads (up to a line
+    that is no entry, or all of it)."""
+    last: dict[str, Entry] = {}
+    with contextlib.suppress(FormatError, OSError):
+        for e in entries(dvfs_dir):
+            last[e.ref] = e
+    return last
+
+
+@dataclass(frozen=True)
+class Lost:
+    """A branch or tag whose file is gone though the log's last word on it is a version."""
+
+    ref: str
+    oid: bytes
+    entry: Entry
+
+
+def lost_refs(
+    last: dict[str, Entry], get: Callable[[str], bytes | None], every: bool = False
+) -> list[Lost]:
+    """The branches and tags of ``last`` (:func:`last_entries`) whose file is gone
+    (``get``, ``Refs.get``, finds none) though the log's last word on them is a version:
+    a file deleted by hand or lost with a disk, which ``dvfs fsck --repair`` writes back
+    and ``dvfs gc`` keeps. Every change of a ref is logged just before it is made, so
+    the log's very last entry may name a change a crash cut short: a creation cut short
+    leaves no file, and is no evidence (a move or a deletion cut short leaves the file
+    as it was). ``every``: the refs' folder was emptied (``fsck --repair`` replaced a
+    link), so the last entry counts too."""
+    final = max((e.seq for e in last.values()), default=0)
+    out = []
+    for ref, e in sorted(last.items()):
+        kind = ref.removeprefix("refs/").partition("/")[0]
+        cut_short = e.seq == final and e.old is None and not every
+        if kind not in ("heads", "tags") or e.new is None or cut_short:
+            continue
+        try:
+            if get(ref) is not None:
+                continue
+            oid = from_hex(e.new)
+        except (FormatError, ValueError):
+            continue  # unreadable (fsck names it), or an edited entry (audit verify)
+        out.append(Lost(ref, oid, e))
+    return out
+
+
 @dataclass
 class Verdict:
     """What ``verify`` found: ``problems`` empty when the chain is intact."""
@@ -428,7 +481,9 @@ def verify(dvfs_dir: Path) -> Verdict:
             s = twice[0]
             after = next((p for e, p, _ in parsed if e.seq == s + 1), None)
             ours = [(i, h) for i, (e, _, h) in enumerate(parsed, 1) if e.seq == s]
-            fake = [i for i, h in ours if h != after] if after else [ours[-1][0]]
+            # (an exact copy hashes as the entry it copies: the later line is the copy)
+            fake = [i for i, h in ours if h != after] if after else []
+            fake = fake or [ours[-1][0]]
             problems.append(
                 f"entry {s} appears {counts[s]} times: the one at line {fake[0]} was inserted"
             )
@@ -438,11 +493,11 @@ def verify(dvfs_dir: Path) -> Verdict:
                 f"entries {', '.join(map(str, moved[:6]))} are out of order: the log was reordered"
             )
         else:
-            have = set(seqs)
-            top = max(seqs)
-            gone = [s for s in range(1, top + 1) if s not in have]
-            shown = ", ".join(map(str, gone[:6])) + (" ..." if len(gone) > 6 else "")
-            problems.append(f"entry {shown} {'is' if len(gone) == 1 else 'are'} missing: deleted")
+            gone, more = _missing(seqs, 6)
+            count = max(seqs) - len(set(seqs))  # (every number is from 1 to the largest)
+            shown = ", ".join(map(str, gone)) + (f" and {count - 6:,} more" if more else "")
+            are = "are" if more or len(gone) > 1 else "is"
+            problems.append(f"entry {shown} {are} missing: deleted")
         return Verdict(n, problems, torn)
     prev_hash = ZERO
     for e, prev, own in parsed:
@@ -472,6 +527,22 @@ def verify(dvfs_dir: Path) -> Verdict:
     elif n:
         problems.append(f"{HEAD} is missing: the last entries cannot be checked")
     return Verdict(n, problems, torn)
+
+
+def _missing(seqs: list[int], limit: int) -> tuple[list[int], bool]:
+    """The first ``limit`` numbers from 1 up to the largest of ``seqs`` that none of
+    them is, and whether there are more: counted up to the limit only, so an entry
+    edited to a number of 13 digits is named at once."""
+    gone: list[int] = []
+    expect = 1
+    for s in sorted(set(seqs)):
+        while expect < s:
+            if len(gone) == limit:
+                return gone, True
+            gone.append(expect)
+            expect += 1
+        expect = s + 1
+    return gone, False
 
 
 def _junk(tail: int, end: int) -> str:
