@@ -339,6 +339,33 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     repo.fsck_clean()
 
 
+def test_a_stopped_merge_is_committed_with_the_message_it_was_given(repo: Repo) -> None:
+    """`dvfs merge other -m MSG` stopped by a conflict kept MSG in its record, but `dvfs
+    commit` then refused without -m ("missing option '-m'"), and MSG never reached the
+    merge version: the commit takes the merge's message, as git's MERGE_MSG."""
+    conflicting(repo)
+    assert repo.run("merge", "other", "-m", "take other's a").code == 1
+    repo.ok("restore", "--theirs", "a", "b")
+    made = json.loads(repo.ok("commit", "--json").out)
+    assert repo.show(made["id"])["message"] == "take other's a"
+    assert len(parents(repo)) == 2
+    # Without -m to merge, the message it names; -m to commit still wins.
+    repo.ok("switch", "other")
+    repo.write("a", "a again")
+    repo.ok("add", "a")
+    repo.commit("other 3")
+    repo.ok("switch", "main")
+    repo.write("a", "a on main again")
+    repo.ok("add", "a")
+    repo.commit("main 3")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--ours", "a")
+    assert "`dvfs commit` records it" in repo.ok("status").out
+    assert repo.ok("commit").out.endswith(" - merge other into main\n")
+    repo.fail("commit", fragments=("missing option '-m'",))  # no merge: required again
+    repo.fsck_clean()
+
+
 def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo) -> None:
     """b is edited on main and deleted on other: `restore --theirs b` deleted it and
     said "0 written, 0 unchanged", as if nothing had happened."""
@@ -444,7 +471,7 @@ def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_cl
     assert "  conflict: data/a  ours: 4 B" in out
     last = out.splitlines()[-1]
     assert last.startswith("A merge is in progress: settle each conflict")
-    assert "`dvfs commit -m MSG`" in last and "`dvfs merge --abort`" in last
+    assert "`dvfs commit`" in last and "`dvfs merge --abort`" in last
     conflict = assert_ok(run(repo.root / "data", "status")).out.splitlines()[2]
     assert conflict.startswith("  conflict: a  ours:")  # as typed there
     st = repo.status()
@@ -454,7 +481,7 @@ def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_cl
     out = repo.ok("status").out
     assert "Nothing to commit" not in out and "every conflict settled" in out
     assert out.splitlines()[-1] == (
-        "A merge is in progress: `dvfs commit -m MSG` records it; `dvfs merge --abort` gives it up."
+        "A merge is in progress: `dvfs commit` records it; `dvfs merge --abort` gives it up."
     )
     assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
     repo.commit("merged")

@@ -387,6 +387,6 @@ def merge_cmd(
         )
     click.echo(
         "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "
-        "it and `dvfs add PATH`), then `dvfs commit -m MSG`; `dvfs merge --abort` gives up."
+        "it and `dvfs add PATH`), then `dvfs commit`; `dvfs merge --abort` gives up."
     )
     sys.exit(1)
