@@ -382,6 +382,36 @@ def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo
     repo.fsck_clean()
 
 
+def test_rm_or_add_of_a_file_this_side_deleted_settles_its_conflict(repo: Repo) -> None:
+    """a deleted on main and edited on other: the conflict keeps a deleted, and `dvfs rm
+    a` (git's way to keep a deletion) said "a is not tracked: nothing was removed",
+    `dvfs add a` "a does not exist and is not tracked", both settling nothing."""
+    repo.write("a", "a")
+    repo.write("b", "b")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("a", "a from other")
+    repo.ok("add", "a")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.ok("rm", "a")
+    repo.commit("main")
+    for verb in ("rm", "add"):
+        assert repo.run("merge", "other").code == 1
+        assert repo.status()["merging"]["conflicts"][0]["ours"] is None
+        repo.ok(verb, "a")
+        assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
+        assert not (repo.root / "a").exists()
+        repo.ok("merge", "--abort")
+    repo.fail("rm", "a", fragments=("a is not tracked: nothing was removed",))
+    assert repo.run("merge", "other").code == 1
+    repo.ok("rm", "a")
+    repo.commit("merged, a stays deleted")
+    assert list(repo.show()["files"]) == ["b"]
+    repo.fsck_clean()
+
+
 def test_a_path_a_side_lacks_is_refused_naming_the_side(repo: Repo) -> None:
     """`restore --theirs nope` said "nope is not tracked and not in 0b67...5d" (the
     side's whole id), which no user typed."""
