@@ -105,6 +105,37 @@ def test_a_branch_behind_fast_forwards(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_fast_forward_keeps_offline_and_names_merge_in_its_refusals(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs merge --offline origin/later`, a fast-forward, downloaded the data all the
+    same; and an untracked file in its way was refused as "pull would overwrite
+    untracked a: ... or use --force", an option merge refuses."""
+    repo = make_repo("a")
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    repo.commit("one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    repo.ok("switch", "-c", "later")
+    repo.write("b", "only on the remote")
+    repo.ok("add", "b")
+    repo.commit("two")
+    repo.ok("push", "later")
+    copy, _ = dir_remote.clone(tmp_path, "b")
+    copy.ok("fetch")
+    copy.fail("merge", "--offline", "origin/later", fragments=("--offline", "b"))
+    assert not (copy.root / "b").exists() and copy.show()["version"] == "v1"
+    copy.write("b", "mine")
+    line = assert_error(copy.run("merge", "origin/later"), "merge would overwrite untracked b")
+    assert "--force" not in line and "pull" not in line, line
+    assert copy.read("b") == b"mine" and copy.show()["version"] == "v1"
+    (copy.root / "b").unlink()
+    assert "fast-forward" in copy.ok("merge", "origin/later").out
+    assert copy.read("b") == b"only on the remote"
+    copy.fsck_clean()
+
+
 def conflicting(repo: Repo) -> None:
     diverge(repo)
     repo.ok("switch", "other")

@@ -114,6 +114,7 @@ def restore_version(
     rebuild_index: bool = False,
     detached_on: str | None = None,
     move_branch: Callable[[], None] | None = None,
+    forcible: bool = True,
 ) -> CheckoutReport:
     """The shared body of checkout, switch and pull (caller holds the lock).
 
@@ -127,8 +128,10 @@ def restore_version(
     ``commit`` would record as a version of its own.
 
     ``action`` is the command as messages name it; ``source`` the revision as the user
-    wrote it, for hints (default: vN). ``rebuild_index``: a damaged index is read as
-    absent and written anew (``checkout --force`` of the whole tree), not refused.
+    wrote it, for hints (default: vN); ``forcible``: whether that command has
+    ``--force`` (a merge's fast-forward has not), which refusals name only then.
+    ``rebuild_index``: a damaged index is read as absent and written anew
+    (``checkout --force`` of the whole tree), not refused.
 
     The cyclic garbage collector is paused throughout (``paused_gc``): a checkout
     makes a few objects per file, and its collections walked them all again and
@@ -209,6 +212,8 @@ def restore_version(
             raise UsageError(
                 f"{action} would replace {shown}{more}: move it away, or use --force to "
                 "replace it (a symbolic link is replaced, never followed)"
+                if forcible
+                else f"{action} would replace {shown}{more}: move it away; nothing was changed"
             )
         committed = base_files(hist, index, known=(version.tree, whole))
         moving = target != (index.base or hist.head_id())
@@ -237,11 +242,17 @@ def restore_version(
             shown = ", ".join(show(p) for p in sorted(unreadable)[:10])
             raise UsageError(
                 f"{action} cannot read {shown} to check for uncommitted changes: "
-                "nothing was changed; make it readable, or use --force to replace it"
+                "nothing was changed; make it readable"
+                + (", or use --force to replace it" if forcible else "")
             )
         if conflicts:
             loose = [show(p) for p in conflicts if p in on_disk]  # untracked
             advice = _in_merge(repo) or _cut_short(repo, index.base)
+            if advice is None and not forcible:
+                advice = (
+                    "move the untracked files away (or `dvfs add` and commit them); "
+                    "nothing was changed"
+                )
             raise UncommittedChanges(
                 action, sorted({show(p) for p in conflicts}), loose, what=advice
             )
@@ -634,15 +645,20 @@ def fast_forward(
     workers: Workers,
     *,
     force: bool = False,
+    offline: bool = False,
+    merging_rev: str | None = None,
 ) -> CheckoutReport:
     """Move ``branch`` from ``old`` to its descendant ``new`` and restore ``new``.
 
     The working tree is checked for conflicts first; the branch moves only after the
     files are restored, by compare-and-swap, and before the index says the working
-    tree holds ``new`` (``restore_version``'s ``move_branch``).
+    tree holds ``new`` (``restore_version``'s ``move_branch``). Messages name ``dvfs
+    pull``, or ``dvfs merge REV`` for ``merging_rev`` (which has no ``--force``).
     """
     with repo.locked():
         return restore_version(
-            repo, new, workers, attach=branch, force=force, warn=quiet, action="pull",
+            repo, new, workers, attach=branch, force=force, warn=quiet,
+            action="pull" if merging_rev is None else "merge", source=merging_rev,
+            offline=offline, forcible=merging_rev is None,
             move_branch=lambda: repo.refs.update(f"refs/heads/{branch}", new, old),
         )  # fmt: skip

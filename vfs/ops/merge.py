@@ -292,7 +292,7 @@ def merge(
                 side=side, message=message, warn=warn, offline=offline,
             )  # fmt: skip
     # A fast-forward: a checkout of theirs, the branch moved by compare-and-swap.
-    report = co.fast_forward(repo, branch, ours, theirs, workers)
+    report = co.fast_forward(repo, branch, ours, theirs, workers, offline=offline, merging_rev=rev)
     out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)
     out.written, out.deleted, out.fetched = report.written, report.deleted, report.fetched
     return out
