@@ -549,6 +549,21 @@ def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_cl
     assert repo.ok("status").out.endswith("Nothing to commit, working tree clean.\n")
 
 
+def test_ours_with_staged_is_refused_and_keeps_the_working_file(repo: Repo) -> None:
+    """`restore --ours --staged a` (the index only, as --staged says) wrote ours' a over
+    a resolution being edited in the working file, and said "unstaged 0 paths"; git
+    refuses the pair."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.write("a", "half of my resolution")
+    for side in ("--ours", "--theirs"):
+        repo.fail("restore", side, "--staged", "a", fragments=(side, "--staged"), code=2)
+    assert repo.read("a") == b"half of my resolution"
+    assert not any(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.ok("merge", "--abort", "--force")
+    repo.fsck_clean()
+
+
 def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:
     conflicting(repo)
     assert repo.run("merge", "other").code == 1

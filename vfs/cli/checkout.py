@@ -207,6 +207,11 @@ def restore(
     repo = repo_here()
     if side is not None and source is not None:
         raise UsageError("--source and --ours/--theirs both choose the content: give one")
+    if side is not None and staged:
+        raise UsageError(
+            f"--{side} settles a conflict in the index and the working files both, and "
+            "--staged keeps the files: give one (nothing was done)"
+        )
     in_merge = merging.live(repo.dir, repo.refs) is not None
     settling = side is not None or (in_merge and source is not None and not staged)
     with workers() as w:
