@@ -203,6 +203,40 @@ def test_stages_made_on_two_branches_merge_stage_by_stage(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_ours_or_theirs_take_a_conflicting_stage_and_keep_the_other_sides_stages(
+    repo: Repo,
+) -> None:
+    """`merge --theirs` where both sides changed stage count, and main alone added stage
+    upper: dvfs.yaml and dvfs.runs were taken whole from theirs, dropping upper (its
+    output left behind, made by no stage); --ours dropped theirs' new stage alike."""
+    repo.write("in.txt", "hello world\n")
+    repo.ok("add", "in.txt")
+    repo.ok("run", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--", "wc -l < in.txt > n.txt")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.ok("run", "--force", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--",
+            "wc -c < in.txt > n.txt")  # fmt: skip
+    repo.ok("run", "-n", "double", "-d", "in.txt", "-o", "d.txt", "--", "cat in.txt in.txt > d.txt")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.ok("run", "--force", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--",
+            "wc -w < in.txt > n.txt")  # fmt: skip
+    repo.ok(
+        "run", "-n", "upper", "-d", "in.txt", "-o", "u.txt", "--", "tr a-z A-Z < in.txt > u.txt"
+    )
+    repo.commit("main")
+    for side, count in (("--theirs", "wc -c"), ("--ours", "wc -w")):
+        if side == "--ours":
+            repo.ok("switch", "-c", "again", "HEAD^1")
+        assert repo.json("merge", side, "other", "--json")["outcome"] == "merged"
+        stages = yaml.safe_load(repo.read("dvfs.yaml"))["stages"]
+        assert list(stages) == ["count", "upper", "double"], (side, stages)
+        assert stages["count"]["cmd"].startswith(count)
+        assert set(yaml.safe_load(repo.read("dvfs.runs"))["stages"]) == set(stages)
+        assert "3 fresh" in repo.ok("repro").out, side  # each run matches its outputs
+    repo.fsck_clean()
+
+
 def test_pipeline_texts_merge_by_stage_and_only_into_a_pipeline_that_reads() -> None:
     """merge3 on the texts: a stage added on each side (the file new on both), one
     deleted by theirs, and the merges that must stay conflicts: one output made by two

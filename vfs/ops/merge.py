@@ -185,11 +185,13 @@ PIPELINE_FILES = (PIPELINE_FILE.encode(), RUNS_FILE.encode())
 def _merge_pipeline_files(
     repo: Repository, base: dict[bytes, Entry], ours: dict[bytes, Entry],
     theirs: dict[bytes, Entry], merged: dict[bytes, Entry], clashing: list[bytes],
+    side: str | None = None,
 ) -> list[bytes]:  # fmt: skip
     """The conflicts left once ``dvfs.yaml`` and ``dvfs.runs`` changed on both sides are
     merged stage by stage (``vfs.pipeline.merge3``); ``merged`` takes their entries,
     the merged bytes stored. A file either side deleted, or one not read (its data
-    not here), stays a conflict."""
+    not here), stays a conflict. ``side`` (``--ours``/``--theirs``): a stage both
+    sides changed takes that side's, the other stages merged all the same."""
     if not any(p in PIPELINE_FILES for p in clashing):
         return clashing
     from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
@@ -208,8 +210,9 @@ def _merge_pipeline_files(
             continue
         try:
             data = how(
-                None if b is None else _content(repo, b), _content(repo, o), _content(repo, t)
-            )
+                None if b is None else _content(repo, b), _content(repo, o), _content(repo, t),
+                side,
+            )  # fmt: skip
         except DvfsError:
             data = None
         if data is None:
@@ -342,7 +345,7 @@ def _merge_locked(
     other = hist.flatten(hist.version(theirs).tree)
     before = merge_base_files(hist, ours, theirs, base)
     merged, clashing = three_way(before, mine, other)
-    clashing = _merge_pipeline_files(repo, before, mine, other, merged, clashing)
+    clashing = _merge_pipeline_files(repo, before, mine, other, merged, clashing, side)
     if side == "theirs":
         for p in clashing:
             merged.pop(p, None)
