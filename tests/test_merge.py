@@ -431,6 +431,20 @@ def test_a_stopped_merge_is_committed_with_the_message_it_was_given(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_merge_continue_records_the_settled_merge_as_git_does(repo: Repo) -> None:
+    """`dvfs merge --continue`, git's way to finish a merge, was "no such option
+    '--continue'. Did you mean '--offline'?"."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.fail("merge", "--continue", fragments=("still in conflict", "a, b"))
+    repo.ok("restore", "--ours", "a", "b")
+    out = repo.ok("merge", "--continue").out
+    assert out.endswith(": merged - merge other into main\n"), out
+    assert len(parents(repo)) == 2 and repo.status()["merging"] is None
+    repo.fail("merge", "--continue", fragments=("no merge is in progress",))
+    repo.fsck_clean()
+
+
 def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo) -> None:
     """b is edited on main and deleted on other: `restore --theirs b` deleted it and
     said "0 written, 0 unchanged", as if nothing had happened."""

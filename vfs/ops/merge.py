@@ -60,7 +60,7 @@ from vfs.model.ids import hash_bytes
 from vfs.ops import checkout as co
 from vfs.ops import merging
 from vfs.ops import restore as rs
-from vfs.ops.commit import commit_locked
+from vfs.ops.commit import CommitResult, commit, commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
@@ -451,6 +451,15 @@ def _merge_locked(
     r = commit_locked(repo, msg, {}, None, warn)
     report.label, report.oid = f"v{r.number}", r.oid
     return report
+
+
+def finish(repo: Repository, message: str | None, warn: Warn = quiet) -> CommitResult:
+    """``dvfs merge --continue``: commit the merge in progress once every conflict is
+    settled, as ``dvfs commit`` does (git's ``merge --continue``), with the message the
+    merge recorded unless ``message``."""
+    if merging.live(repo.dir, repo.refs) is None:
+        raise UsageError("no merge is in progress: nothing to continue")
+    return commit(repo, message, {}, None, warn)
 
 
 def abort(
