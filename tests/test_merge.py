@@ -445,6 +445,22 @@ def test_merge_continue_records_the_settled_merge_as_git_does(repo: Repo) -> Non
     repo.fsck_clean()
 
 
+def test_checkout_of_paths_from_a_side_settles_their_conflicts(repo: Repo) -> None:
+    """`dvfs checkout other a` in a merge (git's `checkout other -- a`) staged other's a,
+    but left a in conflict: the commit was refused until it was added again."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.ok("checkout", "other", "a")
+    assert repo.read("a") == b"a from other, longer"
+    conflicts = repo.status()["merging"]["conflicts"]
+    assert [(c["path"], c["resolved"]) for c in conflicts] == [("a", True), ("b", False)]
+    repo.ok("checkout", "other", "b")  # other deleted it
+    assert not (repo.root / "b").exists()
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer" and len(parents(repo)) == 2
+    repo.fsck_clean()
+
+
 def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo) -> None:
     """b is edited on main and deleted on other: `restore --theirs b` deleted it and
     said "0 written, 0 unchanged", as if nothing had happened."""

@@ -55,6 +55,7 @@ from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import base_files, quiet, same_entry, work_state
+from vfs.ops.workflow import resolved
 from vfs.repo import cut_short
 from vfs.repo.gitlink import LockPointer, read_lock, write_lock
 from vfs.repo.refs import Head
@@ -542,7 +543,8 @@ def checkout(
     only on the default remote is downloaded first unless ``offline`` (see the
     module docstring); ``yes`` allows a download that expands far
     (``vfs.remote.receive.check_expansion``). ``action``: the command messages name
-    (``pull`` checks out this way too).
+    (``pull`` checks out this way too). PATHs of a merge in progress are staged as
+    REV holds them, so their conflicts are settled, as git's ``checkout REV -- PATH``.
     """
     with repo.locked():
         hist = repo.history
@@ -564,13 +566,16 @@ def checkout(
             target = hist.resolve(rev)
             branch = rev if repo.refs.get(f"refs/heads/{rev}") == target else head.branch
         attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
-        return restore_version(
+        report = restore_version(
             repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
             detached_on=branch if from_lock else None,
             source=rev if rev is not None and not _is_id(rev, target) else None,
             offline=offline, yes=yes, action=action,
             rebuild_index=force and not paths,
         )  # fmt: skip
+        if paths:  # staged as REV holds them: a merge's conflicts there are settled
+            resolved(repo, [repo.rel(p) for p in paths])
+        return report
 
 
 def _is_id(rev: str, oid: bytes) -> bool:
