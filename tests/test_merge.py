@@ -431,6 +431,17 @@ def test_a_stopped_merge_is_committed_with_the_message_it_was_given(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_blank_merge_message_is_refused_as_a_commits_is(repo: Repo) -> None:
+    """`dvfs merge other -m "  "` made a version whose message was blank, which `dvfs
+    commit -m "  "` refuses."""
+    diverge(repo)
+    before = repo.head_id()
+    for blank in ("", "  \n"):
+        repo.fail("merge", "other", "-m", blank, fragments=("message is empty",), code=2)
+    assert repo.head_id() == before and repo.status()["merging"] is None
+    repo.fsck_clean()
+
+
 def test_merge_continue_records_the_settled_merge_as_git_does(repo: Repo) -> None:
     """`dvfs merge --continue`, git's way to finish a merge, was "no such option
     '--continue'. Did you mean '--offline'?"."""

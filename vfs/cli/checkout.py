@@ -365,8 +365,6 @@ def merge_cmd(
         raise UsageError("say what to merge: dvfs merge REV (or --continue, --abort)")
     if force:
         raise UsageError("--force goes with --abort: a merge never overwrites uncommitted work")
-    if message is not None:
-        version_params.message(message)
     with workers() as w:
         m = merge.merge(repo, rev, w, side=side, message=message, warn=warn, offline=offline)
     if as_json:

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
 from vfs.errors import DvfsError, FormatError, UncommittedChanges, UsageError
+from vfs.model import params as version_params
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.ids import hash_bytes
 from vfs.ops import checkout as co
@@ -254,6 +255,13 @@ def merge(
     """
     if side not in (None, "ours", "theirs"):
         raise UsageError("choose --ours or --theirs, not both")
+    if message is not None:  # (checked as a commit's: the merge version gets it)
+        if not message.strip():
+            raise UsageError(
+                f"the merge's message is empty: give -m a text, or leave it out for "
+                f"'merge {rev} into BRANCH'; nothing was merged"
+            )
+        version_params.message(message)
     with repo.locked():
         hist = repo.history
         head = hist.head()
