@@ -518,6 +518,29 @@ def test_rm_or_add_of_a_file_this_side_deleted_settles_its_conflict(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_rm_of_a_directory_settles_the_deleted_conflicts_below_it(repo: Repo) -> None:
+    """`dvfs rm d` in a merge where main deleted d/a and other edited it removed d/b and
+    left d/a in conflict: only the files it removed were settled."""
+    repo.write("d/a", "a")
+    repo.write("d/b", "b")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/a", "a from other")
+    repo.ok("add", "d")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.ok("rm", "d/a")
+    repo.commit("main")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("rm", "d")
+    assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
+    repo.commit("merged, d gone")
+    assert list(repo.show()["files"]) == ["k"]
+    repo.fsck_clean()
+
+
 def test_a_path_a_side_lacks_is_refused_naming_the_side(repo: Repo) -> None:
     """`restore --theirs nope` said "nope is not tracked and not in 0b67...5d" (the
     side's whole id), which no user typed."""

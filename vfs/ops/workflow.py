@@ -410,7 +410,7 @@ def rm(
             with Walker(repo.root) as walker:
                 for p in targets:
                     remove_path(walker, p)
-        resolved(repo, targets + sorted(settled))
+        resolved(repo, rels)  # (every conflict at or below them: what they hold is gone)
     return targets
 
 
