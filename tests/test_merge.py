@@ -105,6 +105,37 @@ def test_a_branch_behind_fast_forwards(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_fast_forward_keeps_offline_and_names_merge_in_its_refusals(
+    dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs merge --offline origin/later`, a fast-forward, downloaded the data all the
+    same; and an untracked file in its way was refused as "pull would overwrite
+    untracked a: ... or use --force", an option merge refuses."""
+    repo = make_repo("a")
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    repo.commit("one")
+    dir_remote.add_to(repo)
+    repo.ok("push")
+    repo.ok("switch", "-c", "later")
+    repo.write("b", "only on the remote")
+    repo.ok("add", "b")
+    repo.commit("two")
+    repo.ok("push", "later")
+    copy, _ = dir_remote.clone(tmp_path, "b")
+    copy.ok("fetch")
+    copy.fail("merge", "--offline", "origin/later", fragments=("--offline", "b"))
+    assert not (copy.root / "b").exists() and copy.show()["version"] == "v1"
+    copy.write("b", "mine")
+    line = assert_error(copy.run("merge", "origin/later"), "merge would overwrite untracked b")
+    assert "--force" not in line and "pull" not in line, line
+    assert copy.read("b") == b"mine" and copy.show()["version"] == "v1"
+    (copy.root / "b").unlink()
+    assert "fast-forward" in copy.ok("merge", "origin/later").out
+    assert copy.read("b") == b"only on the remote"
+    copy.fsck_clean()
+
+
 def conflicting(repo: Repo) -> None:
     diverge(repo)
     repo.ok("switch", "other")
@@ -169,6 +200,40 @@ def test_stages_made_on_two_branches_merge_stage_by_stage(repo: Repo) -> None:
         "dvfs.runs", "dvfs.yaml", "n.txt",
     ]  # fmt: skip
     repo.ok("merge", "--abort")
+    repo.fsck_clean()
+
+
+def test_ours_or_theirs_take_a_conflicting_stage_and_keep_the_other_sides_stages(
+    repo: Repo,
+) -> None:
+    """`merge --theirs` where both sides changed stage count, and main alone added stage
+    upper: dvfs.yaml and dvfs.runs were taken whole from theirs, dropping upper (its
+    output left behind, made by no stage); --ours dropped theirs' new stage alike."""
+    repo.write("in.txt", "hello world\n")
+    repo.ok("add", "in.txt")
+    repo.ok("run", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--", "wc -l < in.txt > n.txt")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.ok("run", "--force", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--",
+            "wc -c < in.txt > n.txt")  # fmt: skip
+    repo.ok("run", "-n", "double", "-d", "in.txt", "-o", "d.txt", "--", "cat in.txt in.txt > d.txt")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.ok("run", "--force", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--",
+            "wc -w < in.txt > n.txt")  # fmt: skip
+    repo.ok(
+        "run", "-n", "upper", "-d", "in.txt", "-o", "u.txt", "--", "tr a-z A-Z < in.txt > u.txt"
+    )
+    repo.commit("main")
+    for side, count in (("--theirs", "wc -c"), ("--ours", "wc -w")):
+        if side == "--ours":
+            repo.ok("switch", "-c", "again", "HEAD^1")
+        assert repo.json("merge", side, "other", "--json")["outcome"] == "merged"
+        stages = yaml.safe_load(repo.read("dvfs.yaml"))["stages"]
+        assert list(stages) == ["count", "upper", "double"], (side, stages)
+        assert stages["count"]["cmd"].startswith(count)
+        assert set(yaml.safe_load(repo.read("dvfs.runs"))["stages"]) == set(stages)
+        assert "3 fresh" in repo.ok("repro").out, side  # each run matches its outputs
     repo.fsck_clean()
 
 
@@ -339,6 +404,74 @@ def test_a_conflict_stops_the_merge_until_each_path_is_settled(repo: Repo) -> No
     repo.fsck_clean()
 
 
+def test_a_stopped_merge_is_committed_with_the_message_it_was_given(repo: Repo) -> None:
+    """`dvfs merge other -m MSG` stopped by a conflict kept MSG in its record, but `dvfs
+    commit` then refused without -m ("missing option '-m'"), and MSG never reached the
+    merge version: the commit takes the merge's message, as git's MERGE_MSG."""
+    conflicting(repo)
+    assert repo.run("merge", "other", "-m", "take other's a").code == 1
+    repo.ok("restore", "--theirs", "a", "b")
+    made = json.loads(repo.ok("commit", "--json").out)
+    assert repo.show(made["id"])["message"] == "take other's a"
+    assert len(parents(repo)) == 2
+    # Without -m to merge, the message it names; -m to commit still wins.
+    repo.ok("switch", "other")
+    repo.write("a", "a again")
+    repo.ok("add", "a")
+    repo.commit("other 3")
+    repo.ok("switch", "main")
+    repo.write("a", "a on main again")
+    repo.ok("add", "a")
+    repo.commit("main 3")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("restore", "--ours", "a")
+    assert "`dvfs commit` records it" in repo.ok("status").out
+    assert repo.ok("commit").out.endswith(" - merge other into main\n")
+    repo.fail("commit", fragments=("missing option '-m'",))  # no merge: required again
+    repo.fsck_clean()
+
+
+def test_a_blank_merge_message_is_refused_as_a_commits_is(repo: Repo) -> None:
+    """`dvfs merge other -m "  "` made a version whose message was blank, which `dvfs
+    commit -m "  "` refuses."""
+    diverge(repo)
+    before = repo.head_id()
+    for blank in ("", "  \n"):
+        repo.fail("merge", "other", "-m", blank, fragments=("message is empty",), code=2)
+    assert repo.head_id() == before and repo.status()["merging"] is None
+    repo.fsck_clean()
+
+
+def test_merge_continue_records_the_settled_merge_as_git_does(repo: Repo) -> None:
+    """`dvfs merge --continue`, git's way to finish a merge, was "no such option
+    '--continue'. Did you mean '--offline'?"."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.fail("merge", "--continue", fragments=("still in conflict", "a, b"))
+    repo.ok("restore", "--ours", "a", "b")
+    out = repo.ok("merge", "--continue").out
+    assert out.endswith(": merged - merge other into main\n"), out
+    assert len(parents(repo)) == 2 and repo.status()["merging"] is None
+    repo.fail("merge", "--continue", fragments=("no merge is in progress",))
+    repo.fsck_clean()
+
+
+def test_checkout_of_paths_from_a_side_settles_their_conflicts(repo: Repo) -> None:
+    """`dvfs checkout other a` in a merge (git's `checkout other -- a`) staged other's a,
+    but left a in conflict: the commit was refused until it was added again."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.ok("checkout", "other", "a")
+    assert repo.read("a") == b"a from other, longer"
+    conflicts = repo.status()["merging"]["conflicts"]
+    assert [(c["path"], c["resolved"]) for c in conflicts] == [("a", True), ("b", False)]
+    repo.ok("checkout", "other", "b")  # other deleted it
+    assert not (repo.root / "b").exists()
+    repo.commit("merged")
+    assert repo.cat("HEAD:a") == b"a from other, longer" and len(parents(repo)) == 2
+    repo.fsck_clean()
+
+
 def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo) -> None:
     """b is edited on main and deleted on other: `restore --theirs b` deleted it and
     said "0 written, 0 unchanged", as if nothing had happened."""
@@ -352,6 +485,59 @@ def test_settling_on_the_side_that_deleted_a_file_says_it_was_deleted(repo: Repo
     got = json.loads(repo.ok("restore", "--theirs", ".", "--json").out)
     assert (got["deleted"], got["written"]) == (1, 1), got  # b deleted, a written
     repo.commit("merged")
+    repo.fsck_clean()
+
+
+def test_rm_or_add_of_a_file_this_side_deleted_settles_its_conflict(repo: Repo) -> None:
+    """a deleted on main and edited on other: the conflict keeps a deleted, and `dvfs rm
+    a` (git's way to keep a deletion) said "a is not tracked: nothing was removed",
+    `dvfs add a` "a does not exist and is not tracked", both settling nothing."""
+    repo.write("a", "a")
+    repo.write("b", "b")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("a", "a from other")
+    repo.ok("add", "a")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.ok("rm", "a")
+    repo.commit("main")
+    for verb in ("rm", "add"):
+        assert repo.run("merge", "other").code == 1
+        assert repo.status()["merging"]["conflicts"][0]["ours"] is None
+        repo.ok(verb, "a")
+        assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
+        assert not (repo.root / "a").exists()
+        repo.ok("merge", "--abort")
+    repo.fail("rm", "a", fragments=("a is not tracked: nothing was removed",))
+    assert repo.run("merge", "other").code == 1
+    repo.ok("rm", "a")
+    repo.commit("merged, a stays deleted")
+    assert list(repo.show()["files"]) == ["b"]
+    repo.fsck_clean()
+
+
+def test_rm_of_a_directory_settles_the_deleted_conflicts_below_it(repo: Repo) -> None:
+    """`dvfs rm d` in a merge where main deleted d/a and other edited it removed d/b and
+    left d/a in conflict: only the files it removed were settled."""
+    repo.write("d/a", "a")
+    repo.write("d/b", "b")
+    repo.write("k", "k")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("d/a", "a from other")
+    repo.ok("add", "d")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.ok("rm", "d/a")
+    repo.commit("main")
+    assert repo.run("merge", "other").code == 1
+    repo.ok("rm", "d")
+    assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
+    repo.commit("merged, d gone")
+    assert list(repo.show()["files"]) == ["k"]
     repo.fsck_clean()
 
 
@@ -444,7 +630,7 @@ def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_cl
     assert "  conflict: data/a  ours: 4 B" in out
     last = out.splitlines()[-1]
     assert last.startswith("A merge is in progress: settle each conflict")
-    assert "`dvfs commit -m MSG`" in last and "`dvfs merge --abort`" in last
+    assert "`dvfs commit`" in last and "`dvfs merge --abort`" in last
     conflict = assert_ok(run(repo.root / "data", "status")).out.splitlines()[2]
     assert conflict.startswith("  conflict: a  ours:")  # as typed there
     st = repo.status()
@@ -454,11 +640,26 @@ def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_cl
     out = repo.ok("status").out
     assert "Nothing to commit" not in out and "every conflict settled" in out
     assert out.splitlines()[-1] == (
-        "A merge is in progress: `dvfs commit -m MSG` records it; `dvfs merge --abort` gives it up."
+        "A merge is in progress: `dvfs commit` records it; `dvfs merge --abort` gives it up."
     )
     assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
     repo.commit("merged")
     assert repo.ok("status").out.endswith("Nothing to commit, working tree clean.\n")
+
+
+def test_ours_with_staged_is_refused_and_keeps_the_working_file(repo: Repo) -> None:
+    """`restore --ours --staged a` (the index only, as --staged says) wrote ours' a over
+    a resolution being edited in the working file, and said "unstaged 0 paths"; git
+    refuses the pair."""
+    conflicting(repo)
+    assert repo.run("merge", "other").code == 1
+    repo.write("a", "half of my resolution")
+    for side in ("--ours", "--theirs"):
+        repo.fail("restore", side, "--staged", "a", fragments=(side, "--staged"), code=2)
+    assert repo.read("a") == b"half of my resolution"
+    assert not any(c["resolved"] for c in repo.status()["merging"]["conflicts"])
+    repo.ok("merge", "--abort", "--force")
+    repo.fsck_clean()
 
 
 def test_restore_source_and_add_settle_conflicts_too(repo: Repo) -> None:

@@ -207,6 +207,11 @@ def restore(
     repo = repo_here()
     if side is not None and source is not None:
         raise UsageError("--source and --ours/--theirs both choose the content: give one")
+    if side is not None and staged:
+        raise UsageError(
+            f"--{side} settles a conflict in the index and the working files both, and "
+            "--staged keeps the files: give one (nothing was done)"
+        )
     in_merge = merging.live(repo.dir, repo.refs) is not None
     settling = side is not None or (in_merge and source is not None and not staged)
     with workers() as w:
@@ -304,32 +309,50 @@ def one_side(ours: bool, theirs: bool) -> str | None:
 )  # fmt: skip
 @click.option("--abort", is_flag=True, help="Give up the merge in progress.")
 @click.option(
+    "--continue", "finish", is_flag=True,
+    help="Record the merge in progress once its conflicts are settled (as `dvfs commit`).",
+)  # fmt: skip
+@click.option(
     "-f", "--force", is_flag=True,
     help="With --abort: discard the files edited since the merge and not staged too.",
 )  # fmt: skip
 @OFFLINE
 @AS_JSON
 def merge_cmd(
-    rev: str | None, ours: bool, theirs: bool, message: str | None, abort: bool, force: bool,
-    offline: bool, as_json: bool,
+    rev: str | None, ours: bool, theirs: bool, message: str | None, abort: bool, finish: bool,
+    force: bool, offline: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Merge REV into the current branch (a version with two parents).
 
     Paths changed on one side only are combined; a path both sides changed is a
     conflict: the merge stops, listing them, until each is settled with `dvfs
     restore --ours PATH` or `--theirs PATH` (or edited and `dvfs add`ed); then `dvfs
-    commit` records the merge. --ours/--theirs here settle every conflict at once.
+    commit` (or `dvfs merge --continue`) records the merge. --ours/--theirs here settle
+    every conflict at once.
 
     \b
     Examples:
       dvfs merge origin/main
       dvfs merge exp/lr-sweep --theirs -m "take the sweep's outputs"
+      dvfs merge --continue
       dvfs merge --abort
     """
     from vfs.ops import merge
 
     side = one_side(ours, theirs)
     repo = repo_here()
+    if finish:
+        if rev or side or abort or force:
+            raise UsageError("--continue takes no revision, side, --abort nor --force")
+        if message is not None:
+            version_params.message(message)
+        made = merge.finish(repo, message, warn)
+        if as_json:
+            emit_json({"version": f"v{made.number}", "id": made.oid.hex()})
+        else:
+            said = repo.history.version(made.oid).message
+            click.echo(f"v{made.number} {made.oid.hex()[:10]}: merged - {escape_text(said)}")
+        return
     if abort:
         if rev or side or message:
             raise UsageError("--abort takes no revision, side or message")
@@ -341,11 +364,9 @@ def merge_cmd(
             click.echo(f"merge aborted: {r.written} written, {r.deleted} deleted")
         return
     if rev is None:
-        raise UsageError("say what to merge: dvfs merge REV (or --abort)")
+        raise UsageError("say what to merge: dvfs merge REV (or --continue, --abort)")
     if force:
         raise UsageError("--force goes with --abort: a merge never overwrites uncommitted work")
-    if message is not None:
-        version_params.message(message)
     with workers() as w:
         m = merge.merge(repo, rev, w, side=side, message=message, warn=warn, offline=offline)
     if as_json:
@@ -389,6 +410,6 @@ def merge_cmd(
         )
     click.echo(
         "Settle each with `dvfs restore --ours PATH` or `dvfs restore --theirs PATH` (or edit "
-        "it and `dvfs add PATH`), then `dvfs commit -m MSG`; `dvfs merge --abort` gives up."
+        "it and `dvfs add PATH`), then `dvfs commit`; `dvfs merge --abort` gives up."
     )
     sys.exit(1)

@@ -349,12 +349,10 @@ def merge_hint(m: merging.MergeState) -> str:
     if any(not c.resolved for c in m.conflicts):
         return (
             "A merge is in progress: settle each conflict (`dvfs restore --ours|--theirs PATH`, "
-            "or edit it and `dvfs add PATH`), then `dvfs commit -m MSG` records the merge; "
+            "or edit it and `dvfs add PATH`), then `dvfs commit` records the merge; "
             "`dvfs merge --abort` gives it up."
         )
-    return (
-        "A merge is in progress: `dvfs commit -m MSG` records it; `dvfs merge --abort` gives it up."
-    )
+    return "A merge is in progress: `dvfs commit` records it; `dvfs merge --abort` gives it up."
 
 
 def configured_remotes(repo: Repository) -> set[str] | None:

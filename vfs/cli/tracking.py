@@ -196,7 +196,8 @@ def mv(paths: tuple[str, ...], as_json: bool) -> None:
 @click.command(cls=DvfsCommand)
 @click.option(
     "-m", "--message", multiple=True, callback=paragraphs, type=FreeText(),
-    help="What this version is (several: paragraphs of it); required but with --amend.",
+    help="What this version is (several: paragraphs of it); required but with --amend "
+    "and for a merge in progress (its message).",
 )  # fmt: skip
 @PARAM
 @PARAMS_FILE
@@ -231,12 +232,15 @@ def commit(
       dvfs commit -m "tuned" --params-file params.yaml
       dvfs commit --amend -m "raw data, fixed"
     """
+    from vfs.ops import merging
     from vfs.ops.commit import check_message
     from vfs.ops.commit import commit as commit_staged
 
-    check_message(message, amend=amend)  # (all is checked before -a stages anything)
-    recorded = version_params.collect(params, params_file)
     repo = repo_here()
+    # (all is checked before -a stages anything; a merge's commit takes its message)
+    in_merge = message is None and merging.live(repo.dir, repo.refs) is not None
+    check_message(message, amend=amend, merge=in_merge)
+    recorded = version_params.collect(params, params_file)
     if stage_all:
         from vfs.ops import workflow
         from vfs.repo.record import tag_free

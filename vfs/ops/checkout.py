@@ -55,6 +55,7 @@ from vfs.model.codec import Entry
 from vfs.model.names import MAX_DEPTH, directories_above, reserved_path
 from vfs.ops import merging
 from vfs.ops.status import base_files, quiet, same_entry, work_state
+from vfs.ops.workflow import resolved
 from vfs.repo import cut_short
 from vfs.repo.gitlink import LockPointer, read_lock, write_lock
 from vfs.repo.refs import Head
@@ -114,6 +115,7 @@ def restore_version(
     rebuild_index: bool = False,
     detached_on: str | None = None,
     move_branch: Callable[[], None] | None = None,
+    forcible: bool = True,
 ) -> CheckoutReport:
     """The shared body of checkout, switch and pull (caller holds the lock).
 
@@ -127,8 +129,10 @@ def restore_version(
     ``commit`` would record as a version of its own.
 
     ``action`` is the command as messages name it; ``source`` the revision as the user
-    wrote it, for hints (default: vN). ``rebuild_index``: a damaged index is read as
-    absent and written anew (``checkout --force`` of the whole tree), not refused.
+    wrote it, for hints (default: vN); ``forcible``: whether that command has
+    ``--force`` (a merge's fast-forward has not), which refusals name only then.
+    ``rebuild_index``: a damaged index is read as absent and written anew
+    (``checkout --force`` of the whole tree), not refused.
 
     The cyclic garbage collector is paused throughout (``paused_gc``): a checkout
     makes a few objects per file, and its collections walked them all again and
@@ -209,6 +213,8 @@ def restore_version(
             raise UsageError(
                 f"{action} would replace {shown}{more}: move it away, or use --force to "
                 "replace it (a symbolic link is replaced, never followed)"
+                if forcible
+                else f"{action} would replace {shown}{more}: move it away; nothing was changed"
             )
         committed = base_files(hist, index, known=(version.tree, whole))
         moving = target != (index.base or hist.head_id())
@@ -237,11 +243,17 @@ def restore_version(
             shown = ", ".join(show(p) for p in sorted(unreadable)[:10])
             raise UsageError(
                 f"{action} cannot read {shown} to check for uncommitted changes: "
-                "nothing was changed; make it readable, or use --force to replace it"
+                "nothing was changed; make it readable"
+                + (", or use --force to replace it" if forcible else "")
             )
         if conflicts:
             loose = [show(p) for p in conflicts if p in on_disk]  # untracked
             advice = _in_merge(repo) or _cut_short(repo, index.base)
+            if advice is None and not forcible:
+                advice = (
+                    "move the untracked files away (or `dvfs add` and commit them); "
+                    "nothing was changed"
+                )
             raise UncommittedChanges(
                 action, sorted({show(p) for p in conflicts}), loose, what=advice
             )
@@ -531,7 +543,8 @@ def checkout(
     only on the default remote is downloaded first unless ``offline`` (see the
     module docstring); ``yes`` allows a download that expands far
     (``vfs.remote.receive.check_expansion``). ``action``: the command messages name
-    (``pull`` checks out this way too).
+    (``pull`` checks out this way too). PATHs of a merge in progress are staged as
+    REV holds them, so their conflicts are settled, as git's ``checkout REV -- PATH``.
     """
     with repo.locked():
         hist = repo.history
@@ -553,13 +566,16 @@ def checkout(
             target = hist.resolve(rev)
             branch = rev if repo.refs.get(f"refs/heads/{rev}") == target else head.branch
         attach = branch if repo.refs.get(f"refs/heads/{branch}") == target else None
-        return restore_version(
+        report = restore_version(
             repo, target, workers, attach=attach, paths=paths, force=force, warn=warn,
             detached_on=branch if from_lock else None,
             source=rev if rev is not None and not _is_id(rev, target) else None,
             offline=offline, yes=yes, action=action,
             rebuild_index=force and not paths,
         )  # fmt: skip
+        if paths:  # staged as REV holds them: a merge's conflicts there are settled
+            resolved(repo, [repo.rel(p) for p in paths])
+        return report
 
 
 def _is_id(rev: str, oid: bytes) -> bool:
@@ -634,15 +650,20 @@ def fast_forward(
     workers: Workers,
     *,
     force: bool = False,
+    offline: bool = False,
+    merging_rev: str | None = None,
 ) -> CheckoutReport:
     """Move ``branch`` from ``old`` to its descendant ``new`` and restore ``new``.
 
     The working tree is checked for conflicts first; the branch moves only after the
     files are restored, by compare-and-swap, and before the index says the working
-    tree holds ``new`` (``restore_version``'s ``move_branch``).
+    tree holds ``new`` (``restore_version``'s ``move_branch``). Messages name ``dvfs
+    pull``, or ``dvfs merge REV`` for ``merging_rev`` (which has no ``--force``).
     """
     with repo.locked():
         return restore_version(
-            repo, new, workers, attach=branch, force=force, warn=quiet, action="pull",
+            repo, new, workers, attach=branch, force=force, warn=quiet,
+            action="pull" if merging_rev is None else "merge", source=merging_rev,
+            offline=offline, forcible=merging_rev is None,
             move_branch=lambda: repo.refs.update(f"refs/heads/{branch}", new, old),
         )  # fmt: skip

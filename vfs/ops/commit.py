@@ -256,11 +256,12 @@ class CommitResult:
     bytes: int
 
 
-def check_message(message: str | None, *, amend: bool = False) -> None:
+def check_message(message: str | None, *, amend: bool = False, merge: bool = False) -> None:
     """UsageError unless ``message`` can be a version's: not blank, UTF-8, bounded; None
-    only for an amend (which keeps the amended version's)."""
+    only for an amend (which keeps the amended version's) or the commit of a merge in
+    progress (``merge``: it takes the message the merge recorded)."""
     if message is None:
-        if amend:
+        if amend or merge:
             return
         raise UsageError(
             "missing option '-m' / '--message': say what this version is (see `dvfs commit --help`)"
@@ -290,7 +291,8 @@ def commit(
     latest one: it gets that version's parents (so its number), its message unless
     ``message`` is given, and its parameters updated with ``params``.
     """
-    check_message(message, amend=amend)
+    in_merge = message is None and merging.live(repo.dir, repo.refs) is not None
+    check_message(message, amend=amend, merge=in_merge)
     params = version_params.check(params)
     if tag is not None:
         check_ref_name(tag, "tag")
@@ -322,7 +324,8 @@ def commit_locked(
     While a merge is in progress (``vfs.ops.merging``), the version gets the merged
     version as its second parent, and is refused while a conflict is unresolved;
     the merge record is removed once the branch has moved. ``message`` None: the
-    amended version's (``amend`` only).
+    amended version's (``amend``), or the message the merge in progress recorded
+    (``dvfs merge -m``, else "merge REV into BRANCH"), as git's ``MERGE_MSG``.
     """
     hist = repo.history
     head = hist.head()
@@ -390,6 +393,8 @@ def commit_locked(
             f"nothing to commit: the staged data equals v{parent_v.number}; "
             "run `dvfs add PATH` to stage changes"
         )
+    if message is None and merge is not None and not amend:
+        message = merge.message
     if message is None:  # (only an amend takes the version's own)
         raise UsageError("the commit message is missing: pass -m MESSAGE")
 

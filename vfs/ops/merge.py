@@ -55,12 +55,13 @@ from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
 from vfs.errors import DvfsError, FormatError, UncommittedChanges, UsageError
+from vfs.model import params as version_params
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.ids import hash_bytes
 from vfs.ops import checkout as co
 from vfs.ops import merging
 from vfs.ops import restore as rs
-from vfs.ops.commit import commit_locked
+from vfs.ops.commit import CommitResult, commit, commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
@@ -185,11 +186,13 @@ PIPELINE_FILES = (PIPELINE_FILE.encode(), RUNS_FILE.encode())
 def _merge_pipeline_files(
     repo: Repository, base: dict[bytes, Entry], ours: dict[bytes, Entry],
     theirs: dict[bytes, Entry], merged: dict[bytes, Entry], clashing: list[bytes],
+    side: str | None = None,
 ) -> list[bytes]:  # fmt: skip
     """The conflicts left once ``dvfs.yaml`` and ``dvfs.runs`` changed on both sides are
     merged stage by stage (``vfs.pipeline.merge3``); ``merged`` takes their entries,
     the merged bytes stored. A file either side deleted, or one not read (its data
-    not here), stays a conflict."""
+    not here), stays a conflict. ``side`` (``--ours``/``--theirs``): a stage both
+    sides changed takes that side's, the other stages merged all the same."""
     if not any(p in PIPELINE_FILES for p in clashing):
         return clashing
     from vfs.pipeline.merge3 import merge_runs, merge_spec  # (YAML: only for these)
@@ -208,8 +211,9 @@ def _merge_pipeline_files(
             continue
         try:
             data = how(
-                None if b is None else _content(repo, b), _content(repo, o), _content(repo, t)
-            )
+                None if b is None else _content(repo, b), _content(repo, o), _content(repo, t),
+                side,
+            )  # fmt: skip
         except DvfsError:
             data = None
         if data is None:
@@ -251,6 +255,13 @@ def merge(
     """
     if side not in (None, "ours", "theirs"):
         raise UsageError("choose --ours or --theirs, not both")
+    if message is not None:  # (checked as a commit's: the merge version gets it)
+        if not message.strip():
+            raise UsageError(
+                f"the merge's message is empty: give -m a text, or leave it out for "
+                f"'merge {rev} into BRANCH'; nothing was merged"
+            )
+        version_params.message(message)
     with repo.locked():
         hist = repo.history
         head = hist.head()
@@ -292,7 +303,7 @@ def merge(
                 side=side, message=message, warn=warn, offline=offline,
             )  # fmt: skip
     # A fast-forward: a checkout of theirs, the branch moved by compare-and-swap.
-    report = co.fast_forward(repo, branch, ours, theirs, workers)
+    report = co.fast_forward(repo, branch, ours, theirs, workers, offline=offline, merging_rev=rev)
     out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)
     out.written, out.deleted, out.fetched = report.written, report.deleted, report.fetched
     return out
@@ -342,7 +353,7 @@ def _merge_locked(
     other = hist.flatten(hist.version(theirs).tree)
     before = merge_base_files(hist, ours, theirs, base)
     merged, clashing = three_way(before, mine, other)
-    clashing = _merge_pipeline_files(repo, before, mine, other, merged, clashing)
+    clashing = _merge_pipeline_files(repo, before, mine, other, merged, clashing, side)
     if side == "theirs":
         for p in clashing:
             merged.pop(p, None)
@@ -448,6 +459,15 @@ def _merge_locked(
     r = commit_locked(repo, msg, {}, None, warn)
     report.label, report.oid = f"v{r.number}", r.oid
     return report
+
+
+def finish(repo: Repository, message: str | None, warn: Warn = quiet) -> CommitResult:
+    """``dvfs merge --continue``: commit the merge in progress once every conflict is
+    settled, as ``dvfs commit`` does (git's ``merge --continue``), with the message the
+    merge recorded unless ``message``."""
+    if merging.live(repo.dir, repo.refs) is None:
+        raise UsageError("no merge is in progress: nothing to continue")
+    return commit(repo, message, {}, None, warn)
 
 
 def abort(

@@ -930,7 +930,7 @@ def merge_message(m: merging.MergeReport, rev: str) -> str:
     n = len(m.conflicts)
     return (
         f"merging {rev} stopped: {n} conflict{'s' if n != 1 else ''} ({left}{more}); settle "
-        "each with `dvfs restore --ours|--theirs PATH`, then `dvfs commit -m MSG`; "
+        "each with `dvfs restore --ours|--theirs PATH`, then `dvfs commit`; "
         "`dvfs merge --abort` gives it up"
     )
 

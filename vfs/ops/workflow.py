@@ -202,11 +202,14 @@ def add(
                 name = b"/".join(parts[: at + 1])
                 raise UsageError(f"cannot add {reserved_message(name)}; nothing was staged")
         refuse_partial(repo.dir, rels)  # a stage's output being written (and once hashed)
+        settled = deleted_conflicts(repo, index, rels)
         for a, rel in zip(args, rels, strict=True):
             st = lstat_or_none(repo.root, rel)
             if index.under(rel):
                 continue  # (a tracked file now a FIFO: its removal is staged)
             if st is None:
+                if rel in settled:
+                    continue  # a conflict the merge left deleted: staged as it is
                 raise UsageError(f"{a} does not exist and is not tracked: nothing was staged")
             if (kind := special_kind(st.st_mode)) is not None:
                 raise UsageError(
@@ -249,6 +252,8 @@ def add(
             checked = {b""}  # directories whose names were checked (each once, not per file)
             lock = LOCK_FILE.encode()
             for rel in rels:
+                if rel in settled and lstat_or_none(repo.root, rel) is None:
+                    continue
                 # A directory's files at a time: its path checked once, the names of its
                 # files screened together, the ignore rules for them gathered once.
                 enter_dir, pass_over = (None, None) if force else (enter, passed_over)
@@ -363,11 +368,11 @@ def rm(
     with repo.locked():
         index = repo.index()
         targets: list[bytes] = []
-        rels = []
-        for a in args:
-            rels.append(repo.rel(a, index))
-            under = index.under(rels[-1])
-            if not under:
+        rels = [repo.rel(a, index) for a in args]
+        settled = deleted_conflicts(repo, index, rels)
+        for a, rel in zip(args, rels, strict=True):
+            under = index.under(rel)
+            if not under and rel not in settled:
                 raise UsageError(f"{a} is not tracked: nothing was removed")
             targets.extend(under)
         if not cached and not force:
@@ -405,7 +410,7 @@ def rm(
             with Walker(repo.root) as walker:
                 for p in targets:
                     remove_path(walker, p)
-        resolved(repo, targets)
+        resolved(repo, rels)  # (every conflict at or below them: what they hold is gone)
     return targets
 
 
@@ -429,6 +434,21 @@ def staged_since_head(repo: Repository, index: Index, rels: Sequence[bytes]) -> 
         for p, s in index.entries.items()
         if (c := committed.get(p)) is None or not s.same_content(c)
     ]
+
+
+def deleted_conflicts(repo: Repository, index: Index, rels: Sequence[bytes]) -> set[bytes]:
+    """Those of ``rels`` that hold an unresolved conflict of the merge in progress and
+    nothing tracked: the side the merge kept deleted the path (``ours: deleted``), so
+    ``rm`` or ``add`` of it settles the conflict as it stands, as ``git rm`` does."""
+    merge = merging.live(repo.dir, repo.refs)
+    if merge is None:
+        return set()
+    left = merge.unresolved()
+    return {
+        r
+        for r in rels
+        if not index.under(r) and any(p == r or p.startswith(r + b"/") for p in left)
+    }
 
 
 def resolved(repo: Repository, paths: Sequence[bytes]) -> None:

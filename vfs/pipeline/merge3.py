@@ -16,6 +16,9 @@ stage is taken from the side that changed it, against the merge base:
 
 Anything else stays a conflict, as before: a stage both sides changed differently, a
 side that deleted the file while the other changed it, a file that does not read.
+With ``prefer`` (``dvfs merge --ours`` or ``--theirs``) a stage both sides changed
+differently takes that side's, and the other stages still merge: the other side's
+stages are never dropped for one conflicting stage.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ def _merged_names(
     ours: Mapping[str, T],
     theirs: Mapping[str, T],
     same: Callable[[T, T], bool],
+    prefer: str | None = None,
 ) -> list[tuple[str, T | None]] | None:
     """Theirs' changes to apply to ours: (name, theirs' stage, or None to delete it),
-    ours' order first, then the stages theirs added; None if a stage conflicts."""
+    ours' order first, then the stages theirs added; None if a stage conflicts, unless
+    ``prefer`` ("ours" or "theirs") names the side such a stage is taken from."""
 
     def eq(a: T | None, b: T | None) -> bool:
         return a is b if a is None or b is None else same(a, b)
@@ -53,8 +58,11 @@ def _merged_names(
         b, o, t = base.get(name), ours.get(name), theirs.get(name)
         if eq(o, t) or eq(b, t):
             continue  # ours stands
-        if not eq(b, o):
-            return None  # changed on both sides, differently
+        if not eq(b, o):  # changed on both sides, differently
+            if prefer is None:
+                return None
+            if prefer == "ours":
+                continue
         out.append((name, t))
     return out
 
@@ -63,12 +71,15 @@ def _stage_key(s: Stage) -> Stage:
     return dataclasses.replace(s, line=0)
 
 
-def merge_spec(base: bytes | None, ours: bytes, theirs: bytes) -> bytes | None:
-    """``dvfs.yaml`` merged (``base`` None: neither side had it), or None: a conflict."""
+def merge_spec(
+    base: bytes | None, ours: bytes, theirs: bytes, prefer: str | None = None
+) -> bytes | None:
+    """``dvfs.yaml`` merged (``base`` None: neither side had it), or None: a conflict
+    (``prefer``: see the module docstring)."""
     try:
         b, o, t = read_spec(base), read_spec(ours), read_spec(theirs)
         changes = _merged_names(
-            b.stages, o.stages, t.stages, lambda x, y: _stage_key(x) == _stage_key(y)
+            b.stages, o.stages, t.stages, lambda x, y: _stage_key(x) == _stage_key(y), prefer
         )
         if changes is None:
             return None
@@ -90,12 +101,15 @@ def _run_key(s: StageRecord) -> tuple[Any, ...]:
     return (s.cmd, s.wdir, s.deps, s.outs, s.params, s.metrics)
 
 
-def merge_runs(base: bytes | None, ours: bytes, theirs: bytes) -> bytes | None:
-    """``dvfs.runs`` merged (``base`` None: neither side had it), or None: a conflict."""
+def merge_runs(
+    base: bytes | None, ours: bytes, theirs: bytes, prefer: str | None = None
+) -> bytes | None:
+    """``dvfs.runs`` merged (``base`` None: neither side had it), or None: a conflict
+    (``prefer``: see the module docstring)."""
     try:
         b = parse_runs(base) if base is not None else {}
         o, t = parse_runs(ours), parse_runs(theirs)
-        changes = _merged_names(b, o, t, lambda x, y: _run_key(x) == _run_key(y))
+        changes = _merged_names(b, o, t, lambda x, y: _run_key(x) == _run_key(y), prefer)
         if changes is None:
             return None
         merged = dict(o)
