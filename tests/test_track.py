@@ -637,3 +637,17 @@ def test_a_run_and_a_closed_repo_leave_no_file_open(template: Path, tmp_path: Pa
     assert repo.read_text("b.txt") == "b\n"  # a closed local Repo opens its store again
     repo.close()
     fsck_clean(root)
+
+
+def test_a_toml_metrics_file_is_refused_when_the_run_is_made(repo: vfs.Repo) -> None:
+    # the run wrote JSON into m.toml: `dvfs metrics show` and `compare` then said
+    # "m.toml is not valid TOML" of every version the run made
+    with pytest.raises(vfs.UsageError, match=r"^metrics= names m\.toml, a TOML file"):
+        track_to(repo, "m.toml")
+    with track_to(repo, "m.yaml") as r:  # JSON is YAML: that one reads back
+        r.log_metrics({"acc": 0.5}, step=1)
+    root = repo.root
+    assert root is not None
+    shown = assert_ok(run(root, "metrics", "show", "v2", "--json")).json()
+    assert shown == {"v2": {"m.yaml": {"acc": 0.5, "step": 1}}}
+    fsck_clean(root)

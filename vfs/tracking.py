@@ -17,7 +17,8 @@ When the block ends without an exception, the run is recorded the way ``dvfs rep
 records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 1. the metrics go to ``metrics`` (default ``metrics.json``: the last value of each
-   metric, and ``step``, the last step logged) and their history, one JSON object
+   metric, and ``step``, the last step logged; written as JSON, so a ``.toml`` name,
+   which every reader would read as TOML, is refused) and their history, one JSON object
    per call of ``log_metrics``, to the same name with ``.steps.jsonl`` for
    ``.json``; both are outputs of the run. Past ``MAX_STEPS`` (100,000) calls the
    history keeps every 2nd call, then every 4th past twice that, and so on, and the
@@ -99,6 +100,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.pipeline.spec import OWN_FILES, Stage
+from vfs.pipeline.values import kind_of
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_given, quote_name
@@ -153,6 +155,12 @@ class Run:
             self.metrics_path = repo_path(self._inside(metrics))
             if not self.metrics_path:
                 raise UsageError("metrics= names a file, not the root")
+            if kind_of(self.metrics_path) == "toml":
+                raise UsageError(
+                    f"metrics= names {quote_name(self.metrics_path)}, a TOML file: the run "
+                    "writes its metrics as JSON, which every reader of that name would "
+                    "refuse; give a .json (or .yaml) file"
+                )
             self.history_path = history_name(self.metrics_path)
             for rel in (self.metrics_path, self.history_path):
                 _not_own_file(rel, "metrics=")
