@@ -651,3 +651,21 @@ def test_a_toml_metrics_file_is_refused_when_the_run_is_made(repo: vfs.Repo) -> 
     shown = assert_ok(run(root, "metrics", "show", "v2", "--json")).json()
     assert shown == {"v2": {"m.yaml": {"acc": 0.5, "step": 1}}}
     fsck_clean(root)
+
+
+def test_a_text_metric_the_commands_would_not_show_is_refused_when_logged(
+    repo: vfs.Repo,
+) -> None:
+    # a text of 201 to 256 characters was taken and recorded; `dvfs metrics show`
+    # then left it out: "note not shown: a metric is ... a text of at most 200 characters"
+    longest = "n" * 200
+    with track(repo) as r:
+        with pytest.raises(vfs.UsageError, match=r"^metric note is a text of 201 characters"):
+            r.log_metrics({"note": longest + "n"})
+        r.log_metrics({"note": longest})
+    root = repo.root
+    assert root is not None
+    shown = run(root, "metrics", "show", "v2", "--json")
+    assert_ok(shown)
+    assert shown.json() == {"v2": {"metrics.json": {"note": longest}}} and shown.err == ""
+    fsck_clean(root)

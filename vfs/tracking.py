@@ -100,7 +100,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.pipeline.spec import OWN_FILES, Stage
-from vfs.pipeline.values import kind_of
+from vfs.pipeline.values import MAX_METRIC_TEXT, kind_of
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_given, quote_name
@@ -114,7 +114,7 @@ from vfs.worktree.scan import scan
 
 MAX_STEPS = 100_000  # rows of the history file: past it, every other one is kept
 MAX_METRICS = 1_000  # distinct metric names
-MAX_TEXT = 256  # characters of a text metric
+MAX_NAME = 256  # characters of a metric name
 
 
 _LIVE: set[Path] = set()  # working trees with a run in its block, in this process
@@ -338,9 +338,9 @@ class Run:
         row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
             key = str(k)
-            if not key or key == "step" or len(key) > MAX_TEXT or escape_text(key) != key:
+            if not key or key == "step" or len(key) > MAX_NAME or escape_text(key) != key:
                 raise UsageError(
-                    f"metric name {quote_name(key[:60])} is not usable: give 1 to {MAX_TEXT} "
+                    f"metric name {quote_name(key[:60])} is not usable: give 1 to {MAX_NAME} "
                     "characters without control characters, other than step"
                 )
             row[key] = _metric(key, v)
@@ -645,11 +645,13 @@ def _metric(key: str, value: Any) -> Any:
                 "give one number"
             ) from None
         return _metric(key, plain)
-    if isinstance(value, str) and len(value) <= MAX_TEXT:
+    if isinstance(value, str) and len(value) <= MAX_METRIC_TEXT:
         return value
+    what = f"a text of {len(value):,} characters" if isinstance(value, str) else None
     raise UsageError(
-        f"metric {quote_name(key)} is {type(value).__name__}: give a number, a boolean "
-        f"or a text of at most {MAX_TEXT} characters"
+        f"metric {quote_name(key)} is {what or type(value).__name__}: give a number, a "
+        f"boolean or a text of at most {MAX_METRIC_TEXT} characters (the longest the "
+        "commands show)"
     )
 
 
