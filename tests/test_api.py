@@ -796,3 +796,24 @@ def test_a_remote_read_in_place_takes_a_tilde_as_clone_does(
     assert there.read_bytes("a.txt") == b"a\n"
     assert not (tmp_path / "~").exists()
     fsck_clean(root)
+
+
+def test_a_repository_path_that_does_not_exist_is_named_not_its_parent_opened(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vfs.Repo(root / "typo") opened the repository around it, and read its files as
+    # if they were the mistyped repository's; dvfs mount and dvfs ui refuse such a path
+    typo = data.root / "dta"
+    with pytest.raises(vfs.NotARepository, match=rf"^{re.escape(str(typo))} does not exist"):
+        vfs.Repo(typo)
+    with pytest.raises(vfs.NotARepository, match="does not exist"):
+        vfs.read_bytes("notes.txt", repo=typo)
+    with pytest.raises(vfs.NotARepository, match="does not exist"):
+        fsspec.filesystem("dvfs", repo=typo)
+    # ~ is the home, as Repo.clone and Repo.remote take it (it was a directory named ~)
+    monkeypatch.setenv("HOME", str(data.root.parent))
+    monkeypatch.chdir(data.root)
+    assert vfs.Repo(f"~/{data.root.name}/data").root == data.root
+    with pytest.raises(vfs.NotARepository, match=r"^\S*/nowhere does not exist"):
+        vfs.Repo("~/nowhere")
+    assert vfs.Repo(data.root / "data" / "train.csv").root == data.root  # a file in one
