@@ -817,3 +817,30 @@ def test_a_repository_path_that_does_not_exist_is_named_not_its_parent_opened(
     with pytest.raises(vfs.NotARepository, match=r"^\S*/nowhere does not exist"):
         vfs.Repo("~/nowhere")
     assert vfs.Repo(data.root / "data" / "train.csv").root == data.root  # a file in one
+
+
+def test_diff_says_what_changed_as_dvfs_diff_does(data: Data, tmp_path: Path) -> None:
+    # a chmod +x, or a file that became a link, was a FileChange "modified" of the
+    # same size and kind, where `dvfs diff --json` gives old_mode/new_mode and old_kind
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    repo = vfs.Repo(root)
+    was = repo.info("notes.txt").mode
+    (root / "notes.txt").chmod(was | 0o111)
+    (root / "data" / "train.csv").unlink()
+    (root / "data" / "train.csv").symlink_to("labels.csv")
+    expected = [
+        ("data/train.csv", "link", "file", None, None),
+        ("notes.txt", "file", None, was, was | 0o111),
+    ]
+    here = [(c.path, c.kind, c.old_kind, c.old_mode, c.new_mode) for c in repo.diff()]
+    assert here == expected
+    cli = assert_ok(run(root, "diff", "--json")).json()["changes"]
+    shown = [
+        (c["path"], c["kind"], c.get("old_kind"), c.get("old_mode"), c.get("new_mode")) for c in cli
+    ]
+    assert shown == [(p, k, o, m and oct(m), n and oct(n)) for p, k, o, m, n in expected]
+    repo.commit("changed", all=True)
+    done = [(c.path, c.kind, c.old_kind, c.old_mode, c.new_mode) for c in repo.diff("v2", "v3")]
+    assert done == expected
+    fsck_clean(root)

@@ -534,6 +534,9 @@ class Repo:
     ) -> list[FileChange]:  # fmt: skip
         """What changed, as ``dvfs diff``: no revision, HEAD against the working tree;
         ``a``, that version against the working tree; ``a`` and ``b``, two versions.
+        Each FileChange says what ``dvfs diff --json`` says of the path (its permission
+        bits as ``old_mode``/``new_mode`` when they changed, ``old_kind`` when a file
+        became a link or the reverse).
 
         Example::
 
