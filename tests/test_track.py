@@ -669,3 +669,35 @@ def test_a_text_metric_the_commands_would_not_show_is_refused_when_logged(
     assert_ok(shown)
     assert shown.json() == {"v2": {"metrics.json": {"note": longest}}} and shown.err == ""
     fsck_clean(root)
+
+
+HOLDING = """
+import sys, vfs
+with vfs.track(sys.argv[1], message="long", name="fit") as r:
+    print("in the block", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_run_in_its_block_is_named_as_the_program_it_is(repo: vfs.Repo) -> None:
+    # the lock's holder was named "dvfs" and the program's first arguments: "held by
+    # another dvfs command (pid 7: dvfs /tmp/.../repo)", no such command having run
+    root = repo.root
+    assert root is not None
+    script = root.parent / "train.py"
+    script.write_text(HOLDING)
+    proc = subprocess.Popen(
+        [sys.executable, "-P", str(script), str(root)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "in the block\n"
+        held = re.escape(f"(pid {proc.pid}: python train.py {root})")
+        with pytest.raises(vfs.DvfsError, match=f"held by another dvfs command {held}"):
+            vfs.track(repo, message="second").__enter__()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert [v.number for v in repo.versions()] == [2, 1]  # the run, recorded
+    fsck_clean(root)
