@@ -121,7 +121,12 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
     assert [r["rev"] for r in best] == ["v4", "v2"] and set(best[0]["params"]) == set()
     drawn = repo.ok("compare", "--params").out
     assert "train.lr" in drawn and "acc" not in drawn and "v4" in drawn
-    assert_error(repo.run("compare", "--sort", "nope"), "no metric or parameter nope")
+    # it named nothing to sort by instead: the columns (a metric named like a
+    # parameter is FILE:KEY) were for the user to find
+    assert_error(
+        repo.run("compare", "--sort", "nope"),
+        "no metric or parameter nope to sort by: the columns are note, train.lr, acc, loss.train",
+    )
     # one - is descending; two were taken as one, and sorted by acc
     assert_error(repo.run("compare", "--sort=--acc"), "no metric or parameter -acc to sort by")
 

@@ -433,7 +433,11 @@ def compare(
             col, desc = column(sort_by[1:]), True
         if col is None:
             name = quote_name(sort_by.removeprefix("-"))
-            raise UsageError(f"no metric or parameter {name} to sort by")
+            names = [*pcols, *mcols]
+            some = ", ".join(quote_name(n) for n in names[:8])
+            more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+            hint = f": the columns are {some}{more}" if names else ": these versions have none"
+            raise UsageError(f"no metric or parameter {name} to sort by{hint}")
 
         # Numbers (the infinities too, kept as their YAML text), then text (anything else
         # as it is shown), then rows without a value (a null one, then none); each group
