@@ -701,3 +701,14 @@ def test_a_run_in_its_block_is_named_as_the_program_it_is(repo: vfs.Repo) -> Non
         assert proc.wait(timeout=60) == 0
     assert [v.number for v in repo.versions()] == [2, 1]  # the run, recorded
     fsck_clean(root)
+
+
+def test_a_step_given_among_the_metrics_says_where_it_goes(repo: vfs.Repo) -> None:
+    # "metric name step is not usable: give 1 to 256 characters without control
+    # characters, other than step": nothing said that step= takes it
+    with pytest.raises(RuntimeError, match="stop"), track(repo) as r:
+        with pytest.raises(vfs.UsageError, match=r"^step is not a metric: give it as "):
+            r.log_metrics({"step": 3, "loss": 0.5})
+        r.log_metrics({"loss": 0.5}, step=3)
+        raise RuntimeError("stop")
+    assert [v.number for v in repo.versions()] == [1]

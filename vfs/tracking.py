@@ -338,10 +338,15 @@ class Run:
         row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
             key = str(k)
-            if not key or key == "step" or len(key) > MAX_NAME or escape_text(key) != key:
+            if key == "step":  # (the metrics file's own key: the last step logged)
+                raise UsageError(
+                    "step is not a metric: give it as run.log_metrics(values, step=N), "
+                    "and the history records each call's step"
+                )
+            if not key or len(key) > MAX_NAME or escape_text(key) != key:
                 raise UsageError(
                     f"metric name {quote_name(key[:60])} is not usable: give 1 to {MAX_NAME} "
-                    "characters without control characters, other than step"
+                    "characters without control characters"
                 )
             row[key] = _metric(key, v)
         if len(set(self.latest) | set(row)) > MAX_METRICS:
