@@ -155,15 +155,15 @@ class Run:
             self.metrics_path = repo_path(self._inside(metrics))
             if not self.metrics_path:
                 raise UsageError("metrics= names a file, not the root")
+            self.history_path = history_name(self.metrics_path)
+            for rel in (self.metrics_path, self.history_path):
+                _not_own_file(rel, "metrics=")
             if kind_of(self.metrics_path) == "toml":
                 raise UsageError(
                     f"metrics= names {quote_name(self.metrics_path)}, a TOML file: the run "
                     "writes its metrics as JSON, which every reader of that name would "
                     "refuse; give a .json (or .yaml) file"
                 )
-            self.history_path = history_name(self.metrics_path)
-            for rel in (self.metrics_path, self.history_path):
-                _not_own_file(rel, "metrics=")
         except BaseException:
             self._stack.close()
             raise
