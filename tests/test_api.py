@@ -796,3 +796,51 @@ def test_a_remote_read_in_place_takes_a_tilde_as_clone_does(
     assert there.read_bytes("a.txt") == b"a\n"
     assert not (tmp_path / "~").exists()
     fsck_clean(root)
+
+
+def test_a_repository_path_that_does_not_exist_is_named_not_its_parent_opened(
+    data: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vfs.Repo(root / "typo") opened the repository around it, and read its files as
+    # if they were the mistyped repository's; dvfs mount and dvfs ui refuse such a path
+    typo = data.root / "dta"
+    with pytest.raises(vfs.NotARepository, match=rf"^{re.escape(str(typo))} does not exist"):
+        vfs.Repo(typo)
+    with pytest.raises(vfs.NotARepository, match="does not exist"):
+        vfs.read_bytes("notes.txt", repo=typo)
+    with pytest.raises(vfs.NotARepository, match="does not exist"):
+        fsspec.filesystem("dvfs", repo=typo)
+    # ~ is the home, as Repo.clone and Repo.remote take it (it was a directory named ~)
+    monkeypatch.setenv("HOME", str(data.root.parent))
+    monkeypatch.chdir(data.root)
+    assert vfs.Repo(f"~/{data.root.name}/data").root == data.root
+    with pytest.raises(vfs.NotARepository, match=r"^\S*/nowhere does not exist"):
+        vfs.Repo("~/nowhere")
+    assert vfs.Repo(data.root / "data" / "train.csv").root == data.root  # a file in one
+
+
+def test_diff_says_what_changed_as_dvfs_diff_does(data: Data, tmp_path: Path) -> None:
+    # a chmod +x, or a file that became a link, was a FileChange "modified" of the
+    # same size and kind, where `dvfs diff --json` gives old_mode/new_mode and old_kind
+    root = tmp_path / "copy"
+    shutil.copytree(data.root, root, symlinks=True)
+    repo = vfs.Repo(root)
+    was = repo.info("notes.txt").mode
+    (root / "notes.txt").chmod(was | 0o111)
+    (root / "data" / "train.csv").unlink()
+    (root / "data" / "train.csv").symlink_to("labels.csv")
+    expected = [
+        ("data/train.csv", "link", "file", None, None),
+        ("notes.txt", "file", None, was, was | 0o111),
+    ]
+    here = [(c.path, c.kind, c.old_kind, c.old_mode, c.new_mode) for c in repo.diff()]
+    assert here == expected
+    cli = assert_ok(run(root, "diff", "--json")).json()["changes"]
+    shown = [
+        (c["path"], c["kind"], c.get("old_kind"), c.get("old_mode"), c.get("new_mode")) for c in cli
+    ]
+    assert shown == [(p, k, o, m and oct(m), n and oct(n)) for p, k, o, m, n in expected]
+    repo.commit("changed", all=True)
+    done = [(c.path, c.kind, c.old_kind, c.old_mode, c.new_mode) for c in repo.diff("v2", "v3")]
+    assert done == expected
+    fsck_clean(root)

@@ -119,9 +119,17 @@ def test_params_and_metrics_across_versions_and_the_working_tree(
     assert [r["acc"] for r in rows][:2] == ["0.52", "0.51"]
     best = repo.json("compare", "v2", "v4", "--sort", "-acc", "--metrics", "--json")
     assert [r["rev"] for r in best] == ["v4", "v2"] and set(best[0]["params"]) == set()
+    # the parameters of the best runs first: "no metric or parameter acc to sort by"
+    ranked = repo.json("compare", "v2", "v4", "--sort", "-acc", "--params", "--json")
+    assert [(r["rev"], r["metrics"]) for r in ranked] == [("v4", {}), ("v2", {})]
     drawn = repo.ok("compare", "--params").out
     assert "train.lr" in drawn and "acc" not in drawn and "v4" in drawn
-    assert_error(repo.run("compare", "--sort", "nope"), "no metric or parameter nope")
+    # it named nothing to sort by instead: the columns (a metric named like a
+    # parameter is FILE:KEY) were for the user to find
+    assert_error(
+        repo.run("compare", "--sort", "nope"),
+        "no metric or parameter nope to sort by: the columns are note, train.lr, acc, loss.train",
+    )
     # one - is descending; two were taken as one, and sorted by acc
     assert_error(repo.run("compare", "--sort=--acc"), "no metric or parameter -acc to sort by")
 

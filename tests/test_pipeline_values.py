@@ -107,6 +107,19 @@ def test_a_yaml_key_read_as_a_number_or_boolean_is_named_as_written(repo: Repo) 
     repo.fsck_clean()
 
 
+def test_a_yaml_metric_key_read_as_a_boolean_or_null_is_named_as_written(repo: Repo) -> None:
+    # metrics show listed "True", "None" and "class.False": Python's spellings, not
+    # the file's, and not the names a parameter of the same file is read by
+    repo.write("m.yaml", "true: 1\nnull: 2\n3: 4\nclass: {false: 0.5, ~: 7}\n")
+    repo.ok("run", "-n", "s", "-m", "m.yaml", "--no-exec", "--", "true")
+    shown = repo.json("metrics", "show", "--json")
+    assert shown == {
+        "workspace": {"m.yaml": {"3": 4, "class.false": 0.5, "class.null": 7, "null": 2,
+                                 "true": 1}},
+    }  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_a_stage_s_parameter_name_is_refused_as_names_are_quoted(repo: Repo) -> None:
     repo.write("params.yaml", "x: 1\n")
     # shown as Python shows a str ('x\x1b'), and `..` was looked up as a key

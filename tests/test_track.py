@@ -637,3 +637,78 @@ def test_a_run_and_a_closed_repo_leave_no_file_open(template: Path, tmp_path: Pa
     assert repo.read_text("b.txt") == "b\n"  # a closed local Repo opens its store again
     repo.close()
     fsck_clean(root)
+
+
+def test_a_toml_metrics_file_is_refused_when_the_run_is_made(repo: vfs.Repo) -> None:
+    # the run wrote JSON into m.toml: `dvfs metrics show` and `compare` then said
+    # "m.toml is not valid TOML" of every version the run made
+    with pytest.raises(vfs.UsageError, match=r"^metrics= names m\.toml, a TOML file"):
+        track_to(repo, "m.toml")
+    with track_to(repo, "m.yaml") as r:  # JSON is YAML: that one reads back
+        r.log_metrics({"acc": 0.5}, step=1)
+    root = repo.root
+    assert root is not None
+    shown = assert_ok(run(root, "metrics", "show", "v2", "--json")).json()
+    assert shown == {"v2": {"m.yaml": {"acc": 0.5, "step": 1}}}
+    fsck_clean(root)
+
+
+def test_a_text_metric_the_commands_would_not_show_is_refused_when_logged(
+    repo: vfs.Repo,
+) -> None:
+    # a text of 201 to 256 characters was taken and recorded; `dvfs metrics show`
+    # then left it out: "note not shown: a metric is ... a text of at most 200 characters"
+    longest = "n" * 200
+    with track(repo) as r:
+        with pytest.raises(vfs.UsageError, match=r"^metric note is a text of 201 characters"):
+            r.log_metrics({"note": longest + "n"})
+        r.log_metrics({"note": longest})
+    root = repo.root
+    assert root is not None
+    shown = run(root, "metrics", "show", "v2", "--json")
+    assert_ok(shown)
+    assert shown.json() == {"v2": {"metrics.json": {"note": longest}}} and shown.err == ""
+    fsck_clean(root)
+
+
+HOLDING = """
+import sys, vfs
+with vfs.track(sys.argv[1], message="long", name="fit") as r:
+    print("in the block", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_run_in_its_block_is_named_as_the_program_it_is(repo: vfs.Repo) -> None:
+    # the lock's holder was named "dvfs" and the program's first arguments: "held by
+    # another dvfs command (pid 7: dvfs /tmp/.../repo)", no such command having run
+    root = repo.root
+    assert root is not None
+    script = root.parent / "train.py"
+    script.write_text(HOLDING)
+    proc = subprocess.Popen(
+        [sys.executable, "-P", str(script), str(root)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "in the block\n"
+        held = re.escape(f"(pid {proc.pid}: python train.py {root})")
+        with pytest.raises(vfs.DvfsError, match=f"held by another dvfs command {held}"):
+            vfs.track(repo, message="second").__enter__()
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert [v.number for v in repo.versions()] == [2, 1]  # the run, recorded
+    fsck_clean(root)
+
+
+def test_a_step_given_among_the_metrics_says_where_it_goes(repo: vfs.Repo) -> None:
+    # "metric name step is not usable: give 1 to 256 characters without control
+    # characters, other than step": nothing said that step= takes it
+    with pytest.raises(RuntimeError, match="stop"), track(repo) as r:
+        with pytest.raises(vfs.UsageError, match=r"^step is not a metric: give it as "):
+            r.log_metrics({"step": 3, "loss": 0.5})
+        r.log_metrics({"loss": 0.5}, step=3)
+        raise RuntimeError("stop")
+    assert [v.number for v in repo.versions()] == [1]

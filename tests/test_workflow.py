@@ -804,6 +804,27 @@ def test_params_are_typed_as_yaml_12(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_a_toml_params_file_is_read_as_toml(repo: Repo) -> None:
+    # read as YAML: "config.toml is not valid YAML: did not find expected <document
+    # start>", or "must hold a mapping" for `lr = 0.1`, while a stage reads it as TOML
+    repo.write("data.csv", "1")
+    repo.ok("add", "data.csv")
+    repo.write("config.toml", 'seed = 7\n[train]\nlr = 0.1\nwhen = 2024-01-31\nname = "a"\n')
+    repo.ok("commit", "-m", "toml", "--params-file", "config.toml", "--param", "seed=8")
+    assert repo.show()["parameters"] == {
+        "seed": 8, "train": {"lr": 0.1, "name": "a", "when": "2024-01-31"},
+    }  # fmt: skip
+    repo.write("data.csv", "2")
+    repo.ok("add", "data.csv")
+    repo.write("twice.toml", "a = 1\na = 2\n")
+    repo.fail(
+        "commit", "-m", "bad", "--params-file", "twice.toml", code=2,
+        fragments=("twice.toml is not valid TOML: Cannot overwrite a value (at line 2",),
+    )  # fmt: skip
+    assert repo.show()["version"] == "v1"
+    repo.fsck_clean()
+
+
 # --------------------------------------------------------------------------------------- revisions
 
 

@@ -126,10 +126,12 @@ class Repo:
     """A dvfs repository on this machine, or a remote read without cloning it.
 
     ``Repo(path)`` opens the repository containing ``path`` (default: the current
-    directory), as the command line finds it. Use :meth:`clone` to make one from a
-    remote, :meth:`remote` to read a remote in place. A Repo can be used as a
-    context manager; it holds no repository lock between calls. A remote's Repo keeps
-    its mirror (versions and trees) from ``dvfs cache clean`` until it is closed.
+    directory), as the command line finds it; ``path`` must exist (``~`` is the
+    home), so that a mistyped one is an error, not the repository around it. Use
+    :meth:`clone` to make one from a remote, :meth:`remote` to read a remote in place.
+    A Repo can be used as a context manager; it holds no repository lock between calls.
+    A remote's Repo keeps its mirror (versions and trees) from ``dvfs cache clean``
+    until it is closed.
 
     Example::
 
@@ -142,6 +144,12 @@ class Repo:
         if "://" in text:
             raise UsageError(
                 f"{text} is a URL: use vfs.Repo.remote(url) or vfs.Repo.clone(url, dir)"
+            )
+        text = os.path.expanduser(text)  # as clone and remote take a home's ~
+        if not os.path.lexists(text):  # not the repository around a typo's parent
+            raise NotARepository(
+                f"{quote_name(text)} does not exist: give a repository's directory "
+                "(or a directory or file inside one)"
             )
         try:
             self._repo = Repository.find(Path(text))
@@ -526,6 +534,9 @@ class Repo:
     ) -> list[FileChange]:  # fmt: skip
         """What changed, as ``dvfs diff``: no revision, HEAD against the working tree;
         ``a``, that version against the working tree; ``a`` and ``b``, two versions.
+        Each FileChange says what ``dvfs diff --json`` says of the path (its permission
+        bits as ``old_mode``/``new_mode`` when they changed, ``old_kind`` when a file
+        became a link or the reverse).
 
         Example::
 

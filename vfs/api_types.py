@@ -111,6 +111,9 @@ class FileChange:
     old_size: int | None = None
     new_size: int | None = None
     kind: str = "file"  # "file" | "link" | "dir" (an empty directory)
+    old_kind: str | None = None  # modified: what it was, if another kind (a file, a link)
+    old_mode: int | None = None  # the permission bits of both sides, when they changed
+    new_mode: int | None = None  # (``chmod +x`` alone is a change), else None
 
 
 def time_of(ns: int) -> dt.datetime:
@@ -172,7 +175,10 @@ def file_info(path: bytes, e: Entry) -> FileInfo:
 def file_change(c: Change) -> FileChange:
     """The FileChange of one change ``dvfs diff`` lists."""
     old = os.fsdecode(c.old_path) if c.old_path is not None else None
-    return FileChange(c.status, os.fsdecode(c.path), old, c.old_size, c.new_size, c.kind)
+    modes = (c.old_mode, c.new_mode) if c.mode_changed else (None, None)
+    return FileChange(
+        c.status, os.fsdecode(c.path), old, c.old_size, c.new_size, c.kind, c.old_kind, *modes
+    )
 
 
 def message_arg(message: object) -> str:

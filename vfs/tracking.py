@@ -17,7 +17,8 @@ When the block ends without an exception, the run is recorded the way ``dvfs rep
 records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
 
 1. the metrics go to ``metrics`` (default ``metrics.json``: the last value of each
-   metric, and ``step``, the last step logged) and their history, one JSON object
+   metric, and ``step``, the last step logged; written as JSON, so a ``.toml`` name,
+   which every reader would read as TOML, is refused) and their history, one JSON object
    per call of ``log_metrics``, to the same name with ``.steps.jsonl`` for
    ``.json``; both are outputs of the run. Past ``MAX_STEPS`` (100,000) calls the
    history keeps every 2nd call, then every 4th past twice that, and so on, and the
@@ -99,6 +100,7 @@ from vfs.pipeline import runs as runs_file
 from vfs.pipeline import workspace
 from vfs.pipeline.repro import RunFacts
 from vfs.pipeline.spec import OWN_FILES, Stage
+from vfs.pipeline.values import MAX_METRIC_TEXT, kind_of
 from vfs.pipeline.writing import FILE_NAME as WRITING_FILE
 from vfs.pipeline.writing import Writing
 from vfs.quoting import escape_text, finite, quote_given, quote_name
@@ -112,7 +114,7 @@ from vfs.worktree.scan import scan
 
 MAX_STEPS = 100_000  # rows of the history file: past it, every other one is kept
 MAX_METRICS = 1_000  # distinct metric names
-MAX_TEXT = 256  # characters of a text metric
+MAX_NAME = 256  # characters of a metric name
 
 
 _LIVE: set[Path] = set()  # working trees with a run in its block, in this process
@@ -156,6 +158,12 @@ class Run:
             self.history_path = history_name(self.metrics_path)
             for rel in (self.metrics_path, self.history_path):
                 _not_own_file(rel, "metrics=")
+            if kind_of(self.metrics_path) == "toml":
+                raise UsageError(
+                    f"metrics= names {quote_name(self.metrics_path)}, a TOML file: the run "
+                    "writes its metrics as JSON, which every reader of that name would "
+                    "refuse; give a .json (or .yaml) file"
+                )
         except BaseException:
             self._stack.close()
             raise
@@ -330,10 +338,15 @@ class Run:
         row: dict[str, Any] = {} if at is None else {"step": at}
         for k, v in values.items():
             key = str(k)
-            if not key or key == "step" or len(key) > MAX_TEXT or escape_text(key) != key:
+            if key == "step":  # (the metrics file's own key: the last step logged)
                 raise UsageError(
-                    f"metric name {quote_name(key[:60])} is not usable: give 1 to {MAX_TEXT} "
-                    "characters without control characters, other than step"
+                    "step is not a metric: give it as run.log_metrics(values, step=N), "
+                    "and the history records each call's step"
+                )
+            if not key or len(key) > MAX_NAME or escape_text(key) != key:
+                raise UsageError(
+                    f"metric name {quote_name(key[:60])} is not usable: give 1 to {MAX_NAME} "
+                    "characters without control characters"
                 )
             row[key] = _metric(key, v)
         if len(set(self.latest) | set(row)) > MAX_METRICS:
@@ -637,11 +650,13 @@ def _metric(key: str, value: Any) -> Any:
                 "give one number"
             ) from None
         return _metric(key, plain)
-    if isinstance(value, str) and len(value) <= MAX_TEXT:
+    if isinstance(value, str) and len(value) <= MAX_METRIC_TEXT:
         return value
+    what = f"a text of {len(value):,} characters" if isinstance(value, str) else None
     raise UsageError(
-        f"metric {quote_name(key)} is {type(value).__name__}: give a number, a boolean "
-        f"or a text of at most {MAX_TEXT} characters"
+        f"metric {quote_name(key)} is {what or type(value).__name__}: give a number, a "
+        f"boolean or a text of at most {MAX_METRIC_TEXT} characters (the longest the "
+        "commands show)"
     )
 
 

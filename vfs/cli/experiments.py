@@ -236,7 +236,10 @@ def metrics_diff(revs: tuple[str, ...], everything: bool, as_json: bool) -> None
 @click.option("--params", "only_params", is_flag=True, help="Parameter columns only.")
 @click.option("--metrics", "only_metrics", is_flag=True, help="Metric columns only.")
 @click.option(
-    "--sort", "sort_by", metavar="NAME", help="Sort by a metric or parameter (-NAME: descending)."
+    "--sort",
+    "sort_by",
+    metavar="NAME",
+    help="Sort by a metric or parameter, shown or not (-NAME: descending).",
 )
 @click.option(
     "--csv", "as_csv", is_flag=True,

@@ -309,7 +309,8 @@ PARAM = click.option(
 )  # fmt: skip
 PARAMS_FILE = click.option(
     "--params-file", type=click.Path(path_type=Path),
-    help="YAML 1.2 mapping of parameters to record (a file of at most 1 MiB).",
+    help="YAML 1.2 mapping of parameters to record, TOML for a .toml name (a file of at "
+    "most 1 MiB).",
 )  # fmt: skip
 
 JOBS = click.option(

@@ -8,7 +8,8 @@ what may be recorded is bounded, and checked before anything is written:
 
 - a parameters file is a regular file (not a FIFO or a device: ``/dev/zero`` once
   read until the OOM killer came) of at most ``MAX_FILE`` (1 MiB) of UTF-8 YAML
-  holding one mapping;
+  holding one mapping (TOML if its name ends in ``.toml``, as a stage's params file
+  is read by its name);
 - keys are 1 to ``MAX_KEY`` (256) characters without control characters, and no
   part of one between dots is empty (``..``, ``.a``, ``a.`` and ``a..b`` are refused:
   nested names are shown dotted, ``opt.lr``);
@@ -39,6 +40,7 @@ import json
 import math
 import os
 import stat
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -104,7 +106,8 @@ def yaml_error(exc: Exception) -> str:
 
 
 def load_file(path: Path) -> dict[str, Any]:
-    """The parameters a YAML 1.2 file records, checked (see the module docstring)."""
+    """The parameters a YAML 1.2 file records (a TOML one if its name ends in
+    ``.toml``, as the pipeline reads a params file), checked (see the module docstring)."""
     # Only here: a commit without parameters need not pay 25 ms for importing yaml.
     import yaml
 
@@ -112,6 +115,11 @@ def load_file(path: Path) -> dict[str, Any]:
 
     text = read_file(path)
     shown = quote_name(str(path))
+    if path.name.lower().endswith(".toml"):
+        try:
+            return check(tomllib.loads(text))  # (dates: their text, as YAML 1.2 reads one)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"{shown} is not valid TOML: {str(exc).splitlines()[0]}") from None
     try:
         loaded = yaml12.load(text)
     except yaml.YAMLError as exc:

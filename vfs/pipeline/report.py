@@ -415,17 +415,21 @@ def compare(
         k in pnames for r in rows for kv in r.metrics.values() for k in kv
     )
     metric_rows = [flat_metrics(r.metrics, bare) for r in rows]
-    pcols = [] if only_metrics and not only_params else sorted({k for r in rows for k in r.params})
-    mcols = [] if only_params and not only_metrics else sorted({k for m in metric_rows for k in m})
+    all_p = sorted({k for r in rows for k in r.params})
+    all_m = sorted({k for m in metric_rows for k in m})
+    pcols = [] if only_metrics and not only_params else all_p
+    mcols = [] if only_params and not only_metrics else all_m
+    # every column, so that a table of one kind sorts by a column of the other
+    # (`--params --sort -acc`: the parameters, best run first); those shown kept below
     table = [
-        (r, {**{f"param:{k}": r.params.get(k, MISSING) for k in pcols},
-             **{f"metric:{k}": m.get(k, MISSING) for k in mcols}})
+        (r, {**{f"param:{k}": r.params.get(k, MISSING) for k in all_p},
+             **{f"metric:{k}": m.get(k, MISSING) for k in all_m}})
         for r, m in zip(rows, metric_rows, strict=True)
     ]  # fmt: skip
     if sort_by:
 
         def column(name: str) -> str | None:
-            return f"metric:{name}" if name in mcols else f"param:{name}" if name in pcols else None
+            return f"metric:{name}" if name in all_m else f"param:{name}" if name in all_p else None
 
         # NAME ascending, -NAME descending (a name that starts with - itself: as it is)
         col, desc = column(sort_by), False
@@ -433,7 +437,11 @@ def compare(
             col, desc = column(sort_by[1:]), True
         if col is None:
             name = quote_name(sort_by.removeprefix("-"))
-            raise UsageError(f"no metric or parameter {name} to sort by")
+            names = [*all_p, *all_m]
+            some = ", ".join(quote_name(n) for n in names[:8])
+            more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+            hint = f": the columns are {some}{more}" if names else ": these versions have none"
+            raise UsageError(f"no metric or parameter {name} to sort by{hint}")
 
         # Numbers (the infinities too, kept as their YAML text), then text (anything else
         # as it is shown), then rows without a value (a null one, then none); each group
@@ -447,7 +455,8 @@ def compare(
         texts.sort(key=lambda t: shown(t[1][col]), reverse=desc)
         nulls = [t for t in table if t[1][col] is None]
         table = numbers + texts + nulls + [t for t in table if t[1][col] is MISSING]
-    return Compared(pcols, mcols, table)
+    shown_cols = [*(f"param:{k}" for k in pcols), *(f"metric:{k}" for k in mcols)]
+    return Compared(pcols, mcols, [(r, {c: cells[c] for c in shown_cols}) for r, cells in table])
 
 
 def compare_json(c: Compared) -> list[dict[str, Any]]:

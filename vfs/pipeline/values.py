@@ -257,7 +257,8 @@ def flatten(
     unshown: list[str] | None = None,
     cut: list[bool] | None = None,
 ) -> dict[str, Any]:
-    """Every number, boolean or short text of a metrics document, by dotted key.
+    """Every number, boolean or short text of a metrics document, by dotted key (a
+    YAML key read as a boolean or null named as written: ``true``, ``null``).
 
     Two values can have one dotted key (``{"a": {"b": 1}, "a.b": 2}``): the first in
     the document is kept, and the key is added to ``clashes``. The key of a value of
@@ -275,7 +276,7 @@ def flatten(
             break
         pre, cur = stack.pop()
         if isinstance(cur, dict):
-            stack += [(f"{pre}{k}.", v) for k, v in reversed(list(cur.items()))]
+            stack += [(f"{pre}{key_text(k)}.", v) for k, v in reversed(list(cur.items()))]
             continue
         if isinstance(cur, list):
             stack += [(f"{pre}{i}.", v) for i, v in reversed(list(enumerate(cur)))]

@@ -109,6 +109,23 @@ def _open_unlinked(path: Path, flags: int, mode: int = 0o644) -> int:
         raise
 
 
+def _command() -> str:
+    """This process as its user started it, for the message of a lock it holds: ``dvfs
+    commit -m`` for the command line, ``python train.py --lr`` for a program using the
+    Python API (``vfs.track``), ``python -m daemon --source`` for a mount's daemon."""
+    argv = sys.argv if sys.argv else [""]
+    prog = Path(argv[0])
+    if not argv[0]:  # an interactive interpreter
+        name = ["python"]
+    elif prog.name == "dvfs" or prog.parts[-3:] == ("vfs", "cli", "__main__.py"):
+        name = ["dvfs"]
+    elif prog.name == "__main__.py":
+        name = ["python", "-m", prog.parent.name]
+    else:
+        name = ["python", prog.name]
+    return " ".join([*name, *argv[1:3]])
+
+
 @contextmanager
 def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
     """Hold the lock at ``path``, waiting up to ``wait`` seconds for another holder.
@@ -136,7 +153,7 @@ def repository_lock(path: Path, wait: float | None = None) -> Iterator[None]:
                         f"run yours again when it has finished{hint}"
                     ) from None
                 time.sleep(0.05)
-        cmd = " ".join(["dvfs", *sys.argv[1:3]])
+        cmd = _command()
         with contextlib.suppress(
             OSError
         ):  # who holds it is a courtesy; a full disk is no reason to fail
