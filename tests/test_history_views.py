@@ -116,6 +116,16 @@ def test_log_shows_tags_branches_and_parameters(repo: Repo) -> None:
     assert "lr =" not in repo.ok("log").out
 
 
+def test_log_oneline_shows_parameters_when_asked(repo: Repo) -> None:
+    history(repo)
+    for graph in ([], ["--graph"]):
+        lines = repo.ok("log", "--oneline", "--params", "-n", "2", *graph, "v2").out.splitlines()
+        assert [ln.split("  ", 1)[-1].strip() for ln in lines[1:3]] == ["lr = 0.0003", "opt = yes"]
+        assert "v1" in lines[3] and lines[4].endswith("lr = 0.001") and len(lines) == 5
+    assert "lr =" not in repo.ok("log", "--oneline").out
+    repo.fsck_clean()
+
+
 def test_diff_by_path_and_of_parameters(repo: Repo) -> None:
     history(repo)
     got = repo.json("diff", "v1", "v6", "--json")
