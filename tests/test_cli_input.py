@@ -364,6 +364,7 @@ def test_parameters_are_bounded(repo: Repo) -> None:
         (("--param", "k\x1b[2J=1"), "without control characters"),
         (("--param", "x=" + "v" * 40_000, "--param", "y=" + "v" * 30_000), "more than 64 KiB"),
         (("--param", "k=" + os.fsdecode(b"\xff")), "not UTF-8"),
+        (("--param", os.fsdecode(b"k\xff=1")), "parameter name k\\377 is not UTF-8"),
     ]
     for args, wanted in cases:
         line = assert_error(run_limited(repo.root, "commit", "-m", "two", *args), wanted, code=2)
