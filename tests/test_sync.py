@@ -110,6 +110,8 @@ def test_push_clone_fetch_log_pull(remote: Remote, make_repo: RepoFactory) -> No
     # 13 files (the big one in several chunks), 5 trees, 1 version
     assert pushed.objects >= 13 + 5 + 1
     assert f"main: v1 {v1[:10]}" in r.out
+    assert f"tag baseline: v1 {v1[:10]}" in r.out  # each tag the push made there is named
+    assert "tag baseline" not in a.ok("push", "--tags").out  # (and only then)
     assert remote.ref() == v1
     assert remote.list_keys("refs/tags/") == {"refs/tags/baseline"}
     assert len(remote.list_keys("index/")) == 1 and len(remote.packs()) == 1

@@ -300,6 +300,7 @@ def push(
                 remote_audit.append_remote(meter, chain, "push", key, None, oid)
             try:
                 meter.put_conditional(key, data, if_none_match=True)
+                report.notes.append(f"tag {t}: {_version_label(repo, oid)}")
             except PreconditionFailed:
                 theirs, _ = remote.ref_with_etag("tags", t)
                 if theirs != oid:
