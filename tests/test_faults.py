@@ -908,6 +908,33 @@ def test_a_corrupted_object(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_fsck_names_a_damaged_file_of_another_branch_by_a_revision_that_reads_it(
+    repo: Repo,
+) -> None:
+    """Each branch numbers its own chain: a version of another branch was named by its
+    number (v2 of side), which here is another version (v2 of main): `dvfs cat` of what
+    fsck said read main's file, not the damaged one."""
+    damaged = rand(50 * KiB, seed=41)
+    committed(repo, {"d/x.bin": rand(50 * KiB, seed=40)})
+    repo.ok("switch", "-c", "side")
+    repo.write("d/x.bin", damaged)
+    repo.ok("add", "d")
+    side = repo.commit("side")
+    repo.ok("switch", "main")
+    repo.write("d/y.txt", "y")
+    repo.ok("add", "d")
+    repo.commit("main two")
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", damaged)
+    r = repo.run("fsck")
+    assert r.code == 1, str(r)
+    (problem,) = [ln for ln in r.out.splitlines() if ln.startswith("problem:")]
+    used = problem.rpartition("used by ")[2]
+    assert used == f"{side[:10]}:d/x.bin", problem
+    assert_error(repo.run("cat", used), "corrupt")  # the damaged file, named as it reads
+    flip_back(*where)
+    repo.fsck_clean()
+
+
 def test_fsck_repair_lets_a_good_copy_mend_a_damaged_chunk(repo: Repo) -> None:
     """A damaged chunk stays stored until ``fsck --repair`` drops it: adding a good copy
     of its file stored nothing (the store held the id). The working tree's unchanged
