@@ -60,6 +60,16 @@ def test_structured_output_has_json_everywhere() -> None:
         assert "--json" in opts, path
 
 
+def test_usage_brackets_every_argument_that_may_be_left_out() -> None:
+    """`dvfs ls --help` showed `REV[:DIR]` as if it had to be given; `dvfs ls` lists
+    the current directory of HEAD."""
+    for path, cmd in commands():
+        for p in cmd.params:
+            if isinstance(p, click.Argument) and not p.required:
+                shown = p.make_metavar(click.Context(cmd))
+                assert shown.startswith("["), f"dvfs {path}: {shown}"
+
+
 def test_help_lists_every_command_with_its_whole_summary() -> None:
     r = assert_ok(run(Path.cwd(), "--help", env={"COLUMNS": "60"}))
     flat = " ".join(r.out.split())

@@ -356,7 +356,7 @@ def mode_string(e: Entry) -> str:
 
 
 @click.command(cls=DvfsCommand, name="ls")
-@click.argument("target", default="HEAD", metavar="REV[:DIR]")
+@click.argument("target", default="HEAD", metavar="[REV[:DIR]]")
 @click.argument("path", required=False, metavar="[DIR]")
 @click.option(
     "-r", "--recursive", is_flag=True, help="Every file and link below DIR, by its path."
