@@ -161,7 +161,10 @@ def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) 
 def test_an_empty_argument_is_named_by_its_metavar_alone(repo: Repo) -> None:
     """`dvfs config ""` said "empty KE argument", `config KEY ""` "empty VALUE]
     argument", `du ""` "empty REV... argument": the brackets of the usage line cut."""
-    cases = [(("config", ""), "KEY"), (("config", "k", ""), "VALUE"), (("du", ""), "REV")]
+    cases = [
+        (("config", ""), "KEY"), (("config", "k", ""), "VALUE"), (("du", ""), "REV"),
+        (("ls", ""), "REV[:DIR]"),  # (was "REV[:DIR": a bracket of its own cut too)
+    ]  # fmt: skip
     for args, name in cases:
         assert_error(repo.run(*args), f"dvfs: error: empty {name} argument (an unset", code=2)
     repo.fsck_clean()

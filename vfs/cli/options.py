@@ -121,7 +121,10 @@ def empty_value(param: click.Parameter | None) -> str:
     if isinstance(param, click.Option):
         what = f"value for {param.opts[-1] if param.opts else name}"
     elif isinstance(param, click.Argument) and param.metavar and " " not in param.metavar:
-        what = f"{param.metavar.strip('[]').removesuffix('...')} argument"  # ([KEY, [REV...])
+        shown = param.metavar.removeprefix("[")  # ([KEY, [VALUE]], [REV...], [REV[:DIR]])
+        while shown.count("]") > shown.count("["):
+            shown = shown[:-1]
+        what = f"{shown.removesuffix('...')} argument"
     else:
         what = f"{_ONE.get(name, name.upper())} argument"
     hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
