@@ -632,6 +632,29 @@ def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_checkout_of_a_path_an_older_version_shares_replaces_or_refuses(repo: Repo) -> None:
+    """`dvfs checkout v2 d/a.txt`, where v2 holds HEAD's d/a.txt, said "restored from
+    v2: 0 written" and exited 0, leaving the local change: a change to a path the
+    version does not change was carried, as a whole checkout carries it. A path asked
+    for by name is refused over a change, as for HEAD, and written with --force."""
+    committed(repo, {"d/a.txt": "two", "d/b.txt": "b"})
+    repo.write("d/b.txt", "b2")
+    repo.ok("add", "d")
+    repo.commit("v2: b changed, a as it was")
+    for staged in (False, True):
+        repo.write("d/a.txt", "mine")
+        if staged:
+            repo.ok("add", "d/a.txt")
+        for rev in ("v1", "HEAD"):
+            r = repo.run("checkout", rev, "d/a.txt")
+            assert_error(r, "would overwrite uncommitted changes in d/a.txt", "--force")
+            assert repo.read("d/a.txt") == b"mine"
+    r = repo.ok("checkout", "--force", "v1", "d/a.txt")
+    assert "1 written" in r.out and repo.read("d/a.txt") == b"two"
+    assert repo.status()["staged"] == [] and repo.status()["modified"] == []
+    repo.fsck_clean()
+
+
 def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main"})
     feature_changes_a(repo)
