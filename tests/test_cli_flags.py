@@ -18,6 +18,7 @@ from tests.support.cli import (
     Repo,
     RepoFactory,
     assert_ok,
+    cli_command,
     cli_env,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -58,6 +59,16 @@ def test_structured_output_has_json_everywhere() -> None:
     for path in STRUCTURED:
         opts = {o for p in every[path].params for o in getattr(p, "opts", [])}
         assert "--json" in opts, path
+
+
+def test_usage_brackets_every_argument_that_may_be_left_out() -> None:
+    """`dvfs ls --help` showed `REV[:DIR]` as if it had to be given; `dvfs ls` lists
+    the current directory of HEAD."""
+    for path, cmd in commands():
+        for p in cmd.params:
+            if isinstance(p, click.Argument) and not p.required:
+                shown = p.make_metavar(click.Context(cmd))
+                assert shown.startswith("["), f"dvfs {path}: {shown}"
 
 
 def test_help_lists_every_command_with_its_whole_summary() -> None:
@@ -383,3 +394,27 @@ def test_a_profiled_command_writes_its_profile(repo: Repo, tmp_path: Path) -> No
         assert pstats.Stats(str(out)).get_stats_profile().func_profiles, args
     assert repo.status()["staged"] == []
     repo.ok("fsck")
+
+
+def test_a_reader_gone_is_one_exit_code_for_every_command(repo: Repo) -> None:
+    """`dvfs log | head` ended 1 without a word (click's handling of a closed pipe),
+    while a plain `dvfs status` ended 141 for the same: now every command ends 141,
+    as git does, and prints nothing."""
+    repo.write("d/a.txt", "a")
+    repo.ok("add", "d")
+    repo.commit("one")
+    repo.write("d/a.txt", "b")
+    for args in (["log"], ["log", "--json"], ["status"], ["status", "--json"], ["tag", "t"],
+                 ["diff"], ["ls", "-r"], ["show", "--files"]):  # fmt: skip
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before anything is written
+        try:
+            proc = subprocess.run(
+                cli_command(*args), cwd=repo.root, env=cli_env(), stdout=write,
+                stderr=subprocess.PIPE, timeout=60, check=False,
+            )  # fmt: skip
+        finally:
+            os.close(write)
+        assert (proc.returncode, proc.stderr) == (141, b""), (args, proc)
+    assert repo.json("tag", "--json")[0]["name"] == "t"  # (the tag was made, then said)
+    repo.fsck_clean()

@@ -161,7 +161,10 @@ def test_empty_paths_are_refused_and_change_nothing(repo: Repo, tmp_path: Path) 
 def test_an_empty_argument_is_named_by_its_metavar_alone(repo: Repo) -> None:
     """`dvfs config ""` said "empty KE argument", `config KEY ""` "empty VALUE]
     argument", `du ""` "empty REV... argument": the brackets of the usage line cut."""
-    cases = [(("config", ""), "KEY"), (("config", "k", ""), "VALUE"), (("du", ""), "REV")]
+    cases = [
+        (("config", ""), "KEY"), (("config", "k", ""), "VALUE"), (("du", ""), "REV"),
+        (("ls", ""), "REV[:DIR]"),  # (was "REV[:DIR": a bracket of its own cut too)
+    ]  # fmt: skip
     for args, name in cases:
         assert_error(repo.run(*args), f"dvfs: error: empty {name} argument (an unset", code=2)
     repo.fsck_clean()
@@ -364,6 +367,7 @@ def test_parameters_are_bounded(repo: Repo) -> None:
         (("--param", "k\x1b[2J=1"), "without control characters"),
         (("--param", "x=" + "v" * 40_000, "--param", "y=" + "v" * 30_000), "more than 64 KiB"),
         (("--param", "k=" + os.fsdecode(b"\xff")), "not UTF-8"),
+        (("--param", os.fsdecode(b"k\xff=1")), "parameter name k\\377 is not UTF-8"),
     ]
     for args, wanted in cases:
         line = assert_error(run_limited(repo.root, "commit", "-m", "two", *args), wanted, code=2)

@@ -34,6 +34,8 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
     assert u["compression_ratio"] > 1.2  # the CSV shrank
     by = {v["version"]: v for v in u["versions"]}
     assert set(by) == {"v1", "v2"}
+    for big in (*u["biggest"], *repo.json("du", "v1", "--json")["biggest"]):
+        assert big.pop("id") == by[big["version"]]["id"], big
     assert by["v1"]["unique"] == len(old) and by["v2"]["unique"] == len(new)
     # each content once, at a version holding it (the newest, walking from the refs)
     assert u["biggest"] == [
@@ -45,6 +47,8 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
     assert u["not_local"] == 0
 
     one = repo.json("du", "v1", "--json")
+    for big in one["biggest"]:
+        del big["id"]
     assert [v["version"] for v in one["versions"]] == ["v1"]
     assert one["logical"] == sizes + len(old)
     assert one["versions"][0]["unique"] == len(old)  # v2 still counts as a user
@@ -71,4 +75,24 @@ def test_du_of_a_path_says_it_sizes_versions_and_what_lists_files(repo: Repo) ->
     )
     assert_error(repo.run("du", "nope"), "unknown revision nope", code=1)
     assert "1 version" in repo.ok("du", "v1").out
+    repo.fsck_clean()
+
+
+def test_du_names_the_version_of_a_big_file_with_its_id(repo: Repo) -> None:
+    """Each branch numbers its own chain: "(v2)" beside a big file was main's v2 or
+    side's, as like as not."""
+    repo.write("a.bin", os.urandom(3 * KiB))
+    repo.ok("add", "a.bin")
+    repo.commit("one")
+    repo.ok("switch", "-c", "side")
+    repo.write("side.bin", os.urandom(2 * KiB))
+    repo.ok("add", "side.bin")
+    side = repo.commit("side")
+    repo.ok("switch", "main")
+    repo.write("main.bin", os.urandom(1 * KiB))
+    repo.ok("add", "main.bin")
+    main = repo.commit("main")
+    lines = repo.ok("du").out.split("biggest files:\n")[1].splitlines()
+    shown = dict(ln.split("  ")[-2:] for ln in lines)
+    assert shown["side.bin"] == f"(v2 {side[:10]})" and shown["main.bin"] == f"(v2 {main[:10]})"
     repo.fsck_clean()

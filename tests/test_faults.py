@@ -632,6 +632,29 @@ def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     repo.fsck_clean()
 
 
+def test_checkout_of_a_path_an_older_version_shares_replaces_or_refuses(repo: Repo) -> None:
+    """`dvfs checkout v2 d/a.txt`, where v2 holds HEAD's d/a.txt, said "restored from
+    v2: 0 written" and exited 0, leaving the local change: a change to a path the
+    version does not change was carried, as a whole checkout carries it. A path asked
+    for by name is refused over a change, as for HEAD, and written with --force."""
+    committed(repo, {"d/a.txt": "two", "d/b.txt": "b"})
+    repo.write("d/b.txt", "b2")
+    repo.ok("add", "d")
+    repo.commit("v2: b changed, a as it was")
+    for staged in (False, True):
+        repo.write("d/a.txt", "mine")
+        if staged:
+            repo.ok("add", "d/a.txt")
+        for rev in ("v1", "HEAD"):
+            r = repo.run("checkout", rev, "d/a.txt")
+            assert_error(r, "would overwrite uncommitted changes in d/a.txt", "--force")
+            assert repo.read("d/a.txt") == b"mine"
+    r = repo.ok("checkout", "--force", "v1", "d/a.txt")
+    assert "1 written" in r.out and repo.read("d/a.txt") == b"two"
+    assert repo.status()["staged"] == [] and repo.status()["modified"] == []
+    repo.fsck_clean()
+
+
 def test_switch_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "main"})
     feature_changes_a(repo)
@@ -905,6 +928,33 @@ def test_a_corrupted_object(repo: Repo) -> None:
     assert repo.read("d/bad.bin") == bad
     st = repo.status()
     assert st["modified"] == [] and st["deleted"] == [] and st["staged"] == []
+    repo.fsck_clean()
+
+
+def test_fsck_names_a_damaged_file_of_another_branch_by_a_revision_that_reads_it(
+    repo: Repo,
+) -> None:
+    """Each branch numbers its own chain: a version of another branch was named by its
+    number (v2 of side), which here is another version (v2 of main): `dvfs cat` of what
+    fsck said read main's file, not the damaged one."""
+    damaged = rand(50 * KiB, seed=41)
+    committed(repo, {"d/x.bin": rand(50 * KiB, seed=40)})
+    repo.ok("switch", "-c", "side")
+    repo.write("d/x.bin", damaged)
+    repo.ok("add", "d")
+    side = repo.commit("side")
+    repo.ok("switch", "main")
+    repo.write("d/y.txt", "y")
+    repo.ok("add", "d")
+    repo.commit("main two")
+    where = flip_byte_of(repo.root / ".dvfs" / "objects", damaged)
+    r = repo.run("fsck")
+    assert r.code == 1, str(r)
+    (problem,) = [ln for ln in r.out.splitlines() if ln.startswith("problem:")]
+    used = problem.rpartition("used by ")[2]
+    assert used == f"{side[:10]}:d/x.bin", problem
+    assert_error(repo.run("cat", used), "corrupt")  # the damaged file, named as it reads
+    flip_back(*where)
     repo.fsck_clean()
 
 

@@ -214,6 +214,7 @@ def test_oneline_name_only_remote_rm_r_and_show_of_a_file(repo: Repo, tmp_path: 
     repo.ok("add", "d")
     assert repo.ok("diff", "--name-only").out == "d/c.txt\n"
     assert repo.ok("diff", "v1", "v2", "--name-only").out == "a.txt\n"
+    repo.fail("diff", "v1", "v2", "--stat", "--name-only", code=2, fragments=("two formats",))
     assert repo.ok("remote").out == ""
     repo.ok("remote", "add", "origin", str(tmp_path / "remote"))
     assert repo.ok("remote").out == repo.ok("remote", "-v").out == repo.ok("remote", "list").out

@@ -116,6 +116,37 @@ def test_log_shows_tags_branches_and_parameters(repo: Repo) -> None:
     assert "lr =" not in repo.ok("log").out
 
 
+def test_log_oneline_shows_parameters_when_asked(repo: Repo) -> None:
+    history(repo)
+    for graph in ([], ["--graph"]):
+        lines = repo.ok("log", "--oneline", "--params", "-n", "2", *graph, "v2").out.splitlines()
+        assert [ln.split("  ", 1)[-1].strip() for ln in lines[1:3]] == ["lr = 0.0003", "opt = yes"]
+        assert "v1" in lines[3] and lines[4].endswith("lr = 0.001") and len(lines) == 5
+    assert "lr =" not in repo.ok("log", "--oneline").out
+    repo.fsck_clean()
+
+
+def test_a_rename_among_copies_pairs_each_file_with_its_own_name(repo: Repo) -> None:
+    """Two files of the same bytes moved: each rename named the first removed path of
+    that content, so `w/b.txt` was said to come from `x/a.txt`."""
+    repo.write("x/a.txt", "same\n")
+    repo.write("y/b.txt", "same\n")
+    repo.ok("add", "x", "y")
+    repo.commit("one")
+    for d in ("w", "z"):
+        (repo.root / d).mkdir()
+    repo.ok("mv", "y/b.txt", "w/b.txt")
+    repo.ok("mv", "x/a.txt", "z/a.txt")
+    expected = {("w/b.txt", "y/b.txt"), ("z/a.txt", "x/a.txt")}
+    staged = repo.status()["staged"]
+    assert {(c["path"], c["old_path"]) for c in staged} == expected, staged
+    repo.commit("two")
+    got = repo.json("diff", "v1", "v2", "--json")["changes"]
+    assert {(c["path"], c["old_path"]) for c in got} == expected, got
+    assert "renamed:  y/b.txt -> w/b.txt" in repo.ok("diff", "v1", "v2").out
+    repo.fsck_clean()
+
+
 def test_diff_by_path_and_of_parameters(repo: Repo) -> None:
     history(repo)
     got = repo.json("diff", "v1", "v6", "--json")

@@ -217,6 +217,25 @@ def test_writable_and_read_only_together_are_refused(repo: Path, tmp_path: Path)
     fsck_clean(repo)
 
 
+def test_an_endpoint_beside_a_repository_or_a_directory_is_refused(
+    repo: Path, tmp_path: Path
+) -> None:
+    """`--endpoint-url` was accepted and dropped for a repository or a directory
+    source: an s3:// SOURCE alone is reached through an endpoint (a repository's
+    remotes keep their own); `dvfs ui` took it as silently."""
+    home, empty = tmp_path / "home", tmp_path / "empty"
+    empty.mkdir()
+    for source, kind in ((str(repo), "a repository"), ("file:///nowhere", "a directory")):
+        r = dvfs(tmp_path, home, "mount", source, str(empty), "--endpoint-url", "http://h:9")
+        if in_mount_table(empty):
+            force_unmount(empty)
+            pytest.fail(f"mounted {source}")
+        assert_error(r, f"--endpoint-url goes with an s3:// SOURCE, and {source} is {kind}", code=2)
+        r = dvfs(tmp_path, home, "ui", source, "--endpoint-url", "http://h:9", "--port", "0")
+        assert_error(r, "--endpoint-url goes with an s3:// SOURCE", code=2)
+    fsck_clean(repo)
+
+
 def test_a_cache_directory_inside_the_mount_point_is_refused_leaving_it_empty(
     repo: Path, tmp_path: Path
 ) -> None:

@@ -110,6 +110,8 @@ def test_push_clone_fetch_log_pull(remote: Remote, make_repo: RepoFactory) -> No
     # 13 files (the big one in several chunks), 5 trees, 1 version
     assert pushed.objects >= 13 + 5 + 1
     assert f"main: v1 {v1[:10]}" in r.out
+    assert f"tag baseline: v1 {v1[:10]}" in r.out  # each tag the push made there is named
+    assert "tag baseline" not in a.ok("push", "--tags").out  # (and only then)
     assert remote.ref() == v1
     assert remote.list_keys("refs/tags/") == {"refs/tags/baseline"}
     assert len(remote.list_keys("index/")) == 1 and len(remote.packs()) == 1
@@ -124,10 +126,13 @@ def test_push_clone_fetch_log_pull(remote: Remote, make_repo: RepoFactory) -> No
     # a moves on; b sees it with fetch (no data, working tree untouched), then pulls
     files2 = {"data/d0/f0.bin": rand(4 * KiB, 1000), "data/new.bin": rand(5 * KiB, 1001)}
     v2 = commit_files(a, files2, "second")
-    r = a.ok("push")
+    a.ok("tag", "best")
+    r = a.ok("push", "--tags")
     assert transfer(r).packs == 1 and remote.ref() == v2
     r = b.ok("fetch")
     assert f"origin/main  v2  {v2[:10]}" in r.out
+    assert f"new tag best  v2  {v2[:10]}" in r.out and "baseline" not in r.out
+    assert "best" not in b.ok("fetch").out  # a tag is new once
     assert transfer(r).verb == "fetched"
     assert b.head_id() == v1 and not (b.root / "data/new.bin").exists()
     # fsck checks the fetched version too; its chunks wait on the remote

@@ -797,6 +797,32 @@ def test_a_scheme_without_its_slashes_is_refused_not_taken_for_a_directory(
     assert (tmp_path / "c" / "d" / "x").read_bytes() == b"x"
 
 
+def test_s3_options_with_a_directory_url_are_refused(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """`dvfs remote add origin my-bucket/cats --endpoint-url URL` (s3:// forgotten)
+    recorded a directory remote inside the tree's parent and kept the endpoint, which
+    no directory uses; a later push wrote there."""
+    repo = make_repo("a")
+    commit_files(repo, {"d/x": b"x"}, "x")
+    remote = tmp_path / "remote"
+    repo.ok("remote", "add", "origin", str(remote))
+    repo.ok("push")
+    repo.ok("remote", "remove", "origin")
+    for url, extra, said in [
+        ("../my-bucket/cats", ("--endpoint-url", "http://minio:9000"), "--endpoint-url goes"),
+        (str(remote), ("--region", "eu-west-1", "--profile", "p"), "--region and --profile go"),
+        (remote.as_uri(), ("--region", "eu-west-1"), "--region goes"),
+    ]:
+        repo.fail("remote", "add", "origin", url, *extra, code=2, fragments=(said, "s3://"))
+    r = run(tmp_path, "clone", str(remote), "c", "--endpoint-url", "http://minio:9000")
+    assert_error(r, "--endpoint-url goes with an S3 remote", code=2)
+    assert not (tmp_path / "c").exists()
+    assert repo.json("remote", "list", "--json") == []
+    assert not (tmp_path / "my-bucket").exists()
+    repo.fsck_clean()
+
+
 def test_a_linked_index_cache_is_not_written_through(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

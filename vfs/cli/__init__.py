@@ -186,7 +186,7 @@ def _temporary(path: str) -> bool:
 
 def guarded(run: Callable[[], None]) -> None:
     """Call ``run``; any error it raises becomes one line and an exit code."""
-    from vfs.cli.output import INTERRUPTED, fail  # (not at the top: see main)
+    from vfs.cli.output import CLOSED_PIPE, INTERRUPTED, ClosedPipe, fail  # (see main)
 
     try:
         run()
@@ -194,9 +194,10 @@ def guarded(run: Callable[[], None]) -> None:
         fail(INTERRUPTED, 130)
     except DvfsError as exc:
         fail(_in_mount(exc) or str(exc), exc.exit_code)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(141)
+    except (BrokenPipeError, ClosedPipe):
+        # Nothing more reaches the reader: no line, and no flush at exit to fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        exit_now(CLOSED_PIPE)
     except OSError as exc:
         if settings.debug():
             raise

@@ -59,6 +59,8 @@ def diff_cmd(
       dvfs diff v1 v2 --json
       dvfs diff v1 v2 data/train.csv --rows --key id
     """
+    if stat_only and name_only and not rows:
+        raise UsageError("--stat and --name-only ask for two formats: give one")
     repo = repo_here()
     revs, paths = revs_and_paths(repo, ctx, targets, 2)
     if rows or key or limit is not None:

@@ -133,7 +133,10 @@ def param_text(value: Any) -> str:
 @click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
 @click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
 @click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
-@click.option("--oneline", is_flag=True, help="One line a version: number, id, names, message.")
+@click.option(
+    "--oneline", is_flag=True,
+    help="One line a version: number, id, names, message (--params: a line each below).",
+)  # fmt: skip
 @click.option("--graph", is_flag=True, help="Every version below, merges drawn as a graph.")
 @AS_JSON
 @click.option(
@@ -215,11 +218,11 @@ def log(
         if oneline:
             first = r["message"].split("\n", 1)[0]
             click.echo(f"{r['version']:>5}  {r['id'][:10]}{names}  {escape_text(first)}")
-            continue
-        click.echo(
-            f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
-            f"{git}{names}\n       {escape_text(r['message'])}"
-        )
+        else:
+            click.echo(
+                f"{r['version']:>5}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
+                f"{git}{names}\n       {escape_text(r['message'])}"
+            )
         if with_params:
             for k, v in sorted(flat_params(r["parameters"])):
                 click.echo(f"       {quote_name(k)} = {param_text(v)}")
@@ -240,16 +243,16 @@ def log_graph(
         names = f"  ({', '.join(refs)})" if refs else ""
         merge = "  merge" if len(r["parents"]) > 1 else ""
         pad = ln.prefix.ljust(width)
+        bar = "".join(c if c in "|" else " " for c in ln.prefix.replace("*", "|")).ljust(width)
         if oneline:
             first = r["message"].split("\n", 1)[0]
             click.echo(f"{pad}{r['version']}  {r['id'][:10]}{names}{merge}  {escape_text(first)}")
-            continue
-        bar = "".join(c if c in "|" else " " for c in ln.prefix.replace("*", "|")).ljust(width)
-        click.echo(
-            f"{pad}{r['version']}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
-            f"{names}{merge}"
-        )
-        click.echo(f"{bar}{escape_text(r['message'])}")
+        else:
+            click.echo(
+                f"{pad}{r['version']}  {r['id'][:10]}  {r['created']}  {escape_text(r['author'])}"
+                f"{names}{merge}"
+            )
+            click.echo(f"{bar}{escape_text(r['message'])}")
         if with_params:
             for k, v in sorted(flat_params(r["parameters"])):
                 click.echo(f"{bar}{quote_name(k)} = {param_text(v)}")
@@ -353,7 +356,7 @@ def mode_string(e: Entry) -> str:
 
 
 @click.command(cls=DvfsCommand, name="ls")
-@click.argument("target", default="HEAD", metavar="REV[:DIR]")
+@click.argument("target", default="HEAD", metavar="[REV[:DIR]]")
 @click.argument("path", required=False, metavar="[DIR]")
 @click.option(
     "-r", "--recursive", is_flag=True, help="Every file and link below DIR, by its path."

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vfs import settings
+from vfs.backends import parse_url
 from vfs.cli.options import (
     AS_JSON,
     DEFAULT_CACHE_SIZE,
@@ -86,6 +87,13 @@ def mount_cmd(
     if len(args) > 2:
         raise UsageError("give at most two arguments: [SOURCE] MNT")
     source = launch.resolve_source(args[0] if len(args) == 2 else None)
+    if endpoint_url is not None and (
+        source.kind == "repository" or parse_url(source.location).path is not None
+    ):  # (a repository's remotes keep their own endpoints)
+        raise UsageError(
+            f"--endpoint-url goes with an s3:// SOURCE, and {quoted(source.location)} is a "
+            f"{'repository' if source.kind == 'repository' else 'directory'}: leave it out"
+        )
     mountpoint = mounts.check_mountpoint(args[-1])
     if source.kind == "repository":
         root = os.path.realpath(source.location)

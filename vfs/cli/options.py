@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from vfs.cli.output import ClosedPipe
 from vfs.errors import DvfsError, UsageError
 from vfs.quoting import escape_text, quote_given, quote_name
 from vfs.repo.repository import Repository
@@ -120,7 +121,10 @@ def empty_value(param: click.Parameter | None) -> str:
     if isinstance(param, click.Option):
         what = f"value for {param.opts[-1] if param.opts else name}"
     elif isinstance(param, click.Argument) and param.metavar and " " not in param.metavar:
-        what = f"{param.metavar.strip('[]').removesuffix('...')} argument"  # ([KEY, [REV...])
+        shown = param.metavar.removeprefix("[")  # ([KEY, [VALUE]], [REV...], [REV[:DIR]])
+        while shown.count("]") > shown.count("["):
+            shown = shown[:-1]
+        what = f"{shown.removesuffix('...')} argument"
     else:
         what = f"{_ONE.get(name, name.upper())} argument"
     hint = "; write '.' for the current directory" if name in ("paths", "directory") else ""
@@ -271,6 +275,12 @@ class DvfsGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return parse_in(ctx, args, super().parse_args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # (as ClosedPipe: click would end it with exit 1)
+            raise ClosedPipe from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The commands and their summaries, wrapped rather than cut."""

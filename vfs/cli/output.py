@@ -76,6 +76,15 @@ def repo_here() -> Repository:
 # Ctrl-C: every write is whole (temp + rename) and refs move last, so a rerun finishes
 # (a checkout says more: vfs.ops.checkout.CheckoutInterrupted).
 INTERRUPTED = "interrupted; nothing half-written is visible, run the command again"
+CLOSED_PIPE = 141  # the exit of a command whose reader went away (128 + SIGPIPE, as git's)
+
+
+class ClosedPipe(Exception):
+    """Standard output's reader went away (``dvfs log | head``).
+
+    Raised in place of the BrokenPipeError, which click turns into exit 1 without a
+    word (another exit than the one the plain ``status`` gives the same failure).
+    """
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

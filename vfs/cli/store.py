@@ -466,5 +466,5 @@ def du_cmd(revs: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"  {v.label:>6} {v.oid.hex()[:10]}  {human(v.unique):>10}")
     if u.biggest:
         click.echo("biggest files:")
-        for size, path, label in u.biggest:
-            click.echo(f"  {human(size):>10}  {quoted(path)}  ({label})")
+        for size, path, label, oid in u.biggest:
+            click.echo(f"  {human(size):>10}  {quoted(path)}  ({label} {oid.hex()[:10]})")

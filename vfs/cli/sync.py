@@ -361,6 +361,7 @@ def fetch(
         emit_json(
             {
                 "branches": heads,
+                "new_tags": [ref_json(repo, t, oid) for t, oid in sorted(got.new_tags.items())],
                 "gone": gone,
                 "pruned": got.pruned,
                 **({"unconfigured": stray} if prune else {}),
@@ -371,6 +372,8 @@ def fetch(
     for b, oid in sorted(got.heads.items()):
         label = quoted(repo.history.label(oid))
         click.echo(f"{quoted(f'{spec.name}/{b}')}  {label}  {oid.hex()[:10]}")
+    for t, oid in sorted(got.new_tags.items()):
+        click.echo(f"new tag {quoted(t)}  {quoted(repo.history.label(oid))}  {oid.hex()[:10]}")
     for name in gone:
         click.echo(
             f"{quoted(name)}  deleted: gone from the remote"

@@ -205,13 +205,13 @@ def _text(s: str, what: str, budget: _Budget) -> str:
 
 
 def _key(k: Any, budget: _Budget) -> str:
-    key = str(k)
+    key = _text(str(k), "parameter name", budget)  # bytes not UTF-8 are said as such
     if not 1 <= len(key) <= MAX_KEY or escape_text(key) != key:
         raise UsageError(
             f"parameter name {quote_name(key[:60])} must be 1 to {MAX_KEY} characters "
             "without control characters"
         )
-    return _text(key, "parameter name", budget)
+    return key
 
 
 def _plain(value: Any, depth: int, budget: _Budget) -> Any:

@@ -217,7 +217,10 @@ def restore_version(
                 else f"{action} would replace {shown}{more}: move it away; nothing was changed"
             )
         committed = base_files(hist, index, known=(version.tree, whole))
-        moving = target != (index.base or hist.head_id())
+        # `checkout REV PATH` asks for PATH as REV has it: a change there is never
+        # carried (it is refused, as for HEAD's); pull's PATHs say what to download.
+        carries = not paths or action == "pull"
+        moving = carries and target != (index.base or hist.head_id())
         conflicts = []
         unreadable = []
         for p in set(state.modified) | set(on_disk) | unknown:

@@ -3,8 +3,9 @@
 Both sides are maps of path -> (kind, mode, size, digest/target). Between two versions
 the trees are walked together and subtrees with equal ids are skipped, so the cost
 follows the size of the change, not of the data. A removed and an added path with the
-same content and kind become one rename (the first unused candidate, in path order),
-unless it is empty.
+same content and kind become one rename (the first unused candidate of the same name,
+in path order, else the first unused one: a directory moved among copies of its files
+is paired with itself), unless it is empty.
 
 Directories are known by the files in them, except empty ones: a snapshot of a
 mounted working tree records those, so between two versions an empty directory where
@@ -21,7 +22,7 @@ names joined with dots (``model.depth``).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -90,16 +91,23 @@ def diff_maps(old: Side, new: Side) -> list[Change]:
         for p in new
         if p in old and p not in swapped and not _same(old[p], new[p])
     ]  # fmt: skip
-    by_content: dict[tuple[int, bytes, bytes], list[bytes]] = defaultdict(list)
+    by_content: dict[tuple[int, bytes, bytes], deque[bytes]] = defaultdict(deque)
+    by_name: dict[tuple[tuple[int, bytes, bytes], bytes], deque[bytes]] = defaultdict(deque)
     for p in removed:
-        by_content[_content(old[p])].append(p)
+        key = _content(old[p])
+        by_content[key].append(p)
+        by_name[key, _name(p)].append(p)
     renamed_from: set[bytes] = set()
     for p in added:
         e = new[p]
-        candidates = by_content.get(_content(e))
+        key = _content(e)
         # Empty files and directories all look alike: never a rename.
-        if candidates and (e.kind == Kind.SYMLINK or (e.kind == Kind.FILE and e.size > 0)):
-            src = candidates.pop(0)
+        src = None
+        if key in by_content and (e.kind == Kind.SYMLINK or (e.kind == Kind.FILE and e.size > 0)):
+            src = _unused(by_name.get((key, _name(p))), renamed_from) or _unused(
+                by_content[key], renamed_from
+            )
+        if src is not None:
             renamed_from.add(src)
             changes.append(
                 Change("renamed", p, src, old[src].size, e.size, _kind(e), **_modes(old[src], e))
@@ -112,6 +120,19 @@ def diff_maps(old: Side, new: Side) -> list[Change]:
         if p not in renamed_from
     ]
     return sorted(changes, key=lambda c: (c.path, c.status != "removed"))
+
+
+def _name(path: bytes) -> bytes:
+    return path.rpartition(b"/")[2]
+
+
+def _unused(candidates: deque[bytes] | None, used: set[bytes]) -> bytes | None:
+    """The first of ``candidates`` not in ``used`` (those before it are dropped)."""
+    while candidates:
+        first = candidates.popleft()
+        if first not in used:
+            return first
+    return None
 
 
 def _kind(e: Entry | Staged) -> str:

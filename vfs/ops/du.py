@@ -60,7 +60,8 @@ class Usage:
     stored: int = 0
     records_stored: int = 0  # of that, trees and versions
     not_local: int = 0  # raw bytes of chunks the local store does not hold
-    biggest: list[tuple[int, bytes, str]] = field(default_factory=list)  # size, path, label
+    # size, path, label and id of the version (each branch numbers its own chain)
+    biggest: list[tuple[int, bytes, str, bytes]] = field(default_factory=list)
 
     @property
     def dedup_ratio(self) -> float:
@@ -88,8 +89,13 @@ class Usage:
                 for v in self.versions
             ],
             "biggest": [
-                {"path": p.decode(errors="surrogateescape"), "size": s, "version": label}
-                for s, p, label in self.biggest
+                {
+                    "path": p.decode(errors="surrogateescape"),
+                    "size": s,
+                    "version": label,
+                    "id": oid.hex(),
+                }
+                for s, p, label, oid in self.biggest
             ],
         }
 
@@ -203,7 +209,7 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
     sets: list[set[bytes]] = []  # the chunks of each counted version (and the index)
     per_version: dict[bytes, set[bytes]] = {}
     out = Usage()
-    big: list[tuple[int, bytes, bytes, str]] = []  # min-heap: size, digest, path, label
+    big: list[tuple[int, bytes, bytes, str, bytes]] = []  # min-heap: size, digest, path, label, id
     big_seen: set[bytes] = set()
     walked: set[bytes] = set()  # trees already looked through for the biggest files
     records: set[bytes] = set(chosen)  # versions and trees of the chosen versions
@@ -230,7 +236,7 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
             for size, digest, name in d.files:
                 if digest in big_seen or (len(big) == BIGGEST and size <= big[0][0]):
                     continue
-                item = (size, digest, prefix + name, label)
+                item = (size, digest, prefix + name, label, oid)
                 if len(big) < BIGGEST:
                     heapq.heappush(big, item)
                 else:
@@ -254,5 +260,5 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
         v = hist.version(oid)
         unique = sum(map(stored.get, per_version[oid] & single, repeat(0)))
         out.versions.append(VersionUsage(oid, f"v{v.number}", v.bytes, unique))
-    out.biggest = [(s, p, label) for s, _, p, label in sorted(big, reverse=True)]
+    out.biggest = [(s, p, label, oid) for s, _, p, label, oid in sorted(big, reverse=True)]
     return out

@@ -399,8 +399,7 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
             report.problems.append(f"{label}: version {rid}: {bad_record.error}")
         else:
             report.problems.append(f"tree {rid} ({label}) {bad_record.error}")
-    versions = {oid: f"v{v.number}" for oid, v in got.versions.items()}
-    report.versions = len(versions)
+    report.versions = len(got.versions)
     chunks = got.chunks
     trees = len(got.trees) + sum(1 for bad in got.problems if bad.kind == "tree")
     for staged in repo.index().entries.values():
@@ -432,8 +431,8 @@ def fsck(repo: Repository, workers: Workers, *, repair: bool = False) -> FsckRep
         report.problems += [f"pack {pack.name}: {wrong}" for pack, wrong in damaged_packs]
     if bad:
         users: dict[bytes, list[str]] = defaultdict(list)
-        for oid, label in versions.items():
-            for where, ids in _walk_paths(hist, hist.version(oid).tree, label):
+        for oid, v in got.versions.items():
+            for where, ids in _walk_paths(hist, v.tree, hist.revision(oid)):
                 for cid in ids:
                     if cid in bad and len(users[cid]) < MAX_USERS_SHOWN:
                         users[cid].append(where)

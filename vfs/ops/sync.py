@@ -300,6 +300,7 @@ def push(
                 remote_audit.append_remote(meter, chain, "push", key, None, oid)
             try:
                 meter.put_conditional(key, data, if_none_match=True)
+                report.notes.append(f"tag {t}: {_version_label(repo, oid)}")
             except PreconditionFailed:
                 theirs, _ = remote.ref_with_etag("tags", t)
                 if theirs != oid:
@@ -541,6 +542,7 @@ class FetchResult:
     gone: dict[str, bytes] = field(default_factory=dict)
     pruned: bool = False
     damaged: set[str] = field(default_factory=set)  # remote branches holding no version id
+    new_tags: dict[str, bytes] = field(default_factory=dict)  # tags this fetch copied here
 
 
 def fetch_locked(
@@ -601,6 +603,7 @@ def fetch_locked(
             report.warnings.append(skipped[b])
             del heads[b]
     named = remotes(repo)
+    new_tags: dict[str, bytes] = {}
     for t, oid in list(tags.items()):
         top, slash, rest = t.partition("/")
         if slash and top in named:  # (as `dvfs tag` refuses it: one would hide the other)
@@ -620,13 +623,14 @@ def fetch_locked(
         if mine is None:
             try:
                 repo.refs.update(f"refs/tags/{t}", oid, None)
+                new_tags[t] = oid
             except RefConflict as exc:
                 report.warnings.append(f"remote tag {t} was not recorded: {exc}")
                 del tags[t]
         elif mine != oid:
             report.notes.append(f"tag {t} differs from the remote's: kept yours")
     report.requests = meter.requests
-    return FetchResult(heads, tags, index, report, skipped, stale, prune, set(damaged))
+    return FetchResult(heads, tags, index, report, skipped, stale, prune, set(damaged), new_tags)
 
 
 _MEND_REF = "the clone that pushed it last mends it: `dvfs push --delete {b}`, then `dvfs push`"

@@ -270,7 +270,20 @@ def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> Remot
     ``shared``, kept relative to the root if given so); UsageError if its name, URL or
     endpoint is malformed or it lies inside the repository. Nothing is contacted."""
     check_ref_name(spec.name, "remote")
-    parse_url(spec.url)
+    where = parse_url(spec.url)
+    if spec.endpoint_url is not None:
+        try:  # (S3 clients refuse one; a fetch said it only then)
+            check_endpoint(spec.endpoint_url)
+        except UsageError as exc:
+            raise UsageError(f"{exc}; nothing was added") from None
+    s3_only = [k for k in REMOTE_KEYS[1:] if getattr(spec, k) is not None]
+    if where.path is not None and s3_only:  # (`bucket/x`: s3:// forgotten?)
+        named = " and ".join(f"--{k.replace('_', '-')}" for k in s3_only)
+        raise UsageError(
+            f"{named} {'goes' if len(s3_only) == 1 else 'go'} with an S3 remote, and "
+            f"{quote_given(spec.url)} is a directory: write s3://BUCKET/PREFIX for a bucket, "
+            "or leave them out; nothing was done"
+        )
     if "://" not in spec.url:  # a directory: as seen from here, kept relative to the root
         given = os.path.expanduser(spec.url)  # (a quoted ~: the home, as parse_url reads it)
         path = os.path.abspath(given)
@@ -280,11 +293,6 @@ def checked_spec(root: Path, spec: RemoteSpec, *, shared: bool = False) -> Remot
         spec = replace(spec, url=path)
     else:
         refuse_inside(root, spec)
-    if spec.endpoint_url is not None:
-        try:  # (S3 clients refuse one; a fetch said it only then)
-            check_endpoint(spec.endpoint_url)
-        except UsageError as exc:
-            raise UsageError(f"{exc}; nothing was added") from None
     return spec
 
 

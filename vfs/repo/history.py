@@ -418,6 +418,17 @@ class History:
         """``vN`` of a version (its number on its first-parent chain)."""
         return f"v{self.version(oid).number}"
 
+    def revision(self, oid: bytes) -> str:
+        """A revision naming the version ``oid`` here: ``vN`` where ``vN`` reads as it
+        (on the chain ``vN`` counts along), else the first 10 hex digits of its id: a
+        version of another branch has a number of its own chain, which here names
+        another version."""
+        label = self.label(oid)
+        with suppress(DvfsError):
+            if self.resolve(label) == oid:
+                return label
+        return oid.hex()[:10]
+
     # trees ---------------------------------------------------------------------
 
     def walk(

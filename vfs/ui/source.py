@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vfs.backends import parse_url
 from vfs.errors import (
     DvfsError,
     ObjectCorrupt,
@@ -34,6 +35,7 @@ from vfs.errors import (
 )
 from vfs.mount.launch import hold_mirror, mirror_dir
 from vfs.ops.sync import mirror_locked
+from vfs.quoting import quote_given
 from vfs.remote.config import Meter, RemoteSpec, connect
 from vfs.remote.layout import FORMAT_KEY
 from vfs.remote.read import OtherSource, RemoteChunks, open_meta
@@ -121,6 +123,11 @@ def open_source(
     refresh: float = REFRESH,
 ) -> Source:  # fmt: skip
     """The repository at (or around) ``source``, or the remote it names (module doc)."""
+    if endpoint_url is not None and parse_url(source).path is not None:
+        raise UsageError(
+            f"--endpoint-url goes with an s3:// SOURCE, and {quote_given(source)} is a "
+            "directory: leave it out"
+        )
     if "://" not in source:
         where = Path(source)
         if not where.is_dir():
