@@ -146,3 +146,23 @@ def test_a_merge_killed_before_its_index_was_saved_cannot_be_committed(
         assert files_of(repo, "HEAD") == MERGED, step
         assert repo.status()["merging"] is None, step
         fsck_clean(repo.root)
+
+
+def test_a_merge_killed_once_its_files_are_staged_names_the_commit_that_finishes_it(
+    template: Repo, tmp_path: Path
+) -> None:
+    """After a merge killed once the index held the merged files, `dvfs merge other`
+    said "resolve it and `dvfs commit`": there was nothing to resolve, and `dvfs
+    commit` as typed fails for want of -m. It now names the command that works."""
+    repo = Repo(tmp_path / "repo")
+    shutil.copytree(template.root, repo.root, symlinks=True)
+    ours, theirs = repo.head_id(), Repository(repo.root).history.resolve("other").hex()
+    assert repo.run("merge", "other", env={KILL_ENV: "indexed"}).code == -9
+    line = repo.fail("merge", "other", fragments=("every conflict settled", "`dvfs commit -m MSG`"))
+    assert "resolve" not in line
+    repo.ok("commit", "-m", "MSG")  # what the line says, as typed
+    hist = Repository(repo.root).history
+    assert [p.hex() for p in hist.version(hist.resolve("HEAD")).parents] == [ours, theirs]
+    assert files_of(repo, "HEAD") == MERGED and on_disk(repo) == MERGED
+    assert repo.status()["merging"] is None
+    fsck_clean(repo.root)

@@ -260,8 +260,14 @@ def merge(
                     f"a merge is in progress, and it stopped midway: `dvfs merge --abort`, "
                     f"then `dvfs merge {going.rev}` again"
                 )
+            if going.unresolved():
+                raise UsageError(
+                    "a merge is in progress: settle its conflicts, then `dvfs commit -m MSG` "
+                    "records it; or `dvfs merge --abort` gives it up"
+                )
             raise UsageError(
-                "a merge is in progress: resolve it and `dvfs commit`, or `dvfs merge --abort`"
+                "a merge is in progress, every conflict settled: `dvfs commit -m MSG` "
+                "records it, or `dvfs merge --abort` gives it up"
             )
         if head.detached is not None:
             raise UsageError(
