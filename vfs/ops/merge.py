@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
-from vfs.errors import DvfsError, FormatError, UncommittedChanges, UsageError
+from vfs.errors import DvfsError, FormatError, StorageFull, UncommittedChanges, UsageError
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.ids import hash_bytes
 from vfs.ops import checkout as co
@@ -64,6 +64,7 @@ from vfs.ops.commit import commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
+from vfs.quoting import shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -293,10 +294,20 @@ def merge(
                     f"nothing was merged; dvfs merges related histories only: `dvfs switch -c "
                     f"NAME {rev}` works on {rev}'s"
                 )
-            return _merge_locked(
-                repo, branch, rev, ours, theirs, base, workers,
-                side=side, message=message, warn=warn, offline=offline,
-            )  # fmt: skip
+            try:
+                return _merge_locked(
+                    repo, branch, rev, ours, theirs, base, workers,
+                    side=side, message=message, warn=warn, offline=offline,
+                )  # fmt: skip
+            except StorageFull:
+                going = merging.live(repo.dir, repo.refs)
+                if going is None or going.ready:
+                    raise  # (nothing changed yet, or the commit's own: as a commit says)
+                raise StorageFull(
+                    f"the disk is full while merging {shell_word(rev)}: the merge stopped "
+                    "midway, some of its files written; free some space, then `dvfs merge "
+                    f"--abort` and `dvfs merge {shell_word(rev)}` again"
+                ) from None
     # A fast-forward: a checkout of theirs, the branch moved by compare-and-swap.
     report = co.fast_forward(repo, branch, ours, theirs, workers)
     out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)
