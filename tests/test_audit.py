@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.support.cli import Repo, assert_error
+import pytest
+
+from tests.support.cli import Repo, assert_error, cli_env
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 from vfs.model.ids import hash_bytes
@@ -323,4 +328,55 @@ def test_a_last_entry_numbered_as_no_number_stops_no_ref_change(repo: Repo) -> N
     out = assert_error_out(repo)
     assert "line 2 of the audit log is not an entry: it was edited" in out
     assert json.loads(log.read_bytes().splitlines()[-1])["seq"] == 3
+    repo.fsck_clean()
+
+
+# ``dvfs ARGS`` killed with SIGKILL once it has logged a ref's change, before the ref's
+# new file is put in place (a kill at an instant a user could hit, made exact).
+KILLED_AFTER_THE_ENTRY = """
+import os, signal, sys
+from vfs.cli import main
+from vfs.repo import refs
+refs.put_in_place = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+sys.argv = ["dvfs", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("command", [("tag", "t1"), ("branch", "b1"), ("switch", "-c", "b1")])
+def test_a_ref_creation_killed_after_its_entry_is_never_named_lost(
+    repo: Repo, command: tuple[str, ...]
+) -> None:
+    """A `dvfs tag t1` killed between its audit entry and its ref file left fsck clean
+    only until the next change of any ref: then fsck said "tag t1 is missing" and
+    `--repair` wrote back a tag that was never made. The next change now logs first
+    that it was never made, and fsck stays clean."""
+    repo.write("d/a.txt", "a\n")
+    repo.ok("add", "d")
+    repo.commit("one")
+    killed = subprocess.run(
+        [sys.executable, "-P", "-c", KILLED_AFTER_THE_ENTRY, *command],
+        cwd=repo.root, env=cli_env(), capture_output=True, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    ref = "refs/tags/t1" if command[0] == "tag" else "refs/heads/b1"
+    assert not (repo.root / ".dvfs" / ref).exists()
+    repo.fsck_clean()
+    repo.write("d/b.txt", "b\n")
+    repo.ok("add", "d")
+    repo.commit("two")
+    repo.fsck_clean()
+    log = repo.json("audit", "--json")
+    assert [(e["op"], e["ref"], e["new"]) for e in log[-3:-1]] == [
+        (log[-3]["op"], ref, log[-3]["new"]),
+        (log[-3]["op"].replace("create", "delete"), ref, None),
+    ]
+    assert "never made" in log[-2]["note"] and f"entry {log[-3]['seq']}" in log[-2]["note"]
+    assert repo.ok("audit", "verify").out.strip().endswith("intact")
+    repo.ok(*command)  # made now, as the command was asked to
+    repo.write("d/c.txt", "c\n")
+    repo.ok("add", "d")
+    repo.commit("three")
+    notes = [e["note"] for e in repo.json("audit", "--json")[len(log) :]]
+    assert not any("never made" in n for n in notes), notes  # (a ref made is left alone)
     repo.fsck_clean()

@@ -752,6 +752,34 @@ def test_ctrl_c_in_any_command_says_a_rerun_finishes_it(repo: Repo, tmp_path: Pa
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize("args", [("add", "d"), ("commit", "-m", "m"), ("log",)], ids=str)
+def test_ctrl_c_while_the_command_starts_is_one_line(
+    repo: Repo, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Ctrl-C in the fifth of a second a command takes to load its modules printed
+    the traceback of the import it stopped, ending in KeyboardInterrupt. It is one
+    line and exit 130 now, as for a command stopped later."""
+    committed(repo, {"d/a.txt": "a\n"})
+    repo.write("d/b.txt", "b\n")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import signal, sys\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vfs.cli.root':\n"
+        "            signal.raise_signal(signal.SIGINT)\n"
+        "sys.meta_path.insert(0, Stop())\n"
+    )
+    ctrl_c = {"PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    line = assert_error(repo.run(*args, env=ctrl_c), code=130)
+    assert line == "dvfs: error: interrupted before it began: nothing was changed"
+    assert [c["path"] for c in repo.status()["staged"]] == []
+    repo.ok("add", "d")
+    assert [c["path"] for c in repo.status()["staged"]] == ["d/b.txt"]
+    repo.fsck_clean()
+
+
 def two_branches(repo: Repo) -> str:
     """main at v1 (d/a.txt) then v3 (d/m.txt added), other at v2 (d/o.txt added), on
     main; returns other's version id."""

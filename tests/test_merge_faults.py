@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Repo, fsck_clean, init_repo
+from tests.support.data import rand
+from tests.test_faults import fill
 from vfs.ops.merging import KILL_ENV
 from vfs.repo.repository import Repository
 
@@ -146,3 +148,57 @@ def test_a_merge_killed_before_its_index_was_saved_cannot_be_committed(
         assert files_of(repo, "HEAD") == MERGED, step
         assert repo.status()["merging"] is None, step
         fsck_clean(repo.root)
+
+
+def test_a_merge_killed_once_its_files_are_staged_names_the_commit_that_finishes_it(
+    template: Repo, tmp_path: Path
+) -> None:
+    """After a merge killed once the index held the merged files, `dvfs merge other`
+    said "resolve it and `dvfs commit`": there was nothing to resolve, and `dvfs
+    commit` as typed fails for want of -m. It now names the command that works."""
+    repo = Repo(tmp_path / "repo")
+    shutil.copytree(template.root, repo.root, symlinks=True)
+    ours, theirs = repo.head_id(), Repository(repo.root).history.resolve("other").hex()
+    assert repo.run("merge", "other", env={KILL_ENV: "indexed"}).code == -9
+    line = repo.fail("merge", "other", fragments=("every conflict settled", "`dvfs commit -m MSG`"))
+    assert "resolve" not in line
+    repo.ok("commit", "-m", "MSG")  # what the line says, as typed
+    hist = Repository(repo.root).history
+    assert [p.hex() for p in hist.version(hist.resolve("HEAD")).parents] == [ours, theirs]
+    assert files_of(repo, "HEAD") == MERGED and on_disk(repo) == MERGED
+    assert repo.status()["merging"] is None
+    fsck_clean(repo.root)
+
+
+def test_a_merge_stopped_by_a_full_disk_names_what_finishes_it(small_disk: Path) -> None:
+    """A merge stopped by a full disk while it wrote theirs' files said "nothing
+    half-written was kept; free some space and run the command again", and running
+    it again was refused: the merge was in progress, stopped midway. The line now
+    says so, and that `dvfs merge --abort`, then the merge again, finishes it."""
+    repo = init_repo(small_disk / "repo")
+    repo.write("a", "a")
+    repo.ok("add", ".")
+    repo.commit("base")
+    repo.ok("switch", "-c", "other")
+    repo.write("big.bin", rand(2 << 20, seed=7))
+    repo.ok("add", ".")
+    repo.commit("other")
+    repo.ok("switch", "main")
+    repo.write("b", "b")
+    repo.ok("add", ".")
+    repo.commit("main")
+    (small_disk / "room").write_bytes(b"\0" * (256 << 10))  # (room for the record alone)
+    fill(small_disk / "fill")
+    (small_disk / "room").unlink()
+    line = repo.fail("merge", "other", "-m", "m", fragments=(
+        "the disk is full while merging other: the merge stopped midway",
+        "then `dvfs merge --abort` and `dvfs merge other` again",
+    ))  # fmt: skip
+    assert "nothing half-written was kept" not in line
+    (small_disk / "fill").unlink()
+    repo.ok("merge", "--abort")  # what the line says, as typed
+    repo.ok("merge", "other", "-m", "m")
+    assert repo.read("big.bin") == rand(2 << 20, seed=7) and repo.read("b") == b"b"
+    st = repo.status()
+    assert st["merging"] is None and st["modified"] == [] and st["staged"] == []
+    fsck_clean(repo.root)

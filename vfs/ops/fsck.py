@@ -16,7 +16,8 @@ cached index segments tell.
 
 A branch or tag whose file is gone though the audit log's last word on it names a
 version is a problem, unless that word is the log's very last entry and a creation
-(which a crash may have cut short before the file was written).
+(which a crash may have cut short before the file was written; the next change of a
+ref logs such a ref as never made first: ``vfs.repo.refs``).
 
 Repair (``repair``: ``dvfs fsck --repair``): first HEAD, each ref that cannot be read
 and each such missing one are written back as the audit log last recorded them

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vfs._os.beneath import Walker
-from vfs.errors import DvfsError, FormatError, UncommittedChanges, UsageError
+from vfs.errors import DvfsError, FormatError, StorageFull, UncommittedChanges, UsageError
 from vfs.model import params as version_params
 from vfs.model.codec import ChunkRef, Entry, Kind
 from vfs.model.ids import hash_bytes
@@ -65,6 +65,7 @@ from vfs.ops.commit import CommitResult, commit, commit_locked
 from vfs.ops.diff import diff_maps
 from vfs.ops.merging import Conflict, MergeState
 from vfs.ops.status import base_files, moved_past, quiet, same_entry, work_state
+from vfs.quoting import shell_word
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE
 from vfs.repo.history import History
 from vfs.repo.repository import Repository
@@ -271,8 +272,14 @@ def merge(
                     f"a merge is in progress, and it stopped midway: `dvfs merge --abort`, "
                     f"then `dvfs merge {going.rev}` again"
                 )
+            if going.unresolved():
+                raise UsageError(
+                    "a merge is in progress: settle its conflicts, then `dvfs commit -m MSG` "
+                    "records it; or `dvfs merge --abort` gives it up"
+                )
             raise UsageError(
-                "a merge is in progress: resolve it and `dvfs commit`, or `dvfs merge --abort`"
+                "a merge is in progress, every conflict settled: `dvfs commit -m MSG` "
+                "records it, or `dvfs merge --abort` gives it up"
             )
         if head.detached is not None:
             raise UsageError(
@@ -298,10 +305,20 @@ def merge(
                     f"nothing was merged; dvfs merges related histories only: `dvfs switch -c "
                     f"NAME {rev}` works on {rev}'s"
                 )
-            return _merge_locked(
-                repo, branch, rev, ours, theirs, base, workers,
-                side=side, message=message, warn=warn, offline=offline,
-            )  # fmt: skip
+            try:
+                return _merge_locked(
+                    repo, branch, rev, ours, theirs, base, workers,
+                    side=side, message=message, warn=warn, offline=offline,
+                )  # fmt: skip
+            except StorageFull:
+                going = merging.live(repo.dir, repo.refs)
+                if going is None or going.ready:
+                    raise  # (nothing changed yet, or the commit's own: as a commit says)
+                raise StorageFull(
+                    f"the disk is full while merging {shell_word(rev)}: the merge stopped "
+                    "midway, some of its files written; free some space, then `dvfs merge "
+                    f"--abort` and `dvfs merge {shell_word(rev)}` again"
+                ) from None
     # A fast-forward: a checkout of theirs, the branch moved by compare-and-swap.
     report = co.fast_forward(repo, branch, ours, theirs, workers, offline=offline, merging_rev=rev)
     out = MergeReport("fast-forward", hist.label(theirs), theirs, checkout=report)

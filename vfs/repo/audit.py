@@ -203,6 +203,22 @@ def record(
         put_in_place(tmp, dvfs_dir / HEAD)
 
 
+def last_entry(dvfs_dir: Path) -> Entry | None:
+    """The log's last complete entry, or None (no log, an empty one, or a last line
+    that is no entry: ``verify`` names that)."""
+    try:
+        fd = _open(dvfs_dir, LOG, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        line, _ = _last_line(fd)
+        return None if line is None else parse_entry(line, 0)[0]
+    except FormatError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _append(fd: int, data: bytes, end: int, path: Path) -> None:
     """Write ``data`` at the end of the log (open ``O_APPEND``) and fsync it; if that
     fails, cut the log back to ``end`` (no part of the entry stays) and raise as the

@@ -32,12 +32,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vfs.errors import FormatError, RefConflict, UsageError
 from vfs.model.ids import from_hex
 from vfs.quoting import quote_given
 from vfs.store.durable import put_in_place, write_atomic, write_beside
 from vfs.store.lock import open_lock_file
+
+if TYPE_CHECKING:
+    from vfs.repo import audit
 
 # Matched whole (fullmatch): "$" would also match before a final newline, which let
 # "t\n" name a tag.
@@ -143,7 +147,30 @@ def _audit(
     """
     from vfs.repo import audit
 
+    last = audit.last_entry(dvfs_dir)
+    if last is not None and _never_made(dvfs_dir, last):
+        why = f"never made: the command that logged its creation (entry {last.seq}) was cut short"
+        audit.record(dvfs_dir, _op(last.ref, b"", None), last.ref, None, None, why)
     audit.record(dvfs_dir, op, ref, old, new, note)
+
+
+def _never_made(dvfs_dir: Path, last: audit.Entry) -> bool:
+    """Whether ``last``, the log's last entry, is the creation of a branch or tag whose
+    file is not there: a command that died (or failed) between logging the creation
+    and putting the file in place, as the caller holds ``refs.lock`` both are done
+    under. ``dvfs fsck`` passes over such an entry while it is the log's last, and
+    would take the ref for one lost (a file deleted by hand) once another change is
+    logged after it: :func:`_audit` logs first that the ref was never made."""
+    parts = last.ref.split("/")
+    if last.old is not None or last.new is None or len(parts) < 3:
+        return False
+    if parts[0] != "refs" or parts[1] not in ("heads", "tags"):
+        return False
+    refs = Refs(dvfs_dir)
+    try:
+        return refs.get(last.ref) is None and not refs._path(last.ref).exists()
+    except (FormatError, UsageError, OSError):
+        return False  # (unreadable, or a name no ref has: fsck says what is wrong)
 
 
 REF_LIMIT = 4096  # bytes: a ref or HEAD is one short line
