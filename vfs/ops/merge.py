@@ -274,12 +274,12 @@ def merge(
                 )
             if going.unresolved():
                 raise UsageError(
-                    "a merge is in progress: settle its conflicts, then `dvfs commit -m MSG` "
-                    "records it; or `dvfs merge --abort` gives it up"
+                    "a merge is in progress: settle its conflicts, then `dvfs commit` records "
+                    "it; or `dvfs merge --abort` gives it up"
                 )
             raise UsageError(
-                "a merge is in progress, every conflict settled: `dvfs commit -m MSG` "
-                "records it, or `dvfs merge --abort` gives it up"
+                "a merge is in progress, every conflict settled: `dvfs commit` records it, "
+                "or `dvfs merge --abort` gives it up"
             )
         if head.detached is not None:
             raise UsageError(
