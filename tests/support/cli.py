@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from vfs.repo import audit
 from vfs.repo.repository import Repository
 
 AUTHOR = "Test Author <test@example.org>"
@@ -322,11 +323,18 @@ def commit_files(repo: Repo, files: Mapping[str, bytes], message: str) -> str:
 
 
 def init_repo(root: Path, *, git_repo: bool = False) -> Repo:
-    """Create (with ``dvfs init``) a repository at ``root``; optionally a git work tree first."""
+    """Create a repository at ``root`` as ``dvfs init ROOT`` does; optionally a git work
+    tree first.
+
+    It runs in this process (``dvfs init`` itself is tested through the command line):
+    the same ``Repository.init`` the command calls, its audit entry naming the same
+    command line, without a process start for each of the suite's repositories.
+    """
     root.mkdir(parents=True, exist_ok=True)
     if git_repo:
         git(root, "init", "-q")
-    assert_ok(run(root.parent, "init", str(root)))
+    with audit.acting(["dvfs", "init", str(root)]):
+        Repository.init(root).close()
     return Repo(root)
 
 

@@ -9,12 +9,15 @@ v3 (the same pipeline with a parameter, making a metrics file). Shared by
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
 import re
+import shutil
 import struct
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -64,8 +67,25 @@ def write(root: Path, files: dict[str, bytes | str]) -> None:
         p.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+# The repository is built once per test process (three commits, three pipeline commands
+# and 6 MiB to chunk) and copied for each test that asks, as a user may copy one with
+# `cp -a`: the copy holds the same versions, refs and pipeline records.
+_BUILT = Path(tempfile.mkdtemp(prefix="dvfs-ui-"))
+atexit.register(shutil.rmtree, _BUILT, True)
+
+
 def make_repo(root: Path) -> Path:
-    """The repository described in the module doc, at ``root``."""
+    """The repository described in the module doc, at ``root`` (a copy of the one this
+    process built first)."""
+    built = _BUILT / "repo"
+    if not built.exists():
+        build_repo(built)
+    shutil.copytree(built, root, symlinks=True)
+    return root
+
+
+def build_repo(root: Path) -> Path:
+    """Make the repository described in the module doc at ``root``."""
     Repository.init(root)
     repo = vfs.Repo(root)
     write(root, {
