@@ -163,6 +163,24 @@ def test_a_cut_or_an_edited_end_still_shows_after_the_next_change(
     repo.fsck_clean()
 
 
+@pytest.mark.parametrize("damage", [b"garbage\n", b"\n", b""])
+def test_a_damaged_head_still_shows_after_the_next_change(repo: Repo, damage: bytes) -> None:
+    """A damaged audit.head was named by `audit verify` until the next ref change
+    wrote a new one over it: then "intact", the damage (which no crash makes) gone
+    without a trace. Appends leave it as it is."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    head = repo.root / ".dvfs" / audit.HEAD
+    head.write_bytes(damage)
+    assert "audit.head is damaged" in assert_error_out(repo)
+    repo.ok("tag", "t1")
+    repo.ok("branch", "b1")
+    assert "audit.head is damaged" in assert_error_out(repo)
+    assert head.read_bytes() == damage
+    repo.fsck_clean()
+
+
 def test_a_long_commit_message_never_stops_the_next_ref_change(repo: Repo) -> None:
     """A commit's command line is recorded: one with a message of 40 KiB (of the 64 KiB
     allowed) made an entry longer than the 64 KiB read back to find the last one, and
