@@ -203,6 +203,34 @@ def test_show_summarises_and_lists_files_on_request(repo: Repo) -> None:
     assert "first version: 23 added" in repo.ok("show", "v1").out
 
 
+def test_show_names_another_branchs_versions_by_a_revision_that_reads_them(
+    repo: Repo,
+) -> None:
+    """`dvfs show side` said "since v2" and listed a file as added in v2, numbered on
+    side's own chain: on main, `v2` is main's second version, another one."""
+    repo.write("a.txt", "a")
+    repo.ok("add", "a.txt")
+    repo.ok("commit", "-m", "one")
+    repo.ok("switch", "-c", "side")
+    for name in ("c.txt", "d.txt"):
+        repo.write(name, name)
+        repo.ok("add", name)
+        repo.ok("commit", "-m", name)
+    repo.ok("switch", "main")
+    repo.write("b.txt", "b")
+    repo.ok("add", "b.txt")
+    repo.ok("commit", "-m", "two")
+    hist = Repository(repo.root).history
+    side2 = hist.version(hist.resolve("side")).parents[0].hex()[:10]
+    data = repo.json("show", "side", "--json")
+    assert data["changes"]["since"] == side2
+    assert data["files"]["c.txt"]["added"] == side2 and data["files"]["a.txt"]["added"] == "v1"
+    assert f"since {side2}: 1 added" in repo.ok("show", "side").out
+    assert repo.cat(f"{side2}:c.txt") == b"c.txt"  # it reads as the version meant
+    assert repo.json("show", "v2", "--json")["changes"]["since"] == "v1"  # main's own
+    repo.fsck_clean()
+
+
 def test_status_of_thousands_of_files_is_shown_by_directory(repo: Repo) -> None:
     repo.write("data/keep.txt", "k")
     repo.ok("add", "data")

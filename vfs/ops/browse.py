@@ -172,7 +172,8 @@ def version_changes(hist: History, oid: bytes) -> dict[str, Any]:
     v = hist.version(oid)
     parent = v.parents[0] if v.parents else None
     changes = diff_trees(hist, hist.version(parent).tree if parent is not None else None, v.tree)
-    return {"since": hist.label(parent) if parent is not None else None, **summary(changes)}
+    since = hist.revision(parent) if parent is not None else None  # (off this branch: its id)
+    return {"since": since, **summary(changes)}
 
 
 def show_version(

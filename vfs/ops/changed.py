@@ -198,8 +198,9 @@ def first_seen(
     deadline: Callable[[], bool] | None = None,
 ) -> tuple[dict[bytes, str], str | None]:
     """For each of ``paths`` (entries of version ``oid``), the version since which it
-    has had its content there: ``vN`` of the first version, walking the first-parent
-    chain back from ``oid``, that changed it.
+    has had its content there: the first version, walking the first-parent chain back
+    from ``oid``, that changed it, named as :meth:`History.revision` names it (``vN``,
+    or the id of a version ``vN`` does not read as here: another branch's).
 
     ``within`` (a directory holding every one of ``paths``) lets versions that left that
     directory's tree untouched be passed over without asking what they changed. If
@@ -209,25 +210,32 @@ def first_seen(
     """
     pending = set(paths)
     out: dict[bytes, str] = {}
+    named: dict[bytes, str] = {}
+
+    def name(o: bytes) -> str:
+        if o not in named:
+            named[o] = hist.revision(o)
+        return named[o]
+
     cur = oid
     cur_dir = _dir_id(hist, hist.version(oid).tree, within)
     while pending:
         v = hist.version(cur)
         if not v.parents:
-            out.update(dict.fromkeys(pending, f"v{v.number}"))
+            out.update(dict.fromkeys(pending, name(cur)))
             break
         if deadline is not None and deadline():
-            return out, f"v{v.number}"
+            return out, name(cur)
         parent = v.parents[0]
         below = _dir_id(hist, hist.version(parent).tree, within)
         if below is None:  # the directory is new here: so is all of it
-            out.update(dict.fromkeys(pending, f"v{v.number}"))
+            out.update(dict.fromkeys(pending, name(cur)))
             break
         if below != cur_dir:
             changed = changed_paths(hist, cur)
             assert changed is not None
             hits = pending & changed if len(pending) < len(changed) else changed & pending
-            label = f"v{v.number}"
+            label = name(cur)
             for p in hits:
                 out[p] = label
             pending -= hits

@@ -66,7 +66,7 @@ def introduced(
 ) -> str | None:
     """The version that introduced ``path`` with content id ``oid`` (see the module doc)."""
     since = None
-    for n, (_, v) in enumerate(hist.chain(start)):
+    for n, (vid, v) in enumerate(hist.chain(start)):
         if n >= WALK:
             break
         try:
@@ -74,10 +74,10 @@ def introduced(
         except DvfsError:
             here = None
         if here == oid:
-            since = f"v{v.number}"
+            since = vid
         elif since is not None:
             break
-    return since
+    return None if since is None else hist.revision(since)  # (another branch's: its id)
 
 
 def upstream(hist: History, version: bytes, path: bytes) -> list[Step]:
