@@ -228,6 +228,9 @@ def test_show_names_another_branchs_versions_by_a_revision_that_reads_them(
     assert f"since {side2}: 1 added" in repo.ok("show", "side").out
     assert repo.cat(f"{side2}:c.txt") == b"c.txt"  # it reads as the version meant
     assert repo.json("show", "v2", "--json")["changes"]["since"] == "v1"  # main's own
+    # a checkout of a path from side, HEAD staying on main, said "restored from v3"
+    out = repo.ok("checkout", "side", "c.txt").out
+    assert out.startswith(f"restored from {hist.resolve('side').hex()[:10]}: 1 written"), out
     repo.fsck_clean()
 
 

@@ -141,7 +141,9 @@ def restore_version(
     """
     hist = repo.history
     version = hist.version(target)
-    label = f"v{version.number}"
+    # (a whole checkout moves HEAD to the target's chain, where vN names it; PATHs leave
+    # HEAD where it is, where another branch's vN may name another version)
+    label = hist.revision(target) if paths else f"v{version.number}"
     empty: list[bytes] = []
     wanted = hist.flatten(version.tree, empty)
     whole = wanted  # (before PATHS narrow it: the base version's files, if it is this one)
