@@ -237,6 +237,32 @@ def test_ours_or_theirs_take_a_conflicting_stage_and_keep_the_other_sides_stages
     repo.fsck_clean()
 
 
+def test_a_repro_during_a_merge_settles_what_it_made(repo: Repo) -> None:
+    """Both sides ran train with their own lr; after the merge, `restore --theirs
+    params.yaml` and `repro` said "outputs staged: `dvfs commit -m MSG` records them",
+    but commit refused: the output and dvfs.runs were still listed as conflicts, to be
+    added again by hand."""
+    repo.write("params.yaml", "lr: 1\n")
+    repo.ok("run", "-n", "train", "-p", "lr", "-o", "m.txt", "--", "cat params.yaml > m.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("base")
+    for switch, lr in ((("-c", "other"), "2"), (("main",), "3")):
+        repo.ok("switch", *switch)
+        repo.write("params.yaml", f"lr: {lr}\n")
+        repo.ok("repro")
+        repo.ok("add", "params.yaml")
+        repo.commit(f"lr {lr}")
+    assert repo.run("merge", "other").code == 1
+    conflicts = [c["path"] for c in repo.status()["merging"]["conflicts"]]
+    assert conflicts == ["dvfs.runs", "m.txt", "params.yaml"]
+    repo.ok("restore", "--theirs", "params.yaml")
+    repo.ok("repro")
+    assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True] * 3
+    repo.ok("commit")  # as repro's line says
+    assert repo.read("m.txt") == b"lr: 2\n" and "1 fresh" in repo.ok("repro").out
+    repo.fsck_clean()
+
+
 def test_pipeline_texts_merge_by_stage_and_only_into_a_pipeline_that_reads() -> None:
     """merge3 on the texts: a stage added on each side (the file new on both), one
     deleted by theirs, and the merges that must stay conflicts: one output made by two

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator
 
+from vfs.ops.workflow import resolved
 from vfs.pipeline.workspace import TreeState, Workspace
 from vfs.repo.gitlink import PIPELINE_FILE, RUNS_FILE, ignore_paths
 from vfs.repo.stage import Staged
@@ -37,11 +38,19 @@ def stage_outputs(
     records.update(state.stage_records([r for r in roots if r not in done], store=True))
     records.update(state.stage_records(own, store=True))
     seen = state.index
+    # What this repro wrote and stages settles a merge's conflicts there, as `dvfs add`
+    # of it does (a repro after `restore --theirs params.yaml`): its outputs, and
+    # dvfs.runs once it recorded a run (a version records only the runs whose outputs
+    # it holds, so a record of another stage kept from one side misleads no one); not
+    # dvfs.yaml, which repro only reads.
+    settles = [*roots, RUNS_FILE.encode()] if recorded else roots
     if (
         seen is not None
         and all(seen.get(p) == s for p, s in records.items())
         and not any(p not in records for r in roots for p in seen.under(r))
     ):
+        with repo.locked():
+            resolved(repo, settles)
         return 0  # (all staged already: the index need not be written)
     with repo.locked():
         index = repo.index()
@@ -67,6 +76,7 @@ def stage_outputs(
             index.head = None
             index.save()
             ignore_paths(repo.root, roots, warn)
+        resolved(repo, settles)
     return changed
 
 
