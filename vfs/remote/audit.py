@@ -23,9 +23,9 @@ from typing import TypeVar
 
 from vfs._os.beneath import open_kept
 from vfs.backends.base import Backend
-from vfs.errors import FormatError, PreconditionFailed, RemoteError, RemoteNotFound
+from vfs.errors import FormatError, PreconditionFailed, RemoteNotFound
 from vfs.model.ids import hash_bytes
-from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq
+from vfs.remote.layout import AUDIT, MAX_AUDIT_ENTRIES, audit_key, audit_seq, bounded
 from vfs.repo.audit import (
     MAX_LINE,
     ZERO,
@@ -49,14 +49,8 @@ _Listed = TypeVar("_Listed")
 
 def _bounded(backend: Backend, listed: Iterable[_Listed]) -> Iterator[_Listed]:
     """``listed`` (a listing of ``audit/``); RemoteError past ``MAX_AUDIT_ENTRIES``."""
-    for n, item in enumerate(listed, 1):
-        if n > MAX_AUDIT_ENTRIES:
-            raise RemoteError(
-                f"{backend.url} lists more than {MAX_AUDIT_ENTRIES:,} objects under {AUDIT}: "
-                "refusing to read them (the remote is damaged or hostile); use another "
-                "remote, or ask its owner to check its audit/ folder"
-            )
-        yield item
+    return bounded(listed, MAX_AUDIT_ENTRIES, backend.url, f"objects under {AUDIT}",
+                   "; use another remote, or ask its owner to check its audit/ folder")  # fmt: skip
 
 
 def _remote_seqs(backend: Backend) -> tuple[list[int], list[str]]:

@@ -59,6 +59,7 @@ from vfs.remote.layout import (
     REF_LIMIT,
     SEGMENT_LIMIT,
     SEGMENTS_TOTAL_LIMIT,
+    bounded,
     decode_segment,
     pack_key,
     pack_of,
@@ -270,12 +271,7 @@ def _refs(
     for kind, what in (("heads", "branch"), ("tags", "tag")):
         base = refs_prefix(kind)
         names = []
-        for n, key in enumerate(meter.list(base), 1):
-            if n > MAX_REFS:
-                raise RemoteError(
-                    f"{meter.url} lists more than {MAX_REFS:,} refs under {base}: refusing "
-                    "to read them (the remote is damaged or hostile)"
-                )
+        for key in bounded(meter.list(base), MAX_REFS, meter.url, f"refs under {base}"):
             names.append(key[len(base) :])
         _, notes = usable_ref_names(names, what)
         report.warnings += [f"{note} (clones and fetches skip it)" for note in notes]
@@ -328,12 +324,7 @@ def _index(
     home: dict[bytes, Located] = {}
     entries: dict[str, dict[bytes, PackedObject]] = {}
     total = 0
-    for n, key in enumerate(meter.list(INDEX), 1):
-        if n > MAX_SEGMENTS:
-            raise RemoteError(
-                f"{meter.url} lists more than {MAX_SEGMENTS:,} index segments: refusing to "
-                "read them (the remote is damaged or hostile)"
-            )
+    for key in bounded(meter.list(INDEX), MAX_SEGMENTS, meter.url, "index segments"):
         seg_id = segment_of(key)
         if seg_id is None:
             continue

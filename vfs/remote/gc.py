@@ -67,6 +67,7 @@ from vfs.remote.layout import (
     MAX_REFS,
     PACKS,
     REF_LIMIT,
+    bounded,
     decode_segment,
     encode_segments,
     new_manifest_key,
@@ -305,12 +306,8 @@ def _ref_tips(remote: RemoteRepo, report: RemoteGcReport) -> dict[str, bytes]:
     backend = remote.backend
     out: dict[str, bytes] = {}
     for kind in ("heads", "tags"):
-        for n, key in enumerate(backend.list(refs_prefix(kind)), 1):
-            if n > MAX_REFS:
-                raise RemoteError(
-                    f"{remote.url} lists more than {MAX_REFS:,} refs under refs/{kind}: "
-                    "refusing to read them (the remote is damaged or hostile)"
-                )
+        listed = backend.list(refs_prefix(kind))
+        for key in bounded(listed, MAX_REFS, remote.url, f"refs under refs/{kind}"):
             name = key[len(refs_prefix(kind)) :]
             what = "branch" if kind == "heads" else "tag"
             try:

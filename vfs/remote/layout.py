@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import msgpack
 
-from vfs.errors import FormatError
+from vfs.errors import FormatError, RemoteError
 from vfs.model.ids import HEX_LEN, from_hex, hash_bytes, is_hex_prefix
 from vfs.store.compression import Compression
 from vfs.store.objects import ObjKind
@@ -214,3 +215,21 @@ def decode_segment(data: bytes, key: str) -> list[tuple[str, PackedObject]]:
                 raise malformed
             out.append((pack_id.hex(), obj))
     return out
+
+
+_T = TypeVar("_T")
+
+
+def bounded(
+    listing: Iterable[_T], limit: int, url: str, what: str, advice: str = ""
+) -> Iterator[_T]:
+    """``listing`` (of a remote's keys), RemoteError once it holds more than ``limit``
+    items: a remote is untrusted, and one listing millions of names is damaged or hostile.
+    ``what`` names them in the error (``index segments``), ``advice`` ends it."""
+    for n, item in enumerate(listing, 1):
+        if n > limit:
+            raise RemoteError(
+                f"{url} lists more than {limit:,} {what}: refusing to read them (the remote "
+                f"is damaged or hostile){advice}"
+            )
+        yield item

@@ -27,7 +27,7 @@ import msgpack
 
 from vfs.backends import Backend
 from vfs.errors import FormatError, RemoteError, RemoteNotFound
-from vfs.remote.layout import MANIFESTS, is_manifest_key
+from vfs.remote.layout import MANIFESTS, bounded, is_manifest_key
 from vfs.remote.reader import Located
 
 PUSH_WINDOW = 3600.0  # a push moves its refs within this many seconds of reading manifests
@@ -87,12 +87,7 @@ def decode_manifest(data: bytes, key: str) -> tuple[frozenset[str], frozenset[by
 def manifest_keys(backend: Backend) -> list[str]:
     """The keys of the manifests on the remote, sorted (bounded: ``MAX_MANIFESTS``)."""
     keys = []
-    for n, key in enumerate(backend.list(MANIFESTS), 1):
-        if n > MAX_MANIFESTS:
-            raise RemoteError(
-                f"{backend.url} lists more than {MAX_MANIFESTS:,} gc manifests: refusing to "
-                "read them (the remote is damaged or hostile)"
-            )
+    for key in bounded(backend.list(MANIFESTS), MAX_MANIFESTS, backend.url, "gc manifests"):
         if is_manifest_key(key):
             keys.append(key)
     return sorted(keys)

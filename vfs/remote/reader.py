@@ -59,6 +59,7 @@ from vfs.remote.layout import (
     REF_LIMIT,
     SEGMENT_LIMIT,
     SEGMENTS_TOTAL_LIMIT,
+    bounded,
     decode_segment,
     pack_key,
     parse_ref,
@@ -346,14 +347,11 @@ class RemoteRepo:
         base = refs_prefix(kind)
         what = "branch" if kind == "heads" else "tag"
         names = []
-        for n, key in enumerate(self.backend.list(base), 1):
-            if n > MAX_REFS:
-                whats = "branches" if kind == "heads" else "tags"
-                raise RemoteError(
-                    f"{self.url} lists more than {MAX_REFS:,} {whats} under {base}: refusing "
-                    "to read them (the remote is damaged or hostile); delete the ones nobody "
-                    "needs there, or use another remote"
-                )
+        whats = "branches" if kind == "heads" else "tags"
+        advice = "; delete the ones nobody needs there, or use another remote"
+        for key in bounded(
+            self.backend.list(base), MAX_REFS, self.url, f"{whats} under {base}", advice
+        ):
             names.append(key[len(base) :])
         usable, notes = usable_ref_names(names, what)
         out = {}
@@ -424,12 +422,7 @@ class RemoteRepo:
         """Every index segment (its id and bytes, verified), one at a time; RemoteError
         once they hold more than ``SEGMENTS_TOTAL_LIMIT`` bytes in all."""
         total = 0
-        for n, key in enumerate(self.backend.list(INDEX), 1):
-            if n > MAX_SEGMENTS:
-                raise RemoteError(
-                    f"{self.url} lists more than {MAX_SEGMENTS:,} index segments: refusing "
-                    "to read them (the remote is damaged or hostile)"
-                )
+        for key in bounded(self.backend.list(INDEX), MAX_SEGMENTS, self.url, "index segments"):
             seg_id = segment_of(key)
             if seg_id is None:
                 continue  # not a segment: segments are named by their hash
