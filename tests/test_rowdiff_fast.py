@@ -584,6 +584,79 @@ def test_two_samples_are_sniffed_as_each_alone(
     assert not [p for p in workdir.iterdir() if p.name.endswith(".sniff")]
 
 
+def test_samples_sniffed_early_are_sniffed_as_each_alone(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Engine.sniff_early (while the copies are written) gives sniff_pair the Tables it
+    # would find itself, and leaves a sample that is not text (NUL) to it.
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
+    body = "".join(f"{i},{WORDS[i % 5]},{i * 7}\n" for i in range(1000))
+    files = {
+        "base": "id,a,b\n" + body,
+        "typed": "id,a,b\n" + body.replace(",0\n", ",zero\n"),
+        "small": "id;a\n1;x\n",
+        "nul": "id,a\n1,\0\n",
+    }
+    paths = {}
+    for name, text in files.items():
+        paths[name] = workdir / f"early-{name}.csv"
+        paths[name].write_text(text)
+    size = {n: p.stat().st_size for n, p in paths.items()}
+    with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        alone_engine = Engine(Path(scratch), threads=1)
+        try:
+            alone = {n: alone_engine.sniff("csv", paths[n], size[n]) for n in files}
+        finally:
+            alone_engine.close()
+    for a in files:
+        for b in files:
+            with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+                engine = Engine(Path(scratch), threads=1)
+                try:
+                    keys = (a.encode(), b.encode())
+                    for name, key in ((a, keys[0]), (b, keys[1])):
+                        engine.sniff_early("csv", paths[name], size[name], key)
+                    early = {k for _, k in engine._early}
+                    assert early == {n.encode() for n in (a, b) if n != "nul"}, (a, b)
+                    got = engine.sniff_pair(
+                        "csv", paths[a], size[a], paths[b], size[b], keys=keys,
+                        kept=checks.KeptSniffs(None),
+                    )  # fmt: skip
+                    assert got == (alone[a], alone[b]), (a, b)
+                finally:
+                    engine.close()
+                assert not [p for p in Path(scratch).iterdir() if p.name.endswith(".sniff")]
+
+
+def test_a_sample_the_engine_refuses_early_is_refused_as_without_it(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the old side's refusal is the one raised, sniffed early or not
+    monkeypatch.setattr(engine_module, "SNIFF_BYTES", 4096)
+    good, bad = workdir / "good.csv", workdir / "bad.csv"
+    good.write_text("id,a\n" + "".join(f"{i},x\n" for i in range(500)))
+    bad.write_bytes(b"id,a\r1,x\r" + b"2,y\n" * 3 + b"\r\r\n" * 3)
+    messages = []
+    for early in ((), (0,), (1,), (0, 1)):
+        with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+            engine = Engine(Path(scratch), threads=1)
+            try:
+                for i in early:
+                    path = (bad, good)[i]
+                    engine.sniff_early("csv", path, path.stat().st_size, b"%d" % i)
+                try:
+                    engine.sniff_pair(
+                        "csv", bad, bad.stat().st_size, good, good.stat().st_size, keys=(b"0", b"1")
+                    )
+                except NotTabular as exc:
+                    messages.append(str(exc).replace(str(scratch), "S"))
+                else:
+                    messages.append("sniffed")
+            finally:
+                engine.close()
+    assert len(set(messages)) == 1, messages
+
+
 def test_quoted_fields_take_the_full_path(workdir: Path) -> None:
     # A quoted field may hold a newline, so lines are not rows: no fast path.
     rows = b"id,a\n" + b"".join(b'%d,"x\ny"\n' % i for i in range(2000))

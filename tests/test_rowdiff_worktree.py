@@ -25,6 +25,7 @@ from vfs.model.chunking import ChunkerParams
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
 from vfs.tables import rowdiff, source
+from vfs.tables.engine import Engine
 from vfs.tables.result import RowDiff
 from vfs.tables.source import Side
 
@@ -263,3 +264,33 @@ def test_a_diff_that_stops_keeps_what_it_learned(tmp_path: Path) -> None:
     kept = cached(repo)
     assert any(n.endswith(".sniff") for n in kept) and any(n.endswith(".facts") for n in kept)
     repo.ok("fsck")
+
+
+def test_both_versions_are_sniffed_while_the_sides_are_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each side's dialect is sniffed as soon as its first bytes are there (the one read
+    # in place at once, the copy once it holds its sample), not after both sides; a
+    # diff that finds both sniffs kept sniffs neither
+    repo = committed(tmp_path / "r")
+    early: list[Path] = []
+    late: list[Any] = []
+    sniff_early, sniff_csv = Engine.sniff_early, Engine._sniff_csv
+
+    def started(self: Engine, fmt: Any, path: Path, size: int, key: bytes) -> None:
+        early.append(path)
+        sniff_early(self, fmt, path, size, key)
+
+    def sniffed(self: Engine, samples: Any, fmt: Any) -> Any:
+        late.append(samples)
+        return sniff_csv(self, samples, fmt)
+
+    monkeypatch.setattr(Engine, "sniff_early", started)
+    monkeypatch.setattr(Engine, "_sniff_csv", sniffed)
+    calls = watch(monkeypatch)
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert calls == [(False, True)]  # v2 read in place, v1 copied
+    assert len(early) == 2 and late == []
+    early.clear()
+    assert counts(diff_in_process(repo)) == EXPECTED
+    assert early == [] and late == []

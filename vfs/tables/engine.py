@@ -51,7 +51,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -59,7 +59,7 @@ from typing import Any, Protocol, TypeVar
 import _duckdb as duckdb  # the engine without the package's Python layer (above)
 
 from vfs.errors import DvfsError
-from vfs.tables.formats import MAX_LINE, Format
+from vfs.tables.formats import LOOK, MAX_LINE, Format, refusal
 
 SNIFF_BYTES = 4 * 1024 * 1024  # the prefix a CSV's dialect and types are detected on
 SNIFF_ROWS = 20480
@@ -221,6 +221,10 @@ class Engine:
         self._thread: int | None = None  # the engine thread's ident, once it runs
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="engine")
         self._started = self._pool.submit(self._connect, config)
+        self._early: dict[tuple[Format, bytes], Future[tuple[Any, ...]]] = {}
+        self._early_pool: ThreadPoolExecutor | None = None
+        self._early_lock = threading.Lock()
+        self._shut = False  # closed: nothing more is sniffed early
 
     def _connect(self, config: dict[str, Any]) -> None:
         self._thread = threading.get_ident()
@@ -232,6 +236,10 @@ class Engine:
         self._con = con
 
     def close(self) -> None:
+        with self._early_lock:  # no sniff started early still runs on the connection
+            self._shut = True
+            if self._early_pool is not None:
+                self._early_pool.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
         if self._con is not None:
             self._con.close()
@@ -372,10 +380,28 @@ class Engine:
         lookup = kept if keys is not None else None
         rows = [lookup.get(fmt, k) if lookup is not None else None for k in keys or (b"", b"")]
         samples: dict[int, tuple[Path, bytes]] = {}
+        early: dict[int, tuple[Any, ...]] = {}
+        refused: dict[int, Exception] = {}  # the engine's verdict on a sample sniffed early
+        for i in (0, 1):
+            started = self._early.get((fmt, keys[i])) if keys is not None else None
+            if rows[i] is not None or started is None:
+                continue
+            try:
+                found = started.result()
+            except (NotTabular, TypeMismatch) as exc:
+                refused[i] = exc
+                continue
+            except Exception:  # sniffed again below, as without it
+                continue
+            early[i] = rows[i] = found
+        if 0 in refused:
+            raise refused[0]  # as the old side's sniff fails first without it
         try:
             todo: list[tuple[Path, bytes]] = []
             for i, size in ((0, old_size), (1, new_size)):
-                if rows[i] is None:
+                if i in early and lookup is not None and keys is not None:
+                    lookup.put(fmt, keys[i], early[i])
+                if rows[i] is None and i not in refused:
                     samples[i] = self._sample(path(i), size)
                     if all(samples[i][1] != h for _, h in todo):
                         todo.append(samples[i])
@@ -385,6 +411,8 @@ class Engine:
                     rows[i] = by[head]
                     if lookup is not None and keys is not None:
                         lookup.put(fmt, keys[i], by[head])
+            if 1 in refused:
+                raise refused[1]
             a, b = rows
             assert a is not None and b is not None
             return self._csv_table(fmt, a), self._csv_table(fmt, b)
@@ -392,6 +420,43 @@ class Engine:
             for i, (sample, _) in samples.items():
                 if sample != paths[i]:
                     sample.unlink(missing_ok=True)
+
+    def sniff_early(self, fmt: Format, path: Path, size: int, key: bytes) -> None:
+        """Start sniffing the CSV or TSV ``path`` (a file of ``size`` bytes whose first
+        ``SNIFF_BYTES`` are written, the rest maybe not yet) while the caller goes on,
+        for :meth:`sniff_pair` to take by ``key`` (what identifies that prefix,
+        ``Side.prefix``) instead of sniffing it then. Its sample is read here, into a
+        file of its own: the same bytes, so the same answer. A sample that is not
+        text, or a file that cannot be read, is left to ``sniff_pair``."""
+        with self._early_lock:  # (called from the copies' threads too)
+            if fmt not in ("csv", "tsv") or not size or self._shut or (fmt, key) in self._early:
+                return
+            try:
+                with open(path, "rb") as src:
+                    head = src.read(SNIFF_BYTES)
+                if size > SNIFF_BYTES and (cut := head.rfind(b"\n")) > 0:
+                    head = head[: cut + 1]  # as _sample cuts it
+                if refusal(fmt, head[:LOOK], b"", size) is not None:
+                    return
+                sample = self.scratch / f"{path.name}.sniff"  # as _sample names it
+                sample.write_bytes(head)
+            except OSError:
+                return
+            if self._early_pool is None:
+                self._early_pool = ThreadPoolExecutor(2, thread_name_prefix="engine-early")
+
+            def sniffed() -> tuple[Any, ...]:
+                try:
+                    return self.run_aside(self._sniff_query(sample, head, fmt))[0]
+                except (NotTabular, TypeMismatch) as exc:
+                    if size > SNIFF_BYTES:
+                        raise
+                    # _sample sniffs such a file itself: name it so
+                    raise type(exc)(str(exc).replace(str(sample), str(path))) from None
+                finally:
+                    sample.unlink(missing_ok=True)
+
+            self._early[(fmt, key)] = self._early_pool.submit(sniffed)
 
     def _sample(self, path: Path, size: int) -> tuple[Path, bytes]:
         """The file a CSV's dialect is detected on (``path`` or a prefix of it cut after
@@ -422,12 +487,7 @@ class Engine:
         for a 20,000-column CSV, 0.2 s with them given (the answer is the same,
         ``tests/test_rowdiff_edges.py``).
         """
-        hint = ", delim='\t'" if fmt == "tsv" else ""
-        queries = [
-            f"SELECT * FROM sniff_csv({literal(str(p))}, "
-            f"sample_size={SNIFF_ROWS}, max_line_size={MAX_LINE}{hint}{_quotes(head)})"
-            for p, head in samples
-        ]
+        queries = [self._sniff_query(p, head, fmt) for p, head in samples]
 
         if len(queries) == 1:
             return [self.run(queries[0])[0]]
@@ -435,6 +495,15 @@ class Engine:
             second = pool.submit(self.run_aside, queries[1])
             first = self.run(queries[0])
             return [first[0], second.result()[0]]
+
+    @staticmethod
+    def _sniff_query(path: Path, head: bytes, fmt: Format) -> str:
+        """The query sniffing the sample ``path`` holding ``head``."""
+        hint = ", delim='\t'" if fmt == "tsv" else ""
+        return (
+            f"SELECT * FROM sniff_csv({literal(str(path))}, "
+            f"sample_size={SNIFF_ROWS}, max_line_size={MAX_LINE}{hint}{_quotes(head)})"
+        )
 
     def _csv_table(self, fmt: Format, row: tuple[Any, ...]) -> Table:
         delim, quote, escape, newline, comment, skip, header, columns, datef, tsf = row[:10]

@@ -120,6 +120,7 @@ from vfs.tables.source import (
     from_tree_file,
     from_version,
     from_working,
+    prefix_key,
     scratch,
     write_ranges,
 )
@@ -858,13 +859,14 @@ def diff_path(
             work = tmp / ("in-place" if vouched is not None else "copies")
             work.mkdir()
             engine = Engine(work, threads)  # it starts while the sides are copied
+            soon = _sniffer(engine, fmt, entries, dvfs_dir) if len(names) == 2 else None
             sides: tuple[Side, ...] = ()
             try:
                 with checks.held() as holding:
                     try:
                         sides = _copy_sides(
                             store, chunker, root, work, ext, names, entries, path, threads,
-                            dvfs_dir, vouched,
+                            dvfs_dir, vouched, soon,
                         )  # fmt: skip
                         result = diff_rows(
                             engine, fmt, *sides, key, limit, fast_share, dvfs_dir, words
@@ -885,6 +887,34 @@ def diff_path(
                 for s in sides:
                     s.close()
         raise AssertionError("not reached: the diff from copies returns or raises")
+
+
+def _sniffer(
+    engine: Engine, fmt: Format, entries: Sequence[Entry | None], dvfs_dir: Path
+) -> Callable[[int, Path], None] | None:
+    """``_copy_sides``'s ``soon``: two CSV or TSV versions whose dialects no earlier
+    diff kept are sniffed as soon as each copy holds its sample, while the copies go
+    on (``Engine.sniff_early``); None where there is nothing to sniff so.
+
+    The copies are mostly one thread's work (the chunk facts hold the GIL), and each
+    sniff is one thread's too, so on two cores they overlap; before, both sniffs
+    waited for both copies."""
+    if fmt not in ("csv", "tsv") or len(entries) != 2:
+        return None
+    sizes = [e.size if e is not None else 0 for e in entries]
+    if not all(sizes):
+        return None
+    kept = checks.KeptSniffs(dvfs_dir)
+    keys = [prefix_key(e.chunks, engine_module.SNIFF_BYTES) for e in entries if e is not None]
+    todo = {i for i in (0, 1) if kept.get(fmt, keys[i]) is None}
+    if not todo:
+        return None
+
+    def soon(i: int, path: Path) -> None:
+        if i in todo:
+            engine.sniff_early(fmt, path, sizes[i], keys[i])
+
+    return soon
 
 
 class _Moved(Exception):
@@ -995,7 +1025,7 @@ def _alone(working: Entry | None, entry: Entry) -> bool:
 def _copy_sides(
     store: ObjectStore, chunker: Chunker, root: Path, tmp: Path, ext: str, names: list[str],
     entries: list[Entry | None], path: bytes, threads: int | None, cache: Path | None = None,
-    vouched: _Vouching | None = None,
+    vouched: _Vouching | None = None, soon: Callable[[int, Path], None] | None = None,
 ) -> tuple[Side, Side]:  # fmt: skip
     """Both sides of ``path`` copied into ``tmp``: the versions ``names`` name, and the
     working tree's file when there is one name. ``cache``: the ``.dvfs`` directory whose
@@ -1016,12 +1046,22 @@ def _copy_sides(
     the benchmark's random 1% with nothing kept, the newer version's copy (100 MiB
     decompressed) no longer waits for the working tree's file (the older version's
     donor) to be read; on its 200,000-row cut, the older version's copy no longer waits
-    for the newer one's, read in place, to be scanned."""
+    for the newer one's, read in place, to be scanned.
+
+    ``soon(i, path)``: side ``i`` (0 old, 1 new) holds its first ``SNIFF_BYTES`` at
+    ``path`` (the rest may still be written): its dialect may be detected meanwhile
+    (``Engine.sniff_early``)."""
     sides: list[Side] = []
     placed: dict[int, Side] = {}
     pool = ThreadPoolExecutor(2, thread_name_prefix="rows-copy")
     dests = [tmp / f"{('old', 'new')[i]}{ext}" for i in range(len(names))]
     early: dict[int, Future[Side]] = {}
+
+    def ready(i: int) -> tuple[int, Callable[[], None]] | None:
+        if soon is None:
+            return None
+        return engine_module.SNIFF_BYTES, lambda: soon(i, dests[i])
+
     try:
         if _apart(entries):
             largest = max((e.size for e in entries if e is not None), default=0)
@@ -1031,14 +1071,17 @@ def _copy_sides(
                     vouched is None or (not vouched.may_hold(e) and _alone(working, e))
                 ):
                     early[i] = pool.submit(
-                        from_version, store, e, names[i], path, dests[i], None, threads, cache
-                    )
+                        from_version, store, e, names[i], path, dests[i], None, threads, cache,
+                        ready=ready(i),
+                    )  # fmt: skip
         if vouched is not None:
             for i, e in enumerate(entries):
                 if e is None or i in early:
                     continue
                 if (s := from_tree_file(root, path, e, names[i], vouched(e), cache)) is not None:
                     placed[i] = s
+                    if soon is not None:
+                        soon(i, s.copy)
             largest = max((e.size for e in entries if e is not None), default=0)
             if len(names) == 1:
                 with contextlib.suppress(OSError):
@@ -1063,9 +1106,11 @@ def _copy_sides(
                 if i in early or i in placed:
                     jobs.append(early.get(i))
                 else:
-                    jobs.append(
-                        pool.submit(from_version, store, e, rev, path, dest, donor, threads, cache)
-                    )
+                    job = pool.submit(
+                        from_version, store, e, rev, path, dest, donor, threads, cache,
+                        ready=ready(i),
+                    )  # fmt: skip
+                    jobs.append(job)
             sides = [placed[i] if j is None else j.result() for i, j in enumerate(jobs)]
         else:
             # the file read in place, else the copy made before, else the donor
@@ -1077,9 +1122,11 @@ def _copy_sides(
                     sides.append(empty_side(rev, path, dest))
                 else:
                     src = reuse or (sides[0] if sides else placed.get(DONOR))
-                    sides.append(
-                        from_version(store, entry, rev, path, dest, src, threads, cache, lazy=True)
-                    )
+                    side = from_version(
+                        store, entry, rev, path, dest, src, threads, cache, lazy=True,
+                        ready=ready(i),
+                    )  # fmt: skip
+                    sides.append(side)
         if len(names) == 1:
             dest = tmp / f"new{ext}"
             if 1 in placed:

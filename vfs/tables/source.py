@@ -266,13 +266,7 @@ class Side:
     def prefix(self, n: int) -> bytes:
         """What identifies the file's first ``n`` bytes and whether it has more: the ids
         and sizes of the chunks that hold them (``vfs.tables.checks``: its sniff)."""
-        h = hasher()
-        h.update(b"dvfs prefix 1 %d %d\n" % (n, self.size > n))
-        for start, c in zip(self._starts, self.chunks, strict=True):
-            if start >= n:
-                break
-            h.update(c.oid + c.size.to_bytes(8, "big"))
-        return bytes(h.digest())
+        return prefix_key(self.chunks, n)
 
     def _take(self, ref: ChunkRef, facts: Facts) -> None:
         """Account for the next chunk of the file (already written)."""
@@ -350,6 +344,20 @@ def scratch(parent: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def prefix_key(chunks: Sequence[ChunkRef], n: int) -> bytes:
+    """``Side.prefix`` of the file made of ``chunks``, known before it is copied."""
+    h = hasher()
+    size = sum(c.size for c in chunks)
+    h.update(b"dvfs prefix 1 %d %d\n" % (n, size > n))
+    start = 0
+    for c in chunks:
+        if start >= n:
+            break
+        h.update(c.oid + c.size.to_bytes(8, "big"))
+        start += c.size
+    return bytes(h.digest())
 
 
 def empty_side(label: str, path: bytes, dest: Path) -> Side:
@@ -472,7 +480,7 @@ def _keep_copy(where: int, name: str, copy: Path) -> None:
 def from_version(
     store: ObjectStore, entry: Entry, label: str, path: bytes, dest: Path,
     reuse: Side | None = None, threads: int | None = None, cache: Path | None = None,
-    lazy: bool = False,
+    lazy: bool = False, ready: tuple[int, Callable[[], None]] | None = None,
 ) -> Side:  # fmt: skip
     """Write the file ``entry`` describes to ``dest``, verifying every chunk.
 
@@ -484,8 +492,18 @@ def from_version(
     ``lazy``: where the facts of every chunk were kept, write none of them yet, only
     what ``Side.fill`` is asked for (module doc). Otherwise a copy an earlier diff
     kept is used, checked against the chunks' ids; a whole copy written here is kept.
+    ``ready``: (n, call): ``call()`` once the copy holds its first ``n`` bytes (or the
+    whole file, if smaller), while the rest is written; not for a lazy copy.
     """
     side = Side(label, path, dest)
+    due = min(ready[0], entry.size) if ready is not None else -1
+
+    def written() -> None:  # the copy holds side.size bytes
+        nonlocal due
+        if ready is not None and 0 <= due <= side.size:
+            due = -1
+            ready[1]()
+
     known = kept_facts(cache, entry.chunks)
     for c in entry.chunks:
         if c.size > MAX_CHUNK:
@@ -515,6 +533,7 @@ def from_version(
             for ref, facts in zip(entry.chunks, kept, strict=True):
                 side._take(ref, facts)
             side._ends(linked.fileno())
+        written()
         if known is None:
             keep_facts(cache, entry.chunks, kept)
         return side
@@ -557,6 +576,7 @@ def from_version(
                     out.flush()  # before the kernel appends a shared chunk after it
                 side._take(ref, facts)
                 every.append(facts)
+                written()
         finally:
             for _, f in pending:
                 if f is not None:
