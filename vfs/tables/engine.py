@@ -267,20 +267,24 @@ class Engine:
 
         return self._guarded(aside)
 
-    def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes, longest: int) -> None:
+    def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes, longest: int) -> int:
         """Write ``header``, then the one text column of each row ``sql`` gives followed
         by ``eol``, to ``dest``: a batch of rows at a time, however many there are, each
-        batch at most ``LINE_BATCH_BYTES`` of lines no longer than ``longest`` bytes."""
+        batch at most ``LINE_BATCH_BYTES`` of lines no longer than ``longest`` bytes.
+        Returns how many lines it wrote after the header."""
         batch = max(1, min(LINE_BATCH, LINE_BATCH_BYTES // (longest + 1)))
 
-        def write(con: duckdb.DuckDBPyConnection) -> None:
+        def write(con: duckdb.DuckDBPyConnection) -> int:
             res = con.execute(sql)
+            n = 0
             with open(dest, "wb") as out:
                 out.write(header)
                 while rows := res.fetchmany(batch):
                     out.write(b"".join(str(r[0]).encode() + eol for r in rows))
+                    n += len(rows)
+            return n
 
-        self._call(write)
+        return self._call(write)
 
     def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         if threading.get_ident() == self._thread:  # asked from a query: the one thread
