@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 
 from tests.support.cli import Repo, init_repo
+from vfs.errors import UsageError
 from vfs.model.chunking import ChunkerParams
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore
-from vfs.tables import rowdiff, source
+from vfs.tables import engine, rowdiff, source
 from vfs.tables.engine import Engine
 from vfs.tables.result import RowDiff
 from vfs.tables.source import Side
@@ -294,3 +295,29 @@ def test_both_versions_are_sniffed_while_the_sides_are_made(
     early.clear()
     assert counts(diff_in_process(repo)) == EXPECTED
     assert early == [] and late == []
+
+
+def test_a_diff_that_lingers_leaves_its_connection_open_and_no_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the CLI ends the process right after a diff that succeeded: the engine's
+    # connection is left to that end; a diff that fails closes it as ever
+    repo = committed(tmp_path / "r")
+    lingering: list[Any] = []
+    monkeypatch.setattr(engine, "_LINGERING", lingering)
+    r = Repository.find(repo.root)
+
+    def diff(key: str) -> RowDiff:
+        return rowdiff.diff_path(
+            r.history, r.store, r.chunker, r.root, r.dir, ["v1", "v2"], b"t.csv", [key], 100,
+            threads=1, linger=True,
+        )  # fmt: skip
+
+    assert counts(diff("id")) == EXPECTED
+    assert len(lingering) == 1
+    assert lingering[0].execute("SELECT 42").fetchall() == [(42,)]  # open
+    with pytest.raises(UsageError):
+        diff("nope")
+    assert len(lingering) == 1
+    assert not [p for p in r.dir.iterdir() if p.name.startswith("rows-")]
+    lingering[0].close()

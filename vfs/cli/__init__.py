@@ -49,9 +49,10 @@ COMPLETE_VAR = "_DVFS_COMPLETE"  # what the shell sets to ask `dvfs` for complet
 # without the interpreter's teardown (:func:`exit_now`). Freeing every module and the
 # thread pools one by one took 20-36 ms of an ``add`` and 17 of a ``commit``; freeing
 # a version's entries and the index after a ``checkout`` of 20,000 files that had
-# nothing to write, 0.2-0.3 s of 1.1-1.6. A ``diff`` has closed its engine and removed
-# its scratch copies by then: a first row diff of 200,000 rows, 0.475 s to 0.442 (median
-# of 15 alternating runs).
+# nothing to write, 0.2-0.3 s of 1.1-1.6. A ``diff`` has removed its scratch copies by
+# then, its engine's threads ended and its connection left open (``Engine.close``'s
+# linger): a first row diff of 200,000 rows, 0.475 s to 0.442 (median of 15 alternating
+# runs).
 QUICK_EXIT = frozenset({"add", "commit", "checkout", "diff"})
 QUICK_STATUS_FLAGS = {"-v": "verbose", "--verbose": "verbose", "--json": "as_json"}
 

@@ -123,9 +123,10 @@ def row_diff(
     # system time of 0.7-1.5 s (three pairs of runs, load 4-6).
     chunk_buffers_reused()
     fetch_versions_of(repo, revs or ["HEAD"], paths[0], "diff --rows")
+    # linger: a diff that succeeded ends the process at once (vfs.cli.QUICK_EXIT)
     result = rowdiff.diff_path(
         repo.history, repo.store, repo.chunker, repo.root, repo.dir, revs, paths[0],
-        key, ROWS_SHOWN if limit is None else limit, settings.threads(),
+        key, ROWS_SHOWN if limit is None else limit, settings.threads(), linger=True,
     )  # fmt: skip
     if as_json:
         emit_json(render.as_json(result))

@@ -73,6 +73,7 @@ UNQUOTED = ", quote='', escape=''"  # sniff_csv's options for a sample without q
 MEMORY_LIMIT = "2GB"  # DuckDB's own; past it, joins and aggregations spill to disk
 
 T = TypeVar("T")
+_LINGERING: list[Any] = []  # connections left open to the process's end (Engine.close)
 
 
 class Sniffs(Protocol):
@@ -235,14 +236,23 @@ class Engine:
             raise EngineError(f"the table engine did not start: {first_line(exc)}") from None
         self._con = con
 
-    def close(self) -> None:
+    def close(self, linger: bool = False) -> None:
+        """End the engine's threads and close its connection.
+
+        ``linger``: for a process that ends right after, without the interpreter's
+        teardown (``vfs.cli.exit_now``): the connection is left open to the end
+        (``_LINGERING``) rather than closed, which frees everything it made one piece
+        at a time (about 0.01 s after the benchmark's 200,000-row cut)."""
         with self._early_lock:  # no sniff started early still runs on the connection
             self._shut = True
             if self._early_pool is not None:
                 self._early_pool.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
         if self._con is not None:
-            self._con.close()
+            if linger:
+                _LINGERING.append(self._con)
+            else:
+                self._con.close()
 
     def run(self, sql: str) -> list[tuple[Any, ...]]:
         """Run ``sql``; DuckDB's errors become this module's.

@@ -818,9 +818,12 @@ def diff_path(
     history: History, store: ObjectStore, chunker: Chunker, root: Path, dvfs_dir: Path,
     revs: Sequence[str], path: bytes, key: Sequence[str] = (), limit: int = 20,
     threads: int | None = None, fast_share: float | None = FAST_SHARE, words: Words = CLI,
+    linger: bool = False,
 ) -> RowDiff:  # fmt: skip
     """The rows of ``path`` from ``revs[0]`` to ``revs[1]``; a refusal names what the
-    user gave in ``words`` (the CLI's options, or a page's controls).
+    user gave in ``words`` (the CLI's options, or a page's controls). ``linger``: a
+    diff that succeeds leaves its engine's connection open (``Engine.close``), for a
+    process that ends right after without the interpreter's teardown.
 
     ``key`` is as the user gave it (``vfs.tables.keys``). One revision: it against the
     working tree; none: HEAD against the working tree.
@@ -856,6 +859,7 @@ def diff_path(
                     f"{quote_name(path)} is {what} in {rev}: {words.rows} compares files"
                 )
             entries.append(entry)
+        done: RowDiff | None = None
         for vouched in (_Vouching(dvfs_dir, path), None):
             work = tmp / ("in-place" if vouched is not None else "copies")
             work.mkdir()
@@ -882,9 +886,10 @@ def diff_path(
                     if any(s.moved() for s in sides):
                         continue
                 holding.write()
+                done = result
                 return result
             finally:
-                engine.close()
+                engine.close(linger=linger and done is not None)
                 for s in sides:
                     s.close()
         raise AssertionError("not reached: the diff from copies returns or raises")
