@@ -40,7 +40,6 @@ import json
 import math
 import os
 import stat
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,7 +107,10 @@ def yaml_error(exc: Exception) -> str:
 def load_file(path: Path) -> dict[str, Any]:
     """The parameters a YAML 1.2 file records (a TOML one if its name ends in
     ``.toml``, as the pipeline reads a params file), checked (see the module docstring)."""
-    # Only here: a commit without parameters need not pay 25 ms for importing yaml.
+    # Only here: a commit without parameters need not pay 25 ms for importing yaml, nor
+    # any command that reads versions 1-3 ms for tomllib.
+    import tomllib
+
     import yaml
 
     from vfs.model import yaml12
