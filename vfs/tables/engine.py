@@ -36,7 +36,9 @@ Start-up costs count on small files: the engine is DuckDB's compiled module
 expression builder, version lookup through package metadata) this module never uses
 and which costs 0.3 s of CPU to import; the connection is opened on the engine's
 thread while the caller copies the sides out of the store; and the CSV sides are
-sniffed at the same time (two cursors), a sample shared by both sides sniffed once.
+sniffed at the same time (two cursors), a sample shared by both sides sniffed once,
+each as soon as its sample is written (``sniff_early``), while the other side is
+still being made.
 """
 
 from __future__ import annotations
