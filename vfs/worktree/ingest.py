@@ -5,9 +5,9 @@ so that both cores stay busy from the first byte to the last and memory does not
 with the file (:meth:`Hasher._read_large`)::
 
     kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
-      -> calling thread  reads into one of BLOCKS page-aligned blocks; the chunks pool
-                         cuts it (FastCDC) from its first chunk, once the block before
-                         is cut, while the calling thread reads the next
+      -> calling thread  reads into one of BLOCKS page-aligned blocks; the cut
+                         thread cuts it (FastCDC) from its first chunk, once the block
+                         before is cut, while the calling thread reads the next
                          (Chunker.blocks)
       -> chunks pool     one task per block, for each of its chunks: BLAKE3 id,
                          compressibility probe (zstd), append to the open pack
@@ -345,7 +345,7 @@ class Hasher:
         progress = self.workers.progress
         try:
             pool = self.workers.chunks
-            cut = self.chunker.blocks(readinto, take, pool.submit)
+            cut = self.chunker.blocks(readinto, take, self.workers.cuts.submit)
             with contextlib.closing(cut):  # (its cuts end before the blocks are given)
                 for block, first, ends in cut:
                     view = memoryview(block)
