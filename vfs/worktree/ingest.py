@@ -78,7 +78,7 @@ BLOCK_BYTES = 4 << 20  # a large file is read this many bytes per block (Chunker
 # its own: the same 40 MiB as four of 6 MiB, one block more in flight. Hashing and
 # storing 1 GiB, four interleaved pairs (load 12 on 2 CPUs): wall 1.68-2.30 s against
 # 2.09-2.76 (six of 3 MiB: 2.18-2.29); the tails cut twice cost 0.025 CPU-s more per
-# GiB (1,213 MiB cut against 1,156); peak RSS of the add alone 58-64 MiB either way.
+# GiB (1,213 MiB cut against 1,156); peak RSS of the add alone 57-64 MiB either way.
 BLOCKS = 5
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
