@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from floor import dd_direct, load
-from tools import dvfs_command
+from tools import Dvfs, dvfs_command
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -85,12 +85,12 @@ class Trace:
     samples: list[Sample] = field(default_factory=list)
 
 
-def traced(argv: list[str], cwd: Path, dev: int, interval: float) -> Trace:
+def traced(argv: list[str], cwd: Path, env: dict[str, str], dev: int, interval: float) -> Trace:
     """Run ``argv`` in ``cwd``, sampling the disk and its threads every ``interval``."""
     trace = Trace(argv)
     started = time.perf_counter()
     before = os.times()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
     trace.pid = proc.pid
     ticks: dict[int, int] = {}
     while proc.poll() is None:
@@ -164,8 +164,11 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=0.01)
     ap.add_argument("--bucket", type=float, default=0.1)
     args = ap.parse_args()
-    dvfs = dvfs_command(args.dvfs)
     repo = args.workdir / "timeline-repo"
+    # As bench_local.py runs it: a ``-m vfs.cli`` command imports this checkout, whose
+    # modules are compiled to bytecode first (see tools.Dvfs).
+    tool = Dvfs(repo, dict(os.environ), dvfs_command(args.dvfs))
+    dvfs, env = tool.command, tool.env
     shutil.rmtree(repo, ignore_errors=True)
     repo.mkdir(parents=True)
     target = repo / args.file.name
@@ -177,13 +180,14 @@ def main() -> None:
     if disk_line(dev) is None:
         print(f"no /proc/diskstats line for device {os.major(dev)}:{os.minor(dev)}")
     try:
-        subprocess.run([*dvfs, "init"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
+        tool.compile_bytecode()
+        subprocess.run([*dvfs, "init"], cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
         print(f"{load()}")
         size = target.stat().st_size
         dd = dd_direct(target, repo)
         print(f"floor: dd oflag=direct of {size / 2**20:.0f} MiB {dd:.2f} s")
-        add = traced([*dvfs, "add", target.name], repo, dev, args.interval)
-        commit = traced([*dvfs, "commit", "-m", "timeline"], repo, dev, args.interval)
+        add = traced([*dvfs, "add", target.name], repo, env, dev, args.interval)
+        commit = traced([*dvfs, "commit", "-m", "timeline"], repo, env, dev, args.interval)
         for t in (add, commit):
             report(t, args.bucket)
         wall, cpu = add.wall + commit.wall, add.cpu + commit.cpu

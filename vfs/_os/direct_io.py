@@ -409,38 +409,42 @@ class DirectAppender:
             _pwritev_all(self.fd, views, offset)
 
     def _put_gathered(self) -> None:
-        """Runs on the executor: write the piece first in the queue and those queued
-        right after it (up to ``gather`` blocks' worth of bytes in GATHER_PIECES pieces),
-        then set their futures.
+        """Runs on the executor: write the pieces queued, until none is left.
 
-        One call is submitted per piece queued; a call that finds the queue emptied by
-        earlier calls returns at once. With more than one thread in the executor,
-        writes of different pieces run at the same time (the disk sees more than one
-        request at a time), and each piece's future says when its own write ended.
+        Each write takes the piece first in the queue and those queued right after it
+        (up to ``gather`` blocks' worth of bytes in GATHER_PIECES pieces), then sets
+        their futures. One call is submitted per :meth:`_queue` call, not per piece:
+        a call that was submitted after a piece was queued either writes it or finds
+        it taken by another call, so every piece is written. A call per piece woke a
+        thread that mostly found the queue emptied already (1,416 of 1,705 calls when
+        adding 1 GiB). With more than one thread in the executor, writes of different
+        pieces run at the same time (the disk sees more than one request at a time),
+        and each piece's future says when its own write ended.
         """
-        with self._queued_lock:
-            if not self._queued:
-                return
-            taken = [self._queued.popleft()]
-            nbytes = taken[0][1]
-            while self._queued and len(taken) < GATHER_PIECES:
-                _, n, at, _ = self._queued[0]
-                if at != taken[-1][2] + taken[-1][1] or nbytes + n > self._gather * BLOCK:
-                    break
-                taken.append(self._queued.popleft())
-                nbytes += n
-        views = [memoryview(buf)[:n] for buf, n, _, _ in taken]
-        try:
-            self._write(views, taken[0][2])
-        except BaseException as exc:
-            for *_, fut in taken:
-                fut.set_exception(exc)
-        else:
-            for *_, fut in taken:
-                fut.set_result(None)
-        finally:
-            for view in views:
-                view.release()
+        while True:
+            with self._queued_lock:
+                if not self._queued:
+                    return
+                taken = [self._queued.popleft()]
+                nbytes = taken[0][1]
+                while self._queued and len(taken) < GATHER_PIECES:
+                    _, n, at, _ = self._queued[0]
+                    if at != taken[-1][2] + taken[-1][1] or nbytes + n > self._gather * BLOCK:
+                        break
+                    taken.append(self._queued.popleft())
+                    nbytes += n
+            views = [memoryview(buf)[:n] for buf, n, _, _ in taken]
+            try:
+                self._write(views, taken[0][2])
+            except BaseException as exc:
+                for *_, fut in taken:
+                    fut.set_exception(exc)
+            else:
+                for *_, fut in taken:
+                    fut.set_result(None)
+            finally:
+                for view in views:
+                    view.release()
 
     def _queue(self, pieces: list[tuple[mmap.mmap | memoryview, int, int]]) -> list[Future[None]]:
         """Queue pieces (buffer, length, offset) for the gathering writer; their futures."""
@@ -449,8 +453,7 @@ class DirectAppender:
         futs: list[Future[None]] = [Future() for _ in pieces]
         with self._queued_lock:
             self._queued.extend((*p, f) for p, f in zip(pieces, futs, strict=True))
-        for _ in pieces:
-            self._executor.submit(self._put_gathered)
+        self._executor.submit(self._put_gathered)
         return futs
 
     def _consume(self, block: mmap.mmap, n: int) -> None:

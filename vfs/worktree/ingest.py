@@ -5,9 +5,9 @@ so that both cores stay busy from the first byte to the last and memory does not
 with the file (:meth:`Hasher._read_large`)::
 
     kernel read-ahead    READ_AHEAD bytes ahead of the reader (POSIX_FADV_WILLNEED)
-      -> calling thread  reads into one of BLOCKS page-aligned blocks; the chunks pool
-                         cuts it (FastCDC) from its first chunk, once the block before
-                         is cut, while the calling thread reads the next
+      -> calling thread  reads into one of BLOCKS page-aligned blocks; the cut
+                         thread cuts it (FastCDC) from its first chunk, once the block
+                         before is cut, while the calling thread reads the next
                          (Chunker.blocks)
       -> chunks pool     one task per block, for each of its chunks: BLAKE3 id,
                          compressibility probe (zstd), append to the open pack
@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # imported when a pool is first made: a clean `status` makes 
 
 
 READ_RETRIES = 3
-BLOCK_BYTES = 6 << 20  # a large file is read this many bytes per block (Chunker.block_size)
+BLOCK_BYTES = 4 << 20  # a large file is read this many bytes per block (Chunker.block_size)
 # Blocks of a large file in flight: one being read and cut, the others being hashed and
 # written to the pack from where they lie. Four (and 4 MiB pack blocks) put the peak
 # RSS of adding 1 GiB at 87 MiB, over DVC's 67, when chunks were copied into the pack's
@@ -74,7 +74,12 @@ BLOCK_BYTES = 6 << 20  # a large file is read this many bytes per block (Chunker
 # Four since add lets go of the index while it hashes large files (vfs.ops.workflow,
 # 7.5 MiB for 20,000 paths): adding 1 GiB there, 8 alternating runs, 1.20 s median and
 # 63.8 MiB against 1.32 s and 63.3 MiB with three (five: 15-20% faster, 80 MiB).
-BLOCKS = 4
+# Five of 4 MiB reads since each block is cut once from its first chunk on a thread of
+# its own: the same 40 MiB as four of 6 MiB, one block more in flight. Hashing and
+# storing 1 GiB, four interleaved pairs (load 12 on 2 CPUs): wall 1.68-2.30 s against
+# 2.09-2.76 (six of 3 MiB: 2.18-2.29); the tails cut twice cost 0.025 CPU-s more per
+# GiB (1,213 MiB cut against 1,156); peak RSS of the add alone 57-64 MiB either way.
+BLOCKS = 5
 READ_AHEAD = 64 << 20  # bytes of a large file the kernel is asked to read ahead
 BATCH_FILES = 64  # small files hashed per task
 BATCH_BYTES = 4 << 20  # and at most about this many bytes of them
@@ -345,7 +350,7 @@ class Hasher:
         progress = self.workers.progress
         try:
             pool = self.workers.chunks
-            cut = self.chunker.blocks(readinto, take, pool.submit)
+            cut = self.chunker.blocks(readinto, take, self.workers.cuts.submit)
             with contextlib.closing(cut):  # (its cuts end before the blocks are given)
                 for block, first, ends in cut:
                     view = memoryview(block)

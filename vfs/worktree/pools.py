@@ -4,9 +4,10 @@ Threading: :class:`Workers` owns the pools. Small files (one chunk) are hashed,
 compressed and stored whole in batches by the ``chunks`` pool (one thread per core),
 or, past ``ingest.HASH_SPLIT`` of them, by the calling thread and a forked helper
 process (see :class:`vfs.worktree.ingest.Hasher`).
-A large file is read once by the calling thread, in a few recycled blocks that it
-cuts, while the ``chunks`` pool hashes, compresses and stores its chunks and the
-one-thread ``digest`` pool hashes the whole content in order, so memory stays
+A large file is read once by the calling thread, in a few recycled blocks that the
+one-thread ``cuts`` pool cuts in order, while the ``chunks`` pool hashes, compresses
+and stores its chunks and the one-thread ``digest`` pool hashes the whole content in
+order, so memory stays
 bounded whatever the file size. Restoring files uses the calling thread, a forked
 helper and the ``restore_large`` pool (see :func:`vfs.worktree.restore.restore_many`).
 No task waits for another task, so the pools cannot deadlock."""
@@ -83,6 +84,12 @@ class Workers:
     def chunks(self) -> ThreadPoolExecutor:
         """Chunks of large files."""
         return self._pool("chunk", self.threads)
+
+    @property
+    def cuts(self) -> ThreadPoolExecutor:
+        """One thread, so a large file's blocks are cut (FastCDC) in order, each as soon
+        as the cut of the block before is known, never queued behind chunk work."""
+        return self._pool("cut", 1)
 
     @property
     def digest(self) -> ThreadPoolExecutor:
