@@ -125,6 +125,18 @@ def test_a_version_lying_about_its_number_is_refused(tmp_path: Path) -> None:
     refused_clone(tmp_path, forge, "calls itself v1000000000000", "makes it v2")
 
 
+@pytest.mark.parametrize("count", [2, 200_000])
+def test_a_version_naming_one_parent_again_is_refused(tmp_path: Path, count: int) -> None:
+    """A forged v2 naming v1 as its parent 200,000 times was cloned, checked clean by
+    fsck, and shown by `dvfs show` as a merge of 200,000 parents on one 3 MiB line. A
+    version names each parent once, and at most two (a merge's), as dvfs writes them."""
+    forge = Forge(tmp_path / "evil")
+    v1 = good_v1(forge)
+    tree = forge.tree([file_entry(b"f", forge.chunk(b"f"), 1)])
+    forge.publish(forge.version(tree, (v1,) * count, 2))
+    refused_clone(tmp_path, forge, "malformed version record", "parents")
+
+
 # ------------------------------------------------------------------- ref names
 
 

@@ -652,6 +652,13 @@ def test_dag_quotes_names_with_control_characters_in_every_format(repo: Repo) ->
     assert outs == [red, rtl, "a\\033[31mred"]
     stages = json.loads(repo.ok("dag", "--format", "json").out)["stages"]
     assert stages[1]["deps"] == [red] and stages[1]["outs"] == [rtl]
+    # Mermaid turns #N; into the character N: an escape, a newline and a right-to-left
+    # override reached the drawing so. Its labels read as the text format's names.
+    mermaid = repo.ok("dag", "--outs", "--format", "mermaid").out
+    labels = re.findall(r'^  n\d+\["(.*)"\]$', mermaid, re.MULTILINE)
+    drawn = [re.sub(r"#(\d+);", lambda m: chr(int(m[1])), label) for label in labels]
+    assert drawn == ['"a\\033[31mred\\nx"', '"b\\342\\200\\256evil\\302\\2332J"',
+                     '"a\\\\033[31mred"']  # fmt: skip
 
 
 def test_a_metrics_file_git_tracks_is_not_git_ignored(make_repo: RepoFactory) -> None:

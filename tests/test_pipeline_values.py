@@ -230,6 +230,49 @@ def test_metrics_are_flattened_to_dotted_keys_and_bounded() -> None:
     assert len(values.flatten(many)) == values.MAX_METRICS
 
 
+def _laughs(leaf: str) -> str:
+    """A YAML file of 1 KiB whose aliases expand to 10**9 copies of ``leaf``."""
+    lines = [f"a0: &a0 [{', '.join([leaf] * 10)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    return "\n".join(lines) + "\nacc: 1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("a: &x\n  b: *x\nacc: 1\n", "m.yaml holds itself (a YAML alias inside its own anchor)"),
+        (_laughs("[]"), "more than 1,000,000 values"),
+        (_laughs("x" * 201), "more than 1,000,000 values"),
+        (
+            "l0: &l0 [1]\n" + "".join(f"l{i}: &l{i} [*l{i - 1}]\n" for i in range(1, 5000)),
+            "nests more than 1,000 levels",
+        ),
+    ],
+)
+def test_yaml_aliases_cannot_expand_a_values_file_beyond_its_bound(text: str, wanted: str) -> None:
+    """A metrics file whose YAML aliases made a mapping hold itself, or expand to 10**9
+    values that are not metrics (empty lists, long texts), or nest 5,000 deep, made
+    `dvfs metrics show` run for ever, its memory growing. Such a file is named as one
+    that cannot be read, as a file nested too deeply for JSON is."""
+    with pytest.raises(ValuesError, match=re.escape(wanted)):
+        values.load(text.encode(), b"m.yaml", "m.yaml")
+
+
+def test_a_metrics_file_holding_itself_is_named_as_unreadable(repo: Repo) -> None:
+    """`dvfs metrics show` of a file whose alias made a mapping hold itself ran for
+    ever; it names the file, shows the rest and exits 1."""
+    repo.write("src.yaml", "a: &x\n  b: *x\nacc: 1\n")
+    repo.ok("run", "-n", "s", "-d", "src.yaml", "-m", "m.yaml", "-m", "ok.json", "--",
+            "cp src.yaml m.yaml && echo '{\"acc\": 1}' > ok.json")  # fmt: skip
+    r = repo.run("metrics", "show", "--json")
+    assert r.code == 1 and r.json() == {"workspace": {"ok.json": {"acc": 1}}}, r
+    assert warnings_of(r) == [
+        "dvfs: warning: m.yaml holds itself (a YAML alias inside its own anchor): fix it, or "
+        "make it again (`dvfs repro` makes a stage's)"
+    ]  # fmt: skip
+    repo.fsck_clean()
+
+
 def test_two_values_flattened_to_one_name_are_reported(repo: Repo) -> None:
     clashes: list[str] = []
     doc = {"a": {"b": 1}, "a.b": 2, "c": [{"d": 3}], "c.0": {"d": 4}, "e": 5}

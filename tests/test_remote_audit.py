@@ -232,3 +232,36 @@ def test_the_listing_says_which_entries_it_could_not_read(
         "not listed: `dvfs audit verify --remote origin` checks the chain"
     ]
     repo.fsck_clean()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"old": 5}, {"new": {"x": 1}}, {"new": "not hex"}, {"user": ["a"]}, {"cmd": "dvfs push"}],
+)
+def test_an_entry_whose_fields_are_of_another_type_is_not_an_entry(
+    make_repo: RepoFactory, tmp_path: Path, field: dict[str, object]
+) -> None:
+    """A remote entry whose `old` was a number made `dvfs audit --remote` an "internal
+    error (TypeError)", and `--json` repeated whatever a field held (a mapping for an
+    id). An entry whose fields are not what dvfs writes is not an entry: left out of the
+    listing with the warning that names the command that checks the chain."""
+    repo = make_repo()
+    remote = tmp_path / "remote"
+    repo.write("a", "1")
+    repo.ok("add", "a")
+    repo.commit("one")
+    repo.ok("remote", "add", "origin", str(remote))
+    repo.ok("push")
+    repo.write("a", "2")
+    repo.ok("commit", "-am", "two")
+    repo.ok("push")
+    entry = json.loads((remote / audit_key(1)).read_bytes())
+    (remote / audit_key(1)).write_bytes(encoded({**entry, **field}))
+    for args in ((), ("--json",)):
+        r = repo.ok("audit", "--remote", "origin", *args)
+        assert warnings_of(r) == [
+            "dvfs: warning: 1 of the remote's audit entries (number 1) are not entries and "
+            "are not listed: `dvfs audit verify --remote origin` checks the chain"
+        ], r
+    assert [e["seq"] for e in r.json()] == [2]
+    repo.fsck_clean()

@@ -8,6 +8,7 @@ command line.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -34,6 +35,15 @@ def floats(kind: pa.DataType, values: list[float]) -> bytes:
 
 
 LONG = "x" * 3000  # a key's value
+
+
+def wide(changed: int) -> str:
+    """JSON Lines rows of 250 columns each (features), ``k7`` of row ``changed`` + 1."""
+    rows = [{"id": r, **{f"k{i}": i + (i == 7 and r == changed) for i in range(249)}}
+            for r in range(3)]  # fmt: skip
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
 V1: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bob\n",
     "bare_cr.csv": "id,v\n1,ok\n2,fine\n",
@@ -51,6 +61,7 @@ V1: dict[str, str | bytes] = {
     "bad.jsonl": '{"id": 1}\n{"id": 2}\n',
     "gaps.jsonl": '{"id": 1}\n',
     "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "y", "v": 2}}\n',
+    "wide.jsonl": wide(-1),
 }
 V2: dict[str, str | bytes] = {
     "people.csv": "id,name\n1,ann\n2,bea\n3,cy\n",
@@ -75,6 +86,7 @@ V2: dict[str, str | bytes] = {
     "bad.jsonl": '{"id": 1}\n{"id": 2\n{"id": 3}\n',  # line 2 is cut short
     "gaps.jsonl": '{"id": 1}\n\n\n{id: 4}\n',  # after two blank lines, line 4
     "long_keys.jsonl": f'{{"a,b": "{LONG}", "v": 1}}\n{{"a,b": "{LONG}", "v": 2}}\n',
+    "wide.jsonl": wide(1),
 }
 
 
@@ -138,6 +150,21 @@ def test_a_malformed_json_record_is_named_by_its_line_in_the_file(
     own line."""
     [note] = rows_json(data, path)["notes"]
     assert f"Malformed JSON in file {path} in v2, in line {line}: " in note, note
+
+
+def test_json_lines_of_more_than_200_keys_are_read_as_their_columns(data: Repo) -> None:
+    """Rows of 250 keys were read as one column, `json` (the engine takes an object of
+    more than 200 keys for a map): `--key id` said id "is not in wide.jsonl (its
+    columns: json)", and without a key a changed row was a whole object removed and
+    added. Each key is a column, as in a row of fewer keys."""
+    d = rows_json(data, "wide.jsonl", "--key", "id")
+    assert (d["summary"]["changed"], d["summary"]["unchanged"]) == (1, 2), d["summary"]
+    assert d["rows"] == [
+        {"status": "changed", "key": {"id": 1}, "changes": {"k7": {"old": 7, "new": 8}},
+         "count": 1},
+    ]  # fmt: skip
+    d = rows_json(data, "wide.jsonl")
+    assert [len(r["values"]) for r in d["rows"]] == [250, 250]
 
 
 def test_json_nested_in_an_object_is_its_json_values_not_their_text(data: Repo) -> None:

@@ -191,6 +191,28 @@ def test_a_symbolic_link_in_the_working_tree_is_never_followed(
     repo.ok("fsck")
 
 
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_working_path_that_is_no_file_is_named(tmp_path: Path, kind: str) -> None:
+    """`dvfs diff v1 t.csv --rows` where t.csv had become a directory said "dvfs:
+    error: Is a directory: 7" (a descriptor's number) and exited 1; it says what a
+    FIFO there gets: the path is not a regular file."""
+    repo = committed(tmp_path / "repo")
+    (repo.root / "t.csv").unlink()
+    if kind == "directory":
+        (repo.root / "t.csv").mkdir()
+    else:
+        os.mkfifo(repo.root / "t.csv")
+    repo.fail("diff", "v1", "t.csv", "--rows", "--key", "id",
+              fragments=("t.csv is not a regular file",), code=2)  # fmt: skip
+    assert not [p for p in (repo.root / ".dvfs").iterdir() if p.name.startswith("rows-")]
+    if kind == "directory":
+        (repo.root / "t.csv").rmdir()
+    else:
+        (repo.root / "t.csv").unlink()
+    repo.ok("restore", "t.csv")
+    repo.ok("fsck")
+
+
 # Every tenth row changed: v2 shares almost no chunk with v1, and both are copied at
 # once (vfs.tables.rowdiff._apart), v2's from the start, before the working tree's
 # file is read for v1's copy.

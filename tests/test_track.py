@@ -131,6 +131,24 @@ def test_bad_runs_are_refused_before_or_instead_of_recording(repo: vfs.Repo) -> 
     fsck_clean(root)
 
 
+def test_a_metric_no_metrics_file_can_hold_is_refused_when_logged(repo: vfs.Repo) -> None:
+    """An integer of 5,000 digits was taken by log_metrics; when the block ended, the
+    metrics file could not be written (ValueError: Exceeds the limit (4300 digits))
+    and the run recorded nothing. It is refused when logged, as a list is, so the
+    program can log something else and the run is recorded."""
+    with track(repo) as r:
+        with pytest.raises(vfs.UsageError, match="metric n is an integer of more than 4,300"):
+            r.log_metrics({"n": 10**5000}, step=0)
+        with pytest.raises(vfs.UsageError, match="metric step is an integer of more than"):
+            r.log_metrics({"n": 1}, step=10**5000)
+        r.log_metrics({"n": 10**400, "loss": 0.5}, step=0)
+        r.output("model.bin").write_bytes(b"m")
+    assert [v.number for v in repo.versions()] == [2, 1]
+    root = repo.root
+    assert root is not None
+    fsck_clean(root)
+
+
 def track(repo: vfs.Repo) -> vfs.Run:
     return vfs.track(repo, message="x")
 

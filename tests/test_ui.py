@@ -817,6 +817,28 @@ def test_a_step_history_line_nested_too_deep_is_left_out_as_unreadable(tmp_path:
     r.fsck_clean()
 
 
+def test_a_step_history_value_too_large_for_a_float_is_left_out(tmp_path: Path) -> None:
+    """A per-step value of 400 digits (an int JSON reads, but no float holds) made
+    /api/steps an "internal error" (OverflowError); it is left out as a value that is
+    not a finite number is, and the rest of its line is kept."""
+    r = init_repo(tmp_path / "huge")
+    script = (
+        "import json; json.dump({'acc': 1}, open('metrics.json', 'w')); "
+        "open('metrics.steps.jsonl', 'w').write("
+        '\'{"step": 0, "acc": 0.5}\\n\''
+        "'{\"step\": 1, \"acc\": 0.6, \"loss\": ' + '9' * 400 + '}\\n')"
+    )
+    r.write("make.py", script)
+    r.ok("run", "-n", "s", "-d", "make.py", "-m", "metrics.json", "--", "python3", "make.py")
+    r.ok("add", ".")
+    r.commit("huge")
+    with serving(r.root) as s:
+        [f] = api(s, "steps", rev="v1")["files"]
+        assert f["rows"] == [{"step": 0, "acc": 0.5}, {"step": 1, "acc": 0.6}]
+        assert (f["metrics"], f["skipped"]) == (["acc"], 0)
+    r.fsck_clean()
+
+
 def test_a_link_to_a_version_pushed_since_opens_in_a_remotes_view(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

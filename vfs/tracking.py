@@ -612,9 +612,12 @@ def _step(step: Any) -> int:
     0-d integer tensor), never a boolean or a float."""
     if not isinstance(step, bool):
         try:
-            return operator.index(step)
+            at = operator.index(step)
         except TypeError:
             pass
+        else:
+            _metric("step", at)  # (as a metric's value: one the metrics file can hold)
+            return at
     shown = f"the text {quote_given(step)}" if isinstance(step, str) else quote_given(str(step))
     raise UsageError(f"step must be a whole number, not {shown}")
 
@@ -638,6 +641,14 @@ def _metric(key: str, value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
+        try:
+            str(value)  # (the metrics file holds it as decimal digits)
+        except ValueError:  # past Python's bound, which every reader of the file keeps too
+            raise UsageError(
+                f"metric {quote_name(key)} is an integer of more than "
+                f"{sys.get_int_max_str_digits():,} digits, which dvfs cannot read back from "
+                "a metrics file: give a float"
+            ) from None
         return value
     if isinstance(value, float):
         return finite(value)

@@ -11,7 +11,8 @@ Version::
      "git": null | {"commit": str, "dirty": bool}, "files": int, "bytes": int}
 
     number is the version's position on its first-parent chain (v1 is the first),
-    fixed when the version is made.
+    fixed when the version is made. parents are distinct, at most ``MAX_PARENTS``
+    (a merge's two).
 
 Pipeline (the lineage of a version's outputs; ``[]`` when it has none): one map per
 stage whose outputs the version holds as its last run made them, sorted by name::
@@ -64,6 +65,7 @@ VERSION_FORMAT = 1
 # them (JSON, YAML) recurses, and a record nested a thousand deep would exhaust the
 # stack of whoever shows it. Real parameters nest two or three levels.
 MAX_NESTING = 32
+MAX_PARENTS = 2  # a merge's; each named once
 # Bounds of a version's pipeline (see the module docstring): a record may come from a
 # remote, and every one of these is listed by `show` and walked by `lineage`.
 MAX_STAGES = 1024
@@ -222,6 +224,8 @@ def decode_version(data: bytes) -> Version:
         raise FormatError(f"version record of unknown format version {rec['v']!r}")
     need(is_id(rec["tree"]), "bad tree id")
     need(isinstance(rec["parents"], list) and all(is_id(p) for p in rec["parents"]), "parents")
+    parents = rec["parents"]
+    need(len(parents) <= MAX_PARENTS and len(set(parents)) == len(parents), "parents")
     need(is_int(rec["number"], 1), "bad number")
     need(isinstance(rec["message"], str) and isinstance(rec["author"], str), "text fields")
     need(is_int(rec["time_ns"], 0, (1 << 63) - 1), "bad time")

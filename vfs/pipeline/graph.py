@@ -264,8 +264,11 @@ def to_dot(nodes: list[str], edges: list[tuple[str, str]]) -> str:
 
 
 def _mermaid_label(name: str) -> str:
+    """A Mermaid label showing ``name`` as the terminal does (``"a\\033b"``): Mermaid
+    draws ``#N;`` as character N, so the name is quoted first and no control, invisible
+    or bidirectional character reaches the drawing."""
     out = []
-    for ch in name:
+    for ch in quote_name(name):
         if ch.isalnum() or ch in " ._-/:":
             out.append(ch)
         else:

@@ -49,6 +49,8 @@ from vfs.quoting import finite, quote_name
 MAX_FILE = 1 << 20  # bytes of a parameters or metrics file
 MAX_METRICS = 10_000  # values flattened out of one metrics file
 MAX_METRIC_TEXT = 200  # characters of a text metric
+MAX_NODES = 1_000_000  # values a YAML file may expand to, its aliases counted each time
+MAX_DEPTH = 1_000  # levels a YAML file may nest, through its aliases too (JSON's own bound)
 
 
 class ValuesError(UsageError):
@@ -79,7 +81,7 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
             return json.loads(text, object_pairs_hook=_unique_keys)
         if kind == "toml":
             return _dates_typed(tomllib.loads(text))
-        return yaml12.load(text)
+        return _expansion_bounded(yaml12.load(text), shown)
     except yaml.YAMLError as exc:
         raise ValuesError(f"{shown} is not valid YAML: {version_params.yaml_error(exc)}") from None
     except ValueError as exc:  # (JSONDecodeError, TOMLDecodeError)
@@ -89,6 +91,48 @@ def load(data: bytes, name: bytes, shown: str) -> Any:
         raise ValuesError(f"{shown} is not valid {kind.upper()}: {first}") from None
     except RecursionError:
         raise ValuesError(f"{shown} nests too deeply") from None
+
+
+def _expansion_bounded(doc: Any, shown: str) -> Any:
+    """``doc``, a YAML document, if it holds at most ``MAX_NODES`` values and nests at
+    most ``MAX_DEPTH`` levels, each alias counted where it is used; else ValuesError.
+
+    A few lines of aliases can make a mapping hold itself (``a: &x {b: *x}``), stand
+    for 10**9 values (each list ten copies of the one before) or nest thousands of
+    levels, where everything that walks the document (flattening metrics, a
+    parameter's close names) would run for ever or fill memory. Without aliases a
+    file of ``MAX_FILE`` bytes holds fewer values than this, and JSON's parser
+    refuses nesting this deep. An alias is the same object wherever it is used, so
+    each is measured once: the cost is that of the file, not of what it expands to."""
+    measured: dict[int, tuple[int, int]] = {}  # id of a list or mapping: (values, depth)
+    walking: set[int] = set()  # those whose members are being measured
+    stack: list[tuple[Any, bool]] = [(doc, False)] if isinstance(doc, (dict, list)) else []
+    while stack:
+        cur, members_done = stack.pop()
+        if not members_done and id(cur) in measured:
+            continue
+        members = list(cur.values()) if isinstance(cur, dict) else cur
+        if not members_done:
+            if id(cur) in walking:
+                raise ValuesError(f"{shown} holds itself (a YAML alias inside its own anchor)")
+            walking.add(id(cur))
+            stack.append((cur, True))
+            stack += ((m, False) for m in members if isinstance(m, (dict, list)))
+            continue
+        values, depth = 1 + len(members), 0
+        for m in members:
+            if isinstance(m, (dict, list)):
+                n, d = measured[id(m)]
+                values, depth = values + n - 1, max(depth, d)
+        walking.discard(id(cur))
+        measured[id(cur)] = (values, depth + 1)
+        if values > MAX_NODES:
+            raise ValuesError(
+                f"{shown} expands to more than {MAX_NODES:,} values (through its YAML aliases)"
+            )
+        if depth + 1 > MAX_DEPTH:
+            raise ValuesError(f"{shown} nests more than {MAX_DEPTH:,} levels")
+    return doc
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

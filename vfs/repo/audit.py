@@ -68,6 +68,7 @@ import errno
 import getpass
 import json
 import os
+import re
 import stat
 import sys
 import threading
@@ -89,6 +90,7 @@ TAIL = 1 << 16  # bytes read from the end to find the last entry
 MAX_LINE = 1 << 20
 CMD_BYTES = 16 << 10  # a command line longer than this (as JSON) is shortened (_bounded)
 ARG_CHARS = 1024
+_HEX = re.compile("(?:[0-9a-f]{2})*")  # an entry's old and new: bytes.hex()
 _KEYS = {"v", "seq", "time_ns", "user", "host", "cmd", "op", "ref", "old", "new", "note", "prev"}
 _command: list[str] | None = None
 
@@ -310,10 +312,18 @@ def parse_entry(line: bytes, where: int) -> tuple[Entry, str]:
             raise ValueError("time")  # (a time no clock gives, nor a date can show)
         if not (type(rec["seq"]) is int and rec["seq"] >= 1):
             raise ValueError("seq")  # (entries are numbered from 1)
+        # the types make_entry writes (a remote's entry may hold anything)
+        if type(rec["cmd"]) is not list:
+            raise ValueError("cmd")
+        texts = [rec[k] for k in ("user", "host", "op", "ref", "note", "prev")]
+        if not all(type(t) is str for t in [*texts, *rec["cmd"]]):
+            raise ValueError("text")
+        for oid in (rec["old"], rec["new"]):
+            if oid is not None and (type(oid) is not str or not _HEX.fullmatch(oid)):
+                raise ValueError("id")
         e = Entry(
-            int(rec["seq"]), int(rec["time_ns"]), str(rec["user"]), str(rec["host"]),
-            tuple(str(c) for c in rec["cmd"]), str(rec["op"]), str(rec["ref"]),
-            rec["old"], rec["new"], str(rec["note"]), line,
+            rec["seq"], rec["time_ns"], rec["user"], rec["host"], tuple(rec["cmd"]),
+            rec["op"], rec["ref"], rec["old"], rec["new"], rec["note"], line,
         )  # fmt: skip
         return e, str(rec["prev"])
     except (ValueError, TypeError, KeyError):

@@ -116,7 +116,7 @@ def record_version(
     link = git_link(repo.root) if git else None
     version = Version(
         tree=tree,
-        parents=tuple(parents),
+        parents=tuple(dict.fromkeys(parents)),  # (each once, as decode_version wants)
         number=1 if parent is None else parent.number + 1,
         message=message,
         author=repo.author(),

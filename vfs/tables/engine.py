@@ -356,6 +356,9 @@ class Engine:
             opts = (
                 ("format", "'newline_delimited'"),
                 ("maximum_object_size", str(MAX_LINE)),
+                # an object of more than 200 keys is still its columns, not one MAP
+                # column named "json" (DuckDB's default past 200)
+                ("map_inference_threshold", "-1"),
             )
             rows = self.run(
                 f"DESCRIBE SELECT * FROM read_json({literal(str(path))}, sample_size=-1"

@@ -699,9 +699,10 @@ def from_working(root: Path, rel: bytes, chunker: Chunker, dest: Path) -> Side:
                     "(give two revisions to compare versions)"
                 ) from None
             raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # (before fdopen, which refuses a directory)
+        os.close(fd)
+        raise UsageError(f"{quote_name(rel)} is not a regular file")
     with os.fdopen(fd, "rb") as fh, open(dest, "w+b") as out:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{quote_name(rel)} is not a regular file")
         for data in chunker.stream(fh):
             out.write(data)
             side._take(ChunkRef(hash_bytes(data), len(data)), Facts.of(data))

@@ -454,12 +454,22 @@ def _step_rows(text: bytes) -> dict[str, Any]:
         step = obj.get("step")
         row: dict[str, Any] = {"step": step if isinstance(step, int) else None}
         for k, val in obj.items():
-            number = isinstance(val, int | float) and not isinstance(val, bool)
-            if k != "step" and number and math.isfinite(val):
+            if k != "step" and _plottable(val):
                 row[k] = val
                 names.setdefault(k)
         rows.append(row)
     return {"metrics": list(names), "rows": rows, "skipped": skipped}
+
+
+def _plottable(val: object) -> bool:
+    """A number a chart can draw: finite, and an int no larger than a float holds (a
+    400-digit int, which JSON reads, is left out as ``Infinity`` would be)."""
+    if isinstance(val, bool) or not isinstance(val, int | float):
+        return False
+    try:
+        return math.isfinite(val)
+    except OverflowError:  # an int past the largest float
+        return False
 
 
 # ------------------------------------------------------------------------ store
