@@ -823,6 +823,32 @@ def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_
     r.fsck_clean()
 
 
+def test_the_store_page_names_another_branchs_versions_by_a_revision_that_reads_them(
+    page: Page, tmp_path: Path
+) -> None:
+    """Each branch numbers its own chain: side's v2 is no `v2` on main. The store page
+    names it by its id, as `dvfs du --json`'s `revision` does; main's v2 stays v2."""
+    r = init_repo(tmp_path / "branches")
+    commit_files(r, {"a.bin": os.urandom(3000)}, "one")
+    r.ok("switch", "-c", "side")
+    side = commit_files(r, {"side.bin": os.urandom(2000)}, "side")
+    r.ok("switch", "main")
+    commit_files(r, {"main.bin": os.urandom(1000)}, "main")
+    du = r.json("du", "--json")
+    named = {b["path"]: b["revision"] for b in du["biggest"]}
+    assert named["side.bin"] == side[:10] and named["main.bin"] == "v2"
+    assert sorted(v["revision"] for v in du["versions"]) == sorted(["v1", "v2", side[:10]])
+    with serving(r.root) as s:
+        page.goto(s.url + "#/store")
+        rows = page.locator("h2:text('Biggest files') + table tbody tr")
+        expect(rows.filter(has_text="side.bin").locator("td").nth(2)).to_have_text(side[:10])
+        expect(rows.filter(has_text="main.bin").locator("td").nth(2)).to_have_text("v2")
+        versions = page.locator("h2:text('Unique to each version') + table tbody tr td a")
+        expect(versions).to_have_text([v["revision"] for v in du["versions"]])
+        assert side[:10] in versions.all_inner_texts()
+    r.fsck_clean()
+
+
 def test_a_download_the_remote_cannot_give_says_why_on_the_page(
     page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
