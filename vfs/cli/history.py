@@ -19,6 +19,7 @@ from vfs.cli.options import AS_JSON, DASHDASH, OFFLINE, DvfsCommand, RevsThenPat
 from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.params import reads_as_other
 from vfs.ops.diff import flat_params
 from vfs.quoting import escape_text, quote_given, quote_name, shell_word
 from vfs.repo.history import NO_VERSIONS
@@ -123,9 +124,12 @@ def is_revision(repo: Repository, arg: str) -> bool:
 
 
 def param_text(value: Any) -> str:
-    """A parameter's value on one line: text as it is, anything else as compact JSON."""
+    """A parameter's value on one line: text as it is (in double quotes if it would
+    read as another value: ``"2"``), anything else as compact JSON."""
     if isinstance(value, str):
-        return escape_text(value)
+        return escape_text(
+            json.dumps(value, ensure_ascii=False) if reads_as_other(value) else value
+        )
     return escape_text(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
 
 
