@@ -432,7 +432,6 @@ def test_out_of_range_options_and_control_characters_are_one_line(
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     cases = [
-        (("log", "-n", "0"), "'-n': 0 is not in the range"),
         (("log", "-n", "-5"), "'-n': -5 is not in the range"),
         (("push", "--jobs", "100000"), "'--jobs'"),
         (("mount", "--timeout", "nan", ".", str(mnt)), "nan is not a number of seconds"),

@@ -9,9 +9,11 @@ import os
 import time
 from pathlib import Path
 
+import vfs
 from tests.support.cli import (
     Repo,
     assert_error,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -391,4 +393,17 @@ def test_vn_is_found_without_walking_the_whole_history_and_stays_right(repo: Rep
     repo.ok("gc")
     for n in (7, 40):
         assert vn(repo, n) == main[f"v{n}"]
+    repo.fsck_clean()
+
+
+def test_log_n_0_lists_nothing_as_versions_limit_0_does(repo: Repo) -> None:
+    """`dvfs log -n 0` was refused ("0 is not in the range x>=1") where the Python
+    API's repo.versions(limit=0) gives [] (and git log -n 0 lists nothing)."""
+    commit_files(repo, {"a.txt": b"one\n"}, "one")
+    for flags in ((), ("--oneline",), ("--graph",)):
+        assert repo.ok("log", "-n", "0", *flags).out == ""
+    assert repo.json("log", "-n", "0", "--json") == []
+    with vfs.Repo(repo.root) as api:
+        assert api.versions(limit=0) == [] and len(api.versions(limit=1)) == 1
+    assert_error(repo.run("log", "-n", "-1"), "-1 is not in the range x>=0", code=2)
     repo.fsck_clean()

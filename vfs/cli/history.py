@@ -135,7 +135,7 @@ def param_text(value: Any) -> str:
 
 @click.command(cls=RevsThenPaths)
 @click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
-@click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
+@click.option("-n", "limit", type=click.IntRange(min=0), help="Show at most N versions.")
 @click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
 @click.option(
     "--oneline", is_flag=True,
