@@ -539,3 +539,19 @@ def test_a_text_that_reads_as_a_number_is_shown_quoted_beside_the_number(repo: R
     assert 'param changed:  lr: 2 -> "2"' in repo.ok("diff", "v1", "v2").out
     assert 'lr = "2"' in repo.ok("log", "--params", "-n", "1").out
     repo.fsck_clean()
+
+
+def test_yaml_keys_true_1_and_1_0_are_three_keys_as_yaml_reads_them(repo: Repo) -> None:
+    """Python holds true, 1 and 1.0 as one key: a metrics or params file with `true:`
+    and `1:` was refused as "found the key 1 twice", keys YAML holds apart."""
+    repo.write("m.yaml", "true: 1\n1: 2\n1.0: 3\nnull: 4\n")
+    repo.ok("run", "-n", "s", "-m", "m.yaml", "--no-exec", "--", "true")
+    shown = repo.json("metrics", "show", "--json")
+    assert shown == {"workspace": {"m.yaml": {"true": 1, "1": 2, "1.0": 3, "null": 4}}}
+    repo.write("p.yaml", "opt:\n  true: 1\n  1: 2\n")
+    repo.ok("add", "m.yaml")
+    repo.commit("one", "--params-file", "p.yaml")
+    assert repo.json("log", "-n", "1", "--json")[0]["parameters"] == {"opt": {"true": 1, "1": 2}}
+    repo.write("p.yaml", "opt:\n  true: 1\n  True: 2\n")  # one key, twice
+    assert_error(repo.run("commit", "-m", "x", "--params-file", "p.yaml"), "the key true twice")
+    repo.fsck_clean()
