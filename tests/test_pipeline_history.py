@@ -703,7 +703,7 @@ def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo)
     for name, shown in [("a b", "exp/a b"), ("it's", "exp/it's"), ("x\ty", '"exp/x\\ty"')]:
         line = assert_error(repo.run("exp", "run", "-n", name), code=2)
         assert line == (
-            f"dvfs: error: {shown} is not a valid experiment name: use letters, digits, '.', "
+            f"dvfs: error: {shown} is not a valid experiment name: use ASCII letters, digits, '.', "
             "'_', '-' and '/'"
         )
     line = assert_error(repo.run("exp", "run", "-S", "l\x1br"), code=2)

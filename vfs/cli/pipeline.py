@@ -206,8 +206,8 @@ def run_cmd(
     ws = workspace.find()
     if not STAGE_NAME.fullmatch(name):
         raise UsageError(
-            f"{quote_name(name)} is not a stage name: a letter, digit or _, then at most 99 "
-            "letters, digits, _, . or -"
+            f"{quote_name(name)} is not a stage name: an ASCII letter, digit or _, then at most "
+            "99 ASCII letters, digits, _, . or -"
         )
     here = os.path.relpath(os.path.abspath("."), ws.root)
     if outside(here):
