@@ -717,9 +717,13 @@ def test_push_delete_names_what_it_cannot_delete(
     a.ok("push", "--all", "--tags")
     keys = dir_remote.list_keys("refs/")
 
-    line = a.fail("push", "--delete", "nope", fragments=("origin has no branch or tag nope",))
+    # exit 2, as `dvfs log --remote origin nope` and `dvfs pull` of a branch it lacks
+    # (a name to fix; exit 1 before)
+    line = a.fail(
+        "push", "--delete", "nope", fragments=("origin has no branch or tag nope",), code=2
+    )
     assert "`dvfs fetch --remote origin`, then `dvfs branch -r` and `dvfs tag`" in line
-    a.fail("push", "--delete", "refs/tags/main", fragments=("origin has no tag main",))
+    a.fail("push", "--delete", "refs/tags/main", fragments=("origin has no tag main",), code=2)
     a.fail("push", "--delete", "same", fragments=("refs/heads/same or refs/tags/same",))
     a.fail("push", "--delete", "../x", fragments=("not a valid branch or tag name",))
     a.fail("push", "--delete", fragments=("dvfs push --delete NAME",))
@@ -798,7 +802,7 @@ def test_log_remote_lists_the_remote_branch_it_is_given_and_names_a_substitute(
     ids = [r["id"] for r in rows]
     assert ids[0] == v2 and mine not in ids
     assert b.json("log", "--remote", "origin", "exp", "--json")[0]["id"] == v2
-    b.fail("log", "--remote", "origin", "nope", fragments=("origin has no branch nope",))
+    b.fail("log", "--remote", "origin", "nope", fragments=("origin has no branch nope",), code=2)
     b.ok("switch", "-c", "feat")
     r = b.ok("log", "--remote", "origin", "--json")
     assert r.json()[0]["id"] == v2

@@ -382,7 +382,7 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
         found = [(k, got) for k in kinds if (got := _remote_ref(meter, k, name)) is not None]
         if not found:
             what = _WHAT[kinds[0]] if len(kinds) == 1 else "branch or tag"
-            raise RemoteNotFound(
+            raise UsageError(
                 f"{quote_name(spec.name)} has no {what} {quote_name(name)}: nothing was "
                 f"deleted (`dvfs fetch --remote {shlex.quote(spec.name)}`, then `dvfs branch "
                 "-r` and `dvfs tag` list them)"
