@@ -154,6 +154,9 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     lr05 = next(e for e in listed if e["name"] == "lr05")
     assert lr05["base"] == "v3" and lr05["params"] == {"train.lr": {"old": 0.01, "new": 0.05}}
     assert lr05["metrics"]["acc"] == 0.55
+    # the version's time as log, show and compare give it (it had milliseconds)
+    [shown] = repo.json("log", "-n", "1", "exp/lr05", "--json")
+    assert lr05["created"] == shown["created"] == repo.json("compare", "--json")[-1]["created"]
     assert "train.lr 0.01 -> 0.05" in repo.ok("exp", "list").out
     rows = repo.json("compare", "--json")
     assert [r["rev"] for r in rows][-2:] == ["exp/exp-1", "exp/lr05"]

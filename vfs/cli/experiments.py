@@ -433,13 +433,13 @@ def exp_list(as_json: bool) -> None:
 
 def _show_listed(found: list[Listed], as_json: bool) -> None:
     """Print ``dvfs exp list``'s lines or JSON."""
+    from vfs.ops.browse import iso_time
     from vfs.pipeline import report
-    from vfs.pipeline.record import iso_ns
 
     if as_json:
         emit_json([
             {"name": e.name, "branch": e.branch, "version": e.label, "id": e.oid.hex(),
-             "base": e.base, "created": iso_ns(e.created_ns) if e.created_ns else None,
+             "base": e.base, "created": iso_time(e.created_ns) if e.created_ns else None,
              "message": e.message,
              "params": {k: report.present({"old": a, "new": b})
                         for k, (a, b) in e.changed.items()},
