@@ -808,6 +808,16 @@ def test_log_remote_lists_the_remote_branch_it_is_given_and_names_a_substitute(
     assert r.json()[0]["id"] == v2
     assert "origin has no branch feat: listing its branch main" in r.err
     assert b.json("log", "--remote", "origin", "d", "--json")[0]["id"] == v2  # d: a path
+    # the remote's names of its versions, not this clone's: b's tag and branches were
+    # shown as if the remote had them
+    b.ok("tag", "mine-only", v2)
+    a.ok("tag", "pushed", v2)
+    a.ok("push", "--tags")
+    [top] = b.json("log", "--remote", "origin", "-n", "1", "--json")
+    assert (top["tags"], top["branches"]) == (["pushed"], ["origin/exp", "origin/main"])
+    line = b.ok("log", "--remote", "origin", "-n", "1", "--oneline").out
+    assert "(tag: pushed, origin/exp, origin/main)" in line and "mine-only" not in line
+    assert "tag: mine-only" in b.ok("log", "-n", "1", "--oneline", v2).out
     b.fsck_clean()
 
 

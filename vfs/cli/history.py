@@ -172,6 +172,7 @@ def log(
 
     repo = repo_here()
     branch = None
+    remote_names = None  # the remote's names of its versions, with --remote
     if remote_name is not None:  # REV is a branch of the remote, unknown here before a fetch
         before = len(targets) - (ctx.meta.get(DASHDASH) or 0)
         if before and not is_path(repo, targets[0]):
@@ -181,7 +182,8 @@ def log(
     if remote_name is not None:
         if rev is not None:
             raise UsageError("--remote lists one branch of the remote: give one BRANCH")
-        rev, notes = sync.log_remote(repo, remotes.get_remote(repo, remote_name), branch)
+        spec = remotes.get_remote(repo, remote_name)
+        rev, notes, remote_names = sync.log_remote(repo, spec, branch)
         for line in notes:
             warn(line)
     if rev is None and repo.history.head_id() is None:
@@ -194,13 +196,13 @@ def log(
         start = hist.head_id() if rev is None else hist.resolve(rev)
         assert start is not None
         lines = list(drawing.draw(drawing.topo_order(hist, start, limit)))
-        decor = browse.decorations(repo)
+        decor = browse.decorations(repo) if remote_names is None else remote_names
         rows = []
         for ln in lines:
             if ln.oid is not None and ln.version is not None:
                 rows.append(browse.log_row(hist, decor, ln.oid, ln.version))
     else:
-        rows = browse.log(repo, rev, limit, paths)
+        rows = browse.log(repo, rev, limit, paths, remote_names)
     if as_json:
         if graph:
             drawn = iter(ln.prefix for ln in lines if ln.oid is not None)

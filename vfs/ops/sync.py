@@ -1124,12 +1124,20 @@ def _label(hist: History, oid: bytes) -> str:
 
 def log_remote(
     repo: Repository, spec: RemoteSpec, branch: str | None = None, jobs: int = 8
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], dict[bytes, dict[str, list[str]]]]:
     """Fetch metadata; return the remote-tracking ref to list, of the remote's ``branch``
-    (default: the current branch's, else the remote's main one), and the warnings to
-    show: the fetch's, and which branch is listed when it is not the current one."""
+    (default: the current branch's, else the remote's main one), the warnings to show
+    (the fetch's, and which branch is listed when it is not the current one), and the
+    remote's names of its versions, as :func:`vfs.ops.browse.decorations` gives this
+    repository's: its tags, and its branches as ``NAME/BRANCH`` (this repository's
+    own tags and branches are not the remote's)."""
     got = fetch(repo, spec, jobs)
     warnings = got.transfer.warnings
+    names: dict[bytes, dict[str, list[str]]] = {}
+    for kind, refs in (("tags", got.tags), ("branches", got.heads)):
+        for name, oid in sorted(refs.items()):
+            shown = name if kind == "tags" else f"{spec.name}/{name}"
+            names.setdefault(oid, {"tags": [], "branches": []})[kind].append(shown)
     if branch is not None:
         if branch not in got.heads:
             have = ", ".join(quote_name(b) for b in sorted(got.heads)[:10]) or "none"
@@ -1137,7 +1145,7 @@ def log_remote(
                 f"{quote_name(spec.name)} has no branch {quote_name(branch)} (its branches: "
                 f"{have}): `dvfs log --remote {shlex.quote(spec.name)} BRANCH` lists one"
             )
-        return f"{spec.name}/{branch}", warnings
+        return f"{spec.name}/{branch}", warnings, names
     branch = repo.history.head().branch
     if branch not in got.heads:
         if not got.heads and got.tags:
@@ -1154,4 +1162,4 @@ def log_remote(
             f"branch {quote_name(other)}"
         )
         branch = other
-    return f"{spec.name}/{branch}", warnings
+    return f"{spec.name}/{branch}", warnings, names
