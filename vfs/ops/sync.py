@@ -60,8 +60,10 @@ from vfs.remote.config import (
     chain_head,
     checked_spec,
     connect,
+    connect_known,
     default_remote,
     get_remote,
+    had_versions,
     note_location,
     remotes,
     tracking_branches,
@@ -113,20 +115,6 @@ class Transfer:
 # ------------------------------------------------------------------------------- push
 
 
-def _had_versions(repo: Repository, spec: RemoteSpec) -> tuple[list[str], str]:
-    """This clone's remote branches of ``spec``, and the end of the message for when the
-    remote is now missing or empty ("... but this clone has origin/main from it: ...")."""
-    seen = [f"{spec.name}/{b}" for b in tracking_branches(repo, spec.name)]
-    gone = (
-        f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
-        f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
-        "add it again"
-        if seen
-        else ""
-    )
-    return seen, gone
-
-
 def push(
     repo: Repository,
     spec: RemoteSpec,
@@ -154,7 +142,7 @@ def push(
     for b in branches or ([] if all_branches else [repo.history.head().branch]):
         if b not in have:  # checked before the remote is touched (a first push makes it)
             raise UsageError(_no_branch(repo, b))
-    seen, gone = _had_versions(repo, spec)
+    seen, gone = had_versions(repo, spec)
     try:
         meter = connect(spec, jobs, create=not seen)
     except RemoteNotFound:
@@ -566,7 +554,7 @@ def fetch_locked(
     """
     note_location(repo, spec)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
-    seen, gone = _had_versions(repo, spec) if known else ([], "")
+    seen, gone = had_versions(repo, spec) if known else ([], "")
     remote.check_format(
         repo, empty=f"{remote.url} holds no dvfs repository, {gone}" if seen else None
     )
@@ -678,7 +666,7 @@ def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -
 
 def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8, *, prune: bool = False) -> FetchResult:
     """Fetch refs, versions and trees from a remote (``prune``: see fetch_locked)."""
-    meter = connect(spec, jobs)
+    meter = connect_known(repo, spec, jobs)
     with repo.locked():
         return fetch_locked(repo, spec, meter, jobs, known=True, prune=prune, look_gone=True)
 
