@@ -823,7 +823,7 @@ def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_
     r.fsck_clean()
 
 
-def test_the_store_page_names_another_branchs_versions_by_a_revision_that_reads_them(
+def test_the_store_and_diff_pages_name_another_branchs_versions_by_revisions_that_read_them(
     page: Page, tmp_path: Path
 ) -> None:
     """Each branch numbers its own chain: side's v2 is no `v2` on main. The store page
@@ -846,6 +846,11 @@ def test_the_store_page_names_another_branchs_versions_by_a_revision_that_reads_
         versions = page.locator("h2:text('Unique to each version') + table tbody tr td a")
         expect(versions).to_have_text([v["revision"] for v in du["versions"]])
         assert side[:10] in versions.all_inner_texts()
+        # the diff page's sides likewise: side's v2 was shown as "v2", main's v2
+        page.goto(s.url + "#/diff?old=v1&new=side")
+        expect(page.locator("p.summary")).to_contain_text(f"v1 → {side[:10]}: 1 added")
+        page.goto(s.url + "#/diff?old=side&new=v2")
+        expect(page.locator("p.summary")).to_contain_text(f"{side[:10]} → v2: ")
     r.fsck_clean()
 
 
