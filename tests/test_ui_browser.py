@@ -390,6 +390,32 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
     fsck_clean(root)
 
 
+def test_a_text_that_reads_as_a_number_is_quoted_on_the_experiments_page(
+    page: Page, tmp_path: Path
+) -> None:
+    """The number 2 and the text "2" were both shown `2`, as `dvfs compare` showed them
+    before: the experiments table and a version's parameters quote the text, as the
+    CLI does now."""
+    repo = init_repo(tmp_path / "typed")
+    repo.ok("run", "-n", "s", "-m", "m.json", "--", 'echo \'{"a": 2, "b": "x"}\' > m.json')
+    repo.commit("one", "--param", "lr=2")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.json", "--",
+            "echo '{\"a\": \"2\", \"b\": \"-\"}' > m.json")  # fmt: skip
+    repo.commit("two", "--param", 'lr="2"')
+    assert '"2"' in repo.ok("compare").out
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/experiments")
+        expect(page.locator('tr[data-rev="v2"] td').filter(has_text='"-"')).to_have_count(1)
+        cells = {
+            rev: page.locator(f'tr[data-rev="{rev}"] td').all_inner_texts() for rev in ("v1", "v2")
+        }
+        assert '"2"' not in cells["v1"] and "2" in cells["v1"] and "x" in cells["v1"]
+        assert cells["v2"].count('"2"') == 2 and '"-"' in cells["v2"]  # lr and a
+        page.goto(s.url + "#/version?rev=v2")
+        expect(page.locator("table.params td").nth(1)).to_have_text('"2"')
+    repo.fsck_clean()
+
+
 def test_chart_titles_and_legends_show_metric_names_escaped(page: Page, tmp_path: Path) -> None:
     """The charts' titles and legends (drawn by uPlot, which sets their text as given)
     showed a metric's name raw: ``lo\u202ess``, written by a stage's own script, read
