@@ -948,3 +948,29 @@ def test_the_run_cache_is_never_written_through_a_link(repo: Repo, tmp_path: Pat
     assert list(elsewhere.iterdir()) == []
     assert repo.read("o") == b"x\n" and "o" in staged_paths(repo)
     repo.fsck_clean()
+
+
+def test_exp_list_names_the_base_of_an_experiment_run_on_another_branch_readably(
+    repo: Repo,
+) -> None:
+    """An experiment run from side's v2, listed on main: "from v2" named main's v2
+    (`dvfs show v2` read that one); and the experiment's own vN, numbered along its
+    branch, came without the id that tells it from main's."""
+    repo.write("params.yaml", "lr: 0.1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo made > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("switch", "-c", "side")
+    repo.write("note.txt", "side\n")
+    repo.ok("add", "note.txt")
+    side = repo.commit("side")
+    repo.ok("exp", "run", "-S", "lr=0.2", "-n", "e")
+    repo.ok("switch", "main")
+    repo.write("note.txt", "main\n")
+    repo.ok("add", "note.txt")
+    repo.commit("main two")
+    [e] = repo.json("exp", "list", "--json")
+    assert e["base"] == side[:10]
+    line = repo.ok("exp", "list").out.splitlines()[0]
+    assert line.startswith(f"exp/e  v3 {e['id'][:10]} from {side[:10]}  "), line
+    repo.fsck_clean()

@@ -457,7 +457,9 @@ def _show_listed(found: list[Listed], as_json: bool) -> None:
         )
         metrics = ", ".join(f"{quote_name(k)}={report.shown(v)}" for k, v in e.metrics.items())
         base = f" from {e.base}" if e.base else ""
-        click.echo(f"{quote_name(e.branch)}  {e.label}{base}  {escape_text(e.message)}")
+        click.echo(
+            f"{quote_name(e.branch)}  {e.label} {e.oid.hex()[:10]}{base}  {escape_text(e.message)}"
+        )
         if changed:
             click.echo(f"    params: {changed}")
         if metrics:
