@@ -985,6 +985,8 @@ def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
         deleting.locator('input[name="delete-branch"]').fill("x248")
         deleting.get_by_role("button", name="Delete branch").click()
         deleting.get_by_role("button", name="Really delete x248?").click()
-        expect(deleting.locator(".said")).to_contain_text("deleted branch x248")
+        # as `dvfs branch -d` says it: side's v2, numbered along side, with its id
+        said = f"deleted branch x248 (was v2 {tip.hex()[:10]})"
+        expect(deleting.locator(".said")).to_contain_text(said)
     assert "x248" not in [b["name"] for b in r.json("branch", "--json")]
     fsck_clean(r.root)
