@@ -407,3 +407,22 @@ def test_log_n_0_lists_nothing_as_versions_limit_0_does(repo: Repo) -> None:
         assert api.versions(limit=0) == [] and len(api.versions(limit=1)) == 1
     assert_error(repo.run("log", "-n", "-1"), "-1 is not in the range x>=0", code=2)
     repo.fsck_clean()
+
+
+def test_lineage_names_a_version_of_another_branch_as_its_since_does(repo: Repo) -> None:
+    """`dvfs lineage out.txt side` said "out.txt in v2 (since 2dc7027277)": side's v2,
+    numbered on side, beside the id its own "since" gave the same version."""
+    commit_files(repo, {"in.txt": b"x\n"}, "one")
+    repo.ok("switch", "-c", "side")
+    repo.ok("run", "-n", "s", "-d", "in.txt", "-o", "out.txt", "--", "cp in.txt out.txt")
+    side = repo.commit("side")[:10]
+    repo.ok("switch", "main")
+    commit_files(repo, {"y.txt": b"y\n"}, "main two")
+    assert repo.ok("lineage", "out.txt", "side").out.startswith(f"out.txt in {side} (since ")
+    assert repo.ok("lineage", "in.txt", "side", "--downstream").out.startswith(
+        f"in.txt in {side} is read by:"
+    )
+    assert_error(repo.run("lineage", "nope", "side"), f"nope is not in {side}", code=2)
+    assert repo.json("lineage", "out.txt", "side", "--json")["version"] == "v2"  # with its id
+    assert repo.ok("lineage", "in.txt", "v1").out.startswith("in.txt in v1 (since v1)")
+    repo.fsck_clean()
