@@ -844,3 +844,32 @@ def test_diff_says_what_changed_as_dvfs_diff_does(data: Data, tmp_path: Path) ->
     done = [(c.path, c.kind, c.old_kind, c.old_mode, c.new_mode) for c in repo.diff("v2", "v3")]
     assert done == expected
     fsck_clean(root)
+
+
+def test_api_errors_and_warnings_escape_control_characters_as_the_cli_does(
+    tmp_path: Path,
+) -> None:
+    """A name holding a newline or an escape sequence, given to the Python API: its
+    error printed or logged was two lines, or rewrote the terminal, where the CLI
+    shows `a\\nb` on one line."""
+    root = tmp_path / "repo"
+    assert_ok(run(tmp_path, "init", str(root)))
+    with vfs.Repo(root) as repo:
+        for name, shown in (("a\nb", "a\\nb"), ("c\x1b[2Jd", "c\\033[2Jd")):
+            with pytest.raises(vfs.DvfsError) as caught:
+                repo.add([str(root / name)])
+            said = str(caught.value)
+            assert said == f"{root}/{shown} does not exist and is not tracked: nothing was staged"
+            line = assert_error(run(root, "add", name), code=2)
+            assert (
+                line
+                == f"dvfs: error: {shown} does not exist and is not tracked: nothing was staged"
+            )
+        (root / ".dvfsignore").write_text("*.bin\n")
+        with pytest.warns(vfs.DvfsWarning) as warned, vfs.track(repo, message="x") as r:
+            (r.output("models") / "m\nx.bin").parent.mkdir()
+            (root / "models" / "m\nx.bin").write_bytes(b"weights")
+            (root / "models" / "config.yaml").write_text("depth: 18\n")
+        [w] = warned
+        assert "\n" not in str(w.message) and "m\\nx.bin" in str(w.message)
+    fsck_clean(root)

@@ -90,7 +90,14 @@ def assert_error_out(repo: Repo) -> str:
 
 
 def test_audit_rejects_a_bad_date(repo: Repo) -> None:
-    assert_error(repo.run("audit", "--since", "yesterday"), "is not a date", code=2)
+    # the error said "write YYYY-MM-DD", the help YYYY-MM-DD[THH:MM]: each now gives
+    # the forms --since reads, and both say it alike
+    line = assert_error(repo.run("audit", "--since", "yesterday"), "is not a date", code=2)
+    form = "YYYY-MM-DD[THH:MM[:SS]][+HH:MM] (local time unless a zone is given)"
+    assert line.endswith(f"write {form}")
+    helped = " ".join(repo.ok("audit", "--help").out.split())
+    assert f"Only entries from DATE on: {form}." in helped
+    assert repo.json("audit", "--since", "2000-01-01T10:30+02:00", "--json") != []
 
 
 def test_a_pull_and_a_commit_on_a_branch_are_entries(repo: Repo, tmp_path: Path) -> None:

@@ -432,7 +432,6 @@ def test_out_of_range_options_and_control_characters_are_one_line(
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     cases = [
-        (("log", "-n", "0"), "'-n': 0 is not in the range"),
         (("log", "-n", "-5"), "'-n': -5 is not in the range"),
         (("push", "--jobs", "100000"), "'--jobs'"),
         (("mount", "--timeout", "nan", ".", str(mnt)), "nan is not a number of seconds"),
@@ -471,9 +470,11 @@ def test_a_ref_name_cannot_end_in_a_newline(repo: Repo, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "why"),
     [
-        ("-x", "must start with a letter, a digit or '_'"),
-        (".hidden", "must start with a letter, a digit or '_'"),
-        ("a b", "use letters, digits, '.', '_', '-' and '/'"),
+        ("-x", "must start with an ASCII letter, a digit or '_'"),
+        (".hidden", "must start with an ASCII letter, a digit or '_'"),
+        ("a b", "use ASCII letters, digits, '.', '_', '-' and '/'"),
+        ("é", "must start with an ASCII letter, a digit or '_'"),  # é is a letter
+        ("aé", "use ASCII letters, digits, '.', '_', '-' and '/'"),
         ("a..b", "may not hold '..' or '//'"),
         ("a//b", "may not hold '..' or '//'"),
         ("x.lock", "may not end in '/', '.' or '.lock'"),
@@ -559,4 +560,12 @@ def test_no_repository_is_made_inside_a_repositorys_own_data(repo: Repo, tmp_pat
     assert list((tmp_path / "g" / ".git").iterdir()) == []
     assert_ok(run(tmp_path, "clone", url, "copy"))
     (repo.root / "meta").unlink()
+    repo.fsck_clean()
+
+
+def test_a_stage_name_with_a_letter_beyond_ascii_says_ascii(repo: Repo) -> None:
+    """`é` is a letter: "a stage name is a letter, digit or _" refused one."""
+    committed(repo)
+    line = assert_error(repo.run("run", "-n", "é", "--", "true"), code=2)
+    assert "an ASCII letter, digit or _, then at most 99 ASCII letters" in line
     repo.fsck_clean()

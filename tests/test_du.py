@@ -36,6 +36,7 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
     assert set(by) == {"v1", "v2"}
     for big in (*u["biggest"], *repo.json("du", "v1", "--json")["biggest"]):
         assert big.pop("id") == by[big["version"]]["id"], big
+        assert big.pop("revision") == big["version"]  # one branch: vN reads as it
     assert by["v1"]["unique"] == len(old) and by["v2"]["unique"] == len(new)
     # each content once, at a version holding it (the newest, walking from the refs)
     assert u["biggest"] == [
@@ -48,7 +49,7 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
 
     one = repo.json("du", "v1", "--json")
     for big in one["biggest"]:
-        del big["id"]
+        del big["id"], big["revision"]
     assert [v["version"] for v in one["versions"]] == ["v1"]
     assert one["logical"] == sizes + len(old)
     assert one["versions"][0]["unique"] == len(old)  # v2 still counts as a user

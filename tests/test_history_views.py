@@ -9,9 +9,11 @@ import os
 import time
 from pathlib import Path
 
+import vfs
 from tests.support.cli import (
     Repo,
     assert_error,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -391,4 +393,36 @@ def test_vn_is_found_without_walking_the_whole_history_and_stays_right(repo: Rep
     repo.ok("gc")
     for n in (7, 40):
         assert vn(repo, n) == main[f"v{n}"]
+    repo.fsck_clean()
+
+
+def test_log_n_0_lists_nothing_as_versions_limit_0_does(repo: Repo) -> None:
+    """`dvfs log -n 0` was refused ("0 is not in the range x>=1") where the Python
+    API's repo.versions(limit=0) gives [] (and git log -n 0 lists nothing)."""
+    commit_files(repo, {"a.txt": b"one\n"}, "one")
+    for flags in ((), ("--oneline",), ("--graph",)):
+        assert repo.ok("log", "-n", "0", *flags).out == ""
+    assert repo.json("log", "-n", "0", "--json") == []
+    with vfs.Repo(repo.root) as api:
+        assert api.versions(limit=0) == [] and len(api.versions(limit=1)) == 1
+    assert_error(repo.run("log", "-n", "-1"), "-1 is not in the range x>=0", code=2)
+    repo.fsck_clean()
+
+
+def test_lineage_names_a_version_of_another_branch_as_its_since_does(repo: Repo) -> None:
+    """`dvfs lineage out.txt side` said "out.txt in v2 (since 2dc7027277)": side's v2,
+    numbered on side, beside the id its own "since" gave the same version."""
+    commit_files(repo, {"in.txt": b"x\n"}, "one")
+    repo.ok("switch", "-c", "side")
+    repo.ok("run", "-n", "s", "-d", "in.txt", "-o", "out.txt", "--", "cp in.txt out.txt")
+    side = repo.commit("side")[:10]
+    repo.ok("switch", "main")
+    commit_files(repo, {"y.txt": b"y\n"}, "main two")
+    assert repo.ok("lineage", "out.txt", "side").out.startswith(f"out.txt in {side} (since ")
+    assert repo.ok("lineage", "in.txt", "side", "--downstream").out.startswith(
+        f"in.txt in {side} is read by:"
+    )
+    assert_error(repo.run("lineage", "nope", "side"), f"nope is not in {side}", code=2)
+    assert repo.json("lineage", "out.txt", "side", "--json")["version"] == "v2"  # with its id
+    assert repo.ok("lineage", "in.txt", "v1").out.startswith("in.txt in v1 (since v1)")
     repo.fsck_clean()

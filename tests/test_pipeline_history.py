@@ -154,6 +154,9 @@ def test_an_experiment_runs_on_its_own_branch_leaving_this_one_as_it_is(
     lr05 = next(e for e in listed if e["name"] == "lr05")
     assert lr05["base"] == "v3" and lr05["params"] == {"train.lr": {"old": 0.01, "new": 0.05}}
     assert lr05["metrics"]["acc"] == 0.55
+    # the version's time as log, show and compare give it (it had milliseconds)
+    [shown] = repo.json("log", "-n", "1", "exp/lr05", "--json")
+    assert lr05["created"] == shown["created"] == repo.json("compare", "--json")[-1]["created"]
     assert "train.lr 0.01 -> 0.05" in repo.ok("exp", "list").out
     rows = repo.json("compare", "--json")
     assert [r["rev"] for r in rows][-2:] == ["exp/exp-1", "exp/lr05"]
@@ -703,7 +706,7 @@ def test_a_refused_experiment_name_or_setting_is_quoted_as_names_are(repo: Repo)
     for name, shown in [("a b", "exp/a b"), ("it's", "exp/it's"), ("x\ty", '"exp/x\\ty"')]:
         line = assert_error(repo.run("exp", "run", "-n", name), code=2)
         assert line == (
-            f"dvfs: error: {shown} is not a valid experiment name: use letters, digits, '.', "
+            f"dvfs: error: {shown} is not a valid experiment name: use ASCII letters, digits, '.', "
             "'_', '-' and '/'"
         )
     line = assert_error(repo.run("exp", "run", "-S", "l\x1br"), code=2)
@@ -944,4 +947,30 @@ def test_the_run_cache_is_never_written_through_a_link(repo: Repo, tmp_path: Pat
     assert any("runcache" in w and "is a symbolic link" in w for w in warnings_of(r)), r
     assert list(elsewhere.iterdir()) == []
     assert repo.read("o") == b"x\n" and "o" in staged_paths(repo)
+    repo.fsck_clean()
+
+
+def test_exp_list_names_the_base_of_an_experiment_run_on_another_branch_readably(
+    repo: Repo,
+) -> None:
+    """An experiment run from side's v2, listed on main: "from v2" named main's v2
+    (`dvfs show v2` read that one); and the experiment's own vN, numbered along its
+    branch, came without the id that tells it from main's."""
+    repo.write("params.yaml", "lr: 0.1\n")
+    repo.ok("run", "-n", "t", "-p", "lr", "-o", "o.txt", "--", "echo made > o.txt")
+    repo.ok("add", "params.yaml")
+    repo.commit("one")
+    repo.ok("switch", "-c", "side")
+    repo.write("note.txt", "side\n")
+    repo.ok("add", "note.txt")
+    side = repo.commit("side")
+    repo.ok("exp", "run", "-S", "lr=0.2", "-n", "e")
+    repo.ok("switch", "main")
+    repo.write("note.txt", "main\n")
+    repo.ok("add", "note.txt")
+    repo.commit("main two")
+    [e] = repo.json("exp", "list", "--json")
+    assert e["base"] == side[:10]
+    line = repo.ok("exp", "list").out.splitlines()[0]
+    assert line.startswith(f"exp/e  v3 {e['id'][:10]} from {side[:10]}  "), line
     repo.fsck_clean()

@@ -560,3 +560,41 @@ def test_a_param_key_holding_a_dot_is_said_so_and_two_readings_are_refused(repo:
     repo.write("p.json", '{"a": {"b": 1}, "a.b": 2}')
     repo.fail("exp", "run", "-S", "p.json:a.b=3", fragments=("has two values named a.b",))
     repo.fsck_clean()
+
+
+def test_a_text_that_reads_as_a_number_is_shown_quoted_beside_the_number(repo: Repo) -> None:
+    """`metrics diff` of 2 against the text "2" showed `2  2`, as if unchanged, while
+    --json told a number from a text; `compare` and `dvfs diff`'s params likewise."""
+    repo.ok("run", "-n", "s", "-m", "m.json", "--",
+            "echo '{\"a\": 2, \"b\": true, \"c\": \"x\"}' > m.json")  # fmt: skip
+    repo.commit("one", "--param", "lr=2")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.json", "--",
+            "echo '{\"a\": \"2\", \"b\": \"true\", \"c\": \"-\"}' > m.json")  # fmt: skip
+    repo.commit("two", "--param", 'lr="2"')
+    moved = repo.json("metrics", "diff", "v1", "v2", "--json")["metrics"]
+    assert [(m["name"], m["old"], m["new"]) for m in moved] == [
+        ("a", 2, "2"), ("b", True, "true"), ("c", "x", "-"),
+    ]  # fmt: skip
+    rows = [ln.split() for ln in repo.ok("metrics", "diff", "v1", "v2").out.splitlines()[1:]]
+    assert rows == [["a", "2", '"2"', "-"], ["b", "true", '"true"', "-"], ["c", "x", '"-"', "-"]]
+    compared = repo.ok("compare", "v1", "v2").out
+    assert '"2"' in compared and '"true"' in compared
+    assert 'param changed:  lr: 2 -> "2"' in repo.ok("diff", "v1", "v2").out
+    assert 'lr = "2"' in repo.ok("log", "--params", "-n", "1").out
+    repo.fsck_clean()
+
+
+def test_yaml_keys_true_1_and_1_0_are_three_keys_as_yaml_reads_them(repo: Repo) -> None:
+    """Python holds true, 1 and 1.0 as one key: a metrics or params file with `true:`
+    and `1:` was refused as "found the key 1 twice", keys YAML holds apart."""
+    repo.write("m.yaml", "true: 1\n1: 2\n1.0: 3\nnull: 4\n")
+    repo.ok("run", "-n", "s", "-m", "m.yaml", "--no-exec", "--", "true")
+    shown = repo.json("metrics", "show", "--json")
+    assert shown == {"workspace": {"m.yaml": {"true": 1, "1": 2, "1.0": 3, "null": 4}}}
+    repo.write("p.yaml", "opt:\n  true: 1\n  1: 2\n")
+    repo.ok("add", "m.yaml")
+    repo.commit("one", "--params-file", "p.yaml")
+    assert repo.json("log", "-n", "1", "--json")[0]["parameters"] == {"opt": {"true": 1, "1": 2}}
+    repo.write("p.yaml", "opt:\n  true: 1\n  True: 2\n")  # one key, twice
+    assert_error(repo.run("commit", "-m", "x", "--params-file", "p.yaml"), "the key true twice")
+    repo.fsck_clean()

@@ -325,3 +325,30 @@ def test_a_remote_branch_data_pruned_here_relies_on_is_not_deleted(
     repo.ok("push", "--delete", "exp")  # nothing here uses its data any more
     assert dir_remote.ref("exp") is None
     repo.fsck_clean()
+
+
+def test_a_directory_remote_not_mounted_is_named_so_by_prune_and_by_reads_of_its_data(
+    make_repo: RepoFactory, dir_remote: Remote, tmp_path: Path
+) -> None:
+    """A NAS not mounted: the remote's directory empty, or missing. A read of pruned
+    data said "neither in the local store nor on remote origin: push it from a
+    repository that has it", `store prune` said "dropped 0 chunk(s)" (empty) or
+    "create it" (missing), where fetch says the clone had versions from there."""
+    repo = three_pushed(make_repo, dir_remote)
+    repo.ok("store", "prune")
+    where = tmp_path / "remote"
+    where.rename(tmp_path / "unmounted")
+    for empty in (True, False):
+        if empty:
+            where.mkdir()
+        said = "holds no dvfs repository" if empty else "does not exist"
+        gone = "but this clone has origin/main from it: check that it is mounted"
+        assert_error(repo.run("fetch"), said, gone)
+        assert_error(repo.run("cat", "v1:data.bin"), "needs data for data.bin", said, gone)
+        line = assert_error(repo.run("store", "prune"), said, gone)
+        assert "cannot verify what remote origin holds, so nothing was pruned" in line
+        if empty:
+            where.rmdir()
+    (tmp_path / "unmounted").rename(where)
+    assert repo.cat("v1:data.bin") == DATA[0]
+    repo.fsck_clean()

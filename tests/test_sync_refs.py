@@ -717,9 +717,13 @@ def test_push_delete_names_what_it_cannot_delete(
     a.ok("push", "--all", "--tags")
     keys = dir_remote.list_keys("refs/")
 
-    line = a.fail("push", "--delete", "nope", fragments=("origin has no branch or tag nope",))
+    # exit 2, as `dvfs log --remote origin nope` and `dvfs pull` of a branch it lacks
+    # (a name to fix; exit 1 before)
+    line = a.fail(
+        "push", "--delete", "nope", fragments=("origin has no branch or tag nope",), code=2
+    )
     assert "`dvfs fetch --remote origin`, then `dvfs branch -r` and `dvfs tag`" in line
-    a.fail("push", "--delete", "refs/tags/main", fragments=("origin has no tag main",))
+    a.fail("push", "--delete", "refs/tags/main", fragments=("origin has no tag main",), code=2)
     a.fail("push", "--delete", "same", fragments=("refs/heads/same or refs/tags/same",))
     a.fail("push", "--delete", "../x", fragments=("not a valid branch or tag name",))
     a.fail("push", "--delete", fragments=("dvfs push --delete NAME",))
@@ -798,12 +802,22 @@ def test_log_remote_lists_the_remote_branch_it_is_given_and_names_a_substitute(
     ids = [r["id"] for r in rows]
     assert ids[0] == v2 and mine not in ids
     assert b.json("log", "--remote", "origin", "exp", "--json")[0]["id"] == v2
-    b.fail("log", "--remote", "origin", "nope", fragments=("origin has no branch nope",))
+    b.fail("log", "--remote", "origin", "nope", fragments=("origin has no branch nope",), code=2)
     b.ok("switch", "-c", "feat")
     r = b.ok("log", "--remote", "origin", "--json")
     assert r.json()[0]["id"] == v2
     assert "origin has no branch feat: listing its branch main" in r.err
     assert b.json("log", "--remote", "origin", "d", "--json")[0]["id"] == v2  # d: a path
+    # the remote's names of its versions, not this clone's: b's tag and branches were
+    # shown as if the remote had them
+    b.ok("tag", "mine-only", v2)
+    a.ok("tag", "pushed", v2)
+    a.ok("push", "--tags")
+    [top] = b.json("log", "--remote", "origin", "-n", "1", "--json")
+    assert (top["tags"], top["branches"]) == (["pushed"], ["origin/exp", "origin/main"])
+    line = b.ok("log", "--remote", "origin", "-n", "1", "--oneline").out
+    assert "(tag: pushed, origin/exp, origin/main)" in line and "mine-only" not in line
+    assert "tag: mine-only" in b.ok("log", "-n", "1", "--oneline", v2).out
     b.fsck_clean()
 
 

@@ -24,6 +24,7 @@ import pytest
 import vfs
 from tests.support.cli import assert_ok, cli_env, fsck_clean, init_repo, run
 from vfs import tracking
+from vfs._os import program
 
 
 @pytest.fixture(scope="module")
@@ -730,3 +731,42 @@ def test_a_step_given_among_the_metrics_says_where_it_goes(repo: vfs.Repo) -> No
         r.log_metrics({"loss": 0.5}, step=3)
         raise RuntimeError("stop")
     assert [v.number for v in repo.versions()] == [1]
+
+
+RUN_ONCE = """
+import os, sys, vfs
+with vfs.track(os.environ["REPO"], message="quick", name="quick") as r:
+    r.output("out.txt").write_text("made")
+"""
+
+
+def test_a_run_records_the_code_of_python_c_and_the_notebook_it_ran_in(
+    repo: vfs.Repo, tmp_path: Path
+) -> None:
+    """Under `python -c CODE` sys.argv is ["-c"], in a notebook the kernel's launcher
+    and its connection file: the run and its audit entries recorded `-c` or
+    `ipykernel_launcher.py -f kernel-1.json`, which name nothing the user ran."""
+    root = repo.root
+    assert root is not None
+    env = {**cli_env(), "REPO": str(root)}
+    subprocess.run([sys.executable, "-P", "-c", RUN_ONCE, "arg"], env=env, check=True)
+    code = RUN_ONCE.strip()
+    cut = code[: program.CODE_CHARS - 1] + "…"
+    [stage] = repo.repository.history.version(bytes.fromhex(repo.versions()[0].id)).pipeline
+    assert list(stage.cmd) == ["python", "-c", cut, "arg"]
+    assert assert_ok(run(root, "audit", "--json")).json()[-1]["cmd"] == ["python", "-c", cut, "arg"]
+
+    launcher = tmp_path / "ipykernel" / "ipykernel_launcher.py"
+    launcher.parent.mkdir()
+    launcher.write_text(RUN_ONCE)
+    notebook = str(tmp_path / "train.ipynb")
+    for given, recorded in (
+        ({"JPY_SESSION_NAME": notebook}, ["jupyter", notebook]),
+        ({}, ["jupyter"]),
+    ):
+        kernel = [sys.executable, "-P", str(launcher), "-f", str(tmp_path / "kernel-1.json")]
+        subprocess.run(kernel, env={**env, **given}, check=True)
+        [stage] = repo.repository.history.version(bytes.fromhex(repo.versions()[0].id)).pipeline
+        assert list(stage.cmd) == recorded
+        assert assert_ok(run(root, "audit", "--json")).json()[-1]["cmd"] == recorded
+    fsck_clean(root)

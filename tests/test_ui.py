@@ -402,6 +402,9 @@ def test_binds_that_are_refused(repo: Repo, tmp_path: Path) -> None:
     assert_error(run(tmp_path, "ui"), "not", code=1)  # no repository here
     r = run(repo.root, "ui", "s3://bucket/x", "--allow-write")
     assert_error(r, "s3://bucket/x is a remote", "read-only", code=2)
+    # --refresh was taken and ignored for a repository, which each page reads anew
+    r = run(repo.root, "ui", ".", "--refresh", "5")
+    assert_error(r, "--refresh goes with a remote SOURCE, and . is a repository", code=2)
 
 
 def test_the_dashboard_changed_nothing(server: Server, repo: Repo) -> None:

@@ -390,6 +390,32 @@ def test_metrics_per_step_of_a_tracked_run(page: Page, tmp_path: Path) -> None:
     fsck_clean(root)
 
 
+def test_a_text_that_reads_as_a_number_is_quoted_on_the_experiments_page(
+    page: Page, tmp_path: Path
+) -> None:
+    """The number 2 and the text "2" were both shown `2`, as `dvfs compare` showed them
+    before: the experiments table and a version's parameters quote the text, as the
+    CLI does now."""
+    repo = init_repo(tmp_path / "typed")
+    repo.ok("run", "-n", "s", "-m", "m.json", "--", 'echo \'{"a": 2, "b": "x"}\' > m.json')
+    repo.commit("one", "--param", "lr=2")
+    repo.ok("run", "-f", "-n", "s", "-m", "m.json", "--",
+            "echo '{\"a\": \"2\", \"b\": \"-\"}' > m.json")  # fmt: skip
+    repo.commit("two", "--param", 'lr="2"')
+    assert '"2"' in repo.ok("compare").out
+    with serving(repo.root) as s:
+        page.goto(s.url + "#/experiments")
+        expect(page.locator('tr[data-rev="v2"] td').filter(has_text='"-"')).to_have_count(1)
+        cells = {
+            rev: page.locator(f'tr[data-rev="{rev}"] td').all_inner_texts() for rev in ("v1", "v2")
+        }
+        assert '"2"' not in cells["v1"] and "2" in cells["v1"] and "x" in cells["v1"]
+        assert cells["v2"].count('"2"') == 2 and '"-"' in cells["v2"]  # lr and a
+        page.goto(s.url + "#/version?rev=v2")
+        expect(page.locator("table.params td").nth(1)).to_have_text('"2"')
+    repo.fsck_clean()
+
+
 def test_chart_titles_and_legends_show_metric_names_escaped(page: Page, tmp_path: Path) -> None:
     """The charts' titles and legends (drawn by uPlot, which sets their text as given)
     showed a metric's name raw: ``lo\u202ess``, written by a stage's own script, read
@@ -823,6 +849,37 @@ def test_the_audit_log_shows_commands_quoted_as_dvfs_audit_does(page: Page, tmp_
     r.fsck_clean()
 
 
+def test_the_store_and_diff_pages_name_another_branchs_versions_by_revisions_that_read_them(
+    page: Page, tmp_path: Path
+) -> None:
+    """Each branch numbers its own chain: side's v2 is no `v2` on main. The store page
+    names it by its id, as `dvfs du --json`'s `revision` does; main's v2 stays v2."""
+    r = init_repo(tmp_path / "branches")
+    commit_files(r, {"a.bin": os.urandom(3000)}, "one")
+    r.ok("switch", "-c", "side")
+    side = commit_files(r, {"side.bin": os.urandom(2000)}, "side")
+    r.ok("switch", "main")
+    commit_files(r, {"main.bin": os.urandom(1000)}, "main")
+    du = r.json("du", "--json")
+    named = {b["path"]: b["revision"] for b in du["biggest"]}
+    assert named["side.bin"] == side[:10] and named["main.bin"] == "v2"
+    assert sorted(v["revision"] for v in du["versions"]) == sorted(["v1", "v2", side[:10]])
+    with serving(r.root) as s:
+        page.goto(s.url + "#/store")
+        rows = page.locator("h2:text('Biggest files') + table tbody tr")
+        expect(rows.filter(has_text="side.bin").locator("td").nth(2)).to_have_text(side[:10])
+        expect(rows.filter(has_text="main.bin").locator("td").nth(2)).to_have_text("v2")
+        versions = page.locator("h2:text('Unique to each version') + table tbody tr td a")
+        expect(versions).to_have_text([v["revision"] for v in du["versions"]])
+        assert side[:10] in versions.all_inner_texts()
+        # the diff page's sides likewise: side's v2 was shown as "v2", main's v2
+        page.goto(s.url + "#/diff?old=v1&new=side")
+        expect(page.locator("p.summary")).to_contain_text(f"v1 → {side[:10]}: 1 added")
+        page.goto(s.url + "#/diff?old=side&new=v2")
+        expect(page.locator("p.summary")).to_contain_text(f"{side[:10]} → v2: ")
+    r.fsck_clean()
+
+
 def test_a_download_the_remote_cannot_give_says_why_on_the_page(
     page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -928,6 +985,8 @@ def test_a_repository_of_many_branches_and_tags_is_filtered_by_typing_a_name(
         deleting.locator('input[name="delete-branch"]').fill("x248")
         deleting.get_by_role("button", name="Delete branch").click()
         deleting.get_by_role("button", name="Really delete x248?").click()
-        expect(deleting.locator(".said")).to_contain_text("deleted branch x248")
+        # as `dvfs branch -d` says it: side's v2, numbered along side, with its id
+        said = f"deleted branch x248 (was v2 {tip.hex()[:10]})"
+        expect(deleting.locator(".said")).to_contain_text(said)
     assert "x248" not in [b["name"] for b in r.json("branch", "--json")]
     fsck_clean(r.root)

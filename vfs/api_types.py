@@ -16,7 +16,7 @@ from typing import Any
 from vfs.errors import UsageError
 from vfs.model.codec import Entry, Kind
 from vfs.ops.diff import Change
-from vfs.quoting import quote_given
+from vfs.quoting import escape_text, quote_given
 
 PathArg = str | os.PathLike[str]
 
@@ -31,11 +31,12 @@ _OWN = ("vfs", "contextlib")  # modules whose frames a warning is never attribut
 def warn(message: str) -> None:
     """Warn of ``message`` (a :class:`DvfsWarning`) at the caller's line outside dvfs:
     the call of the API, or the ``with`` of a ``track`` block, however deep inside dvfs
-    the warning arose (a fixed ``stacklevel`` named a line of dvfs from callbacks)."""
+    the warning arose (a fixed ``stacklevel`` named a line of dvfs from callbacks).
+    Control characters in it are escaped, as the CLI prints them."""
     frame, level = sys._getframe(1), 2
     while frame.f_back is not None and _is_own(frame.f_globals.get("__name__", "")):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, DvfsWarning, stacklevel=level)
+    warnings.warn(escape_text(message), DvfsWarning, stacklevel=level)
 
 
 def _is_own(module: str) -> bool:

@@ -36,13 +36,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vfs.quoting import quote_given
+from vfs.quoting import escape_text, quote_given
 
 
 class DvfsError(Exception):
-    """Base of every deliberate dvfs error; the message is shown to the user as is."""
+    """Base of every deliberate dvfs error; the message is shown to the user as is.
+
+    ``str(exc)`` escapes the control characters a name in it may hold (``a\\nb``, as
+    :func:`vfs.quoting.escape_text` does and the CLI prints it): a program using the
+    Python API that prints or logs the message gets one line, not a forged second one
+    or a terminal escape. ``exc.args[0]`` keeps the message as it was made.
+    """
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return escape_text(super().__str__())
 
 
 class NotARepository(DvfsError):

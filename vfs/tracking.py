@@ -36,11 +36,12 @@ records a stage (``vfs.pipeline``), so everything that reads pipelines reads it:
    rule), and the run is written into
    ``dvfs.runs`` (``vfs.pipeline.runs``) as stage ``name`` (default ``train``): deps,
    the inputs with their content ids; outs, the outputs; metrics, the metrics file;
-   cmd, the Python command line (``sys.argv``); run facts, as ``repro`` gives them
-   (a name ``dvfs.yaml`` gives a stage is refused when the block starts: the run
-   would replace that stage's record; so is an output, or metrics file, that overlaps
-   an output of one of its stages, when given: an output belongs to one stage, and
-   ``dvfs repro`` would make it again over the run's).
+   cmd, the Python command line (``vfs._os.program.command_line``: ``sys.argv``,
+   ``python -c CODE`` with the code cut, or ``jupyter NOTEBOOK``); run facts, as
+   ``repro`` gives them (a name ``dvfs.yaml`` gives a stage is refused when the block
+   starts: the run would replace that stage's record; so is an output, or metrics
+   file, that overlaps an output of one of its stages, when given: an output belongs
+   to one stage, and ``dvfs repro`` would make it again over the run's).
    A run of another stage that claimed one of these outputs is dropped from it;
 4. ``dvfs.runs`` is staged and one version is committed (``vfs.ops.commit.commit``)
    with ``message``, ``params`` and ``tag``; the commit's lineage step keeps the run,
@@ -71,7 +72,6 @@ import operator
 import os
 import signal
 import stat
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -81,6 +81,7 @@ from types import FrameType, TracebackType
 from typing import Any, SupportsIndex
 
 from vfs import api_types, settings
+from vfs._os.program import command_line
 from vfs.api import Repo
 from vfs.api_types import (
     PathArg,
@@ -554,7 +555,7 @@ class Run:
         facts = RunFacts(self.ws)
         record = StageRecord(
             name=self.name,
-            cmd=tuple(sys.argv) if sys.argv and sys.argv[0] else ("python",),
+            cmd=tuple(command_line()),
             wdir=b"",
             deps=tuple(sorted(self.inputs.items())),
             outs=tuple(sorted((o, ids[o] or b"") for o in outs)),

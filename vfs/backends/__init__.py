@@ -113,7 +113,7 @@ def parse_url(url: str) -> RemoteUrl:
         except UsageError:
             raise UsageError(
                 f"bad prefix {quote_given(prefix)} in the remote URL {quote_given(url)}: use "
-                "names of letters, digits, '.', '_' and '-' joined by single '/'"
+                "names of ASCII letters, digits, '.', '_' and '-' joined by single '/'"
             ) from None
         return RemoteUrl(bucket=bucket, prefix=prefix)
     raise UsageError(f"unsupported remote URL {quote_given(url)}: {_FORMS}")

@@ -141,7 +141,7 @@ def validate_key(key: str) -> str:
     """Return ``key`` if it is a clean relative key (see the module docstring), else raise."""
     if not key or not all(_SEGMENT.fullmatch(seg) for seg in key.split("/")):
         raise UsageError(
-            f"invalid storage key {quote_given(key)}: use names of letters, digits, '.', '_' "
+            f"invalid storage key {quote_given(key)}: use names of ASCII letters, digits, '.', '_' "
             "and '-' joined by single '/', not starting with '.' or '/'"
         )
     return key

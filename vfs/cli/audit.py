@@ -27,8 +27,12 @@ def remote_chain(repo: Repository, name: str) -> tuple[Any, Path | None]:
     return remotes.connect(spec, 16), remotes.chain_head(repo, spec.name)
 
 
+# --since's form, as its help and its error say it (datetime.fromisoformat reads it)
+SINCE_FORM = "YYYY-MM-DD[THH:MM[:SS]][+HH:MM] (local time unless a zone is given)"
+
+
 @click.group(cls=DvfsGroup, name="audit", invoke_without_command=True)
-@click.option("--since", metavar="DATE", help="Only entries from DATE on (YYYY-MM-DD[THH:MM]).")
+@click.option("--since", metavar="DATE", help=f"Only entries from DATE on: {SINCE_FORM}.")
 @click.option("--remote", "remote_name", metavar="NAME", help="The remote's chain (its pushes).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -61,7 +65,7 @@ def audit_cmd(
             when = datetime.datetime.fromisoformat(since)
         except ValueError:
             raise UsageError(
-                f"--since {quote_given(since)} is not a date: write YYYY-MM-DD"
+                f"--since {quote_given(since)} is not a date: write {SINCE_FORM}"
             ) from None
         if when.tzinfo is None:
             when = when.astimezone()

@@ -433,13 +433,13 @@ def exp_list(as_json: bool) -> None:
 
 def _show_listed(found: list[Listed], as_json: bool) -> None:
     """Print ``dvfs exp list``'s lines or JSON."""
+    from vfs.ops.browse import iso_time
     from vfs.pipeline import report
-    from vfs.pipeline.record import iso_ns
 
     if as_json:
         emit_json([
             {"name": e.name, "branch": e.branch, "version": e.label, "id": e.oid.hex(),
-             "base": e.base, "created": iso_ns(e.created_ns) if e.created_ns else None,
+             "base": e.base, "created": iso_time(e.created_ns) if e.created_ns else None,
              "message": e.message,
              "params": {k: report.present({"old": a, "new": b})
                         for k, (a, b) in e.changed.items()},
@@ -457,7 +457,9 @@ def _show_listed(found: list[Listed], as_json: bool) -> None:
         )
         metrics = ", ".join(f"{quote_name(k)}={report.shown(v)}" for k, v in e.metrics.items())
         base = f" from {e.base}" if e.base else ""
-        click.echo(f"{quote_name(e.branch)}  {e.label}{base}  {escape_text(e.message)}")
+        click.echo(
+            f"{quote_name(e.branch)}  {e.label} {e.oid.hex()[:10]}{base}  {escape_text(e.message)}"
+        )
         if changed:
             click.echo(f"    params: {changed}")
         if metrics:

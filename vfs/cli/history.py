@@ -19,6 +19,7 @@ from vfs.cli.options import AS_JSON, DASHDASH, OFFLINE, DvfsCommand, RevsThenPat
 from vfs.cli.output import count, emit_json, fail, human, quoted, repo_here, warn, workers
 from vfs.errors import DvfsError, RevisionNotFound, UsageError
 from vfs.model.codec import Entry, Kind
+from vfs.model.params import reads_as_other
 from vfs.ops.diff import flat_params
 from vfs.quoting import escape_text, quote_given, quote_name, shell_word
 from vfs.repo.history import NO_VERSIONS
@@ -123,15 +124,18 @@ def is_revision(repo: Repository, arg: str) -> bool:
 
 
 def param_text(value: Any) -> str:
-    """A parameter's value on one line: text as it is, anything else as compact JSON."""
+    """A parameter's value on one line: text as it is (in double quotes if it would
+    read as another value: ``"2"``), anything else as compact JSON."""
     if isinstance(value, str):
-        return escape_text(value)
+        return escape_text(
+            json.dumps(value, ensure_ascii=False) if reads_as_other(value) else value
+        )
     return escape_text(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
 
 
 @click.command(cls=RevsThenPaths)
 @click.argument("targets", nargs=-1, metavar="[REV] [[--] PATH...]")
-@click.option("-n", "limit", type=click.IntRange(min=1), help="Show at most N versions.")
+@click.option("-n", "limit", type=click.IntRange(min=0), help="Show at most N versions.")
 @click.option("--params", "with_params", is_flag=True, help="Show each version's parameters.")
 @click.option(
     "--oneline", is_flag=True,
@@ -168,6 +172,7 @@ def log(
 
     repo = repo_here()
     branch = None
+    remote_names = None  # the remote's names of its versions, with --remote
     if remote_name is not None:  # REV is a branch of the remote, unknown here before a fetch
         before = len(targets) - (ctx.meta.get(DASHDASH) or 0)
         if before and not is_path(repo, targets[0]):
@@ -177,7 +182,8 @@ def log(
     if remote_name is not None:
         if rev is not None:
             raise UsageError("--remote lists one branch of the remote: give one BRANCH")
-        rev, notes = sync.log_remote(repo, remotes.get_remote(repo, remote_name), branch)
+        spec = remotes.get_remote(repo, remote_name)
+        rev, notes, remote_names = sync.log_remote(repo, spec, branch)
         for line in notes:
             warn(line)
     if rev is None and repo.history.head_id() is None:
@@ -190,13 +196,13 @@ def log(
         start = hist.head_id() if rev is None else hist.resolve(rev)
         assert start is not None
         lines = list(drawing.draw(drawing.topo_order(hist, start, limit)))
-        decor = browse.decorations(repo)
+        decor = browse.decorations(repo) if remote_names is None else remote_names
         rows = []
         for ln in lines:
             if ln.oid is not None and ln.version is not None:
                 rows.append(browse.log_row(hist, decor, ln.oid, ln.version))
     else:
-        rows = browse.log(repo, rev, limit, paths)
+        rows = browse.log(repo, rev, limit, paths, remote_names)
     if as_json:
         if graph:
             drawn = iter(ln.prefix for ln in lines if ln.oid is not None)

@@ -206,8 +206,8 @@ def run_cmd(
     ws = workspace.find()
     if not STAGE_NAME.fullmatch(name):
         raise UsageError(
-            f"{quote_name(name)} is not a stage name: a letter, digit or _, then at most 99 "
-            "letters, digits, _, . or -"
+            f"{quote_name(name)} is not a stage name: an ASCII letter, digit or _, then at most "
+            "99 ASCII letters, digits, _, . or -"
         )
     here = os.path.relpath(os.path.abspath("."), ws.root)
     if outside(here):
@@ -508,10 +508,11 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     oid = hist.resolve(rev or "HEAD")
     v = hist.version(oid)
     rel = path_arg(ws, path)
-    label = f"v{v.number}"
+    label = f"v{v.number}"  # (--json, beside the id)
+    named = hist.revision(oid)  # in a line: another branch's vN names another version here
     since = lin.origin(hist, oid, rel)
     if not lin.known(hist, oid, rel, since):
-        raise UsageError(f"{quoted(rel)} is not in {label}")
+        raise UsageError(f"{quoted(rel)} is not in {named}")
     if downstream:
         found = lin.downstream(hist, oid, rel)
         if as_json:
@@ -525,9 +526,9 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
             })  # fmt: skip
             return
         if not found:
-            click.echo(f"no stage of {label}'s pipeline reads {quoted(rel)}")
+            click.echo(f"no stage of {named}'s pipeline reads {quoted(rel)}")
             return
-        click.echo(f"{quoted(rel)} in {label} is read by:")
+        click.echo(f"{quoted(rel)} in {named} is read by:")
         deepest = graph.TEXT_DEPTH
         for s, d, depth in found:  # (past TEXT_DEPTH levels: no deeper, its level said)
             outs = ", ".join(quoted(o) for o, _ in s.outs)
@@ -556,11 +557,11 @@ def lineage(path: str, rev: str | None, downstream: bool, as_json: bool) -> None
     where = f" (since {since})" if since else ""
     if not steps:
         click.echo(
-            f"{quoted(rel)} in {label}{where} was not made by a stage of its pipeline: it is data "
+            f"{quoted(rel)} in {named}{where} was not made by a stage of its pipeline: it is data "
             "added as it is"
         )
         return
-    click.echo(f"{quoted(rel)} in {label}{where}")
+    click.echo(f"{quoted(rel)} in {named}{where}")
     for st in steps:
         s = st.stage
         cmd = escape_text(s.cmd if isinstance(s.cmd, str) else shlex.join(s.cmd))

@@ -24,9 +24,9 @@ from vfs.errors import UsageError
     "--endpoint-url", metavar="URL", help="The S3 endpoint of an s3:// SOURCE (e.g. MinIO)."
 )
 @click.option(
-    "--refresh", type=click.FloatRange(0), default=30.0, show_default=True, metavar="SECONDS",
-    help="For a remote SOURCE: how old the view may get before the versions page looks "
-    "for new pushes.",
+    "--refresh", type=click.FloatRange(0), metavar="SECONDS",
+    help="For a remote SOURCE only: how old the view may get before the versions page "
+    "looks for new pushes  [default: 30].",
 )  # fmt: skip
 @click.option(
     "--allow-write", is_flag=True,
@@ -35,7 +35,7 @@ from vfs.errors import UsageError
 )  # fmt: skip
 def ui_cmd(
     source: str, host: str, port: int, open_browser: bool, token: str | None,
-    endpoint_url: str | None, refresh: float, allow_write: bool,
+    endpoint_url: str | None, refresh: float | None, allow_write: bool,
 ) -> None:  # fmt: skip
     """Serve a web dashboard of the repository at SOURCE (default: here), read-only
     unless --allow-write. SOURCE may be a remote (s3://BUCKET/PREFIX, file:///PATH or

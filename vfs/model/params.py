@@ -164,6 +164,24 @@ def value(text: str) -> Any:
     return text
 
 
+def reads_as_other(text: str) -> bool:
+    """Whether text shown as it is beside other values (``dvfs diff``'s and ``log``'s
+    params, the tables of ``metrics diff`` and ``compare``) would read as another
+    value, as ``--param`` types it (``2``, ``true``, ``null``, ``[1]``), or as no
+    value (empty, or ``-``: a table's empty cell), or hides spaces around it: such text
+    is shown in double quotes (``"2"``), so that the text ``"2"`` and the number ``2``
+    are not shown alike."""
+    if text and text[0] not in _MAY_TYPE and text[-1] not in _MAY_TYPE:
+        return False
+    read = value(text) if text != "-" else None
+    return not (isinstance(read, str) and read == text)
+
+
+# what may begin text that YAML 1.2 reads as something else (a number, a boolean,
+# null, a list or mapping in flow style) or that reads as another text (a space)
+_MAY_TYPE = frozenset("+-.0123456789tfnTFN~[{ \t\n")
+
+
 def parse_pairs(pairs: Iterable[str]) -> dict[str, Any]:
     """``K=V`` arguments as parameters (keys stripped of surrounding spaces)."""
     out: dict[str, Any] = {}

@@ -15,7 +15,8 @@ loader (its C parser when libyaml is there) with the 1.2 core resolvers and a 1.
 integer reader. Two habits of YAML 1.1 files are kept, as ruamel.yaml keeps them in
 1.2 mode: ``<<`` merge keys, and explicit tags such as ``!!timestamp``. A key given
 twice in one mapping is an error (1.2 requires unique keys; PyYAML silently keeps
-the last).
+the last). A key read as a boolean, null or a float is read as its text (``true``,
+``null``, ``1.5``): Python holds ``true``, ``1`` and ``1.0`` as one key, YAML as three.
 
 :class:`Dumper` writes YAML that reads back the same under 1.1 and 1.2: a string
 that either would take for something else (``"yes"``, ``"1e-3"``, ``"010"``) is
@@ -81,24 +82,50 @@ class Loader(_SafeLoader):  # type: ignore[misc]
             ) from None  # fmt: skip
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """The mapping, refusing a key written twice (merged keys may be overridden)."""
+        """The mapping, refusing a key written twice (merged keys may be overridden);
+        a key read as a boolean, null or a float is its text (:func:`key_text`)."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == _MERGE:
                 continue
-            key = self.construct_object(key_node, deep=True)
+            key = key_text(self.construct_object(key_node, deep=True))
             try:
                 again = key in seen
                 seen.add(key)
             except TypeError:
-                continue  # unhashable: PyYAML says so below
+                continue  # unhashable: said below
             if again:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark,
                     f"found the key {quote_given(str(key))} twice", key_node.start_mark,
                 )  # fmt: skip
-        result: dict[Any, Any] = super().construct_mapping(node, deep=deep)
-        return result
+        self.flatten_mapping(node)  # (the merge keys, as PyYAML's safe loader does)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_text(self.construct_object(key_node, deep=True))
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "found unhashable key",
+                    key_node.start_mark,
+                ) from None  # fmt: skip
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+def key_text(key: Any) -> Any:
+    """A mapping key as read: a boolean, null or float key as its YAML text (``true``,
+    ``null``, ``1.5``), the name dotted keys give it; others as they are. Python holds
+    ``true``, ``1`` and ``1.0`` as one key (``True == 1 == 1.0``), where YAML holds
+    three: as values, one of them was lost, and as keys they were "the key 1 twice"."""
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if key is None:
+        return "null"
+    if isinstance(key, float):
+        return str(key)
+    return key
 
 
 for _tag, _regexp, _first in CORE:

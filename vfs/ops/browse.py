@@ -72,16 +72,18 @@ def log(
     rev: str | None = None,
     limit: int | None = None,
     paths: Sequence[bytes] = (),
+    names: dict[bytes, dict[str, list[str]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Versions on the first-parent chain from ``rev`` (default HEAD), newest first.
 
     With ``paths``, only the versions that changed something at or below one of them
     (against their first parent); see :func:`vfs.ops.diff.changed_under`. Each row names
-    the tags and branches at that version, and its parameters.
+    the tags and branches at that version (``names``, else this repository's:
+    :func:`decorations`), and its parameters.
     """
     hist = repo.history
     start = hist.head_id() if rev is None else hist.resolve(rev)
-    refs = decorations(repo)
+    refs = decorations(repo) if names is None else names
     out: list[dict[str, Any]] = []
     for oid, v in hist.chain(start):
         if limit is not None and len(out) >= limit:

@@ -62,6 +62,9 @@ class Usage:
     not_local: int = 0  # raw bytes of chunks the local store does not hold
     # size, path, label and id of the version (each branch numbers its own chain)
     biggest: list[tuple[int, bytes, str, bytes]] = field(default_factory=list)
+    # the versions above named by a revision that reads them here (History.revision):
+    # another branch's vN names another version here
+    revisions: dict[bytes, str] = field(default_factory=dict)
 
     @property
     def dedup_ratio(self) -> float:
@@ -85,7 +88,13 @@ class Usage:
             "dedup_ratio": round(self.dedup_ratio, 3),
             "compression_ratio": round(self.compression_ratio, 3),
             "versions": [
-                {"id": v.oid.hex(), "version": v.label, "logical": v.logical, "unique": v.unique}
+                {
+                    "id": v.oid.hex(),
+                    "version": v.label,
+                    "revision": self.revisions[v.oid],
+                    "logical": v.logical,
+                    "unique": v.unique,
+                }
                 for v in self.versions
             ],
             "biggest": [
@@ -93,6 +102,7 @@ class Usage:
                     "path": p.decode(errors="surrogateescape"),
                     "size": s,
                     "version": label,
+                    "revision": self.revisions[oid],
                     "id": oid.hex(),
                 }
                 for s, p, label, oid in self.biggest
@@ -261,4 +271,6 @@ def _usage(repo: Repository, revs: list[str]) -> Usage:
         unique = sum(map(stored.get, per_version[oid] & single, repeat(0)))
         out.versions.append(VersionUsage(oid, f"v{v.number}", v.bytes, unique))
     out.biggest = [(s, p, label, oid) for s, _, p, label, oid in sorted(big, reverse=True)]
+    named = {*chosen, *(oid for *_, oid in out.biggest)}
+    out.revisions = {oid: hist.revision(oid) for oid in named}
     return out

@@ -45,7 +45,7 @@ from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.ops.store_limit import MAX_SIZE_KEY
-from vfs.remote.config import RemoteSpec, connect, get_remote
+from vfs.remote.config import RemoteSpec, connect_known, get_remote, had_versions
 from vfs.remote.layout import PACKS, pack_of
 from vfs.remote.manifests import shunned
 from vfs.remote.reader import RemoteRepo, index_cache
@@ -149,10 +149,13 @@ def _remote_view(repo: Repository, spec: RemoteSpec, jobs: int) -> _RemoteView:
     condemned it, and it is long enough to hold the id's bytes (sizes from the listing,
     as ``dvfs fsck --remote`` checks them): a pack deleted or cut short on the remote
     by hand or by a disk would otherwise have its objects' last copy dropped here."""
-    meter = connect(spec, jobs)
-    remote = RemoteRepo(meter, index_cache(repo, spec.name))
     try:
-        remote.check_format(repo)
+        meter = connect_known(repo, spec, jobs)
+        remote = RemoteRepo(meter, index_cache(repo, spec.name))
+        seen, gone = had_versions(repo, spec)
+        remote.check_format(
+            repo, empty=f"{remote.url} holds no dvfs repository, {gone}" if seen else None
+        )
         tips = [*remote.refs("heads").values(), *remote.refs("tags").values()]
         shun = shunned(meter)
         visible = shun.visible(remote.index())

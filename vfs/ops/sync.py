@@ -60,8 +60,10 @@ from vfs.remote.config import (
     chain_head,
     checked_spec,
     connect,
+    connect_known,
     default_remote,
     get_remote,
+    had_versions,
     note_location,
     remotes,
     tracking_branches,
@@ -113,20 +115,6 @@ class Transfer:
 # ------------------------------------------------------------------------------- push
 
 
-def _had_versions(repo: Repository, spec: RemoteSpec) -> tuple[list[str], str]:
-    """This clone's remote branches of ``spec``, and the end of the message for when the
-    remote is now missing or empty ("... but this clone has origin/main from it: ...")."""
-    seen = [f"{spec.name}/{b}" for b in tracking_branches(repo, spec.name)]
-    gone = (
-        f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
-        f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
-        "add it again"
-        if seen
-        else ""
-    )
-    return seen, gone
-
-
 def push(
     repo: Repository,
     spec: RemoteSpec,
@@ -154,7 +142,7 @@ def push(
     for b in branches or ([] if all_branches else [repo.history.head().branch]):
         if b not in have:  # checked before the remote is touched (a first push makes it)
             raise UsageError(_no_branch(repo, b))
-    seen, gone = _had_versions(repo, spec)
+    seen, gone = had_versions(repo, spec)
     try:
         meter = connect(spec, jobs, create=not seen)
     except RemoteNotFound:
@@ -382,7 +370,7 @@ def delete_refs(repo: Repository, spec: RemoteSpec, names: list[str], jobs: int 
         found = [(k, got) for k in kinds if (got := _remote_ref(meter, k, name)) is not None]
         if not found:
             what = _WHAT[kinds[0]] if len(kinds) == 1 else "branch or tag"
-            raise RemoteNotFound(
+            raise UsageError(
                 f"{quote_name(spec.name)} has no {what} {quote_name(name)}: nothing was "
                 f"deleted (`dvfs fetch --remote {shlex.quote(spec.name)}`, then `dvfs branch "
                 "-r` and `dvfs tag` list them)"
@@ -566,7 +554,7 @@ def fetch_locked(
     """
     note_location(repo, spec)
     remote = RemoteRepo(meter, index_cache(repo, spec.name))
-    seen, gone = _had_versions(repo, spec) if known else ([], "")
+    seen, gone = had_versions(repo, spec) if known else ([], "")
     remote.check_format(
         repo, empty=f"{remote.url} holds no dvfs repository, {gone}" if seen else None
     )
@@ -678,7 +666,7 @@ def mirror_locked(repo: Repository, spec: RemoteSpec, meter: Meter, jobs: int) -
 
 def fetch(repo: Repository, spec: RemoteSpec, jobs: int = 8, *, prune: bool = False) -> FetchResult:
     """Fetch refs, versions and trees from a remote (``prune``: see fetch_locked)."""
-    meter = connect(spec, jobs)
+    meter = connect_known(repo, spec, jobs)
     with repo.locked():
         return fetch_locked(repo, spec, meter, jobs, known=True, prune=prune, look_gone=True)
 
@@ -1124,12 +1112,20 @@ def _label(hist: History, oid: bytes) -> str:
 
 def log_remote(
     repo: Repository, spec: RemoteSpec, branch: str | None = None, jobs: int = 8
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], dict[bytes, dict[str, list[str]]]]:
     """Fetch metadata; return the remote-tracking ref to list, of the remote's ``branch``
-    (default: the current branch's, else the remote's main one), and the warnings to
-    show: the fetch's, and which branch is listed when it is not the current one."""
+    (default: the current branch's, else the remote's main one), the warnings to show
+    (the fetch's, and which branch is listed when it is not the current one), and the
+    remote's names of its versions, as :func:`vfs.ops.browse.decorations` gives this
+    repository's: its tags, and its branches as ``NAME/BRANCH`` (this repository's
+    own tags and branches are not the remote's)."""
     got = fetch(repo, spec, jobs)
     warnings = got.transfer.warnings
+    names: dict[bytes, dict[str, list[str]]] = {}
+    for kind, refs in (("tags", got.tags), ("branches", got.heads)):
+        for name, oid in sorted(refs.items()):
+            shown = name if kind == "tags" else f"{spec.name}/{name}"
+            names.setdefault(oid, {"tags": [], "branches": []})[kind].append(shown)
     if branch is not None:
         if branch not in got.heads:
             have = ", ".join(quote_name(b) for b in sorted(got.heads)[:10]) or "none"
@@ -1137,7 +1133,7 @@ def log_remote(
                 f"{quote_name(spec.name)} has no branch {quote_name(branch)} (its branches: "
                 f"{have}): `dvfs log --remote {shlex.quote(spec.name)} BRANCH` lists one"
             )
-        return f"{spec.name}/{branch}", warnings
+        return f"{spec.name}/{branch}", warnings, names
     branch = repo.history.head().branch
     if branch not in got.heads:
         if not got.heads and got.tags:
@@ -1154,4 +1150,4 @@ def log_remote(
             f"branch {quote_name(other)}"
         )
         branch = other
-    return f"{spec.name}/{branch}", warnings
+    return f"{spec.name}/{branch}", warnings, names

@@ -481,7 +481,9 @@ def listing(
             bad = f"cannot be read: {exc}"
             out.append(Listed(branch[len(EXP_PREFIX) :], branch, oid, "?", None, 0, bad, {}, {}))
             continue
-        base = hist.label(v.parents[0]) if v.parents else None
+        # the version it was run from, named as a revision that reads it here: vN of
+        # another branch (an experiment run from there) names another version here
+        base = hist.revision(v.parents[0]) if v.parents else None
         out.append(
             Listed(
                 branch[len(EXP_PREFIX) :], branch, oid, f"v{v.number}", base, v.time_ns,

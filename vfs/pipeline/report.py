@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from vfs.errors import DvfsError, UsageError
 from vfs.model.codec import Kind
+from vfs.model.params import reads_as_other
 from vfs.model.version_codec import Version
 from vfs.ops.browse import iso_time
 from vfs.ops.diff import flat_params
@@ -351,16 +352,20 @@ def row_of(
 
 
 def shown(value: Any) -> str:
-    """A value in a table cell: text as it is, ``-`` for absent, anything else as JSON
-    (a null value is ``null``). A number with a fraction is shown to 6 significant
-    digits when they tell it exactly, else in full (two values shown alike are equal),
-    and with a ``.0`` when it is whole (``1.0`` is another value than ``1``)."""
+    """A value in a table cell: text as it is (in double quotes if it would read as
+    another value: ``"2"``, see :func:`vfs.model.params.reads_as_other`), ``-`` for
+    absent, anything else as JSON (a null value is ``null``). A number with a fraction
+    is shown to 6 significant digits when they tell it exactly, else in full (two
+    values shown alike are equal), and with a ``.0`` when it is whole (``1.0`` is
+    another value than ``1``)."""
     import json
 
     if value is MISSING:
         return "-"
     if isinstance(value, str):
-        return quote_name(value) if value else '""'
+        if reads_as_other(value):
+            return escape_text(json.dumps(value, ensure_ascii=False))
+        return quote_name(value)
     if isinstance(value, float):
         value = finite(value) if value != 0 else 0.0  # (-0.0 recorded before: as 0.0)
         if isinstance(value, str):

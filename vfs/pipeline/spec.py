@@ -21,8 +21,8 @@ Only ``cmd`` is required. Paths (deps, outs, metrics, params files) are relative
 ``wdir``, which is relative to the root; each must stay inside the working tree,
 never name ``.git``, ``.dvfs`` (nor their lookalikes) or ``.versions`` at the top,
 and an output may not be one of dvfs's own files (``dvfs.yaml``, ``dvfs.runs``,
-``dvfs.lock``, ``dvfs.toml``). A stage name is a letter, digit or ``_`` followed by up
-to 99 letters, digits, ``_``, ``.`` or ``-``.
+``dvfs.lock``, ``dvfs.toml``). A stage name is an ASCII letter, digit or ``_`` followed
+by up to 99 ASCII letters, digits, ``_``, ``.`` or ``-``.
 
 The file is someone's working tree, maybe someone else's version: it is read only
 if it is a regular file (never through a link) of at most ``MAX_FILE`` bytes, and
@@ -281,8 +281,8 @@ def _cmd(r: _Reader, node: yaml.Node, key: str) -> str | tuple[str, ...]:
 def _stage(r: _Reader, name: str, node: yaml.Node, line: int) -> Stage:
     key = f"stages.{name}"
     if not STAGE_NAME.fullmatch(name):
-        raise _err(line, key, "a stage name is a letter, digit or _ followed by at most 99 "
-                   "letters, digits, _, . or -")  # fmt: skip
+        raise _err(line, key, "a stage name is an ASCII letter, digit or _ followed by at most "
+                   "99 ASCII letters, digits, _, . or -")  # fmt: skip
     fields = {k: (v, ln) for k, v, ln in r.mapping(node, key)}
     unknown = sorted(set(fields) - set(STAGE_KEYS))
     if unknown:

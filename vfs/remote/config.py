@@ -40,7 +40,7 @@ from vfs.backends import (
     parse_url,
     redact_url,
 )
-from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
+from vfs.errors import DvfsError, FormatError, RefConflict, RemoteNotFound, UsageError
 from vfs.quoting import quote_given, quote_name
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.repo import remote_copies
@@ -163,6 +163,36 @@ def tracking_branches(repo: Repository, name: str) -> dict[str, bytes]:
     leave ``team/a``'s branches alone.
     """
     return _tracking(repo, name, remotes(repo))
+
+
+def had_versions(repo: Repository, spec: RemoteSpec) -> tuple[list[str], str]:
+    """This clone's remote branches of ``spec``, and the end of the message for when the
+    remote is now missing or empty ("... but this clone has origin/main from it: ...").
+
+    Once this clone has a copy of one of its branches, the remote held versions:
+    finding it missing or empty means a NAS that is not mounted, a bucket emptied or a
+    URL changed, not a remote with nothing yet."""
+    seen = [f"{spec.name}/{b}" for b in tracking_branches(repo, spec.name)]
+    gone = (
+        f"but this clone has {quote_name(seen[0])} from it: check that it is mounted and "
+        f"the URL; to start the remote afresh there, `dvfs remote remove {spec.name}` and "
+        "add it again"
+        if seen
+        else ""
+    )
+    return seen, gone
+
+
+def connect_known(repo: Repository, spec: RemoteSpec, jobs: int) -> Meter:
+    """:func:`connect` to a clone's remote; one missing while this clone has branches of
+    it says so (:func:`had_versions`), not "create it"."""
+    try:
+        return connect(spec, jobs)
+    except RemoteNotFound:
+        seen, gone = had_versions(repo, spec)
+        if not seen:
+            raise
+        raise RemoteNotFound(f"{quote_name(spec.url)} does not exist, {gone}") from None
 
 
 def _tracking(repo: Repository, name: str, known: Iterable[str]) -> dict[str, bytes]:

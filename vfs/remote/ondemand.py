@@ -32,7 +32,14 @@ from vfs.errors import DvfsError, RemoteError, UsageError
 from vfs.model.codec import Entry, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, connect, default_remote, get_remote, tracking_branches
+from vfs.remote.config import (
+    Meter,
+    connect_known,
+    default_remote,
+    get_remote,
+    had_versions,
+    tracking_branches,
+)
 from vfs.remote.config import remotes as configured_remotes
 from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids, index_cache
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
@@ -253,12 +260,17 @@ def ensure_local(
         here_name = order.pop(0)
         tried.append(here_name)
         try:
-            meter = connect(get_remote(repo, here_name), jobs)
-            index = RemoteRepo(meter, index_cache(repo, here_name)).index()
+            spec = get_remote(repo, here_name)
+            meter = connect_known(repo, spec, jobs)
+            remote = RemoteRepo(meter, index_cache(repo, here_name))
+            index = remote.index()
             download_chunks(
                 repo.store, meter, index, [o for o in remaining if o in index], workers, jobs, got
             )
             remaining = [oid for oid in remaining if oid not in index]
+            seen, gone = had_versions(repo, spec) if remaining else ([], "")
+            if seen:  # (empty: a NAS not mounted, not a remote lacking this data)
+                remote.check_format(repo, empty=f"{remote.url} holds no dvfs repository, {gone}")
         except RemoteError as exc:
             try:  # what arrived is verified: kept, so that running it again resumes
                 repo.store.flush()

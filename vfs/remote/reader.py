@@ -197,7 +197,7 @@ def unnamed_ref_hint(name: str, what: str) -> str | None:
     except UsageError:
         return (
             "no dvfs command can name it: on the remote, rename it to a valid name "
-            "(letters, digits, '.', '_' and '-', at most 200 characters) or delete it if "
+            "(ASCII letters, digits, '.', '_' and '-', at most 200 characters) or delete it if "
             "it is not wanted"
         )
     return None

@@ -70,7 +70,6 @@ import json
 import os
 import re
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,6 +77,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vfs._os.program import command_line
 from vfs.errors import FormatError
 from vfs.model.ids import from_hex, hash_bytes
 from vfs.store.durable import put_in_place, storage_error, write_beside
@@ -241,10 +241,13 @@ def _append(fd: int, data: bytes, end: int, path: Path) -> None:
 
 def command() -> list[str]:
     """The command line an entry this thread makes now records (module doc): what it
-    is acting for, else the CLI's command line, else the process's own argv."""
+    is acting for, else the CLI's command line, else the process's own
+    (``vfs._os.program.command_line``: a script's name and arguments, ``python -c
+    CODE`` with its code cut, ``jupyter NOTEBOOK``)."""
     cmd = getattr(_acting, "cmd", None) or _command
     if cmd is None:
-        cmd = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+        cmd = command_line()
+        cmd[0] = os.path.basename(cmd[0])
     return list(cmd)
 
 

@@ -102,8 +102,8 @@ def _unfit(name: str, existing: bool = False) -> str:
         return "it is longer than 200 characters"
     if not _NAME_RE.fullmatch(name):
         if _NAME_RE.fullmatch("x" + name[1:]):
-            return "it must start with a letter, a digit or '_'"
-        return "use letters, digits, '.', '_', '-' and '/'"
+            return "it must start with an ASCII letter, a digit or '_'"
+        return "use ASCII letters, digits, '.', '_', '-' and '/'"
     if ".." in name or "//" in name:
         return "it may not hold '..' or '//'"
     if name.endswith(("/", ".", ".lock")):

@@ -271,7 +271,8 @@ def added(
 
 def diff(repo: Repository, old: str, new: str, offset: int = 0, limit: int = 200) -> dict[str, Any]:
     """``dvfs diff OLD NEW --json`` with a page of its file changes (``total_changes``
-    counts them all), and which side each revision is."""
+    counts them all), and which side each revision is (``revision``: a revision that
+    reads it here, History.revision: another branch's vN is its id)."""
     offset, limit = page(offset, limit)
     hist = repo.history
     a, b = hist.resolve(old), hist.resolve(new)
@@ -282,8 +283,8 @@ def diff(repo: Repository, old: str, new: str, offset: int = 0, limit: int = 200
     for c in data["changes"]:
         c["tabular"] = table_engine is not None and format_of(os.fsencode(c["path"])) is not None
     return {
-        "old": {"rev": old, "version": hist.label(a), "id": a.hex()},
-        "new": {"rev": new, "version": hist.label(b), "id": b.hex()},
+        "old": {"rev": old, "version": hist.label(a), "revision": hist.revision(a), "id": a.hex()},
+        "new": {"rev": new, "version": hist.label(b), "revision": hist.revision(b), "id": b.hex()},
         "offset": offset, "limit": limit, **data,
     }  # fmt: skip
 

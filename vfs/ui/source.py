@@ -120,9 +120,12 @@ def is_remote_dir(where: Path) -> bool:
 
 def open_source(
     source: str, endpoint_url: str | None = None, cache_dir: Path | None = None,
-    refresh: float = REFRESH,
+    refresh: float | None = None,
 ) -> Source:  # fmt: skip
-    """The repository at (or around) ``source``, or the remote it names (module doc)."""
+    """The repository at (or around) ``source``, or the remote it names (module doc).
+
+    ``refresh`` (``REFRESH`` if None) is for a remote; given for a repository, which
+    every page reads as it is then, it is refused rather than ignored."""
     if endpoint_url is not None and parse_url(source).path is not None:
         raise UsageError(
             f"--endpoint-url goes with an s3:// SOURCE, and {quote_given(source)} is a "
@@ -134,6 +137,11 @@ def open_source(
             raise UsageError(f"{source} is not a directory: give a repository or a remote")
         if not is_remote_dir(where):
             repo = Repository.find(where)
+            if refresh is not None:
+                raise UsageError(
+                    f"--refresh goes with a remote SOURCE, and {quote_given(source)} is a "
+                    "repository, which each page reads as it is then: leave it out"
+                )
             return Source(repo, repo.store.get)
         source = os.path.abspath(source)  # a directory remote, as `dvfs remote add` keeps it
     spec = RemoteSpec("origin", source, endpoint_url)
@@ -153,7 +161,9 @@ def open_source(
         raise
     chunks = RemoteChunks(lambda: remote)
     chunks.set_index(got.index)
-    refresher = Refresher(meta, spec, meter, remote, chunks, refresh)
+    refresher = Refresher(
+        meta, spec, meter, remote, chunks, REFRESH if refresh is None else refresh
+    )
     warned = tuple(got.transfer.warnings)
     return Source(meta, remote_getter(chunks, source), source, warned, refresher, held)
 

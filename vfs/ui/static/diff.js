@@ -28,8 +28,8 @@ export async function diffPage(el, params) {
   }
   const s = d.summary;
   put(el, h("p", { class: "summary" },
-    h("a", { href: link("version", { rev: d.old.id }) }, d.old.version), " → ",
-    h("a", { href: link("version", { rev: d.new.id }) }, d.new.version), ": ",
+    h("a", { href: link("version", { rev: d.old.id }) }, d.old.revision), " → ",
+    h("a", { href: link("version", { rev: d.new.id }) }, d.new.revision), ": ",
     `${s.added} added, ${s.removed} removed, ${s.modified} modified, ${s.renamed} renamed `,
     `(+${human(s.bytes_added)}, -${human(s.bytes_removed)})`,
     s.parameters ? `, ${s.parameters} parameters changed` : ""));
@@ -74,9 +74,9 @@ const IMAGE = /\.(png|jpe?g|gif|webp)$/i;
 // The two sides of an image, side by side (a side where it does not exist says so).
 function showImages(box, d, c) {
   const side = (label, v, path) => h("figure", { class: "side" },
-    path ? h("img", { src: rawUrl(v.id, path, true), alt: `${path} in ${v.version}` })
+    path ? h("img", { src: rawUrl(v.id, path, true), alt: `${path} in ${v.revision}` })
       : h("p", { class: "muted" }, "not in this version"),
-    h("figcaption", {}, `${label}: ${v.version}`));
+    h("figcaption", {}, `${label}: ${v.revision}`));
   swap(box, h("h2", {}, `Image ${c.path}`), h("div", { class: "images" },
     side("old", d.old, c.status === "added" ? null : c.old_path || c.path),
     side("new", d.new, c.status === "removed" ? null : c.path)));

@@ -123,7 +123,7 @@ function deleteBranchForm(data) {
       }
       try {
         const done = await act("delete-branch", { name: which.value });
-        deletedSaid = `deleted branch ${done.deleted.name} (was ${done.deleted.version})`;
+        deletedSaid = `deleted branch ${done.deleted.name} (was ${done.deleted.version} ${done.deleted.id.slice(0, 10)})`; // as `dvfs branch -d` says it
         swap(said, deletedSaid);
         reload();
       } catch (err) {
