@@ -72,6 +72,7 @@ import operator
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
