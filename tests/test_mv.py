@@ -336,3 +336,29 @@ def test_a_gitignore_that_cannot_be_written_leaves_the_move_as_recorded(repo: Re
     assert staged(repo) == {("renamed", "data/labels.csv", "data/l.csv")}
     repo.ok("commit", "-m", "moved")
     repo.fsck_clean()
+
+
+def test_a_staged_removal_is_carried_or_refused_by_checkout_as_other_staged_changes(
+    repo: Repo,
+) -> None:
+    """After `mv d/a d/b` and `rm --cached d/b`, the removal of d/a is staged. Before, a
+    checkout wrote the version's d/a and dropped the staged removal without a word.
+    Now, as git does and as for other staged changes: a version that holds d/a as the
+    checked-out one does carries the removal; one that holds another d/a is refused."""
+    for files, message in (({"d/a": "one"}, "v1"), ({"d/c": "c"}, "v2"), ({"d/a": "two"}, "v3")):
+        for rel, text in files.items():
+            repo.write(rel, text)
+        repo.ok("add", "d")
+        repo.ok("commit", "-m", message)
+    repo.ok("checkout", "v2")
+    repo.ok("mv", "d/a", "d/b")
+    repo.ok("rm", "--cached", "d/b")
+    assert staged(repo) == {("removed", None, "d/a")}
+    repo.ok("checkout", "v1")  # (v1's d/a is v2's: the removal stays staged)
+    assert staged(repo) == {("removed", None, "d/a")} and not (repo.root / "d/a").exists()
+    assert repo.status()["detached"] == "v1"
+    repo.fail("checkout", "main", fragments=("would overwrite uncommitted changes in d/a",))
+    assert staged(repo) == {("removed", None, "d/a")} and not (repo.root / "d/a").exists()
+    repo.ok("checkout", "--force", "main")
+    assert repo.read("d/a") == b"two" and staged(repo) == set()
+    repo.fsck_clean()

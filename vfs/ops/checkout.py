@@ -5,8 +5,10 @@ branch and tag commands); ``dvfs restore`` of PATHs is ``vfs.ops.restore``.
 
 A checkout never destroys work that is not stored in a version unless ``force`` is
 given: it refuses when a file it would overwrite or delete has unstaged or staged
-changes, or when an untracked file stands where the version has different content.
-Deleted files are no conflict (their content is in a version already).
+changes (a staged removal, by ``rm --cached`` or ``mv``, included), or when an
+untracked file stands where the version has different content. Moving to another
+version carries a change to a path that version holds as the current one does (git's
+rule). Deleted files are no conflict (their content is in a version already).
 
 Everything is decided before anything changes: which files go, which are already
 right, which are written. The chunks the files need that are only on a remote are
@@ -240,6 +242,15 @@ def restore_version(
             staged_new = c is None or not s.same_content(c)
             e = wanted.get(p)
             if staged_new and (e is None or not s.same_content(e)):
+                if moving and _same(c, e):
+                    carry.add(p)
+                else:
+                    conflicts.append(p)
+        if not paths:  # staged removals (`rm --cached`, `mv`'s old name): the same rule
+            for p, c in committed.items():
+                e = wanted.get(p)
+                if p in index.entries or e is None:
+                    continue  # (not removed, or the version lacks it too: stays removed)
                 if moving and _same(c, e):
                     carry.add(p)
                 else:
