@@ -404,14 +404,18 @@ def _lines(dvfs_dir: Path) -> tuple[list[bytes], int]:
     return lines, size - end
 
 
-def entries(dvfs_dir: Path) -> Iterator[Entry]:
-    """Every entry in order (not verified)."""
+def entries(dvfs_dir: Path, skipped: list[int] | None = None) -> Iterator[Entry]:
+    """Every entry in order (not verified). A line that is no entry raises FormatError
+    naming it, or, given ``skipped``, is passed over and its number added there (the
+    listing shows the others, as a remote's does: ``vfs.remote.audit.remote_entries``)."""
     lines, _ = _lines(dvfs_dir)
     for i, line in enumerate(lines, 1):
         try:
             yield parse_entry(line, i)[0]
         except FormatError as exc:
-            raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
+            if skipped is None:
+                raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
+            skipped.append(i)
 
 
 def last_entries(dvfs_dir: Path) -> dict[str, Entry]:
