@@ -181,6 +181,45 @@ def test_a_damaged_head_still_shows_after_the_next_change(repo: Repo, damage: by
     repo.fsck_clean()
 
 
+def test_a_deleted_head_still_shows_after_the_next_change(repo: Repo) -> None:
+    """Deleting the last entries and audit.head went unseen once a ref changed: the
+    append wrote a new head, and verify said "intact". Beside two entries or more (a
+    crash leaves no head only after the first), the head stays missing for verify."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    log = repo.root / ".dvfs" / audit.LOG
+    head = repo.root / ".dvfs" / audit.HEAD
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))  # the tag's entry and the head deleted
+    head.unlink()
+    assert "audit.head is missing" in assert_error_out(repo)
+    repo.ok("tag", "t2")
+    repo.ok("branch", "b1")
+    assert "audit.head is missing" in assert_error_out(repo)
+    assert not head.exists()
+    repo.fsck_clean()
+
+
+def test_a_head_a_crash_left_unwritten_after_the_first_entry_is_written_next(
+    repo: Repo,
+) -> None:
+    """A crash between the first append and its head's rename leaves one entry and no
+    head: the next append writes the head, and the chain verifies."""
+    log = repo.root / ".dvfs" / audit.LOG
+    head = repo.root / ".dvfs" / audit.HEAD
+    first = log.read_bytes().splitlines(keepends=True)[0]
+    log.write_bytes(first)
+    head.unlink()
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    assert head.exists()
+    assert repo.ok("audit", "verify").out.strip().endswith("intact")
+    repo.fsck_clean()
+
+
 def test_a_long_commit_message_never_stops_the_next_ref_change(repo: Repo) -> None:
     """A commit's command line is recorded: one with a message of 40 KiB (of the 64 KiB
     allowed) made an entry longer than the 64 KiB read back to find the last one, and
