@@ -59,7 +59,7 @@ from vfs.ops import merging
 from vfs.ops.status import base_files, quiet, same_entry, work_state
 from vfs.ops.workflow import resolved
 from vfs.repo import cut_short
-from vfs.repo.gitlink import LockPointer, read_lock, write_lock
+from vfs.repo.gitlink import GITIGNORE, LockPointer, ignore_paths, read_lock, write_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
@@ -383,7 +383,21 @@ def restore_version(
                 f"the merge of {left.rev} into {left.branch} in progress is given up{kept}, "
                 "and a commit here records no merge"
             )
+    keep_ignored(repo, list(stats), warn)
     return report
+
+
+def keep_ignored(repo: Repository, written: list[bytes], warn: Warn) -> None:
+    """Keep the root ``.gitignore`` naming the data, as ``dvfs add`` does
+    (``vfs.repo.gitlink.ignore_paths``), for the top-level names of files a checkout,
+    switch, pull or merge ``written``: new data they bring is not shown untracked by
+    ``git status``. Called once the files and refs are in place: a ``.gitignore``
+    that cannot be written (a full disk) is a warning, never a failed checkout."""
+    tops = sorted({p.partition(b"/")[0] for p in written})
+    try:
+        ignore_paths(repo.root, tops, warn)
+    except (DvfsError, OSError) as exc:
+        warn(f"{GITIGNORE} was not updated ({exc}): `dvfs add` of the new data updates it")
 
 
 class CheckoutInterrupted(DvfsError):
