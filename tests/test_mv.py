@@ -362,3 +362,27 @@ def test_a_staged_removal_is_carried_or_refused_by_checkout_as_other_staged_chan
     repo.ok("checkout", "--force", "main")
     assert repo.read("d/a") == b"two" and staged(repo) == set()
     repo.fsck_clean()
+
+
+def test_a_path_in_conflict_is_not_moved_until_settled(repo: Repo) -> None:
+    """`dvfs mv` of a path a merge left in conflict moved it and left the conflict
+    under the old name: status went on listing it, `dvfs add` of it staged nothing,
+    and commit refused. It is refused now, as git refuses to move an unmerged path."""
+    repo.write("d/a", "base")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.ok("switch", "-c", "side")
+    repo.write("d/a", "side")
+    repo.ok("commit", "-am", "side")
+    repo.ok("switch", "main")
+    repo.write("d/a", "main")
+    repo.ok("commit", "-am", "main")
+    assert repo.run("merge", "side").code == 1
+    for args in (("d/a", "d/z"), ("d", "e")):
+        repo.fail("mv", *args, fragments=("d/a is in conflict in the merge of side", "settle it"))
+    assert repo.read("d/a") == b"main" and staged(repo) == set()
+    repo.ok("restore", "--ours", "d/a")
+    repo.ok("mv", "d/a", "d/z")
+    repo.ok("commit", "-m", "merged")
+    assert repo.read("d/z") == b"main" and repo.status()["staged"] == []
+    repo.fsck_clean()
