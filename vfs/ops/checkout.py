@@ -224,7 +224,11 @@ def restore_version(
         # `checkout REV PATH` asks for PATH as REV has it: a change there is never
         # carried (it is refused, as for HEAD's); pull's PATHs say what to download.
         carries = not paths or action == "pull"
-        moving = carries and target != (index.base or hist.head_id())
+        # (to another branch, even at the same version, is a move too: `dvfs branch b`
+        # then `dvfs switch b` takes the changes along, as git does)
+        now = hist.head()
+        elsewhere = attach is not None and (attach != now.branch or now.detached is not None)
+        moving = carries and (target != (index.base or hist.head_id()) or elsewhere)
         conflicts = []
         unreadable = []
         for p in set(state.modified) | set(on_disk) | unknown:
