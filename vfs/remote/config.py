@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import stat
 import threading
 import weakref
@@ -47,7 +46,7 @@ from vfs.errors import DvfsError, FormatError, RefConflict, UsageError
 from vfs.model.codec import decode_tree
 from vfs.model.ids import hash_bytes
 from vfs.model.version_codec import decode_version
-from vfs.quoting import quote_given, quote_name
+from vfs.quoting import quote_given, quote_name, shell_word
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
 from vfs.remote.layout import SEGMENT_LIMIT, decode_segment
 from vfs.repo import remote_copies
@@ -446,9 +445,9 @@ class HeldBack:
             f"but {self.chunks:,} chunk(s) ({self.size:,} bytes) that versions here use are "
             f"held only at {quote_name(was)}, where it was (dropped here by `dvfs store "
             f"prune`, or never downloaded): {done}; to keep them readable, add the old place "
-            f"as another remote (`dvfs remote add NAME {shlex.quote(_place(self.was))} "
+            f"as another remote (`dvfs remote add NAME {_place(redact_url(self.was))} "
             f"--local`, then `dvfs fetch --remote NAME`), or set the URL back; `dvfs fetch "
-            f"--remote {shlex.quote(self.name)} --force` moves to the new place anyway"
+            f"--remote {shell_word(self.name)} --force` moves to the new place anyway"
         )
 
 
@@ -472,9 +471,12 @@ def _held_back(
 
 
 def _place(where: str) -> str:
-    """What ``dvfs remote add`` takes for a location (``location``): the directory of
-    a ``file://`` one, the URL of an S3 one (its endpoint left to ``--endpoint-url``)."""
-    return where.removeprefix("file://") if where.startswith("file://") else where.split()[0]
+    """What ``dvfs remote add`` takes for a location (``location``), as shell words: the
+    directory of a ``file://`` one; the URL of an S3 one, with ``--endpoint-url``."""
+    if where.startswith("file://"):
+        return shell_word(where.removeprefix("file://"))
+    url, _, endpoint = where.partition(" ")
+    return shell_word(url) + (f" --endpoint-url {shell_word(endpoint)}" if endpoint else "")
 
 
 def held_back(repo: Repository, spec: RemoteSpec) -> HeldBack | None:
