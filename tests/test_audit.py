@@ -188,6 +188,45 @@ def test_a_damaged_head_still_shows_after_the_next_change(repo: Repo, damage: by
     repo.fsck_clean()
 
 
+def test_a_deleted_head_still_shows_after_the_next_change(repo: Repo) -> None:
+    """Deleting the last entries and audit.head went unseen once a ref changed: the
+    append wrote a new head, and verify said "intact". Beside two entries or more (a
+    crash leaves no head only after the first), the head stays missing for verify."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    repo.ok("tag", "t1")
+    log = repo.root / ".dvfs" / audit.LOG
+    head = repo.root / ".dvfs" / audit.HEAD
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-1]))  # the tag's entry and the head deleted
+    head.unlink()
+    assert "audit.head is missing" in assert_error_out(repo)
+    repo.ok("tag", "t2")
+    repo.ok("branch", "b1")
+    assert "audit.head is missing" in assert_error_out(repo)
+    assert not head.exists()
+    repo.fsck_clean()
+
+
+def test_a_head_a_crash_left_unwritten_after_the_first_entry_is_written_next(
+    repo: Repo,
+) -> None:
+    """A crash between the first append and its head's rename leaves one entry and no
+    head: the next append writes the head, and the chain verifies."""
+    log = repo.root / ".dvfs" / audit.LOG
+    head = repo.root / ".dvfs" / audit.HEAD
+    first = log.read_bytes().splitlines(keepends=True)[0]
+    log.write_bytes(first)
+    head.unlink()
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    assert head.exists()
+    assert repo.ok("audit", "verify").out.strip().endswith("intact")
+    repo.fsck_clean()
+
+
 def test_a_long_commit_message_never_stops_the_next_ref_change(repo: Repo) -> None:
     """A commit's command line is recorded: one with a message of 40 KiB (of the 64 KiB
     allowed) made an entry longer than the 64 KiB read back to find the last one, and
@@ -238,11 +277,38 @@ def test_a_forged_entry_is_shown_quoted_or_named_never_an_internal_error(
     assert "entry 1 was edited" in assert_error_out(repo)
     log.write_bytes(b"".join(forged(1, time_ns=10**30)))
     r = repo.run("audit")
-    assert_error(r, "line 2 of the audit log is not an entry", "dvfs audit verify")
+    assert_error(r, "line 2 of .dvfs/audit.log is not an entry", "dvfs audit verify")
     assert "internal error" not in r.err
     assert "line 2 of the audit log is not an entry: it was edited" in assert_error_out(repo)
     log.write_bytes(b"".join(lines))
     assert repo.ok("audit", "verify").out.strip() == "2 entries: intact"
+    repo.fsck_clean()
+
+
+def test_the_listing_shows_every_entry_and_names_each_line_that_is_none(repo: Repo) -> None:
+    """Before, `dvfs audit` listed nothing past a line that is no entry (an error
+    alone), where `audit verify` names it and a remote's listing shows the rest. Now it
+    lists every other entry (as --json too), names the lines and exits 1."""
+    repo.write("a.txt", "one\n")
+    repo.ok("add", "a.txt")
+    repo.commit("one")
+    for name in ("t1", "t2", "t3", "t4"):
+        repo.ok("tag", name)
+    log = repo.root / ".dvfs" / audit.LOG
+    whole = log.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    n = len(lines)
+    lines[1] = b"not an entry\n"
+    lines[3] = b"{}\n"
+    log.write_bytes(b"".join(lines))
+    r = repo.run("audit")
+    assert_error(r, "lines 2, 4 of .dvfs/audit.log are not an entry", "dvfs audit verify")
+    assert [int(ln.split()[0]) for ln in r.out.splitlines()] == [1, 3, *range(5, n + 1)]
+    r = repo.run("audit", "--json")
+    assert_error(r, "lines 2, 4 of .dvfs/audit.log")
+    assert [e["seq"] for e in r.json()] == [1, 3, *range(5, n + 1)]
+    assert "line 2 of the audit log is not an entry" in assert_error_out(repo)
+    log.write_bytes(whole)
     repo.fsck_clean()
 
 

@@ -37,7 +37,7 @@ from vfs.model.ids import hash_bytes
 from vfs.ops import changed, gc
 from vfs.pipeline.cache import RunCache
 from vfs.remote import config as remote_config
-from vfs.remote.reader import read_cached
+from vfs.remote.config import read_cached
 from vfs.repo.repository import Repository
 from vfs.store.pins import live_pins, take
 from vfs.tables import checks, source

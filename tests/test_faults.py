@@ -905,6 +905,31 @@ def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> 
     repo.fsck_clean()
 
 
+def test_switch_to_a_branch_at_the_same_version_takes_the_changes_along(repo: Repo) -> None:
+    """`dvfs branch b` then `dvfs switch b` with changes was refused: "switch would
+    overwrite uncommitted changes in d/a: commit them, or use --force to discard them",
+    though nothing needed overwriting, and --force would have discarded the work. As
+    git does, the changes come along now, staged or not, from a detached HEAD too; a
+    checkout of the branch already checked out still refuses."""
+    committed(repo, {"d/a.txt": "one", "d/b.txt": "bee"})
+    repo.ok("branch", "b")
+    repo.ok("checkout", "v1")  # (detached, at the version both branches hold)
+    repo.write("d/a.txt", "staged edit")
+    repo.ok("add", "d/a.txt")
+    repo.write("d/b.txt", "unstaged edit")
+    for branch in ("b", "main"):
+        repo.ok("switch", branch)
+        st = repo.status()
+        assert st["branch"] == branch and st["modified"] == ["d/b.txt"], st
+        assert [c["path"] for c in st["staged"]] == ["d/a.txt"]
+        assert repo.read("d/a.txt") == b"staged edit"
+        assert repo.read("d/b.txt") == b"unstaged edit"
+    repo.fail("checkout", "main", fragments=("would overwrite uncommitted changes",))
+    repo.ok("checkout", "--force", "main")
+    assert repo.read("d/a.txt") == b"one" and repo.read("d/b.txt") == b"bee"
+    repo.fsck_clean()
+
+
 # ------------------------------------------------------------------------------ a corrupted object
 
 

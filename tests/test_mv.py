@@ -336,3 +336,53 @@ def test_a_gitignore_that_cannot_be_written_leaves_the_move_as_recorded(repo: Re
     assert staged(repo) == {("renamed", "data/labels.csv", "data/l.csv")}
     repo.ok("commit", "-m", "moved")
     repo.fsck_clean()
+
+
+def test_a_staged_removal_is_carried_or_refused_by_checkout_as_other_staged_changes(
+    repo: Repo,
+) -> None:
+    """After `mv d/a d/b` and `rm --cached d/b`, the removal of d/a is staged. Before, a
+    checkout wrote the version's d/a and dropped the staged removal without a word.
+    Now, as git does and as for other staged changes: a version that holds d/a as the
+    checked-out one does carries the removal; one that holds another d/a is refused."""
+    for files, message in (({"d/a": "one"}, "v1"), ({"d/c": "c"}, "v2"), ({"d/a": "two"}, "v3")):
+        for rel, text in files.items():
+            repo.write(rel, text)
+        repo.ok("add", "d")
+        repo.ok("commit", "-m", message)
+    repo.ok("checkout", "v2")
+    repo.ok("mv", "d/a", "d/b")
+    repo.ok("rm", "--cached", "d/b")
+    assert staged(repo) == {("removed", None, "d/a")}
+    repo.ok("checkout", "v1")  # (v1's d/a is v2's: the removal stays staged)
+    assert staged(repo) == {("removed", None, "d/a")} and not (repo.root / "d/a").exists()
+    assert repo.status()["detached"] == "v1"
+    repo.fail("checkout", "main", fragments=("would overwrite uncommitted changes in d/a",))
+    assert staged(repo) == {("removed", None, "d/a")} and not (repo.root / "d/a").exists()
+    repo.ok("checkout", "--force", "main")
+    assert repo.read("d/a") == b"two" and staged(repo) == set()
+    repo.fsck_clean()
+
+
+def test_a_path_in_conflict_is_not_moved_until_settled(repo: Repo) -> None:
+    """`dvfs mv` of a path a merge left in conflict moved it and left the conflict
+    under the old name: status went on listing it, `dvfs add` of it staged nothing,
+    and commit refused. It is refused now, as git refuses to move an unmerged path."""
+    repo.write("d/a", "base")
+    repo.ok("add", "d")
+    repo.ok("commit", "-m", "one")
+    repo.ok("switch", "-c", "side")
+    repo.write("d/a", "side")
+    repo.ok("commit", "-am", "side")
+    repo.ok("switch", "main")
+    repo.write("d/a", "main")
+    repo.ok("commit", "-am", "main")
+    assert repo.run("merge", "side").code == 1
+    for args in (("d/a", "d/z"), ("d", "e")):
+        repo.fail("mv", *args, fragments=("d/a is in conflict in the merge of side", "settle it"))
+    assert repo.read("d/a") == b"main" and staged(repo) == set()
+    repo.ok("restore", "--ours", "d/a")
+    repo.ok("mv", "d/a", "d/z")
+    repo.ok("commit", "-m", "merged")
+    assert repo.read("d/z") == b"main" and repo.status()["staged"] == []
+    repo.fsck_clean()

@@ -233,6 +233,54 @@ def test_fsck_no_longer_counts_on_a_remote_dvfs_toml_stopped_naming(
     assert any("d/x" in p for p in map(str, report["problems"])), r
 
 
+def moved_after_a_prune(make_repo: RepoFactory, tmp_path: Path) -> Repo:
+    """A repository whose v1 data was pruned for origin, whose URL dvfs.toml then
+    changes (as a `git pull` of a teammate's edit does) to a place without it."""
+    a = make_repo("a", git_repo=True)
+    commit_files(a, {"d/x": b"one\n"}, "one")
+    commit_files(a, {"d/x": b"two\n"}, "two")
+    a.ok("remote", "add", "origin", str(tmp_path / "old"))  # (in dvfs.toml)
+    a.ok("push")
+    assert a.json("store", "prune", "--json")["chunks_dropped"] == 1
+    (tmp_path / "new").mkdir()
+    (a.root / "dvfs.toml").write_text(f'[remotes.origin]\nurl = "{tmp_path / "new"}"\n')
+    return a
+
+
+def test_a_changed_url_keeps_the_old_place_of_pruned_data_until_told(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The old place alone holds v1's data: what this clone kept of it (the only record
+    of where that data is) stays, every command that would use the new place says so
+    and names the old one, and adding the old place as a remote makes the data readable.
+    Before, the warning spoke of branch copies only, and fsck then named the chunk
+    missing and `cat` said to push it from a repository that has it."""
+    a = moved_after_a_prune(make_repo, tmp_path)
+    old = str(tmp_path / "old")
+    r = a.ok("status")
+    assert "only at" in r.err and old in r.err and "origin/main" not in r.out, r
+    assert a.fsck_clean()["remote_only"] == 1
+    for args in (("cat", "v1:d/x"), ("fetch",), ("checkout", "v1")):
+        a.fail(*args, fragments=("held only at", old, "nothing was done", "--force"))
+    a.fail("remote", "remove", "origin", fragments=("alone holds the data of 1 chunk(s)",))
+    a.ok("remote", "add", "was", old, "--local")
+    a.ok("fetch", "--remote", "was")
+    r = a.ok("cat", "v1:d/x")  # (was holds it now: origin moves on)
+    assert r.raw == b"one\n" and "was dropped" in r.err and "cannot be read" not in r.err, r
+    a.ok("fetch", "--remote", "origin")
+    a.fsck_clean()
+
+
+def test_fetch_force_moves_a_remote_to_its_new_place_and_says_what_went(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    a = moved_after_a_prune(make_repo, tmp_path)
+    r = a.ok("fetch", "--force")
+    assert "1 chunk(s)" in r.err and "cannot be read from here" in r.err, r
+    r = a.run("fsck", "--json")
+    assert r.code != 0 and r.json()["remote_only"] == 0, r
+
+
 def test_a_remote_removed_and_added_again_elsewhere_starts_its_audit_check_afresh(
     dir_remote: Remote, make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -1313,6 +1313,39 @@ def test_symlinks_are_stored_as_links_never_followed(repo: Repo, tmp_path: Path)
 # --------------------------------------------------------------------------------------------- git
 
 
+def test_checkout_and_merge_keep_the_gitignore_naming_new_data(make_repo: RepoFactory) -> None:
+    """`.gitignore` was written by `add` alone: top-level data that a checkout, switch,
+    pull or merge brought into a clone whose `.gitignore` lacked it (a teammate's)
+    showed as untracked in `git status`. They keep it as `add` does now."""
+    repo = make_repo(git_repo=True)
+    root = repo.root
+    commit_files(repo, {"d/x": b"one"}, "one")
+    plain = (root / ".gitignore").read_text()
+    repo.ok("switch", "-c", "side")
+    commit_files(repo, {"new/y": b"two"}, "two")
+    repo.ok("switch", "main")
+    commit_files(repo, {"d/z": b"three"}, "three")
+
+    def untracked() -> list[str]:
+        out = git(root, "status", "--porcelain", "--untracked-files=all").splitlines()
+        return sorted(
+            line[3:] for line in out if line.startswith("?? ") and line[3:] != ".gitignore"
+        )
+
+    (root / ".gitignore").write_text(plain)  # as a clone without `add new` has it
+    repo.ok("merge", "side")
+    assert repo.read("new/y") == b"two" and untracked() == ["dvfs.lock"]
+    (root / ".gitignore").write_text(plain)
+    repo.ok("checkout", "v1")
+    repo.ok("checkout", "main")
+    assert repo.read("new/y") == b"two" and untracked() == ["dvfs.lock"]
+    assert (root / ".gitignore").read_text().splitlines().count("/new") == 1
+    repo.ok("checkout", "v1")
+    repo.ok("checkout", "main")  # (named once)
+    assert (root / ".gitignore").read_text().splitlines().count("/new") == 1
+    repo.fsck_clean()
+
+
 def test_git_linkage(make_repo: RepoFactory) -> None:
     repo = make_repo(git_repo=True)
     root = repo.root

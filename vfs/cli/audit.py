@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from vfs.cli.options import DvfsGroup
-from vfs.cli.output import emit_json, repo_here, warn
+from vfs.cli.output import emit_json, fail, repo_here, warn
 from vfs.errors import UsageError
 from vfs.quoting import escape_text, quote_given
 from vfs.remote import audit as remote_audit
@@ -70,6 +70,7 @@ def audit_cmd(
         if when.tzinfo is None:
             when = when.astimezone()
         start = int(when.timestamp() * 1e9)
+    bad: list[int] = []  # lines of the local log that are no entry
     if remote_name is not None:
         backend, _ = remote_chain(repo, remote_name)
         damaged: list[int] = []
@@ -82,11 +83,25 @@ def audit_cmd(
                 f"{remote_name}` checks the chain"
             )
     else:
-        found = list(audit.entries(repo.dir))
+        found = list(audit.entries(repo.dir, skipped=bad))
     picked = [e for e in found if e.time_ns >= start]
     if as_json:
         emit_json([e.as_json() for e in picked])
-        return
+    else:
+        _show(picked)
+    if bad:  # (the others are listed; the chain is not whole: exit 1, as verify does)
+        lines = ", ".join(map(str, bad[:5])) + (
+            f" and {len(bad) - 5:,} more" if len(bad) > 5 else ""
+        )
+        fail(
+            f"line{'s' if len(bad) > 1 else ''} {lines} of .dvfs/{audit.LOG} "
+            f"{'are' if len(bad) > 1 else 'is'} not an entry (edited or damaged), so not "
+            "listed: `dvfs audit verify` checks the chain"
+        )
+
+
+def _show(picked: list[audit.Entry]) -> None:
+    """The listing's lines, one an entry."""
     for e in picked:
         at = datetime.datetime.fromtimestamp(e.time_ns / 1e9).astimezone().isoformat("T", "seconds")
         ids = f"{(e.old or '-')[:10]} -> {(e.new or '-')[:10]}" if e.ref != "HEAD" else ""

@@ -183,12 +183,9 @@ def remote_remove(name: str, shared: bool | None, force: bool) -> None:
       dvfs remote remove origin --local    # drop this clone's override of origin
     """
     from vfs.remote import config as remotes
-    from vfs.remote.ondemand import held_only_by
 
     only = None if shared is None else "shared" if shared else "local"
-    done = remotes.remove_remote(
-        repo_here(), name, only=only, relied_on=None if force else held_only_by
-    )
+    done = remotes.remove_remote(repo_here(), name, only=only, force=force)
     if done.places:
         click.echo(f"removed remote {quoted(name)} from {' and '.join(done.places)}")
         return
@@ -320,13 +317,23 @@ def push(
     "--prune", "-p", is_flag=True,
     help="Delete this clone's REMOTE/BRANCH of branches the remote no longer has.",
 )  # fmt: skip
+@click.option(
+    "--force", "-f", is_flag=True,
+    help="Read a remote whose URL changed even if only its old place holds data here.",
+)  # fmt: skip
 @JOBS
 @AS_JSON
 @click.pass_context
 def fetch(
-    ctx: click.Context, remote_name: str | None, prune: bool, jobs: int, as_json: bool
-) -> None:
+    ctx: click.Context, remote_name: str | None, prune: bool, force: bool, jobs: int,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Fetch refs, versions and trees from a remote (no file data).
+
+    A remote whose URL changed (dvfs.toml edited, or changed by a `git pull`) while
+    its old place alone holds data versions here use (dropped by `dvfs store prune`,
+    or never downloaded) is refused, naming the old place, unless --force: what this
+    clone kept of the old place then goes, and that data cannot be read from here.
 
     \b
     Examples:
@@ -348,7 +355,7 @@ def fetch(
             f"`dvfs fetch` takes no argument ({quoted(first)}): name a remote with "
             "`--remote NAME` (see `dvfs fetch --help`)"
         )
-    spec = remotes.get_remote(repo, remote_name)
+    spec = remotes.get_remote(repo, remote_name, force=force)
     with resumable("fetch"):
         got = sync.fetch(repo, spec, jobs, prune=prune)
     for w in got.transfer.warnings:

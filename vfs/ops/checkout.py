@@ -5,8 +5,10 @@ branch and tag commands); ``dvfs restore`` of PATHs is ``vfs.ops.restore``.
 
 A checkout never destroys work that is not stored in a version unless ``force`` is
 given: it refuses when a file it would overwrite or delete has unstaged or staged
-changes, or when an untracked file stands where the version has different content.
-Deleted files are no conflict (their content is in a version already).
+changes (a staged removal, by ``rm --cached`` or ``mv``, included), or when an
+untracked file stands where the version has different content. Moving to another
+version carries a change to a path that version holds as the current one does (git's
+rule). Deleted files are no conflict (their content is in a version already).
 
 Everything is decided before anything changes: which files go, which are already
 right, which are written. The chunks the files need that are only on a remote are
@@ -57,7 +59,7 @@ from vfs.ops import merging
 from vfs.ops.status import base_files, quiet, same_entry, work_state
 from vfs.ops.workflow import resolved
 from vfs.repo import cut_short
-from vfs.repo.gitlink import LockPointer, read_lock, write_lock
+from vfs.repo.gitlink import GITIGNORE, LockPointer, ignore_paths, read_lock, write_lock
 from vfs.repo.refs import Head
 from vfs.repo.repository import Repository
 from vfs.repo.stage import Index, not_checked_out, staged_from_entry
@@ -222,7 +224,11 @@ def restore_version(
         # `checkout REV PATH` asks for PATH as REV has it: a change there is never
         # carried (it is refused, as for HEAD's); pull's PATHs say what to download.
         carries = not paths or action == "pull"
-        moving = carries and target != (index.base or hist.head_id())
+        # (to another branch, even at the same version, is a move too: `dvfs branch b`
+        # then `dvfs switch b` takes the changes along, as git does)
+        now = hist.head()
+        elsewhere = attach is not None and (attach != now.branch or now.detached is not None)
+        moving = carries and (target != (index.base or hist.head_id()) or elsewhere)
         conflicts = []
         unreadable = []
         for p in set(state.modified) | set(on_disk) | unknown:
@@ -240,6 +246,15 @@ def restore_version(
             staged_new = c is None or not s.same_content(c)
             e = wanted.get(p)
             if staged_new and (e is None or not s.same_content(e)):
+                if moving and _same(c, e):
+                    carry.add(p)
+                else:
+                    conflicts.append(p)
+        if not paths:  # staged removals (`rm --cached`, `mv`'s old name): the same rule
+            for p, c in committed.items():
+                e = wanted.get(p)
+                if p in index.entries or e is None:
+                    continue  # (not removed, or the version lacks it too: stays removed)
                 if moving and _same(c, e):
                     carry.add(p)
                 else:
@@ -372,7 +387,21 @@ def restore_version(
                 f"the merge of {left.rev} into {left.branch} in progress is given up{kept}, "
                 "and a commit here records no merge"
             )
+    keep_ignored(repo, list(stats), warn)
     return report
+
+
+def keep_ignored(repo: Repository, written: list[bytes], warn: Warn) -> None:
+    """Keep the root ``.gitignore`` naming the data, as ``dvfs add`` does
+    (``vfs.repo.gitlink.ignore_paths``), for the top-level names of files a checkout,
+    switch, pull or merge ``written``: new data they bring is not shown untracked by
+    ``git status``. Called once the files and refs are in place: a ``.gitignore``
+    that cannot be written (a full disk) is a warning, never a failed checkout."""
+    tops = sorted({p.partition(b"/")[0] for p in written})
+    try:
+        ignore_paths(repo.root, tops, warn)
+    except (DvfsError, OSError) as exc:
+        warn(f"{GITIGNORE} was not updated ({exc}): `dvfs add` of the new data updates it")
 
 
 class CheckoutInterrupted(DvfsError):

@@ -470,6 +470,7 @@ def _merge_locked(
     index.save()
     merging.save(repo.dir, dataclasses.replace(state, ready=True))
     merging.reached("indexed")
+    co.keep_ignored(repo, list(stats), warn)
     if conflicts:
         report.label, report.oid = hist.label(ours), ours
         return report

@@ -45,10 +45,16 @@ from vfs.model.codec import Kind, Tree, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.ops.gc import GcReport, collect, mark, refuse_while_writing, roots
 from vfs.ops.store_limit import MAX_SIZE_KEY
-from vfs.remote.config import RemoteSpec, connect_known, get_remote, had_versions
+from vfs.remote.config import (
+    RemoteSpec,
+    connect_known,
+    get_remote,
+    had_versions,
+    index_cache,
+)
 from vfs.remote.layout import PACKS, pack_of
 from vfs.remote.manifests import shunned
-from vfs.remote.reader import RemoteRepo, index_cache
+from vfs.remote.reader import RemoteRepo
 from vfs.repo import audit
 from vfs.repo.repository import Repository
 from vfs.store.objects import ObjectStore

@@ -64,6 +64,7 @@ from vfs.remote.config import (
     default_remote,
     get_remote,
     had_versions,
+    index_cache,
     note_location,
     remotes,
     tracking_branches,
@@ -71,7 +72,7 @@ from vfs.remote.config import (
 from vfs.remote.layout import REF_LIMIT, encode_ref, parse_ref, ref_key, refs_prefix
 from vfs.remote.manifests import PUSH_WINDOW, new_manifests, shunned
 from vfs.remote.ondemand import download_chunks, left_unreached, missing_chunks
-from vfs.remote.reader import Located, RemoteRepo, index_cache, repository_at
+from vfs.remote.reader import Located, RemoteRepo, repository_at
 from vfs.remote.receive import check_expansion, fetch_records
 from vfs.remote.upload import closure, upload
 from vfs.repo.history import History

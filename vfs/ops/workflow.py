@@ -607,6 +607,7 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
                 raise UsageError(f"two paths would move to {show(target)}: nothing was moved")
             _move_target(index, walker, src, target)
             plan.append(Move(src, target, len(tracked)))
+        _refuse_conflicts(repo, [m.src for m in plan])
         # Where status would not look for untracked files (a new top-level name), the
         # destinations are noted before anything moves: a crash after the renames then
         # leaves them listed, as untracked, beside the sources listed as deleted.
@@ -649,6 +650,27 @@ def mv(repo: Repository, sources: Sequence[str], dest: str, warn: Warn = quiet) 
         # said as it is by add, and never undoes the move the index names.
         ignore_paths(repo.root, [m.dst for m in plan], warn)
     return plan
+
+
+def _refuse_conflicts(repo: Repository, sources: list[bytes]) -> None:
+    """UsageError if a conflict of the merge in progress lies at or below one of
+    ``sources``: moved, it would stay a conflict under a name nothing holds (as git,
+    which refuses to move an unmerged path)."""
+    merge = merging.live(repo.dir, repo.refs)
+    if merge is None:
+        return
+    left = merge.unresolved()
+    hit = sorted(p for p in left if any(p == s or under_path(p, s) for s in sources))
+    if hit:
+        shown = ", ".join(show(p) for p in hit[:5]) + (
+            f" and {len(hit) - 5:,} more" if len(hit) > 5 else ""
+        )
+        it = "it" if len(hit) == 1 else "them"
+        raise UsageError(
+            f"{shown} {'is' if len(hit) == 1 else 'are'} in conflict in the merge of "
+            f"{merge.rev}: settle {it} first (`dvfs restore --ours|--theirs PATH`, or edit "
+            f"and `dvfs add PATH`), then move {it}; nothing was moved"
+        )
 
 
 def under_path(path: bytes, top: bytes) -> bool:

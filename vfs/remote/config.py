@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vfs._os.beneath import open_dir, remove_tree
+from vfs._os.beneath import open_dir, open_kept, remove_tree
 from vfs.backends import (
     Backend,
     ObjectInfo,
@@ -41,10 +43,15 @@ from vfs.backends import (
     redact_url,
 )
 from vfs.errors import DvfsError, FormatError, RefConflict, RemoteNotFound, UsageError
-from vfs.quoting import quote_given, quote_name
+from vfs.model.codec import decode_tree
+from vfs.model.ids import hash_bytes
+from vfs.model.version_codec import decode_version
+from vfs.quoting import quote_given, quote_name, shell_word
 from vfs.remote.audit import REMOTE_HEAD, VERIFIED
+from vfs.remote.layout import SEGMENT_LIMIT, decode_segment
 from vfs.repo import remote_copies
 from vfs.repo.gitlink import SHARED_FILE, in_git
+from vfs.repo.reach import reach
 from vfs.repo.refs import check_ref_name
 from vfs.repo.remote_copies import LOCATION, owner, recorded, settings_url
 from vfs.repo.repository import Repository
@@ -241,11 +248,15 @@ def shared_by_default(repo: Repository) -> bool:
     return in_git(repo.root)
 
 
-def get_remote(repo: Repository, name: str | None, *, record: bool = True) -> RemoteSpec:
+def get_remote(
+    repo: Repository, name: str | None, *, record: bool = True, force: bool = False
+) -> RemoteSpec:
     """The remote called ``name`` (default: the default remote); UsageError if unknown.
 
     ``record``: note where the remote's copies come from (``note_location``); a
     command that must write nothing in the repository (``fsck --remote``) passes False.
+    A remote held back at its old place (:func:`held_back`) is refused, unless ``force``
+    (``dvfs fetch --force``): then what was kept of the old place goes.
     """
     known = remotes(repo)
     if name is None:
@@ -263,7 +274,7 @@ def get_remote(repo: Repository, name: str | None, *, record: bool = True) -> Re
         raise UsageError(f"unknown remote {quote_given(name)} (remotes: {have}): `dvfs remote add`")
     refuse_inside(repo.root, spec)
     if record:
-        note_location(repo, spec)
+        note_location(repo, spec, force=force)
     return spec
 
 
@@ -393,7 +404,9 @@ def location(spec: RemoteSpec) -> str:
     return remote_copies.location(spec.url, spec.endpoint_url)
 
 
-def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
+def forget_moved(
+    repo: Repository, known: dict[str, RemoteSpec], *, force: Iterable[str] = ()
+) -> list[str]:
     """Drop what this clone kept of each remote of ``known`` whose location is not the
     one it was kept from: its copies of the remote's branches (``NAME/BRANCH``), its
     cached index segments (which fsck counts as data the remote holds) and where its
@@ -401,6 +414,13 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
     the new one's (status comparing with them, a push refused for a remote "missing",
     fsck counting chunks as held there); a fetch reads the new one's. Returns the
     names of the remotes so dropped; each is said as a warning (``Refs.warn``).
+
+    Unless its name is in ``force``, a remote whose old location alone holds data that
+    versions here use and the local store lacks (:func:`held_only_by`: dropped by
+    ``dvfs store prune``, or never downloaded) keeps all of it, as ``remote remove``
+    refuses to forget such a remote: its cached index is the only record of where that
+    data is. A warning names the old location and what to run, and :func:`get_remote`
+    refuses to use the remote until then (:func:`held_back`).
 
     Copies with no record of where they came from (kept by an older dvfs) are taken
     as the configured place's, and that is recorded (``vfs.repo.remote_copies``)."""
@@ -411,6 +431,12 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
             remote_copies.record(repo.dir, name, location(spec))  # (trusted once)
         if was is None or was == location(spec):
             continue
+        held = _held_back(repo, name, known, was)
+        if held is not None and name not in force:
+            if not held.said:
+                repo.refs.warn(held.message(spec, "nothing of it was dropped"))
+                held.said = True
+            continue
         for branch, oid in _tracking(repo, name, known).items():
             with contextlib.suppress(RefConflict):  # (moved meanwhile: a fetch of it)
                 repo.refs.update(f"refs/remotes/{name}/{branch}", None, oid)
@@ -420,21 +446,95 @@ def forget_moved(repo: Repository, known: dict[str, RemoteSpec]) -> list[str]:
             f"remote {quote_name(name)} is now {quote_name(redact_url(location(spec)))}: what this "
             f"clone kept of it from {quote_name(redact_url(was))} (its copies of the "
             f"remote's branches) was dropped; `dvfs fetch --remote {name}` reads the new one's"
+            + (
+                ""
+                if held is None
+                else f"; {held.chunks:,} chunk(s) ({held.size:,} bytes) that versions here use "
+                "and only it held cannot be read from here"
+            )
         )
     return dropped
 
 
-def note_location(repo: Repository, spec: RemoteSpec) -> None:
+@dataclass
+class HeldBack:
+    """A remote whose settings name a new place while its old place alone holds data
+    that versions here use and the local store lacks (:func:`forget_moved`)."""
+
+    name: str
+    was: str  # the old location
+    chunks: int
+    size: int
+    said: bool = False  # whether this process has warned of it
+
+    def message(self, spec: RemoteSpec, done: str) -> str:
+        """What to say: the old and new places, the data at stake, what to run."""
+        was = redact_url(self.was)
+        return (
+            f"remote {quote_name(self.name)} is now {quote_name(redact_url(location(spec)))}, "
+            f"but {self.chunks:,} chunk(s) ({self.size:,} bytes) that versions here use are "
+            f"held only at {quote_name(was)}, where it was (dropped here by `dvfs store "
+            f"prune`, or never downloaded): {done}; to keep them readable, add the old place "
+            f"as another remote (`dvfs remote add NAME {_place(redact_url(self.was))} "
+            f"--local`, then `dvfs fetch --remote NAME`), or set the URL back; `dvfs fetch "
+            f"--remote {shell_word(self.name)} --force` moves to the new place anyway"
+        )
+
+
+_HELD: weakref.WeakKeyDictionary[Repository, dict[tuple[str, str], HeldBack | None]] = (
+    weakref.WeakKeyDictionary()
+)  # what _held_back found, per repository handle (a process asks it often)
+
+
+def _held_back(
+    repo: Repository, name: str, known: dict[str, RemoteSpec], was: str
+) -> HeldBack | None:
+    """Whether remote ``name``'s old location ``was`` alone holds data versions here
+    use and the local store lacks (see :func:`forget_moved`); found once per handle."""
+    memo = _HELD.setdefault(repo, {})
+    if (name, was) not in memo:
+        _, lacking = lacking_here(repo, name, known)
+        used = _used_here(repo, name, known) if lacking else {}
+        size = sum(used.get(c, 0) for c in lacking)
+        memo[name, was] = HeldBack(name, was, len(lacking), size) if lacking else None
+    return memo[name, was]
+
+
+def _place(where: str) -> str:
+    """What ``dvfs remote add`` takes for a location (``location``), as shell words: the
+    directory of a ``file://`` one; the URL of an S3 one, with ``--endpoint-url``."""
+    if where.startswith("file://"):
+        return shell_word(where.removeprefix("file://"))
+    url, _, endpoint = where.partition(" ")
+    return shell_word(url) + (f" --endpoint-url {shell_word(endpoint)}" if endpoint else "")
+
+
+def held_back(repo: Repository, spec: RemoteSpec) -> HeldBack | None:
+    """Whether remote ``spec`` is held back at its old place (:func:`forget_moved`)."""
+    was = recorded(repo.dir, spec.name)
+    if was is None or was == location(spec):
+        return None
+    try:
+        known = _configured(repo)
+    except DvfsError:
+        known = {}
+    return _held_back(repo, spec.name, {**known, spec.name: spec}, was)
+
+
+def note_location(repo: Repository, spec: RemoteSpec, *, force: bool = False) -> None:
     """Record that what this clone keeps of remote ``spec`` (copies of its branches,
     its index segments, its audit chain's end) comes from where ``spec`` names; called
     by a push or fetch before it keeps any. What was kept from another location under
-    that name goes first (:func:`forget_moved`). Nothing is written through a link."""
+    that name goes first (:func:`forget_moved`); UsageError if it is held back there
+    (:func:`held_back`), unless ``force``. Nothing is written through a link."""
     try:
         known = remotes(repo)  # (with its own: team/a's branches are not team's)
     except DvfsError:
         known = {}
-    if known.get(spec.name) != spec:  # (a URL read in place, a clone's URL as given)
-        forget_moved(repo, {spec.name: spec})
+    if force or known.get(spec.name) != spec:  # (a URL read in place, a clone's as given)
+        forget_moved(repo, {spec.name: spec}, force=[spec.name] if force else [])
+    if (held := held_back(repo, spec)) is not None:
+        raise UsageError(held.message(spec, "nothing was done"))
     if recorded(repo.dir, spec.name) != location(spec):
         remote_copies.record(repo.dir, spec.name, location(spec))
 
@@ -511,12 +611,128 @@ def _kept(repo: Repository, name: str) -> bool:
     return any(os.path.lexists(kept / leaf) for leaf in ("index", REMOTE_HEAD, VERIFIED, LOCATION))
 
 
+def held_only_by(repo: Repository, name: str) -> tuple[int, int]:
+    """The chunks (how many, their bytes) that versions kept here use, that the local
+    store lacks (never downloaded, or dropped by ``dvfs store prune``) and that of the
+    configured remotes only ``name`` holds, as their cached index segments tell:
+    forgetting ``name`` leaves them unreadable from here. Kept here: every branch,
+    tag and other remote's copy, a detached HEAD and the staging index's versions."""
+    if not cached_ids(repo, [name]):  # (holding nothing: the settings need not read)
+        return 0, 0
+    used, lacking = lacking_here(repo, name, remotes(repo))
+    return len(lacking), sum(used[c] for c in lacking)
+
+
+def lacking_here(
+    repo: Repository, name: str, known: Iterable[str]
+) -> tuple[dict[bytes, int], list[bytes]]:
+    """The chunks versions kept here use (:func:`_used_here`; empty when ``name``
+    alone holds nothing), and those of them the local store lacks and that of the
+    remotes ``known`` only ``name`` holds."""
+    known = list(known)
+    alone = cached_ids(repo, [name])
+    if alone:
+        alone -= cached_ids(repo, [n for n in known if n != name])
+    if not alone:
+        return {}, []
+    used = _used_here(repo, name, known)
+    return used, repo.store.missing(c for c in used if c in alone)
+
+
+def _used_here(repo: Repository, name: str, known: Iterable[str]) -> dict[bytes, int]:
+    """Every chunk (and its size) that versions kept here use: every branch, tag and
+    copy of another remote's branch, a detached HEAD and the staging index's versions
+    (not ``name``'s copies, which go with it)."""
+    refs = repo.refs
+    own = {f"{name}/{b}" for b in _tracking(repo, name, known)}
+    roots = []
+    if (detached := refs.head().detached) is not None:
+        roots.append(("HEAD", detached))
+    for kind in ("heads", "tags", "remotes"):
+        for ref in refs.names(kind):
+            if not (kind == "remotes" and ref in own) and (oid := refs.get(f"refs/{kind}/{ref}")):
+                roots.append((ref, oid))
+    with contextlib.suppress(DvfsError):  # (a damaged index names nothing to keep)
+        index = repo.index()
+        roots += [("index", oid) for oid in (index.head, index.base) if oid is not None]
+    store = repo.store
+    got = reach(
+        roots, lambda oid: decode_version(store.get(oid)), lambda tid: decode_tree(store.get(tid))
+    )
+    return got.chunks
+
+
+def index_cache(repo: Repository, name: str) -> Path | None:
+    """Where the index segments of remote ``name`` are cached (``vfs.remote.reader``);
+    None (no cache) if a symbolic link is on the way there, from ``.dvfs/remotes`` to
+    ``index``: dvfs writes and deletes nothing through one."""
+    kept = kept_dir(repo, name)
+    if kept is None or (kept / "index").is_symlink():
+        return None
+    return kept / "index"
+
+
+def cached_ids(repo: Repository, names: Iterable[str]) -> set[bytes]:
+    """Ids of objects the remotes ``names`` hold, as far as their cached index
+    segments tell (a damaged segment tells nothing: the next fetch reads it again)."""
+    out: set[bytes] = set()
+    for name in names:
+        cache = index_cache(repo, name)
+        if cache is None:
+            continue
+        try:
+            segs = [cache / n for n in os.listdir(cache)]
+        except OSError:
+            continue
+        for seg in segs:
+            if seg.name.startswith("."):
+                continue
+            data = read_cached(seg)
+            if data is None or hash_bytes(data).hex() != seg.name:
+                continue
+            try:
+                out.update(obj.oid for _, obj in decode_segment(data, seg.name))
+            except FormatError:
+                continue
+    return out
+
+
+_CACHED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def read_cached(path: Path) -> bytes | None:
+    """The bytes of a cached index segment; None if there is none, or if what is there
+    is not a regular file of at most ``SEGMENT_LIMIT`` bytes (a link is never read
+    through, in its place nor on the way below ``.dvfs``: ``open_kept``; a FIFO never
+    waited on: a damaged cache entry, which tells nothing)."""
+    try:
+        where = open_kept(path.parent)
+    except OSError:
+        return None
+    try:
+        fd = os.open(path.name, _CACHED, dir_fd=where)
+    except OSError:
+        return None
+    finally:
+        os.close(where)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > SEGMENT_LIMIT:
+            return None
+        data = os.read(fd, SEGMENT_LIMIT + 1)
+        return data if len(data) <= SEGMENT_LIMIT else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def remove_remote(
     repo: Repository,
     name: str,
     *,
     only: str | None = None,
-    relied_on: Callable[[Repository, str], tuple[int, int]] | None = None,
+    force: bool = False,
 ) -> Removed:
     """Forget a remote (``only``: "local" or "shared" for one place).
 
@@ -525,18 +741,18 @@ def remove_remote(
     no place defines any more (dvfs.toml changed under this clone) has only those to
     delete, if this clone still holds some: as ``git remote remove`` does, they go.
 
-    ``relied_on`` (``vfs.remote.ondemand.held_only_by``: the chunks, how many and
-    their bytes, that versions kept here need and only that remote holds) is asked
-    first, under the lock, when the remote is to go from every place: if it names
-    any, nothing is changed (UsageError); the caller passes None to force it.
+    Unless ``force``, :func:`held_only_by` (the chunks, how many and their bytes,
+    that versions kept here need and only that remote holds) is asked first, under
+    the lock, when the remote is to go from every place: if it names any, nothing is
+    changed (UsageError).
     """
     with repo.locked():
         cfg = repo.config()
         table = cfg.get("remotes") or {}
         team = load_shared(repo.root)
         stays = (only == "shared" and name in table) or (only == "local" and name in team.remotes)
-        if relied_on is not None and not stays and (name in table or name in team.remotes):
-            count, size = relied_on(repo, name)
+        if not force and not stays and (name in table or name in team.remotes):
+            count, size = held_only_by(repo, name)
             if count:
                 raise UsageError(
                     f"remote {quote_name(name)} alone holds the data of {count:,} chunk(s) "

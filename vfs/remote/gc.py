@@ -61,7 +61,7 @@ from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
 from vfs.remote import audit as remote_audit
 from vfs.remote import repack
-from vfs.remote.config import Meter, RemoteSpec, chain_head, connect
+from vfs.remote.config import Meter, RemoteSpec, chain_head, connect, index_cache
 from vfs.remote.layout import (
     GC_LOCK,
     MAX_REFS,
@@ -85,7 +85,7 @@ from vfs.remote.manifests import (
     encode_manifest,
     read_manifests,
 )
-from vfs.remote.reader import Located, RemoteRepo, index_cache, unnamed_ref_hint
+from vfs.remote.reader import Located, RemoteRepo, unnamed_ref_hint
 from vfs.remote.receive import fetch_records
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository

@@ -21,14 +21,13 @@ temporary name in the store, which ``dvfs fsck`` removes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from vfs.errors import DvfsError, RemoteError, UsageError
+from vfs.errors import RemoteError, UsageError
 from vfs.model.codec import Entry, decode_tree
 from vfs.model.version_codec import decode_version
 from vfs.quoting import quote_name
@@ -38,10 +37,11 @@ from vfs.remote.config import (
     default_remote,
     get_remote,
     had_versions,
-    tracking_branches,
+    index_cache,
+    lacking_here,
 )
 from vfs.remote.config import remotes as configured_remotes
-from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids, index_cache
+from vfs.remote.reader import Located, RemoteRepo, cached_remote_ids
 from vfs.remote.receive import EXPANSION_FLOOR_BYTES, EXPANSION_RATIO, Report
 from vfs.repo.reach import reach
 from vfs.repo.repository import Repository
@@ -121,36 +121,13 @@ def download_chunks(
     store.flush()
 
 
-def held_only_by(repo: Repository, name: str) -> tuple[int, int]:
-    """The chunks (how many, their bytes) that versions kept here use, that the local
-    store lacks (never downloaded, or dropped by ``dvfs store prune``) and that of the
-    configured remotes only ``name`` holds, as their cached index segments tell:
-    forgetting ``name`` leaves them unreadable from here. Kept here: every branch,
-    tag and other remote's copy, a detached HEAD and the staging index's versions."""
-    used, lacking = _lacking_here(repo, name)
-    return len(lacking), sum(used[c] for c in lacking)
-
-
-def _lacking_here(repo: Repository, name: str) -> tuple[dict[bytes, int], list[bytes]]:
-    """The chunks versions kept here use (:func:`_used_here`; empty when ``name``
-    alone holds nothing), and those of them the local store lacks and that of the
-    configured remotes only ``name`` holds."""
-    alone = cached_remote_ids(repo, [name])
-    if alone:
-        alone -= cached_remote_ids(repo, [n for n in configured_remotes(repo) if n != name])
-    if not alone:
-        return {}, []
-    used = _used_here(repo, name)
-    return used, repo.store.missing(c for c in used if c in alone)
-
-
 def left_unreached(repo: Repository, name: str, kept: Iterable[bytes]) -> tuple[int, int]:
-    """The chunks (how many, their bytes) of :func:`held_only_by` that none of the
+    """The chunks (how many, their bytes) of ``vfs.remote.config.held_only_by`` that none of the
     versions ``kept`` reaches: the refs remote ``name`` keeps after some are deleted
     (``dvfs push --delete``). Its next ``dvfs gc --remote`` deletes them, the last
     copy a version here relies on (its data pruned here because the remote held it).
     A kept version this clone does not store is taken to reach none of them."""
-    used, lacking = _lacking_here(repo, name)
+    used, lacking = lacking_here(repo, name, configured_remotes(repo))
     if not lacking:
         return 0, 0
     store = repo.store
@@ -161,29 +138,6 @@ def left_unreached(repo: Repository, name: str, kept: Iterable[bytes]) -> tuple[
     )
     lost = [c for c in lacking if c not in there.chunks]
     return len(lost), sum(used[c] for c in lost)
-
-
-def _used_here(repo: Repository, name: str) -> dict[bytes, int]:
-    """Every chunk (and its size) that versions kept here use: every branch, tag and
-    copy of another remote's branch, a detached HEAD and the staging index's versions
-    (not ``name``'s copies, which go with it)."""
-    refs = repo.refs
-    own = {f"{name}/{b}" for b in tracking_branches(repo, name)}
-    roots = []
-    if (detached := refs.head().detached) is not None:
-        roots.append(("HEAD", detached))
-    for kind in ("heads", "tags", "remotes"):
-        for ref in refs.names(kind):
-            if not (kind == "remotes" and ref in own) and (oid := refs.get(f"refs/{kind}/{ref}")):
-                roots.append((ref, oid))
-    with contextlib.suppress(DvfsError):  # (a damaged index names nothing to keep)
-        index = repo.index()
-        roots += [("index", oid) for oid in (index.head, index.base) if oid is not None]
-    store = repo.store
-    got = reach(
-        roots, lambda oid: decode_version(store.get(oid)), lambda tid: decode_tree(store.get(tid))
-    )
-    return got.chunks
 
 
 def names(paths: Iterable[bytes], limit: int = FILES_NAMED) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,7 +48,7 @@ from vfs.errors import (
 )
 from vfs.model.ids import hash_bytes, is_hex_prefix
 from vfs.quoting import quote_name
-from vfs.remote.config import Meter, kept_dir, remotes
+from vfs.remote.config import Meter, cached_ids, read_cached, remotes
 from vfs.remote.layout import (
     FORMAT_KEY,
     FORMAT_LIMIT,
@@ -77,79 +76,19 @@ from vfs.store.packs import FOOTER, PackedObject, parse_footer, parse_header
 SEGMENT_RELISTS = 2  # listings read again when a listed segment is gone (a remote gc)
 
 
-def index_cache(repo: Repository, name: str) -> Path | None:
-    """Where the index segments of remote ``name`` are cached (``vfs.remote.config``);
-    None (no cache) if a symbolic link is on the way there, from ``.dvfs/remotes`` to
-    ``index``: dvfs writes and deletes nothing through one."""
-    kept = kept_dir(repo, name)
-    if kept is None or (kept / "index").is_symlink():
-        return None
-    return kept / "index"
-
-
 def cached_remote_ids(repo: Repository, only: Iterable[str] | None = None) -> set[bytes]:
     """Ids of objects the configured remotes (or the remotes ``only``) hold, as far as
     their cached index segments tell (not a remote no settings name any more: no
     command fetches from it)."""
-    out: set[bytes] = set()
     if only is not None:
-        names = list(only)
-    else:
-        try:
-            names = list(remotes(repo))
-        except DvfsError:
-            # a dvfs.toml that does not parse stops remote commands until it is fixed;
-            # till then every cache counts (the file fixed most likely names them again)
-            names = [p.name for p in (repo.dir / "remotes").glob("*")]
-    for name in names:
-        cache = index_cache(repo, name)
-        if cache is None:
-            continue
-        try:
-            segs = [cache / n for n in os.listdir(cache)]
-        except OSError:
-            continue
-        for seg in segs:
-            if seg.name.startswith("."):
-                continue
-            data = read_cached(seg)
-            if data is None or hash_bytes(data).hex() != seg.name:
-                continue  # damaged: it tells nothing (the next fetch reads it again)
-            try:
-                out.update(obj.oid for _, obj in decode_segment(data, seg.name))
-            except FormatError:
-                continue
-    return out
-
-
-_CACHED = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-
-def read_cached(path: Path) -> bytes | None:
-    """The bytes of a cached index segment; None if there is none, or if what is there
-    is not a regular file of at most ``SEGMENT_LIMIT`` bytes (a link is never read
-    through, in its place nor on the way below ``.dvfs``: ``open_kept``; a FIFO never
-    waited on: a damaged cache entry, which tells nothing)."""
+        return cached_ids(repo, only)
     try:
-        where = open_kept(path.parent)
-    except OSError:
-        return None
-    try:
-        fd = os.open(path.name, _CACHED, dir_fd=where)
-    except OSError:
-        return None
-    finally:
-        os.close(where)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > SEGMENT_LIMIT:
-            return None
-        data = os.read(fd, SEGMENT_LIMIT + 1)
-        return data if len(data) <= SEGMENT_LIMIT else None
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+        names = list(remotes(repo))
+    except DvfsError:
+        # a dvfs.toml that does not parse stops remote commands until it is fixed;
+        # till then every cache counts (the file fixed most likely names them again)
+        names = [p.name for p in (repo.dir / "remotes").glob("*")]
+    return cached_ids(repo, names)
 
 
 def _named(name: str) -> str:

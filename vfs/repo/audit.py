@@ -27,7 +27,10 @@ descriptor with ``O_NOFOLLOW`` (:func:`_open`): a link there is refused, never f
 
 ``.dvfs/audit.head``: ``"<seq> <64 hex>\\n"``, the last entry's number and hash,
 rewritten atomically after each append, so that deleting the last entries shows (a
-head that is damaged, which no crash leaves, is left as it is for ``verify`` to name). An
+head that is damaged, which no crash leaves, is left as it is for ``verify`` to name;
+so is one missing beside two entries or more: a crash leaves a log without a head
+only after its first entry, and every dvfs that wrote the log wrote the head, which
+came with it, before format 2, so no format record marks a log as older than heads). An
 append to a log cut or whose last entry was edited since the head was written follows
 the head, not the log's last line (its ``seq`` after the head's, its ``prev`` the
 head's hash): the gap or the broken link stays in the chain for ``verify`` to name,
@@ -179,9 +182,12 @@ def record(
                 seq = os.pread(fd, end, 0).count(b"\n") + 1
             prev = hash_bytes(last).hex()
         head = _head(dvfs_dir)
-        # Entries added by hand, or a head damaged (no crash leaves one: it is written
-        # whole or not at all): verify names them, so the head is left as it is.
-        added = head is not None and (head[0] < 0 or head[0] < seq - 2)
+        # Entries added by hand, a head damaged (no crash leaves one: it is written
+        # whole or not at all), or one deleted beside two entries or more (a crash
+        # leaves none only beside the first): verify names them, so they stay so.
+        added = (head is None and seq > 2) or (
+            head is not None and (head[0] < 0 or head[0] < seq - 2)
+        )
         if head is not None and (head[0] >= seq or (head[0] == seq - 1 and head[1] != prev)):
             # The log was cut or its last entry edited since the head was written: the new
             # entry follows the head, so that verify still names what was lost.
@@ -417,14 +423,18 @@ def _lines(dvfs_dir: Path) -> tuple[list[bytes], int]:
     return lines, size - end
 
 
-def entries(dvfs_dir: Path) -> Iterator[Entry]:
-    """Every entry in order (not verified)."""
+def entries(dvfs_dir: Path, skipped: list[int] | None = None) -> Iterator[Entry]:
+    """Every entry in order (not verified). A line that is no entry raises FormatError
+    naming it, or, given ``skipped``, is passed over and its number added there (the
+    listing shows the others, as a remote's does: ``vfs.remote.audit.remote_entries``)."""
     lines, _ = _lines(dvfs_dir)
     for i, line in enumerate(lines, 1):
         try:
             yield parse_entry(line, i)[0]
         except FormatError as exc:
-            raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
+            if skipped is None:
+                raise FormatError(f"{exc}: `dvfs audit verify` says what was changed") from None
+            skipped.append(i)
 
 
 def last_entries(dvfs_dir: Path) -> dict[str, Entry]:
