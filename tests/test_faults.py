@@ -32,6 +32,7 @@ from tests.support.cli import (
     assert_error,
     assert_ok,
     cli_env,
+    commit_files,
     finish,
     git,
     go,
@@ -59,11 +60,9 @@ MiB = 1024 * KiB
 
 
 def committed(repo: Repo, files: Mapping[str, bytes | str], message: str = "base") -> str:
-    """Write ``files``, add and commit them; return the new version id."""
-    for rel, data in files.items():
-        repo.write(rel, data)
-    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
-    return repo.commit(message)
+    """Write ``files``, add and commit them (in this process: ``commit_files``); return
+    the new version id."""
+    return commit_files(repo, files, message)
 
 
 # ---------------------------------------------------------------------------------- where and what
