@@ -2,7 +2,9 @@
 
 Every call starts ``python -m vfs.cli`` in a fresh process with a fixed environment
 (author, thread count), so each test sees exactly what a user at a shell would see:
-exit code, standard output and standard error. The fixtures at the bottom
+exit code, standard output and standard error. ``commit_files`` (and
+``add_in_process``/``commit_in_process``) make the state a test starts from in the
+test's own process, through the commands' own steps. The fixtures at the bottom
 (``repo``, ``make_repo``) are imported by the test modules that use them, under the
 names ``repo_fixture`` and ``make_repo_fixture`` so that they do not shadow arguments.
 """
