@@ -31,17 +31,20 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Compile the package's modules to bytecode once, before any test starts a process.
+    """Compile the packages' modules to bytecode once, before any test starts a process.
 
-    Thousands of ``dvfs`` processes each import vfs; where PYTHONDONTWRITEBYTECODE is
-    set (a common setting of containers) no process leaves its bytecode behind, so each
-    compiled every module it imports again: about half the CPU time of a ``dvfs log``.
-    Bytecode found next to the source is read whatever that variable says, and is
-    checked against the source's time and size as usual. (xdist's workers skip this:
-    the controller did it before starting them.)
+    Thousands of ``dvfs`` processes each import vfs, and every mount's daemon imports
+    ``daemon`` too; where PYTHONDONTWRITEBYTECODE is set (a common setting of
+    containers) no process leaves its bytecode behind, so each compiled every module it
+    imports again: about half the CPU time of a ``dvfs log``. Bytecode found next to
+    the source is read whatever that variable says, and is checked against the
+    source's time and size as usual. (xdist's workers skip this: the controller did it
+    before starting them.)
     """
     if not hasattr(config, "workerinput"):
-        compileall.compile_dir(Path(vfs.__file__).parent, quiet=1)
+        top = Path(vfs.__file__).parent.parent
+        for package in ("vfs", "daemon"):
+            compileall.compile_dir(top / package, quiet=1)
 
 
 @contextlib.contextmanager
