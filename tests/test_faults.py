@@ -33,7 +33,6 @@ from tests.support.cli import (
     assert_error,
     assert_ok,
     cli_env,
-    commit_files,
     commit_in_process,
     finish,
     git,
@@ -62,9 +61,15 @@ MiB = 1024 * KiB
 
 
 def committed(repo: Repo, files: Mapping[str, bytes | str], message: str = "base") -> str:
-    """Write ``files``, add and commit them (in this process: ``commit_files``); return
-    the new version id."""
-    return commit_files(repo, files, message)
+    """Write ``files``, add and commit them; return the new version id.
+
+    As processes: the tests of restore helpers and full disks take the store's layout
+    as a ``dvfs add`` process makes it (one that forks a helper for small files, which
+    a process with other threads, as the test's, does not)."""
+    for rel, data in files.items():
+        repo.write(rel, data)
+    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
+    return repo.commit(message)
 
 
 # ---------------------------------------------------------------------------------- where and what
