@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,15 +366,25 @@ def add_in_process(repo: Repo, *paths: str) -> None:
     """
     from vfs.ops import store_limit, workflow
 
-    with as_command(["dvfs", "add", *paths]):
-        found = Repository.find(repo.root)
-        found.refs.warn = _warn
-        try:
-            with Workers(settings.threads()) as w:
-                workflow.add(found, [os.path.join(repo.root, p) for p in paths], w, _warn)
-            store_limit.keep_within_max_size(found, _warn)
-        finally:
-            found.close()
+    # The test's process is never forked: a process with another thread hashes small
+    # files in its own threads (``vfs._os.helper_process.spare_cpus``), the same
+    # path whatever runs the test, where a lone thread would fork a helper.
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, name="no-helper-fork", daemon=True)
+    other.start()
+    try:
+        with as_command(["dvfs", "add", *paths]):
+            found = Repository.find(repo.root)
+            found.refs.warn = _warn
+            try:
+                with Workers(settings.threads()) as w:
+                    workflow.add(found, [os.path.join(repo.root, p) for p in paths], w, _warn)
+                store_limit.keep_within_max_size(found, _warn)
+            finally:
+                found.close()
+    finally:
+        idle.set()
+        other.join()
 
 
 def commit_in_process(repo: Repo, message: str) -> str:
