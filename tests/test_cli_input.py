@@ -22,6 +22,7 @@ from tests.support.cli import (
     assert_ok,
     cli_command,
     cli_env,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -39,9 +40,7 @@ BROKEN_ENV = {
 
 
 def committed(repo: Repo) -> None:
-    repo.write("d/a.txt", "1")
-    repo.ok("add", "d")
-    repo.ok("commit", "-m", "one")
+    commit_files(repo, {"d/a.txt": "1"}, "one")
 
 
 # ------------------------------------------------------------------------------ environment

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.support.cli import Repo, assert_error
+from tests.support.cli import Repo, add_in_process, assert_error, commit_in_process
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.cli import repo_fixture as repo_fixture
 
@@ -18,13 +18,13 @@ def test_du_counts_shared_and_unique_bytes(repo: Repo) -> None:
     repo.write("shared.bin", shared)
     repo.write("data.bin", old)
     repo.write("sub/text.csv", text)
-    repo.ok("add", ".")
-    repo.commit("one")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "one")
     repo.write("data.bin", new)
-    repo.ok("add", "data.bin")
-    repo.commit("two")
+    add_in_process(repo, "data.bin")
+    commit_in_process(repo, "two")
     repo.write("data.bin", b"staged")  # the index no longer uses v2's data.bin
-    repo.ok("add", "data.bin")
+    add_in_process(repo, "data.bin")
 
     u = repo.json("du", "--json")
     sizes = len(shared) + len(text)
@@ -67,8 +67,8 @@ def test_du_of_a_path_says_it_sizes_versions_and_what_lists_files(repo: Repo) ->
     """`dvfs du data`, as Unix du is used, said "unknown revision data; run `dvfs log`",
     which does not say that du takes versions nor how to see a directory's sizes."""
     repo.write("my data/a.csv", "1,2\n")
-    repo.ok("add", "my data")
-    repo.commit("one")
+    add_in_process(repo, "my data")
+    commit_in_process(repo, "one")
     assert_error(
         repo.run("du", "my data"),
         "my data is a path, and dvfs du sizes versions: `dvfs ls -r 'my data'` lists",
@@ -83,8 +83,8 @@ def test_du_names_the_version_of_a_big_file_with_its_id(repo: Repo) -> None:
     """Each branch numbers its own chain: "(v2)" beside a big file was main's v2 or
     side's, as like as not."""
     repo.write("a.bin", os.urandom(3 * KiB))
-    repo.ok("add", "a.bin")
-    repo.commit("one")
+    add_in_process(repo, "a.bin")
+    commit_in_process(repo, "one")
     repo.ok("switch", "-c", "side")
     repo.write("side.bin", os.urandom(2 * KiB))
     repo.ok("add", "side.bin")

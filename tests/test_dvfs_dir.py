@@ -23,8 +23,10 @@ from daemon.service import choose_overlay
 from tests.support.cli import (
     Repo,
     Result,
+    add_in_process,
     assert_error,
     cli_env,
+    commit_in_process,
     fsck_clean,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
@@ -431,8 +433,8 @@ def test_fsck_names_a_ref_whose_name_no_ref_can_have(repo: Repo) -> None:
     was listed as a branch that no command could name (``branch -d`` refused the
     name), and fsck found the repository clean."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     heads = repo.root / ".dvfs" / "refs" / "heads"
     odd = "ev\x1b[31mil"
     shutil.copy(heads / "main", heads / odd)
@@ -460,8 +462,8 @@ def test_an_index_of_absurd_size_is_refused_without_being_read_into_memory(repo:
     page populated before its header was looked at: status took its whole size in
     memory (and minutes) before saying it was damaged."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     index = repo.root / ".dvfs" / "index"
     os.truncate(index, 2 << 30)  # (sparse: no room taken on disk)
     code, peak, line = run_python(_PEAK_OF, "status", cwd=repo.root).split(" ", 2)
@@ -503,8 +505,8 @@ def test_an_audit_log_no_ref_change_can_append_to_is_named_by_fsck_and_verify(
     problem, ``audit verify`` called the chain intact (the junk "a crash while the
     last line was written"), and both read the whole file into memory first."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     log = repo.root / ".dvfs" / "audit.log"
     whole = log.read_bytes()
     log.unlink()
@@ -557,8 +559,8 @@ def test_a_merge_record_that_cannot_be_read_is_named_by_fsck_with_what_to_do(
     is not a merge record dvfs wrote", saying nothing of what to do, and fsck found no
     problem."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     record = repo.root / ".dvfs" / "MERGE"
     os.mkfifo(record)
     assert_error(repo.run("status"), ".dvfs/MERGE is not a merge record", "dvfs merge --abort")
@@ -637,8 +639,8 @@ def test_a_directory_where_checkout_marks_its_writes_is_named_with_what_to_do(
     """``.dvfs/restoring`` a directory stopped checkout, restore and fsck with the bare
     "Is a directory: …/.dvfs/restoring"."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     marker = repo.root / ".dvfs" / "restoring"
     marker.mkdir()
     repo.write("d/a", "2")
@@ -677,8 +679,8 @@ def test_a_pack_that_is_a_fifo_is_named_once_by_fsck_repair_and_gc(repo: Repo) -
     """A FIFO in a pack's place: fsck --repair and gc said "pack X is damaged and was
     kept: X is not a regular file", naming it twice in one line."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     fifo = repo.root / ".dvfs" / "objects" / ("pack-" + "1" * 64 + ".pack")
     os.mkfifo(fifo)
     for args in (("fsck",), ("fsck", "--repair"), ("gc",)):
@@ -714,8 +716,8 @@ def test_fsck_names_a_working_tree_whose_base_gc_cannot_tell(repo: Repo, tmp_pat
     """A mount's working tree whose ``state`` is damaged stops gc ("cannot tell which
     version the working tree … is based on"), but fsck said there was no problem."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     work = repo.root / ".dvfs" / "worktrees" / "main"
     work.mkdir(parents=True)
     (work / "state").write_bytes(b"\x81\xa4base\xa3bad")  # msgpack {"base": "bad"}
@@ -733,8 +735,8 @@ def test_gc_neither_waits_on_nor_reads_whole_a_run_cache_entry_of_the_wrong_kind
     """A run cache entry that is a FIFO made gc (and repro's lookup) wait forever on
     its open; one grown to gigabytes was read whole into memory."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     shard = repo.root / ".dvfs" / "runcache" / "ab"
     shard.mkdir(parents=True)
     os.mkfifo(shard / ("0" * 62))
@@ -751,11 +753,11 @@ def test_a_change_record_that_is_a_fifo_is_worked_out_again_not_waited_on(repo: 
     """A record of ``.dvfs/changes`` that is a FIFO made ``show --files`` (and the
     dashboard's "added in") wait forever on its open."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     repo.write("d/b", "2")
-    repo.ok("add", "d")
-    head = repo.commit("two")
+    add_in_process(repo, "d")
+    head = commit_in_process(repo, "two")
     shard = repo.root / ".dvfs" / "changes" / head[:2]
     shutil.rmtree(repo.root / ".dvfs" / "changes", ignore_errors=True)
     shard.mkdir(parents=True)
@@ -771,8 +773,8 @@ def test_fsck_names_a_working_tree_record_that_is_a_fifo_without_waiting(
     """A mount's working tree whose ``state`` or journal is a FIFO (an archive from
     someone else) made fsck wait forever on its open."""
     repo.write("d/a", "1")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     work = repo.root / ".dvfs" / "worktrees" / "main"
     work.mkdir(parents=True)
     os.mkfifo(work / "state")

@@ -29,9 +29,11 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    add_in_process,
     assert_error,
     assert_ok,
     cli_env,
+    commit_in_process,
     finish,
     git,
     go,
@@ -59,7 +61,11 @@ MiB = 1024 * KiB
 
 
 def committed(repo: Repo, files: Mapping[str, bytes | str], message: str = "base") -> str:
-    """Write ``files``, add and commit them; return the new version id."""
+    """Write ``files``, add and commit them; return the new version id.
+
+    As processes: the tests of restore helpers and full disks take the store's layout
+    as a ``dvfs add`` process makes it (one that forks a helper for small files, which
+    a process with other threads, as the test's, does not)."""
     for rel, data in files.items():
         repo.write(rel, data)
     repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
@@ -160,7 +166,7 @@ def test_fifo_socket_and_device_are_skipped_with_a_warning(repo: Repo) -> None:
 def test_a_tracked_file_that_became_a_fifo_stages_its_removal(repo: Repo) -> None:
     repo.write("d/a.txt", "a")
     repo.write("d/b.txt", "b")
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     repo.ok("commit", "-m", "one")
     (repo.root / "d/b.txt").unlink()
     os.mkfifo(repo.root / "d/b.txt")
@@ -383,7 +389,7 @@ def test_gc_in_a_repository_this_user_may_not_write_changes_nothing(repo: Repo) 
     one line before it deletes anything."""
     committed(repo, {"d/a.txt": "a"})
     repo.write("junk.bin", rand(300 * KiB, seed=8))
-    repo.ok("add", "junk.bin")
+    add_in_process(repo, "junk.bin")
     repo.ok("rm", "--cached", "junk.bin")
     repo.ok("remote", "add", "origin", str(repo.root.parent / "remote"))
     repo.ok("push")
@@ -424,8 +430,8 @@ def test_a_working_directory_this_user_may_not_write_is_named(repo: Repo) -> Non
     committed(repo, {"d/sub/a.txt": "a", "d/b.txt": "b"})
     repo.write("d/sub/n.txt", "n")
     os.symlink("a.txt", repo.root / "d" / "sub" / "l")
-    repo.ok("add", "d")
-    repo.commit("two")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "two")
     sub = repo.root / "d" / "sub"
     with read_only(sub, below=False):
         r = repo.run("checkout", "v1", unprivileged=True)
@@ -627,12 +633,12 @@ def test_checkout_over_uncommitted_changes_is_refused(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "a1", "d/b.txt": "b1", "d/x.txt": "x1"}, "first")
     repo.write("d/a.txt", "a2")
     (repo.root / "d" / "x.txt").unlink()
-    repo.ok("add", "d")
-    repo.commit("second")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "second")
 
     repo.write("d/a.txt", "my unstaged edit")
     repo.write("d/b.txt", "my staged edit")
-    repo.ok("add", "d/b.txt")
+    add_in_process(repo, "d/b.txt")
     repo.write("d/x.txt", "an untracked file where v1 has another")
     line = repo.fail("checkout", "v1", fragments=("d/a.txt", "d/x.txt", "--force"))
     assert "checkout would overwrite" in line
@@ -890,7 +896,7 @@ def test_switch_carries_changes_to_files_the_target_leaves_alone(repo: Repo) -> 
 
     repo.write("d/keep.txt", "unstaged edit")
     repo.write("d/new.txt", "staged new file")
-    repo.ok("add", "d/new.txt")
+    add_in_process(repo, "d/new.txt")
     repo.ok("switch", "feature")
     assert repo.read("d/a.txt") == b"feature"
     assert repo.read("d/keep.txt") == b"unstaged edit"
@@ -967,8 +973,8 @@ def test_a_corrupted_object(repo: Repo) -> None:
     good_big = rand(600 * KiB, seed=22)
     committed(repo, {"d/good.txt": "good", "d/good_big.bin": good_big, "d/bad.bin": bad}, "v1")
     repo.write("e/more.txt", "more")
-    repo.ok("add", "e")
-    repo.commit("v2")
+    add_in_process(repo, "e")
+    commit_in_process(repo, "v2")
     chunk_id = repo.show()["files"]["d/bad.bin"]["hash"]  # a one-chunk file: digest = chunk id
     where = flip_byte_of(repo.root / ".dvfs" / "objects", bad)
 
@@ -1041,7 +1047,7 @@ def test_fsck_repair_lets_a_good_copy_mend_a_damaged_chunk(repo: Repo) -> None:
     flip_byte_of(objects, gone)
     (repo.root / "d" / "gone.bin").unlink()
     repo.write("d/gone.bin", gone)  # a good copy, added again: the store keeps the bad one
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     r = repo.run("fsck")
     assert r.code == 1 and len([ln for ln in r.out.splitlines() if "corrupt" in ln]) == 2, str(r)
     assert "dvfs fsck --repair" in r.out, str(r)
@@ -1434,8 +1440,8 @@ def test_small_files_are_restored_alike_with_and_without_unnamed_files(repo: Rep
     for rel, mode in modes.items():
         repo.write(rel, files[rel])
         os.chmod(repo.root / rel, mode)
-    repo.ok("add", ".")
-    repo.commit("modes")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "modes")
 
     def check() -> None:
         for rel, data in files.items():
@@ -1681,7 +1687,7 @@ def test_disk_full_at_every_step_of_a_commit(small_disk: Path, first: bool) -> N
     old = None if first else committed(repo, {"d/a.txt": "a1"})
     repo.write("d/a.txt", "a2")
     repo.write("d/sub/new.txt", "new")
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     filler = small_disk / "filler"
     for pages in range(64):
         fill(filler)
@@ -1717,7 +1723,7 @@ def test_disk_full_at_every_step_of_a_commit(small_disk: Path, first: bool) -> N
 def test_a_held_lock_with_zero_timeout_fails_cleanly(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "1"})
     repo.write("d/a.txt", "2")
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     with repository_lock(repo.root / ".dvfs" / "lock", 0):
         r = repo.run("commit", "-m", "blocked", env={"DVFS_LOCK_TIMEOUT": "0"})
         assert_error(r, "another dvfs command", f"pid {os.getpid()}", "lock")
@@ -1732,7 +1738,7 @@ def test_a_held_lock_with_zero_timeout_fails_cleanly(repo: Repo) -> None:
 def test_a_commit_waits_for_the_lock(repo: Repo) -> None:
     committed(repo, {"d/a.txt": "1"})
     repo.write("d/a.txt", "2")
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     args = ("commit", "-m", "waited")
     with repository_lock(repo.root / ".dvfs" / "lock", 0):
         proc = spawn_ready(repo.root, *args)  # the default timeout is seconds long
@@ -1749,7 +1755,7 @@ def test_a_commit_waits_for_the_lock(repo: Repo) -> None:
 def test_two_commits_at_once(repo: Repo, timeout: str) -> None:
     v1 = committed(repo, {"d/a.txt": "1"})
     repo.write("d/a.txt", "2")
-    repo.ok("add", "d")
+    add_in_process(repo, "d")
     env = {"DVFS_LOCK_TIMEOUT": timeout}
     runs = [("commit", "-m", f"racer {i}") for i in range(2)]
     procs = [spawn_ready(repo.root, *a, env=env) for a in runs]

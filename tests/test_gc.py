@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Repo, RepoFactory, assert_error, fsck_clean, init_repo, run
+from tests.support.cli import (
+    Repo,
+    RepoFactory,
+    add_in_process,
+    assert_error,
+    commit_in_process,
+    fsck_clean,
+    init_repo,
+    run,
+)
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
 from vfs.ops import store_limit
@@ -172,8 +181,8 @@ def test_gc_keeps_what_a_merge_in_progress_merges(template: Repo, tmp_path: Path
     repo = copy_of(template, tmp_path, "merging")
     theirs = os.urandom(200 * KiB)
     repo.write("c.bin", b"base")
-    repo.ok("add", "c.bin")
-    repo.commit("base")
+    add_in_process(repo, "c.bin")
+    commit_in_process(repo, "base")
     repo.ok("checkout", "-b", "side")
     repo.write("c.bin", theirs)
     repo.ok("add", "c.bin")

@@ -12,8 +12,10 @@ from pathlib import Path
 import vfs
 from tests.support.cli import (
     Repo,
+    add_in_process,
     assert_error,
     commit_files,
+    commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -133,8 +135,8 @@ def test_a_rename_among_copies_pairs_each_file_with_its_own_name(repo: Repo) -> 
     that content, so `w/b.txt` was said to come from `x/a.txt`."""
     repo.write("x/a.txt", "same\n")
     repo.write("y/b.txt", "same\n")
-    repo.ok("add", "x", "y")
-    repo.commit("one")
+    add_in_process(repo, "x", "y")
+    commit_in_process(repo, "one")
     for d in ("w", "z"):
         (repo.root / d).mkdir()
     repo.ok("mv", "y/b.txt", "w/b.txt")
@@ -211,7 +213,7 @@ def test_show_names_another_branchs_versions_by_a_revision_that_reads_them(
     """`dvfs show side` said "since v2" and listed a file as added in v2, numbered on
     side's own chain: on main, `v2` is main's second version, another one."""
     repo.write("a.txt", "a")
-    repo.ok("add", "a.txt")
+    add_in_process(repo, "a.txt")
     repo.ok("commit", "-m", "one")
     repo.ok("switch", "-c", "side")
     for name in ("c.txt", "d.txt"):
@@ -238,7 +240,7 @@ def test_show_names_another_branchs_versions_by_a_revision_that_reads_them(
 
 def test_status_of_thousands_of_files_is_shown_by_directory(repo: Repo) -> None:
     repo.write("data/keep.txt", "k")
-    repo.ok("add", "data")
+    add_in_process(repo, "data")
     repo.ok("commit", "-m", "one")
     for d in ("train", "val"):
         for i in range(1000 if d == "train" else 40):
@@ -266,7 +268,7 @@ def test_status_of_thousands_of_files_is_shown_by_directory(repo: Repo) -> None:
 
 def test_an_unknown_path_is_an_error_not_an_empty_answer(tmp_path: Path, repo: Repo) -> None:
     repo.write("x", "1")
-    repo.ok("add", "x")
+    add_in_process(repo, "x")
     repo.ok("commit", "-m", "one")
     line = assert_error(run(repo.root, "diff", "typo"), code=2)
     assert "neither a revision nor a path" in line
@@ -295,8 +297,8 @@ def test_an_ambiguous_id_prefix_is_named_so_by_log_and_diff(repo: Repo) -> None:
     """`dvfs log PREFIX` and `dvfs diff PREFIX` said "PREFIX is neither a revision nor a
     path of the working tree or HEAD" where `show` said the prefix was ambiguous."""
     repo.write("a.txt", "a")
-    repo.ok("add", "a.txt")
-    repo.commit("one")
+    add_in_process(repo, "a.txt")
+    commit_in_process(repo, "one")
     prefix = two_versions_with_one_prefix(repo)
     for args in (["show", prefix], ["log", prefix], ["diff", prefix], ["diff", "HEAD", prefix]):
         assert_error(repo.run(*args), f"id prefix {prefix} is ambiguous", "give more characters")
@@ -308,8 +310,8 @@ def test_the_hint_for_a_path_only_history_has_works_as_typed(repo: Repo) -> None
     """`dvfs log 'my file'` (gone from the working tree and HEAD) said to write
     `-- my file`, which the shell splits into two paths."""
     repo.write("my file", "a")
-    repo.ok("add", "my file")
-    repo.commit("one")
+    add_in_process(repo, "my file")
+    commit_in_process(repo, "one")
     repo.ok("rm", "my file")
     repo.commit("two")
     line = assert_error(repo.run("log", "my file"), "neither a revision nor a path", code=2)

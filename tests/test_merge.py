@@ -13,8 +13,10 @@ import yaml
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    add_in_process,
     assert_error,
     assert_ok,
+    commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -35,18 +37,18 @@ def diverge(repo: Repo) -> None:
     repo.write("a", "a")
     repo.write("b", "b")
     repo.write("c", "c")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.write("b", "b from other")
     repo.write("d/e", "new in other")
-    repo.ok("add", ".")
-    repo.commit("other")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "other")
     repo.ok("switch", "main")
     repo.write("a", "a from main")
     (repo.root / "c").unlink()
-    repo.ok("add", ".")
-    repo.commit("main")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "main")
 
 
 def parents(repo: Repo, rev: str = "HEAD") -> list[str]:
@@ -91,13 +93,13 @@ def test_a_later_merge_takes_the_last_merged_version_as_base(repo: Repo) -> None
 
 def test_a_branch_behind_fast_forwards(repo: Repo) -> None:
     repo.write("a", "1")
-    repo.ok("add", "a")
-    repo.commit("one")
+    add_in_process(repo, "a")
+    commit_in_process(repo, "one")
     repo.ok("branch", "later")
     repo.ok("switch", "later")
     repo.write("a", "2")
-    repo.ok("add", "a")
-    later = repo.commit("two")
+    add_in_process(repo, "a")
+    later = commit_in_process(repo, "two")
     repo.ok("switch", "main")
     assert "fast-forward" in repo.ok("merge", "later").out
     assert repo.head_id() == later and repo.read("a") == b"2"
@@ -113,8 +115,8 @@ def test_a_fast_forward_keeps_offline_and_names_merge_in_its_refusals(
     untracked a: ... or use --force", an option merge refuses."""
     repo = make_repo("a")
     repo.write("a", "1")
-    repo.ok("add", "a")
-    repo.commit("one")
+    add_in_process(repo, "a")
+    commit_in_process(repo, "one")
     dir_remote.add_to(repo)
     repo.ok("push")
     repo.ok("switch", "-c", "later")
@@ -141,12 +143,12 @@ def conflicting(repo: Repo) -> None:
     repo.ok("switch", "other")
     repo.write("a", "a from other, longer")
     (repo.root / "b").unlink()
-    repo.ok("add", ".")
-    repo.commit("other 2")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "other 2")
     repo.ok("switch", "main")
     repo.write("b", "b from main")
-    repo.ok("add", ".")
-    repo.commit("main 2")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "main 2")
 
 
 def test_stages_made_on_two_branches_merge_stage_by_stage(repo: Repo) -> None:
@@ -159,17 +161,17 @@ def test_stages_made_on_two_branches_merge_stage_by_stage(repo: Repo) -> None:
         "# the team's pipeline\nstages:\n  count:\n    cmd: wc -l data/in.txt > n.txt\n"
         "    deps: [data/in.txt]\n    outs: [n.txt]\n",
     )
-    repo.ok("add", ".")
+    add_in_process(repo, ".")
     repo.ok("repro")
-    repo.commit("base")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.ok("run", "-n", "double", "-d", "data/in.txt", "-o", "double.txt", "--",
             "sh", "-c", "cat data/in.txt data/in.txt > double.txt")  # fmt: skip
-    repo.commit("double")
+    commit_in_process(repo, "double")
     repo.ok("switch", "main")
     repo.ok("run", "-n", "upper", "-d", "data/in.txt", "-o", "upper.txt", "--",
             "sh", "-c", "tr a-z A-Z < data/in.txt > upper.txt")  # fmt: skip
-    repo.commit("upper")
+    commit_in_process(repo, "upper")
 
     out = repo.json("merge", "other", "--json")
     assert out["outcome"] == "merged", out
@@ -210,21 +212,21 @@ def test_ours_or_theirs_take_a_conflicting_stage_and_keep_the_other_sides_stages
     upper: dvfs.yaml and dvfs.runs were taken whole from theirs, dropping upper (its
     output left behind, made by no stage); --ours dropped theirs' new stage alike."""
     repo.write("in.txt", "hello world\n")
-    repo.ok("add", "in.txt")
+    add_in_process(repo, "in.txt")
     repo.ok("run", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--", "wc -l < in.txt > n.txt")
-    repo.commit("base")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.ok("run", "--force", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--",
             "wc -c < in.txt > n.txt")  # fmt: skip
     repo.ok("run", "-n", "double", "-d", "in.txt", "-o", "d.txt", "--", "cat in.txt in.txt > d.txt")
-    repo.commit("other")
+    commit_in_process(repo, "other")
     repo.ok("switch", "main")
     repo.ok("run", "--force", "-n", "count", "-d", "in.txt", "-o", "n.txt", "--",
             "wc -w < in.txt > n.txt")  # fmt: skip
     repo.ok(
         "run", "-n", "upper", "-d", "in.txt", "-o", "u.txt", "--", "tr a-z A-Z < in.txt > u.txt"
     )
-    repo.commit("main")
+    commit_in_process(repo, "main")
     for side, count in (("--theirs", "wc -c"), ("--ours", "wc -w")):
         if side == "--ours":
             repo.ok("switch", "-c", "again", "HEAD^1")
@@ -244,13 +246,13 @@ def test_a_repro_during_a_merge_settles_what_it_made(repo: Repo) -> None:
     added again by hand."""
     repo.write("params.yaml", "lr: 1\n")
     repo.ok("run", "-n", "train", "-p", "lr", "-o", "m.txt", "--", "cat params.yaml > m.txt")
-    repo.ok("add", "params.yaml")
-    repo.commit("base")
+    add_in_process(repo, "params.yaml")
+    commit_in_process(repo, "base")
     for switch, lr in ((("-c", "other"), "2"), (("main",), "3")):
         repo.ok("switch", *switch)
         repo.write("params.yaml", f"lr: {lr}\n")
         repo.ok("repro")
-        repo.ok("add", "params.yaml")
+        add_in_process(repo, "params.yaml")
         repo.commit(f"lr {lr}")
     assert repo.run("merge", "other").code == 1
     conflicts = [c["path"] for c in repo.status()["merging"]["conflicts"]]
@@ -295,18 +297,18 @@ def test_a_conflict_with_a_path_the_other_side_renamed_says_where_it_went(repo: 
     both "theirs: deleted"; the moved one now says where its content is."""
     repo.write("a", "a")
     repo.write("c", "c")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.ok("mv", "a", "moved-a")
     (repo.root / "c").unlink()
-    repo.ok("add", ".")
-    repo.commit("move a, drop c")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "move a, drop c")
     repo.ok("switch", "main")
     repo.write("a", "a, edited")
     repo.write("c", "c, edited")
-    repo.ok("add", ".")
-    repo.commit("edit")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "edit")
 
     r = repo.run("merge", "other")
     assert r.code == 1, str(r)
@@ -334,17 +336,17 @@ def test_a_conflict_side_that_is_a_link_is_shown_as_a_link_with_its_target(
     """x edited on main and made a link on other: the link side read "7 B" and a time,
     as a file's would, in merge's and status's lines and their JSON."""
     repo.write("x", "a")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     (repo.root / "x").unlink()
     os.symlink("t\nrg", repo.root / "x")
-    repo.ok("add", ".")
-    repo.commit("link")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "link")
     repo.ok("switch", "main")
     repo.write("x", "a, edited")
-    repo.ok("add", ".")
-    repo.commit("edit")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "edit")
 
     r = repo.run("merge", "other")
     assert r.code == 1, str(r)
@@ -370,8 +372,8 @@ def test_a_criss_cross_history_merges_without_spurious_conflicts(repo: Repo) -> 
     sides really both changed is still a conflict."""
     for name, text in (("f", "f0"), ("g", "g0"), ("h", "h0")):
         repo.write(name, text)
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("branch", "y")
     repo.ok("switch", "-c", "x")
     repo.write("f", "f1")
@@ -520,15 +522,15 @@ def test_rm_or_add_of_a_file_this_side_deleted_settles_its_conflict(repo: Repo) 
     `dvfs add a` "a does not exist and is not tracked", both settling nothing."""
     repo.write("a", "a")
     repo.write("b", "b")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.write("a", "a from other")
-    repo.ok("add", "a")
-    repo.commit("other")
+    add_in_process(repo, "a")
+    commit_in_process(repo, "other")
     repo.ok("switch", "main")
     repo.ok("rm", "a")
-    repo.commit("main")
+    commit_in_process(repo, "main")
     for verb in ("rm", "add"):
         assert repo.run("merge", "other").code == 1
         assert repo.status()["merging"]["conflicts"][0]["ours"] is None
@@ -550,15 +552,15 @@ def test_rm_of_a_directory_settles_the_deleted_conflicts_below_it(repo: Repo) ->
     repo.write("d/a", "a")
     repo.write("d/b", "b")
     repo.write("k", "k")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.write("d/a", "a from other")
-    repo.ok("add", "d")
-    repo.commit("other")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "other")
     repo.ok("switch", "main")
     repo.ok("rm", "d/a")
-    repo.commit("main")
+    commit_in_process(repo, "main")
     assert repo.run("merge", "other").code == 1
     repo.ok("rm", "d")
     assert [c["resolved"] for c in repo.status()["merging"]["conflicts"]] == [True]
@@ -585,8 +587,8 @@ def test_a_path_a_side_lacks_is_refused_naming_the_side(repo: Repo) -> None:
 def test_a_mode_change_on_one_side_and_an_edit_on_the_other_both_merge(repo: Repo) -> None:
     repo.write("run.sh", "echo 1\n")
     repo.write("tool.sh", "echo t\n")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     (repo.root / "run.sh").chmod(0o755)
     repo.write("tool.sh", "echo t2\n")
@@ -609,8 +611,8 @@ def test_theirs_on_a_directory_settles_its_conflicts_and_keeps_what_merged(repo:
     to its old content and a file only ours had added was unstaged, in the merge."""
     for name in ("x", "k"):
         repo.write(f"d/{name}", name)
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.write("d/x", "x from other")
     repo.ok("commit", "-a", "-m", "other")
@@ -618,8 +620,8 @@ def test_theirs_on_a_directory_settles_its_conflicts_and_keeps_what_merged(repo:
     repo.write("d/x", "x from main")
     repo.write("d/k", "k from main")
     repo.write("d/new", "new in main")
-    repo.ok("add", "d")
-    repo.commit("main")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "main")
     assert repo.run("merge", "other").code == 1
     repo.ok("restore", "--theirs", "d")
     assert repo.read("d/x") == b"x from other"
@@ -638,16 +640,16 @@ def test_status_in_a_conflicted_merge_says_how_to_finish_it_never_that_all_is_cl
     """A conflict keeps ours in the working tree and stages nothing: the report used to
     end "Nothing to commit, working tree clean." under the conflict it listed."""
     repo.write("data/a", "base")
-    repo.ok("add", "data")
-    repo.commit("base")
+    add_in_process(repo, "data")
+    commit_in_process(repo, "base")
     repo.ok("branch", "other")
     repo.write("data/a", "ours")
-    repo.ok("add", "data")
-    repo.commit("ours")
+    add_in_process(repo, "data")
+    commit_in_process(repo, "ours")
     repo.ok("switch", "other")
     repo.write("data/a", "theirs")
-    repo.ok("add", "data")
-    repo.commit("theirs")
+    add_in_process(repo, "data")
+    commit_in_process(repo, "theirs")
     repo.ok("switch", "main")
     assert repo.run("merge", "other").code == 1
     out = repo.ok("status").out
@@ -704,17 +706,17 @@ def file_against_directory(repo: Repo) -> None:
     """main holds a file x (changed since the base), branch other a directory x/f."""
     repo.write("x", "x")
     repo.write("k", "k")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     (repo.root / "x").unlink()
     repo.write("x/f", "in a directory")
-    repo.ok("add", ".")
-    repo.commit("a directory")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "a directory")
     repo.ok("switch", "main")
     repo.write("x", "x from main")
-    repo.ok("add", "x")
-    repo.commit("a file")
+    add_in_process(repo, "x")
+    commit_in_process(repo, "a file")
 
 
 def test_a_file_against_a_directory_is_settled_by_either_side_whole(repo: Repo) -> None:
@@ -946,16 +948,16 @@ def test_theirs_settles_a_large_tree_in_time_linear_in_its_files(
     for i in range(800):
         repo.write(f"d{i % 20}/f{i}", str(i))
     repo.write("x", "base")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.write("x", "theirs")
-    repo.ok("add", "x")
-    repo.commit("theirs")
+    add_in_process(repo, "x")
+    commit_in_process(repo, "theirs")
     repo.ok("switch", "main")
     repo.write("x", "ours")
-    repo.ok("add", "x")
-    repo.commit("ours")
+    add_in_process(repo, "x")
+    commit_in_process(repo, "ours")
     calls = 0
     above = merge_ops._above
 
@@ -978,7 +980,7 @@ def test_uncommitted_changes_and_unrelated_histories_are_refused(repo: Repo) -> 
     diverge(repo)
     repo.write("a", "not committed")
     repo.write("b", "staged")
-    repo.ok("add", "b")
+    add_in_process(repo, "b")
     before = repo.head_id()
     line = repo.fail("merge", "other", fragments=("uncommitted changes in a, b",))
     assert "nothing was merged" in line
@@ -1046,17 +1048,17 @@ def test_a_directory_theirs_made_a_file_is_merged(repo: Repo) -> None:
     be merged: "d changed type while it was read", clean tree or not."""
     repo.write("d/a", "a")
     repo.write("k", "k")
-    repo.ok("add", ".")
-    repo.commit("base")
+    add_in_process(repo, ".")
+    commit_in_process(repo, "base")
     repo.ok("switch", "-c", "other")
     repo.ok("rm", "-r", "d")
     repo.write("d", "a file now")
-    repo.ok("add", "d")
-    repo.commit("d is a file")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "d is a file")
     repo.ok("switch", "main")
     repo.write("k", "k from main")
-    repo.ok("add", "k")
-    repo.commit("main")
+    add_in_process(repo, "k")
+    commit_in_process(repo, "main")
     repo.write("d/notes", "mine, untracked")  # kept: the merge stops before anything
     repo.fail("merge", "other", fragments=("untracked d", "nothing was merged"))
     assert repo.read("d/notes") == b"mine, untracked" and repo.read("d/a") == b"a"
@@ -1118,8 +1120,8 @@ def test_a_pull_merge_stopped_by_one_conflict_counts_it_and_says_how_to_give_up(
     """It said "1 conflicts", and not how to abort, which `dvfs merge` says."""
     a = make_repo("a")
     a.write("d/a", "base")
-    a.ok("add", "d")
-    a.commit("base")
+    add_in_process(a, "d")
+    commit_in_process(a, "base")
     dir_remote.add_to(a)
     a.ok("push")
     b, _ = dir_remote.clone(tmp_path, "b")
@@ -1146,8 +1148,8 @@ def test_a_remote_made_anew_at_the_same_url_gets_a_way_out_not_a_circle(
     two ways out, which work."""
     a = make_repo("a")
     a.write("mine", "a")
-    a.ok("add", "mine")
-    a.commit("a")
+    add_in_process(a, "mine")
+    commit_in_process(a, "a")
     dir_remote.add_to(a)
     a.ok("push")
     shutil.rmtree(tmp_path / "remote")

@@ -16,8 +16,10 @@ import pytest
 from tests.support.cli import (
     Repo,
     Result,
+    add_in_process,
     assert_error,
     cli_env,
+    commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -37,8 +39,8 @@ def committed(repo: Repo) -> None:
     repo.write("data/raw/2.csv", "two")
     repo.write("data/labels.csv", "labels")
     os.symlink("raw/1.csv", repo.root / "data/first")
-    repo.ok("add", "data")
-    repo.ok("commit", "-m", "one")
+    add_in_process(repo, "data")
+    commit_in_process(repo, "one")
 
 
 def test_files_directories_and_links_move_as_renames(repo: Repo) -> None:

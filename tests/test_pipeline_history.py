@@ -16,9 +16,11 @@ import yaml
 import vfs
 from tests.support.cli import (
     Repo,
+    add_in_process,
     assert_error,
     assert_ok,
     cli_command,
+    commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -81,7 +83,7 @@ def test_a_commit_records_no_lineage_for_an_output_changed_by_hand(
 ) -> None:
     repo = trained
     repo.write("model.bin", "edited by hand")
-    repo.ok("add", "model.bin")
+    add_in_process(repo, "model.bin")
     r = repo.ok("commit", "-m", "edited")
     assert any("stage train: model.bin is not as its last run made it" in w
                for w in warnings_of(r))  # fmt: skip
@@ -196,7 +198,7 @@ def test_an_experiment_s_stage_changing_its_dep_leaves_the_working_tree_s_alone(
     # stage never touched: it changed the experiment's copy, since deleted
     repo.write("d.txt", "1\n")
     repo.write("params.yaml", "a: 1\n")
-    repo.ok("add", "d.txt", "params.yaml")
+    add_in_process(repo, "d.txt", "params.yaml")
     repo.ok("run", "--no-exec", "-n", "s", "-d", "d.txt", "-p", "a", "-o", "o.txt", "--",
             "echo x >> d.txt; cat d.txt > o.txt")  # fmt: skip
     repo.ok("add", "dvfs.yaml")
@@ -239,7 +241,7 @@ def test_an_experiment_leaves_an_untracked_file_in_a_dep_directory_to_its_owner(
     # switch exp/e` wrote it, and `dvfs switch main` then deleted the user's file
     repo.write("data/raw.csv", "r\n")
     repo.write("params.yaml", "lr: 1\n")
-    repo.ok("add", "data/raw.csv", "params.yaml")
+    add_in_process(repo, "data/raw.csv", "params.yaml")
     repo.write("data/notes.txt", "mine\n")
     repo.write("dvfs.yaml", json.dumps({"stages": {
         "prep": {"cmd": "cp data/raw.csv data/processed", "deps": ["data/raw.csv"],
@@ -300,7 +302,7 @@ def test_an_experiment_in_a_partial_working_tree_keeps_what_is_not_checked_out(
     repo.write("data/a.csv", "a\n")
     repo.write("data/b.csv", "b\n")
     repo.write("params.yaml", "lr: 1\n")
-    repo.ok("add", "data", "params.yaml")
+    add_in_process(repo, "data", "params.yaml")
     repo.ok("run", "-n", "s", "-d", "data", "-p", "lr", "-o", "out", "--",
             "cat data/* params.yaml > out")  # fmt: skip
     repo.commit("base")
@@ -361,8 +363,8 @@ def test_an_experiment_leaves_an_untracked_params_file_to_its_owner(repo: Repo) 
 
 def test_switch_names_an_untracked_file_it_would_overwrite_as_untracked(repo: Repo) -> None:
     repo.write("d/a", "a")
-    repo.ok("add", "d")
-    repo.commit("one")
+    add_in_process(repo, "d")
+    commit_in_process(repo, "one")
     repo.ok("switch", "-c", "b")
     repo.write("d/x", "theirs")
     repo.write("d/a", "b's")
@@ -620,7 +622,7 @@ def test_params_diff_names_a_params_file_one_side_lacks(repo: Repo) -> None:
 
 def test_lineage_follows_a_params_file_another_stage_made(repo: Repo) -> None:
     repo.write("seed.txt", "lr: 0.1\n")
-    repo.ok("add", "seed.txt")
+    add_in_process(repo, "seed.txt")
     repo.ok("run", "-n", "gen", "-d", "seed.txt", "-o", "cfg.yaml", "--", "cp seed.txt cfg.yaml")
     repo.ok("run", "-n", "train", "-p", "cfg.yaml:lr", "-o", "model", "--", "cat cfg.yaml > model")
     repo.commit("one")

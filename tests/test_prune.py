@@ -17,7 +17,15 @@ import pytest
 
 import vfs
 from tests.conftest import tmpfs
-from tests.support.cli import Repo, RepoFactory, assert_error, init_repo, run
+from tests.support.cli import (
+    Repo,
+    RepoFactory,
+    add_in_process,
+    assert_error,
+    commit_in_process,
+    init_repo,
+    run,
+)
 from tests.support.cli import make_repo_fixture as make_repo_fixture
 from tests.support.mount import mounted
 from tests.support.remote import Remote
@@ -71,7 +79,7 @@ def test_prune_never_drops_data_the_remote_lacks(
     repo = three_pushed(make_repo, dir_remote)
     for i in (3, 4):  # v4 and v5: committed, never pushed
         repo.write("data.bin", DATA[i])
-        repo.ok("add", "data.bin")
+        add_in_process(repo, "data.bin")
         repo.commit(f"v{i + 1}")
     got = repo.json("store", "prune", "--json")
     assert got["chunks_dropped"] == 3  # v1..v3's; v4's data exists only here
@@ -270,7 +278,7 @@ def test_prune_keeps_what_lies_in_a_pack_the_remote_lacks(
     first: set[str] = set()
     for i in range(3):
         repo.write("data.bin", DATA[i])
-        repo.ok("add", "data.bin")
+        add_in_process(repo, "data.bin")
         repo.commit(f"v{i + 1}")
         repo.ok("push")
         if i == 0:
@@ -304,8 +312,8 @@ def test_a_remote_branch_data_pruned_here_relies_on_is_not_deleted(
     repo = make_repo()
     dir_remote.add_to(repo)
     repo.write("base.txt", "base\n")
-    repo.ok("add", "base.txt")
-    repo.commit("base")
+    add_in_process(repo, "base.txt")
+    commit_in_process(repo, "base")
     repo.ok("push")
     repo.ok("checkout", "-b", "exp")
     for i in range(2):

@@ -23,10 +23,12 @@ import pytest
 from tests.support.cli import (
     Repo,
     RepoFactory,
+    add_in_process,
     assert_error,
     assert_ok,
     cli_command,
     cli_env,
+    commit_in_process,
     make_repo_fixture,  # noqa: F401  (a fixture)
     run,
 )
@@ -176,8 +178,8 @@ def test_a_push_that_read_the_index_before_the_condemnation_is_pardoned(
     with_garbage(seed)
     garbage = set(s3_remote.packs())
     other.write("copy.bin", JUNK)  # chunks the garbage holds: deduplicated against it
-    other.ok("add", "copy.bin")
-    other.commit("copy")
+    add_in_process(other, "copy.bin")
+    commit_in_process(other, "copy")
     push = stopped_push(other, "indexed")
     assert gc(seed, clock=DAY + 60)["condemned_packs"] >= 1
     resume(push)

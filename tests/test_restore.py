@@ -18,6 +18,7 @@ from tests.support.cli import (
     RepoFactory,
     assert_error,
     assert_ok,
+    commit_files,
     make_repo_fixture,  # noqa: F401  (a fixture)
     repo_fixture,  # noqa: F401  (a fixture)
     run,
@@ -25,10 +26,7 @@ from tests.support.cli import (
 
 
 def committed(repo: Repo, files: dict[str, bytes], message: str) -> str:
-    for rel, data in files.items():
-        repo.write(rel, data)
-    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
-    return repo.commit(message)
+    return commit_files(repo, files, message)
 
 
 def clean(repo: Repo) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import Repo, init_repo
+from tests.support.cli import Repo, add_in_process, commit_in_process, init_repo
 from vfs.errors import UsageError
 from vfs.model.chunking import ChunkerParams
 from vfs.repo.repository import Repository
@@ -46,8 +46,8 @@ def committed(root: Path) -> Repo:
         path = repo.write("t.csv", text)
         past = time.time_ns() - 2_000_000_000
         os.utime(path, ns=(past, past))
-        repo.ok("add", "t.csv")
-        repo.ok("commit", "-m", "t")
+        add_in_process(repo, "t.csv")
+        commit_in_process(repo, "t")
     return repo
 
 
@@ -236,8 +236,8 @@ def test_copies_take_the_chunks_the_working_tree_shares_from_there(
         path = repo.write("t.csv", text)
         past = time.time_ns() - 2_000_000_000
         os.utime(path, ns=(past, past))
-        repo.ok("add", "t.csv")
-        repo.ok("commit", "-m", "t")
+        add_in_process(repo, "t.csv")
+        commit_in_process(repo, "t")
     r = Repository.find(root)
     v1 = r.history.lookup(r.history.version(r.history.resolve("v1")).tree, b"t.csv")
     held = r.history.lookup(r.history.version(r.history.resolve("v3")).tree, b"t.csv")
@@ -281,8 +281,8 @@ def test_a_diff_that_stops_keeps_what_it_learned(tmp_path: Path) -> None:
         path = repo.write("t.csv", text)
         past = time.time_ns() - 2_000_000_000
         os.utime(path, ns=(past, past))
-        repo.ok("add", "t.csv")
-        repo.ok("commit", "-m", "t")
+        add_in_process(repo, "t.csv")
+        commit_in_process(repo, "t")
     repo.fail("diff", "v3", "v4", "t.csv", "--rows", "--key", "id", fragments=("not unique",))
     kept = cached(repo)
     assert any(n.endswith(".sniff") for n in kept) and any(n.endswith(".facts") for n in kept)

@@ -76,7 +76,12 @@ def test_server_down_before_a_push(make_repo: RepoFactory, s3_env: S3Server) -> 
     commit_files(a, {"d/x": b"x"}, "x")
     (port,) = free_ports(1)  # nothing listens there
     a.ok("remote", "add", "origin", "s3://nobody/x", "--endpoint-url", f"http://127.0.0.1:{port}")
-    line = a.fail("push", fragments=("could not reach", "nothing was lost", "run `dvfs push`"))
+    # Two attempts (one retry, a quarter of a second's wait) rather than the default six,
+    # whose back-off waits 4 to 8 s in all: what is said after the last one is the same.
+    r = a.run("push", env={"DVFS_RETRY_ATTEMPTS": "2"})
+    line = assert_error(
+        r, "could not reach", "after 2 attempts", "nothing was lost", "run `dvfs push`"
+    )
     assert f"127.0.0.1:{port}" in line
     a.fsck_clean()
 

@@ -1,7 +1,7 @@
 """Helpers shared by the test modules, each defined once.
 
 - :mod:`tests.support.cli`: ``dvfs`` as a real process, a repository driven through it
-  (``Repo``), ``commit_files``.
+  (``Repo``), ``commit_files`` (its add and commit run in the test's process).
 - :mod:`tests.support.mount`: real mounts of the daemon (start, wait, stop, clean up).
 - :mod:`tests.support.api`, :mod:`tests.support.ui`, :mod:`tests.support.pipeline`,
   :mod:`tests.support.remote`: the library API, the dashboard, pipelines and remotes.

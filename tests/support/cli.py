@@ -2,18 +2,22 @@
 
 Every call starts ``python -m vfs.cli`` in a fresh process with a fixed environment
 (author, thread count), so each test sees exactly what a user at a shell would see:
-exit code, standard output and standard error. The fixtures at the bottom
+exit code, standard output and standard error. ``commit_files`` (and
+``add_in_process``/``commit_in_process``) make the state a test starts from in the
+test's own process, through the commands' own steps. The fixtures at the bottom
 (``repo``, ``make_repo``) are imported by the test modules that use them, under the
 names ``repo_fixture`` and ``make_repo_fixture`` so that they do not shadow arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +25,11 @@ from typing import Any
 
 import pytest
 
+from vfs import settings
+from vfs.quoting import escape_text
 from vfs.repo import audit
 from vfs.repo.repository import Repository
+from vfs.worktree.pools import Workers
 
 AUTHOR = "Test Author <test@example.org>"
 CLI = [sys.executable, "-P", "-m", "vfs.cli"]  # -P: never import from the test's cwd
@@ -314,12 +321,103 @@ class Repo:
 RepoFactory = Callable[..., Repo]
 
 
-def commit_files(repo: Repo, files: Mapping[str, bytes], message: str) -> str:
-    """Write ``files``, add their top directories, commit; return the version id."""
+@contextlib.contextmanager
+def as_command(argv: list[str], env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """For the block, this process as a ``dvfs`` process started by :func:`run` would
+    be: the environment :func:`cli_env` gives (author, thread count, no debug), and
+    audit entries naming ``argv`` as their command line (as ``vfs.cli.main`` sets it).
+
+    Only the variables that differ are changed, and put back after: the test's other
+    threads never see an environment without the rest.
+    """
+    wanted = cli_env(env)
+    saved = {
+        k: os.environ.get(k) for k in {*wanted, *os.environ} if os.environ.get(k) != wanted.get(k)
+    }
+    for k in saved:
+        if k in wanted:
+            os.environ[k] = wanted[k]
+        else:
+            del os.environ[k]
+    try:
+        with audit.acting(argv):
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _warn(message: str) -> None:
+    """What ``vfs.cli.output.warn`` prints, on this process's standard error."""
+    print(f"{WARNING_PREFIX} {escape_text(message)}", file=sys.stderr)
+
+
+def add_in_process(repo: Repo, *paths: str) -> None:
+    """``dvfs add PATHS`` at the repository root, run in this process.
+
+    For tests whose subject comes after the add (``dvfs add`` itself is tested through
+    the command line): the command's own steps (``vfs.cli.tracking.add``), the same
+    repository lookup, worker threads, ignore rules, lock, ``.gitignore`` additions,
+    store limit and audit command line, without the start of a process. Warnings go
+    to standard error as the command prints them; an error fails the test.
+    """
+    from vfs.ops import store_limit, workflow
+
+    # The test's process is never forked: a process with another thread hashes small
+    # files in its own threads (``vfs._os.helper_process.spare_cpus``), the same
+    # path whatever runs the test, where a lone thread would fork a helper.
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, name="no-helper-fork", daemon=True)
+    other.start()
+    try:
+        with as_command(["dvfs", "add", *paths]):
+            found = Repository.find(repo.root)
+            found.refs.warn = _warn
+            try:
+                with Workers(settings.threads()) as w:
+                    workflow.add(found, [os.path.join(repo.root, p) for p in paths], w, _warn)
+                store_limit.keep_within_max_size(found, _warn)
+            finally:
+                found.close()
+    finally:
+        idle.set()
+        other.join()
+
+
+def commit_in_process(repo: Repo, message: str) -> str:
+    """``dvfs commit -m MESSAGE`` at the repository root, run in this process (as
+    :func:`add_in_process`: ``vfs.cli.tracking.commit``'s steps); the new version's id."""
+    from vfs.model import params as version_params
+    from vfs.ops import merging, store_limit
+    from vfs.ops.commit import check_message, commit
+
+    with as_command(["dvfs", "commit", "-m", message]):
+        found = Repository.find(repo.root)
+        found.refs.warn = _warn
+        try:
+            check_message(
+                message, amend=False, merge=merging.live(found.dir, found.refs) is not None
+            )
+            made = commit(found, message, version_params.collect((), None), None, _warn)
+            store_limit.keep_within_max_size(found, _warn)
+        finally:
+            found.close()
+    return made.oid.hex()
+
+
+def commit_files(repo: Repo, files: Mapping[str, bytes | str], message: str) -> str:
+    """Write ``files``, add their top directories, commit; return the version id.
+
+    The add and the commit run in this process (:func:`add_in_process`,
+    :func:`commit_in_process`): this sets up what a test then looks at.
+    """
     for rel, data in files.items():
         repo.write(rel, data)
-    repo.ok("add", *sorted({rel.split("/")[0] for rel in files}))
-    return repo.commit(message)
+    add_in_process(repo, *sorted({rel.split("/")[0] for rel in files}))
+    return commit_in_process(repo, message)
 
 
 def init_repo(root: Path, *, git_repo: bool = False) -> Repo:

@@ -66,12 +66,13 @@ class Remote:
 
 @pytest.fixture(name="remote", params=["dir", "s3"])
 def remote_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Remote:
-    """An empty remote: a directory (``file://``), or a bucket prefix on SeaweedFS."""
+    """An empty remote: a directory (``file://``), or a new prefix of the session's
+    shared bucket on SeaweedFS (``S3Server.make_prefix``)."""
     if request.param == "dir":
         path = tmp_path / "remote"
         return Remote("dir", path.as_uri(), (), open_backend(str(path), create=True))
     server: S3Server = request.getfixturevalue("s3_env")
-    url = f"s3://{server.make_bucket()}/team/data"
+    url = f"s3://{server.make_prefix()}/team/data"
     backend = open_backend(url, endpoint_url=server.endpoint)
     return Remote("s3", url, ("--endpoint-url", server.endpoint), backend)
 
