@@ -20,7 +20,6 @@ from vfs.model.names import MAX_NAME, is_reserved, is_reserved_at_root
 from vfs.ops import merging
 from vfs.ops import status as ops_status
 from vfs.quoting import escape_text, shell_word
-from vfs.repo.remote_copies import moved
 from vfs.repo.repository import Repository
 from vfs.worktree.scan import show
 
@@ -406,8 +405,12 @@ def tracking(repo: Repository, st: ops_status.Status) -> list[dict[str, Any]]:
         ]
     out = []
     for remote_name, theirs in pairs:
-        if theirs is None or moved(repo.dir, f"{remote_name}/{st.branch}") is not None:
-            continue  # (none, or the copy of where the remote was: held back there)
+        if theirs is None:
+            continue
+        from vfs.repo.remote_copies import moved  # (10 ms of imports: only with copies)
+
+        if moved(repo.dir, f"{remote_name}/{st.branch}") is not None:
+            continue  # (the copy of where the remote was: held back there)
         ahead, behind = repo.history.ahead_behind(mine, theirs)
         name = f"{remote_name}/{st.branch}"
         out.append({"remote": remote_name, "name": name, "ahead": ahead, "behind": behind})
