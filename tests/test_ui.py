@@ -284,6 +284,28 @@ def test_lineage_experiments_and_store(server: Server, repo: Repo) -> None:
     assert log["entries"][0]["seq"] == log["total"]  # newest first
 
 
+def test_a_line_of_the_audit_log_that_is_no_entry_leaves_the_others_listed(
+    tmp_path: Path,
+) -> None:
+    """One damaged line of `.dvfs/audit.log` made the store page's audit request fail
+    whole; the others are listed, as `dvfs audit` lists them, and the line is named."""
+    repo = init_repo(tmp_path / "repo")
+    commit_files(repo, {"a.txt": b"one\n"}, "one")
+    commit_files(repo, {"a.txt": b"two\n"}, "two")
+    log = repo.root / ".dvfs" / "audit.log"
+    lines = log.read_bytes().splitlines(keepends=True)
+    lines[1] = b"not an entry\n"
+    log.write_bytes(b"".join(lines))
+    r = repo.run("audit", "--json")
+    assert_error(r, "line 2 of .dvfs/audit.log is not an entry")
+    listed = [e["seq"] for e in json.loads(r.out)]
+    with serving(repo.root) as s:
+        got = api(s, "audit")
+        assert got["damaged_lines"] == [2]
+        assert [e["seq"] for e in got["entries"]] == listed[::-1] and got["total"] == len(listed)
+        assert not api(s, "store")["verify"]["intact"]
+
+
 def test_lineage_names_the_version_of_the_bytes_a_run_read_as_the_cli_does(
     tmp_path: Path,
 ) -> None:

@@ -482,11 +482,14 @@ def store(repo: Repository) -> dict[str, Any]:
 
 
 def audit_log(repo: Repository, offset: int = 0, limit: int = 100) -> dict[str, Any]:
-    """A page of ``dvfs audit --json``, newest first."""
+    """A page of ``dvfs audit --json``, newest first; ``damaged_lines``: the numbers of
+    the log's lines that are no entry, left out as the CLI's listing leaves them (the
+    page's verdict, ``dvfs audit verify``'s, names what was changed)."""
     offset, limit = page(offset, limit)
-    entries = list(audit.entries(repo.dir))
+    bad: list[int] = []
+    entries = list(audit.entries(repo.dir, skipped=bad))
     entries.reverse()
-    return {"total": len(entries), "offset": offset, "limit": limit,
+    return {"total": len(entries), "offset": offset, "limit": limit, "damaged_lines": bad,
             "entries": [e.as_json() for e in entries[offset : offset + limit]]}  # fmt: skip
 
 
