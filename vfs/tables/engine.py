@@ -228,6 +228,8 @@ class Engine:
         self._early_pool: ThreadPoolExecutor | None = None
         self._early_lock = threading.Lock()
         self._shut = False  # closed: nothing more is sniffed early
+        self._beside: ThreadPoolExecutor | None = None  # queries run beside (run_beside)
+        self._beside_cursors: list[duckdb.DuckDBPyConnection] = []
 
     def _connect(self, config: dict[str, Any]) -> None:
         self._thread = threading.get_ident()
@@ -249,6 +251,11 @@ class Engine:
             self._shut = True
             if self._early_pool is not None:
                 self._early_pool.shutdown(wait=True, cancel_futures=True)
+            for cursor in self._beside_cursors:  # nor a query run beside (run_beside)
+                with contextlib.suppress(Exception):
+                    cursor.interrupt()
+        if self._beside is not None:
+            self._beside.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True)
         if self._con is not None:
             if linger:
@@ -278,6 +285,44 @@ class Engine:
                 cursor.close()
 
         return self._guarded(aside)
+
+    def run_beside(self, sql: str) -> Future[list[tuple[Any, ...]]]:
+        """Start ``sql`` on a cursor of its own, on a thread of its own, while the
+        engine's thread runs other queries (``run``); its answer or this module's
+        error comes from the future's ``result()``. ``cancel_beside`` interrupts what
+        still runs (so do ``close`` and Ctrl-C in ``result``). For a table the next
+        queries read (a table of the main schema: a cursor's temporary tables are
+        its own), where one query alone leaves a core idle: on the benchmark's
+        200,000-row cut, the old file's key check beside the line join."""
+        with self._early_lock:
+            if self._beside is None:
+                self._beside = ThreadPoolExecutor(1, thread_name_prefix="engine-beside")
+
+            def beside(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+                with self._early_lock:
+                    if self._shut:
+                        raise EngineError("the table engine was closed")
+                    cursor = con.cursor()
+                    self._beside_cursors.append(cursor)
+                try:
+                    return cursor.execute(sql).fetchall()
+                finally:
+                    with self._early_lock:
+                        self._beside_cursors.remove(cursor)
+                    cursor.close()
+
+            return self._beside.submit(self._guarded, beside)
+
+    def cancel_beside(self) -> None:
+        """Interrupt the queries ``run_beside`` started that still run, and wait for
+        their threads to end."""
+        with self._early_lock:
+            for cursor in self._beside_cursors:
+                with contextlib.suppress(Exception):
+                    cursor.interrupt()
+            pool, self._beside = self._beside, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def write_lines(self, sql: str, dest: Path, header: bytes, eol: bytes, longest: int) -> int:
         """Write ``header``, then the one text column of each row ``sql`` gives followed
