@@ -34,11 +34,13 @@ Names from files go into SQL only through :func:`ident` and :func:`literal`.
 Start-up costs count on small files: the engine is DuckDB's compiled module
 (``_duckdb``) alone, not the ``duckdb`` package, whose Python layer (relational API,
 expression builder, version lookup through package metadata) this module never uses
-and which costs 0.3 s of CPU to import; the connection is opened on the engine's
-thread while the caller copies the sides out of the store; and the CSV sides are
-sniffed at the same time (two cursors), a sample shared by both sides sniffed once,
-each as soon as its sample is written (``sniff_early``), while the other side is
-still being made.
+and which costs 0.3 s of CPU to import; the connection is opened on a thread of
+its own while the caller looks the versions up (``warm``, for the CLI) or copies
+the sides out of the store; the CSV sides are sniffed at the same time (two
+cursors), a sample shared by both sides sniffed once, each as soon as its sample is
+written (``sniff_early``), while the other side is still being made; and a query
+that would leave a core idle runs beside another on a cursor of its own
+(``run_beside``).
 """
 
 from __future__ import annotations
@@ -102,6 +104,42 @@ class TypeMismatch(Exception):
 
 class EngineError(DvfsError):
     """The engine failed for another reason (memory, disk); the message says which."""
+
+
+def _config(threads: int | None) -> dict[str, Any]:
+    """The engine's options but its scratch directory (``Engine``)."""
+    return {
+        "memory_limit": MEMORY_LIMIT,
+        "threads": threads or os.cpu_count() or 1,
+        "preserve_insertion_order": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+
+
+def _open(config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_progress_bar = false")  # it would print over ours
+    return con
+
+
+_Warm = tuple[int, "Future[duckdb.DuckDBPyConnection]"]  # threads, the connection
+_WARM: list[_Warm] = []  # a connection being opened for the next Engine (warm)
+
+
+def warm(threads: int | None = None) -> None:
+    """Start opening, on a thread of its own, the connection that the next ``Engine``
+    made in this process with as many ``threads`` takes, while the caller goes on:
+    for a process that makes one diff (the CLI), so that the 0.03 s of CPU opening
+    it takes overlaps the caller's look-ups rather than delaying the first sniff.
+    Its failure is raised by the engine's first query, as a connection's the
+    engine opens itself."""
+    if _WARM:
+        return
+    config = _config(threads)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="engine-warm")
+    _WARM.append((config["threads"], pool.submit(_open, config)))
+    pool.shutdown(wait=False)
 
 
 def ident(name: str) -> str:
@@ -210,20 +248,17 @@ class Engine:
     def __init__(self, scratch: Path, threads: int | None = None) -> None:
         spill = scratch / "spill"
         spill.mkdir(exist_ok=True)
-        config: dict[str, Any] = {
-            "memory_limit": MEMORY_LIMIT,
-            "temp_directory": str(spill),
-            "threads": threads or os.cpu_count() or 1,
-            "preserve_insertion_order": False,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        }
+        config = _config(threads)
+        config["temp_directory"] = str(spill)
+        opened = _WARM.pop() if _WARM else None
+        if opened is not None and opened[0] != config["threads"]:
+            opened = None  # (closed by the collector)
         self.scratch = scratch
         self.pieces = True  # files whose lines are rows are read in pieces (scan_options)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._thread: int | None = None  # the engine thread's ident, once it runs
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="engine")
-        self._started = self._pool.submit(self._connect, config)
+        self._started = self._pool.submit(self._connect, config, opened)
         self._early: dict[tuple[Format, bytes], Future[tuple[Any, ...]]] = {}
         self._early_pool: ThreadPoolExecutor | None = None
         self._early_lock = threading.Lock()
@@ -231,11 +266,14 @@ class Engine:
         self._beside: ThreadPoolExecutor | None = None  # queries run beside (run_beside)
         self._beside_cursors: list[duckdb.DuckDBPyConnection] = []
 
-    def _connect(self, config: dict[str, Any]) -> None:
+    def _connect(self, config: dict[str, Any], opened: _Warm | None) -> None:
         self._thread = threading.get_ident()
         try:
-            con = duckdb.connect(":memory:", config=config)
-            con.execute("SET enable_progress_bar = false")  # it would print over ours
+            if opened is not None:  # (warm): all but the scratch directory set
+                con = opened[1].result()
+                con.execute(f"SET temp_directory = {literal(config['temp_directory'])}")
+            else:
+                con = _open(config)
         except duckdb.Error as exc:
             raise EngineError(f"the table engine did not start: {first_line(exc)}") from None
         self._con = con

@@ -57,6 +57,11 @@ before. Headers that differ, first lines that mostly differ (every row rewritten
 checked on the sides' first bytes before anything is read), a line the engine cannot
 read as text, or more than ``LINE_SHARE`` of the rows differing: the full path.
 
+On both paths, the key check's read of the old file runs while the changed rows are
+found (``_old_keys``), and the check itself while the changed rows are compared
+(``_checked_beside``), each on a cursor of its own: on two cores, one query alone
+leaves one idle part of the time. What the key check finds still comes first.
+
 Counts of unchanged rows follow from the side totals. Anything the fast path cannot
 prove (different headers or dialects, quotes, nothing shared) takes the full path;
 ``tests/test_rowdiff_fast.py`` checks with hypothesis that both give the same answer,
@@ -93,7 +98,7 @@ from vfs.repo.stage import Index, Staged
 from vfs.store.objects import ObjectStore
 from vfs.tables import checks, keys, regions
 from vfs.tables import engine as engine_module
-from vfs.tables.compare import key_totals, keyed, unkeyed
+from vfs.tables.compare import key_totals, key_totals_answer, key_totals_query, keyed, unkeyed
 from vfs.tables.engine import (
     Engine,
     EngineError,
@@ -706,16 +711,39 @@ def _parts(
                 first: tuple[str, int, int, Sequence[str]] = (OLD_KEYS, 1, 1, ())
             else:
                 first = (whole(), 1, 1, checked)
-            counts = key_totals(
-                engine, out, ot, nt, key,
-                [first, (a_rel, 0, -1, ()), (b_rel, 0, 1, ())],
-                bounds if kind else None, text,
+            sources = [first, (a_rel, 0, -1, ()), (b_rel, 0, 1, ())]
+            _checked_beside(
+                engine, out, ot, nt, key, a_rel, b_rel, limit, text, counted, sources,
+                bounds if kind else None,
             )  # fmt: skip
+            return bounds
         keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, lambda: counts, counted)
     else:
         shared = engine.count(whole(), checked) - engine.count(a_rel)
         unkeyed(engine, out, ot, nt, a_rel, b_rel, limit, text, shared, counted)
     return bounds
+
+
+def _checked_beside(
+    engine: Engine, out: RowDiff, ot: Table, nt: Table, key: Sequence[str], a_rel: str,
+    b_rel: str, limit: int, text: bool, counted: tuple[int | None, int | None],
+    sources: list[tuple[str, int, int, Sequence[str]]], bounds: list[checks.Bounds | None] | None,
+) -> None:  # fmt: skip
+    """``keyed`` on the changed rows, with ``key_totals`` over ``sources`` run beside it
+    (``Engine.run_beside``): each is a few small queries that leave a core idle.
+    What the key check finds comes first, as when it ran before: a key that names
+    several rows, or its error, rather than the join's."""
+    check = engine.run_beside(key_totals_query(ot, nt, key, sources, bounds is not None, text))
+
+    def counts() -> tuple[int, int]:
+        return key_totals_answer(out, key, check.result()[0], bounds)
+
+    try:
+        keyed(engine, out, ot, nt, key, a_rel, b_rel, limit, text, counts, counted)
+    except Exception:
+        counts()  # its error first
+        raise
+    counts()  # (keyed asks for it only where its own counts disagree)
 
 
 def _proof(
